@@ -1,0 +1,159 @@
+import { readFileSync } from "node:fs";
+import type { z } from "zod";
+import { describeFsError, interpolateEnv, offsetOf, parseConfigText, readSecretFiles } from "./document.ts";
+import type { ParsedConfigDocument } from "./document.ts";
+import type { ConfigIssue } from "./issues.ts";
+import { ConfigValidationError, formatPath, nearest } from "./issues.ts";
+import { configSchema, crossCheck, SECRET_KEYS } from "./schema.ts";
+import type { SluiceConfig } from "./schema.ts";
+import { objectKeys, schemaAt, unionChoices } from "./schema-walk.ts";
+
+export interface LoadOptions {
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+/** Reads, interpolates and validates a config file; throws ConfigValidationError with every problem found. */
+export function loadConfigFile(file: string, options: LoadOptions = {}): SluiceConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    throw new ConfigValidationError(file, [{ file, line: 0, column: 0, path: "", message: `cannot read config file: ${describeFsError(error)}` }]);
+  }
+  return loadConfigText(file, text, options);
+}
+
+export function loadConfigText(file: string, text: string, options: LoadOptions = {}): SluiceConfig {
+  const parsed = parseConfigText(file, text);
+  if (parsed.issues.length > 0) throw new ConfigValidationError(file, parsed.issues);
+  interpolateEnv(parsed, options.env ?? process.env);
+  readSecretFiles(parsed, SECRET_KEYS);
+  const raw: unknown = parsed.document.toJS();
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    parsed.issues.push({ file, line: 1, column: 1, path: "", message: "expected a mapping of settings (name, sources, topics, sinks, ...) at the top level" });
+    throw new ConfigValidationError(file, parsed.issues);
+  }
+  const result = configSchema.safeParse(raw);
+  const crossIssues = crossCheck(raw as Record<string, unknown>);
+  if (result.success && parsed.issues.length === 0 && crossIssues.length === 0) return result.data;
+  // A value whose interpolation or secret file already failed is not reported again by the schema.
+  const alreadyReported = new Set(parsed.issues.map((i) => i.path));
+  const schemaIssues = (result.success ? [] : result.error.issues.flatMap((i) => describeIssue(parsed, raw, i))).filter(
+    (i) => !alreadyReported.has(i.path),
+  );
+  const referenceIssues = crossIssues.map((i) => ({
+    file,
+    ...parsed.locate(offsetOf(parsed.document, i.path)),
+    path: formatPath(i.path),
+    message: `${i.message}${i.candidates ? suggestion(i.value, i.candidates) : ""}`,
+  }));
+  throw new ConfigValidationError(file, sortIssues(dedupe([...parsed.issues, ...schemaIssues, ...referenceIssues])));
+}
+
+function dedupe(issues: ConfigIssue[]): ConfigIssue[] {
+  const seen = new Set<string>();
+  return issues.filter((i) => {
+    const key = `${i.line}:${i.column}:${i.path}:${i.message}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+function sortIssues(issues: ConfigIssue[]): ConfigIssue[] {
+  return issues.sort((a, b) => a.line - b.line || a.column - b.column);
+}
+
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let value = root;
+  for (const part of path) value = (value as Record<PropertyKey, unknown> | undefined)?.[part as string];
+  return value;
+}
+
+function show(value: unknown): string {
+  if (value === undefined) return "nothing";
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object") return "a mapping";
+  if (typeof value === "string") return `"${value}"`;
+  return `${typeof value} ${String(value)}`;
+}
+
+function quoteAll(values: readonly unknown[]): string {
+  return values.map((v) => `"${String(v)}"`).join(", ");
+}
+
+function suggestion(word: unknown, candidates: readonly string[]): string {
+  if (typeof word !== "string") return "";
+  const match = nearest(word, candidates);
+  return match ? `; did you mean "${match}"?` : "";
+}
+
+function describeIssue(parsed: ParsedConfigDocument, raw: unknown, issue: z.core.$ZodIssue): ConfigIssue[] {
+  const path = issue.path as PropertyKey[];
+  const at = (p: readonly PropertyKey[], keyNamed?: string) => ({
+    file: parsed.file,
+    ...parsed.locate(offsetOf(parsed.document, p, keyNamed)),
+  });
+  const value = valueAt(raw, path);
+
+  switch (issue.code) {
+    case "unrecognized_keys": {
+      const schema = schemaAt(configSchema, path, raw);
+      const known = schema ? (objectKeys(schema) ?? []) : [];
+      const candidates = [...known, ...known.filter((k) => (SECRET_KEYS as readonly string[]).includes(k)).map((k) => `${k}_file`)];
+      return issue.keys.map((key) => ({
+        ...at(path, key),
+        path: formatPath([...path, key]),
+        message: `unknown key "${key}"${suggestion(key, candidates)}`,
+      }));
+    }
+    case "invalid_union": {
+      if (issue.discriminator !== undefined) {
+        const parentPath = path[path.length - 1] === issue.discriminator ? path.slice(0, -1) : path;
+        const given = valueAt(raw, [...parentPath, issue.discriminator]);
+        const choices = (issue as { options?: unknown[] }).options?.map(String) ?? unionChoices(schemaAt(configSchema, parentPath, raw)!)?.values ?? [];
+        if (valueAt(raw, parentPath) === null || typeof valueAt(raw, parentPath) !== "object") {
+          return [{ ...at(parentPath), path: formatPath(parentPath), message: `expected a mapping with "${issue.discriminator}: ${choices.join(" | ")}", got ${show(valueAt(raw, parentPath))}` }];
+        }
+        const message =
+          given === undefined
+            ? `missing required key "${issue.discriminator}" (one of ${quoteAll(choices)})`
+            : `expected one of ${quoteAll(choices)}, got ${show(given)}${suggestion(given, choices)}`;
+        const keyPath = [...parentPath, issue.discriminator];
+        return [{ ...at(given === undefined ? parentPath : keyPath), path: formatPath(keyPath), message }];
+      }
+      // Plain unions (durations, sizes): report the branch that matches the value's type.
+      const branch = issue.errors.find((errors) => errors.every((e) => e.code !== "invalid_type"));
+      const first = branch?.[0];
+      if (first) return describeIssue(parsed, raw, { ...first, path: [...path, ...first.path] } as z.core.$ZodIssue);
+      const expected = issue.errors.flatMap((errors) => errors.map((e) => (e.code === "invalid_type" ? e.expected : ""))).filter(Boolean);
+      return [{ ...at(path), path: formatPath(path), message: `expected ${[...new Set(expected)].join(" or ")}, got ${show(value)}` }];
+    }
+    case "invalid_type":
+      if (value === undefined) {
+        const parent = path.slice(0, -1);
+        return [{ ...at(parent), path: formatPath(path), message: `missing required key "${String(path[path.length - 1])}" (${issue.expected})` }];
+      }
+      return [{ ...at(path), path: formatPath(path), message: `expected ${issue.expected === "object" ? "a mapping" : issue.expected === "array" ? "a list" : issue.expected}, got ${show(value)}` }];
+    case "invalid_value": {
+      const choices = issue.values.map(String);
+      return [{ ...at(path), path: formatPath(path), message: `expected one of ${quoteAll(choices)}, got ${show(value)}${suggestion(value, choices)}` }];
+    }
+    case "too_small":
+      if (issue.origin === "array") {
+        return [{ ...at(path), path: formatPath(path), message: `expected at least ${String(issue.minimum)} item${issue.minimum === 1 ? "" : "s"}, got ${Array.isArray(value) ? value.length : show(value)}` }];
+      }
+      if (issue.origin === "string") {
+        return [{ ...at(path), path: formatPath(path), message: issue.minimum === 1 ? "expected a non-empty string" : `expected at least ${String(issue.minimum)} characters` }];
+      }
+      return [{ ...at(path), path: formatPath(path), message: `expected a number ${issue.inclusive ? "≥" : ">"} ${String(issue.minimum)}, got ${show(value)}` }];
+    case "too_big":
+      if (issue.origin === "string") return [{ ...at(path), path: formatPath(path), message: `expected at most ${String(issue.maximum)} characters` }];
+      return [{ ...at(path), path: formatPath(path), message: `expected a number ${issue.inclusive ? "≤" : "<"} ${String(issue.maximum)}, got ${show(value)}` }];
+    case "custom":
+      return [{ ...at(path), path: formatPath(path), message: issue.message }];
+    default:
+      return [{ ...at(path), path: formatPath(path), message: `${issue.message}, got ${show(value)}` }];
+  }
+}

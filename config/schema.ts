@@ -1,0 +1,373 @@
+/**
+ * The one schema of a Sluice deployment file. Every key, its type, its default and its meaning
+ * live here; `docs/config-reference.md` is generated from it (`npm run docs:config`) and a test
+ * fails when that page is stale.
+ *
+ * Secrets: any key named in SECRET_KEYS may instead be given as `<key>_file: /path` (see secrets.ts).
+ */
+import { z } from "zod";
+import { DURATION_PATTERN, parseDuration, parseSize, SIZE_PATTERN } from "./units.ts";
+
+export const SECRET_KEYS = ["password", "token", "api_key"] as const;
+
+const duration = (description: string) =>
+  z
+    .union([
+      z.number().int().nonnegative(),
+      z.string().regex(DURATION_PATTERN, { error: 'expected a duration such as "500ms", "5s", "2m", "1h" or "7d"' }),
+    ])
+    .transform((value) => (typeof value === "number" ? value : parseDuration(value)!))
+    .describe(`${description} (duration: "500ms", "5s", "2m", "1h", "7d", or milliseconds)`);
+
+const size = (description: string) =>
+  z
+    .union([
+      z.number().int().positive(),
+      z.string().regex(SIZE_PATTERN, { error: 'expected a size such as "512KiB", "64MiB" or "1GB"' }),
+    ])
+    .transform((value) => (typeof value === "number" ? value : parseSize(value)!))
+    .describe(`${description} (size: "512KiB", "64MiB", "1GB", or bytes)`);
+
+const identifier = (description: string) =>
+  z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: "expected letters, digits and underscores, not starting with a digit" })
+    .max(63)
+    .describe(description);
+
+const port = (fallback: number, description: string) =>
+  z.number().int().min(1).max(65535).default(fallback).describe(description);
+
+const hostPort = (description: string) =>
+  z
+    .string()
+    .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'expected "host:port"', abort: true })
+    .refine((value) => {
+      const p = Number(value.slice(value.lastIndexOf(":") + 1));
+      return p >= 1 && p <= 65535;
+    }, { error: "port must be between 1 and 65535" })
+    .describe(description);
+
+const httpUrl = (description: string) =>
+  z
+    .string()
+    .refine((value) => {
+      try {
+        const url = new URL(value);
+        return (url.protocol === "http:" || url.protocol === "https:") && url.hostname !== "";
+      } catch {
+        return false;
+      }
+    }, { error: 'expected an http:// or https:// URL, e.g. "http://127.0.0.1:9200"' })
+    .describe(description);
+
+const tableFilter = z
+  .array(
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_*?$-]+\.[A-Za-z0-9_*?$-]+$/, { error: 'expected "schema.table"; "*" and "?" are wildcards' }),
+  )
+  .min(1)
+  .describe('Tables as "schema.table"; "*" and "?" are wildcards (e.g. "public.*")');
+
+const tls = z
+  .strictObject({
+    mode: z
+      .enum(["disable", "require", "verify-ca", "verify-full"])
+      .default("disable")
+      .describe("disable: plain TCP; require: TLS without certificate checks; verify-ca/verify-full: check the server certificate (and host name)"),
+    ca_file: z.string().optional().describe("PEM file with the CA certificate(s) to trust"),
+  })
+  .default({ mode: "disable" })
+  .describe("TLS to the server");
+
+const snapshot = z
+  .strictObject({
+    mode: z
+      .enum(["initial", "never", "when-needed"])
+      .default("initial")
+      .describe("initial: snapshot the tables once before streaming; never: stream only; when-needed: snapshot when no usable checkpoint exists"),
+    parallelism: z.number().int().min(1).max(64).default(2).describe("Tables read at the same time"),
+    chunk_rows: z.number().int().min(1).default(10_000).describe("Rows per primary-key chunk"),
+  })
+  .default({ mode: "initial", parallelism: 2, chunk_rows: 10_000 })
+  .describe("Initial snapshot");
+
+const decimalMode = z
+  .enum(["precise", "double", "string"])
+  .default("precise")
+  .describe("How numerics without a declared scale are encoded in Avro");
+
+const sourceCommon = {
+  name: identifier("Logical source name: first part of topic names and Avro record names"),
+  host: z.string().min(1).default("127.0.0.1").describe("Server host"),
+  user: z.string().min(1).describe("User name"),
+  password: z.string().optional().describe("Password (or password_file)"),
+  tls,
+  tables: tableFilter,
+  snapshot,
+  decimal_mode: decimalMode,
+  max_buffer_bytes: size("Bound on changes read ahead of the topic log; a slower topic log slows reading").default(64 * 2 ** 20),
+  heartbeat_interval: duration("Advance the acknowledged position this often when captured tables are quiet; 0 disables").default(10_000),
+};
+
+const postgresSource = z.strictObject({
+  kind: z.literal("postgres"),
+  ...sourceCommon,
+  port: port(5432, "Server port"),
+  database: z.string().min(1).describe("Database to capture"),
+  slot: identifier("Logical replication slot (default: sluice_<name>)").optional(),
+  publication: identifier("Publication (default: sluice_<name>)").optional(),
+  create_slot: z.boolean().default(true).describe("Create the slot when it does not exist (never when a checkpoint exists: a missing slot with a checkpoint is refused)"),
+  create_publication: z.boolean().default(true).describe("Create the publication when it does not exist"),
+  key_columns: z
+    .record(z.string(), z.array(z.string().min(1)).min(1))
+    .default({})
+    .describe('Key columns for tables without a primary key or replica identity index, e.g. {"public.events": ["id"]}'),
+  transaction_metadata: z.boolean().default(false).describe("Also publish BEGIN/END events with event counts to <name>.transaction"),
+});
+
+const mysqlSource = z.strictObject({
+  kind: z.literal("mysql"),
+  ...sourceCommon,
+  port: port(3306, "Server port"),
+  server_id: z.number().int().min(1).max(4294967295).describe("Replica server id, unique among the server's replicas"),
+  zero_dates: z
+    .enum(["null", "error"])
+    .default("null")
+    .describe("What a zero date (0000-00-00) becomes: null, or an error that halts the table"),
+});
+
+const source = z.discriminatedUnion("kind", [postgresSource, mysqlSource]);
+
+const retention = z
+  .strictObject({
+    max_age: duration("Drop records older than this; 0 keeps forever").default(7 * 86_400_000),
+    max_bytes: size("Drop the oldest records of a partition beyond this size").optional(),
+  })
+  .default({ max_age: 7 * 86_400_000 })
+  .describe("Retention of topic records");
+
+const embeddedTopics = z.strictObject({
+  kind: z.literal("embedded"),
+  path: z.string().min(1).default("./data/sluice.db").describe("The one file holding records, offsets, checkpoints and the schema registry"),
+  partitions: z.number().int().min(1).max(1024).default(1).describe("Partitions per topic"),
+  retention,
+});
+
+const kafkaTopics = z.strictObject({
+  kind: z.literal("kafka"),
+  brokers: z.array(hostPort("Bootstrap broker")).min(1).describe('Bootstrap brokers, "host:port"'),
+  client_id: z.string().min(1).default("sluice").describe("Kafka client id"),
+  partitions: z.number().int().min(1).max(10_000).default(3).describe("Partitions for topics Sluice creates"),
+  replication_factor: z.number().int().min(1).max(10).default(1).describe("Replication factor for topics Sluice creates"),
+  compression: z.enum(["none", "gzip", "lz4", "zstd"]).default("none").describe("Record batch compression"),
+  linger: duration("Wait this long to fill a batch").default(5),
+  batch_bytes: size("Largest produce batch").default(2 ** 20),
+  max_in_flight: z.number().int().min(1).max(5).default(5).describe("Produce requests in flight per broker"),
+  transactions: z.boolean().default(true).describe("Commit records and the source checkpoint in one Kafka transaction"),
+  retention,
+  sasl: z
+    .strictObject({
+      mechanism: z.enum(["plain", "scram-sha-256", "scram-sha-512"]).describe("SASL mechanism"),
+      username: z.string().min(1).describe("SASL user"),
+      password: z.string().optional().describe("SASL password (or password_file)"),
+    })
+    .optional()
+    .describe("SASL authentication"),
+  tls: z
+    .strictObject({
+      enabled: z.boolean().default(true).describe("Use TLS"),
+      ca_file: z.string().optional().describe("PEM file with the CA certificate(s) to trust"),
+    })
+    .optional()
+    .describe("TLS to the brokers"),
+});
+
+const topics = z
+  .discriminatedUnion("kind", [embeddedTopics, kafkaTopics])
+  .default({ kind: "embedded", path: "./data/sluice.db", partitions: 1, retention: { max_age: 7 * 86_400_000 } })
+  .describe("The durable topic log between sources and sinks");
+
+const compatibility = z
+  .enum(["BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE", "NONE"])
+  .default("BACKWARD")
+  .describe("Default compatibility level for subjects");
+
+const builtinRegistry = z.strictObject({
+  kind: z.literal("builtin"),
+  compatibility,
+  path: z.string().regex(/^\/[A-Za-z0-9/_-]*$/).default("/registry").describe("URL path under the HTTP server where the Confluent-compatible API is served"),
+  token: z.string().optional().describe("Bearer token clients must send (or token_file); none: no auth"),
+});
+
+const remoteRegistry = z.strictObject({
+  kind: z.literal("remote"),
+  url: httpUrl("Base URL of a Confluent-compatible schema registry"),
+  username: z.string().optional().describe("Basic-auth user"),
+  password: z.string().optional().describe("Basic-auth password (or password_file)"),
+  token: z.string().optional().describe("Bearer token (or token_file)"),
+  timeout: duration("Request timeout").default(10_000),
+  cache_size: z.number().int().min(1).default(1000).describe("Schemas kept in the client's cache"),
+});
+
+const schemaRegistry = z
+  .discriminatedUnion("kind", [builtinRegistry, remoteRegistry])
+  .default({ kind: "builtin", compatibility: "BACKWARD", path: "/registry" })
+  .describe("Where Avro schemas are registered and compatibility-checked");
+
+const batch = z
+  .strictObject({
+    max_rows: z.number().int().min(1).default(5_000).describe("Changes per batch"),
+    max_bytes: size("Bytes per batch").default(8 * 2 ** 20),
+    max_wait: duration("Longest wait to fill a batch").default(200),
+  })
+  .default({ max_rows: 5_000, max_bytes: 8 * 2 ** 20, max_wait: 200 })
+  .describe("How a sink batches changes");
+
+const sinkCommon = {
+  name: identifier("Sink name; also its consumer group"),
+  sources: z.array(z.string().min(1)).optional().describe("Sources whose topics this sink reads (default: all)"),
+  tables: tableFilter.default(["*.*"]),
+  target: z
+    .string()
+    .regex(/^[A-Za-z0-9_{}]+$/, { error: "expected letters, digits, _ and the placeholders {source}, {schema}, {table}" })
+    .default("{schema}_{table}")
+    .describe("Target table/index name template: {source}, {schema}, {table}"),
+  on_error: z
+    .enum(["halt", "dead-letter"])
+    .default("halt")
+    .describe("A row the sink cannot apply halts its table (halt) or goes to the dead-letter topic with the reason (dead-letter)"),
+  dead_letter_topic: z.string().min(1).optional().describe("Dead-letter topic (default: <deployment>.dlq.<sink>)"),
+  batch,
+  retry: z
+    .strictObject({
+      initial: duration("First retry delay").default(200),
+      max: duration("Longest retry delay").default(30_000),
+    })
+    .default({ initial: 200, max: 30_000 })
+    .describe("Backoff for transient errors (exponential, with jitter)"),
+};
+
+const duckdbSink = z.strictObject({
+  kind: z.literal("duckdb"),
+  ...sinkCommon,
+  path: z.string().min(1).default("./data/warehouse.duckdb").describe("DuckDB database file"),
+});
+
+const clickhouseSink = z.strictObject({
+  kind: z.literal("clickhouse"),
+  ...sinkCommon,
+  url: httpUrl("ClickHouse HTTP endpoint"),
+  database: z.string().min(1).default("default").describe("Database for the tables"),
+  user: z.string().min(1).default("default").describe("User name"),
+  password: z.string().optional().describe("Password (or password_file)"),
+  native_deletes: z.boolean().default(false).describe("Use ReplacingMergeTree(_version, is_deleted) (ClickHouse 23.2+) instead of the _deleted flag"),
+});
+
+const elasticsearchSink = z.strictObject({
+  kind: z.literal("elasticsearch"),
+  ...sinkCommon,
+  nodes: z.array(httpUrl("Elasticsearch node URL")).min(1).describe("Elasticsearch node URLs"),
+  username: z.string().optional().describe("Basic-auth user"),
+  password: z.string().optional().describe("Basic-auth password (or password_file)"),
+  api_key: z.string().optional().describe("API key (or api_key_file)"),
+  bulk_bytes: size("Largest bulk request body").default(5 * 2 ** 20),
+});
+
+const sink = z.discriminatedUnion("kind", [duckdbSink, clickhouseSink, elasticsearchSink]);
+
+const http = z
+  .strictObject({
+    listen: hostPort("Address of the HTTP server (health, metrics, status, schema registry)").default("127.0.0.1:8080"),
+  })
+  .default({ listen: "127.0.0.1:8080" })
+  .describe("HTTP server");
+
+const metrics = z
+  .strictObject({
+    enabled: z.boolean().default(true).describe("Serve Prometheus metrics"),
+    path: z.string().regex(/^\/[A-Za-z0-9/_-]*$/).default("/metrics").describe("Metrics URL path"),
+  })
+  .default({ enabled: true, path: "/metrics" })
+  .describe("Prometheus metrics");
+
+const logging = z
+  .strictObject({
+    level: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info").describe("Lowest level logged"),
+  })
+  .default({ level: "info" })
+  .describe("JSON logs on standard output");
+
+const shutdown = z
+  .strictObject({
+    timeout: duration("Longest graceful drain on SIGTERM before exiting").default(30_000),
+  })
+  .default({ timeout: 30_000 })
+  .describe("Graceful shutdown");
+
+export const configSchema = z
+  .strictObject({
+    name: identifier("Deployment name: prefix of every topic and Avro record name"),
+    sources: z.array(source).min(1).describe("Databases to capture"),
+    topics,
+    schema_registry: schemaRegistry,
+    sinks: z.array(sink).default([]).describe("Where topics are applied"),
+    http,
+    metrics,
+    logging,
+    shutdown,
+  });
+
+export type SluiceConfig = z.output<typeof configSchema>;
+export type SourceConfig = SluiceConfig["sources"][number];
+export type PostgresSourceConfig = Extract<SourceConfig, { kind: "postgres" }>;
+export type MysqlSourceConfig = Extract<SourceConfig, { kind: "mysql" }>;
+export type TopicsConfig = SluiceConfig["topics"];
+export type SchemaRegistryConfig = SluiceConfig["schema_registry"];
+export type SinkConfig = SluiceConfig["sinks"][number];
+
+export interface CrossCheckIssue {
+  readonly path: PropertyKey[];
+  readonly message: string;
+  readonly candidates?: readonly string[];
+  readonly value?: string;
+}
+
+function namesOf(list: unknown): string[] {
+  return Array.isArray(list) ? list.map((item) => (item as { name?: unknown } | null)?.name).map((n) => (typeof n === "string" ? n : "")) : [];
+}
+
+/**
+ * Checks that span keys (unique names, references between sections). They run on the raw
+ * document so they are reported together with every other problem, not only once the rest is valid.
+ */
+export function crossCheck(raw: Record<string, unknown>): CrossCheckIssue[] {
+  const issues: CrossCheckIssue[] = [];
+  for (const [section, what] of [["sources", "source"], ["sinks", "sink"]] as const) {
+    const seen = new Map<string, number>();
+    namesOf(raw[section]).forEach((name, index) => {
+      if (name === "") return;
+      const first = seen.get(name);
+      if (first === undefined) seen.set(name, index);
+      else issues.push({ path: [section, index, "name"], message: `duplicate ${what} name "${name}" (also ${section}[${first}])` });
+    });
+  }
+  const sourceNames = [...new Set(namesOf(raw["sources"]).filter((n) => n !== ""))];
+  const sinks = Array.isArray(raw["sinks"]) ? (raw["sinks"] as unknown[]) : [];
+  sinks.forEach((sink, sinkIndex) => {
+    const referenced = (sink as { sources?: unknown } | null)?.sources;
+    if (!Array.isArray(referenced)) return;
+    referenced.forEach((name, i) => {
+      if (typeof name === "string" && !sourceNames.includes(name)) {
+        issues.push({
+          path: ["sinks", sinkIndex, "sources", i],
+          message: `unknown source "${name}"; sources are ${sourceNames.map((n) => `"${n}"`).join(", ")}`,
+          candidates: sourceNames,
+          value: name,
+        });
+      }
+    });
+  });
+  return issues;
+}

@@ -1,0 +1,234 @@
+/**
+ * The contracts every source, topic log and sink implements, and the data that flows between
+ * them. See ../shared/DESIGN.md ("Core contracts"). Later capabilities refine these; they do not
+ * bypass them.
+ */
+
+export type SourceKind = "postgres" | "mysql";
+
+/**
+ * Where a change sits in its source's history. Totally ordered per source: compare `commit`, then
+ * `change`. For one row, a later change always has a greater `change`, so `change` is the
+ * version sinks apply by (Elasticsearch external version, ClickHouse `_version`, DuckDB guard).
+ * Never a topic offset or a wall-clock time: both break on replay.
+ */
+export interface Position {
+  /** Position of the end of the transaction the change belongs to (PostgreSQL commit LSN; MySQL binlog offset of the XID event). */
+  readonly commit: bigint;
+  /** Position of the change itself (PostgreSQL change LSN; MySQL binlog offset of the row event, plus row index). */
+  readonly change: bigint;
+  /** Source-specific token to resume from this position (e.g. a GTID set), when the numbers alone are not enough. */
+  readonly resume?: string;
+}
+
+export function comparePositions(a: Position, b: Position): number {
+  if (a.commit !== b.commit) return a.commit < b.commit ? -1 : 1;
+  if (a.change !== b.change) return a.change < b.change ? -1 : 1;
+  return 0;
+}
+
+/** Marks a column whose value the source did not send because it did not change (PostgreSQL unchanged TOAST). Sinks keep the stored value. */
+export const UNCHANGED: unique symbol = Symbol.for("sluice.unchanged");
+export type Unchanged = typeof UNCHANGED;
+
+/**
+ * A column value as decoded from the source, exact:
+ * integers that may exceed 2^53 are bigint; decimals are strings of their exact digits
+ * ("-12.3400", "NaN", "Infinity"); bytes are Uint8Array; dates, times and timestamps are the
+ * integers their Avro logical type uses (days, microseconds); JSON is its text; arrays are arrays.
+ */
+export type ColumnValue =
+  | null
+  | boolean
+  | number
+  | bigint
+  | string
+  | Uint8Array
+  | Unchanged
+  | readonly ColumnValue[];
+
+export type Row = Readonly<Record<string, ColumnValue>>;
+
+export interface ColumnSchema {
+  /** Column name as the database spells it. */
+  readonly name: string;
+  /** Type as the database reports it, lower case, with modifiers: "numeric(10,2)", "varchar(255)", "int unsigned", "_int4". */
+  readonly dbType: string;
+  readonly nullable: boolean;
+  /** Default expression as the database reports it, if any. */
+  readonly default?: string | null;
+  /** 1-based position in the primary key, absent when not part of it. */
+  readonly primaryKeyIndex?: number;
+}
+
+export interface TableId {
+  /** Logical source name from the config. */
+  readonly source: string;
+  /** Database (PostgreSQL database, MySQL schema). */
+  readonly database: string;
+  /** Schema (PostgreSQL schema; for MySQL the database name again). */
+  readonly schema: string;
+  readonly table: string;
+}
+
+export interface TableSchema extends TableId {
+  readonly sourceKind: SourceKind;
+  readonly columns: readonly ColumnSchema[];
+  /** Key columns in key order: the primary key, else the replica identity or configured key. */
+  readonly key: readonly string[];
+}
+
+export function tableName(id: TableId): string {
+  return `${id.schema}.${id.table}`;
+}
+
+export type Op = "c" | "u" | "d" | "r" | "t";
+
+export interface SourceInfo {
+  readonly connector: SourceKind;
+  /** Logical source name from the config. */
+  readonly name: string;
+  readonly db: string;
+  readonly schema: string;
+  readonly table: string;
+  readonly position: Position;
+  readonly txId: string | null;
+  /** Commit time, milliseconds since the epoch (UTC). */
+  readonly commitTimeMs: number;
+  readonly snapshot: boolean;
+}
+
+/** One committed row change (or snapshot read, or truncate). */
+export interface ChangeEvent {
+  readonly op: Op;
+  /** Key columns of the row; for a truncate, empty. */
+  readonly key: Row;
+  /** Row before the change when the source provides it (updates, deletes). */
+  readonly before: Row | null;
+  /** Row after the change (creates, updates, snapshot reads). */
+  readonly after: Row | null;
+  readonly source: SourceInfo;
+  /** The table schema the row was read under. */
+  readonly schema: TableSchema;
+}
+
+/** A source's durable resume point, stored through the topic log with the records it covers. */
+export interface Checkpoint {
+  readonly source: string;
+  readonly position: Position;
+}
+
+/** What a source hands on: events in source order, and how to tell the source they are durable. */
+export interface SourceBatch {
+  readonly events: readonly ChangeEvent[];
+  /** The position the source may acknowledge once every event of this batch is durable. */
+  readonly checkpoint: Checkpoint;
+  /** Acknowledge to the database (e.g. PostgreSQL flush LSN). Call only after the topic log confirmed durability. */
+  ack(): Promise<void>;
+}
+
+/**
+ * A source: connect (retried with backoff by the runtime on retriable errors), read batches,
+ * acknowledge each after it is durable, close. Reading applies backpressure: a source does not
+ * read further ahead than its configured byte bound.
+ */
+export interface Source {
+  readonly name: string;
+  readonly kind: SourceKind;
+  /** Connects and positions the stream after `from` (or takes a snapshot when there is none, per config). */
+  connect(from: Checkpoint | null, signal: AbortSignal): Promise<void>;
+  /** Resolves with the next batch, waiting for changes as long as needed; rejects when `signal` aborts. */
+  read(signal: AbortSignal): Promise<SourceBatch>;
+  close(): Promise<void>;
+}
+
+export interface TopicSpec {
+  readonly name: string;
+  readonly partitions: number;
+  /** Retention by age, milliseconds; null keeps forever. */
+  readonly retentionMs: number | null;
+  readonly compacted: boolean;
+}
+
+export interface ProducedRecord {
+  readonly topic: string;
+  /** Partitioning key: records with equal keys keep their order. */
+  readonly key: Uint8Array | null;
+  /** Null is a tombstone. */
+  readonly value: Uint8Array | null;
+  readonly headers?: Readonly<Record<string, Uint8Array>>;
+  /** Milliseconds since the epoch. */
+  readonly timestamp: number;
+}
+
+export interface StoredRecord extends ProducedRecord {
+  readonly partition: number;
+  readonly offset: bigint;
+}
+
+export type SeekTarget =
+  | { readonly kind: "earliest" }
+  | { readonly kind: "latest" }
+  | { readonly kind: "offset"; readonly offset: bigint }
+  | { readonly kind: "timestamp"; readonly timestampMs: number };
+
+export interface TopicPartitionOffset {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: bigint;
+}
+
+export interface TopicConsumer {
+  /** Next records from the subscribed topics, waiting up to `maxWaitMs`; at most `maxBytes` in total. */
+  poll(options: { maxRecords: number; maxBytes: number; maxWaitMs: number; signal?: AbortSignal }): Promise<StoredRecord[]>;
+  /** Commit offsets (the next offset to read) for the consumer group. */
+  commit(offsets: readonly TopicPartitionOffset[]): Promise<void>;
+  seek(topic: string, partition: number, target: SeekTarget): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * The durable, ordered, replayable log between sources and sinks (embedded or Kafka).
+ * `produce` resolves only when the records, and the checkpoint if given, are durable; with a
+ * checkpoint both are stored atomically where the implementation can.
+ */
+export interface TopicLog {
+  createTopic(spec: TopicSpec): Promise<void>;
+  produce(records: readonly ProducedRecord[], checkpoint?: Checkpoint): Promise<void>;
+  readCheckpoint(source: string): Promise<Checkpoint | null>;
+  consumer(group: string, topics: readonly string[]): Promise<TopicConsumer>;
+  listTopics(): Promise<TopicSpec[]>;
+  endOffsets(topic: string): Promise<TopicPartitionOffset[]>;
+  committedOffsets(group: string): Promise<TopicPartitionOffset[]>;
+  close(): Promise<void>;
+}
+
+/** One change as a sink receives it: decoded, with where it came from in the topic log. */
+export interface SinkChange {
+  readonly event: ChangeEvent;
+  readonly origin: TopicPartitionOffset;
+}
+
+export interface SinkItemFailure {
+  /** Index into the batch's `changes`. */
+  readonly index: number;
+  readonly error: Error;
+  /** Whether retrying the item may succeed (e.g. HTTP 429) or it is poison. */
+  readonly retriable: boolean;
+}
+
+export interface SinkWriteResult {
+  readonly failures: readonly SinkItemFailure[];
+}
+
+/**
+ * A sink applies changes by version (the source position), so redelivery and replay never move
+ * its visible state backwards. `write` reports per-item failures instead of failing the batch
+ * where the target allows; a rejected promise means the whole batch failed.
+ */
+export interface Sink {
+  readonly name: string;
+  open(signal: AbortSignal): Promise<void>;
+  write(changes: readonly SinkChange[], signal: AbortSignal): Promise<SinkWriteResult>;
+  close(): Promise<void>;
+}
