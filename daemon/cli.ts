@@ -1,0 +1,187 @@
+/**
+ * The `sluice` command line. Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
+ */
+import { parseArgs } from "node:util";
+import type { ParseArgsConfig } from "node:util";
+import { ConfigValidationError } from "../config/issues.ts";
+import { loadConfigFile } from "../config/load.ts";
+import type { SluiceConfig } from "../config/schema.ts";
+import { SluiceError } from "../connectors/errors.ts";
+import { Daemon } from "./daemon.ts";
+import { createLogger } from "./logger.ts";
+import { SLUICE_VERSION } from "./version.ts";
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+export interface Io {
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+const processIo: Io = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+};
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+interface Command {
+  summary: string;
+  usage: string;
+  details: string;
+  options: Options;
+  run(values: Record<string, unknown>, positionals: string[], io: Io): Promise<number>;
+}
+
+const configOption: Options = {
+  config: { type: "string", short: "c" },
+};
+
+const CONFIG_HELP = "  -c, --config FILE   the deployment's YAML file (default: $SLUICE_CONFIG)";
+
+const commands: Record<string, Command> = {
+  run: {
+    summary: "run the daemon",
+    usage: "sluice run -c FILE",
+    details: `${CONFIG_HELP}\n\nRuns every source and sink of the config until SIGINT or SIGTERM, then drains and stops.`,
+    options: configOption,
+    run: runDaemon,
+  },
+  validate: {
+    summary: "check a config file and report every problem",
+    usage: "sluice validate -c FILE",
+    details: `${CONFIG_HELP}\n\nPrints "ok" when the file is valid; otherwise every problem with its file, line, column and key.`,
+    options: configOption,
+    async run(values, _positionals, io) {
+      const file = configPath(values);
+      const config = loadConfigFile(file);
+      io.stdout(`ok: ${file} (deployment "${config.name}", ${plural(config.sources.length, "source")}, ${plural(config.sinks.length, "sink")}, topics: ${config.topics.kind})\n`);
+      return EXIT_OK;
+    },
+  },
+  version: {
+    summary: "print the version",
+    usage: "sluice version",
+    details: "",
+    options: {},
+    async run(_values, _positionals, io) {
+      io.stdout(`sluice ${SLUICE_VERSION} (node ${process.version})\n`);
+      return EXIT_OK;
+    },
+  },
+};
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
+
+class UsageError extends Error {}
+
+function configPath(values: Record<string, unknown>): string {
+  const file = (values["config"] as string | undefined) ?? process.env["SLUICE_CONFIG"];
+  if (!file) throw new UsageError("missing -c FILE (or set SLUICE_CONFIG)");
+  return file;
+}
+
+function topHelp(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}   ${c.summary}`);
+  return `Sluice ${SLUICE_VERSION}: change data capture from PostgreSQL and MySQL into Avro topics, DuckDB, ClickHouse and Elasticsearch.\n\nUsage: sluice COMMAND [options]\n\nCommands:\n${lines.join("\n")}\n\nRun "sluice COMMAND --help" for a command's options.\n`;
+}
+
+function commandHelp(name: string, command: Command): string {
+  return `Usage: ${command.usage}\n\n${command.summary[0]!.toUpperCase()}${command.summary.slice(1)}.\n${command.details ? `\n${command.details}\n` : ""}`;
+}
+
+export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
+    const topic = name === "help" ? rest[0] : undefined;
+    const command = topic ? commands[topic] : undefined;
+    io.stdout(command ? commandHelp(topic!, command) : topHelp());
+    return EXIT_OK;
+  }
+  if (name === "--version" || name === "-V") return commands["version"]!.run({}, [], io);
+  const command = commands[name];
+  if (!command) {
+    io.stderr(`sluice: unknown command "${name}"${suggestCommand(name)}\nRun "sluice --help" for the list of commands.\n`);
+    return EXIT_USAGE;
+  }
+  let values: Record<string, unknown>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({ args: [...rest], options: { ...command.options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true }));
+  } catch (error) {
+    io.stderr(`sluice ${name}: ${(error as Error).message}\nUsage: ${command.usage}\n`);
+    return EXIT_USAGE;
+  }
+  if (values["help"]) {
+    io.stdout(commandHelp(name, command));
+    return EXIT_OK;
+  }
+  try {
+    return await command.run(values, positionals, io);
+  } catch (error) {
+    return reportFailure(name, command, error, io);
+  }
+}
+
+function suggestCommand(name: string): string {
+  const match = Object.keys(commands).find((c) => c.startsWith(name.slice(0, 2)));
+  return match ? `; did you mean "${match}"?` : "";
+}
+
+function reportFailure(name: string, command: Command, error: unknown, io: Io): number {
+  if (error instanceof UsageError) {
+    io.stderr(`sluice ${name}: ${error.message}\nUsage: ${command.usage}\n`);
+    return EXIT_USAGE;
+  }
+  if (error instanceof ConfigValidationError) {
+    io.stderr(`${error.message}\n`);
+    return EXIT_USAGE;
+  }
+  if (error instanceof SluiceError) {
+    io.stderr(`sluice ${name}: ${error.message}\n`);
+    return error.code.startsWith("CONFIG") ? EXIT_USAGE : EXIT_FAILURE;
+  }
+  io.stderr(`sluice ${name}: unexpected failure: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  return EXIT_FAILURE;
+}
+
+async function runDaemon(values: Record<string, unknown>): Promise<number> {
+  const config: SluiceConfig = loadConfigFile(configPath(values));
+  const logger = createLogger(config.logging.level);
+  const daemon = new Daemon(config, logger);
+  try {
+    await daemon.start();
+  } catch (error) {
+    logger.error({ err: error }, "sluice failed to start");
+    await daemon.stop("start failed").catch(() => undefined);
+    logger.flush();
+    throw error;
+  }
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once("SIGINT", () => resolve("SIGINT"));
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+  });
+  // A second signal while draining means "now": exit without waiting for anything in flight.
+  const again = (second: NodeJS.Signals) => {
+    logger.warn({ signal: second }, "second signal: exiting at once");
+    logger.flush();
+    process.exit(EXIT_FAILURE);
+  };
+  process.once("SIGINT", again);
+  process.once("SIGTERM", again);
+  const timeout = setTimeout(() => {
+    logger.error({ timeoutMs: config.shutdown.timeout }, "graceful shutdown timed out: exiting");
+    logger.flush();
+    process.exit(EXIT_FAILURE);
+  }, config.shutdown.timeout);
+  timeout.unref();
+  await daemon.stop(signal);
+  clearTimeout(timeout);
+  logger.flush();
+  return EXIT_OK;
+}
