@@ -93,7 +93,7 @@ export function interpolateEnv(parsed: ParsedConfigDocument, env: Readonly<Recor
 
 function readPlainScalar(text: string): unknown {
   const value = parseDocument(text).toJS() as unknown;
-  return value === null || typeof value === "number" || typeof value === "boolean" ? value : text;
+  return (value === null && text.trim() !== "") || typeof value === "number" || typeof value === "boolean" ? value : text;
 }
 
 /**
@@ -130,7 +130,7 @@ export function readSecretFiles(parsed: ParsedConfigDocument, secretKeys: readon
         try {
           content = readFileSync(filePath, "utf8").replace(/\r?\n$/, "");
         } catch (error) {
-          issue(`cannot read ${secretKey} file ${filePath}: ${describeFsError(error)}`);
+          issue(`cannot read ${secretKey} file "${value}"${value === filePath ? "" : " (relative to the config file)"}: ${describeFsError(error)}`);
           continue;
         }
         const secret = new Scalar(content);

@@ -51,7 +51,11 @@ export function nearest(word: string, candidates: readonly string[]): string | u
     }
   }
   const allowed = Math.max(2, Math.floor(word.length / 3));
-  return bestDistance <= allowed ? best : undefined;
+  if (bestDistance <= allowed) return best;
+  // "bulk_size" for "bulk_bytes": same first word of a snake_case key.
+  const head = word.split("_")[0]!.toLowerCase();
+  const sameHead = candidates.filter((c) => c.includes("_") && c.split("_")[0]!.toLowerCase() === head);
+  return word.includes("_") && sameHead.length === 1 ? sameHead[0] : undefined;
 }
 
 function editDistance(a: string, b: string): number {

@@ -133,9 +133,9 @@ function describeIssue(parsed: ParsedConfigDocument, raw: unknown, issue: z.core
     case "invalid_type":
       if (value === undefined) {
         const parent = path.slice(0, -1);
-        return [{ ...at(parent), path: formatPath(path), message: `missing required key "${String(path[path.length - 1])}" (${issue.expected})` }];
+        return [{ ...at(parent), path: formatPath(path), message: `missing required key "${String(path[path.length - 1])}" (${article(issue.expected)})` }];
       }
-      return [{ ...at(path), path: formatPath(path), message: `expected ${issue.expected === "object" ? "a mapping" : issue.expected === "array" ? "a list" : issue.expected}, got ${show(value)}` }];
+      return [{ ...at(path), path: formatPath(path), message: `expected ${article(issue.expected)}, got ${show(value)}` }];
     case "invalid_value": {
       const choices = issue.values.map(String);
       return [{ ...at(path), path: formatPath(path), message: `expected one of ${quoteAll(choices)}, got ${show(value)}${suggestion(value, choices)}` }];
@@ -156,4 +156,10 @@ function describeIssue(parsed: ParsedConfigDocument, raw: unknown, issue: z.core
     default:
       return [{ ...at(path), path: formatPath(path), message: `${issue.message}, got ${show(value)}` }];
   }
+}
+
+function article(expected: string): string {
+  if (expected === "object") return "a mapping";
+  if (expected === "array") return "a list";
+  return /^[aeiou]/.test(expected) ? `an ${expected}` : `a ${expected}`;
 }

@@ -45,7 +45,7 @@ const hostPort = (description: string) =>
     .refine((value) => {
       const p = Number(value.slice(value.lastIndexOf(":") + 1));
       return p >= 1 && p <= 65535;
-    }, { error: "port must be between 1 and 65535" })
+    }, { error: (issue) => `port must be between 1 and 65535, got "${String(issue.input)}"` })
     .describe(description);
 
 const httpUrl = (description: string) =>
@@ -65,7 +65,7 @@ const tableFilter = z
   .array(
     z
       .string()
-      .regex(/^[A-Za-z0-9_*?$-]+\.[A-Za-z0-9_*?$-]+$/, { error: 'expected "schema.table"; "*" and "?" are wildcards' }),
+      .regex(/^[A-Za-z0-9_*?$-]+\.[A-Za-z0-9_*?$-]+$/, { error: 'expected "schema.table" ("*" and "?" are wildcards)' }),
   )
   .min(1)
   .describe('Tables as "schema.table"; "*" and "?" are wildcards (e.g. "public.*")');

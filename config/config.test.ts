@@ -1,0 +1,125 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { describe, test } from "node:test";
+import { ConfigValidationError, formatIssue } from "./issues.ts";
+import { loadConfigFile, loadConfigText } from "./load.ts";
+import { renderConfigReference } from "./reference.ts";
+
+const here = new URL(".", import.meta.url).pathname;
+const badDir = join(here, "testdata/bad");
+const examplesDir = join(here, "examples");
+
+function problems(file: string, env: Record<string, string> = {}): string[] {
+  try {
+    loadConfigFile(file, { env });
+  } catch (error) {
+    assert.ok(error instanceof ConfigValidationError, `expected ConfigValidationError, got ${String(error)}`);
+    return error.issues.map((issue) => formatIssue({ ...issue, file: basename(issue.file) }));
+  }
+  assert.fail(`${file} was accepted`);
+}
+
+describe("broken config files each give their precise errors", () => {
+  const fixtures = readdirSync(badDir).filter((f) => f.endsWith(".yaml")).sort();
+  test("there are at least 30 of them", () => assert.ok(fixtures.length >= 30, `only ${fixtures.length}`));
+  for (const fixture of fixtures) {
+    test(fixture, () => {
+      const expected = readFileSync(join(badDir, fixture.replace(/\.yaml$/, ".expected")), "utf8").trim().split("\n");
+      assert.deepEqual(problems(join(badDir, fixture)), expected);
+    });
+  }
+});
+
+describe("example configs", () => {
+  for (const example of ["minimal.yaml", "full.yaml"]) {
+    test(`${example} is valid`, () => {
+      const config = loadConfigFile(join(examplesDir, example), { env: {} });
+      assert.equal(config.name, "shop");
+      assert.ok(config.sources.length >= 1);
+    });
+  }
+
+  test("minimal.yaml takes the documented defaults", () => {
+    const config = loadConfigFile(join(examplesDir, "minimal.yaml"), { env: {} });
+    const pg = config.sources[0]!;
+    assert.equal(pg.kind, "postgres");
+    assert.equal(pg.port, 5432);
+    assert.equal(pg.snapshot.mode, "initial");
+    assert.equal(pg.max_buffer_bytes, 64 * 2 ** 20);
+    assert.equal(pg.heartbeat_interval, 10_000);
+    assert.deepEqual(config.topics, { kind: "embedded", path: "./data/sluice.db", partitions: 1, retention: { max_age: 7 * 86_400_000 } });
+    assert.equal(config.schema_registry.kind, "builtin");
+    assert.equal(config.http.listen, "127.0.0.1:8080");
+    assert.equal(config.sinks[0]!.on_error, "halt");
+  });
+
+  test("full.yaml reads its secret file and parses durations and sizes", () => {
+    const config = loadConfigFile(join(examplesDir, "full.yaml"), { env: { KAFKA_BROKER: "kafka:9092" } });
+    const maria = config.sources[1]!;
+    assert.equal(maria.password, "sluice");
+    assert.equal(config.topics.kind, "kafka");
+    if (config.topics.kind !== "kafka") return;
+    assert.deepEqual(config.topics.brokers, ["kafka:9092"]);
+    assert.equal(config.topics.linger, 5);
+    assert.equal(config.topics.batch_bytes, 2 ** 20);
+    assert.equal(config.topics.retention.max_bytes, 10 * 2 ** 30);
+    const analytics = config.sinks.find((s) => s.name === "analytics")!;
+    assert.equal(analytics.batch.max_wait, 500);
+  });
+});
+
+describe("interpolation and secrets", () => {
+  const base = (extra: string) => `name: shop\nsources:\n  - name: pg\n    kind: postgres\n    database: app\n    user: u\n    tables: [public.t]\n${extra}`;
+
+  test("an unquoted reference takes the type of its value; a quoted one stays a string", () => {
+    const config = loadConfigText("c.yaml", base('    port: ${PGPORT}\n    host: "${PGHOST}"\n'), { env: { PGPORT: "6543", PGHOST: "10" } });
+    assert.equal(config.sources[0]!.port, 6543);
+    assert.equal(config.sources[0]!.host, "10");
+  });
+
+  test("defaults apply to unset and empty variables; $${ is a literal", () => {
+    const config = loadConfigText("c.yaml", base("    password: ${PW:-fallback}\n    host: ${EMPTY:-db}\n    user: a$${b}\n").replace("    user: u\n", ""), { env: { EMPTY: "" } });
+    assert.equal(config.sources[0]!.password, "fallback");
+    assert.equal(config.sources[0]!.host, "db");
+    assert.equal(config.sources[0]!.user, "a${b}");
+  });
+
+  test("a reference inside a longer value is replaced in place", () => {
+    const config = loadConfigText("c.yaml", base("    host: db-${ENV}.internal\n"), { env: { ENV: "prod" } });
+    assert.equal(config.sources[0]!.host, "db-prod.internal");
+  });
+
+  test("password_file is read relative to the config file, without its trailing newline", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sluice-config-"));
+    writeFileSync(join(dir, "pw"), "s3cret\n");
+    writeFileSync(join(dir, "c.yaml"), base("    password_file: pw\n"));
+    assert.equal(loadConfigFile(join(dir, "c.yaml"), { env: {} }).sources[0]!.password, "s3cret");
+  });
+
+  test("all problems are reported at once, in file order", () => {
+    const text = base("    port: x\n    nope: 1\nlogging: {level: loud}\n");
+    assert.throws(
+      () => loadConfigText("c.yaml", text, { env: {} }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigValidationError);
+        assert.deepEqual(
+          error.issues.map((i) => [i.line, i.path]),
+          [[8, "sources[0].port"], [9, "sources[0].nope"], [10, "logging.level"]],
+        );
+        return true;
+      },
+    );
+  });
+
+  test("an unreadable config file is a config error naming the file", () => {
+    assert.throws(() => loadConfigFile("/nonexistent/sluice.yaml"), /\/nonexistent\/sluice.yaml: 1 problem[\s\S]*cannot read config file: no such file/);
+  });
+});
+
+test("docs/config-reference.md is generated from the current schema (run npm run docs:config)", () => {
+  const page = readFileSync(join(here, "../docs/config-reference.md"), "utf8");
+  assert.equal(page, renderConfigReference());
+  assert.match(page, /`sources\[\]\(kind: postgres\) slot`/);
+});

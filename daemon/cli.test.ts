@@ -1,0 +1,118 @@
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+
+const cli = new URL("./sluice.js", import.meta.url).pathname;
+const examples = new URL("../config/examples/", import.meta.url).pathname;
+
+function sluice(...args: string[]) {
+  const result = spawnSync(process.execPath, [cli, ...args], { encoding: "utf8", env: { ...process.env, SLUICE_CONFIG: "" } });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+function configWithListen(listen: string): string {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-cli-"));
+  const file = join(dir, "sluice.yaml");
+  writeFileSync(file, `name: t\nsources:\n  - {name: pg, kind: postgres, database: app, user: u, tables: [public.t]}\nhttp:\n  listen: "${listen}"\n`);
+  return file;
+}
+
+test("version prints the package version and exits 0", () => {
+  const r = sluice("version");
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /^sluice 0\.\d+\.\d+ \(node v24\./);
+});
+
+test("--help lists the commands; each command has its own --help", () => {
+  const top = sluice("--help");
+  assert.equal(top.code, 0);
+  for (const command of ["run", "validate", "version"]) assert.match(top.stdout, new RegExp(`\\n  ${command} `));
+  const validate = sluice("validate", "--help");
+  assert.equal(validate.code, 0);
+  assert.match(validate.stdout, /Usage: sluice validate -c FILE/);
+});
+
+test("validate prints ok for each example config", () => {
+  for (const example of ["minimal.yaml", "full.yaml"]) {
+    const r = sluice("validate", "-c", join(examples, example));
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^ok: /);
+  }
+});
+
+test("validate reports a broken config with file:line:column and exits 2", () => {
+  const r = sluice("validate", "-c", new URL("../config/testdata/bad/06-misspelt-source-key.yaml", import.meta.url).pathname);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /06-misspelt-source-key\.yaml:7:5: sources\[0\]\.pasword: unknown key "pasword"; did you mean "password"\?/);
+});
+
+test("usage errors exit 2: unknown command, unknown flag, missing -c", () => {
+  const unknown = sluice("valdate");
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /unknown command "valdate"; did you mean "validate"\?/);
+  const flag = sluice("validate", "--colour");
+  assert.equal(flag.code, 2);
+  assert.match(flag.stderr, /Unknown option '--colour'/);
+  const missing = sluice("validate");
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /missing -c FILE/);
+});
+
+test("an older Node is refused with one line", () => {
+  const r = spawnSync(
+    process.execPath,
+    ["--input-type=module", "-e", `Object.defineProperty(process.versions, "node", { value: "20.11.0" }); Object.defineProperty(process, "version", { value: "v20.11.0" }); await import(${JSON.stringify(cli)});`],
+    { encoding: "utf8" },
+  );
+  assert.equal(r.status, 2);
+  assert.equal(r.stderr.trim().split("\n").length, 1);
+  assert.match(r.stderr, /Node\.js 24 or newer is required \(this is v20\.11\.0\)/);
+});
+
+test("run serves /healthz, logs JSON, and stops cleanly on SIGTERM", async () => {
+  const port = await freePort();
+  const child = spawn(process.execPath, [cli, "run", "-c", configWithListen(`127.0.0.1:${port}`)], { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  try {
+    let health: Response | undefined;
+    for (let attempt = 0; attempt < 100 && !health; attempt++) {
+      health = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined);
+      if (!health) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(health, "daemon never answered /healthz");
+    assert.equal(health.status, 200);
+    assert.equal(((await health.json()) as { status: string }).status, "ok");
+  } finally {
+    child.kill("SIGTERM");
+  }
+  assert.equal(await exited, 0);
+  const lines = stdout.trim().split("\n").map((line) => JSON.parse(line) as { msg: string; level: string });
+  assert.deepEqual(lines.map((l) => l.msg), ["sluice started", "sluice stopping", "sluice stopped"]);
+});
+
+test("run exits 1 with a clear message when its HTTP port is taken", async () => {
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+  const { port } = blocker.address() as { port: number };
+  try {
+    const r = sluice("run", "-c", configWithListen(`127.0.0.1:${port}`));
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: the address is already in use`));
+  } finally {
+    blocker.close();
+  }
+});
