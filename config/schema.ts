@@ -99,7 +99,7 @@ const decimalMode = z
   .describe("How numerics without a declared scale are encoded in Avro");
 
 const sourceCommon = {
-  name: identifier("Logical source name: first part of topic names and Avro record names"),
+  name: identifier("Logical source name: first part of its topic names (<name>.<schema>.<table>) and Avro record names"),
   host: z.string().min(1).default("127.0.0.1").describe("Server host"),
   user: z.string().min(1).describe("User name"),
   password: z.string().optional().describe("Password (or password_file)"),
@@ -308,7 +308,7 @@ const shutdown = z
 
 export const configSchema = z
   .strictObject({
-    name: identifier("Deployment name: prefix of every topic and Avro record name"),
+    name: identifier("Deployment name: prefix of Sluice's internal topics (checkpoints, dead letters) and of consumer groups"),
     sources: z.array(source).min(1).describe("Databases to capture"),
     topics,
     schema_registry: schemaRegistry,
