@@ -1,0 +1,144 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { ChangeEvent, Checkpoint, ProducedRecord, Source, SourceBatch, TableSchema, TopicLog } from "../connectors/contracts.ts";
+import { ConnectionError, SluiceError } from "../connectors/errors.ts";
+import { CapturePipeline } from "./capture.ts";
+import type { ChangeEncoder } from "./capture.ts";
+import { deserializeEvent } from "./event-json.ts";
+import { createLogger } from "./logger.ts";
+import { Writable } from "node:stream";
+
+const silent = createLogger("silent", new Writable({ write: (_c, _e, cb) => cb() }) as never);
+
+function schema(table: string): TableSchema {
+  return { source: "pg", database: "app", schema: "public", table, sourceKind: "postgres", columns: [{ name: "id", dbType: "bigint", nullable: false, primaryKeyIndex: 1 }], key: ["id"] };
+}
+
+function event(table: string, id: bigint, commit: bigint): ChangeEvent {
+  const s = schema(table);
+  return {
+    op: "c",
+    key: { id },
+    before: null,
+    after: { id },
+    schema: s,
+    source: { connector: "postgres", name: "pg", db: "app", schema: "public", table, position: { commit, change: commit }, txId: "1", commitTimeMs: 0, snapshot: false },
+  };
+}
+
+/** A scripted source: hands out the given batches, then waits until stopped. Records what was acknowledged. */
+class ScriptedSource implements Source {
+  readonly name = "pg";
+  readonly kind = "postgres" as const;
+  readonly acked: bigint[] = [];
+  readonly connects: (Checkpoint | null)[] = [];
+  private queue: ChangeEvent[][];
+  private readonly all: ChangeEvent[][];
+  constructor(batches: ChangeEvent[][]) {
+    this.all = batches;
+    this.queue = [...batches];
+  }
+  async connect(from: Checkpoint | null): Promise<void> {
+    this.connects.push(from);
+    // Like a real source: resume after the checkpoint.
+    this.queue = this.all.filter((b) => from === null || b.at(-1)!.source.position.commit > from.position.commit);
+  }
+  async read(signal: AbortSignal): Promise<SourceBatch> {
+    const events = this.queue.shift();
+    if (!events) {
+      await new Promise((_resolve, reject) => signal.addEventListener("abort", () => reject(new Error("aborted")), { once: true }));
+      throw new Error("unreachable");
+    }
+    const position = events.at(-1)!.source.position;
+    return { events, checkpoint: { source: this.name, position }, ack: async () => void this.acked.push(position.commit) };
+  }
+  async close(): Promise<void> {}
+}
+
+class MemoryLog implements Partial<TopicLog> {
+  readonly records: ProducedRecord[] = [];
+  checkpoint: Checkpoint | null = null;
+  failNext = 0;
+  async produce(records: readonly ProducedRecord[], checkpoint?: Checkpoint): Promise<void> {
+    if (this.failNext > 0) {
+      this.failNext--;
+      throw new ConnectionError("log unavailable", {});
+    }
+    this.records.push(...records);
+    if (checkpoint) this.checkpoint = checkpoint;
+  }
+  async readCheckpoint(): Promise<Checkpoint | null> {
+    return this.checkpoint;
+  }
+}
+
+const encoder: ChangeEncoder = {
+  async encode(e) {
+    if (e.schema.table === "bad") throw new SluiceError("column `price`: writer type double cannot be read as int", { code: "SCHEMA_INCOMPATIBLE" });
+    return [{ topic: `pg.public.${e.schema.table}`, key: Buffer.from(String(e.key["id"])), value: Buffer.from("v"), timestamp: 0 }];
+  },
+};
+
+async function runUntil(pipeline: CapturePipeline, done: () => boolean): Promise<void> {
+  const stop = new AbortController();
+  const running = pipeline.run(stop.signal);
+  for (let i = 0; i < 500 && !done(); i++) await new Promise((r) => setTimeout(r, 2));
+  stop.abort(new Error("stop"));
+  await running;
+}
+
+test("each batch is stored with its checkpoint before the source is acknowledged", async () => {
+  const source = new ScriptedSource([[event("a", 1n, 10n)], [event("a", 2n, 20n), event("a", 3n, 20n)]]);
+  const log = new MemoryLog();
+  const acksSeenByLog: number[] = [];
+  const produce = log.produce.bind(log);
+  log.produce = async (records, checkpoint) => {
+    acksSeenByLog.push(source.acked.length);
+    await produce(records, checkpoint);
+  };
+  const pipeline = new CapturePipeline({ source, log: log as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
+  await runUntil(pipeline, () => source.acked.length === 2);
+  assert.deepEqual(source.acked, [10n, 20n]);
+  assert.deepEqual(acksSeenByLog, [0, 1], "a batch is produced before its own ack, never after");
+  assert.equal(log.records.length, 3);
+  assert.equal(log.checkpoint?.position.commit, 20n);
+});
+
+test("a failed write is not acknowledged; capture reconnects from the last durable checkpoint", async () => {
+  const source = new ScriptedSource([[event("a", 1n, 10n)], [event("a", 2n, 20n)]]);
+  const log = new MemoryLog();
+  const pipeline = new CapturePipeline({ source, log: log as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
+  log.failNext = 0;
+  const original = log.produce.bind(log);
+  let calls = 0;
+  log.produce = async (records, checkpoint) => {
+    calls++;
+    if (calls === 2) throw new ConnectionError("disk hiccup", {});
+    return original(records, checkpoint);
+  };
+  await runUntil(pipeline, () => source.acked.includes(20n));
+  assert.deepEqual(source.acked, [10n, 20n]);
+  assert.deepEqual(source.connects.map((c) => c?.position.commit ?? null), [null, 10n]);
+  assert.deepEqual(log.records.map((r) => r.key!.toString()), ["1", "2"], "nothing lost, nothing doubled");
+});
+
+test("an incompatible schema halts only its table; its events are parked, not lost, and the position advances", async () => {
+  const source = new ScriptedSource([[event("a", 1n, 10n), event("bad", 7n, 10n)], [event("bad", 8n, 20n), event("a", 2n, 20n)]]);
+  const log = new MemoryLog();
+  const pipeline = new CapturePipeline({ source, log: log as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
+  await runUntil(pipeline, () => source.acked.length === 2);
+  assert.deepEqual(pipeline.haltedTables().map((h) => [h.table, h.code]), [["public.bad", "SCHEMA_INCOMPATIBLE"]]);
+  assert.deepEqual(log.records.map((r) => r.topic), ["pg.public.a", "t.parked", "t.parked", "pg.public.a"]);
+  const parked = deserializeEvent(log.records[2]!.value!.toString());
+  assert.equal(parked.key["id"], 8n);
+  assert.equal(log.checkpoint?.position.commit, 20n);
+});
+
+test("a permanent source error stops capture with that error", async () => {
+  const source = new ScriptedSource([]);
+  source.connect = async () => {
+    throw new SluiceError("replication slot sluice_pg is missing: data would be lost", { code: "SLOT_MISSING" });
+  };
+  const pipeline = new CapturePipeline({ source, log: new MemoryLog() as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
+  await assert.rejects(pipeline.run(new AbortController().signal), /data would be lost/);
+});
