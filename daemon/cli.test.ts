@@ -116,3 +116,25 @@ test("run exits 1 with a clear message when its HTTP port is taken", async () =>
     blocker.close();
   }
 });
+
+test("run serves Prometheus metrics with process metrics under the sluice_ prefix", async () => {
+  const port = await freePort();
+  const child = spawn(process.execPath, [cli, "run", "-c", configWithListen(`127.0.0.1:${port}`)], { stdio: "ignore" });
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  try {
+    let body = "";
+    for (let attempt = 0; attempt < 100 && body === ""; attempt++) {
+      const response = await fetch(`http://127.0.0.1:${port}/metrics`).catch(() => undefined);
+      if (response?.ok) body = await response.text();
+      else await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.match(body, /^# HELP sluice_process_resident_memory_bytes /m);
+    assert.match(body, /^# TYPE sluice_changes_captured_total counter$/m);
+    const samples = body.split("\n").filter((line) => line !== "" && !line.startsWith("#"));
+    assert.ok(samples.length > 10);
+    assert.deepEqual(samples.filter((line) => !line.startsWith("sluice_")), [], "every metric is named sluice_*");
+  } finally {
+    child.kill("SIGTERM");
+  }
+  assert.equal(await exited, 0);
+});

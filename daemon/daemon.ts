@@ -1,6 +1,7 @@
 import type { SluiceConfig } from "../config/schema.ts";
 import { HttpServer, sendJson } from "./http-server.ts";
 import type { Logger } from "./logger.ts";
+import { SluiceMetrics } from "./metrics.ts";
 import { SLUICE_VERSION } from "./version.ts";
 
 export function splitHostPort(listen: string): { host: string; port: number } {
@@ -14,6 +15,7 @@ export function splitHostPort(listen: string): { host: string; port: number } {
  */
 export class Daemon {
   readonly http: HttpServer;
+  readonly metrics = new SluiceMetrics();
   private readonly config: SluiceConfig;
   private readonly logger: Logger;
   private started = false;
@@ -27,6 +29,13 @@ export class Daemon {
       const ready = this.started;
       sendJson(res, ready ? 200 : 503, { ready });
     });
+    if (config.metrics.enabled) {
+      this.http.route("GET", config.metrics.path, async (_req, res) => {
+        const { contentType, body } = await this.metrics.render();
+        res.writeHead(200, { "content-type": contentType });
+        res.end(body);
+      });
+    }
   }
 
   /** Starts every stage; resolves with the HTTP address once the daemon is serving. */

@@ -1,0 +1,122 @@
+/**
+ * Every Prometheus metric Sluice exports, in one place: names `sluice_<noun>_<unit>` in base
+ * units; labels only from bounded sets (source, table, sink, op), never row values.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+
+export class SluiceMetrics {
+  readonly registry = new Registry();
+
+  readonly changesCaptured = new Counter({
+    name: "sluice_changes_captured_total",
+    help: "Row changes captured and durably stored in the topic log",
+    labelNames: ["source", "table", "op"] as const,
+    registers: [this.registry],
+  });
+  readonly sourceLag = new Gauge({
+    name: "sluice_source_lag_seconds",
+    help: "Now minus the commit time of the last acknowledged change",
+    labelNames: ["source"] as const,
+    registers: [this.registry],
+  });
+  readonly lastAckedCommitTime = new Gauge({
+    name: "sluice_source_last_acked_commit_timestamp_seconds",
+    help: "Commit time of the last acknowledged change",
+    labelNames: ["source"] as const,
+    registers: [this.registry],
+  });
+  readonly slotLagBytes = new Gauge({
+    name: "sluice_postgres_slot_lag_bytes",
+    help: "Current WAL position minus the slot's confirmed flush position",
+    labelNames: ["source"] as const,
+    registers: [this.registry],
+  });
+  readonly slotRetainedBytes = new Gauge({
+    name: "sluice_postgres_slot_retained_wal_bytes",
+    help: "WAL the slot keeps on the server (current WAL position minus restart position)",
+    labelNames: ["source"] as const,
+    registers: [this.registry],
+  });
+  readonly publishLatency = new Histogram({
+    name: "sluice_topic_publish_duration_seconds",
+    help: "Time to durably store one batch in the topic log",
+    labelNames: ["source"] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+  readonly sinkApplied = new Counter({
+    name: "sluice_sink_changes_applied_total",
+    help: "Changes applied by a sink",
+    labelNames: ["sink", "table", "op"] as const,
+    registers: [this.registry],
+  });
+  readonly sinkLagRecords = new Gauge({
+    name: "sluice_sink_lag_records",
+    help: "Records in the topic log not yet applied by the sink",
+    labelNames: ["sink"] as const,
+    registers: [this.registry],
+  });
+  readonly sinkFreshness = new Gauge({
+    name: "sluice_sink_freshness_seconds",
+    help: "Now minus the commit time of the last change the sink applied",
+    labelNames: ["sink"] as const,
+    registers: [this.registry],
+  });
+  readonly sinkApplyLatency = new Histogram({
+    name: "sluice_sink_batch_apply_duration_seconds",
+    help: "Time to apply one batch to the sink's target",
+    labelNames: ["sink"] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly sinkRetries = new Counter({
+    name: "sluice_sink_retries_total",
+    help: "Batches retried after a transient error",
+    labelNames: ["sink"] as const,
+    registers: [this.registry],
+  });
+  readonly deadLettered = new Counter({
+    name: "sluice_sink_dead_lettered_total",
+    help: "Rows a sink could not apply and sent to its dead-letter topic",
+    labelNames: ["sink", "table"] as const,
+    registers: [this.registry],
+  });
+  readonly schemaVersionsRegistered = new Counter({
+    name: "sluice_schema_versions_registered_total",
+    help: "New schema versions registered",
+    labelNames: ["source", "table"] as const,
+    registers: [this.registry],
+  });
+  readonly schemaChangesRejected = new Counter({
+    name: "sluice_schema_changes_rejected_total",
+    help: "Schema changes rejected as incompatible",
+    labelNames: ["source", "table"] as const,
+    registers: [this.registry],
+  });
+  readonly snapshotRowsDone = new Gauge({
+    name: "sluice_snapshot_rows_done",
+    help: "Rows read by the initial snapshot",
+    labelNames: ["source", "table"] as const,
+    registers: [this.registry],
+  });
+  readonly snapshotRowsTotal = new Gauge({
+    name: "sluice_snapshot_rows_total",
+    help: "Estimated rows the initial snapshot will read",
+    labelNames: ["source", "table"] as const,
+    registers: [this.registry],
+  });
+  readonly tablesHalted = new Gauge({
+    name: "sluice_tables_halted",
+    help: "Tables whose stream is halted (1) by an error an operator must resolve",
+    labelNames: ["source", "sink", "table"] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: "sluice_", eventLoopMonitoringPrecision: 20 });
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
