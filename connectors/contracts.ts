@@ -4,6 +4,8 @@
  * bypass them.
  */
 
+import type { TopicPartitionOffset } from "./topics/contract.ts";
+
 export type SourceKind = "postgres" | "mysql";
 
 /**
@@ -142,67 +144,22 @@ export interface Source {
   close(): Promise<void>;
 }
 
-export interface TopicSpec {
-  readonly name: string;
-  readonly partitions: number;
-  /** Retention by age, milliseconds; null keeps forever. */
-  readonly retentionMs: number | null;
-  readonly compacted: boolean;
-}
-
-export interface ProducedRecord {
-  readonly topic: string;
-  /** Partitioning key: records with equal keys keep their order. */
-  readonly key: Uint8Array | null;
-  /** Null is a tombstone. */
-  readonly value: Uint8Array | null;
-  readonly headers?: Readonly<Record<string, Uint8Array>>;
-  /** Milliseconds since the epoch. */
-  readonly timestamp: number;
-}
-
-export interface StoredRecord extends ProducedRecord {
-  readonly partition: number;
-  readonly offset: bigint;
-}
-
-export type SeekTarget =
-  | { readonly kind: "earliest" }
-  | { readonly kind: "latest" }
-  | { readonly kind: "offset"; readonly offset: bigint }
-  | { readonly kind: "timestamp"; readonly timestampMs: number };
-
-export interface TopicPartitionOffset {
-  readonly topic: string;
-  readonly partition: number;
-  readonly offset: bigint;
-}
-
-export interface TopicConsumer {
-  /** Next records from the subscribed topics, waiting up to `maxWaitMs`; at most `maxBytes` in total. */
-  poll(options: { maxRecords: number; maxBytes: number; maxWaitMs: number; signal?: AbortSignal }): Promise<StoredRecord[]>;
-  /** Commit offsets (the next offset to read) for the consumer group. */
-  commit(offsets: readonly TopicPartitionOffset[]): Promise<void>;
-  seek(topic: string, partition: number, target: SeekTarget): Promise<void>;
-  close(): Promise<void>;
-}
-
-/**
- * The durable, ordered, replayable log between sources and sinks (embedded or Kafka).
- * `produce` resolves only when the records, and the checkpoint if given, are durable; with a
- * checkpoint both are stored atomically where the implementation can.
- */
-export interface TopicLog {
-  createTopic(spec: TopicSpec): Promise<void>;
-  produce(records: readonly ProducedRecord[], checkpoint?: Checkpoint): Promise<void>;
-  readCheckpoint(source: string): Promise<Checkpoint | null>;
-  consumer(group: string, topics: readonly string[]): Promise<TopicConsumer>;
-  listTopics(): Promise<TopicSpec[]>;
-  endOffsets(topic: string): Promise<TopicPartitionOffset[]>;
-  committedOffsets(group: string): Promise<TopicPartitionOffset[]>;
-  close(): Promise<void>;
-}
-
+export type {
+  CheckpointGuarantee,
+  GroupActivity,
+  PartitionLag,
+  PartitionOffsets,
+  PollOptions,
+  ProducedRecord,
+  RegistryJournal,
+  SeekTarget,
+  StoredRecord,
+  TopicConsumer,
+  TopicLog,
+  TopicPartition,
+  TopicPartitionOffset,
+  TopicSpec,
+} from "./topics/contract.ts";
 /** One change as a sink receives it: decoded, with where it came from in the topic log. */
 export interface SinkChange {
   readonly event: ChangeEvent;

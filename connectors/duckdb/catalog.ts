@@ -1,0 +1,75 @@
+/**
+ * Sluice's bookkeeping inside the DuckDB file, in schema `_sluice`, written in the same
+ * transactions as the data it describes:
+ * - `_sluice.tables`: one row per physical table (`<target>__v<N>`): its role (live: behind the
+ *   view users query; shadow: being rebuilt), the version of the newest truncate applied to it,
+ *   and its columns with their logical types (what schema evolution compares against);
+ * - `_sluice.offsets`: per sink, the next topic offset to read per partition.
+ */
+import type { DuckDBConnection } from "@duckdb/node-api";
+import type { TopicPartitionOffset } from "../contracts.ts";
+import type { TargetColumn } from "../sinks/columns.ts";
+import { INTERNAL_SCHEMA } from "./config.ts";
+import { ident, literal } from "./sql.ts";
+
+export type Role = "live" | "shadow";
+
+export interface PhysicalTable {
+  readonly physical: string;
+  readonly target: string;
+  role: Role;
+  readonly generation: number;
+  truncateVersion: bigint;
+  /** Empty while the table is not created yet (a shadow prepared before any schema was known). */
+  columns: readonly TargetColumn[];
+}
+
+const TABLES = `${ident(INTERNAL_SCHEMA)}.${ident("tables")}`;
+const OFFSETS = `${ident(INTERNAL_SCHEMA)}.${ident("offsets")}`;
+
+export async function bootstrapCatalog(connection: DuckDBConnection): Promise<void> {
+  await connection.run(`CREATE SCHEMA IF NOT EXISTS ${ident(INTERNAL_SCHEMA)}`);
+  await connection.run(
+    `CREATE TABLE IF NOT EXISTS ${TABLES} (physical VARCHAR PRIMARY KEY, target VARCHAR NOT NULL, role VARCHAR NOT NULL, ` +
+      `generation INTEGER NOT NULL, truncate_version UBIGINT NOT NULL, columns VARCHAR NOT NULL)`,
+  );
+  await connection.run(
+    `CREATE TABLE IF NOT EXISTS ${OFFSETS} (sink VARCHAR NOT NULL, topic VARCHAR NOT NULL, "partition" INTEGER NOT NULL, ` +
+      `"offset" BIGINT NOT NULL, PRIMARY KEY (sink, topic, "partition"))`,
+  );
+}
+
+export async function loadTables(connection: DuckDBConnection): Promise<PhysicalTable[]> {
+  const reader = await connection.runAndReadAll(`SELECT physical, target, role, generation, truncate_version::VARCHAR AS tv, columns FROM ${TABLES}`);
+  return reader.getRowObjectsJson().map((row) => ({
+    physical: String(row["physical"]),
+    target: String(row["target"]),
+    role: row["role"] === "shadow" ? "shadow" : "live",
+    generation: Number(row["generation"]),
+    truncateVersion: BigInt(String(row["tv"])),
+    columns: JSON.parse(String(row["columns"])) as TargetColumn[],
+  }));
+}
+
+export async function saveTable(connection: DuckDBConnection, table: PhysicalTable): Promise<void> {
+  await connection.run(
+    `INSERT INTO ${TABLES} VALUES (${literal(table.physical)}, ${literal(table.target)}, ${literal(table.role)}, ${table.generation}, ` +
+      `${table.truncateVersion}, ${literal(JSON.stringify(table.columns))}) ON CONFLICT (physical) DO UPDATE SET ` +
+      `role = excluded.role, truncate_version = excluded.truncate_version, columns = excluded.columns`,
+  );
+}
+
+export async function forgetTable(connection: DuckDBConnection, physical: string): Promise<void> {
+  await connection.run(`DELETE FROM ${TABLES} WHERE physical = ${literal(physical)}`);
+}
+
+export async function readOffsets(connection: DuckDBConnection, sink: string): Promise<TopicPartitionOffset[]> {
+  const reader = await connection.runAndReadAll(`SELECT topic, "partition", "offset"::VARCHAR AS o FROM ${OFFSETS} WHERE sink = ${literal(sink)} ORDER BY topic, "partition"`);
+  return reader.getRowObjectsJson().map((row) => ({ topic: String(row["topic"]), partition: Number(row["partition"]), offset: BigInt(String(row["o"])) }));
+}
+
+export async function writeOffsets(connection: DuckDBConnection, sink: string, offsets: readonly TopicPartitionOffset[]): Promise<void> {
+  if (offsets.length === 0) return;
+  const values = offsets.map((o) => `(${literal(sink)}, ${literal(o.topic)}, ${o.partition}, ${o.offset})`).join(", ");
+  await connection.run(`INSERT INTO ${OFFSETS} VALUES ${values} ON CONFLICT (sink, topic, "partition") DO UPDATE SET "offset" = excluded."offset"`);
+}

@@ -1,0 +1,13 @@
+/** The DuckDB sink's configuration: the `kind: duckdb` section of config/schema.ts, plus what the runtime hands in. */
+import type { SinkConfig } from "../../config/schema.ts";
+import type { Logger } from "../../daemon/logger.ts";
+
+export type DuckDbSinkConfig = Extract<SinkConfig, { kind: "duckdb" }>;
+
+export interface DuckDbSinkOptions {
+  readonly logger: Logger;
+}
+
+/** Schema holding the versioned tables and Sluice's bookkeeping; users query views in `main`. */
+export const INTERNAL_SCHEMA = "_sluice";
+export const VIEW_SCHEMA = "main";

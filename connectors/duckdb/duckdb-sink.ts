@@ -1,0 +1,489 @@
+/**
+ * The DuckDB sink, the embedded default warehouse: one file; per source table a versioned table
+ * `_sluice."<target>__v<N>"` (primary key from the source, plus `_sluice_version` and
+ * `_sluice_deleted`) and a view `main."<target>"` of its current rows, which is what users query.
+ *
+ * Every write is one transaction: schema changes, truncates, the rows (staged through the
+ * appender into a temporary table, then one INSERT … ON CONFLICT … DO UPDATE … WHERE newer per
+ * group of unchanged-TOAST columns) and the consumer offsets. Deletes keep the row as a tombstone
+ * with its version, so a replayed older insert cannot bring it back.
+ */
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { DuckDBInstance } from "@duckdb/node-api";
+import type { DuckDBAppender, DuckDBConnection, DuckDBValue } from "@duckdb/node-api";
+import type { Logger } from "../../daemon/logger.ts";
+import type { SinkChange, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
+import { UNCHANGED } from "../contracts.ts";
+import { ConnectionError, SluiceError } from "../errors.ts";
+import { collapseChanges } from "../sinks/batch.ts";
+import type { RowChange, TableChanges } from "../sinks/batch.ts";
+import { DELETED_COLUMN, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
+import type { TargetColumn } from "../sinks/columns.ts";
+import type { OffsetWriteResult, VersionedSink } from "../sinks/contract.ts";
+import { errorMessage, rebuildState, rowRejected, ValueRejected } from "../sinks/errors.ts";
+import { Failures } from "../sinks/failures.ts";
+import { isolateRejected } from "../sinks/isolate.ts";
+import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
+import { cellOf, positionLabel } from "../sinks/rows.ts";
+import { Serial } from "../sinks/serial.ts";
+import { bootstrapCatalog, forgetTable, loadTables, readOffsets, saveTable, writeOffsets } from "./catalog.ts";
+import type { PhysicalTable } from "./catalog.ts";
+import { INTERNAL_SCHEMA, VIEW_SCHEMA } from "./config.ts";
+import type { DuckDbSinkConfig, DuckDbSinkOptions } from "./config.ts";
+import { ident, isDuckDbDataError } from "./sql.ts";
+import { duckdbType, duckdbValue } from "./types.ts";
+
+const STAGE = "_sluice_stage";
+const GROUP_COLUMN = "_sluice_group";
+
+type Mode = "live" | "rebuild";
+
+interface StagedRow {
+  readonly change: RowChange;
+  readonly cells: readonly DuckDBValue[];
+  readonly group: number;
+}
+
+export class DuckDbSink implements VersionedSink {
+  readonly name: string;
+  readonly offsetsAtomic = true;
+  readonly #config: DuckDbSinkConfig;
+  readonly #logger: Logger;
+  readonly #accept: (table: TableId) => boolean;
+  readonly #serial = new Serial();
+  #instance: DuckDBInstance | null = null;
+  #connection: DuckDBConnection | null = null;
+  /** Physical tables by name, as the catalog holds them after the last committed transaction. */
+  #tables = new Map<string, PhysicalTable>();
+
+  constructor(config: DuckDbSinkConfig, options: DuckDbSinkOptions) {
+    this.name = config.name;
+    this.#config = config;
+    this.#logger = options.logger.child({ component: "sink", sink: config.name, kind: "duckdb" });
+    this.#accept = tableFilter(config);
+  }
+
+  async open(signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
+    try {
+      if (this.#config.path !== ":memory:") mkdirSync(dirname(this.#config.path), { recursive: true });
+      this.#instance = await DuckDBInstance.create(this.#config.path);
+      this.#connection = await this.#instance.connect();
+      await bootstrapCatalog(this.#connection);
+      await this.#reload();
+    } catch (error) {
+      await this.close();
+      throw new ConnectionError(`cannot open DuckDB file ${this.#config.path}: ${errorMessage(error)}`, {
+        code: "SINK_OPEN_FAILED",
+        context: { component: "sink", sink: this.name },
+        cause: error,
+      });
+    }
+    this.#logger.info({ path: this.#config.path, tables: this.#tables.size }, "DuckDB sink open");
+  }
+
+  async close(): Promise<void> {
+    this.#connection?.closeSync();
+    this.#instance?.closeSync();
+    this.#connection = null;
+    this.#instance = null;
+  }
+
+  write(changes: readonly SinkChange[], signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult> {
+    return this.#serial.run(() => this.#write(changes, "live", offsets ?? null, signal));
+  }
+
+  async writeRebuild(changes: readonly SinkChange[], signal: AbortSignal): Promise<OffsetWriteResult> {
+    return this.#serial.run(() => this.#write(changes, "rebuild", null, signal));
+  }
+
+  storeOffsets(offsets: readonly TopicPartitionOffset[], signal: AbortSignal): Promise<void> {
+    return this.#serial.run(async () => {
+      signal.throwIfAborted();
+      await this.#transaction(true, () => writeOffsets(this.#conn(), this.name, offsets));
+    });
+  }
+
+  committedOffsets(): Promise<TopicPartitionOffset[]> {
+    return this.#serial.run(() => readOffsets(this.#conn(), this.name));
+  }
+
+  prepareRebuild(table: TableId, signal: AbortSignal): Promise<void> {
+    return this.#serial.run(async () => {
+      signal.throwIfAborted();
+      const target = renderTarget(this.#config.target, table);
+      await this.#transaction(true, async () => {
+        const old = this.#find(target, "shadow");
+        if (old) await this.#drop(old);
+        const live = this.#find(target, "live");
+        const shadow: PhysicalTable = {
+          physical: physicalName(target, this.#nextGeneration(target)),
+          target,
+          role: "shadow",
+          generation: this.#nextGeneration(target),
+          truncateVersion: 0n,
+          columns: [],
+        };
+        if (live) await this.#create(shadow, live.columns);
+        else await saveTable(this.#conn(), shadow);
+        this.#tables.set(shadow.physical, shadow);
+      });
+      this.#logger.info({ target }, "rebuild prepared: writes go to the live table and the shadow");
+    });
+  }
+
+  swap(table: TableId, signal: AbortSignal): Promise<void> {
+    return this.#serial.run(async () => {
+      signal.throwIfAborted();
+      const target = renderTarget(this.#config.target, table);
+      const label = tableLabel(table);
+      await this.#transaction(true, async () => {
+        const shadow = this.#find(target, "shadow");
+        if (!shadow) throw rebuildState("no rebuild in progress (call prepareRebuild first)", { sink: this.name, table: label });
+        const live = this.#find(target, "live");
+        if (shadow.columns.length === 0) {
+          if (!live) {
+            await forgetTable(this.#conn(), shadow.physical);
+            this.#tables.delete(shadow.physical);
+            return;
+          }
+          await this.#create(shadow, live.columns);
+        }
+        shadow.role = "live";
+        await saveTable(this.#conn(), shadow);
+        await this.#createView(shadow);
+        if (live) await this.#drop(live);
+      });
+      this.#logger.info({ target }, "rebuild swapped in");
+    });
+  }
+
+  abortRebuild(table: TableId, signal: AbortSignal): Promise<void> {
+    return this.#serial.run(async () => {
+      signal.throwIfAborted();
+      const target = renderTarget(this.#config.target, table);
+      await this.#transaction(true, async () => {
+        const shadow = this.#find(target, "shadow");
+        if (shadow) await this.#drop(shadow);
+      });
+    });
+  }
+
+  // --- writing -----------------------------------------------------------------------------
+
+  async #write(changes: readonly SinkChange[], mode: Mode, offsets: readonly TopicPartitionOffset[] | null, signal: AbortSignal): Promise<OffsetWriteResult> {
+    signal.throwIfAborted();
+    const { tables } = collapseChanges(changes, this.#accept);
+    const rejected = new Map<RowChange, unknown>();
+    const include = (row: RowChange) => !rejected.has(row);
+    try {
+      return await this.#transaction(true, () => this.#apply(tables, mode, include, offsets, rejected));
+    } catch (error) {
+      if (!isDuckDbDataError(error)) throw this.#wrap(error);
+      this.#logger.warn({ error: errorMessage(error) }, "DuckDB rejected the batch; isolating the rows it rejects");
+    }
+    // A statement failed on the data: find the rows it fails on (each probe rolled back), then apply the rest.
+    const rows = tables.flatMap((t) => t.rows);
+    const found = await isolateRejected(
+      rows,
+      async (subset) => {
+        const only = new Set(subset);
+        await this.#transaction(false, () => this.#apply(tables, mode, (row) => only.has(row), null, new Map()));
+      },
+      isDuckDbDataError,
+    );
+    for (const { item, error } of found) rejected.set(item, error);
+    try {
+      return await this.#transaction(true, () => this.#apply(tables, mode, include, offsets, rejected));
+    } catch (error) {
+      throw this.#wrap(error);
+    }
+  }
+
+  /** Applies the batch inside the open transaction; rows `include` refuses are left out (and reported if in `rejected`). */
+  async #apply(
+    tables: readonly TableChanges[],
+    mode: Mode,
+    include: (row: RowChange) => boolean,
+    offsets: readonly TopicPartitionOffset[] | null,
+    rejected: ReadonlyMap<RowChange, unknown>,
+  ): Promise<OffsetWriteResult> {
+    const failures = new Failures();
+    for (const changes of tables) {
+      const label = tableLabel(changes.table);
+      const context = { sink: this.name, table: label };
+      for (const { index, error } of changes.invalid) failures.add([index], rowRejected(error.message, { ...context, column: error.column }, error));
+      for (const row of changes.rows) {
+        const error = rejected.get(row);
+        if (error !== undefined) failures.add(row.indices, rowRejected(errorMessage(error), { ...context, position: positionLabel(row.position) }, error));
+      }
+      const target = renderTarget(this.#config.target, changes.table);
+      let primary: PhysicalTable;
+      let mirror: PhysicalTable | null = null;
+      if (mode === "live") {
+        primary = await this.#ensureLive(target, changes.schemas[0] as TableSchema, label);
+        mirror = this.#find(target, "shadow");
+      } else {
+        const shadow = this.#find(target, "shadow");
+        if (!shadow) {
+          const all = [...(changes.truncate?.indices ?? []), ...changes.rows.flatMap((r) => r.indices)];
+          failures.add(all, rebuildState("no rebuild in progress for this table", context));
+          continue;
+        }
+        primary = shadow;
+      }
+      for (const physical of mirror ? [primary, mirror] : [primary]) {
+        for (const schema of changes.schemas) await this.#evolve(physical, schema, label);
+        if (changes.truncate) await this.#truncate(physical, changes.truncate.version);
+      }
+      const rows = changes.rows.filter((row) => include(row) && row.version > primary.truncateVersion);
+      if (rows.length === 0) continue;
+      const staged: StagedRow[] = [];
+      const groups = new Map<string, number>();
+      for (const change of rows) {
+        try {
+          staged.push(this.#stageRow(primary.columns, change, groups));
+        } catch (error) {
+          if (!(error instanceof ValueRejected)) throw error;
+          failures.add(change.indices, rowRejected(error.message, { ...context, position: positionLabel(change.position), column: error.column }, error));
+        }
+      }
+      if (staged.length === 0) continue;
+      await this.#fillStage(primary.columns, staged);
+      for (const [signature, group] of groups) {
+        await this.#upsertGroup(primary, group, new Set(signature === "" ? [] : signature.split("\u0000")));
+      }
+      if (mirror) await this.#copyStagedKeys(primary, mirror);
+      await this.#conn().run(`DROP TABLE IF EXISTS temp.main.${ident(STAGE)}`);
+    }
+    const offsetsStored = offsets !== null && failures.size === 0;
+    if (offsetsStored) await writeOffsets(this.#conn(), this.name, offsets);
+    return { failures: failures.list(), offsetsStored };
+  }
+
+  #stageRow(columns: readonly TargetColumn[], change: RowChange, groups: Map<string, number>): StagedRow {
+    const unchanged: string[] = [];
+    const cells = columns.map((column) => {
+      const value = cellOf(change, column);
+      if (value === UNCHANGED) {
+        if (column.key) throw new ValueRejected("a key column cannot be unchanged-TOAST", column.name);
+        unchanged.push(column.name);
+        return null;
+      }
+      try {
+        return duckdbValue(column.type, value);
+      } catch (error) {
+        if (error instanceof ValueRejected) throw new ValueRejected(error.message, column.name);
+        throw error;
+      }
+    });
+    const signature = unchanged.join("\u0000");
+    let group = groups.get(signature);
+    if (group === undefined) {
+      group = groups.size;
+      groups.set(signature, group);
+    }
+    return { change, cells, group };
+  }
+
+  async #fillStage(columns: readonly TargetColumn[], staged: readonly StagedRow[]): Promise<void> {
+    const definitions = columns.map((c) => `${ident(c.name)} ${duckdbType(c.type)}`);
+    await this.#conn().run(
+      `CREATE OR REPLACE TEMP TABLE ${ident(STAGE)} (${definitions.join(", ")}, ${ident(VERSION_COLUMN)} UBIGINT, ${ident(DELETED_COLUMN)} BOOLEAN, ${ident(GROUP_COLUMN)} INTEGER)`,
+    );
+    const appender = await this.#conn().createAppender(STAGE, "main", "temp");
+    try {
+      for (const row of staged) appendRow(appender, row);
+      appender.flushSync();
+    } finally {
+      appender.closeSync();
+    }
+  }
+
+  async #upsertGroup(physical: PhysicalTable, group: number, unchanged: ReadonlySet<string>): Promise<void> {
+    const names = [...physical.columns.map((c) => c.name), VERSION_COLUMN, DELETED_COLUMN];
+    const list = names.map(ident).join(", ");
+    const keys = physical.columns.filter((c) => c.key).map((c) => ident(c.name));
+    const updates = names
+      .filter((name) => !unchanged.has(name) && !physical.columns.some((c) => c.key && c.name === name))
+      .map((name) => `${ident(name)} = excluded.${ident(name)}`);
+    await this.#conn().run(
+      `INSERT INTO ${this.#qualified(physical)} (${list}) SELECT ${list} FROM temp.main.${ident(STAGE)} WHERE ${ident(GROUP_COLUMN)} = ${group} ` +
+        `ON CONFLICT (${keys.join(", ")}) DO UPDATE SET ${updates.join(", ")} ` +
+        `WHERE excluded.${ident(VERSION_COLUMN)} > ${ident(VERSION_COLUMN)}`,
+    );
+  }
+
+  /** Copies the rows just written for the staged keys from the live table into the shadow (rows complete, unchanged-TOAST resolved). */
+  async #copyStagedKeys(from: PhysicalTable, to: PhysicalTable): Promise<void> {
+    const shared = to.columns.filter((c) => from.columns.some((f) => f.name === c.name)).map((c) => c.name);
+    const names = [...shared, VERSION_COLUMN, DELETED_COLUMN];
+    const list = names.map(ident).join(", ");
+    const keyNames = to.columns.filter((c) => c.key).map((c) => c.name);
+    const matches = keyNames.map((k) => `s.${ident(k)} = l.${ident(k)}`).join(" AND ");
+    const updates = names.filter((n) => !keyNames.includes(n)).map((n) => `${ident(n)} = excluded.${ident(n)}`);
+    await this.#conn().run(
+      `INSERT INTO ${this.#qualified(to)} (${list}) SELECT ${names.map((n) => `l.${ident(n)}`).join(", ")} FROM ${this.#qualified(from)} l ` +
+        `WHERE EXISTS (SELECT 1 FROM temp.main.${ident(STAGE)} s WHERE ${matches}) AND l.${ident(VERSION_COLUMN)} > ${to.truncateVersion} ` +
+        `ON CONFLICT (${keyNames.map(ident).join(", ")}) DO UPDATE SET ${updates.join(", ")} ` +
+        `WHERE excluded.${ident(VERSION_COLUMN)} > ${ident(VERSION_COLUMN)}`,
+    );
+  }
+
+  async #truncate(physical: PhysicalTable, version: bigint): Promise<void> {
+    if (version <= physical.truncateVersion) return;
+    physical.truncateVersion = version;
+    await saveTable(this.#conn(), physical);
+    // Rows older than the truncate, tombstones included: the truncate version now guards them.
+    await this.#conn().run(`DELETE FROM ${this.#qualified(physical)} WHERE ${ident(VERSION_COLUMN)} < ${version}`);
+  }
+
+  // --- tables and schema evolution -----------------------------------------------------------
+
+  async #ensureLive(target: string, schema: TableSchema, label: string): Promise<PhysicalTable> {
+    const live = this.#find(target, "live");
+    if (live) return live;
+    const generation = this.#nextGeneration(target);
+    const table: PhysicalTable = { physical: physicalName(target, generation), target, role: "live", generation, truncateVersion: 0n, columns: [] };
+    await this.#create(table, initialColumns(schema, { sink: this.name, table: label }));
+    await this.#createView(table);
+    this.#logger.info({ target, physical: table.physical }, "created table");
+    return table;
+  }
+
+  async #evolve(physical: PhysicalTable, schema: TableSchema, label: string): Promise<void> {
+    const context = { sink: this.name, table: label };
+    if (physical.columns.length === 0) {
+      await this.#create(physical, initialColumns(schema, context));
+      return;
+    }
+    const plan = planColumns(physical.columns, schema, context);
+    if (plan.added.length === 0 && plan.changed.length === 0) return;
+    if (plan.changed.some((c) => c.key)) {
+      await this.#rewrite(physical, plan.columns);
+      return;
+    }
+    for (const column of plan.added) {
+      await this.#conn().run(`ALTER TABLE ${this.#qualified(physical)} ADD COLUMN ${ident(column.name)} ${duckdbType(column.type)}`);
+    }
+    for (const change of plan.changed) {
+      await this.#conn().run(`ALTER TABLE ${this.#qualified(physical)} ALTER COLUMN ${ident(change.name)} TYPE ${duckdbType(change.to)}`);
+    }
+    physical.columns = plan.columns;
+    await saveTable(this.#conn(), physical);
+    this.#logger.info({ physical: physical.physical, added: plan.added.map((c) => c.name), widened: plan.changed.map((c) => c.name) }, "schema evolved");
+  }
+
+  /** A key column changed type: DuckDB cannot alter primary-key columns, so copy into the next generation. */
+  async #rewrite(old: PhysicalTable, columns: readonly TargetColumn[]): Promise<void> {
+    const generation = this.#nextGeneration(old.target);
+    const next: PhysicalTable = { ...old, physical: physicalName(old.target, generation), generation, columns: [] };
+    await this.#create(next, columns);
+    const names = [...old.columns.map((c) => c.name), VERSION_COLUMN, DELETED_COLUMN].map(ident).join(", ");
+    await this.#conn().run(`INSERT INTO ${this.#qualified(next)} (${names}) SELECT ${names} FROM ${this.#qualified(old)}`);
+    await this.#drop(old);
+    if (next.role === "live") await this.#createView(next);
+    // Callers hold the old object: keep it pointing at the table that now serves.
+    Object.assign(old, next);
+    this.#tables.set(old.physical, old);
+  }
+
+  async #create(table: PhysicalTable, columns: readonly TargetColumn[]): Promise<void> {
+    const definitions = columns.map((c) => `${ident(c.name)} ${duckdbType(c.type)}${c.key ? " NOT NULL" : ""}`);
+    const keys = columns.filter((c) => c.key).map((c) => ident(c.name));
+    await this.#conn().run(
+      `CREATE TABLE ${this.#qualified(table)} (${definitions.join(", ")}, ${ident(VERSION_COLUMN)} UBIGINT NOT NULL, ` +
+        `${ident(DELETED_COLUMN)} BOOLEAN NOT NULL, PRIMARY KEY (${keys.join(", ")}))`,
+    );
+    table.columns = columns;
+    await saveTable(this.#conn(), table);
+    this.#tables.set(table.physical, table);
+  }
+
+  async #createView(table: PhysicalTable): Promise<void> {
+    await this.#conn().run(
+      `CREATE OR REPLACE VIEW ${ident(VIEW_SCHEMA)}.${ident(table.target)} AS SELECT * EXCLUDE (${ident(VERSION_COLUMN)}, ${ident(DELETED_COLUMN)}) ` +
+        `FROM ${this.#qualified(table)} WHERE NOT ${ident(DELETED_COLUMN)}`,
+    );
+  }
+
+  async #drop(table: PhysicalTable): Promise<void> {
+    await this.#conn().run(`DROP TABLE IF EXISTS ${this.#qualified(table)}`);
+    await forgetTable(this.#conn(), table.physical);
+    this.#tables.delete(table.physical);
+  }
+
+  #find(target: string, role: "live" | "shadow"): PhysicalTable | null {
+    for (const table of this.#tables.values()) if (table.target === target && table.role === role) return table;
+    return null;
+  }
+
+  #nextGeneration(target: string): number {
+    let max = 0;
+    for (const table of this.#tables.values()) if (table.target === target && table.generation > max) max = table.generation;
+    return max + 1;
+  }
+
+  #qualified(table: PhysicalTable): string {
+    return `${ident(INTERNAL_SCHEMA)}.${ident(table.physical)}`;
+  }
+
+  // --- plumbing ------------------------------------------------------------------------------
+
+  #conn(): DuckDBConnection {
+    if (!this.#connection) throw new SluiceError("the DuckDB sink is not open", { code: "SINK_NOT_OPEN", context: { component: "sink", sink: this.name } });
+    return this.#connection;
+  }
+
+  async #reload(): Promise<void> {
+    this.#tables = new Map((await loadTables(this.#conn())).map((t) => [t.physical, t]));
+  }
+
+  /** Runs `body` in a transaction, committed or (for probes) rolled back; the in-memory catalog is reloaded after any rollback. */
+  async #transaction<T>(commit: boolean, body: () => Promise<T>): Promise<T> {
+    const connection = this.#conn();
+    await connection.run("BEGIN TRANSACTION");
+    let result: T;
+    try {
+      result = await body();
+    } catch (error) {
+      await connection.run("ROLLBACK").catch(() => undefined);
+      await this.#reload();
+      throw error;
+    }
+    try {
+      await connection.run(commit ? "COMMIT" : "ROLLBACK");
+    } catch (error) {
+      await connection.run("ROLLBACK").catch(() => undefined);
+      await this.#reload();
+      throw error;
+    }
+    if (!commit) await this.#reload();
+    return result;
+  }
+
+  #wrap(error: unknown): Error {
+    if (error instanceof SluiceError) return error;
+    const message = errorMessage(error);
+    if (/^IO Error/.test(message)) {
+      return new ConnectionError(`DuckDB I/O error: ${message}`, { code: "SINK_IO", context: { component: "sink", sink: this.name }, cause: error });
+    }
+    return new SluiceError(`DuckDB write failed: ${message}`, { code: "SINK_WRITE_FAILED", context: { component: "sink", sink: this.name }, cause: error });
+  }
+}
+
+function appendRow(appender: DuckDBAppender, row: StagedRow): void {
+  row.cells.forEach((cell, index) => {
+    if (cell === null) appender.appendNull();
+    else appender.appendValue(cell, appender.columnType(index));
+  });
+  appender.appendUBigInt(row.change.version);
+  appender.appendBoolean(row.change.deleted);
+  appender.appendInteger(row.group);
+  appender.endRow();
+}
+
+export function createDuckDbSink(config: DuckDbSinkConfig, options: DuckDbSinkOptions): DuckDbSink {
+  return new DuckDbSink(config, options);
+}

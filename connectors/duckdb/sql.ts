@@ -1,0 +1,14 @@
+/** Quoting for the SQL the DuckDB sink writes (identifiers may hold any character; values are literals). */
+
+export function ident(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+export function literal(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
+}
+
+/** Errors of a statement that a different row set could avoid (poison rows), as opposed to I/O or catalog errors. */
+export function isDuckDbDataError(error: unknown): boolean {
+  return error instanceof Error && /^(Conversion|Constraint|Invalid Input|Out of Range|Mismatch Type) Error/.test(error.message);
+}

@@ -1,0 +1,116 @@
+/**
+ * LogicalType → DuckDB column type, and ColumnValue → the DuckDB value the appender takes.
+ * Exact: decimals as DECIMAL (unscaled integers, never doubles) or, beyond 38 digits or without a
+ * declared scale, VARCHAR holding the exact digits; timestamps keep microseconds.
+ */
+import {
+  blobValue,
+  dateValue,
+  decimalValue,
+  intervalValue,
+  listValue,
+  timestampTZValue,
+  timestampValue,
+  timeValue,
+  uuidValue,
+} from "@duckdb/node-api";
+import type { DuckDBValue } from "@duckdb/node-api";
+import type { ColumnValue } from "../contracts.ts";
+import { ValueRejected } from "../sinks/errors.ts";
+import type { LogicalType } from "../sinks/logical-type.ts";
+import {
+  arrayItems,
+  booleanValue,
+  bytesValue,
+  checkedInteger,
+  jsonText,
+  plainDecimalText,
+  scaledDecimal,
+  stringText,
+  toBigInt,
+  toDays,
+  toFloat,
+  uuidText,
+} from "../sinks/values.ts";
+
+const MAX_DECIMAL_PRECISION = 38;
+
+export function duckdbType(type: LogicalType): string {
+  switch (type.kind) {
+    case "boolean":
+      return "BOOLEAN";
+    case "integer": {
+      const bits = type.bits === 24 ? 32 : type.bits;
+      const name = { 8: "TINYINT", 16: "SMALLINT", 32: "INTEGER", 64: "BIGINT" }[bits];
+      return type.unsigned ? `U${name}` : name;
+    }
+    case "float":
+      return type.bits === 32 ? "REAL" : "DOUBLE";
+    case "decimal":
+      return type.precision !== null && type.precision <= MAX_DECIMAL_PRECISION ? `DECIMAL(${type.precision},${type.scale})` : "VARCHAR";
+    case "string":
+      return "VARCHAR";
+    case "uuid":
+      return "UUID";
+    case "json":
+      return "JSON";
+    case "bytes":
+      return "BLOB";
+    case "date":
+      return "DATE";
+    case "timestamp":
+      return type.tz ? "TIMESTAMPTZ" : "TIMESTAMP";
+    case "time":
+      return "TIME";
+    case "duration":
+      return "INTERVAL";
+    case "array":
+      return `${duckdbType(type.element)}[]`;
+  }
+}
+
+/** The appender value for a present (not null, not UNCHANGED) value of a column of `type`. */
+export function duckdbValue(type: LogicalType, value: ColumnValue): DuckDBValue {
+  if (value === null) return null;
+  switch (type.kind) {
+    case "boolean":
+      return booleanValue(value);
+    case "integer": {
+      const n = checkedInteger(value, type);
+      return type.bits === 64 ? n : Number(n);
+    }
+    case "float":
+      return toFloat(value);
+    case "decimal":
+      if (type.precision !== null && type.scale !== null && type.precision <= MAX_DECIMAL_PRECISION) {
+        return decimalValue(scaledDecimal(value, type.precision, type.scale), type.precision, type.scale);
+      }
+      return plainDecimalText(value);
+    case "string":
+      return stringText(value);
+    case "uuid":
+      return uuidValue(BigInt(`0x${uuidText(value).replace(/-/g, "")}`));
+    case "json":
+      return jsonText(value);
+    case "bytes":
+      return blobValue(bytesValue(value));
+    case "date":
+      return dateValue(toDays(value));
+    case "timestamp":
+      return type.tz ? timestampTZValue(toBigInt(value)) : timestampValue(toBigInt(value));
+    case "time": {
+      const micros = toBigInt(value);
+      if (micros < 0n || micros > 86_400_000_000n) throw new ValueRejected(`time ${micros} µs is outside 00:00..24:00`);
+      return timeValue(micros);
+    }
+    case "duration":
+      return intervalValue(0, 0, toBigInt(value));
+    case "array":
+      return listValue(
+        arrayItems(value).map((item) => {
+          if (Array.isArray(item)) throw new ValueRejected("multi-dimensional arrays are not supported");
+          return item === null ? null : duckdbValue(type.element, item);
+        }),
+      );
+  }
+}

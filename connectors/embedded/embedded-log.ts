@@ -1,0 +1,467 @@
+/**
+ * The embedded topic log: one SQLite file (WAL, fsync on every commit) holding records, consumer
+ * offsets, sink leases, source checkpoints and the schema registry's journal. A produce call is one
+ * transaction, so a batch and the checkpoint that covers it are stored together or not at all:
+ * capture into the embedded log is exactly-once.
+ */
+import type { EventEmitter } from "node:events";
+import { mkdirSync, realpathSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import type { TopicsConfig } from "../../config/schema.ts";
+import type { Logger } from "../../daemon/logger.ts";
+import type { Checkpoint } from "../contracts.ts";
+import { SluiceError } from "../errors.ts";
+import { decodeCheckpoint, encodeCheckpoint } from "../topics/checkpoint-codec.ts";
+import type {
+  GroupActivity,
+  PartitionLag,
+  PartitionOffsets,
+  ProducedRecord,
+  RegistryJournal,
+  TopicConsumer,
+  TopicLog,
+  TopicPartitionOffset,
+  TopicSpec,
+} from "../topics/contract.ts";
+import { partitionForKey } from "../topics/partitioner.ts";
+import { assertSameLayout, validateSpec } from "../topics/spec.ts";
+import { EmbeddedConsumer } from "./embedded-consumer.ts";
+import { Maintenance } from "./maintenance.ts";
+import type { MaintenanceResult } from "./maintenance.ts";
+import { encodeBatch, encodedSize, recordTimestamps } from "./record-codec.ts";
+import { EmbeddedRegistryJournal } from "./registry-journal.ts";
+import { prepareDatabase } from "./schema.ts";
+import { topicLogError } from "./sqlite-errors.ts";
+import { notifierFor } from "./wakeup.ts";
+
+export interface EmbeddedLogOptions {
+  readonly path: string;
+  readonly logger: Logger;
+  /** Period of the retention and compaction job; 0 runs it only when `runMaintenance` is called. */
+  readonly maintenanceIntervalMs?: number;
+  /** Batch rows the job examines per run, bounding its work. */
+  readonly maintenanceBudget?: number;
+  /** How often a waiting reader checks for records appended by another process. */
+  readonly crossProcessPollMs?: number;
+  /** Largest stored batch row; a larger produce call is split into several rows. */
+  readonly maxRowBytes?: number;
+  /** Tombstones in compacted topics are dropped this long after they were written. */
+  readonly tombstoneRetentionMs?: number;
+  /** Clock for retention and leases; tests pass their own. */
+  readonly clock?: () => number;
+}
+
+export interface TopicMeta {
+  readonly id: number;
+  readonly spec: TopicSpec;
+}
+
+interface TopicRow {
+  id: number;
+  name: string;
+  partitions: number;
+  retention_ms: number | null;
+  retention_bytes: number | null;
+  compacted: number;
+}
+
+interface PartitionGroup {
+  readonly topic: TopicMeta;
+  readonly partition: number;
+  readonly records: ProducedRecord[];
+  readonly sizes: number[];
+}
+
+export function embeddedOptionsFromConfig(config: Extract<TopicsConfig, { kind: "embedded" }>, logger: Logger): EmbeddedLogOptions {
+  return { path: config.path, logger };
+}
+
+/** Statements prepared once per connection; each produce call reuses them. */
+function prepareStatements(db: DatabaseSync) {
+  return {
+    topicByName: db.prepare("SELECT id, name, partitions, retention_ms, retention_bytes, compacted FROM topics WHERE name = ?"),
+    allTopics: db.prepare("SELECT id, name, partitions, retention_ms, retention_bytes, compacted FROM topics ORDER BY name"),
+    insertTopic: db.prepare("INSERT INTO topics (name, partitions, retention_ms, retention_bytes, compacted, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)"),
+    updateTopicRetention: db.prepare("UPDATE topics SET retention_ms = ?, retention_bytes = ? WHERE id = ?"),
+    insertPartition: db.prepare("INSERT INTO partitions (topic_id, partition, start_offset, next_offset, bytes, cleaned_offset) VALUES (?, ?, 0, 0, 0, 0)"),
+    deleteTopic: db.prepare("DELETE FROM topics WHERE id = ?"),
+    deleteTopicBatches: db.prepare("DELETE FROM batches WHERE topic_id = ?"),
+    deleteTopicKeys: db.prepare("DELETE FROM latest_keys WHERE topic_id = ?"),
+    partitionState: db.prepare("SELECT next_offset, bytes FROM partitions WHERE topic_id = ? AND partition = ?"),
+    partitionBounds: db.prepare("SELECT start_offset, next_offset FROM partitions WHERE topic_id = ? AND partition = ?"),
+    partitionRange: db.prepare("SELECT partition, start_offset, next_offset FROM partitions WHERE topic_id = ? ORDER BY partition"),
+    advancePartition: db.prepare("UPDATE partitions SET next_offset = ?, bytes = ? WHERE topic_id = ? AND partition = ?"),
+    insertBatch: db.prepare("INSERT INTO batches (topic_id, partition, base_offset, last_offset, max_timestamp, record_count, bytes, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+    upsertLatestKey: db.prepare("INSERT INTO latest_keys (topic_id, partition, key, offset) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET offset = excluded.offset"),
+    firstBatchAtOrAfterTime: db.prepare("SELECT base_offset, payload FROM batches WHERE topic_id = ? AND partition = ? AND max_timestamp >= ? ORDER BY last_offset LIMIT 1"),
+    batchesFrom: db.prepare("SELECT base_offset, last_offset, payload FROM batches WHERE topic_id = ? AND partition = ? AND last_offset >= ? ORDER BY last_offset LIMIT ?"),
+    upsertCheckpoint: db.prepare("INSERT INTO checkpoints (source, checkpoint, updated_at_ms) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET checkpoint = excluded.checkpoint, updated_at_ms = excluded.updated_at_ms"),
+    checkpoint: db.prepare("SELECT checkpoint FROM checkpoints WHERE source = ?"),
+    groupOffsets: db.prepare("SELECT t.name AS topic, g.partition, g.next_offset FROM group_offsets g JOIN topics t ON t.id = g.topic_id WHERE g.group_name = ? ORDER BY t.name, g.partition"),
+    groupOffset: db.prepare("SELECT next_offset FROM group_offsets WHERE group_name = ? AND topic_id = ? AND partition = ?"),
+    upsertGroupOffset: db.prepare("INSERT INTO group_offsets (group_name, topic_id, partition, next_offset) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET next_offset = excluded.next_offset"),
+    lease: db.prepare("SELECT owner, expires_at_ms FROM leases WHERE group_name = ?"),
+    upsertLease: db.prepare("INSERT INTO leases (group_name, owner, expires_at_ms) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET owner = excluded.owner, expires_at_ms = excluded.expires_at_ms"),
+    deleteLease: db.prepare("DELETE FROM leases WHERE group_name = ? AND owner = ?"),
+  };
+}
+
+export type EmbeddedStatements = ReturnType<typeof prepareStatements>;
+
+export class EmbeddedTopicLog implements TopicLog {
+  readonly kind = "embedded";
+  readonly checkpointGuarantee = "exactly-once";
+  readonly path: string;
+  readonly registryJournal: RegistryJournal;
+  readonly notifier: EventEmitter;
+  readonly crossProcessPollMs: number;
+  readonly clock: () => number;
+  private readonly db: DatabaseSync;
+  private readonly statements: EmbeddedStatements;
+  private readonly logger: Logger;
+  private readonly maxRowBytes: number;
+  private readonly maintenance: Maintenance;
+  private readonly maintenanceBudget: number;
+  private readonly topics = new Map<string, TopicMeta>();
+  private readonly consumers = new Set<EmbeddedConsumer>();
+  private maintenanceTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  private constructor(db: DatabaseSync, path: string, options: EmbeddedLogOptions) {
+    this.db = db;
+    this.path = path;
+    this.logger = options.logger.child({ component: "embedded-log", path });
+    this.statements = prepareStatements(db);
+    this.notifier = notifierFor(path);
+    this.crossProcessPollMs = options.crossProcessPollMs ?? 200;
+    this.maxRowBytes = options.maxRowBytes ?? 2 ** 20;
+    this.clock = options.clock ?? Date.now;
+    this.maintenance = new Maintenance(db, options.tombstoneRetentionMs ?? 86_400_000);
+    this.maintenanceBudget = options.maintenanceBudget ?? 500;
+    this.registryJournal = new EmbeddedRegistryJournal(db, path, this.clock);
+    const interval = options.maintenanceIntervalMs ?? 10_000;
+    if (interval > 0) {
+      this.maintenanceTimer = setInterval(() => this.runScheduledMaintenance(), interval);
+      this.maintenanceTimer.unref();
+    }
+  }
+
+  /** Opens (creating if needed) the log file; a file another Sluice version wrote is refused. */
+  static open(options: EmbeddedLogOptions): EmbeddedTopicLog {
+    const path = resolve(options.path);
+    let db: DatabaseSync;
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+      db = new DatabaseSync(path);
+    } catch (error) {
+      throw new SluiceError(`cannot open embedded topic log ${path}: ${(error as Error).message}`, { code: "TOPIC_LOG_OPEN_FAILED", context: { component: "embedded-log", path }, cause: error });
+    }
+    try {
+      prepareDatabase(db, path);
+    } catch (error) {
+      db.close();
+      throw topicLogError(error, "open", path);
+    }
+    const log = new EmbeddedTopicLog(db, realpathSync(path), options);
+    log.logger.info("embedded topic log open");
+    return log;
+  }
+
+  ready(): boolean {
+    return !this.closed;
+  }
+
+  async createTopic(spec: TopicSpec): Promise<void> {
+    this.assertOpen();
+    validateSpec(spec);
+    const existing = this.findTopic(spec.name);
+    if (existing) {
+      assertSameLayout(spec, existing.spec);
+      if (existing.spec.retentionMs !== spec.retentionMs || existing.spec.retentionBytes !== spec.retentionBytes) {
+        this.write("create topic", () => this.statements.updateTopicRetention.run(spec.retentionMs, spec.retentionBytes, existing.id));
+        this.topics.set(spec.name, { id: existing.id, spec });
+      }
+      return;
+    }
+    this.write("create topic", () => {
+      const { lastInsertRowid } = this.statements.insertTopic.run(spec.name, spec.partitions, spec.retentionMs, spec.retentionBytes, spec.compacted ? 1 : 0, this.clock());
+      for (let p = 0; p < spec.partitions; p++) this.statements.insertPartition.run(lastInsertRowid, p);
+    });
+    this.logger.info({ topic: spec.name, partitions: spec.partitions, compacted: spec.compacted }, "topic created");
+  }
+
+  async deleteTopic(name: string): Promise<void> {
+    this.assertOpen();
+    const topic = this.findTopic(name);
+    if (!topic) return;
+    this.write("delete topic", () => {
+      this.statements.deleteTopicBatches.run(topic.id);
+      this.statements.deleteTopicKeys.run(topic.id);
+      this.statements.deleteTopic.run(topic.id);
+    });
+    this.topics.delete(name);
+  }
+
+  async listTopics(): Promise<TopicSpec[]> {
+    this.assertOpen();
+    return (this.statements.allTopics.all() as unknown as TopicRow[]).map((row) => specOf(row));
+  }
+
+  async produce(records: readonly ProducedRecord[], checkpoint?: Checkpoint): Promise<void> {
+    this.assertOpen();
+    const groups = this.groupByPartition(records);
+    if (checkpoint) this.write("produce", () => this.statements.upsertCheckpoint.run(checkpoint.source, encodeCheckpoint(checkpoint), this.clock()));
+    for (const group of groups) this.write("produce", () => this.append(group));
+    if (records.length > 0) this.notifier.emit("append");
+  }
+
+  async readCheckpoint(source: string): Promise<Checkpoint | null> {
+    this.assertOpen();
+    const row = this.read("read checkpoint", () => this.statements.checkpoint.get(source)) as { checkpoint: string } | undefined;
+    return row ? decodeCheckpoint(row.checkpoint, this.path) : null;
+  }
+
+  async consumer(group: string, topics: readonly string[]): Promise<TopicConsumer> {
+    this.assertOpen();
+    const metas = topics.map((name) => this.requireTopic(name));
+    const consumer = new EmbeddedConsumer(this, this.statements, group, metas, (c) => this.consumers.delete(c));
+    this.consumers.add(consumer);
+    return consumer;
+  }
+
+  async partitionOffsets(topic: string): Promise<PartitionOffsets[]> {
+    this.assertOpen();
+    const meta = this.requireTopic(topic);
+    const rows = this.read("read offsets", () => this.statements.partitionRange.all(meta.id)) as unknown as { partition: number; start_offset: number; next_offset: number }[];
+    return rows.map((row) => ({ topic, partition: row.partition, start: BigInt(row.start_offset), end: BigInt(row.next_offset) }));
+  }
+
+  async endOffsets(topic: string): Promise<TopicPartitionOffset[]> {
+    return (await this.partitionOffsets(topic)).map(({ topic: t, partition, end }) => ({ topic: t, partition, offset: end }));
+  }
+
+  async offsetsForTimestamp(topic: string, timestampMs: number): Promise<TopicPartitionOffset[]> {
+    const ranges = await this.partitionOffsets(topic);
+    const meta = this.requireTopic(topic);
+    return ranges.map((range) => ({ topic, partition: range.partition, offset: BigInt(this.offsetForTimestamp(meta, range.partition, timestampMs) ?? Number(range.end)) }));
+  }
+
+  async committedOffsets(group: string): Promise<TopicPartitionOffset[]> {
+    this.assertOpen();
+    const rows = this.read("read group offsets", () => this.statements.groupOffsets.all(group)) as unknown as { topic: string; partition: number; next_offset: number }[];
+    return rows.map((row) => ({ topic: row.topic, partition: row.partition, offset: BigInt(row.next_offset) }));
+  }
+
+  async setCommittedOffsets(group: string, offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    this.assertOpen();
+    const resolved = offsets.map((o) => ({ id: this.requirePartition(o.topic, o.partition).id, partition: o.partition, offset: toSafeOffset(o.offset) }));
+    this.write("commit offsets", () => {
+      for (const o of resolved) this.statements.upsertGroupOffset.run(group, o.id, o.partition, o.offset);
+    });
+  }
+
+  async groupLag(group: string, topics: readonly string[]): Promise<PartitionLag[]> {
+    const committed = new Map((await this.committedOffsets(group)).map((o) => [`${o.topic}\u0000${o.partition}`, o.offset]));
+    const lags: PartitionLag[] = [];
+    for (const topic of topics) {
+      for (const range of await this.partitionOffsets(topic)) {
+        const offset = committed.get(`${topic}\u0000${range.partition}`) ?? null;
+        const from = offset === null || offset < range.start ? range.start : offset;
+        lags.push({ topic, partition: range.partition, committed: offset, end: range.end, lag: range.end > from ? range.end - from : 0n });
+      }
+    }
+    return lags;
+  }
+
+  async groupActivity(group: string): Promise<GroupActivity> {
+    this.assertOpen();
+    const lease = this.statements.lease.get(group) as { owner: string; expires_at_ms: number } | undefined;
+    const active = lease !== undefined && lease.expires_at_ms > this.clock();
+    return { active, members: active ? [lease.owner] : [] };
+  }
+
+  async acquireLease(group: string, owner: string, ttlMs: number): Promise<boolean> {
+    this.assertOpen();
+    return this.write("acquire lease", () => {
+      const lease = this.statements.lease.get(group) as { owner: string; expires_at_ms: number } | undefined;
+      if (lease && lease.owner !== owner && lease.expires_at_ms > this.clock()) return false;
+      this.statements.upsertLease.run(group, owner, this.clock() + ttlMs);
+      return true;
+    });
+  }
+
+  async renewLease(group: string, owner: string, ttlMs: number): Promise<boolean> {
+    this.assertOpen();
+    return this.write("renew lease", () => {
+      const lease = this.statements.lease.get(group) as { owner: string; expires_at_ms: number } | undefined;
+      // An expired lease nobody took over is still ours to renew; a lease another owner took is lost.
+      if (lease && lease.owner !== owner) return false;
+      this.statements.upsertLease.run(group, owner, this.clock() + ttlMs);
+      return true;
+    });
+  }
+
+  async releaseLease(group: string, owner: string): Promise<void> {
+    this.assertOpen();
+    this.write("release lease", () => this.statements.deleteLease.run(group, owner));
+  }
+
+  /** Runs one bounded retention and compaction pass now (the timer runs it periodically). */
+  runMaintenance(): MaintenanceResult {
+    this.assertOpen();
+    try {
+      return this.maintenance.run(this.clock(), this.maintenanceBudget);
+    } catch (error) {
+      throw topicLogError(error, "retention", this.path);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.maintenanceTimer);
+    for (const consumer of [...this.consumers]) await consumer.close();
+    this.db.close();
+    this.logger.info("embedded topic log closed");
+  }
+
+  // ---- used by EmbeddedConsumer ----
+
+  assertOpen(): void {
+    if (this.closed) throw new SluiceError(`embedded topic log ${this.path} is closed`, { code: "TOPIC_LOG_CLOSED", context: { component: "embedded-log", path: this.path } });
+  }
+
+  /** Runs `operation` in one IMMEDIATE transaction; any failure rolls it back whole. */
+  write<T>(operation: string, body: () => T): T {
+    try {
+      this.db.exec("BEGIN IMMEDIATE");
+      const result = body();
+      this.db.exec("COMMIT");
+      return result;
+    } catch (error) {
+      if (this.db.isTransaction) {
+        try {
+          this.db.exec("ROLLBACK");
+        } catch {
+          // SQLite may already have rolled back (e.g. after SQLITE_FULL); the transaction is gone either way.
+        }
+      }
+      throw topicLogError(error, operation, this.path);
+    }
+  }
+
+  read<T>(operation: string, body: () => T): T {
+    try {
+      return body();
+    } catch (error) {
+      throw topicLogError(error, operation, this.path);
+    }
+  }
+
+  offsetForTimestamp(topic: TopicMeta, partition: number, timestampMs: number): number | undefined {
+    const row = this.read("seek by time", () => this.statements.firstBatchAtOrAfterTime.get(topic.id, partition, timestampMs)) as { base_offset: number; payload: Uint8Array } | undefined;
+    if (!row) return undefined;
+    return this.firstOffsetAtOrAfter(row.base_offset, row.payload, timestampMs);
+  }
+
+  private firstOffsetAtOrAfter(baseOffset: number, payload: Uint8Array, timestampMs: number): number | undefined {
+    // The batch's max timestamp is at or after the target, so one of its records is.
+    for (const record of recordTimestamps(payload)) {
+      if (record.timestamp >= timestampMs) return baseOffset + record.offsetDelta;
+    }
+    return undefined;
+  }
+
+  requireTopic(name: string): TopicMeta {
+    const meta = this.findTopic(name);
+    if (!meta) throw new SluiceError(`topic "${name}" does not exist in the embedded log ${this.path}`, { code: "TOPIC_NOT_FOUND", context: { component: "embedded-log", topic: name } });
+    return meta;
+  }
+
+  private requirePartition(topic: string, partition: number): TopicMeta {
+    const meta = this.requireTopic(topic);
+    if (!Number.isInteger(partition) || partition < 0 || partition >= meta.spec.partitions) {
+      throw new SluiceError(`topic "${topic}" has no partition ${partition} (it has ${meta.spec.partitions})`, { code: "PARTITION_NOT_FOUND", context: { component: "embedded-log", topic, partition } });
+    }
+    return meta;
+  }
+
+  private findTopic(name: string): TopicMeta | undefined {
+    const cached = this.topics.get(name);
+    if (cached) return cached;
+    const row = this.read("read topic", () => this.statements.topicByName.get(name)) as TopicRow | undefined;
+    if (!row) return undefined;
+    const meta = { id: row.id, spec: specOf(row) };
+    this.topics.set(name, meta);
+    return meta;
+  }
+
+  private groupByPartition(records: readonly ProducedRecord[]): PartitionGroup[] {
+    const groups = new Map<string, PartitionGroup>();
+    for (const record of records) {
+      const topic = this.requireTopic(record.topic);
+      if (topic.spec.compacted && record.key === null) {
+        throw new SluiceError(`topic "${record.topic}" is compacted: every record needs a key`, { code: "RECORD_KEY_MISSING", context: { component: "embedded-log", topic: record.topic } });
+      }
+      const partition = partitionForKey(record.key, topic.spec.partitions);
+      const id = `${topic.id}:${partition}`;
+      let group = groups.get(id);
+      if (!group) {
+        group = { topic, partition, records: [], sizes: [] };
+        groups.set(id, group);
+      }
+      group.records.push(record);
+      group.sizes.push(encodedSize(record));
+    }
+    return [...groups.values()];
+  }
+
+  /** Appends one partition's records as batch rows of at most maxRowBytes; runs inside the produce transaction. */
+  private append(group: PartitionGroup): void {
+    const { topic, partition, records, sizes } = group;
+    const state = this.statements.partitionState.get(topic.id, partition) as { next_offset: number; bytes: number };
+    let next = state.next_offset;
+    let bytes = state.bytes;
+    let start = 0;
+    while (start < records.length) {
+      let end = start;
+      let size = 0;
+      let maxTimestamp = -Infinity;
+      do {
+        size += sizes[end]!;
+        maxTimestamp = Math.max(maxTimestamp, records[end]!.timestamp);
+        end++;
+      } while (end < records.length && size + sizes[end]! <= this.maxRowBytes);
+      const chunk = records.slice(start, end);
+      this.statements.insertBatch.run(topic.id, partition, next, next + chunk.length - 1, maxTimestamp, chunk.length, size, encodeBatch(chunk, size));
+      if (topic.spec.compacted) {
+        for (let i = 0; i < chunk.length; i++) this.statements.upsertLatestKey.run(topic.id, partition, chunk[i]!.key, next + i);
+      }
+      next += chunk.length;
+      bytes += size;
+      start = end;
+    }
+    this.statements.advancePartition.run(next, bytes, topic.id, partition);
+  }
+
+  private runScheduledMaintenance(): void {
+    try {
+      const result = this.runMaintenance();
+      if (result.deletedBatches > 0 || result.compactedRecords > 0) this.logger.debug(result, "retention and compaction");
+    } catch (error) {
+      this.logger.warn({ err: error instanceof SluiceError ? error.toLog() : String(error) }, "retention job failed; retrying at the next run");
+    }
+  }
+}
+
+function specOf(row: TopicRow): TopicSpec {
+  return { name: row.name, partitions: row.partitions, retentionMs: row.retention_ms, retentionBytes: row.retention_bytes, compacted: row.compacted === 1 };
+}
+
+export function toSafeOffset(offset: bigint): number {
+  if (offset < 0n || offset > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new SluiceError(`offset ${offset} is out of range`, { code: "OFFSET_OUT_OF_RANGE", context: { component: "embedded-log", offset: offset.toString() } });
+  }
+  return Number(offset);
+}

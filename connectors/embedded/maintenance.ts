@@ -1,0 +1,150 @@
+/**
+ * The periodic retention and compaction job of the embedded log. Each run does bounded work
+ * (`budget` batch rows examined) in short transactions, so writers are never held up for long.
+ */
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { decodeBatch, encodeBatch } from "./record-codec.ts";
+
+export interface MaintenanceResult {
+  /** Batch rows deleted by retention or emptied by compaction. */
+  readonly deletedBatches: number;
+  /** Records removed by compaction (superseded values and expired tombstones). */
+  readonly compactedRecords: number;
+}
+
+interface PartitionRow {
+  topic_id: number;
+  partition: number;
+  next_offset: number;
+  bytes: number;
+  cleaned_offset: number;
+  retention_ms: number | null;
+  retention_bytes: number | null;
+  compacted: number;
+}
+
+interface BatchRow {
+  id: number;
+  base_offset: number;
+  last_offset: number;
+  max_timestamp: number;
+  bytes: number;
+  payload?: Uint8Array;
+}
+
+export class Maintenance {
+  private readonly db: DatabaseSync;
+  private readonly tombstoneRetentionMs: number;
+  private readonly partitions: StatementSync;
+  private readonly oldestBatches: StatementSync;
+  private readonly batchesFrom: StatementSync;
+  private readonly deleteBatch: StatementSync;
+  private readonly rewriteBatch: StatementSync;
+  private readonly firstOffset: StatementSync;
+  private readonly updatePartition: StatementSync;
+  private readonly latestKey: StatementSync;
+  private readonly forgetKey: StatementSync;
+
+  constructor(db: DatabaseSync, tombstoneRetentionMs: number) {
+    this.db = db;
+    this.tombstoneRetentionMs = tombstoneRetentionMs;
+    this.partitions = db.prepare(`
+      SELECT p.topic_id, p.partition, p.next_offset, p.bytes, p.cleaned_offset, t.retention_ms, t.retention_bytes, t.compacted
+      FROM partitions p JOIN topics t ON t.id = p.topic_id
+      WHERE t.compacted = 1 OR t.retention_ms IS NOT NULL OR t.retention_bytes IS NOT NULL
+      ORDER BY p.topic_id, p.partition`);
+    this.oldestBatches = db.prepare("SELECT rowid AS id, base_offset, last_offset, max_timestamp, bytes FROM batches WHERE topic_id = ? AND partition = ? ORDER BY last_offset LIMIT ?");
+    this.batchesFrom = db.prepare("SELECT rowid AS id, base_offset, last_offset, max_timestamp, bytes, payload FROM batches WHERE topic_id = ? AND partition = ? AND last_offset >= ? ORDER BY last_offset LIMIT ?");
+    this.deleteBatch = db.prepare("DELETE FROM batches WHERE rowid = ?");
+    this.rewriteBatch = db.prepare("UPDATE batches SET payload = ?, record_count = ?, bytes = ? WHERE rowid = ?");
+    this.firstOffset = db.prepare("SELECT base_offset FROM batches WHERE topic_id = ? AND partition = ? ORDER BY last_offset LIMIT 1");
+    this.updatePartition = db.prepare("UPDATE partitions SET bytes = ?, start_offset = ?, cleaned_offset = ? WHERE topic_id = ? AND partition = ?");
+    this.latestKey = db.prepare("SELECT offset FROM latest_keys WHERE topic_id = ? AND partition = ? AND key = ?");
+    this.forgetKey = db.prepare("DELETE FROM latest_keys WHERE topic_id = ? AND partition = ? AND key = ?");
+  }
+
+  run(nowMs: number, budget: number): MaintenanceResult {
+    let deletedBatches = 0;
+    let compactedRecords = 0;
+    let remaining = budget;
+    for (const row of this.partitions.all() as unknown as PartitionRow[]) {
+      if (remaining <= 0) break;
+      this.db.exec("BEGIN IMMEDIATE");
+      try {
+        const result = row.compacted ? this.compact(row, nowMs, remaining) : this.retain(row, nowMs, remaining);
+        this.db.exec("COMMIT");
+        remaining -= result.examined;
+        deletedBatches += result.deleted;
+        compactedRecords += result.removedRecords;
+      } catch (error) {
+        if (this.db.isTransaction) this.db.exec("ROLLBACK");
+        throw error;
+      }
+    }
+    return { deletedBatches, compactedRecords };
+  }
+
+  /** Deletes the oldest batches while they are past the age limit or the partition is over its size limit. */
+  private retain(row: PartitionRow, nowMs: number, budget: number): { examined: number; deleted: number; removedRecords: number } {
+    const cutoff = row.retention_ms === null ? -Infinity : nowMs - row.retention_ms;
+    let bytes = row.bytes;
+    let deleted = 0;
+    const batches = this.oldestBatches.all(row.topic_id, row.partition, budget) as unknown as BatchRow[];
+    for (const batch of batches) {
+      const tooOld = batch.max_timestamp < cutoff;
+      const tooBig = row.retention_bytes !== null && bytes > row.retention_bytes;
+      if (!tooOld && !tooBig) break;
+      this.deleteBatch.run(batch.id);
+      bytes -= batch.bytes;
+      deleted++;
+    }
+    if (deleted > 0) this.updatePartition.run(bytes, this.startOffset(row), row.cleaned_offset, row.topic_id, row.partition);
+    return { examined: Math.max(deleted, 1), deleted, removedRecords: 0 };
+  }
+
+  /** Removes records superseded by a later record with the same key, and tombstones older than the tombstone retention. */
+  private compact(row: PartitionRow, nowMs: number, budget: number): { examined: number; deleted: number; removedRecords: number } {
+    let batches = this.batchesFrom.all(row.topic_id, row.partition, row.cleaned_offset, budget) as unknown as BatchRow[];
+    let cursor = row.cleaned_offset;
+    if (batches.length === 0 && cursor > 0) {
+      // Reached the head: start the next pass from the beginning, as later records may have superseded earlier ones.
+      cursor = 0;
+      batches = this.batchesFrom.all(row.topic_id, row.partition, 0, budget) as unknown as BatchRow[];
+    }
+    let bytes = row.bytes;
+    let deleted = 0;
+    let removedRecords = 0;
+    for (const batch of batches) {
+      const records = decodeBatch(batch.payload!);
+      const kept = records.filter((record) => {
+        const offset = batch.base_offset + record.offsetDelta;
+        const latest = record.key === null ? undefined : (this.latestKey.get(row.topic_id, row.partition, record.key) as { offset: number } | undefined)?.offset;
+        if (latest !== offset) return false;
+        if (record.value === null && record.timestamp < nowMs - this.tombstoneRetentionMs) {
+          this.forgetKey.run(row.topic_id, row.partition, record.key);
+          return false;
+        }
+        return true;
+      });
+      cursor = batch.last_offset + 1;
+      if (kept.length === records.length) continue;
+      removedRecords += records.length - kept.length;
+      if (kept.length === 0) {
+        this.deleteBatch.run(batch.id);
+        bytes -= batch.bytes;
+        deleted++;
+        continue;
+      }
+      const size = kept.reduce((sum, record) => sum + record.size, 0);
+      this.rewriteBatch.run(encodeBatch(kept, size, kept.map((record) => record.offsetDelta)), kept.length, size, batch.id);
+      bytes -= batch.bytes - size;
+    }
+    this.updatePartition.run(bytes, this.startOffset(row), cursor, row.topic_id, row.partition);
+    return { examined: Math.max(batches.length, 1), deleted, removedRecords };
+  }
+
+  private startOffset(row: PartitionRow): number {
+    const first = this.firstOffset.get(row.topic_id, row.partition) as { base_offset: number } | undefined;
+    return first?.base_offset ?? row.next_offset;
+  }
+}

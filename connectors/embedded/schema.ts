@@ -1,0 +1,113 @@
+/**
+ * The one SQLite file of an embedded deployment: topics and their record batches, consumer group
+ * offsets and leases, source checkpoints, and the schema registry's journal.
+ */
+import type { DatabaseSync } from "node:sqlite";
+import { SluiceError } from "../errors.ts";
+
+const SCHEMA_VERSION = 1;
+
+const DDL = `
+CREATE TABLE topics (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  partitions INTEGER NOT NULL,
+  retention_ms INTEGER,
+  retention_bytes INTEGER,
+  compacted INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL
+);
+
+-- Per partition: first kept offset, next offset to write, bytes kept, and the compaction cursor.
+CREATE TABLE partitions (
+  topic_id INTEGER NOT NULL REFERENCES topics(id) ON DELETE CASCADE,
+  partition INTEGER NOT NULL,
+  start_offset INTEGER NOT NULL,
+  next_offset INTEGER NOT NULL,
+  bytes INTEGER NOT NULL,
+  cleaned_offset INTEGER NOT NULL,
+  PRIMARY KEY (topic_id, partition)
+) WITHOUT ROWID;
+
+-- Records, one row per produced batch and partition, covering offsets base_offset..last_offset.
+-- last_offset and max_timestamp stay as written even when compaction removes records, so ranges
+-- never overlap and the timestamp search stays correct.
+CREATE TABLE batches (
+  topic_id INTEGER NOT NULL,
+  partition INTEGER NOT NULL,
+  base_offset INTEGER NOT NULL,
+  last_offset INTEGER NOT NULL,
+  max_timestamp REAL NOT NULL,
+  record_count INTEGER NOT NULL,
+  bytes INTEGER NOT NULL,
+  payload BLOB NOT NULL
+);
+CREATE UNIQUE INDEX batches_by_offset ON batches (topic_id, partition, last_offset);
+
+-- Compacted topics only: the latest offset of every key.
+CREATE TABLE latest_keys (
+  topic_id INTEGER NOT NULL,
+  partition INTEGER NOT NULL,
+  key BLOB NOT NULL,
+  offset INTEGER NOT NULL,
+  PRIMARY KEY (topic_id, partition, key)
+) WITHOUT ROWID;
+
+CREATE TABLE group_offsets (
+  group_name TEXT NOT NULL,
+  topic_id INTEGER NOT NULL REFERENCES topics(id) ON DELETE CASCADE,
+  partition INTEGER NOT NULL,
+  next_offset INTEGER NOT NULL,
+  PRIMARY KEY (group_name, topic_id, partition)
+) WITHOUT ROWID;
+
+CREATE TABLE leases (
+  group_name TEXT PRIMARY KEY,
+  owner TEXT NOT NULL,
+  expires_at_ms INTEGER NOT NULL
+);
+
+CREATE TABLE checkpoints (
+  source TEXT PRIMARY KEY,
+  checkpoint TEXT NOT NULL,
+  updated_at_ms INTEGER NOT NULL
+);
+
+CREATE TABLE registry_journal (
+  sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+  entry TEXT NOT NULL,
+  appended_at_ms INTEGER NOT NULL
+);
+`;
+
+/** Sets the durability pragmas (WAL, fsync on every commit) and creates or checks the schema. */
+export function prepareDatabase(db: DatabaseSync, path: string): void {
+  db.exec("PRAGMA busy_timeout = 5000");
+  const fresh = (db.prepare("SELECT count(*) AS n FROM sqlite_master").get() as { n: number }).n === 0;
+  if (fresh) db.exec("PRAGMA page_size = 8192");
+  const mode = (db.prepare("PRAGMA journal_mode = WAL").get() as { journal_mode: string }).journal_mode;
+  if (mode !== "wal") {
+    throw new SluiceError(`embedded topic log ${path}: cannot switch to WAL mode (got "${mode}")`, { code: "TOPIC_LOG_OPEN_FAILED", context: { component: "embedded-log", path } });
+  }
+  // FULL: every commit fsyncs the WAL, so an acknowledged produce survives power loss.
+  db.exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 4000");
+  const version = (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version;
+  if (version === SCHEMA_VERSION) return;
+  if (version !== 0) {
+    throw new SluiceError(`embedded topic log ${path} has schema version ${version}; this Sluice knows version ${SCHEMA_VERSION}`, {
+      code: "TOPIC_LOG_VERSION",
+      context: { component: "embedded-log", path },
+    });
+  }
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    if ((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version === 0) {
+      db.exec(DDL);
+      db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    }
+    db.exec("COMMIT");
+  } catch (error) {
+    db.exec("ROLLBACK");
+    throw error;
+  }
+}

@@ -1,0 +1,41 @@
+import { SluiceError } from "../errors.ts";
+
+const SQLITE_BUSY = 5;
+const SQLITE_LOCKED = 6;
+const SQLITE_NOMEM = 7;
+const SQLITE_IOERR = 10;
+const SQLITE_CORRUPT = 11;
+const SQLITE_FULL = 13;
+
+interface SqliteFailure {
+  code?: unknown;
+  errcode?: unknown;
+  errstr?: unknown;
+}
+
+export function sqliteErrorCode(error: unknown): number | undefined {
+  const failure = error as SqliteFailure | null;
+  return failure?.code === "ERR_SQLITE_ERROR" && typeof failure.errcode === "number" ? failure.errcode & 0xff : undefined;
+}
+
+/** A SQLite failure as a SluiceError: disk full and lock contention may heal and are retriable; I/O errors and corruption are not. */
+export function topicLogError(error: unknown, operation: string, path: string): SluiceError {
+  if (error instanceof SluiceError) return error;
+  const context = { component: "embedded-log", path, operation };
+  const message = error instanceof Error ? error.message : String(error);
+  switch (sqliteErrorCode(error)) {
+    case SQLITE_FULL:
+      return new SluiceError(`embedded topic log ${path}: disk full during ${operation}; nothing of it was stored (${message})`, { code: "TOPIC_LOG_DISK_FULL", retriable: true, context, cause: error });
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return new SluiceError(`embedded topic log ${path}: locked by another process during ${operation} (${message})`, { code: "TOPIC_LOG_BUSY", retriable: true, context, cause: error });
+    case SQLITE_NOMEM:
+      return new SluiceError(`embedded topic log ${path}: out of memory during ${operation} (${message})`, { code: "TOPIC_LOG_NO_MEMORY", retriable: true, context, cause: error });
+    case SQLITE_IOERR:
+      return new SluiceError(`embedded topic log ${path}: I/O error during ${operation} (${message})`, { code: "TOPIC_LOG_IO_ERROR", context, cause: error });
+    case SQLITE_CORRUPT:
+      return new SluiceError(`embedded topic log ${path} is corrupt (${message}); restore it from a backup or replay from the sources`, { code: "TOPIC_LOG_CORRUPT", context, cause: error });
+    default:
+      return new SluiceError(`embedded topic log ${path}: ${operation} failed: ${message}`, { code: "TOPIC_LOG_FAILED", context, cause: error });
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * The batching producer's own logic (linger, batch bounds, retries, failure containment) over a
+ * scripted stand-in for kafkajs's producer; Kafka itself is exercised in kafka.int.test.ts.
+ */
+import assert from "node:assert/strict";
+import { Writable } from "node:stream";
+import { test } from "node:test";
+import type { Kafka, ProducerBatch } from "kafkajs";
+import { createLogger } from "../../daemon/logger.ts";
+import { BatchingProducer } from "./batching-producer.ts";
+import type { BatchingProducerOptions, OutgoingMessage } from "./batching-producer.ts";
+
+class ScriptedKafka {
+  readonly batches: ProducerBatch[] = [];
+  /** Errors the next sendBatch calls throw, in order. */
+  readonly failures: Error[] = [];
+  producers = 0;
+
+  producer() {
+    this.producers++;
+    return {
+      connect: async () => undefined,
+      disconnect: async () => undefined,
+      sendBatch: async (batch: ProducerBatch) => {
+        const failure = this.failures.shift();
+        if (failure) throw failure;
+        this.batches.push(batch);
+        return [];
+      },
+    };
+  }
+}
+
+function connectionError(): Error {
+  const error = new Error("Connection error: connect ECONNREFUSED 127.0.0.1:59092");
+  error.name = "KafkaJSConnectionError";
+  return error;
+}
+
+function message(topic: string, value: string, partition = 0): OutgoingMessage {
+  return { topic, message: { key: Buffer.from("k"), value: Buffer.from(value), partition }, size: 100 };
+}
+
+function producerWith(kafka: ScriptedKafka, overrides: Partial<BatchingProducerOptions> = {}) {
+  const lines: Record<string, unknown>[] = [];
+  const readiness: boolean[] = [];
+  const logger = createLogger("info", new Writable({ write: (chunk: Buffer, _e, done) => (lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>), done()) }));
+  const producer = new BatchingProducer({
+    kafka: kafka as unknown as Kafka,
+    brokers: ["127.0.0.1:59092"],
+    lingerMs: 5,
+    batchBytes: 1000,
+    maxInFlight: 2,
+    compression: 0,
+    transactionalId: null,
+    retry: { initialMs: 1, maxMs: 2 },
+    logger,
+    onReadyChange: (ready) => readiness.push(ready),
+    ...overrides,
+  });
+  return { producer, lines, readiness };
+}
+
+const values = (kafka: ScriptedKafka) => kafka.batches.flatMap((b) => b.topicMessages!.flatMap((t) => t.messages.map((m) => `${t.topic}:${String(m.value)}`)));
+
+test("calls within the linger time go out together; the checkpoint after the records it covers", async () => {
+  const kafka = new ScriptedKafka();
+  const { producer } = producerWith(kafka);
+  await Promise.all([
+    producer.send([message("t", "a")]),
+    producer.send([message("t", "b")], { source: "s", message: message("cp", "1") }),
+    producer.send([message("t", "c")], { source: "s", message: message("cp", "2") }),
+  ]);
+  assert.deepEqual(kafka.batches.map((b) => b.topicMessages!.map((t) => t.topic)), [["t"], ["cp"]]);
+  assert.deepEqual(values(kafka), ["t:a", "t:b", "t:c", "cp:2"], "only the latest checkpoint per source is written");
+  await producer.close();
+});
+
+test("a unit larger than batch_bytes is split into requests of at most batch_bytes", async () => {
+  const kafka = new ScriptedKafka();
+  const { producer } = producerWith(kafka);
+  await producer.send(Array.from({ length: 25 }, (_, i) => message("t", String(i))));
+  assert.deepEqual(kafka.batches.map((b) => b.topicMessages![0]!.messages.length), [10, 10, 5]);
+  assert.deepEqual(values(kafka), Array.from({ length: 25 }, (_, i) => `t:${i}`));
+  await producer.close();
+});
+
+test("unreachable broker: the unit is retried with a fresh producer until it goes through; not ready meanwhile; logged with the brokers", async () => {
+  const kafka = new ScriptedKafka();
+  kafka.failures.push(connectionError(), connectionError(), connectionError());
+  const { producer, lines, readiness } = producerWith(kafka);
+  await producer.send([message("t", "a")], { source: "s", message: message("cp", "1") });
+  assert.deepEqual(values(kafka), ["t:a", "cp:1"]);
+  assert.deepEqual(readiness, [false, false, false, true]);
+  assert.equal(kafka.producers, 4, "each retry starts from a new producer");
+  const warnings = lines.filter((l) => l["msg"] === "Kafka unavailable; retrying the batch");
+  assert.equal(warnings.length, 3);
+  assert.deepEqual(warnings[0]!["brokers"], ["127.0.0.1:59092"]);
+  assert.match(String((warnings[0]!["err"] as { cause?: string }).cause), /ECONNREFUSED/);
+  await producer.close();
+});
+
+test("a permanent failure rejects that unit and every later one, so no later checkpoint skips lost records", async () => {
+  const kafka = new ScriptedKafka();
+  const tooLarge = Object.assign(new Error("The request included a message larger than the max message size the server will accept"), { name: "KafkaJSProtocolError", type: "MESSAGE_TOO_LARGE", retriable: false });
+  kafka.failures.push(tooLarge);
+  const { producer } = producerWith(kafka, { lingerMs: 0 });
+  const first = producer.send([message("t", "a")], { source: "s", message: message("cp", "1") });
+  const second = producer.send([message("t", "b")], { source: "s", message: message("cp", "2") });
+  await assert.rejects(first, { code: "KAFKA_MESSAGE_TOO_LARGE" });
+  await assert.rejects(second, { code: "KAFKA_MESSAGE_TOO_LARGE" });
+  assert.deepEqual(values(kafka), [], "nothing written after the failed unit");
+  await producer.send([message("t", "c")]);
+  assert.deepEqual(values(kafka), ["t:c"], "the producer works again for the caller's retry");
+  await producer.close();
+});
+
+test("at most max_in_flight flushed units wait; further calls wait for room", async () => {
+  const kafka = new ScriptedKafka();
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const original = kafka.producer.bind(kafka);
+  kafka.producer = () => {
+    const p = original();
+    return { ...p, sendBatch: async (batch: ProducerBatch) => (await gate, p.sendBatch(batch)) };
+  };
+  const { producer } = producerWith(kafka, { lingerMs: 0, maxInFlight: 2 });
+  const sent = [producer.send([message("t", "1")]), producer.send([message("t", "2")])];
+  let thirdAccepted = false;
+  const third = producer.send([message("t", "3")]).then(() => (thirdAccepted = true));
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(producer.queuedUnits, 2, "the third call waits outside the queue");
+  assert.equal(thirdAccepted, false);
+  release();
+  await Promise.all([...sent, third]);
+  assert.deepEqual(values(kafka), ["t:1", "t:2", "t:3"]);
+  await producer.close();
+});

@@ -1,0 +1,289 @@
+/**
+ * Produce path to Kafka: collects produce calls for `linger` or up to `batch_bytes` into one unit,
+ * and sends units one at a time, in order, each as one Kafka transaction (records + checkpoints,
+ * exactly-once) or, without transactions, records first and checkpoints after (at-least-once).
+ *
+ * Units go out strictly one after another because kafkajs's idempotent producer cannot keep
+ * per-partition order across concurrent requests when one of them is retried (it hands the failed
+ * request's sequence numbers to the next one). `max_in_flight` therefore bounds how many flushed
+ * units may wait to be sent (memory and backpressure) and kafkajs's requests per connection.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import type { CompressionTypes, Kafka, Message, Producer } from "kafkajs";
+import { Partitioners } from "kafkajs";
+import type { Logger } from "../../daemon/logger.ts";
+import { backoffDelay } from "../../daemon/backoff.ts";
+import type { BackoffPolicy } from "../../daemon/backoff.ts";
+import { SluiceError } from "../errors.ts";
+import { kafkaError } from "./kafka-errors.ts";
+
+export interface OutgoingMessage {
+  readonly topic: string;
+  readonly message: Message & { partition: number };
+  /** Estimated encoded size, for the batch_bytes bound. */
+  readonly size: number;
+}
+
+export interface BatchingProducerOptions {
+  readonly kafka: Kafka;
+  readonly brokers: readonly string[];
+  readonly lingerMs: number;
+  readonly batchBytes: number;
+  readonly maxInFlight: number;
+  readonly compression: CompressionTypes;
+  /** Null: no transactions (at-least-once). */
+  readonly transactionalId: string | null;
+  readonly retry: BackoffPolicy & { readonly maxAttempts?: number };
+  readonly logger: Logger;
+  readonly onReadyChange: (ready: boolean) => void;
+  /**
+   * Transactions only: resolves once read_committed readers can see up to these offsets. Kafka
+   * acknowledges a commit before it wrote the commit markers, so without this wait a reader
+   * might not yet see a batch whose produce call already resolved.
+   */
+  readonly waitVisible?: (lastOffsets: readonly WrittenOffset[]) => Promise<void>;
+}
+
+export interface WrittenOffset {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: bigint;
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+interface Unit {
+  readonly messages: OutgoingMessage[];
+  /** Latest checkpoint record per source: a later checkpoint of the same source replaces an earlier one. */
+  readonly checkpoints: Map<string, OutgoingMessage>;
+  bytes: number;
+  readonly waiters: Waiter[];
+}
+
+/** Per-record overhead of Kafka's record format beyond key, value and headers (varints, attributes, deltas), rounded up. */
+export const RECORD_OVERHEAD_BYTES = 64;
+
+export class BatchingProducer {
+  private readonly options: BatchingProducerOptions;
+  private readonly logger: Logger;
+  private producer: Producer | undefined;
+  private pending: Unit | undefined;
+  private lingerTimer: NodeJS.Timeout | undefined;
+  private readonly queue: Unit[] = [];
+  private readonly spaceWaiters: (() => void)[] = [];
+  private sending: Promise<void> | undefined;
+  /** Resolves the waiters of delivered units in order, once their records are visible. */
+  private settled: Promise<void> = Promise.resolve();
+  private closing = false;
+
+  constructor(options: BatchingProducerOptions) {
+    this.options = options;
+    this.logger = options.logger;
+  }
+
+  /** Connects the kafkajs producer (with transactions: registers the transactional id, fencing and aborting a previous holder's open transaction). */
+  async connect(): Promise<void> {
+    this.producer = this.options.kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: this.options.maxInFlight,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      allowAutoTopicCreation: false,
+      // Short first retries: the broker answers CONCURRENT_TRANSACTIONS while it still writes the previous commit's markers.
+      retry: { initialRetryTime: 10, maxRetryTime: 5_000, retries: 10 },
+      ...(this.options.transactionalId ? { transactionalId: this.options.transactionalId, transactionTimeout: 60_000 } : {}),
+    });
+    try {
+      await this.producer.connect();
+      if (this.options.transactionalId) {
+        // kafkajs registers the transactional id lazily; an empty transaction does it now, so a zombie's open transaction is aborted before anyone reads.
+        const transaction = await this.producer.transaction();
+        await transaction.commit();
+      }
+    } catch (error) {
+      await this.discardProducer();
+      throw kafkaError(error, "connect producer", this.options.brokers);
+    }
+  }
+
+  /** Resolves when the messages (and checkpoint) are durable in Kafka; rejects when they are not and will not be. */
+  async send(messages: readonly OutgoingMessage[], checkpoint?: { source: string; message: OutgoingMessage }): Promise<void> {
+    while (this.queue.length >= this.options.maxInFlight && !this.closing) await new Promise<void>((resolve) => this.spaceWaiters.push(resolve));
+    if (this.closing) throw new SluiceError("Kafka topic log is closed", { code: "TOPIC_LOG_CLOSED", context: { component: "kafka" } });
+    const unit: Unit = (this.pending ??= { messages: [], checkpoints: new Map(), bytes: 0, waiters: [] });
+    for (const message of messages) {
+      unit.messages.push(message);
+      unit.bytes += message.size;
+    }
+    if (checkpoint) unit.checkpoints.set(checkpoint.source, checkpoint.message);
+    const done = new Promise<void>((resolve, reject) => unit.waiters.push({ resolve, reject }));
+    if (unit.bytes >= this.options.batchBytes || this.options.lingerMs === 0) this.flush();
+    else this.lingerTimer ??= setTimeout(() => this.flush(), this.options.lingerMs);
+    return done;
+  }
+
+  /** Flushed units not yet sent or being sent (at most max_in_flight). */
+  get queuedUnits(): number {
+    return this.queue.length;
+  }
+
+  /** Sends what is pending, waits until every unit is settled, and disconnects. */
+  async close(): Promise<void> {
+    this.flush();
+    this.closing = true;
+    for (const wake of this.spaceWaiters.splice(0)) wake();
+    await this.sending;
+    await this.settled;
+    await this.discardProducer();
+  }
+
+  private flush(): void {
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
+    if (!this.pending) return;
+    this.queue.push(this.pending);
+    this.pending = undefined;
+    this.sending ??= this.drain().finally(() => (this.sending = undefined));
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      // Units that queued up while the previous send was under way go out together: one transaction, fewer round trips.
+      const units = this.queue.slice();
+      const merged = mergeUnits(units);
+      try {
+        const written = await this.deliver(merged);
+        const waitVisible = this.options.waitVisible;
+        this.settled = this.settled
+          .then(() => (waitVisible && written.length > 0 ? waitVisible(written) : undefined))
+          .then(() => merged.waiters.forEach((waiter) => waiter.resolve()));
+      } catch (error) {
+        // A later unit must not be written after an earlier one failed for good: its checkpoint would skip the lost records.
+        const failed = [...this.queue.splice(0), ...(this.pending ? [this.pending] : [])];
+        this.pending = undefined;
+        clearTimeout(this.lingerTimer);
+        this.lingerTimer = undefined;
+        for (const waiter of failed.flatMap((u) => u.waiters)) waiter.reject(error as Error);
+        for (const wake of this.spaceWaiters.splice(0)) wake();
+        return;
+      }
+      this.queue.splice(0, units.length);
+      for (const wake of this.spaceWaiters.splice(0, units.length)) wake();
+    }
+  }
+
+  /** Sends one unit, retrying the whole unit with backoff and jitter on retriable failures; returns the last offset written per partition. */
+  private async deliver(unit: Unit): Promise<WrittenOffset[]> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (!this.producer) await this.connect();
+        const written = await this.sendUnit(unit);
+        if (attempt > 0) this.logger.info({ brokers: this.options.brokers, attempts: attempt + 1 }, "Kafka reachable again; produce succeeded");
+        this.options.onReadyChange(true);
+        return written;
+      } catch (error) {
+        const failure = kafkaError(error, "produce", this.options.brokers);
+        await this.discardProducer();
+        const exhausted = this.options.retry.maxAttempts !== undefined && attempt + 1 >= this.options.retry.maxAttempts;
+        if (!failure.retriable || exhausted || this.closing) {
+          this.logger.error({ brokers: this.options.brokers, err: failure.toLog() }, "produce to Kafka failed; nothing of the failed batch is acknowledged");
+          if (failure.retriable) this.options.onReadyChange(false);
+          throw failure;
+        }
+        this.options.onReadyChange(false);
+        const delayMs = backoffDelay(this.options.retry, attempt);
+        this.logger.warn({ brokers: this.options.brokers, err: failure.toLog(), attempt: attempt + 1, delayMs }, "Kafka unavailable; retrying the batch");
+        await sleep(delayMs);
+      }
+    }
+  }
+
+  private async sendUnit(unit: Unit): Promise<WrittenOffset[]> {
+    const producer = this.producer!;
+    const chunks = chunkMessages(unit.messages, this.options.batchBytes);
+    const checkpoints = [...unit.checkpoints.values()];
+    const request = (messages: readonly OutgoingMessage[]) => ({ topicMessages: byTopic(messages), acks: -1, compression: this.options.compression });
+    if (!this.options.transactionalId) {
+      for (const chunk of chunks) await producer.sendBatch(request(chunk));
+      // At-least-once: the checkpoint is written only after every record it covers is acknowledged.
+      if (checkpoints.length > 0) await producer.sendBatch(request(checkpoints));
+      return [];
+    }
+    const written = new Map<string, WrittenOffset>();
+    const transaction = await producer.transaction();
+    try {
+      if (chunks.length === 0) chunks.push([]);
+      chunks[chunks.length - 1]!.push(...checkpoints);
+      for (const chunk of chunks) {
+        if (chunk.length === 0) continue;
+        const counts = countPerPartition(chunk);
+        for (const result of await transaction.sendBatch(request(chunk))) {
+          const key = `${result.topicName}\u0000${result.partition}`;
+          const count = counts.get(key) ?? 0;
+          if (count > 0 && result.baseOffset !== undefined) written.set(key, { topic: result.topicName, partition: result.partition, offset: BigInt(result.baseOffset) + BigInt(count - 1) });
+        }
+      }
+      await transaction.commit();
+    } catch (error) {
+      await transaction.abort().catch(() => undefined);
+      throw error;
+    }
+    return [...written.values()];
+  }
+
+  private async discardProducer(): Promise<void> {
+    const producer = this.producer;
+    this.producer = undefined;
+    await producer?.disconnect().catch(() => undefined);
+  }
+}
+
+function mergeUnits(units: readonly Unit[]): Unit {
+  if (units.length === 1) return units[0]!;
+  const merged: Unit = { messages: [], checkpoints: new Map(), bytes: 0, waiters: [] };
+  for (const unit of units) {
+    merged.messages.push(...unit.messages);
+    for (const [source, checkpoint] of unit.checkpoints) merged.checkpoints.set(source, checkpoint);
+    merged.bytes += unit.bytes;
+    merged.waiters.push(...unit.waiters);
+  }
+  return merged;
+}
+
+function chunkMessages(messages: readonly OutgoingMessage[], batchBytes: number): OutgoingMessage[][] {
+  const chunks: OutgoingMessage[][] = [];
+  let current: OutgoingMessage[] = [];
+  let bytes = 0;
+  for (const message of messages) {
+    if (current.length > 0 && bytes + message.size > batchBytes) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(message);
+    bytes += message.size;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}
+
+function countPerPartition(messages: readonly OutgoingMessage[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const { topic, message } of messages) {
+    const key = `${topic}\u0000${message.partition}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return counts;
+}
+
+function byTopic(messages: readonly OutgoingMessage[]): { topic: string; messages: Message[] }[] {
+  const topics = new Map<string, Message[]>();
+  for (const { topic, message } of messages) {
+    let list = topics.get(topic);
+    if (!list) topics.set(topic, (list = []));
+    list.push(message);
+  }
+  return [...topics].map(([topic, list]) => ({ topic, messages: list }));
+}

@@ -1,0 +1,32 @@
+/** The kafkajs client for a deployment's `topics: {kind: kafka}` config, logging through pino. */
+import { readFileSync } from "node:fs";
+import { Kafka, logLevel } from "kafkajs";
+import type { KafkaConfig, LogEntry, SASLOptions } from "kafkajs";
+import type { TopicsConfig } from "../../config/schema.ts";
+import type { Logger } from "../../daemon/logger.ts";
+import { registerCompressionCodecs } from "./compression.ts";
+
+export type KafkaTopicsConfig = Extract<TopicsConfig, { kind: "kafka" }>;
+
+export function createKafkaClient(config: KafkaTopicsConfig, logger: Logger): Kafka {
+  registerCompressionCodecs();
+  const kafkaLogger = logger.child({ component: "kafkajs" });
+  const settings: KafkaConfig = {
+    clientId: config.client_id,
+    brokers: config.brokers,
+    connectionTimeout: 5_000,
+    requestTimeout: 30_000,
+    // kafkajs retries each request a few times; Sluice's own loop retries whole operations with backoff.
+    retry: { initialRetryTime: 200, maxRetryTime: 5_000, retries: 4 },
+    logLevel: logLevel.INFO,
+    logCreator: () => (entry: LogEntry) => {
+      const { message, ...fields } = entry.log;
+      // kafkajs reports every retried request as an error; Sluice logs the outcome itself, so these stay at debug.
+      if (entry.level <= logLevel.WARN) kafkaLogger.debug({ namespace: entry.namespace, ...fields }, message);
+      else kafkaLogger.trace({ namespace: entry.namespace, ...fields }, message);
+    },
+  };
+  if (config.tls?.enabled) settings.ssl = config.tls.ca_file ? { ca: [readFileSync(config.tls.ca_file, "utf8")] } : true;
+  if (config.sasl) settings.sasl = { mechanism: config.sasl.mechanism, username: config.sasl.username, password: config.sasl.password ?? "" } as SASLOptions;
+  return new Kafka(settings);
+}

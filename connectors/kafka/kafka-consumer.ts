@@ -1,0 +1,283 @@
+/**
+ * The pull-style TopicConsumer over kafkajs's push-style consumer: kafkajs's eachBatch fills a
+ * byte-bounded queue that poll() drains. When the queue holds more than `maxBufferedBytes`, every
+ * assigned topic is paused and resumed once poll() brought it below half, so memory stays bounded
+ * (the bound plus one fetch response). Offsets are committed only by commit(), never automatically.
+ */
+import type { Admin, Consumer, EachBatchPayload, Kafka } from "kafkajs";
+import type { Logger } from "../../daemon/logger.ts";
+import { ConnectionError, SluiceError } from "../errors.ts";
+import type { PollOptions, SeekTarget, StoredRecord, TopicConsumer, TopicPartition, TopicPartitionOffset } from "../topics/contract.ts";
+import { kafkaError } from "./kafka-errors.ts";
+
+export interface KafkaConsumerOptions {
+  readonly kafka: Kafka;
+  readonly admin: Admin;
+  readonly brokers: readonly string[];
+  readonly group: string;
+  readonly topics: readonly string[];
+  readonly logger: Logger;
+  /** Records fetched ahead of poll(), in bytes, before fetching pauses. */
+  readonly maxBufferedBytes?: number;
+  /** Longest wait for the group to assign partitions before a seek gives up. */
+  readonly assignmentTimeoutMs?: number;
+}
+
+interface Chunk {
+  readonly key: string;
+  readonly records: StoredRecord[];
+  /** Offset after the fetched batch, past transaction markers and aborted records. */
+  readonly nextOffset: bigint;
+  readonly bytes: number;
+  index: number;
+}
+
+const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
+
+export class KafkaPullConsumer implements TopicConsumer {
+  private readonly options: KafkaConsumerOptions;
+  private readonly consumer: Consumer;
+  private readonly logger: Logger;
+  private readonly maxBufferedBytes: number;
+  private readonly queue: Chunk[] = [];
+  private readonly positions = new Map<string, bigint>();
+  /** Partitions seeked whose first fetch from the new offset has not arrived yet. */
+  private readonly seeking = new Set<string>();
+  private assigned: TopicPartition[] = [];
+  private bufferedBytes = 0;
+  private paused = false;
+  private wake: (() => void) | undefined;
+  private joined: Promise<void>;
+  private markJoined!: () => void;
+  private failure: SluiceError | undefined;
+  private closed = false;
+
+  private constructor(options: KafkaConsumerOptions) {
+    this.options = options;
+    this.logger = options.logger.child({ component: "kafka-consumer", group: options.group });
+    this.maxBufferedBytes = options.maxBufferedBytes ?? 16 * 2 ** 20;
+    this.joined = new Promise((resolve) => (this.markJoined = resolve));
+    this.consumer = options.kafka.consumer({
+      groupId: options.group,
+      readUncommitted: false,
+      allowAutoTopicCreation: false,
+      sessionTimeout: 30_000,
+      heartbeatInterval: 3_000,
+      maxBytes: 8 * 2 ** 20,
+      maxWaitTimeInMs: 500,
+      retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 10_000 },
+    });
+    this.consumer.on(this.consumer.events.GROUP_JOIN, (event) => this.onAssignment(event.payload.memberAssignment));
+    this.consumer.on(this.consumer.events.END_BATCH_PROCESS, (event) => {
+      // Batches of only transaction markers never reach eachBatch; the position still moves past them.
+      const { topic, partition, batchSize, lastOffset } = event.payload;
+      if (batchSize === 0 && !this.seeking.has(tpKey(topic, partition))) this.push(topic, partition, [], BigInt(lastOffset) + 1n, 0);
+    });
+    this.consumer.on(this.consumer.events.CRASH, (event) => {
+      const { error, restart } = event.payload;
+      this.logger.warn({ brokers: options.brokers, err: error.message, restart }, restart ? "Kafka consumer failed; kafkajs restarts it" : "Kafka consumer stopped");
+      if (!restart) this.fail(kafkaError(error, "consume", options.brokers));
+    });
+  }
+
+  static async create(options: KafkaConsumerOptions): Promise<KafkaPullConsumer> {
+    const consumer = new KafkaPullConsumer(options);
+    try {
+      await consumer.consumer.connect();
+      await consumer.consumer.subscribe({ topics: [...options.topics], fromBeginning: true });
+      await consumer.consumer.run({ autoCommit: false, eachBatchAutoResolve: true, partitionsConsumedConcurrently: 1, eachBatch: (payload) => consumer.onBatch(payload) });
+    } catch (error) {
+      await consumer.consumer.disconnect().catch(() => undefined);
+      throw kafkaError(error, "start consumer", options.brokers);
+    }
+    return consumer;
+  }
+
+  async poll(options: PollOptions): Promise<StoredRecord[]> {
+    const deadline = Date.now() + options.maxWaitMs;
+    for (;;) {
+      if (this.failure) throw this.failure;
+      if (this.closed) throw closedError(this.options.group);
+      const records = this.take(options.maxRecords, options.maxBytes);
+      if (records.length > 0 || Date.now() >= deadline || options.signal?.aborted) return records;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, deadline - Date.now());
+        function done() {
+          clearTimeout(timer);
+          options.signal?.removeEventListener("abort", done);
+          resolve();
+        }
+        this.wake = done;
+        options.signal?.addEventListener("abort", done, { once: true });
+      });
+      this.wake = undefined;
+    }
+  }
+
+  async commit(offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    if (this.closed) throw closedError(this.options.group);
+    try {
+      await this.consumer.commitOffsets(offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset.toString() })));
+    } catch (error) {
+      throw kafkaError(error, "commit offsets", this.options.brokers);
+    }
+  }
+
+  async seek(topic: string, partition: number, target: SeekTarget): Promise<void> {
+    if (this.closed) throw closedError(this.options.group);
+    await this.waitForAssignment();
+    if (!this.assigned.some((tp) => tp.topic === topic && tp.partition === partition)) {
+      throw new SluiceError(`cannot seek ${topic}/${partition}: not assigned to this member of group "${this.options.group}"`, { code: "PARTITION_NOT_ASSIGNED", context: { component: "kafka", topic, partition } });
+    }
+    const offset = await this.resolveTarget(topic, partition, target);
+    const key = tpKey(topic, partition);
+    this.dropQueued((chunk) => chunk.key === key);
+    this.positions.set(key, offset);
+    this.seeking.add(key);
+    this.consumer.seek({ topic, partition, offset: offset.toString() });
+  }
+
+  position(topic: string, partition: number): bigint | null {
+    return this.positions.get(tpKey(topic, partition)) ?? null;
+  }
+
+  assignment(): readonly TopicPartition[] {
+    return this.assigned;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.wake?.();
+    await this.consumer.disconnect().catch(() => undefined);
+  }
+
+  private async onBatch({ batch, isStale }: EachBatchPayload): Promise<void> {
+    const key = tpKey(batch.topic, batch.partition);
+    // A batch fetched before a seek belongs to the old position.
+    if (isStale() || this.closed) return;
+    this.seeking.delete(key);
+    let bytes = 0;
+    const records = batch.messages.map((message): StoredRecord => {
+      bytes += (message.key?.length ?? 0) + (message.value?.length ?? 0) + 64;
+      const record: { -readonly [K in keyof StoredRecord]: StoredRecord[K] } = {
+        topic: batch.topic,
+        partition: batch.partition,
+        offset: BigInt(message.offset),
+        key: message.key ?? null,
+        value: message.value ?? null,
+        timestamp: Number(message.timestamp),
+      };
+      const headers = message.headers;
+      if (headers && Object.keys(headers).length > 0) {
+        record.headers = Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, toBytes(value)]));
+      }
+      return record;
+    });
+    this.push(batch.topic, batch.partition, records, BigInt(batch.lastOffset()) + 1n, bytes);
+  }
+
+  private push(topic: string, partition: number, records: StoredRecord[], nextOffset: bigint, bytes: number): void {
+    const key = tpKey(topic, partition);
+    if (!this.assigned.some((tp) => tp.topic === topic && tp.partition === partition)) return;
+    this.queue.push({ key, records, nextOffset, bytes, index: 0 });
+    this.bufferedBytes += bytes;
+    if (!this.paused && this.bufferedBytes > this.maxBufferedBytes) {
+      this.paused = true;
+      this.consumer.pause(this.options.topics.map((t) => ({ topic: t })));
+    }
+    this.wake?.();
+  }
+
+  private take(maxRecords: number, maxBytes: number): StoredRecord[] {
+    const out: StoredRecord[] = [];
+    let bytes = 0;
+    while (this.queue.length > 0 && out.length < maxRecords) {
+      const chunk = this.queue[0]!;
+      while (chunk.index < chunk.records.length && out.length < maxRecords) {
+        const record = chunk.records[chunk.index]!;
+        const size = (record.key?.length ?? 0) + (record.value?.length ?? 0) + 64;
+        if (out.length > 0 && bytes + size > maxBytes) return this.afterTake(out);
+        out.push(record);
+        bytes += size;
+        chunk.index++;
+        this.positions.set(chunk.key, record.offset + 1n);
+      }
+      if (chunk.index < chunk.records.length) break;
+      this.queue.shift();
+      this.bufferedBytes -= chunk.bytes;
+      this.positions.set(chunk.key, chunk.nextOffset);
+    }
+    return this.afterTake(out);
+  }
+
+  private afterTake(out: StoredRecord[]): StoredRecord[] {
+    if (this.paused && this.bufferedBytes < this.maxBufferedBytes / 2) {
+      this.paused = false;
+      this.consumer.resume(this.options.topics.map((t) => ({ topic: t })));
+    }
+    return out;
+  }
+
+  /** After a rebalance kafkajs fetches every assigned partition again from the committed offsets, so what was queued is dropped. */
+  private onAssignment(memberAssignment: Record<string, number[]>): void {
+    this.assigned = Object.entries(memberAssignment).flatMap(([topic, partitions]) => partitions.map((partition) => ({ topic, partition })));
+    this.dropQueued(() => true);
+    this.positions.clear();
+    this.seeking.clear();
+    this.logger.debug({ assignment: memberAssignment }, "partitions assigned");
+    this.markJoined();
+  }
+
+  private dropQueued(predicate: (chunk: Chunk) => boolean): void {
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const chunk = this.queue[i]!;
+      if (!predicate(chunk)) continue;
+      this.queue.splice(i, 1);
+      this.bufferedBytes -= chunk.bytes;
+    }
+  }
+
+  private async waitForAssignment(): Promise<void> {
+    const timeoutMs = this.options.assignmentTimeoutMs ?? 60_000;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ConnectionError(`group "${this.options.group}" got no partitions within ${timeoutMs} ms`, { code: "KAFKA_GROUP_JOIN_TIMEOUT", context: { component: "kafka", group: this.options.group } })), timeoutMs);
+    });
+    try {
+      await Promise.race([this.joined, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async resolveTarget(topic: string, partition: number, target: SeekTarget): Promise<bigint> {
+    if (target.kind === "offset") return target.offset;
+    try {
+      if (target.kind === "timestamp") {
+        const offsets = await this.options.admin.fetchTopicOffsetsByTimestamp(topic, target.timestampMs);
+        return BigInt(offsets.find((o) => o.partition === partition)!.offset);
+      }
+      const offsets = await this.options.admin.fetchTopicOffsets(topic);
+      const range = offsets.find((o) => o.partition === partition)!;
+      return BigInt(target.kind === "earliest" ? range.low : range.high);
+    } catch (error) {
+      throw kafkaError(error, "seek", this.options.brokers);
+    }
+  }
+
+  private fail(error: SluiceError): void {
+    this.failure = error;
+    this.wake?.();
+  }
+}
+
+function toBytes(value: Buffer | string | (Buffer | string)[] | undefined): Uint8Array {
+  if (value === undefined) return new Uint8Array(0);
+  if (Array.isArray(value)) return toBytes(value.at(-1));
+  return typeof value === "string" ? new TextEncoder().encode(value) : value;
+}
+
+function closedError(group: string): SluiceError {
+  return new SluiceError(`consumer of group "${group}" is closed`, { code: "CONSUMER_CLOSED", context: { component: "kafka", group } });
+}

@@ -1,0 +1,62 @@
+/** kafkajs failures as Sluice errors: retriable connection trouble versus permanent refusals. */
+import { ConnectionError, SluiceError } from "../errors.ts";
+
+interface KafkaJsFailure {
+  name?: string;
+  message?: string;
+  type?: string;
+  retriable?: boolean;
+  originalError?: unknown;
+  cause?: unknown;
+}
+
+const CONNECTION_FAILURES = new Set([
+  "KafkaJSConnectionError",
+  "KafkaJSConnectionClosedError",
+  "KafkaJSRequestTimeoutError",
+  "KafkaJSBrokerNotFound",
+  "KafkaJSNoBrokerAvailableError",
+  "KafkaJSMetadataNotLoaded",
+  "KafkaJSLockTimeout",
+  "KafkaJSTopicMetadataNotLoaded",
+]);
+
+const FENCED = new Set(["PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH", "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"]);
+
+/** The innermost kafkajs error (retry wrappers keep the real one in `cause` or `originalError`). */
+function rootCause(error: unknown): KafkaJsFailure {
+  let current = error as KafkaJsFailure;
+  for (let depth = 0; depth < 5; depth++) {
+    const inner = (current?.originalError ?? current?.cause) as KafkaJsFailure | undefined;
+    if (!inner || typeof inner !== "object") break;
+    current = inner;
+  }
+  return current ?? {};
+}
+
+export function isRetriableKafkaError(error: unknown): boolean {
+  if (error instanceof SluiceError) return error.retriable;
+  const root = rootCause(error);
+  if (root.name === "KafkaJSSASLAuthenticationError") return false;
+  if (root.type && FENCED.has(root.type)) return false;
+  if (root.name && CONNECTION_FAILURES.has(root.name)) return true;
+  return root.retriable === true || (error as KafkaJsFailure)?.retriable === true;
+}
+
+export function kafkaError(error: unknown, operation: string, brokers: readonly string[]): SluiceError {
+  if (error instanceof SluiceError) return error;
+  const root = rootCause(error);
+  const message = (error as KafkaJsFailure)?.message ?? String(error);
+  const detail = root.message && root.message !== message ? `${message} (${root.message})` : message;
+  const context = { component: "kafka", operation, brokers: brokers.join(",") };
+  if (root.name === "KafkaJSSASLAuthenticationError") {
+    return new SluiceError(`Kafka ${brokers.join(",")} refused the credentials during ${operation}: ${detail}`, { code: "KAFKA_AUTH_FAILED", context, cause: error });
+  }
+  if (root.type && FENCED.has(root.type)) {
+    return new SluiceError(`Kafka fenced this producer during ${operation} (${root.type}): another Sluice process uses the same transactional id; stop one of them`, { code: "KAFKA_PRODUCER_FENCED", context, cause: error });
+  }
+  if (isRetriableKafkaError(error)) {
+    return new ConnectionError(`Kafka ${brokers.join(",")} unavailable during ${operation}: ${detail}`, { code: "KAFKA_UNAVAILABLE", context, cause: error });
+  }
+  return new SluiceError(`Kafka ${operation} failed: ${detail}`, { code: root.type ? `KAFKA_${root.type}` : "KAFKA_ERROR", context, cause: error });
+}

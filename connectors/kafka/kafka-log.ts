@@ -1,0 +1,414 @@
+/**
+ * The topic log on Apache Kafka (kafkajs). Records are partitioned by Sluice's murmur2 partitioner
+ * (the Java client's), produced idempotently with acks=all; source checkpoints live in the compacted
+ * topic `<deployment>.sluice.checkpoints` keyed by source name, written in the same Kafka
+ * transaction as the records they cover when `transactions` is on (exactly-once), else after them
+ * (at-least-once).
+ */
+import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import kafkajs from "kafkajs";
+import type { Admin, Kafka } from "kafkajs";
+import type { BackoffPolicy } from "../../daemon/backoff.ts";
+import { backoffDelay } from "../../daemon/backoff.ts";
+import type { Logger } from "../../daemon/logger.ts";
+import type { Checkpoint } from "../contracts.ts";
+import { SluiceError } from "../errors.ts";
+import { decodeCheckpoint, encodeCheckpoint } from "../topics/checkpoint-codec.ts";
+import type {
+  GroupActivity,
+  PartitionLag,
+  PartitionOffsets,
+  ProducedRecord,
+  RegistryJournal,
+  StoredRecord,
+  TopicConsumer,
+  TopicLog,
+  TopicPartitionOffset,
+  TopicSpec,
+} from "../topics/contract.ts";
+import { checkpointTopic, registryTopic } from "../topics/names.ts";
+import { partitionForKey } from "../topics/partitioner.ts";
+import { assertSameLayout, validateSpec } from "../topics/spec.ts";
+import { BatchingProducer, RECORD_OVERHEAD_BYTES } from "./batching-producer.ts";
+import type { OutgoingMessage, WrittenOffset } from "./batching-producer.ts";
+import { compressionType } from "./compression.ts";
+import { createKafkaClient } from "./kafka-client.ts";
+import type { KafkaTopicsConfig } from "./kafka-client.ts";
+import { KafkaPullConsumer } from "./kafka-consumer.ts";
+import { isRetriableKafkaError, kafkaError } from "./kafka-errors.ts";
+
+export interface KafkaLogOptions {
+  readonly config: KafkaTopicsConfig;
+  readonly deployment: string;
+  readonly logger: Logger;
+  /** Transactional id of this process's producer (default `<deployment>.<client_id>`); two processes writing at once need different ones. */
+  readonly transactionalId?: string;
+  /** Retry policy for connecting and producing; default: forever, 200 ms doubling to 30 s, with jitter. */
+  readonly retry?: BackoffPolicy & { readonly maxAttempts?: number };
+  readonly signal?: AbortSignal;
+}
+
+const DEFAULT_RETRY: BackoffPolicy & { readonly maxAttempts?: number } = { initialMs: 200, maxMs: 30_000 };
+
+export class KafkaTopicLog implements TopicLog {
+  readonly kind = "kafka";
+  readonly checkpointGuarantee;
+  readonly registryJournal: RegistryJournal;
+  private readonly kafka: Kafka;
+  private readonly admin: Admin;
+  private readonly config: KafkaTopicsConfig;
+  private readonly deployment: string;
+  private readonly logger: Logger;
+  private readonly producer: BatchingProducer;
+  private readonly partitionCounts = new Map<string, number>();
+  private readonly consumers = new Set<KafkaPullConsumer>();
+  private isReady = false;
+  private closed = false;
+
+  private constructor(options: KafkaLogOptions) {
+    this.config = options.config;
+    this.deployment = options.deployment;
+    this.logger = options.logger.child({ component: "kafka-log" });
+    this.kafka = createKafkaClient(options.config, options.logger);
+    this.admin = this.kafka.admin();
+    this.checkpointGuarantee = options.config.transactions ? ("exactly-once" as const) : ("at-least-once" as const);
+    this.producer = new BatchingProducer({
+      kafka: this.kafka,
+      brokers: options.config.brokers,
+      lingerMs: options.config.linger,
+      batchBytes: options.config.batch_bytes,
+      maxInFlight: options.config.max_in_flight,
+      compression: compressionType(options.config.compression),
+      transactionalId: options.config.transactions ? (options.transactionalId ?? `${options.deployment}.${options.config.client_id}`) : null,
+      retry: options.retry ?? DEFAULT_RETRY,
+      logger: this.logger,
+      onReadyChange: (ready) => (this.isReady = ready),
+      waitVisible: (offsets) => this.waitVisible(offsets),
+    });
+    this.registryJournal = new KafkaRegistryJournal(this, registryTopic(options.deployment));
+  }
+
+  /**
+   * Connects (retrying with backoff and jitter while the brokers are unreachable, until `signal`
+   * aborts or `retry.maxAttempts` is spent), creates Sluice's internal topics, and readies the producer.
+   */
+  static async open(options: KafkaLogOptions): Promise<KafkaTopicLog> {
+    const log = new KafkaTopicLog(options);
+    const retry = options.retry ?? DEFAULT_RETRY;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await log.admin.connect();
+        await log.ensureInternalTopics();
+        await log.producer.connect();
+        log.isReady = true;
+        log.logger.info({ brokers: options.config.brokers, transactions: options.config.transactions }, "Kafka topic log connected");
+        return log;
+      } catch (error) {
+        const failure = kafkaError(error, "connect", options.config.brokers);
+        const exhausted = retry.maxAttempts !== undefined && attempt + 1 >= retry.maxAttempts;
+        if (!failure.retriable || exhausted || options.signal?.aborted) {
+          log.logger.error({ brokers: options.config.brokers, err: failure.toLog() }, "cannot connect to Kafka");
+          await log.admin.disconnect().catch(() => undefined);
+          throw failure;
+        }
+        const delayMs = backoffDelay(retry, attempt);
+        log.logger.warn({ brokers: options.config.brokers, err: failure.toLog(), attempt: attempt + 1, delayMs }, "Kafka unreachable; retrying");
+        await sleep(delayMs, undefined, options.signal ? { signal: options.signal } : undefined).catch(() => undefined);
+      }
+    }
+  }
+
+  ready(): boolean {
+    return this.isReady && !this.closed;
+  }
+
+  async createTopic(spec: TopicSpec): Promise<void> {
+    validateSpec(spec);
+    const existing = await this.describeTopic(spec.name);
+    if (existing) {
+      assertSameLayout(spec, existing);
+      if (!spec.compacted && (existing.retentionMs !== spec.retentionMs || existing.retentionBytes !== spec.retentionBytes)) {
+        this.logger.warn({ topic: spec.name, existing: { retentionMs: existing.retentionMs, retentionBytes: existing.retentionBytes }, configured: { retentionMs: spec.retentionMs, retentionBytes: spec.retentionBytes } }, "topic exists with a different retention; Sluice leaves it as it is (change it with kafka-configs)");
+      }
+      this.partitionCounts.set(spec.name, existing.partitions);
+      return;
+    }
+    await this.call("create topic", () =>
+      this.admin.createTopics({
+        waitForLeaders: true,
+        topics: [{
+          topic: spec.name,
+          numPartitions: spec.partitions,
+          replicationFactor: this.config.replication_factor,
+          configEntries: [
+            { name: "cleanup.policy", value: spec.compacted ? "compact" : "delete" },
+            { name: "retention.ms", value: String(spec.retentionMs ?? -1) },
+            { name: "retention.bytes", value: String(spec.retentionBytes ?? -1) },
+          ],
+        }],
+      }),
+    );
+    this.partitionCounts.set(spec.name, spec.partitions);
+    this.logger.info({ topic: spec.name, partitions: spec.partitions, compacted: spec.compacted, replicationFactor: this.config.replication_factor }, "topic created");
+  }
+
+  async deleteTopic(name: string): Promise<void> {
+    try {
+      await this.admin.deleteTopics({ topics: [name], timeout: 30_000 });
+    } catch (error) {
+      if ((error as { type?: string }).type !== "UNKNOWN_TOPIC_OR_PARTITION") throw kafkaError(error, "delete topic", this.config.brokers);
+    }
+    this.partitionCounts.delete(name);
+  }
+
+  async listTopics(): Promise<TopicSpec[]> {
+    const names = (await this.call("list topics", () => this.admin.listTopics())).filter((n) => !n.startsWith("__")).sort();
+    const specs: TopicSpec[] = [];
+    for (const name of names) {
+      const spec = await this.describeTopic(name);
+      if (spec) specs.push(spec);
+    }
+    return specs;
+  }
+
+  async produce(records: readonly ProducedRecord[], checkpoint?: Checkpoint): Promise<void> {
+    if (this.closed) throw closedError();
+    const messages: OutgoingMessage[] = [];
+    for (const record of records) {
+      const partitions = await this.partitionCount(record.topic);
+      const message = {
+        key: record.key === null ? null : toBuffer(record.key),
+        value: record.value === null ? null : toBuffer(record.value),
+        timestamp: String(record.timestamp),
+        partition: partitionForKey(record.key, partitions),
+        ...(record.headers ? { headers: Object.fromEntries(Object.entries(record.headers).map(([k, v]) => [k, toBuffer(v)])) } : {}),
+      };
+      messages.push({ topic: record.topic, message, size: estimateSize(record) });
+    }
+    const stored = checkpoint ? await this.checkpointMessage(checkpoint) : undefined;
+    await this.producer.send(messages, stored ? { source: checkpoint!.source, message: stored } : undefined);
+  }
+
+  async readCheckpoint(source: string): Promise<Checkpoint | null> {
+    let latest: StoredRecord | undefined;
+    for (const record of await this.readWholeTopic(checkpointTopic(this.deployment))) {
+      if (record.key && Buffer.from(record.key).toString("utf8") === source) latest = record;
+    }
+    if (!latest || latest.value === null) return null;
+    return decodeCheckpoint(Buffer.from(latest.value).toString("utf8"), checkpointTopic(this.deployment));
+  }
+
+  async consumer(group: string, topics: readonly string[]): Promise<TopicConsumer> {
+    if (this.closed) throw closedError();
+    for (const topic of topics) await this.partitionCount(topic);
+    const consumer = await KafkaPullConsumer.create({ kafka: this.kafka, admin: this.admin, brokers: this.config.brokers, group, topics, logger: this.logger });
+    this.consumers.add(consumer);
+    const close = consumer.close.bind(consumer);
+    consumer.close = async () => {
+      this.consumers.delete(consumer);
+      await close();
+    };
+    return consumer;
+  }
+
+  async partitionOffsets(topic: string): Promise<PartitionOffsets[]> {
+    await this.partitionCount(topic);
+    const offsets = await this.call("fetch offsets", () => this.admin.fetchTopicOffsets(topic));
+    return offsets.map((o) => ({ topic, partition: o.partition, start: BigInt(o.low), end: BigInt(o.high) })).sort((a, b) => a.partition - b.partition);
+  }
+
+  async endOffsets(topic: string): Promise<TopicPartitionOffset[]> {
+    return (await this.partitionOffsets(topic)).map(({ partition, end }) => ({ topic, partition, offset: end }));
+  }
+
+  async offsetsForTimestamp(topic: string, timestampMs: number): Promise<TopicPartitionOffset[]> {
+    await this.partitionCount(topic);
+    const offsets = await this.call("fetch offsets by time", () => this.admin.fetchTopicOffsetsByTimestamp(topic, timestampMs));
+    return offsets.map((o) => ({ topic, partition: o.partition, offset: BigInt(o.offset) })).sort((a, b) => a.partition - b.partition);
+  }
+
+  async committedOffsets(group: string): Promise<TopicPartitionOffset[]> {
+    const topics = await this.call("fetch group offsets", () => this.admin.fetchOffsets({ groupId: group }));
+    return topics
+      .flatMap(({ topic, partitions }) => partitions.filter((p) => Number(p.offset) >= 0).map((p) => ({ topic, partition: p.partition, offset: BigInt(p.offset) })))
+      .sort((a, b) => (a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1));
+  }
+
+  async setCommittedOffsets(group: string, offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    const byTopic = new Map<string, { partition: number; offset: string }[]>();
+    for (const o of offsets) byTopic.set(o.topic, [...(byTopic.get(o.topic) ?? []), { partition: o.partition, offset: o.offset.toString() }]);
+    for (const [topic, partitions] of byTopic) await this.call("set group offsets", () => this.admin.setOffsets({ groupId: group, topic, partitions }));
+  }
+
+  async groupLag(group: string, topics: readonly string[]): Promise<PartitionLag[]> {
+    const committed = await this.committedOffsets(group);
+    const lags: PartitionLag[] = [];
+    for (const topic of topics) {
+      for (const range of await this.partitionOffsets(topic)) {
+        const offset = committed.find((c) => c.topic === topic && c.partition === range.partition)?.offset ?? null;
+        const from = offset === null || offset < range.start ? range.start : offset;
+        lags.push({ topic, partition: range.partition, committed: offset, end: range.end, lag: range.end > from ? range.end - from : 0n });
+      }
+    }
+    return lags;
+  }
+
+  async groupActivity(group: string): Promise<GroupActivity> {
+    const { groups } = await this.call("describe group", () => this.admin.describeGroups([group]));
+    const members = groups[0]?.members ?? [];
+    return { active: members.length > 0, members: members.map((m) => `${m.memberId} (${m.clientHost})`) };
+  }
+
+  // Kafka's consumer group membership already says which processes run a sink.
+  async acquireLease(): Promise<boolean> {
+    return true;
+  }
+
+  async renewLease(): Promise<boolean> {
+    return true;
+  }
+
+  async releaseLease(): Promise<void> {}
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const consumer of [...this.consumers]) await consumer.close();
+    await this.producer.close();
+    await this.admin.disconnect().catch(() => undefined);
+    this.logger.info("Kafka topic log closed");
+  }
+
+  /** Every record of a topic up to its current end, read with a throwaway consumer group. */
+  async readWholeTopic(topic: string): Promise<StoredRecord[]> {
+    const group = `${this.deployment}.sluice.reader.${randomBytes(6).toString("hex")}`;
+    const ends = (await this.partitionOffsets(topic)).filter((r) => r.end > r.start);
+    if (ends.length === 0) return [];
+    const consumer = await KafkaPullConsumer.create({ kafka: this.kafka, admin: this.admin, brokers: this.config.brokers, group, topics: [topic], logger: this.logger });
+    const out: StoredRecord[] = [];
+    try {
+      for (let polls = 0; !ends.every((r) => (consumer.position(topic, r.partition) ?? -1n) >= r.end); polls++) {
+        if (polls > 600) throw new SluiceError(`reading ${topic} to its end did not finish`, { code: "KAFKA_READ_TIMEOUT", retriable: true, context: { component: "kafka", topic } });
+        out.push(...(await consumer.poll({ maxRecords: 10_000, maxBytes: 16 * 2 ** 20, maxWaitMs: 200 })));
+      }
+    } finally {
+      await consumer.close();
+      await this.admin.deleteGroups([group]).catch(() => undefined);
+    }
+    return out;
+  }
+
+  /** Waits (up to 10 s: the data is durable either way) until read_committed readers can read past these offsets. */
+  private async waitVisible(offsets: readonly WrittenOffset[]): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    const topics = [...new Set(offsets.map((o) => o.topic))];
+    try {
+      for (;;) {
+        let visible = true;
+        for (const topic of topics) {
+          const ends = await this.admin.fetchTopicOffsets(topic);
+          for (const o of offsets) {
+            if (o.topic === topic && BigInt(ends.find((e) => e.partition === o.partition)?.high ?? "-1") <= o.offset) visible = false;
+          }
+        }
+        if (visible) return;
+        if (Date.now() > deadline) break;
+        await sleep(2);
+      }
+    } catch (error) {
+      this.logger.debug({ err: kafkaError(error, "wait for commit markers", this.config.brokers).toLog() }, "could not check that committed records are visible");
+      return;
+    }
+    this.logger.warn({ brokers: this.config.brokers, topics }, "committed records not visible to readers after 10 s; the broker is slow writing transaction markers");
+  }
+
+  private async ensureInternalTopics(): Promise<void> {
+    await this.createTopic({ name: checkpointTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true });
+    await this.createTopic({ name: registryTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  }
+
+  private async checkpointMessage(checkpoint: Checkpoint): Promise<OutgoingMessage> {
+    const topic = checkpointTopic(this.deployment);
+    const key = Buffer.from(checkpoint.source, "utf8");
+    const value = Buffer.from(encodeCheckpoint(checkpoint), "utf8");
+    return { topic, message: { key, value, timestamp: String(Date.now()), partition: partitionForKey(key, await this.partitionCount(topic)) }, size: key.length + value.length + RECORD_OVERHEAD_BYTES };
+  }
+
+  private async partitionCount(topic: string): Promise<number> {
+    const cached = this.partitionCounts.get(topic);
+    if (cached !== undefined) return cached;
+    const spec = await this.describeTopic(topic);
+    if (!spec) throw new SluiceError(`topic "${topic}" does not exist in Kafka ${this.config.brokers.join(",")}`, { code: "TOPIC_NOT_FOUND", context: { component: "kafka", topic } });
+    this.partitionCounts.set(topic, spec.partitions);
+    return spec.partitions;
+  }
+
+  private async describeTopic(name: string): Promise<TopicSpec | undefined> {
+    let partitions: number;
+    try {
+      const { topics } = await this.admin.fetchTopicMetadata({ topics: [name] });
+      partitions = topics[0]?.partitions.length ?? 0;
+    } catch (error) {
+      if ((error as { type?: string }).type === "UNKNOWN_TOPIC_OR_PARTITION") return undefined;
+      throw kafkaError(error, "describe topic", this.config.brokers);
+    }
+    const described = await this.call("describe topic configs", () =>
+      this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ["cleanup.policy", "retention.ms", "retention.bytes"] }] }),
+    );
+    const entries = new Map((described.resources[0]?.configEntries ?? []).map((e) => [e.configName, e.configValue]));
+    const limit = (value: string | undefined) => (value === undefined || Number(value) < 0 ? null : Number(value));
+    return {
+      name,
+      partitions,
+      retentionMs: limit(entries.get("retention.ms")),
+      retentionBytes: limit(entries.get("retention.bytes")),
+      compacted: (entries.get("cleanup.policy") ?? "delete").split(",").includes("compact"),
+    };
+  }
+
+  /** An admin call with Sluice's error mapping; kafkajs already retried it a few times. */
+  private async call<T>(operation: string, body: () => Promise<T>): Promise<T> {
+    try {
+      return await body();
+    } catch (error) {
+      if (isRetriableKafkaError(error)) this.isReady = false;
+      throw kafkaError(error, operation, this.config.brokers);
+    }
+  }
+}
+
+/** The schema registry's journal in Kafka: the single-partition topic `<deployment>.sluice.schemas`, kept forever. */
+class KafkaRegistryJournal implements RegistryJournal {
+  private readonly log: KafkaTopicLog;
+  private readonly topic: string;
+
+  constructor(log: KafkaTopicLog, topic: string) {
+    this.log = log;
+    this.topic = topic;
+  }
+
+  async append(entry: unknown): Promise<void> {
+    const text = JSON.stringify(entry);
+    if (text === undefined) throw new TypeError("registry journal entries must be JSON values");
+    await this.log.produce([{ topic: this.topic, key: null, value: Buffer.from(text, "utf8"), timestamp: Date.now() }]);
+  }
+
+  async loadAll(): Promise<unknown[]> {
+    return (await this.log.readWholeTopic(this.topic)).filter((r) => r.value !== null).map((r) => JSON.parse(Buffer.from(r.value!).toString("utf8")) as unknown);
+  }
+}
+
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function estimateSize(record: ProducedRecord): number {
+  let size = RECORD_OVERHEAD_BYTES + (record.key?.length ?? 0) + (record.value?.length ?? 0);
+  if (record.headers) for (const name in record.headers) size += name.length * 3 + record.headers[name]!.length + 10;
+  return size;
+}
+
+function closedError(): SluiceError {
+  return new SluiceError("Kafka topic log is closed", { code: "TOPIC_LOG_CLOSED", context: { component: "kafka" } });
+}

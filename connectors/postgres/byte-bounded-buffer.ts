@@ -1,0 +1,148 @@
+/**
+ * A FIFO of items with a byte bound, between a producer (the replication socket, snapshot
+ * workers) and read(). Producers check `full` and stop (pause the socket, await space); the
+ * reader shifts items out and wakes them. `peakBytes` shows the bound held.
+ */
+export class ByteBoundedBuffer<T> {
+  readonly maxBytes: number;
+  private items: { item: T; bytes: number }[] = [];
+  private head = 0;
+  private usedBytes = 0;
+  private peak = 0;
+  private failure: Error | null = null;
+  private finished = false;
+  private itemWaiters: (() => void)[] = [];
+  private spaceWaiters: (() => void)[] = [];
+  private lowWaterListeners: (() => void)[] = [];
+
+  constructor(maxBytes: number) {
+    this.maxBytes = maxBytes;
+  }
+
+  get bytes(): number {
+    return this.usedBytes;
+  }
+
+  get peakBytes(): number {
+    return this.peak;
+  }
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  get full(): boolean {
+    return this.usedBytes >= this.maxBytes;
+  }
+
+  push(item: T, bytes: number): void {
+    if (this.failure !== null) return;
+    this.items.push({ item, bytes });
+    this.usedBytes += bytes;
+    if (this.usedBytes > this.peak) this.peak = this.usedBytes;
+    wake(this.itemWaiters);
+  }
+
+  peek(): T | undefined {
+    return this.items[this.head]?.item;
+  }
+
+  shift(): T | undefined {
+    const entry = this.items[this.head];
+    if (entry === undefined) return undefined;
+    this.items[this.head] = undefined as never;
+    this.head++;
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    this.usedBytes -= entry.bytes;
+    if (!this.full) wake(this.spaceWaiters);
+    if (this.usedBytes <= this.maxBytes / 2) for (const listener of this.lowWaterListeners) listener();
+    return entry.item;
+  }
+
+  /** Called whenever the buffer drains to half its bound or less: time to resume a paused producer. */
+  onLowWater(listener: () => void): void {
+    this.lowWaterListeners.push(listener);
+  }
+
+  /** Fails every waiter now and later; items already queued can still be shifted. */
+  fail(error: Error): void {
+    if (this.failure !== null) return;
+    this.failure = error;
+    wake(this.itemWaiters);
+    wake(this.spaceWaiters);
+  }
+
+  /** The producer is done: waiters for items wake, and waitForItem resolves false once the buffer is empty. */
+  end(): void {
+    this.finished = true;
+    wake(this.itemWaiters);
+  }
+
+  get ended(): boolean {
+    return this.finished;
+  }
+
+  get failed(): Error | null {
+    return this.failure;
+  }
+
+  clear(): void {
+    this.items = [];
+    this.head = 0;
+    this.usedBytes = 0;
+    wake(this.spaceWaiters);
+  }
+
+  /** Resolves true when an item is available, false after `timeoutMs`; rejects on failure or abort. */
+  waitForItem(signal: AbortSignal, timeoutMs = Infinity): Promise<boolean> {
+    return this.wait(this.itemWaiters, () => this.length > 0 || this.finished, signal, timeoutMs).then((ready) => ready && this.length > 0);
+  }
+
+  /** Resolves when the buffer is below its bound; rejects on failure or abort. */
+  async waitForSpace(signal: AbortSignal): Promise<void> {
+    await this.wait(this.spaceWaiters, () => !this.full, signal, Infinity);
+  }
+
+  private wait(waiters: (() => void)[], ready: () => boolean, signal: AbortSignal, timeoutMs: number): Promise<boolean> {
+    if (ready()) return Promise.resolve(true);
+    if (this.failure !== null) return Promise.reject(this.failure);
+    if (signal.aborted) return Promise.reject(signal.reason as Error);
+    return new Promise<boolean>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const finish = () => {
+        if (timer !== undefined) clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+        const index = waiters.indexOf(onWake);
+        if (index >= 0) waiters.splice(index, 1);
+      };
+      const onWake = () => {
+        if (this.failure !== null && !ready()) {
+          finish();
+          reject(this.failure);
+        } else if (ready()) {
+          finish();
+          resolve(true);
+        }
+      };
+      const onAbort = () => {
+        finish();
+        reject(signal.reason as Error);
+      };
+      waiters.push(onWake);
+      signal.addEventListener("abort", onAbort, { once: true });
+      if (timeoutMs !== Infinity) {
+        timer = setTimeout(() => {
+          finish();
+          resolve(false);
+        }, Math.max(0, timeoutMs));
+      }
+    });
+  }
+}
+
+function wake(waiters: (() => void)[]): void {
+  for (const waiter of [...waiters]) waiter();
+}

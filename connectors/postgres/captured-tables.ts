@@ -1,0 +1,229 @@
+/**
+ * The captured tables as Sluice sees them: for each relation, its TableSchema (dbType as
+ * format_type names it, nullability, defaults, key) and how to decode each column. Built from the
+ * catalog for the snapshot, and again whenever a pgoutput Relation message differs from what is
+ * known (a schema change): the events after it carry the new TableSchema.
+ */
+import type pg from "pg";
+import type { Logger } from "pino";
+import type { ColumnSchema, TableSchema } from "../contracts.ts";
+import { ConfigError } from "../errors.ts";
+import { attributes, loadTypeCatalog, relationInfo, typeNames } from "./catalog.ts";
+import type { AttributeInfo, PublishedTable, RelationInfo } from "./catalog.ts";
+import type { RelationMessage } from "./protocol/pgoutput.ts";
+import type { TableMatcher } from "./table-patterns.ts";
+import type { TextDecoder } from "./values/scalars.ts";
+import type { TypeCatalog } from "./values/type-catalog.ts";
+
+type Queryable = Pick<pg.Client, "query">;
+
+export interface CapturedColumn {
+  readonly name: string;
+  readonly typeOid: number;
+  readonly typeModifier: number;
+  /** The declared type as SQL (for casts in snapshot queries). */
+  readonly sqlType: string;
+  readonly decode: TextDecoder;
+}
+
+export type KeySource = "primary key" | "replica identity index" | "key_columns" | "full row";
+
+export interface CapturedTable {
+  readonly relid: number;
+  /** "r" table, "p" partitioned table. */
+  readonly kind: string;
+  readonly schema: TableSchema;
+  /** In the order of pgoutput tuples (and of snapshot SELECTs). */
+  readonly columns: readonly CapturedColumn[];
+  /** Indexes into `columns` of TableSchema.key. */
+  readonly keyIndexes: readonly number[];
+  readonly keySource: KeySource;
+  /** The key is a primary key or unique index: snapshot chunks can page by it. */
+  readonly uniqueKey: boolean;
+  /** Column names, type OIDs and modifiers: equal signatures need no new schema. */
+  readonly signature: string;
+  readonly rowFilter: string | null;
+}
+
+export interface CapturedTablesOptions {
+  readonly sourceName: string;
+  readonly database: string;
+  readonly keyColumns: Readonly<Record<string, readonly string[]>>;
+  readonly matches: TableMatcher;
+  readonly types: TypeCatalog;
+  readonly logger: Logger;
+}
+
+interface ColumnSpec {
+  readonly name: string;
+  readonly typeOid: number;
+  readonly typeModifier: number;
+}
+
+function signatureOf(schema: string, table: string, columns: readonly ColumnSpec[]): string {
+  return JSON.stringify([schema, table, columns.map((c) => [c.name, c.typeOid, c.typeModifier])]);
+}
+
+export class CapturedTables {
+  private readonly options: CapturedTablesOptions;
+  private types: TypeCatalog;
+  private readonly byRelid = new Map<number, CapturedTable | null>();
+  private readonly warnedFullRow = new Set<string>();
+
+  constructor(options: CapturedTablesOptions) {
+    this.options = options;
+    this.types = options.types;
+  }
+
+  /** The captured table for a relation id: undefined when never seen, null when not captured. */
+  get(relid: number): CapturedTable | null | undefined {
+    return this.byRelid.get(relid);
+  }
+
+  /** The table as the catalog of `db` (a snapshot transaction) shows it, limited to the published columns. */
+  async fromCatalog(db: Queryable, relid: number, published: PublishedTable | undefined): Promise<CapturedTable> {
+    const info = await relationInfo(db, relid);
+    if (info === null) throw new Error(`relation ${relid} does not exist`);
+    const attrs = await attributes(db, relid);
+    const publishedColumns = published?.columns ?? null;
+    const specs = attrs.filter((a) => !a.generated && (publishedColumns === null || publishedColumns.includes(a.name)));
+    const table = await this.build(db, relid, info, attrs, specs, info.schema, info.table, published?.rowFilter ?? null);
+    this.remember(table);
+    return table;
+  }
+
+  /**
+   * The table a Relation message describes, or null when it is not captured. Reuses the known
+   * table when nothing changed; otherwise reads keys, nullability and defaults from the current
+   * catalog (types and column order come from the message, which is authoritative for the WAL).
+   */
+  async fromRelation(db: Queryable, message: RelationMessage): Promise<CapturedTable | null> {
+    if (!this.options.matches(message.namespace, message.name)) {
+      this.byRelid.set(message.relationId, null);
+      return null;
+    }
+    const signature = signatureOf(message.namespace, message.name, message.columns);
+    const known = this.byRelid.get(message.relationId);
+    if (known != null && known.signature === signature) return known;
+    const info = await relationInfo(db, message.relationId);
+    const attrs = info === null ? [] : await attributes(db, message.relationId);
+    const table = await this.build(db, message.relationId, info, attrs, message.columns, message.namespace, message.name, known?.rowFilter ?? null, message);
+    if (known != null) {
+      this.options.logger.info(
+        { table: `${message.namespace}.${message.name}`, columns: table.schema.columns.map((c) => `${c.name} ${c.dbType}`) },
+        "table schema changed",
+      );
+    }
+    this.remember(table);
+    return table;
+  }
+
+  private remember(table: CapturedTable): void {
+    const known = this.byRelid.get(table.relid);
+    this.byRelid.set(table.relid, known != null && known.signature === table.signature ? known : table);
+  }
+
+  private async build(
+    db: Queryable,
+    relid: number,
+    info: RelationInfo | null,
+    attrs: readonly AttributeInfo[],
+    specs: readonly ColumnSpec[],
+    schemaName: string,
+    tableName: string,
+    rowFilter: string | null,
+    message?: RelationMessage,
+  ): Promise<CapturedTable> {
+    if (specs.some((spec) => !this.types.has(spec.typeOid))) this.types = await loadTypeCatalog(db);
+    const byName = new Map(attrs.map((a) => [a.name, a]));
+    const byNumber = new Map(attrs.map((a) => [a.number, a.name]));
+    const names = specs.map((s) => s.name);
+    const key = this.chooseKey(schemaName, tableName, info, byNumber, names, message);
+    const dbTypes = await typeNames(db, specs.map((s) => this.types.nameTarget(s.typeOid, s.typeModifier)));
+
+    const columns: CapturedColumn[] = specs.map((spec) => ({
+      name: spec.name,
+      typeOid: spec.typeOid,
+      typeModifier: spec.typeModifier,
+      sqlType: byName.get(spec.name)?.sqlType ?? "text",
+      decode: this.types.decoderFor(spec.typeOid),
+    }));
+    const columnSchemas: ColumnSchema[] = specs.map((spec, i) => {
+      const attr = byName.get(spec.name);
+      const keyPosition = key.names.indexOf(spec.name);
+      const column: ColumnSchema = {
+        name: spec.name,
+        dbType: dbTypes[i]!,
+        nullable: attr === undefined ? true : !attr.notNull,
+        default: attr?.defaultExpression ?? null,
+        ...(keyPosition >= 0 ? { primaryKeyIndex: keyPosition + 1 } : {}),
+      };
+      return column;
+    });
+    const schema: TableSchema = {
+      source: this.options.sourceName,
+      database: this.options.database,
+      schema: schemaName,
+      table: tableName,
+      sourceKind: "postgres",
+      columns: columnSchemas,
+      key: key.names,
+    };
+    return {
+      relid,
+      kind: info?.kind ?? "r",
+      schema,
+      columns,
+      keyIndexes: key.names.map((name) => names.indexOf(name)),
+      keySource: key.source,
+      uniqueKey: key.source === "primary key" || key.source === "replica identity index",
+      signature: signatureOf(schemaName, tableName, specs),
+      rowFilter,
+    };
+  }
+
+  private chooseKey(
+    schemaName: string,
+    tableName: string,
+    info: RelationInfo | null,
+    byNumber: ReadonlyMap<number, string>,
+    names: readonly string[],
+    message: RelationMessage | undefined,
+  ): { names: string[]; source: KeySource } {
+    const qualified = `${schemaName}.${tableName}`;
+    const fromAttnums = (numbers: readonly number[] | null): string[] | null => {
+      if (numbers === null || numbers.length === 0) return null;
+      const resolved = numbers.map((n) => byNumber.get(n));
+      return resolved.every((name): name is string => name !== undefined && names.includes(name)) ? resolved : null;
+    };
+    const primaryKey = fromAttnums(info?.primaryKey ?? null);
+    const identity = fromAttnums(info?.identityIndex ?? null);
+    // With REPLICA IDENTITY USING INDEX, deletes carry only that index's columns: key by it.
+    if (identity !== null && info?.replicaIdentity === "i") return { names: identity, source: "replica identity index" };
+    if (primaryKey !== null) return { names: primaryKey, source: "primary key" };
+    if (identity !== null) return { names: identity, source: "replica identity index" };
+    if (info === null && message !== undefined && message.replicaIdentity !== "f") {
+      const flagged = message.columns.filter((c) => c.isKey).map((c) => c.name);
+      if (flagged.length > 0) return { names: flagged, source: "replica identity index" };
+    }
+    const configured = this.options.keyColumns[qualified];
+    if (configured !== undefined) {
+      const unknown = configured.filter((name) => !names.includes(name));
+      if (unknown.length > 0) {
+        throw new ConfigError(`key_columns for ${qualified} names columns the table does not have: ${unknown.join(", ")}`, {
+          code: "PG_KEY_COLUMNS_UNKNOWN",
+          context: { component: "postgres-source", source: this.options.sourceName, table: qualified },
+        });
+      }
+      return { names: [...configured], source: "key_columns" };
+    }
+    if (!this.warnedFullRow.has(qualified)) {
+      this.warnedFullRow.add(qualified);
+      this.options.logger.warn(
+        { table: qualified },
+        "table has no primary key, replica identity index or key_columns entry: its whole row is its key",
+      );
+    }
+    return { names: [...names], source: "full row" };
+  }
+}

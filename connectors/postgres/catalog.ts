@@ -1,0 +1,225 @@
+/**
+ * Catalog queries: which tables the configured patterns name, their columns and keys, the
+ * publication and the replication slot.
+ */
+import type pg from "pg";
+import { parseLsn } from "./lsn.ts";
+import type { TableMatcher } from "./table-patterns.ts";
+import { TYPE_CATALOG_SQL, TypeCatalog, typeRowFromSql } from "./values/type-catalog.ts";
+import type { TypeNameTarget } from "./values/type-catalog.ts";
+
+type Queryable = Pick<pg.Client, "query">;
+
+export interface TableRef {
+  readonly relid: number;
+  readonly schema: string;
+  readonly table: string;
+  /** "r" table, "p" partitioned table. */
+  readonly kind: string;
+  /** pg_class.reltuples: the planner's row estimate, -1 when never analysed. */
+  readonly estimatedRows: number;
+}
+
+export async function listTables(db: Queryable, matches: TableMatcher): Promise<TableRef[]> {
+  const result = await db.query<Record<string, string>>(`
+    SELECT c.oid::int8 AS relid, n.nspname AS schema, c.relname AS table, c.relkind AS kind, c.reltuples::float8 AS estimated_rows
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'
+     ORDER BY n.nspname, c.relname`);
+  return result.rows
+    .filter((row) => matches(row["schema"]!, row["table"]!))
+    .map((row) => ({
+      relid: Number(row["relid"]),
+      schema: row["schema"]!,
+      table: row["table"]!,
+      kind: row["kind"]!,
+      estimatedRows: Number(row["estimated_rows"]),
+    }));
+}
+
+export interface RelationInfo {
+  readonly schema: string;
+  readonly table: string;
+  readonly kind: string;
+  readonly replicaIdentity: string;
+  readonly estimatedRows: number;
+  /** Attribute numbers of the primary key, in key order. */
+  readonly primaryKey: readonly number[] | null;
+  /** Attribute numbers of the replica identity index (REPLICA IDENTITY USING INDEX). */
+  readonly identityIndex: readonly number[] | null;
+}
+
+function attnums(indkey: string | null | undefined): number[] | null {
+  return indkey == null ? null : indkey.trim().split(/\s+/).map(Number);
+}
+
+export async function relationInfo(db: Queryable, relid: number): Promise<RelationInfo | null> {
+  const result = await db.query<Record<string, string | null>>(
+    `SELECT n.nspname AS schema, c.relname AS table, c.relkind AS kind, c.relreplident AS replica_identity,
+            c.reltuples::float8 AS estimated_rows,
+            (SELECT i.indkey::text FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary LIMIT 1) AS primary_key,
+            (SELECT i.indkey::text FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident LIMIT 1) AS identity_index
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.oid = $1`,
+    [relid],
+  );
+  const row = result.rows[0];
+  if (row === undefined) return null;
+  return {
+    schema: row["schema"]!,
+    table: row["table"]!,
+    kind: row["kind"]!,
+    replicaIdentity: row["replica_identity"]!,
+    estimatedRows: Number(row["estimated_rows"]),
+    primaryKey: attnums(row["primary_key"]),
+    identityIndex: attnums(row["identity_index"]),
+  };
+}
+
+export interface AttributeInfo {
+  readonly number: number;
+  readonly name: string;
+  readonly typeOid: number;
+  readonly typeModifier: number;
+  readonly notNull: boolean;
+  readonly defaultExpression: string | null;
+  readonly generated: boolean;
+  /** format_type of the declared type: usable in casts. */
+  readonly sqlType: string;
+}
+
+export async function attributes(db: Queryable, relid: number): Promise<AttributeInfo[]> {
+  const result = await db.query<Record<string, string | null>>(
+    `SELECT a.attnum AS number, a.attname AS name, a.atttypid::int8 AS type_oid, a.atttypmod AS type_modifier,
+            a.attnotnull AS not_null, pg_get_expr(d.adbin, d.adrelid) AS default_expression,
+            a.attgenerated <> '' AS generated, format_type(a.atttypid, a.atttypmod) AS sql_type
+       FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+      WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+      ORDER BY a.attnum`,
+    [relid],
+  );
+  return result.rows.map((row) => ({
+    number: Number(row["number"]),
+    name: row["name"]!,
+    typeOid: Number(row["type_oid"]),
+    typeModifier: Number(row["type_modifier"]),
+    notNull: row["not_null"] === "t",
+    defaultExpression: row["default_expression"] ?? null,
+    generated: row["generated"] === "t",
+    sqlType: row["sql_type"]!,
+  }));
+}
+
+/** Resolves TypeCatalog name targets to format_type() strings in one round trip. */
+export async function typeNames(db: Queryable, targets: readonly TypeNameTarget[]): Promise<string[]> {
+  const formatted = targets.filter((t): t is Extract<TypeNameTarget, { format: unknown }> => "format" in t);
+  let names: string[] = [];
+  if (formatted.length > 0) {
+    const result = await db.query<{ name: string }>(
+      "SELECT format_type(u.t, u.m) AS name FROM unnest($1::oid[], $2::int4[]) WITH ORDINALITY AS u(t, m, i) ORDER BY u.i",
+      [formatted.map((t) => t.format.oid), formatted.map((t) => t.format.modifier)],
+    );
+    names = result.rows.map((row) => row.name);
+  }
+  let next = 0;
+  return targets.map((target) => ("fixed" in target ? target.fixed : `${names[next++]!}${target.suffix}`));
+}
+
+export async function loadTypeCatalog(db: Queryable): Promise<TypeCatalog> {
+  const result = await db.query<Record<string, unknown>>(TYPE_CATALOG_SQL);
+  return new TypeCatalog(result.rows.map(typeRowFromSql));
+}
+
+export interface PublicationInfo {
+  readonly allTables: boolean;
+  readonly viaRoot: boolean;
+}
+
+export async function publicationInfo(db: Queryable, name: string): Promise<PublicationInfo | null> {
+  const result = await db.query<Record<string, string>>(
+    "SELECT puballtables AS all_tables, pubviaroot AS via_root FROM pg_publication WHERE pubname = $1",
+    [name],
+  );
+  const row = result.rows[0];
+  return row === undefined ? null : { allTables: row["all_tables"] === "t", viaRoot: row["via_root"] === "t" };
+}
+
+export interface PublishedTable {
+  readonly schema: string;
+  readonly table: string;
+  /** Published columns when the publication has a column list (PostgreSQL 15+). */
+  readonly columns: readonly string[] | null;
+  /** The publication's row filter (PostgreSQL 15+). */
+  readonly rowFilter: string | null;
+}
+
+export async function publishedTables(db: Queryable, publication: string, serverVersion: number): Promise<PublishedTable[]> {
+  const extra = serverVersion >= 150000 ? ", attnames::text[] AS columns, rowfilter AS row_filter" : ", NULL::text[] AS columns, NULL AS row_filter";
+  const result = await db.query<Record<string, string | null>>(
+    `SELECT schemaname AS schema, tablename AS table${extra} FROM pg_publication_tables WHERE pubname = $1`,
+    [publication],
+  );
+  return result.rows.map((row) => ({
+    schema: row["schema"]!,
+    table: row["table"]!,
+    columns: row["columns"] == null ? null : parsePgTextArray(row["columns"]),
+    rowFilter: row["row_filter"] ?? null,
+  }));
+}
+
+function parsePgTextArray(text: string): string[] {
+  const inner = text.slice(1, -1);
+  if (inner === "") return [];
+  const items: string[] = [];
+  const pattern = /"((?:[^"\\]|\\.)*)"|([^,]+)/g;
+  for (const match of inner.matchAll(pattern)) items.push(match[1] !== undefined ? match[1].replace(/\\(.)/g, "$1") : match[2]!);
+  return items;
+}
+
+export interface SlotInfo {
+  readonly plugin: string | null;
+  readonly slotType: string;
+  readonly database: string | null;
+  readonly active: boolean;
+  readonly activePid: number | null;
+  readonly restartLsn: bigint | null;
+  readonly confirmedFlushLsn: bigint | null;
+  /** reserved, extended, unreserved or lost (PostgreSQL 13+). */
+  readonly walStatus: string | null;
+}
+
+export async function slotInfo(db: Queryable, slot: string): Promise<SlotInfo | null> {
+  const result = await db.query<Record<string, string | null>>(
+    `SELECT plugin, slot_type, database, active, active_pid, restart_lsn::text AS restart_lsn,
+            confirmed_flush_lsn::text AS confirmed_flush_lsn, wal_status
+       FROM pg_replication_slots WHERE slot_name = $1`,
+    [slot],
+  );
+  const row = result.rows[0];
+  if (row === undefined) return null;
+  return {
+    plugin: row["plugin"] ?? null,
+    slotType: row["slot_type"]!,
+    database: row["database"] ?? null,
+    active: row["active"] === "t",
+    activePid: row["active_pid"] == null ? null : Number(row["active_pid"]),
+    restartLsn: row["restart_lsn"] == null ? null : parseLsn(row["restart_lsn"]),
+    confirmedFlushLsn: row["confirmed_flush_lsn"] == null ? null : parseLsn(row["confirmed_flush_lsn"]),
+    walStatus: row["wal_status"] ?? null,
+  };
+}
+
+export interface ServerInfo {
+  readonly version: number;
+  readonly walLevel: string;
+  readonly database: string;
+}
+
+export async function serverInfo(db: Queryable): Promise<ServerInfo> {
+  const result = await db.query<Record<string, string>>(
+    "SELECT current_setting('server_version_num') AS version, current_setting('wal_level') AS wal_level, current_database() AS database",
+  );
+  const row = result.rows[0]!;
+  return { version: Number(row["version"]), walLevel: row["wal_level"]!, database: row["database"]! };
+}

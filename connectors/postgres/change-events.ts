@@ -1,0 +1,149 @@
+/**
+ * ChangeEvents from decoded tuples: rows of typed values, keys, and the split of a key-changing
+ * update into a delete of the old key and a create of the new one.
+ */
+import { UNCHANGED } from "../contracts.ts";
+import type { ChangeEvent, ColumnValue, Op, Position, Row } from "../contracts.ts";
+import { SluiceError } from "../errors.ts";
+import type { CapturedTable } from "./captured-tables.ts";
+import { formatLsn } from "./lsn.ts";
+import type { RawColumn, TupleData } from "./protocol/pgoutput.ts";
+
+export interface EventOrigin {
+  readonly sourceName: string;
+  readonly position: Position;
+  readonly txId: string | null;
+  readonly commitTimeMs: number;
+  readonly snapshot: boolean;
+}
+
+function decodeColumn(table: CapturedTable, index: number, raw: RawColumn, position: Position): ColumnValue {
+  if (raw === null || raw === UNCHANGED) return raw;
+  const column = table.columns[index];
+  if (column === undefined) {
+    throw new SluiceError(`tuple has more columns than the table ${table.schema.schema}.${table.schema.table} (${table.columns.length})`, {
+      code: "PG_TUPLE_MISMATCH",
+      context: { component: "postgres-source", table: `${table.schema.schema}.${table.schema.table}`, position: formatLsn(position.change) },
+    });
+  }
+  if (typeof raw !== "string") {
+    throw new SluiceError(`binary column values are not supported (column ${column.name})`, {
+      code: "PG_BINARY_VALUE",
+      context: { component: "postgres-source", table: `${table.schema.schema}.${table.schema.table}`, column: column.name },
+    });
+  }
+  try {
+    return column.decode(raw);
+  } catch (error) {
+    throw new SluiceError(`cannot decode column ${column.name} (${table.schema.columns[index]?.dbType ?? column.sqlType}): ${(error as Error).message}`, {
+      code: "PG_VALUE_UNDECODABLE",
+      cause: error,
+      context: {
+        component: "postgres-source",
+        source: table.schema.source,
+        table: `${table.schema.schema}.${table.schema.table}`,
+        column: column.name,
+        position: formatLsn(position.change),
+      },
+    });
+  }
+}
+
+/**
+ * A row from tuple data. For an old key ('K') tuple only the replica identity columns are sent
+ * (the others arrive as NULL and are left out).
+ */
+export function rowFromTuple(table: CapturedTable, tuple: TupleData, position: Position, identityOnly = false): Record<string, ColumnValue> {
+  const row: Record<string, ColumnValue> = {};
+  for (let i = 0; i < tuple.length; i++) {
+    const raw = tuple[i]!;
+    if (identityOnly && raw === null) continue;
+    row[table.columns[i]?.name ?? `#${i}`] = decodeColumn(table, i, raw, position);
+  }
+  return row;
+}
+
+/** Key values of a row, or null when the row lacks a key column. */
+export function keyOf(table: CapturedTable, row: Row, fallback: Row | null = null): Record<string, ColumnValue> | null {
+  const key: Record<string, ColumnValue> = {};
+  for (const name of table.schema.key) {
+    let value = row[name];
+    if ((value === undefined || value === UNCHANGED) && fallback !== null) value = fallback[name];
+    if (value === undefined || value === UNCHANGED) return null;
+    key[name] = value;
+  }
+  return key;
+}
+
+export function sameValue(a: ColumnValue | undefined, b: ColumnValue | undefined): boolean {
+  if (a === b) return true;
+  if (typeof a === "number" && typeof b === "number") return Number.isNaN(a) && Number.isNaN(b);
+  if (a instanceof Uint8Array && b instanceof Uint8Array) return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((item: ColumnValue, i: number) => sameValue(item, b[i] as ColumnValue));
+  return false;
+}
+
+function sameKey(a: Row, b: Row): boolean {
+  const names = Object.keys(a);
+  return names.length === Object.keys(b).length && names.every((name) => sameValue(a[name], b[name]));
+}
+
+export function makeEvent(table: CapturedTable, op: Op, key: Row, before: Row | null, after: Row | null, origin: EventOrigin): ChangeEvent {
+  return {
+    op,
+    key,
+    before,
+    after,
+    source: {
+      connector: "postgres",
+      name: origin.sourceName,
+      db: table.schema.database,
+      schema: table.schema.schema,
+      table: table.schema.table,
+      position: origin.position,
+      txId: origin.txId,
+      commitTimeMs: origin.commitTimeMs,
+      snapshot: origin.snapshot,
+    },
+    schema: table.schema,
+  };
+}
+
+function missingKey(table: CapturedTable, what: string, origin: EventOrigin): SluiceError {
+  return new SluiceError(`${what} of ${table.schema.schema}.${table.schema.table} lacks key columns ${table.schema.key.join(", ")}`, {
+    code: "PG_KEY_MISSING",
+    context: {
+      component: "postgres-source",
+      source: origin.sourceName,
+      table: `${table.schema.schema}.${table.schema.table}`,
+      position: formatLsn(origin.position.change),
+    },
+  });
+}
+
+export function insertEvent(table: CapturedTable, tuple: TupleData, origin: EventOrigin, op: Op = "c"): ChangeEvent {
+  const after = rowFromTuple(table, tuple, origin.position);
+  const key = keyOf(table, after) ?? (() => { throw missingKey(table, "insert", origin); })();
+  return makeEvent(table, op, key, null, after, origin);
+}
+
+export function updateEvents(table: CapturedTable, oldKey: TupleData | null, oldTuple: TupleData | null, newTuple: TupleData, origin: EventOrigin): ChangeEvent[] {
+  const after = rowFromTuple(table, newTuple, origin.position);
+  const before = oldTuple !== null ? rowFromTuple(table, oldTuple, origin.position) : oldKey !== null ? rowFromTuple(table, oldKey, origin.position, true) : null;
+  const key = keyOf(table, after, before) ?? (() => { throw missingKey(table, "update", origin); })();
+  const previousKey = before === null ? null : keyOf(table, before);
+  if (previousKey !== null && !sameKey(previousKey, key)) {
+    return [makeEvent(table, "d", previousKey, before, null, origin), makeEvent(table, "c", key, null, after, origin)];
+  }
+  return [makeEvent(table, "u", key, before, after, origin)];
+}
+
+export function deleteEvent(table: CapturedTable, oldKey: TupleData | null, oldTuple: TupleData | null, origin: EventOrigin): ChangeEvent {
+  const before = oldTuple !== null ? rowFromTuple(table, oldTuple, origin.position) : rowFromTuple(table, oldKey ?? [], origin.position, true);
+  const key = keyOf(table, before) ?? (() => { throw missingKey(table, "delete", origin); })();
+  return makeEvent(table, "d", key, before, null, origin);
+}
+
+export function truncateEvent(table: CapturedTable, origin: EventOrigin): ChangeEvent {
+  return makeEvent(table, "t", {}, null, null, origin);
+}

@@ -1,0 +1,67 @@
+/**
+ * pg client settings for every connection Sluice opens to the captured database. The session
+ * settings pin the text forms the value decoders expect, on normal connections (snapshot) and on
+ * the replication connection alike: pgoutput prints values with the walsender's settings.
+ */
+import { readFileSync } from "node:fs";
+import type { ClientConfig } from "pg";
+import type { ConnectionOptions } from "node:tls";
+import type { PostgresSourceConfig } from "../../config/schema.ts";
+
+export const SESSION_SETTINGS: Readonly<Record<string, string>> = {
+  datestyle: "ISO",
+  intervalstyle: "iso_8601",
+  timezone: "UTC",
+  extra_float_digits: "1",
+  bytea_output: "hex",
+  lc_monetary: "C",
+  client_encoding: "UTF8",
+};
+
+const startupOptions = Object.entries(SESSION_SETTINGS)
+  .map(([name, value]) => `-c ${name}=${value}`)
+  .join(" ");
+
+/** Every value arrives as the server's text: ../values/ decodes it, the same way as pgoutput's. */
+const rawText = { getTypeParser: () => (text: string) => text };
+
+export type ConnectionPurpose = "catalog" | "snapshot" | "replication" | "heartbeat";
+
+export function clientConfig(config: PostgresSourceConfig, purpose: ConnectionPurpose): ClientConfig {
+  const settings: ClientConfig & { replication?: string; options?: string } = {
+    host: config.host,
+    port: config.port,
+    user: config.user,
+    database: config.database,
+    application_name: `sluice:${config.name}:${purpose}`,
+    options: startupOptions,
+    ssl: tlsSettings(config),
+    types: rawText,
+    connectionTimeoutMillis: 10_000,
+    keepAlive: true,
+  };
+  if (config.password !== undefined) settings.password = config.password;
+  if (purpose === "replication") settings.replication = "database";
+  return settings;
+}
+
+function tlsSettings(config: PostgresSourceConfig): false | ConnectionOptions {
+  const { mode, ca_file: caFile } = config.tls;
+  if (mode === "disable") return false;
+  if (mode === "require") return { rejectUnauthorized: false };
+  const ca = caFile === undefined ? undefined : readFileSync(caFile, "utf8");
+  const settings: ConnectionOptions = { rejectUnauthorized: true };
+  if (ca !== undefined) settings.ca = ca;
+  if (mode === "verify-ca") settings.checkServerIdentity = () => undefined;
+  return settings;
+}
+
+/** A double-quoted SQL identifier. */
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** A single-quoted SQL literal (standard_conforming_strings on, as since 9.1). */
+export function quoteLiteral(text: string): string {
+  return `'${text.replaceAll("'", "''")}'`;
+}

@@ -1,0 +1,118 @@
+/**
+ * Helpers for the integration tests against the real PostgreSQL of test/services/: random
+ * names, a source config, an admin connection, reading until a condition, and cleanup.
+ */
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { pino } from "pino";
+import type { Logger } from "pino";
+import { postgres } from "../../test/services/ports.ts";
+import type { PostgresSourceConfig } from "../../config/schema.ts";
+import type { ChangeEvent } from "../contracts.ts";
+import { PostgresSource } from "./source.ts";
+import type { PostgresSourceBatch, PostgresSourceOptions } from "./source.ts";
+
+// Run in a zone far from UTC so time-zone mistakes show.
+process.env["TZ"] = "Pacific/Chatham";
+
+export function randomName(prefix: string): string {
+  return `${prefix}_${randomBytes(5).toString("hex")}`;
+}
+
+export function testLogger(): Logger {
+  return pino({ level: process.env["SLUICE_TEST_LOG"] ?? "silent" }, pino.destination(2));
+}
+
+export function sourceConfig(overrides: Partial<PostgresSourceConfig> & Pick<PostgresSourceConfig, "tables">): PostgresSourceConfig {
+  const name = overrides.name ?? randomName("src");
+  return {
+    kind: "postgres",
+    name,
+    host: postgres.host,
+    port: postgres.port,
+    user: postgres.user,
+    password: postgres.password,
+    database: postgres.database,
+    tls: { mode: "disable" },
+    snapshot: { mode: "initial", parallelism: 2, chunk_rows: 1000 },
+    decimal_mode: "precise",
+    max_buffer_bytes: 8 * 2 ** 20,
+    heartbeat_interval: 1000,
+    slot: randomName("slot"),
+    publication: randomName("pub"),
+    create_slot: true,
+    create_publication: true,
+    key_columns: {},
+    transaction_metadata: false,
+    ...overrides,
+  };
+}
+
+export async function adminClient(): Promise<pg.Client> {
+  const client = new pg.Client({ ...postgres, types: { getTypeParser: () => (text: string) => text } });
+  client.on("error", () => undefined);
+  await client.connect();
+  await client.query("SET TIME ZONE 'UTC'");
+  return client;
+}
+
+export function newSource(config: PostgresSourceConfig, options: Partial<PostgresSourceOptions> = {}): PostgresSource {
+  return new PostgresSource(config, { logger: testLogger(), statusIntervalMs: 1000, ...options });
+}
+
+export interface Collected {
+  readonly events: ChangeEvent[];
+  readonly batches: PostgresSourceBatch[];
+}
+
+/** Reads (and acknowledges, unless told not to) batches until `done` holds for everything read so far. */
+export async function readUntil(
+  source: PostgresSource,
+  done: (collected: Collected) => boolean,
+  options: { timeoutMs?: number; ack?: boolean; into?: Collected } = {},
+): Promise<Collected> {
+  const collected = options.into ?? { events: [], batches: [] };
+  const signal = AbortSignal.timeout(options.timeoutMs ?? 30_000);
+  while (!done(collected)) {
+    let batch: PostgresSourceBatch;
+    try {
+      batch = await source.read(signal);
+    } catch (error) {
+      if (signal.aborted) throw new Error(`timed out after ${collected.events.length} events in ${collected.batches.length} batches`, { cause: error });
+      throw error;
+    }
+    collected.batches.push(batch);
+    collected.events.push(...batch.events);
+    if (options.ack !== false) await batch.ack();
+  }
+  return collected;
+}
+
+export const snapshotFinished = (c: Collected): boolean => c.batches.some((b) => b.checkpoint.position.resume === undefined);
+
+export async function slotRow(admin: pg.Client, slot: string): Promise<Record<string, string | null> | undefined> {
+  const result = await admin.query<Record<string, string | null>>(
+    "SELECT active, active_pid, confirmed_flush_lsn::text AS confirmed_flush_lsn, restart_lsn::text AS restart_lsn, wal_status FROM pg_replication_slots WHERE slot_name = $1",
+    [slot],
+  );
+  return result.rows[0];
+}
+
+/** Drops the slot (waiting for its walsender to go), the publication and the schema. */
+export async function cleanUp(admin: pg.Client, config: PostgresSourceConfig, schema?: string): Promise<void> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const row = await slotRow(admin, config.slot!);
+    if (row === undefined) break;
+    if (row["active"] === "t") {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      continue;
+    }
+    await admin.query("SELECT pg_drop_replication_slot($1)", [config.slot]).catch(() => undefined);
+  }
+  await admin.query(`DROP PUBLICATION IF EXISTS "${config.publication!}"`);
+  if (schema !== undefined) await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+}
+
+export function byId(events: readonly ChangeEvent[], id: unknown, op?: string): ChangeEvent | undefined {
+  return events.find((e) => (e.after?.["id"] ?? e.before?.["id"]) === id && (op === undefined || e.op === op));
+}

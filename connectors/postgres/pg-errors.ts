@@ -1,0 +1,45 @@
+/**
+ * Turns what pg throws into Sluice errors that say whether retrying can help: network failures,
+ * server shutdowns and busy slots heal; bad credentials, missing databases and missing privileges
+ * do not.
+ */
+import { ConnectionError, SluiceError } from "../errors.ts";
+import type { ErrorContext } from "../errors.ts";
+
+const RETRIABLE_NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ENOTFOUND"]);
+
+/** SQLSTATEs (or classes, two characters) worth retrying. */
+const RETRIABLE_SQLSTATES = ["08", "53", "57P01", "57P02", "57P03", "55006", "58", "40001", "40P01"];
+
+const PERMANENT_SQLSTATES: Readonly<Record<string, string>> = {
+  "28000": "PG_AUTH_FAILED",
+  "28P01": "PG_AUTH_FAILED",
+  "3D000": "PG_DATABASE_MISSING",
+  "42501": "PG_PRIVILEGE_MISSING",
+};
+
+function sqlState(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+export function isRetriablePgError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === "string" && RETRIABLE_NETWORK_CODES.has(code)) return true;
+  const state = sqlState(error);
+  if (state !== undefined) return RETRIABLE_SQLSTATES.some((prefix) => state.startsWith(prefix));
+  const message = error instanceof Error ? error.message : String(error);
+  return /Connection terminated|timeout expired|connection timeout|socket hang up|Client has encountered a connection error|Connection ended|not queryable/i.test(message);
+}
+
+export function toSluiceError(error: unknown, what: string, context: ErrorContext): SluiceError {
+  if (error instanceof SluiceError) return error;
+  const detail = error instanceof Error ? error.message : String(error);
+  const state = sqlState(error);
+  const fullContext: ErrorContext = state === undefined ? context : { ...context, sqlstate: state };
+  if (isRetriablePgError(error)) {
+    return new ConnectionError(`${what}: ${detail}`, { cause: error, context: fullContext, code: state === "55006" ? "PG_OBJECT_IN_USE" : "CONNECTION_FAILED" });
+  }
+  const code = (state !== undefined ? PERMANENT_SQLSTATES[state] : undefined) ?? "PG_ERROR";
+  return new SluiceError(`${what}: ${detail}`, { code, retriable: false, cause: error, context: fullContext });
+}

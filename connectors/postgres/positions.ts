@@ -1,0 +1,45 @@
+/**
+ * How PostgreSQL positions are built and what they let Sluice acknowledge.
+ *
+ * A change's position is (commit LSN of its transaction, LSN of its own WAL record). Positions that
+ * mark "everything through LSN x is done" have commit === change === x: the end of a transaction
+ * (x = its commit LSN) or a heartbeat message outside any transaction. A change's own LSN is always
+ * below its commit LSN, so the two kinds never collide, and a checkpoint says by itself whether its
+ * transaction was complete.
+ */
+import type { Position } from "../contracts.ts";
+
+/** Position.resume of checkpoints taken while the initial snapshot is still running. */
+export const SNAPSHOT_INCOMPLETE = "snapshot-incomplete";
+
+export function throughPosition(lsn: bigint): Position {
+  return { commit: lsn, change: lsn };
+}
+
+export function isThroughPosition(position: Position): boolean {
+  return position.commit === position.change;
+}
+
+/**
+ * Snapshot rows: after every change the snapshot shows (those committed before the consistent
+ * point) and before every streamed change. Streamed transactions commit at or after the consistent
+ * point, and all their changes lie at or after the slot's restart_lsn, so (consistent point,
+ * restart_lsn - 1) is below them whether compared by commit first or by change alone.
+ */
+export function snapshotPosition(consistentPoint: bigint, restartLsn: bigint): Position {
+  return { commit: consistentPoint, change: restartLsn - 1n };
+}
+
+/**
+ * The LSN to report as flushed (the slot's confirmed_flush_lsn) once everything up to `position`
+ * is durable. The server resends every transaction whose commit record starts at or after it.
+ * A complete transaction: past its commit record. Partway through one: its commit LSN, so the
+ * whole transaction comes again and the events already stored are skipped by position.
+ */
+export function flushLsnFor(position: Position): bigint {
+  return isThroughPosition(position) ? position.commit + 1n : position.commit;
+}
+
+export function isSnapshotIncomplete(position: Position): boolean {
+  return position.resume === SNAPSHOT_INCOMPLETE;
+}

@@ -1,0 +1,199 @@
+/**
+ * The logical replication connection: START_REPLICATION on pgoutput, received WAL messages into a
+ * byte-bounded buffer, and the standby status updates that tell the server what is durable.
+ *
+ * Written on pg's wire connection rather than pg-logical-replication, because that library
+ * acknowledges every message as it is emitted and on a timer (so the slot would move past data
+ * not yet durable) and reports the same LSN as written, flushed and applied; its flow control
+ * queue is unbounded by bytes.
+ */
+import pg from "pg";
+import type { ClientConfig } from "pg";
+import type { Logger } from "pino";
+import { ConnectionError } from "../errors.ts";
+import type { ErrorContext } from "../errors.ts";
+import type { ByteBoundedBuffer } from "./byte-bounded-buffer.ts";
+import { quoteIdent, quoteLiteral } from "./connection-settings.ts";
+import { epochMsToPostgresMicros, formatLsn } from "./lsn.ts";
+import { toSluiceError } from "./pg-errors.ts";
+import { decodeReplicationMessage, encodeStandbyStatusUpdate, XLOGDATA_HEADER_BYTES } from "./protocol/replication-messages.ts";
+
+/** One pgoutput message as received: its WAL position and its bytes. */
+export interface WalMessage {
+  readonly walStart: bigint;
+  readonly payload: Buffer;
+}
+
+/** The parts of pg's internal Connection used for the CopyBoth stream (not in pg's typings). */
+interface WireConnection {
+  on(event: "copyData", listener: (message: { chunk: Buffer }) => void): void;
+  once(event: "replicationStart", listener: () => void): void;
+  sendCopyFromChunk(chunk: Buffer): void;
+  stream: { pause(): void; resume(): void; isPaused?(): boolean };
+}
+
+export interface ReplicationStreamOptions {
+  readonly client: ClientConfig;
+  readonly slot: string;
+  readonly publication: string;
+  /** Where the server should start; it starts at the slot's confirmed_flush_lsn if that is later. */
+  readonly startLsn: bigint;
+  /** What is durable already: reported as flushed until acknowledge() moves it. */
+  readonly flushedLsn: bigint;
+  readonly buffer: ByteBoundedBuffer<WalMessage>;
+  /** Status updates are sent at least this often, also while reading is paused. */
+  readonly statusIntervalMs: number;
+  readonly logger: Logger;
+  readonly context: ErrorContext;
+}
+
+export class ReplicationStream {
+  private readonly options: ReplicationStreamOptions;
+  private client: pg.Client | null = null;
+  private wire: WireConnection | null = null;
+  private receivedLsn: bigint;
+  private flushedLsn: bigint;
+  private statusTimer: NodeJS.Timeout | null = null;
+  private paused = false;
+  private stopping = false;
+  private pauses = 0;
+
+  constructor(options: ReplicationStreamOptions) {
+    this.options = options;
+    this.receivedLsn = options.flushedLsn;
+    this.flushedLsn = options.flushedLsn;
+  }
+
+  get flushed(): bigint {
+    return this.flushedLsn;
+  }
+
+  get received(): bigint {
+    return this.receivedLsn;
+  }
+
+  /** How often reading was paused because the buffer was full. */
+  get pauseCount(): number {
+    return this.pauses;
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  /** Connects and starts streaming; resolves once the server is in CopyBoth mode. */
+  async start(): Promise<void> {
+    const { slot, publication, startLsn, buffer, context } = this.options;
+    const client = new pg.Client(this.options.client);
+    this.client = client;
+    client.on("error", (error) => this.fail(error, "replication connection failed"));
+    client.on("end", () => this.fail(new Error("Connection terminated unexpectedly"), "replication connection closed"));
+    try {
+      await client.connect();
+    } catch (error) {
+      throw toSluiceError(error, "cannot open the replication connection", context);
+    }
+    // pg exposes the CopyBoth stream of START_REPLICATION only on its internal connection.
+    const wire = (client as unknown as { connection: WireConnection }).connection;
+    this.wire = wire;
+    wire.on("copyData", (message) => this.receive(message.chunk));
+    buffer.onLowWater(() => this.resume());
+
+    const started = new Promise<void>((resolve, reject) => {
+      wire.once("replicationStart", () => resolve());
+      const command =
+        `START_REPLICATION SLOT ${quoteIdent(slot)} LOGICAL ${formatLsn(startLsn)} ` +
+        `(proto_version '1', publication_names ${quoteLiteral(quoteIdent(publication))}, messages 'true')`;
+      client.query(command).then(
+        () => this.fail(new ConnectionError("the server ended the replication stream", { context }), "replication stream ended"),
+        (error: unknown) => {
+          reject(toSluiceError(error, `cannot stream from slot "${slot}"`, context));
+          this.fail(error, "replication stream failed");
+        },
+      );
+    });
+    await started;
+    this.statusTimer = setInterval(() => this.sendStatus(false), this.options.statusIntervalMs);
+    this.statusTimer.unref();
+    this.sendStatus(false);
+    this.options.logger.info({ slot, publication, start: formatLsn(startLsn), flushed: formatLsn(this.flushedLsn) }, "replication stream started");
+  }
+
+  /** Everything before `lsn` is durable downstream; the slot may release it. */
+  acknowledge(lsn: bigint): void {
+    if (lsn <= this.flushedLsn) return;
+    this.flushedLsn = lsn;
+    this.sendStatus(false);
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.statusTimer !== null) clearInterval(this.statusTimer);
+    this.statusTimer = null;
+    const client = this.client;
+    this.client = null;
+    this.wire = null;
+    if (client === null) return;
+    client.removeAllListeners("end");
+    client.on("error", () => undefined);
+    await client.end().catch(() => undefined);
+  }
+
+  private receive(chunk: Buffer): void {
+    if (this.stopping) return;
+    let message;
+    try {
+      message = decodeReplicationMessage(chunk);
+    } catch (error) {
+      this.fail(error, "undecodable replication message");
+      return;
+    }
+    if (message.kind === "keepalive") {
+      if (message.walEnd > this.receivedLsn) this.receivedLsn = message.walEnd;
+      if (message.replyRequested) this.sendStatus(false);
+      return;
+    }
+    if (message.walStart > this.receivedLsn) this.receivedLsn = message.walStart;
+    const { buffer } = this.options;
+    // A copy: pg's parser reuses its receive buffer, so a view would change under the queue.
+    const payload = Buffer.from(message.payload);
+    buffer.push({ walStart: message.walStart, payload }, payload.length + XLOGDATA_HEADER_BYTES);
+    if (buffer.full && !this.paused) {
+      // A slow reader slows the server: stop reading the socket until read() drains the buffer.
+      this.paused = true;
+      this.pauses++;
+      this.wire?.stream.pause();
+    }
+  }
+
+  private resume(): void {
+    if (!this.paused || this.stopping) return;
+    this.paused = false;
+    this.wire?.stream.resume();
+  }
+
+  private sendStatus(replyRequested: boolean): void {
+    if (this.wire === null || this.stopping) return;
+    const flushed = this.flushedLsn;
+    const written = this.receivedLsn > flushed ? this.receivedLsn : flushed;
+    this.wire.sendCopyFromChunk(
+      encodeStandbyStatusUpdate({
+        written,
+        flushed,
+        applied: flushed,
+        clock: epochMsToPostgresMicros(Date.now()),
+        replyRequested,
+      }),
+    );
+  }
+
+  private fail(error: unknown, what: string): void {
+    if (this.stopping) return;
+    const context = { ...this.options.context, position: formatLsn(this.receivedLsn) };
+    const failure = toSluiceError(error, what, context);
+    this.options.logger.warn({ err: failure.message, ...failure.toLog() }, what);
+    this.options.buffer.fail(failure);
+    void this.stop();
+  }
+}

@@ -1,0 +1,94 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { pino } from "pino";
+import type { PostgresSourceConfig } from "../../config/schema.ts";
+import type { Checkpoint } from "../contracts.ts";
+import { SluiceError } from "../errors.ts";
+import { SNAPSHOT_INCOMPLETE, throughPosition } from "./positions.ts";
+import { captureNames, planStart } from "./slot-setup.ts";
+import type { StartPlan } from "./slot-setup.ts";
+
+const config = (mode: "initial" | "never" | "when-needed", createSlot = true) =>
+  ({ name: "shop", snapshot: { mode, parallelism: 1, chunk_rows: 10 }, create_slot: createSlot }) as PostgresSourceConfig;
+
+const slot = (overrides: Record<string, string | null> = {}) => ({
+  plugin: "pgoutput",
+  slot_type: "logical",
+  database: "sluice",
+  active: "f",
+  active_pid: null,
+  restart_lsn: "0/100",
+  confirmed_flush_lsn: "0/1001",
+  wal_status: "reserved",
+  ...overrides,
+});
+
+const db = (row: Record<string, string | null> | null) => ({
+  query: async () => ({ rows: row === null ? [] : [row] }),
+}) as never;
+
+const checkpoint = (position = throughPosition(0x1000n)): Checkpoint => ({ source: "shop", position });
+const names = captureNames({ name: "Shop" } as PostgresSourceConfig);
+const logger = pino({ level: "silent" });
+
+async function plan(mode: "initial" | "never" | "when-needed", row: Record<string, string | null> | null, from: Checkpoint | null, createSlot = true): Promise<StartPlan> {
+  return planStart(db(row), config(mode, createSlot), names, from, "sluice", logger, { component: "test" });
+}
+
+async function refusal(promise: Promise<unknown>): Promise<SluiceError> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.ok(error instanceof SluiceError);
+    return error;
+  }
+  assert.fail("expected a refusal");
+}
+
+test("default names: slot lower-cased, publication as the source", () => {
+  assert.deepEqual(names, { slot: "sluice_shop", publication: "sluice_Shop" });
+  assert.throws(() => captureNames({ name: "x", slot: "Bad-Slot" } as PostgresSourceConfig), /lower case/);
+});
+
+test("no checkpoint: snapshot on a new slot; an existing slot is dropped first; never streams from the slot", async () => {
+  assert.deepEqual(await plan("initial", null, null), { kind: "snapshot", dropExisting: false });
+  assert.deepEqual(await plan("initial", slot(), null), { kind: "snapshot", dropExisting: true });
+  assert.deepEqual(await plan("never", null, null), { kind: "create-and-stream" });
+  assert.deepEqual(await plan("never", slot(), null), { kind: "stream", startLsn: 0x1001n, flushedLsn: 0x1001n, skipThrough: null });
+  assert.equal((await refusal(plan("initial", slot({ active: "t", active_pid: "42" }), null))).retriable, true);
+  assert.equal((await refusal(plan("initial", null, null, false))).code, "PG_SLOT_MISSING");
+});
+
+test("a usable checkpoint resumes past it", async () => {
+  assert.deepEqual(await plan("initial", slot(), checkpoint()), { kind: "stream", startLsn: 0x1001n, flushedLsn: 0x1001n, skipThrough: throughPosition(0x1000n) });
+  const inside = { commit: 0x2000n, change: 0x1800n };
+  assert.deepEqual(await plan("never", slot(), checkpoint(inside)), { kind: "stream", startLsn: 0x2000n, flushedLsn: 0x2000n, skipThrough: inside });
+});
+
+test("missing, invalidated or overtaken slots are refused with the data-loss error, unless when-needed", async () => {
+  const cases = [
+    [null, /does not exist/],
+    [slot({ wal_status: "lost" }), /invalidated/],
+    [slot({ restart_lsn: null }), /invalidated/],
+    [slot({ confirmed_flush_lsn: "0/5000" }), /confirmed up to 0\/5000, beyond the checkpoint \(0\/1001\)/],
+  ] as const;
+  for (const [row, problem] of cases) {
+    for (const mode of ["initial", "never"] as const) {
+      const error = await refusal(plan(mode, row, checkpoint()));
+      assert.equal(error.code, "PG_SLOT_UNUSABLE");
+      assert.equal(error.retriable, false);
+      assert.match(error.message, problem);
+      assert.match(error.message, /would lose the changes/);
+      assert.match(error.message, /snapshot\.mode: when-needed/);
+      assert.equal(error.context["slot"], "sluice_shop");
+    }
+    assert.deepEqual(await plan("when-needed", row, checkpoint()), { kind: "snapshot", dropExisting: row !== null });
+  }
+});
+
+test("a checkpoint from an unfinished snapshot starts over; a foreign slot is refused", async () => {
+  const incomplete = checkpoint({ commit: 0x1000n, change: 0x900n, resume: SNAPSHOT_INCOMPLETE });
+  assert.deepEqual(await plan("initial", slot(), incomplete), { kind: "snapshot", dropExisting: true });
+  assert.equal((await refusal(plan("initial", slot({ plugin: "wal2json" }), null))).code, "PG_SLOT_FOREIGN");
+  assert.equal((await refusal(plan("initial", slot({ database: "other" }), checkpoint()))).code, "PG_SLOT_FOREIGN");
+});

@@ -1,0 +1,199 @@
+/**
+ * The publication and the replication slot: names, creation, and the decision where capture
+ * starts. A checkpoint whose slot is gone, lost its WAL or was confirmed beyond the checkpoint
+ * is refused (unless snapshot.mode is when-needed), never papered over with a new slot.
+ */
+import type pg from "pg";
+import type { Logger } from "pino";
+import type { PostgresSourceConfig } from "../../config/schema.ts";
+import type { Checkpoint, Position } from "../contracts.ts";
+import { ConfigError, SluiceError } from "../errors.ts";
+import type { ErrorContext } from "../errors.ts";
+import { publicationInfo, publishedTables, slotInfo } from "./catalog.ts";
+import type { SlotInfo, TableRef } from "./catalog.ts";
+import { quoteIdent } from "./connection-settings.ts";
+import { formatLsn, parseLsn } from "./lsn.ts";
+import { flushLsnFor, isSnapshotIncomplete } from "./positions.ts";
+
+type Queryable = Pick<pg.Client, "query">;
+
+export interface CaptureNames {
+  readonly slot: string;
+  readonly publication: string;
+}
+
+export function captureNames(config: PostgresSourceConfig): CaptureNames {
+  const slot = config.slot ?? `sluice_${config.name.toLowerCase()}`;
+  if (!/^[a-z0-9_]{1,63}$/.test(slot)) {
+    throw new ConfigError(`replication slot name "${slot}" may only contain lower case letters, digits and underscores`, {
+      code: "PG_SLOT_NAME",
+      context: { component: "postgres-source", source: config.name },
+    });
+  }
+  return { slot, publication: config.publication ?? `sluice_${config.name}` };
+}
+
+export async function ensurePublication(
+  db: Queryable,
+  config: PostgresSourceConfig,
+  names: CaptureNames,
+  tables: readonly TableRef[],
+  serverVersion: number,
+  logger: Logger,
+  context: ErrorContext,
+): Promise<void> {
+  const existing = await publicationInfo(db, names.publication);
+  if (existing === null) {
+    if (!config.create_publication) {
+      throw new SluiceError(`publication "${names.publication}" does not exist and create_publication is false`, {
+        code: "PG_PUBLICATION_MISSING",
+        context,
+      });
+    }
+    const list = tables.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`).join(", ");
+    const viaRoot = serverVersion >= 130000 ? " WITH (publish_via_partition_root = true)" : "";
+    await db.query(`CREATE PUBLICATION ${quoteIdent(names.publication)} FOR TABLE ${list}${viaRoot}`);
+    logger.info({ publication: names.publication, tables: tables.map((t) => `${t.schema}.${t.table}`) }, "publication created");
+    return;
+  }
+  if (existing.allTables) return;
+  const published = new Set((await publishedTables(db, names.publication, serverVersion)).map((t) => `${t.schema}.${t.table}`));
+  const missing = tables.filter((t) => !published.has(`${t.schema}.${t.table}`)).map((t) => `${t.schema}.${t.table}`);
+  if (missing.length > 0) {
+    logger.warn(
+      { publication: names.publication, tables: missing },
+      `configured tables are not in the existing publication and are not captured; ALTER PUBLICATION ${names.publication} ADD TABLE ... to capture them (their existing rows need a new snapshot)`,
+    );
+  }
+  if (!existing.viaRoot && tables.some((t) => t.kind === "p")) {
+    logger.warn({ publication: names.publication }, "publication does not publish via the partition root: changes of partitioned tables arrive under the partitions' names");
+  }
+}
+
+export type StartPlan =
+  | {
+      readonly kind: "snapshot";
+      /** An existing slot to drop first (a snapshot needs a slot created with it). */
+      readonly dropExisting: boolean;
+    }
+  | {
+      readonly kind: "create-and-stream";
+    }
+  | {
+      readonly kind: "stream";
+      readonly startLsn: bigint;
+      /** Durable already: reported as flushed from the start. */
+      readonly flushedLsn: bigint;
+      readonly skipThrough: Position | null;
+    };
+
+/** Permanent: resuming would lose changes. Says what happened and how to take a new snapshot. */
+export function dataLossError(names: CaptureNames, checkpoint: Checkpoint, problem: string, context: ErrorContext): SluiceError {
+  return new SluiceError(
+    `cannot resume source "${checkpoint.source}" from its checkpoint (commit ${formatLsn(checkpoint.position.commit)}): ${problem}. ` +
+      `Resuming would lose the changes in between, so capture does not start. To capture again from a new consistent snapshot, ` +
+      `set snapshot.mode: when-needed for this source (or delete its checkpoint) and restart; rows deleted meanwhile stay in the sinks ` +
+      `unless they are rebuilt from the new snapshot.`,
+    { code: "PG_SLOT_UNUSABLE", retriable: false, context: { ...context, slot: names.slot, position: formatLsn(checkpoint.position.commit) } },
+  );
+}
+
+export async function planStart(
+  db: Queryable,
+  config: PostgresSourceConfig,
+  names: CaptureNames,
+  checkpoint: Checkpoint | null,
+  database: string,
+  logger: Logger,
+  context: ErrorContext,
+): Promise<StartPlan> {
+  const slot = await slotInfo(db, names.slot);
+  if (slot !== null) checkSlotShape(slot, names, database, context);
+  const mode = config.snapshot.mode;
+
+  const needsFreshSlot = (reason: string): StartPlan => {
+    if (!config.create_slot) {
+      throw new SluiceError(`${reason}, which needs a new slot, but create_slot is false`, { code: "PG_SLOT_MISSING", context: { ...context, slot: names.slot } });
+    }
+    if (slot !== null && slot.active) {
+      throw new SluiceError(`replication slot "${names.slot}" must be dropped for a new snapshot but is in use by process ${slot.activePid ?? "?"}`, {
+        code: "PG_SLOT_ACTIVE",
+        retriable: true,
+        context: { ...context, slot: names.slot },
+      });
+    }
+    logger.warn({ slot: names.slot, dropping: slot !== null }, reason);
+    return { kind: "snapshot", dropExisting: slot !== null };
+  };
+
+  if (checkpoint === null) {
+    if (mode === "never") {
+      if (slot === null) {
+        if (!config.create_slot) throw new SluiceError(`replication slot "${names.slot}" does not exist and create_slot is false`, { code: "PG_SLOT_MISSING", context });
+        return { kind: "create-and-stream" };
+      }
+      const confirmed = slot.confirmedFlushLsn ?? 0n;
+      return { kind: "stream", startLsn: confirmed, flushedLsn: confirmed, skipThrough: null };
+    }
+    if (slot === null) {
+      if (!config.create_slot) throw new SluiceError(`replication slot "${names.slot}" does not exist and create_slot is false`, { code: "PG_SLOT_MISSING", context });
+      return { kind: "snapshot", dropExisting: false };
+    }
+    return needsFreshSlot("replication slot exists but there is no checkpoint (an earlier snapshot did not finish): starting over with a new slot and snapshot");
+  }
+
+  if (isSnapshotIncomplete(checkpoint.position)) {
+    return needsFreshSlot("the initial snapshot did not finish: starting over with a new slot and snapshot");
+  }
+
+  const problem = slotProblem(slot, names, checkpoint);
+  if (problem !== null) {
+    if (mode === "when-needed") return needsFreshSlot(`${problem}: taking a new snapshot (snapshot.mode when-needed)`);
+    throw dataLossError(names, checkpoint, problem, context);
+  }
+  const resumeFrom = flushLsnFor(checkpoint.position);
+  return { kind: "stream", startLsn: resumeFrom, flushedLsn: resumeFrom, skipThrough: checkpoint.position };
+}
+
+function checkSlotShape(slot: SlotInfo, names: CaptureNames, database: string, context: ErrorContext): void {
+  if (slot.slotType !== "logical" || slot.plugin !== "pgoutput" || slot.database !== database) {
+    throw new SluiceError(
+      `replication slot "${names.slot}" is ${slot.slotType} (plugin ${slot.plugin ?? "none"}, database ${slot.database ?? "none"}); ` +
+        `Sluice needs a logical pgoutput slot on database "${database}": choose another slot name`,
+      { code: "PG_SLOT_FOREIGN", context: { ...context, slot: names.slot } },
+    );
+  }
+}
+
+function slotProblem(slot: SlotInfo | null, names: CaptureNames, checkpoint: Checkpoint): string | null {
+  if (slot === null) return `replication slot "${names.slot}" does not exist`;
+  if (slot.walStatus === "lost" || slot.restartLsn === null) return `replication slot "${names.slot}" is invalidated: the server removed WAL it still needed (wal_status lost)`;
+  const confirmed = slot.confirmedFlushLsn ?? 0n;
+  const durable = flushLsnFor(checkpoint.position);
+  if (confirmed > durable) {
+    return `replication slot "${names.slot}" was confirmed up to ${formatLsn(confirmed)}, beyond the checkpoint (${formatLsn(durable)}): another consumer used the slot, or the checkpoint is older than the slot`;
+  }
+  return null;
+}
+
+export interface CreatedSlot {
+  readonly consistentPoint: bigint;
+  /** Exported snapshot to import with SET TRANSACTION SNAPSHOT, while `replication` stays idle. */
+  readonly snapshotName: string | null;
+}
+
+/** CREATE_REPLICATION_SLOT on a replication connection, exporting its snapshot when asked. */
+export async function createSlot(replication: Queryable, names: CaptureNames, exportSnapshot: boolean, serverVersion: number): Promise<CreatedSlot> {
+  const snapshotOption =
+    serverVersion >= 150000 ? `(SNAPSHOT '${exportSnapshot ? "export" : "nothing"}')` : exportSnapshot ? "EXPORT_SNAPSHOT" : "NOEXPORT_SNAPSHOT";
+  const result = await replication.query<Record<string, string | null>>(
+    `CREATE_REPLICATION_SLOT ${quoteIdent(names.slot)} LOGICAL pgoutput ${snapshotOption}`,
+  );
+  const row = result.rows[0];
+  if (row === undefined || row["consistent_point"] == null) throw new Error("CREATE_REPLICATION_SLOT returned no consistent point");
+  return { consistentPoint: parseLsn(row["consistent_point"]), snapshotName: row["snapshot_name"] ?? null };
+}
+
+export async function dropSlot(db: Queryable, names: CaptureNames): Promise<void> {
+  await db.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", [names.slot]);
+}

@@ -1,0 +1,118 @@
+/**
+ * Slot handling against the real server: a checkpoint whose slot is missing is refused (and no
+ * slot is created); when-needed takes a new snapshot; a snapshot interrupted midway starts over
+ * on a new slot; a slot in use elsewhere is a retriable error.
+ */
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import type pg from "pg";
+import type { Checkpoint } from "../contracts.ts";
+import { SluiceError } from "../errors.ts";
+import { adminClient, cleanUp, newSource, randomName, readUntil, slotRow, snapshotFinished, sourceConfig } from "./int-test-support.ts";
+
+const schema = randomName("slot");
+const q = (table: string) => `"${schema}".${table}`;
+let admin: pg.Client;
+const configs: ReturnType<typeof sourceConfig>[] = [];
+
+before(async () => {
+  admin = await adminClient();
+  await admin.query(`CREATE SCHEMA "${schema}"`);
+  await admin.query(`CREATE TABLE ${q("t")} (id int PRIMARY KEY)`);
+  await admin.query(`INSERT INTO ${q("t")} SELECT generate_series(1, 50)`);
+});
+
+after(async () => {
+  for (const config of configs) await cleanUp(admin, config);
+  await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  await admin.end();
+});
+
+function config(overrides: Partial<ReturnType<typeof sourceConfig>> = {}) {
+  const c = sourceConfig({ tables: [`${schema}.t`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 10 }, ...overrides });
+  configs.push(c);
+  return c;
+}
+
+async function snapshotCheckpoint(c: ReturnType<typeof config>): Promise<Checkpoint> {
+  const source = newSource(c);
+  await source.connect(null, AbortSignal.timeout(30_000));
+  try {
+    const collected = await readUntil(source, snapshotFinished);
+    assert.equal(collected.events.length, 50);
+    return collected.batches.at(-1)!.checkpoint;
+  } finally {
+    await source.close();
+  }
+}
+
+test("a checkpoint whose slot is gone is refused with the data-loss error; no slot is created", async () => {
+  const c = config();
+  const checkpoint = await snapshotCheckpoint(c);
+  await admin.query("SELECT pg_drop_replication_slot($1)", [c.slot]);
+  const source = newSource(c);
+  await assert.rejects(source.connect(checkpoint, AbortSignal.timeout(30_000)), (error: unknown) => {
+    assert.ok(error instanceof SluiceError);
+    assert.equal(error.code, "PG_SLOT_UNUSABLE");
+    assert.equal(error.retriable, false);
+    assert.match(error.message, /does not exist.*would lose the changes.*when-needed/s);
+    return true;
+  });
+  assert.equal(await slotRow(admin, c.slot!), undefined);
+  assert.equal(source.ready(), false);
+});
+
+test("snapshot.mode when-needed takes a new snapshot instead", async () => {
+  const c = config({ snapshot: { mode: "when-needed", parallelism: 1, chunk_rows: 10 } });
+  const checkpoint = await snapshotCheckpoint(c);
+  await admin.query("SELECT pg_drop_replication_slot($1)", [c.slot]);
+  const source = newSource(c);
+  await source.connect(checkpoint, AbortSignal.timeout(30_000));
+  try {
+    const collected = await readUntil(source, snapshotFinished);
+    assert.equal(collected.events.filter((e) => e.op === "r").length, 50);
+    assert.ok(collected.batches.at(-1)!.checkpoint.position.commit > checkpoint.position.commit);
+  } finally {
+    await source.close();
+  }
+});
+
+test("a snapshot interrupted midway starts over on a new slot", async () => {
+  const c = config();
+  const source = newSource(c, { maxBatchEvents: 10 });
+  await source.connect(null, AbortSignal.timeout(30_000));
+  const first = await readUntil(source, (collected) => collected.events.length >= 10);
+  const interrupted = first.batches[0]!.checkpoint;
+  assert.equal(interrupted.position.resume, "snapshot-incomplete");
+  await source.close();
+  const slotBefore = await slotRow(admin, c.slot!);
+
+  await source.connect(interrupted, AbortSignal.timeout(30_000));
+  try {
+    const collected = await readUntil(source, snapshotFinished);
+    assert.deepEqual(collected.events.map((e) => e.key["id"]).sort((a, b) => Number(a) - Number(b)), Array.from({ length: 50 }, (_, i) => i + 1));
+    assert.notEqual((await slotRow(admin, c.slot!))!["restart_lsn"], null);
+    assert.ok(collected.events[0]!.source.position.commit > interrupted.position.commit, "a new slot, a new consistent point");
+    assert.ok(slotBefore !== undefined);
+  } finally {
+    await source.close();
+  }
+});
+
+test("a slot streamed by another consumer is a retriable error", async () => {
+  const c = config({ snapshot: { mode: "never", parallelism: 1, chunk_rows: 10 } });
+  const first = newSource(c);
+  await first.connect(null, AbortSignal.timeout(30_000));
+  const second = newSource(c);
+  try {
+    await assert.rejects(second.connect(null, AbortSignal.timeout(30_000)), (error: unknown) => {
+      assert.ok(error instanceof SluiceError);
+      assert.equal(error.retriable, true, error.message);
+      assert.match(error.message, /active/);
+      return true;
+    });
+  } finally {
+    await second.close();
+    await first.close();
+  }
+});

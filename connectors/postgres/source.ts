@@ -1,0 +1,374 @@
+/**
+ * The PostgreSQL source: connect (publication, slot, snapshot or resume), read batches (snapshot
+ * rows, then the pgoutput stream), acknowledge what is durable, close. See docs/postgres.md.
+ */
+import pg from "pg";
+import type { Logger } from "pino";
+import type { PostgresSourceConfig } from "../../config/schema.ts";
+import type { ChangeEvent, Checkpoint, Position, Source, SourceBatch } from "../contracts.ts";
+import { SluiceError } from "../errors.ts";
+import type { ErrorContext } from "../errors.ts";
+import { AckTracker } from "./ack-tracker.ts";
+import { ByteBoundedBuffer } from "./byte-bounded-buffer.ts";
+import { CapturedTables } from "./captured-tables.ts";
+import { listTables, loadTypeCatalog, publicationInfo, publishedTables, serverInfo, slotInfo } from "./catalog.ts";
+import type { PublishedTable, ServerInfo, TableRef } from "./catalog.ts";
+import { clientConfig } from "./connection-settings.ts";
+import { Heartbeat } from "./heartbeat.ts";
+import { toSluiceError } from "./pg-errors.ts";
+import { flushLsnFor, SNAPSHOT_INCOMPLETE, snapshotPosition } from "./positions.ts";
+import { ReplicationStream } from "./replication-stream.ts";
+import type { WalMessage } from "./replication-stream.ts";
+import { SnapshotReader } from "./snapshot-reader.ts";
+import type { TableSnapshotProgress } from "./snapshot-reader.ts";
+import { captureNames, createSlot, dropSlot, ensurePublication, planStart } from "./slot-setup.ts";
+import type { CaptureNames } from "./slot-setup.ts";
+import { StreamBatcher } from "./stream-batcher.ts";
+import { StreamDecoder } from "./stream-decoder.ts";
+import type { TransactionEvent } from "./stream-decoder.ts";
+import { tableMatcher } from "./table-patterns.ts";
+
+export type { TableSnapshotProgress } from "./snapshot-reader.ts";
+export type { TransactionEvent } from "./stream-decoder.ts";
+
+export interface PostgresSourceOptions {
+  readonly logger: Logger;
+  /** Most events per batch (default 4096). */
+  readonly maxBatchEvents?: number;
+  /** Standby status updates at least this often, also while paused (default 10 s; keep below wal_sender_timeout). */
+  readonly statusIntervalMs?: number;
+  /** Called as the snapshot progresses (after every chunk): for metrics and a terminal display. */
+  readonly onSnapshotProgress?: (progress: readonly TableSnapshotProgress[]) => void;
+}
+
+/** A batch of the PostgreSQL source: the transaction markers ride along for the transaction topic. */
+export interface PostgresSourceBatch extends SourceBatch {
+  /** BEGIN/END markers of the transactions in this batch (config transaction_metadata; otherwise empty). */
+  readonly transactions: readonly TransactionEvent[];
+}
+
+export type PostgresSourcePhase = "idle" | "snapshot" | "streaming" | "failed" | "closed";
+
+export interface PostgresSourceStats {
+  readonly phase: PostgresSourcePhase;
+  /** Bytes read ahead of read() right now, the most ever, and the bound (max_buffer_bytes). */
+  readonly bufferBytes: number;
+  readonly bufferPeakBytes: number;
+  readonly maxBufferBytes: number;
+  /** Times reading from the server paused because the buffer was full. */
+  readonly pauses: number;
+  /** Latest WAL position received, and the position reported as flushed (durable). */
+  readonly receivedLsn: bigint | null;
+  readonly flushedLsn: bigint;
+}
+
+interface SnapshotState {
+  readonly reader: SnapshotReader;
+  readonly buffer: ByteBoundedBuffer<ChangeEvent>;
+  readonly position: Position;
+  readonly controller: AbortController;
+}
+
+interface StreamStart {
+  readonly startLsn: bigint;
+  readonly flushedLsn: bigint;
+  readonly skipThrough: Position | null;
+}
+
+interface StreamState {
+  readonly stream: ReplicationStream;
+  readonly buffer: ByteBoundedBuffer<WalMessage>;
+  readonly batcher: StreamBatcher;
+  readonly heartbeat: Heartbeat;
+}
+
+const CLOSED = (): SluiceError => new SluiceError("the source was closed", { code: "SOURCE_CLOSED", retriable: true, context: { component: "postgres-source" } });
+
+export class PostgresSource implements Source {
+  readonly name: string;
+  readonly kind = "postgres" as const;
+  readonly names: CaptureNames;
+  private readonly config: PostgresSourceConfig;
+  private readonly options: PostgresSourceOptions;
+  private readonly logger: Logger;
+  private readonly context: ErrorContext;
+  private phase: PostgresSourcePhase = "idle";
+  private failure: SluiceError | null = null;
+  private catalog: pg.Client | null = null;
+  private captured: CapturedTables | null = null;
+  private snapshot: SnapshotState | null = null;
+  private lastSnapshotProgress: TableSnapshotProgress[] = [];
+  private pendingStream: StreamStart | null = null;
+  private streaming: StreamState | null = null;
+  private ackedFlush = 0n;
+  private readonly acks = new AckTracker((lsn) => this.acknowledged(lsn));
+
+  constructor(config: PostgresSourceConfig, options: PostgresSourceOptions) {
+    this.config = config;
+    this.options = options;
+    this.name = config.name;
+    this.names = captureNames(config);
+    this.logger = options.logger.child({ component: "postgres-source", source: config.name });
+    this.context = { component: "postgres-source", source: config.name };
+  }
+
+  /** Connected, and neither failed nor closed. */
+  ready(): boolean {
+    return (this.phase === "snapshot" || this.phase === "streaming") && this.failure === null && this.currentBuffer()?.failed == null;
+  }
+
+  snapshotProgress(): readonly TableSnapshotProgress[] {
+    return this.snapshot?.reader.progress() ?? this.lastSnapshotProgress;
+  }
+
+  stats(): PostgresSourceStats {
+    const buffer = this.currentBuffer();
+    return {
+      phase: this.phase,
+      bufferBytes: buffer?.bytes ?? 0,
+      bufferPeakBytes: buffer?.peakBytes ?? 0,
+      maxBufferBytes: this.config.max_buffer_bytes,
+      pauses: this.streaming?.stream.pauseCount ?? 0,
+      receivedLsn: this.streaming?.stream.received ?? null,
+      flushedLsn: this.streaming?.stream.flushed ?? this.ackedFlush,
+    };
+  }
+
+  async connect(from: Checkpoint | null, signal: AbortSignal): Promise<void> {
+    await this.teardown();
+    this.failure = null;
+    this.acks.reset();
+    this.ackedFlush = 0n;
+    try {
+      await this.setUp(from, signal);
+    } catch (error) {
+      await this.teardown();
+      this.phase = "failed";
+      throw toSluiceError(error, "cannot start capture", this.context);
+    }
+  }
+
+  async read(signal: AbortSignal): Promise<PostgresSourceBatch> {
+    try {
+      if (this.failure !== null) throw this.failure;
+      if (this.phase === "snapshot") return await this.readSnapshot(signal);
+      if (this.phase === "streaming") {
+        if (this.streaming === null) await this.startStream();
+        const batch = await this.streaming!.batcher.next(signal);
+        return this.batch(batch.events, batch.transactions, batch.checkpoint);
+      }
+      throw new SluiceError(`read() while ${this.phase}`, { code: "SOURCE_NOT_CONNECTED", retriable: this.phase !== "closed", context: this.context });
+    } catch (error) {
+      if (signal.aborted) throw error;
+      const failure = toSluiceError(error, "capture failed", this.context);
+      this.failure ??= failure;
+      this.phase = this.phase === "closed" ? "closed" : "failed";
+      throw failure;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.teardown();
+    this.phase = "closed";
+  }
+
+  private async setUp(from: Checkpoint | null, signal: AbortSignal): Promise<void> {
+    const { config, logger, names, context } = this;
+    const catalog = new pg.Client(clientConfig(config, "catalog"));
+    catalog.on("error", (error) => logger.warn({ err: error.message }, "catalog connection failed"));
+    this.catalog = catalog;
+    await catalog.connect();
+    const server = await serverInfo(catalog);
+    checkServer(server, context);
+    signal.throwIfAborted();
+
+    const types = await loadTypeCatalog(catalog);
+    const matches = tableMatcher(config.tables);
+    const tables = await listTables(catalog, matches);
+    if (tables.length === 0) {
+      throw new SluiceError(`no table of database "${server.database}" matches ${config.tables.join(", ")}`, { code: "PG_NO_TABLES", context });
+    }
+    await ensurePublication(catalog, config, names, tables, server.version, logger, context);
+    const publication = await publicationInfo(catalog, names.publication);
+    const published = new Map((await publishedTables(catalog, names.publication, server.version)).map((t) => [`${t.schema}.${t.table}`, t]));
+    this.captured = new CapturedTables({
+      sourceName: config.name,
+      database: server.database,
+      keyColumns: config.key_columns,
+      matches,
+      types,
+      logger,
+    });
+    signal.throwIfAborted();
+
+    const plan = await planStart(catalog, config, names, from, server.database, logger, context);
+    if (plan.kind === "stream") {
+      this.pendingStream = plan;
+      this.phase = "streaming";
+      await this.startStream();
+    } else if (plan.kind === "create-and-stream") {
+      const { consistentPoint } = await this.createSlot(server, false);
+      this.pendingStream = { startLsn: consistentPoint, flushedLsn: consistentPoint, skipThrough: null };
+      this.phase = "streaming";
+      await this.startStream();
+    } else {
+      if (plan.dropExisting) await dropSlot(catalog, names);
+      const snapshotTables = publication?.allTables ? tables : tables.filter((t) => published.has(`${t.schema}.${t.table}`));
+      await this.startSnapshot(server, snapshotTables, published);
+    }
+  }
+
+  private async createSlot(server: ServerInfo, exportSnapshot: boolean, whileExported?: (snapshotName: string, consistentPoint: bigint) => Promise<void>) {
+    const replication = new pg.Client(clientConfig(this.config, "replication"));
+    replication.on("error", (error) => this.logger.warn({ err: error.message }, "replication connection failed"));
+    try {
+      await replication.connect();
+      const created = await createSlot(replication, this.names, exportSnapshot, server.version);
+      this.logger.info({ slot: this.names.slot, consistentPoint: created.consistentPoint.toString(16), exported: created.snapshotName }, "replication slot created");
+      // The exported snapshot lives only while this connection stays idle: import it before closing.
+      if (whileExported !== undefined && created.snapshotName !== null) await whileExported(created.snapshotName, created.consistentPoint);
+      return created;
+    } finally {
+      await replication.end().catch(() => undefined);
+    }
+  }
+
+  private async startSnapshot(server: ServerInfo, tables: readonly TableRef[], published: ReadonlyMap<string, PublishedTable>): Promise<void> {
+    const buffer = new ByteBoundedBuffer<ChangeEvent>(this.config.max_buffer_bytes);
+    const controller = new AbortController();
+    let state: SnapshotState | null = null;
+    const { consistentPoint } = await this.createSlot(server, true, async (snapshotName, consistentPoint) => {
+      const slot = await slotInfo(this.catalog!, this.names.slot);
+      const position = snapshotPosition(consistentPoint, slot?.restartLsn ?? consistentPoint);
+      const reader = new SnapshotReader({
+        client: clientConfig(this.config, "snapshot"),
+        snapshotName,
+        position,
+        startedAtMs: Date.now(),
+        sourceName: this.name,
+        tables,
+        published,
+        captured: this.captured!,
+        buffer,
+        parallelism: this.config.snapshot.parallelism,
+        chunkRows: this.config.snapshot.chunk_rows,
+        logger: this.logger,
+        context: this.context,
+        ...(this.options.onSnapshotProgress === undefined ? {} : { onProgress: this.options.onSnapshotProgress }),
+      });
+      state = { reader, buffer, position, controller };
+      this.snapshot = state;
+      await reader.importSnapshot();
+    });
+    if (state === null) throw new SluiceError("the server exported no snapshot", { code: "PG_SNAPSHOT_MISSING", context: this.context });
+    const { reader } = state as SnapshotState;
+    this.pendingStream = { startLsn: consistentPoint, flushedLsn: consistentPoint, skipThrough: null };
+    this.phase = "snapshot";
+    reader.run(controller.signal).then(
+      () => buffer.end(),
+      (error: unknown) => buffer.fail(toSluiceError(error, "snapshot failed", this.context)),
+    );
+  }
+
+  private async readSnapshot(signal: AbortSignal): Promise<PostgresSourceBatch> {
+    const snapshot = this.snapshot!;
+    const { buffer } = snapshot;
+    await buffer.waitForItem(signal);
+    const max = this.options.maxBatchEvents ?? 4096;
+    const events: ChangeEvent[] = [];
+    while (events.length < max && buffer.length > 0) events.push(buffer.shift()!);
+    const finished = buffer.ended && buffer.length === 0;
+    if (!finished) return this.batch(events, [], { ...snapshot.position, resume: SNAPSHOT_INCOMPLETE });
+    this.lastSnapshotProgress = snapshot.reader.progress();
+    await snapshot.reader.close();
+    this.snapshot = null;
+    this.phase = "streaming";
+    return this.batch(events, [], snapshot.position);
+  }
+
+  private async startStream(): Promise<void> {
+    const start = this.pendingStream!;
+    const catalog = this.catalog!;
+    const captured = this.captured!;
+    const buffer = new ByteBoundedBuffer<WalMessage>(this.config.max_buffer_bytes);
+    const decoder = new StreamDecoder({
+      sourceName: this.name,
+      tables: captured,
+      resolveRelation: (message) => captured.fromRelation(catalog, message),
+      transactionMetadata: this.config.transaction_metadata,
+      skipThrough: start.skipThrough,
+    });
+    const batcher = new StreamBatcher({
+      buffer,
+      decoder,
+      maxBatchEvents: this.options.maxBatchEvents ?? 4096,
+      progressIntervalMs: this.config.heartbeat_interval,
+      lastCheckpoint: start.skipThrough,
+    });
+    const stream = new ReplicationStream({
+      client: clientConfig(this.config, "replication"),
+      slot: this.names.slot,
+      publication: this.names.publication,
+      startLsn: start.startLsn,
+      flushedLsn: start.flushedLsn > this.ackedFlush ? start.flushedLsn : this.ackedFlush,
+      buffer,
+      statusIntervalMs: this.options.statusIntervalMs ?? 10_000,
+      logger: this.logger,
+      context: this.context,
+    });
+    const heartbeat = new Heartbeat(catalog, this.config.heartbeat_interval, this.names.slot, this.logger);
+    this.streaming = { stream, buffer, batcher, heartbeat };
+    await stream.start();
+    heartbeat.start();
+  }
+
+  private batch(events: readonly ChangeEvent[], transactions: readonly TransactionEvent[], position: Position): PostgresSourceBatch {
+    const ack = this.acks.issue(flushLsnFor(position));
+    return {
+      events,
+      transactions,
+      checkpoint: { source: this.name, position },
+      ack: async () => ack(),
+    };
+  }
+
+  private acknowledged(lsn: bigint): void {
+    if (lsn <= this.ackedFlush) return;
+    this.ackedFlush = lsn;
+    this.streaming?.stream.acknowledge(lsn);
+  }
+
+  private currentBuffer(): ByteBoundedBuffer<unknown> | null {
+    return (this.snapshot?.buffer as ByteBoundedBuffer<unknown> | undefined) ?? (this.streaming?.buffer as ByteBoundedBuffer<unknown> | undefined) ?? null;
+  }
+
+  private async teardown(): Promise<void> {
+    const { snapshot, streaming, catalog } = this;
+    this.snapshot = null;
+    this.streaming = null;
+    this.catalog = null;
+    this.pendingStream = null;
+    if (snapshot !== null) {
+      this.lastSnapshotProgress = snapshot.reader.progress();
+      snapshot.controller.abort(CLOSED());
+      snapshot.buffer.fail(CLOSED());
+      await snapshot.reader.close();
+    }
+    if (streaming !== null) {
+      streaming.heartbeat.stop();
+      streaming.buffer.fail(CLOSED());
+      await streaming.stream.stop();
+    }
+    if (catalog !== null) await catalog.end().catch(() => undefined);
+    if (this.phase !== "closed") this.phase = "idle";
+  }
+}
+
+function checkServer(server: ServerInfo, context: ErrorContext): void {
+  if (server.version < 100000) {
+    throw new SluiceError(`PostgreSQL ${server.version} is too old: logical replication with pgoutput needs 10 or later`, { code: "PG_VERSION", context });
+  }
+  if (server.walLevel !== "logical") {
+    throw new SluiceError(`wal_level is "${server.walLevel}"; set wal_level = logical in postgresql.conf and restart PostgreSQL`, { code: "PG_WAL_LEVEL", context });
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * Cuts the decoded stream into batches whose checkpoint is safe to store and acknowledge: the end
+ * of a transaction, a heartbeat, or a point inside a transaction after which no further event
+ * shares the last event's LSN (one multi-insert record yields many rows with one LSN, and a
+ * resume skips every event at or before the checkpoint).
+ */
+import { comparePositions } from "../contracts.ts";
+import type { ChangeEvent, Position } from "../contracts.ts";
+import type { ByteBoundedBuffer } from "./byte-bounded-buffer.ts";
+import type { WalMessage } from "./replication-stream.ts";
+import type { DecodedOutput, StreamDecoder, TransactionEvent } from "./stream-decoder.ts";
+
+const COMMIT_TAG = 0x43;
+
+export interface StreamBatch {
+  readonly events: readonly ChangeEvent[];
+  readonly transactions: readonly TransactionEvent[];
+  readonly checkpoint: Position;
+}
+
+export interface StreamBatcherOptions {
+  readonly buffer: ByteBoundedBuffer<WalMessage>;
+  readonly decoder: StreamDecoder;
+  readonly maxBatchEvents: number;
+  /** Hand on a batch without events whose checkpoint advances at most this often; 0 never. */
+  readonly progressIntervalMs: number;
+  /** The last checkpoint handed on (or resumed from). */
+  readonly lastCheckpoint: Position | null;
+}
+
+export class StreamBatcher {
+  private readonly options: StreamBatcherOptions;
+  private carried: ChangeEvent[] = [];
+  private lastCheckpoint: Position | null;
+  private lastHandedOnAt = Date.now();
+
+  constructor(options: StreamBatcherOptions) {
+    this.options = options;
+    this.lastCheckpoint = options.lastCheckpoint;
+  }
+
+  async next(signal: AbortSignal): Promise<StreamBatch> {
+    const { buffer, decoder, maxBatchEvents, progressIntervalMs } = this.options;
+    const out: DecodedOutput = { events: this.carried, transactions: [] };
+    this.carried = [];
+    // Set when the batch is full but all its events share one LSN: read on until that LSN ends.
+    let finishing: bigint | null = null;
+    for (;;) {
+      signal.throwIfAborted();
+      while (buffer.length > 0 && (out.events.length < maxBatchEvents || (finishing !== null && buffer.peek()!.walStart === finishing))) {
+        const pending = decoder.apply(buffer.shift()!, out);
+        if (pending !== undefined) await pending;
+      }
+      // A full batch followed by its transaction's commit takes the commit too: its checkpoint then ends the transaction.
+      while (out.events.length >= maxBatchEvents && buffer.peek()?.payload[0] === COMMIT_TAG) void decoder.apply(buffer.shift()!, out);
+
+      const last = out.events.at(-1);
+      const through = decoder.throughPosition;
+      if (last !== undefined) {
+        if (through !== null && comparePositions(last.source.position, through) < 0) return this.handOn(out, through);
+        const cut = this.cutInsideTransaction(out.events, last.source.position.change);
+        if (cut > 0) {
+          this.carried = out.events.splice(cut);
+          const lastKept = out.events[cut - 1]!.source.position;
+          return this.handOn(out, through !== null && comparePositions(through, lastKept) > 0 ? through : lastKept);
+        }
+        finishing = last.source.position.change;
+      } else if (through !== null && progressIntervalMs > 0 && (this.lastCheckpoint === null || comparePositions(through, this.lastCheckpoint) > 0)) {
+        const due = this.lastHandedOnAt + progressIntervalMs - Date.now();
+        if (due <= 0) return this.handOn(out, through);
+        if (buffer.length === 0) await buffer.waitForItem(signal, due);
+        continue;
+      }
+      if (buffer.length === 0) await buffer.waitForItem(signal);
+    }
+  }
+
+  /** Where to end a batch that stops inside a transaction: before the trailing events of `lastLsn`, unless they are known to be complete. */
+  private cutInsideTransaction(events: readonly ChangeEvent[], lastLsn: bigint): number {
+    const next = this.options.buffer.peek();
+    if (next !== undefined && next.walStart !== lastLsn) return events.length;
+    let start = events.length;
+    while (start > 0 && events[start - 1]!.source.position.change === lastLsn) start--;
+    return start;
+  }
+
+  private handOn(out: DecodedOutput, checkpoint: Position): StreamBatch {
+    this.lastCheckpoint = checkpoint;
+    this.lastHandedOnAt = Date.now();
+    return { events: out.events, transactions: out.transactions, checkpoint };
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * StreamDecoder and StreamBatcher from pgoutput byte fixtures: positions, key changes, skipping
+ * after a resume, transaction markers, heartbeats, and batch boundaries.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { Position } from "../contracts.ts";
+import { ByteBoundedBuffer } from "./byte-bounded-buffer.ts";
+import type { CapturedTable } from "./captured-tables.ts";
+import { throughPosition } from "./positions.ts";
+import { cstr, hex, utf8 } from "./protocol/hex-fixture.ts";
+import type { WalMessage } from "./replication-stream.ts";
+import { StreamBatcher } from "./stream-batcher.ts";
+import { StreamDecoder } from "./stream-decoder.ts";
+import type { DecodedOutput } from "./stream-decoder.ts";
+import { BUILTIN_SCALAR_DECODERS } from "./values/scalars.ts";
+
+const RELID = 0x4000;
+const table: CapturedTable = {
+  relid: RELID,
+  kind: "r",
+  schema: {
+    source: "shop",
+    database: "db",
+    schema: "public",
+    table: "items",
+    sourceKind: "postgres",
+    columns: [
+      { name: "id", dbType: "integer", nullable: false, default: null, primaryKeyIndex: 1 },
+      { name: "name", dbType: "text", nullable: true, default: null },
+    ],
+    key: ["id"],
+  },
+  columns: [
+    { name: "id", typeOid: 23, typeModifier: -1, sqlType: "integer", decode: BUILTIN_SCALAR_DECODERS.get(23)! },
+    { name: "name", typeOid: 25, typeModifier: -1, sqlType: "text", decode: (t) => t },
+  ],
+  keyIndexes: [0],
+  keySource: "primary key",
+  uniqueKey: true,
+  signature: "",
+  rowFilter: null,
+};
+
+const lsnHex = (lsn: bigint) => lsn.toString(16).padStart(16, "0");
+const text = (value: string) => `74 ${value.length.toString(16).padStart(8, "0")} ${utf8(value)}`;
+const msg = (walStart: bigint, payload: string): WalMessage => ({ walStart, payload: hex(payload) });
+
+const COMMIT_TIME = "0002b7c1d2e3f405";
+const begin = (commit: bigint, xid = 7) => msg(commit - 0x100n, `42 ${lsnHex(commit)} ${COMMIT_TIME} ${xid.toString(16).padStart(8, "0")}`);
+const commit = (commit: bigint) => msg(commit + 0x30n, `43 00 ${lsnHex(commit)} ${lsnHex(commit + 0x30n)} ${COMMIT_TIME}`);
+const relation = (at: bigint) => msg(at, `52 00004000 ${cstr("public")} ${cstr("items")} 64 0002 01 ${cstr("id")} 00000017 ffffffff 00 ${cstr("name")} 00000019 ffffffff`);
+const insert = (at: bigint, id: number, name: string) => msg(at, `49 00004000 4e 0002 ${text(String(id))} ${text(name)}`);
+const updateKey = (at: bigint, oldId: number, id: number, name: string) => msg(at, `55 00004000 4b 0002 ${text(String(oldId))} 6e 4e 0002 ${text(String(id))} ${text(name)}`);
+const del = (at: bigint, id: number) => msg(at, `44 00004000 4b 0002 ${text(String(id))} 6e`);
+const truncate = (at: bigint) => msg(at, `54 00000001 00 00004000`);
+const heartbeat = (at: bigint) => msg(at, `4d 00 ${lsnHex(at)} ${cstr("sluice.heartbeat")} 00000000`);
+
+function decoder(options: { skipThrough?: Position | null; transactionMetadata?: boolean } = {}) {
+  const tables = new Map<number, CapturedTable | null>();
+  return new StreamDecoder({
+    sourceName: "shop",
+    tables,
+    resolveRelation: async (message) => {
+      tables.set(message.relationId, table);
+      return table;
+    },
+    transactionMetadata: options.transactionMetadata ?? false,
+    skipThrough: options.skipThrough ?? null,
+  });
+}
+
+async function decodeAll(d: StreamDecoder, messages: readonly WalMessage[]): Promise<DecodedOutput> {
+  const out: DecodedOutput = { events: [], transactions: [] };
+  for (const m of messages) await d.apply(m, out);
+  return out;
+}
+
+test("changes carry commit LSN, own LSN, xid and commit time; a key change splits; truncate; through positions", async () => {
+  const d = decoder({ transactionMetadata: true });
+  const C = 0x5000n;
+  const out = await decodeAll(d, [
+    begin(C, 42),
+    relation(0x4100n),
+    insert(0x4100n, 1, "a"),
+    updateKey(0x4200n, 1, 2, "b"),
+    del(0x4300n, 2),
+    truncate(0x4400n),
+  ]);
+  assert.equal(d.inTransaction, true);
+  assert.equal(d.throughPosition, null);
+  assert.deepEqual(
+    out.events.map((e) => [e.op, e.key, e.before, e.after, e.source.position.change]),
+    [
+      ["c", { id: 1 }, null, { id: 1, name: "a" }, 0x4100n],
+      ["d", { id: 1 }, { id: 1 }, null, 0x4200n],
+      ["c", { id: 2 }, null, { id: 2, name: "b" }, 0x4200n],
+      ["d", { id: 2 }, { id: 2 }, null, 0x4300n],
+      ["t", {}, null, null, 0x4400n],
+    ],
+  );
+  for (const e of out.events) {
+    assert.equal(e.source.position.commit, C);
+    assert.equal(e.source.txId, "42");
+    assert.equal(e.source.commitTimeMs, Number((0x0002b7c1d2e3f405n + 946_684_800_000_000n) / 1000n));
+  }
+  await decodeAll(d, [commit(C)]).then((end) => {
+    assert.deepEqual(end.transactions.map((t) => [t.status, t.eventCount, t.tableEventCounts]), [["END", 5, { "public.items": 5 }]]);
+  });
+  assert.deepEqual(out.transactions.map((t) => [t.status, t.position]), [["BEGIN", { commit: C, change: 0x4100n }]]);
+  assert.deepEqual(d.throughPosition, throughPosition(C));
+  await decodeAll(d, [heartbeat(0x6000n)]);
+  assert.deepEqual(d.throughPosition, throughPosition(0x6000n));
+});
+
+test("after a resume, events at or before the checkpoint are skipped, BEGIN is not repeated", async () => {
+  const C = 0x5000n;
+  const messages = [begin(C), relation(0x4100n), insert(0x4100n, 1, "a"), insert(0x4200n, 2, "b"), insert(0x4300n, 3, "c"), commit(C)];
+  const out = await decodeAll(decoder({ skipThrough: { commit: C, change: 0x4200n }, transactionMetadata: true }), messages);
+  assert.deepEqual(out.events.map((e) => e.key["id"]), [3]);
+  assert.deepEqual(out.transactions.map((t) => [t.status, t.eventCount]), [["END", 3]]);
+  const complete = await decodeAll(decoder({ skipThrough: throughPosition(C) }), [...messages, begin(0x7000n), insert(0x6100n, 4, "d"), commit(0x7000n)]);
+  assert.deepEqual(complete.events.map((e) => e.key["id"]), [4]);
+});
+
+async function batches(messages: readonly WalMessage[], maxBatchEvents: number, progressIntervalMs = 0) {
+  const buffer = new ByteBoundedBuffer<WalMessage>(1 << 20);
+  for (const m of messages) buffer.push(m, m.payload.length);
+  const batcher = new StreamBatcher({ buffer, decoder: decoder(), maxBatchEvents, progressIntervalMs, lastCheckpoint: null });
+  const result = [];
+  const signal = AbortSignal.timeout(2000);
+  while (buffer.length > 0) result.push(await batcher.next(signal));
+  return result.map((b) => ({ ids: b.events.map((e) => e.key["id"]), checkpoint: b.checkpoint }));
+}
+
+test("batches never split one LSN's events; checkpoints end transactions or sit before an LSN group", async () => {
+  const C = 0x9000n;
+  const multiInsert = [insert(0x8100n, 1, "a"), insert(0x8100n, 2, "b"), insert(0x8100n, 3, "c")];
+  const result = await batches([begin(C), relation(0x8100n), ...multiInsert, insert(0x8200n, 4, "d"), insert(0x8300n, 5, "e"), commit(C)], 2);
+  assert.deepEqual(result, [
+    { ids: [1, 2, 3], checkpoint: { commit: C, change: 0x8100n } },
+    { ids: [4, 5], checkpoint: throughPosition(C) },
+  ]);
+});
+
+test("several transactions share a batch whose checkpoint ends the last one", async () => {
+  const result = await batches([begin(0x9000n), relation(0x8100n), insert(0x8100n, 1, "a"), commit(0x9000n), begin(0xa000n), insert(0x9100n, 2, "b"), commit(0xa000n)], 10);
+  assert.deepEqual(result, [{ ids: [1, 2], checkpoint: throughPosition(0xa000n) }]);
+});
+
+test("heartbeats alone yield an empty batch whose checkpoint advances", async () => {
+  const result = await batches([heartbeat(0x6000n), heartbeat(0x6100n)], 10, 1);
+  assert.deepEqual(result.at(-1), { ids: [], checkpoint: throughPosition(0x6100n) });
+});

@@ -1,0 +1,185 @@
+/**
+ * Turns the pgoutput messages of the replication stream into ChangeEvents, in order: tracks the
+ * open transaction (every change carries its commit LSN, own LSN, xid and commit time), the
+ * relations, the position through which everything has been seen, and the optional
+ * transaction-metadata markers. Changes at or before `skipThrough` (already durable before a
+ * reconnect) are dropped.
+ */
+import { comparePositions } from "../contracts.ts";
+import type { ChangeEvent, Position } from "../contracts.ts";
+import { SluiceError } from "../errors.ts";
+import type { CapturedTable, CapturedTables } from "./captured-tables.ts";
+import { deleteEvent, insertEvent, truncateEvent, updateEvents } from "./change-events.ts";
+import type { EventOrigin } from "./change-events.ts";
+import { formatLsn, postgresMicrosToEpochMs } from "./lsn.ts";
+import { throughPosition } from "./positions.ts";
+import { decodePgoutput } from "./protocol/pgoutput.ts";
+import type { RelationMessage } from "./protocol/pgoutput.ts";
+import type { WalMessage } from "./replication-stream.ts";
+
+/** A transaction boundary for the transaction-metadata topic (config transaction_metadata). */
+export interface TransactionEvent {
+  readonly status: "BEGIN" | "END";
+  readonly txId: string;
+  /** BEGIN: the position of the transaction's first captured change; END: through its commit. */
+  readonly position: Position;
+  readonly commitTimeMs: number;
+  /** END only: captured changes in the transaction, in all and per table ("schema.table"). */
+  readonly eventCount?: number;
+  readonly tableEventCounts?: Readonly<Record<string, number>>;
+}
+
+export interface DecodedOutput {
+  readonly events: ChangeEvent[];
+  readonly transactions: TransactionEvent[];
+}
+
+interface OpenTransaction {
+  readonly commitLsn: bigint;
+  readonly txId: string;
+  readonly commitTimeMs: number;
+  eventCount: number;
+  readonly tableEventCounts: Record<string, number>;
+  beginEmitted: boolean;
+}
+
+export interface StreamDecoderOptions {
+  readonly sourceName: string;
+  readonly tables: Pick<CapturedTables, "get">;
+  /** Resolves a Relation message against the catalog (async: it may query the database). */
+  readonly resolveRelation: (message: RelationMessage) => Promise<CapturedTable | null>;
+  readonly transactionMetadata: boolean;
+  readonly skipThrough: Position | null;
+}
+
+export class StreamDecoder {
+  private readonly options: StreamDecoderOptions;
+  private transaction: OpenTransaction | null = null;
+  private lastThrough: Position | null = null;
+  private skipThrough: Position | null;
+
+  constructor(options: StreamDecoderOptions) {
+    this.options = options;
+    this.skipThrough = options.skipThrough;
+  }
+
+  get inTransaction(): boolean {
+    return this.transaction !== null;
+  }
+
+  /** The latest position through which every message has been decoded (a commit or a heartbeat). */
+  get throughPosition(): Position | null {
+    return this.lastThrough;
+  }
+
+  /** Decodes one message; returns a promise only when it must consult the catalog (Relation). */
+  apply(message: WalMessage, out: DecodedOutput): void | Promise<void> {
+    const decoded = decodePgoutput(message.payload);
+    switch (decoded.tag) {
+      case "begin":
+        this.transaction = {
+          commitLsn: decoded.finalLsn,
+          txId: String(decoded.xid),
+          commitTimeMs: postgresMicrosToEpochMs(decoded.commitTime),
+          eventCount: 0,
+          tableEventCounts: {},
+          beginEmitted: false,
+        };
+        return;
+      case "commit":
+        this.commit(decoded.commitLsn, out);
+        return;
+      case "relation":
+        return this.options.resolveRelation(decoded).then(() => undefined);
+      case "insert": {
+        const table = this.capturedTable(decoded.relationId, message);
+        if (table !== null) this.emit(table, message.walStart, out, (origin) => [insertEvent(table, decoded.newTuple, origin)]);
+        return;
+      }
+      case "update": {
+        const table = this.capturedTable(decoded.relationId, message);
+        if (table !== null) this.emit(table, message.walStart, out, (origin) => updateEvents(table, decoded.oldKey, decoded.oldTuple, decoded.newTuple, origin));
+        return;
+      }
+      case "delete": {
+        const table = this.capturedTable(decoded.relationId, message);
+        if (table !== null) this.emit(table, message.walStart, out, (origin) => [deleteEvent(table, decoded.oldKey, decoded.oldTuple, origin)]);
+        return;
+      }
+      case "truncate":
+        for (const relationId of decoded.relationIds) {
+          const table = this.capturedTable(relationId, message);
+          if (table !== null) this.emit(table, message.walStart, out, (origin) => [truncateEvent(table, origin)]);
+        }
+        return;
+      case "message":
+        if (!decoded.transactional && this.transaction === null) this.advanceThrough(throughPosition(decoded.lsn));
+        return;
+      case "type":
+      case "origin":
+        return;
+    }
+  }
+
+  private capturedTable(relationId: number, message: WalMessage): CapturedTable | null {
+    const table = this.options.tables.get(relationId);
+    if (table === undefined) {
+      throw new SluiceError(`change for relation ${relationId} before its Relation message`, {
+        code: "PG_PROTOCOL",
+        context: { component: "postgres-source", source: this.options.sourceName, position: formatLsn(message.walStart) },
+      });
+    }
+    if (table !== null && this.transaction === null) {
+      throw new SluiceError("change outside a transaction", {
+        code: "PG_PROTOCOL",
+        context: { component: "postgres-source", source: this.options.sourceName, position: formatLsn(message.walStart) },
+      });
+    }
+    return table;
+  }
+
+  private emit(table: CapturedTable, changeLsn: bigint, out: DecodedOutput, build: (origin: EventOrigin) => ChangeEvent[]): void {
+    const transaction = this.transaction!;
+    const position: Position = { commit: transaction.commitLsn, change: changeLsn };
+    const skipped = this.skipThrough !== null && comparePositions(position, this.skipThrough) <= 0;
+    const events = build({ sourceName: this.options.sourceName, position, txId: transaction.txId, commitTimeMs: transaction.commitTimeMs, snapshot: false });
+    const tableName = `${table.schema.schema}.${table.schema.table}`;
+    transaction.eventCount += events.length;
+    transaction.tableEventCounts[tableName] = (transaction.tableEventCounts[tableName] ?? 0) + events.length;
+    if (skipped) {
+      transaction.beginEmitted = true;
+      return;
+    }
+    if (this.options.transactionMetadata && !transaction.beginEmitted) {
+      out.transactions.push({ status: "BEGIN", txId: transaction.txId, position, commitTimeMs: transaction.commitTimeMs });
+    }
+    transaction.beginEmitted = true;
+    for (const event of events) out.events.push(event);
+  }
+
+  private commit(commitLsn: bigint, out: DecodedOutput): void {
+    const transaction = this.transaction;
+    this.transaction = null;
+    const position = throughPosition(commitLsn);
+    if (transaction !== null && this.options.transactionMetadata && transaction.eventCount > 0) {
+      const alreadyDurable = this.skipThrough !== null && comparePositions(position, this.skipThrough) <= 0;
+      if (!alreadyDurable) {
+        out.transactions.push({
+          status: "END",
+          txId: transaction.txId,
+          position,
+          commitTimeMs: transaction.commitTimeMs,
+          eventCount: transaction.eventCount,
+          tableEventCounts: transaction.tableEventCounts,
+        });
+      }
+    }
+    this.advanceThrough(position);
+  }
+
+  private advanceThrough(position: Position): void {
+    if (this.skipThrough !== null && comparePositions(position, this.skipThrough) <= 0) return;
+    this.skipThrough = null;
+    this.lastThrough = position;
+  }
+}

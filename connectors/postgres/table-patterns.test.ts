@@ -1,0 +1,15 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { tableMatcher } from "./table-patterns.ts";
+
+test("exact names, * and ? wildcards, case-sensitive, regex characters literal", () => {
+  const matches = tableMatcher(["public.orders", "sales.*", "audit.log_202?", "we$ird.a-b"]);
+  assert.equal(matches("public", "orders"), true);
+  assert.equal(matches("public", "orders2"), false);
+  assert.equal(matches("public", "Orders"), false);
+  assert.equal(matches("sales", "anything_at_all"), true);
+  assert.equal(matches("audit", "log_2024"), false);
+  assert.equal(matches("audit", "log_2023"), true);
+  assert.equal(matches("we$ird", "a-b"), true);
+  assert.equal(matches("weXird", "a-b"), false);
+});

@@ -1,0 +1,76 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  DATE_INFINITY,
+  DATE_MINUS_INFINITY,
+  daysFromCivil,
+  decodeDate,
+  decodeTime,
+  decodeTimestamp,
+  decodeTimestampTz,
+  decodeTimeTz,
+  TIMESTAMP_INFINITY,
+  TIMESTAMP_MINUS_INFINITY,
+} from "./civil-time.ts";
+
+const DAY_MS = 86_400_000;
+const utcDays = (y: number, m: number, d: number) => {
+  const date = new Date(0);
+  date.setUTCFullYear(y, m - 1, d);
+  return Math.round(date.getTime() / DAY_MS);
+};
+
+test("daysFromCivil agrees with Date.UTC across eras", () => {
+  for (const [y, m, d] of [[1970, 1, 1], [1969, 12, 31], [2000, 2, 29], [1900, 3, 1], [1, 1, 1], [0, 2, 29], [-43, 3, 15], [9999, 12, 31], [275760, 9, 13]] as const) {
+    assert.equal(daysFromCivil(y, m, d), utcDays(y, m, d), `${y}-${m}-${d}`);
+  }
+});
+
+test("date: ISO text, BC years, infinities", () => {
+  assert.equal(decodeDate("1970-01-01"), 0);
+  assert.equal(decodeDate("2024-02-29"), utcDays(2024, 2, 29));
+  assert.equal(decodeDate("0044-03-15 BC"), utcDays(-43, 3, 15));
+  assert.equal(decodeDate("4713-01-01 BC"), daysFromCivil(-4712, 1, 1));
+  assert.equal(decodeDate("5874897-12-31"), daysFromCivil(5874897, 12, 31));
+  assert.equal(decodeDate("infinity"), DATE_INFINITY);
+  assert.equal(decodeDate("-infinity"), DATE_MINUS_INFINITY);
+  assert.throws(() => decodeDate("2024/01/01"), /cannot decode date/);
+});
+
+test("time: microseconds since midnight", () => {
+  assert.equal(decodeTime("00:00:00"), 0);
+  assert.equal(decodeTime("13:45:07.5"), ((13 * 60 + 45) * 60 + 7) * 1e6 + 500_000);
+  assert.equal(decodeTime("23:59:59.999999"), 86_399_999_999);
+  assert.equal(decodeTime("24:00:00"), 86_400_000_000);
+  assert.throws(() => decodeTime("13:45"), /cannot decode time/);
+});
+
+test("timetz: ISO-8601 text with a ±hh:mm offset", () => {
+  assert.equal(decodeTimeTz("10:23:54+02"), "10:23:54+02:00");
+  assert.equal(decodeTimeTz("10:23:54.123456-03:30"), "10:23:54.123456-03:30");
+  assert.equal(decodeTimeTz("00:00:00+05:45:12"), "00:00:00+05:45:12");
+  assert.throws(() => decodeTimeTz("10:23:54"), /cannot decode timetz/);
+});
+
+test("timestamp: bigint microseconds, exact beyond 2^53", () => {
+  assert.equal(decodeTimestamp("1970-01-01 00:00:00"), 0n);
+  assert.equal(decodeTimestamp("1969-12-31 23:59:59.999999"), -1n);
+  const end = BigInt(Date.UTC(9999, 11, 31, 23, 59, 59, 999)) * 1000n + 999n;
+  assert.equal(decodeTimestamp("9999-12-31 23:59:59.999999"), end);
+  assert.ok(end > BigInt(Number.MAX_SAFE_INTEGER));
+  assert.equal(decodeTimestamp("0044-03-15 10:00:00 BC"), BigInt(utcDays(-43, 3, 15)) * 86_400_000_000n + 36_000_000_000n);
+  assert.equal(decodeTimestamp("294276-12-31 23:59:59.999999"), BigInt(daysFromCivil(294276, 12, 31)) * 86_400_000_000n + 86_399_999_999n);
+  assert.equal(decodeTimestamp("infinity"), TIMESTAMP_INFINITY);
+  assert.equal(decodeTimestamp("-infinity"), TIMESTAMP_MINUS_INFINITY);
+  assert.throws(() => decodeTimestamp("2024-01-01 10:00:00+00"), /cannot decode timestamp/);
+});
+
+test("timestamptz: UTC microseconds whatever the offset", () => {
+  const t = BigInt(Date.UTC(2024, 0, 2, 3, 4, 5)) * 1000n + 123_456n;
+  assert.equal(decodeTimestampTz("2024-01-02 03:04:05.123456+00"), t);
+  assert.equal(decodeTimestampTz("2024-01-02 05:04:05.123456+02"), t);
+  assert.equal(decodeTimestampTz("2024-01-01 23:34:05.123456-03:30"), t);
+  assert.equal(decodeTimestampTz("0044-03-15 10:00:00+00 BC"), BigInt(utcDays(-43, 3, 15)) * 86_400_000_000n + 36_000_000_000n);
+  assert.equal(decodeTimestampTz("infinity"), TIMESTAMP_INFINITY);
+  assert.throws(() => decodeTimestampTz("2024-01-02 03:04:05"), /cannot decode timestamptz/);
+});

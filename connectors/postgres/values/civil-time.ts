@@ -1,0 +1,116 @@
+/**
+ * PostgreSQL's text forms of dates, times and timestamps (DateStyle ISO) turned into the integers
+ * their Avro logical types use: days since 1970-01-01, microseconds since midnight, microseconds
+ * since 1970-01-01 UTC. Proleptic Gregorian calendar, astronomical years ("0044-03-15 BC" is year
+ * -43), like PostgreSQL itself.
+ */
+
+/** What `infinity` / `-infinity` become: PostgreSQL's own internal sentinels (INT32 and INT64 extremes). */
+export const DATE_INFINITY = 2_147_483_647;
+export const DATE_MINUS_INFINITY = -2_147_483_648;
+export const TIMESTAMP_INFINITY = 9_223_372_036_854_775_807n;
+export const TIMESTAMP_MINUS_INFINITY = -9_223_372_036_854_775_808n;
+
+const MICROS_PER_DAY = 86_400_000_000n;
+
+/** Days from 1970-01-01 to the given proleptic Gregorian date (after H. Hinnant's days_from_civil). */
+export function daysFromCivil(year: number, month: number, day: number): number {
+  const y = month <= 2 ? year - 1 : year;
+  const era = Math.floor(y / 400);
+  const yearOfEra = y - era * 400;
+  const dayOfYear = Math.floor((153 * (month + (month > 2 ? -3 : 9)) + 2) / 5) + day - 1;
+  const dayOfEra = yearOfEra * 365 + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100) + dayOfYear;
+  return era * 146_097 + dayOfEra - 719_468;
+}
+
+const DATE = /^(\d{4,})-(\d{2})-(\d{2})( BC)?$/;
+const TIME = /^(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?/;
+const OFFSET = /^([+-])(\d{2})(?::?(\d{2}))?(?::?(\d{2}))?/;
+
+function astronomicalYear(digits: string, bc: boolean): number {
+  const year = Number(digits);
+  return bc ? 1 - year : year;
+}
+
+function fractionMicros(digits: string | undefined): number {
+  return digits === undefined ? 0 : Number(digits.padEnd(6, "0"));
+}
+
+function bad(type: string, text: string): never {
+  throw new TypeError(`cannot decode ${type} "${text}"`);
+}
+
+export function decodeDate(text: string): number {
+  if (text === "infinity") return DATE_INFINITY;
+  if (text === "-infinity") return DATE_MINUS_INFINITY;
+  const match = DATE.exec(text) ?? bad("date", text);
+  return daysFromCivil(astronomicalYear(match[1]!, match[4] !== undefined), Number(match[2]), Number(match[3]));
+}
+
+interface TimeParts {
+  readonly micros: number;
+  readonly length: number;
+}
+
+function parseTime(text: string, type: string): TimeParts {
+  const match = TIME.exec(text) ?? bad(type, text);
+  const seconds = (Number(match[1]) * 60 + Number(match[2])) * 60 + Number(match[3]);
+  return { micros: seconds * 1_000_000 + fractionMicros(match[4]), length: match[0].length };
+}
+
+/** Seconds east of UTC from "+02", "-03:30", "+05:45:12"; and how many characters it took. */
+function parseOffset(text: string, type: string, whole: string): { seconds: number; length: number; hhmm: string } {
+  const match = OFFSET.exec(text) ?? bad(type, whole);
+  const sign = match[1] === "-" ? -1 : 1;
+  const seconds = sign * (Number(match[2]) * 3600 + Number(match[3] ?? 0) * 60 + Number(match[4] ?? 0));
+  const hhmm = `${match[1]!}${match[2]!}:${match[3] ?? "00"}${match[4] === undefined ? "" : `:${match[4]}`}`;
+  return { seconds, length: match[0].length, hhmm };
+}
+
+/** `time`: microseconds since midnight ("24:00:00" is 86 400 000 000). */
+export function decodeTime(text: string): number {
+  const time = parseTime(text, "time");
+  if (time.length !== text.length) bad("time", text);
+  return time.micros;
+}
+
+/** `timetz`: kept as ISO-8601 text with its offset, "HH:MM:SS[.ffffff]+hh:mm" (no Avro type carries the offset). */
+export function decodeTimeTz(text: string): string {
+  const time = parseTime(text, "timetz");
+  const offset = parseOffset(text.slice(time.length), "timetz", text);
+  if (time.length + offset.length !== text.length) bad("timetz", text);
+  return `${text.slice(0, time.length)}${offset.hhmm}`;
+}
+
+function parseTimestamp(text: string, withZone: boolean): bigint {
+  const type = withZone ? "timestamptz" : "timestamp";
+  if (text === "infinity") return TIMESTAMP_INFINITY;
+  if (text === "-infinity") return TIMESTAMP_MINUS_INFINITY;
+  const space = text.indexOf(" ");
+  if (space < 0) bad(type, text);
+  let rest = text.slice(space + 1);
+  const bc = rest.endsWith(" BC");
+  if (bc) rest = rest.slice(0, -3);
+  const date = DATE.exec(text.slice(0, space)) ?? bad(type, text);
+  const days = daysFromCivil(astronomicalYear(date[1]!, bc), Number(date[2]), Number(date[3]));
+  const time = parseTime(rest, type);
+  let offsetSeconds = 0;
+  let consumed = time.length;
+  if (withZone) {
+    const offset = parseOffset(rest.slice(time.length), type, text);
+    offsetSeconds = offset.seconds;
+    consumed += offset.length;
+  }
+  if (consumed !== rest.length) bad(type, text);
+  return BigInt(days) * MICROS_PER_DAY + BigInt(time.micros) - BigInt(offsetSeconds) * 1_000_000n;
+}
+
+/** `timestamp`: microseconds since 1970-01-01 (wall clock, no zone), as bigint: year 9999 is beyond 2^53 µs. */
+export function decodeTimestamp(text: string): bigint {
+  return parseTimestamp(text, false);
+}
+
+/** `timestamptz`: microseconds since 1970-01-01 UTC, as bigint. */
+export function decodeTimestampTz(text: string): bigint {
+  return parseTimestamp(text, true);
+}

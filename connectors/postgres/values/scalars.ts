@@ -1,0 +1,82 @@
+/**
+ * Text-format decoders for PostgreSQL's built-in scalar types, keyed by their fixed type OIDs.
+ * Each returns the exact ColumnValue documented in connectors/contracts.ts and docs/postgres.md.
+ * The connection settings in ../connection-settings.ts fix the text forms these expect
+ * (DateStyle ISO, IntervalStyle iso_8601, TimeZone UTC, bytea_output hex, lc_monetary C).
+ */
+import type { ColumnValue } from "../../contracts.ts";
+import { decodeDate, decodeTime, decodeTimeTz, decodeTimestamp, decodeTimestampTz } from "./civil-time.ts";
+
+export type TextDecoder = (text: string) => ColumnValue;
+
+export const asText: TextDecoder = (text) => text;
+
+const asNumber: TextDecoder = (text) => {
+  const value = Number(text);
+  if (Number.isNaN(value) && text !== "NaN") throw new TypeError(`cannot decode number "${text}"`);
+  return value;
+};
+
+const asBigint: TextDecoder = (text) => BigInt(text);
+
+const asBoolean: TextDecoder = (text) => {
+  if (text === "t") return true;
+  if (text === "f") return false;
+  throw new TypeError(`cannot decode boolean "${text}"`);
+};
+
+/** numeric: the exact digits as PostgreSQL prints them ("-12.3400", "NaN", "Infinity"). */
+const asNumeric: TextDecoder = (text) => {
+  if (!/^(-?\d+(\.\d+)?|NaN|-?Infinity)$/.test(text)) throw new TypeError(`cannot decode numeric "${text}"`);
+  return text;
+};
+
+/** money (lc_monetary C: "-$1,234.56"): the plain decimal "-1234.56". */
+export const decodeMoney: TextDecoder = (text) => {
+  const negative = text.startsWith("-") || (text.startsWith("(") && text.endsWith(")"));
+  const digits = text.replace(/[^0-9.]/g, "");
+  if (!/^\d+(\.\d+)?$/.test(digits)) throw new TypeError(`cannot decode money "${text}"`);
+  return negative ? `-${digits}` : digits;
+};
+
+/** bytea, hex format ("\x0aff") or, should a server force it, escape format ("a\\000b"). */
+export const decodeBytea: TextDecoder = (text) => {
+  if (text.startsWith("\\x")) {
+    const hex = text.slice(2);
+    if (!/^([0-9a-fA-F]{2})*$/.test(hex)) throw new TypeError(`cannot decode bytea "${text.slice(0, 40)}"`);
+    return new Uint8Array(Buffer.from(hex, "hex"));
+  }
+  const bytes: number[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code !== 0x5c) {
+      bytes.push(code);
+    } else if (text[i + 1] === "\\") {
+      bytes.push(0x5c);
+      i++;
+    } else {
+      bytes.push(parseInt(text.slice(i + 1, i + 4), 8));
+      i += 3;
+    }
+  }
+  return new Uint8Array(bytes);
+};
+
+/** Built-in scalar types whose OIDs are fixed in every PostgreSQL (pg_type.dat). */
+export const BUILTIN_SCALAR_DECODERS: ReadonlyMap<number, TextDecoder> = new Map<number, TextDecoder>([
+  [16, asBoolean], // bool
+  [17, decodeBytea], // bytea
+  [20, asBigint], // int8
+  [21, asNumber], // int2
+  [23, asNumber], // int4
+  [26, asNumber], // oid
+  [700, asNumber], // float4: the number of its shortest exact text; Math.fround gives the stored float
+  [701, asNumber], // float8 (NaN, Infinity, -Infinity included)
+  [790, decodeMoney], // money
+  [1082, decodeDate], // date
+  [1083, decodeTime], // time
+  [1114, decodeTimestamp], // timestamp
+  [1184, decodeTimestampTz], // timestamptz
+  [1266, decodeTimeTz], // timetz
+  [1700, asNumeric], // numeric
+]);

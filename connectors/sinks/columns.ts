@@ -1,0 +1,102 @@
+/**
+ * Schema evolution, decided once for every sink: the columns a target table holds (with their
+ * logical types, recorded in the target) against the TableSchema of an incoming change. New
+ * columns are added, types are widened to the join of old and new (logical-type.ts), older
+ * narrower schemas change nothing; anything else is SINK_SCHEMA_UNSUPPORTED. Dropped source
+ * columns stay in the target (NULL in rows written after the drop). Each sink then checks that
+ * it can carry out the plan on its target type (e.g. Elasticsearch cannot change a mapping).
+ */
+import type { TableSchema } from "../contracts.ts";
+import { schemaUnsupported } from "./errors.ts";
+import { describeType, joinTypes, logicalType, sameType } from "./logical-type.ts";
+import type { LogicalType } from "./logical-type.ts";
+
+export const VERSION_COLUMN = "_sluice_version";
+export const DELETED_COLUMN = "_sluice_deleted";
+const RESERVED_PREFIX = "_sluice_";
+
+export interface TargetColumn {
+  readonly name: string;
+  readonly type: LogicalType;
+  readonly key: boolean;
+}
+
+export interface ColumnChange {
+  readonly name: string;
+  readonly from: LogicalType;
+  readonly to: LogicalType;
+  readonly key: boolean;
+}
+
+export interface ColumnPlan {
+  /** Every column after the plan, existing ones first, in their order. */
+  readonly columns: readonly TargetColumn[];
+  readonly added: readonly TargetColumn[];
+  readonly changed: readonly ColumnChange[];
+}
+
+export interface PlanContext {
+  readonly sink: string;
+  readonly table: string;
+}
+
+/** Columns for a new target table from `schema`. */
+export function initialColumns(schema: TableSchema, context: PlanContext): TargetColumn[] {
+  return [...planColumns(null, schema, context).columns];
+}
+
+export function planColumns(current: readonly TargetColumn[] | null, schema: TableSchema, context: PlanContext): ColumnPlan {
+  if (schema.key.length === 0) throw schemaUnsupported("the table has no key (primary key, replica identity or configured key columns)", context);
+  const byName = new Map(schema.columns.map((c) => [c.name, c]));
+  for (const column of schema.key) {
+    if (!byName.has(column)) throw schemaUnsupported(`key column "${column}" is not among the table's columns`, { ...context, column });
+  }
+  if (current !== null) {
+    const currentKey = current.filter((c) => c.key).map((c) => c.name);
+    if (currentKey.join("\u0000") !== schema.key.join("\u0000")) {
+      const column = schema.key.find((c, i) => currentKey[i] !== c) ?? currentKey.find((c) => !schema.key.includes(c)) ?? schema.key[0];
+      throw schemaUnsupported(
+        `the key changed from (${currentKey.join(", ")}) to (${schema.key.join(", ")}); rebuild the target (sluice replay --rebuild)`,
+        { ...context, column },
+      );
+    }
+  }
+  const existing = new Map((current ?? []).map((c) => [c.name, c]));
+  const columns: TargetColumn[] = [...(current ?? [])];
+  const added: TargetColumn[] = [];
+  const changed: ColumnChange[] = [];
+  for (const column of schema.columns) {
+    if (column.name.startsWith(RESERVED_PREFIX)) {
+      throw schemaUnsupported(`column names starting with "${RESERVED_PREFIX}" are reserved for Sluice's own columns`, { ...context, column: column.name });
+    }
+    const type = logicalType(column.dbType, schema.sourceKind);
+    const key = schema.key.includes(column.name);
+    const old = existing.get(column.name);
+    if (!old) {
+      const next = { name: column.name, type, key };
+      columns.push(next);
+      added.push(next);
+      continue;
+    }
+    const joined = joinTypes(old.type, type);
+    if (joined === null) {
+      throw schemaUnsupported(`cannot change type from ${describeType(old.type)} to ${describeType(type)} (${column.dbType})`, { ...context, column: column.name });
+    }
+    if (!sameType(joined, old.type)) {
+      changed.push({ name: column.name, from: old.type, to: joined, key: old.key });
+      columns[columns.indexOf(old)] = { ...old, type: joined };
+    }
+  }
+  // Keep the schema's key order for new tables.
+  if (current === null) columns.sort((a, b) => keyRank(schema, a) - keyRank(schema, b));
+  return { columns, added: current === null ? columns : added, changed };
+}
+
+function keyRank(schema: TableSchema, column: TargetColumn): number {
+  const rank = schema.key.indexOf(column.name);
+  return rank < 0 ? schema.key.length : rank;
+}
+
+export function keyColumns(columns: readonly TargetColumn[]): TargetColumn[] {
+  return columns.filter((c) => c.key);
+}

@@ -1,0 +1,71 @@
+/**
+ * What the Sluice sinks offer beyond the base `Sink` contract (../contracts.ts): consumer offsets
+ * kept inside the target with the data they cover, and zero-downtime rebuilds. Every sink in
+ * ../duckdb, ../clickhouse and ../elasticsearch implements `VersionedSink` and passes the shared
+ * suite in conformance.ts. docs/sinks.md explains the guarantees to users.
+ */
+import type { Sink, SinkChange, SinkWriteResult, TableId, TopicPartitionOffset } from "../contracts.ts";
+
+export interface OffsetWriteResult extends SinkWriteResult {
+  /**
+   * Whether the offsets passed to `write` were stored. They are stored only when the write has no
+   * failures: on a failure the runtime decides (halt: keep the old offsets; dead-letter: send the
+   * failed items on, then call `storeOffsets`).
+   */
+  readonly offsetsStored: boolean;
+}
+
+/**
+ * A sink that stores the consumer offsets of what it applied inside its target, so that after a
+ * restart the runtime resumes from what the target holds rather than from the topic log's group
+ * offsets (exactly-once where it shows).
+ *
+ * - `offsetsAtomic: true` (DuckDB): offsets commit in the same transaction as the data; both or
+ *   neither are visible.
+ * - `offsetsAtomic: false` (ClickHouse, Elasticsearch): offsets are written after the data is
+ *   durable. A crash in between re-applies the batch on restart, which does not show because
+ *   every change is applied by version.
+ */
+export interface TransactionalSink extends Sink {
+  readonly offsetsAtomic: boolean;
+  /**
+   * Applies `changes` as `Sink.write` does and, when the result has no failures, stores `offsets`
+   * (the next offset to read per partition) with them.
+   */
+  write(changes: readonly SinkChange[], signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult>;
+  /** Stores offsets alone, e.g. after the runtime dead-lettered a write's failed items. */
+  storeOffsets(offsets: readonly TopicPartitionOffset[], signal: AbortSignal): Promise<void>;
+  /** The offsets last stored by this sink (by its name, which is also its consumer group), any order. */
+  committedOffsets(signal?: AbortSignal): Promise<TopicPartitionOffset[]>;
+}
+
+/**
+ * Zero-downtime rebuild of one table's target from a replay of its topic:
+ *
+ * 1. `prepareRebuild(table)` creates a shadow target (new table/index generation) next to the
+ *    live one, which keeps serving. From then on every `write` touching the table also lands in
+ *    the shadow, with rows as the live target holds them after the write (so unchanged-TOAST
+ *    columns are complete).
+ * 2. The runtime replays the table's topic from the earliest record up to the end offsets taken
+ *    *after* step 1 through `writeRebuild`, which writes to the shadow only. Order and overlap
+ *    with the live writes do not matter: the shadow applies by version too.
+ * 3. `swap(table)` atomically makes the shadow what users query (view / alias switch) and drops
+ *    the old generation. `abortRebuild(table)` drops the shadow instead.
+ *
+ * The shadow survives restarts (it is recorded in the target); calling `prepareRebuild` again
+ * discards it and starts over.
+ */
+export interface RebuildableSink extends Sink {
+  prepareRebuild(table: TableId, signal: AbortSignal): Promise<void>;
+  /** Applies replayed changes to the shadows of their tables; changes of tables without a shadow are failures. */
+  writeRebuild(changes: readonly SinkChange[], signal: AbortSignal): Promise<SinkWriteResult>;
+  swap(table: TableId, signal: AbortSignal): Promise<void>;
+  abortRebuild(table: TableId, signal: AbortSignal): Promise<void>;
+}
+
+export interface VersionedSink extends TransactionalSink, RebuildableSink {}
+
+export function isVersionedSink(sink: Sink): sink is VersionedSink {
+  const candidate = sink as Partial<VersionedSink>;
+  return typeof candidate.committedOffsets === "function" && typeof candidate.prepareRebuild === "function";
+}

@@ -1,0 +1,58 @@
+/** The errors every sink raises with the same codes and context (component, sink, table, column, position). */
+import { SluiceError } from "../errors.ts";
+import type { ErrorContext } from "../errors.ts";
+
+export const SCHEMA_UNSUPPORTED = "SINK_SCHEMA_UNSUPPORTED";
+export const ROW_REJECTED = "SINK_ROW_REJECTED";
+export const REBUILD_STATE = "SINK_REBUILD_STATE";
+
+/** A schema change the target cannot take; the runtime halts the table. */
+export function schemaUnsupported(message: string, context: { sink: string; table: string; column?: string }, cause?: unknown): SluiceError {
+  const full: ErrorContext = { component: "sink", ...context };
+  return new SluiceError(`sink "${context.sink}", table ${context.table}${context.column ? `, column "${context.column}"` : ""}: ${message}`, {
+    code: SCHEMA_UNSUPPORTED,
+    retriable: false,
+    context: full,
+    cause,
+  });
+}
+
+/** A value the sink cannot convert for its target, found before sending; `column` names where. */
+export class ValueRejected extends Error {
+  readonly column: string | undefined;
+  constructor(message: string, column?: string) {
+    super(message);
+    this.name = "ValueRejected";
+    this.column = column;
+  }
+}
+
+/** A row the target rejects (poison): reported per item, never retried. */
+export function rowRejected(
+  reason: string,
+  context: { sink: string; table: string; position?: string; column?: string | undefined },
+  cause?: unknown,
+): SluiceError {
+  const where = context.column ? ` column "${context.column}"` : "";
+  const clean: ErrorContext = { component: "sink", sink: context.sink, table: context.table };
+  if (context.position !== undefined) clean.position = context.position;
+  if (context.column !== undefined) clean.column = context.column;
+  return new SluiceError(`sink "${context.sink}" rejected a row of ${context.table}${where}: ${reason}`, {
+    code: ROW_REJECTED,
+    retriable: false,
+    context: clean,
+    cause,
+  });
+}
+
+export function rebuildState(message: string, context: { sink: string; table: string }): SluiceError {
+  return new SluiceError(`sink "${context.sink}", table ${context.table}: ${message}`, {
+    code: REBUILD_STATE,
+    retriable: false,
+    context: { component: "sink", ...context },
+  });
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,230 @@
+/**
+ * Exact conversions of ColumnValues (contracts.ts) shared by the sinks: integers with range
+ * checks, decimals scaled without rounding, and the text forms of dates, times and timestamps.
+ * Every function throws ValueRejected for a value it cannot represent exactly.
+ */
+import type { ColumnValue } from "../contracts.ts";
+import { UNCHANGED } from "../contracts.ts";
+import { ValueRejected } from "./errors.ts";
+import { integerRange } from "./logical-type.ts";
+import type { IntegerBits } from "./logical-type.ts";
+
+export function describeValue(value: ColumnValue | undefined): string {
+  if (value === undefined) return "nothing";
+  if (value === null) return "null";
+  if (value === UNCHANGED) return "the unchanged-TOAST marker";
+  if (value instanceof Uint8Array) return `${value.length} bytes`;
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "string") return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
+  return `${typeof value} ${String(value)}`;
+}
+
+const INTEGER_TEXT = /^[+-]?\d+$/;
+
+export function toBigInt(value: ColumnValue): bigint {
+  if (typeof value === "bigint") return value;
+  if (typeof value === "number" && Number.isInteger(value)) return BigInt(value);
+  if (typeof value === "boolean") return value ? 1n : 0n;
+  if (typeof value === "string" && INTEGER_TEXT.test(value.trim())) return BigInt(value.trim());
+  throw new ValueRejected(`expected an integer, got ${describeValue(value)}`);
+}
+
+export function checkedInteger(value: ColumnValue, type: { bits: IntegerBits; unsigned: boolean }): bigint {
+  const n = toBigInt(value);
+  const { min, max } = integerRange(type);
+  if (n < min || n > max) throw new ValueRejected(`${n} is out of range for ${type.unsigned ? "u" : ""}int${type.bits} (${min}..${max})`);
+  return n;
+}
+
+export function toFloat(value: ColumnValue): number {
+  if (typeof value === "number") return value;
+  if (typeof value === "bigint") return Number(value);
+  if (typeof value === "string") {
+    const special = SPECIAL_FLOATS.get(value.trim().toLowerCase());
+    if (special !== undefined) return special;
+    const n = Number(value);
+    if (value.trim() !== "" && !Number.isNaN(n)) return n;
+  }
+  throw new ValueRejected(`expected a floating-point number, got ${describeValue(value)}`);
+}
+
+const SPECIAL_FLOATS = new Map<string, number>([
+  ["nan", Number.NaN],
+  ["infinity", Number.POSITIVE_INFINITY],
+  ["+infinity", Number.POSITIVE_INFINITY],
+  ["-infinity", Number.NEGATIVE_INFINITY],
+  ["inf", Number.POSITIVE_INFINITY],
+  ["-inf", Number.NEGATIVE_INFINITY],
+]);
+
+export interface ExactDecimal {
+  readonly negative: boolean;
+  /** Digits before the point, no leading zeros ("" for zero). */
+  readonly integer: string;
+  /** Digits after the point, trailing zeros removed. */
+  readonly fraction: string;
+}
+
+const DECIMAL_TEXT = /^([+-]?)(\d*)(?:\.(\d*))?(?:e([+-]?\d+))?$/i;
+
+/** Parses a decimal's exact digits ("-12.3400", "1e3", 42, 42n); NaN and infinities are rejected. */
+export function parseExactDecimal(value: ColumnValue): ExactDecimal {
+  let text: string;
+  if (typeof value === "string") text = value.trim();
+  else if (typeof value === "bigint") text = value.toString();
+  else if (typeof value === "number" && Number.isFinite(value)) text = String(value);
+  else throw new ValueRejected(`expected a decimal, got ${describeValue(value)}`);
+  const match = DECIMAL_TEXT.exec(text);
+  if (!match || ((match[2] ?? "") === "" && (match[3] ?? "") === "")) throw new ValueRejected(`expected a decimal, got ${describeValue(value)}`);
+  let digits = `${match[2] ?? ""}${match[3] ?? ""}`;
+  let point = (match[2] ?? "").length + Number(match[4] ?? 0);
+  if (point < 0) {
+    digits = "0".repeat(-point) + digits;
+    point = 0;
+  }
+  if (point > digits.length) digits += "0".repeat(point - digits.length);
+  const integer = digits.slice(0, point).replace(/^0+/, "");
+  const fraction = digits.slice(point).replace(/0+$/, "");
+  return { negative: match[1] === "-" && (integer !== "" || fraction !== ""), integer, fraction };
+}
+
+/** The decimal scaled to `scale` as an integer (12.5 at scale 2 → 1250n); rejects lost digits or too many integer digits. */
+export function scaledDecimal(value: ColumnValue, precision: number, scale: number): bigint {
+  const d = parseExactDecimal(value);
+  if (d.fraction.length > scale) throw new ValueRejected(`${describeValue(value)} has more than ${scale} digits after the point`);
+  if (d.integer.length > precision - scale) throw new ValueRejected(`${describeValue(value)} does not fit decimal(${precision},${scale})`);
+  const unscaled = BigInt(`${d.integer}${d.fraction.padEnd(scale, "0")}` || "0");
+  return d.negative ? -unscaled : unscaled;
+}
+
+/** Text of a decimal with exactly `scale` digits after the point (scale 0: no point). */
+export function decimalText(value: ColumnValue, precision: number, scale: number): string {
+  const unscaled = scaledDecimal(value, precision, scale);
+  return formatScaled(unscaled, scale);
+}
+
+export function formatScaled(unscaled: bigint, scale: number): string {
+  const negative = unscaled < 0n;
+  const digits = (negative ? -unscaled : unscaled).toString().padStart(scale + 1, "0");
+  const text = scale === 0 ? digits : `${digits.slice(0, -scale)}.${digits.slice(-scale)}`;
+  return negative ? `-${text}` : text;
+}
+
+/** A decimal's text as given when it is a valid decimal (exact, any scale); NaN/±Infinity kept as words. */
+export function plainDecimalText(value: ColumnValue): string {
+  if (typeof value === "string") {
+    const trimmed = value.trim();
+    if (/^[+-]?(nan|infinity|inf)$/i.test(trimmed)) return trimmed.replace(/^\+/, "");
+    parseExactDecimal(trimmed);
+    return trimmed;
+  }
+  if (typeof value === "number" && !Number.isFinite(value)) return Number.isNaN(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity";
+  const d = parseExactDecimal(value);
+  return `${d.negative ? "-" : ""}${d.integer || "0"}${d.fraction ? `.${d.fraction}` : ""}`;
+}
+
+const MICROS_PER_DAY = 86_400_000_000n;
+const MIN_DAYS = -719_162; // 0001-01-01
+const MAX_DAYS = 2_932_896; // 9999-12-31
+
+function civilFromDays(days: number): { year: number; month: number; day: number } {
+  const date = new Date(days * 86_400_000);
+  return { year: date.getUTCFullYear(), month: date.getUTCMonth() + 1, day: date.getUTCDate() };
+}
+
+export function toDays(value: ColumnValue): number {
+  const n = toBigInt(value);
+  if (n < BigInt(MIN_DAYS) || n > BigInt(MAX_DAYS)) throw new ValueRejected(`date ${n} (days since 1970-01-01) is outside 0001-01-01..9999-12-31`);
+  return Number(n);
+}
+
+/** "YYYY-MM-DD" for days since 1970-01-01 (years 1..9999). */
+export function formatDate(value: ColumnValue): string {
+  const { year, month, day } = civilFromDays(toDays(value));
+  return `${String(year).padStart(4, "0")}-${pad2(month)}-${pad2(day)}`;
+}
+
+/** "YYYY-MM-DD HH:MM:SS.ffffff" (`separator` " " or "T") for microseconds since the epoch. */
+export function formatTimestamp(value: ColumnValue, separator: " " | "T" = "T"): string {
+  const micros = toBigInt(value);
+  const days = floorDiv(micros, MICROS_PER_DAY);
+  const date = formatDate(days);
+  return `${date}${separator}${formatTimeOfDay(micros - days * MICROS_PER_DAY)}`;
+}
+
+/** "HH:MM:SS.ffffff" for microseconds since midnight (0..24h). */
+export function formatTime(value: ColumnValue): string {
+  const micros = toBigInt(value);
+  if (micros < 0n || micros > MICROS_PER_DAY) throw new ValueRejected(`time ${micros} µs is outside 00:00..24:00`);
+  return formatTimeOfDay(micros);
+}
+
+/** "[-]H…H:MM:SS.ffffff" for a signed duration in microseconds (MySQL TIME). */
+export function formatDuration(value: ColumnValue): string {
+  const micros = toBigInt(value);
+  const negative = micros < 0n;
+  const abs = negative ? -micros : micros;
+  const hours = abs / 3_600_000_000n;
+  const rest = abs % 3_600_000_000n;
+  const text = `${String(hours).padStart(2, "0")}${formatTimeOfDay(rest).slice(2)}`;
+  return negative ? `-${text}` : text;
+}
+
+function formatTimeOfDay(micros: bigint): string {
+  const seconds = micros / 1_000_000n;
+  const fraction = micros % 1_000_000n;
+  const h = seconds / 3600n;
+  const m = (seconds % 3600n) / 60n;
+  const s = seconds % 60n;
+  return `${pad2(Number(h))}:${pad2(Number(m))}:${pad2(Number(s))}.${String(fraction).padStart(6, "0")}`;
+}
+
+function floorDiv(a: bigint, b: bigint): bigint {
+  const q = a / b;
+  return a % b !== 0n && a < 0n !== b < 0n ? q - 1n : q;
+}
+
+function pad2(n: number): string {
+  return String(n).padStart(2, "0");
+}
+
+const UUID_TEXT = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
+
+export function uuidText(value: ColumnValue): string {
+  if (typeof value !== "string" || !UUID_TEXT.test(value.trim())) throw new ValueRejected(`expected a UUID, got ${describeValue(value)}`);
+  const hex = value.trim().replace(/-/g, "").toLowerCase();
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/** JSON text after checking it parses (values arrive as their text). */
+export function jsonText(value: ColumnValue): string {
+  if (typeof value !== "string") throw new ValueRejected(`expected JSON text, got ${describeValue(value)}`);
+  try {
+    JSON.parse(value);
+  } catch (error) {
+    throw new ValueRejected(`invalid JSON: ${(error as Error).message}`);
+  }
+  return value;
+}
+
+export function stringText(value: ColumnValue): string {
+  if (typeof value === "string") return value;
+  if (typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") return String(value);
+  throw new ValueRejected(`expected a string, got ${describeValue(value)}`);
+}
+
+export function bytesValue(value: ColumnValue): Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  throw new ValueRejected(`expected bytes, got ${describeValue(value)}`);
+}
+
+export function booleanValue(value: ColumnValue): boolean {
+  if (typeof value === "boolean") return value;
+  if (value === 0 || value === 1 || value === 0n || value === 1n) return value === 1 || value === 1n;
+  throw new ValueRejected(`expected a boolean, got ${describeValue(value)}`);
+}
+
+export function arrayItems(value: ColumnValue): readonly ColumnValue[] {
+  if (Array.isArray(value)) return value as readonly ColumnValue[];
+  throw new ValueRejected(`expected an array, got ${describeValue(value)}`);
+}

@@ -1,0 +1,170 @@
+/**
+ * The topic log contract: a durable, ordered, replayable log between sources and sinks, with
+ * two implementations (embedded SQLite, Apache Kafka). Re-exported from ../contracts.ts.
+ * Every implementation passes the shared suite in contract-suite.ts.
+ */
+import type { Checkpoint } from "../contracts.ts";
+
+export interface TopicSpec {
+  readonly name: string;
+  readonly partitions: number;
+  /** Retention by age, milliseconds; null keeps forever. Ignored by compacted topics. */
+  readonly retentionMs: number | null;
+  /** Retention by size per partition, bytes; null: no size bound. Ignored by compacted topics. */
+  readonly retentionBytes: number | null;
+  /** Keep only the latest record per key (tombstones remove the key after a while). */
+  readonly compacted: boolean;
+}
+
+export interface ProducedRecord {
+  readonly topic: string;
+  /**
+   * Partitioning key: records with equal keys go to the same partition (murmur2, as the Java
+   * Kafka client) and keep their order. Records without a key go to partition 0.
+   */
+  readonly key: Uint8Array | null;
+  /** Null is a tombstone. */
+  readonly value: Uint8Array | null;
+  readonly headers?: Readonly<Record<string, Uint8Array>>;
+  /** Milliseconds since the epoch. */
+  readonly timestamp: number;
+}
+
+export interface StoredRecord extends ProducedRecord {
+  readonly partition: number;
+  readonly offset: bigint;
+}
+
+export type SeekTarget =
+  | { readonly kind: "earliest" }
+  | { readonly kind: "latest" }
+  | { readonly kind: "offset"; readonly offset: bigint }
+  /** The first record whose timestamp is at or after `timestampMs`, else the end. */
+  | { readonly kind: "timestamp"; readonly timestampMs: number };
+
+export interface TopicPartition {
+  readonly topic: string;
+  readonly partition: number;
+}
+
+export interface TopicPartitionOffset extends TopicPartition {
+  readonly offset: bigint;
+}
+
+/** The readable range of a partition: `start` is the first offset kept, `end` the next offset to be written. */
+export interface PartitionOffsets extends TopicPartition {
+  readonly start: bigint;
+  readonly end: bigint;
+}
+
+export interface PartitionLag extends TopicPartition {
+  /** The group's committed offset (next offset to read), null when it never committed. */
+  readonly committed: bigint | null;
+  readonly end: bigint;
+  /** Records between the committed offset (or the start, when none) and the end. */
+  readonly lag: bigint;
+}
+
+/** Whether some process is consuming as the group right now. */
+export interface GroupActivity {
+  readonly active: boolean;
+  /** Who: lease owners (embedded) or consumer member ids with their client host (Kafka). */
+  readonly members: readonly string[];
+}
+
+export interface PollOptions {
+  readonly maxRecords: number;
+  readonly maxBytes: number;
+  readonly maxWaitMs: number;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * A member of a consumer group reading some topics. Where the group has no committed offset for a
+ * partition, reading starts at the earliest kept record; a committed offset that retention has
+ * since passed also restarts at the earliest kept record.
+ */
+export interface TopicConsumer {
+  /**
+   * Next records of the assigned partitions, in offset order per partition, waiting up to
+   * `maxWaitMs` (less when `signal` aborts: then possibly none); at most `maxRecords` and
+   * `maxBytes` (but at least one record).
+   */
+  poll(options: PollOptions): Promise<StoredRecord[]>;
+  /** Commit offsets (the next offset to read) for the consumer group, durably. */
+  commit(offsets: readonly TopicPartitionOffset[]): Promise<void>;
+  /** Moves this member's read position; records already returned are not returned again unless the seek goes back. */
+  seek(topic: string, partition: number, target: SeekTarget): Promise<void>;
+  /**
+   * The next offset this member reads in the partition, past transaction markers and compaction
+   * gaps (commit this one to say "everything read"); null before it read the partition.
+   */
+  position(topic: string, partition: number): bigint | null;
+  /** Partitions this member reads now (may change with Kafka group rebalances). */
+  assignment(): readonly TopicPartition[];
+  close(): Promise<void>;
+}
+
+/** Ordered JSON entries for the built-in schema registry's store, kept with the log. */
+export interface RegistryJournal {
+  /** Appends one JSON-serializable entry durably. */
+  append(entry: unknown): Promise<void>;
+  /** Every entry, in append order. */
+  loadAll(): Promise<unknown[]>;
+}
+
+/**
+ * How a batch and the checkpoint that covers it are stored: "exactly-once" means atomically (both
+ * or neither are visible); "at-least-once" means the records are durable before the checkpoint, so
+ * a crash in between repeats records (sinks apply by version, so this is invisible downstream).
+ */
+export type CheckpointGuarantee = "exactly-once" | "at-least-once";
+
+/**
+ * The durable, ordered, replayable log between sources and sinks (embedded or Kafka).
+ * `produce` resolves only when the records, and the checkpoint if given, are durable.
+ */
+export interface TopicLog {
+  readonly kind: "embedded" | "kafka";
+  readonly checkpointGuarantee: CheckpointGuarantee;
+  /** Connected and able to store records now. */
+  ready(): boolean;
+
+  /** Creates the topic, or checks that an existing one matches (partitions, compaction): a mismatch is a TOPIC_MISMATCH error naming both. */
+  createTopic(spec: TopicSpec): Promise<void>;
+  deleteTopic(name: string): Promise<void>;
+  listTopics(): Promise<TopicSpec[]>;
+
+  /**
+   * Stores the records, partitioned by key, and the checkpoint if given; resolves once durable.
+   * A rejection means nothing of the call is acknowledged (it may be retried as a whole).
+   */
+  produce(records: readonly ProducedRecord[], checkpoint?: Checkpoint): Promise<void>;
+  /** The last checkpoint stored for the source, or null. */
+  readCheckpoint(source: string): Promise<Checkpoint | null>;
+
+  /** A member of `group` reading `topics` (which must exist). */
+  consumer(group: string, topics: readonly string[]): Promise<TopicConsumer>;
+  partitionOffsets(topic: string): Promise<PartitionOffsets[]>;
+  endOffsets(topic: string): Promise<TopicPartitionOffset[]>;
+  /** Per partition: the first offset whose record has a timestamp at or after `timestampMs`, else the end offset. */
+  offsetsForTimestamp(topic: string, timestampMs: number): Promise<TopicPartitionOffset[]>;
+  committedOffsets(group: string): Promise<TopicPartitionOffset[]>;
+  /** Overwrites the group's committed offsets; only safe while no member of the group runs (see groupActivity). */
+  setCommittedOffsets(group: string, offsets: readonly TopicPartitionOffset[]): Promise<void>;
+  groupLag(group: string, topics: readonly string[]): Promise<PartitionLag[]>;
+  groupActivity(group: string): Promise<GroupActivity>;
+
+  /**
+   * Exclusive right to run a sink's consumer group (embedded: a row with owner and expiry, renewed
+   * by the sink runtime; Kafka: group membership already says who runs, so these always succeed).
+   * Returns false when another owner holds an unexpired lease.
+   */
+  acquireLease(group: string, owner: string, ttlMs: number): Promise<boolean>;
+  /** Extends the owner's lease; false when it was lost (expired and taken by another owner). */
+  renewLease(group: string, owner: string, ttlMs: number): Promise<boolean>;
+  releaseLease(group: string, owner: string): Promise<void>;
+
+  readonly registryJournal: RegistryJournal;
+  close(): Promise<void>;
+}

@@ -1,0 +1,27 @@
+/**
+ * Names a deployment uses in the topic log: data topics are `<deployment>.<source>.<schema>.<table>`;
+ * Sluice's own topics sit under `<deployment>.sluice.`; dead letters under `<deployment>.dlq.`.
+ */
+
+export function sinkGroup(deployment: string, sinkName: string): string {
+  return `${deployment}.sink.${sinkName}`;
+}
+
+/** Kafka: the compacted topic holding source checkpoints, keyed by source name. */
+export function checkpointTopic(deployment: string): string {
+  return `${deployment}.sluice.checkpoints`;
+}
+
+/** Kafka: the single-partition topic holding the schema registry's journal. */
+export function registryTopic(deployment: string): string {
+  return `${deployment}.sluice.schemas`;
+}
+
+export function isInternalTopic(deployment: string, topic: string): boolean {
+  return topic.startsWith(`${deployment}.sluice.`) || topic.startsWith(`${deployment}.dlq.`) || topic.startsWith("__");
+}
+
+/** The topics a sink of the deployment reads: every data topic of the deployment. */
+export function deploymentDataTopics(deployment: string, topics: readonly string[]): string[] {
+  return topics.filter((t) => t.startsWith(`${deployment}.`) && !isInternalTopic(deployment, t)).sort();
+}

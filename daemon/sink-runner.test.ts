@@ -1,0 +1,183 @@
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { test } from "node:test";
+import type { ChangeEvent, SinkChange, TopicPartitionOffset } from "../connectors/contracts.ts";
+import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
+import type { OffsetWriteResult, TransactionalSink } from "../connectors/sinks/contract.ts";
+import { deserializeEvent, serializeEvent } from "./event-json.ts";
+import { createLogger } from "./logger.ts";
+import { SinkRunner } from "./sink-runner.ts";
+import type { SinkRunnerOptions } from "./sink-runner.ts";
+
+const silent = createLogger("silent", new Writable({ write: (_c, _e, cb) => cb() }) as never);
+
+function event(table: string, id: number, change: bigint): ChangeEvent {
+  return {
+    op: "c",
+    key: { id },
+    before: null,
+    after: { id, name: `row ${id}` },
+    schema: { source: "pg", database: "app", schema: "public", table, sourceKind: "postgres", columns: [], key: ["id"] },
+    source: { connector: "postgres", name: "pg", db: "app", schema: "public", table, position: { commit: change, change }, txId: null, commitTimeMs: 1_700_000_000_000 + Number(change), snapshot: false },
+  };
+}
+
+/** A sink kept in memory; rows named "poison" are rejected, "flaky" ones fail retriably once. */
+class MemorySink implements TransactionalSink {
+  readonly name = "mem";
+  readonly offsetsAtomic = true;
+  readonly rows = new Map<string, ChangeEvent>();
+  offsets: TopicPartitionOffset[] = [];
+  writesWithOffsets = 0;
+  private flakyFailed = false;
+  async open(): Promise<void> {}
+  async close(): Promise<void> {}
+  async write(changes: readonly SinkChange[], _signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult> {
+    const failures = [];
+    for (const [index, { event }] of changes.entries()) {
+      const name = (event.after?.["name"] as string | undefined) ?? "";
+      if (name === "poison") {
+        failures.push({ index, error: new Error("value out of range for column name"), retriable: false });
+        continue;
+      }
+      if (name === "flaky" && !this.flakyFailed) {
+        this.flakyFailed = true;
+        failures.push({ index, error: new Error("429 too many requests"), retriable: true });
+        continue;
+      }
+      this.rows.set(`${event.schema.table}/${String(event.key["id"])}`, event);
+    }
+    if (offsets && failures.length === 0) {
+      this.offsets = [...offsets];
+      this.writesWithOffsets++;
+    }
+    return { failures, offsetsStored: Boolean(offsets) && failures.length === 0 };
+  }
+  async storeOffsets(offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    this.offsets = [...offsets];
+  }
+  async committedOffsets(): Promise<TopicPartitionOffset[]> {
+    return this.offsets;
+  }
+}
+
+async function setup(topics: string[]) {
+  const log = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-sink-")), "log.db"), logger: silent });
+  for (const name of [...topics, "t.dlq.mem"]) await log.createTopic({ name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  return log;
+}
+
+function encode(e: ChangeEvent) {
+  return { topic: `pg.public.${e.schema.table}`, key: Buffer.from(String(e.key["id"])), value: Buffer.from(serializeEvent(e)), timestamp: e.source.commitTimeMs };
+}
+
+function runner(log: EmbeddedTopicLog, sink: MemorySink, extra: Partial<SinkRunnerOptions> = {}) {
+  return new SinkRunner({
+    sink,
+    log,
+    group: "t.sink.mem",
+    topics: async () => ["pg.public.a", "pg.public.b"],
+    decoder: { decode: async (r) => (r.value ? deserializeEvent(Buffer.from(r.value).toString()) : null) },
+    batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs: 20 },
+    onError: "halt",
+    deadLetterTopic: "t.dlq.mem",
+    retry: { initialMs: 1, maxMs: 5 },
+    logger: silent,
+    owner: "test",
+    ...extra,
+  });
+}
+
+async function runUntil(r: SinkRunner, done: () => boolean) {
+  const stop = new AbortController();
+  const running = r.run(stop.signal);
+  for (let i = 0; i < 1000 && !done(); i++) await new Promise((res) => setTimeout(res, 5));
+  stop.abort(new Error("stop"));
+  await running;
+}
+
+test("applies every record, stores offsets with the data, and commits the group", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  await log.produce([encode(event("a", 1, 10n)), encode(event("b", 2, 11n)), encode(event("a", 3, 12n))]);
+  const sink = new MemorySink();
+  const r = runner(log, sink);
+  await runUntil(r, () => sink.rows.size === 3);
+  assert.deepEqual([...sink.rows.keys()].sort(), ["a/1", "a/3", "b/2"]);
+  assert.ok(sink.writesWithOffsets >= 1, "offsets travelled with the data");
+  const committed = await log.committedOffsets("t.sink.mem");
+  assert.deepEqual(committed.map((o) => [o.topic, o.offset]).sort(), [["pg.public.a", 2n], ["pg.public.b", 1n]]);
+  assert.equal(r.lastAppliedCommitTime(), 1_700_000_000_012);
+  await log.close();
+});
+
+test("resumes from the offsets the target holds, not the group's", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  await log.produce([encode(event("a", 1, 10n)), encode(event("a", 2, 11n)), encode(event("a", 3, 12n))]);
+  const sink = new MemorySink();
+  sink.offsets = [{ topic: "pg.public.a", partition: 0, offset: 2n }];
+  await runUntil(runner(log, sink), () => sink.rows.size >= 1);
+  assert.deepEqual([...sink.rows.keys()], ["a/3"]);
+  await log.close();
+});
+
+test("halt: a poison row halts its table at that offset; other tables go on", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  const poison = event("a", 2, 11n);
+  (poison.after as Record<string, unknown>)["name"] = "poison";
+  await log.produce([encode(event("a", 1, 10n)), encode(poison), encode(event("a", 3, 12n)), encode(event("b", 4, 13n))]);
+  const sink = new MemorySink();
+  const r = runner(log, sink);
+  await runUntil(r, () => r.haltedTables().length > 0 && sink.rows.has("b/4"));
+  assert.deepEqual(r.haltedTables().map((h) => [h.table, h.offset]), [["public.a", "0:1"]]);
+  assert.match(r.haltedTables()[0]!.error, /out of range/);
+  const committed = new Map((await log.committedOffsets("t.sink.mem")).map((o) => [o.topic, o.offset]));
+  assert.equal(committed.get("pg.public.a"), 1n, "the halted partition stays at the poison record");
+  assert.equal(committed.get("pg.public.b"), 1n);
+  await log.close();
+});
+
+test("dead-letter: a poison row goes to the dead-letter topic with its reason; the rest applies", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  const poison = event("a", 2, 11n);
+  (poison.after as Record<string, unknown>)["name"] = "poison";
+  await log.produce([encode(event("a", 1, 10n)), encode(poison), encode(event("a", 3, 12n))]);
+  const sink = new MemorySink();
+  const r = runner(log, sink, { onError: "dead-letter" });
+  await runUntil(r, () => sink.rows.size === 2);
+  await new Promise((res) => setTimeout(res, 50));
+  const dlq = await log.consumer("reader", ["t.dlq.mem"]);
+  const dead = await dlq.poll({ maxRecords: 10, maxBytes: 1 << 20, maxWaitMs: 500 });
+  await dlq.close();
+  assert.equal(dead.length, 1);
+  assert.match(Buffer.from(dead[0]!.headers!["sluice.error"]!).toString(), /out of range/);
+  assert.equal(Buffer.from(dead[0]!.headers!["sluice.origin"]!).toString(), "pg.public.a:0:1");
+  assert.equal(deserializeEvent(Buffer.from(dead[0]!.value!).toString()).key["id"], 2);
+  assert.equal(r.haltedTables().length, 0);
+  await log.close();
+});
+
+test("a retriable item failure is written again until it applies", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  const flaky = event("a", 1, 10n);
+  (flaky.after as Record<string, unknown>)["name"] = "flaky";
+  await log.produce([encode(flaky), encode(event("a", 2, 11n))]);
+  const sink = new MemorySink();
+  await runUntil(runner(log, sink), () => sink.rows.size === 2);
+  assert.deepEqual([...sink.rows.keys()].sort(), ["a/1", "a/2"]);
+  await log.close();
+});
+
+test("a second runner of the same sink is refused while the first holds the lease", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  const first = runner(log, new MemorySink());
+  const stop = new AbortController();
+  const running = first.run(stop.signal);
+  await new Promise((res) => setTimeout(res, 50));
+  await assert.rejects(runner(log, new MemorySink(), { owner: "other" }).run(new AbortController().signal), /running in another process/);
+  stop.abort(new Error("stop"));
+  await running;
+  await log.close();
+});

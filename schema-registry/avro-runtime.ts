@@ -1,0 +1,97 @@
+/**
+ * avsc types for encoding and decoding, with an exact 64-bit `long`: values are written from
+ * bigint or safe-integer numbers and always read back as bigint, so integers beyond 2^53 survive.
+ * Logical types are left to the column converters (row-codec.ts), so avsc sees only the
+ * underlying types.
+ */
+import avro from "avsc";
+import type { Type } from "avsc";
+import type { AvroSchemaJson } from "./avro-schema.ts";
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+/** Below this magnitude the zig-zag value stays under 2^53, so plain number arithmetic is exact. */
+const FAST_LIMIT = 2 ** 52;
+
+function isLong(value: unknown): value is bigint | number {
+  if (typeof value === "bigint") return value >= INT64_MIN && value <= INT64_MAX;
+  return Number.isSafeInteger(value);
+}
+
+/** Reused by writeLong: avsc copies the returned bytes into its output before the next call. */
+const LONG_SCRATCH = Buffer.allocUnsafe(10);
+
+/** Zig-zag varint bytes of a long (the Avro binary encoding). */
+function writeLong(value: bigint | number): Buffer {
+  let length = 0;
+  if (typeof value === "number" && Math.abs(value) < FAST_LIMIT) {
+    let zigzag = value >= 0 ? value * 2 : -value * 2 - 1;
+    while (zigzag >= 0x80) {
+      LONG_SCRATCH[length++] = (zigzag % 0x80) | 0x80;
+      zigzag = Math.floor(zigzag / 0x80);
+    }
+    LONG_SCRATCH[length++] = zigzag;
+  } else {
+    const n = BigInt(value);
+    let zigzag = n >= 0n ? n << 1n : ((-n) << 1n) - 1n;
+    while (zigzag >= 0x80n) {
+      LONG_SCRATCH[length++] = Number(zigzag & 0x7fn) | 0x80;
+      zigzag >>= 7n;
+    }
+    LONG_SCRATCH[length++] = Number(zigzag);
+  }
+  return LONG_SCRATCH.subarray(0, length);
+}
+
+function readLong(buffer: Buffer): bigint {
+  if (buffer.length <= 7) {
+    let zigzag = 0;
+    let factor = 1;
+    for (const byte of buffer) {
+      zigzag += (byte & 0x7f) * factor;
+      factor *= 0x80;
+    }
+    return BigInt(zigzag % 2 === 0 ? zigzag / 2 : -(zigzag + 1) / 2);
+  }
+  let zigzag = 0n;
+  let shift = 0n;
+  for (const byte of buffer) {
+    zigzag |= BigInt(byte & 0x7f) << shift;
+    shift += 7n;
+  }
+  return (zigzag & 1n) === 0n ? zigzag >> 1n : -((zigzag + 1n) >> 1n);
+}
+
+/** The exact long type; `noUnpack` hands us the raw varint bytes. */
+export const BIGINT_LONG: Type = avro.types.LongType.__with(
+  {
+    fromBuffer: readLong,
+    toBuffer: writeLong,
+    fromJSON: (json: unknown) => BigInt(json as number | string),
+    toJSON: (value: bigint | number) => (Number.isSafeInteger(Number(value)) ? Number(value) : String(value)),
+    isValid: isLong,
+    compare: (a: bigint | number, b: bigint | number) => {
+      const x = BigInt(a);
+      const y = BigInt(b);
+      return x < y ? -1 : x > y ? 1 : 0;
+    },
+  },
+  true,
+);
+
+function useBigIntLong(schema: unknown): Type | undefined {
+  if (schema === "long") return BIGINT_LONG;
+  if (typeof schema === "object" && schema !== null && (schema as { type?: unknown }).type === "long") return BIGINT_LONG;
+  return undefined;
+}
+
+/** An avsc type for a schema, built with fresh options so named types never leak between schemas. */
+export function createAvroType(schema: AvroSchemaJson | string): Type {
+  const json: unknown = typeof schema === "string" && isJsonText(schema) ? JSON.parse(schema) : schema;
+  return avro.Type.forSchema(json as never, { typeHook: useBigIntLong as never, wrapUnions: "auto" });
+}
+
+function isJsonText(text: string): boolean {
+  const first = text.trimStart()[0];
+  return first === "{" || first === "[" || first === '"';
+}

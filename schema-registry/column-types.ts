@@ -1,0 +1,408 @@
+/**
+ * The Avro form of one column type: its schema and the converters between a ColumnValue
+ * (contracts.ts) and the value avsc encodes. Which database type gets which form is decided in
+ * postgres-types.ts and mysql-types.ts; docs/avro-types.md is the table.
+ */
+import type { ColumnValue, Unchanged } from "../connectors/contracts.ts";
+import type { AvroSchemaJson } from "./avro-schema.ts";
+import { bytesToUnscaled, formatUnscaled, parseDecimal, toUnscaled, unscaledToBytes } from "./decimal.ts";
+import { formatHstore, parseHstore } from "./hstore.ts";
+import type { HstoreMap } from "./hstore.ts";
+
+export type PresentValue = Exclude<ColumnValue, null | Unchanged>;
+export type SpecialNumeric = "NaN" | "Infinity" | "-Infinity";
+
+/** Receives numeric values that precise decimals cannot hold (see row-codec.ts). */
+export interface EncodeContext {
+  special(path: string, value: SpecialNumeric): void;
+}
+
+export interface DecodeContext {
+  special(path: string): string | undefined;
+}
+
+/** Named Avro types are defined once per schema and referenced by name afterwards. */
+export interface NamedTypeScope {
+  define(fullName: string, definition: () => AvroSchemaJson): AvroSchemaJson;
+}
+
+export interface ColumnAvroType {
+  /** What the column became, for messages: "decimal(10,2)", "array<int>". */
+  readonly label: string;
+  /** The Avro schema of a present (non-null) value. */
+  schema(scope: NamedTypeScope): AvroSchemaJson;
+  /** The avsc value of a present value, or `undefined` when it was recorded as a special value. */
+  toAvro(value: PresentValue, context: EncodeContext, path: string): unknown;
+  fromAvro(value: unknown, context: DecodeContext, path: string): ColumnValue;
+  /** Stands in for a value that is not available in a field that cannot be null. */
+  readonly zero: unknown;
+  /** Whether values may be NaN/±Infinity recorded beside the record (precise PostgreSQL numerics). */
+  readonly mayBeSpecial: boolean;
+}
+
+const INT_MIN = -(2 ** 31);
+const INT_MAX = 2 ** 31 - 1;
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+const INTEGER_TEXT = /^[+-]?\d+$/;
+const SPECIALS = new Map<string, SpecialNumeric>([
+  ["nan", "NaN"],
+  ["infinity", "Infinity"],
+  ["+infinity", "Infinity"],
+  ["-infinity", "-Infinity"],
+]);
+
+export function describeValue(value: unknown): string {
+  if (value instanceof Uint8Array) return `${value.length} bytes`;
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "string") return `string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)}`;
+  if (typeof value === "bigint") return `bigint ${value}`;
+  return `${typeof value} ${String(value)}`;
+}
+
+function expected(what: string, value: unknown): never {
+  throw new TypeError(`expected ${what}, got ${describeValue(value)}`);
+}
+
+function withProps(type: string, props: Readonly<Record<string, unknown>>): AvroSchemaJson {
+  return Object.keys(props).length === 0 ? type : { type, ...props };
+}
+
+export function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** A plain Uint8Array view (not a Buffer), so decoded rows compare equal to source rows. */
+function asUint8Array(value: unknown): Uint8Array {
+  if (!(value instanceof Uint8Array)) expected("bytes", value);
+  return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+}
+
+function toInteger(value: PresentValue, min: bigint, max: bigint, what: string): bigint {
+  let n: bigint;
+  if (typeof value === "bigint") n = value;
+  else if (typeof value === "number" && Number.isInteger(value)) n = BigInt(value);
+  else if (typeof value === "string" && INTEGER_TEXT.test(value.trim())) n = BigInt(value.trim());
+  else expected(what, value);
+  if (n < min || n > max) throw new RangeError(`${n} is out of range for ${what}`);
+  return n;
+}
+
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** A long value for avsc: a number when exact, else a bigint. */
+function toLong(value: PresentValue, what: string): number | bigint {
+  if (typeof value === "number" && Number.isSafeInteger(value)) return value;
+  const n = typeof value === "bigint" && value >= INT64_MIN && value <= INT64_MAX ? value : toInteger(value, INT64_MIN, INT64_MAX, what);
+  return n >= MIN_SAFE && n <= MAX_SAFE ? Number(n) : n;
+}
+
+function longResult(value: unknown): bigint {
+  if (typeof value === "bigint") return value;
+  if (typeof value === "number" && Number.isInteger(value)) return BigInt(value);
+  return expected("a long", value);
+}
+
+function toFloatingPoint(value: PresentValue): number {
+  if (typeof value === "number") return value;
+  if (typeof value === "bigint") return Number(value);
+  if (typeof value === "string") {
+    const special = SPECIALS.get(value.trim().toLowerCase());
+    if (special) return Number(special);
+    const n = Number(value);
+    if (value.trim() !== "" && !Number.isNaN(n)) return n;
+  }
+  return expected("a floating-point number", value);
+}
+
+function specialOf(value: PresentValue): SpecialNumeric | undefined {
+  if (typeof value === "number" && !Number.isFinite(value)) return Number.isNaN(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity";
+  if (typeof value === "string") return SPECIALS.get(value.trim().toLowerCase());
+  return undefined;
+}
+
+function decimalText(value: PresentValue): string {
+  if (typeof value === "string") return value;
+  if (typeof value === "bigint") return value.toString();
+  if (typeof value === "number" && Number.isFinite(value)) return String(value);
+  return expected("a decimal (digit string)", value);
+}
+
+export const booleanColumn: ColumnAvroType = {
+  label: "boolean",
+  schema: () => "boolean",
+  toAvro: (value) => (typeof value === "boolean" ? value : expected("a boolean", value)),
+  fromAvro: (value) => value as boolean,
+  zero: false,
+  mayBeSpecial: false,
+};
+
+export const intColumn: ColumnAvroType = {
+  label: "int",
+  schema: () => "int",
+  toAvro: (value) => {
+    if (typeof value === "number" && Number.isInteger(value) && value >= INT_MIN && value <= INT_MAX) return value;
+    return Number(toInteger(value, BigInt(INT_MIN), BigInt(INT_MAX), "an int"));
+  },
+  fromAvro: (value) => value as number,
+  zero: 0,
+  mayBeSpecial: false,
+};
+
+/** A 64-bit integer. `narrow` columns (e.g. MySQL INT UNSIGNED) always fit a number and decode as one. */
+export function longColumn(options: { narrow: boolean }): ColumnAvroType {
+  return {
+    label: "long",
+    schema: () => "long",
+    toAvro: (value) => toLong(value, "a long"),
+    fromAvro: options.narrow ? (value) => Number(longResult(value)) : longResult,
+    zero: 0,
+    mayBeSpecial: false,
+  };
+}
+
+export const floatColumn: ColumnAvroType = {
+  label: "float",
+  schema: () => "float",
+  toAvro: toFloatingPoint,
+  fromAvro: (value) => value as number,
+  zero: 0,
+  mayBeSpecial: false,
+};
+
+export const doubleColumn: ColumnAvroType = { ...floatColumn, label: "double", schema: () => "double" };
+
+/** A string; `props` adds a logical type or a semantic marker (e.g. Debezium's `connect.name`). */
+export function stringColumn(label: string, props: Readonly<Record<string, unknown>> = {}): ColumnAvroType {
+  return {
+    label,
+    schema: () => withProps("string", props),
+    toAvro: (value) => {
+      if (typeof value === "string") return value;
+      if (typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") return String(value);
+      return expected("a string", value);
+    },
+    fromAvro: (value) => value as string,
+    zero: "",
+    mayBeSpecial: false,
+  };
+}
+
+export function bytesColumn(label: string, props: Readonly<Record<string, unknown>> = {}): ColumnAvroType {
+  return {
+    label,
+    schema: () => withProps("bytes", props),
+    toAvro: (value) => (value instanceof Uint8Array ? asBuffer(value) : expected("bytes (Uint8Array)", value)),
+    fromAvro: asUint8Array,
+    zero: Buffer.alloc(0),
+    mayBeSpecial: false,
+  };
+}
+
+export interface DecimalOptions {
+  /** Decode to a bigint instead of a digit string (integers stored as decimals, e.g. BIGINT UNSIGNED). */
+  readonly integerResult?: boolean;
+  /** NaN and ±Infinity are possible and recorded beside the record (PostgreSQL numeric). */
+  readonly specials?: boolean;
+  /** Accepts currency-formatted text such as "-$1,234.56" (PostgreSQL money). */
+  readonly currencyText?: boolean;
+}
+
+/** A decimal with declared precision and scale: Avro bytes with the `decimal` logical type. */
+export function decimalColumn(precision: number, scale: number, options: DecimalOptions = {}): ColumnAvroType {
+  return {
+    label: `decimal(${precision},${scale})`,
+    schema: () => ({ type: "bytes", logicalType: "decimal", precision, scale }),
+    toAvro: (value, context, path) => {
+      if (options.specials) {
+        const special = specialOf(value);
+        if (special) {
+          context.special(path, special);
+          return undefined;
+        }
+      }
+      let text = decimalText(value);
+      if (options.currencyText) text = text.replace(/[^0-9.+-]/g, "");
+      return unscaledToBytes(toUnscaled(text, scale));
+    },
+    fromAvro: (value) => {
+      const unscaled = bytesToUnscaled(asUint8Array(value));
+      return options.integerResult && scale === 0 ? unscaled : formatUnscaled(unscaled, scale);
+    },
+    zero: Buffer.of(0),
+    mayBeSpecial: options.specials === true,
+  };
+}
+
+const VARIABLE_SCALE_DECIMAL = "io.debezium.data.VariableScaleDecimal";
+
+/**
+ * A decimal whose scale varies per value (PostgreSQL `numeric` without a declared scale), laid out
+ * as Debezium's VariableScaleDecimal record {scale: int, value: bytes}.
+ */
+export const variableScaleDecimalColumn: ColumnAvroType = {
+  label: "VariableScaleDecimal",
+  schema: (scope) =>
+    scope.define(VARIABLE_SCALE_DECIMAL, () => ({
+      type: "record",
+      name: VARIABLE_SCALE_DECIMAL,
+      fields: [
+        { name: "scale", type: "int" },
+        { name: "value", type: "bytes" },
+      ],
+      "connect.name": VARIABLE_SCALE_DECIMAL,
+    })),
+  toAvro: (value, context, path) => {
+    const special = specialOf(value);
+    if (special) {
+      context.special(path, special);
+      return undefined;
+    }
+    const { unscaled, scale } = parseDecimal(decimalText(value));
+    return { scale, value: unscaledToBytes(unscaled) };
+  },
+  fromAvro: (value) => {
+    const record = value as { scale: number; value: Uint8Array };
+    return formatUnscaled(bytesToUnscaled(record.value), record.scale);
+  },
+  zero: { scale: 0, value: Buffer.of(0) },
+  mayBeSpecial: true,
+};
+
+/** A decimal carried as a double (lossy; NaN and ±Infinity are native). Decodes to its digit string. */
+export const numericAsDoubleColumn: ColumnAvroType = {
+  label: "double",
+  schema: () => "double",
+  toAvro: toFloatingPoint,
+  fromAvro: (value) => String(value as number),
+  zero: 0,
+  mayBeSpecial: false,
+};
+
+/** A decimal carried as its exact digit string ("NaN", "Infinity", "-Infinity" included). */
+export const numericAsStringColumn: ColumnAvroType = {
+  label: "string",
+  schema: () => "string",
+  toAvro: (value) => {
+    const special = specialOf(value);
+    if (special) return special;
+    const text = decimalText(value);
+    parseDecimal(text);
+    return text;
+  },
+  fromAvro: (value) => value as string,
+  zero: "0",
+  mayBeSpecial: false,
+};
+
+export const dateColumn: ColumnAvroType = {
+  label: "date",
+  schema: () => ({ type: "int", logicalType: "date" }),
+  toAvro: (value) => Number(toInteger(value, BigInt(INT_MIN), BigInt(INT_MAX), "days since the epoch")),
+  fromAvro: (value) => value as number,
+  zero: 0,
+  mayBeSpecial: false,
+};
+
+/** Microseconds as a long. `props` carries the logical type or marker; `asNumber` decodes to a number. */
+function microsColumn(label: string, props: Readonly<Record<string, unknown>>, asNumber: boolean): ColumnAvroType {
+  return {
+    label,
+    schema: () => ({ type: "long", ...props }),
+    toAvro: (value) => toLong(value, "microseconds"),
+    fromAvro: asNumber ? (value) => Number(longResult(value)) : longResult,
+    zero: 0,
+    mayBeSpecial: false,
+  };
+}
+
+export const timeMicrosColumn = microsColumn("time-micros", { logicalType: "time-micros" }, true);
+export const timestampMicrosColumn = microsColumn("timestamp-micros", { logicalType: "timestamp-micros" }, false);
+/** A signed duration in microseconds (MySQL TIME spans -838:59:59 to 838:59:59, beyond a time of day). */
+export const microDurationColumn = microsColumn("long (MicroTime)", { "connect.name": "io.debezium.time.MicroTime" }, true);
+
+export const hstoreColumn: ColumnAvroType = {
+  label: "map<string>",
+  schema: () => ({ type: "map", values: ["null", "string"] }),
+  toAvro: (value) => (typeof value === "string" ? parseHstore(value) : expected("hstore text", value)),
+  fromAvro: (value) => formatHstore(value as HstoreMap),
+  zero: {},
+  mayBeSpecial: false,
+};
+
+/** PostgreSQL bit strings as text of 0s and 1s, which keeps their exact length. */
+export const bitStringColumn: ColumnAvroType = {
+  ...stringColumn("string (bits)"),
+  toAvro: (value) => (typeof value === "string" && /^[01]*$/.test(value) ? value : expected("a bit string of 0s and 1s", value)),
+};
+
+/** MySQL BIT(1) as boolean. */
+export const bitBooleanColumn: ColumnAvroType = {
+  ...booleanColumn,
+  toAvro: (value) => {
+    if (typeof value === "boolean") return value;
+    if (typeof value === "number" || typeof value === "bigint") return value !== 0 && value !== 0n;
+    if (value instanceof Uint8Array) return value.some((byte) => byte !== 0);
+    return expected("a bit", value);
+  },
+};
+
+/** MySQL BIT(n) as big-endian bytes, ceil(n/8) long. */
+export function bitBytesColumn(bits: number): ColumnAvroType {
+  const length = Math.ceil(bits / 8);
+  return {
+    ...bytesColumn(`bytes (bit(${bits}))`),
+    toAvro: (value) => {
+      let bytes: Uint8Array;
+      if (value instanceof Uint8Array) bytes = value;
+      else if (typeof value === "number" || typeof value === "bigint") {
+        const n = toInteger(value, 0n, (1n << BigInt(bits)) - 1n, `bit(${bits})`);
+        bytes = Buffer.from(n.toString(16).padStart(length * 2, "0"), "hex");
+      } else return expected(`bit(${bits}) bytes`, value);
+      if (bytes.length > length) throw new RangeError(`${bytes.length} bytes do not fit bit(${bits})`);
+      const padded = Buffer.alloc(length);
+      padded.set(bytes, length - bytes.length);
+      return padded;
+    },
+  };
+}
+
+/** MySQL SET values as the comma-separated text MySQL prints (arrays of members are joined). */
+export function setColumn(allowed: readonly string[]): ColumnAvroType {
+  const text = stringColumn("string (set)", { "connect.name": "io.debezium.data.EnumSet", "connect.parameters": { allowed: allowed.join(",") } });
+  return {
+    ...text,
+    toAvro: (value, context, path) =>
+      Array.isArray(value) && value.every((member) => typeof member === "string") ? value.join(",") : text.toAvro(value, context, path),
+  };
+}
+
+/** One-dimensional arrays; elements may be null. */
+export function arrayColumn(element: ColumnAvroType): ColumnAvroType {
+  return {
+    label: `array<${element.label}>`,
+    schema: (scope) => ({ type: "array", items: ["null", element.schema(scope)] }),
+    toAvro: (value, context, path) => {
+      if (!Array.isArray(value)) return expected("an array", value);
+      return (value as readonly ColumnValue[]).map((item, index) => {
+        if (item === null) return null;
+        if (Array.isArray(item)) throw new TypeError("multi-dimensional arrays are not supported");
+        if (typeof item === "symbol") return expected("an array element", item);
+        const encoded = element.toAvro(item, context, element.mayBeSpecial ? `${path}[${index}]` : path);
+        return encoded === undefined ? null : encoded;
+      });
+    },
+    fromAvro: (value, context, path) =>
+      (value as readonly unknown[]).map((item, index) => {
+        if (item === null) return (element.mayBeSpecial && context.special(`${path}[${index}]`)) || null;
+        return element.fromAvro(item, context, path);
+      }),
+    zero: [],
+    mayBeSpecial: element.mayBeSpecial,
+  };
+}
+
+/** JSON documents as their text, marked the way Debezium marks them. */
+export const jsonColumn = stringColumn("string (json)", { "connect.name": "io.debezium.data.Json" });
+export const uuidColumn = stringColumn("string (uuid)", { logicalType: "uuid" });

@@ -1,0 +1,87 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { UNCHANGED } from "../connectors/contracts.ts";
+import type { ChangeEvent, TableSchema } from "../connectors/contracts.ts";
+import { ChangeEventDecoder, ChangeEventEncoder } from "./event-codec.ts";
+import { LocalRegistry } from "./local-registry.ts";
+import { openMemoryStore } from "./log-store.ts";
+import { IncompatibleSchemaError } from "./registry-errors.ts";
+
+const V1: TableSchema = {
+  source: "shop",
+  database: "shopdb",
+  schema: "public",
+  table: "carts",
+  sourceKind: "postgres",
+  key: ["id"],
+  columns: [
+    { name: "id", dbType: "int8", nullable: false, primaryKeyIndex: 1 },
+    { name: "total", dbType: "numeric", nullable: true },
+    { name: "items", dbType: "jsonb", nullable: true },
+  ],
+};
+const V2: TableSchema = { ...V1, columns: [...V1.columns, { name: "coupon code", dbType: "text", nullable: true }] };
+
+function event(table: TableSchema, after: Record<string, unknown>, change: bigint): ChangeEvent {
+  return {
+    op: "u",
+    key: { id: after.id as bigint },
+    before: null,
+    after: after as ChangeEvent["after"],
+    source: {
+      connector: "postgres",
+      name: "shop",
+      db: "shopdb",
+      schema: "public",
+      table: "carts",
+      position: { commit: change + 10n, change },
+      txId: "42",
+      commitTimeMs: 1_700_000_000_000,
+      snapshot: false,
+    },
+    schema: table,
+  };
+}
+
+describe("ChangeEventEncoder and ChangeEventDecoder", () => {
+  it("register a table's schemas and carry events through the registry, each under the table schema it was written with", async () => {
+    const registry = new LocalRegistry(await openMemoryStore());
+    const encoderV1 = await ChangeEventEncoder.register(registry, V1, { topic: "shop.public.carts" });
+    assert.deepEqual(await registry.listSubjects(), ["shop.public.carts-key", "shop.public.carts-value"]);
+    const first = event(V1, { id: 2n ** 60n, total: "NaN", items: UNCHANGED }, 100n);
+    const recordV1 = encoderV1.encode(first);
+
+    const encoderV2 = await ChangeEventEncoder.register(registry, V2, { topic: "shop.public.carts" });
+    assert.equal(encoderV2.keySchemaId, encoderV1.keySchemaId, "the key did not change");
+    assert.notEqual(encoderV2.valueSchemaId, encoderV1.valueSchemaId);
+    const second = event(V2, { id: 1n, total: "12.5", items: "[]", "coupon code": "SAVE" }, 200n);
+    const recordV2 = encoderV2.encode(second);
+
+    const decoder = new ChangeEventDecoder(registry);
+    assert.deepEqual(await decoder.decode(recordV1.key, recordV1.value), first);
+    assert.deepEqual(await decoder.decode(recordV2.key, recordV2.value), second);
+    assert.equal(await decoder.decode(recordV1.key, null), null, "a tombstone");
+  });
+
+  it("refuses an incompatible table change at registration, naming the subject and column", async () => {
+    const registry = new LocalRegistry(await openMemoryStore());
+    await ChangeEventEncoder.register(registry, V1, { topic: "t" });
+    const retyped: TableSchema = { ...V1, columns: [V1.columns[0], { name: "total", dbType: "int4", nullable: true }, V1.columns[2]] as TableSchema["columns"] };
+    await assert.rejects(ChangeEventEncoder.register(registry, retyped, { topic: "t" }), (error: unknown) => {
+      assert.ok(error instanceof IncompatibleSchemaError);
+      assert.match(error.message, /subject "t-value".*column `total`/);
+      return true;
+    });
+  });
+
+  it("writes no key for truncates", async () => {
+    const registry = new LocalRegistry(await openMemoryStore());
+    const encoder = await ChangeEventEncoder.register(registry, V1, { topic: "t" });
+    const truncate: ChangeEvent = { ...event(V1, { id: 1n }, 5n), op: "t", key: {}, after: null };
+    const record = encoder.encode(truncate);
+    assert.equal(record.key, null);
+    const decoded = await new ChangeEventDecoder(registry).decode(null, record.value);
+    assert.equal(decoded?.op, "t");
+    assert.deepEqual(decoded?.key, {});
+  });
+});

@@ -1,0 +1,94 @@
+/**
+ * ChangeEvents to topic records and back, through the registry: the encoder registers a table's
+ * key and envelope schemas (TopicNameStrategy subjects, compatibility checked by the registry) and
+ * frames each event; the decoder rebuilds each event under the exact table schema it was written
+ * with, found from the schema id in the record.
+ */
+import type { Type } from "avsc";
+import type { ChangeEvent, Row, TableSchema } from "../connectors/contracts.ts";
+import { createAvroType } from "./avro-runtime.ts";
+import { fromEnvelope, toEnvelope } from "./envelope-codec.ts";
+import type { EnvelopeExtras } from "./envelope-codec.ts";
+import { FramedDecoder } from "./framed-codec.ts";
+import { subjectForTopic } from "./registry.ts";
+import type { SchemaRegistry } from "./registry.ts";
+import type { AvroRecordValue } from "./row-codec.ts";
+import { tableSchemaFromAvro } from "./table-from-avro.ts";
+import { mapTable } from "./table-mapping.ts";
+import type { TableAvroMapping, TableMappingOptions } from "./table-mapping.ts";
+import { encodeFramed } from "./wire-format.ts";
+
+export interface EncodedEvent {
+  /** Null for tables without a key and for truncates. */
+  readonly key: Buffer | null;
+  readonly value: Buffer;
+}
+
+export class ChangeEventEncoder {
+  readonly topic: string;
+  readonly mapping: TableAvroMapping;
+  readonly keySchemaId: number | null;
+  readonly valueSchemaId: number;
+  private readonly keyType: Type | null;
+  private readonly valueType: Type;
+
+  private constructor(topic: string, mapping: TableAvroMapping, keySchemaId: number | null, valueSchemaId: number) {
+    this.topic = topic;
+    this.mapping = mapping;
+    this.keySchemaId = keySchemaId;
+    this.valueSchemaId = valueSchemaId;
+    this.keyType = mapping.keySchema ? createAvroType(mapping.keySchema) : null;
+    this.valueType = createAvroType(mapping.envelopeSchema);
+  }
+
+  /** Registers the table's schemas under `<topic>-key` and `<topic>-value`; rejects with IncompatibleSchemaError. */
+  static async register(registry: SchemaRegistry, table: TableSchema, options: TableMappingOptions & { readonly topic: string }): Promise<ChangeEventEncoder> {
+    const mapping = mapTable(table, options);
+    const keySchemaId = mapping.keySchema ? await registry.register(subjectForTopic(options.topic, "key"), mapping.keySchema) : null;
+    const valueSchemaId = await registry.register(subjectForTopic(options.topic, "value"), mapping.envelopeSchema);
+    return new ChangeEventEncoder(options.topic, mapping, keySchemaId, valueSchemaId);
+  }
+
+  encode(event: ChangeEvent, extras?: EnvelopeExtras): EncodedEvent {
+    const keyCodec = this.mapping.keyCodec;
+    const key =
+      keyCodec && this.keyType && this.keySchemaId !== null && event.op !== "t"
+        ? encodeFramed(this.keySchemaId, this.keyType, keyCodec.toAvro(event.key))
+        : null;
+    return { key, value: encodeFramed(this.valueSchemaId, this.valueType, toEnvelope(event, this.mapping, extras)) };
+  }
+}
+
+export class ChangeEventDecoder {
+  private readonly registry: Pick<SchemaRegistry, "getById">;
+  private readonly framed: FramedDecoder;
+  private readonly mappings = new Map<number, Promise<TableAvroMapping>>();
+
+  constructor(registry: Pick<SchemaRegistry, "getById">) {
+    this.registry = registry;
+    this.framed = new FramedDecoder(registry);
+  }
+
+  /** The event of a topic record, or null for a tombstone. */
+  async decode(key: Uint8Array | null, value: Uint8Array | null): Promise<ChangeEvent | null> {
+    if (value === null) return null;
+    const { schemaId, value: record } = await this.framed.decode(value);
+    const mapping = await this.mappingFor(schemaId);
+    let keyRow: Row | undefined;
+    if (key !== null && mapping.keyCodec) keyRow = mapping.keyCodec.fromAvro((await this.framed.decode(key)).value as AvroRecordValue);
+    return fromEnvelope(record as AvroRecordValue, mapping, keyRow);
+  }
+
+  private mappingFor(schemaId: number): Promise<TableAvroMapping> {
+    let mapping = this.mappings.get(schemaId);
+    if (!mapping) {
+      mapping = this.registry.getById(schemaId).then((text) => {
+        const { table, options } = tableSchemaFromAvro(text);
+        return mapTable(table, options);
+      });
+      this.mappings.set(schemaId, mapping);
+      mapping.catch(() => this.mappings.delete(schemaId));
+    }
+    return mapping;
+  }
+}

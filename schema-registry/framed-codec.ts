@@ -1,0 +1,60 @@
+/**
+ * Decoding framed messages: the writer schema is fetched by id (once) and, when the caller reads
+ * with its own (newer) schema, resolved against it. Resolvers are cached per (reader, writer id).
+ */
+import type { Type } from "avsc";
+import { createAvroType } from "./avro-runtime.ts";
+import type { SchemaRegistry } from "./registry.ts";
+import { unframe } from "./wire-format.ts";
+
+type Resolver = ReturnType<Type["createResolver"]>;
+
+export interface DecodedMessage {
+  readonly schemaId: number;
+  readonly value: unknown;
+}
+
+export class FramedDecoder {
+  private readonly registry: Pick<SchemaRegistry, "getById">;
+  private readonly writerTypes = new Map<number, Promise<Type>>();
+  /** Per reader type: writer id → resolver, or null when the schemas encode identically. */
+  private readonly resolvers = new WeakMap<Type, Map<number, Resolver | null>>();
+
+  constructor(registry: Pick<SchemaRegistry, "getById">) {
+    this.registry = registry;
+  }
+
+  /** Decodes with the writer's schema, or with `reader` (resolving the writer's schema against it). */
+  async decode(message: Uint8Array, reader?: Type): Promise<DecodedMessage> {
+    const { schemaId, payload } = unframe(message);
+    const writer = await this.writerType(schemaId);
+    if (!reader) return { schemaId, value: writer.fromBuffer(payload) };
+    const resolver = this.resolverFor(reader, schemaId, writer);
+    return { schemaId, value: resolver === null ? reader.fromBuffer(payload) : reader.fromBuffer(payload, resolver) };
+  }
+
+  writerType(schemaId: number): Promise<Type> {
+    let type = this.writerTypes.get(schemaId);
+    if (!type) {
+      type = this.registry.getById(schemaId).then((text) => createAvroType(text));
+      this.writerTypes.set(schemaId, type);
+      // A failed fetch is not cached: the next message retries it.
+      type.catch(() => this.writerTypes.delete(schemaId));
+    }
+    return type;
+  }
+
+  private resolverFor(reader: Type, writerId: number, writer: Type): Resolver | null {
+    let byWriter = this.resolvers.get(reader);
+    if (!byWriter) {
+      byWriter = new Map();
+      this.resolvers.set(reader, byWriter);
+    }
+    let resolver = byWriter.get(writerId);
+    if (resolver === undefined) {
+      resolver = reader.equals(writer) ? null : reader.createResolver(writer);
+      byWriter.set(writerId, resolver);
+    }
+    return resolver;
+  }
+}

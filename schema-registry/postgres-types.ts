@@ -1,0 +1,112 @@
+/** PostgreSQL types to their Avro form. docs/avro-types.md lists every mapping and why. */
+import {
+  arrayColumn,
+  bitStringColumn,
+  booleanColumn,
+  bytesColumn,
+  dateColumn,
+  decimalColumn,
+  doubleColumn,
+  floatColumn,
+  hstoreColumn,
+  intColumn,
+  jsonColumn,
+  longColumn,
+  numericAsDoubleColumn,
+  numericAsStringColumn,
+  stringColumn,
+  timeMicrosColumn,
+  timestampMicrosColumn,
+  uuidColumn,
+  variableScaleDecimalColumn,
+} from "./column-types.ts";
+import type { ColumnAvroType } from "./column-types.ts";
+import { parseDbType } from "./db-type.ts";
+import type { DbType } from "./db-type.ts";
+
+/** How numerics without a declared scale are carried: exact (VariableScaleDecimal), as double, or as text. */
+export type NumericMode = "precise" | "double" | "string";
+
+export function postgresColumnType(dbType: string, numericMode: NumericMode): ColumnAvroType {
+  const type = parseDbType(dbType, { postgresArrays: true });
+  const scalar = postgresScalarType(type, numericMode);
+  return type.isArray ? arrayColumn(scalar) : scalar;
+}
+
+const INTEGERS = new Set(["smallint", "int2", "smallserial", "serial2", "integer", "int", "int4", "serial", "serial4"]);
+const BIGINTS = new Set(["bigint", "int8", "bigserial", "serial8"]);
+/** Unsigned 32-bit system types: exact in a long, decoded as numbers. */
+const UNSIGNED_32 = new Set(["oid", "xid", "cid"]);
+const TEXTS = new Set(["text", "character varying", "varchar", "character", "char", "bpchar", "name", "citext"]);
+const TIMESTAMPS = new Set(["timestamp", "timestamp without time zone", "timestamptz", "timestamp with time zone"]);
+
+function postgresScalarType(type: DbType, numericMode: NumericMode): ColumnAvroType {
+  const name = type.name;
+  if (INTEGERS.has(name)) return intColumn;
+  if (BIGINTS.has(name)) return longColumn({ narrow: false });
+  if (UNSIGNED_32.has(name)) return longColumn({ narrow: true });
+  if (TEXTS.has(name)) return stringColumn("string");
+  if (TIMESTAMPS.has(name)) return timestampMicrosColumn;
+  switch (name) {
+    case "xid8":
+      return decimalColumn(20, 0, { integerResult: true });
+    case "real":
+    case "float4":
+      return floatColumn;
+    case "double precision":
+    case "float8":
+      return doubleColumn;
+    case "float":
+      return Number(type.args[0] ?? 53) <= 24 ? floatColumn : doubleColumn;
+    case "numeric":
+    case "decimal":
+      return numericType(type.args, numericMode);
+    case "money":
+      // money is a 64-bit count of cents: at most 19 digits, 2 after the point.
+      return decimalColumn(19, 2, { currencyText: true });
+    case "boolean":
+    case "bool":
+      return booleanColumn;
+    case "bytea":
+      return bytesColumn("bytes");
+    case "date":
+      return dateColumn;
+    case "time":
+    case "time without time zone":
+      return timeMicrosColumn;
+    case "uuid":
+      return uuidColumn;
+    case "json":
+    case "jsonb":
+      return jsonColumn;
+    case "xml":
+      return stringColumn("string (xml)", { "connect.name": "io.debezium.data.Xml" });
+    case "bit":
+    case "bit varying":
+    case "varbit":
+      return bitStringColumn;
+    case "hstore":
+      return hstoreColumn;
+    default:
+      // timetz, interval, inet, cidr, macaddr(8), tsvector, tsquery, geometric types, ranges,
+      // enums and any other type: its text form.
+      return stringColumn(`string (${name})`);
+  }
+}
+
+function numericType(args: readonly string[], numericMode: NumericMode): ColumnAvroType {
+  const precision = Number(args[0]);
+  const scale = args.length > 1 ? Number(args[1]) : 0;
+  // Avro decimals need 0 <= scale <= precision; PostgreSQL 15 also allows negative scales and
+  // scales above the precision, which are carried like an unconstrained numeric.
+  const declared = args.length > 0 && Number.isInteger(precision) && precision > 0 && Number.isInteger(scale) && scale >= 0 && scale <= precision;
+  if (declared) return decimalColumn(precision, scale, { specials: true });
+  switch (numericMode) {
+    case "precise":
+      return variableScaleDecimalColumn;
+    case "double":
+      return numericAsDoubleColumn;
+    case "string":
+      return numericAsStringColumn;
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * A Row (contracts.ts) to the avsc value of its Avro record and back.
+ *
+ * Two side fields carry what a column's own type cannot:
+ * - `__sluice_unchanged` (array<string>): fields whose value the source did not send (PostgreSQL
+ *   unchanged TOAST, the UNCHANGED symbol) or that are absent from the row. Such a field holds
+ *   null, or its type's zero value when it cannot be null. Decoding gives UNCHANGED back.
+ * - `__sluice_special` (map<string>): precise decimals that are NaN, Infinity or -Infinity
+ *   (PostgreSQL numeric), keyed by field name, or `field[i]` for an array element. The field
+ *   (or element) holds null, or zero when it cannot be null. Decoding gives the special text back.
+ */
+import { UNCHANGED } from "../connectors/contracts.ts";
+import type { ColumnValue, Row } from "../connectors/contracts.ts";
+import type { ColumnAvroType, DecodeContext, EncodeContext, SpecialNumeric } from "./column-types.ts";
+import { AvroValueError } from "./schema-errors.ts";
+import type { ErrorContext } from "../connectors/errors.ts";
+
+export const UNCHANGED_FIELD = "__sluice_unchanged";
+export const SPECIAL_FIELD = "__sluice_special";
+export const RESERVED_FIELD_NAMES: ReadonlySet<string> = new Set([UNCHANGED_FIELD, SPECIAL_FIELD]);
+
+export interface ColumnBinding {
+  /** Column name as the database spells it (the Row key). */
+  readonly column: string;
+  /** Avro field name (sanitised). */
+  readonly field: string;
+  readonly type: ColumnAvroType;
+  readonly nullable: boolean;
+}
+
+export interface RowCodecOptions {
+  /** Whether the record has the `__sluice_unchanged` field (value records do, key records do not). */
+  readonly unchangedField: boolean;
+  /** Error context (table) for values that cannot be encoded. */
+  readonly context?: ErrorContext;
+}
+
+export type AvroRecordValue = Record<string, unknown>;
+
+class SpecialCollector implements EncodeContext {
+  specials: Record<string, SpecialNumeric> | undefined;
+
+  special(path: string, value: SpecialNumeric): void {
+    (this.specials ??= {})[path] = value;
+  }
+}
+
+export class RowCodec {
+  readonly bindings: readonly ColumnBinding[];
+  readonly hasUnchangedField: boolean;
+  readonly hasSpecialField: boolean;
+  private readonly errorContext: ErrorContext;
+
+  constructor(bindings: readonly ColumnBinding[], options: RowCodecOptions) {
+    this.bindings = bindings;
+    this.hasUnchangedField = options.unchangedField;
+    this.hasSpecialField = bindings.some((binding) => binding.type.mayBeSpecial);
+    this.errorContext = options.context ?? {};
+  }
+
+  toAvro(row: Row): AvroRecordValue {
+    const record: AvroRecordValue = {};
+    let unchanged: string[] | undefined;
+    const context = new SpecialCollector();
+    for (const { column, field, type, nullable } of this.bindings) {
+      const value = row[column];
+      const unavailable = value === undefined || value === UNCHANGED || (value === null && !nullable && this.hasUnchangedField);
+      if (unavailable) {
+        if (!this.hasUnchangedField) throw this.error(column, `key column has no value (${String(value)})`);
+        (unchanged ??= []).push(field);
+        record[field] = nullable ? null : type.zero;
+        continue;
+      }
+      if (value === null) {
+        if (!nullable) throw this.error(column, "value is null but the column is NOT NULL");
+        record[field] = null;
+        continue;
+      }
+      let encoded: unknown;
+      try {
+        encoded = type.toAvro(value as Exclude<ColumnValue, null | typeof UNCHANGED>, context, field);
+      } catch (error) {
+        throw this.error(column, `cannot be encoded as ${type.label}: ${(error as Error).message}`, error);
+      }
+      record[field] = encoded !== undefined ? encoded : nullable ? null : type.zero;
+    }
+    if (this.hasUnchangedField) record[UNCHANGED_FIELD] = unchanged ?? [];
+    if (this.hasSpecialField) record[SPECIAL_FIELD] = context.specials ?? {};
+    return record;
+  }
+
+  fromAvro(record: AvroRecordValue): Row {
+    const row: Record<string, ColumnValue> = {};
+    const unchangedList = record[UNCHANGED_FIELD] as readonly string[] | undefined;
+    const unchanged = unchangedList && unchangedList.length > 0 ? new Set(unchangedList) : undefined;
+    const specials = record[SPECIAL_FIELD] as Readonly<Record<string, string>> | undefined;
+    const context: DecodeContext = { special: (path) => specials?.[path] };
+    for (const { column, field, type } of this.bindings) {
+      if (unchanged?.has(field)) {
+        row[column] = UNCHANGED;
+        continue;
+      }
+      const special = specials?.[field];
+      if (special !== undefined) {
+        row[column] = special;
+        continue;
+      }
+      const value = record[field];
+      if (value === null || value === undefined) {
+        row[column] = null;
+        continue;
+      }
+      try {
+        row[column] = type.fromAvro(value, context, field);
+      } catch (error) {
+        throw this.error(column, `cannot be decoded from ${type.label}: ${(error as Error).message}`, error);
+      }
+    }
+    return row;
+  }
+
+  private error(column: string, problem: string, cause?: unknown): AvroValueError {
+    const table = this.errorContext.table;
+    return new AvroValueError(`${table ? `table ${table} ` : ""}column \`${column}\`: ${problem}`, { ...this.errorContext, column }, cause);
+  }
+}

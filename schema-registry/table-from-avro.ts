@@ -1,0 +1,70 @@
+/**
+ * The way back from a registered schema to the table it was made from, so a consumer holding only
+ * a schema (fetched by id) can rebuild the row codecs with mapTable.
+ */
+import type { ColumnSchema, SourceKind, TableSchema } from "../connectors/contracts.ts";
+import type { AvroSchemaJson } from "./avro-schema.ts";
+import type { NumericMode } from "./postgres-types.ts";
+import { RESERVED_FIELD_NAMES } from "./row-codec.ts";
+import { InvalidSchemaError } from "./schema-errors.ts";
+import { DB_TYPE_PROPERTY, ORIGINAL_NAME_PROPERTY, TABLE_PROPERTY } from "./table-mapping.ts";
+import type { TableMappingOptions } from "./table-mapping.ts";
+
+interface TableProperty {
+  readonly source: string;
+  readonly database: string;
+  readonly schema: string;
+  readonly table: string;
+  readonly kind: SourceKind;
+  readonly numericMode: NumericMode;
+  readonly key: readonly string[];
+}
+
+type JsonObject = Record<string, unknown>;
+
+/** Reads a Sluice Envelope, Value or Key schema (JSON or its text). Throws when it is not one. */
+export function tableSchemaFromAvro(schema: AvroSchemaJson | string): { table: TableSchema; options: TableMappingOptions } {
+  const json: unknown = typeof schema === "string" ? JSON.parse(schema) : schema;
+  const record = rowRecordOf(json);
+  const property = record[TABLE_PROPERTY] as TableProperty;
+  const fields = (record.fields as JsonObject[]).filter((field) => !RESERVED_FIELD_NAMES.has(field.name as string));
+  const columns = fields.map((field): ColumnSchema => {
+    const dbType = field[DB_TYPE_PROPERTY];
+    if (typeof dbType !== "string") throw new InvalidSchemaError(`field "${String(field.name)}" has no ${DB_TYPE_PROPERTY} property`);
+    const name = typeof field[ORIGINAL_NAME_PROPERTY] === "string" ? (field[ORIGINAL_NAME_PROPERTY] as string) : (field.name as string);
+    const keyIndex = property.key.indexOf(name);
+    return {
+      name,
+      dbType,
+      nullable: Array.isArray(field.type) && field.type.includes("null"),
+      ...(keyIndex >= 0 ? { primaryKeyIndex: keyIndex + 1 } : {}),
+    };
+  });
+  const recordName = String(record.name);
+  const namespace = recordName.includes(".") ? recordName.slice(0, recordName.lastIndexOf(".")) : typeof record.namespace === "string" ? record.namespace : "";
+  const table: TableSchema = {
+    source: property.source,
+    database: property.database,
+    schema: property.schema,
+    table: property.table,
+    sourceKind: property.kind,
+    columns,
+    key: property.key,
+  };
+  return { table, options: { name: namespace.split(".")[0] ?? property.source, numericMode: property.numericMode } };
+}
+
+function rowRecordOf(json: unknown): JsonObject {
+  if (isObject(json) && isObject(json[TABLE_PROPERTY]) && Array.isArray(json.fields)) return json;
+  if (isObject(json) && Array.isArray(json.fields)) {
+    const before = (json.fields as unknown[]).find((field) => isObject(field) && field.name === "before");
+    const branches = isObject(before) && Array.isArray(before.type) ? before.type : [];
+    const row = branches.find((branch: unknown) => isObject(branch) && isObject(branch[TABLE_PROPERTY]));
+    if (isObject(row)) return row;
+  }
+  throw new InvalidSchemaError(`not a Sluice table schema (no record with a ${TABLE_PROPERTY} property)`);
+}
+
+function isObject(value: unknown): value is JsonObject {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}

@@ -1,0 +1,246 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { UNCHANGED } from "../connectors/contracts.ts";
+import type { ColumnSchema, Row, TableSchema } from "../connectors/contracts.ts";
+import { parseSchema } from "./avro-parse.ts";
+import { createAvroType } from "./avro-runtime.ts";
+import type { AvroFieldJson, AvroRecordJson } from "./avro-schema.ts";
+import { SPECIAL_FIELD, UNCHANGED_FIELD } from "./row-codec.ts";
+import { tableSchemaFromAvro } from "./table-from-avro.ts";
+import { mapTable } from "./table-mapping.ts";
+
+function table(columns: readonly ColumnSchema[], key: string[], overrides: Partial<TableSchema> = {}): TableSchema {
+  return { source: "shop", database: "shopdb", schema: "public", table: "orders", sourceKind: "postgres", columns, key, ...overrides };
+}
+
+function field(record: AvroRecordJson, name: string): AvroFieldJson {
+  const found = record.fields.find((candidate) => candidate.name === name);
+  assert.ok(found, `field ${name}`);
+  return found;
+}
+
+const ORDERS = table(
+  [
+    { name: "id", dbType: "int8", nullable: false, primaryKeyIndex: 1 },
+    { name: "region", dbType: "text", nullable: false, primaryKeyIndex: 2 },
+    { name: "total", dbType: "numeric(12,2)", nullable: true },
+    { name: "qty", dbType: "int4", nullable: false, default: "0" },
+    { name: "note", dbType: "text", nullable: false, default: "'none'::text" },
+    { name: "created", dbType: "timestamptz", nullable: false, default: "now()" },
+    { name: "serial", dbType: "int8", nullable: false, default: "nextval('orders_serial_seq'::regclass)" },
+    { name: "body", dbType: "jsonb", nullable: true },
+  ],
+  ["region", "id"],
+);
+
+describe("mapTable", () => {
+  it("names records <name>.<schema>.<table>.Key|Value|Envelope", () => {
+    const mapping = mapTable(ORDERS, { name: "prod" });
+    assert.equal(mapping.namespace, "prod.public.orders");
+    assert.equal(mapping.keySchema?.name, "Key");
+    assert.equal(mapping.keySchema?.namespace, "prod.public.orders");
+    assert.equal(mapping.valueSchema.name, "Value");
+    assert.equal(mapping.envelopeSchema.name, "Envelope");
+    assert.equal(mapping.envelopeSchema.namespace, "prod.public.orders");
+    assert.equal(mapTable(ORDERS).namespace, "shop.public.orders", "defaults to the logical source name");
+  });
+
+  it("sanitises namespace parts that are not Avro names", () => {
+    const mapping = mapTable(table(ORDERS.columns, ["id"], { schema: "my-schema", table: "2024 orders" }), { name: "acme.prod" });
+    assert.equal(mapping.namespace, "acme_prod.my_schema._2024_orders");
+  });
+
+  it("produces schemas that parse, as Avro and with avsc", () => {
+    const mapping = mapTable(ORDERS);
+    for (const schema of [mapping.keySchema, mapping.valueSchema, mapping.envelopeSchema]) {
+      assert.doesNotThrow(() => parseSchema(schema));
+      assert.doesNotThrow(() => createAvroType(schema as AvroRecordJson));
+    }
+  });
+
+  it("builds the key record from the key columns, in key order", () => {
+    const key = mapTable(ORDERS).keySchema;
+    assert.deepEqual(
+      key?.fields.map((f) => f.name),
+      ["region", "id"],
+    );
+    assert.equal(mapTable(table(ORDERS.columns, [])).keySchema, null);
+    assert.throws(() => mapTable(table(ORDERS.columns, ["missing"])), /key column `missing` is not a column/);
+  });
+
+  it("makes nullable columns [null, T] with default null, and uses literal column defaults for NOT NULL columns", () => {
+    const value = mapTable(ORDERS).valueSchema;
+    assert.deepEqual(field(value, "total").type, ["null", { type: "bytes", logicalType: "decimal", precision: 12, scale: 2 }]);
+    assert.equal(field(value, "total").default, null);
+    assert.equal(field(value, "qty").default, 0);
+    assert.equal(field(value, "note").default, "none");
+    assert.ok(!("default" in field(value, "created")), "an expression default gives no Avro default");
+    assert.ok(!("default" in field(value, "serial")));
+    assert.ok(!("default" in field(value, "id")));
+    assert.equal(field(value, "body")["sluice.db.type"], "jsonb");
+  });
+
+  it("sanitises column names deterministically, resolves collisions in column order, and records the mapping", () => {
+    const mapping = mapTable(
+      table(
+        [
+          { name: "a-b", dbType: "int4", nullable: true },
+          { name: "a_b", dbType: "int4", nullable: true },
+          { name: "a b", dbType: "int4", nullable: true },
+          { name: "1st", dbType: "int4", nullable: true },
+          { name: "prix €", dbType: "int4", nullable: true },
+          { name: "__sluice_unchanged", dbType: "int4", nullable: true },
+          { name: "ok", dbType: "int4", nullable: true },
+        ],
+        [],
+      ),
+    );
+    assert.deepEqual(
+      [...mapping.fieldNames.entries()],
+      [
+        ["a-b", "a_b"],
+        ["a_b", "a_b_2"],
+        ["a b", "a_b_3"],
+        ["1st", "_1st"],
+        ["prix €", "prix__"],
+        ["__sluice_unchanged", "__sluice_unchanged_2"],
+        ["ok", "ok"],
+      ],
+    );
+    assert.equal(field(mapping.valueSchema, "a_b_3")["sluice.original.name"], "a b");
+    assert.ok(!("sluice.original.name" in field(mapping.valueSchema, "ok")));
+    const again = mapTable(table([...mapping.table.columns], []));
+    assert.deepEqual([...again.fieldNames], [...mapping.fieldNames], "same input, same names");
+    const row: Row = { "a-b": 1, a_b: 2, "a b": 3, "1st": 4, "prix €": 5, __sluice_unchanged: 6, ok: 7 };
+    const type = createAvroType(mapping.valueSchema);
+    assert.deepEqual(mapping.valueCodec.fromAvro(type.fromBuffer(type.toBuffer(mapping.valueCodec.toAvro(row)))), row);
+  });
+
+  it("lays out the envelope as Debezium does, with the connector's source block", () => {
+    const postgres = mapTable(ORDERS).envelopeSchema;
+    assert.deepEqual(
+      postgres.fields.map((f) => f.name),
+      ["before", "after", "source", "op", "ts_ms", "ts_us", "ts_ns", "transaction"],
+    );
+    assert.deepEqual(field(postgres, "after").type, ["null", "shop.public.orders.Value"]);
+    const source = field(postgres, "source").type as AvroRecordJson;
+    assert.equal(source.name, "io.debezium.connector.postgresql.Source");
+    assert.deepEqual(
+      source.fields.map((f) => f.name),
+      ["version", "connector", "name", "ts_ms", "snapshot", "db", "sequence", "ts_us", "ts_ns", "schema", "table", "txId", "lsn", "xmin"],
+    );
+    const mysql = mapTable(table([{ name: "id", dbType: "int", nullable: false }], ["id"], { sourceKind: "mysql" })).envelopeSchema;
+    const mysqlSource = field(mysql, "source").type as AvroRecordJson;
+    assert.equal(mysqlSource.name, "io.debezium.connector.mysql.Source");
+    assert.deepEqual(
+      mysqlSource.fields.map((f) => f.name),
+      ["version", "connector", "name", "ts_ms", "snapshot", "db", "sequence", "ts_us", "ts_ns", "table", "server_id", "gtid", "file", "pos", "row", "thread", "query"],
+    );
+    const transaction = (field(postgres, "transaction").type as [string, AvroRecordJson])[1];
+    assert.equal(transaction.name, "event.block");
+    assert.deepEqual(
+      transaction.fields.map((f) => [f.name, f.type]),
+      [
+        ["id", "string"],
+        ["total_order", "long"],
+        ["data_collection_order", "long"],
+      ],
+    );
+  });
+
+  it("adds __sluice_special only when a column may hold NaN or Infinity", () => {
+    assert.ok(mapTable(ORDERS).valueSchema.fields.some((f) => f.name === SPECIAL_FIELD));
+    const mysql = mapTable(table([{ name: "d", dbType: "decimal(10,2)", nullable: true }], [], { sourceKind: "mysql" }));
+    assert.ok(!mysql.valueSchema.fields.some((f) => f.name === SPECIAL_FIELD));
+    assert.ok(mysql.valueSchema.fields.some((f) => f.name === UNCHANGED_FIELD));
+  });
+});
+
+describe("row codec", () => {
+  const mapping = mapTable(ORDERS);
+  const type = createAvroType(mapping.valueSchema);
+  const roundTrip = (row: Row): Row => mapping.valueCodec.fromAvro(type.fromBuffer(type.toBuffer(mapping.valueCodec.toAvro(row))));
+  const full: Row = {
+    id: 2n ** 62n + 1n,
+    region: "eu",
+    total: "12.50",
+    qty: 3,
+    note: "n",
+    created: 1_700_000_000_000_000n,
+    serial: 9n,
+    body: '{"big":"x"}',
+  };
+
+  it("round-trips a full row exactly", () => {
+    assert.deepEqual(roundTrip(full), full);
+  });
+
+  it("encodes UNCHANGED columns as null (nullable) or zero (NOT NULL) and lists them, both ways", () => {
+    const row: Row = { ...full, body: UNCHANGED, note: UNCHANGED };
+    const record = mapping.valueCodec.toAvro(row);
+    assert.equal(record.body, null);
+    assert.equal(record.note, "", "a NOT NULL string holds its zero value");
+    assert.deepEqual(record[UNCHANGED_FIELD], ["note", "body"]);
+    const back = roundTrip(row);
+    assert.equal(back.body, UNCHANGED);
+    assert.equal(back.note, UNCHANGED);
+    assert.equal(back.total, "12.50");
+  });
+
+  it("treats absent columns (a before-image with only the key) as not sent", () => {
+    const back = roundTrip({ id: 1n, region: "eu" });
+    assert.deepEqual(back, { id: 1n, region: "eu", total: UNCHANGED, qty: UNCHANGED, note: UNCHANGED, created: UNCHANGED, serial: UNCHANGED, body: UNCHANGED });
+  });
+
+  it("refuses a key without a value", () => {
+    assert.throws(() => mapping.keyCodec?.toAvro({ id: 1n }), /column `region`: key column has no value/);
+    assert.throws(() => mapping.keyCodec?.toAvro({ id: 1n, region: null }), /NOT NULL/);
+  });
+
+  it("keeps NaN of a NOT NULL precise numeric beside the record", () => {
+    const notNull = mapTable(table([{ name: "n", dbType: "numeric", nullable: false }], []));
+    const record = notNull.valueCodec.toAvro({ n: "NaN" });
+    assert.deepEqual(record.n, { scale: 0, value: Buffer.of(0) });
+    assert.deepEqual(record[SPECIAL_FIELD], { n: "NaN" });
+    assert.deepEqual(notNull.valueCodec.fromAvro(record), { n: "NaN" });
+  });
+
+  it("decodes records of an older schema that lack the side fields", () => {
+    const record = mapping.valueCodec.toAvro(full);
+    delete record[UNCHANGED_FIELD];
+    delete record[SPECIAL_FIELD];
+    assert.deepEqual(mapping.valueCodec.fromAvro(record), full);
+  });
+});
+
+describe("tableSchemaFromAvro", () => {
+  it("rebuilds the table (columns, types, nullability, key) from a registered envelope", () => {
+    const mapping = mapTable(
+      table(
+        [
+          { name: "id", dbType: "int8", nullable: false, primaryKeyIndex: 1 },
+          { name: "a-b", dbType: "numeric", nullable: true },
+        ],
+        ["id"],
+      ),
+      { name: "prod", numericMode: "string" },
+    );
+    const { table: rebuilt, options } = tableSchemaFromAvro(JSON.stringify(mapping.envelopeSchema));
+    assert.deepEqual(rebuilt, {
+      source: "shop",
+      database: "shopdb",
+      schema: "public",
+      table: "orders",
+      sourceKind: "postgres",
+      key: ["id"],
+      columns: [
+        { name: "id", dbType: "int8", nullable: false, primaryKeyIndex: 1 },
+        { name: "a-b", dbType: "numeric", nullable: true },
+      ],
+    });
+    assert.deepEqual(options, { name: "prod", numericMode: "string" });
+    const again = mapTable(rebuilt, options);
+    assert.deepEqual(again.valueSchema, mapping.valueSchema);
+    assert.throws(() => tableSchemaFromAvro({ type: "record", name: "X", fields: [] }), /not a Sluice table schema/);
+  });
+});

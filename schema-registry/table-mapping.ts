@@ -1,0 +1,126 @@
+/**
+ * A table schema to its three Avro schemas — key record, value record (a row), Debezium envelope —
+ * named `<name>.<schema>.<table>.Key|Value|Envelope`, and the codecs that turn rows into those
+ * records and back.
+ */
+import type { ColumnSchema, TableSchema } from "../connectors/contracts.ts";
+import type { AvroFieldJson, AvroRecordJson, AvroSchemaJson } from "./avro-schema.ts";
+import { assignUniqueNames, sanitizeNamespace } from "./avro-names.ts";
+import { avroDefaultOf } from "./column-defaults.ts";
+import type { ColumnAvroType, NamedTypeScope } from "./column-types.ts";
+import { envelopeSchema } from "./envelope-schema.ts";
+import { mysqlColumnType } from "./mysql-types.ts";
+import { postgresColumnType } from "./postgres-types.ts";
+import type { NumericMode } from "./postgres-types.ts";
+import { RESERVED_FIELD_NAMES, RowCodec, SPECIAL_FIELD, UNCHANGED_FIELD } from "./row-codec.ts";
+import type { ColumnBinding } from "./row-codec.ts";
+import { InvalidSchemaError } from "./schema-errors.ts";
+
+/** Field property: the column's database type. */
+export const DB_TYPE_PROPERTY = "sluice.db.type";
+/** Field property: the column name, when the Avro field name had to differ from it. */
+export const ORIGINAL_NAME_PROPERTY = "sluice.original.name";
+/** Record property on Key and Value records: where the table comes from and how it was mapped. */
+export const TABLE_PROPERTY = "sluice.table";
+
+export interface TableMappingOptions {
+  /** First part of record names: the deployment's topic prefix. Defaults to the table's logical source name. */
+  readonly name?: string;
+  /** PostgreSQL numerics without a declared scale: "precise" (default), "double" or "string". */
+  readonly numericMode?: NumericMode;
+}
+
+export interface TableAvroMapping {
+  readonly table: TableSchema;
+  /** `<name>.<schema>.<table>`, each part sanitised. */
+  readonly namespace: string;
+  /** Null when the table has no key. */
+  readonly keySchema: AvroRecordJson | null;
+  readonly valueSchema: AvroRecordJson;
+  readonly envelopeSchema: AvroRecordJson;
+  /** Column name → Avro field name, for every column. */
+  readonly fieldNames: ReadonlyMap<string, string>;
+  readonly keyCodec: RowCodec | null;
+  readonly valueCodec: RowCodec;
+}
+
+export function columnAvroType(table: Pick<TableSchema, "sourceKind">, column: ColumnSchema, numericMode: NumericMode): ColumnAvroType {
+  return table.sourceKind === "postgres" ? postgresColumnType(column.dbType, numericMode) : mysqlColumnType(column.dbType);
+}
+
+export function mapTable(table: TableSchema, options: TableMappingOptions = {}): TableAvroMapping {
+  const name = options.name ?? table.source;
+  const numericMode = options.numericMode ?? "precise";
+  const namespace = sanitizeNamespace([name, table.schema, table.table]);
+  const fieldNameList = assignUniqueNames(
+    table.columns.map((column) => column.name),
+    RESERVED_FIELD_NAMES,
+  );
+  const fieldNames = new Map(table.columns.map((column, index) => [column.name, fieldNameList[index] as string]));
+  const bindings = table.columns.map(
+    (column): ColumnBinding => ({
+      column: column.name,
+      field: fieldNames.get(column.name) as string,
+      type: columnAvroType(table, column, numericMode),
+      nullable: column.nullable,
+    }),
+  );
+  const byColumn = new Map(bindings.map((binding) => [binding.column, binding]));
+  const keyBindings = table.key.map((columnName) => {
+    const binding = byColumn.get(columnName);
+    if (!binding) throw new InvalidSchemaError(`table ${table.schema}.${table.table}: key column \`${columnName}\` is not a column`, { table: `${table.schema}.${table.table}` });
+    return binding;
+  });
+  const columnsByName = new Map(table.columns.map((column) => [column.name, column]));
+  const tableProperty = {
+    source: table.source,
+    database: table.database,
+    schema: table.schema,
+    table: table.table,
+    kind: table.sourceKind,
+    numericMode,
+    key: table.key,
+  };
+  const recordSchema = (recordName: "Key" | "Value", recordBindings: readonly ColumnBinding[], withUnchanged: boolean): AvroRecordJson => {
+    const scope = namedTypeScope();
+    const fields: AvroFieldJson[] = recordBindings.map((binding) => fieldSchema(binding, columnsByName.get(binding.column) as ColumnSchema, scope));
+    if (withUnchanged) fields.push({ name: UNCHANGED_FIELD, type: { type: "array", items: "string" }, default: [] });
+    if (recordBindings.some((binding) => binding.type.mayBeSpecial)) {
+      fields.push({ name: SPECIAL_FIELD, type: { type: "map", values: "string" }, default: {} });
+    }
+    return { type: "record", name: recordName, namespace, fields, "connect.name": `${namespace}.${recordName}`, [TABLE_PROPERTY]: tableProperty };
+  };
+  const errorContext = { table: `${table.schema}.${table.table}`, source: table.source };
+  const valueSchema = recordSchema("Value", bindings, true);
+  const hasKey = keyBindings.length > 0;
+  return {
+    table,
+    namespace,
+    keySchema: hasKey ? recordSchema("Key", keyBindings, false) : null,
+    valueSchema,
+    envelopeSchema: envelopeSchema(table.sourceKind, namespace, valueSchema),
+    fieldNames,
+    keyCodec: hasKey ? new RowCodec(keyBindings, { unchangedField: false, context: errorContext }) : null,
+    valueCodec: new RowCodec(bindings, { unchangedField: true, context: errorContext }),
+  };
+}
+
+function fieldSchema(binding: ColumnBinding, column: ColumnSchema, scope: NamedTypeScope): AvroFieldJson {
+  const type = binding.type.schema(scope);
+  const properties: Record<string, unknown> = { [DB_TYPE_PROPERTY]: column.dbType };
+  if (binding.field !== binding.column) properties[ORIGINAL_NAME_PROPERTY] = binding.column;
+  if (binding.nullable) return { name: binding.field, type: ["null", type], default: null, ...properties };
+  const avroDefault = avroDefaultOf(column.default, binding.type);
+  return { name: binding.field, type, ...(avroDefault === undefined ? {} : { default: avroDefault }), ...properties };
+}
+
+function namedTypeScope(): NamedTypeScope {
+  const defined = new Set<string>();
+  return {
+    define(fullName: string, definition: () => AvroSchemaJson): AvroSchemaJson {
+      if (defined.has(fullName)) return fullName;
+      defined.add(fullName);
+      return definition();
+    },
+  };
+}

@@ -1,0 +1,204 @@
+/**
+ * Every PostgreSQL and MySQL type: its Avro schema, and values through Avro binary and back.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { ColumnValue, SourceKind } from "../connectors/contracts.ts";
+import { parseSchema } from "./avro-parse.ts";
+import { createAvroType } from "./avro-runtime.ts";
+import type { AvroSchemaJson } from "./avro-schema.ts";
+import type { NumericMode } from "./postgres-types.ts";
+import { SPECIAL_FIELD } from "./row-codec.ts";
+import { mapTable } from "./table-mapping.ts";
+
+interface MappedColumn {
+  readonly fieldType: AvroSchemaJson;
+  roundTrip(value: ColumnValue): ColumnValue | undefined;
+  encode(value: ColumnValue): Record<string, unknown>;
+}
+
+function mapColumn(kind: SourceKind, dbType: string, numericMode?: NumericMode): MappedColumn {
+  const mapping = mapTable(
+    { source: "src", database: "db", schema: "sc", table: "t", sourceKind: kind, key: [], columns: [{ name: "c", dbType, nullable: true }] },
+    numericMode === undefined ? {} : { numericMode },
+  );
+  parseSchema(mapping.envelopeSchema);
+  const type = createAvroType(mapping.valueSchema);
+  const field = mapping.valueSchema.fields[0];
+  assert.ok(field && Array.isArray(field.type) && field.type[0] === "null", `${dbType}: nullable field is ["null", T]`);
+  assert.equal(field.default, null);
+  return {
+    fieldType: (field.type as AvroSchemaJson[])[1] as AvroSchemaJson,
+    roundTrip: (value) => mapping.valueCodec.fromAvro(type.fromBuffer(type.toBuffer(mapping.valueCodec.toAvro({ c: value })))).c,
+    encode: (value) => mapping.valueCodec.toAvro({ c: value }),
+  };
+}
+
+type Case = readonly [input: ColumnValue, output?: ColumnValue];
+
+function checkType(kind: SourceKind, dbTypes: readonly string[], expectedType: AvroSchemaJson, cases: readonly Case[], numericMode?: NumericMode): void {
+  for (const dbType of dbTypes) {
+    it(`${kind} ${dbType}${numericMode ? ` (${numericMode})` : ""} → ${JSON.stringify(expectedType)}`, () => {
+      const column = mapColumn(kind, dbType, numericMode);
+      assert.deepEqual(column.fieldType, expectedType);
+      for (const [input, output = input] of [...cases, [null] as Case]) {
+        assert.deepEqual(column.roundTrip(input), output, `${dbType}: ${String(input)}`);
+      }
+    });
+  }
+}
+
+const INT: AvroSchemaJson = "int";
+const LONG: AvroSchemaJson = "long";
+const STRING: AvroSchemaJson = "string";
+const BYTES: AvroSchemaJson = "bytes";
+const DATE: AvroSchemaJson = { type: "int", logicalType: "date" };
+const TIME_MICROS: AvroSchemaJson = { type: "long", logicalType: "time-micros" };
+const TIMESTAMP_MICROS: AvroSchemaJson = { type: "long", logicalType: "timestamp-micros" };
+const JSON_STRING: AvroSchemaJson = { type: "string", "connect.name": "io.debezium.data.Json" };
+const decimal = (precision: number, scale: number): AvroSchemaJson => ({ type: "bytes", logicalType: "decimal", precision, scale });
+const VARIABLE_SCALE_DECIMAL: AvroSchemaJson = {
+  type: "record",
+  name: "io.debezium.data.VariableScaleDecimal",
+  fields: [
+    { name: "scale", type: "int" },
+    { name: "value", type: "bytes" },
+  ],
+  "connect.name": "io.debezium.data.VariableScaleDecimal",
+};
+const bytes = (...values: number[]): Uint8Array => new Uint8Array(values);
+const THOUSAND_DIGITS = `-${"1234567890".repeat(60)}.${"0987654321".repeat(40)}`;
+
+describe("PostgreSQL types", () => {
+  checkType("postgres", ["int2", "smallint", "smallserial"], INT, [[0], [-32768], [32767]]);
+  checkType("postgres", ["int4", "integer", "int", "serial"], INT, [[-2147483648], [2147483647], ["42", 42]]);
+  checkType("postgres", ["int8", "bigint", "bigserial"], LONG, [
+    [2n ** 63n - 1n],
+    [-(2n ** 63n)],
+    [2n ** 53n + 1n],
+    [5, 5n],
+  ]);
+  checkType("postgres", ["numeric(10,2)", "decimal(10,2)"], decimal(10, 2), [["-12.34"], ["0.00"], ["99999999.99"], ["7", "7.00"], [12n, "12.00"]]);
+  checkType("postgres", ["numeric(5)"], decimal(5, 0), [["12345"], ["-1"]]);
+  checkType("postgres", ["numeric", "decimal", "numeric(3,-2)"], VARIABLE_SCALE_DECIMAL, [
+    ["1.5"],
+    ["-0.000001"],
+    ["123456789012345678901234567890.123"],
+    [THOUSAND_DIGITS],
+    ["NaN"],
+    ["Infinity"],
+    ["-Infinity"],
+  ]);
+  checkType("postgres", ["numeric"], STRING, [[THOUSAND_DIGITS], ["NaN"], ["Infinity"], ["-Infinity"], ["0.10"]], "string");
+  checkType("postgres", ["numeric"], "double", [["1.5"], ["NaN"], ["Infinity"], ["-Infinity"], ["-0.25"]], "double");
+  checkType("postgres", ["real", "float4"], "float", [[1.5], [Number.NaN], [Number.POSITIVE_INFINITY], ["-Infinity", Number.NEGATIVE_INFINITY]]);
+  checkType("postgres", ["double precision", "float8", "float"], "double", [[0.1], [Number.NaN], [Number.NEGATIVE_INFINITY], ["1e300", 1e300]]);
+  checkType("postgres", ["boolean", "bool"], "boolean", [[true], [false]]);
+  checkType("postgres", ["text", "varchar(255)", "character varying(10)", "char(3)", "character(3)", "bpchar", "name", "citext"], STRING, [[""], ["héllo ✓"]]);
+  checkType("postgres", ["bytea"], BYTES, [[bytes(0, 255, 1)], [bytes()]]);
+  checkType("postgres", ["date"], DATE, [[0], [-719162], [2932896]]);
+  checkType("postgres", ["time", "time(6) without time zone"], TIME_MICROS, [[0], [86_399_999_999], [86_400_000_000], [12n, 12]]);
+  checkType("postgres", ["timetz", "time with time zone"], STRING, [["12:34:56.789+02"]]);
+  checkType("postgres", ["timestamp", "timestamp(3) without time zone", "timestamptz", "timestamp with time zone"], TIMESTAMP_MICROS, [
+    [1_700_000_000_000_000n],
+    [1_700_000_000_000_000, 1_700_000_000_000_000n],
+    [-62_135_596_800_000_000n],
+    [253_402_300_799_999_999n],
+  ]);
+  checkType("postgres", ["interval"], STRING, [["1 year 2 mons 3 days 04:05:06.78"]]);
+  checkType("postgres", ["uuid"], { type: "string", logicalType: "uuid" }, [["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"]]);
+  checkType("postgres", ["json", "jsonb"], JSON_STRING, [['{"a":[1,2,{"b":null}]}'], ["[]"]]);
+  checkType("postgres", ["xml"], { type: "string", "connect.name": "io.debezium.data.Xml" }, [["<a>1</a>"]]);
+  checkType("postgres", ["inet", "cidr", "macaddr", "macaddr8", "tsvector", "tsquery", "point", "polygon", "int4range", "pg_lsn", "mood", "public.mood"], STRING, [
+    ["192.168.0.1/24"],
+    ["08:00:2b:01:02:03"],
+    ["'a' 'fat' 'cat'"],
+    ["(1,2)"],
+    ["[1,10)"],
+    ["happy"],
+  ]);
+  checkType("postgres", ["bit(3)", "bit varying(8)", "varbit"], STRING, [["101"], [""]]);
+  checkType("postgres", ["money"], decimal(19, 2), [["-12.30"], ["$1,234.56", "1234.56"], ["-$0.99", "-0.99"]]);
+  checkType("postgres", ["hstore", "public.hstore"], { type: "map", values: ["null", "string"] }, [['"a"=>"1", "b"=>NULL, "q\\"uote"=>"x, y"'], [""]]);
+  checkType("postgres", ["oid", "xid"], LONG, [[4294967295], ["12", 12]]);
+  checkType("postgres", ["xid8"], decimal(20, 0), [[18446744073709551615n]]);
+  checkType("postgres", ["_int4", "integer[]", "int4[]", "integer[][]"], { type: "array", items: ["null", "int"] }, [[[1, null, 3]], [[]]]);
+  checkType("postgres", ["_text", "text[]"], { type: "array", items: ["null", "string"] }, [[["a", null, ""]]]);
+  checkType("postgres", ["_uuid"], { type: "array", items: ["null", { type: "string", logicalType: "uuid" }] }, [[["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"]]]);
+  checkType("postgres", ["_numeric"], { type: "array", items: ["null", VARIABLE_SCALE_DECIMAL] }, [[["1.5", "NaN", null, "-Infinity", "2"]]]);
+  checkType("postgres", ["numeric(10,2)[]"], { type: "array", items: ["null", decimal(10, 2)] }, [[["1.50", null]]]);
+  checkType("postgres", ["_timestamptz"], { type: "array", items: ["null", TIMESTAMP_MICROS] }, [[[1n, null]]]);
+  checkType("postgres", ["_jsonb"], { type: "array", items: ["null", JSON_STRING] }, [[['{"a":1}']]]);
+
+  it("gives the text form to unknown types (enums, domains over them, extensions)", () => {
+    for (const dbType of ["mood", "public.mood", "ltree", "tsvector", "point", "int4range"]) {
+      assert.deepEqual(mapColumn("postgres", dbType).fieldType, "string", dbType);
+    }
+  });
+
+  it("records NaN and ±Infinity of precise numerics beside the record, leaving the field null", () => {
+    const encoded = mapColumn("postgres", "numeric(10,2)").encode("NaN");
+    assert.equal(encoded.c, null);
+    assert.deepEqual(encoded[SPECIAL_FIELD], { c: "NaN" });
+    const array = mapColumn("postgres", "_numeric").encode(["1", "Infinity"]);
+    assert.deepEqual(array[SPECIAL_FIELD], { "c[1]": "Infinity" });
+    assert.deepEqual((array.c as unknown[])[1], null);
+  });
+
+  it("rejects values that do not fit, naming the column", () => {
+    assert.throws(() => mapColumn("postgres", "int4").encode(2 ** 31), /column `c`.*out of range/);
+    assert.throws(() => mapColumn("postgres", "numeric(10,2)").encode("1.234"), /column `c`.*more than 2 digits/);
+    assert.throws(() => mapColumn("postgres", "bytea").encode("abc"), /column `c`.*expected bytes/);
+    assert.throws(() => mapColumn("postgres", "_int4").encode([[1, 2]]), /multi-dimensional arrays/);
+    assert.throws(() => mapColumn("postgres", "int8").encode(2n ** 63n), /out of range/);
+  });
+});
+
+describe("MySQL types", () => {
+  checkType("mysql", ["tinyint", "tinyint(1)", "tinyint unsigned", "smallint", "smallint(6) unsigned", "mediumint", "mediumint unsigned zerofill", "year", "year(4)"], INT, [
+    [0],
+    [255],
+    [-128],
+    [16777215],
+  ]);
+  checkType("mysql", ["int", "int(11)", "integer"], INT, [[-2147483648], [2147483647]]);
+  checkType("mysql", ["int unsigned", "int(10) unsigned"], LONG, [[4294967295], [0]]);
+  checkType("mysql", ["bigint", "bigint(20)"], LONG, [[2n ** 63n - 1n], [-(2n ** 63n)]]);
+  checkType("mysql", ["bigint unsigned", "bigint(20) unsigned", "serial"], decimal(20, 0), [
+    [18446744073709551615n],
+    [0n],
+    ["18446744073709551615", 18446744073709551615n],
+    [9007199254740993n],
+  ]);
+  checkType("mysql", ["decimal(10,2)", "numeric(10,2)", "decimal(10,2) unsigned"], decimal(10, 2), [["-12.34"], ["0.10"]]);
+  checkType("mysql", ["decimal"], decimal(10, 0), [["1234567890"]]);
+  checkType("mysql", ["decimal(65,30)"], decimal(65, 30), [[`${"9".repeat(35)}.${"9".repeat(30)}`]]);
+  checkType("mysql", ["float", "float(10)", "float(7,3)"], "float", [[1.5], [-0.5]]);
+  checkType("mysql", ["float(30)", "double", "double precision", "real"], "double", [[0.1], [1e308]]);
+  checkType("mysql", ["bit(1)", "bit"], "boolean", [[true], [false], [bytes(1), true], [bytes(0), false]]);
+  checkType("mysql", ["bit(10)"], BYTES, [[bytes(0x03, 0xff)], [bytes(1), bytes(0, 1)], [5, bytes(0, 5)]]);
+  checkType("mysql", ["date"], DATE, [[19000], [-719162]]);
+  checkType("mysql", ["time", "time(3)"], { type: "long", "connect.name": "io.debezium.time.MicroTime" }, [[-3_020_399_000_000], [3_020_399_000_000]]);
+  checkType("mysql", ["datetime", "datetime(6)", "timestamp", "timestamp(3)"], TIMESTAMP_MICROS, [[1_700_000_000_123_456n], [0n]]);
+  checkType("mysql", ["char(10)", "varchar(255)", "tinytext", "text", "mediumtext", "longtext"], STRING, [["héllo"], [""]]);
+  checkType("mysql", ["binary(16)", "varbinary(255)", "tinyblob", "blob", "mediumblob", "longblob"], BYTES, [[bytes(1, 2, 3)]]);
+  checkType("mysql", ["enum('a','B','it''s, here')"], { type: "string", "connect.name": "io.debezium.data.Enum", "connect.parameters": { allowed: "a,B,it's, here" } }, [
+    ["B"],
+    ["it's, here"],
+  ]);
+  checkType("mysql", ["set('x','y')"], { type: "string", "connect.name": "io.debezium.data.EnumSet", "connect.parameters": { allowed: "x,y" } }, [
+    ["x,y"],
+    [["x", "y"], "x,y"],
+    [""],
+  ]);
+  checkType("mysql", ["json"], JSON_STRING, [['{"k":"v"}']]);
+  checkType("mysql", ["geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection"], BYTES, [
+    [bytes(1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)],
+  ]);
+
+  it("rejects values that do not fit, naming the column", () => {
+    assert.throws(() => mapColumn("mysql", "bigint unsigned").encode("1.5"), /column `c`/);
+    assert.throws(() => mapColumn("mysql", "bit(10)").encode(bytes(1, 2, 3)), /do not fit bit\(10\)/);
+    assert.throws(() => mapColumn("mysql", "bit(10)").encode(2048), /out of range/);
+  });
+});
