@@ -211,8 +211,10 @@ export class EmbeddedTopicLog implements TopicLog {
   async produce(records: readonly ProducedRecord[], checkpoint?: Checkpoint): Promise<void> {
     this.assertOpen();
     const groups = this.groupByPartition(records);
-    if (checkpoint) this.write("produce", () => this.statements.upsertCheckpoint.run(checkpoint.source, encodeCheckpoint(checkpoint), this.clock()));
-    for (const group of groups) this.write("produce", () => this.append(group));
+    this.write("produce", () => {
+      for (const group of groups) this.append(group);
+      if (checkpoint) this.statements.upsertCheckpoint.run(checkpoint.source, encodeCheckpoint(checkpoint), this.clock());
+    });
     if (records.length > 0) this.notifier.emit("append");
   }
 
