@@ -138,6 +138,15 @@ describe("LocalRegistry", () => {
     await assert.rejects(r.setConfig("s", "SIDEWAYS"), failsWith("INVALID_COMPATIBILITY_LEVEL"));
   });
 
+  it("uses the configured global level until one is set through the API", async () => {
+    const r = new LocalRegistry(await openMemoryStore(), { defaultCompatibility: "FULL_TRANSITIVE" });
+    assert.equal(await r.getCompatibilityLevel("s"), "FULL_TRANSITIVE");
+    await r.setConfig(null, "NONE");
+    assert.equal(await r.getCompatibilityLevel("s"), "NONE");
+    assert.equal(await r.deleteConfig(null), "NONE");
+    assert.equal(await r.getConfig(null, false), "FULL_TRANSITIVE");
+  });
+
   it("honours READONLY and IMPORT modes", async () => {
     const r = await registry();
     await r.register("s", v1);

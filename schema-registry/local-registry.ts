@@ -53,13 +53,20 @@ export function parseCompatibilityLevel(value: unknown): CompatibilityLevel {
   return level;
 }
 
+export interface LocalRegistryOptions {
+  /** The global level until one is set through the API (PUT /config). Default BACKWARD. */
+  readonly defaultCompatibility?: CompatibilityLevel;
+}
+
 export class LocalRegistry implements SchemaRegistry {
   readonly store: SchemaStore;
+  private readonly defaultCompatibility: CompatibilityLevel;
   private readonly parsedById = new Map<number, AvroType>();
   private writes: Promise<unknown> = Promise.resolve();
 
-  constructor(store: SchemaStore) {
+  constructor(store: SchemaStore, options: LocalRegistryOptions = {}) {
     this.store = store;
+    this.defaultCompatibility = options.defaultCompatibility ?? DEFAULT_COMPATIBILITY_LEVEL;
   }
 
   // --- SchemaRegistry -------------------------------------------------------------------------
@@ -272,7 +279,7 @@ export class LocalRegistry implements SchemaRegistry {
   // --- Config and mode -------------------------------------------------------------------------
 
   async getConfig(subject: string | null, defaultToGlobal: boolean): Promise<CompatibilityLevel> {
-    const global = (await this.store.compatibility(null)) ?? DEFAULT_COMPATIBILITY_LEVEL;
+    const global = (await this.store.compatibility(null)) ?? this.defaultCompatibility;
     if (subject === null) return global;
     const own = await this.store.compatibility(subject);
     if (own !== null) return own;
@@ -296,7 +303,7 @@ export class LocalRegistry implements SchemaRegistry {
       const previous = await this.store.compatibility(subject);
       if (previous === null) {
         if (subject !== null) throw subjectNotFound(subject);
-        return DEFAULT_COMPATIBILITY_LEVEL;
+        return this.defaultCompatibility;
       }
       await this.applyToStore([{ op: "setCompatibility", subject, level: null }]);
       return previous;

@@ -39,6 +39,13 @@ export const REGISTRY_ERRORS = {
 
 export type RegistryErrorKind = keyof typeof REGISTRY_ERRORS;
 
+/** The SluiceError code of a kind: SCHEMA_INCOMPATIBLE, SCHEMA_INVALID, SCHEMA_NOT_FOUND, SCHEMA_SUBJECT_NOT_FOUND... */
+export function errorCodeOf(kind: RegistryErrorKind): string {
+  if (kind === "INCOMPATIBLE_SCHEMA") return "SCHEMA_INCOMPATIBLE";
+  if (kind === "INVALID_SCHEMA") return "SCHEMA_INVALID";
+  return kind.startsWith("SCHEMA_") ? kind : `SCHEMA_${kind}`;
+}
+
 export class RegistryError extends SluiceError {
   readonly kind: RegistryErrorKind;
   readonly httpStatus: number;
@@ -47,7 +54,7 @@ export class RegistryError extends SluiceError {
   constructor(kind: RegistryErrorKind, message: string, options: { context?: ErrorContext; cause?: unknown; retriable?: boolean; errorCode?: number } = {}) {
     const spec = REGISTRY_ERRORS[kind];
     super(message, {
-      code: `SCHEMA_${kind}`,
+      code: errorCodeOf(kind),
       retriable: options.retriable ?? spec.status >= 500,
       context: { component: "schema-registry", ...options.context },
       cause: options.cause,

@@ -75,13 +75,24 @@ describe("RemoteRegistry", () => {
     assert.equal(server.requests.length - before, 1, "one GET for the id, nothing for the repeated registration");
   });
 
+  it("keeps at most cacheSize schemas", async () => {
+    const registry = new RemoteRegistry({ url: server.url, cacheSize: 1 });
+    const a = await registry.register("bounded-a-value", '"int"');
+    const b = await registry.register("bounded-b-value", '"string"');
+    const before = server.requests.length;
+    await registry.getById(a);
+    await registry.getById(b);
+    await registry.getById(a);
+    assert.equal(server.requests.length - before, 3, "a was evicted by b");
+  });
+
   it("reports an incompatible schema with the reasons, not retriable", async () => {
     const registry = new RemoteRegistry({ url: server.url });
     await registry.register("strict-value", V1);
     const error = await registry.register("strict-value", { type: "record", name: "R", fields: [{ name: "a", type: "string" }] }).catch((e: unknown) => e);
     assert.ok(error instanceof IncompatibleSchemaError);
     assert.equal(isRetriable(error), false);
-    assert.equal(error.code, "SCHEMA_INCOMPATIBLE_SCHEMA");
+    assert.equal(error.code, "SCHEMA_INCOMPATIBLE");
     assert.match(error.messages[0] ?? "", /field `a`: writer type int cannot be read as string \(TYPE_MISMATCH/);
   });
 

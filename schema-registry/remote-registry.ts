@@ -19,6 +19,8 @@ export interface RemoteRegistryOptions {
   readonly auth?: RemoteRegistryAuth;
   /** Per request; default 10 s. */
   readonly timeoutMs?: number;
+  /** Schemas (by id) and registrations kept in memory; default 1000 each. */
+  readonly cacheSize?: number;
 }
 
 const ACCEPT = "application/vnd.schemaregistry.v1+json, application/vnd.schemaregistry+json, application/json";
@@ -27,12 +29,14 @@ export class RemoteRegistry implements SchemaRegistry {
   private readonly baseUrl: string;
   private readonly authorization: string | undefined;
   private readonly timeoutMs: number;
-  private readonly schemasById = new Map<number, Promise<string>>();
-  private readonly registered = new Map<string, number>();
+  private readonly schemasById: BoundedCache<number, Promise<string>>;
+  private readonly registered: BoundedCache<string, number>;
 
   constructor(options: RemoteRegistryOptions) {
     this.baseUrl = options.url.replace(/\/+$/, "");
     this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.schemasById = new BoundedCache(options.cacheSize ?? 1000);
+    this.registered = new BoundedCache(options.cacheSize ?? 1000);
     const auth = options.auth;
     if (auth === undefined) this.authorization = undefined;
     else if ("bearerToken" in auth) this.authorization = `Bearer ${auth.bearerToken}`;
@@ -177,6 +181,35 @@ export class RemoteRegistry implements SchemaRegistry {
       retriable: response.status >= 500 || response.status === 429,
       context: { ...context, status: response.status, errorCode },
     });
+  }
+}
+
+/** A Map that forgets its least recently used entry beyond `capacity`. */
+class BoundedCache<K, V> {
+  private readonly entries = new Map<K, V>();
+  private readonly capacity: number;
+
+  constructor(capacity: number) {
+    this.capacity = Math.max(1, capacity);
+  }
+
+  get(key: K): V | undefined {
+    const value = this.entries.get(key);
+    if (value !== undefined) {
+      this.entries.delete(key);
+      this.entries.set(key, value);
+    }
+    return value;
+  }
+
+  set(key: K, value: V): void {
+    this.entries.delete(key);
+    this.entries.set(key, value);
+    if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value as K);
+  }
+
+  delete(key: K): void {
+    this.entries.delete(key);
   }
 }
 

@@ -6,6 +6,7 @@ import { LocalRegistry } from "./local-registry.ts";
 import { createRegistryHandler } from "./rest-handler.ts";
 import { sendJson } from "./rest-http.ts";
 import type { SchemaStore } from "./store.ts";
+import type { CompatibilityLevel } from "./compatibility-levels.ts";
 
 export interface RegistryServerOptions {
   /** Defaults to 127.0.0.1 (loopback only). */
@@ -14,6 +15,8 @@ export interface RegistryServerOptions {
   readonly port: number;
   readonly store: SchemaStore;
   readonly authToken?: string;
+  /** The global compatibility level until one is set through the API. Default BACKWARD. */
+  readonly compatibility?: CompatibilityLevel;
 }
 
 export interface RegistryServer {
@@ -27,7 +30,7 @@ export interface RegistryServer {
 
 export async function startRegistryServer(options: RegistryServerOptions): Promise<RegistryServer> {
   const host = options.host ?? "127.0.0.1";
-  const registry = new LocalRegistry(options.store);
+  const registry = new LocalRegistry(options.store, options.compatibility === undefined ? {} : { defaultCompatibility: options.compatibility });
   const handle = createRegistryHandler({ registry, ...(options.authToken === undefined ? {} : { authToken: options.authToken }) });
   const server = createServer((req, res) => {
     handle(req, res).then(

@@ -34,7 +34,7 @@ describe("schema store", () => {
     await registry.deleteSubject("s", false);
     await registry.deleteSubject("s", true);
     assert.equal(await registry.getLatest("s"), null);
-    await assert.rejects(registry.getById(first), (error: unknown) => error instanceof SluiceError && error.code === "SCHEMA_SCHEMA_NOT_FOUND");
+    await assert.rejects(registry.getById(first), (error: unknown) => error instanceof SluiceError && error.code === "SCHEMA_NOT_FOUND");
     const second = await registry.register("s", schema("B"));
     assert.ok(second > first, `new schema got id ${second}, after ${first}`);
     const third = await registry.register("t", schema("C"));

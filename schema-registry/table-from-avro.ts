@@ -51,7 +51,9 @@ export function tableSchemaFromAvro(schema: AvroSchemaJson | string): { table: T
     columns,
     key: property.key,
   };
-  return { table, options: { name: namespace.split(".")[0] ?? property.source, numericMode: property.numericMode } };
+  // The namespace is `<name>.<schema>.<table>`; schema and table are single sanitised parts.
+  const name = namespace.split(".").slice(0, -2).join(".");
+  return { table, options: { name: name === "" ? property.source : name, numericMode: property.numericMode } };
 }
 
 function rowRecordOf(json: unknown): JsonObject {

@@ -46,8 +46,8 @@ describe("mapTable", () => {
   });
 
   it("sanitises namespace parts that are not Avro names", () => {
-    const mapping = mapTable(table(ORDERS.columns, ["id"], { schema: "my-schema", table: "2024 orders" }), { name: "acme.prod" });
-    assert.equal(mapping.namespace, "acme_prod.my_schema._2024_orders");
+    const mapping = mapTable(table(ORDERS.columns, ["id"], { schema: "my-schema", table: "2024.orders" }), { name: "acme.prod-eu" });
+    assert.equal(mapping.namespace, "acme.prod_eu.my_schema._2024_orders", "dots of the prefix separate parts; those of schema and table names do not");
   });
 
   it("produces schemas that parse, as Avro and with avsc", () => {
@@ -223,7 +223,7 @@ describe("tableSchemaFromAvro", () => {
         ],
         ["id"],
       ),
-      { name: "prod", numericMode: "string" },
+      { name: "dep.shop", numericMode: "string" },
     );
     const { table: rebuilt, options } = tableSchemaFromAvro(JSON.stringify(mapping.envelopeSchema));
     assert.deepEqual(rebuilt, {
@@ -238,7 +238,7 @@ describe("tableSchemaFromAvro", () => {
         { name: "a-b", dbType: "numeric", nullable: true },
       ],
     });
-    assert.deepEqual(options, { name: "prod", numericMode: "string" });
+    assert.deepEqual(options, { name: "dep.shop", numericMode: "string" });
     const again = mapTable(rebuilt, options);
     assert.deepEqual(again.valueSchema, mapping.valueSchema);
     assert.throws(() => tableSchemaFromAvro({ type: "record", name: "X", fields: [] }), /not a Sluice table schema/);

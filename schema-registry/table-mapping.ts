@@ -24,7 +24,7 @@ export const ORIGINAL_NAME_PROPERTY = "sluice.original.name";
 export const TABLE_PROPERTY = "sluice.table";
 
 export interface TableMappingOptions {
-  /** First part of record names: the deployment's topic prefix. Defaults to the table's logical source name. */
+  /** First part of record names: the topic prefix (may contain dots). Defaults to the table's logical source name. */
   readonly name?: string;
   /** PostgreSQL numerics without a declared scale: "precise" (default), "double" or "string". */
   readonly numericMode?: NumericMode;
@@ -32,7 +32,7 @@ export interface TableMappingOptions {
 
 export interface TableAvroMapping {
   readonly table: TableSchema;
-  /** `<name>.<schema>.<table>`, each part sanitised. */
+  /** `<name>.<schema>.<table>`, each dot-separated part sanitised. */
   readonly namespace: string;
   /** Null when the table has no key. */
   readonly keySchema: AvroRecordJson | null;
@@ -51,7 +51,7 @@ export function columnAvroType(table: Pick<TableSchema, "sourceKind">, column: C
 export function mapTable(table: TableSchema, options: TableMappingOptions = {}): TableAvroMapping {
   const name = options.name ?? table.source;
   const numericMode = options.numericMode ?? "precise";
-  const namespace = sanitizeNamespace([name, table.schema, table.table]);
+  const namespace = sanitizeNamespace([...name.split("."), table.schema, table.table]);
   const fieldNameList = assignUniqueNames(
     table.columns.map((column) => column.name),
     RESERVED_FIELD_NAMES,

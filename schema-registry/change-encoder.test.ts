@@ -1,0 +1,103 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { ChangeEvent, TableSchema } from "../connectors/contracts.ts";
+import { SluiceError } from "../connectors/errors.ts";
+import { AvroChangeEncoder } from "./change-encoder.ts";
+import { ChangeEventDecoder } from "./event-codec.ts";
+import { openJournalStore } from "./journal-backend.ts";
+import type { JournalLike } from "./journal-backend.ts";
+import { LocalRegistry } from "./local-registry.ts";
+import { openMemoryStore } from "./log-store.ts";
+
+const TABLE: TableSchema = {
+  source: "pg1",
+  database: "app",
+  schema: "public",
+  table: "users",
+  sourceKind: "postgres",
+  key: ["id"],
+  columns: [
+    { name: "id", dbType: "int4", nullable: false, primaryKeyIndex: 1 },
+    { name: "email", dbType: "text", nullable: true },
+  ],
+};
+
+function change(op: ChangeEvent["op"], table: TableSchema, row: Record<string, unknown> | null, before: Record<string, unknown> | null = null): ChangeEvent {
+  return {
+    op,
+    key: { id: ((row ?? before)?.id as number) ?? 0 },
+    before: before as ChangeEvent["before"],
+    after: row as ChangeEvent["after"],
+    source: {
+      connector: "postgres",
+      name: "pg1",
+      db: "app",
+      schema: "public",
+      table: "users",
+      position: { commit: 10n, change: 9n },
+      txId: "1",
+      commitTimeMs: 1_700_000_000_000,
+      snapshot: false,
+    },
+    schema: table,
+  };
+}
+
+describe("AvroChangeEncoder", () => {
+  it("produces framed records on the table's topic, and a tombstone after a delete", async () => {
+    const registry = new LocalRegistry(await openMemoryStore());
+    const encoder = new AvroChangeEncoder({ registry, topicPrefix: (source) => `prod.${source}` });
+    const [created] = await encoder.encode(change("c", TABLE, { id: 1, email: "a@b" }));
+    assert.equal(created?.topic, "prod.pg1.public.users");
+    assert.equal(created?.timestamp, 1_700_000_000_000);
+    assert.equal(created?.value?.[0], 0, "magic byte");
+    const deleted = await encoder.encode(change("d", TABLE, null, { id: 1, email: "a@b" }));
+    assert.equal(deleted.length, 2);
+    assert.equal(deleted[1]?.value, null);
+    assert.deepEqual(deleted[1]?.key, deleted[0]?.key);
+    assert.deepEqual(await registry.listSubjects(), ["prod.pg1.public.users-key", "prod.pg1.public.users-value"]);
+    const envelope = JSON.parse((await registry.getLatest("prod.pg1.public.users-value"))?.schema ?? "{}") as { name: string };
+    assert.equal(envelope.name, "prod.pg1.public.users.Envelope");
+    const decoded = await new ChangeEventDecoder(registry).decode(created?.key ?? null, created?.value ?? null);
+    assert.deepEqual(decoded?.after, { id: 1, email: "a@b" });
+  });
+
+  it("registers a new version when the table changes, and halts only on an incompatible change", async () => {
+    const registry = new LocalRegistry(await openMemoryStore());
+    const encoder = new AvroChangeEncoder({ registry, topicPrefix: (source) => source });
+    await encoder.encode(change("c", TABLE, { id: 1, email: null }));
+    const widened: TableSchema = { ...TABLE, columns: [...TABLE.columns, { name: "age", dbType: "int2", nullable: true }] };
+    await encoder.encode(change("c", widened, { id: 2, email: null, age: 30 }));
+    assert.deepEqual(await registry.listVersions("pg1.public.users-value"), [1, 2]);
+    const retyped: TableSchema = { ...TABLE, columns: [TABLE.columns[0], { name: "email", dbType: "int4", nullable: true }] as TableSchema["columns"] };
+    await assert.rejects(encoder.encode(change("u", retyped, { id: 1, email: 5 })), (error: unknown) => {
+      assert.ok(error instanceof SluiceError);
+      assert.equal(error.code, "SCHEMA_INCOMPATIBLE");
+      assert.equal(error.retriable, false);
+      assert.match(error.message, /column `email`/);
+      return true;
+    });
+  });
+});
+
+describe("JournalBackend", () => {
+  it("keeps the registry in the topic log's journal, one entry per batch, across reopen", async () => {
+    const entries: unknown[] = [];
+    const journal: JournalLike = {
+      append: async (entry) => {
+        entries.push(JSON.parse(JSON.stringify(entry)));
+      },
+      loadAll: async () => [...entries],
+    };
+    const first = new LocalRegistry(await openJournalStore(journal));
+    const id = await first.register("s", { type: "record", name: "R", fields: [{ name: "a", type: "int" }] });
+    await first.deleteSubject("s", false);
+    assert.equal(entries.length, 2);
+    const reopened = new LocalRegistry(await openJournalStore(journal));
+    assert.deepEqual(await reopened.subjects(true), ["s"]);
+    assert.deepEqual(await reopened.listSubjects(), []);
+    assert.match(await reopened.getById(id), /"name":"R"/);
+    entries.push({ not: "a batch" });
+    await assert.rejects(openJournalStore(journal), (error: unknown) => error instanceof SluiceError && error.code === "SCHEMA_STORE_CORRUPT");
+  });
+});
