@@ -47,6 +47,7 @@ export class CapturePipeline {
   private readonly halted = new Map<string, HaltedTable>();
   private connected = false;
   private lastCheckpoint: Checkpoint | null = null;
+  private lastAckedCommitMs: number | null = null;
 
   constructor(options: CaptureOptions) {
     this.options = options;
@@ -63,6 +64,14 @@ export class CapturePipeline {
 
   checkpoint(): Checkpoint | null {
     return this.lastCheckpoint;
+  }
+
+  /**
+   * Commit time of the last acknowledged change, milliseconds since the epoch. An acknowledged
+   * batch without changes (a heartbeat) means the source had nothing older to send: now.
+   */
+  lastAckedCommitTime(): number | null {
+    return this.lastAckedCommitMs;
   }
 
   /**
@@ -115,6 +124,7 @@ export class CapturePipeline {
       const produceSeconds = (performance.now() - started) / 1000;
       await batch.ack();
       this.lastCheckpoint = batch.checkpoint;
+      this.lastAckedCommitMs = batch.events.length === 0 ? Date.now() : Math.max(...batch.events.map((e) => e.source.commitTimeMs));
       this.options.stats?.onBatch?.(batch, records.length, produceSeconds);
     }
   }

@@ -7,8 +7,13 @@ import { ConfigValidationError } from "../config/issues.ts";
 import { loadConfigFile } from "../config/load.ts";
 import type { SluiceConfig } from "../config/schema.ts";
 import { SluiceError } from "../connectors/errors.ts";
-import { Daemon } from "./daemon.ts";
+import { openTopicLog } from "../connectors/topics/open.ts";
+import { runSchemaCommand, SCHEMA_USAGE } from "../schema-registry/index.ts";
+import { openRegistry } from "./components.ts";
+import { Daemon, splitHostPort } from "./daemon.ts";
 import { createLogger } from "./logger.ts";
+import { runReplayCommand } from "./replay.ts";
+import { formatStatus } from "./status-table.ts";
 import { SLUICE_VERSION } from "./version.ts";
 
 export const EXIT_OK = 0;
@@ -59,6 +64,61 @@ const commands: Record<string, Command> = {
       const config = loadConfigFile(file);
       io.stdout(`ok: ${file} (deployment "${config.name}", ${plural(config.sources.length, "source")}, ${plural(config.sinks.length, "sink")}, topics: ${config.topics.kind})\n`);
       return EXIT_OK;
+    },
+  },
+  status: {
+    summary: "show the running daemon's sources, sinks, positions, lag and halted tables",
+    usage: "sluice status -c FILE [--json]",
+    details: `${CONFIG_HELP}\n  --json              print the daemon's /status document as it is\n\nAsks the daemon at the config's http.listen address.`,
+    options: { ...configOption, json: { type: "boolean" } },
+    async run(values, _positionals, io) {
+      const config = loadConfigFile(configPath(values));
+      const { host, port } = splitHostPort(config.http.listen);
+      const target = `http://${host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host}:${port}/status`;
+      let response: Response;
+      try {
+        response = await fetch(target, { signal: AbortSignal.timeout(5_000) });
+      } catch (error) {
+        io.stderr(`sluice status: no daemon answers at ${target} (${(error as Error).cause instanceof Error ? ((error as Error).cause as Error).message : (error as Error).message}); is "sluice run" running with this config?\n`);
+        return EXIT_FAILURE;
+      }
+      const status = (await response.json()) as Record<string, unknown>;
+      io.stdout(values["json"] ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
+      return EXIT_OK;
+    },
+  },
+  schema: {
+    summary: "list, show and check the Avro schemas of the deployment's registry",
+    usage: "sluice schema -c FILE (list | show SUBJECT [VERSION] | check SUBJECT FILE)",
+    details: `${CONFIG_HELP}\n\n${SCHEMA_USAGE}`,
+    options: configOption,
+    async run(values, positionals, io) {
+      const config = loadConfigFile(configPath(values));
+      const log = await openTopicLog(config.topics, config.name, createLogger("warn", process.stderr));
+      try {
+        const { registry } = await openRegistry(config, log);
+        return await runSchemaCommand(positionals, registry, io);
+      } finally {
+        await log.close();
+      }
+    },
+  },
+  replay: {
+    summary: "move a sink back (or forward) in its topics; a dry run unless --execute",
+    usage: "sluice replay -c FILE --sink NAME (--from-beginning | --from-time ISO8601 | --from-offset TOPIC:PARTITION:OFFSET) [--execute]",
+    details: `${CONFIG_HELP}\n  --sink NAME         the sink to replay\n  --from-beginning    from the earliest record kept\n  --from-time T       from the first record at or after T (ISO 8601)\n  --from-offset T:P:O from offset O of partition P of topic T\n  --execute           do it (refused while the sink runs elsewhere)\n\nPrints, per topic and partition, where the sink is and where it would move.`,
+    options: {
+      ...configOption,
+      sink: { type: "string" },
+      "from-beginning": { type: "boolean" },
+      "from-time": { type: "string" },
+      "from-offset": { type: "string" },
+      execute: { type: "boolean" },
+    },
+    async run(values, _positionals, io) {
+      const config = loadConfigFile(configPath(values));
+      const args = Object.entries(values).flatMap(([key, value]) => (key === "config" || key === "help" || value === undefined ? [] : value === true ? [`--${key}`] : [`--${key}`, String(value)]));
+      return runReplayCommand(args, config, io);
     },
   },
   version: {

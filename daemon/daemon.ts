@@ -1,7 +1,26 @@
+import { hostname } from "node:os";
 import type { SluiceConfig } from "../config/schema.ts";
+import type { Source, TopicLog } from "../connectors/contracts.ts";
+import { SluiceError } from "../connectors/errors.ts";
+import { openTopicLog } from "../connectors/topics/open.ts";
+import { createRegistryHandler } from "../schema-registry/index.ts";
+import { CapturePipeline } from "./capture.ts";
+import {
+  captureEncoder,
+  createSink,
+  createSource,
+  deadLetterTopic,
+  internalTopicSpec,
+  openRegistry,
+  parkingTopic,
+  recordDecoder,
+  sinkGroupName,
+  sinkTopics,
+} from "./components.ts";
 import { HttpServer, sendJson } from "./http-server.ts";
 import type { Logger } from "./logger.ts";
 import { SluiceMetrics } from "./metrics.ts";
+import { SinkRunner } from "./sink-runner.ts";
 import { SLUICE_VERSION } from "./version.ts";
 
 export function splitHostPort(listen: string): { host: string; port: number } {
@@ -9,28 +28,58 @@ export function splitHostPort(listen: string): { host: string; port: number } {
   return { host: listen.slice(0, colon).replace(/^\[(.*)\]$/, "$1"), port: Number(listen.slice(colon + 1)) };
 }
 
+function lagSeconds(now: number, thenMs: number | null): number | null {
+  return thenMs === null ? null : Math.max(0, (now - thenMs) / 1000);
+}
+
+interface RunningCapture {
+  readonly name: string;
+  readonly source: Source;
+  readonly pipeline: CapturePipeline;
+  done: Promise<void>;
+}
+
+interface RunningSink {
+  readonly name: string;
+  readonly runner: SinkRunner;
+  done: Promise<void>;
+}
+
 /**
- * The running process: owns the HTTP server and (as later capabilities land) the sources, topic
- * log, registry and sinks, and starts and stops them in order.
+ * The running process: owns the HTTP server, the topic log, the registry, the capture pipelines
+ * and the sink runners, and starts and stops them in order. Capture stops first (its in-flight
+ * batch is stored and acknowledged), then the sinks drain, then the log closes.
  */
 export class Daemon {
   readonly http: HttpServer;
   readonly metrics = new SluiceMetrics();
   private readonly config: SluiceConfig;
   private readonly logger: Logger;
+  private readonly captureStop = new AbortController();
+  private readonly sinkStop = new AbortController();
+  private log: TopicLog | null = null;
+  private captures: RunningCapture[] = [];
+  private sinks: RunningSink[] = [];
   private started = false;
+  private fatal: ((error: unknown) => void) | null = null;
+  /** Rejects with the first error that stops a component for good (e.g. a missing replication slot). */
+  readonly failed: Promise<never>;
 
   constructor(config: SluiceConfig, logger: Logger) {
     this.config = config;
     this.logger = logger;
+    this.failed = new Promise<never>((_resolve, reject) => (this.fatal = reject));
+    this.failed.catch(() => undefined);
     this.http = new HttpServer(logger);
     this.http.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { status: "ok", version: SLUICE_VERSION }));
     this.http.route("GET", "/readyz", (_req, res) => {
-      const ready = this.started;
-      sendJson(res, ready ? 200 : 503, { ready });
+      const status = this.readiness();
+      sendJson(res, status.ready ? 200 : 503, status);
     });
+    this.http.route("GET", "/status", (_req, res) => sendJson(res, 200, this.status()));
     if (config.metrics.enabled) {
       this.http.route("GET", config.metrics.path, async (_req, res) => {
+        this.refreshGauges();
         const { contentType, body } = await this.metrics.render();
         res.writeHead(200, { "content-type": contentType });
         res.end(body);
@@ -42,18 +91,146 @@ export class Daemon {
   async start(): Promise<{ host: string; port: number }> {
     const { host, port } = splitHostPort(this.config.http.listen);
     const address = await this.http.listen(host, port);
+    this.log = await openTopicLog(this.config.topics, this.config.name, this.logger, this.captureStop.signal);
+    const { registry, local } = await openRegistry(this.config, this.log);
+    if (local) {
+      const settings = this.config.schema_registry;
+      const prefix = settings.kind === "builtin" ? settings.path : "/registry";
+      this.http.mount(prefix, createRegistryHandler({ registry: local, prefix, ...(settings.kind === "builtin" && settings.token ? { authToken: settings.token } : {}) }));
+    }
+    for (const sourceConfig of this.config.sources) {
+      const logger = this.logger.child({ source: sourceConfig.name });
+      const source = await createSource(sourceConfig, logger, {
+        onSnapshotProgress: (progress) => {
+          for (const table of progress) {
+            this.metrics.snapshotRowsDone.set({ source: sourceConfig.name, table: table.table }, table.rowsDone);
+            if (table.rowsEstimated !== null) this.metrics.snapshotRowsTotal.set({ source: sourceConfig.name, table: table.table }, table.rowsEstimated);
+          }
+        },
+      });
+      const parking = parkingTopic(this.config, sourceConfig);
+      await this.log.createTopic(internalTopicSpec(parking));
+      const pipeline = new CapturePipeline({
+        source,
+        log: this.log,
+        encoder: captureEncoder(this.config, sourceConfig, registry, this.log),
+        logger,
+        parkingTopic: parking,
+        reconnect: { initialMs: 500, maxMs: 30_000 },
+        stats: {
+          onBatch: (batch, _records, seconds) => {
+            for (const event of batch.events) this.metrics.changesCaptured.inc({ source: sourceConfig.name, table: `${event.schema.schema}.${event.schema.table}`, op: event.op });
+            this.metrics.publishLatency.observe({ source: sourceConfig.name }, seconds);
+            const last = batch.events.at(-1);
+            if (last) this.metrics.lastAckedCommitTime.set({ source: sourceConfig.name }, last.source.commitTimeMs / 1000);
+          },
+          onHalt: (table) => {
+            this.metrics.schemaChangesRejected.inc({ source: sourceConfig.name, table });
+            this.metrics.tablesHalted.set({ source: sourceConfig.name, sink: "", table }, 1);
+          },
+        },
+      });
+      this.captures.push({ name: sourceConfig.name, source, pipeline, done: Promise.resolve() });
+    }
+    const decoder = recordDecoder(registry);
+    for (const sinkConfig of this.config.sinks) {
+      const logger = this.logger.child({ sink: sinkConfig.name });
+      const dlq = deadLetterTopic(this.config, sinkConfig);
+      if (sinkConfig.on_error === "dead-letter") await this.log.createTopic(internalTopicSpec(dlq));
+      const log = this.log;
+      const runner = new SinkRunner({
+        sink: await createSink(sinkConfig, logger),
+        log,
+        group: sinkGroupName(this.config, sinkConfig),
+        topics: async () => sinkTopics(this.config, sinkConfig, (await log.listTopics()).map((t) => t.name)),
+        decoder,
+        batch: { maxRows: sinkConfig.batch.max_rows, maxBytes: sinkConfig.batch.max_bytes, maxWaitMs: sinkConfig.batch.max_wait },
+        onError: sinkConfig.on_error,
+        deadLetterTopic: dlq,
+        retry: { initialMs: sinkConfig.retry.initial, maxMs: sinkConfig.retry.max },
+        logger,
+        metrics: this.metrics,
+        owner: `${hostname()}:${process.pid}`,
+      });
+      this.sinks.push({ name: sinkConfig.name, runner, done: Promise.resolve() });
+    }
+    for (const capture of this.captures) capture.done = this.supervise(`source ${capture.name}`, capture.pipeline.run(this.captureStop.signal));
+    for (const sink of this.sinks) sink.done = this.supervise(`sink ${sink.name}`, sink.runner.run(this.sinkStop.signal));
     this.started = true;
     this.logger.info(
-      { deployment: this.config.name, http: `${address.address}:${address.port}`, sources: this.config.sources.map((s) => s.name), sinks: this.config.sinks.map((s) => s.name) },
+      { deployment: this.config.name, http: `${address.address}:${address.port}`, topics: this.config.topics.kind, sources: this.config.sources.map((s) => s.name), sinks: this.config.sinks.map((s) => s.name) },
       "sluice started",
     );
     return { host: address.address, port: address.port };
   }
 
-  /** Stops taking new work, drains what is in flight, and closes every connection. */
+  private supervise(what: string, running: Promise<void>): Promise<void> {
+    return running.catch((error: unknown) => {
+      const detail = error instanceof SluiceError ? error.toLog() : { message: String(error) };
+      this.logger.error({ component: what, err: detail }, `${what} stopped: ${error instanceof Error ? error.message : String(error)}`);
+      this.fatal?.(error);
+    });
+  }
+
+  readiness(): { ready: boolean; log: boolean; sources: Record<string, boolean>; sinks: Record<string, boolean> } {
+    const sources = Object.fromEntries(this.captures.map((c) => [c.name, c.pipeline.ready()]));
+    const sinks = Object.fromEntries(this.sinks.map((s) => [s.name, s.runner.ready()]));
+    const log = this.log?.ready() ?? false;
+    const ready = this.started && log && Object.values(sources).every(Boolean) && Object.values(sinks).every(Boolean);
+    return { ready, log, sources, sinks };
+  }
+
+  status(): Record<string, unknown> {
+    const now = Date.now();
+    return {
+      deployment: this.config.name,
+      version: SLUICE_VERSION,
+      ready: this.readiness().ready,
+      topics: { kind: this.config.topics.kind, ready: this.log?.ready() ?? false },
+      sources: this.captures.map((c) => {
+        const checkpoint = c.pipeline.checkpoint();
+        return {
+          name: c.name,
+          kind: c.source.kind,
+          ready: c.pipeline.ready(),
+          position: checkpoint ? { commit: checkpoint.position.commit.toString(), change: checkpoint.position.change.toString() } : null,
+          lagSeconds: lagSeconds(now, c.pipeline.lastAckedCommitTime()),
+          halted: c.pipeline.haltedTables(),
+        };
+      }),
+      sinks: this.sinks.map((s) => {
+        const applied = s.runner.lastAppliedCommitTime();
+        return {
+          name: s.name,
+          ready: s.runner.ready(),
+          freshnessSeconds: lagSeconds(now, applied),
+          halted: s.runner.haltedTables(),
+        };
+      }),
+    };
+  }
+
+  private refreshGauges(): void {
+    const now = Date.now();
+    for (const sink of this.sinks) {
+      const freshness = lagSeconds(now, sink.runner.lastAppliedCommitTime());
+      if (freshness !== null) this.metrics.sinkFreshness.set({ sink: sink.name }, freshness);
+    }
+    for (const capture of this.captures) {
+      const lag = lagSeconds(now, capture.pipeline.lastAckedCommitTime());
+      if (lag !== null) this.metrics.sourceLag.set({ source: capture.name }, lag);
+    }
+  }
+
+  /** Stops capture (storing and acknowledging what is in flight), then the sinks, then the log. */
   async stop(reason: string): Promise<void> {
     this.logger.info({ reason }, "sluice stopping");
     this.started = false;
+    this.captureStop.abort(new Error(`stopping: ${reason}`));
+    await Promise.all(this.captures.map((c) => c.done));
+    this.sinkStop.abort(new Error(`stopping: ${reason}`));
+    await Promise.all(this.sinks.map((s) => s.done));
+    await this.log?.close().catch((error: unknown) => this.logger.warn({ err: error }, "closing the topic log failed"));
     await this.http.close();
     this.logger.info("sluice stopped");
   }

@@ -66,10 +66,18 @@ export async function executeReplay(log: TopicLog, plan: ReplayPlan, owner = `sl
     const activity = await log.groupActivity(plan.group);
     const others = activity.members.filter((member) => member !== owner);
     if (activity.active && others.length > 0) throw runningError(plan.group, others);
-    await log.setCommittedOffsets(plan.group, plan.partitions.map((p) => ({ topic: p.topic, partition: p.partition, offset: p.target })));
+    const offsets = plan.partitions.map((p) => ({ topic: p.topic, partition: p.partition, offset: p.target }));
+    await log.setCommittedOffsets(plan.group, offsets);
+    // Sinks that keep offsets in their target resume from those, unless a replay asked otherwise.
+    await log.setCommittedOffsets(replayMarkerGroup(plan.group), offsets);
   } finally {
     await log.releaseLease(plan.group, owner);
   }
+}
+
+/** Where `executeReplay` records the offsets it set, so a sink can tell a replay from its own progress. */
+export function replayMarkerGroup(group: string): string {
+  return `${group}.replay`;
 }
 
 function replayError(message: string, code: string): SluiceError {

@@ -181,3 +181,17 @@ test("a second runner of the same sink is refused while the first holds the leas
   await running;
   await log.close();
 });
+
+test("after a replay, the group's replayed offsets win over the offsets the target holds", async () => {
+  const { executeReplay, planReplay } = await import("./replay.ts");
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  await log.produce([encode(event("a", 1, 10n)), encode(event("a", 2, 11n))]);
+  const sink = new MemorySink();
+  await runUntil(runner(log, sink), () => sink.rows.size === 2);
+  assert.deepEqual(sink.offsets.map((o) => o.offset), [2n]);
+  sink.rows.clear();
+  await executeReplay(log, await planReplay(log, "t.sink.mem", ["pg.public.a"], { kind: "beginning" }));
+  await runUntil(runner(log, sink), () => sink.rows.size === 2);
+  assert.deepEqual([...sink.rows.keys()].sort(), ["a/1", "a/2"], "the replay re-applied both rows");
+  await log.close();
+});

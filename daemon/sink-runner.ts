@@ -12,6 +12,7 @@ import { retry, sleep } from "./backoff.ts";
 import type { BackoffPolicy } from "./backoff.ts";
 import type { Logger } from "./logger.ts";
 import type { SluiceMetrics } from "./metrics.ts";
+import { replayMarkerGroup } from "./replay.ts";
 
 /** Turns a stored record back into its change; null for records that carry none (tombstones). */
 export interface RecordDecoder {
@@ -136,13 +137,21 @@ export class SinkRunner {
     return { maxRecords: maxRows, maxBytes, maxWaitMs };
   }
 
-  /** A target that keeps its own offsets is the authority on where to resume. */
+  /**
+   * A target that keeps its own offsets is the authority on where to resume — unless a replay set
+   * the group's offsets since: then the group's offset equals the replay's marker and wins.
+   */
   private async seekToTargetOffsets(consumer: TopicConsumer, topics: string[]): Promise<void> {
-    const { sink } = this.options;
+    const { sink, log, group } = this.options;
     if (!isTransactional(sink)) return;
-    const stored = await sink.committedOffsets();
-    for (const offset of stored) {
-      if (topics.includes(offset.topic)) await consumer.seek(offset.topic, offset.partition, { kind: "offset", offset: offset.offset });
+    const key = (o: TopicPartitionOffset) => partitionKey(o.topic, o.partition);
+    const groupOffsets = new Map((await log.committedOffsets(group)).map((o) => [key(o), o.offset]));
+    const replayed = new Map((await log.committedOffsets(replayMarkerGroup(group))).map((o) => [key(o), o.offset]));
+    for (const offset of await sink.committedOffsets()) {
+      if (!topics.includes(offset.topic)) continue;
+      const marker = replayed.get(key(offset));
+      if (marker !== undefined && marker === groupOffsets.get(key(offset))) continue;
+      await consumer.seek(offset.topic, offset.partition, { kind: "offset", offset: offset.offset });
     }
   }
 

@@ -1,0 +1,158 @@
+/**
+ * Builds the parts of a deployment from its config: the schema registry, sources, sinks, and
+ * the topic naming that joins them. One place that knows every connector kind.
+ */
+import type { SinkConfig, SluiceConfig, SourceConfig } from "../config/schema.ts";
+import type { ChangeEvent, ProducedRecord, Sink, Source, StoredRecord, TopicLog } from "../connectors/contracts.ts";
+import { tableMatcher } from "../connectors/postgres/table-patterns.ts";
+import { sinkGroup } from "../connectors/topics/names.ts";
+import { ChangeEventDecoder, LocalRegistry, openJournalStore, RemoteRegistry } from "../schema-registry/index.ts";
+import type { SchemaRegistry } from "../schema-registry/index.ts";
+import { AvroChangeEncoder } from "../schema-registry/index.ts";
+import type { ChangeEncoder } from "./capture.ts";
+import type { Logger } from "./logger.ts";
+import type { RecordDecoder } from "./sink-runner.ts";
+
+export interface RegistrySetup {
+  readonly registry: SchemaRegistry;
+  /** The built-in registry, whose REST API the daemon serves; absent with a remote registry. */
+  readonly local: LocalRegistry | null;
+}
+
+export async function openRegistry(config: SluiceConfig, log: TopicLog): Promise<RegistrySetup> {
+  const settings = config.schema_registry;
+  if (settings.kind === "remote") {
+    const auth = settings.token
+      ? { bearerToken: settings.token }
+      : settings.username
+        ? { username: settings.username, password: settings.password ?? "" }
+        : undefined;
+    const registry = new RemoteRegistry({ url: settings.url, timeoutMs: settings.timeout, cacheSize: settings.cache_size, ...(auth ? { auth } : {}) });
+    return { registry, local: null };
+  }
+  const store = await openJournalStore(log.registryJournal);
+  const local = new LocalRegistry(store, { defaultCompatibility: settings.compatibility });
+  return { registry: local, local };
+}
+
+/** Data topics are `<deployment>.<source>.<schema>.<table>`. */
+export function dataTopicPrefix(deployment: string, source: string): string {
+  return `${deployment}.${source}`;
+}
+
+export function parseDataTopic(deployment: string, sources: readonly string[], topic: string): { source: string; schema: string; table: string } | null {
+  for (const source of sources) {
+    const prefix = `${dataTopicPrefix(deployment, source)}.`;
+    if (!topic.startsWith(prefix)) continue;
+    const rest = topic.slice(prefix.length);
+    const dot = rest.indexOf(".");
+    if (dot <= 0) return null;
+    return { source, schema: rest.slice(0, dot), table: rest.slice(dot + 1) };
+  }
+  return null;
+}
+
+/** The data topics a sink reads: its sources' (all by default), filtered by its table patterns. */
+export function sinkTopics(config: SluiceConfig, sink: SinkConfig, topics: readonly string[]): string[] {
+  const sources = sink.sources ?? config.sources.map((s) => s.name);
+  const matches = tableMatcher(sink.tables);
+  return topics
+    .filter((topic) => {
+      const parsed = parseDataTopic(config.name, sources, topic);
+      return parsed !== null && matches(parsed.schema, parsed.table);
+    })
+    .sort();
+}
+
+export function sinkGroupName(config: SluiceConfig, sink: SinkConfig): string {
+  return sinkGroup(config.name, sink.name);
+}
+
+export function deadLetterTopic(config: SluiceConfig, sink: SinkConfig): string {
+  return sink.dead_letter_topic ?? `${config.name}.dlq.${sink.name}`;
+}
+
+export function parkingTopic(config: SluiceConfig, source: SourceConfig): string {
+  return `${config.name}.sluice.halted.${source.name}`;
+}
+
+/** Avro encoding for capture; creates each topic the first time a record goes to it. */
+export function captureEncoder(config: SluiceConfig, source: SourceConfig, registry: SchemaRegistry, log: TopicLog): ChangeEncoder {
+  const avro = new AvroChangeEncoder({
+    registry,
+    topicPrefix: (name) => dataTopicPrefix(config.name, name),
+    numericMode: source.decimal_mode,
+  });
+  const created = new Set<string>();
+  return {
+    async encode(event: ChangeEvent): Promise<ProducedRecord[]> {
+      const records = await avro.encode(event);
+      for (const record of records) {
+        if (created.has(record.topic)) continue;
+        await log.createTopic(dataTopicSpec(config, record.topic));
+        created.add(record.topic);
+      }
+      return records;
+    },
+  };
+}
+
+export function dataTopicSpec(config: SluiceConfig, name: string) {
+  return {
+    name,
+    partitions: config.topics.partitions,
+    retentionMs: config.topics.retention.max_age === 0 ? null : config.topics.retention.max_age,
+    retentionBytes: config.topics.retention.max_bytes ?? null,
+    compacted: false,
+  };
+}
+
+export function internalTopicSpec(name: string) {
+  return { name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false };
+}
+
+export function recordDecoder(registry: SchemaRegistry): RecordDecoder {
+  const decoder = new ChangeEventDecoder(registry);
+  return { decode: (record: StoredRecord) => decoder.decode(record.key, record.value) };
+}
+
+export async function createSource(config: SourceConfig, logger: Logger, hooks: SourceHooks): Promise<Source> {
+  switch (config.kind) {
+    case "postgres": {
+      const { PostgresSource } = await import("../connectors/postgres/source.ts");
+      return new PostgresSource(config, { logger, onSnapshotProgress: hooks.onSnapshotProgress });
+    }
+    case "mysql": {
+      const { createMysqlSource } = await import("../connectors/mysql/index.ts");
+      return createMysqlSource(config, { logger, onSnapshotProgress: hooks.onSnapshotProgress });
+    }
+  }
+}
+
+export interface SnapshotProgressLike {
+  /** "schema.table" */
+  readonly table: string;
+  readonly rowsDone: number;
+  readonly rowsEstimated: number | null;
+}
+
+export interface SourceHooks {
+  onSnapshotProgress(progress: readonly SnapshotProgressLike[]): void;
+}
+
+export async function createSink(config: SinkConfig, logger: Logger): Promise<Sink> {
+  switch (config.kind) {
+    case "duckdb": {
+      const { createDuckDbSink } = await import("../connectors/duckdb/duckdb-sink.ts");
+      return createDuckDbSink(config, { logger });
+    }
+    case "clickhouse": {
+      const { createClickHouseSink } = await import("../connectors/clickhouse/index.ts");
+      return createClickHouseSink(config, { logger });
+    }
+    case "elasticsearch": {
+      const { createElasticsearchSink } = await import("../connectors/elasticsearch/index.ts");
+      return createElasticsearchSink(config, { logger });
+    }
+  }
+}

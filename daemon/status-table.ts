@@ -1,0 +1,46 @@
+/** `sluice status` on a terminal: the daemon's /status document as aligned tables. */
+
+interface SourceStatus {
+  name: string;
+  kind: string;
+  ready: boolean;
+  position: { commit: string; change: string } | null;
+  lagSeconds: number | null;
+  halted: { table: string; error: string }[];
+}
+
+interface SinkStatus {
+  name: string;
+  ready: boolean;
+  freshnessSeconds: number | null;
+  halted: { table: string; error: string }[];
+}
+
+function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
+  return [line(headers), ...rows.map(line)].join("\n");
+}
+
+function seconds(value: number | null): string {
+  return value === null ? "-" : `${value.toFixed(1)}s`;
+}
+
+export function formatStatus(status: Record<string, unknown>): string {
+  const sources = (status["sources"] as SourceStatus[] | undefined) ?? [];
+  const sinks = (status["sinks"] as SinkStatus[] | undefined) ?? [];
+  const topics = status["topics"] as { kind: string; ready: boolean } | undefined;
+  const out = [
+    `Deployment ${String(status["deployment"])} (sluice ${String(status["version"])}): ${status["ready"] ? "ready" : "NOT READY"}; topic log ${topics?.kind ?? "?"} ${topics?.ready ? "up" : "down"}`,
+    "",
+    table(
+      ["SOURCE", "KIND", "STATE", "POSITION", "LAG"],
+      sources.map((s) => [s.name, s.kind, s.ready ? "capturing" : "not ready", s.position ? `${s.position.commit}/${s.position.change}` : "-", seconds(s.lagSeconds)]),
+    ),
+    "",
+    table(["SINK", "STATE", "FRESHNESS"], sinks.map((s) => [s.name, s.ready ? "applying" : "not ready", seconds(s.freshnessSeconds)])),
+  ];
+  const halted = [...sources.flatMap((s) => s.halted.map((h) => [s.name, h.table, h.error])), ...sinks.flatMap((s) => s.halted.map((h) => [s.name, h.table, h.error]))];
+  if (halted.length > 0) out.push("", table(["HALTED IN", "TABLE", "ERROR"], halted));
+  return `${out.join("\n")}\n`;
+}
