@@ -79,13 +79,14 @@ test("close and reconnect from a checkpoint inside a transaction: nothing lost, 
     await readUntil(source, (c) => c.events.some((e) => e.op === "t"));
     await admin.query(`INSERT INTO ${q("t")} SELECT i, 1 FROM generate_series(100, 149) i`);
     const collected = await readUntil(source, (c) => c.events.length >= 25, { ack: false });
-    // Durable: the first two batches only; the checkpoint falls inside the 50-row transaction.
-    const durable = collected.batches.slice(0, 2);
+    // Durable: the batches holding the first 10 or more rows; the checkpoint falls inside the 50-row transaction.
+    let count = 0;
+    const durable = collected.batches.filter((b) => (count += b.events.length) - b.events.length < 10);
     for (const batch of durable) await batch.ack();
     checkpoint = durable.at(-1)!.checkpoint;
     delivered = durable.flatMap((b) => b.events);
     assert.ok(checkpoint.position.change < checkpoint.position.commit, "checkpoint is inside the transaction");
-    assert.equal(delivered.length, 20);
+    assert.ok(delivered.length >= 10 && delivered.length < 50, `${delivered.length} rows durable`);
   } finally {
     await source.close();
   }
@@ -98,7 +99,7 @@ test("close and reconnect from a checkpoint inside a transaction: nothing lost, 
     const collected = await readUntil(resumed, (c) => c.events.some((e) => e.op === "u"));
     const all = [...delivered, ...collected.events];
     assert.deepEqual(ids(all), [...Array.from({ length: 60 }, (_, i) => 100 + i), 100]);
-    assert.equal(new Set(all.map((e) => `${e.key["id"]}/${e.source.position.change}/${e.op}`)).size, all.length);
+    assert.equal(new Set(all.map((e) => `${String(e.key["id"])}/${e.source.position.change}/${e.op}`)).size, all.length);
   } finally {
     await resumed.close();
   }

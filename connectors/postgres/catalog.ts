@@ -214,12 +214,39 @@ export interface ServerInfo {
   readonly version: number;
   readonly walLevel: string;
   readonly database: string;
+  /** wal_sender_timeout in milliseconds; 0 disables it. */
+  readonly walSenderTimeoutMs: number;
 }
 
 export async function serverInfo(db: Queryable): Promise<ServerInfo> {
   const result = await db.query<Record<string, string>>(
-    "SELECT current_setting('server_version_num') AS version, current_setting('wal_level') AS wal_level, current_database() AS database",
+    `SELECT current_setting('server_version_num') AS version, current_setting('wal_level') AS wal_level, current_database() AS database,
+            (SELECT setting FROM pg_settings WHERE name = 'wal_sender_timeout') AS wal_sender_timeout`,
   );
   const row = result.rows[0]!;
-  return { version: Number(row["version"]), walLevel: row["wal_level"]!, database: row["database"]! };
+  return {
+    version: Number(row["version"]),
+    walLevel: row["wal_level"]!,
+    database: row["database"]!,
+    walSenderTimeoutMs: Number(row["wal_sender_timeout"] ?? 60_000),
+  };
+}
+
+export interface SlotLag {
+  /** Current WAL position minus the slot's confirmed_flush_lsn. */
+  readonly lagBytes: number;
+  /** Current WAL position minus the slot's restart_lsn: WAL the slot keeps on the server. */
+  readonly retainedBytes: number;
+}
+
+export async function slotLag(db: Queryable, slot: string): Promise<SlotLag | null> {
+  const result = await db.query<Record<string, string | null>>(
+    `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8 AS lag,
+            pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8 AS retained
+       FROM pg_replication_slots WHERE slot_name = $1`,
+    [slot],
+  );
+  const row = result.rows[0];
+  if (row === undefined || row["lag"] == null || row["retained"] == null) return null;
+  return { lagBytes: Number(row["lag"]), retainedBytes: Number(row["retained"]) };
 }

@@ -9,6 +9,7 @@ import type pg from "pg";
 import { adminClient, cleanUp, newSource, randomName, readUntil, slotRow, sourceConfig } from "./int-test-support.ts";
 import { parseLsn } from "./lsn.ts";
 import type { PostgresSource } from "./source.ts";
+import { rowBytes } from "./snapshot-reader.ts";
 
 const schema = randomName("flow");
 const q = (table: string) => `"${schema}".${table}`;
@@ -82,8 +83,8 @@ test("the snapshot waits for room too", async () => {
     let largest = 0;
     const collected = await slowlyReadAll(source, 4000, (bytes) => (largest = Math.max(largest, bytes)));
     assert.equal(collected.events.filter((e) => e.op === "r").length, 4000);
-    const rowBytes = 64 + 2 * 16 + 256 + 4;
-    assert.ok(largest <= MAX_BUFFER + 2 * rowBytes, `largest ${largest}`);
+    const widest = rowBytes(["4000", "x".repeat(256)]);
+    assert.ok(largest <= MAX_BUFFER + 2 * widest, `largest ${largest}`);
   } finally {
     await source.close();
   }
@@ -112,6 +113,9 @@ test("heartbeats advance the confirmed position while only uncaptured tables cha
     const confirmed = parseLsn((await slotRow(admin, config.slot!))!["confirmed_flush_lsn"]!);
     assert.ok(confirmed > start, "the slot moved");
     assert.ok(confirmed >= walNow, `the slot caught up with the WAL written by other tables (${confirmed} >= ${walNow})`);
+    const lag = await source.slotMetrics();
+    assert.ok(lag !== null && lag.lagBytes >= 0 && lag.lagBytes < 1024 * 1024, `lag ${JSON.stringify(lag)}`);
+    assert.ok(lag.retainedBytes >= lag.lagBytes);
   } finally {
     stop.stopped = true;
     await busy;

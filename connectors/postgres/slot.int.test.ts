@@ -116,3 +116,22 @@ test("a slot streamed by another consumer is a retriable error", async () => {
     await first.close();
   }
 });
+
+test("an existing publication is used as it is: its column list and row filter shape the snapshot and the stream", async () => {
+  await admin.query(`CREATE TABLE ${q("filtered")} (id int PRIMARY KEY, region text NOT NULL, secret text)`);
+  await admin.query(`INSERT INTO ${q("filtered")} VALUES (1, 'eu', 's1'), (2, 'us', 's2'), (3, 'eu', 's3')`);
+  const c = config({ tables: [`${schema}.filtered`], create_publication: false });
+  await admin.query(`CREATE PUBLICATION "${c.publication!}" FOR TABLE ${q("filtered")} (id, region) WHERE (region = 'eu')`);
+  const source = newSource(c);
+  await source.connect(null, AbortSignal.timeout(30_000));
+  try {
+    const collected = await readUntil(source, snapshotFinished);
+    assert.deepEqual(collected.events.map((e) => e.after), [{ id: 1, region: "eu" }, { id: 3, region: "eu" }]);
+    await admin.query(`INSERT INTO ${q("filtered")} VALUES (4, 'us', 's4'), (5, 'eu', 's5')`);
+    await readUntil(source, (all) => all.events.some((e) => e.key["id"] === 5), { into: collected });
+    assert.deepEqual(collected.events.slice(2).map((e) => [e.op, e.after]), [["c", { id: 5, region: "eu" }]]);
+    assert.deepEqual(collected.events.at(-1)!.schema.columns.map((col) => col.name), ["id", "region"]);
+  } finally {
+    await source.close();
+  }
+});

@@ -8,13 +8,10 @@
 import pg from "pg";
 import type { ClientConfig } from "pg";
 import type { Logger } from "pino";
-import type { ChangeEvent, Position } from "../contracts.ts";
 import type { ErrorContext } from "../errors.ts";
 import type { ByteBoundedBuffer } from "./byte-bounded-buffer.ts";
 import type { CapturedTable, CapturedTables } from "./captured-tables.ts";
 import type { PublishedTable, TableRef } from "./catalog.ts";
-import { insertEvent } from "./change-events.ts";
-import type { EventOrigin } from "./change-events.ts";
 import { quoteIdent, quoteLiteral } from "./connection-settings.ts";
 import { toSluiceError } from "./pg-errors.ts";
 
@@ -33,18 +30,22 @@ export interface TableSnapshotProgress {
 export interface SnapshotReaderOptions {
   readonly client: ClientConfig;
   readonly snapshotName: string;
-  readonly position: Position;
   readonly startedAtMs: number;
-  readonly sourceName: string;
   readonly tables: readonly TableRef[];
   readonly published: ReadonlyMap<string, PublishedTable>;
   readonly captured: CapturedTables;
-  readonly buffer: ByteBoundedBuffer<ChangeEvent>;
+  readonly buffer: ByteBoundedBuffer<SnapshotRow>;
   readonly parallelism: number;
   readonly chunkRows: number;
   readonly logger: Logger;
   readonly context: ErrorContext;
   readonly onProgress?: (progress: readonly TableSnapshotProgress[]) => void;
+}
+
+/** A row as read, decoded into a ChangeEvent only when read() hands it on: raw text is compact. */
+export interface SnapshotRow {
+  readonly table: CapturedTable;
+  readonly values: readonly (string | null)[];
 }
 
 interface MutableProgress {
@@ -56,10 +57,10 @@ interface MutableProgress {
   finishedAtMs: number | null;
 }
 
-/** Bytes a snapshot row counts against max_buffer_bytes: its text plus a per-column overhead. */
-function rowBytes(row: readonly (string | null)[]): number {
+/** Bytes a snapshot row counts against max_buffer_bytes: its text plus the array's and strings' overhead. */
+export function rowBytes(row: readonly (string | null)[]): number {
   let bytes = 64;
-  for (const value of row) bytes += 16 + (value === null ? 0 : value.length);
+  for (const value of row) bytes += value === null ? 8 : 24 + value.length;
   return bytes;
 }
 
@@ -144,17 +145,10 @@ export class SnapshotReader {
     progress.state = "running";
     progress.startedAtMs = Date.now();
     logger.info({ table: progress.table, key: table.schema.key, keySource: table.keySource, estimatedRows: progress.rowsEstimated }, "snapshot of table started");
-    const origin: EventOrigin = {
-      sourceName: this.options.sourceName,
-      position: this.options.position,
-      txId: null,
-      commitTimeMs: this.options.startedAtMs,
-      snapshot: true,
-    };
     const emitRows = async (rows: readonly (string | null)[][]) => {
       for (const row of rows) {
         if (this.options.buffer.full) await this.options.buffer.waitForSpace(signal);
-        this.options.buffer.push(insertEvent(table, row, origin, "r"), rowBytes(row));
+        this.options.buffer.push({ table, values: row }, rowBytes(row));
       }
       progress.rowsDone += rows.length;
       this.options.onProgress?.(this.progress());

@@ -11,16 +11,19 @@ import type { ErrorContext } from "../errors.ts";
 import { AckTracker } from "./ack-tracker.ts";
 import { ByteBoundedBuffer } from "./byte-bounded-buffer.ts";
 import { CapturedTables } from "./captured-tables.ts";
-import { listTables, loadTypeCatalog, publicationInfo, publishedTables, serverInfo, slotInfo } from "./catalog.ts";
-import type { PublishedTable, ServerInfo, TableRef } from "./catalog.ts";
+import { listTables, loadTypeCatalog, publicationInfo, publishedTables, serverInfo, slotInfo, slotLag } from "./catalog.ts";
+import type { PublishedTable, ServerInfo, SlotLag, TableRef } from "./catalog.ts";
 import { clientConfig } from "./connection-settings.ts";
 import { Heartbeat } from "./heartbeat.ts";
+import { formatLsn } from "./lsn.ts";
 import { toSluiceError } from "./pg-errors.ts";
 import { flushLsnFor, SNAPSHOT_INCOMPLETE, snapshotPosition } from "./positions.ts";
 import { ReplicationStream } from "./replication-stream.ts";
 import type { WalMessage } from "./replication-stream.ts";
 import { SnapshotReader } from "./snapshot-reader.ts";
-import type { TableSnapshotProgress } from "./snapshot-reader.ts";
+import type { SnapshotRow, TableSnapshotProgress } from "./snapshot-reader.ts";
+import { insertEvent } from "./change-events.ts";
+import type { EventOrigin } from "./change-events.ts";
 import { captureNames, createSlot, dropSlot, ensurePublication, planStart } from "./slot-setup.ts";
 import type { CaptureNames } from "./slot-setup.ts";
 import { StreamBatcher } from "./stream-batcher.ts";
@@ -28,6 +31,7 @@ import { StreamDecoder } from "./stream-decoder.ts";
 import type { TransactionEvent } from "./stream-decoder.ts";
 import { tableMatcher } from "./table-patterns.ts";
 
+export type { SlotLag } from "./catalog.ts";
 export type { TableSnapshotProgress } from "./snapshot-reader.ts";
 export type { TransactionEvent } from "./stream-decoder.ts";
 
@@ -64,8 +68,9 @@ export interface PostgresSourceStats {
 
 interface SnapshotState {
   readonly reader: SnapshotReader;
-  readonly buffer: ByteBoundedBuffer<ChangeEvent>;
-  readonly position: Position;
+  readonly buffer: ByteBoundedBuffer<SnapshotRow>;
+  /** Where every snapshot row sits: position, no transaction, the snapshot's time. */
+  readonly origin: EventOrigin;
   readonly controller: AbortController;
 }
 
@@ -95,6 +100,7 @@ export class PostgresSource implements Source {
   private phase: PostgresSourcePhase = "idle";
   private failure: SluiceError | null = null;
   private catalog: pg.Client | null = null;
+  private server: ServerInfo | null = null;
   private captured: CapturedTables | null = null;
   private snapshot: SnapshotState | null = null;
   private lastSnapshotProgress: TableSnapshotProgress[] = [];
@@ -134,6 +140,16 @@ export class PostgresSource implements Source {
     };
   }
 
+  /** The slot's lag and retained WAL on the server (sluice_postgres_slot_* metrics); null when not connected or no slot. */
+  async slotMetrics(): Promise<SlotLag | null> {
+    if (this.catalog === null) return null;
+    try {
+      return await slotLag(this.catalog, this.names.slot);
+    } catch {
+      return null;
+    }
+  }
+
   async connect(from: Checkpoint | null, signal: AbortSignal): Promise<void> {
     await this.teardown();
     this.failure = null;
@@ -144,6 +160,7 @@ export class PostgresSource implements Source {
     } catch (error) {
       await this.teardown();
       this.phase = "failed";
+      if (signal.aborted) throw signal.reason;
       throw toSluiceError(error, "cannot start capture", this.context);
     }
   }
@@ -180,6 +197,7 @@ export class PostgresSource implements Source {
     await catalog.connect();
     const server = await serverInfo(catalog);
     checkServer(server, context);
+    this.server = server;
     signal.throwIfAborted();
 
     const types = await loadTypeCatalog(catalog);
@@ -224,7 +242,7 @@ export class PostgresSource implements Source {
     try {
       await replication.connect();
       const created = await createSlot(replication, this.names, exportSnapshot, server.version);
-      this.logger.info({ slot: this.names.slot, consistentPoint: created.consistentPoint.toString(16), exported: created.snapshotName }, "replication slot created");
+      this.logger.info({ slot: this.names.slot, consistentPoint: formatLsn(created.consistentPoint), exported: created.snapshotName }, "replication slot created");
       // The exported snapshot lives only while this connection stays idle: import it before closing.
       if (whileExported !== undefined && created.snapshotName !== null) await whileExported(created.snapshotName, created.consistentPoint);
       return created;
@@ -234,18 +252,22 @@ export class PostgresSource implements Source {
   }
 
   private async startSnapshot(server: ServerInfo, tables: readonly TableRef[], published: ReadonlyMap<string, PublishedTable>): Promise<void> {
-    const buffer = new ByteBoundedBuffer<ChangeEvent>(this.config.max_buffer_bytes);
+    const buffer = new ByteBoundedBuffer<SnapshotRow>(this.config.max_buffer_bytes);
     const controller = new AbortController();
     let state: SnapshotState | null = null;
     const { consistentPoint } = await this.createSlot(server, true, async (snapshotName, consistentPoint) => {
       const slot = await slotInfo(this.catalog!, this.names.slot);
-      const position = snapshotPosition(consistentPoint, slot?.restartLsn ?? consistentPoint);
+      const origin: EventOrigin = {
+        sourceName: this.name,
+        position: snapshotPosition(consistentPoint, slot?.restartLsn ?? consistentPoint),
+        txId: null,
+        commitTimeMs: Date.now(),
+        snapshot: true,
+      };
       const reader = new SnapshotReader({
         client: clientConfig(this.config, "snapshot"),
         snapshotName,
-        position,
-        startedAtMs: Date.now(),
-        sourceName: this.name,
+        startedAtMs: origin.commitTimeMs,
         tables,
         published,
         captured: this.captured!,
@@ -256,7 +278,7 @@ export class PostgresSource implements Source {
         context: this.context,
         ...(this.options.onSnapshotProgress === undefined ? {} : { onProgress: this.options.onSnapshotProgress }),
       });
-      state = { reader, buffer, position, controller };
+      state = { reader, buffer, origin, controller };
       this.snapshot = state;
       await reader.importSnapshot();
     });
@@ -276,14 +298,18 @@ export class PostgresSource implements Source {
     await buffer.waitForItem(signal);
     const max = this.options.maxBatchEvents ?? 4096;
     const events: ChangeEvent[] = [];
-    while (events.length < max && buffer.length > 0) events.push(buffer.shift()!);
+    while (events.length < max && buffer.length > 0) {
+      const row = buffer.shift()!;
+      events.push(insertEvent(row.table, row.values, snapshot.origin, "r"));
+    }
+    const { position } = snapshot.origin;
     const finished = buffer.ended && buffer.length === 0;
-    if (!finished) return this.batch(events, [], { ...snapshot.position, resume: SNAPSHOT_INCOMPLETE });
+    if (!finished) return this.batch(events, [], { ...position, resume: SNAPSHOT_INCOMPLETE });
     this.lastSnapshotProgress = snapshot.reader.progress();
     await snapshot.reader.close();
     this.snapshot = null;
     this.phase = "streaming";
-    return this.batch(events, [], snapshot.position);
+    return this.batch(events, [], position);
   }
 
   private async startStream(): Promise<void> {
@@ -312,7 +338,7 @@ export class PostgresSource implements Source {
       startLsn: start.startLsn,
       flushedLsn: start.flushedLsn > this.ackedFlush ? start.flushedLsn : this.ackedFlush,
       buffer,
-      statusIntervalMs: this.options.statusIntervalMs ?? 10_000,
+      statusIntervalMs: this.statusIntervalMs(),
       logger: this.logger,
       context: this.context,
     });
@@ -320,6 +346,13 @@ export class PostgresSource implements Source {
     this.streaming = { stream, buffer, batcher, heartbeat };
     await stream.start();
     heartbeat.start();
+  }
+
+  /** Often enough that the server's wal_sender_timeout never ends a connection that is only paused. */
+  private statusIntervalMs(): number {
+    const wanted = this.options.statusIntervalMs ?? 10_000;
+    const timeout = this.server?.walSenderTimeoutMs ?? 0;
+    return timeout > 0 ? Math.max(100, Math.min(wanted, Math.floor(timeout / 3))) : wanted;
   }
 
   private batch(events: readonly ChangeEvent[], transactions: readonly TransactionEvent[], position: Position): PostgresSourceBatch {

@@ -5,7 +5,9 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import type pg from "pg";
-import type { ColumnValue } from "../contracts.ts";
+import type { ColumnValue, Row } from "../contracts.ts";
+import { createAvroType } from "../../schema-registry/avro-runtime.ts";
+import { mapTable } from "../../schema-registry/table-mapping.ts";
 import { adminClient, byId, cleanUp, newSource, randomName, readUntil, snapshotFinished, sourceConfig } from "./int-test-support.ts";
 import { daysFromCivil, DATE_INFINITY, DATE_MINUS_INFINITY, TIMESTAMP_INFINITY } from "./values/civil-time.ts";
 
@@ -30,7 +32,7 @@ const cases: Case[] = [
   { column: "c_numeric_big", type: "numeric", literal: `'${bigNumeric}'`, expected: bigNumeric, dbType: "numeric" },
   { column: "c_numeric_nan", type: "numeric", literal: "'NaN'", expected: "NaN", dbType: "numeric" },
   { column: "c_numeric_specials", type: "numeric[]", literal: "'{Infinity,-Infinity,0.000001,NULL}'", expected: ["Infinity", "-Infinity", "0.000001", null], dbType: "numeric[]" },
-  { column: "c_float4", type: "float4", literal: "1.1", expected: 1.1, dbType: "real" },
+  { column: "c_float4", type: "float4", literal: "1.1", expected: Math.fround(1.1), dbType: "real" },
   { column: "c_float8", type: "float8", literal: "0.1", expected: 0.1, dbType: "double precision" },
   {
     column: "c_float8_specials",
@@ -79,7 +81,7 @@ const cases: Case[] = [
   { column: "c_varbit", type: "varbit", literal: "B'101'", expected: "101", dbType: "bit varying" },
   { column: "c_xml", type: "xml", literal: "'<a x=\"1\">t</a>'", expected: '<a x="1">t</a>', dbType: "xml" },
   { column: "c_tsvector", type: "tsvector", literal: "'a fat cat'", expected: "'a' 'cat' 'fat'", dbType: "tsvector" },
-  { column: "c_hstore", type: "hstore", literal: `'"a"=>"1", "b"=>NULL, "q\\"k"=>"v"'`, expected: '{"a":"1","b":null,"q\\"k":"v"}', dbType: "hstore" },
+  { column: "c_hstore", type: "hstore", literal: `'"a"=>"1", "b"=>NULL, "q\\"k"=>"v"'`, expected: '"a"=>"1", "b"=>NULL, "q\\"k"=>"v"', dbType: "hstore" },
   { column: "c_point", type: "point", literal: "'(1,2)'", expected: "(1,2)", dbType: "point" },
   { column: "c_range", type: "int4range", literal: "'[1,10)'", expected: "[1,10)", dbType: "int4range" },
   { column: "c_oid", type: "oid", literal: "4294967295", expected: 4294967295, dbType: "oid" },
@@ -124,6 +126,23 @@ test("every type decodes exactly, from the snapshot and from the stream, with fo
       assert.deepEqual(event.key, { id: path === "snapshot" ? 1 : 2 });
     }
     assert.equal(snapshotRow.schema, streamRow.schema, "the stream reuses the snapshot's TableSchema when nothing changed");
+
+    // The schema registry's Avro mapping takes every value as the source hands it on, and gives it back exactly.
+    const mapping = mapTable(streamRow.schema);
+    const type = createAvroType(mapping.valueSchema);
+    const gaps: string[] = [];
+    for (const c of cases) {
+      const row: Row = { ...Object.fromEntries(cases.map((other) => [other.column, null])), id: 2, [c.column]: streamRow.after![c.column]! };
+      try {
+        const decoded = mapping.valueCodec.fromAvro(type.fromBuffer(type.toBuffer(mapping.valueCodec.toAvro(row)))) as Row;
+        assert.deepEqual(decoded[c.column], c.expected);
+      } catch (error) {
+        gaps.push(`${c.column} (${c.dbType}): ${(error as Error).message.split("\n")[0]}`);
+      }
+    }
+    // Known gap, reported to the registry: PostgreSQL arrays may be multi-dimensional whatever the declared type.
+    const known = ["c_int_matrix"];
+    assert.deepEqual(gaps.map((g) => g.split(" ")[0]), known, `values the registry's Avro mapping does not carry exactly:\n${gaps.join("\n")}`);
   } finally {
     await source.close();
   }

@@ -26,7 +26,9 @@ test("floats: specials and shortest texts", () => {
   assert.equal(decode(701, "1.7976931348623157e+308"), Number.MAX_VALUE);
   assert.equal(decode(701, "5e-324"), Number.MIN_VALUE);
   assert.equal(decode(701, "-0"), -0);
-  assert.equal(Math.fround(decode(700, "1.1") as number), Math.fround(1.1));
+  assert.equal(decode(700, "1.1"), Math.fround(1.1));
+  assert.equal(decode(700, "3.4028235e+38"), 3.4028234663852886e38);
+  assert.ok(Number.isNaN(decode(700, "NaN")));
   assert.throws(() => decode(701, "abc"), /cannot decode number/);
 });
 

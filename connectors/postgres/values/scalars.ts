@@ -17,6 +17,9 @@ const asNumber: TextDecoder = (text) => {
   return value;
 };
 
+/** float4: the exact single-precision value (its shortest text read as a double, rounded back to float). */
+const asFloat4: TextDecoder = (text) => Math.fround(asNumber(text) as number);
+
 const asBigint: TextDecoder = (text) => BigInt(text);
 
 const asBoolean: TextDecoder = (text) => {
@@ -70,7 +73,7 @@ export const BUILTIN_SCALAR_DECODERS: ReadonlyMap<number, TextDecoder> = new Map
   [21, asNumber], // int2
   [23, asNumber], // int4
   [26, asNumber], // oid
-  [700, asNumber], // float4: the number of its shortest exact text; Math.fround gives the stored float
+  [700, asFloat4], // float4
   [701, asNumber], // float8 (NaN, Infinity, -Infinity included)
   [790, decodeMoney], // money
   [1082, decodeDate], // date

@@ -1,13 +1,12 @@
 /**
  * What Sluice knows about every type in the database (pg_type): how to decode a column's text
  * and which `format_type` target names it in TableSchema.dbType. Domains resolve to their base
- * type, enums are text, arrays decode element by element, hstore becomes JSON text, anything
- * else unknown stays its text.
+ * type, enums are text, arrays decode element by element, anything else (hstore, ranges,
+ * geometric types, extension types) stays its text.
  */
 import type { ColumnValue } from "../../contracts.ts";
 import { parseArrayLiteral } from "./array-literal.ts";
 import type { ArrayText } from "./array-literal.ts";
-import { hstoreToJson } from "./hstore-literal.ts";
 import { asText, BUILTIN_SCALAR_DECODERS } from "./scalars.ts";
 import type { TextDecoder } from "./scalars.ts";
 
@@ -99,7 +98,6 @@ export class TypeCatalog {
       const element = this.types.get(row.elementOid);
       return arrayDecoder(this.buildDecoder(row.elementOid, depth + 1), element?.delimiter ?? ",");
     }
-    if (row.name === "hstore" && row.kind === "b") return hstoreToJson;
     return asText;
   }
 
