@@ -28,6 +28,11 @@ export function splitHostPort(listen: string): { host: string; port: number } {
   return { host: listen.slice(0, colon).replace(/^\[(.*)\]$/, "$1"), port: Number(listen.slice(colon + 1)) };
 }
 
+/** PostgreSQL sources report their replication slot's lag. */
+interface SlotMetricsSource {
+  slotMetrics(): Promise<{ lagBytes: number; retainedBytes: number } | null>;
+}
+
 function lagSeconds(now: number, thenMs: number | null): number | null {
   return thenMs === null ? null : Math.max(0, (now - thenMs) / 1000);
 }
@@ -79,7 +84,7 @@ export class Daemon {
     this.http.route("GET", "/status", (_req, res) => sendJson(res, 200, this.status()));
     if (config.metrics.enabled) {
       this.http.route("GET", config.metrics.path, async (_req, res) => {
-        this.refreshGauges();
+        await this.refreshGauges();
         const { contentType, body } = await this.metrics.render();
         res.writeHead(200, { "content-type": contentType });
         res.end(body);
@@ -210,8 +215,16 @@ export class Daemon {
     };
   }
 
-  private refreshGauges(): void {
+  private async refreshGauges(): Promise<void> {
     const now = Date.now();
+    await Promise.all(
+      this.captures.map(async (capture) => {
+        const slot = await (capture.source as Partial<SlotMetricsSource>).slotMetrics?.();
+        if (!slot) return;
+        this.metrics.slotLagBytes.set({ source: capture.name }, slot.lagBytes);
+        this.metrics.slotRetainedBytes.set({ source: capture.name }, slot.retainedBytes);
+      }),
+    );
     for (const sink of this.sinks) {
       const freshness = lagSeconds(now, sink.runner.lastAppliedCommitTime());
       if (freshness !== null) this.metrics.sinkFreshness.set({ sink: sink.name }, freshness);
