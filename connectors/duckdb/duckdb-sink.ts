@@ -11,7 +11,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DuckDBInstance } from "@duckdb/node-api";
-import type { DuckDBAppender, DuckDBConnection, DuckDBValue } from "@duckdb/node-api";
+import type { DuckDBAppender, DuckDBConnection, DuckDBType, DuckDBValue } from "@duckdb/node-api";
 import type { Logger } from "../../daemon/logger.ts";
 import type { SinkChange, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
@@ -68,7 +68,8 @@ export class DuckDbSink implements VersionedSink {
     signal.throwIfAborted();
     try {
       if (this.#config.path !== ":memory:") mkdirSync(dirname(this.#config.path), { recursive: true });
-      this.#instance = await DuckDBInstance.create(this.#config.path);
+      // From the process-wide cache: other components (and other sinks on the same file) share one database.
+      this.#instance = await DuckDBInstance.fromCache(this.#config.path);
       this.#connection = await this.#instance.connect();
       await bootstrapCatalog(this.#connection);
       await this.#reload();
@@ -83,11 +84,19 @@ export class DuckDbSink implements VersionedSink {
     this.#logger.info({ path: this.#config.path, tables: this.#tables.size }, "DuckDB sink open");
   }
 
+  /** Checkpoints and disconnects; the database itself closes when its last user in the process lets go. */
   async close(): Promise<void> {
-    this.#connection?.closeSync();
-    this.#instance?.closeSync();
+    const connection = this.#connection;
     this.#connection = null;
     this.#instance = null;
+    if (!connection) return;
+    await this.#serial.run(() => connection.run("CHECKPOINT")).catch(() => undefined);
+    connection.closeSync();
+  }
+
+  /** Runs a read query on the sink's connection, between writes (e.g. for an admin endpoint or tests); values as JSON. */
+  query(sql: string): Promise<Record<string, unknown>[]> {
+    return this.#serial.run(async () => (await this.#conn().runAndReadAll(sql)).getRowObjectsJson());
   }
 
   write(changes: readonly SinkChange[], signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult> {
@@ -294,7 +303,8 @@ export class DuckDbSink implements VersionedSink {
     );
     const appender = await this.#conn().createAppender(STAGE, "main", "temp");
     try {
-      for (const row of staged) appendRow(appender, row);
+      const types = columns.map((_, index) => appender.columnType(index));
+      for (const row of staged) appendRow(appender, types, row);
       appender.flushSync();
     } finally {
       appender.closeSync();
@@ -473,10 +483,10 @@ export class DuckDbSink implements VersionedSink {
   }
 }
 
-function appendRow(appender: DuckDBAppender, row: StagedRow): void {
+function appendRow(appender: DuckDBAppender, types: readonly DuckDBType[], row: StagedRow): void {
   row.cells.forEach((cell, index) => {
     if (cell === null) appender.appendNull();
-    else appender.appendValue(cell, appender.columnType(index));
+    else appender.appendValue(cell, types[index]);
   });
   appender.appendUBigInt(row.change.version);
   appender.appendBoolean(row.change.deleted);

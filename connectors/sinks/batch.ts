@@ -108,13 +108,9 @@ function collapseTable(table: TableId, entries: Entry[]): TableChanges {
   }
 
   let truncate: { version: bigint; position: Position; indices: number[] } | null = null;
-  for (const { index, event } of sorted) {
-    if (event.op !== "t") continue;
-    if (truncate === null || versionOf(event) >= truncate.version) {
-      truncate = { version: versionOf(event), position: event.source.position, indices: truncate?.indices ?? [] };
-    }
-    truncate.indices.push(index);
-  }
+  const truncates = sorted.filter(({ event }) => event.op === "t");
+  const newest = truncates.at(-1);
+  if (newest) truncate = { version: versionOf(newest.event), position: newest.event.source.position, indices: truncates.map((t) => t.index) };
 
   const byKey = new Map<string, Folded>();
   const invalid: { index: number; error: ValueRejected }[] = [];

@@ -63,7 +63,9 @@ export interface RebuildableSink extends Sink {
   abortRebuild(table: TableId, signal: AbortSignal): Promise<void>;
 }
 
-export interface VersionedSink extends TransactionalSink, RebuildableSink {}
+export interface VersionedSink extends TransactionalSink, RebuildableSink {
+  write(changes: readonly SinkChange[], signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult>;
+}
 
 export function isVersionedSink(sink: Sink): sink is VersionedSink {
   const candidate = sink as Partial<VersionedSink>;

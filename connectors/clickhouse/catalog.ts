@@ -1,0 +1,122 @@
+/**
+ * Sluice's bookkeeping inside the ClickHouse database (ReplacingMergeTree tables, read with
+ * argMax/max so unmerged parts never matter):
+ * - `_sluice_tables`: one row per physical table `<target>__v<N>`: role (live/shadow), columns with
+ *   their logical types, dropped flag; newest `_seq` wins;
+ * - `_sluice_truncates`: per physical table the versions of truncates; the view hides rows at or
+ *   below the maximum, so a replayed older row never shows after a truncate;
+ * - `_sluice_offsets`: per sink the next offset to read per partition; newest `_seq` wins.
+ * ClickHouse has no transactions: the sink writes these after the data they describe.
+ */
+import type { TopicPartitionOffset } from "../contracts.ts";
+import type { TargetColumn } from "../sinks/columns.ts";
+import { bookkeepingSql, OFFSETS_TABLE, qualified, TABLES_TABLE, TRUNCATES_TABLE } from "./ddl.ts";
+import type { ClickHouseConnection } from "./connection.ts";
+import { escapeText, parseTsv, sqlString, tsvLine, unescapeField } from "./tsv.ts";
+
+export type Role = "live" | "shadow";
+
+export interface ClickHouseTable {
+  readonly physical: string;
+  readonly target: string;
+  role: Role;
+  readonly generation: number;
+  truncateVersion: bigint;
+  /** Empty while the table is not created yet (a shadow prepared before any schema was known). */
+  columns: readonly TargetColumn[];
+}
+
+export class ClickHouseCatalog {
+  readonly #connection: ClickHouseConnection;
+  readonly #database: string;
+  #lastSeq = 0n;
+
+  constructor(connection: ClickHouseConnection, database: string) {
+    this.#connection = connection;
+    this.#database = database;
+  }
+
+  async bootstrap(signal: AbortSignal): Promise<void> {
+    await this.#connection.command(`CREATE DATABASE IF NOT EXISTS \`${this.#database.replace(/`/g, "\\`")}\``, signal);
+    for (const sql of bookkeepingSql(this.#database)) await this.#connection.command(sql, signal);
+  }
+
+  /** The tables in use, and per target the highest generation ever used (dropped ones included: names are never reused). */
+  async load(signal: AbortSignal): Promise<{ tables: ClickHouseTable[]; generations: Map<string, number> }> {
+    const rows = parseTsv(
+      await this.#connection.select(
+        `SELECT target, physical, argMax(role, _seq), argMax(generation, _seq), argMax(columns, _seq), argMax(dropped, _seq) ` +
+          `FROM ${qualified(this.#database, TABLES_TABLE)} GROUP BY target, physical FORMAT TabSeparated`,
+        signal,
+      ),
+    );
+    const generations = new Map<string, number>();
+    for (const fields of rows) {
+      const target = text(fields[0]);
+      generations.set(target, Math.max(generations.get(target) ?? 0, Number(text(fields[3]))));
+    }
+    const tables = rows.filter((fields) => text(fields[5]) === "0");
+    const truncates = new Map(
+      parseTsv(
+        await this.#connection.select(`SELECT physical, max(version) FROM ${qualified(this.#database, TRUNCATES_TABLE)} GROUP BY physical FORMAT TabSeparated`, signal),
+      ).map((fields) => [text(fields[0]), BigInt(text(fields[1]))]),
+    );
+    return {
+      generations,
+      tables: tables.map((fields) => {
+        const physical = text(fields[1]);
+        return {
+          target: text(fields[0]),
+          physical,
+          role: text(fields[2]) === "shadow" ? "shadow" : "live",
+          generation: Number(text(fields[3])),
+          columns: JSON.parse(text(fields[4])) as TargetColumn[],
+          truncateVersion: truncates.get(physical) ?? 0n,
+        };
+      }),
+    };
+  }
+
+  async save(table: ClickHouseTable, signal: AbortSignal, dropped = false): Promise<void> {
+    const fields = [table.target, table.physical, table.role, String(table.generation), JSON.stringify(table.columns), dropped ? "1" : "0", this.#seq().toString()];
+    await this.#connection.insertTsv(
+      qualified(this.#database, TABLES_TABLE),
+      ["target", "physical", "role", "generation", "columns", "dropped", "_seq"],
+      tsvLine(fields.map(escapeText)),
+      signal,
+    );
+  }
+
+  async recordTruncate(physical: string, version: bigint, signal: AbortSignal): Promise<void> {
+    await this.#connection.command(`INSERT INTO ${qualified(this.#database, TRUNCATES_TABLE)} (physical, version) VALUES (${sqlString(physical)}, ${version})`, signal);
+  }
+
+  async readOffsets(sink: string, signal: AbortSignal): Promise<TopicPartitionOffset[]> {
+    const rows = parseTsv(
+      await this.#connection.select(
+        `SELECT topic, \`partition\`, argMax(\`offset\`, _seq) FROM ${qualified(this.#database, OFFSETS_TABLE)} WHERE sink = ${sqlString(sink)} ` +
+          "GROUP BY topic, `partition` ORDER BY topic, `partition` FORMAT TabSeparated",
+        signal,
+      ),
+    );
+    return rows.map((fields) => ({ topic: text(fields[0]), partition: Number(text(fields[1])), offset: BigInt(text(fields[2])) }));
+  }
+
+  async writeOffsets(sink: string, offsets: readonly TopicPartitionOffset[], signal: AbortSignal): Promise<void> {
+    if (offsets.length === 0) return;
+    const seq = this.#seq().toString();
+    const body = Buffer.concat(offsets.map((o) => tsvLine([escapeText(sink), escapeText(o.topic), escapeText(String(o.partition)), escapeText(o.offset.toString()), escapeText(seq)])));
+    await this.#connection.insertTsv(qualified(this.#database, OFFSETS_TABLE), ["sink", "topic", "`partition`", "`offset`", "_seq"], body, signal);
+  }
+
+  /** Increasing per process, and across restarts as long as the clock does not go back by more than the restart takes. */
+  #seq(): bigint {
+    const now = BigInt(Date.now()) * 1000n;
+    this.#lastSeq = now > this.#lastSeq ? now : this.#lastSeq + 1n;
+    return this.#lastSeq;
+  }
+}
+
+function text(field: Buffer | undefined): string {
+  return field === undefined ? "" : unescapeField(field).toString("utf8");
+}

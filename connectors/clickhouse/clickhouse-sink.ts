@@ -1,0 +1,415 @@
+/**
+ * The ClickHouse sink: per source table a versioned `ReplacingMergeTree(_sluice_version)` table
+ * `<target>__v<N>` ordered by the primary key, with a `_sluice_deleted` flag (tombstones), and a
+ * view `<target>` of current rows (FINAL, no tombstones, nothing at or below the newest truncate)
+ * that users query. Rows go in as batched TabSeparated inserts; a retried or replayed batch
+ * inserts rows ReplacingMergeTree collapses by version, so it never shows twice. Unchanged-TOAST
+ * columns are filled from the stored row (read back as TSV, re-inserted byte for byte).
+ *
+ * ClickHouse has no transactions: data first, then bookkeeping (truncate versions, catalog,
+ * offsets), so a crash in between repeats work that applies by version.
+ */
+import type { Logger } from "../../daemon/logger.ts";
+import type { SinkChange, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
+import { UNCHANGED } from "../contracts.ts";
+import { isRetriable, SluiceError } from "../errors.ts";
+import { collapseChanges, hasUnchanged } from "../sinks/batch.ts";
+import type { RowChange, TableChanges } from "../sinks/batch.ts";
+import { DELETED_COLUMN, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
+import type { TargetColumn } from "../sinks/columns.ts";
+import type { OffsetWriteResult, VersionedSink } from "../sinks/contract.ts";
+import { errorMessage, rebuildState, rowRejected, schemaUnsupported, ValueRejected } from "../sinks/errors.ts";
+import { Failures } from "../sinks/failures.ts";
+import { isolateRejected } from "../sinks/isolate.ts";
+import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
+import { cellOf, positionLabel } from "../sinks/rows.ts";
+import { Serial } from "../sinks/serial.ts";
+import { ClickHouseCatalog } from "./catalog.ts";
+import type { ClickHouseTable } from "./catalog.ts";
+import type { ClickHouseSinkConfig, ClickHouseSinkOptions } from "./config.ts";
+import { ClickHouseConnection, ClickHouseDataError } from "./connection.ts";
+import { addColumnSql, createTableSql, createViewSql, ident, modifyColumnSql, qualified } from "./ddl.ts";
+import { NULL_FIELD, parseTsv, tsvLine } from "./tsv.ts";
+import { atLeast, clickhouseType, dialectFor, encodeField, keyLiteral } from "./types.ts";
+import type { Dialect } from "./types.ts";
+
+type Mode = "live" | "rebuild";
+
+/** A row as stored: its version, tombstone flag and raw TSV fields by column. */
+interface StoredRow {
+  readonly version: bigint;
+  readonly deleted: boolean;
+  readonly fields: ReadonlyMap<string, Buffer>;
+}
+
+interface Prepared {
+  readonly change: RowChange;
+  /** The TSV line for the physical table it was prepared for. */
+  readonly line: Buffer;
+}
+
+const ONE = Buffer.from("1");
+const ZERO = Buffer.from("0");
+const EMPTY_ARRAY = Buffer.from("[]");
+const STORED_CHUNK = 500;
+
+export class ClickHouseSink implements VersionedSink {
+  readonly name: string;
+  readonly offsetsAtomic = false;
+  readonly #config: ClickHouseSinkConfig;
+  readonly #logger: Logger;
+  readonly #accept: (table: TableId) => boolean;
+  readonly #serial = new Serial();
+  readonly #database: string;
+  #connection: ClickHouseConnection | null = null;
+  #catalog: ClickHouseCatalog | null = null;
+  #dialect: Dialect = { dateTime64: false, date32: false, nativeDeletes: false };
+  #tables = new Map<string, ClickHouseTable>();
+  /** Highest generation used per target, dropped ones included. */
+  #generations = new Map<string, number>();
+
+  constructor(config: ClickHouseSinkConfig, options: ClickHouseSinkOptions) {
+    this.name = config.name;
+    this.#config = config;
+    this.#database = config.database;
+    this.#logger = options.logger.child({ component: "sink", sink: config.name, kind: "clickhouse" });
+    this.#accept = tableFilter(config);
+  }
+
+  /** The server's column types and engine options, known after `open`. */
+  get dialect(): Dialect {
+    return this.#dialect;
+  }
+
+  async open(signal: AbortSignal): Promise<void> {
+    const connection = new ClickHouseConnection(this.#config, this.#logger);
+    try {
+      const version = await connection.version(signal);
+      if (this.#config.native_deletes && !atLeast(version, 23, 2)) {
+        throw new SluiceError(`native_deletes needs ClickHouse 23.2 or later; the server is ${version}`, {
+          code: "SINK_SERVER_UNSUPPORTED",
+          context: { component: "sink", sink: this.name },
+        });
+      }
+      this.#dialect = dialectFor(version, this.#config.native_deletes);
+      const catalog = new ClickHouseCatalog(connection, this.#database);
+      await catalog.bootstrap(signal);
+      const { tables, generations } = await catalog.load(signal);
+      this.#tables = new Map(tables.map((t) => [t.physical, t]));
+      this.#generations = generations;
+      this.#connection = connection;
+      this.#catalog = catalog;
+      this.#logger.info({ version, dialect: this.#dialect, tables: this.#tables.size }, "ClickHouse sink open");
+    } catch (error) {
+      await connection.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {
+    const connection = this.#connection;
+    this.#connection = null;
+    this.#catalog = null;
+    await connection?.close();
+  }
+
+  write(changes: readonly SinkChange[], signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult> {
+    return this.#serial.run(() => this.#write(changes, "live", offsets ?? null, signal));
+  }
+
+  writeRebuild(changes: readonly SinkChange[], signal: AbortSignal): Promise<OffsetWriteResult> {
+    return this.#serial.run(() => this.#write(changes, "rebuild", null, signal));
+  }
+
+  storeOffsets(offsets: readonly TopicPartitionOffset[], signal: AbortSignal): Promise<void> {
+    return this.#serial.run(() => this.#cat().writeOffsets(this.name, offsets, signal));
+  }
+
+  committedOffsets(signal: AbortSignal = AbortSignal.timeout(60_000)): Promise<TopicPartitionOffset[]> {
+    return this.#serial.run(() => this.#cat().readOffsets(this.name, signal));
+  }
+
+  prepareRebuild(table: TableId, signal: AbortSignal): Promise<void> {
+    return this.#serial.run(async () => {
+      const target = renderTarget(this.#config.target, table);
+      const old = this.#find(target, "shadow");
+      if (old) await this.#drop(old, signal);
+      const live = this.#find(target, "live");
+      const generation = this.#nextGeneration(target);
+      const shadow: ClickHouseTable = { physical: physicalName(target, generation), target, role: "shadow", generation, truncateVersion: 0n, columns: [] };
+      this.#tables.set(shadow.physical, shadow);
+      if (live) await this.#create(shadow, live.columns, signal);
+      else await this.#cat().save(shadow, signal);
+      this.#logger.info({ target, shadow: shadow.physical }, "rebuild prepared: writes go to the live table and the shadow");
+    });
+  }
+
+  swap(table: TableId, signal: AbortSignal): Promise<void> {
+    return this.#serial.run(async () => {
+      const target = renderTarget(this.#config.target, table);
+      const shadow = this.#find(target, "shadow");
+      if (!shadow) throw rebuildState("no rebuild in progress (call prepareRebuild first)", { sink: this.name, table: tableLabel(table) });
+      const live = this.#find(target, "live");
+      if (shadow.columns.length === 0) {
+        if (!live) {
+          await this.#cat().save(shadow, signal, true);
+          this.#tables.delete(shadow.physical);
+          return;
+        }
+        await this.#create(shadow, live.columns, signal);
+      }
+      // The view switch is the atomic step (RENAME); the bookkeeping follows, and repeating a swap after a crash redoes it.
+      await this.#replaceView(shadow, signal);
+      shadow.role = "live";
+      await this.#cat().save(shadow, signal);
+      if (live) await this.#drop(live, signal);
+      this.#logger.info({ target, live: shadow.physical }, "rebuild swapped in");
+    });
+  }
+
+  abortRebuild(table: TableId, signal: AbortSignal): Promise<void> {
+    return this.#serial.run(async () => {
+      const shadow = this.#find(renderTarget(this.#config.target, table), "shadow");
+      if (shadow) await this.#drop(shadow, signal);
+    });
+  }
+
+  // --- writing -----------------------------------------------------------------------------
+
+  async #write(changes: readonly SinkChange[], mode: Mode, offsets: readonly TopicPartitionOffset[] | null, signal: AbortSignal): Promise<OffsetWriteResult> {
+    signal.throwIfAborted();
+    const { tables } = collapseChanges(changes, this.#accept);
+    const failures = new Failures();
+    for (const changesOfTable of tables) await this.#writeTable(changesOfTable, mode, failures, signal);
+    const offsetsStored = offsets !== null && failures.size === 0;
+    if (offsetsStored) await this.#cat().writeOffsets(this.name, offsets, signal);
+    return { failures: failures.list(), offsetsStored };
+  }
+
+  async #writeTable(changes: TableChanges, mode: Mode, failures: Failures, signal: AbortSignal): Promise<void> {
+    const label = tableLabel(changes.table);
+    const context = { sink: this.name, table: label };
+    for (const { index, error } of changes.invalid) failures.add([index], rowRejected(error.message, { ...context, column: error.column }, error));
+    const target = renderTarget(this.#config.target, changes.table);
+    let primary: ClickHouseTable;
+    let mirror: ClickHouseTable | null = null;
+    if (mode === "live") {
+      primary = await this.#ensureLive(target, changes.schemas[0] as TableSchema, label, signal);
+      mirror = this.#find(target, "shadow");
+    } else {
+      const shadow = this.#find(target, "shadow");
+      if (!shadow) {
+        failures.add([...(changes.truncate?.indices ?? []), ...changes.rows.flatMap((r) => r.indices)], rebuildState("no rebuild in progress for this table", context));
+        return;
+      }
+      primary = shadow;
+    }
+    for (const physical of mirror ? [primary, mirror] : [primary]) {
+      for (const schema of changes.schemas) await this.#evolve(physical, schema, label, signal);
+      if (changes.truncate) await this.#truncate(physical, changes.truncate.version, signal);
+    }
+    const rows = changes.rows.filter((row) => row.version > primary.truncateVersion);
+    if (rows.length === 0) return;
+    const stored = await this.#readStored(primary, rows.filter((row) => hasUnchanged(row.row)), signal);
+    for (const physical of mirror ? [primary, mirror] : [primary]) {
+      const prepared: Prepared[] = [];
+      for (const change of rows) {
+        if (change.version <= physical.truncateVersion) continue;
+        const before = stored.get(change.id);
+        // Stale for this table: the stored row is as new or newer (only known when we had to read it).
+        if (physical === primary && before && before.version >= change.version) continue;
+        try {
+          prepared.push({ change, line: this.#line(physical.columns, change, before) });
+        } catch (error) {
+          if (!(error instanceof ValueRejected)) throw error;
+          failures.add(change.indices, rowRejected(error.message, { ...context, position: positionLabel(change.position), column: error.column }, error));
+        }
+      }
+      const rejected = await isolateRejected(
+        prepared,
+        (subset) => this.#conn().insertTsv(qualified(this.#database, physical.physical), this.#columnList(physical), Buffer.concat(subset.map((p) => p.line)), signal),
+        (error) => error instanceof ClickHouseDataError,
+      );
+      for (const { item, error } of rejected) {
+        failures.add(item.change.indices, rowRejected(errorMessage(error), { ...context, position: positionLabel(item.change.position) }, error));
+      }
+    }
+  }
+
+  #line(columns: readonly TargetColumn[], change: RowChange, stored: StoredRow | undefined): Buffer {
+    const fields = columns.map((column) => {
+      const value = cellOf(change, column);
+      if (value === UNCHANGED) {
+        if (column.key) throw new ValueRejected("a key column cannot be unchanged-TOAST", column.name);
+        const kept = stored && !stored.deleted ? stored.fields.get(column.name) : undefined;
+        return kept ?? (column.type.kind === "array" ? EMPTY_ARRAY : NULL_FIELD);
+      }
+      try {
+        return encodeField(column.type, this.#dialect, value);
+      } catch (error) {
+        if (error instanceof ValueRejected) throw new ValueRejected(error.message, column.name);
+        throw error;
+      }
+    });
+    return tsvLine([...fields, Buffer.from(change.version.toString()), change.deleted ? ONE : ZERO]);
+  }
+
+  #columnList(physical: ClickHouseTable): string[] {
+    return [...physical.columns.map((c) => c.name), VERSION_COLUMN, DELETED_COLUMN].map(ident);
+  }
+
+  /** The current stored rows (FINAL) of the given changes' keys, by key id. */
+  async #readStored(physical: ClickHouseTable, changes: readonly RowChange[], signal: AbortSignal): Promise<Map<string, StoredRow>> {
+    const out = new Map<string, StoredRow>();
+    if (changes.length === 0) return out;
+    const keys = physical.columns.filter((c) => c.key);
+    const keyText = (change: RowChange) => keys.map((k) => encodeField(k.type, this.#dialect, change.key[k.name] ?? null).toString("latin1")).join("\t");
+    const byKeyText = new Map<string, string>();
+    const literals: string[] = [];
+    for (const change of changes) {
+      try {
+        byKeyText.set(keyText(change), change.id);
+        const values = keys.map((k) => keyLiteral(k.type, this.#dialect, change.key[k.name] ?? null));
+        literals.push(values.length === 1 ? (values[0] as string) : `(${values.join(", ")})`);
+      } catch (error) {
+        if (!(error instanceof ValueRejected)) throw error;
+        // the row itself will be rejected when its line is built
+      }
+    }
+    const keyList = keys.length === 1 ? ident(keys[0]!.name) : `(${keys.map((k) => ident(k.name)).join(", ")})`;
+    const columns = [...keys.map((k) => ident(k.name)), ...physical.columns.map((c) => ident(c.name)), ident(VERSION_COLUMN), ident(DELETED_COLUMN)];
+    for (let i = 0; i < literals.length; i += STORED_CHUNK) {
+      const body = await this.#conn().select(
+        `SELECT ${columns.join(", ")} FROM ${qualified(this.#database, physical.physical)} FINAL WHERE ${keyList} IN (${literals.slice(i, i + STORED_CHUNK).join(", ")}) FORMAT TabSeparated`,
+        signal,
+      );
+      for (const fields of parseTsv(body)) {
+        const id = byKeyText.get(fields.slice(0, keys.length).map((f) => f.toString("latin1")).join("\t"));
+        if (id === undefined) continue;
+        const values = fields.slice(keys.length);
+        const byColumn = new Map(physical.columns.map((c, j) => [c.name, values[j] as Buffer]));
+        out.set(id, {
+          version: BigInt(values[physical.columns.length]?.toString() ?? "0"),
+          deleted: values[physical.columns.length + 1]?.toString() === "1",
+          fields: byColumn,
+        });
+      }
+    }
+    return out;
+  }
+
+  async #truncate(physical: ClickHouseTable, version: bigint, signal: AbortSignal): Promise<void> {
+    if (version <= physical.truncateVersion || physical.columns.length === 0) return;
+    await this.#cat().recordTruncate(physical.physical, version, signal);
+    physical.truncateVersion = version;
+    // Frees the space of the rows the truncate hides (a mutation, applied in the background); the view hides them already.
+    await this.#conn().command(`ALTER TABLE ${qualified(this.#database, physical.physical)} DELETE WHERE ${ident(VERSION_COLUMN)} < ${version}`, signal);
+  }
+
+  // --- tables and schema evolution -----------------------------------------------------------
+
+  async #ensureLive(target: string, schema: TableSchema, label: string, signal: AbortSignal): Promise<ClickHouseTable> {
+    const live = this.#find(target, "live");
+    if (live) return live;
+    const generation = this.#nextGeneration(target);
+    const table: ClickHouseTable = { physical: physicalName(target, generation), target, role: "live", generation, truncateVersion: 0n, columns: [] };
+    this.#tables.set(table.physical, table);
+    await this.#create(table, initialColumns(schema, { sink: this.name, table: label }), signal);
+    await this.#replaceView(table, signal);
+    this.#logger.info({ target, physical: table.physical }, "created table");
+    return table;
+  }
+
+  async #evolve(physical: ClickHouseTable, schema: TableSchema, label: string, signal: AbortSignal): Promise<void> {
+    const context = { sink: this.name, table: label };
+    if (physical.columns.length === 0) {
+      await this.#create(physical, initialColumns(schema, context), signal);
+      if (physical.role === "live") await this.#replaceView(physical, signal);
+      return;
+    }
+    const plan = planColumns(physical.columns, schema, context);
+    if (plan.added.length === 0 && plan.changed.length === 0) return;
+    const table = qualified(this.#database, physical.physical);
+    for (const change of plan.changed) {
+      const from = clickhouseType(change.from, this.#dialect, !change.key);
+      const to = clickhouseType(change.to, this.#dialect, !change.key);
+      if (from === to) continue;
+      if (change.key) {
+        throw schemaUnsupported(`ClickHouse cannot change the type of a sorting-key column (${from} → ${to}); rebuild the target (sluice replay --rebuild)`, {
+          ...context,
+          column: change.name,
+        });
+      }
+    }
+    try {
+      for (const column of plan.added) await this.#conn().command(addColumnSql(this.#database, physical.physical, column, this.#dialect), signal);
+      for (const change of plan.changed) {
+        if (clickhouseType(change.from, this.#dialect, !change.key) === clickhouseType(change.to, this.#dialect, !change.key)) continue;
+        await this.#conn().command(modifyColumnSql(this.#database, physical.physical, { name: change.name, type: change.to, key: change.key }, this.#dialect), signal);
+      }
+    } catch (error) {
+      if (isRetriable(error)) throw error;
+      throw schemaUnsupported(`ClickHouse refused the schema change on ${table}: ${errorMessage(error)}`, context, error);
+    }
+    physical.columns = plan.columns;
+    await this.#cat().save(physical, signal);
+    if (physical.role === "live") await this.#replaceView(physical, signal);
+    this.#logger.info({ physical: physical.physical, added: plan.added.map((c) => c.name), widened: plan.changed.map((c) => c.name) }, "schema evolved");
+  }
+
+  async #create(table: ClickHouseTable, columns: readonly TargetColumn[], signal: AbortSignal): Promise<void> {
+    await this.#conn().command(createTableSql(this.#database, table.physical, columns, this.#dialect), signal);
+    table.columns = columns;
+    await this.#cat().save(table, signal);
+  }
+
+  /** Points the view `<target>` at `table` with its current columns. ClickHouse 18.16 has no CREATE OR REPLACE VIEW: build a new one and RENAME it over (one atomic statement). */
+  async #replaceView(table: ClickHouseTable, signal: AbortSignal): Promise<void> {
+    const next = `${table.target}__view_next`;
+    const old = `${table.target}__view_old`;
+    await this.#conn().command(`DROP TABLE IF EXISTS ${qualified(this.#database, next)}`, signal);
+    await this.#conn().command(createViewSql(this.#database, next, table.physical, table.columns), signal);
+    const exists = (await this.#conn().select(`EXISTS TABLE ${qualified(this.#database, table.target)} FORMAT TabSeparated`, signal)).toString().trim() === "1";
+    if (exists) {
+      await this.#conn().command(`DROP TABLE IF EXISTS ${qualified(this.#database, old)}`, signal);
+      await this.#conn().command(
+        `RENAME TABLE ${qualified(this.#database, table.target)} TO ${qualified(this.#database, old)}, ${qualified(this.#database, next)} TO ${qualified(this.#database, table.target)}`,
+        signal,
+      );
+      await this.#conn().command(`DROP TABLE IF EXISTS ${qualified(this.#database, old)}`, signal);
+    } else {
+      await this.#conn().command(`RENAME TABLE ${qualified(this.#database, next)} TO ${qualified(this.#database, table.target)}`, signal);
+    }
+  }
+
+  async #drop(table: ClickHouseTable, signal: AbortSignal): Promise<void> {
+    await this.#cat().save(table, signal, true);
+    this.#tables.delete(table.physical);
+    await this.#conn().command(`DROP TABLE IF EXISTS ${qualified(this.#database, table.physical)}`, signal);
+  }
+
+  #find(target: string, role: "live" | "shadow"): ClickHouseTable | null {
+    for (const table of this.#tables.values()) if (table.target === target && table.role === role) return table;
+    return null;
+  }
+
+  #nextGeneration(target: string): number {
+    const next = (this.#generations.get(target) ?? 0) + 1;
+    this.#generations.set(target, next);
+    return next;
+  }
+
+  #conn(): ClickHouseConnection {
+    if (!this.#connection) throw new SluiceError("the ClickHouse sink is not open", { code: "SINK_NOT_OPEN", context: { component: "sink", sink: this.name } });
+    return this.#connection;
+  }
+
+  #cat(): ClickHouseCatalog {
+    if (!this.#catalog) throw new SluiceError("the ClickHouse sink is not open", { code: "SINK_NOT_OPEN", context: { component: "sink", sink: this.name } });
+    return this.#catalog;
+  }
+}
+
+export function createClickHouseSink(config: ClickHouseSinkConfig, options: ClickHouseSinkOptions): ClickHouseSink {
+  return new ClickHouseSink(config, options);
+}

@@ -1,0 +1,144 @@
+/**
+ * The ClickHouse HTTP calls the sink makes, over @clickhouse/client, with errors sorted the way
+ * the sink acts on them: transient (connection refused, timeouts, too many parts, memory) →
+ * retried here with backoff, then ConnectionError; rejected data → ClickHouseDataError (the sink
+ * isolates the rows); anything else → SluiceError, not retried.
+ *
+ * ClickHouse 18.16 needs nothing special from the client as long as the sink sends no query
+ * parameters (18.16 has none: values are literals) and no settings; compression stays off. The
+ * client cannot parse 18.16's exception text ("Code: 27, e.displayText() = …"), so the error code
+ * is read from the message here.
+ */
+import { Readable } from "node:stream";
+import { ClickHouseLogLevel, createClient } from "@clickhouse/client";
+import type { ClickHouseClient } from "@clickhouse/client";
+import { retry } from "../../daemon/backoff.ts";
+import type { Logger } from "../../daemon/logger.ts";
+import { ConnectionError, SluiceError } from "../errors.ts";
+import { errorMessage } from "../sinks/errors.ts";
+import type { ClickHouseSinkConfig } from "./config.ts";
+
+/** Server error codes worth retrying: the same request may succeed later. */
+const TRANSIENT_CODES = new Set([159, 164, 202, 203, 209, 210, 241, 242, 252, 285, 319, 425, 473, 999]);
+/** Server error codes about the data sent: another set of rows may succeed. */
+const DATA_CODES = new Set([6, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 376, 407, 691]);
+const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ENOTFOUND", "UND_ERR_SOCKET"]);
+
+export class ClickHouseDataError extends SluiceError {
+  readonly serverCode: number;
+  constructor(message: string, serverCode: number, context: { sink: string }) {
+    super(message, { code: "SINK_DATA_REJECTED", retriable: false, context: { component: "sink", ...context } });
+    this.serverCode = serverCode;
+  }
+}
+
+export function serverErrorCode(error: unknown): number | null {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === "string" && /^\d+$/.test(code)) return Number(code);
+  const match = /Code: (\d+)/.exec(errorMessage(error));
+  return match ? Number(match[1]) : null;
+}
+
+export class ClickHouseConnection {
+  readonly #client: ClickHouseClient;
+  readonly #sink: string;
+  readonly #logger: Logger;
+  readonly #retry: { initial: number; max: number };
+
+  constructor(config: ClickHouseSinkConfig, logger: Logger) {
+    this.#sink = config.name;
+    this.#logger = logger;
+    this.#retry = config.retry;
+    this.#client = createClient({
+      url: config.url,
+      username: config.user,
+      password: config.password ?? "",
+      request_timeout: 120_000,
+      compression: { request: false, response: false },
+      log: { level: ClickHouseLogLevel.OFF },
+    });
+  }
+
+  async version(signal: AbortSignal): Promise<string> {
+    return (await this.select("SELECT version() FORMAT TabSeparated", signal)).toString("utf8").trim();
+  }
+
+  async command(sql: string, signal: AbortSignal): Promise<void> {
+    await this.#call(sql, signal, async () => {
+      const result = await this.#client.exec({ query: sql, abort_signal: signal });
+      await drain(result.stream);
+    });
+  }
+
+  /** The raw response body (TabSeparated output is bytes, not necessarily UTF-8). */
+  async select(sql: string, signal: AbortSignal): Promise<Buffer> {
+    return this.#call(sql, signal, async () => {
+      const result = await this.#client.exec({ query: sql, abort_signal: signal });
+      return collect(result.stream);
+    });
+  }
+
+  /** One INSERT of TSV rows: atomic per request for ClickHouse (one block). */
+  async insertTsv(table: string, columns: readonly string[], body: Buffer, signal: AbortSignal): Promise<void> {
+    const sql = `INSERT INTO ${table} (${columns.join(", ")}) FORMAT TabSeparated`;
+    await this.#call(sql, signal, async () => {
+      const result = await this.#client.exec({ query: sql, values: Readable.from([body]), abort_signal: signal });
+      await drain(result.stream);
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.#client.close();
+  }
+
+  async #call<T>(sql: string, signal: AbortSignal, operation: () => Promise<T>): Promise<T> {
+    return retry(
+      async () => {
+        try {
+          return await operation();
+        } catch (error) {
+          throw this.#classify(error, sql);
+        }
+      },
+      {
+        initialMs: this.#retry.initial,
+        maxMs: this.#retry.max,
+        maxAttempts: 4,
+        signal,
+        onRetry: (error, attempt, delayMs) => this.#logger.warn({ error: errorMessage(error), attempt, delayMs }, "ClickHouse request failed; retrying"),
+      },
+    );
+  }
+
+  #classify(error: unknown, sql: string): Error {
+    if (error instanceof SluiceError) return error;
+    const context = { component: "sink", sink: this.#sink };
+    const statement = sql.length > 200 ? `${sql.slice(0, 200)}…` : sql;
+    const code = serverErrorCode(error);
+    if (code !== null) {
+      const message = `ClickHouse error ${code}: ${errorMessage(error).trim()} (${statement})`;
+      if (TRANSIENT_CODES.has(code)) return new ConnectionError(message, { code: "SINK_UNAVAILABLE", context, cause: error });
+      if (DATA_CODES.has(code)) return new ClickHouseDataError(message, code, { sink: this.#sink });
+      return new SluiceError(message, { code: "SINK_REQUEST_FAILED", context, cause: error });
+    }
+    const netCode = (error as { code?: unknown } | null)?.code;
+    const message = errorMessage(error);
+    if ((typeof netCode === "string" && NETWORK_CODES.has(netCode)) || /socket hang up|timeout|ECONN|network/i.test(message)) {
+      return new ConnectionError(`ClickHouse unreachable: ${message}`, { code: "SINK_UNAVAILABLE", context, cause: error });
+    }
+    if ((error as { name?: unknown } | null)?.name === "AbortError") return error as Error;
+    return new SluiceError(`ClickHouse request failed: ${message} (${statement})`, { code: "SINK_REQUEST_FAILED", context, cause: error });
+  }
+}
+
+async function collect(stream: AsyncIterable<unknown>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array));
+  return Buffer.concat(chunks);
+}
+
+async function drain(stream: AsyncIterable<unknown>): Promise<void> {
+  for await (const _ of stream) {
+    // discard the (empty) response body so the connection is reused
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * The SQL the ClickHouse sink sends, in the dialect ClickHouse 18.16 already understands (no
+ * CREATE OR REPLACE, no EXCHANGE, no query parameters): versioned tables, the views users query,
+ * and Sluice's bookkeeping tables. Pure functions, unit-tested in ddl.test.ts.
+ */
+import { DELETED_COLUMN, VERSION_COLUMN } from "../sinks/columns.ts";
+import type { TargetColumn } from "../sinks/columns.ts";
+import { sqlString } from "./tsv.ts";
+import { clickhouseType } from "./types.ts";
+import type { Dialect } from "./types.ts";
+
+export const TABLES_TABLE = "_sluice_tables";
+export const TRUNCATES_TABLE = "_sluice_truncates";
+export const OFFSETS_TABLE = "_sluice_offsets";
+
+export function ident(name: string): string {
+  return `\`${name.replace(/\\/g, "\\\\").replace(/`/g, "\\`")}\``;
+}
+
+export function qualified(database: string, name: string): string {
+  return `${ident(database)}.${ident(name)}`;
+}
+
+export function columnDefinition(column: TargetColumn, dialect: Dialect): string {
+  return `${ident(column.name)} ${clickhouseType(column.type, dialect, !column.key)}`;
+}
+
+/**
+ * A versioned table: ReplacingMergeTree keeps, per key (the ORDER BY), the row with the highest
+ * `_sluice_version`; deletes are rows with `_sluice_deleted = 1` (tombstones). With native deletes
+ * (23.2+) the engine knows the flag too, and FINAL leaves deleted rows out by itself.
+ */
+export function createTableSql(database: string, physical: string, columns: readonly TargetColumn[], dialect: Dialect): string {
+  const definitions = columns.map((c) => columnDefinition(c, dialect));
+  const keys = columns.filter((c) => c.key).map((c) => ident(c.name));
+  const engine = dialect.nativeDeletes
+    ? `ReplacingMergeTree(${ident(VERSION_COLUMN)}, ${ident(DELETED_COLUMN)})`
+    : `ReplacingMergeTree(${ident(VERSION_COLUMN)})`;
+  return (
+    `CREATE TABLE IF NOT EXISTS ${qualified(database, physical)} (${definitions.join(", ")}, ` +
+    `${ident(VERSION_COLUMN)} UInt64, ${ident(DELETED_COLUMN)} UInt8) ENGINE = ${engine} ORDER BY (${keys.join(", ")})`
+  );
+}
+
+export function addColumnSql(database: string, physical: string, column: TargetColumn, dialect: Dialect): string {
+  return `ALTER TABLE ${qualified(database, physical)} ADD COLUMN ${columnDefinition(column, dialect)}`;
+}
+
+export function modifyColumnSql(database: string, physical: string, column: TargetColumn, dialect: Dialect): string {
+  return `ALTER TABLE ${qualified(database, physical)} MODIFY COLUMN ${columnDefinition(column, dialect)}`;
+}
+
+/**
+ * The view of current rows: FINAL picks the newest version per key, then tombstones and rows
+ * older than the newest truncate are left out. The filter sits in WHERE (applied after FINAL),
+ * never PREWHERE (applied before it, which would let an older version of a deleted row through).
+ */
+export function createViewSql(database: string, view: string, physical: string, columns: readonly TargetColumn[]): string {
+  const list = columns.map((c) => ident(c.name)).join(", ");
+  return (
+    `CREATE VIEW ${qualified(database, view)} AS SELECT ${list} FROM ${qualified(database, physical)} FINAL ` +
+    `WHERE ${ident(DELETED_COLUMN)} = 0 AND ${ident(VERSION_COLUMN)} > ` +
+    `(SELECT max(version) FROM ${qualified(database, TRUNCATES_TABLE)} WHERE physical = ${sqlString(physical)})`
+  );
+}
+
+export function bookkeepingSql(database: string): string[] {
+  return [
+    `CREATE TABLE IF NOT EXISTS ${qualified(database, TABLES_TABLE)} (target String, physical String, role String, generation UInt32, ` +
+      `columns String, dropped UInt8, _seq UInt64) ENGINE = ReplacingMergeTree(_seq) ORDER BY (target, physical)`,
+    `CREATE TABLE IF NOT EXISTS ${qualified(database, TRUNCATES_TABLE)} (physical String, version UInt64) ` +
+      `ENGINE = ReplacingMergeTree(version) ORDER BY physical`,
+    `CREATE TABLE IF NOT EXISTS ${qualified(database, OFFSETS_TABLE)} (sink String, topic String, \`partition\` UInt32, \`offset\` Int64, _seq UInt64) ` +
+      "ENGINE = ReplacingMergeTree(_seq) ORDER BY (sink, topic, `partition`)",
+  ];
+}

@@ -1,0 +1,149 @@
+/** The DuckDB sink against a real DuckDB file: the shared conformance suite, then DuckDB specifics. */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { DuckDBInstance } from "@duckdb/node-api";
+import type { TableSchema } from "../contracts.ts";
+import { SluiceError } from "../errors.ts";
+import { sinkConformanceSuite, TARGET_TEMPLATE } from "../sinks/conformance.ts";
+import type { VisibleRow } from "../sinks/conformance.ts";
+import { renderTarget } from "../sinks/naming.ts";
+import { testLogger, testSinkConfig } from "../sinks/test-config.ts";
+import { Events, randomTableName, tableSchema } from "../sinks/test-events.ts";
+import { DuckDbSink } from "./duckdb-sink.ts";
+import { ident } from "./sql.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "sluice-duckdb-"));
+const path = join(dir, "warehouse.duckdb");
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const createSink = (name: string) => new DuckDbSink(testSinkConfig("duckdb", { name, path, target: TARGET_TEMPLATE }), { logger: testLogger() });
+
+async function query(sql: string): Promise<Record<string, unknown>[]> {
+  const instance = await DuckDBInstance.fromCache(path);
+  const connection = await instance.connect();
+  try {
+    return (await connection.runAndReadAll(sql)).getRowObjectsJson();
+  } finally {
+    connection.closeSync();
+  }
+}
+
+async function visibleRows(target: string, _schema: TableSchema): Promise<VisibleRow[]> {
+  const rows = await query(`SELECT * FROM main.${ident(target)}`);
+  return rows.map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, v === null ? null : typeof v === "object" ? JSON.stringify(v) : String(v)])));
+}
+
+sinkConformanceSuite({
+  kind: "duckdb",
+  createSink,
+  visibleRows,
+  cleanup: async () => undefined,
+});
+
+describe("DuckDB sink specifics", () => {
+  const signal = () => AbortSignal.timeout(30_000);
+
+  test("data, schema changes and offsets commit in one transaction: a failing write leaves none of them", async () => {
+    const sink = createSink(`d_${randomTableName("atomic")}`);
+    await sink.open(signal());
+    try {
+      const a = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+      const b = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "integer"]]));
+      await sink.write([a.insert(1n, { id: 1, v: "x" }), b.insert(1n, { id: 1, v: 1 })], signal(), [{ topic: a.topic, partition: 0, offset: 2n }]);
+      const bytesV = new Events(tableSchema(b.schema.table, [["id", "integer"], ["v", "bytea"]]));
+      const extra = new Events(tableSchema(a.schema.table, [["id", "integer"], ["v", "text"], ["added", "text"]]));
+      // table a gets a row and a new column, then table b's change is unsupported: all of it rolls back
+      await assert.rejects(
+        () => sink.write([extra.insert(2n, { id: 2, v: "y", added: "z" }), bytesV.insert(2n, { id: 2, v: new Uint8Array([1]) })], signal(), [{ topic: a.topic, partition: 0, offset: 4n }]),
+        (error: unknown) => error instanceof SluiceError && error.code === "SINK_SCHEMA_UNSUPPORTED",
+      );
+      const targetA = renderTarget(TARGET_TEMPLATE, a.schema);
+      assert.deepEqual(await visibleRows(targetA, a.schema), [{ id: "1", v: "x" }]);
+      assert.deepEqual(await sink.committedOffsets(), [{ topic: a.topic, partition: 0, offset: 2n }]);
+      // and the sink keeps working afterwards
+      await sink.write([extra.insert(3n, { id: 3, v: "w", added: "q" })], signal());
+      assert.deepEqual((await visibleRows(targetA, a.schema)).map((r) => r["added"]).sort(), [null, "q"]);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  test("users query a view of current rows; the versioned table keeps tombstones", async () => {
+    const sink = createSink(`d_${randomTableName("view")}`);
+    await sink.open(signal());
+    try {
+      const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+      await sink.write([events.insert(1n, { id: 1, v: "a" }), events.insert(2n, { id: 2, v: "b" }), events.delete(3n, { id: 2 })], signal());
+      const target = renderTarget(TARGET_TEMPLATE, events.schema);
+      assert.deepEqual(await query(`SELECT * FROM main.${ident(target)}`), [{ id: 1, v: "a" }]);
+      const versioned = await query(`SELECT id, v, _sluice_version::VARCHAR AS version, _sluice_deleted AS deleted FROM _sluice.${ident(`${target}__v1`)} ORDER BY id`);
+      assert.deepEqual(versioned, [
+        { id: 1, v: "a", version: "1", deleted: false },
+        { id: 2, v: null, version: "3", deleted: true },
+      ]);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  test("exact types: decimals, big integers, timestamps, dates, uuids, json, bytes, arrays; a widened key column", async () => {
+    const sink = createSink(`d_${randomTableName("types")}`);
+    await sink.open(signal());
+    try {
+      const schema = tableSchema(randomTableName(), [
+        ["id", "integer"],
+        ["d", "numeric(38,10)"],
+        ["n", "numeric"],
+        ["ts", "timestamp with time zone"],
+        ["day", "date"],
+        ["uid", "uuid"],
+        ["doc", "jsonb"],
+        ["raw", "bytea"],
+        ["tags", "integer[]"],
+      ]);
+      const events = new Events(schema);
+      await sink.write(
+        [
+          events.insert(1n, {
+            id: 1,
+            d: "1234567890123456789012345678.0123456789",
+            n: "NaN",
+            ts: -1234567890123456n,
+            day: -3650,
+            uid: "6F1C8E36-6B4E-4D2E-9E3E-0C1C8D8C8C8C",
+            doc: '{"a": [1, 2.50]}',
+            raw: new Uint8Array([0, 1, 255]),
+            tags: [1, null, 3],
+          }),
+        ],
+        signal(),
+      );
+      const target = renderTarget(TARGET_TEMPLATE, schema);
+      const [row] = await query(
+        `SELECT d::VARCHAR AS d, n, ts::VARCHAR AS ts, day::VARCHAR AS day, uid::VARCHAR AS uid, doc::VARCHAR AS doc, hex(raw) AS raw, tags FROM main.${ident(target)}`,
+      );
+      assert.deepEqual(row, {
+        d: "1234567890123456789012345678.0123456789",
+        n: "NaN",
+        ts: "1930-11-18 00:28:29.876544+00",
+        day: "1960-01-04",
+        uid: "6f1c8e36-6b4e-4d2e-9e3e-0c1c8d8c8c8c",
+        doc: '{"a": [1, 2.50]}',
+        raw: "0001FF",
+        tags: [1, null, 3],
+      });
+      // key column integer → bigint: DuckDB cannot alter a primary-key column, so the table is copied into the next generation
+      const wider = new Events(tableSchema(schema.table, [["id", "bigint"], ["d", "numeric(38,10)"]]));
+      await sink.write([wider.insert(2n, { id: 5_000_000_000n, d: "1" })], signal());
+      const ids = await query(`SELECT id::VARCHAR AS id FROM main.${ident(target)} ORDER BY id`);
+      assert.deepEqual(ids, [{ id: "1" }, { id: "5000000000" }]);
+      const tables = await query(`SELECT table_name FROM information_schema.tables WHERE table_schema = '_sluice' AND table_name LIKE '${target}__v%'`);
+      assert.deepEqual(tables, [{ table_name: `${target}__v2` }]);
+    } finally {
+      await sink.close();
+    }
+  });
+});

@@ -1,0 +1,130 @@
+/**
+ * Bulk requests: operations packed into NDJSON bodies of at most `bulk_bytes`, sent with
+ * transient failures retried with jittered backoff (daemon/backoff.ts) — whole requests
+ * (connection errors, 429, 5xx) and single items (429, 5xx) alike — and each item's outcome
+ * sorted for the sink: applied, stale (409: the index holds this version or a newer one), still
+ * failing after retries (retriable), or rejected (any other error: poison).
+ */
+import type { Client } from "@elastic/elasticsearch";
+import { backoffDelay, retry, sleep } from "../../daemon/backoff.ts";
+import type { Logger } from "../../daemon/logger.ts";
+import { ConnectionError, SluiceError } from "../errors.ts";
+import { errorMessage } from "../sinks/errors.ts";
+
+export interface BulkOperation {
+  /** The action line and, except for deletes, the document line, each without the newline. */
+  readonly lines: readonly string[];
+}
+
+export type ItemOutcome =
+  | { readonly kind: "applied" }
+  | { readonly kind: "stale" }
+  | { readonly kind: "failed"; readonly retriable: boolean; readonly reason: string };
+
+export interface BulkOptions {
+  readonly maxBytes: number;
+  readonly refresh: boolean;
+  readonly retry: { readonly initial: number; readonly max: number };
+  /** Rounds of item retries before a 429/5xx item is reported as a retriable failure. */
+  readonly itemAttempts?: number;
+  readonly signal: AbortSignal;
+  readonly logger: Logger;
+  readonly sink: string;
+}
+
+interface BulkItemResult {
+  readonly status: number;
+  readonly error?: { readonly type?: string; readonly reason?: string; readonly caused_by?: { readonly reason?: string } };
+}
+
+/** Packs operations into bodies of at most `maxBytes` (an operation larger than that goes alone). */
+export function packBodies(operations: readonly BulkOperation[], maxBytes: number): { body: string; members: number[] }[] {
+  const bodies: { body: string; members: number[] }[] = [];
+  let parts: string[] = [];
+  let members: number[] = [];
+  let size = 0;
+  operations.forEach((operation, index) => {
+    const text = `${operation.lines.join("\n")}\n`;
+    const bytes = Buffer.byteLength(text);
+    if (members.length > 0 && size + bytes > maxBytes) {
+      bodies.push({ body: parts.join(""), members });
+      parts = [];
+      members = [];
+      size = 0;
+    }
+    parts.push(text);
+    members.push(index);
+    size += bytes;
+  });
+  if (members.length > 0) bodies.push({ body: parts.join(""), members });
+  return bodies;
+}
+
+export async function runBulk(client: Client, operations: readonly BulkOperation[], options: BulkOptions): Promise<ItemOutcome[]> {
+  const outcomes: ItemOutcome[] = operations.map(() => ({ kind: "failed", retriable: true, reason: "not sent" }));
+  let pending = operations.map((_, index) => index);
+  const rounds = options.itemAttempts ?? 5;
+  for (let round = 0; pending.length > 0; round++) {
+    const again: number[] = [];
+    for (const { body, members } of packBodies(pending.map((i) => operations[i] as BulkOperation), options.maxBytes)) {
+      const items = await sendBody(client, body, options);
+      members.forEach((member, position) => {
+        const index = pending[member] as number;
+        const item = items[position];
+        const outcome = classify(item);
+        outcomes[index] = outcome;
+        if (outcome.kind === "failed" && outcome.retriable) again.push(index);
+      });
+    }
+    if (again.length === 0 || round + 1 >= rounds) break;
+    const delay = backoffDelay({ initialMs: options.retry.initial, maxMs: options.retry.max }, round);
+    options.logger.warn({ items: again.length, round, delayMs: delay }, "Elasticsearch asked to retry bulk items (429/5xx); retrying");
+    await sleep(delay, options.signal);
+    pending = again;
+  }
+  return outcomes;
+}
+
+function classify(item: BulkItemResult | undefined): ItemOutcome {
+  if (item === undefined) return { kind: "failed", retriable: true, reason: "no result for this item in the bulk response" };
+  if (item.status >= 200 && item.status < 300) return { kind: "applied" };
+  if (item.status === 409) return { kind: "stale" };
+  const reason = `${item.status} ${item.error?.type ?? "error"}: ${item.error?.reason ?? ""}${item.error?.caused_by?.reason ? ` (${item.error.caused_by.reason})` : ""}`;
+  return { kind: "failed", retriable: item.status === 429 || item.status >= 500, reason };
+}
+
+async function sendBody(client: Client, body: string, options: BulkOptions): Promise<(BulkItemResult | undefined)[]> {
+  const response = await retry(
+    async () => {
+      try {
+        return (await client.transport.request(
+          { method: "POST", path: "/_bulk", bulkBody: body, querystring: options.refresh ? { refresh: "true" } : {} },
+          { signal: options.signal, maxRetries: 0 },
+        )) as { items?: Record<string, BulkItemResult>[] };
+      } catch (error) {
+        throw requestError(error, options.sink, "bulk request");
+      }
+    },
+    {
+      initialMs: options.retry.initial,
+      maxMs: options.retry.max,
+      maxAttempts: 4,
+      signal: options.signal,
+      onRetry: (error, attempt, delayMs) => options.logger.warn({ error: errorMessage(error), attempt, delayMs }, "Elasticsearch bulk request failed; retrying"),
+    },
+  );
+  return (response.items ?? []).map((entry) => Object.values(entry)[0]);
+}
+
+/** Sorts a client error: unreachable, 429 and 5xx are ConnectionErrors (retriable); other statuses are not. */
+export function requestError(error: unknown, sink: string, what: string): Error {
+  if (error instanceof SluiceError) return error;
+  const context = { component: "sink", sink };
+  const name = (error as { name?: string } | null)?.name ?? "";
+  const status = (error as { meta?: { statusCode?: number } } | null)?.meta?.statusCode;
+  if (name === "RequestAbortedError") return error as Error;
+  if (name === "ConnectionError" || name === "TimeoutError" || name === "NoLivingConnectionsError" || status === 429 || (status !== undefined && status >= 500)) {
+    return new ConnectionError(`Elasticsearch ${what} failed: ${errorMessage(error)}`, { code: "SINK_UNAVAILABLE", context, cause: error });
+  }
+  return new SluiceError(`Elasticsearch ${what} failed: ${errorMessage(error)}`, { code: "SINK_REQUEST_FAILED", context, cause: error });
+}

@@ -1,0 +1,218 @@
+/**
+ * The Elasticsearch sink against the real server from test/services/: the shared conformance
+ * suite, then Elasticsearch specifics (deleted documents stay deleted after index.gc_deletes,
+ * truncates, exact values in _source, item-level rejections, bulk requests split by bytes).
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { Client } from "@elastic/elasticsearch";
+import { elasticsearch } from "../../test/services/ports.ts";
+import type { TableSchema } from "../contracts.ts";
+import { UNCHANGED } from "../contracts.ts";
+import { sinkConformanceSuite, TARGET_TEMPLATE } from "../sinks/conformance.ts";
+import type { VisibleRow } from "../sinks/conformance.ts";
+import { renderTarget } from "../sinks/naming.ts";
+import { testLogger, testSinkConfig } from "../sinks/test-config.ts";
+import { Events, randomTableName, tableSchema } from "../sinks/test-events.ts";
+import { OFFSETS_INDEX } from "./config.ts";
+import { ElasticsearchSink } from "./elasticsearch-sink.ts";
+import { ExactSerializer } from "./json.ts";
+
+const prefix = `sluice_test_${randomBytes(3).toString("hex")}`;
+const template = `${prefix}_${TARGET_TEMPLATE}`;
+const admin = new Client({ node: elasticsearch.url, Serializer: ExactSerializer });
+
+const createSink = (name: string, bulkBytes = 5 * 2 ** 20) =>
+  new ElasticsearchSink(testSinkConfig("elasticsearch", { name, nodes: [elasticsearch.url], bulk_bytes: bulkBytes, target: template }), {
+    logger: testLogger(),
+    refresh: true,
+  });
+
+const text = (value: unknown): string | null =>
+  value === null || value === undefined ? null : typeof value === "object" ? JSON.stringify(value, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v)) : String(value);
+
+async function search(alias: string, query: Record<string, unknown> = { match_all: {} }): Promise<Record<string, unknown>[]> {
+  await admin.indices.refresh({ index: alias, ignore_unavailable: true });
+  const response = await admin.search<Record<string, unknown>>({ index: alias, size: 10_000, query });
+  return response.hits.hits.map((hit) => hit._source ?? {});
+}
+
+async function visibleRows(target: string, _schema: TableSchema): Promise<VisibleRow[]> {
+  return (await search(target))
+    .map((source) => Object.fromEntries(Object.entries(source).filter(([k]) => !k.startsWith("_sluice_")).map(([k, v]) => [k, text(v)])))
+    .sort((a, b) => Number(a["id"]) - Number(b["id"]));
+}
+
+const targetOf = (schema: TableSchema) => renderTarget(template, schema).toLowerCase();
+
+after(async () => {
+  await admin.indices.delete({ index: `${prefix}_*`, ignore_unavailable: true, expand_wildcards: "all" });
+  // offsets documents of this run's sinks (no delete-by-query in the test distribution)
+  await admin.indices.refresh({ index: OFFSETS_INDEX });
+  const stale = await admin.search({ index: OFFSETS_INDEX, size: 10_000, query: { bool: { should: [{ prefix: { sink: "conf_" } }, { prefix: { sink: "es_" } }] } } });
+  if (stale.hits.hits.length > 0) await admin.bulk({ operations: stale.hits.hits.map((hit) => ({ delete: { _index: OFFSETS_INDEX, _id: hit._id } })) });
+  await admin.close();
+});
+
+sinkConformanceSuite({
+  kind: "elasticsearch",
+  createSink: (name) => createSink(name),
+  // the suite names targets by TARGET_TEMPLATE; here every index also carries this run's prefix
+  visibleRows: (target, schema) => visibleRows(`${prefix}_${target}`.toLowerCase(), schema),
+  cleanup: async () => undefined,
+});
+
+describe("Elasticsearch sink specifics", () => {
+  const signal = () => AbortSignal.timeout(60_000);
+  let sink: ElasticsearchSink;
+  before(async () => {
+    sink = createSink(`es_${randomTableName("s")}`);
+    await sink.open(signal());
+  });
+  after(() => sink.close());
+
+  test("a deleted document does not come back after index.gc_deletes has forgotten the delete", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const target = targetOf(events.schema);
+    await sink.write([events.insert(1n, { id: 1, v: "a" }), events.insert(2n, { id: 2, v: "b" })], signal());
+    await sink.write([events.delete(3n, { id: 1 })], signal());
+    // make Elasticsearch forget deletes at once, then let the forgetting happen
+    await admin.indices.putSettings({ index: `${target}__v1`, settings: { index: { gc_deletes: "0s" } } });
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await admin.indices.refresh({ index: `${target}__v1` });
+    const replay = await sink.write([events.insert(1n, { id: 1, v: "a" })], signal());
+    assert.deepEqual(replay.failures, []);
+    assert.deepEqual(await visibleRows(target, events.schema), [{ id: "2", v: "b" }]);
+    // the tombstone is what keeps the version: it is still there, hidden by the alias filter
+    const tombstone = await admin.get<Record<string, unknown>>({ index: `${target}__v1`, id: "1" });
+    assert.equal(tombstone._version, 3);
+    assert.equal(tombstone._source?.["_sluice_deleted"], true);
+
+    // Control: with a real delete, the same replay would resurrect the row once gc_deletes passed.
+    const scratch = `${prefix}_scratch_${randomBytes(3).toString("hex")}`;
+    await admin.indices.create({ index: scratch, settings: { index: { gc_deletes: "0s" } } });
+    await admin.index({ index: scratch, id: "1", version: 1, version_type: "external", document: { v: "a" } });
+    await admin.delete({ index: scratch, id: "1", version: 3, version_type: "external" });
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await admin.indices.refresh({ index: scratch });
+    await admin.index({ index: scratch, id: "1", version: 1, version_type: "external", document: { v: "a" }, refresh: true });
+    assert.equal((await search(scratch)).length, 1, "a real delete is forgotten: this is why the sink keeps tombstones");
+  });
+
+  test("a truncate hides older documents through the alias filter and deletes them; replays after gc_deletes stay hidden", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const target = targetOf(events.schema);
+    const physical = `${target}__v1`;
+    await sink.write([events.insert(1n, { id: 1, v: "a" }), events.insert(2n, { id: 2, v: "b" })], signal());
+    await admin.indices.putSettings({ index: physical, settings: { index: { gc_deletes: "0s" } } });
+    await sink.write([events.truncate(10n), events.insert(11n, { id: 3, v: "c" })], signal());
+    assert.deepEqual(await visibleRows(target, events.schema), [{ id: "3", v: "c" }]);
+    // the older documents are gone from the index itself
+    assert.deepEqual((await search(physical)).map((s) => s["id"]), [3]);
+    const aliases = await admin.indices.getAlias({ index: physical, name: target });
+    assert.match(JSON.stringify(aliases), /"gt":"10"/);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await sink.write([events.insert(2n, { id: 2, v: "b" })], signal());
+    // the replayed row is back in the index (the delete was forgotten) but the alias hides it
+    assert.deepEqual(await visibleRows(target, events.schema), [{ id: "3", v: "c" }]);
+  });
+
+  test("_source keeps exact values: decimals, 64-bit integers, timestamps with microseconds, dates, JSON; mappings are explicit and strict", async () => {
+    const schema = tableSchema(randomTableName(), [
+      ["id", "bigint"],
+      ["price", "numeric(12,2)"],
+      ["n", "numeric"],
+      ["at", "timestamp with time zone"],
+      ["local", "timestamp without time zone"],
+      ["day", "date"],
+      ["doc", "jsonb"],
+      ["list", "jsonb"],
+      ["raw", "bytea"],
+      ["tags", "text[]"],
+      ["name", "character varying(40)"],
+    ]);
+    const events = new Events(schema);
+    const target = targetOf(schema);
+    await sink.write(
+      [
+        events.insert(1n, {
+          id: 9_007_199_254_740_993n,
+          price: "12.5",
+          n: "123456789012345678901234567890.123456789",
+          at: 1_700_000_000_123_456n,
+          local: -1n,
+          day: -1,
+          doc: '{"a": {"b": 9007199254740993}, "c": [1, "x"]}',
+          list: "[1, 2, 3]",
+          raw: new Uint8Array([0, 255]),
+          tags: ["x", null],
+          name: "Zoë",
+        }),
+      ],
+      signal(),
+    );
+    const [source] = await search(target);
+    assert.deepEqual(source, {
+      id: 9_007_199_254_740_993n,
+      price: "12.50",
+      n: "123456789012345678901234567890.123456789",
+      at: "2023-11-14T22:13:20.123456Z",
+      local: "1969-12-31T23:59:59.999999",
+      day: "1969-12-31",
+      doc: { a: { b: 9_007_199_254_740_993n }, c: [1, "x"] },
+      list: { _value: [1, 2, 3] },
+      raw: "AP8=",
+      tags: ["x", null],
+      name: "Zoë",
+      _sluice_version: 1,
+      _sluice_deleted: false,
+    });
+    // range queries work on the numeric and date views of the exact values
+    assert.equal((await search(target, { range: { price: { gte: 12.4, lte: 12.6 } } })).length, 1);
+    assert.equal((await search(target, { term: { "price.exact": "12.50" } })).length, 1);
+    assert.equal((await search(target, { range: { at: { gte: "2023-11-14T22:13:20.123Z" } } })).length, 1);
+    assert.equal((await search(target, { term: { "doc.a.b": "9007199254740993" } })).length, 1);
+    const mapping = await admin.indices.getMapping({ index: `${target}__v1` });
+    const mappings = Object.values(mapping)[0]!.mappings;
+    assert.equal(mappings.dynamic, "strict");
+    assert.deepEqual(mappings.properties?.["name"], { type: "text", fields: { keyword: { type: "keyword", ignore_above: 256 } } });
+    assert.equal(mappings.properties?.["doc"]?.type, "flattened");
+  });
+
+  test("an item Elasticsearch rejects is a per-item failure; the rest of the bulk applies; unchanged-TOAST reads the stored document", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["doc", "json"], ["note", "text"]]));
+    const target = targetOf(events.schema);
+    // deeper than the flattened field's depth_limit (50): Elasticsearch rejects the document
+    const deep = `${'{"a":'.repeat(60)}1${"}".repeat(60)}`;
+    const result = await sink.write(
+      [
+        events.insert(1n, { id: 1, doc: '{"ok": true}', note: "kept" }),
+        events.insert(2n, { id: 2, doc: deep, note: null }),
+        events.insert(3n, { id: 3, doc: null, note: null }),
+      ],
+      signal(),
+    );
+    assert.deepEqual(result.failures.map((f) => [f.index, f.retriable]), [[1, false]]);
+    assert.match(result.failures[0]!.error.message, /400/);
+    await sink.write([events.update(4n, { id: 1, doc: '{"ok": false}', note: UNCHANGED })], signal());
+    assert.deepEqual(await visibleRows(target, events.schema), [
+      { id: "1", doc: '{"ok":false}', note: "kept" },
+      { id: "3", doc: null, note: null },
+    ]);
+  });
+
+  test("bulk requests are split by bulk_bytes", async () => {
+    const small = createSink(`es_${randomTableName("b")}`, 2_000);
+    await small.open(signal());
+    try {
+      const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+      const changes = Array.from({ length: 40 }, (_, i) => events.insert(BigInt(i + 1), { id: i, v: "x".repeat(200) }));
+      const result = await small.write(changes, signal());
+      assert.deepEqual(result.failures, []);
+      assert.equal((await visibleRows(targetOf(events.schema), events.schema)).length, 40);
+    } finally {
+      await small.close();
+    }
+  });
+});

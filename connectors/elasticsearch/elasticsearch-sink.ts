@@ -1,0 +1,445 @@
+/**
+ * The Elasticsearch sink: one index per table (`<target>__v<N>`) behind the alias `<target>`
+ * users search; the document id is the row's key (keys.ts). Every write is an `index` operation
+ * with external versioning by source position, so Elasticsearch itself refuses anything not
+ * newer than what it holds (409: counted as stale and skipped).
+ *
+ * Deletes are soft: the document is replaced by a tombstone {key, _sluice_version,
+ * _sluice_deleted: true}, which the alias filter hides. A real delete would be forgotten after
+ * `index.gc_deletes` (60 s by default), and a replayed older insert would then bring the row
+ * back; a tombstone keeps its version for ever. Truncates record their version in the index's
+ * `_meta` and in the alias filter (which hides every document at or below it), then delete the
+ * older documents; should one come back by replay later, the filter still hides it.
+ *
+ * Offsets go to the index `sluice-offsets` after the bulk requests succeeded.
+ */
+import { Client } from "@elastic/elasticsearch";
+import type { Logger } from "../../daemon/logger.ts";
+import type { SinkChange, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
+import { UNCHANGED } from "../contracts.ts";
+import { ConnectionError, SluiceError } from "../errors.ts";
+import { collapseChanges, hasUnchanged } from "../sinks/batch.ts";
+import type { RowChange, TableChanges } from "../sinks/batch.ts";
+import { DELETED_COLUMN, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
+import type { PlanContext, TargetColumn } from "../sinks/columns.ts";
+import type { OffsetWriteResult, VersionedSink } from "../sinks/contract.ts";
+import { errorMessage, rebuildState, rowRejected, schemaUnsupported, ValueRejected } from "../sinks/errors.ts";
+import { Failures } from "../sinks/failures.ts";
+import { keyId } from "../sinks/keys.ts";
+import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
+import { cellOf, positionLabel } from "../sinks/rows.ts";
+import { Serial } from "../sinks/serial.ts";
+import { requestError, runBulk } from "./bulk.ts";
+import type { BulkOperation } from "./bulk.ts";
+import type { ElasticsearchSinkConfig, ElasticsearchSinkOptions } from "./config.ts";
+import { OFFSETS_INDEX } from "./config.ts";
+import { Indices } from "./indices.ts";
+import type { EsIndex, TargetIndexes } from "./indices.ts";
+import { encodeJson, ExactSerializer } from "./json.ts";
+import { documentValue, fieldMapping, fieldNameProblem, sameMapping } from "./mapping.ts";
+
+type Mode = "live" | "rebuild";
+
+/** Versions Elasticsearch accepts: a Java long. */
+const MAX_VERSION = 2n ** 63n - 1n;
+const MAX_ID_BYTES = 512;
+const MGET_CHUNK = 1000;
+
+interface StoredDocument {
+  readonly version: bigint;
+  readonly deleted: boolean;
+  readonly source: Readonly<Record<string, unknown>>;
+}
+
+/** One bulk operation and the changes whose fate it decides. */
+interface Planned {
+  readonly change: RowChange;
+  readonly operation: BulkOperation;
+}
+
+export class ElasticsearchSink implements VersionedSink {
+  readonly name: string;
+  readonly offsetsAtomic = false;
+  readonly #config: ElasticsearchSinkConfig;
+  readonly #options: ElasticsearchSinkOptions;
+  readonly #logger: Logger;
+  readonly #accept: (table: TableId) => boolean;
+  readonly #serial = new Serial();
+  #client: Client | null = null;
+  #indices: Indices | null = null;
+  /** Per target, its indexes as last read or written by this sink. */
+  readonly #targets = new Map<string, TargetIndexes>();
+
+  constructor(config: ElasticsearchSinkConfig, options: ElasticsearchSinkOptions) {
+    this.name = config.name;
+    this.#config = config;
+    this.#options = options;
+    this.#logger = options.logger.child({ component: "sink", sink: config.name, kind: "elasticsearch" });
+    this.#accept = tableFilter(config);
+  }
+
+  async open(signal: AbortSignal): Promise<void> {
+    const auth = this.#config.api_key
+      ? { apiKey: this.#config.api_key }
+      : this.#config.username
+        ? { username: this.#config.username, password: this.#config.password ?? "" }
+        : undefined;
+    const client = new Client({
+      nodes: [...this.#config.nodes],
+      ...(auth ? { auth } : {}),
+      Serializer: ExactSerializer,
+      maxRetries: 0,
+      requestTimeout: 60_000,
+    });
+    try {
+      await client.cluster.health({ timeout: "10s" }, { signal });
+      const indices = new Indices(client, this.name);
+      await this.#ensureOffsetsIndex(client, signal);
+      this.#client = client;
+      this.#indices = indices;
+    } catch (error) {
+      await client.close().catch(() => undefined);
+      throw requestError(error, this.name, "connect");
+    }
+    this.#logger.info({ nodes: this.#config.nodes }, "Elasticsearch sink open");
+  }
+
+  async close(): Promise<void> {
+    const client = this.#client;
+    this.#client = null;
+    this.#indices = null;
+    this.#targets.clear();
+    await client?.close();
+  }
+
+  write(changes: readonly SinkChange[], signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult> {
+    return this.#serial.run(() => this.#write(changes, "live", offsets ?? null, signal));
+  }
+
+  writeRebuild(changes: readonly SinkChange[], signal: AbortSignal): Promise<OffsetWriteResult> {
+    return this.#serial.run(() => this.#write(changes, "rebuild", null, signal));
+  }
+
+  storeOffsets(offsets: readonly TopicPartitionOffset[], signal: AbortSignal): Promise<void> {
+    return this.#serial.run(() => this.#storeOffsets(offsets, signal));
+  }
+
+  committedOffsets(signal: AbortSignal = AbortSignal.timeout(60_000)): Promise<TopicPartitionOffset[]> {
+    return this.#serial.run(async () => {
+      await this.#idx().refresh(OFFSETS_INDEX, signal);
+      const response = (await this.#call("read offsets", () =>
+        this.#cli().search({ index: OFFSETS_INDEX, size: 10_000, query: { term: { sink: this.name } } }, { signal }),
+      )) as { hits: { hits: { _source?: { topic: string; partition: number; offset: number | bigint } }[] } };
+      return response.hits.hits
+        .map((hit) => hit._source)
+        .filter((s) => s !== undefined)
+        .map((s) => ({ topic: s.topic, partition: Number(s.partition), offset: BigInt(s.offset) }))
+        .sort((a, b) => (a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1));
+    });
+  }
+
+  prepareRebuild(table: TableId, signal: AbortSignal): Promise<void> {
+    return this.#serial.run(async () => {
+      const target = this.#target(table);
+      const indexes = await this.#load(target, signal);
+      if (indexes.shadow) {
+        await this.#idx().remove(indexes.shadow, signal);
+        indexes.shadow = null;
+      }
+      const generation = ++indexes.maxGeneration;
+      const shadow: EsIndex = { physical: physicalName(target, generation), target, role: "shadow", generation, truncateVersion: 0n, columns: indexes.live?.columns ?? [] };
+      await this.#idx().create(shadow, signal);
+      indexes.shadow = shadow;
+      this.#logger.info({ target, shadow: shadow.physical }, "rebuild prepared: writes go to the live index and the shadow");
+    });
+  }
+
+  swap(table: TableId, signal: AbortSignal): Promise<void> {
+    return this.#serial.run(async () => {
+      const target = this.#target(table);
+      const indexes = await this.#load(target, signal);
+      const shadow = indexes.shadow;
+      if (!shadow) throw rebuildState("no rebuild in progress (call prepareRebuild first)", { sink: this.name, table: tableLabel(table) });
+      const live = indexes.live;
+      await this.#idx().swap(live, shadow, signal);
+      shadow.role = "live";
+      indexes.live = shadow;
+      indexes.shadow = null;
+      if (live) await this.#idx().remove(live, signal);
+      this.#logger.info({ target, live: shadow.physical }, "rebuild swapped in");
+    });
+  }
+
+  abortRebuild(table: TableId, signal: AbortSignal): Promise<void> {
+    return this.#serial.run(async () => {
+      const indexes = await this.#load(this.#target(table), signal);
+      if (indexes.shadow) await this.#idx().remove(indexes.shadow, signal);
+      indexes.shadow = null;
+    });
+  }
+
+  // --- writing -----------------------------------------------------------------------------
+
+  async #write(changes: readonly SinkChange[], mode: Mode, offsets: readonly TopicPartitionOffset[] | null, signal: AbortSignal): Promise<OffsetWriteResult> {
+    signal.throwIfAborted();
+    const { tables } = collapseChanges(changes, this.#accept);
+    const failures = new Failures();
+    for (const table of tables) await this.#writeTable(table, mode, failures, signal);
+    const offsetsStored = offsets !== null && failures.size === 0;
+    if (offsetsStored) await this.#storeOffsets(offsets, signal);
+    return { failures: failures.list(), offsetsStored };
+  }
+
+  async #writeTable(changes: TableChanges, mode: Mode, failures: Failures, signal: AbortSignal): Promise<void> {
+    const label = tableLabel(changes.table);
+    const context = { sink: this.name, table: label };
+    for (const { index, error } of changes.invalid) failures.add([index], rowRejected(error.message, { ...context, column: error.column }, error));
+    const target = this.#target(changes.table);
+    const indexes = await this.#load(target, signal);
+    let primary: EsIndex;
+    let mirror: EsIndex | null = null;
+    if (mode === "live") {
+      primary = indexes.live ?? (await this.#createLive(indexes, target, changes.schemas[0] as TableSchema, context, signal));
+      mirror = indexes.shadow;
+    } else {
+      if (!indexes.shadow) {
+        failures.add([...(changes.truncate?.indices ?? []), ...changes.rows.flatMap((r) => r.indices)], rebuildState("no rebuild in progress for this table", context));
+        return;
+      }
+      primary = indexes.shadow;
+    }
+    const physicals = mirror ? [primary, mirror] : [primary];
+    for (const physical of physicals) {
+      for (const schema of changes.schemas) await this.#evolve(physical, schema, context, signal);
+      if (changes.truncate) await this.#truncate(physical, changes.truncate.version, signal);
+    }
+    const rows = changes.rows.filter((row) => row.version > primary.truncateVersion);
+    if (rows.length === 0) return;
+    const stored = await this.#readStored(primary, rows.filter((row) => hasUnchanged(row.row)), signal);
+    const planned: Planned[] = [];
+    for (const physical of physicals) {
+      for (const change of rows) {
+        if (change.version <= physical.truncateVersion) continue;
+        const before = stored.get(change.id);
+        if (physical === primary && before && before.version >= change.version) continue;
+        try {
+          planned.push({ change, operation: this.#operation(physical, change, before) });
+        } catch (error) {
+          if (!(error instanceof ValueRejected)) throw error;
+          failures.add(change.indices, rowRejected(error.message, { ...context, position: positionLabel(change.position), column: error.column }, error));
+        }
+      }
+    }
+    const outcomes = await runBulk(this.#cli(), planned.map((p) => p.operation), {
+      maxBytes: this.#config.bulk_bytes,
+      refresh: this.#options.refresh ?? false,
+      retry: this.#config.retry,
+      signal,
+      logger: this.#logger,
+      sink: this.name,
+    });
+    outcomes.forEach((outcome, i) => {
+      if (outcome.kind !== "failed") return;
+      const { change } = planned[i] as Planned;
+      const error = rowRejected(outcome.reason, { ...context, position: positionLabel(change.position) });
+      failures.add(change.indices, outcome.retriable ? new ConnectionError(`Elasticsearch kept refusing a row of ${label}: ${outcome.reason}`, { code: "SINK_UNAVAILABLE", context: error.context }) : error, outcome.retriable);
+    });
+  }
+
+  /** The bulk operation for one change: index the row (or its tombstone) with the change's version as external version. */
+  #operation(index: EsIndex, change: RowChange, stored: StoredDocument | undefined): BulkOperation {
+    if (change.version < 0n || change.version > MAX_VERSION) throw new ValueRejected(`version ${change.version} is outside Elasticsearch's external versions (0..2^63-1)`);
+    const id = keyId(change.key, index.columns.filter((c) => c.key).map((c) => c.name));
+    if (Buffer.byteLength(id) > MAX_ID_BYTES) throw new ValueRejected(`the key is longer than Elasticsearch's ${MAX_ID_BYTES}-byte document id limit`);
+    const document: Record<string, unknown> = {};
+    for (const column of index.columns) {
+      if (change.deleted && !column.key) continue;
+      const value = cellOf(change, column);
+      if (value === UNCHANGED) {
+        if (column.key) throw new ValueRejected("a key column cannot be unchanged-TOAST", column.name);
+        document[column.name] = stored && !stored.deleted ? (stored.source[column.name] ?? null) : null;
+        continue;
+      }
+      try {
+        document[column.name] = documentValue(column.type, value);
+      } catch (error) {
+        if (error instanceof ValueRejected) throw new ValueRejected(error.message, column.name);
+        throw error;
+      }
+    }
+    document[VERSION_COLUMN] = change.version;
+    document[DELETED_COLUMN] = change.deleted;
+    const action = encodeJson({ index: { _index: index.physical, _id: id, version: change.version, version_type: "external" } });
+    return { lines: [action, encodeJson(document)] };
+  }
+
+  /** Current documents (realtime get) of changes with unchanged-TOAST columns, by key id. */
+  async #readStored(index: EsIndex, changes: readonly RowChange[], signal: AbortSignal): Promise<Map<string, StoredDocument>> {
+    const out = new Map<string, StoredDocument>();
+    const keys = index.columns.filter((c) => c.key).map((c) => c.name);
+    const ids = [...new Set(changes.map((c) => keyId(c.key, keys)))];
+    for (let i = 0; i < ids.length; i += MGET_CHUNK) {
+      const response = (await this.#call("read documents", () =>
+        this.#cli().mget({ index: index.physical, ids: ids.slice(i, i + MGET_CHUNK), realtime: true }, { signal }),
+      )) as { docs: { _id: string; found?: boolean; _version?: number | bigint; _source?: Record<string, unknown> }[] };
+      for (const doc of response.docs) {
+        if (!doc.found || doc._source === undefined) continue;
+        out.set(doc._id, { version: BigInt(doc._version ?? 0), deleted: doc._source[DELETED_COLUMN] === true, source: doc._source });
+      }
+    }
+    return out;
+  }
+
+  async #truncate(index: EsIndex, version: bigint, signal: AbortSignal): Promise<void> {
+    if (version <= index.truncateVersion) return;
+    index.truncateVersion = version;
+    await this.#idx().putMappings(index, signal);
+    if (index.role === "live") await this.#idx().setLiveFilter(index, signal);
+    await this.#deleteBelow(index, version, signal);
+  }
+
+  /**
+   * Removes documents older than a truncate (the alias filter hides them already). Deletes carry
+   * the truncate's version, so they fail on a document a newer write replaced meanwhile.
+   */
+  async #deleteBelow(index: EsIndex, version: bigint, signal: AbortSignal): Promise<void> {
+    for (let round = 0; round < 1000; round++) {
+      await this.#idx().refresh(index.physical, signal);
+      const response = (await this.#call("find truncated documents", () =>
+        this.#cli().search({ index: index.physical, size: 1000, _source: false, query: { range: { [VERSION_COLUMN]: { lt: version.toString() } } } }, { signal }),
+      )) as { hits: { hits: { _id: string }[] } };
+      const hits = response.hits.hits;
+      if (hits.length === 0) return;
+      const operations = hits.map((hit) => ({ lines: [encodeJson({ delete: { _index: index.physical, _id: hit._id, version, version_type: "external" } })] }));
+      await runBulk(this.#cli(), operations, { maxBytes: this.#config.bulk_bytes, refresh: false, retry: this.#config.retry, signal, logger: this.#logger, sink: this.name });
+    }
+  }
+
+  // --- indexes and schema evolution ----------------------------------------------------------
+
+  async #createLive(indexes: TargetIndexes, target: string, schema: TableSchema, context: PlanContext, signal: AbortSignal): Promise<EsIndex> {
+    const columns = initialColumns(schema, context);
+    this.#checkNames(columns, context);
+    const generation = ++indexes.maxGeneration;
+    const live: EsIndex = { physical: physicalName(target, generation), target, role: "live", generation, truncateVersion: 0n, columns };
+    try {
+      await this.#idx().create(live, signal);
+    } catch (error) {
+      if (!alreadyExists(error)) throw error;
+      // Another instance of the sink (same consumer group) created it first: use what is there.
+      this.#targets.delete(target);
+      const fresh = await this.#load(target, signal);
+      if (fresh.live) return fresh.live;
+      throw error;
+    }
+    indexes.live = live;
+    this.#logger.info({ target, physical: live.physical }, "created index");
+    return live;
+  }
+
+  async #evolve(index: EsIndex, schema: TableSchema, context: PlanContext, signal: AbortSignal): Promise<void> {
+    const plan = planColumns(index.columns.length === 0 ? null : index.columns, schema, context);
+    if (index.columns.length > 0 && plan.added.length === 0 && plan.changed.length === 0) return;
+    this.#checkNames(plan.added, context);
+    for (const change of plan.changed) {
+      if (!sameMapping(fieldMapping(change.from), fieldMapping(change.to))) {
+        throw schemaUnsupported(
+          `Elasticsearch cannot change the mapping of a field (${JSON.stringify(fieldMapping(change.from))} → ${JSON.stringify(fieldMapping(change.to))}); rebuild the index (sluice replay --rebuild)`,
+          { ...context, column: change.name },
+        );
+      }
+    }
+    const previous = index.columns;
+    index.columns = plan.columns;
+    try {
+      await this.#idx().putMappings(index, signal);
+    } catch (error) {
+      index.columns = previous;
+      if (error instanceof SluiceError && error.retriable) throw error;
+      throw schemaUnsupported(`Elasticsearch refused the mapping change: ${errorMessage(error)}`, context, error);
+    }
+    this.#logger.info({ index: index.physical, added: plan.added.map((c) => c.name), widened: plan.changed.map((c) => c.name) }, "mapping evolved");
+  }
+
+  #checkNames(columns: readonly TargetColumn[], context: PlanContext): void {
+    for (const column of columns) {
+      const problem = fieldNameProblem(column.name);
+      if (problem) throw schemaUnsupported(problem, { ...context, column: column.name });
+    }
+  }
+
+  async #load(target: string, signal: AbortSignal): Promise<TargetIndexes> {
+    let indexes = this.#targets.get(target);
+    if (!indexes) {
+      indexes = await this.#idx().load(target, signal);
+      this.#targets.set(target, indexes);
+    }
+    return indexes;
+  }
+
+  // --- offsets and plumbing ------------------------------------------------------------------
+
+  async #ensureOffsetsIndex(client: Client, signal: AbortSignal): Promise<void> {
+    const exists = await client.indices.exists({ index: OFFSETS_INDEX, expand_wildcards: "all" }, { signal });
+    if (exists) return;
+    try {
+      await client.indices.create(
+        {
+          index: OFFSETS_INDEX,
+          settings: { index: { hidden: true } },
+          mappings: { dynamic: "strict", properties: { sink: { type: "keyword" }, topic: { type: "keyword" }, partition: { type: "integer" }, offset: { type: "long" } } },
+        },
+        { signal },
+      );
+    } catch (error) {
+      if (!alreadyExists(error)) throw error; // another sink created it in the meantime
+    }
+  }
+
+  async #storeOffsets(offsets: readonly TopicPartitionOffset[], signal: AbortSignal): Promise<void> {
+    if (offsets.length === 0) return;
+    const operations = offsets.map((o) => ({
+      lines: [
+        encodeJson({ index: { _index: OFFSETS_INDEX, _id: `${this.name}/${o.topic}/${o.partition}` } }),
+        encodeJson({ sink: this.name, topic: o.topic, partition: o.partition, offset: o.offset }),
+      ],
+    }));
+    const outcomes = await runBulk(this.#cli(), operations, { maxBytes: this.#config.bulk_bytes, refresh: false, retry: this.#config.retry, signal, logger: this.#logger, sink: this.name });
+    const failed = outcomes.find((o) => o.kind === "failed");
+    if (failed && failed.kind === "failed") {
+      throw new ConnectionError(`Elasticsearch did not store the offsets: ${failed.reason}`, { code: "SINK_UNAVAILABLE", context: { component: "sink", sink: this.name } });
+    }
+  }
+
+  #target(table: TableId): string {
+    // Index and alias names are lower case in Elasticsearch.
+    return renderTarget(this.#config.target, table).toLowerCase();
+  }
+
+  async #call<T>(what: string, operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation();
+    } catch (error) {
+      throw requestError(error, this.name, what);
+    }
+  }
+
+  #cli(): Client {
+    if (!this.#client) throw new SluiceError("the Elasticsearch sink is not open", { code: "SINK_NOT_OPEN", context: { component: "sink", sink: this.name } });
+    return this.#client;
+  }
+
+  #idx(): Indices {
+    if (!this.#indices) throw new SluiceError("the Elasticsearch sink is not open", { code: "SINK_NOT_OPEN", context: { component: "sink", sink: this.name } });
+    return this.#indices;
+  }
+}
+
+function alreadyExists(error: unknown): boolean {
+  const cause = (error as { cause?: unknown }).cause ?? error;
+  return (cause as { body?: { error?: { type?: string } } }).body?.error?.type === "resource_already_exists_exception";
+}
+
+export function createElasticsearchSink(config: ElasticsearchSinkConfig, options: ElasticsearchSinkOptions): ElasticsearchSink {
+  return new ElasticsearchSink(config, options);
+}

@@ -1,0 +1,142 @@
+/**
+ * Indexes and aliases of the Elasticsearch sink. Per table: indexes `<target>__v<N>` with strict
+ * explicit mappings; the alias `<target>` (what users search) points at the live one with a filter
+ * that hides tombstones and everything at or below the newest truncate; during a rebuild the
+ * alias `<target>__rebuild` marks the shadow. Each index records its columns (logical types) and
+ * truncate version in its mapping's `_meta.sluice`, so the state survives restarts.
+ */
+import type { Client } from "@elastic/elasticsearch";
+import { DELETED_COLUMN, VERSION_COLUMN } from "../sinks/columns.ts";
+import type { TargetColumn } from "../sinks/columns.ts";
+import { generationOf } from "../sinks/naming.ts";
+import { requestError } from "./bulk.ts";
+import { fieldMapping } from "./mapping.ts";
+
+export type Role = "live" | "shadow";
+
+export interface EsIndex {
+  readonly physical: string;
+  readonly target: string;
+  role: Role;
+  readonly generation: number;
+  truncateVersion: bigint;
+  /** Empty while the index is not created yet (a shadow prepared before any schema was known). */
+  columns: readonly TargetColumn[];
+}
+
+export interface TargetIndexes {
+  live: EsIndex | null;
+  shadow: EsIndex | null;
+  /** Highest generation of any index of the target that exists. */
+  maxGeneration: number;
+}
+
+interface SluiceMeta {
+  readonly target: string;
+  readonly generation: number;
+  readonly truncateVersion: string;
+  readonly columns: readonly TargetColumn[];
+}
+
+export const rebuildAlias = (target: string) => `${target}__rebuild`;
+
+/** What the alias users search shows: no tombstones, nothing at or below the newest truncate. */
+export function aliasFilter(truncateVersion: bigint): Record<string, unknown> {
+  const filter: Record<string, unknown>[] = truncateVersion > 0n ? [{ range: { [VERSION_COLUMN]: { gt: truncateVersion.toString() } } }] : [];
+  return { bool: { must_not: [{ term: { [DELETED_COLUMN]: true } }], filter } };
+}
+
+export function indexMappings(index: EsIndex): Record<string, unknown> {
+  const properties: Record<string, unknown> = {};
+  for (const column of index.columns) properties[column.name] = fieldMapping(column.type);
+  properties[VERSION_COLUMN] = { type: "long" };
+  properties[DELETED_COLUMN] = { type: "boolean" };
+  return { dynamic: "strict", _meta: { sluice: meta(index) }, properties };
+}
+
+function meta(index: EsIndex): SluiceMeta {
+  return { target: index.target, generation: index.generation, truncateVersion: index.truncateVersion.toString(), columns: index.columns };
+}
+
+export class Indices {
+  readonly #client: Client;
+  readonly #sink: string;
+
+  constructor(client: Client, sink: string) {
+    this.#client = client;
+    this.#sink = sink;
+  }
+
+  async load(target: string, signal: AbortSignal): Promise<TargetIndexes> {
+    const existing = (await this.#call("list indexes", () =>
+      this.#client.indices.get({ index: `${target}__v*`, expand_wildcards: "all", ignore_unavailable: true, allow_no_indices: true }, { signal }),
+    )) as Record<string, { aliases?: Record<string, unknown>; mappings?: { _meta?: { sluice?: SluiceMeta } } }>;
+    const out: TargetIndexes = { live: null, shadow: null, maxGeneration: 0 };
+    for (const [name, info] of Object.entries(existing)) {
+      const generation = generationOf(target, name);
+      if (generation === null) continue;
+      out.maxGeneration = Math.max(out.maxGeneration, generation);
+      const aliases = Object.keys(info.aliases ?? {});
+      const role: Role | null = aliases.includes(target) ? "live" : aliases.includes(rebuildAlias(target)) ? "shadow" : null;
+      if (role === null) continue;
+      const sluice = info.mappings?._meta?.sluice;
+      out[role] = {
+        physical: name,
+        target,
+        role,
+        generation,
+        truncateVersion: BigInt(sluice?.truncateVersion ?? "0"),
+        columns: sluice?.columns ?? [],
+      };
+    }
+    return out;
+  }
+
+  /** Creates the index with its alias in one request (live: the filtered user alias; shadow: the rebuild marker). */
+  async create(index: EsIndex, signal: AbortSignal): Promise<void> {
+    const aliases = index.role === "live" ? { [index.target]: { filter: aliasFilter(index.truncateVersion) } } : { [rebuildAlias(index.target)]: {} };
+    await this.#call("create index", () =>
+      this.#client.indices.create({ index: index.physical, mappings: indexMappings(index) as never, aliases: aliases as never }, { signal }),
+    );
+  }
+
+  /** Adds the fields of new columns and records columns and truncate version in `_meta` (existing fields cannot change). */
+  async putMappings(index: EsIndex, signal: AbortSignal): Promise<void> {
+    const { properties, _meta } = indexMappings(index) as { properties: Record<string, unknown>; _meta: unknown };
+    await this.#call("update mapping", () =>
+      this.#client.indices.putMapping({ index: index.physical, properties: properties as never, _meta: _meta as never }, { signal }),
+    );
+  }
+
+  async setLiveFilter(index: EsIndex, signal: AbortSignal): Promise<void> {
+    await this.#call("update alias", () =>
+      this.#client.indices.updateAliases({ actions: [{ add: { index: index.physical, alias: index.target, filter: aliasFilter(index.truncateVersion) as never } }] }, { signal }),
+    );
+  }
+
+  /** Atomically: the user alias moves from `from` (if any) to `to` with `to`'s filter; the rebuild marker goes. */
+  async swap(from: EsIndex | null, to: EsIndex, signal: AbortSignal): Promise<void> {
+    const actions: Record<string, unknown>[] = [
+      { add: { index: to.physical, alias: to.target, filter: aliasFilter(to.truncateVersion) } },
+      { remove: { index: to.physical, alias: rebuildAlias(to.target) } },
+    ];
+    if (from) actions.push({ remove: { index: from.physical, alias: from.target } });
+    await this.#call("swap aliases", () => this.#client.indices.updateAliases({ actions: actions as never }, { signal }));
+  }
+
+  async remove(index: EsIndex, signal: AbortSignal): Promise<void> {
+    await this.#call("delete index", () => this.#client.indices.delete({ index: index.physical, ignore_unavailable: true }, { signal }));
+  }
+
+  async refresh(index: string, signal: AbortSignal): Promise<void> {
+    await this.#call("refresh", () => this.#client.indices.refresh({ index, ignore_unavailable: true }, { signal }));
+  }
+
+  async #call<T>(what: string, operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation();
+    } catch (error) {
+      throw requestError(error, this.#sink, what);
+    }
+  }
+}

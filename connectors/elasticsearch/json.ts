@@ -1,0 +1,59 @@
+/**
+ * JSON for Elasticsearch that keeps 64-bit integers exact both ways: JSON.stringify cannot write
+ * a bigint and JSON.parse rounds integers beyond 2^53, while versions, `long` fields and the
+ * numbers inside JSON columns may be that large. Raw JSON text (a JSON column's value) is
+ * embedded as it is.
+ */
+import { Serializer } from "@elastic/elasticsearch";
+
+/** JSON text to embed verbatim. */
+export class RawJson {
+  readonly text: string;
+  constructor(text: string) {
+    this.text = text;
+  }
+}
+
+export function encodeJson(value: unknown): string {
+  if (value === null || value === undefined) return "null";
+  switch (typeof value) {
+    case "string":
+      return JSON.stringify(value);
+    case "number":
+      return Number.isFinite(value) ? String(value) : "null";
+    case "bigint":
+      return value.toString();
+    case "boolean":
+      return value ? "true" : "false";
+    case "object":
+      if (value instanceof RawJson) return value.text;
+      if (Array.isArray(value)) return `[${value.map(encodeJson).join(",")}]`;
+      return `{${Object.entries(value as Record<string, unknown>)
+        .filter(([, v]) => v !== undefined)
+        .map(([k, v]) => `${JSON.stringify(k)}:${encodeJson(v)}`)
+        .join(",")}}`;
+    default:
+      throw new TypeError(`cannot encode ${typeof value} as JSON`);
+  }
+}
+
+/** Parses JSON, turning integers beyond 2^53 into bigints (exact, from the source text). */
+export function decodeJson(text: string): unknown {
+  // The reviver's third argument (the source text of primitives) is available since Node 21.
+  return JSON.parse(text, (_key: string, value: unknown, context?: { source?: string }) =>
+    typeof value === "number" && Number.isInteger(value) && !Number.isSafeInteger(value) && context?.source !== undefined && /^-?\d+$/.test(context.source)
+      ? BigInt(context.source)
+      : value,
+  );
+}
+
+/** The client's serializer with exact 64-bit integers in requests and responses. */
+export class ExactSerializer extends Serializer {
+  override serialize(object: Record<string, unknown>): string {
+    return encodeJson(object);
+  }
+
+  override deserialize<T = unknown>(json: string): T {
+    return decodeJson(json) as T;
+  }
+}

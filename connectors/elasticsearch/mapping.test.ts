@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import type { Client } from "@elastic/elasticsearch";
+import { testLogger } from "../sinks/test-config.ts";
+import { packBodies, runBulk } from "./bulk.ts";
+import { aliasFilter } from "./indices.ts";
+import { decodeJson, encodeJson, RawJson } from "./json.ts";
+import { documentValue, fieldMapping, fieldNameProblem, sameMapping } from "./mapping.ts";
+
+describe("Elasticsearch mappings and document values", () => {
+  test("widening integers, floats, decimals and strings never changes a mapping", () => {
+    assert.ok(sameMapping(fieldMapping({ kind: "integer", bits: 32, unsigned: false }), fieldMapping({ kind: "integer", bits: 64, unsigned: false })));
+    assert.ok(sameMapping(fieldMapping({ kind: "float", bits: 32 }), fieldMapping({ kind: "float", bits: 64 })));
+    assert.ok(sameMapping(fieldMapping({ kind: "decimal", precision: 10, scale: 2 }), fieldMapping({ kind: "decimal", precision: null, scale: null })));
+    assert.ok(!sameMapping(fieldMapping({ kind: "uuid" }), fieldMapping({ kind: "string" })));
+  });
+
+  test("exact document values", () => {
+    assert.equal(documentValue({ kind: "decimal", precision: 10, scale: 2 }, "3"), "3.00");
+    assert.equal(documentValue({ kind: "integer", bits: 64, unsigned: false }, 9_007_199_254_740_993n), 9_007_199_254_740_993n);
+    assert.equal(documentValue({ kind: "integer", bits: 64, unsigned: true }, 18_446_744_073_709_551_615n), "18446744073709551615");
+    assert.equal(documentValue({ kind: "float", bits: 64 }, Number.POSITIVE_INFINITY), "Infinity");
+    assert.equal(documentValue({ kind: "timestamp", tz: true }, 0n), "1970-01-01T00:00:00.000000Z");
+    assert.equal(documentValue({ kind: "timestamp", tz: false }, 0n), "1970-01-01T00:00:00.000000");
+    assert.deepEqual(documentValue({ kind: "json" }, '{"a":\n1}'), new RawJson('{"a": 1}'));
+    assert.deepEqual(documentValue({ kind: "json" }, '"text"'), new RawJson('{"_value":"text"}'));
+    assert.equal(documentValue({ kind: "bytes" }, new Uint8Array([0, 255])), "AP8=");
+  });
+
+  test("field names Elasticsearch cannot take", () => {
+    assert.match(fieldNameProblem("a.b") ?? "", /dots/);
+    assert.match(fieldNameProblem("_id") ?? "", /metadata/);
+    assert.equal(fieldNameProblem("_private"), null);
+  });
+
+  test("the alias filter hides tombstones and, after a truncate, everything at or below its version", () => {
+    assert.deepEqual(aliasFilter(0n), { bool: { must_not: [{ term: { _sluice_deleted: true } }], filter: [] } });
+    assert.deepEqual(aliasFilter(42n).bool, { must_not: [{ term: { _sluice_deleted: true } }], filter: [{ range: { _sluice_version: { gt: "42" } } }] });
+  });
+});
+
+describe("exact JSON", () => {
+  test("64-bit integers survive both ways; raw JSON is embedded", () => {
+    assert.equal(encodeJson({ a: 9_223_372_036_854_775_807n, b: [1, "x", null], c: new RawJson('{"k":1}') }), '{"a":9223372036854775807,"b":[1,"x",null],"c":{"k":1}}');
+    assert.deepEqual(decodeJson('{"a":9223372036854775807,"b":1.5,"c":12}'), { a: 9_223_372_036_854_775_807n, b: 1.5, c: 12 });
+  });
+});
+
+describe("bulk", () => {
+  test("bodies stay within bulk_bytes; an oversized operation goes alone", () => {
+    const op = (size: number) => ({ lines: ["{}", "x".repeat(size)] });
+    const bodies = packBodies([op(10), op(10), op(100), op(10)], 40);
+    assert.deepEqual(bodies.map((b) => b.members), [[0, 1], [2], [3]]);
+    assert.ok(bodies.every((b) => Buffer.byteLength(b.body) <= 40 || b.members.length === 1));
+  });
+
+  test("429 and 5xx items are retried, 409 counts as stale, other errors are poison", async () => {
+    const responses = [
+      { items: [{ index: { status: 201 } }, { index: { status: 429, error: { type: "es_rejected_execution_exception", reason: "queue full" } } }, { index: { status: 409 } }, { index: { status: 400, error: { type: "document_parsing_exception", reason: "bad" } } }, { index: { status: 503 } }] },
+      { items: [{ index: { status: 200 } }, { index: { status: 503 } }] },
+      { items: [{ index: { status: 503 } }] },
+    ];
+    const sent: string[] = [];
+    const client = {
+      transport: {
+        request: async (params: { bulkBody: string }) => {
+          sent.push(params.bulkBody);
+          return responses.shift();
+        },
+      },
+    } as unknown as Client;
+    const operations = ["a", "b", "c", "d", "e"].map((id) => ({ lines: [`{"index":{"_id":"${id}"}}`, "{}"] }));
+    const outcomes = await runBulk(client, operations, {
+      maxBytes: 1 << 20,
+      refresh: false,
+      retry: { initial: 1, max: 2 },
+      itemAttempts: 3,
+      signal: AbortSignal.timeout(5_000),
+      logger: testLogger(),
+      sink: "s",
+    });
+    assert.deepEqual(
+      outcomes.map((o) => (o.kind === "failed" ? `failed:${o.retriable}` : o.kind)),
+      ["applied", "applied", "stale", "failed:false", "failed:true"],
+    );
+    assert.equal(sent.length, 3);
+    assert.match(sent[1]!, /"_id":"b".*\n.*\n.*"_id":"e"/s);
+  });
+});

@@ -1,0 +1,419 @@
+/**
+ * The conformance suite every sink passes against its real target: applied state equals the
+ * source after inserts, updates, deletes, key changes, NULLs, unchanged-TOAST updates and
+ * truncates; redelivery and replay never move visible state backwards (sampled after every
+ * write); schema evolution; poison rows; offsets stored with the data; rebuild and swap.
+ * Each sink's `*.int.test.ts` calls `sinkConformanceSuite` with a harness for its target.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import type { SinkChange, TableSchema, TopicPartitionOffset } from "../contracts.ts";
+import { UNCHANGED } from "../contracts.ts";
+import { SluiceError } from "../errors.ts";
+import type { VersionedSink } from "./contract.ts";
+import { ROW_REJECTED, SCHEMA_UNSUPPORTED } from "./errors.ts";
+import { renderTarget } from "./naming.ts";
+import { Events, randomTableName, tableSchema } from "./test-events.ts";
+
+/** A row as users see it: every column as text, null for NULL. */
+export type VisibleRow = Record<string, string | null>;
+
+export interface SinkHarness {
+  readonly kind: string;
+  /** A new, unopened sink over the suite's storage. Same `name`: same consumer group (offsets). Template: TARGET_TEMPLATE. */
+  createSink(name: string): VersionedSink;
+  /** The rows users see under the natural name `target`, each value as text ("12.50", "true"), in any order. */
+  visibleRows(target: string, schema: TableSchema): Promise<VisibleRow[]>;
+  /** Removes targets the suite created (tables, views, indexes, offsets). */
+  cleanup(targets: readonly string[]): Promise<void>;
+}
+
+export const TARGET_TEMPLATE = "{schema}_{table}";
+
+const BASE_COLUMNS = [
+  ["id", "integer"],
+  ["name", "text"],
+  ["amount", "numeric(10,2)"],
+  ["note", "text"],
+  ["flag", "boolean"],
+] as const;
+
+const signal = () => AbortSignal.timeout(60_000);
+
+function sortRows(rows: VisibleRow[]): VisibleRow[] {
+  return [...rows].sort((a, b) => Number(a["id"]) - Number(b["id"]));
+}
+
+/** Compares rows by id; only the columns each expected row lists are compared (a listed null must be NULL). */
+function expectRows(actual: VisibleRow[], expected: VisibleRow[], message?: string): void {
+  const want = sortRows(expected);
+  const got = sortRows(actual).map((row, i) => {
+    const columns = Object.keys(want[i] ?? row);
+    return Object.fromEntries(columns.map((c) => [c, row[c] ?? null]));
+  });
+  assert.deepEqual(got, want, message);
+}
+
+export function sinkConformanceSuite(harness: SinkHarness): void {
+  describe(`sink conformance: ${harness.kind}`, () => {
+    const targets: string[] = [];
+    const sinks: VersionedSink[] = [];
+    const sinkName = `conf_${randomTableName("s")}`;
+
+    const newTable = (columns: readonly (readonly [string, string])[] = BASE_COLUMNS, key: readonly string[] = ["id"]) => {
+      const schema = tableSchema(randomTableName(), columns, key);
+      targets.push(renderTarget(TARGET_TEMPLATE, schema));
+      return { schema, events: new Events(schema), target: renderTarget(TARGET_TEMPLATE, schema) };
+    };
+    const open = async (name = sinkName) => {
+      const sink = harness.createSink(name);
+      await sink.open(signal());
+      sinks.push(sink);
+      return sink;
+    };
+    const write = async (sink: VersionedSink, changes: SinkChange[], offsets?: TopicPartitionOffset[]) => {
+      const result = await sink.write(changes, signal(), offsets);
+      assert.deepEqual(result.failures.map((f) => `${f.index}: ${f.error.message}`), [], "no item failures");
+      return result;
+    };
+
+    let sink: VersionedSink;
+    before(async () => {
+      sink = await open();
+    });
+    after(async () => {
+      for (const s of sinks) await s.close().catch(() => undefined);
+      await harness.cleanup(targets);
+    });
+
+    test("applies inserts, updates, deletes, key changes, NULLs, unchanged-TOAST updates and truncates like the source", async () => {
+      const { schema, events, target } = newTable();
+      await write(sink, [
+        events.insert(10n, { id: 1, name: "a", amount: "1.50", note: "long note one", flag: true }),
+        events.insert(11n, { id: 2, name: "b", amount: null, note: "n2", flag: false }),
+        events.insert(12n, { id: 3, name: "c", amount: "-3.00", note: "n3", flag: null }),
+      ]);
+      expectRows(await harness.visibleRows(target, schema), [
+        { id: "1", name: "a", amount: "1.50", note: "long note one", flag: "true" },
+        { id: "2", name: "b", amount: null, note: "n2", flag: "false" },
+        { id: "3", name: "c", amount: "-3.00", note: "n3", flag: null },
+      ]);
+
+      await write(sink, [
+        // unchanged-TOAST: note keeps its stored value
+        events.update(20n, { id: 1, name: "a2", amount: "1.50", note: UNCHANGED, flag: true }),
+        events.delete(21n, { id: 2 }),
+        // primary-key change: delete of the old key, create of the new one
+        events.delete(22n, { id: 3 }),
+        events.insert(23n, { id: 30, name: "c", amount: "-3.00", note: "n3", flag: null }),
+        events.insert(24n, { id: 4, name: null, amount: null, note: null, flag: null }),
+        // within one batch: a later unchanged-TOAST update keeps the earlier update's value
+        events.insert(25n, { id: 5, name: "e", amount: "5.00", note: "first", flag: true }),
+        events.update(26n, { id: 5, name: "e", amount: "5.00", note: "second", flag: true }),
+        events.update(27n, { id: 5, name: "e2", amount: "5.00", note: UNCHANGED, flag: true }),
+      ]);
+      expectRows(await harness.visibleRows(target, schema), [
+        { id: "1", name: "a2", amount: "1.50", note: "long note one", flag: "true" },
+        { id: "4", name: null, amount: null, note: null, flag: null },
+        { id: "5", name: "e2", amount: "5.00", note: "second", flag: "true" },
+        { id: "30", name: "c", amount: "-3.00", note: "n3", flag: null },
+      ]);
+
+      // an update of the key inside one event (before has the old key) moves the row too
+      await write(sink, [events.update(28n, { id: 40, name: "moved", amount: null, note: "x", flag: null }, { id: 30 })]);
+      expectRows(await harness.visibleRows(target, schema), [
+        { id: "1", name: "a2" },
+        { id: "4", name: null },
+        { id: "5", name: "e2" },
+        { id: "40", name: "moved" },
+      ]);
+
+      // truncate, then rows after it in the same batch; rows older than the truncate in the batch do not show
+      await write(sink, [
+        events.insert(29n, { id: 6, name: "before truncate", amount: null, note: null, flag: null }),
+        events.truncate(30n),
+        events.insert(31n, { id: 7, name: "after truncate", amount: "7.00", note: "n7", flag: false }),
+        // a key that existed before the truncate, inserted again after it in the same batch
+        events.insert(32n, { id: 1, name: "again", amount: null, note: null, flag: null }),
+      ]);
+      expectRows(await harness.visibleRows(target, schema), [
+        { id: "1", name: "again", amount: null, note: null, flag: null },
+        { id: "7", name: "after truncate", amount: "7.00", note: "n7", flag: "false" },
+      ]);
+      await write(sink, [events.insert(33n, { id: 8, name: "h", amount: "8.00", note: "n8", flag: true })]);
+      expectRows(await harness.visibleRows(target, schema), [
+        { id: "1", name: "again" },
+        { id: "7", name: "after truncate" },
+        { id: "8", name: "h" },
+      ]);
+    });
+
+    test("a redelivered batch leaves the same state", async () => {
+      const { schema, events, target } = newTable();
+      const first = [
+        events.insert(1n, { id: 1, name: "a", amount: "1.00", note: "n", flag: true }),
+        events.insert(2n, { id: 2, name: "b", amount: "2.00", note: "n", flag: true }),
+      ];
+      const second = [
+        events.update(3n, { id: 1, name: "a2", amount: "1.10", note: UNCHANGED, flag: false }),
+        events.delete(4n, { id: 2 }),
+        events.insert(5n, { id: 3, name: "c", amount: null, note: null, flag: null }),
+      ];
+      await write(sink, first);
+      await write(sink, second);
+      const expected = await harness.visibleRows(target, schema);
+      expectRows(expected, [
+        { id: "1", name: "a2", amount: "1.10", note: "n", flag: "false" },
+        { id: "3", name: "c", amount: null, note: null, flag: null },
+      ]);
+      await write(sink, second);
+      expectRows(await harness.visibleRows(target, schema), expected);
+      await write(sink, [...first, ...second]);
+      expectRows(await harness.visibleRows(target, schema), expected);
+    });
+
+    test("replaying older events after newer ones never moves visible state backwards (sampled after every write)", async () => {
+      const { schema, events, target } = newTable();
+      const history = [
+        events.insert(100n, { id: 1, name: "v1", amount: "1.00", note: "n1", flag: true }),
+        events.insert(101n, { id: 2, name: "v1", amount: "2.00", note: "n2", flag: true }),
+        events.insert(102n, { id: 3, name: "v1", amount: "3.00", note: "n3", flag: true }),
+        events.update(110n, { id: 1, name: "v2", amount: "1.50", note: UNCHANGED, flag: false }),
+        events.delete(111n, { id: 2 }),
+        events.update(112n, { id: 3, name: "v2", amount: "3.50", note: "n3b", flag: false }),
+        events.delete(120n, { id: 3 }),
+        events.insert(121n, { id: 3, name: "v3", amount: "3.75", note: "n3c", flag: true }),
+        events.insert(122n, { id: 4, name: "v1", amount: null, note: null, flag: null }),
+        events.delete(123n, { id: 4 }),
+      ];
+      for (const change of history) await write(sink, [change]);
+      const final = await harness.visibleRows(target, schema);
+      expectRows(final, [
+        { id: "1", name: "v2", amount: "1.50", note: "n1", flag: "false" },
+        { id: "3", name: "v3", amount: "3.75", note: "n3c", flag: "true" },
+      ]);
+      // every older event alone, oldest first: inserts of deleted rows (2, 4) must not come back
+      for (const change of history) {
+        await write(sink, [change]);
+        expectRows(await harness.visibleRows(target, schema), final, `after replaying version ${change.event.source.position.change}`);
+      }
+      // newest first, in small batches
+      const reversed = [...history].reverse();
+      for (let i = 0; i < reversed.length; i += 3) {
+        await write(sink, reversed.slice(i, i + 3));
+        expectRows(await harness.visibleRows(target, schema), final, `after replaying batch ${i / 3}`);
+      }
+      // the whole range again as one batch
+      await write(sink, history);
+      expectRows(await harness.visibleRows(target, schema), final);
+    });
+
+    test("a replay of events older than a truncate does not bring rows back", async () => {
+      const { schema, events, target } = newTable();
+      const old = [
+        events.insert(1n, { id: 1, name: "old", amount: null, note: null, flag: null }),
+        events.insert(2n, { id: 2, name: "old", amount: null, note: null, flag: null }),
+      ];
+      await write(sink, old);
+      await write(sink, [events.truncate(5n)]);
+      await write(sink, [events.insert(6n, { id: 3, name: "new", amount: null, note: null, flag: null })]);
+      const expected = [{ id: "3", name: "new" }];
+      expectRows(await harness.visibleRows(target, schema), expected);
+      for (const change of old) {
+        await write(sink, [change]);
+        expectRows(await harness.visibleRows(target, schema), expected);
+      }
+      // replaying the truncate itself does not remove newer rows
+      await write(sink, [events.truncate(5n)]);
+      expectRows(await harness.visibleRows(target, schema), expected);
+    });
+
+    test("a new column reaches the target", async () => {
+      const { schema, events, target } = newTable([
+        ["id", "integer"],
+        ["name", "text"],
+      ]);
+      await write(sink, [events.insert(1n, { id: 1, name: "a" })]);
+      const wider = tableSchema(schema.table, [
+        ["id", "integer"],
+        ["name", "text"],
+        ["extra", "character varying(10)"],
+        ["qty", "integer"],
+      ]);
+      const newer = new Events(wider);
+      await write(sink, [
+        newer.insert(2n, { id: 2, name: "b", extra: "x", qty: 7 }),
+        newer.update(3n, { id: 1, name: "a", extra: "y", qty: null }),
+      ]);
+      // an event still carrying the older schema (e.g. a replay) applies too
+      await write(sink, [events.insert(4n, { id: 3, name: "c" })]);
+      expectRows(await harness.visibleRows(target, wider), [
+        { id: "1", name: "a", extra: "y", qty: null },
+        { id: "2", name: "b", extra: "x", qty: "7" },
+        { id: "3", name: "c", extra: null, qty: null },
+      ]);
+    });
+
+    test("a widened type is widened", async () => {
+      const { events, target } = newTable([
+        ["id", "integer"],
+        ["qty", "integer"],
+        ["label", "character varying(20)"],
+      ]);
+      await write(sink, [events.insert(1n, { id: 1, qty: 5, label: "short" })]);
+      const wider = tableSchema(events.schema.table, [
+        ["id", "integer"],
+        ["qty", "bigint"],
+        ["label", "character varying(50)"],
+      ]);
+      const newer = new Events(wider);
+      const long = "a label longer than twenty characters, ok";
+      await write(sink, [newer.insert(2n, { id: 2, qty: 1_099_511_627_776n, label: long })]);
+      // an event under the older, narrower schema still applies
+      await write(sink, [events.insert(3n, { id: 3, qty: 9, label: "narrow" })]);
+      expectRows(await harness.visibleRows(target, wider), [
+        { id: "1", qty: "5", label: "short" },
+        { id: "2", qty: "1099511627776", label: long },
+        { id: "3", qty: "9", label: "narrow" },
+      ]);
+    });
+
+    test("a change the target cannot take raises SINK_SCHEMA_UNSUPPORTED naming sink, table and column", async () => {
+      const { schema, events, target } = newTable([
+        ["id", "integer"],
+        ["qty", "integer"],
+      ]);
+      await write(sink, [events.insert(1n, { id: 1, qty: 5 })]);
+      const changed = new Events(
+        tableSchema(schema.table, [
+          ["id", "integer"],
+          ["qty", "bytea"],
+        ]),
+      );
+      await assert.rejects(
+        () => sink.write([changed.insert(2n, { id: 2, qty: new Uint8Array([1, 2]) })], signal()),
+        (error: unknown) => {
+          assert.ok(error instanceof SluiceError, `expected a SluiceError, got ${String(error)}`);
+          assert.equal(error.code, SCHEMA_UNSUPPORTED);
+          assert.equal(error.context["sink"], sinkName);
+          assert.match(String(error.context["table"]), new RegExp(schema.table));
+          assert.equal(error.context["column"], "qty");
+          return true;
+        },
+      );
+      // nothing of the rejected write shows; the table keeps working with its schema
+      expectRows(await harness.visibleRows(target, schema), [{ id: "1", qty: "5" }]);
+      await write(sink, [events.insert(3n, { id: 3, qty: 6 })]);
+      expectRows(await harness.visibleRows(target, schema), [
+        { id: "1", qty: "5" },
+        { id: "3", qty: "6" },
+      ]);
+    });
+
+    test("a poison row is a per-item failure while the others apply, and offsets are then not stored", async () => {
+      const name = `conf_${randomTableName("p")}`;
+      const own = await open(name);
+      const { schema, events, target } = newTable([
+        ["id", "integer"],
+        ["big", "bigint"],
+      ]);
+      const offsets = [{ topic: events.topic, partition: 0, offset: 3n }];
+      const result = await own.write(
+        [events.insert(1n, { id: 1, big: 1n }), events.insert(2n, { id: 2, big: "not a number" }), events.insert(3n, { id: 3, big: 3n })],
+        signal(),
+        offsets,
+      );
+      assert.equal(result.failures.length, 1);
+      const failure = result.failures[0]!;
+      assert.equal(failure.index, 1);
+      assert.equal(failure.retriable, false);
+      assert.ok(failure.error instanceof SluiceError);
+      assert.equal(failure.error.code, ROW_REJECTED);
+      assert.match(failure.error.message, /big/);
+      assert.equal(result.offsetsStored, false);
+      expectRows(await harness.visibleRows(target, schema), [
+        { id: "1", big: "1" },
+        { id: "3", big: "3" },
+      ]);
+      assert.deepEqual(await own.committedOffsets(signal()), []);
+      await own.storeOffsets(offsets, signal());
+      assert.deepEqual(await own.committedOffsets(signal()), offsets);
+    });
+
+    test("offsets are stored with the data and read back after reopening", async () => {
+      const name = `conf_${randomTableName("o")}`;
+      const first = await open(name);
+      const { schema, events, target } = newTable();
+      const offsets = [
+        { topic: events.topic, partition: 0, offset: 2n },
+        { topic: events.topic, partition: 1, offset: 7n },
+      ];
+      const result = await write(first, [events.insert(1n, { id: 1, name: "a", amount: null, note: null, flag: null })], offsets);
+      assert.equal(result.offsetsStored, true);
+      await first.close();
+      const second = await open(name);
+      const read = (list: TopicPartitionOffset[]) => [...list].sort((a, b) => a.partition - b.partition);
+      assert.deepEqual(read(await second.committedOffsets(signal())), offsets);
+      await write(second, [events.insert(2n, { id: 2, name: "b", amount: null, note: null, flag: null })], [{ topic: events.topic, partition: 0, offset: 3n }]);
+      assert.deepEqual(read(await second.committedOffsets(signal())), [{ ...offsets[0]!, offset: 3n }, offsets[1]!]);
+      expectRows(await harness.visibleRows(target, schema), [{ id: "1" }, { id: "2" }]);
+      // another sink (consumer group) has its own offsets
+      const other = await open(`${name}_other`);
+      assert.deepEqual(await other.committedOffsets(signal()), []);
+    });
+
+    test("a rebuild writes into a new generation while the old serves, then swaps", async () => {
+      const { schema, events, target } = newTable();
+      const history = [
+        events.insert(1n, { id: 1, name: "a", amount: "1.00", note: "toasted", flag: true }),
+        events.insert(2n, { id: 2, name: "b", amount: "2.00", note: "n2", flag: true }),
+        events.delete(3n, { id: 2 }),
+        events.insert(4n, { id: 3, name: "c", amount: "3.00", note: "n3", flag: false }),
+      ];
+      await write(sink, history);
+      const before = await harness.visibleRows(target, schema);
+      await sink.prepareRebuild(schema, signal());
+      // live writes during the rebuild reach both; the old generation keeps serving
+      await write(sink, [
+        events.update(5n, { id: 1, name: "a2", amount: "1.00", note: UNCHANGED, flag: true }),
+        events.insert(6n, { id: 4, name: "d", amount: null, note: null, flag: null }),
+      ]);
+      expectRows(await harness.visibleRows(target, schema), [
+        { id: "1", name: "a2", note: "toasted" },
+        { id: "3", name: "c" },
+        { id: "4", name: "d" },
+      ]);
+      assert.equal(before.length, 2);
+      // the replay of the topic (up to the offsets taken after prepareRebuild), into the shadow only
+      const replayed = await sink.writeRebuild([...history], signal());
+      assert.deepEqual(replayed.failures, []);
+      expectRows(await harness.visibleRows(target, schema), [{ id: "1", name: "a2" }, { id: "3" }, { id: "4" }]);
+      await sink.swap(schema, signal());
+      const expected = [
+        { id: "1", name: "a2", amount: "1.00", note: "toasted", flag: "true" },
+        { id: "3", name: "c", amount: "3.00", note: "n3", flag: "false" },
+        { id: "4", name: "d", amount: null, note: null, flag: null },
+      ];
+      expectRows(await harness.visibleRows(target, schema), expected);
+      // the swapped-in generation keeps applying by version: replays of old events change nothing
+      await write(sink, history);
+      await write(sink, [events.insert(7n, { id: 5, name: "e", amount: null, note: null, flag: null })]);
+      expectRows(await harness.visibleRows(target, schema), [...expected, { id: "5", name: "e", amount: null, note: null, flag: null }]);
+      // writes to the shadow without a rebuild in progress fail per item
+      const orphan = await sink.writeRebuild([events.insert(8n, { id: 6, name: "x", amount: null, note: null, flag: null })], signal());
+      assert.equal(orphan.failures.length, 1);
+    });
+
+    test("an aborted rebuild leaves the live generation serving", async () => {
+      const { schema, events, target } = newTable();
+      await write(sink, [events.insert(1n, { id: 1, name: "a", amount: null, note: null, flag: null })]);
+      await sink.prepareRebuild(schema, signal());
+      await sink.writeRebuild([events.insert(1n, { id: 1, name: "a", amount: null, note: null, flag: null })], signal());
+      await sink.abortRebuild(schema, signal());
+      await write(sink, [events.insert(2n, { id: 2, name: "b", amount: null, note: null, flag: null })]);
+      expectRows(await harness.visibleRows(target, schema), [{ id: "1" }, { id: "2" }]);
+      await assert.rejects(() => sink.swap(schema, signal()), /no rebuild in progress/);
+    });
+  });
+}
+

@@ -1,0 +1,25 @@
+/**
+ * Sink configs for tests and benchmarks, with every key config/schema.ts would default filled in,
+ * and a logger that stays quiet unless SLUICE_TEST_LOG is set.
+ */
+import type { SinkConfig } from "../../config/schema.ts";
+import { createLogger } from "../../daemon/logger.ts";
+import type { Logger } from "../../daemon/logger.ts";
+
+export function testLogger(): Logger {
+  return createLogger(process.env["SLUICE_TEST_LOG"] ?? "silent");
+}
+
+const COMMON = {
+  tables: ["*.*"],
+  target: "{schema}_{table}",
+  on_error: "halt" as const,
+  batch: { max_rows: 5_000, max_bytes: 8 * 2 ** 20, max_wait: 200 },
+  retry: { initial: 50, max: 1_000 },
+};
+
+type Kind = SinkConfig["kind"];
+
+export function testSinkConfig<K extends Kind>(kind: K, fields: Omit<Extract<SinkConfig, { kind: K }>, "kind" | keyof typeof COMMON> & Partial<typeof COMMON>): Extract<SinkConfig, { kind: K }> {
+  return { ...COMMON, ...fields, kind } as unknown as Extract<SinkConfig, { kind: K }>;
+}

@@ -1,0 +1,158 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { UNCHANGED } from "../contracts.ts";
+import { planColumns } from "./columns.ts";
+import { SCHEMA_UNSUPPORTED } from "./errors.ts";
+import { isolateRejected } from "./isolate.ts";
+import { joinTypes, logicalType } from "./logical-type.ts";
+import type { LogicalType } from "./logical-type.ts";
+import { globToRegExp, renderTarget, tableFilter } from "./naming.ts";
+import { tableSchema } from "./test-events.ts";
+import { decimalText, formatDate, formatDuration, formatTime, formatTimestamp, parseExactDecimal, scaledDecimal, uuidText } from "./values.ts";
+
+describe("logicalType: PostgreSQL format_type() and MySQL column types", () => {
+  const cases: [string, "postgres" | "mysql", LogicalType][] = [
+    ["integer", "postgres", { kind: "integer", bits: 32, unsigned: false }],
+    ["bigint", "postgres", { kind: "integer", bits: 64, unsigned: false }],
+    ["numeric(10,2)", "postgres", { kind: "decimal", precision: 10, scale: 2 }],
+    ["numeric", "postgres", { kind: "decimal", precision: null, scale: null }],
+    ["character varying(20)", "postgres", { kind: "string" }],
+    ["timestamp(3) with time zone", "postgres", { kind: "timestamp", tz: true }],
+    ["timestamp without time zone", "postgres", { kind: "timestamp", tz: false }],
+    ["integer[]", "postgres", { kind: "array", element: { kind: "integer", bits: 32, unsigned: false } }],
+    ["_text", "postgres", { kind: "array", element: { kind: "string" } }],
+    ["jsonb", "postgres", { kind: "json" }],
+    ["bytea", "postgres", { kind: "bytes" }],
+    ["uuid", "postgres", { kind: "uuid" }],
+    ["date", "postgres", { kind: "date" }],
+    ["interval", "postgres", { kind: "string" }],
+    ["public.mood", "postgres", { kind: "string" }],
+    ["int unsigned", "mysql", { kind: "integer", bits: 32, unsigned: true }],
+    ["int(10) unsigned zerofill", "mysql", { kind: "integer", bits: 32, unsigned: true }],
+    ["bigint unsigned", "mysql", { kind: "integer", bits: 64, unsigned: true }],
+    ["tinyint(1)", "mysql", { kind: "integer", bits: 8, unsigned: false }],
+    ["varchar(20)", "mysql", { kind: "string" }],
+    ["decimal(12,4)", "mysql", { kind: "decimal", precision: 12, scale: 4 }],
+    ["datetime(6)", "mysql", { kind: "timestamp", tz: false }],
+    ["timestamp(6)", "mysql", { kind: "timestamp", tz: true }],
+    ["time(3)", "mysql", { kind: "duration" }],
+    ["bit(1)", "mysql", { kind: "boolean" }],
+    ["bit(12)", "mysql", { kind: "bytes" }],
+    ["enum('a','b,c')", "mysql", { kind: "string" }],
+    ["longblob", "mysql", { kind: "bytes" }],
+    ["json", "mysql", { kind: "json" }],
+  ];
+  for (const [dbType, kind, expected] of cases) {
+    test(`${kind} ${dbType}`, () => assert.deepEqual(logicalType(dbType, kind), expected));
+  }
+});
+
+describe("joinTypes: the narrowest type holding both", () => {
+  const t = (dbType: string, kind: "postgres" | "mysql" = "postgres") => logicalType(dbType, kind);
+  test("integers widen, never narrow", () => {
+    assert.deepEqual(joinTypes(t("integer"), t("bigint")), t("bigint"));
+    assert.deepEqual(joinTypes(t("bigint"), t("integer")), t("bigint"));
+    assert.deepEqual(joinTypes(t("int unsigned", "mysql"), t("int", "mysql")), t("bigint", "mysql"));
+    assert.deepEqual(joinTypes(t("bigint unsigned", "mysql"), t("bigint", "mysql")), { kind: "decimal", precision: 20, scale: 0 });
+  });
+  test("decimals keep integer digits and scale of both", () => {
+    assert.deepEqual(joinTypes(t("numeric(10,2)"), t("numeric(10,4)")), { kind: "decimal", precision: 12, scale: 4 });
+    assert.deepEqual(joinTypes(t("integer"), t("numeric(5,2)")), { kind: "decimal", precision: 12, scale: 2 });
+    assert.deepEqual(joinTypes(t("numeric(5,2)"), t("numeric")), { kind: "decimal", precision: null, scale: null });
+  });
+  test("strings: varchar lengths do not matter; uuid and json join to string", () => {
+    assert.deepEqual(joinTypes(t("character varying(20)"), t("character varying(50)")), { kind: "string" });
+    assert.deepEqual(joinTypes(t("uuid"), t("text")), { kind: "string" });
+  });
+  test("no join across unrelated kinds", () => {
+    assert.equal(joinTypes(t("integer"), t("bytea")), null);
+    assert.equal(joinTypes(t("date"), t("timestamp without time zone")), null);
+    assert.equal(joinTypes(t("bigint"), t("real")), null);
+    assert.equal(joinTypes(t("timestamp with time zone"), t("timestamp without time zone")), null);
+  });
+});
+
+describe("planColumns", () => {
+  const ctx = { sink: "s", table: "src.public.t" };
+  const v1 = tableSchema("t", [["id", "integer"], ["a", "integer"]]);
+  const current = planColumns(null, v1, ctx).columns;
+  test("adds new columns and widens; an older narrower schema changes nothing", () => {
+    const v2 = tableSchema("t", [["id", "integer"], ["a", "bigint"], ["b", "text"]]);
+    const plan = planColumns(current, v2, ctx);
+    assert.deepEqual(plan.added.map((c) => c.name), ["b"]);
+    assert.deepEqual(plan.changed.map((c) => [c.name, c.to]), [["a", { kind: "integer", bits: 64, unsigned: false }]]);
+    const back = planColumns(plan.columns, v1, ctx);
+    assert.equal(back.added.length + back.changed.length, 0);
+  });
+  test("unsupported changes name the column", () => {
+    const bad = tableSchema("t", [["id", "integer"], ["a", "bytea"]]);
+    assert.throws(() => planColumns(current, bad, ctx), (e: { code?: string; context?: Record<string, unknown> }) => e.code === SCHEMA_UNSUPPORTED && e.context?.["column"] === "a");
+    assert.throws(() => planColumns(current, tableSchema("t", [["id", "integer"], ["a", "integer"]], ["a"]), ctx), /key changed/);
+    assert.throws(() => planColumns(null, tableSchema("t", [["id", "integer"], ["_sluice_version", "integer"]]), ctx), /reserved/);
+    assert.throws(() => planColumns(null, tableSchema("t", [["id", "integer"]], []), ctx), /no key/);
+  });
+});
+
+describe("exact values", () => {
+  test("decimals scale without rounding", () => {
+    assert.equal(decimalText("12.5", 10, 2), "12.50");
+    assert.equal(decimalText("-0.10", 10, 2), "-0.10");
+    assert.equal(decimalText("1e3", 10, 2), "1000.00");
+    assert.equal(decimalText(42n, 10, 0), "42");
+    assert.equal(scaledDecimal("-3", 5, 2), -300n);
+    assert.throws(() => decimalText("1.234", 10, 2), /more than 2 digits/);
+    assert.throws(() => decimalText("123456789.1", 10, 2), /does not fit/);
+    assert.throws(() => decimalText("NaN", 10, 2));
+    assert.deepEqual(parseExactDecimal("-000.0100"), { negative: true, integer: "", fraction: "01" });
+  });
+  test("dates, times and timestamps", () => {
+    assert.equal(formatDate(0), "1970-01-01");
+    assert.equal(formatDate(-1), "1969-12-31");
+    assert.equal(formatDate(-719_162), "0001-01-01");
+    assert.throws(() => formatDate(-719_163));
+    assert.equal(formatTimestamp(-1n), "1969-12-31T23:59:59.999999");
+    assert.equal(formatTimestamp(1_700_000_000_123_456n, " "), "2023-11-14 22:13:20.123456");
+    assert.equal(formatTime(45_296_000_001), "12:34:56.000001");
+    assert.equal(formatDuration(-3_020_399_000_000), "-838:59:59.000000");
+    assert.equal(uuidText("6F1C8E366B4E4D2E9E3E0C1C8D8C8C8C"), "6f1c8e36-6b4e-4d2e-9e3e-0c1c8d8c8c8c");
+  });
+  test("UNCHANGED is never a value", () => {
+    assert.throws(() => formatDate(UNCHANGED));
+  });
+});
+
+describe("naming", () => {
+  const table = { source: "pg", database: "db", schema: "public", table: "orders" };
+  test("targets from the template", () => {
+    assert.equal(renderTarget("{schema}_{table}", table), "public_orders");
+    assert.equal(renderTarget("{source}_{table}_x", table), "pg_orders_x");
+  });
+  test("table filters: globs over schema.table and the sink's sources", () => {
+    assert.ok(tableFilter({ tables: ["public.*"] })(table));
+    assert.ok(tableFilter({ tables: ["public.order?"] })(table));
+    assert.ok(!tableFilter({ tables: ["public.order?"] })({ ...table, table: "order" }));
+    assert.ok(!tableFilter({ tables: ["public.orders"] })({ ...table, schema: "sales" }));
+    assert.ok(!tableFilter({ tables: ["*.*"], sources: ["other"] })(table));
+    assert.ok(globToRegExp("a$b-c.*").test("a$b-c.x"));
+  });
+});
+
+describe("isolateRejected", () => {
+  test("finds the rejected items by bisection; other errors propagate", async () => {
+    const attempts: number[][] = [];
+    const rejected = await isolateRejected(
+      [1, 2, 3, 4, 5, 6, 7],
+      async (subset) => {
+        attempts.push([...subset]);
+        if (subset.includes(3) || subset.includes(6)) throw new Error("bad data");
+      },
+      () => true,
+    );
+    assert.deepEqual(rejected.map((r) => r.item), [3, 6]);
+    assert.ok(attempts.length < 16);
+    await assert.rejects(
+      isolateRejected([1, 2], async () => Promise.reject(new Error("down")), () => false),
+      /down/,
+    );
+  });
+});
