@@ -47,6 +47,8 @@ interface RunningCapture {
 interface RunningSink {
   readonly name: string;
   readonly runner: SinkRunner;
+  readonly group: string;
+  readonly topics: () => Promise<string[]>;
   done: Promise<void>;
 }
 
@@ -81,7 +83,7 @@ export class Daemon {
       const status = this.readiness();
       sendJson(res, status.ready ? 200 : 503, status);
     });
-    this.http.route("GET", "/status", (_req, res) => sendJson(res, 200, this.status()));
+    this.http.route("GET", "/status", async (_req, res) => sendJson(res, 200, await this.status()));
     if (config.metrics.enabled) {
       this.http.route("GET", config.metrics.path, async (_req, res) => {
         await this.refreshGauges();
@@ -143,11 +145,13 @@ export class Daemon {
       const dlq = deadLetterTopic(this.config, sinkConfig);
       if (sinkConfig.on_error === "dead-letter") await this.log.createTopic(internalTopicSpec(dlq));
       const log = this.log;
+      const group = sinkGroupName(this.config, sinkConfig);
+      const topics = async () => sinkTopics(this.config, sinkConfig, (await log.listTopics()).map((t) => t.name));
       const runner = new SinkRunner({
         sink: await createSink(sinkConfig, logger),
         log,
-        group: sinkGroupName(this.config, sinkConfig),
-        topics: async () => sinkTopics(this.config, sinkConfig, (await log.listTopics()).map((t) => t.name)),
+        group,
+        topics,
         decoder,
         batch: { maxRows: sinkConfig.batch.max_rows, maxBytes: sinkConfig.batch.max_bytes, maxWaitMs: sinkConfig.batch.max_wait },
         onError: sinkConfig.on_error,
@@ -157,7 +161,7 @@ export class Daemon {
         metrics: this.metrics,
         owner: `${hostname()}:${process.pid}`,
       });
-      this.sinks.push({ name: sinkConfig.name, runner, done: Promise.resolve() });
+      this.sinks.push({ name: sinkConfig.name, runner, group, topics, done: Promise.resolve() });
     }
     for (const capture of this.captures) capture.done = this.supervise(`source ${capture.name}`, capture.pipeline.run(this.captureStop.signal));
     for (const sink of this.sinks) sink.done = this.supervise(`sink ${sink.name}`, sink.runner.run(this.sinkStop.signal));
@@ -185,8 +189,20 @@ export class Daemon {
     return { ready, log, sources, sinks };
   }
 
-  status(): Record<string, unknown> {
+  /** Records each sink has yet to apply, or null when the topic log cannot say now. */
+  private async sinkLag(sink: RunningSink): Promise<number | null> {
+    if (!this.log) return null;
+    try {
+      const lag = await this.log.groupLag(sink.group, await sink.topics());
+      return Number(lag.reduce((sum, p) => sum + p.lag, 0n));
+    } catch {
+      return null;
+    }
+  }
+
+  async status(): Promise<Record<string, unknown>> {
     const now = Date.now();
+    const lags = await Promise.all(this.sinks.map((s) => this.sinkLag(s)));
     return {
       deployment: this.config.name,
       version: SLUICE_VERSION,
@@ -203,11 +219,12 @@ export class Daemon {
           halted: c.pipeline.haltedTables(),
         };
       }),
-      sinks: this.sinks.map((s) => {
+      sinks: this.sinks.map((s, i) => {
         const applied = s.runner.lastAppliedCommitTime();
         return {
           name: s.name,
           ready: s.runner.ready(),
+          lagRecords: lags[i],
           freshnessSeconds: lagSeconds(now, applied),
           halted: s.runner.haltedTables(),
         };
@@ -226,6 +243,8 @@ export class Daemon {
       }),
     );
     for (const sink of this.sinks) {
+      const lag = await this.sinkLag(sink);
+      if (lag !== null) this.metrics.sinkLagRecords.set({ sink: sink.name }, lag);
       const freshness = lagSeconds(now, sink.runner.lastAppliedCommitTime());
       if (freshness !== null) this.metrics.sinkFreshness.set({ sink: sink.name }, freshness);
     }

@@ -12,6 +12,7 @@ interface SourceStatus {
 interface SinkStatus {
   name: string;
   ready: boolean;
+  lagRecords: number | null;
   freshnessSeconds: number | null;
   halted: { table: string; error: string }[];
 }
@@ -38,7 +39,7 @@ export function formatStatus(status: Record<string, unknown>): string {
       sources.map((s) => [s.name, s.kind, s.ready ? "capturing" : "not ready", s.position ? `${s.position.commit}/${s.position.change}` : "-", seconds(s.lagSeconds)]),
     ),
     "",
-    table(["SINK", "STATE", "FRESHNESS"], sinks.map((s) => [s.name, s.ready ? "applying" : "not ready", seconds(s.freshnessSeconds)])),
+    table(["SINK", "STATE", "LAG (RECORDS)", "FRESHNESS"], sinks.map((s) => [s.name, s.ready ? "applying" : "not ready", s.lagRecords === null ? "-" : String(s.lagRecords), seconds(s.freshnessSeconds)])),
   ];
   const halted = [...sources.flatMap((s) => s.halted.map((h) => [s.name, h.table, h.error])), ...sinks.flatMap((s) => s.halted.map((h) => [s.name, h.table, h.error]))];
   if (halted.length > 0) out.push("", table(["HALTED IN", "TABLE", "ERROR"], halted));
