@@ -1,7 +1,7 @@
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", "**/.cache/**", "deploy/**"] },
+  { ignores: ["node_modules/**", "**/.cache/**", "data/**"] },
   ...tseslint.configs.recommended,
   {
     files: ["**/*.ts"],

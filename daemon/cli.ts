@@ -13,6 +13,7 @@ import { openRegistry } from "./components.ts";
 import { Daemon, splitHostPort } from "./daemon.ts";
 import { createLogger } from "./logger.ts";
 import { runReplayCommand } from "./replay.ts";
+import { formatRows, queryDuckDbFile } from "./sink-query.ts";
 import { formatStatus } from "./status-table.ts";
 import { SLUICE_VERSION } from "./version.ts";
 
@@ -119,6 +120,39 @@ const commands: Record<string, Command> = {
       const config = loadConfigFile(configPath(values));
       const args = Object.entries(values).flatMap(([key, value]) => (key === "config" || key === "help" || value === undefined ? [] : value === true ? [`--${key}`] : [`--${key}`, String(value)]));
       return runReplayCommand(args, config, io);
+    },
+  },
+  query: {
+    summary: "run a read-only SQL query on a DuckDB sink",
+    usage: 'sluice query -c FILE [--sink NAME] "SELECT ..."',
+    details: `${CONFIG_HELP}\n  --sink NAME         the DuckDB sink (default: the only one)\n  --json              rows as JSON\n\nAsks the running daemon (which holds the DuckDB file); when none runs, opens the file read-only.`,
+    options: { ...configOption, sink: { type: "string" }, json: { type: "boolean" } },
+    async run(values, positionals, io) {
+      const config = loadConfigFile(configPath(values));
+      if (positionals.length !== 1) throw new UsageError("give the SQL as one argument, quoted");
+      const duckdbSinks = config.sinks.filter((s) => s.kind === "duckdb");
+      const name = values["sink"] as string | undefined;
+      const sink = name ? duckdbSinks.find((s) => s.name === name) : duckdbSinks.length === 1 ? duckdbSinks[0] : undefined;
+      if (!sink || sink.kind !== "duckdb") {
+        throw new UsageError(name ? `no DuckDB sink "${name}"; DuckDB sinks: ${duckdbSinks.map((s) => s.name).join(", ") || "(none)"}` : "say which DuckDB sink with --sink NAME");
+      }
+      const sql = positionals[0]!;
+      const { host, port } = splitHostPort(config.http.listen);
+      const url = `http://${host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host}:${port}/sinks/${encodeURIComponent(sink.name)}/query`;
+      let rows: Record<string, unknown>[];
+      const response = await fetch(url, { method: "POST", body: sql, signal: AbortSignal.timeout(30_000) }).catch(() => undefined);
+      if (response) {
+        const body = (await response.json()) as { rows?: Record<string, unknown>[]; error?: string };
+        if (!response.ok) {
+          io.stderr(`sluice query: ${body.error ?? response.statusText}\n`);
+          return EXIT_FAILURE;
+        }
+        rows = body.rows ?? [];
+      } else {
+        rows = await queryDuckDbFile(sink.path, sql);
+      }
+      io.stdout(values["json"] ? `${JSON.stringify(rows)}\n` : formatRows(rows));
+      return EXIT_OK;
     },
   },
   version: {

@@ -20,6 +20,7 @@ import {
 import { HttpServer, sendJson } from "./http-server.ts";
 import type { Logger } from "./logger.ts";
 import { SluiceMetrics } from "./metrics.ts";
+import { isQueryable, queryHandler } from "./sink-query.ts";
 import { SinkRunner } from "./sink-runner.ts";
 import { SLUICE_VERSION } from "./version.ts";
 
@@ -163,6 +164,8 @@ export class Daemon {
       });
       this.sinks.push({ name: sinkConfig.name, runner, group, topics, done: Promise.resolve() });
     }
+    const queryable = new Map(this.sinks.flatMap((s) => (isQueryable(s.runner.sink) ? [[s.name, s.runner.sink] as const] : [])));
+    this.http.mount("/sinks", queryHandler(queryable));
     for (const capture of this.captures) capture.done = this.supervise(`source ${capture.name}`, capture.pipeline.run(this.captureStop.signal));
     for (const sink of this.sinks) sink.done = this.supervise(`sink ${sink.name}`, sink.runner.run(this.sinkStop.signal));
     this.started = true;

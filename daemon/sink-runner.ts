@@ -72,6 +72,10 @@ export class SinkRunner {
     return this.running;
   }
 
+  get sink(): Sink {
+    return this.options.sink;
+  }
+
   haltedTables(): HaltedSinkTable[] {
     return [...this.halted.values()];
   }
