@@ -12,6 +12,7 @@ import { runSchemaCommand, SCHEMA_USAGE } from "../schema-registry/index.ts";
 import { openRegistry } from "./components.ts";
 import { Daemon, splitHostPort } from "./daemon.ts";
 import { createLogger } from "./logger.ts";
+import { runRebuildCommand } from "./rebuild-command.ts";
 import { runReplayCommand } from "./replay.ts";
 import { formatRows, queryDuckDbFile } from "./sink-query.ts";
 import { formatStatus } from "./status-table.ts";
@@ -106,8 +107,8 @@ const commands: Record<string, Command> = {
   },
   replay: {
     summary: "move a sink back (or forward) in its topics; a dry run unless --execute",
-    usage: "sluice replay -c FILE --sink NAME (--from-beginning | --from-time ISO8601 | --from-offset TOPIC:PARTITION:OFFSET) [--execute]",
-    details: `${CONFIG_HELP}\n  --sink NAME         the sink to replay\n  --from-beginning    from the earliest record kept\n  --from-time T       from the first record at or after T (ISO 8601)\n  --from-offset T:P:O from offset O of partition P of topic T\n  --execute           do it (refused while the sink runs elsewhere)\n\nPrints, per topic and partition, where the sink is and where it would move.`,
+    usage: "sluice replay -c FILE --sink NAME (--from-beginning [--rebuild] | --from-time ISO8601 | --from-offset TOPIC:PARTITION:OFFSET) [--execute]",
+    details: `${CONFIG_HELP}\n  --sink NAME         the sink to replay\n  --from-beginning    from the earliest record kept\n  --from-time T       from the first record at or after T (ISO 8601)\n  --from-offset T:P:O from offset O of partition P of topic T\n  --execute           do it (refused while the sink runs elsewhere)\n  --rebuild           with --from-beginning: fill new tables/indexes while the old ones serve, then swap\n\nPrints, per topic and partition, where the sink is and where it would move.`,
     options: {
       ...configOption,
       sink: { type: "string" },
@@ -115,9 +116,15 @@ const commands: Record<string, Command> = {
       "from-time": { type: "string" },
       "from-offset": { type: "string" },
       execute: { type: "boolean" },
+      rebuild: { type: "boolean" },
     },
     async run(values, _positionals, io) {
       const config = loadConfigFile(configPath(values));
+      if (values["rebuild"]) {
+        if (!values["from-beginning"] || values["from-time"] !== undefined || values["from-offset"] !== undefined) throw new UsageError("--rebuild rebuilds from the beginning: give --from-beginning and no other start");
+        if (typeof values["sink"] !== "string") throw new UsageError("missing --sink NAME");
+        return runRebuildCommand(config, values["sink"], values["execute"] === true, io, createLogger("warn", process.stderr));
+      }
       const args = Object.entries(values).flatMap(([key, value]) => (key === "config" || key === "help" || value === undefined ? [] : value === true ? [`--${key}`] : [`--${key}`, String(value)]));
       return runReplayCommand(args, config, io);
     },

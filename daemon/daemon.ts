@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { hostname } from "node:os";
 import type { SluiceConfig } from "../config/schema.ts";
 import type { Source, TopicLog } from "../connectors/contracts.ts";
@@ -21,7 +22,9 @@ import { HttpServer, sendJson } from "./http-server.ts";
 import type { Logger } from "./logger.ts";
 import { SluiceMetrics } from "./metrics.ts";
 import { isQueryable, queryHandler } from "./sink-query.ts";
+import { isRebuildable, rebuildSink } from "./rebuild.ts";
 import { SinkRunner } from "./sink-runner.ts";
+import type { RecordDecoder } from "./sink-runner.ts";
 import { SLUICE_VERSION } from "./version.ts";
 
 export function splitHostPort(listen: string): { host: string; port: number } {
@@ -166,6 +169,7 @@ export class Daemon {
     }
     const queryable = new Map(this.sinks.flatMap((s) => (isQueryable(s.runner.sink) ? [[s.name, s.runner.sink] as const] : [])));
     this.http.mount("/sinks", queryHandler(queryable));
+    this.http.mount("/sinks", (req, res) => this.handleRebuild(req, res, decoder));
     for (const capture of this.captures) capture.done = this.supervise(`source ${capture.name}`, capture.pipeline.run(this.captureStop.signal));
     for (const sink of this.sinks) sink.done = this.supervise(`sink ${sink.name}`, sink.runner.run(this.sinkStop.signal));
     this.started = true;
@@ -174,6 +178,32 @@ export class Daemon {
       "sluice started",
     );
     return { host: address.address, port: address.port };
+  }
+
+  /** POST /sinks/<name>/rebuild: a zero-downtime rebuild of a running sink; answers when swapped in. */
+  private async handleRebuild(req: IncomingMessage, res: ServerResponse, decoder: RecordDecoder): Promise<boolean> {
+    const match = /^\/sinks\/([^/]+)\/rebuild$/.exec((req.url ?? "").split("?")[0]!);
+    if (!match || req.method !== "POST" || !this.log) return false;
+    const running = this.sinks.find((s) => s.name === decodeURIComponent(match[1]!));
+    if (!running || !isRebuildable(running.runner.sink)) {
+      sendJson(res, 404, { error: `no rebuildable sink "${match[1]}"` });
+      return true;
+    }
+    try {
+      const report = await rebuildSink({
+        sink: running.runner.sink,
+        log: this.log,
+        decoder,
+        topics: await running.topics(),
+        group: `${running.group}.rebuild`,
+        logger: this.logger.child({ sink: running.name, component: "rebuild" }),
+        signal: this.sinkStop.signal,
+      });
+      sendJson(res, 200, report);
+    } catch (error) {
+      sendJson(res, 500, { error: error instanceof Error ? error.message : String(error) });
+    }
+    return true;
   }
 
   private supervise(what: string, running: Promise<void>): Promise<void> {

@@ -8,7 +8,8 @@ import { parseArgs } from "node:util";
 import type { SluiceConfig } from "../config/schema.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import type { TopicLog } from "../connectors/topics/contract.ts";
-import { deploymentDataTopics, sinkGroup } from "../connectors/topics/names.ts";
+import { sinkGroup } from "../connectors/topics/names.ts";
+import { sinkTopics } from "./components.ts";
 import { openTopicLog } from "../connectors/topics/open.ts";
 import { createLogger } from "./logger.ts";
 import type { Logger } from "./logger.ts";
@@ -188,7 +189,7 @@ export async function runReplayCommand(args: string[], config: SluiceConfig, io:
   let log: TopicLog | undefined;
   try {
     log = await openTopicLog(config.topics, config.name, logger ?? createLogger("warn", process.stderr));
-    const topics = deploymentDataTopics(config.name, (await log.listTopics()).map((t) => t.name));
+    const topics = sinkTopics(config, config.sinks.find((s) => s.name === parsed.sink)!, (await log.listTopics()).map((t) => t.name));
     if (topics.length === 0) {
       io.stdout(`Sink "${parsed.sink}" has no topics yet in deployment "${config.name}": nothing to replay.\n`);
       return 0;

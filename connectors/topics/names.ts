@@ -1,5 +1,6 @@
 /**
- * Names a deployment uses in the topic log: data topics are `<deployment>.<source>.<schema>.<table>`;
+ * Names a deployment uses in the topic log: data topics are `<deployment>.<source>.<schema>.<table>`
+ * (daemon/components.ts);
  * Sluice's own topics sit under `<deployment>.sluice.`; dead letters under `<deployment>.dlq.`.
  */
 
@@ -19,9 +20,4 @@ export function registryTopic(deployment: string): string {
 
 export function isInternalTopic(deployment: string, topic: string): boolean {
   return topic.startsWith(`${deployment}.sluice.`) || topic.startsWith(`${deployment}.dlq.`) || topic.startsWith("__");
-}
-
-/** The topics a sink of the deployment reads: every data topic of the deployment. */
-export function deploymentDataTopics(deployment: string, topics: readonly string[]): string[] {
-  return topics.filter((t) => t.startsWith(`${deployment}.`) && !isInternalTopic(deployment, t)).sort();
 }

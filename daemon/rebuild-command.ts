@@ -1,0 +1,82 @@
+/**
+ * `sluice replay --sink NAME --from-beginning --rebuild [--execute]`: asks the running daemon to
+ * rebuild the sink (it owns the target and keeps it serving); with no daemon running, rebuilds
+ * here under the sink's lease.
+ */
+import { hostname } from "node:os";
+import type { SluiceConfig } from "../config/schema.ts";
+import { openTopicLog } from "../connectors/topics/open.ts";
+import { createSink, openRegistry, recordDecoder, sinkGroupName, sinkTopics } from "./components.ts";
+import { splitHostPort } from "./daemon.ts";
+import type { Logger } from "./logger.ts";
+import { isRebuildable, rebuildSink } from "./rebuild.ts";
+import type { RebuildReport } from "./rebuild.ts";
+
+export interface RebuildIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+function daemonUrl(config: SluiceConfig, path: string): string {
+  const { host, port } = splitHostPort(config.http.listen);
+  return `http://${host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host}:${port}${path}`;
+}
+
+function describe(report: RebuildReport): string {
+  return `rebuilt ${report.tables.length} table${report.tables.length === 1 ? "" : "s"} (${report.tables.join(", ") || "none"}) from ${report.records} records, swapped in`;
+}
+
+export async function runRebuildCommand(config: SluiceConfig, sinkName: string, execute: boolean, io: RebuildIo, logger: Logger): Promise<number> {
+  const sinkConfig = config.sinks.find((s) => s.name === sinkName);
+  if (!sinkConfig) {
+    io.stderr(`sluice replay: no sink "${sinkName}"; sinks: ${config.sinks.map((s) => s.name).join(", ") || "(none)"}\n`);
+    return 2;
+  }
+  const running = await fetch(daemonUrl(config, "/status"), { signal: AbortSignal.timeout(3_000) }).then((r) => r.ok, () => false);
+  if (!execute) {
+    io.stdout(
+      `Rebuild of sink "${sinkName}": each of its tables gets a new generation filled from its topic's beginning, ` +
+        `while the current one keeps serving; each swaps in once caught up. ${running ? "The running daemon will do it." : "No daemon runs: this command will do it."}\n` +
+        "Dry run: nothing changed. Run again with --execute.\n",
+    );
+    return 0;
+  }
+  if (running) {
+    const response = await fetch(daemonUrl(config, `/sinks/${encodeURIComponent(sinkName)}/rebuild`), { method: "POST" });
+    const body = (await response.json()) as RebuildReport & { error?: string };
+    if (!response.ok) {
+      io.stderr(`sluice replay: the daemon could not rebuild sink "${sinkName}": ${body.error ?? response.statusText}\n`);
+      return 1;
+    }
+    io.stdout(`Done (by the running daemon): ${describe(body)}.\n`);
+    return 0;
+  }
+  const log = await openTopicLog(config.topics, config.name, logger);
+  const group = sinkGroupName(config, sinkConfig);
+  const owner = `sluice replay --rebuild (${hostname()}:${process.pid})`;
+  try {
+    if (!(await log.acquireLease(group, owner, 3_600_000))) {
+      io.stderr(`sluice replay: refused: sink "${sinkName}" is running elsewhere (consumer group ${group}); nothing changed.\n`);
+      return 1;
+    }
+    const sink = await createSink(sinkConfig, logger);
+    if (!isRebuildable(sink)) {
+      io.stderr(`sluice replay: sink "${sinkName}" (${sinkConfig.kind}) cannot rebuild\n`);
+      return 1;
+    }
+    const signal = new AbortController().signal;
+    await sink.open(signal);
+    try {
+      const { registry } = await openRegistry(config, log);
+      const topics = sinkTopics(config, sinkConfig, (await log.listTopics()).map((t) => t.name));
+      const report = await rebuildSink({ sink, log, decoder: recordDecoder(registry), topics, group: `${group}.rebuild`, logger, signal });
+      io.stdout(`Done: ${describe(report)}.\n`);
+      return 0;
+    } finally {
+      await sink.close();
+    }
+  } finally {
+    await log.releaseLease(group, owner).catch(() => undefined);
+    await log.close();
+  }
+}
