@@ -61,6 +61,8 @@ export class SinkRunner {
   /** Halted topics, and the offset of the record that halted each partition. */
   private readonly halted = new Map<string, HaltedSinkTable>();
   private running = false;
+  /** False while writes to the target fail and are being retried. */
+  private targetReachable = true;
   private lastAppliedCommitMs: number | null = null;
 
   constructor(options: SinkRunnerOptions) {
@@ -68,8 +70,9 @@ export class SinkRunner {
     this.logger = options.logger.child({ component: "sink", sink: options.sink.name });
   }
 
+  /** Consuming, and the target accepts writes. */
   ready(): boolean {
-    return this.running;
+    return this.running && this.targetReachable;
   }
 
   get sink(): Sink {
@@ -211,10 +214,12 @@ export class SinkRunner {
         ...this.options.retry,
         signal: stop,
         onRetry: (err, n, delayMs) => {
+          this.targetReachable = false;
           this.options.metrics?.sinkRetries.inc({ sink: sink.name });
           this.logger.warn({ err, attempt: n, delayMs }, "sink write failed; retrying");
         },
       });
+      this.targetReachable = true;
       if (withOffsets && (result as { offsetsStored?: boolean }).offsetsStored) offsetsStored = true;
       const retriable: typeof pending = [];
       for (const failure of result.failures) {

@@ -43,7 +43,8 @@ fi
 npm_version="$("$node_bin" -p "require('$npm_dir/package.json').version")"
 
 # The cache key: what went into the image. Same key, same image: nothing to do.
-key="debian=$suite node=$node_version npm=$npm_version"
+layout=2   # bump when what this script puts into the image changes
+key="layout=$layout debian=$suite node=$node_version npm=$npm_version"
 if [[ ${SLUICE_BASE_REBUILD:-} != 1 ]] && podman image exists "$image"; then
   have="$(podman image inspect --format '{{ index .Labels "org.sluice.base-key" }}' "$image" 2>/dev/null || true)"
   if [[ $have == "$key" ]]; then
@@ -79,6 +80,8 @@ note "adding Node $node_version and npm $npm_version"
 install -m 0755 "$node_bin" "$root/usr/local/bin/node"
 mkdir -p "$root/usr/local/lib/node_modules"
 cp -a "$npm_dir" "$root/usr/local/lib/node_modules/npm"
+# A distribution's npm may carry a built-in npmrc (e.g. a cafile of the host): not in the official images.
+rm -f "$root/usr/local/lib/node_modules/npm/npmrc"
 ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$root/usr/local/bin/npm"
 ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$root/usr/local/bin/npx"
 # Not in a minimal image: apt's downloads and lists, documentation, the debootstrap leftovers.
@@ -95,7 +98,7 @@ chroot "$root" /usr/local/bin/npm --version >/dev/null || fail "npm does not run
 
 note "importing into podman as $image"
 tar -C "$root" --numeric-owner -c . |
-  podman import \
+  podman import --quiet \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change "ENV NODE_VERSION=${node_version#v}" \
     --change "LABEL org.sluice.base-key=\"$key\"" \
