@@ -76,10 +76,38 @@ export function parkingTopic(config: SluiceConfig, source: SourceConfig): string
   return `${config.name}.sluice.halted.${source.name}`;
 }
 
+/** The registry as capture uses it, telling `onNewVersion` when a registration added a version. */
+function countingRegistry(registry: SchemaRegistry, onNewVersion: (subject: string) => void): SchemaRegistry {
+  return {
+    async register(subject, schema) {
+      const before = await registry.getLatest(subject);
+      const id = await registry.register(subject, schema);
+      if (before?.id !== id) onNewVersion(subject);
+      return id;
+    },
+    getById: (id) => registry.getById(id),
+    getLatest: (subject) => registry.getLatest(subject),
+    getVersion: (subject, version) => registry.getVersion(subject, version),
+    listSubjects: () => registry.listSubjects(),
+    listVersions: (subject) => registry.listVersions(subject),
+    checkCompatibility: (subject, schema) => registry.checkCompatibility(subject, schema),
+    getCompatibilityLevel: (subject) => registry.getCompatibilityLevel(subject),
+  };
+}
+
 /** Avro encoding for capture; creates each topic the first time a record goes to it. */
-export function captureEncoder(config: SluiceConfig, source: SourceConfig, registry: SchemaRegistry, log: TopicLog): ChangeEncoder {
+export function captureEncoder(
+  config: SluiceConfig,
+  source: SourceConfig,
+  registry: SchemaRegistry,
+  log: TopicLog,
+  onNewSchemaVersion: (table: string) => void = () => undefined,
+): ChangeEncoder {
+  const prefix = `${dataTopicPrefix(config.name, source.name)}.`;
   const avro = new AvroChangeEncoder({
-    registry,
+    registry: countingRegistry(registry, (subject) => {
+      if (subject.endsWith("-value")) onNewSchemaVersion(subject.slice(prefix.length, -"-value".length));
+    }),
     topicPrefix: (name) => dataTopicPrefix(config.name, name),
     numericMode: source.decimal_mode,
   });

@@ -124,7 +124,7 @@ export class Daemon {
       const pipeline = new CapturePipeline({
         source,
         log: this.log,
-        encoder: captureEncoder(this.config, sourceConfig, registry, this.log),
+        encoder: captureEncoder(this.config, sourceConfig, registry, this.log, (table) => this.metrics.schemaVersionsRegistered.inc({ source: sourceConfig.name, table })),
         logger,
         parkingTopic: parking,
         reconnect: { initialMs: 500, maxMs: 30_000 },
