@@ -7,8 +7,8 @@
 #   usage: deploy/base-image/build.sh [IMAGE]     (default: localhost/sluice-base:bookworm-node24)
 #
 # Idempotent and cached: when IMAGE exists and was built from the same Node and npm versions it
-# only says so (well under a second). Needs root, podman and debootstrap
-# (apt-get install -y podman debootstrap runc).
+# only says so (well under a second). Needs podman, runc and debootstrap: run as root, it installs
+# the missing ones with apt-get (Debian packages podman, runc, debootstrap).
 #
 # Settings (environment):
 #   SLUICE_BASE_NODE      Node 24 binary to copy in (default: the repo's node@24 dev dependency,
@@ -28,7 +28,18 @@ node_bin="${SLUICE_BASE_NODE:-$repo/node_modules/node/bin/node}"
 note() { printf 'base-image: %s\n' "$*" >&2; }
 fail() { printf 'base-image: error: %s\n' "$*" >&2; exit 1; }
 
-command -v podman >/dev/null || fail "podman not found (apt-get install -y podman runc)"
+# podman (with runc: crun cannot set rlimits in some sandboxes) and debootstrap, from Debian
+missing=()
+command -v podman >/dev/null || missing+=(podman)
+command -v runc >/dev/null || missing+=(runc)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+if ((${#missing[@]})); then
+  [[ $EUID -eq 0 ]] || fail "missing ${missing[*]} (apt-get install -y ${missing[*]})"
+  note "installing ${missing[*]} (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  { apt-get update -q && apt-get install -y -q "${missing[@]}"; } >/var/tmp/sluice-base-apt.log 2>&1 ||
+    { tail -n 20 /var/tmp/sluice-base-apt.log >&2; fail "apt-get install ${missing[*]} failed (log: /var/tmp/sluice-base-apt.log)"; }
+fi
 [[ -x $node_bin ]] || fail "no Node binary at $node_bin (run npm install, or set SLUICE_BASE_NODE)"
 node_version="$("$node_bin" --version)"
 [[ $node_version == v24.* ]] || fail "$node_bin is Node $node_version, not Node 24"
@@ -55,7 +66,6 @@ if [[ ${SLUICE_BASE_REBUILD:-} != 1 ]] && podman image exists "$image"; then
 fi
 
 [[ $EUID -eq 0 ]] || fail "debootstrap needs root"
-command -v debootstrap >/dev/null || fail "debootstrap not found (apt-get install -y debootstrap)"
 
 mirror="${SLUICE_BASE_MIRROR:-}"
 if [[ -z $mirror ]]; then
