@@ -70,6 +70,9 @@ class MemoryLog implements Partial<TopicLog> {
   async readCheckpoint(): Promise<Checkpoint | null> {
     return this.checkpoint;
   }
+  async endOffsets(topic: string) {
+    return [{ topic, partition: 0, offset: 0n }];
+  }
 }
 
 const encoder: ChangeEncoder = {
@@ -141,4 +144,35 @@ test("a permanent source error stops capture with that error", async () => {
   };
   const pipeline = new CapturePipeline({ source, log: new MemoryLog() as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
   await assert.rejects(pipeline.run(new AbortController().signal), /data would be lost/);
+});
+
+test("parked events go back to their topics, in order and once, when their schema is accepted again", async () => {
+  const { EmbeddedTopicLog } = await import("../connectors/embedded/embedded-log.ts");
+  const { mkdtempSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const log = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-park-")), "log.db"), logger: silent });
+  for (const name of ["t.parked", "pg.public.a", "pg.public.bad"]) await log.createTopic({ name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  const options = { log, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } };
+
+  // Run 1: "bad" is incompatible, so its two events are parked.
+  const first = new ScriptedSource([[event("bad", 1n, 10n), event("a", 2n, 10n)], [event("bad", 3n, 20n)]]);
+  await runUntil(new CapturePipeline({ ...options, source: first, encoder }), () => first.acked.length === 2);
+
+  // Run 2: the operator fixed the schema; the parked events are re-published before new ones.
+  const accepting: ChangeEncoder = { encode: async (e) => [{ topic: `pg.public.${e.schema.table}`, key: Buffer.from(String(e.key["id"])), value: Buffer.from("v"), timestamp: 0 }] };
+  const second = new ScriptedSource([[event("bad", 1n, 10n), event("a", 2n, 10n)], [event("bad", 3n, 20n)], [event("bad", 4n, 30n)]]);
+  const pipeline = new CapturePipeline({ ...options, source: second, encoder: accepting });
+  await runUntil(pipeline, () => second.acked.includes(30n));
+  assert.deepEqual(pipeline.haltedTables(), []);
+
+  // Run 3: nothing is re-published twice.
+  const third = new ScriptedSource([[event("bad", 4n, 30n)], [event("a", 5n, 40n)]]);
+  await runUntil(new CapturePipeline({ ...options, source: third, encoder: accepting }), () => third.acked.includes(40n));
+
+  const consumer = await log.consumer("check", ["pg.public.bad"]);
+  const records = await consumer.poll({ maxRecords: 100, maxBytes: 1 << 20, maxWaitMs: 200 });
+  await consumer.close();
+  assert.deepEqual(records.map((r) => Buffer.from(r.key!).toString()), ["1", "3", "4"], "parked 1 and 3, then live 4; each once");
+  await log.close();
 });

@@ -2,13 +2,13 @@
  * Capture: source → encode → topic log → acknowledge. The source position is acknowledged only
  * after the topic log has durably stored every record up to it together with the checkpoint.
  */
-import type { ChangeEvent, Checkpoint, ProducedRecord, Source, SourceBatch, TopicLog } from "../connectors/contracts.ts";
+import type { ChangeEvent, Checkpoint, ProducedRecord, Source, SourceBatch, StoredRecord, TopicLog } from "../connectors/contracts.ts";
 import { tableName } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { retry } from "./backoff.ts";
 import type { BackoffPolicy } from "./backoff.ts";
 import type { Logger } from "./logger.ts";
-import { serializeEvent } from "./event-json.ts";
+import { deserializeEvent, serializeEvent } from "./event-json.ts";
 
 /** Turns one change into the records that carry it (a delete also yields its tombstone). */
 export interface ChangeEncoder {
@@ -80,6 +80,11 @@ export class CapturePipeline {
    */
   async run(stop: AbortSignal): Promise<void> {
     const { source, log } = this.options;
+    await retry(() => this.restoreParked(stop), {
+      ...this.options.reconnect,
+      signal: stop,
+      onRetry: (error, attempt, delayMs) => this.logger.warn({ err: describe(error), attempt, delayMs }, "re-publishing parked events failed; retrying"),
+    });
     while (!stop.aborted) {
       try {
         await retry(
@@ -148,6 +153,73 @@ export class CapturePipeline {
     return records;
   }
 
+  /**
+   * Events parked by an earlier run (their table was halted) go back to their topics, in order,
+   * before capture resumes — once their schema is accepted again (e.g. the operator set the
+   * subject's compatibility level, or the column change was undone). A table whose parked events
+   * still cannot be encoded stays halted, and its new events are parked behind them. Markers in
+   * the parking topic record how far each table was re-published, in the same write.
+   */
+  private async restoreParked(stop: AbortSignal): Promise<void> {
+    const { log, parkingTopic, encoder } = this.options;
+    const through = new Map<string, bigint>();
+    await this.scanParking(stop, async (record) => {
+      if (isMarker(record)) through.set(Buffer.from(record.key!).toString(), BigInt(Buffer.from(record.headers![MARKER_HEADER]!).toString()));
+    });
+    let pending: ProducedRecord[] = [];
+    const republished = new Map<string, bigint>();
+    let count = 0;
+    const flush = async () => {
+      if (pending.length === 0 && republished.size === 0) return;
+      const markers: ProducedRecord[] = [...republished].map(([table, offset]) => ({
+        topic: parkingTopic,
+        key: Buffer.from(table),
+        value: null,
+        headers: { [MARKER_HEADER]: Buffer.from(offset.toString()) },
+        timestamp: Date.now(),
+      }));
+      await log.produce([...pending, ...markers]);
+      pending = [];
+      republished.clear();
+    };
+    await this.scanParking(stop, async (record) => {
+      if (isMarker(record) || record.value === null) return;
+      const table = Buffer.from(record.key!).toString();
+      if (this.halted.has(table) || record.offset <= (through.get(table) ?? -1n)) return;
+      const event = deserializeEvent(Buffer.from(record.value).toString());
+      try {
+        pending.push(...(await encoder.encode(event)));
+      } catch (error) {
+        if (!(error instanceof SluiceError) || !TABLE_HALTING_CODES.has(error.code)) throw error;
+        this.halt(table, error);
+        return;
+      }
+      republished.set(table, record.offset);
+      count++;
+      if (pending.length >= REPUBLISH_CHUNK) await flush();
+    });
+    await flush();
+    if (count > 0) this.logger.info({ events: count, parkingTopic }, "re-published parked events to their topics");
+  }
+
+  /** Reads the whole parking topic once, in order. */
+  private async scanParking(stop: AbortSignal, visit: (record: StoredRecord) => Promise<void>): Promise<void> {
+    const { log, parkingTopic } = this.options;
+    const ends = await log.endOffsets(parkingTopic);
+    if (ends.every((end) => end.offset === 0n)) return;
+    const consumer = await log.consumer(`${parkingTopic}.scan.${process.pid}.${Date.now()}`, [parkingTopic]);
+    try {
+      for (const end of ends) await consumer.seek(parkingTopic, end.partition, { kind: "earliest" });
+      const finished = () => ends.every((end) => (consumer.position(parkingTopic, end.partition) ?? 0n) >= end.offset);
+      while (!finished() && !stop.aborted) {
+        const records = await consumer.poll({ maxRecords: REPUBLISH_CHUNK, maxBytes: 16 << 20, maxWaitMs: 200, signal: stop });
+        for (const record of records) if (record.offset < ends.find((e) => e.partition === record.partition)!.offset) await visit(record);
+      }
+    } finally {
+      await consumer.close();
+    }
+  }
+
   private halt(table: string, error: SluiceError): void {
     this.halted.set(table, { table, error: error.message, code: error.code, since: new Date().toISOString() });
     this.logger.error({ table, err: error.toLog(), parkingTopic: this.options.parkingTopic }, `table ${table} halted: ${error.message}`);
@@ -158,12 +230,19 @@ export class CapturePipeline {
     const table = tableName(event.schema);
     return {
       topic: this.options.parkingTopic,
-      key: Buffer.from(`${event.source.name}.${table}`),
+      key: Buffer.from(table),
       value: Buffer.from(serializeEvent(event)),
       headers: { "sluice.reason": Buffer.from(this.halted.get(table)?.error ?? "") },
       timestamp: event.source.commitTimeMs,
     };
   }
+}
+
+const MARKER_HEADER = "sluice.unparked-through";
+const REPUBLISH_CHUNK = 1_000;
+
+function isMarker(record: StoredRecord): boolean {
+  return record.headers?.[MARKER_HEADER] !== undefined;
 }
 
 function positionText(checkpoint: Checkpoint): string {

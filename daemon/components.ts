@@ -160,6 +160,7 @@ export async function createSource(config: SourceConfig, logger: Logger, hooks: 
 export interface SnapshotProgressLike {
   /** "schema.table" */
   readonly table: string;
+  readonly state: "pending" | "running" | "done";
   readonly rowsDone: number;
   readonly rowsEstimated: number | null;
 }

@@ -115,7 +115,9 @@ export class Daemon {
         onSnapshotProgress: (progress) => {
           for (const table of progress) {
             this.metrics.snapshotRowsDone.set({ source: sourceConfig.name, table: table.table }, table.rowsDone);
-            if (table.rowsEstimated !== null) this.metrics.snapshotRowsTotal.set({ source: sourceConfig.name, table: table.table }, table.rowsEstimated);
+            // A finished table's total is what was read, whatever the planner estimated.
+            const total = table.state === "done" ? table.rowsDone : table.rowsEstimated;
+            if (total !== null) this.metrics.snapshotRowsTotal.set({ source: sourceConfig.name, table: table.table }, total);
           }
         },
       });

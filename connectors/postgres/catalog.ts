@@ -248,5 +248,6 @@ export async function slotLag(db: Queryable, slot: string): Promise<SlotLag | nu
   );
   const row = result.rows[0];
   if (row === undefined || row["lag"] == null || row["retained"] == null) return null;
-  return { lagBytes: Number(row["lag"]), retainedBytes: Number(row["retained"]) };
+  // confirmed_flush_lsn is one past the last commit, so an idle slot would read -1.
+  return { lagBytes: Math.max(0, Number(row["lag"])), retainedBytes: Math.max(0, Number(row["retained"])) };
 }
