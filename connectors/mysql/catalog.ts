@@ -1,0 +1,152 @@
+/**
+ * Catalog queries: server settings, binlog files and the current position, collations, which
+ * tables the configured patterns name, and table definitions from information_schema.
+ */
+import type { TableMatcher } from "../postgres/table-patterns.ts";
+import type { Flavor } from "./resume-token.ts";
+import { normalizeColumnType } from "./schema/column-types.ts";
+import { tableKey } from "./schema/table-definition.ts";
+import type { ColumnDefinition, TableDefinition } from "./schema/table-definition.ts";
+import type { TableName } from "./schema/ddl-parser.ts";
+
+export type Row = Record<string, unknown>;
+
+/** What catalog code needs of a connection: rows of a query, values as strings or null. */
+export interface Sql {
+  rows(sql: string, values?: readonly unknown[]): Promise<Row[]>;
+}
+
+function text(value: unknown): string | null {
+  if (value === null || value === undefined) return null;
+  if (Buffer.isBuffer(value)) return value.toString("utf8");
+  return String(value);
+}
+
+function field(row: Row, name: string): string | null {
+  // information_schema column names come back upper or lower case depending on the server.
+  return text(row[name] ?? row[name.toUpperCase()] ?? row[name.toLowerCase()]);
+}
+
+export async function serverVariables(sql: Sql, names: readonly string[]): Promise<Map<string, string>> {
+  const rows = await sql.rows(`SHOW GLOBAL VARIABLES WHERE Variable_name IN (${names.map(() => "?").join(", ")})`, names);
+  return new Map(rows.map((row) => [field(row, "Variable_name")!.toLowerCase(), field(row, "Value") ?? ""]));
+}
+
+export interface BinaryLog {
+  readonly file: string;
+  readonly size: number;
+}
+
+export async function binaryLogs(sql: Sql): Promise<BinaryLog[]> {
+  const rows = await sql.rows("SHOW BINARY LOGS");
+  return rows.map((row) => ({ file: field(row, "Log_name")!, size: Number(field(row, "File_size")) }));
+}
+
+export interface BinlogCoordinates {
+  readonly file: string;
+  readonly offset: number;
+  /** GTID state of everything before file:offset; null when the server has no GTIDs. */
+  readonly gtid: string | null;
+}
+
+/** The server's current binlog position with the GTID state there. */
+export async function currentPosition(sql: Sql, flavor: Flavor): Promise<BinlogCoordinates> {
+  let rows: Row[];
+  try {
+    rows = await sql.rows(flavor === "mysql" ? "SHOW BINARY LOG STATUS" : "SHOW MASTER STATUS");
+  } catch {
+    rows = await sql.rows("SHOW MASTER STATUS");
+  }
+  const row = rows[0];
+  if (row === undefined) throw new Error("SHOW MASTER STATUS returned nothing: binary logging is off");
+  const file = field(row, "File")!;
+  const offset = Number(field(row, "Position"));
+  if (flavor === "mariadb") return { file, offset, gtid: await mariadbGtidAt(sql, file, offset) };
+  const executed = field(row, "Executed_Gtid_Set");
+  return { file, offset, gtid: executed === null || executed.trim() === "" ? null : executed.replace(/\s+/g, "") };
+}
+
+/** MariaDB's GTID position of a binlog coordinate (BINLOG_GTID_POS). */
+export async function mariadbGtidAt(sql: Sql, file: string, offset: number): Promise<string> {
+  const rows = await sql.rows("SELECT BINLOG_GTID_POS(?, ?) AS gtid", [file, offset]);
+  return field(rows[0] ?? {}, "gtid") ?? "";
+}
+
+export async function collationRows(sql: Sql): Promise<{ id: number; charset: string }[]> {
+  const rows = await sql.rows("SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS");
+  return rows.map((row) => ({ id: Number(field(row, "ID")), charset: field(row, "CHARACTER_SET_NAME") ?? "binary" }));
+}
+
+export interface CapturedTableRef extends TableName {
+  /** information_schema.TABLES.TABLE_ROWS: the engine's estimate. */
+  readonly estimatedRows: number | null;
+}
+
+const SYSTEM_DATABASES = ["mysql", "information_schema", "performance_schema", "sys"];
+
+export async function listTables(sql: Sql, matches: TableMatcher): Promise<CapturedTableRef[]> {
+  const rows = await sql.rows(
+    `SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES
+      WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN (${SYSTEM_DATABASES.map(() => "?").join(", ")})
+      ORDER BY TABLE_SCHEMA, TABLE_NAME`,
+    SYSTEM_DATABASES,
+  );
+  return rows
+    .map((row) => ({ database: field(row, "TABLE_SCHEMA")!, table: field(row, "TABLE_NAME")!, estimatedRows: field(row, "TABLE_ROWS") === null ? null : Number(field(row, "TABLE_ROWS")) }))
+    .filter((t) => matches(t.database, t.table));
+}
+
+const BINARY_TYPE = /^(binary|varbinary|tinyblob|blob|mediumblob|longblob)\b/;
+
+/** Definitions of the given tables as information_schema shows them now; tables that do not exist are left out. */
+export async function readDefinitions(sql: Sql, tables: readonly TableName[]): Promise<Map<string, TableDefinition>> {
+  const result = new Map<string, TableDefinition>();
+  if (tables.length === 0) return result;
+  const pairs = tables.map(() => "(?, ?)").join(", ");
+  const values = tables.flatMap((t) => [t.database, t.table]);
+  const columns = await sql.rows(
+    `SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME
+       FROM information_schema.COLUMNS WHERE (TABLE_SCHEMA, TABLE_NAME) IN (${pairs})
+      ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION`,
+    values,
+  );
+  const keys = await sql.rows(
+    `SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS
+      WHERE INDEX_NAME = 'PRIMARY' AND (TABLE_SCHEMA, TABLE_NAME) IN (${pairs})
+      ORDER BY TABLE_SCHEMA, TABLE_NAME, SEQ_IN_INDEX`,
+    values,
+  );
+  const charsets = await sql.rows(
+    `SELECT t.TABLE_SCHEMA, t.TABLE_NAME, c.CHARACTER_SET_NAME FROM information_schema.TABLES t
+       LEFT JOIN information_schema.COLLATIONS c ON c.COLLATION_NAME = t.TABLE_COLLATION
+      WHERE (t.TABLE_SCHEMA, t.TABLE_NAME) IN (${pairs})`,
+    values,
+  );
+  const byTable = new Map<string, ColumnDefinition[]>();
+  for (const row of columns) {
+    const key = tableKey(field(row, "TABLE_SCHEMA")!, field(row, "TABLE_NAME")!);
+    const dbType = normalizeColumnType(field(row, "COLUMN_TYPE")!);
+    const charset = BINARY_TYPE.test(dbType) ? "binary" : field(row, "CHARACTER_SET_NAME");
+    const list = byTable.get(key) ?? [];
+    list.push({ name: field(row, "COLUMN_NAME")!, dbType, nullable: field(row, "IS_NULLABLE") === "YES", charset: charset?.toLowerCase() ?? null });
+    byTable.set(key, list);
+  }
+  const keyColumns = new Map<string, string[]>();
+  for (const row of keys) {
+    const key = tableKey(field(row, "TABLE_SCHEMA")!, field(row, "TABLE_NAME")!);
+    keyColumns.set(key, [...(keyColumns.get(key) ?? []), field(row, "COLUMN_NAME")!]);
+  }
+  const defaultCharsets = new Map(charsets.map((row) => [tableKey(field(row, "TABLE_SCHEMA")!, field(row, "TABLE_NAME")!), field(row, "CHARACTER_SET_NAME")?.toLowerCase() ?? null]));
+  for (const table of tables) {
+    const key = tableKey(table.database, table.table);
+    const list = byTable.get(key);
+    if (list === undefined) continue;
+    result.set(key, { database: table.database, table: table.table, columns: list, key: keyColumns.get(key) ?? [], defaultCharset: defaultCharsets.get(key) ?? null });
+  }
+  return result;
+}
+
+export async function databaseCharset(sql: Sql, database: string): Promise<string | null> {
+  const rows = await sql.rows("SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", [database]);
+  return field(rows[0] ?? {}, "DEFAULT_CHARACTER_SET_NAME")?.toLowerCase() ?? null;
+}

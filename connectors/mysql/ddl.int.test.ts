@@ -1,0 +1,121 @@
+/**
+ * Schema changes against the real MariaDB: a changed table yields a new schema for the events
+ * after the change, the schema history records every change, and the definitions Sluice derives
+ * from DDL statements equal what information_schema says after them.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type { Connection } from "mysql2/promise";
+import { readDefinitions } from "./catalog.ts";
+import { adminConnection, dropDatabase, newSource, randomName, readUntil, sourceConfig, testLogger } from "./int-test-support.ts";
+import { binlogAt, binlogFileIndex } from "./positions.ts";
+import { MemorySchemaHistoryStore } from "./schema/schema-history.ts";
+import { SchemaTracker } from "./schema/schema-tracker.ts";
+import { CollationTable } from "./values/charsets.ts";
+import { sqlOf } from "./sql-connection.ts";
+import { currentPosition } from "./catalog.ts";
+
+describe("MySQL source: DDL and schema history", () => {
+  const database = randomName("s_ddl");
+  let admin: Connection;
+
+  before(async () => {
+    admin = await adminConnection(database);
+  });
+
+  after(async () => {
+    await dropDatabase(admin, database);
+    await admin.end();
+  });
+
+  it("gives the events after a DDL the new schema: add, drop, modify, change and rename", async () => {
+    await admin.query("CREATE TABLE t (id INT PRIMARY KEY, a VARCHAR(10), b INT)");
+    const history = new MemorySchemaHistoryStore();
+    const source = newSource(sourceConfig({ tables: [`${database}.*`], snapshot: { mode: "never", parallelism: 1, chunk_rows: 100 } }), { schemaHistory: history });
+    await source.connect(null, AbortSignal.timeout(30_000));
+    try {
+      await admin.query("INSERT INTO t VALUES (1, 'x', 10)");
+      await admin.query("ALTER TABLE t ADD COLUMN c DECIMAL(10,2) NOT NULL DEFAULT 1.5 AFTER a");
+      await admin.query("INSERT INTO t VALUES (2, 'y', 2.25, 20)");
+      await admin.query("ALTER TABLE t DROP COLUMN b");
+      await admin.query("INSERT INTO t VALUES (3, 'z', 3.5)");
+      await admin.query("ALTER TABLE t MODIFY a VARCHAR(50) CHARACTER SET latin1");
+      await admin.query("INSERT INTO t VALUES (4, 'é', 4)");
+      await admin.query("RENAME TABLE t TO u");
+      await admin.query("INSERT INTO u VALUES (5, 'u', 5)");
+      await admin.query("ALTER TABLE u CHANGE c c2 BIGINT UNSIGNED NOT NULL");
+      await admin.query("INSERT INTO u VALUES (6, 'v', 18446744073709551615)");
+      const { events } = await readUntil(source, (c) => c.events.length >= 6);
+      const shape = (i: number) => [events[i]!.source.table, events[i]!.schema.columns.map((c) => `${c.name} ${c.dbType}`).join(", ")];
+      assert.deepEqual(shape(0), ["t", "id int, a varchar(10), b int"]);
+      assert.deepEqual(shape(1), ["t", "id int, a varchar(10), c decimal(10,2), b int"]);
+      assert.deepEqual(shape(2), ["t", "id int, a varchar(10), c decimal(10,2)"]);
+      assert.deepEqual(shape(3), ["t", "id int, a varchar(50), c decimal(10,2)"]);
+      assert.deepEqual(shape(4), ["u", "id int, a varchar(50), c decimal(10,2)"]);
+      assert.deepEqual(shape(5), ["u", "id int, a varchar(50), c2 bigint unsigned"]);
+      assert.deepEqual(events.map((e) => e.after), [
+        { id: 1, a: "x", b: 10 },
+        { id: 2, a: "y", c: "2.25", b: 20 },
+        { id: 3, a: "z", c: "3.50" },
+        { id: 4, a: "é", c: "4.00" },
+        { id: 5, a: "u", c: "5.00" },
+        { id: 6, a: "v", c2: 18446744073709551615n },
+      ]);
+      assert.deepEqual(events[0]!.schema.key, ["id"]);
+      const ddl = history.entries.filter((e) => e.cause === "ddl");
+      assert.deepEqual(
+        ddl.map((e) => [e.table.split(".")[1], e.definition?.columns.map((c) => c.name).join(",") ?? null]),
+        [
+          ["t", "id,a,c,b"],
+          ["t", "id,a,c"],
+          ["t", "id,a,c"],
+          ["t", null],
+          ["u", "id,a,c"],
+          ["u", "id,a,c2"],
+        ],
+      );
+      assert.equal(ddl[2]!.definition!.columns[1]!.charset, "latin1");
+      const now = await readDefinitions(sqlOf(admin), [{ database, table: "u" }]);
+      assert.deepEqual(ddl.at(-1)!.definition, now.get(`${database}.u`), "the parsed definition equals information_schema's");
+    } finally {
+      await source.close();
+    }
+  });
+
+  it("derives the same definitions from DDL as information_schema shows, and re-reads what it cannot parse", async () => {
+    const sql = sqlOf(admin);
+    const history = new MemorySchemaHistoryStore();
+    const collations = CollationTable.builtIn();
+    const tracker = new SchemaTracker({
+      store: history,
+      catalog: { readDefinitions: (names) => readDefinitions(sql, names), databaseCharset: async () => "utf8mb4" },
+      matches: (db) => db === database,
+      binding: { sourceName: "t", collations, zeroDates: "null", mariadb: true },
+      logger: testLogger(),
+      context: {},
+    });
+    const statements = [
+      "CREATE TABLE k1 (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT, `key` VARCHAR(20) CHARACTER SET latin1 COLLATE latin1_bin NOT NULL, amount DEC(12,4) DEFAULT '0.0000', flag BOOL, js JSON, e ENUM('x','Y z') NOT NULL DEFAULT 'x', PRIMARY KEY (id, `key`), UNIQUE KEY (amount)) DEFAULT CHARSET=utf8mb4",
+      "ALTER TABLE k1 ADD COLUMN (n1 INT(11) ZEROFILL, n2 DOUBLE PRECISION), ADD INDEX i1 (n1), ALGORITHM=INPLACE",
+      "ALTER TABLE k1 DROP PRIMARY KEY, ADD PRIMARY KEY (id)",
+      "ALTER TABLE k1 RENAME COLUMN n2 TO ratio, MODIFY COLUMN flag TINYINT(1) UNSIGNED NOT NULL FIRST",
+      "CREATE TABLE k2 LIKE k1",
+      "ALTER TABLE k2 CONVERT TO CHARACTER SET latin1",
+      "CREATE TABLE k3 AS SELECT id, amount FROM k1",
+      "ALTER TABLE k3 ADD COLUMN t TIMESTAMP(3) NULL, ADD COLUMN s SET('a','b') CHARACTER SET ascii",
+      "CREATE TABLE k4 (a SERIAL, b NATIONAL VARCHAR(10), c VARCHAR(10) BINARY, d CHAR(3) CHARACTER SET binary, e BIT, f FLOAT(30), g LONG VARCHAR)",
+    ];
+    for (const statement of statements) {
+      await admin.query(statement);
+      const here = await currentPosition(sql, "mariadb");
+      await tracker.applyQuery(statement, database, binlogAt(binlogFileIndex(here.file), here.offset));
+    }
+    const tables = ["k1", "k2", "k3", "k4"].map((table) => ({ database, table }));
+    const server = await readDefinitions(sql, tables);
+    for (const { table } of tables) assert.deepEqual(tracker.definition(database, table), server.get(`${database}.${table}`), `${table} as information_schema shows it`);
+    assert.deepEqual(
+      history.entries.map((e) => [e.table.split(".")[1], e.cause]),
+      [["k1", "ddl"], ["k1", "ddl"], ["k1", "ddl"], ["k1", "ddl"], ["k2", "ddl"], ["k2", "catalog"], ["k3", "catalog"], ["k3", "ddl"], ["k4", "ddl"]],
+    );
+  });
+});

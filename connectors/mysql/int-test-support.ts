@@ -1,0 +1,105 @@
+/**
+ * Helpers for the integration tests against the real MariaDB of test/services/: a random database
+ * per test, a source config, an admin connection, reading until a condition, and cleanup.
+ */
+import { randomBytes, randomInt } from "node:crypto";
+import mysql from "mysql2/promise";
+import type { Connection } from "mysql2/promise";
+import { pino } from "pino";
+import type { Logger } from "pino";
+import { mariadb } from "../../test/services/ports.ts";
+import type { MysqlSourceConfig } from "../../config/schema.ts";
+import type { ChangeEvent, ColumnValue, SourceBatch } from "../contracts.ts";
+import { MysqlSource } from "./source.ts";
+import type { MysqlSourceOptions } from "./source.ts";
+
+// Run in a zone far from UTC so time-zone mistakes show.
+process.env["TZ"] = "Pacific/Chatham";
+
+export function randomName(prefix: string): string {
+  return `${prefix}_${randomBytes(5).toString("hex")}`;
+}
+
+export function testLogger(): Logger {
+  return pino({ level: process.env["SLUICE_TEST_LOG"] ?? "silent" }, pino.destination(2));
+}
+
+export function sourceConfig(overrides: Partial<MysqlSourceConfig> & Pick<MysqlSourceConfig, "tables">): MysqlSourceConfig {
+  return {
+    kind: "mysql",
+    name: overrides.name ?? randomName("src"),
+    host: mariadb.host,
+    port: mariadb.port,
+    user: mariadb.user,
+    password: mariadb.password,
+    tls: { mode: "disable" },
+    snapshot: { mode: "initial", parallelism: 2, chunk_rows: 1000 },
+    decimal_mode: "precise",
+    max_buffer_bytes: 8 * 2 ** 20,
+    heartbeat_interval: 1000,
+    server_id: randomInt(10_000, 2 ** 31),
+    zero_dates: "null",
+    ...overrides,
+  };
+}
+
+/** An admin connection on its own database (created), session in UTC. */
+export async function adminConnection(database?: string): Promise<Connection> {
+  const connection = await mysql.createConnection({ host: mariadb.host, port: mariadb.port, user: mariadb.user, password: mariadb.password, supportBigNumbers: true, bigNumberStrings: true, dateStrings: true, multipleStatements: true });
+  connection.on("error", () => undefined);
+  await connection.query("SET time_zone = '+00:00'");
+  if (database !== undefined) {
+    await connection.query(`CREATE DATABASE IF NOT EXISTS \`${database}\` CHARACTER SET utf8mb4`);
+    await connection.query(`USE \`${database}\``);
+  }
+  return connection;
+}
+
+export function newSource(config: MysqlSourceConfig, options: Partial<MysqlSourceOptions> = {}): MysqlSource {
+  return new MysqlSource(config, { logger: testLogger(), ...options });
+}
+
+export interface Collected {
+  readonly events: ChangeEvent[];
+  readonly batches: SourceBatch[];
+}
+
+/** Reads (and acknowledges) batches until `done` holds for everything read so far. */
+export async function readUntil(source: MysqlSource, done: (collected: Collected) => boolean, options: { timeoutMs?: number; into?: Collected } = {}): Promise<Collected> {
+  const collected = options.into ?? { events: [], batches: [] };
+  const signal = AbortSignal.timeout(options.timeoutMs ?? 30_000);
+  while (!done(collected)) {
+    let batch: SourceBatch;
+    try {
+      batch = await source.read(signal);
+    } catch (error) {
+      if (signal.aborted) throw new Error(`timed out after ${collected.events.length} events in ${collected.batches.length} batches`, { cause: error });
+      throw error;
+    }
+    collected.batches.push(batch);
+    collected.events.push(...batch.events);
+    await batch.ack();
+  }
+  return collected;
+}
+
+export const snapshotFinished = (c: Collected): boolean => c.batches.some((b) => !(b.checkpoint.position.resume ?? "").includes('"snapshot":"incomplete"'));
+
+export function tableEvents(events: readonly ChangeEvent[], table: string): ChangeEvent[] {
+  return events.filter((e) => e.source.table === table);
+}
+
+/** Rows by key after applying events in order (c/r/u set, d removes). */
+export function fold(events: readonly ChangeEvent[], keyOf: (row: Readonly<Record<string, ColumnValue>>) => string): Map<string, Readonly<Record<string, ColumnValue>>> {
+  const rows = new Map<string, Readonly<Record<string, ColumnValue>>>();
+  for (const event of events) {
+    if (event.op === "d") rows.delete(keyOf(event.before!));
+    else if (event.op === "t") rows.clear();
+    else rows.set(keyOf(event.after!), event.after!);
+  }
+  return rows;
+}
+
+export async function dropDatabase(admin: Connection, database: string): Promise<void> {
+  await admin.query(`DROP DATABASE IF EXISTS \`${database}\``);
+}

@@ -1,0 +1,64 @@
+/**
+ * Turns what mysql2 and the server throw into Sluice errors that say whether retrying can help:
+ * lost connections, server shutdowns, deadlocks and lock waits heal; bad credentials, missing
+ * privileges and binlog positions the server no longer has do not.
+ */
+import { ConnectionError, SluiceError } from "../errors.ts";
+import type { ErrorContext } from "../errors.ts";
+
+const RETRIABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+  "ENOTFOUND",
+  "PROTOCOL_CONNECTION_LOST",
+  "PROTOCOL_SEQUENCE_TIMEOUT",
+  "ER_SERVER_SHUTDOWN",
+  "ER_CON_COUNT_ERROR",
+  "ER_TOO_MANY_USER_CONNECTIONS",
+  "ER_LOCK_DEADLOCK",
+  "ER_LOCK_WAIT_TIMEOUT",
+  "ER_QUERY_INTERRUPTED",
+  "ER_CONNECTION_KILLED",
+  "ER_NET_READ_ERROR",
+  "ER_NET_READ_INTERRUPTED",
+  "ER_NET_WRITE_INTERRUPTED",
+  "ER_NET_ERROR_ON_WRITE",
+  "ER_TABLE_DEF_CHANGED",
+  "ER_CLIENT_INTERACTION_TIMEOUT",
+]);
+
+/** Server error numbers worth retrying, for codes mysql2 does not name. */
+const RETRIABLE_ERRNOS = new Set([1040, 1053, 1152, 1158, 1159, 1160, 1161, 1205, 1213, 1317, 1412, 1927, 2006, 2013, 4031]);
+
+const PERMANENT_CODES: Readonly<Record<string, string>> = {
+  ER_ACCESS_DENIED_ERROR: "MYSQL_AUTH_FAILED",
+  ER_DBACCESS_DENIED_ERROR: "MYSQL_PRIVILEGE_MISSING",
+  ER_SPECIFIC_ACCESS_DENIED_ERROR: "MYSQL_PRIVILEGE_MISSING",
+  ER_TABLEACCESS_DENIED_ERROR: "MYSQL_PRIVILEGE_MISSING",
+  ER_MASTER_FATAL_ERROR_READING_BINLOG: "MYSQL_BINLOG_UNAVAILABLE",
+};
+
+export const ER_MASTER_FATAL_ERROR_READING_BINLOG = 1236;
+
+export function isRetriableMysqlError(error: unknown): boolean {
+  const { code, errno } = (error ?? {}) as { code?: unknown; errno?: unknown };
+  if (typeof code === "string" && RETRIABLE_CODES.has(code)) return true;
+  if (typeof errno === "number" && RETRIABLE_ERRNOS.has(errno)) return true;
+  const message = error instanceof Error ? error.message : String(error);
+  return /Connection lost|closed state|socket hang up|read ECONNRESET|connect ETIMEDOUT/i.test(message);
+}
+
+export function toSluiceError(error: unknown, what: string, context: ErrorContext): SluiceError {
+  if (error instanceof SluiceError) return error;
+  const detail = error instanceof Error ? error.message : String(error);
+  const { code, errno } = (error ?? {}) as { code?: unknown; errno?: unknown };
+  const fullContext: ErrorContext = typeof errno === "number" ? { ...context, errno } : context;
+  if (isRetriableMysqlError(error)) return new ConnectionError(`${what}: ${detail}`, { cause: error, context: fullContext });
+  const sluiceCode = (typeof code === "string" ? PERMANENT_CODES[code] : undefined) ?? "MYSQL_ERROR";
+  return new SluiceError(`${what}: ${detail}`, { code: sluiceCode, retriable: false, cause: error, context: fullContext });
+}

@@ -1,0 +1,62 @@
+/**
+ * How MySQL/MariaDB binlog coordinates become Sluice positions (docs/mysql.md, "Positions").
+ *
+ * A binlog coordinate is (file, byte offset). Files are numbered `<basename>.000042`; MySQL allows
+ * at most 2^31-1 of them and offsets stay below 2^32 (the event header stores them in 4 bytes), so
+ *
+ *     at(file, offset) = fileIndex * 2^32 + offset  < 2^63
+ *
+ * orders every byte of the server's binlog history in a signed 64-bit integer (Elasticsearch's
+ * external version, ClickHouse's UInt64 version, DuckDB's BIGINT all hold it).
+ *
+ * A row change's `change` is at() of the first byte of its own row image inside its rows event: row
+ * images occupy distinct, increasing bytes, so every row change — however many a statement makes —
+ * has its own, increasing version without any counter. An update that changes the key becomes a
+ * delete (at its before image) and a create (at its after image). `commit` is at() of the first
+ * event of the transaction (its GTID or BEGIN event): the binlog holds transactions whole, in commit
+ * order, so ordering by where a transaction begins is ordering by commit, and a row can be stamped
+ * without reading ahead to the XID (which would buffer whole transactions).
+ *
+ * "Everything up to x is done" positions (the end of a transaction, a heartbeat, a snapshot) have
+ * commit === change === x, x being an event boundary. A row always has change > commit, so the
+ * two kinds never collide; a transaction beginning at x sorts after the through-position x.
+ */
+import type { Position } from "../contracts.ts";
+
+const MAX_FILE_INDEX = 2 ** 31 - 1;
+
+export function binlogFileIndex(file: string): number {
+  const match = /\.(\d+)$/.exec(file);
+  if (match === null) throw new RangeError(`binlog file name "${file}" does not end in .<number>`);
+  const index = Number(match[1]);
+  if (!Number.isSafeInteger(index) || index > MAX_FILE_INDEX) throw new RangeError(`binlog file number of "${file}" is beyond 2^31-1`);
+  return index;
+}
+
+export function binlogAt(fileIndex: number, offset: number): bigint {
+  return (BigInt(fileIndex) << 32n) | BigInt(offset);
+}
+
+export function fileIndexOf(at: bigint): number {
+  return Number(at >> 32n);
+}
+
+export function offsetOf(at: bigint): number {
+  return Number(at & 0xffffffffn);
+}
+
+export function throughPosition(at: bigint): Position {
+  return { commit: at, change: at };
+}
+
+export function rowPosition(transactionStart: bigint, change: bigint): Position {
+  return { commit: transactionStart, change };
+}
+
+export function isThroughPosition(position: Position): boolean {
+  return position.commit === position.change;
+}
+
+export function formatAt(at: bigint): string {
+  return `${fileIndexOf(at)}:${offsetOf(at)}`;
+}

@@ -1,0 +1,68 @@
+/**
+ * The resume token a MySQL checkpoint carries in Position.resume: where to reconnect (binlog file and
+ * offset, and the GTID state at that point for servers with GTIDs), which events already read again
+ * from there are to be skipped, and — right after a snapshot — the per-table positions below which a
+ * table's stream changes are already in its snapshot.
+ */
+import type { Position } from "../contracts.ts";
+import { SluiceError } from "../errors.ts";
+
+export type Flavor = "mysql" | "mariadb";
+
+export interface ResumeToken {
+  readonly flavor: Flavor;
+  /** @@server_id of the server the positions belong to (positions are per server). */
+  readonly serverId: number;
+  /** Where to start reading: the first event of the transaction the checkpoint is in, or the next after it. */
+  readonly file: string;
+  readonly offset: number;
+  /** GTID state of everything before file:offset (MySQL gtid_executed form or MariaDB gtid position); null without GTIDs. */
+  readonly gtid: string | null;
+  /** Events at or below this position were stored already. */
+  readonly skipThrough: Position | null;
+  /** "db.table" → `change` below which that table's stream events are in its snapshot. */
+  readonly snapshotThresholds: Readonly<Record<string, bigint>>;
+  /** The snapshot was still running: it is taken again. */
+  readonly snapshotIncomplete: boolean;
+}
+
+const PREFIX = "mysql:";
+
+export function encodeResumeToken(token: ResumeToken): string {
+  return (
+    PREFIX +
+    JSON.stringify({
+      v: 1,
+      flavor: token.flavor,
+      server: token.serverId,
+      file: token.file,
+      offset: token.offset,
+      gtid: token.gtid,
+      skip: token.skipThrough === null ? null : [token.skipThrough.commit.toString(), token.skipThrough.change.toString()],
+      thresholds: Object.fromEntries(Object.entries(token.snapshotThresholds).map(([table, at]) => [table, at.toString()])),
+      ...(token.snapshotIncomplete ? { snapshot: "incomplete" } : {}),
+    })
+  );
+}
+
+export function decodeResumeToken(text: string | undefined, source: string): ResumeToken {
+  const bad = (why: string) =>
+    new SluiceError(`the checkpoint of source "${source}" is not a MySQL resume token (${why}); was it written by another source kind?`, {
+      code: "MYSQL_CHECKPOINT_INVALID",
+      context: { component: "mysql-source", source },
+    });
+  if (text === undefined || !text.startsWith(PREFIX)) throw bad("no mysql: token");
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(text.slice(PREFIX.length)) as Record<string, unknown>;
+  } catch {
+    throw bad("not JSON");
+  }
+  const { flavor, server, file, offset, gtid, skip, thresholds, snapshot } = raw;
+  if (raw["v"] !== 1 || (flavor !== "mysql" && flavor !== "mariadb") || typeof server !== "number" || typeof file !== "string" || typeof offset !== "number") throw bad("missing fields");
+  if (gtid !== null && typeof gtid !== "string") throw bad("bad gtid");
+  const skipThrough = Array.isArray(skip) && skip.length === 2 ? { commit: BigInt(String(skip[0])), change: BigInt(String(skip[1])) } : null;
+  const snapshotThresholds: Record<string, bigint> = {};
+  for (const [table, at] of Object.entries((thresholds ?? {}) as Record<string, unknown>)) snapshotThresholds[table] = BigInt(String(at));
+  return { flavor, serverId: server, file, offset, gtid, skipThrough, snapshotThresholds, snapshotIncomplete: snapshot === "incomplete" };
+}

@@ -1,0 +1,526 @@
+/**
+ * Parses the DDL statements of QUERY events far enough to keep table definitions current:
+ * CREATE TABLE (columns, primary key, default charset; LIKE), ALTER TABLE (add, drop, modify,
+ * change and rename columns, primary key, rename, default charset), DROP/RENAME/TRUNCATE TABLE and
+ * DROP DATABASE. What it does not understand it reports as such, naming the tables it touches when
+ * it can, so the caller re-reads them from the server instead of guessing.
+ */
+import { normalizeColumnType } from "./column-types.ts";
+import { tokenize, TokenCursor } from "./sql-tokens.ts";
+import type { Token } from "./sql-tokens.ts";
+
+export interface TableName {
+  readonly database: string;
+  readonly table: string;
+}
+
+export interface ParsedColumn {
+  readonly name: string;
+  readonly dbType: string;
+  readonly nullable: boolean;
+  /** Charset from the column's own CHARACTER SET / COLLATE, "binary" for binary strings, null when not given. */
+  readonly charset: string | null;
+  /** Whether the type holds text (takes the table's default charset when none is given). */
+  readonly textual: boolean;
+  readonly primaryKey: boolean;
+}
+
+export type ColumnPlace = { readonly first: true } | { readonly after: string } | null;
+
+export type AlterAction =
+  | { readonly kind: "add-column"; readonly column: ParsedColumn; readonly place: ColumnPlace; readonly ifNotExists: boolean }
+  | { readonly kind: "drop-column"; readonly name: string; readonly ifExists: boolean }
+  | { readonly kind: "modify-column"; readonly column: ParsedColumn; readonly place: ColumnPlace }
+  | { readonly kind: "change-column"; readonly from: string; readonly column: ParsedColumn; readonly place: ColumnPlace }
+  | { readonly kind: "rename-column"; readonly from: string; readonly to: string }
+  | { readonly kind: "add-primary-key"; readonly columns: readonly string[] }
+  | { readonly kind: "drop-primary-key" }
+  | { readonly kind: "rename-table"; readonly to: TableName }
+  | { readonly kind: "default-charset"; readonly charset: string };
+
+export type DdlStatement =
+  | { readonly kind: "create-table"; readonly table: TableName; readonly columns: readonly ParsedColumn[]; readonly primaryKey: readonly string[]; readonly defaultCharset: string | null; readonly ifNotExists: boolean }
+  | { readonly kind: "create-table-like"; readonly table: TableName; readonly like: TableName; readonly ifNotExists: boolean }
+  | { readonly kind: "alter-table"; readonly table: TableName; readonly actions: readonly AlterAction[] }
+  | { readonly kind: "drop-tables"; readonly tables: readonly TableName[] }
+  | { readonly kind: "rename-tables"; readonly renames: readonly { readonly from: TableName; readonly to: TableName }[] }
+  | { readonly kind: "truncate"; readonly table: TableName }
+  | { readonly kind: "drop-database"; readonly database: string }
+  /** A statement that changes these tables in a way the parser does not follow. */
+  | { readonly kind: "unparsed"; readonly tables: readonly TableName[]; readonly reason: string }
+  /** Not a statement that changes table definitions (DML, BEGIN, grants, views…). */
+  | { readonly kind: "none" };
+
+export interface ParseOptions {
+  readonly defaultDatabase: string;
+  /** MariaDB stores JSON as LONGTEXT. */
+  readonly mariadb: boolean;
+}
+
+export function parseDdl(sql: string, options: ParseOptions): DdlStatement {
+  let cursor: TokenCursor;
+  try {
+    cursor = new TokenCursor(tokenize(sql));
+  } catch {
+    return { kind: "none" };
+  }
+  const start = cursor.pos;
+  try {
+    return statement(cursor, options);
+  } catch (error) {
+    cursor.pos = start;
+    const tables = touchedTables(cursor, options.defaultDatabase);
+    return tables.length === 0 ? { kind: "none" } : { kind: "unparsed", tables, reason: (error as Error).message };
+  }
+}
+
+function statement(c: TokenCursor, options: ParseOptions): DdlStatement {
+  const db = options.defaultDatabase;
+  if (c.accept("CREATE")) {
+    c.accept("OR", "REPLACE");
+    if (c.accept("TEMPORARY")) return { kind: "none" };
+    if (c.accept("TABLE")) return createTable(c, options);
+    if (c.accept("DATABASE") || c.accept("SCHEMA")) return { kind: "none" };
+    return { kind: "none" };
+  }
+  if (c.accept("ALTER")) {
+    c.accept("ONLINE");
+    c.accept("IGNORE");
+    if (!c.accept("TABLE")) return { kind: "none" };
+    c.accept("IF", "EXISTS");
+    const table = c.qualifiedName(db);
+    return { kind: "alter-table", table, actions: alterActions(c, table, options) };
+  }
+  if (c.accept("DROP")) {
+    if (c.accept("TEMPORARY")) return { kind: "none" };
+    if (c.accept("DATABASE") || c.accept("SCHEMA")) {
+      c.accept("IF", "EXISTS");
+      return { kind: "drop-database", database: c.identifier() };
+    }
+    if (!c.accept("TABLE") && !c.accept("TABLES")) return { kind: "none" };
+    c.accept("IF", "EXISTS");
+    const tables = [c.qualifiedName(db)];
+    while (c.acceptPunct(",")) tables.push(c.qualifiedName(db));
+    return { kind: "drop-tables", tables };
+  }
+  if (c.accept("RENAME")) {
+    if (!c.accept("TABLE") && !c.accept("TABLES")) return { kind: "none" };
+    const renames = [];
+    do {
+      const from = c.qualifiedName(db);
+      if (!c.accept("TO")) throw new SyntaxError("RENAME TABLE without TO");
+      renames.push({ from, to: c.qualifiedName(db) });
+    } while (c.acceptPunct(","));
+    return { kind: "rename-tables", renames };
+  }
+  if (c.accept("TRUNCATE")) {
+    c.accept("TABLE");
+    return { kind: "truncate", table: c.qualifiedName(db) };
+  }
+  return { kind: "none" };
+}
+
+function createTable(c: TokenCursor, options: ParseOptions): DdlStatement {
+  const ifNotExists = c.accept("IF", "NOT", "EXISTS");
+  const table = c.qualifiedName(options.defaultDatabase);
+  if (c.accept("LIKE")) return { kind: "create-table-like", table, like: c.qualifiedName(options.defaultDatabase), ifNotExists };
+  if (c.isPunct("(") && isLikeInParentheses(c)) {
+    c.expectPunct("(");
+    c.accept("LIKE");
+    const like = c.qualifiedName(options.defaultDatabase);
+    c.expectPunct(")");
+    return { kind: "create-table-like", table, like, ifNotExists };
+  }
+  if (!c.isPunct("(")) throw new SyntaxError("CREATE TABLE without a column list (… SELECT)");
+  const inner = new TokenCursor(c.parenthesised());
+  const columns: ParsedColumn[] = [];
+  const primaryKey: string[] = [];
+  while (!inner.done) {
+    if (inner.accept("PRIMARY", "KEY") || (inner.accept("CONSTRAINT") && skipConstraintName(inner) && inner.accept("PRIMARY", "KEY"))) {
+      primaryKey.push(...keyColumns(inner));
+      inner.skipToListEnd();
+    } else if (isTableConstraint(inner)) {
+      inner.skipToListEnd();
+    } else {
+      const column = columnDefinition(inner, options);
+      columns.push(column);
+      if (column.primaryKey) primaryKey.push(column.name);
+    }
+    if (!inner.acceptPunct(",")) break;
+  }
+  if (!inner.done) throw new SyntaxError(`unexpected ${inner.describe()} in the column list`);
+  if (!c.done && selectFollows(c)) throw new SyntaxError("CREATE TABLE … SELECT");
+  const defaultCharset = tableCharset(c);
+  return { kind: "create-table", table, columns, primaryKey, defaultCharset, ifNotExists };
+}
+
+function isLikeInParentheses(c: TokenCursor): boolean {
+  return c.isKeyword("LIKE", 1);
+}
+
+function selectFollows(c: TokenCursor): boolean {
+  const start = c.pos;
+  let found = false;
+  while (!c.done) {
+    if (c.isKeyword("SELECT") || c.isKeyword("AS") && c.isKeyword("SELECT", 1)) {
+      found = true;
+      break;
+    }
+    c.pos++;
+  }
+  c.pos = start;
+  return found;
+}
+
+function skipConstraintName(c: TokenCursor): boolean {
+  if (!c.isKeyword("PRIMARY") && !c.isKeyword("UNIQUE") && !c.isKeyword("FOREIGN") && !c.isKeyword("CHECK")) c.next();
+  return true;
+}
+
+const CONSTRAINT_WORDS = ["KEY", "INDEX", "UNIQUE", "FULLTEXT", "SPATIAL", "FOREIGN", "CONSTRAINT", "CHECK", "PERIOD", "SYSTEM"];
+
+function isTableConstraint(c: TokenCursor): boolean {
+  const token = c.peek();
+  if (token?.kind !== "word" || token.quoted) return false;
+  const word = token.text.toUpperCase();
+  if (!CONSTRAINT_WORDS.includes(word)) return false;
+  // A column may be called `key`… only unquoted keywords followed by what a constraint takes count.
+  return word !== "KEY" && word !== "INDEX" ? true : !c.isPunct(")", 1) && !c.isPunct(",", 1);
+}
+
+function keyColumns(c: TokenCursor): string[] {
+  while (!c.isPunct("(") && !c.done) c.next(); // index name, USING BTREE
+  const inner = new TokenCursor(c.parenthesised());
+  const names: string[] = [];
+  while (!inner.done) {
+    names.push(inner.identifier());
+    inner.skipToListEnd();
+    inner.acceptPunct(",");
+  }
+  return names;
+}
+
+/** Multi-word type names, longest first. */
+const TYPE_PHRASES = [
+  ["DOUBLE", "PRECISION"],
+  ["NATIONAL", "CHARACTER", "VARYING"],
+  ["NATIONAL", "CHAR", "VARYING"],
+  ["NATIONAL", "VARCHAR"],
+  ["NATIONAL", "CHARACTER"],
+  ["NATIONAL", "CHAR"],
+  ["CHARACTER", "VARYING"],
+  ["CHAR", "VARYING"],
+  ["NCHAR", "VARCHAR"],
+  ["NCHAR", "VARYING"],
+  ["LONG", "VARBINARY"],
+  ["LONG", "VARCHAR"],
+  ["LONG", "CHAR", "VARYING"],
+];
+
+const TEXT_TYPES = new Set(["char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set"]);
+const BINARY_TYPES = new Set(["binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"]);
+const TO_BINARY: Readonly<Record<string, string>> = { char: "binary", varchar: "varbinary", tinytext: "tinyblob", text: "blob", mediumtext: "mediumblob", longtext: "longblob" };
+
+function columnDefinition(c: TokenCursor, options: ParseOptions): ParsedColumn {
+  const name = c.identifier();
+  let words: string[] | undefined;
+  for (const phrase of TYPE_PHRASES) {
+    if (phrase.every((word, i) => c.isKeyword(word, i))) {
+      words = phrase;
+      c.pos += phrase.length;
+      break;
+    }
+  }
+  if (words === undefined) {
+    const token = c.next();
+    if (token?.kind !== "word") throw new SyntaxError(`column ${name} has no type`);
+    words = [token.text];
+  }
+  let typeText = words.join(" ").toLowerCase();
+  if (c.isPunct("(")) typeText += `(${renderArgs(c.parenthesised())})`;
+  while (c.isKeyword("UNSIGNED") || c.isKeyword("SIGNED") || c.isKeyword("ZEROFILL")) typeText += ` ${c.next()!.text.toLowerCase()}`;
+  let nullable = true;
+  let charset: string | null = null;
+  let primaryKey = false;
+  while (!c.done && !c.isPunct(",") && !c.isPunct(")") && !c.isKeyword("FIRST") && !c.isKeyword("AFTER")) {
+    if (c.accept("NOT", "NULL")) nullable = false;
+    else if (c.accept("NULL")) nullable = true;
+    else if (c.accept("CHARACTER", "SET") || c.accept("CHARSET")) {
+      c.acceptPunct("=");
+      charset = charsetName(c.identifier());
+    } else if (c.accept("COLLATE")) {
+      c.acceptPunct("=");
+      charset ??= charsetOfCollation(c.identifier());
+    } else if (c.accept("PRIMARY", "KEY") || (c.isKeyword("KEY") && !primaryKey && c.accept("KEY"))) {
+      primaryKey = true;
+      nullable = false;
+    } else if (c.accept("BINARY")) {
+      // VARCHAR(n) BINARY: a _bin collation, still text.
+    } else if (c.accept("DEFAULT") || c.accept("COMMENT") || c.accept("ON", "UPDATE") || c.accept("COLUMN_FORMAT") || c.accept("STORAGE") || c.accept("SRID")) {
+      skipExpression(c);
+    } else if (c.accept("GENERATED", "ALWAYS") || c.isKeyword("AS")) {
+      c.accept("AS");
+      if (c.isPunct("(")) c.parenthesised();
+    } else if (c.accept("CHECK") || c.accept("REFERENCES")) {
+      skipExpression(c);
+    } else c.next(); // AUTO_INCREMENT, UNIQUE, VISIBLE, INVISIBLE, VIRTUAL, STORED, PERSISTENT, COMPRESSED, MATCH…
+  }
+  let dbType = normalizeColumnType(typeText);
+  let base = dbType.replace(/[( ].*$/, "");
+  if (typeText.startsWith("serial")) nullable = false;
+  if (base === "json" && options.mariadb) {
+    dbType = "longtext";
+    base = "longtext";
+    charset ??= "utf8mb4";
+  }
+  if (charset === "binary" && TO_BINARY[base] !== undefined) {
+    dbType = dbType.replace(base, TO_BINARY[base]!);
+    base = TO_BINARY[base]!;
+  }
+  if (["NATIONAL", "NCHAR", "NVARCHAR"].includes(words[0]!.toUpperCase())) charset ??= "utf8mb3";
+  const textual = TEXT_TYPES.has(base);
+  if (BINARY_TYPES.has(base)) charset = "binary";
+  return { name, dbType, nullable, charset: textual || charset === "binary" ? charset : null, textual, primaryKey };
+}
+
+function renderArgs(tokens: Token[]): string {
+  return tokens
+    .map((t) => (t.kind === "string" ? `'${t.text.replaceAll("'", "''")}'` : t.text))
+    .join("");
+}
+
+/** Skips one expression: a token, a parenthesised group, or a function call. */
+function skipExpression(c: TokenCursor): void {
+  if (c.isPunct("(")) {
+    c.parenthesised();
+    return;
+  }
+  if (c.acceptPunct("-") || c.acceptPunct("+")) {
+    skipExpression(c);
+    return;
+  }
+  const token = c.next();
+  if (token?.kind === "word" && c.isPunct("(")) c.parenthesised();
+  // REFERENCES t (cols) ON DELETE … is skipped word by word by the caller's loop.
+}
+
+function charsetName(name: string): string {
+  const lower = name.toLowerCase();
+  return lower === "utf8" ? "utf8mb3" : lower;
+}
+
+function charsetOfCollation(collation: string): string {
+  const lower = collation.toLowerCase();
+  if (lower === "binary") return "binary";
+  return charsetName(lower.slice(0, lower.indexOf("_") < 0 ? lower.length : lower.indexOf("_")));
+}
+
+/** DEFAULT CHARSET / CHARACTER SET / COLLATE among table options. */
+function tableCharset(c: TokenCursor): string | null {
+  let charset: string | null = null;
+  while (!c.done) {
+    if (c.accept("DEFAULT")) continue;
+    if (c.accept("CHARACTER", "SET") || c.accept("CHARSET")) {
+      c.acceptPunct("=");
+      charset = charsetName(c.identifier());
+    } else if (c.accept("COLLATE")) {
+      c.acceptPunct("=");
+      charset ??= charsetOfCollation(c.identifier());
+    } else c.next();
+  }
+  return charset;
+}
+
+function columnPlace(c: TokenCursor): ColumnPlace {
+  if (c.accept("FIRST")) return { first: true };
+  if (c.accept("AFTER")) return { after: c.identifier() };
+  return null;
+}
+
+const IGNORED_ALTER_WORDS = new Set([
+  "ENGINE",
+  "AUTO_INCREMENT",
+  "COMMENT",
+  "ROW_FORMAT",
+  "ALGORITHM",
+  "LOCK",
+  "FORCE",
+  "KEY_BLOCK_SIZE",
+  "STATS_PERSISTENT",
+  "STATS_AUTO_RECALC",
+  "STATS_SAMPLE_PAGES",
+  "PACK_KEYS",
+  "CHECKSUM",
+  "DELAY_KEY_WRITE",
+  "MAX_ROWS",
+  "MIN_ROWS",
+  "AVG_ROW_LENGTH",
+  "ENCRYPTION",
+  "ENCRYPTED",
+  "ENCRYPTION_KEY_ID",
+  "PAGE_COMPRESSED",
+  "PAGE_COMPRESSION_LEVEL",
+  "TRANSACTIONAL",
+  "INSERT_METHOD",
+  "UNION",
+  "TABLESPACE",
+  "COMPRESSION",
+  "ENABLE",
+  "DISABLE",
+  "DISCARD",
+  "IMPORT",
+  "ORDER",
+  "WAIT",
+  "NOWAIT",
+  "VALIDATION",
+  "WITH",
+  "WITHOUT",
+  "SECONDARY_ENGINE",
+  "SECONDARY_LOAD",
+  "SECONDARY_UNLOAD",
+  "ANALYZE",
+  "OPTIMIZE",
+  "REBUILD",
+  "REPAIR",
+  "CHECK",
+  "COALESCE",
+  "REORGANIZE",
+  "EXCHANGE",
+  "TRUNCATE",
+  "REMOVE",
+  "UPGRADE",
+  "PARTITION",
+  "PARTITIONS",
+  "SUBPARTITION",
+]);
+
+function alterActions(c: TokenCursor, table: TableName, options: ParseOptions): AlterAction[] {
+  const actions: AlterAction[] = [];
+  while (!c.done) {
+    const action = alterAction(c, table, options);
+    if (action !== null) actions.push(...(Array.isArray(action) ? action : [action]));
+    if (!c.done && !c.acceptPunct(",")) throw new SyntaxError(`unexpected ${c.describe()} in ALTER TABLE`);
+  }
+  return actions;
+}
+
+function alterAction(c: TokenCursor, table: TableName, options: ParseOptions): AlterAction | AlterAction[] | null {
+  if (c.accept("ADD")) {
+    if (c.accept("PRIMARY", "KEY") || (c.isKeyword("CONSTRAINT") && c.accept("CONSTRAINT") && skipConstraintName(c) && c.accept("PRIMARY", "KEY"))) {
+      const columns = keyColumns(c);
+      c.skipToListEnd();
+      return { kind: "add-primary-key", columns };
+    }
+    if (isTableConstraint(c) || c.isKeyword("PARTITION")) {
+      c.skipToListEnd();
+      return null;
+    }
+    c.accept("COLUMN");
+    const ifNotExists = c.accept("IF", "NOT", "EXISTS");
+    if (c.isPunct("(")) {
+      const inner = new TokenCursor(c.parenthesised());
+      const columns: AlterAction[] = [];
+      while (!inner.done) {
+        if (isTableConstraint(inner) || inner.isKeyword("PRIMARY")) {
+          if (inner.accept("PRIMARY", "KEY")) columns.push({ kind: "add-primary-key", columns: keyColumns(inner) });
+          inner.skipToListEnd();
+        } else columns.push({ kind: "add-column", column: columnDefinition(inner, options), place: null, ifNotExists });
+        if (!inner.acceptPunct(",")) break;
+      }
+      return columns;
+    }
+    const column = columnDefinition(c, options);
+    return { kind: "add-column", column, place: columnPlace(c), ifNotExists };
+  }
+  if (c.accept("DROP")) {
+    if (c.accept("PRIMARY", "KEY")) return { kind: "drop-primary-key" };
+    if (c.accept("INDEX") || c.accept("KEY") || c.accept("FOREIGN", "KEY") || c.accept("CONSTRAINT") || c.accept("CHECK") || c.accept("PARTITION") || c.accept("SYSTEM", "VERSIONING") || c.accept("PERIOD")) {
+      c.skipToListEnd();
+      return null;
+    }
+    c.accept("COLUMN");
+    const ifExists = c.accept("IF", "EXISTS");
+    const name = c.identifier();
+    c.accept("RESTRICT");
+    c.accept("CASCADE");
+    return { kind: "drop-column", name, ifExists };
+  }
+  if (c.accept("MODIFY")) {
+    c.accept("COLUMN");
+    c.accept("IF", "EXISTS");
+    const column = columnDefinition(c, options);
+    return { kind: "modify-column", column, place: columnPlace(c) };
+  }
+  if (c.accept("CHANGE")) {
+    c.accept("COLUMN");
+    c.accept("IF", "EXISTS");
+    const from = c.identifier();
+    const column = columnDefinition(c, options);
+    return { kind: "change-column", from, column, place: columnPlace(c) };
+  }
+  if (c.accept("RENAME")) {
+    if (c.accept("COLUMN")) {
+      c.accept("IF", "EXISTS");
+      const from = c.identifier();
+      if (!c.accept("TO")) throw new SyntaxError("RENAME COLUMN without TO");
+      return { kind: "rename-column", from, to: c.identifier() };
+    }
+    if (c.accept("INDEX") || c.accept("KEY")) {
+      c.skipToListEnd();
+      return null;
+    }
+    if (!c.accept("TO")) c.accept("AS");
+    return { kind: "rename-table", to: c.qualifiedName(table.database) };
+  }
+  if (c.accept("ALTER")) {
+    c.accept("COLUMN");
+    c.accept("INDEX");
+    c.accept("CHECK");
+    c.accept("CONSTRAINT");
+    c.skipToListEnd();
+    return null;
+  }
+  if (c.accept("CONVERT", "TO")) throw new SyntaxError("CONVERT TO CHARACTER SET changes column types");
+  if (c.isKeyword("DEFAULT") || c.isKeyword("CHARACTER") || c.isKeyword("CHARSET") || c.isKeyword("COLLATE")) {
+    c.accept("DEFAULT");
+    let charset: string;
+    if (c.accept("CHARACTER", "SET") || c.accept("CHARSET")) {
+      c.acceptPunct("=");
+      charset = charsetName(c.identifier());
+      if (c.accept("COLLATE")) {
+        c.acceptPunct("=");
+        c.identifier();
+      }
+    } else if (c.accept("COLLATE")) {
+      c.acceptPunct("=");
+      charset = charsetOfCollation(c.identifier());
+    } else throw new SyntaxError(`unexpected ${c.describe()} after DEFAULT`);
+    return { kind: "default-charset", charset };
+  }
+  const token = c.peek();
+  if (token?.kind === "word" && !token.quoted && IGNORED_ALTER_WORDS.has(token.text.toUpperCase())) {
+    c.skipToListEnd();
+    return null;
+  }
+  throw new SyntaxError(`ALTER TABLE action ${c.describe()} is not understood`);
+}
+
+/** The tables a statement that could not be parsed names after TABLE / ON / TO. */
+function touchedTables(c: TokenCursor, defaultDatabase: string): TableName[] {
+  const first = c.peek();
+  if (first?.kind !== "word" || !["CREATE", "ALTER", "DROP", "RENAME", "TRUNCATE"].includes(first.text.toUpperCase())) return [];
+  const tables: TableName[] = [];
+  while (!c.done) {
+    if (c.accept("TABLE") || c.accept("TO") || (tables.length > 0 && c.acceptPunct(","))) {
+      c.accept("IF", "NOT", "EXISTS");
+      c.accept("IF", "EXISTS");
+      try {
+        tables.push(c.qualifiedName(defaultDatabase));
+      } catch {
+        break;
+      }
+      if (first.text.toUpperCase() === "ALTER" || first.text.toUpperCase() === "CREATE") break;
+    } else c.next();
+  }
+  return tables;
+}

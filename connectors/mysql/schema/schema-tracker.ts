@@ -1,0 +1,363 @@
+/**
+ * Keeps the definitions of the captured tables current along the binlog: restores them from the
+ * schema history at the resume position, follows the DDL statements of QUERY events, re-reads a
+ * table from the server when a statement is not understood, and binds every TABLE_MAP event to a
+ * definition that fits it (binlog column metadata wins when the binlog carries it). Every change is
+ * appended to the schema history before the events after it are handed on.
+ */
+import type { Logger } from "pino";
+import { SluiceError } from "../../errors.ts";
+import type { ErrorContext } from "../../errors.ts";
+import type { TableMatcher } from "../../postgres/table-patterns.ts";
+import { formatAt } from "../positions.ts";
+import type { TableMap } from "../protocol/table-map.ts";
+import { parseDdl } from "./ddl-parser.ts";
+import type { AlterAction, ParsedColumn, TableName } from "./ddl-parser.ts";
+import type { SchemaHistoryEntry, SchemaHistoryStore } from "./schema-history.ts";
+import { bindTableMap } from "./table-binding.ts";
+import type { BindingContext, TableBinding } from "./table-binding.ts";
+import { sameDefinition, tableKey } from "./table-definition.ts";
+import type { ColumnDefinition, TableDefinition } from "./table-definition.ts";
+
+export interface CatalogSource {
+  /** Current definitions of these tables; missing tables are left out. */
+  readDefinitions(tables: readonly TableName[]): Promise<Map<string, TableDefinition>>;
+  databaseCharset(database: string): Promise<string | null>;
+}
+
+export interface SchemaTrackerOptions {
+  readonly store: SchemaHistoryStore;
+  /** The server's catalog, to re-read tables; null when decoding offline. */
+  readonly catalog: CatalogSource | null;
+  readonly matches: TableMatcher;
+  readonly binding: BindingContext;
+  readonly logger: Logger;
+  readonly context: ErrorContext;
+}
+
+export interface QueryOutcome {
+  /** Captured tables a TRUNCATE emptied. */
+  readonly truncated: readonly TableName[];
+  /** Captured tables whose definition changed. */
+  readonly changed: readonly string[];
+}
+
+interface CachedBinding {
+  readonly mapBytes: Buffer;
+  readonly definition: TableDefinition | null;
+  readonly binding: TableBinding;
+}
+
+const NO_CHANGE: QueryOutcome = { truncated: [], changed: [] };
+
+export class SchemaTracker {
+  private readonly options: SchemaTrackerOptions;
+  private readonly definitions = new Map<string, TableDefinition>();
+  /** `table@at` of entries already in the store, so a replayed DDL is not stored twice. */
+  private readonly stored = new Set<string>();
+  private readonly bindings = new Map<string, CachedBinding>();
+  private readonly databaseCharsets = new Map<string, string>();
+
+  constructor(options: SchemaTrackerOptions) {
+    this.options = options;
+  }
+
+  /** Loads the history and applies its entries at or before `upTo`. Returns how many applied. */
+  async restore(upTo: bigint): Promise<number> {
+    const entries = await this.options.store.load();
+    let applied = 0;
+    for (const entry of entries) {
+      this.stored.add(`${entry.table}@${entry.at}`);
+      if (BigInt(entry.at) > upTo) continue;
+      this.set(entry.table, entry.definition);
+      applied++;
+    }
+    return applied;
+  }
+
+  /** Records definitions read at a snapshot (or when streaming starts without one). */
+  async record(at: bigint, definitions: Iterable<TableDefinition>, cause: "snapshot" | "catalog"): Promise<void> {
+    for (const definition of definitions) await this.commit(tableKey(definition.database, definition.table), definition, at, cause);
+  }
+
+  captured(database: string, table: string): boolean {
+    return this.options.matches(database, table);
+  }
+
+  definition(database: string, table: string): TableDefinition | null {
+    return this.definitions.get(tableKey(database, table)) ?? null;
+  }
+
+  knownTables(): string[] {
+    return [...this.definitions.keys()];
+  }
+
+  /**
+   * A binding for a TABLE_MAP event of a captured table. `mapBytes`: the event body after the table
+   * id (equal bytes: equal table map). `at`: position of the event's first byte.
+   */
+  bind(map: TableMap, mapBytes: Buffer, at: bigint): TableBinding | Promise<TableBinding> {
+    const key = tableKey(map.database, map.table);
+    const definition = this.definitions.get(key) ?? null;
+    const cached = this.bindings.get(key);
+    if (cached !== undefined && cached.definition === definition && cached.mapBytes.equals(mapBytes)) return cached.binding;
+    return this.bindSlow(key, map, Buffer.from(mapBytes), definition, at);
+  }
+
+  private async bindSlow(key: string, map: TableMap, mapBytes: Buffer, definition: TableDefinition | null, at: bigint): Promise<TableBinding> {
+    const { logger, binding: context } = this.options;
+    let result = bindTableMap(map, definition, context);
+    if (!result.ok) {
+      const reread = (await this.reread([{ database: map.database, table: map.table }], at + 1n, "catalog", null)).get(key) ?? null;
+      result = bindTableMap(map, reread, context);
+      if (!result.ok) {
+        throw new SluiceError(
+          `cannot decode rows of ${key} at ${formatAt(at)}: ${result.reason}, and the binlog does not name the columns; set binlog_row_metadata=FULL on the server, or re-snapshot`,
+          { code: "MYSQL_SCHEMA_UNKNOWN", context: { ...this.options.context, table: key, position: formatAt(at) } },
+        );
+      }
+      logger.warn({ table: key, position: formatAt(at) }, "schema history did not fit the binlog; re-read the table from the server");
+    } else if (result.fromBinlog) {
+      if (definition !== null) logger.info({ table: key, position: formatAt(at) }, "table definition taken from the binlog's column metadata");
+      await this.commit(key, result.binding.definition, at + 1n, "binlog");
+    }
+    const current = this.definitions.get(key) ?? null;
+    this.bindings.set(key, { mapBytes, definition: current, binding: result.binding });
+    return result.binding;
+  }
+
+  /** Follows a QUERY event's statement. `at`: position of the event's first byte. */
+  async applyQuery(query: string, defaultDatabase: string, at: bigint): Promise<QueryOutcome> {
+    const statement = parseDdl(query, { defaultDatabase, mariadb: this.options.binding.mariadb });
+    const from = at + 1n;
+    const changed: string[] = [];
+    const put = async (name: TableName, definition: TableDefinition | null) => {
+      const key = tableKey(name.database, name.table);
+      if (!this.captured(name.database, name.table)) return;
+      if (definition === null && !this.definitions.has(key)) return;
+      await this.commit(key, definition === null ? null : { ...definition, database: name.database, table: name.table }, from, "ddl", query);
+      changed.push(key);
+    };
+    switch (statement.kind) {
+      case "none":
+        return NO_CHANGE;
+      case "truncate":
+        return { truncated: this.captured(statement.table.database, statement.table.table) ? [statement.table] : [], changed };
+      case "create-table": {
+        const { table } = statement;
+        if (!this.captured(table.database, table.table)) return NO_CHANGE;
+        if (statement.ifNotExists && this.definition(table.database, table.table) !== null) return NO_CHANGE;
+        const fallback = statement.defaultCharset ?? (await this.databaseCharset(table.database));
+        const columns = statement.columns.map((column) => toColumn(column, fallback));
+        await put(table, { database: table.database, table: table.table, columns, key: statement.primaryKey, defaultCharset: fallback });
+        return { truncated: [], changed };
+      }
+      case "create-table-like": {
+        const { table, like } = statement;
+        if (!this.captured(table.database, table.table)) return NO_CHANGE;
+        const source = this.definition(like.database, like.table);
+        if (source !== null) await put(table, source);
+        else await this.rereadFor(query, [table], from, changed);
+        return { truncated: [], changed };
+      }
+      case "alter-table":
+        await this.alter(statement.table, statement.actions, query, from, changed);
+        return { truncated: [], changed };
+      case "drop-tables":
+        for (const table of statement.tables) await put(table, null);
+        return { truncated: [], changed };
+      case "rename-tables":
+        for (const { from: source, to } of statement.renames) await this.move(source, to, query, from, changed);
+        return { truncated: [], changed };
+      case "drop-database":
+        for (const key of this.knownTables()) {
+          const definition = this.definitions.get(key)!;
+          if (definition.database === statement.database) await put(definition, null);
+        }
+        return { truncated: [], changed };
+      case "unparsed": {
+        const captured = statement.tables.filter((t) => this.captured(t.database, t.table) || this.definition(t.database, t.table) !== null);
+        if (captured.length === 0) return NO_CHANGE;
+        this.options.logger.warn({ statement: query.slice(0, 500), reason: statement.reason, tables: captured.map((t) => tableKey(t.database, t.table)), position: formatAt(at) }, "DDL not understood; re-reading the tables it names");
+        await this.rereadFor(query, captured, from, changed);
+        return { truncated: [], changed };
+      }
+    }
+  }
+
+  private async alter(table: TableName, actions: readonly AlterAction[], query: string, from: bigint, changed: string[]): Promise<void> {
+    const key = tableKey(table.database, table.table);
+    const renameTo = actions.find((a): a is Extract<AlterAction, { kind: "rename-table" }> => a.kind === "rename-table")?.to;
+    const capturedNow = this.captured(table.database, table.table);
+    const capturedAfter = renameTo !== undefined && this.captured(renameTo.database, renameTo.table);
+    if (!capturedNow && !capturedAfter) return;
+    const current = this.definitions.get(key) ?? null;
+    if (current === null) {
+      await this.rereadFor(query, [renameTo ?? table], from, changed);
+      if (renameTo !== undefined && capturedNow) await this.commit(key, null, from, "ddl", query);
+      return;
+    }
+    let next: TableDefinition;
+    try {
+      next = await this.applyActions(current, actions);
+    } catch (error) {
+      this.options.logger.warn({ statement: query.slice(0, 500), reason: (error as Error).message, table: key }, "ALTER TABLE does not apply to the known definition; re-reading the table");
+      await this.rereadFor(query, [renameTo ?? table], from, changed);
+      return;
+    }
+    if (renameTo !== undefined) {
+      await this.move(table, renameTo, query, from, changed, next);
+      return;
+    }
+    if (!sameDefinition(current, next)) {
+      await this.commit(key, next, from, "ddl", query);
+      changed.push(key);
+    }
+  }
+
+  private async applyActions(definition: TableDefinition, actions: readonly AlterAction[]): Promise<TableDefinition> {
+    let columns = [...definition.columns];
+    let key = [...definition.key];
+    let defaultCharset = definition.defaultCharset;
+    const fallback = defaultCharset ?? (await this.databaseCharset(definition.database));
+    const indexOf = (name: string) => columns.findIndex((c) => c.name.toLowerCase() === name.toLowerCase());
+    const place = (column: ColumnDefinition, where: { first: true } | { after: string } | null, at: number) => {
+      if (where === null) columns.splice(at < 0 ? columns.length : at, 0, column);
+      else if ("first" in where) columns.unshift(column);
+      else {
+        const after = indexOf(where.after);
+        if (after < 0) throw new RangeError(`no column ${where.after} to add after`);
+        columns.splice(after + 1, 0, column);
+      }
+    };
+    for (const action of actions) {
+      switch (action.kind) {
+        case "add-column":
+          if (indexOf(action.column.name) >= 0) {
+            if (action.ifNotExists) break;
+            throw new RangeError(`column ${action.column.name} exists already`);
+          }
+          place(toColumn(action.column, fallback), action.place, -1);
+          if (action.column.primaryKey) key = [action.column.name];
+          break;
+        case "drop-column": {
+          const index = indexOf(action.name);
+          if (index < 0) {
+            if (action.ifExists) break;
+            throw new RangeError(`no column ${action.name} to drop`);
+          }
+          columns.splice(index, 1);
+          key = key.filter((k) => k.toLowerCase() !== action.name.toLowerCase());
+          break;
+        }
+        case "modify-column":
+        case "change-column": {
+          const old = action.kind === "change-column" ? action.from : action.column.name;
+          const index = indexOf(old);
+          if (index < 0) throw new RangeError(`no column ${old} to change`);
+          const previous = columns[index]!;
+          columns.splice(index, 1);
+          const column = toColumn(action.column, previous.charset !== null && action.column.charset === null && action.column.textual ? previous.charset : fallback);
+          place(column, action.place, index);
+          key = key.map((k) => (k.toLowerCase() === old.toLowerCase() ? column.name : k));
+          if (action.column.primaryKey) key = [column.name];
+          break;
+        }
+        case "rename-column": {
+          const index = indexOf(action.from);
+          if (index < 0) throw new RangeError(`no column ${action.from} to rename`);
+          columns[index] = { ...columns[index]!, name: action.to };
+          key = key.map((k) => (k.toLowerCase() === action.from.toLowerCase() ? action.to : k));
+          break;
+        }
+        case "add-primary-key":
+          key = action.columns.map((name) => columns[indexOf(name)]?.name ?? name);
+          columns = columns.map((c) => (key.includes(c.name) ? { ...c, nullable: false } : c));
+          break;
+        case "drop-primary-key":
+          key = [];
+          break;
+        case "default-charset":
+          defaultCharset = action.charset;
+          break;
+        case "rename-table":
+          break;
+      }
+    }
+    return { ...definition, columns, key, defaultCharset };
+  }
+
+  private async move(source: TableName, target: TableName, query: string, from: bigint, changed: string[], definition?: TableDefinition): Promise<void> {
+    const sourceKey = tableKey(source.database, source.table);
+    const targetKey = tableKey(target.database, target.table);
+    const known = definition ?? this.definitions.get(sourceKey) ?? null;
+    if (this.definitions.has(sourceKey)) {
+      await this.commit(sourceKey, null, from, "ddl", query);
+      changed.push(sourceKey);
+    }
+    if (!this.captured(target.database, target.table)) return;
+    if (known === null) {
+      await this.rereadFor(query, [target], from, changed);
+      return;
+    }
+    await this.commit(targetKey, { ...known, database: target.database, table: target.table }, from, "ddl", query);
+    changed.push(targetKey);
+  }
+
+  private async rereadFor(query: string, tables: readonly TableName[], from: bigint, changed: string[]): Promise<void> {
+    const read = await this.reread(tables, from, "catalog", query);
+    for (const table of tables) {
+      const key = tableKey(table.database, table.table);
+      if (read.has(key) || this.definitions.has(key)) changed.push(key);
+    }
+  }
+
+  /** Re-reads tables from the server (current state) and records them; without a server, forgets them. */
+  private async reread(tables: readonly TableName[], from: bigint, cause: "catalog", query: string | null): Promise<Map<string, TableDefinition>> {
+    const { catalog, logger } = this.options;
+    const wanted = tables.filter((t) => this.captured(t.database, t.table));
+    if (catalog === null) {
+      logger.warn({ tables: wanted.map((t) => tableKey(t.database, t.table)) }, "no server to re-read tables from; their definitions come from binlog metadata only");
+      for (const table of wanted) this.set(tableKey(table.database, table.table), null);
+      return new Map();
+    }
+    const read = await catalog.readDefinitions(wanted);
+    for (const table of wanted) {
+      const key = tableKey(table.database, table.table);
+      await this.commit(key, read.get(key) ?? null, from, cause, query ?? undefined);
+    }
+    return read;
+  }
+
+  private async databaseCharset(database: string): Promise<string> {
+    const known = this.databaseCharsets.get(database);
+    if (known !== undefined) return known;
+    const charset = (await this.options.catalog?.databaseCharset(database).catch(() => null)) ?? "utf8mb4";
+    this.databaseCharsets.set(database, charset);
+    return charset;
+  }
+
+  private async commit(key: string, definition: TableDefinition | null, at: bigint, cause: SchemaHistoryEntry["cause"], statement?: string): Promise<void> {
+    const id = `${key}@${at}`;
+    if (!this.stored.has(id)) {
+      const entry: SchemaHistoryEntry = statement === undefined ? { at: at.toString(), table: key, definition, cause } : { at: at.toString(), table: key, definition, cause, statement: statement.slice(0, 10_000) };
+      await this.options.store.append(entry);
+      this.stored.add(id);
+    }
+    this.set(key, definition);
+  }
+
+  private set(key: string, definition: TableDefinition | null): void {
+    if (definition === null) this.definitions.delete(key);
+    else this.definitions.set(key, definition);
+  }
+}
+
+function toColumn(column: ParsedColumn, fallbackCharset: string | null): ColumnDefinition {
+  return {
+    name: column.name,
+    dbType: column.dbType,
+    nullable: column.nullable,
+    charset: column.charset ?? (column.textual ? (fallbackCharset ?? "utf8mb4") : null),
+  };
+}

@@ -1,0 +1,51 @@
+/**
+ * What Sluice knows of a captured table at a point of the binlog: its columns in binlog order,
+ * their declared types in one normal form, their charsets, and the key. Kept in the schema
+ * history; turned into the TableSchema events carry.
+ */
+import type { ColumnSchema, TableSchema } from "../../contracts.ts";
+
+export interface ColumnDefinition {
+  readonly name: string;
+  /** Declared type in normal form (see normalizeColumnType): "int unsigned", "varchar(20)", "enum('a','b')". */
+  readonly dbType: string;
+  readonly nullable: boolean;
+  /** MySQL charset of text columns ("utf8mb4", "latin1", "binary" for binary strings); null for other types. */
+  readonly charset: string | null;
+}
+
+export interface TableDefinition {
+  readonly database: string;
+  readonly table: string;
+  readonly columns: readonly ColumnDefinition[];
+  /** Primary key (or the first unique key of NOT NULL columns) in key order; empty when none. */
+  readonly key: readonly string[];
+  /** The table's default charset, for columns added later without one. */
+  readonly defaultCharset: string | null;
+}
+
+export function tableKey(database: string, table: string): string {
+  return `${database}.${table}`;
+}
+
+export function toTableSchema(sourceName: string, definition: TableDefinition): TableSchema {
+  const columns: ColumnSchema[] = definition.columns.map((column) => {
+    const keyIndex = definition.key.indexOf(column.name);
+    return keyIndex < 0
+      ? { name: column.name, dbType: column.dbType, nullable: column.nullable }
+      : { name: column.name, dbType: column.dbType, nullable: column.nullable, primaryKeyIndex: keyIndex + 1 };
+  });
+  return {
+    source: sourceName,
+    database: definition.database,
+    schema: definition.database,
+    table: definition.table,
+    sourceKind: "mysql",
+    columns,
+    key: definition.key,
+  };
+}
+
+export function sameDefinition(a: TableDefinition, b: TableDefinition): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}

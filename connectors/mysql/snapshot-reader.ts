@@ -1,0 +1,239 @@
+/**
+ * The initial snapshot: every captured table read inside a worker's consistent-snapshot transaction
+ * (snapshot-start.ts), several tables at once. Tables with a primary key are read in keyset-paginated
+ * chunks of chunk_rows (WHERE key > last key ORDER BY key LIMIT n); tables without one in a single
+ * streamed scan. Rows go into the byte-bounded buffer, waiting for space, so a slow topic log slows
+ * the snapshot instead of growing memory.
+ */
+import type { Connection as CoreConnection } from "mysql2";
+import type { Connection } from "mysql2/promise";
+import type { Logger } from "pino";
+import type { ChangeEvent, ColumnValue, Position, TableSchema } from "../contracts.ts";
+import { SluiceError } from "../errors.ts";
+import type { ErrorContext } from "../errors.ts";
+import type { ByteBoundedBuffer } from "../postgres/byte-bounded-buffer.ts";
+import type { CapturedTableRef } from "./catalog.ts";
+import { quoteIdentifier } from "./connection-settings.ts";
+import { toSluiceError } from "./mysql-errors.ts";
+import type { SnapshotWorker } from "./snapshot-start.ts";
+import { tableKey, toTableSchema } from "./schema/table-definition.ts";
+import type { TableDefinition } from "./schema/table-definition.ts";
+import { ZeroDateError } from "./values/column-decoder.ts";
+import type { ZeroDates } from "./values/column-decoder.ts";
+import { keyLiteral, selectExpression, snapshotDecoder } from "./values/snapshot-values.ts";
+import type { SnapshotDecoder } from "./values/snapshot-values.ts";
+
+export interface TableSnapshotProgress {
+  /** "database.table" */
+  readonly table: string;
+  readonly state: "pending" | "running" | "done";
+  readonly rowsDone: number;
+  /** information_schema's estimate (TABLE_ROWS); null when unknown. */
+  readonly rowsEstimated: number | null;
+  readonly rowsPerSecond: number;
+  readonly startedAtMs: number | null;
+  readonly finishedAtMs: number | null;
+}
+
+export interface SnapshotReaderOptions {
+  readonly sourceName: string;
+  readonly workers: readonly SnapshotWorker[];
+  readonly tables: readonly CapturedTableRef[];
+  readonly definitions: ReadonlyMap<string, TableDefinition>;
+  /** Position every snapshot row carries (the stream's start). */
+  readonly position: Position;
+  readonly startedAtMs: number;
+  readonly buffer: ByteBoundedBuffer<ChangeEvent>;
+  readonly chunkRows: number;
+  readonly zeroDates: ZeroDates;
+  readonly logger: Logger;
+  readonly context: ErrorContext;
+  readonly onProgress?: (progress: readonly TableSnapshotProgress[]) => void;
+}
+
+interface MutableProgress {
+  table: string;
+  state: "pending" | "running" | "done";
+  rowsDone: number;
+  rowsEstimated: number | null;
+  startedAtMs: number | null;
+  finishedAtMs: number | null;
+}
+
+type RawRow = (Buffer | null)[];
+
+const rawBytes = { typeCast: (field: { buffer(): Buffer | null }) => field.buffer() };
+
+/** Bytes a snapshot row counts against max_buffer_bytes: its values plus a per-column overhead. */
+function rowBytes(row: RawRow): number {
+  let bytes = 64;
+  for (const value of row) bytes += 16 + (value === null ? 0 : value.length);
+  return bytes;
+}
+
+export class SnapshotReader {
+  private readonly options: SnapshotReaderOptions;
+  private readonly progressByTable: MutableProgress[];
+  /** "db.table" → binlog position of the snapshot that read it. */
+  private readonly readAt = new Map<string, bigint>();
+  private closed = false;
+
+  constructor(options: SnapshotReaderOptions) {
+    this.options = options;
+    this.progressByTable = [...options.tables]
+      .sort((a, b) => (b.estimatedRows ?? 0) - (a.estimatedRows ?? 0))
+      .map((t) => ({ table: tableKey(t.database, t.table), state: "pending" as const, rowsDone: 0, rowsEstimated: t.estimatedRows, startedAtMs: null, finishedAtMs: null }));
+  }
+
+  progress(): TableSnapshotProgress[] {
+    const now = Date.now();
+    return this.progressByTable.map((p) => {
+      const elapsed = ((p.finishedAtMs ?? now) - (p.startedAtMs ?? now)) / 1000;
+      return { ...p, rowsPerSecond: elapsed > 0 ? p.rowsDone / elapsed : 0 };
+    });
+  }
+
+  /** Per table, the position below which its stream changes are in the snapshot, where later than the stream's start. */
+  thresholds(): Map<string, bigint> {
+    const start = this.options.position.change;
+    return new Map([...this.readAt].filter(([, at]) => at > start));
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    const queue = [...this.progressByTable];
+    const work = async (worker: SnapshotWorker) => {
+      for (let progress = queue.shift(); progress !== undefined; progress = queue.shift()) {
+        signal.throwIfAborted();
+        this.readAt.set(progress.table, worker.at);
+        await this.readTable(worker.connection, progress, signal);
+      }
+      await worker.connection.query("COMMIT");
+    };
+    try {
+      await Promise.all(this.options.workers.map(work));
+    } catch (error) {
+      if (this.closed || signal.aborted) throw signal.reason ?? error;
+      if (error instanceof ZeroDateError) throw new SluiceError(error.message, { code: "MYSQL_ZERO_DATE", cause: error, context: this.options.context });
+      throw toSluiceError(error, "snapshot failed", this.options.context);
+    }
+    const rows = this.progressByTable.reduce((sum, p) => sum + p.rowsDone, 0);
+    this.options.logger.info({ tables: this.progressByTable.length, rows, seconds: (Date.now() - this.options.startedAtMs) / 1000 }, "snapshot finished");
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.options.workers.map((w) => w.connection.end().catch(() => w.connection.destroy())));
+  }
+
+  private async readTable(connection: Connection, progress: MutableProgress, signal: AbortSignal): Promise<void> {
+    const { definitions, sourceName, logger, zeroDates } = this.options;
+    const definition = definitions.get(progress.table);
+    if (definition === undefined) {
+      progress.state = "done";
+      logger.warn({ table: progress.table }, "table vanished before the snapshot read it");
+      return;
+    }
+    const schema = toTableSchema(sourceName, definition);
+    progress.state = "running";
+    progress.startedAtMs = Date.now();
+    logger.info({ table: progress.table, key: definition.key, estimatedRows: progress.rowsEstimated }, "snapshot of table started");
+    const decoders = definition.columns.map((column) => snapshotDecoder(column, zeroDates));
+    const emit = async (rows: readonly RawRow[]) => {
+      for (const row of rows) {
+        if (this.options.buffer.full) await this.options.buffer.waitForSpace(signal);
+        this.options.buffer.push(this.event(schema, definition, decoders, row), rowBytes(row));
+      }
+      progress.rowsDone += rows.length;
+      this.options.onProgress?.(this.progress());
+    };
+    const from = `${quoteIdentifier(definition.database)}.${quoteIdentifier(definition.table)}`;
+    const select = `SELECT ${definition.columns.map(selectExpression).join(", ")} FROM ${from}`;
+    if (definition.key.length > 0) await this.readByKey(connection, definition, select, emit, signal);
+    else await this.readByScan(connection, select, emit, signal);
+    progress.state = "done";
+    progress.finishedAtMs = Date.now();
+    this.options.onProgress?.(this.progress());
+    logger.info({ table: progress.table, rows: progress.rowsDone }, "snapshot of table finished");
+  }
+
+  /** Keyset pagination: (k1 > a) OR (k1 = a AND k2 > b) …, ORDER BY k1, k2 LIMIT chunk_rows. */
+  private async readByKey(connection: Connection, definition: TableDefinition, select: string, emit: (rows: readonly RawRow[]) => Promise<void>, signal: AbortSignal): Promise<void> {
+    const keyIndexes = definition.key.map((name) => definition.columns.findIndex((c) => c.name === name));
+    const keyColumns = keyIndexes.map((i) => definition.columns[i]!);
+    const order = keyColumns.map((c) => quoteIdentifier(c.name)).join(", ");
+    let last: RawRow | null = null;
+    for (;;) {
+      signal.throwIfAborted();
+      let where = "";
+      if (last !== null) {
+        const previous = last;
+        const literals = keyIndexes.map((index, i) => keyLiteral(keyColumns[i]!, previous[index]!));
+        const alternatives = keyColumns.map((column, i) => {
+          const equal = keyColumns.slice(0, i).map((c, j) => `${quoteIdentifier(c.name)} = ${literals[j]}`);
+          return `(${[...equal, `${quoteIdentifier(column.name)} > ${literals[i]}`].join(" AND ")})`;
+        });
+        where = ` WHERE ${alternatives.join(" OR ")}`;
+      }
+      const [rows] = await connection.query({ sql: `${select}${where} ORDER BY ${order} LIMIT ${this.options.chunkRows}`, rowsAsArray: true, ...rawBytes });
+      const chunk = rows as unknown as RawRow[];
+      await emit(chunk);
+      if (chunk.length < this.options.chunkRows) return;
+      last = chunk[chunk.length - 1]!;
+    }
+  }
+
+  /** One streamed SELECT for tables without a key, pausing the socket while the buffer is full. */
+  private readByScan(connection: Connection, select: string, emit: (rows: readonly RawRow[]) => Promise<void>, signal: AbortSignal): Promise<void> {
+    // mysql2/promise has no streaming query: the core connection underneath does.
+    const core = (connection as unknown as { connection: CoreConnection }).connection;
+    return new Promise((resolve, reject) => {
+      const query = core.query({ sql: select, rowsAsArray: true, ...rawBytes });
+      let pending = Promise.resolve();
+      let failed = false;
+      query.on("result", (row) => {
+        if (failed) return;
+        if (this.options.buffer.full) core.pause();
+        pending = pending.then(() => emit([row as unknown as RawRow])).then(
+          () => {
+            if (!this.options.buffer.full) core.resume();
+          },
+          (error: unknown) => {
+            failed = true;
+            core.resume();
+            reject(error);
+          },
+        );
+        if (signal.aborted && !failed) {
+          failed = true;
+          reject(signal.reason);
+        }
+      });
+      query.on("error", (error) => {
+        failed = true;
+        reject(error);
+      });
+      query.on("end", () => {
+        pending.then(() => (failed ? undefined : resolve()), reject);
+      });
+    });
+  }
+
+  private event(schema: TableSchema, definition: TableDefinition, decoders: readonly SnapshotDecoder[], raw: RawRow): ChangeEvent {
+    const after: Record<string, ColumnValue> = {};
+    definition.columns.forEach((column, i) => {
+      const value = raw[i];
+      after[column.name] = value === null || value === undefined ? null : decoders[i]!(value);
+    });
+    const key: Record<string, ColumnValue> = {};
+    for (const name of definition.key) key[name] = after[name]!;
+    const { position, sourceName, startedAtMs } = this.options;
+    return {
+      op: "r",
+      key,
+      before: null,
+      after,
+      source: { connector: "mysql", name: sourceName, db: definition.database, schema: definition.database, table: definition.table, position, txId: null, commitTimeMs: startedAtMs, snapshot: true },
+      schema,
+    };
+  }
+}

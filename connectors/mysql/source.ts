@@ -1,0 +1,422 @@
+/**
+ * The MySQL/MariaDB source: connect (check the server, then snapshot or resume), read batches
+ * (snapshot rows, then the binlog), close. See docs/mysql.md.
+ */
+import type { Connection } from "mysql2/promise";
+import type { Logger } from "pino";
+import type { MysqlSourceConfig } from "../../config/schema.ts";
+import type { ChangeEvent, Checkpoint, Position, Source, SourceBatch } from "../contracts.ts";
+import { SluiceError } from "../errors.ts";
+import type { ErrorContext } from "../errors.ts";
+import { ByteBoundedBuffer } from "../postgres/byte-bounded-buffer.ts";
+import { tableMatcher } from "../postgres/table-patterns.ts";
+import { BinlogStream } from "./binlog-stream.ts";
+import { binaryLogs, collationRows, currentPosition, databaseCharset, listTables, readDefinitions } from "./catalog.ts";
+import type { BinlogCoordinates, CapturedTableRef, Sql } from "./catalog.ts";
+import { connectionOptions } from "./connection-settings.ts";
+import { MysqlGtidSet } from "./gtid.ts";
+import { toSluiceError } from "./mysql-errors.ts";
+import { binlogAt, binlogFileIndex, formatAt, throughPosition } from "./positions.ts";
+import { EventParser } from "./protocol/event-parser.ts";
+import { decodeResumeToken, encodeResumeToken } from "./resume-token.ts";
+import type { ResumeToken } from "./resume-token.ts";
+import { MemorySchemaHistoryStore } from "./schema/schema-history.ts";
+import type { SchemaHistoryStore } from "./schema/schema-history.ts";
+import { SchemaTracker } from "./schema/schema-tracker.ts";
+import { checkServerSettings, readServerSettings } from "./server-settings.ts";
+import type { ServerSettings } from "./server-settings.ts";
+import { SnapshotReader } from "./snapshot-reader.ts";
+import type { TableSnapshotProgress } from "./snapshot-reader.ts";
+import { startConsistentSnapshot } from "./snapshot-start.ts";
+import type { SnapshotLocking } from "./snapshot-start.ts";
+import { closeQuietly, openConnection, sqlOf } from "./sql-connection.ts";
+import { StreamBatcher } from "./stream-batcher.ts";
+import { StreamDecoder } from "./stream-decoder.ts";
+import { CollationTable } from "./values/charsets.ts";
+
+export type { TableSnapshotProgress } from "./snapshot-reader.ts";
+
+export interface MysqlSourceOptions {
+  readonly logger: Logger;
+  /** Most events per batch (default 4096). */
+  readonly maxBatchEvents?: number;
+  /** Called as the snapshot progresses (after every chunk): for metrics and a terminal display. */
+  readonly onSnapshotProgress?: (progress: readonly TableSnapshotProgress[]) => void;
+  /** Where the schema history is kept durably (default: in memory, read again from the server after a restart). */
+  readonly schemaHistory?: SchemaHistoryStore;
+  /** Force how the snapshot start is locked (tests); by default the server decides. */
+  readonly snapshotLocking?: SnapshotLocking;
+}
+
+export type MysqlSourcePhase = "idle" | "snapshot" | "streaming" | "failed" | "closed";
+
+export interface MysqlSourceStats {
+  readonly phase: MysqlSourcePhase;
+  /** Bytes read ahead of read() right now, the most ever, and the bound (max_buffer_bytes). */
+  readonly bufferBytes: number;
+  readonly bufferPeakBytes: number;
+  readonly maxBufferBytes: number;
+  /** Times reading the binlog paused because the buffer was full. */
+  readonly pauses: number;
+  readonly binlogBytes: number;
+  /** Where decoding has got to (file:offset) and the last acknowledged checkpoint. */
+  readonly decodedThrough: string | null;
+  readonly acknowledged: Position | null;
+}
+
+interface StreamStart {
+  readonly coordinates: BinlogCoordinates;
+  readonly skipThrough: Position | null;
+  readonly thresholds: ReadonlyMap<string, bigint>;
+  readonly lastCheckpoint: Position | null;
+}
+
+interface SnapshotState {
+  readonly reader: SnapshotReader;
+  readonly buffer: ByteBoundedBuffer<ChangeEvent>;
+  readonly position: Position;
+  readonly start: BinlogCoordinates;
+  readonly controller: AbortController;
+}
+
+interface StreamState {
+  readonly stream: BinlogStream;
+  readonly buffer: ByteBoundedBuffer<Buffer>;
+  readonly decoder: StreamDecoder;
+  readonly batcher: StreamBatcher;
+}
+
+const CLOSED = (): SluiceError => new SluiceError("the source was closed", { code: "SOURCE_CLOSED", retriable: true, context: { component: "mysql-source" } });
+
+export class MysqlSource implements Source {
+  readonly name: string;
+  readonly kind = "mysql" as const;
+  private readonly config: MysqlSourceConfig;
+  private readonly options: MysqlSourceOptions;
+  private readonly logger: Logger;
+  private readonly context: ErrorContext;
+  private readonly history: SchemaHistoryStore;
+  private phase: MysqlSourcePhase = "idle";
+  private failure: SluiceError | null = null;
+  private catalog: Connection | null = null;
+  private settings: ServerSettings | null = null;
+  private collations: CollationTable | null = null;
+  private tracker: SchemaTracker | null = null;
+  private snapshot: SnapshotState | null = null;
+  private lastSnapshotProgress: TableSnapshotProgress[] = [];
+  private pendingStream: StreamStart | null = null;
+  private streaming: StreamState | null = null;
+  private acknowledged: Position | null = null;
+
+  constructor(config: MysqlSourceConfig, options: MysqlSourceOptions) {
+    this.config = config;
+    this.options = options;
+    this.name = config.name;
+    this.logger = options.logger.child({ component: "mysql-source", source: config.name });
+    this.context = { component: "mysql-source", source: config.name };
+    this.history = options.schemaHistory ?? new MemorySchemaHistoryStore();
+  }
+
+  /** Connected, and neither failed nor closed. */
+  ready(): boolean {
+    const buffer = this.snapshot?.buffer ?? this.streaming?.buffer ?? null;
+    return (this.phase === "snapshot" || this.phase === "streaming") && this.failure === null && buffer?.failed == null;
+  }
+
+  snapshotProgress(): readonly TableSnapshotProgress[] {
+    return this.snapshot?.reader.progress() ?? this.lastSnapshotProgress;
+  }
+
+  stats(): MysqlSourceStats {
+    const buffer: ByteBoundedBuffer<unknown> | null = this.snapshot?.buffer ?? this.streaming?.buffer ?? null;
+    return {
+      phase: this.phase,
+      bufferBytes: buffer?.bytes ?? 0,
+      bufferPeakBytes: buffer?.peakBytes ?? 0,
+      maxBufferBytes: this.config.max_buffer_bytes,
+      pauses: this.streaming?.stream.pauseCount ?? 0,
+      binlogBytes: this.streaming?.stream.receivedBytes ?? 0,
+      decodedThrough: this.streaming === null ? null : `${this.streaming.decoder.through.file}:${this.streaming.decoder.through.offset}`,
+      acknowledged: this.acknowledged,
+    };
+  }
+
+  async connect(from: Checkpoint | null, signal: AbortSignal): Promise<void> {
+    await this.teardown();
+    this.failure = null;
+    try {
+      await this.setUp(from, signal);
+    } catch (error) {
+      await this.teardown();
+      this.phase = "failed";
+      throw toSluiceError(error, "cannot start capture", this.context);
+    }
+  }
+
+  async read(signal: AbortSignal): Promise<SourceBatch> {
+    try {
+      if (this.failure !== null) throw this.failure;
+      if (this.phase === "snapshot") return await this.readSnapshot(signal);
+      if (this.phase === "streaming") {
+        if (this.streaming === null) await this.startStream();
+        const batch = await this.streaming!.batcher.next(signal);
+        return this.batch(batch.events, batch.checkpoint);
+      }
+      throw new SluiceError(`read() while ${this.phase}`, { code: "SOURCE_NOT_CONNECTED", retriable: this.phase !== "closed", context: this.context });
+    } catch (error) {
+      if (signal.aborted) throw error;
+      const failure = toSluiceError(error, "capture failed", this.context);
+      this.failure ??= failure;
+      this.phase = this.phase === "closed" ? "closed" : "failed";
+      throw failure;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.teardown();
+    this.phase = "closed";
+  }
+
+  private async setUp(from: Checkpoint | null, signal: AbortSignal): Promise<void> {
+    const { config, logger, context } = this;
+    this.catalog = await openConnection(connectionOptions(config, "catalog")).catch((error: unknown) => {
+      throw toSluiceError(error, "cannot connect", context);
+    });
+    const sql = sqlOf(this.catalog);
+    const settings = await readServerSettings(sql);
+    checkServerSettings(settings, context);
+    this.settings = settings;
+    if (settings.binlogRowMetadata !== "FULL") {
+      logger.info({ binlog_row_metadata: settings.binlogRowMetadata || "unsupported" }, "the binlog does not name columns: table definitions come from Sluice's schema history");
+    }
+    this.collations = CollationTable.fromServer(await collationRows(sql));
+    const matches = tableMatcher(config.tables);
+    const tables = await listTables(sql, matches);
+    if (tables.length === 0) logger.warn({ tables: config.tables }, "no existing table matches; tables created later are captured");
+    this.tracker = new SchemaTracker({
+      store: this.history,
+      catalog: { readDefinitions: (names) => readDefinitions(sql, names), databaseCharset: (database) => databaseCharset(sql, database) },
+      matches,
+      binding: { sourceName: config.name, collations: this.collations, zeroDates: config.zero_dates, mariadb: settings.flavor === "mariadb" },
+      logger,
+      context,
+    });
+    signal.throwIfAborted();
+
+    const token = from === null ? null : decodeResumeToken(from.position.resume, config.name);
+    if (token !== null && token.serverId !== settings.serverId) {
+      throw new SluiceError(
+        `the checkpoint was taken on the server with server_id ${token.serverId}, this one has ${settings.serverId}; binlog positions are per server: re-snapshot (remove the checkpoint) to capture from this server`,
+        { code: "MYSQL_SERVER_CHANGED", context },
+      );
+    }
+    const snapshotWanted = token === null ? config.snapshot.mode !== "never" : token.snapshotIncomplete;
+    if (token === null && !snapshotWanted) {
+      const here = await currentPosition(sql, settings.flavor);
+      const at = binlogAt(binlogFileIndex(here.file), here.offset);
+      await this.tracker.record(at, (await readDefinitions(sql, tables)).values(), "catalog");
+      this.beginStreaming({ coordinates: here, skipThrough: null, thresholds: new Map(), lastCheckpoint: null });
+      return;
+    }
+    if (token !== null && !snapshotWanted) {
+      const usable = await this.checkResumable(sql, token);
+      if (usable) {
+        await this.restoreSchema(sql, token, tables);
+        this.beginStreaming({
+          coordinates: { file: token.file, offset: token.offset, gtid: token.gtid },
+          skipThrough: token.skipThrough,
+          thresholds: new Map(Object.entries(token.snapshotThresholds)),
+          lastCheckpoint: from!.position,
+        });
+        return;
+      }
+    }
+    await this.startSnapshot(sql, tables);
+  }
+
+  /** Whether the binlog still has the token's position; refuses a purged position unless snapshot.mode is when-needed. */
+  private async checkResumable(sql: Sql, token: ResumeToken): Promise<boolean> {
+    const logs = await binaryLogs(sql);
+    if (logs.some((log) => log.file === token.file)) return true;
+    const at = `${token.file}:${token.offset}`;
+    const newest = logs.at(-1);
+    if (newest !== undefined && binlogFileIndex(newest.file) < binlogFileIndex(token.file)) {
+      throw new SluiceError(
+        `the checkpoint is at ${at}, beyond the server's newest binlog ${newest.file}: the binlog was reset (RESET MASTER) or the server replaced; positions no longer order changes: re-snapshot (remove the checkpoint)`,
+        { code: "MYSQL_BINLOG_RESET", context: { ...this.context, position: at } },
+      );
+    }
+    if (this.config.snapshot.mode === "when-needed") {
+      this.logger.warn({ position: at, oldest: logs[0]?.file }, "the checkpoint's binlog was purged; taking a new snapshot (snapshot.mode: when-needed)");
+      return false;
+    }
+    throw new SluiceError(
+      `the checkpoint is at ${at}, but the server has purged that binlog (oldest: ${logs[0]?.file ?? "none"}); the changes since are lost to the binlog: re-snapshot by setting snapshot.mode: when-needed or removing the checkpoint, and keep binlogs longer (binlog_expire_logs_seconds / expire_logs_days)`,
+      { code: "MYSQL_POSITION_PURGED", context: { ...this.context, position: at } },
+    );
+  }
+
+  private async restoreSchema(sql: Sql, token: ResumeToken, tables: readonly CapturedTableRef[]): Promise<void> {
+    const at = binlogAt(binlogFileIndex(token.file), token.offset);
+    const applied = await this.tracker!.restore(at);
+    const known = new Set(this.tracker!.knownTables());
+    const missing = tables.filter((t) => !known.has(`${t.database}.${t.table}`));
+    if (applied > 0 && missing.length === 0) return;
+    if (missing.length > 0) {
+      this.logger.warn({ tables: missing.map((t) => `${t.database}.${t.table}`), position: formatAt(at) }, "the schema history does not know these tables at the resume position; reading their current definitions");
+      await this.tracker!.record(at, (await readDefinitions(sql, missing)).values(), "catalog");
+    }
+  }
+
+  private async startSnapshot(sql: Sql, tables: readonly CapturedTableRef[]): Promise<void> {
+    const { config, logger, context, settings } = this;
+    const snapshot = await startConsistentSnapshot({
+      connection: connectionOptions(config, "snapshot"),
+      catalog: sql,
+      flavor: settings!.flavor,
+      tables,
+      workers: Math.max(1, Math.min(config.snapshot.parallelism, tables.length)),
+      ...(this.options.snapshotLocking === undefined ? {} : { locking: this.options.snapshotLocking }),
+      logger,
+      context,
+    });
+    await this.tracker!.record(snapshot.startAt, snapshot.definitions.values(), "snapshot");
+    const buffer = new ByteBoundedBuffer<ChangeEvent>(config.max_buffer_bytes);
+    const position = throughPosition(snapshot.startAt);
+    const reader = new SnapshotReader({
+      sourceName: config.name,
+      workers: snapshot.workers,
+      tables,
+      definitions: snapshot.definitions,
+      position,
+      startedAtMs: Date.now(),
+      buffer,
+      chunkRows: config.snapshot.chunk_rows,
+      zeroDates: config.zero_dates,
+      logger,
+      context,
+      ...(this.options.onSnapshotProgress === undefined ? {} : { onProgress: this.options.onSnapshotProgress }),
+    });
+    const controller = new AbortController();
+    this.snapshot = { reader, buffer, position, start: snapshot.start, controller };
+    this.phase = "snapshot";
+    reader.run(controller.signal).then(
+      () => buffer.end(),
+      (error: unknown) => buffer.fail(toSluiceError(error, "snapshot failed", context)),
+    );
+  }
+
+  private async readSnapshot(signal: AbortSignal): Promise<SourceBatch> {
+    const snapshot = this.snapshot!;
+    const { buffer, start, position, reader } = snapshot;
+    await buffer.waitForItem(signal);
+    const max = this.options.maxBatchEvents ?? 4096;
+    const events: ChangeEvent[] = [];
+    while (events.length < max && buffer.length > 0) events.push(buffer.shift()!);
+    const finished = buffer.ended && buffer.length === 0;
+    const base = { flavor: this.settings!.flavor, serverId: this.settings!.serverId, file: start.file, offset: start.offset, gtid: start.gtid, skipThrough: null };
+    if (!finished) return this.batch(events, { ...position, resume: encodeResumeToken({ ...base, snapshotThresholds: {}, snapshotIncomplete: true }) });
+    const thresholds = reader.thresholds();
+    this.lastSnapshotProgress = reader.progress();
+    await reader.close();
+    this.snapshot = null;
+    const checkpoint = { ...position, resume: encodeResumeToken({ ...base, snapshotThresholds: Object.fromEntries(thresholds), snapshotIncomplete: false }) };
+    this.beginStreaming({ coordinates: start, skipThrough: null, thresholds, lastCheckpoint: checkpoint });
+    return this.batch(events, checkpoint);
+  }
+
+  private beginStreaming(start: StreamStart): void {
+    this.pendingStream = start;
+    this.phase = "streaming";
+  }
+
+  private async startStream(): Promise<void> {
+    const { config, logger, context } = this;
+    const settings = this.settings!;
+    const start = this.pendingStream!;
+    const { coordinates } = start;
+    const startAt = binlogAt(binlogFileIndex(coordinates.file), coordinates.offset);
+    // Whatever the server sends from before the start point (a GTID start may begin earlier in the file) is skipped.
+    const floor = throughPosition(startAt);
+    const skipThrough = start.skipThrough !== null && start.skipThrough.commit >= floor.commit ? start.skipThrough : floor;
+    const buffer = new ByteBoundedBuffer<Buffer>(config.max_buffer_bytes);
+    const decoder = new StreamDecoder({
+      sourceName: config.name,
+      flavor: settings.flavor,
+      parser: new EventParser(this.collations!, settings.binlogChecksum === "CRC32"),
+      tracker: this.tracker!,
+      start: coordinates,
+      skipThrough,
+      snapshotThresholds: start.thresholds,
+      logger,
+      context,
+    });
+    const batcher = new StreamBatcher({
+      buffer,
+      decoder,
+      flavor: settings.flavor,
+      serverId: settings.serverId,
+      maxBatchEvents: this.options.maxBatchEvents ?? 4096,
+      progressIntervalMs: config.heartbeat_interval,
+      lastCheckpoint: start.lastCheckpoint,
+    });
+    const stream = new BinlogStream({
+      connection: connectionOptions(config, "binlog"),
+      serverId: config.server_id,
+      flavor: settings.flavor,
+      start: { file: coordinates.file, offset: coordinates.offset, gtid: coordinates.gtid, useGtid: canResumeByGtid(settings, coordinates.gtid) },
+      heartbeatMs: config.heartbeat_interval,
+      buffer,
+      logger,
+      context,
+    });
+    this.streaming = { stream, buffer, decoder, batcher };
+    await stream.start();
+  }
+
+  private batch(events: readonly ChangeEvent[], position: Position): SourceBatch {
+    return {
+      events,
+      checkpoint: { source: this.name, position },
+      // The server keeps its binlog regardless of replicas: acknowledging only records progress.
+      ack: async () => {
+        if (this.acknowledged === null || position.change >= this.acknowledged.change) this.acknowledged = position;
+      },
+    };
+  }
+
+  private async teardown(): Promise<void> {
+    const { snapshot, streaming, catalog } = this;
+    this.snapshot = null;
+    this.streaming = null;
+    this.catalog = null;
+    this.pendingStream = null;
+    if (snapshot !== null) {
+      this.lastSnapshotProgress = snapshot.reader.progress();
+      snapshot.controller.abort(CLOSED());
+      snapshot.buffer.fail(CLOSED());
+      await snapshot.reader.close();
+    }
+    if (streaming !== null) {
+      streaming.buffer.fail(CLOSED());
+      const thread = streaming.stream.threadId;
+      await streaming.stream.stop();
+      // The server notices a closed replica only when it next writes to it; end its dump thread now.
+      if (thread !== null) await catalog?.query(`KILL CONNECTION ${thread}`).catch(() => undefined);
+    }
+    await closeQuietly(catalog);
+    if (this.phase !== "closed") this.phase = "idle";
+  }
+}
+
+/** GTID resume needs GTIDs on the server and, for MySQL, a set without tags (COM_BINLOG_DUMP_GTID's untagged form). */
+function canResumeByGtid(settings: ServerSettings, gtid: string | null): boolean {
+  if (gtid === null || gtid.trim() === "") return false;
+  if (settings.flavor === "mariadb") return true;
+  if (settings.gtidMode !== "ON") return false;
+  try {
+    return !MysqlGtidSet.parse(gtid).hasTags;
+  } catch {
+    return false;
+  }
+}

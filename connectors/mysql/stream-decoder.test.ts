@@ -1,0 +1,163 @@
+/**
+ * The stream decoder over synthetic MariaDB binlog events: positions, transaction boundaries,
+ * resume skipping, snapshot thresholds, key changes, truncates and checksums.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { pino } from "pino";
+import { comparePositions } from "../contracts.ts";
+import { binlogAt } from "./positions.ts";
+import { BinlogWriter, lenencString, rowImage } from "./protocol/binlog-writer.ts";
+import { ColumnType, EventType } from "./protocol/constants.ts";
+import { EventParser } from "./protocol/event-parser.ts";
+import { MemorySchemaHistoryStore } from "./schema/schema-history.ts";
+import { SchemaTracker } from "./schema/schema-tracker.ts";
+import { StreamDecoder } from "./stream-decoder.ts";
+import type { DecodedEvent } from "./stream-decoder.ts";
+import { CollationTable } from "./values/charsets.ts";
+
+const logger = pino({ level: "silent" });
+const FILE = "mariadb-bin.000007";
+const COLUMN_NAME = 4;
+const SIMPLE_PRIMARY_KEY = 8;
+
+function int32(value: number): Buffer {
+  const out = Buffer.alloc(4);
+  out.writeInt32LE(value);
+  return out;
+}
+
+function varchar(text: string): Buffer {
+  const bytes = Buffer.from(text);
+  return Buffer.concat([Buffer.from([bytes.length]), bytes]);
+}
+
+/** A binlog file: FDE, then what `build` writes; table `d.t(id INT PK, v VARCHAR(20))` mapped as id 42. */
+function binlog(build: (w: BinlogWriter, map: () => Buffer) => Buffer[]): Buffer[] {
+  const w = new BinlogWriter();
+  const map = () =>
+    w.tableMap(
+      42,
+      "d",
+      "t",
+      [
+        { type: ColumnType.LONG, meta: Buffer.alloc(0), nullable: false },
+        { type: ColumnType.VARCHAR, meta: Buffer.from([80, 0]), nullable: true },
+      ],
+      [
+        [COLUMN_NAME, Buffer.concat([lenencString("id"), lenencString("v")])],
+        [SIMPLE_PRIMARY_KEY, Buffer.from([0])],
+      ],
+    );
+  return [w.formatDescription(), ...build(w, map)];
+}
+
+async function decode(events: Buffer[], options: Partial<ConstructorParameters<typeof StreamDecoder>[0]> = {}) {
+  const collations = CollationTable.builtIn();
+  const tracker = new SchemaTracker({ store: new MemorySchemaHistoryStore(), catalog: null, matches: (d) => d === "d", binding: { sourceName: "s", collations, zeroDates: "null", mariadb: true }, logger, context: {} });
+  const decoder = new StreamDecoder({
+    sourceName: "s",
+    flavor: "mariadb",
+    parser: new EventParser(collations),
+    tracker,
+    start: { file: FILE, offset: 4, gtid: "0-1-9" },
+    skipThrough: null,
+    snapshotThresholds: new Map(),
+    logger,
+    context: {},
+    ...options,
+  });
+  const out: DecodedEvent[] = [];
+  const throughs = [];
+  for (const event of events) {
+    const pending = decoder.apply(event, out);
+    if (pending !== undefined) await pending;
+    throughs.push(decoder.through);
+  }
+  return { out, decoder, throughs };
+}
+
+describe("stream decoder", () => {
+  it("stamps each row change with its row image's byte position, and a transaction's changes with its start", async () => {
+    let gtidAt = 0;
+    let rowsAt = 0;
+    let xidEnd = 0;
+    const events = binlog((w, map) => {
+      gtidAt = w.offset;
+      const gtid = w.mariadbGtid(10n);
+      const begin = w.query("d", "BEGIN");
+      const tableMap = map();
+      rowsAt = w.offset;
+      const rows = w.rows(EventType.WRITE_ROWS_V1, 42, 2, [rowImage(2, [int32(1), varchar("a")]), rowImage(2, [int32(2), null])]);
+      const xid = w.xid(5n);
+      xidEnd = w.offset;
+      return [gtid, begin, tableMap, rows, xid];
+    });
+    const { out, decoder } = await decode(events);
+    assert.deepEqual(out.map((o) => [o.event.op, o.event.after]), [["c", { id: 1, v: "a" }], ["c", { id: 2, v: null }]]);
+    const fileIndex = 7;
+    // Rows event: 19-byte header, 8-byte post-header, column count, bitmap = 29 bytes before the first image.
+    assert.deepEqual(out.map((o) => o.event.source.position), [
+      { commit: binlogAt(fileIndex, gtidAt), change: binlogAt(fileIndex, rowsAt + 29) },
+      { commit: binlogAt(fileIndex, gtidAt), change: binlogAt(fileIndex, rowsAt + 29 + 7) },
+    ]);
+    assert.equal(out[0]!.event.source.txId, "0-1-10");
+    assert.equal(out[0]!.event.source.commitTimeMs, 1_700_000_000_000);
+    assert.deepEqual(out[0]!.event.schema.key, ["id"]);
+    assert.deepEqual(decoder.through, { position: { commit: binlogAt(fileIndex, xidEnd), change: binlogAt(fileIndex, xidEnd) }, file: FILE, offset: xidEnd, gtid: "0-1-10" });
+    assert.equal(comparePositions(out[1]!.event.source.position, decoder.through.position), -1);
+    const { start, file, offset, gtidBefore, id, commitTimeMs } = out[0]!.transaction;
+    assert.deepEqual({ start, file, offset, gtidBefore, id, commitTimeMs }, { start: binlogAt(fileIndex, gtidAt), file: FILE, offset: gtidAt, gtidBefore: "0-1-9", id: "0-1-10", commitTimeMs: 1_700_000_000_000 });
+  });
+
+  it("splits an update that changes the key into a delete and a create at the before and after images", async () => {
+    const events = binlog((w, map) => [
+      w.mariadbGtid(10n),
+      w.query("d", "BEGIN"),
+      map(),
+      w.rows(EventType.UPDATE_ROWS_V1, 42, 2, [rowImage(2, [int32(1), varchar("a")]), rowImage(2, [int32(3), varchar("a")]), rowImage(2, [int32(2), varchar("b")]), rowImage(2, [int32(2), varchar("c")])]),
+      w.xid(5n),
+    ]);
+    const { out } = await decode(events);
+    assert.deepEqual(out.map((o) => [o.event.op, o.event.key, o.event.before, o.event.after]), [
+      ["d", { id: 1 }, { id: 1, v: "a" }, null],
+      ["c", { id: 3 }, null, { id: 3, v: "a" }],
+      ["u", { id: 2 }, { id: 2, v: "b" }, { id: 2, v: "c" }],
+    ]);
+    const changes = out.map((o) => o.event.source.position.change);
+    assert.ok(changes[0]! < changes[1]! && changes[1]! < changes[2]!);
+  });
+
+  it("skips changes at or below the resume checkpoint and below a table's snapshot threshold", async () => {
+    const events = binlog((w, map) => [w.mariadbGtid(10n), w.query("d", "BEGIN"), map(), w.rows(EventType.WRITE_ROWS_V1, 42, 2, [1, 2, 3].map((id) => rowImage(2, [int32(id), null]))), w.xid(5n)]);
+    const all = (await decode(events)).out.map((o) => o.event.source.position);
+    const resumed = await decode(events, { skipThrough: all[1]! });
+    assert.deepEqual(resumed.out.map((o) => o.event.key), [{ id: 3 }]);
+    const snapshotted = await decode(events, { snapshotThresholds: new Map([["d.t", all[2]!.change]]) });
+    assert.deepEqual(snapshotted.out.map((o) => o.event.key), [{ id: 3 }]);
+  });
+
+  it("follows DDL: a standalone statement ends its transaction, TRUNCATE becomes a truncate event", async () => {
+    let ddlEnd = 0;
+    const events = binlog((w, map) => {
+      const gtid = w.mariadbGtid(10n, 0, 1);
+      const create = w.query("d", "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))");
+      ddlEnd = w.offset;
+      return [gtid, create, w.mariadbGtid(11n, 0, 1), w.query("d", "TRUNCATE TABLE t"), w.mariadbGtid(12n), w.query("d", "BEGIN"), map(), w.rows(EventType.WRITE_ROWS_V1, 42, 2, [rowImage(2, [int32(1), null])]), w.xid(1n)];
+    });
+    const { out, throughs } = await decode(events);
+    assert.equal(throughs[2]!.offset, ddlEnd);
+    assert.equal(throughs[2]!.gtid, "0-1-10");
+    assert.deepEqual(out.map((o) => [o.event.op, o.event.source.table, o.event.schema.columns.map((c) => c.dbType)]), [
+      ["t", "t", ["int", "varchar(20)"]],
+      ["c", "t", ["int", "varchar(20)"]],
+    ]);
+  });
+
+  it("refuses an event whose checksum does not match, naming the position", async () => {
+    const events = binlog((w, map) => [w.mariadbGtid(10n), map()]);
+    const corrupt = Buffer.from(events[2]!);
+    corrupt[30] = corrupt[30]! ^ 0x40;
+    await assert.rejects(decode([events[0]!, events[1]!, corrupt]), (error: Error & { code?: string }) => error.code === "MYSQL_CHECKSUM_MISMATCH" && error.message.includes(FILE));
+  });
+});

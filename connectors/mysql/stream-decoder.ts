@@ -1,0 +1,401 @@
+/**
+ * Turns binlog events, in order, into ChangeEvents: follows files (ROTATE), transactions (GTID,
+ * BEGIN, XID, COMMIT, standalone DDL), table maps and schema changes, decodes the rows of captured
+ * tables and stamps each change with its position (positions.ts). Changes at or below the resume
+ * checkpoint, and changes a table's snapshot already holds, are dropped.
+ */
+import type { Logger } from "pino";
+import { comparePositions } from "../contracts.ts";
+import type { ChangeEvent, ColumnValue, Op, Position, Row, TableSchema } from "../contracts.ts";
+import { SluiceError } from "../errors.ts";
+import type { ErrorContext } from "../errors.ts";
+import { sameValue } from "../postgres/change-events.ts";
+import { GtidState, gtidText } from "./gtid-state.ts";
+import { isRetriableMysqlError, toSluiceError } from "./mysql-errors.ts";
+import { binlogAt, binlogFileIndex, formatAt, rowPosition, throughPosition } from "./positions.ts";
+import { ARTIFICIAL_FLAG } from "./protocol/event-header.ts";
+import type { EventHeader } from "./protocol/event-header.ts";
+import { ChecksumError, payloadEvents } from "./protocol/event-parser.ts";
+import type { EventBody, EventParser } from "./protocol/event-parser.ts";
+import { readRowChanges } from "./protocol/rows-event.ts";
+import type { RowsEventHeader } from "./protocol/rows-event.ts";
+import type { BinaryReader } from "./protocol/binary-reader.ts";
+import type { Flavor } from "./resume-token.ts";
+import type { SchemaTracker } from "./schema/schema-tracker.ts";
+import type { TableBinding } from "./schema/table-binding.ts";
+import { tableKey, toTableSchema } from "./schema/table-definition.ts";
+import { ZeroDateError } from "./values/column-decoder.ts";
+
+/** The transaction a change belongs to: where to resume to read it again. */
+export interface TransactionContext {
+  /** Position of its first event. */
+  readonly start: bigint;
+  readonly file: string;
+  readonly offset: number;
+  /** GTID state before it. */
+  readonly gtidBefore: string | null;
+  readonly id: string | null;
+  readonly commitTimeMs: number;
+}
+
+export interface DecodedEvent {
+  readonly event: ChangeEvent;
+  readonly transaction: TransactionContext;
+}
+
+/** A point between transactions through which everything has been decoded. */
+export interface ThroughPoint {
+  readonly position: Position;
+  readonly file: string;
+  readonly offset: number;
+  readonly gtid: string | null;
+}
+
+export interface StreamDecoderOptions {
+  readonly sourceName: string;
+  readonly flavor: Flavor;
+  readonly parser: EventParser;
+  readonly tracker: SchemaTracker;
+  /** Where the stream starts (a transaction boundary) and the GTID state there. */
+  readonly start: { readonly file: string; readonly offset: number; readonly gtid: string | null };
+  /** Changes at or below this position were stored already. */
+  readonly skipThrough: Position | null;
+  /** "db.table" → `change` below which the table's snapshot holds the changes. */
+  readonly snapshotThresholds: ReadonlyMap<string, bigint>;
+  readonly logger: Logger;
+  readonly context: ErrorContext;
+}
+
+interface OpenTransaction extends TransactionContext {
+  /** Opened by BEGIN (ends at XID/COMMIT) rather than standing for one statement. */
+  explicit: boolean;
+  standalone: boolean;
+  pendingGtid: Parameters<GtidState["add"]>[0] | null;
+}
+
+interface MappedTable {
+  readonly binding: TableBinding;
+  readonly key: string;
+}
+
+/** Positions of the rows of a compressed transaction payload, which have no bytes of their own in the file. */
+interface PayloadCursor {
+  readonly start: number;
+  readonly end: number;
+  next: number;
+}
+
+export class StreamDecoder {
+  private readonly options: StreamDecoderOptions;
+  private readonly gtid: GtidState;
+  private file: string;
+  private fileIndex: number;
+  private transaction: OpenTransaction | null = null;
+  private readonly tables = new Map<number, MappedTable | null>();
+  private throughPoint: ThroughPoint;
+  private payload: PayloadCursor | null = null;
+  /** Whether no transaction was read since the start of a file: a file's GTID list is the state here. */
+  private atFileStart: boolean;
+  private skipThrough: Position | null;
+  private readonly thresholds: Map<string, bigint>;
+
+  constructor(options: StreamDecoderOptions) {
+    this.options = options;
+    this.gtid = new GtidState(options.flavor, options.start.gtid);
+    this.file = options.start.file;
+    this.fileIndex = binlogFileIndex(options.start.file);
+    this.skipThrough = options.skipThrough;
+    this.thresholds = new Map(options.snapshotThresholds);
+    this.atFileStart = options.start.offset <= 4;
+    this.throughPoint = { position: throughPosition(binlogAt(this.fileIndex, options.start.offset)), file: this.file, offset: options.start.offset, gtid: options.start.gtid };
+  }
+
+  /** Everything up to here is decoded and no transaction is open. */
+  get through(): ThroughPoint {
+    return this.throughPoint;
+  }
+
+  get inTransaction(): boolean {
+    return this.transaction !== null;
+  }
+
+  /** Snapshot thresholds still ahead of the stream. */
+  pendingThresholds(): Record<string, bigint> {
+    const at = this.throughPoint.position.change;
+    const pending: Record<string, bigint> = {};
+    for (const [table, threshold] of this.thresholds) {
+      if (threshold > at) pending[table] = threshold;
+      else this.thresholds.delete(table);
+    }
+    return pending;
+  }
+
+  /** Decodes one whole event (as received, checksum included), appending changes to `out`. */
+  apply(raw: Buffer, out: DecodedEvent[]): void | Promise<void> {
+    let parsed;
+    try {
+      parsed = this.options.parser.parse(raw);
+    } catch (error) {
+      throw this.failure(error, raw);
+    }
+    return this.handle(parsed.header, parsed.body, out);
+  }
+
+  private handle(header: EventHeader, body: EventBody, out: DecodedEvent[]): void | Promise<void> {
+    const start = this.payload !== null ? this.payload.start : header.logPos - header.size;
+    const end = this.payload !== null ? this.payload.end : header.logPos;
+    switch (body.kind) {
+      case "rotate":
+        return this.rotate(header, body.rotate.nextFile, body.rotate.position);
+      case "mysql-gtid":
+        this.begin(start, body.gtid.gtid === null ? null : gtidText(body.gtid.gtid), body.gtid.commitTimeMicros === null ? header.timestamp * 1000 : Number(body.gtid.commitTimeMicros / 1000n), body.gtid.gtid, false);
+        return;
+      case "mariadb-gtid":
+        this.begin(start, gtidText(body.gtid.gtid), header.timestamp * 1000, body.gtid.gtid, body.gtid.standalone);
+        return;
+      case "previous-gtids":
+        if (this.atFileStart) this.gtid.adoptFileStart(body.set);
+        return;
+      case "gtid-list":
+        if (this.atFileStart) this.gtid.adoptFileStart(body.list);
+        return;
+      case "query":
+        return this.query(header, body.query.query, body.query.schema, start, end, out);
+      case "xid":
+      case "xa-prepare":
+        this.end(end);
+        return;
+      case "table-map":
+        return this.tableMap(body, start);
+      case "rows":
+        this.rows(header, body.rows, body.reader, start, out);
+        return;
+      case "heartbeat":
+        // The server is idle at body.position: everything before it has been sent.
+        if (this.transaction === null && body.file === this.file && binlogAt(this.fileIndex, body.position) > this.throughPoint.position.change) {
+          this.throughPoint = { position: throughPosition(binlogAt(this.fileIndex, body.position)), file: this.file, offset: body.position, gtid: this.gtid.toString() };
+        }
+        return;
+      case "payload":
+        return this.transactionPayload(body.events, start, end, out);
+      default:
+        return;
+    }
+  }
+
+  private rotate(header: EventHeader, nextFile: string, position: number): void {
+    const artificial = header.logPos === 0 || (header.flags & ARTIFICIAL_FLAG) !== 0;
+    const index = binlogFileIndex(nextFile);
+    if (nextFile !== this.file) this.tables.clear();
+    this.file = nextFile;
+    this.fileIndex = index;
+    if (!artificial) this.atFileStart = true;
+    if (!artificial && this.transaction === null) {
+      this.throughPoint = { position: throughPosition(binlogAt(index, position)), file: nextFile, offset: position, gtid: this.gtid.toString() };
+    }
+  }
+
+  private begin(start: number, id: string | null, commitTimeMs: number, gtid: OpenTransaction["pendingGtid"], standalone: boolean): void {
+    this.atFileStart = false;
+    this.transaction = {
+      start: binlogAt(this.fileIndex, start),
+      file: this.file,
+      offset: start,
+      gtidBefore: this.gtid.toString(),
+      id,
+      commitTimeMs,
+      explicit: false,
+      standalone,
+      pendingGtid: gtid,
+    };
+  }
+
+  private end(end: number): void {
+    const pending = this.transaction?.pendingGtid;
+    if (pending != null) this.gtid.add(pending);
+    this.transaction = null;
+    this.throughPoint = { position: throughPosition(binlogAt(this.fileIndex, end)), file: this.file, offset: end, gtid: this.gtid.toString() };
+  }
+
+  private query(header: EventHeader, query: string, schema: string, start: number, end: number, out: DecodedEvent[]): void | Promise<void> {
+    const statement = query.trimStart();
+    const head = statement.slice(0, 16).toUpperCase();
+    if (head.startsWith("BEGIN") || head.startsWith("XA START") || head.startsWith("XA BEGIN") || head.startsWith("START TRANSACTION")) {
+      if (this.transaction === null) this.begin(start, null, header.timestamp * 1000, null, false);
+      this.transaction!.explicit = true;
+      return;
+    }
+    if (/^(COMMIT|ROLLBACK)\s*$/i.test(statement.replace(/\/\*.*?\*\//gs, "").trim())) {
+      this.end(end);
+      return;
+    }
+    if (head.startsWith("XA END") || head.startsWith("SAVEPOINT") || head.startsWith("ROLLBACK TO") || head.startsWith("RELEASE SAVEPOINT")) return;
+    if (this.transaction === null) this.begin(start, null, header.timestamp * 1000, null, true);
+    const transaction = this.transaction!;
+    const closes = !transaction.explicit;
+    return this.options.tracker.applyQuery(statement, schema, binlogAt(this.fileIndex, start)).then(
+      (outcome) => {
+        for (const table of outcome.truncated) this.truncate(table.database, table.table, transaction, start, out);
+        if (closes) this.end(end);
+      },
+      (error: unknown) => {
+        throw this.failure(error, null, binlogAt(this.fileIndex, start));
+      },
+    );
+  }
+
+  private truncate(database: string, table: string, transaction: TransactionContext, start: number, out: DecodedEvent[]): void {
+    const definition = this.options.tracker.definition(database, table);
+    if (definition === null) return;
+    const position = rowPosition(transaction.start, binlogAt(this.fileIndex, start + 1));
+    if (this.skipped(position, tableKey(database, table))) return;
+    const schema = toTableSchema(this.options.sourceName, definition);
+    out.push({ event: this.event(schema, "t", {}, null, null, position, transaction), transaction });
+  }
+
+  private tableMap(body: Extract<EventBody, { kind: "table-map" }>, start: number): void | Promise<void> {
+    const { map } = body;
+    const tracker = this.options.tracker;
+    if (!tracker.captured(map.database, map.table)) {
+      this.tables.set(map.tableId, null);
+      return;
+    }
+    const key = tableKey(map.database, map.table);
+    const bound = tracker.bind(map, body.raw, binlogAt(this.fileIndex, start));
+    if (!(bound instanceof Promise)) {
+      this.tables.set(map.tableId, { binding: bound, key });
+      return;
+    }
+    return bound.then(
+      (binding) => void this.tables.set(map.tableId, { binding, key }),
+      (error: unknown) => {
+        throw this.failure(error, null, binlogAt(this.fileIndex, start));
+      },
+    );
+  }
+
+  private rows(header: EventHeader, rows: RowsEventHeader, reader: BinaryReader, start: number, out: DecodedEvent[]): void {
+    const mapped = this.tables.get(rows.tableId);
+    if (mapped == null) return;
+    if (this.transaction === null) this.begin(start, null, header.timestamp * 1000, null, false);
+    const transaction = this.transaction!;
+    const { binding, key } = mapped;
+    let changes;
+    try {
+      changes = readRowChanges(reader, rows, binding.columns);
+    } catch (error) {
+      throw this.failure(error, null, binlogAt(this.fileIndex, start), key);
+    }
+    const eventAt = binlogAt(this.fileIndex, start);
+    const payload = this.payload;
+    const at = (offset: number): bigint => {
+      if (payload === null) return eventAt + BigInt(offset);
+      const next = payload.next++;
+      if (next >= payload.end) {
+        throw new SluiceError(`the compressed transaction at ${this.file}:${payload.start} holds more row changes than bytes, so its changes cannot get distinct positions; set binlog_transaction_compression=OFF`, {
+          code: "MYSQL_POSITION_OVERFLOW",
+          context: { ...this.options.context, table: key, position: formatAt(eventAt) },
+        });
+      }
+      return binlogAt(this.fileIndex, next);
+    };
+    const schema = binding.schema;
+    for (const change of changes) {
+      if (rows.kind === "write") {
+        const position = rowPosition(transaction.start, at(change.offset));
+        if (this.skipped(position, key)) continue;
+        out.push({ event: this.event(schema, "c", this.keyOf(schema, change.after!, position), null, change.after, position, transaction), transaction });
+      } else if (rows.kind === "delete") {
+        const position = rowPosition(transaction.start, at(change.offset));
+        if (this.skipped(position, key)) continue;
+        out.push({ event: this.event(schema, "d", this.keyOf(schema, change.before!, position), change.before, null, position, transaction), transaction });
+      } else {
+        const beforePosition = rowPosition(transaction.start, at(change.offset));
+        const afterPosition = payload === null ? rowPosition(transaction.start, at(change.afterOffset)) : rowPosition(transaction.start, at(0));
+        const after = { ...change.before, ...change.after };
+        const oldKey = this.keyOf(schema, change.before!, beforePosition);
+        const newKey = this.keyOf(schema, after, afterPosition);
+        if (Object.keys(oldKey).some((name) => !sameValue(oldKey[name], newKey[name]))) {
+          if (!this.skipped(beforePosition, key)) out.push({ event: this.event(schema, "d", oldKey, change.before, null, beforePosition, transaction), transaction });
+          if (!this.skipped(afterPosition, key)) out.push({ event: this.event(schema, "c", newKey, null, after, afterPosition, transaction), transaction });
+        } else if (!this.skipped(beforePosition, key)) {
+          out.push({ event: this.event(schema, "u", newKey, change.before, after, beforePosition, transaction), transaction });
+        }
+      }
+    }
+  }
+
+  private transactionPayload(events: Buffer, start: number, end: number, out: DecodedEvent[]): Promise<void> | void {
+    const inner = [...payloadEvents(events)];
+    const run = async () => {
+      this.payload = { start, end, next: start + 1 };
+      try {
+        for (const event of inner) {
+          const parsed = this.options.parser.parse(event, true);
+          const pending = this.handle(parsed.header, parsed.body, out);
+          if (pending !== undefined) await pending;
+        }
+      } finally {
+        this.payload = null;
+      }
+    };
+    return run();
+  }
+
+  private skipped(position: Position, table: string): boolean {
+    if (this.skipThrough !== null) {
+      if (comparePositions(position, this.skipThrough) <= 0) return true;
+      this.skipThrough = null;
+    }
+    const threshold = this.thresholds.get(table);
+    return threshold !== undefined && position.change < threshold;
+  }
+
+  private keyOf(schema: TableSchema, row: Row, position: Position): Record<string, ColumnValue> {
+    const key: Record<string, ColumnValue> = {};
+    for (const name of schema.key) {
+      const value = row[name];
+      if (value === undefined) {
+        throw new SluiceError(`a row of ${schema.database}.${schema.table} lacks key column ${name}; set binlog_row_image=FULL`, {
+          code: "MYSQL_KEY_MISSING",
+          context: { ...this.options.context, table: `${schema.database}.${schema.table}`, position: formatAt(position.change) },
+        });
+      }
+      key[name] = value;
+    }
+    return key;
+  }
+
+  private event(schema: TableSchema, op: Op, key: Row, before: Row | null, after: Row | null, position: Position, transaction: TransactionContext): ChangeEvent {
+    return {
+      op,
+      key,
+      before,
+      after,
+      source: {
+        connector: "mysql",
+        name: this.options.sourceName,
+        db: schema.database,
+        schema: schema.schema,
+        table: schema.table,
+        position,
+        txId: transaction.id,
+        commitTimeMs: transaction.commitTimeMs,
+        snapshot: false,
+      },
+      schema,
+    };
+  }
+
+  private failure(error: unknown, raw: Buffer | null, at?: bigint, table?: string): SluiceError {
+    if (error instanceof SluiceError) return error;
+    // A catalog query (re-reading a table) that lost its connection heals on reconnect.
+    if (isRetriableMysqlError(error)) return toSluiceError(error, "cannot re-read a table definition", this.options.context);
+    const where = at !== undefined ? `${this.file}:${Number(at & 0xffffffffn)}` : raw !== null && raw.length >= 17 ? `${this.file}:${raw.readUInt32LE(13)}` : this.file;
+    const context: ErrorContext = { ...this.options.context, position: where, ...(table === undefined ? {} : { table }) };
+    const message = (error as Error).message ?? String(error);
+    if (error instanceof ChecksumError) return new SluiceError(`binlog event at ${where} fails its checksum: ${message}`, { code: "MYSQL_CHECKSUM_MISMATCH", cause: error, context });
+    if (error instanceof ZeroDateError) return new SluiceError(`${table ?? "a table"} at ${where}: ${message}`, { code: "MYSQL_ZERO_DATE", cause: error, context });
+    return new SluiceError(`cannot decode the binlog event at ${where}${table === undefined ? "" : ` (${table})`}: ${message}`, { code: "MYSQL_DECODE_FAILED", cause: error, context });
+  }
+}
