@@ -25,7 +25,11 @@ async function freePort(): Promise<number> {
 function configWithListen(listen: string): string {
   const dir = mkdtempSync(join(tmpdir(), "sluice-cli-"));
   const file = join(dir, "sluice.yaml");
-  writeFileSync(file, `name: t\nsources:\n  - {name: pg, kind: postgres, database: app, user: u, tables: [public.t]}\nhttp:\n  listen: "${listen}"\n`);
+  // The source points at a closed port: the daemon serves HTTP while capture keeps retrying.
+  writeFileSync(
+    file,
+    `name: t\nsources:\n  - {name: pg, kind: postgres, port: 9, database: app, user: u, tables: [public.t]}\ntopics: {kind: embedded, path: "${join(dir, "log.db")}"}\nhttp:\n  listen: "${listen}"\n`,
+  );
   return file;
 }
 
@@ -101,7 +105,8 @@ test("run serves /healthz, logs JSON, and stops cleanly on SIGTERM", async () =>
   }
   assert.equal(await exited, 0);
   const lines = stdout.trim().split("\n").map((line) => JSON.parse(line) as { msg: string; level: string });
-  assert.deepEqual(lines.map((l) => l.msg), ["sluice started", "sluice stopping", "sluice stopped"]);
+  const lifecycle = lines.map((l) => l.msg).filter((msg) => msg.startsWith("sluice "));
+  assert.deepEqual(lifecycle, ["sluice started", "sluice stopping", "sluice stopped"]);
 });
 
 test("run exits 1 with a clear message when its HTTP port is taken", async () => {

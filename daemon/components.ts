@@ -2,6 +2,7 @@
  * Builds the parts of a deployment from its config: the schema registry, sources, sinks, and
  * the topic naming that joins them. One place that knows every connector kind.
  */
+import { dirname, join } from "node:path";
 import type { SinkConfig, SluiceConfig, SourceConfig } from "../config/schema.ts";
 import type { ChangeEvent, ProducedRecord, Sink, Source, StoredRecord, TopicLog } from "../connectors/contracts.ts";
 import { tableMatcher } from "../connectors/postgres/table-patterns.ts";
@@ -152,7 +153,10 @@ export async function createSource(config: SourceConfig, logger: Logger, hooks: 
     }
     case "mysql": {
       const { createMysqlSource } = await import("../connectors/mysql/index.ts");
-      return createMysqlSource(config, { logger, onSnapshotProgress: hooks.onSnapshotProgress });
+      const { FileSchemaHistoryStore } = await import("../connectors/mysql/schema/schema-history.ts");
+      // Kept beside the embedded log; with Kafka the history is read again from the server at start.
+      const schemaHistory = hooks.stateDir ? new FileSchemaHistoryStore(join(hooks.stateDir, `${config.name}.schema-history.jsonl`)) : undefined;
+      return createMysqlSource(config, { logger, onSnapshotProgress: hooks.onSnapshotProgress, ...(schemaHistory ? { schemaHistory } : {}) });
     }
   }
 }
@@ -167,6 +171,8 @@ export interface SnapshotProgressLike {
 
 export interface SourceHooks {
   onSnapshotProgress(progress: readonly SnapshotProgressLike[]): void;
+  /** A folder for a source's own durable state (the embedded log's), or null. */
+  readonly stateDir: string | null;
 }
 
 export async function createSink(config: SinkConfig, logger: Logger): Promise<Sink> {
@@ -184,4 +190,9 @@ export async function createSink(config: SinkConfig, logger: Logger): Promise<Si
       return createElasticsearchSink(config, { logger });
     }
   }
+}
+
+/** Where sources keep state of their own: beside the embedded log's file; none with Kafka. */
+export function sourceStateDir(config: SluiceConfig): string | null {
+  return config.topics.kind === "embedded" ? dirname(config.topics.path) : null;
 }

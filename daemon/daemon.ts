@@ -17,6 +17,7 @@ import {
   recordDecoder,
   sinkGroupName,
   sinkTopics,
+  sourceStateDir,
 } from "./components.ts";
 import { HttpServer, sendJson } from "./http-server.ts";
 import type { Logger } from "./logger.ts";
@@ -112,6 +113,7 @@ export class Daemon {
     for (const sourceConfig of this.config.sources) {
       const logger = this.logger.child({ source: sourceConfig.name });
       const source = await createSource(sourceConfig, logger, {
+        stateDir: sourceStateDir(this.config),
         onSnapshotProgress: (progress) => {
           for (const table of progress) {
             this.metrics.snapshotRowsDone.set({ source: sourceConfig.name, table: table.table }, table.rowsDone);
