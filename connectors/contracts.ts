@@ -15,9 +15,16 @@ export type SourceKind = "postgres" | "mysql";
  * Never a topic offset or a wall-clock time: both break on replay.
  */
 export interface Position {
-  /** Position of the end of the transaction the change belongs to (PostgreSQL commit LSN; MySQL binlog offset of the XID event). */
+  /**
+   * Orders transactions: PostgreSQL the commit LSN; MySQL the binlog position of the transaction's
+   * first event (its GTID or BEGIN: the binlog holds transactions whole, in commit order, so this
+   * orders them without buffering whole transactions).
+   */
   readonly commit: bigint;
-  /** Position of the change itself (PostgreSQL change LSN; MySQL binlog offset of the row event, plus row index). */
+  /**
+   * Position of the change itself (PostgreSQL change LSN; MySQL binlog file index × 2^32 + offset
+   * of the row image). Within one replication slot or binlog history it alone is a safe version.
+   */
   readonly change: bigint;
   /** Source-specific token to resume from this position (e.g. a GTID set), when the numbers alone are not enough. */
   readonly resume?: string;
@@ -54,7 +61,11 @@ export type Row = Readonly<Record<string, ColumnValue>>;
 export interface ColumnSchema {
   /** Column name as the database spells it. */
   readonly name: string;
-  /** Type as the database reports it, lower case, with modifiers: "numeric(10,2)", "varchar(255)", "int unsigned", "_int4". */
+  /**
+   * Type as the database reports it, lower case, with modifiers: PostgreSQL `format_type()` output
+   * ("numeric(10,2)", "character varying(255)", "integer[]"; domains as their base type, enums as
+   * "enum"); MySQL COLUMN_TYPE ("int unsigned", "varchar(255)", "enum('a','b')").
+   */
   readonly dbType: string;
   readonly nullable: boolean;
   /** Default expression as the database reports it, if any. */
