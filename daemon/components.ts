@@ -5,7 +5,7 @@
 import { dirname, join } from "node:path";
 import type { SinkConfig, SluiceConfig, SourceConfig } from "../config/schema.ts";
 import type { ChangeEvent, ProducedRecord, Sink, Source, StoredRecord, TopicLog } from "../connectors/contracts.ts";
-import { tableMatcher } from "../connectors/postgres/table-patterns.ts";
+import { tableMatcher } from "../connectors/common/table-patterns.ts";
 import { sinkGroup } from "../connectors/topics/names.ts";
 import { ChangeEventDecoder, LocalRegistry, openJournalStore, RemoteRegistry } from "../schema-registry/index.ts";
 import type { SchemaRegistry } from "../schema-registry/index.ts";

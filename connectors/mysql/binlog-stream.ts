@@ -14,7 +14,7 @@ import { hostname } from "node:os";
 import mysql from "mysql2";
 import type { Connection, ConnectionOptions } from "mysql2";
 import type { Logger } from "pino";
-import type { ByteBoundedBuffer } from "../postgres/byte-bounded-buffer.ts";
+import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { MysqlGtidSet } from "./gtid.ts";

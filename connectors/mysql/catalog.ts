@@ -2,7 +2,7 @@
  * Catalog queries: server settings, binlog files and the current position, collations, which
  * tables the configured patterns name, and table definitions from information_schema.
  */
-import type { TableMatcher } from "../postgres/table-patterns.ts";
+import type { TableMatcher } from "../common/table-patterns.ts";
 import type { Flavor } from "./resume-token.ts";
 import { normalizeColumnType } from "./schema/column-types.ts";
 import { tableKey } from "./schema/table-definition.ts";

@@ -11,7 +11,7 @@ import type { Logger } from "pino";
 import type { ChangeEvent, ColumnValue, Position, TableSchema } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
-import type { ByteBoundedBuffer } from "../postgres/byte-bounded-buffer.ts";
+import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import type { CapturedTableRef } from "./catalog.ts";
 import { quoteIdentifier } from "./connection-settings.ts";
 import { toSluiceError } from "./mysql-errors.ts";

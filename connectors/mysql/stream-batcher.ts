@@ -6,7 +6,7 @@
  */
 import { comparePositions } from "../contracts.ts";
 import type { ChangeEvent, Position } from "../contracts.ts";
-import type { ByteBoundedBuffer } from "../postgres/byte-bounded-buffer.ts";
+import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import { encodeResumeToken } from "./resume-token.ts";
 import type { Flavor } from "./resume-token.ts";
 import type { DecodedEvent, StreamDecoder } from "./stream-decoder.ts";

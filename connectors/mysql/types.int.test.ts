@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Connection } from "mysql2/promise";
 import type { ColumnValue } from "../contracts.ts";
-import { ByteBoundedBuffer } from "../postgres/byte-bounded-buffer.ts";
+import { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import { BinlogStream } from "./binlog-stream.ts";
 import { currentPosition, readDefinitions } from "./catalog.ts";
 import { adminConnection, dropDatabase, newSource, randomName, readUntil, snapshotFinished, sourceConfig, testLogger } from "./int-test-support.ts";

@@ -11,7 +11,7 @@ import { ConfigError } from "../errors.ts";
 import { attributes, loadTypeCatalog, relationInfo, typeNames } from "./catalog.ts";
 import type { AttributeInfo, PublishedTable, RelationInfo } from "./catalog.ts";
 import type { RelationMessage } from "./protocol/pgoutput.ts";
-import type { TableMatcher } from "./table-patterns.ts";
+import type { TableMatcher } from "../common/table-patterns.ts";
 import type { TextDecoder } from "./values/scalars.ts";
 import type { TypeCatalog } from "./values/type-catalog.ts";
 

@@ -4,7 +4,7 @@
  */
 import type pg from "pg";
 import { parseLsn } from "./lsn.ts";
-import type { TableMatcher } from "./table-patterns.ts";
+import type { TableMatcher } from "../common/table-patterns.ts";
 import { TYPE_CATALOG_SQL, TypeCatalog, typeRowFromSql } from "./values/type-catalog.ts";
 import type { TypeNameTarget } from "./values/type-catalog.ts";
 

@@ -12,7 +12,7 @@ import type { ClientConfig } from "pg";
 import type { Logger } from "pino";
 import { ConnectionError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
-import type { ByteBoundedBuffer } from "./byte-bounded-buffer.ts";
+import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import { quoteIdent, quoteLiteral } from "./connection-settings.ts";
 import { epochMsToPostgresMicros, formatLsn } from "./lsn.ts";
 import { toSluiceError } from "./pg-errors.ts";

@@ -9,7 +9,7 @@ import pg from "pg";
 import type { ClientConfig } from "pg";
 import type { Logger } from "pino";
 import type { ErrorContext } from "../errors.ts";
-import type { ByteBoundedBuffer } from "./byte-bounded-buffer.ts";
+import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import type { CapturedTable, CapturedTables } from "./captured-tables.ts";
 import type { PublishedTable, TableRef } from "./catalog.ts";
 import { quoteIdent, quoteLiteral } from "./connection-settings.ts";

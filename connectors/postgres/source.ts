@@ -9,7 +9,7 @@ import type { ChangeEvent, Checkpoint, Position, Source, SourceBatch } from "../
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { AckTracker } from "./ack-tracker.ts";
-import { ByteBoundedBuffer } from "./byte-bounded-buffer.ts";
+import { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import { CapturedTables } from "./captured-tables.ts";
 import { listTables, loadTypeCatalog, publicationInfo, publishedTables, serverInfo, slotInfo, slotLag } from "./catalog.ts";
 import type { PublishedTable, ServerInfo, SlotLag, TableRef } from "./catalog.ts";
@@ -29,7 +29,7 @@ import type { CaptureNames } from "./slot-setup.ts";
 import { StreamBatcher } from "./stream-batcher.ts";
 import { StreamDecoder } from "./stream-decoder.ts";
 import type { TransactionEvent } from "./stream-decoder.ts";
-import { tableMatcher } from "./table-patterns.ts";
+import { tableMatcher } from "../common/table-patterns.ts";
 
 export type { SlotLag } from "./catalog.ts";
 export type { TableSnapshotProgress } from "./snapshot-reader.ts";

@@ -6,7 +6,7 @@
  */
 import { comparePositions } from "../contracts.ts";
 import type { ChangeEvent, Position } from "../contracts.ts";
-import type { ByteBoundedBuffer } from "./byte-bounded-buffer.ts";
+import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import type { WalMessage } from "./replication-stream.ts";
 import type { DecodedOutput, StreamDecoder, TransactionEvent } from "./stream-decoder.ts";
 

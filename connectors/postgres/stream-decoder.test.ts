@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { Position } from "../contracts.ts";
-import { ByteBoundedBuffer } from "./byte-bounded-buffer.ts";
+import { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import type { CapturedTable } from "./captured-tables.ts";
 import { throughPosition } from "./positions.ts";
 import { cstr, hex, utf8 } from "./protocol/hex-fixture.ts";

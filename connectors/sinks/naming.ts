@@ -4,6 +4,7 @@
  * carry a generation suffix (`<target>__v<N>`) so a rebuild can build the next one beside the
  * live one; users query the natural name (a view or an alias).
  */
+import { tableMatcher } from "../common/table-patterns.ts";
 import type { TableId } from "../contracts.ts";
 
 export interface SinkScope {
@@ -12,16 +13,11 @@ export interface SinkScope {
   readonly target: string;
 }
 
-export function globToRegExp(glob: string): RegExp {
-  const body = [...glob].map((char) => (char === "*" ? ".*" : char === "?" ? "." : char.replace(/[.+^${}()|[\]\\-]/g, "\\$&"))).join("");
-  return new RegExp(`^${body}$`);
-}
-
 /** A predicate over tables: the table's source is in `sources` (when given) and "schema.table" matches one of `tables`. */
 export function tableFilter(scope: Pick<SinkScope, "sources" | "tables">): (table: TableId) => boolean {
-  const patterns = scope.tables.map(globToRegExp);
+  const matches = tableMatcher(scope.tables);
   const sources = scope.sources ? new Set(scope.sources) : null;
-  return (table) => (sources === null || sources.has(table.source)) && patterns.some((p) => p.test(`${table.schema}.${table.table}`));
+  return (table) => (sources === null || sources.has(table.source)) && matches(table.schema, table.table);
 }
 
 export function renderTarget(template: string, table: TableId): string {

@@ -8,7 +8,7 @@
 import type { Logger } from "pino";
 import { SluiceError } from "../../errors.ts";
 import type { ErrorContext } from "../../errors.ts";
-import type { TableMatcher } from "../../postgres/table-patterns.ts";
+import type { TableMatcher } from "../../common/table-patterns.ts";
 import { formatAt } from "../positions.ts";
 import type { TableMap } from "../protocol/table-map.ts";
 import { parseDdl } from "./ddl-parser.ts";
