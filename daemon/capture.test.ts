@@ -176,3 +176,24 @@ test("parked events go back to their topics, in order and once, when their schem
   assert.deepEqual(records.map((r) => Buffer.from(r.key!).toString()), ["1", "3", "4"], "parked 1 and 3, then live 4; each once");
   await log.close();
 });
+
+test("transaction markers go to the transaction topic in the same write as the batch", async () => {
+  const source = new ScriptedSource([[event("a", 1n, 10n), event("a", 2n, 10n)]]);
+  const read = source.read.bind(source);
+  source.read = async (signal) => {
+    const batch = await read(signal);
+    const position = { commit: 10n, change: 10n };
+    return Object.assign(batch, {
+      transactions: [
+        { status: "BEGIN" as const, txId: "77", position, commitTimeMs: 5 },
+        { status: "END" as const, txId: "77", position, commitTimeMs: 5, eventCount: 2, tableEventCounts: { "public.a": 2 } },
+      ],
+    });
+  };
+  const log = new MemoryLog();
+  const pipeline = new CapturePipeline({ source, log: log as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", transactionTopic: "t.pg.transaction", reconnect: { initialMs: 1, maxMs: 1 } });
+  await runUntil(pipeline, () => source.acked.length === 1);
+  const markers = log.records.filter((r) => r.topic === "t.pg.transaction").map((r) => JSON.parse(Buffer.from(r.value!).toString()) as Record<string, unknown>);
+  assert.deepEqual(markers.map((m) => [m["status"], m["id"], m["event_count"]]), [["BEGIN", "77", null], ["END", "77", 2]]);
+  assert.deepEqual(markers[1]!["data_collections"], [{ data_collection: "public.a", event_count: 2 }]);
+});

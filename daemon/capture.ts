@@ -34,8 +34,20 @@ export interface CaptureOptions {
   readonly logger: Logger;
   /** Topic holding the events of halted tables, so the position can advance without losing them. */
   readonly parkingTopic: string;
+  /** Topic for transaction BEGIN/END markers, when the source provides them (config transaction_metadata). */
+  readonly transactionTopic?: string;
   readonly reconnect: BackoffPolicy;
   readonly stats?: CaptureStats;
+}
+
+/** What a source may send besides changes: transaction boundaries (PostgreSQL with transaction_metadata). */
+interface TransactionMarker {
+  readonly status: "BEGIN" | "END";
+  readonly txId: string;
+  readonly position: { readonly commit: bigint; readonly change: bigint };
+  readonly commitTimeMs: number;
+  readonly eventCount?: number;
+  readonly tableEventCounts?: Readonly<Record<string, number>>;
 }
 
 /** Error codes that halt one table's stream instead of the whole source. */
@@ -135,7 +147,7 @@ export class CapturePipeline {
   }
 
   private async encodeBatch(batch: SourceBatch): Promise<ProducedRecord[]> {
-    const records: ProducedRecord[] = [];
+    const records: ProducedRecord[] = this.transactionRecords(batch);
     for (const event of batch.events) {
       const table = tableName(event.schema);
       if (this.halted.has(table)) {
@@ -218,6 +230,28 @@ export class CapturePipeline {
     } finally {
       await consumer.close();
     }
+  }
+
+  /** BEGIN/END markers with event counts, as JSON keyed by transaction id, stored with the batch. */
+  private transactionRecords(batch: SourceBatch): ProducedRecord[] {
+    const topic = this.options.transactionTopic;
+    const markers = (batch as SourceBatch & { transactions?: readonly TransactionMarker[] }).transactions;
+    if (!topic || !markers || markers.length === 0) return [];
+    return markers.map((marker) => ({
+      topic,
+      key: Buffer.from(marker.txId),
+      value: Buffer.from(
+        JSON.stringify({
+          status: marker.status,
+          id: marker.txId,
+          event_count: marker.eventCount ?? null,
+          data_collections: marker.tableEventCounts ? Object.entries(marker.tableEventCounts).map(([data_collection, event_count]) => ({ data_collection, event_count })) : null,
+          ts_ms: marker.commitTimeMs,
+          position: { commit: marker.position.commit.toString(), change: marker.position.change.toString() },
+        }),
+      ),
+      timestamp: marker.commitTimeMs,
+    }));
   }
 
   private halt(table: string, error: SluiceError): void {

@@ -10,6 +10,8 @@ import {
   captureEncoder,
   createSink,
   createSource,
+  dataTopicPrefix,
+  dataTopicSpec,
   deadLetterTopic,
   internalTopicSpec,
   openRegistry,
@@ -125,12 +127,15 @@ export class Daemon {
       });
       const parking = parkingTopic(this.config, sourceConfig);
       await this.log.createTopic(internalTopicSpec(parking));
+      const transactionTopic = sourceConfig.kind === "postgres" && sourceConfig.transaction_metadata ? `${dataTopicPrefix(this.config.name, sourceConfig.name)}.transaction` : undefined;
+      if (transactionTopic) await this.log.createTopic(dataTopicSpec(this.config, transactionTopic));
       const pipeline = new CapturePipeline({
         source,
         log: this.log,
         encoder: captureEncoder(this.config, sourceConfig, registry, this.log, (table) => this.metrics.schemaVersionsRegistered.inc({ source: sourceConfig.name, table })),
         logger,
         parkingTopic: parking,
+        ...(transactionTopic ? { transactionTopic } : {}),
         reconnect: { initialMs: 500, maxMs: 30_000 },
         stats: {
           onBatch: (batch, _records, seconds) => {
