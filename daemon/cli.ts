@@ -12,6 +12,7 @@ import { runSchemaCommand, SCHEMA_USAGE } from "../schema-registry/index.ts";
 import { openRegistry } from "./components.ts";
 import { Daemon, splitHostPort } from "./daemon.ts";
 import { createLogger } from "./logger.ts";
+import { ProgressDisplay } from "./progress-display.ts";
 import { runRebuildCommand } from "./rebuild-command.ts";
 import { runReplayCommand } from "./replay.ts";
 import { formatRows, queryDuckDbFile } from "./sink-query.ts";
@@ -255,6 +256,10 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
   const config: SluiceConfig = loadConfigFile(configPath(values));
   const logger = createLogger(config.logging.level);
   const daemon = new Daemon(config, logger);
+  if (process.stderr.isTTY) {
+    const display = new ProgressDisplay(process.stderr);
+    daemon.onSnapshotProgress = (source, progress) => display.update(source, progress);
+  }
   try {
     await daemon.start();
   } catch (error) {

@@ -6,6 +6,7 @@ import { SluiceError } from "../connectors/errors.ts";
 import { openTopicLog } from "../connectors/topics/open.ts";
 import { createRegistryHandler } from "../schema-registry/index.ts";
 import { CapturePipeline } from "./capture.ts";
+import type { SnapshotProgressLike } from "./components.ts";
 import {
   captureEncoder,
   createSink,
@@ -76,6 +77,8 @@ export class Daemon {
   private sinks: RunningSink[] = [];
   private started = false;
   private fatal: ((error: unknown) => void) | null = null;
+  /** Called as snapshots progress, e.g. for a live display on a terminal. */
+  onSnapshotProgress: ((source: string, progress: readonly SnapshotProgressLike[]) => void) | null = null;
   /** Rejects with the first error that stops a component for good (e.g. a missing replication slot). */
   readonly failed: Promise<never>;
 
@@ -117,6 +120,7 @@ export class Daemon {
       const source = await createSource(sourceConfig, logger, {
         stateDir: sourceStateDir(this.config),
         onSnapshotProgress: (progress) => {
+          this.onSnapshotProgress?.(sourceConfig.name, progress);
           for (const table of progress) {
             this.metrics.snapshotRowsDone.set({ source: sourceConfig.name, table: table.table }, table.rowsDone);
             // A finished table's total is what was read, whatever the planner estimated.

@@ -1,0 +1,46 @@
+/**
+ * The initial snapshot's progress on a terminal: one line per table, redrawn in place at most
+ * twice a second (on standard error, so the JSON logs on standard output stay clean).
+ */
+import type { SnapshotProgressLike } from "./components.ts";
+
+export interface TableProgress extends SnapshotProgressLike {
+  readonly rowsPerSecond?: number;
+}
+
+function bar(fraction: number, width = 20): string {
+  const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
+  return `[${"#".repeat(filled)}${".".repeat(width - filled)}]`;
+}
+
+export function progressLine(source: string, table: TableProgress): string {
+  const total = table.state === "done" ? table.rowsDone : table.rowsEstimated;
+  const fraction = total && total > 0 ? table.rowsDone / total : table.state === "done" ? 1 : 0;
+  const percent = total ? `${Math.min(100, Math.floor(fraction * 100))}%`.padStart(4) : "  ?%";
+  const rate = table.rowsPerSecond ? `  ${Math.round(table.rowsPerSecond).toLocaleString("en-US")} rows/s` : "";
+  const counts = `${table.rowsDone.toLocaleString("en-US")}${total ? ` / ${total.toLocaleString("en-US")}` : ""} rows`;
+  return `snapshot ${source} ${table.table} ${bar(fraction)} ${percent}  ${counts}  ${table.state}${table.state === "running" ? rate : ""}`;
+}
+
+export class ProgressDisplay {
+  private readonly out: NodeJS.WriteStream;
+  private readonly tables = new Map<string, { source: string; progress: TableProgress }>();
+  private drawnLines = 0;
+  private lastDraw = 0;
+
+  constructor(out: NodeJS.WriteStream) {
+    this.out = out;
+  }
+
+  update(source: string, progress: readonly TableProgress[]): void {
+    for (const table of progress) this.tables.set(`${source}\u0000${table.table}`, { source, progress: table });
+    const now = Date.now();
+    const finished = progress.every((t) => t.state === "done");
+    if (now - this.lastDraw < 500 && !finished) return;
+    this.lastDraw = now;
+    const lines = [...this.tables.values()].map(({ source: s, progress: p }) => progressLine(s, p).slice(0, (this.out.columns || 120) - 1));
+    const up = this.drawnLines > 0 ? `\x1b[${this.drawnLines}A` : "";
+    this.out.write(`${up}${lines.map((line) => `\x1b[2K${line}`).join("\n")}\n`);
+    this.drawnLines = lines.length;
+  }
+}
