@@ -143,3 +143,52 @@ test("run serves Prometheus metrics with process metrics under the sluice_ prefi
   }
   assert.equal(await exited, 0);
 });
+
+/** A daemon with a client holding a half-sent HTTP request, which the HTTP server waits for when it closes: stopping cannot finish. */
+async function stuckDaemon(timeout: string) {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "sluice-stuck-"));
+  const file = join(dir, "sluice.yaml");
+  writeFileSync(
+    file,
+    `name: t\nsources:\n  - {name: pg, kind: postgres, port: 9, database: app, user: u, tables: [public.t]}\n` +
+      `topics: {kind: embedded, path: "${join(dir, "log.db")}"}\nhttp:\n  listen: "127.0.0.1:${port}"\nshutdown:\n  timeout: ${timeout}\n`,
+  );
+  const child = spawn(process.execPath, [cli, "run", "-c", file], { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  for (let attempt = 0; attempt < 100; attempt++) {
+    if (await fetch(`http://127.0.0.1:${port}/healthz`).then(() => true, () => false)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const { connect } = await import("node:net");
+  const client = connect(port, "127.0.0.1");
+  await new Promise<void>((resolve) => client.once("connect", () => resolve()));
+  client.write("GET /healthz HTTP/1.1\r\nHost: x\r\n");
+  return { child, exited, output: () => stdout, close: () => client.destroy() };
+}
+
+test("a shutdown that cannot drain gives up after shutdown.timeout and exits 1", async () => {
+  const daemon = await stuckDaemon("1s");
+  try {
+    daemon.child.kill("SIGTERM");
+    assert.equal(await daemon.exited, 1);
+    assert.match(daemon.output(), /graceful shutdown timed out/);
+  } finally {
+    daemon.close();
+  }
+});
+
+test("a second signal while draining exits at once", async () => {
+  const daemon = await stuckDaemon("10m");
+  try {
+    daemon.child.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 300));
+    daemon.child.kill("SIGTERM");
+    assert.equal(await daemon.exited, 1);
+    assert.match(daemon.output(), /second signal: exiting at once/);
+  } finally {
+    daemon.close();
+  }
+});
