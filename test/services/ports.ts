@@ -84,4 +84,6 @@ export const prometheus = Object.freeze({
   configFile: `${servicesDir}/data/prometheus/prometheus.yml`,
   /** file_sd directory (job "sluice"): drop *.json / *.yml target files here, no reload needed */
   targetsDir: `${servicesDir}/data/prometheus/targets`,
+  /** alert rule files (*.yml) loaded on POST `${url}/-/reload` */
+  rulesDir: `${servicesDir}/data/prometheus/rules`,
 });

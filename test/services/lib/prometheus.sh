@@ -3,7 +3,8 @@
 # Config at data/prometheus/prometheus.yml (rewritten on every start), TSDB under it,
 # lifecycle API on so tests can POST /-/reload after editing the config.
 # Tests can also add scrape targets without a reload: drop a file_sd JSON/YAML file into
-# data/prometheus/targets/ (job "sluice"; picked up within 5s).
+# data/prometheus/targets/ (job "sluice"; picked up within 5s). Alert rules: drop a file into
+# data/prometheus/rules/, then POST /-/reload.
 
 prometheus_ports() { echo "$SLUICE_PROMETHEUS_PORT"; }
 prometheus_packages() { echo prometheus curl; }
@@ -11,12 +12,13 @@ prometheus_match() { echo "--config.file=$(svc_data prometheus)/prometheus.yml";
 
 prometheus_launch() {
   local data; data=$(svc_data prometheus)
-  mkdir -p "$data/tsdb" "$data/targets"
+  mkdir -p "$data/tsdb" "$data/targets" "$data/rules"
   cat >"$data/prometheus.yml" <<EOF
 # written by test/services/lib/prometheus.sh on every start of Prometheus
 global:
   scrape_interval: 5s
   evaluation_interval: 5s
+rule_files: ['$data/rules/*.yml']
 scrape_configs:
   - job_name: prometheus
     static_configs:
