@@ -46,7 +46,7 @@ function config(slot: string, mode: "initial" | "never"): PostgresSourceConfig {
     tls: { mode: "disable" },
     snapshot: { mode, parallelism: 2, chunk_rows: 10_000 },
     decimal_mode: "precise",
-    max_buffer_bytes: 64 * 2 ** 20,
+    max_buffer_bytes: Number(process.env["SLUICE_BENCH_BUFFER_MIB"] ?? 64) * 2 ** 20,
     heartbeat_interval: 10_000,
     slot,
     publication,
