@@ -192,3 +192,34 @@ test("a second signal while draining exits at once", async () => {
     daemon.close();
   }
 });
+
+test("schema list, show and check read the registry stored in the embedded log", async () => {
+  const { EmbeddedTopicLog } = await import("../connectors/embedded/embedded-log.ts");
+  const { LocalRegistry, openJournalStore } = await import("../schema-registry/index.ts");
+  const { createLogger } = await import("./logger.ts");
+  const dir = mkdtempSync(join(tmpdir(), "sluice-schema-cli-"));
+  const logPath = join(dir, "log.db");
+  const log = EmbeddedTopicLog.open({ path: logPath, logger: createLogger("silent") });
+  const registry = new LocalRegistry(await openJournalStore(log.registryJournal));
+  const v1 = { type: "record", name: "Row", fields: [{ name: "id", type: "long" }] };
+  await registry.register("t.pg.public.items-value", v1);
+  await log.close();
+  const file = join(dir, "sluice.yaml");
+  writeFileSync(file, `name: t\nsources:\n  - {name: pg, kind: postgres, database: app, user: u, tables: [public.t]}\ntopics: {kind: embedded, path: "${logPath}"}\n`);
+
+  const list = sluice("schema", "-c", file, "list");
+  assert.equal(list.code, 0, list.stderr);
+  assert.equal(list.stdout, "t.pg.public.items-value\n");
+  const show = sluice("schema", "-c", file, "show", "t.pg.public.items-value");
+  assert.equal(show.code, 0, show.stderr);
+  assert.match(show.stdout, /version: 1/);
+
+  const compatible = join(dir, "v2.avsc");
+  writeFileSync(compatible, JSON.stringify({ ...v1, fields: [...v1.fields, { name: "note", type: ["null", "string"], default: null }] }));
+  assert.equal(sluice("schema", "-c", file, "check", "t.pg.public.items-value", compatible).code, 0);
+  const incompatible = join(dir, "v3.avsc");
+  writeFileSync(incompatible, JSON.stringify({ ...v1, fields: [{ name: "id", type: "string" }] }));
+  const check = sluice("schema", "-c", file, "check", "t.pg.public.items-value", incompatible);
+  assert.equal(check.code, 1);
+  assert.match(check.stdout + check.stderr, /field `id`: writer type long cannot be read as string \(TYPE_MISMATCH at \/fields\/0\/type/);
+});
