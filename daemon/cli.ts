@@ -268,10 +268,20 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
     logger.flush();
     throw error;
   }
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once("SIGINT", () => resolve("SIGINT"));
-    process.once("SIGTERM", () => resolve("SIGTERM"));
-  });
+  // Runs until a signal, or until a component stops for good (e.g. a missing replication slot).
+  const outcome = await Promise.race([
+    new Promise<{ signal: NodeJS.Signals }>((resolve) => {
+      process.once("SIGINT", () => resolve({ signal: "SIGINT" }));
+      process.once("SIGTERM", () => resolve({ signal: "SIGTERM" }));
+    }),
+    daemon.failed.catch((error: unknown) => ({ error })),
+  ]);
+  if ("error" in outcome) {
+    await daemon.stop("a component failed").catch(() => undefined);
+    logger.flush();
+    throw outcome.error;
+  }
+  const signal = outcome.signal;
   // A second signal while draining means "now": exit without waiting for anything in flight.
   const again = (second: NodeJS.Signals) => {
     logger.warn({ signal: second }, "second signal: exiting at once");

@@ -90,11 +90,17 @@ export class SinkRunner {
 
   async run(stop: AbortSignal): Promise<void> {
     const { log, group, owner } = this.options;
-    if (!(await log.acquireLease(group, owner, LEASE_TTL_MS))) {
-      throw new SluiceError(`sink ${this.options.sink.name}: consumer group ${group} is running in another process`, {
-        code: "SINK_ALREADY_RUNNING",
-        context: { component: "sink", sink: this.options.sink.name },
-      });
+    // A lease left by a process that died (kill -9) expires after its TTL: wait that long before giving up.
+    const giveUpAt = Date.now() + LEASE_TTL_MS + 5_000;
+    while (!(await log.acquireLease(group, owner, LEASE_TTL_MS))) {
+      if (Date.now() >= giveUpAt || stop.aborted) {
+        throw new SluiceError(`sink ${this.options.sink.name}: consumer group ${group} is running in another process`, {
+          code: "SINK_ALREADY_RUNNING",
+          context: { component: "sink", sink: this.options.sink.name },
+        });
+      }
+      this.logger.warn({ group }, "sink lease held by another owner; waiting for it to expire");
+      await sleep(1_000, stop).catch(() => undefined);
     }
     const renew = setInterval(() => {
       void log.renewLease(group, owner, LEASE_TTL_MS).then((held) => {
@@ -169,7 +175,10 @@ export class SinkRunner {
     const poison: { record: StoredRecord; error: Error }[] = [];
     for (const record of records) {
       if (this.halted.has(record.topic)) continue;
-      nextOffsets.set(partitionKey(record.topic, record.partition), { topic: record.topic, partition: record.partition, offset: record.offset + 1n });
+      // The consumer's position, not offset + 1: with Kafka transactions it steps past commit markers.
+      const position = consumer.position(record.topic, record.partition);
+      const next = position !== null && position > record.offset ? position : record.offset + 1n;
+      nextOffsets.set(partitionKey(record.topic, record.partition), { topic: record.topic, partition: record.partition, offset: next });
       let event: ChangeEvent | null;
       try {
         event = await this.options.decoder.decode(record);

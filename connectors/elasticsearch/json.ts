@@ -20,7 +20,8 @@ export function encodeJson(value: unknown): string {
     case "string":
       return JSON.stringify(value);
     case "number":
-      return Number.isFinite(value) ? String(value) : "null";
+      // String(-0) is "0": keep the sign of a negative zero.
+      return Number.isFinite(value) ? (Object.is(value, -0) ? "-0.0" : String(value)) : "null";
     case "bigint":
       return value.toString();
     case "boolean":

@@ -34,12 +34,22 @@ function rootCause(error: unknown): KafkaJsFailure {
   return current ?? {};
 }
 
+/**
+ * kafkajs's admin keeps cluster metadata for every topic it has seen; when another client deletes
+ * one of them meanwhile, its offset and metadata calls throw a TypeError from inside kafkajs. The
+ * next attempt refreshes the metadata, so it is retried, not taken for a programming error of ours.
+ */
+function isKafkaJsMetadataRace(error: unknown): boolean {
+  return error instanceof TypeError && /node_modules[\\/]kafkajs[\\/]/.test(error.stack ?? "");
+}
+
 export function isRetriableKafkaError(error: unknown): boolean {
   if (error instanceof SluiceError) return error.retriable;
   const root = rootCause(error);
   if (root.name === "KafkaJSSASLAuthenticationError") return false;
   if (root.type && FENCED.has(root.type)) return false;
   if (root.name && CONNECTION_FAILURES.has(root.name)) return true;
+  if (isKafkaJsMetadataRace(error)) return true;
   return root.retriable === true || (error as KafkaJsFailure)?.retriable === true;
 }
 
