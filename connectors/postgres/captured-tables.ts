@@ -80,6 +80,14 @@ export class CapturedTables {
     return this.byRelid.get(relid);
   }
 
+  /** The captured table a schema belongs to (by name), if it is known. */
+  find(schema: TableSchema): CapturedTable | undefined {
+    for (const table of this.byRelid.values()) {
+      if (table && table.schema.schema === schema.schema && table.schema.table === schema.table) return table;
+    }
+    return undefined;
+  }
+
   /** The table as the catalog of `db` (a snapshot transaction) shows it, limited to the published columns. */
   async fromCatalog(db: Queryable, relid: number, published: PublishedTable | undefined): Promise<CapturedTable> {
     const info = await relationInfo(db, relid);

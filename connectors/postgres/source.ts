@@ -5,7 +5,8 @@
 import pg from "pg";
 import type { Logger } from "pino";
 import type { PostgresSourceConfig } from "../../config/schema.ts";
-import type { ChangeEvent, Checkpoint, Position, Source, SourceBatch } from "../contracts.ts";
+import { UNCHANGED } from "../contracts.ts";
+import type { ChangeEvent, Checkpoint, ColumnValue, Position, Source, SourceBatch } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { AckTracker } from "./ack-tracker.ts";
@@ -13,7 +14,7 @@ import { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import { CapturedTables } from "./captured-tables.ts";
 import { listTables, loadTypeCatalog, publicationInfo, publishedTables, serverInfo, slotInfo, slotLag } from "./catalog.ts";
 import type { PublishedTable, ServerInfo, SlotLag, TableRef } from "./catalog.ts";
-import { clientConfig } from "./connection-settings.ts";
+import { clientConfig, quoteIdent } from "./connection-settings.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { formatLsn } from "./lsn.ts";
 import { toSluiceError } from "./pg-errors.ts";
@@ -172,7 +173,7 @@ export class PostgresSource implements Source {
       if (this.phase === "streaming") {
         if (this.streaming === null) await this.startStream();
         const batch = await this.streaming!.batcher.next(signal);
-        return this.batch(batch.events, batch.transactions, batch.checkpoint);
+        return this.batch(await this.fillMovedToast(batch.events), batch.transactions, batch.checkpoint);
       }
       throw new SluiceError(`read() while ${this.phase}`, { code: "SOURCE_NOT_CONNECTED", retriable: this.phase !== "closed", context: this.context });
     } catch (error) {
@@ -353,6 +354,45 @@ export class PostgresSource implements Source {
     const wanted = this.options.statusIntervalMs ?? 10_000;
     const timeout = this.server?.walSenderTimeoutMs ?? 0;
     return timeout > 0 ? Math.max(100, Math.min(wanted, Math.floor(timeout / 3))) : wanted;
+  }
+
+  /**
+   * A key-changing update arrives as a create of the new key whose unchanged TOAST columns pgoutput
+   * did not send, and no sink holds a row under the new key to keep them from. Those columns are
+   * read from the table by the new key. The value read is the row's current one: if the row changed
+   * again since, its later events follow, so a sink may show a newer value early but never loses it.
+   */
+  private async fillMovedToast(events: readonly ChangeEvent[]): Promise<readonly ChangeEvent[]> {
+    if (!events.some((e) => e.op === "c" && e.after !== null && Object.values(e.after).includes(UNCHANGED))) return events;
+    const filled: ChangeEvent[] = [];
+    for (const event of events) {
+      const after = event.after;
+      const missing = event.op === "c" && after ? Object.keys(after).filter((name) => after[name] === UNCHANGED) : [];
+      const table = missing.length > 0 ? this.captured?.find(event.schema) : undefined;
+      const keyValues = event.schema.key.map((name) => event.key[name]);
+      if (!table || !after || this.catalog === null || !keyValues.every((v) => typeof v === "string" || typeof v === "number" || typeof v === "bigint")) {
+        filled.push(event);
+        continue;
+      }
+      const where = event.schema.key.map((name, i) => `${quoteIdent(name)}::text = $${i + 1}`).join(" AND ");
+      const result = await this.catalog.query<Record<string, string | null>>({
+        text: `SELECT ${missing.map((name) => `${quoteIdent(name)}::text AS ${quoteIdent(name)}`).join(", ")} FROM ${quoteIdent(event.schema.schema)}.${quoteIdent(event.schema.table)} WHERE ${where}`,
+        values: keyValues.map(String),
+      });
+      const row = result.rows[0];
+      if (!row) {
+        filled.push(event);
+        continue;
+      }
+      const values: Record<string, ColumnValue> = { ...after };
+      for (const name of missing) {
+        const text = row[name];
+        const column = table.columns.find((c) => c.name === name);
+        if (column && text !== undefined) values[name] = text === null ? null : column.decode(text);
+      }
+      filled.push({ ...event, after: values });
+    }
+    return filled;
   }
 
   private batch(events: readonly ChangeEvent[], transactions: readonly TransactionEvent[], position: Position): PostgresSourceBatch {
