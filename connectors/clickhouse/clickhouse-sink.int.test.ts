@@ -50,9 +50,9 @@ after(async () => {
   await admin.close();
 });
 
-const createSink = (name: string) =>
+const createSink = (name: string, onError: "halt" | "dead-letter" = "halt") =>
   new ClickHouseSink(
-    testSinkConfig("clickhouse", { name, url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database, native_deletes: false, target: TARGET_TEMPLATE }),
+    testSinkConfig("clickhouse", { name, url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database, native_deletes: false, target: TARGET_TEMPLATE, on_error: onError }),
     { logger: testLogger() },
   );
 
@@ -64,7 +64,7 @@ async function visibleRows(target: string, schema: TableSchema): Promise<Visible
   );
 }
 
-sinkConformanceSuite({ kind: "clickhouse", createSink, visibleRows, cleanup: async () => undefined });
+sinkConformanceSuite({ kind: "clickhouse", createSink, visibleRows, cleanup: async () => undefined, haltsAtFirstFailure: true });
 
 describe("ClickHouse sink specifics", () => {
   const signal = () => AbortSignal.timeout(60_000);

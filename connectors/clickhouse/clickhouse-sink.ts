@@ -20,7 +20,7 @@ import type { TargetColumn } from "../sinks/columns.ts";
 import type { OffsetWriteResult, VersionedSink } from "../sinks/contract.ts";
 import { errorMessage, rebuildState, rowRejected, schemaUnsupported, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
-import { isolateRejected } from "../sinks/isolate.ts";
+import { applyUntilRejected, isolateRejected } from "../sinks/isolate.ts";
 import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
 import { cellOf, positionLabel } from "../sinks/rows.ts";
 import { Serial } from "../sinks/serial.ts";
@@ -212,7 +212,8 @@ export class ClickHouseSink implements VersionedSink {
     if (rows.length === 0) return;
     const stored = await this.#readStored(primary, rows.filter((row) => hasUnchanged(row.row)), signal);
     for (const physical of mirror ? [primary, mirror] : [primary]) {
-      const prepared: Prepared[] = [];
+      let prepared: Prepared[] = [];
+      let firstInvalid: bigint | null = null;
       for (const change of rows) {
         if (change.version <= physical.truncateVersion) continue;
         const before = stored.get(change.id);
@@ -223,13 +224,21 @@ export class ClickHouseSink implements VersionedSink {
         } catch (error) {
           if (!(error instanceof ValueRejected)) throw error;
           failures.add(change.indices, rowRejected(error.message, { ...context, position: positionLabel(change.position), column: error.column }, error));
+          if (firstInvalid === null || change.version < firstInvalid) firstInvalid = change.version;
         }
       }
-      const rejected = await isolateRejected(
-        prepared,
-        (subset) => this.#conn().insertTsv(qualified(this.#database, physical.physical), this.#columnList(physical), Buffer.concat(subset.map((p) => p.line)), signal),
-        (error) => error instanceof ClickHouseDataError,
-      );
+      const insert = (subset: readonly Prepared[]) =>
+        this.#conn().insertTsv(qualified(this.#database, physical.physical), this.#columnList(physical), Buffer.concat(subset.map((p) => p.line)), signal);
+      const isDataError = (error: unknown) => error instanceof ClickHouseDataError;
+      let rejected: { item: Prepared; error: unknown }[];
+      if (this.#config.on_error === "halt") {
+        // A halted table must not show anything after its first failing change: insert in version order up to it.
+        prepared = prepared.filter((p) => firstInvalid === null || p.change.version < firstInvalid).sort((a, b) => (a.change.version < b.change.version ? -1 : 1));
+        const first = await applyUntilRejected(prepared, insert, isDataError);
+        rejected = first ? [first] : [];
+      } else {
+        rejected = await isolateRejected(prepared, insert, isDataError);
+      }
       for (const { item, error } of rejected) {
         failures.add(item.change.indices, rowRejected(errorMessage(error), { ...context, position: positionLabel(item.change.position) }, error));
       }

@@ -19,7 +19,8 @@ const dir = mkdtempSync(join(tmpdir(), "sluice-duckdb-"));
 const path = join(dir, "warehouse.duckdb");
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-const createSink = (name: string) => new DuckDbSink(testSinkConfig("duckdb", { name, path, target: TARGET_TEMPLATE }), { logger: testLogger() });
+const createSink = (name: string, onError: "halt" | "dead-letter" = "halt") =>
+  new DuckDbSink(testSinkConfig("duckdb", { name, path, target: TARGET_TEMPLATE, on_error: onError }), { logger: testLogger() });
 
 async function query(sql: string): Promise<Record<string, unknown>[]> {
   const instance = await DuckDBInstance.fromCache(path);
@@ -39,6 +40,7 @@ async function visibleRows(target: string, _schema: TableSchema): Promise<Visibl
 sinkConformanceSuite({
   kind: "duckdb",
   createSink,
+  haltsAtFirstFailure: true,
   visibleRows,
   cleanup: async () => undefined,
 });

@@ -16,7 +16,7 @@ import type { Logger } from "../../daemon/logger.ts";
 import type { SinkChange, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
-import { collapseChanges } from "../sinks/batch.ts";
+import { collapseChanges, versionOf } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { DELETED_COLUMN, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { TargetColumn } from "../sinks/columns.ts";
@@ -185,7 +185,19 @@ export class DuckDbSink implements VersionedSink {
     signal.throwIfAborted();
     const { tables } = collapseChanges(changes, this.#accept);
     const rejected = new Map<RowChange, unknown>();
-    const include = (row: RowChange) => !rejected.has(row);
+    // on_error: halt stops a table at its first failing change: later rows of it are not applied.
+    const held = new Set<RowChange>();
+    const holdAfterFailures = () => {
+      if (this.#config.on_error !== "halt") return;
+      for (const table of tables) {
+        const failed = [...table.invalid.map(({ index }) => versionOf(changes[index]!.event)), ...table.rows.filter((row) => rejected.has(row)).map((row) => row.version)];
+        if (failed.length === 0) continue;
+        const cutoff = failed.reduce((a, b) => (b < a ? b : a));
+        for (const row of table.rows) if (row.version >= cutoff && !rejected.has(row)) held.add(row);
+      }
+    };
+    const include = (row: RowChange) => !rejected.has(row) && !held.has(row);
+    holdAfterFailures();
     try {
       return await this.#transaction(true, () => this.#apply(tables, mode, include, offsets, rejected));
     } catch (error) {
@@ -203,6 +215,7 @@ export class DuckDbSink implements VersionedSink {
       isDuckDbDataError,
     );
     for (const { item, error } of found) rejected.set(item, error);
+    holdAfterFailures();
     try {
       return await this.#transaction(true, () => this.#apply(tables, mode, include, offsets, rejected));
     } catch (error) {
@@ -248,16 +261,20 @@ export class DuckDbSink implements VersionedSink {
       }
       const rows = changes.rows.filter((row) => include(row) && row.version > primary.truncateVersion);
       if (rows.length === 0) continue;
-      const staged: StagedRow[] = [];
+      let staged: StagedRow[] = [];
       const groups = new Map<string, number>();
+      let firstRejected: bigint | null = null;
       for (const change of rows) {
         try {
           staged.push(this.#stageRow(primary.columns, change, groups));
         } catch (error) {
           if (!(error instanceof ValueRejected)) throw error;
           failures.add(change.indices, rowRejected(error.message, { ...context, position: positionLabel(change.position), column: error.column }, error));
+          if (firstRejected === null || change.version < firstRejected) firstRejected = change.version;
         }
       }
+      // on_error: halt: nothing of the table after its first rejected row (groups left empty upsert nothing).
+      if (this.#config.on_error === "halt" && firstRejected !== null) staged = staged.filter((row) => row.change.version < firstRejected);
       if (staged.length === 0) continue;
       await this.#fillStage(primary.columns, staged);
       for (const [signature, group] of groups) {

@@ -23,8 +23,8 @@ const prefix = `sluice_test_${randomBytes(3).toString("hex")}`;
 const template = `${prefix}_${TARGET_TEMPLATE}`;
 const admin = new Client({ node: elasticsearch.url, Serializer: ExactSerializer });
 
-const createSink = (name: string, bulkBytes = 5 * 2 ** 20) =>
-  new ElasticsearchSink(testSinkConfig("elasticsearch", { name, nodes: [elasticsearch.url], bulk_bytes: bulkBytes, target: template }), {
+const createSink = (name: string, bulkBytes = 5 * 2 ** 20, onError: "halt" | "dead-letter" = "halt") =>
+  new ElasticsearchSink(testSinkConfig("elasticsearch", { name, nodes: [elasticsearch.url], bulk_bytes: bulkBytes, target: template, on_error: onError }), {
     logger: testLogger(),
     refresh: true,
   });
@@ -57,7 +57,8 @@ after(async () => {
 
 sinkConformanceSuite({
   kind: "elasticsearch",
-  createSink: (name) => createSink(name),
+  createSink: (name, onError) => createSink(name, undefined, onError),
+  haltsAtFirstFailure: false,
   // the suite names targets by TARGET_TEMPLATE; here every index also carries this run's prefix
   visibleRows: (target, schema) => visibleRows(`${prefix}_${target}`.toLowerCase(), schema),
   cleanup: async () => undefined,

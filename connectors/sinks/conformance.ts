@@ -21,7 +21,9 @@ export type VisibleRow = Record<string, string | null>;
 export interface SinkHarness {
   readonly kind: string;
   /** A new, unopened sink over the suite's storage. Same `name`: same consumer group (offsets). Template: TARGET_TEMPLATE. */
-  createSink(name: string): VersionedSink;
+  createSink(name: string, onError?: "halt" | "dead-letter"): VersionedSink;
+  /** Whether, under `on_error: halt`, the sink applies nothing of a table after its first failing change in a write. */
+  readonly haltsAtFirstFailure: boolean;
   /** The rows users see under the natural name `target`, each value as text ("12.50", "true"), in any order. */
   visibleRows(target: string, schema: TableSchema): Promise<VisibleRow[]>;
   /** Removes targets the suite created (tables, views, indexes, offsets). */
@@ -65,8 +67,8 @@ export function sinkConformanceSuite(harness: SinkHarness): void {
       targets.push(renderTarget(TARGET_TEMPLATE, schema));
       return { schema, events: new Events(schema), target: renderTarget(TARGET_TEMPLATE, schema) };
     };
-    const open = async (name = sinkName) => {
-      const sink = harness.createSink(name);
+    const open = async (name = sinkName, onError: "halt" | "dead-letter" = "halt") => {
+      const sink = harness.createSink(name, onError);
       await sink.open(signal());
       sinks.push(sink);
       return sink;
@@ -310,9 +312,9 @@ export function sinkConformanceSuite(harness: SinkHarness): void {
       ]);
     });
 
-    test("a poison row is a per-item failure while the others apply, and offsets are then not stored", async () => {
+    test("dead-letter: a poison row is a per-item failure while the others apply, and offsets are then not stored", async () => {
       const name = `conf_${randomTableName("p")}`;
-      const own = await open(name);
+      const own = await open(name, "dead-letter");
       const { schema, events, target } = newTable([
         ["id", "integer"],
         ["big", "bigint"],
@@ -338,6 +340,23 @@ export function sinkConformanceSuite(harness: SinkHarness): void {
       assert.deepEqual(await own.committedOffsets(signal()), []);
       await own.storeOffsets(offsets, signal());
       assert.deepEqual(await own.committedOffsets(signal()), offsets);
+    });
+
+    // Elasticsearch applies each bulk item on its own, so it cannot hold back what follows a poison row.
+    if (harness.haltsAtFirstFailure) test("halt: a poison row is a per-item failure and nothing after it of its table shows", async () => {
+      const own = await open(`conf_${randomTableName("h")}`, "halt");
+      const { schema, events, target } = newTable([
+        ["id", "integer"],
+        ["big", "bigint"],
+      ]);
+      const result = await own.write(
+        [events.insert(1n, { id: 1, big: 1n }), events.insert(2n, { id: 2, big: "not a number" }), events.insert(3n, { id: 3, big: 3n })],
+        signal(),
+        [{ topic: events.topic, partition: 0, offset: 3n }],
+      );
+      assert.deepEqual(result.failures.map((f) => f.index), [1]);
+      assert.equal(result.offsetsStored, false);
+      expectRows(await harness.visibleRows(target, schema), [{ id: "1", big: "1" }]);
     });
 
     test("offsets are stored with the data and read back after reopening", async () => {

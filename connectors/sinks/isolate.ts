@@ -31,3 +31,31 @@ export async function isolateRejected<T>(
   const right = await isolateRejected(items.slice(middle), attempt, isDataError);
   return [...left, ...right];
 }
+
+/**
+ * For `on_error: halt`: applies `items` (in version order) up to the first one the target rejects
+ * and no further, so a halted table never shows a change that came after its poison row. Each
+ * successful attempt is applied for good; a failing one is narrowed to its first half.
+ */
+export async function applyUntilRejected<T>(
+  items: readonly T[],
+  attempt: (subset: readonly T[]) => Promise<void>,
+  isDataError: (error: unknown) => boolean,
+): Promise<Rejected<T> | null> {
+  let start = 0;
+  while (start < items.length) {
+    let end = items.length;
+    for (;;) {
+      try {
+        await attempt(items.slice(start, end));
+        start = end;
+        break;
+      } catch (error) {
+        if (!isDataError(error)) throw error;
+        if (end - start === 1) return { item: items[start] as T, error };
+        end = start + Math.ceil((end - start) / 2);
+      }
+    }
+  }
+  return null;
+}

@@ -13,7 +13,7 @@ export function testLogger(): Logger {
 const COMMON = {
   tables: ["*.*"],
   target: "{schema}_{table}",
-  on_error: "halt" as const,
+  on_error: "halt" as "halt" | "dead-letter",
   batch: { max_rows: 5_000, max_bytes: 8 * 2 ** 20, max_wait: 200 },
   retry: { initial: 50, max: 1_000 },
 };
