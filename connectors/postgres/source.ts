@@ -375,11 +375,17 @@ export class PostgresSource implements Source {
         continue;
       }
       const where = event.schema.key.map((name, i) => `${quoteIdent(name)}::text = $${i + 1}`).join(" AND ");
-      const result = await this.catalog.query<Record<string, string | null>>({
+      const query = {
         text: `SELECT ${missing.map((name) => `${quoteIdent(name)}::text AS ${quoteIdent(name)}`).join(", ")} FROM ${quoteIdent(event.schema.schema)}.${quoteIdent(event.schema.table)} WHERE ${where}`,
         values: keyValues.map(String),
-      });
-      const row = result.rows[0];
+      };
+      // The commit can be decoded a moment before the transaction is visible to other sessions:
+      // a row not found yet is looked for again briefly (a row deleted since stays not found).
+      let row: Record<string, string | null> | undefined;
+      for (let attempt = 0; attempt < 10 && row === undefined; attempt++) {
+        if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 10 * attempt));
+        row = (await this.catalog.query<Record<string, string | null>>(query)).rows[0];
+      }
       if (!row) {
         filled.push(event);
         continue;
