@@ -1,0 +1,354 @@
+/**
+ * The whole pipeline under load: PostgreSQL → Kafka (transactions) → ClickHouse + Elasticsearch,
+ * through the real daemon (`sluice run` as a child process, default settings) and the real
+ * services of test/services/, all on one machine.
+ *
+ *   node bench/pipeline-throughput.ts [--seconds 10] [--writers 2] [--rate 5000] [--latency-seconds 20]
+ *
+ * 1. Sustained throughput: `--writers` connections write as fast as they can for `--seconds`
+ *    (transactions of 1,000 changes: multi-row INSERTs and UPDATEs of rows written before, one
+ *    to one). Reported: the writers' rate, and per stage the changes it handled divided by the
+ *    time from the first write until that stage had all of them (capture = in Kafka; each sink =
+ *    applied), plus the best 5-s window of each sink (sluice_sink_changes_applied_total). The
+ *    writers outrun the pipeline many times over, so the stages work through a backlog of
+ *    millions of changes; the CPU each process used meanwhile shows what limits them.
+ * 2. Commit → visible latency at a fixed `--rate` (changes/s) for `--latency-seconds`: every
+ *    100 ms one transaction of rate/10 changes, one of them a marker row (its own small table)
+ *    whose commit time the writer notes; pollers query ClickHouse's view and Elasticsearch's
+ *    alias every 25 ms for new markers. Latency = first seen − commit returned (includes up to
+ *    25 ms of polling). Elasticsearch is measured twice: with the default refresh interval (1 s)
+ *    and with the markers index at `refresh_interval: 100ms`.
+ * 3. Check: row counts in ClickHouse and Elasticsearch equal PostgreSQL's.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import { cpus } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import {
+  clickhouseQuery,
+  currentLsn,
+  deleteElasticIndices,
+  deleteElasticOffsets,
+  deleteKafkaDeployment,
+  dropClickHouseDatabase,
+  dropPostgres,
+  esRequest,
+  killAllDaemons,
+  metricValue,
+  pgClient,
+  pgSourceConfig,
+  randomName,
+  removeDir,
+  sleep,
+  startReady,
+  tempDir,
+  waitFor,
+} from "../test/e2e/helpers.ts";
+import type { SluiceDaemon } from "../test/e2e/helpers.ts";
+import { clickhouse, elasticsearch, kafka, servicesDir } from "../test/services/ports.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    seconds: { type: "string", default: "10" },
+    writers: { type: "string", default: "2" },
+    rate: { type: "string", default: "5000" },
+    "latency-seconds": { type: "string", default: "20" },
+  },
+});
+const SECONDS = Number(args.seconds);
+const WRITERS = Number(args.writers);
+const RATE = Number(args.rate);
+const LATENCY_SECONDS = Number(args["latency-seconds"]);
+const TX_CHANGES = 1_000;
+
+const schema = randomName("bench_pipe");
+const source = randomName("src");
+const deployment = randomName("bench");
+const database = randomName("bench_pipe");
+const dir = tempDir("bench-pipeline");
+const ROWS = `"${schema}".rows`;
+const MARKERS = `"${schema}".markers`;
+
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+const log = (text: string) => process.stdout.write(`${text}\n`);
+
+interface Sample {
+  readonly at: number;
+  readonly captured: number;
+  readonly warehouse: number;
+  readonly search: number;
+}
+
+async function sample(daemon: SluiceDaemon): Promise<Sample> {
+  const text = await daemon.metrics();
+  const table = `${schema}.rows`;
+  return {
+    at: performance.now(),
+    captured: metricValue(text, "sluice_changes_captured_total", { table }),
+    warehouse: metricValue(text, "sluice_sink_changes_applied_total", { sink: "warehouse", table }),
+    search: metricValue(text, "sluice_sink_changes_applied_total", { sink: "search", table }),
+  };
+}
+
+function bestWindow(samples: readonly Sample[], key: "captured" | "warehouse" | "search", windowMs = 5_000): number {
+  let best = 0;
+  for (let i = 0; i < samples.length; i++) {
+    const j = samples.findIndex((s) => s.at >= samples[i]!.at + windowMs);
+    if (j < 0) break;
+    best = Math.max(best, ((samples[j]![key] - samples[i]![key]) * 1000) / (samples[j]!.at - samples[i]!.at));
+  }
+  return best;
+}
+
+/** CPU time (clock ticks) per consumer: the daemon, each service (by its pid file), the writers' PostgreSQL backends included under PostgreSQL, and the machine in total. */
+function cpuTicks(daemonPid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  const add = (key: string, ticks: number) => out.set(key, (out.get(key) ?? 0) + ticks);
+  const pidOf = (svc: string) => {
+    try {
+      return Number(readFileSync(join(servicesDir, "run", `${svc}.pid`), "utf8").trim());
+    } catch {
+      return -1;
+    }
+  };
+  const named = new Map<number, string>([
+    [daemonPid, "sluice daemon"],
+    [pidOf("kafka"), "Kafka"],
+    [pidOf("elasticsearch"), "Elasticsearch"],
+    [pidOf("clickhouse"), "ClickHouse"],
+  ]);
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
+    const pid = Number(entry);
+    add(named.get(pid) ?? (comm === "postgres" ? "PostgreSQL" : "other"), ticks);
+  }
+  const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  out.set("machine busy", cpu.reduce((a, b) => a + b, 0) - cpu[3]! - (cpu[4] ?? 0));
+  out.set("machine total", cpu.reduce((a, b) => a + b, 0));
+  return out;
+}
+
+function cpuReport(before: Map<string, number>, after: Map<string, number>, seconds: number): string {
+  const cores = (key: string) => ((after.get(key) ?? 0) - (before.get(key) ?? 0)) / 100 / seconds;
+  const parts = ["sluice daemon", "PostgreSQL", "Kafka", "ClickHouse", "Elasticsearch", "other"].map((k) => `${k} ${cores(k).toFixed(2)}`);
+  const total = (after.get("machine total")! - before.get("machine total")!);
+  const busy = (after.get("machine busy")! - before.get("machine busy")!);
+  return `CPU while draining (cores of ${cpus().length}): ${parts.join(", ")}; machine busy ${((100 * busy) / total).toFixed(0)} %`;
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+/** Phase 1: as fast as the writers go. */
+async function throughput(daemon: SluiceDaemon): Promise<string[]> {
+  const writers = await Promise.all(Array.from({ length: WRITERS }, () => pgClient()));
+  const samples: Sample[] = [await sample(daemon)];
+  const start = performance.now();
+  const deadline = start + SECONDS * 1000;
+  let written = 0;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      await sleep(500);
+      samples.push(await sample(daemon));
+    }
+  })();
+  await Promise.all(
+    writers.map(async (client, w) => {
+      // Each writer owns an id range; it inserts new rows and updates the rows it inserted.
+      let next = w * 1_000_000_000;
+      let updated = w * 1_000_000_000;
+      for (let i = 0; performance.now() < deadline; i++) {
+        if (i % 2 === 0 || updated + TX_CHANGES > next) {
+          const r = await client.query(
+            `INSERT INTO ${ROWS} SELECT g, g % 1000, md5(g::text), (g % 100000) / 100.0, now() FROM generate_series($1::bigint, $2::bigint) g`,
+            [next, next + TX_CHANGES - 1],
+          );
+          next += TX_CHANGES;
+          written += r.rowCount ?? 0;
+        } else {
+          const r = await client.query(`UPDATE ${ROWS} SET v = md5(v), amount = amount + 1, at = now() WHERE id BETWEEN $1 AND $2`, [updated, updated + TX_CHANGES - 1]);
+          updated += TX_CHANGES;
+          written += r.rowCount ?? 0;
+        }
+      }
+    }),
+  );
+  const writeSeconds = (performance.now() - start) / 1000;
+  log(`writers: ${fmt(written)} changes in ${writeSeconds.toFixed(1)} s (${fmt(written / writeSeconds)} changes/s)`);
+  const cpuBefore = cpuTicks(daemon.child.pid!);
+  const drainStart = performance.now();
+  const done: Partial<Record<"captured" | "warehouse" | "search", number>> = {};
+  const drainDeadline = performance.now() + 30 * 60_000;
+  while (Object.keys(done).length < 3) {
+    if (performance.now() > drainDeadline) throw new Error(`the pipeline did not drain within 30 min: ${JSON.stringify(samples.at(-1))}`);
+    await sleep(250);
+    const last = samples.at(-1)!;
+    for (const key of ["captured", "warehouse", "search"] as const) if (done[key] === undefined && last[key] - samples[0]![key] >= written) done[key] = last.at;
+  }
+  sampling = false;
+  await sampler;
+  log(cpuReport(cpuBefore, cpuTicks(daemon.child.pid!), (performance.now() - drainStart) / 1000));
+  await Promise.all(writers.map((c) => c.end()));
+  const row = (label: string, key: "captured" | "warehouse" | "search") => {
+    const seconds = (done[key]! - start) / 1000;
+    return `| ${label} | ${fmt(written / seconds)} | ${seconds.toFixed(1)} s | ${fmt(bestWindow(samples, key))} |`;
+  };
+  return [
+    `| stage | changes/s (all ${fmt(written)} changes, from the first write) | done after | best 5 s |`,
+    "| --- | --- | --- | --- |",
+    `| PostgreSQL writers (${WRITERS}) | ${fmt(written / writeSeconds)} | ${writeSeconds.toFixed(1)} s | |`,
+    row("captured into Kafka", "captured"),
+    row("applied to ClickHouse", "warehouse"),
+    row("applied to Elasticsearch", "search"),
+  ];
+}
+
+/** Phase 2: commit → visible at a fixed rate. */
+async function latency(label: string, seconds: number, markerBase: number): Promise<{ ch: number[]; es: number[] }> {
+  const client = await pgClient();
+  const committed = new Map<number, number>();
+  const seen = { ch: new Map<number, number>(), es: new Map<number, number>() };
+  const perTx = Math.max(2, Math.round(RATE / 10));
+  let running = true;
+  let stopAt = Number.POSITIVE_INFINITY;
+  const pollClickHouse = (async () => {
+    let last = markerBase;
+    while (running || seen.ch.size < committed.size) {
+      const text = (await clickhouseQuery(`SELECT id FROM \`${database}\`.\`${schema}_markers\` WHERE id > ${last} FORMAT TabSeparated`)).toString("utf8");
+      const now = performance.now();
+      for (const line of text.split("\n")) {
+        if (line === "") continue;
+        const id = Number(line);
+        if (!seen.ch.has(id)) seen.ch.set(id, now);
+        last = Math.max(last, id);
+      }
+      if (!running && performance.now() > stopAt + 30_000) break;
+      await sleep(25);
+    }
+  })();
+  const pollElasticsearch = (async () => {
+    let last = markerBase;
+    while (running || seen.es.size < committed.size) {
+      const result = await esRequest("POST", `/${schema}_markers/_search`, { size: 10_000, _source: ["id"], query: { range: { id: { gt: last } } } });
+      const now = performance.now();
+      const hits = (result.json as { hits?: { hits: { _source: { id: number } }[] } }).hits?.hits ?? [];
+      for (const hit of hits) {
+        const id = Number(hit._source.id);
+        if (!seen.es.has(id)) seen.es.set(id, now);
+        last = Math.max(last, id);
+      }
+      if (!running && performance.now() > stopAt + 30_000) break;
+      await sleep(25);
+    }
+  })();
+  const start = performance.now();
+  let id = markerBase;
+  let rowId = 2_000_000_000 + markerBase * perTx;
+  let behind = 0;
+  for (let tick = 0; tick < seconds * 10; tick++) {
+    const due = start + tick * 100;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+    else behind++;
+    id++;
+    await client.query("BEGIN");
+    // perTx − 1 changes in the big table (new rows, and updates of the ones two ticks back), then the marker.
+    const inserts = Math.ceil((perTx - 1) / 2);
+    await client.query(`INSERT INTO ${ROWS} SELECT g, g % 1000, md5(g::text), 1, now() FROM generate_series($1::bigint, $2::bigint) g`, [rowId, rowId + inserts - 1]);
+    if (perTx - 1 - inserts > 0 && tick >= 2) await client.query(`UPDATE ${ROWS} SET amount = amount + 1 WHERE id BETWEEN $1 AND $2`, [rowId - 2 * inserts, rowId - 2 * inserts + (perTx - 1 - inserts) - 1]);
+    rowId += inserts;
+    await client.query(`INSERT INTO ${MARKERS} VALUES ($1, now())`, [id]);
+    await client.query("COMMIT");
+    committed.set(id, performance.now());
+  }
+  const actualRate = (committed.size * perTx) / ((performance.now() - start) / 1000);
+  running = false;
+  stopAt = performance.now();
+  await Promise.all([pollClickHouse, pollElasticsearch]);
+  await client.end();
+  const lat = (m: Map<number, number>) => [...committed].filter(([k]) => m.has(k)).map(([k, t]) => m.get(k)! - t).sort((a, b) => a - b);
+  const out = { ch: lat(seen.ch), es: lat(seen.es) };
+  log(`latency (${label}): ${committed.size} transactions at ${fmt(actualRate)} changes/s (${behind} ticks late); markers seen: ClickHouse ${out.ch.length}, Elasticsearch ${out.es.length}`);
+  return out;
+}
+
+async function main(): Promise<void> {
+  const client = await pgClient();
+  const cleanup = async () => {
+    await killAllDaemons();
+    await dropPostgres(client, { slot: `sluice_${source}`, publication: `sluice_${source}`, schema }).catch((e: unknown) => log(`cleanup: ${String(e)}`));
+    await client.end();
+    await deleteKafkaDeployment(deployment).catch((e: unknown) => log(`cleanup: ${String(e)}`));
+    await dropClickHouseDatabase(database).catch(() => undefined);
+    await deleteElasticIndices(`${schema}_`).catch(() => undefined);
+    await deleteElasticOffsets(["warehouse", "search"]).catch(() => undefined);
+    removeDir(dir);
+  };
+  try {
+    await client.query(`CREATE SCHEMA "${schema}"`);
+    await client.query(`CREATE TABLE ${ROWS} (id bigint PRIMARY KEY, account integer, v text, amount numeric(12,2), at timestamptz)`);
+    await client.query(`CREATE TABLE ${MARKERS} (id bigint PRIMARY KEY, sent_at timestamptz)`);
+    await client.query(`INSERT INTO ${MARKERS} VALUES (0, now())`); // creates the topics and targets before timing
+    const daemon = await startReady(dir, {
+      name: deployment,
+      sources: [pgSourceConfig(source, [`${schema}.*`])],
+      topics: { kind: "kafka", brokers: [...kafka.brokers], partitions: 3, transactions: true, retention: { max_age: 0 } },
+      sinks: [
+        { kind: "clickhouse", name: "warehouse", url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database },
+        { kind: "elasticsearch", name: "search", nodes: [elasticsearch.url] },
+      ],
+      logging: { level: "warn" },
+    }, "bench");
+    await waitFor("the marker table to reach both sinks", async () => {
+      const ch = (await clickhouseQuery(`SELECT count() FROM \`${database}\`.\`${schema}_markers\``).catch(() => Buffer.from("0"))).toString().trim();
+      const es = await esRequest("GET", `/${schema}_markers/_count`);
+      return ch === "1" && es.status === 200;
+    }, { daemon, timeoutMs: 120_000 });
+    log(`PostgreSQL → Kafka (3 partitions, transactions) → ClickHouse 18.16 + Elasticsearch; ${WRITERS} writers for ${SECONDS} s, then ${RATE} changes/s for ${LATENCY_SECONDS} s`);
+
+    const table = await throughput(daemon);
+    const lsn = await currentLsn(client);
+    log(`(drained; WAL at ${lsn})`);
+
+    const defaultRefresh = await latency("Elasticsearch refresh 1 s (default)", LATENCY_SECONDS, 1_000_000);
+    const settings = await esRequest("PUT", `/${schema}_markers/_settings`, { index: { refresh_interval: "100ms" } });
+    if (settings.status !== 200) throw new Error(`setting refresh_interval: ${settings.text}`);
+    const fastRefresh = await latency("Elasticsearch refresh 100 ms", LATENCY_SECONDS, 2_000_000);
+
+    // Check: every row arrived.
+    const pgRows = Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${ROWS}`)).rows[0]!.n);
+    const chRows = Number((await clickhouseQuery(`SELECT count() FROM \`${database}\`.\`${schema}_rows\``)).toString().trim());
+    await esRequest("POST", `/${schema}_rows/_refresh`);
+    const esRows = Number(((await esRequest("GET", `/${schema}_rows/_count`)).json as { count: number }).count);
+    log(`rows: PostgreSQL ${fmt(pgRows)}, ClickHouse ${fmt(chRows)}, Elasticsearch ${fmt(esRows)}${pgRows === chRows && pgRows === esRows ? " (equal)" : " (DIFFERENT)"}`);
+
+    const latencyRow = (label: string, values: number[], expected: number) =>
+      `| ${label} | ${fmt(percentile(values, 50))} ms | ${fmt(percentile(values, 99))} ms | ${fmt(values.at(-1) ?? Number.NaN)} ms | ${values.length}/${expected} |`;
+    const expected = LATENCY_SECONDS * 10;
+    log("");
+    log(table.join("\n"));
+    log("");
+    log(`| commit → visible at ${fmt(RATE)} changes/s | p50 | p99 | max | markers |`);
+    log("| --- | --- | --- | --- | --- |");
+    log(latencyRow("ClickHouse", defaultRefresh.ch, expected));
+    log(latencyRow("Elasticsearch, refresh 1 s (default)", defaultRefresh.es, expected));
+    log(latencyRow("ClickHouse (second run)", fastRefresh.ch, expected));
+    log(latencyRow("Elasticsearch, refresh 100 ms", fastRefresh.es, expected));
+  } finally {
+    await cleanup();
+  }
+}
+
+await main();
