@@ -100,10 +100,15 @@ function bestWindow(samples: readonly Sample[], key: "captured" | "warehouse" | 
   return best;
 }
 
-/** CPU time (clock ticks) per consumer: the daemon, each service (by its pid file), the writers' PostgreSQL backends included under PostgreSQL, and the machine in total. */
-function cpuTicks(daemonPid: number): Map<string, number> {
-  const out = new Map<string, number>();
-  const add = (key: string, ticks: number) => out.set(key, (out.get(key) ?? 0) + ticks);
+interface CpuSnapshot {
+  /** pid → [consumer, utime + stime in clock ticks] */
+  readonly processes: Map<number, [string, number]>;
+  readonly busy: number;
+  readonly total: number;
+}
+
+/** CPU time of every process, sorted by consumer: the daemon, each service (by its pid file), PostgreSQL's processes, this benchmark, the rest. */
+function cpuSnapshot(daemonPid: number): CpuSnapshot {
   const pidOf = (svc: string) => {
     try {
       return Number(readFileSync(join(servicesDir, "run", `${svc}.pid`), "utf8").trim());
@@ -113,10 +118,12 @@ function cpuTicks(daemonPid: number): Map<string, number> {
   };
   const named = new Map<number, string>([
     [daemonPid, "sluice daemon"],
+    [process.pid, "benchmark"],
     [pidOf("kafka"), "Kafka"],
     [pidOf("elasticsearch"), "Elasticsearch"],
     [pidOf("clickhouse"), "ClickHouse"],
   ]);
+  const processes = new Map<number, [string, number]>();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     let stat: string;
@@ -127,22 +134,20 @@ function cpuTicks(daemonPid: number): Map<string, number> {
     }
     const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
     const pid = Number(entry);
-    add(named.get(pid) ?? (comm === "postgres" ? "PostgreSQL" : "other"), ticks);
+    processes.set(pid, [named.get(pid) ?? (comm === "postgres" ? "PostgreSQL" : "other"), Number(fields[11]) + Number(fields[12])]);
   }
   const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-  out.set("machine busy", cpu.reduce((a, b) => a + b, 0) - cpu[3]! - (cpu[4] ?? 0));
-  out.set("machine total", cpu.reduce((a, b) => a + b, 0));
-  return out;
+  const total = cpu.reduce((a, b) => a + b, 0);
+  return { processes, busy: total - cpu[3]! - (cpu[4] ?? 0), total };
 }
 
-function cpuReport(before: Map<string, number>, after: Map<string, number>, seconds: number): string {
-  const cores = (key: string) => ((after.get(key) ?? 0) - (before.get(key) ?? 0)) / 100 / seconds;
-  const parts = ["sluice daemon", "PostgreSQL", "Kafka", "ClickHouse", "Elasticsearch", "other"].map((k) => `${k} ${cores(k).toFixed(2)}`);
-  const total = (after.get("machine total")! - before.get("machine total")!);
-  const busy = (after.get("machine busy")! - before.get("machine busy")!);
-  return `CPU while draining (cores of ${cpus().length}): ${parts.join(", ")}; machine busy ${((100 * busy) / total).toFixed(0)} %`;
+/** Cores used per consumer between two snapshots (processes that ended meanwhile are not counted). */
+function cpuReport(before: CpuSnapshot, after: CpuSnapshot, seconds: number): string {
+  const used = new Map<string, number>();
+  for (const [pid, [consumer, ticks]] of after.processes) used.set(consumer, (used.get(consumer) ?? 0) + ticks - (before.processes.get(pid)?.[1] ?? 0));
+  const parts = ["sluice daemon", "PostgreSQL", "Kafka", "ClickHouse", "Elasticsearch", "benchmark", "other"].map((k) => `${k} ${((used.get(k) ?? 0) / 100 / seconds).toFixed(2)}`);
+  return `CPU while draining, in cores (of ${cpus().length}): ${parts.join(", ")}; machine busy ${((100 * (after.busy - before.busy)) / (after.total - before.total)).toFixed(0)} %`;
 }
 
 function percentile(sorted: readonly number[], p: number): number {
@@ -187,7 +192,7 @@ async function throughput(daemon: SluiceDaemon): Promise<string[]> {
   );
   const writeSeconds = (performance.now() - start) / 1000;
   log(`writers: ${fmt(written)} changes in ${writeSeconds.toFixed(1)} s (${fmt(written / writeSeconds)} changes/s)`);
-  const cpuBefore = cpuTicks(daemon.child.pid!);
+  const cpuBefore = cpuSnapshot(daemon.child.pid!);
   const drainStart = performance.now();
   const done: Partial<Record<"captured" | "warehouse" | "search", number>> = {};
   const drainDeadline = performance.now() + 30 * 60_000;
@@ -199,7 +204,7 @@ async function throughput(daemon: SluiceDaemon): Promise<string[]> {
   }
   sampling = false;
   await sampler;
-  log(cpuReport(cpuBefore, cpuTicks(daemon.child.pid!), (performance.now() - drainStart) / 1000));
+  log(cpuReport(cpuBefore, cpuSnapshot(daemon.child.pid!), (performance.now() - drainStart) / 1000));
   await Promise.all(writers.map((c) => c.end()));
   const row = (label: string, key: "captured" | "warehouse" | "search") => {
     const seconds = (done[key]! - start) / 1000;
