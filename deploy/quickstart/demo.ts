@@ -55,7 +55,10 @@ await client.connect();
 try {
   if (process.argv[2] === "setup") await client.query(SETUP);
   else if (process.argv[2] === "workload") await workload();
-  else throw new Error("usage: demo.ts setup | workload");
+  else if (process.argv[2] === "clean") {
+    await client.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'sluice_quickstart' AND NOT active");
+    await client.query("DROP PUBLICATION IF EXISTS sluice_quickstart");
+  } else throw new Error("usage: demo.ts setup | workload | clean");
 } finally {
   await client.end();
 }
