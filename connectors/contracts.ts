@@ -125,6 +125,19 @@ export interface ChangeEvent {
   readonly schema: TableSchema;
 }
 
+/** How far a source's initial snapshot has read one table: for metrics and a terminal display. */
+export interface TableSnapshotProgress {
+  /** "schema.table" (MySQL: "database.table") */
+  readonly table: string;
+  readonly state: "pending" | "running" | "done";
+  readonly rowsDone: number;
+  /** The server's estimate (PostgreSQL reltuples, MySQL TABLE_ROWS); null when unknown. */
+  readonly rowsEstimated: number | null;
+  readonly rowsPerSecond: number;
+  readonly startedAtMs: number | null;
+  readonly finishedAtMs: number | null;
+}
+
 /** A source's durable resume point, stored through the topic log with the records it covers. */
 export interface Checkpoint {
   readonly source: string;

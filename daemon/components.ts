@@ -4,7 +4,7 @@
  */
 import { dirname, join } from "node:path";
 import type { SinkConfig, SluiceConfig, SourceConfig } from "../config/schema.ts";
-import type { ChangeEvent, ProducedRecord, Sink, Source, StoredRecord, TopicLog } from "../connectors/contracts.ts";
+import type { ChangeEvent, ProducedRecord, Sink, Source, StoredRecord, TableSnapshotProgress, TopicLog } from "../connectors/contracts.ts";
 import { tableMatcher } from "../connectors/common/table-patterns.ts";
 import { sinkGroup } from "../connectors/topics/names.ts";
 import { ChangeEventDecoder, LocalRegistry, openJournalStore, RemoteRegistry } from "../schema-registry/index.ts";
@@ -161,16 +161,8 @@ export async function createSource(config: SourceConfig, logger: Logger, hooks: 
   }
 }
 
-export interface SnapshotProgressLike {
-  /** "schema.table" */
-  readonly table: string;
-  readonly state: "pending" | "running" | "done";
-  readonly rowsDone: number;
-  readonly rowsEstimated: number | null;
-}
-
 export interface SourceHooks {
-  onSnapshotProgress(progress: readonly SnapshotProgressLike[]): void;
+  onSnapshotProgress(progress: readonly TableSnapshotProgress[]): void;
   /** A folder for a source's own durable state (the embedded log's), or null. */
   readonly stateDir: string | null;
 }

@@ -1,12 +1,11 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { hostname } from "node:os";
 import type { SluiceConfig } from "../config/schema.ts";
-import type { Source, TopicLog } from "../connectors/contracts.ts";
+import type { Source, TableSnapshotProgress, TopicLog } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { openTopicLog } from "../connectors/topics/open.ts";
 import { createRegistryHandler } from "../schema-registry/index.ts";
 import { CapturePipeline } from "./capture.ts";
-import type { SnapshotProgressLike } from "./components.ts";
 import {
   captureEncoder,
   createSink,
@@ -78,7 +77,7 @@ export class Daemon {
   private started = false;
   private fatal: ((error: unknown) => void) | null = null;
   /** Called as snapshots progress, e.g. for a live display on a terminal. */
-  onSnapshotProgress: ((source: string, progress: readonly SnapshotProgressLike[]) => void) | null = null;
+  onSnapshotProgress: ((source: string, progress: readonly TableSnapshotProgress[]) => void) | null = null;
   /** Rejects with the first error that stops a component for good (e.g. a missing replication slot). */
   readonly failed: Promise<never>;
 

@@ -2,18 +2,14 @@
  * The initial snapshot's progress on a terminal: one line per table, redrawn in place at most
  * twice a second (on standard error, so the JSON logs on standard output stay clean).
  */
-import type { SnapshotProgressLike } from "./components.ts";
-
-export interface TableProgress extends SnapshotProgressLike {
-  readonly rowsPerSecond?: number;
-}
+import type { TableSnapshotProgress } from "../connectors/contracts.ts";
 
 function bar(fraction: number, width = 20): string {
   const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
   return `[${"#".repeat(filled)}${".".repeat(width - filled)}]`;
 }
 
-export function progressLine(source: string, table: TableProgress): string {
+export function progressLine(source: string, table: TableSnapshotProgress): string {
   const total = table.state === "done" ? table.rowsDone : table.rowsEstimated;
   const fraction = total && total > 0 ? table.rowsDone / total : table.state === "done" ? 1 : 0;
   const percent = total ? `${Math.min(100, Math.floor(fraction * 100))}%`.padStart(4) : "  ?%";
@@ -24,7 +20,7 @@ export function progressLine(source: string, table: TableProgress): string {
 
 export class ProgressDisplay {
   private readonly out: NodeJS.WriteStream;
-  private readonly tables = new Map<string, { source: string; progress: TableProgress }>();
+  private readonly tables = new Map<string, { source: string; progress: TableSnapshotProgress }>();
   private drawnLines = 0;
   private lastDraw = 0;
 
@@ -32,7 +28,7 @@ export class ProgressDisplay {
     this.out = out;
   }
 
-  update(source: string, progress: readonly TableProgress[]): void {
+  update(source: string, progress: readonly TableSnapshotProgress[]): void {
     for (const table of progress) this.tables.set(`${source}\u0000${table.table}`, { source, progress: table });
     const now = Date.now();
     const finished = progress.every((t) => t.state === "done");

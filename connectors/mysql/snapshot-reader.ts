@@ -23,17 +23,9 @@ import type { ZeroDates } from "./values/column-decoder.ts";
 import { keyLiteral, selectExpression, snapshotDecoder } from "./values/snapshot-values.ts";
 import type { SnapshotDecoder } from "./values/snapshot-values.ts";
 
-export interface TableSnapshotProgress {
-  /** "database.table" */
-  readonly table: string;
-  readonly state: "pending" | "running" | "done";
-  readonly rowsDone: number;
-  /** information_schema's estimate (TABLE_ROWS); null when unknown. */
-  readonly rowsEstimated: number | null;
-  readonly rowsPerSecond: number;
-  readonly startedAtMs: number | null;
-  readonly finishedAtMs: number | null;
-}
+import type { TableSnapshotProgress } from "../contracts.ts";
+
+export type { TableSnapshotProgress };
 
 export interface SnapshotReaderOptions {
   readonly sourceName: string;

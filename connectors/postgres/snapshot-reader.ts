@@ -15,17 +15,9 @@ import type { PublishedTable, TableRef } from "./catalog.ts";
 import { quoteIdent, quoteLiteral } from "./connection-settings.ts";
 import { toSluiceError } from "./pg-errors.ts";
 
-export interface TableSnapshotProgress {
-  /** "schema.table" */
-  readonly table: string;
-  readonly state: "pending" | "running" | "done";
-  readonly rowsDone: number;
-  /** The planner's estimate (pg_class.reltuples); null when the table was never analysed. */
-  readonly rowsEstimated: number | null;
-  readonly rowsPerSecond: number;
-  readonly startedAtMs: number | null;
-  readonly finishedAtMs: number | null;
-}
+import type { TableSnapshotProgress } from "../contracts.ts";
+
+export type { TableSnapshotProgress };
 
 export interface SnapshotReaderOptions {
   readonly client: ClientConfig;
