@@ -95,9 +95,11 @@ async function waitFor<T>(what: string, probe: () => Promise<T>, accept: (value:
   throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}\n${daemon?.raw.slice(-20).join("\n") ?? ""}`);
 }
 
+/** The sink's lag in records, or null until it has applied a change (before that, no topic may exist yet and the lag reads 0). */
 async function sinkLag(): Promise<number | null> {
-  const status = (await (await fetch(`http://127.0.0.1:${httpPort}/status`)).json()) as { sinks: { name: string; lagRecords: number | null }[] };
-  return status.sinks.find((s) => s.name === "search")?.lagRecords ?? null;
+  const status = (await (await fetch(`http://127.0.0.1:${httpPort}/status`)).json()) as { sinks: { name: string; lagRecords: number | null; freshnessSeconds: number | null }[] };
+  const sink = status.sinks.find((s) => s.name === "search");
+  return sink && sink.freshnessSeconds !== null ? sink.lagRecords : null;
 }
 
 before(async () => {
