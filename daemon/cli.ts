@@ -11,7 +11,7 @@ import { openTopicLog } from "../connectors/topics/open.ts";
 import { runSchemaCommand, SCHEMA_USAGE } from "../schema-registry/index.ts";
 import { openRegistry } from "./components.ts";
 import { Daemon, splitHostPort } from "./daemon.ts";
-import { createLogger } from "./logger.ts";
+import { createLogger, stdoutDestination } from "./logger.ts";
 import { ProgressDisplay } from "./progress-display.ts";
 import { runRebuildCommand } from "./rebuild-command.ts";
 import { runReplayCommand } from "./replay.ts";
@@ -254,8 +254,10 @@ function reportFailure(name: string, command: Command, error: unknown, io: Io): 
 
 async function runDaemon(values: Record<string, unknown>): Promise<number> {
   const config: SluiceConfig = loadConfigFile(configPath(values));
-  const logger = createLogger(config.logging.level);
-  const daemon = new Daemon(config, logger);
+  // One stream for the daemon's lines and its sink threads', so lines never interleave.
+  const stdout = stdoutDestination();
+  const logger = createLogger(config.logging.level, stdout);
+  const daemon = new Daemon(config, logger, { writeLogLine: (line) => stdout.write(line) });
   if (process.stderr.isTTY) {
     const display = new ProgressDisplay(process.stderr);
     daemon.onSnapshotProgress = (source, progress) => display.update(source, progress);

@@ -140,7 +140,7 @@ export function internalTopicSpec(name: string) {
   return { name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false };
 }
 
-export function recordDecoder(registry: SchemaRegistry): RecordDecoder {
+export function recordDecoder(registry: Pick<SchemaRegistry, "getById">): RecordDecoder {
   const decoder = new ChangeEventDecoder(registry);
   return { decode: (record: StoredRecord) => decoder.decode(record.key, record.value) };
 }

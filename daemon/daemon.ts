@@ -1,33 +1,18 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { hostname } from "node:os";
+import { AggregatorRegistry } from "prom-client";
 import type { SluiceConfig } from "../config/schema.ts";
 import type { Source, TableSnapshotProgress, TopicLog } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { openTopicLog } from "../connectors/topics/open.ts";
 import { createRegistryHandler } from "../schema-registry/index.ts";
 import { CapturePipeline } from "./capture.ts";
-import {
-  captureEncoder,
-  createSink,
-  createSource,
-  dataTopicPrefix,
-  dataTopicSpec,
-  deadLetterTopic,
-  internalTopicSpec,
-  openRegistry,
-  parkingTopic,
-  recordDecoder,
-  sinkGroupName,
-  sinkTopics,
-  sourceStateDir,
-} from "./components.ts";
+import { captureEncoder, createSource, dataTopicPrefix, dataTopicSpec, internalTopicSpec, openRegistry, parkingTopic, sinkGroupName, sinkTopics, sourceStateDir } from "./components.ts";
 import { HttpServer, sendJson } from "./http-server.ts";
 import type { Logger } from "./logger.ts";
 import { SluiceMetrics } from "./metrics.ts";
-import { isQueryable, queryHandler } from "./sink-query.ts";
-import { isRebuildable, rebuildSink } from "./rebuild.ts";
-import { SinkRunner } from "./sink-runner.ts";
-import type { RecordDecoder } from "./sink-runner.ts";
+import { queryHandler } from "./sink-query.ts";
+import { SinkThread } from "./sink-thread.ts";
 import { SLUICE_VERSION } from "./version.ts";
 
 export function splitHostPort(listen: string): { host: string; port: number } {
@@ -53,7 +38,7 @@ interface RunningCapture {
 
 interface RunningSink {
   readonly name: string;
-  readonly runner: SinkRunner;
+  readonly thread: SinkThread;
   readonly group: string;
   readonly topics: () => Promise<string[]>;
   done: Promise<void>;
@@ -69,8 +54,8 @@ export class Daemon {
   readonly metrics = new SluiceMetrics();
   private readonly config: SluiceConfig;
   private readonly logger: Logger;
+  private readonly writeLogLine: (line: string) => void;
   private readonly captureStop = new AbortController();
-  private readonly sinkStop = new AbortController();
   private log: TopicLog | null = null;
   private captures: RunningCapture[] = [];
   private sinks: RunningSink[] = [];
@@ -81,9 +66,11 @@ export class Daemon {
   /** Rejects with the first error that stops a component for good (e.g. a missing replication slot). */
   readonly failed: Promise<never>;
 
-  constructor(config: SluiceConfig, logger: Logger) {
+  /** `writeLogLine` takes the JSON log lines of the sink threads (default: standard output). */
+  constructor(config: SluiceConfig, logger: Logger, options: { writeLogLine?: (line: string) => void } = {}) {
     this.config = config;
     this.logger = logger;
+    this.writeLogLine = options.writeLogLine ?? ((line) => process.stdout.write(line));
     this.failed = new Promise<never>((_resolve, reject) => (this.fatal = reject));
     this.failed.catch(() => undefined);
     this.http = new HttpServer(logger);
@@ -96,7 +83,7 @@ export class Daemon {
     if (config.metrics.enabled) {
       this.http.route("GET", config.metrics.path, async (_req, res) => {
         await this.refreshGauges();
-        const { contentType, body } = await this.metrics.render();
+        const { contentType, body } = await this.renderMetrics();
         res.writeHead(200, { "content-type": contentType });
         res.end(body);
       });
@@ -155,35 +142,26 @@ export class Daemon {
       });
       this.captures.push({ name: sourceConfig.name, source, pipeline, done: Promise.resolve() });
     }
-    const decoder = recordDecoder(registry);
     for (const sinkConfig of this.config.sinks) {
-      const logger = this.logger.child({ sink: sinkConfig.name });
-      const dlq = deadLetterTopic(this.config, sinkConfig);
-      if (sinkConfig.on_error === "dead-letter") await this.log.createTopic(internalTopicSpec(dlq));
       const log = this.log;
-      const group = sinkGroupName(this.config, sinkConfig);
-      const topics = async () => sinkTopics(this.config, sinkConfig, (await log.listTopics()).map((t) => t.name));
-      const runner = new SinkRunner({
-        sink: await createSink(sinkConfig, logger),
-        log,
-        group,
-        topics,
-        decoder,
-        batch: { maxRows: sinkConfig.batch.max_rows, maxBytes: sinkConfig.batch.max_bytes, maxWaitMs: sinkConfig.batch.max_wait },
-        onError: sinkConfig.on_error,
-        deadLetterTopic: dlq,
-        retry: { initialMs: sinkConfig.retry.initial, maxMs: sinkConfig.retry.max },
-        logger,
-        metrics: this.metrics,
-        owner: `${hostname()}:${process.pid}`,
+      const thread = await SinkThread.start({
+        data: { config: this.config, sink: sinkConfig.name, owner: `${hostname()}:${process.pid}` },
+        registry,
+        writeLogLine: this.writeLogLine,
       });
-      this.sinks.push({ name: sinkConfig.name, runner, group, topics, done: Promise.resolve() });
+      this.sinks.push({
+        name: sinkConfig.name,
+        thread,
+        group: sinkGroupName(this.config, sinkConfig),
+        topics: async () => sinkTopics(this.config, sinkConfig, (await log.listTopics()).map((t) => t.name)),
+        done: Promise.resolve(),
+      });
     }
-    const queryable = new Map(this.sinks.flatMap((s) => (isQueryable(s.runner.sink) ? [[s.name, s.runner.sink] as const] : [])));
+    const queryable = new Map(this.sinks.flatMap((s) => (s.thread.queryable ? [[s.name, s.thread] as const] : [])));
     this.http.mount("/sinks", queryHandler(queryable));
-    this.http.mount("/sinks", (req, res) => this.handleRebuild(req, res, decoder));
+    this.http.mount("/sinks", (req, res) => this.handleRebuild(req, res));
     for (const capture of this.captures) capture.done = this.supervise(`source ${capture.name}`, capture.pipeline.run(this.captureStop.signal));
-    for (const sink of this.sinks) sink.done = this.supervise(`sink ${sink.name}`, sink.runner.run(this.sinkStop.signal));
+    for (const sink of this.sinks) sink.done = this.supervise(`sink ${sink.name}`, sink.thread.finished);
     this.started = true;
     this.logger.info(
       { deployment: this.config.name, http: `${address.address}:${address.port}`, topics: this.config.topics.kind, sources: this.config.sources.map((s) => s.name), sinks: this.config.sinks.map((s) => s.name) },
@@ -193,25 +171,16 @@ export class Daemon {
   }
 
   /** POST /sinks/<name>/rebuild: a zero-downtime rebuild of a running sink; answers when swapped in. */
-  private async handleRebuild(req: IncomingMessage, res: ServerResponse, decoder: RecordDecoder): Promise<boolean> {
+  private async handleRebuild(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const match = /^\/sinks\/([^/]+)\/rebuild$/.exec((req.url ?? "").split("?")[0]!);
-    if (!match || req.method !== "POST" || !this.log) return false;
+    if (!match || req.method !== "POST") return false;
     const running = this.sinks.find((s) => s.name === decodeURIComponent(match[1]!));
-    if (!running || !isRebuildable(running.runner.sink)) {
+    if (!running?.thread.rebuildable) {
       sendJson(res, 404, { error: `no rebuildable sink "${match[1]}"` });
       return true;
     }
     try {
-      const report = await rebuildSink({
-        sink: running.runner.sink,
-        log: this.log,
-        decoder,
-        topics: await running.topics(),
-        group: `${running.group}.rebuild`,
-        logger: this.logger.child({ sink: running.name, component: "rebuild" }),
-        signal: this.sinkStop.signal,
-      });
-      sendJson(res, 200, report);
+      sendJson(res, 200, await running.thread.rebuild());
     } catch (error) {
       sendJson(res, 500, { error: error instanceof Error ? error.message : String(error) });
     }
@@ -228,7 +197,7 @@ export class Daemon {
 
   readiness(): { ready: boolean; log: boolean; sources: Record<string, boolean>; sinks: Record<string, boolean> } {
     const sources = Object.fromEntries(this.captures.map((c) => [c.name, c.pipeline.ready()]));
-    const sinks = Object.fromEntries(this.sinks.map((s) => [s.name, s.runner.ready()]));
+    const sinks = Object.fromEntries(this.sinks.map((s) => [s.name, s.thread.ready()]));
     const log = this.log?.ready() ?? false;
     const ready = this.started && log && Object.values(sources).every(Boolean) && Object.values(sinks).every(Boolean);
     return { ready, log, sources, sinks };
@@ -265,13 +234,13 @@ export class Daemon {
         };
       }),
       sinks: this.sinks.map((s, i) => {
-        const applied = s.runner.lastAppliedCommitTime();
+        const applied = s.thread.lastAppliedCommitTime();
         return {
           name: s.name,
-          ready: s.runner.ready(),
+          ready: s.thread.ready(),
           lagRecords: lags[i],
           freshnessSeconds: lagSeconds(now, applied),
-          halted: s.runner.haltedTables(),
+          halted: s.thread.haltedTables(),
         };
       }),
     };
@@ -290,7 +259,7 @@ export class Daemon {
     for (const sink of this.sinks) {
       const lag = await this.sinkLag(sink);
       if (lag !== null) this.metrics.sinkLagRecords.set({ sink: sink.name }, lag);
-      const freshness = lagSeconds(now, sink.runner.lastAppliedCommitTime());
+      const freshness = lagSeconds(now, sink.thread.lastAppliedCommitTime());
       if (freshness !== null) this.metrics.sinkFreshness.set({ sink: sink.name }, freshness);
     }
     for (const capture of this.captures) {
@@ -299,13 +268,21 @@ export class Daemon {
     }
   }
 
+  /** This thread's metrics merged with every sink thread's. */
+  private async renderMetrics(): Promise<{ contentType: string; body: string }> {
+    const snapshots = await Promise.all(this.sinks.map((s) => s.thread.metrics().catch(() => [])));
+    if (snapshots.length === 0) return this.metrics.render();
+    const merged = AggregatorRegistry.aggregate([await this.metrics.registry.getMetricsAsJSON(), ...snapshots]);
+    return { contentType: this.metrics.registry.contentType, body: await merged.metrics() };
+  }
+
   /** Stops capture (storing and acknowledging what is in flight), then the sinks, then the log. */
   async stop(reason: string): Promise<void> {
     this.logger.info({ reason }, "sluice stopping");
     this.started = false;
     this.captureStop.abort(new Error(`stopping: ${reason}`));
     await Promise.all(this.captures.map((c) => c.done));
-    this.sinkStop.abort(new Error(`stopping: ${reason}`));
+    await Promise.all(this.sinks.map((s) => s.thread.stop()));
     await Promise.all(this.sinks.map((s) => s.done));
     await this.log?.close().catch((error: unknown) => this.logger.warn({ err: error }, "closing the topic log failed"));
     await this.http.close();

@@ -12,6 +12,10 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    destination ?? pino.destination({ dest: 1, sync: false }),
+    destination ?? stdoutDestination(),
   );
+}
+
+export function stdoutDestination(): DestinationStream {
+  return pino.destination({ dest: 1, sync: false });
 }

@@ -112,8 +112,9 @@ export class SluiceMetrics {
     registers: [this.registry],
   });
 
-  constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: "sluice_", eventLoopMonitoringPrecision: 20 });
+  /** `processMetrics`: CPU, memory, event loop and the like; once per process (sink threads leave them out). */
+  constructor(options: { processMetrics?: boolean } = {}) {
+    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: "sluice_", eventLoopMonitoringPrecision: 20 });
   }
 
   async render(): Promise<{ contentType: string; body: string }> {

@@ -33,7 +33,7 @@ import { encodeBatch, encodedSize, recordTimestamps } from "./record-codec.ts";
 import { EmbeddedRegistryJournal } from "./registry-journal.ts";
 import { prepareDatabase } from "./schema.ts";
 import { topicLogError } from "./sqlite-errors.ts";
-import { notifierFor } from "./wakeup.ts";
+import { notifierFor, notifyAppend } from "./wakeup.ts";
 
 export interface EmbeddedLogOptions {
   readonly path: string;
@@ -215,7 +215,7 @@ export class EmbeddedTopicLog implements TopicLog {
       for (const group of groups) this.append(group);
       if (checkpoint) this.statements.upsertCheckpoint.run(checkpoint.source, encodeCheckpoint(checkpoint), this.clock());
     });
-    if (records.length > 0) this.notifier.emit("append");
+    if (records.length > 0) notifyAppend(this.notifier);
   }
 
   async readCheckpoint(source: string): Promise<Checkpoint | null> {

@@ -1,0 +1,207 @@
+/**
+ * Runs one sink in a worker thread of its own (daemon/sink-worker.ts), so capture and each sink
+ * decode, encode and apply on separate cores instead of sharing the main thread. The main thread
+ * keeps the HTTP server, the schema registry and the metrics endpoint: the sink thread asks it for
+ * schemas by id, reports its state, and answers metric, query and rebuild calls.
+ */
+import { Worker } from "node:worker_threads";
+import type { MetricObjectWithValues, MetricValue } from "prom-client";
+import type { SluiceConfig } from "../config/schema.ts";
+import { SluiceError } from "../connectors/errors.ts";
+import type { ErrorContext } from "../connectors/errors.ts";
+import type { SchemaRegistry } from "../schema-registry/index.ts";
+import type { RebuildReport } from "./rebuild.ts";
+import type { HaltedSinkTable } from "./sink-runner.ts";
+
+export interface SinkThreadData {
+  readonly config: SluiceConfig;
+  readonly sink: string;
+  /** Lease owner id of this process. */
+  readonly owner: string;
+}
+
+export type MetricsSnapshot = MetricObjectWithValues<MetricValue<string>>[];
+
+export interface SerializedError {
+  readonly message: string;
+  readonly code?: string;
+  readonly retriable?: boolean;
+  readonly context?: ErrorContext;
+}
+
+export type SinkThreadCall = { readonly method: "metrics" } | { readonly method: "query"; readonly sql: string } | { readonly method: "rebuild" };
+
+export type ToSinkThread =
+  | { readonly type: "stop" }
+  | ({ readonly type: "call"; readonly id: number } & SinkThreadCall)
+  | { readonly type: "schema"; readonly id: number; readonly schema?: string; readonly error?: SerializedError };
+
+export interface SinkThreadState {
+  readonly ready: boolean;
+  readonly lastAppliedCommitMs: number | null;
+  readonly halted: readonly HaltedSinkTable[];
+}
+
+export type FromSinkThread =
+  | { readonly type: "log"; readonly line: string }
+  | { readonly type: "started"; readonly queryable: boolean; readonly rebuildable: boolean }
+  | ({ readonly type: "state" } & SinkThreadState)
+  | { readonly type: "schema-request"; readonly id: number; readonly schemaId: number }
+  | { readonly type: "result"; readonly id: number; readonly value?: unknown; readonly error?: SerializedError }
+  | { readonly type: "failed"; readonly error: SerializedError }
+  | { readonly type: "stopped" };
+
+export function serializeError(error: unknown): SerializedError {
+  if (error instanceof SluiceError) return { message: error.message, code: error.code, retriable: error.retriable, context: error.context };
+  return { message: error instanceof Error ? error.message : String(error) };
+}
+
+export function deserializeError(error: SerializedError): Error {
+  if (error.code === undefined) return new Error(error.message);
+  return new SluiceError(error.message, { code: error.code, retriable: error.retriable ?? false, ...(error.context ? { context: error.context } : {}) });
+}
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+}
+
+export interface SinkThreadOptions {
+  readonly data: SinkThreadData;
+  readonly registry: Pick<SchemaRegistry, "getById">;
+  /** Where the thread's JSON log lines go (written from this thread, so lines never interleave). */
+  readonly writeLogLine: (line: string) => void;
+}
+
+export class SinkThread {
+  readonly name: string;
+  /** Settles when the thread has ended: resolves after a requested stop, rejects when the sink failed or the thread died. */
+  readonly finished: Promise<void>;
+  queryable = false;
+  rebuildable = false;
+  private readonly worker: Worker;
+  private readonly options: SinkThreadOptions;
+  private readonly pending = new Map<number, Pending>();
+  private nextCallId = 0;
+  private state: SinkThreadState = { ready: false, lastAppliedCommitMs: null, halted: [] };
+  private settle!: { resolve(): void; reject(error: Error): void };
+  private startup!: { resolve(): void; reject(error: Error): void };
+  private readonly started: Promise<void>;
+  private ended = false;
+
+  private constructor(options: SinkThreadOptions) {
+    this.options = options;
+    this.name = options.data.sink;
+    this.finished = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
+    this.finished.catch(() => undefined);
+    this.started = new Promise<void>((resolve, reject) => (this.startup = { resolve, reject }));
+    this.started.catch(() => undefined);
+    this.worker = new Worker(new URL("./sink-worker.ts", import.meta.url), { workerData: options.data, name: `sink ${this.name}` });
+    this.worker.on("message", (message: FromSinkThread) => this.receive(message));
+    this.worker.on("error", (error) => this.end(new SluiceError(`sink ${this.name}: its thread failed: ${error.message}`, { code: "SINK_THREAD_FAILED", cause: error, context: { component: "sink", sink: this.name } })));
+    this.worker.on("exit", (code) => this.end(new SluiceError(`sink ${this.name}: its thread exited unexpectedly (code ${code})`, { code: "SINK_THREAD_FAILED", context: { component: "sink", sink: this.name } })));
+  }
+
+  /** Starts the thread; resolves once its sink is created and its topic log open, rejects if that fails. */
+  static async start(options: SinkThreadOptions): Promise<SinkThread> {
+    const thread = new SinkThread(options);
+    await thread.started;
+    return thread;
+  }
+
+  ready(): boolean {
+    return !this.ended && this.state.ready;
+  }
+
+  lastAppliedCommitTime(): number | null {
+    return this.state.lastAppliedCommitMs;
+  }
+
+  haltedTables(): HaltedSinkTable[] {
+    return [...this.state.halted];
+  }
+
+  metrics(): Promise<MetricsSnapshot> {
+    return this.call({ method: "metrics" }) as Promise<MetricsSnapshot>;
+  }
+
+  query(sql: string): Promise<Record<string, unknown>[]> {
+    return this.call({ method: "query", sql }) as Promise<Record<string, unknown>[]>;
+  }
+
+  rebuild(): Promise<RebuildReport> {
+    return this.call({ method: "rebuild" }) as Promise<RebuildReport>;
+  }
+
+  /** Asks the sink to finish its batch and stop; resolves when the thread has exited. */
+  async stop(): Promise<void> {
+    if (!this.ended) this.post({ type: "stop" });
+    await this.finished.catch(() => undefined);
+  }
+
+  private call(call: SinkThreadCall): Promise<unknown> {
+    if (this.ended) return Promise.reject(new Error(`sink ${this.name} is not running`));
+    const id = this.nextCallId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.post({ type: "call", id, ...call });
+    });
+  }
+
+  private post(message: ToSinkThread): void {
+    this.worker.postMessage(message);
+  }
+
+  private receive(message: FromSinkThread): void {
+    switch (message.type) {
+      case "log":
+        this.options.writeLogLine(message.line);
+        return;
+      case "started":
+        this.queryable = message.queryable;
+        this.rebuildable = message.rebuildable;
+        this.startup.resolve();
+        return;
+      case "state":
+        this.state = { ready: message.ready, lastAppliedCommitMs: message.lastAppliedCommitMs, halted: message.halted };
+        return;
+      case "schema-request":
+        this.options.registry.getById(message.schemaId).then(
+          (schema) => this.post({ type: "schema", id: message.id, schema }),
+          (error: unknown) => this.post({ type: "schema", id: message.id, error: serializeError(error) }),
+        );
+        return;
+      case "result": {
+        const pending = this.pending.get(message.id);
+        this.pending.delete(message.id);
+        if (message.error) pending?.reject(deserializeError(message.error));
+        else pending?.resolve(message.value);
+        return;
+      }
+      case "failed":
+        this.end(deserializeError(message.error));
+        return;
+      case "stopped":
+        this.end(null);
+        return;
+    }
+  }
+
+  /** The thread is done: `error` null for a requested stop. Later reports are ignored. */
+  private end(error: Error | null): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.state = { ...this.state, ready: false };
+    for (const pending of this.pending.values()) pending.reject(error ?? new Error(`sink ${this.name} stopped`));
+    this.pending.clear();
+    if (error) {
+      this.startup.reject(error);
+      this.settle.reject(error);
+    } else {
+      this.startup.resolve();
+      this.settle.resolve();
+    }
+    // A thread that reported its end has nothing left to do; one that failed may be stuck.
+    void this.worker.terminate();
+  }
+}

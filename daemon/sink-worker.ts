@@ -1,0 +1,116 @@
+/**
+ * The entry point of a sink's worker thread (started by daemon/sink-thread.ts): opens its own
+ * connection to the topic log, creates the sink and runs it, fetching schemas from the main
+ * thread's registry by id and reporting state, metrics, queries and rebuilds over the port.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { SluiceError } from "../connectors/errors.ts";
+import { openTopicLog } from "../connectors/topics/open.ts";
+import { createSink, deadLetterTopic, internalTopicSpec, recordDecoder, sinkGroupName, sinkTopics } from "./components.ts";
+import { createLogger } from "./logger.ts";
+import { SluiceMetrics } from "./metrics.ts";
+import { isRebuildable, rebuildSink } from "./rebuild.ts";
+import { isQueryable } from "./sink-query.ts";
+import { SinkRunner } from "./sink-runner.ts";
+import { serializeError } from "./sink-thread.ts";
+import type { FromSinkThread, SinkThreadCall, SinkThreadData, ToSinkThread } from "./sink-thread.ts";
+
+const STATE_REPORT_MS = 200;
+
+const port = parentPort!;
+const { config, sink: sinkName, owner } = workerData as SinkThreadData;
+const post = (message: FromSinkThread) => port.postMessage(message);
+
+const sinkConfig = config.sinks.find((s) => s.name === sinkName)!;
+const logger = createLogger(config.logging.level, { write: (line: string) => post({ type: "log", line }) }).child({ sink: sinkName });
+const stop = new AbortController();
+const metrics = new SluiceMetrics({ processMetrics: false });
+
+const schemaRequests = new Map<number, { resolve(schema: string): void; reject(error: Error): void }>();
+let nextSchemaRequest = 0;
+const registry = {
+  getById(schemaId: number): Promise<string> {
+    const id = nextSchemaRequest++;
+    return new Promise<string>((resolve, reject) => {
+      schemaRequests.set(id, { resolve, reject });
+      post({ type: "schema-request", id, schemaId });
+    });
+  },
+};
+
+let answer: (call: SinkThreadCall) => Promise<unknown> = () => Promise.reject(new Error(`sink ${sinkName} is starting`));
+
+port.on("message", (message: ToSinkThread) => {
+  switch (message.type) {
+    case "stop":
+      stop.abort(new Error("stopping"));
+      return;
+    case "schema": {
+      const request = schemaRequests.get(message.id);
+      schemaRequests.delete(message.id);
+      if (message.schema !== undefined) request?.resolve(message.schema);
+      else request?.reject(new SluiceError(message.error?.message ?? "schema lookup failed", { code: message.error?.code ?? "SCHEMA_LOOKUP_FAILED", context: { component: "sink", sink: sinkName } }));
+      return;
+    }
+    case "call":
+      answer(message).then(
+        (value) => post({ type: "result", id: message.id, value }),
+        (error: unknown) => post({ type: "result", id: message.id, error: serializeError(error) }),
+      );
+      return;
+  }
+});
+
+async function main(): Promise<void> {
+  const log = await openTopicLog(config.topics, config.name, logger, stop.signal, `sink.${sinkName}`);
+  try {
+    const dlq = deadLetterTopic(config, sinkConfig);
+    if (sinkConfig.on_error === "dead-letter") await log.createTopic(internalTopicSpec(dlq));
+    const group = sinkGroupName(config, sinkConfig);
+    const topics = async () => sinkTopics(config, sinkConfig, (await log.listTopics()).map((t) => t.name));
+    const decoder = recordDecoder(registry);
+    const sink = await createSink(sinkConfig, logger);
+    const runner = new SinkRunner({
+      sink,
+      log,
+      group,
+      topics,
+      decoder,
+      batch: { maxRows: sinkConfig.batch.max_rows, maxBytes: sinkConfig.batch.max_bytes, maxWaitMs: sinkConfig.batch.max_wait },
+      onError: sinkConfig.on_error,
+      deadLetterTopic: dlq,
+      retry: { initialMs: sinkConfig.retry.initial, maxMs: sinkConfig.retry.max },
+      logger,
+      metrics,
+      owner,
+    });
+    answer = async (call) => {
+      switch (call.method) {
+        case "metrics":
+          return metrics.registry.getMetricsAsJSON();
+        case "query":
+          if (!isQueryable(sink)) throw new Error(`sink ${sinkName} does not answer SQL`);
+          return sink.query(call.sql);
+        case "rebuild":
+          if (!isRebuildable(sink)) throw new Error(`sink ${sinkName} cannot be rebuilt`);
+          return rebuildSink({ sink, log, decoder, topics: await topics(), group: `${group}.rebuild`, logger: logger.child({ component: "rebuild" }), signal: stop.signal });
+      }
+    };
+    const report = () => post({ type: "state", ready: runner.ready(), lastAppliedCommitMs: runner.lastAppliedCommitTime(), halted: runner.haltedTables() });
+    const reporting = setInterval(report, STATE_REPORT_MS);
+    post({ type: "started", queryable: isQueryable(sink), rebuildable: isRebuildable(sink) });
+    try {
+      await runner.run(stop.signal);
+    } finally {
+      clearInterval(reporting);
+      report();
+    }
+  } finally {
+    await log.close().catch((error: unknown) => logger.warn({ err: error }, "closing the topic log failed"));
+  }
+}
+
+main().then(
+  () => post({ type: "stopped" }),
+  (error: unknown) => post({ type: "failed", error: serializeError(error) }),
+);
