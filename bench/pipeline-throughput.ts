@@ -337,6 +337,7 @@ async function main(): Promise<void> {
     const chRows = Number((await clickhouseQuery(`SELECT count() FROM \`${database}\`.\`${schema}_rows\``)).toString().trim());
     await esRequest("POST", `/${schema}_rows/_refresh`);
     const esRows = Number(((await esRequest("GET", `/${schema}_rows/_count`)).json as { count: number }).count);
+    await daemon.stop();
     log(`rows: PostgreSQL ${fmt(pgRows)}, ClickHouse ${fmt(chRows)}, Elasticsearch ${fmt(esRows)}${pgRows === chRows && pgRows === esRows ? " (equal)" : " (DIFFERENT)"}`);
 
     const latencyRow = (label: string, values: number[], expected: number) =>

@@ -129,7 +129,15 @@ export class Daemon {
         reconnect: { initialMs: 500, maxMs: 30_000 },
         stats: {
           onBatch: (batch, _records, seconds) => {
-            for (const event of batch.events) this.metrics.changesCaptured.inc({ source: sourceConfig.name, table: `${event.schema.schema}.${event.schema.table}`, op: event.op });
+            const counts = new Map<string, { table: string; op: string; count: number }>();
+            for (const event of batch.events) {
+              const table = `${event.schema.schema}.${event.schema.table}`;
+              const key = `${table}\u0000${event.op}`;
+              const entry = counts.get(key);
+              if (entry) entry.count++;
+              else counts.set(key, { table, op: event.op, count: 1 });
+            }
+            for (const { table, op, count } of counts.values()) this.metrics.changesCaptured.inc({ source: sourceConfig.name, table, op }, count);
             this.metrics.publishLatency.observe({ source: sourceConfig.name }, seconds);
             const last = batch.events.at(-1);
             if (last) this.metrics.lastAckedCommitTime.set({ source: sourceConfig.name }, last.source.commitTimeMs / 1000);

@@ -20,10 +20,14 @@ function isLong(value: unknown): value is bigint | number {
 
 /** Reused by writeLong: avsc copies the returned bytes into its output before the next call. */
 const LONG_SCRATCH = Buffer.allocUnsafe(10);
+/** A view of the scratch per length, so no call allocates. */
+const LONG_VIEWS = Array.from({ length: 11 }, (_, length) => LONG_SCRATCH.subarray(0, length));
+const FAST_LIMIT_BIG = BigInt(FAST_LIMIT);
 
 /** Zig-zag varint bytes of a long (the Avro binary encoding). */
 function writeLong(value: bigint | number): Buffer {
   let length = 0;
+  if (typeof value === "bigint" && value < FAST_LIMIT_BIG && value > -FAST_LIMIT_BIG) value = Number(value);
   if (typeof value === "number" && Math.abs(value) < FAST_LIMIT) {
     let zigzag = value >= 0 ? value * 2 : -value * 2 - 1;
     while (zigzag >= 0x80) {
@@ -40,7 +44,7 @@ function writeLong(value: bigint | number): Buffer {
     }
     LONG_SCRATCH[length++] = Number(zigzag);
   }
-  return LONG_SCRATCH.subarray(0, length);
+  return LONG_VIEWS[length]!;
 }
 
 function readLong(buffer: Buffer): bigint {

@@ -98,7 +98,8 @@ async function sendBody(client: Client, body: string, options: BulkOptions): Pro
     async () => {
       try {
         return (await client.transport.request(
-          { method: "POST", path: "/_bulk", bulkBody: body, querystring: options.refresh ? { refresh: "true" } : {} },
+          // Only what classify() reads: the full per-item response is several times larger to send and parse.
+          { method: "POST", path: "/_bulk", bulkBody: body, querystring: { filter_path: "items.*.status,items.*.error", ...(options.refresh ? { refresh: "true" } : {}) } },
           { signal: options.signal, maxRetries: 0 },
         )) as { items?: Record<string, BulkItemResult>[] };
       } catch (error) {

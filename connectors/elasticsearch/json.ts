@@ -26,20 +26,29 @@ export function encodeJson(value: unknown): string {
       return value.toString();
     case "boolean":
       return value ? "true" : "false";
-    case "object":
+    case "object": {
       if (value instanceof RawJson) return value.text;
       if (Array.isArray(value)) return `[${value.map(encodeJson).join(",")}]`;
-      return `{${Object.entries(value as Record<string, unknown>)
-        .filter(([, v]) => v !== undefined)
-        .map(([k, v]) => `${JSON.stringify(k)}:${encodeJson(v)}`)
-        .join(",")}}`;
+      let text = "";
+      for (const key in value) {
+        const field = (value as Record<string, unknown>)[key];
+        if (field === undefined) continue;
+        text += `${text === "" ? "" : ","}${JSON.stringify(key)}:${encodeJson(field)}`;
+      }
+      return `{${text}}`;
+    }
     default:
       throw new TypeError(`cannot encode ${typeof value} as JSON`);
   }
 }
 
+/** Only a run of 16 or more digits can be an integer beyond 2^53. */
+const LONG_DIGITS = /\d{16}/;
+
 /** Parses JSON, turning integers beyond 2^53 into bigints (exact, from the source text). */
 export function decodeJson(text: string): unknown {
+  // The reviver is slow (called for every value): skip it when no number can need it.
+  if (!LONG_DIGITS.test(text)) return JSON.parse(text);
   // The reviver's third argument (the source text of primitives) is available since Node 21.
   return JSON.parse(text, (_key: string, value: unknown, context?: { source?: string }) =>
     typeof value === "number" && Number.isInteger(value) && !Number.isSafeInteger(value) && context?.source !== undefined && /^-?\d+$/.test(context.source)
