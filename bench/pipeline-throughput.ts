@@ -205,6 +205,8 @@ async function throughput(daemon: SluiceDaemon): Promise<string[]> {
   sampling = false;
   await sampler;
   log(cpuReport(cpuBefore, cpuSnapshot(daemon.child.pid!), (performance.now() - drainStart) / 1000));
+  const peakRss = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${daemon.child.pid!}/status`, "utf8"))?.[1];
+  log(`sluice daemon peak RSS so far: ${fmt(Number(peakRss) / 1024)} MiB (capture and two sink threads)`);
   await Promise.all(writers.map((c) => c.end()));
   const row = (label: string, key: "captured" | "warehouse" | "search") => {
     const seconds = (done[key]! - start) / 1000;
