@@ -161,7 +161,7 @@ export class Daemon {
         name: sinkConfig.name,
         thread,
         group: sinkGroupName(this.config, sinkConfig),
-        topics: async () => sinkTopics(this.config, sinkConfig, (await log.listTopics()).map((t) => t.name)),
+        topics: async () => sinkTopics(this.config, sinkConfig, await log.topicNames()),
         done: Promise.resolve(),
       });
     }

@@ -68,7 +68,7 @@ export async function runRebuildCommand(config: SluiceConfig, sinkName: string, 
     await sink.open(signal);
     try {
       const { registry } = await openRegistry(config, log);
-      const topics = sinkTopics(config, sinkConfig, (await log.listTopics()).map((t) => t.name));
+      const topics = sinkTopics(config, sinkConfig, await log.topicNames());
       const report = await rebuildSink({ sink, log, decoder: recordDecoder(registry), topics, group: `${group}.rebuild`, logger, signal });
       io.stdout(`Done: ${describe(report)}.\n`);
       return 0;

@@ -189,7 +189,7 @@ export async function runReplayCommand(args: string[], config: SluiceConfig, io:
   let log: TopicLog | undefined;
   try {
     log = await openTopicLog(config.topics, config.name, logger ?? createLogger("warn", process.stderr));
-    const topics = sinkTopics(config, config.sinks.find((s) => s.name === parsed.sink)!, (await log.listTopics()).map((t) => t.name));
+    const topics = sinkTopics(config, config.sinks.find((s) => s.name === parsed.sink)!, await log.topicNames());
     if (topics.length === 0) {
       io.stdout(`Sink "${parsed.sink}" has no topics yet in deployment "${config.name}": nothing to replay.\n`);
       return 0;

@@ -67,7 +67,7 @@ async function main(): Promise<void> {
     const dlq = deadLetterTopic(config, sinkConfig);
     if (sinkConfig.on_error === "dead-letter") await log.createTopic(internalTopicSpec(dlq));
     const group = sinkGroupName(config, sinkConfig);
-    const topics = async () => sinkTopics(config, sinkConfig, (await log.listTopics()).map((t) => t.name));
+    const topics = async () => sinkTopics(config, sinkConfig, await log.topicNames());
     const decoder = recordDecoder(registry);
     const sink = await createSink(sinkConfig, logger);
     const runner = new SinkRunner({

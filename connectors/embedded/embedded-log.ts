@@ -208,6 +208,10 @@ export class EmbeddedTopicLog implements TopicLog {
     return (this.statements.allTopics.all() as unknown as TopicRow[]).map((row) => specOf(row));
   }
 
+  async topicNames(): Promise<string[]> {
+    return (await this.listTopics()).map((topic) => topic.name);
+  }
+
   async produce(records: readonly ProducedRecord[], checkpoint?: Checkpoint): Promise<void> {
     this.assertOpen();
     const groups = this.groupByPartition(records);

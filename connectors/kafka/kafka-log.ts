@@ -163,13 +163,16 @@ export class KafkaTopicLog implements TopicLog {
   }
 
   async listTopics(): Promise<TopicSpec[]> {
-    const names = (await this.call("list topics", () => this.admin.listTopics())).filter((n) => !n.startsWith("__")).sort();
     const specs: TopicSpec[] = [];
-    for (const name of names) {
+    for (const name of await this.topicNames()) {
       const spec = await this.describeTopic(name);
       if (spec) specs.push(spec);
     }
     return specs;
+  }
+
+  async topicNames(): Promise<string[]> {
+    return (await this.call("list topics", () => this.admin.listTopics())).filter((n) => !n.startsWith("__")).sort();
   }
 
   async produce(records: readonly ProducedRecord[], checkpoint?: Checkpoint): Promise<void> {

@@ -87,6 +87,7 @@ export function topicLogContractSuite(name: string, factory: ContractFactory): v
       await createTopic(spec(topic, { partitions: 3, retentionMs: 3_600_000, retentionBytes: 2 ** 30 }));
       await log.createTopic(spec(topic, { partitions: 3, retentionMs: 3_600_000, retentionBytes: 2 ** 30 }));
       const listed = (await log.listTopics()).find((t) => t.name === topic);
+      assert.deepEqual(await log.topicNames(), (await log.listTopics()).map((t) => t.name), "topicNames lists the same topics, sorted");
       assert.deepEqual(listed, spec(topic, { partitions: 3, retentionMs: 3_600_000, retentionBytes: 2 ** 30 }));
       await assert.rejects(log.createTopic(spec(topic, { partitions: 5 })), (error: Error & { code?: string }) => {
         assert.equal(error.code, "TOPIC_MISMATCH");

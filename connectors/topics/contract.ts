@@ -134,6 +134,8 @@ export interface TopicLog {
   createTopic(spec: TopicSpec): Promise<void>;
   deleteTopic(name: string): Promise<void>;
   listTopics(): Promise<TopicSpec[]>;
+  /** The names alone, sorted: cheap enough to call often (Kafka: no describe per topic). */
+  topicNames(): Promise<string[]>;
 
   /**
    * Stores the records, partitioned by key, and the checkpoint if given; resolves once durable.
