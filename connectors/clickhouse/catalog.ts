@@ -79,9 +79,10 @@ export class ClickHouseCatalog {
 
   async save(table: ClickHouseTable, signal: AbortSignal, dropped = false): Promise<void> {
     const fields = [table.target, table.physical, table.role, String(table.generation), JSON.stringify(table.columns), dropped ? "1" : "0", this.#seq().toString()];
-    await this.#connection.insertTsv(
+    await this.#connection.insert(
       qualified(this.#database, TABLES_TABLE),
       ["target", "physical", "role", "generation", "columns", "dropped", "_seq"],
+      "TabSeparated",
       tsvLine(fields.map(escapeText)),
       signal,
     );
@@ -106,7 +107,7 @@ export class ClickHouseCatalog {
     if (offsets.length === 0) return;
     const seq = this.#seq().toString();
     const body = Buffer.concat(offsets.map((o) => tsvLine([escapeText(sink), escapeText(o.topic), escapeText(String(o.partition)), escapeText(o.offset.toString()), escapeText(seq)])));
-    await this.#connection.insertTsv(qualified(this.#database, OFFSETS_TABLE), ["sink", "topic", "`partition`", "`offset`", "_seq"], body, signal);
+    await this.#connection.insert(qualified(this.#database, OFFSETS_TABLE), ["sink", "topic", "`partition`", "`offset`", "_seq"], "TabSeparated", body, signal);
   }
 
   /** Increasing per process, and across restarts as long as the clock does not go back by more than the restart takes. */

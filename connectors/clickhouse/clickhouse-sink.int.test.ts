@@ -1,7 +1,8 @@
 /**
  * The ClickHouse sink against the real server from test/services/ (18.16): the shared
  * conformance suite, then ClickHouse specifics (the view before and after merges, truncate
- * versions, exact types on an old server). Each run uses its own database, dropped at the end.
+ * versions, exact types on an old server, floats bit for bit). Each run uses its own database,
+ * dropped at the end.
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -18,6 +19,7 @@ import { testLogger, testSinkConfig } from "../sinks/test-config.ts";
 import { Events, randomTableName, tableSchema } from "../sinks/test-events.ts";
 import { ClickHouseSink } from "./clickhouse-sink.ts";
 import { ident, qualified } from "./ddl.ts";
+import { RowBinaryReader } from "./rowbinary.ts";
 import { parseTsv, unescapeField } from "./tsv.ts";
 
 const database = `sluice_test_${randomBytes(4).toString("hex")}`;
@@ -34,6 +36,14 @@ async function sql(query: string): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of result.stream) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString("utf8");
+}
+
+/** A query's RowBinary output: exact bytes, unlike any text form. */
+async function binary(query: string): Promise<Buffer> {
+  const result = await admin.exec({ query: `${query} FORMAT RowBinary` });
+  const chunks: Buffer[] = [];
+  for await (const chunk of result.stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
 }
 
 async function rows(query: string): Promise<Record<string, string | null>[]> {
@@ -190,5 +200,100 @@ describe("ClickHouse sink specifics", () => {
     assert.deepEqual(await rows(`SELECT tenant, id, hex(blob) AS blob, v FROM ${qualified(database, target)}`), [
       { tenant: "t'1", id: "5", blob: Buffer.from(bytes).toString("hex").toUpperCase(), v: "2" },
     ]);
+  });
+
+  test("floats arrive bit for bit: random Float64 and Float32 bit patterns, -0, subnormals and extremes", async (t) => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["d", "double precision"], ["r", "real"]]));
+    const target = renderTarget(TARGET_TEMPLATE, events.schema);
+    const doubles = [-0, Number.MIN_VALUE, -Number.MIN_VALUE, 2.225073858507201e-308, 2.2250738585072014e-308, Number.MAX_VALUE, -Number.MAX_VALUE, 4.747873547021299e-8];
+    const floats = [-0, 2 ** -149, 1.1754942106924411e-38, 1.1754943508222875e-38, 3.4028234663852886e38, -3.4028234663852886e38];
+    const bits = Buffer.alloc(8);
+    while (doubles.length < 4_000) {
+      bits.set(randomBytes(8));
+      const n = bits.readDoubleLE(0);
+      if (Number.isFinite(n)) doubles.push(n);
+    }
+    while (floats.length < 4_000) {
+      bits.set(randomBytes(4));
+      const n = bits.readFloatLE(0);
+      if (Number.isFinite(n)) floats.push(n);
+    }
+    const result = await sink.write(doubles.map((d, i) => events.insert(BigInt(i + 1), { id: i, d, r: floats[i] as number })), signal());
+    assert.deepEqual(result.failures, []);
+    const reader = new RowBinaryReader(await binary(`SELECT id, d, r FROM ${qualified(database, target)} ORDER BY id`));
+    const hex64 = (n: number) => (bits.writeDoubleLE(n), bits.toString("hex"));
+    const hex32 = (n: number) => (bits.writeFloatLE(n), bits.toString("hex", 0, 4));
+    for (let i = 0; i < doubles.length; i++) {
+      assert.equal(reader.int32(), i);
+      assert.equal(reader.uint8(), 0);
+      assert.equal(hex64(reader.float64()), hex64(doubles[i] as number), `double ${doubles[i]}`);
+      assert.equal(reader.uint8(), 0);
+      assert.equal(hex32(reader.float32()), hex32(floats[i] as number), `float ${floats[i]}`);
+    }
+    assert.ok(reader.done);
+    // how many of these the server's own text parser would have changed (the old TabSeparated inserts)
+    const [changed] = await rows(`SELECT countIf(toFloat64(toString(d)) != d) AS n FROM ${qualified(database, target)}`);
+    t.diagnostic(`${changed?.["n"]} of ${doubles.length} doubles change when ClickHouse parses their text`);
+  });
+
+  test("unchanged-TOAST columns of every type are re-inserted exactly, under a float key", async () => {
+    const events = new Events(
+      tableSchema(
+        randomTableName(),
+        [
+          ["k", "double precision"],
+          ["f4", "real"],
+          ["f8", "double precision"],
+          ["dec", "numeric(38,10)"],
+          ["small", "numeric(9,2)"],
+          ["n", "numeric"],
+          ["u", "uuid"],
+          ["ts", "timestamp with time zone"],
+          ["day", "date"],
+          ["tags", "text[]"],
+          ["nums", "double precision[]"],
+          ["blob", "bytea"],
+          ["v", "integer"],
+        ],
+        ["k"],
+      ),
+    );
+    const view = qualified(database, renderTarget(TARGET_TEMPLATE, events.schema));
+    const k = 4.747873547021299e-8; // a key 18.16 would not find again from its text
+    const values = {
+      f4: Math.fround(-2.3671320903417836e-8),
+      f8: -2.906308874953538e-12,
+      dec: "-1234567890123456789012345678.0123456789",
+      small: "-1.50",
+      n: "NaN",
+      u: "6f1c8e36-6b4e-4d2e-9e3e-0c1c8d8c8c8c",
+      ts: -1234567890123456n,
+      day: -3650,
+      tags: ["a'b", null, "tab\there"],
+      nums: [-0, null, Number.MIN_VALUE],
+      blob: new Uint8Array([0, 1, 9, 10, 92, 39, 255]),
+    };
+    const columns = Object.keys(values).map(ident).join(", ");
+    await sink.write([events.insert(1n, { k, ...values, v: 1 })], signal());
+    const stored = await binary(`SELECT ${columns} FROM ${view}`);
+    const unchanged = Object.fromEntries(Object.keys(values).map((name) => [name, UNCHANGED]));
+    const result = await sink.write([events.update(2n, { k, ...unchanged, v: 2 })], signal());
+    assert.deepEqual(result.failures, []);
+    assert.deepEqual(await rows(`SELECT v FROM ${view}`), [{ v: "2" }]);
+    assert.deepEqual(await binary(`SELECT ${columns} FROM ${view}`), stored);
+  });
+
+  test("an unchanged-TOAST value goes into a rebuild's shadow whose column is wider than the live one's", async () => {
+    const name = randomTableName();
+    const narrow = new Events(tableSchema(name, [["id", "integer"], ["n", "integer"], ["note", "text"]]));
+    const wide = new Events(tableSchema(name, [["id", "integer"], ["n", "bigint"], ["note", "text"]]));
+    const view = qualified(database, renderTarget(TARGET_TEMPLATE, narrow.schema));
+    await sink.write([narrow.insert(1n, { id: 1, n: -7, note: "a" })], signal());
+    await sink.prepareRebuild(narrow.schema, signal());
+    assert.deepEqual((await sink.writeRebuild([wide.insert(1n, { id: 1, n: -7, note: "a" })], signal())).failures, []);
+    // the live table reads n (Int32) from its stored row; the shadow's n is Int64 by now
+    assert.deepEqual((await sink.write([narrow.update(2n, { id: 1, n: UNCHANGED, note: "b" })], signal())).failures, []);
+    await sink.swap(narrow.schema, signal());
+    assert.deepEqual(await rows(`SELECT id, n, note, toTypeName(n) AS type FROM ${view}`), [{ id: "1", n: "-7", note: "b", type: "Nullable(Int64)" }]);
   });
 });

@@ -2,9 +2,10 @@
  * The ClickHouse sink: per source table a versioned `ReplacingMergeTree(_sluice_version)` table
  * `<target>__v<N>` ordered by the primary key, with a `_sluice_deleted` flag (tombstones), and a
  * view `<target>` of current rows (FINAL, no tombstones, nothing at or below the newest truncate)
- * that users query. Rows go in as batched TabSeparated inserts; a retried or replayed batch
- * inserts rows ReplacingMergeTree collapses by version, so it never shows twice. Unchanged-TOAST
- * columns are filled from the stored row (read back as TSV, re-inserted byte for byte).
+ * that users query. Rows go in as batched RowBinary inserts (exact for every type, floats
+ * included); a retried or replayed batch inserts rows ReplacingMergeTree collapses by version, so
+ * it never shows twice. Unchanged-TOAST columns are filled from the stored row (read back as
+ * RowBinary, re-inserted byte for byte).
  *
  * ClickHouse has no transactions: data first, then bookkeeping (truncate versions, catalog,
  * offsets), so a crash in between repeats work that applies by version.
@@ -29,28 +30,33 @@ import type { ClickHouseTable } from "./catalog.ts";
 import type { ClickHouseSinkConfig, ClickHouseSinkOptions } from "./config.ts";
 import { ClickHouseConnection, ClickHouseDataError } from "./connection.ts";
 import { addColumnSql, createTableSql, createViewSql, ident, modifyColumnSql, qualified } from "./ddl.ts";
-import { NULL_FIELD, parseTsv, tsvLine } from "./tsv.ts";
-import { atLeast, clickhouseType, dialectFor, encodeField, keyLiteral } from "./types.ts";
+import { keyLiteral, readValue, skipValue, writeValue } from "./codec.ts";
+import { RowBinaryReader, RowBinaryWriter } from "./rowbinary.ts";
+import { atLeast, clickhouseType, dialectFor } from "./types.ts";
 import type { Dialect } from "./types.ts";
 
 type Mode = "live" | "rebuild";
 
-/** A row as stored: its version, tombstone flag and raw TSV fields by column. */
+/** A stored non-key field: its RowBinary bytes, the column they belong to and its ClickHouse type. */
+interface StoredField {
+  readonly column: TargetColumn;
+  readonly type: string;
+  readonly bytes: Buffer;
+}
+
+/** A row as stored: its version, tombstone flag and non-key fields by column. */
 interface StoredRow {
   readonly version: bigint;
   readonly deleted: boolean;
-  readonly fields: ReadonlyMap<string, Buffer>;
+  readonly fields: ReadonlyMap<string, StoredField>;
 }
 
 interface Prepared {
   readonly change: RowChange;
-  /** The TSV line for the physical table it was prepared for. */
-  readonly line: Buffer;
+  /** The RowBinary row for the physical table it was prepared for. */
+  readonly row: Buffer;
 }
 
-const ONE = Buffer.from("1");
-const ZERO = Buffer.from("0");
-const EMPTY_ARRAY = Buffer.from("[]");
 const STORED_CHUNK = 500;
 
 export class ClickHouseSink implements VersionedSink {
@@ -212,6 +218,8 @@ export class ClickHouseSink implements VersionedSink {
     if (rows.length === 0) return;
     const stored = await this.#readStored(primary, rows.filter((row) => hasUnchanged(row.row)), signal);
     for (const physical of mirror ? [primary, mirror] : [primary]) {
+      const writer = new RowBinaryWriter();
+      const types = this.#types(physical.columns);
       let prepared: Prepared[] = [];
       let firstInvalid: bigint | null = null;
       for (const change of rows) {
@@ -220,7 +228,7 @@ export class ClickHouseSink implements VersionedSink {
         // Stale for this table: the stored row is as new or newer (only known when we had to read it).
         if (physical === primary && before && before.version >= change.version) continue;
         try {
-          prepared.push({ change, line: this.#line(physical.columns, change, before) });
+          prepared.push({ change, row: this.#row(writer, physical.columns, types, change, before) });
         } catch (error) {
           if (!(error instanceof ValueRejected)) throw error;
           failures.add(change.indices, rowRejected(error.message, { ...context, position: positionLabel(change.position), column: error.column }, error));
@@ -228,7 +236,7 @@ export class ClickHouseSink implements VersionedSink {
         }
       }
       const insert = (subset: readonly Prepared[]) =>
-        this.#conn().insertTsv(qualified(this.#database, physical.physical), this.#columnList(physical), Buffer.concat(subset.map((p) => p.line)), signal);
+        this.#conn().insert(qualified(this.#database, physical.physical), this.#columnList(physical), "RowBinary", Buffer.concat(subset.map((p) => p.row)), signal);
       const isDataError = (error: unknown) => error instanceof ClickHouseDataError;
       let rejected: { item: Prepared; error: unknown }[];
       if (this.#config.on_error === "halt") {
@@ -245,22 +253,39 @@ export class ClickHouseSink implements VersionedSink {
     }
   }
 
-  #line(columns: readonly TargetColumn[], change: RowChange, stored: StoredRow | undefined): Buffer {
-    const fields = columns.map((column) => {
-      const value = cellOf(change, column);
-      if (value === UNCHANGED) {
-        if (column.key) throw new ValueRejected("a key column cannot be unchanged-TOAST", column.name);
-        const kept = stored && !stored.deleted ? stored.fields.get(column.name) : undefined;
-        return kept ?? (column.type.kind === "array" ? EMPTY_ARRAY : NULL_FIELD);
+  #row(writer: RowBinaryWriter, columns: readonly TargetColumn[], types: readonly string[], change: RowChange, stored: StoredRow | undefined): Buffer {
+    try {
+      columns.forEach((column, i) => this.#field(writer, column, types[i] as string, change, stored));
+      writer.uint64(change.version);
+      writer.uint8(change.deleted ? 1 : 0);
+      return writer.endRow();
+    } catch (error) {
+      writer.dropRow();
+      throw error;
+    }
+  }
+
+  #field(writer: RowBinaryWriter, column: TargetColumn, type: string, change: RowChange, stored: StoredRow | undefined): void {
+    const value = cellOf(change, column);
+    try {
+      if (value !== UNCHANGED) {
+        writeValue(writer, column.type, this.#dialect, !column.key, value);
+        return;
       }
-      try {
-        return encodeField(column.type, this.#dialect, value);
-      } catch (error) {
-        if (error instanceof ValueRejected) throw new ValueRejected(error.message, column.name);
-        throw error;
-      }
-    });
-    return tsvLine([...fields, Buffer.from(change.version.toString()), change.deleted ? ONE : ZERO]);
+      if (column.key) throw new ValueRejected("a key column cannot be unchanged-TOAST");
+      const kept = stored && !stored.deleted ? stored.fields.get(column.name) : undefined;
+      if (kept === undefined) writeValue(writer, column.type, this.#dialect, true, null);
+      else if (kept.type === type) writer.raw(kept.bytes);
+      // read from a table whose column has another type (the live table, for a rebuild's shadow)
+      else writeValue(writer, column.type, this.#dialect, true, readValue(new RowBinaryReader(kept.bytes), kept.column.type, true));
+    } catch (error) {
+      if (error instanceof ValueRejected) throw new ValueRejected(error.message, column.name);
+      throw error;
+    }
+  }
+
+  #types(columns: readonly TargetColumn[]): string[] {
+    return columns.map((c) => clickhouseType(c.type, this.#dialect, !c.key));
   }
 
   #columnList(physical: ClickHouseTable): string[] {
@@ -272,36 +297,45 @@ export class ClickHouseSink implements VersionedSink {
     const out = new Map<string, StoredRow>();
     if (changes.length === 0) return out;
     const keys = physical.columns.filter((c) => c.key);
-    const keyText = (change: RowChange) => keys.map((k) => encodeField(k.type, this.#dialect, change.key[k.name] ?? null).toString("latin1")).join("\t");
-    const byKeyText = new Map<string, string>();
+    // A key is matched by its RowBinary bytes, which are what the server sends back for it.
+    const scratch = new RowBinaryWriter();
+    const byKeyBytes = new Map<string, string>();
     const literals: string[] = [];
     for (const change of changes) {
       try {
-        byKeyText.set(keyText(change), change.id);
+        for (const k of keys) writeValue(scratch, k.type, this.#dialect, false, change.key[k.name] ?? null);
         const values = keys.map((k) => keyLiteral(k.type, this.#dialect, change.key[k.name] ?? null));
+        byKeyBytes.set(scratch.endRow().toString("latin1"), change.id);
         literals.push(values.length === 1 ? (values[0] as string) : `(${values.join(", ")})`);
       } catch (error) {
+        scratch.dropRow();
         if (!(error instanceof ValueRejected)) throw error;
-        // the row itself will be rejected when its line is built
+        // the row itself will be rejected when it is encoded
       }
     }
+    const types = this.#types(physical.columns);
     const keyList = keys.length === 1 ? ident(keys[0]!.name) : `(${keys.map((k) => ident(k.name)).join(", ")})`;
-    const columns = [...keys.map((k) => ident(k.name)), ...physical.columns.map((c) => ident(c.name)), ident(VERSION_COLUMN), ident(DELETED_COLUMN)];
+    const columns = [...physical.columns.map((c) => ident(c.name)), ident(VERSION_COLUMN), ident(DELETED_COLUMN)];
     for (let i = 0; i < literals.length; i += STORED_CHUNK) {
       const body = await this.#conn().select(
-        `SELECT ${columns.join(", ")} FROM ${qualified(this.#database, physical.physical)} FINAL WHERE ${keyList} IN (${literals.slice(i, i + STORED_CHUNK).join(", ")}) FORMAT TabSeparated`,
+        `SELECT ${columns.join(", ")} FROM ${qualified(this.#database, physical.physical)} FINAL WHERE ${keyList} IN (${literals.slice(i, i + STORED_CHUNK).join(", ")}) FORMAT RowBinary`,
         signal,
       );
-      for (const fields of parseTsv(body)) {
-        const id = byKeyText.get(fields.slice(0, keys.length).map((f) => f.toString("latin1")).join("\t"));
-        if (id === undefined) continue;
-        const values = fields.slice(keys.length);
-        const byColumn = new Map(physical.columns.map((c, j) => [c.name, values[j] as Buffer]));
-        out.set(id, {
-          version: BigInt(values[physical.columns.length]?.toString() ?? "0"),
-          deleted: values[physical.columns.length + 1]?.toString() === "1",
-          fields: byColumn,
+      const reader = new RowBinaryReader(body);
+      while (!reader.done) {
+        let key = "";
+        const fields = new Map<string, StoredField>();
+        physical.columns.forEach((column, j) => {
+          const start = reader.pos;
+          skipValue(reader, column.type, !column.key);
+          const bytes = body.subarray(start, reader.pos);
+          if (column.key) key += bytes.toString("latin1");
+          else fields.set(column.name, { column, type: types[j] as string, bytes });
         });
+        const version = reader.uint64();
+        const deleted = reader.uint8() === 1;
+        const id = byKeyBytes.get(key);
+        if (id !== undefined) out.set(id, { version, deleted, fields });
       }
     }
     return out;

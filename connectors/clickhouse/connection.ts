@@ -70,7 +70,7 @@ export class ClickHouseConnection {
     });
   }
 
-  /** The raw response body (TabSeparated output is bytes, not necessarily UTF-8). */
+  /** The raw response body (TabSeparated output is bytes, not necessarily UTF-8; RowBinary is binary). */
   async select(sql: string, signal: AbortSignal): Promise<Buffer> {
     return this.#call(sql, signal, async () => {
       const result = await this.#client.exec({ query: sql, abort_signal: signal });
@@ -78,9 +78,9 @@ export class ClickHouseConnection {
     });
   }
 
-  /** One INSERT of TSV rows: atomic per request for ClickHouse (one block). */
-  async insertTsv(table: string, columns: readonly string[], body: Buffer, signal: AbortSignal): Promise<void> {
-    const sql = `INSERT INTO ${table} (${columns.join(", ")}) FORMAT TabSeparated`;
+  /** One INSERT of rows already in `format`: atomic per request for ClickHouse (one block). */
+  async insert(table: string, columns: readonly string[], format: "RowBinary" | "TabSeparated", body: Buffer, signal: AbortSignal): Promise<void> {
+    const sql = `INSERT INTO ${table} (${columns.join(", ")}) FORMAT ${format}`;
     await this.#call(sql, signal, async () => {
       const result = await this.#client.exec({ query: sql, values: Readable.from([body]), abort_signal: signal });
       await drain(result.stream);

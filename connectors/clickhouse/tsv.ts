@@ -1,8 +1,7 @@
 /**
- * ClickHouse's TabSeparated format, byte for byte: the sink inserts rows as TSV (exact: numbers
- * and decimals as text, strings and bytes as raw bytes with backslash escapes) and reads stored
- * rows back as TSV, so an unchanged-TOAST column is re-inserted from the exact field text the
- * server printed. The same escapes serve single-quoted strings inside arrays and SQL literals.
+ * ClickHouse's TabSeparated format, byte for byte, for Sluice's bookkeeping tables (catalog.ts:
+ * strings and integers, exact as text) and for reading results in tools and tests; table rows go
+ * in as RowBinary (rowbinary.ts). The same escapes serve SQL string literals.
  */
 
 const BACKSLASH = 0x5c;
@@ -17,7 +16,7 @@ const ESCAPES = new Map<number, number>([
   [BACKSLASH, BACKSLASH],
 ]);
 
-/** Backslash-escapes the bytes ClickHouse escapes in TSV output (so stored fields compare equal to ours). */
+/** Backslash-escapes the bytes ClickHouse escapes in TSV. */
 export function escapeBytes(bytes: Uint8Array): Buffer {
   let extra = 0;
   for (const byte of bytes) if (ESCAPES.has(byte)) extra++;
@@ -40,13 +39,6 @@ export function escapeText(text: string): Buffer {
   return escapeBytes(Buffer.from(text, "utf8"));
 }
 
-/** A single-quoted string (inside arrays in TSV): same escapes, in quotes. */
-export function quoted(bytes: Uint8Array): Buffer {
-  return Buffer.concat([QUOTE, escapeBytes(bytes), QUOTE]);
-}
-
-const QUOTE = Buffer.from("'");
-
 /** A SQL string literal that is plain ASCII whatever the bytes (non-printable and non-ASCII bytes as \xHH). */
 export function sqlString(bytes: Uint8Array | string): string {
   const data = typeof bytes === "string" ? Buffer.from(bytes, "utf8") : bytes;
@@ -59,7 +51,6 @@ export function sqlString(bytes: Uint8Array | string): string {
   return `${out}'`;
 }
 
-export const NULL_FIELD = Buffer.from("\\N");
 const TAB = Buffer.from("\t");
 const NEWLINE = Buffer.from("\n");
 

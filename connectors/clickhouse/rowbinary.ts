@@ -1,0 +1,238 @@
+/**
+ * ClickHouse's RowBinary format at the byte level: little-endian fixed-width numbers, LEB128
+ * lengths before strings and arrays, a 0/1 byte before Nullable values. The sink inserts rows
+ * in it because it carries floats bit for bit (ClickHouse 18.16 parses text floats inexactly)
+ * and reads stored rows back in it for unchanged-TOAST columns.
+ */
+
+const CHUNK_BYTES = 256 * 1024;
+const TWO_32 = 2 ** 32;
+
+/**
+ * Appends rows into large chunks and hands each finished row out as a view of its chunk, so a
+ * batch costs a few allocations. A row always sits in one chunk: a chunk that runs out moves the
+ * row begun so far into a new, large enough one. Views stay valid after later rows.
+ */
+export class RowBinaryWriter {
+  #chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+  #start = 0;
+  #pos = 0;
+
+  /** The row written since the last `endRow`/`dropRow`. */
+  endRow(): Buffer {
+    const row = this.#chunk.subarray(this.#start, this.#pos);
+    this.#start = this.#pos;
+    return row;
+  }
+
+  /** Forgets a row begun but not finished (a value was rejected halfway). */
+  dropRow(): void {
+    this.#pos = this.#start;
+  }
+
+  uint8(value: number): void {
+    this.#room(1);
+    this.#chunk[this.#pos++] = value;
+  }
+
+  int8(value: number): void {
+    this.#room(1);
+    this.#pos = this.#chunk.writeInt8(value, this.#pos);
+  }
+
+  int16(value: number): void {
+    this.#room(2);
+    this.#pos = this.#chunk.writeInt16LE(value, this.#pos);
+  }
+
+  uint16(value: number): void {
+    this.#room(2);
+    this.#pos = this.#chunk.writeUInt16LE(value, this.#pos);
+  }
+
+  int32(value: number): void {
+    this.#room(4);
+    this.#pos = this.#chunk.writeInt32LE(value, this.#pos);
+  }
+
+  uint32(value: number): void {
+    this.#room(4);
+    this.#pos = this.#chunk.writeUInt32LE(value, this.#pos);
+  }
+
+  /** A safe integer as 64 bits (two's complement), without going through BigInt. */
+  int64Number(value: number): void {
+    this.#room(8);
+    const high = Math.floor(value / TWO_32);
+    this.#chunk.writeUInt32LE(value - high * TWO_32, this.#pos);
+    this.#chunk.writeInt32LE(high, this.#pos + 4);
+    this.#pos += 8;
+  }
+
+  int64(value: bigint): void {
+    this.#room(8);
+    this.#pos = this.#chunk.writeBigInt64LE(value, this.#pos);
+  }
+
+  uint64(value: bigint): void {
+    this.#room(8);
+    this.#pos = this.#chunk.writeBigUInt64LE(value, this.#pos);
+  }
+
+  /** Two's complement over 128 bits (Decimal128); the caller checks the range. */
+  int128(value: bigint): void {
+    this.#room(16);
+    const bits = BigInt.asUintN(128, value);
+    this.#chunk.writeBigUInt64LE(BigInt.asUintN(64, bits), this.#pos);
+    this.#chunk.writeBigUInt64LE(bits >> 64n, this.#pos + 8);
+    this.#pos += 16;
+  }
+
+  float32(value: number): void {
+    this.#room(4);
+    this.#pos = this.#chunk.writeFloatLE(value, this.#pos);
+  }
+
+  float64(value: number): void {
+    this.#room(8);
+    this.#pos = this.#chunk.writeDoubleLE(value, this.#pos);
+  }
+
+  /** An unsigned LEB128 length (strings, arrays). */
+  varUInt(value: number): void {
+    this.#room(10);
+    let rest = value;
+    while (rest >= 0x80) {
+      this.#chunk[this.#pos++] = (rest % 0x80) | 0x80;
+      rest = Math.floor(rest / 0x80);
+    }
+    this.#chunk[this.#pos++] = rest;
+  }
+
+  string(value: string): void {
+    const length = Buffer.byteLength(value, "utf8");
+    this.varUInt(length);
+    this.#room(length);
+    this.#pos += this.#chunk.write(value, this.#pos, length, "utf8");
+  }
+
+  bytes(value: Uint8Array): void {
+    this.varUInt(value.length);
+    this.raw(value);
+  }
+
+  /** Bytes already in RowBinary (a stored field). */
+  raw(value: Uint8Array): void {
+    this.#room(value.length);
+    this.#chunk.set(value, this.#pos);
+    this.#pos += value.length;
+  }
+
+  #room(bytes: number): void {
+    if (this.#pos + bytes <= this.#chunk.length) return;
+    const begun = this.#chunk.subarray(this.#start, this.#pos);
+    const next = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, 2 * (begun.length + bytes)));
+    begun.copy(next);
+    this.#chunk = next;
+    this.#pos = begun.length;
+    this.#start = 0;
+  }
+}
+
+/** Reads RowBinary output; every read checks that the bytes are there. */
+export class RowBinaryReader {
+  readonly data: Buffer;
+  pos = 0;
+
+  constructor(data: Buffer) {
+    this.data = data;
+  }
+
+  get done(): boolean {
+    return this.pos >= this.data.length;
+  }
+
+  skip(bytes: number): void {
+    this.#need(bytes);
+    this.pos += bytes;
+  }
+
+  uint8(): number {
+    this.#need(1);
+    return this.data[this.pos++] as number;
+  }
+
+  int8(): number {
+    this.#need(1);
+    return this.data.readInt8(this.pos++);
+  }
+
+  int16(): number {
+    return this.data.readInt16LE(this.#advance(2));
+  }
+
+  uint16(): number {
+    return this.data.readUInt16LE(this.#advance(2));
+  }
+
+  int32(): number {
+    return this.data.readInt32LE(this.#advance(4));
+  }
+
+  uint32(): number {
+    return this.data.readUInt32LE(this.#advance(4));
+  }
+
+  int64(): bigint {
+    return this.data.readBigInt64LE(this.#advance(8));
+  }
+
+  uint64(): bigint {
+    return this.data.readBigUInt64LE(this.#advance(8));
+  }
+
+  int128(): bigint {
+    const at = this.#advance(16);
+    return BigInt.asIntN(128, (this.data.readBigUInt64LE(at + 8) << 64n) | this.data.readBigUInt64LE(at));
+  }
+
+  float32(): number {
+    return this.data.readFloatLE(this.#advance(4));
+  }
+
+  float64(): number {
+    return this.data.readDoubleLE(this.#advance(8));
+  }
+
+  varUInt(): number {
+    let value = 0;
+    let scale = 1;
+    for (;;) {
+      const byte = this.uint8();
+      value += (byte & 0x7f) * scale;
+      if (byte < 0x80) return value;
+      scale *= 0x80;
+      if (scale > Number.MAX_SAFE_INTEGER) throw new RangeError(`RowBinary length at offset ${this.pos} is too long`);
+    }
+  }
+
+  /** A length-prefixed string's bytes (a view, not a copy). */
+  bytes(): Buffer {
+    const length = this.varUInt();
+    const at = this.#advance(length);
+    return this.data.subarray(at, at + length);
+  }
+
+  #advance(bytes: number): number {
+    this.#need(bytes);
+    const at = this.pos;
+    this.pos += bytes;
+    return at;
+  }
+
+  #need(bytes: number): void {
+    if (this.pos + bytes > this.data.length) {
+      throw new RangeError(`truncated RowBinary data: ${bytes} bytes needed at offset ${this.pos}, ${this.data.length - this.pos} left`);
+    }
+  }
+}
