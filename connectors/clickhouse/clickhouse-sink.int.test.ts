@@ -296,4 +296,89 @@ describe("ClickHouse sink specifics", () => {
     await sink.swap(narrow.schema, signal());
     assert.deepEqual(await rows(`SELECT id, n, note, toTypeName(n) AS type FROM ${view}`), [{ id: "1", n: "-7", note: "b", type: "Nullable(Int64)" }]);
   });
+
+  test("every column type goes in as RowBinary: integer widths at their limits, decimals, floats, times, JSON, bytes, arrays, NULLs", async () => {
+    const mysql = new Events(
+      tableSchema(
+        randomTableName(),
+        [
+          ["id", "int"],
+          ["i8", "tinyint"],
+          ["u8", "tinyint unsigned"],
+          ["i16", "smallint"],
+          ["u16", "smallint unsigned"],
+          ["i24", "mediumint"],
+          ["u24", "mediumint unsigned"],
+          ["i32", "int"],
+          ["u32", "int unsigned"],
+          ["i64", "bigint"],
+          ["u64", "bigint unsigned"],
+          ["d18", "decimal(18,4)"],
+          ["d5", "decimal(5,2)"],
+          ["f", "float"],
+          ["bit", "bit(1)"],
+          ["j", "json"],
+          ["dur", "time"],
+          ["dt", "datetime"],
+          ["bin", "varbinary(10)"],
+        ],
+        ["id"],
+        { sourceKind: "mysql" },
+      ),
+    );
+    const low = { i8: -128, u8: 0, i16: -32_768, u16: 0, i24: -8_388_608, u24: 0, i32: -2_147_483_648, u32: 0, i64: -9_223_372_036_854_775_808n, u64: 0n };
+    const high = { i8: 127, u8: 255, i16: 32_767, u16: 65_535, i24: 8_388_607, u24: 16_777_215, i32: 2_147_483_647, u32: 4_294_967_295, i64: 9_223_372_036_854_775_807n, u64: 18_446_744_073_709_551_615n };
+    const rest = { d18: "-99999999999999.9999", d5: "999.99", f: -1.5, bit: true, j: '{"a": [1, "x"]}', dur: -3_020_399_000_000n, dt: 1_700_000_000_123_456n, bin: new Uint8Array([0, 10, 255]) };
+    const nulls = Object.fromEntries([...Object.keys(high), ...Object.keys(rest)].map((k) => [k, null]));
+    const written = await sink.write([mysql.insert(1n, { id: 1, ...low, ...rest }), mysql.insert(2n, { id: 2, ...high, ...rest }), mysql.insert(3n, { id: 3, ...nulls })], signal());
+    assert.deepEqual(written.failures, []);
+    const restText = { d18: "-99999999999999.9999", d5: "999.99", f: "-1.5", bit: "1", j: '{"a": [1, "x"]}', dur: "-3020399000000", dt: "1700000000123456", bin: "000AFF" };
+    const listed = [...Object.keys(high), ...Object.keys(rest).filter((k) => k !== "bin")].map(ident).join(", ");
+    assert.deepEqual(await rows(`SELECT id, ${listed}, hex(bin) AS bin FROM ${qualified(database, renderTarget(TARGET_TEMPLATE, mysql.schema))} ORDER BY id`), [
+      { id: "1", ...Object.fromEntries(Object.entries(low).map(([k, v]) => [k, String(v)])), ...restText },
+      { id: "2", ...Object.fromEntries(Object.entries(high).map(([k, v]) => [k, String(v)])), ...restText },
+      { id: "3", ...nulls, bin: null },
+    ]);
+
+    const arrays = new Events(
+      tableSchema(randomTableName(), [
+        ["id", "bigint"],
+        ["ints", "integer[]"],
+        ["decs", "numeric(10,2)[]"],
+        ["uids", "uuid[]"],
+        ["flags", "boolean[]"],
+        ["days", "date[]"],
+        ["blobs", "bytea[]"],
+        ["t", "time"],
+        ["small", "smallint"],
+      ]),
+    );
+    const result = await sink.write(
+      [
+        arrays.insert(1n, {
+          id: 1n,
+          ints: [1, null, -2_147_483_648],
+          decs: ["-12345678.99", null],
+          uids: ["6f1c8e36-6b4e-4d2e-9e3e-0c1c8d8c8c8c"],
+          flags: [true, false, null],
+          days: [-1, 19_000],
+          blobs: [new Uint8Array([0, 39, 92])],
+          t: 86_400_000_000n,
+          small: -1,
+        }),
+        arrays.insert(2n, { id: 2n, ints: null, decs: [], uids: null, flags: null, days: null, blobs: null, t: null, small: null }),
+      ],
+      signal(),
+    );
+    assert.deepEqual(result.failures, []);
+    assert.deepEqual(
+      await rows(
+        `SELECT id, ints, decs, arrayMap(u -> toString(u), uids) AS uids, flags, days, arrayMap(b -> hex(b), blobs) AS blobs, t, small FROM ${qualified(database, renderTarget(TARGET_TEMPLATE, arrays.schema))} ORDER BY id`,
+      ),
+      [
+        { id: "1", ints: "[1,NULL,-2147483648]", decs: "[-12345678.99,NULL]", uids: "['6f1c8e36-6b4e-4d2e-9e3e-0c1c8d8c8c8c']", flags: "[1,0,NULL]", days: "[-1,19000]", blobs: "['00275C']", t: "86400000000", small: "-1" },
+        { id: "2", ints: "[]", decs: "[]", uids: "[]", flags: "[]", days: "[]", blobs: "[]", t: null, small: null },
+      ],
+    );
+  });
 });
