@@ -280,7 +280,10 @@ export class Daemon {
   private async renderMetrics(): Promise<{ contentType: string; body: string }> {
     const snapshots = await Promise.all(this.sinks.map((s) => s.thread.metrics().catch(() => [])));
     if (snapshots.length === 0) return this.metrics.render();
-    const merged = AggregatorRegistry.aggregate([await this.metrics.registry.getMetricsAsJSON(), ...snapshots]);
+    // Threads export disjoint series (each its own sink label; process metrics only here), so summing is a union;
+    // prom-client's own aggregators would drop or average some process metrics (they assume one copy per worker).
+    const union = [await this.metrics.registry.getMetricsAsJSON(), ...snapshots].map((metrics) => metrics.map((metric) => ({ ...metric, aggregator: "sum" as const })));
+    const merged = AggregatorRegistry.aggregate(union);
     return { contentType: this.metrics.registry.contentType, body: await merged.metrics() };
   }
 

@@ -69,7 +69,9 @@ test("sinks in their own threads: changes, metrics, query, rebuild and log lines
     const applied = [...metrics.matchAll(new RegExp(`^sluice_sink_changes_applied_total\\{[^}]*sink="${sink}"[^}]*\\} (\\d+)`, "gm"))].reduce((sum, m) => sum + Number(m[1]), 0);
     assert.ok(applied >= 500 + 100 + 50, `${sink} applied ${applied} changes by its metrics`);
   }
-  assert.equal(metrics.match(/^sluice_process_cpu_seconds_total /gm)?.length, 1, "process metrics appear once");
+  for (const name of ["sluice_process_cpu_seconds_total", "sluice_process_start_time_seconds", "sluice_nodejs_heap_size_used_bytes"]) {
+    assert.equal(metrics.match(new RegExp(`^${name} `, "gm"))?.length, 1, `${name} appears once`);
+  }
 
   // A rebuild through the running daemon is done by the sink's thread, and the table still answers.
   const rebuild = await runSluice(["replay", "-c", daemon.configFile, "--sink", "warehouse", "--from-beginning", "--rebuild", "--execute"]);
