@@ -5,16 +5,18 @@
  * and reads stored rows back in it for unchanged-TOAST columns.
  */
 
-const CHUNK_BYTES = 256 * 1024;
+const FIRST_CHUNK_BYTES = 16 * 1024;
+const MAX_CHUNK_BYTES = 1024 * 1024;
 const TWO_32 = 2 ** 32;
 
 /**
- * Appends rows into large chunks and hands each finished row out as a view of its chunk, so a
- * batch costs a few allocations. A row always sits in one chunk: a chunk that runs out moves the
- * row begun so far into a new, large enough one. Views stay valid after later rows.
+ * Appends rows into chunks (each twice the last, up to 1 MiB) and hands each finished row out as
+ * a view of its chunk, so a batch costs a few allocations. A row always sits in one chunk: a chunk
+ * that runs out moves the row begun so far into a new, large enough one. Views stay valid after
+ * later rows.
  */
 export class RowBinaryWriter {
-  #chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+  #chunk = Buffer.allocUnsafe(FIRST_CHUNK_BYTES);
   #start = 0;
   #pos = 0;
 
@@ -131,7 +133,7 @@ export class RowBinaryWriter {
   #room(bytes: number): void {
     if (this.#pos + bytes <= this.#chunk.length) return;
     const begun = this.#chunk.subarray(this.#start, this.#pos);
-    const next = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, 2 * (begun.length + bytes)));
+    const next = Buffer.allocUnsafe(Math.max(Math.min(2 * this.#chunk.length, MAX_CHUNK_BYTES), 2 * (begun.length + bytes)));
     begun.copy(next);
     this.#chunk = next;
     this.#pos = begun.length;
