@@ -2,7 +2,13 @@
  * A FIFO of items with a byte bound, between a producer (the replication socket, snapshot
  * workers) and read(). Producers check `full` and stop (pause the socket, await space); the
  * reader shifts items out and wakes them. `peakBytes` shows the bound held.
+ *
+ * Each item also counts ITEM_OVERHEAD_BYTES: small changes (a 100-byte WAL message) cost about
+ * twice their size again in JS objects (the item, its Buffer view, a bigint position), so a bound
+ * on payload bytes alone let memory reach about three times the bound.
  */
+export const ITEM_OVERHEAD_BYTES = 256;
+
 export class ByteBoundedBuffer<T> {
   readonly maxBytes: number;
   private items: { item: T; bytes: number }[] = [];
@@ -35,10 +41,12 @@ export class ByteBoundedBuffer<T> {
     return this.usedBytes >= this.maxBytes;
   }
 
+  /** `bytes`: the item's own size; the buffer adds its per-item overhead. */
   push(item: T, bytes: number): void {
     if (this.failure !== null) return;
-    this.items.push({ item, bytes });
-    this.usedBytes += bytes;
+    const cost = bytes + ITEM_OVERHEAD_BYTES;
+    this.items.push({ item, bytes: cost });
+    this.usedBytes += cost;
     if (this.usedBytes > this.peak) this.peak = this.usedBytes;
     wake(this.itemWaiters);
   }

@@ -6,6 +6,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import type pg from "pg";
+import { ITEM_OVERHEAD_BYTES } from "../common/byte-bounded-buffer.ts";
 import { adminClient, cleanUp, newSource, randomName, readUntil, slotRow, sourceConfig } from "./int-test-support.ts";
 import { parseLsn } from "./lsn.ts";
 import type { PostgresSource } from "./source.ts";
@@ -14,8 +15,11 @@ import { rowBytes } from "./snapshot-reader.ts";
 const schema = randomName("flow");
 const q = (table: string) => `"${schema}".${table}`;
 const MAX_BUFFER = 16 * 1024;
-/** One socket read (64 KiB) may already be in hand when reading pauses, plus one message. */
-const OVERSHOOT = 64 * 1024 + 1024;
+/**
+ * One socket read (64 KiB) may already be in hand when reading pauses, plus one message; each of
+ * its messages (over 256 bytes in these tests) also counts the buffer's per-item overhead.
+ */
+const OVERSHOOT = (64 * 1024 + 1024) * (1 + ITEM_OVERHEAD_BYTES / 256);
 let admin: pg.Client;
 const configs: ReturnType<typeof sourceConfig>[] = [];
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
