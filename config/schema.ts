@@ -107,7 +107,7 @@ const sourceCommon = {
   tables: tableFilter,
   snapshot,
   decimal_mode: decimalMode,
-  max_buffer_bytes: size("Bound on changes read ahead of the topic log; a slower topic log slows reading").default(64 * 2 ** 20),
+  max_buffer_bytes: size("Bound on changes read ahead of the topic log, counting about 256 bytes of bookkeeping per change; a slower topic log slows reading").default(16 * 2 ** 20),
   heartbeat_interval: duration("Advance the acknowledged position this often when captured tables are quiet; 0 disables").default(10_000),
 };
 
