@@ -48,7 +48,7 @@ describe("example configs", () => {
     assert.equal(pg.kind, "postgres");
     assert.equal(pg.port, 5432);
     assert.equal(pg.snapshot.mode, "initial");
-    assert.equal(pg.max_buffer_bytes, 64 * 2 ** 20);
+    assert.equal(pg.max_buffer_bytes, 16 * 2 ** 20);
     assert.equal(pg.heartbeat_interval, 10_000);
     assert.deepEqual(config.topics, { kind: "embedded", path: "./data/sluice.db", partitions: 1, retention: { max_age: 7 * 86_400_000 } });
     assert.equal(config.schema_registry.kind, "builtin");
