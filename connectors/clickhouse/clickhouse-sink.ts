@@ -8,7 +8,9 @@
  * RowBinary, re-inserted byte for byte).
  *
  * ClickHouse has no transactions: data first, then bookkeeping (truncate versions, catalog,
- * offsets), so a crash in between repeats work that applies by version.
+ * offsets), so a crash in between repeats work that applies by version. RowBinary names no types,
+ * so each table's catalog entry is compared with the server's columns before its first write
+ * (consistency.ts).
  */
 import type { Logger } from "../../daemon/logger.ts";
 import type { SinkChange, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
@@ -29,6 +31,8 @@ import { ClickHouseCatalog } from "./catalog.ts";
 import type { ClickHouseTable } from "./catalog.ts";
 import type { ClickHouseSinkConfig, ClickHouseSinkOptions } from "./config.ts";
 import { ClickHouseConnection, ClickHouseDataError } from "./connection.ts";
+import { addedMismatch, CatalogMismatch, checkTable, describeColumn, describeServerColumn, evolutionSteps, parseServerColumns, systemColumnsSql, takes, writesAs } from "./consistency.ts";
+import type { ServerColumn, ServerTables } from "./consistency.ts";
 import { addColumnSql, createTableSql, createViewSql, ident, modifyColumnSql, qualified } from "./ddl.ts";
 import { keyLiteral, readValue, skipValue, writeValue } from "./codec.ts";
 import { RowBinaryReader, RowBinaryWriter } from "./rowbinary.ts";
@@ -73,6 +77,11 @@ export class ClickHouseSink implements VersionedSink {
   #tables = new Map<string, ClickHouseTable>();
   /** Highest generation used per target, dropped ones included. */
   #generations = new Map<string, number>();
+  /** Each physical table's columns on the server: read at open and after a CREATE, then kept up to date by the sink's own ALTERs. */
+  #server: ServerTables = new Map();
+  /** Physical tables compared with the server since open, and those that did not match (halted until the sink reopens). */
+  #checked = new Set<string>();
+  #mismatched = new Map<string, CatalogMismatch>();
 
   constructor(config: ClickHouseSinkConfig, options: ClickHouseSinkOptions) {
     this.name = config.name;
@@ -103,6 +112,10 @@ export class ClickHouseSink implements VersionedSink {
       const { tables, generations } = await catalog.load(signal);
       this.#tables = new Map(tables.map((t) => [t.physical, t]));
       this.#generations = generations;
+      const server = parseServerColumns(await connection.select(systemColumnsSql(this.#database), signal));
+      this.#server = new Map([...server].filter(([physical]) => this.#tables.has(physical)));
+      this.#checked = new Set();
+      this.#mismatched = new Map();
       this.#connection = connection;
       this.#catalog = catalog;
       this.#logger.info({ version, dialect: this.#dialect, tables: this.#tables.size }, "ClickHouse sink open");
@@ -144,7 +157,7 @@ export class ClickHouseSink implements VersionedSink {
       const generation = this.#nextGeneration(target);
       const shadow: ClickHouseTable = { physical: physicalName(target, generation), target, role: "shadow", generation, truncateVersion: 0n, columns: [] };
       this.#tables.set(shadow.physical, shadow);
-      if (live) await this.#create(shadow, live.columns, signal);
+      if (live) await this.#create(shadow, live.columns, tableLabel(table), signal);
       else await this.#cat().save(shadow, signal);
       this.#logger.info({ target, shadow: shadow.physical }, "rebuild prepared: writes go to the live table and the shadow");
     });
@@ -162,7 +175,7 @@ export class ClickHouseSink implements VersionedSink {
           this.#tables.delete(shadow.physical);
           return;
         }
-        await this.#create(shadow, live.columns, signal);
+        await this.#create(shadow, live.columns, tableLabel(table), signal);
       }
       // The view switch is the atomic step (RENAME); the bookkeeping follows, and repeating a swap after a crash redoes it.
       await this.#replaceView(shadow, signal);
@@ -196,24 +209,23 @@ export class ClickHouseSink implements VersionedSink {
     const label = tableLabel(changes.table);
     const context = { sink: this.name, table: label };
     for (const { index, error } of changes.invalid) failures.add([index], rowRejected(error.message, { ...context, column: error.column }, error));
-    const target = renderTarget(this.#config.target, changes.table);
-    let primary: ClickHouseTable;
-    let mirror: ClickHouseTable | null = null;
-    if (mode === "live") {
-      primary = await this.#ensureLive(target, changes.schemas[0] as TableSchema, label, signal);
-      mirror = this.#find(target, "shadow");
-    } else {
-      const shadow = this.#find(target, "shadow");
-      if (!shadow) {
-        failures.add([...(changes.truncate?.indices ?? []), ...changes.rows.flatMap((r) => r.indices)], rebuildState("no rebuild in progress for this table", context));
-        return;
-      }
-      primary = shadow;
+    const indices = [...(changes.truncate?.indices ?? []), ...changes.rows.flatMap((r) => r.indices)];
+    let tables: { primary: ClickHouseTable; mirror: ClickHouseTable | null } | null;
+    try {
+      tables = await this.#prepareTables(changes, mode, label, signal);
+    } catch (error) {
+      if (!(error instanceof CatalogMismatch)) throw error;
+      // Only this table stops: its changes fail (halt, or dead-letter by the sink's on_error), the others apply.
+      if (!this.#mismatched.has(error.physical)) this.#logger.error(error.toLog(), error.message);
+      this.#mismatched.set(error.physical, error);
+      failures.add(indices, error);
+      return;
     }
-    for (const physical of mirror ? [primary, mirror] : [primary]) {
-      for (const schema of changes.schemas) await this.#evolve(physical, schema, label, signal);
-      if (changes.truncate) await this.#truncate(physical, changes.truncate.version, signal);
+    if (tables === null) {
+      failures.add(indices, rebuildState("no rebuild in progress for this table", context));
+      return;
     }
+    const { primary, mirror } = tables;
     const rows = changes.rows.filter((row) => row.version > primary.truncateVersion);
     if (rows.length === 0) return;
     const stored = await this.#readStored(primary, rows.filter((row) => hasUnchanged(row.row)), signal);
@@ -251,6 +263,21 @@ export class ClickHouseSink implements VersionedSink {
         failures.add(item.change.indices, rowRejected(errorMessage(error), { ...context, position: positionLabel(item.change.position) }, error));
       }
     }
+  }
+
+  /** The tables a write goes to (null: a rebuild write without a shadow), compared with the server, evolved and truncated. */
+  async #prepareTables(changes: TableChanges, mode: Mode, label: string, signal: AbortSignal): Promise<{ primary: ClickHouseTable; mirror: ClickHouseTable | null } | null> {
+    const target = renderTarget(this.#config.target, changes.table);
+    const primary = mode === "live" ? await this.#ensureLive(target, changes.schemas[0] as TableSchema, label, signal) : this.#find(target, "shadow");
+    if (primary === null) return null;
+    const mirror = mode === "live" ? this.#find(target, "shadow") : null;
+    const physicals = mirror ? [primary, mirror] : [primary];
+    for (const physical of physicals) this.#check(physical, changes.schemas, label);
+    for (const physical of physicals) {
+      await this.#evolve(physical, changes.schemas, label, signal);
+      if (changes.truncate) await this.#truncate(physical, changes.truncate.version, signal);
+    }
+    return { primary, mirror };
   }
 
   #row(writer: RowBinaryWriter, columns: readonly TargetColumn[], types: readonly string[], change: RowChange, stored: StoredRow | undefined): Buffer {
@@ -357,51 +384,129 @@ export class ClickHouseSink implements VersionedSink {
     const generation = this.#nextGeneration(target);
     const table: ClickHouseTable = { physical: physicalName(target, generation), target, role: "live", generation, truncateVersion: 0n, columns: [] };
     this.#tables.set(table.physical, table);
-    await this.#create(table, initialColumns(schema, { sink: this.name, table: label }), signal);
+    await this.#create(table, initialColumns(schema, { sink: this.name, table: label }), label, signal);
     await this.#replaceView(table, signal);
     this.#logger.info({ target, physical: table.physical }, "created table");
     return table;
   }
 
-  async #evolve(physical: ClickHouseTable, schema: TableSchema, label: string, signal: AbortSignal): Promise<void> {
-    const context = { sink: this.name, table: label };
-    if (physical.columns.length === 0) {
-      await this.#create(physical, initialColumns(schema, context), signal);
-      if (physical.role === "live") await this.#replaceView(physical, signal);
-      return;
-    }
-    const plan = planColumns(physical.columns, schema, context);
-    if (plan.added.length === 0 && plan.changed.length === 0) return;
-    const table = qualified(this.#database, physical.physical);
-    for (const change of plan.changed) {
-      const from = clickhouseType(change.from, this.#dialect, !change.key);
-      const to = clickhouseType(change.to, this.#dialect, !change.key);
-      if (from === to) continue;
-      if (change.key) {
-        throw schemaUnsupported(`ClickHouse cannot change the type of a sorting-key column (${from} → ${to}); rebuild the target (sluice replay --rebuild)`, {
-          ...context,
-          column: change.name,
-        });
-      }
-    }
-    try {
-      for (const column of plan.added) await this.#conn().command(addColumnSql(this.#database, physical.physical, column, this.#dialect), signal);
-      for (const change of plan.changed) {
-        if (clickhouseType(change.from, this.#dialect, !change.key) === clickhouseType(change.to, this.#dialect, !change.key)) continue;
-        await this.#conn().command(modifyColumnSql(this.#database, physical.physical, { name: change.name, type: change.to, key: change.key }, this.#dialect), signal);
-      }
-    } catch (error) {
-      if (isRetriable(error)) throw error;
-      throw schemaUnsupported(`ClickHouse refused the schema change on ${table}: ${errorMessage(error)}`, context, error);
-    }
-    physical.columns = plan.columns;
-    await this.#cat().save(physical, signal);
-    if (physical.role === "live") await this.#replaceView(physical, signal);
-    this.#logger.info({ physical: physical.physical, added: plan.added.map((c) => c.name), widened: plan.changed.map((c) => c.name) }, "schema evolved");
+  /** Compares a table's catalog entry with the server's columns once per open (no query: the snapshot taken at open); throws CatalogMismatch. */
+  #check(table: ClickHouseTable, schemas: readonly TableSchema[], label: string): void {
+    const known = this.#mismatched.get(table.physical);
+    if (known) throw known;
+    if (this.#checked.has(table.physical) || table.columns.length === 0) return;
+    this.#compare(table, table.columns, evolutionSteps(table.columns, schemas, { sink: this.name, table: label }), label);
   }
 
-  async #create(table: ClickHouseTable, columns: readonly TargetColumn[], signal: AbortSignal): Promise<void> {
+  #compare(table: ClickHouseTable, columns: readonly TargetColumn[], steps: ReadonlyMap<string, readonly TargetColumn[]>, label: string): void {
+    const server = this.#server.get(table.physical) ?? [];
+    const unknown = checkTable(columns, server, steps, this.#dialect, this.#where(table, label));
+    if (unknown.length > 0) {
+      this.#logger.warn(
+        { physical: table.physical, columns: unknown.map((c) => `${c.name} ${describeServerColumn(c)}`) },
+        "the ClickHouse table has columns Sluice's catalog does not know; inserts leave them at their defaults",
+      );
+    }
+    this.#checked.add(table.physical);
+  }
+
+  #where(table: ClickHouseTable, label: string) {
+    return { sink: this.name, table: label, database: this.#database, physical: table.physical };
+  }
+
+  /**
+   * Brings a table to each of `schemas` in turn. A column the server has already at the planned
+   * type (or at one a later schema of the batch gives it) is adopted instead of altered: an
+   * earlier process applied the ALTER and stopped before saving the catalog.
+   */
+  async #evolve(physical: ClickHouseTable, schemas: readonly TableSchema[], label: string, signal: AbortSignal): Promise<void> {
+    const context = { sink: this.name, table: label };
+    for (const [i, schema] of schemas.entries()) {
+      if (physical.columns.length === 0) {
+        await this.#create(physical, initialColumns(schema, context), label, signal);
+        if (physical.role === "live") await this.#replaceView(physical, signal);
+        continue;
+      }
+      const plan = planColumns(physical.columns, schema, context);
+      if (plan.added.length === 0 && plan.changed.length === 0) continue;
+      const table = qualified(this.#database, physical.physical);
+      for (const change of plan.changed) {
+        const from = clickhouseType(change.from, this.#dialect, !change.key);
+        const to = clickhouseType(change.to, this.#dialect, !change.key);
+        if (from === to) continue;
+        if (change.key) {
+          throw schemaUnsupported(`ClickHouse cannot change the type of a sorting-key column (${from} → ${to}); rebuild the target (sluice replay --rebuild)`, {
+            ...context,
+            column: change.name,
+          });
+        }
+      }
+      const server = new Map((this.#server.get(physical.physical) ?? []).map((c) => [c.name, c]));
+      const columns = [...plan.columns];
+      const adopted: string[] = [];
+      let later: Map<string, TargetColumn[]> | null = null;
+      const adopt = (column: TargetColumn, found: ServerColumn): boolean => {
+        later ??= evolutionSteps(plan.columns, schemas.slice(i + 1), context);
+        const fits = [column, ...(later.get(column.name) ?? [])].find((next) => takes(found, next));
+        if (fits === undefined) return false;
+        columns[columns.findIndex((c) => c.name === column.name)] = fits;
+        adopted.push(`${column.name} ${found.type}`);
+        return true;
+      };
+      const ddl: { sql: string; column: ServerColumn }[] = [];
+      for (const column of plan.added) {
+        const found = server.get(column.name);
+        if (found === undefined) ddl.push({ sql: addColumnSql(this.#database, physical.physical, column, this.#dialect), column: this.#serverColumn(column) });
+        else if (!adopt(column, found)) throw addedMismatch(found, column, this.#dialect, this.#where(physical, label));
+      }
+      for (const change of plan.changed) {
+        const to: TargetColumn = { name: change.name, type: change.to, key: change.key };
+        if (clickhouseType(change.from, this.#dialect, !change.key) === clickhouseType(to.type, this.#dialect, !change.key)) continue;
+        const found = server.get(change.name);
+        if (found && adopt(to, found)) continue;
+        if (!found || !writesAs(found.type, { ...to, type: change.from })) {
+          throw new CatalogMismatch("the column has another type on the server than the schema change starts from", {
+            ...this.#where(physical, label),
+            column: change.name,
+            catalogType: `${describeColumn({ ...to, type: change.from }, this.#dialect)} → ${describeColumn(to, this.#dialect)}`,
+            serverType: describeServerColumn(found),
+          });
+        }
+        ddl.push({ sql: modifyColumnSql(this.#database, physical.physical, to, this.#dialect), column: this.#serverColumn(to) });
+      }
+      try {
+        for (const { sql, column } of ddl) {
+          await this.#conn().command(sql, signal);
+          server.set(column.name, column);
+          this.#server.set(physical.physical, [...server.values()]);
+        }
+      } catch (error) {
+        if (isRetriable(error)) throw error;
+        throw schemaUnsupported(`ClickHouse refused the schema change on ${table}: ${errorMessage(error)}`, context, error);
+      }
+      physical.columns = columns;
+      await this.#cat().save(physical, signal);
+      if (physical.role === "live") await this.#replaceView(physical, signal);
+      if (adopted.length > 0) {
+        this.#logger.warn(
+          { physical: physical.physical, adopted },
+          "catalog reconciled with the server: the table already had these columns (an earlier schema change was applied but not recorded, e.g. a crash before saving the catalog)",
+        );
+      }
+      this.#logger.info({ physical: physical.physical, added: plan.added.map((c) => c.name), widened: plan.changed.map((c) => c.name) }, "schema evolved");
+    }
+  }
+
+  #serverColumn(column: TargetColumn): ServerColumn {
+    return { name: column.name, type: clickhouseType(column.type, this.#dialect, !column.key), defaultKind: "", sortingKey: column.key };
+  }
+
+  /** CREATE TABLE IF NOT EXISTS, then the created table's columns from the server: a table left by a crash before the catalog was saved must match too. */
+  async #create(table: ClickHouseTable, columns: readonly TargetColumn[], label: string, signal: AbortSignal): Promise<void> {
     await this.#conn().command(createTableSql(this.#database, table.physical, columns, this.#dialect), signal);
+    const server = parseServerColumns(await this.#conn().select(systemColumnsSql(this.#database, table.physical), signal));
+    this.#server.set(table.physical, server.get(table.physical) ?? []);
+    this.#compare(table, columns, new Map(), label);
     table.columns = columns;
     await this.#cat().save(table, signal);
   }
@@ -428,6 +533,9 @@ export class ClickHouseSink implements VersionedSink {
   async #drop(table: ClickHouseTable, signal: AbortSignal): Promise<void> {
     await this.#cat().save(table, signal, true);
     this.#tables.delete(table.physical);
+    this.#server.delete(table.physical);
+    this.#checked.delete(table.physical);
+    this.#mismatched.delete(table.physical);
     await this.#conn().command(`DROP TABLE IF EXISTS ${qualified(this.#database, table.physical)}`, signal);
   }
 
