@@ -1,0 +1,269 @@
+/**
+ * The catalog against the real table on the ClickHouse test server (18.16): a schema change
+ * applied to the table but not recorded in `_sluice_tables` (a crash in between) is adopted by
+ * the next sink; a table changed by hand into something RowBinary would misalign halts alone;
+ * a consistent table costs one `system.columns` query at open and nothing per batch.
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, before, describe, mock, test } from "node:test";
+import { ClickHouseLogLevel, createClient } from "@clickhouse/client";
+import { createLogger } from "../../daemon/logger.ts";
+import { clickhouse } from "../../test/services/ports.ts";
+import { SluiceError } from "../errors.ts";
+import type { TargetColumn } from "../sinks/columns.ts";
+import { TARGET_TEMPLATE } from "../sinks/conformance.ts";
+import { describeType } from "../sinks/logical-type.ts";
+import { renderTarget } from "../sinks/naming.ts";
+import { testSinkConfig } from "../sinks/test-config.ts";
+import { Events, randomTableName, tableSchema } from "../sinks/test-events.ts";
+import { ClickHouseSink } from "./clickhouse-sink.ts";
+import { ClickHouseConnection } from "./connection.ts";
+import { CATALOG_MISMATCH } from "./consistency.ts";
+import { ident, qualified } from "./ddl.ts";
+import { parseTsv, unescapeField } from "./tsv.ts";
+
+const database = `sluice_test_${randomBytes(4).toString("hex")}`;
+const admin = createClient({
+  url: clickhouse.url,
+  username: clickhouse.username,
+  password: clickhouse.password,
+  compression: { request: false, response: false },
+  log: { level: ClickHouseLogLevel.OFF },
+});
+const signal = () => AbortSignal.timeout(60_000);
+
+async function sql(query: string): Promise<string> {
+  const result = await admin.exec({ query });
+  const chunks: Buffer[] = [];
+  for await (const chunk of result.stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+async function rows(query: string): Promise<Record<string, string | null>[]> {
+  const [header, ...body] = parseTsv(Buffer.from(await sql(`${query} FORMAT TabSeparatedWithNames`)));
+  const names = (header ?? []).map((f) => f.toString("utf8"));
+  return body.map((fields) => Object.fromEntries(names.map((name, i) => [name, fields[i]?.toString() === "\\N" ? null : unescapeField(fields[i] ?? Buffer.alloc(0)).toString("utf8")])));
+}
+
+/** The catalog's columns of a physical table, as `name type` (logical). */
+async function catalogColumns(physical: string): Promise<string[]> {
+  const [row] = await rows(`SELECT argMax(columns, _seq) AS columns FROM ${qualified(database, "_sluice_tables")} WHERE physical = '${physical}'`);
+  return (JSON.parse(row?.["columns"] ?? "[]") as TargetColumn[]).map((c) => `${c.name} ${describeType(c.type)}`);
+}
+
+type LogLine = { level: string; msg: string } & Record<string, unknown>;
+
+/** A sink writing to the test database, and the warnings and errors it logs. */
+function createSink(name: string): { sink: ClickHouseSink; logs: LogLine[] } {
+  const logs: LogLine[] = [];
+  const logger = createLogger("warn", { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) });
+  const config = testSinkConfig("clickhouse", {
+    name,
+    url: clickhouse.url,
+    user: clickhouse.username,
+    password: clickhouse.password,
+    database,
+    native_deletes: false,
+    target: TARGET_TEMPLATE,
+  });
+  return { sink: new ClickHouseSink(config, { logger }), logs };
+}
+
+async function withSink<T>(name: string, use: (sink: ClickHouseSink, logs: LogLine[]) => Promise<T>): Promise<T> {
+  const { sink, logs } = createSink(name);
+  await sink.open(signal());
+  try {
+    return await use(sink, logs);
+  } finally {
+    await sink.close();
+  }
+}
+
+before(async () => {
+  await sql(`CREATE DATABASE IF NOT EXISTS ${ident(database)}`);
+});
+after(async () => {
+  await sql(`DROP DATABASE IF EXISTS ${ident(database)}`);
+  await admin.close();
+});
+
+describe("ClickHouse catalog against the server's columns", () => {
+  test("a schema change applied to the table but not recorded in the catalog (crash in between) is adopted by the next sink", async () => {
+    const name = `ch_${randomTableName("s")}`;
+    const table = randomTableName();
+    const v1 = new Events(tableSchema(table, [["id", "integer"], ["n", "integer"], ["v", "text"]]));
+    const v2 = new Events(tableSchema(table, [["id", "integer"], ["n", "bigint"], ["v", "text"], ["extra", "bigint"]]));
+    const target = renderTarget(TARGET_TEMPLATE, v1.schema);
+    const physical = `${target}__v1`;
+    await withSink(name, async (sink) => {
+      assert.deepEqual((await sink.write([v1.insert(1n, { id: 1, n: 7, v: "a" })], signal())).failures, []);
+    });
+    // what the sink's own evolution to v2 runs, without the catalog save that follows it
+    await sql(`ALTER TABLE ${qualified(database, physical)} ADD COLUMN extra Nullable(Int64)`);
+    await sql(`ALTER TABLE ${qualified(database, physical)} MODIFY COLUMN n Nullable(Int64)`);
+    assert.deepEqual(await catalogColumns(physical), ["id int32", "n int32", "v string"]);
+
+    await withSink(name, async (sink, logs) => {
+      const result = await sink.write([v2.insert(2n, { id: 2, n: 2n ** 40n, v: "b", extra: -(2n ** 50n) }), v2.update(3n, { id: 1, n: 8, v: "a2", extra: 5 })], signal());
+      assert.deepEqual(result.failures, []);
+      const warning = logs.find((l) => l.level === "warn" && /catalog reconciled/.test(l.msg));
+      assert.ok(warning, `a warning about the reconciliation, got ${JSON.stringify(logs)}`);
+      assert.deepEqual(warning["adopted"], ["extra Nullable(Int64)", "n Nullable(Int64)"]);
+    });
+    assert.deepEqual(await catalogColumns(physical), ["id int32", "n int64", "v string", "extra int64"]);
+    assert.deepEqual(await rows(`SELECT id, n, v, extra FROM ${qualified(database, target)} ORDER BY id`), [
+      { id: "1", n: "8", v: "a2", extra: "5" },
+      { id: "2", n: "1099511627776", v: "b", extra: "-1125899906842624" },
+    ]);
+    // the next sink finds catalog and table in agreement: nothing to adopt, nothing to alter
+    await withSink(name, async (sink, logs) => {
+      const commands = mock.method(ClickHouseConnection.prototype, "command");
+      try {
+        assert.deepEqual((await sink.write([v2.insert(4n, { id: 3, n: 1, v: "c", extra: null })], signal())).failures, []);
+        assert.deepEqual(commands.mock.calls.length, 0);
+      } finally {
+        commands.mock.restore();
+      }
+      assert.deepEqual(logs, []);
+    });
+  });
+
+  test("a table changed by hand into something RowBinary would misalign halts with SINK_CATALOG_MISMATCH; other tables keep applying", async () => {
+    const name = `ch_${randomTableName("s")}`;
+    const broken = new Events(tableSchema(randomTableName(), [["id", "integer"], ["x", "bigint"]]));
+    const fine = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const brokenTarget = renderTarget(TARGET_TEMPLATE, broken.schema);
+    const fineTarget = renderTarget(TARGET_TEMPLATE, fine.schema);
+    await withSink(name, async (sink) => {
+      assert.deepEqual((await sink.write([broken.insert(1n, { id: 1, x: 10n }), fine.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+    });
+    await sql(`ALTER TABLE ${qualified(database, `${brokenTarget}__v1`)} MODIFY COLUMN x String`);
+
+    await withSink(name, async (sink, logs) => {
+      const batch = [fine.insert(2n, { id: 2, v: "b" }), broken.insert(2n, { id: 2, x: 20n }), broken.update(3n, { id: 1, x: 11n }), fine.insert(3n, { id: 3, v: "c" })];
+      const result = await sink.write(batch, signal());
+      assert.deepEqual(
+        result.failures.map((f) => f.index),
+        [1, 2],
+      );
+      for (const failure of result.failures) {
+        const error = failure.error;
+        assert.ok(error instanceof SluiceError, `expected a SluiceError, got ${String(error)}`);
+        assert.equal(failure.retriable, false);
+        assert.equal(error.code, CATALOG_MISMATCH);
+        assert.deepEqual(
+          { ...error.context },
+          {
+            component: "sink",
+            sink: name,
+            table: `src.public.${broken.schema.table}`,
+            database,
+            physical: `${brokenTarget}__v1`,
+            column: "x",
+            catalogType: "Nullable(Int64) (int64)",
+            serverType: "String",
+          },
+        );
+        assert.match(error.message, new RegExp(`sink "${name}", table src\\.public\\.${broken.schema.table}, column "x": .*catalog: Nullable\\(Int64\\) \\(int64\\); server: String`));
+      }
+      assert.equal(logs.filter((l) => l.level === "error").length, 1, "the mismatch is logged once");
+      // later batches of the table fail the same way without asking the server again; the other table applies
+      const selects = mock.method(ClickHouseConnection.prototype, "select");
+      try {
+        const again = await sink.write([broken.insert(4n, { id: 3, x: 1n }), fine.insert(4n, { id: 4, v: "d" })], signal());
+        assert.deepEqual(
+          again.failures.map((f) => [f.index, (f.error as SluiceError).code]),
+          [[0, CATALOG_MISMATCH]],
+        );
+        assert.equal(selects.mock.calls.length, 0);
+      } finally {
+        selects.mock.restore();
+      }
+      assert.equal(logs.filter((l) => l.level === "error").length, 1);
+    });
+    assert.deepEqual(await rows(`SELECT id, x FROM ${qualified(database, brokenTarget)} ORDER BY id`), [{ id: "1", x: "10" }]);
+    assert.deepEqual(await rows(`SELECT id, v FROM ${qualified(database, fineTarget)} ORDER BY id`), [
+      { id: "1", v: "a" },
+      { id: "2", v: "b" },
+      { id: "3", v: "c" },
+      { id: "4", v: "d" },
+    ]);
+  });
+
+  test("a column dropped by hand halts the table", async () => {
+    const name = `ch_${randomTableName("s")}`;
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["a", "text"], ["b", "text"]]));
+    const target = renderTarget(TARGET_TEMPLATE, events.schema);
+    await withSink(name, async (sink) => {
+      assert.deepEqual((await sink.write([events.insert(1n, { id: 1, a: "x", b: "y" })], signal())).failures, []);
+    });
+    await sql(`ALTER TABLE ${qualified(database, `${target}__v1`)} DROP COLUMN a`);
+    await withSink(name, async (sink) => {
+      const [failure, ...rest] = (await sink.write([events.insert(2n, { id: 2, a: "x", b: "y" })], signal())).failures;
+      assert.deepEqual(rest, []);
+      assert.equal((failure?.error as SluiceError).code, CATALOG_MISMATCH);
+      assert.equal((failure?.error as SluiceError).context["column"], "a");
+      assert.equal((failure?.error as SluiceError).context["serverType"], "missing");
+    });
+  });
+
+  test("a consistent table: one system.columns query when the sink opens, none per batch, no warnings, no catalog writes", async () => {
+    const name = `ch_${randomTableName("s")}`;
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const target = renderTarget(TARGET_TEMPLATE, events.schema);
+    await withSink(name, async (sink) => {
+      assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+    });
+    const selects = mock.method(ClickHouseConnection.prototype, "select");
+    const commands = mock.method(ClickHouseConnection.prototype, "command");
+    const inserts = mock.method(ClickHouseConnection.prototype, "insert");
+    try {
+      await withSink(name, async (sink, logs) => {
+        const opening = selects.mock.calls.map((c) => String(c.arguments[0]));
+        assert.equal(opening.filter((q) => q.includes("system.columns")).length, 1);
+        selects.mock.resetCalls();
+        commands.mock.resetCalls();
+        for (let i = 2; i <= 4; i++) {
+          assert.deepEqual((await sink.write([events.insert(BigInt(i), { id: i, v: String(i) })], signal())).failures, []);
+        }
+        assert.equal(selects.mock.calls.length, 0);
+        assert.equal(commands.mock.calls.length, 0);
+        // one RowBinary insert per batch, naming its columns
+        assert.deepEqual(
+          inserts.mock.calls.map((c) => [String(c.arguments[0]), (c.arguments[1] as string[]).join(","), c.arguments[2]]),
+          Array.from({ length: 3 }, () => [qualified(database, `${target}__v1`), "`id`,`v`,`_sluice_version`,`_sluice_deleted`", "RowBinary"]),
+        );
+        assert.deepEqual(logs, []);
+      });
+    } finally {
+      selects.mock.restore();
+      commands.mock.restore();
+      inserts.mock.restore();
+    }
+    assert.equal((await rows(`SELECT count() AS n FROM ${qualified(database, target)}`))[0]?.["n"], "4");
+  });
+
+  test("column order on the server does not matter: a table whose columns were reordered by hand takes rows by name", async () => {
+    const name = `ch_${randomTableName("s")}`;
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["a", "bigint"], ["b", "text"]]));
+    const target = renderTarget(TARGET_TEMPLATE, events.schema);
+    const physical = qualified(database, `${target}__v1`);
+    await withSink(name, async (sink) => {
+      assert.deepEqual((await sink.write([events.insert(1n, { id: 1, a: 1n, b: "x" })], signal())).failures, []);
+    });
+    // ClickHouse 18.16 cannot move a column: drop it and add it back first (its values are gone; the table's rows are replayed below)
+    await sql(`ALTER TABLE ${physical} DROP COLUMN a`);
+    await sql(`ALTER TABLE ${physical} ADD COLUMN a Nullable(Int64) AFTER id`);
+    await sql(`ALTER TABLE ${physical} DROP COLUMN b`);
+    await sql(`ALTER TABLE ${physical} ADD COLUMN b Nullable(String) AFTER _sluice_deleted`);
+    assert.equal(await sql(`SELECT name FROM system.columns WHERE database = '${database}' AND table = '${target}__v1' FORMAT TabSeparated`), "id\na\n_sluice_version\n_sluice_deleted\nb\n");
+    await withSink(name, async (sink) => {
+      assert.deepEqual((await sink.write([events.update(2n, { id: 1, a: 1n, b: "x" }), events.insert(3n, { id: 2, a: -2n, b: "y" })], signal())).failures, []);
+    });
+    assert.deepEqual(await rows(`SELECT id, a, b FROM ${qualified(database, target)} ORDER BY id`), [
+      { id: "1", a: "1", b: "x" },
+      { id: "2", a: "-2", b: "y" },
+    ]);
+  });
+});
