@@ -6,6 +6,8 @@ import { Writable } from "node:stream";
 import { test } from "node:test";
 import type { ChangeEvent, SinkChange, TopicPartitionOffset } from "../connectors/contracts.ts";
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
+import { SluiceError } from "../connectors/errors.ts";
+import { SCHEMA_UNSUPPORTED } from "../connectors/sinks/errors.ts";
 import type { OffsetWriteResult, TransactionalSink } from "../connectors/sinks/contract.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { createLogger } from "./logger.ts";
@@ -25,7 +27,7 @@ function event(table: string, id: number, change: bigint): ChangeEvent {
   };
 }
 
-/** A sink kept in memory; rows named "poison" are rejected, "flaky" ones fail retriably once. */
+/** A sink kept in memory; rows named "poison" are rejected, "flaky" ones fail retriably once, "unsupported" ones fail the whole write. */
 class MemorySink implements TransactionalSink {
   readonly name = "mem";
   readonly offsetsAtomic = true;
@@ -36,6 +38,9 @@ class MemorySink implements TransactionalSink {
   async open(): Promise<void> {}
   async close(): Promise<void> {}
   async write(changes: readonly SinkChange[], _signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult> {
+    // Like a real sink, schema changes are checked before any row is written.
+    const unsupported = changes.find(({ event }) => event.after?.["name"] === "unsupported");
+    if (unsupported) throw new SluiceError("the target cannot take this schema change", { code: SCHEMA_UNSUPPORTED, context: { sink: this.name, table: unsupported.event.schema.table } });
     const failures = [];
     for (const [index, { event }] of changes.entries()) {
       const name = (event.after?.["name"] as string | undefined) ?? "";
@@ -136,6 +141,47 @@ test("halt: a poison row halts its table at that offset; other tables go on", as
   const committed = new Map((await log.committedOffsets("t.sink.mem")).map((o) => [o.topic, o.offset]));
   assert.equal(committed.get("pg.public.a"), 1n, "the halted partition stays at the poison record");
   assert.equal(committed.get("pg.public.b"), 1n);
+  await log.close();
+});
+
+function named(e: ChangeEvent, name: string): ChangeEvent {
+  (e.after as Record<string, unknown>)["name"] = name;
+  return e;
+}
+
+test("halt: with two poison rows of one partition in a batch, the offset stays at the first", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  await log.produce([encode(event("a", 1, 10n)), encode(named(event("a", 2, 11n), "poison")), encode(event("a", 3, 12n)), encode(named(event("a", 4, 13n), "poison")), encode(event("b", 5, 14n))]);
+  const sink = new MemorySink();
+  const r = runner(log, sink);
+  await runUntil(r, () => r.haltedTables().length > 0 && sink.rows.has("b/5"));
+  const committed = new Map((await log.committedOffsets("t.sink.mem")).map((o) => [o.topic, o.offset]));
+  assert.equal(committed.get("pg.public.a"), 1n, "a restart meets the first poison row again");
+  assert.deepEqual(r.haltedTables().map((h) => h.offset), ["0:1"]);
+  await log.close();
+});
+
+test("a schema change the target cannot take halts only its table, under dead-letter too", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  await log.produce([encode(event("b", 1, 10n))]);
+  const sink = new MemorySink();
+  const r = runner(log, sink, { onError: "dead-letter" });
+  const stop = new AbortController();
+  const running = r.run(stop.signal);
+  for (let i = 0; i < 1000 && !sink.rows.has("b/1"); i++) await new Promise((res) => setTimeout(res, 5));
+  await log.produce([encode(event("a", 2, 11n)), encode(named(event("a", 3, 12n), "unsupported")), encode(event("b", 4, 13n))]);
+  for (let i = 0; i < 1000 && !(r.haltedTables().length > 0 && sink.rows.has("b/4")); i++) await new Promise((res) => setTimeout(res, 5));
+  stop.abort(new Error("stop"));
+  await running;
+  assert.deepEqual(r.haltedTables().map((h) => [h.table, h.offset]), [["public.a", "0:0"]], "table a halts at its first change of the failed write");
+  assert.match(r.haltedTables()[0]!.error, /cannot take this schema change/);
+  assert.ok(sink.rows.has("b/4"), "table b goes on");
+  assert.equal(sink.rows.has("a/2"), false);
+  const committed = new Map((await log.committedOffsets("t.sink.mem")).map((o) => [o.topic, o.offset]));
+  assert.equal(committed.get("pg.public.a"), 0n);
+  const dlq = await log.consumer("reader", ["t.dlq.mem"]);
+  assert.equal((await dlq.poll({ maxRecords: 10, maxBytes: 1 << 20, maxWaitMs: 200 })).length, 0, "nothing dead-lettered");
+  await dlq.close();
   await log.close();
 });
 

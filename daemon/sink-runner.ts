@@ -7,6 +7,7 @@ import type { ChangeEvent, Sink, SinkChange, SinkItemFailure, StoredRecord, Topi
 import { tableName } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import type { TransactionalSink } from "../connectors/sinks/contract.ts";
+import { SCHEMA_UNSUPPORTED } from "../connectors/sinks/errors.ts";
 import type { TopicConsumer } from "../connectors/topics/contract.ts";
 import { retry, sleep } from "./backoff.ts";
 import type { BackoffPolicy } from "./backoff.ts";
@@ -49,6 +50,11 @@ const LEASE_TTL_MS = 15_000;
 
 function isTransactional(sink: Sink): sink is TransactionalSink {
   return typeof (sink as Partial<TransactionalSink>).committedOffsets === "function";
+}
+
+/** A failure of a whole table (its schema), not of one row or of the target. */
+function isTableLevel(error: unknown): error is SluiceError {
+  return error instanceof SluiceError && error.code === SCHEMA_UNSUPPORTED;
 }
 
 function partitionKey(topic: string, partition: number): string {
@@ -219,17 +225,15 @@ export class SinkRunner {
     for (let attempt = 0; pending.length > 0; attempt++) {
       const batch = pending.map((p) => p.change);
       const withOffsets = attempt === 0 && offsets !== undefined && isTransactional(sink) ? offsets : undefined;
-      const result = await retry(() => (withOffsets ? (sink as TransactionalSink).write(batch, stop, withOffsets) : sink.write(batch, stop)), {
-        ...this.options.retry,
-        signal: stop,
-        onRetry: (err, n, delayMs) => {
-          this.targetReachable = false;
-          this.options.metrics?.sinkRetries.inc({ sink: sink.name });
-          this.logger.warn({ err, attempt: n, delayMs }, "sink write failed; retrying");
-        },
-      });
-      this.targetReachable = true;
-      if (withOffsets && (result as { offsetsStored?: boolean }).offsetsStored) offsetsStored = true;
+      let result: { failures: readonly SinkItemFailure[]; offsetsStored?: boolean };
+      try {
+        result = await this.write(batch, stop, withOffsets);
+      } catch (error) {
+        // A schema change the target cannot take fails the whole write: find its table, halt only that one.
+        if (!isTableLevel(error)) throw error;
+        result = await this.writeTableByTable(batch, stop);
+      }
+      if (withOffsets && result.offsetsStored) offsetsStored = true;
       const retriable: typeof pending = [];
       for (const failure of result.failures) {
         const item = pending[failure.index]!;
@@ -245,10 +249,43 @@ export class SinkRunner {
     return { failures: permanent, offsetsStored };
   }
 
+  private async write(changes: SinkChange[], stop: AbortSignal, offsets?: TopicPartitionOffset[]): Promise<{ failures: readonly SinkItemFailure[]; offsetsStored?: boolean }> {
+    const { sink } = this.options;
+    const result = await retry(() => (offsets ? (sink as TransactionalSink).write(changes, stop, offsets) : sink.write(changes, stop)), {
+      ...this.options.retry,
+      signal: stop,
+      onRetry: (err, n, delayMs) => {
+        this.targetReachable = false;
+        this.options.metrics?.sinkRetries.inc({ sink: sink.name });
+        this.logger.warn({ err, attempt: n, delayMs }, "sink write failed; retrying");
+      },
+    });
+    this.targetReachable = true;
+    return result;
+  }
+
+  /** Writes each topic's (table's) changes on their own; a table whose write fails as a whole fails all its items. */
+  private async writeTableByTable(changes: SinkChange[], stop: AbortSignal): Promise<{ failures: SinkItemFailure[] }> {
+    const byTopic = new Map<string, number[]>();
+    changes.forEach((change, index) => byTopic.set(change.origin.topic, [...(byTopic.get(change.origin.topic) ?? []), index]));
+    const failures: SinkItemFailure[] = [];
+    for (const indices of byTopic.values()) {
+      try {
+        const { failures: own } = await this.write(indices.map((i) => changes[i]!), stop);
+        for (const failure of own) failures.push({ ...failure, index: indices[failure.index]! });
+      } catch (error) {
+        if (!isTableLevel(error)) throw error;
+        for (const index of indices) failures.push({ index, error, retriable: false });
+      }
+    }
+    return { failures };
+  }
+
   private async handlePoison(record: StoredRecord, event: ChangeEvent | undefined, error: Error, nextOffsets: Map<string, TopicPartitionOffset>): Promise<void> {
     const table = event ? tableName(event.schema) : record.topic;
     const sink = this.options.sink.name;
-    if (this.options.onError === "dead-letter") {
+    // A table the target cannot take halts under either policy: dead-lettering every later row of it would empty the table's stream.
+    if (this.options.onError === "dead-letter" && !isTableLevel(error)) {
       await this.options.log.produce([
         {
           topic: this.options.deadLetterTopic,
@@ -267,8 +304,10 @@ export class SinkRunner {
       this.logger.warn({ table, topic: record.topic, offset: String(record.offset), err: error.message }, "row dead-lettered");
       return;
     }
-    // Halt: the partition's offset stays at the poison record, so a restart meets it again.
-    nextOffsets.set(partitionKey(record.topic, record.partition), { topic: record.topic, partition: record.partition, offset: record.offset });
+    // Halt: the partition's offset stays at its first poison record, so a restart meets it again.
+    const key = partitionKey(record.topic, record.partition);
+    const earlier = this.halted.has(record.topic) ? nextOffsets.get(key) : undefined;
+    if (earlier === undefined || earlier.offset > record.offset) nextOffsets.set(key, { topic: record.topic, partition: record.partition, offset: record.offset });
     if (!this.halted.has(record.topic)) {
       this.halted.set(record.topic, { topic: record.topic, table, error: error.message, offset: `${record.partition}:${record.offset}` });
       this.options.metrics?.tablesHalted.set({ source: event?.source.name ?? "", sink, table }, 1);
