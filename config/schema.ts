@@ -273,6 +273,11 @@ const elasticsearchSink = z.strictObject({
   password: z.string().optional().describe("Basic-auth password (or password_file)"),
   api_key: z.string().optional().describe("API key (or api_key_file)"),
   bulk_bytes: size("Largest bulk request body").default(5 * 2 ** 20),
+  refresh_interval: duration(
+    "How often the indexes Sluice manages become searchable: set on every index it creates and, at start, on the existing ones; absent leaves the index setting alone (Elasticsearch: 1s). Shorter is fresher and costs Elasticsearch more work",
+  )
+    .refine((ms) => ms > 0, { error: "expected a duration above 0" })
+    .optional(),
 });
 
 const sink = z.discriminatedUnion("kind", [duckdbSink, clickhouseSink, elasticsearchSink]);

@@ -61,16 +61,19 @@ function meta(index: EsIndex): SluiceMeta {
 export class Indices {
   readonly #client: Client;
   readonly #sink: string;
+  /** The `index.refresh_interval` of every index (e.g. "200ms"), or null to leave it alone. */
+  readonly #refreshInterval: string | null;
 
-  constructor(client: Client, sink: string) {
+  constructor(client: Client, sink: string, refreshInterval: string | null) {
     this.#client = client;
     this.#sink = sink;
+    this.#refreshInterval = refreshInterval;
   }
 
   async load(target: string, signal: AbortSignal): Promise<TargetIndexes> {
     const existing = (await this.#call("list indexes", () =>
       this.#client.indices.get({ index: `${target}__v*`, expand_wildcards: "all", ignore_unavailable: true, allow_no_indices: true }, { signal }),
-    )) as Record<string, { aliases?: Record<string, unknown>; mappings?: { _meta?: { sluice?: SluiceMeta } } }>;
+    )) as Record<string, { aliases?: Record<string, unknown>; mappings?: { _meta?: { sluice?: SluiceMeta } }; settings?: { index?: { refresh_interval?: string } } }>;
     const out: TargetIndexes = { live: null, shadow: null, maxGeneration: 0 };
     for (const [name, info] of Object.entries(existing)) {
       const generation = generationOf(target, name);
@@ -79,6 +82,7 @@ export class Indices {
       const aliases = Object.keys(info.aliases ?? {});
       const role: Role | null = aliases.includes(target) ? "live" : aliases.includes(rebuildAlias(target)) ? "shadow" : null;
       if (role === null) continue;
+      if (this.#refreshInterval !== null && info.settings?.index?.refresh_interval !== this.#refreshInterval) await this.#setRefreshInterval(name, this.#refreshInterval, signal);
       const sluice = info.mappings?._meta?.sluice;
       out[role] = {
         physical: name,
@@ -96,8 +100,15 @@ export class Indices {
   async create(index: EsIndex, signal: AbortSignal): Promise<void> {
     const aliases = index.role === "live" ? { [index.target]: { filter: aliasFilter(index.truncateVersion) } } : { [rebuildAlias(index.target)]: {} };
     await this.#call("create index", () =>
-      this.#client.indices.create({ index: index.physical, mappings: indexMappings(index) as never, aliases: aliases as never }, { signal }),
+      this.#client.indices.create(
+        { index: index.physical, mappings: indexMappings(index) as never, aliases: aliases as never, ...(this.#refreshInterval !== null ? { settings: { index: { refresh_interval: this.#refreshInterval } } } : {}) },
+        { signal },
+      ),
     );
+  }
+
+  async #setRefreshInterval(index: string, interval: string, signal: AbortSignal): Promise<void> {
+    await this.#call("update settings", () => this.#client.indices.putSettings({ index, settings: { index: { refresh_interval: interval } } }, { signal }));
   }
 
   /** Adds the fields of new columns and records columns and truncate version in `_meta` (existing fields cannot change). */
