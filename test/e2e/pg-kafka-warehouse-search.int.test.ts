@@ -185,8 +185,8 @@ describe("PostgreSQL → Kafka → ClickHouse + Elasticsearch + DuckDB", { timeo
     for (const def of tables) final.set(def.name, { ch: await expected("clickhouse", def), es: await expected("elasticsearch", def) });
 
     const starting = Date.now();
-    // Batches of 10: the re-apply then takes long enough for many samples.
-    const replayConfig = { ...config, sinks: config.sinks.map((sink) => (sink.kind === "duckdb" ? sink : { ...sink, batch: { max_rows: 10, max_wait: "50ms" } })) };
+    // Batches of 3: the re-apply then takes long enough for many samples (each sink runs in a thread of its own).
+    const replayConfig = { ...config, sinks: config.sinks.map((sink) => (sink.kind === "duckdb" ? sink : { ...sink, batch: { max_rows: 3, max_wait: "50ms" } })) };
     daemon = await startReady(dir, replayConfig, "run3");
     const running = daemon;
     const started = Date.now();
