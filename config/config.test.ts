@@ -119,6 +119,30 @@ describe("interpolation and secrets", () => {
   });
 });
 
+describe("Elasticsearch refresh_interval", () => {
+  const withRefresh = (line: string) =>
+    `name: shop\nsources:\n  - {name: pg, kind: postgres, database: app, user: u, tables: [public.t]}\nsinks:\n  - name: search\n    kind: elasticsearch\n    nodes: ["http://127.0.0.1:9200"]\n${line}`;
+  const refreshOf = (line: string) => {
+    const sink = loadConfigText("c.yaml", withRefresh(line), { env: {} }).sinks[0]!;
+    assert.equal(sink.kind, "elasticsearch");
+    return sink.kind === "elasticsearch" ? sink.refresh_interval : "not elasticsearch";
+  };
+
+  test("time values are kept as Elasticsearch reads them, -1 included", () => {
+    for (const value of ["200ms", "1s", "30s", "2m", "1h", "1d", "-1"]) assert.equal(refreshOf(`    refresh_interval: "${value}"\n`), value);
+    assert.equal(refreshOf("    refresh_interval: 500ms\n"), "500ms");
+    assert.equal(refreshOf("    refresh_interval: -1\n"), "-1", "an unquoted -1 is a YAML number");
+  });
+
+  test("absent, the index setting is left alone", () => assert.equal(refreshOf(""), undefined));
+
+  test("full.yaml sets 200ms", () => {
+    const config = loadConfigFile(join(examplesDir, "full.yaml"), { env: { KAFKA_BROKER: "kafka:9092" } });
+    const search = config.sinks.find((s) => s.kind === "elasticsearch");
+    assert.equal(search?.kind === "elasticsearch" ? search.refresh_interval : undefined, "200ms");
+  });
+});
+
 test("docs/config-reference.md is generated from the current schema (run npm run docs:config)", () => {
   const page = readFileSync(join(here, "../docs/config-reference.md"), "utf8");
   assert.equal(page, renderConfigReference());

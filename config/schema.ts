@@ -28,6 +28,19 @@ const size = (description: string) =>
     .transform((value) => (typeof value === "number" ? value : parseSize(value)!))
     .describe(`${description} (size: "512KiB", "64MiB", "1GB", or bytes)`);
 
+const ES_TIME_VALUE_PATTERN = /^(?:-1|[1-9]\d*(?:ms|s|m|h|d))$/;
+const ES_TIME_VALUE_ERROR = 'expected an Elasticsearch time value such as "200ms" or "1s" (a whole number above 0 with ms, s, m, h or d) or -1';
+
+/** Kept as the text Elasticsearch reads, not converted to milliseconds like `duration`; a bare number would lack its unit. */
+const esTimeValue = (description: string) =>
+  z
+    .union([
+      z.string().regex(ES_TIME_VALUE_PATTERN, { error: ES_TIME_VALUE_ERROR }),
+      z.number().refine((value) => value === -1, { error: (issue) => `${ES_TIME_VALUE_ERROR}, got number ${String(issue.input)}` }),
+    ])
+    .transform(String)
+    .describe(description);
+
 const identifier = (description: string) =>
   z
     .string()
@@ -273,11 +286,9 @@ const elasticsearchSink = z.strictObject({
   password: z.string().optional().describe("Basic-auth password (or password_file)"),
   api_key: z.string().optional().describe("API key (or api_key_file)"),
   bulk_bytes: size("Largest bulk request body").default(5 * 2 ** 20),
-  refresh_interval: duration(
-    "How often the indexes Sluice manages become searchable: set on every index it creates and, at start, on the existing ones; absent leaves the index setting alone (Elasticsearch: 1s). Shorter is fresher and costs Elasticsearch more work",
-  )
-    .refine((ms) => ms > 0, { error: "expected a duration above 0" })
-    .optional(),
+  refresh_interval: esTimeValue(
+    'Elasticsearch `index.refresh_interval` of the indexes Sluice manages ("200ms", "1s", or -1: no scheduled refresh), passed as written: set when Sluice creates an index (rebuild generations too) and on an existing one when the sink first touches its table after starting; absent leaves the setting alone (Elasticsearch default 1s). Shorter is fresher and costs Elasticsearch more refresh and merge work',
+  ).optional(),
 });
 
 const sink = z.discriminatedUnion("kind", [duckdbSink, clickhouseSink, elasticsearchSink]);

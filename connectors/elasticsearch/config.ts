@@ -6,7 +6,7 @@ export type ElasticsearchSinkConfig = Extract<SinkConfig, { kind: "elasticsearch
 
 export interface ElasticsearchSinkOptions {
   readonly logger: Logger;
-  /** Refresh after every bulk request so writes are searchable at once (tests); default: the index refresh interval (1 s). */
+  /** Refresh after every bulk request so writes are searchable at once (tests); default: the index's refresh interval (`refresh_interval`, else Elasticsearch's 1 s). */
   readonly refresh?: boolean;
 }
 

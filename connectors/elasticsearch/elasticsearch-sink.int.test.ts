@@ -203,9 +203,9 @@ describe("Elasticsearch sink specifics", () => {
     ]);
   });
 
-  test("refresh_interval: set on created indexes, on existing ones when a sink starts, and on rebuild generations; absent leaves them alone", async () => {
+  test("refresh_interval: set on created indexes, rebuild generations and, after a restart, existing ones; absent leaves them alone", async () => {
     const name = `es_${randomTableName("r")}`;
-    const withRefresh = (refresh: number | undefined) =>
+    const withRefresh = (refresh: string | undefined) =>
       new ElasticsearchSink(testSinkConfig("elasticsearch", { name, nodes: [elasticsearch.url], bulk_bytes: 5 * 2 ** 20, target: template, ...(refresh === undefined ? {} : { refresh_interval: refresh }) }), { logger: testLogger(), refresh: true });
     const setting = async (index: string) => {
       const settings = await admin.indices.getSettings({ index });
@@ -213,18 +213,20 @@ describe("Elasticsearch sink specifics", () => {
     };
     const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
     const target = targetOf(events.schema);
-    const first = withRefresh(250);
+
+    const first = withRefresh("250ms");
     await first.open(signal());
     await first.write([events.insert(1n, { id: 1, v: "a" })], signal());
-    await first.close();
     assert.equal(await setting(`${target}__v1`), "250ms");
+    await first.prepareRebuild(events.schema, signal());
+    assert.equal(await setting(`${target}__v2`), "250ms", "the rebuild generation gets it too");
+    await first.close();
 
-    const second = withRefresh(750);
+    const second = withRefresh("1s");
     await second.open(signal());
     await second.write([events.insert(2n, { id: 2, v: "b" })], signal());
-    assert.equal(await setting(`${target}__v1`), "750ms", "a restart with another value updates the existing index");
-    await second.prepareRebuild(events.schema, signal());
-    assert.equal(await setting(`${target}__v2`), "750ms", "the rebuild generation gets it too");
+    assert.equal(await setting(`${target}__v1`), "1s", "a restart with another value updates the live index");
+    assert.equal(await setting(`${target}__v2`), "1s", "and the shadow");
     await second.close();
 
     const third = withRefresh(undefined);
@@ -232,8 +234,14 @@ describe("Elasticsearch sink specifics", () => {
     const other = new Events(tableSchema(randomTableName(), [["id", "integer"]]));
     await third.write([events.insert(3n, { id: 3, v: "c" }), other.insert(4n, { id: 1 })], signal());
     await third.close();
-    assert.equal(await setting(`${target}__v1`), "750ms", "without the key an existing index keeps its setting");
+    assert.equal(await setting(`${target}__v1`), "1s", "without the key an existing index keeps its setting");
     assert.equal(await setting(`${targetOf(other.schema)}__v1`), null, "without the key a new index has Elasticsearch's default");
+
+    const fourth = withRefresh("-1");
+    await fourth.open(signal());
+    await fourth.write([other.insert(5n, { id: 2 })], signal());
+    await fourth.close();
+    assert.equal(await setting(`${targetOf(other.schema)}__v1`), "-1");
   });
 
   test("bulk requests are split by bulk_bytes", async () => {

@@ -93,7 +93,7 @@ export class ElasticsearchSink implements VersionedSink {
     });
     try {
       await client.cluster.health({ timeout: "10s" }, { signal });
-      const indices = new Indices(client, this.name, this.#config.refresh_interval === undefined ? null : `${this.#config.refresh_interval}ms`);
+      const indices = new Indices(client, this.name, this.#config.refresh_interval ?? null);
       await this.#ensureOffsetsIndex(client, signal);
       this.#client = client;
       this.#indices = indices;

@@ -61,7 +61,7 @@ function meta(index: EsIndex): SluiceMeta {
 export class Indices {
   readonly #client: Client;
   readonly #sink: string;
-  /** The `index.refresh_interval` of every index (e.g. "200ms"), or null to leave it alone. */
+  /** The `index.refresh_interval` of every index (e.g. "200ms", "-1"), or null to leave it alone. */
   readonly #refreshInterval: string | null;
 
   constructor(client: Client, sink: string, refreshInterval: string | null) {
