@@ -10,7 +10,7 @@ import { CapturePipeline } from "./capture.ts";
 import { captureEncoder, createSource, dataTopicPrefix, dataTopicSpec, internalTopicSpec, openRegistry, parkingTopic, sinkGroupName, sinkTopics, sourceStateDir } from "./components.ts";
 import { HttpServer, sendJson } from "./http-server.ts";
 import type { Logger } from "./logger.ts";
-import { SluiceMetrics } from "./metrics.ts";
+import { countPerTableAndOp, SluiceMetrics } from "./metrics.ts";
 import { queryHandler } from "./sink-query.ts";
 import { SinkThread } from "./sink-thread.ts";
 import { SLUICE_VERSION } from "./version.ts";
@@ -129,15 +129,7 @@ export class Daemon {
         reconnect: { initialMs: 500, maxMs: 30_000 },
         stats: {
           onBatch: (batch, _records, seconds) => {
-            const counts = new Map<string, { table: string; op: string; count: number }>();
-            for (const event of batch.events) {
-              const table = `${event.schema.schema}.${event.schema.table}`;
-              const key = `${table}\u0000${event.op}`;
-              const entry = counts.get(key);
-              if (entry) entry.count++;
-              else counts.set(key, { table, op: event.op, count: 1 });
-            }
-            for (const { table, op, count } of counts.values()) this.metrics.changesCaptured.inc({ source: sourceConfig.name, table, op }, count);
+            for (const { table, op, count } of countPerTableAndOp(batch.events)) this.metrics.changesCaptured.inc({ source: sourceConfig.name, table, op }, count);
             this.metrics.publishLatency.observe({ source: sourceConfig.name }, seconds);
             const last = batch.events.at(-1);
             if (last) this.metrics.lastAckedCommitTime.set({ source: sourceConfig.name }, last.source.commitTimeMs / 1000);

@@ -3,6 +3,21 @@
  * units; labels only from bounded sets (source, table, sink, op), never row values.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { ChangeEvent } from "../connectors/contracts.ts";
+import { tableName } from "../connectors/contracts.ts";
+
+/** Changes per table and op, so a counter takes one labelled increment per pair: one per change is a measurable cost at tens of thousands a second. */
+export function countPerTableAndOp(events: Iterable<ChangeEvent>): { table: string; op: string; count: number }[] {
+  const counts = new Map<string, { table: string; op: string; count: number }>();
+  for (const event of events) {
+    const table = tableName(event.schema);
+    const key = `${table}\u0000${event.op}`;
+    const entry = counts.get(key);
+    if (entry) entry.count++;
+    else counts.set(key, { table, op: event.op, count: 1 });
+  }
+  return [...counts.values()];
+}
 
 export class SluiceMetrics {
   readonly registry = new Registry();

@@ -12,6 +12,7 @@ import type { TopicConsumer } from "../connectors/topics/contract.ts";
 import { retry, sleep } from "./backoff.ts";
 import type { BackoffPolicy } from "./backoff.ts";
 import type { Logger } from "./logger.ts";
+import { countPerTableAndOp } from "./metrics.ts";
 import type { SluiceMetrics } from "./metrics.ts";
 import { replayMarkerGroup } from "./replay.ts";
 
@@ -326,18 +327,12 @@ export class SinkRunner {
   private recordProgress(changes: SinkChange[], failures: SinkItemFailure[], seconds: number): void {
     const metrics = this.options.metrics;
     const failed = new Set(failures.map((f) => f.index));
-    // Counted per table and op first: one labelled increment per change is a measurable cost at tens of thousands per second.
-    const applied = new Map<string, { table: string; op: string; count: number }>();
-    changes.forEach((change, index) => {
-      if (failed.has(index)) return;
-      const commitMs = change.event.source.commitTimeMs;
+    const applied = changes.filter((_, index) => !failed.has(index)).map((change) => change.event);
+    for (const event of applied) {
+      const commitMs = event.source.commitTimeMs;
       if (this.lastAppliedCommitMs === null || commitMs > this.lastAppliedCommitMs) this.lastAppliedCommitMs = commitMs;
-      const key = `${change.origin.topic}\u0000${change.event.op}`;
-      const entry = applied.get(key);
-      if (entry) entry.count++;
-      else applied.set(key, { table: tableName(change.event.schema), op: change.event.op, count: 1 });
-    });
-    for (const { table, op, count } of applied.values()) metrics?.sinkApplied.inc({ sink: this.options.sink.name, table, op }, count);
+    }
+    for (const { table, op, count } of countPerTableAndOp(applied)) metrics?.sinkApplied.inc({ sink: this.options.sink.name, table, op }, count);
     metrics?.sinkApplyLatency.observe({ sink: this.options.sink.name }, seconds);
   }
 }
