@@ -34,7 +34,8 @@ export type SinkThreadCall = { readonly method: "metrics" } | { readonly method:
 export type ToSinkThread =
   | { readonly type: "stop" }
   | ({ readonly type: "call"; readonly id: number } & SinkThreadCall)
-  | { readonly type: "schema"; readonly id: number; readonly schema?: string; readonly error?: SerializedError };
+  | { readonly type: "schema"; readonly id: number; readonly schema: string }
+  | { readonly type: "schema"; readonly id: number; readonly error: SerializedError };
 
 export interface SinkThreadState {
   readonly ready: boolean;

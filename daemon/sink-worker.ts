@@ -4,7 +4,6 @@
  * thread's registry by id and reporting state, metrics, queries and rebuilds over the port.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { SluiceError } from "../connectors/errors.ts";
 import { openTopicLog } from "../connectors/topics/open.ts";
 import { createSink, deadLetterTopic, internalTopicSpec, recordDecoder, sinkGroupName, sinkTopics } from "./components.ts";
 import { createLogger } from "./logger.ts";
@@ -12,7 +11,7 @@ import { SluiceMetrics } from "./metrics.ts";
 import { isRebuildable, rebuildSink } from "./rebuild.ts";
 import { isQueryable } from "./sink-query.ts";
 import { SinkRunner } from "./sink-runner.ts";
-import { serializeError } from "./sink-thread.ts";
+import { deserializeError, serializeError } from "./sink-thread.ts";
 import type { FromSinkThread, SinkThreadCall, SinkThreadData, ToSinkThread } from "./sink-thread.ts";
 
 const STATE_REPORT_MS = 200;
@@ -48,8 +47,8 @@ port.on("message", (message: ToSinkThread) => {
     case "schema": {
       const request = schemaRequests.get(message.id);
       schemaRequests.delete(message.id);
-      if (message.schema !== undefined) request?.resolve(message.schema);
-      else request?.reject(new SluiceError(message.error?.message ?? "schema lookup failed", { code: message.error?.code ?? "SCHEMA_LOOKUP_FAILED", context: { component: "sink", sink: sinkName } }));
+      if ("schema" in message) request?.resolve(message.schema);
+      else request?.reject(deserializeError(message.error));
       return;
     }
     case "call":
