@@ -268,7 +268,11 @@ export class SinkRunner {
   /** Writes each topic's (table's) changes on their own; a table whose write fails as a whole fails all its items. */
   private async writeTableByTable(changes: SinkChange[], stop: AbortSignal): Promise<{ failures: SinkItemFailure[] }> {
     const byTopic = new Map<string, number[]>();
-    changes.forEach((change, index) => byTopic.set(change.origin.topic, [...(byTopic.get(change.origin.topic) ?? []), index]));
+    changes.forEach((change, index) => {
+      const indices = byTopic.get(change.origin.topic);
+      if (indices) indices.push(index);
+      else byTopic.set(change.origin.topic, [index]);
+    });
     const failures: SinkItemFailure[] = [];
     for (const indices of byTopic.values()) {
       try {
