@@ -32,6 +32,9 @@ interface Chunk {
   index: number;
 }
 
+/** Error code of a seek on a partition the group gave to another member (retriable: assignments change). */
+export const PARTITION_NOT_ASSIGNED = "PARTITION_NOT_ASSIGNED";
+
 const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
 export class KafkaPullConsumer implements TopicConsumer {
@@ -65,7 +68,9 @@ export class KafkaPullConsumer implements TopicConsumer {
       heartbeatInterval: 3_000,
       maxBytes: 8 * 2 ** 20,
       maxWaitTimeInMs: 500,
-      retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 10_000 },
+      // A crashed consumer is not restarted by kafkajs (that would lose pauses and seeks): it fails,
+      // and the sink runtime waits with backoff and opens a new one at the right offsets.
+      retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 10_000, restartOnFailure: async () => false },
     });
     this.consumer.on(this.consumer.events.GROUP_JOIN, (event) => this.onAssignment(event.payload.memberAssignment));
     this.consumer.on(this.consumer.events.END_BATCH_PROCESS, (event) => {
@@ -74,9 +79,10 @@ export class KafkaPullConsumer implements TopicConsumer {
       if (batchSize === 0 && !this.seeking.has(tpKey(topic, partition))) this.push(topic, partition, [], BigInt(lastOffset) + 1n, 0);
     });
     this.consumer.on(this.consumer.events.CRASH, (event) => {
-      const { error, restart } = event.payload;
-      this.logger.warn({ brokers: options.brokers, err: error.message, restart }, restart ? "Kafka consumer failed; kafkajs restarts it" : "Kafka consumer stopped");
-      if (!restart) this.fail(kafkaError(error, "consume", options.brokers));
+      const { error } = event.payload;
+      const failure = kafkaError(error, "consume", options.brokers);
+      this.logger.warn({ brokers: options.brokers, err: failure.toLog() }, failure.retriable ? "Kafka consumer failed; it is opened again once Kafka answers" : "Kafka consumer stopped");
+      this.fail(failure);
     });
   }
 
@@ -116,10 +122,11 @@ export class KafkaPullConsumer implements TopicConsumer {
 
   async commit(offsets: readonly TopicPartitionOffset[]): Promise<void> {
     if (this.closed) throw closedError(this.options.group);
+    if (this.failure) throw this.failure;
     try {
       await this.consumer.commitOffsets(offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset.toString() })));
     } catch (error) {
-      throw kafkaError(error, "commit offsets", this.options.brokers);
+      throw this.failure ?? kafkaError(error, "commit offsets", this.options.brokers);
     }
   }
 
@@ -127,14 +134,23 @@ export class KafkaPullConsumer implements TopicConsumer {
     if (this.closed) throw closedError(this.options.group);
     await this.waitForAssignment();
     if (!this.assigned.some((tp) => tp.topic === topic && tp.partition === partition)) {
-      throw new SluiceError(`cannot seek ${topic}/${partition}: not assigned to this member of group "${this.options.group}"`, { code: "PARTITION_NOT_ASSIGNED", context: { component: "kafka", topic, partition } });
+      // Partitions move between members in a rebalance, e.g. while the group still lists a member of a killed process until its session times out.
+      throw new SluiceError(`cannot seek ${topic}/${partition}: not assigned to this member of group "${this.options.group}" now (a rebalance moves partitions between members)`, {
+        code: PARTITION_NOT_ASSIGNED,
+        retriable: true,
+        context: { component: "kafka", topic, partition },
+      });
     }
     const offset = await this.resolveTarget(topic, partition, target);
     const key = tpKey(topic, partition);
     this.dropQueued((chunk) => chunk.key === key);
     this.positions.set(key, offset);
     this.seeking.add(key);
-    this.consumer.seek({ topic, partition, offset: offset.toString() });
+    try {
+      this.consumer.seek({ topic, partition, offset: offset.toString() });
+    } catch (error) {
+      throw this.failure ?? kafkaError(error, "seek", this.options.brokers);
+    }
   }
 
   position(topic: string, partition: number): bigint | null {
@@ -184,7 +200,7 @@ export class KafkaPullConsumer implements TopicConsumer {
     this.bufferedBytes += bytes;
     if (!this.paused && this.bufferedBytes > this.maxBufferedBytes) {
       this.paused = true;
-      this.consumer.pause(this.options.topics.map((t) => ({ topic: t })));
+      this.guard("pause", () => this.consumer.pause(this.options.topics.map((t) => ({ topic: t }))));
     }
     this.wake?.();
   }
@@ -214,7 +230,7 @@ export class KafkaPullConsumer implements TopicConsumer {
   private afterTake(out: StoredRecord[]): StoredRecord[] {
     if (this.paused && this.bufferedBytes < this.maxBufferedBytes / 2) {
       this.paused = false;
-      this.consumer.resume(this.options.topics.map((t) => ({ topic: t })));
+      this.guard("resume", () => this.consumer.resume(this.options.topics.map((t) => ({ topic: t }))));
     }
     return out;
   }
@@ -266,8 +282,17 @@ export class KafkaPullConsumer implements TopicConsumer {
     }
   }
 
+  /** A kafkajs call that throws when its consumer crashed meanwhile: the consumer is failed, and the next poll says why. */
+  private guard(operation: string, call: () => void): void {
+    try {
+      call();
+    } catch (error) {
+      this.fail(this.failure ?? kafkaError(error, operation, this.options.brokers));
+    }
+  }
+
   private fail(error: SluiceError): void {
-    this.failure = error;
+    this.failure ??= error;
     this.wake?.();
   }
 }

@@ -43,9 +43,19 @@ function isKafkaJsMetadataRace(error: unknown): boolean {
   return error instanceof TypeError && /node_modules[\\/]kafkajs[\\/]/.test(error.stack ?? "");
 }
 
+/**
+ * kafkajs's consumer has no group between a crash and its restart (or after it stopped): commit,
+ * seek, pause and resume then throw "Consumer group was not initialized" as non-retriable. The
+ * consumer rejoins (or is created again) once the brokers answer, so this heals.
+ */
+function isConsumerWithoutGroup(root: KafkaJsFailure): boolean {
+  return typeof root.message === "string" && root.message.startsWith("Consumer group was not initialized");
+}
+
 export function isRetriableKafkaError(error: unknown): boolean {
   if (error instanceof SluiceError) return error.retriable;
   const root = rootCause(error);
+  if (isConsumerWithoutGroup(root)) return true;
   if (root.name === "KafkaJSSASLAuthenticationError") return false;
   if (root.type && FENCED.has(root.type)) return false;
   if (root.name && CONNECTION_FAILURES.has(root.name)) return true;
@@ -64,6 +74,9 @@ export function kafkaError(error: unknown, operation: string, brokers: readonly 
   }
   if (root.type && FENCED.has(root.type)) {
     return new SluiceError(`Kafka fenced this producer during ${operation} (${root.type}): another Sluice process uses the same transactional id; stop one of them`, { code: "KAFKA_PRODUCER_FENCED", context, cause: error });
+  }
+  if (isConsumerWithoutGroup(root)) {
+    return new ConnectionError(`Kafka consumer is rejoining its group after a failure (brokers ${brokers.join(",")}) during ${operation}; retried once it has rejoined`, { code: "KAFKA_CONSUMER_REJOINING", context, cause: error });
   }
   if (isRetriableKafkaError(error)) {
     return new ConnectionError(`Kafka ${brokers.join(",")} unavailable during ${operation}: ${detail}`, { code: "KAFKA_UNAVAILABLE", context, cause: error });
