@@ -38,6 +38,8 @@ export interface ColumnAvroType {
   readonly zero: unknown;
   /** Whether values may be NaN/±Infinity recorded beside the record (precise PostgreSQL numerics). */
   readonly mayBeSpecial: boolean;
+  /** How a value is shown in an error (default: describeValue), e.g. a timestamp as its date and time. */
+  readonly show?: (value: PresentValue) => string;
 }
 
 const INT_MIN = -(2 ** 31);
@@ -296,13 +298,61 @@ export const numericAsStringColumn: ColumnAvroType = {
   mayBeSpecial: false,
 };
 
+const MICROS_PER_DAY = 86_400_000_000n;
+
+/** A day count since 1970-01-01 as a proleptic Gregorian date, astronomical years (H. Hinnant's civil_from_days). */
+export function civilDate(days: number): string {
+  const z = days + 719_468;
+  const era = Math.floor(z / 146_097);
+  const dayOfEra = z - era * 146_097;
+  const yearOfEra = Math.floor((dayOfEra - Math.floor(dayOfEra / 1460) + Math.floor(dayOfEra / 36_524) - Math.floor(dayOfEra / 146_096)) / 365);
+  const dayOfYear = dayOfEra - (365 * yearOfEra + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100));
+  const mp = Math.floor((5 * dayOfYear + 2) / 153);
+  const day = dayOfYear - Math.floor((153 * mp + 2) / 5) + 1;
+  const month = mp < 10 ? mp + 3 : mp - 9;
+  const year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0);
+  const pad = (n: number, width: number) => String(Math.abs(n)).padStart(width, "0");
+  return `${year < 0 ? "-" : ""}${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}`;
+}
+
+/** Microseconds since 1970-01-01 UTC as ISO-8601 text (any magnitude), for messages. */
+export function civilTimestamp(micros: bigint): string {
+  let days = micros / MICROS_PER_DAY;
+  let rest = micros % MICROS_PER_DAY;
+  if (rest < 0n) {
+    days -= 1n;
+    rest += MICROS_PER_DAY;
+  }
+  const seconds = Number(rest / 1_000_000n);
+  const fraction = Number(rest % 1_000_000n);
+  const time = [Math.floor(seconds / 3600), Math.floor(seconds / 60) % 60, seconds % 60].map((n) => String(n).padStart(2, "0")).join(":");
+  return `${civilDate(Number(days))}T${time}${fraction === 0 ? "" : `.${String(fraction).padStart(6, "0")}`}Z`;
+}
+
+function integerOf(value: PresentValue): bigint | undefined {
+  if (typeof value === "bigint") return value;
+  if (typeof value === "number" && Number.isInteger(value)) return BigInt(value);
+  if (typeof value === "string" && INTEGER_TEXT.test(value.trim())) return BigInt(value.trim());
+  return undefined;
+}
+
 export const dateColumn: ColumnAvroType = {
   label: "date",
   schema: () => ({ type: "int", logicalType: "date" }),
-  toAvro: (value) => Number(toInteger(value, BigInt(INT_MIN), BigInt(INT_MAX), "days since the epoch")),
+  toAvro: (value) => {
+    const days = integerOf(value);
+    if (days !== undefined && (days < BigInt(INT_MIN) || days > BigInt(INT_MAX))) {
+      throw new RangeError(`${civilDate(Number(days))} is beyond what the Avro date type (32-bit days since 1970-01-01) can hold`);
+    }
+    return Number(toInteger(value, BigInt(INT_MIN), BigInt(INT_MAX), "days since the epoch"));
+  },
   fromAvro: (value) => value as number,
   zero: 0,
   mayBeSpecial: false,
+  show: (value) => {
+    const days = integerOf(value);
+    return days === undefined ? describeValue(value) : `date ${civilDate(Number(days))}`;
+  },
 };
 
 /** Microseconds as a long. `props` carries the logical type or marker; `asNumber` decodes to a number. */
@@ -318,7 +368,27 @@ function microsColumn(label: string, props: Readonly<Record<string, unknown>>, a
 }
 
 export const timeMicrosColumn = microsColumn("time-micros", { logicalType: "time-micros" }, true);
-export const timestampMicrosColumn = microsColumn("timestamp-micros", { logicalType: "timestamp-micros" }, false);
+
+const micros = microsColumn("timestamp-micros", { logicalType: "timestamp-micros" }, false);
+/**
+ * Timestamps as microseconds since 1970-01-01 UTC in a long. PostgreSQL reaches 294276 AD (it
+ * counts from 2000), a long of microseconds since 1970 only 294247 AD: later values are refused
+ * with a message naming the timestamp (capture halts the table).
+ */
+export const timestampMicrosColumn: ColumnAvroType = {
+  ...micros,
+  toAvro: (value, context, path) => {
+    const n = integerOf(value);
+    if (n !== undefined && (n < INT64_MIN || n > INT64_MAX)) {
+      throw new RangeError(`${civilTimestamp(n)} is beyond what timestamp-micros (a 64-bit count of microseconds since 1970, about 290308 BC to 294247 AD) can hold`);
+    }
+    return micros.toAvro(value, context, path);
+  },
+  show: (value) => {
+    const n = integerOf(value);
+    return n === undefined ? describeValue(value) : `timestamp ${civilTimestamp(n)}`;
+  },
+};
 /** A signed duration in microseconds (MySQL TIME spans -838:59:59 to 838:59:59, beyond a time of day). */
 export const microDurationColumn = microsColumn("long (MicroTime)", { "connect.name": "io.debezium.time.MicroTime" }, true);
 
@@ -378,28 +448,51 @@ export function setColumn(allowed: readonly string[]): ColumnAvroType {
   };
 }
 
-/** One-dimensional arrays; elements may be null. */
-export function arrayColumn(element: ColumnAvroType): ColumnAvroType {
+/** PostgreSQL arrays have at most 6 dimensions (MAXDIM in its source). */
+export const MAX_ARRAY_DIMENSIONS = 6;
+
+/**
+ * Arrays whose elements may be null. With `dimensions` above 1, an element may itself be an array
+ * (one level less deep): the items union is `["null", T, array<...>]`. The element type keeps
+ * branch 1, so one-dimensional values encode to the same bytes as under the one-dimensional
+ * schema `["null", T]`. Values with more dimensions than the schema allows are refused.
+ */
+export function arrayColumn(element: ColumnAvroType, options: { readonly dimensions?: number } = {}): ColumnAvroType {
+  const dimensions = options.dimensions ?? 1;
+  const itemsSchema = (scope: NamedTypeScope, level: number): AvroSchemaJson[] => {
+    const items: AvroSchemaJson[] = ["null", element.schema(scope)];
+    if (level < dimensions) items.push({ type: "array", items: itemsSchema(scope, level + 1) });
+    return items;
+  };
+  const encode = (value: readonly unknown[], context: EncodeContext, path: string, level: number): unknown[] =>
+    value.map((item, index) => {
+      if (item === null) return null;
+      const itemPath = element.mayBeSpecial ? `${path}[${index}]` : path;
+      if (Array.isArray(item)) {
+        if (level >= dimensions) {
+          throw new TypeError(`a value with more than ${dimensions} dimension${dimensions === 1 ? "" : "s"}, which array<${element.label}>${dimensions === 1 ? " (the one-dimensional layout this subject was registered with)" : ""} cannot hold`);
+        }
+        return encode(item, context, itemPath, level + 1);
+      }
+      if (typeof item === "symbol" || item === undefined) return expected("an array element", item);
+      const encoded = element.toAvro(item as PresentValue, context, itemPath);
+      return encoded === undefined ? null : encoded;
+    });
+  const decode = (value: readonly unknown[], context: DecodeContext, path: string): ColumnValue[] =>
+    value.map((item, index) => {
+      const itemPath = element.mayBeSpecial ? `${path}[${index}]` : path;
+      if (item === null) return (element.mayBeSpecial && context.special(itemPath)) || null;
+      if (Array.isArray(item)) return decode(item, context, itemPath) as ColumnValue;
+      return element.fromAvro(item, context, path);
+    });
   return {
     label: `array<${element.label}>`,
-    schema: (scope) => ({ type: "array", items: ["null", element.schema(scope)] }),
-    toAvro: (value, context, path) => {
-      if (!Array.isArray(value)) return expected("an array", value);
-      return (value as readonly ColumnValue[]).map((item, index) => {
-        if (item === null) return null;
-        if (Array.isArray(item)) throw new TypeError("multi-dimensional arrays are not supported");
-        if (typeof item === "symbol") return expected("an array element", item);
-        const encoded = element.toAvro(item, context, element.mayBeSpecial ? `${path}[${index}]` : path);
-        return encoded === undefined ? null : encoded;
-      });
-    },
-    fromAvro: (value, context, path) =>
-      (value as readonly unknown[]).map((item, index) => {
-        if (item === null) return (element.mayBeSpecial && context.special(`${path}[${index}]`)) || null;
-        return element.fromAvro(item, context, path);
-      }),
+    schema: (scope) => ({ type: "array", items: itemsSchema(scope, 1) }),
+    toAvro: (value, context, path) => (Array.isArray(value) ? encode(value, context, path, 1) : expected("an array", value)),
+    fromAvro: (value, context, path) => decode(value as readonly unknown[], context, path),
     zero: [],
     mayBeSpecial: element.mayBeSpecial,
+    show: (value) => JSON.stringify(value, (_key, item: unknown) => (typeof item === "bigint" ? item.toString() : item instanceof Uint8Array ? `${item.length} bytes` : item)) ?? describeValue(value),
   };
 }
 

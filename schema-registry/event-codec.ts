@@ -6,13 +6,16 @@
  */
 import type { Type } from "avsc";
 import type { ChangeEvent, Row, TableSchema } from "../connectors/contracts.ts";
+import { SluiceError } from "../connectors/errors.ts";
 import { createAvroType } from "./avro-runtime.ts";
 import { fromEnvelope, toEnvelope } from "./envelope-codec.ts";
 import type { EnvelopeExtras } from "./envelope-codec.ts";
+import { parseDbType } from "./db-type.ts";
 import { FramedDecoder } from "./framed-codec.ts";
 import { subjectForTopic } from "./registry.ts";
 import type { SchemaRegistry } from "./registry.ts";
 import type { AvroRecordValue } from "./row-codec.ts";
+import { AvroValueError } from "./schema-errors.ts";
 import { tableSchemaFromAvro } from "./table-from-avro.ts";
 import { mapTable } from "./table-mapping.ts";
 import type { TableAvroMapping, TableMappingOptions } from "./table-mapping.ts";
@@ -41,9 +44,18 @@ export class ChangeEventEncoder {
     this.valueType = createAvroType(mapping.envelopeSchema);
   }
 
-  /** Registers the table's schemas under `<topic>-key` and `<topic>-value`; rejects with IncompatibleSchemaError. */
+  /**
+   * Registers the table's schemas under `<topic>-key` and `<topic>-value`; rejects with
+   * IncompatibleSchemaError. A PostgreSQL table with array columns gets the nested array layout,
+   * unless its subjects hold the one-dimensional layout of earlier versions under a level that
+   * refuses the change (FORWARD, FULL): then it keeps that layout (see postgres-types.ts).
+   */
   static async register(registry: SchemaRegistry, table: TableSchema, options: TableMappingOptions & { readonly topic: string }): Promise<ChangeEventEncoder> {
-    const mapping = mapTable(table, options);
+    let mapping = mapTable(table, options);
+    if (options.arrayLayout === undefined && table.sourceKind === "postgres" && table.columns.some((c) => parseDbType(c.dbType, { postgresArrays: true }).isArray)) {
+      const flat = mapTable(table, { ...options, arrayLayout: "flat" });
+      if (!(await compatible(registry, options.topic, mapping)) && (await compatible(registry, options.topic, flat))) mapping = flat;
+    }
     const keySchemaId = mapping.keySchema ? await registry.register(subjectForTopic(options.topic, "key"), mapping.keySchema) : null;
     const valueSchemaId = await registry.register(subjectForTopic(options.topic, "value"), mapping.envelopeSchema);
     return new ChangeEventEncoder(options.topic, mapping, keySchemaId, valueSchemaId);
@@ -51,12 +63,25 @@ export class ChangeEventEncoder {
 
   encode(event: ChangeEvent, extras?: EnvelopeExtras): EncodedEvent {
     const keyCodec = this.mapping.keyCodec;
-    const key =
-      keyCodec && this.keyType && this.keySchemaId !== null && event.op !== "t"
-        ? encodeFramed(this.keySchemaId, this.keyType, keyCodec.toAvro(event.key))
-        : null;
-    return { key, value: encodeFramed(this.valueSchemaId, this.valueType, toEnvelope(event, this.mapping, extras)) };
+    try {
+      const key =
+        keyCodec && this.keyType && this.keySchemaId !== null && event.op !== "t"
+          ? encodeFramed(this.keySchemaId, this.keyType, keyCodec.toAvro(event.key))
+          : null;
+      return { key, value: encodeFramed(this.valueSchemaId, this.valueType, toEnvelope(event, this.mapping, extras)) };
+    } catch (error) {
+      if (error instanceof SluiceError) throw error;
+      // avsc refusing a value the column converters let through: still this event's problem, not the process's.
+      const table = `${this.mapping.table.schema}.${this.mapping.table.table}`;
+      throw new AvroValueError(`table ${table}: the change cannot be encoded in its Avro schema: ${error instanceof Error ? error.message : String(error)}`, { table, source: this.mapping.table.source }, error);
+    }
   }
+}
+
+/** Whether both subjects of the topic would accept the mapping's schemas now. */
+async function compatible(registry: SchemaRegistry, topic: string, mapping: TableAvroMapping): Promise<boolean> {
+  if (mapping.keySchema && !(await registry.checkCompatibility(subjectForTopic(topic, "key"), mapping.keySchema)).compatible) return false;
+  return (await registry.checkCompatibility(subjectForTopic(topic, "value"), mapping.envelopeSchema)).compatible;
 }
 
 export class ChangeEventDecoder {

@@ -1,6 +1,7 @@
 /** PostgreSQL types to their Avro form. docs/avro-types.md lists every mapping and why. */
 import {
   arrayColumn,
+  MAX_ARRAY_DIMENSIONS,
   bitStringColumn,
   booleanColumn,
   bytesColumn,
@@ -27,10 +28,18 @@ import type { DbType } from "./db-type.ts";
 /** How numerics without a declared scale are carried: exact (VariableScaleDecimal), as double, or as text. */
 export type NumericMode = "precise" | "double" | "string";
 
-export function postgresColumnType(dbType: string, numericMode: NumericMode): ColumnAvroType {
+/**
+ * Array columns: PostgreSQL does not record how many dimensions a column's values have (any
+ * `integer[]` value may be 1-D, 2-D, ... up to 6-D), so array items may nest up to 6 levels
+ * (`nested`, the default). `flat` is the one-dimensional layout of subjects registered before
+ * nested arrays, kept where the subject's compatibility level refuses the nested one.
+ */
+export type ArrayLayout = "nested" | "flat";
+
+export function postgresColumnType(dbType: string, numericMode: NumericMode, arrayLayout: ArrayLayout = "nested"): ColumnAvroType {
   const type = parseDbType(dbType, { postgresArrays: true });
   const scalar = postgresScalarType(type, numericMode);
-  return type.isArray ? arrayColumn(scalar) : scalar;
+  return type.isArray ? arrayColumn(scalar, { dimensions: arrayLayout === "nested" ? MAX_ARRAY_DIMENSIONS : 1 }) : scalar;
 }
 
 const INTEGERS = new Set(["smallint", "int2", "smallserial", "serial2", "integer", "int", "int4", "serial", "serial4"]);

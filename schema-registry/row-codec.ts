@@ -11,6 +11,7 @@
  */
 import { UNCHANGED } from "../connectors/contracts.ts";
 import type { ColumnValue, Row } from "../connectors/contracts.ts";
+import { describeValue } from "./column-types.ts";
 import type { ColumnAvroType, DecodeContext, EncodeContext, SpecialNumeric } from "./column-types.ts";
 import { AvroValueError } from "./schema-errors.ts";
 import type { ErrorContext } from "../connectors/errors.ts";
@@ -80,7 +81,9 @@ export class RowCodec {
       try {
         encoded = type.toAvro(value as Exclude<ColumnValue, null | typeof UNCHANGED>, context, field);
       } catch (error) {
-        throw this.error(column, `cannot be encoded as ${type.label}: ${(error as Error).message}`, error);
+        const present = value as Exclude<ColumnValue, null | typeof UNCHANGED>;
+        const shown = (type.show ?? describeValue)(present);
+        throw this.error(column, `cannot be encoded as ${type.label}: ${(error as Error).message}`, error, shown.length > 200 ? `${shown.slice(0, 200)}...` : shown);
       }
       record[field] = encoded !== undefined ? encoded : nullable ? null : type.zero;
     }
@@ -119,8 +122,8 @@ export class RowCodec {
     return row;
   }
 
-  private error(column: string, problem: string, cause?: unknown): AvroValueError {
+  private error(column: string, problem: string, cause?: unknown, value?: string): AvroValueError {
     const table = this.errorContext.table;
-    return new AvroValueError(`${table ? `table ${table} ` : ""}column \`${column}\`: ${problem}`, { ...this.errorContext, column }, cause);
+    return new AvroValueError(`${table ? `table ${table} ` : ""}column \`${column}\`: ${problem}`, { ...this.errorContext, column, ...(value === undefined ? {} : { value }) }, cause);
   }
 }

@@ -11,7 +11,7 @@ import type { ColumnAvroType, NamedTypeScope } from "./column-types.ts";
 import { envelopeSchema } from "./envelope-schema.ts";
 import { mysqlColumnType } from "./mysql-types.ts";
 import { postgresColumnType } from "./postgres-types.ts";
-import type { NumericMode } from "./postgres-types.ts";
+import type { ArrayLayout, NumericMode } from "./postgres-types.ts";
 import { RESERVED_FIELD_NAMES, RowCodec, SPECIAL_FIELD, UNCHANGED_FIELD } from "./row-codec.ts";
 import type { ColumnBinding } from "./row-codec.ts";
 import { InvalidSchemaError } from "./schema-errors.ts";
@@ -28,6 +28,8 @@ export interface TableMappingOptions {
   readonly name?: string;
   /** PostgreSQL numerics without a declared scale: "precise" (default), "double" or "string". */
   readonly numericMode?: NumericMode;
+  /** PostgreSQL array columns: items nest up to 6 levels ("nested", default) or one level ("flat", see postgres-types.ts). */
+  readonly arrayLayout?: ArrayLayout;
 }
 
 export interface TableAvroMapping {
@@ -44,8 +46,8 @@ export interface TableAvroMapping {
   readonly valueCodec: RowCodec;
 }
 
-export function columnAvroType(table: Pick<TableSchema, "sourceKind">, column: ColumnSchema, numericMode: NumericMode): ColumnAvroType {
-  return table.sourceKind === "postgres" ? postgresColumnType(column.dbType, numericMode) : mysqlColumnType(column.dbType);
+export function columnAvroType(table: Pick<TableSchema, "sourceKind">, column: ColumnSchema, numericMode: NumericMode, arrayLayout: ArrayLayout = "nested"): ColumnAvroType {
+  return table.sourceKind === "postgres" ? postgresColumnType(column.dbType, numericMode, arrayLayout) : mysqlColumnType(column.dbType);
 }
 
 export function mapTable(table: TableSchema, options: TableMappingOptions = {}): TableAvroMapping {
@@ -61,7 +63,7 @@ export function mapTable(table: TableSchema, options: TableMappingOptions = {}):
     (column): ColumnBinding => ({
       column: column.name,
       field: fieldNames.get(column.name) as string,
-      type: columnAvroType(table, column, numericMode),
+      type: columnAvroType(table, column, numericMode, options.arrayLayout),
       nullable: column.nullable,
     }),
   );

@@ -67,6 +67,17 @@ const VARIABLE_SCALE_DECIMAL: AvroSchemaJson = {
   "connect.name": "io.debezium.data.VariableScaleDecimal",
 };
 const bytes = (...values: number[]): Uint8Array => new Uint8Array(values);
+
+/** PostgreSQL arrays: items are ["null", T, array<items one level down>], 6 levels deep (PostgreSQL's most dimensions). */
+function pgArray(element: AvroSchemaJson): AvroSchemaJson {
+  const named = typeof element === "object" && !Array.isArray(element) && "name" in element ? String(element.name) : null;
+  const items = (level: number): AvroSchemaJson[] => {
+    const here: AvroSchemaJson[] = ["null", level === 1 || named === null ? element : named];
+    if (level < 6) here.push({ type: "array", items: items(level + 1) });
+    return here;
+  };
+  return { type: "array", items: items(1) };
+}
 const THOUSAND_DIGITS = `-${"1234567890".repeat(60)}.${"0987654321".repeat(40)}`;
 
 describe("PostgreSQL types", () => {
@@ -122,13 +133,13 @@ describe("PostgreSQL types", () => {
   checkType("postgres", ["hstore", "public.hstore"], { type: "map", values: ["null", "string"] }, [['"a"=>"1", "b"=>NULL, "q\\"uote"=>"x, y"'], [""]]);
   checkType("postgres", ["oid", "xid"], LONG, [[4294967295], ["12", 12]]);
   checkType("postgres", ["xid8"], decimal(20, 0), [[18446744073709551615n]]);
-  checkType("postgres", ["_int4", "integer[]", "int4[]", "integer[][]"], { type: "array", items: ["null", "int"] }, [[[1, null, 3]], [[]]]);
-  checkType("postgres", ["_text", "text[]"], { type: "array", items: ["null", "string"] }, [[["a", null, ""]]]);
-  checkType("postgres", ["_uuid"], { type: "array", items: ["null", { type: "string", logicalType: "uuid" }] }, [[["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"]]]);
-  checkType("postgres", ["_numeric"], { type: "array", items: ["null", VARIABLE_SCALE_DECIMAL] }, [[["1.5", "NaN", null, "-Infinity", "2"]]]);
-  checkType("postgres", ["numeric(10,2)[]"], { type: "array", items: ["null", decimal(10, 2)] }, [[["1.50", null]]]);
-  checkType("postgres", ["_timestamptz"], { type: "array", items: ["null", TIMESTAMP_MICROS] }, [[[1n, null]]]);
-  checkType("postgres", ["_jsonb"], { type: "array", items: ["null", JSON_STRING] }, [[['{"a":1}']]]);
+  checkType("postgres", ["_int4", "integer[]", "int4[]", "integer[][]"], pgArray("int"), [[[1, null, 3]], [[]], [[[1, 2], [3, null]]], [[[[1], [2]], [[3], [4]]]]]);
+  checkType("postgres", ["_text", "text[]"], pgArray("string"), [[["a", null, ""]], [[["a", "b"], ["c", "d"]]]]);
+  checkType("postgres", ["_uuid"], pgArray({ type: "string", logicalType: "uuid" }), [[["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"]]]);
+  checkType("postgres", ["_numeric"], pgArray(VARIABLE_SCALE_DECIMAL), [[["1.5", "NaN", null, "-Infinity", "2"]], [[["1.5", "NaN"], [null, "Infinity"]]]]);
+  checkType("postgres", ["numeric(10,2)[]"], pgArray(decimal(10, 2)), [[["1.50", null]], [[["1.50"], ["NaN"]]]]);
+  checkType("postgres", ["_timestamptz"], pgArray(TIMESTAMP_MICROS), [[[1n, null]]]);
+  checkType("postgres", ["_jsonb"], pgArray(JSON_STRING), [[['{"a":1}']]]);
 
   it("gives the text form to unknown types (enums, domains over them, extensions)", () => {
     for (const dbType of ["mood", "public.mood", "ltree", "tsvector", "point", "int4range"]) {
@@ -149,8 +160,46 @@ describe("PostgreSQL types", () => {
     assert.throws(() => mapColumn("postgres", "int4").encode(2 ** 31), /column `c`.*out of range/);
     assert.throws(() => mapColumn("postgres", "numeric(10,2)").encode("1.234"), /column `c`.*more than 2 digits/);
     assert.throws(() => mapColumn("postgres", "bytea").encode("abc"), /column `c`.*expected bytes/);
-    assert.throws(() => mapColumn("postgres", "_int4").encode([[1, 2]]), /multi-dimensional arrays/);
+    assert.throws(() => mapColumn("postgres", "_int4").encode([[[[[[[1]]]]]]]), /column `c`.*more than 6 dimensions/);
     assert.throws(() => mapColumn("postgres", "int8").encode(2n ** 63n), /out of range/);
+  });
+
+  it("refuses timestamps past what timestamp-micros holds, naming the timestamp (PostgreSQL reaches 294276 AD, a long of µs since 1970 only 294247 AD)", () => {
+    // 294276-12-31 23:59:59 as the PostgreSQL decoder gives it: microseconds since 1970 beyond 2^63.
+    const micros = 9_224_318_015_999_000_000n;
+    assert.ok(micros > 2n ** 63n - 1n);
+    assert.throws(
+      () => mapColumn("postgres", "timestamp").encode(micros),
+      (error: Error & { code?: string; context?: Record<string, unknown> }) => {
+        assert.equal(error.code, "AVRO_VALUE_INVALID");
+        assert.match(error.message, /column `c`.*294276-12-31T23:59:59Z is beyond what timestamp-micros/);
+        assert.equal(error.context?.["column"], "c");
+        assert.equal(error.context?.["value"], "timestamp 294276-12-31T23:59:59Z");
+        return true;
+      },
+    );
+    // The last timestamp that fits, and infinity / -infinity (PostgreSQL's sentinels, the int64 extremes) still encode.
+    assert.equal(mapColumn("postgres", "timestamptz").roundTrip(2n ** 63n - 1n), 2n ** 63n - 1n);
+    assert.equal(mapColumn("postgres", "timestamptz").roundTrip(-(2n ** 63n)), -(2n ** 63n));
+    assert.equal(mapColumn("postgres", "date").roundTrip(2_147_483_647), 2_147_483_647);
+    assert.throws(() => mapColumn("postgres", "date").encode(2 ** 31), /column `c`.*5881580-07-12 is beyond what the Avro date type/);
+  });
+
+  it("writes one-dimensional arrays in the same bytes as the one-dimensional layout, so consumers of earlier schemas read them", () => {
+    const table = { source: "src", database: "db", schema: "sc", table: "t", sourceKind: "postgres" as const, key: [], columns: [{ name: "c", dbType: "integer[]", nullable: true }] };
+    const nested = mapTable(table);
+    const flat = mapTable(table, { arrayLayout: "flat" });
+    assert.deepEqual((flat.valueSchema.fields[0]!.type as AvroSchemaJson[])[1], { type: "array", items: ["null", "int"] });
+    const row = { c: [1, null, -7] };
+    const nestedBytes = createAvroType(nested.valueSchema).toBuffer(nested.valueCodec.toAvro(row));
+    const flatBytes = createAvroType(flat.valueSchema).toBuffer(flat.valueCodec.toAvro(row));
+    assert.deepEqual(nestedBytes, flatBytes);
+    assert.deepEqual(flat.valueCodec.fromAvro(createAvroType(flat.valueSchema).fromBuffer(nestedBytes)), row);
+    assert.throws(() => flat.valueCodec.toAvro({ c: [[1, 2], [3, 4]] }), (error: Error & { context?: Record<string, unknown> }) => {
+      assert.match(error.message, /column `c`.*more than 1 dimension.*one-dimensional layout/);
+      assert.equal(error.context?.["value"], "[[1,2],[3,4]]");
+      return true;
+    });
   });
 });
 
