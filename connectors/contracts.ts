@@ -149,6 +149,12 @@ export interface SourceBatch {
   readonly events: readonly ChangeEvent[];
   /** The position the source may acknowledge once every event of this batch is durable. */
   readonly checkpoint: Checkpoint;
+  /**
+   * For a batch without changes: the time (ms since the epoch) through which the source has sent
+   * everything — the commit time of the last transaction it read past, or when the server last
+   * said it had nothing more. Absent: now (the source is caught up).
+   */
+  readonly throughTimeMs?: number;
   /** Acknowledge to the database (e.g. PostgreSQL flush LSN). Call only after the topic log confirmed durability. */
   ack(): Promise<void>;
 }

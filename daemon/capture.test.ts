@@ -197,3 +197,29 @@ test("transaction markers go to the transaction topic in the same write as the b
   assert.deepEqual(markers.map((m) => [m["status"], m["id"], m["event_count"]]), [["BEGIN", "77", null], ["END", "77", 2]]);
   assert.deepEqual(markers[1]!["data_collections"], [{ data_collection: "public.a", event_count: 2 }]);
 });
+
+test("a batch without changes reports its source's through time as the last acknowledged commit time, or now without one", async () => {
+  const hourAgo = Date.now() - 3_600_000;
+  const empty = (commit: bigint, throughTimeMs?: number): SourceBatch => ({
+    events: [],
+    checkpoint: { source: "pg", position: { commit, change: commit } },
+    ...(throughTimeMs === undefined ? {} : { throughTimeMs }),
+    ack: async () => undefined,
+  });
+  const batches = [empty(10n, hourAgo), empty(20n)];
+  const source = new ScriptedSource([]);
+  const pipeline = new CapturePipeline({ source, log: new MemoryLog() as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
+  /** lastAckedCommitTime() each time the pipeline asks for the next batch, so after each batch was acknowledged. */
+  const observed: (number | null)[] = [];
+  source.read = async (signal) => {
+    observed.push(pipeline.lastAckedCommitTime());
+    const batch = batches.shift();
+    if (batch !== undefined) return batch;
+    return new Promise((_resolve, reject) => signal.addEventListener("abort", () => reject(new Error("aborted")), { once: true }));
+  };
+  const before = Date.now();
+  await runUntil(pipeline, () => observed.length === 3);
+  assert.equal(observed[0], null);
+  assert.equal(observed[1], hourAgo, "behind: the time the source is complete through, an hour ago");
+  assert.ok(observed[2]! >= before, "caught up, no time given: now");
+});

@@ -80,7 +80,8 @@ export class CapturePipeline {
 
   /**
    * Commit time of the last acknowledged change, milliseconds since the epoch. An acknowledged
-   * batch without changes (a heartbeat) means the source had nothing older to send: now.
+   * batch without changes (a heartbeat) means the source had nothing older to send: its
+   * `throughTimeMs`, or now when it has none.
    */
   lastAckedCommitTime(): number | null {
     return this.lastAckedCommitMs;
@@ -141,7 +142,7 @@ export class CapturePipeline {
       const produceSeconds = (performance.now() - started) / 1000;
       await batch.ack();
       this.lastCheckpoint = batch.checkpoint;
-      this.lastAckedCommitMs = batch.events.length === 0 ? Date.now() : Math.max(...batch.events.map((e) => e.source.commitTimeMs));
+      this.lastAckedCommitMs = batch.events.length === 0 ? (batch.throughTimeMs ?? Date.now()) : Math.max(...batch.events.map((e) => e.source.commitTimeMs));
       this.options.stats?.onBatch?.(batch, records.length, produceSeconds);
     }
   }

@@ -160,7 +160,7 @@ export class MysqlSource implements Source {
       if (this.phase === "streaming") {
         if (this.streaming === null) await this.startStream();
         const batch = await this.streaming!.batcher.next(signal);
-        return this.batch(batch.events, batch.checkpoint);
+        return this.batch(batch.events, batch.checkpoint, batch.throughTimeMs);
       }
       throw new SluiceError(`read() while ${this.phase}`, { code: "SOURCE_NOT_CONNECTED", retriable: this.phase !== "closed", context: this.context });
     } catch (error) {
@@ -374,10 +374,11 @@ export class MysqlSource implements Source {
     await stream.start();
   }
 
-  private batch(events: readonly ChangeEvent[], position: Position): SourceBatch {
+  private batch(events: readonly ChangeEvent[], position: Position, throughTimeMs?: number): SourceBatch {
     return {
       events,
       checkpoint: { source: this.name, position },
+      ...(throughTimeMs === undefined ? {} : { throughTimeMs }),
       // The server keeps its binlog regardless of replicas: acknowledging only records progress.
       ack: async () => {
         if (this.acknowledged === null || position.change >= this.acknowledged.change) this.acknowledged = position;

@@ -2,7 +2,11 @@
  * Cuts the decoded stream into batches with a checkpoint that is safe to store: after a transaction
  * (resume at the next one), or — when a batch ends inside one — at its last change (resume at the
  * transaction's first event and skip what is stored). When no captured table changes, a batch
- * without events still moves the checkpoint forward every heartbeat_interval.
+ * without events still moves the checkpoint forward every heartbeat_interval, and while the server
+ * is idle its heartbeats yield such a batch every heartbeat_interval too, saying the stream is
+ * caught up (so source lag stays near zero). Such a batch carries the time through which the
+ * stream is complete (`throughTimeMs`): behind, that is the commit time of the last transaction
+ * read, so lag stays true.
  */
 import { comparePositions } from "../contracts.ts";
 import type { ChangeEvent, Position } from "../contracts.ts";
@@ -15,6 +19,8 @@ export interface StreamBatch {
   readonly events: readonly ChangeEvent[];
   /** With its resume token. */
   readonly checkpoint: Position;
+  /** Without events: the time through which the stream is complete (see StreamDecoder.throughTimeMs). */
+  readonly throughTimeMs?: number;
 }
 
 export interface StreamBatcherOptions {
@@ -34,6 +40,7 @@ export class StreamBatcher {
   private carried: DecodedEvent[] = [];
   private lastCheckpoint: Position | null;
   private lastHandedOnAt = Date.now();
+  private lastThroughTimeMs: number | null = null;
 
   constructor(options: StreamBatcherOptions) {
     this.options = options;
@@ -54,8 +61,7 @@ export class StreamBatcher {
         if (out.length > maxBatchEvents) this.carried = out.splice(maxBatchEvents);
         return this.handOn(out, this.carried.length === 0);
       }
-      const through = decoder.through;
-      if (progressIntervalMs > 0 && (this.lastCheckpoint === null || comparePositions(through.position, this.lastCheckpoint) > 0)) {
+      if (progressIntervalMs > 0 && this.hasNews()) {
         const due = this.lastHandedOnAt + progressIntervalMs - Date.now();
         if (due <= 0) return this.handOn(out, true);
         if (buffer.length === 0) await buffer.waitForItem(signal, due);
@@ -63,6 +69,14 @@ export class StreamBatcher {
       }
       if (buffer.length === 0) await buffer.waitForItem(signal);
     }
+  }
+
+  /** Whether an empty batch would tell something: the position moved, or the stream is complete through a later time (a heartbeat). */
+  private hasNews(): boolean {
+    const { decoder } = this.options;
+    if (this.lastCheckpoint === null || comparePositions(decoder.through.position, this.lastCheckpoint) > 0) return true;
+    const time = decoder.throughTimeMs;
+    return time !== null && (this.lastThroughTimeMs === null || time > this.lastThroughTimeMs);
   }
 
   /** `complete`: no decoded change is held back, so the decoder's through point may be the checkpoint. */
@@ -83,6 +97,9 @@ export class StreamBatcher {
     }
     this.lastCheckpoint = checkpoint;
     this.lastHandedOnAt = Date.now();
+    const throughTimeMs = decoder.throughTimeMs;
+    this.lastThroughTimeMs = throughTimeMs;
+    if (last === undefined && throughTimeMs !== null) return { events: [], checkpoint, throughTimeMs };
     return { events: items.map((item) => item.event), checkpoint };
   }
 }

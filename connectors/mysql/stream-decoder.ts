@@ -93,6 +93,7 @@ export class StreamDecoder {
   private transaction: OpenTransaction | null = null;
   private readonly tables = new Map<number, MappedTable | null>();
   private throughPoint: ThroughPoint;
+  private throughTime: number | null = null;
   private payload: PayloadCursor | null = null;
   /** Whether no transaction was read since the start of a file: a file's GTID list is the state here. */
   private atFileStart: boolean;
@@ -113,6 +114,15 @@ export class StreamDecoder {
   /** Everything up to here is decoded and no transaction is open. */
   get through(): ThroughPoint {
     return this.throughPoint;
+  }
+
+  /**
+   * The time through which everything is decoded, ms since the epoch: the commit time of the last
+   * transaction read past, or when a heartbeat said the server had sent everything (caught up);
+   * null before either. Never goes back.
+   */
+  get throughTimeMs(): number | null {
+    return this.throughTime;
   }
 
   get inTransaction(): boolean {
@@ -171,9 +181,13 @@ export class StreamDecoder {
         this.rows(header, body.rows, body.reader, start, out);
         return;
       case "heartbeat":
-        // The server is idle at body.position: everything before it has been sent.
-        if (this.transaction === null && body.file === this.file && binlogAt(this.fileIndex, body.position) > this.throughPoint.position.change) {
-          this.throughPoint = { position: throughPosition(binlogAt(this.fileIndex, body.position)), file: this.file, offset: body.position, gtid: this.gtid.toString() };
+        // The server is idle at body.position: everything before it has been sent, so the stream is caught up now.
+        if (this.transaction === null && body.file === this.file) {
+          const at = binlogAt(this.fileIndex, body.position);
+          if (at > this.throughPoint.position.change) {
+            this.throughPoint = { position: throughPosition(at), file: this.file, offset: body.position, gtid: this.gtid.toString() };
+          }
+          if (at >= this.throughPoint.position.change) this.advanceThroughTime(Date.now());
         }
         return;
       case "payload":
@@ -192,7 +206,12 @@ export class StreamDecoder {
     if (!artificial) this.atFileStart = true;
     if (!artificial && this.transaction === null) {
       this.throughPoint = { position: throughPosition(binlogAt(index, position)), file: nextFile, offset: position, gtid: this.gtid.toString() };
+      if (header.timestamp > 0) this.advanceThroughTime(header.timestamp * 1000);
     }
+  }
+
+  private advanceThroughTime(ms: number): void {
+    if (this.throughTime === null || ms > this.throughTime) this.throughTime = ms;
   }
 
   private begin(start: number, id: string | null, commitTimeMs: number, gtid: OpenTransaction["pendingGtid"], standalone: boolean): void {
@@ -213,6 +232,7 @@ export class StreamDecoder {
   private end(end: number): void {
     const pending = this.transaction?.pendingGtid;
     if (pending != null) this.gtid.add(pending);
+    if (this.transaction !== null) this.advanceThroughTime(this.transaction.commitTimeMs);
     this.transaction = null;
     this.throughPoint = { position: throughPosition(binlogAt(this.fileIndex, end)), file: this.file, offset: end, gtid: this.gtid.toString() };
   }

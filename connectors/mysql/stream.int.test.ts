@@ -87,6 +87,27 @@ describe("MySQL source: streaming", () => {
     }
   });
 
+  it("keeps saying it is caught up while the server is idle, every heartbeat_interval", async () => {
+    const heartbeatMs = 300;
+    const source = newSource(sourceConfig({ tables: [`${database}.items`], snapshot: { mode: "never", parallelism: 1, chunk_rows: 100 }, heartbeat_interval: heartbeatMs }));
+    await source.connect(null, AbortSignal.timeout(30_000));
+    try {
+      await readUntil(source, (c) => c.batches.length >= 1);
+      const idleFrom = Date.now();
+      const idle = await readUntil(source, (c) => c.batches.length >= 10, { timeoutMs: 20 * heartbeatMs + 10_000 });
+      const checkpoint = idle.batches[0]!.checkpoint.position;
+      for (const batch of idle.batches) {
+        assert.equal(batch.events.length, 0);
+        assert.equal(comparePositions(batch.checkpoint.position, checkpoint), 0, "nothing written: the position stays");
+        assert.ok(batch.throughTimeMs !== undefined && batch.throughTimeMs >= idleFrom, "each says the stream is complete through a time after it went idle");
+      }
+      const times = idle.batches.map((b) => b.throughTimeMs!);
+      for (let i = 1; i < times.length; i++) assert.ok(times[i]! > times[i - 1]!, "every batch brings a later time");
+    } finally {
+      await source.close();
+    }
+  });
+
   it("bounds what it reads ahead: a slow reader pauses the binlog connection", async () => {
     const source = newSource(sourceConfig({ tables: [`${database}.other`], snapshot: { mode: "never", parallelism: 1, chunk_rows: 100 }, max_buffer_bytes: 256 * 1024 }), { maxBatchEvents: 10 });
     await source.connect(null, AbortSignal.timeout(30_000));

@@ -109,6 +109,18 @@ export class BinlogWriter {
     return this.event(EventType.QUERY, Buffer.concat([head, Buffer.from(schema), Buffer.from([0]), Buffer.from(sql)]));
   }
 
+  /** HEARTBEAT_LOG_EVENT: the server is idle at the current offset of `file`; not part of the file, so the offset stays. */
+  heartbeat(file: string): Buffer {
+    const at = this.offset;
+    const size = 19 + Buffer.byteLength(file) + (this.checksum ? 4 : 0);
+    this.offset = at - size;
+    try {
+      return this.event(EventType.HEARTBEAT, Buffer.from(file));
+    } finally {
+      this.offset = at;
+    }
+  }
+
   xid(xid: bigint): Buffer {
     const body = Buffer.alloc(8);
     body.writeBigUInt64LE(xid, 0);
