@@ -257,8 +257,17 @@ const sinkCommon = {
     .strictObject({
       initial: duration("First retry delay").default(200),
       max: duration("Longest retry delay").default(30_000),
+      item_attempts: z
+        .number()
+        .int()
+        .min(1)
+        .max(1000)
+        .default(10)
+        .describe(
+          "Writes of a row the target refuses as temporary (e.g. Elasticsearch 429 for one document) before it goes to on_error with that reason; a target that cannot be reached at all is waited for without limit",
+        ),
     })
-    .default({ initial: 200, max: 30_000 })
+    .default({ initial: 200, max: 30_000, item_attempts: 10 })
     .describe("Backoff for transient errors (exponential, with jitter)"),
 };
 

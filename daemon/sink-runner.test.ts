@@ -8,7 +8,7 @@ import type { ChangeEvent, SinkChange, TopicPartitionOffset } from "../connector
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { SCHEMA_UNSUPPORTED } from "../connectors/sinks/errors.ts";
-import type { OffsetWriteResult, TransactionalSink } from "../connectors/sinks/contract.ts";
+import type { OffsetWriteResult, StoredSinkOffset, TransactionalSink } from "../connectors/sinks/contract.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { createLogger } from "./logger.ts";
 import { SinkRunner } from "./sink-runner.ts";
@@ -27,13 +27,20 @@ function event(table: string, id: number, change: bigint): ChangeEvent {
   };
 }
 
-/** A sink kept in memory; rows named "poison" are rejected, "flaky" ones fail retriably once, "unsupported" ones fail the whole write. */
+/**
+ * A sink kept in memory; rows named "poison" are rejected (until `fixed`), "flaky" ones fail
+ * retriably once, "stubborn" ones retriably every time, "unsupported" ones fail the whole write.
+ */
 class MemorySink implements TransactionalSink {
   readonly name = "mem";
   readonly offsetsAtomic = true;
   readonly rows = new Map<string, ChangeEvent>();
-  offsets: TopicPartitionOffset[] = [];
+  offsets: (TopicPartitionOffset & { topicId?: string | null })[] = [];
+  topicIds: ReadonlyMap<string, string> = new Map();
   writesWithOffsets = 0;
+  stubbornWrites = 0;
+  /** The target was fixed: poison rows apply. */
+  fixed = false;
   private flakyFailed = false;
   async open(): Promise<void> {}
   async close(): Promise<void> {}
@@ -44,7 +51,7 @@ class MemorySink implements TransactionalSink {
     const failures = [];
     for (const [index, { event }] of changes.entries()) {
       const name = (event.after?.["name"] as string | undefined) ?? "";
-      if (name === "poison") {
+      if (name === "poison" && !this.fixed) {
         failures.push({ index, error: new Error("value out of range for column name"), retriable: false });
         continue;
       }
@@ -53,19 +60,32 @@ class MemorySink implements TransactionalSink {
         failures.push({ index, error: new Error("429 too many requests"), retriable: true });
         continue;
       }
+      if (name === "stubborn") {
+        this.stubbornWrites++;
+        failures.push({ index, error: new Error("429 es_rejected_execution_exception"), retriable: true });
+        continue;
+      }
       this.rows.set(`${event.schema.table}/${String(event.key["id"])}`, event);
     }
     if (offsets && failures.length === 0) {
-      this.offsets = [...offsets];
+      this.offsets = offsets.map((o) => this.bound(o));
       this.writesWithOffsets++;
     }
     return { failures, offsetsStored: Boolean(offsets) && failures.length === 0 };
   }
   async storeOffsets(offsets: readonly TopicPartitionOffset[]): Promise<void> {
-    this.offsets = [...offsets];
+    const stored = new Map(this.offsets.map((o) => [`${o.topic}/${o.partition}`, o]));
+    for (const o of offsets) stored.set(`${o.topic}/${o.partition}`, this.bound(o));
+    this.offsets = [...stored.values()];
   }
-  async committedOffsets(): Promise<TopicPartitionOffset[]> {
-    return this.offsets;
+  useTopicIds(ids: ReadonlyMap<string, string>): void {
+    this.topicIds = ids;
+  }
+  private bound(o: TopicPartitionOffset): StoredSinkOffset {
+    return { topic: o.topic, partition: o.partition, offset: o.offset, topicId: this.topicIds.get(o.topic) ?? null };
+  }
+  async committedOffsets(): Promise<StoredSinkOffset[]> {
+    return this.offsets.map((o) => ({ ...o, topicId: o.topicId ?? null }));
   }
 }
 
@@ -173,12 +193,13 @@ test("a schema change the target cannot take halts only its table, under dead-le
   for (let i = 0; i < 1000 && !(r.haltedTables().length > 0 && sink.rows.has("b/4")); i++) await new Promise((res) => setTimeout(res, 5));
   stop.abort(new Error("stop"));
   await running;
-  assert.deepEqual(r.haltedTables().map((h) => [h.table, h.offset]), [["public.a", "0:0"]], "table a halts at its first change of the failed write");
+  assert.deepEqual(r.haltedTables().map((h) => [h.table, h.offset]), [["public.a", "0:1"]], "table a halts at the change the target cannot take");
   assert.match(r.haltedTables()[0]!.error, /cannot take this schema change/);
   assert.ok(sink.rows.has("b/4"), "table b goes on");
-  assert.equal(sink.rows.has("a/2"), false);
+  assert.ok(sink.rows.has("a/2"), "the change of a before the failing one, in the same batch, is applied");
   const committed = new Map((await log.committedOffsets("t.sink.mem")).map((o) => [o.topic, o.offset]));
-  assert.equal(committed.get("pg.public.a"), 0n);
+  assert.equal(committed.get("pg.public.a"), 1n, "the stored offset is the failing record's");
+  assert.equal(sink.offsets.find((o) => o.topic === "pg.public.a")?.offset, 1n, "in the target too");
   const dlq = await log.consumer("reader", ["t.dlq.mem"]);
   assert.equal((await dlq.poll({ maxRecords: 10, maxBytes: 1 << 20, maxWaitMs: 200 })).length, 0, "nothing dead-lettered");
   await dlq.close();
@@ -239,5 +260,156 @@ test("after a replay, the group's replayed offsets win over the offsets the targ
   await executeReplay(log, await planReplay(log, "t.sink.mem", ["pg.public.a"], { kind: "beginning" }));
   await runUntil(runner(log, sink), () => sink.rows.size === 2);
   assert.deepEqual([...sink.rows.keys()].sort(), ["a/1", "a/2"], "the replay re-applied both rows");
+  await log.close();
+});
+
+async function runWhile(r: SinkRunner, steps: (stop: AbortController) => Promise<void>) {
+  const stop = new AbortController();
+  const running = r.run(stop.signal);
+  try {
+    await steps(stop);
+  } finally {
+    stop.abort(new Error("stop"));
+    await running;
+  }
+}
+
+async function until(done: () => boolean, what: string) {
+  for (let i = 0; i < 1000 && !done(); i++) await new Promise((res) => setTimeout(res, 5));
+  assert.ok(done(), `timed out waiting for ${what}`);
+}
+
+async function deadLetters(log: EmbeddedTopicLog) {
+  const dlq = await log.consumer(`reader-${Math.random()}`, ["t.dlq.mem"]);
+  const dead = await dlq.poll({ maxRecords: 10, maxBytes: 1 << 20, maxWaitMs: 200 });
+  await dlq.close();
+  return dead;
+}
+
+test("halt: a record that cannot be decoded stops its table there: the changes before it apply, the ones after it in the batch do not", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  await log.produce([
+    encode(event("a", 1, 10n)),
+    { topic: "pg.public.a", key: Buffer.from("2"), value: Buffer.from("not an event"), timestamp: 1 },
+    encode(event("a", 3, 12n)),
+    encode(event("b", 4, 13n)),
+  ]);
+  const sink = new MemorySink();
+  const r = runner(log, sink);
+  await runUntil(r, () => r.haltedTables().length > 0 && sink.rows.has("b/4"));
+  assert.ok(sink.rows.has("a/1"), "the change before the poison record applies");
+  assert.equal(sink.rows.has("a/3"), false, "nothing of the table after its poison record");
+  assert.deepEqual(r.haltedTables().map((h) => [h.table, h.offset, h.recordOffset]), [["pg.public.a", "0:1", "1"]]);
+  assert.equal(sink.offsets.find((o) => o.topic === "pg.public.a")?.offset, 1n, "the stored offset is the poison record's");
+  await log.close();
+});
+
+test("a row the target keeps refusing as temporary is written at most itemAttempts times, then halts its table with that reason", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  await log.produce([encode(event("a", 1, 10n)), encode(named(event("a", 2, 11n), "stubborn")), encode(event("b", 3, 12n))]);
+  const sink = new MemorySink();
+  const r = runner(log, sink, { itemAttempts: 3 });
+  await runUntil(r, () => r.haltedTables().length > 0);
+  assert.equal(sink.stubbornWrites, 3);
+  const halted = r.haltedTables()[0]!;
+  assert.equal(halted.table, "public.a");
+  assert.equal(halted.offset, "0:1");
+  assert.match(halted.error, /retried 3 times/);
+  assert.match(halted.error, /es_rejected_execution_exception/);
+  assert.ok(sink.rows.has("a/1") && sink.rows.has("b/3"), "the other rows apply");
+  await log.close();
+});
+
+test("dead-letter: a row the target keeps refusing as temporary goes to the dead-letter topic after itemAttempts writes", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  await log.produce([encode(named(event("a", 1, 10n), "stubborn")), encode(event("a", 2, 11n))]);
+  const sink = new MemorySink();
+  const r = runner(log, sink, { onError: "dead-letter", itemAttempts: 2 });
+  await runUntil(r, () => sink.offsets.some((o) => o.topic === "pg.public.a" && o.offset === 2n));
+  assert.equal(sink.stubbornWrites, 2);
+  const dead = await deadLetters(log);
+  assert.equal(dead.length, 1);
+  assert.match(Buffer.from(dead[0]!.headers!["sluice.error"]!).toString(), /retried 2 times/);
+  assert.equal(r.haltedTables().length, 0);
+  await log.close();
+});
+
+test("release retry: a dry run changes nothing; executed after the target was fixed, the table flows again from its poison record", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  await log.produce([encode(event("a", 1, 10n)), encode(named(event("a", 2, 11n), "poison")), encode(event("a", 3, 12n))]);
+  const sink = new MemorySink();
+  const r = runner(log, sink);
+  await runWhile(r, async () => {
+    await until(() => r.haltedTables().length > 0, "the halt");
+    assert.match(r.haltedTables()[0]!.release, /sluice halted retry --sink mem --table public\.a/);
+    await log.produce([encode(event("a", 4, 13n))]);
+    sink.fixed = true;
+    const dry = await r.release("public.a", "retry", false);
+    assert.deepEqual([dry.executed, dry.topic, dry.partition, dry.offset], [false, "pg.public.a", 0, "1"]);
+    await new Promise((res) => setTimeout(res, 100));
+    assert.equal(r.haltedTables().length, 1, "a dry run leaves the table halted");
+    assert.equal(sink.rows.has("a/2"), false);
+    await assert.rejects(r.release("public.zzz", "retry", true), /not halted/);
+    const done = await r.release("public.a", "retry", true);
+    assert.equal(done.executed, true);
+    await until(() => sink.rows.has("a/4"), "the table to flow again");
+  });
+  assert.deepEqual([...sink.rows.keys()].sort(), ["a/1", "a/2", "a/3", "a/4"]);
+  assert.equal(r.haltedTables().length, 0);
+  assert.equal(sink.offsets.find((o) => o.topic === "pg.public.a")?.offset, 4n);
+  await log.close();
+});
+
+test("release skip: the poison record goes to the dead-letter topic with its reason, the table reads on, and a restart does not halt it again", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  await log.produce([encode(event("a", 1, 10n)), encode(named(event("a", 2, 11n), "poison")), encode(event("a", 3, 12n))]);
+  const sink = new MemorySink();
+  const r = runner(log, sink);
+  await runWhile(r, async () => {
+    await until(() => r.haltedTables().length > 0, "the halt");
+    const dry = await r.release("public.a", "skip", false);
+    assert.equal(dry.deadLetterTopic, "t.dlq.mem");
+    await new Promise((res) => setTimeout(res, 100));
+    assert.equal((await deadLetters(log)).length, 0, "a dry run dead-letters nothing");
+    assert.equal(r.haltedTables().length, 1);
+    await r.release("pg.public.a", "skip", true);
+    await until(() => sink.rows.has("a/3"), "the table to read on");
+  });
+  const dead = await deadLetters(log);
+  assert.equal(dead.length, 1);
+  assert.match(Buffer.from(dead[0]!.headers!["sluice.error"]!).toString(), /out of range.*skipped by an operator/);
+  assert.equal(Buffer.from(dead[0]!.headers!["sluice.origin"]!).toString(), "pg.public.a:0:1");
+  assert.equal(sink.rows.has("a/2"), false);
+  const again = runner(log, sink);
+  await log.produce([encode(event("a", 5, 14n))]);
+  await runUntil(again, () => sink.rows.has("a/5"));
+  assert.equal(again.haltedTables().length, 0, "no halt after a restart");
+  await log.close();
+});
+
+test("halt on a topic with two partitions: each partition stays at its first change not applied", async () => {
+  const log = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-sink-")), "log.db"), logger: silent });
+  await log.createTopic({ name: "pg.public.a", partitions: 2, retentionMs: null, retentionBytes: null, compacted: false });
+  await log.createTopic({ name: "pg.public.b", partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  await log.createTopic({ name: "t.dlq.mem", partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  // Versions 10..17 spread over both partitions by key; the schema change at version 13 fails the table.
+  const events = [10, 11, 12, 13, 14, 15, 16, 17].map((v) => event("a", v, BigInt(v)));
+  named(events[3]!, "unsupported");
+  await log.produce(events.map(encode));
+  const sink = new MemorySink();
+  const r = runner(log, sink);
+  await runUntil(r, () => r.haltedTables().length > 0);
+  assert.deepEqual([...sink.rows.keys()].sort(), ["a/10", "a/11", "a/12"], "the changes older than the failing one apply, none after");
+  const stored = await log.consumer("peek", ["pg.public.a"]);
+  const all = await stored.poll({ maxRecords: 100, maxBytes: 1 << 20, maxWaitMs: 200 });
+  await stored.close();
+  const firstUnapplied = new Map<number, bigint>();
+  for (const record of all) {
+    const id = Number(Buffer.from(record.key!).toString());
+    if (id >= 13 && !firstUnapplied.has(record.partition)) firstUnapplied.set(record.partition, record.offset);
+  }
+  for (const [partition, offset] of firstUnapplied) {
+    assert.equal(sink.offsets.find((o) => o.topic === "pg.public.a" && o.partition === partition)?.offset, offset, `partition ${partition} stays at its first change not applied`);
+  }
   await log.close();
 });

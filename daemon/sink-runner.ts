@@ -2,15 +2,22 @@
  * The sink runtime shared by every sink: one consumer group per sink, batches by count, bytes and
  * time, offsets stored only after the batch is applied (inside the target where it can), retries
  * with backoff, and the per-sink policy for rows that cannot be applied (halt or dead-letter).
+ *
+ * A halted table stops at its poison record: what precedes it is applied, its partition's stored
+ * offset is the poison record's, and nothing of the table is read further until an operator
+ * releases it (`release`: retry from the poison record, or skip it to the dead-letter topic).
  */
 import type { ChangeEvent, Sink, SinkChange, SinkItemFailure, StoredRecord, TopicLog, TopicPartitionOffset } from "../connectors/contracts.ts";
 import { tableName } from "../connectors/contracts.ts";
-import { SluiceError } from "../connectors/errors.ts";
+import { isRetriable, SluiceError } from "../connectors/errors.ts";
 import type { TransactionalSink } from "../connectors/sinks/contract.ts";
 import { SCHEMA_UNSUPPORTED } from "../connectors/sinks/errors.ts";
 import type { TopicConsumer } from "../connectors/topics/contract.ts";
-import { retry, sleep } from "./backoff.ts";
+import { backoffDelay, retry, sleep } from "./backoff.ts";
 import type { BackoffPolicy } from "./backoff.ts";
+import { checkStoredOffsets, isLogMismatch, logMismatchError, partitionRanges } from "./log-identity.ts";
+import { NOT_HALTED, releaseHint } from "./halted.ts";
+import type { HaltAction, HaltedSinkTable, HaltReleaseReport } from "./halted.ts";
 import type { Logger } from "./logger.ts";
 import { countPerTableAndOp } from "./metrics.ts";
 import type { SluiceMetrics } from "./metrics.ts";
@@ -38,16 +45,35 @@ export interface SinkRunnerOptions {
   readonly topicRefreshMs?: number;
   /** Lease owner id (embedded log: only one runner per group). */
   readonly owner: string;
+  /**
+   * Writes of a row the target refuses as temporary (per item: HTTP 429, 5xx) before it goes to
+   * the sink's policy; whole-write failures (target unreachable) are retried without bound.
+   */
+  readonly itemAttempts?: number;
 }
 
-export interface HaltedSinkTable {
-  readonly topic: string;
-  readonly table: string;
-  readonly error: string;
-  readonly offset: string;
+export type { HaltedSinkTable } from "./halted.ts";
+
+/** Default for `retry.item_attempts`: with the default backoff (200 ms doubling to 30 s) about 2 minutes. */
+export const DEFAULT_ITEM_ATTEMPTS = 10;
+export const ITEM_RETRIES_EXHAUSTED = "SINK_ITEM_RETRIES_EXHAUSTED";
+
+interface HaltState {
+  readonly view: HaltedSinkTable;
+  readonly record: StoredRecord;
+  readonly error: Error;
+  readonly source: string;
+}
+
+interface Poison {
+  readonly record: StoredRecord;
+  readonly error: Error;
+  readonly event?: ChangeEvent | undefined;
 }
 
 const LEASE_TTL_MS = 15_000;
+/** How often a sink refused for offsets from another log checks again (a rebuild may have re-bound them). */
+const REFUSAL_RECHECK_MS = 5_000;
 
 function isTransactional(sink: Sink): sink is TransactionalSink {
   return typeof (sink as Partial<TransactionalSink>).committedOffsets === "function";
@@ -65,12 +91,25 @@ function partitionKey(topic: string, partition: number): string {
 export class SinkRunner {
   private readonly options: SinkRunnerOptions;
   private readonly logger: Logger;
-  /** Halted topics, and the offset of the record that halted each partition. */
-  private readonly halted = new Map<string, HaltedSinkTable>();
+  /** Halted topics, with the record that halted each. */
+  private readonly halted = new Map<string, HaltState>();
+  /** Topics released since the consumer was opened: skipped, like halted ones, until it is reopened at the stored offsets. */
+  private readonly releasing = new Set<string>();
+  private reopen = false;
+  private activeConsumer: TopicConsumer | null = null;
+  /** Batches and releases run one at a time. */
+  private lock: Promise<void> = Promise.resolve();
   private running = false;
+  /** Why consuming fails now (retried), or null. */
+  private consumeProblem: string | null = null;
+  /** A poll succeeded since the last consume failure: the next failure starts the backoff over. */
+  private polled = false;
+  private targetProblem: string | null = null;
   /** False while writes to the target fail and are being retried. */
   private targetReachable = true;
   private lastAppliedCommitMs: number | null = null;
+  /** Why the sink does not start (SINK_LOG_MISMATCH), until its offsets belong to the log again. */
+  private refused: SluiceError | null = null;
 
   constructor(options: SinkRunnerOptions) {
     this.options = options;
@@ -79,15 +118,92 @@ export class SinkRunner {
 
   /** Consuming, and the target accepts writes. */
   ready(): boolean {
-    return this.running && this.targetReachable;
+    return this.running && this.targetReachable && this.consumeProblem === null;
+  }
+
+  /** What keeps the sink from being ready: the topic log or the target it waits for; null when ready. */
+  waitingFor(): string | null {
+    if (this.consumeProblem !== null) return this.consumeProblem;
+    if (!this.targetReachable) return `its target does not accept writes${this.targetProblem ? `: ${this.targetProblem}` : ""}`;
+    return this.running ? null : "starting";
   }
 
   get sink(): Sink {
     return this.options.sink;
   }
 
+  /** Why the sink refuses to read (its stored offsets came from another log), or null. */
+  refusal(): SluiceError | null {
+    return this.refused;
+  }
+
   haltedTables(): HaltedSinkTable[] {
-    return [...this.halted.values()];
+    return [...this.halted.values()].map((h) => h.view);
+  }
+
+  /**
+   * Releases a halted table (named by table or topic): `retry` reads it again from its poison
+   * record; `skip` sends that record to the dead-letter topic with its reason, stores the offset
+   * after it, then reads on. Without `execute`, only says what it would do.
+   */
+  release(table: string, action: HaltAction, execute: boolean): Promise<HaltReleaseReport> {
+    return this.exclusive(async () => {
+      const sink = this.options.sink.name;
+      const state = [...this.halted.values()].find((h) => h.view.table === table || h.view.topic === table);
+      if (!state) {
+        const halted = [...this.halted.values()].map((h) => h.view.table);
+        throw new SluiceError(`sink ${sink}: table ${table} is not halted (halted now: ${halted.length > 0 ? halted.join(", ") : "none"})`, {
+          code: NOT_HALTED,
+          context: { component: "sink", sink, table },
+        });
+      }
+      const { view, record } = state;
+      const where = `${view.topic}:${view.partition}:${view.recordOffset}`;
+      const base = { sink, table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset, error: view.error, action, executed: execute };
+      if (action === "retry") {
+        if (execute) {
+          this.unhalt(state);
+          this.logger.info({ table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset }, `sink ${sink}: table ${view.table} released by an operator: retrying from ${where}`);
+        }
+        return { ...base, description: `${execute ? "reading" : "would read"} ${view.table} again from ${where} (the record that halted it); if it still fails, the table halts again` };
+      }
+      const dlq = this.options.deadLetterTopic;
+      if (execute) {
+        await this.deadLetter(record, view.table, `${view.error} (skipped by an operator: sluice halted skip)`);
+        const after = [{ topic: record.topic, partition: record.partition, offset: record.offset + 1n }];
+        const { sink: target, log, group } = this.options;
+        if (isTransactional(target)) await target.storeOffsets(after, new AbortController().signal);
+        if (this.activeConsumer) await this.activeConsumer.commit(after);
+        else await log.setCommittedOffsets(group, after);
+        this.unhalt(state);
+        this.logger.warn({ table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset, deadLetterTopic: dlq }, `sink ${sink}: table ${view.table} released by an operator: record ${where} dead-lettered, reading on after it`);
+      }
+      return {
+        ...base,
+        deadLetterTopic: dlq,
+        description: `${execute ? "sent" : "would send"} the record at ${where} to ${dlq} with its reason, and ${execute ? "reads" : "read"} ${view.table} on from offset ${record.offset + 1n}`,
+      };
+    });
+  }
+
+  private unhalt(state: HaltState): void {
+    this.halted.delete(state.view.topic);
+    this.releasing.add(state.view.topic);
+    this.reopen = true;
+    this.options.metrics?.tablesHalted.set({ source: state.source, sink: this.options.sink.name, table: state.view.table }, 0);
+  }
+
+  private exclusive<T>(operation: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(operation);
+    this.lock = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  private blocked(topic: string): boolean {
+    return this.halted.has(topic) || this.releasing.has(topic);
   }
 
   /** Commit time of the last change applied, milliseconds since the epoch. */
@@ -98,8 +214,21 @@ export class SinkRunner {
   async run(stop: AbortSignal): Promise<void> {
     const { log, group, owner } = this.options;
     // A lease left by a process that died (kill -9) expires after its TTL: wait that long before giving up.
-    const giveUpAt = Date.now() + LEASE_TTL_MS + 5_000;
-    while (!(await log.acquireLease(group, owner, LEASE_TTL_MS))) {
+    let giveUpAt = Date.now() + LEASE_TTL_MS + 5_000;
+    for (;;) {
+      let acquired: boolean;
+      try {
+        acquired = await log.acquireLease(group, owner, LEASE_TTL_MS);
+      } catch (error) {
+        // The topic log itself is unavailable (e.g. the embedded log busy with a large write): wait, do not count it against the lease.
+        if (!isRetriable(error) || stop.aborted) throw error;
+        this.consumeProblem = errorText(error);
+        this.logger.warn({ group, err: errorText(error) }, "taking the sink lease failed; retrying");
+        await sleep(1_000, stop).catch(() => undefined);
+        giveUpAt = Math.max(giveUpAt, Date.now() + LEASE_TTL_MS + 5_000);
+        continue;
+      }
+      if (acquired) break;
       if (Date.now() >= giveUpAt || stop.aborted) {
         throw new SluiceError(`sink ${this.options.sink.name}: consumer group ${group} is running in another process`, {
           code: "SINK_ALREADY_RUNNING",
@@ -110,13 +239,16 @@ export class SinkRunner {
       await sleep(1_000, stop).catch(() => undefined);
     }
     const renew = setInterval(() => {
-      void log.renewLease(group, owner, LEASE_TTL_MS).then((held) => {
-        if (!held) this.logger.error({ group }, "sink lease lost to another process");
-      });
+      void log.renewLease(group, owner, LEASE_TTL_MS).then(
+        (held) => {
+          if (!held) this.logger.error({ group }, "sink lease lost to another process");
+        },
+        (error: unknown) => this.logger.warn({ group, err: errorText(error) }, "renewing the sink lease failed; retrying at the next renewal"),
+      );
     }, LEASE_TTL_MS / 3);
     try {
       await retry(() => this.options.sink.open(stop), { ...this.options.retry, signal: stop, onRetry: (err) => this.logger.warn({ err }, "sink open failed; retrying") });
-      while (!stop.aborted) await this.consume(stop);
+      await this.consumeUntilStopped(stop);
     } catch (error) {
       if (!stop.aborted) throw error;
     } finally {
@@ -127,6 +259,37 @@ export class SinkRunner {
     }
   }
 
+  /**
+   * Consumes until `stop` aborts. A retriable failure of the topic log (Kafka unreachable, a
+   * consumer that crashed or lost its partitions in a rebalance, the embedded log busy) is waited
+   * out with backoff, then a new consumer starts at the stored offsets; only permanent errors end the sink.
+   */
+  private async consumeUntilStopped(stop: AbortSignal): Promise<void> {
+    let attempt = 0;
+    while (!stop.aborted) {
+      this.polled = false;
+      try {
+        await this.consume(stop);
+        this.consumeProblem = null;
+        attempt = 0;
+      } catch (error) {
+        if (stop.aborted) return;
+        if (isLogMismatch(error)) {
+          this.refuse(error);
+          await sleep(REFUSAL_RECHECK_MS, stop).catch(() => undefined);
+          continue;
+        }
+        if (!isRetriable(error)) throw error;
+        if (this.polled) attempt = 0;
+        this.running = false;
+        this.consumeProblem = errorText(error);
+        const delayMs = backoffDelay(this.options.retry, attempt++);
+        this.logger.warn({ err: error instanceof SluiceError ? error.toLog() : errorText(error), attempt, delayMs }, `sink ${this.options.sink.name} waits for the topic log: ${errorText(error)}; retrying`);
+        await sleep(delayMs, stop).catch(() => undefined);
+      }
+    }
+  }
+
   /** Reads the current topic set until it changes or `stop` aborts. */
   private async consume(stop: AbortSignal): Promise<void> {
     const topics = await this.options.topics();
@@ -134,22 +297,37 @@ export class SinkRunner {
       await sleep(this.options.topicRefreshMs ?? 2_000, stop).catch(() => undefined);
       return;
     }
+    // Released tables are read again from their stored offsets by the consumer opened now.
+    this.releasing.clear();
+    this.reopen = false;
     const consumer = await this.options.log.consumer(this.options.group, topics);
+    this.activeConsumer = consumer;
     try {
-      await this.seekToTargetOffsets(consumer, topics);
+      await this.seekToTargetOffsets(consumer, topics, stop);
+      if (this.refused) this.logger.info({ group: this.options.group }, `sink ${this.options.sink.name}: its stored offsets belong to the topic log now; reading on`);
+      this.refused = null;
       this.running = true;
       const refreshAt = Date.now() + (this.options.topicRefreshMs ?? 5_000);
-      while (!stop.aborted) {
+      while (!stop.aborted && !this.reopen) {
         const records = await consumer.poll({ ...this.pollLimits(), signal: stop });
-        if (records.length > 0) await this.applyBatch(consumer, records, stop);
+        this.polled = true;
+        this.consumeProblem = null;
+        if (records.length > 0) await this.exclusive(() => this.applyBatch(consumer, records, stop));
         if (Date.now() >= refreshAt) {
           const now = await this.options.topics();
           if (now.some((t) => !topics.includes(t))) return;
         }
       }
     } finally {
+      this.activeConsumer = null;
       await consumer.close().catch(() => undefined);
     }
+  }
+
+  private refuse(error: SluiceError): void {
+    this.running = false;
+    if (this.refused?.message !== error.message) this.logger.error({ err: error.toLog() }, error.message);
+    this.refused = error;
   }
 
   private pollLimits() {
@@ -159,19 +337,38 @@ export class SinkRunner {
 
   /**
    * A target that keeps its own offsets is the authority on where to resume — unless a replay set
-   * the group's offsets since: then the group's offset equals the replay's marker and wins.
+   * the group's offsets since: then the group's offset equals the replay's marker and wins. Stored
+   * offsets must belong to the topics as the log holds them now (log-identity.ts): offsets from
+   * another log are refused (SINK_LOG_MISMATCH); offsets stored before identities were recorded
+   * are bound to the current ones.
    */
-  private async seekToTargetOffsets(consumer: TopicConsumer, topics: string[]): Promise<void> {
+  private async seekToTargetOffsets(consumer: TopicConsumer, topics: string[], stop: AbortSignal): Promise<void> {
     const { sink, log, group } = this.options;
     if (!isTransactional(sink)) return;
     const key = (o: TopicPartitionOffset) => partitionKey(o.topic, o.partition);
     const groupOffsets = new Map((await log.committedOffsets(group)).map((o) => [key(o), o.offset]));
     const replayed = new Map((await log.committedOffsets(replayMarkerGroup(group))).map((o) => [key(o), o.offset]));
-    for (const offset of await sink.committedOffsets()) {
-      if (!topics.includes(offset.topic)) continue;
+    const topicIds = await log.topicIds(topics);
+    sink.useTopicIds(topicIds);
+    const resume = (await sink.committedOffsets()).filter((offset) => {
+      if (!topics.includes(offset.topic)) return false;
       const marker = replayed.get(key(offset));
-      if (marker !== undefined && marker === groupOffsets.get(key(offset))) continue;
-      await consumer.seek(offset.topic, offset.partition, { kind: "offset", offset: offset.offset });
+      return marker === undefined || marker !== groupOffsets.get(key(offset));
+    });
+    const { adopted, mismatches } = checkStoredOffsets(resume, topicIds, await partitionRanges(log, [...new Set(resume.map((o) => o.topic))]));
+    if (mismatches.length > 0) throw logMismatchError(sink.name, mismatches);
+    if (adopted.length > 0) {
+      await retry(() => sink.storeOffsets(adopted, stop), { ...this.options.retry, signal: stop });
+      this.logger.info({ topics: [...new Set(adopted.map((o) => o.topic))] }, `sink ${sink.name}: stored offsets had no topic identity (written by an older Sluice); bound them to the topics the log holds now`);
+    }
+    for (const offset of resume) {
+      try {
+        await consumer.seek(offset.topic, offset.partition, { kind: "offset", offset: offset.offset });
+      } catch (error) {
+        // Another member holds it now (its records are that member's); if it comes here later, its group offset is at or before the target's, and re-applying is idempotent.
+        if (!(error instanceof SluiceError && error.code === "PARTITION_NOT_ASSIGNED")) throw error;
+        this.logger.debug({ topic: offset.topic, partition: offset.partition }, "partition not assigned to this member; not seeking it");
+      }
     }
   }
 
@@ -179,18 +376,27 @@ export class SinkRunner {
     const changes: SinkChange[] = [];
     const changeRecords: StoredRecord[] = [];
     const nextOffsets = new Map<string, TopicPartitionOffset>();
-    const poison: { record: StoredRecord; error: Error }[] = [];
+    const poison: Poison[] = [];
+    /** Records left unapplied because an earlier record of their table halted it in this batch. */
+    const held: StoredRecord[] = [];
+    const undecodable = new Set<string>();
     for (const record of records) {
-      if (this.halted.has(record.topic)) continue;
+      if (this.blocked(record.topic)) continue;
       // The consumer's position, not offset + 1: with Kafka transactions it steps past commit markers.
       const position = consumer.position(record.topic, record.partition);
       const next = position !== null && position > record.offset ? position : record.offset + 1n;
       nextOffsets.set(partitionKey(record.topic, record.partition), { topic: record.topic, partition: record.partition, offset: next });
+      if (undecodable.has(record.topic)) {
+        held.push(record);
+        continue;
+      }
       let event: ChangeEvent | null;
       try {
         event = await this.options.decoder.decode(record);
       } catch (error) {
         poison.push({ record, error: error as Error });
+        // Under halt the table stops at this record: nothing after it is applied.
+        if (this.options.onError === "halt") undecodable.add(record.topic);
         continue;
       }
       if (!event) continue;
@@ -200,54 +406,115 @@ export class SinkRunner {
     const started = performance.now();
     // Where the target keeps offsets, they go in with the data (one transaction in DuckDB).
     const offsetsWithData = poison.length === 0 ? [...nextOffsets.values()] : undefined;
-    const { failures, offsetsStored } = await this.writeWithRetries(changes, stop, offsetsWithData);
-    for (const failure of failures) poison.push({ record: changeRecords[failure.index]!, error: failure.error });
-    poison.sort((a, b) => (a.record.offset < b.record.offset ? -1 : 1));
-    for (const { record, error } of poison) {
-      const event = changes.find((c) => c.origin.topic === record.topic && c.origin.offset === record.offset)?.event;
-      await this.handlePoison(record, event, error, nextOffsets);
-    }
+    const written = await this.writeWithRetries(changes, stop, offsetsWithData);
+    for (const failure of written.failures) poison.push({ record: changeRecords[failure.index]!, error: failure.error, event: changes[failure.index]!.event });
+    for (const index of written.held) held.push(changeRecords[index]!);
+    poison.sort((a, b) => (a.record.offset < b.record.offset ? -1 : a.record.offset > b.record.offset ? 1 : 0));
+    for (const { record, error, event } of poison) await this.handlePoison(record, event, error);
+    this.holdHaltedPartitions(records, poison, held, changes, changeRecords, nextOffsets);
     const offsets = [...nextOffsets.values()];
-    await this.storeOffsets(consumer, offsets, offsetsStored, stop);
-    this.recordProgress(changes, failures, (performance.now() - started) / 1000);
+    await this.storeOffsets(consumer, offsets, written.offsetsStored, stop);
+    const unapplied = new Set([...written.failures.map((f) => f.index), ...written.held]);
+    this.recordProgress(
+      changes.filter((_, index) => !unapplied.has(index)),
+      (performance.now() - started) / 1000,
+    );
   }
 
-  /** Writes the batch; retriable item failures are written again with backoff until they apply or turn permanent. */
+  /**
+   * For each table halted in this batch, every partition's offset stays at its first record not
+   * applied: the poison record, records held behind it, and (other partitions of the topic)
+   * changes not older than the poison, which a sink applying in version order left out. A retry
+   * reads them again; applying by version makes re-reading harmless.
+   */
+  private holdHaltedPartitions(
+    records: StoredRecord[],
+    poison: Poison[],
+    held: StoredRecord[],
+    changes: SinkChange[],
+    changeRecords: StoredRecord[],
+    nextOffsets: Map<string, TopicPartitionOffset>,
+  ): void {
+    const haltedNow = new Set(poison.map((p) => p.record.topic).filter((topic) => this.halted.has(topic)));
+    if (haltedNow.size === 0) return;
+    const haltVersion = new Map<string, bigint>();
+    for (const { record, event } of poison) {
+      if (!event || !haltedNow.has(record.topic)) continue;
+      const version = event.source.position.change;
+      const current = haltVersion.get(record.topic);
+      if (current === undefined || version < current) haltVersion.set(record.topic, version);
+    }
+    const versionOf = new Map<StoredRecord, bigint>(changeRecords.map((record, index) => [record, changes[index]!.event.source.position.change]));
+    const stopped = new Set<StoredRecord>([...poison.map((p) => p.record), ...held]);
+    for (const record of records) {
+      if (!haltedNow.has(record.topic)) continue;
+      const cutoff = haltVersion.get(record.topic);
+      const version = versionOf.get(record);
+      const unapplied = stopped.has(record) || (cutoff !== undefined && version !== undefined && version >= cutoff);
+      if (!unapplied) continue;
+      const key = partitionKey(record.topic, record.partition);
+      const current = nextOffsets.get(key);
+      if (current === undefined || record.offset < current.offset) nextOffsets.set(key, { topic: record.topic, partition: record.partition, offset: record.offset });
+    }
+  }
+
+  /**
+   * Writes the batch. Items the target refuses as temporary are written again with backoff, at
+   * most `itemAttempts` times in all; then they go to the sink's policy with that reason. `held`:
+   * changes not written because an earlier change of their table halted it.
+   */
   private async writeWithRetries(
     changes: SinkChange[],
     stop: AbortSignal,
     offsets: TopicPartitionOffset[] | undefined,
-  ): Promise<{ failures: SinkItemFailure[]; offsetsStored: boolean }> {
-    if (changes.length === 0) return { failures: [], offsetsStored: false };
+  ): Promise<{ failures: SinkItemFailure[]; held: number[]; offsetsStored: boolean }> {
+    if (changes.length === 0) return { failures: [], held: [], offsetsStored: false };
     const { sink } = this.options;
+    const maxAttempts = Math.max(1, this.options.itemAttempts ?? DEFAULT_ITEM_ATTEMPTS);
+    const firstAt = Date.now();
     const permanent: SinkItemFailure[] = [];
+    const held: number[] = [];
     let offsetsStored = false;
     let pending = changes.map((change, index) => ({ change, index }));
     for (let attempt = 0; pending.length > 0; attempt++) {
       const batch = pending.map((p) => p.change);
       const withOffsets = attempt === 0 && offsets !== undefined && isTransactional(sink) ? offsets : undefined;
-      let result: { failures: readonly SinkItemFailure[]; offsetsStored?: boolean };
+      let result: { failures: readonly SinkItemFailure[]; offsetsStored?: boolean; held?: readonly number[] };
       try {
         result = await this.write(batch, stop, withOffsets);
       } catch (error) {
-        // A schema change the target cannot take fails the whole write: find its table, halt only that one.
+        // A schema change the target cannot take fails the whole write: find its table and change, halt only there.
         if (!isTableLevel(error)) throw error;
         result = await this.writeTableByTable(batch, stop);
       }
       if (withOffsets && result.offsetsStored) offsetsStored = true;
+      for (const index of result.held ?? []) held.push(pending[index]!.index);
       const retriable: typeof pending = [];
       for (const failure of result.failures) {
         const item = pending[failure.index]!;
-        if (failure.retriable) retriable.push(item);
-        else permanent.push({ ...failure, index: item.index });
+        if (!failure.retriable) permanent.push({ ...failure, index: item.index });
+        else if (attempt + 1 >= maxAttempts) permanent.push({ index: item.index, error: this.retriesExhausted(item.change, failure.error, attempt + 1, Date.now() - firstAt), retriable: false });
+        else retriable.push(item);
       }
       pending = retriable;
       if (pending.length > 0) {
         this.options.metrics?.sinkRetries.inc({ sink: sink.name });
+        this.logger.warn({ items: pending.length, attempt: attempt + 1, maxAttempts, err: pending.length > 0 ? result.failures[0]?.error.message : undefined }, "sink refused items as temporary; writing them again");
         await sleep(Math.min(this.options.retry.maxMs, this.options.retry.initialMs * 2 ** attempt), stop);
       }
     }
-    return { failures: permanent, offsetsStored };
+    return { failures: permanent, held, offsetsStored };
+  }
+
+  private retriesExhausted(change: SinkChange, error: Error, attempts: number, elapsedMs: number): SluiceError {
+    const sink = this.options.sink.name;
+    const table = tableName(change.event.schema);
+    const { topic, partition, offset } = change.origin;
+    return new SluiceError(
+      `sink ${sink}: a row of ${table} (${topic}:${partition}:${offset}) was retried ${attempts} times over ${Math.round(elapsedMs / 1000)} s and the target still refuses it: ${error.message}. ` +
+        `It is treated as a row the sink cannot apply (on_error); raise retry.item_attempts if the target needs longer`,
+      { code: ITEM_RETRIES_EXHAUSTED, retriable: false, context: { component: "sink", sink, table, position: `${topic}:${partition}:${offset}` }, cause: error },
+    );
   }
 
   private async write(changes: SinkChange[], stop: AbortSignal, offsets?: TopicPartitionOffset[]): Promise<{ failures: readonly SinkItemFailure[]; offsetsStored?: boolean }> {
@@ -257,6 +524,7 @@ export class SinkRunner {
       signal: stop,
       onRetry: (err, n, delayMs) => {
         this.targetReachable = false;
+        this.targetProblem = errorText(err);
         this.options.metrics?.sinkRetries.inc({ sink: sink.name });
         this.logger.warn({ err, attempt: n, delayMs }, "sink write failed; retrying");
       },
@@ -265,8 +533,12 @@ export class SinkRunner {
     return result;
   }
 
-  /** Writes each topic's (table's) changes on their own; a table whose write fails as a whole fails all its items. */
-  private async writeTableByTable(changes: SinkChange[], stop: AbortSignal): Promise<{ failures: SinkItemFailure[] }> {
+  /**
+   * Writes each topic's (table's) changes on their own, in version order. A table whose write
+   * fails as a whole is narrowed down to the change it fails on (halving the rest): the changes
+   * before it apply, it fails, the ones after are held. Under halt a rejected row holds the rest too.
+   */
+  private async writeTableByTable(changes: SinkChange[], stop: AbortSignal): Promise<{ failures: SinkItemFailure[]; held: number[] }> {
     const byTopic = new Map<string, number[]>();
     changes.forEach((change, index) => {
       const indices = byTopic.get(change.origin.topic);
@@ -274,64 +546,103 @@ export class SinkRunner {
       else byTopic.set(change.origin.topic, [index]);
     });
     const failures: SinkItemFailure[] = [];
+    const held: number[] = [];
+    const order = (a: number, b: number) => {
+      const va = changes[a]!.event.source.position.change;
+      const vb = changes[b]!.event.source.position.change;
+      return va === vb ? (changes[a]!.origin.offset < changes[b]!.origin.offset ? -1 : 1) : va < vb ? -1 : 1;
+    };
     for (const indices of byTopic.values()) {
-      try {
-        const { failures: own } = await this.write(indices.map((i) => changes[i]!), stop);
-        for (const failure of own) failures.push({ ...failure, index: indices[failure.index]! });
-      } catch (error) {
-        if (!isTableLevel(error)) throw error;
-        for (const index of indices) failures.push({ index, error, retriable: false });
+      const ordered = [...indices].sort(order);
+      let start = 0;
+      let end = ordered.length;
+      while (start < ordered.length) {
+        const subset = ordered.slice(start, end);
+        try {
+          const { failures: own } = await this.write(
+            subset.map((i) => changes[i]!),
+            stop,
+          );
+          for (const failure of own) failures.push({ ...failure, index: subset[failure.index]! });
+          start = end;
+          end = ordered.length;
+          if (this.options.onError === "halt" && own.some((f) => !f.retriable)) break;
+        } catch (error) {
+          if (!isTableLevel(error)) throw error;
+          if (subset.length > 1) {
+            end = start + Math.ceil(subset.length / 2);
+            continue;
+          }
+          failures.push({ index: subset[0]!, error, retriable: false });
+          start += 1;
+          break;
+        }
       }
+      held.push(...ordered.slice(start));
     }
-    return { failures };
+    return { failures, held };
   }
 
-  private async handlePoison(record: StoredRecord, event: ChangeEvent | undefined, error: Error, nextOffsets: Map<string, TopicPartitionOffset>): Promise<void> {
+  private async handlePoison(record: StoredRecord, event: ChangeEvent | undefined, error: Error): Promise<void> {
     const table = event ? tableName(event.schema) : record.topic;
     const sink = this.options.sink.name;
     // A table the target cannot take halts under either policy: dead-lettering every later row of it would empty the table's stream.
     if (this.options.onError === "dead-letter" && !isTableLevel(error)) {
-      await this.options.log.produce([
-        {
-          topic: this.options.deadLetterTopic,
-          key: record.key,
-          value: record.value,
-          headers: {
-            ...record.headers,
-            "sluice.error": Buffer.from(error.message),
-            "sluice.sink": Buffer.from(sink),
-            "sluice.origin": Buffer.from(`${record.topic}:${record.partition}:${record.offset}`),
-          },
-          timestamp: record.timestamp,
-        },
-      ]);
-      this.options.metrics?.deadLettered.inc({ sink, table });
-      this.logger.warn({ table, topic: record.topic, offset: String(record.offset), err: error.message }, "row dead-lettered");
+      await this.deadLetter(record, table, error.message);
       return;
     }
-    // Halt: the partition's offset stays at its first poison record, so a restart meets it again.
-    const key = partitionKey(record.topic, record.partition);
-    const earlier = this.halted.has(record.topic) ? nextOffsets.get(key) : undefined;
-    if (earlier === undefined || earlier.offset > record.offset) nextOffsets.set(key, { topic: record.topic, partition: record.partition, offset: record.offset });
-    if (!this.halted.has(record.topic)) {
-      this.halted.set(record.topic, { topic: record.topic, table, error: error.message, offset: `${record.partition}:${record.offset}` });
-      this.options.metrics?.tablesHalted.set({ source: event?.source.name ?? "", sink, table }, 1);
-      this.logger.error({ table, topic: record.topic, partition: record.partition, offset: String(record.offset), err: error.message }, `sink ${sink}: table ${table} halted`);
-    }
+    if (this.halted.has(record.topic)) return;
+    const release = releaseHint(sink, table);
+    const view: HaltedSinkTable = {
+      topic: record.topic,
+      table,
+      error: error.message,
+      offset: `${record.partition}:${record.offset}`,
+      partition: record.partition,
+      recordOffset: record.offset.toString(),
+      since: new Date().toISOString(),
+      release,
+    };
+    this.halted.set(record.topic, { view, record, error, source: event?.source.name ?? "" });
+    this.options.metrics?.tablesHalted.set({ source: event?.source.name ?? "", sink, table }, 1);
+    this.logger.error(
+      { table, topic: record.topic, partition: record.partition, offset: String(record.offset), err: error.message, release },
+      `sink ${sink}: table ${table} halted at ${record.topic}:${record.partition}:${record.offset}: ${error.message}; ${release}`,
+    );
   }
 
+  /** Sends a record as it is stored to the dead-letter topic, with the reason, the sink and where it came from in headers. */
+  private async deadLetter(record: StoredRecord, table: string, reason: string): Promise<void> {
+    const sink = this.options.sink.name;
+    await this.options.log.produce([
+      {
+        topic: this.options.deadLetterTopic,
+        key: record.key,
+        value: record.value,
+        headers: {
+          ...record.headers,
+          "sluice.error": Buffer.from(reason),
+          "sluice.sink": Buffer.from(sink),
+          "sluice.origin": Buffer.from(`${record.topic}:${record.partition}:${record.offset}`),
+        },
+        timestamp: record.timestamp,
+      },
+    ]);
+    this.options.metrics?.deadLettered.inc({ sink, table });
+    this.logger.warn({ table, topic: record.topic, offset: String(record.offset), err: reason }, "row dead-lettered");
+  }
   private async storeOffsets(consumer: TopicConsumer, offsets: TopicPartitionOffset[], storedInTarget: boolean, stop: AbortSignal): Promise<void> {
     if (offsets.length === 0) return;
     const { sink } = this.options;
     if (isTransactional(sink) && !storedInTarget) await retry(() => sink.storeOffsets(offsets, stop), { ...this.options.retry, signal: stop });
     // The group's offsets in the topic log serve lag reporting and replay planning.
-    await retry(() => consumer.commit(offsets), { ...this.options.retry, signal: stop });
+    // A consumer that keeps failing (crashed, lost its group) is replaced by the loop in consumeUntilStopped.
+    await retry(() => consumer.commit(offsets), { ...this.options.retry, signal: stop, maxAttempts: 3 });
   }
 
-  private recordProgress(changes: SinkChange[], failures: SinkItemFailure[], seconds: number): void {
+  private recordProgress(appliedChanges: SinkChange[], seconds: number): void {
     const metrics = this.options.metrics;
-    const failed = new Set(failures.map((f) => f.index));
-    const applied = changes.filter((_, index) => !failed.has(index)).map((change) => change.event);
+    const applied = appliedChanges.map((change) => change.event);
     for (const event of applied) {
       const commitMs = event.source.commitTimeMs;
       if (this.lastAppliedCommitMs === null || commitMs > this.lastAppliedCommitMs) this.lastAppliedCommitMs = commitMs;
@@ -339,4 +650,8 @@ export class SinkRunner {
     for (const { table, op, count } of countPerTableAndOp(applied)) metrics?.sinkApplied.inc({ sink: this.options.sink.name, table, op }, count);
     metrics?.sinkApplyLatency.observe({ sink: this.options.sink.name }, seconds);
   }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

@@ -11,7 +11,7 @@ import { SluiceError } from "../connectors/errors.ts";
 import type { ErrorContext } from "../connectors/errors.ts";
 import type { SchemaRegistry } from "../schema-registry/index.ts";
 import type { RebuildReport } from "./rebuild.ts";
-import type { HaltedSinkTable } from "./sink-runner.ts";
+import type { HaltAction, HaltedSinkTable, HaltReleaseReport } from "./halted.ts";
 
 export interface SinkThreadData {
   readonly config: SluiceConfig;
@@ -29,7 +29,11 @@ export interface SerializedError {
   readonly context?: ErrorContext;
 }
 
-export type SinkThreadCall = { readonly method: "metrics" } | { readonly method: "query"; readonly sql: string } | { readonly method: "rebuild" };
+export type SinkThreadCall =
+  | { readonly method: "metrics" }
+  | { readonly method: "query"; readonly sql: string }
+  | { readonly method: "rebuild" }
+  | { readonly method: "release"; readonly table: string; readonly action: HaltAction; readonly execute: boolean };
 
 export type ToSinkThread =
   | { readonly type: "stop" }
@@ -39,6 +43,8 @@ export type ToSinkThread =
 
 export interface SinkThreadState {
   readonly ready: boolean;
+  /** What the sink waits for while not ready (the topic log or its target), or null. */
+  readonly waiting: string | null;
   readonly lastAppliedCommitMs: number | null;
   readonly halted: readonly HaltedSinkTable[];
 }
@@ -84,7 +90,7 @@ export class SinkThread {
   private readonly options: SinkThreadOptions;
   private readonly pending = new Map<number, Pending>();
   private nextCallId = 0;
-  private state: SinkThreadState = { ready: false, lastAppliedCommitMs: null, halted: [] };
+  private state: SinkThreadState = { ready: false, waiting: "starting", lastAppliedCommitMs: null, halted: [] };
   private settle!: { resolve(): void; reject(error: Error): void };
   private startup!: { resolve(): void; reject(error: Error): void };
   private readonly started: Promise<void>;
@@ -114,6 +120,18 @@ export class SinkThread {
     return !this.ended && this.state.ready;
   }
 
+  /** What the sink waits for while not ready, or null when ready. */
+  waitingFor(): string | null {
+    if (this.ended) return "its thread has ended";
+    return this.state.ready ? null : (this.state.waiting ?? "starting");
+  }
+
+  /** Ends the thread at once, whatever it is doing (for a shutdown past its deadline). */
+  async terminate(): Promise<void> {
+    this.end(null);
+    await this.worker.terminate().catch(() => undefined);
+  }
+
   lastAppliedCommitTime(): number | null {
     return this.state.lastAppliedCommitMs;
   }
@@ -132,6 +150,11 @@ export class SinkThread {
 
   rebuild(): Promise<RebuildReport> {
     return this.call({ method: "rebuild" }) as Promise<RebuildReport>;
+  }
+
+  /** Releases a halted table (`sluice halted retry|skip`); a dry run unless `execute`. */
+  release(table: string, action: HaltAction, execute: boolean): Promise<HaltReleaseReport> {
+    return this.call({ method: "release", table, action, execute }) as Promise<HaltReleaseReport>;
   }
 
   /** Asks the sink to finish its batch and stop; resolves when the thread has exited. */
@@ -164,7 +187,7 @@ export class SinkThread {
         this.startup.resolve();
         return;
       case "state":
-        this.state = { ready: message.ready, lastAppliedCommitMs: message.lastAppliedCommitMs, halted: message.halted };
+        this.state = { ready: message.ready, waiting: message.waiting, lastAppliedCommitMs: message.lastAppliedCommitMs, halted: message.halted };
         return;
       case "schema-request":
         this.options.registry.getById(message.schemaId).then(

@@ -5,6 +5,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { openTopicLog } from "../connectors/topics/open.ts";
+import { retry } from "./backoff.ts";
 import { createSink, deadLetterTopic, internalTopicSpec, recordDecoder, sinkGroupName, sinkTopics } from "./components.ts";
 import { createLogger } from "./logger.ts";
 import { SluiceMetrics } from "./metrics.ts";
@@ -64,7 +65,14 @@ async function main(): Promise<void> {
   const log = await openTopicLog(config.topics, config.name, logger, stop.signal, `sink.${sinkName}`);
   try {
     const dlq = deadLetterTopic(config, sinkConfig);
-    if (sinkConfig.on_error === "dead-letter") await log.createTopic(internalTopicSpec(dlq));
+    if (sinkConfig.on_error === "dead-letter") {
+      await retry(() => log.createTopic(internalTopicSpec(dlq)), {
+        initialMs: sinkConfig.retry.initial,
+        maxMs: sinkConfig.retry.max,
+        signal: stop.signal,
+        onRetry: (err, attempt, delayMs) => logger.warn({ err: err instanceof Error ? err.message : String(err), attempt, delayMs }, "creating the dead-letter topic failed; retrying"),
+      });
+    }
     const group = sinkGroupName(config, sinkConfig);
     const topics = async () => sinkTopics(config, sinkConfig, await log.topicNames());
     const decoder = recordDecoder(registry);
@@ -79,6 +87,7 @@ async function main(): Promise<void> {
       onError: sinkConfig.on_error,
       deadLetterTopic: dlq,
       retry: { initialMs: sinkConfig.retry.initial, maxMs: sinkConfig.retry.max },
+      itemAttempts: sinkConfig.retry.item_attempts,
       logger,
       metrics,
       owner,
@@ -93,9 +102,13 @@ async function main(): Promise<void> {
         case "rebuild":
           if (!isRebuildable(sink)) throw new Error(`sink ${sinkName} cannot be rebuilt`);
           return rebuildSink({ sink, log, decoder, topics: await topics(), group: `${group}.rebuild`, logger: logger.child({ component: "rebuild" }), signal: stop.signal });
+        case "release":
+          // A halt sink has no dead-letter topic until an operator first skips a record to it.
+          if (call.action === "skip" && call.execute) await log.createTopic(internalTopicSpec(dlq));
+          return runner.release(call.table, call.action, call.execute);
       }
     };
-    const report = () => post({ type: "state", ready: runner.ready(), lastAppliedCommitMs: runner.lastAppliedCommitTime(), halted: runner.haltedTables() });
+    const report = () => post({ type: "state", ready: runner.ready(), waiting: runner.waitingFor(), lastAppliedCommitMs: runner.lastAppliedCommitTime(), halted: runner.haltedTables() });
     const reporting = setInterval(report, STATE_REPORT_MS);
     post({ type: "started", queryable: isQueryable(sink), rebuildable: isRebuildable(sink) });
     try {

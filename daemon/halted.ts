@@ -1,0 +1,46 @@
+/**
+ * Halted tables as operators see them (/status, `sluice halted`), and how one is released:
+ * `retry` reads the table again from its poison record (after the cause was fixed), `skip` sends
+ * the poison record to the sink's dead-letter topic with its reason and goes on after it.
+ */
+
+/** A sink table halted by a record it could not apply. */
+export interface HaltedSinkTable {
+  readonly topic: string;
+  readonly table: string;
+  readonly error: string;
+  /** "<partition>:<offset>" of the poison record. */
+  readonly offset: string;
+  readonly partition: number;
+  /** The poison record's offset (decimal text: offsets are 64-bit). */
+  readonly recordOffset: string;
+  /** When the table halted (ISO 8601). */
+  readonly since: string;
+  /** The commands that release it. */
+  readonly release: string;
+}
+
+export type HaltAction = "retry" | "skip";
+
+export interface HaltReleaseReport {
+  readonly sink: string;
+  readonly table: string;
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: string;
+  readonly error: string;
+  readonly action: HaltAction;
+  readonly executed: boolean;
+  /** Where `skip` sends (or sent) the poison record. */
+  readonly deadLetterTopic?: string;
+  /** What was done, or what `--execute` would do. */
+  readonly description: string;
+}
+
+/** The operator commands that release a halted sink table, for log lines, errors and /status. */
+export function releaseHint(sink: string, table: string): string {
+  const args = `--sink ${sink} --table ${table}`;
+  return `fix the cause and run "sluice halted retry ${args} --execute", or move the record to the dead-letter topic with "sluice halted skip ${args} --execute" (both dry runs without --execute; see docs/operations.md, "Halted tables")`;
+}
+
+export const NOT_HALTED = "HALT_NOT_FOUND";
