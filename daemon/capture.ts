@@ -256,8 +256,18 @@ export class CapturePipeline {
   }
 
   private halt(table: string, error: SluiceError): void {
-    this.halted.set(table, { table, error: error.message, code: error.code, since: new Date().toISOString() });
-    this.logger.error({ table, err: error.toLog(), parkingTopic: this.options.parkingTopic }, `table ${table} halted: ${error.message}`);
+    const { column, value, key, bytes } = error.context;
+    this.halted.set(table, {
+      table,
+      error: error.message,
+      code: error.code,
+      since: new Date().toISOString(),
+      ...(typeof column === "string" ? { column } : {}),
+      ...(typeof value === "string" ? { value } : {}),
+      ...(typeof key === "string" ? { key } : {}),
+      ...(typeof bytes === "number" ? { bytes } : {}),
+    });
+    this.logger.error({ table, err: error.toLog(), parkingTopic: this.options.parkingTopic }, `table ${table} halted: ${error.message} (its changes are parked in ${this.options.parkingTopic}, nothing is lost; "sluice halted list" shows every halted table)`);
     this.options.stats?.onHalt?.(table, error);
   }
 

@@ -7,10 +7,11 @@ import { ConfigValidationError } from "../config/issues.ts";
 import { loadConfigFile } from "../config/load.ts";
 import type { SluiceConfig } from "../config/schema.ts";
 import { SluiceError } from "../connectors/errors.ts";
-import { openTopicLog } from "../connectors/topics/open.ts";
+import { openTopicLogForCommand } from "../connectors/topics/open.ts";
 import { runSchemaCommand, SCHEMA_USAGE } from "../schema-registry/index.ts";
 import { openRegistry } from "./components.ts";
 import { Daemon, splitHostPort } from "./daemon.ts";
+import { HALTED_DETAILS, HALTED_USAGE, runHaltedCommand } from "./halted-command.ts";
 import { createLogger, stdoutDestination } from "./logger.ts";
 import { ProgressDisplay } from "./progress-display.ts";
 import { runRebuildCommand } from "./rebuild-command.ts";
@@ -97,12 +98,13 @@ const commands: Record<string, Command> = {
     options: configOption,
     async run(values, positionals, io) {
       const config = loadConfigFile(configPath(values));
-      const log = await openTopicLog(config.topics, config.name, createLogger("warn", process.stderr));
+      // Read-only: a command never uses the daemon's producer (that would fence it) and writes nothing.
+      const log = config.schema_registry.kind === "remote" ? null : await openTopicLogForCommand(config.topics, config.name, createLogger("warn", process.stderr), "read-only");
       try {
         const { registry } = await openRegistry(config, log);
         return await runSchemaCommand(positionals, registry, io);
       } finally {
-        await log.close();
+        await log?.close();
       }
     },
   },
@@ -161,6 +163,17 @@ const commands: Record<string, Command> = {
       }
       io.stdout(values["json"] ? `${JSON.stringify(rows)}\n` : formatRows(rows));
       return EXIT_OK;
+    },
+  },
+  halted: {
+    summary: "list halted tables; release one (retry, or skip its poison record to the dead-letter topic); a dry run unless --execute",
+    usage: HALTED_USAGE,
+    details: `${CONFIG_HELP}\n${HALTED_DETAILS}`,
+    options: { ...configOption, sink: { type: "string" }, table: { type: "string" }, execute: { type: "boolean" }, json: { type: "boolean" } },
+    async run(values, positionals, io) {
+      const config = loadConfigFile(configPath(values));
+      const options = { sink: values["sink"] as string | undefined, table: values["table"] as string | undefined, execute: values["execute"] === true, json: values["json"] === true };
+      return runHaltedCommand(config, positionals, options, io);
     },
   },
   version: {

@@ -20,7 +20,12 @@ export interface RegistrySetup {
   readonly local: LocalRegistry | null;
 }
 
-export async function openRegistry(config: SluiceConfig, log: TopicLog): Promise<RegistrySetup> {
+/**
+ * The deployment's schema registry. Opening it only reads (the built-in registry loads its journal
+ * from the topic log; a remote one needs no log, so `log` may be null then): a command can open it
+ * on a read-only log beside a running daemon.
+ */
+export async function openRegistry(config: SluiceConfig, log: TopicLog | null): Promise<RegistrySetup> {
   const settings = config.schema_registry;
   if (settings.kind === "remote") {
     const auth = settings.token
@@ -31,6 +36,7 @@ export async function openRegistry(config: SluiceConfig, log: TopicLog): Promise
     const registry = new RemoteRegistry({ url: settings.url, timeoutMs: settings.timeout, cacheSize: settings.cache_size, ...(auth ? { auth } : {}) });
     return { registry, local: null };
   }
+  if (!log) throw new TypeError("the built-in schema registry is kept in the topic log: open the log first");
   const store = await openJournalStore(log.registryJournal);
   const local = new LocalRegistry(store, { defaultCompatibility: settings.compatibility });
   return { registry: local, local };

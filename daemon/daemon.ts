@@ -10,6 +10,7 @@ import { CapturePipeline } from "./capture.ts";
 import { captureEncoder, createSource, dataTopicPrefix, dataTopicSpec, internalTopicSpec, openRegistry, parkingTopic, sinkGroupName, sinkTopics, sourceStateDir } from "./components.ts";
 import { HttpServer, sendJson } from "./http-server.ts";
 import type { Logger } from "./logger.ts";
+import { haltedHandler } from "./halted-admin.ts";
 import { countPerTableAndOp, SluiceMetrics } from "./metrics.ts";
 import { queryHandler } from "./sink-query.ts";
 import { SinkThread } from "./sink-thread.ts";
@@ -170,6 +171,7 @@ export class Daemon {
     return { host: address.address, port: address.port };
   }
 
+    this.http.mount("/sinks", haltedHandler(new Map(this.sinks.map((s) => [s.name, s.thread]))));
   /** POST /sinks/<name>/rebuild: a zero-downtime rebuild of a running sink; answers when swapped in. */
   private async handleRebuild(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const match = /^\/sinks\/([^/]+)\/rebuild$/.exec((req.url ?? "").split("?")[0]!);

@@ -5,7 +5,7 @@
  */
 import { hostname } from "node:os";
 import type { SluiceConfig } from "../config/schema.ts";
-import { openTopicLog } from "../connectors/topics/open.ts";
+import { openTopicLogForCommand } from "../connectors/topics/open.ts";
 import { createSink, openRegistry, recordDecoder, sinkGroupName, sinkTopics } from "./components.ts";
 import { splitHostPort } from "./daemon.ts";
 import type { Logger } from "./logger.ts";
@@ -51,7 +51,7 @@ export async function runRebuildCommand(config: SluiceConfig, sinkName: string, 
     io.stdout(`Done (by the running daemon): ${describe(body)}.\n`);
     return 0;
   }
-  const log = await openTopicLog(config.topics, config.name, logger);
+  const log = await openTopicLogForCommand(config.topics, config.name, logger, "write");
   const group = sinkGroupName(config, sinkConfig);
   const owner = `sluice replay --rebuild (${hostname()}:${process.pid})`;
   try {

@@ -42,6 +42,6 @@ export function formatStatus(status: Record<string, unknown>): string {
     table(["SINK", "STATE", "LAG (RECORDS)", "FRESHNESS"], sinks.map((s) => [s.name, s.ready ? "applying" : "not ready", s.lagRecords === null ? "-" : String(s.lagRecords), seconds(s.freshnessSeconds)])),
   ];
   const halted = [...sources.flatMap((s) => s.halted.map((h) => [s.name, h.table, h.error])), ...sinks.flatMap((s) => s.halted.map((h) => [s.name, h.table, h.error]))];
-  if (halted.length > 0) out.push("", table(["HALTED IN", "TABLE", "ERROR"], halted));
+  if (halted.length > 0) out.push("", table(["HALTED IN", "TABLE", "ERROR"], halted), "", 'Details and release: "sluice halted -c FILE list", then "sluice halted retry" or "sluice halted skip" (see docs/operations.md, "Halted tables").');
   return `${out.join("\n")}\n`;
 }

@@ -5,7 +5,7 @@
  * capture into the embedded log is exactly-once.
  */
 import type { EventEmitter } from "node:events";
-import { mkdirSync, realpathSync } from "node:fs";
+import { existsSync, mkdirSync, realpathSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import type { TopicsConfig } from "../../config/schema.ts";
@@ -50,6 +50,11 @@ export interface EmbeddedLogOptions {
   readonly tombstoneRetentionMs?: number;
   /** Clock for retention and leases; tests pass their own. */
   readonly clock?: () => number;
+  /**
+   * Open an existing file for reading only (operator commands beside a running daemon): nothing is
+   * created or written, no retention job runs, and every write fails with TOPIC_LOG_READ_ONLY.
+   */
+  readonly readOnly?: boolean;
 }
 
 export interface TopicMeta {
@@ -125,6 +130,7 @@ export class EmbeddedTopicLog implements TopicLog {
   private readonly maintenanceBudget: number;
   private readonly topics = new Map<string, TopicMeta>();
   private readonly consumers = new Set<EmbeddedConsumer>();
+  private readonly readOnly: boolean;
   private maintenanceTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -139,8 +145,9 @@ export class EmbeddedTopicLog implements TopicLog {
     this.clock = options.clock ?? Date.now;
     this.maintenance = new Maintenance(db, options.tombstoneRetentionMs ?? 86_400_000);
     this.maintenanceBudget = options.maintenanceBudget ?? 500;
-    this.registryJournal = new EmbeddedRegistryJournal(db, path, this.clock);
-    const interval = options.maintenanceIntervalMs ?? 10_000;
+    this.readOnly = options.readOnly ?? false;
+    this.registryJournal = new EmbeddedRegistryJournal(db, path, this.clock, () => this.assertWritable("append registry entry"));
+    const interval = this.readOnly ? 0 : (options.maintenanceIntervalMs ?? 10_000);
     if (interval > 0) {
       this.maintenanceTimer = setInterval(() => this.runScheduledMaintenance(), interval);
       this.maintenanceTimer.unref();
@@ -150,21 +157,27 @@ export class EmbeddedTopicLog implements TopicLog {
   /** Opens (creating if needed) the log file; a file another Sluice version wrote is refused. */
   static open(options: EmbeddedLogOptions): EmbeddedTopicLog {
     const path = resolve(options.path);
+    if (options.readOnly && !existsSync(path)) {
+      throw new SluiceError(`no embedded topic log at ${path}: nothing has been captured with this config yet (start "sluice run", or check topics.path)`, {
+        code: "TOPIC_LOG_NOT_FOUND",
+        context: { component: "embedded-log", path },
+      });
+    }
     let db: DatabaseSync;
     try {
-      mkdirSync(dirname(path), { recursive: true });
-      db = new DatabaseSync(path);
+      if (!options.readOnly) mkdirSync(dirname(path), { recursive: true });
+      db = new DatabaseSync(path, { readOnly: options.readOnly ?? false });
     } catch (error) {
       throw new SluiceError(`cannot open embedded topic log ${path}: ${(error as Error).message}`, { code: "TOPIC_LOG_OPEN_FAILED", context: { component: "embedded-log", path }, cause: error });
     }
     try {
-      prepareDatabase(db, path);
+      prepareDatabase(db, path, options.readOnly ?? false);
     } catch (error) {
       db.close();
       throw topicLogError(error, "open", path);
     }
     const log = new EmbeddedTopicLog(db, realpathSync(path), options);
-    log.logger.info("embedded topic log open");
+    log.logger.info({ readOnly: log.readOnly }, "embedded topic log open");
     return log;
   }
 
@@ -316,6 +329,7 @@ export class EmbeddedTopicLog implements TopicLog {
   /** Runs one bounded retention and compaction pass now (the timer runs it periodically). */
   runMaintenance(): MaintenanceResult {
     this.assertOpen();
+    this.assertWritable("retention");
     try {
       return this.maintenance.run(this.clock(), this.maintenanceBudget);
     } catch (error) {
@@ -340,6 +354,7 @@ export class EmbeddedTopicLog implements TopicLog {
 
   /** Runs `operation` in one IMMEDIATE transaction; any failure rolls it back whole. */
   write<T>(operation: string, body: () => T): T {
+    this.assertWritable(operation);
     try {
       this.db.exec("BEGIN IMMEDIATE");
       const result = body();
@@ -355,6 +370,15 @@ export class EmbeddedTopicLog implements TopicLog {
       }
       throw topicLogError(error, operation, this.path);
     }
+  }
+
+  /** Throws TOPIC_LOG_READ_ONLY when this log was opened read-only. */
+  assertWritable(operation: string): void {
+    if (!this.readOnly) return;
+    throw new SluiceError(`cannot ${operation}: this command opened the embedded topic log ${this.path} read-only (so it never takes a lock a running daemon waits for)`, {
+      code: "TOPIC_LOG_READ_ONLY",
+      context: { component: "embedded-log", path: this.path, operation },
+    });
   }
 
   read<T>(operation: string, body: () => T): T {

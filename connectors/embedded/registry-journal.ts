@@ -8,10 +8,12 @@ export class EmbeddedRegistryJournal implements RegistryJournal {
   private readonly clock: () => number;
   private readonly insert: StatementSync;
   private readonly all: StatementSync;
+  private readonly assertWritable: () => void;
 
-  constructor(db: DatabaseSync, path: string, clock: () => number) {
+  constructor(db: DatabaseSync, path: string, clock: () => number, assertWritable: () => void = () => undefined) {
     this.path = path;
     this.clock = clock;
+    this.assertWritable = assertWritable;
     this.insert = db.prepare("INSERT INTO registry_journal (entry, appended_at_ms) VALUES (?, ?)");
     this.all = db.prepare("SELECT entry FROM registry_journal ORDER BY sequence");
   }
@@ -19,6 +21,7 @@ export class EmbeddedRegistryJournal implements RegistryJournal {
   async append(entry: unknown): Promise<void> {
     const text = JSON.stringify(entry);
     if (text === undefined) throw new TypeError("registry journal entries must be JSON values");
+    this.assertWritable();
     try {
       this.insert.run(text, this.clock());
     } catch (error) {

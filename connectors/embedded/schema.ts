@@ -80,9 +80,17 @@ CREATE TABLE registry_journal (
 );
 `;
 
-/** Sets the durability pragmas (WAL, fsync on every commit) and creates or checks the schema. */
-export function prepareDatabase(db: DatabaseSync, path: string): void {
+/** Sets the durability pragmas (WAL, fsync on every commit) and creates or checks the schema; read-only: only checks. */
+export function prepareDatabase(db: DatabaseSync, path: string, readOnly = false): void {
   db.exec("PRAGMA busy_timeout = 5000");
+  if (readOnly) {
+    const version = (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version;
+    if (version === SCHEMA_VERSION) return;
+    throw new SluiceError(
+      version === 0 ? `${path} is not an embedded topic log (no Sluice schema in it yet)` : `embedded topic log ${path} has schema version ${version}; this Sluice knows version ${SCHEMA_VERSION}`,
+      { code: version === 0 ? "TOPIC_LOG_NOT_FOUND" : "TOPIC_LOG_VERSION", context: { component: "embedded-log", path } },
+    );
+  }
   const fresh = (db.prepare("SELECT count(*) AS n FROM sqlite_master").get() as { n: number }).n === 0;
   if (fresh) db.exec("PRAGMA page_size = 8192");
   const mode = (db.prepare("PRAGMA journal_mode = WAL").get() as { journal_mode: string }).journal_mode;

@@ -1,5 +1,6 @@
 /** The kafkajs client for a deployment's `topics: {kind: kafka}` config, logging through pino. */
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { Kafka, logLevel } from "kafkajs";
 import type { KafkaConfig, LogEntry, SASLOptions } from "kafkajs";
 import type { TopicsConfig } from "../../config/schema.ts";
@@ -8,8 +9,35 @@ import { registerCompressionCodecs } from "./compression.ts";
 
 export type KafkaTopicsConfig = Extract<TopicsConfig, { kind: "kafka" }>;
 
+interface RequestQueue {
+  pending: unknown[];
+  throttledUntil: number;
+  scheduleCheckPendingRequests(): void;
+}
+
+let requestQueueGuarded = false;
+
+/**
+ * kafkajs 2.2.4 (tulios/kafkajs#1751, #1704) re-arms its pending-request check after every
+ * response even when nothing is pending or throttled, with the delay `throttledUntil - now`, which
+ * is then negative: Node 24 prints TimeoutNegativeWarning and each connection spins a 1 ms timer
+ * loop. The check is only needed while requests wait (in flight limit or broker throttling).
+ */
+export function guardRequestQueue(): void {
+  if (requestQueueGuarded) return;
+  requestQueueGuarded = true;
+  const { prototype } = createRequire(import.meta.url)("kafkajs/src/network/requestQueue/index.js") as { prototype: RequestQueue };
+  const schedule = prototype.scheduleCheckPendingRequests;
+  prototype.scheduleCheckPendingRequests = function (this: RequestQueue) {
+    // Nothing waits and no throttle runs: no check to schedule (kafkajs would schedule it at a negative delay).
+    if (this.pending.length === 0 && this.throttledUntil <= Date.now()) return;
+    schedule.call(this);
+  };
+}
+
 export function createKafkaClient(config: KafkaTopicsConfig, logger: Logger): Kafka {
   registerCompressionCodecs();
+  guardRequestQueue();
   const kafkaLogger = logger.child({ component: "kafkajs" });
   const settings: KafkaConfig = {
     clientId: config.client_id,

@@ -44,10 +44,19 @@ export interface KafkaLogOptions {
   readonly logger: Logger;
   /** Transactional id of this process's producer (default `<deployment>.<client_id>`); two processes writing at once need different ones. */
   readonly transactionalId?: string;
+  /**
+   * How this process uses the log: "capture" (default) creates Sluice's internal topics and
+   * connects the producer at open; "command" (an operator command that may write, under a
+   * transactional id of its own) connects the producer only at its first produce call; "read-only"
+   * has no producer and refuses every write with TOPIC_LOG_READ_ONLY, so it never fences a daemon.
+   */
+  readonly access?: KafkaLogAccess;
   /** Retry policy for connecting and producing; default: forever, 200 ms doubling to 30 s, with jitter. */
   readonly retry?: BackoffPolicy & { readonly maxAttempts?: number };
   readonly signal?: AbortSignal;
 }
+
+export type KafkaLogAccess = "capture" | "command" | "read-only";
 
 const DEFAULT_RETRY: BackoffPolicy & { readonly maxAttempts?: number } = { initialMs: 200, maxMs: 30_000 };
 
@@ -60,7 +69,9 @@ export class KafkaTopicLog implements TopicLog {
   private readonly config: KafkaTopicsConfig;
   private readonly deployment: string;
   private readonly logger: Logger;
-  private readonly producer: BatchingProducer;
+  /** Null when read-only. */
+  private readonly producer: BatchingProducer | null;
+  private readonly access: KafkaLogAccess;
   private readonly partitionCounts = new Map<string, number>();
   private readonly consumers = new Set<KafkaPullConsumer>();
   private isReady = false;
@@ -73,7 +84,8 @@ export class KafkaTopicLog implements TopicLog {
     this.kafka = createKafkaClient(options.config, options.logger);
     this.admin = this.kafka.admin();
     this.checkpointGuarantee = options.config.transactions ? ("exactly-once" as const) : ("at-least-once" as const);
-    this.producer = new BatchingProducer({
+    this.access = options.access ?? "capture";
+    this.producer = this.access === "read-only" ? null : new BatchingProducer({
       kafka: this.kafka,
       brokers: options.config.brokers,
       lingerMs: options.config.linger,
@@ -99,10 +111,10 @@ export class KafkaTopicLog implements TopicLog {
     for (let attempt = 0; ; attempt++) {
       try {
         await log.admin.connect();
-        await log.ensureInternalTopics();
-        await log.producer.connect();
+        if (log.access !== "read-only") await log.ensureInternalTopics();
+        if (log.access === "capture") await log.producer!.connect();
         log.isReady = true;
-        log.logger.info({ brokers: options.config.brokers, transactions: options.config.transactions }, "Kafka topic log connected");
+        log.logger.info({ brokers: options.config.brokers, transactions: options.config.transactions, access: log.access }, "Kafka topic log connected");
         return log;
       } catch (error) {
         const failure = kafkaError(error, "connect", options.config.brokers);
@@ -124,6 +136,7 @@ export class KafkaTopicLog implements TopicLog {
   }
 
   async createTopic(spec: TopicSpec): Promise<void> {
+    this.assertWritable("create topic");
     validateSpec(spec);
     const existing = await this.describeTopic(spec.name);
     if (existing) {
@@ -154,6 +167,7 @@ export class KafkaTopicLog implements TopicLog {
   }
 
   async deleteTopic(name: string): Promise<void> {
+    this.assertWritable("delete topic");
     try {
       await this.admin.deleteTopics({ topics: [name], timeout: 30_000 });
     } catch (error) {
@@ -177,6 +191,7 @@ export class KafkaTopicLog implements TopicLog {
 
   async produce(records: readonly ProducedRecord[], checkpoint?: Checkpoint): Promise<void> {
     if (this.closed) throw closedError();
+    const producer = this.assertWritable("produce");
     const messages: OutgoingMessage[] = [];
     for (const record of records) {
       const partitions = await this.partitionCount(record.topic);
@@ -190,7 +205,7 @@ export class KafkaTopicLog implements TopicLog {
       messages.push({ topic: record.topic, message, size: estimateSize(record) });
     }
     const stored = checkpoint ? await this.checkpointMessage(checkpoint) : undefined;
-    await this.producer.send(messages, stored ? { source: checkpoint!.source, message: stored } : undefined);
+    await producer.send(messages, stored ? { source: checkpoint!.source, message: stored } : undefined);
   }
 
   async readCheckpoint(source: string): Promise<Checkpoint | null> {
@@ -239,6 +254,7 @@ export class KafkaTopicLog implements TopicLog {
   }
 
   async setCommittedOffsets(group: string, offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    this.assertWritable("set group offsets");
     const byTopic = new Map<string, { partition: number; offset: string }[]>();
     for (const o of offsets) byTopic.set(o.topic, [...(byTopic.get(o.topic) ?? []), { partition: o.partition, offset: o.offset.toString() }]);
     for (const [topic, partitions] of byTopic) await this.call("set group offsets", () => this.admin.setOffsets({ groupId: group, topic, partitions }));
@@ -278,7 +294,7 @@ export class KafkaTopicLog implements TopicLog {
     if (this.closed) return;
     this.closed = true;
     for (const consumer of [...this.consumers]) await consumer.close();
-    await this.producer.close();
+    await this.producer?.close();
     await this.admin.disconnect().catch(() => undefined);
     this.logger.info("Kafka topic log closed");
   }
@@ -286,6 +302,8 @@ export class KafkaTopicLog implements TopicLog {
   /** Every record of a topic up to its current end, read with a throwaway consumer group. */
   async readWholeTopic(topic: string): Promise<StoredRecord[]> {
     const group = `${this.deployment}.sluice.reader.${randomBytes(6).toString("hex")}`;
+    // Read-only opens create no topics: an internal topic the daemon has not created yet is empty.
+    if (this.access === "read-only" && !(await this.describeTopic(topic))) return [];
     const ends = (await this.partitionOffsets(topic)).filter((r) => r.end > r.start);
     if (ends.length === 0) return [];
     const consumer = await KafkaPullConsumer.create({ kafka: this.kafka, admin: this.admin, brokers: this.config.brokers, group, topics: [topic], logger: this.logger });
@@ -300,6 +318,15 @@ export class KafkaTopicLog implements TopicLog {
       await this.admin.deleteGroups([group]).catch(() => undefined);
     }
     return out;
+  }
+
+  /** The producer; throws TOPIC_LOG_READ_ONLY when this log was opened read-only. */
+  private assertWritable(operation: string): BatchingProducer {
+    if (this.producer) return this.producer;
+    throw new SluiceError(`cannot ${operation}: this command opened the Kafka topic log read-only (so it never disturbs a running daemon's producer)`, {
+      code: "TOPIC_LOG_READ_ONLY",
+      context: { component: "kafka", deployment: this.deployment, operation },
+    });
   }
 
   /** Waits (up to 10 s: the data is durable either way) until read_committed readers can read past these offsets. */

@@ -1,3 +1,5 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
 import type { TopicsConfig } from "../../config/schema.ts";
 import type { Logger } from "../../daemon/logger.ts";
 import { EmbeddedTopicLog } from "../embedded/embedded-log.ts";
@@ -7,11 +9,49 @@ import type { TopicLog } from "./contract.ts";
  * Opens the deployment's topic log as configured: the embedded log file, or a Kafka cluster
  * (retrying until reachable or `signal` aborts). `writer` names a second writer in the same
  * deployment (e.g. a sink thread) so its Kafka transactional id does not fence the first's.
+ * For `sluice run` only: operator commands use openTopicLogForCommand.
  */
 export async function openTopicLog(config: TopicsConfig, deployment: string, logger: Logger, signal?: AbortSignal, writer?: string): Promise<TopicLog> {
   if (config.kind === "embedded") return EmbeddedTopicLog.open({ path: config.path, logger });
   // Loaded on demand: an embedded deployment never loads kafkajs.
   const { KafkaTopicLog } = await import("../kafka/kafka-log.ts");
-  const transactionalId = writer ? `${deployment}.${config.client_id}.${writer}` : undefined;
+  const transactionalId = writer ? transactionalIdOf(deployment, config.client_id, writer) : undefined;
   return KafkaTopicLog.open({ config, deployment, logger, ...(signal ? { signal } : {}), ...(transactionalId ? { transactionalId } : {}) });
+}
+
+/**
+ * How an operator command (every command but `sluice run`) uses the log while a daemon may be
+ * running on it: "read-only" has no producer and takes no lock or lease (writes fail with
+ * TOPIC_LOG_READ_ONLY); "write" may write, with a Kafka transactional id of its own, connected
+ * only when it first produces.
+ */
+export type CommandAccess = "read-only" | "write";
+
+/** A command gives up on an unreachable Kafka after a few seconds instead of waiting for ever. */
+const COMMAND_RETRY = { initialMs: 200, maxMs: 2_000, maxAttempts: 5 };
+
+export async function openTopicLogForCommand(config: TopicsConfig, deployment: string, logger: Logger, access: CommandAccess): Promise<TopicLog> {
+  if (config.kind === "embedded") return EmbeddedTopicLog.open({ path: config.path, logger, readOnly: access === "read-only", maintenanceIntervalMs: 0 });
+  const { KafkaTopicLog } = await import("../kafka/kafka-log.ts");
+  return KafkaTopicLog.open({
+    config,
+    deployment,
+    logger,
+    access: access === "read-only" ? "read-only" : "command",
+    transactionalId: commandTransactionalId(deployment, config.client_id),
+    retry: COMMAND_RETRY,
+  });
+}
+
+/**
+ * Kafka transactional ids: the daemon's capture is `<deployment>.<client_id>`, a sink thread's
+ * `<deployment>.<client_id>.sink.<sink>`, a command's `<deployment>.<client_id>.command.<host>.<pid>.<random>`:
+ * the prefixes keep them apart, so no command ever fences the daemon's or a sink's producer.
+ */
+export function transactionalIdOf(deployment: string, clientId: string, writer?: string): string {
+  return writer ? `${deployment}.${clientId}.${writer}` : `${deployment}.${clientId}`;
+}
+
+export function commandTransactionalId(deployment: string, clientId: string): string {
+  return transactionalIdOf(deployment, clientId, `command.${hostname()}.${process.pid}.${randomBytes(4).toString("hex")}`);
 }

@@ -1,0 +1,65 @@
+/**
+ * The admin endpoint behind `sluice halted retry|skip`: POST /sinks/<sink>/halted/<retry|skip>
+ * with the JSON body {"table": "...", "execute": true|false}. Answers the release report (what was
+ * done, or what --execute would do); 404 when the sink or the halted table is unknown.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { SluiceError } from "../connectors/errors.ts";
+import { NOT_HALTED } from "./halted.ts";
+import type { HaltAction, HaltReleaseReport } from "./halted.ts";
+import { sendJson } from "./http-server.ts";
+
+export interface ReleasableSink {
+  release(table: string, action: HaltAction, execute: boolean): Promise<HaltReleaseReport>;
+}
+
+const MAX_BODY_BYTES = 64 * 1024;
+
+export function haltedHandler(sinks: ReadonlyMap<string, ReleasableSink>) {
+  return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
+    const match = /^\/sinks\/([^/]+)\/halted\/(retry|skip)$/.exec((req.url ?? "").split("?")[0]!);
+    if (!match || req.method !== "POST") return false;
+    const name = decodeURIComponent(match[1]!);
+    const sink = sinks.get(name);
+    if (!sink) {
+      sendJson(res, 404, { error: `no sink "${name}" runs here; sinks: ${[...sinks.keys()].join(", ") || "(none)"}` });
+      return true;
+    }
+    let request: { table?: unknown; execute?: unknown };
+    try {
+      request = await readJson(req);
+    } catch (error) {
+      sendJson(res, 400, { error: (error as Error).message });
+      return true;
+    }
+    if (typeof request.table !== "string" || request.table === "") {
+      sendJson(res, 400, { error: 'the body needs "table": the halted table (schema.table) or its topic' });
+      return true;
+    }
+    try {
+      sendJson(res, 200, await sink.release(request.table, match[2] as HaltAction, request.execute === true));
+    } catch (error) {
+      const notHalted = error instanceof SluiceError && error.code === NOT_HALTED;
+      sendJson(res, notHalted ? 404 : 500, { error: error instanceof Error ? error.message : String(error), ...(error instanceof SluiceError ? { code: error.code } : {}) });
+    }
+    return true;
+  };
+}
+
+async function readJson(req: IncomingMessage): Promise<{ table?: unknown; execute?: unknown }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw new Error("request body too large");
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString("utf8");
+  try {
+    const parsed: unknown = JSON.parse(text === "" ? "{}" : text);
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not an object");
+    return parsed as { table?: unknown; execute?: unknown };
+  } catch {
+    throw new Error('the body must be a JSON object: {"table": "schema.table", "execute": false}');
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * `sluice halted`: list the halted tables of the running daemon (capture and sinks), and release
+ * a sink's halted table — `retry` (read it again from its poison record, after the cause was
+ * fixed) or `skip` (send the poison record to the sink's dead-letter topic with its reason and go
+ * on). Both are dry runs unless --execute. Halts live in the running daemon, so every subcommand
+ * asks it over its HTTP API (daemon/halted-admin.ts).
+ */
+import type { SluiceConfig } from "../config/schema.ts";
+import { splitHostPort } from "./daemon.ts";
+import type { HaltedSinkTable, HaltReleaseReport } from "./halted.ts";
+
+export const HALTED_USAGE = "sluice halted -c FILE (list | retry --sink NAME --table T | skip --sink NAME --table T) [--execute] [--json]";
+
+export const HALTED_DETAILS = `  --sink NAME         the sink whose table is halted
+  --table T           the halted table (schema.table, as "list" shows it) or its topic
+  --execute           do it (without: a dry run that says what would happen and changes nothing)
+  --json              print the daemon's answer as JSON
+
+  list    every halted table: sink halts (sink, table, topic:partition:offset of the record
+          that halted it, error) and capture halts (source, table, error)
+  retry   read the table again from the record that halted it, e.g. after the target or the
+          sink's config was fixed; a record that still fails halts it again
+  skip    send that record to the sink's dead-letter topic (<deployment>.dlq.<sink>) with its
+          reason, and go on after it; a restart does not halt the table on it again
+
+Asks the running daemon at the config's http.listen address. See docs/operations.md, "Halted tables".`;
+
+export interface HaltedIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+interface CaptureHalt {
+  table: string;
+  error: string;
+  since?: string;
+}
+
+function daemonUrl(config: SluiceConfig, path: string): string {
+  const { host, port } = splitHostPort(config.http.listen);
+  const reachable = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+  return `http://${reachable}:${port}${path}`;
+}
+
+function unreachable(url: string, error: unknown, io: HaltedIo): number {
+  const cause = (error as Error).cause instanceof Error ? ((error as Error).cause as Error).message : (error as Error).message;
+  io.stderr(
+    `sluice halted: no daemon answers at ${url} (${cause}). Halts live in the running daemon: start it with "sluice run" and this config; ` +
+      `a table halted before meets its poison record again and halts again, and then this command can release it.\n`,
+  );
+  return 1;
+}
+
+export async function runHaltedCommand(
+  config: SluiceConfig,
+  positionals: readonly string[],
+  options: { sink?: string | undefined; table?: string | undefined; execute: boolean; json: boolean },
+  io: HaltedIo,
+): Promise<number> {
+  const [action, ...extra] = positionals;
+  if (extra.length > 0 || (action !== "list" && action !== "retry" && action !== "skip")) {
+    io.stderr(`sluice halted: say list, retry or skip\nUsage: ${HALTED_USAGE}\n`);
+    return 2;
+  }
+  if (action === "list") return list(config, options.json, io);
+  if (!options.sink || !options.table) {
+    io.stderr(`sluice halted ${action}: give --sink NAME and --table T (see "sluice halted -c FILE list")\nUsage: ${HALTED_USAGE}\n`);
+    return 2;
+  }
+  if (!config.sinks.some((s) => s.name === options.sink)) {
+    io.stderr(`sluice halted ${action}: no sink "${options.sink}" in the config; sinks: ${config.sinks.map((s) => s.name).join(", ")}\n`);
+    return 2;
+  }
+  const url = daemonUrl(config, `/sinks/${encodeURIComponent(options.sink)}/halted/${action}`);
+  let response: Response;
+  try {
+    response = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ table: options.table, execute: options.execute }), signal: AbortSignal.timeout(60_000) });
+  } catch (error) {
+    return unreachable(url, error, io);
+  }
+  const body = (await response.json().catch(() => ({ error: response.statusText }))) as HaltReleaseReport & { error?: string };
+  if (!response.ok) {
+    const capture = response.status === 404 ? " Capture halts (a schema change refused at capture) are not released here: see docs/operations.md, \"Halted tables\"." : "";
+    io.stderr(`sluice halted ${action}: ${body.error ?? response.statusText}.${capture}\n`);
+    return 1;
+  }
+  if (options.json) {
+    io.stdout(`${JSON.stringify(body, null, 2)}\n`);
+    return 0;
+  }
+  const lines = [
+    `sink ${body.sink}, table ${body.table}: halted at ${body.topic}:${body.partition}:${body.offset}`,
+    `  error: ${body.error}`,
+    body.executed ? `Done: ${body.description}.` : `Dry run, nothing changed: ${body.description}.`,
+  ];
+  if (!body.executed) lines.push(`Add --execute to do it.`);
+  io.stdout(`${lines.join("\n")}\n`);
+  return 0;
+}
+
+async function list(config: SluiceConfig, json: boolean, io: HaltedIo): Promise<number> {
+  const url = daemonUrl(config, "/status");
+  let status: { sources?: { name: string; halted?: CaptureHalt[] }[]; sinks?: { name: string; halted?: HaltedSinkTable[] }[] };
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+    status = (await response.json()) as typeof status;
+  } catch (error) {
+    return unreachable(url, error, io);
+  }
+  const sinkHalts = (status.sinks ?? []).flatMap((s) => (s.halted ?? []).map((h) => ({ sink: s.name, ...h })));
+  const captureHalts = (status.sources ?? []).flatMap((s) => (s.halted ?? []).map((h) => ({ source: s.name, ...h })));
+  if (json) {
+    io.stdout(`${JSON.stringify({ sinks: sinkHalts, sources: captureHalts }, null, 2)}\n`);
+    return 0;
+  }
+  if (sinkHalts.length === 0 && captureHalts.length === 0) {
+    io.stdout("no halted tables\n");
+    return 0;
+  }
+  const out: string[] = [];
+  if (sinkHalts.length > 0) {
+    out.push(
+      table(
+        ["SINK", "TABLE", "AT (TOPIC:PARTITION:OFFSET)", "SINCE", "ERROR"],
+        sinkHalts.map((h) => [h.sink, h.table, `${h.topic}:${h.partition}:${h.recordOffset}`, h.since ?? "-", h.error]),
+      ),
+      "",
+      'Release one: "sluice halted retry --sink NAME --table T" (after fixing the cause) or "sluice halted skip --sink NAME --table T" (to the dead-letter topic); add --execute to do it.',
+    );
+  }
+  if (captureHalts.length > 0) {
+    if (out.length > 0) out.push("");
+    out.push(
+      table(
+        ["SOURCE (CAPTURE)", "TABLE", "SINCE", "ERROR"],
+        captureHalts.map((h) => [h.source, h.table, h.since ?? "-", h.error]),
+      ),
+      "",
+      "Capture halts keep the table's changes parked (nothing lost); they are released at the next start once the cause is fixed (see docs/operations.md, \"Halted tables\").",
+    );
+  }
+  io.stdout(`${out.join("\n")}\n`);
+  return 0;
+}
+
+function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
+  return [line(headers), ...rows.map(line)].join("\n");
+}
