@@ -161,6 +161,7 @@ export class Daemon {
     const queryable = new Map(this.sinks.flatMap((s) => (s.thread.queryable ? [[s.name, s.thread] as const] : [])));
     this.http.mount("/sinks", queryHandler(queryable));
     this.http.mount("/sinks", (req, res) => this.handleRebuild(req, res));
+    this.http.mount("/sinks", haltedHandler(new Map(this.sinks.map((s) => [s.name, s.thread]))));
     for (const capture of this.captures) capture.done = this.supervise(`source ${capture.name}`, capture.pipeline.run(this.captureStop.signal));
     for (const sink of this.sinks) sink.done = this.supervise(`sink ${sink.name}`, sink.thread.finished);
     this.started = true;
@@ -171,7 +172,6 @@ export class Daemon {
     return { host: address.address, port: address.port };
   }
 
-    this.http.mount("/sinks", haltedHandler(new Map(this.sinks.map((s) => [s.name, s.thread]))));
   /** POST /sinks/<name>/rebuild: a zero-downtime rebuild of a running sink; answers when swapped in. */
   private async handleRebuild(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const match = /^\/sinks\/([^/]+)\/rebuild$/.exec((req.url ?? "").split("?")[0]!);
