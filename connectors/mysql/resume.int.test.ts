@@ -111,7 +111,9 @@ describe("MySQL source: resume", () => {
     await rescue.connect(checkpoint, AbortSignal.timeout(30_000));
     const resnapshot = await readUntil(rescue, snapshotFinished);
     await rescue.close();
-    assert.ok(resnapshot.events.length > 0 && resnapshot.events.every((e) => e.op === "r"));
+    const [reset, ...rows] = resnapshot.events;
+    assert.equal(reset?.op, "t", "the new snapshot opens with the table's reset");
+    assert.ok(rows.length > 0 && rows.every((e) => e.op === "r" && e.source.position.change > reset!.source.position.change));
   });
 });
 

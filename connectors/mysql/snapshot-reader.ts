@@ -12,6 +12,7 @@ import type { ChangeEvent, ColumnValue, Position, TableSchema } from "../contrac
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
+import { snapshotResetPosition } from "../common/snapshot-reset.ts";
 import type { CapturedTableRef } from "./catalog.ts";
 import { quoteIdentifier } from "./connection-settings.ts";
 import { toSluiceError } from "./mysql-errors.ts";
@@ -53,6 +54,8 @@ interface MutableProgress {
 }
 
 type RawRow = (Buffer | null)[];
+
+const RESET_BYTES = 64;
 
 const rawBytes = { typeCast: (field: { buffer(): Buffer | null }) => field.buffer() };
 
@@ -129,6 +132,8 @@ export class SnapshotReader {
     progress.state = "running";
     progress.startedAtMs = Date.now();
     logger.info({ table: progress.table, key: definition.key, estimatedRows: progress.rowsEstimated }, "snapshot of table started");
+    if (this.options.buffer.full) await this.options.buffer.waitForSpace(signal);
+    this.options.buffer.push(this.reset(schema, definition), RESET_BYTES);
     const decoders = definition.columns.map((column) => snapshotDecoder(column, zeroDates));
     const emit = async (rows: readonly RawRow[]) => {
       for (const row of rows) {
@@ -208,6 +213,29 @@ export class SnapshotReader {
         pending.then(() => (failed ? undefined : resolve()), reject);
       });
     });
+  }
+
+  /** The truncate that opens the table's snapshot, one version below its rows (common/snapshot-reset.ts). */
+  private reset(schema: TableSchema, definition: TableDefinition): ChangeEvent {
+    const { position, sourceName, startedAtMs } = this.options;
+    return {
+      op: "t",
+      key: {},
+      before: null,
+      after: null,
+      source: {
+        connector: "mysql",
+        name: sourceName,
+        db: definition.database,
+        schema: definition.database,
+        table: definition.table,
+        position: snapshotResetPosition(position),
+        txId: null,
+        commitTimeMs: startedAtMs,
+        snapshot: true,
+      },
+      schema,
+    };
   }
 
   private event(schema: TableSchema, definition: TableDefinition, decoders: readonly SnapshotDecoder[], raw: RawRow): ChangeEvent {

@@ -211,7 +211,7 @@ describe("MySQL source: column types", () => {
       // The values are what the Avro mapping of the schema registry expects: they survive a round trip.
       const mapping = mapTable(stream.events[0]!.schema);
       const avro = createAvroType(mapping.valueSchema);
-      for (const event of [...snapshot.events, ...stream.events]) {
+      for (const event of [...snapshot.events.filter((e) => e.op === "r"), ...stream.events]) {
         const back = mapping.valueCodec.fromAvro(avro.fromBuffer(avro.toBuffer(mapping.valueCodec.toAvro(event.after!))));
         assert.deepEqual(back, event.after, `row ${String(event.after!["id"])} through Avro`);
       }

@@ -39,7 +39,7 @@ async function snapshotCheckpoint(c: ReturnType<typeof config>): Promise<Checkpo
   await source.connect(null, AbortSignal.timeout(30_000));
   try {
     const collected = await readUntil(source, snapshotFinished);
-    assert.equal(collected.events.length, 50);
+    assert.deepEqual(collected.events.map((e) => e.op), ["t", ...Array<string>(50).fill("r")], "the table's reset, then its rows");
     return collected.batches.at(-1)!.checkpoint;
   } finally {
     await source.close();
@@ -90,10 +90,17 @@ test("a snapshot interrupted midway starts over on a new slot", async () => {
   await source.connect(interrupted, AbortSignal.timeout(30_000));
   try {
     const collected = await readUntil(source, snapshotFinished);
-    assert.deepEqual(collected.events.map((e) => e.key["id"]).sort((a, b) => Number(a) - Number(b)), Array.from({ length: 50 }, (_, i) => i + 1));
+    const rows = collected.events.filter((e) => e.op === "r");
+    assert.deepEqual(rows.map((e) => e.key["id"]).sort((a, b) => Number(a) - Number(b)), Array.from({ length: 50 }, (_, i) => i + 1));
     assert.notEqual((await slotRow(admin, c.slot!))!["restart_lsn"], null);
     assert.ok(collected.events[0]!.source.position.commit > interrupted.position.commit, "a new slot, a new consistent point");
     assert.ok(slotBefore !== undefined);
+    // The reset opens the restarted snapshot: above every version the interrupted attempt wrote, below the new rows.
+    const reset = collected.events[0]!;
+    assert.equal(reset.op, "t");
+    assert.equal(reset.source.snapshot, true);
+    assert.ok(first.events.every((e) => e.source.position.change < reset.source.position.change), "the reset's version is above the interrupted attempt's");
+    assert.ok(rows.every((e) => e.source.position.change > reset.source.position.change), "and below the new snapshot's rows");
   } finally {
     await source.close();
   }
@@ -126,10 +133,10 @@ test("an existing publication is used as it is: its column list and row filter s
   await source.connect(null, AbortSignal.timeout(30_000));
   try {
     const collected = await readUntil(source, snapshotFinished);
-    assert.deepEqual(collected.events.map((e) => e.after), [{ id: 1, region: "eu" }, { id: 3, region: "eu" }]);
+    assert.deepEqual(collected.events.map((e) => e.after), [null, { id: 1, region: "eu" }, { id: 3, region: "eu" }], "the table's reset, then the rows the filter lets through");
     await admin.query(`INSERT INTO ${q("filtered")} VALUES (4, 'us', 's4'), (5, 'eu', 's5')`);
     await readUntil(source, (all) => all.events.some((e) => e.key["id"] === 5), { into: collected });
-    assert.deepEqual(collected.events.slice(2).map((e) => [e.op, e.after]), [["c", { id: 5, region: "eu" }]]);
+    assert.deepEqual(collected.events.slice(3).map((e) => [e.op, e.after]), [["c", { id: 5, region: "eu" }]]);
     assert.deepEqual(collected.events.at(-1)!.schema.columns.map((col) => col.name), ["id", "region"]);
   } finally {
     await source.close();

@@ -34,11 +34,16 @@ export interface SnapshotReaderOptions {
   readonly onProgress?: (progress: readonly TableSnapshotProgress[]) => void;
 }
 
-/** A row as read, decoded into a ChangeEvent only when read() hands it on: raw text is compact. */
+/**
+ * A row as read, decoded into a ChangeEvent only when read() hands it on: raw text is compact.
+ * `values` null is the table's reset, queued before its first row (common/snapshot-reset.ts).
+ */
 export interface SnapshotRow {
   readonly table: CapturedTable;
-  readonly values: readonly (string | null)[];
+  readonly values: readonly (string | null)[] | null;
 }
+
+const RESET_BYTES = 64;
 
 interface MutableProgress {
   table: string;
@@ -137,6 +142,8 @@ export class SnapshotReader {
     progress.state = "running";
     progress.startedAtMs = Date.now();
     logger.info({ table: progress.table, key: table.schema.key, keySource: table.keySource, estimatedRows: progress.rowsEstimated }, "snapshot of table started");
+    if (this.options.buffer.full) await this.options.buffer.waitForSpace(signal);
+    this.options.buffer.push({ table, values: null }, RESET_BYTES);
     const emitRows = async (rows: readonly (string | null)[][]) => {
       for (const row of rows) {
         if (this.options.buffer.full) await this.options.buffer.waitForSpace(signal);

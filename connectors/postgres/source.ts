@@ -23,7 +23,8 @@ import { ReplicationStream } from "./replication-stream.ts";
 import type { WalMessage } from "./replication-stream.ts";
 import { SnapshotReader } from "./snapshot-reader.ts";
 import type { SnapshotRow, TableSnapshotProgress } from "./snapshot-reader.ts";
-import { insertEvent } from "./change-events.ts";
+import { insertEvent, truncateEvent } from "./change-events.ts";
+import { snapshotResetPosition } from "../common/snapshot-reset.ts";
 import type { EventOrigin } from "./change-events.ts";
 import { captureNames, createSlot, dropSlot, ensurePublication, planStart } from "./slot-setup.ts";
 import type { CaptureNames } from "./slot-setup.ts";
@@ -72,6 +73,8 @@ interface SnapshotState {
   readonly buffer: ByteBoundedBuffer<SnapshotRow>;
   /** Where every snapshot row sits: position, no transaction, the snapshot's time. */
   readonly origin: EventOrigin;
+  /** Where each table's reset sits: one version below its rows. */
+  readonly resetOrigin: EventOrigin;
   readonly controller: AbortController;
 }
 
@@ -279,7 +282,7 @@ export class PostgresSource implements Source {
         context: this.context,
         ...(this.options.onSnapshotProgress === undefined ? {} : { onProgress: this.options.onSnapshotProgress }),
       });
-      state = { reader, buffer, origin, controller };
+      state = { reader, buffer, origin, resetOrigin: { ...origin, position: snapshotResetPosition(origin.position) }, controller };
       this.snapshot = state;
       await reader.importSnapshot();
     });
@@ -301,7 +304,7 @@ export class PostgresSource implements Source {
     const events: ChangeEvent[] = [];
     while (events.length < max && buffer.length > 0) {
       const row = buffer.shift()!;
-      events.push(insertEvent(row.table, row.values, snapshot.origin, "r"));
+      events.push(row.values === null ? truncateEvent(row.table, snapshot.resetOrigin) : insertEvent(row.table, row.values, snapshot.origin, "r"));
     }
     const { position } = snapshot.origin;
     const finished = buffer.ended && buffer.length === 0;
