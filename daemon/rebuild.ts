@@ -1,11 +1,15 @@
 /**
  * Zero-downtime rebuild of a sink: every table gets a new generation filled from its topic from
  * the beginning while the live one keeps serving (and keeps receiving live writes, which the sink
- * mirrors into the new generation), then each table swaps atomically once caught up.
+ * mirrors into the new generation), then each table swaps atomically once caught up. Stored
+ * offsets that belong to another log (a replaced log file, re-created topics: log-identity.ts) are
+ * then moved to where the rebuild ended, so a sink refused for them reads on from there.
  */
 import type { SinkChange, TableId, TopicLog } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
+import { isVersionedSink } from "../connectors/sinks/contract.ts";
 import type { RebuildableSink } from "../connectors/sinks/contract.ts";
+import { partitionKey, rebindOffsets } from "./log-identity.ts";
 import type { Logger } from "./logger.ts";
 import type { RecordDecoder } from "./sink-runner.ts";
 
@@ -68,8 +72,12 @@ export async function rebuildSink(options: RebuildOptions): Promise<RebuildRepor
     }
     // End offsets taken after the new generations exist: later changes reach them as live writes.
     const targets = new Map<string, bigint>();
+    const rebuiltTo = new Map<string, bigint>();
     for (const topic of tables.keys()) {
-      for (const end of await log.endOffsets(topic)) targets.set(`${topic}:${end.partition}`, end.offset);
+      for (const end of await log.endOffsets(topic)) {
+        targets.set(`${topic}:${end.partition}`, end.offset);
+        rebuiltTo.set(partitionKey(topic, end.partition), end.offset);
+      }
     }
     const consumer = await log.consumer(options.group, [...tables.keys()]);
     let records = 0;
@@ -111,6 +119,10 @@ export async function rebuildSink(options: RebuildOptions): Promise<RebuildRepor
     for (const table of prepared) await sink.swap(table, signal);
     const names = prepared.map((t) => `${t.schema}.${t.table}`);
     logger.info({ sink: sink.name, tables: names, records }, "rebuild swapped in");
+    if (isVersionedSink(sink)) {
+      const rebound = await rebindOffsets(sink, log, options.topics, rebuiltTo, signal);
+      if (rebound.length > 0) logger.info({ sink: sink.name, topics: [...new Set(rebound.map((o) => o.topic))] }, "stored offsets from another topic log moved to where the rebuild ended");
+    }
     return { tables: names, records };
   } catch (error) {
     for (const table of prepared) await sink.abortRebuild(table, new AbortController().signal).catch(() => undefined);

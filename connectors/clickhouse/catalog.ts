@@ -5,10 +5,12 @@
  *   their logical types, dropped flag; newest `_seq` wins;
  * - `_sluice_truncates`: per physical table the versions of truncates; the view hides rows at or
  *   below the maximum, so a replayed older row never shows after a truncate;
- * - `_sluice_offsets`: per sink the next offset to read per partition; newest `_seq` wins.
+ * - `_sluice_offsets`: per sink the next offset to read per partition, with the identity of the
+ *   topic it was read from ('' in tables written before Sluice recorded it); newest `_seq` wins.
  * ClickHouse has no transactions: the sink writes these after the data they describe.
  */
 import type { TopicPartitionOffset } from "../contracts.ts";
+import type { StoredSinkOffset } from "../sinks/contract.ts";
 import type { TargetColumn } from "../sinks/columns.ts";
 import { bookkeepingSql, OFFSETS_TABLE, qualified, TABLES_TABLE, TRUNCATES_TABLE } from "./ddl.ts";
 import type { ClickHouseConnection } from "./connection.ts";
@@ -39,6 +41,23 @@ export class ClickHouseCatalog {
   async bootstrap(signal: AbortSignal): Promise<void> {
     await this.#connection.command(`CREATE DATABASE IF NOT EXISTS \`${this.#database.replace(/`/g, "\\`")}\``, signal);
     for (const sql of bookkeepingSql(this.#database)) await this.#connection.command(sql, signal);
+    await this.#addTopicIdColumn(signal);
+  }
+
+  /** Offsets tables created before Sluice recorded topic identities get the column (18.16 has no ADD COLUMN IF NOT EXISTS). */
+  async #addTopicIdColumn(signal: AbortSignal): Promise<void> {
+    const exists = async () =>
+      (await this.#connection.select(
+        `SELECT count() FROM system.columns WHERE database = ${sqlString(this.#database)} AND table = ${sqlString(OFFSETS_TABLE)} AND name = 'topic_id' FORMAT TabSeparated`,
+        signal,
+      )).toString("utf8").trim() !== "0";
+    if (await exists()) return;
+    try {
+      await this.#connection.command(`ALTER TABLE ${qualified(this.#database, OFFSETS_TABLE)} ADD COLUMN topic_id String DEFAULT ''`, signal);
+    } catch (error) {
+      // Another sink on the same database added it meanwhile.
+      if (!(await exists())) throw error;
+    }
   }
 
   /** The tables in use, and per target the highest generation ever used (dropped ones included: names are never reused). */
@@ -92,22 +111,24 @@ export class ClickHouseCatalog {
     await this.#connection.command(`INSERT INTO ${qualified(this.#database, TRUNCATES_TABLE)} (physical, version) VALUES (${sqlString(physical)}, ${version})`, signal);
   }
 
-  async readOffsets(sink: string, signal: AbortSignal): Promise<TopicPartitionOffset[]> {
+  async readOffsets(sink: string, signal: AbortSignal): Promise<StoredSinkOffset[]> {
     const rows = parseTsv(
       await this.#connection.select(
-        `SELECT topic, \`partition\`, argMax(\`offset\`, _seq) FROM ${qualified(this.#database, OFFSETS_TABLE)} WHERE sink = ${sqlString(sink)} ` +
+        `SELECT topic, \`partition\`, argMax(\`offset\`, _seq), argMax(topic_id, _seq) FROM ${qualified(this.#database, OFFSETS_TABLE)} WHERE sink = ${sqlString(sink)} ` +
           "GROUP BY topic, `partition` ORDER BY topic, `partition` FORMAT TabSeparated",
         signal,
       ),
     );
-    return rows.map((fields) => ({ topic: text(fields[0]), partition: Number(text(fields[1])), offset: BigInt(text(fields[2])) }));
+    return rows.map((fields) => ({ topic: text(fields[0]), partition: Number(text(fields[1])), offset: BigInt(text(fields[2])), topicId: text(fields[3]) || null }));
   }
 
-  async writeOffsets(sink: string, offsets: readonly TopicPartitionOffset[], signal: AbortSignal): Promise<void> {
+  /** Stores each offset with its topic's identity from `topicIds` ('' when it has none). */
+  async writeOffsets(sink: string, offsets: readonly TopicPartitionOffset[], topicIds: ReadonlyMap<string, string>, signal: AbortSignal): Promise<void> {
     if (offsets.length === 0) return;
     const seq = this.#seq().toString();
-    const body = Buffer.concat(offsets.map((o) => tsvLine([escapeText(sink), escapeText(o.topic), escapeText(String(o.partition)), escapeText(o.offset.toString()), escapeText(seq)])));
-    await this.#connection.insert(qualified(this.#database, OFFSETS_TABLE), ["sink", "topic", "`partition`", "`offset`", "_seq"], "TabSeparated", body, signal);
+    const line = (o: TopicPartitionOffset) => tsvLine([sink, o.topic, String(o.partition), o.offset.toString(), topicIds.get(o.topic) ?? "", seq].map(escapeText));
+    const body = Buffer.concat(offsets.map(line));
+    await this.#connection.insert(qualified(this.#database, OFFSETS_TABLE), ["sink", "topic", "`partition`", "`offset`", "topic_id", "_seq"], "TabSeparated", body, signal);
   }
 
   /** Increasing per process, and across restarts as long as the clock does not go back by more than the restart takes. */

@@ -20,7 +20,7 @@ import { collapseChanges, hasUnchanged } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { DELETED_COLUMN, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { TargetColumn } from "../sinks/columns.ts";
-import type { OffsetWriteResult, VersionedSink } from "../sinks/contract.ts";
+import type { OffsetWriteResult, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { errorMessage, rebuildState, rowRejected, schemaUnsupported, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { applyUntilRejected, isolateRejected } from "../sinks/isolate.ts";
@@ -75,6 +75,8 @@ export class ClickHouseSink implements VersionedSink {
   #catalog: ClickHouseCatalog | null = null;
   #dialect: Dialect = { dateTime64: false, date32: false, nativeDeletes: false };
   #tables = new Map<string, ClickHouseTable>();
+  /** Identities of the topics read now: stored with every offset. */
+  #topicIds: ReadonlyMap<string, string> = new Map();
   /** Highest generation used per target, dropped ones included. */
   #generations = new Map<string, number>();
   /** Each physical table's columns on the server: read at open and after a CREATE, then kept up to date by the sink's own ALTERs. */
@@ -141,10 +143,14 @@ export class ClickHouseSink implements VersionedSink {
   }
 
   storeOffsets(offsets: readonly TopicPartitionOffset[], signal: AbortSignal): Promise<void> {
-    return this.#serial.run(() => this.#cat().writeOffsets(this.name, offsets, signal));
+    return this.#serial.run(() => this.#cat().writeOffsets(this.name, offsets, this.#topicIds, signal));
   }
 
-  committedOffsets(signal: AbortSignal = AbortSignal.timeout(60_000)): Promise<TopicPartitionOffset[]> {
+  useTopicIds(ids: ReadonlyMap<string, string>): void {
+    this.#topicIds = new Map(ids);
+  }
+
+  committedOffsets(signal: AbortSignal = AbortSignal.timeout(60_000)): Promise<StoredSinkOffset[]> {
     return this.#serial.run(() => this.#cat().readOffsets(this.name, signal));
   }
 
@@ -201,7 +207,7 @@ export class ClickHouseSink implements VersionedSink {
     const failures = new Failures();
     for (const changesOfTable of tables) await this.#writeTable(changesOfTable, mode, failures, signal);
     const offsetsStored = offsets !== null && failures.size === 0;
-    if (offsetsStored) await this.#cat().writeOffsets(this.name, offsets, signal);
+    if (offsetsStored) await this.#cat().writeOffsets(this.name, offsets, this.#topicIds, signal);
     return { failures: failures.list(), offsetsStored };
   }
 

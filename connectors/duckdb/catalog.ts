@@ -4,10 +4,12 @@
  * - `_sluice.tables`: one row per physical table (`<target>__v<N>`): its role (live: behind the
  *   view users query; shadow: being rebuilt), the version of the newest truncate applied to it,
  *   and its columns with their logical types (what schema evolution compares against);
- * - `_sluice.offsets`: per sink, the next topic offset to read per partition.
+ * - `_sluice.offsets`: per sink, the next topic offset to read per partition, and the identity of
+ *   the topic it was read from (null in files written before Sluice recorded it).
  */
 import type { DuckDBConnection } from "@duckdb/node-api";
 import type { TopicPartitionOffset } from "../contracts.ts";
+import type { StoredSinkOffset } from "../sinks/contract.ts";
 import type { TargetColumn } from "../sinks/columns.ts";
 import { INTERNAL_SCHEMA } from "./config.ts";
 import { ident, literal } from "./sql.ts";
@@ -37,6 +39,7 @@ export async function bootstrapCatalog(connection: DuckDBConnection): Promise<vo
     `CREATE TABLE IF NOT EXISTS ${OFFSETS} (sink VARCHAR NOT NULL, topic VARCHAR NOT NULL, "partition" INTEGER NOT NULL, ` +
       `"offset" BIGINT NOT NULL, PRIMARY KEY (sink, topic, "partition"))`,
   );
+  await connection.run(`ALTER TABLE ${OFFSETS} ADD COLUMN IF NOT EXISTS topic_id VARCHAR`);
 }
 
 export async function loadTables(connection: DuckDBConnection): Promise<PhysicalTable[]> {
@@ -63,13 +66,23 @@ export async function forgetTable(connection: DuckDBConnection, physical: string
   await connection.run(`DELETE FROM ${TABLES} WHERE physical = ${literal(physical)}`);
 }
 
-export async function readOffsets(connection: DuckDBConnection, sink: string): Promise<TopicPartitionOffset[]> {
-  const reader = await connection.runAndReadAll(`SELECT topic, "partition", "offset"::VARCHAR AS o FROM ${OFFSETS} WHERE sink = ${literal(sink)} ORDER BY topic, "partition"`);
-  return reader.getRowObjectsJson().map((row) => ({ topic: String(row["topic"]), partition: Number(row["partition"]), offset: BigInt(String(row["o"])) }));
+export async function readOffsets(connection: DuckDBConnection, sink: string): Promise<StoredSinkOffset[]> {
+  const reader = await connection.runAndReadAll(`SELECT topic, "partition", "offset"::VARCHAR AS o, topic_id FROM ${OFFSETS} WHERE sink = ${literal(sink)} ORDER BY topic, "partition"`);
+  return reader.getRowObjectsJson().map((row) => ({
+    topic: String(row["topic"]),
+    partition: Number(row["partition"]),
+    offset: BigInt(String(row["o"])),
+    topicId: row["topic_id"] === null ? null : String(row["topic_id"]),
+  }));
 }
 
-export async function writeOffsets(connection: DuckDBConnection, sink: string, offsets: readonly TopicPartitionOffset[]): Promise<void> {
+/** Stores each offset with its topic's identity from `topicIds` (null when it has none). */
+export async function writeOffsets(connection: DuckDBConnection, sink: string, offsets: readonly TopicPartitionOffset[], topicIds: ReadonlyMap<string, string>): Promise<void> {
   if (offsets.length === 0) return;
-  const values = offsets.map((o) => `(${literal(sink)}, ${literal(o.topic)}, ${o.partition}, ${o.offset})`).join(", ");
-  await connection.run(`INSERT INTO ${OFFSETS} VALUES ${values} ON CONFLICT (sink, topic, "partition") DO UPDATE SET "offset" = excluded."offset"`);
+  const id = (topic: string) => (topicIds.has(topic) ? literal(topicIds.get(topic)!) : "NULL");
+  const values = offsets.map((o) => `(${literal(sink)}, ${literal(o.topic)}, ${o.partition}, ${o.offset}, ${id(o.topic)})`).join(", ");
+  await connection.run(
+    `INSERT INTO ${OFFSETS} (sink, topic, "partition", "offset", topic_id) VALUES ${values} ` +
+      `ON CONFLICT (sink, topic, "partition") DO UPDATE SET "offset" = excluded."offset", topic_id = excluded.topic_id`,
+  );
 }

@@ -64,7 +64,7 @@ describe("DuckDB sink specifics", () => {
       );
       const targetA = renderTarget(TARGET_TEMPLATE, a.schema);
       assert.deepEqual(await visibleRows(targetA, a.schema), [{ id: "1", v: "x" }]);
-      assert.deepEqual(await sink.committedOffsets(), [{ topic: a.topic, partition: 0, offset: 2n }]);
+      assert.deepEqual(await sink.committedOffsets(), [{ topic: a.topic, partition: 0, offset: 2n, topicId: null }]);
       // and the sink keeps working afterwards
       await sink.write([extra.insert(3n, { id: 3, v: "w", added: "q" })], signal());
       assert.deepEqual((await visibleRows(targetA, a.schema)).map((r) => r["added"]).sort(), [null, "q"]);

@@ -20,7 +20,7 @@ import { collapseChanges, versionOf } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { DELETED_COLUMN, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { TargetColumn } from "../sinks/columns.ts";
-import type { OffsetWriteResult, VersionedSink } from "../sinks/contract.ts";
+import type { OffsetWriteResult, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { errorMessage, rebuildState, rowRejected, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { isolateRejected } from "../sinks/isolate.ts";
@@ -56,6 +56,8 @@ export class DuckDbSink implements VersionedSink {
   #connection: DuckDBConnection | null = null;
   /** Physical tables by name, as the catalog holds them after the last committed transaction. */
   #tables = new Map<string, PhysicalTable>();
+  /** Identities of the topics read now: stored with every offset. */
+  #topicIds: ReadonlyMap<string, string> = new Map();
 
   constructor(config: DuckDbSinkConfig, options: DuckDbSinkOptions) {
     this.name = config.name;
@@ -110,11 +112,15 @@ export class DuckDbSink implements VersionedSink {
   storeOffsets(offsets: readonly TopicPartitionOffset[], signal: AbortSignal): Promise<void> {
     return this.#serial.run(async () => {
       signal.throwIfAborted();
-      await this.#transaction(true, () => writeOffsets(this.#conn(), this.name, offsets));
+      await this.#transaction(true, () => writeOffsets(this.#conn(), this.name, offsets, this.#topicIds));
     });
   }
 
-  committedOffsets(): Promise<TopicPartitionOffset[]> {
+  useTopicIds(ids: ReadonlyMap<string, string>): void {
+    this.#topicIds = new Map(ids);
+  }
+
+  committedOffsets(): Promise<StoredSinkOffset[]> {
     return this.#serial.run(() => readOffsets(this.#conn(), this.name));
   }
 
@@ -284,7 +290,7 @@ export class DuckDbSink implements VersionedSink {
       await this.#conn().run(`DROP TABLE IF EXISTS temp.main.${ident(STAGE)}`);
     }
     const offsetsStored = offsets !== null && failures.size === 0;
-    if (offsetsStored) await writeOffsets(this.#conn(), this.name, offsets);
+    if (offsetsStored) await writeOffsets(this.#conn(), this.name, offsets, this.#topicIds);
     return { failures: failures.list(), offsetsStored };
   }
 

@@ -22,7 +22,7 @@ import { collapseChanges, hasUnchanged } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { DELETED_COLUMN, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { PlanContext, TargetColumn } from "../sinks/columns.ts";
-import type { OffsetWriteResult, VersionedSink } from "../sinks/contract.ts";
+import type { OffsetWriteResult, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { errorMessage, rebuildState, rowRejected, schemaUnsupported, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { keyId } from "../sinks/keys.ts";
@@ -69,6 +69,8 @@ export class ElasticsearchSink implements VersionedSink {
   #indices: Indices | null = null;
   /** Per target, its indexes as last read or written by this sink. */
   readonly #targets = new Map<string, TargetIndexes>();
+  /** Identities of the topics read now: stored with every offset. */
+  #topicIds: ReadonlyMap<string, string> = new Map();
 
   constructor(config: ElasticsearchSinkConfig, options: ElasticsearchSinkOptions) {
     this.name = config.name;
@@ -124,16 +126,20 @@ export class ElasticsearchSink implements VersionedSink {
     return this.#serial.run(() => this.#storeOffsets(offsets, signal));
   }
 
-  committedOffsets(signal: AbortSignal = AbortSignal.timeout(60_000)): Promise<TopicPartitionOffset[]> {
+  useTopicIds(ids: ReadonlyMap<string, string>): void {
+    this.#topicIds = new Map(ids);
+  }
+
+  committedOffsets(signal: AbortSignal = AbortSignal.timeout(60_000)): Promise<StoredSinkOffset[]> {
     return this.#serial.run(async () => {
       await this.#idx().refresh(OFFSETS_INDEX, signal);
       const response = (await this.#call("read offsets", () =>
         this.#cli().search({ index: OFFSETS_INDEX, size: 10_000, query: { term: { sink: this.name } } }, { signal }),
-      )) as { hits: { hits: { _source?: { topic: string; partition: number; offset: number | bigint } }[] } };
+      )) as { hits: { hits: { _source?: { topic: string; partition: number; offset: number | bigint; topic_id?: string } }[] } };
       return response.hits.hits
         .map((hit) => hit._source)
         .filter((s) => s !== undefined)
-        .map((s) => ({ topic: s.topic, partition: Number(s.partition), offset: BigInt(s.offset) }))
+        .map((s) => ({ topic: s.topic, partition: Number(s.partition), offset: BigInt(s.offset), topicId: s.topic_id ?? null }))
         .sort((a, b) => (a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1));
     });
   }
@@ -380,17 +386,15 @@ export class ElasticsearchSink implements VersionedSink {
   // --- offsets and plumbing ------------------------------------------------------------------
 
   async #ensureOffsetsIndex(client: Client, signal: AbortSignal): Promise<void> {
+    const properties = { sink: { type: "keyword" }, topic: { type: "keyword" }, partition: { type: "integer" }, offset: { type: "long" }, topic_id: { type: "keyword" } } as const;
     const exists = await client.indices.exists({ index: OFFSETS_INDEX, expand_wildcards: "all" }, { signal });
-    if (exists) return;
+    if (exists) {
+      // An index created before Sluice recorded topic identities gets the field (adding a field is allowed on a strict mapping).
+      await client.indices.putMapping({ index: OFFSETS_INDEX, expand_wildcards: "all", properties: { topic_id: properties.topic_id } }, { signal });
+      return;
+    }
     try {
-      await client.indices.create(
-        {
-          index: OFFSETS_INDEX,
-          settings: { index: { hidden: true } },
-          mappings: { dynamic: "strict", properties: { sink: { type: "keyword" }, topic: { type: "keyword" }, partition: { type: "integer" }, offset: { type: "long" } } },
-        },
-        { signal },
-      );
+      await client.indices.create({ index: OFFSETS_INDEX, settings: { index: { hidden: true } }, mappings: { dynamic: "strict", properties } }, { signal });
     } catch (error) {
       if (!alreadyExists(error)) throw error; // another sink created it in the meantime
     }
@@ -401,7 +405,7 @@ export class ElasticsearchSink implements VersionedSink {
     const operations = offsets.map((o) => ({
       lines: [
         encodeJson({ index: { _index: OFFSETS_INDEX, _id: `${this.name}/${o.topic}/${o.partition}` } }),
-        encodeJson({ sink: this.name, topic: o.topic, partition: o.partition, offset: o.offset }),
+        encodeJson({ sink: this.name, topic: o.topic, partition: o.partition, offset: o.offset, ...(this.#topicIds.has(o.topic) ? { topic_id: this.#topicIds.get(o.topic) } : {}) }),
       ],
     }));
     const outcomes = await runBulk(this.#cli(), operations, { maxBytes: this.#config.bulk_bytes, refresh: false, retry: this.#config.retry, signal, logger: this.#logger, sink: this.name });

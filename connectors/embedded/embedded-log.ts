@@ -31,7 +31,7 @@ import { Maintenance } from "./maintenance.ts";
 import type { MaintenanceResult } from "./maintenance.ts";
 import { encodeBatch, encodedSize, recordTimestamps } from "./record-codec.ts";
 import { EmbeddedRegistryJournal } from "./registry-journal.ts";
-import { prepareDatabase } from "./schema.ts";
+import { prepareDatabase, readLogId } from "./schema.ts";
 import { topicLogError } from "./sqlite-errors.ts";
 import { notifierFor, notifyAppend } from "./wakeup.ts";
 
@@ -86,6 +86,7 @@ export function embeddedOptionsFromConfig(config: Extract<TopicsConfig, { kind: 
 function prepareStatements(db: DatabaseSync) {
   return {
     topicByName: db.prepare("SELECT id, name, partitions, retention_ms, retention_bytes, compacted FROM topics WHERE name = ?"),
+    topicCreation: db.prepare("SELECT id, created_at_ms FROM topics WHERE name = ?"),
     allTopics: db.prepare("SELECT id, name, partitions, retention_ms, retention_bytes, compacted FROM topics ORDER BY name"),
     insertTopic: db.prepare("INSERT INTO topics (name, partitions, retention_ms, retention_bytes, compacted, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)"),
     updateTopicRetention: db.prepare("UPDATE topics SET retention_ms = ?, retention_bytes = ? WHERE id = ?"),
@@ -122,6 +123,8 @@ export class EmbeddedTopicLog implements TopicLog {
   readonly notifier: EventEmitter;
   readonly crossProcessPollMs: number;
   readonly clock: () => number;
+  /** This file's identity (log_meta.log_id): a replaced file has another. */
+  readonly logId: string;
   private readonly db: DatabaseSync;
   private readonly statements: EmbeddedStatements;
   private readonly logger: Logger;
@@ -139,6 +142,7 @@ export class EmbeddedTopicLog implements TopicLog {
     this.path = path;
     this.logger = options.logger.child({ component: "embedded-log", path });
     this.statements = prepareStatements(db);
+    this.logId = readLogId(db) ?? "";
     this.notifier = notifierFor(path);
     this.crossProcessPollMs = options.crossProcessPollMs ?? 200;
     this.maxRowBytes = options.maxRowBytes ?? 2 ** 20;
@@ -239,6 +243,17 @@ export class EmbeddedTopicLog implements TopicLog {
     this.assertOpen();
     const row = this.read("read checkpoint", () => this.statements.checkpoint.get(source)) as { checkpoint: string } | undefined;
     return row ? decodeCheckpoint(row.checkpoint, this.path) : null;
+  }
+
+  /** `<log id>/<topic row id>@<creation ms>`: another file, or the topic deleted and created again, gives another. */
+  async topicIds(topics: readonly string[]): Promise<Map<string, string>> {
+    this.assertOpen();
+    const ids = new Map<string, string>();
+    for (const name of topics) {
+      const row = this.read("read topic", () => this.statements.topicCreation.get(name)) as { id: number; created_at_ms: number } | undefined;
+      if (row) ids.set(name, `${this.logId}/${row.id}@${row.created_at_ms}`);
+    }
+    return ids;
   }
 
   async consumer(group: string, topics: readonly string[]): Promise<TopicConsumer> {

@@ -1,7 +1,9 @@
 /**
  * The one SQLite file of an embedded deployment: topics and their record batches, consumer group
- * offsets and leases, source checkpoints, and the schema registry's journal.
+ * offsets and leases, source checkpoints, the schema registry's journal, and the file's identity
+ * (`log_meta.log_id`, a random UUID drawn when the file is created).
  */
+import { randomUUID } from "node:crypto";
 import type { DatabaseSync } from "node:sqlite";
 import { SluiceError } from "../errors.ts";
 
@@ -100,7 +102,10 @@ export function prepareDatabase(db: DatabaseSync, path: string, readOnly = false
   // FULL: every commit fsyncs the WAL, so an acknowledged produce survives power loss.
   db.exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 4000");
   const version = (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version;
-  if (version === SCHEMA_VERSION) return;
+  if (version === SCHEMA_VERSION) {
+    ensureLogId(db);
+    return;
+  }
   if (version !== 0) {
     throw new SluiceError(`embedded topic log ${path} has schema version ${version}; this Sluice knows version ${SCHEMA_VERSION}`, {
       code: "TOPIC_LOG_VERSION",
@@ -118,4 +123,30 @@ export function prepareDatabase(db: DatabaseSync, path: string, readOnly = false
     db.exec("ROLLBACK");
     throw error;
   }
+  ensureLogId(db);
+}
+
+/**
+ * Gives the file its identity once: sinks bind their stored offsets to it, so offsets taken from
+ * one log file are never applied to another (a replaced file draws a new id). Files written before
+ * Sluice recorded it get one on their first open.
+ */
+function ensureLogId(db: DatabaseSync): void {
+  if (readLogId(db) !== null) return;
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    db.exec("CREATE TABLE IF NOT EXISTS log_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID");
+    db.prepare("INSERT INTO log_meta (key, value) VALUES ('log_id', ?) ON CONFLICT DO NOTHING").run(randomUUID());
+    db.exec("COMMIT");
+  } catch (error) {
+    db.exec("ROLLBACK");
+    throw error;
+  }
+}
+
+export function readLogId(db: DatabaseSync): string | null {
+  const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'log_meta'").get();
+  if (!table) return null;
+  const row = db.prepare("SELECT value FROM log_meta WHERE key = 'log_id'").get() as { value: string } | undefined;
+  return row?.value ?? null;
 }

@@ -3,9 +3,11 @@
  * (the Java client's), produced idempotently with acks=all; source checkpoints live in the compacted
  * topic `<deployment>.sluice.checkpoints` keyed by source name, written in the same Kafka
  * transaction as the records they cover when `transactions` is on (exactly-once), else after them
- * (at-least-once).
+ * (at-least-once). Each data topic's identity (drawn when Sluice creates the topic, or first sees
+ * it) lives in the compacted topic `<deployment>.sluice.topic-ids`, written before the topic is
+ * created, so sinks can tell a re-created topic from the one their stored offsets came from.
  */
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import kafkajs from "kafkajs";
 import type { Admin, Kafka } from "kafkajs";
@@ -27,7 +29,7 @@ import type {
   TopicPartitionOffset,
   TopicSpec,
 } from "../topics/contract.ts";
-import { checkpointTopic, registryTopic } from "../topics/names.ts";
+import { checkpointTopic, isInternalTopic, registryTopic, topicIdsTopic } from "../topics/names.ts";
 import { partitionForKey } from "../topics/partitioner.ts";
 import { assertSameLayout, validateSpec } from "../topics/spec.ts";
 import { BatchingProducer, RECORD_OVERHEAD_BYTES } from "./batching-producer.ts";
@@ -74,6 +76,8 @@ export class KafkaTopicLog implements TopicLog {
   private readonly access: KafkaLogAccess;
   private readonly partitionCounts = new Map<string, number>();
   private readonly consumers = new Set<KafkaPullConsumer>();
+  /** Topic identities as this process last read or wrote them; loaded on the first createTopic. */
+  private recordedTopicIds: Map<string, string> | null = null;
   private isReady = false;
   private closed = false;
 
@@ -139,6 +143,8 @@ export class KafkaTopicLog implements TopicLog {
     this.assertWritable("create topic");
     validateSpec(spec);
     const existing = await this.describeTopic(spec.name);
+    // The identity goes in first: a sink that sees the new topic then also sees its new identity.
+    if (!isInternalTopic(this.deployment, spec.name)) await this.recordTopicId(spec.name, existing === undefined);
     if (existing) {
       assertSameLayout(spec, existing);
       if (!spec.compacted && (existing.retentionMs !== spec.retentionMs || existing.retentionBytes !== spec.retentionBytes)) {
@@ -215,6 +221,39 @@ export class KafkaTopicLog implements TopicLog {
     }
     if (!latest || latest.value === null) return null;
     return decodeCheckpoint(Buffer.from(latest.value).toString("utf8"), checkpointTopic(this.deployment));
+  }
+
+  async topicIds(topics: readonly string[]): Promise<Map<string, string>> {
+    const recorded = await this.readTopicIds();
+    return new Map(topics.flatMap((topic) => (recorded.has(topic) ? [[topic, recorded.get(topic)!] as const] : [])));
+  }
+
+  /** Draws a new identity for a topic about to be created; records one for an existing topic that has none (created before Sluice recorded them, or by someone else). */
+  private async recordTopicId(topic: string, creating: boolean): Promise<void> {
+    this.recordedTopicIds ??= await this.readTopicIds();
+    if (!creating && this.recordedTopicIds.has(topic)) return;
+    const id = randomUUID();
+    await this.produce([{ topic: topicIdsTopic(this.deployment), key: Buffer.from(topic, "utf8"), value: Buffer.from(id, "utf8"), timestamp: Date.now() }]);
+    this.recordedTopicIds.set(topic, id);
+    this.logger.info({ topic, topicId: id }, creating ? "topic identity drawn" : "topic identity recorded for an existing topic");
+  }
+
+  private async readTopicIds(): Promise<Map<string, string>> {
+    const ids = new Map<string, string>();
+    let records: StoredRecord[];
+    try {
+      records = await this.readWholeTopic(topicIdsTopic(this.deployment));
+    } catch (error) {
+      if (error instanceof SluiceError && error.code === "TOPIC_NOT_FOUND") return ids;
+      throw error;
+    }
+    for (const record of records) {
+      if (!record.key) continue;
+      const topic = Buffer.from(record.key).toString("utf8");
+      if (record.value === null) ids.delete(topic);
+      else ids.set(topic, Buffer.from(record.value).toString("utf8"));
+    }
+    return ids;
   }
 
   async consumer(group: string, topics: readonly string[]): Promise<TopicConsumer> {
@@ -356,6 +395,7 @@ export class KafkaTopicLog implements TopicLog {
   private async ensureInternalTopics(): Promise<void> {
     await this.createTopic({ name: checkpointTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true });
     await this.createTopic({ name: registryTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+    await this.createTopic({ name: topicIdsTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true });
   }
 
   private async checkpointMessage(checkpoint: Checkpoint): Promise<OutgoingMessage> {

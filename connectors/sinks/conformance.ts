@@ -339,7 +339,7 @@ export function sinkConformanceSuite(harness: SinkHarness): void {
       ]);
       assert.deepEqual(await own.committedOffsets(signal()), []);
       await own.storeOffsets(offsets, signal());
-      assert.deepEqual(await own.committedOffsets(signal()), offsets);
+      assert.deepEqual(await own.committedOffsets(signal()), offsets.map((o) => ({ ...o, topicId: null })), "no topic identity given: stored as none");
     });
 
     // Elasticsearch applies each bulk item on its own, so it cannot hold back what follows a poison row.
@@ -359,7 +359,7 @@ export function sinkConformanceSuite(harness: SinkHarness): void {
       expectRows(await harness.visibleRows(target, schema), [{ id: "1", big: "1" }]);
     });
 
-    test("offsets are stored with the data and read back after reopening", async () => {
+    test("offsets are stored with the data and their topic's identity, and read back after reopening", async () => {
       const name = `conf_${randomTableName("o")}`;
       const first = await open(name);
       const { schema, events, target } = newTable();
@@ -367,14 +367,19 @@ export function sinkConformanceSuite(harness: SinkHarness): void {
         { topic: events.topic, partition: 0, offset: 2n },
         { topic: events.topic, partition: 1, offset: 7n },
       ];
+      first.useTopicIds(new Map([[events.topic, "log-a/1"]]));
       const result = await write(first, [events.insert(1n, { id: 1, name: "a", amount: null, note: null, flag: null })], offsets);
       assert.equal(result.offsetsStored, true);
       await first.close();
       const second = await open(name);
       const read = (list: TopicPartitionOffset[]) => [...list].sort((a, b) => a.partition - b.partition);
-      assert.deepEqual(read(await second.committedOffsets(signal())), offsets);
+      assert.deepEqual(read(await second.committedOffsets(signal())), offsets.map((o) => ({ ...o, topicId: "log-a/1" })));
+      second.useTopicIds(new Map([[events.topic, "log-b/2"]]));
       await write(second, [events.insert(2n, { id: 2, name: "b", amount: null, note: null, flag: null })], [{ topic: events.topic, partition: 0, offset: 3n }]);
-      assert.deepEqual(read(await second.committedOffsets(signal())), [{ ...offsets[0]!, offset: 3n }, offsets[1]!]);
+      assert.deepEqual(read(await second.committedOffsets(signal())), [
+        { ...offsets[0]!, offset: 3n, topicId: "log-b/2" },
+        { ...offsets[1]!, topicId: "log-a/1" },
+      ]);
       expectRows(await harness.visibleRows(target, schema), [{ id: "1" }, { id: "2" }]);
       // another sink (consumer group) has its own offsets
       const other = await open(`${name}_other`);

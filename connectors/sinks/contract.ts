@@ -16,6 +16,15 @@ export interface OffsetWriteResult extends SinkWriteResult {
 }
 
 /**
+ * An offset as a sink stored it, with the identity of the topic incarnation it was read from
+ * (`TopicLog.topicIds`); null for offsets stored before Sluice recorded identities, or while the
+ * topic had none.
+ */
+export interface StoredSinkOffset extends TopicPartitionOffset {
+  readonly topicId: string | null;
+}
+
+/**
  * A sink that stores the consumer offsets of what it applied inside its target, so that after a
  * restart the runtime resumes from what the target holds rather than from the topic log's group
  * offsets (exactly-once where it shows).
@@ -35,8 +44,13 @@ export interface TransactionalSink extends Sink {
   write(changes: readonly SinkChange[], signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult>;
   /** Stores offsets alone, e.g. after the runtime dead-lettered a write's failed items. */
   storeOffsets(offsets: readonly TopicPartitionOffset[], signal: AbortSignal): Promise<void>;
+  /**
+   * The identities of the topics read now (`TopicLog.topicIds`): every offset stored from then on
+   * (by `write` or `storeOffsets`) is stored with its topic's identity, or null when it has none.
+   */
+  useTopicIds(ids: ReadonlyMap<string, string>): void;
   /** The offsets last stored by this sink (by its name, which is also its consumer group), any order. */
-  committedOffsets(signal?: AbortSignal): Promise<TopicPartitionOffset[]>;
+  committedOffsets(signal?: AbortSignal): Promise<StoredSinkOffset[]>;
 }
 
 /**

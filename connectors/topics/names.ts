@@ -18,6 +18,11 @@ export function registryTopic(deployment: string): string {
   return `${deployment}.sluice.schemas`;
 }
 
+/** Kafka: the compacted topic holding the identity Sluice drew for each data topic it created, keyed by topic name. */
+export function topicIdsTopic(deployment: string): string {
+  return `${deployment}.sluice.topic-ids`;
+}
+
 export function isInternalTopic(deployment: string, topic: string): boolean {
   return topic.startsWith(`${deployment}.sluice.`) || topic.startsWith(`${deployment}.dlq.`) || topic.startsWith("__");
 }
