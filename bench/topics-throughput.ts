@@ -101,6 +101,7 @@ function kafkaConfig(transactions: boolean) {
     max_in_flight: 5,
     transactions,
     retention: { max_age: 0 },
+    max_record_bytes: 16 * 2 ** 20,
   };
 }
 

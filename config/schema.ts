@@ -161,11 +161,19 @@ const retention = z
   .default({ max_age: 7 * 86_400_000 })
   .describe("Retention of topic records");
 
+const MAX_RECORD_BYTES_DEFAULT = 16 * 2 ** 20;
+const maxRecordBytes = size(
+  "Largest topic record (a row change's Avro key and value with framing). Topics Sluice creates get it as max.message.bytes, producer and consumers allow it; a larger record halts its table at capture (parked, nothing lost)",
+)
+  .refine((value) => value >= 1024 && value <= 256 * 2 ** 20, { error: "expected a size from 1KiB to 256MiB" })
+  .default(MAX_RECORD_BYTES_DEFAULT);
+
 const embeddedTopics = z.strictObject({
   kind: z.literal("embedded"),
   path: z.string().min(1).default("./data/sluice.db").describe("The one file holding records, offsets, checkpoints and the schema registry"),
   partitions: z.number().int().min(1).max(1024).default(1).describe("Partitions per topic"),
   retention,
+  max_record_bytes: maxRecordBytes,
 });
 
 const kafkaTopics = z.strictObject({
@@ -180,6 +188,7 @@ const kafkaTopics = z.strictObject({
   max_in_flight: z.number().int().min(1).max(5).default(5).describe("Produce requests in flight per broker"),
   transactions: z.boolean().default(true).describe("Commit records and the source checkpoint in one Kafka transaction"),
   retention,
+  max_record_bytes: maxRecordBytes,
   sasl: z
     .strictObject({
       mechanism: z.enum(["plain", "scram-sha-256", "scram-sha-512"]).describe("SASL mechanism"),
@@ -199,7 +208,7 @@ const kafkaTopics = z.strictObject({
 
 const topics = z
   .discriminatedUnion("kind", [embeddedTopics, kafkaTopics])
-  .default({ kind: "embedded", path: "./data/sluice.db", partitions: 1, retention: { max_age: 7 * 86_400_000 } })
+  .default({ kind: "embedded", path: "./data/sluice.db", partitions: 1, retention: { max_age: 7 * 86_400_000 }, max_record_bytes: MAX_RECORD_BYTES_DEFAULT })
   .describe("The durable topic log between sources and sinks");
 
 const compatibility = z

@@ -8,6 +8,7 @@ import { SluiceError } from "../connectors/errors.ts";
 import { retry } from "./backoff.ts";
 import type { BackoffPolicy } from "./backoff.ts";
 import type { Logger } from "./logger.ts";
+import { RECORD_TOO_LARGE, recordBytes } from "../connectors/topics/spec.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
 
 /** Turns one change into the records that carry it (a delete also yields its tombstone). */
@@ -20,6 +21,12 @@ export interface HaltedTable {
   readonly error: string;
   readonly code: string;
   readonly since: string;
+  /** For a value that cannot be encoded (AVRO_VALUE_INVALID): its column and the value, shown short. */
+  readonly column?: string;
+  readonly value?: string;
+  /** For a record over the size limit (RECORD_TOO_LARGE): the row's key and the record's size. */
+  readonly key?: string;
+  readonly bytes?: number;
 }
 
 export interface CaptureStats {
@@ -38,6 +45,8 @@ export interface CaptureOptions {
   readonly transactionTopic?: string;
   readonly reconnect: BackoffPolicy;
   readonly stats?: CaptureStats;
+  /** Largest topic record (key, value, headers and framing), config `topics.max_record_bytes`; larger ones halt their table. */
+  readonly maxRecordBytes?: number;
 }
 
 /** What a source may send besides changes: transaction boundaries (PostgreSQL with transaction_metadata). */
@@ -50,8 +59,11 @@ interface TransactionMarker {
   readonly tableEventCounts?: Readonly<Record<string, number>>;
 }
 
-/** Error codes that halt one table's stream instead of the whole source. */
-const TABLE_HALTING_CODES = new Set(["SCHEMA_INCOMPATIBLE", "SCHEMA_UNSUPPORTED"]);
+/**
+ * Error codes that halt one table's stream instead of the whole source: a schema the registry
+ * refuses, a value the table's Avro schema cannot carry, a record over the size limit.
+ */
+const TABLE_HALTING_CODES = new Set(["SCHEMA_INCOMPATIBLE", "SCHEMA_UNSUPPORTED", "AVRO_VALUE_INVALID", RECORD_TOO_LARGE]);
 
 export class CapturePipeline {
   private readonly options: CaptureOptions;
@@ -156,7 +168,7 @@ export class CapturePipeline {
         continue;
       }
       try {
-        records.push(...(await this.options.encoder.encode(event)));
+        records.push(...(await this.encode(event)));
       } catch (error) {
         if (!(error instanceof SluiceError) || !TABLE_HALTING_CODES.has(error.code)) throw error;
         this.halt(table, error);
@@ -174,7 +186,7 @@ export class CapturePipeline {
    * the parking topic record how far each table was re-published, in the same write.
    */
   private async restoreParked(stop: AbortSignal): Promise<void> {
-    const { log, parkingTopic, encoder } = this.options;
+    const { log, parkingTopic } = this.options;
     const through = new Map<string, bigint>();
     await this.scanParking(stop, async (record) => {
       if (isMarker(record)) through.set(Buffer.from(record.key!).toString(), BigInt(Buffer.from(record.headers![MARKER_HEADER]!).toString()));
@@ -201,7 +213,7 @@ export class CapturePipeline {
       if (this.halted.has(table) || record.offset <= (through.get(table) ?? -1n)) return;
       const event = deserializeEvent(Buffer.from(record.value).toString());
       try {
-        pending.push(...(await encoder.encode(event)));
+        pending.push(...(await this.encode(event)));
       } catch (error) {
         if (!(error instanceof SluiceError) || !TABLE_HALTING_CODES.has(error.code)) throw error;
         this.halt(table, error);
@@ -231,6 +243,19 @@ export class CapturePipeline {
     } finally {
       await consumer.close();
     }
+  }
+
+  /** The event's records; one over the size limit is refused with RECORD_TOO_LARGE (the caller halts its table). */
+  private async encode(event: ChangeEvent): Promise<ProducedRecord[]> {
+    const records = await this.options.encoder.encode(event);
+    const limit = this.options.maxRecordBytes;
+    if (limit !== undefined) {
+      for (const record of records) {
+        const bytes = recordBytes(record);
+        if (bytes > limit) throw recordTooLarge(event, bytes, limit, this.options.parkingTopic);
+      }
+    }
+    return records;
   }
 
   /** BEGIN/END markers with event counts, as JSON keyed by transaction id, stored with the batch. */
@@ -285,6 +310,22 @@ export class CapturePipeline {
 
 const MARKER_HEADER = "sluice.unparked-through";
 const REPUBLISH_CHUNK = 1_000;
+
+function recordTooLarge(event: ChangeEvent, bytes: number, limit: number, parkingTopic: string): SluiceError {
+  const table = tableName(event.schema);
+  const key = showKey(event);
+  return new SluiceError(
+    `table ${table}: the change of the row with key ${key} is a ${bytes}-byte topic record, over topics.max_record_bytes (${limit}); ` +
+      `the table is halted and its changes are parked in ${parkingTopic}. Raise topics.max_record_bytes (and, with Kafka, max.message.bytes of existing topics) and restart to re-publish them`,
+    { code: RECORD_TOO_LARGE, context: { component: "capture", source: event.source.name, table, key, bytes, limit } },
+  );
+}
+
+function showKey(event: ChangeEvent): string {
+  const key = event.key ?? {};
+  const text = JSON.stringify(key, (_name, value: unknown) => (typeof value === "bigint" ? value.toString() : value instanceof Uint8Array ? Buffer.from(value).toString("hex") : value)) ?? "{}";
+  return text.length > 200 ? `${text.slice(0, 200)}...` : text;
+}
 
 function isMarker(record: StoredRecord): boolean {
   return record.headers?.[MARKER_HEADER] !== undefined;

@@ -139,11 +139,24 @@ export function dataTopicSpec(config: SluiceConfig, name: string) {
     retentionMs: config.topics.retention.max_age === 0 ? null : config.topics.retention.max_age,
     retentionBytes: config.topics.retention.max_bytes ?? null,
     compacted: false,
+    maxRecordBytes: config.topics.max_record_bytes,
   };
 }
 
-export function internalTopicSpec(name: string) {
-  return { name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false };
+/**
+ * Sluice's own topics (parked events of halted tables, dead letters). With the config, records
+ * may be 4 × topics.max_record_bytes: a parked or dead-lettered change carries a row over the
+ * limit as JSON, with its reason.
+ */
+export function internalTopicSpec(name: string, config?: SluiceConfig) {
+  return {
+    name,
+    partitions: 1,
+    retentionMs: null,
+    retentionBytes: null,
+    compacted: false,
+    ...(config ? { maxRecordBytes: Math.min(4 * config.topics.max_record_bytes, 2 ** 31 - 1) } : {}),
+  };
 }
 
 export function recordDecoder(registry: Pick<SchemaRegistry, "getById">): RecordDecoder {

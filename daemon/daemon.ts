@@ -117,7 +117,7 @@ export class Daemon {
         },
       });
       const parking = parkingTopic(this.config, sourceConfig);
-      await this.log.createTopic(internalTopicSpec(parking));
+      await this.log.createTopic(internalTopicSpec(parking, this.config));
       const transactionTopic = sourceConfig.kind === "postgres" && sourceConfig.transaction_metadata ? `${dataTopicPrefix(this.config.name, sourceConfig.name)}.transaction` : undefined;
       if (transactionTopic) await this.log.createTopic(dataTopicSpec(this.config, transactionTopic));
       const pipeline = new CapturePipeline({
@@ -128,6 +128,7 @@ export class Daemon {
         parkingTopic: parking,
         ...(transactionTopic ? { transactionTopic } : {}),
         reconnect: { initialMs: 500, maxMs: 30_000 },
+        maxRecordBytes: this.config.topics.max_record_bytes,
         stats: {
           onBatch: (batch, _records, seconds) => {
             for (const { table, op, count } of countPerTableAndOp(batch.events)) this.metrics.changesCaptured.inc({ source: sourceConfig.name, table, op }, count);
@@ -135,8 +136,9 @@ export class Daemon {
             const last = batch.events.at(-1);
             if (last) this.metrics.lastAckedCommitTime.set({ source: sourceConfig.name }, last.source.commitTimeMs / 1000);
           },
-          onHalt: (table) => {
-            this.metrics.schemaChangesRejected.inc({ source: sourceConfig.name, table });
+          onHalt: (table, error) => {
+            if (error.code.startsWith("SCHEMA_")) this.metrics.schemaChangesRejected.inc({ source: sourceConfig.name, table });
+            this.metrics.captureHalts.inc({ source: sourceConfig.name, table, code: error.code });
             this.metrics.tablesHalted.set({ source: sourceConfig.name, sink: "", table }, 1);
           },
         },

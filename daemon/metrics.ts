@@ -108,6 +108,12 @@ export class SluiceMetrics {
     labelNames: ["source", "table"] as const,
     registers: [this.registry],
   });
+  readonly captureHalts = new Counter({
+    name: "sluice_capture_table_halts_total",
+    help: "Tables halted at capture, by error code: SCHEMA_INCOMPATIBLE, AVRO_VALUE_INVALID (a value the Avro type cannot carry), RECORD_TOO_LARGE",
+    labelNames: ["source", "table", "code"] as const,
+    registers: [this.registry],
+  });
   readonly snapshotRowsDone = new Gauge({
     name: "sluice_snapshot_rows_done",
     help: "Rows read by the initial snapshot",

@@ -25,7 +25,7 @@ import type {
   TopicSpec,
 } from "../topics/contract.ts";
 import { partitionForKey } from "../topics/partitioner.ts";
-import { assertSameLayout, validateSpec } from "../topics/spec.ts";
+import { assertSameLayout, RECORD_TOO_LARGE, recordBytes, validateSpec } from "../topics/spec.ts";
 import { EmbeddedConsumer } from "./embedded-consumer.ts";
 import { Maintenance } from "./maintenance.ts";
 import type { MaintenanceResult } from "./maintenance.ts";
@@ -132,6 +132,8 @@ export class EmbeddedTopicLog implements TopicLog {
   private readonly maintenance: Maintenance;
   private readonly maintenanceBudget: number;
   private readonly topics = new Map<string, TopicMeta>();
+  /** Record size limits of the topics this process created or declared (TopicSpec.maxRecordBytes). */
+  private readonly recordLimits = new Map<string, number>();
   private readonly consumers = new Set<EmbeddedConsumer>();
   private readonly readOnly: boolean;
   private maintenanceTimer: NodeJS.Timeout | undefined;
@@ -192,6 +194,9 @@ export class EmbeddedTopicLog implements TopicLog {
   async createTopic(spec: TopicSpec): Promise<void> {
     this.assertOpen();
     validateSpec(spec);
+    // Kept for this process: every start declares its topics again, with the limit of its config.
+    if (spec.maxRecordBytes) this.recordLimits.set(spec.name, spec.maxRecordBytes);
+    else this.recordLimits.delete(spec.name);
     const existing = this.findTopic(spec.name);
     if (existing) {
       assertSameLayout(spec, existing.spec);
@@ -446,6 +451,13 @@ export class EmbeddedTopicLog implements TopicLog {
     const groups = new Map<string, PartitionGroup>();
     for (const record of records) {
       const topic = this.requireTopic(record.topic);
+      const limit = this.recordLimits.get(record.topic);
+      if (limit !== undefined && recordBytes(record) > limit) {
+        throw new SluiceError(`a ${recordBytes(record)}-byte record for topic "${record.topic}" is over the topic's limit of ${limit} bytes (topics.max_record_bytes); nothing of this produce call was stored`, {
+          code: RECORD_TOO_LARGE,
+          context: { component: "embedded-log", topic: record.topic, bytes: recordBytes(record), limit },
+        });
+      }
       if (topic.spec.compacted && record.key === null) {
         throw new SluiceError(`topic "${record.topic}" is compacted: every record needs a key`, { code: "RECORD_KEY_MISSING", context: { component: "embedded-log", topic: record.topic } });
       }

@@ -21,6 +21,8 @@ export interface KafkaConsumerOptions {
   readonly maxBufferedBytes?: number;
   /** Longest wait for the group to assign partitions before a seek gives up. */
   readonly assignmentTimeoutMs?: number;
+  /** Largest record a data topic may hold (topics.max_record_bytes): each fetch allows one of that size. */
+  readonly maxRecordBytes?: number;
 }
 
 interface Chunk {
@@ -66,7 +68,10 @@ export class KafkaPullConsumer implements TopicConsumer {
       allowAutoTopicCreation: false,
       sessionTimeout: 30_000,
       heartbeatInterval: 3_000,
-      maxBytes: 8 * 2 ** 20,
+      // A fetch may carry the largest record whole. (Larger ones, such as parked records of up to 4 × the
+      // limit, still come: a broker answers with the first record batch even when it exceeds these bounds.)
+      maxBytesPerPartition: Math.max(2 ** 20, options.maxRecordBytes ?? 0),
+      maxBytes: Math.max(8 * 2 ** 20, options.maxRecordBytes ?? 0),
       maxWaitTimeInMs: 500,
       // A crashed consumer is not restarted by kafkajs (that would lose pauses and seeks): it fails,
       // and the sink runtime waits with backoff and opens a new one at the right offsets.

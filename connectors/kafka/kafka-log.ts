@@ -150,6 +150,13 @@ export class KafkaTopicLog implements TopicLog {
       if (!spec.compacted && (existing.retentionMs !== spec.retentionMs || existing.retentionBytes !== spec.retentionBytes)) {
         this.logger.warn({ topic: spec.name, existing: { retentionMs: existing.retentionMs, retentionBytes: existing.retentionBytes }, configured: { retentionMs: spec.retentionMs, retentionBytes: spec.retentionBytes } }, "topic exists with a different retention; Sluice leaves it as it is (change it with kafka-configs)");
       }
+      if (spec.maxRecordBytes && (existing.maxRecordBytes ?? 0) < spec.maxRecordBytes) {
+        // Kafka's AlterConfigs would reset the topic's other settings, so Sluice only says what to run.
+        this.logger.warn(
+          { topic: spec.name, existingMaxMessageBytes: existing.maxRecordBytes, configuredMaxRecordBytes: spec.maxRecordBytes, fix: `kafka-configs.sh --bootstrap-server ${this.config.brokers[0]} --alter --entity-type topics --entity-name ${spec.name} --add-config max.message.bytes=${spec.maxRecordBytes}` },
+          "topic exists with a smaller max.message.bytes than topics.max_record_bytes: records between the two are refused by Kafka; raise it with the command in `fix`",
+        );
+      }
       this.partitionCounts.set(spec.name, existing.partitions);
       return;
     }
@@ -164,6 +171,7 @@ export class KafkaTopicLog implements TopicLog {
             { name: "cleanup.policy", value: spec.compacted ? "compact" : "delete" },
             { name: "retention.ms", value: String(spec.retentionMs ?? -1) },
             { name: "retention.bytes", value: String(spec.retentionBytes ?? -1) },
+            ...(spec.maxRecordBytes ? [{ name: "max.message.bytes", value: String(spec.maxRecordBytes) }] : []),
           ],
         }],
       }),
@@ -259,7 +267,7 @@ export class KafkaTopicLog implements TopicLog {
   async consumer(group: string, topics: readonly string[]): Promise<TopicConsumer> {
     if (this.closed) throw closedError();
     for (const topic of topics) await this.partitionCount(topic);
-    const consumer = await KafkaPullConsumer.create({ kafka: this.kafka, admin: this.admin, brokers: this.config.brokers, group, topics, logger: this.logger });
+    const consumer = await KafkaPullConsumer.create({ kafka: this.kafka, admin: this.admin, brokers: this.config.brokers, group, topics, logger: this.logger, maxRecordBytes: this.config.max_record_bytes });
     this.consumers.add(consumer);
     const close = consumer.close.bind(consumer);
     consumer.close = async () => {
@@ -345,7 +353,7 @@ export class KafkaTopicLog implements TopicLog {
     if (this.access === "read-only" && !(await this.describeTopic(topic))) return [];
     const ends = (await this.partitionOffsets(topic)).filter((r) => r.end > r.start);
     if (ends.length === 0) return [];
-    const consumer = await KafkaPullConsumer.create({ kafka: this.kafka, admin: this.admin, brokers: this.config.brokers, group, topics: [topic], logger: this.logger });
+    const consumer = await KafkaPullConsumer.create({ kafka: this.kafka, admin: this.admin, brokers: this.config.brokers, group, topics: [topic], logger: this.logger, maxRecordBytes: this.config.max_record_bytes });
     const out: StoredRecord[] = [];
     try {
       for (let polls = 0; !ends.every((r) => (consumer.position(topic, r.partition) ?? -1n) >= r.end); polls++) {
@@ -424,7 +432,7 @@ export class KafkaTopicLog implements TopicLog {
       throw kafkaError(error, "describe topic", this.config.brokers);
     }
     const described = await this.call("describe topic configs", () =>
-      this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ["cleanup.policy", "retention.ms", "retention.bytes"] }] }),
+      this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ["cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes"] }] }),
     );
     const entries = new Map((described.resources[0]?.configEntries ?? []).map((e) => [e.configName, e.configValue]));
     const limit = (value: string | undefined) => (value === undefined || Number(value) < 0 ? null : Number(value));
@@ -434,6 +442,7 @@ export class KafkaTopicLog implements TopicLog {
       retentionMs: limit(entries.get("retention.ms")),
       retentionBytes: limit(entries.get("retention.bytes")),
       compacted: (entries.get("cleanup.policy") ?? "delete").split(",").includes("compact"),
+      maxRecordBytes: limit(entries.get("max.message.bytes")),
     };
   }
 

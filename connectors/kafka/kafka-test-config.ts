@@ -16,6 +16,7 @@ export function testKafkaConfig(overrides: Partial<KafkaTopicsConfig> = {}): Kaf
     max_in_flight: 5,
     transactions: true,
     retention: { max_age: 0 },
+    max_record_bytes: 16 * 2 ** 20,
     ...overrides,
   };
 }

@@ -14,6 +14,11 @@ export interface TopicSpec {
   readonly retentionBytes: number | null;
   /** Keep only the latest record per key (tombstones remove the key after a while). */
   readonly compacted: boolean;
+  /**
+   * Largest record the topic takes, counted as `recordBytes` (spec.ts) does; Kafka gets it as the
+   * topic's max.message.bytes, the embedded log refuses larger records. Absent or null: the log's default.
+   */
+  readonly maxRecordBytes?: number | null;
 }
 
 export interface ProducedRecord {

@@ -1,6 +1,6 @@
 import type { TopicsConfig } from "../../config/schema.ts";
 import { SluiceError } from "../errors.ts";
-import type { TopicSpec } from "./contract.ts";
+import type { ProducedRecord, TopicSpec } from "./contract.ts";
 
 /** The spec of a topic Sluice creates, from the deployment's `topics` config. */
 export function topicSpecFromConfig(name: string, config: TopicsConfig, options: { compacted?: boolean; partitions?: number } = {}): TopicSpec {
@@ -32,4 +32,18 @@ export function assertSameLayout(configured: TopicSpec, existing: Pick<TopicSpec
     code: "TOPIC_MISMATCH",
     context: { component: "topics", topic: configured.name, existingPartitions: existing.partitions, configuredPartitions: configured.partitions },
   });
+}
+
+/** Error code of a record over a topic's size limit (config `topics.max_record_bytes`). */
+export const RECORD_TOO_LARGE = "RECORD_TOO_LARGE";
+
+/**
+ * What a record costs against a size limit such as Kafka's `max.message.bytes`: key, value and
+ * headers, plus the framing of a record batch holding it alone (batch header 61 bytes, record
+ * varints and attributes, rounded up), so a record within the limit is accepted by the broker.
+ */
+export function recordBytes(record: ProducedRecord): number {
+  let size = 128 + (record.key?.length ?? 0) + (record.value?.length ?? 0);
+  if (record.headers) for (const name in record.headers) size += Buffer.byteLength(name) + record.headers[name]!.length + 10;
+  return size;
 }
