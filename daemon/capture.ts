@@ -70,6 +70,8 @@ export class CapturePipeline {
   private readonly logger: Logger;
   private readonly halted = new Map<string, HaltedTable>();
   private connected = false;
+  /** The last failure being retried while not connected. */
+  private problem: string | null = null;
   private lastCheckpoint: Checkpoint | null = null;
   private lastAckedCommitMs: number | null = null;
 
@@ -80,6 +82,11 @@ export class CapturePipeline {
 
   ready(): boolean {
     return this.connected;
+  }
+
+  /** What capture waits for while not connected (the source, or the topic log for its checkpoint or parked events), or null. */
+  waitingFor(): string | null {
+    return this.connected ? null : (this.problem ?? "connecting");
   }
 
   haltedTables(): HaltedTable[] {
@@ -108,7 +115,10 @@ export class CapturePipeline {
     await retry(() => this.restoreParked(stop), {
       ...this.options.reconnect,
       signal: stop,
-      onRetry: (error, attempt, delayMs) => this.logger.warn({ err: describe(error), attempt, delayMs }, "re-publishing parked events failed; retrying"),
+      onRetry: (error, attempt, delayMs) => {
+        this.problem = messageOf(error);
+        this.logger.warn({ err: describe(error), attempt, delayMs }, "re-publishing parked events failed; retrying");
+      },
     });
     while (!stop.aborted) {
       try {
@@ -120,10 +130,14 @@ export class CapturePipeline {
           {
             ...this.options.reconnect,
             signal: stop,
-            onRetry: (error, attempt, delayMs) => this.logger.warn({ err: describe(error), attempt, delayMs }, "source connect failed; retrying"),
+            onRetry: (error, attempt, delayMs) => {
+              this.problem = messageOf(error);
+              this.logger.warn({ err: describe(error), attempt, delayMs }, "source connect failed; retrying");
+            },
           },
         );
         this.connected = true;
+        this.problem = null;
         this.logger.info({ from: this.lastCheckpoint ? positionText(this.lastCheckpoint) : "start" }, "capturing");
         await this.pump(stop);
       } catch (error) {
@@ -131,6 +145,7 @@ export class CapturePipeline {
         await source.close().catch(() => undefined);
         if (stop.aborted) break;
         if (!(error instanceof SluiceError) || !error.retriable) throw error;
+        this.problem = messageOf(error);
         this.logger.warn({ err: describe(error) }, "capture interrupted; reconnecting");
       }
     }
@@ -333,6 +348,10 @@ function isMarker(record: StoredRecord): boolean {
 
 function positionText(checkpoint: Checkpoint): string {
   return `${checkpoint.position.commit}/${checkpoint.position.change}`;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function describe(error: unknown): unknown {

@@ -169,12 +169,12 @@ async function stuckDaemon(timeout: string) {
   return { child, exited, output: () => stdout, close: () => client.destroy() };
 }
 
-test("a shutdown that cannot drain gives up after shutdown.timeout and exits 1", async () => {
+test("a shutdown that cannot drain abandons what hangs after shutdown.timeout, says what, and exits 0 (nothing is lost)", async () => {
   const daemon = await stuckDaemon("1s");
   try {
     daemon.child.kill("SIGTERM");
-    assert.equal(await daemon.exited, 1);
-    assert.match(daemon.output(), /graceful shutdown timed out/);
+    assert.equal(await daemon.exited, 0);
+    assert.match(daemon.output(), /"abandoned":\["http server"\].*graceful shutdown timed out after 1000 ms: abandoning http server; nothing is lost/);
   } finally {
     daemon.close();
   }

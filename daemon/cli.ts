@@ -292,8 +292,13 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
     daemon.failed.catch((error: unknown) => ({ error })),
   ]);
   if ("error" in outcome) {
-    await daemon.stop("a component failed").catch(() => undefined);
+    const { abandoned } = await daemon.stop("a component failed", config.shutdown.timeout).catch(() => ({ abandoned: ["(stop failed)"] }));
     logger.flush();
+    if (abandoned.length > 0) {
+      // What was abandoned may still hold sockets and timers open: leave now.
+      process.stderr.write(`sluice run: ${outcome.error instanceof Error ? outcome.error.message : String(outcome.error)}\n`);
+      process.exit(EXIT_FAILURE);
+    }
     throw outcome.error;
   }
   const signal = outcome.signal;
@@ -305,14 +310,19 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
   };
   process.once("SIGINT", again);
   process.once("SIGTERM", again);
-  const timeout = setTimeout(() => {
-    logger.error({ timeoutMs: config.shutdown.timeout }, "graceful shutdown timed out: exiting");
+  // The daemon abandons what has not stopped within shutdown.timeout; this is a last resort should abandoning itself hang.
+  const backstop = setTimeout(() => {
+    logger.error({ timeoutMs: config.shutdown.timeout }, "graceful shutdown timed out and abandoning the rest did not finish: exiting");
     logger.flush();
     process.exit(EXIT_FAILURE);
-  }, config.shutdown.timeout);
-  timeout.unref();
-  await daemon.stop(signal);
-  clearTimeout(timeout);
+  }, config.shutdown.timeout + SHUTDOWN_BACKSTOP_MS);
+  backstop.unref();
+  const { abandoned } = await daemon.stop(signal, config.shutdown.timeout);
+  clearTimeout(backstop);
   logger.flush();
+  // Abandoned work loses nothing (it is read again at the next start), but may still hold sockets and timers open: leave now.
+  if (abandoned.length > 0) process.exit(EXIT_OK);
   return EXIT_OK;
 }
+
+const SHUTDOWN_BACKSTOP_MS = 5_000;

@@ -6,6 +6,7 @@ import type { Source, TableSnapshotProgress, TopicLog } from "../connectors/cont
 import { SluiceError } from "../connectors/errors.ts";
 import { openTopicLog } from "../connectors/topics/open.ts";
 import { createRegistryHandler } from "../schema-registry/index.ts";
+import { retry } from "./backoff.ts";
 import { CapturePipeline } from "./capture.ts";
 import { captureEncoder, createSource, dataTopicPrefix, dataTopicSpec, internalTopicSpec, openRegistry, parkingTopic, sinkGroupName, sinkTopics, sourceStateDir } from "./components.ts";
 import { HttpServer, sendJson } from "./http-server.ts";
@@ -24,6 +25,11 @@ export function splitHostPort(listen: string): { host: string; port: number } {
 /** PostgreSQL sources report their replication slot's lag. */
 interface SlotMetricsSource {
   slotMetrics(): Promise<{ lagBytes: number; retainedBytes: number } | null>;
+}
+
+/** A topic log may say what it waits for (Kafka: the broker error of its last failed request). */
+function logWaitingFor(log: TopicLog): string | null {
+  return (log as Partial<{ waitingFor(): string | null }>).waitingFor?.() ?? null;
 }
 
 function lagSeconds(now: number, thenMs: number | null): number | null {
@@ -117,9 +123,10 @@ export class Daemon {
         },
       });
       const parking = parkingTopic(this.config, sourceConfig);
-      await this.log.createTopic(internalTopicSpec(parking, this.config));
+      const topicLog = this.log;
+      await this.untilAvailable("creating the parking topic", () => topicLog.createTopic(internalTopicSpec(parking, this.config)));
       const transactionTopic = sourceConfig.kind === "postgres" && sourceConfig.transaction_metadata ? `${dataTopicPrefix(this.config.name, sourceConfig.name)}.transaction` : undefined;
-      if (transactionTopic) await this.log.createTopic(dataTopicSpec(this.config, transactionTopic));
+      if (transactionTopic) await this.untilAvailable("creating the transaction topic", () => topicLog.createTopic(dataTopicSpec(this.config, transactionTopic)));
       const pipeline = new CapturePipeline({
         source,
         log: this.log,
@@ -174,6 +181,16 @@ export class Daemon {
     return { host: address.address, port: address.port };
   }
 
+  /** Retries a start-up step while the topic log is unavailable (e.g. Kafka restarting), until it succeeds or the daemon stops. */
+  private untilAvailable<T>(what: string, operation: () => Promise<T>): Promise<T> {
+    return retry(operation, {
+      initialMs: 500,
+      maxMs: 30_000,
+      signal: this.captureStop.signal,
+      onRetry: (error, attempt, delayMs) => this.logger.warn({ err: error instanceof SluiceError ? error.toLog() : String(error), attempt, delayMs }, `${what} failed; retrying`),
+    });
+  }
+
   /** POST /sinks/<name>/rebuild: a zero-downtime rebuild of a running sink; answers when swapped in. */
   private async handleRebuild(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const match = /^\/sinks\/([^/]+)\/rebuild$/.exec((req.url ?? "").split("?")[0]!);
@@ -199,12 +216,17 @@ export class Daemon {
     });
   }
 
-  readiness(): { ready: boolean; log: boolean; sources: Record<string, boolean>; sinks: Record<string, boolean> } {
+  /** Ready when the log, every source and every sink are; `waiting` says what each component that is not ready waits for. */
+  readiness(): { ready: boolean; log: boolean; sources: Record<string, boolean>; sinks: Record<string, boolean>; waiting: Record<string, string> } {
     const sources = Object.fromEntries(this.captures.map((c) => [c.name, c.pipeline.ready()]));
     const sinks = Object.fromEntries(this.sinks.map((s) => [s.name, s.thread.ready()]));
     const log = this.log?.ready() ?? false;
     const ready = this.started && log && Object.values(sources).every(Boolean) && Object.values(sinks).every(Boolean);
-    return { ready, log, sources, sinks };
+    const waiting: Record<string, string> = {};
+    if (!log) waiting["topics"] = this.log ? (logWaitingFor(this.log) ?? `the ${this.config.topics.kind} topic log is not available`) : "the topic log is not open yet";
+    for (const capture of this.captures) if (!sources[capture.name]) waiting[`source ${capture.name}`] = capture.pipeline.waitingFor() ?? "connecting";
+    for (const sink of this.sinks) if (!sinks[sink.name]) waiting[`sink ${sink.name}`] = sink.thread.waitingFor() ?? "starting";
+    return { ready, log, sources, sinks, waiting };
   }
 
   /** Records each sink has yet to apply, or null when the topic log cannot say now. */
@@ -225,13 +247,14 @@ export class Daemon {
       deployment: this.config.name,
       version: SLUICE_VERSION,
       ready: this.readiness().ready,
-      topics: { kind: this.config.topics.kind, ready: this.log?.ready() ?? false },
+      topics: { kind: this.config.topics.kind, ready: this.log?.ready() ?? false, waiting: this.log && !this.log.ready() ? (logWaitingFor(this.log) ?? null) : null },
       sources: this.captures.map((c) => {
         const checkpoint = c.pipeline.checkpoint();
         return {
           name: c.name,
           kind: c.source.kind,
           ready: c.pipeline.ready(),
+          waiting: c.pipeline.ready() ? null : (c.pipeline.waitingFor() ?? "connecting"),
           position: checkpoint ? { commit: checkpoint.position.commit.toString(), change: checkpoint.position.change.toString() } : null,
           lagSeconds: lagSeconds(now, c.pipeline.lastAckedCommitTime()),
           halted: c.pipeline.haltedTables(),
@@ -242,6 +265,7 @@ export class Daemon {
         return {
           name: s.name,
           ready: s.thread.ready(),
+          waiting: s.thread.waitingFor(),
           lagRecords: lags[i],
           freshnessSeconds: lagSeconds(now, applied),
           halted: s.thread.haltedTables(),
@@ -283,16 +307,47 @@ export class Daemon {
     return { contentType: this.metrics.registry.contentType, body: await merged.metrics() };
   }
 
-  /** Stops capture (storing and acknowledging what is in flight), then the sinks, then the log. */
-  async stop(reason: string): Promise<void> {
+  /**
+   * Stops capture (storing and acknowledging what is in flight), then the sinks, then the log, then
+   * the HTTP server, within `timeoutMs`. What has not stopped by then (e.g. a produce waiting for an
+   * unreachable Kafka) is abandoned: sink threads are ended and connections dropped. That loses
+   * nothing: a source position is acknowledged only once its records are durable and a sink's
+   * offsets are stored only with or after its batch, so the next start reads abandoned work again.
+   * Resolves with the components abandoned (none after a complete stop).
+   */
+  async stop(reason: string, timeoutMs = Number.POSITIVE_INFINITY): Promise<{ abandoned: string[] }> {
     this.logger.info({ reason }, "sluice stopping");
     this.started = false;
-    this.captureStop.abort(new Error(`stopping: ${reason}`));
-    await Promise.all(this.captures.map((c) => c.done));
-    await Promise.all(this.sinks.map((s) => s.thread.stop()));
-    await Promise.all(this.sinks.map((s) => s.done));
-    await this.log?.close().catch((error: unknown) => this.logger.warn({ err: error }, "closing the topic log failed"));
-    await this.http.close();
-    this.logger.info("sluice stopped");
+    const pending = new Set([...this.captures.map((c) => `source ${c.name}`), ...this.sinks.map((s) => `sink ${s.name}`), ...(this.log ? ["topic log"] : []), "http server"]);
+    const step = async (name: string, work: () => Promise<unknown>) => {
+      await work().catch((error: unknown) => this.logger.warn({ component: name, err: error instanceof SluiceError ? error.toLog() : String(error) }, `stopping ${name} failed`));
+      pending.delete(name);
+    };
+    const graceful = (async () => {
+      this.captureStop.abort(new Error(`stopping: ${reason}`));
+      await Promise.all(this.captures.map((c) => step(`source ${c.name}`, () => c.done)));
+      await Promise.all(this.sinks.map((s) => step(`sink ${s.name}`, () => s.thread.stop().then(() => s.done))));
+      const log = this.log;
+      if (log) await step("topic log", () => log.close());
+      await step("http server", () => this.http.close());
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<"expired">((resolve) => {
+      if (Number.isFinite(timeoutMs)) timer = setTimeout(() => resolve("expired"), Math.max(0, timeoutMs));
+    });
+    const outcome = await Promise.race([graceful.then(() => "stopped" as const), expired]);
+    clearTimeout(timer);
+    if (outcome === "stopped") {
+      this.logger.info("sluice stopped");
+      return { abandoned: [] };
+    }
+    const abandoned = [...pending];
+    this.logger.warn(
+      { timeoutMs, abandoned },
+      `graceful shutdown timed out after ${timeoutMs} ms: abandoning ${abandoned.join(", ")}; nothing is lost (positions and offsets are stored only after the data is durable), the next start reads unacknowledged work again`,
+    );
+    await Promise.all(this.sinks.map((s) => s.thread.terminate()));
+    this.http.dropConnections();
+    return { abandoned };
   }
 }

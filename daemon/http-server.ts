@@ -19,6 +19,7 @@ export class HttpServer {
   private readonly routes = new Map<string, RouteHandler>();
   private readonly prefixes: { prefix: string; handler: PrefixHandler }[] = [];
   private server: Server | undefined;
+  private closing: Server | undefined;
   private readonly logger: Logger;
 
   constructor(logger: Logger) {
@@ -51,10 +52,17 @@ export class HttpServer {
     return server.address() as AddressInfo;
   }
 
+  /** Drops every open connection at once (a client that never finishes its request would hold close() up). */
+  dropConnections(): void {
+    this.closing?.closeAllConnections();
+    this.server?.closeAllConnections();
+  }
+
   async close(): Promise<void> {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
+    this.closing = server;
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeIdleConnections();

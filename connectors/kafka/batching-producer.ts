@@ -35,7 +35,8 @@ export interface BatchingProducerOptions {
   readonly transactionalId: string | null;
   readonly retry: BackoffPolicy & { readonly maxAttempts?: number };
   readonly logger: Logger;
-  readonly onReadyChange: (ready: boolean) => void;
+  /** Ready again after a delivery, or not ready with the failure being retried. */
+  readonly onReadyChange: (ready: boolean, problem?: string) => void;
   /**
    * Transactions only: resolves once read_committed readers can see up to these offsets. Kafka
    * acknowledges a commit before it wrote the commit markers, so without this wait a reader
@@ -189,10 +190,10 @@ export class BatchingProducer {
         const exhausted = this.options.retry.maxAttempts !== undefined && attempt + 1 >= this.options.retry.maxAttempts;
         if (!failure.retriable || exhausted || this.closing) {
           this.logger.error({ brokers: this.options.brokers, err: failure.toLog() }, "produce to Kafka failed; nothing of the failed batch is acknowledged");
-          if (failure.retriable) this.options.onReadyChange(false);
+          if (failure.retriable) this.options.onReadyChange(false, failure.message);
           throw failure;
         }
-        this.options.onReadyChange(false);
+        this.options.onReadyChange(false, failure.message);
         const delayMs = backoffDelay(this.options.retry, attempt);
         this.logger.warn({ brokers: this.options.brokers, err: failure.toLog(), attempt: attempt + 1, delayMs }, "Kafka unavailable; retrying the batch");
         await sleep(delayMs);

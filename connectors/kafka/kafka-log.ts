@@ -38,7 +38,7 @@ import { compressionType } from "./compression.ts";
 import { createKafkaClient } from "./kafka-client.ts";
 import type { KafkaTopicsConfig } from "./kafka-client.ts";
 import { KafkaPullConsumer } from "./kafka-consumer.ts";
-import { isRetriableKafkaError, kafkaError } from "./kafka-errors.ts";
+import { kafkaError } from "./kafka-errors.ts";
 
 export interface KafkaLogOptions {
   readonly config: KafkaTopicsConfig;
@@ -79,6 +79,9 @@ export class KafkaTopicLog implements TopicLog {
   /** Topic identities as this process last read or wrote them; loaded on the first createTopic. */
   private recordedTopicIds: Map<string, string> | null = null;
   private isReady = false;
+  /** Why the last produce or admin request failed while Kafka is unavailable; null once one succeeds again. */
+  private producerProblem: string | null = null;
+  private adminProblem: string | null = null;
   private closed = false;
 
   private constructor(options: KafkaLogOptions) {
@@ -99,7 +102,10 @@ export class KafkaTopicLog implements TopicLog {
       transactionalId: options.config.transactions ? (options.transactionalId ?? `${options.deployment}.${options.config.client_id}`) : null,
       retry: options.retry ?? DEFAULT_RETRY,
       logger: this.logger,
-      onReadyChange: (ready) => (this.isReady = ready),
+      onReadyChange: (ready, problem) => {
+        this.isReady = ready;
+        this.producerProblem = ready ? null : (problem ?? null);
+      },
       waitVisible: (offsets) => this.waitVisible(offsets),
     });
     this.registryJournal = new KafkaRegistryJournal(this, registryTopic(options.deployment));
@@ -136,7 +142,14 @@ export class KafkaTopicLog implements TopicLog {
   }
 
   ready(): boolean {
-    return this.isReady && !this.closed;
+    return this.isReady && !this.closed && this.adminProblem === null;
+  }
+
+  /** What the log waits for while not ready: the broker error of its last failed request. */
+  waitingFor(): string | null {
+    if (this.closed) return "the Kafka topic log is closed";
+    if (this.ready()) return null;
+    return this.producerProblem ?? this.adminProblem ?? `connecting to Kafka ${this.config.brokers.join(",")}`;
   }
 
   async createTopic(spec: TopicSpec): Promise<void> {
@@ -449,10 +462,13 @@ export class KafkaTopicLog implements TopicLog {
   /** An admin call with Sluice's error mapping; kafkajs already retried it a few times. */
   private async call<T>(operation: string, body: () => Promise<T>): Promise<T> {
     try {
-      return await body();
+      const result = await body();
+      this.adminProblem = null;
+      return result;
     } catch (error) {
-      if (isRetriableKafkaError(error)) this.isReady = false;
-      throw kafkaError(error, operation, this.config.brokers);
+      const failure = kafkaError(error, operation, this.config.brokers);
+      if (failure.retriable) this.adminProblem = failure.message;
+      throw failure;
     }
   }
 }
