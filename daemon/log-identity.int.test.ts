@@ -141,6 +141,7 @@ describe("embedded log → DuckDB", () => {
       assert.deepEqual(await duckIds(sink2, events.schema.table), range(1, 10), "nothing of the new log applied from the old offsets");
       assertRefusal(refusal, "wh", events.topic);
       assert.equal(run2.runner.ready(), false, "a refused sink is not ready");
+      assert.match(run2.runner.waitingFor() ?? "", /^refused: sink wh: its stored offsets were taken from another topic log/, "readiness says why");
 
       // The rebuild the error names fills the table from the log as it is now; the sink then reads on.
       await rebuildSink({ sink: sink2, log: second, decoder, topics: [events.topic], group: `${group}.rebuild`, logger, signal: AbortSignal.timeout(60_000) });
@@ -253,7 +254,7 @@ describe("Elasticsearch", () => {
     const log = EmbeddedTopicLog.open({ path: join(dir, `${deployment}.db`), logger });
     await log.createTopic(topicSpec(events.topic));
     await log.produce(inserts(events, 1, 7, 0n));
-    const sink = new ElasticsearchSink(testSinkConfig("elasticsearch", { name: sinkName, nodes: [elasticsearch.url], target: `${prefix}_{table}` }), { logger, refresh: true });
+    const sink = new ElasticsearchSink(testSinkConfig("elasticsearch", { name: sinkName, nodes: [elasticsearch.url], bulk_bytes: 5 * 2 ** 20, target: `${prefix}_{table}` }), { logger, refresh: true });
     // Another deployment of the same name, on another log, used this sink name and got to offset 4 there.
     await sink.open(AbortSignal.timeout(30_000));
     await sink.close();

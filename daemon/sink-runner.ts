@@ -123,6 +123,7 @@ export class SinkRunner {
 
   /** What keeps the sink from being ready: the topic log or the target it waits for; null when ready. */
   waitingFor(): string | null {
+    if (this.refused) return `refused: ${this.refused.message}`;
     if (this.consumeProblem !== null) return this.consumeProblem;
     if (!this.targetReachable) return `its target does not accept writes${this.targetProblem ? `: ${this.targetProblem}` : ""}`;
     return this.running ? null : "starting";

@@ -5,6 +5,7 @@
  * capture into the embedded log is exactly-once.
  */
 import type { EventEmitter } from "node:events";
+import { randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, realpathSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -86,7 +87,6 @@ export function embeddedOptionsFromConfig(config: Extract<TopicsConfig, { kind: 
 function prepareStatements(db: DatabaseSync) {
   return {
     topicByName: db.prepare("SELECT id, name, partitions, retention_ms, retention_bytes, compacted FROM topics WHERE name = ?"),
-    topicCreation: db.prepare("SELECT id, created_at_ms FROM topics WHERE name = ?"),
     allTopics: db.prepare("SELECT id, name, partitions, retention_ms, retention_bytes, compacted FROM topics ORDER BY name"),
     insertTopic: db.prepare("INSERT INTO topics (name, partitions, retention_ms, retention_bytes, compacted, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)"),
     updateTopicRetention: db.prepare("UPDATE topics SET retention_ms = ?, retention_bytes = ? WHERE id = ?"),
@@ -209,6 +209,7 @@ export class EmbeddedTopicLog implements TopicLog {
     this.write("create topic", () => {
       const { lastInsertRowid } = this.statements.insertTopic.run(spec.name, spec.partitions, spec.retentionMs, spec.retentionBytes, spec.compacted ? 1 : 0, this.clock());
       for (let p = 0; p < spec.partitions; p++) this.statements.insertPartition.run(lastInsertRowid, p);
+      this.db.prepare("INSERT INTO log_meta (key, value) VALUES ('topic:' || ?, ?) ON CONFLICT DO UPDATE SET value = excluded.value").run(lastInsertRowid, randomUUID());
     });
     this.logger.info({ topic: spec.name, partitions: spec.partitions, compacted: spec.compacted }, "topic created");
   }
@@ -250,13 +251,19 @@ export class EmbeddedTopicLog implements TopicLog {
     return row ? decodeCheckpoint(row.checkpoint, this.path) : null;
   }
 
-  /** `<log id>/<topic row id>@<creation ms>`: another file, or the topic deleted and created again, gives another. */
+  /**
+   * `<log id>/<uuid drawn at creation>` (topics created before Sluice drew one: `<log id>/<row id>@<creation ms>`):
+   * another file, or the topic deleted and created again, gives another. A file no Sluice that
+   * records identities has opened for writing yet has none.
+   */
   async topicIds(topics: readonly string[]): Promise<Map<string, string>> {
     this.assertOpen();
     const ids = new Map<string, string>();
+    if (!this.logId) return ids;
+    const statement = this.read("read topic", () => this.db.prepare("SELECT t.id, t.created_at_ms, m.value AS uuid FROM topics t LEFT JOIN log_meta m ON m.key = 'topic:' || t.id WHERE t.name = ?"));
     for (const name of topics) {
-      const row = this.read("read topic", () => this.statements.topicCreation.get(name)) as { id: number; created_at_ms: number } | undefined;
-      if (row) ids.set(name, `${this.logId}/${row.id}@${row.created_at_ms}`);
+      const row = this.read("read topic", () => statement.get(name)) as { id: number; created_at_ms: number; uuid: string | null } | undefined;
+      if (row) ids.set(name, `${this.logId}/${row.uuid ?? `${row.id}@${row.created_at_ms}`}`);
     }
     return ids;
   }
