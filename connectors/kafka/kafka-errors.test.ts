@@ -1,0 +1,55 @@
+/**
+ * Which Kafka failures are waited out (retriable) and which stop a component: an outage, a
+ * consumer that crashed and has no group yet, a partition moved by a rebalance (e.g. after a
+ * kill -9 the dead member holds partitions until its session times out) are retriable; fenced
+ * producers, refused credentials and other protocol refusals are not.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import kafkajs from "kafkajs";
+import { SluiceError } from "../errors.ts";
+import { isRetriableKafkaError, kafkaError } from "./kafka-errors.ts";
+
+const { KafkaJSConnectionError, KafkaJSNonRetriableError, KafkaJSNumberOfRetriesExceeded, KafkaJSProtocolError, KafkaJSSASLAuthenticationError } = kafkajs;
+const brokers = ["127.0.0.1:9092"];
+
+test("a refused connection, also inside kafkajs's retries-exceeded wrapper, is retriable (KAFKA_UNAVAILABLE)", () => {
+  const refused = new KafkaJSConnectionError("Connection error: connect ECONNREFUSED 127.0.0.1:9092");
+  const wrapped = new KafkaJSNumberOfRetriesExceeded(refused, { retryCount: 5, retryTime: 3000 });
+  for (const error of [refused, wrapped]) {
+    assert.equal(isRetriableKafkaError(error), true);
+    const sluice = kafkaError(error, "list topics", brokers);
+    assert.equal(sluice.code, "KAFKA_UNAVAILABLE");
+    assert.equal(sluice.retriable, true);
+    assert.match(sluice.message, /Kafka 127\.0\.0\.1:9092 unavailable during list topics/);
+  }
+});
+
+test("'Consumer group was not initialized' (a consumer between a crash and its rejoin) is retriable", () => {
+  const error = new KafkaJSNonRetriableError("Consumer group was not initialized, consumer#run must be called first");
+  assert.equal(isRetriableKafkaError(error), true);
+  const sluice = kafkaError(error, "commit offsets", brokers);
+  assert.equal(sluice.code, "KAFKA_CONSUMER_REJOINING");
+  assert.equal(sluice.retriable, true);
+  assert.match(sluice.message, /rejoining its group.*during commit offsets/);
+});
+
+test("PARTITION_NOT_ASSIGNED from a seek (partitions moved in a rebalance) stays retriable through kafkaError", () => {
+  const notAssigned = new SluiceError("cannot seek t/0: not assigned to this member of group \"g\" now", { code: "PARTITION_NOT_ASSIGNED", retriable: true, context: { component: "kafka" } });
+  assert.equal(isRetriableKafkaError(notAssigned), true);
+  assert.equal(kafkaError(notAssigned, "seek", brokers), notAssigned);
+});
+
+test("permanent refusals are not retriable: fenced producer, bad credentials, a non-retriable protocol error", () => {
+  const fenced = Object.assign(new KafkaJSProtocolError("There is a newer producer with the same transactionalId"), { type: "PRODUCER_FENCED", retriable: false });
+  assert.equal(isRetriableKafkaError(fenced), false);
+  assert.equal(kafkaError(fenced, "produce", brokers).code, "KAFKA_PRODUCER_FENCED");
+  const auth = new KafkaJSSASLAuthenticationError("SASL PLAIN authentication failed");
+  assert.equal(isRetriableKafkaError(auth), false);
+  assert.equal(kafkaError(auth, "connect", brokers).code, "KAFKA_AUTH_FAILED");
+  const tooLarge = Object.assign(new KafkaJSProtocolError("The request included a message larger than the max message size the server will accept"), { type: "MESSAGE_TOO_LARGE", retriable: false });
+  assert.equal(isRetriableKafkaError(tooLarge), false);
+  assert.equal(kafkaError(tooLarge, "produce", brokers).code, "KAFKA_MESSAGE_TOO_LARGE");
+  const other = new KafkaJSNonRetriableError("Invalid topic undefined");
+  assert.equal(isRetriableKafkaError(other), false);
+});
