@@ -410,7 +410,11 @@ export class SinkRunner {
     const written = await this.writeWithRetries(changes, stop, offsetsWithData);
     for (const failure of written.failures) poison.push({ record: changeRecords[failure.index]!, error: failure.error, event: changes[failure.index]!.event });
     for (const index of written.held) held.push(changeRecords[index]!);
-    poison.sort((a, b) => (a.record.offset < b.record.offset ? -1 : a.record.offset > b.record.offset ? 1 : 0));
+    // The table halts at its oldest poison: by version where both decoded (partitions of a topic do not share offsets), else by offset.
+    poison.sort((a, b) => {
+      const [x, y] = a.event && b.event ? [a.event.source.position.change, b.event.source.position.change] : [a.record.offset, b.record.offset];
+      return x < y ? -1 : x > y ? 1 : 0;
+    });
     for (const { record, error, event } of poison) await this.handlePoison(record, event, error);
     this.holdHaltedPartitions(records, poison, held, changes, changeRecords, nextOffsets);
     const offsets = [...nextOffsets.values()];
@@ -500,7 +504,7 @@ export class SinkRunner {
       pending = retriable;
       if (pending.length > 0) {
         this.options.metrics?.sinkRetries.inc({ sink: sink.name });
-        this.logger.warn({ items: pending.length, attempt: attempt + 1, maxAttempts, err: pending.length > 0 ? result.failures[0]?.error.message : undefined }, "sink refused items as temporary; writing them again");
+        this.logger.warn({ items: pending.length, attempt: attempt + 1, maxAttempts, err: result.failures.find((f) => f.retriable)?.error.message }, "sink refused items as temporary; writing them again");
         await sleep(Math.min(this.options.retry.maxMs, this.options.retry.initialMs * 2 ** attempt), stop);
       }
     }
