@@ -119,6 +119,47 @@ describe("interpolation and secrets", () => {
   });
 });
 
+describe("YAML aliases, numbers and values as written", () => {
+  test("anchors under x- keys, aliases and merge keys give each source the shared settings", () => {
+    const text = [
+      "name: shop",
+      "x-postgres: &postgres {kind: postgres, host: db, database: app, user: u, snapshot: {mode: never}}",
+      "sources:",
+      "  - <<: *postgres",
+      "    name: orders",
+      "    tables: [public.orders]",
+      "  - <<: *postgres",
+      "    name: users",
+      "    tables: &users [public.users]",
+      "sinks:",
+      "  - {name: warehouse, kind: duckdb, tables: *users}",
+      "",
+    ].join("\n");
+    const config = loadConfigText("c.yaml", text, { env: {} });
+    assert.deepEqual(config.sources.map((s) => [s.name, s.host, s.snapshot.mode, s.tables]), [["orders", "db", "never", ["public.orders"]], ["users", "db", "never", ["public.users"]]]);
+    assert.deepEqual(config.sinks[0]!.tables, ["public.users"]);
+  });
+
+  test("a hexadecimal number from an environment variable is not read as a number either", () => {
+    const text = "name: shop\nsources:\n  - name: pg\n    kind: postgres\n    database: app\n    user: u\n    tables: [public.t]\n    max_buffer_bytes: ${BUF}\n";
+    assert.throws(() => loadConfigText("c.yaml", text, { env: { BUF: "0x10" } }), /sources\[0\]\.max_buffer_bytes: expected a size such as "512KiB", "64MiB" or "1GB", got "0x10"/);
+    assert.equal(loadConfigText("c.yaml", text, { env: { BUF: "1048576" } }).sources[0]!.max_buffer_bytes, 2 ** 20);
+  });
+
+  test("quoted hexadecimal text stays text", () => {
+    const text = 'name: shop\nsources:\n  - {name: pg, kind: postgres, database: app, user: "0x10", tables: [public.t]}\n';
+    assert.equal(loadConfigText("c.yaml", text, { env: {} }).sources[0]!.user, "0x10");
+  });
+
+  test("durations and sizes at their bounds are accepted", () => {
+    const text = "name: shop\nsources:\n  - {name: pg, kind: postgres, database: app, user: u, tables: [public.t], heartbeat_interval: 1d, max_buffer_bytes: 64KiB}\nshutdown: {timeout: 1s}\n";
+    const config = loadConfigText("c.yaml", text, { env: {} });
+    assert.equal(config.sources[0]!.heartbeat_interval, 86_400_000);
+    assert.equal(config.sources[0]!.max_buffer_bytes, 65_536);
+    assert.equal(config.shutdown.timeout, 1_000);
+  });
+});
+
 describe("Elasticsearch refresh_interval", () => {
   const withRefresh = (line: string) =>
     `name: shop\nsources:\n  - {name: pg, kind: postgres, database: app, user: u, tables: [public.t]}\nsinks:\n  - name: search\n    kind: elasticsearch\n    nodes: ["http://127.0.0.1:9200"]\n${line}`;

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { isMap, isPair, isScalar, LineCounter, parseDocument, Scalar, visit } from "yaml";
+import { isAlias, isMap, isPair, isScalar, LineCounter, parseDocument, Scalar, visit } from "yaml";
 import type { Document, Node, Pair } from "yaml";
 import type { ConfigIssue } from "./issues.ts";
 import { formatPath } from "./issues.ts";
@@ -27,9 +27,88 @@ export function parseConfigText(file: string, text: string): ParsedConfigDocumen
   };
   const issues: ConfigIssue[] = [...document.errors, ...document.warnings].map((error) => {
     const { line, column } = locate(error.pos[0]);
+    if (error.code === "DUPLICATE_KEY") {
+      const duplicate = duplicateKeyAt(document, error.pos[0]);
+      if (duplicate !== undefined) {
+        const first = locate(duplicate.firstOffset);
+        return { file, line, column, path: formatPath(duplicate.path), message: `YAML: duplicate key "${duplicate.key}" (first at line ${first.line}, column ${first.column}); give each key once` };
+      }
+    }
     return { file, line, column, path: "", message: `YAML: ${error.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}` };
   });
   return { file, document, issues, locate };
+}
+
+/** The key whose second occurrence starts at `offset`: its name, key path and where it first appears. */
+function duplicateKeyAt(document: Document, offset: number): { key: string; path: PropertyKey[]; firstOffset: number } | undefined {
+  let found: { key: string; path: PropertyKey[]; firstOffset: number } | undefined;
+  visit(document, {
+    Pair(_key, pair, ancestors) {
+      if (!isScalar(pair.key) || pair.key.range?.[0] !== offset) return undefined;
+      const map = ancestors[ancestors.length - 1];
+      const name = pair.key.value;
+      const first = isMap(map) ? map.items.find((other) => isScalar(other.key) && other.key.value === name) : undefined;
+      found = { key: String(name), path: pathOf([...ancestors, pair], undefined), firstOffset: (first?.key as Node | undefined)?.range?.[0] ?? offset };
+      return visit.BREAK;
+    },
+  });
+  return found;
+}
+
+/**
+ * The document as plain data. Aliases (`*name`) and merge keys (`<<: *name`) are supported; an
+ * alias without its anchor, or so many aliases that they look like an alias bomb, is an issue at
+ * the alias instead of an exception.
+ */
+export function plainValue(parsed: ParsedConfigDocument): { ok: true; value: unknown } | { ok: false } {
+  const aliases: { source: string; offset: number; path: PropertyKey[] }[] = [];
+  visit(parsed.document, {
+    Alias(key, node, ancestors) {
+      aliases.push({ source: node.source, offset: node.range?.[0] ?? 0, path: pathOf(ancestors, key) });
+      if (node.resolve(parsed.document) === undefined) {
+        parsed.issues.push({
+          file: parsed.file,
+          ...parsed.locate(node.range?.[0] ?? 0),
+          path: formatPath(pathOf(ancestors, key)),
+          message: `alias *${node.source} has no anchor &${node.source} before it: define the anchor first (anchors apply to what follows them)`,
+        });
+      }
+    },
+  });
+  if (parsed.issues.length > 0) return { ok: false };
+  try {
+    return { ok: true, value: parsed.document.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) as unknown };
+  } catch (error) {
+    const first = aliases[0];
+    parsed.issues.push({
+      file: parsed.file,
+      ...(first === undefined ? { line: 1, column: 1 } : parsed.locate(first.offset)),
+      path: first === undefined ? "" : formatPath(first.path),
+      message: `YAML: ${(error as Error).message}; aliases expand to at most ${MAX_ALIAS_COUNT} copies of their anchor`,
+    });
+    return { ok: false };
+  }
+}
+
+const MAX_ALIAS_COUNT = 100;
+
+/**
+ * Checks every value as written: a NUL character (no server accepts one in a name or password)
+ * and a number in hexadecimal or octal notation (`0x10` reads as 16, rarely what a size meant).
+ */
+export function checkScalars(parsed: ParsedConfigDocument): void {
+  visit(parsed.document, {
+    Scalar(key, node, ancestors) {
+      if (key === "key" || isAlias(node)) return;
+      const where = () => ({ file: parsed.file, ...parsed.locate(node.range?.[0] ?? 0), path: formatPath(pathOf(ancestors, key)) });
+      if (typeof node.value === "string" && node.value.includes("\u0000")) {
+        parsed.issues.push({ ...where(), message: "contains a NUL character (\\0), which no server accepts in a name, password or path: remove it" });
+      } else if (typeof node.value === "number" && (node.format === "HEX" || node.format === "OCT")) {
+        const written = node.source ?? String(node.value);
+        parsed.issues.push({ ...where(), message: `${written} would be read as the number ${node.value}: write numbers in decimal, or quote text ("${written}")` });
+      }
+    },
+  });
 }
 
 function pathOf(ancestors: readonly unknown[], key: unknown): PropertyKey[] {
@@ -52,6 +131,8 @@ function pathOf(ancestors: readonly unknown[], key: unknown): PropertyKey[] {
 }
 
 const REFERENCE = /\$\$\{|\$\{([^}]*)\}?/g;
+/** A reference nested in another's default, as in `${A:-${B}}`: not supported (a default is plain text). */
+const NESTED_REFERENCE = /\$\{[^}]*\$\{/;
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** Replaces `${VAR}` and `${VAR:-default}` in every value; `$${` stands for a literal `${`. */
@@ -60,6 +141,17 @@ export function interpolateEnv(parsed: ParsedConfigDocument, env: Readonly<Recor
     Scalar(key, node, ancestors) {
       if (key === "key" || typeof node.value !== "string" || !node.value.includes("$")) return;
       const original = node.value;
+      const nested = NESTED_REFERENCE.exec(original.replaceAll("$${", ""));
+      if (nested !== null) {
+        const at = parsed.locate(node.range?.[0] ?? 0);
+        parsed.issues.push({
+          file: parsed.file,
+          ...at,
+          path: formatPath(pathOf(ancestors, key)),
+          message: `"${original}" nests a reference in a default; references cannot be nested (a default is plain text): set the variable, or write the default out`,
+        });
+        return;
+      }
       let failed = false;
       const replaced = original.replace(REFERENCE, (match: string, body: string | undefined, offset: number) => {
         if (match === "$${") return "${";
@@ -93,6 +185,8 @@ export function interpolateEnv(parsed: ParsedConfigDocument, env: Readonly<Recor
 
 function readPlainScalar(text: string): unknown {
   const value = parseDocument(text).toJS() as unknown;
+  // A hexadecimal or octal number stays text (and is refused where a number is expected), as when written in the file.
+  if (typeof value === "number" && /^[-+]?0[xo]/i.test(text.trim())) return text;
   return (value === null && text.trim() !== "") || typeof value === "number" || typeof value === "boolean" ? value : text;
 }
 

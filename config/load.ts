@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import type { z } from "zod";
-import { describeFsError, interpolateEnv, offsetOf, parseConfigText, readSecretFiles } from "./document.ts";
+import { checkScalars, describeFsError, interpolateEnv, offsetOf, parseConfigText, plainValue, readSecretFiles } from "./document.ts";
 import type { ParsedConfigDocument } from "./document.ts";
 import type { ConfigIssue } from "./issues.ts";
 import { ConfigValidationError, formatPath, nearest } from "./issues.ts";
@@ -28,11 +28,16 @@ export function loadConfigText(file: string, text: string, options: LoadOptions 
   if (parsed.issues.length > 0) throw new ConfigValidationError(file, parsed.issues);
   interpolateEnv(parsed, options.env ?? process.env);
   readSecretFiles(parsed, SECRET_KEYS);
-  const raw: unknown = parsed.document.toJS();
+  checkScalars(parsed);
+  const plain = plainValue(parsed);
+  if (!plain.ok) throw new ConfigValidationError(file, sortIssues(parsed.issues));
+  const raw = plain.value;
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     parsed.issues.push({ file, line: 1, column: 1, path: "", message: "expected a mapping of settings (name, sources, topics, sinks, ...) at the top level" });
     throw new ConfigValidationError(file, parsed.issues);
   }
+  // Top-level keys starting with "x-" hold anchors for aliases (`x-defaults: &defaults {...}`); Sluice ignores them.
+  for (const key of Object.keys(raw)) if (key.startsWith("x-")) delete (raw as Record<string, unknown>)[key];
   const result = configSchema.safeParse(raw);
   const crossIssues = crossCheck(raw as Record<string, unknown>);
   if (result.success && parsed.issues.length === 0 && crossIssues.length === 0) return result.data;

@@ -26,13 +26,24 @@ A Sluice deployment is one YAML file, checked with \`sluice validate -c FILE\`. 
 - **Environment variables**: \`\${NAME}\` is replaced by the variable's value anywhere in a value;
   \`\${NAME:-default}\` gives a default for an unset or empty variable; \`$\${\` writes a literal \`\${\`.
   An unquoted value that is only a reference takes the YAML type of its value (\`port: \${PGPORT}\` is a number).
-  An unset variable without a default is an error.
+  An unset variable without a default is an error. References do not nest: \`\${A:-\${B}}\` is refused (a
+  default is plain text), so set the variable or write the default out.
 - **Secrets from files**: any ${SECRET_KEYS.map((k) => `\`${k}\``).join(", ")} may instead be written as
   \`<key>_file: PATH\`; the file's contents (one trailing newline removed) become the value. A relative
   path is read from the config file's folder. Giving both is an error.
 - **Durations** are written \`500ms\`, \`5s\`, \`2m\`, \`1h\`, \`7d\` (or a number of milliseconds);
   **sizes** \`512KiB\`, \`64MiB\`, \`1GB\` (or a number of bytes). Defaults below are shown in
-  milliseconds and bytes.
+  milliseconds and bytes. Each has a range (in its description; otherwise up to 24 days or 1 TiB):
+  a value outside it, or 0 where 0 has no meaning, is an error.
+- **Numbers** are written in decimal: \`0x10\` or \`0o20\` is refused rather than read as 16 (quote it if
+  it is text). A NUL character (\`\\0\`) in any value is refused.
+- **Aliases**: YAML anchors, aliases and merge keys work (\`<<: *defaults\`); top-level keys starting
+  with \`x-\` are ignored, so shared settings can live there (\`x-postgres: &postgres {...}\`). An alias
+  without its anchor, or aliases that expand more than 100 times, is an error.
+- **No two parts on one thing**: two DuckDB sinks (or a DuckDB sink and the embedded topic log) on one
+  file, two PostgreSQL sources on one replication slot of one database, two MySQL sources with one
+  \`server_id\` on one server, and HTTP paths that overlap (\`schema_registry.path\`, \`metrics.path\`,
+  and the daemon's \`/healthz\`, \`/readyz\`, \`/status\`, \`/sinks\`) are errors.
 - Unknown keys are errors. Every problem is reported at once, each with its file, line, column
   and key path, and a suggestion for a misspelt key or value.
 - A \`(kind: x)\` in a path means the keys apply when that section's \`kind\` is \`x\`; \`[]\` means

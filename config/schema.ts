@@ -6,27 +6,65 @@
  * Secrets: any key named in SECRET_KEYS may instead be given as `<key>_file: /path` (see secrets.ts).
  */
 import { z } from "zod";
-import { DURATION_PATTERN, parseDuration, parseSize, SIZE_PATTERN } from "./units.ts";
+import { httpPathClashes, sharedResourceClashes } from "./clashes.ts";
+import { nearest } from "./issues.ts";
+import { DURATION_PATTERN, formatDuration, formatSize, parseDuration, parseSize, SIZE_PATTERN } from "./units.ts";
 
 export const SECRET_KEYS = ["password", "token", "api_key"] as const;
 
-const duration = (description: string) =>
+/** The longest wait a Node.js timer can take (2^31-1 ms, about 24.8 days; a longer one fires at once), rounded down to whole days. */
+const MAX_TIMER_MS = 24 * 86_400_000;
+
+interface Bounds {
+  /** Smallest value other than 0. */
+  readonly min: number;
+  readonly max: number;
+  /** Whether 0 is allowed (it then means something special, e.g. "disabled", said in the description). */
+  readonly zero?: boolean;
+}
+
+function shown(value: unknown): string {
+  return typeof value === "string" ? `"${value}"` : `${typeof value} ${String(value)}`;
+}
+
+function boundsProblem(value: number, bounds: Bounds, what: string, format: (n: number) => string): string | undefined {
+  if ((value === 0 && bounds.zero) || (value >= bounds.min && value <= bounds.max)) return undefined;
+  return `expected ${bounds.zero ? "0 or " : ""}${what} from ${format(bounds.min)} to ${format(bounds.max)}`;
+}
+
+/** Without bounds: 0 or up to the longest timer, unsaid in the description. */
+const duration = (description: string, given?: Bounds) =>
   z
     .union([
       z.number().int().nonnegative(),
-      z.string().regex(DURATION_PATTERN, { error: 'expected a duration such as "500ms", "5s", "2m", "1h" or "7d"' }),
+      z.string().regex(DURATION_PATTERN, {
+        error: (issue) => (String(issue.input).trim().startsWith("-") ? "expected a duration of 0 or more (durations cannot be negative)" : 'expected a duration such as "500ms", "5s", "2m", "1h" or "7d"'),
+      }),
     ])
-    .transform((value) => (typeof value === "number" ? value : parseDuration(value)!))
-    .describe(`${description} (duration: "500ms", "5s", "2m", "1h", "7d", or milliseconds)`);
+    .transform((value, ctx) => {
+      const ms = typeof value === "number" ? value : parseDuration(value)!;
+      const problem = boundsProblem(ms, given ?? { min: 1, max: MAX_TIMER_MS, zero: true }, "a duration", formatDuration);
+      if (problem === undefined) return ms;
+      ctx.issues.push({ code: "custom", message: `${problem}, got ${shown(value)}`, input: value });
+      return z.NEVER;
+    })
+    .describe(`${description} (duration: "500ms", "5s", "2m", "1h", "7d", or milliseconds${given ? `; ${given.zero ? "0 or " : ""}${formatDuration(given.min)} to ${formatDuration(given.max)}` : ""})`);
 
-const size = (description: string) =>
+/** Without bounds: up to 1TiB, unsaid in the description. */
+const size = (description: string, given?: Bounds) =>
   z
     .union([
       z.number().int().positive(),
       z.string().regex(SIZE_PATTERN, { error: 'expected a size such as "512KiB", "64MiB" or "1GB"' }),
     ])
-    .transform((value) => (typeof value === "number" ? value : parseSize(value)!))
-    .describe(`${description} (size: "512KiB", "64MiB", "1GB", or bytes)`);
+    .transform((value, ctx) => {
+      const bytes = typeof value === "number" ? value : parseSize(value)!;
+      const problem = boundsProblem(bytes, given ?? { min: 1, max: 2 ** 40 }, "a size", formatSize);
+      if (problem === undefined) return bytes;
+      ctx.issues.push({ code: "custom", message: `${problem}, got ${shown(value)}`, input: value });
+      return z.NEVER;
+    })
+    .describe(`${description} (size: "512KiB", "64MiB", "1GB", or bytes${given ? `; ${formatSize(given.min)} to ${formatSize(given.max)}` : ""})`);
 
 const ES_TIME_VALUE_PATTERN = /^(?:-1|[1-9]\d*(?:ms|s|m|h|d))$/;
 const ES_TIME_VALUE_ERROR = 'expected an Elasticsearch time value such as "200ms" or "1s" (a whole number above 0 with ms, s, m, h or d) or -1';
@@ -64,6 +102,7 @@ const hostPort = (description: string) =>
 const httpUrl = (description: string) =>
   z
     .string()
+    .regex(/^[^\s\u0000-\u001f\u007f]*$/, { error: "expected a URL without spaces or control characters (write a space in a path as %20)", abort: true })
     .refine((value) => {
       try {
         const url = new URL(value);
@@ -73,6 +112,27 @@ const httpUrl = (description: string) =>
       }
     }, { error: 'expected an http:// or https:// URL, e.g. "http://127.0.0.1:9200"' })
     .describe(description);
+
+const urlPath = (description: string) =>
+  z
+    .string()
+    .regex(/^(\/[A-Za-z0-9_-]+)+$/, { error: 'expected a URL path such as "/registry": "/" and segments of letters, digits, _ and -, no trailing "/"' })
+    .describe(description);
+
+const TARGET_PLACEHOLDERS = ["source", "schema", "table"];
+
+/** Why a sink's target template is unusable, or undefined. */
+function targetProblem(template: string): string | undefined {
+  const braces = template.replace(/\{[A-Za-z0-9_]*\}/g, "");
+  if (/[{}]/.test(braces)) return `unbalanced "{" or "}" in "${template}"; placeholders are {source}, {schema}, {table}`;
+  for (const [, name] of template.matchAll(/\{([A-Za-z0-9_]*)\}/g)) {
+    if (!TARGET_PLACEHOLDERS.includes(name!)) {
+      const close = nearest(name!, TARGET_PLACEHOLDERS);
+      return `unknown placeholder "{${name}}" in "${template}"; placeholders are {source}, {schema}, {table}${close ? `; did you mean "{${close}}"?` : ""}`;
+    }
+  }
+  return undefined;
+}
 
 const tableFilter = z
   .array(
@@ -113,15 +173,20 @@ const decimalMode = z
 
 const sourceCommon = {
   name: identifier("Logical source name: first part of its topic names (<name>.<schema>.<table>) and Avro record names"),
-  host: z.string().min(1).default("127.0.0.1").describe("Server host"),
+  host: z
+    .string()
+    .min(1)
+    .regex(/^[^\s\u0000-\u001f\u007f]+$/, { error: "expected a host name or address without spaces or control characters" })
+    .default("127.0.0.1")
+    .describe("Server host"),
   user: z.string().min(1).describe("User name"),
   password: z.string().optional().describe("Password (or password_file)"),
   tls,
   tables: tableFilter,
   snapshot,
   decimal_mode: decimalMode,
-  max_buffer_bytes: size("Bound on changes read ahead of the topic log, counting about 256 bytes of bookkeeping per change; a slower topic log slows reading").default(16 * 2 ** 20),
-  heartbeat_interval: duration("Advance the acknowledged position this often when captured tables are quiet; 0 disables").default(10_000),
+  max_buffer_bytes: size("Bound on changes read ahead of the topic log, counting about 256 bytes of bookkeeping per change; a slower topic log slows reading", { min: 64 * 2 ** 10, max: 64 * 2 ** 30 }).default(16 * 2 ** 20),
+  heartbeat_interval: duration("Advance the acknowledged position this often when captured tables are quiet; 0 disables", { min: 100, max: 86_400_000, zero: true }).default(10_000),
 };
 
 const postgresSource = z.strictObject({
@@ -155,7 +220,7 @@ const source = z.discriminatedUnion("kind", [postgresSource, mysqlSource]);
 
 const retention = z
   .strictObject({
-    max_age: duration("Drop records older than this; 0 keeps forever").default(7 * 86_400_000),
+    max_age: duration("Drop records older than this; 0 keeps forever", { min: 1_000, max: 3650 * 86_400_000, zero: true }).default(7 * 86_400_000),
     max_bytes: size("Drop the oldest records of a partition beyond this size").optional(),
   })
   .default({ max_age: 7 * 86_400_000 })
@@ -183,8 +248,8 @@ const kafkaTopics = z.strictObject({
   partitions: z.number().int().min(1).max(10_000).default(3).describe("Partitions for topics Sluice creates"),
   replication_factor: z.number().int().min(1).max(10).default(1).describe("Replication factor for topics Sluice creates"),
   compression: z.enum(["none", "gzip", "lz4", "zstd"]).default("none").describe("Record batch compression"),
-  linger: duration("Wait this long to fill a batch").default(5),
-  batch_bytes: size("Largest produce batch").default(2 ** 20),
+  linger: duration("Wait this long to fill a batch", { min: 1, max: 60_000, zero: true }).default(5),
+  batch_bytes: size("Largest produce batch", { min: 2 ** 10, max: 2 ** 30 }).default(2 ** 20),
   max_in_flight: z.number().int().min(1).max(5).default(5).describe("Produce requests in flight per broker"),
   transactions: z.boolean().default(true).describe("Commit records and the source checkpoint in one Kafka transaction"),
   retention,
@@ -219,7 +284,7 @@ const compatibility = z
 const builtinRegistry = z.strictObject({
   kind: z.literal("builtin"),
   compatibility,
-  path: z.string().regex(/^\/[A-Za-z0-9/_-]*$/).default("/registry").describe("URL path under the HTTP server where the Confluent-compatible API is served"),
+  path: urlPath("URL path under the HTTP server where the Confluent-compatible API is served; not one of the daemon's own paths (/healthz, /readyz, /status, /sinks, the metrics path)").default("/registry"),
   token: z.string().optional().describe("Bearer token clients must send (or token_file); none: no auth"),
 });
 
@@ -229,7 +294,7 @@ const remoteRegistry = z.strictObject({
   username: z.string().optional().describe("Basic-auth user"),
   password: z.string().optional().describe("Basic-auth password (or password_file)"),
   token: z.string().optional().describe("Bearer token (or token_file)"),
-  timeout: duration("Request timeout").default(10_000),
+  timeout: duration("Request timeout", { min: 100, max: 600_000 }).default(10_000),
   cache_size: z.number().int().min(1).default(1000).describe("Schemas kept in the client's cache"),
 });
 
@@ -241,8 +306,8 @@ const schemaRegistry = z
 const batch = z
   .strictObject({
     max_rows: z.number().int().min(1).default(5_000).describe("Changes per batch"),
-    max_bytes: size("Bytes per batch").default(8 * 2 ** 20),
-    max_wait: duration("Longest wait to fill a batch").default(200),
+    max_bytes: size("Bytes per batch", { min: 2 ** 10, max: 2 ** 30 }).default(8 * 2 ** 20),
+    max_wait: duration("Longest wait to fill a batch", { min: 1, max: 60_000, zero: true }).default(200),
   })
   .default({ max_rows: 5_000, max_bytes: 8 * 2 ** 20, max_wait: 200 })
   .describe("How a sink batches changes");
@@ -253,7 +318,8 @@ const sinkCommon = {
   tables: tableFilter.default(["*.*"]),
   target: z
     .string()
-    .regex(/^[A-Za-z0-9_{}]+$/, { error: "expected letters, digits, _ and the placeholders {source}, {schema}, {table}" })
+    .regex(/^[A-Za-z0-9_{}]+$/, { error: "expected letters, digits, _ and the placeholders {source}, {schema}, {table}", abort: true })
+    .refine((value) => targetProblem(value) === undefined, { error: (issue) => targetProblem(String(issue.input)) })
     .default("{schema}_{table}")
     .describe("Target table/index name template: {source}, {schema}, {table}"),
   on_error: z
@@ -264,8 +330,8 @@ const sinkCommon = {
   batch,
   retry: z
     .strictObject({
-      initial: duration("First retry delay").default(200),
-      max: duration("Longest retry delay").default(30_000),
+      initial: duration("First retry delay", { min: 10, max: 3_600_000 }).default(200),
+      max: duration("Longest retry delay", { min: 10, max: 86_400_000 }).default(30_000),
       item_attempts: z
         .number()
         .int()
@@ -275,6 +341,13 @@ const sinkCommon = {
         .describe(
           "Writes of a row the target refuses as temporary (e.g. Elasticsearch 429 for one document) before it goes to on_error with that reason; a target that cannot be reached at all is waited for without limit",
         ),
+    })
+    .refine((retry) => retry.max >= retry.initial, {
+      error: (issue) => {
+        const retry = issue.input as { initial: number; max: number };
+        return `expected a longest delay of at least retry.initial (${formatDuration(retry.initial)}), got ${formatDuration(retry.max)}`;
+      },
+      path: ["max"],
     })
     .default({ initial: 200, max: 30_000, item_attempts: 10 })
     .describe("Backoff for transient errors (exponential, with jitter)"),
@@ -303,7 +376,7 @@ const elasticsearchSink = z.strictObject({
   username: z.string().optional().describe("Basic-auth user"),
   password: z.string().optional().describe("Basic-auth password (or password_file)"),
   api_key: z.string().optional().describe("API key (or api_key_file)"),
-  bulk_bytes: size("Largest bulk request body").default(5 * 2 ** 20),
+  bulk_bytes: size("Largest bulk request body", { min: 2 ** 10, max: 2 ** 30 }).default(5 * 2 ** 20),
   refresh_interval: esTimeValue(
     'Elasticsearch `index.refresh_interval` of the indexes Sluice manages ("200ms", "1s", or -1: no scheduled refresh), passed as written: set when Sluice creates an index (rebuild generations too) and on an existing one when the sink first touches its table after starting; absent leaves the setting alone (Elasticsearch default 1s). Shorter is fresher and costs Elasticsearch more refresh and merge work',
   ).optional(),
@@ -321,7 +394,7 @@ const http = z
 const metrics = z
   .strictObject({
     enabled: z.boolean().default(true).describe("Serve Prometheus metrics"),
-    path: z.string().regex(/^\/[A-Za-z0-9/_-]*$/).default("/metrics").describe("Metrics URL path"),
+    path: urlPath("Metrics URL path; not one of the daemon's other paths").default("/metrics"),
   })
   .default({ enabled: true, path: "/metrics" })
   .describe("Prometheus metrics");
@@ -335,7 +408,7 @@ const logging = z
 
 const shutdown = z
   .strictObject({
-    timeout: duration("Longest graceful drain on SIGTERM before exiting").default(30_000),
+    timeout: duration("Longest graceful drain on SIGTERM before exiting", { min: 1_000, max: 86_400_000 }).default(30_000),
   })
   .default({ timeout: 30_000 })
   .describe("Graceful shutdown");
@@ -403,5 +476,6 @@ export function crossCheck(raw: Record<string, unknown>): CrossCheckIssue[] {
       }
     });
   });
+  issues.push(...sharedResourceClashes(raw), ...httpPathClashes(raw));
   return issues;
 }

@@ -62,6 +62,18 @@ test("validate reports a broken config with file:line:column and exits 2", () =>
   assert.match(r.stderr, /06-misspelt-source-key\.yaml:7:5: sources\[0\]\.pasword: unknown key "pasword"; did you mean "password"\?/);
 });
 
+test("validate reports a YAML alias problem as a config error (file:line:column, exit 2), never a stack trace", () => {
+  for (const [fixture, message] of [
+    ["53-yaml-alias-unresolved.yaml", /53-yaml-alias-unresolved\.yaml:8:15: sources\[0\]\.snapshot: alias \*snapshot_defaults has no anchor/],
+    ["54-yaml-alias-bomb.yaml", /54-yaml-alias-bomb\.yaml:5:10: x-b\[0\]: YAML: Excessive alias count/],
+  ] as const) {
+    const r = sluice("validate", "-c", new URL(`../config/testdata/bad/${fixture}`, import.meta.url).pathname);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, message);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+  }
+});
+
 test("usage errors exit 2: unknown command, unknown flag, missing -c", () => {
   const unknown = sluice("valdate");
   assert.equal(unknown.code, 2);
