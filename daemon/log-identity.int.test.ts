@@ -28,6 +28,7 @@ import { testLogger, testSinkConfig } from "../connectors/sinks/test-config.ts";
 import { Events, randomTableName, tableSchema } from "../connectors/sinks/test-events.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { rebuildSink } from "./rebuild.ts";
+import { executeReplay, planReplay } from "./replay.ts";
 import { SinkRunner } from "./sink-runner.ts";
 
 const logger = testLogger();
@@ -187,7 +188,7 @@ describe("embedded log → DuckDB", () => {
 });
 
 describe("Kafka → DuckDB", () => {
-  test("topics deleted and created again under the same names are refused", async () => {
+  test("topics deleted and created again under the same names are refused; a replay from the beginning clears it", async () => {
     const deployment = testDeployment("ident_kafka");
     const kafka = testKafkaConfig({ partitions: 1 });
     const events = table(deployment);
@@ -226,6 +227,19 @@ describe("Kafka → DuckDB", () => {
         assertRefusal(refusal, "wh", events.topic);
       } finally {
         await run2.stop();
+      }
+      // `sluice replay --sink wh --from-beginning --execute` with the sink stopped: it reads the new topic from its start.
+      await executeReplay(sinkLog, await planReplay(sinkLog, group, [events.topic], { kind: "beginning" }));
+      const run3 = start(sinkLog, sink2, group, [events.topic]);
+      try {
+        await waitFor("the new topic applied from its start", async () => (await duckIds(sink2, events.schema.table).catch(() => [])).length === 17);
+        assert.equal(run3.runner.refusal(), null);
+        assert.deepEqual(await duckIds(sink2, events.schema.table), [...range(1, 5), ...range(101, 112)], "the old rows stay (a rebuild would drop them)");
+        const stored = await sink2.committedOffsets();
+        assert.deepEqual(stored.map((o) => o.topicId), [(await sinkLog.topicIds([events.topic])).get(events.topic)], "bound to the topic as it is now");
+        assert.ok(stored[0]!.offset >= 12n, "past the new topic's records (and its transaction markers)");
+      } finally {
+        await run3.stop();
       }
     } finally {
       await capture.deleteTopic(events.topic).catch(() => undefined);
