@@ -28,7 +28,8 @@ export function topicLogError(error: unknown, operation: string, path: string): 
       return new SluiceError(`embedded topic log ${path}: disk full during ${operation}; nothing of it was stored (${message})`, { code: "TOPIC_LOG_DISK_FULL", retriable: true, context, cause: error });
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
-      return new SluiceError(`embedded topic log ${path}: locked by another process during ${operation} (${message})`, { code: "TOPIC_LOG_BUSY", retriable: true, context, cause: error });
+      // Capture and every sink thread write the file through connections of their own; a long write (a large batch, a slow disk) holds the others past the busy timeout.
+      return new SluiceError(`embedded topic log ${path}: locked by another writer (the capture thread, a sink thread or another process) during ${operation}; retried (${message})`, { code: "TOPIC_LOG_BUSY", retriable: true, context, cause: error });
     case SQLITE_NOMEM:
       return new SluiceError(`embedded topic log ${path}: out of memory during ${operation} (${message})`, { code: "TOPIC_LOG_NO_MEMORY", retriable: true, context, cause: error });
     case SQLITE_IOERR:

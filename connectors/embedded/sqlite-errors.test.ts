@@ -1,0 +1,43 @@
+/** SQLite failures of the embedded log as Sluice errors: lock contention heals (retriable), corruption does not. */
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { test } from "node:test";
+import { topicLogError } from "./sqlite-errors.ts";
+
+test("SQLITE_BUSY (another connection holds the write lock) is retriable TOPIC_LOG_BUSY naming the operation", () => {
+  const path = join(mkdtempSync(join(tmpdir(), "sluice-sqlite-busy-")), "log.db");
+  const writer = new DatabaseSync(path);
+  writer.exec("PRAGMA journal_mode = WAL; CREATE TABLE t (x)");
+  const other = new DatabaseSync(path);
+  other.exec("PRAGMA busy_timeout = 0");
+  writer.exec("BEGIN IMMEDIATE");
+  try {
+    let caught: unknown;
+    try {
+      other.exec("BEGIN IMMEDIATE");
+    } catch (error) {
+      caught = error;
+    }
+    assert.ok(caught, "the second writer is refused");
+    const failure = topicLogError(caught, "commit offsets", path);
+    assert.equal(failure.code, "TOPIC_LOG_BUSY");
+    assert.equal(failure.retriable, true);
+    assert.match(failure.message, /locked by another writer .* during commit offsets; retried \(database is locked\)/);
+  } finally {
+    writer.exec("ROLLBACK");
+    writer.close();
+    other.close();
+  }
+});
+
+test("corruption and I/O errors are not retriable; anything unknown is not either", () => {
+  const sqlite = (errcode: number) => Object.assign(new Error("sqlite says no"), { code: "ERR_SQLITE_ERROR", errcode });
+  assert.deepEqual([topicLogError(sqlite(11), "read", "/x").code, topicLogError(sqlite(11), "read", "/x").retriable], ["TOPIC_LOG_CORRUPT", false]);
+  assert.deepEqual([topicLogError(sqlite(10), "read", "/x").code, topicLogError(sqlite(10), "read", "/x").retriable], ["TOPIC_LOG_IO_ERROR", false]);
+  assert.equal(topicLogError(sqlite(6), "read", "/x").retriable, true, "SQLITE_LOCKED");
+  assert.equal(topicLogError(sqlite(13), "produce", "/x").retriable, true, "SQLITE_FULL");
+  assert.equal(topicLogError(new TypeError("bad"), "read", "/x").retriable, false);
+});
