@@ -44,7 +44,8 @@ test("permanent refusals are not retriable: fenced producer, bad credentials, a 
   const fenced = Object.assign(new KafkaJSProtocolError("There is a newer producer with the same transactionalId"), { type: "PRODUCER_FENCED", retriable: false });
   assert.equal(isRetriableKafkaError(fenced), false);
   assert.equal(kafkaError(fenced, "produce", brokers).code, "KAFKA_PRODUCER_FENCED");
-  const auth = new KafkaJSSASLAuthenticationError("SASL PLAIN authentication failed");
+  // (kafkajs's typings declare no constructor arguments; the class takes a message like the others)
+  const auth = Object.assign(new KafkaJSSASLAuthenticationError(), { message: "SASL PLAIN authentication failed" });
   assert.equal(isRetriableKafkaError(auth), false);
   assert.equal(kafkaError(auth, "connect", brokers).code, "KAFKA_AUTH_FAILED");
   const tooLarge = Object.assign(new KafkaJSProtocolError("The request included a message larger than the max message size the server will accept"), { type: "MESSAGE_TOO_LARGE", retriable: false });
