@@ -66,8 +66,9 @@ export async function runBulk(client: Client, operations: readonly BulkOperation
   const rounds = options.itemAttempts ?? 5;
   for (let round = 0; pending.length > 0; round++) {
     const again: number[] = [];
-    for (const { body, members } of packBodies(pending.map((i) => operations[i] as BulkOperation), options.maxBytes)) {
-      const items = await sendBody(client, body, options);
+    const sending = pending.map((i) => operations[i] as BulkOperation);
+    for (const { body, members } of packBodies(sending, options.maxBytes)) {
+      const items = await sendBodyOrEach(client, body, members.map((m) => sending[m] as BulkOperation), options);
       members.forEach((member, position) => {
         const index = pending[member] as number;
         const item = items[position];
@@ -91,6 +92,40 @@ function classify(item: BulkItemResult | undefined): ItemOutcome {
   if (item.status === 409) return { kind: "stale" };
   const reason = `${item.status} ${item.error?.type ?? "error"}: ${item.error?.reason ?? ""}${item.error?.caused_by?.reason ? ` (${item.error.caused_by.reason})` : ""}`;
   return { kind: "failed", retriable: item.status === 429 || item.status >= 500, reason };
+}
+
+/**
+ * Sends a body; when Elasticsearch refuses it whole for its size (413, beyond
+ * `http.max_content_length`), sends its operations one by one, so only a document too large on its
+ * own fails, as its item (permanently: retrying cannot shrink it) and not as the whole write.
+ */
+async function sendBodyOrEach(client: Client, body: string, members: readonly BulkOperation[], options: BulkOptions): Promise<(BulkItemResult | undefined)[]> {
+  try {
+    return await sendBody(client, body, options);
+  } catch (error) {
+    if (!tooLarge(error)) throw error;
+  }
+  if (members.length > 1) options.logger.warn({ items: members.length, bytes: Buffer.byteLength(body) }, "Elasticsearch refused a bulk request as too large (413); sending its documents one by one");
+  const items: (BulkItemResult | undefined)[] = [];
+  for (const operation of members) {
+    const alone = `${operation.lines.join("\n")}\n`;
+    try {
+      items.push(...(await sendBody(client, alone, options)));
+    } catch (error) {
+      if (!tooLarge(error)) throw error;
+      const bytes = Buffer.byteLength(alone);
+      items.push({
+        status: 413,
+        error: { type: "request_entity_too_large", reason: `the document's bulk request is ${bytes} bytes, more than Elasticsearch accepts in one request (http.max_content_length)` },
+      });
+    }
+  }
+  return items;
+}
+
+function tooLarge(error: unknown): boolean {
+  const cause = (error as { cause?: unknown } | null)?.cause ?? error;
+  return (cause as { meta?: { statusCode?: number } } | null)?.meta?.statusCode === 413;
 }
 
 async function sendBody(client: Client, body: string, options: BulkOptions): Promise<(BulkItemResult | undefined)[]> {
