@@ -235,3 +235,17 @@ test("schema list, show and check read the registry stored in the embedded log",
   assert.equal(check.code, 1);
   assert.match(check.stdout + check.stderr, /field `id`: writer type long cannot be read as string \(TYPE_MISMATCH at \/fields\/0\/type/);
 });
+
+test("halted: usage errors exit 2; with no daemon at http.listen it says so and exits 1", async () => {
+  const file = configWithListen(`127.0.0.1:${await freePort()}`);
+  const noAction = sluice("halted", "-c", file);
+  assert.equal(noAction.code, 2);
+  assert.match(noAction.stderr, /say list, retry or skip/);
+  const noTable = sluice("halted", "-c", file, "retry", "--sink", "x");
+  assert.equal(noTable.code, 2);
+  assert.match(noTable.stderr, /give --sink NAME and --table T/);
+  const offline = sluice("halted", "-c", file, "list");
+  assert.equal(offline.code, 1);
+  assert.match(offline.stderr, /no daemon answers at http:\/\/127\.0\.0\.1:\d+\/status .*Halts live in the running daemon/);
+  assert.match(sluice("--help").stdout, /\n {2}halted /);
+});
