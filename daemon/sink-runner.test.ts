@@ -413,3 +413,23 @@ test("halt on a topic with two partitions: each partition stays at its first cha
   }
   await log.close();
 });
+
+test("a record whose decoding fails for a transient reason (registry unreachable) is read again, not taken for poison", async () => {
+  const { ConnectionError } = await import("../connectors/errors.ts");
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  await log.produce([encode(event("a", 1, 10n)), encode(event("a", 2, 11n))]);
+  const sink = new MemorySink();
+  let failures = 2;
+  const r = runner(log, sink, {
+    decoder: {
+      decode: async (record) => {
+        if (failures-- > 0) throw new ConnectionError("schema registry unreachable", {});
+        return record.value ? deserializeEvent(Buffer.from(record.value).toString()) : null;
+      },
+    },
+  });
+  await runUntil(r, () => sink.rows.size === 2);
+  assert.deepEqual([...sink.rows.keys()].sort(), ["a/1", "a/2"]);
+  assert.equal(r.haltedTables().length, 0);
+  await log.close();
+});

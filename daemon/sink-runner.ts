@@ -395,6 +395,8 @@ export class SinkRunner {
       try {
         event = await this.options.decoder.decode(record);
       } catch (error) {
+        // The registry unreachable is an outage, not poison: the batch is read again from the stored offsets.
+        if (isRetriable(error)) throw error;
         poison.push({ record, error: error as Error });
         // Under halt the table stops at this record: nothing after it is applied.
         if (this.options.onError === "halt") undecodable.add(record.topic);
