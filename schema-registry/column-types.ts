@@ -336,10 +336,18 @@ function integerOf(value: PresentValue): bigint | undefined {
   return undefined;
 }
 
+/** A date with a zero year, month or day (MySQL's 0000-00-00, delivered as text under zero_dates: error) has no day count. */
+function refuseZeroDate(value: PresentValue): void {
+  if (typeof value === "string" && /^\d{4}-\d{2}-\d{2}/.test(value) && /^0000|^\d{4}-00|^\d{4}-\d{2}-00/.test(value)) {
+    throw new RangeError(`a zero date, which no Avro date or timestamp holds (the source's zero_dates: error refuses it; zero_dates: null carries it as NULL)`);
+  }
+}
+
 export const dateColumn: ColumnAvroType = {
   label: "date",
   schema: () => ({ type: "int", logicalType: "date" }),
   toAvro: (value) => {
+    refuseZeroDate(value);
     const days = integerOf(value);
     if (days !== undefined && (days < BigInt(INT_MIN) || days > BigInt(INT_MAX))) {
       throw new RangeError(`${civilDate(Number(days))} is beyond what the Avro date type (32-bit days since 1970-01-01) can hold`);
@@ -378,9 +386,10 @@ const micros = microsColumn("timestamp-micros", { logicalType: "timestamp-micros
 export const timestampMicrosColumn: ColumnAvroType = {
   ...micros,
   toAvro: (value, context, path) => {
+    refuseZeroDate(value);
     const n = integerOf(value);
     if (n !== undefined && (n < INT64_MIN || n > INT64_MAX)) {
-      throw new RangeError(`${civilTimestamp(n)} is beyond what timestamp-micros (a 64-bit count of microseconds since 1970, about 290308 BC to 294247 AD) can hold`);
+      throw new RangeError(`${civilTimestamp(n)} is beyond what timestamp-micros (a 64-bit count of microseconds since 1970, 290309 BC to 294247 AD) can hold`);
     }
     return micros.toAvro(value, context, path);
   },

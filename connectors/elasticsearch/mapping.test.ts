@@ -27,6 +27,12 @@ describe("Elasticsearch mappings and document values", () => {
     assert.equal(documentValue({ kind: "bytes" }, new Uint8Array([0, 255])), "AP8=");
   });
 
+  test("multi-dimensional arrays stay nested in the document (Elasticsearch indexes their elements as a flat array's)", () => {
+    const type = { kind: "array", element: { kind: "integer", bits: 64, unsigned: true } } as const;
+    assert.deepEqual(documentValue(type, [[1n, 2n], [null, 18_446_744_073_709_551_615n]]), [["1", "2"], [null, "18446744073709551615"]]);
+    assert.deepEqual(documentValue(type, [[[1n]], [[2n]]]), [[["1"]], [["2"]]]);
+  });
+
   test("field names Elasticsearch cannot take", () => {
     assert.match(fieldNameProblem("a.b") ?? "", /dots/);
     assert.match(fieldNameProblem("_id") ?? "", /metadata/);

@@ -15,7 +15,6 @@
  * - Bytes: `binary` (base64). Times of day and MySQL TIME: keyword "HH:MM:SS.ffffff".
  */
 import type { ColumnValue } from "../contracts.ts";
-import { ValueRejected } from "../sinks/errors.ts";
 import type { LogicalType } from "../sinks/logical-type.ts";
 import {
   arrayItems,
@@ -117,10 +116,8 @@ export function documentValue(type: LogicalType, value: ColumnValue): unknown {
     case "duration":
       return formatDuration(value);
     case "array":
-      return arrayItems(value).map((item) => {
-        if (Array.isArray(item)) throw new ValueRejected("multi-dimensional arrays are not supported");
-        return documentValue(type.element, item);
-      });
+      // A multi-dimensional array stays nested in _source; Elasticsearch indexes its elements like a flat array's.
+      return arrayItems(value).map((item) => (Array.isArray(item) ? documentValue(type, item) : documentValue(type.element, item)));
   }
 }
 

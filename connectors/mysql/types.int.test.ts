@@ -271,12 +271,19 @@ describe("MySQL source: column types", () => {
     }
   });
 
-  it("refuses a zero date with zero_dates: error", async () => {
+  it("delivers a zero date under zero_dates: error as text the Avro encoder refuses, naming the column (capture halts only that table)", async () => {
     const source = newSource(sourceConfig({ tables: [`${database}.types`], zero_dates: "error", snapshot: { mode: "never", parallelism: 1, chunk_rows: 100 } }));
     await source.connect(null, AbortSignal.timeout(30_000));
     try {
       await insert(22, ZEROES);
-      await assert.rejects(readUntil(source, (c) => c.events.length > 0), (error: Error & { code?: string }) => error.code === "MYSQL_ZERO_DATE" && /zero date/.test(error.message));
+      const { events } = await readUntil(source, (c) => c.events.length > 0);
+      const event = events[0]!;
+      assert.deepEqual([event.after!["dt"], event.after!["dtm"], event.after!["dtm6"]], ["0000-00-00", "0000-00-00", "0000-00-00"]);
+      assert.throws(
+        () => mapTable(event.schema).valueCodec.toAvro(event.after!),
+        (error: Error & { code?: string; context?: Record<string, unknown> }) =>
+          error.code === "AVRO_VALUE_INVALID" && error.context?.["column"] === "dt" && error.context?.["value"] === 'string "0000-00-00"' && /zero date/.test(error.message),
+      );
     } finally {
       await source.close();
     }

@@ -39,12 +39,15 @@ export type ValueDecoder = (reader: BinaryReader) => ColumnValue;
 /** A DATE/DATETIME/TIMESTAMP with a zero part, refused under zero_dates: error. */
 export class ZeroDateError extends RangeError {}
 
-const ZERO_DATE = (column: string): never => {
-  throw new ZeroDateError(`column ${column} holds a zero date (0000-00-00), which zero_dates: error refuses`);
-};
+/**
+ * What a zero date becomes under zero_dates: error: this text, which no Avro date or timestamp
+ * type accepts, so capture halts the row's table with an error naming the column and the value
+ * (parked, nothing lost) instead of the source stopping for every table.
+ */
+export const ZERO_DATE_TEXT = "0000-00-00";
 
 export function valueDecoder(column: TableMapColumn, info: ColumnDecodeInfo, zeroDates: ZeroDates): ValueDecoder {
-  const zero = zeroDates === "null" ? () => null : () => ZERO_DATE(info.name);
+  const zero = zeroDates === "null" ? () => null : () => ZERO_DATE_TEXT;
   switch (column.realType) {
     case ColumnType.TINY:
       return info.unsigned ? (r) => r.u8() : (r) => r.i8();

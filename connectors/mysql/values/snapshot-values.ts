@@ -9,7 +9,7 @@ import { daysFromCivil } from "../../postgres/values/civil-time.ts";
 import { parseDbType } from "../../../schema-registry/db-type.ts";
 import type { ColumnDefinition } from "../schema/table-definition.ts";
 import { quoteIdentifier } from "../connection-settings.ts";
-import { ZeroDateError } from "./column-decoder.ts";
+import { ZERO_DATE_TEXT } from "./column-decoder.ts";
 import type { ZeroDates } from "./column-decoder.ts";
 
 export type SnapshotDecoder = (raw: Buffer) => ColumnValue;
@@ -26,10 +26,7 @@ export function selectExpression(column: ColumnDefinition): string {
 
 export function snapshotDecoder(column: ColumnDefinition, zeroDates: ZeroDates): SnapshotDecoder {
   const type = parseDbType(column.dbType, { postgresArrays: false });
-  const zero = (): null => {
-    if (zeroDates === "null") return null;
-    throw new ZeroDateError(`column ${column.name} holds a zero date (0000-00-00), which zero_dates: error refuses`);
-  };
+  const zero = (): string | null => (zeroDates === "null" ? null : ZERO_DATE_TEXT);
   const text = (raw: Buffer) => raw.toString("utf8");
   if (INTEGER.has(type.name) || (type.name === "int" && type.unsigned)) return (raw) => Number(text(raw));
   if (type.name === "bigint") return (raw) => BigInt(text(raw));
