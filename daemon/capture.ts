@@ -4,6 +4,7 @@
  */
 import type { ChangeEvent, Checkpoint, ProducedRecord, Source, SourceBatch, StoredRecord, TopicLog } from "../connectors/contracts.ts";
 import { tableName } from "../connectors/contracts.ts";
+import { formatPosition } from "../connectors/common/position-text.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { retry } from "./backoff.ts";
 import type { BackoffPolicy } from "./backoff.ts";
@@ -138,7 +139,7 @@ export class CapturePipeline {
         );
         this.connected = true;
         this.problem = null;
-        this.logger.info({ from: this.lastCheckpoint ? positionText(this.lastCheckpoint) : "start" }, "capturing");
+        this.logger.info({ from: this.lastCheckpoint ? formatPosition(source.kind, this.lastCheckpoint.position) : "start" }, "capturing");
         await this.pump(stop);
       } catch (error) {
         this.connected = false;
@@ -263,11 +264,14 @@ export class CapturePipeline {
   /** The event's records; one over the size limit is refused with RECORD_TOO_LARGE (the caller halts its table). */
   private async encode(event: ChangeEvent): Promise<ProducedRecord[]> {
     const records = await this.options.encoder.encode(event);
-    const limit = this.options.maxRecordBytes;
-    if (limit !== undefined) {
-      for (const record of records) {
-        const bytes = recordBytes(record);
-        if (bytes > limit) throw recordTooLarge(event, bytes, limit, this.options.parkingTopic);
+    for (const record of records) {
+      const bytes = recordBytes(record);
+      const configured = this.options.maxRecordBytes ?? Number.POSITIVE_INFINITY;
+      // An existing Kafka topic may take less than the config says (its max.message.bytes was never raised).
+      const topicLimit = this.options.log.maxRecordBytes?.(record.topic) ?? Number.POSITIVE_INFINITY;
+      if (bytes > Math.min(configured, topicLimit)) {
+        const limit = topicLimit < configured ? `max.message.bytes of topic ${record.topic} (${topicLimit}; raise it to topics.max_record_bytes)` : `topics.max_record_bytes (${configured})`;
+        throw recordTooLarge(event, bytes, Math.min(configured, topicLimit), limit, this.options.parkingTopic);
       }
     }
     return records;
@@ -326,11 +330,11 @@ export class CapturePipeline {
 const MARKER_HEADER = "sluice.unparked-through";
 const REPUBLISH_CHUNK = 1_000;
 
-function recordTooLarge(event: ChangeEvent, bytes: number, limit: number, parkingTopic: string): SluiceError {
+function recordTooLarge(event: ChangeEvent, bytes: number, limit: number, limitText: string, parkingTopic: string): SluiceError {
   const table = tableName(event.schema);
   const key = showKey(event);
   return new SluiceError(
-    `table ${table}: the change of the row with key ${key} is a ${bytes}-byte topic record, over topics.max_record_bytes (${limit}); ` +
+    `table ${table}: the change of the row with key ${key} is a ${bytes}-byte topic record, over ${limitText}; ` +
       `the table is halted and its changes are parked in ${parkingTopic}. Raise topics.max_record_bytes (and, with Kafka, max.message.bytes of existing topics) and restart to re-publish them`,
     { code: RECORD_TOO_LARGE, context: { component: "capture", source: event.source.name, table, key, bytes, limit } },
   );
@@ -344,10 +348,6 @@ function showKey(event: ChangeEvent): string {
 
 function isMarker(record: StoredRecord): boolean {
   return record.headers?.[MARKER_HEADER] !== undefined;
-}
-
-function positionText(checkpoint: Checkpoint): string {
-  return `${checkpoint.position.commit}/${checkpoint.position.change}`;
 }
 
 function messageOf(error: unknown): string {

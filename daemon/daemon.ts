@@ -3,15 +3,16 @@ import { hostname } from "node:os";
 import { AggregatorRegistry } from "prom-client";
 import type { SluiceConfig } from "../config/schema.ts";
 import type { Source, TableSnapshotProgress, TopicLog } from "../connectors/contracts.ts";
+import { formatPosition } from "../connectors/common/position-text.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { openTopicLog } from "../connectors/topics/open.ts";
 import { createRegistryHandler } from "../schema-registry/index.ts";
 import { retry } from "./backoff.ts";
 import { CapturePipeline } from "./capture.ts";
 import { captureEncoder, createSource, dataTopicPrefix, dataTopicSpec, internalTopicSpec, openRegistry, parkingTopic, sinkGroupName, sinkTopics, sourceStateDir } from "./components.ts";
+import { haltedHandler } from "./halted-admin.ts";
 import { HttpServer, sendJson } from "./http-server.ts";
 import type { Logger } from "./logger.ts";
-import { haltedHandler } from "./halted-admin.ts";
 import { countPerTableAndOp, SluiceMetrics } from "./metrics.ts";
 import { queryHandler } from "./sink-query.ts";
 import { SinkThread } from "./sink-thread.ts";
@@ -255,7 +256,7 @@ export class Daemon {
           kind: c.source.kind,
           ready: c.pipeline.ready(),
           waiting: c.pipeline.ready() ? null : (c.pipeline.waitingFor() ?? "connecting"),
-          position: checkpoint ? { commit: checkpoint.position.commit.toString(), change: checkpoint.position.change.toString() } : null,
+          position: checkpoint ? { commit: checkpoint.position.commit.toString(), change: checkpoint.position.change.toString(), text: formatPosition(c.source.kind, checkpoint.position) } : null,
           lagSeconds: lagSeconds(now, c.pipeline.lastAckedCommitTime()),
           halted: c.pipeline.haltedTables(),
         };

@@ -4,7 +4,8 @@ interface SourceStatus {
   name: string;
   kind: string;
   ready: boolean;
-  position: { commit: string; change: string } | null;
+  /** `text` is the position as the source writes it (LSN, binlog file:offset); older daemons sent only the numbers. */
+  position: { commit: string; change: string; text?: string } | null;
   lagSeconds: number | null;
   halted: { table: string; error: string }[];
 }
@@ -36,7 +37,7 @@ export function formatStatus(status: Record<string, unknown>): string {
     "",
     table(
       ["SOURCE", "KIND", "STATE", "POSITION", "LAG"],
-      sources.map((s) => [s.name, s.kind, s.ready ? "capturing" : "not ready", s.position ? `${s.position.commit}/${s.position.change}` : "-", seconds(s.lagSeconds)]),
+      sources.map((s) => [s.name, s.kind, s.ready ? "capturing" : "not ready", s.position ? (s.position.text ?? `${s.position.commit}/${s.position.change}`) : "-", seconds(s.lagSeconds)]),
     ),
     "",
     table(["SINK", "STATE", "LAG (RECORDS)", "FRESHNESS"], sinks.map((s) => [s.name, s.ready ? "applying" : "not ready", s.lagRecords === null ? "-" : String(s.lagRecords), seconds(s.freshnessSeconds)])),

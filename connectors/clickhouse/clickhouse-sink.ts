@@ -249,7 +249,7 @@ export class ClickHouseSink implements VersionedSink {
           prepared.push({ change, row: this.#row(writer, physical.columns, types, change, before) });
         } catch (error) {
           if (!(error instanceof ValueRejected)) throw error;
-          failures.add(change.indices, rowRejected(error.message, { ...context, position: positionLabel(change.position), column: error.column }, error));
+          failures.add(change.indices, rowRejected(error.message, { ...context, position: positionLabel(change), column: error.column }, error));
           if (firstInvalid === null || change.version < firstInvalid) firstInvalid = change.version;
         }
       }
@@ -266,7 +266,7 @@ export class ClickHouseSink implements VersionedSink {
         rejected = await isolateRejected(prepared, insert, isDataError);
       }
       for (const { item, error } of rejected) {
-        failures.add(item.change.indices, rowRejected(errorMessage(error), { ...context, position: positionLabel(item.change.position) }, error));
+        failures.add(item.change.indices, rowRejected(errorMessage(error), { ...context, position: positionLabel(item.change) }, error));
       }
     }
   }

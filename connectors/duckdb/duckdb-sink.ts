@@ -244,7 +244,7 @@ export class DuckDbSink implements VersionedSink {
       for (const { index, error } of changes.invalid) failures.add([index], rowRejected(error.message, { ...context, column: error.column }, error));
       for (const row of changes.rows) {
         const error = rejected.get(row);
-        if (error !== undefined) failures.add(row.indices, rowRejected(errorMessage(error), { ...context, position: positionLabel(row.position) }, error));
+        if (error !== undefined) failures.add(row.indices, rowRejected(errorMessage(error), { ...context, position: positionLabel(row) }, error));
       }
       const target = renderTarget(this.#config.target, changes.table);
       let primary: PhysicalTable;
@@ -275,7 +275,7 @@ export class DuckDbSink implements VersionedSink {
           staged.push(this.#stageRow(primary.columns, change, groups));
         } catch (error) {
           if (!(error instanceof ValueRejected)) throw error;
-          failures.add(change.indices, rowRejected(error.message, { ...context, position: positionLabel(change.position), column: error.column }, error));
+          failures.add(change.indices, rowRejected(error.message, { ...context, position: positionLabel(change), column: error.column }, error));
           if (firstRejected === null || change.version < firstRejected) firstRejected = change.version;
         }
       }

@@ -232,7 +232,7 @@ export class ElasticsearchSink implements VersionedSink {
           planned.push({ change, operation: this.#operation(physical, change, before) });
         } catch (error) {
           if (!(error instanceof ValueRejected)) throw error;
-          failures.add(change.indices, rowRejected(error.message, { ...context, position: positionLabel(change.position), column: error.column }, error));
+          failures.add(change.indices, rowRejected(error.message, { ...context, position: positionLabel(change), column: error.column }, error));
         }
       }
     }
@@ -247,7 +247,7 @@ export class ElasticsearchSink implements VersionedSink {
     outcomes.forEach((outcome, i) => {
       if (outcome.kind !== "failed") return;
       const { change } = planned[i] as Planned;
-      const error = rowRejected(outcome.reason, { ...context, position: positionLabel(change.position) });
+      const error = rowRejected(outcome.reason, { ...context, position: positionLabel(change) });
       failures.add(change.indices, outcome.retriable ? new ConnectionError(`Elasticsearch kept refusing a row of ${label}: ${outcome.reason}`, { code: "SINK_UNAVAILABLE", context: error.context }) : error, outcome.retriable);
     });
   }

@@ -22,6 +22,8 @@
  * two kinds never collide; a transaction beginning at x sorts after the through-position x.
  */
 import type { Position } from "../contracts.ts";
+import { decodeResumeToken } from "./resume-token.ts";
+import type { ResumeToken } from "./resume-token.ts";
 
 const MAX_FILE_INDEX = 2 ** 31 - 1;
 
@@ -57,6 +59,39 @@ export function isThroughPosition(position: Position): boolean {
   return position.commit === position.change;
 }
 
-export function formatAt(at: bigint): string {
-  return `${fileIndexOf(at)}:${offsetOf(at)}`;
+/**
+ * A binlog coordinate as MySQL writes it, `mysql-bin.000042:1234`. The base name is not part of
+ * `at`: it is taken from `sameServerFile` (the name of any binlog file of the same server); without
+ * one the file shows as `*.000042`.
+ */
+export function formatAt(at: bigint, sameServerFile?: string): string {
+  return `${binlogFileName(fileIndexOf(at), sameServerFile)}:${offsetOf(at)}`;
+}
+
+function binlogFileName(index: number, sameServerFile: string | undefined): string {
+  const match = sameServerFile === undefined ? null : /^(.*)\.(\d+)$/.exec(sameServerFile);
+  return `${match ? match[1]! : "*"}.${String(index).padStart(match ? match[2]!.length : 6, "0")}`;
+}
+
+/**
+ * A position for people (logs, /status, errors): `file:offset` when everything through there is
+ * done; a row change's own coordinate followed by where its transaction begins. A checkpoint's
+ * resume token adds the file's base name and the GTID state there.
+ */
+export function formatMysqlPosition(position: Position): string {
+  const token = resumeTokenOf(position);
+  const file = token?.file;
+  let text = isThroughPosition(position) ? formatAt(position.commit, file) : `${formatAt(position.change, file)} (transaction at ${formatAt(position.commit, file)})`;
+  if (token?.gtid) text += `, GTID ${token.gtid}`;
+  if (token?.snapshotIncomplete) text += ", snapshot incomplete";
+  return text;
+}
+
+function resumeTokenOf(position: Position): ResumeToken | null {
+  if (position.resume === undefined) return null;
+  try {
+    return decodeResumeToken(position.resume, "");
+  } catch {
+    return null;
+  }
 }

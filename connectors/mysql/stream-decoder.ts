@@ -314,7 +314,7 @@ export class StreamDecoder {
       if (next >= payload.end) {
         throw new SluiceError(`the compressed transaction at ${this.file}:${payload.start} holds more row changes than bytes, so its changes cannot get distinct positions; set binlog_transaction_compression=OFF`, {
           code: "MYSQL_POSITION_OVERFLOW",
-          context: { ...this.options.context, table: key, position: formatAt(eventAt) },
+          context: { ...this.options.context, table: key, position: formatAt(eventAt, this.file) },
         });
       }
       return binlogAt(this.fileIndex, next);
@@ -378,7 +378,7 @@ export class StreamDecoder {
       if (value === undefined) {
         throw new SluiceError(`a row of ${schema.database}.${schema.table} lacks key column ${name}; set binlog_row_image=FULL`, {
           code: "MYSQL_KEY_MISSING",
-          context: { ...this.options.context, table: `${schema.database}.${schema.table}`, position: formatAt(position.change) },
+          context: { ...this.options.context, table: `${schema.database}.${schema.table}`, position: formatAt(position.change, this.file) },
         });
       }
       key[name] = value;

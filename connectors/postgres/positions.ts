@@ -8,6 +8,7 @@
  * transaction was complete.
  */
 import type { Position } from "../contracts.ts";
+import { formatLsn } from "./lsn.ts";
 
 /** Position.resume of checkpoints taken while the initial snapshot is still running. */
 export const SNAPSHOT_INCOMPLETE = "snapshot-incomplete";
@@ -42,4 +43,13 @@ export function flushLsnFor(position: Position): bigint {
 
 export function isSnapshotIncomplete(position: Position): boolean {
   return position.resume === SNAPSHOT_INCOMPLETE;
+}
+
+/**
+ * A position for people (logs, /status, errors), in PostgreSQL's LSN notation: "0/1CD6E7F0" when
+ * everything through that LSN is done; a change's own LSN followed by its transaction's commit LSN.
+ */
+export function formatPostgresPosition(position: Position): string {
+  const text = isThroughPosition(position) ? formatLsn(position.commit) : `${formatLsn(position.change)} (commit ${formatLsn(position.commit)})`;
+  return isSnapshotIncomplete(position) ? `${text}, snapshot incomplete` : text;
 }

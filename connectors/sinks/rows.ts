@@ -1,5 +1,6 @@
 /** What a collapsed change writes into each target column. */
-import type { ColumnValue, Position } from "../contracts.ts";
+import type { ColumnValue } from "../contracts.ts";
+import { formatPosition } from "../common/position-text.ts";
 import type { RowChange } from "./batch.ts";
 import type { TargetColumn } from "./columns.ts";
 
@@ -19,6 +20,7 @@ export function cellOf(change: RowChange, column: TargetColumn): ColumnValue {
   return value === undefined ? null : value;
 }
 
-export function positionLabel(position: Position): string {
-  return `${position.commit}/${position.change}`;
+/** Where a change comes from, as its source writes positions (LSN, binlog file:offset), for error contexts. */
+export function positionLabel(change: Pick<RowChange, "position" | "schema">): string {
+  return formatPosition(change.schema.sourceKind, change.position);
 }

@@ -1,0 +1,23 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { formatStatus } from "./status-table.ts";
+
+const status = (position: Record<string, string> | null) => ({
+  deployment: "shop",
+  version: "1.0.0",
+  ready: true,
+  topics: { kind: "kafka", ready: true },
+  sources: [{ name: "pg", kind: "postgres", ready: true, position, lagSeconds: 0.4, halted: [] }],
+  sinks: [],
+});
+
+test("sluice status shows a source's position as the source writes it", () => {
+  const text = formatStatus(status({ commit: "483846128", change: "483846128", text: "0/1CD6E7F0" }));
+  assert.match(text, /pg\s+postgres\s+capturing\s+0\/1CD6E7F0\s+0\.4s/);
+  assert.doesNotMatch(text, /483846128/);
+});
+
+test("sluice status still shows the numbers of a daemon that sends no text, and a dash before the first checkpoint", () => {
+  assert.match(formatStatus(status({ commit: "10", change: "9" })), /capturing\s+10\/9\s/);
+  assert.match(formatStatus(status(null)), /capturing\s+-\s/);
+});
