@@ -5,7 +5,7 @@
  * lost / extra / stale / wrong, rows that went backwards); exits 1 when any of them is not 0.
  *
  *   node test/chaos/chaos.ts [--config embedded-duckdb|kafka-clickhouse-es|all] [--kills 10] [--seed N]
- *                            [--preload 20000] [--max-big-rows 50000] [--snapshot-kills 2]
+ *                            [--preload 40000] [--max-big-rows 50000] [--snapshot-kills 2] [--until <ISO time>]
  *   node test/chaos/chaos.ts --outage [--outage-seconds 60] [--seed N]
  *
  * --outage runs against PRIVATE instances of PostgreSQL, Kafka, ClickHouse and Elasticsearch that
@@ -45,9 +45,11 @@ async function main(): Promise<void> {
       config: { type: "string", default: "all" },
       kills: { type: "string", default: "10" },
       seed: { type: "string" },
-      preload: { type: "string", default: "20000" },
+      preload: { type: "string", default: "40000" },
       "max-big-rows": { type: "string", default: "50000" },
       "snapshot-kills": { type: "string", default: "2" },
+      /** Stop killing at this time (e.g. 2026-12-05T02:10:00Z); the figures give the kills made. */
+      until: { type: "string" },
       outage: { type: "boolean", default: false },
       "outage-seconds": { type: "string", default: "60" },
     },
@@ -72,6 +74,7 @@ async function main(): Promise<void> {
       preloadItems: Number(args.preload),
       maxBigRows: Number(args["max-big-rows"]),
       snapshotKills: Number(args["snapshot-kills"]),
+      ...(args.until ? { deadline: Date.parse(args.until) } : {}),
       log,
     });
     console.log(summary(figures));

@@ -68,6 +68,8 @@ export interface KillOptions {
   readonly maxBigRows: number;
   /** How many of the first kills land during the initial snapshot. */
   readonly snapshotKills: number;
+  /** No more kills after this time (ms since the epoch); the figures say how many were made. */
+  readonly deadline?: number;
   readonly log: (line: string) => void;
 }
 
@@ -113,7 +115,7 @@ function plan(options: KillOptions): PlannedKill[] {
   const rng = new Rng((options.seed ^ 0x5bd1e995) >>> 0);
   return Array.from({ length: options.kills }, (_v, i) => {
     const kind: KillKind = i < options.snapshotKills ? "snapshot" : rng.pick(["random", "random", "applying", "applying", "big-commit"] as const);
-    const delayMs = kind === "snapshot" ? rng.int(0, 1_500) : kind === "random" ? rng.int(0, 6_000) : kind === "applying" ? rng.int(0, 2_500) : rng.int(0, 250);
+    const delayMs = kind === "snapshot" ? rng.int(0, 800) : kind === "random" ? rng.int(0, 6_000) : kind === "applying" ? rng.int(0, 2_500) : rng.int(0, 250);
     return { kind, delayMs, restartDelayMs: rng.int(0, 800) };
   });
 }
@@ -219,12 +221,16 @@ export async function runKills(options: KillOptions): Promise<KillFigures> {
       for (const [i, def] of tables.entries()) watch("duckdb", def).observe(samples[i]!, when);
     };
     let sampleErrors = 0;
+    const sampleError = (sink: string) => (error: unknown) => {
+      if (sampleErrors++ < 3) log(`a ${sink} sample failed: ${error instanceof Error ? error.message.slice(0, 300) : String(error)}`);
+      return null;
+    };
     const sampleServers = async (when: string) => {
       // A failed sample is skipped (an empty one would look like every row deleted).
       for (const def of tables) {
-        const ch = await sampleClickHouse(chDatabase, target(def), def).catch(() => (sampleErrors++, null));
+        const ch = await sampleClickHouse(chDatabase, target(def), def).catch(sampleError("ClickHouse"));
         if (ch) watch("clickhouse", def).observe(ch, when);
-        const es = await sampleElasticsearch(target(def), def).catch(() => (sampleErrors++, null));
+        const es = await sampleElasticsearch(target(def), def).catch(sampleError("Elasticsearch"));
         if (es) watch("elasticsearch", def).observe(es, when);
       }
     };
@@ -270,7 +276,12 @@ export async function runKills(options: KillOptions): Promise<KillFigures> {
       killKinds[`${outage.service} outage`] = 1;
     }
     for (const [i, kill] of (options.outages ? [] : plan(options)).entries()) {
+      if (options.deadline !== undefined && Date.now() > options.deadline) {
+        log(`deadline reached after ${i} kills`);
+        break;
+      }
       const running: SluiceDaemon = daemon;
+      let kind = kill.kind;
       const label = `kill ${i + 1}/${options.kills} (${kill.kind})`;
       if (kill.kind === "applying") {
         const deadline = Date.now() + 120_000;
@@ -281,7 +292,11 @@ export async function runKills(options: KillOptions): Promise<KillFigures> {
           await sleep(200);
         }
       } else if (kill.kind === "snapshot") {
-        if (!(await snapshotStarted(running, 60_000))) log(`${label}: no snapshot rows read within 60 s; killing anyway`);
+        // A snapshot that finished before the last kill is not run again: then this one is a random kill.
+        if (!(await snapshotStarted(running, 8_000))) {
+          log(`${label}: no snapshot rows read within 8 s (no snapshot running); a random kill instead`);
+          kind = "random";
+        }
       } else if (kill.kind === "big-commit") {
         await withTimeout(workload.bigCommit(), 300_000, "a big transaction to commit");
       }
@@ -289,7 +304,7 @@ export async function runKills(options: KillOptions): Promise<KillFigures> {
       checkAlive(running, label);
       const status = await running.status().catch(() => null);
       await running.kill();
-      killKinds[kill.kind] = (killKinds[kill.kind] ?? 0) + 1;
+      killKinds[kind] = (killKinds[kind] ?? 0) + 1;
       const sinks = status?.sinks.map((s) => `${s.name.replace(/_.*/, "")} ${s.ready ? "ready" : "not ready"} lag ${s.lagRecords}`).join(", ");
       log(`${label}: killed at position ${status?.sources[0]?.position?.commit ?? "-"} (${sinks ?? "no status"}), ${workload.counts.transactions} transactions so far`);
       if (configuration === "embedded-duckdb") await sampleDuck(`after ${label} at ${new Date().toISOString().slice(11, 23)}`);

@@ -80,7 +80,7 @@ export class BackwardsWatch {
   /** Rows that were gone (deleted, or hidden) in a sample and are back in a later one. */
   cameBack = 0;
   readonly examples: string[] = [];
-  readonly #seen = new Map<string, { rev: bigint; present: boolean }>();
+  readonly #seen = new Map<string, { rev: bigint; present: boolean; goneAt: string }>();
 
   constructor(label: string) {
     this.label = label;
@@ -98,12 +98,17 @@ export class BackwardsWatch {
         if (rev < before.rev) this.olderRev++;
         else this.cameBack++;
         if (this.examples.length < MAX_EXAMPLES) {
-          this.examples.push(before.present ? `${this.label} ${when}: ${key} went from rev ${before.rev} back to ${rev}` : `${this.label} ${when}: ${key} came back (rev ${rev}) after it was gone (last seen rev ${before.rev})`);
+          this.examples.push(before.present ? `${this.label} ${when}: ${key} went from rev ${before.rev} back to ${rev}` : `${this.label} ${when}: ${key} came back (rev ${rev}) after it was gone (${before.goneAt}; last seen rev ${before.rev})`);
         }
       }
-      this.#seen.set(key, { rev: before && before.rev > rev ? before.rev : rev, present: true });
+      this.#seen.set(key, { rev: before && before.rev > rev ? before.rev : rev, present: true, goneAt: "" });
     }
-    for (const [key, state] of this.#seen) if (state.present && !sample.has(key)) state.present = false;
+    for (const [key, state] of this.#seen) {
+      if (state.present && !sample.has(key)) {
+        state.present = false;
+        state.goneAt = `gone in ${when}`;
+      }
+    }
   }
 }
 

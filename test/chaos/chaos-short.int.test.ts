@@ -1,0 +1,37 @@
+/**
+ * The short chaos run (issue 12), in CI: 10 SIGKILLs of the daemon per configuration (the first
+ * ones during the initial snapshot, then at random moments, while the sinks apply and right after
+ * big transactions) under a random workload with transactions of up to 20,000 rows and rollbacks;
+ * afterwards every sink equals PostgreSQL row by row, value by value (0 lost, extra, stale or
+ * wrong), no sample taken during the run saw a row go backwards, and the daemon never exited by
+ * itself. The long version is `node test/chaos/chaos.ts --kills 200` (docs/benchmarks.md).
+ *
+ * SLUICE_CHAOS_SEED=<n> replays a run's workload and kill plan (the seed is in the output).
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { test } from "node:test";
+import { failures, summary } from "./chaos.ts";
+import type { Configuration } from "./run.ts";
+import { runKills } from "./run.ts";
+
+const seed = process.env["SLUICE_CHAOS_SEED"] ? Number(process.env["SLUICE_CHAOS_SEED"]) : randomBytes(4).readUInt32LE(0);
+
+for (const configuration of ["embedded-duckdb", "kafka-clickhouse-es"] as const satisfies readonly Configuration[]) {
+  test(`chaos, ${configuration}: 10 kill -9 under a random workload; nothing lost, extra, stale or wrong, nothing goes backwards`, { timeout: 600_000 }, async (t) => {
+    t.diagnostic(`seed ${seed} (SLUICE_CHAOS_SEED=${seed} replays it)`);
+    const figures = await runKills({
+      configuration,
+      kills: 10,
+      seed,
+      preloadItems: 40_000,
+      maxBigRows: 20_000,
+      snapshotKills: 2,
+      log: (line) => t.diagnostic(line),
+    });
+    for (const line of summary(figures).split("\n")) t.diagnostic(line);
+    assert.ok(figures.rowsCompared > 40_000, `rows compared: ${figures.rowsCompared}`);
+    assert.equal(figures.kills, 10);
+    assert.deepEqual(failures(figures), [], `chaos run (seed ${seed}) found differences:\n${summary(figures)}`);
+  });
+}
