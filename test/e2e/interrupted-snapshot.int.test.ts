@@ -97,6 +97,14 @@ async function killDuringSnapshotOf(def: TableDef, label: string): Promise<void>
   await daemon.kill();
 }
 
+/** Waits until this daemon's snapshot has published every row the tables hold (nothing writes meanwhile). */
+async function waitSnapshotPublished(daemon: SluiceDaemon): Promise<void> {
+  for (const def of tables) {
+    const rows = Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${qualifiedName(def)}`)).rows[0]!.n);
+    await waitFor(`the snapshot of ${def.name} (${rows} rows)`, async () => (await published(daemon, def)) >= rows, { daemon, timeoutMs: 120_000 });
+  }
+}
+
 /** Rows of `def` in the log: snapshot reads and everything else, per op. */
 async function topicOps(def: TableDef): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
@@ -124,7 +132,10 @@ test("a snapshot restarted after kill -9 leaves no rows the source deleted meanw
   await client.query(`INSERT INTO ${qualifiedName(second)} SELECT g, 'late ' || g, 1 FROM generate_series(${ROWS.second_read + 1}, ${ROWS.second_read + 500}) g`);
 
   let daemon = await SluiceDaemon.start(dir, config, "run3");
-  await client.query(`DELETE FROM ${qualifiedName(second)} WHERE id % 13 = 0`); // streamed, maybe during the snapshot
+  await waitSnapshotPublished(daemon);
+  // Streamed after the completed snapshot: the resets never touch these.
+  await client.query(`DELETE FROM ${qualifiedName(second)} WHERE id % 13 = 0`);
+  await client.query(`INSERT INTO ${qualifiedName(first)} SELECT g, 'streamed ' || g, 2 FROM generate_series(${ROWS.first_read + 1}, ${ROWS.first_read + 300}) g`);
   await waitCaughtUp(daemon, client, { timeoutMs: 150_000 });
   await daemon.stop();
 
