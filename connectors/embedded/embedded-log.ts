@@ -214,6 +214,10 @@ export class EmbeddedTopicLog implements TopicLog {
     this.logger.info({ topic: spec.name, partitions: spec.partitions, compacted: spec.compacted }, "topic created");
   }
 
+  maxRecordBytes(topic: string): number | undefined {
+    return this.recordLimits.get(topic);
+  }
+
   async deleteTopic(name: string): Promise<void> {
     this.assertOpen();
     const topic = this.findTopic(name);

@@ -75,6 +75,8 @@ export class KafkaTopicLog implements TopicLog {
   private readonly producer: BatchingProducer | null;
   private readonly access: KafkaLogAccess;
   private readonly partitionCounts = new Map<string, number>();
+  /** max.message.bytes of the topics this process created or declared. */
+  private readonly recordLimits = new Map<string, number>();
   private readonly consumers = new Set<KafkaPullConsumer>();
   /** Topic identities as this process last read or wrote them; loaded on the first createTopic. */
   private recordedTopicIds: Map<string, string> | null = null;
@@ -163,6 +165,7 @@ export class KafkaTopicLog implements TopicLog {
       if (!spec.compacted && (existing.retentionMs !== spec.retentionMs || existing.retentionBytes !== spec.retentionBytes)) {
         this.logger.warn({ topic: spec.name, existing: { retentionMs: existing.retentionMs, retentionBytes: existing.retentionBytes }, configured: { retentionMs: spec.retentionMs, retentionBytes: spec.retentionBytes } }, "topic exists with a different retention; Sluice leaves it as it is (change it with kafka-configs)");
       }
+      if (existing.maxRecordBytes) this.recordLimits.set(spec.name, existing.maxRecordBytes);
       if (spec.maxRecordBytes && (existing.maxRecordBytes ?? 0) < spec.maxRecordBytes) {
         // Kafka's AlterConfigs would reset the topic's other settings, so Sluice only says what to run.
         this.logger.warn(
@@ -190,7 +193,12 @@ export class KafkaTopicLog implements TopicLog {
       }),
     );
     this.partitionCounts.set(spec.name, spec.partitions);
+    if (spec.maxRecordBytes) this.recordLimits.set(spec.name, spec.maxRecordBytes);
     this.logger.info({ topic: spec.name, partitions: spec.partitions, compacted: spec.compacted, replicationFactor: this.config.replication_factor }, "topic created");
+  }
+
+  maxRecordBytes(topic: string): number | undefined {
+    return this.recordLimits.get(topic);
   }
 
   async deleteTopic(name: string): Promise<void> {

@@ -158,6 +158,13 @@ export interface TopicLog {
    */
   topicIds(topics: readonly string[]): Promise<Map<string, string>>;
 
+  /**
+   * The largest record (counted as `recordBytes` in spec.ts does) the topic takes, as far as this
+   * process knows: from the spec it created or declared the topic with, or, for an existing Kafka
+   * topic, its max.message.bytes. Undefined when unknown.
+   */
+  maxRecordBytes?(topic: string): number | undefined;
+
   /** A member of `group` reading `topics` (which must exist). */
   consumer(group: string, topics: readonly string[]): Promise<TopicConsumer>;
   partitionOffsets(topic: string): Promise<PartitionOffsets[]>;

@@ -27,7 +27,7 @@ let client: pg.Client;
 before(async () => {
   client = await pgClient();
   await client.query(`CREATE SCHEMA "${schema}"`);
-  for (const table of ["big", "huge", "ok"]) await client.query(`CREATE TABLE "${schema}".${table} (id int PRIMARY KEY, b text)`);
+  for (const table of ["big", "huge", "old", "ok"]) await client.query(`CREATE TABLE "${schema}".${table} (id int PRIMARY KEY, b text)`);
 });
 
 after(async () => {
@@ -70,6 +70,11 @@ async function readTopic(name: string, count: number): Promise<kafkajs.KafkaMess
 }
 
 test("with Kafka a 2 MB row arrives (topics get max.message.bytes); a row over topics.max_record_bytes halts only its table, parked whole", { timeout: 240_000 }, async (t) => {
+  // A topic that exists from before, with the broker's default max.message.bytes (about 1 MB).
+  const setup = new kafkajs.Kafka({ clientId: "sluice-e2e-size", brokers: [...kafka.brokers], logLevel: kafkajs.logLevel.NOTHING }).admin();
+  await setup.connect();
+  await setup.createTopics({ waitForLeaders: true, topics: [{ topic: topic("old"), numPartitions: 1, replicationFactor: 1 }] });
+  await setup.disconnect();
   const daemon = await SluiceDaemon.start(dir, {
     name: deployment,
     sources: [pgSourceConfig(source, [`${schema}.*`])],
@@ -82,6 +87,7 @@ test("with Kafka a 2 MB row arrives (topics get max.message.bytes); a row over t
   await client.query(`INSERT INTO "${schema}".big VALUES (1, ${randomText(2 * 2 ** 20)})`);
   await client.query(`INSERT INTO "${schema}".huge VALUES (7, ${randomText(6 * 2 ** 20)})`);
   await client.query(`UPDATE "${schema}".huge SET b = 'small again' WHERE id = 7`);
+  await client.query(`INSERT INTO "${schema}".old VALUES (1, 'small'), (2, ${randomText(2 * 2 ** 20)})`);
   await client.query(`INSERT INTO "${schema}".ok VALUES (2, 'after')`);
 
   const rows = await waitFor("the 2 MB row in DuckDB", async () => {
@@ -97,7 +103,12 @@ test("with Kafka a 2 MB row arrives (topics get max.message.bytes); a row over t
   assert.equal(detail.key, '{"id":7}');
   assert.ok(detail.bytes! > LIMIT && detail.bytes! < LIMIT * 2, `size ${detail.bytes}`);
   assert.match(halted.error, new RegExp(`table ${schema}\\.huge: .*key \\{"id":7\\} is a ${detail.bytes}-byte topic record, over topics\\.max_record_bytes \\(${LIMIT}\\)`));
-  assert.equal(await daemon.metric("sluice_capture_table_halts_total", { code: "RECORD_TOO_LARGE" }), 1);
+
+  // The existing topic's smaller limit counts: that table halts too (Kafka would refuse the record and stop capture).
+  const old = await waitFor("/status to show table old halted", async () => (await daemon.status()).sources[0]?.halted.find((h) => h.table.endsWith(`${schema}.old`)), { daemon, timeoutMs: 30_000 });
+  assert.equal(old.code, "RECORD_TOO_LARGE");
+  assert.match(old.error, new RegExp(`key \\{"id":2\\} is a \\d+-byte topic record, over max\\.message\\.bytes of topic ${topic("old").replaceAll(".", "\\.")} \\(\\d+; raise it`));
+  assert.equal(await daemon.metric("sluice_capture_table_halts_total", { code: "RECORD_TOO_LARGE" }), 2);
 
   await waitFor("the ok row after the halt in DuckDB", async () => Number((await query(daemon, `SELECT count(*) AS n FROM "${schema}_ok"`))[0]?.["n"]) === 2, { daemon, timeoutMs: 30_000 });
   await waitSourcesPast(daemon, client, 60_000);
@@ -117,8 +128,11 @@ test("with Kafka a 2 MB row arrives (topics get max.message.bytes); a row over t
     await admin.disconnect();
   }
 
-  // Nothing lost: both changes of huge are parked, the big one whole.
-  const parked = (await readTopic(parking, 2)).map((m) => deserializeEvent(m.value!.toString("utf8")));
-  assert.deepEqual(parked.map((e) => [e.op, e.after?.["id"], String(e.after?.["b"]).length]), [["c", 7, 6 * 2 ** 20], ["u", 7, "small again".length]]);
+  // Nothing lost: both changes of huge and the big row of old are parked, whole.
+  const parked = (await readTopic(parking, 3)).map((m) => deserializeEvent(m.value!.toString("utf8")));
+  assert.deepEqual(
+    parked.map((e) => [e.schema.table, e.op, e.after?.["id"], String(e.after?.["b"]).length]),
+    [["huge", "c", 7, 6 * 2 ** 20], ["huge", "u", 7, "small again".length], ["old", "c", 2, 2 * 2 ** 20]],
+  );
   await daemon.stop();
 });
