@@ -84,4 +84,42 @@ describe("ChangeEventEncoder and ChangeEventDecoder", () => {
     assert.equal(decoded?.op, "t");
     assert.deepEqual(decoded?.key, {});
   });
+
+  describe("PostgreSQL array columns", () => {
+    const TAGS: TableSchema = { ...V1, columns: [...V1.columns, { name: "grid", dbType: "integer[]", nullable: true }] };
+    const flatColumn = { type: "array", items: ["null", "int"] };
+
+    it("carry multi-dimensional values as nested arrays", async () => {
+      const registry = new LocalRegistry(await openMemoryStore());
+      const encoder = await ChangeEventEncoder.register(registry, TAGS, { topic: "t" });
+      const record = encoder.encode(event(TAGS, { id: 1n, total: null, items: null, grid: [[1, 2], [3, null]] }, 5n));
+      const decoded = await new ChangeEventDecoder(registry).decode(record.key, record.value);
+      assert.deepEqual(decoded?.after?.["grid"], [[1, 2], [3, null]]);
+    });
+
+    it("keep the one-dimensional layout of an earlier subject whose level refuses the nested one (FORWARD), so the table does not halt", async () => {
+      const registry = new LocalRegistry(await openMemoryStore(), { defaultCompatibility: "FORWARD" });
+      // What an earlier Sluice registered: the same table with one-dimensional array items.
+      const earlier = await ChangeEventEncoder.register(registry, TAGS, { topic: "t", arrayLayout: "flat" });
+      const encoder = await ChangeEventEncoder.register(registry, TAGS, { topic: "t" });
+      assert.equal(encoder.valueSchemaId, earlier.valueSchemaId);
+      const grid = encoder.mapping.valueSchema.fields.find((f) => f.name === "grid")!;
+      assert.deepEqual((grid.type as unknown[])[1], flatColumn);
+      const record = encoder.encode(event(TAGS, { id: 1n, total: null, items: null, grid: [1, null, 3] }, 5n));
+      assert.deepEqual((await new ChangeEventDecoder(registry).decode(record.key, record.value))?.after?.["grid"], [1, null, 3]);
+      assert.throws(() => encoder.encode(event(TAGS, { id: 1n, total: null, items: null, grid: [[1, 2]] }, 6n)), /column `grid`.*one-dimensional layout/);
+    });
+
+    it("move an earlier subject to the nested layout where its level allows it (BACKWARD)", async () => {
+      const registry = new LocalRegistry(await openMemoryStore());
+      const earlier = await ChangeEventEncoder.register(registry, TAGS, { topic: "t", arrayLayout: "flat" });
+      const encoder = await ChangeEventEncoder.register(registry, TAGS, { topic: "t" });
+      assert.notEqual(encoder.valueSchemaId, earlier.valueSchemaId);
+      // Old one-dimensional records still decode, and new one-dimensional records are the same bytes.
+      const old = earlier.encode(event(TAGS, { id: 1n, total: null, items: null, grid: [4] }, 5n));
+      const now = encoder.encode(event(TAGS, { id: 1n, total: null, items: null, grid: [4] }, 5n));
+      assert.deepEqual(now.value.subarray(5), old.value.subarray(5));
+      assert.deepEqual((await new ChangeEventDecoder(registry).decode(old.key, old.value))?.after?.["grid"], [4]);
+    });
+  });
 });
