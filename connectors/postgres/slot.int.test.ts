@@ -106,6 +106,24 @@ test("a snapshot interrupted midway starts over on a new slot", async () => {
   }
 });
 
+test("a stop right after the snapshot's last batch resumes streaming: no new snapshot, no reset, the changes since arrive", async () => {
+  await admin.query(`CREATE TABLE ${q("done")} (id int PRIMARY KEY)`);
+  await admin.query(`INSERT INTO ${q("done")} SELECT generate_series(1, 50)`);
+  const c = config({ tables: [`${schema}.done`] });
+  const checkpoint = await snapshotCheckpoint(c);
+  assert.equal(checkpoint.position.resume, undefined, "the last snapshot batch carries a complete checkpoint");
+  await admin.query(`DELETE FROM ${q("done")} WHERE id = 7`);
+  await admin.query(`INSERT INTO ${q("done")} VALUES (51)`);
+  const source = newSource(c);
+  await source.connect(checkpoint, AbortSignal.timeout(30_000));
+  try {
+    const collected = await readUntil(source, (all) => all.events.some((e) => e.key["id"] === 51));
+    assert.deepEqual(collected.events.map((e) => [e.op, e.key["id"], e.source.snapshot]), [["d", 7, false], ["c", 51, false]]);
+  } finally {
+    await source.close();
+  }
+});
+
 test("a slot streamed by another consumer is a retriable error", async () => {
   const c = config({ snapshot: { mode: "never", parallelism: 1, chunk_rows: 10 } });
   const first = newSource(c);
