@@ -5,7 +5,8 @@
  * KAFKA_PRODUCER_FENCED). Here the real daemon captures PostgreSQL continuously into Kafka and a
  * DuckDB sink while every command runs; afterwards it still runs, still captures (rows inserted
  * after the commands arrive) and every source row is in the sink. Item 10: neither the daemon nor
- * a command prints kafkajs's TimeoutNegativeWarning under Node 24.
+ * a command prints kafkajs's TimeoutNegativeWarning under Node 24. The same commands against an
+ * embedded-log deployment take no lock or lease its daemon needs.
  */
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -29,6 +30,15 @@ const config = {
   sinks: [{ kind: "duckdb", name: "local", path: join(dir, "local.duckdb"), batch: { max_wait: "100ms" } }],
 };
 const subject = `${deployment}.${source}.${schema}.items-value`;
+// The same table captured a second time into the embedded log (its own source, slot and deployment).
+const embeddedSource = randomName("src");
+const embeddedDeployment = randomName("dep");
+const embeddedConfig = {
+  name: embeddedDeployment,
+  sources: [pgSourceConfig(embeddedSource, [`${schema}.*`])],
+  topics: { kind: "embedded", path: join(dir, "embedded", "sluice.db"), partitions: 2, retention: { max_age: 0 } },
+  sinks: [{ kind: "duckdb", name: "local", path: join(dir, "embedded.duckdb"), batch: { max_wait: "100ms" } }],
+};
 
 let client: pg.Client;
 let writerClient: pg.Client;
@@ -75,14 +85,15 @@ before(async () => {
 after(async () => {
   await killAllDaemons();
   await writerClient.end();
+  await dropPostgres(client, { slot: `sluice_${embeddedSource}`, publication: `sluice_${embeddedSource}` });
   await dropPostgres(client, names);
   await client.end();
   await deleteKafkaDeployment(deployment).catch((error: unknown) => console.error("Kafka cleanup failed", error));
   removeDir(dir);
 });
 
-describe("sluice commands against a running Kafka deployment", { timeout: 300_000 }, () => {
-  test("every command leaves the capturing daemon running; nothing is lost", async (t) => {
+describe("sluice commands against a running deployment", { timeout: 480_000 }, () => {
+  test("with Kafka: every command leaves the capturing daemon running; nothing is lost", async (t) => {
     daemon = await startReady(dir, config, "run");
     const configFile = daemon.configFile;
     await waitFor("the snapshot rows in DuckDB", async () => (await sinkIds().catch(() => [])).length >= 20, { daemon, timeoutMs: 60_000 });
@@ -146,25 +157,61 @@ describe("sluice commands against a running Kafka deployment", { timeout: 300_00
       await writing;
     }
 
-    // Still capturing: rows inserted after every command arrive, and every source row is there.
-    for (let i = 0; i < 10; i++) {
-      await client.query(`INSERT INTO "${schema}".items (id, note) VALUES ($1, $2)`, [nextId, `after ${nextId}`]);
-      nextId++;
-    }
-    const expected = await sourceIds();
-    assert.equal(expected.length, nextId - 1);
-    let seen: number[] = [];
-    await waitFor("every source row in the DuckDB sink", async () => (seen = await sinkIds()).length === expected.length, {
-      daemon,
-      timeoutMs: 60_000,
-      lastSeen: () => ({ inSink: seen.length, inSource: expected.length, missing: expected.filter((id) => !seen.includes(id)).slice(0, 20) }),
-    });
-    assert.deepEqual(seen, expected);
-    assertDaemonUndisturbed("every command");
+    await assertStillCapturing();
 
     await daemon.stop();
     const output = readFileSync(daemon.logFile, "utf8");
     assert.doesNotMatch(output, /TimeoutNegativeWarning/, "the daemon printed kafkajs's negative timeout warning");
     daemon = null;
   });
+
+  test("with the embedded log: the commands that open it take no lock or lease the daemon needs", async (t) => {
+    daemon = await startReady(dir, embeddedConfig, "embedded");
+    const configFile = daemon.configFile;
+    await waitFor("the rows so far in DuckDB", async () => (await sinkIds().catch(() => [])).length >= 20, { daemon, timeoutMs: 60_000 });
+    const stop = { done: false };
+    const writing = insertContinuously(stop);
+    try {
+      const run = async (args: string[], code: number) => {
+        const result = await runSluice(args, dir);
+        t.diagnostic(`sluice ${args.join(" ")} → exit ${result.code}`);
+        await sleep(1_000);
+        assertDaemonUndisturbed(`sluice ${args.join(" ")}`);
+        assert.equal(result.code, code, `sluice ${args.join(" ")}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
+        return result;
+      };
+      const embeddedSubject = `${embeddedDeployment}.${embeddedSource}.${schema}.items-value`;
+      assert.match((await run(["schema", "-c", configFile, "list"], 0)).stdout, new RegExp(embeddedSubject.replaceAll(".", "\\.")));
+      await run(["schema", "-c", configFile, "show", embeddedSubject], 0);
+      await run(["replay", "-c", configFile, "--sink", "local", "--from-beginning"], 0);
+      const refused = await run(["replay", "-c", configFile, "--sink", "local", "--from-beginning", "--execute"], 1);
+      assert.match(refused.stderr, /refused: sink "local" is running/, refused.stderr);
+      const status = JSON.parse((await run(["status", "-c", configFile, "--json"], 0)).stdout) as { sinks: { name: string; ready: boolean }[] };
+      assert.equal(status.sinks.find((s) => s.name === "local")?.ready, true, "the sink still holds its lease and applies");
+    } finally {
+      stop.done = true;
+      await writing;
+    }
+    await assertStillCapturing();
+    await daemon.stop();
+    daemon = null;
+  });
 });
+
+/** Rows inserted now arrive, and every row of the source table is in the daemon's DuckDB sink. */
+async function assertStillCapturing(): Promise<void> {
+  for (let i = 0; i < 10; i++) {
+    await client.query(`INSERT INTO "${schema}".items (id, note) VALUES ($1, $2)`, [nextId, `after ${nextId}`]);
+    nextId++;
+  }
+  const expected = await sourceIds();
+  assert.equal(expected.length, nextId - 1);
+  let seen: number[] = [];
+  await waitFor("every source row in the DuckDB sink", async () => (seen = await sinkIds()).length === expected.length, {
+    daemon: daemon!,
+    timeoutMs: 60_000,
+    lastSeen: () => ({ inSink: seen.length, inSource: expected.length, missing: expected.filter((id) => !seen.includes(id)).slice(0, 20) }),
+  });
+  assert.deepEqual(seen, expected);
+  assertDaemonUndisturbed("every command");
+}
