@@ -123,11 +123,25 @@ interface PendingDefault {
   readonly where: string;
 }
 
+/** Deepest nesting of types (records in records, arrays of arrays...) a schema may have: deeper ones are refused, not a stack overflow. */
+export const MAX_SCHEMA_DEPTH = 100;
+
 class SchemaParser {
   private readonly named = new Map<string, AvroNamedType>();
   private readonly pendingDefaults: PendingDefault[] = [];
+  private depth = 0;
 
   parse(json: unknown, namespace: string, where: string): AvroType {
+    if (this.depth >= MAX_SCHEMA_DEPTH) throw new InvalidSchemaError(`${where}: types nest deeper than ${MAX_SCHEMA_DEPTH} levels`);
+    this.depth++;
+    try {
+      return this.parseType(json, namespace, where);
+    } finally {
+      this.depth--;
+    }
+  }
+
+  private parseType(json: unknown, namespace: string, where: string): AvroType {
     if (typeof json === "string") return this.reference(json, namespace, where);
     if (Array.isArray(json)) return this.union(json, namespace, where);
     if (typeof json !== "object" || json === null) {
@@ -153,6 +167,7 @@ class SchemaParser {
         return { kind: "map", values: this.parse(object.values, namespace, `${where} values`), props: pickProps(object, ["type", "values"]) };
       default:
         if (AVRO_PRIMITIVES.has(type)) {
+          if (type === "bytes") checkDecimal(object, where, null);
           return { kind: "primitive", name: type as AvroPrimitiveName, props: pickProps(object, ["type"]) };
         }
         return this.reference(type, namespace, where);
@@ -285,6 +300,7 @@ class SchemaParser {
     if (typeof size !== "number" || !Number.isInteger(size) || size < 0) {
       throw new InvalidSchemaError(`fixed "${fullName}": size ${JSON.stringify(size)} is not a non-negative integer`);
     }
+    checkDecimal(object, `fixed "${fullName}"`, size);
     const type: AvroFixed = {
       kind: "fixed",
       fullName,
@@ -315,6 +331,25 @@ class SchemaParser {
     if (AVRO_PRIMITIVES.has(fullName)) throw new InvalidSchemaError(`${where}: the primitive type "${fullName}" cannot be redefined`);
     if (this.named.has(fullName)) throw new InvalidSchemaError(`${where}: type "${fullName}" is defined twice`);
     return { fullName, namespace: namespaceOf(fullName) };
+  }
+}
+
+/**
+ * The `decimal` logical type on bytes or fixed: precision a whole number above 0 (for fixed, no more
+ * digits than its size holds), scale a whole number from 0 to the precision.
+ */
+function checkDecimal(object: Record<string, unknown>, where: string, fixedSize: number | null): void {
+  if (object.logicalType !== "decimal") return;
+  const { precision, scale = 0 } = object;
+  if (typeof precision !== "number" || !Number.isInteger(precision) || precision < 1) {
+    throw new InvalidSchemaError(`${where}: decimal precision ${JSON.stringify(precision)} is not a whole number above 0`);
+  }
+  if (typeof scale !== "number" || !Number.isInteger(scale) || scale < 0 || scale > precision) {
+    throw new InvalidSchemaError(`${where}: decimal scale ${JSON.stringify(scale)} is not a whole number from 0 to the precision (${precision})`);
+  }
+  if (fixedSize !== null) {
+    const digits = fixedSize === 0 ? 0 : Math.floor(Math.log10(2) * (8 * fixedSize - 1));
+    if (precision > digits) throw new InvalidSchemaError(`${where}: decimal precision ${precision} needs more than its ${fixedSize} bytes (at most ${digits} digits)`);
   }
 }
 

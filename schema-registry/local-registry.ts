@@ -9,6 +9,7 @@ import { normalizedForm } from "./avro-canonical.ts";
 import { createAvroType } from "./avro-runtime.ts";
 import { checkAgainstHistory, DEFAULT_COMPATIBILITY_LEVEL, describeIncompatibility, isCompatibilityLevel } from "./compatibility-levels.ts";
 import type { CompatibilityLevel } from "./compatibility-levels.ts";
+import { SluiceError } from "../connectors/errors.ts";
 import { IncompatibleSchemaError, RegistryError } from "./registry-errors.ts";
 import { schemaText } from "./registry.ts";
 import type { CompatibilityReport, SchemaInput, SchemaRegistry, SubjectVersion } from "./registry.ts";
@@ -381,6 +382,10 @@ export class LocalRegistry implements SchemaRegistry {
       await this.store.apply(mutations);
     } catch (error) {
       if (error instanceof RegistryError) throw error;
+      // A change its store cannot hold (a Kafka topic's message limit) is the schema's problem, not an outage.
+      if (error instanceof SluiceError && TOO_LARGE_FOR_STORE.has(error.code)) {
+        throw new RegistryError("INVALID_SCHEMA", `Invalid schema of type AVRO, details: too large for the registry's store (${error.message})`, { cause: error });
+      }
       throw new RegistryError("STORE_ERROR", `Error in the backend data store: ${(error as Error).message}`, { cause: error });
     }
   }
@@ -393,6 +398,14 @@ export class LocalRegistry implements SchemaRegistry {
   }
 }
 
+const TOO_LARGE_FOR_STORE = new Set(["KAFKA_MESSAGE_TOO_LARGE", "RECORD_TOO_LARGE"]);
+
+/**
+ * The largest schema text the registry accepts (512 KiB): a record of thousands of columns is far
+ * below it, and one journal entry holding it stays within a Kafka topic's default 1 MB message limit.
+ */
+export const MAX_SCHEMA_BYTES = 512 * 1024;
+
 function parseRequestSchema(request: SchemaRequest): { type: AvroType; normalized: string } {
   const schemaType = request.schemaType ?? "AVRO";
   if (schemaType !== "AVRO") throw new RegistryError("INVALID_SCHEMA", `Invalid schema type ${String(schemaType)}: this registry supports AVRO only`);
@@ -400,6 +413,10 @@ function parseRequestSchema(request: SchemaRequest): { type: AvroType; normalize
     throw new RegistryError("INVALID_SCHEMA", "Invalid schema of type AVRO, details: schema references are not supported by this registry");
   }
   if (typeof request.schema !== "string" || request.schema.trim() === "") throw new RegistryError("INVALID_SCHEMA", "Empty schema");
+  const bytes = Buffer.byteLength(request.schema);
+  if (bytes > MAX_SCHEMA_BYTES) {
+    throw new RegistryError("INVALID_SCHEMA", `Invalid schema of type AVRO, details: the schema is ${bytes} bytes, more than the ${MAX_SCHEMA_BYTES} bytes this registry keeps`);
+  }
   let type: AvroType;
   try {
     type = parseSchemaText(request.schema);

@@ -2,14 +2,18 @@
  * The REST API over HTTP: Confluent's status codes, error codes and body shapes, including for bad input.
  */
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { LocalRegistry } from "./local-registry.ts";
 import { openMemoryStore } from "./log-store.ts";
 import { createRegistryHandler } from "./rest-handler.ts";
 import { startRegistryServer } from "./rest-server.ts";
 import type { RegistryServer } from "./rest-server.ts";
+import { DaemonProcess, freePort } from "../test/deploy/daemon-process.ts";
 
 const CONTENT_TYPE = "application/vnd.schemaregistry.v1+json";
 const USER_V1 = { type: "record", name: "User", fields: [{ name: "id", type: "long" }] };
@@ -239,5 +243,93 @@ describe("registry handler mounting", () => {
     } finally {
       await new Promise((resolve) => host.close(resolve));
     }
+  });
+});
+
+describe("the daemon's registry API refuses bad and oversized schemas with 422 and 413, never 500 or a reset connection", () => {
+  let daemon: DaemonProcess;
+  let dir: string;
+  let base: string;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "sluice-registry-api-"));
+    const port = await freePort();
+    const file = join(dir, "sluice.yaml");
+    // The source is never reached (port 9): the daemon retries it and serves its HTTP API meanwhile.
+    writeFileSync(
+      file,
+      `name: registry_api\nsources:\n  - {name: pg, kind: postgres, port: 9, database: app, user: u, tables: [public.t]}\n` +
+        `topics: {kind: embedded, path: "${join(dir, "log.db")}"}\nhttp:\n  listen: "127.0.0.1:${port}"\n`,
+    );
+    daemon = new DaemonProcess(file);
+    await daemon.waitForLine((line) => line.msg === "sluice started", 30_000);
+    base = `http://127.0.0.1:${port}/registry`;
+  });
+  after(async () => {
+    await daemon.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const register = async (subject: string, schema: unknown): Promise<Answer> => {
+    const response = await fetch(`${base}/subjects/${subject}/versions`, {
+      method: "POST",
+      headers: { "content-type": CONTENT_TYPE },
+      body: JSON.stringify({ schema: typeof schema === "string" ? schema : JSON.stringify(schema) }),
+    });
+    const text = await response.text();
+    return { status: response.status, body: text === "" ? undefined : JSON.parse(text), contentType: response.headers.get("content-type") };
+  };
+
+  /** A POST on a connection of its own, read whole; a reset connection rejects. */
+  const postOnNewConnection = (url: string, body: string): Promise<Answer> =>
+    new Promise((resolve, reject) => {
+      const request = httpRequest(url, { method: "POST", agent: false, headers: { "content-type": CONTENT_TYPE } }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on("data", (chunk: Buffer) => chunks.push(chunk));
+        response.on("end", () => {
+          const text = Buffer.concat(chunks).toString();
+          resolve({ status: response.statusCode ?? 0, body: text === "" ? undefined : JSON.parse(text), contentType: response.headers["content-type"] ?? null });
+        });
+        response.on("error", reject);
+      });
+      request.on("error", reject);
+      request.end(body);
+    });
+
+  it("refuses a decimal whose precision or scale makes no sense (42201), accepts a sound one", async () => {
+    const decimal = (extra: Record<string, unknown>) => ({ type: "bytes", logicalType: "decimal", ...extra });
+    await expectError(register("d1-value", decimal({ precision: -3, scale: 0 })), 422, 42201, /decimal precision -3 is not a whole number above 0/);
+    await expectError(register("d2-value", decimal({ precision: 0 })), 422, 42201, /precision 0/);
+    await expectError(register("d3-value", decimal({ precision: 2.5 })), 422, 42201, /precision 2\.5/);
+    await expectError(register("d4-value", decimal({ scale: 2 })), 422, 42201, /precision undefined/);
+    await expectError(register("d5-value", decimal({ precision: 3, scale: 5 })), 422, 42201, /scale 5 is not a whole number from 0 to the precision \(3\)/);
+    await expectError(register("d6-value", decimal({ precision: 3, scale: -1 })), 422, 42201, /scale -1/);
+    await expectError(register("d7-value", { type: "fixed", name: "F", size: 2, logicalType: "decimal", precision: 5 }), 422, 42201, /needs more than its 2 bytes \(at most 4 digits\)/);
+    const inRecord = { type: "record", name: "Order", fields: [{ name: "price", type: decimal({ precision: 2, scale: 4 }) }] };
+    await expectError(register("d8-value", inRecord), 422, 42201, /record "Order" field "price": decimal scale 4/);
+    assert.equal((await register("d9-value", decimal({ precision: 10, scale: 2 }))).status, 200);
+    assert.equal((await register("d10-value", { type: "fixed", name: "F", size: 2, logicalType: "decimal", precision: 4, scale: 4 })).status, 200);
+  });
+
+  it("refuses a schema nested deeper than it follows (42201), not a stack overflow", async () => {
+    let nested = '"long"';
+    for (let i = 0; i < 5_000; i++) nested = `{"type":"array","items":${nested}}`;
+    await expectError(register("deep-value", nested), 422, 42201, /nest deeper than 100 levels/);
+    let records = '"long"';
+    for (let i = 0; i < 3_000; i++) records = `{"type":"record","name":"R${i}","fields":[{"name":"f","type":${records}}]}`;
+    await expectError(register("deep-records-value", records), 422, 42201, /nest deeper than 100 levels/);
+  });
+
+  it("refuses a schema over the registry's size limit with 42201, and a body over the HTTP limit with 413 every time", async () => {
+    const wide = { type: "record", name: "Wide", fields: Array.from({ length: 20_000 }, (_, i) => ({ name: `field_${i}`, type: ["null", "long"], default: null })) };
+    const refused = await register("wide-value", wide);
+    assert.equal(refused.status, 422, JSON.stringify(refused.body).slice(0, 300));
+    await expectError(Promise.resolve(refused), 422, 42201, /the schema is \d+ bytes, more than the 524288 bytes this registry keeps/);
+    for (const mib of [8, 100]) {
+      const body = JSON.stringify({ schema: JSON.stringify({ type: "record", name: "Huge", doc: "x".repeat(mib * 2 ** 20), fields: [] }) });
+      // A connection of its own per request: a pooled one the server closed while idle would fail the upload on the client's side.
+      for (let attempt = 0; attempt < 3; attempt++) await expectError(postOnNewConnection(`${base}/subjects/huge-value/versions`, body), 413, 413, /Request body exceeds 4194304 bytes/);
+    }
+    assert.equal((await fetch(`${base}/subjects`)).status, 200, "the daemon still answers");
   });
 });

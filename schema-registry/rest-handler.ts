@@ -17,6 +17,7 @@ export interface RegistryHandlerOptions {
   readonly prefix?: string;
   /** When set, every request needs `Authorization: Bearer <token>` (or Basic with the token as password). */
   readonly authToken?: string;
+  /** Largest request body (default 4 MiB, room for the largest schema JSON-escaped); a larger one is answered 413. */
   readonly maxBodyBytes?: number;
 }
 
@@ -41,7 +42,7 @@ const REGISTRY_ROOTS = new Set(["subjects", "schemas", "compatibility", "config"
 export function createRegistryHandler(options: RegistryHandlerOptions): RegistryHandler {
   const prefix = (options.prefix ?? "").replace(/\/+$/, "");
   const routes = registryRoutes(options.registry);
-  const maxBodyBytes = options.maxBodyBytes ?? 16 * 1024 * 1024;
+  const maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024;
   return async (req, res) => {
     const url = new URL(req.url ?? "/", "http://registry.invalid");
     let path = url.pathname;

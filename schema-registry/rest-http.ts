@@ -1,7 +1,11 @@
 /** HTTP plumbing of the registry's REST API: request bodies, responses, errors, auth. */
 import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { MAX_SCHEMA_BYTES } from "./local-registry.ts";
 import { RegistryError } from "./registry-errors.ts";
+
+/** How much of a too-large body is read and dropped so the client gets its 413; beyond that the connection is cut. */
+const MAX_DRAINED_BYTES = 256 * 1024 * 1024;
 
 export const REGISTRY_CONTENT_TYPE = "application/vnd.schemaregistry.v1+json";
 
@@ -34,10 +38,16 @@ export async function readJsonObject(req: IncomingMessage, maxBytes: number): Pr
   }
   const chunks: Buffer[] = [];
   let length = 0;
+  // Leaving the loop early would destroy the request and reset the connection before the client reads
+  // the 413: past the limit the rest is read and dropped (memory stays bounded), up to a point.
   for await (const chunk of req as AsyncIterable<Buffer>) {
     length += chunk.length;
-    if (length > maxBytes) throw new RegistryError("PAYLOAD_TOO_LARGE", `Request body exceeds ${maxBytes} bytes`);
-    chunks.push(chunk);
+    if (length <= maxBytes) chunks.push(chunk);
+    else if (length > maxBytes + MAX_DRAINED_BYTES) break;
+    else chunks.length = 0;
+  }
+  if (length > maxBytes) {
+    throw new RegistryError("PAYLOAD_TOO_LARGE", `Request body exceeds ${maxBytes} bytes (a schema may have at most ${MAX_SCHEMA_BYTES} bytes)`);
   }
   const text = Buffer.concat(chunks).toString("utf8");
   let body: unknown;
