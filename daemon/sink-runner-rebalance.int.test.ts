@@ -1,0 +1,125 @@
+/**
+ * A sink whose consumer group has another member (a second sink instance, or the member of a
+ * process killed with -9 that the group keeps until its session times out) gets only some of the
+ * partitions: seeking one it was not given answers PARTITION_NOT_ASSIGNED. That must not stop the
+ * sink (it did in 5 of 74 restarts after kill -9): it reads what it was given and, once the other
+ * member leaves, everything (issue 12, item 4). Real Kafka from test/services, unique names.
+ */
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import { Kafka, logLevel } from "kafkajs";
+import type { ChangeEvent, SinkChange, TopicPartitionOffset } from "../connectors/contracts.ts";
+import { testDeployment, testKafkaConfig } from "../connectors/kafka/kafka-test-config.ts";
+import { KafkaTopicLog } from "../connectors/kafka/kafka-log.ts";
+import type { OffsetWriteResult, StoredSinkOffset, TransactionalSink } from "../connectors/sinks/contract.ts";
+import { deserializeEvent, serializeEvent } from "./event-json.ts";
+import { createLogger } from "./logger.ts";
+import { SinkRunner } from "./sink-runner.ts";
+
+const logger = createLogger("warn");
+const deployment = testDeployment("rebalance");
+const topic = `${deployment}.pg.public.items`;
+const group = `${deployment}.sink.mem`;
+const ROWS = 40;
+
+after(async () => {
+  const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${deployment}.`));
+  if (topics.length > 0) await admin.deleteTopics({ topics }).catch(() => undefined);
+  await admin.deleteGroups([group]).catch(() => undefined);
+  await admin.disconnect();
+});
+
+function event(id: number): ChangeEvent {
+  return {
+    op: "c",
+    key: { id },
+    before: null,
+    after: { id },
+    schema: { source: "pg", database: "app", schema: "public", table: "items", sourceKind: "postgres", columns: [], key: ["id"] },
+    source: { connector: "postgres", name: "pg", db: "app", schema: "public", table: "items", position: { commit: BigInt(id), change: BigInt(id) }, txId: null, commitTimeMs: 1_700_000_000_000 + id, snapshot: false },
+  };
+}
+
+/** Keeps rows and offsets in memory; starts with offsets stored for both partitions, so the runner seeks both. */
+class MemorySink implements TransactionalSink {
+  readonly name = "mem";
+  readonly offsetsAtomic = true;
+  readonly rows = new Set<number>();
+  private topicIds: ReadonlyMap<string, string> = new Map();
+  private offsets: TopicPartitionOffset[] = [0, 1].map((partition) => ({ topic, partition, offset: 0n }));
+  async open(): Promise<void> {}
+  async close(): Promise<void> {}
+  async write(changes: readonly SinkChange[], _signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult> {
+    for (const { event: e } of changes) this.rows.add(Number(e.key["id"]));
+    if (offsets) await this.storeOffsets(offsets);
+    return { failures: [], offsetsStored: Boolean(offsets) };
+  }
+  async storeOffsets(offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    const stored = new Map(this.offsets.map((o) => [o.partition, o]));
+    for (const o of offsets) stored.set(o.partition, o);
+    this.offsets = [...stored.values()];
+  }
+  useTopicIds(ids: ReadonlyMap<string, string>): void {
+    this.topicIds = ids;
+  }
+  async committedOffsets(): Promise<StoredSinkOffset[]> {
+    return this.offsets.map((o) => ({ ...o, topicId: this.topicIds.get(o.topic) ?? null }));
+  }
+}
+
+test("a partition held by another member of the group (PARTITION_NOT_ASSIGNED on seek) does not stop the sink; it reads everything once the member leaves", { timeout: 180_000 }, async () => {
+  const config = testKafkaConfig({ partitions: 2 });
+  const log = await KafkaTopicLog.open({ config, deployment, logger });
+  const kafka = new Kafka({ brokers: config.brokers, logLevel: logLevel.NOTHING });
+  const other = kafka.consumer({ groupId: group, sessionTimeout: 10_000, heartbeatInterval: 1_000 });
+  try {
+    await log.createTopic({ name: topic, partitions: 2, retentionMs: null, retentionBytes: null, compacted: false });
+    await log.produce(Array.from({ length: ROWS }, (_, i) => event(i + 1)).map((e) => ({ topic, key: Buffer.from(String(e.key["id"])), value: Buffer.from(serializeEvent(e)), timestamp: e.source.commitTimeMs })));
+    const ends = await log.endOffsets(topic);
+    assert.ok(ends.every((e) => e.offset > 0n), "both partitions have records");
+
+    // The other member joins first and holds its partitions without consuming them.
+    const joined = new Promise<void>((resolve) => other.on(other.events.GROUP_JOIN, () => resolve()));
+    await other.connect();
+    await other.subscribe({ topics: [topic], fromBeginning: true });
+    await other.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: async ({ pause }) => void pause() });
+    await joined;
+
+    const sink = new MemorySink();
+    const runner = new SinkRunner({
+      sink,
+      log,
+      group,
+      topics: async () => [topic],
+      decoder: { decode: async (r) => (r.value ? deserializeEvent(Buffer.from(r.value).toString()) : null) },
+      batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs: 50 },
+      onError: "halt",
+      deadLetterTopic: `${deployment}.dlq.mem`,
+      retry: { initialMs: 100, maxMs: 1_000 },
+      logger,
+      owner: "test",
+    });
+    const stop = new AbortController();
+    let failure: unknown = null;
+    const running = runner.run(stop.signal).catch((error: unknown) => (failure = error));
+    const waitUntil = async (what: string, done: () => boolean, timeoutMs: number) => {
+      const deadline = Date.now() + timeoutMs;
+      while (!done() && failure === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(failure, null, `the sink stopped while waiting for ${what}: ${String(failure)}`);
+      assert.ok(done(), `timed out waiting for ${what} (rows ${sink.rows.size})`);
+    };
+    // Sharing the group, the sink gets one partition and reads it.
+    await waitUntil("the rows of the sink's own partition", () => sink.rows.size > 0 && runner.ready(), 60_000);
+    assert.ok(sink.rows.size < ROWS, "the other member still holds a partition");
+    await other.disconnect();
+    await waitUntil("every row once the other member left", () => sink.rows.size === ROWS, 90_000);
+    stop.abort(new Error("stop"));
+    await running;
+    assert.equal(failure, null);
+  } finally {
+    await other.disconnect().catch(() => undefined);
+    await log.close();
+  }
+});
