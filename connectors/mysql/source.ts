@@ -200,6 +200,7 @@ export class MysqlSource implements Source {
       binding: { sourceName: config.name, collations: this.collations, zeroDates: config.zero_dates, mariadb: settings.flavor === "mariadb" },
       logger,
       context,
+      binlogFile: () => this.streaming?.decoder.through.file,
     });
     signal.throwIfAborted();
 

@@ -33,6 +33,8 @@ export interface SchemaTrackerOptions {
   readonly binding: BindingContext;
   readonly logger: Logger;
   readonly context: ErrorContext;
+  /** A binlog file name of the server (any: only its base name is used), so positions print as `mysql-bin.000042:1234`. */
+  readonly binlogFile?: () => string | undefined;
 }
 
 export interface QueryOutcome {
@@ -104,6 +106,10 @@ export class SchemaTracker {
     return this.bindSlow(key, map, Buffer.from(mapBytes), definition, at);
   }
 
+  private positionText(at: bigint): string {
+    return formatAt(at, this.options.binlogFile?.());
+  }
+
   private async bindSlow(key: string, map: TableMap, mapBytes: Buffer, definition: TableDefinition | null, at: bigint): Promise<TableBinding> {
     const { logger, binding: context } = this.options;
     let result = bindTableMap(map, definition, context);
@@ -112,13 +118,13 @@ export class SchemaTracker {
       result = bindTableMap(map, reread, context);
       if (!result.ok) {
         throw new SluiceError(
-          `cannot decode rows of ${key} at ${formatAt(at)}: ${result.reason}, and the binlog does not name the columns; set binlog_row_metadata=FULL on the server, or re-snapshot`,
-          { code: "MYSQL_SCHEMA_UNKNOWN", context: { ...this.options.context, table: key, position: formatAt(at) } },
+          `cannot decode rows of ${key} at ${this.positionText(at)}: ${result.reason}, and the binlog does not name the columns; set binlog_row_metadata=FULL on the server, or re-snapshot`,
+          { code: "MYSQL_SCHEMA_UNKNOWN", context: { ...this.options.context, table: key, position: this.positionText(at) } },
         );
       }
-      logger.warn({ table: key, position: formatAt(at) }, "schema history did not fit the binlog; re-read the table from the server");
+      logger.warn({ table: key, position: this.positionText(at) }, "schema history did not fit the binlog; re-read the table from the server");
     } else if (result.fromBinlog) {
-      if (definition !== null) logger.info({ table: key, position: formatAt(at) }, "table definition taken from the binlog's column metadata");
+      if (definition !== null) logger.info({ table: key, position: this.positionText(at) }, "table definition taken from the binlog's column metadata");
       await this.commit(key, result.binding.definition, at + 1n, "binlog");
     }
     const current = this.definitions.get(key) ?? null;
@@ -178,7 +184,7 @@ export class SchemaTracker {
       case "unparsed": {
         const captured = statement.tables.filter((t) => this.captured(t.database, t.table) || this.definition(t.database, t.table) !== null);
         if (captured.length === 0) return NO_CHANGE;
-        this.options.logger.warn({ statement: query.slice(0, 500), reason: statement.reason, tables: captured.map((t) => tableKey(t.database, t.table)), position: formatAt(at) }, "DDL not understood; re-reading the tables it names");
+        this.options.logger.warn({ statement: query.slice(0, 500), reason: statement.reason, tables: captured.map((t) => tableKey(t.database, t.table)), position: this.positionText(at) }, "DDL not understood; re-reading the tables it names");
         await this.rereadFor(query, captured, from, changed);
         return { truncated: [], changed };
       }
