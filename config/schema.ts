@@ -353,10 +353,20 @@ const sinkCommon = {
     .describe("Backoff for transient errors (exponential, with jitter)"),
 };
 
+const duckdbQuery = z
+  .strictObject({
+    max_rows: z.number().int().min(1).max(10_000_000).default(10_000).describe("Most rows one query answers; the rest is cut off and the answer says so"),
+    max_bytes: size("Most bytes of rows (as JSON) one query answers; the rest is cut off and the answer says so", { min: 2 ** 10, max: 2 ** 30 }).default(16 * 2 ** 20),
+    timeout: duration("A query still running after this long is interrupted", { min: 100, max: 3_600_000 }).default(30_000),
+  })
+  .default({ max_rows: 10_000, max_bytes: 16 * 2 ** 20, timeout: 30_000 })
+  .describe("Limits of read-only SQL against the sink (sluice query, POST /sinks/NAME/query): one SELECT, no file access");
+
 const duckdbSink = z.strictObject({
   kind: z.literal("duckdb"),
   ...sinkCommon,
   path: z.string().min(1).default("./data/warehouse.duckdb").describe("DuckDB database file"),
+  query: duckdbQuery,
 });
 
 const clickhouseSink = z.strictObject({
@@ -387,8 +397,9 @@ const sink = z.discriminatedUnion("kind", [duckdbSink, clickhouseSink, elasticse
 const http = z
   .strictObject({
     listen: hostPort("Address of the HTTP server (health, metrics, status, schema registry)").default("127.0.0.1:8080"),
+    max_body_bytes: size("Largest request body any endpoint takes; a larger one is answered 413 without being read", { min: 64 * 2 ** 10, max: 2 ** 30 }).default(4 * 2 ** 20),
   })
-  .default({ listen: "127.0.0.1:8080" })
+  .default({ listen: "127.0.0.1:8080", max_body_bytes: 4 * 2 ** 20 })
   .describe("HTTP server");
 
 const metrics = z

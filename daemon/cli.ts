@@ -135,7 +135,7 @@ const commands: Record<string, Command> = {
   query: {
     summary: "run a read-only SQL query on a DuckDB sink",
     usage: 'sluice query -c FILE [--sink NAME] "SELECT ..."',
-    details: `${CONFIG_HELP}\n  --sink NAME         the DuckDB sink (default: the only one)\n  --json              rows as JSON\n\nAsks the running daemon (which holds the DuckDB file); when none runs, opens the file read-only.`,
+    details: `${CONFIG_HELP}\n  --sink NAME         the DuckDB sink (default: the only one)\n  --json              rows as JSON\n\nAsks the running daemon (which holds the DuckDB file); when none runs, opens the file read-only.\nOne SELECT only, no file access; the answer is cut at the sink's query.max_rows / query.max_bytes\n(said on standard error) and the query interrupted after query.timeout.`,
     options: { ...configOption, sink: { type: "string" }, json: { type: "boolean" } },
     async run(values, positionals, io) {
       const config = loadConfigFile(configPath(values));
@@ -149,19 +149,29 @@ const commands: Record<string, Command> = {
       const sql = positionals[0]!;
       const { host, port } = splitHostPort(config.http.listen);
       const url = `http://${host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host}:${port}/sinks/${encodeURIComponent(sink.name)}/query`;
+      const limits = { maxRows: sink.query.max_rows, maxBytes: sink.query.max_bytes, timeoutMs: sink.query.timeout };
       let rows: Record<string, unknown>[];
-      const response = await fetch(url, { method: "POST", body: sql, signal: AbortSignal.timeout(30_000) }).catch(() => undefined);
+      let truncated: string | null = null;
+      // The daemon interrupts a query at its timeout: wait a little longer for its answer.
+      const response = await fetch(url, { method: "POST", body: sql, signal: AbortSignal.timeout(limits.timeoutMs + 30_000) }).catch(() => undefined);
       if (response) {
-        const body = (await response.json()) as { rows?: Record<string, unknown>[]; error?: string };
+        const body = (await response.json()) as { rows?: Record<string, unknown>[]; truncated?: string | null; error?: string };
         if (!response.ok) {
           io.stderr(`sluice query: ${body.error ?? response.statusText}\n`);
           return EXIT_FAILURE;
         }
         rows = body.rows ?? [];
+        truncated = body.truncated ?? null;
       } else {
-        rows = await queryDuckDbFile(sink.path, sql);
+        try {
+          ({ rows, truncated } = await queryDuckDbFile(sink.path, sql, limits));
+        } catch (error) {
+          io.stderr(`sluice query: ${(error as Error).message}\n`);
+          return EXIT_FAILURE;
+        }
       }
       io.stdout(values["json"] ? `${JSON.stringify(rows)}\n` : formatRows(rows));
+      if (truncated) io.stderr(`sluice query: ${truncated}\n`);
       return EXIT_OK;
     },
   },

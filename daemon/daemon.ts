@@ -81,7 +81,7 @@ export class Daemon {
     this.writeLogLine = options.writeLogLine ?? ((line) => process.stdout.write(line));
     this.failed = new Promise<never>((_resolve, reject) => (this.fatal = reject));
     this.failed.catch(() => undefined);
-    this.http = new HttpServer(logger);
+    this.http = new HttpServer(logger, { maxBodyBytes: config.http.max_body_bytes });
     this.http.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { status: "ok", version: SLUICE_VERSION }));
     this.http.route("GET", "/readyz", (_req, res) => {
       const status = this.readiness();
@@ -169,7 +169,7 @@ export class Daemon {
       });
     }
     const queryable = new Map(this.sinks.flatMap((s) => (s.thread.queryable ? [[s.name, s.thread] as const] : [])));
-    this.http.mount("/sinks", queryHandler(queryable));
+    this.http.mount("/sinks", queryHandler(queryable, this.http.maxBodyBytes));
     this.http.mount("/sinks", (req, res) => this.handleRebuild(req, res));
     this.http.mount("/sinks", haltedHandler(new Map(this.sinks.map((s) => [s.name, s.thread]))));
     for (const capture of this.captures) capture.done = this.supervise(`source ${capture.name}`, capture.pipeline.run(this.captureStop.signal));

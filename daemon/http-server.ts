@@ -14,6 +14,48 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.end(text);
 }
 
+/** The default of `http.max_body_bytes`. */
+export const DEFAULT_MAX_BODY_BYTES = 4 * 2 ** 20;
+
+/** A request body larger than the server takes: answered 413 by HttpServer, the rest left unread. */
+export class BodyTooLargeError extends SluiceError {
+  constructor(limit: number, declared?: number) {
+    super(`the request body${declared === undefined ? "" : ` (${declared} bytes)`} is larger than the ${limit} bytes this server takes (http.max_body_bytes)`, {
+      code: "HTTP_BODY_TOO_LARGE",
+      context: { component: "http" },
+    });
+  }
+}
+
+/**
+ * Reads a request body of at most `maxBytes`; a longer one rejects with BodyTooLargeError as soon as
+ * it passes the limit (what has arrived is dropped, and what follows is discarded as it comes).
+ */
+export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  const declared = Number(req.headers["content-length"] ?? 0);
+  if (declared > maxBytes) return Promise.reject(new BodyTooLargeError(maxBytes, declared));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    const onData = (chunk: Buffer) => {
+      length += chunk.length;
+      if (length <= maxBytes) {
+        chunks.push(chunk);
+        return;
+      }
+      chunks.length = 0;
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.resume();
+      reject(new BodyTooLargeError(maxBytes));
+    };
+    const onEnd = () => resolve(Buffer.concat(chunks));
+    req.on("data", onData);
+    req.once("end", onEnd);
+    req.once("error", reject);
+  });
+}
+
 /** The daemon's one HTTP server: health, readiness, metrics, status and the schema registry API. */
 export class HttpServer {
   private readonly routes = new Map<string, RouteHandler>();
@@ -21,9 +63,12 @@ export class HttpServer {
   private server: Server | undefined;
   private closing: Server | undefined;
   private readonly logger: Logger;
+  /** Largest request body any endpoint takes (`http.max_body_bytes`). */
+  readonly maxBodyBytes: number;
 
-  constructor(logger: Logger) {
+  constructor(logger: Logger, options: { maxBodyBytes?: number } = {}) {
     this.logger = logger.child({ component: "http" });
+    this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   }
 
   route(method: string, path: string, handler: RouteHandler): void {
@@ -71,6 +116,12 @@ export class HttpServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? "/").split("?")[0]!;
+    const declared = Number(req.headers["content-length"] ?? 0);
+    if (declared > this.maxBodyBytes) {
+      // Refused unread, whatever the endpoint: the connection closes after the answer.
+      this.refuseBody(res, new BodyTooLargeError(this.maxBodyBytes, declared));
+      return;
+    }
     try {
       const route = this.routes.get(`${req.method} ${path}`);
       if (route) {
@@ -84,9 +135,19 @@ export class HttpServer {
       }
       sendJson(res, 404, { error: `no such endpoint: ${req.method} ${path}` });
     } catch (error) {
+      if (error instanceof BodyTooLargeError && !res.headersSent) {
+        this.refuseBody(res, error);
+        return;
+      }
       this.logger.error({ err: error, path }, "HTTP handler failed");
       if (!res.headersSent) sendJson(res, 500, { error: error instanceof Error ? error.message : String(error) });
       else res.destroy();
     }
+  }
+
+  private refuseBody(res: ServerResponse, error: BodyTooLargeError): void {
+    this.logger.warn({ code: error.code, limit: this.maxBodyBytes }, error.message);
+    res.setHeader("connection", "close");
+    sendJson(res, 413, { error: error.message, code: error.code });
   }
 }

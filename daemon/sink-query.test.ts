@@ -1,28 +1,160 @@
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { test } from "node:test";
-import { DuckDBInstance } from "@duckdb/node-api";
-import { checkReadOnly, formatRows, queryDuckDbFile } from "./sink-query.ts";
+import { after, before, describe, test } from "node:test";
+import { createDuckDbSink } from "../connectors/duckdb/duckdb-sink.ts";
+import type { DuckDbSink } from "../connectors/duckdb/duckdb-sink.ts";
+import { SluiceError } from "../connectors/errors.ts";
+import { testLogger, testSinkConfig } from "../connectors/sinks/test-config.ts";
+import { Events, tableSchema } from "../connectors/sinks/test-events.ts";
+import { formatRows, queryDuckDbFile } from "./sink-query.ts";
 
-test("only single read statements pass the read-only check", () => {
-  for (const ok of ["SELECT 1", "  with x as (select 1) select * from x;", "FROM t", "SHOW TABLES", "DESCRIBE t", "SUMMARIZE t", "EXPLAIN SELECT 1"]) checkReadOnly(ok);
-  for (const bad of ["DELETE FROM t", "DROP TABLE t", "SELECT 1; DROP TABLE t", "INSERT INTO t VALUES (1)", "ATTACH 'x.db'", "COPY t TO 'x.csv'", "update t set a = 1"]) {
-    assert.throws(() => checkReadOnly(bad), /only one read-only statement/, bad);
-  }
+const dir = mkdtempSync(join(tmpdir(), "sluice-query-"));
+const secret = join(dir, "secret.csv");
+writeFileSync(secret, "token\nhunter2\n");
+const MAX_VERSION = "18446744073709551615";
+
+/** Statements that must never run through the query path, and what the refusal names. */
+const WRITES: readonly (readonly [sql: string, refusal: RegExp])[] = [
+  ["WITH x AS (SELECT 1) DELETE FROM _sluice.public_items__v1", /a DELETE statement/],
+  [`INSERT INTO _sluice.public_items__v1 VALUES (99, 'forged', ${MAX_VERSION}, false)`, /an? INSERT statement/],
+  [`UPDATE _sluice.public_items__v1 SET _sluice_version = ${MAX_VERSION}`, /an? UPDATE statement/],
+  ["SELECT 1; DELETE FROM _sluice.public_items__v1", /2 statements \(SELECT, DELETE\)/],
+  ["DELETE FROM _sluice.public_items__v1; SELECT 1", /2 statements \(DELETE, SELECT\)/],
+  ["EXPLAIN ANALYZE DELETE FROM _sluice.public_items__v1", /an? EXPLAIN statement/],
+  ["DROP VIEW main.public_items", /a DROP statement/],
+  ["CREATE TABLE main.x AS SELECT 1", /a CREATE statement/],
+  [`COPY _sluice.public_items__v1 TO '${join(dir, "out.csv")}'`, /a COPY statement|not a SELECT statement/],
+  [`ATTACH '${join(dir, "other.duckdb")}' AS other`, /an? ATTACH statement|not a SELECT statement/],
+  ["INSTALL httpfs", /an? (LOAD|EXTENSION) statement/],
+  ["LOAD httpfs", /an? LOAD statement/],
+  ["SET enable_external_access = true", /a (SET|VARIABLE_SET) statement/],
+  ["RESET lock_configuration", /a (SET|VARIABLE_SET) statement/],
+  ["CALL checkpoint()", /a CALL statement/],
+  ["PRAGMA force_checkpoint", /a PRAGMA statement/],
+  ["BEGIN TRANSACTION", /a TRANSACTION statement/],
+  ["VACUUM", /a VACUUM statement/],
+  ["", /the query is empty/],
+  ["-- nothing", /holds no statement/],
+];
+
+/** SELECTs that try to reach files and directories: external access is off. */
+const FILE_READS: readonly string[] = [
+  "SELECT * FROM read_text('/etc/passwd')",
+  `SELECT * FROM read_csv('${secret}')`,
+  `SELECT * FROM read_csv_auto('${secret}')`,
+  "SELECT * FROM read_blob('/etc/hostname')",
+  "SELECT * FROM glob('/etc/*')",
+  `SELECT * FROM '${secret}'`,
+  `SELECT * FROM read_json_auto('${secret}')`,
+  `SELECT * FROM sniff_csv('${secret}')`,
+];
+
+describe("the query path of a DuckDB sink", () => {
+  let sink: DuckDbSink;
+  const events = new Events(tableSchema("items", [["id", "integer"], ["name", "text"]]));
+  const signal = new AbortController().signal;
+  const state = async () => sink.query("SELECT count(*)::INTEGER AS n, max(_sluice_version)::VARCHAR AS v, string_agg(name, ',' ORDER BY id) AS names FROM _sluice.public_items__v1");
+
+  before(async () => {
+    sink = createDuckDbSink(
+      testSinkConfig("duckdb", { name: "wh", path: join(dir, "wh.duckdb"), query: { max_rows: 1000, max_bytes: 64 * 1024, timeout: 300 } }),
+      { logger: testLogger() },
+    );
+    await sink.open(signal);
+    await sink.write([events.insert(1n, { id: 1, name: "one" }), events.insert(2n, { id: 2, name: "two" })], signal);
+  });
+  after(() => sink.close());
+
+  test("answers a single SELECT (also WITH, FROM, SHOW, DESCRIBE)", async () => {
+    assert.deepEqual((await sink.readQuery("SELECT id, name FROM public_items ORDER BY id")).rows, [{ id: 1, name: "one" }, { id: 2, name: "two" }]);
+    assert.deepEqual(await sink.readQuery("WITH x AS (SELECT id FROM public_items) SELECT max(id) AS m FROM x;"), { columns: ["m"], rows: [{ m: 2 }], truncated: null });
+    assert.equal((await sink.readQuery("FROM public_items")).rows.length, 2);
+    assert.ok((await sink.readQuery("SHOW TABLES")).rows.some((row) => row["name"] === "public_items"));
+    assert.deepEqual((await sink.readQuery("DESCRIBE public_items")).rows.map((row) => row["column_name"]), ["id", "name"]);
+  });
+
+  test("refuses everything but one SELECT, and the data stays as it was", async () => {
+    const before = await state();
+    for (const [sql, refusal] of WRITES) {
+      await assert.rejects(sink.readQuery(sql), (error: unknown) => {
+        assert.ok(error instanceof SluiceError, sql);
+        assert.equal(error.code, "QUERY_NOT_READ_ONLY", `${sql}: ${error.message}`);
+        assert.match(error.message, refusal, sql);
+        assert.match(error.message, /only a single SELECT statement is allowed/);
+        return true;
+      });
+    }
+    assert.deepEqual(await state(), before);
+    assert.deepEqual(before, [{ n: 2, v: "2", names: "one,two" }]);
+  });
+
+  test("reads no file and lists no directory", async () => {
+    for (const sql of FILE_READS) {
+      await assert.rejects(sink.readQuery(sql), (error: unknown) => {
+        assert.ok(error instanceof SluiceError, sql);
+        assert.equal(error.code, "QUERY_FAILED", sql);
+        assert.doesNotMatch(error.message, /hunter2|root:/, sql);
+        assert.match(error.message, /Permission Error|does not exist/, `${sql}: ${error.message}`);
+        return true;
+      });
+    }
+    assert.match(
+      await sink.readQuery("SELECT * FROM read_text('/etc/passwd')").then(() => "answered", (error: Error) => error.message),
+      /^query failed \(queries cannot read files, directories or extensions\): Permission Error: .*file system operations are disabled by configuration/,
+    );
+  });
+
+  test("a SELECT cannot change the database either: the configuration is locked, sequences and writes fail", async () => {
+    const settings = await sink.readQuery("SELECT current_setting('enable_external_access') AS external, current_setting('lock_configuration') AS locked");
+    assert.deepEqual(settings.rows, [{ external: false, locked: true }]);
+    await sink.query("CREATE SEQUENCE IF NOT EXISTS main.seq");
+    await assert.rejects(sink.readQuery("SELECT nextval('main.seq')"), /read-only mode/);
+    await assert.rejects(sink.query("SET enable_external_access = true"), /the configuration has been locked/);
+  });
+
+  test("an answer is cut at the row limit and the byte limit, and says so", async () => {
+    const rows = await sink.readQuery("SELECT * FROM range(50000000)");
+    assert.equal(rows.rows.length, 1000);
+    assert.match(rows.truncated ?? "", /cut at 1000 rows \(the sink's query.max_rows\)/);
+    const wide = await sink.readQuery("SELECT repeat('x', 1000) AS filler FROM range(1000)");
+    assert.ok(wide.rows.length > 0 && wide.rows.length < 70, `${wide.rows.length} rows of 1 KB under a 64 KiB limit`);
+    assert.match(wide.truncated ?? "", /would pass 64KiB of JSON \(the sink's query.max_bytes\)/);
+    assert.equal((await sink.readQuery("SELECT * FROM range(1000)")).truncated, null);
+  });
+
+  test("a query past the timeout is interrupted; the sink keeps writing", async () => {
+    await assert.rejects(sink.readQuery("SELECT sum(hash(a.range + b.range)) FROM range(100000000) a, range(100000000) b"), (error: unknown) => {
+      assert.ok(error instanceof SluiceError);
+      assert.equal(error.code, "QUERY_TIMEOUT");
+      assert.match(error.message, /ran past 300ms \(the sink's query.timeout\) and was interrupted/);
+      return true;
+    });
+    await sink.write([events.insert(3n, { id: 3, name: "three" })], signal);
+    assert.deepEqual((await sink.readQuery("SELECT max(id) AS m FROM public_items")).rows, [{ m: 3 }]);
+  });
 });
 
-test("a DuckDB file is queried read-only when no daemon holds it; SQL errors are clear", async () => {
-  const path = join(mkdtempSync(join(tmpdir(), "sluice-query-")), "w.duckdb");
-  const instance = await DuckDBInstance.create(path);
-  const connection = await instance.connect();
-  await connection.run("CREATE TABLE t (id INTEGER, name VARCHAR); INSERT INTO t VALUES (1, 'a'), (2, NULL)");
-  connection.closeSync();
-  instance.closeSync();
-  const rows = await queryDuckDbFile(path, "SELECT id, name FROM t ORDER BY id");
+test("sluice query without a daemon: the file opened read-only with the same protections; SQL errors are clear", async () => {
+  const path = join(dir, "offline.duckdb");
+  const sink = createDuckDbSink(testSinkConfig("duckdb", { name: "off", path }), { logger: testLogger() });
+  const signal = new AbortController().signal;
+  await sink.open(signal);
+  await sink.write([new Events(tableSchema("items", [["id", "integer"], ["name", "text"]])).insert(1n, { id: 1, name: "a" })], signal);
+  await sink.query("CREATE TABLE main.t (id INTEGER, name VARCHAR); INSERT INTO main.t VALUES (1, 'a'), (2, NULL)");
+  await sink.close();
+  const limits = { maxRows: 100, maxBytes: 2 ** 20, timeoutMs: 5_000 };
+  const { rows, truncated } = await queryDuckDbFile(path, "SELECT id, name FROM t ORDER BY id", limits);
   assert.deepEqual(rows, [{ id: 1, name: "a" }, { id: 2, name: null }]);
+  assert.equal(truncated, null);
   assert.equal(formatRows(rows), "id  name\n--  ----\n1   a\n2   NULL\n(2 rows)\n");
-  await assert.rejects(queryDuckDbFile(path, "SELECT nope FROM t"), /query failed: Binder Error/);
-  await assert.rejects(queryDuckDbFile(join(path, "missing.duckdb"), "SELECT 1"), /cannot open DuckDB file/);
+  await assert.rejects(queryDuckDbFile(path, "SELECT nope FROM t", limits), /query failed: Binder Error/);
+  await assert.rejects(queryDuckDbFile(join(path, "missing.duckdb"), "SELECT 1", limits), /cannot open DuckDB file/);
+  for (const [sql, refusal] of WRITES) await assert.rejects(queryDuckDbFile(path, sql, limits), refusal, sql);
+  for (const sql of FILE_READS) await assert.rejects(queryDuckDbFile(path, sql, limits), /Permission Error|does not exist/, sql);
+  const capped = await queryDuckDbFile(path, "SELECT * FROM range(50000000)", limits);
+  assert.equal(capped.rows.length, 100);
+  assert.match(capped.truncated ?? "", /cut at 100 rows/);
+  assert.deepEqual((await queryDuckDbFile(path, "SELECT count(*)::INTEGER AS n FROM t", limits)).rows, [{ n: 2 }]);
 });

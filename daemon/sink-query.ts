@@ -1,32 +1,27 @@
 /**
  * Read-only SQL against a DuckDB sink: through the running daemon (which holds the file; DuckDB
- * lets no other process open it meanwhile), or straight from the file when no daemon runs.
+ * lets no other process open it meanwhile), or straight from the file when no daemon runs. Both
+ * go through connectors/duckdb/read-query.ts: one SELECT, no file access, bounded answers.
  */
 import { DuckDBInstance } from "@duckdb/node-api";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { LOCKED_DOWN_OPTIONS, runReadQuery } from "../connectors/duckdb/read-query.ts";
+import type { ReadQueryLimits, ReadQueryResult } from "../connectors/duckdb/read-query.ts";
 import { SluiceError } from "../connectors/errors.ts";
-import { sendJson } from "./http-server.ts";
+import { readBody, sendJson } from "./http-server.ts";
 
-const READ_ONLY = /^\s*(select|with|show|describe|summarize|explain|from|pragma\s+(table_info|show_tables|database_list))\b/i;
-
-/** Only one read statement: the daemon's endpoint must not become a way to change the warehouse. */
-export function checkReadOnly(sql: string): void {
-  const body = sql.trim().replace(/;\s*$/, "");
-  if (!READ_ONLY.test(body) || body.includes(";")) {
-    throw new SluiceError("only one read-only statement is allowed (SELECT, WITH, FROM, SHOW, DESCRIBE, SUMMARIZE, EXPLAIN)", { code: "QUERY_NOT_READ_ONLY", context: { component: "query" } });
-  }
-}
+export type { ReadQueryLimits, ReadQueryResult };
 
 export interface QueryableSink {
-  query(sql: string): Promise<Record<string, unknown>[]>;
+  readQuery(sql: string): Promise<ReadQueryResult>;
 }
 
 export function isQueryable(sink: unknown): sink is QueryableSink {
-  return typeof (sink as Partial<QueryableSink>).query === "function";
+  return typeof (sink as Partial<QueryableSink>).readQuery === "function";
 }
 
-/** POST /sinks/<name>/query with the SQL as the body: rows as JSON. */
-export function queryHandler(sinks: ReadonlyMap<string, QueryableSink>) {
+/** POST /sinks/<name>/query with the SQL as the body: `{columns, rows, truncated}` as JSON. */
+export function queryHandler(sinks: ReadonlyMap<string, QueryableSink>, maxBodyBytes: number) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const match = /^\/sinks\/([^/]+)\/query$/.exec((req.url ?? "").split("?")[0]!);
     if (!match || req.method !== "POST") return false;
@@ -35,38 +30,28 @@ export function queryHandler(sinks: ReadonlyMap<string, QueryableSink>) {
       sendJson(res, 404, { error: `no queryable sink "${match[1]}" (only DuckDB sinks answer SQL)` });
       return true;
     }
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const sql = Buffer.concat(chunks).toString("utf8");
+    const sql = (await readBody(req, maxBodyBytes)).toString("utf8");
     try {
-      checkReadOnly(sql);
-      sendJson(res, 200, { rows: await sink.query(sql) });
+      sendJson(res, 200, await sink.readQuery(sql));
     } catch (error) {
-      sendJson(res, 400, { error: error instanceof Error ? error.message : String(error) });
+      const code = error instanceof SluiceError ? error.code : undefined;
+      sendJson(res, code === "QUERY_TIMEOUT" ? 504 : 400, { error: error instanceof Error ? error.message : String(error), ...(code ? { code } : {}) });
     }
     return true;
   };
 }
 
-/** Opens the DuckDB file read-only (no daemon holds it) and runs one read statement. */
-export async function queryDuckDbFile(path: string, sql: string): Promise<Record<string, unknown>[]> {
-  checkReadOnly(sql);
+/** Opens the DuckDB file read-only (no daemon holds it), locked down like the daemon's, and runs one SELECT. */
+export async function queryDuckDbFile(path: string, sql: string, limits: ReadQueryLimits): Promise<ReadQueryResult> {
   const context = { component: "query", path };
   let instance: DuckDBInstance;
   try {
-    instance = await DuckDBInstance.create(path, { access_mode: "READ_ONLY" });
+    instance = await DuckDBInstance.create(path, { access_mode: "READ_ONLY", ...LOCKED_DOWN_OPTIONS });
   } catch (error) {
     throw new SluiceError(`cannot open DuckDB file ${path}: ${(error as Error).message}`, { code: "QUERY_FAILED", cause: error, context });
   }
   try {
-    const connection = await instance.connect();
-    try {
-      return (await connection.runAndReadAll(sql)).getRowObjectsJson() as Record<string, unknown>[];
-    } catch (error) {
-      throw new SluiceError(`query failed: ${(error as Error).message}`, { code: "QUERY_FAILED", cause: error, context });
-    } finally {
-      connection.closeSync();
-    }
+    return await runReadQuery(instance, sql, limits, context);
   } finally {
     instance.closeSync();
   }

@@ -9,6 +9,7 @@ import type { MetricObjectWithValues, MetricValue } from "prom-client";
 import type { SluiceConfig } from "../config/schema.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import type { ErrorContext } from "../connectors/errors.ts";
+import type { ReadQueryResult } from "../connectors/duckdb/read-query.ts";
 import type { SchemaRegistry } from "../schema-registry/index.ts";
 import type { RebuildReport } from "./rebuild.ts";
 import type { HaltAction, HaltedSinkTable, HaltReleaseReport } from "./halted.ts";
@@ -144,8 +145,9 @@ export class SinkThread {
     return this.call({ method: "metrics" }) as Promise<MetricsSnapshot>;
   }
 
-  query(sql: string): Promise<Record<string, unknown>[]> {
-    return this.call({ method: "query", sql }) as Promise<Record<string, unknown>[]>;
+  /** One read-only SELECT, run by the sink's worker thread (see connectors/duckdb/read-query.ts). */
+  readQuery(sql: string): Promise<ReadQueryResult> {
+    return this.call({ method: "query", sql }) as Promise<ReadQueryResult>;
   }
 
   rebuild(): Promise<RebuildReport> {

@@ -98,7 +98,7 @@ async function main(): Promise<void> {
           return metrics.registry.getMetricsAsJSON();
         case "query":
           if (!isQueryable(sink)) throw new Error(`sink ${sinkName} does not answer SQL`);
-          return sink.query(call.sql);
+          return sink.readQuery(call.sql);
         case "rebuild":
           if (!isRebuildable(sink)) throw new Error(`sink ${sinkName} cannot be rebuilt`);
           return rebuildSink({ sink, log, decoder, topics: await topics(), group: `${group}.rebuild`, logger: logger.child({ component: "rebuild" }), signal: stop.signal });

@@ -31,6 +31,8 @@ import { bootstrapCatalog, forgetTable, loadTables, readOffsets, saveTable, writ
 import type { PhysicalTable } from "./catalog.ts";
 import { INTERNAL_SCHEMA, VIEW_SCHEMA } from "./config.ts";
 import type { DuckDbSinkConfig, DuckDbSinkOptions } from "./config.ts";
+import { lockDown, runReadQuery } from "./read-query.ts";
+import type { ReadQueryResult } from "./read-query.ts";
 import { ident, isDuckDbDataError } from "./sql.ts";
 import { duckdbType, duckdbValue } from "./types.ts";
 
@@ -52,6 +54,7 @@ export class DuckDbSink implements VersionedSink {
   readonly #logger: Logger;
   readonly #accept: (table: TableId) => boolean;
   readonly #serial = new Serial();
+  readonly #queries = new Serial();
   #instance: DuckDBInstance | null = null;
   #connection: DuckDBConnection | null = null;
   /** Physical tables by name, as the catalog holds them after the last committed transaction. */
@@ -73,6 +76,7 @@ export class DuckDbSink implements VersionedSink {
       // From the process-wide cache: other components (and other sinks on the same file) share one database.
       this.#instance = await DuckDBInstance.fromCache(this.#config.path);
       this.#connection = await this.#instance.connect();
+      await lockDown(this.#connection);
       await bootstrapCatalog(this.#connection);
       await this.#reload();
     } catch (error) {
@@ -96,9 +100,21 @@ export class DuckDbSink implements VersionedSink {
     connection.closeSync();
   }
 
-  /** Runs a read query on the sink's connection, between writes (e.g. for an admin endpoint or tests); values as JSON. */
+  /** Runs trusted SQL on the sink's connection, between writes (for tests and tools in this process); values as JSON. */
   query(sql: string): Promise<Record<string, unknown>[]> {
     return this.#serial.run(async () => (await this.#conn().runAndReadAll(sql)).getRowObjectsJson());
+  }
+
+  /**
+   * Runs a user's SQL (the query endpoint): one SELECT, read-only, on a connection of its own beside
+   * the writer's, bounded by the sink's `query` limits; queries run one at a time.
+   */
+  readQuery(sql: string): Promise<ReadQueryResult> {
+    return this.#queries.run(() => {
+      if (!this.#instance || !this.#connection) throw new SluiceError("the DuckDB sink is not open", { code: "SINK_NOT_OPEN", context: { component: "sink", sink: this.name } });
+      const { max_rows: maxRows, max_bytes: maxBytes, timeout: timeoutMs } = this.#config.query;
+      return runReadQuery(this.#instance, sql, { maxRows, maxBytes, timeoutMs }, { component: "query", sink: this.name });
+    });
   }
 
   write(changes: readonly SinkChange[], signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult> {

@@ -19,7 +19,13 @@ const COMMON = {
 };
 
 type Kind = SinkConfig["kind"];
+type DuckDbQuery = Extract<SinkConfig, { kind: "duckdb" }>["query"];
 
-export function testSinkConfig<K extends Kind>(kind: K, fields: Omit<Extract<SinkConfig, { kind: K }>, "kind" | keyof typeof COMMON> & Partial<typeof COMMON>): Extract<SinkConfig, { kind: K }> {
-  return { ...COMMON, ...fields, kind } as unknown as Extract<SinkConfig, { kind: K }>;
+const DUCKDB_QUERY: DuckDbQuery = { max_rows: 10_000, max_bytes: 16 * 2 ** 20, timeout: 30_000 };
+
+export function testSinkConfig<K extends Kind>(
+  kind: K,
+  fields: Omit<Extract<SinkConfig, { kind: K }>, "kind" | "query" | keyof typeof COMMON> & Partial<typeof COMMON> & { query?: DuckDbQuery },
+): Extract<SinkConfig, { kind: K }> {
+  return { ...COMMON, ...(kind === "duckdb" ? { query: DUCKDB_QUERY } : {}), ...fields, kind } as unknown as Extract<SinkConfig, { kind: K }>;
 }

@@ -1,0 +1,150 @@
+/**
+ * Read-only SQL against a DuckDB database (the sink's, or its file opened by `sluice query`):
+ * the text must be one statement that DuckDB's own parser and binder call a SELECT; it runs on a
+ * connection of its own inside a READ ONLY transaction (always rolled back), on a database whose
+ * external access (files, extensions) is off with its configuration locked; its answer is
+ * streamed and cut at a row and a byte limit, and it is interrupted past a timeout.
+ */
+import { JsonDuckDBValueConverter, StatementType } from "@duckdb/node-api";
+import type { DuckDBConnection, DuckDBInstance, DuckDBPreparedStatement } from "@duckdb/node-api";
+import { formatDuration, formatSize } from "../../config/units.ts";
+import { SluiceError } from "../errors.ts";
+import type { ErrorContext } from "../errors.ts";
+import { errorMessage } from "../sinks/errors.ts";
+
+export interface ReadQueryLimits {
+  readonly maxRows: number;
+  /** Bound on the rows' JSON text. */
+  readonly maxBytes: number;
+  readonly timeoutMs: number;
+}
+
+export interface ReadQueryResult {
+  readonly columns: string[];
+  readonly rows: Record<string, unknown>[];
+  /** Why the answer stops short of the whole result, or null when it is whole. */
+  readonly truncated: string | null;
+}
+
+/** Instance options that make a database opened for queries unable to touch anything but itself. */
+export const LOCKED_DOWN_OPTIONS: Readonly<Record<string, string>> = { enable_external_access: "false", lock_configuration: "true" };
+
+/**
+ * Turns external access off for the whole database instance and locks its configuration, so no
+ * statement (on any connection) can read or write files, load extensions or SET it back.
+ * The sink's own writes need neither.
+ */
+export async function lockDown(connection: DuckDBConnection): Promise<void> {
+  const settings = (await connection.runAndReadAll("SELECT current_setting('enable_external_access') AS external, current_setting('lock_configuration') AS locked")).getRowObjectsJS()[0]!;
+  if (settings["locked"] === true) {
+    if (settings["external"] === true) throw new Error("the database's configuration is locked with external access on");
+    return;
+  }
+  await connection.run("SET enable_external_access = false");
+  await connection.run("SET lock_configuration = true");
+}
+
+function statementTypeName(type: number): string {
+  return Object.entries(StatementType).find(([, value]) => value === type)?.[0] ?? `type ${type}`;
+}
+
+function refused(message: string, context: ErrorContext): SluiceError {
+  return new SluiceError(`${message}: only a single SELECT statement is allowed (SELECT, WITH ... SELECT, FROM, VALUES, SHOW, DESCRIBE, SUMMARIZE)`, {
+    code: "QUERY_NOT_READ_ONLY",
+    context,
+  });
+}
+
+/** Parses the text with DuckDB's parser and prepares its one statement; anything but one SELECT is refused. */
+async function prepareSelect(connection: DuckDBConnection, sql: string, context: ErrorContext): Promise<DuckDBPreparedStatement> {
+  if (sql.trim() === "") throw refused("the query is empty", context);
+  let extracted;
+  try {
+    extracted = await connection.extractStatements(sql);
+  } catch (error) {
+    // DuckDB reports text with no statement at all (only a comment) as a failed callback.
+    const message = errorMessage(error);
+    if (/native callback/.test(message)) throw refused("the query holds no statement", context);
+    throw new SluiceError(`cannot parse the query: ${message}`, { code: "QUERY_INVALID", cause: error, context });
+  }
+  if (extracted.count === 0) throw refused("the query holds no statement", context);
+  const types: string[] = [];
+  const prepared: DuckDBPreparedStatement[] = [];
+  for (let index = 0; index < extracted.count; index++) {
+    try {
+      const statement = await extracted.prepare(index);
+      prepared.push(statement);
+      types.push(statementTypeName(statement.statementType));
+    } catch (error) {
+      if (extracted.count > 1) {
+        types.push("(not preparable)");
+        continue;
+      }
+      // Not bound (e.g. COPY to a file refused for lack of access): name a statement that is no SELECT as such.
+      if (!(await parsesAsSelect(connection, sql))) throw refused("the query is not a SELECT statement", context);
+      throw failed(error, context);
+    }
+  }
+  if (extracted.count > 1) throw refused(`the query holds ${extracted.count} statements (${types.join(", ")})`, context);
+  if (prepared[0]!.statementType !== StatementType.SELECT) throw refused(`the query is a ${types[0]} statement`, context);
+  return prepared[0]!;
+}
+
+/** Whether DuckDB's parser reads the text as a SELECT (json_serialize_sql serializes nothing else); nothing is bound. */
+async function parsesAsSelect(connection: DuckDBConnection, sql: string): Promise<boolean> {
+  const text = (await connection.runAndReadAll("SELECT json_serialize_sql($1::VARCHAR) AS tree", [sql])).getRowsJS()[0]![0];
+  return typeof text === "string" && (JSON.parse(text) as { error?: boolean }).error !== true;
+}
+
+function failed(error: unknown, context: ErrorContext): SluiceError {
+  const message = errorMessage(error);
+  const hint = /^Permission Error/.test(message) ? " (queries cannot read files, directories or extensions)" : "";
+  return new SluiceError(`query failed${hint}: ${message}`, { code: "QUERY_FAILED", cause: error, context });
+}
+
+/** Runs one SELECT read-only on a connection of its own; see the module comment for the bounds. */
+export async function runReadQuery(instance: DuckDBInstance, sql: string, limits: ReadQueryLimits, context: ErrorContext): Promise<ReadQueryResult> {
+  const connection = await instance.connect();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    connection.interrupt();
+  }, limits.timeoutMs);
+  try {
+    await connection.run("BEGIN TRANSACTION READ ONLY");
+    const statement = await prepareSelect(connection, sql, context);
+    const result = await statement.stream();
+    const columns = result.deduplicatedColumnNames();
+    const rows: Record<string, unknown>[] = [];
+    let bytes = 2;
+    for (;;) {
+      const chunk = await result.fetchChunk();
+      if (!chunk || chunk.rowCount === 0) return { columns, rows, truncated: null };
+      for (const values of chunk.convertRows(JsonDuckDBValueConverter)) {
+        if (rows.length >= limits.maxRows) {
+          return { columns, rows, truncated: `the answer is cut at ${limits.maxRows} rows (the sink's query.max_rows); add a LIMIT or narrow the query` };
+        }
+        const row = Object.fromEntries(columns.map((name, index) => [name, values[index] ?? null]));
+        bytes += Buffer.byteLength(JSON.stringify(row)) + 1;
+        if (bytes > limits.maxBytes) {
+          return {
+            columns,
+            rows,
+            truncated: `the answer is cut after ${rows.length} rows: the next row would pass ${formatSize(limits.maxBytes)} of JSON (the sink's query.max_bytes); select fewer columns or rows`,
+          };
+        }
+        rows.push(row);
+      }
+    }
+  } catch (error) {
+    if (timedOut) {
+      throw new SluiceError(`the query ran past ${formatDuration(limits.timeoutMs)} (the sink's query.timeout) and was interrupted`, { code: "QUERY_TIMEOUT", cause: error, context });
+    }
+    if (error instanceof SluiceError) throw error;
+    throw failed(error, context);
+  } finally {
+    clearTimeout(timer);
+    await connection.run("ROLLBACK").catch(() => undefined);
+    connection.closeSync();
+  }
+}
