@@ -11,6 +11,8 @@ import type { BackoffPolicy } from "./backoff.ts";
 import type { Logger } from "./logger.ts";
 import { RECORD_TOO_LARGE, recordBytes } from "../connectors/topics/spec.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
+import { NOT_HALTED } from "./halted.ts";
+import type { CaptureReleaseReport, HaltAction } from "./halted.ts";
 
 /** Turns one change into the records that carry it (a delete also yields its tombstone). */
 export interface ChangeEncoder {
@@ -33,6 +35,8 @@ export interface HaltedTable {
 export interface CaptureStats {
   onBatch?(batch: SourceBatch, records: number, produceSeconds: number): void;
   onHalt?(table: string, error: SluiceError): void;
+  /** An operator released the table (`sluice halted retry|skip --source`); it may halt again at once. */
+  onRelease?(table: string): void;
 }
 
 export interface CaptureOptions {
@@ -70,6 +74,8 @@ export class CapturePipeline {
   private readonly options: CaptureOptions;
   private readonly logger: Logger;
   private readonly halted = new Map<string, HaltedTable>();
+  /** Serialises source batches with operator releases (see exclusive). */
+  private lock: Promise<void> = Promise.resolve();
   private connected = false;
   /** The last failure being retried while not connected. */
   private problem: string | null = null;
@@ -164,14 +170,16 @@ export class CapturePipeline {
         if (stop.aborted) return;
         throw error;
       }
-      const records = await this.encodeBatch(batch);
-      const started = performance.now();
-      await log.produce(records, batch.checkpoint);
-      const produceSeconds = (performance.now() - started) / 1000;
-      await batch.ack();
+      const produceSeconds = await this.exclusive(async () => {
+        const records = await this.encodeBatch(batch);
+        const started = performance.now();
+        await log.produce(records, batch.checkpoint);
+        await batch.ack();
+        return { records: records.length, seconds: (performance.now() - started) / 1000 };
+      });
       this.lastCheckpoint = batch.checkpoint;
       this.lastAckedCommitMs = batch.events.length === 0 ? (batch.throughTimeMs ?? Date.now()) : Math.max(...batch.events.map((e) => e.source.commitTimeMs));
-      this.options.stats?.onBatch?.(batch, records.length, produceSeconds);
+      this.options.stats?.onBatch?.(batch, produceSeconds.records, produceSeconds.seconds);
     }
   }
 
@@ -201,7 +209,7 @@ export class CapturePipeline {
    * still cannot be encoded stays halted, and its new events are parked behind them. Markers in
    * the parking topic record how far each table was re-published, in the same write.
    */
-  private async restoreParked(stop: AbortSignal): Promise<void> {
+  private async restoreParked(stop: AbortSignal, only?: string): Promise<number> {
     const { log, parkingTopic } = this.options;
     const through = new Map<string, bigint>();
     await this.scanParking(stop, async (record) => {
@@ -226,7 +234,7 @@ export class CapturePipeline {
     await this.scanParking(stop, async (record) => {
       if (isMarker(record) || record.value === null) return;
       const table = Buffer.from(record.key!).toString();
-      if (this.halted.has(table) || record.offset <= (through.get(table) ?? -1n)) return;
+      if ((only !== undefined && table !== only) || this.halted.has(table) || record.offset <= (through.get(table) ?? -1n)) return;
       const event = deserializeEvent(Buffer.from(record.value).toString());
       try {
         pending.push(...(await this.encode(event)));
@@ -240,7 +248,86 @@ export class CapturePipeline {
       if (pending.length >= REPUBLISH_CHUNK) await flush();
     });
     await flush();
-    if (count > 0) this.logger.info({ events: count, parkingTopic }, "re-published parked events to their topics");
+    if (count > 0) this.logger.info({ events: count, parkingTopic, ...(only === undefined ? {} : { table: only }) }, "re-published parked events to their topics");
+    return count;
+  }
+
+  /**
+   * Releases a table halted at capture, on the running pipeline (`sluice halted retry|skip
+   * --source`): `retry` re-publishes its parked changes in order and resumes the table; `skip`
+   * first marks the change that halted it (the first one parked) as skipped — it stays in the
+   * parking topic, with its reason, as the dead letter — then does the same with the rest. A change
+   * that still cannot be published halts the table again, with the rest parked behind it. Runs
+   * between two source batches, so the table's parked changes go out before any newer one.
+   * Without `execute` it only says what it would do.
+   */
+  async release(table: string, action: HaltAction, execute: boolean, stop: AbortSignal): Promise<CaptureReleaseReport> {
+    const halted = this.halted.get(table);
+    if (!halted) {
+      throw new SluiceError(`table ${table} is not halted at capture of source ${this.options.source.name}; halted: ${[...this.halted.keys()].join(", ") || "(none)"}`, {
+        code: NOT_HALTED,
+        context: { component: "capture", source: this.options.source.name, table },
+      });
+    }
+    const { parkingTopic } = this.options;
+    const parked = await this.parkedOf(table, stop);
+    const first = parked.first;
+    const base = { source: this.options.source.name, table, action, error: halted.error, code: halted.code, parkingTopic, parked: parked.count };
+    const firstText = first ? `the change that halted it (${first.op} at ${parkingTopic} offset ${first.offset})` : "nothing (no parked change is left)";
+    const plan =
+      action === "skip"
+        ? `mark ${firstText} as skipped (it stays in ${parkingTopic} with its reason) and re-publish the other ${Math.max(0, parked.count - 1)} parked change(s) of ${table} to its topic, in order; then capture the table again`
+        : `re-publish the ${parked.count} parked change(s) of ${table} to its topic, in order, and capture the table again; a change that still fails halts it again`;
+    if (!execute) return { ...base, executed: false, description: plan };
+    return this.exclusive(async () => {
+      if (action === "skip" && first) {
+        await this.options.log.produce([
+          {
+            topic: parkingTopic,
+            key: Buffer.from(table),
+            value: null,
+            headers: { [MARKER_HEADER]: Buffer.from(first.offset.toString()), [SKIPPED_HEADER]: Buffer.from(`skipped by an operator: ${halted.error}`) },
+            timestamp: Date.now(),
+          },
+        ]);
+        this.logger.warn({ table, parkingTopic, offset: first.offset.toString(), err: halted.error }, `table ${table}: the parked change that halted it was skipped by an operator; it stays in ${parkingTopic}`);
+      }
+      this.halted.delete(table);
+      this.options.stats?.onRelease?.(table);
+      const republished = await this.restoreParked(stop, table);
+      const again = this.halted.get(table);
+      const outcome = again ? `; it halted again: ${again.error}` : "; the table is captured again";
+      this.logger.info({ table, action, republished, haltedAgain: again?.error ?? null }, `table ${table} released at capture (${action})`);
+      return { ...base, executed: true, republished, ...(again ? { haltedAgain: again.error } : {}), description: `${action === "skip" && first ? `skipped ${firstText}, ` : ""}re-published ${republished} parked change(s)${outcome}` };
+    });
+  }
+
+  /** How many changes of the table wait in the parking topic, and the first of them (two reads of the topic, constant memory). */
+  private async parkedOf(table: string, stop: AbortSignal): Promise<{ count: number; first: { offset: bigint; op: string } | null }> {
+    const ofTable = (record: StoredRecord) => Buffer.from(record.key ?? []).toString() === table;
+    let through = -1n;
+    await this.scanParking(stop, async (record) => {
+      if (ofTable(record) && isMarker(record)) through = BigInt(Buffer.from(record.headers![MARKER_HEADER]!).toString());
+    });
+    let count = 0;
+    let first: { offset: bigint; op: string } | null = null;
+    await this.scanParking(stop, async (record) => {
+      if (!ofTable(record) || isMarker(record) || record.value === null || record.offset <= through) return;
+      count++;
+      // Only the op is read here; the event is decoded when it is re-published.
+      first ??= { offset: record.offset, op: /"op":"(\w)"/.exec(Buffer.from(record.value.subarray(0, 4096)).toString())?.[1] ?? "?" };
+    });
+    return { count, first };
+  }
+
+  /** Runs `work` alone: a source batch and an operator's release never interleave. */
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(work);
+    this.lock = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
   }
 
   /** Reads the whole parking topic once, in order. */
@@ -311,7 +398,11 @@ export class CapturePipeline {
       ...(typeof key === "string" ? { key } : {}),
       ...(typeof bytes === "number" ? { bytes } : {}),
     });
-    this.logger.error({ table, err: error.toLog(), parkingTopic: this.options.parkingTopic }, `table ${table} halted: ${error.message} (its changes are parked in ${this.options.parkingTopic}, nothing is lost; "sluice halted list" shows every halted table)`);
+    const release = `sluice halted retry|skip --source ${this.options.source.name} --table ${table}`;
+    this.logger.error(
+      { table, err: error.toLog(), parkingTopic: this.options.parkingTopic, release },
+      `table ${table} halted: ${error.message} (its changes are parked in ${this.options.parkingTopic}, nothing is lost; fix the cause and release it with "${release}", a dry run without --execute)`,
+    );
     this.options.stats?.onHalt?.(table, error);
   }
 
@@ -328,6 +419,8 @@ export class CapturePipeline {
 }
 
 const MARKER_HEADER = "sluice.unparked-through";
+/** On a marker written by `sluice halted skip --source`: the first change after the previous marker was skipped, not re-published. */
+const SKIPPED_HEADER = "sluice.skipped";
 const REPUBLISH_CHUNK = 1_000;
 
 function recordTooLarge(event: ChangeEvent, bytes: number, limit: number, limitText: string, parkingTopic: string): SluiceError {

@@ -243,7 +243,10 @@ test("halted: usage errors exit 2; with no daemon at http.listen it says so and 
   assert.match(noAction.stderr, /say list, retry or skip/);
   const noTable = sluice("halted", "-c", file, "retry", "--sink", "x");
   assert.equal(noTable.code, 2);
-  assert.match(noTable.stderr, /give --sink NAME and --table T/);
+  assert.match(noTable.stderr, /give --sink NAME or --source NAME, and --table T/);
+  const unknownSource = sluice("halted", "-c", file, "skip", "--source", "nope", "--table", "public.t");
+  assert.equal(unknownSource.code, 2);
+  assert.match(unknownSource.stderr, /no source "nope" in the config/);
   const offline = sluice("halted", "-c", file, "list");
   assert.equal(offline.code, 1);
   assert.match(offline.stderr, /no daemon answers at http:\/\/127\.0\.0\.1:\d+\/status .*Halts live in the running daemon/);

@@ -11,6 +11,7 @@ import { retry } from "./backoff.ts";
 import { CapturePipeline } from "./capture.ts";
 import { captureEncoder, createSource, dataTopicPrefix, dataTopicSpec, internalTopicSpec, openRegistry, parkingTopic, sinkGroupName, sinkTopics, sourceStateDir } from "./components.ts";
 import { haltedHandler } from "./halted-admin.ts";
+import type { HaltAction } from "./halted.ts";
 import { HttpServer, sendJson } from "./http-server.ts";
 import type { Logger } from "./logger.ts";
 import { countPerTableAndOp, SluiceMetrics } from "./metrics.ts";
@@ -149,6 +150,7 @@ export class Daemon {
             this.metrics.captureHalts.inc({ source: sourceConfig.name, table, code: error.code });
             this.metrics.tablesHalted.set({ source: sourceConfig.name, sink: "", table }, 1);
           },
+          onRelease: (table) => this.metrics.tablesHalted.set({ source: sourceConfig.name, sink: "", table }, 0),
         },
       });
       this.captures.push({ name: sourceConfig.name, source, pipeline, done: Promise.resolve() });
@@ -171,7 +173,12 @@ export class Daemon {
     const queryable = new Map(this.sinks.flatMap((s) => (s.thread.queryable ? [[s.name, s.thread] as const] : [])));
     this.http.mount("/sinks", queryHandler(queryable, this.http.maxBodyBytes));
     this.http.mount("/sinks", (req, res) => this.handleRebuild(req, res));
-    this.http.mount("/sinks", haltedHandler(new Map(this.sinks.map((s) => [s.name, s.thread]))));
+    const releasable = haltedHandler(
+      new Map(this.sinks.map((s) => [s.name, s.thread])),
+      new Map(this.captures.map((c) => [c.name, { release: (table: string, action: HaltAction, execute: boolean) => c.pipeline.release(table, action, execute, this.captureStop.signal) }])),
+    );
+    this.http.mount("/sinks", releasable);
+    this.http.mount("/sources", releasable);
     for (const capture of this.captures) capture.done = this.supervise(`source ${capture.name}`, capture.pipeline.run(this.captureStop.signal));
     for (const sink of this.sinks) sink.done = this.supervise(`sink ${sink.name}`, sink.thread.finished);
     this.started = true;

@@ -1,12 +1,13 @@
 /**
- * The admin endpoint behind `sluice halted retry|skip`: POST /sinks/<sink>/halted/<retry|skip>
- * with the JSON body {"table": "...", "execute": true|false}. Answers the release report (what was
- * done, or what --execute would do); 404 when the sink or the halted table is unknown.
+ * The admin endpoints behind `sluice halted retry|skip`: POST /sinks/<sink>/halted/<retry|skip>
+ * (a sink's halted table) and POST /sources/<source>/halted/<retry|skip> (a table halted at
+ * capture), with the JSON body {"table": "...", "execute": true|false}. Answers the release report
+ * (what was done, or what --execute would do); 404 when the sink, source or halted table is unknown.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { SluiceError } from "../connectors/errors.ts";
 import { NOT_HALTED } from "./halted.ts";
-import type { HaltAction, HaltReleaseReport } from "./halted.ts";
+import type { CaptureReleaseReport, HaltAction, HaltReleaseReport } from "./halted.ts";
 import { sendJson } from "./http-server.ts";
 
 export interface ReleasableSink {
@@ -15,14 +16,20 @@ export interface ReleasableSink {
 
 const MAX_BODY_BYTES = 64 * 1024;
 
-export function haltedHandler(sinks: ReadonlyMap<string, ReleasableSink>) {
+export interface ReleasableCapture {
+  release(table: string, action: HaltAction, execute: boolean): Promise<CaptureReleaseReport>;
+}
+
+export function haltedHandler(sinks: ReadonlyMap<string, ReleasableSink>, sources: ReadonlyMap<string, ReleasableCapture> = new Map()) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
-    const match = /^\/sinks\/([^/]+)\/halted\/(retry|skip)$/.exec((req.url ?? "").split("?")[0]!);
+    const match = /^\/(sinks|sources)\/([^/]+)\/halted\/(retry|skip)$/.exec((req.url ?? "").split("?")[0]!);
     if (!match || req.method !== "POST") return false;
-    const name = decodeURIComponent(match[1]!);
-    const sink = sinks.get(name);
+    const kind = match[1] === "sinks" ? "sink" : "source";
+    const name = decodeURIComponent(match[2]!);
+    const known: ReadonlyMap<string, ReleasableSink | ReleasableCapture> = kind === "sink" ? sinks : sources;
+    const sink = known.get(name);
     if (!sink) {
-      sendJson(res, 404, { error: `no sink "${name}" runs here; sinks: ${[...sinks.keys()].join(", ") || "(none)"}` });
+      sendJson(res, 404, { error: `no ${kind} "${name}" runs here; ${kind}s: ${[...known.keys()].join(", ") || "(none)"}` });
       return true;
     }
     let request: { table?: unknown; execute?: unknown };
@@ -37,7 +44,7 @@ export function haltedHandler(sinks: ReadonlyMap<string, ReleasableSink>) {
       return true;
     }
     try {
-      sendJson(res, 200, await sink.release(request.table, match[2] as HaltAction, request.execute === true));
+      sendJson(res, 200, await sink.release(request.table, match[3] as HaltAction, request.execute === true));
     } catch (error) {
       const notHalted = error instanceof SluiceError && error.code === NOT_HALTED;
       sendJson(res, notHalted ? 404 : 500, { error: error instanceof Error ? error.message : String(error), ...(error instanceof SluiceError ? { code: error.code } : {}) });

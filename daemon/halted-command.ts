@@ -2,16 +2,19 @@
  * `sluice halted`: list the halted tables of the running daemon (capture and sinks), and release
  * a sink's halted table — `retry` (read it again from its poison record, after the cause was
  * fixed) or `skip` (send the poison record to the sink's dead-letter topic with its reason and go
- * on). Both are dry runs unless --execute. Halts live in the running daemon, so every subcommand
- * asks it over its HTTP API (daemon/halted-admin.ts).
+ * on) — or a table halted at capture (`--source`: re-publish its parked changes, or first skip the
+ * one that halted it). Both are dry runs unless --execute. Halts live in the running daemon, so
+ * every subcommand asks it over its HTTP API (daemon/halted-admin.ts).
  */
 import type { SluiceConfig } from "../config/schema.ts";
 import { splitHostPort } from "./daemon.ts";
-import type { HaltedSinkTable, HaltReleaseReport } from "./halted.ts";
+import type { CaptureReleaseReport, HaltedSinkTable, HaltReleaseReport } from "./halted.ts";
 
-export const HALTED_USAGE = "sluice halted -c FILE (list | retry --sink NAME --table T | skip --sink NAME --table T) [--execute] [--json]";
+export const HALTED_USAGE = "sluice halted -c FILE (list | retry (--sink NAME | --source NAME) --table T | skip (--sink NAME | --source NAME) --table T) [--execute] [--json]";
 
 export const HALTED_DETAILS = `  --sink NAME         the sink whose table is halted
+  --source NAME       the source whose table is halted at capture (its changes are parked in
+                      <deployment>.sluice.halted.<source>)
   --table T           the halted table (schema.table, as "list" shows it) or its topic
   --execute           do it (without: a dry run that says what would happen and changes nothing)
   --json              print the daemon's answer as JSON
@@ -22,6 +25,9 @@ export const HALTED_DETAILS = `  --sink NAME         the sink whose table is hal
           sink's config was fixed; a record that still fails halts it again
   skip    send that record to the sink's dead-letter topic (<deployment>.dlq.<sink>) with its
           reason, and go on after it; a restart does not halt the table on it again
+  With --source: retry re-publishes the table's parked changes in order and captures it again
+          (a change that still fails halts it again); skip first marks the change that halted it
+          as skipped (it stays in the parking topic with its reason), then does the same
 
 Asks the running daemon at the config's http.listen address. See docs/operations.md, "Halted tables".`;
 
@@ -54,7 +60,7 @@ function unreachable(url: string, error: unknown, io: HaltedIo): number {
 export async function runHaltedCommand(
   config: SluiceConfig,
   positionals: readonly string[],
-  options: { sink?: string | undefined; table?: string | undefined; execute: boolean; json: boolean },
+  options: { sink?: string | undefined; source?: string | undefined; table?: string | undefined; execute: boolean; json: boolean },
   io: HaltedIo,
 ): Promise<number> {
   const [action, ...extra] = positionals;
@@ -63,8 +69,9 @@ export async function runHaltedCommand(
     return 2;
   }
   if (action === "list") return list(config, options.json, io);
-  if (!options.sink || !options.table) {
-    io.stderr(`sluice halted ${action}: give --sink NAME and --table T (see "sluice halted -c FILE list")\nUsage: ${HALTED_USAGE}\n`);
+  if (options.source !== undefined && options.sink === undefined && options.table) return releaseCapture(config, action, { ...options, source: options.source, table: options.table }, io);
+  if (!options.sink || !options.table || options.source !== undefined) {
+    io.stderr(`sluice halted ${action}: give --sink NAME or --source NAME, and --table T (see "sluice halted -c FILE list")\nUsage: ${HALTED_USAGE}\n`);
     return 2;
   }
   if (!config.sinks.some((s) => s.name === options.sink)) {
@@ -80,7 +87,7 @@ export async function runHaltedCommand(
   }
   const body = (await response.json().catch(() => ({ error: response.statusText }))) as HaltReleaseReport & { error?: string };
   if (!response.ok) {
-    const capture = response.status === 404 ? " Capture halts (a schema change refused at capture) are not released here: see docs/operations.md, \"Halted tables\"." : "";
+    const capture = response.status === 404 ? " A table halted at capture is released with --source NAME instead of --sink." : "";
     io.stderr(`sluice halted ${action}: ${body.error ?? response.statusText}.${capture}\n`);
     return 1;
   }
@@ -96,6 +103,37 @@ export async function runHaltedCommand(
   if (!body.executed) lines.push(`Add --execute to do it.`);
   io.stdout(`${lines.join("\n")}\n`);
   return 0;
+}
+
+async function releaseCapture(config: SluiceConfig, action: "retry" | "skip", options: { source: string; table: string; execute: boolean; json: boolean }, io: HaltedIo): Promise<number> {
+  if (!config.sources.some((s) => s.name === options.source)) {
+    io.stderr(`sluice halted ${action}: no source "${options.source}" in the config; sources: ${config.sources.map((s) => s.name).join(", ")}\n`);
+    return 2;
+  }
+  const url = daemonUrl(config, `/sources/${encodeURIComponent(options.source)}/halted/${action}`);
+  let response: Response;
+  try {
+    response = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ table: options.table, execute: options.execute }), signal: AbortSignal.timeout(300_000) });
+  } catch (error) {
+    return unreachable(url, error, io);
+  }
+  const body = (await response.json().catch(() => ({ error: response.statusText }))) as CaptureReleaseReport & { error?: string };
+  if (!response.ok) {
+    io.stderr(`sluice halted ${action}: ${body.error ?? response.statusText}\n`);
+    return 1;
+  }
+  if (options.json) {
+    io.stdout(`${JSON.stringify(body, null, 2)}\n`);
+    return 0;
+  }
+  const lines = [
+    `source ${body.source}, table ${body.table}: halted at capture (${body.code}), ${body.parked} change(s) parked in ${body.parkingTopic}`,
+    `  error: ${body.error}`,
+    body.executed ? `Done: ${body.description}.` : `Dry run, nothing changed: would ${body.description}.`,
+  ];
+  if (!body.executed) lines.push(`Add --execute to do it.`);
+  io.stdout(`${lines.join("\n")}\n`);
+  return body.haltedAgain === undefined ? 0 : 1;
 }
 
 async function list(config: SluiceConfig, json: boolean, io: HaltedIo): Promise<number> {
@@ -136,7 +174,7 @@ async function list(config: SluiceConfig, json: boolean, io: HaltedIo): Promise<
         captureHalts.map((h) => [h.source, h.table, h.since ?? "-", h.error]),
       ),
       "",
-      "Capture halts keep the table's changes parked (nothing lost); they are released at the next start once the cause is fixed (see docs/operations.md, \"Halted tables\").",
+      'Capture halts keep the table\'s changes parked (nothing lost). Release one: "sluice halted retry --source NAME --table T" (after fixing the cause) or "sluice halted skip --source NAME --table T" (past the change that halted it); add --execute to do it. A restart also re-publishes what can be published.',
     );
   }
   io.stdout(`${out.join("\n")}\n`);

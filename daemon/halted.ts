@@ -37,6 +37,24 @@ export interface HaltReleaseReport {
   readonly description: string;
 }
 
+/** What releasing a table halted at capture did, or would do (`sluice halted retry|skip --source`). */
+export interface CaptureReleaseReport {
+  readonly source: string;
+  readonly table: string;
+  readonly action: HaltAction;
+  readonly executed: boolean;
+  /** The halt's error and code. */
+  readonly error: string;
+  readonly code: string;
+  /** Where the table's changes wait, and how many of them (before the release). */
+  readonly parkingTopic: string;
+  readonly parked: number;
+  /** After --execute: changes re-published to the table's topic, and the error if it halted again. */
+  readonly republished?: number;
+  readonly haltedAgain?: string;
+  readonly description: string;
+}
+
 /** The operator commands that release a halted sink table, for log lines, errors and /status. */
 export function releaseHint(sink: string, table: string): string {
   const args = `--sink ${sink} --table ${table}`;

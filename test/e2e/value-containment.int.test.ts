@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type pg from "pg";
 import { deserializeEvent } from "../../daemon/event-json.ts";
-import { dropPostgres, killAllDaemons, pgClient, pgSourceConfig, randomName, readEmbeddedTopics, removeDir, SluiceDaemon, tempDir, waitFor, waitSourcesPast } from "./helpers.ts";
+import { dropPostgres, killAllDaemons, pgClient, pgSourceConfig, randomName, readEmbeddedTopics, removeDir, runSluice, SluiceDaemon, tempDir, waitFor, waitSourcesPast } from "./helpers.ts";
 import type { SourceStatus } from "./helpers.ts";
 
 const schema = randomName("e2e_values");
@@ -130,6 +130,38 @@ test("a timestamp past 294247 AD halts only its table (parked, reported with col
       [4, [[[1], [2]], [[3], [null]]]],
     ],
   );
+
+  // An operator releases the table on the running daemon: a dry run changes nothing, then the change that halted it is skipped
+  // (it stays parked, with its reason) and the later ones are re-published in order.
+  const third = await SluiceDaemon.start(dir, config, "third");
+  await waitFor("ts halted at the third start", async () => haltedTs(await third.status()), { daemon: third, timeoutMs: 30_000 });
+  const args = ["halted", "-c", third.configFile, "skip", "--source", source, "--table", `${schema}.ts`];
+  const dry = await runSluice(args);
+  t.diagnostic(dry.stdout + dry.stderr);
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.match(dry.stdout, /halted at capture \(AVRO_VALUE_INVALID\), 3 change\(s\) parked/);
+  assert.match(dry.stdout, /Dry run, nothing changed: would mark the change that halted it \(c at .* offset 0\) as skipped/);
+  assert.ok(haltedTs(await third.status()), "the dry run changed nothing");
+  const done = await runSluice([...args, "--execute"]);
+  t.diagnostic(done.stdout + done.stderr);
+  assert.equal(done.code, 0, done.stderr);
+  assert.match(done.stdout, /Done: skipped the change that halted it .*re-published 2 parked change\(s\); the table is captured again/);
+  assert.equal(haltedTs(await third.status()), undefined);
+  assert.equal(await third.metric("sluice_tables_halted", { sink: "" }), 0);
+  await client.query(`INSERT INTO "${schema}".ts VALUES (14, '2024-07-01', '2024-07-01')`);
+  let seen = "";
+  const tsRows = async () => (seen = (await query(third, `SELECT id, d::text AS d FROM "${schema}_ts" ORDER BY id`)).map((r) => `${String(r["id"])}:${String(r["d"])}`).join(" "));
+  await waitFor("ts rows 1 (updated), 13 and 14 in DuckDB", async () => (await tsRows()) === "1:2025-05-05 13:2024-06-01 14:2024-07-01", { daemon: third, timeoutMs: 30_000, lastSeen: () => seen });
+  await third.stop();
+
+  // A restart after the release does not halt the table again.
+  const fourth = await SluiceDaemon.start(dir, config, "fourth");
+  await client.query(`INSERT INTO "${schema}".ts VALUES (15, '2024-08-01', '2024-08-01')`);
+  await waitFor("ts row 15 in DuckDB", async () => Number((await query(fourth, `SELECT count(*) AS n FROM "${schema}_ts" WHERE id = 15`))[0]?.["n"]) === 1, { daemon: fourth, timeoutMs: 30_000 });
+  assert.equal(haltedTs(await fourth.status()), undefined);
+  await fourth.stop();
+  const skipped = (await readEmbeddedTopics(logPath, [parking])).find((r) => r.headers["sluice.skipped"] !== undefined);
+  assert.match(skipped?.headers["sluice.skipped"] ?? "", /skipped by an operator: .*294276-12-31T23:59:59Z/);
 });
 
 async function readLog(path: string): Promise<string> {
