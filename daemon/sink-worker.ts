@@ -66,7 +66,7 @@ async function main(): Promise<void> {
   try {
     const dlq = deadLetterTopic(config, sinkConfig);
     if (sinkConfig.on_error === "dead-letter") {
-      await retry(() => log.createTopic(internalTopicSpec(dlq)), {
+      await retry(() => log.createTopic(internalTopicSpec(dlq, config)), {
         initialMs: sinkConfig.retry.initial,
         maxMs: sinkConfig.retry.max,
         signal: stop.signal,
@@ -104,7 +104,7 @@ async function main(): Promise<void> {
           return rebuildSink({ sink, log, decoder, topics: await topics(), group: `${group}.rebuild`, logger: logger.child({ component: "rebuild" }), signal: stop.signal });
         case "release":
           // A halt sink has no dead-letter topic until an operator first skips a record to it.
-          if (call.action === "skip" && call.execute) await log.createTopic(internalTopicSpec(dlq));
+          if (call.action === "skip" && call.execute) await log.createTopic(internalTopicSpec(dlq, config));
           return runner.release(call.table, call.action, call.execute);
       }
     };
