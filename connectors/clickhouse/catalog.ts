@@ -41,22 +41,24 @@ export class ClickHouseCatalog {
   async bootstrap(signal: AbortSignal): Promise<void> {
     await this.#connection.command(`CREATE DATABASE IF NOT EXISTS \`${this.#database.replace(/`/g, "\\`")}\``, signal);
     for (const sql of bookkeepingSql(this.#database)) await this.#connection.command(sql, signal);
-    await this.#addTopicIdColumn(signal);
   }
 
-  /** Offsets tables created before Sluice recorded topic identities get the column (18.16 has no ADD COLUMN IF NOT EXISTS). */
-  async #addTopicIdColumn(signal: AbortSignal): Promise<void> {
-    const exists = async () =>
-      (await this.#connection.select(
-        `SELECT count() FROM system.columns WHERE database = ${sqlString(this.#database)} AND table = ${sqlString(OFFSETS_TABLE)} AND name = 'topic_id' FORMAT TabSeparated`,
-        signal,
-      )).toString("utf8").trim() !== "0";
-    if (await exists()) return;
+  /**
+   * Offsets tables created before Sluice recorded topic identities lack `topic_id`: the first read
+   * or write that misses it adds it, then runs again (18.16 has no ADD COLUMN IF NOT EXISTS).
+   */
+  async #withTopicIdColumn<T>(operation: () => Promise<T>, signal: AbortSignal): Promise<T> {
     try {
-      await this.#connection.command(`ALTER TABLE ${qualified(this.#database, OFFSETS_TABLE)} ADD COLUMN topic_id String DEFAULT ''`, signal);
+      return await operation();
     } catch (error) {
-      // Another sink on the same database added it meanwhile.
-      if (!(await exists())) throw error;
+      if (!/ClickHouse error (16|47):[^]*topic_id/.test(error instanceof Error ? error.message : "")) throw error;
+      try {
+        await this.#connection.command(`ALTER TABLE ${qualified(this.#database, OFFSETS_TABLE)} ADD COLUMN topic_id String DEFAULT ''`, signal);
+      } catch (alter) {
+        // 44: another sink on the same database added it meanwhile.
+        if (!/ClickHouse error 44:/.test(alter instanceof Error ? alter.message : "")) throw alter;
+      }
+      return operation();
     }
   }
 
@@ -113,11 +115,11 @@ export class ClickHouseCatalog {
 
   async readOffsets(sink: string, signal: AbortSignal): Promise<StoredSinkOffset[]> {
     const rows = parseTsv(
-      await this.#connection.select(
+      await this.#withTopicIdColumn(() => this.#connection.select(
         `SELECT topic, \`partition\`, argMax(\`offset\`, _seq), argMax(topic_id, _seq) FROM ${qualified(this.#database, OFFSETS_TABLE)} WHERE sink = ${sqlString(sink)} ` +
           "GROUP BY topic, `partition` ORDER BY topic, `partition` FORMAT TabSeparated",
         signal,
-      ),
+      ), signal),
     );
     return rows.map((fields) => ({ topic: text(fields[0]), partition: Number(text(fields[1])), offset: BigInt(text(fields[2])), topicId: text(fields[3]) || null }));
   }
@@ -128,7 +130,7 @@ export class ClickHouseCatalog {
     const seq = this.#seq().toString();
     const line = (o: TopicPartitionOffset) => tsvLine([sink, o.topic, String(o.partition), o.offset.toString(), topicIds.get(o.topic) ?? "", seq].map(escapeText));
     const body = Buffer.concat(offsets.map(line));
-    await this.#connection.insert(qualified(this.#database, OFFSETS_TABLE), ["sink", "topic", "`partition`", "`offset`", "topic_id", "_seq"], "TabSeparated", body, signal);
+    await this.#withTopicIdColumn(() => this.#connection.insert(qualified(this.#database, OFFSETS_TABLE), ["sink", "topic", "`partition`", "`offset`", "topic_id", "_seq"], "TabSeparated", body, signal), signal);
   }
 
   /** Increasing per process, and across restarts as long as the clock does not go back by more than the restart takes. */

@@ -382,3 +382,32 @@ describe("ClickHouse sink specifics", () => {
     );
   });
 });
+
+describe("ClickHouse offsets written before Sluice recorded topic identities", () => {
+  const legacy = `${database}_legacy`;
+  after(async () => {
+    await sql(`DROP DATABASE IF EXISTS ${ident(legacy)}`);
+  });
+
+  test("an offsets table without topic_id keeps its offsets (no identity) and gets the column on first use", async () => {
+    await sql(`CREATE DATABASE IF NOT EXISTS ${ident(legacy)}`);
+    await sql(
+      `CREATE TABLE ${qualified(legacy, "_sluice_offsets")} (sink String, topic String, \`partition\` UInt32, \`offset\` Int64, _seq UInt64) ENGINE = ReplacingMergeTree(_seq) ORDER BY (sink, topic, \`partition\`)`,
+    );
+    await sql(`INSERT INTO ${qualified(legacy, "_sluice_offsets")} VALUES ('old', 'dep.src.public.t', 0, 42, 1)`);
+    const sink = new ClickHouseSink(
+      testSinkConfig("clickhouse", { name: "old", url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database: legacy, native_deletes: false, target: TARGET_TEMPLATE }),
+      { logger: testLogger() },
+    );
+    const signal = AbortSignal.timeout(30_000);
+    await sink.open(signal);
+    try {
+      assert.deepEqual(await sink.committedOffsets(signal), [{ topic: "dep.src.public.t", partition: 0, offset: 42n, topicId: null }]);
+      sink.useTopicIds(new Map([["dep.src.public.t", "log-1/7"]]));
+      await sink.storeOffsets([{ topic: "dep.src.public.t", partition: 0, offset: 43n }], signal);
+      assert.deepEqual(await sink.committedOffsets(signal), [{ topic: "dep.src.public.t", partition: 0, offset: 43n, topicId: "log-1/7" }]);
+    } finally {
+      await sink.close();
+    }
+  });
+});

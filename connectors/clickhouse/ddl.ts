@@ -70,7 +70,7 @@ export function bookkeepingSql(database: string): string[] {
       `columns String, dropped UInt8, _seq UInt64) ENGINE = ReplacingMergeTree(_seq) ORDER BY (target, physical)`,
     `CREATE TABLE IF NOT EXISTS ${qualified(database, TRUNCATES_TABLE)} (physical String, version UInt64) ` +
       `ENGINE = ReplacingMergeTree(version) ORDER BY physical`,
-    `CREATE TABLE IF NOT EXISTS ${qualified(database, OFFSETS_TABLE)} (sink String, topic String, \`partition\` UInt32, \`offset\` Int64, _seq UInt64) ` +
+    `CREATE TABLE IF NOT EXISTS ${qualified(database, OFFSETS_TABLE)} (sink String, topic String, \`partition\` UInt32, \`offset\` Int64, topic_id String DEFAULT '', _seq UInt64) ` +
       "ENGINE = ReplacingMergeTree(_seq) ORDER BY (sink, topic, `partition`)",
   ];
 }
