@@ -1,0 +1,96 @@
+import assert from "node:assert/strict";
+import { request } from "node:http";
+import { connect } from "node:net";
+import { after, before, test } from "node:test";
+import { createLogger } from "./logger.ts";
+import { HttpServer, readBody, sendJson } from "./http-server.ts";
+
+const LIMIT = 64 * 1024;
+const server = new HttpServer(createLogger("silent"), { maxBodyBytes: LIMIT });
+let port = 0;
+let handled = 0;
+
+before(async () => {
+  server.route("POST", "/echo", async (req, res) => {
+    handled++;
+    sendJson(res, 200, { bytes: (await readBody(req, server.maxBodyBytes)).length });
+  });
+  server.mount("/prefix", async (req, res) => {
+    handled++;
+    sendJson(res, 200, { bytes: (await readBody(req, server.maxBodyBytes)).length });
+    return true;
+  });
+  port = (await server.listen("127.0.0.1", 0)).port;
+});
+after(() => server.close());
+
+/** Sends the head of a request declaring `declared` body bytes and only `sent` of them; resolves with what the server answers. */
+function declareAndSendPart(path: string, declared: number, sent: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1", () => {
+      socket.write(`POST ${path} HTTP/1.1\r\nHost: sluice\r\nContent-Length: ${declared}\r\n\r\n`);
+      socket.write(Buffer.alloc(sent, 120));
+    });
+    let answer = "";
+    socket.on("data", (data: Buffer) => (answer += data.toString("utf8")));
+    socket.on("close", () => resolve(answer));
+    socket.on("error", reject);
+  });
+}
+
+test("a body declared larger than http.max_body_bytes is answered 413 before it is sent, whatever the endpoint", async () => {
+  for (const path of ["/echo", "/prefix/x", "/nowhere"]) {
+    const before = handled;
+    // 300 MiB announced, 64 KiB sent: the answer comes without the rest, and the connection closes once the client stops sending.
+    const answer = await declareAndSendPart(path, 300 * 2 ** 20, 64 * 1024);
+    assert.match(answer, /^HTTP\/1\.1 413 /, path);
+    assert.match(answer, /"code":"HTTP_BODY_TOO_LARGE"/, path);
+    assert.match(answer, /the request body \(314572800 bytes\) is larger than the 65536 bytes this server takes \(http.max_body_bytes\)/, path);
+    assert.equal(handled, before, `no handler ran for ${path}`);
+  }
+});
+
+test("a client that keeps sending a refused body reads its 413, never a reset connection", async () => {
+  const body = Buffer.alloc(8 * 2 ** 20, 120);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request({ host: "127.0.0.1", port, method: "POST", path: "/echo", agent: false, headers: { "content-length": body.length } }, (res) => {
+        let text = "";
+        res.on("data", (data: Buffer) => (text += data.toString("utf8")));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
+      });
+      req.on("error", reject);
+      req.end(body);
+    });
+    assert.equal(answer.status, 413);
+    assert.match(answer.body, /"error_code":413/, "Confluent's error body too, for the schema registry's clients");
+  }
+});
+
+test("a chunked body (no Content-Length) is cut at the limit with 413; one within it is read", async () => {
+  const post = (chunks: number) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request({ host: "127.0.0.1", port, method: "POST", path: "/echo", headers: { "transfer-encoding": "chunked" } }, (res) => {
+        let body = "";
+        res.on("data", (data: Buffer) => (body += data.toString("utf8")));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on("error", reject);
+      let sent = 0;
+      const writeMore = () => {
+        while (sent < chunks) {
+          sent++;
+          if (!req.write(Buffer.alloc(16 * 1024, 97))) {
+            req.once("drain", writeMore);
+            return;
+          }
+        }
+        req.end();
+      };
+      writeMore();
+    });
+  assert.deepEqual(await post(2), { status: 200, body: JSON.stringify({ bytes: 32 * 1024 }) });
+  const refused = await post(64);
+  assert.equal(refused.status, 413);
+  assert.match(refused.body, /is larger than the 65536 bytes this server takes/);
+});
