@@ -177,6 +177,45 @@ test("parked events go back to their topics, in order and once, when their schem
   await log.close();
 });
 
+test("a record over maxRecordBytes halts its table with RECORD_TOO_LARGE, is parked in parts that fit, and is re-published whole once the limit allows it", async () => {
+  const { EmbeddedTopicLog } = await import("../connectors/embedded/embedded-log.ts");
+  const { mkdtempSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const log = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-size-")), "log.db"), logger: silent });
+  for (const name of ["t.parked", "pg.public.a", "pg.public.big"]) await log.createTopic({ name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  const text = "x".repeat(5_000);
+  const wide = (id: bigint, commit: bigint): ChangeEvent => ({ ...event("big", id, commit), after: { id, text } });
+  const sized: ChangeEncoder = { encode: async (e) => [{ topic: `pg.public.${e.schema.table}`, key: Buffer.from(String(e.key["id"])), value: Buffer.from(String(e.after?.["text"] ?? "v")), timestamp: 0 }] };
+  const options = { log, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 }, encoder: sized };
+
+  const first = new ScriptedSource([[wide(1n, 10n), event("a", 2n, 10n)]]);
+  const halting = new CapturePipeline({ ...options, source: first, maxRecordBytes: 2_048 });
+  await runUntil(halting, () => first.acked.length === 1);
+  const [halt] = halting.haltedTables();
+  assert.equal(halt?.code, "RECORD_TOO_LARGE");
+  assert.equal(halt?.key, '{"id":"1"}');
+  assert.match(halt?.error ?? "", /table public\.big: the change of the row with key \{"id":"1"\} is a 5\d{3}-byte topic record, over topics\.max_record_bytes \(2048\)/);
+  const consumer = await log.consumer("parts", ["t.parked"]);
+  const parts = await consumer.poll({ maxRecords: 100, maxBytes: 1 << 20, maxWaitMs: 200 });
+  await consumer.close();
+  const n = parts.length;
+  assert.ok(n >= 3, `${n} parts`);
+  assert.deepEqual(parts.map((r) => Buffer.from(r.headers!["sluice.part"]!).toString()), parts.map((_r, i) => `${i + 1}/${n}`));
+  assert.ok(parts.every((r) => r.value!.length < 2_048));
+
+  // With a larger limit the parked change goes to its topic, whole, before anything newer.
+  const second = new ScriptedSource([[wide(1n, 10n), event("a", 2n, 10n)], [wide(3n, 20n)]]);
+  const pipeline = new CapturePipeline({ ...options, source: second, maxRecordBytes: 16_384 });
+  await runUntil(pipeline, () => second.acked.includes(20n));
+  assert.deepEqual(pipeline.haltedTables(), []);
+  const check = await log.consumer("check", ["pg.public.big"]);
+  const records = await check.poll({ maxRecords: 100, maxBytes: 1 << 20, maxWaitMs: 200 });
+  await check.close();
+  assert.deepEqual(records.map((r) => [Buffer.from(r.key!).toString(), r.value!.length]), [["1", 5_000], ["3", 5_000]]);
+  await log.close();
+});
+
 test("transaction markers go to the transaction topic in the same write as the batch", async () => {
   const source = new ScriptedSource([[event("a", 1n, 10n), event("a", 2n, 10n)]]);
   const read = source.read.bind(source);

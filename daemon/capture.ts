@@ -188,7 +188,7 @@ export class CapturePipeline {
     for (const event of batch.events) {
       const table = tableName(event.schema);
       if (this.halted.has(table)) {
-        records.push(this.park(event));
+        records.push(...this.park(event));
         continue;
       }
       try {
@@ -196,7 +196,7 @@ export class CapturePipeline {
       } catch (error) {
         if (!(error instanceof SluiceError) || !TABLE_HALTING_CODES.has(error.code)) throw error;
         this.halt(table, error);
-        records.push(this.park(event));
+        records.push(...this.park(event));
       }
     }
     return records;
@@ -330,9 +330,21 @@ export class CapturePipeline {
     return run;
   }
 
-  /** Reads the whole parking topic once, in order. */
-  private async scanParking(stop: AbortSignal, visit: (record: StoredRecord) => Promise<void>): Promise<void> {
+  /** Reads the whole parking topic once, in order; an event split into parts is visited once, whole, at its last part's offset. */
+  private async scanParking(stop: AbortSignal, visitWhole: (record: StoredRecord) => Promise<void>): Promise<void> {
     const { log, parkingTopic } = this.options;
+    let parts: Uint8Array[] = [];
+    const visit = async (record: StoredRecord) => {
+      const part = record.headers?.[PART_HEADER];
+      if (part === undefined || record.value === null) return visitWhole(record);
+      const [index, count] = Buffer.from(part).toString().split("/").map(Number);
+      if (index === 1) parts = [];
+      parts.push(record.value);
+      if (index !== count) return;
+      const value = Buffer.concat(parts);
+      parts = [];
+      await visitWhole({ ...record, value });
+    };
     const ends = await log.endOffsets(parkingTopic);
     if (ends.every((end) => end.offset === 0n)) return;
     const consumer = await log.consumer(`${parkingTopic}.scan.${process.pid}.${Date.now()}`, [parkingTopic]);
@@ -406,19 +418,37 @@ export class CapturePipeline {
     this.options.stats?.onHalt?.(table, error);
   }
 
-  private park(event: ChangeEvent): ProducedRecord {
+  /**
+   * The parking records of an event: its JSON form, keyed by table, with the halt's reason. An
+   * event larger than one record may be (a row over topics.max_record_bytes) is split into parts
+   * of at most that size, in consecutive records with header `sluice.part` = "<i>/<n>", so any row
+   * can be parked; scanParking puts them together again.
+   */
+  private park(event: ChangeEvent): ProducedRecord[] {
     const table = tableName(event.schema);
-    return {
+    const key = Buffer.from(table);
+    const value = Buffer.from(serializeEvent(event));
+    const reason = Buffer.from((this.halted.get(table)?.error ?? "").slice(0, 400));
+    const record = (part: Buffer, headers: Record<string, Uint8Array>): ProducedRecord => ({
       topic: this.options.parkingTopic,
-      key: Buffer.from(table),
-      value: Buffer.from(serializeEvent(event)),
-      headers: { "sluice.reason": Buffer.from(this.halted.get(table)?.error ?? "") },
+      key,
+      value: part,
+      headers: { "sluice.reason": reason, ...headers },
       timestamp: event.source.commitTimeMs,
-    };
+    });
+    const limit = Math.min(this.options.maxRecordBytes ?? Number.POSITIVE_INFINITY, this.options.log.maxRecordBytes?.(this.options.parkingTopic) ?? Number.POSITIVE_INFINITY);
+    const whole = record(value, {});
+    if (recordBytes(whole) <= limit) return [whole];
+    const room = limit - recordBytes(record(Buffer.alloc(0), { [PART_HEADER]: Buffer.from("999999/999999") }));
+    const size = Math.max(256, room);
+    const count = Math.ceil(value.length / size);
+    return Array.from({ length: count }, (_, i) => record(value.subarray(i * size, (i + 1) * size), { [PART_HEADER]: Buffer.from(`${i + 1}/${count}`) }));
   }
 }
 
 const MARKER_HEADER = "sluice.unparked-through";
+/** On the parts of a parked event split over several records: "<i>/<n>", 1-based. */
+const PART_HEADER = "sluice.part";
 /** On a marker written by `sluice halted skip --source`: the first change after the previous marker was skipped, not re-published. */
 const SKIPPED_HEADER = "sluice.skipped";
 const REPUBLISH_CHUNK = 1_000;
