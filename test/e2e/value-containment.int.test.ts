@@ -86,6 +86,11 @@ test("a timestamp past 294247 AD halts only its table (parked, reported with col
   // The other tables flow on and the position passes the poison row.
   await waitFor("ok rows 6-10 in DuckDB", async () => (await okCount(daemon)) === 10, { daemon, timeoutMs: 30_000 });
   await waitSourcesPast(daemon, client, 30_000);
+  // What the sink cannot hold goes to its on_error policy (here dead-letter), never stops the daemon: DuckDB lists are
+  // one-dimensional (arr 3 and 4) and its dates end at 9999-12-31 (ts 2 and 3, PostgreSQL's infinity).
+  for (const table of ["arr", "ts"]) {
+    await waitFor(`2 rows of ${table} dead-lettered by DuckDB`, async () => (await daemon.metric("sluice_sink_dead_lettered_total", { sink: "warehouse", table: `${schema}.${table}` })) === 2, { daemon, timeoutMs: 30_000 });
+  }
   await client.query(`INSERT INTO "${schema}".ok VALUES (11, 'after')`);
   await waitFor("ok row 11 in DuckDB", async () => (await okCount(daemon)) === 11, { daemon, timeoutMs: 30_000 });
   await daemon.stop();
