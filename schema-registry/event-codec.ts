@@ -8,6 +8,7 @@ import type { Type } from "avsc";
 import type { ChangeEvent, Row, TableSchema } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { createAvroType } from "./avro-runtime.ts";
+import type { AvroRecordJson } from "./avro-schema.ts";
 import { fromEnvelope, toEnvelope } from "./envelope-codec.ts";
 import type { EnvelopeExtras } from "./envelope-codec.ts";
 import { parseDbType } from "./db-type.ts";
@@ -78,10 +79,14 @@ export class ChangeEventEncoder {
   }
 }
 
-/** Whether both subjects of the topic would accept the mapping's schemas now. */
+/**
+ * Whether both subjects of the topic would accept the mapping's schemas now. A registry that
+ * cannot say (an error) counts as accepting: registration then gives the real answer.
+ */
 async function compatible(registry: SchemaRegistry, topic: string, mapping: TableAvroMapping): Promise<boolean> {
-  if (mapping.keySchema && !(await registry.checkCompatibility(subjectForTopic(topic, "key"), mapping.keySchema)).compatible) return false;
-  return (await registry.checkCompatibility(subjectForTopic(topic, "value"), mapping.envelopeSchema)).compatible;
+  const accepts = (subject: string, schema: AvroRecordJson) => registry.checkCompatibility(subject, schema).then((report) => report.compatible, () => true);
+  if (mapping.keySchema && !(await accepts(subjectForTopic(topic, "key"), mapping.keySchema))) return false;
+  return accepts(subjectForTopic(topic, "value"), mapping.envelopeSchema);
 }
 
 export class ChangeEventDecoder {
