@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -100,6 +100,14 @@ describe("the query path of a DuckDB sink", () => {
         return true;
       });
     }
+    // IMPORT DATABASE (and PRAGMA import_database) read their directory while DuckDB parses the text.
+    mkdirSync(join(dir, "export"), { recursive: true });
+    writeFileSync(join(dir, "export", "schema.sql"), "CREATE TABLE main.imported (a INTEGER);");
+    writeFileSync(join(dir, "export", "load.sql"), "");
+    for (const sql of [`IMPORT DATABASE '${join(dir, "export")}'`, `PRAGMA import_database('${join(dir, "export")}')`]) {
+      await assert.rejects(sink.readQuery(sql), /cannot parse the query \(queries cannot read files, directories or extensions\): .*Permission Error/, sql);
+    }
+    assert.deepEqual(await sink.query("SELECT table_name FROM duckdb_tables() WHERE table_name = 'imported'"), []);
     assert.match(
       await sink.readQuery("SELECT * FROM read_text('/etc/passwd')").then(() => "answered", (error: Error) => error.message),
       /^query failed \(queries cannot read files, directories or extensions\): Permission Error: .*file system operations are disabled by configuration/,

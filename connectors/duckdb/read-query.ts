@@ -65,7 +65,8 @@ async function prepareSelect(connection: DuckDBConnection, sql: string, context:
     // DuckDB reports text with no statement at all (only a comment) as a failed callback.
     const message = errorMessage(error);
     if (/native callback/.test(message)) throw refused("the query holds no statement", context);
-    throw new SluiceError(`cannot parse the query: ${message}`, { code: "QUERY_INVALID", cause: error, context });
+    // IMPORT DATABASE reads its files while the text is parsed: external access off refuses it here.
+    throw new SluiceError(`cannot parse the query${fileHint(message)}: ${message}`, { code: "QUERY_INVALID", cause: error, context });
   }
   if (extracted.count === 0) throw refused("the query holds no statement", context);
   const types: string[] = [];
@@ -96,10 +97,13 @@ async function parsesAsSelect(connection: DuckDBConnection, sql: string): Promis
   return typeof text === "string" && (JSON.parse(text) as { error?: boolean }).error !== true;
 }
 
+function fileHint(message: string): string {
+  return /Permission Error/.test(message) ? " (queries cannot read files, directories or extensions)" : "";
+}
+
 function failed(error: unknown, context: ErrorContext): SluiceError {
   const message = errorMessage(error);
-  const hint = /^Permission Error/.test(message) ? " (queries cannot read files, directories or extensions)" : "";
-  return new SluiceError(`query failed${hint}: ${message}`, { code: "QUERY_FAILED", cause: error, context });
+  return new SluiceError(`query failed${fileHint(message)}: ${message}`, { code: "QUERY_FAILED", cause: error, context });
 }
 
 /** Runs one SELECT read-only on a connection of its own; see the module comment for the bounds. */
