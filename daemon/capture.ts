@@ -119,7 +119,7 @@ export class CapturePipeline {
    */
   async run(stop: AbortSignal): Promise<void> {
     const { source, log } = this.options;
-    await retry(() => this.restoreParked(stop), {
+    await retry(() => this.exclusive(() => this.restoreParked(stop)), {
       ...this.options.reconnect,
       signal: stop,
       onRetry: (error, attempt, delayMs) => {
