@@ -7,8 +7,8 @@
 import { resolve } from "node:path";
 import type { CrossCheckIssue } from "./schema.ts";
 
-/** The daemon's own HTTP paths besides metrics and the registry (daemon/daemon.ts): exact routes, and /sinks as a prefix. */
-export const DAEMON_HTTP_PATHS = ["/healthz", "/readyz", "/status", "/sinks"] as const;
+/** The daemon's own HTTP paths besides metrics and the registry (daemon/daemon.ts): exact routes, and /sinks and /sources as prefixes. */
+export const DAEMON_HTTP_PATHS = ["/healthz", "/readyz", "/status", "/sinks", "/sources"] as const;
 
 const DEFAULTS = {
   duckdbPath: "./data/warehouse.duckdb",

@@ -108,7 +108,10 @@ export class Daemon {
     if (local) {
       const settings = this.config.schema_registry;
       const prefix = settings.kind === "builtin" ? settings.path : "/registry";
-      this.http.mount(prefix, createRegistryHandler({ registry: local, prefix, ...(settings.kind === "builtin" && settings.token ? { authToken: settings.token } : {}) }));
+      this.http.mount(
+        prefix,
+        createRegistryHandler({ registry: local, prefix, maxBodyBytes: this.http.maxBodyBytes, ...(settings.kind === "builtin" && settings.token ? { authToken: settings.token } : {}) }),
+      );
     }
     for (const sourceConfig of this.config.sources) {
       const logger = this.logger.child({ source: sourceConfig.name });

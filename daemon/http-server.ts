@@ -14,6 +14,10 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.end(text);
 }
 
+/** After a 413, how long the client may pause sending the refused body, and how much of it is read and dropped, before the connection is cut. */
+const LINGER_IDLE_MS = 2_000;
+const MAX_DROPPED_BYTES = 256 * 2 ** 20;
+
 /** The default of `http.max_body_bytes`. */
 export const DEFAULT_MAX_BODY_BYTES = 4 * 2 ** 20;
 
@@ -118,8 +122,8 @@ export class HttpServer {
     const path = (req.url ?? "/").split("?")[0]!;
     const declared = Number(req.headers["content-length"] ?? 0);
     if (declared > this.maxBodyBytes) {
-      // Refused unread, whatever the endpoint: the connection closes after the answer.
-      this.refuseBody(res, new BodyTooLargeError(this.maxBodyBytes, declared));
+      // Refused before any handler reads it, whatever the endpoint.
+      this.refuseBody(req, res, new BodyTooLargeError(this.maxBodyBytes, declared));
       return;
     }
     try {
@@ -136,7 +140,7 @@ export class HttpServer {
       sendJson(res, 404, { error: `no such endpoint: ${req.method} ${path}` });
     } catch (error) {
       if (error instanceof BodyTooLargeError && !res.headersSent) {
-        this.refuseBody(res, error);
+        this.refuseBody(req, res, error);
         return;
       }
       this.logger.error({ err: error, path }, "HTTP handler failed");
@@ -145,9 +149,39 @@ export class HttpServer {
     }
   }
 
-  private refuseBody(res: ServerResponse, error: BodyTooLargeError): void {
+  /**
+   * Answers 413 (with Confluent's error_code and message too, for registry clients) once the rest of
+   * the body has been read and dropped: answering and closing while the client still sends resets
+   * the connection before it reads the answer. A client that stops sending for a while, or sends far
+   * too much, gets the answer then and the connection is cut.
+   */
+  private refuseBody(req: IncomingMessage, res: ServerResponse, error: BodyTooLargeError): void {
     this.logger.warn({ code: error.code, limit: this.maxBodyBytes }, error.message);
-    res.setHeader("connection", "close");
-    sendJson(res, 413, { error: error.message, code: error.code });
+    let answered = false;
+    const answer = (cut: boolean) => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(idle);
+      if (!res.headersSent) {
+        if (cut) res.setHeader("connection", "close");
+        sendJson(res, 413, { error: error.message, code: error.code, error_code: 413, message: error.message });
+      }
+      if (cut) res.once("finish", () => req.socket.destroy());
+    };
+    const idle = setTimeout(() => answer(true), LINGER_IDLE_MS);
+    idle.unref();
+    if (req.readableEnded) {
+      answer(false);
+      return;
+    }
+    let dropped = 0;
+    req.on("data", (chunk: Buffer) => {
+      dropped += chunk.length;
+      if (dropped > MAX_DROPPED_BYTES) answer(true);
+      else idle.refresh();
+    });
+    req.once("end", () => answer(false));
+    req.once("error", () => answer(true));
+    req.resume();
   }
 }
