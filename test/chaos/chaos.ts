@@ -6,6 +6,9 @@
  *
  *   node test/chaos/chaos.ts [--config embedded-duckdb|kafka-clickhouse-es|all] [--kills 10] [--seed N]
  *                            [--preload 40000] [--max-big-rows 50000] [--snapshot-kills 2] [--until <ISO time>]
+ *                            [--pace-ms 12] [--big-every-s 4]
+ *
+ * SIGINT / SIGTERM (like --until) end the kills early; the run then catches up and compares as usual.
  *   node test/chaos/chaos.ts --outage [--outage-seconds 60] [--seed N]
  *
  * --outage runs against PRIVATE instances of PostgreSQL, Kafka, ClickHouse and Elasticsearch that
@@ -50,6 +53,8 @@ async function main(): Promise<void> {
       "snapshot-kills": { type: "string", default: "2" },
       /** Stop killing at this time (e.g. 2026-12-05T02:10:00Z); the figures give the kills made. */
       until: { type: "string" },
+      "pace-ms": { type: "string", default: "12" },
+      "big-every-s": { type: "string", default: "4" },
       outage: { type: "boolean", default: false },
       "outage-seconds": { type: "string", default: "60" },
     },
@@ -65,6 +70,9 @@ async function main(): Promise<void> {
   }
   const configurations: Configuration[] = args.config === "all" ? [...CONFIGURATIONS] : [args.config as Configuration];
   for (const configuration of configurations) if (!CONFIGURATIONS.includes(configuration)) throw new Error(`--config must be one of ${CONFIGURATIONS.join(", ")} or all`);
+  // SIGINT/SIGTERM: no more kills; the run catches up, compares and cleans up as usual.
+  let stopRequested = false;
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => (stopRequested = true));
   let failed = false;
   for (const configuration of configurations) {
     const figures = await runKills({
@@ -75,6 +83,9 @@ async function main(): Promise<void> {
       maxBigRows: Number(args["max-big-rows"]),
       snapshotKills: Number(args["snapshot-kills"]),
       ...(args.until ? { deadline: Date.parse(args.until) } : {}),
+      stopRequested: () => stopRequested,
+      paceMs: Number(args["pace-ms"]),
+      bigEveryMs: Number(args["big-every-s"]) * 1_000,
       log,
     });
     console.log(summary(figures));

@@ -81,15 +81,31 @@ async function stopPrivate(service: string, log: (line: string) => void): Promis
       continue;
     }
     if (!Number.isInteger(pid) || pid <= 1 || !alive(pid)) continue;
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
+    let cmdline: string;
+    try {
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (cmdline.trim() === "") continue; // exiting (a launcher whose server just stopped)
     const port = { postgres: PRIVATE_ENV["SLUICE_PG_PORT"] }[service as "postgres"];
     if (!cmdline.includes(dir) && !(port && cmdline.includes(port))) throw new Error(`refusing to stop pid ${pid} (${cmdline.slice(0, 200)}): not a process of ${dir}`);
-    // PostgreSQL: SIGINT is its fast shutdown (SIGTERM would wait for every client to leave).
+    // PostgreSQL: SIGINT is its fast shutdown (SIGTERM would wait for every client to leave); its
+    // walsenders still wait for the replication client to confirm the WAL sent, so it may take a
+    // while; then SIGQUIT (immediate shutdown: the postmaster takes its children down, unlike SIGKILL).
+    const started = Date.now();
     process.kill(pid, service === "postgres" ? "SIGINT" : "SIGTERM");
-    const deadline = Date.now() + 60_000;
-    while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-    if (alive(pid)) process.kill(pid, "SIGKILL");
-    log(`stopped private ${service} (pid ${pid})`);
+    const waitGone = async (ms: number) => {
+      for (const deadline = Date.now() + ms; alive(pid) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 200));
+      return !alive(pid);
+    };
+    let how = "cleanly";
+    if (!(await waitGone(180_000))) {
+      how = service === "postgres" ? "by an immediate shutdown after 180 s" : "by SIGKILL after 180 s";
+      process.kill(pid, service === "postgres" ? "SIGQUIT" : "SIGKILL");
+      if (!(await waitGone(30_000)) && service === "postgres") process.kill(pid, "SIGKILL");
+    }
+    log(`stopped private ${service} (pid ${pid}) ${how} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   }
 }
 

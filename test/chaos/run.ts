@@ -68,8 +68,12 @@ export interface KillOptions {
   readonly maxBigRows: number;
   /** How many of the first kills land during the initial snapshot. */
   readonly snapshotKills: number;
-  /** No more kills after this time (ms since the epoch); the figures say how many were made. */
+  /** No more kills after this time (ms since the epoch), or once this says stop; the figures say how many were made. */
   readonly deadline?: number;
+  readonly stopRequested?: () => boolean;
+  /** The writer's longest pause between transactions (default 12 ms), and the least time between two big transactions it starts by chance (default 4 s). */
+  readonly paceMs?: number;
+  readonly bigEveryMs?: number;
   readonly log: (line: string) => void;
 }
 
@@ -203,7 +207,12 @@ export async function runKills(options: KillOptions): Promise<KillFigures> {
   try {
     client = await pgClient();
     writerClient = await pgClient();
-    workload = new ChaosWorkload(writerClient, schema, rng, { maxBigRows: options.maxBigRows, itemsCap: Math.max(options.preloadItems * 2, options.maxBigRows * 2) });
+    workload = new ChaosWorkload(writerClient, schema, rng, {
+      maxBigRows: options.maxBigRows,
+      itemsCap: Math.max(options.preloadItems * 2, options.maxBigRows * 2),
+      paceMs: options.paceMs ?? 12,
+      bigEveryMs: options.bigEveryMs ?? 4_000,
+    });
     await workload.create();
     await workload.preload(options.preloadItems, Math.ceil(options.preloadItems / 10));
     const tables = workload.tables;
@@ -275,9 +284,10 @@ export async function runKills(options: KillOptions): Promise<KillFigures> {
       }
       killKinds[`${outage.service} outage`] = 1;
     }
+    if (options.outages) await sleep(15_000); // writes after the last one too
     for (const [i, kill] of (options.outages ? [] : plan(options)).entries()) {
-      if (options.deadline !== undefined && Date.now() > options.deadline) {
-        log(`deadline reached after ${i} kills`);
+      if ((options.deadline !== undefined && Date.now() > options.deadline) || options.stopRequested?.()) {
+        log(`stopping after ${i} kills (deadline or signal)`);
         break;
       }
       const running: SluiceDaemon = daemon;
@@ -315,7 +325,7 @@ export async function runKills(options: KillOptions): Promise<KillFigures> {
     await workload.stop();
     log(`workload: ${JSON.stringify(workload.counts)}`);
     const last: SluiceDaemon = daemon;
-    await waitCaughtUpAll(last, client, config.sinks.length, 600_000);
+    await waitCaughtUpAll(last, client, config.sinks.length, 1_800_000);
     checkAlive(last, "catching up");
 
     const verdicts = new Map<string, Verdict>();

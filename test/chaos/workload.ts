@@ -88,7 +88,12 @@ export class ChaosWorkload {
   #error: unknown = null;
   #lastBig = 0;
 
-  constructor(client: pg.Client, schema: string, rng: Rng, options: { maxBigRows: number; itemsCap: number }) {
+  readonly paceMs: number;
+  readonly bigEveryMs: number;
+
+  constructor(client: pg.Client, schema: string, rng: Rng, options: { maxBigRows: number; itemsCap: number; paceMs: number; bigEveryMs: number }) {
+    this.paceMs = options.paceMs;
+    this.bigEveryMs = options.bigEveryMs;
     this.client = client;
     this.rng = rng;
     this.tables = chaosTables(schema);
@@ -132,7 +137,7 @@ export class ChaosWorkload {
       try {
         while (this.#running) {
           await this.transaction();
-          await sleep(this.rng.int(0, 12));
+          await sleep(this.rng.int(0, this.paceMs));
         }
       } catch (error) {
         this.#error = error;
@@ -329,7 +334,7 @@ export class ChaosWorkload {
   async transaction(): Promise<void> {
     const wanted = this.#bigWanted.splice(0);
     // Big transactions by chance at most every few seconds, so the sinks are not buried under bulk rows.
-    const big = wanted.length > 0 || (Date.now() - this.#lastBig > 4_000 && this.rng.chance(0.01));
+    const big = wanted.length > 0 || (Date.now() - this.#lastBig > this.bigEveryMs && this.rng.chance(0.01));
     if (big) this.#lastBig = Date.now();
     const rollback = wanted.length === 0 && this.rng.chance(0.03);
     await this.inTransaction(async () => {
