@@ -43,7 +43,7 @@ A Sluice deployment is one YAML file, checked with \`sluice validate -c FILE\`. 
 - **No two parts on one thing**: two DuckDB sinks (or a DuckDB sink and the embedded topic log) on one
   file, two PostgreSQL sources on one replication slot of one database, two MySQL sources with one
   \`server_id\` on one server, and HTTP paths that overlap (\`schema_registry.path\`, \`metrics.path\`,
-  and the daemon's \`/healthz\`, \`/readyz\`, \`/status\`, \`/sinks\`) are errors.
+  and the daemon's \`/healthz\`, \`/readyz\`, \`/status\`, \`/sinks\`, \`/sources\`) are errors.
 - Unknown keys are errors. Every problem is reported at once, each with its file, line, column
   and key path, and a suggestion for a misspelt key or value.
 - A \`(kind: x)\` in a path means the keys apply when that section's \`kind\` is \`x\`; \`[]\` means

@@ -284,7 +284,7 @@ const compatibility = z
 const builtinRegistry = z.strictObject({
   kind: z.literal("builtin"),
   compatibility,
-  path: urlPath("URL path under the HTTP server where the Confluent-compatible API is served; not one of the daemon's own paths (/healthz, /readyz, /status, /sinks, the metrics path)").default("/registry"),
+  path: urlPath("URL path under the HTTP server where the Confluent-compatible API is served; not one of the daemon's own paths (/healthz, /readyz, /status, /sinks, /sources, the metrics path)").default("/registry"),
   token: z.string().optional().describe("Bearer token clients must send (or token_file); none: no auth"),
 });
 
