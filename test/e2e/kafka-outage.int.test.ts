@@ -130,7 +130,9 @@ test("Kafka stopped while PostgreSQL keeps writing: the daemon waits, reports no
     await kafka.up();
     assert.ok((answers.get(503) ?? 0) > 0, `/readyz answers 503 while Kafka is down; answers: ${JSON.stringify([...answers])}`);
     assert.match(JSON.stringify(waiting), /Kafka/, "/readyz says what waits for Kafka");
+    const back = Date.now();
     await waitFor("/readyz to answer 200 again", async () => (await daemon.get("/readyz")).status === 200, { daemon, timeoutMs: 120_000 });
+    t.diagnostic(`ready again ${Date.now() - back} ms after Kafka answered`);
     await sleep(1_000);
     writing = false;
     await writer;
