@@ -17,6 +17,17 @@ test("sluice status shows a source's position as the source writes it", () => {
   assert.doesNotMatch(text, /483846128/);
 });
 
+test("sluice status says what each component that is not ready waits for", () => {
+  const text = formatStatus({
+    ...status({ commit: "10", change: "9" }),
+    ready: false,
+    topics: { kind: "kafka", ready: false, waiting: "Kafka k:9092 unavailable during produce: Connection error" },
+    sinks: [{ name: "warehouse", ready: false, waiting: "Kafka k:9092 unavailable during list topics: Connection error", lagRecords: null, freshnessSeconds: 1, halted: [] }],
+  });
+  assert.match(text, /NOT READY\s+WAITING FOR\ntopic log\s+Kafka k:9092 unavailable during produce: Connection error\nsink warehouse\s+Kafka k:9092 unavailable during list topics/);
+  assert.doesNotMatch(formatStatus(status(null)), /WAITING FOR/);
+});
+
 test("sluice status still shows the numbers of a daemon that sends no text, and a dash before the first checkpoint", () => {
   assert.match(formatStatus(status({ commit: "10", change: "9" })), /capturing\s+10\/9\s/);
   assert.match(formatStatus(status(null)), /capturing\s+-\s/);

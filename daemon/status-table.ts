@@ -8,11 +8,14 @@ interface SourceStatus {
   position: { commit: string; change: string; text?: string } | null;
   lagSeconds: number | null;
   halted: { table: string; error: string }[];
+  /** What it waits for while not ready (daemons before issue 12 do not send it). */
+  waiting?: string | null;
 }
 
 interface SinkStatus {
   name: string;
   ready: boolean;
+  waiting?: string | null;
   lagRecords: number | null;
   freshnessSeconds: number | null;
   halted: { table: string; error: string }[];
@@ -31,7 +34,7 @@ function seconds(value: number | null): string {
 export function formatStatus(status: Record<string, unknown>): string {
   const sources = (status["sources"] as SourceStatus[] | undefined) ?? [];
   const sinks = (status["sinks"] as SinkStatus[] | undefined) ?? [];
-  const topics = status["topics"] as { kind: string; ready: boolean } | undefined;
+  const topics = status["topics"] as { kind: string; ready: boolean; waiting?: string | null } | undefined;
   const out = [
     `Deployment ${String(status["deployment"])} (sluice ${String(status["version"])}): ${status["ready"] ? "ready" : "NOT READY"}; topic log ${topics?.kind ?? "?"} ${topics?.ready ? "up" : "down"}`,
     "",
@@ -42,6 +45,12 @@ export function formatStatus(status: Record<string, unknown>): string {
     "",
     table(["SINK", "STATE", "LAG (RECORDS)", "FRESHNESS"], sinks.map((s) => [s.name, s.ready ? "applying" : "not ready", s.lagRecords === null ? "-" : String(s.lagRecords), seconds(s.freshnessSeconds)])),
   ];
+  const waiting = [
+    ...(topics?.waiting ? [["topic log", topics.waiting]] : []),
+    ...sources.flatMap((s) => (!s.ready && s.waiting ? [[`source ${s.name}`, s.waiting]] : [])),
+    ...sinks.flatMap((s) => (!s.ready && s.waiting ? [[`sink ${s.name}`, s.waiting]] : [])),
+  ];
+  if (waiting.length > 0) out.push("", table(["NOT READY", "WAITING FOR"], waiting));
   const halted = [...sources.flatMap((s) => s.halted.map((h) => [s.name, h.table, h.error])), ...sinks.flatMap((s) => s.halted.map((h) => [s.name, h.table, h.error]))];
   if (halted.length > 0) out.push("", table(["HALTED IN", "TABLE", "ERROR"], halted), "", 'Details and release: "sluice halted -c FILE list", then "sluice halted retry" or "sluice halted skip" (see docs/operations.md, "Halted tables").');
   return `${out.join("\n")}\n`;
