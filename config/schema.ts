@@ -3,14 +3,15 @@
  * live here; `docs/config-reference.md` is generated from it (`npm run docs:config`) and a test
  * fails when that page is stale.
  *
- * Secrets: any key named in SECRET_KEYS may instead be given as `<key>_file: /path` (see secrets.ts).
+ * Secrets: any key named in SECRET_KEYS may instead be given as `<key>_file: /path` (see document.ts);
+ * their values are kept out of every log line, error and answer (see redact.ts).
  */
 import { z } from "zod";
 import { httpPathClashes, sharedResourceClashes } from "./clashes.ts";
 import { nearest } from "./issues.ts";
 import { DURATION_PATTERN, formatDuration, formatSize, parseDuration, parseSize, SIZE_PATTERN } from "./units.ts";
 
-export const SECRET_KEYS = ["password", "token", "api_key"] as const;
+export const SECRET_KEYS = ["password", "token", "api_key", "admin_token", "read_token"] as const;
 
 /** The longest wait a Node.js timer can take (2^31-1 ms, about 24.8 days; a longer one fires at once), rounded down to whole days. */
 const MAX_TIMER_MS = 24 * 86_400_000;
@@ -149,8 +150,11 @@ const tls = z
       .enum(["disable", "require", "verify-ca", "verify-full"])
       .default("disable")
       .describe("disable: plain TCP; require: TLS without certificate checks; verify-ca/verify-full: check the server certificate (and host name)"),
-    ca_file: z.string().optional().describe("PEM file with the CA certificate(s) to trust"),
+    ca_file: z.string().optional().describe("PEM file with the CA certificate(s) to trust (default: Node's bundled public CAs)"),
+    cert_file: z.string().optional().describe("PEM file with a client certificate, for servers that ask for one (requires key_file)"),
+    key_file: z.string().optional().describe("PEM file with the client certificate's private key (requires cert_file)"),
   })
+  .refine((t) => (t.cert_file === undefined) === (t.key_file === undefined), { error: "cert_file and key_file go together: set both or neither" })
   .default({ mode: "disable" })
   .describe("TLS to the server");
 
@@ -285,7 +289,7 @@ const builtinRegistry = z.strictObject({
   kind: z.literal("builtin"),
   compatibility,
   path: urlPath("URL path under the HTTP server where the Confluent-compatible API is served; not one of the daemon's own paths (/healthz, /readyz, /status, /sinks, /sources, the metrics path)").default("/registry"),
-  token: z.string().optional().describe("Bearer token clients must send (or token_file); none: no auth"),
+  token: z.string().optional().describe("Bearer token that grants the registry's endpoints (reads and writes) and nothing else (or token_file); http.admin_token and http.read_token are accepted too (see docs/security.md)"),
 });
 
 const remoteRegistry = z.strictObject({
@@ -394,10 +398,33 @@ const elasticsearchSink = z.strictObject({
 
 const sink = z.discriminatedUnion("kind", [duckdbSink, clickhouseSink, elasticsearchSink]);
 
+const apiToken = (description: string) =>
+  z
+    .string()
+    .min(16, { error: "expected a token of at least 16 characters (e.g. the output of `openssl rand -hex 32`)" })
+    .regex(/^[\x21-\x7e]+$/, { error: "expected a token of printable ASCII characters without spaces" })
+    .optional()
+    .describe(description);
+
+const httpTls = z
+  .strictObject({
+    cert_file: z.string().min(1).describe("PEM file with the server certificate (and its chain); re-read at SIGHUP"),
+    key_file: z.string().min(1).describe("PEM file with the certificate's private key; re-read at SIGHUP"),
+    ca_file: z.string().min(1).optional().describe("PEM file with the CA the command line (sluice status, query, halted, replay --rebuild) trusts when it calls the daemon (default: the system's CAs)"),
+  })
+  .optional()
+  .describe("HTTPS on http.listen (the admin API); without it plain HTTP");
+
 const http = z
   .strictObject({
-    listen: hostPort("Address of the HTTP server (health, metrics, status, schema registry)").default("127.0.0.1:8080"),
+    listen: hostPort("Address of the HTTP server: the admin API (status, query, rebuild, halted tables, schema registry) and the public health and metrics endpoints").default("127.0.0.1:8080"),
+    public_listen: hostPort("A second address serving only /healthz, /readyz and the metrics path, over plain HTTP (e.g. for probes and Prometheus on another network than the admin API)").optional(),
     max_body_bytes: size("Largest request body any endpoint takes; a larger one is answered 413 without being read", { min: 64 * 2 ** 10, max: 2 ** 30 }).default(4 * 2 ** 20),
+    admin_token: apiToken(
+      "Bearer token for every admin endpoint (or admin_token_file); re-read at SIGHUP. Without it the admin endpoints answer only clients on the loopback interface",
+    ),
+    read_token: apiToken("Bearer token for the read-only endpoints only: GET /status, schema registry GETs, SQL queries (or read_token_file); re-read at SIGHUP"),
+    tls: httpTls,
   })
   .default({ listen: "127.0.0.1:8080", max_body_bytes: 4 * 2 ** 20 })
   .describe("HTTP server");

@@ -2,9 +2,9 @@
  * mysql2 settings for every connection Sluice opens to the captured server. Session settings pin
  * what the value decoders expect: UTC for TIMESTAMP text, utf8mb4 for all text.
  */
-import { readFileSync } from "node:fs";
 import type { ConnectionOptions, SslOptions } from "mysql2";
 import type { MysqlSourceConfig } from "../../config/schema.ts";
+import { readTlsFiles } from "../common/tls-files.ts";
 
 export type ConnectionPurpose = "catalog" | "snapshot" | "binlog";
 
@@ -33,12 +33,14 @@ export function connectionOptions(config: MysqlSourceConfig, purpose: Connection
   return options;
 }
 
+/** TLS for every connection, the binlog connection included (it is a mysql2 connection too). */
 function tlsSettings(config: MysqlSourceConfig): SslOptions | undefined {
-  const { mode, ca_file: caFile } = config.tls;
+  const { mode } = config.tls;
   if (mode === "disable") return undefined;
-  if (mode === "require") return { rejectUnauthorized: false };
-  const settings: SslOptions = { rejectUnauthorized: true, verifyIdentity: mode === "verify-full" };
-  if (caFile !== undefined) settings.ca = readFileSync(caFile, "utf8");
+  const { ca, cert, key } = readTlsFiles(config.tls, config.name);
+  const settings: SslOptions = { rejectUnauthorized: mode !== "require", verifyIdentity: mode === "verify-full" };
+  if (cert !== undefined && key !== undefined) Object.assign(settings, { cert, key });
+  if (mode !== "require" && ca !== undefined) settings.ca = ca;
   return settings;
 }
 

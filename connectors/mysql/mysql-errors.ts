@@ -5,6 +5,7 @@
  */
 import { ConnectionError, SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
+import { describeTlsFailure } from "../common/tls-errors.ts";
 
 const RETRIABLE_CODES = new Set([
   "ECONNREFUSED",
@@ -53,11 +54,35 @@ export function isRetriableMysqlError(error: unknown): boolean {
   return /Connection lost|closed state|socket hang up|read ECONNRESET|connect ETIMEDOUT/i.test(message);
 }
 
+/** Where, for messages: "MySQL/MariaDB at 127.0.0.1:3306 (source app)". */
+function serverText(context: ErrorContext): string {
+  const at = context.server === undefined ? "" : ` at ${context.server}`;
+  const source = context.source === undefined ? "" : ` (source ${context.source})`;
+  return `MySQL/MariaDB${at}${source}`;
+}
+
 export function toSluiceError(error: unknown, what: string, context: ErrorContext): SluiceError {
   if (error instanceof SluiceError) return error;
   const detail = error instanceof Error ? error.message : String(error);
   const { code, errno } = (error ?? {}) as { code?: unknown; errno?: unknown };
   const fullContext: ErrorContext = typeof errno === "number" ? { ...context, errno } : context;
+  const tls = describeTlsFailure(error);
+  if (tls !== undefined) {
+    return new SluiceError(`${what}: ${serverText(context)}: ${tls}; check tls.mode and tls.ca_file (the CA that signed the server's certificate)`, {
+      code: "MYSQL_TLS_FAILED",
+      retriable: false,
+      cause: error,
+      context: fullContext,
+    });
+  }
+  if (code === "ER_ACCESS_DENIED_ERROR" || code === "ER_ACCESS_DENIED_NO_PASSWORD_ERROR") {
+    return new SluiceError(`${what}: ${serverText(context)} refused the login: ${detail}; check user, password and the user's host and REQUIRE settings`, {
+      code: "MYSQL_AUTH_FAILED",
+      retriable: false,
+      cause: error,
+      context: fullContext,
+    });
+  }
   if (isRetriableMysqlError(error)) return new ConnectionError(`${what}: ${detail}`, { cause: error, context: fullContext });
   const sluiceCode = (typeof code === "string" ? PERMANENT_CODES[code] : undefined) ?? "MYSQL_ERROR";
   return new SluiceError(`${what}: ${detail}`, { code: sluiceCode, retriable: false, cause: error, context: fullContext });

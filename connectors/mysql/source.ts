@@ -113,7 +113,7 @@ export class MysqlSource implements Source {
     this.options = options;
     this.name = config.name;
     this.logger = options.logger.child({ component: "mysql-source", source: config.name });
-    this.context = { component: "mysql-source", source: config.name };
+    this.context = { component: "mysql-source", source: config.name, server: `${config.host}:${config.port}` };
     this.history = options.schemaHistory ?? new MemorySchemaHistoryStore();
   }
 

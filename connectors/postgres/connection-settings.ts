@@ -3,10 +3,10 @@
  * settings pin the text forms the value decoders expect, on normal connections (snapshot) and on
  * the replication connection alike: pgoutput prints values with the walsender's settings.
  */
-import { readFileSync } from "node:fs";
 import type { ClientConfig } from "pg";
 import type { ConnectionOptions } from "node:tls";
 import type { PostgresSourceConfig } from "../../config/schema.ts";
+import { readTlsFiles } from "../common/tls-files.ts";
 
 export const SESSION_SETTINGS: Readonly<Record<string, string>> = {
   datestyle: "ISO",
@@ -45,12 +45,14 @@ export function clientConfig(config: PostgresSourceConfig, purpose: ConnectionPu
   return settings;
 }
 
+/** TLS for every connection, the replication connection included (pg-logical-replication passes this config to pg). */
 function tlsSettings(config: PostgresSourceConfig): false | ConnectionOptions {
-  const { mode, ca_file: caFile } = config.tls;
+  const { mode } = config.tls;
   if (mode === "disable") return false;
-  if (mode === "require") return { rejectUnauthorized: false };
-  const ca = caFile === undefined ? undefined : readFileSync(caFile, "utf8");
-  const settings: ConnectionOptions = { rejectUnauthorized: true };
+  const { ca, cert, key } = readTlsFiles(config.tls, config.name);
+  const settings: ConnectionOptions = { rejectUnauthorized: mode !== "require" };
+  if (cert !== undefined && key !== undefined) Object.assign(settings, { cert, key });
+  if (mode === "require") return settings;
   if (ca !== undefined) settings.ca = ca;
   if (mode === "verify-ca") settings.checkServerIdentity = () => undefined;
   return settings;

@@ -5,6 +5,7 @@
  */
 import { ConnectionError, SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
+import { describeTlsFailure } from "../common/tls-errors.ts";
 
 const RETRIABLE_NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ENOTFOUND"]);
 
@@ -32,11 +33,35 @@ export function isRetriablePgError(error: unknown): boolean {
   return /Connection terminated|timeout expired|connection timeout|socket hang up|Client has encountered a connection error|Connection ended|not queryable/i.test(message);
 }
 
+/** Where, for messages: "PostgreSQL at 127.0.0.1:5432 (source app)". */
+function serverText(context: ErrorContext): string {
+  const at = context.server === undefined ? "" : ` at ${context.server}`;
+  const source = context.source === undefined ? "" : ` (source ${context.source})`;
+  return `PostgreSQL${at}${source}`;
+}
+
 export function toSluiceError(error: unknown, what: string, context: ErrorContext): SluiceError {
   if (error instanceof SluiceError) return error;
   const detail = error instanceof Error ? error.message : String(error);
   const state = sqlState(error);
   const fullContext: ErrorContext = state === undefined ? context : { ...context, sqlstate: state };
+  const tls = describeTlsFailure(error);
+  if (tls !== undefined) {
+    return new SluiceError(`${what}: ${serverText(context)}: ${tls}; check tls.mode and tls.ca_file (the CA that signed the server's certificate)`, {
+      code: "PG_TLS_FAILED",
+      retriable: false,
+      cause: error,
+      context: fullContext,
+    });
+  }
+  if (state === "28000" || state === "28P01") {
+    return new SluiceError(`${what}: ${serverText(context)} refused the login: ${detail}; check user, password and pg_hba.conf`, {
+      code: "PG_AUTH_FAILED",
+      retriable: false,
+      cause: error,
+      context: fullContext,
+    });
+  }
   if (isRetriablePgError(error)) {
     return new ConnectionError(`${what}: ${detail}`, { cause: error, context: fullContext, code: state === "55006" ? "PG_OBJECT_IN_USE" : "CONNECTION_FAILED" });
   }

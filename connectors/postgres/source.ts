@@ -119,7 +119,7 @@ export class PostgresSource implements Source {
     this.name = config.name;
     this.names = captureNames(config);
     this.logger = options.logger.child({ component: "postgres-source", source: config.name });
-    this.context = { component: "postgres-source", source: config.name };
+    this.context = { component: "postgres-source", source: config.name, server: `${config.host}:${config.port}` };
   }
 
   /** Connected, and neither failed nor closed. */
