@@ -29,6 +29,9 @@ interface SlotMetricsSource {
   slotMetrics(): Promise<{ lagBytes: number; retainedBytes: number } | null>;
 }
 
+/** Longest wait for a sink's lag from the topic log in /status and /metrics (null, "unknown", after it). */
+const LAG_QUERY_MS = 2_000;
+
 /** A topic log may say what it waits for (Kafka: the broker error of its last failed request). */
 function logWaitingFor(log: TopicLog): string | null {
   return (log as Partial<{ waitingFor(): string | null }>).waitingFor?.() ?? null;
@@ -242,12 +245,16 @@ export class Daemon {
 
   /** Records each sink has yet to apply, or null when the topic log cannot say now. */
   private async sinkLag(sink: RunningSink): Promise<number | null> {
-    if (!this.log) return null;
+    const log = this.log;
+    if (!log) return null;
+    const lag = (async () => Number((await log.groupLag(sink.group, await sink.topics())).reduce((sum, p) => sum + p.lag, 0n)))().catch(() => null);
+    // An unreachable Kafka answers only after the client's retries: /status and /metrics do not wait for it.
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), LAG_QUERY_MS)));
     try {
-      const lag = await this.log.groupLag(sink.group, await sink.topics());
-      return Number(lag.reduce((sum, p) => sum + p.lag, 0n));
-    } catch {
-      return null;
+      return await Promise.race([lag, late]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -25,6 +25,12 @@ test("a refused connection, also inside kafkajs's retries-exceeded wrapper, is r
   }
 });
 
+test("no broker answering the coordinator lookup (a transactional produce during an outage) is retriable", () => {
+  const error = Object.assign(new KafkaJSNonRetriableError("Failed to find group coordinator"), { name: "KafkaJSGroupCoordinatorNotFound" });
+  assert.equal(isRetriableKafkaError(error), true);
+  assert.equal(kafkaError(error, "produce", brokers).code, "KAFKA_UNAVAILABLE");
+});
+
 test("'Consumer group was not initialized' (a consumer between a crash and its rejoin) is retriable", () => {
   const error = new KafkaJSNonRetriableError("Consumer group was not initialized, consumer#run must be called first");
   assert.equal(isRetriableKafkaError(error), true);

@@ -19,6 +19,8 @@ const CONNECTION_FAILURES = new Set([
   "KafkaJSMetadataNotLoaded",
   "KafkaJSLockTimeout",
   "KafkaJSTopicMetadataNotLoaded",
+  // No broker answered the (group or transaction) coordinator lookup: every broker is unreachable.
+  "KafkaJSGroupCoordinatorNotFound",
 ]);
 
 const FENCED = new Set(["PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH", "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"]);
