@@ -215,7 +215,11 @@ export class KafkaTopicLog implements TopicLog {
     const specs: TopicSpec[] = [];
     for (const name of await this.topicNames()) {
       const spec = await this.describeTopic(name);
-      if (spec) specs.push(spec);
+      // The layout and retention, as the embedded log lists them; the size limit is the broker's business.
+      if (spec) {
+        const { maxRecordBytes: _limit, ...layout } = spec;
+        specs.push(layout);
+      }
     }
     return specs;
   }
