@@ -35,6 +35,10 @@ const WRITES: readonly (readonly [sql: string, refusal: RegExp])[] = [
   ["PRAGMA force_checkpoint", /a PRAGMA statement/],
   ["BEGIN TRANSACTION", /a TRANSACTION statement/],
   ["VACUUM", /a VACUUM statement/],
+  ["SELECT * FROM checkpoint()", /the query calls checkpoint\(\), which acts rather than reads/],
+  ["SELECT 1 AS a, (SELECT count(*) FROM main.Force_Checkpoint()) AS b", /calls force_checkpoint\(\)/],
+  ["SELECT * FROM query('SELECT * FROM checkpoint()')", /calls query\(\)/],
+  ["PRAGMA show_tables", /a SELECT only as DuckDB rewrites it .*write it as a plain SELECT/],
   ["", /the query is empty/],
   ["-- nothing", /holds no statement/],
 ];

@@ -1,6 +1,7 @@
 /**
  * Read-only SQL against a DuckDB database (the sink's, or its file opened by `sluice query`):
- * the text must be one statement that DuckDB's own parser and binder call a SELECT; it runs on a
+ * the text must be one statement that DuckDB's own parser and binder call a SELECT, calling no
+ * function that acts rather than reads (checkpoint(), query('<other SQL>')); it runs on a
  * connection of its own inside a READ ONLY transaction (always rolled back), on a database whose
  * external access (files, extensions) is off with its configuration locked; its answer is
  * streamed and cut at a row and a byte limit, and it is interrupted past a timeout.
@@ -82,19 +83,52 @@ async function prepareSelect(connection: DuckDBConnection, sql: string, context:
         continue;
       }
       // Not bound (e.g. COPY to a file refused for lack of access): name a statement that is no SELECT as such.
-      if (!(await parsesAsSelect(connection, sql))) throw refused("the query is not a SELECT statement", context);
+      const tree = await selectTree(connection, sql);
+      if (tree === null) throw refused("the query is not a SELECT statement", context);
+      refuseActing(tree, context);
       throw failed(error, context);
     }
   }
   if (extracted.count > 1) throw refused(`the query holds ${extracted.count} statements (${types.join(", ")})`, context);
   if (prepared[0]!.statementType !== StatementType.SELECT) throw refused(`the query is a ${types[0]} statement`, context);
+  // A PRAGMA or a PIVOT inside a query becomes a SELECT only once rewritten: its parts are not visible here.
+  const tree = await selectTree(connection, sql);
+  if (tree === null) throw refused("the query is a SELECT only as DuckDB rewrites it (PRAGMA, PIVOT in a subquery); write it as a plain SELECT (e.g. SHOW TABLES)", context);
+  refuseActing(tree, context);
   return prepared[0]!;
 }
 
-/** Whether DuckDB's parser reads the text as a SELECT (json_serialize_sql serializes nothing else); nothing is bound. */
-async function parsesAsSelect(connection: DuckDBConnection, sql: string): Promise<boolean> {
+/**
+ * Functions a SELECT may call that act rather than read: checkpoints write the file, and these
+ * others run SQL text of their own, which would escape this check.
+ */
+const REFUSED_FUNCTIONS = new Set(["checkpoint", "force_checkpoint", "query", "json_execute_serialized_sql"]);
+
+/** The statement as DuckDB's parser reads it (json_serialize_sql serializes SELECTs only), or null for anything else; nothing is bound. */
+async function selectTree(connection: DuckDBConnection, sql: string): Promise<unknown> {
   const text = (await connection.runAndReadAll("SELECT json_serialize_sql($1::VARCHAR) AS tree", [sql])).getRowsJS()[0]![0];
-  return typeof text === "string" && (JSON.parse(text) as { error?: boolean }).error !== true;
+  if (typeof text !== "string") return null;
+  const tree = JSON.parse(text) as { error?: boolean };
+  return tree.error === true ? null : tree;
+}
+
+function refuseActing(tree: unknown, context: ErrorContext): void {
+  const acting = [...calledFunctions(tree)].filter((name) => REFUSED_FUNCTIONS.has(name));
+  if (acting.length === 0) return;
+  const one = acting.length === 1;
+  throw refused(`the query calls ${acting.map((name) => `${name}()`).join(", ")}, which ${one ? "acts" : "act"} rather than ${one ? "reads" : "read"}`, context);
+}
+
+/** Names of every function the parsed statement calls, scalar and table functions alike, lower-cased. */
+function calledFunctions(tree: unknown, names = new Set<string>()): Set<string> {
+  if (Array.isArray(tree)) for (const item of tree) calledFunctions(item, names);
+  else if (typeof tree === "object" && tree !== null) {
+    for (const [key, value] of Object.entries(tree)) {
+      if (key === "function_name" && typeof value === "string") names.add(value.toLowerCase());
+      else calledFunctions(value, names);
+    }
+  }
+  return names;
 }
 
 function fileHint(message: string): string {

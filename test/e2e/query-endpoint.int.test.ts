@@ -110,6 +110,8 @@ test("the query endpoint refuses every reported attack, bounds what it answers, 
     ["SET enable_external_access = true", /SET statement/],
     ["INSTALL httpfs", /statement/],
     ["CALL checkpoint()", /a CALL statement/],
+    ["SELECT * FROM checkpoint()", /calls checkpoint\(\)/],
+    [`SELECT * FROM query('DELETE FROM ${physical.replaceAll("'", "''")}')`, /calls query\(\)/],
     [`EXPLAIN ANALYZE DELETE FROM ${physical}`, /an? EXPLAIN statement/],
   ];
   for (const [sql, refusal] of writes) {
