@@ -10,7 +10,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import kafkajs from "kafkajs";
-import type { Admin, Kafka } from "kafkajs";
+import type { Admin, Kafka, Producer } from "kafkajs";
 import type { BackoffPolicy } from "../../daemon/backoff.ts";
 import { backoffDelay } from "../../daemon/backoff.ts";
 import type { Logger } from "../../daemon/logger.ts";
@@ -80,6 +80,8 @@ export class KafkaTopicLog implements TopicLog {
   private readonly consumers = new Set<KafkaPullConsumer>();
   /** Topic identities as this process last read or wrote them; loaded on the first createTopic. */
   private recordedTopicIds: Map<string, string> | null = null;
+  /** Writes topic identities outside any transaction, so recording one never fences or waits for the capture's producer. */
+  private identityProducer: Producer | null = null;
   private isReady = false;
   /** Why the last produce or admin request failed while Kafka is unavailable; null once one succeeds again. */
   private producerProblem: string | null = null;
@@ -107,6 +109,8 @@ export class KafkaTopicLog implements TopicLog {
       onReadyChange: (ready, problem) => {
         this.isReady = ready;
         this.producerProblem = ready ? null : (problem ?? null);
+        // A delivery proves Kafka answers again, also for the admin requests that failed meanwhile.
+        if (ready) this.adminProblem = null;
       },
       waitVisible: (offsets) => this.waitVisible(offsets),
     });
@@ -266,7 +270,14 @@ export class KafkaTopicLog implements TopicLog {
     this.recordedTopicIds ??= await this.readTopicIds();
     if (!creating && this.recordedTopicIds.has(topic)) return;
     const id = randomUUID();
-    await this.produce([{ topic: topicIdsTopic(this.deployment), key: Buffer.from(topic, "utf8"), value: Buffer.from(id, "utf8"), timestamp: Date.now() }]);
+    await this.call("record topic identity", async () => {
+      if (!this.identityProducer) {
+        const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+        await producer.connect();
+        this.identityProducer = producer;
+      }
+      await this.identityProducer.send({ topic: topicIdsTopic(this.deployment), acks: -1, messages: [{ key: topic, value: id, partition: 0 }] });
+    });
     this.recordedTopicIds.set(topic, id);
     this.logger.info({ topic, topicId: id }, creating ? "topic identity drawn" : "topic identity recorded for an existing topic");
   }
@@ -367,6 +378,7 @@ export class KafkaTopicLog implements TopicLog {
     this.closed = true;
     for (const consumer of [...this.consumers]) await consumer.close();
     await this.producer?.close();
+    await this.identityProducer?.disconnect().catch(() => undefined);
     await this.admin.disconnect().catch(() => undefined);
     this.logger.info("Kafka topic log closed");
   }
