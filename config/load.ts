@@ -4,6 +4,7 @@ import { checkScalars, describeFsError, interpolateEnv, offsetOf, parseConfigTex
 import type { ParsedConfigDocument } from "./document.ts";
 import type { ConfigIssue } from "./issues.ts";
 import { ConfigValidationError, formatPath, nearest } from "./issues.ts";
+import { isSecretKey, rememberSecrets, secretValues } from "./redact.ts";
 import { configSchema, crossCheck, SECRET_KEYS } from "./schema.ts";
 import type { SluiceConfig } from "./schema.ts";
 import { objectKeys, schemaAt, unionChoices } from "./schema-walk.ts";
@@ -32,6 +33,8 @@ export function loadConfigText(file: string, text: string, options: LoadOptions 
   const plain = plainValue(parsed);
   if (!plain.ok) throw new ConfigValidationError(file, sortIssues(parsed.issues));
   const raw = plain.value;
+  // Remembered before validation: a config that fails it must not show its secrets either.
+  rememberSecrets(secretValues(raw));
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     parsed.issues.push({ file, line: 1, column: 1, path: "", message: "expected a mapping of settings (name, sources, topics, sinks, ...) at the top level" });
     throw new ConfigValidationError(file, parsed.issues);
@@ -75,7 +78,7 @@ function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
   return value;
 }
 
-function show(value: unknown): string {
+function showValue(value: unknown): string {
   if (value === undefined) return "nothing";
   if (value === null) return "null";
   if (Array.isArray(value)) return "a list";
@@ -101,6 +104,8 @@ function describeIssue(parsed: ParsedConfigDocument, raw: unknown, issue: z.core
     ...parsed.locate(offsetOf(parsed.document, p, keyNamed)),
   });
   const value = valueAt(raw, path);
+  // A secret's value is never shown, even when it is of the wrong type.
+  const show = isSecretKey(path[path.length - 1]) ? (v: unknown) => (v === undefined ? "nothing" : "a value that is not shown (a secret)") : showValue;
 
   switch (issue.code) {
     case "unrecognized_keys": {

@@ -5,12 +5,15 @@ import { parseArgs } from "node:util";
 import type { ParseArgsConfig } from "node:util";
 import { ConfigValidationError } from "../config/issues.ts";
 import { loadConfigFile } from "../config/load.ts";
+import { redact } from "../config/redact.ts";
 import type { SluiceConfig } from "../config/schema.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { openTopicLogForCommand } from "../connectors/topics/open.ts";
 import { runSchemaCommand, SCHEMA_USAGE } from "../schema-registry/index.ts";
 import { openRegistry } from "./components.ts";
-import { Daemon, splitHostPort } from "./daemon.ts";
+import { Daemon } from "./daemon.ts";
+import { callDaemon, daemonUrl, refusalHint, unreachableReason } from "./daemon-client.ts";
+import type { DaemonAnswer } from "./daemon-client.ts";
 import { HALTED_DETAILS, HALTED_USAGE, runHaltedCommand } from "./halted-command.ts";
 import { createLogger, stdoutDestination } from "./logger.ts";
 import { ProgressDisplay } from "./progress-display.ts";
@@ -77,16 +80,18 @@ const commands: Record<string, Command> = {
     options: { ...configOption, json: { type: "boolean" } },
     async run(values, _positionals, io) {
       const config = loadConfigFile(configPath(values));
-      const { host, port } = splitHostPort(config.http.listen);
-      const target = `http://${host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host}:${port}/status`;
-      let response: Response;
+      let response: DaemonAnswer;
       try {
-        response = await fetch(target, { signal: AbortSignal.timeout(5_000) });
+        response = await callDaemon(config, "/status", { timeoutMs: 5_000 });
       } catch (error) {
-        io.stderr(`sluice status: no daemon answers at ${target} (${(error as Error).cause instanceof Error ? ((error as Error).cause as Error).message : (error as Error).message}); is "sluice run" running with this config?\n`);
+        io.stderr(`sluice status: no daemon answers at ${daemonUrl(config, "/status")} (${unreachableReason(error)}); is "sluice run" running with this config?\n`);
         return EXIT_FAILURE;
       }
-      const status = (await response.json()) as Record<string, unknown>;
+      if (!response.ok) {
+        io.stderr(`sluice status: the daemon answered ${response.status}: ${errorOf(response)}${refusalHint(response)}\n`);
+        return EXIT_FAILURE;
+      }
+      const status = response.json() as Record<string, unknown>;
       io.stdout(values["json"] ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
       return EXIT_OK;
     },
@@ -147,19 +152,17 @@ const commands: Record<string, Command> = {
         throw new UsageError(name ? `no DuckDB sink "${name}"; DuckDB sinks: ${duckdbSinks.map((s) => s.name).join(", ") || "(none)"}` : "say which DuckDB sink with --sink NAME");
       }
       const sql = positionals[0]!;
-      const { host, port } = splitHostPort(config.http.listen);
-      const url = `http://${host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host}:${port}/sinks/${encodeURIComponent(sink.name)}/query`;
       const limits = { maxRows: sink.query.max_rows, maxBytes: sink.query.max_bytes, timeoutMs: sink.query.timeout };
       let rows: Record<string, unknown>[];
       let truncated: string | null = null;
       // The daemon interrupts a query at its timeout: wait a little longer for its answer.
-      const response = await fetch(url, { method: "POST", body: sql, signal: AbortSignal.timeout(limits.timeoutMs + 30_000) }).catch(() => undefined);
+      const response = await callDaemon(config, `/sinks/${encodeURIComponent(sink.name)}/query`, { method: "POST", body: sql, contentType: "text/plain", timeoutMs: limits.timeoutMs + 30_000 }).catch(() => undefined);
       if (response) {
-        const body = (await response.json()) as { rows?: Record<string, unknown>[]; truncated?: string | null; error?: string };
         if (!response.ok) {
-          io.stderr(`sluice query: ${body.error ?? response.statusText}\n`);
+          io.stderr(`sluice query: ${errorOf(response)}${refusalHint(response)}\n`);
           return EXIT_FAILURE;
         }
+        const body = response.json() as { rows?: Record<string, unknown>[]; truncated?: string | null };
         rows = body.rows ?? [];
         truncated = body.truncated ?? null;
       } else {
@@ -198,6 +201,15 @@ const commands: Record<string, Command> = {
   },
 };
 
+/** The error a daemon's answer gives, or its status text. */
+function errorOf(answer: DaemonAnswer): string {
+  try {
+    return (answer.json() as { error?: string }).error ?? answer.statusText;
+  } catch {
+    return answer.statusText;
+  }
+}
+
 function plural(count: number, noun: string): string {
   return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }
@@ -220,7 +232,20 @@ function commandHelp(name: string, command: Command): string {
   return `Usage: ${command.usage}\n\n${command.summary[0]!.toUpperCase()}${command.summary.slice(1)}.\n${command.details ? `\n${command.details}\n` : ""}`;
 }
 
-export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+/**
+ * An error nothing caught is printed without the config's secrets (a driver's error may carry its
+ * connection settings) and ends the process with exit code 1, as Node.js would.
+ */
+export function installCrashHandler(): void {
+  process.on("uncaughtException", (error: unknown) => {
+    process.stderr.write(redact(`sluice: unexpected failure: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`));
+    process.exit(EXIT_FAILURE);
+  });
+}
+
+/** Runs a command; whatever it prints goes through `redact`, so the config's secrets never show. */
+export async function main(argv: readonly string[], given: Io = processIo): Promise<number> {
+  const io: Io = { stdout: (text) => given.stdout(redact(text)), stderr: (text) => given.stderr(redact(text)) };
   const [name, ...rest] = argv;
   if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     const topic = name === "help" ? rest[0] : undefined;
@@ -293,6 +318,16 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
     logger.flush();
     throw error;
   }
+  // SIGHUP: the config file is read again for the HTTP API's tokens and certificate (rotation without a restart).
+  const configFile = configPath(values);
+  const reload = () => {
+    try {
+      daemon.reloadCredentials(loadConfigFile(configFile));
+    } catch (error) {
+      logger.error({ err: error instanceof SluiceError ? error.toLog() : { message: (error as Error).message } }, `SIGHUP: the config could not be read again, the tokens and certificate stay as they were: ${(error as Error).message}`);
+    }
+  };
+  process.on("SIGHUP", reload);
   // Runs until a signal, or until a component stops for good (e.g. a missing replication slot).
   const outcome = await Promise.race([
     new Promise<{ signal: NodeJS.Signals }>((resolve) => {
@@ -306,7 +341,7 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
     logger.flush();
     if (abandoned.length > 0) {
       // What was abandoned may still hold sockets and timers open: leave now.
-      process.stderr.write(`sluice run: ${outcome.error instanceof Error ? outcome.error.message : String(outcome.error)}\n`);
+      process.stderr.write(redact(`sluice run: ${outcome.error instanceof Error ? outcome.error.message : String(outcome.error)}\n`));
       process.exit(EXIT_FAILURE);
     }
     throw outcome.error;

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { hostname } from "node:os";
 import { AggregatorRegistry } from "prom-client";
@@ -6,13 +7,18 @@ import type { Source, TableSnapshotProgress, TopicLog } from "../connectors/cont
 import { formatPosition } from "../connectors/common/position-text.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { openTopicLog } from "../connectors/topics/open.ts";
+import { describeFsError } from "../config/document.ts";
+import { redact } from "../config/redact.ts";
 import { createRegistryHandler } from "../schema-registry/index.ts";
+import { AccessPolicy } from "./admin-auth.ts";
+import type { ApiTokens } from "./admin-auth.ts";
 import { retry } from "./backoff.ts";
 import { CapturePipeline } from "./capture.ts";
 import { captureEncoder, createSource, dataTopicPrefix, dataTopicSpec, internalTopicSpec, openRegistry, parkingTopic, sinkGroupName, sinkTopics, sourceStateDir } from "./components.ts";
 import { haltedHandler } from "./halted-admin.ts";
 import type { HaltAction } from "./halted.ts";
 import { HttpServer, sendJson } from "./http-server.ts";
+import type { TlsCredentials } from "./http-server.ts";
 import type { Logger } from "./logger.ts";
 import { countPerTableAndOp, SluiceMetrics } from "./metrics.ts";
 import { queryHandler } from "./sink-query.ts";
@@ -35,6 +41,31 @@ const LAG_QUERY_MS = 2_000;
 /** A topic log may say what it waits for (Kafka: the broker error of its last failed request). */
 function logWaitingFor(log: TopicLog): string | null {
   return (log as Partial<{ waitingFor(): string | null }>).waitingFor?.() ?? null;
+}
+
+/** The tokens of the HTTP API a config gives. */
+export function apiTokens(config: SluiceConfig): ApiTokens {
+  const registry = config.schema_registry.kind === "builtin" ? config.schema_registry.token : undefined;
+  return { admin: config.http.admin_token, read: config.http.read_token, registry };
+}
+
+/** The builtin registry's URL path on the HTTP server, or undefined when the registry is remote. */
+function registryPath(config: SluiceConfig): string | undefined {
+  return config.schema_registry.kind === "builtin" ? config.schema_registry.path : undefined;
+}
+
+/** Reads http.tls's certificate and key (undefined without http.tls). */
+export function readTlsCredentials(config: SluiceConfig): TlsCredentials | undefined {
+  const tls = config.http.tls;
+  if (!tls) return undefined;
+  const read = (file: string, what: string) => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new SluiceError(`cannot read the HTTP server's ${what} "${file}" (http.tls): ${describeFsError(error)}`, { code: "HTTP_TLS_FILE", cause: error, context: { component: "http" } });
+    }
+  };
+  return { cert: read(tls.cert_file, "certificate"), key: read(tls.key_file, "private key") };
 }
 
 function lagSeconds(now: number, thenMs: number | null): number | null {
@@ -63,6 +94,7 @@ interface RunningSink {
  */
 export class Daemon {
   readonly http: HttpServer;
+  private readonly access: AccessPolicy;
   readonly metrics = new SluiceMetrics();
   private readonly config: SluiceConfig;
   private readonly logger: Logger;
@@ -85,13 +117,19 @@ export class Daemon {
     this.writeLogLine = options.writeLogLine ?? ((line) => process.stdout.write(line));
     this.failed = new Promise<never>((_resolve, reject) => (this.fatal = reject));
     this.failed.catch(() => undefined);
-    this.http = new HttpServer(logger, { maxBodyBytes: config.http.max_body_bytes });
+    this.access = new AccessPolicy({
+      publicPaths: ["/healthz", "/readyz", ...(config.metrics.enabled ? [config.metrics.path] : [])],
+      registryPrefix: registryPath(config),
+      tokens: apiTokens(config),
+    });
+    this.http = new HttpServer(logger, { maxBodyBytes: config.http.max_body_bytes, access: this.access });
     this.http.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { status: "ok", version: SLUICE_VERSION }));
     this.http.route("GET", "/readyz", (_req, res) => {
       const status = this.readiness();
       sendJson(res, status.ready ? 200 : 503, status);
     });
-    this.http.route("GET", "/status", async (_req, res) => sendJson(res, 200, await this.status()));
+    // Error texts in the status (halts, waits) never carry a secret of the config.
+    this.http.route("GET", "/status", async (_req, res) => sendJson(res, 200, JSON.parse(redact(JSON.stringify(await this.status())))));
     if (config.metrics.enabled) {
       this.http.route("GET", config.metrics.path, async (_req, res) => {
         await this.refreshGauges();
@@ -105,16 +143,22 @@ export class Daemon {
   /** Starts every stage; resolves with the HTTP address once the daemon is serving. */
   async start(): Promise<{ host: string; port: number }> {
     const { host, port } = splitHostPort(this.config.http.listen);
-    const address = await this.http.listen(host, port);
+    const tls = readTlsCredentials(this.config);
+    const address = await this.http.listen(host, port, { tls });
+    let publicAddress: string | undefined;
+    if (this.config.http.public_listen) {
+      const open = splitHostPort(this.config.http.public_listen);
+      const bound = await this.http.listen(open.host, open.port, { publicOnly: true });
+      publicAddress = `${bound.address}:${bound.port}`;
+    }
+    this.logAccess(`${address.address}:${address.port}`, publicAddress, tls !== undefined);
     this.log = await openTopicLog(this.config.topics, this.config.name, this.logger, this.captureStop.signal);
     const { registry, local } = await openRegistry(this.config, this.log);
     if (local) {
       const settings = this.config.schema_registry;
       const prefix = settings.kind === "builtin" ? settings.path : "/registry";
-      this.http.mount(
-        prefix,
-        createRegistryHandler({ registry: local, prefix, maxBodyBytes: this.http.maxBodyBytes, ...(settings.kind === "builtin" && settings.token ? { authToken: settings.token } : {}) }),
-      );
+      // Its token is checked by the HTTP server's access policy, with the API's own tokens.
+      this.http.mount(prefix, createRegistryHandler({ registry: local, prefix, maxBodyBytes: this.http.maxBodyBytes }));
     }
     for (const sourceConfig of this.config.sources) {
       const logger = this.logger.child({ source: sourceConfig.name });
@@ -193,6 +237,32 @@ export class Daemon {
       "sluice started",
     );
     return { host: address.address, port: address.port };
+  }
+
+  /** One line at start: who may call what, and where. */
+  private logAccess(address: string, publicAddress: string | undefined, tls: boolean): void {
+    const scheme = tls ? "https" : "http";
+    const where = { admin: `${scheme}://${address}`, public: publicAddress ? `http://${publicAddress}` : `${scheme}://${address}` };
+    const tokens = { admin: this.config.http.admin_token !== undefined, read: this.config.http.read_token !== undefined };
+    if (this.access.loopbackOnly) {
+      this.logger.warn(
+        { ...where, tokens },
+        `admin API without a token (no http.admin_token): /status, queries, rebuild, halted-table release and registry writes answer only clients on the loopback interface${tokens.read ? " (http.read_token grants the read-only ones)" : ""}; /healthz, /readyz and metrics are open`,
+      );
+    } else {
+      this.logger.info({ ...where, tokens }, `admin API needs a bearer token${tokens.read ? " (http.admin_token, or http.read_token for read-only endpoints)" : " (http.admin_token)"}; /healthz, /readyz and metrics are open`);
+    }
+  }
+
+  /**
+   * Takes the tokens and certificate of a config read again (SIGHUP): requests from then on need
+   * the new tokens, new connections get the new certificate. Other settings need a restart.
+   */
+  reloadCredentials(config: SluiceConfig): void {
+    const tls = readTlsCredentials(config);
+    if (tls && this.config.http.tls) this.http.setTlsCredentials(tls);
+    this.access.setTokens(apiTokens(config));
+    this.logger.info({ tokens: { admin: config.http.admin_token !== undefined, read: config.http.read_token !== undefined }, tls: tls !== undefined }, "reloaded the HTTP API's tokens and certificate");
   }
 
   /** Retries a start-up step while the topic log is unavailable (e.g. Kafka restarting), until it succeeds or the daemon stops. */

@@ -7,7 +7,8 @@
  * every subcommand asks it over its HTTP API (daemon/halted-admin.ts).
  */
 import type { SluiceConfig } from "../config/schema.ts";
-import { splitHostPort } from "./daemon.ts";
+import { callDaemon, daemonUrl, refusalHint, unreachableReason } from "./daemon-client.ts";
+import type { DaemonAnswer } from "./daemon-client.ts";
 import type { CaptureReleaseReport, HaltedSinkTable, HaltReleaseReport } from "./halted.ts";
 
 export const HALTED_USAGE = "sluice halted -c FILE (list | retry (--sink NAME | --source NAME) --table T | skip (--sink NAME | --source NAME) --table T) [--execute] [--json]";
@@ -42,14 +43,17 @@ interface CaptureHalt {
   since?: string;
 }
 
-function daemonUrl(config: SluiceConfig, path: string): string {
-  const { host, port } = splitHostPort(config.http.listen);
-  const reachable = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
-  return `http://${reachable}:${port}${path}`;
+/** The JSON body of an answer, or its status text as the error. */
+function bodyOf<T>(answer: DaemonAnswer): T & { error?: string } {
+  try {
+    return answer.json() as T & { error?: string };
+  } catch {
+    return { error: answer.statusText } as T & { error?: string };
+  }
 }
 
 function unreachable(url: string, error: unknown, io: HaltedIo): number {
-  const cause = (error as Error).cause instanceof Error ? ((error as Error).cause as Error).message : (error as Error).message;
+  const cause = unreachableReason(error);
   io.stderr(
     `sluice halted: no daemon answers at ${url} (${cause}). Halts live in the running daemon: start it with "sluice run" and this config; ` +
       `a table halted before meets its poison record again and halts again, and then this command can release it.\n`,
@@ -78,17 +82,18 @@ export async function runHaltedCommand(
     io.stderr(`sluice halted ${action}: no sink "${options.sink}" in the config; sinks: ${config.sinks.map((s) => s.name).join(", ")}\n`);
     return 2;
   }
-  const url = daemonUrl(config, `/sinks/${encodeURIComponent(options.sink)}/halted/${action}`);
-  let response: Response;
+  const path = `/sinks/${encodeURIComponent(options.sink)}/halted/${action}`;
+  const url = daemonUrl(config, path);
+  let response: DaemonAnswer;
   try {
-    response = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ table: options.table, execute: options.execute }), signal: AbortSignal.timeout(60_000) });
+    response = await callDaemon(config, path, { method: "POST", body: JSON.stringify({ table: options.table, execute: options.execute }), timeoutMs: 60_000 });
   } catch (error) {
     return unreachable(url, error, io);
   }
-  const body = (await response.json().catch(() => ({ error: response.statusText }))) as HaltReleaseReport & { error?: string };
+  const body = bodyOf<HaltReleaseReport>(response);
   if (!response.ok) {
     const capture = response.status === 404 ? " A table halted at capture is released with --source NAME instead of --sink." : "";
-    io.stderr(`sluice halted ${action}: ${body.error ?? response.statusText}.${capture}\n`);
+    io.stderr(`sluice halted ${action}: ${body.error ?? response.statusText}${refusalHint(response)}.${capture}\n`);
     return 1;
   }
   if (options.json) {
@@ -110,16 +115,17 @@ async function releaseCapture(config: SluiceConfig, action: "retry" | "skip", op
     io.stderr(`sluice halted ${action}: no source "${options.source}" in the config; sources: ${config.sources.map((s) => s.name).join(", ")}\n`);
     return 2;
   }
-  const url = daemonUrl(config, `/sources/${encodeURIComponent(options.source)}/halted/${action}`);
-  let response: Response;
+  const path = `/sources/${encodeURIComponent(options.source)}/halted/${action}`;
+  const url = daemonUrl(config, path);
+  let response: DaemonAnswer;
   try {
-    response = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ table: options.table, execute: options.execute }), signal: AbortSignal.timeout(300_000) });
+    response = await callDaemon(config, path, { method: "POST", body: JSON.stringify({ table: options.table, execute: options.execute }), timeoutMs: 300_000 });
   } catch (error) {
     return unreachable(url, error, io);
   }
-  const body = (await response.json().catch(() => ({ error: response.statusText }))) as CaptureReleaseReport & { error?: string };
+  const body = bodyOf<CaptureReleaseReport>(response);
   if (!response.ok) {
-    io.stderr(`sluice halted ${action}: ${body.error ?? response.statusText}\n`);
+    io.stderr(`sluice halted ${action}: ${body.error ?? response.statusText}${refusalHint(response)}\n`);
     return 1;
   }
   if (options.json) {
@@ -138,13 +144,18 @@ async function releaseCapture(config: SluiceConfig, action: "retry" | "skip", op
 
 async function list(config: SluiceConfig, json: boolean, io: HaltedIo): Promise<number> {
   const url = daemonUrl(config, "/status");
-  let status: { sources?: { name: string; halted?: CaptureHalt[] }[]; sinks?: { name: string; halted?: HaltedSinkTable[] }[] };
+  type StatusBody = { sources?: { name: string; halted?: CaptureHalt[] }[]; sinks?: { name: string; halted?: HaltedSinkTable[] }[] };
+  let response: DaemonAnswer;
   try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
-    status = (await response.json()) as typeof status;
+    response = await callDaemon(config, "/status", { timeoutMs: 5_000 });
   } catch (error) {
     return unreachable(url, error, io);
   }
+  if (!response.ok) {
+    io.stderr(`sluice halted list: the daemon answered ${response.status}: ${bodyOf(response).error ?? response.statusText}${refusalHint(response)}\n`);
+    return 1;
+  }
+  const status = bodyOf<StatusBody>(response);
   const sinkHalts = (status.sinks ?? []).flatMap((s) => (s.halted ?? []).map((h) => ({ sink: s.name, ...h })));
   const captureHalts = (status.sources ?? []).flatMap((s) => (s.halted ?? []).map((h) => ({ source: s.name, ...h })));
   if (json) {

@@ -1,15 +1,21 @@
 import { createServer } from "node:http";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { createServer as createTlsServer } from "node:https";
+import type { Server as TlsServer } from "node:https";
 import type { AddressInfo } from "node:net";
+import { redact } from "../config/redact.ts";
 import { SluiceError } from "../connectors/errors.ts";
+import type { AccessPolicy, Refusal } from "./admin-auth.ts";
 import type { Logger } from "./logger.ts";
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 /** Handles a whole path prefix (e.g. the schema registry); resolves false when it did not handle the request. */
 export type PrefixHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
 
+/** Answers JSON; an error answer (4xx, 5xx) never carries a secret of the config. */
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body, (_key, value: unknown) => (typeof value === "bigint" ? value.toString() : value));
+  const json = JSON.stringify(body, (_key, value: unknown) => (typeof value === "bigint" ? value.toString() : value));
+  const text = status >= 400 ? redact(json) : json;
   res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
   res.end(text);
 }
@@ -60,19 +66,40 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
   });
 }
 
-/** The daemon's one HTTP server: health, readiness, metrics, status and the schema registry API. */
+/** PEM certificate (with chain) and private key of an HTTPS listener. */
+export interface TlsCredentials {
+  readonly cert: string | Buffer;
+  readonly key: string | Buffer;
+}
+
+export interface ListenOptions {
+  /** HTTPS with this certificate; plain HTTP without. */
+  readonly tls?: TlsCredentials | undefined;
+  /** Serve only the access policy's public endpoints (health, readiness, metrics) here. */
+  readonly publicOnly?: boolean;
+}
+
+interface Listener {
+  readonly server: Server | TlsServer;
+  readonly publicOnly: boolean;
+}
+
+/** The daemon's HTTP server (on one or more addresses): health, readiness, metrics, status, the admin endpoints and the schema registry API. */
 export class HttpServer {
   private readonly routes = new Map<string, RouteHandler>();
   private readonly prefixes: { prefix: string; handler: PrefixHandler }[] = [];
-  private server: Server | undefined;
-  private closing: Server | undefined;
+  private listeners: Listener[] = [];
+  private closing: Listener[] = [];
   private readonly logger: Logger;
+  private readonly access: AccessPolicy | undefined;
   /** Largest request body any endpoint takes (`http.max_body_bytes`). */
   readonly maxBodyBytes: number;
 
-  constructor(logger: Logger, options: { maxBodyBytes?: number } = {}) {
+  /** Without an access policy every endpoint is open (tests of single handlers). */
+  constructor(logger: Logger, options: { maxBodyBytes?: number; access?: AccessPolicy } = {}) {
     this.logger = logger.child({ component: "http" });
     this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    this.access = options.access;
   }
 
   route(method: string, path: string, handler: RouteHandler): void {
@@ -83,8 +110,10 @@ export class HttpServer {
     this.prefixes.push({ prefix: prefix.replace(/\/$/, ""), handler });
   }
 
-  async listen(host: string, port: number): Promise<AddressInfo> {
-    const server = createServer((req, res) => void this.handle(req, res));
+  async listen(host: string, port: number, options: ListenOptions = {}): Promise<AddressInfo> {
+    const publicOnly = options.publicOnly === true;
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res, publicOnly);
+    const server = options.tls ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, onRequest) : createServer(onRequest);
     server.keepAliveTimeout = 5_000;
     await new Promise<void>((resolve, reject) => {
       const onError = (error: NodeJS.ErrnoException) => {
@@ -97,29 +126,57 @@ export class HttpServer {
         resolve();
       });
     });
-    this.server = server;
+    this.listeners.push({ server, publicOnly });
     return server.address() as AddressInfo;
+  }
+
+  /** A new certificate for the HTTPS listeners (e.g. renewed, at SIGHUP); new connections use it. */
+  setTlsCredentials(tls: TlsCredentials): void {
+    for (const { server } of this.listeners) if ("setSecureContext" in server) server.setSecureContext({ cert: tls.cert, key: tls.key });
   }
 
   /** Drops every open connection at once (a client that never finishes its request would hold close() up). */
   dropConnections(): void {
-    this.closing?.closeAllConnections();
-    this.server?.closeAllConnections();
+    for (const { server } of [...this.closing, ...this.listeners]) server.closeAllConnections();
   }
 
   async close(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    this.server = undefined;
-    this.closing = server;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeIdleConnections();
-    });
+    const listeners = this.listeners;
+    this.listeners = [];
+    this.closing.push(...listeners);
+    await Promise.all(
+      listeners.map(
+        ({ server }) =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeIdleConnections();
+          }),
+      ),
+    );
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /** Null when the access policy lets the request through (always without a policy). */
+  private refusal(req: IncomingMessage, path: string, publicOnly: boolean): Refusal | null {
+    if (!this.access) return null;
+    if (publicOnly && !this.access.isPublic(req.method, path)) {
+      return { status: 404, message: `${req.method} ${path} is not served on this address: it serves /healthz, /readyz and the metrics path only (the admin API is on http.listen)`, headers: {} };
+    }
+    return this.access.check(req, path);
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse, publicOnly: boolean): Promise<void> {
     const path = (req.url ?? "/").split("?")[0]!;
+    const refusal = this.refusal(req, path, publicOnly);
+    if (refusal) {
+      // What was refused and from where; never the token.
+      if (refusal.status !== 404) this.logger.warn({ method: req.method, path, status: refusal.status, peer: req.socket.remoteAddress }, refusal.message);
+      for (const [name, value] of Object.entries(refusal.headers)) res.setHeader(name, value);
+      // Confluent's error_code and message too, for registry clients.
+      sendJson(res, refusal.status, { error: refusal.message, error_code: refusal.status, message: refusal.message });
+      // A body is read and dropped, never handed to a handler.
+      if (!req.readableEnded) req.resume();
+      return;
+    }
     const declared = Number(req.headers["content-length"] ?? 0);
     if (declared > this.maxBodyBytes) {
       // Refused before any handler reads it, whatever the endpoint.

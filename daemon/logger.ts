@@ -1,9 +1,10 @@
 import { pino } from "pino";
 import type { DestinationStream, Logger } from "pino";
+import { redact } from "../config/redact.ts";
 
 export type { Logger };
 
-/** JSON lines on standard output (or the given stream), one logger per process with child loggers per component. */
+/** JSON lines on standard output (or the given stream), one logger per process with child loggers per component; secrets redacted. */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(
     {
@@ -11,6 +12,8 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       base: { service: "sluice" },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      // The config's secrets never reach a log line, whatever a driver put in an error.
+      hooks: { streamWrite: redact },
     },
     destination ?? stdoutDestination(),
   );

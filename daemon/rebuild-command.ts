@@ -7,7 +7,7 @@ import { hostname } from "node:os";
 import type { SluiceConfig } from "../config/schema.ts";
 import { openTopicLogForCommand } from "../connectors/topics/open.ts";
 import { createSink, openRegistry, recordDecoder, sinkGroupName, sinkTopics } from "./components.ts";
-import { splitHostPort } from "./daemon.ts";
+import { callDaemon, refusalHint } from "./daemon-client.ts";
 import type { Logger } from "./logger.ts";
 import { isRebuildable, rebuildSink } from "./rebuild.ts";
 import type { RebuildReport } from "./rebuild.ts";
@@ -15,11 +15,6 @@ import type { RebuildReport } from "./rebuild.ts";
 export interface RebuildIo {
   stdout(text: string): void;
   stderr(text: string): void;
-}
-
-function daemonUrl(config: SluiceConfig, path: string): string {
-  const { host, port } = splitHostPort(config.http.listen);
-  return `http://${host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host}:${port}${path}`;
 }
 
 function describe(report: RebuildReport): string {
@@ -32,7 +27,8 @@ export async function runRebuildCommand(config: SluiceConfig, sinkName: string, 
     io.stderr(`sluice replay: no sink "${sinkName}"; sinks: ${config.sinks.map((s) => s.name).join(", ") || "(none)"}\n`);
     return 2;
   }
-  const running = await fetch(daemonUrl(config, "/status"), { signal: AbortSignal.timeout(3_000) }).then((r) => r.ok, () => false);
+  // Any answer means a daemon runs (a refused token is reported by the rebuild request itself).
+  const running = await callDaemon(config, "/status", { timeoutMs: 3_000 }).then(() => true, () => false);
   if (!execute) {
     io.stdout(
       `Rebuild of sink "${sinkName}": each of its tables gets a new generation filled from its topic's beginning, ` +
@@ -42,10 +38,16 @@ export async function runRebuildCommand(config: SluiceConfig, sinkName: string, 
     return 0;
   }
   if (running) {
-    const response = await fetch(daemonUrl(config, `/sinks/${encodeURIComponent(sinkName)}/rebuild`), { method: "POST" });
-    const body = (await response.json()) as RebuildReport & { error?: string };
+    const response = await callDaemon(config, `/sinks/${encodeURIComponent(sinkName)}/rebuild`, { method: "POST", timeoutMs: 24 * 3_600_000 });
+    const body = (() => {
+      try {
+        return response.json() as RebuildReport & { error?: string };
+      } catch {
+        return { error: response.statusText } as RebuildReport & { error?: string };
+      }
+    })();
     if (!response.ok) {
-      io.stderr(`sluice replay: the daemon could not rebuild sink "${sinkName}": ${body.error ?? response.statusText}\n`);
+      io.stderr(`sluice replay: the daemon could not rebuild sink "${sinkName}": ${body.error ?? response.statusText}${refusalHint(response)}\n`);
       return 1;
     }
     io.stdout(`Done (by the running daemon): ${describe(body)}.\n`);

@@ -4,6 +4,7 @@
  * thread's registry by id and reporting state, metrics, queries and rebuilds over the port.
  */
 import { parentPort, workerData } from "node:worker_threads";
+import { rememberSecrets, secretValues } from "../config/redact.ts";
 import { openTopicLog } from "../connectors/topics/open.ts";
 import { retry } from "./backoff.ts";
 import { createSink, deadLetterTopic, internalTopicSpec, recordDecoder, sinkGroupName, sinkTopics } from "./components.ts";
@@ -22,6 +23,7 @@ const { config, sink: sinkName, owner } = workerData as SinkThreadData;
 const post = (message: FromSinkThread) => port.postMessage(message);
 
 const sinkConfig = config.sinks.find((s) => s.name === sinkName)!;
+rememberSecrets(secretValues(config));
 const logger = createLogger(config.logging.level, { write: (line: string) => post({ type: "log", line }) }).child({ sink: sinkName });
 const stop = new AbortController();
 const metrics = new SluiceMetrics({ processMetrics: false });

@@ -1,0 +1,95 @@
+/**
+ * How the command line calls the running daemon's HTTP API: at the config's http.listen address
+ * (a wildcard address is reached on loopback), over HTTPS when http.tls is set (trusting
+ * http.tls.ca_file, or the system's CAs), with the config's admin token (or its read token) as
+ * the bearer token.
+ */
+import { readFileSync } from "node:fs";
+import { request as httpRequest } from "node:http";
+import type { IncomingMessage, RequestOptions } from "node:http";
+import { request as httpsRequest } from "node:https";
+import type { SluiceConfig } from "../config/schema.ts";
+import { SluiceError } from "../connectors/errors.ts";
+import { splitHostPort } from "./daemon.ts";
+
+export interface DaemonAnswer {
+  readonly status: number;
+  readonly ok: boolean;
+  readonly statusText: string;
+  readonly text: string;
+  json(): unknown;
+}
+
+export interface DaemonRequest {
+  readonly method?: string;
+  readonly body?: string;
+  readonly contentType?: string;
+  readonly timeoutMs: number;
+}
+
+/** The URL of a daemon path, as the command line reaches it. */
+export function daemonUrl(config: SluiceConfig, path: string): string {
+  const { host, port } = splitHostPort(config.http.listen);
+  const reachable = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+  return `${config.http.tls ? "https" : "http"}://${reachable}:${port}${path}`;
+}
+
+/** The token the command line sends: the admin token, else the read token (enough for status and queries). */
+function bearerToken(config: SluiceConfig): string | undefined {
+  return config.http.admin_token ?? config.http.read_token;
+}
+
+/** Rejects when no daemon answers (connection refused, TLS failure, timeout); any HTTP answer resolves. */
+export function callDaemon(config: SluiceConfig, path: string, options: DaemonRequest): Promise<DaemonAnswer> {
+  const url = new URL(daemonUrl(config, path));
+  const headers: Record<string, string> = {};
+  const token = bearerToken(config);
+  if (token) headers["authorization"] = `Bearer ${token}`;
+  if (options.body !== undefined) {
+    headers["content-type"] = options.contentType ?? "application/json";
+    headers["content-length"] = String(Buffer.byteLength(options.body));
+  }
+  const requestOptions: RequestOptions & { ca?: Buffer } = { method: options.method ?? "GET", headers, signal: AbortSignal.timeout(options.timeoutMs) };
+  const caFile = config.http.tls?.ca_file;
+  if (caFile) {
+    try {
+      requestOptions.ca = readFileSync(caFile);
+    } catch (error) {
+      return Promise.reject(new SluiceError(`cannot read http.tls.ca_file "${caFile}": ${(error as Error).message}`, { code: "HTTP_TLS_FILE", cause: error, context: { component: "cli" } }));
+    }
+  }
+  const send = url.protocol === "https:" ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = send(url, requestOptions, (res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (chunk: Buffer) => chunks.push(chunk));
+      res.once("error", reject);
+      res.once("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        const status = res.statusCode ?? 0;
+        resolve({
+          status,
+          ok: status >= 200 && status < 300,
+          statusText: res.statusMessage ?? "",
+          text,
+          json: () => JSON.parse(text) as unknown,
+        });
+      });
+    });
+    req.once("error", reject);
+    req.end(options.body);
+  });
+}
+
+/** Why the daemon did not answer, in a few words (e.g. "connect ECONNREFUSED 127.0.0.1:8080"). */
+export function unreachableReason(error: unknown): string {
+  const cause = (error as Error).cause;
+  return cause instanceof Error ? cause.message : error instanceof Error ? error.message : String(error);
+}
+
+/** The message of a refused call: 401/403 say how to give the token. */
+export function refusalHint(answer: DaemonAnswer): string {
+  if (answer.status === 401) return " (the daemon needs a token: set http.admin_token or http.admin_token_file in this config, as the daemon has it)";
+  if (answer.status === 403) return " (see docs/security.md: without http.admin_token the daemon answers admin requests from its own host only)";
+  return "";
+}
