@@ -29,6 +29,9 @@ export function describeTlsFailure(error: unknown): string | undefined {
   const { code } = (error ?? {}) as { code?: unknown };
   const message = error instanceof Error ? error.message : String(error);
   if (typeof code === "string" && CERTIFICATE_CODES.has(code)) return `certificate verify failed: ${message}`;
+  // mysql2 replaces the tls module's code with its own.
+  if (code === "HANDSHAKE_SSL_ERROR" && /certificate|self.signed|Hostname\/IP does not match|issuer/i.test(message)) return `certificate verify failed: ${message}`;
+  if (code === "HANDSHAKE_SSL_ERROR") return `TLS handshake failed: ${message}`;
   const handshake = typeof code === "string" && (code.startsWith("ERR_SSL_") || code === "HANDSHAKE_NO_SSL_SUPPORT" || (code.startsWith("ERR_TLS_") && code !== "ERR_TLS_HANDSHAKE_TIMEOUT"));
   if (handshake) return `TLS handshake failed: ${message}`;
   if (/does not support SSL|does not support secure connection/i.test(message)) return `TLS handshake failed: ${message}`;

@@ -17,6 +17,7 @@ import type { Logger } from "pino";
 import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
+import { verifyIpIdentity } from "./connection-settings.ts";
 import { MysqlGtidSet } from "./gtid.ts";
 import { ER_MASTER_FATAL_ERROR_READING_BINLOG, toSluiceError } from "./mysql-errors.ts";
 import { binlogDump, binlogDumpGtid, registerReplica } from "./protocol/replica-commands.ts";
@@ -142,9 +143,11 @@ export class BinlogStream {
     const connection = mysql.createConnection(options.connection);
     this.connection = connection;
     connection.on("error", (error) => this.fail(error, "binlog connection failed"));
-    await new Promise<void>((resolve, reject) => connection.connect((error) => (error === null ? resolve() : reject(error)))).catch((error: unknown) => {
-      throw toSluiceError(error, "cannot open the binlog connection", options.context);
-    });
+    await new Promise<void>((resolve, reject) => connection.connect((error) => (error === null ? resolve() : reject(error))))
+      .then(() => verifyIpIdentity(options.connection, (connection as unknown as { stream?: unknown }).stream))
+      .catch((error: unknown) => {
+        throw toSluiceError(error, "cannot open the binlog connection", options.context);
+      });
     const heartbeatMs = options.heartbeatMs > 0 ? options.heartbeatMs : DEFAULT_HEARTBEAT_MS;
     const period = BigInt(heartbeatMs) * 1_000_000n;
     // MySQL 8.0.26+ reads the source_ names, older servers and MariaDB the master_ ones.

@@ -2,6 +2,9 @@
  * mysql2 settings for every connection Sluice opens to the captured server. Session settings pin
  * what the value decoders expect: UTC for TIMESTAMP text, utf8mb4 for all text.
  */
+import { isIP } from "node:net";
+import { checkServerIdentity } from "node:tls";
+import type { TLSSocket } from "node:tls";
 import type { ConnectionOptions, SslOptions } from "mysql2";
 import type { MysqlSourceConfig } from "../../config/schema.ts";
 import { readTlsFiles } from "../common/tls-files.ts";
@@ -33,15 +36,33 @@ export function connectionOptions(config: MysqlSourceConfig, purpose: Connection
   return options;
 }
 
+/** TLS settings whose host is an IP address that Sluice checks against the certificate itself, see below. */
+const ipIdentityChecks = new WeakSet<SslOptions>();
+
 /** TLS for every connection, the binlog connection included (it is a mysql2 connection too). */
 function tlsSettings(config: MysqlSourceConfig): SslOptions | undefined {
   const { mode } = config.tls;
   if (mode === "disable") return undefined;
   const { ca, cert, key } = readTlsFiles(config.tls, config.name);
-  const settings: SslOptions = { rejectUnauthorized: mode !== "require", verifyIdentity: mode === "verify-full" };
+  // mysql2 checks a host given as an IP address against the name "localhost" instead of the address.
+  const byIp = mode === "verify-full" && isIP(config.host) !== 0;
+  const settings: SslOptions = { rejectUnauthorized: mode !== "require", verifyIdentity: mode === "verify-full" && !byIp };
+  if (byIp) ipIdentityChecks.add(settings);
   if (cert !== undefined && key !== undefined) Object.assign(settings, { cert, key });
   if (mode !== "require" && ca !== undefined) settings.ca = ca;
   return settings;
+}
+
+/**
+ * Checks the server certificate of a connected mysql2 connection (its `stream`) against an IP
+ * address host, for verify-full; throws the tls module's ERR_TLS_CERT_ALTNAME_INVALID error.
+ */
+export function verifyIpIdentity(options: ConnectionOptions, stream: unknown): void {
+  if (typeof options.ssl !== "object" || !ipIdentityChecks.has(options.ssl)) return;
+  const socket = stream as Partial<Pick<TLSSocket, "getPeerCertificate">> | undefined;
+  if (typeof socket?.getPeerCertificate !== "function") throw new Error("TLS was not established on the connection");
+  const error = checkServerIdentity(options.host ?? "", socket.getPeerCertificate());
+  if (error !== undefined) throw error;
 }
 
 export function quoteIdentifier(name: string): string {

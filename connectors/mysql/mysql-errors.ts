@@ -76,7 +76,7 @@ export function toSluiceError(error: unknown, what: string, context: ErrorContex
     });
   }
   if (code === "ER_ACCESS_DENIED_ERROR" || code === "ER_ACCESS_DENIED_NO_PASSWORD_ERROR") {
-    return new SluiceError(`${what}: ${serverText(context)} refused the login: ${detail}; check user, password and the user's host and REQUIRE settings`, {
+    return new SluiceError(`${what}: ${serverText(context)} refused the login: ${detail}; check user, password, the account's host and REQUIRE settings, and tls (a server with require_secure_transport refuses plain TCP this way)`, {
       code: "MYSQL_AUTH_FAILED",
       retriable: false,
       cause: error,

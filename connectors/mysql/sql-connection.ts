@@ -2,12 +2,18 @@
 import mysql from "mysql2/promise";
 import type { Connection, ConnectionOptions } from "mysql2/promise";
 import type { Row, Sql } from "./catalog.ts";
-import { SESSION_SETTINGS_SQL } from "./connection-settings.ts";
+import { SESSION_SETTINGS_SQL, verifyIpIdentity } from "./connection-settings.ts";
 
 export async function openConnection(options: ConnectionOptions): Promise<Connection> {
   const connection = await mysql.createConnection(options);
   // An idle connection that the server drops must not crash the process: the next query fails instead.
   connection.on("error", () => undefined);
+  try {
+    verifyIpIdentity(options, (connection as unknown as { connection?: { stream?: unknown } }).connection?.stream);
+  } catch (error) {
+    connection.destroy();
+    throw error;
+  }
   await connection.query(SESSION_SETTINGS_SQL);
   return connection;
 }

@@ -114,6 +114,19 @@ test("a server certificate from another CA: PG_TLS_FAILED, not retriable, naming
   assert.ok(error.message.includes(`PostgreSQL at ${server.host}:${server.port}`), error.message);
 });
 
+test("verify-full checks the host name: \"localhost\" is not in the certificate (PG_TLS_FAILED); verify-ca does not check it", async () => {
+  const error = await connectError(tlsConfig({ host: "localhost" }));
+  assert.equal(error.code, "PG_TLS_FAILED");
+  assert.equal(error.retriable, false);
+  assert.match(error.message, /certificate verify failed: .*localhost/);
+  const source = newSource(tlsConfig({ host: "localhost", tls: { mode: "verify-ca", ca_file: server.ca.caFile } }));
+  try {
+    await source.connect(null, AbortSignal.timeout(30_000));
+  } finally {
+    await source.close();
+  }
+});
+
 test("no ca_file trusts only public CAs: the test CA's certificate is refused", async () => {
   const error = await connectError(tlsConfig({ tls: { mode: "verify-full" } }));
   assert.equal(error.code, "PG_TLS_FAILED");

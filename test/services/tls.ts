@@ -69,7 +69,7 @@ export interface TestCa {
   readonly dir: string;
   /** The CA certificate: what tls.ca_file names. */
   readonly caFile: string;
-  /** Server certificate for 127.0.0.1 and localhost, and its key. */
+  /** Server certificate for the IP address 127.0.0.1 only (so "localhost" is a name it does not carry), and its key. */
   readonly serverCert: string;
   readonly serverKey: string;
   /** Signs a client certificate with the given CN; returns its cert and key files. */
@@ -80,7 +80,7 @@ async function openssl(args: string[], cwd: string): Promise<void> {
   await run("openssl", args, { cwd });
 }
 
-/** A fresh CA (EC P-256, one day) with a server certificate for 127.0.0.1/localhost. */
+/** A fresh CA (EC P-256, one day) with a server certificate for 127.0.0.1. */
 export async function makeCa(dir: string, name = "ca"): Promise<TestCa> {
   const key = (file: string) => ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", file];
   await openssl(key(`${name}.key`), dir);
@@ -94,7 +94,7 @@ export async function makeCa(dir: string, name = "ca"): Promise<TestCa> {
       dir,
     );
   };
-  await sign(`${name}-server`, "localhost", "subjectAltName = IP:127.0.0.1, DNS:localhost\nextendedKeyUsage = serverAuth\n");
+  await sign(`${name}-server`, "127.0.0.1", "subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n");
   return {
     dir,
     caFile: join(dir, `${name}.crt`),
