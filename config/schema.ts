@@ -232,10 +232,9 @@ const retention = z
 
 const MAX_RECORD_BYTES_DEFAULT = 16 * 2 ** 20;
 const maxRecordBytes = size(
-  "Largest topic record (a row change's Avro key and value with framing). Topics Sluice creates get it as max.message.bytes, producer and consumers allow it; a larger record halts its table at capture (parked, nothing lost)",
-)
-  .refine((value) => value >= 1024 && value <= 256 * 2 ** 20, { error: "expected a size from 1KiB to 256MiB" })
-  .default(MAX_RECORD_BYTES_DEFAULT);
+  "Largest topic record (a row change's Avro key and value with framing). Topics Sluice creates get it as max.message.bytes, consumers fetch records of that size; a larger record halts its table at capture (parked, nothing lost)",
+  { min: 2 ** 10, max: 256 * 2 ** 20 },
+).default(MAX_RECORD_BYTES_DEFAULT);
 
 const embeddedTopics = z.strictObject({
   kind: z.literal("embedded"),
