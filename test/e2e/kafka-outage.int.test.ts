@@ -135,7 +135,16 @@ test("Kafka stopped while PostgreSQL keeps writing: the daemon waits, reports no
     assert.match(JSON.stringify(waiting), /Kafka/, "/readyz says what waits for Kafka");
     assert.ok(statusAnswered > 0, "/status answered during the outage");
     const back = Date.now();
-    await waitFor("/readyz to answer 200 again", async () => (await daemon.get("/readyz")).status === 200, { daemon, timeoutMs: 120_000 });
+    let readyz: unknown = null;
+    await waitFor(
+      "/readyz to answer 200 again",
+      async () => {
+        const response = await daemon.get("/readyz");
+        readyz = await response.json();
+        return response.status === 200;
+      },
+      { daemon, timeoutMs: 120_000, lastSeen: () => readyz },
+    );
     t.diagnostic(`ready again ${Date.now() - back} ms after Kafka answered`);
     await sleep(1_000);
     writing = false;
