@@ -52,7 +52,15 @@ export async function ensurePublication(
     }
     const list = tables.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`).join(", ");
     const viaRoot = serverVersion >= 130000 ? " WITH (publish_via_partition_root = true)" : "";
-    await db.query(`CREATE PUBLICATION ${quoteIdent(names.publication)} FOR TABLE ${list}${viaRoot}`);
+    const create = `CREATE PUBLICATION ${quoteIdent(names.publication)} FOR TABLE ${list}${viaRoot}`;
+    await db.query(create).catch((error: unknown) => {
+      if ((error as { code?: unknown }).code !== "42501") throw error;
+      throw new SluiceError(
+        `cannot create publication "${names.publication}": ${(error as Error).message}. Creating a publication takes CREATE on the database and ownership of every table in it; ` +
+          `have the tables' owner or an administrator run ${create} (and optionally ALTER PUBLICATION ${quoteIdent(names.publication)} OWNER TO the capture role), or set publication: to an existing one`,
+        { code: "PG_PRIVILEGE_MISSING", retriable: false, cause: error, context: { ...context, publication: names.publication, grant: "CREATE on the database, ownership of the tables" } },
+      );
+    });
     logger.info({ publication: names.publication, tables: tables.map((t) => `${t.schema}.${t.table}`) }, "publication created");
     return;
   }

@@ -15,6 +15,7 @@ import { CapturedTables } from "./captured-tables.ts";
 import { listTables, loadTypeCatalog, publicationInfo, publishedTables, serverInfo, slotInfo, slotLag } from "./catalog.ts";
 import type { PublishedTable, ServerInfo, SlotLag, TableRef } from "./catalog.ts";
 import { clientConfig, quoteIdent } from "./connection-settings.ts";
+import { checkPrivileges } from "./privileges.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { formatLsn } from "./lsn.ts";
 import { toSluiceError } from "./pg-errors.ts";
@@ -213,6 +214,7 @@ export class PostgresSource implements Source {
     await ensurePublication(catalog, config, names, tables, server.version, logger, context);
     const publication = await publicationInfo(catalog, names.publication);
     const published = new Map((await publishedTables(catalog, names.publication, server.version)).map((t) => [`${t.schema}.${t.table}`, t]));
+    await checkPrivileges(catalog, publication?.allTables ? tables : tables.filter((t) => published.has(`${t.schema}.${t.table}`)), context);
     this.captured = new CapturedTables({
       sourceName: config.name,
       database: server.database,
