@@ -267,11 +267,14 @@ const kafkaTopics = z.strictObject({
     .describe("SASL authentication"),
   tls: z
     .strictObject({
-      enabled: z.boolean().default(true).describe("Use TLS"),
-      ca_file: z.string().optional().describe("PEM file with the CA certificate(s) to trust"),
+      enabled: z.boolean().default(true).describe("Use TLS (the brokers' certificate and host name are always checked)"),
+      ca_file: z.string().optional().describe("PEM file with the CA certificate(s) to trust (default: Node's bundled public CAs)"),
+      cert_file: z.string().optional().describe("PEM file with a client certificate, for brokers with ssl.client.auth=required (requires key_file)"),
+      key_file: z.string().optional().describe("PEM file with the client certificate's private key (requires cert_file)"),
     })
+    .refine((t) => (t.cert_file === undefined) === (t.key_file === undefined), { error: "cert_file and key_file go together: set both or neither" })
     .optional()
-    .describe("TLS to the brokers"),
+    .describe("TLS to the brokers (SASL_SSL with sasl, SSL without)"),
 });
 
 const topics = z
@@ -356,6 +359,16 @@ const sinkCommon = {
     .describe("Backoff for transient errors (exponential, with jitter)"),
 };
 
+const sinkTls = z
+  .strictObject({
+    ca_file: z.string().optional().describe("PEM file with the CA certificate(s) to trust (default: Node's bundled public CAs)"),
+    cert_file: z.string().optional().describe("PEM file with a client certificate, for servers that ask for one (requires key_file)"),
+    key_file: z.string().optional().describe("PEM file with the client certificate's private key (requires cert_file)"),
+  })
+  .refine((t) => (t.cert_file === undefined) === (t.key_file === undefined), { error: "cert_file and key_file go together: set both or neither" })
+  .optional()
+  .describe("Certificates for https:// URLs (the server's certificate and host name are always checked)");
+
 const duckdbQuery = z
   .strictObject({
     max_rows: z.number().int().min(1).max(10_000_000).default(10_000).describe("Most rows one query answers; the rest is cut off and the answer says so"),
@@ -375,20 +388,22 @@ const duckdbSink = z.strictObject({
 const clickhouseSink = z.strictObject({
   kind: z.literal("clickhouse"),
   ...sinkCommon,
-  url: httpUrl("ClickHouse HTTP endpoint"),
+  url: httpUrl("ClickHouse HTTP endpoint (https:// for its https_port)"),
   database: z.string().min(1).default("default").describe("Database for the tables"),
   user: z.string().min(1).default("default").describe("User name"),
   password: z.string().optional().describe("Password (or password_file)"),
+  tls: sinkTls,
   native_deletes: z.boolean().default(false).describe("Use ReplacingMergeTree(_version, is_deleted) (ClickHouse 23.2+) instead of the _deleted flag"),
 });
 
 const elasticsearchSink = z.strictObject({
   kind: z.literal("elasticsearch"),
   ...sinkCommon,
-  nodes: z.array(httpUrl("Elasticsearch node URL")).min(1).describe("Elasticsearch node URLs"),
+  nodes: z.array(httpUrl("Elasticsearch node URL")).min(1).describe("Elasticsearch node URLs (https:// when its HTTP TLS is on)"),
   username: z.string().optional().describe("Basic-auth user"),
   password: z.string().optional().describe("Basic-auth password (or password_file)"),
-  api_key: z.string().optional().describe("API key (or api_key_file)"),
+  api_key: z.string().optional().describe("API key, as Elasticsearch's create-API-key answer gives it in `encoded` (base64 of id:key) (or api_key_file); used instead of username/password"),
+  tls: sinkTls,
   bulk_bytes: size("Largest bulk request body", { min: 2 ** 10, max: 2 ** 30 }).default(5 * 2 ** 20),
   refresh_interval: esTimeValue(
     'Elasticsearch `index.refresh_interval` of the indexes Sluice manages ("200ms", "1s", or -1: no scheduled refresh), passed as written: set when Sluice creates an index (rebuild generations too) and on an existing one when the sink first touches its table after starting; absent leaves the setting alone (Elasticsearch default 1s). Shorter is fresher and costs Elasticsearch more refresh and merge work',

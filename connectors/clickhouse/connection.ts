@@ -9,11 +9,15 @@
  * client cannot parse 18.16's exception text ("Code: 27, e.displayText() = …"), so the error code
  * is read from the message here.
  */
+import { Agent as HttpsAgent } from "node:https";
 import { Readable } from "node:stream";
 import { ClickHouseLogLevel, createClient } from "@clickhouse/client";
 import type { ClickHouseClient } from "@clickhouse/client";
 import { retry } from "../../daemon/backoff.ts";
 import type { Logger } from "../../daemon/logger.ts";
+import { describeTlsFailure } from "../common/tls-errors.ts";
+import { readTlsFiles } from "../common/tls-files.ts";
+import { describeTlsMessage } from "../common/tls-message.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import { errorMessage } from "../sinks/errors.ts";
 import type { ClickHouseSinkConfig } from "./config.ts";
@@ -22,6 +26,8 @@ import type { ClickHouseSinkConfig } from "./config.ts";
 const TRANSIENT_CODES = new Set([159, 164, 202, 203, 209, 210, 241, 242, 252, 285, 319, 425, 473, 999]);
 /** Server error codes about the data sent: another set of rows may succeed. */
 const DATA_CODES = new Set([6, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 376, 407, 691]);
+/** Unknown user, wrong password, password required, authentication failed (newer servers): the login is refused. */
+const AUTH_CODES = new Set([192, 193, 194, 516]);
 const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ENOTFOUND", "UND_ERR_SOCKET"]);
 
 export class ClickHouseDataError extends SluiceError {
@@ -44,15 +50,21 @@ export class ClickHouseConnection {
   readonly #sink: string;
   readonly #logger: Logger;
   readonly #retry: { initial: number; max: number };
+  /** scheme://host:port of the server, for messages. */
+  readonly #url: string;
 
   constructor(config: ClickHouseSinkConfig, logger: Logger) {
     this.#sink = config.name;
     this.#logger = logger;
     this.#retry = config.retry;
+    this.#url = new URL(config.url).origin;
+    const tls = config.tls ? readTlsFiles(config.tls, { label: `sink "${config.name}"`, section: "tls", context: { component: "sink", sink: config.name } }) : undefined;
     this.#client = createClient({
       url: config.url,
       username: config.user,
       password: config.password ?? "",
+      // An agent of our own, so a CA file, a client certificate, or both work (the client's `tls` option wants the CA always).
+      ...(tls ? { http_agent: new HttpsAgent({ ...tls, rejectUnauthorized: true, keepAlive: true }), set_basic_auth_header: true } : {}),
       request_timeout: 120_000,
       compression: { request: false, response: false },
       log: { level: ClickHouseLogLevel.OFF },
@@ -115,6 +127,21 @@ export class ClickHouseConnection {
     const context = { component: "sink", sink: this.#sink };
     const statement = sql.length > 200 ? `${sql.slice(0, 200)}…` : sql;
     const code = serverErrorCode(error);
+    if (code !== null && AUTH_CODES.has(code)) {
+      return new SluiceError(`ClickHouse ${this.#url} refused the sink's login (error ${code}): ${errorMessage(error).trim()}; check the sink's user and password`, {
+        code: "SINK_AUTH_FAILED",
+        context: { ...context, url: this.#url },
+        cause: error,
+      });
+    }
+    const tlsFailure = code === null ? (describeTlsFailure(error) ?? describeTlsMessage(errorMessage(error))) : undefined;
+    if (tlsFailure !== undefined) {
+      return new SluiceError(`ClickHouse ${this.#url}: ${tlsFailure}; check the sink's tls.ca_file (the CA that signed ClickHouse's certificate), cert_file/key_file, and that the URL's host is in the certificate`, {
+        code: "SINK_TLS_FAILED",
+        context: { ...context, url: this.#url },
+        cause: error,
+      });
+    }
     if (code !== null) {
       const message = `ClickHouse error ${code}: ${errorMessage(error).trim()} (${statement})`;
       if (TRANSIENT_CODES.has(code)) return new ConnectionError(message, { code: "SINK_UNAVAILABLE", context, cause: error });

@@ -1,9 +1,10 @@
 /**
- * Reads the PEM files a source's `tls` section names. A missing or unreadable file is a
+ * Reads the PEM files a `tls` section names (a source's, a sink's, the Kafka topic log's). A missing or unreadable file is a
  * configuration error naming the option and the path, never a connection failure to retry.
  */
 import { readFileSync } from "node:fs";
 import { ConfigError } from "../errors.ts";
+import type { ErrorContext } from "../errors.ts";
 
 export interface TlsFileOptions {
   readonly ca_file?: string | undefined;
@@ -17,17 +18,27 @@ export interface TlsFiles {
   key?: string;
 }
 
-export function readTlsFiles(tls: TlsFileOptions, source: string): TlsFiles {
+/** Who the files belong to, for the error: e.g. `sink "es"` with the option path `sinks[].tls`. */
+export interface TlsFilesOwner {
+  readonly label: string;
+  /** Where the options sit in the config, e.g. "tls" or "topics.tls". */
+  readonly section: string;
+  readonly context: ErrorContext;
+}
+
+/** `owner`: a source's name, or who else the files belong to. */
+export function readTlsFiles(tls: TlsFileOptions, owner: string | TlsFilesOwner): TlsFiles {
+  const { label, section, context } = typeof owner === "string" ? { label: `source "${owner}"`, section: "tls", context: { source: owner } } : owner;
   const files: TlsFiles = {};
   const read = (option: keyof TlsFileOptions, path: string | undefined): string | undefined => {
     if (path === undefined) return undefined;
     try {
       return readFileSync(path, "utf8");
     } catch (error) {
-      throw new ConfigError(`source "${source}": cannot read tls.${option} ${path}: ${(error as Error).message}`, {
+      throw new ConfigError(`${label}: cannot read ${section}.${option} ${path}: ${(error as Error).message}`, {
         code: "TLS_FILE_UNREADABLE",
         cause: error,
-        context: { source, option: `tls.${option}`, path },
+        context: { ...context, option: `${section}.${option}`, path },
       });
     }
   };

@@ -8,6 +8,7 @@
 import type { Client } from "@elastic/elasticsearch";
 import { backoffDelay, retry, sleep } from "../../daemon/backoff.ts";
 import type { Logger } from "../../daemon/logger.ts";
+import { describeTlsMessage } from "../common/tls-message.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import { errorMessage } from "../sinks/errors.ts";
 
@@ -159,8 +160,30 @@ export function requestError(error: unknown, sink: string, what: string): Error 
   const name = (error as { name?: string } | null)?.name ?? "";
   const status = (error as { meta?: { statusCode?: number } } | null)?.meta?.statusCode;
   if (name === "RequestAbortedError") return error as Error;
+  const node = nodeOf(error);
+  const tlsFailure = name === "ConnectionError" ? describeTlsMessage(errorMessage(error)) : undefined;
+  if (tlsFailure !== undefined) {
+    return new SluiceError(`Elasticsearch ${node}: ${tlsFailure} during ${what}; check the sink's tls.ca_file (the CA that signed Elasticsearch's HTTP certificate) and that the node URL's host is in that certificate`, {
+      code: "SINK_TLS_FAILED",
+      context: { ...context, node },
+      cause: error,
+    });
+  }
+  if (status === 401) {
+    return new SluiceError(`Elasticsearch ${node} refused the sink's credentials (401) during ${what}: ${errorMessage(error)}; check username/password or api_key`, {
+      code: "SINK_AUTH_FAILED",
+      context: { ...context, node },
+      cause: error,
+    });
+  }
   if (name === "ConnectionError" || name === "TimeoutError" || name === "NoLivingConnectionsError" || status === 429 || (status !== undefined && status >= 500)) {
     return new ConnectionError(`Elasticsearch ${what} failed: ${errorMessage(error)}`, { code: "SINK_UNAVAILABLE", context, cause: error });
   }
   return new SluiceError(`Elasticsearch ${what} failed: ${errorMessage(error)}`, { code: "SINK_REQUEST_FAILED", context, cause: error });
+}
+
+/** The node a client error came from, for messages (the transport keeps it in meta.meta.connection). */
+function nodeOf(error: unknown): string {
+  const url = (error as { meta?: { meta?: { connection?: { url?: URL } } } } | null)?.meta?.meta?.connection?.url;
+  return url ? url.origin : "(node unknown)";
 }

@@ -17,6 +17,7 @@ import { Client } from "@elastic/elasticsearch";
 import type { Logger } from "../../daemon/logger.ts";
 import type { SinkChange, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
+import { readTlsFiles } from "../common/tls-files.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import { collapseChanges, hasUnchanged } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
@@ -86,9 +87,11 @@ export class ElasticsearchSink implements VersionedSink {
       : this.#config.username
         ? { username: this.#config.username, password: this.#config.password ?? "" }
         : undefined;
+    const tls = this.#config.tls ? readTlsFiles(this.#config.tls, { label: `sink "${this.name}"`, section: "tls", context: { component: "sink", sink: this.name } }) : undefined;
     const client = new Client({
       nodes: [...this.#config.nodes],
       ...(auth ? { auth } : {}),
+      ...(tls ? { tls: { ...tls, rejectUnauthorized: true } } : {}),
       Serializer: ExactSerializer,
       maxRetries: 0,
       requestTimeout: 60_000,

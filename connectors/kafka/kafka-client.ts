@@ -1,10 +1,11 @@
 /** The kafkajs client for a deployment's `topics: {kind: kafka}` config, logging through pino. */
-import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import type { ConnectionOptions } from "node:tls";
 import { Kafka, logLevel } from "kafkajs";
 import type { KafkaConfig, LogEntry, SASLOptions } from "kafkajs";
 import type { TopicsConfig } from "../../config/schema.ts";
 import type { Logger } from "../../daemon/logger.ts";
+import { readTlsFiles } from "../common/tls-files.ts";
 import { registerCompressionCodecs } from "./compression.ts";
 
 export type KafkaTopicsConfig = Extract<TopicsConfig, { kind: "kafka" }>;
@@ -54,7 +55,13 @@ export function createKafkaClient(config: KafkaTopicsConfig, logger: Logger): Ka
       else kafkaLogger.trace({ namespace: entry.namespace, ...fields }, message);
     },
   };
-  if (config.tls?.enabled) settings.ssl = config.tls.ca_file ? { ca: [readFileSync(config.tls.ca_file, "utf8")] } : true;
+  if (config.tls?.enabled) settings.ssl = kafkaTlsOptions(config.tls);
   if (config.sasl) settings.sasl = { mechanism: config.sasl.mechanism, username: config.sasl.username, password: config.sasl.password ?? "" } as SASLOptions;
   return new Kafka(settings);
+}
+
+/** Node TLS options for the brokers: the CA to trust and the client certificate, read from their PEM files. */
+function kafkaTlsOptions(tls: NonNullable<KafkaTopicsConfig["tls"]>): ConnectionOptions {
+  const files = readTlsFiles(tls, { label: "Kafka topic log", section: "topics.tls", context: { component: "kafka" } });
+  return { rejectUnauthorized: true, ...(files.ca ? { ca: [files.ca] } : {}), ...(files.cert ? { cert: files.cert } : {}), ...(files.key ? { key: files.key } : {}) };
 }

@@ -1,4 +1,5 @@
 /** kafkajs failures as Sluice errors: retriable connection trouble versus permanent refusals. */
+import { describeTlsFailure } from "../common/tls-errors.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 
 interface KafkaJsFailure {
@@ -59,6 +60,7 @@ export function isRetriableKafkaError(error: unknown): boolean {
   const root = rootCause(error);
   if (isConsumerWithoutGroup(root)) return true;
   if (root.name === "KafkaJSSASLAuthenticationError") return false;
+  if (describeTlsFailure(root) !== undefined) return false;
   if (root.type && FENCED.has(root.type)) return false;
   if (root.name && CONNECTION_FAILURES.has(root.name)) return true;
   if (isKafkaJsMetadataRace(error)) return true;
@@ -72,7 +74,11 @@ export function kafkaError(error: unknown, operation: string, brokers: readonly 
   const detail = root.message && root.message !== message ? `${message} (${root.message})` : message;
   const context = { component: "kafka", operation, brokers: brokers.join(",") };
   if (root.name === "KafkaJSSASLAuthenticationError") {
-    return new SluiceError(`Kafka ${brokers.join(",")} refused the credentials during ${operation}: ${detail}`, { code: "KAFKA_AUTH_FAILED", context, cause: error });
+    return new SluiceError(`Kafka ${brokers.join(",")} refused the credentials during ${operation}: ${detail}; check topics.sasl (mechanism, username, password)`, { code: "KAFKA_AUTH_FAILED", context, cause: error });
+  }
+  const tlsFailure = describeTlsFailure(root);
+  if (tlsFailure !== undefined) {
+    return new SluiceError(`Kafka ${brokers.join(",")}: ${tlsFailure} during ${operation}; check topics.tls (ca_file for the brokers' CA, cert_file/key_file when they require a client certificate)`, { code: "KAFKA_TLS_FAILED", context, cause: error });
   }
   if (root.type && FENCED.has(root.type)) {
     return new SluiceError(`Kafka fenced this producer during ${operation} (${root.type}): another Sluice process uses the same transactional id; stop one of them`, { code: "KAFKA_PRODUCER_FENCED", context, cause: error });

@@ -1,0 +1,116 @@
+/**
+ * The Kafka topic log over SASL_SSL (SCRAM-SHA-512, client certificate required) against a private
+ * broker from test/services/tls-sinks.ts: records go through, and a wrong CA, a wrong password or
+ * a missing client certificate fail at once with a permanent error naming Kafka and the broker.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { retry } from "../../daemon/backoff.ts";
+import { createLogger } from "../../daemon/logger.ts";
+import { makeCa } from "../../test/services/tls.ts";
+import { startTlsKafka } from "../../test/services/tls-sinks.ts";
+import type { SecureServer } from "../../test/services/tls-sinks.ts";
+import { SluiceError } from "../errors.ts";
+import { readToEnd } from "../topics/contract-suite.ts";
+import type { KafkaTopicsConfig } from "./kafka-client.ts";
+import { KafkaTopicLog } from "./kafka-log.ts";
+import { testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
+
+const logger = createLogger("silent");
+
+describe("Kafka topic log over SASL_SSL (SCRAM-SHA-512, client certificate)", { timeout: 300_000 }, () => {
+  let kafka: SecureServer;
+  let client: { certFile: string; keyFile: string };
+  let otherCaDir: string;
+  let otherCaFile: string;
+
+  before(async () => {
+    kafka = await startTlsKafka();
+    client = await kafka.ca.clientCert("sluice-client");
+    otherCaDir = mkdtempSync("/var/tmp/sluice-other-ca-");
+    otherCaFile = (await makeCa(otherCaDir, "other")).caFile;
+  });
+  after(async () => {
+    await kafka?.stop();
+    if (otherCaDir) rmSync(otherCaDir, { recursive: true, force: true });
+  });
+
+  function config(overrides: { caFile?: string; password?: string; clientCert?: boolean } = {}): KafkaTopicsConfig {
+    return testKafkaConfig({
+      brokers: [`${kafka.host}:${kafka.port}`],
+      sasl: { mechanism: "scram-sha-512", username: kafka.user, password: overrides.password ?? kafka.password },
+      tls: {
+        enabled: true,
+        ca_file: overrides.caFile ?? kafka.ca.caFile,
+        ...(overrides.clientCert === false ? {} : { cert_file: client.certFile, key_file: client.keyFile }),
+      },
+    });
+  }
+
+  /** Opens with the default retry policy (forever while retriable); the signal only bounds a wrongly retried failure. */
+  async function openFailure(topics: KafkaTopicsConfig): Promise<SluiceError> {
+    const signal = AbortSignal.timeout(60_000);
+    const error = await KafkaTopicLog.open({ config: topics, deployment: testDeployment("tlsfail"), logger, signal }).then(
+      async (log) => {
+        await log.close();
+        return null;
+      },
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof SluiceError, `expected a SluiceError, got ${String(error)}`);
+    assert.equal(signal.aborted, false, "the failure came at once, not after retrying until the signal");
+    return error;
+  }
+
+  test("produces and reads records through the secure connection (transactions, checkpoints)", async () => {
+    const deployment = testDeployment("tlsok");
+    const log = await KafkaTopicLog.open({ config: config(), deployment, logger });
+    try {
+      const topic = `${deployment}.src.public.t`;
+      await log.createTopic({ name: topic, partitions: 2, retentionMs: null, retentionBytes: null, compacted: false });
+      const records = ["a", "b", "c"].map((k, i) => ({ topic, key: Buffer.from(k), value: Buffer.from(`value-${i}`), timestamp: Date.now() }));
+      await log.produce(records, { source: "src", position: { commit: 30n, change: 31n } });
+      // A fresh broker loads its group coordinator for a moment (retriable, as the sink runner treats it).
+      const consumer = await retry(() => log.consumer(`${deployment}.reader`, [topic]), { initialMs: 200, maxMs: 2_000, maxAttempts: 30 });
+      try {
+        const read = await readToEnd(log, consumer, [topic]);
+        assert.deepEqual(read.map((r) => Buffer.from(r.value!).toString("utf8")).sort(), ["value-0", "value-1", "value-2"]);
+      } finally {
+        await consumer.close();
+      }
+      assert.deepEqual((await log.readCheckpoint("src"))?.position, { commit: 30n, change: 31n });
+    } finally {
+      await log.close();
+    }
+  });
+
+  test("a CA that did not sign the broker's certificate: KAFKA_TLS_FAILED, permanent, naming the broker", async () => {
+    const error = await openFailure(config({ caFile: otherCaFile }));
+    assert.equal(error.code, "KAFKA_TLS_FAILED", error.message);
+    assert.equal(error.retriable, false);
+    assert.match(error.message, new RegExp(`^Kafka ${kafka.host}:${kafka.port}: certificate verify failed`));
+    assert.match(error.message, /topics\.tls/);
+  });
+
+  test("a wrong SCRAM password: KAFKA_AUTH_FAILED, permanent, naming the broker", async () => {
+    const error = await openFailure(config({ password: "not-the-password" }));
+    assert.equal(error.code, "KAFKA_AUTH_FAILED", error.message);
+    assert.equal(error.retriable, false);
+    assert.match(error.message, new RegExp(`^Kafka ${kafka.host}:${kafka.port} refused the credentials`));
+    assert.doesNotMatch(error.message, /not-the-password/);
+  });
+
+  test("no client certificate where the broker requires one: a permanent failure naming the broker", async () => {
+    const error = await openFailure(config({ clientCert: false }));
+    assert.equal(error.retriable, false, `${error.code}: ${error.message}`);
+    assert.match(error.message, new RegExp(`Kafka ${kafka.host}:${kafka.port}`));
+  });
+
+  test("an unreadable ca_file is a configuration error naming the option and the path", async () => {
+    const error = await openFailure(config({ caFile: join(otherCaDir, "missing.crt") }));
+    assert.equal(error.code, "TLS_FILE_UNREADABLE");
+    assert.match(error.message, /topics\.tls\.ca_file .*missing\.crt/);
+  });
+});
