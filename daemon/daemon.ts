@@ -89,8 +89,9 @@ interface RunningSink {
 
 /**
  * The running process: owns the HTTP server, the topic log, the registry, the capture pipelines
- * and the sink runners, and starts and stops them in order. Capture stops first (its in-flight
- * batch is stored and acknowledged), then the sinks drain, then the log closes.
+ * and the sink runners, and starts and stops them in order. Capture (its in-flight batch stored
+ * and acknowledged) and the sinks (their batch applied) stop together, then the log closes; a
+ * stop that does not finish within shutdown.timeout abandons the rest (see stop()).
  */
 export class Daemon {
   readonly http: HttpServer;
@@ -396,10 +397,10 @@ export class Daemon {
   }
 
   /**
-   * Stops capture (storing and acknowledging what is in flight), then the sinks, then the log, then
-   * the HTTP server, within `timeoutMs`. What has not stopped by then (e.g. a produce waiting for an
-   * unreachable Kafka) is abandoned: sink threads are ended and connections dropped. That loses
-   * nothing: a source position is acknowledged only once its records are durable and a sink's
+   * Stops capture (storing and acknowledging what is in flight) and the sinks (each finishing its
+   * batch), then the log, then the HTTP server, within `timeoutMs`. What has not stopped by then
+   * (e.g. a produce waiting for an unreachable Kafka) is abandoned: sink threads are ended and
+   * connections dropped. That loses nothing: a source position is acknowledged only once its records are durable and a sink's
    * offsets are stored only with or after its batch, so the next start reads abandoned work again.
    * Resolves with the components abandoned (none after a complete stop).
    */
@@ -413,8 +414,8 @@ export class Daemon {
     };
     const graceful = (async () => {
       this.captureStop.abort(new Error(`stopping: ${reason}`));
-      await Promise.all(this.captures.map((c) => step(`source ${c.name}`, () => c.done)));
-      await Promise.all(this.sinks.map((s) => step(`sink ${s.name}`, () => s.thread.stop().then(() => s.done))));
+      // Sinks stop at the same time: a capture waiting for an unreachable Kafka must not keep them from finishing their batch.
+      await Promise.all([...this.captures.map((c) => step(`source ${c.name}`, () => c.done)), ...this.sinks.map((s) => step(`sink ${s.name}`, () => s.thread.stop().then(() => s.done)))]);
       const log = this.log;
       if (log) await step("topic log", () => log.close());
       await step("http server", () => this.http.close());

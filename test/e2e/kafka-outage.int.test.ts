@@ -164,7 +164,7 @@ test("Kafka stopped while PostgreSQL keeps writing: the daemon waits, reports no
     daemon.child.kill("SIGTERM");
     const deadline = sleep(SHUTDOWN_TIMEOUT_MS + EXIT_MARGIN_MS).then(() => "still running" as const);
     const exit = await Promise.race([daemon.exited, deadline]);
-    t.diagnostic(`shutdown during the outage took ${Date.now() - signalled} ms (shutdown.timeout ${SHUTDOWN_TIMEOUT_MS} ms)`);
+    t.diagnostic(`shutdown during the outage took ${Date.now() - signalled} ms (shutdown.timeout ${SHUTDOWN_TIMEOUT_MS} ms); abandoned: ${/"abandoned":(\[[^\]]*\])/.exec(daemon.logTail(200))?.[1] ?? "nothing"}`);
     assert.notEqual(exit, "still running", `the daemon did not exit within shutdown.timeout + ${EXIT_MARGIN_MS} ms\n${daemon.logTail()}`);
     assert.deepEqual(exit, { code: 0, signal: null }, `exit after an abandoned drain (nothing is lost)\n${daemon.logTail()}`);
     await kafka.up();
