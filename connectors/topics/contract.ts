@@ -165,14 +165,6 @@ export interface TopicLog {
    */
   maxRecordBytes?(topic: string): number | undefined;
 
-  /**
-   * The identity of each topic's incarnation, for those of `topics` that have one: it changes when
-   * the log is replaced (another embedded log file, another Kafka cluster) or the topic is deleted
-   * and created again under the same name, so offsets stored for one incarnation are never applied
-   * to another. Topics without a recorded identity yet are absent from the map.
-   */
-  topicIds(topics: readonly string[]): Promise<Map<string, string>>;
-
   /** A member of `group` reading `topics` (which must exist). */
   consumer(group: string, topics: readonly string[]): Promise<TopicConsumer>;
   partitionOffsets(topic: string): Promise<PartitionOffsets[]>;
