@@ -53,14 +53,17 @@ export interface KafkaLogOptions {
    * has no producer and refuses every write with TOPIC_LOG_READ_ONLY, so it never fences a daemon.
    */
   readonly access?: KafkaLogAccess;
-  /** Retry policy for connecting and producing; default: forever, 200 ms doubling to 30 s, with jitter. */
+  /**
+   * Retry policy for connecting and producing; default: forever, 200 ms doubling to 5 s, with jitter
+   * (a short ceiling: capture resumes within seconds of Kafka's return, and an attempt costs one connection).
+   */
   readonly retry?: BackoffPolicy & { readonly maxAttempts?: number };
   readonly signal?: AbortSignal;
 }
 
 export type KafkaLogAccess = "capture" | "command" | "read-only";
 
-const DEFAULT_RETRY: BackoffPolicy & { readonly maxAttempts?: number } = { initialMs: 200, maxMs: 30_000 };
+const DEFAULT_RETRY: BackoffPolicy & { readonly maxAttempts?: number } = { initialMs: 200, maxMs: 5_000 };
 
 export class KafkaTopicLog implements TopicLog {
   readonly kind = "kafka";

@@ -14,6 +14,7 @@ import { BinlogStream } from "./binlog-stream.ts";
 import { binaryLogs, collationRows, currentPosition, databaseCharset, listTables, readDefinitions } from "./catalog.ts";
 import type { BinlogCoordinates, CapturedTableRef, Sql } from "./catalog.ts";
 import { connectionOptions } from "./connection-settings.ts";
+import { checkPrivileges } from "./privileges.ts";
 import { MysqlGtidSet } from "./gtid.ts";
 import { toSluiceError } from "./mysql-errors.ts";
 import { binlogAt, binlogFileIndex, formatAt, throughPosition } from "./positions.ts";
@@ -185,6 +186,7 @@ export class MysqlSource implements Source {
     const sql = sqlOf(this.catalog);
     const settings = await readServerSettings(sql);
     checkServerSettings(settings, context);
+    await checkPrivileges(sql, config.tables, settings.flavor, context);
     this.settings = settings;
     if (settings.binlogRowMetadata !== "FULL") {
       logger.info({ binlog_row_metadata: settings.binlogRowMetadata || "unsupported" }, "the binlog does not name columns: table definitions come from Sluice's schema history");

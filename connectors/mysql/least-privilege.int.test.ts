@@ -1,0 +1,116 @@
+/**
+ * Capture with the least privileges docs/mysql.md lists: a user with only REPLICATION SLAVE and
+ * REPLICATION CLIENT on *.* and SELECT on the captured database (no RELOAD, no LOCK TABLES: MariaDB's
+ * consistent snapshot needs no lock). Each missing grant is a permanent MYSQL_PRIVILEGE_MISSING that
+ * names the grant, the object and the GRANT statement.
+ */
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import type { Connection } from "mysql2/promise";
+import type { MysqlSourceConfig } from "../../config/schema.ts";
+import { SluiceError } from "../errors.ts";
+import { adminConnection, dropDatabase, newSource, randomName, readUntil, snapshotFinished, sourceConfig } from "./int-test-support.ts";
+
+const database = randomName("lp");
+const user = randomName("capture");
+const password = "least-privilege-secret";
+let admin: Connection;
+
+function userConfig(overrides: Partial<MysqlSourceConfig> = {}): MysqlSourceConfig {
+  return sourceConfig({ tables: [`${database}.*`], user, password, ...overrides });
+}
+
+before(async () => {
+  admin = await adminConnection(database);
+  await admin.query("CREATE TABLE accounts (id INT PRIMARY KEY, owner VARCHAR(100) NOT NULL)");
+  await admin.query("CREATE TABLE orders (id INT PRIMARY KEY, total DECIMAL(10,2) NOT NULL)");
+  await admin.query("INSERT INTO accounts VALUES (1, 'a'), (2, 'b'), (3, 'c')");
+  await admin.query("INSERT INTO orders VALUES (1, 10.50), (2, 20.00)");
+  // Exactly the grants of docs/mysql.md.
+  await admin.query(`CREATE USER '${user}'@'%' IDENTIFIED BY '${password}'`);
+  await admin.query(`GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '${user}'@'%'`);
+  await admin.query(`GRANT SELECT ON \`${database}\`.* TO '${user}'@'%'`);
+});
+
+after(async () => {
+  await admin.query(`DROP USER IF EXISTS '${user}'@'%'`);
+  await dropDatabase(admin, database);
+  await admin.end();
+});
+
+async function connectError(config: MysqlSourceConfig): Promise<SluiceError> {
+  const source = newSource(config);
+  try {
+    await source.connect(null, AbortSignal.timeout(30_000));
+  } catch (error) {
+    assert.ok(error instanceof SluiceError, `a SluiceError, got ${String(error)}`);
+    return error;
+  } finally {
+    await source.close();
+  }
+  assert.fail("connect succeeded");
+}
+
+async function withRevoked(grant: string, on: string, body: () => Promise<void>): Promise<void> {
+  await admin.query(`REVOKE ${grant} ON ${on} FROM '${user}'@'%'`);
+  try {
+    await body();
+  } finally {
+    await admin.query(`GRANT ${grant} ON ${on} TO '${user}'@'%'`);
+  }
+}
+
+test("captures (snapshot and binlog) with only REPLICATION SLAVE, REPLICATION CLIENT and SELECT on the database", async () => {
+  const source = newSource(userConfig());
+  try {
+    await source.connect(null, AbortSignal.timeout(30_000));
+    const snapshot = await readUntil(source, snapshotFinished);
+    assert.equal(snapshot.events.filter((e) => e.op === "r").length, 5);
+    await admin.query("INSERT INTO accounts VALUES (100, 'streamed')");
+    await admin.query("UPDATE orders SET total = 99 WHERE id = 1");
+    const streamed = await readUntil(source, (c) => c.events.some((e) => e.after?.["id"] === 100) && c.events.some((e) => e.op === "u"));
+    assert.equal(streamed.events.find((e) => e.after?.["id"] === 100)?.after?.["owner"], "streamed");
+  } finally {
+    await source.close();
+  }
+});
+
+test("without SELECT on the captured database: MYSQL_PRIVILEGE_MISSING naming the database and the GRANT", async () => {
+  await withRevoked("SELECT", `\`${database}\`.*`, async () => {
+    const error = await connectError(userConfig());
+    assert.equal(error.code, "MYSQL_PRIVILEGE_MISSING");
+    assert.equal(error.retriable, false);
+    assert.ok(error.message.includes(`GRANT SELECT ON \`${database}\`.* TO`), error.message);
+  });
+});
+
+test("without SELECT on a table named in tables: MYSQL_PRIVILEGE_MISSING naming the table", async () => {
+  await admin.query(`REVOKE SELECT ON \`${database}\`.* FROM '${user}'@'%'`);
+  await admin.query(`GRANT SELECT ON \`${database}\`.accounts TO '${user}'@'%'`);
+  try {
+    const error = await connectError(userConfig({ tables: [`${database}.accounts`, `${database}.orders`] }));
+    assert.equal(error.code, "MYSQL_PRIVILEGE_MISSING");
+    assert.ok(error.message.includes(`GRANT SELECT ON \`${database}\`.\`orders\` TO`), error.message);
+  } finally {
+    await admin.query(`REVOKE SELECT ON \`${database}\`.accounts FROM '${user}'@'%'`);
+    await admin.query(`GRANT SELECT ON \`${database}\`.* TO '${user}'@'%'`);
+  }
+});
+
+test("without REPLICATION CLIENT: MYSQL_PRIVILEGE_MISSING naming it", async () => {
+  await withRevoked("REPLICATION CLIENT", "*.*", async () => {
+    const error = await connectError(userConfig());
+    assert.equal(error.code, "MYSQL_PRIVILEGE_MISSING");
+    assert.equal(error.retriable, false);
+    assert.ok(error.message.includes("GRANT REPLICATION CLIENT ON *.* TO"), error.message);
+  });
+});
+
+test("without REPLICATION SLAVE: MYSQL_PRIVILEGE_MISSING naming it, before any snapshot", async () => {
+  await withRevoked("REPLICATION SLAVE", "*.*", async () => {
+    const error = await connectError(userConfig());
+    assert.equal(error.code, "MYSQL_PRIVILEGE_MISSING");
+    assert.equal(error.retriable, false);
+    assert.ok(error.message.includes("GRANT REPLICATION SLAVE ON *.* TO"), error.message);
+  });
+});
