@@ -209,7 +209,8 @@ export class EmbeddedTopicLog implements TopicLog {
     this.write("create topic", () => {
       const { lastInsertRowid } = this.statements.insertTopic.run(spec.name, spec.partitions, spec.retentionMs, spec.retentionBytes, spec.compacted ? 1 : 0, this.clock());
       for (let p = 0; p < spec.partitions; p++) this.statements.insertPartition.run(lastInsertRowid, p);
-      this.db.prepare("INSERT INTO log_meta (key, value) VALUES ('topic:' || ?, ?) ON CONFLICT DO UPDATE SET value = excluded.value").run(lastInsertRowid, randomUUID());
+      // The key is built here: node:sqlite binds a JS number as REAL, and 'topic:' || 2.0 is 'topic:2.0'.
+      this.db.prepare("INSERT INTO log_meta (key, value) VALUES (?, ?) ON CONFLICT DO UPDATE SET value = excluded.value").run(`topic:${lastInsertRowid}`, randomUUID());
     });
     this.logger.info({ topic: spec.name, partitions: spec.partitions, compacted: spec.compacted }, "topic created");
   }

@@ -140,3 +140,19 @@ test("disk full: produce rejects with TOPIC_LOG_DISK_FULL, nothing of the call i
     rmSync(mount, { recursive: true, force: true });
   }
 });
+
+test("a topic deleted and created again gets another identity, even with the same row id in the same millisecond; the file's id is in every topic's", async () => {
+  const log = EmbeddedTopicLog.open({ path: join(dir, "identity.db"), logger, maintenanceIntervalMs: 0, clock: () => 1_000 });
+  const spec = { name: "t.identity", partitions: 1, retentionMs: null, retentionBytes: null, compacted: false };
+  await log.createTopic(spec);
+  const first = (await log.topicIds([spec.name])).get(spec.name);
+  await log.deleteTopic(spec.name);
+  await log.createTopic(spec);
+  const second = (await log.topicIds([spec.name])).get(spec.name);
+  assert.ok(first?.startsWith(`${log.logId}/`) && second?.startsWith(`${log.logId}/`), `${first} and ${second} carry the file's id ${log.logId}`);
+  assert.notEqual(second, first);
+  await log.close();
+  const reopened = EmbeddedTopicLog.open({ path: join(dir, "identity.db"), logger, maintenanceIntervalMs: 0 });
+  assert.equal((await reopened.topicIds([spec.name])).get(spec.name), second, "stable across opens");
+  await reopened.close();
+});
