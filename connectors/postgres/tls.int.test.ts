@@ -8,12 +8,17 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import pg from "pg";
 import { makeCa, startTlsPostgres } from "../../test/services/tls.ts";
 import type { TestCa, TlsServer } from "../../test/services/tls.ts";
 import type { PostgresSourceConfig } from "../../config/schema.ts";
 import { SluiceError } from "../errors.ts";
-import { byId, newSource, readUntil, snapshotFinished, sourceConfig } from "./int-test-support.ts";
+import { CapturePipeline } from "../../daemon/capture.ts";
+import type { ChangeEncoder } from "../../daemon/capture.ts";
+import { EmbeddedTopicLog } from "../embedded/embedded-log.ts";
+import { byId, newSource, readUntil, snapshotFinished, sourceConfig, testLogger } from "./int-test-support.ts";
 
 let server: TlsServer;
 let admin: pg.Client;
@@ -124,6 +129,36 @@ test("verify-full checks the host name: \"localhost\" is not in the certificate 
     await source.connect(null, AbortSignal.timeout(30_000));
   } finally {
     await source.close();
+  }
+});
+
+test("capture (the daemon's pipeline) gives up at the first TLS or login failure instead of retrying it as an outage", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-tls-log-"));
+  const log = EmbeddedTopicLog.open({ path: join(dir, "log.db"), logger: testLogger() });
+  try {
+    await log.createTopic({ name: "t.parked", partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+    for (const [overrides, code] of [
+      [{ tls: { mode: "verify-full", ca_file: otherCa.caFile } }, "PG_TLS_FAILED"],
+      [{ password: "wrong" }, "PG_AUTH_FAILED"],
+    ] as const) {
+      const source = newSource(tlsConfig(overrides));
+      let connects = 0;
+      const connect = source.connect.bind(source);
+      source.connect = (from, signal) => {
+        connects++;
+        return connect(from, signal);
+      };
+      const encoder: ChangeEncoder = { encode: () => Promise.reject(new Error("nothing is captured")) };
+      const pipeline = new CapturePipeline({ source, log, encoder, logger: testLogger(), parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
+      const stop = new AbortController();
+      const timer = setTimeout(() => stop.abort(), 10_000);
+      await assert.rejects(pipeline.run(stop.signal), (error: unknown) => error instanceof SluiceError && error.code === code);
+      clearTimeout(timer);
+      assert.equal(connects, 1, `${code}: one attempt, no retries`);
+    }
+  } finally {
+    await log.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
