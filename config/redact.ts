@@ -9,8 +9,11 @@ import { SECRET_KEYS } from "./schema.ts";
 
 export const REDACTED = "[redacted]";
 
-/** Shorter values are too likely to occur by chance in a log line to be replaced. */
-const MIN_REDACTED_LENGTH = 4;
+/**
+ * Shorter values are too likely to be ordinary words of a log line (a password "sluice" would
+ * blank out every "sluice"); they are weak anyway. Tokens of the HTTP API are at least 16.
+ */
+export const MIN_REDACTED_LENGTH = 8;
 
 const secrets = new Set<string>();
 let pattern: RegExp | null = null;
