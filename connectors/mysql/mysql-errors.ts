@@ -85,5 +85,6 @@ export function toSluiceError(error: unknown, what: string, context: ErrorContex
   }
   if (isRetriableMysqlError(error)) return new ConnectionError(`${what}: ${detail}`, { cause: error, context: fullContext });
   const sluiceCode = (typeof code === "string" ? PERMANENT_CODES[code] : undefined) ?? "MYSQL_ERROR";
-  return new SluiceError(`${what}: ${detail}`, { code: sluiceCode, retriable: false, cause: error, context: fullContext });
+  const hint = sluiceCode === "MYSQL_PRIVILEGE_MISSING" ? ` (${serverText(context)}; docs/mysql.md lists the grants Sluice's user needs)` : "";
+  return new SluiceError(`${what}: ${detail}${hint}`, { code: sluiceCode, retriable: false, cause: error, context: fullContext });
 }

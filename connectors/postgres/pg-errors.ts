@@ -66,5 +66,6 @@ export function toSluiceError(error: unknown, what: string, context: ErrorContex
     return new ConnectionError(`${what}: ${detail}`, { cause: error, context: fullContext, code: state === "55006" ? "PG_OBJECT_IN_USE" : "CONNECTION_FAILED" });
   }
   const code = (state !== undefined ? PERMANENT_SQLSTATES[state] : undefined) ?? "PG_ERROR";
-  return new SluiceError(`${what}: ${detail}`, { code, retriable: false, cause: error, context: fullContext });
+  const hint = code === "PG_PRIVILEGE_MISSING" ? ` (${serverText(context)}; docs/postgres.md lists the grants Sluice's role needs)` : "";
+  return new SluiceError(`${what}: ${detail}${hint}`, { code, retriable: false, cause: error, context: fullContext });
 }
