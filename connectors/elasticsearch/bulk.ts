@@ -162,13 +162,7 @@ export function requestError(error: unknown, sink: string, what: string): Error 
   if (name === "RequestAbortedError") return error as Error;
   const node = nodeOf(error);
   const tlsFailure = name === "ConnectionError" ? describeTlsMessage(errorMessage(error)) : undefined;
-  if (tlsFailure !== undefined) {
-    return new SluiceError(`Elasticsearch ${node}: ${tlsFailure} during ${what}; check the sink's tls.ca_file (the CA that signed Elasticsearch's HTTP certificate) and that the node URL's host is in that certificate`, {
-      code: "SINK_TLS_FAILED",
-      context: { ...context, node },
-      cause: error,
-    });
-  }
+  if (tlsFailure !== undefined) return tlsError(node, tlsFailure, sink, what, error);
   if (status === 401) {
     return new SluiceError(`Elasticsearch ${node} refused the sink's credentials (401) during ${what}: ${errorMessage(error)}; check username/password or api_key`, {
       code: "SINK_AUTH_FAILED",
@@ -184,6 +178,19 @@ export function requestError(error: unknown, sink: string, what: string): Error 
 
 /** The node a client error came from, for messages (the transport keeps it in meta.meta.connection). */
 function nodeOf(error: unknown): string {
-  const url = (error as { meta?: { meta?: { connection?: { url?: URL } } } } | null)?.meta?.meta?.connection?.url;
-  return url ? url.origin : "(node unknown)";
+  const url = (error as { meta?: { meta?: { connection?: { url?: unknown } } } } | null)?.meta?.meta?.connection?.url;
+  try {
+    // The origin only: a node URL may carry credentials.
+    return url ? new URL(String(url)).origin : "(node unknown)";
+  } catch {
+    return "(node unknown)";
+  }
+}
+
+/** A failed certificate check or TLS handshake with a node: permanent, retrying cannot heal it. */
+export function tlsError(node: string, failure: string, sink: string, what: string, cause: unknown): SluiceError {
+  return new SluiceError(
+    `Elasticsearch ${node}: ${failure} during ${what}; check the sink's tls.ca_file (the CA that signed Elasticsearch's HTTP certificate), tls.cert_file/key_file when Elasticsearch requires a client certificate, and that the node URL's host is in its certificate`,
+    { code: "SINK_TLS_FAILED", context: { component: "sink", sink, node }, cause },
+  );
 }

@@ -18,6 +18,8 @@ import type { Logger } from "../../daemon/logger.ts";
 import type { SinkChange, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
 import { readTlsFiles } from "../common/tls-files.ts";
+import type { TlsFiles } from "../common/tls-files.ts";
+import { probeTls } from "../common/tls-probe.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import { collapseChanges, hasUnchanged } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
@@ -30,7 +32,7 @@ import { keyId } from "../sinks/keys.ts";
 import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
 import { cellOf, positionLabel } from "../sinks/rows.ts";
 import { Serial } from "../sinks/serial.ts";
-import { requestError, runBulk } from "./bulk.ts";
+import { requestError, runBulk, tlsError } from "./bulk.ts";
 import type { BulkOperation } from "./bulk.ts";
 import type { ElasticsearchSinkConfig, ElasticsearchSinkOptions } from "./config.ts";
 import { OFFSETS_INDEX } from "./config.ts";
@@ -104,9 +106,26 @@ export class ElasticsearchSink implements VersionedSink {
       this.#indices = indices;
     } catch (error) {
       await client.close().catch(() => undefined);
-      throw requestError(error, this.name, "connect");
+      const failure = requestError(error, this.name, "connect");
+      throw (await this.#tlsRefusal(failure, tls)) ?? failure;
     }
     this.#logger.info({ nodes: this.#config.nodes }, "Elasticsearch sink open");
+  }
+
+  /**
+   * A connection an https node closed may be a refused client certificate (TLS 1.3 says so after
+   * the handshake, and the client reports only the close): a handshake of its own tells, so that
+   * is a permanent SINK_TLS_FAILED instead of an outage waited out for ever.
+   */
+  async #tlsRefusal(failure: Error, tls: TlsFiles | undefined): Promise<SluiceError | undefined> {
+    if (!(failure instanceof SluiceError) || !failure.retriable) return undefined;
+    for (const node of this.#config.nodes) {
+      const url = new URL(node);
+      if (url.protocol !== "https:") continue;
+      const refused = await probeTls(url, { ...tls, rejectUnauthorized: true });
+      if (refused !== undefined) return tlsError(url.origin, refused, this.name, "connect", failure);
+    }
+    return undefined;
   }
 
   async close(): Promise<void> {
