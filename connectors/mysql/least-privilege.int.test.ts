@@ -97,6 +97,31 @@ test("without SELECT on a table named in tables: MYSQL_PRIVILEGE_MISSING naming 
   }
 });
 
+test("SELECT granted table by table with a database.* pattern: the granted tables suffice, a visible table without SELECT is named", async () => {
+  await admin.query(`REVOKE SELECT ON \`${database}\`.* FROM '${user}'@'%'`);
+  await admin.query(`GRANT SELECT ON \`${database}\`.accounts TO '${user}'@'%'`);
+  await admin.query(`GRANT SELECT ON \`${database}\`.orders TO '${user}'@'%'`);
+  try {
+    const source = newSource(userConfig());
+    try {
+      await source.connect(null, AbortSignal.timeout(30_000));
+      const snapshot = await readUntil(source, snapshotFinished);
+      assert.ok(snapshot.events.filter((e) => e.op === "r").length >= 5);
+    } finally {
+      await source.close();
+    }
+    await admin.query(`REVOKE SELECT ON \`${database}\`.orders FROM '${user}'@'%'`);
+    await admin.query(`GRANT INSERT ON \`${database}\`.orders TO '${user}'@'%'`);
+    const error = await connectError(userConfig());
+    assert.equal(error.code, "MYSQL_PRIVILEGE_MISSING");
+    assert.ok(error.message.includes(`GRANT SELECT ON \`${database}\`.\`orders\` TO`), error.message);
+  } finally {
+    await admin.query(`REVOKE ALL PRIVILEGES ON \`${database}\`.orders FROM '${user}'@'%'`).catch(() => undefined);
+    await admin.query(`REVOKE SELECT ON \`${database}\`.accounts FROM '${user}'@'%'`);
+    await admin.query(`GRANT SELECT ON \`${database}\`.* TO '${user}'@'%'`);
+  }
+});
+
 test("without REPLICATION CLIENT: MYSQL_PRIVILEGE_MISSING naming it", async () => {
   await withRevoked("REPLICATION CLIENT", "*.*", async () => {
     const error = await connectError(userConfig());

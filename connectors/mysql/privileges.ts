@@ -9,6 +9,7 @@
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import type { Row, Sql } from "./catalog.ts";
+import { tableMatcher } from "../common/table-patterns.ts";
 import { quoteIdentifier } from "./connection-settings.ts";
 import type { Flavor } from "./resume-token.ts";
 
@@ -54,13 +55,32 @@ export async function checkPrivileges(sql: Sql, patterns: readonly string[], fla
     const literalTable = !/[*?]/.test(table);
     // Any table name serves to probe the database: privileges are checked before existence.
     const probe = `${quoteIdentifier(database)}.${quoteIdentifier(literalTable ? table : "sluice_select_check")}`;
-    try {
-      await sql.rows(`SELECT 1 FROM ${probe} LIMIT 0`);
-    } catch (error) {
-      if (!ACCESS_DENIED.has(errno(error) ?? 0)) continue; // a table or database that does not exist (yet)
-      const on = literalTable ? probe : `${quoteIdentifier(database)}.*`;
-      throw missing(`lacks SELECT on ${literalTable ? "captured table" : "the captured database"} ${on}`, "SELECT", on, error);
+    const denied = await selectDenied(sql, probe);
+    if (denied === null) continue;
+    if (literalTable) throw missing(`lacks SELECT on captured table ${probe}`, "SELECT", probe, denied);
+    // Grants table by table: the database-wide probe fails, so check each table the user can see.
+    const visible = await sql.rows("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?", [database]);
+    const tables = visible.map(firstValue).filter((name) => tableMatcher([pattern])(database, name));
+    if (tables.length === 0) {
+      const on = `${quoteIdentifier(database)}.*`;
+      throw missing(`lacks SELECT on the captured database ${on}`, "SELECT", on, denied);
     }
+    for (const name of tables) {
+      const target = `${quoteIdentifier(database)}.${quoteIdentifier(name)}`;
+      const refused = await selectDenied(sql, target);
+      if (refused !== null) throw missing(`lacks SELECT on captured table ${target}`, "SELECT", target, refused);
+    }
+  }
+}
+
+/** The server's refusal of SELECT on `target`, or null when allowed or when it does not exist (yet). */
+async function selectDenied(sql: Sql, target: string): Promise<unknown> {
+  try {
+    await sql.rows(`SELECT 1 FROM ${target} LIMIT 0`);
+    return null;
+  } catch (error) {
+    if (!ACCESS_DENIED.has(errno(error) ?? 0)) return null;
+    return error;
   }
 }
 
