@@ -54,6 +54,14 @@ export function toSluiceError(error: unknown, what: string, context: ErrorContex
       context: fullContext,
     });
   }
+  if (/client password must be a string|password must be a string/i.test(detail)) {
+    return new SluiceError(`${what}: ${serverText(context)} asks for a password and none is configured (set password or password_file)`, {
+      code: "PG_AUTH_FAILED",
+      retriable: false,
+      cause: error,
+      context: fullContext,
+    });
+  }
   if (state === "28000" || state === "28P01") {
     return new SluiceError(`${what}: ${serverText(context)} refused the login: ${detail}; check user, password and pg_hba.conf`, {
       code: "PG_AUTH_FAILED",

@@ -177,6 +177,15 @@ test("a wrong password: PG_AUTH_FAILED, not retriable, naming the user and the s
   assert.ok(!error.message.includes("wrong"), "the password is not in the message");
 });
 
+test("no password configured for a password login: PG_AUTH_FAILED saying so", async () => {
+  const config = tlsConfig();
+  delete config.password;
+  const error = await connectError(config);
+  assert.equal(error.code, "PG_AUTH_FAILED");
+  assert.equal(error.retriable, false);
+  assert.match(error.message, /asks for a password and none is configured/);
+});
+
 test("the certificate user without a client certificate, and plain TCP to a hostssl-only server: PG_AUTH_FAILED", async () => {
   const noCert = await connectError(tlsConfig({ user: "cert_capture" }));
   assert.equal(noCert.code, "PG_AUTH_FAILED");
