@@ -8,7 +8,6 @@ import { formatPosition } from "../connectors/common/position-text.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { openTopicLog } from "../connectors/topics/open.ts";
 import { describeFsError } from "../config/document.ts";
-import { redact } from "../config/redact.ts";
 import { createRegistryHandler } from "../schema-registry/index.ts";
 import { AccessPolicy } from "./admin-auth.ts";
 import type { ApiTokens } from "./admin-auth.ts";
@@ -130,7 +129,7 @@ export class Daemon {
       sendJson(res, status.ready ? 200 : 503, status);
     });
     // Error texts in the status (halts, waits) never carry a secret of the config.
-    this.http.route("GET", "/status", async (_req, res) => sendJson(res, 200, JSON.parse(redact(JSON.stringify(await this.status())))));
+    this.http.route("GET", "/status", async (_req, res) => sendJson(res, 200, await this.status(), { redactSecrets: true }));
     if (config.metrics.enabled) {
       this.http.route("GET", config.metrics.path, async (_req, res) => {
         await this.refreshGauges();

@@ -12,10 +12,10 @@ export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => void |
 /** Handles a whole path prefix (e.g. the schema registry); resolves false when it did not handle the request. */
 export type PrefixHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
 
-/** Answers JSON; an error answer (4xx, 5xx) never carries a secret of the config. */
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const json = JSON.stringify(body, (_key, value: unknown) => (typeof value === "bigint" ? value.toString() : value));
-  const text = status >= 400 ? redact(json) : json;
+/** Answers JSON; an error answer (4xx, 5xx), or any with `redactSecrets`, never carries a secret of the config in its texts. */
+export function sendJson(res: ServerResponse, status: number, body: unknown, options: { redactSecrets?: boolean } = {}): void {
+  const redacting = status >= 400 || options.redactSecrets === true;
+  const text = JSON.stringify(body, (_key, value: unknown) => (typeof value === "bigint" ? value.toString() : redacting && typeof value === "string" ? redact(value) : value));
   res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
   res.end(text);
 }
