@@ -359,6 +359,9 @@ const sinkCommon = {
     .describe("Backoff for transient errors (exponential, with jitter)"),
 };
 
+/** A URL httpUrl accepted is https:// (any case). */
+const isHttps = (url: string): boolean => URL.canParse(url) && new URL(url).protocol === "https:";
+
 const sinkTls = z
   .strictObject({
     ca_file: z.string().optional().describe("PEM file with the CA certificate(s) to trust (default: Node's bundled public CAs)"),
@@ -394,7 +397,7 @@ const clickhouseSink = z.strictObject({
   password: z.string().optional().describe("Password (or password_file)"),
   tls: sinkTls,
   native_deletes: z.boolean().default(false).describe("Use ReplacingMergeTree(_version, is_deleted) (ClickHouse 23.2+) instead of the _deleted flag"),
-});
+}).refine((sink) => sink.tls === undefined || isHttps(sink.url), { error: "tls applies to an https:// url; this url is http://", path: ["tls"] });
 
 const elasticsearchSink = z.strictObject({
   kind: z.literal("elasticsearch"),
@@ -408,7 +411,7 @@ const elasticsearchSink = z.strictObject({
   refresh_interval: esTimeValue(
     'Elasticsearch `index.refresh_interval` of the indexes Sluice manages ("200ms", "1s", or -1: no scheduled refresh), passed as written: set when Sluice creates an index (rebuild generations too) and on an existing one when the sink first touches its table after starting; absent leaves the setting alone (Elasticsearch default 1s). Shorter is fresher and costs Elasticsearch more refresh and merge work',
   ).optional(),
-});
+}).refine((sink) => sink.tls === undefined || sink.nodes.every(isHttps), { error: "tls applies to https:// nodes; every node must be https:// when it is set", path: ["tls"] });
 
 const sink = z.discriminatedUnion("kind", [duckdbSink, clickhouseSink, elasticsearchSink]);
 
