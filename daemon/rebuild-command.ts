@@ -5,17 +5,21 @@
  */
 import { hostname } from "node:os";
 import type { SluiceConfig } from "../config/schema.ts";
+import { SluiceError } from "../connectors/errors.ts";
 import { openTopicLogForCommand } from "../connectors/topics/open.ts";
 import { createSink, openRegistry, recordDecoder, sinkGroupName, sinkTopics } from "./components.ts";
 import { callDaemon, refusalHint } from "./daemon-client.ts";
 import type { Logger } from "./logger.ts";
-import { isRebuildable, rebuildSink } from "./rebuild.ts";
+import { describeHistoryGaps, historyGaps, isRebuildable, rebuildSink } from "./rebuild.ts";
 import type { RebuildReport } from "./rebuild.ts";
 
 export interface RebuildIo {
   stdout(text: string): void;
   stderr(text: string): void;
 }
+
+/** Errors that mean "refused, nothing changed" rather than a failure. */
+const REFUSALS = new Set(["REBUILD_HISTORY_INCOMPLETE", "REBUILD_ROW_COUNT_MISMATCH"]);
 
 function describe(report: RebuildReport): string {
   return `rebuilt ${report.tables.length} table${report.tables.length === 1 ? "" : "s"} (${report.tables.join(", ") || "none"}) from ${report.records} records, swapped in`;
@@ -30,6 +34,17 @@ export async function runRebuildCommand(config: SluiceConfig, sinkName: string, 
   // Any answer means a daemon runs (a refused token is reported by the rebuild request itself).
   const running = await callDaemon(config, "/status", { timeoutMs: 3_000 }).then(() => true, () => false);
   if (!execute) {
+    // The same history check the rebuild makes first: a dry run shows the refusal too.
+    const readLog = await openTopicLogForCommand(config.topics, config.name, logger, "read-only");
+    try {
+      const gaps = await historyGaps(readLog, sinkTopics(config, sinkConfig, await readLog.topicNames()));
+      if (gaps.length > 0) {
+        io.stderr(`sluice replay: a rebuild would be refused: ${describeHistoryGaps(sinkName, gaps)}.\nDry run: nothing changed.\n`);
+        return 1;
+      }
+    } finally {
+      await readLog.close();
+    }
     io.stdout(
       `Rebuild of sink "${sinkName}": each of its tables gets a new generation filled from its topic's beginning, ` +
         `while the current one keeps serving; each swaps in once caught up. ${running ? "The running daemon will do it." : "No daemon runs: this command will do it."}\n` +
@@ -71,9 +86,15 @@ export async function runRebuildCommand(config: SluiceConfig, sinkName: string, 
     try {
       const { registry } = await openRegistry(config, log);
       const topics = sinkTopics(config, sinkConfig, await log.topicNames());
-      const report = await rebuildSink({ sink, log, decoder: recordDecoder(registry), topics, group: `${group}.rebuild`, logger, signal });
-      io.stdout(`Done: ${describe(report)}.\n`);
-      return 0;
+      try {
+        const report = await rebuildSink({ sink, log, decoder: recordDecoder(registry), topics, group: `${group}.rebuild`, logger, signal });
+        io.stdout(`Done: ${describe(report)}.\n`);
+        return 0;
+      } catch (error) {
+        if (!(error instanceof SluiceError) || !REFUSALS.has(error.code)) throw error;
+        io.stderr(`sluice replay: ${error.message}\n`);
+        return 1;
+      }
     } finally {
       await sink.close();
     }

@@ -9,7 +9,8 @@ import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import { testLogger, testSinkConfig } from "../connectors/sinks/test-config.ts";
 import { Events, tableSchema } from "../connectors/sinks/test-events.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
-import { rebuildSink } from "./rebuild.ts";
+import { rebuildSink, rebuildTolerance, rowCountMismatches } from "./rebuild.ts";
+import type { RebuildOptions } from "./rebuild.ts";
 
 test("a rebuild fills a new generation from the topic while the old one serves, then swaps", async () => {
   const dir = mkdtempSync(join(tmpdir(), "sluice-rebuild-"));
@@ -45,6 +46,90 @@ test("a rebuild fills a new generation from the topic while the old one serves, 
   });
   assert.deepEqual(report, { tables: ["public.items"], records: 5 });
   assert.deepEqual(await sink.query(`SELECT id, name FROM public_items ORDER BY id`), [{ id: 1, name: "uno" }, { id: 3, name: "three" }]);
+  await sink.close();
+  await log.close();
+});
+
+const jsonDecoder: RebuildOptions["decoder"] = { decode: async (r) => (r.value ? deserializeEvent(Buffer.from(r.value).toString()) : null) };
+
+function produceAll(log: EmbeddedTopicLog, topic: string, changes: readonly SinkChange[]) {
+  return log.produce(changes.map(({ event }) => ({ topic, key: Buffer.from(String(event.key["id"])), value: Buffer.from(serializeEvent(event)), timestamp: 0 })));
+}
+
+test("row counts: a mismatch beyond the records in flight is reported with table, expected and found", () => {
+  assert.deepEqual(rowCountMismatches([
+    { table: "public.same", counts: { live: 1_000, shadow: 1_000 }, tolerance: 0n },
+    { table: "public.lost", counts: { live: 1_000, shadow: 1 }, tolerance: 0n },
+    { table: "public.in_flight", counts: { live: 1_000, shadow: 1_003 }, tolerance: 3n },
+    { table: "public.extra", counts: { live: 10, shadow: 14 }, tolerance: 3n },
+    { table: "public.new", counts: { live: null, shadow: 5 }, tolerance: 0n },
+  ]), [
+    { table: "public.lost", expected: 1_000, found: 1, tolerance: 0n },
+    { table: "public.extra", expected: 10, found: 14, tolerance: 3n },
+  ]);
+  // The records past what the live target applied, per partition; a partition it never applied counts whole.
+  assert.equal(rebuildTolerance([{ start: 0n, end: 100n, applied: 100n }, { start: 0n, end: 50n, applied: 45n }, { start: 10n, end: 30n, applied: null }, { start: 0n, end: 5n, applied: 9n }]), 25n);
+});
+
+test("a rebuild from a topic whose first records expired is refused, naming the partition and its first offset; the sink is unchanged", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-rebuild-gap-"));
+  const logger = testLogger();
+  let now = 1_000_000;
+  const log = EmbeddedTopicLog.open({ path: join(dir, "log.db"), logger, maintenanceIntervalMs: 0, clock: () => now });
+  const events = new Events(tableSchema("items", [["id", "integer"], ["name", "text"]]));
+  await log.createTopic({ name: events.topic, partitions: 1, retentionMs: 20_000, retentionBytes: null, compacted: false });
+  const rows = Array.from({ length: 20 }, (_, i) => events.insert(BigInt(i + 1), { id: i + 1, name: `row ${i + 1}` }));
+  await produceAll(log, events.topic, rows);
+  now += 60_000;
+  await produceAll(log, events.topic, [events.update(21n, { id: 1, name: "one" })]);
+  log.runMaintenance();
+  const start = (await log.partitionOffsets(events.topic))[0]!.start;
+  assert.ok(start > 0n, "retention removed the first records");
+
+  const sink = createDuckDbSink(testSinkConfig("duckdb", { name: "wh", path: join(dir, "wh.duckdb") }), { logger });
+  const signal = new AbortController().signal;
+  await sink.open(signal);
+  await sink.write(rows, signal);
+  await assert.rejects(
+    rebuildSink({ sink, log, decoder: jsonDecoder, topics: [events.topic], group: "wh.rebuild", logger, signal }),
+    (error: Error & { code?: string }) => {
+      assert.equal(error.code, "REBUILD_HISTORY_INCOMPLETE");
+      assert.match(error.message, new RegExp(`${events.topic.replaceAll(".", "\\.")}:0 starts at offset ${start}`));
+      assert.match(error.message, /Re-snapshot instead/);
+      return true;
+    },
+  );
+  assert.deepEqual(await sink.query(`SELECT count(*)::INTEGER AS n FROM public_items`), [{ n: 20 }]);
+  await sink.close();
+  await log.close();
+});
+
+test("a rebuilt table with fewer rows than the live one, beyond the changes in flight, is not swapped in", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-rebuild-count-"));
+  const logger = testLogger();
+  const log = EmbeddedTopicLog.open({ path: join(dir, "log.db"), logger, maintenanceIntervalMs: 0 });
+  const events = new Events(tableSchema("items", [["id", "integer"], ["name", "text"]]));
+  await log.createTopic({ name: events.topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  const history = [events.insert(1n, { id: 1, name: "one" }), events.insert(2n, { id: 2, name: "two" })];
+  await produceAll(log, events.topic, history);
+
+  // The live table applied the whole topic (its stored offsets say so), yet holds a row the topic
+  // does not: the rebuilt table cannot be right and nothing in flight explains the difference.
+  const sink = createDuckDbSink(testSinkConfig("duckdb", { name: "wh", path: join(dir, "wh.duckdb") }), { logger });
+  const signal = new AbortController().signal;
+  await sink.open(signal);
+  await sink.write([...history, events.insert(3n, { id: 3, name: "three" })], signal, [{ topic: events.topic, partition: 0, offset: 2n }]);
+  await assert.rejects(
+    rebuildSink({ sink, log, decoder: jsonDecoder, topics: [events.topic], group: "wh.rebuild", logger, signal }),
+    (error: Error & { code?: string }) => {
+      assert.equal(error.code, "REBUILD_ROW_COUNT_MISMATCH");
+      assert.match(error.message, /public\.items: expected 3 rows \(the live target\), found 2 in the rebuilt one \(changes in flight explain up to 0\)/);
+      return true;
+    },
+  );
+  assert.deepEqual(await sink.query(`SELECT id, name FROM public_items ORDER BY id`), [{ id: 1, name: "one" }, { id: 2, name: "two" }, { id: 3, name: "three" }]);
+  // The shadow was dropped: a write reaches the live table only, and a later rebuild starts afresh.
+  assert.deepEqual(await sink.query(`SELECT count(*)::INTEGER AS n FROM information_schema.tables WHERE table_name LIKE '%items%' AND table_type = 'BASE TABLE'`), [{ n: 1 }]);
   await sink.close();
   await log.close();
 });

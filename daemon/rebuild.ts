@@ -5,10 +5,10 @@
  * offsets that belong to another log (a replaced log file, re-created topics: log-identity.ts) are
  * then moved to where the rebuild ended, so a sink refused for them reads on from there.
  */
-import type { SinkChange, TableId, TopicLog } from "../connectors/contracts.ts";
+import type { SinkChange, TableId, TopicLog, TopicPartitionOffset } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { isVersionedSink } from "../connectors/sinks/contract.ts";
-import type { RebuildableSink } from "../connectors/sinks/contract.ts";
+import type { RebuildableSink, RebuildRowCounts } from "../connectors/sinks/contract.ts";
 import { partitionKey, rebindOffsets } from "./log-identity.ts";
 import type { Logger } from "./logger.ts";
 import type { RecordDecoder } from "./sink-runner.ts";
@@ -34,6 +34,106 @@ export function isRebuildable(sink: unknown): sink is RebuildableSink {
   return typeof (sink as Partial<RebuildableSink>).prepareRebuild === "function";
 }
 
+/** A partition whose first records are gone (retention), in a topic that is not compacted. */
+export interface HistoryGap {
+  readonly topic: string;
+  readonly partition: number;
+  /** The first offset still kept: records 0 to start - 1 are gone. */
+  readonly start: bigint;
+}
+
+/**
+ * Where the topics' history is incomplete: partitions of non-compacted topics that no longer start
+ * at offset 0. A compacted topic keeps the latest record of every key, so it is complete whatever
+ * its first offset.
+ */
+export async function historyGaps(log: TopicLog, topics: readonly string[]): Promise<HistoryGap[]> {
+  const compacted = new Set((await log.listTopics()).filter((t) => t.compacted).map((t) => t.name));
+  const gaps: HistoryGap[] = [];
+  for (const topic of topics) {
+    if (compacted.has(topic)) continue;
+    for (const range of await log.partitionOffsets(topic)) if (range.start > 0n) gaps.push({ topic, partition: range.partition, start: range.start });
+  }
+  return gaps;
+}
+
+const SHOWN_GAPS = 10;
+
+/** What a rebuild from incomplete history would do, and what the operator can do instead. */
+export function describeHistoryGaps(sink: string, gaps: readonly HistoryGap[]): string {
+  const shown = gaps.slice(0, SHOWN_GAPS).map((g) => `${g.topic}:${g.partition} starts at offset ${g.start}`).join(", ");
+  const more = gaps.length > SHOWN_GAPS ? ` and ${gaps.length - SHOWN_GAPS} more` : "";
+  return (
+    `the topics' history is incomplete: retention removed the first records of ${gaps.length} partition${gaps.length === 1 ? "" : "s"} (${shown}${more}), ` +
+    `so a rebuild of sink "${sink}" would lose every row whose changes are gone. ` +
+    "Re-snapshot instead: the snapshot rewrites each table, starting with a reset, into the current tables (no rebuild needed); " +
+    "see docs/operations.md, \"Rebuilds need complete history\""
+  );
+}
+
+export function historyIncompleteError(sink: string, gaps: readonly HistoryGap[]): SluiceError {
+  const first = gaps[0]!;
+  return new SluiceError(`rebuild refused: ${describeHistoryGaps(sink, gaps)}. Nothing changed.`, {
+    code: "REBUILD_HISTORY_INCOMPLETE",
+    context: { component: "rebuild", sink, topic: first.topic, partition: first.partition, offset: first.start.toString() },
+  });
+}
+
+export interface RowCountCheck {
+  /** schema.table */
+  readonly table: string;
+  readonly counts: RebuildRowCounts;
+  /** Records the live target may not have applied yet (see rebuildTolerance). */
+  readonly tolerance: bigint;
+}
+
+export interface RowCountMismatch {
+  readonly table: string;
+  readonly expected: number;
+  readonly found: number;
+  readonly tolerance: bigint;
+}
+
+/**
+ * Tables whose shadow differs from the live target by more rows than the changes in flight can
+ * explain. Each record changes a table's row count by at most one, so live and shadow, which get
+ * the same live writes since the rebuild began, differ by at most the records one of them has
+ * not applied yet. A table without a live target is not checked.
+ */
+export function rowCountMismatches(checks: readonly RowCountCheck[]): RowCountMismatch[] {
+  const out: RowCountMismatch[] = [];
+  for (const { table, counts, tolerance } of checks) {
+    if (counts.live === null) continue;
+    const difference = BigInt(counts.live - counts.shadow);
+    if ((difference < 0n ? -difference : difference) > tolerance) out.push({ table, expected: counts.live, found: counts.shadow, tolerance });
+  }
+  return out;
+}
+
+/**
+ * Per partition, the records past what the live target applied (its stored offsets) up to the
+ * log's end now: the shadow has those the rebuild read (below its targets), and both may be
+ * part-way through the newest ones. A partition the live target never applied counts whole.
+ */
+export function rebuildTolerance(partitions: readonly { readonly start: bigint; readonly end: bigint; readonly applied: bigint | null }[]): bigint {
+  let total = 0n;
+  for (const { start, end, applied } of partitions) {
+    const from = applied ?? start;
+    if (end > from) total += end - from;
+  }
+  return total;
+}
+
+function rowCountError(sink: string, mismatches: readonly RowCountMismatch[]): SluiceError {
+  const list = mismatches.map((m) => `${m.table}: expected ${m.expected} rows (the live target), found ${m.found} in the rebuilt one (changes in flight explain up to ${m.tolerance})`).join("; ");
+  const first = mismatches[0]!;
+  return new SluiceError(
+    `rebuild of sink "${sink}" refused before the swap: ${list}. The live tables are unchanged and keep serving; the rebuilt ones were dropped. ` +
+      "Check the topics' history (docs/operations.md, \"Rebuilds need complete history\") and run the rebuild again when the sink has caught up.",
+    { code: "REBUILD_ROW_COUNT_MISMATCH", context: { component: "rebuild", sink, table: first.table, expected: first.expected, found: first.found } },
+  );
+}
+
 /** The table each topic carries, read from its first record; empty topics have none yet. */
 async function tablesOf(options: RebuildOptions): Promise<Map<string, TableId>> {
   const tables = new Map<string, TableId>();
@@ -42,10 +142,17 @@ async function tablesOf(options: RebuildOptions): Promise<Map<string, TableId>> 
     for (const topic of options.topics) {
       for (const { partition } of await options.log.partitionOffsets(topic)) await consumer.seek(topic, partition, { kind: "earliest" });
     }
+    // Read until every topic showed its table or was read to its end offsets taken now: a Kafka
+    // consumer's first polls are empty while it fetches, so an empty poll proves nothing.
+    const ends = new Map<string, TopicPartitionOffset[]>();
+    for (const topic of options.topics) ends.set(topic, await options.log.endOffsets(topic));
+    const exhausted = (topic: string) => ends.get(topic)!.every((end) => end.offset === 0n || (consumer.position(topic, end.partition) ?? -1n) >= end.offset);
     const pending = new Set(options.topics);
-    for (let round = 0; round < 20 && pending.size > 0; round++) {
-      const records = await consumer.poll({ maxRecords: 1_000, maxBytes: 16 << 20, maxWaitMs: 100, signal: options.signal });
-      if (records.length === 0) break;
+    for (;;) {
+      for (const topic of pending) if (exhausted(topic)) pending.delete(topic);
+      if (pending.size === 0) break;
+      options.signal.throwIfAborted();
+      const records = await consumer.poll({ maxRecords: 1_000, maxBytes: 16 << 20, maxWaitMs: 200, signal: options.signal });
       for (const record of records) {
         if (!pending.has(record.topic)) continue;
         const event = await options.decoder.decode(record);
@@ -63,6 +170,8 @@ async function tablesOf(options: RebuildOptions): Promise<Map<string, TableId>> 
 
 export async function rebuildSink(options: RebuildOptions): Promise<RebuildReport> {
   const { sink, log, signal, logger } = options;
+  const gaps = await historyGaps(log, options.topics);
+  if (gaps.length > 0) throw historyIncompleteError(sink.name, gaps);
   const tables = await tablesOf(options);
   const prepared: TableId[] = [];
   try {
@@ -116,6 +225,7 @@ export async function rebuildSink(options: RebuildOptions): Promise<RebuildRepor
     } finally {
       await consumer.close();
     }
+    await checkRowCounts(sink, log, tables, signal, logger);
     for (const table of prepared) await sink.swap(table, signal);
     const names = prepared.map((t) => `${t.schema}.${t.table}`);
     logger.info({ sink: sink.name, tables: names, records }, "rebuild swapped in");
@@ -128,4 +238,24 @@ export async function rebuildSink(options: RebuildOptions): Promise<RebuildRepor
     for (const table of prepared) await sink.abortRebuild(table, new AbortController().signal).catch(() => undefined);
     throw error;
   }
+}
+
+/** Refuses the swap (REBUILD_ROW_COUNT_MISMATCH) when a shadow's row count is off beyond the changes in flight. */
+async function checkRowCounts(sink: RebuildableSink, log: TopicLog, tables: ReadonlyMap<string, TableId>, signal: AbortSignal, logger: Logger): Promise<void> {
+  if (!sink.rebuildRowCounts) return;
+  const applied = isVersionedSink(sink) ? await sink.committedOffsets(signal) : [];
+  const checks: RowCountCheck[] = [];
+  for (const [topic, table] of tables) {
+    const counts = await sink.rebuildRowCounts(table, signal);
+    // Offsets read after counting: changes arriving in between widen the tolerance, never narrow it.
+    const partitions = (await log.partitionOffsets(topic)).map((range) => ({
+      start: range.start,
+      end: range.end,
+      applied: applied.find((o) => o.topic === topic && o.partition === range.partition)?.offset ?? null,
+    }));
+    checks.push({ table: `${table.schema}.${table.table}`, counts, tolerance: rebuildTolerance(partitions) });
+  }
+  logger.info({ sink: sink.name, counts: checks.map((c) => ({ table: c.table, live: c.counts.live, rebuilt: c.counts.shadow, tolerance: c.tolerance.toString() })) }, "rebuild row counts");
+  const mismatches = rowCountMismatches(checks);
+  if (mismatches.length > 0) throw rowCountError(sink.name, mismatches);
 }

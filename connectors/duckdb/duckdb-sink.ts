@@ -20,7 +20,7 @@ import { collapseChanges, versionOf } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { DELETED_COLUMN, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { TargetColumn } from "../sinks/columns.ts";
-import type { OffsetWriteResult, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
+import type { OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { errorMessage, rebuildState, rowRejected, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { isolateRejected } from "../sinks/isolate.ts";
@@ -187,6 +187,20 @@ export class DuckDbSink implements VersionedSink {
         if (live) await this.#drop(live);
       });
       this.#logger.info({ target }, "rebuild swapped in");
+    });
+  }
+
+  rebuildRowCounts(table: TableId, signal: AbortSignal): Promise<RebuildRowCounts> {
+    return this.#serial.run(async () => {
+      signal.throwIfAborted();
+      const target = renderTarget(this.#config.target, table);
+      const count = async (physical: PhysicalTable | null): Promise<number | null> => {
+        if (!physical) return null;
+        if (physical.columns.length === 0) return 0;
+        const rows = await this.#conn().runAndReadAll(`SELECT count(*) AS n FROM ${this.#qualified(physical)} WHERE NOT ${ident(DELETED_COLUMN)}`);
+        return Number(rows.getRowObjectsJson()[0]?.["n"] ?? 0);
+      };
+      return { live: await count(this.#find(target, "live")), shadow: (await count(this.#find(target, "shadow"))) ?? 0 };
     });
   }
 

@@ -75,6 +75,16 @@ export interface RebuildableSink extends Sink {
   writeRebuild(changes: readonly SinkChange[], signal: AbortSignal): Promise<SinkWriteResult>;
   swap(table: TableId, signal: AbortSignal): Promise<void>;
   abortRebuild(table: TableId, signal: AbortSignal): Promise<void>;
+  /**
+   * Current rows (deleted and truncated ones excluded) of the table's live target and of its
+   * shadow, for the rebuild's row-count check before `swap`; live is null when there is none.
+   */
+  rebuildRowCounts?(table: TableId, signal: AbortSignal): Promise<RebuildRowCounts>;
+}
+
+export interface RebuildRowCounts {
+  readonly live: number | null;
+  readonly shadow: number;
 }
 
 export interface VersionedSink extends TransactionalSink, RebuildableSink {
