@@ -136,16 +136,18 @@ test("Kafka stopped while PostgreSQL keeps writing: the daemon waits, reports no
     assert.ok(statusAnswered > 0, "/status answered during the outage");
     const back = Date.now();
     let readyz: unknown = null;
+    const recovering = new Set<string>();
     await waitFor(
       "/readyz to answer 200 again",
       async () => {
         const response = await daemon.get("/readyz");
         readyz = await response.json();
+        for (const [component, why] of Object.entries((readyz as { waiting?: Record<string, string> }).waiting ?? {})) recovering.add(`${component}: ${why.slice(0, 120)}`);
         return response.status === 200;
       },
       { daemon, timeoutMs: 120_000, lastSeen: () => readyz },
     );
-    t.diagnostic(`ready again ${Date.now() - back} ms after Kafka answered`);
+    t.diagnostic(`ready again ${Date.now() - back} ms after Kafka answered; meanwhile waiting: ${[...recovering].join(" | ")}`);
     await sleep(1_000);
     writing = false;
     await writer;
