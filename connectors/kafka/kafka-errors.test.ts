@@ -60,3 +60,15 @@ test("permanent refusals are not retriable: fenced producer, bad credentials, a 
   const other = new KafkaJSNonRetriableError("Invalid topic undefined");
   assert.equal(isRetriableKafkaError(other), false);
 });
+
+test("a failed certificate check or TLS handshake, also inside kafkajs's retry wrapper, is permanent (KAFKA_TLS_FAILED)", () => {
+  const untrusted = new KafkaJSConnectionError("Connection error: self-signed certificate in certificate chain", { broker: brokers[0]!, code: "SELF_SIGNED_CERT_IN_CHAIN" });
+  const refusedCert = new KafkaJSConnectionError("Connection error: tlsv13 alert certificate required", { broker: brokers[0]!, code: "ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED" });
+  for (const error of [untrusted, refusedCert, new KafkaJSNumberOfRetriesExceeded(untrusted, { retryCount: 5, retryTime: 3000 })]) {
+    assert.equal(isRetriableKafkaError(error), false);
+    const sluice = kafkaError(error, "connect", brokers);
+    assert.equal(sluice.code, "KAFKA_TLS_FAILED");
+    assert.equal(sluice.retriable, false);
+    assert.match(sluice.message, /^Kafka 127\.0\.0\.1:9092: (certificate verify failed|TLS handshake failed): .* during connect; check topics\.tls/);
+  }
+});
