@@ -20,7 +20,7 @@ import { collapseChanges, hasUnchanged } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { DELETED_COLUMN, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { TargetColumn } from "../sinks/columns.ts";
-import type { OffsetWriteResult, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
+import type { OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { errorMessage, rebuildState, rowRejected, schemaUnsupported, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { applyUntilRejected, isolateRejected } from "../sinks/isolate.ts";
@@ -33,7 +33,7 @@ import type { ClickHouseSinkConfig, ClickHouseSinkOptions } from "./config.ts";
 import { ClickHouseConnection, ClickHouseDataError } from "./connection.ts";
 import { addedMismatch, CatalogMismatch, checkTable, describeColumn, describeServerColumn, evolutionSteps, parseServerColumns, systemColumnsSql, takes, writesAs } from "./consistency.ts";
 import type { ServerColumn, ServerTables } from "./consistency.ts";
-import { addColumnSql, createTableSql, createViewSql, ident, modifyColumnSql, qualified } from "./ddl.ts";
+import { addColumnSql, countCurrentRowsSql, createTableSql, createViewSql, ident, modifyColumnSql, qualified } from "./ddl.ts";
 import { keyLiteral, readValue, skipValue, writeValue } from "./codec.ts";
 import { RowBinaryReader, RowBinaryWriter } from "./rowbinary.ts";
 import { atLeast, clickhouseType, dialectFor } from "./types.ts";
@@ -189,6 +189,18 @@ export class ClickHouseSink implements VersionedSink {
       await this.#cat().save(shadow, signal);
       if (live) await this.#drop(live, signal);
       this.#logger.info({ target, live: shadow.physical }, "rebuild swapped in");
+    });
+  }
+
+  rebuildRowCounts(table: TableId, signal: AbortSignal): Promise<RebuildRowCounts> {
+    return this.#serial.run(async () => {
+      const target = renderTarget(this.#config.target, table);
+      const count = async (physical: ClickHouseTable | null): Promise<number | null> => {
+        if (!physical) return null;
+        if (physical.columns.length === 0) return 0;
+        return Number((await this.#conn().select(countCurrentRowsSql(this.#database, physical.physical), signal)).toString().trim());
+      };
+      return { live: await count(this.#find(target, "live")), shadow: (await count(this.#find(target, "shadow"))) ?? 0 };
     });
   }
 

@@ -55,13 +55,21 @@ export function modifyColumnSql(database: string, physical: string, column: Targ
  * older than the newest truncate are left out. The filter sits in WHERE (applied after FINAL),
  * never PREWHERE (applied before it, which would let an older version of a deleted row through).
  */
-export function createViewSql(database: string, view: string, physical: string, columns: readonly TargetColumn[]): string {
-  const list = columns.map((c) => ident(c.name)).join(", ");
+/** The table's current rows: newest version per key (FINAL), no tombstones, nothing at or below the newest truncate. */
+function currentRows(database: string, physical: string, list: string): string {
   return (
-    `CREATE VIEW ${qualified(database, view)} AS SELECT ${list} FROM ${qualified(database, physical)} FINAL ` +
+    `SELECT ${list} FROM ${qualified(database, physical)} FINAL ` +
     `WHERE ${ident(DELETED_COLUMN)} = 0 AND ${ident(VERSION_COLUMN)} > ` +
     `(SELECT max(version) FROM ${qualified(database, TRUNCATES_TABLE)} WHERE physical = ${sqlString(physical)})`
   );
+}
+
+export function createViewSql(database: string, view: string, physical: string, columns: readonly TargetColumn[]): string {
+  return `CREATE VIEW ${qualified(database, view)} AS ${currentRows(database, physical, columns.map((c) => ident(c.name)).join(", "))}`;
+}
+
+export function countCurrentRowsSql(database: string, physical: string): string {
+  return `${currentRows(database, physical, "count()")} FORMAT TabSeparated`;
 }
 
 export function bookkeepingSql(database: string): string[] {

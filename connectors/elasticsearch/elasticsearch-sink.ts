@@ -25,7 +25,7 @@ import { collapseChanges, hasUnchanged } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { DELETED_COLUMN, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { PlanContext, TargetColumn } from "../sinks/columns.ts";
-import type { OffsetWriteResult, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
+import type { OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { errorMessage, rebuildState, rowRejected, schemaUnsupported, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { keyId } from "../sinks/keys.ts";
@@ -195,6 +195,16 @@ export class ElasticsearchSink implements VersionedSink {
       indexes.shadow = null;
       if (live) await this.#idx().remove(live, signal);
       this.#logger.info({ target, live: shadow.physical }, "rebuild swapped in");
+    });
+  }
+
+  rebuildRowCounts(table: TableId, signal: AbortSignal): Promise<RebuildRowCounts> {
+    return this.#serial.run(async () => {
+      const indexes = await this.#load(this.#target(table), signal);
+      return {
+        live: indexes.live ? await this.#idx().countCurrent(indexes.live, signal) : null,
+        shadow: indexes.shadow ? await this.#idx().countCurrent(indexes.shadow, signal) : 0,
+      };
     });
   }
 

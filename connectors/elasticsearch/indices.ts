@@ -139,6 +139,13 @@ export class Indices {
     await this.#call("delete index", () => this.#client.indices.delete({ index: index.physical, ignore_unavailable: true }, { signal }));
   }
 
+  /** Documents the index's user alias would show (its filter), after a refresh so recent writes count. */
+  async countCurrent(index: EsIndex, signal: AbortSignal): Promise<number> {
+    await this.refresh(index.physical, signal);
+    const response = await this.#call("count", () => this.#client.count({ index: index.physical, query: aliasFilter(index.truncateVersion) as never }, { signal }));
+    return response.count;
+  }
+
   async refresh(index: string, signal: AbortSignal): Promise<void> {
     await this.#call("refresh", () => this.#client.indices.refresh({ index, ignore_unavailable: true }, { signal }));
   }

@@ -408,10 +408,14 @@ export function sinkConformanceSuite(harness: SinkHarness): void {
         { id: "4", name: "d" },
       ]);
       assert.equal(before.length, 2);
+      // current rows of each generation, for the rebuild's row-count check: the shadow has the mirrored live writes so far
+      assert.ok(sink.rebuildRowCounts, "the sink counts the rows of its live and shadow generations");
+      assert.deepEqual(await sink.rebuildRowCounts(schema, signal()), { live: 3, shadow: 2 });
       // the replay of the topic (up to the offsets taken after prepareRebuild), into the shadow only
       const replayed = await sink.writeRebuild([...history], signal());
       assert.deepEqual(replayed.failures, []);
       expectRows(await harness.visibleRows(target, schema), [{ id: "1", name: "a2" }, { id: "3" }, { id: "4" }]);
+      assert.deepEqual(await sink.rebuildRowCounts(schema, signal()), { live: 3, shadow: 3 });
       await sink.swap(schema, signal());
       const expected = [
         { id: "1", name: "a2", amount: "1.00", note: "toasted", flag: "true" },
