@@ -116,7 +116,7 @@ const commands: Record<string, Command> = {
   replay: {
     summary: "move a sink back (or forward) in its topics; a dry run unless --execute",
     usage: "sluice replay -c FILE --sink NAME (--from-beginning [--rebuild] | --from-time ISO8601 | --from-offset TOPIC:PARTITION:OFFSET) [--execute]",
-    details: `${CONFIG_HELP}\n  --sink NAME         the sink to replay\n  --from-beginning    from the earliest record kept\n  --from-time T       from the first record at or after T (ISO 8601)\n  --from-offset T:P:O from offset O of partition P of topic T\n  --execute           do it (refused while the sink runs elsewhere)\n  --rebuild           with --from-beginning: fill new tables/indexes while the old ones serve, then swap\n\nPrints, per topic and partition, where the sink is and where it would move.`,
+    details: `${CONFIG_HELP}\n  --sink NAME         the sink to replay\n  --from-beginning    from the earliest record kept\n  --from-time T       from the first record at or after T (ISO 8601)\n  --from-offset T:P:O from offset O of partition P of topic T\n  --execute           do it (refused while the sink runs elsewhere)\n  --rebuild           with --from-beginning: fill new tables/indexes while the old ones serve, then swap\n                      (refused when retention removed a topic's first records, or when a rebuilt\n                      table's row count is off: docs/operations.md "Rebuilds need complete history")\n\nPrints, per topic and partition, where the sink is and where it would move.`,
     options: {
       ...configOption,
       sink: { type: "string" },
