@@ -22,16 +22,19 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, "../..");
 const DEFAULT_DIR = "/var/tmp/sluice-services";
 
-/** Private settings: the shared instances' ports + 1000 (ClickHouse's native port + 1900), their own directory. */
+/**
+ * Private settings: own directory, and ports below the kernel's ephemeral range (32768–60999 here),
+ * so a client connection's local port never blocks a restart's listen (EADDRINUSE).
+ */
 export const PRIVATE_ENV: Record<string, string> = {
   SLUICE_SERVICES_DIR: "/var/tmp/sluice-chaos-services",
-  SLUICE_PG_PORT: "56432",
-  SLUICE_KAFKA_PORT: "60092",
-  SLUICE_KAFKA_CONTROLLER_PORT: "60093",
-  SLUICE_ES_PORT: "60200",
-  SLUICE_ES_TRANSPORT_PORT: "60300",
-  SLUICE_CLICKHOUSE_HTTP_PORT: "59123",
-  SLUICE_CLICKHOUSE_TCP_PORT: "60900",
+  SLUICE_PG_PORT: "25432",
+  SLUICE_KAFKA_PORT: "29092",
+  SLUICE_KAFKA_CONTROLLER_PORT: "29093",
+  SLUICE_ES_PORT: "29200",
+  SLUICE_ES_TRANSPORT_PORT: "29300",
+  SLUICE_CLICKHOUSE_HTTP_PORT: "28123",
+  SLUICE_CLICKHOUSE_TCP_PORT: "29000",
 };
 
 const SERVICES = ["postgres", "kafka", "clickhouse", "elasticsearch"] as const;
