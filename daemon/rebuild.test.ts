@@ -3,13 +3,13 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import type { SinkChange } from "../connectors/contracts.ts";
+import type { SinkChange, TopicLog } from "../connectors/contracts.ts";
 import { createDuckDbSink } from "../connectors/duckdb/duckdb-sink.ts";
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import { testLogger, testSinkConfig } from "../connectors/sinks/test-config.ts";
 import { Events, tableSchema } from "../connectors/sinks/test-events.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
-import { rebuildSink, rebuildTolerance, rowCountMismatches } from "./rebuild.ts";
+import { historyGaps, rebuildSink, rebuildTolerance, rowCountMismatches } from "./rebuild.ts";
 import type { RebuildOptions } from "./rebuild.ts";
 
 test("a rebuild fills a new generation from the topic while the old one serves, then swaps", async () => {
@@ -132,4 +132,13 @@ test("a rebuilt table with fewer rows than the live one, beyond the changes in f
   assert.deepEqual(await sink.query(`SELECT count(*)::INTEGER AS n FROM information_schema.tables WHERE table_name LIKE '%items%' AND table_type = 'BASE TABLE'`), [{ n: 1 }]);
   await sink.close();
   await log.close();
+});
+
+test("history check: partitions of non-compacted topics not starting at 0 are gaps; compacted topics are complete from any offset", async () => {
+  const ranges: Record<string, [number, bigint][]> = { kept: [[0, 0n], [1, 0n]], expired: [[0, 0n], [1, 40n]], compacted: [[0, 17n]] };
+  const log = {
+    listTopics: async () => Object.keys(ranges).map((name) => ({ name, partitions: ranges[name]!.length, retentionMs: null, retentionBytes: null, compacted: name === "compacted" })),
+    partitionOffsets: async (topic: string) => ranges[topic]!.map(([partition, start]) => ({ topic, partition, start, end: 100n })),
+  } as unknown as TopicLog;
+  assert.deepEqual(await historyGaps(log, ["kept", "expired", "compacted"]), [{ topic: "expired", partition: 1, start: 40n }]);
 });
