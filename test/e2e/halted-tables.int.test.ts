@@ -130,7 +130,8 @@ test("sluice halted: list, retry after the cause is fixed, skip to the dead-lett
   assert.equal(retried.code, 0, retried.stderr);
   assert.match(retried.stdout, /Done/);
   await waitFor("rows 6-8 after the retry", async () => (await ids()).length === 8, { daemon, timeoutMs: 30_000 });
-  assert.deepEqual(await halted(daemon), []);
+  // /status carries the sink thread's state as last reported (every 200 ms): wait for the report after the release.
+  await waitFor("the release in /status", async () => (await halted(daemon)).length === 0, { daemon, timeoutMs: 10_000 });
 
   // 2. A value Elasticsearch refuses for ever; the change before it in the same transaction applies.
   await client.query("BEGIN");
@@ -156,7 +157,8 @@ test("sluice halted: list, retry after the cause is fixed, skip to the dead-lett
   const skipped = await sluice(daemon, "skip", "--sink", sinkName, "--table", table, "--execute");
   assert.equal(skipped.code, 0, skipped.stderr);
   await waitFor("rows 11-12 after the skip", async () => (await ids()).includes(12) || undefined, { daemon, timeoutMs: 30_000 });
-  assert.deepEqual(await halted(daemon), []);
+  // /status carries the sink thread's state as last reported (every 200 ms): wait for the report after the release.
+  await waitFor("the release in /status", async () => (await halted(daemon)).length === 0, { daemon, timeoutMs: 10_000 });
   const notHalted = await sluice(daemon, "retry", "--sink", sinkName, "--table", table);
   assert.equal(notHalted.code, 1);
   assert.match(notHalted.stderr, /not halted/);

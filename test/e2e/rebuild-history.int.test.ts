@@ -120,6 +120,16 @@ test("Kafka: a rebuild through the real broker rebuilds every table, by the daem
   };
   const daemon = await SluiceDaemon.start(dir, config, "kafka");
   await waitCaughtUp(daemon, client);
+  // A sink that has not yet subscribed to the new topics reports lag 0: wait for the rows themselves.
+  const sourceCount = Number((await client.query(`SELECT count(*) AS n FROM "${schema}".orders`)).rows[0].n);
+  await waitFor(
+    "DuckDB to hold every source row before the rebuild",
+    async () => {
+      const query = await runSluice(["query", "-c", daemon.configFile, "--json", `SELECT count(*)::INT AS n FROM main."${target}"`]);
+      return query.code === 0 && (JSON.parse(query.stdout) as { n: number }[])[0]!.n === sourceCount;
+    },
+    { daemon, timeoutMs: 120_000 },
+  );
   const args = ["replay", "-c", daemon.configFile, "--sink", "warehouse", "--from-beginning", "--rebuild", "--execute"];
 
   const dry = await runSluice(args.slice(0, -1));
