@@ -93,9 +93,9 @@ test("a replaced embedded log file: the sink refuses instead of skipping, the da
   assert.equal(rebuild.code, 0, `sluice replay --rebuild failed:\n${rebuild.stdout}\n${rebuild.stderr}`);
   t.diagnostic(rebuild.stdout.trim());
   for (let i = 0; i < 10; i++) await workload.transaction();
+  // A refused sink checks its offsets again every 5 s; after the rebuild it reads on.
+  await waitFor("the sink to read on after the rebuild", async () => (await daemon.status()).sinks.find((s) => s.name === "warehouse")?.ready === true, { daemon, timeoutMs: 60_000 });
   await waitCaughtUp(daemon, client);
-  const status = (await daemon.status()).sinks.find((s) => s.name === "warehouse")!;
-  assert.equal(status.ready, true, "the sink reads on after the rebuild");
   await daemon.stop();
 
   const read = await readDuckDb(duckPath, tables.map((def) => ({ def, target: `${schema}_${def.name}` })));
