@@ -398,8 +398,9 @@ export class DuckDbSink implements VersionedSink {
     if (version <= physical.truncateVersion) return;
     physical.truncateVersion = version;
     await saveTable(this.#conn(), physical);
-    // Rows older than the truncate, tombstones included: the truncate version now guards them.
-    await this.#conn().run(`DELETE FROM ${this.#qualified(physical)} WHERE ${ident(VERSION_COLUMN)} < ${version}`);
+    // Rows at or below the truncate, tombstones included: the truncate version now guards them.
+    // Rows above it stay, even if they were written before the truncate arrived (a snapshot's reset follows its rows).
+    await this.#conn().run(`DELETE FROM ${this.#qualified(physical)} WHERE ${ident(VERSION_COLUMN)} <= ${version}`);
   }
 
   // --- tables and schema evolution -----------------------------------------------------------

@@ -89,13 +89,14 @@ export function tableEvents(events: readonly ChangeEvent[], table: string): Chan
   return events.filter((e) => e.source.table === table);
 }
 
-/** Rows by key after applying events in order (c/r/u set, d removes). */
+/** Rows by key after applying events in order (c/r/u set, d removes, t empties; a snapshot's reset is skipped, as docs/mysql.md tells consumers without versions). */
 export function fold(events: readonly ChangeEvent[], keyOf: (row: Readonly<Record<string, ColumnValue>>) => string): Map<string, Readonly<Record<string, ColumnValue>>> {
   const rows = new Map<string, Readonly<Record<string, ColumnValue>>>();
   for (const event of events) {
     if (event.op === "d") rows.delete(keyOf(event.before!));
-    else if (event.op === "t") rows.clear();
-    else rows.set(keyOf(event.after!), event.after!);
+    else if (event.op === "t") {
+      if (!event.source.snapshot) rows.clear();
+    } else rows.set(keyOf(event.after!), event.after!);
   }
   return rows;
 }

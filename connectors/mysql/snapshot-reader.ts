@@ -132,8 +132,6 @@ export class SnapshotReader {
     progress.state = "running";
     progress.startedAtMs = Date.now();
     logger.info({ table: progress.table, key: definition.key, estimatedRows: progress.rowsEstimated }, "snapshot of table started");
-    if (this.options.buffer.full) await this.options.buffer.waitForSpace(signal);
-    this.options.buffer.push(this.reset(schema, definition), RESET_BYTES);
     const decoders = definition.columns.map((column) => snapshotDecoder(column, zeroDates));
     const emit = async (rows: readonly RawRow[]) => {
       for (const row of rows) {
@@ -147,6 +145,10 @@ export class SnapshotReader {
     const select = `SELECT ${definition.columns.map(selectExpression).join(", ")} FROM ${from}`;
     if (definition.key.length > 0) await this.readByKey(connection, definition, select, emit, signal);
     else await this.readByScan(connection, select, emit, signal);
+    // The reset follows the rows (its version is below theirs): sinks never show the table empty meanwhile.
+    // It is in the buffer before the snapshot can end, so the checkpoint that marks it done comes with or after it.
+    if (this.options.buffer.full) await this.options.buffer.waitForSpace(signal);
+    this.options.buffer.push(this.reset(schema, definition), RESET_BYTES);
     progress.state = "done";
     progress.finishedAtMs = Date.now();
     this.options.onProgress?.(this.progress());
@@ -215,7 +217,7 @@ export class SnapshotReader {
     });
   }
 
-  /** The truncate that opens the table's snapshot, one version below its rows (common/snapshot-reset.ts). */
+  /** The truncate that closes the table's snapshot, one version below its rows (common/snapshot-reset.ts). */
   private reset(schema: TableSchema, definition: TableDefinition): ChangeEvent {
     const { position, sourceName, startedAtMs } = this.options;
     return {

@@ -32,11 +32,11 @@ describe("MySQL source: streaming", () => {
       assert.deepEqual(
         snapshot.events.map((e) => [e.op, e.after]),
         [
-          ["t", null],
           ["r", { id: 1, name: "one", qty: 1 }],
           ["r", { id: 2, name: "two", qty: 2 }],
+          ["t", null],
         ],
-        "the table's reset, then its rows",
+        "the table's rows, then its reset",
       );
       await admin.query("INSERT INTO items VALUES (3, 'three', 3), (4, 'four', 4), (5, 'five', 5)");
       await admin.query("START TRANSACTION");

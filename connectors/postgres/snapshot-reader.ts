@@ -36,7 +36,7 @@ export interface SnapshotReaderOptions {
 
 /**
  * A row as read, decoded into a ChangeEvent only when read() hands it on: raw text is compact.
- * `values` null is the table's reset, queued before its first row (common/snapshot-reset.ts).
+ * `values` null is the table's reset, queued after its last row (common/snapshot-reset.ts).
  */
 export interface SnapshotRow {
   readonly table: CapturedTable;
@@ -142,8 +142,6 @@ export class SnapshotReader {
     progress.state = "running";
     progress.startedAtMs = Date.now();
     logger.info({ table: progress.table, key: table.schema.key, keySource: table.keySource, estimatedRows: progress.rowsEstimated }, "snapshot of table started");
-    if (this.options.buffer.full) await this.options.buffer.waitForSpace(signal);
-    this.options.buffer.push({ table, values: null }, RESET_BYTES);
     const emitRows = async (rows: readonly (string | null)[][]) => {
       for (const row of rows) {
         if (this.options.buffer.full) await this.options.buffer.waitForSpace(signal);
@@ -157,6 +155,10 @@ export class SnapshotReader {
     const filter = table.rowFilter === null ? null : `(${table.rowFilter})`;
     if (table.uniqueKey) await this.readByKey(client, table, select, filter, chunkRows, emitRows, signal);
     else await this.readByCursor(client, select, filter, chunkRows, emitRows, signal);
+    // The reset follows the rows (its version is below theirs): sinks never show the table empty meanwhile.
+    // It is in the buffer before the snapshot can end, so the checkpoint that marks it done comes with or after it.
+    if (this.options.buffer.full) await this.options.buffer.waitForSpace(signal);
+    this.options.buffer.push({ table, values: null }, RESET_BYTES);
 
     progress.state = "done";
     progress.finishedAtMs = Date.now();

@@ -119,7 +119,7 @@ test("snapshot plus stream under concurrent writes equals the tables: nothing mi
     const snapshotEvents = events.filter((e) => e.op === "r");
     const streamed = events.filter((e) => !e.source.snapshot);
     const resets = events.filter((e) => e.op === "t" && e.source.snapshot);
-    assert.deepEqual(resets.map((e) => e.source.table).sort(), ["accounts", "loose", "pairs"], "each table's snapshot opens with its reset");
+    assert.deepEqual(resets.map((e) => e.source.table).sort(), ["accounts", "loose", "pairs"], "each table's snapshot closes with its reset");
     assert.ok(transactions.reduce((a, b) => a + b) > 50, `the workload ran (${transactions.join("+")} transactions)`);
     assert.ok(streamed.length > 100, `changes were streamed (${streamed.length})`);
     assert.ok(snapshotEvents.every((e) => e.source.snapshot && e.source.position === snapshotEvents[0]!.source.position));

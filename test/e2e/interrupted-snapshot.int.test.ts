@@ -8,6 +8,8 @@
  *
  * Two kills: the first while the second of two tables is being read (parallelism 1, so the first
  * table's rows are all published), the second while the restarted snapshot reads the first table.
+ * Each table's reset follows its snapshot rows, so a row the source still has never vanishes from
+ * the sink while the restarted snapshot reads the table again (checked after the second kill).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -105,6 +107,37 @@ async function waitSnapshotPublished(daemon: SluiceDaemon): Promise<void> {
   }
 }
 
+/** Rows of `def` the running daemon's DuckDB sink shows (its query endpoint); null before the table exists. */
+async function sinkCount(daemon: SluiceDaemon, def: TableDef): Promise<number | null> {
+  const response = await fetch(`${daemon.url}/sinks/warehouse/query`, { method: "POST", body: `SELECT count(*)::INTEGER AS n FROM main."${target(def)}"`, signal: AbortSignal.timeout(30_000) });
+  if (response.status !== 200) return null;
+  const body = (await response.json()) as { rows?: { n: number }[] };
+  return body.rows?.[0]?.n ?? null;
+}
+
+/**
+ * Samples the sink's row count of `def` until `stop` resolves. Nothing the source still has may
+ * vanish while the table is read again: once the sink showed `seen` rows, it never shows fewer
+ * than min(seen, rows the source has) (only rows the source deleted, ghosts, may go).
+ */
+async function watchNoVanishing(daemon: SluiceDaemon, def: TableDef, sourceRows: number, stop: Promise<unknown>): Promise<{ samples: number; drops: string[] }> {
+  let done = false;
+  void stop.finally(() => (done = true)).catch(() => undefined);
+  let seen = 0;
+  let samples = 0;
+  const drops: string[] = [];
+  while (!done) {
+    const n = await sinkCount(daemon, def).catch(() => null);
+    if (n !== null) {
+      samples++;
+      if (n < Math.min(seen, sourceRows)) drops.push(`${n} rows after ${seen} (source ${sourceRows})`);
+      seen = Math.max(seen, n);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  return { samples, drops };
+}
+
 /** Rows of `def` in the log: snapshot reads and everything else, per op. */
 async function topicOps(def: TableDef): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
@@ -132,7 +165,14 @@ test("a snapshot restarted after kill -9 leaves no rows the source deleted meanw
   await client.query(`INSERT INTO ${qualifiedName(second)} SELECT g, 'late ' || g, 1 FROM generate_series(${ROWS.second_read + 1}, ${ROWS.second_read + 500}) g`);
 
   let daemon = await SluiceDaemon.start(dir, config, "run3");
-  await waitSnapshotPublished(daemon);
+  const sourceRows = Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${qualifiedName(first)}`)).rows[0]!.n);
+  const published = waitSnapshotPublished(daemon).then(() => waitCaughtUp(daemon, client, { timeoutMs: 150_000 }));
+  const watch = watchNoVanishing(daemon, first, sourceRows, published);
+  await published;
+  const { samples, drops } = await watch;
+  t.diagnostic(`${samples} samples of the sink while the restarted snapshot was applied`);
+  assert.ok(samples > 0, "the sink was sampled");
+  assert.deepEqual(drops.slice(0, 5), [], `rows the source still has vanished from the sink while ${first.name} was read again (${drops.length} samples)`);
   // Streamed after the completed snapshot: the resets never touch these.
   await client.query(`DELETE FROM ${qualifiedName(second)} WHERE id % 13 = 0`);
   await client.query(`INSERT INTO ${qualifiedName(first)} SELECT g, 'streamed ' || g, 2 FROM generate_series(${ROWS.first_read + 1}, ${ROWS.first_read + 300}) g`);
@@ -150,17 +190,31 @@ test("a snapshot restarted after kill -9 leaves no rows the source deleted meanw
   const fresh = await readDuckDb(freshPath, tables.map((def) => ({ def, target: target(def) })));
   for (const [i, def] of tables.entries()) assertTablesEqual(expected[i]!, fresh[i]!.rows, `a fresh DuckDB sink replaying ${def.name} from the beginning`);
 
-  // In order, as a consumer without versions applies them: creates, reads and updates upsert, deletes remove, truncates clear.
+  // In order, as a consumer that keeps each row's version applies them (docs/sinks.md): creates, reads
+  // and updates upsert, deletes remove, a truncate removes the rows at or below its version.
+  // One that ignores versions skips the snapshot resets: it ends with every source row (plus ghosts).
   for (const [i, def] of tables.entries()) {
+    const versions = new Map<string, bigint>();
     const keys = new Set<string>();
     for (const record of await readEmbeddedTopics(join(dir, "log.db"), [topicOf(def)], { decode: true })) {
       const event = record.event;
       if (event === null) continue;
-      if (event.op === "t") keys.clear();
-      else if (event.op === "d") keys.delete(String(event.key["id"]));
-      else keys.add(String(event.key["id"]));
+      const key = String(event.key["id"]);
+      const version = event.source.position.change;
+      if (event.op === "t") {
+        for (const [k, v] of versions) if (v <= version) versions.delete(k);
+        if (!event.source.snapshot) keys.clear();
+      } else if (event.op === "d") {
+        versions.delete(key);
+        keys.delete(key);
+      } else {
+        versions.set(key, version);
+        keys.add(key);
+      }
     }
     const wanted = [...expected[i]!.values()].map((row) => row["id"]!);
-    assert.deepEqual([...keys].sort(), wanted.sort(), `${def.name}: the topic read in order ends with exactly the source's rows`);
+    assert.deepEqual([...versions.keys()].sort(), [...wanted].sort(), `${def.name}: the topic read in order with versions ends with exactly the source's rows`);
+    const missing = wanted.filter((id) => !keys.has(String(id)));
+    assert.deepEqual(missing, [], `${def.name}: the topic read in order without versions, snapshot resets skipped, keeps every source row`);
   }
 });
