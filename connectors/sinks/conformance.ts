@@ -230,6 +230,35 @@ export function sinkConformanceSuite(harness: SinkHarness): void {
       expectRows(await harness.visibleRows(target, schema), expected);
     });
 
+    test("a truncate that arrives after newer rows (a snapshot's reset follows its rows) removes only rows at or below its version", async () => {
+      const row = (id: number, name: string) => ({ id, name, amount: null, note: null, flag: null });
+      const text = (r: { id: number; name: string }): VisibleRow => ({ id: String(r.id), name: r.name });
+      for (const sameBatch of [false, true]) {
+        const { schema, events, target } = newTable();
+        // An interrupted earlier attempt, up to the truncate's own version.
+        const earlier = [events.insert(1n, row(1, "ghost"), "r"), events.insert(2n, row(2, "old"), "r"), events.insert(3n, row(3, "old"), "r"), events.insert(4n, row(9, "at the truncate"))];
+        await write(sink, earlier);
+        // The new snapshot's rows (v5) and streamed changes after them, then its reset at v4.
+        const snapshot = [events.insert(5n, row(2, "new"), "r"), events.insert(5n, row(3, "new"), "r"), events.insert(5n, row(4, "new"), "r")];
+        const streamed = [events.update(7n, row(4, "streamed")), events.insert(8n, row(5, "streamed"))];
+        const reset = events.truncate(4n);
+        if (sameBatch) await write(sink, [...snapshot, ...streamed, reset]);
+        else {
+          await write(sink, snapshot);
+          await write(sink, streamed);
+          expectRows(await harness.visibleRows(target, schema), [row(1, "ghost"), row(2, "new"), row(3, "new"), row(4, "streamed"), row(5, "streamed"), row(9, "at the truncate")].map(text), "before the reset");
+          await write(sink, [reset]);
+        }
+        const expected = [row(2, "new"), row(3, "new"), row(4, "streamed"), row(5, "streamed")].map(text);
+        expectRows(await harness.visibleRows(target, schema), expected, `after the reset (same batch: ${sameBatch})`);
+        // Older rows replayed afterwards stay out; a newer row still applies.
+        for (const change of earlier) await write(sink, [change]);
+        expectRows(await harness.visibleRows(target, schema), expected, `after replaying the earlier attempt (same batch: ${sameBatch})`);
+        await write(sink, [events.insert(9n, row(6, "later"))]);
+        expectRows(await harness.visibleRows(target, schema), [...expected, text(row(6, "later"))], `a row newer than the reset applies (same batch: ${sameBatch})`);
+      }
+    });
+
     test("a new column reaches the target", async () => {
       const { schema, events, target } = newTable([
         ["id", "integer"],
