@@ -125,6 +125,20 @@ describe("ClickHouse sink specifics", () => {
     assert.deepEqual(await rows(`SELECT * FROM ${view} ORDER BY id`), expected);
   });
 
+  test("a live table whose view is missing (a crash after the catalog was saved, before the view was made) gets its view back on open", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const target = renderTarget(TARGET_TEMPLATE, events.schema);
+    await sink.write([events.insert(1n, { id: 1, v: "a" })], signal());
+    await sql(`DROP TABLE ${qualified(database, target)}`);
+    const reopened = createSink(`ch_${randomTableName("s")}`);
+    await reopened.open(signal());
+    try {
+      assert.deepEqual(await rows(`SELECT * FROM ${qualified(database, target)}`), [{ id: "1", v: "a" }]);
+    } finally {
+      await reopened.close();
+    }
+  });
+
   test("a truncate is recorded by version; the mutation removes older rows; replays stay hidden", async () => {
     const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
     const target = renderTarget(TARGET_TEMPLATE, events.schema);

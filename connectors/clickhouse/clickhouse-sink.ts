@@ -120,6 +120,12 @@ export class ClickHouseSink implements VersionedSink {
       this.#mismatched = new Map();
       this.#connection = connection;
       this.#catalog = catalog;
+      // A crash between saving a new table in the catalog and making its view leaves no view: make it now.
+      for (const table of this.#tables.values()) {
+        if (table.role !== "live" || table.columns.length === 0 || server.has(table.target)) continue;
+        await this.#replaceView(table, signal);
+        this.#logger.warn({ target: table.target, physical: table.physical }, "the table's view was missing (a crash before it was made): made it");
+      }
       this.#logger.info({ version, dialect: this.#dialect, tables: this.#tables.size }, "ClickHouse sink open");
     } catch (error) {
       await connection.close().catch(() => undefined);
