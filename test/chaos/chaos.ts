@@ -6,7 +6,7 @@
  *
  *   node test/chaos/chaos.ts [--config embedded-duckdb|kafka-clickhouse-es|all] [--kills 10] [--seed N]
  *                            [--preload 40000] [--max-big-rows 50000] [--snapshot-kills 2] [--until <ISO time>]
- *                            [--pace-ms 12] [--big-every-s 4]
+ *                            [--pace-ms 12] [--big-every-s 4] [--partitions 3]
  *
  * SIGINT / SIGTERM (like --until) end the kills early; the run then catches up and compares as usual.
  *   node test/chaos/chaos.ts --outage [--outage-seconds 60] [--seed N]
@@ -55,6 +55,7 @@ async function main(): Promise<void> {
       until: { type: "string" },
       "pace-ms": { type: "string", default: "12" },
       "big-every-s": { type: "string", default: "4" },
+      partitions: { type: "string", default: "3" },
       outage: { type: "boolean", default: false },
       "outage-seconds": { type: "string", default: "60" },
     },
@@ -86,6 +87,7 @@ async function main(): Promise<void> {
       stopRequested: () => stopRequested,
       paceMs: Number(args["pace-ms"]),
       bigEveryMs: Number(args["big-every-s"]) * 1_000,
+      partitions: Number(args.partitions),
       log,
     });
     console.log(summary(figures));

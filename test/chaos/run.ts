@@ -74,6 +74,8 @@ export interface KillOptions {
   /** The writer's longest pause between transactions (default 12 ms), and the least time between two big transactions it starts by chance (default 4 s). */
   readonly paceMs?: number;
   readonly bigEveryMs?: number;
+  /** Partitions of each Kafka topic (default 3). */
+  readonly partitions?: number;
   readonly log: (line: string) => void;
 }
 
@@ -185,7 +187,7 @@ export async function runKills(options: KillOptions): Promise<KillFigures> {
           sinks: [{ kind: "duckdb", name: sinkNames.duck, path: duckPath, batch: { max_rows: 2_000, max_wait: "50ms" } }],
         }
       : {
-          topics: { kind: "kafka", brokers: [...kafka.brokers], partitions: 3, transactions: true, retention: { max_age: 0 } },
+          topics: { kind: "kafka", brokers: [...kafka.brokers], partitions: options.partitions ?? 3, transactions: true, retention: { max_age: 0 } },
           sinks: [
             { kind: "clickhouse", name: sinkNames.ch, url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database: chDatabase, batch: { max_rows: 1_000, max_wait: "100ms" } },
             { kind: "elasticsearch", name: sinkNames.es, nodes: [elasticsearch.url], batch: { max_rows: 1_000, max_wait: "100ms" } },
