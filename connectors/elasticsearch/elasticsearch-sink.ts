@@ -247,17 +247,31 @@ export class ElasticsearchSink implements VersionedSink {
       primary = indexes.shadow;
     }
     const physicals = mirror ? [primary, mirror] : [primary];
-    for (const physical of physicals) {
-      for (const schema of changes.schemas) await this.#evolve(physical, schema, context, signal);
-      if (changes.truncate) await this.#truncate(physical, changes.truncate.version, signal);
-    }
-    const rows = changes.rows.filter((row) => row.version > primary.truncateVersion);
+    for (const physical of physicals) for (const schema of changes.schemas) await this.#evolve(physical, schema, context, signal);
+    // The batch's rows go in before its truncate hides older documents, so a table never shows fewer rows than it has (a snapshot's reset follows its rows).
+    const truncateVersion = changes.truncate?.version ?? 0n;
+    const hiddenAtOrBelow = (index: EsIndex) => (index.truncateVersion > truncateVersion ? index.truncateVersion : truncateVersion);
+    await this.#writeRows(changes, primary, physicals, hiddenAtOrBelow, context, failures, signal);
+    if (changes.truncate) for (const physical of physicals) await this.#truncate(physical, changes.truncate.version, signal);
+  }
+
+  async #writeRows(
+    changes: TableChanges,
+    primary: EsIndex,
+    physicals: EsIndex[],
+    hiddenAtOrBelow: (index: EsIndex) => bigint,
+    context: PlanContext,
+    failures: Failures,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const label = tableLabel(changes.table);
+    const rows = changes.rows.filter((row) => row.version > hiddenAtOrBelow(primary));
     if (rows.length === 0) return;
     const stored = await this.#readStored(primary, rows.filter((row) => hasUnchanged(row.row)), signal);
     const planned: Planned[] = [];
     for (const physical of physicals) {
       for (const change of rows) {
-        if (change.version <= physical.truncateVersion) continue;
+        if (change.version <= hiddenAtOrBelow(physical)) continue;
         const before = stored.get(change.id);
         if (physical === primary && before && before.version >= change.version) continue;
         try {
@@ -332,7 +346,11 @@ export class ElasticsearchSink implements VersionedSink {
     if (version <= index.truncateVersion) return;
     index.truncateVersion = version;
     await this.#idx().putMappings(index, signal);
-    if (index.role === "live") await this.#idx().setLiveFilter(index, signal);
+    // Newer documents must be searchable before the alias filter hides the older ones.
+    if (index.role === "live") {
+      await this.#idx().refresh(index.physical, signal);
+      await this.#idx().setLiveFilter(index, signal);
+    }
     await this.#deleteBelow(index, version, signal);
   }
 
