@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { SluiceError } from "../connectors/errors.ts";
 import { NOT_HALTED } from "./halted.ts";
 import type { CaptureReleaseReport, HaltAction, HaltReleaseReport } from "./halted.ts";
-import { sendJson } from "./http-server.ts";
+import { readBody, sendJson } from "./http-server.ts";
 
 export interface ReleasableSink {
   release(table: string, action: HaltAction, execute: boolean): Promise<HaltReleaseReport>;
@@ -54,14 +54,7 @@ export function haltedHandler(sinks: ReadonlyMap<string, ReleasableSink>, source
 }
 
 async function readJson(req: IncomingMessage): Promise<{ table?: unknown; execute?: unknown }> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new Error("request body too large");
-    chunks.push(chunk as Buffer);
-  }
-  const text = Buffer.concat(chunks).toString("utf8");
+  const text = (await readBody(req, MAX_BODY_BYTES)).toString("utf8");
   try {
     const parsed: unknown = JSON.parse(text === "" ? "{}" : text);
     if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not an object");
