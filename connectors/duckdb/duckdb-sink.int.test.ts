@@ -91,6 +91,41 @@ describe("DuckDB sink specifics", () => {
     }
   });
 
+  test("edge values: ±infinity dates and timestamps are DuckDB's infinities, -0.0 keeps its sign inside lists", async () => {
+    const sink = createSink(`d_${randomTableName("edges")}`);
+    await sink.open(signal());
+    try {
+      const schema = tableSchema(randomTableName(), [
+        ["id", "integer"],
+        ["ts", "timestamp without time zone"],
+        ["tstz", "timestamp with time zone"],
+        ["day", "date"],
+        ["floats", "double precision[]"],
+        ["reals", "real[]"],
+      ]);
+      const events = new Events(schema);
+      const [tsMax, tsMin, dayMax, dayMin] = [9_223_372_036_854_775_807n, -9_223_372_036_854_775_808n, 2_147_483_647, -2_147_483_648];
+      await sink.write(
+        [
+          events.insert(1n, { id: 1, ts: tsMax, tstz: tsMax, day: dayMax, floats: [-0, 0, -1.5, null], reals: [-0, null] }),
+          events.insert(2n, { id: 2, ts: tsMin, tstz: tsMin, day: dayMin, floats: [-0], reals: [-0] }),
+        ],
+        signal(),
+      );
+      const target = renderTarget(TARGET_TEMPLATE, schema);
+      // Every query of the table works (an invalid timestamp made each one fail) and reads the infinities back.
+      const rows = await query(
+        `SELECT id, ts::VARCHAR AS ts, tstz::VARCHAR AS tstz, day::VARCHAR AS day, list_transform(floats, x -> x::VARCHAR) AS floats, list_transform(reals, x -> x::VARCHAR) AS reals FROM main.${ident(target)} ORDER BY id`,
+      );
+      assert.deepEqual(rows, [
+        { id: 1, ts: "infinity", tstz: "infinity", day: "infinity", floats: ["-0.0", "0.0", "-1.5", null], reals: ["-0.0", null] },
+        { id: 2, ts: "-infinity", tstz: "-infinity", day: "-infinity", floats: ["-0.0"], reals: ["-0.0"] },
+      ]);
+    } finally {
+      await sink.close();
+    }
+  });
+
   test("exact types: decimals, big integers, timestamps, dates, uuids, json, bytes, arrays; a widened key column", async () => {
     const sink = createSink(`d_${randomTableName("types")}`);
     await sink.open(signal());

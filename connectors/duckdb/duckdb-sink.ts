@@ -20,6 +20,7 @@ import { collapseChanges, versionOf } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { DELETED_COLUMN, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { TargetColumn } from "../sinks/columns.ts";
+import type { LogicalType } from "../sinks/logical-type.ts";
 import type { OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { errorMessage, rebuildState, rowRejected, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
@@ -376,6 +377,17 @@ export class DuckDbSink implements VersionedSink {
         `ON CONFLICT (${keys.join(", ")}) DO UPDATE SET ${updates.join(", ")} ` +
         `WHERE excluded.${ident(VERSION_COLUMN)} > ${ident(VERSION_COLUMN)}`,
     );
+    // DuckDB's INSERT … ON CONFLICT turns -0.0 inside a LIST into 0.0 (scalars keep it; UPDATE keeps it): write float lists again.
+    const floatLists = physical.columns.filter((c) => !c.key && !unchanged.has(c.name) && holdsFloatList(c.type));
+    await this.#rewriteFloatLists(physical, floatLists, keys, `temp.main.${ident(STAGE)}`, `s.${ident(GROUP_COLUMN)} = ${group}`);
+  }
+
+  async #rewriteFloatLists(physical: PhysicalTable, columns: readonly TargetColumn[], keys: readonly string[], from: string, where: string): Promise<void> {
+    if (columns.length === 0) return;
+    const matches = [...keys, ident(VERSION_COLUMN)].map((k) => `t.${k} = s.${k}`).join(" AND ");
+    await this.#conn().run(
+      `UPDATE ${this.#qualified(physical)} AS t SET ${columns.map((c) => `${ident(c.name)} = s.${ident(c.name)}`).join(", ")} FROM ${from} AS s WHERE ${where} AND ${matches}`,
+    );
   }
 
   /** Copies the rows just written for the staged keys from the live table into the shadow (rows complete, unchanged-TOAST resolved). */
@@ -392,6 +404,9 @@ export class DuckDbSink implements VersionedSink {
         `ON CONFLICT (${keyNames.map(ident).join(", ")}) DO UPDATE SET ${updates.join(", ")} ` +
         `WHERE excluded.${ident(VERSION_COLUMN)} > ${ident(VERSION_COLUMN)}`,
     );
+    const floatLists = to.columns.filter((c) => !c.key && shared.includes(c.name) && holdsFloatList(c.type));
+    const stagedKey = keyNames.map((k) => `st.${ident(k)} = s.${ident(k)}`).join(" AND ");
+    await this.#rewriteFloatLists(to, floatLists, keyNames.map(ident), this.#qualified(from), `EXISTS (SELECT 1 FROM temp.main.${ident(STAGE)} st WHERE ${stagedKey})`);
   }
 
   async #truncate(physical: PhysicalTable, version: bigint): Promise<void> {
@@ -535,6 +550,10 @@ export class DuckDbSink implements VersionedSink {
     }
     return new SluiceError(`DuckDB write failed: ${message}`, { code: "SINK_WRITE_FAILED", context: { component: "sink", sink: this.name }, cause: error });
   }
+}
+
+function holdsFloatList(type: LogicalType): boolean {
+  return type.kind === "array" && (type.element.kind === "float" || holdsFloatList(type.element));
 }
 
 function appendRow(appender: DuckDBAppender, types: readonly DuckDBType[], row: StagedRow): void {

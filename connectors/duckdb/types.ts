@@ -23,6 +23,7 @@ import {
   booleanValue,
   bytesValue,
   checkedInteger,
+  infinityOf,
   jsonText,
   plainDecimalText,
   scaledDecimal,
@@ -34,6 +35,8 @@ import {
 } from "../sinks/values.ts";
 
 const MAX_DECIMAL_PRECISION = 38;
+const DUCKDB_DATE_INFINITY = 2_147_483_647;
+const DUCKDB_TIMESTAMP_INFINITY = 9_223_372_036_854_775_807n;
 
 export function duckdbType(type: LogicalType): string {
   switch (type.kind) {
@@ -94,10 +97,16 @@ export function duckdbValue(type: LogicalType, value: ColumnValue): DuckDBValue 
       return jsonText(value);
     case "bytes":
       return blobValue(bytesValue(value));
-    case "date":
-      return dateValue(toDays(value));
-    case "timestamp":
-      return type.tz ? timestampTZValue(toBigInt(value)) : timestampValue(toBigInt(value));
+    case "date": {
+      const infinity = infinityOf(value, "date");
+      return dateValue(infinity === null ? toDays(value) : infinity === "infinity" ? DUCKDB_DATE_INFINITY : -DUCKDB_DATE_INFINITY);
+    }
+    case "timestamp": {
+      // DuckDB's -infinity is -(2^63 - 1); PostgreSQL's (-2^63) is not a valid DuckDB timestamp.
+      const infinity = infinityOf(value, "timestamp");
+      const micros = infinity === null ? toBigInt(value) : infinity === "infinity" ? DUCKDB_TIMESTAMP_INFINITY : -DUCKDB_TIMESTAMP_INFINITY;
+      return type.tz ? timestampTZValue(micros) : timestampValue(micros);
+    }
     case "time": {
       const micros = toBigInt(value);
       if (micros < 0n || micros > 86_400_000_000n) throw new ValueRejected(`time ${micros} µs is outside 00:00..24:00`);

@@ -123,6 +123,24 @@ export function plainDecimalText(value: ColumnValue): string {
   return `${d.negative ? "-" : ""}${d.integer || "0"}${d.fraction ? `.${d.fraction}` : ""}`;
 }
 
+/**
+ * PostgreSQL's `infinity` and `-infinity` as the sources carry them (docs/avro-types.md): the
+ * largest and smallest 32-bit day counts and 64-bit microsecond counts.
+ */
+export const DATE_INFINITY_DAYS = 2_147_483_647;
+export const DATE_MINUS_INFINITY_DAYS = -2_147_483_648;
+export const TIMESTAMP_INFINITY_MICROS = 9_223_372_036_854_775_807n;
+export const TIMESTAMP_MINUS_INFINITY_MICROS = -9_223_372_036_854_775_808n;
+
+/** "infinity", "-infinity" or null: whether a date (days) or timestamp (µs) value is one of PostgreSQL's infinities. */
+export function infinityOf(value: ColumnValue, kind: "date" | "timestamp"): "infinity" | "-infinity" | null {
+  if (typeof value !== "number" && typeof value !== "bigint") return null;
+  const n = BigInt(value);
+  if (n === (kind === "date" ? BigInt(DATE_INFINITY_DAYS) : TIMESTAMP_INFINITY_MICROS)) return "infinity";
+  if (n === (kind === "date" ? BigInt(DATE_MINUS_INFINITY_DAYS) : TIMESTAMP_MINUS_INFINITY_MICROS)) return "-infinity";
+  return null;
+}
+
 const MICROS_PER_DAY = 86_400_000_000n;
 const MIN_DAYS = -719_162; // 0001-01-01
 const MAX_DAYS = 2_932_896; // 9999-12-31
@@ -134,6 +152,8 @@ function civilFromDays(days: number): { year: number; month: number; day: number
 
 export function toDays(value: ColumnValue): number {
   const n = toBigInt(value);
+  const infinity = infinityOf(n, "date");
+  if (infinity !== null) throw new ValueRejected(`date ${infinity} (PostgreSQL) has no equivalent here: dates must lie within 0001-01-01..9999-12-31`);
   if (n < BigInt(MIN_DAYS) || n > BigInt(MAX_DAYS)) throw new ValueRejected(`date ${n} (days since 1970-01-01) is outside 0001-01-01..9999-12-31`);
   return Number(n);
 }
@@ -147,6 +167,8 @@ export function formatDate(value: ColumnValue): string {
 /** "YYYY-MM-DD HH:MM:SS.ffffff" (`separator` " " or "T") for microseconds since the epoch. */
 export function formatTimestamp(value: ColumnValue, separator: " " | "T" = "T"): string {
   const micros = toBigInt(value);
+  const infinity = infinityOf(micros, "timestamp");
+  if (infinity !== null) throw new ValueRejected(`timestamp ${infinity} (PostgreSQL) has no equivalent here: timestamps must lie within 0001-01-01..9999-12-31`);
   const days = floorDiv(micros, MICROS_PER_DAY);
   const date = formatDate(days);
   return `${date}${separator}${formatTimeOfDay(micros - days * MICROS_PER_DAY)}`;
