@@ -89,6 +89,11 @@ export interface TableSchema extends TableId {
   readonly columns: readonly ColumnSchema[];
   /** Key columns in key order: the primary key, else the replica identity or configured key. */
   readonly key: readonly string[];
+  /**
+   * True when the table has no key and `key` lists every column instead (PostgreSQL without a
+   * primary key, replica identity index or key_columns entry): identical rows share that "key".
+   */
+  readonly keyIsWholeRow?: boolean;
 }
 
 export function tableName(id: TableId): string {

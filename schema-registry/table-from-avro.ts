@@ -18,6 +18,7 @@ interface TableProperty {
   readonly kind: SourceKind;
   readonly numericMode: NumericMode;
   readonly key: readonly string[];
+  readonly wholeRowKey?: boolean;
 }
 
 type JsonObject = Record<string, unknown>;
@@ -50,6 +51,7 @@ export function tableSchemaFromAvro(schema: AvroSchemaJson | string): { table: T
     sourceKind: property.kind,
     columns,
     key: property.key,
+    ...(property.wholeRowKey === true ? { keyIsWholeRow: true } : {}),
   };
   // The namespace is `<name>.<schema>.<table>`; schema and table are single sanitised parts.
   const name = namespace.split(".").slice(0, -2).join(".");

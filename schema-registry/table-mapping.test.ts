@@ -243,4 +243,10 @@ describe("tableSchemaFromAvro", () => {
     assert.deepEqual(again.valueSchema, mapping.valueSchema);
     assert.throws(() => tableSchemaFromAvro({ type: "record", name: "X", fields: [] }), /not a Sluice table schema/);
   });
+  it("keeps the mark of a whole-row key (a table without a primary key), so sinks can refuse it", () => {
+    const keyless = { ...table([{ name: "a", dbType: "int4", nullable: false, primaryKeyIndex: 1 }], ["a"]), keyIsWholeRow: true };
+    assert.equal(tableSchemaFromAvro(mapTable(keyless, { name: "shop" }).envelopeSchema).table.keyIsWholeRow, true);
+    const keyed = table([{ name: "a", dbType: "int4", nullable: false, primaryKeyIndex: 1 }], ["a"]);
+    assert.equal(tableSchemaFromAvro(mapTable(keyed, { name: "shop" }).envelopeSchema).table.keyIsWholeRow, undefined);
+  });
 });

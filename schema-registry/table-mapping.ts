@@ -82,6 +82,7 @@ export function mapTable(table: TableSchema, options: TableMappingOptions = {}):
     kind: table.sourceKind,
     numericMode,
     key: table.key,
+    ...(table.keyIsWholeRow === true ? { wholeRowKey: true } : {}),
   };
   const recordSchema = (recordName: "Key" | "Value", recordBindings: readonly ColumnBinding[], withUnchanged: boolean): AvroRecordJson => {
     const scope = namedTypeScope();

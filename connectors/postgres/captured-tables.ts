@@ -176,6 +176,7 @@ export class CapturedTables {
       sourceKind: "postgres",
       columns: columnSchemas,
       key: key.names,
+      ...(key.source === "full row" ? { keyIsWholeRow: true } : {}),
     };
     return {
       relid,
@@ -229,7 +230,7 @@ export class CapturedTables {
       this.warnedFullRow.add(qualified);
       this.options.logger.warn(
         { table: qualified },
-        "table has no primary key, replica identity index or key_columns entry: its whole row is its key",
+        "table has no primary key, replica identity index or key_columns entry: its whole row is its record key, and sinks refuse it (identical rows cannot be told apart); add a primary key or a key_columns entry",
       );
     }
     return { names: [...names], source: "full row" };

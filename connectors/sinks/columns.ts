@@ -28,6 +28,16 @@ export interface ColumnChange {
   readonly key: boolean;
 }
 
+/**
+ * Sinks apply changes by key and version. Without a key, identical rows cannot be told apart (a
+ * whole-row key collapses them into one) and a replayed change cannot be recognised, so the
+ * target could not equal the source: such tables are refused, not approximated.
+ */
+export const KEYLESS_REFUSED =
+  "the table has no primary key, so sinks cannot keep identical rows apart or apply its changes exactly once; " +
+  "add a primary key (PostgreSQL: or REPLICA IDENTITY USING INDEX on a unique index, or a key_columns entry for the source), " +
+  "or leave the table out of this sink's tables";
+
 export interface ColumnPlan {
   /** Every column after the plan, existing ones first, in their order. */
   readonly columns: readonly TargetColumn[];
@@ -46,7 +56,7 @@ export function initialColumns(schema: TableSchema, context: PlanContext): Targe
 }
 
 export function planColumns(current: readonly TargetColumn[] | null, schema: TableSchema, context: PlanContext): ColumnPlan {
-  if (schema.key.length === 0) throw schemaUnsupported("the table has no key (primary key, replica identity or configured key columns)", context);
+  if (schema.key.length === 0 || schema.keyIsWholeRow === true) throw schemaUnsupported(KEYLESS_REFUSED, context);
   const byName = new Map(schema.columns.map((c) => [c.name, c]));
   for (const column of schema.key) {
     if (!byName.has(column)) throw schemaUnsupported(`key column "${column}" is not among the table's columns`, { ...context, column });

@@ -89,7 +89,16 @@ describe("planColumns", () => {
     assert.throws(() => planColumns(current, bad, ctx), (e: { code?: string; context?: Record<string, unknown> }) => e.code === SCHEMA_UNSUPPORTED && e.context?.["column"] === "a");
     assert.throws(() => planColumns(current, tableSchema("t", [["id", "integer"], ["a", "integer"]], ["a"]), ctx), /key changed/);
     assert.throws(() => planColumns(null, tableSchema("t", [["id", "integer"], ["_sluice_version", "integer"]]), ctx), /reserved/);
-    assert.throws(() => planColumns(null, tableSchema("t", [["id", "integer"]], []), ctx), /no key/);
+    assert.throws(() => planColumns(null, tableSchema("t", [["id", "integer"]], []), ctx), /no primary key/);
+  });
+  test("a keyless table is refused, also when its whole row stands in for the key (PostgreSQL without a primary key)", () => {
+    const wholeRow = { ...tableSchema("t", [["a", "integer"], ["b", "text"]], ["a", "b"]), keyIsWholeRow: true };
+    assert.throws(
+      () => planColumns(null, wholeRow, ctx),
+      (e: { code?: string; message?: string }) => e.code === SCHEMA_UNSUPPORTED && /no primary key.*identical rows.*add a primary key/.test(e.message ?? ""),
+    );
+    // A real primary key over every column is a key.
+    assert.deepEqual(planColumns(null, tableSchema("t", [["a", "integer"], ["b", "text"]], ["a", "b"]), ctx).columns.map((c) => c.key), [true, true]);
   });
 });
 
