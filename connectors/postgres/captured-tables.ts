@@ -69,6 +69,7 @@ export class CapturedTables {
   private types: TypeCatalog;
   private readonly byRelid = new Map<number, CapturedTable | null>();
   private readonly warnedFullRow = new Set<string>();
+  private readonly warnedGenerated = new Set<string>();
 
   constructor(options: CapturedTablesOptions) {
     this.options = options;
@@ -88,6 +89,17 @@ export class CapturedTables {
     return undefined;
   }
 
+  /** Stored generated columns are left out: pgoutput (PostgreSQL 17 and older) never sends them, so the snapshot leaves them out too. */
+  private warnGenerated(schemaName: string, tableName: string, columns: readonly string[]): void {
+    const qualified = `${schemaName}.${tableName}`;
+    if (columns.length === 0 || this.warnedGenerated.has(qualified)) return;
+    this.warnedGenerated.add(qualified);
+    this.options.logger.warn(
+      { table: qualified, columns },
+      `generated columns ${columns.join(", ")} of ${qualified} are not captured: PostgreSQL's logical replication does not send them; topics and sinks have the table without them (compute them in the target, or make them plain columns)`,
+    );
+  }
+
   /** The table as the catalog of `db` (a snapshot transaction) shows it, limited to the published columns. */
   async fromCatalog(db: Queryable, relid: number, published: PublishedTable | undefined): Promise<CapturedTable> {
     const info = await relationInfo(db, relid);
@@ -95,6 +107,7 @@ export class CapturedTables {
     const attrs = await attributes(db, relid);
     const publishedColumns = published?.columns ?? null;
     const specs = attrs.filter((a) => !a.generated && (publishedColumns === null || publishedColumns.includes(a.name)));
+    this.warnGenerated(info.schema, info.table, attrs.filter((a) => a.generated).map((a) => a.name));
     const table = await this.build(db, relid, info, attrs, specs, info.schema, info.table, published?.rowFilter ?? null);
     this.remember(table);
     return table;

@@ -5,6 +5,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import type pg from "pg";
+import { pino } from "pino";
 import type { ColumnValue, Row } from "../contracts.ts";
 import { createAvroType } from "../../schema-registry/avro-runtime.ts";
 import { mapTable } from "../../schema-registry/table-mapping.ts";
@@ -144,5 +145,29 @@ test("every type decodes exactly, from the snapshot and from the stream, with fo
     assert.deepEqual(gaps, [], `values the registry's Avro mapping does not carry exactly:\n${gaps.join("\n")}`);
   } finally {
     await source.close();
+  }
+});
+
+test("stored generated columns and a missing primary key are named in a warning when capture starts", async () => {
+  await admin.query(`CREATE TABLE "${schema}".gen (id int PRIMARY KEY, price numeric, doubled numeric GENERATED ALWAYS AS (price * 2) STORED)`);
+  await admin.query(`CREATE TABLE "${schema}".nokey (a int, b text)`);
+  await admin.query(`INSERT INTO "${schema}".gen (id, price) VALUES (1, 2.5)`);
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: "warn" }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  const warned = sourceConfig({ tables: [`${schema}.gen`, `${schema}.nokey`] });
+  const source = newSource(warned, { logger });
+  await source.connect(null, AbortSignal.timeout(30_000));
+  try {
+    const collected = await readUntil(source, snapshotFinished);
+    assert.deepEqual(byId(collected.events, 1, "r")?.after, { id: 1, price: "2.5" });
+    const generated = lines.find((l) => l["table"] === `${schema}.gen`);
+    assert.ok(generated, `no warning for the generated column: ${JSON.stringify(lines)}`);
+    assert.deepEqual(generated["columns"], ["doubled"]);
+    assert.match(String(generated["msg"]), /generated columns doubled .* are not captured/);
+    const keyless = lines.find((l) => l["table"] === `${schema}.nokey`);
+    assert.match(String(keyless?.["msg"]), /no primary key.*sinks refuse it/);
+  } finally {
+    await source.close();
+    await cleanUp(admin, warned);
   }
 });
