@@ -1,4 +1,9 @@
-/** Whether a JSON value is a valid Avro default for a type (Avro specification, "default" table). */
+/**
+ * Whether a JSON value is a valid Avro default for a type, as Avro Java (and so Confluent's
+ * registry) judges it, which is more tolerant than the specification: a union's default may match
+ * any branch, and string, bytes, fixed and enum defaults need only be strings (no byte range,
+ * length or symbol check). See docs/schema-registry.md.
+ */
 import type { AvroType } from "./avro-parse.ts";
 
 const INT_MIN = -(2 ** 31);
@@ -20,15 +25,13 @@ export function isValidDefault(type: AvroType, value: unknown): boolean {
         case "double":
           return typeof value === "number";
         case "bytes":
-          return isByteString(value);
         case "string":
           return typeof value === "string";
       }
       return false;
     case "fixed":
-      return isByteString(value) && value.length === type.size;
     case "enum":
-      return typeof value === "string" && type.symbols.includes(value);
+      return typeof value === "string";
     case "array":
       return Array.isArray(value) && value.every((item) => isValidDefault(type.items, item));
     case "map":
@@ -38,19 +41,10 @@ export function isValidDefault(type: AvroType, value: unknown): boolean {
         isPlainObject(value) &&
         type.fields.every((field) => (field.name in value ? isValidDefault(field.type, value[field.name]) : field.hasDefault))
       );
-    case "union": {
-      // The default of a union matches its first branch (the rule avsc and Avro Java 1.11 enforce).
-      const first = type.branches[0];
-      return first !== undefined && isValidDefault(first, value);
-    }
+    case "union":
+      // The specification asks for the first branch; Avro Java accepts a match of any branch.
+      return type.branches.some((branch) => isValidDefault(branch, value));
   }
-}
-
-/** Bytes and fixed defaults are strings whose code points 0-255 stand for the bytes. */
-function isByteString(value: unknown): value is string {
-  if (typeof value !== "string") return false;
-  for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) > 0xff) return false;
-  return true;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

@@ -63,8 +63,8 @@ describe("parseSchema", () => {
   it("rejects redefining a primitive", () => rejects({ type: "fixed", name: "int", size: 1 }, /cannot be redefined/));
   it("rejects a default of the wrong type", () => rejects({ type: "record", name: "R", fields: [{ name: "a", type: "int", default: "x" }] }, /default value "x" is not a valid int/));
   it("rejects an int default out of range", () => rejects({ type: "record", name: "R", fields: [{ name: "a", type: "int", default: 2 ** 31 }] }, /not a valid int/));
-  it("rejects a union default that does not match the first branch", () =>
-    rejects({ type: "record", name: "R", fields: [{ name: "a", type: ["null", "string"], default: "x" }] }, /first branch/));
+  it("rejects a union default that matches none of its branches", () =>
+    rejects({ type: "record", name: "R", fields: [{ name: "a", type: ["null", "string"], default: 1 }] }, /not a valid union \[null, string\] \(no branch matches\)/));
   it("rejects a record default missing a field without default", () =>
     rejects(
       {
@@ -74,7 +74,6 @@ describe("parseSchema", () => {
       },
       /not a valid I/,
     ));
-  it("rejects a bytes default with code points above 255", () => rejects({ type: "record", name: "R", fields: [{ name: "a", type: "bytes", default: "\u0100" }] }, /not a valid bytes/));
   it("rejects duplicate enum symbols", () => rejects({ type: "enum", name: "E", symbols: ["A", "A"] }, /appears twice/));
   it("rejects an enum default that is not a symbol", () => rejects({ type: "enum", name: "E", symbols: ["A"], default: "B" }, /not one of its symbols/));
   it("rejects a negative fixed size", () => rejects({ type: "fixed", name: "F", size: -1 }, /non-negative integer/));

@@ -378,5 +378,5 @@ function pickProps(object: Record<string, unknown>, reserved: Iterable<string>):
 }
 
 function describeForDefault(type: AvroType): string {
-  return type.kind === "union" ? `${typeLabel(type.branches[0] ?? type)} (a union's default must match its first branch)` : typeLabel(type);
+  return type.kind === "union" ? `${typeLabel(type)} (no branch matches)` : typeLabel(type);
 }

@@ -168,6 +168,30 @@ describe("LocalRegistry", () => {
     assert.equal(await importer.register("u", v1), 101, "ids continue after imported ones");
   });
 
+  it("accepts what Confluent's registry (Avro Java's parser) accepts: empty unions, union defaults of any branch, Java's textual defaults", async () => {
+    const r = await registry();
+    const accepted: unknown[] = [
+      [],
+      { type: "record", name: "E", fields: [{ name: "never", type: [] }] },
+      { type: "record", name: "U", fields: [{ name: "a", type: ["null", "string"], default: "x" }] },
+      { type: "record", name: "U2", fields: [{ name: "a", type: ["null", { type: "record", name: "I", fields: [{ name: "x", type: "int" }] }], default: { x: 1 } }] },
+      { type: "record", name: "B", fields: [{ name: "a", type: "bytes", default: "\u0100" }] },
+      { type: "record", name: "F", fields: [{ name: "a", type: { type: "fixed", name: "F2", size: 2 }, default: "abc" }] },
+      { type: "record", name: "N", fields: [{ name: "a", type: { type: "enum", name: "E2", symbols: ["A"] }, default: "Z" }] },
+    ];
+    for (const [i, schema] of accepted.entries()) {
+      const id = await r.register(`accepted-${i}`, schema as Parameters<LocalRegistry["register"]>[1]);
+      assert.deepEqual(JSON.parse(await r.schemaById(id)), schema);
+    }
+    // Compatibility verdicts stay Java's: a field added with a default of its second branch is a BACKWARD-compatible change.
+    await r.register("evolve", v1);
+    const added = { type: "record", name: "R", fields: [{ name: "a", type: "int" }, { name: "b", type: ["null", "string"], default: "none" }] };
+    assert.equal((await r.checkCompatibility("evolve", added)).compatible, true);
+    // What Java refuses stays refused: a union default matching no branch, an int default that is not an int.
+    await assert.rejects(r.register("bad-1", { type: "record", name: "R", fields: [{ name: "a", type: ["null", "string"], default: 1 }] }), failsWith("INVALID_SCHEMA"));
+    await assert.rejects(r.register("bad-2", { type: "record", name: "R", fields: [{ name: "a", type: "int", default: "1" }] }), failsWith("INVALID_SCHEMA"));
+  });
+
   it("rejects non-Avro and malformed requests as invalid schemas", async () => {
     const r = await registry();
     await assert.rejects(r.registerSchema("s", { schema: "{}", schemaType: "PROTOBUF" }), failsWith("INVALID_SCHEMA"));

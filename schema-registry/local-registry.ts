@@ -6,7 +6,6 @@
 import { parseSchemaText } from "./avro-parse.ts";
 import type { AvroType } from "./avro-parse.ts";
 import { normalizedForm } from "./avro-canonical.ts";
-import { createAvroType } from "./avro-runtime.ts";
 import { checkAgainstHistory, DEFAULT_COMPATIBILITY_LEVEL, describeIncompatibility, isCompatibilityLevel } from "./compatibility-levels.ts";
 import type { CompatibilityLevel } from "./compatibility-levels.ts";
 import { SluiceError } from "../connectors/errors.ts";
@@ -419,8 +418,8 @@ function parseRequestSchema(request: SchemaRequest): { type: AvroType; normalize
   }
   let type: AvroType;
   try {
+    // Only Avro Java's rules (avro-parse.ts): avsc refuses some schemas Java accepts (an empty union, a union default of a later branch).
     type = parseSchemaText(request.schema);
-    createAvroType(request.schema);
   } catch (error) {
     throw new RegistryError("INVALID_SCHEMA", `Invalid schema of type AVRO, details: ${(error as Error).message}`, { cause: error });
   }
