@@ -33,6 +33,9 @@ import { StreamBatcher } from "./stream-batcher.ts";
 import { StreamDecoder } from "./stream-decoder.ts";
 import type { TransactionEvent } from "./stream-decoder.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
+import { decodeResume, encodeResume, SnapshotLedger } from "../common/incremental-snapshot-state.ts";
+import { IncrementalSnapshots } from "./incremental-snapshot.ts";
+import { OnlineSnapshotRequests } from "./online-snapshot-requests.ts";
 
 export type { SlotLag } from "./catalog.ts";
 export type { TableSnapshotProgress } from "./snapshot-reader.ts";
@@ -113,6 +116,19 @@ export class PostgresSource implements Source {
   private streaming: StreamState | null = null;
   private ackedFlush = 0n;
   private readonly acks = new AckTracker((lsn) => this.acknowledged(lsn));
+  private ledger = new SnapshotLedger([]);
+  private readonly onlineFinished: TableSnapshotProgress[] = [];
+  private online: { readonly engine: IncrementalSnapshots; readonly controller: AbortController; readonly done: Promise<void> } | null = null;
+  /** Online snapshots (sluice snapshot, the signal table, tables added later): see incremental-snapshot.ts. */
+  readonly snapshots = new OnlineSnapshotRequests({
+    config: () => this.config,
+    publication: () => this.names.publication,
+    catalog: () => this.catalog,
+    captured: () => this.captured,
+    serverVersion: () => this.server?.version ?? 0,
+    engine: () => this.online?.engine ?? null,
+    context: () => this.context,
+  });
 
   constructor(config: PostgresSourceConfig, options: PostgresSourceOptions) {
     this.config = config;
@@ -129,7 +145,9 @@ export class PostgresSource implements Source {
   }
 
   snapshotProgress(): readonly TableSnapshotProgress[] {
-    return this.snapshot?.reader.progress() ?? this.lastSnapshotProgress;
+    const initial = this.snapshot?.reader.progress() ?? this.lastSnapshotProgress;
+    const online = this.online?.engine.progress() ?? this.onlineFinished;
+    return online.length === 0 ? initial : [...initial, ...online];
   }
 
   stats(): PostgresSourceStats {
@@ -160,6 +178,7 @@ export class PostgresSource implements Source {
     this.failure = null;
     this.acks.reset();
     this.ackedFlush = 0n;
+    this.ledger = new SnapshotLedger(decodeResume(from?.position.resume).tasks);
     try {
       await this.setUp(from, signal);
     } catch (error) {
@@ -236,6 +255,8 @@ export class PostgresSource implements Source {
       this.phase = "streaming";
       await this.startStream();
     } else {
+      // A new initial snapshot reads every table: online snapshots in progress are moot.
+      this.ledger = new SnapshotLedger([]);
       if (plan.dropExisting) await dropSlot(catalog, names);
       const snapshotTables = publication?.allTables ? tables : tables.filter((t) => published.has(`${t.schema}.${t.table}`));
       await this.startSnapshot(server, snapshotTables, published);
@@ -323,12 +344,14 @@ export class PostgresSource implements Source {
     const catalog = this.catalog!;
     const captured = this.captured!;
     const buffer = new ByteBoundedBuffer<WalMessage>(this.config.max_buffer_bytes);
+    const online = this.startOnlineSnapshots();
     const decoder = new StreamDecoder({
       sourceName: this.name,
       tables: captured,
       resolveRelation: (message) => captured.fromRelation(catalog, message),
       transactionMetadata: this.config.transaction_metadata,
       skipThrough: start.skipThrough,
+      interleave: online,
     });
     const batcher = new StreamBatcher({
       buffer,
@@ -406,8 +429,34 @@ export class PostgresSource implements Source {
     return filled;
   }
 
-  private batch(events: readonly ChangeEvent[], transactions: readonly TransactionEvent[], position: Position): PostgresSourceBatch {
-    const ack = this.acks.issue(flushLsnFor(position));
+  /** The online snapshot engine, running while the stream runs; its progress rides in every checkpoint. */
+  onlineSnapshots(): IncrementalSnapshots | null {
+    return this.online?.engine ?? null;
+  }
+
+  private startOnlineSnapshots(): IncrementalSnapshots {
+    const engine = new IncrementalSnapshots({
+      client: clientConfig(this.config, "snapshot"),
+      sourceName: this.name,
+      slot: this.names.slot,
+      chunkRows: this.config.snapshot.chunk_rows,
+      ledger: this.ledger,
+      finished: this.onlineFinished,
+      resolve: (table) => this.snapshots.resolve(table),
+      logger: this.logger,
+      context: this.context,
+      ...(this.options.onSnapshotProgress === undefined ? {} : { onProgress: () => this.options.onSnapshotProgress!(this.snapshotProgress()) }),
+    });
+    const controller = new AbortController();
+    const done = engine.run(controller.signal).catch((error: unknown) => this.logger.error({ err: (error as Error).message }, "online snapshots stopped"));
+    this.online = { engine, controller, done };
+    return engine;
+  }
+
+  private batch(events: readonly ChangeEvent[], transactions: readonly TransactionEvent[], at: Position): PostgresSourceBatch {
+    const ack = this.acks.issue(flushLsnFor(at));
+    const resume = encodeResume(decodeResume(at.resume).base, this.ledger.tasksAt(at));
+    const position: Position = resume === undefined ? { commit: at.commit, change: at.change } : { commit: at.commit, change: at.change, resume };
     return {
       events,
       transactions,
@@ -427,7 +476,13 @@ export class PostgresSource implements Source {
   }
 
   private async teardown(): Promise<void> {
-    const { snapshot, streaming, catalog } = this;
+    const { snapshot, streaming, catalog, online } = this;
+    this.online = null;
+    if (online !== null) {
+      online.controller.abort(CLOSED());
+      await online.engine.close();
+      await online.done;
+    }
     this.snapshot = null;
     this.streaming = null;
     this.catalog = null;

@@ -43,6 +43,15 @@ interface OpenTransaction {
   beginEmitted: boolean;
 }
 
+/** Online snapshots woven into the stream (incremental-snapshot.ts): watermarks in commit order, and every change handed on. */
+export interface StreamInterleave {
+  watermark(content: string, commitLsn: bigint, out: DecodedOutput): void;
+  changed(event: ChangeEvent): void;
+}
+
+/** Prefix of the transactional logical messages that mark an online snapshot chunk's window. */
+export const WATERMARK_PREFIX = "sluice.watermark";
+
 export interface StreamDecoderOptions {
   readonly sourceName: string;
   readonly tables: Pick<CapturedTables, "get">;
@@ -50,6 +59,7 @@ export interface StreamDecoderOptions {
   readonly resolveRelation: (message: RelationMessage) => Promise<CapturedTable | null>;
   readonly transactionMetadata: boolean;
   readonly skipThrough: Position | null;
+  readonly interleave?: StreamInterleave;
 }
 
 export class StreamDecoder {
@@ -74,6 +84,10 @@ export class StreamDecoder {
 
   /** Decodes one message; returns a promise only when it must consult the catalog (Relation). */
   apply(message: WalMessage, out: DecodedOutput): void | Promise<void> {
+    if (message.keepalive !== undefined) {
+      this.keepalive(message.walStart);
+      return;
+    }
     const decoded = decodePgoutput(message.payload);
     switch (decoded.tag) {
       case "begin":
@@ -114,6 +128,9 @@ export class StreamDecoder {
         return;
       case "message":
         if (!decoded.transactional && this.transaction === null) this.advanceThrough(throughPosition(decoded.lsn));
+        else if (decoded.transactional && decoded.prefix === WATERMARK_PREFIX && this.transaction !== null) {
+          this.options.interleave?.watermark(decoded.content.toString("utf8"), this.transaction.commitLsn, out);
+        }
         return;
       case "type":
       case "origin":
@@ -155,6 +172,7 @@ export class StreamDecoder {
     }
     transaction.beginEmitted = true;
     for (const event of events) out.events.push(event);
+    if (this.options.interleave !== undefined) for (const event of events) this.options.interleave.changed(event);
   }
 
   private commit(commitLsn: bigint, out: DecodedOutput): void {
@@ -174,6 +192,19 @@ export class StreamDecoder {
         });
       }
     }
+    this.advanceThrough(position);
+  }
+
+  /**
+   * A keepalive says the server has sent everything before its WAL end: outside a transaction,
+   * everything through the LSN just below it is decoded, and confirming that position lets the
+   * slot's confirmed_flush_lsn reach the WAL end exactly (what a fast shutdown waits for). Inside a
+   * transaction the keepalive says nothing about the changes still to come, so it is ignored.
+   */
+  private keepalive(walEnd: bigint): void {
+    if (this.transaction !== null || walEnd === 0n) return;
+    const position = throughPosition(walEnd - 1n);
+    if (this.lastThrough !== null && comparePositions(position, this.lastThrough) <= 0) return;
     this.advanceThrough(position);
   }
 

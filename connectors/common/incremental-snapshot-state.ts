@@ -1,0 +1,106 @@
+/**
+ * What an online (incremental) snapshot has read so far, and how that travels with the source's
+ * checkpoint: the tasks (one per requested table) ride in Position.resume, so the topic log stores
+ * a chunk's progress atomically with the chunk's rows. A crash resumes at the chunk after the last
+ * one whose rows are durable (the chunk in flight is read again: at most one chunk twice).
+ *
+ * A task changes when the stream reaches a chunk's high watermark (its rows are handed on there).
+ * The ledger keeps each change with the stream position it belongs to, so a checkpoint carries
+ * exactly the progress of the rows before it, even when a batch ends before a chunk's rows.
+ */
+import { comparePositions } from "../contracts.ts";
+import type { Position } from "../contracts.ts";
+
+export interface SnapshotTask {
+  /** Unique per request: names the task in /status and the admin API. */
+  readonly id: string;
+  /** "schema.table" (MySQL: "database.table"). */
+  readonly table: string;
+  /** Extra SQL condition (sluice snapshot --where); null reads the whole table. */
+  readonly where: string | null;
+  /** Text of the key columns of the last row handed on, null before the first chunk. */
+  readonly lastKey: readonly (string | null)[] | null;
+  readonly rowsDone: number;
+  readonly rowsEstimated: number | null;
+  /**
+   * A whole-table snapshot ends with a reset (a truncate, source.snapshot true) at this version
+   * (decimal): below every row the snapshot hands on, so sinks drop only rows the source no
+   * longer has. Fixed before the first chunk; null until then.
+   */
+  readonly resetVersion: string | null;
+  readonly requestedAtMs: number;
+  readonly startedAtMs: number | null;
+  /** How the snapshot was asked for: "cli", "signal", "table-added", "initial". */
+  readonly origin: string;
+}
+
+const MARK = "\nsnapshots:";
+
+/** Position.resume carrying the tasks after the source's own token (e.g. a GTID set); undefined when both are empty. */
+export function encodeResume(base: string | undefined, tasks: readonly SnapshotTask[]): string | undefined {
+  if (tasks.length === 0) return base;
+  return `${base ?? ""}${MARK}${JSON.stringify(tasks)}`;
+}
+
+export function decodeResume(resume: string | undefined): { base: string | undefined; tasks: SnapshotTask[] } {
+  if (resume === undefined) return { base: undefined, tasks: [] };
+  const at = resume.indexOf(MARK);
+  if (at < 0) return { base: resume, tasks: [] };
+  const base = resume.slice(0, at);
+  const parsed: unknown = JSON.parse(resume.slice(at + MARK.length));
+  if (!Array.isArray(parsed)) throw new Error("the checkpoint's snapshot progress is not a list");
+  return { base: base === "" ? undefined : base, tasks: parsed as SnapshotTask[] };
+}
+
+/** Base token of a resume string without the snapshot progress. */
+export function resumeBase(resume: string | undefined): string | undefined {
+  return decodeResume(resume).base;
+}
+
+interface PendingChange {
+  readonly position: Position;
+  tasks: SnapshotTask[];
+}
+
+export class SnapshotLedger {
+  private live: SnapshotTask[];
+  private durable: SnapshotTask[];
+  private pending: PendingChange[] = [];
+
+  constructor(restored: readonly SnapshotTask[]) {
+    this.live = [...restored];
+    this.durable = [...restored];
+  }
+
+  /** The tasks as the snapshot engine sees them (ahead of what is durable). */
+  get tasks(): readonly SnapshotTask[] {
+    return this.live;
+  }
+
+  /** A new request counts at once: it needs no rows before it to be durable. */
+  add(task: SnapshotTask): void {
+    this.live = [...this.live, task];
+    this.durable = [...this.durable, task];
+    for (const change of this.pending) change.tasks = [...change.tasks, task];
+  }
+
+  /** Drops a task at once (cancelled, or failed in a way reading again cannot fix). */
+  remove(id: string): void {
+    const without = (tasks: readonly SnapshotTask[]) => tasks.filter((t) => t.id !== id);
+    this.live = without(this.live);
+    this.durable = without(this.durable);
+    for (const change of this.pending) change.tasks = without(change.tasks);
+  }
+
+  /** Task `id` after the rows handed on at `position` (a chunk's rows; null: the table is done). */
+  record(position: Position, id: string, next: SnapshotTask | null): void {
+    this.live = this.live.flatMap((t) => (t.id !== id ? [t] : next === null ? [] : [next]));
+    this.pending.push({ position, tasks: this.live });
+  }
+
+  /** The tasks a checkpoint at `position` carries: every change at or before it. */
+  tasksAt(position: Position): readonly SnapshotTask[] {
+    while (this.pending.length > 0 && comparePositions(this.pending[0]!.position, position) <= 0) this.durable = this.pending.shift()!.tasks;
+    return this.durable;
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * Requests for online snapshots of a PostgreSQL source (sluice snapshot, the signal table, tables
+ * added later): checks a table can be read online (captured by the config, published, keyed by a
+ * unique key, the WHERE condition valid), estimates its rows and chunks, and queues it.
+ */
+import type pg from "pg";
+import type { PostgresSourceConfig } from "../../config/schema.ts";
+import { SluiceError } from "../errors.ts";
+import type { ErrorContext } from "../errors.ts";
+import type { SnapshotTask } from "../common/incremental-snapshot-state.ts";
+import { tableMatcher } from "../common/table-patterns.ts";
+import type { CapturedTables } from "./captured-tables.ts";
+import { listTables, publicationInfo, publishedTables } from "./catalog.ts";
+import { quoteIdent } from "./connection-settings.ts";
+import { noChunkKey } from "./incremental-snapshot.ts";
+import type { IncrementalSnapshots, ResolvedTable } from "./incremental-snapshot.ts";
+
+export interface OnlineSnapshotHost {
+  readonly config: () => PostgresSourceConfig;
+  readonly publication: () => string;
+  readonly catalog: () => pg.Client | null;
+  readonly captured: () => CapturedTables | null;
+  readonly serverVersion: () => number;
+  readonly engine: () => IncrementalSnapshots | null;
+  readonly context: () => ErrorContext;
+}
+
+/** What a snapshot request would do: the dry run's answer, and the request's. */
+export interface OnlineSnapshotPlan {
+  readonly source: string;
+  readonly table: string;
+  readonly key: readonly string[];
+  readonly keySource: string;
+  readonly where: string | null;
+  /** The planner's estimate of the rows to read (with the WHERE condition). */
+  readonly estimatedRows: number | null;
+  readonly chunkRows: number;
+  readonly estimatedChunks: number | null;
+  /** A whole-table snapshot ends with a reset that removes rows the source no longer has. */
+  readonly reset: boolean;
+  /** Snapshots queued before this one. */
+  readonly queuedBehind: number;
+}
+
+export class OnlineSnapshotRequests {
+  private readonly host: OnlineSnapshotHost;
+
+  constructor(host: OnlineSnapshotHost) {
+    this.host = host;
+  }
+
+  /** The dry run: checks everything a request checks, queues nothing. */
+  async plan(table: string, where: string | null): Promise<OnlineSnapshotPlan> {
+    const engine = this.running();
+    const { table: captured } = await this.resolve(table);
+    const cleanWhere = checkWhere(where, table, this.host.context());
+    const estimatedRows = await this.estimate(captured.schema.schema, captured.schema.table, cleanWhere, table);
+    const chunkRows = this.host.config().snapshot.chunk_rows;
+    return {
+      source: this.host.config().name,
+      table,
+      key: captured.schema.key,
+      keySource: captured.keySource,
+      where: cleanWhere,
+      estimatedRows,
+      chunkRows,
+      estimatedChunks: estimatedRows === null ? null : Math.max(1, Math.ceil(estimatedRows / chunkRows)),
+      reset: cleanWhere === null,
+      queuedBehind: engine.tasks().length,
+    };
+  }
+
+  async request(table: string, where: string | null, origin: string): Promise<{ plan: OnlineSnapshotPlan; task: SnapshotTask }> {
+    const plan = await this.plan(table, where);
+    const task = this.running().request(table, plan.where, origin);
+    return { plan, task };
+  }
+
+  /** The table as the catalog shows it now, with its published columns and row filter; refuses one the source does not capture. */
+  async resolve(table: string): Promise<ResolvedTable> {
+    const context = { ...this.host.context(), table };
+    const catalog = this.host.catalog();
+    const captured = this.host.captured();
+    if (catalog === null || captured === null) throw new SluiceError("the source is not connected", { code: "SOURCE_NOT_CONNECTED", retriable: true, context });
+    const dot = table.indexOf(".");
+    if (dot <= 0) throw new SluiceError(`"${table}" is not a "schema.table" name`, { code: "SNAPSHOT_TABLE_UNKNOWN", context });
+    const schemaName = table.slice(0, dot);
+    const tableName = table.slice(dot + 1);
+    const config = this.host.config();
+    if (!tableMatcher(config.tables)(schemaName, tableName)) {
+      throw new SluiceError(`source "${config.name}" does not capture ${table} (tables: ${config.tables.join(", ")}): add it to the config's tables first`, { code: "SNAPSHOT_TABLE_NOT_CAPTURED", context });
+    }
+    const refs = await listTables(catalog, (s, t) => s === schemaName && t === tableName);
+    const ref = refs[0];
+    if (ref === undefined) throw new SluiceError(`table ${table} does not exist in database "${config.database}"`, { code: "SNAPSHOT_TABLE_UNKNOWN", context });
+    const publication = this.host.publication();
+    const info = await publicationInfo(catalog, publication);
+    const published = (await publishedTables(catalog, publication, this.host.serverVersion())).find((t) => t.schema === schemaName && t.table === tableName);
+    if (info === null || (!info.allTables && published === undefined)) {
+      throw new SluiceError(
+        `table ${table} is not in publication "${publication}", so its changes are not streamed and an online snapshot of it would go stale: ` +
+          `ALTER PUBLICATION ${quoteIdent(publication)} ADD TABLE ${quoteIdent(schemaName)}.${quoteIdent(tableName)}`,
+        { code: "SNAPSHOT_TABLE_UNPUBLISHED", context: { ...context, publication } },
+      );
+    }
+    const resolved = await captured.fromCatalog(catalog, ref.relid, published);
+    if (!resolved.uniqueKey) throw noChunkKey(table, this.host.context());
+    return { table: resolved, estimatedRows: ref.estimatedRows >= 0 ? ref.estimatedRows : null };
+  }
+
+  private running(): IncrementalSnapshots {
+    const engine = this.host.engine();
+    if (engine === null) {
+      throw new SluiceError("online snapshots start once the source streams (it is connecting or taking its initial snapshot): ask again then", {
+        code: "SNAPSHOT_NOT_STREAMING",
+        retriable: true,
+        context: this.host.context(),
+      });
+    }
+    return engine;
+  }
+
+  /** The planner's row estimate; also proves the WHERE condition is valid SQL on this table. */
+  private async estimate(schemaName: string, tableName: string, where: string | null, table: string): Promise<number | null> {
+    const catalog = this.host.catalog()!;
+    const text = `EXPLAIN (FORMAT JSON) SELECT 1 FROM ${quoteIdent(schemaName)}.${quoteIdent(tableName)}${where === null ? "" : ` WHERE (${where})`}`;
+    try {
+      const result = await catalog.query<{ "QUERY PLAN": string }>(text);
+      const plan = JSON.parse(String(result.rows[0]?.["QUERY PLAN"] ?? "[]")) as { Plan?: { "Plan Rows"?: number } }[];
+      const rows = plan[0]?.Plan?.["Plan Rows"];
+      return typeof rows === "number" ? rows : null;
+    } catch (error) {
+      if (where === null) return null;
+      throw new SluiceError(`the condition --where "${where}" does not work on ${table}: ${(error as Error).message}`, { code: "SNAPSHOT_WHERE_INVALID", cause: error, context: { ...this.host.context(), table } });
+    }
+  }
+}
+
+/** A WHERE condition is one SQL expression: no statement separators or comments that could end it early. */
+export function checkWhere(where: string | null, table: string, context: ErrorContext): string | null {
+  if (where === null) return null;
+  const trimmed = where.trim();
+  if (trimmed === "") return null;
+  if (/;|--|\/\*/.test(trimmed)) {
+    throw new SluiceError(`the condition --where "${where}" must be one SQL expression (no ";" or comments)`, { code: "SNAPSHOT_WHERE_INVALID", context: { ...context, table } });
+  }
+  return trimmed;
+}
