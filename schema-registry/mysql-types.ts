@@ -18,6 +18,7 @@ import {
 } from "./column-types.ts";
 import type { ColumnAvroType } from "./column-types.ts";
 import { parseDbType } from "./db-type.ts";
+import { geometryColumn } from "./geometry.ts";
 
 const SMALL_INTEGERS = new Set(["tinyint", "smallint", "mediumint", "bool", "boolean", "year"]);
 const TEXTS = new Set([
@@ -58,7 +59,7 @@ export function mysqlColumnType(dbType: string): ColumnAvroType {
   if (SMALL_INTEGERS.has(name)) return intColumn;
   if (TEXTS.has(name)) return stringColumn("string");
   if (BINARIES.has(name)) return bytesColumn("bytes");
-  if (GEOMETRIES.has(name)) return bytesColumn("bytes (WKB)");
+  if (GEOMETRIES.has(name)) return geometryColumn;
   if (DECIMALS.has(name)) {
     const precision = Number(type.args[0] ?? 10);
     const scale = Number(type.args[1] ?? 0);

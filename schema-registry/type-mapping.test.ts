@@ -241,9 +241,27 @@ describe("MySQL types", () => {
     [""],
   ]);
   checkType("mysql", ["json"], JSON_STRING, [['{"k":"v"}']]);
-  checkType("mysql", ["geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection"], BYTES, [
-    [bytes(1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)],
+  // Debezium's Geometry {wkb, srid}; the value is MySQL's own form, a little-endian SRID then the WKB, so the SRID survives.
+  const GEOMETRY: AvroSchemaJson = {
+    type: "record",
+    name: "io.debezium.data.geometry.Geometry",
+    fields: [
+      { name: "wkb", type: "bytes" },
+      { name: "srid", type: ["null", "int"], default: null },
+    ],
+    "connect.name": "io.debezium.data.geometry.Geometry",
+    "connect.doc": "Geometry in WKB with its SRID",
+  };
+  checkType("mysql", ["geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection"], GEOMETRY, [
+    [bytes(0xe6, 0x10, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)],
+    [bytes(0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)],
   ]);
+  it("mysql geometry: the Avro record holds the WKB and the SRID apart, as Debezium does", () => {
+    const column = mapColumn("mysql", "point");
+    const encoded = column.encode(bytes(0xe6, 0x10, 0, 0, 1, 2, 3))["c"] as { wkb: Uint8Array; srid: number };
+    assert.deepEqual([...encoded.wkb], [1, 2, 3]);
+    assert.equal(encoded.srid, 4326);
+  });
 
   it("rejects values that do not fit, naming the column", () => {
     assert.throws(() => mapColumn("mysql", "bigint unsigned").encode("1.5"), /column `c`/);

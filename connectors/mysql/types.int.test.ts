@@ -68,12 +68,14 @@ const ZEROES = `
 const days = (y: number, m: number, d: number) => Date.UTC(y, m - 1, d) / 86_400_000;
 const micros = (iso: string, extra = 0) => BigInt(Date.parse(`${iso}Z`)) * 1000n + BigInt(extra);
 const bytes = (hex: string) => new Uint8Array(Buffer.from(hex, "hex"));
-const wkbPoint = (x: number, y: number) => {
-  const out = Buffer.alloc(21);
-  out.writeUInt8(1, 0);
-  out.writeUInt32LE(1, 1);
-  out.writeDoubleLE(x, 5);
-  out.writeDoubleLE(y, 13);
+/** MySQL's form of a point: the SRID (little-endian), then the WKB. */
+const wkbPoint = (x: number, y: number, srid = 0) => {
+  const out = Buffer.alloc(25);
+  out.writeUInt32LE(srid, 0);
+  out.writeUInt8(1, 4);
+  out.writeUInt32LE(1, 5);
+  out.writeDoubleLE(x, 9);
+  out.writeDoubleLE(y, 17);
   return new Uint8Array(out);
 };
 
@@ -125,7 +127,7 @@ const EXPECTED_TRICKY: Record<string, ColumnValue> = {
   st: "red,blue",
   j: '{"k": [1, 2.5, "x"], "n": null}',
   g: wkbPoint(1, 2),
-  pt: wkbPoint(3, 4),
+  pt: wkbPoint(3, 4, 4326),
   uu: "123e4567-e89b-12d3-a456-426614174000",
   i6: "2001:db8::1",
   i4: "192.168.0.1",

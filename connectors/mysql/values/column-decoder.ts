@@ -9,7 +9,7 @@
  *   (DATETIME read as UTC); TIME: signed microseconds; YEAR: number (0 for 0000)
  * - CHAR/VARCHAR/TEXT: text decoded from the column's charset; BINARY/VARBINARY/BLOB, VECTOR: bytes
  * - ENUM: the member's text ("" for the invalid-value index 0); SET: members joined by ","
- * - BIT(1): boolean; BIT(n): big-endian bytes; JSON: its text; GEOMETRY: WKB (the SRID prefix dropped)
+ * - BIT(1): boolean; BIT(n): big-endian bytes; JSON: its text; GEOMETRY: as MySQL stores it, a 4-byte SRID then WKB
  * - MariaDB UUID/INET4/INET6: their text form
  */
 import type { ColumnValue } from "../../contracts.ts";
@@ -143,12 +143,7 @@ export function valueDecoder(column: TableMapColumn, info: ColumnDecodeInfo, zer
     }
     case ColumnType.GEOMETRY: {
       const lengthBytes = column.length;
-      return (r) => {
-        const length = r.uintLE(lengthBytes);
-        if (length < 4) return r.bytesCopy(length);
-        r.skip(4);
-        return r.bytesCopy(length - 4);
-      };
+      return (r) => r.bytesCopy(r.uintLE(lengthBytes));
     }
     case ColumnType.VECTOR: {
       const lengthBytes = column.length;

@@ -46,7 +46,7 @@ export function snapshotDecoder(column: ColumnDefinition, zeroDates: ZeroDates):
   if (type.name === "datetime" || type.name === "timestamp") return (raw) => parseDatetime(text(raw)) ?? zero();
   if (type.name === "time") return (raw) => parseTime(text(raw));
   if (BINARY.has(type.name)) return (raw) => new Uint8Array(raw);
-  if (GEOMETRY.has(type.name)) return (raw) => new Uint8Array(raw.subarray(4));
+  if (GEOMETRY.has(type.name)) return (raw) => new Uint8Array(raw);
   return text;
 }
 
