@@ -22,6 +22,11 @@ import { decodeReplicationMessage, encodeStandbyStatusUpdate, XLOGDATA_HEADER_BY
 export interface WalMessage {
   readonly walStart: bigint;
   readonly payload: Buffer;
+  /**
+   * Set on a server keepalive, queued in order with the changes: `walStart` is then the server's
+   * WAL end (everything before it is sent) and `payload` is empty.
+   */
+  readonly keepalive?: { readonly replyRequested: boolean };
 }
 
 /** The parts of pg's internal Connection used for the CopyBoth stream (not in pg's typings). */
@@ -47,6 +52,8 @@ export interface ReplicationStreamOptions {
   readonly context: ErrorContext;
 }
 
+const EMPTY = Buffer.alloc(0);
+
 export class ReplicationStream {
   private readonly options: ReplicationStreamOptions;
   private client: pg.Client | null = null;
@@ -57,6 +64,8 @@ export class ReplicationStream {
   private paused = false;
   private stopping = false;
   private pauses = 0;
+  /** The last keepalive queued: later ones at the same WAL end are dropped unless they are the first to ask for a reply. */
+  private queuedKeepalive: { walEnd: bigint; replyRequested: boolean } = { walEnd: 0n, replyRequested: false };
 
   constructor(options: ReplicationStreamOptions) {
     this.options = options;
@@ -149,16 +158,23 @@ export class ReplicationStream {
       this.fail(error, "undecodable replication message");
       return;
     }
+    const { buffer } = this.options;
     if (message.kind === "keepalive") {
       if (message.walEnd > this.receivedLsn) this.receivedLsn = message.walEnd;
       if (message.replyRequested) this.sendStatus(false);
-      return;
+      // The WAL end goes through the pipeline like a change: it is confirmed only once everything
+      // received before it is durable (a fast shutdown waits for exactly that confirmation).
+      const last = this.queuedKeepalive;
+      if (message.walEnd > last.walEnd || (message.walEnd === last.walEnd && message.replyRequested && !last.replyRequested)) {
+        this.queuedKeepalive = { walEnd: message.walEnd, replyRequested: message.replyRequested };
+        buffer.push({ walStart: message.walEnd, payload: EMPTY, keepalive: { replyRequested: message.replyRequested } }, 0);
+      }
+    } else {
+      if (message.walStart > this.receivedLsn) this.receivedLsn = message.walStart;
+      // A copy: pg's parser reuses its receive buffer, so a view would change under the queue.
+      const payload = Buffer.from(message.payload);
+      buffer.push({ walStart: message.walStart, payload }, payload.length + XLOGDATA_HEADER_BYTES);
     }
-    if (message.walStart > this.receivedLsn) this.receivedLsn = message.walStart;
-    const { buffer } = this.options;
-    // A copy: pg's parser reuses its receive buffer, so a view would change under the queue.
-    const payload = Buffer.from(message.payload);
-    buffer.push({ walStart: message.walStart, payload }, payload.length + XLOGDATA_HEADER_BYTES);
     if (buffer.full && !this.paused) {
       // A slow reader slows the server: stop reading the socket until read() drains the buffer.
       this.paused = true;

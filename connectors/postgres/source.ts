@@ -95,6 +95,12 @@ interface StreamState {
   readonly heartbeat: Heartbeat;
 }
 
+/**
+ * With heartbeats off, how often the server's keepalives still move the acknowledged position over
+ * WAL without captured changes, so the slot does not pin WAL that only other tables wrote.
+ */
+const KEEPALIVE_PROGRESS_MS = 10_000;
+
 const CLOSED = (): SluiceError => new SluiceError("the source was closed", { code: "SOURCE_CLOSED", retriable: true, context: { component: "postgres-source" } });
 
 export class PostgresSource implements Source {
@@ -357,7 +363,7 @@ export class PostgresSource implements Source {
       buffer,
       decoder,
       maxBatchEvents: this.options.maxBatchEvents ?? 4096,
-      progressIntervalMs: this.config.heartbeat_interval,
+      progressIntervalMs: this.config.heartbeat_interval > 0 ? this.config.heartbeat_interval : KEEPALIVE_PROGRESS_MS,
       lastCheckpoint: start.skipThrough,
     });
     const stream = new ReplicationStream({

@@ -1,6 +1,6 @@
 /**
  * Cuts the decoded stream into batches whose checkpoint is safe to store and acknowledge: the end
- * of a transaction, a heartbeat, or a point inside a transaction after which no further event
+ * of a transaction, a heartbeat, a keepalive's WAL end, or a point inside a transaction after which no further event
  * shares the last event's LSN (one multi-insert record yields many rows with one LSN, and a
  * resume skips every event at or before the checkpoint).
  */
@@ -33,6 +33,8 @@ export class StreamBatcher {
   private carried: ChangeEvent[] = [];
   private lastCheckpoint: Position | null;
   private lastHandedOnAt = Date.now();
+  /** The server asked for a reply since the last batch (it waits for a confirmation, e.g. to shut down). */
+  private replyWanted = false;
 
   constructor(options: StreamBatcherOptions) {
     this.options = options;
@@ -48,7 +50,9 @@ export class StreamBatcher {
     for (;;) {
       signal.throwIfAborted();
       while (buffer.length > 0 && (out.events.length < maxBatchEvents || (finishing !== null && buffer.peek()!.walStart === finishing))) {
-        const pending = decoder.apply(buffer.shift()!, out);
+        const message = buffer.shift()!;
+        if (message.keepalive?.replyRequested === true) this.replyWanted = true;
+        const pending = decoder.apply(message, out);
         if (pending !== undefined) await pending;
       }
       // A full batch followed by its transaction's commit takes the commit too: its checkpoint then ends the transaction.
@@ -65,7 +69,14 @@ export class StreamBatcher {
           return this.handOn(out, through !== null && comparePositions(through, lastKept) > 0 ? through : lastKept);
         }
         finishing = last.source.position.change;
-      } else if (through !== null && progressIntervalMs > 0 && (this.lastCheckpoint === null || comparePositions(through, this.lastCheckpoint) > 0)) {
+      } else if (through !== null && (this.lastCheckpoint === null || comparePositions(through, this.lastCheckpoint) > 0)) {
+        // Nothing in flight: the position alone moves on, as an empty batch, at most every
+        // progressIntervalMs — at once when the server waits for a reply.
+        if (this.replyWanted) return this.handOn(out, through);
+        if (progressIntervalMs <= 0) {
+          if (buffer.length === 0) await buffer.waitForItem(signal);
+          continue;
+        }
         const due = this.lastHandedOnAt + progressIntervalMs - Date.now();
         if (due <= 0) return this.handOn(out, through);
         if (buffer.length === 0) await buffer.waitForItem(signal, due);
@@ -87,6 +98,7 @@ export class StreamBatcher {
   private handOn(out: DecodedOutput, checkpoint: Position): StreamBatch {
     this.lastCheckpoint = checkpoint;
     this.lastHandedOnAt = Date.now();
+    this.replyWanted = false;
     return { events: out.events, transactions: out.transactions, checkpoint };
   }
 }

@@ -1,13 +1,13 @@
 /**
  * StreamDecoder and StreamBatcher from pgoutput byte fixtures: positions, key changes, skipping
- * after a resume, transaction markers, heartbeats, and batch boundaries.
+ * after a resume, transaction markers, heartbeats, keepalives, and batch boundaries.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { Position } from "../contracts.ts";
 import { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import type { CapturedTable } from "./captured-tables.ts";
-import { throughPosition } from "./positions.ts";
+import { flushLsnFor, throughPosition } from "./positions.ts";
 import { cstr, hex, utf8 } from "./protocol/hex-fixture.ts";
 import type { WalMessage } from "./replication-stream.ts";
 import { StreamBatcher } from "./stream-batcher.ts";
@@ -151,4 +151,25 @@ test("several transactions share a batch whose checkpoint ends the last one", as
 test("heartbeats alone yield an empty batch whose checkpoint advances", async () => {
   const result = await batches([heartbeat(0x6000n), heartbeat(0x6100n)], 10, 1);
   assert.deepEqual(result.at(-1), { ids: [], checkpoint: throughPosition(0x6100n) });
+});
+
+const keepalive = (walEnd: bigint, replyRequested: boolean): WalMessage => ({ walStart: walEnd, payload: Buffer.alloc(0), keepalive: { replyRequested } });
+
+test("a keepalive asking for a reply hands on the server's WAL end at once: confirming it reaches that LSN exactly", async () => {
+  const E = 0xa000n;
+  const alone = await batches([keepalive(E, true)], 10);
+  assert.deepEqual(alone, [{ ids: [], checkpoint: throughPosition(E - 1n) }]);
+  assert.equal(flushLsnFor(alone[0]!.checkpoint), E);
+  const afterChanges = await batches([begin(0x9000n), relation(0x8100n), insert(0x8100n, 1, "a"), commit(0x9000n), keepalive(E, true)], 10);
+  assert.deepEqual(afterChanges, [{ ids: [1], checkpoint: throughPosition(E - 1n) }]);
+});
+
+test("keepalives without a reply request move the position at the progress interval; inside a transaction they are ignored", async () => {
+  assert.deepEqual(await batches([keepalive(0x6000n, false), keepalive(0x7000n, false)], 10, 1), [{ ids: [], checkpoint: throughPosition(0x6fffn) }]);
+  const C = 0x9000n;
+  const inside = await batches([begin(C), relation(0x8100n), insert(0x8100n, 1, "a"), keepalive(C + 0x1000n, true), commit(C)], 10);
+  assert.deepEqual(inside, [{ ids: [1], checkpoint: throughPosition(C) }], "the keepalive inside the transaction does not carry the checkpoint past its commit");
+  const d = decoder();
+  await decodeAll(d, [heartbeat(0x6000n), keepalive(0x5000n, false)]);
+  assert.deepEqual(d.throughPosition, throughPosition(0x6000n), "an older WAL end never moves the position back");
 });

@@ -28,19 +28,19 @@ export function freePort(): Promise<number> {
   });
 }
 
-async function serviceIds(): Promise<{ uid: number; gid: number } | null> {
+export async function serviceIds(): Promise<{ uid: number; gid: number } | null> {
   if (!isRoot) return null;
   const [uid, gid] = await Promise.all([run("id", ["-u", SERVICE_USER]), run("id", ["-g", SERVICE_USER])]);
   return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
 }
 
 /** argv prefixed so the command runs as the service user when we are root. */
-function asServiceUser(argv: string[]): [string, string[]] {
+export function asServiceUser(argv: string[]): [string, string[]] {
   if (!isRoot) return [argv[0]!, argv.slice(1)];
   return ["setpriv", [`--reuid=${SERVICE_USER}`, `--regid=${SERVICE_USER}`, "--init-groups", ...argv]];
 }
 
-function chownTree(dir: string, ids: { uid: number; gid: number } | null): Promise<unknown> {
+export function chownTree(dir: string, ids: { uid: number; gid: number } | null): Promise<unknown> {
   return ids === null ? Promise.resolve() : run("chown", ["-R", `${ids.uid}:${ids.gid}`, dir]);
 }
 
