@@ -22,6 +22,7 @@ import type { Logger } from "./logger.ts";
 import { countPerTableAndOp } from "./metrics.ts";
 import type { SluiceMetrics } from "./metrics.ts";
 import { replayMarkerGroup } from "./replay.ts";
+import { isSnapshotReset, SnapshotResetGate } from "./snapshot-reset-gate.ts";
 
 /** Turns a stored record back into its change; null for records that carry none (tombstones). */
 export interface RecordDecoder {
@@ -110,9 +111,12 @@ export class SinkRunner {
   private lastAppliedCommitMs: number | null = null;
   /** Why the sink does not start (SINK_LOG_MISMATCH), until its offsets belong to the log again. */
   private refused: SluiceError | null = null;
+  /** Snapshot resets read but not applied yet: they wait for the other partitions of their topic (snapshot-reset-gate.ts). */
+  private readonly resets: SnapshotResetGate;
 
   constructor(options: SinkRunnerOptions) {
     this.options = options;
+    this.resets = new SnapshotResetGate(options.log, options.group);
     this.logger = options.logger.child({ component: "sink", sink: options.sink.name });
   }
 
@@ -301,6 +305,8 @@ export class SinkRunner {
     // Released tables are read again from their stored offsets by the consumer opened now.
     this.releasing.clear();
     this.reopen = false;
+    // Waiting resets are read again: the stored offsets of their partitions are at or before them.
+    this.resets.clear();
     const consumer = await this.options.log.consumer(this.options.group, topics);
     this.activeConsumer = consumer;
     try {
@@ -314,6 +320,7 @@ export class SinkRunner {
         this.polled = true;
         this.consumeProblem = null;
         if (records.length > 0) await this.exclusive(() => this.applyBatch(consumer, records, stop));
+        else if (this.resets.size > 0) await this.exclusive(() => this.applyDueResets(consumer, stop));
         if (Date.now() >= refreshAt) {
           const now = await this.options.topics();
           if (now.some((t) => !topics.includes(t))) return;
@@ -403,9 +410,12 @@ export class SinkRunner {
         continue;
       }
       if (!event) continue;
-      changes.push({ event, origin: { topic: record.topic, partition: record.partition, offset: record.offset } });
+      const change = { event, origin: { topic: record.topic, partition: record.partition, offset: record.offset } };
+      if (isSnapshotReset(event) && (await this.resets.hold(record, change))) continue;
+      changes.push(change);
       changeRecords.push(record);
     }
+    this.resets.holdOffsets(nextOffsets, partitionKey);
     const started = performance.now();
     // Where the target keeps offsets, they go in with the data (one transaction in DuckDB).
     const offsetsWithData = poison.length === 0 ? [...nextOffsets.values()] : undefined;
@@ -426,6 +436,36 @@ export class SinkRunner {
       changes.filter((_, index) => !unapplied.has(index)),
       (performance.now() - started) / 1000,
     );
+    await this.applyDueResets(consumer, stop);
+  }
+
+  /**
+   * Applies the waiting snapshot resets whose topics are applied, in every partition, up to where
+   * they were when the reset was read; then their partitions' stored offsets move up to what was read.
+   */
+  private async applyDueResets(consumer: TopicConsumer, stop: AbortSignal): Promise<void> {
+    if (this.resets.size === 0) return;
+    const due = await this.resets.due(consumer, (topic) => this.blocked(topic));
+    if (due.length === 0) return;
+    const changes = due.map((reset) => reset.change);
+    const nextOffsets = new Map<string, TopicPartitionOffset>();
+    for (const { record } of due) {
+      const position = consumer.position(record.topic, record.partition);
+      const next = position !== null && position > record.offset ? position : record.offset + 1n;
+      const key = partitionKey(record.topic, record.partition);
+      const current = nextOffsets.get(key);
+      if (current === undefined || current.offset < next) nextOffsets.set(key, { topic: record.topic, partition: record.partition, offset: next });
+    }
+    this.resets.holdOffsets(nextOffsets, partitionKey);
+    const started = performance.now();
+    const written = await this.writeWithRetries(changes, stop, [...nextOffsets.values()]);
+    for (const failure of written.failures) await this.handlePoison(due[failure.index]!.record, changes[failure.index]!.event, failure.error);
+    for (const { record, change } of due) {
+      this.logger.debug({ topic: record.topic, partition: record.partition, offset: String(record.offset), version: String(change.event.source.position.change) }, "snapshot reset applied: every partition of its topic is applied past it");
+    }
+    // A halted reset keeps its partition's stored offset at the reset (stored so while it waited).
+    if (written.failures.length === 0 || this.options.onError === "dead-letter") await this.storeOffsets(consumer, [...nextOffsets.values()], written.offsetsStored, stop);
+    if (written.failures.length === 0) this.recordProgress(changes, (performance.now() - started) / 1000);
   }
 
   /**

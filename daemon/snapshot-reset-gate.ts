@@ -1,0 +1,132 @@
+/**
+ * Holds a table's snapshot reset (connectors/common/snapshot-reset.ts) back until the sink has
+ * applied, in every partition of the table's topic, everything written before the reset.
+ *
+ * Why: the reset has no key, so it sits in partition 0, after that partition's snapshot rows only.
+ * A sink reads partitions at their own pace; applied as soon as it is read, the reset removed the
+ * rows an earlier attempt wrote for keys whose new snapshot rows, in other partitions, were still
+ * unread, and those rows vanished from the sink until they were read.
+ *
+ * How: when the reset is read, the end offset of every partition of its topic is taken. Capture
+ * stores the snapshot's rows before its reset, and a reset that can be read is stored (with Kafka
+ * transactions: committed), so every end offset lies past every snapshot row of its partition
+ * (the reset's own partition needs nothing more: its rows precede the reset there). The reset
+ * is applied once every partition has been applied up to that end offset, judged by what this
+ * member has applied for the partitions it reads, and by the consumer group's committed offsets
+ * (stored only after a batch is applied) for partitions other members read, so it stays right when
+ * sink instances share a topic's partitions. Until then the reset's partition keeps its stored
+ * offset at the reset: a crash or a rebalance reads it again and takes new end offsets (later ones,
+ * just as safe). Records after the reset are applied meanwhile: they are newer than the snapshot,
+ * and the reset only removes rows at or below its version, so applying it late removes nothing a
+ * later change wrote. A reset never waits on a partition it does not need: only end offsets taken
+ * after it was read count.
+ */
+import type { ChangeEvent, SinkChange, StoredRecord, TopicLog, TopicPartitionOffset } from "../connectors/contracts.ts";
+import type { TopicConsumer } from "../connectors/topics/contract.ts";
+
+/** A snapshot's reset: a truncate read with the snapshot flag. */
+export function isSnapshotReset(event: ChangeEvent): boolean {
+  return event.op === "t" && event.source.snapshot;
+}
+
+export interface PendingReset {
+  readonly record: StoredRecord;
+  readonly change: SinkChange;
+  /** Per other partition of the topic holding records: the offset it must be applied up to (exclusive) before the reset applies. */
+  readonly barrier: ReadonlyMap<number, bigint>;
+}
+
+/** How often the group's committed offsets are asked for while a reset waits on partitions this member does not read. */
+const GROUP_OFFSETS_REFRESH_MS = 1_000;
+
+export class SnapshotResetGate {
+  private readonly log: Pick<TopicLog, "partitionOffsets" | "committedOffsets">;
+  private readonly group: string;
+  private readonly pending: PendingReset[] = [];
+  private groupOffsets: { readonly at: number; readonly offsets: ReadonlyMap<string, bigint> } | null = null;
+
+  constructor(log: Pick<TopicLog, "partitionOffsets" | "committedOffsets">, group: string) {
+    this.log = log;
+    this.group = group;
+  }
+
+  /** Resets waiting now. */
+  get size(): number {
+    return this.pending.length;
+  }
+
+  /** Forgets every waiting reset: the consumer starts over at stored offsets, which are at or before each of them. */
+  clear(): void {
+    this.pending.length = 0;
+    this.groupOffsets = null;
+  }
+
+  /**
+   * Takes a reset just read. Returns true when it must wait (the topic has other partitions); false
+   * when it may apply with its batch (a topic of one partition: everything before it is read).
+   */
+  async hold(record: StoredRecord, change: SinkChange): Promise<boolean> {
+    const ranges = await this.log.partitionOffsets(record.topic);
+    if (ranges.length <= 1) return false;
+    if (this.pending.some((p) => p.record.topic === record.topic && p.record.partition === record.partition && p.record.offset === record.offset)) return true;
+    // A partition holding nothing now (empty, or emptied by retention) has nothing to wait for.
+    const barrier = new Map(ranges.filter((r) => r.partition !== record.partition && r.end > r.start).map((r) => [r.partition, r.end]));
+    this.pending.push({ record, change, barrier });
+    return true;
+  }
+
+  /** Keeps each partition holding a waiting reset at or before the reset, so that it is read again after a restart. */
+  holdOffsets(offsets: Map<string, TopicPartitionOffset>, keyOf: (topic: string, partition: number) => string): void {
+    for (const { record } of this.pending) {
+      const key = keyOf(record.topic, record.partition);
+      const current = offsets.get(key);
+      if (current !== undefined && current.offset > record.offset) offsets.set(key, { ...current, offset: record.offset });
+    }
+  }
+
+  /**
+   * The waiting resets every partition of whose topic is applied up to the barrier, removed from
+   * the waiting ones. `blocked` topics (halted tables) keep theirs: their partitions were read
+   * further than they were applied. Resets of partitions this member no longer reads (a
+   * rebalance) are dropped: the member that reads the partition now reads them again.
+   */
+  async due(consumer: TopicConsumer, blocked: (topic: string) => boolean): Promise<PendingReset[]> {
+    const assigned = new Set(consumer.assignment().map((tp) => `${tp.topic}\u0000${tp.partition}`));
+    const ready: PendingReset[] = [];
+    for (let i = this.pending.length - 1; i >= 0; i--) {
+      const reset = this.pending[i]!;
+      const { topic, partition } = reset.record;
+      if (!assigned.has(`${topic}\u0000${partition}`)) {
+        this.pending.splice(i, 1);
+        continue;
+      }
+      if (blocked(topic)) continue;
+      if (await this.passed(consumer, reset, assigned)) {
+        this.pending.splice(i, 1);
+        ready.unshift(reset);
+      }
+    }
+    return ready;
+  }
+
+  private async passed(consumer: TopicConsumer, reset: PendingReset, assigned: ReadonlySet<string>): Promise<boolean> {
+    const topic = reset.record.topic;
+    for (const [partition, end] of reset.barrier) {
+      const own = assigned.has(`${topic}\u0000${partition}`) ? consumer.position(topic, partition) : null;
+      if (own !== null && own >= end) continue;
+      // Not read by this member, or not read yet in this consumer's life: what the group stored after applying.
+      const committed = (await this.committed()).get(`${topic}\u0000${partition}`);
+      if (committed !== undefined && committed >= end) continue;
+      return false;
+    }
+    return true;
+  }
+
+  private async committed(): Promise<ReadonlyMap<string, bigint>> {
+    const now = Date.now();
+    if (this.groupOffsets && now - this.groupOffsets.at < GROUP_OFFSETS_REFRESH_MS) return this.groupOffsets.offsets;
+    const offsets = new Map((await this.log.committedOffsets(this.group)).map((o) => [`${o.topic}\u0000${o.partition}`, o.offset]));
+    this.groupOffsets = { at: now, offsets };
+    return offsets;
+  }
+}
