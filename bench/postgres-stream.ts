@@ -46,6 +46,8 @@ function config(slot: string, mode: "initial" | "never"): PostgresSourceConfig {
     tls: { mode: "disable" },
     snapshot: { mode, parallelism: 2, chunk_rows: 10_000 },
     decimal_mode: "precise",
+    envelope: "debezium",
+    skipped_operations: ["t"],
     max_buffer_bytes: Number(process.env["SLUICE_BENCH_BUFFER_MIB"] ?? 64) * 2 ** 20,
     heartbeat_interval: 10_000,
     slot,

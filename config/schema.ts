@@ -189,6 +189,18 @@ const sourceCommon = {
   tables: tableFilter,
   snapshot,
   decimal_mode: decimalMode,
+  envelope: z
+    .enum(["debezium", "sluice"])
+    .default("debezium")
+    .describe(
+      "Topic values: debezium: exactly Debezium's change-event envelope (Sluice's bookkeeping in record headers, unchanged TOAST as Debezium's placeholder or copied from before); sluice: the layout of earlier Sluice versions (bookkeeping fields in the row records, truncates as op t records), docs/avro-types.md",
+    ),
+  skipped_operations: z
+    .array(z.enum(["c", "u", "d", "t"]))
+    .default(["t"])
+    .describe(
+      "Operations Debezium consumers do not get (Debezium's skipped.operations). A skipped truncate is written as a keyless tombstone carrying the truncate in a header, so Sluice's sinks still apply it; skipped c/u/d are not written at all. [] writes truncates as op t records. Ignored with envelope sluice",
+    ),
   max_buffer_bytes: size("Bound on changes read ahead of the topic log, counting about 256 bytes of bookkeeping per change; a slower topic log slows reading", { min: 64 * 2 ** 10, max: 64 * 2 ** 30 }).default(16 * 2 ** 20),
   heartbeat_interval: duration("Advance the acknowledged position this often when captured tables are quiet; 0 disables", { min: 100, max: 86_400_000, zero: true }).default(10_000),
 };
@@ -206,7 +218,10 @@ const postgresSource = z.strictObject({
     .record(z.string(), z.array(z.string().min(1)).min(1))
     .default({})
     .describe('Key columns for tables without a primary key or replica identity index, e.g. {"public.events": ["id"]}'),
-  transaction_metadata: z.boolean().default(false).describe("Also publish BEGIN/END events with event counts to <name>.transaction"),
+  transaction_metadata: z
+    .boolean()
+    .default(false)
+    .describe("Publish BEGIN/END events with event counts to <name>.transaction (Avro, Debezium's layout, registered subjects) and fill each event's transaction block {id, total_order, data_collection_order}"),
 });
 
 const mysqlSource = z.strictObject({

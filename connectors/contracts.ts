@@ -114,6 +114,27 @@ export interface SourceInfo {
   /** Commit time, milliseconds since the epoch (UTC). */
   readonly commitTimeMs: number;
   readonly snapshot: boolean;
+  /**
+   * Where a snapshot record sits, as Debezium's `source.snapshot` says it: the first record of the
+   * snapshot, the first or last of its table, the last of the snapshot. Absent: "true" (or "false").
+   */
+  readonly snapshotMarker?: SnapshotMarker;
+  /** MySQL: where the row is in the binlog (Debezium's source fields server_id, file, pos, row, thread). */
+  readonly binlog?: BinlogCoordinates;
+}
+
+export type SnapshotMarker = "first" | "first_in_data_collection" | "last_in_data_collection" | "last";
+
+export interface BinlogCoordinates {
+  /** Id of the server that wrote the event (the binlog event header's server id). */
+  readonly serverId: number;
+  readonly file: string;
+  /** Offset of the rows event in the file. */
+  readonly pos: number;
+  /** 0-based index of the row within its rows event. */
+  readonly row: number;
+  /** The thread (connection) id of the transaction, when its BEGIN said it. */
+  readonly thread?: number;
 }
 
 /** One committed row change (or snapshot read, or truncate). */
@@ -128,6 +149,12 @@ export interface ChangeEvent {
   readonly source: SourceInfo;
   /** The table schema the row was read under. */
   readonly schema: TableSchema;
+  /**
+   * An update that changed the key arrives as a delete of the old key then a create of the new
+   * one: the delete carries `newKey`, the create `oldKey` (Debezium's `__debezium.newkey` /
+   * `__debezium.oldkey` headers).
+   */
+  readonly keyChange?: { readonly newKey: Row } | { readonly oldKey: Row };
 }
 
 /** How far a source's initial snapshot has read one table: for metrics and a terminal display. */

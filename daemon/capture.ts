@@ -48,6 +48,8 @@ export interface CaptureOptions {
   readonly parkingTopic: string;
   /** Topic for transaction BEGIN/END markers, when the source provides them (config transaction_metadata). */
   readonly transactionTopic?: string;
+  /** Encodes the markers for `transactionTopic` (Debezium's Avro layout, transaction-codec.ts); without it they are JSON. */
+  readonly transactionEncoder?: { encode(marker: TransactionMarker): ProducedRecord };
   readonly reconnect: BackoffPolicy;
   readonly stats?: CaptureStats;
   /** Largest topic record (key, value, headers and framing), config `topics.max_record_bytes`; larger ones halt their table. */
@@ -55,7 +57,7 @@ export interface CaptureOptions {
 }
 
 /** What a source may send besides changes: transaction boundaries (PostgreSQL with transaction_metadata). */
-interface TransactionMarker {
+export interface TransactionMarker {
   readonly status: "BEGIN" | "END";
   readonly txId: string;
   readonly position: { readonly commit: bigint; readonly change: bigint };
@@ -376,11 +378,13 @@ export class CapturePipeline {
     return records;
   }
 
-  /** BEGIN/END markers with event counts, as JSON keyed by transaction id, stored with the batch. */
+  /** BEGIN/END markers with event counts, keyed by transaction id, stored with the batch. */
   private transactionRecords(batch: SourceBatch): ProducedRecord[] {
     const topic = this.options.transactionTopic;
     const markers = (batch as SourceBatch & { transactions?: readonly TransactionMarker[] }).transactions;
     if (!topic || !markers || markers.length === 0) return [];
+    const encoder = this.options.transactionEncoder;
+    if (encoder) return markers.map((marker) => encoder.encode(marker));
     return markers.map((marker) => ({
       topic,
       key: Buffer.from(marker.txId),

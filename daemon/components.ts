@@ -117,6 +117,9 @@ export function captureEncoder(
     }),
     topicPrefix: (name) => dataTopicPrefix(config.name, name),
     numericMode: source.decimal_mode,
+    envelope: source.envelope,
+    skippedOperations: source.skipped_operations,
+    transactionMetadata: source.kind === "postgres" && source.transaction_metadata,
   });
   const created = new Set<string>();
   return {
@@ -161,7 +164,7 @@ export function internalTopicSpec(name: string, config?: SluiceConfig) {
 
 export function recordDecoder(registry: Pick<SchemaRegistry, "getById">): RecordDecoder {
   const decoder = new ChangeEventDecoder(registry);
-  return { decode: (record: StoredRecord) => decoder.decode(record.key, record.value) };
+  return { decode: (record: StoredRecord) => decoder.decode(record.key, record.value, record.headers) };
 }
 
 export async function createSource(config: SourceConfig, logger: Logger, hooks: SourceHooks): Promise<Source> {

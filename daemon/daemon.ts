@@ -8,7 +8,7 @@ import { formatPosition } from "../connectors/common/position-text.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { openTopicLog } from "../connectors/topics/open.ts";
 import { describeFsError } from "../config/document.ts";
-import { createRegistryHandler } from "../schema-registry/index.ts";
+import { createRegistryHandler, TransactionMetadataEncoder } from "../schema-registry/index.ts";
 import { AccessPolicy } from "./admin-auth.ts";
 import type { ApiTokens } from "./admin-auth.ts";
 import { retry } from "./backoff.ts";
@@ -179,13 +179,14 @@ export class Daemon {
       await this.untilAvailable("creating the parking topic", () => topicLog.createTopic(internalTopicSpec(parking, this.config)));
       const transactionTopic = sourceConfig.kind === "postgres" && sourceConfig.transaction_metadata ? `${dataTopicPrefix(this.config.name, sourceConfig.name)}.transaction` : undefined;
       if (transactionTopic) await this.untilAvailable("creating the transaction topic", () => topicLog.createTopic(dataTopicSpec(this.config, transactionTopic)));
+      const transactionEncoder = transactionTopic ? await this.untilAvailable("registering the transaction topic's schemas", () => TransactionMetadataEncoder.register(registry, transactionTopic)) : undefined;
       const pipeline = new CapturePipeline({
         source,
         log: this.log,
         encoder: captureEncoder(this.config, sourceConfig, registry, this.log, (table) => this.metrics.schemaVersionsRegistered.inc({ source: sourceConfig.name, table })),
         logger,
         parkingTopic: parking,
-        ...(transactionTopic ? { transactionTopic } : {}),
+        ...(transactionTopic ? { transactionTopic, transactionEncoder } : {}),
         reconnect: { initialMs: 500, maxMs: 30_000 },
         maxRecordBytes: this.config.topics.max_record_bytes,
         stats: {

@@ -5,33 +5,68 @@
  * again whenever its table schema changes; an incompatible change rejects with
  * IncompatibleSchemaError (code SCHEMA_INCOMPATIBLE), which halts that table only.
  */
-import type { ChangeEvent, ProducedRecord, TableSchema } from "../connectors/contracts.ts";
-import { ChangeEventEncoder } from "./event-codec.ts";
+import type { ChangeEvent, Op, ProducedRecord, TableSchema } from "../connectors/contracts.ts";
+import { tableName } from "../connectors/contracts.ts";
+import type { EnvelopeExtras } from "./envelope-codec.ts";
+import { ChangeEventEncoder, TRUNCATE_HEADER } from "./event-codec.ts";
 import type { NumericMode } from "./postgres-types.ts";
 import type { SchemaRegistry } from "./registry.ts";
+import type { EnvelopeLayout } from "./table-mapping.ts";
+
+/** Operations Debezium's `skipped.operations` can leave out (its default: `t`). */
+export type SkippableOp = "c" | "u" | "d" | "t";
 
 export interface AvroChangeEncoderOptions {
   readonly registry: SchemaRegistry;
   /** A source's topic prefix, e.g. `<deployment>.<source>`; topics are `<prefix>.<schema>.<table>` and record names follow them. */
   readonly topicPrefix: (source: string) => string;
   readonly numericMode?: NumericMode;
+  /** "debezium" (default) or Sluice's earlier "sluice" layout (table-mapping.ts). */
+  readonly envelope?: EnvelopeLayout;
+  /**
+   * Operations Debezium consumers do not get. A skipped create, update or delete is not written
+   * at all (Sluice's sinks do not see it either). A skipped truncate is written as a tombstone
+   * without key, which Debezium consumers skip, carrying its envelope in the `sluice.truncate`
+   * header for Sluice's sinks. Default: none; the source config's default is `["t"]`.
+   */
+  readonly skippedOperations?: readonly SkippableOp[];
+  /** Fill each event's `transaction` block {id, total_order, data_collection_order} (config transaction_metadata). */
+  readonly transactionMetadata?: boolean;
 }
 
 export class AvroChangeEncoder {
   private readonly options: AvroChangeEncoderOptions;
+  private readonly skipped: ReadonlySet<Op>;
   /** Per table schema object, then per table schema content (sources may rebuild equal objects). */
   private readonly bySchemaObject = new WeakMap<TableSchema, Promise<ChangeEventEncoder>>();
   private readonly bySchemaText = new Map<string, Promise<ChangeEventEncoder>>();
+  /** The transaction being encoded: events of one transaction arrive together and in order. */
+  private transaction: { id: string; total: number; perTable: Map<string, number> } | null = null;
 
   constructor(options: AvroChangeEncoderOptions) {
     this.options = options;
+    this.skipped = new Set(options.envelope === "sluice" ? [] : (options.skippedOperations ?? []));
   }
 
   async encode(event: ChangeEvent): Promise<ProducedRecord[]> {
+    if (this.skipped.has(event.op) && event.op !== "t") return [];
     const encoder = await this.encoderFor(event.schema);
-    const { key, value } = encoder.encode(event);
-    const record: ProducedRecord = { topic: encoder.topic, key, value, timestamp: event.source.commitTimeMs };
-    return event.op === "d" ? [record, { ...record, value: null }] : [record];
+    const { key, value, headers } = encoder.encode(event, this.extrasOf(event));
+    const timestamp = event.source.commitTimeMs;
+    if (event.op === "t" && this.skipped.has("t")) return [{ topic: encoder.topic, key: null, value: null, headers: { ...headers, [TRUNCATE_HEADER]: value }, timestamp }];
+    const record: ProducedRecord = { topic: encoder.topic, key, value, ...(Object.keys(headers).length > 0 ? { headers } : {}), timestamp };
+    return event.op === "d" ? [record, { topic: encoder.topic, key, value: null, timestamp }] : [record];
+  }
+
+  /** Debezium's transaction block: the event's place in its transaction, overall and within its table, from 1. */
+  private extrasOf(event: ChangeEvent): EnvelopeExtras | undefined {
+    const id = event.source.txId;
+    if (!this.options.transactionMetadata || id === null || event.source.snapshot) return undefined;
+    if (this.transaction?.id !== id) this.transaction = { id, total: 0, perTable: new Map() };
+    const table = tableName(event.schema);
+    const inTable = (this.transaction.perTable.get(table) ?? 0) + 1;
+    this.transaction.perTable.set(table, inTable);
+    return { transaction: { totalOrder: ++this.transaction.total, dataCollectionOrder: inTable } };
   }
 
   private encoderFor(table: TableSchema): Promise<ChangeEventEncoder> {
@@ -45,6 +80,7 @@ export class AvroChangeEncoder {
         topic: `${prefix}.${table.schema}.${table.table}`,
         name: prefix,
         ...(this.options.numericMode === undefined ? {} : { numericMode: this.options.numericMode }),
+        ...(this.options.envelope === undefined ? {} : { envelope: this.options.envelope }),
       });
       this.bySchemaText.set(text, encoder);
       // A failed registration (registry down, incompatible change) is tried again with the next event.

@@ -8,7 +8,7 @@ import { after, before, describe, it } from "node:test";
 import { AvroDeserializer, AvroSerializer, SchemaRegistryClient, SerdeType } from "@confluentinc/schemaregistry";
 import { SchemaRegistry as KafkajsRegistry, SchemaType } from "@kafkajs/confluent-schema-registry";
 import type { ChangeEvent, TableSchema } from "../connectors/contracts.ts";
-import { createAvroType } from "./avro-runtime.ts";
+import { BIGINT_LONG, createAvroType } from "./avro-runtime.ts";
 import { fromEnvelope, toEnvelope } from "./envelope-codec.ts";
 import { FramedDecoder } from "./framed-codec.ts";
 import { openMemoryStore } from "./log-store.ts";
@@ -56,13 +56,11 @@ const EVENT: ChangeEvent = {
   schema: TABLE,
 };
 
-/** avsc without Sluice's exact long type wants numbers for longs (these values are small). */
-function withNumbers(value: unknown): unknown {
-  if (typeof value === "bigint") return Number(value);
-  if (Buffer.isBuffer(value) || value === null || typeof value !== "object") return value;
-  if (Array.isArray(value)) return value.map(withNumbers);
-  return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, withNumbers(item)]));
-}
+/**
+ * Debezium's envelope carries ts_ns (nanoseconds since the epoch, beyond 2^53), which avsc's
+ * default long refuses: a JavaScript consumer of Debezium topics needs an exact long type, as here.
+ */
+const exactLongs = (schema: unknown) => (schema === "long" || (typeof schema === "object" && schema !== null && (schema as { type?: unknown }).type === "long") ? BIGINT_LONG : undefined);
 
 let server: RegistryServer;
 let remote: RemoteRegistry;
@@ -77,7 +75,7 @@ after(async () => {
 
 describe("@kafkajs/confluent-schema-registry", () => {
   it("registers, fetches, encodes and decodes a Sluice envelope", async () => {
-    const client = new KafkajsRegistry({ host: server.url });
+    const client = new KafkajsRegistry({ host: server.url }, { [SchemaType.AVRO]: { typeHook: exactLongs as never } });
     const subject = subjectForTopic(`kafkajs.${TOPIC}`, "value");
     const { id } = await client.register({ type: SchemaType.AVRO, schema: JSON.stringify(MAPPING.envelopeSchema) }, { subject });
     assert.equal(await client.getLatestSchemaId(subject), id);
@@ -86,19 +84,20 @@ describe("@kafkajs/confluent-schema-registry", () => {
     assert.equal((fetched as unknown as { name: string }).name, "shop.public.items.Envelope");
 
     // kafkajs writes, Sluice reads.
-    const encodedByClient = await client.encode(id, withNumbers(toEnvelope(EVENT, MAPPING, { processedAtMs: 1 })));
+    const encodedByClient = await client.encode(id, toEnvelope(EVENT, MAPPING, { processedAtMs: 1 }));
     const decoded = await new FramedDecoder(remote).decode(encodedByClient, createAvroType(MAPPING.envelopeSchema));
     assert.equal(decoded.schemaId, id);
     assert.deepEqual(fromEnvelope(decoded.value as Record<string, unknown>, MAPPING), EVENT);
 
     // Sluice writes, kafkajs reads.
     const encodedBySluice = encodeFramed(id, createAvroType(MAPPING.envelopeSchema), toEnvelope(EVENT, MAPPING));
-    const read = (await client.decode(encodedBySluice)) as { op: string; after: { name: string; price: Buffer; created: number }; source: { lsn: number } };
+    const read = (await client.decode(encodedBySluice)) as { op: string; after: { name: string; price: Buffer; created: bigint }; source: { lsn: bigint; ts_ns: bigint } };
     assert.equal(read.op, "c");
     assert.equal(read.after.name, "lamp");
     assert.deepEqual([...read.after.price], [0x07, 0xc6], "19.90 as unscaled 1990");
-    assert.equal(read.after.created, 1_700_000_000_000_000);
-    assert.equal(read.source.lsn, 4990);
+    assert.equal(read.after.created, 1_700_000_000_000_000n);
+    assert.equal(read.source.lsn, 4990n);
+    assert.equal(read.source.ts_ns, 1_700_000_000_000_000_000n);
   });
 
   it("registers a second, compatible version and sees the incompatible one refused", async () => {
@@ -131,13 +130,13 @@ describe("@confluentinc/schemaregistry", () => {
     assert.equal(await client.getId(subjectForTopic(topic, "value"), { schemaType: "AVRO", schema: JSON.stringify(MAPPING.envelopeSchema) }), valueId);
     assert.equal(await client.getCompatibility(subjectForTopic(topic, "value")).catch(() => "none set"), "none set");
 
-    const keySerializer = new AvroSerializer(client, SerdeType.KEY, { useLatestVersion: true });
-    const valueSerializer = new AvroSerializer(client, SerdeType.VALUE, { useLatestVersion: true });
-    const valueDeserializer = new AvroDeserializer(client, SerdeType.VALUE, {});
+    const keySerializer = new AvroSerializer(client, SerdeType.KEY, { useLatestVersion: true, typeHook: exactLongs as never });
+    const valueSerializer = new AvroSerializer(client, SerdeType.VALUE, { useLatestVersion: true, typeHook: exactLongs as never });
+    const valueDeserializer = new AvroDeserializer(client, SerdeType.VALUE, { typeHook: exactLongs as never });
 
     // The client library writes, Sluice reads.
-    const keyBytes = await keySerializer.serialize(topic, withNumbers(MAPPING.keyCodec?.toAvro(EVENT.key)));
-    const valueBytes = await valueSerializer.serialize(topic, withNumbers(toEnvelope(EVENT, MAPPING, { processedAtMs: 2 })));
+    const keyBytes = await keySerializer.serialize(topic, MAPPING.keyCodec?.toAvro(EVENT.key));
+    const valueBytes = await valueSerializer.serialize(topic, toEnvelope(EVENT, MAPPING, { processedAtMs: 2 }));
     const decoder = new FramedDecoder(remote);
     const key = await decoder.decode(keyBytes, createAvroType(MAPPING.keySchema ?? "null"));
     assert.equal(key.schemaId, keyId);
@@ -148,8 +147,8 @@ describe("@confluentinc/schemaregistry", () => {
 
     // Sluice writes, the client library reads.
     const ours = encodeFramed(valueId, createAvroType(MAPPING.envelopeSchema), toEnvelope(EVENT, MAPPING));
-    const read = (await valueDeserializer.deserialize(topic, ours)) as { after: { id: number; doc: string }; source: { sequence: string } };
-    assert.equal(read.after.id, 42);
+    const read = (await valueDeserializer.deserialize(topic, ours)) as { after: { id: bigint; doc: string }; source: { sequence: string } };
+    assert.equal(read.after.id, 42n);
     assert.equal(read.after.doc, '{"color":"red"}');
     assert.equal(read.source.sequence, '["5000","4990"]');
   });

@@ -40,7 +40,15 @@ export interface ColumnAvroType {
   readonly mayBeSpecial: boolean;
   /** How a value is shown in an error (default: describeValue), e.g. a timestamp as its date and time. */
   readonly show?: (value: PresentValue) => string;
+  /**
+   * The Avro value of Debezium's placeholder for a value the source did not send (PostgreSQL
+   * unchanged TOAST), for types that can hold it (strings, bytes, arrays of them); absent: null or `zero`.
+   */
+  readonly unavailable?: unknown;
 }
+
+/** Debezium's default `unavailable.value.placeholder`, written where PostgreSQL did not send an unchanged TOAST value. */
+export const UNAVAILABLE_VALUE_PLACEHOLDER = "__debezium_unavailable_value";
 
 const INT_MIN = -(2 ** 31);
 const INT_MAX = 2 ** 31 - 1;
@@ -188,6 +196,7 @@ export function stringColumn(label: string, props: Readonly<Record<string, unkno
     fromAvro: (value) => value as string,
     zero: "",
     mayBeSpecial: false,
+    unavailable: UNAVAILABLE_VALUE_PLACEHOLDER,
   };
 }
 
@@ -199,6 +208,7 @@ export function bytesColumn(label: string, props: Readonly<Record<string, unknow
     fromAvro: asUint8Array,
     zero: Buffer.alloc(0),
     mayBeSpecial: false,
+    unavailable: Buffer.from(UNAVAILABLE_VALUE_PLACEHOLDER),
   };
 }
 
@@ -501,6 +511,7 @@ export function arrayColumn(element: ColumnAvroType, options: { readonly dimensi
     fromAvro: (value, context, path) => decode(value as readonly unknown[], context, path),
     zero: [],
     mayBeSpecial: element.mayBeSpecial,
+    ...(element.unavailable === undefined ? {} : { unavailable: [element.unavailable] }),
     show: (value) => JSON.stringify(value, (_key, item: unknown) => (typeof item === "bigint" ? item.toString() : item instanceof Uint8Array ? `${item.length} bytes` : item)) ?? describeValue(value),
   };
 }

@@ -3,24 +3,37 @@
  *
  * The source position travels in the source block's `sequence` field as `["<commit>","<change>"]`
  * (the layout Debezium's PostgreSQL connector uses for `[last commit LSN, LSN]`), so a consumer
- * gets the exact version to apply by; PostgreSQL also fills `lsn` with the change LSN. Fields
- * Sluice's SourceInfo does not know (MySQL binlog file, server id...) come from `extras` or are
- * left at neutral values ("", 0). Position.resume is not carried: it is for sources, not sinks.
- * `ts_ns` stays null: nanoseconds since the epoch exceed 2^53, which JavaScript consumers using
- * avsc's default long type cannot read, and Sluice's times are milliseconds anyway.
+ * gets the exact version to apply by; PostgreSQL also fills `lsn` with the change LSN, MySQL
+ * `server_id`, `file`, `pos`, `row` (and `thread`) from the binlog. Position.resume is not
+ * carried: it is for sources, not sinks.
+ *
+ * In the Debezium layout (mapping.envelope "debezium") the value is exactly Debezium's envelope:
+ * an unchanged TOAST value is copied from `before` when the replica identity sent it, else it is
+ * Debezium's placeholder (`__debezium_unavailable_value`) where the type can hold it; which
+ * fields were unavailable, and the NaN/±Infinity of exact numerics, travel in the record headers
+ * `sluice.unchanged` and `sluice.special` (JSON, {"before": ..., "after": ...}), so Sluice's sinks
+ * still keep the stored value. In Sluice's earlier layout they are fields of the row records.
  */
-import type { ChangeEvent, Op, Position, Row, SourceInfo } from "../connectors/contracts.ts";
+import type { BinlogCoordinates, ChangeEvent, ColumnValue, Op, Position, Row, SnapshotMarker, SourceInfo } from "../connectors/contracts.ts";
+import { UNCHANGED } from "../connectors/contracts.ts";
 import { DEBEZIUM_CONNECTOR_NAMES } from "./envelope-schema.ts";
-import type { AvroRecordValue } from "./row-codec.ts";
+import type { AvroRecordValue, RowSide } from "./row-codec.ts";
 import { AvroValueError } from "./schema-errors.ts";
 import type { TableAvroMapping } from "./table-mapping.ts";
 
 export const SLUICE_SOURCE_VERSION = "sluice-0.1.0";
 
+/** Record header: fields whose value the source did not send, JSON `{"before"?: [field...], "after"?: [field...]}`. */
+export const UNCHANGED_HEADER = "sluice.unchanged";
+/** Record header: NaN/±Infinity of exact numerics, JSON `{"before"?: {field: "NaN"}, "after"?: {...}}`. */
+export const SPECIAL_HEADER = "sluice.special";
+
+export type RecordHeaders = Record<string, Buffer>;
+
 export interface EnvelopeExtras {
   /** Debezium's transaction block; present only when given. */
   readonly transaction?: { readonly totalOrder: bigint | number; readonly dataCollectionOrder: bigint | number };
-  /** MySQL binlog details Debezium records in the source block. */
+  /** MySQL binlog details Debezium records in the source block; default: the event's `source.binlog`. */
   readonly mysql?: {
     readonly serverId?: bigint | number;
     readonly file?: string;
@@ -35,34 +48,88 @@ export interface EnvelopeExtras {
 
 const OPS: ReadonlySet<string> = new Set<Op>(["c", "u", "d", "r", "t"]);
 
+/** The envelope value of an event (its record headers are dropped; see encodeEnvelope). */
 export function toEnvelope(event: ChangeEvent, mapping: TableAvroMapping, extras: EnvelopeExtras = {}): AvroRecordValue {
+  return encodeEnvelope(event, mapping, extras).value;
+}
+
+/** The envelope value of an event and, in the Debezium layout, the headers with its bookkeeping. */
+export function encodeEnvelope(event: ChangeEvent, mapping: TableAvroMapping, extras: EnvelopeExtras = {}): { value: AvroRecordValue; headers: RecordHeaders } {
   const processedMs = extras.processedAtMs ?? Date.now();
-  return {
-    before: event.before === null ? null : mapping.valueCodec.toAvro(event.before),
-    after: event.after === null ? null : mapping.valueCodec.toAvro(event.after),
-    source: sourceBlock(event.source, extras),
+  const debezium = mapping.envelope === "debezium";
+  const after = debezium && event.after !== null && event.before !== null ? withUnchangedFromBefore(event.after, event.before) : event.after;
+  const beforeSide: RowSide = {};
+  const afterSide: RowSide = {};
+  const value = {
+    before: event.before === null ? null : mapping.valueCodec.toAvro(event.before, beforeSide),
+    after: after === null ? null : mapping.valueCodec.toAvro(after, afterSide),
+    source: sourceBlock(event.source, extras, debezium),
     op: event.op,
     ts_ms: processedMs,
     ts_us: BigInt(processedMs) * 1000n,
-    ts_ns: null,
+    // Beyond 2^53: JavaScript consumers need an exact long type (as Sluice's avro-runtime.ts); the earlier layout left it null.
+    ts_ns: debezium ? BigInt(processedMs) * 1_000_000n : null,
     transaction:
       extras.transaction && event.source.txId !== null
         ? { id: event.source.txId, total_order: extras.transaction.totalOrder, data_collection_order: extras.transaction.dataCollectionOrder }
         : null,
   };
+  const headers: RecordHeaders = {};
+  const unchanged = sideJson(beforeSide.unchanged, afterSide.unchanged);
+  if (unchanged !== null) headers[UNCHANGED_HEADER] = unchanged;
+  const special = sideJson(beforeSide.special, afterSide.special);
+  if (special !== null) headers[SPECIAL_HEADER] = special;
+  return { value, headers };
 }
 
-function sourceBlock(source: SourceInfo, extras: EnvelopeExtras): AvroRecordValue {
+function sideJson(before: unknown, after: unknown): Buffer | null {
+  if (before === undefined && after === undefined) return null;
+  return Buffer.from(JSON.stringify({ ...(before === undefined ? {} : { before }), ...(after === undefined ? {} : { after }) }));
+}
+
+/** As Debezium: an unchanged TOAST value the before-image holds (REPLICA IDENTITY FULL) is the after value too. */
+function withUnchangedFromBefore(after: Row, before: Row): Row {
+  let filled: Record<string, ColumnValue> | undefined;
+  for (const [column, value] of Object.entries(after)) {
+    if (value !== UNCHANGED) continue;
+    const previous = before[column];
+    if (previous === undefined || previous === UNCHANGED) continue;
+    (filled ??= { ...after })[column] = previous;
+  }
+  return filled ?? after;
+}
+
+/** The bookkeeping of a record's headers (Debezium layout), for fromEnvelope. */
+export function sideOfHeaders(headers: Readonly<Record<string, Uint8Array>> | undefined): { before?: RowSide; after?: RowSide } {
+  const read = (name: string): Record<string, unknown> => {
+    const bytes = headers?.[name];
+    return bytes === undefined ? {} : (JSON.parse(Buffer.from(bytes).toString("utf8")) as Record<string, unknown>);
+  };
+  const unchanged = read(UNCHANGED_HEADER);
+  const special = read(SPECIAL_HEADER);
+  const side = (part: "before" | "after"): RowSide | undefined => {
+    if (unchanged[part] === undefined && special[part] === undefined) return undefined;
+    return {
+      ...(unchanged[part] === undefined ? {} : { unchanged: unchanged[part] as string[] }),
+      ...(special[part] === undefined ? {} : { special: special[part] as Record<string, string> }),
+    };
+  };
+  const before = side("before");
+  const after = side("after");
+  return { ...(before ? { before } : {}), ...(after ? { after } : {}) };
+}
+
+function sourceBlock(source: SourceInfo, extras: EnvelopeExtras, debezium: boolean): AvroRecordValue {
   const common = {
     version: SLUICE_SOURCE_VERSION,
     connector: DEBEZIUM_CONNECTOR_NAMES[source.connector],
     name: source.name,
     ts_ms: source.commitTimeMs,
-    snapshot: source.snapshot ? "true" : "false",
+    snapshot: source.snapshot ? (source.snapshotMarker ?? "true") : "false",
     db: source.db,
     sequence: JSON.stringify([source.position.commit.toString(), source.position.change.toString()]),
     ts_us: BigInt(source.commitTimeMs) * 1000n,
-    ts_ns: null,
+    ts_ns: debezium ? BigInt(source.commitTimeMs) * 1_000_000n : null,
   };
   if (source.connector === "postgres") {
     return {
@@ -74,7 +141,8 @@ function sourceBlock(source: SourceInfo, extras: EnvelopeExtras): AvroRecordValu
       xmin: null,
     };
   }
-  const mysql = extras.mysql ?? {};
+  const binlog = source.binlog;
+  const mysql = extras.mysql ?? (binlog ? { serverId: binlog.serverId, file: binlog.file, pos: binlog.pos, row: binlog.row, ...(binlog.thread === undefined ? {} : { thread: binlog.thread }) } : {});
   return {
     ...common,
     table: source.table,
@@ -88,12 +156,16 @@ function sourceBlock(source: SourceInfo, extras: EnvelopeExtras): AvroRecordValu
   };
 }
 
-/** Rebuilds the ChangeEvent. `key` is the decoded record key; without it the key is taken from the row. */
-export function fromEnvelope(record: AvroRecordValue, mapping: TableAvroMapping, key?: Row): ChangeEvent {
+/**
+ * Rebuilds the ChangeEvent. `key` is the decoded record key; without it the key is taken from the
+ * row. `headers` are the record's (the bookkeeping of the Debezium layout).
+ */
+export function fromEnvelope(record: AvroRecordValue, mapping: TableAvroMapping, key?: Row, headers?: Readonly<Record<string, Uint8Array>>): ChangeEvent {
   const op = record.op;
   if (typeof op !== "string" || !OPS.has(op)) throw new AvroValueError(`envelope op ${JSON.stringify(op)} is not one of c, u, d, r, t`);
-  const before = record.before ? mapping.valueCodec.fromAvro(record.before as AvroRecordValue) : null;
-  const after = record.after ? mapping.valueCodec.fromAvro(record.after as AvroRecordValue) : null;
+  const side = mapping.envelope === "debezium" ? sideOfHeaders(headers) : {};
+  const before = record.before ? mapping.valueCodec.fromAvro(record.before as AvroRecordValue, side.before) : null;
+  const after = record.after ? mapping.valueCodec.fromAvro(record.after as AvroRecordValue, side.after) : null;
   const source = record.source as AvroRecordValue;
   const transaction = record.transaction as { id: string } | null;
   const kind = mapping.table.sourceKind;
@@ -108,6 +180,8 @@ export function fromEnvelope(record: AvroRecordValue, mapping: TableAvroMapping,
     txId: transaction?.id ?? (kind === "postgres" ? (source.txId == null ? null : String(source.txId)) : ((source.gtid as string | null) ?? null)),
     commitTimeMs: Number(source.ts_ms),
     snapshot: source.snapshot != null && source.snapshot !== "false",
+    ...(typeof source.snapshot === "string" && SNAPSHOT_MARKERS.has(source.snapshot) ? { snapshotMarker: source.snapshot as SnapshotMarker } : {}),
+    ...(kind === "mysql" && typeof source.file === "string" && source.file !== "" ? { binlog: binlogOf(source) } : {}),
   };
   return {
     op: op as Op,
@@ -116,6 +190,18 @@ export function fromEnvelope(record: AvroRecordValue, mapping: TableAvroMapping,
     after,
     source: sourceInfo,
     schema: mapping.table,
+  };
+}
+
+const SNAPSHOT_MARKERS: ReadonlySet<string> = new Set<SnapshotMarker>(["first", "first_in_data_collection", "last_in_data_collection", "last"]);
+
+function binlogOf(source: AvroRecordValue): BinlogCoordinates {
+  return {
+    serverId: Number(source.server_id),
+    file: String(source.file),
+    pos: Number(source.pos),
+    row: Number(source.row),
+    ...(source.thread == null ? {} : { thread: Number(source.thread) }),
   };
 }
 

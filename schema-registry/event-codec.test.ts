@@ -58,8 +58,8 @@ describe("ChangeEventEncoder and ChangeEventDecoder", () => {
     const recordV2 = encoderV2.encode(second);
 
     const decoder = new ChangeEventDecoder(registry);
-    assert.deepEqual(await decoder.decode(recordV1.key, recordV1.value), first);
-    assert.deepEqual(await decoder.decode(recordV2.key, recordV2.value), second);
+    assert.deepEqual(await decoder.decode(recordV1.key, recordV1.value, recordV1.headers), first, "unchanged and NaN come back from the record headers");
+    assert.deepEqual(await decoder.decode(recordV2.key, recordV2.value, recordV2.headers), second);
     assert.equal(await decoder.decode(recordV1.key, null), null, "a tombstone");
   });
 

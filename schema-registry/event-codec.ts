@@ -9,8 +9,8 @@ import type { ChangeEvent, Row, TableSchema } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { createAvroType } from "./avro-runtime.ts";
 import type { AvroRecordJson } from "./avro-schema.ts";
-import { fromEnvelope, toEnvelope } from "./envelope-codec.ts";
-import type { EnvelopeExtras } from "./envelope-codec.ts";
+import { encodeEnvelope, fromEnvelope } from "./envelope-codec.ts";
+import type { EnvelopeExtras, RecordHeaders } from "./envelope-codec.ts";
 import { parseDbType } from "./db-type.ts";
 import { FramedDecoder } from "./framed-codec.ts";
 import { subjectForTopic } from "./registry.ts";
@@ -26,7 +26,13 @@ export interface EncodedEvent {
   /** Null for tables without a key and for truncates. */
   readonly key: Buffer | null;
   readonly value: Buffer;
+  /** Sluice's bookkeeping (Debezium layout) and Debezium's key-change headers; empty when none. */
+  readonly headers: RecordHeaders;
 }
+
+/** Debezium's headers on the two events of a key change, each holding the other key (Confluent-framed Avro, as the record key). */
+export const NEW_KEY_HEADER = "__debezium.newkey";
+export const OLD_KEY_HEADER = "__debezium.oldkey";
 
 export class ChangeEventEncoder {
   readonly topic: string;
@@ -49,13 +55,25 @@ export class ChangeEventEncoder {
    * Registers the table's schemas under `<topic>-key` and `<topic>-value`; rejects with
    * IncompatibleSchemaError. A PostgreSQL table with array columns gets the nested array layout,
    * unless its subjects hold the one-dimensional layout of earlier versions under a level that
-   * refuses the change (FORWARD, FULL): then it keeps that layout (see postgres-types.ts).
+   * refuses the change (FORWARD, FULL): then it keeps that layout (see postgres-types.ts). Likewise
+   * a table whose subject refuses the Debezium envelope keeps Sluice's earlier one (a subject of an
+   * upgraded deployment under a level that refuses the change), rather than halting.
    */
   static async register(registry: SchemaRegistry, table: TableSchema, options: TableMappingOptions & { readonly topic: string }): Promise<ChangeEventEncoder> {
     let mapping = mapTable(table, options);
+    const alternatives: TableMappingOptions[] = [];
     if (options.arrayLayout === undefined && table.sourceKind === "postgres" && table.columns.some((c) => parseDbType(c.dbType, { postgresArrays: true }).isArray)) {
-      const flat = mapTable(table, { ...options, arrayLayout: "flat" });
-      if (!(await compatible(registry, options.topic, mapping)) && (await compatible(registry, options.topic, flat))) mapping = flat;
+      alternatives.push({ ...options, arrayLayout: "flat" });
+    }
+    if (mapping.envelope === "debezium") alternatives.push(...[options, ...alternatives].map((o) => ({ ...o, envelope: "sluice" as const })));
+    if (alternatives.length > 0 && !(await compatible(registry, options.topic, mapping))) {
+      for (const alternative of alternatives) {
+        const candidate = mapTable(table, alternative);
+        if (await compatible(registry, options.topic, candidate)) {
+          mapping = candidate;
+          break;
+        }
+      }
     }
     const keySchemaId = mapping.keySchema ? await registry.register(subjectForTopic(options.topic, "key"), mapping.keySchema) : null;
     const valueSchemaId = await registry.register(subjectForTopic(options.topic, "value"), mapping.envelopeSchema);
@@ -63,19 +81,26 @@ export class ChangeEventEncoder {
   }
 
   encode(event: ChangeEvent, extras?: EnvelopeExtras): EncodedEvent {
-    const keyCodec = this.mapping.keyCodec;
     try {
-      const key =
-        keyCodec && this.keyType && this.keySchemaId !== null && event.op !== "t"
-          ? encodeFramed(this.keySchemaId, this.keyType, keyCodec.toAvro(event.key))
-          : null;
-      return { key, value: encodeFramed(this.valueSchemaId, this.valueType, toEnvelope(event, this.mapping, extras)) };
+      const key = event.op !== "t" ? this.encodeKey(event.key) : null;
+      const { value, headers } = encodeEnvelope(event, this.mapping, extras);
+      const moved = event.keyChange;
+      if (moved && this.mapping.envelope === "debezium") {
+        const other = "newKey" in moved ? this.encodeKey(moved.newKey) : this.encodeKey(moved.oldKey);
+        if (other !== null) headers["newKey" in moved ? NEW_KEY_HEADER : OLD_KEY_HEADER] = other;
+      }
+      return { key, value: encodeFramed(this.valueSchemaId, this.valueType, value), headers };
     } catch (error) {
       if (error instanceof SluiceError) throw error;
       // avsc refusing a value the column converters let through: still this event's problem, not the process's.
       const table = `${this.mapping.table.schema}.${this.mapping.table.table}`;
       throw new AvroValueError(`table ${table}: the change cannot be encoded in its Avro schema: ${error instanceof Error ? error.message : String(error)}`, { table, source: this.mapping.table.source }, error);
     }
+  }
+
+  private encodeKey(key: Row): Buffer | null {
+    const keyCodec = this.mapping.keyCodec;
+    return keyCodec && this.keyType && this.keySchemaId !== null ? encodeFramed(this.keySchemaId, this.keyType, keyCodec.toAvro(key)) : null;
   }
 }
 
@@ -89,6 +114,12 @@ async function compatible(registry: SchemaRegistry, topic: string, mapping: Tabl
   return accepts(subjectForTopic(topic, "value"), mapping.envelopeSchema);
 }
 
+/**
+ * Record header of a truncate kept from Debezium consumers (skipped_operations: t): the record is
+ * a tombstone, which they skip, and this header holds the envelope Sluice's sinks apply.
+ */
+export const TRUNCATE_HEADER = "sluice.truncate";
+
 export class ChangeEventDecoder {
   private readonly registry: Pick<SchemaRegistry, "getById">;
   private readonly framed: FramedDecoder;
@@ -99,14 +130,18 @@ export class ChangeEventDecoder {
     this.framed = new FramedDecoder(registry);
   }
 
-  /** The event of a topic record, or null for a tombstone. */
-  async decode(key: Uint8Array | null, value: Uint8Array | null): Promise<ChangeEvent | null> {
-    if (value === null) return null;
-    const { schemaId, value: record } = await this.framed.decode(value);
+  /**
+   * The event of a topic record, or null for a tombstone. A truncate Debezium consumers must not
+   * see (skipped_operations) is a tombstone carrying its envelope in the TRUNCATE_HEADER header.
+   */
+  async decode(key: Uint8Array | null, value: Uint8Array | null, headers?: Readonly<Record<string, Uint8Array>>): Promise<ChangeEvent | null> {
+    const envelope = value ?? headers?.[TRUNCATE_HEADER] ?? null;
+    if (envelope === null) return null;
+    const { schemaId, value: record } = await this.framed.decode(envelope);
     const mapping = await this.mappingFor(schemaId);
     let keyRow: Row | undefined;
     if (key !== null && mapping.keyCodec) keyRow = mapping.keyCodec.fromAvro((await this.framed.decode(key)).value as AvroRecordValue);
-    return fromEnvelope(record as AvroRecordValue, mapping, keyRow);
+    return fromEnvelope(record as AvroRecordValue, mapping, keyRow, headers);
   }
 
   private mappingFor(schemaId: number): Promise<TableAvroMapping> {

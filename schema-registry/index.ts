@@ -28,6 +28,7 @@ export { toEnvelope, fromEnvelope } from "./envelope-codec.ts";
 export type { EnvelopeExtras } from "./envelope-codec.ts";
 export { ChangeEventEncoder, ChangeEventDecoder } from "./event-codec.ts";
 export { AvroChangeEncoder } from "./change-encoder.ts";
+export { TransactionMetadataEncoder } from "./transaction-codec.ts";
 export type { AvroChangeEncoderOptions } from "./change-encoder.ts";
 export type { EncodedEvent } from "./event-codec.ts";
 export { createAvroType } from "./avro-runtime.ts";

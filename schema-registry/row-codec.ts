@@ -1,7 +1,10 @@
 /**
  * A Row (contracts.ts) to the avsc value of its Avro record and back.
  *
- * Two side fields carry what a column's own type cannot:
+ * Two pieces of bookkeeping carry what a column's own type cannot. In the Debezium layout
+ * (`sideFields: "headers"`) they are returned beside the record (RowSide) and travel in record
+ * headers, so the record is exactly the table's columns; in Sluice's earlier layout
+ * (`sideFields: "record"`) they are two extra fields of the record:
  * - `__sluice_unchanged` (array<string>): fields whose value the source did not send (PostgreSQL
  *   unchanged TOAST, the UNCHANGED symbol) or that are absent from the row. Such a field holds
  *   null, or its type's zero value when it cannot be null. Decoding gives UNCHANGED back.
@@ -30,13 +33,21 @@ export interface ColumnBinding {
 }
 
 export interface RowCodecOptions {
-  /** Whether the record has the `__sluice_unchanged` field (value records do, key records do not). */
+  /** Whether the row may have unavailable values, recorded as `__sluice_unchanged` (value records may, key records may not). */
   readonly unchangedField: boolean;
+  /** Where the bookkeeping goes: fields of the record (Sluice's earlier layout, the default) or beside it (RowSide, Debezium layout). */
+  readonly sideFields?: "record" | "headers";
   /** Error context (table) for values that cannot be encoded. */
   readonly context?: ErrorContext;
 }
 
 export type AvroRecordValue = Record<string, unknown>;
+
+/** The bookkeeping of one row kept beside its record (Debezium layout): absent when empty. */
+export interface RowSide {
+  unchanged?: string[];
+  special?: Record<string, string>;
+}
 
 class SpecialCollector implements EncodeContext {
   specials: Record<string, SpecialNumeric> | undefined;
@@ -50,16 +61,23 @@ export class RowCodec {
   readonly bindings: readonly ColumnBinding[];
   readonly hasUnchangedField: boolean;
   readonly hasSpecialField: boolean;
+  /** Bookkeeping beside the record (RowSide) instead of in it. */
+  readonly sideInHeaders: boolean;
   private readonly errorContext: ErrorContext;
 
   constructor(bindings: readonly ColumnBinding[], options: RowCodecOptions) {
     this.bindings = bindings;
     this.hasUnchangedField = options.unchangedField;
     this.hasSpecialField = bindings.some((binding) => binding.type.mayBeSpecial);
+    this.sideInHeaders = options.sideFields === "headers";
     this.errorContext = options.context ?? {};
   }
 
-  toAvro(row: Row): AvroRecordValue {
+  /**
+   * The record of a row. In the Debezium layout an unchanged TOAST value becomes Debezium's
+   * placeholder where the type can hold it, and the bookkeeping goes into `side`.
+   */
+  toAvro(row: Row, side?: RowSide): AvroRecordValue {
     const record: AvroRecordValue = {};
     let unchanged: string[] | undefined;
     const context = new SpecialCollector();
@@ -69,7 +87,8 @@ export class RowCodec {
       if (unavailable) {
         if (!this.hasUnchangedField) throw this.error(column, `key column has no value (${String(value)})`);
         (unchanged ??= []).push(field);
-        record[field] = nullable ? null : type.zero;
+        const placeholder = this.sideInHeaders && value === UNCHANGED ? type.unavailable : undefined;
+        record[field] = placeholder !== undefined ? placeholder : nullable ? null : type.zero;
         continue;
       }
       if (value === null) {
@@ -87,16 +106,22 @@ export class RowCodec {
       }
       record[field] = encoded !== undefined ? encoded : nullable ? null : type.zero;
     }
+    if (this.sideInHeaders) {
+      if (side && unchanged) side.unchanged = unchanged;
+      if (side && context.specials) side.special = context.specials;
+      return record;
+    }
     if (this.hasUnchangedField) record[UNCHANGED_FIELD] = unchanged ?? [];
     if (this.hasSpecialField) record[SPECIAL_FIELD] = context.specials ?? {};
     return record;
   }
 
-  fromAvro(record: AvroRecordValue): Row {
+  /** The row of a record; in the Debezium layout `side` is its bookkeeping from the record headers. */
+  fromAvro(record: AvroRecordValue, side?: RowSide): Row {
     const row: Record<string, ColumnValue> = {};
-    const unchangedList = record[UNCHANGED_FIELD] as readonly string[] | undefined;
+    const unchangedList = this.sideInHeaders ? side?.unchanged : (record[UNCHANGED_FIELD] as readonly string[] | undefined);
     const unchanged = unchangedList && unchangedList.length > 0 ? new Set(unchangedList) : undefined;
-    const specials = record[SPECIAL_FIELD] as Readonly<Record<string, string>> | undefined;
+    const specials = this.sideInHeaders ? side?.special : (record[SPECIAL_FIELD] as Readonly<Record<string, string>> | undefined);
     const context: DecodeContext = { special: (path) => specials?.[path] };
     for (const { column, field, type } of this.bindings) {
       if (unchanged?.has(field)) {

@@ -5,7 +5,7 @@
 import type { ColumnSchema, SourceKind, TableSchema } from "../connectors/contracts.ts";
 import type { AvroSchemaJson } from "./avro-schema.ts";
 import type { NumericMode } from "./postgres-types.ts";
-import { RESERVED_FIELD_NAMES } from "./row-codec.ts";
+import { RESERVED_FIELD_NAMES, UNCHANGED_FIELD } from "./row-codec.ts";
 import { InvalidSchemaError } from "./schema-errors.ts";
 import { DB_TYPE_PROPERTY, ORIGINAL_NAME_PROPERTY, TABLE_PROPERTY } from "./table-mapping.ts";
 import type { TableMappingOptions } from "./table-mapping.ts";
@@ -28,7 +28,10 @@ export function tableSchemaFromAvro(schema: AvroSchemaJson | string): { table: T
   const json: unknown = typeof schema === "string" ? JSON.parse(schema) : schema;
   const record = rowRecordOf(json);
   const property = record[TABLE_PROPERTY] as TableProperty;
-  const fields = (record.fields as JsonObject[]).filter((field) => !RESERVED_FIELD_NAMES.has(field.name as string));
+  const allFields = record.fields as JsonObject[];
+  const fields = allFields.filter((field) => !RESERVED_FIELD_NAMES.has(field.name as string));
+  // Value records of Sluice's earlier layout carry the bookkeeping field; Debezium-layout ones (and every Key record) do not.
+  const envelope = allFields.some((field) => field.name === UNCHANGED_FIELD) ? "sluice" : "debezium";
   const columns = fields.map((field): ColumnSchema => {
     const dbType = field[DB_TYPE_PROPERTY];
     if (typeof dbType !== "string") throw new InvalidSchemaError(`field "${String(field.name)}" has no ${DB_TYPE_PROPERTY} property`);
@@ -55,7 +58,7 @@ export function tableSchemaFromAvro(schema: AvroSchemaJson | string): { table: T
   };
   // The namespace is `<name>.<schema>.<table>`; schema and table are single sanitised parts.
   const name = namespace.split(".").slice(0, -2).join(".");
-  return { table, options: { name: name === "" ? property.source : name, numericMode: property.numericMode } };
+  return { table, options: { name: name === "" ? property.source : name, numericMode: property.numericMode, envelope } };
 }
 
 function rowRecordOf(json: unknown): JsonObject {

@@ -148,16 +148,16 @@ describe("mapTable", () => {
     );
   });
 
-  it("adds __sluice_special only when a column may hold NaN or Infinity", () => {
-    assert.ok(mapTable(ORDERS).valueSchema.fields.some((f) => f.name === SPECIAL_FIELD));
-    const mysql = mapTable(table([{ name: "d", dbType: "decimal(10,2)", nullable: true }], [], { sourceKind: "mysql" }));
+  it("Sluice's earlier layout adds __sluice_special only when a column may hold NaN or Infinity", () => {
+    assert.ok(mapTable(ORDERS, { envelope: "sluice" }).valueSchema.fields.some((f) => f.name === SPECIAL_FIELD));
+    const mysql = mapTable(table([{ name: "d", dbType: "decimal(10,2)", nullable: true }], [], { sourceKind: "mysql" }), { envelope: "sluice" });
     assert.ok(!mysql.valueSchema.fields.some((f) => f.name === SPECIAL_FIELD));
     assert.ok(mysql.valueSchema.fields.some((f) => f.name === UNCHANGED_FIELD));
   });
 });
 
-describe("row codec", () => {
-  const mapping = mapTable(ORDERS);
+describe("row codec (Sluice's earlier layout)", () => {
+  const mapping = mapTable(ORDERS, { envelope: "sluice" });
   const type = createAvroType(mapping.valueSchema);
   const roundTrip = (row: Row): Row => mapping.valueCodec.fromAvro(type.fromBuffer(type.toBuffer(mapping.valueCodec.toAvro(row))));
   const full: Row = {
@@ -198,7 +198,7 @@ describe("row codec", () => {
   });
 
   it("keeps NaN of a NOT NULL precise numeric beside the record", () => {
-    const notNull = mapTable(table([{ name: "n", dbType: "numeric", nullable: false }], []));
+    const notNull = mapTable(table([{ name: "n", dbType: "numeric", nullable: false }], []), { envelope: "sluice" });
     const record = notNull.valueCodec.toAvro({ n: "NaN" });
     assert.deepEqual(record.n, { scale: 0, value: Buffer.of(0) });
     assert.deepEqual(record[SPECIAL_FIELD], { n: "NaN" });
@@ -210,6 +210,58 @@ describe("row codec", () => {
     delete record[UNCHANGED_FIELD];
     delete record[SPECIAL_FIELD];
     assert.deepEqual(mapping.valueCodec.fromAvro(record), full);
+  });
+});
+
+describe("row codec (Debezium layout, the default)", () => {
+  const mapping = mapTable(ORDERS);
+  const type = createAvroType(mapping.valueSchema);
+  const full: Row = { id: 5n, region: "eu", total: "1.50", qty: 3, note: "n", created: 1_700_000_000_000_000n, serial: 9n, body: '{"a":1}' };
+
+  it("has exactly the table's columns: no bookkeeping fields", () => {
+    assert.deepEqual(
+      mapping.valueSchema.fields.map((f) => f.name),
+      ORDERS.columns.map((c) => c.name),
+    );
+  });
+
+  it("writes Debezium's placeholder for unchanged TOAST where the type holds it, and lists the fields beside the record", () => {
+    const side = {};
+    const record = mapping.valueCodec.toAvro({ ...full, body: UNCHANGED, note: UNCHANGED, qty: UNCHANGED }, side);
+    assert.equal(record.body, "__debezium_unavailable_value");
+    assert.equal(record.note, "__debezium_unavailable_value");
+    assert.equal(record.qty, 0, "an int cannot hold the placeholder: its zero value");
+    assert.deepEqual(side, { unchanged: ["qty", "note", "body"] });
+    const back = mapping.valueCodec.fromAvro(type.fromBuffer(type.toBuffer(record)), side);
+    assert.deepEqual(back, { ...full, body: UNCHANGED, note: UNCHANGED, qty: UNCHANGED });
+  });
+
+  it("writes null (or zero) for columns absent from a before-image, not the placeholder", () => {
+    const side = {};
+    const record = mapping.valueCodec.toAvro({ id: 1n, region: "eu" }, side);
+    assert.equal(record.body, null);
+    assert.equal(record.note, "");
+    assert.deepEqual(side, { unchanged: ["total", "qty", "note", "created", "serial", "body"] });
+  });
+
+  it("keeps NaN of precise numerics beside the record", () => {
+    const numbers = mapTable(table([{ name: "n", dbType: "numeric", nullable: true }], []));
+    const side = {};
+    const record = numbers.valueCodec.toAvro({ n: "NaN" }, side);
+    assert.equal(record.n, null);
+    assert.deepEqual(side, { special: { n: "NaN" } });
+    assert.deepEqual(numbers.valueCodec.fromAvro(record, side), { n: "NaN" });
+  });
+
+  it("gives a nullable column with a literal default that default, its type first (as Debezium), so older records read as it", () => {
+    const withDefault = mapTable(table([...ORDERS.columns, { name: "tier", dbType: "text", nullable: true, default: "'basic'::text" }], ["id"]));
+    const tier = field(withDefault.valueSchema, "tier");
+    assert.deepEqual(tier.type, ["string", "null"]);
+    assert.equal(tier.default, "basic");
+    assert.deepEqual(field(mapTable(ORDERS, { envelope: "sluice" }).valueSchema, "total").type[0], "null");
+    const old = createAvroType(mapping.valueSchema).toBuffer(mapping.valueCodec.toAvro(full));
+    const reader = createAvroType(withDefault.valueSchema);
+    assert.equal((reader.fromBuffer(old, reader.createResolver(createAvroType(mapping.valueSchema))) as Record<string, unknown>).tier, "basic");
   });
 });
 
@@ -238,7 +290,8 @@ describe("tableSchemaFromAvro", () => {
         { name: "a-b", dbType: "numeric", nullable: true },
       ],
     });
-    assert.deepEqual(options, { name: "dep.shop", numericMode: "string" });
+    assert.deepEqual(options, { name: "dep.shop", numericMode: "string", envelope: "debezium" });
+    assert.equal(tableSchemaFromAvro(mapTable(rebuilt, { ...options, envelope: "sluice" }).envelopeSchema).options.envelope, "sluice", "the earlier layout is recognised by its bookkeeping field");
     const again = mapTable(rebuilt, options);
     assert.deepEqual(again.valueSchema, mapping.valueSchema);
     assert.throws(() => tableSchemaFromAvro({ type: "record", name: "X", fields: [] }), /not a Sluice table schema/);

@@ -30,7 +30,15 @@ export interface TableMappingOptions {
   readonly numericMode?: NumericMode;
   /** PostgreSQL array columns: items nest up to 6 levels ("nested", default) or one level ("flat", see postgres-types.ts). */
   readonly arrayLayout?: ArrayLayout;
+  /**
+   * "debezium" (default): the Value record is exactly the columns, Sluice's bookkeeping travels in
+   * record headers (see envelope-codec.ts). "sluice": Sluice's earlier layout, with the
+   * `__sluice_unchanged` / `__sluice_special` fields in the Value record.
+   */
+  readonly envelope?: EnvelopeLayout;
 }
+
+export type EnvelopeLayout = "debezium" | "sluice";
 
 export interface TableAvroMapping {
   readonly table: TableSchema;
@@ -44,6 +52,7 @@ export interface TableAvroMapping {
   readonly fieldNames: ReadonlyMap<string, string>;
   readonly keyCodec: RowCodec | null;
   readonly valueCodec: RowCodec;
+  readonly envelope: EnvelopeLayout;
 }
 
 export function columnAvroType(table: Pick<TableSchema, "sourceKind">, column: ColumnSchema, numericMode: NumericMode, arrayLayout: ArrayLayout = "nested"): ColumnAvroType {
@@ -53,6 +62,7 @@ export function columnAvroType(table: Pick<TableSchema, "sourceKind">, column: C
 export function mapTable(table: TableSchema, options: TableMappingOptions = {}): TableAvroMapping {
   const name = options.name ?? table.source;
   const numericMode = options.numericMode ?? "precise";
+  const envelope = options.envelope ?? "debezium";
   const namespace = sanitizeNamespace([...name.split("."), table.schema, table.table]);
   const fieldNameList = assignUniqueNames(
     table.columns.map((column) => column.name),
@@ -86,7 +96,8 @@ export function mapTable(table: TableSchema, options: TableMappingOptions = {}):
   };
   const recordSchema = (recordName: "Key" | "Value", recordBindings: readonly ColumnBinding[], withUnchanged: boolean): AvroRecordJson => {
     const scope = namedTypeScope();
-    const fields: AvroFieldJson[] = recordBindings.map((binding) => fieldSchema(binding, columnsByName.get(binding.column) as ColumnSchema, scope));
+    const fields: AvroFieldJson[] = recordBindings.map((binding) => fieldSchema(binding, columnsByName.get(binding.column) as ColumnSchema, scope, envelope));
+    if (envelope === "debezium") return { type: "record", name: recordName, namespace, fields, "connect.name": `${namespace}.${recordName}`, [TABLE_PROPERTY]: tableProperty };
     if (withUnchanged) fields.push({ name: UNCHANGED_FIELD, type: { type: "array", items: "string" }, default: [] });
     if (recordBindings.some((binding) => binding.type.mayBeSpecial)) {
       fields.push({ name: SPECIAL_FIELD, type: { type: "map", values: "string" }, default: {} });
@@ -104,16 +115,22 @@ export function mapTable(table: TableSchema, options: TableMappingOptions = {}):
     envelopeSchema: envelopeSchema(table.sourceKind, namespace, valueSchema),
     fieldNames,
     keyCodec: hasKey ? new RowCodec(keyBindings, { unchangedField: false, context: errorContext }) : null,
-    valueCodec: new RowCodec(bindings, { unchangedField: true, context: errorContext }),
+    valueCodec: new RowCodec(bindings, { unchangedField: true, sideFields: envelope === "debezium" ? "headers" : "record", context: errorContext }),
+    envelope,
   };
 }
 
-function fieldSchema(binding: ColumnBinding, column: ColumnSchema, scope: NamedTypeScope): AvroFieldJson {
+function fieldSchema(binding: ColumnBinding, column: ColumnSchema, scope: NamedTypeScope, envelope: EnvelopeLayout): AvroFieldJson {
   const type = binding.type.schema(scope);
   const properties: Record<string, unknown> = { [DB_TYPE_PROPERTY]: column.dbType };
   if (binding.field !== binding.column) properties[ORIGINAL_NAME_PROPERTY] = binding.column;
-  if (binding.nullable) return { name: binding.field, type: ["null", type], default: null, ...properties };
   const avroDefault = avroDefaultOf(column.default, binding.type);
+  if (binding.nullable) {
+    // As Debezium (Confluent's AvroData): a nullable column with a literal default puts the type first, so
+    // the default can be the literal and records written before the column was added read as it.
+    if (envelope === "debezium" && avroDefault !== undefined) return { name: binding.field, type: [type, "null"], default: avroDefault, ...properties };
+    return { name: binding.field, type: ["null", type], default: null, ...properties };
+  }
   return { name: binding.field, type, ...(avroDefault === undefined ? {} : { default: avroDefault }), ...properties };
 }
 

@@ -190,6 +190,11 @@ describe("ClickHouse RowBinary values", () => {
     assert.equal(encode({ kind: "timestamp", tz: true }, -1n, false, recent), "ffffffffffffffff");
     assert.throws(() => encode({ kind: "timestamp", tz: true }, -3_000_000_000_000_000n, false, recent), /DateTime64/);
     assert.throws(() => encode({ kind: "timestamp", tz: true }, 2n ** 63n), /out of range for Int64/);
+    // PostgreSQL's ±infinity are refused on every server, never stored as the sentinel microseconds.
+    for (const dialect of [old, recent]) {
+      assert.throws(() => encode({ kind: "timestamp", tz: false }, 2n ** 63n - 1n, false, dialect), /infinity \(PostgreSQL\) has no equivalent/);
+      assert.throws(() => encode({ kind: "timestamp", tz: true }, -(2n ** 63n), false, dialect), /-infinity \(PostgreSQL\) has no equivalent/);
+    }
     assert.equal(encode({ kind: "time" }, 86_400_000_000n), "0060d71d14000000");
     assert.throws(() => encode({ kind: "time" }, -1n), /outside 00:00..24:00/);
     assert.equal(encode({ kind: "duration" }, -1n, true), "00ffffffffffffffff");

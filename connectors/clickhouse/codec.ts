@@ -16,6 +16,7 @@ import {
   formatDate,
   formatScaled,
   formatTimestamp,
+  infinityOf,
   jsonText,
   plainDecimalText,
   scaledDecimal,
@@ -108,7 +109,7 @@ function writeScalar(writer: RowBinaryWriter, type: Scalar, dialect: Dialect, va
       writer.int32(dialect.date32 ? date32Days(value) : toDays(value));
       return;
     case "timestamp":
-      writer.int64(dialect.dateTime64 ? dateTime64Micros(value) : int64Value(value, "timestamp"));
+      writer.int64(dialect.dateTime64 ? dateTime64Micros(value) : integerTimestamp(value));
       return;
     case "time":
       writer.int64(timeMicros(value));
@@ -170,6 +171,14 @@ function dateTime64Micros(value: ColumnValue): bigint {
 function timeMicros(value: ColumnValue): bigint {
   const micros = toBigInt(value);
   if (micros < 0n || micros > MICROS_PER_DAY) throw new ValueRejected(`time ${micros} µs is outside 00:00..24:00`);
+  return micros;
+}
+
+/** Microseconds for servers without DateTime64; PostgreSQL's ±infinity sentinels are refused, not stored as year-294247 times. */
+function integerTimestamp(value: ColumnValue): bigint {
+  const micros = int64Value(value, "timestamp");
+  const infinity = infinityOf(micros, "timestamp");
+  if (infinity !== null) throw new ValueRejected(`timestamp ${infinity} (PostgreSQL) has no equivalent in ClickHouse`);
   return micros;
 }
 
@@ -308,7 +317,7 @@ export function keyLiteral(type: LogicalType, dialect: Dialect, value: ColumnVal
     case "date":
       return dialect.date32 ? sqlString(formatDate(date32Days(value))) : String(toDays(value));
     case "timestamp":
-      return dialect.dateTime64 ? sqlString(formatTimestamp(dateTime64Micros(value), " ")) : int64Value(value, "timestamp").toString();
+      return dialect.dateTime64 ? sqlString(formatTimestamp(dateTime64Micros(value), " ")) : integerTimestamp(value).toString();
     case "time":
       return timeMicros(value).toString();
     case "duration":

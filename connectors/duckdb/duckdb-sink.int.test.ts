@@ -102,24 +102,26 @@ describe("DuckDB sink specifics", () => {
         ["day", "date"],
         ["floats", "double precision[]"],
         ["reals", "real[]"],
+        ["bc", "date"],
       ]);
       const events = new Events(schema);
       const [tsMax, tsMin, dayMax, dayMin] = [9_223_372_036_854_775_807n, -9_223_372_036_854_775_808n, 2_147_483_647, -2_147_483_648];
       await sink.write(
         [
-          events.insert(1n, { id: 1, ts: tsMax, tstz: tsMax, day: dayMax, floats: [-0, 0, -1.5, null], reals: [-0, null] }),
-          events.insert(2n, { id: 2, ts: tsMin, tstz: tsMin, day: dayMin, floats: [-0], reals: [-0] }),
+          // BC and far-future dates (PostgreSQL's range) fit DuckDB's DATE too.
+          events.insert(1n, { id: 1, ts: tsMax, tstz: tsMax, day: dayMax, floats: [-0, 0, -1.5, null], reals: [-0, null], bc: -735_000 }),
+          events.insert(2n, { id: 2, ts: tsMin, tstz: tsMin, day: dayMin, floats: [-0], reals: [-0], bc: 2_100_000_000 }),
         ],
         signal(),
       );
       const target = renderTarget(TARGET_TEMPLATE, schema);
       // Every query of the table works (an invalid timestamp made each one fail) and reads the infinities back.
       const rows = await query(
-        `SELECT id, ts::VARCHAR AS ts, tstz::VARCHAR AS tstz, day::VARCHAR AS day, list_transform(floats, x -> x::VARCHAR) AS floats, list_transform(reals, x -> x::VARCHAR) AS reals FROM main.${ident(target)} ORDER BY id`,
+        `SELECT id, ts::VARCHAR AS ts, tstz::VARCHAR AS tstz, day::VARCHAR AS day, list_transform(floats, x -> x::VARCHAR) AS floats, list_transform(reals, x -> x::VARCHAR) AS reals, bc::VARCHAR AS bc FROM main.${ident(target)} ORDER BY id`,
       );
       assert.deepEqual(rows, [
-        { id: 1, ts: "infinity", tstz: "infinity", day: "infinity", floats: ["-0.0", "0.0", "-1.5", null], reals: ["-0.0", null] },
-        { id: 2, ts: "-infinity", tstz: "-infinity", day: "-infinity", floats: ["-0.0"], reals: ["-0.0"] },
+        { id: 1, ts: "infinity", tstz: "infinity", day: "infinity", floats: ["-0.0", "0.0", "-1.5", null], reals: ["-0.0", null], bc: "0044-08-22 (BC)" },
+        { id: 2, ts: "-infinity", tstz: "-infinity", day: "-infinity", floats: ["-0.0"], reals: ["-0.0"], bc: "5751574-09-19" },
       ]);
     } finally {
       await sink.close();

@@ -29,7 +29,6 @@ import {
   scaledDecimal,
   stringText,
   toBigInt,
-  toDays,
   toFloat,
   uuidText,
 } from "../sinks/values.ts";
@@ -99,7 +98,7 @@ export function duckdbValue(type: LogicalType, value: ColumnValue): DuckDBValue 
       return blobValue(bytesValue(value));
     case "date": {
       const infinity = infinityOf(value, "date");
-      return dateValue(infinity === null ? toDays(value) : infinity === "infinity" ? DUCKDB_DATE_INFINITY : -DUCKDB_DATE_INFINITY);
+      return dateValue(infinity === null ? duckdbDays(value) : infinity === "infinity" ? DUCKDB_DATE_INFINITY : -DUCKDB_DATE_INFINITY);
     }
     case "timestamp": {
       // DuckDB's -infinity is -(2^63 - 1); PostgreSQL's (-2^63) is not a valid DuckDB timestamp.
@@ -122,4 +121,14 @@ export function duckdbValue(type: LogicalType, value: ColumnValue): DuckDBValue 
         }),
       );
   }
+}
+
+// DuckDB's DATE spans 5877642-06-25 BC .. 5881580-07-10: every PostgreSQL and MySQL date, BC and far-future included.
+const DUCKDB_MIN_DAYS = -2_147_483_646;
+const DUCKDB_MAX_DAYS = 2_147_483_646;
+
+function duckdbDays(value: ColumnValue): number {
+  const days = toBigInt(value);
+  if (days < BigInt(DUCKDB_MIN_DAYS) || days > BigInt(DUCKDB_MAX_DAYS)) throw new ValueRejected(`date ${days} (days since 1970-01-01) is outside DuckDB's DATE`);
+  return Number(days);
 }

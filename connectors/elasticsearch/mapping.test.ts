@@ -17,6 +17,9 @@ describe("Elasticsearch mappings and document values", () => {
 
   test("exact document values", () => {
     assert.equal(documentValue({ kind: "decimal", precision: 10, scale: 2 }, "3"), "3.00");
+    // NaN and ±Infinity of a numeric with a declared scale stay in _source as words (the double field leaves them out).
+    assert.equal(documentValue({ kind: "decimal", precision: 10, scale: 2 }, "NaN"), "NaN");
+    assert.equal(documentValue({ kind: "decimal", precision: 10, scale: 2 }, "-Infinity"), "-Infinity");
     assert.equal(documentValue({ kind: "integer", bits: 64, unsigned: false }, 9_007_199_254_740_993n), 9_007_199_254_740_993n);
     assert.equal(documentValue({ kind: "integer", bits: 64, unsigned: true }, 18_446_744_073_709_551_615n), "18446744073709551615");
     assert.equal(documentValue({ kind: "float", bits: 64 }, Number.POSITIVE_INFINITY), "Infinity");

@@ -93,7 +93,8 @@ export function documentValue(type: LogicalType, value: ColumnValue): unknown {
       return Number.isNaN(n) ? "NaN" : n > 0 ? "Infinity" : "-Infinity";
     }
     case "decimal":
-      return type.precision !== null && type.scale !== null ? decimalText(value, type.precision, type.scale) : plainDecimalText(value);
+      // NaN and ±Infinity (PostgreSQL numeric, also with a declared scale) stay words in _source; the double field leaves them out.
+      return type.precision !== null && type.scale !== null && !isSpecialDecimal(value) ? decimalText(value, type.precision, type.scale) : plainDecimalText(value);
     case "string":
       return stringText(value);
     case "uuid":
@@ -151,3 +152,7 @@ const METADATA_FIELDS = new Set([
   "_uid",
   "_all",
 ]);
+
+function isSpecialDecimal(value: ColumnValue): boolean {
+  return (typeof value === "string" && /^[+-]?(nan|infinity|inf)$/i.test(value.trim())) || (typeof value === "number" && !Number.isFinite(value));
+}

@@ -13,6 +13,8 @@ function config(host: string, mode: MysqlSourceConfig["tls"]["mode"]): MysqlSour
     tls: { mode },
     snapshot: { mode: "initial", parallelism: 1, chunk_rows: 10 },
     decimal_mode: "precise",
+    envelope: "debezium",
+    skipped_operations: ["t"],
     max_buffer_bytes: 2 ** 20,
     heartbeat_interval: 1000,
     server_id: 1234,

@@ -35,6 +35,8 @@ export function sourceConfig(overrides: Partial<MysqlSourceConfig> & Pick<MysqlS
     tls: { mode: "disable" },
     snapshot: { mode: "initial", parallelism: 2, chunk_rows: 1000 },
     decimal_mode: "precise",
+    envelope: "debezium",
+    skipped_operations: ["t"],
     max_buffer_bytes: 8 * 2 ** 20,
     heartbeat_interval: 1000,
     server_id: randomInt(10_000, 2 ** 31),

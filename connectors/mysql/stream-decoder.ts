@@ -6,7 +6,7 @@
  */
 import type { Logger } from "pino";
 import { comparePositions } from "../contracts.ts";
-import type { ChangeEvent, ColumnValue, Op, Position, Row, TableSchema } from "../contracts.ts";
+import type { BinlogCoordinates, ChangeEvent, ColumnValue, Op, Position, Row, TableSchema } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { sameValue } from "../postgres/change-events.ts";
@@ -320,15 +320,18 @@ export class StreamDecoder {
       return binlogAt(this.fileIndex, next);
     };
     const schema = binding.schema;
-    for (const change of changes) {
+    // Debezium's source fields: the server that wrote the event, the file, the rows event's offset, the row's index in it.
+    const coordinates = (row: number): BinlogCoordinates => ({ serverId: header.serverId, file: this.file, pos: start, row });
+    for (const [index, change] of changes.entries()) {
+      const binlog = coordinates(index);
       if (rows.kind === "write") {
         const position = rowPosition(transaction.start, at(change.offset));
         if (this.skipped(position, key)) continue;
-        out.push({ event: this.event(schema, "c", this.keyOf(schema, change.after!, position), null, change.after, position, transaction), transaction });
+        out.push({ event: this.event(schema, "c", this.keyOf(schema, change.after!, position), null, change.after, position, transaction, { binlog }), transaction });
       } else if (rows.kind === "delete") {
         const position = rowPosition(transaction.start, at(change.offset));
         if (this.skipped(position, key)) continue;
-        out.push({ event: this.event(schema, "d", this.keyOf(schema, change.before!, position), change.before, null, position, transaction), transaction });
+        out.push({ event: this.event(schema, "d", this.keyOf(schema, change.before!, position), change.before, null, position, transaction, { binlog }), transaction });
       } else {
         const beforePosition = rowPosition(transaction.start, at(change.offset));
         const afterPosition = payload === null ? rowPosition(transaction.start, at(change.afterOffset)) : rowPosition(transaction.start, at(0));
@@ -336,10 +339,10 @@ export class StreamDecoder {
         const oldKey = this.keyOf(schema, change.before!, beforePosition);
         const newKey = this.keyOf(schema, after, afterPosition);
         if (Object.keys(oldKey).some((name) => !sameValue(oldKey[name], newKey[name]))) {
-          if (!this.skipped(beforePosition, key)) out.push({ event: this.event(schema, "d", oldKey, change.before, null, beforePosition, transaction), transaction });
-          if (!this.skipped(afterPosition, key)) out.push({ event: this.event(schema, "c", newKey, null, after, afterPosition, transaction), transaction });
+          if (!this.skipped(beforePosition, key)) out.push({ event: this.event(schema, "d", oldKey, change.before, null, beforePosition, transaction, { binlog, keyChange: { newKey } }), transaction });
+          if (!this.skipped(afterPosition, key)) out.push({ event: this.event(schema, "c", newKey, null, after, afterPosition, transaction, { binlog, keyChange: { oldKey } }), transaction });
         } else if (!this.skipped(beforePosition, key)) {
-          out.push({ event: this.event(schema, "u", newKey, change.before, after, beforePosition, transaction), transaction });
+          out.push({ event: this.event(schema, "u", newKey, change.before, after, beforePosition, transaction, { binlog }), transaction });
         }
       }
     }
@@ -386,7 +389,16 @@ export class StreamDecoder {
     return key;
   }
 
-  private event(schema: TableSchema, op: Op, key: Row, before: Row | null, after: Row | null, position: Position, transaction: TransactionContext): ChangeEvent {
+  private event(
+    schema: TableSchema,
+    op: Op,
+    key: Row,
+    before: Row | null,
+    after: Row | null,
+    position: Position,
+    transaction: TransactionContext,
+    extra: { readonly binlog?: BinlogCoordinates; readonly keyChange?: ChangeEvent["keyChange"] } = {},
+  ): ChangeEvent {
     return {
       op,
       key,
@@ -402,8 +414,10 @@ export class StreamDecoder {
         txId: transaction.id,
         commitTimeMs: transaction.commitTimeMs,
         snapshot: false,
+        ...(extra.binlog ? { binlog: extra.binlog } : {}),
       },
       schema,
+      ...(extra.keyChange ? { keyChange: extra.keyChange } : {}),
     };
   }
 

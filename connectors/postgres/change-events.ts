@@ -133,7 +133,7 @@ export function updateEvents(table: CapturedTable, oldKey: TupleData | null, old
   const key = keyOf(table, after, before) ?? (() => { throw missingKey(table, "update", origin); })();
   const previousKey = before === null ? null : keyOf(table, before);
   if (previousKey !== null && !sameKey(previousKey, key)) {
-    return [makeEvent(table, "d", previousKey, before, null, origin), makeEvent(table, "c", key, null, after, origin)];
+    return [{ ...makeEvent(table, "d", previousKey, before, null, origin), keyChange: { newKey: key } }, { ...makeEvent(table, "c", key, null, after, origin), keyChange: { oldKey: previousKey } }];
   }
   return [makeEvent(table, "u", key, before, after, origin)];
 }

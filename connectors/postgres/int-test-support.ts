@@ -36,6 +36,8 @@ export function sourceConfig(overrides: Partial<PostgresSourceConfig> & Pick<Pos
     tls: { mode: "disable" },
     snapshot: { mode: "initial", parallelism: 2, chunk_rows: 1000 },
     decimal_mode: "precise",
+    envelope: "debezium",
+    skipped_operations: ["t"],
     max_buffer_bytes: 8 * 2 ** 20,
     heartbeat_interval: 1000,
     slot: randomName("slot"),

@@ -1309,7 +1309,7 @@ export async function readEmbeddedTopics(path: string, topics: readonly string[]
             key: record.key === null ? null : Buffer.from(record.key),
             value: record.value === null ? null : Buffer.from(record.value),
             headers: Object.fromEntries(Object.entries(record.headers ?? {}).map(([k, v]) => [k, Buffer.from(v).toString("utf8")])),
-            event: decoder && record.value !== null ? await decoder.decode(record) : null,
+            event: decoder ? await decoder.decode(record) : null,
           });
         }
       }
