@@ -258,7 +258,7 @@ describe("row codec (Debezium layout, the default)", () => {
     const tier = field(withDefault.valueSchema, "tier");
     assert.deepEqual(tier.type, ["string", "null"]);
     assert.equal(tier.default, "basic");
-    assert.deepEqual(field(mapTable(ORDERS, { envelope: "sluice" }).valueSchema, "total").type[0], "null");
+    assert.deepEqual((field(mapTable(ORDERS, { envelope: "sluice" }).valueSchema, "total").type as unknown[])[0], "null");
     const old = createAvroType(mapping.valueSchema).toBuffer(mapping.valueCodec.toAvro(full));
     const reader = createAvroType(withDefault.valueSchema);
     assert.equal((reader.fromBuffer(old, reader.createResolver(createAvroType(mapping.valueSchema))) as Record<string, unknown>).tier, "basic");
