@@ -1,0 +1,123 @@
+/**
+ * The type matrix: edge values of PostgreSQL and MariaDB types and what each sink stores for them.
+ * type-matrix.int.test.ts captures every case through the daemon (embedded topic log) into DuckDB,
+ * ClickHouse and Elasticsearch and compares each stored value with what is written here; the
+ * "Edge values per sink" section of docs/sinks.md is generated from this file
+ * (`npm run docs:types`) and doc.test.ts fails when it is stale.
+ *
+ * An expectation is the value as the sink shows it: DuckDB `CAST(column AS VARCHAR)`, ClickHouse
+ * the TabSeparated text of the column (the test service is ClickHouse 18.16, which stores dates and
+ * timestamps as integers), Elasticsearch the field of `_source` as JSON. SAME means exactly the
+ * source's own text of the value (PostgreSQL `column::text`, MariaDB `CAST(column AS CHAR)`), read
+ * from the source by the test; REJECTED means the sink refuses the row (it goes to the dead-letter
+ * topic with the reason), never a silently different value.
+ */
+
+export const SAME = "= source";
+export const REJECTED = "rejected";
+
+export type Sink = "duckdb" | "clickhouse" | "elasticsearch";
+export const SINKS: readonly Sink[] = ["duckdb", "clickhouse", "elasticsearch"];
+
+export interface MatrixCase {
+  readonly source: "postgres" | "mariadb";
+  /** Column type as written in CREATE TABLE. */
+  readonly type: string;
+  /** SQL literal inserted (or an expression). */
+  readonly literal: string;
+  /** What the value is, for the doc; defaults to the literal. */
+  readonly label?: string;
+  readonly expect: Readonly<Record<Sink, string>>;
+}
+
+const all = (value: string): Record<Sink, string> => ({ duckdb: value, clickhouse: value, elasticsearch: value });
+const big = (n: number) => `'${"é漢😀x".repeat(n)}'`;
+
+export const TOAST_REPEAT = 30_000;
+
+export const CASES: readonly MatrixCase[] = [
+  // ---- PostgreSQL
+  { source: "postgres", type: "int2", literal: "-32768", expect: all("-32768") },
+  { source: "postgres", type: "int4", literal: "2147483647", expect: all("2147483647") },
+  { source: "postgres", type: "int8", literal: "-9223372036854775808", expect: all("-9223372036854775808") },
+  { source: "postgres", type: "int8", literal: "9223372036854775807", expect: all("9223372036854775807") },
+  { source: "postgres", type: "numeric(38,10)", literal: "'-9999999999999999999999999999.9999999999'", expect: { duckdb: "-9999999999999999999999999999.9999999999", clickhouse: "-9999999999999999999999999999.9999999999", elasticsearch: "-9999999999999999999999999999.9999999999" } },
+  { source: "postgres", type: "numeric(38,0)", literal: "'99999999999999999999999999999999999999'", expect: { duckdb: "99999999999999999999999999999999999999", clickhouse: "99999999999999999999999999999999999999", elasticsearch: "99999999999999999999999999999999999999" } },
+  { source: "postgres", type: "numeric(10,2)", literal: "'NaN'", expect: { duckdb: REJECTED, clickhouse: REJECTED, elasticsearch: "NaN" } },
+  { source: "postgres", type: "numeric", literal: "'NaN'", expect: { duckdb: "NaN", clickhouse: "NaN", elasticsearch: "NaN" } },
+  { source: "postgres", type: "numeric", literal: "'-Infinity'", expect: { duckdb: "-Infinity", clickhouse: "-Infinity", elasticsearch: "-Infinity" } },
+  { source: "postgres", type: "numeric", literal: `'${"1234567890".repeat(5)}.${"0987654321".repeat(3)}'`, label: "50 integer digits, 30 decimals", expect: all(SAME) },
+  { source: "postgres", type: "float4", literal: "'NaN'", expect: { duckdb: "nan", clickhouse: "nan", elasticsearch: "NaN" } },
+  { source: "postgres", type: "float4", literal: "'3.4028235e38'", expect: { duckdb: "3.4028235e+38", clickhouse: "3.4028235e38", elasticsearch: "3.4028234663852886e+38" } },
+  { source: "postgres", type: "float8", literal: "'-0'", expect: { duckdb: "-0.0", clickhouse: "-0", elasticsearch: "-0.0" } },
+  { source: "postgres", type: "float8", literal: "'-Infinity'", expect: { duckdb: "-inf", clickhouse: "-inf", elasticsearch: "-Infinity" } },
+  { source: "postgres", type: "float8", literal: "'5e-324'", expect: { duckdb: "5e-324", clickhouse: "5e-324", elasticsearch: "5e-324" } },
+  { source: "postgres", type: "float8", literal: "'1.7976931348623157e308'", expect: { duckdb: "1.7976931348623157e+308", clickhouse: "1.7976931348623157e308", elasticsearch: "1.7976931348623157e+308" } },
+  { source: "postgres", type: "bool", literal: "false", expect: { duckdb: "false", clickhouse: "0", elasticsearch: "false" } },
+  { source: "postgres", type: "text", literal: "E'h\\u00e9llo \"w\\u00f6rld\"\\n\\t\\\\ \\U0001F600 \\u05e9\\u05dc\\u05d5\\u05dd e\\u0301'", label: "Unicode, quotes, control characters, emoji, RTL, combining mark", expect: all(SAME) },
+  { source: "postgres", type: "text", literal: big(TOAST_REPEAT), label: `TOAST-sized text (${TOAST_REPEAT * 4} characters)`, expect: all(SAME) },
+  { source: "postgres", type: "char(5)", literal: "'ab'", label: "'ab' (blank-padded)", expect: all("ab   ") },
+  { source: "postgres", type: "bytea", literal: "'\\x00ff10'", expect: all(SAME) },
+  { source: "postgres", type: "date", literal: "'2024-02-29'", expect: { duckdb: "2024-02-29", clickhouse: "19782", elasticsearch: "2024-02-29" } },
+  { source: "postgres", type: "date", literal: "'0044-03-15 BC'", expect: { duckdb: "0044-03-15 (BC)", clickhouse: REJECTED, elasticsearch: REJECTED } },
+  { source: "postgres", type: "date", literal: "'9999-12-31'", expect: { duckdb: "9999-12-31", clickhouse: "2932896", elasticsearch: "9999-12-31" } },
+  { source: "postgres", type: "date", literal: "'10000-01-01'", expect: { duckdb: "10000-01-01", clickhouse: REJECTED, elasticsearch: REJECTED } },
+  { source: "postgres", type: "date", literal: "'infinity'", expect: { duckdb: "infinity", clickhouse: REJECTED, elasticsearch: REJECTED } },
+  { source: "postgres", type: "date", literal: "'-infinity'", expect: { duckdb: "-infinity", clickhouse: REJECTED, elasticsearch: REJECTED } },
+  { source: "postgres", type: "time", literal: "'24:00:00'", expect: { duckdb: "24:00:00", clickhouse: "86400000000", elasticsearch: "24:00:00.000000" } },
+  { source: "postgres", type: "timetz", literal: "'10:23:54.5+05:30'", expect: all(SAME) },
+  { source: "postgres", type: "timestamp", literal: "'9999-12-31 23:59:59.999999'", expect: { duckdb: "9999-12-31 23:59:59.999999", clickhouse: "253402300799999999", elasticsearch: "9999-12-31T23:59:59.999999" } },
+  { source: "postgres", type: "timestamp", literal: "'1969-12-31 23:59:59.999999'", expect: { duckdb: "1969-12-31 23:59:59.999999", clickhouse: "-1", elasticsearch: "1969-12-31T23:59:59.999999" } },
+  { source: "postgres", type: "timestamp", literal: "'0044-03-15 10:00:00.5 BC'", expect: { duckdb: "0044-03-15 (BC) 10:00:00.5", clickhouse: "-63517787999500000", elasticsearch: REJECTED } },
+  { source: "postgres", type: "timestamp", literal: "'infinity'", expect: { duckdb: "infinity", clickhouse: REJECTED, elasticsearch: REJECTED } },
+  { source: "postgres", type: "timestamp", literal: "'-infinity'", expect: { duckdb: "-infinity", clickhouse: REJECTED, elasticsearch: REJECTED } },
+  { source: "postgres", type: "timestamptz", literal: "'2024-01-02 03:04:05.123456+05:30'", expect: { duckdb: "2024-01-01 21:34:05.123456+00", clickhouse: "1704144845123456", elasticsearch: "2024-01-01T21:34:05.123456Z" } },
+  { source: "postgres", type: "timestamptz", literal: "'-infinity'", expect: { duckdb: "-infinity", clickhouse: REJECTED, elasticsearch: REJECTED } },
+  { source: "postgres", type: "interval", literal: "'-1 days -00:00:01'", expect: { duckdb: "P-1DT-1S", clickhouse: "P-1DT-1S", elasticsearch: "P-1DT-1S" } },
+  { source: "postgres", type: "uuid", literal: "'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'", expect: all(SAME) },
+  { source: "postgres", type: "json", literal: `'{"a": 1, "a": 2, "big": 123456789012345678901234567890, "f": 1.10}'`, label: "duplicate keys, a 30-digit number", expect: { duckdb: SAME, clickhouse: SAME, elasticsearch: REJECTED } },
+  { source: "postgres", type: "jsonb", literal: `'{"a": 1, "a": 2, "big": 123456789012345678901234567890}'`, expect: { duckdb: "{\"a\": 2, \"big\": 123456789012345678901234567890}", clickhouse: "{\"a\": 2, \"big\": 123456789012345678901234567890}", elasticsearch: "{\"a\":2,\"big\":123456789012345678901234567890}" } },
+  { source: "postgres", type: "jsonb", literal: `'[1, "x", null]'`, label: "a JSON array", expect: { duckdb: "[1, \"x\", null]", clickhouse: "[1, \"x\", null]", elasticsearch: "{\"_value\":[1,\"x\",null]}" } },
+  { source: "postgres", type: "int4[]", literal: "'{1,NULL,-2147483648}'", expect: { duckdb: "[1, NULL, -2147483648]", clickhouse: "[1,NULL,-2147483648]", elasticsearch: "[1,null,-2147483648]" } },
+  { source: "postgres", type: "int4[]", literal: "'{}'", expect: { duckdb: "[]", clickhouse: "[]", elasticsearch: "[]" } },
+  { source: "postgres", type: "int4[][]", literal: "'{{1,2},{3,NULL}}'", expect: { duckdb: REJECTED, clickhouse: REJECTED, elasticsearch: "[[1,2],[3,null]]" } },
+  { source: "postgres", type: "float8[]", literal: "'{-0,NaN,Infinity,NULL}'", expect: { duckdb: "[-0.0, nan, inf, NULL]", clickhouse: "[-0,nan,inf,NULL]", elasticsearch: "[-0.0,\"NaN\",\"Infinity\",null]" } },
+  { source: "postgres", type: "text[]", literal: `'{"a b",NULL,"NULL","","\\"q\\""}'`, expect: { duckdb: "[a b, NULL, 'NULL', '', '\"q\"']", clickhouse: "['a b',NULL,'NULL','','\"q\"']", elasticsearch: "[\"a b\",null,\"NULL\",\"\",\"\\\"q\\\"\"]" } },
+  { source: "postgres", type: "numeric(5,2)[]", literal: "'{1.5,NaN,NULL}'", expect: { duckdb: REJECTED, clickhouse: REJECTED, elasticsearch: "[\"1.50\",\"NaN\",null]" } },
+  { source: "postgres", type: "date[]", literal: "'{2024-01-01,infinity}'", expect: { duckdb: "[2024-01-01, infinity]", clickhouse: REJECTED, elasticsearch: REJECTED } },
+  { source: "postgres", type: "money", literal: "'-92233720368547758.08'", expect: { duckdb: "-92233720368547758.08", clickhouse: "-92233720368547758.08", elasticsearch: "-92233720368547758.08" } },
+  { source: "postgres", type: "inet", literal: "'2001:db8::1/64'", expect: all(SAME) },
+  { source: "postgres", type: "bit(4)", literal: "B'1010'", expect: all(SAME) },
+  { source: "postgres", type: "xml", literal: "'<a x=\"1\">t</a>'", expect: all(SAME) },
+  { source: "postgres", type: "hstore", literal: `'"a"=>"1", "b"=>NULL'`, expect: all(SAME) },
+  { source: "postgres", type: "int4range", literal: "'[1,10)'", expect: all(SAME) },
+  { source: "postgres", type: "oid", literal: "4294967295", expect: all("4294967295") },
+
+  // ---- MariaDB
+  { source: "mariadb", type: "tinyint", literal: "-128", expect: all("-128") },
+  { source: "mariadb", type: "tinyint unsigned", literal: "255", expect: all("255") },
+  { source: "mariadb", type: "mediumint", literal: "-8388608", expect: all("-8388608") },
+  { source: "mariadb", type: "int unsigned", literal: "4294967295", expect: all("4294967295") },
+  { source: "mariadb", type: "bigint", literal: "-9223372036854775808", expect: all("-9223372036854775808") },
+  { source: "mariadb", type: "bigint unsigned", literal: "18446744073709551615", expect: { duckdb: "18446744073709551615", clickhouse: "18446744073709551615", elasticsearch: "18446744073709551615" } },
+  { source: "mariadb", type: "decimal(65,30)", literal: `'-${"9".repeat(35)}.${"9".repeat(30)}'`, expect: all(SAME) },
+  { source: "mariadb", type: "decimal(38,10)", literal: "'9999999999999999999999999999.9999999999'", expect: all(SAME) },
+  { source: "mariadb", type: "float", literal: "-3.40282e38", expect: { duckdb: "-3.40282e+38", clickhouse: "-3.40282e38", elasticsearch: "-3.402820018375656e+38" } },
+  { source: "mariadb", type: "double", literal: "1.7976931348623157e308", expect: { duckdb: "1.7976931348623157e+308", clickhouse: "1.7976931348623157e308", elasticsearch: "1.7976931348623157e+308" } },
+  { source: "mariadb", type: "bit(1)", literal: "b'1'", expect: { duckdb: "true", clickhouse: "1", elasticsearch: "true" } },
+  { source: "mariadb", type: "bit(64)", literal: "b'1111111111111111111111111111111111111111111111111111111111111111'", expect: all(SAME) },
+  { source: "mariadb", type: "year", literal: "2155", expect: all("2155") },
+  { source: "mariadb", type: "date", literal: "'1000-01-01'", expect: { duckdb: "1000-01-01", clickhouse: "-354285", elasticsearch: "1000-01-01" } },
+  { source: "mariadb", type: "time(6)", literal: "'-838:59:59.000000'", expect: { duckdb: "-838:59:59", clickhouse: "-3020399000000", elasticsearch: "-838:59:59.000000" } },
+  { source: "mariadb", type: "datetime(6)", literal: "'9999-12-31 23:59:59.999999'", expect: { duckdb: "9999-12-31 23:59:59.999999", clickhouse: "253402300799999999", elasticsearch: "9999-12-31T23:59:59.999999" } },
+  { source: "mariadb", type: "timestamp(6)", literal: "'2038-01-19 03:14:07.999999'", expect: { duckdb: "2038-01-19 03:14:07.999999+00", clickhouse: "2147483647999999", elasticsearch: "2038-01-19T03:14:07.999999Z" } },
+  { source: "mariadb", type: "varchar(100)", literal: "'h\u00e9llo \u{1F600} \u05e9\u05dc\u05d5\u05dd'", label: "utf8mb4: accents, emoji, RTL", expect: all(SAME) },
+  { source: "mariadb", type: "longtext", literal: big(TOAST_REPEAT), label: `long text (${TOAST_REPEAT * 4} characters)`, expect: all(SAME) },
+  { source: "mariadb", type: "binary(4)", literal: "x'00ff'", expect: all(SAME) },
+  { source: "mariadb", type: "enum('a','b c')", literal: "'b c'", expect: all(SAME) },
+  { source: "mariadb", type: "set('x','y','z')", literal: "'x,z'", expect: all(SAME) },
+  { source: "mariadb", type: "json", literal: `'{"a": 1, "a": 2, "big": 123456789012345678901234567890}'`, label: "duplicate keys, a 30-digit number", expect: all(SAME) },
+  { source: "mariadb", type: "point", literal: "ST_PointFromText('POINT(1 2)', 4326)", label: "POINT(1 2), SRID 4326", expect: all(SAME) },
+  { source: "mariadb", type: "uuid", literal: "'123e4567-e89b-12d3-a456-426614174000'", expect: all(SAME) },
+  { source: "mariadb", type: "inet6", literal: "'2001:db8::1'", expect: all(SAME) },
+];
