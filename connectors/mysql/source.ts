@@ -12,6 +12,7 @@ import { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import { BinlogStream } from "./binlog-stream.ts";
 import { binaryLogs, collationRows, currentPosition, databaseCharset, listTables, readDefinitions } from "./catalog.ts";
+import { warnKeylessTables } from "./keyless-tables.ts";
 import type { BinlogCoordinates, CapturedTableRef, Sql } from "./catalog.ts";
 import { connectionOptions } from "./connection-settings.ts";
 import { checkPrivileges } from "./privileges.ts";
@@ -195,6 +196,7 @@ export class MysqlSource implements Source {
     const matches = tableMatcher(config.tables);
     const tables = await listTables(sql, matches);
     if (tables.length === 0) logger.warn({ tables: config.tables }, "no existing table matches; tables created later are captured");
+    await warnKeylessTables(sql, tables, logger);
     this.tracker = new SchemaTracker({
       store: this.history,
       catalog: { readDefinitions: (names) => readDefinitions(sql, names), databaseCharset: (database) => databaseCharset(sql, database) },

@@ -10,6 +10,7 @@ import type { ColumnValue } from "../contracts.ts";
 import { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import { BinlogStream } from "./binlog-stream.ts";
 import { currentPosition, readDefinitions } from "./catalog.ts";
+import { pino } from "pino";
 import { adminConnection, dropDatabase, newSource, randomName, readUntil, snapshotFinished, sourceConfig, testLogger } from "./int-test-support.ts";
 import { EventParser } from "./protocol/event-parser.ts";
 import { MemorySchemaHistoryStore } from "./schema/schema-history.ts";
@@ -270,6 +271,28 @@ describe("MySQL source: column types", () => {
       assert.deepEqual(values, { id: 31, ...expected });
     } finally {
       await stream.stop();
+    }
+  });
+
+  it("names a table without a primary key in a warning when capture starts (sinks refuse it); generated columns are captured", async () => {
+    await admin.query("CREATE TABLE nokey (a INT, b TEXT)");
+    await admin.query("CREATE TABLE gen (id INT PRIMARY KEY, price INT, s INT AS (price * 2) STORED, v INT AS (price * 3) VIRTUAL)");
+    await admin.query("INSERT INTO gen (id, price) VALUES (1, 5)");
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: "warn" }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const source = newSource(sourceConfig({ tables: [`${database}.nokey`, `${database}.gen`] }), { logger });
+    await source.connect(null, AbortSignal.timeout(30_000));
+    try {
+      const snapshot = await readUntil(source, snapshotFinished);
+      const keyless = lines.filter((l) => /no primary key/.test(String(l["msg"])));
+      assert.deepEqual(keyless.map((l) => l["table"]), [`${database}.nokey`], JSON.stringify(lines));
+      assert.match(String(keyless[0]!["msg"]), /sinks refuse it.*add a primary key/);
+      await admin.query("INSERT INTO gen (id, price) VALUES (2, 7)");
+      const stream = await readUntil(source, (c) => c.events.length >= 1);
+      assert.deepEqual(snapshot.events.find((e) => e.op === "r")?.after, { id: 1, price: 5, s: 10, v: 15 });
+      assert.deepEqual(stream.events[0]?.after, { id: 2, price: 7, s: 14, v: 21 });
+    } finally {
+      await source.close();
     }
   });
 

@@ -22,6 +22,7 @@ import { toSluiceError } from "./pg-errors.ts";
 import { flushLsnFor, SNAPSHOT_INCOMPLETE, snapshotPosition } from "./positions.ts";
 import { ReplicationStream } from "./replication-stream.ts";
 import type { WalMessage } from "./replication-stream.ts";
+import { SnapshotMarkers } from "../common/snapshot-markers.ts";
 import { SnapshotReader } from "./snapshot-reader.ts";
 import type { SnapshotRow, TableSnapshotProgress } from "./snapshot-reader.ts";
 import { insertEvent, truncateEvent } from "./change-events.ts";
@@ -80,6 +81,8 @@ interface SnapshotState {
   /** Where each table's reset sits: one version below its rows. */
   readonly resetOrigin: EventOrigin;
   readonly controller: AbortController;
+  /** Debezium's first/last marks on the reads (holds back each table's latest read). */
+  readonly markers: SnapshotMarkers;
 }
 
 interface StreamStart {
@@ -311,7 +314,7 @@ export class PostgresSource implements Source {
         context: this.context,
         ...(this.options.onSnapshotProgress === undefined ? {} : { onProgress: this.options.onSnapshotProgress }),
       });
-      state = { reader, buffer, origin, resetOrigin: { ...origin, position: snapshotResetPosition(origin.position) }, controller };
+      state = { reader, buffer, origin, resetOrigin: { ...origin, position: snapshotResetPosition(origin.position) }, controller, markers: new SnapshotMarkers(tables.length) };
       this.snapshot = state;
       await reader.importSnapshot();
     });
@@ -333,10 +336,11 @@ export class PostgresSource implements Source {
     const events: ChangeEvent[] = [];
     while (events.length < max && buffer.length > 0) {
       const row = buffer.shift()!;
-      events.push(row.values === null ? truncateEvent(row.table, snapshot.resetOrigin) : insertEvent(row.table, row.values, snapshot.origin, "r"));
+      events.push(...snapshot.markers.next(row.values === null ? truncateEvent(row.table, snapshot.resetOrigin) : insertEvent(row.table, row.values, snapshot.origin, "r")));
     }
     const { position } = snapshot.origin;
     const finished = buffer.ended && buffer.length === 0;
+    if (finished) events.push(...snapshot.markers.flush());
     if (!finished) return this.batch(events, [], { ...position, resume: SNAPSHOT_INCOMPLETE });
     this.lastSnapshotProgress = snapshot.reader.progress();
     await snapshot.reader.close();
