@@ -205,6 +205,50 @@ const sourceCommon = {
   heartbeat_interval: duration("Advance the acknowledged position this often when captured tables are quiet; 0 disables", { min: 100, max: 86_400_000, zero: true }).default(10_000),
 };
 
+const outboxColumns = z
+  .strictObject({
+    event_id: z.string().min(1).default("id").describe("The event's id: the record's `id` header"),
+    aggregate_type: z.string().min(1).default("aggregatetype").describe("Chooses the topic ({aggregate_type} in `topic`)"),
+    aggregate_id: z.string().min(1).default("aggregateid").describe("The record's key (as text): one aggregate's events stay in order on one partition"),
+    event_type: z.string().min(1).default("type").describe("The record's `type` header"),
+    payload: z.string().min(1).default("payload").describe("The record's value; a null payload is a tombstone"),
+  })
+  .default({ event_id: "id", aggregate_type: "aggregatetype", aggregate_id: "aggregateid", event_type: "type", payload: "payload" })
+  .describe("Columns (for logical messages: JSON fields) holding the event's parts; the defaults are Debezium's outbox event router's");
+
+const outboxFields = {
+  tables: z
+    .array(z.string().regex(/^[A-Za-z0-9_$-]+\.[A-Za-z0-9_$-]+$/, { error: 'expected "schema.table" (MySQL: "database.table")' }))
+    .default([])
+    .describe("Outbox tables, also matched by the source's `tables`: each inserted row becomes an event on the topic its aggregate type chooses, instead of a row change"),
+  columns: outboxColumns,
+  topic: z
+    .string()
+    .min(1)
+    .default("{deployment}.outbox.{aggregate_type}")
+    .describe("Topic of an event; {deployment}, {source} and {aggregate_type} are replaced (characters other than letters, digits, . _ - become _)"),
+  table_mode: z
+    .enum(["insert-only", "insert-then-delete"])
+    .default("insert-only")
+    .describe("insert-only: rows stay (deleting old ones is the user's job; any delete is ignored); insert-then-delete: each event row is deleted in its transaction (the delete is expected and ignored). Updates are never events; snapshot rows are not published"),
+  payload: z
+    .strictObject({
+      format: z.enum(["json", "avro"]).default("json").describe("json: the payload is published as it is (its text); avro: the payload's JSON is encoded with the aggregate type's schema, registered under <topic>-value"),
+      schemas: z.record(z.string(), z.string().min(1)).default({}).describe("avro: Avro schema file (.avsc) per aggregate type"),
+    })
+    .default({ format: "json", schemas: {} })
+    .describe("How payloads become record values"),
+};
+
+const mysqlOutbox = z.strictObject(outboxFields).optional().describe("Outbox routing (docs/outbox.md): rows of outbox tables become events on topics chosen by a column");
+const postgresOutbox = z
+  .strictObject({
+    ...outboxFields,
+    message_prefix: z.string().min(1).optional().describe("Also turn logical decoding messages with this prefix (pg_logical_emit_message) into events; their content is a JSON object whose fields are named as `columns`"),
+  })
+  .optional()
+  .describe("Outbox routing (docs/outbox.md): rows of outbox tables, and logical decoding messages with a prefix, become events on topics chosen by a column");
+
 const postgresSource = z.strictObject({
   kind: z.literal("postgres"),
   ...sourceCommon,
@@ -218,6 +262,7 @@ const postgresSource = z.strictObject({
     .record(z.string(), z.array(z.string().min(1)).min(1))
     .default({})
     .describe('Key columns for tables without a primary key or replica identity index, e.g. {"public.events": ["id"]}'),
+  outbox: postgresOutbox,
   transaction_metadata: z
     .boolean()
     .default(false)
@@ -233,6 +278,7 @@ const mysqlSource = z.strictObject({
     .enum(["null", "error"])
     .default("null")
     .describe("What a zero date (0000-00-00) becomes: null, or an error that halts the table"),
+  outbox: mysqlOutbox,
 });
 
 const source = z.discriminatedUnion("kind", [postgresSource, mysqlSource]);

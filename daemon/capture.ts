@@ -68,9 +68,10 @@ export interface TransactionMarker {
 
 /**
  * Error codes that halt one table's stream instead of the whole source: a schema the registry
- * refuses, a value the table's Avro schema cannot carry, a record over the size limit.
+ * refuses, a value the table's Avro schema cannot carry, a record over the size limit, an outbox
+ * row that is no event (daemon/outbox-router.ts).
  */
-const TABLE_HALTING_CODES = new Set(["SCHEMA_INCOMPATIBLE", "SCHEMA_UNSUPPORTED", "AVRO_VALUE_INVALID", RECORD_TOO_LARGE]);
+const TABLE_HALTING_CODES = new Set(["SCHEMA_INCOMPATIBLE", "SCHEMA_UNSUPPORTED", "AVRO_VALUE_INVALID", RECORD_TOO_LARGE, "OUTBOX_EVENT_INVALID"]);
 
 export class CapturePipeline {
   private readonly options: CaptureOptions;

@@ -15,6 +15,7 @@ import { retry } from "./backoff.ts";
 import { CapturePipeline } from "./capture.ts";
 import { captureEncoder, createSource, dataTopicPrefix, dataTopicSpec, internalTopicSpec, openRegistry, parkingTopic, sinkGroupName, sinkTopics, sourceStateDir } from "./components.ts";
 import { haltedHandler } from "./halted-admin.ts";
+import { withOutbox } from "./outbox-router.ts";
 import type { HaltAction } from "./halted.ts";
 import { HttpServer, sendJson } from "./http-server.ts";
 import type { TlsCredentials } from "./http-server.ts";
@@ -183,7 +184,7 @@ export class Daemon {
       const pipeline = new CapturePipeline({
         source,
         log: this.log,
-        encoder: captureEncoder(this.config, sourceConfig, registry, this.log, (table) => this.metrics.schemaVersionsRegistered.inc({ source: sourceConfig.name, table })),
+        encoder: withOutbox(this.config, sourceConfig, captureEncoder(this.config, sourceConfig, registry, this.log, (table) => this.metrics.schemaVersionsRegistered.inc({ source: sourceConfig.name, table })), this.log, registry),
         logger,
         parkingTopic: parking,
         ...(transactionTopic ? { transactionTopic, transactionEncoder } : {}),

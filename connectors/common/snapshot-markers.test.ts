@@ -23,7 +23,7 @@ function reset(name: string): ChangeEvent {
   return { ...read(name, 0), op: "t", key: {}, after: null };
 }
 
-const shown = (events: ChangeEvent[]) => events.map((e) => `${e.op}:${e.source.table}:${e.after?.id ?? "-"}:${e.source.snapshotMarker ?? "true"}`);
+const shown = (events: ChangeEvent[]) => events.map((e) => `${e.op}:${e.source.table}:${String(e.after?.id ?? "-")}:${e.source.snapshotMarker ?? "true"}`);
 
 test("marks the snapshot's first and last reads and each table's first and last, with tables read in parallel", () => {
   const markers = new SnapshotMarkers(3);
@@ -43,7 +43,7 @@ test("marks the snapshot's first and last reads and each table's first and last,
   ]);
   assert.equal(out.length, input.length, "nothing lost, nothing doubled");
   for (const name of ["a", "b", "c"]) {
-    const ofTable = (events: ChangeEvent[]) => events.filter((e) => e.source.table === name).map((e) => `${e.op}${e.after?.id ?? ""}`);
+    const ofTable = (events: ChangeEvent[]) => events.filter((e) => e.source.table === name).map((e) => `${e.op}${String(e.after?.id ?? "")}`);
     assert.deepEqual(ofTable(out), ofTable(input), `table ${name} keeps its order (tables are separate topics)`);
   }
 });

@@ -362,6 +362,7 @@ export class PostgresSource implements Source {
       transactionMetadata: this.config.transaction_metadata,
       skipThrough: start.skipThrough,
       interleave: online,
+      ...(this.config.outbox?.message_prefix === undefined ? {} : { outboxMessages: { prefix: this.config.outbox.message_prefix, database: this.config.database } }),
     });
     const batcher = new StreamBatcher({
       buffer,

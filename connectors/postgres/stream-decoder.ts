@@ -13,6 +13,7 @@ import { deleteEvent, insertEvent, truncateEvent, updateEvents } from "./change-
 import type { EventOrigin } from "./change-events.ts";
 import { formatLsn, postgresMicrosToEpochMs } from "./lsn.ts";
 import { throughPosition } from "./positions.ts";
+import { logicalMessageEvent, logicalMessageTable } from "./logical-messages.ts";
 import { decodePgoutput } from "./protocol/pgoutput.ts";
 import type { RelationMessage } from "./protocol/pgoutput.ts";
 import type { WalMessage } from "./replication-stream.ts";
@@ -60,6 +61,8 @@ export interface StreamDecoderOptions {
   readonly transactionMetadata: boolean;
   readonly skipThrough: Position | null;
   readonly interleave?: StreamInterleave;
+  /** Logical messages with this prefix become events of the pseudo-table pg_logical_message.<prefix> (outbox.message_prefix). */
+  readonly outboxMessages?: { readonly prefix: string; readonly database: string };
 }
 
 export class StreamDecoder {
@@ -127,6 +130,11 @@ export class StreamDecoder {
         }
         return;
       case "message":
+        // Only transactional messages are outbox events: a non-transactional one is not atomic with anything (docs/outbox.md).
+        if (decoded.transactional && this.transaction !== null && decoded.prefix === this.options.outboxMessages?.prefix) {
+          this.outboxMessage(decoded.content, decoded.lsn, out);
+          return;
+        }
         if (!decoded.transactional && this.transaction === null) this.advanceThrough(throughPosition(decoded.lsn));
         else if (decoded.transactional && decoded.prefix === WATERMARK_PREFIX && this.transaction !== null) {
           this.options.interleave?.watermark(decoded.content.toString("utf8"), this.transaction.commitLsn, out);
@@ -136,6 +144,13 @@ export class StreamDecoder {
       case "origin":
         return;
     }
+  }
+
+  /** A transactional outbox message: an event at its own LSN in its transaction. */
+  private outboxMessage(content: Buffer, lsn: bigint, out: DecodedOutput): void {
+    const { prefix, database } = this.options.outboxMessages!;
+    const table = logicalMessageTable(this.options.sourceName, database, prefix);
+    this.emit({ schema: table } as CapturedTable, lsn, out, (origin) => [logicalMessageEvent(table, content, origin)]);
   }
 
   private capturedTable(relationId: number, message: WalMessage): CapturedTable | null {

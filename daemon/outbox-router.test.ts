@@ -1,0 +1,124 @@
+/**
+ * The outbox router on its own: which changes become events, what a record carries, Avro
+ * payloads under a registered schema, and rows that are no events (a typed error that halts the
+ * outbox table in capture).
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import avro from "avsc";
+import { loadConfigText } from "../config/load.ts";
+import type { ChangeEvent, ProducedRecord, Row, TableSchema, TopicLog } from "../connectors/contracts.ts";
+import { SluiceError } from "../connectors/errors.ts";
+import { logicalMessageEvent, logicalMessageTable } from "../connectors/postgres/logical-messages.ts";
+import { LocalRegistry } from "../schema-registry/local-registry.ts";
+import { openMemoryStore } from "../schema-registry/log-store.ts";
+import { unframe } from "../schema-registry/wire-format.ts";
+import { OutboxRouter } from "./outbox-router.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "sluice-outbox-"));
+const schemaFile = join(dir, "order.avsc");
+writeFileSync(schemaFile, JSON.stringify({ type: "record", name: "OrderChanged", fields: [{ name: "total", type: "long" }, { name: "note", type: ["null", "string"], default: null }] }));
+
+function config(outbox: string) {
+  return loadConfigText(
+    "test.yaml",
+    `name: dep
+sources:
+  - kind: postgres
+    name: pg
+    user: u
+    database: shop
+    tables: ["public.*"]
+    outbox:
+${outbox}
+`,
+  );
+}
+
+const OUTBOX: TableSchema = {
+  source: "pg",
+  database: "shop",
+  schema: "public",
+  table: "outbox",
+  sourceKind: "postgres",
+  columns: ["id", "aggregatetype", "aggregateid", "type", "payload"].map((name) => ({ name, dbType: "text", nullable: name === "payload" })),
+  key: ["id"],
+};
+
+function change(op: ChangeEvent["op"], after: Row | null, snapshot = false, schema: TableSchema = OUTBOX): ChangeEvent {
+  return {
+    op,
+    key: {},
+    before: null,
+    after,
+    source: { connector: "postgres", name: "pg", db: "shop", schema: schema.schema, table: schema.table, position: { commit: 10n, change: 5n }, txId: "1", commitTimeMs: 1_000, snapshot },
+    schema,
+  };
+}
+
+const row = (payload: string | null): Row => ({ id: "e1", aggregatetype: "order", aggregateid: "o-7", type: "order.paid", payload });
+
+async function router(outbox: string) {
+  const created: string[] = [];
+  const log = { createTopic: async (spec: { name: string }) => void created.push(spec.name) } as unknown as TopicLog;
+  const passed: ChangeEvent[] = [];
+  const inner = { encode: async (event: ChangeEvent): Promise<ProducedRecord[]> => (passed.push(event), []) };
+  const registry = new LocalRegistry(await openMemoryStore());
+  const cfg = config(outbox);
+  return { router: new OutboxRouter(cfg, cfg.sources[0] as never, inner, log, registry), created, passed, registry };
+}
+
+test("an inserted outbox row becomes one record: topic by aggregate type, key the aggregate id, headers id and type, the JSON payload as it is", async () => {
+  const { router: r, created } = await router('      tables: ["public.outbox"]');
+  const [record, ...rest] = await r.encode(change("c", row('{"total": 3}')));
+  assert.equal(rest.length, 0);
+  assert.equal(record?.topic, "dep.outbox.order");
+  assert.equal(Buffer.from(record!.key!).toString(), "o-7");
+  assert.equal(Buffer.from(record!.value!).toString(), '{"total": 3}');
+  assert.equal(Buffer.from(record!.headers!["id"]!).toString(), "e1");
+  assert.equal(Buffer.from(record!.headers!["type"]!).toString(), "order.paid");
+  assert.equal(record?.timestamp, 1_000);
+  assert.deepEqual(created, ["dep.outbox.order"]);
+  assert.equal((await r.encode(change("c", row(null))))[0]?.value, null, "a null payload is a tombstone");
+});
+
+test("updates, deletes, truncates and snapshot rows of an outbox table are no events; other tables go to the table encoder", async () => {
+  const { router: r, passed } = await router('      tables: ["public.outbox"]\n      table_mode: insert-then-delete');
+  assert.deepEqual(await r.encode(change("u", row("{}"))), []);
+  assert.deepEqual(await r.encode(change("d", null)), []);
+  assert.deepEqual(await r.encode(change("t", null)), []);
+  assert.deepEqual(await r.encode(change("r", row("{}"), true)), []);
+  const other = change("c", { id: 1 }, false, { ...OUTBOX, table: "items" });
+  await r.encode(other);
+  assert.deepEqual(passed, [other]);
+});
+
+test("a logical message with the prefix: its JSON fields are the parts, an object payload is published as JSON", async () => {
+  const { router: r } = await router('      message_prefix: outbox\n      topic: "{source}.{aggregate_type}.events"');
+  const table = logicalMessageTable("pg", "shop", "outbox");
+  const content = Buffer.from(JSON.stringify({ id: "m1", aggregatetype: "cust omer", aggregateid: 42, type: "created", payload: { name: "Ann" } }));
+  const [record] = await r.encode(logicalMessageEvent(table, content, { sourceName: "pg", position: { commit: 9n, change: 8n }, txId: "2", commitTimeMs: 5, snapshot: false }));
+  assert.equal(record?.topic, "pg.cust_omer.events");
+  assert.equal(Buffer.from(record!.key!).toString(), "42");
+  assert.deepEqual(JSON.parse(Buffer.from(record!.value!).toString()), { name: "Ann" });
+});
+
+test("Avro payloads: encoded with the aggregate type's schema, registered under <topic>-value, Confluent-framed", async () => {
+  const { router: r, registry } = await router(`      tables: ["public.outbox"]\n      payload:\n        format: avro\n        schemas:\n          order: ${schemaFile}`);
+  const [record] = await r.encode(change("c", row('{"total": 12, "note": "x"}')));
+  const { schemaId, payload } = unframe(record!.value!);
+  const registered = await registry.getLatest("dep.outbox.order-value");
+  assert.equal(registered?.id, schemaId);
+  assert.deepEqual({ ...(avro.Type.forSchema(JSON.parse(registered!.schema) as never).fromBuffer(payload) as object) }, { total: 12, note: "x" });
+});
+
+test("a row that is no event (missing aggregate id, payload its schema refuses, no schema) fails with OUTBOX_EVENT_INVALID naming the table", async () => {
+  const { router: r } = await router(`      tables: ["public.outbox"]\n      payload:\n        format: avro\n        schemas:\n          order: ${schemaFile}`);
+  const invalid = (error: unknown) => error instanceof SluiceError && error.code === "OUTBOX_EVENT_INVALID" && error.context.table === "public.outbox";
+  await assert.rejects(r.encode(change("c", { ...row("{}"), aggregateid: null })), (e) => invalid(e) && /aggregate id \(column aggregateid\)/.test((e as Error).message));
+  await assert.rejects(r.encode(change("c", row('{"total": "twelve"}'))), (e) => invalid(e) && /does not fit the Avro schema/.test((e as Error).message));
+  await assert.rejects(r.encode(change("c", { ...row("{}"), aggregatetype: "invoice" })), (e) => invalid(e) && /no schema for aggregate type "invoice"/.test((e as Error).message));
+});

@@ -1,0 +1,203 @@
+/**
+ * Outbox routing (docs/outbox.md), in capture's encode step: an inserted row of an outbox table,
+ * or a PostgreSQL logical message with the outbox prefix, becomes one record on the topic its
+ * aggregate type chooses — key the aggregate id (text), value the payload (its JSON text, or Avro
+ * under the aggregate type's registered schema), headers `id` and `type` — as Debezium's outbox
+ * event router does. Everything else goes to the table encoder. The records travel with the
+ * batch's checkpoint like any other, so they are exactly-once into topics too.
+ */
+import { readFileSync } from "node:fs";
+import avro from "avsc";
+import type { Type } from "avsc";
+import type { ChangeEvent, ColumnValue, ProducedRecord, TopicLog } from "../connectors/contracts.ts";
+import { SluiceError } from "../connectors/errors.ts";
+import { LOGICAL_MESSAGE_SCHEMA } from "../connectors/postgres/logical-messages.ts";
+import type { SluiceConfig, SourceConfig } from "../config/schema.ts";
+import type { SchemaRegistry } from "../schema-registry/registry.ts";
+import { encodeFramed } from "../schema-registry/wire-format.ts";
+import type { ChangeEncoder } from "./capture.ts";
+import type { Logger } from "./logger.ts";
+
+type OutboxConfig = NonNullable<SourceConfig["outbox"]>;
+
+/** Error code of an outbox row or message that is no event (a missing part, a payload its schema refuses): halts the outbox table, parked, nothing lost. */
+export const OUTBOX_EVENT_INVALID = "OUTBOX_EVENT_INVALID";
+
+interface OutboxEvent {
+  readonly id: string;
+  readonly aggregateType: string;
+  readonly aggregateId: string;
+  readonly type: string;
+  /** The payload's text (JSON), or bytes as stored; null for a tombstone. */
+  readonly payload: string | Uint8Array | null;
+}
+
+interface AvroPayload {
+  readonly type: Type;
+  readonly schemaId: number;
+}
+
+export class OutboxRouter implements ChangeEncoder {
+  private readonly outbox: OutboxConfig;
+  private readonly config: SluiceConfig;
+  private readonly source: SourceConfig;
+  private readonly inner: ChangeEncoder;
+  private readonly log: TopicLog;
+  private readonly registry: SchemaRegistry;
+  private readonly logger: Logger | undefined;
+  private readonly tables: ReadonlySet<string>;
+  private readonly created = new Set<string>();
+  private readonly avroPayloads = new Map<string, Promise<AvroPayload>>();
+  private readonly warned = new Set<string>();
+
+  constructor(config: SluiceConfig, source: SourceConfig & { outbox: OutboxConfig }, inner: ChangeEncoder, log: TopicLog, registry: SchemaRegistry, logger?: Logger) {
+    this.config = config;
+    this.source = source;
+    this.outbox = source.outbox;
+    this.inner = inner;
+    this.log = log;
+    this.registry = registry;
+    this.logger = logger;
+    this.tables = new Set(this.outbox.tables);
+  }
+
+  async encode(event: ChangeEvent): Promise<ProducedRecord[]> {
+    const table = `${event.schema.schema}.${event.schema.table}`;
+    const message = event.schema.sourceKind === "postgres" && event.schema.schema === LOGICAL_MESSAGE_SCHEMA;
+    if (!message && !this.tables.has(table)) return this.inner.encode(event);
+    if (event.source.snapshot || event.op === "r") return [];
+    if (event.op !== "c") {
+      this.ignore(table, event.op);
+      return [];
+    }
+    const parsed = message ? this.fromMessage(event, table) : this.fromRow(event, table);
+    const topic = this.topicOf(parsed.aggregateType);
+    if (!this.created.has(topic)) {
+      await this.log.createTopic({
+        name: topic,
+        partitions: this.config.topics.partitions,
+        retentionMs: this.config.topics.retention.max_age === 0 ? null : this.config.topics.retention.max_age,
+        retentionBytes: this.config.topics.retention.max_bytes ?? null,
+        compacted: false,
+        maxRecordBytes: this.config.topics.max_record_bytes,
+      });
+      this.created.add(topic);
+    }
+    return [
+      {
+        topic,
+        key: Buffer.from(parsed.aggregateId, "utf8"),
+        value: parsed.payload === null ? null : await this.value(topic, parsed, table, event),
+        headers: { id: Buffer.from(parsed.id, "utf8"), type: Buffer.from(parsed.type, "utf8") },
+        timestamp: event.source.commitTimeMs,
+      },
+    ];
+  }
+
+  private fromRow(event: ChangeEvent, table: string): OutboxEvent {
+    const row = event.after ?? {};
+    const columns = this.outbox.columns;
+    const part = (name: string, what: string): string => {
+      const value = row[name];
+      if (value === undefined || value === null) throw invalid(`the outbox row has no ${what} (column ${name})`, table, event);
+      return text(value);
+    };
+    const payload = row[columns.payload];
+    return {
+      id: part(columns.event_id, "event id"),
+      aggregateType: part(columns.aggregate_type, "aggregate type"),
+      aggregateId: part(columns.aggregate_id, "aggregate id"),
+      type: part(columns.event_type, "event type"),
+      payload: payload === undefined || payload === null ? null : payload instanceof Uint8Array ? payload : text(payload),
+    };
+  }
+
+  private fromMessage(event: ChangeEvent, table: string): OutboxEvent {
+    const content = event.after?.["content"];
+    let json: unknown;
+    try {
+      json = JSON.parse(typeof content === "string" ? content : "");
+    } catch {
+      throw invalid("the logical message's content is not JSON", table, event);
+    }
+    if (typeof json !== "object" || json === null || Array.isArray(json)) throw invalid("the logical message's content is not a JSON object", table, event);
+    const fields = json as Record<string, unknown>;
+    const columns = this.outbox.columns;
+    const part = (name: string, what: string): string => {
+      const value = fields[name];
+      if (value === undefined || value === null) throw invalid(`the logical message has no ${what} (field ${name})`, table, event);
+      return typeof value === "string" ? value : JSON.stringify(value);
+    };
+    const payload = fields[columns.payload];
+    return {
+      id: part(columns.event_id, "event id"),
+      aggregateType: part(columns.aggregate_type, "aggregate type"),
+      aggregateId: part(columns.aggregate_id, "aggregate id"),
+      type: part(columns.event_type, "event type"),
+      payload: payload === undefined || payload === null ? null : typeof payload === "string" ? payload : JSON.stringify(payload),
+    };
+  }
+
+  private topicOf(aggregateType: string): string {
+    return this.outbox.topic
+      .replaceAll("{deployment}", this.config.name)
+      .replaceAll("{source}", this.source.name)
+      .replaceAll("{aggregate_type}", aggregateType.replace(/[^A-Za-z0-9._-]/g, "_"));
+  }
+
+  private async value(topic: string, event: OutboxEvent, table: string, change: ChangeEvent): Promise<Uint8Array> {
+    const payload = event.payload!;
+    if (this.outbox.payload.format === "json") return typeof payload === "string" ? Buffer.from(payload, "utf8") : payload;
+    const schemaFile = this.outbox.payload.schemas[event.aggregateType];
+    if (schemaFile === undefined) throw invalid(`payload format avro, and outbox.payload.schemas names no schema for aggregate type "${event.aggregateType}"`, table, change);
+    const { type, schemaId } = await this.avroPayload(topic, schemaFile);
+    let value: unknown;
+    try {
+      value = type.clone(JSON.parse(typeof payload === "string" ? payload : Buffer.from(payload).toString("utf8")), { coerceBuffers: true });
+    } catch (error) {
+      throw invalid(`the payload does not fit the Avro schema of ${event.aggregateType} (${schemaFile}): ${(error as Error).message}`, table, change);
+    }
+    return encodeFramed(schemaId, type, value);
+  }
+
+  private avroPayload(topic: string, file: string): Promise<AvroPayload> {
+    let known = this.avroPayloads.get(topic);
+    if (!known) {
+      known = (async () => {
+        const schema = JSON.parse(readFileSync(file, "utf8")) as object;
+        const type = avro.Type.forSchema(schema as never, { wrapUnions: "auto" });
+        const schemaId = await this.registry.register(`${topic}-value`, JSON.stringify(schema));
+        return { type, schemaId };
+      })();
+      this.avroPayloads.set(topic, known);
+      known.catch(() => this.avroPayloads.delete(topic));
+    }
+    return known;
+  }
+
+  private ignore(table: string, op: string): void {
+    const expected = op === "d" && this.outbox.table_mode === "insert-then-delete";
+    const key = `${table}:${op}`;
+    if (expected || this.warned.has(key)) return;
+    this.warned.add(key);
+    this.logger?.warn({ table, op, source: this.source.name }, op === "u" ? "outbox: an update of an outbox row is no event and is ignored (events are inserts)" : `outbox: ${op === "d" ? "a delete" : "a truncate"} of an outbox table is no event and is ignored`);
+  }
+}
+
+function text(value: ColumnValue): string {
+  if (typeof value === "string") return value;
+  if (value instanceof Uint8Array) return Buffer.from(value).toString("utf8");
+  return String(value);
+}
+
+function invalid(message: string, table: string, event: ChangeEvent): SluiceError {
+  return new SluiceError(`outbox ${table}: ${message}`, {
+    code: OUTBOX_EVENT_INVALID,
+    context: { component: "outbox", source: event.source.name, table, position: `${event.source.position.commit}/${event.source.position.change}` },
+  });
+}
+
+/** The source's encoder, behind its outbox router when the source has an `outbox`. */
+export function withOutbox(config: SluiceConfig, source: SourceConfig, inner: ChangeEncoder, log: TopicLog, registry: SchemaRegistry, logger?: Logger): ChangeEncoder {
+  return source.outbox === undefined ? inner : new OutboxRouter(config, source as SourceConfig & { outbox: OutboxConfig }, inner, log, registry, logger);
+}
