@@ -18,6 +18,17 @@ describe("checkReaderWriter", () => {
     assert.deepEqual(check(schema, schema), []);
   });
 
+  it("judges empty unions as Avro Java does: nothing to read is compatible, a value for no branch is not", () => {
+    assert.deepEqual(check([], []), []);
+    assert.deepEqual(check(["int"], []), []);
+    assert.deepEqual(check(record([{ name: "a", type: ["null", "int"] }]), record([{ name: "a", type: [] }])), []);
+    assert.equal(check([], "int").length, 1);
+  });
+
+  it("takes a reader default of any union branch, as Avro Java accepts it", () => {
+    assert.deepEqual(check(record([{ name: "a", type: "int" }, { name: "b", type: ["null", "string"], default: "none" }]), record([{ name: "a", type: "int" }])), []);
+  });
+
   it("allows the Avro promotions", () => {
     const promotions: [string, string][] = [
       ["int", "long"],
