@@ -100,7 +100,7 @@ function kafkaConfig(transactions: boolean) {
     batch_bytes: 2 ** 20,
     max_in_flight: 5,
     transactions,
-    retention: { max_age: 0 },
+    retention: { cleanup_policy: "compact" as const, max_age: 0, tombstones: 86_400_000, min_compaction_lag: 0 },
     max_record_bytes: 16 * 2 ** 20,
   };
 }

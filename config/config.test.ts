@@ -50,7 +50,7 @@ describe("example configs", () => {
     assert.equal(pg.snapshot.mode, "initial");
     assert.equal(pg.max_buffer_bytes, 16 * 2 ** 20);
     assert.equal(pg.heartbeat_interval, 10_000);
-    assert.deepEqual(config.topics, { kind: "embedded", path: "./data/sluice.db", partitions: 1, retention: { max_age: 7 * 86_400_000 }, max_record_bytes: 16 * 2 ** 20 });
+    assert.deepEqual(config.topics, { kind: "embedded", path: "./data/sluice.db", partitions: 1, retention: { cleanup_policy: "compact", max_age: 7 * 86_400_000, tombstones: 7 * 86_400_000, min_compaction_lag: 3_600_000 }, max_record_bytes: 16 * 2 ** 20 });
     assert.equal(config.schema_registry.kind, "builtin");
     assert.equal(config.http.listen, "127.0.0.1:8080");
     assert.equal(config.sinks[0]!.on_error, "halt");

@@ -283,13 +283,27 @@ const mysqlSource = z.strictObject({
 
 const source = z.discriminatedUnion("kind", [postgresSource, mysqlSource]);
 
+const RETENTION_DEFAULT = {
+  cleanup_policy: "compact" as const,
+  max_age: 7 * 86_400_000,
+  tombstones: 7 * 86_400_000,
+  min_compaction_lag: 3_600_000,
+};
 const retention = z
   .strictObject({
-    max_age: duration("Drop records older than this; 0 keeps forever", { min: 1_000, max: 3650 * 86_400_000, zero: true }).default(7 * 86_400_000),
-    max_bytes: size("Drop the oldest records of a partition beyond this size").optional(),
+    cleanup_policy: z
+      .enum(["compact", "compact,delete", "delete"])
+      .default(RETENTION_DEFAULT.cleanup_policy)
+      .describe(
+        "Data topics Sluice creates: compact keeps the latest record of every row forever (replay from the beginning yields the current state); compact,delete also drops records past max_age/max_bytes, and delete keeps changes by age and size only: with either, rebuilds and new sinks need a re-snapshot once records expired (docs/topics.md)",
+      ),
+    max_age: duration("Drop records older than this; 0 keeps forever. Data topics: only with cleanup_policy delete or compact,delete, and for tables without a key (their topics cannot be compacted)", { min: 1_000, max: 3650 * 86_400_000, zero: true }).default(RETENTION_DEFAULT.max_age),
+    max_bytes: size("Drop the oldest records of a partition beyond this size (as max_age)").optional(),
+    tombstones: duration("Compacted topics: how long a deleted row's tombstone is kept (Kafka delete.retention.ms); a sink that lags more than this may miss deletes", { min: 1_000, max: 3650 * 86_400_000 }).default(RETENTION_DEFAULT.tombstones),
+    min_compaction_lag: duration("Compacted topics: records younger than this are never compacted (Kafka min.compaction.lag.ms), so recent history stays whole", { min: 1_000, max: 3650 * 86_400_000, zero: true }).default(RETENTION_DEFAULT.min_compaction_lag),
   })
-  .default({ max_age: 7 * 86_400_000 })
-  .describe("Retention of topic records");
+  .default(RETENTION_DEFAULT)
+  .describe("Retention and compaction of topic records");
 
 const MAX_RECORD_BYTES_DEFAULT = 16 * 2 ** 20;
 const maxRecordBytes = size(
@@ -340,7 +354,7 @@ const kafkaTopics = z.strictObject({
 
 const topics = z
   .discriminatedUnion("kind", [embeddedTopics, kafkaTopics])
-  .default({ kind: "embedded", path: "./data/sluice.db", partitions: 1, retention: { max_age: 7 * 86_400_000 }, max_record_bytes: MAX_RECORD_BYTES_DEFAULT })
+  .default({ kind: "embedded", path: "./data/sluice.db", partitions: 1, retention: RETENTION_DEFAULT, max_record_bytes: MAX_RECORD_BYTES_DEFAULT })
   .describe("The durable topic log between sources and sinks");
 
 const compatibility = z

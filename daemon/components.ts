@@ -4,13 +4,14 @@
  */
 import { dirname, join } from "node:path";
 import type { SinkConfig, SluiceConfig, SourceConfig } from "../config/schema.ts";
-import type { ChangeEvent, ProducedRecord, Sink, Source, StoredRecord, TableSnapshotProgress, TopicLog } from "../connectors/contracts.ts";
+import type { ChangeEvent, ProducedRecord, Sink, Source, StoredRecord, TableSnapshotProgress, TopicLog, TopicSpec } from "../connectors/contracts.ts";
 import { tableMatcher } from "../connectors/common/table-patterns.ts";
 import { sinkGroup } from "../connectors/topics/names.ts";
 import { ChangeEventDecoder, LocalRegistry, openJournalStore, RemoteRegistry } from "../schema-registry/index.ts";
 import type { SchemaRegistry } from "../schema-registry/index.ts";
 import { AvroChangeEncoder } from "../schema-registry/index.ts";
 import type { ChangeEncoder } from "./capture.ts";
+import { CompactedRecordReader, CompactedRecords } from "./compacted-records.ts";
 import type { Logger } from "./logger.ts";
 import type { RecordDecoder } from "./sink-runner.ts";
 
@@ -109,6 +110,7 @@ export function captureEncoder(
   registry: SchemaRegistry,
   log: TopicLog,
   onNewSchemaVersion: (table: string) => void = () => undefined,
+  logger?: Logger,
 ): ChangeEncoder {
   const prefix = `${dataTopicPrefix(config.name, source.name)}.`;
   const avro = new AvroChangeEncoder({
@@ -122,12 +124,30 @@ export function captureEncoder(
     transactionMetadata: source.kind === "postgres" && source.transaction_metadata,
   });
   const created = new Set<string>();
+  const partialTables = new Set<string>();
+  const compactedRecords = new CompactedRecords(registry, (event, columns) => {
+    const table = `${event.schema.schema}.${event.schema.table}`;
+    if (partialTables.has(table)) return;
+    partialTables.add(table);
+    logger?.warn(
+      { table, columns, source: source.name },
+      `table ${table}: an update came without the values of ${columns.join(", ")} (unchanged TOAST under REPLICA IDENTITY DEFAULT); its topic is compacted, so once the record that carried them is compacted away a replay from the beginning (a rebuild, a new sink) gets null for them. Run ALTER TABLE ${table} REPLICA IDENTITY FULL (then updates carry them), then re-snapshot the table`,
+    );
+  });
   return {
     async encode(event: ChangeEvent): Promise<ProducedRecord[]> {
-      const records = await avro.encode(event);
+      const keyed = event.schema.key.length > 0;
+      let records = await avro.encode(event);
+      if (compactsDataTopic(config, keyed)) records = await compactedRecords.rewrite(event, records);
       for (const record of records) {
         if (created.has(record.topic)) continue;
-        await log.createTopic(dataTopicSpec(config, record.topic));
+        await log.createTopic(dataTopicSpec(config, record.topic, { keyed }));
+        if (!keyed && config.topics.retention.cleanup_policy !== "delete") {
+          logger?.warn(
+            { topic: record.topic, table: `${event.schema.schema}.${event.schema.table}`, maxAge: config.topics.retention.max_age },
+            "table has no key, so its topic cannot be compacted: it keeps changes by topics.retention.max_age only, and once they expire a rebuild or a new sink needs a re-snapshot; give the table a primary key (PostgreSQL: or key_columns)",
+          );
+        }
         created.add(record.topic);
       }
       return records;
@@ -135,13 +155,27 @@ export function captureEncoder(
   };
 }
 
-export function dataTopicSpec(config: SluiceConfig, name: string) {
+export function compactsDataTopic(config: SluiceConfig, keyed: boolean): boolean {
+  return keyed && config.topics.retention.cleanup_policy !== "delete";
+}
+
+/**
+ * A data topic as the config asks: compacted (`topics.retention.cleanup_policy` compact or
+ * compact,delete) unless the policy is delete or its records have no key (a keyless table's rows,
+ * the transaction-metadata topic): a compacted topic refuses keyless records. An existing
+ * uncompacted topic is accepted; the daemon reports it at start (topic-policy.ts).
+ */
+export function dataTopicSpec(config: SluiceConfig, name: string, options: { keyed?: boolean } = {}): TopicSpec {
+  const retention = config.topics.retention;
+  const compacted = compactsDataTopic(config, options.keyed !== false);
+  const expires = !compacted || retention.cleanup_policy === "compact,delete";
   return {
     name,
     partitions: config.topics.partitions,
-    retentionMs: config.topics.retention.max_age === 0 ? null : config.topics.retention.max_age,
-    retentionBytes: config.topics.retention.max_bytes ?? null,
-    compacted: false,
+    retentionMs: expires && retention.max_age !== 0 ? retention.max_age : null,
+    retentionBytes: expires ? (retention.max_bytes ?? null) : null,
+    compacted,
+    ...(compacted ? { tombstoneRetentionMs: retention.tombstones, minCompactionLagMs: retention.min_compaction_lag, acceptUncompacted: true } : {}),
     maxRecordBytes: config.topics.max_record_bytes,
   };
 }
@@ -164,7 +198,13 @@ export function internalTopicSpec(name: string, config?: SluiceConfig) {
 
 export function recordDecoder(registry: Pick<SchemaRegistry, "getById">): RecordDecoder {
   const decoder = new ChangeEventDecoder(registry);
-  return { decode: (record: StoredRecord) => decoder.decode(record.key, record.value, record.headers) };
+  const compacted = new CompactedRecordReader(registry);
+  return {
+    decode: async (record: StoredRecord) => {
+      const { key, value } = await compacted.normalize(record);
+      return decoder.decode(key, value, record.headers);
+    },
+  };
 }
 
 export async function createSource(config: SourceConfig, logger: Logger, hooks: SourceHooks): Promise<Source> {

@@ -14,6 +14,7 @@ import type { ApiTokens } from "./admin-auth.ts";
 import { retry } from "./backoff.ts";
 import { CapturePipeline } from "./capture.ts";
 import { captureEncoder, createSource, dataTopicPrefix, dataTopicSpec, internalTopicSpec, openRegistry, parkingTopic, sinkGroupName, sinkTopics, sourceStateDir } from "./components.ts";
+import { reportUncompactedTopics } from "./topic-policy.ts";
 import { haltedHandler } from "./halted-admin.ts";
 import { withOutbox } from "./outbox-router.ts";
 import type { HaltAction } from "./halted.ts";
@@ -155,6 +156,9 @@ export class Daemon {
     this.logAccess(`${address.address}:${address.port}`, publicAddress, tls !== undefined);
     this.log = await openTopicLog(this.config.topics, this.config.name, this.logger, this.captureStop.signal);
     const { registry, local } = await openRegistry(this.config, this.log);
+    await reportUncompactedTopics(this.log, this.config, registry, this.logger).catch((error: unknown) =>
+      this.logger.warn({ err: error instanceof SluiceError ? error.toLog() : String(error) }, "could not check the data topics' cleanup policy; checking again at the next start"),
+    );
     if (local) {
       const settings = this.config.schema_registry;
       const prefix = settings.kind === "builtin" ? settings.path : "/registry";
@@ -179,12 +183,12 @@ export class Daemon {
       const topicLog = this.log;
       await this.untilAvailable("creating the parking topic", () => topicLog.createTopic(internalTopicSpec(parking, this.config)));
       const transactionTopic = sourceConfig.kind === "postgres" && sourceConfig.transaction_metadata ? `${dataTopicPrefix(this.config.name, sourceConfig.name)}.transaction` : undefined;
-      if (transactionTopic) await this.untilAvailable("creating the transaction topic", () => topicLog.createTopic(dataTopicSpec(this.config, transactionTopic)));
+      if (transactionTopic) await this.untilAvailable("creating the transaction topic", () => topicLog.createTopic(dataTopicSpec(this.config, transactionTopic, { keyed: false })));
       const transactionEncoder = transactionTopic ? await this.untilAvailable("registering the transaction topic's schemas", () => TransactionMetadataEncoder.register(registry, transactionTopic)) : undefined;
       const pipeline = new CapturePipeline({
         source,
         log: this.log,
-        encoder: withOutbox(this.config, sourceConfig, captureEncoder(this.config, sourceConfig, registry, this.log, (table) => this.metrics.schemaVersionsRegistered.inc({ source: sourceConfig.name, table })), this.log, registry),
+        encoder: withOutbox(this.config, sourceConfig, captureEncoder(this.config, sourceConfig, registry, this.log, (table) => this.metrics.schemaVersionsRegistered.inc({ source: sourceConfig.name, table }), logger), this.log, registry),
         logger,
         parkingTopic: parking,
         ...(transactionTopic ? { transactionTopic, transactionEncoder } : {}),

@@ -122,3 +122,8 @@ test("a row that is no event (missing aggregate id, payload its schema refuses, 
   await assert.rejects(r.encode(change("c", row('{"total": "twelve"}'))), (e) => invalid(e) && /does not fit the Avro schema/.test((e as Error).message));
   await assert.rejects(r.encode(change("c", { ...row("{}"), aggregatetype: "invoice" })), (e) => invalid(e) && /no schema for aggregate type "invoice"/.test((e as Error).message));
 });
+
+test("an outbox table the source does not capture, or a topic among the sinks' data topics, is refused at start", async () => {
+  await assert.rejects(router('      tables: ["other.outbox"]'), (e) => e instanceof SluiceError && /outbox table other.outbox is not among the source's tables/.test(e.message));
+  await assert.rejects(router('      tables: ["public.outbox"]\n      topic: "{deployment}.{source}.{aggregate_type}"'), (e) => e instanceof SluiceError && /where sinks read row changes/.test(e.message));
+});

@@ -10,7 +10,8 @@ import { readFileSync } from "node:fs";
 import avro from "avsc";
 import type { Type } from "avsc";
 import type { ChangeEvent, ColumnValue, ProducedRecord, TopicLog } from "../connectors/contracts.ts";
-import { SluiceError } from "../connectors/errors.ts";
+import { tableMatcher } from "../connectors/common/table-patterns.ts";
+import { ConfigError, SluiceError } from "../connectors/errors.ts";
 import { LOGICAL_MESSAGE_SCHEMA } from "../connectors/postgres/logical-messages.ts";
 import type { SluiceConfig, SourceConfig } from "../config/schema.ts";
 import type { SchemaRegistry } from "../schema-registry/registry.ts";
@@ -59,6 +60,18 @@ export class OutboxRouter implements ChangeEncoder {
     this.registry = registry;
     this.logger = logger;
     this.tables = new Set(this.outbox.tables);
+    const captured = tableMatcher(source.tables);
+    for (const table of this.outbox.tables) {
+      const dot = table.indexOf(".");
+      if (!captured(table.slice(0, dot), table.slice(dot + 1))) {
+        throw new ConfigError(`source ${source.name}: outbox table ${table} is not among the source's tables (${source.tables.join(", ")}): add it there too`, { context: { component: "outbox", source: source.name, table } });
+      }
+    }
+    const sample = this.topicOf("x");
+    const clash = config.sources.find((s) => sample.startsWith(`${config.name}.${s.name}.`));
+    if (clash !== undefined) {
+      throw new ConfigError(`source ${source.name}: outbox.topic "${this.outbox.topic}" gives topics under ${config.name}.${clash.name}., where sinks read row changes: choose another (default "{deployment}.outbox.{aggregate_type}")`, { context: { component: "outbox", source: source.name } });
+    }
   }
 
   async encode(event: ChangeEvent): Promise<ProducedRecord[]> {

@@ -134,11 +134,11 @@ test("a rebuilt table with fewer rows than the live one, beyond the changes in f
   await log.close();
 });
 
-test("history check: partitions of non-compacted topics not starting at 0 are gaps; compacted topics are complete from any offset", async () => {
-  const ranges: Record<string, [number, bigint][]> = { kept: [[0, 0n], [1, 0n]], expired: [[0, 0n], [1, 40n]], compacted: [[0, 17n]] };
+test("history check: partitions not starting at 0 are gaps, compacted or not (compaction never moves the start; retention before or besides it does)", async () => {
+  const ranges: Record<string, [number, bigint][]> = { kept: [[0, 0n], [1, 0n]], expired: [[0, 0n], [1, 40n]], compacted: [[0, 0n]], migrated: [[0, 17n]] };
   const log = {
-    listTopics: async () => Object.keys(ranges).map((name) => ({ name, partitions: ranges[name]!.length, retentionMs: null, retentionBytes: null, compacted: name === "compacted" })),
+    listTopics: async () => Object.keys(ranges).map((name) => ({ name, partitions: ranges[name]!.length, retentionMs: null, retentionBytes: null, compacted: name === "compacted" || name === "migrated" })),
     partitionOffsets: async (topic: string) => ranges[topic]!.map(([partition, start]) => ({ topic, partition, start, end: 100n })),
   } as unknown as TopicLog;
-  assert.deepEqual(await historyGaps(log, ["kept", "expired", "compacted"]), [{ topic: "expired", partition: 1, start: 40n }]);
+  assert.deepEqual(await historyGaps(log, ["kept", "expired", "compacted", "migrated"]), [{ topic: "expired", partition: 1, start: 40n }, { topic: "migrated", partition: 0, start: 17n }]);
 });

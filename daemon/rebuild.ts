@@ -34,7 +34,7 @@ export function isRebuildable(sink: unknown): sink is RebuildableSink {
   return typeof (sink as Partial<RebuildableSink>).prepareRebuild === "function";
 }
 
-/** A partition whose first records are gone (retention), in a topic that is not compacted. */
+/** A partition whose first records are gone (retention by age or size, or removed by hand). */
 export interface HistoryGap {
   readonly topic: string;
   readonly partition: number;
@@ -43,15 +43,15 @@ export interface HistoryGap {
 }
 
 /**
- * Where the topics' history is incomplete: partitions of non-compacted topics that no longer start
- * at offset 0. A compacted topic keeps the latest record of every key, so it is complete whatever
- * its first offset.
+ * Where the topics' history is incomplete: partitions that no longer start at offset 0. Compaction
+ * keeps the latest record of every key and never moves a partition's first offset (Kafka's log
+ * cleaner does not, nor does the embedded log's), so a compacted partition that starts at 0 holds
+ * the current state of every key; only deletion moves it: retention by age or size (cleanup policy
+ * delete or compact,delete, also before a topic was switched to compact) or DeleteRecords.
  */
 export async function historyGaps(log: TopicLog, topics: readonly string[]): Promise<HistoryGap[]> {
-  const compacted = new Set((await log.listTopics()).filter((t) => t.compacted).map((t) => t.name));
   const gaps: HistoryGap[] = [];
   for (const topic of topics) {
-    if (compacted.has(topic)) continue;
     for (const range of await log.partitionOffsets(topic)) if (range.start > 0n) gaps.push({ topic, partition: range.partition, start: range.start });
   }
   return gaps;

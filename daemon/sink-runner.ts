@@ -16,6 +16,7 @@ import type { TopicConsumer } from "../connectors/topics/contract.ts";
 import { backoffDelay, retry, sleep } from "./backoff.ts";
 import type { BackoffPolicy } from "./backoff.ts";
 import { checkStoredOffsets, isLogMismatch, logMismatchError, partitionRanges } from "./log-identity.ts";
+import { describeMissedHistory, missedHistory } from "./missed-history.ts";
 import { NOT_HALTED, releaseHint } from "./halted.ts";
 import type { HaltAction, HaltedSinkTable, HaltReleaseReport } from "./halted.ts";
 import type { Logger } from "./logger.ts";
@@ -97,6 +98,8 @@ export class SinkRunner {
   /** Topics released since the consumer was opened: skipped, like halted ones, until it is reopened at the stored offsets. */
   private readonly releasing = new Set<string>();
   private reopen = false;
+  /** Partitions already reported as read from after records retention removed. */
+  private readonly reportedGaps = new Set<string>();
   private activeConsumer: TopicConsumer | null = null;
   /** Batches and releases run one at a time. */
   private lock: Promise<void> = Promise.resolve();
@@ -316,6 +319,7 @@ export class SinkRunner {
       this.running = true;
       const refreshAt = Date.now() + (this.options.topicRefreshMs ?? 5_000);
       while (!stop.aborted && !this.reopen) {
+      await this.reportMissedHistory(topics);
         const records = await consumer.poll({ ...this.pollLimits(), signal: stop });
         this.polled = true;
         this.consumeProblem = null;
@@ -337,6 +341,19 @@ export class SinkRunner {
     if (this.refused?.message !== error.message) this.logger.error({ err: error.toLog() }, error.message);
     this.refused = error;
   }
+  /** Warns, once per partition, when the sink reads from before a partition's first kept record (topic-policy.ts). */
+  private async reportMissedHistory(topics: readonly string[]): Promise<void> {
+    const { log, group, sink } = this.options;
+    const positions = [...(await log.committedOffsets(group)), ...(isTransactional(sink) ? await sink.committedOffsets() : [])];
+    const missed = (await missedHistory(log, topics, positions)).filter((m) => !this.reportedGaps.has(partitionKey(m.topic, m.partition)));
+    if (missed.length === 0) return;
+    for (const m of missed) this.reportedGaps.add(partitionKey(m.topic, m.partition));
+    this.logger.warn(
+      { code: "SINK_HISTORY_INCOMPLETE", group, partitions: missed.map((m) => ({ topic: m.topic, partition: m.partition, start: String(m.start), from: m.from === null ? null : String(m.from) })) },
+      describeMissedHistory(sink.name, missed),
+    );
+  }
+
 
   private pollLimits() {
     const { maxRows, maxBytes, maxWaitMs } = this.options.batch;

@@ -12,7 +12,7 @@ const logger = createLogger("warn");
 
 topicLogContractSuite("embedded", {
   open: async () => EmbeddedTopicLog.open({ path, logger, maintenanceIntervalMs: 0 }),
-  childConfig: { deployment: "contract", topics: { kind: "embedded", path, partitions: 3, retention: { max_age: 0 }, max_record_bytes: 16 * 2 ** 20 } },
+  childConfig: { deployment: "contract", topics: { kind: "embedded", path, partitions: 3, retention: { cleanup_policy: "compact" as const, max_age: 0, tombstones: 86_400_000, min_compaction_lag: 0 }, max_record_bytes: 16 * 2 ** 20 } },
   applyRetention: async (log: TopicLog) => {
     (log as EmbeddedTopicLog).runMaintenance();
   },

@@ -47,8 +47,10 @@ export interface EmbeddedLogOptions {
   readonly crossProcessPollMs?: number;
   /** Largest stored batch row; a larger produce call is split into several rows. */
   readonly maxRowBytes?: number;
-  /** Tombstones in compacted topics are dropped this long after they were written. */
+  /** Tombstones in compacted topics are dropped this long after they were written (once every group read them). */
   readonly tombstoneRetentionMs?: number;
+  /** Records of compacted topics younger than this are never compacted. */
+  readonly minCompactionLagMs?: number;
   /** Clock for retention and leases; tests pass their own. */
   readonly clock?: () => number;
   /**
@@ -80,7 +82,7 @@ interface PartitionGroup {
 }
 
 export function embeddedOptionsFromConfig(config: Extract<TopicsConfig, { kind: "embedded" }>, logger: Logger): EmbeddedLogOptions {
-  return { path: config.path, logger };
+  return { path: config.path, logger, tombstoneRetentionMs: config.retention.tombstones, minCompactionLagMs: config.retention.min_compaction_lag };
 }
 
 /** Statements prepared once per connection; each produce call reuses them. */
@@ -149,7 +151,7 @@ export class EmbeddedTopicLog implements TopicLog {
     this.crossProcessPollMs = options.crossProcessPollMs ?? 200;
     this.maxRowBytes = options.maxRowBytes ?? 2 ** 20;
     this.clock = options.clock ?? Date.now;
-    this.maintenance = new Maintenance(db, options.tombstoneRetentionMs ?? 86_400_000);
+    this.maintenance = new Maintenance(db, options.tombstoneRetentionMs ?? 86_400_000, { minCompactionLagMs: options.minCompactionLagMs ?? 0 });
     this.maintenanceBudget = options.maintenanceBudget ?? 500;
     this.readOnly = options.readOnly ?? false;
     this.registryJournal = new EmbeddedRegistryJournal(db, path, this.clock, () => this.assertWritable("append registry entry"));
@@ -200,6 +202,10 @@ export class EmbeddedTopicLog implements TopicLog {
     const existing = this.findTopic(spec.name);
     if (existing) {
       assertSameLayout(spec, existing.spec);
+      if (spec.compacted && !existing.spec.compacted) {
+        this.switchToCompaction(existing, spec);
+        return;
+      }
       if (existing.spec.retentionMs !== spec.retentionMs || existing.spec.retentionBytes !== spec.retentionBytes) {
         this.write("create topic", () => this.statements.updateTopicRetention.run(spec.retentionMs, spec.retentionBytes, existing.id));
         this.topics.set(spec.name, { id: existing.id, spec });
@@ -217,6 +223,27 @@ export class EmbeddedTopicLog implements TopicLog {
 
   maxRecordBytes(topic: string): number | undefined {
     return this.recordLimits.get(topic);
+  }
+
+  /**
+   * A data topic written before Sluice compacted them (spec.acceptUncompacted) is compacted from
+   * now on, in place: records appended from now on index their key, and compaction removes a record
+   * only when a later record of its key is indexed, so keys last written before the switch keep all
+   * their records (nothing is lost; they are just not compacted). Records retention already removed
+   * stay gone: a partition that no longer starts at offset 0 stays incomplete for rebuilds.
+   */
+  private switchToCompaction(existing: TopicMeta, spec: TopicSpec): void {
+    this.write("switch topic to compaction", () => {
+      this.db.prepare("UPDATE topics SET compacted = 1, retention_ms = ?, retention_bytes = ? WHERE id = ?").run(spec.retentionMs, spec.retentionBytes, existing.id);
+    });
+    this.topics.set(spec.name, { id: existing.id, spec });
+    const incomplete = (this.statements.partitionRange.all(existing.id) as unknown as { partition: number; start_offset: number }[]).filter((p) => p.start_offset > 0);
+    this.logger.warn(
+      { topic: spec.name, incompletePartitions: incomplete.map((p) => `${spec.name}:${p.partition} starts at offset ${p.start_offset}`) },
+      incomplete.length === 0
+        ? "topic was created with delete retention; switched it to compaction (topics.retention.cleanup_policy), it holds its whole history"
+        : "topic was created with delete retention; switched it to compaction (topics.retention.cleanup_policy), but retention already removed its first records: rebuilds and new sinks need a re-snapshot (docs/operations.md, \"Rebuilds need complete history\")",
+    );
   }
 
   async deleteTopic(name: string): Promise<void> {

@@ -1,6 +1,14 @@
 /**
  * The periodic retention and compaction job of the embedded log. Each run does bounded work
- * (`budget` batch rows examined) in short transactions, so writers are never held up for long.
+ * (`budget` batch rows examined, and at most `maxBytes` of them read, one at a time) in short
+ * transactions, so writers are never held up for long and memory stays bounded.
+ *
+ * Compaction keeps the latest record of every key (as Kafka's log cleaner does): records younger
+ * than `minCompactionLagMs` are left alone, and a tombstone is dropped once it is older than
+ * `tombstoneRetentionMs` and every consumer group with an offset in the partition has read past it
+ * (a sink that still has the row must see its delete). It never moves a partition's first offset:
+ * only retention by age or size does (compact,delete topics), so a partition that starts at offset
+ * 0 still holds the current state of every key.
  */
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { decodeBatch, encodeBatch } from "./record-codec.ts";
@@ -15,6 +23,7 @@ export interface MaintenanceResult {
 interface PartitionRow {
   topic_id: number;
   partition: number;
+  start_offset: number;
   next_offset: number;
   bytes: number;
   cleaned_offset: number;
@@ -29,12 +38,15 @@ interface BatchRow {
   last_offset: number;
   max_timestamp: number;
   bytes: number;
-  payload?: Uint8Array;
 }
 
 export class Maintenance {
   private readonly db: DatabaseSync;
   private readonly tombstoneRetentionMs: number;
+  private readonly minCompactionLagMs: number;
+  private readonly maxBytes: number;
+  private readonly payloadOf: StatementSync;
+  private readonly slowestGroup: StatementSync;
   private readonly partitions: StatementSync;
   private readonly oldestBatches: StatementSync;
   private readonly batchesFrom: StatementSync;
@@ -43,24 +55,26 @@ export class Maintenance {
   private readonly firstOffset: StatementSync;
   private readonly updatePartition: StatementSync;
   private readonly latestKey: StatementSync;
-  private readonly forgetKey: StatementSync;
 
-  constructor(db: DatabaseSync, tombstoneRetentionMs: number) {
+  constructor(db: DatabaseSync, tombstoneRetentionMs: number, options: { minCompactionLagMs?: number; maxBytes?: number } = {}) {
     this.db = db;
     this.tombstoneRetentionMs = tombstoneRetentionMs;
+    this.minCompactionLagMs = options.minCompactionLagMs ?? 0;
+    this.maxBytes = options.maxBytes ?? 8 * 2 ** 20;
+    this.payloadOf = db.prepare("SELECT payload FROM batches WHERE rowid = ?");
+    this.slowestGroup = db.prepare("SELECT min(next_offset) AS offset FROM group_offsets WHERE topic_id = ? AND partition = ?");
     this.partitions = db.prepare(`
-      SELECT p.topic_id, p.partition, p.next_offset, p.bytes, p.cleaned_offset, t.retention_ms, t.retention_bytes, t.compacted
+      SELECT p.topic_id, p.partition, p.start_offset, p.next_offset, p.bytes, p.cleaned_offset, t.retention_ms, t.retention_bytes, t.compacted
       FROM partitions p JOIN topics t ON t.id = p.topic_id
       WHERE t.compacted = 1 OR t.retention_ms IS NOT NULL OR t.retention_bytes IS NOT NULL
       ORDER BY p.topic_id, p.partition`);
     this.oldestBatches = db.prepare("SELECT rowid AS id, base_offset, last_offset, max_timestamp, bytes FROM batches WHERE topic_id = ? AND partition = ? ORDER BY last_offset LIMIT ?");
-    this.batchesFrom = db.prepare("SELECT rowid AS id, base_offset, last_offset, max_timestamp, bytes, payload FROM batches WHERE topic_id = ? AND partition = ? AND last_offset >= ? ORDER BY last_offset LIMIT ?");
+    this.batchesFrom = db.prepare("SELECT rowid AS id, base_offset, last_offset, max_timestamp, bytes FROM batches WHERE topic_id = ? AND partition = ? AND last_offset >= ? ORDER BY last_offset LIMIT ?");
     this.deleteBatch = db.prepare("DELETE FROM batches WHERE rowid = ?");
     this.rewriteBatch = db.prepare("UPDATE batches SET payload = ?, record_count = ?, bytes = ? WHERE rowid = ?");
     this.firstOffset = db.prepare("SELECT base_offset FROM batches WHERE topic_id = ? AND partition = ? ORDER BY last_offset LIMIT 1");
     this.updatePartition = db.prepare("UPDATE partitions SET bytes = ?, start_offset = ?, cleaned_offset = ? WHERE topic_id = ? AND partition = ?");
     this.latestKey = db.prepare("SELECT offset FROM latest_keys WHERE topic_id = ? AND partition = ? AND key = ?");
-    this.forgetKey = db.prepare("DELETE FROM latest_keys WHERE topic_id = ? AND partition = ? AND key = ?");
   }
 
   run(nowMs: number, budget: number): MaintenanceResult {
@@ -71,11 +85,15 @@ export class Maintenance {
       if (remaining <= 0) break;
       this.db.exec("BEGIN IMMEDIATE");
       try {
-        const result = row.compacted ? this.compact(row, nowMs, remaining) : this.retain(row, nowMs, remaining);
+        const retained = row.retention_ms !== null || row.retention_bytes !== null ? this.retain(row, nowMs, remaining) : null;
+        const compacted = row.compacted ? this.compact(this.partitionAfter(row, retained), nowMs, remaining) : null;
         this.db.exec("COMMIT");
-        remaining -= result.examined;
-        deletedBatches += result.deleted;
-        compactedRecords += result.removedRecords;
+        for (const result of [retained, compacted]) {
+          if (!result) continue;
+          remaining -= result.examined;
+          deletedBatches += result.deleted;
+          compactedRecords += result.removedRecords;
+        }
       } catch (error) {
         if (this.db.isTransaction) this.db.exec("ROLLBACK");
         throw error;
@@ -85,7 +103,7 @@ export class Maintenance {
   }
 
   /** Deletes the oldest batches while they are past the age limit or the partition is over its size limit. */
-  private retain(row: PartitionRow, nowMs: number, budget: number): { examined: number; deleted: number; removedRecords: number } {
+  private retain(row: PartitionRow, nowMs: number, budget: number): { examined: number; deleted: number; removedRecords: number; bytes: number } {
     const cutoff = row.retention_ms === null ? -Infinity : nowMs - row.retention_ms;
     let bytes = row.bytes;
     let deleted = 0;
@@ -99,10 +117,16 @@ export class Maintenance {
       deleted++;
     }
     if (deleted > 0) this.updatePartition.run(bytes, this.startOffset(row), row.cleaned_offset, row.topic_id, row.partition);
-    return { examined: Math.max(deleted, 1), deleted, removedRecords: 0 };
+    return { examined: Math.max(deleted, 1), deleted, removedRecords: 0, bytes };
   }
 
-  /** Removes records superseded by a later record with the same key, and tombstones older than the tombstone retention. */
+  /** The partition as retention left it (bytes and first offset), for compaction in the same transaction. */
+  private partitionAfter(row: PartitionRow, retained: { deleted: number; bytes: number } | null): PartitionRow {
+    if (!retained || retained.deleted === 0) return row;
+    return { ...row, bytes: retained.bytes, start_offset: this.startOffset(row) };
+  }
+
+  /** Removes records superseded by a later record with the same key, and tombstones older than the tombstone retention that every group has read. */
   private compact(row: PartitionRow, nowMs: number, budget: number): { examined: number; deleted: number; removedRecords: number } {
     let batches = this.batchesFrom.all(row.topic_id, row.partition, row.cleaned_offset, budget) as unknown as BatchRow[];
     let cursor = row.cleaned_offset;
@@ -114,17 +138,26 @@ export class Maintenance {
     let bytes = row.bytes;
     let deleted = 0;
     let removedRecords = 0;
+    let bytesRead = 0;
+    const lagCutoff = nowMs - this.minCompactionLagMs;
+    const slowest = (this.slowestGroup.get(row.topic_id, row.partition) as { offset: number | null }).offset;
+    let examined = 0;
     for (const batch of batches) {
-      const records = decodeBatch(batch.payload!);
+      if (bytesRead >= this.maxBytes) break;
+      const payload = (this.payloadOf.get(batch.id) as { payload: Uint8Array }).payload;
+      bytesRead += payload.byteLength;
+      examined++;
+      const records = decodeBatch(payload);
       const kept = records.filter((record) => {
         const offset = batch.base_offset + record.offsetDelta;
-        const latest = record.key === null ? undefined : (this.latestKey.get(row.topic_id, row.partition, record.key) as { offset: number } | undefined)?.offset;
+        // Keyless records cannot be written to a compacted topic; those of a topic written before it was compacted stay.
+        if (record.key === null || record.timestamp > lagCutoff) return true;
+        const latest = (this.latestKey.get(row.topic_id, row.partition, record.key) as { offset: number } | undefined)?.offset;
+        // No entry: the key was last written before the topic was switched to compaction, so this record may be its latest.
+        if (latest === undefined) return true;
         if (latest !== offset) return false;
-        if (record.value === null && record.timestamp < nowMs - this.tombstoneRetentionMs) {
-          this.forgetKey.run(row.topic_id, row.partition, record.key);
-          return false;
-        }
-        return true;
+        // The key's entry stays when its tombstone goes: older records of the key may still be stored (lagging a pass), and must go too.
+        return !(record.value === null && record.timestamp < nowMs - this.tombstoneRetentionMs && (slowest === null || offset < slowest));
       });
       cursor = batch.last_offset + 1;
       if (kept.length === records.length) continue;
@@ -139,8 +172,8 @@ export class Maintenance {
       this.rewriteBatch.run(encodeBatch(kept, size, kept.map((record) => record.offsetDelta)), kept.length, size, batch.id);
       bytes -= batch.bytes - size;
     }
-    this.updatePartition.run(bytes, this.startOffset(row), cursor, row.topic_id, row.partition);
-    return { examined: Math.max(batches.length, 1), deleted, removedRecords };
+    this.updatePartition.run(bytes, row.start_offset, cursor, row.topic_id, row.partition);
+    return { examined: Math.max(examined, 1), deleted, removedRecords };
   }
 
   private startOffset(row: PartitionRow): number {

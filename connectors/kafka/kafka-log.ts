@@ -169,7 +169,7 @@ export class KafkaTopicLog implements TopicLog {
     if (!isInternalTopic(this.deployment, spec.name)) await this.recordTopicId(spec.name, existing === undefined);
     if (existing) {
       assertSameLayout(spec, existing);
-      if (!spec.compacted && (existing.retentionMs !== spec.retentionMs || existing.retentionBytes !== spec.retentionBytes)) {
+      if ((!spec.compacted || !existing.compacted) && (existing.retentionMs !== spec.retentionMs || existing.retentionBytes !== spec.retentionBytes)) {
         this.logger.warn({ topic: spec.name, existing: { retentionMs: existing.retentionMs, retentionBytes: existing.retentionBytes }, configured: { retentionMs: spec.retentionMs, retentionBytes: spec.retentionBytes } }, "topic exists with a different retention; Sluice leaves it as it is (change it with kafka-configs)");
       }
       if (existing.maxRecordBytes) this.recordLimits.set(spec.name, existing.maxRecordBytes);
@@ -191,17 +191,19 @@ export class KafkaTopicLog implements TopicLog {
           numPartitions: spec.partitions,
           replicationFactor: this.config.replication_factor,
           configEntries: [
-            { name: "cleanup.policy", value: spec.compacted ? "compact" : "delete" },
+            { name: "cleanup.policy", value: cleanupPolicy(spec) },
             { name: "retention.ms", value: String(spec.retentionMs ?? -1) },
             { name: "retention.bytes", value: String(spec.retentionBytes ?? -1) },
             ...(spec.maxRecordBytes ? [{ name: "max.message.bytes", value: String(spec.maxRecordBytes) }] : []),
+            ...(spec.compacted && spec.tombstoneRetentionMs !== undefined ? [{ name: "delete.retention.ms", value: String(spec.tombstoneRetentionMs) }] : []),
+            ...(spec.compacted && spec.minCompactionLagMs !== undefined ? [{ name: "min.compaction.lag.ms", value: String(spec.minCompactionLagMs) }] : []),
           ],
         }],
       }),
     );
     this.partitionCounts.set(spec.name, spec.partitions);
     if (spec.maxRecordBytes) this.recordLimits.set(spec.name, spec.maxRecordBytes);
-    this.logger.info({ topic: spec.name, partitions: spec.partitions, compacted: spec.compacted, replicationFactor: this.config.replication_factor }, "topic created");
+    this.logger.info({ topic: spec.name, partitions: spec.partitions, cleanupPolicy: cleanupPolicy(spec), replicationFactor: this.config.replication_factor }, "topic created");
   }
 
   maxRecordBytes(topic: string): number | undefined {
@@ -224,7 +226,7 @@ export class KafkaTopicLog implements TopicLog {
       const spec = await this.describeTopic(name);
       // The layout and retention, as the embedded log lists them; the size limit is the broker's business.
       if (spec) {
-        const { maxRecordBytes: _limit, ...layout } = spec;
+        const { maxRecordBytes: _limit, tombstoneRetentionMs: _tombstones, minCompactionLagMs: _lag, ...layout } = spec;
         specs.push(layout);
       }
     }
@@ -472,16 +474,16 @@ export class KafkaTopicLog implements TopicLog {
       throw kafkaError(error, "describe topic", this.config.brokers);
     }
     const described = await this.call("describe topic configs", () =>
-      this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ["cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes"] }] }),
+      this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ["cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes", "delete.retention.ms", "min.compaction.lag.ms"] }] }),
     );
     const entries = new Map((described.resources[0]?.configEntries ?? []).map((e) => [e.configName, e.configValue]));
     const limit = (value: string | undefined) => (value === undefined || Number(value) < 0 ? null : Number(value));
     return {
       name,
       partitions,
-      retentionMs: limit(entries.get("retention.ms")),
-      retentionBytes: limit(entries.get("retention.bytes")),
-      compacted: (entries.get("cleanup.policy") ?? "delete").split(",").includes("compact"),
+      retentionMs: deletes ? limit(entries.get("retention.ms")) : null,
+      retentionBytes: deletes ? limit(entries.get("retention.bytes")) : null,
+      compacted,
       maxRecordBytes: limit(entries.get("max.message.bytes")),
     };
   }
@@ -504,6 +506,12 @@ export class KafkaTopicLog implements TopicLog {
 class KafkaRegistryJournal implements RegistryJournal {
   private readonly log: KafkaTopicLog;
   private readonly topic: string;
+    const policy = (entries.get("cleanup.policy") ?? "delete").split(",").map((p) => p.trim());
+    const compacted = policy.includes("compact");
+    // Under cleanup.policy=compact alone the broker ignores retention.ms and retention.bytes.
+    const deletes = policy.includes("delete");
+    const tombstones = limit(entries.get("delete.retention.ms"));
+    const lag = limit(entries.get("min.compaction.lag.ms"));
 
   constructor(log: KafkaTopicLog, topic: string) {
     this.log = log;
@@ -511,6 +519,8 @@ class KafkaRegistryJournal implements RegistryJournal {
   }
 
   async append(entry: unknown): Promise<void> {
+      ...(compacted && tombstones !== null ? { tombstoneRetentionMs: tombstones } : {}),
+      ...(compacted && lag !== null ? { minCompactionLagMs: lag } : {}),
     const text = JSON.stringify(entry);
     if (text === undefined) throw new TypeError("registry journal entries must be JSON values");
     await this.log.produce([{ topic: this.topic, key: null, value: Buffer.from(text, "utf8"), timestamp: Date.now() }]);
@@ -534,3 +544,9 @@ function estimateSize(record: ProducedRecord): number {
 function closedError(): SluiceError {
   return new SluiceError("Kafka topic log is closed", { code: "TOPIC_LOG_CLOSED", context: { component: "kafka" } });
 }
+/** Kafka's cleanup.policy for a spec: a compacted topic with an age or size bound also deletes. */
+export function cleanupPolicy(spec: Pick<TopicSpec, "compacted" | "retentionMs" | "retentionBytes">): "compact" | "compact,delete" | "delete" {
+  if (!spec.compacted) return "delete";
+  return spec.retentionMs !== null || spec.retentionBytes !== null ? "compact,delete" : "compact";
+}
+

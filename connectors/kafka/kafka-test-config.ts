@@ -15,7 +15,7 @@ export function testKafkaConfig(overrides: Partial<KafkaTopicsConfig> = {}): Kaf
     batch_bytes: 2 ** 20,
     max_in_flight: 5,
     transactions: true,
-    retention: { max_age: 0 },
+    retention: { cleanup_policy: "compact" as const, max_age: 0, tombstones: 86_400_000, min_compaction_lag: 0 },
     max_record_bytes: 16 * 2 ** 20,
     ...overrides,
   };

@@ -173,3 +173,35 @@ test("keepalives without a reply request move the position at the progress inter
   await decodeAll(d, [heartbeat(0x6000n), keepalive(0x5000n, false)]);
   assert.deepEqual(d.throughPosition, throughPosition(0x6000n), "an older WAL end never moves the position back");
 });
+
+test("outbox: transactional logical messages with the prefix become events of pg_logical_message.<prefix> in their transaction; others are not", async () => {
+  const tables = new Map<number, CapturedTable | null>();
+  const d = new StreamDecoder({
+    sourceName: "shop",
+    tables,
+    resolveRelation: async (message) => (tables.set(message.relationId, table), table),
+    transactionMetadata: false,
+    skipThrough: null,
+    outboxMessages: { prefix: "outbox", database: "db" },
+  });
+  const message = (at: bigint, transactional: boolean, prefix: string, content: string) =>
+    msg(at, `4d ${transactional ? "01" : "00"} ${lsnHex(at)} ${cstr(prefix)} ${content.length.toString(16).padStart(8, "0")} ${utf8(content)}`);
+  const C = 0x5000n;
+  const out = await decodeAll(d, [
+    begin(C),
+    relation(0x4100n),
+    insert(0x4100n, 1, "a"),
+    message(0x4200n, true, "outbox", '{"id":"e1"}'),
+    message(0x4300n, true, "other", "x"),
+    commit(C),
+    message(0x6000n, false, "outbox", '{"id":"e2"}'),
+  ]);
+  assert.deepEqual(
+    out.events.map((e) => [e.op, `${e.schema.schema}.${e.schema.table}`, e.after, e.source.position]),
+    [
+      ["c", "public.items", { id: 1, name: "a" }, { commit: C, change: 0x4100n }],
+      ["c", "pg_logical_message.outbox", { prefix: "outbox", content: '{"id":"e1"}' }, { commit: C, change: 0x4200n }],
+    ],
+  );
+  assert.equal(out.events[1]?.source.txId, "7");
+});

@@ -8,12 +8,22 @@ import type { Checkpoint } from "../contracts.ts";
 export interface TopicSpec {
   readonly name: string;
   readonly partitions: number;
-  /** Retention by age, milliseconds; null keeps forever. Ignored by compacted topics. */
+  /** Retention by age, milliseconds; null keeps forever. On a compacted topic it makes the policy compact,delete. */
   readonly retentionMs: number | null;
-  /** Retention by size per partition, bytes; null: no size bound. Ignored by compacted topics. */
+  /** Retention by size per partition, bytes; null: no size bound. On a compacted topic it makes the policy compact,delete. */
   readonly retentionBytes: number | null;
-  /** Keep only the latest record per key (tombstones remove the key after a while). */
+  /** Keep only the latest record per key (tombstones remove the key after a while); every record needs a key. */
   readonly compacted: boolean;
+  /** Compacted topics: how long a tombstone is kept before compaction removes it (Kafka delete.retention.ms). Absent: the log's default. */
+  readonly tombstoneRetentionMs?: number;
+  /** Compacted topics: records younger than this are never compacted (Kafka min.compaction.lag.ms). Absent: the log's default. */
+  readonly minCompactionLagMs?: number;
+  /**
+   * A compacted topic that already exists uncompacted (created by a Sluice that predates compacted
+   * data topics) is accepted as it is instead of refused with TOPIC_MISMATCH; the daemon reports it
+   * at start with how to migrate (daemon/topic-policy.ts).
+   */
+  readonly acceptUncompacted?: boolean;
   /**
    * Largest record the topic takes, counted as `recordBytes` (spec.ts) does; Kafka gets it as the
    * topic's max.message.bytes, the embedded log refuses larger records. Absent or null: the log's default.

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import type { TopicsConfig } from "../../config/schema.ts";
 import type { Logger } from "../../daemon/logger.ts";
-import { EmbeddedTopicLog } from "../embedded/embedded-log.ts";
+import { EmbeddedTopicLog, embeddedOptionsFromConfig } from "../embedded/embedded-log.ts";
 import type { TopicLog } from "./contract.ts";
 
 /**
@@ -12,7 +12,7 @@ import type { TopicLog } from "./contract.ts";
  * For `sluice run` only: operator commands use openTopicLogForCommand.
  */
 export async function openTopicLog(config: TopicsConfig, deployment: string, logger: Logger, signal?: AbortSignal, writer?: string): Promise<TopicLog> {
-  if (config.kind === "embedded") return EmbeddedTopicLog.open({ path: config.path, logger });
+  if (config.kind === "embedded") return EmbeddedTopicLog.open(embeddedOptionsFromConfig(config, logger));
   // Loaded on demand: an embedded deployment never loads kafkajs.
   const { KafkaTopicLog } = await import("../kafka/kafka-log.ts");
   const transactionalId = writer ? transactionalIdOf(deployment, config.client_id, writer) : undefined;

@@ -26,7 +26,8 @@ export function validateSpec(spec: TopicSpec): void {
 export function assertSameLayout(configured: TopicSpec, existing: Pick<TopicSpec, "partitions" | "compacted">): void {
   const differences: string[] = [];
   if (configured.partitions !== existing.partitions) differences.push(`${existing.partitions} partitions exist, ${configured.partitions} configured`);
-  if (configured.compacted !== existing.compacted) differences.push(`it is ${existing.compacted ? "compacted" : "not compacted"}, configured ${configured.compacted ? "compacted" : "not compacted"}`);
+  const legacy = configured.compacted && !existing.compacted && configured.acceptUncompacted === true;
+  if (configured.compacted !== existing.compacted && !legacy) differences.push(`it is ${existing.compacted ? "compacted" : "not compacted"}, configured ${configured.compacted ? "compacted" : "not compacted"}`);
   if (differences.length === 0) return;
   throw new SluiceError(`topic "${configured.name}" exists with a different layout: ${differences.join("; ")}. Delete the topic or change the configuration to match.`, {
     code: "TOPIC_MISMATCH",

@@ -70,7 +70,7 @@ test("embedded log: once retention removed the first records, a rebuild is refus
   const config = {
     name: randomName("dep"),
     sources: [pgSourceConfig(source, [`${schema}.*`])],
-    topics: { kind: "embedded", path: join(dir, "gap-log.db"), retention: { max_age: "2s" } },
+    topics: { kind: "embedded", path: join(dir, "gap-log.db"), retention: { cleanup_policy: "delete", max_age: "2s" } },
     sinks: [{ kind: "duckdb", name: "warehouse", path: duckPath, batch: { max_rows: 50, max_wait: "50ms" } }],
   };
   const daemon = await SluiceDaemon.start(dir, config, "gap");

@@ -1,0 +1,117 @@
+/**
+ * What capture writes to a compacted data topic beyond plain row changes, so that replaying the
+ * topic from its beginning after compaction still yields the table's current state:
+ *
+ * - A truncate (a real TRUNCATE, or the reset that closes a table's snapshot) gets a key: Kafka
+ *   refuses keyless records in a compacted topic. The key is the same for every truncate of the
+ *   table (Confluent-framed Avro of the record `io.sluice.TruncateKey {table}`, registered under the
+ *   subject `sluice-truncate-key`, so Avro consumers can read it by its id), so compaction keeps
+ *   the newest one only, which is enough: sinks drop every row at or below a truncate's version,
+ *   and the newest truncate has the highest. Its value is the envelope, never a tombstone (a
+ *   tombstone would be removed by compaction, and with it the truncate).
+ * - A delete's tombstone carries the delete's envelope in the `sluice.delete` header: compaction
+ *   removes the delete record itself (the tombstone has the same key), so a sink that reads the
+ *   partition later than min.compaction.lag.ms after the delete sees only the tombstone, and
+ *   applies it as that delete.
+ *
+ * An update that lacks a column's value (PostgreSQL's unchanged TOAST under REPLICA IDENTITY
+ * DEFAULT: the record says "unchanged") cannot be made whole here: once compaction removes the
+ * record that carried the value, a replay from the beginning no longer has it. `onPartialRow` is
+ * told, so the operator can set REPLICA IDENTITY FULL (then the value is copied from `before`).
+ */
+import type { ChangeEvent, ProducedRecord, StoredRecord } from "../connectors/contracts.ts";
+import { UNCHANGED } from "../connectors/contracts.ts";
+import type { SchemaRegistry } from "../schema-registry/index.ts";
+import { createAvroType } from "../schema-registry/avro-runtime.ts";
+import { encodeFramed, HEADER_LENGTH, MAGIC_BYTE } from "../schema-registry/wire-format.ts";
+
+export const DELETE_HEADER = "sluice.delete";
+/** The header a truncate skipped for Debezium consumers travels in (schema-registry's change encoder). */
+const SKIPPED_TRUNCATE_HEADER = "sluice.truncate";
+
+export const TRUNCATE_KEY_SUBJECT = "sluice-truncate-key";
+const TRUNCATE_KEY_SCHEMA = { type: "record" as const, name: "TruncateKey", namespace: "io.sluice", fields: [{ name: "table", type: "string" as const }] };
+const truncateKeyType = createAvroType(TRUNCATE_KEY_SCHEMA);
+
+/** Rewrites one event's records for a compacted topic (see above). */
+export class CompactedRecords {
+  private readonly registry: Pick<SchemaRegistry, "register">;
+  private readonly onPartialRow: (event: ChangeEvent, columns: readonly string[]) => void;
+  private keySchemaId: Promise<number> | null = null;
+
+  constructor(registry: Pick<SchemaRegistry, "register">, onPartialRow: (event: ChangeEvent, columns: readonly string[]) => void = () => undefined) {
+    this.registry = registry;
+    this.onPartialRow = onPartialRow;
+  }
+
+  async rewrite(event: ChangeEvent, records: ProducedRecord[]): Promise<ProducedRecord[]> {
+    if (event.op === "d") return withDeleteHeader(records);
+    if (event.op === "u" && event.after !== null) {
+      const missing = Object.keys(event.after).filter((c) => event.after![c] === UNCHANGED && (event.before?.[c] === undefined || event.before[c] === UNCHANGED));
+      if (missing.length > 0) this.onPartialRow(event, missing);
+    }
+    if (event.op !== "t") return records;
+    const out: ProducedRecord[] = [];
+    for (const record of records) {
+      if (record.key !== null) {
+        out.push(record);
+        continue;
+      }
+      const { [SKIPPED_TRUNCATE_HEADER]: skipped, ...headers } = record.headers ?? {};
+      const value = record.value ?? skipped ?? null;
+      if (value === null) continue;
+      const key = encodeFramed(await this.truncateKeySchemaId(), truncateKeyType, { table: `${event.schema.schema}.${event.schema.table}` });
+      out.push({ topic: record.topic, key, value, timestamp: record.timestamp, ...(Object.keys(headers).length > 0 ? { headers } : {}) });
+    }
+    return out;
+  }
+
+  private truncateKeySchemaId(): Promise<number> {
+    if (!this.keySchemaId) {
+      this.keySchemaId = this.registry.register(TRUNCATE_KEY_SUBJECT, TRUNCATE_KEY_SCHEMA);
+      this.keySchemaId.catch(() => (this.keySchemaId = null));
+    }
+    return this.keySchemaId;
+  }
+}
+
+function withDeleteHeader(records: ProducedRecord[]): ProducedRecord[] {
+  const deleted = records.find((r) => r.value !== null);
+  if (!deleted) return records;
+  return records.map((r) => (r.value === null && r.key !== null ? { ...r, headers: { ...r.headers, [DELETE_HEADER]: deleted.value! } } : r));
+}
+
+/**
+ * The record as the change decoder takes it: a tombstone with a delete's envelope becomes that
+ * delete, and a truncate's own key is dropped (the decoder would read it as a row key).
+ */
+export class CompactedRecordReader {
+  private readonly registry: Pick<SchemaRegistry, "getById">;
+  private readonly truncateKeyIds = new Map<number, Promise<boolean>>();
+
+  constructor(registry: Pick<SchemaRegistry, "getById">) {
+    this.registry = registry;
+  }
+
+  async normalize(record: StoredRecord): Promise<{ key: Uint8Array | null; value: Uint8Array | null }> {
+    const value = record.value ?? record.headers?.[DELETE_HEADER] ?? null;
+    if (value !== null && record.key !== null && (await this.isTruncateKey(record.key))) return { key: null, value };
+    return { key: record.key, value };
+  }
+
+  private isTruncateKey(key: Uint8Array): Promise<boolean> {
+    if (key.length < HEADER_LENGTH || key[0] !== MAGIC_BYTE) return Promise.resolve(false);
+    const id = Buffer.from(key.buffer, key.byteOffset, key.byteLength).readUInt32BE(1);
+    let known = this.truncateKeyIds.get(id);
+    if (!known) {
+      known = this.registry.getById(id).then((text) => {
+        const schema = JSON.parse(text) as { name?: unknown; namespace?: unknown };
+        const name = typeof schema.namespace === "string" && schema.namespace !== "" ? `${schema.namespace}.${String(schema.name)}` : schema.name;
+        return name === "io.sluice.TruncateKey";
+      });
+      this.truncateKeyIds.set(id, known);
+      known.catch(() => this.truncateKeyIds.delete(id));
+    }
+    return known;
+  }
+}
