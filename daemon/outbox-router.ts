@@ -64,13 +64,13 @@ export class OutboxRouter implements ChangeEncoder {
     for (const table of this.outbox.tables) {
       const dot = table.indexOf(".");
       if (!captured(table.slice(0, dot), table.slice(dot + 1))) {
-        throw new ConfigError(`source ${source.name}: outbox table ${table} is not among the source's tables (${source.tables.join(", ")}): add it there too`, { context: { component: "outbox", source: source.name, table } });
+        throw new ConfigError(`source ${source.name}: outbox table ${table} is not among the source's tables (${source.tables.join(", ")}): add it there too`, { code: "CONFIG_INVALID", context: { component: "outbox", source: source.name, table } });
       }
     }
     const sample = this.topicOf("x");
     const clash = config.sources.find((s) => sample.startsWith(`${config.name}.${s.name}.`));
     if (clash !== undefined) {
-      throw new ConfigError(`source ${source.name}: outbox.topic "${this.outbox.topic}" gives topics under ${config.name}.${clash.name}., where sinks read row changes: choose another (default "{deployment}.outbox.{aggregate_type}")`, { context: { component: "outbox", source: source.name } });
+      throw new ConfigError(`source ${source.name}: outbox.topic "${this.outbox.topic}" gives topics under ${config.name}.${clash.name}., where sinks read row changes: choose another (default "{deployment}.outbox.{aggregate_type}")`, { code: "CONFIG_INVALID", context: { component: "outbox", source: source.name } });
     }
   }
 
