@@ -478,6 +478,12 @@ export class KafkaTopicLog implements TopicLog {
     );
     const entries = new Map((described.resources[0]?.configEntries ?? []).map((e) => [e.configName, e.configValue]));
     const limit = (value: string | undefined) => (value === undefined || Number(value) < 0 ? null : Number(value));
+    const policy = (entries.get("cleanup.policy") ?? "delete").split(",").map((p) => p.trim());
+    const compacted = policy.includes("compact");
+    // Under cleanup.policy=compact alone the broker ignores retention.ms and retention.bytes.
+    const deletes = policy.includes("delete");
+    const tombstones = limit(entries.get("delete.retention.ms"));
+    const lag = limit(entries.get("min.compaction.lag.ms"));
     return {
       name,
       partitions,
@@ -485,6 +491,8 @@ export class KafkaTopicLog implements TopicLog {
       retentionBytes: deletes ? limit(entries.get("retention.bytes")) : null,
       compacted,
       maxRecordBytes: limit(entries.get("max.message.bytes")),
+      ...(compacted && tombstones !== null ? { tombstoneRetentionMs: tombstones } : {}),
+      ...(compacted && lag !== null ? { minCompactionLagMs: lag } : {}),
     };
   }
 
@@ -506,12 +514,6 @@ export class KafkaTopicLog implements TopicLog {
 class KafkaRegistryJournal implements RegistryJournal {
   private readonly log: KafkaTopicLog;
   private readonly topic: string;
-    const policy = (entries.get("cleanup.policy") ?? "delete").split(",").map((p) => p.trim());
-    const compacted = policy.includes("compact");
-    // Under cleanup.policy=compact alone the broker ignores retention.ms and retention.bytes.
-    const deletes = policy.includes("delete");
-    const tombstones = limit(entries.get("delete.retention.ms"));
-    const lag = limit(entries.get("min.compaction.lag.ms"));
 
   constructor(log: KafkaTopicLog, topic: string) {
     this.log = log;
@@ -519,8 +521,6 @@ class KafkaRegistryJournal implements RegistryJournal {
   }
 
   async append(entry: unknown): Promise<void> {
-      ...(compacted && tombstones !== null ? { tombstoneRetentionMs: tombstones } : {}),
-      ...(compacted && lag !== null ? { minCompactionLagMs: lag } : {}),
     const text = JSON.stringify(entry);
     if (text === undefined) throw new TypeError("registry journal entries must be JSON values");
     await this.log.produce([{ topic: this.topic, key: null, value: Buffer.from(text, "utf8"), timestamp: Date.now() }]);
