@@ -314,12 +314,12 @@ export class SinkRunner {
     this.activeConsumer = consumer;
     try {
       await this.seekToTargetOffsets(consumer, topics, stop);
+      await this.reportMissedHistory(topics);
       if (this.refused) this.logger.info({ group: this.options.group }, `sink ${this.options.sink.name}: its stored offsets belong to the topic log now; reading on`);
       this.refused = null;
       this.running = true;
       const refreshAt = Date.now() + (this.options.topicRefreshMs ?? 5_000);
       while (!stop.aborted && !this.reopen) {
-      await this.reportMissedHistory(topics);
         const records = await consumer.poll({ ...this.pollLimits(), signal: stop });
         this.polled = true;
         this.consumeProblem = null;
@@ -336,11 +336,6 @@ export class SinkRunner {
     }
   }
 
-  private refuse(error: SluiceError): void {
-    this.running = false;
-    if (this.refused?.message !== error.message) this.logger.error({ err: error.toLog() }, error.message);
-    this.refused = error;
-  }
   /** Warns, once per partition, when the sink reads from before a partition's first kept record (topic-policy.ts). */
   private async reportMissedHistory(topics: readonly string[]): Promise<void> {
     const { log, group, sink } = this.options;
@@ -354,6 +349,11 @@ export class SinkRunner {
     );
   }
 
+  private refuse(error: SluiceError): void {
+    this.running = false;
+    if (this.refused?.message !== error.message) this.logger.error({ err: error.toLog() }, error.message);
+    this.refused = error;
+  }
 
   private pollLimits() {
     const { maxRows, maxBytes, maxWaitMs } = this.options.batch;

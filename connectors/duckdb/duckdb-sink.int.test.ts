@@ -123,6 +123,16 @@ describe("DuckDB sink specifics", () => {
         { id: 1, ts: "infinity", tstz: "infinity", day: "infinity", floats: ["-0.0", "0.0", "-1.5", null], reals: ["-0.0", null], bc: "0044-08-22 (BC)" },
         { id: 2, ts: "-infinity", tstz: "-infinity", day: "-infinity", floats: ["-0.0"], reals: ["-0.0"], bc: "5751574-09-19" },
       ]);
+      // A rebuild keeps them too: live writes mirrored into the shadow, and the replay into it.
+      await sink.prepareRebuild(schema, signal());
+      await sink.write([events.update(3n, { id: 1, ts: tsMax, tstz: tsMax, day: dayMax, floats: [-0, 1], reals: [-0], bc: -735_000 })], signal());
+      await sink.writeRebuild([events.insert(2n, { id: 2, ts: tsMin, tstz: tsMin, day: dayMin, floats: [-0], reals: [-0], bc: 2_100_000_000 })], signal());
+      await sink.swap(schema, signal());
+      const rebuilt = await query(`SELECT id, ts::VARCHAR AS ts, list_transform(floats, x -> x::VARCHAR) AS floats FROM main.${ident(target)} ORDER BY id`);
+      assert.deepEqual(rebuilt, [
+        { id: 1, ts: "infinity", floats: ["-0.0", "1.0"] },
+        { id: 2, ts: "-infinity", floats: ["-0.0"] },
+      ]);
     } finally {
       await sink.close();
     }

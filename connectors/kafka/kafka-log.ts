@@ -194,9 +194,9 @@ export class KafkaTopicLog implements TopicLog {
             { name: "cleanup.policy", value: cleanupPolicy(spec) },
             { name: "retention.ms", value: String(spec.retentionMs ?? -1) },
             { name: "retention.bytes", value: String(spec.retentionBytes ?? -1) },
-            ...(spec.maxRecordBytes ? [{ name: "max.message.bytes", value: String(spec.maxRecordBytes) }] : []),
             ...(spec.compacted && spec.tombstoneRetentionMs !== undefined ? [{ name: "delete.retention.ms", value: String(spec.tombstoneRetentionMs) }] : []),
             ...(spec.compacted && spec.minCompactionLagMs !== undefined ? [{ name: "min.compaction.lag.ms", value: String(spec.minCompactionLagMs) }] : []),
+            ...(spec.maxRecordBytes ? [{ name: "max.message.bytes", value: String(spec.maxRecordBytes) }] : []),
           ],
         }],
       }),
@@ -531,6 +531,12 @@ class KafkaRegistryJournal implements RegistryJournal {
   }
 }
 
+/** Kafka's cleanup.policy for a spec: a compacted topic with an age or size bound also deletes. */
+export function cleanupPolicy(spec: Pick<TopicSpec, "compacted" | "retentionMs" | "retentionBytes">): "compact" | "compact,delete" | "delete" {
+  if (!spec.compacted) return "delete";
+  return spec.retentionMs !== null || spec.retentionBytes !== null ? "compact,delete" : "compact";
+}
+
 function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
@@ -544,9 +550,3 @@ function estimateSize(record: ProducedRecord): number {
 function closedError(): SluiceError {
   return new SluiceError("Kafka topic log is closed", { code: "TOPIC_LOG_CLOSED", context: { component: "kafka" } });
 }
-/** Kafka's cleanup.policy for a spec: a compacted topic with an age or size bound also deletes. */
-export function cleanupPolicy(spec: Pick<TopicSpec, "compacted" | "retentionMs" | "retentionBytes">): "compact" | "compact,delete" | "delete" {
-  if (!spec.compacted) return "delete";
-  return spec.retentionMs !== null || spec.retentionBytes !== null ? "compact,delete" : "compact";
-}
-
