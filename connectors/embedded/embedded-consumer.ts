@@ -124,7 +124,11 @@ export class EmbeddedConsumer implements TopicConsumer {
     const topic = cursor.topic.spec.name;
     while (cursor.next < bounds.end && budget.records > 0 && budget.bytes > 0) {
       const batch = this.batchAt(cursor);
-      if (!batch) return;
+      if (!batch) {
+        // Nothing stored from here to the end read above: compaction removed the partition's last records.
+        cursor.next = bounds.end;
+        return;
+      }
       while (batch.index < batch.records.length && budget.records > 0) {
         const record = batch.records[batch.index]!;
         const offset = batch.baseOffset + record.offsetDelta;

@@ -1,0 +1,116 @@
+/**
+ * The embedded log's compaction (maintenance.ts) as data topics use it: tombstones a consumer
+ * group has not read yet stay, young records stay, the first offset never moves, bounded reads,
+ * and a topic created uncompacted is switched in place without losing a key's only record.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { createLogger } from "../../daemon/logger.ts";
+import { missedHistory } from "../../daemon/missed-history.ts";
+import type { ProducedRecord, TopicSpec } from "../topics/contract.ts";
+import { readToEnd } from "../topics/contract-suite.ts";
+import { EmbeddedTopicLog } from "./embedded-log.ts";
+import type { EmbeddedLogOptions } from "./embedded-log.ts";
+
+const logger = createLogger("silent");
+const dir = mkdtempSync(join(tmpdir(), "sluice-compaction-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const rec = (topic: string, key: string, value: string | null, timestamp: number): ProducedRecord => ({ topic, key: encoder.encode(key), value: value === null ? null : encoder.encode(value), timestamp });
+const compacted = (name: string, extra: Partial<TopicSpec> = {}): TopicSpec => ({ name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: true, ...extra });
+
+function open(name: string, clock: () => number, options: Partial<EmbeddedLogOptions> = {}): EmbeddedTopicLog {
+  return EmbeddedTopicLog.open({ path: join(dir, `${name}.db`), logger, maintenanceIntervalMs: 0, clock, tombstoneRetentionMs: 1_000, ...options });
+}
+
+async function contents(log: EmbeddedTopicLog, topic: string): Promise<[string, string | null, bigint][]> {
+  const consumer = await log.consumer(`read-${Math.random()}`, [topic]);
+  const records = await readToEnd(log, consumer, [topic]);
+  await consumer.close();
+  return records.map((r) => [decoder.decode(r.key!), r.value === null ? null : decoder.decode(r.value), r.offset]);
+}
+
+function compactFully(log: EmbeddedTopicLog): void {
+  for (let i = 0; i < 5; i++) log.runMaintenance();
+}
+
+test("a tombstone stays while a consumer group has not read past it, and goes once every group has", async () => {
+  let now = 10_000_000;
+  const log = open("slow-group", () => now);
+  await log.createTopic(compacted("t"));
+  await log.produce([rec("t", "a", "a1", now), rec("t", "b", "b1", now)]);
+  await log.setCommittedOffsets("sink.slow", [{ topic: "t", partition: 0, offset: 2n }]);
+  await log.produce([rec("t", "a", "a-deleted", now), rec("t", "a", null, now)]);
+  now += 60_000;
+  compactFully(log);
+  assert.deepEqual(await contents(log, "t"), [["b", "b1", 1n], ["a", null, 3n]], "the slow group still has a, so it must see the tombstone");
+  await log.setCommittedOffsets("sink.slow", [{ topic: "t", partition: 0, offset: 4n }]);
+  await log.setCommittedOffsets("sink.fast", [{ topic: "t", partition: 0, offset: 4n }]);
+  compactFully(log);
+  assert.deepEqual(await contents(log, "t"), [["b", "b1", 1n]]);
+  assert.deepEqual((await log.partitionOffsets("t")).map((p) => [p.start, p.end]), [[0n, 4n]], "compaction never moves the first offset");
+  await log.close();
+});
+
+test("records younger than the minimum compaction lag stay; older superseded ones go", async () => {
+  let now = 10_000_000;
+  const log = open("lag", () => now, { minCompactionLagMs: 60_000 });
+  await log.createTopic(compacted("t"));
+  await log.produce([rec("t", "a", "a1", now), rec("t", "a", "a2", now)]);
+  compactFully(log);
+  assert.deepEqual(await contents(log, "t"), [["a", "a1", 0n], ["a", "a2", 1n]]);
+  now += 61_000;
+  compactFully(log);
+  assert.deepEqual(await contents(log, "t"), [["a", "a2", 1n]]);
+  await log.close();
+});
+
+test("compact,delete: retention by age removes old records (the first offset moves: history incomplete), compaction the superseded ones", async () => {
+  let now = 10_000_000;
+  const log = open("compact-delete", () => now);
+  await log.createTopic(compacted("t", { retentionMs: 100_000 }));
+  await log.produce([rec("t", "a", "a1", now), rec("t", "b", "b1", now)]);
+  now += 200_000;
+  await log.produce([rec("t", "c", "c1", now), rec("t", "c", "c2", now)]);
+  compactFully(log);
+  assert.deepEqual(await contents(log, "t"), [["c", "c2", 3n]]);
+  assert.deepEqual(await missedHistory(log, ["t"], []), [{ topic: "t", partition: 0, start: 2n, from: null }], "a new sink would miss a and b");
+  assert.deepEqual(await missedHistory(log, ["t"], [{ topic: "t", partition: 0, offset: 2n }]), [], "a sink that read them misses nothing");
+  await log.close();
+});
+
+test("a topic created uncompacted is switched in place: keys written since are compacted, keys last written before keep their records", async () => {
+  let now = 10_000_000;
+  const log = open("switch", () => now);
+  const legacy = { name: "t", partitions: 1, retentionMs: 100_000, retentionBytes: null, compacted: false };
+  await log.createTopic(legacy);
+  await log.produce([rec("t", "a", "a1", now), rec("t", "a", "a2", now), rec("t", "b", "b1", now), rec("t", "b", null, now)]);
+  await assert.rejects(log.createTopic(compacted("t")), { code: "TOPIC_MISMATCH" }, "without acceptUncompacted the layouts differ");
+  await log.createTopic(compacted("t", { acceptUncompacted: true }));
+  assert.equal((await log.listTopics()).find((s) => s.name === "t")?.compacted, true);
+  assert.equal((await log.listTopics()).find((s) => s.name === "t")?.retentionMs, null, "no more expiry by age");
+  await log.produce([rec("t", "a", "a3", now), rec("t", "c", "c1", now)]);
+  now += 1_000_000;
+  compactFully(log);
+  assert.deepEqual(await contents(log, "t"), [["b", "b1", 2n], ["b", null, 3n], ["a", "a3", 4n], ["c", "c1", 5n]]);
+  await log.close();
+});
+
+test("one run reads a bounded number of bytes: a pass over a large partition takes several runs", async () => {
+  let now = 10_000_000;
+  const log = open("bounded", () => now, { maxRowBytes: 64 * 1024, maintenanceBudget: 1_000 });
+  await log.createTopic(compacted("t"));
+  const big = "x".repeat(60 * 1024);
+  for (let i = 0; i < 400; i++) await log.produce([rec("t", `k${i % 10}`, `${i}${big}`, now)]);
+  now += 10_000;
+  const first = log.runMaintenance();
+  assert.ok(first.compactedRecords > 0 && first.compactedRecords < 390, `one run compacted ${first.compactedRecords} records`);
+  compactFully(log);
+  for (let i = 0; i < 100; i++) log.runMaintenance();
+  assert.equal((await contents(log, "t")).length, 10);
+  await log.close();
+});
