@@ -98,6 +98,18 @@ export async function listTables(sql: Sql, matches: TableMatcher): Promise<Captu
 
 const BINARY_TYPE = /^(binary|varbinary|tinyblob|blob|mediumblob|longblob)\b/;
 
+/**
+ * A COLUMN_DEFAULT that is a literal, as the DDL parser keeps it (ddl-parser.ts literalDefault): a
+ * number, or a string quoted the way MariaDB reports it. MySQL reports strings unquoted, like
+ * expressions, and those are left out.
+ */
+function literalColumnDefault(text: string | null | undefined): string | null {
+  if (text === null || text === undefined) return null;
+  if (/^-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) return text;
+  if (/^'(?:[^']|'')*'$/s.test(text)) return text;
+  return null;
+}
+
 /** Definitions of the given tables as information_schema shows them now; tables that do not exist are left out. */
 export async function readDefinitions(sql: Sql, tables: readonly TableName[]): Promise<Map<string, TableDefinition>> {
   const result = new Map<string, TableDefinition>();
@@ -105,7 +117,7 @@ export async function readDefinitions(sql: Sql, tables: readonly TableName[]): P
   const pairs = tables.map(() => "(?, ?)").join(", ");
   const values = tables.flatMap((t) => [t.database, t.table]);
   const columns = await sql.rows(
-    `SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME
+    `SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, COLUMN_DEFAULT
        FROM information_schema.COLUMNS WHERE (TABLE_SCHEMA, TABLE_NAME) IN (${pairs})
       ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION`,
     values,
@@ -128,7 +140,8 @@ export async function readDefinitions(sql: Sql, tables: readonly TableName[]): P
     const dbType = normalizeColumnType(field(row, "COLUMN_TYPE")!);
     const charset = BINARY_TYPE.test(dbType) ? "binary" : field(row, "CHARACTER_SET_NAME");
     const list = byTable.get(key) ?? [];
-    list.push({ name: field(row, "COLUMN_NAME")!, dbType, nullable: field(row, "IS_NULLABLE") === "YES", charset: charset?.toLowerCase() ?? null });
+    const literal = literalColumnDefault(field(row, "COLUMN_DEFAULT"));
+    list.push({ name: field(row, "COLUMN_NAME")!, dbType, nullable: field(row, "IS_NULLABLE") === "YES", charset: charset?.toLowerCase() ?? null, ...(literal === null ? {} : { default: literal }) });
     byTable.set(key, list);
   }
   const keyColumns = new Map<string, string[]>();

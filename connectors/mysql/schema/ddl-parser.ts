@@ -23,6 +23,8 @@ export interface ParsedColumn {
   /** Whether the type holds text (takes the table's default charset when none is given). */
   readonly textual: boolean;
   readonly primaryKey: boolean;
+  /** A literal DEFAULT as the catalog spells it (see literalDefault); absent for none, NULL or an expression. */
+  readonly default?: string;
 }
 
 export type ColumnPlace = { readonly first: true } | { readonly after: string } | null;
@@ -242,6 +244,7 @@ function columnDefinition(c: TokenCursor, options: ParseOptions): ParsedColumn {
   let nullable = true;
   let charset: string | null = null;
   let primaryKey = false;
+  let defaultValue: string | null = null;
   while (!c.done && !c.isPunct(",") && !c.isPunct(")") && !c.isKeyword("FIRST") && !c.isKeyword("AFTER")) {
     if (c.accept("NOT", "NULL")) nullable = false;
     else if (c.accept("NULL")) nullable = true;
@@ -256,7 +259,9 @@ function columnDefinition(c: TokenCursor, options: ParseOptions): ParsedColumn {
       nullable = false;
     } else if (c.accept("BINARY")) {
       // VARCHAR(n) BINARY: a _bin collation, still text.
-    } else if (c.accept("DEFAULT") || c.accept("COMMENT") || c.accept("ON", "UPDATE") || c.accept("COLUMN_FORMAT") || c.accept("STORAGE") || c.accept("SRID")) {
+    } else if (c.accept("DEFAULT")) {
+      defaultValue = literalDefault(c, options.mariadb);
+    } else if (c.accept("COMMENT") || c.accept("ON", "UPDATE") || c.accept("COLUMN_FORMAT") || c.accept("STORAGE") || c.accept("SRID")) {
       skipExpression(c);
     } else if (c.accept("GENERATED", "ALWAYS") || c.isKeyword("AS")) {
       c.accept("AS");
@@ -280,7 +285,29 @@ function columnDefinition(c: TokenCursor, options: ParseOptions): ParsedColumn {
   if (["NATIONAL", "NCHAR", "NVARCHAR"].includes(words[0]!.toUpperCase())) charset ??= "utf8mb3";
   const textual = TEXT_TYPES.has(base);
   if (BINARY_TYPES.has(base)) charset = "binary";
-  return { name, dbType, nullable, charset: textual || charset === "binary" ? charset : null, textual, primaryKey };
+  return { name, dbType, nullable, charset: textual || charset === "binary" ? charset : null, textual, primaryKey, ...(defaultValue === null ? {} : { default: defaultValue }) };
+}
+
+/**
+ * A column's DEFAULT when it is a literal, spelled as information_schema.COLUMNS.COLUMN_DEFAULT
+ * spells it, so definitions from DDL and from the catalog compare equal: numbers as written;
+ * strings quoted as MariaDB reports them (MySQL reports strings unquoted, indistinguishable from
+ * expressions, so they are left out there). NULL and expressions give null.
+ */
+function literalDefault(c: TokenCursor, mariadb: boolean): string | null {
+  const negative = c.isPunct("-") && c.peek(1)?.kind === "number";
+  if (negative) c.acceptPunct("-");
+  const token = c.peek();
+  if (token?.kind === "number") {
+    c.next();
+    return `${negative ? "-" : ""}${token.text}`;
+  }
+  if (token?.kind === "string") {
+    c.next();
+    return mariadb ? `'${token.text.replaceAll("'", "''")}'` : null;
+  }
+  skipExpression(c);
+  return null;
 }
 
 function renderArgs(tokens: Token[]): string {

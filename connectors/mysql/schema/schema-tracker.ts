@@ -365,5 +365,6 @@ function toColumn(column: ParsedColumn, fallbackCharset: string | null): ColumnD
     dbType: column.dbType,
     nullable: column.nullable,
     charset: column.charset ?? (column.textual ? (fallbackCharset ?? "utf8mb4") : null),
+    ...(column.default === undefined ? {} : { default: column.default }),
   };
 }

@@ -12,6 +12,8 @@ export interface ColumnDefinition {
   readonly nullable: boolean;
   /** MySQL charset of text columns ("utf8mb4", "latin1", "binary" for binary strings); null for other types. */
   readonly charset: string | null;
+  /** A literal default as information_schema spells it (`'x'`, `0`); absent for none or an expression. */
+  readonly default?: string;
 }
 
 export interface TableDefinition {
@@ -31,9 +33,8 @@ export function tableKey(database: string, table: string): string {
 export function toTableSchema(sourceName: string, definition: TableDefinition): TableSchema {
   const columns: ColumnSchema[] = definition.columns.map((column) => {
     const keyIndex = definition.key.indexOf(column.name);
-    return keyIndex < 0
-      ? { name: column.name, dbType: column.dbType, nullable: column.nullable }
-      : { name: column.name, dbType: column.dbType, nullable: column.nullable, primaryKeyIndex: keyIndex + 1 };
+    const base = { name: column.name, dbType: column.dbType, nullable: column.nullable, ...(column.default === undefined ? {} : { default: column.default }) };
+    return keyIndex < 0 ? base : { ...base, primaryKeyIndex: keyIndex + 1 };
   });
   return {
     source: sourceName,
