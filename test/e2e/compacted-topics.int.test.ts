@@ -172,6 +172,73 @@ test("embedded log: after compaction (superseded records and tombstones gone), a
   assert.doesNotMatch(logText, /SINK_HISTORY_INCOMPLETE/);
 });
 
+test("embedded log: a sink stopped while rows were deleted, whose delete records compaction then removed, deletes them from the tombstones", { timeout: 240_000 }, async (t) => {
+  const { schema, source, name, table, target, topic } = setup("lag");
+  await createTable(schema, table);
+  const rng = new Rng();
+  t.diagnostic(`seed ${rng.seed}`);
+  const logPath = join(dir, "lag-log.db");
+  const warehouse = join(dir, "lag-warehouse.duckdb");
+  const workload = new Workload(client, workloadTables([table]), rng, { negativeZero: false, enumLabels: ENUM_LABELS });
+  for (let i = 0; i < 40; i++) await workload.insert(workload.tables[0]!);
+  const base = { name, sources: [pgSourceConfig(source, [`${schema}.*`])], topics: { kind: "embedded", path: logPath, retention: { min_compaction_lag: 0 } } };
+  const config = { ...base, sinks: [duckSink("warehouse", warehouse)] };
+  const first = await SluiceDaemon.start(dir, config, "lag-1");
+  await waitSinkRows(first, "warehouse", target, table);
+  await first.stop();
+
+  // Capture alone (the sink is not configured): deletes and updates the sink has not seen.
+  const captureOnly = await SluiceDaemon.start(dir, { ...base, sinks: [] }, "lag-2");
+  await waitFor("the source to stream", async () => (await captureOnly.status()).sources.some((s) => s.position !== null), { daemon: captureOnly, timeoutMs: 120_000, intervalMs: 200 });
+  for (let i = 0; i < 15; i++) await workload.remove(workload.tables[0]!);
+  for (let i = 0; i < 10; i++) await workload.update(workload.tables[0]!);
+  await waitCaughtUp(captureOnly, client);
+  await captureOnly.stop();
+
+  const log = EmbeddedTopicLog.open({ path: logPath, logger: createLogger("silent"), maintenanceIntervalMs: 0, clock: () => Date.now() + 3_600_000 });
+  try {
+    for (let i = 0; i < 5; i++) log.runMaintenance();
+    const left = await countRecords(log, topic);
+    t.diagnostic(`after compaction: ${left.records} records, ${left.tombstones} tombstones`);
+    assert.ok(left.tombstones >= 15, "the tombstones stay: the sink's group has not read them");
+  } finally {
+    await log.close();
+  }
+  const again = await SluiceDaemon.start(dir, config, "lag-3");
+  await waitCaughtUp(again, client);
+  await waitSinkRows(again, "warehouse", target, table);
+  await again.stop();
+  await assertEqualsPostgres(warehouse, table, target, "the sink that read the deletes as tombstones only");
+});
+
+test("embedded log with cleanup_policy delete: once retention removed records, a sink added later says its history is incomplete", { timeout: 240_000 }, async () => {
+  const { schema, source, name, table, target, topic } = setup("gone");
+  await createTable(schema, table);
+  const workload = new Workload(client, workloadTables([table]), new Rng(), { negativeZero: false, enumLabels: ENUM_LABELS });
+  for (let i = 0; i < 30; i++) await workload.insert(workload.tables[0]!);
+  const base = { name, sources: [pgSourceConfig(source, [`${schema}.*`])], topics: { kind: "embedded", path: join(dir, "gone-log.db"), retention: { cleanup_policy: "delete", max_age: "2s" } } };
+  const first = await SluiceDaemon.start(dir, { ...base, sinks: [duckSink("warehouse", join(dir, "gone-warehouse.duckdb"))] }, "gone-1");
+  await waitSinkRows(first, "warehouse", target, table);
+  // The daemon's retention job runs every 10 s.
+  const logPath = join(dir, "gone-log.db");
+  await waitFor("retention to remove the first records", async () => {
+    const log = EmbeddedTopicLog.open({ path: logPath, logger: createLogger("silent"), readOnly: true });
+    try {
+      return (await log.partitionOffsets(topic)).some((p) => p.start > 0n);
+    } finally {
+      await log.close();
+    }
+  }, { daemon: first, timeoutMs: 90_000, intervalMs: 1_000 });
+  await first.stop();
+  const added = await SluiceDaemon.start(dir, { ...base, sinks: [duckSink("warehouse", join(dir, "gone-warehouse.duckdb")), duckSink("added", join(dir, "gone-added.duckdb"))] }, "gone-2");
+  const warning = await waitFor("the added sink's warning", async () => readFileSync(added.logFile, "utf8").split("\n").find((line) => line.includes("SINK_HISTORY_INCOMPLETE")), { daemon: added, timeoutMs: 60_000, intervalMs: 300 });
+  await added.stop();
+  const logged = JSON.parse(warning) as { msg: string; partitions: { topic: string; partition: number; start: string; from: string | null }[] };
+  assert.match(logged.msg, /^sink added: this new sink starts after records retention removed \(\S+:0 starts at offset [1-9]\d*\): it will miss the rows whose changes are gone.*Re-snapshot the source/);
+  assert.deepEqual(logged.partitions.map((p) => [p.topic, p.from]), [[topic, null]]);
+  assert.ok(!readFileSync(added.logFile, "utf8").split("\n").some((line) => line.includes("SINK_HISTORY_INCOMPLETE") && line.includes('"sink warehouse')), "the sink that read everything is not warned");
+});
+
 /** Every record the topic holds, read with a throwaway group (a poll comes back empty only at the end). */
 async function countRecords(log: EmbeddedTopicLog, topic: string): Promise<{ records: number; tombstones: number }> {
   const consumer = await log.consumer(randomName("count"), [topic]);
