@@ -110,7 +110,7 @@ test("changes carry commit LSN, own LSN, xid and commit time; a key change split
   assert.deepEqual(out.transactions.map((t) => [t.status, t.position]), [["BEGIN", { commit: C, change: 0x4100n }]]);
   assert.deepEqual(d.throughPosition, throughPosition(C));
   await decodeAll(d, [heartbeat(0x6000n)]);
-  assert.deepEqual(d.throughPosition, throughPosition(0x6000n));
+  assert.deepEqual(d.throughPosition, throughPosition(0x5fffn), "a heartbeat ending at 0x6000 is decoded through the LSN below");
 });
 
 test("after a resume, events at or before the checkpoint are skipped, BEGIN is not repeated", async () => {
@@ -150,7 +150,21 @@ test("several transactions share a batch whose checkpoint ends the last one", as
 
 test("heartbeats alone yield an empty batch whose checkpoint advances", async () => {
   const result = await batches([heartbeat(0x6000n), heartbeat(0x6100n)], 10, 1);
-  assert.deepEqual(result.at(-1), { ids: [], checkpoint: throughPosition(0x6100n) });
+  assert.deepEqual(result.at(-1), { ids: [], checkpoint: throughPosition(0x60ffn) });
+});
+
+test("a heartbeat whose record ends where a transaction's commit record begins is below that transaction: no checkpoint claims it before its last change", async () => {
+  // pg_logical_emit_message(false, ...) carries the LSN where its record ends; the next record, here
+  // the commit of a transaction whose changes come after the heartbeat in the stream, starts there.
+  const C = 0x9000n;
+  const result = await batches([heartbeat(C), begin(C), relation(0x8100n), insert(0x8100n, 1, "a"), insert(0x8200n, 2, "b"), insert(0x8300n, 3, "c"), commit(C)], 2);
+  assert.deepEqual(result, [
+    { ids: [1, 2], checkpoint: { commit: C, change: 0x8200n } },
+    { ids: [3], checkpoint: throughPosition(C) },
+  ]);
+  const alone = await batches([heartbeat(C)], 10, 1);
+  assert.deepEqual(alone, [{ ids: [], checkpoint: throughPosition(C - 1n) }]);
+  assert.equal(flushLsnFor(alone[0]!.checkpoint), C, "confirming it does not confirm a commit record that starts at its end");
 });
 
 const keepalive = (walEnd: bigint, replyRequested: boolean): WalMessage => ({ walStart: walEnd, payload: Buffer.alloc(0), keepalive: { replyRequested } });
@@ -171,7 +185,7 @@ test("keepalives without a reply request move the position at the progress inter
   assert.deepEqual(inside, [{ ids: [1], checkpoint: throughPosition(C) }], "the keepalive inside the transaction does not carry the checkpoint past its commit");
   const d = decoder();
   await decodeAll(d, [heartbeat(0x6000n), keepalive(0x5000n, false)]);
-  assert.deepEqual(d.throughPosition, throughPosition(0x6000n), "an older WAL end never moves the position back");
+  assert.deepEqual(d.throughPosition, throughPosition(0x5fffn), "an older WAL end never moves the position back");
 });
 
 test("outbox: transactional logical messages with the prefix become events of pg_logical_message.<prefix> in their transaction; others are not", async () => {

@@ -135,7 +135,10 @@ export class StreamDecoder {
           this.outboxMessage(decoded.content, decoded.lsn, out);
           return;
         }
-        if (!decoded.transactional && this.transaction === null) this.advanceThrough(throughPosition(decoded.lsn));
+        // A non-transactional message (a heartbeat) carries the LSN where its record ends, which is where
+        // the next record starts: a transaction whose commit record starts there comes after it in the
+        // stream, so the message is decoded through the LSN below, never through that commit.
+        if (!decoded.transactional && this.transaction === null) this.advanceThrough(throughPosition(decoded.lsn - 1n));
         else if (decoded.transactional && decoded.prefix === WATERMARK_PREFIX && this.transaction !== null) {
           this.options.interleave?.watermark(decoded.content.toString("utf8"), this.transaction.commitLsn, out);
         }
