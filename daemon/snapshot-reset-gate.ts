@@ -2,7 +2,8 @@
  * Holds a table's snapshot reset (connectors/common/snapshot-reset.ts) back until the sink has
  * applied, in every partition of the table's topic, everything written before the reset.
  *
- * Why: the reset has no key, so it sits in partition 0, after that partition's snapshot rows only.
+ * Why: the reset sits in one partition (the table's truncate key's, daemon/compacted-records.ts;
+ * partition 0 when it has no key), after that partition's snapshot rows only.
  * A sink reads partitions at their own pace; applied as soon as it is read, the reset removed the
  * rows an earlier attempt wrote for keys whose new snapshot rows, in other partitions, were still
  * unread, and those rows vanished from the sink until they were read.

@@ -31,8 +31,9 @@ export async function reportUncompactedTopics(log: TopicLog, config: SluiceConfi
   if (policy === "delete") return [];
   const sources = config.sources.map((s) => s.name);
   const found: UncompactedTopic[] = [];
-  for (const spec of await log.listTopics()) {
-    if (spec.compacted || parseDataTopic(config.name, sources, spec.name) === null) continue;
+  const dataTopics = (await log.topicNames()).filter((name) => parseDataTopic(config.name, sources, name) !== null);
+  for (const spec of await log.listTopics(dataTopics)) {
+    if (spec.compacted) continue;
     // A table without a key writes keyless records, which a compacted topic refuses: its topic stays as it is.
     if ((await registry.getLatest(subjectForTopic(spec.name, "key"))) === null) continue;
     const gaps = (await log.partitionOffsets(spec.name)).filter((p) => p.start > 0n).map((p) => ({ partition: p.partition, start: p.start }));

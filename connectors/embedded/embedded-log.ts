@@ -258,9 +258,10 @@ export class EmbeddedTopicLog implements TopicLog {
     this.topics.delete(name);
   }
 
-  async listTopics(): Promise<TopicSpec[]> {
+  async listTopics(names?: readonly string[]): Promise<TopicSpec[]> {
     this.assertOpen();
-    return (this.statements.allTopics.all() as unknown as TopicRow[]).map((row) => specOf(row));
+    const all = (this.statements.allTopics.all() as unknown as TopicRow[]).map((row) => specOf(row));
+    return names ? all.filter((spec) => names.includes(spec.name)) : all;
   }
 
   async topicNames(): Promise<string[]> {

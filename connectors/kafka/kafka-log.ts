@@ -220,9 +220,10 @@ export class KafkaTopicLog implements TopicLog {
     this.partitionCounts.delete(name);
   }
 
-  async listTopics(): Promise<TopicSpec[]> {
+  async listTopics(names?: readonly string[]): Promise<TopicSpec[]> {
     const specs: TopicSpec[] = [];
-    for (const name of await this.topicNames()) {
+    const existing = await this.topicNames();
+    for (const name of names ? existing.filter((n) => names.includes(n)) : existing) {
       const spec = await this.describeTopic(name);
       // The layout and retention, as the embedded log lists them; the size limit is the broker's business.
       if (spec) {

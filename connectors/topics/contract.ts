@@ -148,7 +148,8 @@ export interface TopicLog {
   /** Creates the topic, or checks that an existing one matches (partitions, compaction): a mismatch is a TOPIC_MISMATCH error naming both. */
   createTopic(spec: TopicSpec): Promise<void>;
   deleteTopic(name: string): Promise<void>;
-  listTopics(): Promise<TopicSpec[]>;
+  /** Every topic, or only those of `names` that exist (Kafka: one describe per topic listed). */
+  listTopics(names?: readonly string[]): Promise<TopicSpec[]>;
   /** The names alone, sorted: cheap enough to call often (Kafka: no describe per topic). */
   topicNames(): Promise<string[]>;
 
