@@ -16,6 +16,7 @@ import { Daemon } from "./daemon.ts";
 import { callDaemon, daemonUrl, refusalHint, unreachableReason } from "./daemon-client.ts";
 import type { DaemonAnswer } from "./daemon-client.ts";
 import { HALTED_DETAILS, HALTED_USAGE, runHaltedCommand } from "./halted-command.ts";
+import { runSnapshotCommand, SNAPSHOT_DETAILS, SNAPSHOT_USAGE } from "./snapshot-command.ts";
 import { createLogger, stdoutDestination } from "./logger.ts";
 import { ProgressDisplay } from "./progress-display.ts";
 import { runRebuildCommand } from "./rebuild-command.ts";
@@ -194,6 +195,17 @@ const commands: Record<string, Command> = {
       const config = loadConfigFile(configPath(values));
       const options = { sink: values["sink"] as string | undefined, source: values["source"] as string | undefined, table: values["table"] as string | undefined, execute: values["execute"] === true, json: values["json"] === true };
       return runHaltedCommand(config, positionals, options, io);
+    },
+  },
+  snapshot: {
+    summary: "read one table again online (in key-ordered chunks while capture goes on), or list the snapshots in progress; a dry run unless --execute",
+    usage: SNAPSHOT_USAGE,
+    details: `${CONFIG_HELP}\n${SNAPSHOT_DETAILS}`,
+    options: { ...configOption, table: { type: "string" }, where: { type: "string" }, source: { type: "string" }, execute: { type: "boolean" }, json: { type: "boolean" } },
+    async run(values, positionals, io) {
+      const config = loadConfigFile(configPath(values));
+      const options = { table: values["table"] as string | undefined, where: values["where"] as string | undefined, source: values["source"] as string | undefined, execute: values["execute"] === true, json: values["json"] === true };
+      return runSnapshotCommand(config, positionals, options, io);
     },
   },
   version: {

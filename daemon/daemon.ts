@@ -16,6 +16,9 @@ import { CapturePipeline } from "./capture.ts";
 import { captureEncoder, createSource, dataTopicPrefix, dataTopicSpec, internalTopicSpec, openRegistry, parkingTopic, sinkGroupName, sinkTopics, sourceStateDir } from "./components.ts";
 import { reportUncompactedTopics } from "./topic-policy.ts";
 import { haltedHandler } from "./halted-admin.ts";
+import { snapshotHandler } from "./snapshot-admin.ts";
+import type { SnapshotTarget } from "./snapshot-admin.ts";
+import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
 import { withOutbox } from "./outbox-router.ts";
 import type { HaltAction } from "./halted.ts";
 import { HttpServer, sendJson } from "./http-server.ts";
@@ -235,6 +238,7 @@ export class Daemon {
     );
     this.http.mount("/sinks", releasable);
     this.http.mount("/sources", releasable);
+    this.http.mount("/sources", snapshotHandler((name) => this.snapshotTarget(name), () => this.captures.map((c) => c.name)));
     for (const capture of this.captures) capture.done = this.supervise(`source ${capture.name}`, capture.pipeline.run(this.captureStop.signal));
     for (const sink of this.sinks) sink.done = this.supervise(`sink ${sink.name}`, sink.thread.finished);
     this.started = true;
@@ -317,6 +321,15 @@ export class Daemon {
     for (const capture of this.captures) if (!sources[capture.name]) waiting[`source ${capture.name}`] = capture.pipeline.waitingFor() ?? "connecting";
     for (const sink of this.sinks) if (!sinks[sink.name]) waiting[`sink ${sink.name}`] = sink.thread.waitingFor() ?? "starting";
     return { ready, log, sources, sinks, waiting };
+  }
+
+  /** Online snapshots of a source this process captures (sluice snapshot). */
+  private snapshotTarget(name: string): SnapshotTarget | undefined {
+    const running = this.captures.find((c) => c.name === name);
+    if (running === undefined) return undefined;
+    const snapshots = (running.source as { snapshots?: OnlineSnapshotting }).snapshots;
+    if (snapshots !== undefined) return { snapshots };
+    return { unsupported: `source "${name}" (${running.source.kind}) does not take online snapshots yet` };
   }
 
   /** Records each sink has yet to apply, or null when the topic log cannot say now. */

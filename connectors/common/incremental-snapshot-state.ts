@@ -34,6 +34,39 @@ export interface SnapshotTask {
   readonly origin: string;
 }
 
+/** What a snapshot request would do: the dry run's answer, and the request's. */
+export interface OnlineSnapshotPlan {
+  readonly source: string;
+  readonly table: string;
+  readonly key: readonly string[];
+  readonly keySource: string;
+  readonly where: string | null;
+  /** The planner's estimate of the rows to read (with the WHERE condition). */
+  readonly estimatedRows: number | null;
+  readonly chunkRows: number;
+  readonly estimatedChunks: number | null;
+  /** A whole-table snapshot ends with a reset that removes rows the source no longer has. */
+  readonly reset: boolean;
+  /** Snapshots queued before this one. */
+  readonly queuedBehind: number;
+}
+
+export interface FailedSnapshot {
+  readonly id: string;
+  readonly table: string;
+  readonly error: string;
+  readonly code: string;
+  readonly atMs: number;
+}
+
+/** What a source that takes online snapshots offers the daemon (admin API, signal table, tables added later). */
+export interface OnlineSnapshotting {
+  plan(table: string, where: string | null): Promise<OnlineSnapshotPlan>;
+  request(table: string, where: string | null, origin: string, id?: string): Promise<{ plan: OnlineSnapshotPlan; task: SnapshotTask }>;
+  /** Snapshots queued or running, and the last ones that failed. */
+  list(): { readonly tasks: readonly SnapshotTask[]; readonly failed: readonly FailedSnapshot[] };
+}
+
 const MARK = "\nsnapshots:";
 
 /** Position.resume carrying the tasks after the source's own token (e.g. a GTID set); undefined when both are empty. */

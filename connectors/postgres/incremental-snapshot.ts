@@ -25,7 +25,7 @@ import type { Logger } from "pino";
 import type { ChangeEvent, Row, TableSnapshotProgress } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
-import type { SnapshotLedger, SnapshotTask } from "../common/incremental-snapshot-state.ts";
+import type { FailedSnapshot, SnapshotLedger, SnapshotTask } from "../common/incremental-snapshot-state.ts";
 import type { CapturedTable } from "./captured-tables.ts";
 import { insertEvent, truncateEvent } from "./change-events.ts";
 import type { EventOrigin } from "./change-events.ts";
@@ -56,9 +56,13 @@ export interface IncrementalSnapshotOptions {
 
 interface OpenChunk {
   readonly seq: number;
-  readonly task: SnapshotTask;
+  readonly taskId: string;
   readonly table: CapturedTable;
   readonly version: bigint;
+  /** Task fields fixed by the first chunk read (kept unless the task already has them). */
+  readonly resetVersion: string;
+  readonly startedAtMs: number;
+  readonly rowsEstimated: number | null;
   /** Set once the SELECT returned (always before the high watermark is written). */
   rows: (string | null)[][] | null;
   /** Keys the stream changed between the watermarks. */
@@ -68,12 +72,19 @@ interface OpenChunk {
   readonly handedOn: PromiseWithResolvers<void>;
 }
 
-export interface FailedSnapshot {
-  readonly table: string;
-  readonly error: string;
-  readonly code: string;
-  readonly atMs: number;
+/** Where reading stands for the task being read (ahead of what the stream has handed on). */
+interface ReadCursor {
+  readonly taskId: string;
+  lastKey: readonly (string | null)[] | null;
+  resetVersion: string | null;
+  startedAtMs: number | null;
+  readingDone: boolean;
+  /** The table as resolved for this task's first chunk (again after any failure). */
+  resolved: ResolvedTable | null;
 }
+
+/** Chunks read but not yet handed on: overlapping the stream's round trip keeps the snapshot fast; memory stays at this many chunks. */
+const CHUNKS_IN_FLIGHT = 3;
 
 /** Identity of a key for comparing chunk rows with streamed changes. */
 export function keyText(table: { readonly schema: { readonly key: readonly string[] } }, key: Row): string {
@@ -90,7 +101,8 @@ export class IncrementalSnapshots implements StreamInterleave {
   /** Watermarks of earlier runs (before a restart) are replayed by the stream and ignored. */
   private readonly runId = randomBytes(6).toString("hex");
   private seq = 0;
-  private chunk: OpenChunk | null = null;
+  private inFlight: OpenChunk[] = [];
+  private cursor: ReadCursor | null = null;
   private client: pg.Client | null = null;
   private wake: (() => void) | null = null;
   private readonly failures: FailedSnapshot[] = [];
@@ -102,9 +114,9 @@ export class IncrementalSnapshots implements StreamInterleave {
   }
 
   /** Queues a snapshot of `table` (already checked by the caller); returns its task. */
-  request(table: string, where: string | null, origin: string): SnapshotTask {
+  request(table: string, where: string | null, origin: string, id?: string): SnapshotTask {
     const task: SnapshotTask = {
-      id: `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`,
+      id: id ?? `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`,
       table,
       where,
       lastKey: null,
@@ -154,13 +166,16 @@ export class IncrementalSnapshots implements StreamInterleave {
           continue;
         }
         try {
-          await this.readChunk(task, signal);
+          await this.step(task, signal);
           failuresInRow = 0;
         } catch (error) {
           if (signal.aborted) break;
           const failure = toSluiceError(error, `incremental snapshot of ${task.table} failed`, { ...this.options.context, table: task.table });
-          this.chunk = null;
-          if (failure.retriable) {
+          // Read again from what the stream handed on: chunks in flight are dropped.
+          this.inFlight = [];
+          this.cursor = null;
+          // A schema change can fail a chunk read with the table as resolved before: read it once more, resolved anew.
+          if (failure.retriable || failuresInRow === 0) {
             failuresInRow++;
             const delayMs = Math.min(30_000, 500 * 2 ** Math.min(failuresInRow, 6));
             this.logger.warn({ err: failure.message, table: task.table, delayMs }, "incremental snapshot chunk failed; retrying");
@@ -169,7 +184,7 @@ export class IncrementalSnapshots implements StreamInterleave {
             continue;
           }
           this.logger.error({ err: failure.message, ...failure.toLog() }, "incremental snapshot of table failed; going on with the others");
-          this.failures.push({ table: task.table, error: failure.message, code: failure.code, atMs: Date.now() });
+          this.failures.push({ id: task.id, table: task.table, error: failure.message, code: failure.code, atMs: Date.now() });
           if (this.failures.length > 20) this.failures.shift();
           this.options.ledger.remove(task.id);
         }
@@ -186,16 +201,23 @@ export class IncrementalSnapshots implements StreamInterleave {
 
   /** Decoder hook: a watermark in commit order. Hands on the chunk's rows at its high watermark. */
   watermark(content: string, commitLsn: bigint, out: DecodedOutput): void {
-    const chunk = this.chunk;
-    const [runId, seq, kind] = content.split(":");
-    if (chunk === null || runId !== this.runId || Number(seq) !== chunk.seq) return;
+    const [runId, seqText, kind] = content.split(":");
+    if (runId !== this.runId) return;
+    const chunk = this.inFlight.find((c) => c.seq === Number(seqText));
+    if (chunk === undefined) return;
     if (kind === "low") {
       chunk.windowOpen = true;
       return;
     }
     if (kind !== "high" || chunk.rows === null) return;
-    this.chunk = null;
-    const { table, task, rows, version } = chunk;
+    // High watermarks commit in the order they were written: this is the oldest chunk in flight.
+    this.inFlight = this.inFlight.filter((c) => c !== chunk);
+    const task = this.options.ledger.tasks.find((t) => t.id === chunk.taskId);
+    if (task === undefined) {
+      chunk.handedOn.resolve();
+      return;
+    }
+    const { table, rows, version } = chunk;
     const origin: EventOrigin = { sourceName: this.options.sourceName, position: { commit: commitLsn, change: version }, txId: null, commitTimeMs: Date.now(), snapshot: true };
     let handedOn = 0;
     if (!chunk.truncated) {
@@ -212,17 +234,22 @@ export class IncrementalSnapshots implements StreamInterleave {
       ...task,
       lastKey: lastRow === undefined ? task.lastKey : table.keyIndexes.map((i) => lastRow[i] ?? null),
       rowsDone: task.rowsDone + rows.length,
+      resetVersion: task.resetVersion ?? chunk.resetVersion,
+      startedAtMs: task.startedAtMs ?? chunk.startedAtMs,
+      rowsEstimated: task.rowsEstimated ?? chunk.rowsEstimated,
     };
-    if (last && task.where === null && task.resetVersion !== null) {
-      out.events.push(truncateEvent(table, { ...origin, position: { commit: commitLsn, change: BigInt(task.resetVersion) } }));
+    if (last && task.where === null) {
+      out.events.push(truncateEvent(table, { ...origin, position: { commit: commitLsn, change: BigInt(next.resetVersion!) } }));
     }
     this.options.ledger.record(origin.position, task.id, last ? null : next);
+    out.chunkHandedOn = true;
     this.updateRate(next);
     if (last) {
       const now = Date.now();
-      this.options.finished.push({ table: task.table, state: "done", rowsDone: next.rowsDone, rowsEstimated: task.rowsEstimated, rowsPerSecond: this.rates.get(task.id)?.perSecond ?? 0, startedAtMs: task.startedAtMs, finishedAtMs: now });
+      this.options.finished.push({ table: task.table, state: "done", rowsDone: next.rowsDone, rowsEstimated: next.rowsEstimated, rowsPerSecond: this.rates.get(task.id)?.perSecond ?? 0, startedAtMs: next.startedAtMs, finishedAtMs: now });
       if (this.options.finished.length > 20) this.options.finished.shift();
       this.rates.delete(task.id);
+      if (this.cursor?.taskId === task.id) this.cursor = null;
       this.logger.info({ table: task.table, rows: next.rowsDone, handedOnLastChunk: handedOn, id: task.id }, "incremental snapshot of table finished");
     }
     this.options.onProgress?.();
@@ -231,46 +258,78 @@ export class IncrementalSnapshots implements StreamInterleave {
 
   /** Decoder hook: every change handed on. Inside a chunk's window its key leaves the chunk. */
   changed(event: ChangeEvent): void {
-    const chunk = this.chunk;
-    if (chunk === null || !chunk.windowOpen) return;
-    if (event.source.table !== chunk.table.schema.table || event.source.schema !== chunk.table.schema.schema) return;
-    if (event.op === "t") chunk.truncated = true;
-    else chunk.changed.add(keyText(chunk.table, event.key));
+    for (const chunk of this.inFlight) {
+      if (!chunk.windowOpen || event.source.table !== chunk.table.schema.table || event.source.schema !== chunk.table.schema.schema) continue;
+      if (event.op === "t") chunk.truncated = true;
+      else chunk.changed.add(keyText(chunk.table, event.key));
+    }
   }
 
-  private async readChunk(task: SnapshotTask, signal: AbortSignal): Promise<void> {
-    const { table, estimatedRows } = await this.options.resolve(task.table);
+  /** Reads the task's next chunk while fewer than CHUNKS_IN_FLIGHT wait for the stream; otherwise waits for the oldest to be handed on. */
+  private async step(task: SnapshotTask, signal: AbortSignal): Promise<void> {
+    if (this.cursor === null || this.cursor.taskId !== task.id) {
+      this.cursor = { taskId: task.id, lastKey: task.lastKey, resetVersion: task.resetVersion, startedAtMs: task.startedAtMs, readingDone: false, resolved: null };
+    }
+    const cursor = this.cursor;
+    if (!cursor.readingDone && this.inFlight.length < CHUNKS_IN_FLIGHT) {
+      await this.readChunk(task, cursor);
+      return;
+    }
+    const oldest = this.inFlight[0];
+    if (oldest === undefined) {
+      // Everything read was handed on but the task is still there: it finished while we looked, or read again.
+      if (this.options.ledger.tasks[0]?.id === task.id) this.cursor = null;
+      return;
+    }
+    await untilOrAborted(oldest.handedOn.promise, signal);
+  }
+
+  private async readChunk(task: SnapshotTask, cursor: ReadCursor): Promise<void> {
+    cursor.resolved ??= await this.options.resolve(task.table);
+    const { table, estimatedRows } = cursor.resolved;
     if (!table.uniqueKey) throw noChunkKey(task.table, this.options.context);
     const client = await this.connection();
     const restartLsn = await this.restartLsn(client);
-    let current = task;
-    if (task.resetVersion === null || task.startedAtMs === null) {
-      current = { ...task, resetVersion: task.resetVersion ?? String(restartLsn - 2n), startedAtMs: task.startedAtMs ?? Date.now(), rowsEstimated: task.rowsEstimated ?? estimatedRows };
+    if (cursor.resetVersion === null || cursor.startedAtMs === null) {
+      cursor.resetVersion ??= String(restartLsn - 2n);
+      cursor.startedAtMs ??= Date.now();
       this.logger.info({ table: task.table, key: table.schema.key, where: task.where, estimatedRows, id: task.id }, "incremental snapshot of table started");
     }
     const seq = ++this.seq;
-    const chunk: OpenChunk = { seq, task: current, table, version: restartLsn - 1n, rows: null, changed: new Set(), truncated: false, windowOpen: false, handedOn: Promise.withResolvers() };
-    this.chunk = chunk;
+    const chunk: OpenChunk = {
+      seq,
+      taskId: task.id,
+      table,
+      version: restartLsn - 1n,
+      resetVersion: cursor.resetVersion,
+      startedAtMs: cursor.startedAtMs,
+      rowsEstimated: task.rowsEstimated ?? estimatedRows,
+      rows: null,
+      changed: new Set(),
+      truncated: false,
+      windowOpen: false,
+      handedOn: Promise.withResolvers(),
+    };
+    this.inFlight.push(chunk);
     await this.emitWatermark(client, seq, "low");
-    chunk.rows = await this.select(client, table, current);
+    const rows = await this.select(client, table, task.where, cursor.lastKey);
+    chunk.rows = rows;
+    const lastRow = rows.at(-1);
+    if (lastRow !== undefined) cursor.lastKey = table.keyIndexes.map((i) => lastRow[i] ?? null);
+    if (rows.length < this.options.chunkRows) cursor.readingDone = true;
     await this.emitWatermark(client, seq, "high");
-    const aborted = new Promise<never>((_, reject) => {
-      if (signal.aborted) reject(signal.reason as Error);
-      signal.addEventListener("abort", () => reject(signal.reason as Error), { once: true });
-    });
-    await Promise.race([chunk.handedOn.promise, aborted]);
   }
 
-  private async select(client: pg.Client, table: CapturedTable, task: SnapshotTask): Promise<(string | null)[][]> {
+  private async select(client: pg.Client, table: CapturedTable, where: string | null, lastKey: readonly (string | null)[] | null): Promise<(string | null)[][]> {
     const keyColumns = table.keyIndexes.map((i) => table.columns[i]!);
     const keyList = keyColumns.map((c) => quoteIdent(c.name)).join(", ");
     const conditions: string[] = [];
     if (table.rowFilter !== null) conditions.push(`(${table.rowFilter})`);
-    if (task.where !== null) conditions.push(`(${task.where})`);
+    if (where !== null) conditions.push(`(${where})`);
     const values: (string | null)[] = [];
-    if (task.lastKey !== null) {
+    if (lastKey !== null) {
       conditions.push(`(${keyList}) > (${keyColumns.map((c, i) => `$${i + 1}::${c.sqlType}`).join(", ")})`);
-      values.push(...task.lastKey);
+      values.push(...lastKey);
     }
     const from = `${table.kind === "p" ? "" : "ONLY "}${quoteIdent(table.schema.schema)}.${quoteIdent(table.schema.table)}`;
     const text =
@@ -338,6 +397,25 @@ export class IncrementalSnapshots implements StreamInterleave {
       signal.addEventListener("abort", done, { once: true });
     });
   }
+}
+
+/** Waits for `promise`, or rejects when `signal` aborts first (leaving no listener behind). */
+function untilOrAborted(promise: Promise<void>, signal: AbortSignal): Promise<void> {
+  signal.throwIfAborted();
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      },
+      (error: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error as Error);
+      },
+    );
+  });
 }
 
 export function noChunkKey(table: string, context: ErrorContext): SluiceError {

@@ -7,7 +7,7 @@ import type pg from "pg";
 import type { PostgresSourceConfig } from "../../config/schema.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
-import type { SnapshotTask } from "../common/incremental-snapshot-state.ts";
+import type { FailedSnapshot, OnlineSnapshotPlan, OnlineSnapshotting, SnapshotTask } from "../common/incremental-snapshot-state.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import type { CapturedTables } from "./captured-tables.ts";
 import { listTables, publicationInfo, publishedTables } from "./catalog.ts";
@@ -25,24 +25,7 @@ export interface OnlineSnapshotHost {
   readonly context: () => ErrorContext;
 }
 
-/** What a snapshot request would do: the dry run's answer, and the request's. */
-export interface OnlineSnapshotPlan {
-  readonly source: string;
-  readonly table: string;
-  readonly key: readonly string[];
-  readonly keySource: string;
-  readonly where: string | null;
-  /** The planner's estimate of the rows to read (with the WHERE condition). */
-  readonly estimatedRows: number | null;
-  readonly chunkRows: number;
-  readonly estimatedChunks: number | null;
-  /** A whole-table snapshot ends with a reset that removes rows the source no longer has. */
-  readonly reset: boolean;
-  /** Snapshots queued before this one. */
-  readonly queuedBehind: number;
-}
-
-export class OnlineSnapshotRequests {
+export class OnlineSnapshotRequests implements OnlineSnapshotting {
   private readonly host: OnlineSnapshotHost;
 
   constructor(host: OnlineSnapshotHost) {
@@ -70,10 +53,15 @@ export class OnlineSnapshotRequests {
     };
   }
 
-  async request(table: string, where: string | null, origin: string): Promise<{ plan: OnlineSnapshotPlan; task: SnapshotTask }> {
+  async request(table: string, where: string | null, origin: string, id?: string): Promise<{ plan: OnlineSnapshotPlan; task: SnapshotTask }> {
     const plan = await this.plan(table, where);
-    const task = this.running().request(table, plan.where, origin);
+    const task = this.running().request(table, plan.where, origin, id);
     return { plan, task };
+  }
+
+  list(): { tasks: readonly SnapshotTask[]; failed: readonly FailedSnapshot[] } {
+    const engine = this.host.engine();
+    return { tasks: engine?.tasks() ?? [], failed: engine?.failed() ?? [] };
   }
 
   /** The table as the catalog shows it now, with its published columns and row filter; refuses one the source does not capture. */

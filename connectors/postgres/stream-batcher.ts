@@ -54,6 +54,7 @@ export class StreamBatcher {
         if (message.keepalive?.replyRequested === true) this.replyWanted = true;
         const pending = decoder.apply(message, out);
         if (pending !== undefined) await pending;
+        if (out.chunkHandedOn === true && !decoder.inTransaction) break;
       }
       // A full batch followed by its transaction's commit takes the commit too: its checkpoint then ends the transaction.
       while (out.events.length >= maxBatchEvents && buffer.peek()?.payload[0] === COMMIT_TAG) void decoder.apply(buffer.shift()!, out);

@@ -33,6 +33,8 @@ export interface TransactionEvent {
 export interface DecodedOutput {
   readonly events: ChangeEvent[];
   readonly transactions: TransactionEvent[];
+  /** Set when an online snapshot chunk was handed on: the batch ends after its transaction, so a crash reads at most that chunk again. */
+  chunkHandedOn?: boolean;
 }
 
 interface OpenTransaction {

@@ -1,0 +1,80 @@
+/**
+ * The admin endpoints behind `sluice snapshot`: POST /sources/<source>/snapshots with the JSON body
+ * {"table": "schema.table", "where": "...", "execute": true|false} checks the table (captured,
+ * published, keyed) and answers the plan (rows, chunks, whether a reset ends it); with execute it
+ * also queues the online snapshot. GET /sources/<source>/snapshots lists the queued, running and
+ * failed ones. 404 for an unknown source, 409 when the source cannot take one now, 400 for a
+ * table or condition it refuses.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { SluiceError } from "../connectors/errors.ts";
+import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
+import { readBody, sendJson } from "./http-server.ts";
+
+const MAX_BODY_BYTES = 64 * 1024;
+
+/** The source's online snapshots, or why it has none (not captured by this process, or a kind without them). */
+export type SnapshotTarget = { readonly snapshots: OnlineSnapshotting } | { readonly unsupported: string };
+
+const REFUSED = new Set(["SNAPSHOT_NO_CHUNK_KEY", "SNAPSHOT_TABLE_NOT_CAPTURED", "SNAPSHOT_TABLE_UNKNOWN", "SNAPSHOT_TABLE_UNPUBLISHED", "SNAPSHOT_WHERE_INVALID"]);
+
+export function snapshotHandler(lookup: (source: string) => SnapshotTarget | undefined, sourceNames: () => readonly string[]) {
+  return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
+    const match = /^\/sources\/([^/]+)\/snapshots$/.exec((req.url ?? "").split("?")[0]!);
+    if (!match || (req.method !== "POST" && req.method !== "GET")) return false;
+    const name = decodeURIComponent(match[1]!);
+    const target = lookup(name);
+    if (target === undefined) {
+      sendJson(res, 404, { error: `no source "${name}" is captured here; sources: ${sourceNames().join(", ") || "(none)"}` });
+      return true;
+    }
+    if ("unsupported" in target) {
+      sendJson(res, 409, { error: target.unsupported, code: "SNAPSHOT_UNSUPPORTED" });
+      return true;
+    }
+    if (req.method === "GET") {
+      sendJson(res, 200, { source: name, ...target.snapshots.list() });
+      return true;
+    }
+    let request: { table?: unknown; where?: unknown; execute?: unknown };
+    try {
+      request = await readJson(req);
+    } catch (error) {
+      sendJson(res, 400, { error: (error as Error).message });
+      return true;
+    }
+    if (typeof request.table !== "string" || request.table === "") {
+      sendJson(res, 400, { error: 'the body needs "table": the table to snapshot (schema.table)' });
+      return true;
+    }
+    if (request.where !== undefined && request.where !== null && typeof request.where !== "string") {
+      sendJson(res, 400, { error: '"where" is an SQL condition (a string)' });
+      return true;
+    }
+    const where = typeof request.where === "string" ? request.where : null;
+    try {
+      if (request.execute !== true) {
+        sendJson(res, 200, { executed: false, plan: await target.snapshots.plan(request.table, where) });
+        return true;
+      }
+      const { plan, task } = await target.snapshots.request(request.table, where, "cli");
+      sendJson(res, 200, { executed: true, plan, task });
+    } catch (error) {
+      const code = error instanceof SluiceError ? error.code : undefined;
+      const status = code !== undefined && REFUSED.has(code) ? 400 : error instanceof SluiceError && error.retriable ? 409 : 500;
+      sendJson(res, status, { error: error instanceof Error ? error.message : String(error), ...(code === undefined ? {} : { code }) });
+    }
+    return true;
+  };
+}
+
+async function readJson(req: IncomingMessage): Promise<{ table?: unknown; where?: unknown; execute?: unknown }> {
+  const text = (await readBody(req, MAX_BODY_BYTES)).toString("utf8");
+  try {
+    const parsed: unknown = JSON.parse(text === "" ? "{}" : text);
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not an object");
+    return parsed as { table?: unknown; where?: unknown; execute?: unknown };
+  } catch {
+    throw new Error('the body must be a JSON object: {"table": "schema.table", "where": "id > 100", "execute": false}');
+  }
+}
