@@ -169,7 +169,7 @@ export class KafkaTopicLog implements TopicLog {
     if (!isInternalTopic(this.deployment, spec.name)) await this.recordTopicId(spec.name, existing === undefined);
     if (existing) {
       assertSameLayout(spec, existing);
-      if ((!spec.compacted || !existing.compacted) && (existing.retentionMs !== spec.retentionMs || existing.retentionBytes !== spec.retentionBytes)) {
+      if (!spec.compacted && (existing.retentionMs !== spec.retentionMs || existing.retentionBytes !== spec.retentionBytes)) {
         this.logger.warn({ topic: spec.name, existing: { retentionMs: existing.retentionMs, retentionBytes: existing.retentionBytes }, configured: { retentionMs: spec.retentionMs, retentionBytes: spec.retentionBytes } }, "topic exists with a different retention; Sluice leaves it as it is (change it with kafka-configs)");
       }
       if (existing.maxRecordBytes) this.recordLimits.set(spec.name, existing.maxRecordBytes);
