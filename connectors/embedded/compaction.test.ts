@@ -43,13 +43,16 @@ test("a tombstone stays while a consumer group has not read past it, and goes on
   const log = open("slow-group", () => now);
   await log.createTopic(compacted("t"));
   await log.produce([rec("t", "a", "a1", now), rec("t", "b", "b1", now)]);
-  await log.setCommittedOffsets("sink.slow", [{ topic: "t", partition: 0, offset: 2n }]);
+  await log.setCommittedOffsets("dep.sink.slow", [{ topic: "t", partition: 0, offset: 2n }]);
   await log.produce([rec("t", "a", "a-deleted", now), rec("t", "a", null, now)]);
   now += 60_000;
   compactFully(log);
   assert.deepEqual(await contents(log, "t"), [["b", "b1", 1n], ["a", null, 3n]], "the slow group still has a, so it must see the tombstone");
-  await log.setCommittedOffsets("sink.slow", [{ topic: "t", partition: 0, offset: 4n }]);
-  await log.setCommittedOffsets("sink.fast", [{ topic: "t", partition: 0, offset: 4n }]);
+  // A replay's marker group and a rebuild's group stay where they were set: they read nothing on.
+  await log.setCommittedOffsets("dep.sink.slow.replay", [{ topic: "t", partition: 0, offset: 0n }]);
+  await log.setCommittedOffsets("dep.sink.slow.rebuild", [{ topic: "t", partition: 0, offset: 1n }]);
+  await log.setCommittedOffsets("dep.sink.slow", [{ topic: "t", partition: 0, offset: 4n }]);
+  await log.setCommittedOffsets("dep.sink.fast", [{ topic: "t", partition: 0, offset: 4n }]);
   compactFully(log);
   assert.deepEqual(await contents(log, "t"), [["b", "b1", 1n]]);
   assert.deepEqual((await log.partitionOffsets("t")).map((p) => [p.start, p.end]), [[0n, 4n]], "compaction never moves the first offset");

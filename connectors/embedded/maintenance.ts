@@ -5,8 +5,8 @@
  *
  * Compaction keeps the latest record of every key (as Kafka's log cleaner does): records younger
  * than `minCompactionLagMs` are left alone, and a tombstone is dropped once it is older than
- * `tombstoneRetentionMs` and every consumer group with an offset in the partition has read past it
- * (a sink that still has the row must see its delete). It never moves a partition's first offset:
+ * `tombstoneRetentionMs` and every sink's consumer group with an offset in the partition has read
+ * past it (a sink that still has the row must see its delete, even while it is stopped). It never moves a partition's first offset:
  * only retention by age or size does (compact,delete topics), so a partition that starts at offset
  * 0 still holds the current state of every key.
  */
@@ -62,7 +62,10 @@ export class Maintenance {
     this.minCompactionLagMs = options.minCompactionLagMs ?? 0;
     this.maxBytes = options.maxBytes ?? 8 * 2 ** 20;
     this.payloadOf = db.prepare("SELECT payload FROM batches WHERE rowid = ?");
-    this.slowestGroup = db.prepare("SELECT min(next_offset) AS offset FROM group_offsets WHERE topic_id = ? AND partition = ?");
+    // Sinks' groups (`<deployment>.sink.<sink>`, topics/names.ts) only: a replay's marker group (`.replay`) and a rebuild's group (`.rebuild`) do not read on from their offsets.
+    this.slowestGroup = db.prepare(
+      "SELECT min(next_offset) AS offset FROM group_offsets WHERE topic_id = ? AND partition = ? AND group_name LIKE '%.sink.%' AND group_name NOT LIKE '%.replay' AND group_name NOT LIKE '%.rebuild'",
+    );
     this.partitions = db.prepare(`
       SELECT p.topic_id, p.partition, p.start_offset, p.next_offset, p.bytes, p.cleaned_offset, t.retention_ms, t.retention_bytes, t.compacted
       FROM partitions p JOIN topics t ON t.id = p.topic_id
