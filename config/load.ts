@@ -11,6 +11,12 @@ import { objectKeys, schemaAt, unionChoices } from "./schema-walk.ts";
 
 export interface LoadOptions {
   env?: Readonly<Record<string, string | undefined>>;
+  /**
+   * Whether this process captures the named source (default: every source). The environment
+   * variables and secret files of a source it does not capture may be missing (a sink-only
+   * process needs no source credentials); those settings keep their text unresolved, unused.
+   */
+  captures?: (source: string) => boolean;
 }
 
 /** Reads, interpolates and validates a config file; throws ConfigValidationError with every problem found. */
@@ -29,6 +35,7 @@ export function loadConfigText(file: string, text: string, options: LoadOptions 
   if (parsed.issues.length > 0) throw new ConfigValidationError(file, parsed.issues);
   interpolateEnv(parsed, options.env ?? process.env);
   readSecretFiles(parsed, SECRET_KEYS);
+  if (options.captures) forgiveUncapturedSources(parsed, options.captures);
   checkScalars(parsed);
   const plain = plainValue(parsed);
   if (!plain.ok) throw new ConfigValidationError(file, sortIssues(parsed.issues));
@@ -56,6 +63,20 @@ export function loadConfigText(file: string, text: string, options: LoadOptions 
     message: `${i.message}${i.candidates ? suggestion(i.value, i.candidates) : ""}`,
   }));
   throw new ConfigValidationError(file, sortIssues(dedupe([...parsed.issues, ...schemaIssues, ...referenceIssues])));
+}
+
+/** Drops the unresolved-variable and secret-file problems of sources this process does not capture. */
+function forgiveUncapturedSources(parsed: ParsedConfigDocument, captures: (source: string) => boolean): void {
+  const sources = parsed.document.get("sources");
+  const count = Array.isArray((sources as { items?: unknown[] } | undefined)?.items) ? (sources as { items: unknown[] }).items.length : 0;
+  const skipped: string[] = [];
+  for (let index = 0; index < count; index++) {
+    const name = parsed.document.getIn(["sources", index, "name"]);
+    if (typeof name === "string" && !captures(name)) skipped.push(`sources[${index}]`);
+  }
+  if (skipped.length === 0) return;
+  const kept = parsed.issues.filter((issue) => !skipped.some((prefix) => issue.path.startsWith(`${prefix}.`)));
+  parsed.issues.splice(0, parsed.issues.length, ...kept);
 }
 
 function dedupe(issues: ConfigIssue[]): ConfigIssue[] {

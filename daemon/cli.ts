@@ -23,6 +23,8 @@ import { runRebuildCommand } from "./rebuild-command.ts";
 import { runReplayCommand } from "./replay.ts";
 import { formatRows, queryDuckDbFile } from "./sink-query.ts";
 import { formatStatus } from "./status-table.ts";
+import { parseRoles, RoleError, selectParts } from "./roles.ts";
+import type { RunSelection } from "./roles.ts";
 import { SLUICE_VERSION } from "./version.ts";
 
 export const EXIT_OK = 0;
@@ -55,23 +57,53 @@ const configOption: Options = {
 
 const CONFIG_HELP = "  -c, --config FILE   the deployment's YAML file (default: $SLUICE_CONFIG)";
 
+const roleOptions: Options = {
+  role: { type: "string", multiple: true },
+  source: { type: "string", multiple: true },
+  sink: { type: "string", multiple: true },
+};
+
+const ROLE_HELP = [
+  "  --role ROLE         capture, sinks or all (default); repeat or comma-separate for several",
+  "  --source NAME       with capture: capture only these sources (repeatable; default: all)",
+  "  --sink NAME         with sinks: run only these sinks (repeatable; default: all)",
+].join("\n");
+
+/** The config as a process with these role options needs it: sources it does not capture may lack their secrets. */
+function loadForRoles(values: Record<string, unknown>): { config: SluiceConfig; selection: RunSelection } {
+  let parsed: ReturnType<typeof parseRoles>;
+  try {
+    parsed = parseRoles({ role: values["role"] as string[] | undefined, source: values["source"] as string[] | undefined, sink: values["sink"] as string[] | undefined });
+  } catch (error) {
+    throw error instanceof RoleError ? new UsageError(error.message) : error;
+  }
+  const captures = (name: string) => parsed.roles.has("capture") && (parsed.sources.length === 0 || parsed.sources.includes(name));
+  const config = loadConfigFile(configPath(values), { captures });
+  try {
+    return { config, selection: selectParts(config, parsed) };
+  } catch (error) {
+    throw error instanceof RoleError ? new UsageError(error.message) : error;
+  }
+}
+
 const commands: Record<string, Command> = {
   run: {
     summary: "run the daemon",
-    usage: "sluice run -c FILE",
-    details: `${CONFIG_HELP}\n\nRuns every source and sink of the config until SIGINT or SIGTERM, then drains and stops.`,
-    options: configOption,
+    usage: "sluice run -c FILE [--role capture|sinks|all] [--source NAME]... [--sink NAME]...",
+    details: `${CONFIG_HELP}\n${ROLE_HELP}\n\nRuns the config's sources and sinks (all of them by default, or those the roles select) until SIGINT\nor SIGTERM, then drains and stops. A process that does not capture a source needs none of its secrets.\nWith Kafka, several processes may capture the same sources: one leads, the others stand by and take\nover when it dies; several processes running a sink share its topics' partitions (docs/operations.md).`,
+    options: { ...configOption, ...roleOptions },
     run: runDaemon,
   },
   validate: {
     summary: "check a config file and report every problem",
-    usage: "sluice validate -c FILE",
-    details: `${CONFIG_HELP}\n\nPrints "ok" when the file is valid; otherwise every problem with its file, line, column and key.`,
-    options: configOption,
+    usage: "sluice validate -c FILE [--role ROLE] [--source NAME]... [--sink NAME]...",
+    details: `${CONFIG_HELP}\n${ROLE_HELP}\n\nPrints "ok" when the file is valid (for a process with these roles); otherwise every problem with its file, line, column and key.`,
+    options: { ...configOption, ...roleOptions },
     async run(values, _positionals, io) {
       const file = configPath(values);
-      const config = loadConfigFile(file);
-      io.stdout(`ok: ${file} (deployment "${config.name}", ${plural(config.sources.length, "source")}, ${plural(config.sinks.length, "sink")}, topics: ${config.topics.kind})\n`);
+      const { config, selection } = loadForRoles(values);
+      const runs = values["role"] || values["source"] || values["sink"] ? `; this process: ${plural(selection.sources.length, "source")} captured, ${plural(selection.sinks.length, "sink")}` : "";
+      io.stdout(`ok: ${file} (deployment "${config.name}", ${plural(config.sources.length, "source")}, ${plural(config.sinks.length, "sink")}, topics: ${config.topics.kind}${runs})\n`);
       return EXIT_OK;
     },
   },
@@ -81,7 +113,8 @@ const commands: Record<string, Command> = {
     details: `${CONFIG_HELP}\n  --json              print the daemon's /status document as it is\n\nAsks the daemon at the config's http.listen address.`,
     options: { ...configOption, json: { type: "boolean" } },
     async run(values, _positionals, io) {
-      const config = loadConfigFile(configPath(values));
+      // It only asks the daemon: the sources' credentials may be absent (a sink-only deployment's config).
+      const config = loadConfigFile(configPath(values), { captures: () => false });
       let response: DaemonAnswer;
       try {
         response = await callDaemon(config, "/status", { timeoutMs: 5_000 });
@@ -320,11 +353,11 @@ function reportFailure(name: string, command: Command, error: unknown, io: Io): 
 }
 
 async function runDaemon(values: Record<string, unknown>): Promise<number> {
-  const config: SluiceConfig = loadConfigFile(configPath(values));
+  const { config, selection } = loadForRoles(values);
   // One stream for the daemon's lines and its sink threads', so lines never interleave.
   const stdout = stdoutDestination();
   const logger = createLogger(config.logging.level, stdout);
-  const daemon = new Daemon(config, logger, { writeLogLine: (line) => stdout.write(line) });
+  const daemon = new Daemon(config, logger, { writeLogLine: (line) => stdout.write(line), selection });
   if (process.stderr.isTTY) {
     const display = new ProgressDisplay(process.stderr);
     daemon.onSnapshotProgress = (source, progress) => display.update(source, progress);
@@ -338,10 +371,9 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
     throw error;
   }
   // SIGHUP: the config file is read again for the HTTP API's tokens and certificate (rotation without a restart).
-  const configFile = configPath(values);
   const reload = () => {
     try {
-      daemon.reloadCredentials(loadConfigFile(configFile));
+      daemon.reloadCredentials(loadForRoles(values).config);
     } catch (error) {
       logger.error({ err: error instanceof SluiceError ? error.toLog() : { message: (error as Error).message } }, `SIGHUP: the config could not be read again, the tokens and certificate stay as they were: ${(error as Error).message}`);
     }

@@ -16,10 +16,11 @@ import { CapturePipeline } from "./capture.ts";
 import { captureEncoder, createSource, dataTopicPrefix, dataTopicSpec, internalTopicSpec, openRegistry, parkingTopic, sinkGroupName, sinkTopics, sourceStateDir } from "./components.ts";
 import { reportUncompactedTopics } from "./topic-policy.ts";
 import { haltedHandler } from "./halted-admin.ts";
+import { withOutbox } from "./outbox-router.ts";
 import { snapshotHandler } from "./snapshot-admin.ts";
 import type { SnapshotTarget } from "./snapshot-admin.ts";
 import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
-import { withOutbox } from "./outbox-router.ts";
+import type { ReleasableCapture } from "./halted-admin.ts";
 import type { HaltAction } from "./halted.ts";
 import { HttpServer, sendJson } from "./http-server.ts";
 import type { TlsCredentials } from "./http-server.ts";
@@ -28,6 +29,26 @@ import { countPerTableAndOp, SluiceMetrics } from "./metrics.ts";
 import { queryHandler } from "./sink-query.ts";
 import { SinkThread } from "./sink-thread.ts";
 import { SLUICE_VERSION } from "./version.ts";
+import { CaptureLeadership } from "./capture-leadership.ts";
+import type { CaptureRole } from "./capture-leadership.ts";
+import { InstanceDirectory } from "./instances.ts";
+import type { InstanceReport } from "./instances.ts";
+import { captureWriter, everything } from "./roles.ts";
+import type { RunSelection } from "./roles.ts";
+import { takeOverSlots } from "./slot-takeover.ts";
+import { reloadingOnMiss } from "./registry-refresh.ts";
+import { captureLeaseGroup } from "../connectors/topics/names.ts";
+import type { KafkaTopicLog } from "../connectors/kafka/kafka-log.ts";
+import type { SchemaRegistry } from "../schema-registry/index.ts";
+
+/** Kafka's session timeout of a capture lease: how long a dead or frozen leader keeps it before a standby takes over. */
+const LEASE_SESSION_MS = Number(process.env["SLUICE_CAPTURE_LEASE_SESSION_MS"] ?? 10_000);
+/** How often each process announces itself to the deployment (/status shows every process). */
+const ANNOUNCE_INTERVAL_MS = 5_000;
+
+function isKafkaLog(log: TopicLog | null): log is KafkaTopicLog {
+  return log?.kind === "kafka";
+}
 
 export function splitHostPort(listen: string): { host: string; port: number } {
   const colon = listen.lastIndexOf(":");
@@ -108,6 +129,16 @@ export class Daemon {
   private log: TopicLog | null = null;
   private captures: RunningCapture[] = [];
   private sinks: RunningSink[] = [];
+  /** What this process runs of the config (`sluice run --role/--source/--sink`; default everything). */
+  private readonly selection: RunSelection;
+  /** This process in the deployment: host and process id. */
+  readonly instanceId = `${hostname()}:${process.pid}`;
+  private readonly startedAt = new Date().toISOString();
+  private readonly releasableSources = new Map<string, ReleasableCapture>();
+  /** With Kafka: capture runs under the capture lease (leader or standby). */
+  private leadership: CaptureLeadership | null = null;
+  private leading: Promise<void> = Promise.resolve();
+  private instances: InstanceDirectory | null = null;
   private started = false;
   private fatal: ((error: unknown) => void) | null = null;
   /** Called as snapshots progress, e.g. for a live display on a terminal. */
@@ -116,8 +147,9 @@ export class Daemon {
   readonly failed: Promise<never>;
 
   /** `writeLogLine` takes the JSON log lines of the sink threads (default: standard output). */
-  constructor(config: SluiceConfig, logger: Logger, options: { writeLogLine?: (line: string) => void } = {}) {
+  constructor(config: SluiceConfig, logger: Logger, options: { writeLogLine?: (line: string) => void; selection?: RunSelection } = {}) {
     this.config = config;
+    this.selection = options.selection ?? everything(config);
     this.logger = logger;
     this.writeLogLine = options.writeLogLine ?? ((line) => process.stdout.write(line));
     this.failed = new Promise<never>((_resolve, reject) => (this.fatal = reject));
@@ -132,6 +164,11 @@ export class Daemon {
     this.http.route("GET", "/readyz", (_req, res) => {
       const status = this.readiness();
       sendJson(res, status.ready ? 200 : 503, status);
+    });
+    // 200 only on the process leading the capture (ready, holding the capture lease): e.g. for a Service that must reach the leader.
+    this.http.route("GET", "/readyz/leader", (_req, res) => {
+      const status = this.readiness();
+      sendJson(res, status.ready && status.capture === "leader" ? 200 : 503, status);
     });
     // Error texts in the status (halts, waits) never carry a secret of the config.
     this.http.route("GET", "/status", async (_req, res) => sendJson(res, 200, await this.status(), { redactSecrets: true }));
@@ -157,7 +194,10 @@ export class Daemon {
       publicAddress = `${bound.address}:${bound.port}`;
     }
     this.logAccess(`${address.address}:${address.port}`, publicAddress, tls !== undefined);
-    this.log = await openTopicLog(this.config.topics, this.config.name, this.logger, this.captureStop.signal);
+    const capturing = this.selection.sources.length > 0;
+    // Standby capture and sink-only processes register no transactional id until they write, so they never fence the leading capture.
+    const writer = capturing ? captureWriter(this.config, this.selection) : `instance.${this.instanceId.replace(/[^A-Za-z0-9._-]/g, "_")}`;
+    this.log = await openTopicLog(this.config.topics, this.config.name, this.logger, this.captureStop.signal, writer, { lazyProducer: this.config.topics.kind === "kafka" });
     const { registry, local } = await openRegistry(this.config, this.log);
     await reportUncompactedTopics(this.log, this.config, registry, this.logger).catch((error: unknown) =>
       this.logger.warn({ err: error instanceof SluiceError ? error.toLog() : String(error) }, "could not check the data topics' cleanup policy; checking again at the next start"),
@@ -168,7 +208,29 @@ export class Daemon {
       // Its token is checked by the HTTP server's access policy, with the API's own tokens.
       this.http.mount(prefix, createRegistryHandler({ registry: local, prefix, maxBodyBytes: this.http.maxBodyBytes }));
     }
-    for (const sourceConfig of this.config.sources) {
+    await this.startParts(registry);
+    this.instances = new InstanceDirectory({
+      log: isKafkaLog(this.log) ? this.log : null,
+      deployment: this.config.name,
+      id: this.instanceId,
+      report: () => this.instanceReport(),
+      intervalMs: ANNOUNCE_INTERVAL_MS,
+      logger: this.logger.child({ component: "instances" }),
+    });
+    this.instances.start();
+    this.started = true;
+    this.logger.info(
+      { deployment: this.config.name, instance: this.instanceId, roles: this.selection.roles, http: `${address.address}:${address.port}`, topics: this.config.topics.kind, sources: this.selection.sources, sinks: this.selection.sinks },
+      "sluice started",
+    );
+    return { host: address.address, port: address.port };
+  }
+
+  /** Creates the pipelines of the sources this process captures (this.captures), ready to run. */
+  private async createCaptures(registry: SchemaRegistry): Promise<void> {
+    if (!this.log) throw new TypeError("the topic log is opened before capture starts");
+    this.captures = [];
+    for (const sourceConfig of this.config.sources.filter((s) => this.selection.sources.includes(s.name))) {
       const logger = this.logger.child({ source: sourceConfig.name });
       const source = await createSource(sourceConfig, logger, {
         stateDir: sourceStateDir(this.config),
@@ -191,7 +253,7 @@ export class Daemon {
       const pipeline = new CapturePipeline({
         source,
         log: this.log,
-        encoder: withOutbox(this.config, sourceConfig, captureEncoder(this.config, sourceConfig, registry, this.log, (table) => this.metrics.schemaVersionsRegistered.inc({ source: sourceConfig.name, table }), logger), this.log, registry),
+        encoder: withOutbox(this.config, sourceConfig, captureEncoder(this.config, sourceConfig, registry, this.log, (table) => this.metrics.schemaVersionsRegistered.inc({ source: sourceConfig.name, table }), logger), this.log, registry, logger),
         logger,
         parkingTopic: parking,
         ...(transactionTopic ? { transactionTopic, transactionEncoder } : {}),
@@ -214,11 +276,19 @@ export class Daemon {
       });
       this.captures.push({ name: sourceConfig.name, source, pipeline, done: Promise.resolve() });
     }
-    for (const sinkConfig of this.config.sinks) {
-      const log = this.log;
+    this.releasableSources.clear();
+    for (const c of this.captures) this.releasableSources.set(c.name, { release: (table: string, action: HaltAction, execute: boolean) => c.pipeline.release(table, action, execute, this.captureStop.signal) });
+  }
+
+  /** Starts the sinks this process runs, mounts the HTTP handlers, and starts capture (at once, or under the capture lease). */
+  private async startParts(registry: SchemaRegistry): Promise<void> {
+    // Schemas the capture registers after this process started (a capture elsewhere, or a former leader) are read again on demand.
+    const sinkRegistry = this.config.schema_registry.kind === "builtin" ? reloadingOnMiss(registry, async () => (await openRegistry(this.config, this.log)).registry) : registry;
+    for (const sinkConfig of this.config.sinks.filter((s) => this.selection.sinks.includes(s.name))) {
+      const log = this.log!;
       const thread = await SinkThread.start({
-        data: { config: this.config, sink: sinkConfig.name, owner: `${hostname()}:${process.pid}` },
-        registry,
+        data: { config: this.config, sink: sinkConfig.name, owner: this.instanceId },
+        registry: sinkRegistry,
         writeLogLine: this.writeLogLine,
       });
       this.sinks.push({
@@ -234,19 +304,46 @@ export class Daemon {
     this.http.mount("/sinks", (req, res) => this.handleRebuild(req, res));
     const releasable = haltedHandler(
       new Map(this.sinks.map((s) => [s.name, s.thread])),
-      new Map(this.captures.map((c) => [c.name, { release: (table: string, action: HaltAction, execute: boolean) => c.pipeline.release(table, action, execute, this.captureStop.signal) }])),
+      this.releasableSources,
     );
     this.http.mount("/sinks", releasable);
     this.http.mount("/sources", releasable);
     this.http.mount("/sources", snapshotHandler((name) => this.snapshotTarget(name), () => this.captures.map((c) => c.name)));
-    for (const capture of this.captures) capture.done = this.supervise(`source ${capture.name}`, capture.pipeline.run(this.captureStop.signal));
+    const log = this.log;
+    if (this.selection.sources.length > 0 && isKafkaLog(log)) {
+      const leadership = new CaptureLeadership({
+        logger: this.logger.child({ component: "capture-lease" }),
+        newLease: (onChange) => log.captureLease({ group: captureLeaseGroup(this.config.name, captureWriter(this.config, this.selection) ?? "all"), holder: this.instanceId, sessionTimeoutMs: LEASE_SESSION_MS, onChange }),
+        beforeLead: (signal) => takeOverSlots(this.config, this.selection, this.logger, signal),
+        lead: async (signal) => {
+          // The registry as the journal holds it now, with what a former leader registered.
+          await this.createCaptures((await openRegistry(this.config, log)).registry);
+          // A term's captures end together: one failing (e.g. fenced) ends the others.
+          const term = new AbortController();
+          const end = () => term.abort(signal.reason);
+          signal.addEventListener("abort", end, { once: true });
+          try {
+            const running = this.captures.map((c) => c.pipeline.run(term.signal).catch((error: unknown) => {
+              term.abort(error);
+              throw error;
+            }));
+            const outcomes = await Promise.allSettled(running);
+            const failed = outcomes.find((o) => o.status === "rejected");
+            if (failed) throw failed.reason;
+          } finally {
+            signal.removeEventListener("abort", end);
+            this.captures = [];
+            this.releasableSources.clear();
+          }
+        },
+      });
+      this.leadership = leadership;
+      this.leading = this.supervise(`source ${this.selection.sources.join(", ")}`, leadership.run(this.captureStop.signal));
+    } else {
+      await this.createCaptures(registry);
+      for (const capture of this.captures) capture.done = this.supervise(`source ${capture.name}`, capture.pipeline.run(this.captureStop.signal));
+    }
     for (const sink of this.sinks) sink.done = this.supervise(`sink ${sink.name}`, sink.thread.finished);
-    this.started = true;
-    this.logger.info(
-      { deployment: this.config.name, http: `${address.address}:${address.port}`, topics: this.config.topics.kind, sources: this.config.sources.map((s) => s.name), sinks: this.config.sinks.map((s) => s.name) },
-      "sluice started",
-    );
-    return { host: address.address, port: address.port };
   }
 
   /** One line at start: who may call what, and where. */
@@ -311,8 +408,10 @@ export class Daemon {
   }
 
   /** Ready when the log, every source and every sink are; `waiting` says what each component that is not ready waits for. */
-  readiness(): { ready: boolean; log: boolean; sources: Record<string, boolean>; sinks: Record<string, boolean>; waiting: Record<string, string> } {
-    const sources = Object.fromEntries(this.captures.map((c) => [c.name, c.pipeline.ready()]));
+  readiness(): { ready: boolean; log: boolean; capture: CaptureRole | null; sources: Record<string, boolean>; sinks: Record<string, boolean>; waiting: Record<string, string> } {
+    const capture = this.captureRole();
+    // A standby is ready: it captures nothing until it leads.
+    const sources = capture === "standby" ? Object.fromEntries(this.selection.sources.map((name) => [name, true])) : Object.fromEntries(this.captures.map((c) => [c.name, c.pipeline.ready()]));
     const sinks = Object.fromEntries(this.sinks.map((s) => [s.name, s.thread.ready()]));
     const log = this.log?.ready() ?? false;
     const ready = this.started && log && Object.values(sources).every(Boolean) && Object.values(sinks).every(Boolean);
@@ -320,7 +419,42 @@ export class Daemon {
     if (!log) waiting["topics"] = this.log ? (logWaitingFor(this.log) ?? `the ${this.config.topics.kind} topic log is not available`) : "the topic log is not open yet";
     for (const capture of this.captures) if (!sources[capture.name]) waiting[`source ${capture.name}`] = capture.pipeline.waitingFor() ?? "connecting";
     for (const sink of this.sinks) if (!sinks[sink.name]) waiting[`sink ${sink.name}`] = sink.thread.waitingFor() ?? "starting";
-    return { ready, log, sources, sinks, waiting };
+    return { ready, log, capture, sources, sinks, waiting };
+  }
+
+  /** Leader or standby when capture runs under the lease (Kafka); null when this process captures nothing or captures alone (embedded log). */
+  private captureRole(): CaptureRole | null {
+    if (!this.leadership) return null;
+    // Between terms (the lease just granted, captures not created yet) it still counts as standby.
+    return this.leadership.role() === "leader" && this.captures.length > 0 ? "leader" : "standby";
+  }
+
+  /** What this process announces to the deployment. */
+  private async instanceReport(): Promise<InstanceReport> {
+    const now = Date.now();
+    const role = this.captureRole();
+    const lags = await Promise.all(this.sinks.map((s) => this.sinkLag(s)));
+    return {
+      id: this.instanceId,
+      host: hostname(),
+      pid: process.pid,
+      version: SLUICE_VERSION,
+      roles: this.selection.roles,
+      startedAt: this.startedAt,
+      at: now,
+      sources: this.selection.sources.map((name) => {
+        const running = this.captures.find((c) => c.name === name);
+        const checkpoint = running?.pipeline.checkpoint();
+        return {
+          name,
+          state: role ?? "capturing",
+          ready: role === "standby" ? true : (running?.pipeline.ready() ?? false),
+          position: running && checkpoint ? formatPosition(running.source.kind, checkpoint.position) : null,
+          lagSeconds: running ? lagSeconds(now, running.pipeline.lastAckedCommitTime()) : null,
+        };
+      }),
+      sinks: this.sinks.map((s, i) => ({ name: s.name, ready: s.thread.ready(), partitions: s.thread.partitions(), lagRecords: lags[i] ?? null })),
+    };
   }
 
   /** Online snapshots of a source this process captures (sluice snapshot). */
@@ -350,10 +484,14 @@ export class Daemon {
   async status(): Promise<Record<string, unknown>> {
     const now = Date.now();
     const lags = await Promise.all(this.sinks.map((s) => this.sinkLag(s)));
+    const readiness = this.readiness();
+    const standby = readiness.capture === "standby" ? this.selection.sources.filter((name) => !this.captures.some((c) => c.name === name)) : [];
     return {
       deployment: this.config.name,
       version: SLUICE_VERSION,
-      ready: this.readiness().ready,
+      instance: { id: this.instanceId, roles: this.selection.roles, capture: readiness.capture, sources: this.selection.sources, sinks: this.selection.sinks },
+      instances: (await this.instances?.instances(now)) ?? [],
+      ready: readiness.ready,
       topics: { kind: this.config.topics.kind, ready: this.log?.ready() ?? false, waiting: this.log && !this.log.ready() ? (logWaitingFor(this.log) ?? null) : null },
       sources: this.captures.map((c) => {
         const checkpoint = c.pipeline.checkpoint();
@@ -365,8 +503,20 @@ export class Daemon {
           position: checkpoint ? { commit: checkpoint.position.commit.toString(), change: checkpoint.position.change.toString(), text: formatPosition(c.source.kind, checkpoint.position) } : null,
           lagSeconds: lagSeconds(now, c.pipeline.lastAckedCommitTime()),
           halted: c.pipeline.haltedTables(),
+          ...(readiness.capture ? { state: readiness.capture } : {}),
         };
-      }),
+      }).concat(
+        standby.map((name) => ({
+          name,
+          kind: this.config.sources.find((s) => s.name === name)!.kind,
+          ready: true,
+          waiting: null,
+          position: null,
+          lagSeconds: null,
+          halted: [],
+          state: "standby" as const,
+        })),
+      ),
       sinks: this.sinks.map((s, i) => {
         const applied = s.thread.lastAppliedCommitTime();
         return {
@@ -376,6 +526,7 @@ export class Daemon {
           lagRecords: lags[i],
           freshnessSeconds: lagSeconds(now, applied),
           halted: s.thread.haltedTables(),
+          partitions: s.thread.partitions(),
         };
       }),
     };
@@ -425,7 +576,7 @@ export class Daemon {
   async stop(reason: string, timeoutMs = Number.POSITIVE_INFINITY): Promise<{ abandoned: string[] }> {
     this.logger.info({ reason }, "sluice stopping");
     this.started = false;
-    const pending = new Set([...this.captures.map((c) => `source ${c.name}`), ...this.sinks.map((s) => `sink ${s.name}`), ...(this.log ? ["topic log"] : []), "http server"]);
+    const pending = new Set([...(this.leadership ? ["capture"] : this.captures.map((c) => `source ${c.name}`)), ...this.sinks.map((s) => `sink ${s.name}`), ...(this.log ? ["topic log"] : []), "http server"]);
     const step = async (name: string, work: () => Promise<unknown>) => {
       await work().catch((error: unknown) => this.logger.warn({ component: name, err: error instanceof SluiceError ? error.toLog() : String(error) }, `stopping ${name} failed`));
       pending.delete(name);
@@ -433,7 +584,9 @@ export class Daemon {
     const graceful = (async () => {
       this.captureStop.abort(new Error(`stopping: ${reason}`));
       // Sinks stop at the same time: a capture waiting for an unreachable Kafka must not keep them from finishing their batch.
-      await Promise.all([...this.captures.map((c) => step(`source ${c.name}`, () => c.done)), ...this.sinks.map((s) => step(`sink ${s.name}`, () => s.thread.stop().then(() => s.done)))]);
+      const captures = this.leadership ? [step("capture", () => this.leading)] : this.captures.map((c) => step(`source ${c.name}`, () => c.done));
+      await Promise.all([...captures, ...this.sinks.map((s) => step(`sink ${s.name}`, () => s.thread.stop().then(() => s.done)))]);
+      await this.instances?.close();
       const log = this.log;
       if (log) await step("topic log", () => log.close());
       await step("http server", () => this.http.close());

@@ -214,6 +214,11 @@ export class SinkRunner {
     return this.halted.has(topic) || this.releasing.has(topic);
   }
 
+  /** The partitions this process reads now, as `topic:partition` (several processes running one sink split them). */
+  assignment(): string[] {
+    return (this.activeConsumer?.assignment() ?? []).map((tp) => `${tp.topic}:${tp.partition}`).sort();
+  }
+
   /** Commit time of the last change applied, milliseconds since the epoch. */
   lastAppliedCommitTime(): number | null {
     return this.lastAppliedCommitMs;

@@ -48,6 +48,8 @@ export interface SinkThreadState {
   readonly waiting: string | null;
   readonly lastAppliedCommitMs: number | null;
   readonly halted: readonly HaltedSinkTable[];
+  /** The partitions this process reads, `topic:partition`. */
+  readonly partitions: readonly string[];
 }
 
 export type FromSinkThread =
@@ -91,7 +93,7 @@ export class SinkThread {
   private readonly options: SinkThreadOptions;
   private readonly pending = new Map<number, Pending>();
   private nextCallId = 0;
-  private state: SinkThreadState = { ready: false, waiting: "starting", lastAppliedCommitMs: null, halted: [] };
+  private state: SinkThreadState = { ready: false, waiting: "starting", lastAppliedCommitMs: null, halted: [], partitions: [] };
   private settle!: { resolve(): void; reject(error: Error): void };
   private startup!: { resolve(): void; reject(error: Error): void };
   private readonly started: Promise<void>;
@@ -135,6 +137,11 @@ export class SinkThread {
 
   lastAppliedCommitTime(): number | null {
     return this.state.lastAppliedCommitMs;
+  }
+
+  /** The partitions this process's sink reads, `topic:partition`, as last reported. */
+  partitions(): readonly string[] {
+    return this.state.partitions;
   }
 
   haltedTables(): HaltedSinkTable[] {
@@ -189,7 +196,7 @@ export class SinkThread {
         this.startup.resolve();
         return;
       case "state":
-        this.state = { ready: message.ready, waiting: message.waiting, lastAppliedCommitMs: message.lastAppliedCommitMs, halted: message.halted };
+        this.state = { ready: message.ready, waiting: message.waiting, lastAppliedCommitMs: message.lastAppliedCommitMs, halted: message.halted, partitions: message.partitions };
         return;
       case "schema-request":
         this.options.registry.getById(message.schemaId).then(

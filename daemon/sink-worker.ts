@@ -5,7 +5,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { rememberSecrets, secretValues } from "../config/redact.ts";
-import { openTopicLog } from "../connectors/topics/open.ts";
+import { openTopicLog, sinkWriter } from "../connectors/topics/open.ts";
 import { retry } from "./backoff.ts";
 import { createSink, deadLetterTopic, internalTopicSpec, recordDecoder, sinkGroupName, sinkTopics } from "./components.ts";
 import { createLogger } from "./logger.ts";
@@ -64,7 +64,7 @@ port.on("message", (message: ToSinkThread) => {
 });
 
 async function main(): Promise<void> {
-  const log = await openTopicLog(config.topics, config.name, logger, stop.signal, `sink.${sinkName}`);
+  const log = await openTopicLog(config.topics, config.name, logger, stop.signal, sinkWriter(sinkName, owner), { lazyProducer: true });
   try {
     const dlq = deadLetterTopic(config, sinkConfig);
     if (sinkConfig.on_error === "dead-letter") {
@@ -110,7 +110,7 @@ async function main(): Promise<void> {
           return runner.release(call.table, call.action, call.execute);
       }
     };
-    const report = () => post({ type: "state", ready: runner.ready(), waiting: runner.waitingFor(), lastAppliedCommitMs: runner.lastAppliedCommitTime(), halted: runner.haltedTables() });
+    const report = () => post({ type: "state", ready: runner.ready(), waiting: runner.waitingFor(), lastAppliedCommitMs: runner.lastAppliedCommitTime(), halted: runner.haltedTables(), partitions: runner.assignment() });
     const reporting = setInterval(report, STATE_REPORT_MS);
     post({ type: "started", queryable: isQueryable(sink), rebuildable: isRebuildable(sink) });
     try {

@@ -10,6 +10,19 @@ interface SourceStatus {
   halted: { table: string; error: string }[];
   /** What it waits for while not ready (daemons before issue 12 do not send it). */
   waiting?: string | null;
+  /** Under the capture lease (Kafka): leader or standby. */
+  state?: "leader" | "standby";
+}
+
+/** One process of the deployment, as it announced itself (daemons before issue 17 do not send them). */
+interface InstanceStatus {
+  id: string;
+  roles: string[];
+  self?: boolean;
+  stale?: boolean;
+  ageSeconds?: number;
+  sources: { name: string; state: string; ready: boolean; lagSeconds: number | null }[];
+  sinks: { name: string; ready: boolean; partitions: string[]; lagRecords: number | null }[];
 }
 
 interface SinkStatus {
@@ -40,11 +53,27 @@ export function formatStatus(status: Record<string, unknown>): string {
     "",
     table(
       ["SOURCE", "KIND", "STATE", "POSITION", "LAG"],
-      sources.map((s) => [s.name, s.kind, s.ready ? "capturing" : "not ready", s.position ? (s.position.text ?? `${s.position.commit}/${s.position.change}`) : "-", seconds(s.lagSeconds)]),
+      sources.map((s) => [s.name, s.kind, s.state === "standby" ? "standby" : s.ready ? "capturing" : "not ready", s.position ? (s.position.text ?? `${s.position.commit}/${s.position.change}`) : "-", seconds(s.lagSeconds)]),
     ),
     "",
     table(["SINK", "STATE", "LAG (RECORDS)", "FRESHNESS"], sinks.map((s) => [s.name, s.ready ? "applying" : "not ready", s.lagRecords === null ? "-" : String(s.lagRecords), seconds(s.freshnessSeconds)])),
   ];
+  const instances = (status["instances"] as InstanceStatus[] | undefined) ?? [];
+  if (instances.length > 0) {
+    out.push(
+      "",
+      table(
+        ["INSTANCE", "ROLES", "CAPTURE", "SINKS (PARTITIONS, LAG)", "SEEN"],
+        instances.map((i) => [
+          `${i.id}${i.self ? " (this)" : ""}`,
+          i.roles.join(","),
+          i.sources.map((s) => `${s.name}:${s.state}${s.state !== "standby" && s.lagSeconds !== null ? ` ${seconds(s.lagSeconds)}` : ""}`).join(" ") || "-",
+          i.sinks.map((s) => `${s.name}:${s.partitions.length}p lag ${s.lagRecords ?? "-"}`).join(" ") || "-",
+          i.stale ? `STALE ${seconds(i.ageSeconds ?? null)} ago` : i.self ? "now" : `${seconds(i.ageSeconds ?? null)} ago`,
+        ]),
+      ),
+    );
+  }
   const waiting = [
     ...(topics?.waiting ? [["topic log", topics.waiting]] : []),
     ...sources.flatMap((s) => (!s.ready && s.waiting ? [[`source ${s.name}`, s.waiting]] : [])),

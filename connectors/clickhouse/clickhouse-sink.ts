@@ -12,6 +12,7 @@
  * so each table's catalog entry is compared with the server's columns before its first write
  * (consistency.ts).
  */
+import { randomBytes } from "node:crypto";
 import type { Logger } from "../../daemon/logger.ts";
 import type { SinkChange, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
@@ -71,6 +72,8 @@ export class ClickHouseSink implements VersionedSink {
   readonly #accept: (table: TableId) => boolean;
   readonly #serial = new Serial();
   readonly #database: string;
+  /** Suffix of this process's scratch views: processes sharing the sink never build under one name. */
+  readonly #scratch = randomBytes(4).toString("hex");
   #connection: ClickHouseConnection | null = null;
   #catalog: ClickHouseCatalog | null = null;
   #dialect: Dialect = { dateTime64: false, date32: false, nativeDeletes: false };
@@ -535,22 +538,37 @@ export class ClickHouseSink implements VersionedSink {
     await this.#cat().save(table, signal);
   }
 
-  /** Points the view `<target>` at `table` with its current columns. ClickHouse 18.16 has no CREATE OR REPLACE VIEW: build a new one and RENAME it over (one atomic statement). */
+  /**
+   * Points the view `<target>` at `table` with its current columns. ClickHouse 18.16 has no CREATE OR REPLACE VIEW: build a new one and RENAME it over (one atomic statement).
+   * Several processes may run this sink (sharing its partitions) and replace one view at once: each builds under names of its own, and a
+   * swap that lost the race (the view appeared or vanished meanwhile: errors 57 and 60) is tried again.
+   */
   async #replaceView(table: ClickHouseTable, signal: AbortSignal): Promise<void> {
-    const next = `${table.target}__view_next`;
-    const old = `${table.target}__view_old`;
+    const next = `${table.target}__view_next_${this.#scratch}`;
+    const old = `${table.target}__view_old_${this.#scratch}`;
     await this.#conn().command(`DROP TABLE IF EXISTS ${qualified(this.#database, next)}`, signal);
     await this.#conn().command(createViewSql(this.#database, next, table.physical, table.columns), signal);
-    const exists = (await this.#conn().select(`EXISTS TABLE ${qualified(this.#database, table.target)} FORMAT TabSeparated`, signal)).toString().trim() === "1";
-    if (exists) {
-      await this.#conn().command(`DROP TABLE IF EXISTS ${qualified(this.#database, old)}`, signal);
-      await this.#conn().command(
-        `RENAME TABLE ${qualified(this.#database, table.target)} TO ${qualified(this.#database, old)}, ${qualified(this.#database, next)} TO ${qualified(this.#database, table.target)}`,
-        signal,
-      );
-      await this.#conn().command(`DROP TABLE IF EXISTS ${qualified(this.#database, old)}`, signal);
-    } else {
-      await this.#conn().command(`RENAME TABLE ${qualified(this.#database, next)} TO ${qualified(this.#database, table.target)}`, signal);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const exists = (await this.#conn().select(`EXISTS TABLE ${qualified(this.#database, table.target)} FORMAT TabSeparated`, signal)).toString().trim() === "1";
+        if (exists) {
+          await this.#conn().command(`DROP TABLE IF EXISTS ${qualified(this.#database, old)}`, signal);
+          await this.#conn().command(
+            `RENAME TABLE ${qualified(this.#database, table.target)} TO ${qualified(this.#database, old)}, ${qualified(this.#database, next)} TO ${qualified(this.#database, table.target)}`,
+            signal,
+          );
+          await this.#conn().command(`DROP TABLE IF EXISTS ${qualified(this.#database, old)}`, signal);
+        } else {
+          await this.#conn().command(`RENAME TABLE ${qualified(this.#database, next)} TO ${qualified(this.#database, table.target)}`, signal);
+        }
+        return;
+      } catch (error) {
+        if (attempt >= 5 || !(error instanceof Error) || !/^ClickHouse error (57|60):/.test(error.message)) {
+          await this.#conn().command(`DROP TABLE IF EXISTS ${qualified(this.#database, next)}`, signal).catch(() => undefined);
+          throw error;
+        }
+        this.#logger.info({ table: table.target, attempt }, "another process replaced the view at the same time; trying again");
+      }
     }
   }
 

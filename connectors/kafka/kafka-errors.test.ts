@@ -72,3 +72,14 @@ test("a failed certificate check or TLS handshake, also inside kafkajs's retry w
     assert.match(sluice.message, /^Kafka 127\.0\.0\.1:9092: (certificate verify failed|TLS handshake failed): .* during connect; check topics\.tls/);
   }
 });
+
+test("a commit refused because the group rebalanced meanwhile (a member joined or died) is retriable: the sink reopens its consumer (KAFKA_GROUP_REBALANCED)", () => {
+  for (const type of ["ILLEGAL_GENERATION", "REBALANCE_IN_PROGRESS", "UNKNOWN_MEMBER_ID"]) {
+    const error = Object.assign(new KafkaJSProtocolError("Specified group generation id is not valid"), { type, retriable: false });
+    assert.equal(isRetriableKafkaError(error), true, type);
+    const sluice = kafkaError(error, "commit offsets", brokers);
+    assert.equal(sluice.code, "KAFKA_GROUP_REBALANCED", type);
+    assert.equal(sluice.retriable, true);
+    assert.match(sluice.message, /group rebalanced during commit offsets/);
+  }
+});

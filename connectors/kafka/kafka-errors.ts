@@ -24,6 +24,14 @@ const CONNECTION_FAILURES = new Set([
   "KafkaJSGroupCoordinatorNotFound",
 ]);
 
+/**
+ * A consumer group member's request refused because the group rebalanced since it joined (another
+ * member joined, left or was timed out): its partitions may belong to another member now. It
+ * heals by rejoining (the sink opens its consumer again at the stored offsets); whatever it had
+ * applied is applied again or by the new owner, harmlessly, by version.
+ */
+const REBALANCED = new Set(["ILLEGAL_GENERATION", "REBALANCE_IN_PROGRESS", "UNKNOWN_MEMBER_ID", "FENCED_INSTANCE_ID"]);
+
 const FENCED = new Set(["PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH", "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"]);
 
 /** The innermost kafkajs error (retry wrappers keep the real one in `cause` or `originalError`). */
@@ -59,6 +67,7 @@ export function isRetriableKafkaError(error: unknown): boolean {
   if (error instanceof SluiceError) return error.retriable;
   const root = rootCause(error);
   if (isConsumerWithoutGroup(root)) return true;
+  if (root.type && REBALANCED.has(root.type)) return true;
   if (root.name === "KafkaJSSASLAuthenticationError") return false;
   if (describeTlsFailure(root) !== undefined) return false;
   if (root.type && FENCED.has(root.type)) return false;
@@ -85,6 +94,9 @@ export function kafkaError(error: unknown, operation: string, brokers: readonly 
   }
   if (isConsumerWithoutGroup(root)) {
     return new ConnectionError(`Kafka consumer is rejoining its group after a failure (brokers ${brokers.join(",")}) during ${operation}; retried once it has rejoined`, { code: "KAFKA_CONSUMER_REJOINING", context, cause: error });
+  }
+  if (root.type && REBALANCED.has(root.type)) {
+    return new ConnectionError(`Kafka consumer group rebalanced during ${operation} (${root.type}): this member's partitions may have moved; it rejoins and reads on from the stored offsets`, { code: "KAFKA_GROUP_REBALANCED", context, cause: error });
   }
   if (isRetriableKafkaError(error)) {
     return new ConnectionError(`Kafka ${brokers.join(",")} unavailable during ${operation}: ${detail}`, { code: "KAFKA_UNAVAILABLE", context, cause: error });

@@ -29,7 +29,7 @@ import type {
   TopicPartitionOffset,
   TopicSpec,
 } from "../topics/contract.ts";
-import { checkpointTopic, isInternalTopic, registryTopic, topicIdsTopic } from "../topics/names.ts";
+import { captureLeaseTopic, checkpointTopic, instancesTopic, isInternalTopic, registryTopic, topicIdsTopic } from "../topics/names.ts";
 import { partitionForKey } from "../topics/partitioner.ts";
 import { assertSameLayout, validateSpec } from "../topics/spec.ts";
 import { BatchingProducer, RECORD_OVERHEAD_BYTES } from "./batching-producer.ts";
@@ -39,6 +39,7 @@ import { createKafkaClient } from "./kafka-client.ts";
 import type { KafkaTopicsConfig } from "./kafka-client.ts";
 import { KafkaPullConsumer } from "./kafka-consumer.ts";
 import { kafkaError } from "./kafka-errors.ts";
+import { KafkaLease } from "./kafka-lease.ts";
 
 export interface KafkaLogOptions {
   readonly config: KafkaTopicsConfig;
@@ -277,15 +278,40 @@ export class KafkaTopicLog implements TopicLog {
     if (!creating && this.recordedTopicIds.has(topic)) return;
     const id = randomUUID();
     await this.call("record topic identity", async () => {
-      if (!this.identityProducer) {
-        const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
-        await producer.connect();
-        this.identityProducer = producer;
-      }
-      await this.identityProducer.send({ topic: topicIdsTopic(this.deployment), acks: -1, messages: [{ key: topic, value: id, partition: 0 }] });
+      await (await this.plainProducer()).send({ topic: topicIdsTopic(this.deployment), acks: -1, messages: [{ key: topic, value: id, partition: 0 }] });
     });
     this.recordedTopicIds.set(topic, id);
     this.logger.info({ topic, topicId: id }, creating ? "topic identity drawn" : "topic identity recorded for an existing topic");
+  }
+
+  /** The producer for writes outside any transaction (topic identities, instance announcements): never fences or waits for the capture's. */
+  private async plainProducer(): Promise<Producer> {
+    if (!this.identityProducer) {
+      const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+      await producer.connect();
+      this.identityProducer = producer;
+    }
+    return this.identityProducer;
+  }
+
+  /**
+   * Writes `value` (null: a tombstone) under `key` to the compacted topic of instance
+   * announcements, outside any transaction: a standby capture process announces itself without
+   * touching the capture's transactional id.
+   */
+  async announce(key: string, value: string | null): Promise<void> {
+    this.assertWritable("announce this instance");
+    await this.call("announce this instance", async () => {
+      await (await this.plainProducer()).send({ topic: instancesTopic(this.deployment), acks: -1, messages: [{ key, value, partition: 0 }] });
+    });
+  }
+
+  /**
+   * A lease through a consumer group on `<deployment>.sluice.capture-lease` (kafka-lease.ts): the
+   * capture of a set of sources runs in the one process holding it.
+   */
+  captureLease(options: { group: string; holder: string; sessionTimeoutMs: number; onChange: (held: boolean) => void }): KafkaLease {
+    return new KafkaLease({ kafka: this.kafka, topic: captureLeaseTopic(this.deployment), logger: this.logger, ...options });
   }
 
   private async readTopicIds(): Promise<Map<string, string>> {
@@ -447,6 +473,8 @@ export class KafkaTopicLog implements TopicLog {
     await this.createTopic({ name: checkpointTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true });
     await this.createTopic({ name: registryTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
     await this.createTopic({ name: topicIdsTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true });
+    await this.createTopic({ name: instancesTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true });
+    await this.createTopic({ name: captureLeaseTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true });
   }
 
   private async checkpointMessage(checkpoint: Checkpoint): Promise<OutgoingMessage> {

@@ -23,6 +23,21 @@ export function topicIdsTopic(deployment: string): string {
   return `${deployment}.sluice.topic-ids`;
 }
 
+/** Kafka: the compacted topic where every running process announces itself (roles, sources, sinks, partitions, lag), keyed by instance. */
+export function instancesTopic(deployment: string): string {
+  return `${deployment}.sluice.instances`;
+}
+
+/** Kafka: the one-partition topic whose consumer groups are the capture leases (kafka-lease.ts); never written. */
+export function captureLeaseTopic(deployment: string): string {
+  return `${deployment}.sluice.capture-lease`;
+}
+
+/** Kafka: the consumer group that leases the capture of a set of sources (`all`, or `capture.<names>`). */
+export function captureLeaseGroup(deployment: string, captureSet: string): string {
+  return `${deployment}.sluice.lease.${captureSet}`;
+}
+
 export function isInternalTopic(deployment: string, topic: string): boolean {
   return topic.startsWith(`${deployment}.sluice.`) || topic.startsWith(`${deployment}.dlq.`) || topic.startsWith("__");
 }

@@ -11,12 +11,21 @@ import type { TopicLog } from "./contract.ts";
  * deployment (e.g. a sink thread) so its Kafka transactional id does not fence the first's.
  * For `sluice run` only: operator commands use openTopicLogForCommand.
  */
-export async function openTopicLog(config: TopicsConfig, deployment: string, logger: Logger, signal?: AbortSignal, writer?: string): Promise<TopicLog> {
+export async function openTopicLog(config: TopicsConfig, deployment: string, logger: Logger, signal?: AbortSignal, writer?: string, options: { lazyProducer?: boolean } = {}): Promise<TopicLog> {
   if (config.kind === "embedded") return EmbeddedTopicLog.open(embeddedOptionsFromConfig(config, logger));
   // Loaded on demand: an embedded deployment never loads kafkajs.
   const { KafkaTopicLog } = await import("../kafka/kafka-log.ts");
   const transactionalId = writer ? transactionalIdOf(deployment, config.client_id, writer) : undefined;
-  return KafkaTopicLog.open({ config, deployment, logger, ...(signal ? { signal } : {}), ...(transactionalId ? { transactionalId } : {}) });
+  // A lazy producer registers its transactional id (fencing any other holder) only at its first write: a standby capture writes nothing until it leads.
+  return KafkaTopicLog.open({ config, deployment, logger, ...(signal ? { signal } : {}), ...(transactionalId ? { transactionalId } : {}), ...(options.lazyProducer ? { access: "command" as const } : {}) });
+}
+
+/**
+ * A sink thread's writer name: its own per process (`sink.<sink>.<host>.<pid>`), since several
+ * processes may run the same sink, sharing its partitions, and must not fence each other's producer.
+ */
+export function sinkWriter(sink: string, owner: string): string {
+  return `sink.${sink}.${owner.replace(/[^A-Za-z0-9._-]/g, "_")}`;
 }
 
 /**

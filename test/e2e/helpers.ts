@@ -237,6 +237,12 @@ export interface Status {
 
 const LOG_TAIL_LINES = 60;
 
+/** Extra `sluice run` arguments (e.g. `--role sinks`) and environment variables of a daemon. */
+export interface DaemonOptions {
+  readonly args?: readonly string[];
+  readonly env?: Readonly<Record<string, string>>;
+}
+
 /** `sluice run -c <temp config>` as a child process, its output kept in a file and a ring buffer. */
 export class SluiceDaemon {
   readonly configFile: string;
@@ -250,13 +256,17 @@ export class SluiceDaemon {
   #exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
   #out: WriteStream;
 
-  private constructor(configFile: string, port: number, logFile: string) {
+  private constructor(configFile: string, port: number, logFile: string, options: DaemonOptions = {}) {
     this.configFile = configFile;
     this.port = port;
     this.logFile = logFile;
     this.url = `http://127.0.0.1:${port}`;
     this.#out = createWriteStream(logFile, { flags: "a" });
-    this.child = spawn(process.execPath, [SLUICE, "run", "-c", configFile], { cwd: dirname(configFile), stdio: ["ignore", "pipe", "pipe"] });
+    this.child = spawn(process.execPath, [SLUICE, "run", "-c", configFile, ...(options.args ?? [])], {
+      cwd: dirname(configFile),
+      stdio: ["ignore", "pipe", "pipe"],
+      ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
+    });
     let partial = "";
     const onData = (chunk: Buffer) => {
       this.#out.write(chunk);
@@ -281,11 +291,11 @@ export class SluiceDaemon {
   }
 
   /** Writes `config` (JSON is YAML) with `http.listen` on a free port into `dir` and starts the daemon; resolves once /healthz answers. */
-  static async start(dir: string, config: Record<string, unknown>, label = "sluice"): Promise<SluiceDaemon> {
+  static async start(dir: string, config: Record<string, unknown>, label = "sluice", options: DaemonOptions = {}): Promise<SluiceDaemon> {
     const port = await freePort();
     const configFile = join(dir, `${label}.yaml`);
     writeFileSync(configFile, JSON.stringify({ ...config, http: { listen: `127.0.0.1:${port}` } }, null, 2));
-    const daemon = new SluiceDaemon(configFile, port, join(dir, `${label}.log`));
+    const daemon = new SluiceDaemon(configFile, port, join(dir, `${label}.log`), options);
     RUNNING.add(daemon);
     void daemon.exited.then(() => RUNNING.delete(daemon));
     await waitFor("the daemon to answer /healthz", async () => (await daemon.get("/healthz").catch(() => null))?.status === 200 || undefined, { daemon, timeoutMs: 60_000, intervalMs: 100 });

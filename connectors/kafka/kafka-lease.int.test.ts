@@ -1,0 +1,71 @@
+/**
+ * The capture lease through a Kafka consumer group (issue 17): exactly one candidate holds it, a
+ * candidate that joins later does not take it from the holder (sticky), and when the holder leaves
+ * (or stops heartbeating) the longest-waiting candidate gets it. Real Kafka from test/services.
+ */
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import { Kafka, logLevel } from "kafkajs";
+import { createLogger } from "../../daemon/logger.ts";
+import { captureLeaseGroup } from "../topics/names.ts";
+import { chooseHolder } from "./kafka-lease.ts";
+import type { KafkaLease } from "./kafka-lease.ts";
+import { KafkaTopicLog } from "./kafka-log.ts";
+import { testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
+
+const logger = createLogger("warn");
+const deployment = testDeployment("lease");
+const group = captureLeaseGroup(deployment, "all");
+
+after(async () => {
+  const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${deployment}.`));
+  if (topics.length > 0) await admin.deleteTopics({ topics }).catch(() => undefined);
+  await admin.deleteGroups([group]).catch(() => undefined);
+  await admin.disconnect();
+});
+
+test("the holder keeps the lease; otherwise the longest-waiting candidate gets it", () => {
+  const holding = { holding: true, since: 300, holder: "c" };
+  const early = { holding: false, since: 100, holder: "a" };
+  const late = { holding: false, since: 200, holder: "b" };
+  assert.equal(chooseHolder([{ memberId: "m1", candidate: early }, { memberId: "m2", candidate: holding }, { memberId: "m3", candidate: late }]), "m2");
+  assert.equal(chooseHolder([{ memberId: "m3", candidate: late }, { memberId: "m1", candidate: early }]), "m1");
+  // Two claim it (a frozen former holder that woke up): the earlier one keeps it; a candidate of another version (no metadata) comes last.
+  assert.equal(chooseHolder([{ memberId: "m4", candidate: null }, { memberId: "m2", candidate: { ...holding, since: 50 } }, { memberId: "m5", candidate: holding }]), "m2");
+  assert.equal(chooseHolder([]), undefined);
+});
+
+async function until(what: string, done: () => boolean, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+test("one holder at a time over real Kafka: a later candidate waits; it takes over when the holder leaves", { timeout: 120_000 }, async () => {
+  const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger, access: "command" });
+  const changes: string[] = [];
+  const candidate = (name: string): KafkaLease => log.captureLease({ group, holder: name, sessionTimeoutMs: 6_000, onChange: (held) => changes.push(`${name}:${held ? "held" : "lost"}`) });
+  const first = candidate("first");
+  const second = candidate("second");
+  try {
+    await first.start();
+    await until("the first candidate to hold the lease", () => first.held());
+    await second.start();
+    // The group rebalances for the newcomer; the holder keeps the lease through it.
+    await new Promise((resolve) => setTimeout(resolve, 5_000));
+    assert.equal(first.held(), true);
+    assert.equal(second.held(), false);
+    await first.close();
+    await until("the second candidate to take over", () => second.held());
+    assert.equal(first.held(), false);
+    assert.deepEqual(changes, ["first:held", "first:lost", "second:held"]);
+  } finally {
+    await first.close();
+    await second.close();
+    await log.close();
+  }
+});

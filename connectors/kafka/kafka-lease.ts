@@ -1,0 +1,151 @@
+/**
+ * A lease held through a Kafka consumer group: every candidate joins the group `group` on a
+ * one-partition topic, and the member the group assigns that partition holds the lease. Kafka's
+ * group coordinator decides liveness: a holder that dies (kill -9), freezes (SIGSTOP) or loses its
+ * network stops heartbeating and is removed after `sessionTimeoutMs`, and the partition (the lease)
+ * goes to another member. The assignment is sticky: the current holder keeps it when members join
+ * or leave, and only when there is none goes it to the longest-waiting candidate.
+ *
+ * A lease alone does not stop a frozen former holder from acting once it wakes up before it learns
+ * it lost: what it guards must also be fenced (capture: Kafka's transactional id, which the new
+ * holder initialises, so the former holder's next transaction is refused).
+ */
+import { randomBytes } from "node:crypto";
+import kafkajs from "kafkajs";
+import type { Assigner, Consumer, Kafka } from "kafkajs";
+import type { Logger } from "../../daemon/logger.ts";
+
+const { AssignerProtocol } = kafkajs;
+
+export interface KafkaLeaseOptions {
+  readonly kafka: Kafka;
+  /** The consumer group: one per thing leased. */
+  readonly group: string;
+  /** A one-partition topic the group subscribes to (its records are never read). */
+  readonly topic: string;
+  /** This candidate, for logs and /status. */
+  readonly holder: string;
+  readonly sessionTimeoutMs: number;
+  readonly logger: Logger;
+  /** The lease was granted (true) or lost (false). */
+  readonly onChange: (held: boolean) => void;
+}
+
+interface Candidate {
+  readonly holding: boolean;
+  readonly since: number;
+  readonly holder: string;
+}
+
+const ASSIGNER = "SluiceStickyLease";
+
+/** The member to hold the lease: the one holding it now (the earliest, should two claim it), else the longest waiting. */
+export function chooseHolder(members: readonly { memberId: string; candidate: Candidate | null }[]): string | undefined {
+  const ranked = [...members].sort((a, b) => {
+    const [x, y] = [a.candidate, b.candidate];
+    if (Boolean(x?.holding) !== Boolean(y?.holding)) return x?.holding ? -1 : 1;
+    const since = (x?.since ?? Number.MAX_SAFE_INTEGER) - (y?.since ?? Number.MAX_SAFE_INTEGER);
+    return since !== 0 ? since : a.memberId < b.memberId ? -1 : 1;
+  });
+  return ranked[0]?.memberId;
+}
+
+function decodeCandidate(metadata: Buffer): Candidate | null {
+  try {
+    const userData = AssignerProtocol.MemberMetadata.decode(metadata)?.userData;
+    if (!userData || userData.length === 0) return null;
+    return JSON.parse(userData.toString("utf8")) as Candidate;
+  } catch {
+    return null;
+  }
+}
+
+export class KafkaLease {
+  private readonly options: KafkaLeaseOptions;
+  private readonly since = Date.now();
+  private consumer: Consumer | null = null;
+  private holding = false;
+  private closed = false;
+
+  constructor(options: KafkaLeaseOptions) {
+    this.options = options;
+  }
+
+  held(): boolean {
+    return this.holding;
+  }
+
+  /** Joins the group (again after a failure, until closed). */
+  async start(): Promise<void> {
+    if (this.closed) return;
+    const { kafka, group, topic, holder, sessionTimeoutMs, logger } = this.options;
+    const assigner: Assigner = {
+      name: ASSIGNER,
+      version: 1,
+      assign: async ({ members }) => {
+        const chosen = chooseHolder(members.map((m) => ({ memberId: m.memberId, candidate: decodeCandidate(m.memberMetadata) })));
+        return members.map((m) => ({
+          memberId: m.memberId,
+          memberAssignment: AssignerProtocol.MemberAssignment.encode({ version: 1, assignment: m.memberId === chosen ? { [topic]: [0] } : {}, userData: Buffer.alloc(0) }),
+        }));
+      },
+      protocol: ({ topics }) => ({
+        name: ASSIGNER,
+        metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: Buffer.from(JSON.stringify({ holding: this.holding, since: this.since, holder } satisfies Candidate)) }),
+      }),
+    };
+    const consumer = kafka.consumer({
+      groupId: group,
+      sessionTimeout: sessionTimeoutMs,
+      rebalanceTimeout: sessionTimeoutMs,
+      heartbeatInterval: Math.max(200, Math.floor(sessionTimeoutMs / 6)),
+      maxWaitTimeInMs: Math.max(100, Math.floor(sessionTimeoutMs / 6)),
+      partitionAssigners: [() => assigner],
+      retry: { retries: 3, initialRetryTime: 200, maxRetryTime: 2_000, restartOnFailure: async () => false },
+    });
+    this.consumer = consumer;
+    consumer.on(consumer.events.GROUP_JOIN, (event) => this.set((event.payload.memberAssignment[topic] ?? []).includes(0)));
+    // A rebalance alone changes nothing: the holder claims the lease in its metadata and keeps it while it is a member.
+    consumer.on(consumer.events.CRASH, (event) => {
+      logger.warn({ group, err: String(event.payload.error) }, "capture lease: the group member failed; joining again");
+      this.set(false);
+      void this.restart(consumer);
+    });
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topics: [topic], fromBeginning: false });
+      await consumer.run({ autoCommit: false, eachBatchAutoResolve: true, eachBatch: async () => undefined });
+    } catch (error) {
+      logger.warn({ group, err: String(error) }, "capture lease: joining the group failed; retrying");
+      await this.restart(consumer);
+    }
+  }
+
+  private async restart(consumer: Consumer): Promise<void> {
+    await consumer.disconnect().catch(() => undefined);
+    if (this.closed || this.consumer !== consumer) return;
+    this.consumer = null;
+    await new Promise((resolve) => setTimeout(resolve, 1_000 + Math.floor(Math.random() * 500)));
+    await this.start();
+  }
+
+  private set(held: boolean): void {
+    if (held === this.holding) return;
+    this.holding = held;
+    this.options.onChange(held);
+  }
+
+  /** Leaves the group at once, so another candidate takes over without waiting for the session timeout. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const consumer = this.consumer;
+    this.consumer = null;
+    this.set(false);
+    await consumer?.disconnect().catch(() => undefined);
+  }
+}
+
+/** A candidate's name in logs: host, process id and a random part. */
+export function leaseHolderName(host: string, pid: number): string {
+  return `${host}:${pid}:${randomBytes(3).toString("hex")}`;
+}

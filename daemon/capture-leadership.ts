@@ -1,0 +1,112 @@
+/**
+ * Capture under a lease: several processes may run capture for the same sources; the one holding
+ * the lease captures, the others stand by (ready, capturing nothing, writing nothing) and take
+ * over when it dies, freezes or loses its network. Each term of leadership starts capture afresh
+ * from the last durable checkpoint and ends when the lease is lost or the topic log fences this
+ * process (another process took the capture's transactional id: it leads now). A fenced process
+ * leaves the lease's group and joins again as the newest candidate, so it never takes the lease
+ * back by claiming a term it has lost.
+ */
+import { SluiceError } from "../connectors/errors.ts";
+import type { Logger } from "./logger.ts";
+
+export interface LeaseHandle {
+  held(): boolean;
+  start(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export type CaptureRole = "leader" | "standby";
+
+export interface LeadershipOptions {
+  /** A new candidacy; `onChange` tells when the lease is granted or lost. */
+  newLease(onChange: (held: boolean) => void): LeaseHandle;
+  /** Captures until `signal` aborts (the term ended) or fails. */
+  lead(signal: AbortSignal): Promise<void>;
+  /** Called when a term starts, before `lead`: e.g. take the source's replication slot from a frozen former leader. */
+  beforeLead?(signal: AbortSignal): Promise<void>;
+  readonly logger: Logger;
+}
+
+function isFenced(error: unknown): error is SluiceError {
+  return error instanceof SluiceError && error.code === "KAFKA_PRODUCER_FENCED";
+}
+
+export class CaptureLeadership {
+  private readonly options: LeadershipOptions;
+  private lease: LeaseHandle | null = null;
+  private wake: (() => void) | null = null;
+  private term: AbortController | null = null;
+  private roleNow: CaptureRole = "standby";
+  private standbySince = Date.now();
+  /** Terms led so far. */
+  terms = 0;
+
+  constructor(options: LeadershipOptions) {
+    this.options = options;
+  }
+
+  role(): CaptureRole {
+    return this.roleNow;
+  }
+
+  /** Runs terms until `stop` aborts; rejects only on a failure that is not a lost lease or a fencing. */
+  async run(stop: AbortSignal): Promise<void> {
+    const { logger } = this.options;
+    const onStop = () => {
+      this.term?.abort(new Error("stopping"));
+      this.wake?.();
+    };
+    stop.addEventListener("abort", onStop, { once: true });
+    try {
+      await this.candidate();
+      while (!stop.aborted) {
+        if (!this.lease?.held()) {
+          await new Promise<void>((resolve) => (this.wake = resolve));
+          this.wake = null;
+          continue;
+        }
+        const term = (this.term = new AbortController());
+        this.roleNow = "leader";
+        this.terms++;
+        logger.info({ waitedMs: Date.now() - this.standbySince, term: this.terms }, "capture lease held: this process leads the capture now, from the last durable checkpoint");
+        let fenced = false;
+        try {
+          await this.options.beforeLead?.(term.signal);
+          await this.options.lead(term.signal);
+        } catch (error) {
+          if (!isFenced(error)) throw error;
+          fenced = true;
+          logger.warn({ err: error.toLog() }, "capture fenced: another process leads the capture now (it registered the capture's transactional id); standing by");
+        } finally {
+          this.term = null;
+          this.roleNow = "standby";
+          this.standbySince = Date.now();
+        }
+        if (stop.aborted) break;
+        if (fenced || this.lease?.held()) {
+          // A term that ended while the lease still looks held was fenced: join again as the newest candidate.
+          await this.lease?.close();
+          await this.candidate();
+        } else {
+          logger.warn("capture lease lost: another process takes over the capture; standing by");
+        }
+      }
+    } finally {
+      stop.removeEventListener("abort", onStop);
+      this.roleNow = "standby";
+      await this.lease?.close();
+      this.lease = null;
+    }
+  }
+
+  private async candidate(): Promise<void> {
+    const lease = this.options.newLease((held) => {
+      if (lease !== this.lease) return;
+      if (!held) this.term?.abort(new Error("capture lease lost"));
+      this.wake?.();
+    });
+    this.lease = lease;
+    await lease.start();
+  }
+}

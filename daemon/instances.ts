@@ -1,0 +1,133 @@
+/**
+ * The processes of a deployment, as each announces itself: every `sluice run` writes a small
+ * report (its roles, the sources it leads or stands by for, the partitions its sinks read, their
+ * lag) every few seconds to the compacted topic `<deployment>.sluice.instances` and reads everyone
+ * else's, so `/status` of any process shows the whole deployment. A process that stops cleanly
+ * removes its report (a tombstone); one that dies is shown as stale, then left out.
+ *
+ * Kafka only: the embedded log is one machine's, and /status then shows this process alone.
+ */
+import { randomBytes } from "node:crypto";
+import type { TopicConsumer } from "../connectors/topics/contract.ts";
+import { instancesTopic } from "../connectors/topics/names.ts";
+import type { Logger } from "./logger.ts";
+
+export interface InstanceReport {
+  readonly id: string;
+  readonly host: string;
+  readonly pid: number;
+  readonly version: string;
+  readonly roles: readonly string[];
+  readonly startedAt: string;
+  /** When this report was written (milliseconds since the epoch). */
+  readonly at: number;
+  readonly sources: readonly { name: string; state: "leader" | "standby" | "capturing"; ready: boolean; position: string | null; lagSeconds: number | null }[];
+  readonly sinks: readonly { name: string; ready: boolean; partitions: readonly string[]; lagRecords: number | null }[];
+}
+
+/** What the directory needs of the topic log (the Kafka log has it; the embedded log does not). */
+export interface AnnouncingLog {
+  announce(key: string, value: string | null): Promise<void>;
+  consumer(group: string, topics: readonly string[]): Promise<TopicConsumer>;
+}
+
+export function canAnnounce(log: object): log is AnnouncingLog {
+  return typeof (log as Partial<AnnouncingLog>).announce === "function";
+}
+
+export interface DirectoryOptions {
+  readonly log: AnnouncingLog | null;
+  readonly deployment: string;
+  readonly id: string;
+  readonly report: () => Promise<InstanceReport>;
+  readonly intervalMs: number;
+  readonly logger: Logger;
+}
+
+/** Reports older than this many intervals are shown as stale; older than STALE_DROP_INTERVALS, left out. */
+const STALE_INTERVALS = 3;
+const DROP_INTERVALS = 12;
+
+export class InstanceDirectory {
+  private readonly options: DirectoryOptions;
+  private readonly known = new Map<string, InstanceReport>();
+  private readonly stop = new AbortController();
+  private timer: NodeJS.Timeout | undefined;
+  private tail: Promise<void> = Promise.resolve();
+  private last: InstanceReport | null = null;
+
+  constructor(options: DirectoryOptions) {
+    this.options = options;
+  }
+
+  start(): void {
+    const { log } = this.options;
+    if (!log) return;
+    const beat = () => void this.announce();
+    beat();
+    this.timer = setInterval(beat, this.options.intervalMs);
+    this.tail = this.follow(log);
+  }
+
+  private async announce(): Promise<void> {
+    const { log, id, logger } = this.options;
+    try {
+      const report = await this.options.report();
+      this.last = report;
+      this.known.set(id, report);
+      await log?.announce(id, JSON.stringify(report));
+    } catch (error) {
+      logger.debug({ err: error instanceof Error ? error.message : String(error) }, "announcing this instance failed; retrying at the next heartbeat");
+    }
+  }
+
+  /** Reads every announcement, from the beginning of the compacted topic, until stopped. */
+  private async follow(log: AnnouncingLog): Promise<void> {
+    const signal = this.stop.signal;
+    const group = `${this.options.deployment}.sluice.instances-reader.${randomBytes(5).toString("hex")}`;
+    while (!signal.aborted) {
+      let consumer: TopicConsumer | null = null;
+      try {
+        consumer = await log.consumer(group, [instancesTopic(this.options.deployment)]);
+        while (!signal.aborted) {
+          for (const record of await consumer.poll({ maxRecords: 1_000, maxBytes: 4 * 2 ** 20, maxWaitMs: 1_000, signal })) {
+            if (!record.key) continue;
+            const key = Buffer.from(record.key).toString("utf8");
+            if (key === this.options.id) continue;
+            if (record.value === null) this.known.delete(key);
+            else this.known.set(key, JSON.parse(Buffer.from(record.value).toString("utf8")) as InstanceReport);
+          }
+        }
+      } catch (error) {
+        if (signal.aborted) break;
+        this.options.logger.debug({ err: error instanceof Error ? error.message : String(error) }, "reading instance announcements failed; retrying");
+        await new Promise((resolve) => setTimeout(resolve, 2_000));
+      } finally {
+        await consumer?.close().catch(() => undefined);
+      }
+    }
+  }
+
+  /** Every instance announced recently, this one first (its report fresh), each with its age and whether it is stale. */
+  async instances(now = Date.now()): Promise<(InstanceReport & { ageSeconds: number; stale: boolean; self: boolean })[]> {
+    const own = await this.options.report().catch(() => this.last);
+    const interval = this.options.intervalMs;
+    const others = [...this.known.values()]
+      .filter((report) => report.id !== this.options.id && now - report.at <= DROP_INTERVALS * interval)
+      .sort((a, b) => a.id.localeCompare(b.id));
+    return [...(own ? [own] : []), ...others].map((report) => ({
+      ...report,
+      ageSeconds: Math.max(0, (now - report.at) / 1000),
+      stale: now - report.at > STALE_INTERVALS * interval,
+      self: report.id === this.options.id,
+    }));
+  }
+
+  /** Stops announcing and removes this instance's report. */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    this.stop.abort();
+    await this.tail;
+    await this.options.log?.announce(this.options.id, null).catch(() => undefined);
+  }
+}
