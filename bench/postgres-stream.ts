@@ -47,6 +47,7 @@ function config(slot: string, mode: "initial" | "never"): PostgresSourceConfig {
     snapshot: { mode, parallelism: 2, chunk_rows: 10_000 },
     decimal_mode: "precise",
     envelope: "debezium",
+    time_precision_mode: "adaptive",
     skipped_operations: ["t"],
     max_buffer_bytes: Number(process.env["SLUICE_BENCH_BUFFER_MIB"] ?? 64) * 2 ** 20,
     heartbeat_interval: 10_000,

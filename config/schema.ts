@@ -173,7 +173,9 @@ const snapshot = z
 const decimalMode = z
   .enum(["precise", "double", "string"])
   .default("precise")
-  .describe("How numerics without a declared scale are encoded in Avro");
+  .describe(
+    "How numerics are encoded in Avro (Debezium's decimal.handling.mode): precise (Avro decimal; VariableScaleDecimal without a declared scale), double, or string; with envelope sluice only numerics without a declared scale follow it",
+  );
 
 const sourceCommon = {
   name: identifier("Logical source name: first part of its topic names (<name>.<schema>.<table>) and Avro record names"),
@@ -194,6 +196,12 @@ const sourceCommon = {
     .default("debezium")
     .describe(
       "Topic values: debezium: exactly Debezium's change-event envelope (Sluice's bookkeeping in record headers, unchanged TOAST as Debezium's placeholder or copied from before); sluice: the layout of earlier Sluice versions (bookkeeping fields in the row records, truncates as op t records), docs/avro-types.md",
+    ),
+  time_precision_mode: z
+    .enum(["adaptive", "connect", "avro"])
+    .default("adaptive")
+    .describe(
+      "Dates, times and timestamps (Debezium's time.precision.mode): adaptive: Debezium's io.debezium.time types, ms or µs by the column's precision, timestamps with a zone as ISO-8601 text; connect: Kafka Connect's millisecond logical types; avro: the Avro specification's date, time-micros, timestamp-micros (earlier Sluice versions; always with envelope sluice). docs/avro-types.md",
     ),
   skipped_operations: z
     .array(z.enum(["c", "u", "d", "t"]))

@@ -120,6 +120,7 @@ export function captureEncoder(
     topicPrefix: (name) => dataTopicPrefix(config.name, name),
     numericMode: source.decimal_mode,
     envelope: source.envelope,
+    timePrecision: source.envelope === "sluice" ? "avro" : source.time_precision_mode,
     skippedOperations: source.skipped_operations,
     transactionMetadata: source.kind === "postgres" && source.transaction_metadata,
   });

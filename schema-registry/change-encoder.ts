@@ -12,6 +12,7 @@ import { ChangeEventEncoder, TRUNCATE_HEADER } from "./event-codec.ts";
 import type { NumericMode } from "./postgres-types.ts";
 import type { SchemaRegistry } from "./registry.ts";
 import type { EnvelopeLayout } from "./table-mapping.ts";
+import type { TimePrecisionMode } from "./temporal-modes.ts";
 
 /** Operations Debezium's `skipped.operations` can leave out (its default: `t`). */
 export type SkippableOp = "c" | "u" | "d" | "t";
@@ -23,6 +24,8 @@ export interface AvroChangeEncoderOptions {
   readonly numericMode?: NumericMode;
   /** "debezium" (default) or Sluice's earlier "sluice" layout (table-mapping.ts). */
   readonly envelope?: EnvelopeLayout;
+  /** Debezium's time.precision.mode (temporal-modes.ts); default "adaptive" ("avro" with envelope "sluice"). */
+  readonly timePrecision?: TimePrecisionMode;
   /**
    * Operations Debezium consumers do not get. A skipped create, update or delete is not written
    * at all (Sluice's sinks do not see it either). A skipped truncate is written as a tombstone
@@ -81,6 +84,7 @@ export class AvroChangeEncoder {
         name: prefix,
         ...(this.options.numericMode === undefined ? {} : { numericMode: this.options.numericMode }),
         ...(this.options.envelope === undefined ? {} : { envelope: this.options.envelope }),
+        ...(this.options.timePrecision === undefined ? {} : { timePrecision: this.options.timePrecision }),
       });
       this.bySchemaText.set(text, encoder);
       // A failed registration (registry down, incompatible change) is tried again with the next event.

@@ -85,6 +85,44 @@ describe("ChangeEventEncoder and ChangeEventDecoder", () => {
     assert.deepEqual(decoded?.key, {});
   });
 
+  describe("a deployment upgraded in place (subjects registered by Sluice's earlier layout)", () => {
+    const STAMPED: TableSchema = { ...V1, columns: [...V1.columns, { name: "at", dbType: "timestamp with time zone", nullable: true }] };
+    const at = 1_700_000_000_000_001n;
+
+    it("moves to the Debezium envelope (a compatible change), and records of both layouts decode", async () => {
+      const registry = new LocalRegistry(await openMemoryStore());
+      const earlier = await ChangeEventEncoder.register(registry, V1, { topic: "t", envelope: "sluice" });
+      const encoder = await ChangeEventEncoder.register(registry, V1, { topic: "t" });
+      assert.equal(encoder.mapping.envelope, "debezium");
+      assert.notEqual(encoder.valueSchemaId, earlier.valueSchemaId);
+      const before = earlier.encode(event(V1, { id: 1n, total: "NaN", items: UNCHANGED }, 5n));
+      const after = encoder.encode(event(V1, { id: 1n, total: "NaN", items: UNCHANGED }, 6n));
+      const decoder = new ChangeEventDecoder(registry);
+      assert.deepEqual((await decoder.decode(before.key, before.value, before.headers))?.after, { id: 1n, total: "NaN", items: UNCHANGED });
+      assert.deepEqual((await decoder.decode(after.key, after.value, after.headers))?.after, { id: 1n, total: "NaN", items: UNCHANGED });
+    });
+
+    it("keeps the earlier timestamp type where the subject refuses timestamptz as text (BACKWARD), instead of halting the table", async () => {
+      const registry = new LocalRegistry(await openMemoryStore());
+      await ChangeEventEncoder.register(registry, STAMPED, { topic: "t", envelope: "sluice" });
+      const encoder = await ChangeEventEncoder.register(registry, STAMPED, { topic: "t" });
+      assert.equal(encoder.mapping.envelope, "debezium", "the bookkeeping still moves to headers");
+      const field = encoder.mapping.valueSchema.fields.find((f) => f.name === "at")!;
+      assert.deepEqual((field.type as unknown[])[1], { type: "long", logicalType: "timestamp-micros" });
+      const record = encoder.encode(event(STAMPED, { id: 1n, total: null, items: null, at }, 5n));
+      assert.equal((await new ChangeEventDecoder(registry).decode(record.key, record.value, record.headers))?.after?.["at"], at);
+    });
+
+    it("a new subject gets Debezium's adaptive types", async () => {
+      const registry = new LocalRegistry(await openMemoryStore());
+      const encoder = await ChangeEventEncoder.register(registry, STAMPED, { topic: "t" });
+      const field = encoder.mapping.valueSchema.fields.find((f) => f.name === "at")!;
+      assert.deepEqual((field.type as unknown[])[1], { type: "string", "connect.name": "io.debezium.time.ZonedTimestamp", "connect.version": 1 });
+      const record = encoder.encode(event(STAMPED, { id: 1n, total: null, items: null, at }, 5n));
+      assert.equal((await new ChangeEventDecoder(registry).decode(record.key, record.value, record.headers))?.after?.["at"], at);
+    });
+  });
+
   describe("PostgreSQL array columns", () => {
     const TAGS: TableSchema = { ...V1, columns: [...V1.columns, { name: "grid", dbType: "integer[]", nullable: true }] };
     const flatColumn = { type: "array", items: ["null", "int"] };

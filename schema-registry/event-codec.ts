@@ -12,6 +12,7 @@ import type { AvroRecordJson } from "./avro-schema.ts";
 import { encodeEnvelope, fromEnvelope } from "./envelope-codec.ts";
 import type { EnvelopeExtras, RecordHeaders } from "./envelope-codec.ts";
 import { parseDbType } from "./db-type.ts";
+import { EARLIER_TYPE_MODES } from "./postgres-types.ts";
 import { FramedDecoder } from "./framed-codec.ts";
 import { subjectForTopic } from "./registry.ts";
 import type { SchemaRegistry } from "./registry.ts";
@@ -65,7 +66,11 @@ export class ChangeEventEncoder {
     if (options.arrayLayout === undefined && table.sourceKind === "postgres" && table.columns.some((c) => parseDbType(c.dbType, { postgresArrays: true }).isArray)) {
       alternatives.push({ ...options, arrayLayout: "flat" });
     }
-    if (mapping.envelope === "debezium") alternatives.push(...[options, ...alternatives].map((o) => ({ ...o, envelope: "sluice" as const })));
+    if (mapping.envelope === "debezium") {
+      // Sluice's earlier types (an upgraded deployment whose subject refuses, e.g., timestamptz as text), then its earlier layout.
+      const arrays = [options, ...alternatives];
+      alternatives.push(...arrays.map((o) => ({ ...o, ...EARLIER_TYPE_MODES })), ...arrays.map((o) => ({ ...o, envelope: "sluice" as const })));
+    }
     if (alternatives.length > 0 && !(await compatible(registry, options.topic, mapping))) {
       for (const alternative of alternatives) {
         const candidate = mapTable(table, alternative);

@@ -18,6 +18,10 @@ import {
 } from "./column-types.ts";
 import type { ColumnAvroType } from "./column-types.ts";
 import { parseDbType } from "./db-type.ts";
+import { EARLIER_TYPE_MODES } from "./postgres-types.ts";
+import type { NumericMode, TypeModes } from "./postgres-types.ts";
+import { dateType, durationType, fractionDigits, timestampType } from "./temporal-modes.ts";
+import { numericAsDoubleColumn, numericAsStringColumn } from "./column-types.ts";
 import { geometryColumn } from "./geometry.ts";
 
 const SMALL_INTEGERS = new Set(["tinyint", "smallint", "mediumint", "bool", "boolean", "year"]);
@@ -53,7 +57,7 @@ const GEOMETRIES = new Set([
 ]);
 const DECIMALS = new Set(["decimal", "numeric", "dec", "fixed"]);
 
-export function mysqlColumnType(dbType: string): ColumnAvroType {
+export function mysqlColumnType(dbType: string, numericMode: NumericMode = "precise", modes: TypeModes = EARLIER_TYPE_MODES): ColumnAvroType {
   const type = parseDbType(dbType, { postgresArrays: false });
   const name = type.name;
   if (SMALL_INTEGERS.has(name)) return intColumn;
@@ -63,6 +67,9 @@ export function mysqlColumnType(dbType: string): ColumnAvroType {
   if (DECIMALS.has(name)) {
     const precision = Number(type.args[0] ?? 10);
     const scale = Number(type.args[1] ?? 0);
+    // Debezium's decimal.handling.mode: every DECIMAL follows the numeric mode.
+    if (modes.decimals === "all" && numericMode === "string") return numericAsStringColumn;
+    if (modes.decimals === "all" && numericMode === "double") return numericAsDoubleColumn;
     return decimalColumn(precision, scale);
   }
   switch (name) {
@@ -85,12 +92,12 @@ export function mysqlColumnType(dbType: string): ColumnAvroType {
       return bits === 1 ? bitBooleanColumn : bitBytesColumn(bits);
     }
     case "date":
-      return dateColumn;
+      return modes.timePrecision === "avro" ? dateColumn : dateType(modes.timePrecision);
     case "time":
-      return microDurationColumn;
+      return modes.timePrecision === "avro" ? microDurationColumn : durationType(modes.timePrecision);
     case "datetime":
     case "timestamp":
-      return timestampMicrosColumn;
+      return modes.timePrecision === "avro" ? timestampMicrosColumn : timestampType(modes.timePrecision, fractionDigits(type.args.length > 0 ? type.args : ["0"]), name === "timestamp");
     case "enum":
       // A string, not an Avro enum: adding a value to a MySQL ENUM must stay a compatible change.
       return stringColumn("string (enum)", { "connect.name": "io.debezium.data.Enum", "connect.parameters": { allowed: type.args.join(",") } });

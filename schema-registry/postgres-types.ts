@@ -24,6 +24,18 @@ import {
 import type { ColumnAvroType } from "./column-types.ts";
 import { parseDbType } from "./db-type.ts";
 import type { DbType } from "./db-type.ts";
+import { dateType, fractionDigits, timestampType, timeType } from "./temporal-modes.ts";
+import type { TimePrecisionMode } from "./temporal-modes.ts";
+
+/** How dates, times and decimals are carried (Debezium's time.precision.mode and decimal.handling.mode). */
+export interface TypeModes {
+  readonly timePrecision: TimePrecisionMode;
+  /** Whether the numeric mode applies to every numeric (Debezium's decimal.handling.mode) or only to those without a declared scale (Sluice before 0.2). */
+  readonly decimals: "all" | "unscaled";
+}
+
+/** Sluice's types before 0.2 (schemas registered without the modes in their sluice.table property). */
+export const EARLIER_TYPE_MODES: TypeModes = { timePrecision: "avro", decimals: "unscaled" };
 
 /** How numerics without a declared scale are carried: exact (VariableScaleDecimal), as double, or as text. */
 export type NumericMode = "precise" | "double" | "string";
@@ -36,9 +48,9 @@ export type NumericMode = "precise" | "double" | "string";
  */
 export type ArrayLayout = "nested" | "flat";
 
-export function postgresColumnType(dbType: string, numericMode: NumericMode, arrayLayout: ArrayLayout = "nested"): ColumnAvroType {
+export function postgresColumnType(dbType: string, numericMode: NumericMode, arrayLayout: ArrayLayout = "nested", modes: TypeModes = EARLIER_TYPE_MODES): ColumnAvroType {
   const type = parseDbType(dbType, { postgresArrays: true });
-  const scalar = postgresScalarType(type, numericMode);
+  const scalar = postgresScalarType(type, numericMode, modes);
   return type.isArray ? arrayColumn(scalar, { dimensions: arrayLayout === "nested" ? MAX_ARRAY_DIMENSIONS : 1 }) : scalar;
 }
 
@@ -49,13 +61,15 @@ const UNSIGNED_32 = new Set(["oid", "xid", "cid"]);
 const TEXTS = new Set(["text", "character varying", "varchar", "character", "char", "bpchar", "name", "citext"]);
 const TIMESTAMPS = new Set(["timestamp", "timestamp without time zone", "timestamptz", "timestamp with time zone"]);
 
-function postgresScalarType(type: DbType, numericMode: NumericMode): ColumnAvroType {
+const ZONED_TIMESTAMPS = new Set(["timestamptz", "timestamp with time zone"]);
+
+function postgresScalarType(type: DbType, numericMode: NumericMode, modes: TypeModes): ColumnAvroType {
   const name = type.name;
   if (INTEGERS.has(name)) return intColumn;
   if (BIGINTS.has(name)) return longColumn({ narrow: false });
   if (UNSIGNED_32.has(name)) return longColumn({ narrow: true });
   if (TEXTS.has(name)) return stringColumn("string");
-  if (TIMESTAMPS.has(name)) return timestampMicrosColumn;
+  if (TIMESTAMPS.has(name)) return modes.timePrecision === "avro" ? timestampMicrosColumn : timestampType(modes.timePrecision, fractionDigits(type.args), ZONED_TIMESTAMPS.has(name));
   switch (name) {
     case "xid8":
       return decimalColumn(20, 0, { integerResult: true });
@@ -69,7 +83,7 @@ function postgresScalarType(type: DbType, numericMode: NumericMode): ColumnAvroT
       return Number(type.args[0] ?? 53) <= 24 ? floatColumn : doubleColumn;
     case "numeric":
     case "decimal":
-      return numericType(type.args, numericMode);
+      return numericType(type.args, numericMode, modes.decimals);
     case "money":
       // money is a 64-bit count of cents: at most 19 digits, 2 after the point.
       return decimalColumn(19, 2, { currencyText: true });
@@ -79,10 +93,10 @@ function postgresScalarType(type: DbType, numericMode: NumericMode): ColumnAvroT
     case "bytea":
       return bytesColumn("bytes");
     case "date":
-      return dateColumn;
+      return modes.timePrecision === "avro" ? dateColumn : dateType(modes.timePrecision);
     case "time":
     case "time without time zone":
-      return timeMicrosColumn;
+      return modes.timePrecision === "avro" ? timeMicrosColumn : timeType(modes.timePrecision, fractionDigits(type.args));
     case "uuid":
       return uuidColumn;
     case "json":
@@ -103,13 +117,13 @@ function postgresScalarType(type: DbType, numericMode: NumericMode): ColumnAvroT
   }
 }
 
-function numericType(args: readonly string[], numericMode: NumericMode): ColumnAvroType {
+function numericType(args: readonly string[], numericMode: NumericMode, decimals: TypeModes["decimals"]): ColumnAvroType {
   const precision = Number(args[0]);
   const scale = args.length > 1 ? Number(args[1]) : 0;
   // Avro decimals need 0 <= scale <= precision; PostgreSQL 15 also allows negative scales and
   // scales above the precision, which are carried like an unconstrained numeric.
   const declared = args.length > 0 && Number.isInteger(precision) && precision > 0 && Number.isInteger(scale) && scale >= 0 && scale <= precision;
-  if (declared) return decimalColumn(precision, scale, { specials: true });
+  if (declared && (decimals === "unscaled" || numericMode === "precise")) return decimalColumn(precision, scale, { specials: true });
   switch (numericMode) {
     case "precise":
       return variableScaleDecimalColumn;

@@ -4,7 +4,9 @@
  */
 import type { ColumnSchema, SourceKind, TableSchema } from "../connectors/contracts.ts";
 import type { AvroSchemaJson } from "./avro-schema.ts";
-import type { NumericMode } from "./postgres-types.ts";
+import { EARLIER_TYPE_MODES } from "./postgres-types.ts";
+import type { NumericMode, TypeModes } from "./postgres-types.ts";
+import type { TimePrecisionMode } from "./temporal-modes.ts";
 import { RESERVED_FIELD_NAMES, UNCHANGED_FIELD } from "./row-codec.ts";
 import { InvalidSchemaError } from "./schema-errors.ts";
 import { DB_TYPE_PROPERTY, ORIGINAL_NAME_PROPERTY, TABLE_PROPERTY } from "./table-mapping.ts";
@@ -19,6 +21,9 @@ interface TableProperty {
   readonly numericMode: NumericMode;
   readonly key: readonly string[];
   readonly wholeRowKey?: boolean;
+  /** Absent in schemas of earlier versions: EARLIER_TYPE_MODES. */
+  readonly timePrecision?: TimePrecisionMode;
+  readonly decimals?: TypeModes["decimals"];
 }
 
 type JsonObject = Record<string, unknown>;
@@ -58,7 +63,16 @@ export function tableSchemaFromAvro(schema: AvroSchemaJson | string): { table: T
   };
   // The namespace is `<name>.<schema>.<table>`; schema and table are single sanitised parts.
   const name = namespace.split(".").slice(0, -2).join(".");
-  return { table, options: { name: name === "" ? property.source : name, numericMode: property.numericMode, envelope } };
+  return {
+    table,
+    options: {
+      name: name === "" ? property.source : name,
+      numericMode: property.numericMode,
+      envelope,
+      timePrecision: property.timePrecision ?? EARLIER_TYPE_MODES.timePrecision,
+      decimals: property.decimals ?? EARLIER_TYPE_MODES.decimals,
+    },
+  };
 }
 
 function rowRecordOf(json: unknown): JsonObject {

@@ -290,7 +290,7 @@ describe("tableSchemaFromAvro", () => {
         { name: "a-b", dbType: "numeric", nullable: true },
       ],
     });
-    assert.deepEqual(options, { name: "dep.shop", numericMode: "string", envelope: "debezium" });
+    assert.deepEqual(options, { name: "dep.shop", numericMode: "string", envelope: "debezium", timePrecision: "adaptive", decimals: "all" });
     assert.equal(tableSchemaFromAvro(mapTable(rebuilt, { ...options, envelope: "sluice" }).envelopeSchema).options.envelope, "sluice", "the earlier layout is recognised by its bookkeeping field");
     const again = mapTable(rebuilt, options);
     assert.deepEqual(again.valueSchema, mapping.valueSchema);

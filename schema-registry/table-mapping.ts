@@ -11,7 +11,9 @@ import type { ColumnAvroType, NamedTypeScope } from "./column-types.ts";
 import { envelopeSchema } from "./envelope-schema.ts";
 import { mysqlColumnType } from "./mysql-types.ts";
 import { postgresColumnType } from "./postgres-types.ts";
-import type { ArrayLayout, NumericMode } from "./postgres-types.ts";
+import { EARLIER_TYPE_MODES } from "./postgres-types.ts";
+import type { ArrayLayout, NumericMode, TypeModes } from "./postgres-types.ts";
+import type { TimePrecisionMode } from "./temporal-modes.ts";
 import { RESERVED_FIELD_NAMES, RowCodec, SPECIAL_FIELD, UNCHANGED_FIELD } from "./row-codec.ts";
 import type { ColumnBinding } from "./row-codec.ts";
 import { InvalidSchemaError } from "./schema-errors.ts";
@@ -36,6 +38,10 @@ export interface TableMappingOptions {
    * `__sluice_unchanged` / `__sluice_special` fields in the Value record.
    */
   readonly envelope?: EnvelopeLayout;
+  /** Debezium's time.precision.mode (temporal-modes.ts): default "adaptive"; "avro" with envelope "sluice". */
+  readonly timePrecision?: TimePrecisionMode;
+  /** Whether numericMode covers every numeric, as Debezium's decimal.handling.mode ("all", default), or only those without a scale ("unscaled", envelope "sluice"). */
+  readonly decimals?: TypeModes["decimals"];
 }
 
 export type EnvelopeLayout = "debezium" | "sluice";
@@ -55,14 +61,16 @@ export interface TableAvroMapping {
   readonly envelope: EnvelopeLayout;
 }
 
-export function columnAvroType(table: Pick<TableSchema, "sourceKind">, column: ColumnSchema, numericMode: NumericMode, arrayLayout: ArrayLayout = "nested"): ColumnAvroType {
-  return table.sourceKind === "postgres" ? postgresColumnType(column.dbType, numericMode, arrayLayout) : mysqlColumnType(column.dbType);
+export function columnAvroType(table: Pick<TableSchema, "sourceKind">, column: ColumnSchema, numericMode: NumericMode, arrayLayout: ArrayLayout = "nested", modes: TypeModes = EARLIER_TYPE_MODES): ColumnAvroType {
+  return table.sourceKind === "postgres" ? postgresColumnType(column.dbType, numericMode, arrayLayout, modes) : mysqlColumnType(column.dbType, numericMode, modes);
 }
 
 export function mapTable(table: TableSchema, options: TableMappingOptions = {}): TableAvroMapping {
   const name = options.name ?? table.source;
   const numericMode = options.numericMode ?? "precise";
   const envelope = options.envelope ?? "debezium";
+  const earlier = envelope === "sluice" ? EARLIER_TYPE_MODES : undefined;
+  const modes: TypeModes = { timePrecision: options.timePrecision ?? earlier?.timePrecision ?? "adaptive", decimals: options.decimals ?? earlier?.decimals ?? "all" };
   const namespace = sanitizeNamespace([...name.split("."), table.schema, table.table]);
   const fieldNameList = assignUniqueNames(
     table.columns.map((column) => column.name),
@@ -73,7 +81,7 @@ export function mapTable(table: TableSchema, options: TableMappingOptions = {}):
     (column): ColumnBinding => ({
       column: column.name,
       field: fieldNames.get(column.name) as string,
-      type: columnAvroType(table, column, numericMode, options.arrayLayout),
+      type: columnAvroType(table, column, numericMode, options.arrayLayout, modes),
       nullable: column.nullable,
     }),
   );
@@ -93,6 +101,9 @@ export function mapTable(table: TableSchema, options: TableMappingOptions = {}):
     numericMode,
     key: table.key,
     ...(table.keyIsWholeRow === true ? { wholeRowKey: true } : {}),
+    // Absent in schemas of earlier versions, which used EARLIER_TYPE_MODES.
+    ...(modes.timePrecision === EARLIER_TYPE_MODES.timePrecision ? {} : { timePrecision: modes.timePrecision }),
+    ...(modes.decimals === EARLIER_TYPE_MODES.decimals ? {} : { decimals: modes.decimals }),
   };
   const recordSchema = (recordName: "Key" | "Value", recordBindings: readonly ColumnBinding[], withUnchanged: boolean): AvroRecordJson => {
     const scope = namedTypeScope();

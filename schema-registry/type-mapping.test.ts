@@ -7,7 +7,8 @@ import type { ColumnValue, SourceKind } from "../connectors/contracts.ts";
 import { parseSchema } from "./avro-parse.ts";
 import { createAvroType } from "./avro-runtime.ts";
 import type { AvroSchemaJson } from "./avro-schema.ts";
-import type { NumericMode } from "./postgres-types.ts";
+import { EARLIER_TYPE_MODES } from "./postgres-types.ts";
+import type { NumericMode, TypeModes } from "./postgres-types.ts";
 import { SPECIAL_FIELD } from "./row-codec.ts";
 import { mapTable } from "./table-mapping.ts";
 
@@ -17,10 +18,11 @@ interface MappedColumn {
   encode(value: ColumnValue): Record<string, unknown>;
 }
 
-function mapColumn(kind: SourceKind, dbType: string, numericMode?: NumericMode): MappedColumn {
+/** The type tables below are of the `avro` time precision (Sluice's earlier types); the Debezium modes have their own section. */
+function mapColumn(kind: SourceKind, dbType: string, numericMode?: NumericMode, modes: TypeModes = EARLIER_TYPE_MODES): MappedColumn {
   const mapping = mapTable(
     { source: "src", database: "db", schema: "sc", table: "t", sourceKind: kind, key: [], columns: [{ name: "c", dbType, nullable: true }] },
-    numericMode === undefined ? {} : { numericMode },
+    { ...(numericMode === undefined ? {} : { numericMode }), ...modes },
   );
   parseSchema(mapping.envelopeSchema);
   const type = createAvroType(mapping.valueSchema);
@@ -44,10 +46,10 @@ function mapColumn(kind: SourceKind, dbType: string, numericMode?: NumericMode):
 
 type Case = readonly [input: ColumnValue, output?: ColumnValue];
 
-function checkType(kind: SourceKind, dbTypes: readonly string[], expectedType: AvroSchemaJson, cases: readonly Case[], numericMode?: NumericMode): void {
+function checkType(kind: SourceKind, dbTypes: readonly string[], expectedType: AvroSchemaJson, cases: readonly Case[], numericMode?: NumericMode, modes?: TypeModes): void {
   for (const dbType of dbTypes) {
-    it(`${kind} ${dbType}${numericMode ? ` (${numericMode})` : ""} → ${JSON.stringify(expectedType)}`, () => {
-      const column = mapColumn(kind, dbType, numericMode);
+    it(`${kind} ${dbType}${numericMode ? ` (${numericMode})` : ""}${modes ? ` (${modes.timePrecision}, decimals ${modes.decimals})` : ""} → ${JSON.stringify(expectedType)}`, () => {
+      const column = mapColumn(kind, dbType, numericMode, modes);
       assert.deepEqual(column.fieldType, expectedType);
       for (const [input, output = input] of [...cases, [null] as Case]) {
         assert.deepEqual(column.roundTrip(input), output, `${dbType}: ${String(input)}`);
@@ -275,5 +277,47 @@ describe("MySQL types", () => {
     assert.throws(() => mapColumn("mysql", "bigint unsigned").encode("1.5"), /column `c`/);
     assert.throws(() => mapColumn("mysql", "bit(10)").encode(bytes(1, 2, 3)), /do not fit bit\(10\)/);
     assert.throws(() => mapColumn("mysql", "bit(10)").encode(2048), /out of range/);
+  });
+});
+
+describe("Debezium's time.precision.mode and decimal.handling.mode", () => {
+  const adaptive: TypeModes = { timePrecision: "adaptive", decimals: "all" };
+  const connect: TypeModes = { timePrecision: "connect", decimals: "all" };
+  const dbz = (name: string, type: string): AvroSchemaJson => ({ type, "connect.name": `io.debezium.time.${name}`, "connect.version": 1 });
+  const kafka = (name: string, type: string, logicalType: string): AvroSchemaJson => ({ type, "connect.name": `org.apache.kafka.connect.data.${name}`, "connect.version": 1, logicalType });
+  const ts = 1_700_000_000_123_456n;
+  const tsMillis = 1_700_000_000_123_000n;
+
+  // adaptive: Debezium's semantic types, the unit following the declared precision.
+  checkType("postgres", ["date"], dbz("Date", "int"), [[19_000], [-719_162]], undefined, adaptive);
+  checkType("postgres", ["time(3) without time zone", "time(0)"], dbz("Time", "int"), [[45_296_123_000], [0]], undefined, adaptive);
+  checkType("postgres", ["time", "time(6) without time zone"], dbz("MicroTime", "long"), [[45_296_123_456], [86_400_000_000]], undefined, adaptive);
+  checkType("postgres", ["timestamp(3) without time zone", "timestamp(0)"], dbz("Timestamp", "long"), [[tsMillis], [-1_000n], [2n ** 63n - 1n], [-(2n ** 63n)]], undefined, adaptive);
+  checkType("postgres", ["timestamp", "timestamp(6) without time zone"], dbz("MicroTimestamp", "long"), [[ts], [-1n]], undefined, adaptive);
+  checkType("postgres", ["timestamptz", "timestamp(3) with time zone"], dbz("ZonedTimestamp", "string"), [[ts], [0n], [-62_135_596_800_000_000n], [2n ** 63n - 1n], [-(2n ** 63n)], [-1n]], undefined, adaptive);
+  checkType("mysql", ["datetime", "datetime(3)"], dbz("Timestamp", "long"), [[tsMillis], [0n]], undefined, adaptive);
+  checkType("mysql", ["datetime(6)"], dbz("MicroTimestamp", "long"), [[ts]], undefined, adaptive);
+  checkType("mysql", ["timestamp", "timestamp(6)"], dbz("ZonedTimestamp", "string"), [[ts], [0n]], undefined, adaptive);
+  checkType("mysql", ["time", "time(3)"], dbz("MicroTime", "long"), [[-3_020_399_000_000], [3_020_399_000_000]], undefined, adaptive);
+  checkType("mysql", ["date"], dbz("Date", "int"), [[19_000]], undefined, adaptive);
+
+  // connect: Kafka Connect's millisecond logical types; finer digits are dropped.
+  checkType("postgres", ["date"], kafka("Date", "int", "date"), [[19_000]], undefined, connect);
+  checkType("postgres", ["time"], kafka("Time", "int", "time-millis"), [[45_296_123_456, 45_296_123_000]], undefined, connect);
+  checkType("postgres", ["timestamp", "timestamptz"], kafka("Timestamp", "long", "timestamp-millis"), [[ts, tsMillis], [-1n, -1_000n]], undefined, connect);
+  checkType("mysql", ["datetime(6)", "timestamp"], kafka("Timestamp", "long", "timestamp-millis"), [[ts, tsMillis]], undefined, connect);
+
+  // decimal.handling.mode: the numeric mode covers every numeric.
+  checkType("postgres", ["numeric(10,2)"], STRING, [["-12.34"], ["NaN"]], "string", adaptive);
+  checkType("postgres", ["numeric(10,2)"], "double", [["1.5"]], "double", adaptive);
+  checkType("mysql", ["decimal(10,2)"], STRING, [["-12.34"]], "string", adaptive);
+  checkType("postgres", ["numeric(10,2)"], decimal(10, 2), [["-12.34"]], "precise", adaptive);
+
+  it("writes ZonedTimestamp as Debezium does: UTC, fraction without trailing zeros", () => {
+    const column = mapColumn("postgres", "timestamptz", undefined, adaptive);
+    assert.equal(column.encode(ts).c, "2023-11-14T22:13:20.123456Z");
+    assert.equal(column.encode(1_700_000_000_100_000n).c, "2023-11-14T22:13:20.1Z");
+    assert.equal(column.encode(1_700_000_000_000_000n).c, "2023-11-14T22:13:20Z");
+    assert.equal(column.encode(2n ** 63n - 1n).c, "infinity");
   });
 });

@@ -14,6 +14,7 @@ function config(host: string, mode: MysqlSourceConfig["tls"]["mode"]): MysqlSour
     snapshot: { mode: "initial", parallelism: 1, chunk_rows: 10 },
     decimal_mode: "precise",
     envelope: "debezium",
+    time_precision_mode: "adaptive",
     skipped_operations: ["t"],
     max_buffer_bytes: 2 ** 20,
     heartbeat_interval: 1000,

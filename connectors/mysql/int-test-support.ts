@@ -36,6 +36,7 @@ export function sourceConfig(overrides: Partial<MysqlSourceConfig> & Pick<MysqlS
     snapshot: { mode: "initial", parallelism: 2, chunk_rows: 1000 },
     decimal_mode: "precise",
     envelope: "debezium",
+    time_precision_mode: "adaptive",
     skipped_operations: ["t"],
     max_buffer_bytes: 8 * 2 ** 20,
     heartbeat_interval: 1000,

@@ -1,0 +1,153 @@
+/**
+ * Debezium's `time.precision.mode` for dates, times and timestamps (docs/avro-types.md has the table):
+ *
+ * - `adaptive` (Debezium's default): Debezium's semantic types, the unit following the column's
+ *   precision — `io.debezium.time.Date` (days), `Time` (ms) / `MicroTime` (µs), `Timestamp` (ms) /
+ *   `MicroTimestamp` (µs) for timestamps without a zone, `ZonedTimestamp` (ISO-8601 text in UTC)
+ *   for timestamps with one (PostgreSQL `timestamptz`, MySQL `TIMESTAMP`). MySQL `TIME` is always
+ *   `MicroTime` (Debezium's MySQL default, adaptive_time_microseconds).
+ * - `connect`: Kafka Connect's logical types, milliseconds (`date`, `time-millis`,
+ *   `timestamp-millis`); finer digits are dropped, as Debezium does.
+ * - `avro`: the Avro specification's `date`, `time-micros`, `timestamp-micros` (Sluice before 0.2).
+ *
+ * Every form decodes to the same ColumnValue (days; microseconds), so sinks are unaffected.
+ */
+import type { ColumnValue } from "../connectors/contracts.ts";
+import { civilTimestamp, dateColumn, describeValue, microDurationColumn, timeMicrosColumn, timestampMicrosColumn } from "./column-types.ts";
+import type { AvroSchemaJson } from "./avro-schema.ts";
+import type { ColumnAvroType, PresentValue } from "./column-types.ts";
+
+export type TimePrecisionMode = "adaptive" | "connect" | "avro";
+
+const INT64_MAX = 2n ** 63n - 1n;
+const INT64_MIN = -(2n ** 63n);
+const INT32_MAX = 2 ** 31 - 1;
+const INT32_MIN = -(2 ** 31);
+
+/** The column's fractional-second precision: its declared one, else 6. */
+export function fractionDigits(args: readonly string[]): number {
+  const declared = Number(args[0]);
+  return args.length > 0 && Number.isInteger(declared) ? declared : 6;
+}
+
+function marked(base: ColumnAvroType, label: string, props: Readonly<Record<string, unknown>>): ColumnAvroType {
+  return { ...base, label, schema: (scope) => ({ ...withoutLogicalType(base, scope), ...props }) as AvroSchemaJson };
+}
+
+/** The base type's JSON without its logical type (a semantic marker replaces it). */
+function withoutLogicalType(base: ColumnAvroType, scope: Parameters<ColumnAvroType["schema"]>[0]): Record<string, unknown> {
+  const schema = { ...(base.schema(scope) as Record<string, unknown>) };
+  delete schema.logicalType;
+  return schema;
+}
+
+function micros(value: PresentValue): bigint {
+  if (typeof value === "bigint") return value;
+  if (typeof value === "number" && Number.isInteger(value)) return BigInt(value);
+  if (typeof value === "string" && /^[+-]?\d+$/.test(value.trim())) return BigInt(value.trim());
+  throw new TypeError(`expected microseconds, got ${describeValue(value)}`);
+}
+
+function floorDiv(a: bigint, b: bigint): bigint {
+  const q = a / b;
+  return a % b !== 0n && a < 0n !== b < 0n ? q - 1n : q;
+}
+
+/**
+ * Microseconds carried as milliseconds. PostgreSQL's infinity sentinels (the largest and smallest
+ * longs) stay the largest and smallest value of the type, and come back as the sentinels.
+ */
+function millisColumn(base: ColumnAvroType, label: string, avroType: "int" | "long", props: Readonly<Record<string, unknown>>, asNumber: boolean): ColumnAvroType {
+  const max = avroType === "int" ? BigInt(INT32_MAX) : INT64_MAX;
+  const min = avroType === "int" ? BigInt(INT32_MIN) : INT64_MIN;
+  return {
+    ...base,
+    label,
+    schema: () => ({ type: avroType, ...props }),
+    toAvro: (value) => {
+      const n = micros(value);
+      const ms = n === INT64_MAX ? max : n === INT64_MIN ? min : floorDiv(n, 1000n);
+      if (ms > max || ms < min) throw new RangeError(`${String(n)} µs is beyond what ${label} holds`);
+      return avroType === "int" ? Number(ms) : ms;
+    },
+    fromAvro: (value) => {
+      const ms = BigInt(value as number | bigint);
+      const n = avroType === "long" && ms === INT64_MAX ? INT64_MAX : avroType === "long" && ms === INT64_MIN ? INT64_MIN : ms * 1000n;
+      return asNumber ? Number(n) : n;
+    },
+    zero: 0,
+  };
+}
+
+// Days from a proleptic Gregorian date (H. Hinnant's days_from_civil), the inverse of civilDate.
+function daysFromCivil(year: number, month: number, day: number): number {
+  const y = month <= 2 ? year - 1 : year;
+  const era = Math.floor(y / 400);
+  const yearOfEra = y - era * 400;
+  const dayOfYear = Math.floor((153 * (month + (month > 2 ? -3 : 9)) + 2) / 5) + day - 1;
+  const dayOfEra = yearOfEra * 365 + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100) + dayOfYear;
+  return era * 146_097 + dayOfEra - 719_468;
+}
+
+const ZONED = /^([+-]?\d{4,})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/;
+
+/** ISO-8601 text of a UTC instant, fraction without trailing zeros (Java's ISO_OFFSET_DATE_TIME), or PostgreSQL's infinities. */
+export function zonedText(n: bigint): string {
+  if (n === INT64_MAX) return "infinity";
+  if (n === INT64_MIN) return "-infinity";
+  return civilTimestamp(n).replace(/(\.\d*?)0+Z$/, "$1Z").replace(/\.Z$/, "Z");
+}
+
+export function parseZoned(text: string): bigint {
+  if (text === "infinity") return INT64_MAX;
+  if (text === "-infinity") return INT64_MIN;
+  const match = ZONED.exec(text);
+  if (!match) throw new TypeError(`not an ISO-8601 timestamp: ${JSON.stringify(text)}`);
+  const [, year, month, day, hour, minute, second, fraction = "", zone] = match as unknown as string[];
+  const days = BigInt(daysFromCivil(Number(year), Number(month), Number(day)));
+  const seconds = BigInt(Number(hour) * 3600 + Number(minute) * 60 + Number(second));
+  const offset = zone === "Z" ? 0n : BigInt((zone!.startsWith("-") ? -1 : 1) * (Number(zone!.slice(1, 3)) * 3600 + Number(zone!.slice(4, 6)) * 60));
+  return (days * 86_400n + seconds - offset) * 1_000_000n + BigInt((fraction + "000000").slice(0, 6));
+}
+
+const ZONED_TIMESTAMP: ColumnAvroType = {
+  ...timestampMicrosColumn,
+  label: "string (ZonedTimestamp)",
+  schema: () => ({ type: "string", "connect.name": "io.debezium.time.ZonedTimestamp", "connect.version": 1 }),
+  toAvro: (value) => zonedText(micros(value)),
+  fromAvro: (value): ColumnValue => parseZoned(value as string),
+  zero: "1970-01-01T00:00:00Z",
+};
+
+const connect = (name: string) => ({ "connect.name": `org.apache.kafka.connect.data.${name}`, "connect.version": 1 });
+const debezium = (name: string) => ({ "connect.name": `io.debezium.time.${name}`, "connect.version": 1 });
+
+export function dateType(mode: TimePrecisionMode): ColumnAvroType {
+  if (mode === "avro") return dateColumn;
+  if (mode === "connect") return marked(dateColumn, "date (Connect Date)", { ...connect("Date"), logicalType: "date" });
+  return marked(dateColumn, "int (Date)", debezium("Date"));
+}
+
+/** A time of day (PostgreSQL `time`). */
+export function timeType(mode: TimePrecisionMode, digits: number): ColumnAvroType {
+  if (mode === "avro") return timeMicrosColumn;
+  if (mode === "connect") return millisColumn(timeMicrosColumn, "time-millis (Connect Time)", "int", { ...connect("Time"), logicalType: "time-millis" }, true);
+  if (digits <= 3) return millisColumn(timeMicrosColumn, "int (Time)", "int", debezium("Time"), true);
+  return marked(timeMicrosColumn, "long (MicroTime)", debezium("MicroTime"));
+}
+
+/** A signed duration (MySQL `TIME`): MicroTime except in connect mode. */
+export function durationType(mode: TimePrecisionMode): ColumnAvroType {
+  if (mode === "avro") return microDurationColumn;
+  if (mode === "connect") return millisColumn(microDurationColumn, "time-millis (Connect Time)", "int", { ...connect("Time"), logicalType: "time-millis" }, true);
+  return marked(microDurationColumn, "long (MicroTime)", debezium("MicroTime"));
+}
+
+/** A timestamp; `zoned` for types that name an instant (PostgreSQL `timestamptz`, MySQL `TIMESTAMP`). */
+export function timestampType(mode: TimePrecisionMode, digits: number, zoned: boolean): ColumnAvroType {
+  if (mode === "avro") return timestampMicrosColumn;
+  if (mode === "connect") return millisColumn(timestampMicrosColumn, "timestamp-millis (Connect Timestamp)", "long", { ...connect("Timestamp"), logicalType: "timestamp-millis" }, false);
+  if (zoned) return ZONED_TIMESTAMP;
+  if (digits <= 3) return millisColumn(timestampMicrosColumn, "long (Timestamp)", "long", debezium("Timestamp"), false);
+  return marked(timestampMicrosColumn, "long (MicroTimestamp)", debezium("MicroTimestamp"));
+}
