@@ -239,3 +239,45 @@ test("a table without a unique key, a table the source does not capture and a ba
     await source.close();
   }
 });
+
+test("a table added to the config later joins the publication Sluice owns and is backfilled online", async () => {
+  const added = randomName("added");
+  await admin.query(`CREATE SCHEMA "${added}"`);
+  const c = sourceConfig({ tables: [`${added}.*`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 700 }, heartbeat_interval: 500 });
+  configs.push(c);
+  try {
+    await admin.query(`CREATE TABLE "${added}".first (id int PRIMARY KEY, v int NOT NULL, note text)`);
+    await admin.query(`INSERT INTO "${added}".first VALUES (1, 1, 'one')`);
+    const first = newSource(c);
+    await first.connect(null, AbortSignal.timeout(30_000));
+    const fold = new Fold("later");
+    const initial = pump(first, fold, () => false);
+    await waitFor("the initial snapshot", () => initial.checkpoint !== null && initial.checkpoint.position.resume === undefined);
+    initial.stop = true;
+    await initial.done;
+    await first.close();
+
+    // Added while Sluice is down; the config's pattern already names it.
+    await admin.query(`CREATE TABLE "${added}".later (id int PRIMARY KEY, v int NOT NULL, note text)`);
+    await admin.query(`INSERT INTO "${added}".later SELECT i, i, 'n' || i FROM generate_series(1, 5000) i`);
+    const second = newSource(c);
+    await second.connect(initial.checkpoint, AbortSignal.timeout(30_000));
+    const published = await admin.query(`SELECT tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1`, [c.publication]);
+    assert.deepEqual(published.rows.map((r: { tablename: string }) => r.tablename), ["first", "later"]);
+    const state = pump(second, fold);
+    await waitFor("a checkpoint carrying the backfill", () => state.checkpoint !== null && decodeResume(state.checkpoint.position.resume).tasks.some((t) => t.table === `${added}.later` && t.origin === "table-added"));
+    await admin.query(`UPDATE "${added}".later SET v = -v WHERE id % 3 = 0`);
+    await waitFor("the backfill to finish", () => decodeResume(state.checkpoint!.position.resume).tasks.length === 0, 120_000);
+    await caughtUp(state);
+    state.stop = true;
+    await admin.query("SELECT pg_logical_emit_message(false, 'test', 'wake')");
+    await state.done;
+    await second.close();
+    const rows = await admin.query<{ id: string; v: string }>(`SELECT id, v FROM "${added}".later ORDER BY id`);
+    const visible = fold.visible();
+    assert.equal(visible.size, rows.rows.length);
+    assert.ok(rows.rows.every((r) => visible.get(r.id)?.["v"] === Number(r.v)), "every row of the added table, with its latest value");
+  } finally {
+    await admin.query(`DROP SCHEMA "${added}" CASCADE`);
+  }
+});

@@ -33,6 +33,10 @@ export function captureNames(config: PostgresSourceConfig): CaptureNames {
   return { slot, publication: config.publication ?? `sluice_${config.name}` };
 }
 
+/**
+ * Makes sure the publication exists and carries the configured tables. Returns the tables it added
+ * to an existing publication (they need a backfill: their rows predate their capture).
+ */
 export async function ensurePublication(
   db: Queryable,
   config: PostgresSourceConfig,
@@ -41,7 +45,7 @@ export async function ensurePublication(
   serverVersion: number,
   logger: Logger,
   context: ErrorContext,
-): Promise<void> {
+): Promise<readonly TableRef[]> {
   const existing = await publicationInfo(db, names.publication);
   if (existing === null) {
     if (!config.create_publication) {
@@ -62,20 +66,45 @@ export async function ensurePublication(
       );
     });
     logger.info({ publication: names.publication, tables: tables.map((t) => `${t.schema}.${t.table}`) }, "publication created");
-    return;
+    return [];
   }
-  if (existing.allTables) return;
+  if (existing.allTables) return [];
   const published = new Set((await publishedTables(db, names.publication, serverVersion)).map((t) => `${t.schema}.${t.table}`));
-  const missing = tables.filter((t) => !published.has(`${t.schema}.${t.table}`)).map((t) => `${t.schema}.${t.table}`);
+  const missing = tables.filter((t) => !published.has(`${t.schema}.${t.table}`));
+  let added: readonly TableRef[] = [];
   if (missing.length > 0) {
-    logger.warn(
-      { publication: names.publication, tables: missing },
-      `configured tables are not in the existing publication and are not captured; ALTER PUBLICATION ${names.publication} ADD TABLE ... to capture them (their existing rows need a new snapshot)`,
-    );
+    const alter = `ALTER PUBLICATION ${quoteIdent(names.publication)} ADD TABLE ${missing.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`).join(", ")}`;
+    const list = missing.map((t) => `${t.schema}.${t.table}`);
+    if (config.create_publication && (await ownsPublication(db, names.publication))) {
+      try {
+        await db.query(alter);
+        added = missing;
+        logger.info({ publication: names.publication, tables: list }, "tables added to the publication; their rows are read by an online snapshot (docs/snapshots.md)");
+      } catch (error) {
+        logger.warn(
+          { publication: names.publication, tables: list, err: (error as Error).message },
+          `cannot add the configured tables to publication "${names.publication}", so they are not captured: have their owner or an administrator run ${alter}; Sluice then reads their rows at its next start`,
+        );
+      }
+    } else {
+      logger.warn(
+        { publication: names.publication, tables: list },
+        `configured tables are not in publication "${names.publication}" (Sluice does not own it), so they are not captured: run ${alter} ` +
+          `and restart Sluice, which then reads their existing rows with an online snapshot`,
+      );
+    }
   }
   if (!existing.viaRoot && tables.some((t) => t.kind === "p")) {
     logger.warn({ publication: names.publication }, "publication does not publish via the partition root: changes of partitioned tables arrive under the partitions' names");
   }
+  return added;
+}
+
+/** Whether the connecting role owns the publication (Sluice created it, or was given it): only then does Sluice change it. */
+async function ownsPublication(db: Queryable, publication: string): Promise<boolean> {
+  const result = await db.query<{ owns: boolean | string }>("SELECT pubowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) AS owns FROM pg_publication WHERE pubname = $1", [publication]);
+  const owns = result.rows[0]?.owns;
+  return owns === true || owns === "t";
 }
 
 export type StartPlan =

@@ -239,7 +239,7 @@ export class PostgresSource implements Source {
     if (tables.length === 0) {
       throw new SluiceError(`no table of database "${server.database}" matches ${config.tables.join(", ")}`, { code: "PG_NO_TABLES", context });
     }
-    await ensurePublication(catalog, config, names, tables, server.version, logger, context);
+    const added = await ensurePublication(catalog, config, names, tables, server.version, logger, context);
     const publication = await publicationInfo(catalog, names.publication);
     const published = new Map((await publishedTables(catalog, names.publication, server.version)).map((t) => [`${t.schema}.${t.table}`, t]));
     await checkPrivileges(catalog, publication?.allTables ? tables : tables.filter((t) => published.has(`${t.schema}.${t.table}`)), context);
@@ -258,6 +258,7 @@ export class PostgresSource implements Source {
       this.pendingStream = plan;
       this.phase = "streaming";
       await this.startStream();
+      await this.backfill(added);
     } else if (plan.kind === "create-and-stream") {
       const { consistentPoint } = await this.createSlot(server, false);
       this.pendingStream = { startLsn: consistentPoint, flushedLsn: consistentPoint, skipThrough: null };
@@ -438,6 +439,23 @@ export class PostgresSource implements Source {
       filled.push({ ...event, after: values });
     }
     return filled;
+  }
+
+  /** Tables just added to the publication: their rows predate their capture, an online snapshot reads them. */
+  private async backfill(added: readonly TableRef[]): Promise<void> {
+    if (added.length === 0) return;
+    if (this.config.snapshot.mode === "never") {
+      this.logger.warn({ tables: added.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication are not backfilled (snapshot.mode never): sluice snapshot --table T --execute reads one");
+      return;
+    }
+    for (const ref of added) {
+      const table = `${ref.schema}.${ref.table}`;
+      try {
+        await this.snapshots.request(table, null, "table-added");
+      } catch (error) {
+        this.logger.error({ table, err: (error as Error).message }, "table added to the publication cannot be backfilled online; its changes are captured from now on");
+      }
+    }
   }
 
   /** The online snapshot engine, running while the stream runs; its progress rides in every checkpoint. */
