@@ -135,7 +135,9 @@ test("every type decodes exactly, from the snapshot and from the stream, with fo
     for (const c of cases) {
       const row: Row = { ...Object.fromEntries(cases.map((other) => [other.column, null])), id: 2, [c.column]: streamRow.after![c.column]! };
       try {
-        const decoded = mapping.valueCodec.fromAvro(type.fromBuffer(type.toBuffer(mapping.valueCodec.toAvro(row)))) as Row;
+        // NaN/±Infinity of numerics travel beside the record (record headers), as the encoder writes them.
+        const side = {};
+        const decoded = mapping.valueCodec.fromAvro(type.fromBuffer(type.toBuffer(mapping.valueCodec.toAvro(row, side))), side) as Row;
         assert.deepEqual(decoded[c.column], c.expected);
       } catch (error) {
         gaps.push(`${c.column} (${c.dbType}): ${(error as Error).message.split("\n")[0]}`);
