@@ -3,7 +3,7 @@
  * `on_error: dead-letter`.
  *
  * The poison: `NaN` in a `numeric(10,2)` column. PostgreSQL allows it; Avro carries it (as null +
- * `__sluice_special`); ClickHouse's `Decimal(10, 2)` cannot hold it, and the sink rejects the row
+ * `sluice.special` record header); ClickHouse's `Decimal(10, 2)` cannot hold it, and the sink rejects the row
  * rather than change it. Two ClickHouse sinks read the same topics, one per policy:
  *   - halt: /status names the halted table with the error; the other table keeps flowing; the
  *     poison row never shows;
