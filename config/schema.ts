@@ -166,6 +166,13 @@ const snapshot = z
       .describe("initial: snapshot the tables once before streaming; never: stream only; when-needed: snapshot when no usable checkpoint exists"),
     parallelism: z.number().int().min(1).max(64).default(2).describe("Tables read at the same time"),
     chunk_rows: z.number().int().min(1).default(10_000).describe("Rows per primary-key chunk"),
+    signal_table: z
+      .string()
+      .regex(/^[A-Za-z0-9_$-]+\.[A-Za-z0-9_$-]+$/, { error: 'expected "schema.table"' })
+      .optional()
+      .describe(
+        'PostgreSQL: a table Sluice polls for snapshot requests where `sluice snapshot` cannot reach the daemon (columns id text primary key, type text, data text; a row (\'id\', \'snapshot\', \'{"table": "schema.table", "where": null}\') queues an online snapshot; Sluice deletes the rows it took). docs/snapshots.md',
+      ),
   })
   .default({ mode: "initial", parallelism: 2, chunk_rows: 10_000 })
   .describe("Initial snapshot");

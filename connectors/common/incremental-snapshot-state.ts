@@ -131,6 +131,11 @@ export class SnapshotLedger {
     this.pending.push({ position, tasks: this.live });
   }
 
+  /** Whether the last checkpoint handed on carries task `id`. */
+  isDurable(id: string): boolean {
+    return this.durable.some((t) => t.id === id);
+  }
+
   /** The tasks a checkpoint at `position` carries: every change at or before it. */
   tasksAt(position: Position): readonly SnapshotTask[] {
     while (this.pending.length > 0 && comparePositions(this.pending[0]!.position, position) <= 0) this.durable = this.pending.shift()!.tasks;

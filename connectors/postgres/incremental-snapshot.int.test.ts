@@ -281,3 +281,26 @@ test("a table added to the config later joins the publication Sluice owns and is
     await admin.query(`DROP SCHEMA "${added}" CASCADE`);
   }
 });
+
+test("the signal table queues an online snapshot where the command line cannot reach the daemon; taken and refused signals are deleted", async () => {
+  await admin.query(`CREATE TABLE ${q("signalled")} (id int PRIMARY KEY, v int NOT NULL, note text)`);
+  await admin.query(`INSERT INTO ${q("signalled")} SELECT i, i, 'n' || i FROM generate_series(1, 3000) i`);
+  await admin.query(`CREATE TABLE ${q("sluice_signals")} (id text PRIMARY KEY, type text NOT NULL, data text)`);
+  const c = sourceConfig({ tables: [`${schema}.*`], snapshot: { mode: "never", parallelism: 1, chunk_rows: 1000, signal_table: `${schema}.sluice_signals` }, heartbeat_interval: 500 });
+  configs.push(c);
+  const source = newSource(c);
+  await source.connect(null, AbortSignal.timeout(30_000));
+  const fold = new Fold("signalled");
+  const state = pump(source, fold);
+  try {
+    await admin.query(`INSERT INTO ${q("sluice_signals")} VALUES ('s1', 'snapshot', $1), ('s2', 'snapshot', '{"table": "${schema}.keyless"}'), ('s3', 'reboot', '{}')`, [JSON.stringify({ table: `${schema}.signalled`, where: null })]);
+    await waitFor("every row of the signalled table", () => fold.reads.size === 3000, 120_000);
+    await waitFor("the signal rows to be deleted", async () => (await admin.query(`SELECT id FROM ${q("sluice_signals")}`)).rows.length === 0, 60_000);
+    assert.deepEqual(source.snapshots.list().failed, [], "refused signals are not snapshots that failed");
+  } finally {
+    state.stop = true;
+    await admin.query("SELECT pg_logical_emit_message(false, 'test', 'wake')");
+    await state.done;
+    await source.close();
+  }
+});

@@ -37,6 +37,7 @@ import { tableMatcher } from "../common/table-patterns.ts";
 import { decodeResume, encodeResume, SnapshotLedger } from "../common/incremental-snapshot-state.ts";
 import { IncrementalSnapshots } from "./incremental-snapshot.ts";
 import { OnlineSnapshotRequests } from "./online-snapshot-requests.ts";
+import { SignalTable } from "./signal-table.ts";
 
 export type { SlotLag } from "./catalog.ts";
 export type { TableSnapshotProgress } from "./snapshot-reader.ts";
@@ -477,8 +478,22 @@ export class PostgresSource implements Source {
       ...(this.options.onSnapshotProgress === undefined ? {} : { onProgress: () => this.options.onSnapshotProgress!(this.snapshotProgress()) }),
     });
     const controller = new AbortController();
-    const done = engine.run(controller.signal).catch((error: unknown) => this.logger.error({ err: (error as Error).message }, "online snapshots stopped"));
-    this.online = { engine, controller, done };
+    const stopped = (error: unknown) => this.logger.error({ err: (error as Error).message }, "online snapshots stopped");
+    const running = [engine.run(controller.signal).catch(stopped)];
+    const signalTable = this.config.snapshot.signal_table;
+    if (signalTable !== undefined) {
+      const ledger = this.ledger;
+      const signals = new SignalTable({
+        client: clientConfig(this.config, "catalog"),
+        table: signalTable,
+        snapshots: this.snapshots,
+        durable: (id) => ledger.isDurable(id),
+        queued: () => ledger.tasks,
+        logger: this.logger,
+      });
+      running.push(signals.run(controller.signal).catch(stopped));
+    }
+    this.online = { engine, controller, done: Promise.all(running).then(() => undefined) };
     return engine;
   }
 
