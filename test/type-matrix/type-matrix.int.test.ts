@@ -204,7 +204,8 @@ async function sentinelsIn(daemon: SluiceDaemon, sink: Sink): Promise<boolean> {
       body: `SELECT (SELECT count(*) FROM "${target(pgCases[0]!)}" WHERE id = ${SENTINEL}) + (SELECT count(*) FROM "${target(myCases[0]!)}" WHERE id = ${SENTINEL}) AS n`,
       signal: AbortSignal.timeout(10_000),
     });
-    return response.status === 200 && Number(((await response.json()) as { rows: { n: unknown }[] }).rows[0]?.n) === 2;
+    if (response.status !== 200) throw new Error(`DuckDB query answered ${response.status}: ${(await response.text()).slice(0, 300)}`);
+    return Number(((await response.json()) as { rows: { n: unknown }[] }).rows[0]?.n) === 2;
   }
   if (sink === "clickhouse") {
     const counts = await Promise.all([pgCases, myCases].map(async (cases) => Number((await clickhouseQuery(`SELECT count() FROM \`${chDatabase}\`.\`${target(cases[0]!)}\` WHERE id = ${SENTINEL}`)).toString().trim())));
