@@ -18,6 +18,7 @@ import { reportUncompactedTopics } from "./topic-policy.ts";
 import { haltedHandler } from "./halted-admin.ts";
 import { withOutbox } from "./outbox-router.ts";
 import { snapshotHandler } from "./snapshot-admin.ts";
+import { etaSeconds, progressEntries } from "./snapshot-progress.ts";
 import type { SnapshotTarget } from "./snapshot-admin.ts";
 import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
 import type { ReleasableCapture } from "./halted-admin.ts";
@@ -241,6 +242,9 @@ export class Daemon {
             // A finished table's total is what was read, whatever the planner estimated.
             const total = table.state === "done" ? table.rowsDone : table.rowsEstimated;
             if (total !== null) this.metrics.snapshotRowsTotal.set({ source: sourceConfig.name, table: table.table }, total);
+            this.metrics.snapshotRowsPerSecond.set({ source: sourceConfig.name, table: table.table }, table.state === "running" ? table.rowsPerSecond : 0);
+            const eta = etaSeconds(table);
+            if (eta !== null || table.state === "done") this.metrics.snapshotEtaSeconds.set({ source: sourceConfig.name, table: table.table }, eta ?? 0);
           }
         },
       });
@@ -503,6 +507,7 @@ export class Daemon {
           position: checkpoint ? { commit: checkpoint.position.commit.toString(), change: checkpoint.position.change.toString(), text: formatPosition(c.source.kind, checkpoint.position) } : null,
           lagSeconds: lagSeconds(now, c.pipeline.lastAckedCommitTime()),
           halted: c.pipeline.haltedTables(),
+          snapshots: progressEntries((c.source as { snapshotProgress?: () => readonly TableSnapshotProgress[] }).snapshotProgress?.() ?? []),
           ...(readiness.capture ? { state: readiness.capture } : {}),
         };
       }).concat(
@@ -514,6 +519,7 @@ export class Daemon {
           position: null,
           lagSeconds: null,
           halted: [],
+          snapshots: [],
           state: "standby" as const,
         })),
       ),

@@ -116,13 +116,25 @@ export class SluiceMetrics {
   });
   readonly snapshotRowsDone = new Gauge({
     name: "sluice_snapshot_rows_done",
-    help: "Rows read by the initial snapshot",
+    help: "Rows read by the snapshot of a table (the initial snapshot, or an online one: sluice snapshot, signal table, table added)",
     labelNames: ["source", "table"] as const,
     registers: [this.registry],
   });
   readonly snapshotRowsTotal = new Gauge({
     name: "sluice_snapshot_rows_total",
-    help: "Estimated rows the initial snapshot will read",
+    help: "Estimated rows the snapshot of a table will read (what was read, once it is done)",
+    labelNames: ["source", "table"] as const,
+    registers: [this.registry],
+  });
+  readonly snapshotRowsPerSecond = new Gauge({
+    name: "sluice_snapshot_rows_per_second",
+    help: "Rows per second the running snapshot of a table reads (0 when not running)",
+    labelNames: ["source", "table"] as const,
+    registers: [this.registry],
+  });
+  readonly snapshotEtaSeconds = new Gauge({
+    name: "sluice_snapshot_eta_seconds",
+    help: "Seconds the running snapshot of a table needs at its current rate (0 when done)",
     labelNames: ["source", "table"] as const,
     registers: [this.registry],
   });

@@ -3,6 +3,7 @@
  * twice a second (on standard error, so the JSON logs on standard output stay clean).
  */
 import type { TableSnapshotProgress } from "../connectors/contracts.ts";
+import { etaSeconds, formatDuration } from "./snapshot-progress.ts";
 
 function bar(fraction: number, width = 20): string {
   const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
@@ -13,7 +14,8 @@ export function progressLine(source: string, table: TableSnapshotProgress): stri
   const total = table.state === "done" ? table.rowsDone : table.rowsEstimated;
   const fraction = total && total > 0 ? table.rowsDone / total : table.state === "done" ? 1 : 0;
   const percent = total ? `${Math.min(100, Math.floor(fraction * 100))}%`.padStart(4) : "  ?%";
-  const rate = table.rowsPerSecond ? `  ${Math.round(table.rowsPerSecond).toLocaleString("en-US")} rows/s` : "";
+  const eta = etaSeconds(table);
+  const rate = table.rowsPerSecond ? `  ${Math.round(table.rowsPerSecond).toLocaleString("en-US")} rows/s${eta === null ? "" : `  ETA ${formatDuration(eta)}`}` : "";
   const counts = `${table.rowsDone.toLocaleString("en-US")}${total ? ` / ${total.toLocaleString("en-US")}` : ""} rows`;
   return `snapshot ${source} ${table.table} ${bar(fraction)} ${percent}  ${counts}  ${table.state}${table.state === "running" ? rate : ""}`;
 }

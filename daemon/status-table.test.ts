@@ -32,3 +32,25 @@ test("sluice status still shows the numbers of a daemon that sends no text, and 
   assert.match(formatStatus(status({ commit: "10", change: "9" })), /capturing\s+10\/9\s/);
   assert.match(formatStatus(status(null)), /capturing\s+-\s/);
 });
+
+test("sluice status lists the snapshots in progress with rows, rate and time left", () => {
+  const text = formatStatus({
+    deployment: "d",
+    version: "1",
+    ready: true,
+    topics: { kind: "embedded", ready: true },
+    sources: [
+      {
+        name: "pg",
+        kind: "postgres",
+        ready: true,
+        position: null,
+        lagSeconds: 0,
+        halted: [],
+        snapshots: [{ table: "public.orders", state: "running", rowsDone: 5000, rowsEstimated: 20000, rowsPerSecond: 1000, etaSeconds: 15, startedAt: null, finishedAt: null }],
+      },
+    ],
+    sinks: [],
+  });
+  assert.match(text, /SNAPSHOT OF\s+TABLE\s+STATE\s+ROWS\s+RATE\s+ETA\npg\s+public\.orders\s+running\s+5000 \/ ~20000\s+1000\/s\s+15s/);
+});

@@ -1,5 +1,8 @@
 /** `sluice status` on a terminal: the daemon's /status document as aligned tables. */
 
+import { formatDuration } from "./snapshot-progress.ts";
+import type { SnapshotProgressEntry } from "./snapshot-progress.ts";
+
 interface SourceStatus {
   name: string;
   kind: string;
@@ -12,6 +15,8 @@ interface SourceStatus {
   waiting?: string | null;
   /** Under the capture lease (Kafka): leader or standby. */
   state?: "leader" | "standby";
+  /** Snapshots running, queued or just finished (daemons before issue 14 do not send it). */
+  snapshots?: SnapshotProgressEntry[];
 }
 
 /** One process of the deployment, as it announced itself (daemons before issue 17 do not send them). */
@@ -79,6 +84,8 @@ export function formatStatus(status: Record<string, unknown>): string {
     ...sources.flatMap((s) => (!s.ready && s.waiting ? [[`source ${s.name}`, s.waiting]] : [])),
     ...sinks.flatMap((s) => (!s.ready && s.waiting ? [[`sink ${s.name}`, s.waiting]] : [])),
   ];
+  const snapshots = sources.flatMap((s) => (s.snapshots ?? []).map((p) => [s.name, p.table, p.state, `${p.rowsDone}${p.rowsEstimated === null ? "" : ` / ~${p.rowsEstimated}`}`, p.state === "running" ? `${p.rowsPerSecond}/s` : "-", p.etaSeconds === null ? "-" : formatDuration(p.etaSeconds)]));
+  if (snapshots.length > 0) out.push("", table(["SNAPSHOT OF", "TABLE", "STATE", "ROWS", "RATE", "ETA"], snapshots));
   if (waiting.length > 0) out.push("", table(["NOT READY", "WAITING FOR"], waiting));
   const halted = [...sources.flatMap((s) => s.halted.map((h) => [s.name, h.table, h.error])), ...sinks.flatMap((s) => s.halted.map((h) => [s.name, h.table, h.error]))];
   if (halted.length > 0) out.push("", table(["HALTED IN", "TABLE", "ERROR"], halted), "", 'Details and release: "sluice halted -c FILE list", then "sluice halted retry" or "sluice halted skip" (see docs/operations.md, "Halted tables").');

@@ -103,6 +103,15 @@ test("sluice snapshot: a dry run first, then the table read online while capture
   const expected = await sourceDigest();
   let seen = "";
   await waitFor("the sink to equal the source", async () => (seen = await sinkDigest()) === expected, { daemon, timeoutMs: 120_000, intervalMs: 1_000, lastSeen: () => `sink ${seen}, source ${expected}` });
-  const status = await runSluice(["status", "-c", daemon.configFile, "--json"]);
-  assert.equal(status.code, 0);
+  // A snapshot of some rows: read, listed as done, and nothing removed.
+  const some = await runSluice(["snapshot", "-c", daemon.configFile, "--table", `${schema}.items`, "--where", "id <= 100", "--execute"]);
+  assert.equal(some.code, 0, some.stderr);
+  assert.match(some.stdout, /nothing is removed from the sinks/);
+  await waitFor("the partial snapshot to finish", async () => (await runSluice(["snapshot", "-c", daemon!.configFile, "list"])).stdout.includes("no online snapshot queued or running"), { daemon, timeoutMs: 120_000, intervalMs: 500 });
+  await waitCaughtUp(daemon, client);
+  assert.equal(await sinkDigest(), await sourceDigest());
+  const status = await runSluice(["status", "-c", daemon.configFile]);
+  assert.equal(status.code, 0, status.stderr);
+  assert.match(status.stdout, new RegExp(`SNAPSHOT OF.*\\n${source}\\s+${schema}\\.items\\s+done\\s+\\d+`), "sluice status lists the finished snapshot");
+  assert.ok((await daemon.metric("sluice_snapshot_rows_done", { table: `${schema}.items` })) > 0, "the metrics count the rows read");
 });
