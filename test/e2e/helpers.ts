@@ -253,6 +253,7 @@ export class SluiceDaemon {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   #tail: string[] = [];
   #fatal: string | null = null;
+  #started = false;
   #exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
   #out: WriteStream;
 
@@ -276,6 +277,7 @@ export class SluiceDaemon {
         this.#tail.push(line.length > 2000 ? `${line.slice(0, 2000)}…` : line);
         // The daemon logs "<component> stopped: …" when a source or sink stops for good (and keeps running).
         if (this.#fatal === null && /"msg":"(source|sink) [^"]* stopped: /.test(line)) this.#fatal = line;
+        if (!this.#started && line.includes('"msg":"sluice started"')) this.#started = true;
       }
       if (this.#tail.length > 4 * LOG_TAIL_LINES) this.#tail.splice(0, this.#tail.length - LOG_TAIL_LINES);
     };
@@ -317,6 +319,11 @@ export class SluiceDaemon {
 
   async get(path: string): Promise<Response> {
     return fetch(`${this.url}${path}`, { signal: AbortSignal.timeout(10_000) });
+  }
+
+  /** Whether the daemon logged "sluice started": its sources and sinks are all in /status from then on. */
+  get hasStarted(): boolean {
+    return this.#started;
   }
 
   async status(): Promise<Status> {
@@ -444,6 +451,8 @@ export async function waitCaughtUp(daemon: SluiceDaemon, client: pg.Client, opti
   await waitFor(
     `every source to capture past LSN ${lsn} and sinks ${options.sinks?.join(", ") ?? "(all)"} to have lagRecords 0`,
     async () => {
+      // Until the daemon logged "sluice started", /status lists no sources or sinks yet, and "every one caught up" would hold vacuously.
+      if (!daemon.hasStarted) return false;
       const status = (seen = await daemon.status());
       const sources = status.sources.every((s) => s.position !== null && BigInt(s.position.commit) >= lsn);
       const sinks = status.sinks.filter((s) => options.sinks === undefined || options.sinks.includes(s.name)).every((s) => s.lagRecords === 0);
@@ -460,7 +469,7 @@ export async function waitSourcesPast(daemon: SluiceDaemon, client: pg.Client, t
   let seen: Status | null = null;
   await waitFor(
     `every source to capture past LSN ${lsn}`,
-    async () => (seen = await daemon.status()).sources.every((s) => s.position !== null && BigInt(s.position.commit) >= lsn),
+    async () => daemon.hasStarted && (seen = await daemon.status()).sources.every((s) => s.position !== null && BigInt(s.position.commit) >= lsn),
     { daemon, timeoutMs, intervalMs: 300, lastSeen: () => seen },
   );
   return lsn;
