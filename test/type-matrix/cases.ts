@@ -27,6 +27,8 @@ export interface MatrixCase {
   readonly literal: string;
   /** What the value is, for the doc; defaults to the literal. */
   readonly label?: string;
+  /** PostgreSQL: after the inserts, another column of the row is updated, so the value arrives as unchanged TOAST. */
+  readonly toast?: boolean;
   readonly expect: Readonly<Record<Sink, string>>;
 }
 
@@ -55,7 +57,15 @@ export const CASES: readonly MatrixCase[] = [
   { source: "postgres", type: "float8", literal: "'1.7976931348623157e308'", expect: { duckdb: "1.7976931348623157e+308", clickhouse: "1.7976931348623157e308", elasticsearch: "1.7976931348623157e+308" } },
   { source: "postgres", type: "bool", literal: "false", expect: { duckdb: "false", clickhouse: "0", elasticsearch: "false" } },
   { source: "postgres", type: "text", literal: "E'h\\u00e9llo \"w\\u00f6rld\"\\n\\t\\\\ \\U0001F600 \\u05e9\\u05dc\\u05d5\\u05dd e\\u0301'", label: "Unicode, quotes, control characters, emoji, RTL, combining mark", expect: all(SAME) },
-  { source: "postgres", type: "text", literal: big(TOAST_REPEAT), label: `TOAST-sized text (${TOAST_REPEAT * 4} characters)`, expect: all(SAME) },
+  { source: "postgres", type: "text", literal: big(TOAST_REPEAT), label: `long repetitive text (${TOAST_REPEAT * 4} characters, compressed in place)`, expect: all(SAME) },
+  {
+    source: "postgres",
+    type: "text",
+    literal: "(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 4000) i)",
+    label: "TOAST-stored text (128000 hex characters), then an update of another column leaves it unchanged",
+    toast: true,
+    expect: all(SAME),
+  },
   { source: "postgres", type: "char(5)", literal: "'ab'", label: "'ab' (blank-padded)", expect: all("ab   ") },
   { source: "postgres", type: "bytea", literal: "'\\x00ff10'", expect: all(SAME) },
   { source: "postgres", type: "date", literal: "'2024-02-29'", expect: { duckdb: "2024-02-29", clickhouse: "19782", elasticsearch: "2024-02-29" } },
