@@ -30,8 +30,9 @@ export const CHECK_MIGRATION_USAGE = `  sluice schema check-migration [--source 
                                           registered schemas and checks the Avro schemas capture would
                                           register at each subject's compatibility level
                                           --source NAME    the source the tables belong to (default: the only one)
-                                          --database NAME  MySQL: database of unqualified table names;
-                                                           PostgreSQL: schema of unqualified names (default public)
+                                          --database NAME  MySQL: database of unqualified table names (default: the
+                                                           one database the source's tables name); PostgreSQL:
+                                                           schema of unqualified names (default public)
                                           exit 0 compatible, 1 incompatible, 2 could not check`;
 
 export async function runCheckMigration(config: SluiceConfig, registry: SchemaRegistry, args: CheckMigrationArgs, out: Out): Promise<number> {
@@ -60,7 +61,7 @@ export async function runCheckMigration(config: SluiceConfig, registry: SchemaRe
       topicPrefix: dataTopicPrefix(config.name, source.name),
       numericMode: source.decimal_mode,
       registry,
-      ...(args.database === undefined ? {} : { defaultNamespace: args.database }),
+      ...(args.database === undefined ? defaultNamespace(source) : { defaultNamespace: args.database }),
     });
   } catch (error) {
     out.stderr(`error: the schema registry could not answer, nothing was checked: ${(error as Error).message}\n`);
@@ -68,6 +69,14 @@ export async function runCheckMigration(config: SluiceConfig, registry: SchemaRe
   }
   out.stdout(args.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
   return report.exitCode;
+}
+
+/** MySQL without --database: the one database the source's table patterns name, if they name exactly one (no wildcard). */
+function defaultNamespace(source: SluiceConfig["sources"][number]): { defaultNamespace?: string } {
+  if (source.kind !== "mysql") return {};
+  const databases = new Set(source.tables.map((pattern) => pattern.slice(0, pattern.indexOf("."))));
+  const [only] = databases;
+  return databases.size === 1 && only !== undefined && !/[*?]/.test(only) ? { defaultNamespace: only } : {};
 }
 
 export function formatReport(report: MigrationReport): string {
