@@ -187,7 +187,7 @@ class StatementReader {
     if (str(relation["relpersistence"]) === "t") return { kind: "no-schema-change", what: "creates a temporary table" };
     const ifNotExists = body["if_not_exists"] === true;
     if (body["partbound"] !== undefined) {
-      const parent = this.tableOf(arr(body["inhRelations"])[0] && obj(arr(body["inhRelations"])[0])?.["RangeVar"]);
+      const parent = this.tableOf(obj(arr(body["inhRelations"])[0])?.["RangeVar"]);
       return { kind: "no-schema-change", what: `creates a partition of ${parent.schema}.${parent.table} (partitions publish as their root table)` };
     }
     if (arr(body["inhRelations"]).length > 0) return { kind: "not-understood", reason: "CREATE TABLE ... INHERITS: the columns come from the parent", tables: [table] };
