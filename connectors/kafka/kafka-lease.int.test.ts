@@ -32,8 +32,11 @@ test("the holder keeps the lease; otherwise the longest-waiting candidate gets i
   const late = { holding: false, since: 200, holder: "b" };
   assert.equal(chooseHolder([{ memberId: "m1", candidate: early }, { memberId: "m2", candidate: holding }, { memberId: "m3", candidate: late }]), "m2");
   assert.equal(chooseHolder([{ memberId: "m3", candidate: late }, { memberId: "m1", candidate: early }]), "m1");
-  // Two claim it (a frozen former holder that woke up): the earlier one keeps it; a candidate of another version (no metadata) comes last.
-  assert.equal(chooseHolder([{ memberId: "m4", candidate: null }, { memberId: "m2", candidate: { ...holding, since: 50 } }, { memberId: "m5", candidate: holding }]), "m2");
+  // Two claim it (a frozen former holder that woke up and rejoined): the later grant wins, whoever joined first; a candidate without metadata comes last.
+  const zombie = { holding: true, since: 50, heldSince: 1_000, holder: "z" };
+  const successor = { holding: true, since: 400, heldSince: 9_000, holder: "s" };
+  assert.equal(chooseHolder([{ memberId: "m4", candidate: null }, { memberId: "m2", candidate: zombie }, { memberId: "m5", candidate: successor }]), "m5");
+  assert.equal(chooseHolder([{ memberId: "m5", candidate: successor }, { memberId: "m2", candidate: zombie }]), "m5");
   assert.equal(chooseHolder([]), undefined);
 });
 

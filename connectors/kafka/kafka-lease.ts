@@ -33,17 +33,25 @@ export interface KafkaLeaseOptions {
 
 interface Candidate {
   readonly holding: boolean;
+  /** When this candidate joined (the longest waiting gets a free lease). */
   readonly since: number;
+  /** When it was granted the lease it claims (0 when it claims none). */
+  readonly heldSince?: number;
   readonly holder: string;
 }
 
 const ASSIGNER = "SluiceStickyLease";
 
-/** The member to hold the lease: the one holding it now (the earliest, should two claim it), else the longest waiting. */
+/**
+ * The member to hold the lease: the one holding it now, else the longest waiting. Should two claim
+ * it (a frozen former holder woke up and rejoined before it learned it lost), the latest grant wins:
+ * the former holder's claim is older than its successor's.
+ */
 export function chooseHolder(members: readonly { memberId: string; candidate: Candidate | null }[]): string | undefined {
   const ranked = [...members].sort((a, b) => {
     const [x, y] = [a.candidate, b.candidate];
     if (Boolean(x?.holding) !== Boolean(y?.holding)) return x?.holding ? -1 : 1;
+    if (x?.holding && y?.holding && (x.heldSince ?? 0) !== (y.heldSince ?? 0)) return (y.heldSince ?? 0) - (x.heldSince ?? 0);
     const since = (x?.since ?? Number.MAX_SAFE_INTEGER) - (y?.since ?? Number.MAX_SAFE_INTEGER);
     return since !== 0 ? since : a.memberId < b.memberId ? -1 : 1;
   });
@@ -65,6 +73,7 @@ export class KafkaLease {
   private readonly since = Date.now();
   private consumer: Consumer | null = null;
   private holding = false;
+  private heldSince = 0;
   private closed = false;
 
   constructor(options: KafkaLeaseOptions) {
@@ -91,7 +100,7 @@ export class KafkaLease {
       },
       protocol: ({ topics }) => ({
         name: ASSIGNER,
-        metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: Buffer.from(JSON.stringify({ holding: this.holding, since: this.since, holder } satisfies Candidate)) }),
+        metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: Buffer.from(JSON.stringify({ holding: this.holding, since: this.since, heldSince: this.heldSince, holder } satisfies Candidate)) }),
       }),
     };
     const consumer = kafka.consumer({
@@ -132,6 +141,7 @@ export class KafkaLease {
   private set(held: boolean): void {
     if (held === this.holding) return;
     this.holding = held;
+    this.heldSince = held ? Date.now() : 0;
     this.options.onChange(held);
   }
 
