@@ -64,8 +64,9 @@ test("a delete's tombstone carries the delete's envelope; the reader turns it ba
   assert.equal(deleted!.headers, undefined);
   assert.deepEqual(tombstone!.headers?.[DELETE_HEADER], value);
   assert.equal(tombstone!.value, null, "still a tombstone: compaction forgets the row");
-  assert.deepEqual(await reader.normalize(stored(tombstone!, 2n)), { key, value });
+  assert.deepEqual(await reader.normalize(stored(tombstone!, 2n)), { key, value }, "its delete was compacted away: the tombstone is the delete");
   assert.deepEqual(await reader.normalize(stored(deleted!, 1n)), { key, value });
+  assert.deepEqual(await reader.normalize(stored(tombstone!, 2n)), { key, value: null }, "read right after its delete, the tombstone is skipped");
   assert.deepEqual(await reader.normalize(stored({ topic, key, value: null, timestamp: 1 }, 3n)), { key, value: null }, "a bare tombstone stays one");
 });
 

@@ -88,13 +88,21 @@ function withDeleteHeader(records: ProducedRecord[]): ProducedRecord[] {
 export class CompactedRecordReader {
   private readonly registry: Pick<SchemaRegistry, "getById">;
   private readonly truncateKeyIds = new Map<number, Promise<boolean>>();
+  /** Per partition, the record read last (records of one partition are read in order). */
+  private readonly previous = new Map<string, { readonly offset: bigint; readonly value: Uint8Array | null }>();
 
   constructor(registry: Pick<SchemaRegistry, "getById">) {
     this.registry = registry;
   }
 
   async normalize(record: StoredRecord): Promise<{ key: Uint8Array | null; value: Uint8Array | null }> {
-    const value = record.value ?? record.headers?.[DELETE_HEADER] ?? null;
+    const partition = `${record.topic}\u0000${record.partition}`;
+    const before = this.previous.get(partition);
+    this.previous.set(partition, { offset: record.offset, value: record.value });
+    const carried = record.value === null ? record.headers?.[DELETE_HEADER] : undefined;
+    // The delete itself was the record just before: the tombstone adds nothing (applying it again would only count twice).
+    if (carried && before?.offset === record.offset - 1n && before.value !== null && Buffer.compare(before.value, carried) === 0) return { key: record.key, value: null };
+    const value = record.value ?? carried ?? null;
     if (value !== null && record.key !== null && (await this.isTruncateKey(record.key))) return { key: null, value };
     return { key: record.key, value };
   }
