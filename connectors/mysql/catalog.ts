@@ -5,7 +5,7 @@
 import type { TableMatcher } from "../common/table-patterns.ts";
 import type { Flavor } from "./resume-token.ts";
 import { normalizeColumnType } from "./schema/column-types.ts";
-import { tableKey } from "./schema/table-definition.ts";
+import { canonicalDefault, tableKey } from "./schema/table-definition.ts";
 import type { ColumnDefinition, TableDefinition } from "./schema/table-definition.ts";
 import type { TableName } from "./schema/ddl-parser.ts";
 
@@ -98,17 +98,13 @@ export async function listTables(sql: Sql, matches: TableMatcher): Promise<Captu
 
 const BINARY_TYPE = /^(binary|varbinary|tinyblob|blob|mediumblob|longblob)\b/;
 
-/**
- * A COLUMN_DEFAULT that is a literal, as the DDL parser keeps it (ddl-parser.ts literalDefault): a
- * number, or a string quoted the way MariaDB reports it. MySQL reports strings unquoted, like
- * expressions, and those are left out.
- */
-function literalColumnDefault(text: string | null | undefined): string | null {
-  if (text === null || text === undefined) return null;
-  if (/^-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) return text;
-  if (/^'(?:[^']|'')*'$/s.test(text)) return text;
-  return null;
+/** COLUMN_DEFAULT as a literal: quoted strings unquoted (MariaDB), anything else as it stands; null for none. */
+function columnDefaultLiteral(text: string | null | undefined): { text: string; quoted: boolean } | null {
+  if (text === null || text === undefined || text === "NULL") return null;
+  const quoted = /^'((?:[^']|'')*)'$/s.exec(text);
+  return quoted ? { text: quoted[1]!.replaceAll("''", "'"), quoted: true } : { text, quoted: false };
 }
+
 
 /** Definitions of the given tables as information_schema shows them now; tables that do not exist are left out. */
 export async function readDefinitions(sql: Sql, tables: readonly TableName[]): Promise<Map<string, TableDefinition>> {
@@ -140,8 +136,8 @@ export async function readDefinitions(sql: Sql, tables: readonly TableName[]): P
     const dbType = normalizeColumnType(field(row, "COLUMN_TYPE")!);
     const charset = BINARY_TYPE.test(dbType) ? "binary" : field(row, "CHARACTER_SET_NAME");
     const list = byTable.get(key) ?? [];
-    const literal = literalColumnDefault(field(row, "COLUMN_DEFAULT"));
-    list.push({ name: field(row, "COLUMN_NAME")!, dbType, nullable: field(row, "IS_NULLABLE") === "YES", charset: charset?.toLowerCase() ?? null, ...(literal === null ? {} : { default: literal }) });
+    const literal = canonicalDefault(dbType, columnDefaultLiteral(field(row, "COLUMN_DEFAULT")));
+    list.push({ name: field(row, "COLUMN_NAME")!, dbType, nullable: field(row, "IS_NULLABLE") === "YES", charset: charset?.toLowerCase() ?? null, ...(literal === undefined ? {} : { default: literal }) });
     byTable.set(key, list);
   }
   const keyColumns = new Map<string, string[]>();

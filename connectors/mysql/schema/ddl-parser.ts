@@ -6,6 +6,7 @@
  * it can, so the caller re-reads them from the server instead of guessing.
  */
 import { normalizeColumnType } from "./column-types.ts";
+import { canonicalDefault } from "./table-definition.ts";
 import { tokenize, TokenCursor } from "./sql-tokens.ts";
 import type { Token } from "./sql-tokens.ts";
 
@@ -23,7 +24,7 @@ export interface ParsedColumn {
   /** Whether the type holds text (takes the table's default charset when none is given). */
   readonly textual: boolean;
   readonly primaryKey: boolean;
-  /** A literal DEFAULT as the catalog spells it (see literalDefault); absent for none, NULL or an expression. */
+  /** A literal DEFAULT in canonical form (table-definition.ts canonicalDefault); absent for none, NULL, an expression or other types. */
   readonly default?: string;
 }
 
@@ -244,7 +245,7 @@ function columnDefinition(c: TokenCursor, options: ParseOptions): ParsedColumn {
   let nullable = true;
   let charset: string | null = null;
   let primaryKey = false;
-  let defaultValue: string | null = null;
+  let defaultValue: { text: string; quoted: boolean } | null = null;
   while (!c.done && !c.isPunct(",") && !c.isPunct(")") && !c.isKeyword("FIRST") && !c.isKeyword("AFTER")) {
     if (c.accept("NOT", "NULL")) nullable = false;
     else if (c.accept("NULL")) nullable = true;
@@ -285,26 +286,18 @@ function columnDefinition(c: TokenCursor, options: ParseOptions): ParsedColumn {
   if (["NATIONAL", "NCHAR", "NVARCHAR"].includes(words[0]!.toUpperCase())) charset ??= "utf8mb3";
   const textual = TEXT_TYPES.has(base);
   if (BINARY_TYPES.has(base)) charset = "binary";
-  return { name, dbType, nullable, charset: textual || charset === "binary" ? charset : null, textual, primaryKey, ...(defaultValue === null ? {} : { default: defaultValue }) };
+  const literal = canonicalDefault(dbType, defaultValue);
+  return { name, dbType, nullable, charset: textual || charset === "binary" ? charset : null, textual, primaryKey, ...(literal === undefined ? {} : { default: literal }) };
 }
 
-/**
- * A column's DEFAULT when it is a literal, spelled as information_schema.COLUMNS.COLUMN_DEFAULT
- * spells it, so definitions from DDL and from the catalog compare equal: numbers as written;
- * strings quoted as MariaDB reports them (MySQL reports strings unquoted, indistinguishable from
- * expressions, so they are left out there). NULL and expressions give null.
- */
-function literalDefault(c: TokenCursor, mariadb: boolean): string | null {
+/** A column's DEFAULT when it is a literal (a number or a string; MariaDB reports strings quoted, MySQL not), else null. */
+function literalDefault(c: TokenCursor, mariadb: boolean): { text: string; quoted: boolean } | null {
   const negative = c.isPunct("-") && c.peek(1)?.kind === "number";
   if (negative) c.acceptPunct("-");
   const token = c.peek();
-  if (token?.kind === "number") {
+  if (token?.kind === "number" || token?.kind === "string") {
     c.next();
-    return `${negative ? "-" : ""}${token.text}`;
-  }
-  if (token?.kind === "string") {
-    c.next();
-    return mariadb ? `'${token.text.replaceAll("'", "''")}'` : null;
+    return { text: `${negative ? "-" : ""}${token.text}`, quoted: mariadb };
   }
   skipExpression(c);
   return null;

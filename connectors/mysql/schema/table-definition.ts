@@ -26,6 +26,24 @@ export interface TableDefinition {
   readonly defaultCharset: string | null;
 }
 
+const INTEGER_TYPES = new Set(["tinyint", "smallint", "mediumint", "int", "integer", "bigint"]);
+const TEXT_TYPES = new Set(["char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set"]);
+
+/**
+ * A column's literal default in the one form both the DDL parser and information_schema yield,
+ * so definitions from either compare equal: integer columns the integer (`5`), text columns the
+ * quoted string as MariaDB reports it (`'basic'`). MySQL reports string defaults unquoted, like
+ * expressions, so it gives none for text columns; other types (decimals the server reformats,
+ * dates, expressions) give none. Only used for Avro defaults of added columns.
+ */
+export function canonicalDefault(dbType: string, literal: { readonly text: string; readonly quoted: boolean } | null): string | undefined {
+  if (literal === null) return undefined;
+  const base = dbType.replace(/[( ].*$/, "");
+  if (INTEGER_TYPES.has(base)) return /^-?\d+$/.test(literal.text) ? literal.text : undefined;
+  if (TEXT_TYPES.has(base) && literal.quoted) return `'${literal.text.replaceAll("'", "''")}'`;
+  return undefined;
+}
+
 export function tableKey(database: string, table: string): string {
   return `${database}.${table}`;
 }
