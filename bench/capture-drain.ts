@@ -1,0 +1,213 @@
+/**
+ * The headline capture benchmark: the whole capture path of the real daemon (`sluice run`, a
+ * capture-only config: pgoutput decoding → Avro → durable topic with acknowledgements → slot
+ * acknowledged) against PostgreSQL's own `pg_recvlogical` draining the same backlog.
+ *
+ * 1. An 8-column table, a publication and one pgoutput slot per reader and round are created,
+ *    then the backlog is written (inserts, then updates of half of those rows, in transactions of
+ *    `--tx` rows), so every reader starts with the whole backlog waiting behind its slot.
+ * 2. Each round drains one slot per reader, in alternating order (round 2 reverses round 1):
+ *    - Sluice with the embedded log (SQLite, synchronous=FULL) and with Kafka (acks=all,
+ *      idempotence, transactions: the defaults): timed from the first durable record (the first
+ *      /metrics sample, every 50 ms, with sluice_changes_captured_total > 0) to the last one; CPU-seconds of the
+ *      daemon over the same interval, per 100k changes; the daemon's peak RSS (VmHWM), and launch
+ *      → first record;
+ *    - `pg_recvlogical -f /dev/null` and `pg_recvlogical -f - | cat > /dev/null` up to the
+ *      backlog's end LSN: timed from launch to exit (includes its connection, tens of ms); CPU of
+ *      pg_recvlogical (and cat) from the shell's `times`.
+ * 3. Ratios to each pg_recvlogical run of the same round, and the 1-minute load average when each
+ *    reader started (this machine is shared: compare ratios, not rates, between runs).
+ *
+ *   node bench/capture-drain.ts [--changes 150000] [--tx 1000] [--rounds 3] [--readers embedded,kafka,devnull,pipe]
+ */
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { loadavg } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import type pg from "pg";
+import { currentLsn, deleteKafkaDeployment, killAllDaemons, metricValue, pgClient, pgSourceConfig, randomName, removeDir, sleep, SluiceDaemon, tempDir } from "../test/e2e/helpers.ts";
+import { kafka, postgres } from "../test/services/ports.ts";
+import { formatLsn } from "../connectors/postgres/lsn.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    changes: { type: "string", default: "150000" },
+    tx: { type: "string", default: "1000" },
+    rounds: { type: "string", default: "3" },
+    readers: { type: "string", default: "embedded,kafka,devnull,pipe" },
+  },
+});
+const INSERTS = Math.round((Number(args.changes) * 2) / 3);
+const UPDATES = Number(args.changes) - INSERTS;
+const CHANGES = INSERTS + UPDATES;
+const TX = Number(args.tx);
+const ROUNDS = Number(args.rounds);
+type Reader = "embedded" | "kafka" | "devnull" | "pipe";
+const READERS = args.readers.split(",") as Reader[];
+const PG_RECVLOGICAL = `${process.env["SLUICE_PG_BIN"] ?? "/usr/lib/postgresql/15/bin"}/pg_recvlogical`;
+
+const schema = randomName("bench_drain");
+const publication = randomName("bench_drain_pub");
+const dir = tempDir("bench-drain");
+const TABLE = `"${schema}".items`;
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+const log = (text: string) => process.stdout.write(`${text}\n`);
+
+interface Result {
+  readonly reader: Reader;
+  readonly round: number;
+  readonly seconds: number;
+  readonly cpuSeconds: number;
+  readonly peakRssMiB: number | null;
+  readonly firstRecordSeconds: number | null;
+  readonly load: number;
+}
+
+const slotName = (reader: Reader, round: number) => `${schema}_${reader}_${round}`;
+
+async function setUp(client: pg.Client): Promise<bigint> {
+  await client.query(`CREATE SCHEMA "${schema}"`);
+  await client.query(`CREATE TABLE ${TABLE} (id bigint PRIMARY KEY, account integer NOT NULL, name text, email text, amount numeric(12,2), active boolean, created_at timestamptz, note text)`);
+  await client.query(`CREATE PUBLICATION ${publication} FOR TABLE ${TABLE}`);
+  for (let round = 1; round <= ROUNDS; round++) for (const reader of READERS) await client.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slotName(reader, round)]);
+  const started = performance.now();
+  for (let from = 1; from <= INSERTS; from += TX) {
+    const to = Math.min(INSERTS, from + TX - 1);
+    await client.query(
+      `INSERT INTO ${TABLE} SELECT g, g % 1000, 'name ' || g, 'user' || g || '@example.com', (g % 100000) / 100.0, g % 2 = 0, now(), md5(g::text) FROM generate_series($1::bigint, $2::bigint) g`,
+      [from, to],
+    );
+  }
+  for (let from = 1; from <= UPDATES; from += TX) {
+    const to = Math.min(UPDATES, from + TX - 1);
+    await client.query(`UPDATE ${TABLE} SET amount = amount + 1, note = md5(note) WHERE id BETWEEN $1 AND $2`, [from, to]);
+  }
+  const end = await currentLsn(client);
+  log(`backlog: ${fmt(INSERTS)} inserts + ${fmt(UPDATES)} updates of an 8-column table in transactions of ${fmt(TX)} rows, written in ${((performance.now() - started) / 1000).toFixed(1)} s; ${ROUNDS * READERS.length} slots behind it`);
+  return end;
+}
+
+/** utime + stime of a process and its threads, in seconds. */
+function cpuOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+async function sluice(reader: "embedded" | "kafka", round: number): Promise<Result> {
+  const source = randomName("src");
+  const deployment = randomName("bench_drain");
+  const topics = reader === "embedded" ? { kind: "embedded", path: join(dir, `${deployment}.db`) } : { kind: "kafka", brokers: [...kafka.brokers], transactions: true };
+  const load = loadavg()[0]!;
+  const launched = performance.now();
+  const daemon = await SluiceDaemon.start(dir, {
+    name: deployment,
+    sources: [pgSourceConfig(source, [`${schema}.*`], { slot: slotName(reader, round), publication, create_slot: false, create_publication: false, snapshot: { mode: "never" } })],
+    topics,
+    logging: { level: "warn" },
+  }, deployment);
+  try {
+    const pid = daemon.child.pid!;
+    let first: { at: number; captured: number; cpu: number } | null = null;
+    let beforeFirst = { at: launched, captured: 0, cpu: 0 };
+    const deadline = performance.now() + 30 * 60_000;
+    for (;;) {
+      if (performance.now() > deadline) throw new Error(`${reader}: not drained within 30 min\n${daemon.logTail()}`);
+      if (daemon.exitStatus !== null) throw new Error(`${reader}: the daemon exited\n${daemon.logTail()}`);
+      const captured = metricValue(await daemon.metrics(), "sluice_changes_captured_total");
+      const at = performance.now();
+      const cpu = cpuOf(pid);
+      if (first === null && captured === 0) beforeFirst = { at, captured, cpu };
+      // A backlog drained between two samples is timed from the last sample before any record.
+      if (first === null && captured >= CHANGES) first = beforeFirst;
+      if (first === null && captured > 0) first = { at, captured, cpu };
+      if (first !== null && captured >= CHANGES) {
+        const rss = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+        // Per 100k changes between the two samples (the first sample already holds `first.captured`).
+        const counted = captured - first.captured;
+        return {
+          reader,
+          round,
+          seconds: ((at - first.at) / 1000) * (CHANGES / counted),
+          cpuSeconds: ((cpu - first.cpu) * 100_000) / counted,
+          peakRssMiB: Number(rss) / 1024,
+          firstRecordSeconds: (first.at - launched) / 1000,
+          load,
+        };
+      }
+      await sleep(50);
+    }
+  } finally {
+    await daemon.stop();
+    if (reader === "kafka") await deleteKafkaDeployment(deployment).catch((e: unknown) => log(`cleanup: ${String(e)}`));
+  }
+}
+
+async function recvlogical(reader: "devnull" | "pipe", round: number, endLsn: bigint): Promise<Result> {
+  const command = [
+    `"${PG_RECVLOGICAL}" -h ${postgres.host} -p ${postgres.port} -U ${postgres.user} -d ${postgres.database}`,
+    `-S ${slotName(reader, round)} --start --no-loop --endpos=${formatLsn(endLsn)}`,
+    `-o proto_version=1 -o publication_names=${publication}`,
+    reader === "devnull" ? "-f /dev/null" : "-f - | cat > /dev/null",
+  ].join(" ");
+  const load = loadavg()[0]!;
+  const started = performance.now();
+  const stderr = await new Promise<string>((resolve, reject) => {
+    const child = spawn("sh", ["-c", `${command}; s=$?; times >&2; exit $s`], { env: { ...process.env, PGPASSWORD: postgres.password }, stdio: ["ignore", "ignore", "pipe"] });
+    let text = "";
+    child.stderr.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")));
+    child.on("error", reject);
+    child.on("exit", (code) => (code === 0 ? resolve(text) : reject(new Error(`pg_recvlogical exited with ${code}: ${text}`))));
+  });
+  const seconds = (performance.now() - started) / 1000;
+  // `times`: the shell's own user/system time, then its children's ("0m1.234s 0m0.567s").
+  const children = stderr.trim().split("\n").at(-1)!.trim().split(/\s+/).map((t) => {
+    const m = /(\d+)m([\d.]+)s/.exec(t);
+    return m ? Number(m[1]) * 60 + Number(m[2]) : 0;
+  });
+  return { reader, round, seconds, cpuSeconds: ((children[0]! + children[1]!) * 100_000) / CHANGES, peakRssMiB: null, firstRecordSeconds: null, load };
+}
+
+const LABEL: Record<Reader, string> = {
+  embedded: "Sluice → embedded log",
+  kafka: "Sluice → Kafka (acks=all, transactions)",
+  devnull: "pg_recvlogical -f /dev/null",
+  pipe: "pg_recvlogical -f - piped to cat",
+};
+
+async function main(): Promise<void> {
+  const client = await pgClient();
+  const results: Result[] = [];
+  try {
+    const endLsn = await setUp(client);
+    for (let round = 1; round <= ROUNDS; round++) {
+      const order = round % 2 === 1 ? READERS : [...READERS].reverse();
+      for (const reader of order) {
+        const result = reader === "embedded" || reader === "kafka" ? await sluice(reader, round) : await recvlogical(reader, round, endLsn);
+        results.push(result);
+        log(`round ${round} ${LABEL[reader]}: ${fmt(CHANGES / result.seconds)} changes/s, ${result.cpuSeconds.toFixed(2)} CPU-s/100k${result.peakRssMiB === null ? "" : `, peak RSS ${fmt(result.peakRssMiB)} MiB, launch → first record ${result.firstRecordSeconds!.toFixed(2)} s`} (load ${result.load.toFixed(1)})`);
+      }
+    }
+  } finally {
+    await killAllDaemons();
+    for (let round = 1; round <= ROUNDS; round++) for (const reader of READERS) await client.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active", [slotName(reader, round)]).catch(() => undefined);
+    await client.query(`DROP PUBLICATION IF EXISTS ${publication}`).catch(() => undefined);
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
+    await client.end();
+    removeDir(dir);
+  }
+  log("");
+  const recv = READERS.filter((r): r is "devnull" | "pipe" => r === "devnull" || r === "pipe");
+  log(`| round | reader | changes/s | CPU-s / 100k changes | peak RSS | launch → first record | load (1 min) |${recv.map((r) => ` × ${LABEL[r]} |`).join("")}`);
+  log(`| --- | --- | --- | --- | --- | --- | --- |${recv.map(() => " --- |").join("")}`);
+  for (const r of results) {
+    const ratios = recv.map((base) => {
+      const b = results.find((x) => x.round === r.round && x.reader === base);
+      return ` ${b ? (b.seconds / r.seconds).toFixed(2) : "—"} |`;
+    });
+    log(`| ${r.round} | ${LABEL[r.reader]} | ${fmt(CHANGES / r.seconds)} | ${r.cpuSeconds.toFixed(2)} | ${r.peakRssMiB === null ? "—" : `${fmt(r.peakRssMiB)} MiB`} | ${r.firstRecordSeconds === null ? "—" : `${r.firstRecordSeconds.toFixed(2)} s`} | ${r.load.toFixed(1)} |${ratios.join("")}`);
+  }
+}
+
+await main();
