@@ -90,7 +90,9 @@ const POSTGRES_CASES: readonly [string, string, string][] = [
 
 const MYSQL_CASES: readonly [string, string, string][] = [
   ["add a nullable column", "ALTER TABLE orders ADD COLUMN note TEXT;", "yyyy"],
-  ["add NOT NULL with a default (no defaults from MySQL)", "ALTER TABLE orders ADD COLUMN code INT NOT NULL DEFAULT 0;", "nyny"],
+  ["add NOT NULL with an integer default (the source reports it)", "ALTER TABLE orders ADD COLUMN code INT NOT NULL DEFAULT 0;", "yyyy"],
+  ["add NOT NULL with a decimal default (not reported: the server reformats it)", "ALTER TABLE orders ADD COLUMN rate DECIMAL(5,2) NOT NULL DEFAULT 1.5;", "nyny"],
+  ["add NOT NULL with a string default (MySQL reports it unquoted, like an expression)", "ALTER TABLE orders ADD COLUMN tier VARCHAR(9) NOT NULL DEFAULT 'basic';", "nyny"],
   ["add NOT NULL without a default", "ALTER TABLE orders ADD COLUMN code INT NOT NULL AFTER id;", "nyny"],
   ["add two nullable columns", "ALTER TABLE orders ADD COLUMN (a INT, b VARCHAR(3));", "yyyy"],
   ["drop a nullable column", "ALTER TABLE orders DROP COLUMN status;", "yyyy"],

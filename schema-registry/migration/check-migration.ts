@@ -180,7 +180,7 @@ function suggestion(problem: VersionIncompatibility, step: MigrationStep["kind"]
       if (backward) {
         if (step === "rename-column") return "rename in steps: add the new column as nullable, copy the data, drop the old column in a later release";
         return dialect === "mysql"
-          ? "add the column as nullable (the MySQL source carries no column defaults, so NOT NULL ... DEFAULT does not help), and make it NOT NULL in a later release if the level allows"
+          ? "add the column as nullable, or NOT NULL with an integer DEFAULT (the MySQL source carries literal defaults of integer columns, and of text columns on MariaDB, not others), and make it NOT NULL in a later release if the level allows"
           : "add a DEFAULT with a literal value (e.g. DEFAULT 0), or add the column as nullable first";
       }
       if (step === "rename-column") return "consumers on the old schema need the old column: keep it beside the new one until they upgrade";

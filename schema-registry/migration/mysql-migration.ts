@@ -1,7 +1,8 @@
 /**
  * Reads a MySQL/MariaDB migration with the DDL parser the binlog reader uses
  * (connectors/mysql/schema/ddl-parser.ts), statement by statement, into migration steps. Columns
- * carry no defaults: the MySQL source does not report them, so the schemas it registers have none.
+ * carry the literal defaults the MySQL source reports (integer columns; text columns on MariaDB),
+ * so the schemas checked are those it registers.
  */
 import type { ColumnSchema } from "../../connectors/contracts.ts";
 import { parseDdl } from "../../connectors/mysql/schema/ddl-parser.ts";
@@ -119,7 +120,9 @@ function placeOf(place: ColumnPlace): { position?: { first: true } | { after: st
 
 function columnOf(column: ParsedColumn, key: readonly string[]): ColumnSchema {
   const keyIndex = key.indexOf(column.name);
-  return keyIndex < 0 ? { name: column.name, dbType: column.dbType, nullable: column.nullable } : { name: column.name, dbType: column.dbType, nullable: false, primaryKeyIndex: keyIndex + 1 };
+  // The literal defaults the source reports (integer and text columns; table-definition.ts canonicalDefault).
+  const base = { name: column.name, dbType: column.dbType, ...(column.default === undefined ? {} : { default: column.default }) };
+  return keyIndex < 0 ? { ...base, nullable: column.nullable } : { ...base, nullable: false, primaryKeyIndex: keyIndex + 1 };
 }
 
 /** Splits on semicolons outside strings, quoted names and comments. */
