@@ -1,6 +1,8 @@
 /**
  * A sink about to read a partition whose first records are gone, from before them (a new sink,
- * or one that fell behind retention), is told it will miss rows, and how to fill them.
+ * or one that fell behind retention), is told it will miss rows, and how to fill them. Likewise a
+ * sink that resumes further behind than a compacted Kafka topic keeps tombstones: deletes among the
+ * records it has not read may be gone.
  */
 import type { TopicLog, TopicPartitionOffset } from "../connectors/contracts.ts";
 
@@ -40,5 +42,44 @@ export function describeMissedHistory(sink: string, missed: readonly MissedHisto
     `sink ${sink}: ${fresh ? "this new sink starts" : "the sink resumes"} after records retention removed (${shown}${more}): it will miss the rows whose changes are gone, ` +
     "so it will not equal the source. Re-snapshot the source to write every row again (docs/operations.md, \"Rebuilds need complete history\"); " +
     "compacted topics (topics.retention.cleanup_policy: compact) keep every row from then on"
+  );
+}
+
+/** A partition where the sink resumes before records older than the tombstone retention. */
+export interface StaleTombstones {
+  readonly topic: string;
+  readonly partition: number;
+  /** Where the sink resumes. */
+  readonly from: bigint;
+  /** The first record younger than the tombstone retention. */
+  readonly until: bigint;
+}
+
+/**
+ * Partitions of compacted Kafka topics where the sink resumes at an offset before the first record
+ * younger than `tombstoneRetentionMs`: the broker may have removed the tombstones of deletes it has
+ * not read (the embedded log keeps them until every sink's group read them, so it is not checked).
+ */
+export async function staleTombstones(log: TopicLog, topics: readonly string[], positions: readonly TopicPartitionOffset[], tombstoneRetentionMs: number, nowMs: number): Promise<StaleTombstones[]> {
+  if (log.kind !== "kafka" || positions.length === 0) return [];
+  const at = new Map(positions.map((p) => [`${p.topic}\u0000${p.partition}`, p.offset]));
+  const stale: StaleTombstones[] = [];
+  for (const spec of await log.listTopics(topics)) {
+    if (!spec.compacted || ![...at.keys()].some((k) => k.startsWith(`${spec.name}\u0000`))) continue;
+    for (const young of await log.offsetsForTimestamp(spec.name, nowMs - tombstoneRetentionMs)) {
+      const from = at.get(`${spec.name}\u0000${young.partition}`);
+      if (from !== undefined && from < young.offset) stale.push({ topic: spec.name, partition: young.partition, from, until: young.offset });
+    }
+  }
+  return stale;
+}
+
+export function describeStaleTombstones(sink: string, stale: readonly StaleTombstones[]): string {
+  const shown = stale.slice(0, 10).map((s) => `${s.topic}:${s.partition} from offset ${s.from}, older than the tombstone retention up to ${s.until}`).join("; ");
+  const more = stale.length > 10 ? ` and ${stale.length - 10} more` : "";
+  return (
+    `sink ${sink}: resumes further behind than the topics keep tombstones (${shown}${more}; topics.retention.tombstones): ` +
+    "Kafka may have removed deletes it has not read, so rows deleted at the source may stay. Rebuild it to be sure: sluice replay --sink " +
+    `${sink} --from-beginning --rebuild --execute (docs/operations.md, "Adding a sink to a running deployment")`
   );
 }

@@ -16,7 +16,7 @@ import type { TopicConsumer } from "../connectors/topics/contract.ts";
 import { backoffDelay, retry, sleep } from "./backoff.ts";
 import type { BackoffPolicy } from "./backoff.ts";
 import { checkStoredOffsets, isLogMismatch, logMismatchError, partitionRanges } from "./log-identity.ts";
-import { describeMissedHistory, missedHistory } from "./missed-history.ts";
+import { describeMissedHistory, describeStaleTombstones, missedHistory, staleTombstones } from "./missed-history.ts";
 import { NOT_HALTED, releaseHint } from "./halted.ts";
 import type { HaltAction, HaltedSinkTable, HaltReleaseReport } from "./halted.ts";
 import type { Logger } from "./logger.ts";
@@ -52,6 +52,8 @@ export interface SinkRunnerOptions {
    * the sink's policy; whole-write failures (target unreachable) are retried without bound.
    */
   readonly itemAttempts?: number;
+  /** Compacted topics keep tombstones this long (topics.retention.tombstones): a sink resuming further behind is warned. */
+  readonly tombstoneRetentionMs?: number;
 }
 
 export type { HaltedSinkTable } from "./halted.ts";
@@ -345,6 +347,15 @@ export class SinkRunner {
   private async reportMissedHistory(topics: readonly string[]): Promise<void> {
     const { log, group, sink } = this.options;
     const positions = [...(await log.committedOffsets(group)), ...(isTransactional(sink) ? await sink.committedOffsets() : [])];
+    const retention = this.options.tombstoneRetentionMs;
+    const stale = retention === undefined ? [] : (await staleTombstones(log, topics, positions, retention, Date.now())).filter((s) => !this.reportedGaps.has(`tombstones\u0000${partitionKey(s.topic, s.partition)}`));
+    for (const s of stale) this.reportedGaps.add(`tombstones\u0000${partitionKey(s.topic, s.partition)}`);
+    if (stale.length > 0) {
+      this.logger.warn(
+        { code: "SINK_DELETES_MAY_BE_MISSED", group, partitions: stale.map((s) => ({ topic: s.topic, partition: s.partition, from: String(s.from), until: String(s.until) })) },
+        describeStaleTombstones(sink.name, stale),
+      );
+    }
     const missed = (await missedHistory(log, topics, positions)).filter((m) => !this.reportedGaps.has(partitionKey(m.topic, m.partition)));
     if (missed.length === 0) return;
     for (const m of missed) this.reportedGaps.add(partitionKey(m.topic, m.partition));

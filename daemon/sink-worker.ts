@@ -90,6 +90,7 @@ async function main(): Promise<void> {
       deadLetterTopic: dlq,
       retry: { initialMs: sinkConfig.retry.initial, maxMs: sinkConfig.retry.max },
       itemAttempts: sinkConfig.retry.item_attempts,
+      tombstoneRetentionMs: config.topics.retention.tombstones,
       logger,
       metrics,
       owner,
