@@ -41,7 +41,7 @@ const PG_CASES: readonly Case[] = [
 ];
 
 const MY_CASES: readonly Case[] = [
-  { table: "add_default", migration: `ALTER TABLE \`${database}\`.add_default ADD COLUMN flag INT NOT NULL DEFAULT 0;`, insert: `INSERT INTO \`${database}\`.add_default VALUES (4, 4, 4, 7)`, expected: "incompatible" },
+  { table: "add_default", migration: `ALTER TABLE \`${database}\`.add_default ADD COLUMN flag INT NOT NULL DEFAULT 0;`, insert: `INSERT INTO \`${database}\`.add_default VALUES (4, 4, 4, 7)`, expected: "compatible" },
   { table: "add_nullable", migration: `ALTER TABLE \`${database}\`.add_nullable ADD COLUMN note TEXT;`, insert: `INSERT INTO \`${database}\`.add_nullable VALUES (4, 4, 4, 'n')`, expected: "compatible" },
   { table: "widen", migration: `ALTER TABLE \`${database}\`.widen MODIFY qty BIGINT NOT NULL;`, insert: `INSERT INTO \`${database}\`.widen VALUES (4, 4, 4)`, expected: "compatible" },
   { table: "narrow", migration: `ALTER TABLE \`${database}\`.narrow MODIFY big INT NOT NULL;`, insert: `INSERT INTO \`${database}\`.narrow VALUES (4, 4, 4)`, expected: "incompatible" },
