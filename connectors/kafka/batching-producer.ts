@@ -16,6 +16,7 @@ import { backoffDelay } from "../../daemon/backoff.ts";
 import type { BackoffPolicy } from "../../daemon/backoff.ts";
 import { SluiceError } from "../errors.ts";
 import { kafkaError } from "./kafka-errors.ts";
+import { withLinearPartitionGrouping } from "./partition-grouping.ts";
 
 export interface OutgoingMessage {
   readonly topic: string;
@@ -280,11 +281,11 @@ function countPerPartition(messages: readonly OutgoingMessage[]): Map<string, nu
 }
 
 function byTopic(messages: readonly OutgoingMessage[]): { topic: string; messages: Message[] }[] {
-  const topics = new Map<string, Message[]>();
+  const topics = new Map<string, (Message & { partition: number })[]>();
   for (const { topic, message } of messages) {
     let list = topics.get(topic);
     if (!list) topics.set(topic, (list = []));
     list.push(message);
   }
-  return [...topics].map(([topic, list]) => ({ topic, messages: list }));
+  return [...topics].map(([topic, list]) => ({ topic, messages: withLinearPartitionGrouping(list) }));
 }
