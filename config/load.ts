@@ -17,6 +17,8 @@ export interface LoadOptions {
    * process needs no source credentials); those settings keep their text unresolved, unused.
    */
   captures?: (source: string) => boolean;
+  /** Whether this process runs the named sink (default: every sink); the same for the secrets of sinks it does not run. */
+  runsSink?: (sink: string) => boolean;
 }
 
 /** Reads, interpolates and validates a config file; throws ConfigValidationError with every problem found. */
@@ -35,7 +37,8 @@ export function loadConfigText(file: string, text: string, options: LoadOptions 
   if (parsed.issues.length > 0) throw new ConfigValidationError(file, parsed.issues);
   interpolateEnv(parsed, options.env ?? process.env);
   readSecretFiles(parsed, SECRET_KEYS);
-  if (options.captures) forgiveUncapturedSources(parsed, options.captures);
+  if (options.captures) forgiveUnusedParts(parsed, "sources", options.captures);
+  if (options.runsSink) forgiveUnusedParts(parsed, "sinks", options.runsSink);
   checkScalars(parsed);
   const plain = plainValue(parsed);
   if (!plain.ok) throw new ConfigValidationError(file, sortIssues(parsed.issues));
@@ -65,14 +68,14 @@ export function loadConfigText(file: string, text: string, options: LoadOptions 
   throw new ConfigValidationError(file, sortIssues(dedupe([...parsed.issues, ...schemaIssues, ...referenceIssues])));
 }
 
-/** Drops the unresolved-variable and secret-file problems of sources this process does not capture. */
-function forgiveUncapturedSources(parsed: ParsedConfigDocument, captures: (source: string) => boolean): void {
-  const sources = parsed.document.get("sources");
-  const count = Array.isArray((sources as { items?: unknown[] } | undefined)?.items) ? (sources as { items: unknown[] }).items.length : 0;
+/** Drops the unresolved-variable and secret-file problems of the sources (sinks) this process does not run. */
+function forgiveUnusedParts(parsed: ParsedConfigDocument, section: "sources" | "sinks", used: (name: string) => boolean): void {
+  const list = parsed.document.get(section);
+  const count = Array.isArray((list as { items?: unknown[] } | undefined)?.items) ? (list as { items: unknown[] }).items.length : 0;
   const skipped: string[] = [];
   for (let index = 0; index < count; index++) {
-    const name = parsed.document.getIn(["sources", index, "name"]);
-    if (typeof name === "string" && !captures(name)) skipped.push(`sources[${index}]`);
+    const name = parsed.document.getIn([section, index, "name"]);
+    if (typeof name === "string" && !used(name)) skipped.push(`${section}[${index}]`);
   }
   if (skipped.length === 0) return;
   const kept = parsed.issues.filter((issue) => !skipped.some((prefix) => issue.path.startsWith(`${prefix}.`)));

@@ -78,7 +78,8 @@ function loadForRoles(values: Record<string, unknown>): { config: SluiceConfig; 
     throw error instanceof RoleError ? new UsageError(error.message) : error;
   }
   const captures = (name: string) => parsed.roles.has("capture") && (parsed.sources.length === 0 || parsed.sources.includes(name));
-  const config = loadConfigFile(configPath(values), { captures });
+  const runsSink = (name: string) => parsed.roles.has("sinks") && (parsed.sinks.length === 0 || parsed.sinks.includes(name));
+  const config = loadConfigFile(configPath(values), { captures, runsSink });
   try {
     return { config, selection: selectParts(config, parsed) };
   } catch (error) {
@@ -90,7 +91,7 @@ const commands: Record<string, Command> = {
   run: {
     summary: "run the daemon",
     usage: "sluice run -c FILE [--role capture|sinks|all] [--source NAME]... [--sink NAME]...",
-    details: `${CONFIG_HELP}\n${ROLE_HELP}\n\nRuns the config's sources and sinks (all of them by default, or those the roles select) until SIGINT\nor SIGTERM, then drains and stops. A process that does not capture a source needs none of its secrets.\nWith Kafka, several processes may capture the same sources: one leads, the others stand by and take\nover when it dies; several processes running a sink share its topics' partitions (docs/operations.md).`,
+    details: `${CONFIG_HELP}\n${ROLE_HELP}\n\nRuns the config's sources and sinks (all of them by default, or those the roles select) until SIGINT\nor SIGTERM, then drains and stops. A process needs no secrets of the sources and sinks it does not run.\nWith Kafka, several processes may capture the same sources: one leads, the others stand by and take\nover when it dies; several processes running a sink share its topics' partitions (docs/operations.md).`,
     options: { ...configOption, ...roleOptions },
     run: runDaemon,
   },
@@ -114,7 +115,7 @@ const commands: Record<string, Command> = {
     options: { ...configOption, json: { type: "boolean" } },
     async run(values, _positionals, io) {
       // It only asks the daemon: the sources' credentials may be absent (a sink-only deployment's config).
-      const config = loadConfigFile(configPath(values), { captures: () => false });
+      const config = loadConfigFile(configPath(values), { captures: () => false, runsSink: () => false });
       let response: DaemonAnswer;
       try {
         response = await callDaemon(config, "/status", { timeoutMs: 5_000 });

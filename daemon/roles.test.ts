@@ -81,3 +81,11 @@ test("sluice validate --role sinks accepts a config without source credentials; 
   assert.equal(unknown.status, 2);
   assert.match(unknown.stderr, /unknown source "nope"; the config's sources are "pg", "my"/);
 });
+
+test("a process that does not run a sink needs none of its secrets either (a capture pod holds only source secrets)", () => {
+  const text = CONFIG.replace('url: "http://127.0.0.1:8123"}', 'url: "http://127.0.0.1:8123", password: "${CH_PASSWORD}"}');
+  const env = { PG_PASSWORD: "pg-secret-value-1" };
+  assert.throws(() => loadConfigText("c.yaml", text, { env, captures: (name) => name === "pg" }), /CH_PASSWORD is not set/);
+  const capture = loadConfigText("c.yaml", text, { env, captures: (name) => name === "pg", runsSink: () => false });
+  assert.deepEqual(capture.sinks.map((s) => s.name), ["warehouse", "search"]);
+});

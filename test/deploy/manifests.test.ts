@@ -214,6 +214,24 @@ test("compose: the sluice service mounts deploy/sluice.compose.yaml, which `slui
   for (const h of new Set(hosts)) assert.ok(dependsOn.includes(h), `sluice should wait for ${h}`);
 });
 
+test("compose: the split profile runs capture (leader + standby) and scalable sinks from the same config, each validated with only its role's secrets", () => {
+  const text = readText(join(deployDir, "sluice.compose.yaml"));
+  for (const [name, role, replicas] of [["sluice-capture", "capture", 2], ["sluice-sinks", "sinks", 2]] as const) {
+    const svc = service(name);
+    assert.deepEqual(svc["profiles"], ["split"], `${name} runs only with --profile split`);
+    assert.deepEqual(svc["command"], ["run", "--role", role]);
+    assert.equal(asRecord(svc["deploy"], `${name}.deploy`)["replicas"], replicas);
+    assert.equal(svc["ports"], undefined, `${name}: replicas publish no host port`);
+    assert.equal(mountsOf(svc, name).find((m) => m.target === "/etc/sluice/sluice.yaml")?.source, "./sluice.compose.yaml");
+    const env = environmentOf(svc);
+    const ok = sluiceCli(["validate", "-c", "deploy/sluice.compose.yaml", "--role", role], env);
+    assert.equal(ok.status, 0, `${name}: ${ok.stderr}`);
+    // Only the secrets of its role: without --role the same environment is refused.
+    assert.equal(sluiceCli(["validate", "-c", "deploy/sluice.compose.yaml"], env).status, 2, `${name} holds only its role's passwords`);
+  }
+  assert.ok(requiredEnvVars(text).length > 0);
+});
+
 // --- Dockerfile ------------------------------------------------------------------------------
 
 test("Dockerfile: base image argument, non-root, config path, data volume, healthcheck, port; every COPY source exists and passes the ignore file", () => {
@@ -270,66 +288,114 @@ test("k8s: each document has apiVersion, kind and metadata.name; the kustomizati
   for (const r of resources) assert.ok(fileExists(join(k8sDir, r)), `kustomization resource ${r} exists`);
   for (const f of k8sFiles) assert.ok(resources.includes(f), `kustomization lists ${f}`);
   const kinds = new Set(k8sDocs.map(({ doc }) => doc["kind"]));
-  for (const kind of ["Deployment", "ConfigMap", "Secret", "Service", "ServiceMonitor", "PersistentVolumeClaim", "PrometheusRule"]) assert.ok(kinds.has(kind), kind);
+  for (const kind of ["Deployment", "ConfigMap", "Secret", "Service", "ServiceMonitor", "PodDisruptionBudget", "PrometheusRule"]) assert.ok(kinds.has(kind), kind);
   assert.equal(k8s("ServiceMonitor")["apiVersion"], "monitoring.coreos.com/v1");
   assert.equal(k8s("PrometheusRule")["apiVersion"], "monitoring.coreos.com/v1");
 });
 
-const deployment = k8s("Deployment", "sluice");
-const depSpec = asRecord(deployment["spec"], "spec");
-const template = asRecord(depSpec["template"], "template");
-const podSpec = asRecord(template["spec"], "pod spec");
-const container = asRecord(asArray(podSpec["containers"], "containers")[0], "container");
-const volumes = new Map(asArray(podSpec["volumes"], "volumes").map((v) => [String(asRecord(v, "volume")["name"]), asRecord(v, "volume")]));
-const volumeMounts = asArray(container["volumeMounts"], "volumeMounts").map((m) => asRecord(m, "volumeMount"));
+interface PodOf {
+  readonly name: string;
+  readonly spec: Record<string, unknown>;
+  readonly template: Record<string, unknown>;
+  readonly podSpec: Record<string, unknown>;
+  readonly container: Record<string, unknown>;
+  readonly volumes: Map<string, Record<string, unknown>>;
+  readonly volumeMounts: Record<string, unknown>[];
+  readonly args: string[];
+}
 
-test("k8s Deployment: selector matches the template labels; one replica, Recreate", () => {
-  const selector = asRecord(asRecord(depSpec["selector"], "selector")["matchLabels"], "matchLabels");
-  const labels = asRecord(asRecord(template["metadata"], "template metadata")["labels"], "template labels");
-  assert.ok(Object.keys(selector).length > 0);
-  assert.ok(labelsMatch(selector, labels), "spec.selector.matchLabels ⊆ template labels");
-  assert.equal(depSpec["replicas"], 1, "one reader per replication slot");
-  assert.equal(asRecord(depSpec["strategy"], "strategy")["type"], "Recreate");
+function podOf(name: string): PodOf {
+  const deployment = k8s("Deployment", name);
+  const spec = asRecord(deployment["spec"], `${name} spec`);
+  const template = asRecord(spec["template"], "template");
+  const podSpec = asRecord(template["spec"], "pod spec");
+  const container = asRecord(asArray(podSpec["containers"], "containers")[0], "container");
+  const volumes = new Map(asArray(podSpec["volumes"], "volumes").map((v) => [String(asRecord(v, "volume")["name"]), asRecord(v, "volume")]));
+  const volumeMounts = asArray(container["volumeMounts"], "volumeMounts").map((m) => asRecord(m, "volumeMount"));
+  return { name, spec, template, podSpec, container, volumes, volumeMounts, args: asArray(container["args"], "args").map(String) };
+}
+
+// Issue 17: capture (a leader and a standby) and sinks (scalable) run as separate Deployments.
+const capturePods = podOf("sluice-capture");
+const sinkPods = podOf("sluice-sinks");
+const pods = [capturePods, sinkPods];
+
+test("k8s Deployments: capture with 2 replicas (leader + standby) that never drops below one during a rollout; scalable sinks; each runs its role", () => {
+  for (const pod of pods) {
+    const selector = asRecord(asRecord(pod.spec["selector"], "selector")["matchLabels"], "matchLabels");
+    const labels = asRecord(asRecord(pod.template["metadata"], "template metadata")["labels"], "template labels");
+    assert.ok(Object.keys(selector).length > 0);
+    assert.ok(labelsMatch(selector, labels), `${pod.name}: spec.selector.matchLabels ⊆ template labels`);
+  }
+  assert.equal(capturePods.spec["replicas"], 2, "a leader and a standby");
+  const rollout = asRecord(capturePods.spec["strategy"], "strategy");
+  assert.equal(rollout["type"], "RollingUpdate");
+  assert.equal(asRecord(rollout["rollingUpdate"], "rollingUpdate")["maxUnavailable"], 0);
+  assert.deepEqual(capturePods.args, ["run", "--role", "capture"]);
+  assert.ok(Number(sinkPods.spec["replicas"]) >= 1);
+  assert.deepEqual(sinkPods.args, ["run", "--role", "sinks"]);
+  // The two Deployments' pods are told apart by their selectors.
+  const captureSelector = asRecord(asRecord(capturePods.spec["selector"], "selector")["matchLabels"], "matchLabels");
+  const sinkLabels = asRecord(asRecord(sinkPods.template["metadata"], "metadata")["labels"], "labels");
+  assert.ok(!labelsMatch(captureSelector, sinkLabels), "the capture Deployment does not select sink pods");
 });
 
-test("k8s Deployment: probes on /healthz and /readyz, resources, non-root read-only security context, volumes", () => {
-  const port = asArray(container["ports"], "ports").map((p) => asRecord(p, "port")).find((p) => p["name"] === "http");
-  assert.equal(port?.["containerPort"], 8080);
-  const probe = (name: string) => asRecord(asRecord(container[name], name)["httpGet"], `${name}.httpGet`);
-  assert.equal(probe("livenessProbe")["path"], "/healthz");
-  assert.equal(probe("readinessProbe")["path"], "/readyz");
-  for (const p of ["livenessProbe", "readinessProbe"]) assert.ok(probe(p)["port"] === "http" || probe(p)["port"] === 8080);
-  const resources = asRecord(container["resources"], "resources");
-  assert.ok(asRecord(resources["requests"], "requests")["memory"] && asRecord(resources["requests"], "requests")["cpu"]);
-  assert.ok(asRecord(resources["limits"], "limits")["memory"]);
-  const podSecurity = asRecord(podSpec["securityContext"], "pod securityContext");
-  assert.equal(podSecurity["runAsNonRoot"], true);
-  assert.ok(Number(podSecurity["runAsUser"]) > 0);
-  const security = asRecord(container["securityContext"], "container securityContext");
-  assert.equal(security["readOnlyRootFilesystem"], true);
-  assert.equal(security["allowPrivilegeEscalation"], false);
-  assert.deepEqual(asRecord(security["capabilities"], "capabilities")["drop"], ["ALL"]);
-  // the image's user (deploy/Dockerfile) is the one the pod runs as
-  const uid = /ARG SLUICE_UID=(\d+)/.exec(readText(join(deployDir, "Dockerfile")))?.[1];
-  assert.equal(String(podSecurity["runAsUser"]), uid);
-  // every mount has its volume; data on a PVC that exists; /tmp writable despite the read-only root
-  for (const m of volumeMounts) assert.ok(volumes.has(String(m["name"])), `volumeMount ${String(m["name"])} has a volume`);
-  const dataMount = volumeMounts.find((m) => m["mountPath"] === "/var/lib/sluice");
-  assert.ok(dataMount, "data dir mounted");
-  const claim = asRecord(volumes.get(String(dataMount["name"]))!["persistentVolumeClaim"], "data volume pvc")["claimName"];
-  k8s("PersistentVolumeClaim", String(claim));
-  assert.ok(volumeMounts.some((m) => m["mountPath"] === "/tmp"));
-  const grace = Number(podSpec["terminationGracePeriodSeconds"]);
-  assert.ok(grace > 30, "longer than the config's shutdown.timeout");
+test("k8s PodDisruptionBudgets: one per Deployment, selecting its pods; capture keeps a pod, sinks go one at a time", () => {
+  for (const [pdbName, pod] of [["sluice-capture", capturePods], ["sluice-sinks", sinkPods]] as const) {
+    const pdb = k8s("PodDisruptionBudget", pdbName);
+    assert.equal(pdb["apiVersion"], "policy/v1");
+    const spec = asRecord(pdb["spec"], "pdb spec");
+    const labels = asRecord(asRecord(pod.template["metadata"], "metadata")["labels"], "labels");
+    assert.ok(labelsMatch(asRecord(asRecord(spec["selector"], "selector")["matchLabels"], "matchLabels"), labels), `${pdbName} selects ${pod.name}'s pods`);
+  }
+  const capture = asRecord(k8s("PodDisruptionBudget", "sluice-capture")["spec"], "spec");
+  assert.equal(capture["minAvailable"], 1);
+  assert.ok(Number(capture["minAvailable"]) < Number(capturePods.spec["replicas"]), "a drain can still evict one capture pod");
+  assert.equal(asRecord(k8s("PodDisruptionBudget", "sluice-sinks")["spec"], "spec")["maxUnavailable"], 1);
+});
+
+test("k8s Deployments: probes on /healthz and /readyz, resources, non-root read-only security context, volumes", () => {
+  for (const { container, podSpec, volumes, volumeMounts } of pods) {
+    const port = asArray(container["ports"], "ports").map((p) => asRecord(p, "port")).find((p) => p["name"] === "http");
+    assert.equal(port?.["containerPort"], 8080);
+    const probe = (name: string) => asRecord(asRecord(container[name], name)["httpGet"], `${name}.httpGet`);
+    assert.equal(probe("livenessProbe")["path"], "/healthz");
+    // A standby is ready too (/readyz); /readyz/leader tells the leader apart.
+    assert.equal(probe("readinessProbe")["path"], "/readyz");
+    for (const p of ["livenessProbe", "readinessProbe"]) assert.ok(probe(p)["port"] === "http" || probe(p)["port"] === 8080);
+    const resources = asRecord(container["resources"], "resources");
+    assert.ok(asRecord(resources["requests"], "requests")["memory"] && asRecord(resources["requests"], "requests")["cpu"]);
+    assert.ok(asRecord(resources["limits"], "limits")["memory"]);
+    const podSecurity = asRecord(podSpec["securityContext"], "pod securityContext");
+    assert.equal(podSecurity["runAsNonRoot"], true);
+    assert.ok(Number(podSecurity["runAsUser"]) > 0);
+    const security = asRecord(container["securityContext"], "container securityContext");
+    assert.equal(security["readOnlyRootFilesystem"], true);
+    assert.equal(security["allowPrivilegeEscalation"], false);
+    assert.deepEqual(asRecord(security["capabilities"], "capabilities")["drop"], ["ALL"]);
+    // the image's user (deploy/Dockerfile) is the one the pod runs as
+    const uid = /ARG SLUICE_UID=(\d+)/.exec(readText(join(deployDir, "Dockerfile")))?.[1];
+    assert.equal(String(podSecurity["runAsUser"]), uid);
+    // every mount has its volume; the data dir is writable (with Kafka nothing of Sluice's is kept there: no shared volume between replicas); /tmp writable despite the read-only root
+    for (const m of volumeMounts) assert.ok(volumes.has(String(m["name"])), `volumeMount ${String(m["name"])} has a volume`);
+    const dataMount = volumeMounts.find((m) => m["mountPath"] === "/var/lib/sluice");
+    assert.ok(dataMount, "data dir mounted");
+    assert.ok(isRecord(volumes.get(String(dataMount["name"]))!["emptyDir"]), "the data dir is per pod");
+    assert.ok(volumeMounts.some((m) => m["mountPath"] === "/tmp"));
+    const grace = Number(podSpec["terminationGracePeriodSeconds"]);
+    assert.ok(grace > 30, "longer than the config's shutdown.timeout");
+  }
 });
 
 test("k8s Service selects the Deployment's pods; the ServiceMonitor's port exists on the Service", () => {
   const svc = k8s("Service", "sluice");
   const spec = asRecord(svc["spec"], "service spec");
-  const podLabels = asRecord(asRecord(template["metadata"], "template metadata")["labels"], "labels");
-  assert.ok(labelsMatch(asRecord(spec["selector"], "selector"), podLabels), "Service selector ⊆ pod labels");
+  for (const pod of pods) {
+    const podLabels = asRecord(asRecord(pod.template["metadata"], "template metadata")["labels"], "labels");
+    assert.ok(labelsMatch(asRecord(spec["selector"], "selector"), podLabels), `Service selector ⊆ ${pod.name} pod labels (every pod is scraped)`);
+  }
   const ports = asArray(spec["ports"], "service ports").map((p) => asRecord(p, "port"));
-  const containerPorts = asArray(container["ports"], "ports").map((p) => asRecord(p, "port"));
+  const containerPorts = asArray(capturePods.container["ports"], "ports").map((p) => asRecord(p, "port"));
   for (const p of ports) {
     const target = p["targetPort"];
     assert.ok(containerPorts.some((c) => c["name"] === target || c["containerPort"] === target), `Service port ${String(p["name"])}: targetPort ${String(target)} is a container port`);
@@ -353,31 +419,6 @@ test("k8s: the ConfigMap's sluice.yaml passes `sluice validate` with the Secret'
   assert.ok(text.length > 0);
   assert.deepEqual(requiredEnvVars(text), [], "no ${VAR} the Deployment does not set: secrets come from files");
 
-  // where the config and the secret are mounted
-  const env = asArray(container["env"] ?? [], "env").map((e) => asRecord(e, "env"));
-  const configPath = String(env.find((e) => e["name"] === "SLUICE_CONFIG")?.["value"] ?? "/etc/sluice/sluice.yaml");
-  const configMount = volumeMounts.find((m) => m["mountPath"] === configPath || (m["mountPath"] === dirname(configPath) && !m["subPath"]));
-  assert.ok(configMount, `a volume is mounted at ${configPath}`);
-  const configVolume = volumes.get(String(configMount["name"]))!;
-  assert.equal(asRecord(configVolume["configMap"], "configMap volume")["name"], configMapName);
-
-  const secret = k8s("Secret");
-  const secretName = asRecord(secret["metadata"], "metadata")["name"];
-  const secretKeys = new Set([...Object.keys(asRecord(secret["stringData"] ?? {}, "stringData")), ...Object.keys(asRecord(secret["data"] ?? {}, "data"))]);
-  const secretMount = volumeMounts.find((m) => {
-    const v = volumes.get(String(m["name"]));
-    return v !== undefined && isRecord(v["secret"]) && v["secret"]["secretName"] === secretName;
-  });
-  assert.ok(secretMount, "the Secret is mounted");
-  const secretVolume = asRecord(volumes.get(String(secretMount["name"]))!["secret"], "secret volume");
-  const mountDir = String(secretMount["mountPath"]);
-  const files = new Map<string, string>(); // path in the pod → key
-  const items = secretVolume["items"] === undefined ? [...secretKeys].map((k) => ({ key: k, path: k })) : asArray(secretVolume["items"], "items").map((i) => asRecord(i, "item"));
-  for (const item of items) {
-    assert.ok(secretKeys.has(String(item["key"])), `secret volume item "${String(item["key"])}" is a key of the Secret`);
-    files.set(`${mountDir}/${String(item["path"])}`, String(item["key"]));
-  }
-
   const config = asRecord(parseYaml(text), "sluice.yaml");
   const referenced: string[] = [];
   const walk = (node: unknown): void => {
@@ -391,22 +432,52 @@ test("k8s: the ConfigMap's sluice.yaml passes `sluice validate` with the Secret'
   };
   walk(config);
   assert.ok(referenced.length >= 3, "passwords come from password_file");
-  for (const path of referenced) assert.ok(files.has(path), `${path}: no key of the Secret is mounted there (mounted: ${[...files.keys()].join(", ")})`);
+  const mounted = new Set<string>();
+  for (const { name, container, volumes, volumeMounts, args } of pods) {
+    // where the config and the secret are mounted
+    const env = asArray(container["env"] ?? [], "env").map((e) => asRecord(e, "env"));
+    const configPath = String(env.find((e) => e["name"] === "SLUICE_CONFIG")?.["value"] ?? "/etc/sluice/sluice.yaml");
+    const configMount = volumeMounts.find((m) => m["mountPath"] === configPath || (m["mountPath"] === dirname(configPath) && !m["subPath"]));
+    assert.ok(configMount, `a volume is mounted at ${configPath}`);
+    const configVolume = volumes.get(String(configMount["name"]))!;
+    assert.equal(asRecord(configVolume["configMap"], "configMap volume")["name"], configMapName);
 
-  // validate with the secret files in a temp dir in place of the mount
-  const dir = mkdtempSync(join(tmpdir(), "sluice-k8s-"));
-  try {
-    const secretValues = { ...asRecord(secret["stringData"] ?? {}, "stringData") };
-    mkdirSync(join(dir, "secrets"));
-    for (const [path, key] of files) writeFileSync(join(dir, "secrets", path.slice(mountDir.length + 1)), `${String(secretValues[key] ?? "x")}\n`);
-    const localText = text.split(`${mountDir}/`).join(`${join(dir, "secrets")}/`);
-    writeFileSync(join(dir, "sluice.yaml"), localText);
-    const result = sluiceCli(["validate", "-c", join(dir, "sluice.yaml")]);
-    assert.equal(result.status, 0, result.stderr);
-    assert.match(result.stdout, /^ok: /);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+    const secret = k8s("Secret");
+    const secretName = asRecord(secret["metadata"], "metadata")["name"];
+    const secretKeys = new Set([...Object.keys(asRecord(secret["stringData"] ?? {}, "stringData")), ...Object.keys(asRecord(secret["data"] ?? {}, "data"))]);
+    const secretMount = volumeMounts.find((m) => {
+      const v = volumes.get(String(m["name"]));
+      return v !== undefined && isRecord(v["secret"]) && v["secret"]["secretName"] === secretName;
+    });
+    assert.ok(secretMount, "the Secret is mounted");
+    const secretVolume = asRecord(volumes.get(String(secretMount["name"]))!["secret"], "secret volume");
+    const mountDir = String(secretMount["mountPath"]);
+    const files = new Map<string, string>(); // path in the pod → key
+    const items = secretVolume["items"] === undefined ? [...secretKeys].map((k) => ({ key: k, path: k })) : asArray(secretVolume["items"], "items").map((i) => asRecord(i, "item"));
+    for (const item of items) {
+      assert.ok(secretKeys.has(String(item["key"])), `secret volume item "${String(item["key"])}" is a key of the Secret`);
+      files.set(`${mountDir}/${String(item["path"])}`, String(item["key"]));
+    }
+
+    for (const path of files.keys()) mounted.add(path);
+
+    // validate with the secret files in a temp dir in place of the mount
+    const dir = mkdtempSync(join(tmpdir(), "sluice-k8s-"));
+    try {
+      const secretValues = { ...asRecord(secret["stringData"] ?? {}, "stringData") };
+      mkdirSync(join(dir, "secrets"));
+      for (const [path, key] of files) writeFileSync(join(dir, "secrets", path.slice(mountDir.length + 1)), `${String(secretValues[key] ?? "x")}\n`);
+      const localText = text.split(`${mountDir}/`).join(`${join(dir, "secrets")}/`);
+      writeFileSync(join(dir, "sluice.yaml"), localText);
+      // Each pod holds only the secrets of its role: `sluice validate` with the pod's role accepts that.
+      const result = sluiceCli(["validate", "-c", join(dir, "sluice.yaml"), ...args.slice(1)]);
+      assert.equal(result.status, 0, `${name}: ${result.stderr}`);
+      assert.match(result.stdout, /^ok: /);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }
+  for (const path of referenced) assert.ok(mounted.has(path), `${path}: no key of the Secret is mounted there in any pod (mounted: ${[...mounted].join(", ")})`);
   const listen = String(asRecord(config["http"], "http")["listen"]);
   assert.match(listen, /^0\.0\.0\.0:8080$/, "listens on all interfaces, on the container port");
 });
