@@ -6,9 +6,11 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import type pg from "pg";
+import pg from "pg";
+import { PrivatePostgres } from "../../test/services/private-postgres.ts";
+import type { PostgresSourceConfig } from "../../config/schema.ts";
 import type { ChangeEvent, Checkpoint } from "../contracts.ts";
-import { adminClient, cleanUp, newSource, randomName, readUntil, slotRow, sourceConfig } from "./int-test-support.ts";
+import { newSource, randomName, readUntil, slotRow, sourceConfig } from "./int-test-support.ts";
 import type { Collected } from "./int-test-support.ts";
 import { formatLsn, parseLsn } from "./lsn.ts";
 import { flushLsnFor } from "./positions.ts";
@@ -16,20 +18,27 @@ import type { PostgresSource, PostgresSourceBatch } from "./source.ts";
 
 const schema = randomName("keepalive");
 const q = (table: string) => `"${schema}".${table}`;
+// A private server: no other test's writes, and no other test's hand on its walsenders.
+let server: PrivatePostgres;
 let admin: pg.Client;
-// Heartbeats off: only the server's keepalives can carry the position past uncaptured writes.
-const config = sourceConfig({ tables: [`${schema}.captured`], snapshot: { mode: "never", parallelism: 1, chunk_rows: 100 }, heartbeat_interval: 0 });
+let config: PostgresSourceConfig;
 
 before(async () => {
-  admin = await adminClient();
+  server = await PrivatePostgres.start();
+  const { host, port, user, database } = server.connection;
+  // Heartbeats off: only the server's keepalives can carry the position past uncaptured writes.
+  config = sourceConfig({ host, port, user, database, tables: [`${schema}.captured`], snapshot: { mode: "never", parallelism: 1, chunk_rows: 100 }, heartbeat_interval: 0 });
+  admin = new pg.Client({ host, port, user, database });
+  admin.on("error", () => undefined);
+  await admin.connect();
   await admin.query(`CREATE SCHEMA "${schema}"`);
   await admin.query(`CREATE TABLE ${q("captured")} (id int PRIMARY KEY)`);
   await admin.query(`CREATE TABLE ${q("other")} (id serial PRIMARY KEY, v text)`);
 });
 
 after(async () => {
-  await cleanUp(admin, config, schema);
-  await admin.end();
+  await admin?.end().catch(() => undefined);
+  await server?.destroy();
 });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -48,11 +57,12 @@ async function writeOutside(rows: number): Promise<bigint> {
   return currentLsn();
 }
 
-/** Reads in the background (acknowledging each batch unless `ack` is false) until stopped. */
+/** Reads in the background (acknowledging each batch unless `ack` is false) until stopped; `stop` rethrows a read's failure. */
 function readInBackground(source: PostgresSource, options: { ack: boolean }): { collected: Collected; stop: () => Promise<void> } {
   const collected: Collected = { events: [], batches: [] };
   const controller = new AbortController();
-  const running = (async () => {
+  let failure: unknown = null;
+  const running = (async (): Promise<void> => {
     for (;;) {
       let batch: PostgresSourceBatch;
       try {
@@ -65,12 +75,15 @@ function readInBackground(source: PostgresSource, options: { ack: boolean }): { 
       collected.events.push(...batch.events);
       if (options.ack) await batch.ack();
     }
-  })();
+  })().catch((error: unknown) => {
+    failure = error;
+  });
   return {
     collected,
     stop: async () => {
       controller.abort();
       await running;
+      if (failure !== null) throw failure;
     },
   };
 }
@@ -99,8 +112,7 @@ test("writes to a table outside the publication advance confirmed_flush_lsn (no 
     const last = reader.collected.batches.at(-1)!;
     assert.ok(flushLsnFor(last.checkpoint.position) >= seen, `the slot is confirmed (${formatLsn(seen)}) no further than the last checkpoint handed on (${formatLsn(flushLsnFor(last.checkpoint.position))})`);
   } finally {
-    await reader.stop();
-    await source.close();
+    await reader.stop().finally(() => source.close());
   }
 });
 

@@ -64,13 +64,18 @@ export class ReplicationStream {
   private paused = false;
   private stopping = false;
   private pauses = 0;
-  /** The last keepalive queued: later ones at the same WAL end are dropped unless they are the first to ask for a reply. */
-  private queuedKeepalive: { walEnd: bigint; replyRequested: boolean } = { walEnd: 0n, replyRequested: false };
+  /**
+   * The last keepalive queued: later ones at the same WAL end are dropped unless they are the first
+   * to ask for a reply. None at or before the start is queued: that position is already stored
+   * (and after a snapshot it would sort below the snapshot's checkpoint).
+   */
+  private queuedKeepalive: { walEnd: bigint; replyRequested: boolean };
 
   constructor(options: ReplicationStreamOptions) {
     this.options = options;
     this.receivedLsn = options.flushedLsn;
     this.flushedLsn = options.flushedLsn;
+    this.queuedKeepalive = { walEnd: options.startLsn, replyRequested: true };
   }
 
   get flushed(): bigint {
