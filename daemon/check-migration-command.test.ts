@@ -15,7 +15,8 @@ import { runCheckMigration } from "./check-migration-command.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-check-migration-"));
 const migration = join(dir, "0002_orders.sql");
-writeFileSync(migration, "-- orders get a code\nALTER TABLE orders ADD COLUMN code INT NOT NULL DEFAULT 0;\n");
+// DECIMAL: the MySQL source reports no decimal defaults (the server reformats them), so NOT NULL ... DEFAULT is refused under BACKWARD.
+writeFileSync(migration, "-- orders get a code\nALTER TABLE orders ADD COLUMN code DECIMAL(10,2) NOT NULL DEFAULT 0;\n");
 
 function config(tables: string, extraSource = "") {
   return loadConfigText(
