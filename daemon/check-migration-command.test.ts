@@ -80,3 +80,10 @@ test("several sources need --source; an unreadable file or unknown source is exi
   assert.equal(await runCheckMigration(config('"app.*"'), await registry(), { files: [join(dir, "nope.sql")], json: false }, missing.io), 2);
   assert.match(missing.out.stderr, /cannot read/);
 });
+
+test("--mariadb: a quoted text default counts as the Avro default (MariaDB reports it), so NOT NULL DEFAULT 'x' passes BACKWARD; on MySQL it does not", async () => {
+  const textDefault = join(dir, "0003_orders.sql");
+  writeFileSync(textDefault, "ALTER TABLE app.orders ADD COLUMN label VARCHAR(10) NOT NULL DEFAULT 'none';\n");
+  assert.equal(await runCheckMigration(config('"app.*"'), await registry(), { files: [textDefault], json: false, mariadb: true }, output().io), 0);
+  assert.equal(await runCheckMigration(config('"app.*"'), await registry(), { files: [textDefault], json: false }, output().io), 1);
+});

@@ -1,5 +1,5 @@
 /**
- * `sluice schema check-migration -c FILE [--source NAME] [--database NAME] [--json] MIGRATION.sql...`:
+ * `sluice schema check-migration -c FILE [--source NAME] [--database NAME] [--mariadb] [--json] MIGRATION.sql...`:
  * the pre-flight check of schema-registry/migration/check-migration.ts, printed for people or as
  * JSON. Exit 0 every table compatible, 1 a table incompatible, 2 something could not be checked.
  */
@@ -17,6 +17,8 @@ export interface CheckMigrationArgs {
   /** MySQL: database of unqualified names; PostgreSQL: schema of unqualified names. */
   readonly database?: string;
   readonly json: boolean;
+  /** MySQL sources: the server is MariaDB (JSON is LONGTEXT; quoted text defaults are carried). */
+  readonly mariadb?: boolean;
 }
 
 interface Out {
@@ -24,12 +26,13 @@ interface Out {
   stderr(text: string): void;
 }
 
-export const CHECK_MIGRATION_USAGE = `  sluice schema check-migration [--source NAME] [--database NAME] [--json] MIGRATION.sql...
+export const CHECK_MIGRATION_USAGE = `  sluice schema check-migration [--source NAME] [--database NAME] [--mariadb] [--json] MIGRATION.sql...
                                           would capture accept these migrations' schema changes? Parses
                                           each file in the source's dialect, applies it to the tables'
                                           registered schemas and checks the Avro schemas capture would
                                           register at each subject's compatibility level
                                           --source NAME    the source the tables belong to (default: the only one)
+                                          --mariadb        MySQL sources: the server is MariaDB (its text defaults count)
                                           --database NAME  MySQL: database of unqualified table names (default: the
                                                            one database the source's tables name); PostgreSQL:
                                                            schema of unqualified names (default public)
@@ -61,6 +64,7 @@ export async function runCheckMigration(config: SluiceConfig, registry: SchemaRe
       topicPrefix: dataTopicPrefix(config.name, source.name),
       numericMode: source.decimal_mode,
       registry,
+      mariadb: args.mariadb === true,
       ...(args.database === undefined ? defaultNamespace(source) : { defaultNamespace: args.database }),
     });
   } catch (error) {

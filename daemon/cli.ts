@@ -134,19 +134,19 @@ const commands: Record<string, Command> = {
   },
   schema: {
     summary: "list, show and check the Avro schemas of the deployment's registry",
-    usage: "sluice schema -c FILE (list | show SUBJECT [VERSION] | check SUBJECT FILE | check-migration [--source NAME] [--database NAME] [--json] MIGRATION.sql...)",
+    usage: "sluice schema -c FILE (list | show SUBJECT [VERSION] | check SUBJECT FILE | check-migration [--source NAME] [--database NAME] [--mariadb] [--json] MIGRATION.sql...)",
     details: `${CONFIG_HELP}\n\n${SCHEMA_USAGE}\n${CHECK_MIGRATION_USAGE}`,
-    options: { ...configOption, source: { type: "string" }, database: { type: "string" }, json: { type: "boolean" } },
+    options: { ...configOption, source: { type: "string" }, database: { type: "string" }, mariadb: { type: "boolean" }, json: { type: "boolean" } },
     async run(values, positionals, io) {
       const config = loadConfigFile(configPath(values));
       const checkMigration = positionals[0] === "check-migration";
-      if (!checkMigration && (values["source"] !== undefined || values["database"] !== undefined || values["json"] !== undefined)) throw new UsageError("--source, --database and --json go with check-migration");
+      if (!checkMigration && ["source", "database", "mariadb", "json"].some((option) => values[option] !== undefined)) throw new UsageError("--source, --database, --mariadb and --json go with check-migration");
       // Read-only: a command never uses the daemon's producer (that would fence it) and writes nothing.
       const log = config.schema_registry.kind === "remote" ? null : await openTopicLogForCommand(config.topics, config.name, createLogger("warn", process.stderr), "read-only");
       try {
         const { registry } = await openRegistry(config, log);
         if (checkMigration) {
-          const args = { files: positionals.slice(1), json: values["json"] === true, ...(typeof values["source"] === "string" ? { source: values["source"] } : {}), ...(typeof values["database"] === "string" ? { database: values["database"] } : {}) };
+          const args = { files: positionals.slice(1), json: values["json"] === true, mariadb: values["mariadb"] === true, ...(typeof values["source"] === "string" ? { source: values["source"] } : {}), ...(typeof values["database"] === "string" ? { database: values["database"] } : {}) };
           return await runCheckMigration(config, registry, args, io);
         }
         return await runSchemaCommand(positionals, registry, io);
