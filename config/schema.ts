@@ -9,9 +9,10 @@
 import { z } from "zod";
 import { httpPathClashes, sharedResourceClashes } from "./clashes.ts";
 import { nearest } from "./issues.ts";
+import { governance } from "./governance.ts";
 import { DURATION_PATTERN, formatDuration, formatSize, parseDuration, parseSize, SIZE_PATTERN } from "./units.ts";
 
-export const SECRET_KEYS = ["password", "token", "api_key", "admin_token", "read_token"] as const;
+export const SECRET_KEYS = ["password", "token", "api_key", "admin_token", "read_token", "hash_key"] as const;
 
 /** The longest wait a Node.js timer can take (2^31-1 ms, about 24.8 days; a longer one fires at once), rounded down to whole days. */
 const MAX_TIMER_MS = 24 * 86_400_000;
@@ -218,6 +219,7 @@ const sourceCommon = {
     ),
   max_buffer_bytes: size("Bound on changes read ahead of the topic log, counting about 256 bytes of bookkeeping per change; a slower topic log slows reading", { min: 64 * 2 ** 10, max: 64 * 2 ** 30 }).default(16 * 2 ** 20),
   heartbeat_interval: duration("Advance the acknowledged position this often when captured tables are quiet; 0 disables", { min: 100, max: 86_400_000, zero: true }).default(10_000),
+  governance,
 };
 
 const outboxColumns = z

@@ -14,6 +14,7 @@ import type { ChangeEncoder } from "./capture.ts";
 import { CompactedRecordReader, CompactedRecords } from "./compacted-records.ts";
 import type { Logger } from "./logger.ts";
 import type { RecordDecoder } from "./sink-runner.ts";
+import { ColumnTransforms } from "./governance/transforms.ts";
 
 export interface RegistrySetup {
   readonly registry: SchemaRegistry;
@@ -135,8 +136,11 @@ export function captureEncoder(
       `table ${table}: an update came without the values of ${columns.join(", ")} (unchanged TOAST under REPLICA IDENTITY DEFAULT); its topic is compacted, so once the record that carried them is compacted away a replay from the beginning (a rebuild, a new sink) gets null for them. Run ALTER TABLE ${table} REPLICA IDENTITY FULL (then updates carry them), then re-snapshot the table`,
     );
   });
+  const transforms = new ColumnTransforms(source.governance);
   return {
-    async encode(event: ChangeEvent): Promise<ProducedRecord[]> {
+    async encode(captured: ChangeEvent): Promise<ProducedRecord[]> {
+      // Governance transforms first: the schema registered and every record carry only their result.
+      const event = transforms.apply(captured);
       const keyed = event.schema.key.length > 0;
       let records = await avro.encode(event);
       if (compactsDataTopic(config, keyed)) records = await compactedRecords.rewrite(event, records);
