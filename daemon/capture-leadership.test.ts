@@ -1,0 +1,122 @@
+/**
+ * Terms of capture leadership (issue 17) with a lease of our own making: a term starts when the
+ * lease is granted, ends when it is lost, and a term ended by fencing rejoins as a new candidate
+ * instead of starting again on a lease it no longer really holds. (The Kafka lease itself is tested
+ * against the real broker in connectors/kafka/kafka-lease.int.test.ts.)
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { SluiceError } from "../connectors/errors.ts";
+import { CaptureLeadership } from "./capture-leadership.ts";
+import type { LeaseHandle } from "./capture-leadership.ts";
+import { createLogger } from "./logger.ts";
+
+class FakeLease implements LeaseHandle {
+  heldNow = false;
+  closed = false;
+  readonly onChange: (held: boolean) => void;
+  constructor(onChange: (held: boolean) => void) {
+    this.onChange = onChange;
+  }
+  held(): boolean {
+    return this.heldNow && !this.closed;
+  }
+  async start(): Promise<void> {}
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+  grant(held: boolean): void {
+    this.heldNow = held;
+    this.onChange(held);
+  }
+}
+
+const tick = () => new Promise((resolve) => setTimeout(resolve, 10));
+
+async function until(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !done(); i++) await tick();
+  assert.ok(done());
+}
+
+test("a term runs while the lease is held and ends when it is lost; a standby captures nothing", async () => {
+  const leases: FakeLease[] = [];
+  const events: string[] = [];
+  const leadership = new CaptureLeadership({
+    logger: createLogger("silent"),
+    newLease: (onChange) => {
+      const lease = new FakeLease(onChange);
+      leases.push(lease);
+      return lease;
+    },
+    lead: async (signal) => {
+      events.push("lead");
+      await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+      events.push("ended");
+    },
+  });
+  const stop = new AbortController();
+  const running = leadership.run(stop.signal);
+  await until(() => leases.length === 1);
+  await tick();
+  assert.equal(leadership.role(), "standby");
+  assert.deepEqual(events, []);
+  leases[0]!.grant(true);
+  await until(() => events.length === 1);
+  assert.equal(leadership.role(), "leader");
+  leases[0]!.grant(false);
+  await until(() => events.length === 2);
+  assert.equal(leadership.role(), "standby");
+  assert.equal(leases.length, 1, "a lost lease keeps its candidacy");
+  leases[0]!.grant(true);
+  await until(() => events.length === 3);
+  stop.abort();
+  await running;
+  assert.deepEqual(events, ["lead", "ended", "lead", "ended"]);
+  assert.equal(leases[0]!.closed, true, "stopping leaves the group");
+});
+
+test("a term fenced by the topic log rejoins as a new candidate and does not lead again until granted anew", async () => {
+  const leases: FakeLease[] = [];
+  let terms = 0;
+  const leadership = new CaptureLeadership({
+    logger: createLogger("silent"),
+    newLease: (onChange) => {
+      const lease = new FakeLease(onChange);
+      leases.push(lease);
+      return lease;
+    },
+    lead: async (signal) => {
+      terms++;
+      if (terms === 1) throw new SluiceError("fenced", { code: "KAFKA_PRODUCER_FENCED", context: { component: "kafka" } });
+      await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+    },
+  });
+  const stop = new AbortController();
+  const running = leadership.run(stop.signal);
+  await until(() => leases.length === 1);
+  leases[0]!.grant(true);
+  await until(() => leases.length === 2);
+  assert.equal(leases[0]!.closed, true, "the fenced candidacy left the group");
+  await tick();
+  assert.equal(terms, 1, "no new term before the new candidacy is granted the lease");
+  assert.equal(leadership.role(), "standby");
+  leases[1]!.grant(true);
+  await until(() => terms === 2);
+  stop.abort();
+  await running;
+});
+
+test("any other failure of a term stops the capture for good (it is reported, not retried as a lost lease)", async () => {
+  let lease: FakeLease | null = null;
+  const leadership = new CaptureLeadership({
+    logger: createLogger("silent"),
+    newLease: (onChange) => (lease = new FakeLease(onChange)),
+    lead: async () => {
+      throw new SluiceError("slot gone", { code: "PG_SLOT_MISSING", context: { component: "postgres-source" } });
+    },
+  });
+  const running = leadership.run(new AbortController().signal);
+  await until(() => lease !== null);
+  lease!.grant(true);
+  await assert.rejects(running, /slot gone/);
+});
