@@ -18,7 +18,11 @@
  * 3. Ratios to each pg_recvlogical run of the same round, and the 1-minute load average when each
  *    reader started (this machine is shared: compare ratios, not rates, between runs).
  *
- *   node bench/capture-drain.ts [--changes 150000] [--tx 1000] [--rounds 3] [--readers embedded,kafka,devnull,pipe]
+ *   node bench/capture-drain.ts [--changes 150000] [--tx 1000] [--rounds 3] [--readers embedded,kafka,devnull,pipe] [--profile DIR]
+ *
+ * --profile DIR: the daemons run with --cpu-prof and write their CPU profiles into DIR.
+ * --baseline DIR: also drain with the daemon of another checkout (e.g. `git worktree add DIR <commit>`
+ *   and a node_modules link), in the same rounds: the before/after ratio of a change.
  */
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -36,6 +40,8 @@ const { values: args } = parseArgs({
     tx: { type: "string", default: "1000" },
     rounds: { type: "string", default: "3" },
     readers: { type: "string", default: "embedded,kafka,devnull,pipe" },
+    profile: { type: "string" },
+    baseline: { type: "string" },
   },
 });
 const INSERTS = Math.round((Number(args.changes) * 2) / 3);
@@ -43,8 +49,9 @@ const UPDATES = Number(args.changes) - INSERTS;
 const CHANGES = INSERTS + UPDATES;
 const TX = Number(args.tx);
 const ROUNDS = Number(args.rounds);
-type Reader = "embedded" | "kafka" | "devnull" | "pipe";
+type Reader = "embedded" | "kafka" | "embedded-base" | "kafka-base" | "devnull" | "pipe";
 const READERS = args.readers.split(",") as Reader[];
+if (args.baseline !== undefined) READERS.push(...READERS.filter((r) => r === "embedded" || r === "kafka").map((r) => `${r}-base` as Reader));
 const PG_RECVLOGICAL = `${process.env["SLUICE_PG_BIN"] ?? "/usr/lib/postgresql/15/bin"}/pg_recvlogical`;
 
 const schema = randomName("bench_drain");
@@ -64,7 +71,7 @@ interface Result {
   readonly load: number;
 }
 
-const slotName = (reader: Reader, round: number) => `${schema}_${reader}_${round}`;
+const slotName = (reader: Reader, round: number) => `${schema}_${reader.replace("-", "_")}_${round}`;
 
 async function setUp(client: pg.Client): Promise<bigint> {
   await client.query(`CREATE SCHEMA "${schema}"`);
@@ -95,10 +102,10 @@ function cpuOf(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-async function sluice(reader: "embedded" | "kafka", round: number): Promise<Result> {
+async function sluice(reader: "embedded" | "kafka" | "embedded-base" | "kafka-base", round: number): Promise<Result> {
   const source = randomName("src");
   const deployment = randomName("bench_drain");
-  const topics = reader === "embedded" ? { kind: "embedded", path: join(dir, `${deployment}.db`) } : { kind: "kafka", brokers: [...kafka.brokers], transactions: true };
+  const topics = reader.startsWith("embedded") ? { kind: "embedded", path: join(dir, `${deployment}.db`) } : { kind: "kafka", brokers: [...kafka.brokers], transactions: true };
   const load = loadavg()[0]!;
   const launched = performance.now();
   const daemon = await SluiceDaemon.start(dir, {
@@ -106,7 +113,10 @@ async function sluice(reader: "embedded" | "kafka", round: number): Promise<Resu
     sources: [pgSourceConfig(source, [`${schema}.*`], { slot: slotName(reader, round), publication, create_slot: false, create_publication: false, snapshot: { mode: "never" } })],
     topics,
     logging: { level: "warn" },
-  }, deployment);
+  }, deployment, {
+    ...(args.profile === undefined ? {} : { env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${args.profile}` } }),
+    ...(reader.endsWith("-base") ? { entry: join(args.baseline!, "daemon/sluice.js") } : {}),
+  });
   try {
     const pid = daemon.child.pid!;
     let first: { at: number; captured: number; cpu: number } | null = null;
@@ -140,7 +150,7 @@ async function sluice(reader: "embedded" | "kafka", round: number): Promise<Resu
     }
   } finally {
     await daemon.stop();
-    if (reader === "kafka") await deleteKafkaDeployment(deployment).catch((e: unknown) => log(`cleanup: ${String(e)}`));
+    if (reader.startsWith("kafka")) await deleteKafkaDeployment(deployment).catch((e: unknown) => log(`cleanup: ${String(e)}`));
   }
 }
 
@@ -172,6 +182,8 @@ async function recvlogical(reader: "devnull" | "pipe", round: number, endLsn: bi
 const LABEL: Record<Reader, string> = {
   embedded: "Sluice → embedded log",
   kafka: "Sluice → Kafka (acks=all, transactions)",
+  "embedded-base": "baseline Sluice → embedded log",
+  "kafka-base": "baseline Sluice → Kafka",
   devnull: "pg_recvlogical -f /dev/null",
   pipe: "pg_recvlogical -f - piped to cat",
 };
@@ -184,7 +196,7 @@ async function main(): Promise<void> {
     for (let round = 1; round <= ROUNDS; round++) {
       const order = round % 2 === 1 ? READERS : [...READERS].reverse();
       for (const reader of order) {
-        const result = reader === "embedded" || reader === "kafka" ? await sluice(reader, round) : await recvlogical(reader, round, endLsn);
+        const result = reader === "devnull" || reader === "pipe" ? await recvlogical(reader, round, endLsn) : await sluice(reader, round);
         results.push(result);
         log(`round ${round} ${LABEL[reader]}: ${fmt(CHANGES / result.seconds)} changes/s, ${result.cpuSeconds.toFixed(2)} CPU-s/100k${result.peakRssMiB === null ? "" : `, peak RSS ${fmt(result.peakRssMiB)} MiB, launch → first record ${result.firstRecordSeconds!.toFixed(2)} s`} (load ${result.load.toFixed(1)})`);
       }

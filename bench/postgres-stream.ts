@@ -1,4 +1,10 @@
 /**
+ * The PostgreSQL source's decoding alone (no Avro, no topic log): not the capture path's limit.
+ * Its ratio to pg_recvlogical is no capacity figure: Sluice decodes into nothing here while
+ * pg_recvlogical writes every message out, and the transactions are tiny (2 changes). The
+ * headline figure, the whole capture path against pg_recvlogical on the same backlog, is
+ * bench/capture-drain.ts.
+ *
  * PostgreSQL source throughput against the real server of test/services/:
  *  - catch-up streaming: a pgbench-style writer (update an account, insert a history row, per
  *    transaction; batched for speed) leaves a backlog behind two pgoutput slots; Sluice decodes
@@ -169,7 +175,7 @@ try {
   console.log(`  process RSS before reading  ${mib(baselineRss)} MiB`);
   console.log(`  writer                      ${(written.changes / written.seconds).toFixed(0).padStart(9)} changes/s`);
   console.log(`  pg_recvlogical (raw bytes)  ${(written.changes / recvSeconds).toFixed(0).padStart(9)} changes/s   ${recvSeconds.toFixed(2)} s`);
-  console.log(`  sluice (decoded events)     ${(sluice.events / sluice.seconds).toFixed(0).padStart(9)} changes/s   ${sluice.seconds.toFixed(2)} s   peak RSS ${mib(streamRss)} MiB`);
+  console.log(`  sluice (decode only)        ${(sluice.events / sluice.seconds).toFixed(0).padStart(9)} changes/s   ${sluice.seconds.toFixed(2)} s   peak RSS ${mib(streamRss)} MiB`);
   console.log(`  sluice snapshot             ${(snap.rows / snap.seconds).toFixed(0).padStart(9)} rows/s      ${snap.seconds.toFixed(2)} s   peak RSS ${mib(peakRss)} MiB`);
 } finally {
   clearInterval(rssTimer);

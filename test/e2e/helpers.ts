@@ -241,6 +241,8 @@ const LOG_TAIL_LINES = 60;
 export interface DaemonOptions {
   readonly args?: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
+  /** Another checkout's daemon/sluice.js (benchmarks comparing two versions); default this one's. */
+  readonly entry?: string;
 }
 
 /** `sluice run -c <temp config>` as a child process, its output kept in a file and a ring buffer. */
@@ -263,7 +265,7 @@ export class SluiceDaemon {
     this.logFile = logFile;
     this.url = `http://127.0.0.1:${port}`;
     this.#out = createWriteStream(logFile, { flags: "a" });
-    this.child = spawn(process.execPath, [SLUICE, "run", "-c", configFile, ...(options.args ?? [])], {
+    this.child = spawn(process.execPath, [options.entry ?? SLUICE, "run", "-c", configFile, ...(options.args ?? [])], {
       cwd: dirname(configFile),
       stdio: ["ignore", "pipe", "pipe"],
       ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
