@@ -123,7 +123,8 @@ export interface SourceInfo {
   readonly binlog?: BinlogCoordinates;
 }
 
-export type SnapshotMarker = "first" | "first_in_data_collection" | "last_in_data_collection" | "last";
+/** Debezium's values; "incremental" marks the reads of an online (incremental) snapshot. */
+export type SnapshotMarker = "first" | "first_in_data_collection" | "last_in_data_collection" | "last" | "incremental";
 
 export interface BinlogCoordinates {
   /** Id of the server that wrote the event (the binlog event header's server id). */

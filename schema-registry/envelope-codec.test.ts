@@ -92,7 +92,7 @@ describe("envelope codec", () => {
   it("says first/last of a snapshot in source.snapshot", () => {
     const mapping = mapTable(POSTGRES_TABLE);
     const read = event(POSTGRES_TABLE, { op: "r", before: null, after: { id: 1n, doc: "x" }, key: { id: 1n } });
-    for (const marker of ["first", "first_in_data_collection", "last_in_data_collection", "last"] as const) {
+    for (const marker of ["first", "first_in_data_collection", "last_in_data_collection", "last", "incremental"] as const) {
       const marked = { ...read, source: { ...read.source, snapshot: true, snapshotMarker: marker } };
       const value = toEnvelope(marked, mapping);
       assert.equal((value.source as Record<string, unknown>).snapshot, marker);

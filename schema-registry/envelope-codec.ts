@@ -193,7 +193,7 @@ export function fromEnvelope(record: AvroRecordValue, mapping: TableAvroMapping,
   };
 }
 
-const SNAPSHOT_MARKERS: ReadonlySet<string> = new Set<SnapshotMarker>(["first", "first_in_data_collection", "last_in_data_collection", "last"]);
+const SNAPSHOT_MARKERS: ReadonlySet<string> = new Set<SnapshotMarker>(["first", "first_in_data_collection", "last_in_data_collection", "last", "incremental"]);
 
 function binlogOf(source: AvroRecordValue): BinlogCoordinates {
   return {

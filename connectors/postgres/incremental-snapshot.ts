@@ -224,7 +224,8 @@ export class IncrementalSnapshots implements StreamInterleave {
       for (const row of rows) {
         const event = insertEvent(table, row, origin, "r");
         if (chunk.changed.has(keyText(table, event.key))) continue;
-        out.events.push(event);
+        // Debezium marks the reads of incremental snapshots so in source.snapshot.
+        out.events.push({ ...event, source: { ...event.source, snapshotMarker: "incremental" } });
         handedOn++;
       }
     }
