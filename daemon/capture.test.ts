@@ -247,18 +247,52 @@ test("a batch without changes reports its source's through time as the last ackn
   });
   const batches = [empty(10n, hourAgo), empty(20n)];
   const source = new ScriptedSource([]);
-  const pipeline = new CapturePipeline({ source, log: new MemoryLog() as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
-  /** lastAckedCommitTime() each time the pipeline asks for the next batch, so after each batch was acknowledged. */
+  const log = new MemoryLog();
+  const pipeline = new CapturePipeline({ source, log: log as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
+  /** lastAckedCommitTime() each time a batch is stored (so after the previous one was acknowledged), and after the last one. */
   const observed: (number | null)[] = [];
-  source.read = async (signal) => {
+  const produce = log.produce.bind(log);
+  log.produce = async (records, checkpoint) => {
     observed.push(pipeline.lastAckedCommitTime());
+    await produce(records, checkpoint);
+  };
+  source.read = async (signal) => {
     const batch = batches.shift();
     if (batch !== undefined) return batch;
     return new Promise((_resolve, reject) => signal.addEventListener("abort", () => reject(new Error("aborted")), { once: true }));
   };
   const before = Date.now();
-  await runUntil(pipeline, () => observed.length === 3);
+  await runUntil(pipeline, () => observed.length === 2 && pipeline.checkpoint()?.position.commit === 20n);
+  observed.push(pipeline.lastAckedCommitTime());
   assert.equal(observed[0], null);
   assert.equal(observed[1], hourAgo, "behind: the time the source is complete through, an hour ago");
   assert.ok(observed[2]! >= before, "caught up, no time given: now");
+});
+
+test("the next batch is read and encoded while the previous one is being stored; stores and acknowledgements stay one at a time, in order", async () => {
+  const source = new ScriptedSource([[event("a", 1n, 10n)], [event("a", 2n, 20n)], [event("a", 3n, 30n)]]);
+  const log = new MemoryLog();
+  const steps: string[] = [];
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const produce = log.produce.bind(log);
+  log.produce = async (records, checkpoint) => {
+    steps.push(`store ${checkpoint?.position.commit} (acked ${source.acked.length})`);
+    if (checkpoint?.position.commit === 10n) await gate;
+    await produce(records, checkpoint);
+  };
+  const encoded: bigint[] = [];
+  const tracking: ChangeEncoder = { encode: async (e) => (encoded.push(e.source.position.commit), encoder.encode(e)) };
+  const pipeline = new CapturePipeline({ source, log: log as unknown as TopicLog, encoder: tracking, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
+  const stop = new AbortController();
+  const running = pipeline.run(stop.signal);
+  for (let i = 0; i < 500 && !encoded.includes(20n); i++) await new Promise((r) => setTimeout(r, 2));
+  assert.deepEqual(encoded, [10n, 20n], "batch 2 is encoded while batch 1 is still being stored");
+  assert.deepEqual(steps, ["store 10 (acked 0)"], "batch 2 is not stored before batch 1 is durable");
+  open();
+  for (let i = 0; i < 500 && source.acked.length < 3; i++) await new Promise((r) => setTimeout(r, 2));
+  stop.abort(new Error("stop"));
+  await running;
+  assert.deepEqual(source.acked, [10n, 20n, 30n]);
+  assert.deepEqual(steps, ["store 10 (acked 0)", "store 20 (acked 1)", "store 30 (acked 2)"]);
 });

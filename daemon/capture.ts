@@ -17,6 +17,8 @@ import type { CaptureReleaseReport, HaltAction } from "./halted.ts";
 /** Turns one change into the records that carry it (a delete also yields its tombstone). */
 export interface ChangeEncoder {
   encode(event: ChangeEvent): Promise<ProducedRecord[]>;
+  /** Called before the events of each source batch (data checks' unique_in_batch). */
+  startBatch?(): void;
 }
 
 export interface HaltedTable {
@@ -71,7 +73,7 @@ export interface TransactionMarker {
  * refuses, a value the table's Avro schema cannot carry, a record over the size limit, an outbox
  * row that is no event (daemon/outbox-router.ts).
  */
-const TABLE_HALTING_CODES = new Set(["SCHEMA_INCOMPATIBLE", "SCHEMA_UNSUPPORTED", "AVRO_VALUE_INVALID", RECORD_TOO_LARGE, "OUTBOX_EVENT_INVALID"]);
+const TABLE_HALTING_CODES = new Set(["SCHEMA_INCOMPATIBLE", "SCHEMA_UNSUPPORTED", "AVRO_VALUE_INVALID", RECORD_TOO_LARGE, "OUTBOX_EVENT_INVALID", "DATA_CHECK_FAILED"]);
 
 export class CapturePipeline {
   private readonly options: CaptureOptions;
@@ -79,6 +81,8 @@ export class CapturePipeline {
   private readonly halted = new Map<string, HaltedTable>();
   /** Serialises source batches with operator releases (see exclusive). */
   private lock: Promise<void> = Promise.resolve();
+  /** Counts the starts and ends of operator releases: a batch encoded while one ran is encoded again. */
+  private releases = 0;
   private connected = false;
   /** The last failure being retried while not connected. */
   private problem: string | null = null;
@@ -163,30 +167,53 @@ export class CapturePipeline {
     await source.close().catch(() => undefined);
   }
 
+  /**
+   * Two stages overlap: while one batch is made durable and acknowledged, the next is read and
+   * encoded (at most one batch waits between them). Batches are still produced and acknowledged
+   * one at a time, in order, under the lock that keeps operator releases between batches; a batch
+   * encoded while a release ran is encoded again, since the release changed which tables are halted.
+   */
   private async pump(stop: AbortSignal): Promise<void> {
-    const { source, log } = this.options;
-    while (!stop.aborted) {
-      let batch: SourceBatch;
-      try {
-        batch = await source.read(stop);
-      } catch (error) {
-        if (stop.aborted) return;
-        throw error;
-      }
-      const produceSeconds = await this.exclusive(async () => {
+    const { source } = this.options;
+    let publishing: Promise<void> = Promise.resolve();
+    try {
+      while (!stop.aborted) {
+        const reading = source.read(stop);
+        reading.catch(() => undefined);
+        let batch: SourceBatch;
+        try {
+          // A failed publish ends the pump at once rather than after the next batch arrives.
+          batch = await Promise.race([reading, publishing.then(() => reading)]);
+        } catch (error) {
+          if (stop.aborted) return;
+          throw error;
+        }
+        const releases = this.releases;
         const records = await this.encodeBatch(batch);
-        const started = performance.now();
-        await log.produce(records, batch.checkpoint);
-        await batch.ack();
-        return { records: records.length, seconds: (performance.now() - started) / 1000 };
-      });
-      this.lastCheckpoint = batch.checkpoint;
-      this.lastAckedCommitMs = batch.events.length === 0 ? (batch.throughTimeMs ?? Date.now()) : Math.max(...batch.events.map((e) => e.source.commitTimeMs));
-      this.options.stats?.onBatch?.(batch, produceSeconds.records, produceSeconds.seconds);
+        await publishing;
+        publishing = this.publish(batch, records, releases);
+        publishing.catch(() => undefined);
+      }
+    } finally {
+      await publishing;
     }
   }
 
+  private async publish(batch: SourceBatch, encoded: ProducedRecord[], releases: number): Promise<void> {
+    const produced = await this.exclusive(async () => {
+      const records = releases === this.releases ? encoded : await this.encodeBatch(batch);
+      const started = performance.now();
+      await this.options.log.produce(records, batch.checkpoint);
+      await batch.ack();
+      return { records: records.length, seconds: (performance.now() - started) / 1000 };
+    });
+    this.lastCheckpoint = batch.checkpoint;
+    this.lastAckedCommitMs = batch.events.length === 0 ? (batch.throughTimeMs ?? Date.now()) : Math.max(...batch.events.map((e) => e.source.commitTimeMs));
+    this.options.stats?.onBatch?.(batch, produced.records, produced.seconds);
+  }
+
   private async encodeBatch(batch: SourceBatch): Promise<ProducedRecord[]> {
+    this.options.encoder.startBatch?.();
     const records: ProducedRecord[] = this.transactionRecords(batch);
     for (const event of batch.events) {
       const table = tableName(event.schema);
@@ -283,26 +310,41 @@ export class CapturePipeline {
         : `re-publish the ${parked.count} parked change(s) of ${table} to its topic, in order, and capture the table again; a change that still fails halts it again`;
     if (!execute) return { ...base, executed: false, description: plan };
     return this.exclusive(async () => {
-      if (action === "skip" && first) {
-        await this.options.log.produce([
-          {
-            topic: parkingTopic,
-            key: Buffer.from(table),
-            value: null,
-            headers: { [MARKER_HEADER]: Buffer.from(first.offset.toString()), [SKIPPED_HEADER]: Buffer.from(`skipped by an operator: ${halted.error}`) },
-            timestamp: Date.now(),
-          },
-        ]);
-        this.logger.warn({ table, parkingTopic, offset: first.offset.toString(), err: halted.error }, `table ${table}: the parked change that halted it was skipped by an operator; it stays in ${parkingTopic}`);
+      this.releases++;
+      try {
+        return await this.releaseNow(table, action, stop, { base, first, firstText, error: halted.error });
+      } finally {
+        this.releases++;
       }
-      this.halted.delete(table);
-      this.options.stats?.onRelease?.(table);
-      const republished = await this.restoreParked(stop, table);
-      const again = this.halted.get(table);
-      const outcome = again ? `; it halted again: ${again.error}` : "; the table is captured again";
-      this.logger.info({ table, action, republished, haltedAgain: again?.error ?? null }, `table ${table} released at capture (${action})`);
-      return { ...base, executed: true, republished, ...(again ? { haltedAgain: again.error } : {}), description: `${action === "skip" && first ? `skipped ${firstText}, ` : ""}re-published ${republished} parked change(s)${outcome}` };
     });
+  }
+
+  private async releaseNow(
+    table: string,
+    action: HaltAction,
+    stop: AbortSignal,
+    { base, first, firstText, error }: { base: Omit<CaptureReleaseReport, "executed" | "description" | "republished" | "haltedAgain">; first: { offset: bigint; op: string } | null; firstText: string; error: string },
+  ): Promise<CaptureReleaseReport> {
+    const { parkingTopic } = this.options;
+    if (action === "skip" && first) {
+      await this.options.log.produce([
+        {
+          topic: parkingTopic,
+          key: Buffer.from(table),
+          value: null,
+          headers: { [MARKER_HEADER]: Buffer.from(first.offset.toString()), [SKIPPED_HEADER]: Buffer.from(`skipped by an operator: ${error}`) },
+          timestamp: Date.now(),
+        },
+      ]);
+      this.logger.warn({ table, parkingTopic, offset: first.offset.toString(), err: error }, `table ${table}: the parked change that halted it was skipped by an operator; it stays in ${parkingTopic}`);
+    }
+    this.halted.delete(table);
+    this.options.stats?.onRelease?.(table);
+    const republished = await this.restoreParked(stop, table);
+    const again = this.halted.get(table);
+    const outcome = again ? `; it halted again: ${again.error}` : "; the table is captured again";
+    this.logger.info({ table, action, republished, haltedAgain: again?.error ?? null }, `table ${table} released at capture (${action})`);
+    return { ...base, executed: true, republished, ...(again ? { haltedAgain: again.error } : {}), description: `${action === "skip" && first ? `skipped ${firstText}, ` : ""}re-published ${republished} parked change(s)${outcome}` };
   }
 
   /** How many changes of the table wait in the parking topic, and the first of them (two reads of the topic, constant memory). */
