@@ -27,6 +27,7 @@ import type { SchemaHistoryStore } from "./schema/schema-history.ts";
 import { SchemaTracker } from "./schema/schema-tracker.ts";
 import { checkServerSettings, readServerSettings } from "./server-settings.ts";
 import type { ServerSettings } from "./server-settings.ts";
+import { SnapshotMarkers } from "../common/snapshot-markers.ts";
 import { SnapshotReader } from "./snapshot-reader.ts";
 import type { TableSnapshotProgress } from "./snapshot-reader.ts";
 import { startConsistentSnapshot } from "./snapshot-start.ts";
@@ -76,6 +77,8 @@ interface StreamStart {
 interface SnapshotState {
   readonly reader: SnapshotReader;
   readonly buffer: ByteBoundedBuffer<ChangeEvent>;
+  /** Debezium's first/last marks on the reads (holds back each table's latest read). */
+  readonly markers: SnapshotMarkers;
   readonly position: Position;
   readonly start: BinlogCoordinates;
   readonly controller: AbortController;
@@ -303,7 +306,7 @@ export class MysqlSource implements Source {
       ...(this.options.onSnapshotProgress === undefined ? {} : { onProgress: this.options.onSnapshotProgress }),
     });
     const controller = new AbortController();
-    this.snapshot = { reader, buffer, position, start: snapshot.start, controller };
+    this.snapshot = { reader, buffer, markers: new SnapshotMarkers(tables.length), position, start: snapshot.start, controller };
     this.phase = "snapshot";
     reader.run(controller.signal).then(
       () => buffer.end(),
@@ -317,8 +320,9 @@ export class MysqlSource implements Source {
     await buffer.waitForItem(signal);
     const max = this.options.maxBatchEvents ?? 4096;
     const events: ChangeEvent[] = [];
-    while (events.length < max && buffer.length > 0) events.push(buffer.shift()!);
+    while (events.length < max && buffer.length > 0) events.push(...snapshot.markers.next(buffer.shift()!));
     const finished = buffer.ended && buffer.length === 0;
+    if (finished) events.push(...snapshot.markers.flush());
     const base = { flavor: this.settings!.flavor, serverId: this.settings!.serverId, file: start.file, offset: start.offset, gtid: start.gtid, skipThrough: null };
     if (!finished) return this.batch(events, { ...position, resume: encodeResumeToken({ ...base, snapshotThresholds: {}, snapshotIncomplete: true }) });
     const thresholds = reader.thresholds();
