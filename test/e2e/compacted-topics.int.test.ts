@@ -107,7 +107,7 @@ async function waitSinkRows(daemon: SluiceDaemon, sink: string, target: string, 
       const query = await runSluice(["query", "-c", daemon.configFile, "--sink", sink, "--json", `SELECT count(*)::INT AS n FROM main."${target}"`]);
       return query.code === 0 && (JSON.parse(query.stdout) as { n: number }[])[0]!.n === expected;
     },
-    { daemon, timeoutMs: 120_000, intervalMs: 500 },
+    { daemon, timeoutMs: 180_000, intervalMs: 500 },
   );
 }
 
