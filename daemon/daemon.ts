@@ -17,6 +17,7 @@ import { captureEncoder, createSource, dataTopicPrefix, dataTopicSpec, internalT
 import { reportUncompactedTopics } from "./topic-policy.ts";
 import { haltedHandler } from "./halted-admin.ts";
 import { withOutbox } from "./outbox-router.ts";
+import { dataCheckDeadLetterTopic, DataChecks, withDataChecks } from "./governance/data-checks.ts";
 import { snapshotHandler } from "./snapshot-admin.ts";
 import { etaSeconds, progressEntries } from "./snapshot-progress.ts";
 import type { SnapshotTarget } from "./snapshot-admin.ts";
@@ -136,6 +137,8 @@ export class Daemon {
   readonly instanceId = `${hostname()}:${process.pid}`;
   private readonly startedAt = new Date().toISOString();
   private readonly releasableSources = new Map<string, ReleasableCapture>();
+  /** Data checks per captured source (governance), for /status. */
+  private readonly dataChecks = new Map<string, DataChecks>();
   /** With Kafka: capture runs under the capture lease (leader or standby). */
   private leadership: CaptureLeadership | null = null;
   private leading: Promise<void> = Promise.resolve();
@@ -254,10 +257,22 @@ export class Daemon {
       const transactionTopic = sourceConfig.kind === "postgres" && sourceConfig.transaction_metadata ? `${dataTopicPrefix(this.config.name, sourceConfig.name)}.transaction` : undefined;
       if (transactionTopic) await this.untilAvailable("creating the transaction topic", () => topicLog.createTopic(dataTopicSpec(this.config, transactionTopic, { keyed: false })));
       const transactionEncoder = transactionTopic ? await this.untilAvailable("registering the transaction topic's schemas", () => TransactionMetadataEncoder.register(registry, transactionTopic)) : undefined;
+      this.dataChecks.get(sourceConfig.name)?.close();
+      const checks = new DataChecks(sourceConfig.name, sourceConfig.governance, logger, {
+        onRowsChecked: (table, rows) => this.metrics.dataCheckRows.inc({ source: sourceConfig.name, table }, rows),
+        onFailure: (table, check) => this.metrics.dataCheckFailures.inc({ source: sourceConfig.name, table, check }),
+      });
+      this.dataChecks.set(sourceConfig.name, checks);
+      const checksTopic = dataCheckDeadLetterTopic(this.config.name, sourceConfig.name);
       const pipeline = new CapturePipeline({
         source,
         log: this.log,
-        encoder: withOutbox(this.config, sourceConfig, captureEncoder(this.config, sourceConfig, registry, this.log, (table) => this.metrics.schemaVersionsRegistered.inc({ source: sourceConfig.name, table }), logger), this.log, registry, logger),
+        encoder: withDataChecks(
+          checks,
+          withOutbox(this.config, sourceConfig, captureEncoder(this.config, sourceConfig, registry, this.log, (table) => this.metrics.schemaVersionsRegistered.inc({ source: sourceConfig.name, table }), logger), this.log, registry, logger),
+          checksTopic,
+          () => this.untilAvailable("creating the data-check dead-letter topic", () => topicLog.createTopic(internalTopicSpec(checksTopic, this.config))),
+        ),
         logger,
         parkingTopic: parking,
         ...(transactionTopic ? { transactionTopic, transactionEncoder } : {}),
@@ -507,6 +522,7 @@ export class Daemon {
           position: checkpoint ? { commit: checkpoint.position.commit.toString(), change: checkpoint.position.change.toString(), text: formatPosition(c.source.kind, checkpoint.position) } : null,
           lagSeconds: lagSeconds(now, c.pipeline.lastAckedCommitTime()),
           halted: c.pipeline.haltedTables(),
+          dataChecks: this.dataChecks.get(c.name)?.failures() ?? [],
           snapshots: progressEntries((c.source as { snapshotProgress?: () => readonly TableSnapshotProgress[] }).snapshotProgress?.() ?? []),
           ...(readiness.capture ? { state: readiness.capture } : {}),
         };
@@ -519,6 +535,7 @@ export class Daemon {
           position: null,
           lagSeconds: null,
           halted: [],
+          dataChecks: [],
           snapshots: [],
           state: "standby" as const,
         })),

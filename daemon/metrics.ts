@@ -108,6 +108,18 @@ export class SluiceMetrics {
     labelNames: ["source", "table"] as const,
     registers: [this.registry],
   });
+  readonly dataCheckFailures = new Counter({
+    name: "sluice_data_check_failures_total",
+    help: "Rows that failed a data check (governance checks; check freshness: a source quiet for longer than max_quiet, table *)",
+    labelNames: ["source", "table", "check"] as const,
+    registers: [this.registry],
+  });
+  readonly dataCheckRows = new Counter({
+    name: "sluice_data_check_rows_total",
+    help: "Rows checked by the data checks of their table",
+    labelNames: ["source", "table"] as const,
+    registers: [this.registry],
+  });
   readonly captureHalts = new Counter({
     name: "sluice_capture_table_halts_total",
     help: "Tables halted at capture, by error code: SCHEMA_INCOMPATIBLE, AVRO_VALUE_INVALID (a value the Avro type cannot carry), RECORD_TOO_LARGE",

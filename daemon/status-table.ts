@@ -17,6 +17,8 @@ interface SourceStatus {
   state?: "leader" | "standby";
   /** Snapshots running, queued or just finished (daemons before issue 14 do not send it). */
   snapshots?: SnapshotProgressEntry[];
+  /** Data checks that failed (governance; daemons before issue 18 do not send it). */
+  dataChecks?: { table: string; check: string; column: string | null; action: string; failures: number; lastKey: string | null; lastAt: string }[];
 }
 
 /** One process of the deployment, as it announced itself (daemons before issue 17 do not send them). */
@@ -87,6 +89,8 @@ export function formatStatus(status: Record<string, unknown>): string {
   const snapshots = sources.flatMap((s) => (s.snapshots ?? []).map((p) => [s.name, p.table, p.state, `${p.rowsDone}${p.rowsEstimated === null ? "" : ` / ~${p.rowsEstimated}`}`, p.state === "running" ? `${p.rowsPerSecond}/s` : "-", p.etaSeconds === null ? "-" : formatDuration(p.etaSeconds)]));
   if (snapshots.length > 0) out.push("", table(["SNAPSHOT OF", "TABLE", "STATE", "ROWS", "RATE", "ETA"], snapshots));
   if (waiting.length > 0) out.push("", table(["NOT READY", "WAITING FOR"], waiting));
+  const checks = sources.flatMap((s) => (s.dataChecks ?? []).map((c) => [s.name, c.table, c.check, c.column ?? "-", c.action, String(c.failures), c.lastKey ?? "-", c.lastAt]));
+  if (checks.length > 0) out.push("", table(["DATA CHECKS OF", "TABLE", "CHECK", "COLUMN", "ACTION", "FAILURES", "LAST KEY", "LAST AT"], checks));
   const halted = [...sources.flatMap((s) => s.halted.map((h) => [s.name, h.table, h.error])), ...sinks.flatMap((s) => s.halted.map((h) => [s.name, h.table, h.error]))];
   if (halted.length > 0) out.push("", table(["HALTED IN", "TABLE", "ERROR"], halted), "", 'Details and release: "sluice halted -c FILE list", then "sluice halted retry" or "sluice halted skip" (see docs/operations.md, "Halted tables").');
   return `${out.join("\n")}\n`;

@@ -40,6 +40,7 @@ const transforms = new ColumnTransforms({
   hash_key: KEY,
   tables: {
     "app.customers": {
+      checks: [],
       transforms: {
         email: { kind: "hash" },
         phone: { kind: "mask", keep_last: 4 },
@@ -74,11 +75,11 @@ test("each transform rewrites the row images and the table schema", () => {
 });
 
 test("hashing is stable across events and instances, so hashed columns still join", () => {
-  const again = new ColumnTransforms({ hash_key: KEY, tables: { "app.customers": { transforms: { email: { kind: "hash" } } } } });
+  const again = new ColumnTransforms({ hash_key: KEY, tables: { "app.customers": { checks: [], transforms: { email: { kind: "hash" } } } } });
   const a = transforms.apply(event({ id: 1, email: "same@example.com", score: 1 })).after!["email"];
   const b = again.apply(event({ id: 2, email: "same@example.com", score: 2 })).after!["email"];
   assert.equal(a, b);
-  const otherKey = new ColumnTransforms({ hash_key: `${KEY}-other`, tables: { "app.customers": { transforms: { email: { kind: "hash" } } } } });
+  const otherKey = new ColumnTransforms({ hash_key: `${KEY}-other`, tables: { "app.customers": { checks: [], transforms: { email: { kind: "hash" } } } } });
   assert.notEqual(otherKey.apply(event({ id: 1, email: "same@example.com", score: 1 })).after!["email"], a);
 });
 
@@ -101,7 +102,7 @@ test("tables without transforms are untouched (the same event object)", () => {
 });
 
 test("a transform of a key column is refused with a table-halting error naming it", () => {
-  const keyed = new ColumnTransforms({ tables: { "app.customers": { transforms: { id: { kind: "mask", keep_last: 1 } } } } });
+  const keyed = new ColumnTransforms({ tables: { "app.customers": { checks: [], transforms: { id: { kind: "mask", keep_last: 1 } } } } });
   assert.throws(
     () => keyed.apply(event({ id: 1 })),
     (error: unknown) => error instanceof SluiceError && error.code === "SCHEMA_UNSUPPORTED" && /column id of the key cannot be transformed/.test(error.message),

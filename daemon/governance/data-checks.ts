@@ -1,0 +1,246 @@
+/**
+ * Runtime data checks at capture (config `sources[].governance.tables.<table>.checks` and
+ * `governance.freshness`). Each inserted, updated or snapshot row is checked as captured (before
+ * transforms); a failure is counted and logged with its table, key, column and check — never the
+ * value — and then, by the check's action, the change is published anyway (warn), sent to the
+ * source's dead-letter topic instead of its topic (dead-letter), or its table halts at capture
+ * (halt: the table-halt path of daemon/capture.ts, released with `sluice halted retry|skip`).
+ */
+import type { ChangeEncoder } from "../capture.ts";
+import type { ChangeEvent, ColumnValue, ProducedRecord, TableSchema } from "../../connectors/contracts.ts";
+import { tableName, UNCHANGED } from "../../connectors/contracts.ts";
+import { SluiceError } from "../../connectors/errors.ts";
+import type { DataCheck, GovernanceConfig } from "../../config/governance.ts";
+import { serializeEvent } from "../event-json.ts";
+import type { Logger } from "../logger.ts";
+import { valueText } from "./transforms.ts";
+
+/** Error code of a change refused by a check with action halt (a table-halting code in capture.ts). */
+export const DATA_CHECK_FAILED = "DATA_CHECK_FAILED";
+
+export interface DataCheckStats {
+  onRowsChecked?(table: string, rows: number): void;
+  onFailure?(table: string, check: string): void;
+}
+
+/** Where changes failing a dead-letter check go: `<deployment>.dlq.<source>`, beside the sinks' dead letters. */
+export function dataCheckDeadLetterTopic(deployment: string, source: string): string {
+  return `${deployment}.dlq.${source}`;
+}
+
+/** What `sluice status` shows of a check that failed. */
+export interface DataCheckFailures {
+  readonly table: string;
+  readonly check: string;
+  readonly column: string | null;
+  readonly action: string;
+  readonly failures: number;
+  readonly lastKey: string | null;
+  readonly lastAt: string;
+}
+
+interface Failure {
+  readonly check: DataCheck;
+  readonly reason: string;
+}
+
+type Predicate = (value: Exclude<ColumnValue, typeof UNCHANGED>, schema: TableSchema) => string | null;
+
+/** Why a value fails the check, or null when it passes (null passes every check but not_null). */
+function predicate(check: DataCheck): Predicate {
+  switch (check.check) {
+    case "not_null":
+      return (value) => (value === null ? "is null" : null);
+    case "range":
+      return (value, schema) => {
+        if (value === null) return null;
+        const dbType = schema.columns.find((c) => c.name === check.column)?.dbType ?? "";
+        const n = numeric(value);
+        if (n === null) return "is not a number";
+        const min = check.min === undefined ? undefined : boundOf(check.min, dbType);
+        const max = check.max === undefined ? undefined : boundOf(check.max, dbType);
+        if (min !== undefined && n < min) return `is below the range's min ${String(check.min)}`;
+        if (max !== undefined && n > max) return `is above the range's max ${String(check.max)}`;
+        return null;
+      };
+    case "regex": {
+      const pattern = new RegExp(check.pattern, "u");
+      return (value) => (value === null || pattern.test(valueText(value)) ? null : `does not match ${check.pattern}`);
+    }
+    case "one_of": {
+      const allowed = new Set(check.values.map(String));
+      return (value) => (value === null || allowed.has(valueText(value)) ? null : "is not one of the values allowed");
+    }
+    case "max_length":
+      return (value) => {
+        if (value === null) return null;
+        const length = value instanceof Uint8Array ? value.length : [...valueText(value)].length;
+        return length > check.length ? `is ${length} long, over ${check.length}` : null;
+      };
+    case "unique_in_batch":
+      return () => null; // batch-wide: see DataChecks.inspect
+  }
+}
+
+function numeric(value: Exclude<ColumnValue, null | typeof UNCHANGED>): number | null {
+  if (typeof value === "number") return value;
+  if (typeof value === "bigint") return Number(value);
+  if (typeof value === "string" && value.trim() !== "" && !Number.isNaN(Number(value))) return Number(value);
+  return null;
+}
+
+/** A bound in the column's own unit: dates as days, timestamps as microseconds since the epoch (the captured values' units). */
+function boundOf(bound: number | string, dbType: string): number {
+  if (typeof bound === "number") return bound;
+  const ms = Date.parse(/^\d{4}-\d\d-\d\d$/.test(bound) ? `${bound}T00:00:00Z` : bound);
+  if (Number.isNaN(ms)) return Number(bound);
+  if (/^date\b/.test(dbType)) return Math.floor(ms / 86_400_000);
+  return ms * 1000;
+}
+
+function keyText(event: ChangeEvent): string {
+  const text = JSON.stringify(event.key, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString("hex") : v)) ?? "{}";
+  return text.length > 200 ? `${text.slice(0, 200)}...` : text;
+}
+
+/** The checks of one source. */
+export class DataChecks {
+  readonly sourceName: string;
+  private readonly rules: ReadonlyMap<string, readonly { check: DataCheck; test: Predicate }[]>;
+  private readonly logger: Logger;
+  private readonly stats: DataCheckStats;
+  private readonly seen = new Map<string, Set<string>>();
+  private readonly failed = new Map<string, { table: string; check: string; column: string | null; action: string; failures: number; lastKey: string | null; lastAt: string }>();
+  private lastChangeMs = Date.now();
+  private quietReported = false;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(sourceName: string, config: GovernanceConfig, logger: Logger, stats: DataCheckStats = {}) {
+    this.sourceName = sourceName;
+    this.logger = logger.child({ component: "data-checks", source: sourceName });
+    this.stats = stats;
+    this.rules = new Map(Object.entries(config?.tables ?? {}).map(([table, t]) => [table, t.checks.map((check) => ({ check, test: predicate(check) }))]));
+    const quiet = config?.freshness?.max_quiet;
+    if (quiet !== undefined) {
+      this.timer = setInterval(() => this.checkFreshness(quiet), Math.max(50, Math.min(10_000, Math.floor(quiet / 4))));
+      this.timer.unref();
+    }
+  }
+
+  get active(): boolean {
+    return this.timer !== null || [...this.rules.values()].some((checks) => checks.length > 0);
+  }
+
+  /** A new source batch: unique_in_batch starts over. */
+  startBatch(): void {
+    this.seen.clear();
+  }
+
+  /** Failures so far, per table, check and column. */
+  failures(): DataCheckFailures[] {
+    return [...this.failed.values()].map((f) => ({ ...f }));
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** The first failure of a check with action dead-letter, null when the change is published; a halt check's failure throws DATA_CHECK_FAILED. */
+  inspect(event: ChangeEvent): Failure | null {
+    this.lastChangeMs = Date.now();
+    this.quietReported = false;
+    const table = tableName(event.schema);
+    const checks = this.rules.get(table);
+    const row = event.after;
+    if (!checks || checks.length === 0 || row === null) return null;
+    this.stats.onRowsChecked?.(table, 1);
+    let deadLetter: Failure | null = null;
+    for (const { check, test } of checks) {
+      const value = row[check.column];
+      if (value === UNCHANGED || value === undefined) continue;
+      const reason = check.check === "unique_in_batch" ? this.duplicate(table, check.column, value) : test(value, event.schema);
+      if (reason === null) continue;
+      const failure = { check, reason };
+      this.record(event, table, failure);
+      if (check.action === "halt") {
+        throw new SluiceError(
+          `table ${table}: the row with key ${keyText(event)} fails data check ${check.check} of column ${check.column} (its value ${reason}); the table is halted at capture. Fix the row at the source or the check, then "sluice halted retry|skip --source ${this.sourceName} --table ${table}"`,
+          { code: DATA_CHECK_FAILED, context: { component: "capture", source: this.sourceName, table, column: check.column, key: keyText(event), check: check.check } },
+        );
+      }
+      if (check.action === "dead-letter") deadLetter ??= failure;
+    }
+    return deadLetter;
+  }
+
+  private duplicate(table: string, column: string, value: Exclude<ColumnValue, typeof UNCHANGED>): string | null {
+    if (value === null) return null;
+    const name = `${table}\u0000${column}`;
+    let values = this.seen.get(name);
+    if (!values) this.seen.set(name, (values = new Set()));
+    const text = valueText(value);
+    if (values.has(text)) return "repeats the value of another row in the same source batch";
+    values.add(text);
+    return null;
+  }
+
+  private record(event: ChangeEvent | null, table: string, failure: Failure): void {
+    const { check } = failure;
+    const column = "column" in check ? check.column : null;
+    const id = `${table}\u0000${check.check}\u0000${column ?? ""}`;
+    const key = event ? keyText(event) : null;
+    const entry = this.failed.get(id) ?? { table, check: check.check, column, action: check.action, failures: 0, lastKey: null, lastAt: "" };
+    entry.failures++;
+    entry.lastKey = key;
+    entry.lastAt = new Date().toISOString();
+    this.failed.set(id, entry);
+    this.stats.onFailure?.(table, check.check);
+    // The value is never logged: it may be the very data the check guards.
+    this.logger.warn({ table, key, column, check: check.check, action: check.action, reason: failure.reason }, `data check ${check.check} failed: table ${table}, key ${key ?? "-"}, column ${column ?? "-"} (${check.action})`);
+  }
+
+  private checkFreshness(maxQuietMs: number): void {
+    const quietMs = Date.now() - this.lastChangeMs;
+    if (quietMs < maxQuietMs || this.quietReported) return;
+    this.quietReported = true;
+    const check = { check: "freshness", action: "warn" } as unknown as DataCheck;
+    this.record(null, "*", { check, reason: `no change captured for ${Math.round(quietMs / 1000)}s (max_quiet ${Math.round(maxQuietMs / 1000)}s)` });
+  }
+}
+
+/**
+ * Wraps a source's encoder with its checks: a change failing a dead-letter check becomes one
+ * record of `deadLetterTopic` (the change as JSON, headers naming the check, column and reason —
+ * not the value) instead of its records.
+ */
+export function withDataChecks(checks: DataChecks, inner: ChangeEncoder, deadLetterTopic: string, createTopic: () => Promise<void>): ChangeEncoder & { startBatch(): void } {
+  if (!checks.active) return Object.assign(inner, { startBatch: () => undefined });
+  let created = false;
+  return {
+    startBatch: () => checks.startBatch(),
+    async encode(event: ChangeEvent): Promise<ProducedRecord[]> {
+      const failure = checks.inspect(event);
+      if (failure === null) return inner.encode(event);
+      if (!created) {
+        await createTopic();
+        created = true;
+      }
+      const column = "column" in failure.check ? failure.check.column : "";
+      return [
+        {
+          topic: deadLetterTopic,
+          key: Buffer.from(tableName(event.schema)),
+          value: Buffer.from(serializeEvent(event)),
+          headers: {
+            "sluice.reason": Buffer.from(`data check ${failure.check.check} of column ${column}: the value ${failure.reason}`),
+            "sluice.check": Buffer.from(failure.check.check),
+            "sluice.column": Buffer.from(column),
+            "sluice.table": Buffer.from(tableName(event.schema)),
+          },
+          timestamp: event.source.commitTimeMs,
+        },
+      ];
+    },
+  };
+}
