@@ -18,6 +18,7 @@ import type { DaemonAnswer } from "./daemon-client.ts";
 import { HALTED_DETAILS, HALTED_USAGE, runHaltedCommand } from "./halted-command.ts";
 import { runSnapshotCommand, SNAPSHOT_DETAILS, SNAPSHOT_USAGE } from "./snapshot-command.ts";
 import { createLogger, stdoutDestination } from "./logger.ts";
+import type { Logger } from "./logger.ts";
 import { ProgressDisplay } from "./progress-display.ts";
 import { runRebuildCommand } from "./rebuild-command.ts";
 import { runReplayCommand } from "./replay.ts";
@@ -363,8 +364,15 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
     const display = new ProgressDisplay(process.stderr);
     daemon.onSnapshotProgress = (source, progress) => display.update(source, progress);
   }
+  // Listening from the first moment: an orchestrator may stop a daemon still starting (e.g. waiting out a Kafka outage).
+  const signalled = new Promise<{ signal: NodeJS.Signals }>((resolve) => {
+    process.once("SIGINT", () => resolve({ signal: "SIGINT" }));
+    process.once("SIGTERM", () => resolve({ signal: "SIGTERM" }));
+  });
+  const starting = daemon.start().then(() => "started" as const);
   try {
-    await daemon.start();
+    const first = await Promise.race([starting, signalled]);
+    if (first !== "started") return await stopWhileStarting(daemon, starting, first.signal, config.shutdown.timeout, logger);
   } catch (error) {
     logger.error({ err: error }, "sluice failed to start");
     await daemon.stop("start failed").catch(() => undefined);
@@ -381,13 +389,7 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
   };
   process.on("SIGHUP", reload);
   // Runs until a signal, or until a component stops for good (e.g. a missing replication slot).
-  const outcome = await Promise.race([
-    new Promise<{ signal: NodeJS.Signals }>((resolve) => {
-      process.once("SIGINT", () => resolve({ signal: "SIGINT" }));
-      process.once("SIGTERM", () => resolve({ signal: "SIGTERM" }));
-    }),
-    daemon.failed.catch((error: unknown) => ({ error })),
-  ]);
+  const outcome = await Promise.race([signalled, daemon.failed.catch((error: unknown) => ({ error }))]);
   if ("error" in outcome) {
     const { abandoned } = await daemon.stop("a component failed", config.shutdown.timeout).catch(() => ({ abandoned: ["(stop failed)"] }));
     logger.flush();
@@ -423,3 +425,24 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
 }
 
 const SHUTDOWN_BACKSTOP_MS = 5_000;
+
+/**
+ * A signal before the daemon has started: stopping aborts the waits of the start (outages, leases), then whatever the start
+ * still opened is stopped too. Nothing was acknowledged that is not durable, so leaving is safe; exit 0 like any requested stop.
+ */
+async function stopWhileStarting(daemon: Daemon, starting: Promise<unknown>, signal: NodeJS.Signals, timeoutMs: number, logger: Logger): Promise<number> {
+  logger.info({ signal }, "signal while starting: stopping");
+  const backstop = setTimeout(() => {
+    logger.error({ timeoutMs }, "stopping while starting did not finish within shutdown.timeout: exiting");
+    logger.flush();
+    process.exit(EXIT_OK);
+  }, timeoutMs + SHUTDOWN_BACKSTOP_MS);
+  backstop.unref();
+  await daemon.stop(signal, timeoutMs);
+  await starting.catch(() => undefined);
+  const { abandoned } = await daemon.stop(signal, timeoutMs);
+  clearTimeout(backstop);
+  logger.flush();
+  if (abandoned.length > 0) process.exit(EXIT_OK);
+  return EXIT_OK;
+}
