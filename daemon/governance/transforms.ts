@@ -4,7 +4,7 @@
  * schema, the topics and every sink only ever see the result. A transform change is thus a schema
  * change like any other (the registry checks it; an incompatible one halts the table).
  */
-import { createHmac } from "node:crypto";
+import { createHmac, createSecretKey } from "node:crypto";
 import type { ChangeEvent, ColumnSchema, ColumnValue, Row, TableSchema } from "../../connectors/contracts.ts";
 import { tableName, UNCHANGED } from "../../connectors/contracts.ts";
 import { SluiceError } from "../../connectors/errors.ts";
@@ -41,7 +41,8 @@ function valueFunction(transform: ColumnTransform, hashKey: string | undefined):
     case "truncate":
       return onText((text) => [...text].slice(0, transform.length).join(""));
     case "hash": {
-      const key = hashKey ?? "";
+      // A KeyObject spares HMAC setup from importing the key again for every value.
+      const key = createSecretKey(Buffer.from(hashKey ?? "", "utf8"));
       return onText((text) => createHmac("sha256", key).update(text, "utf8").digest("hex"));
     }
     case "drop":
