@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { hostname } from "node:os";
+import { getHeapStatistics } from "node:v8";
 import { AggregatorRegistry } from "prom-client";
 import type { SluiceConfig } from "../config/schema.ts";
 import type { Source, TableSnapshotProgress, TopicLog } from "../connectors/contracts.ts";
@@ -557,6 +558,15 @@ export class Daemon {
 
   private async refreshGauges(): Promise<void> {
     const now = Date.now();
+    const main = getHeapStatistics();
+    this.metrics.threadHeapUsed.set({ thread: "main" }, main.used_heap_size);
+    this.metrics.threadHeapLimit.set({ thread: "main" }, main.heap_size_limit);
+    for (const sink of this.sinks) {
+      const heap = await sink.thread.heapStatistics();
+      if (heap === null) continue;
+      this.metrics.threadHeapUsed.set({ thread: `sink ${sink.name}` }, heap.used);
+      this.metrics.threadHeapLimit.set({ thread: `sink ${sink.name}` }, heap.limit);
+    }
     await Promise.all(
       this.captures.map(async (capture) => {
         const slot = await (capture.source as Partial<SlotMetricsSource>).slotMetrics?.();

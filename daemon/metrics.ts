@@ -52,6 +52,18 @@ export class SluiceMetrics {
     labelNames: ["source"] as const,
     registers: [this.registry],
   });
+  readonly threadHeapUsed = new Gauge({
+    name: "sluice_thread_heap_used_bytes",
+    help: "V8 heap in use per thread (main: capture, HTTP, registry; sink <name>: each sink's thread); the process's RSS is sluice_process_resident_memory_bytes",
+    labelNames: ["thread"] as const,
+    registers: [this.registry],
+  });
+  readonly threadHeapLimit = new Gauge({
+    name: "sluice_thread_heap_limit_bytes",
+    help: "V8 heap limit per thread",
+    labelNames: ["thread"] as const,
+    registers: [this.registry],
+  });
   readonly publishLatency = new Histogram({
     name: "sluice_topic_publish_duration_seconds",
     help: "Time to durably store one batch in the topic log",

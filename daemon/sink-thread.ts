@@ -123,6 +123,13 @@ export class SinkThread {
     return !this.ended && this.state.ready;
   }
 
+  /** The thread's V8 heap (null once it has ended). */
+  async heapStatistics(): Promise<{ used: number; limit: number } | null> {
+    if (this.ended) return null;
+    const heap = await this.worker.getHeapStatistics().catch(() => null);
+    return heap === null ? null : { used: heap.used_heap_size, limit: heap.heap_size_limit };
+  }
+
   /** What the sink waits for while not ready, or null when ready. */
   waitingFor(): string | null {
     if (this.ended) return "its thread has ended";
