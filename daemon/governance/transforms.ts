@@ -79,12 +79,13 @@ export class ColumnTransforms {
     if (shape === null) return event;
     const rewrite = (row: Row | null): Row | null => {
       if (row === null) return null;
-      const out: Record<string, ColumnValue> = {};
-      for (const [name, value] of Object.entries(row)) {
-        if (shape.dropped.has(name)) continue;
-        const f = shape.values.get(name);
-        out[name] = f ? f(value) : value;
+      let out: Record<string, ColumnValue>;
+      if (shape.dropped.size === 0) out = { ...row };
+      else {
+        out = {};
+        for (const name in row) if (!shape.dropped.has(name)) out[name] = row[name]!;
       }
+      for (const [name, f] of shape.values) if (name in row) out[name] = f(row[name]!);
       return out;
     };
     return { ...event, schema: shape.schema, before: rewrite(event.before), after: rewrite(event.after) };
