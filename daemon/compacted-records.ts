@@ -2,13 +2,13 @@
  * What capture writes to a compacted data topic beyond plain row changes, so that replaying the
  * topic from its beginning after compaction still yields the table's current state:
  *
- * - A truncate (a real TRUNCATE, or the reset that closes a table's snapshot) gets a key: Kafka
- *   refuses keyless records in a compacted topic. The key is the same for every truncate of the
- *   table (Confluent-framed Avro of the record `io.sluice.TruncateKey {table}`, registered under the
- *   subject `sluice-truncate-key`, so Avro consumers can read it by its id), so compaction keeps
- *   the newest one only, which is enough: sinks drop every row at or below a truncate's version,
- *   and the newest truncate has the highest. Its value is the envelope, never a tombstone (a
- *   tombstone would be removed by compaction, and with it the truncate).
+ * - A truncate written to the data topic (only when the source's skipped_operations leaves truncates
+ *   in, or with envelope sluice; every truncate also goes to the control topic, control-records.ts,
+ *   which is what sinks rely on) gets a key: Kafka refuses keyless records in a compacted topic.
+ *   The key is the same for every truncate of the table (Confluent-framed Avro of the record
+ *   `io.sluice.TruncateKey {table}`, registered under the subject `sluice-truncate-key`, so Avro
+ *   consumers can read it by its id), so compaction keeps the newest one only. Earlier Sluice
+ *   versions wrote every truncate so; sinks still read and apply such records.
  * - A delete's tombstone carries the delete's envelope in the `sluice.delete` header: compaction
  *   removes the delete record itself (the tombstone has the same key), so a sink that reads the
  *   partition later than min.compaction.lag.ms after the delete sees only the tombstone, and
@@ -26,8 +26,6 @@ import { createAvroType } from "../schema-registry/avro-runtime.ts";
 import { encodeFramed, HEADER_LENGTH, MAGIC_BYTE } from "../schema-registry/wire-format.ts";
 
 export const DELETE_HEADER = "sluice.delete";
-/** The header a truncate skipped for Debezium consumers travels in (schema-registry's change encoder). */
-const SKIPPED_TRUNCATE_HEADER = "sluice.truncate";
 
 export const TRUNCATE_KEY_SUBJECT = "sluice-truncate-key";
 const TRUNCATE_KEY_SCHEMA = { type: "record" as const, name: "TruncateKey", namespace: "io.sluice", fields: [{ name: "table", type: "string" as const }] };
@@ -57,11 +55,8 @@ export class CompactedRecords {
         out.push(record);
         continue;
       }
-      const { [SKIPPED_TRUNCATE_HEADER]: skipped, ...headers } = record.headers ?? {};
-      const value = record.value ?? skipped ?? null;
-      if (value === null) continue;
       const key = encodeFramed(await this.truncateKeySchemaId(), truncateKeyType, { table: `${event.schema.schema}.${event.schema.table}` });
-      out.push({ topic: record.topic, key, value, timestamp: record.timestamp, ...(Object.keys(headers).length > 0 ? { headers } : {}) });
+      out.push({ ...record, key });
     }
     return out;
   }

@@ -6,12 +6,13 @@ import { dirname, join } from "node:path";
 import type { SinkConfig, SluiceConfig, SourceConfig } from "../config/schema.ts";
 import type { ChangeEvent, ProducedRecord, Sink, Source, StoredRecord, TableSnapshotProgress, TopicLog, TopicSpec } from "../connectors/contracts.ts";
 import { tableMatcher } from "../connectors/common/table-patterns.ts";
-import { sinkGroup } from "../connectors/topics/names.ts";
+import { controlTopic, sinkGroup } from "../connectors/topics/names.ts";
 import { ChangeEventDecoder, LocalRegistry, openJournalStore, RemoteRegistry } from "../schema-registry/index.ts";
 import type { SchemaRegistry } from "../schema-registry/index.ts";
 import { AvroChangeEncoder } from "../schema-registry/index.ts";
 import type { ChangeEncoder } from "./capture.ts";
 import { CompactedRecordReader, CompactedRecords } from "./compacted-records.ts";
+import { controlledTopic, controlRecord, controlTopicSpec } from "./control-records.ts";
 import type { Logger } from "./logger.ts";
 import type { RecordDecoder } from "./sink-runner.ts";
 import { ColumnTransforms } from "./governance/transforms.ts";
@@ -65,12 +66,15 @@ export function parseDataTopic(deployment: string, sources: readonly string[], t
 export function sinkTopics(config: SluiceConfig, sink: SinkConfig, topics: readonly string[]): string[] {
   const sources = sink.sources ?? config.sources.map((s) => s.name);
   const matches = tableMatcher(sink.tables);
-  return topics
+  const control = controlTopic(config.name);
+  const data = topics
     .filter((topic) => {
       const parsed = parseDataTopic(config.name, sources, topic);
       return parsed !== null && matches(parsed.schema, parsed.table);
     })
     .sort();
+  // The control topic (truncates and snapshot resets) once a data topic is read and it exists.
+  return data.length > 0 && topics.includes(control) ? [...data, control] : data;
 }
 
 export function sinkGroupName(config: SluiceConfig, sink: SinkConfig): string {
@@ -137,14 +141,33 @@ export function captureEncoder(
     );
   });
   const transforms = new ColumnTransforms(source.governance);
+  const control = controlTopic(config.name);
+  const truncatesInDataTopic = source.envelope === "sluice" || !source.skipped_operations.includes("t");
+  /** A truncate goes to the control topic (control-records.ts), and to its data topic only where consumers asked for op t records. */
+  const truncateRecords = (event: ChangeEvent, records: ProducedRecord[]): ProducedRecord[] => {
+    const [data] = records;
+    if (!data || data.value === null) return records;
+    return truncatesInDataTopic ? [data, controlRecord(control, event, data.topic, data.value)] : [controlRecord(control, event, data.topic, data.value)];
+  };
   return {
     async encode(captured: ChangeEvent): Promise<ProducedRecord[]> {
       // Governance transforms first: the schema registered and every record carry only their result.
       const event = transforms.apply(captured);
       const keyed = event.schema.key.length > 0;
       let records = await avro.encode(event);
+      if (event.op === "t") records = truncateRecords(event, records);
       if (compactsDataTopic(config, keyed)) records = await compactedRecords.rewrite(event, records);
       for (const record of records) {
+        if (record.topic === control) {
+          if (!created.has(control)) await log.createTopic(controlTopicSpec(control, config.topics.retention, config.topics.max_record_bytes));
+          created.add(control);
+          // Sinks hold a control record until its data topic is applied: the topic must exist, even for a table truncated before its first row.
+          const dataTopic = controlledTopic(record)!;
+          if (created.has(dataTopic)) continue;
+          await log.createTopic(dataTopicSpec(config, dataTopic, { keyed }));
+          created.add(dataTopic);
+          continue;
+        }
         if (created.has(record.topic)) continue;
         await log.createTopic(dataTopicSpec(config, record.topic, { keyed }));
         if (!keyed && config.topics.retention.cleanup_policy !== "delete") {
@@ -206,6 +229,8 @@ export function recordDecoder(registry: Pick<SchemaRegistry, "getById">): Record
   const compacted = new CompactedRecordReader(registry);
   return {
     decode: async (record: StoredRecord) => {
+      // A control record's key names its table, not a row.
+      if (controlledTopic(record) !== null) return decoder.decode(null, record.value, record.headers);
       const { key, value } = await compacted.normalize(record);
       return decoder.decode(key, value, record.headers);
     },

@@ -9,6 +9,7 @@ import type { SinkChange, TableId, TopicLog, TopicPartitionOffset } from "../con
 import { SluiceError } from "../connectors/errors.ts";
 import { isVersionedSink } from "../connectors/sinks/contract.ts";
 import type { RebuildableSink, RebuildRowCounts } from "../connectors/sinks/contract.ts";
+import { controlledTopic } from "./control-records.ts";
 import { partitionKey, rebindOffsets } from "./log-identity.ts";
 import type { Logger } from "./logger.ts";
 import type { RecordDecoder } from "./sink-runner.ts";
@@ -134,9 +135,13 @@ function rowCountError(sink: string, mismatches: readonly RowCountMismatch[]): S
   );
 }
 
-/** The table each topic carries, read from its first record; empty topics have none yet. */
-async function tablesOf(options: RebuildOptions): Promise<Map<string, TableId>> {
+/**
+ * The table each data topic carries, read from its first record (empty topics have none yet), and
+ * the control topics among the topics (their records name their table's topic: control-records.ts).
+ */
+async function tablesOf(options: RebuildOptions): Promise<{ tables: Map<string, TableId>; controls: Set<string> }> {
   const tables = new Map<string, TableId>();
+  const controls = new Set<string>();
   const consumer = await options.log.consumer(`${options.group}.probe`, options.topics);
   try {
     for (const topic of options.topics) {
@@ -155,6 +160,11 @@ async function tablesOf(options: RebuildOptions): Promise<Map<string, TableId>> 
       const records = await consumer.poll({ maxRecords: 1_000, maxBytes: 16 << 20, maxWaitMs: 200, signal: options.signal });
       for (const record of records) {
         if (!pending.has(record.topic)) continue;
+        if (controlledTopic(record) !== null) {
+          controls.add(record.topic);
+          pending.delete(record.topic);
+          continue;
+        }
         const event = await options.decoder.decode(record);
         if (!event) continue;
         const { source, database, schema, table } = event.schema;
@@ -165,14 +175,28 @@ async function tablesOf(options: RebuildOptions): Promise<Map<string, TableId>> 
   } finally {
     await consumer.close();
   }
-  return tables;
+  return { tables, controls };
+}
+
+async function writeRebuildBatch(sink: RebuildableSink, changes: SinkChange[], signal: AbortSignal): Promise<number> {
+  if (changes.length === 0) return 0;
+  const result = await sink.writeRebuild(changes, signal);
+  if (result.failures.length > 0) {
+    const first = result.failures[0]!;
+    throw new SluiceError(`rebuild of sink ${sink.name} failed: ${first.error.message}`, {
+      code: "REBUILD_FAILED",
+      cause: first.error,
+      context: { component: "rebuild", sink: sink.name, table: changes[first.index]?.event.schema.table },
+    });
+  }
+  return changes.length;
 }
 
 export async function rebuildSink(options: RebuildOptions): Promise<RebuildReport> {
   const { sink, log, signal, logger } = options;
   const gaps = await historyGaps(log, options.topics);
   if (gaps.length > 0) throw historyIncompleteError(sink.name, gaps);
-  const tables = await tablesOf(options);
+  const { tables, controls } = await tablesOf(options);
   const prepared: TableId[] = [];
   try {
     for (const table of tables.values()) {
@@ -182,14 +206,16 @@ export async function rebuildSink(options: RebuildOptions): Promise<RebuildRepor
     // End offsets taken after the new generations exist: later changes reach them as live writes.
     const targets = new Map<string, bigint>();
     const rebuiltTo = new Map<string, bigint>();
-    for (const topic of tables.keys()) {
+    for (const topic of [...tables.keys(), ...controls]) {
       for (const end of await log.endOffsets(topic)) {
         targets.set(`${topic}:${end.partition}`, end.offset);
         rebuiltTo.set(partitionKey(topic, end.partition), end.offset);
       }
     }
-    const consumer = await log.consumer(options.group, [...tables.keys()]);
+    const consumer = await log.consumer(options.group, [...tables.keys(), ...controls]);
     let records = 0;
+    /** Per data topic, its newest truncate from the control topic: applied once every row is written (it removes rows at or below its version only). */
+    const truncates = new Map<string, SinkChange>();
     try {
       for (const key of targets.keys()) {
         const [topic, partition] = [key.slice(0, key.lastIndexOf(":")), Number(key.slice(key.lastIndexOf(":") + 1))];
@@ -207,21 +233,17 @@ export async function rebuildSink(options: RebuildOptions): Promise<RebuildRepor
         for (const record of batch) {
           const end = targets.get(`${record.topic}:${record.partition}`);
           if (end === undefined || record.offset >= end) continue;
+          const controlled = controlledTopic(record);
+          if (controlled !== null && !tables.has(controlled)) continue;
           const event = await options.decoder.decode(record);
-          if (event) changes.push({ event, origin: { topic: record.topic, partition: record.partition, offset: record.offset } });
+          if (!event) continue;
+          const change = { event, origin: { topic: record.topic, partition: record.partition, offset: record.offset } };
+          if (controlled === null) changes.push(change);
+          else if ((truncates.get(controlled)?.event.source.position.change ?? -1n) < event.source.position.change) truncates.set(controlled, change);
         }
-        if (changes.length === 0) continue;
-        const result = await sink.writeRebuild(changes, signal);
-        if (result.failures.length > 0) {
-          const first = result.failures[0]!;
-          throw new SluiceError(`rebuild of sink ${sink.name} failed: ${first.error.message}`, {
-            code: "REBUILD_FAILED",
-            cause: first.error,
-            context: { component: "rebuild", sink: sink.name, table: changes[first.index]?.event.schema.table },
-          });
-        }
-        records += changes.length;
+        records += await writeRebuildBatch(sink, changes, signal);
       }
+      records += await writeRebuildBatch(sink, [...truncates.values()], signal);
     } finally {
       await consumer.close();
     }

@@ -23,6 +23,7 @@ import type { Logger } from "./logger.ts";
 import { countPerTableAndOp } from "./metrics.ts";
 import type { SluiceMetrics } from "./metrics.ts";
 import { replayMarkerGroup } from "./replay.ts";
+import { controlledTopic } from "./control-records.ts";
 import { isSnapshotReset, SnapshotResetGate } from "./snapshot-reset-gate.ts";
 
 /** Turns a stored record back into its change; null for records that carry none (tombstones). */
@@ -118,6 +119,8 @@ export class SinkRunner {
   private refused: SluiceError | null = null;
   /** Snapshot resets read but not applied yet: they wait for the other partitions of their topic (snapshot-reset-gate.ts). */
   private readonly resets: SnapshotResetGate;
+  /** The topics the consumer reads now: control records of other tables are not this sink's. */
+  private readTopics: ReadonlySet<string> = new Set();
 
   constructor(options: SinkRunnerOptions) {
     this.options = options;
@@ -317,6 +320,7 @@ export class SinkRunner {
     this.reopen = false;
     // Waiting resets are read again: the stored offsets of their partitions are at or before them.
     this.resets.clear();
+    this.readTopics = new Set(topics);
     const consumer = await this.options.log.consumer(this.options.group, topics);
     this.activeConsumer = consumer;
     try {
@@ -444,6 +448,15 @@ export class SinkRunner {
       }
       if (!event) continue;
       const change = { event, origin: { topic: record.topic, partition: record.partition, offset: record.offset } };
+      const controlled = controlledTopic(record);
+      if (controlled !== null) {
+        // Another sink's table (its topic is not read here); else held until its data topic is applied up to here.
+        if (this.readTopics.has(controlled) && !(await this.resets.hold(record, change, controlled))) {
+          changes.push(change);
+          changeRecords.push(record);
+        }
+        continue;
+      }
       if (isSnapshotReset(event) && (await this.resets.hold(record, change))) continue;
       changes.push(change);
       changeRecords.push(record);
@@ -494,7 +507,7 @@ export class SinkRunner {
     const written = await this.writeWithRetries(changes, stop, [...nextOffsets.values()]);
     for (const failure of written.failures) await this.handlePoison(due[failure.index]!.record, changes[failure.index]!.event, failure.error);
     for (const { record, change } of due) {
-      this.logger.debug({ topic: record.topic, partition: record.partition, offset: String(record.offset), version: String(change.event.source.position.change) }, "snapshot reset applied: every partition of its topic is applied past it");
+      this.logger.debug({ topic: record.topic, partition: record.partition, offset: String(record.offset), version: String(change.event.source.position.change) }, "truncate or snapshot reset applied: every partition of its table's topic is applied past it");
     }
     // A halted reset keeps its partition's stored offset at the reset (stored so while it waited).
     if (written.failures.length === 0 || this.options.onError === "dead-letter") await this.storeOffsets(consumer, [...nextOffsets.values()], written.offsetsStored, stop);

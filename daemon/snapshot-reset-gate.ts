@@ -1,17 +1,20 @@
 /**
- * Holds a table's snapshot reset (connectors/common/snapshot-reset.ts) back until the sink has
- * applied, in every partition of the table's topic, everything written before the reset.
+ * Holds a table's truncate or snapshot reset (connectors/common/snapshot-reset.ts) back until the
+ * sink has applied, in every partition of the table's data topic, everything written before it.
+ * It holds every control record (daemon/control-records.ts: truncates and resets in the control
+ * topic, the data topic named in its header), and the snapshot resets earlier Sluice versions
+ * wrote into data topics (then the reset's own partition needs nothing more).
  *
- * Why: the reset sits in one partition (the table's truncate key's, daemon/compacted-records.ts;
- * partition 0 when it has no key), after that partition's snapshot rows only.
+ * Why: the reset sits in another topic (the control topic) or in one partition of the data topic,
+ * after that partition's snapshot rows only.
  * A sink reads partitions at their own pace; applied as soon as it is read, the reset removed the
  * rows an earlier attempt wrote for keys whose new snapshot rows, in other partitions, were still
  * unread, and those rows vanished from the sink until they were read.
  *
- * How: when the reset is read, the end offset of every partition of its topic is taken. Capture
- * stores the snapshot's rows before its reset, and a reset that can be read is stored (with Kafka
- * transactions: committed), so every end offset lies past every snapshot row of its partition
- * (the reset's own partition needs nothing more: its rows precede the reset there). The reset
+ * How: when the reset is read, the end offset of every partition of its data topic is taken.
+ * Capture stores the table's earlier rows before (or with) its reset, and a reset that can be read
+ * is stored (with Kafka transactions: committed), so every end offset lies past every such row of
+ * its partition. The reset
  * is applied once every partition has been applied up to that end offset, judged by what this
  * member has applied for the partitions it reads, and by the consumer group's committed offsets
  * (stored only after a batch is applied) for partitions other members read, so it stays right when
@@ -33,6 +36,8 @@ export function isSnapshotReset(event: ChangeEvent): boolean {
 export interface PendingReset {
   readonly record: StoredRecord;
   readonly change: SinkChange;
+  /** The data topic of the reset's table: the record's own topic, or the one a control record names. */
+  readonly dataTopic: string;
   /** Per other partition of the topic holding records: the offset it must be applied up to (exclusive) before the reset applies. */
   readonly barrier: ReadonlyMap<number, bigint>;
 }
@@ -63,16 +68,18 @@ export class SnapshotResetGate {
   }
 
   /**
-   * Takes a reset just read. Returns true when it must wait (the topic has other partitions); false
-   * when it may apply with its batch (a topic of one partition: everything before it is read).
+   * Takes a reset just read, of the table whose data topic is `dataTopic`. Returns true when it
+   * must wait; false when it may apply with its batch (a reset in a data topic of one partition:
+   * everything before it is read). A control record always waits, at least until its batch is applied.
    */
-  async hold(record: StoredRecord, change: SinkChange): Promise<boolean> {
-    const ranges = await this.log.partitionOffsets(record.topic);
-    if (ranges.length <= 1) return false;
+  async hold(record: StoredRecord, change: SinkChange, dataTopic: string = record.topic): Promise<boolean> {
+    const own = dataTopic === record.topic;
+    const ranges = await this.log.partitionOffsets(dataTopic);
+    if (own && ranges.length <= 1) return false;
     if (this.pending.some((p) => p.record.topic === record.topic && p.record.partition === record.partition && p.record.offset === record.offset)) return true;
     // A partition holding nothing now (empty, or emptied by retention) has nothing to wait for.
-    const barrier = new Map(ranges.filter((r) => r.partition !== record.partition && r.end > r.start).map((r) => [r.partition, r.end]));
-    this.pending.push({ record, change, barrier });
+    const barrier = new Map(ranges.filter((r) => !(own && r.partition === record.partition) && r.end > r.start).map((r) => [r.partition, r.end]));
+    this.pending.push({ record, change, dataTopic, barrier });
     return true;
   }
 
@@ -101,7 +108,7 @@ export class SnapshotResetGate {
         this.pending.splice(i, 1);
         continue;
       }
-      if (blocked(topic)) continue;
+      if (blocked(topic) || blocked(reset.dataTopic)) continue;
       if (await this.passed(consumer, reset, assigned)) {
         this.pending.splice(i, 1);
         ready.unshift(reset);
@@ -111,7 +118,7 @@ export class SnapshotResetGate {
   }
 
   private async passed(consumer: TopicConsumer, reset: PendingReset, assigned: ReadonlySet<string>): Promise<boolean> {
-    const topic = reset.record.topic;
+    const topic = reset.dataTopic;
     for (const [partition, end] of reset.barrier) {
       const own = assigned.has(`${topic}\u0000${partition}`) ? consumer.position(topic, partition) : null;
       if (own !== null && own >= end) continue;

@@ -8,7 +8,7 @@
 import type { ChangeEvent, Op, ProducedRecord, TableSchema } from "../connectors/contracts.ts";
 import { tableName } from "../connectors/contracts.ts";
 import type { EnvelopeExtras } from "./envelope-codec.ts";
-import { ChangeEventEncoder, TRUNCATE_HEADER } from "./event-codec.ts";
+import { ChangeEventEncoder } from "./event-codec.ts";
 import type { NumericMode } from "./postgres-types.ts";
 import type { SchemaRegistry } from "./registry.ts";
 import type { EnvelopeLayout } from "./table-mapping.ts";
@@ -27,10 +27,10 @@ export interface AvroChangeEncoderOptions {
   /** Debezium's time.precision.mode (temporal-modes.ts); default "adaptive" ("avro" with envelope "sluice"). */
   readonly timePrecision?: TimePrecisionMode;
   /**
-   * Operations Debezium consumers do not get. A skipped create, update or delete is not written
-   * at all (Sluice's sinks do not see it either). A skipped truncate is written as a tombstone
-   * without key, which Debezium consumers skip, carrying its envelope in the `sluice.truncate`
-   * header for Sluice's sinks. Default: none; the source config's default is `["t"]`.
+   * Operations Debezium consumers do not get: a skipped create, update or delete is not written
+   * at all (Sluice's sinks do not see it either). Truncates are always encoded: capture sends them
+   * to the control topic, and to the data topic only when not skipped (daemon/components.ts).
+   * Default: none; the source config's default is `["t"]`.
    */
   readonly skippedOperations?: readonly SkippableOp[];
   /** Fill each event's `transaction` block {id, total_order, data_collection_order} (config transaction_metadata). */
@@ -56,7 +56,6 @@ export class AvroChangeEncoder {
     const encoder = await this.encoderFor(event.schema);
     const { key, value, headers } = encoder.encode(event, this.extrasOf(event));
     const timestamp = event.source.commitTimeMs;
-    if (event.op === "t" && this.skipped.has("t")) return [{ topic: encoder.topic, key: null, value: null, headers: { ...headers, [TRUNCATE_HEADER]: value }, timestamp }];
     const record: ProducedRecord = { topic: encoder.topic, key, value, ...(Object.keys(headers).length > 0 ? { headers } : {}), timestamp };
     return event.op === "d" ? [record, { topic: encoder.topic, key, value: null, timestamp }] : [record];
   }

@@ -120,8 +120,10 @@ async function compatible(registry: SchemaRegistry, topic: string, mapping: Tabl
 }
 
 /**
- * Record header of a truncate kept from Debezium consumers (skipped_operations: t): the record is
- * a tombstone, which they skip, and this header holds the envelope Sluice's sinks apply.
+ * Record header of a truncate kept from Debezium consumers by earlier Sluice versions (on data
+ * topics with cleanup_policy delete): a keyless tombstone, which they skip, carrying the envelope
+ * Sluice's sinks apply. Truncates go to the control topic now (daemon/control-records.ts); records
+ * written before an upgrade are still read.
  */
 export const TRUNCATE_HEADER = "sluice.truncate";
 

@@ -23,6 +23,14 @@ export function topicIdsTopic(deployment: string): string {
   return `${deployment}.sluice.topic-ids`;
 }
 
+/**
+ * The compacted topic holding every table's truncates and snapshot resets (daemon/control-records.ts),
+ * keyed by source and table, so that data topics stay free of them (Debezium consumers fail on op t).
+ */
+export function controlTopic(deployment: string): string {
+  return `${deployment}.sluice.control`;
+}
+
 /** Kafka: the compacted topic where every running process announces itself (roles, sources, sinks, partitions, lag), keyed by instance. */
 export function instancesTopic(deployment: string): string {
   return `${deployment}.sluice.instances`;
