@@ -1,0 +1,95 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { EmbeddedTopicLog } from "../../connectors/embedded/embedded-log.ts";
+import { SluiceError } from "../../connectors/errors.ts";
+import { createLogger } from "../logger.ts";
+import { decryptValue, encryptValue, isEncrypted, MasterKey, SubjectKeyStore } from "./subject-keys.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "sluice-subject-keys-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const logger = createLogger("silent");
+const TOPIC = "dep.sluice.subject-keys";
+
+async function openLog(name: string): Promise<EmbeddedTopicLog> {
+  return EmbeddedTopicLog.open({ path: join(dir, name), logger, maintenanceIntervalMs: 0 });
+}
+
+test("a master key file holds 32 bytes as hex or base64; anything else is refused with a clear error", () => {
+  const hex = join(dir, "master.hex");
+  writeFileSync(hex, `${"ab".repeat(32)}\n`);
+  const b64 = join(dir, "master.b64");
+  writeFileSync(b64, Buffer.alloc(32, 0xab).toString("base64"));
+  assert.deepEqual(MasterKey.fromFile(hex).id, MasterKey.fromFile(b64).id);
+  const short = join(dir, "short");
+  writeFileSync(short, "abcd");
+  assert.throws(() => MasterKey.fromFile(short), (e: unknown) => e instanceof SluiceError && e.code === "GOVERNANCE_KEY_INVALID" && /32 bytes/.test(e.message));
+  assert.throws(() => MasterKey.fromFile(join(dir, "missing")), /cannot read the master key file/);
+});
+
+test("values: AES-256-GCM round trip, bound to their context, tampering detected", () => {
+  const key = Buffer.alloc(32, 7);
+  const text = encryptValue(Buffer.from("ann@example.com"), key, "app.customers.email");
+  assert.ok(isEncrypted(text));
+  assert.ok(!text.includes("ann@"));
+  assert.notEqual(encryptValue(Buffer.from("ann@example.com"), key, "app.customers.email"), text, "a fresh IV per value");
+  assert.equal(decryptValue(text, key, "app.customers.email").toString(), "ann@example.com");
+  assert.throws(() => decryptValue(text, key, "app.customers.phone"), /integrity check/);
+  assert.throws(() => decryptValue(text, Buffer.alloc(32, 8), "app.customers.email"), /integrity check/);
+});
+
+test("subject keys: created once and durably, read by another reader of the log, destroyed for good", async () => {
+  const master = MasterKey.generate();
+  const log = await openLog("keys.db");
+  try {
+    const store = await SubjectKeyStore.open(log, TOPIC, master);
+    const ann = await store.keyFor("pg", "42");
+    assert.deepEqual(await store.keyFor("pg", "42"), ann, "one key per subject");
+    const bob = await store.keyFor("pg", "43");
+    assert.notDeepEqual(bob, ann);
+    assert.equal(store.keyIfKnown("mysql", "42"), null, "subjects are per source");
+
+    // Another reader of the same log (a sink, a restarted daemon) sees the same keys.
+    const other = await SubjectKeyStore.open(log, TOPIC, master);
+    assert.deepEqual(other.keyIfKnown("pg", "42"), ann);
+    assert.equal(other.size, 2);
+
+    const ciphertext = encryptValue(Buffer.from("secret"), ann, "c");
+    assert.equal(await store.destroy("pg", "42"), true);
+    assert.equal(await store.destroy("pg", "42"), false, "destroying again is harmless (a re-run)");
+    await other.refresh();
+    assert.equal(other.keyIfKnown("pg", "42"), null, "the destroyed key is gone for every reader");
+    assert.deepEqual(other.keyIfKnown("pg", "43"), bob, "other subjects are untouched");
+    // A new key for the subject does not open its old values.
+    const fresh = await store.keyFor("pg", "42");
+    assert.throws(() => decryptValue(ciphertext, fresh, "c"), /integrity check/);
+  } finally {
+    await log.close();
+  }
+});
+
+test("master key rotation: every key rewrapped, re-runnable; afterwards the old master key is not needed", async () => {
+  const oldMaster = MasterKey.generate();
+  const newMaster = MasterKey.generate();
+  const log = await openLog("rotation.db");
+  try {
+    const before = await SubjectKeyStore.open(log, TOPIC, oldMaster);
+    const keys = await Promise.all(["1", "2", "3"].map(async (s) => [s, await before.keyFor("pg", s)] as const));
+    await before.destroy("pg", "3");
+
+    const withoutOld = await SubjectKeyStore.open(log, TOPIC, newMaster);
+    assert.throws(() => withoutOld.keyIfKnown("pg", "1"), /wrapped by master key .* give the previous master key/);
+
+    const rotating = await SubjectKeyStore.open(log, TOPIC, newMaster, [oldMaster]);
+    assert.equal(await rotating.rewrapAll(), 2);
+    assert.equal(await rotating.rewrapAll(), 0, "a second run has nothing left to do");
+
+    const after = await SubjectKeyStore.open(log, TOPIC, newMaster);
+    for (const [subject, key] of keys.slice(0, 2)) assert.deepEqual(after.keyIfKnown("pg", subject), key);
+    assert.equal(after.keyIfKnown("pg", "3"), null);
+  } finally {
+    await log.close();
+  }
+});
