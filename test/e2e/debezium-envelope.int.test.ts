@@ -4,7 +4,8 @@
  * plain avsc from the schema registered under the record's id, no Sluice code — and checked point
  * by point against Debezium's envelope: the value schema is exactly the envelope (no Sluice fields),
  * unchanged TOAST is Debezium's placeholder or copied from `before`, truncates never reach a
- * Debezium consumer as `op: t` (a keyless tombstone carries them for Sluice's sinks), a key change
+ * Debezium consumer as `op: t` (they are in the control topic, for Sluice's sinks; data topics are
+ * compacted, the default), a key change
  * is d + tombstone + c with `__debezium.newkey` / `__debezium.oldkey`, the transaction block and
  * the Avro transaction topic, the MySQL source block, snapshot first/last, `ts_ns`, and the Avro
  * default of a column added with DEFAULT. A DuckDB sink in the same run must still equal the source
@@ -21,6 +22,7 @@ import type { Connection } from "mysql2/promise";
 import type pg from "pg";
 import { configSchema } from "../../config/schema.ts";
 import type { StoredRecord } from "../../connectors/contracts.ts";
+import { controlTopic } from "../../connectors/topics/names.ts";
 import { openTopicLog } from "../../connectors/topics/open.ts";
 import { openRegistry } from "../../daemon/components.ts";
 import { createLogger } from "../../daemon/logger.ts";
@@ -84,7 +86,8 @@ async function readTopics(config: Json, prefix: string): Promise<TopicsRead> {
     return { id, value: typeOf(id).fromBuffer(buffer.subarray(5)) as Json };
   };
   try {
-    const topics = (await log.topicNames()).filter((topic) => topic.startsWith(`${prefix}.`));
+    const control = controlTopic(parsed.name);
+    const topics = (await log.topicNames()).filter((topic) => topic.startsWith(`${prefix}.`) || topic === control);
     const consumer = await log.consumer(randomName("dbz_reader"), topics);
     const stored: StoredRecord[] = [];
     try {
@@ -98,7 +101,8 @@ async function readTopics(config: Json, prefix: string): Promise<TopicsRead> {
     }
     const records: Decoded[] = [];
     for (const record of stored.sort((a, b) => (a.topic === b.topic ? Number(a.offset - b.offset) : a.topic < b.topic ? -1 : 1))) {
-      const key = await decode(record.key);
+      // A control record's key is its table's name, not Avro.
+      const key = record.topic === control ? null : await decode(record.key);
       const value = await decode(record.value);
       records.push({
         topic: record.topic,
@@ -113,7 +117,7 @@ async function readTopics(config: Json, prefix: string): Promise<TopicsRead> {
     const latestSchemas = new Map<string, Json>();
     for (const subject of subjects) latestSchemas.set(subject, JSON.parse((await registry.getLatest(subject))!.schema) as Json);
     // Headers are decoded after the log is closed: every schema they use is fetched now.
-    for (const record of records) for (const header of ["__debezium.newkey", "__debezium.oldkey", "sluice.truncate"]) if (record.headers[header]) await decode(record.headers[header]);
+    for (const record of records) for (const header of ["__debezium.newkey", "__debezium.oldkey"]) if (record.headers[header]) await decode(record.headers[header]);
     return {
       records,
       schemaOf: (id) => JSON.parse(schemas.get(id)!) as Json,
@@ -151,11 +155,10 @@ function assertDebeziumEnvelope(records: readonly Decoded[], schemaOf: (id: numb
   }
 }
 
-/** The keyless tombstones that carry skipped truncates, decoded from their header as Sluice's sinks do. */
-function truncatesOf(records: readonly Decoded[], topic: string): Decoded[] {
-  const tombstones = records.filter((r) => r.topic === topic && r.value === null && r.key === null);
-  for (const tombstone of tombstones) assert.ok(tombstone.headers["sluice.truncate"], `${topic}@${tombstone.offset}: a keyless tombstone carries a truncate`);
-  return tombstones;
+/** A table's truncates: none in its data topic (no keyless record there), all in the control topic, naming the data topic. */
+function truncatesOf(records: readonly Decoded[], topic: string, control: string): Json[] {
+  assert.ok(!records.some((r) => r.topic === topic && r.key === null), `${topic}: no keyless record (truncates are in ${control})`);
+  return records.filter((r) => r.topic === control && r.headers["sluice.topic"]?.toString() === topic).map((r) => r.value!);
 }
 
 function snapshotMarkers(records: readonly Decoded[]): string[] {
@@ -179,8 +182,8 @@ describe("PostgreSQL topics read as Debezium's", () => {
   const config = {
     name: deployment,
     sources: [pgSourceConfig(source, [`${schema}.*`], { transaction_metadata: true })],
-    // Not compacted: on a compacted topic a truncate must stay readable for replays, so it is an op t record (docs/topics.md).
-    topics: { kind: "embedded", path: join(dir, "log.db"), retention: { cleanup_policy: "delete" } },
+    // The default cleanup policy (compact): truncates go to the control topic.
+    topics: { kind: "embedded", path: join(dir, "log.db") },
     sinks: [{ kind: "duckdb", name: "warehouse", path: join(dir, "warehouse.duckdb"), batch: { max_wait: "100ms" } }],
   };
 
@@ -244,7 +247,7 @@ describe("PostgreSQL topics read as Debezium's", () => {
     const { records, schemaOf } = read;
     const topic = (name: string) => `${prefix}.${schema}.${name}`;
     const of = (name: string) => records.filter((r) => r.topic === topic(name));
-    assertDebeziumEnvelope(records.filter((r) => r.topic !== `${prefix}.transaction`), schemaOf, { docs: ["id", "title", "body"], full_docs: ["id", "title", "body"], items: ["id", "name"] });
+    assertDebeziumEnvelope(records.filter((r) => r.topic !== `${prefix}.transaction` && r.topic !== controlTopic(deployment)), schemaOf, { docs: ["id", "title", "body"], full_docs: ["id", "title", "body"], items: ["id", "name"] });
 
     // Unchanged TOAST: Debezium's placeholder under the default replica identity, the value from before under FULL.
     const docUpdate = of("docs").find((r) => r.value?.op === "u")!;
@@ -290,9 +293,8 @@ describe("PostgreSQL topics read as Debezium's", () => {
     assert.deepEqual({ ...ofTx[0]!.key }, { id: txid });
     assert.ok(read.subjects.includes(`${prefix}.transaction-value`) && read.subjects.includes(`${prefix}.transaction-key`), "the transaction topic's subjects are registered");
 
-    // Truncates: no op t reaches a Debezium consumer; keyless tombstones carry them (the snapshot's reset, then TRUNCATE).
-    const truncates = truncatesOf(records, topic("items"));
-    const carried = await Promise.all(truncates.map(async (r) => (await read.decodeFramed(r.headers["sluice.truncate"]!)).value));
+    // Truncates: no op t reaches a Debezium consumer; the control topic holds them (the snapshot's reset, then TRUNCATE).
+    const carried = truncatesOf(records, topic("items"), controlTopic(deployment));
     assert.deepEqual(
       carried.map((v) => `${String(v.op)}:${String((v.source as Json).snapshot)}`),
       ["t:true", "t:false"],
@@ -340,8 +342,8 @@ describe("MariaDB topics read as Debezium's", () => {
         heartbeat_interval: "1s",
       },
     ],
-    // Not compacted: on a compacted topic a truncate must stay readable for replays, so it is an op t record (docs/topics.md).
-    topics: { kind: "embedded", path: join(dir, "log.db"), retention: { cleanup_policy: "delete" } },
+    // The default cleanup policy (compact): truncates go to the control topic.
+    topics: { kind: "embedded", path: join(dir, "log.db") },
     sinks: [{ kind: "duckdb", name: "warehouse", path: join(dir, "warehouse.duckdb"), batch: { max_wait: "100ms" } }],
   };
 
@@ -384,7 +386,7 @@ describe("MariaDB topics read as Debezium's", () => {
     const read = await readTopics(config, prefix);
     const { records, schemaOf } = read;
     const topic = `${prefix}.${database}.items`;
-    assertDebeziumEnvelope(records, schemaOf, { items: ["id", "name"], tags: ["id", "tag"] });
+    assertDebeziumEnvelope(records.filter((r) => r.topic !== controlTopic(deployment)), schemaOf, { items: ["id", "name"], tags: ["id", "tag"] });
     const items = records.filter((r) => r.topic === topic);
 
     // The source block of binlog events: the server, the file, the rows event, the row in it, the GTID.
@@ -413,8 +415,8 @@ describe("MariaDB topics read as Debezium's", () => {
     assert.equal(tombstone.value, null);
     assert.deepEqual({ ...(await read.decodeFramed(created.headers["__debezium.oldkey"]!)).value }, { id: 1 });
 
-    // Truncates: the snapshot's reset and TRUNCATE TABLE, both keyless tombstones for Debezium consumers.
-    const carried = await Promise.all(truncatesOf(records, topic).map(async (r) => (await read.decodeFramed(r.headers["sluice.truncate"]!)).value));
+    // Truncates: the snapshot's reset and TRUNCATE TABLE, both in the control topic, none in the data topic.
+    const carried = truncatesOf(records, topic, controlTopic(deployment));
     assert.deepEqual(
       carried.map((v) => `${String(v.op)}:${String((v.source as Json).snapshot)}`),
       ["t:true", "t:false"],
