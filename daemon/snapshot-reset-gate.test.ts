@@ -139,3 +139,27 @@ test("a halted table's reset waits; a reset whose partition moved to another mem
   assert.deepEqual(await gate.due(asConsumer(consumer), never), []);
   assert.equal(gate.size, 0);
 });
+
+test("a control record (in the control topic) waits for every partition of its table's data topic, even a data topic of one partition, and for halted tables", async () => {
+  const control = "d.sluice.control";
+  const log = new FakeLog();
+  log.ranges = [{ topic, partition: 0, start: 0n, end: 7n }];
+  const gate = new SnapshotResetGate(log, "g");
+  const positions = new Map<string, bigint>();
+  const consumer = {
+    assignment: () => [{ topic, partition: 0 }, { topic: control, partition: 0 }],
+    position: (t: string, p: number) => positions.get(key(t, p)) ?? null,
+  } as unknown as TopicConsumer;
+  const { change } = reset(0, 0n);
+  const record: StoredRecord = { topic: control, partition: 0, offset: 3n, key: Buffer.from("k"), value: null, timestamp: 0 };
+  assert.equal(await gate.hold(record, { ...change, origin: { topic: control, partition: 0, offset: 3n } }, topic), true, "held although the data topic has one partition");
+  positions.set(key(topic, 0), 6n);
+  assert.deepEqual(await gate.due(consumer, never), [], "the data topic's partition 0 is not applied up to offset 7 yet");
+  positions.set(key(topic, 0), 7n);
+  assert.deepEqual(await gate.due(consumer, (t) => t === topic), [], "its table is halted");
+  const due = await gate.due(consumer, never);
+  assert.deepEqual(due.map((r) => [r.record.topic, r.dataTopic]), [[control, topic]]);
+  const offsets = new Map([[key(control, 0), { topic: control, partition: 0, offset: 4n }]]);
+  gate.holdOffsets(offsets, key);
+  assert.equal(offsets.get(key(control, 0))!.offset, 4n, "nothing waits: the control topic's offset moves on");
+});
