@@ -354,6 +354,9 @@ export class Daemon {
             signal.removeEventListener("abort", end);
             this.captures = [];
             this.releasableSources.clear();
+            // A standby checks nothing (freshness included) until it leads again.
+            for (const checks of this.dataChecks.values()) checks.close();
+            this.dataChecks.clear();
           }
         },
       });
