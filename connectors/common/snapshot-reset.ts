@@ -11,9 +11,10 @@
  * and a big table vanished for minutes). Consumers that apply a topic in order without versions
  * must skip it (op "t" with source.snapshot true): it only removes an interrupted attempt's rows.
  * It is queued before the snapshot ends, so a crash before it is written leaves the snapshot
- * incomplete in the checkpoint and the table is read again, reset included. It goes to one
- * partition only; sinks hold it until every partition is applied past the rows written before it
- * (daemon/snapshot-reset-gate.ts).
+ * incomplete in the checkpoint and the table is read again, reset included. Capture writes it to
+ * the control topic (daemon/control-records.ts), as every truncate, including the one closing an
+ * online snapshot (postgres/incremental-snapshot.ts); sinks hold it until every partition of the
+ * table's data topic is applied past the rows written before it (daemon/snapshot-reset-gate.ts).
  */
 import type { Position } from "../contracts.ts";
 
