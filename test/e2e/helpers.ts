@@ -372,6 +372,8 @@ export async function killAllDaemons(): Promise<void> {
 export async function startReady(dir: string, config: Record<string, unknown>, label: string): Promise<SluiceDaemon> {
   const daemon = await SluiceDaemon.start(dir, config, label);
   await waitFor("every source and sink to be ready", async () => {
+    // Until "sluice started", /status lists no sources or sinks and "every one ready" would hold vacuously.
+    if (!daemon.hasStarted) return false;
     const status = await daemon.status();
     return status.sources.every((s) => s.ready) && status.sinks.every((s) => s.ready);
   }, { daemon, timeoutMs: 90_000 });
