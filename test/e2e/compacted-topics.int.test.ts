@@ -12,11 +12,16 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import avro from "avsc";
 import kafkajs from "kafkajs";
 import type pg from "pg";
+import { configSchema } from "../../config/schema.ts";
 import { EmbeddedTopicLog } from "../../connectors/embedded/embedded-log.ts";
 import { KafkaTopicLog } from "../../connectors/kafka/kafka-log.ts";
 import { testKafkaConfig } from "../../connectors/kafka/kafka-test-config.ts";
+import { controlTopic } from "../../connectors/topics/names.ts";
+import { openTopicLogForCommand } from "../../connectors/topics/open.ts";
+import { openRegistry } from "../../daemon/components.ts";
 import { createLogger } from "../../daemon/logger.ts";
 import { kafka } from "../services/ports.ts";
 import {
@@ -164,9 +169,12 @@ test("embedded log: after compaction (superseded records and tombstones gone), a
     assert.ok(before.tombstones > 0, "deletes wrote tombstones");
     assert.equal(afterCompaction.tombstones, 0, "tombstones older than topics.retention.tombstones are gone");
     assert.deepEqual((await log.partitionOffsets(topic)).map((p) => p.start), [0n], "compaction never moves the first offset");
+    assert.equal((await log.listTopics()).find((s) => s.name === controlTopic(name))?.compacted, true, "the control topic is compacted");
   } finally {
     await log.close();
   }
+  // Compaction kept the table's newest truncate only (the TRUNCATE, not the snapshot's reset before it).
+  assert.deepEqual(assertTruncatesInControlTopic(await opsIn(config, [topic, controlTopic(name)]), topic, controlTopic(name)), ["t"]);
 
   const logText = await addSinkRebuildAndCompare(config, "emb", warehouse, target, table);
   assert.doesNotMatch(logText, /SINK_HISTORY_INCOMPLETE/);
@@ -240,6 +248,68 @@ test("embedded log with cleanup_policy delete: once retention removed records, a
 });
 
 /** Every record the topic holds, read with a throwaway group (a poll comes back empty only at the end). */
+/** Avro longs as bigint (ts_ns is beyond 2^53). */
+const exactLong = avro.types.LongType.__with({
+  fromBuffer: (buffer: Buffer) => buffer.readBigInt64LE(),
+  toBuffer: (value: bigint) => {
+    const buffer = Buffer.alloc(8);
+    buffer.writeBigInt64LE(BigInt(value));
+    return buffer;
+  },
+  fromJSON: (value: number) => BigInt(value),
+  toJSON: (value: bigint) => Number(value),
+  isValid: (value: unknown) => typeof value === "bigint",
+  compare: (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0),
+});
+const typeHook = (schema: unknown) => (schema === "long" || (typeof schema === "object" && schema !== null && (schema as { type?: unknown }).type === "long") ? exactLong : undefined);
+
+/**
+ * The op of every record of each topic (null: a tombstone), decoded as a third-party consumer
+ * decodes them: avsc with the schema registered under the record's id, no Sluice decoder.
+ */
+async function opsIn(config: Record<string, unknown>, topics: readonly string[]): Promise<Map<string, (string | null)[]>> {
+  const parsed = configSchema.parse(config);
+  const log = await openTopicLogForCommand(parsed.topics, parsed.name, createLogger("silent"), "read-only");
+  const { registry } = await openRegistry(parsed, log);
+  const types = new Map<number, avro.Type>();
+  const ops = new Map<string, (string | null)[]>(topics.map((topic) => [topic, []]));
+  try {
+    const consumer = await log.consumer(randomName("ops"), [...topics]);
+    try {
+      const ends = new Map<string, bigint>();
+      for (const topic of topics) for (const end of await log.endOffsets(topic)) ends.set(`${topic}:${end.partition}`, end.offset);
+      const done = () => [...ends].every(([key, end]) => end === 0n || (consumer.position(key.slice(0, key.lastIndexOf(":")), Number(key.slice(key.lastIndexOf(":") + 1))) ?? -1n) >= end);
+      while (!done()) {
+        for (const record of await consumer.poll({ maxRecords: 10_000, maxBytes: 2 ** 26, maxWaitMs: 200 })) {
+          if (record.value === null) {
+            ops.get(record.topic)!.push(null);
+            continue;
+          }
+          const framed = Buffer.from(record.value);
+          const id = framed.readUInt32BE(1);
+          let type = types.get(id);
+          if (!type) types.set(id, (type = avro.Type.forSchema(JSON.parse(await registry.getById(id)) as avro.Schema, { typeHook: typeHook as never, wrapUnions: "auto" })));
+          ops.get(record.topic)!.push(String((type.fromBuffer(framed.subarray(5)) as { op: unknown }).op));
+        }
+      }
+    } finally {
+      await consumer.close();
+    }
+  } finally {
+    await log.close();
+  }
+  return ops;
+}
+
+/** No op t in the data topic (a Debezium consumer fails on it); the truncates are in the control topic. */
+function assertTruncatesInControlTopic(ops: Map<string, (string | null)[]>, topic: string, control: string): (string | null)[] {
+  assert.ok(ops.get(topic)!.length > 0, `${topic} holds records`);
+  assert.deepEqual(ops.get(topic)!.filter((op) => op === "t"), [], `${topic}: no op t record`);
+  const truncates = ops.get(control)!;
+  assert.ok(truncates.length > 0 && truncates.every((op) => op === "t"), `${control} holds the truncates: ${truncates.join(",")}`);
+  return truncates;
+}
+
 async function countRecords(log: EmbeddedTopicLog, topic: string): Promise<{ records: number; tombstones: number }> {
   const consumer = await log.consumer(randomName("count"), [topic]);
   let records = 0;
@@ -266,7 +336,7 @@ test("Kafka: topics are created compacted with the configured settings; after th
   const config = {
     name,
     sources: [pgSourceConfig(source, [`${schema}.*`])],
-    topics: { kind: "kafka", brokers: [...kafka.brokers], partitions: 2, transactions: true, retention: { tombstones: "2h", min_compaction_lag: "1s" } },
+    topics: { kind: "kafka", brokers: [...kafka.brokers], partitions: 3, transactions: true, retention: { tombstones: "2h", min_compaction_lag: "1s" } },
     sinks: [duckSink("warehouse", warehouse)],
   };
   const daemon = await SluiceDaemon.start(dir, config, "kafka");
@@ -318,12 +388,14 @@ test("Kafka: topics are created compacted with the configured settings; after th
       { daemon, timeoutMs: 180_000, intervalMs: 1_000 },
     );
     t.diagnostic(`${kept.records} records kept of ${total} written before the cleaner ran`);
-    assert.deepEqual((await admin.fetchTopicOffsets(topic)).map((p) => p.low), ["0", "0"], "compaction never moves the first offset");
+    assert.deepEqual((await admin.fetchTopicOffsets(topic)).map((p) => p.low), ["0", "0", "0"], "compaction never moves the first offset");
+    assert.equal((await topicConfig(admin, controlTopic(name))).get("cleanup.policy"), "compact", "the control topic is compacted");
     await waitCaughtUp(daemon, client);
     await daemon.stop();
   } finally {
     await admin.disconnect();
   }
+  assertTruncatesInControlTopic(await opsIn(config, [topic, controlTopic(name)]), topic, controlTopic(name));
 
   const logText = await addSinkRebuildAndCompare(config, "kafka", warehouse, target, table);
   assert.doesNotMatch(logText, /SINK_HISTORY_INCOMPLETE/);
