@@ -6,9 +6,11 @@
  *
  * Why a topic of its own: data topics are compacted (a keyless record is refused there and a
  * tombstone is compacted away, bringing truncated rows back on replay), and a Debezium consumer
- * fails on op "t" records. The control topic is compacted and keyed by source and table, so
- * compaction keeps the newest truncate of each table — enough, since sinks drop every row at or
- * below a truncate's version and the newest has the highest. Its value is the op-t envelope,
+ * fails on op "t" records. The control topic is compacted and keyed by source, table and kind
+ * (truncate or snapshot reset), so compaction keeps each table's newest truncate and newest reset
+ * — enough, since sinks drop every row at or below a truncate's version and within a kind the
+ * newest has the highest. Not one key per table: an online snapshot's closing reset is written
+ * after truncates streamed during the snapshot, with a version below theirs. Its value is the op-t envelope,
  * framed with the table's registered value schema; the `sluice.topic` header names the data topic.
  *
  * Sinks read it beside their data topics and hold each record until every partition of the data
@@ -23,7 +25,7 @@ export const CONTROL_TOPIC_HEADER = "sluice.topic";
 export function controlRecord(topic: string, event: ChangeEvent, dataTopic: string, envelope: Uint8Array): ProducedRecord {
   return {
     topic,
-    key: Buffer.from(`${event.schema.source}\u0000${event.schema.schema}.${event.schema.table}`),
+    key: Buffer.from(`${event.schema.source}\u0000${event.schema.schema}.${event.schema.table}\u0000${event.source.snapshot ? "reset" : "truncate"}`),
     value: envelope,
     headers: { [CONTROL_TOPIC_HEADER]: Buffer.from(dataTopic) },
     timestamp: event.source.commitTimeMs,
