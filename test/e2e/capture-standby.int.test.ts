@@ -146,7 +146,8 @@ test(`capture standby: kill -9 the leader ${FAILOVERS} times and freeze it once;
   const writing = (async () => {
     while (running) {
       await workload.transaction();
-      await sleep(5);
+      // The long run paces its workload: each failover replays the WAL since the slot's restart point on a shared 2-core machine.
+      await sleep(FAILOVERS > 3 ? 25 : 5);
     }
   })();
   const failovers: number[] = [];
@@ -189,8 +190,9 @@ test(`capture standby: kill -9 the leader ${FAILOVERS} times and freeze it once;
   }
   t.diagnostic(`workload: ${JSON.stringify(workload.counts)}`);
 
-  await waitCaughtUp(leader, client);
-  await waitCaughtUp(sink, client);
+  const catchUp = { timeoutMs: 120_000 + FAILOVERS * 20_000 };
+  await waitCaughtUp(leader, client, catchUp);
+  await waitCaughtUp(sink, client, catchUp);
   for (const def of tables) {
     await waitEqual(`ClickHouse ${def.name}`, async () => expectedFor("clickhouse", def, await readPostgres(client, def)), () => readClickHouse(chDatabase, `${schema}_${def.name}`, def), {
       daemon: sink,
