@@ -9,6 +9,7 @@ import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { SCHEMA_UNSUPPORTED } from "../connectors/sinks/errors.ts";
 import type { OffsetWriteResult, StoredSinkOffset, TransactionalSink } from "../connectors/sinks/contract.ts";
+import { CONTROL_TOPIC_HEADER } from "./control-records.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { createLogger } from "./logger.ts";
 import { SinkRunner } from "./sink-runner.ts";
@@ -63,6 +64,10 @@ class MemorySink implements TransactionalSink {
       if (name === "stubborn") {
         this.stubbornWrites++;
         failures.push({ index, error: new Error("429 es_rejected_execution_exception"), retriable: true });
+        continue;
+      }
+      if (event.op === "t") {
+        for (const [key, row] of this.rows) if (row.schema.table === event.schema.table && row.source.position.change <= event.source.position.change) this.rows.delete(key);
         continue;
       }
       this.rows.set(`${event.schema.table}/${String(event.key["id"])}`, event);
@@ -431,5 +436,21 @@ test("a record whose decoding fails for a transient reason (registry unreachable
   await runUntil(r, () => sink.rows.size === 2);
   assert.deepEqual([...sink.rows.keys()].sort(), ["a/1", "a/2"]);
   assert.equal(r.haltedTables().length, 0);
+  await log.close();
+});
+
+test("a control record of a table whose data topic appeared after the consumer opened is applied after that topic's rows, not skipped", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b", "t.sluice.control"]);
+  const truncate: ChangeEvent = { ...event("b", 0, 20n), op: "t", key: {}, after: null };
+  await log.produce([encode(event("b", 1, 10n)), encode(event("b", 2, 11n))]);
+  await log.produce([{ topic: "t.sluice.control", key: Buffer.from("pg\u0000public.b\u0000truncate"), value: Buffer.from(serializeEvent(truncate)), headers: { [CONTROL_TOPIC_HEADER]: Buffer.from("pg.public.b") }, timestamp: 0 }]);
+  await log.produce([encode(event("b", 3, 30n))]);
+  const sink = new MemorySink();
+  let calls = 0;
+  // The first listing (the consumer opening) does not have table b's topic yet.
+  const topics = async () => (calls++ === 0 ? ["pg.public.a", "t.sluice.control"] : ["pg.public.a", "pg.public.b", "t.sluice.control"]);
+  const r = runner(log, sink, { topics, topicRefreshMs: 60_000 });
+  await runUntil(r, () => sink.rows.has("b/3") && !sink.rows.has("b/1") && !sink.rows.has("b/2"));
+  assert.deepEqual([...sink.rows.keys()].sort(), ["b/3"], "the rows written before the truncate are gone, the newer one stays");
   await log.close();
 });

@@ -425,6 +425,8 @@ export class SinkRunner {
     /** Records left unapplied because an earlier record of their table halted it in this batch. */
     const held: StoredRecord[] = [];
     const undecodable = new Set<string>();
+    /** The topics this sink reads by now, asked for when a control record names a topic the consumer does not read. */
+    let topicsNow: string[] | undefined;
     for (const record of records) {
       if (this.blocked(record.topic)) continue;
       // The consumer's position, not offset + 1: with Kafka transactions it steps past commit markers.
@@ -450,8 +452,14 @@ export class SinkRunner {
       const change = { event, origin: { topic: record.topic, partition: record.partition, offset: record.offset } };
       const controlled = controlledTopic(record);
       if (controlled !== null) {
-        // Another sink's table (its topic is not read here); else held until its data topic is applied up to here.
-        if (this.readTopics.has(controlled) && !(await this.resets.hold(record, change, controlled))) {
+        if (!this.readTopics.has(controlled)) {
+          // Another sink's table; or a table whose data topic appeared since the consumer opened: read it too (the record, held, is read again then).
+          topicsNow ??= await this.options.topics();
+          if (!topicsNow.includes(controlled)) continue;
+          this.reopen = true;
+        }
+        // Held until its data topic is applied up to here.
+        if (!(await this.resets.hold(record, change, controlled))) {
           changes.push(change);
           changeRecords.push(record);
         }
