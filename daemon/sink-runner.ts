@@ -312,6 +312,8 @@ export class SinkRunner {
   private async consume(stop: AbortSignal): Promise<void> {
     const topics = await this.options.topics();
     if (topics.length === 0) {
+      // Nothing to read yet (no table has a topic): waiting for the first one is this sink's steady state, so it is ready.
+      this.running = true;
       await sleep(this.options.topicRefreshMs ?? 2_000, stop).catch(() => undefined);
       return;
     }
