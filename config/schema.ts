@@ -167,6 +167,12 @@ const snapshot = z
       .describe("initial: snapshot the tables once before streaming; never: stream only; when-needed: snapshot when no usable checkpoint exists"),
     parallelism: z.number().int().min(1).max(64).default(2).describe("Tables read at the same time"),
     chunk_rows: z.number().int().min(1).default(10_000).describe("Rows per primary-key chunk"),
+    method: z
+      .enum(["exported", "online"])
+      .optional()
+      .describe(
+        "PostgreSQL initial snapshot (default exported): exported: every table inside the slot's exported snapshot (consistent across tables; a crash starts it over); online: stream at once and read each table with online snapshots (progress kept per chunk, a crash resumes; every table needs a primary key or replica identity index). docs/snapshots.md",
+      ),
     signal_table: z
       .string()
       .regex(/^[A-Za-z0-9_$-]+\.[A-Za-z0-9_$-]+$/, { error: 'expected "schema.table"' })

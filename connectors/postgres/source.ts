@@ -188,7 +188,9 @@ export class PostgresSource implements Source {
     this.failure = null;
     this.acks.reset();
     this.ackedFlush = 0n;
-    this.ledger = new SnapshotLedger(decodeResume(from?.position.resume).tasks);
+    // A reconnect keeps the requests not yet stored with a checkpoint (a backfill queued just before the connection dropped).
+    const restored = decodeResume(from?.position.resume).tasks;
+    this.ledger = new SnapshotLedger([...restored, ...this.ledger.tasks.filter((t) => !restored.some((r) => r.id === t.id))]);
     try {
       await this.setUp(from, signal);
     } catch (error) {
@@ -270,7 +272,8 @@ export class PostgresSource implements Source {
       this.ledger = new SnapshotLedger([]);
       if (plan.dropExisting) await dropSlot(catalog, names);
       const snapshotTables = publication?.allTables ? tables : tables.filter((t) => published.has(`${t.schema}.${t.table}`));
-      await this.startSnapshot(server, snapshotTables, published);
+      if (config.snapshot.method === "online") await this.startOnlineInitialSnapshot(server, snapshotTables);
+      else await this.startSnapshot(server, snapshotTables, published);
     }
   }
 
@@ -442,6 +445,21 @@ export class PostgresSource implements Source {
     return filled;
   }
 
+  /**
+   * snapshot.method online: no exported snapshot; the stream starts at the new slot's consistent
+   * point and every table is read by an online snapshot, whose progress rides in the checkpoints,
+   * so a crash resumes at the next chunk instead of starting over. Every table must have a chunk key.
+   */
+  private async startOnlineInitialSnapshot(server: ServerInfo, tables: readonly TableRef[]): Promise<void> {
+    const { consistentPoint } = await this.createSlot(server, false);
+    this.pendingStream = { startLsn: consistentPoint, flushedLsn: consistentPoint, skipThrough: null };
+    this.phase = "streaming";
+    await this.startStream();
+    const ordered = [...tables].sort((a, b) => b.estimatedRows - a.estimatedRows);
+    for (const ref of ordered) await this.snapshots.request(`${ref.schema}.${ref.table}`, null, "initial");
+    this.logger.info({ tables: ordered.length, slot: this.names.slot }, "initial snapshot queued as online snapshots (snapshot.method online)");
+  }
+
   /** Tables just added to the publication: their rows predate their capture, an online snapshot reads them. */
   private async backfill(added: readonly TableRef[]): Promise<void> {
     if (added.length === 0) return;
@@ -451,10 +469,18 @@ export class PostgresSource implements Source {
     }
     for (const ref of added) {
       const table = `${ref.schema}.${ref.table}`;
-      try {
-        await this.snapshots.request(table, null, "table-added");
-      } catch (error) {
-        this.logger.error({ table, err: (error as Error).message }, "table added to the publication cannot be backfilled online; its changes are captured from now on");
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.snapshots.request(table, null, "table-added");
+          break;
+        } catch (error) {
+          if (attempt < 5 && error instanceof SluiceError && error.retriable) {
+            await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+            continue;
+          }
+          this.logger.error({ table, err: (error as Error).message }, `table added to the publication cannot be backfilled online (its changes are captured from now on): read it with sluice snapshot --table ${table} --execute`);
+          break;
+        }
       }
     }
   }
