@@ -118,6 +118,17 @@ async function waitFor(what: string, condition: () => boolean | Promise<boolean>
   }
 }
 
+/** Stops pumps and closes their sources, whatever failed: a pump left running would reconnect its closed source forever. */
+async function stopPumps(pumps: readonly Pump[], sources: readonly PostgresSource[]): Promise<void> {
+  for (const state of pumps) state.stop = true;
+  // A stopped pump's pending read fails with SOURCE_CLOSED once its source closes: that is expected here.
+  const stopped = pumps.map((state) => state.done.catch(() => undefined));
+  for (const source of sources) await source.close();
+  await Promise.all(stopped);
+  // A pump may have reconnected its source just before it saw the stop.
+  for (const source of sources) await source.close();
+}
+
 /** Random small transactions on `table` until stopped: updates, deletes and inserts across the whole key range. */
 async function workload(table: string, stop: { stopped: boolean }): Promise<number> {
   const client = new pg.Client(postgres);
@@ -189,10 +200,7 @@ test("an online snapshot under concurrent updates, deletes and inserts yields th
     assert.ok(changes > 0, "the workload ran during the snapshot");
     await caughtUp(state);
   } finally {
-    state.stop = true;
-    await admin.query("SELECT pg_logical_emit_message(false, 'test', 'wake')");
-    await state.done.catch(() => undefined);
-    await source.close();
+    await stopPumps([state], [source]);
   }
   await assertSameRows("items", fold);
   const progress = source.snapshotProgress().find((p) => p.table === `${schema}.items`);
@@ -200,61 +208,17 @@ test("an online snapshot under concurrent updates, deletes and inserts yields th
   assert.ok((progress?.rowsDone ?? 0) >= ROWS * 0.9, `rows done ${progress?.rowsDone}`);
 });
 
-test("a table added to the config later joins the publication Sluice owns and is backfilled online", async () => {
-  const added = randomName("added");
-  await admin.query(`CREATE SCHEMA "${added}"`);
-  const c = sourceConfig({ tables: [`${added}.*`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 700 }, heartbeat_interval: 500 });
-  configs.push(c);
-  const opened: PostgresSource[] = [];
-  try {
-    await admin.query(`CREATE TABLE "${added}".first (id int PRIMARY KEY, v int NOT NULL, note text)`);
-    await admin.query(`INSERT INTO "${added}".first VALUES (1, 1, 'one')`);
-    const first = newSource(c);
-    opened.push(first);
-    await first.connect(null, AbortSignal.timeout(30_000));
-    const fold = new Fold("later");
-    const initial = pump(first, fold, () => false);
-    await waitFor("the initial snapshot", () => initial.checkpoint !== null && initial.checkpoint.position.resume === undefined);
-    initial.stop = true;
-    await initial.done;
-    await first.close();
-
-    // Added while Sluice is down; the config's pattern already names it.
-    await admin.query(`CREATE TABLE "${added}".later (id int PRIMARY KEY, v int NOT NULL, note text)`);
-    await admin.query(`INSERT INTO "${added}".later SELECT i, i, 'n' || i FROM generate_series(1, 5000) i`);
-    const second = newSource(c);
-    opened.push(second);
-    await second.connect(initial.checkpoint, AbortSignal.timeout(30_000));
-    const published = await admin.query(`SELECT tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1`, [c.publication]);
-    assert.deepEqual(published.rows.map((r: { tablename: string }) => r.tablename), ["first", "later"]);
-    const state = pump(second, fold);
-    await admin.query(`UPDATE "${added}".later SET v = -v WHERE id % 3 = 0`);
-    await waitFor("the backfill to read every row", () => fold.reads.size === 5000, 120_000);
-    await waitFor("the backfill to finish", () => state.checkpoint !== null && decodeResume(state.checkpoint.position.resume).tasks.length === 0, 120_000);
-    await caughtUp(state);
-    state.stop = true;
-    await admin.query("SELECT pg_logical_emit_message(false, 'test', 'wake')");
-    await state.done;
-    await second.close();
-    const rows = await admin.query<{ id: string; v: string }>(`SELECT id, v FROM "${added}".later ORDER BY id`);
-    const visible = fold.visible();
-    assert.equal(visible.size, rows.rows.length);
-    assert.ok(rows.rows.every((r) => visible.get(r.id)?.["v"] === Number(r.v)), "every row of the added table, with its latest value");
-  } finally {
-    for (const source of opened) await source.close();
-    await admin.query(`DROP SCHEMA "${added}" CASCADE`);
-  }
-});
-
 test("a crash mid-snapshot resumes at the next chunk: rows read twice are at most one chunk", async () => {
   const c = config();
   const fold = new Fold("resumed");
   const first = newSource(c);
   const second = newSource(c);
+  const pumps: Pump[] = [];
   try {
   await first.connect(null, AbortSignal.timeout(30_000));
   // Reading stops after a few chunks (the snapshot cannot run ahead of what is read: it stalls).
   const state = pump(first, fold, () => fold.reads.size >= CHUNK * 4);
+  pumps.push(state);
   await first.snapshots.request(`${schema}.resumed`, null, "test");
   await state.done;
   // The crash: nothing after the last acknowledged batch counts; the process and its memory are gone.
@@ -267,6 +231,7 @@ test("a crash mid-snapshot resumes at the next chunk: rows read twice are at mos
   const readsBefore = new Map(fold.reads);
   await second.connect(checkpoint, AbortSignal.timeout(30_000));
   const resumed = pump(second, fold);
+  pumps.push(resumed);
   await waitFor("the resumed snapshot to finish", () => resumed.checkpoint !== null && decodeResume(resumed.checkpoint.position.resume).tasks.length === 0, 300_000);
   await caughtUp(resumed);
   resumed.stop = true;
@@ -281,8 +246,62 @@ test("a crash mid-snapshot resumes at the next chunk: rows read twice are at mos
   assert.equal(fold.reads.size, ROWS, "every row was read");
   await assertSameRows("resumed", fold);
   } finally {
+    await stopPumps(pumps, [first, second]);
+  }
+});
+
+test("a table added to the config later joins the publication Sluice owns and is backfilled online", async () => {
+  const added = randomName("added");
+  await admin.query(`CREATE SCHEMA "${added}"`);
+  const c = sourceConfig({ tables: [`${added}.*`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 700 }, heartbeat_interval: 500 });
+  configs.push(c);
+  const opened: PostgresSource[] = [];
+  const pumps: Pump[] = [];
+  try {
+    await admin.query(`CREATE TABLE "${added}".first (id int PRIMARY KEY, v int NOT NULL, note text)`);
+    await admin.query(`INSERT INTO "${added}".first VALUES (1, 1, 'one')`);
+    const first = newSource(c);
+    opened.push(first);
+    await first.connect(null, AbortSignal.timeout(30_000));
+    const fold = new Fold("later");
+    const initial = pump(first, fold, () => false);
+    pumps.push(initial);
+    await waitFor("the initial snapshot", () => initial.checkpoint !== null && initial.checkpoint.position.resume === undefined);
+    initial.stop = true;
+    await initial.done;
     await first.close();
+
+    // Added while Sluice is down; the config's pattern already names it.
+    await admin.query(`CREATE TABLE "${added}".later (id int PRIMARY KEY, v int NOT NULL, note text)`);
+    await admin.query(`INSERT INTO "${added}".later SELECT i, i, 'n' || i FROM generate_series(1, 5000) i`);
+    const second = newSource(c);
+    opened.push(second);
+    await second.connect(initial.checkpoint, AbortSignal.timeout(30_000));
+    const published = await admin.query(`SELECT tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1`, [c.publication]);
+    assert.deepEqual(published.rows.map((r: { tablename: string }) => r.tablename), ["first", "later"]);
+    const state = pump(second, fold);
+    pumps.push(state);
+    // Updates while the backfill reads: a row updated inside its chunk's window comes as the stream's
+    // update, not as a snapshot read (the stream carries the newer value), so not every row is "read".
+    const finished = () => state.checkpoint !== null && decodeResume(state.checkpoint.position.resume).tasks.length === 0;
+    for (let round = 0; round < 20 && (round === 0 || !finished()); round++) {
+      for (let from = 0; from < 5000; from += 100) await admin.query(`UPDATE "${added}".later SET v = -v WHERE id % 3 = 0 AND id > $1 AND id <= $2`, [from, from + 100]);
+    }
+    await waitFor("the backfill to finish", finished, 120_000);
+    await caughtUp(state);
+    state.stop = true;
+    await admin.query("SELECT pg_logical_emit_message(false, 'test', 'wake')");
+    await state.done;
     await second.close();
+    const rows = await admin.query<{ id: string; v: string }>(`SELECT id, v FROM "${added}".later ORDER BY id`);
+    const visible = fold.visible();
+    assert.equal(visible.size, rows.rows.length);
+    assert.ok(rows.rows.every((r) => visible.get(r.id)?.["v"] === Number(r.v)), "every row of the added table, with its latest value");
+    const unread = rows.rows.map((r) => Number(r.id)).filter((id) => !fold.reads.has(String(id)));
+    assert.deepEqual(unread.filter((id) => id % 3 !== 0), [], "every row is read, except rows the stream updated during their chunk's window");
+  } finally {
+    await stopPumps(pumps, opened);
+    await admin.query(`DROP SCHEMA "${added}" CASCADE`);
   }
 });
 
@@ -318,10 +337,7 @@ test("the signal table queues an online snapshot where the command line cannot r
     await waitFor("the signal rows to be deleted", async () => (await admin.query(`SELECT id FROM ${q("sluice_signals")}`)).rows.length === 0, 60_000);
     assert.deepEqual(source.snapshots.list().failed, [], "refused signals are not snapshots that failed");
   } finally {
-    state.stop = true;
-    await admin.query("SELECT pg_logical_emit_message(false, 'test', 'wake')");
-    await state.done;
-    await source.close();
+    await stopPumps([state], [source]);
   }
 });
 
@@ -329,6 +345,7 @@ test("snapshot.method online: the initial snapshot streams at once and reads eve
   const initial = randomName("initial");
   await admin.query(`CREATE SCHEMA "${initial}"`);
   const opened: PostgresSource[] = [];
+  const pumps: Pump[] = [];
   const c = sourceConfig({ tables: [`${initial}.*`], snapshot: { mode: "initial", method: "online", parallelism: 1, chunk_rows: 500 }, heartbeat_interval: 500 });
   configs.push(c);
   try {
@@ -343,6 +360,7 @@ test("snapshot.method online: the initial snapshot streams at once and reads eve
     opened.push(first);
     await first.connect(null, AbortSignal.timeout(30_000));
     const interrupted = pump(first, both, () => folds.a.reads.size + folds.b.reads.size >= 3000);
+    pumps.push(interrupted);
     await interrupted.done;
     await first.close();
     const durable = decodeResume(interrupted.checkpoint!.position.resume).tasks;
@@ -356,6 +374,7 @@ test("snapshot.method online: the initial snapshot streams at once and reads eve
     const slotAfter = await admin.query(`SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = $1`, [c.slot]);
     assert.equal(Number(slotAfter.rows[0].n), 1, "the same slot: no new one for a new snapshot");
     const resumed = pump(second, both);
+    pumps.push(resumed);
     await waitFor("both tables read", () => resumed.checkpoint !== null && decodeResume(resumed.checkpoint.position.resume).tasks.length === 0, 120_000);
     await caughtUp(resumed);
     resumed.stop = true;
@@ -369,7 +388,7 @@ test("snapshot.method online: the initial snapshot streams at once and reads eve
       assert.ok(twice <= 500, `table ${table}: ${twice} rows read twice`);
     }
   } finally {
-    for (const source of opened) await source.close();
+    await stopPumps(pumps, opened);
     await admin.query(`DROP SCHEMA "${initial}" CASCADE`);
   }
 });
