@@ -120,3 +120,24 @@ test("any other failure of a term stops the capture for good (it is reported, no
   lease!.grant(true);
   await assert.rejects(running, /slot gone/);
 });
+
+test("a term failing on an outage (a retriable error, e.g. Kafka unavailable) is waited out: the next term leads again", async () => {
+  let lease: FakeLease | null = null;
+  let terms = 0;
+  const stop = new AbortController();
+  const leadership = new CaptureLeadership({
+    logger: createLogger("silent"),
+    newLease: (onChange) => (lease = new FakeLease(onChange)),
+    lead: async (signal) => {
+      terms++;
+      if (terms === 1) throw new SluiceError("Kafka unavailable during fetch offsets", { code: "KAFKA_UNAVAILABLE", retriable: true, context: { component: "kafka" } });
+      await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+    },
+  });
+  const running = leadership.run(stop.signal);
+  await until(() => lease !== null);
+  lease!.grant(true);
+  await until(() => terms === 2 && leadership.role() === "leader");
+  stop.abort();
+  await running;
+});

@@ -7,8 +7,12 @@
  * leaves the lease's group and joins again as the newest candidate, so it never takes the lease
  * back by claiming a term it has lost.
  */
-import { SluiceError } from "../connectors/errors.ts";
+import { isRetriable, SluiceError } from "../connectors/errors.ts";
+import { backoffDelay, sleep } from "./backoff.ts";
 import type { Logger } from "./logger.ts";
+
+/** Backoff between terms that failed on an outage (e.g. Kafka unavailable while the term opened its registry). */
+const TERM_RETRY = { initialMs: 500, maxMs: 30_000 };
 
 export interface LeaseHandle {
   held(): boolean;
@@ -58,6 +62,7 @@ export class CaptureLeadership {
       this.wake?.();
     };
     stop.addEventListener("abort", onStop, { once: true });
+    let failedTerms = 0;
     try {
       await this.candidate();
       while (!stop.aborted) {
@@ -71,19 +76,31 @@ export class CaptureLeadership {
         this.terms++;
         logger.info({ waitedMs: Date.now() - this.standbySince, term: this.terms }, "capture lease held: this process leads the capture now, from the last durable checkpoint");
         let fenced = false;
+        let outage = false;
         try {
           await this.options.beforeLead?.(term.signal);
           await this.options.lead(term.signal);
+          failedTerms = 0;
         } catch (error) {
-          if (!isFenced(error)) throw error;
-          fenced = true;
-          logger.warn({ err: error.toLog() }, "capture fenced: another process leads the capture now (it registered the capture's transactional id); standing by");
+          if (isFenced(error)) {
+            fenced = true;
+            logger.warn({ err: error.toLog() }, "capture fenced: another process leads the capture now (it registered the capture's transactional id); standing by");
+          } else if (isRetriable(error) && !stop.aborted) {
+            // An outage is waited out: the next term starts again from the last durable checkpoint.
+            outage = true;
+            const delayMs = backoffDelay(TERM_RETRY, failedTerms++);
+            logger.warn({ err: error instanceof SluiceError ? error.toLog() : String(error), delayMs }, `capture term failed on an outage; leading again in ${delayMs} ms`);
+            await sleep(delayMs, stop).catch(() => undefined);
+          } else {
+            throw error;
+          }
         } finally {
           this.term = null;
           this.roleNow = "standby";
           this.standbySince = Date.now();
         }
         if (stop.aborted) break;
+        if (outage) continue;
         if (fenced || this.lease?.held()) {
           // A term that ended while the lease still looks held was fenced: join again as the newest candidate.
           await this.lease?.close();
