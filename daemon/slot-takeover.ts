@@ -27,7 +27,8 @@ export async function takeOverSlots(config: SluiceConfig, selection: RunSelectio
     try {
       await client.connect();
       const ended = await client.query<{ pid: string }>(
-        "SELECT active_pid::text AS pid FROM pg_replication_slots WHERE slot_name = $1 AND active AND active_pid IS DISTINCT FROM pg_backend_pid() AND pg_terminate_backend(active_pid)",
+        // The holder is found first (a materialized CTE): in one WHERE, PostgreSQL may call pg_terminate_backend on other slots' walsenders before the name test.
+        "WITH holder AS MATERIALIZED (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND active AND active_pid IS DISTINCT FROM pg_backend_pid()) SELECT active_pid::text AS pid FROM holder WHERE pg_terminate_backend(active_pid)",
         [slot],
       );
       for (const row of ended.rows) logger.warn({ source: source.name, slot, pid: Number(row.pid) }, "ended the former capture leader's walsender, which still held the replication slot");
