@@ -408,15 +408,20 @@ export class SinkRunner {
       await retry(() => sink.storeOffsets(adopted, stop), { ...this.options.retry, signal: stop });
       this.logger.info({ topics: [...new Set(adopted.map((o) => o.topic))] }, `sink ${sink.name}: stored offsets had no topic identity (written by an older Sluice); bound them to the topics the log holds now`);
     }
+    const behind: TopicPartitionOffset[] = [];
     for (const offset of resume) {
       try {
         await consumer.seek(offset.topic, offset.partition, { kind: "offset", offset: offset.offset });
+        if (groupOffsets.get(key(offset)) !== offset.offset) behind.push(offset);
       } catch (error) {
         // Another member holds it now (its records are that member's); if it comes here later, its group offset is at or before the target's, and re-applying is idempotent.
         if (!(error instanceof SluiceError && error.code === "PARTITION_NOT_ASSIGNED")) throw error;
         this.logger.debug({ topic: offset.topic, partition: offset.partition }, "partition not assigned to this member; not seeking it");
       }
     }
+    // The group's offsets (lag, replay planning) follow the target's at once: a partition with no new records
+    // (e.g. the control topic after a rebuild moved the target's offsets) would otherwise show lag for ever.
+    if (behind.length > 0) await retry(() => consumer.commit(behind), { ...this.options.retry, signal: stop, maxAttempts: 3 });
   }
 
   private async applyBatch(consumer: TopicConsumer, records: StoredRecord[], stop: AbortSignal): Promise<void> {

@@ -60,10 +60,7 @@ after(async () => {
   removeDir(dir);
 });
 
-// KNOWN OPEN (issue 12/14): since the control topic, the sink's lagRecords stays at 1 after the rebuild onto a replaced
-// log, so this test times out; it runs with SLUICE_E2E_KNOWN_OPEN=1 until that is fixed.
-const RUN = process.env["SLUICE_E2E_KNOWN_OPEN"] === "1";
-(RUN ? test : test.todo)("a replaced embedded log file: the sink refuses instead of skipping, the daemon keeps running, a rebuild brings DuckDB back to PostgreSQL", { timeout: 300_000 }, async (t) => {
+test("a replaced embedded log file: the sink refuses instead of skipping, the daemon keeps running, a rebuild brings DuckDB back to PostgreSQL", { timeout: 300_000 }, async (t) => {
   const rng = new Rng();
   t.diagnostic(`seed ${rng.seed}`);
   const workload = new Workload(client, workloadTables(tables), rng, { negativeZero: false, enumLabels: ENUM_LABELS });
