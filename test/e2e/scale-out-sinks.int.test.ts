@@ -99,8 +99,10 @@ async function waitForSplit(daemon: SluiceDaemon, expected: readonly SluiceDaemo
       seen = await instances(daemon);
       const sinks = seen.filter((i) => i.roles.includes("sinks"));
       if (sinks.length !== expected.length || !ids.every((id) => sinks.some((i) => i.id.endsWith(id)))) return false;
-      const partitions = sinks.flatMap((i) => i.sinks.flatMap((s) => s.partitions));
-      const each = sinks.map((i) => i.sinks[0]?.partitions.length ?? 0);
+      // The tables' topics only: the deployment's control topic (one partition) goes to one of them besides.
+      const dataPartitions = (i: Instance) => (i.sinks[0]?.partitions ?? []).filter((p) => p.includes(`.${schema}.`));
+      const partitions = sinks.flatMap(dataPartitions);
+      const each = sinks.map((i) => dataPartitions(i).length);
       return partitions.length === topics * PARTITIONS && new Set(partitions).size === partitions.length && each.every((n) => n > 0) && seen;
     },
     { daemon, timeoutMs: 120_000, intervalMs: 500, lastSeen: () => seen },
