@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import type { ProducedRecord } from "../connectors/topics/contract.ts";
-import { createLogger } from "../daemon/logger.ts";
+import { createLogger } from "../runtime/logger.ts";
 
 const { values } = parseArgs({ options: { records: { type: "string", default: "1000000" }, keys: { type: "string", default: "50000" } } });
 const total = Number(values.records);

@@ -17,7 +17,7 @@ import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import { KafkaTopicLog } from "../connectors/kafka/kafka-log.ts";
 import type { ProducedRecord, TopicLog } from "../connectors/topics/contract.ts";
 import { partitionForKey } from "../connectors/topics/partitioner.ts";
-import { createLogger } from "../daemon/logger.ts";
+import { createLogger } from "../runtime/logger.ts";
 import { kafka as kafkaService } from "../test/services/ports.ts";
 
 const { values } = parseArgs({

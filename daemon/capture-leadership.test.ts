@@ -9,7 +9,7 @@ import { test } from "node:test";
 import { SluiceError } from "../connectors/errors.ts";
 import { CaptureLeadership } from "./capture-leadership.ts";
 import type { LeaseHandle } from "./capture-leadership.ts";
-import { createLogger } from "./logger.ts";
+import { createLogger } from "../runtime/logger.ts";
 
 class FakeLease implements LeaseHandle {
   heldNow = false;

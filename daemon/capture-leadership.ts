@@ -8,8 +8,8 @@
  * back by claiming a term it has lost.
  */
 import { isRetriable, SluiceError } from "../connectors/errors.ts";
-import { backoffDelay, sleep } from "./backoff.ts";
-import type { Logger } from "./logger.ts";
+import { backoffDelay, sleep } from "../runtime/backoff.ts";
+import type { Logger } from "../runtime/logger.ts";
 
 /** Backoff between terms that failed on an outage (e.g. Kafka unavailable while the term opened its registry). */
 const TERM_RETRY = { initialMs: 500, maxMs: 30_000 };

@@ -5,7 +5,7 @@ import { ConnectionError, SluiceError } from "../connectors/errors.ts";
 import { CapturePipeline } from "./capture.ts";
 import type { ChangeEncoder } from "./capture.ts";
 import { deserializeEvent } from "./event-json.ts";
-import { createLogger } from "./logger.ts";
+import { createLogger } from "../runtime/logger.ts";
 import { Writable } from "node:stream";
 
 const silent = createLogger("silent", new Writable({ write: (_c, _e, cb) => cb() }) as never);

@@ -6,9 +6,9 @@ import type { ChangeEvent, Checkpoint, ProducedRecord, Source, SourceBatch, Stor
 import { tableName } from "../connectors/contracts.ts";
 import { formatPosition } from "../connectors/common/position-text.ts";
 import { SluiceError } from "../connectors/errors.ts";
-import { retry } from "./backoff.ts";
-import type { BackoffPolicy } from "./backoff.ts";
-import type { Logger } from "./logger.ts";
+import { retry } from "../runtime/backoff.ts";
+import type { BackoffPolicy } from "../runtime/backoff.ts";
+import type { Logger } from "../runtime/logger.ts";
 import { RECORD_TOO_LARGE, recordBytes } from "../connectors/topics/spec.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { NOT_HALTED } from "./halted.ts";

@@ -17,8 +17,8 @@ import { callDaemon, daemonUrl, refusalHint, unreachableReason } from "./daemon-
 import type { DaemonAnswer } from "./daemon-client.ts";
 import { HALTED_DETAILS, HALTED_USAGE, runHaltedCommand } from "./halted-command.ts";
 import { runSnapshotCommand, SNAPSHOT_DETAILS, SNAPSHOT_USAGE } from "./snapshot-command.ts";
-import { createLogger, stdoutDestination } from "./logger.ts";
-import type { Logger } from "./logger.ts";
+import { createLogger, stdoutDestination } from "../runtime/logger.ts";
+import type { Logger } from "../runtime/logger.ts";
 import { ProgressDisplay } from "./progress-display.ts";
 import { runRebuildCommand } from "./rebuild-command.ts";
 import { runReplayCommand } from "./replay.ts";

@@ -13,7 +13,7 @@ import { AvroChangeEncoder } from "../schema-registry/index.ts";
 import type { ChangeEncoder } from "./capture.ts";
 import { CompactedRecordReader, CompactedRecords } from "./compacted-records.ts";
 import { controlledTopic, controlRecord, controlTopicSpec } from "./control-records.ts";
-import type { Logger } from "./logger.ts";
+import type { Logger } from "../runtime/logger.ts";
 import type { RecordDecoder } from "./sink-runner.ts";
 import { ColumnTransforms } from "./governance/transforms.ts";
 

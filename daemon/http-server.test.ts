@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { request } from "node:http";
 import { connect } from "node:net";
 import { after, before, test } from "node:test";
-import { createLogger } from "./logger.ts";
+import { createLogger } from "../runtime/logger.ts";
 import { HttpServer, readBody, sendJson } from "./http-server.ts";
 
 const LIMIT = 64 * 1024;

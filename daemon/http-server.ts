@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net";
 import { redact } from "../config/redact.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import type { AccessPolicy, Refusal } from "./admin-auth.ts";
-import type { Logger } from "./logger.ts";
+import type { Logger } from "../runtime/logger.ts";
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 /** Handles a whole path prefix (e.g. the schema registry); resolves false when it did not handle the request. */

@@ -10,7 +10,7 @@
 import { randomBytes } from "node:crypto";
 import type { TopicConsumer } from "../connectors/topics/contract.ts";
 import { instancesTopic } from "../connectors/topics/names.ts";
-import type { Logger } from "./logger.ts";
+import type { Logger } from "../runtime/logger.ts";
 
 export interface InstanceReport {
   readonly id: string;

@@ -8,7 +8,7 @@ import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import { KafkaTopicLog } from "../connectors/kafka/kafka-log.ts";
 import { testDeployment, testKafkaConfig } from "../connectors/kafka/kafka-test-config.ts";
 import type { ProducedRecord } from "../connectors/topics/contract.ts";
-import { createLogger } from "./logger.ts";
+import { createLogger } from "../runtime/logger.ts";
 import { describeStaleTombstones, staleTombstones } from "./missed-history.ts";
 
 const logger = createLogger("silent");

@@ -17,7 +17,7 @@ import type { SluiceConfig, SourceConfig } from "../config/schema.ts";
 import type { SchemaRegistry } from "../schema-registry/registry.ts";
 import { encodeFramed } from "../schema-registry/wire-format.ts";
 import type { ChangeEncoder } from "./capture.ts";
-import type { Logger } from "./logger.ts";
+import type { Logger } from "../runtime/logger.ts";
 
 type OutboxConfig = NonNullable<SourceConfig["outbox"]>;
 

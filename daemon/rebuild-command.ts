@@ -9,7 +9,7 @@ import { SluiceError } from "../connectors/errors.ts";
 import { openTopicLogForCommand } from "../connectors/topics/open.ts";
 import { createSink, openRegistry, recordDecoder, sinkGroupName, sinkTopics } from "./components.ts";
 import { callDaemon, refusalHint } from "./daemon-client.ts";
-import type { Logger } from "./logger.ts";
+import type { Logger } from "../runtime/logger.ts";
 import { describeHistoryGaps, historyGaps, isRebuildable, rebuildSink } from "./rebuild.ts";
 import type { RebuildReport } from "./rebuild.ts";
 

@@ -11,7 +11,7 @@ import { isVersionedSink } from "../connectors/sinks/contract.ts";
 import type { RebuildableSink, RebuildRowCounts } from "../connectors/sinks/contract.ts";
 import { controlledTopic } from "./control-records.ts";
 import { partitionKey, rebindOffsets } from "./log-identity.ts";
-import type { Logger } from "./logger.ts";
+import type { Logger } from "../runtime/logger.ts";
 import type { RecordDecoder } from "./sink-runner.ts";
 
 export interface RebuildOptions {

@@ -6,7 +6,7 @@ import { after, before, test } from "node:test";
 import { configSchema } from "../config/schema.ts";
 import type { SluiceConfig } from "../config/schema.ts";
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
-import { createLogger } from "./logger.ts";
+import { createLogger } from "../runtime/logger.ts";
 import { formatPlan, runReplayCommand } from "./replay.ts";
 
 const logger = createLogger("silent");

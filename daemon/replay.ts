@@ -11,8 +11,8 @@ import type { TopicLog } from "../connectors/topics/contract.ts";
 import { sinkGroup } from "../connectors/topics/names.ts";
 import { sinkTopics } from "./components.ts";
 import { openTopicLogForCommand } from "../connectors/topics/open.ts";
-import { createLogger } from "./logger.ts";
-import type { Logger } from "./logger.ts";
+import { createLogger } from "../runtime/logger.ts";
+import type { Logger } from "../runtime/logger.ts";
 
 export type ReplayTarget =
   | { readonly kind: "beginning" }

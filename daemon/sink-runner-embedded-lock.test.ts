@@ -15,7 +15,7 @@ import { Worker } from "node:worker_threads";
 import type { Sink, SinkChange, SinkWriteResult } from "../connectors/contracts.ts";
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import { deserializeEvent } from "./event-json.ts";
-import { createLogger } from "./logger.ts";
+import { createLogger } from "../runtime/logger.ts";
 import { SinkRunner } from "./sink-runner.ts";
 
 const silent = createLogger("silent", new Writable({ write: (_c, _e, cb) => cb() }) as never);
@@ -73,7 +73,7 @@ test("a sink reads and commits while capture holds the embedded log's write lock
   const module = (file: string) => new URL(file, import.meta.url).href;
   const capture = new Worker(CAPTURE, {
     eval: true,
-    workerData: { path, topic: TOPIC, holdMs: HOLD_MS, bigRecords: BIG_RECORDS, bigBytes: BIG_BYTES, logModule: module("../connectors/embedded/embedded-log.ts"), loggerModule: module("./logger.ts"), eventModule: module("./event-json.ts") },
+    workerData: { path, topic: TOPIC, holdMs: HOLD_MS, bigRecords: BIG_RECORDS, bigBytes: BIG_BYTES, logModule: module("../connectors/embedded/embedded-log.ts"), loggerModule: module("../runtime/logger.ts"), eventModule: module("./event-json.ts") },
   });
   const messages: string[] = [];
   const captureDone = new Promise<void>((resolve) => capture.on("exit", () => resolve()));

@@ -18,7 +18,7 @@ import { ConnectionError, SluiceError } from "../connectors/errors.ts";
 import { kafkaError } from "../connectors/kafka/kafka-errors.ts";
 import type { TopicConsumer, TopicLog } from "../connectors/topics/contract.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
-import { createLogger } from "./logger.ts";
+import { createLogger } from "../runtime/logger.ts";
 import { SinkRunner } from "./sink-runner.ts";
 
 const silent = createLogger("silent", new Writable({ write: (_c, _e, cb) => cb() }) as never);

@@ -13,7 +13,7 @@ import { testDeployment, testKafkaConfig } from "../connectors/kafka/kafka-test-
 import { KafkaTopicLog } from "../connectors/kafka/kafka-log.ts";
 import type { OffsetWriteResult, StoredSinkOffset, TransactionalSink } from "../connectors/sinks/contract.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
-import { createLogger } from "./logger.ts";
+import { createLogger } from "../runtime/logger.ts";
 import { SinkRunner } from "./sink-runner.ts";
 
 const logger = createLogger("warn");

@@ -11,7 +11,7 @@ import { SCHEMA_UNSUPPORTED } from "../connectors/sinks/errors.ts";
 import type { OffsetWriteResult, StoredSinkOffset, TransactionalSink } from "../connectors/sinks/contract.ts";
 import { CONTROL_TOPIC_HEADER } from "./control-records.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
-import { createLogger } from "./logger.ts";
+import { createLogger } from "../runtime/logger.ts";
 import { SinkRunner } from "./sink-runner.ts";
 import type { SinkRunnerOptions } from "./sink-runner.ts";
 

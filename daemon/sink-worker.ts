@@ -6,9 +6,9 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { rememberSecrets, secretValues } from "../config/redact.ts";
 import { openTopicLog, sinkWriter } from "../connectors/topics/open.ts";
-import { retry } from "./backoff.ts";
+import { retry } from "../runtime/backoff.ts";
 import { createSink, deadLetterTopic, internalTopicSpec, recordDecoder, sinkGroupName, sinkTopics } from "./components.ts";
-import { createLogger } from "./logger.ts";
+import { createLogger } from "../runtime/logger.ts";
 import { SluiceMetrics } from "./metrics.ts";
 import { isRebuildable, rebuildSink } from "./rebuild.ts";
 import { isQueryable } from "./sink-query.ts";

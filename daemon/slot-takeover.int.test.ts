@@ -13,7 +13,7 @@ import type { SluiceConfig } from "../config/schema.ts";
 import { adminClient, randomName, sourceConfig } from "../connectors/postgres/int-test-support.ts";
 import { captureNames } from "../connectors/postgres/slot-setup.ts";
 import { postgres } from "../test/services/ports.ts";
-import { createLogger } from "./logger.ts";
+import { createLogger } from "../runtime/logger.ts";
 import type { RunSelection } from "./roles.ts";
 import { takeOverSlots } from "./slot-takeover.ts";
 

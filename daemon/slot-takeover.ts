@@ -14,7 +14,7 @@ import pg from "pg";
 import type { PostgresSourceConfig, SluiceConfig } from "../config/schema.ts";
 import { clientConfig } from "../connectors/postgres/connection-settings.ts";
 import { captureNames } from "../connectors/postgres/slot-setup.ts";
-import type { Logger } from "./logger.ts";
+import type { Logger } from "../runtime/logger.ts";
 import type { RunSelection } from "./roles.ts";
 
 export async function takeOverSlots(config: SluiceConfig, selection: RunSelection, logger: Logger, signal: AbortSignal): Promise<void> {

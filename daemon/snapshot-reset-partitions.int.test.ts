@@ -24,7 +24,7 @@ import { testSinkConfig } from "../connectors/sinks/test-config.ts";
 import { randomTableName, tableSchema } from "../connectors/sinks/test-events.ts";
 import { partitionForKey } from "../connectors/topics/partitioner.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
-import { createLogger } from "./logger.ts";
+import { createLogger } from "../runtime/logger.ts";
 import { SinkRunner } from "./sink-runner.ts";
 
 const logger = createLogger(process.env["SLUICE_TEST_LOG"] ?? "silent");

@@ -7,7 +7,7 @@ import { after, test } from "node:test";
 import { loadConfigText } from "../config/load.ts";
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import { LocalRegistry, openMemoryStore } from "../schema-registry/index.ts";
-import { createLogger } from "./logger.ts";
+import { createLogger } from "../runtime/logger.ts";
 import { reportUncompactedTopics } from "./topic-policy.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-topic-policy-"));

@@ -12,7 +12,7 @@ import type { TopicLog } from "../connectors/contracts.ts";
 import type { SchemaRegistry } from "../schema-registry/index.ts";
 import { subjectForTopic } from "../schema-registry/index.ts";
 import { dataTopicSpec, parseDataTopic } from "./components.ts";
-import type { Logger } from "./logger.ts";
+import type { Logger } from "../runtime/logger.ts";
 
 export interface UncompactedTopic {
   readonly topic: string;

@@ -15,7 +15,7 @@ import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import { LocalRegistry, openMemoryStore } from "../schema-registry/index.ts";
 import { captureEncoder, recordDecoder } from "./components.ts";
 import { controlledTopic } from "./control-records.ts";
-import { createLogger } from "./logger.ts";
+import { createLogger } from "../runtime/logger.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-truncate-routing-"));
 after(() => rmSync(dir, { recursive: true, force: true }));

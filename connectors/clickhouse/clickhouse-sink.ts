@@ -13,7 +13,7 @@
  * (consistency.ts).
  */
 import { randomBytes } from "node:crypto";
-import type { Logger } from "../../daemon/logger.ts";
+import type { Logger } from "../../runtime/logger.ts";
 import type { SinkChange, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
 import { isRetriable, SluiceError } from "../errors.ts";

@@ -1,6 +1,6 @@
 /** The ClickHouse sink's configuration: the `kind: clickhouse` section of config/schema.ts, plus what the runtime hands in. */
 import type { SinkConfig } from "../../config/schema.ts";
-import type { Logger } from "../../daemon/logger.ts";
+import type { Logger } from "../../runtime/logger.ts";
 
 export type ClickHouseSinkConfig = Extract<SinkConfig, { kind: "clickhouse" }>;
 

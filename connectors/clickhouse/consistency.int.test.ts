@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, mock, test } from "node:test";
 import { ClickHouseLogLevel, createClient } from "@clickhouse/client";
-import { createLogger } from "../../daemon/logger.ts";
+import { createLogger } from "../../runtime/logger.ts";
 import { clickhouse } from "../../test/services/ports.ts";
 import { SluiceError } from "../errors.ts";
 import type { TargetColumn } from "../sinks/columns.ts";

@@ -1,6 +1,6 @@
 /** The DuckDB sink's configuration: the `kind: duckdb` section of config/schema.ts, plus what the runtime hands in. */
 import type { SinkConfig } from "../../config/schema.ts";
-import type { Logger } from "../../daemon/logger.ts";
+import type { Logger } from "../../runtime/logger.ts";
 
 export type DuckDbSinkConfig = Extract<SinkConfig, { kind: "duckdb" }>;
 

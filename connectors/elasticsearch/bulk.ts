@@ -1,13 +1,13 @@
 /**
  * Bulk requests: operations packed into NDJSON bodies of at most `bulk_bytes`, sent with
- * transient failures retried with jittered backoff (daemon/backoff.ts) — whole requests
+ * transient failures retried with jittered backoff (runtime/backoff.ts) — whole requests
  * (connection errors, 429, 5xx) and single items (429, 5xx) alike — and each item's outcome
  * sorted for the sink: applied, stale (409: the index holds this version or a newer one), still
  * failing after retries (retriable), or rejected (any other error: poison).
  */
 import type { Client } from "@elastic/elasticsearch";
-import { backoffDelay, retry, sleep } from "../../daemon/backoff.ts";
-import type { Logger } from "../../daemon/logger.ts";
+import { backoffDelay, retry, sleep } from "../../runtime/backoff.ts";
+import type { Logger } from "../../runtime/logger.ts";
 import { describeTlsMessage } from "../common/tls-message.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import { errorMessage } from "../sinks/errors.ts";

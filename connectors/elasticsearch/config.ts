@@ -1,6 +1,6 @@
 /** The Elasticsearch sink's configuration: the `kind: elasticsearch` section of config/schema.ts, plus what the runtime hands in. */
 import type { SinkConfig } from "../../config/schema.ts";
-import type { Logger } from "../../daemon/logger.ts";
+import type { Logger } from "../../runtime/logger.ts";
 
 export type ElasticsearchSinkConfig = Extract<SinkConfig, { kind: "elasticsearch" }>;
 

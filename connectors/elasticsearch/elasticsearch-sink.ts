@@ -14,7 +14,7 @@
  * Offsets go to the index `sluice-offsets` after the bulk requests succeeded.
  */
 import { Client } from "@elastic/elasticsearch";
-import type { Logger } from "../../daemon/logger.ts";
+import type { Logger } from "../../runtime/logger.ts";
 import type { SinkChange, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
 import { readTlsFiles } from "../common/tls-files.ts";

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { createLogger } from "../../daemon/logger.ts";
+import { createLogger } from "../../runtime/logger.ts";
 import { missedHistory } from "../../daemon/missed-history.ts";
 import type { ProducedRecord, TopicSpec } from "../topics/contract.ts";
 import { readToEnd } from "../topics/contract-suite.ts";

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, realpathSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import type { TopicsConfig } from "../../config/schema.ts";
-import type { Logger } from "../../daemon/logger.ts";
+import type { Logger } from "../../runtime/logger.ts";
 import type { Checkpoint } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import { decodeCheckpoint, encodeCheckpoint } from "../topics/checkpoint-codec.ts";

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { createLogger } from "../../daemon/logger.ts";
+import { createLogger } from "../../runtime/logger.ts";
 import type { ProducedRecord } from "../topics/contract.ts";
 import { readToEnd } from "../topics/contract-suite.ts";
 import { EmbeddedTopicLog } from "./embedded-log.ts";

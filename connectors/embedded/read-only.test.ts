@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import type { TopicsConfig } from "../../config/schema.ts";
-import { createLogger } from "../../daemon/logger.ts";
+import { createLogger } from "../../runtime/logger.ts";
 import { SluiceError } from "../errors.ts";
 import { openTopicLogForCommand } from "../topics/open.ts";
 import { EmbeddedTopicLog } from "./embedded-log.ts";

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { test } from "node:test";
 import type { Kafka, ProducerBatch } from "kafkajs";
-import { createLogger } from "../../daemon/logger.ts";
+import { createLogger } from "../../runtime/logger.ts";
 import { BatchingProducer } from "./batching-producer.ts";
 import type { BatchingProducerOptions, OutgoingMessage } from "./batching-producer.ts";
 

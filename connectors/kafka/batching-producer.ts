@@ -11,9 +11,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { CompressionTypes, Kafka, Message, Producer } from "kafkajs";
 import { Partitioners } from "kafkajs";
-import type { Logger } from "../../daemon/logger.ts";
-import { backoffDelay } from "../../daemon/backoff.ts";
-import type { BackoffPolicy } from "../../daemon/backoff.ts";
+import type { Logger } from "../../runtime/logger.ts";
+import { backoffDelay } from "../../runtime/backoff.ts";
+import type { BackoffPolicy } from "../../runtime/backoff.ts";
 import { SluiceError } from "../errors.ts";
 import { kafkaError } from "./kafka-errors.ts";
 import { withLinearPartitionGrouping } from "./partition-grouping.ts";

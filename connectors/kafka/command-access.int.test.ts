@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { Kafka, logLevel } from "kafkajs";
-import { createLogger } from "../../daemon/logger.ts";
+import { createLogger } from "../../runtime/logger.ts";
 import { SluiceError } from "../errors.ts";
 import { commandTransactionalId, openTopicLogForCommand } from "../topics/open.ts";
 import { KafkaTopicLog } from "./kafka-log.ts";

@@ -4,7 +4,7 @@ import type { ConnectionOptions } from "node:tls";
 import { Kafka, logLevel } from "kafkajs";
 import type { KafkaConfig, LogEntry, SASLOptions } from "kafkajs";
 import type { TopicsConfig } from "../../config/schema.ts";
-import type { Logger } from "../../daemon/logger.ts";
+import type { Logger } from "../../runtime/logger.ts";
 import { readTlsFiles } from "../common/tls-files.ts";
 import { registerCompressionCodecs } from "./compression.ts";
 

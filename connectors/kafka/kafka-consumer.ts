@@ -5,7 +5,7 @@
  * (the bound plus one fetch response). Offsets are committed only by commit(), never automatically.
  */
 import type { Admin, Consumer, EachBatchPayload, Kafka } from "kafkajs";
-import type { Logger } from "../../daemon/logger.ts";
+import type { Logger } from "../../runtime/logger.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import type { PollOptions, SeekTarget, StoredRecord, TopicConsumer, TopicPartition, TopicPartitionOffset } from "../topics/contract.ts";
 import { kafkaError } from "./kafka-errors.ts";

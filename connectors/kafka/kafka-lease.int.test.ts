@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { Kafka, logLevel } from "kafkajs";
-import { createLogger } from "../../daemon/logger.ts";
+import { createLogger } from "../../runtime/logger.ts";
 import { captureLeaseGroup } from "../topics/names.ts";
 import { chooseHolder } from "./kafka-lease.ts";
 import type { KafkaLease } from "./kafka-lease.ts";

@@ -13,7 +13,7 @@
 import { randomBytes } from "node:crypto";
 import kafkajs from "kafkajs";
 import type { Assigner, Consumer, Kafka } from "kafkajs";
-import type { Logger } from "../../daemon/logger.ts";
+import type { Logger } from "../../runtime/logger.ts";
 
 const { AssignerProtocol } = kafkajs;
 

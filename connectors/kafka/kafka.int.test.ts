@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
 import { after, describe, test } from "node:test";
 import { Kafka } from "kafkajs";
-import { createLogger } from "../../daemon/logger.ts";
+import { createLogger } from "../../runtime/logger.ts";
 import { checkpointTopic, registryTopic } from "../topics/names.ts";
 import { readToEnd, topicLogContractSuite } from "../topics/contract-suite.ts";
 import type { KafkaLogOptions } from "./kafka-log.ts";

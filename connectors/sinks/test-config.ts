@@ -3,8 +3,8 @@
  * and a logger that stays quiet unless SLUICE_TEST_LOG is set.
  */
 import type { SinkConfig } from "../../config/schema.ts";
-import { createLogger } from "../../daemon/logger.ts";
-import type { Logger } from "../../daemon/logger.ts";
+import { createLogger } from "../../runtime/logger.ts";
+import type { Logger } from "../../runtime/logger.ts";
 
 export function testLogger(): Logger {
   return createLogger(process.env["SLUICE_TEST_LOG"] ?? "silent");

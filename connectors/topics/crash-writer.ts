@@ -3,7 +3,7 @@
  * a topic log as fast as it can and prints "acked N" after batch N is acknowledged, until killed.
  * Usage: node crash-writer.ts '<CrashWriterArgs as JSON>'
  */
-import { createLogger } from "../../daemon/logger.ts";
+import { createLogger } from "../../runtime/logger.ts";
 import type { CrashWriterArgs } from "./contract-suite.ts";
 import { CRASH_BASE } from "./crash-base.ts";
 import { openTopicLog } from "./open.ts";

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import type { TopicsConfig } from "../../config/schema.ts";
-import type { Logger } from "../../daemon/logger.ts";
+import type { Logger } from "../../runtime/logger.ts";
 import { EmbeddedTopicLog, embeddedOptionsFromConfig } from "../embedded/embedded-log.ts";
 import type { TopicLog } from "./contract.ts";
 

@@ -12,7 +12,7 @@ import { tableName, UNCHANGED } from "../../connectors/contracts.ts";
 import { SluiceError } from "../../connectors/errors.ts";
 import type { DataCheck, GovernanceConfig } from "../../config/governance.ts";
 import { serializeEvent } from "../event-json.ts";
-import type { Logger } from "../logger.ts";
+import type { Logger } from "../../runtime/logger.ts";
 import { valueText } from "./transforms.ts";
 
 /** Error code of a change refused by a check with action halt (a table-halting code in capture.ts). */

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { EmbeddedTopicLog } from "../../connectors/embedded/embedded-log.ts";
 import { SluiceError } from "../../connectors/errors.ts";
-import { createLogger } from "../logger.ts";
+import { createLogger } from "../../runtime/logger.ts";
 import { decryptValue, encryptValue, isEncrypted, MasterKey, SubjectKeyStore } from "./subject-keys.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-subject-keys-"));

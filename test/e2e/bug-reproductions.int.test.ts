@@ -246,7 +246,7 @@ describe("BUG reproductions: PostgreSQL → Kafka", () => {
     // topics come and go, as other deployments' (and other tests') topics do on a shared broker.
     const { Kafka, logLevel } = await import("kafkajs");
     const { KafkaTopicLog } = await import("../../connectors/kafka/kafka-log.ts");
-    const { createLogger } = await import("../../daemon/logger.ts");
+    const { createLogger } = await import("../../runtime/logger.ts");
     const log = await KafkaTopicLog.open({
       config: { ...config.topics, kind: "kafka", client_id: "sluice-e2e", replication_factor: 1, compression: "none", linger: 5, batch_bytes: 2 ** 20, max_in_flight: 5 } as KafkaTopicsConfig,
       deployment: s.deployment,

@@ -20,7 +20,7 @@ import type { StoredRecord } from "../../connectors/contracts.ts";
 import { openTopicLogForCommand } from "../../connectors/topics/open.ts";
 import { loadConfigFile } from "../../config/load.ts";
 import { openRegistry, recordDecoder } from "../../daemon/components.ts";
-import { createLogger } from "../../daemon/logger.ts";
+import { createLogger } from "../../runtime/logger.ts";
 import { clickhouse, kafka } from "../services/ports.ts";
 import type { TableDef } from "./helpers.ts";
 import {

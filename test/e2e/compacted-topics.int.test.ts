@@ -22,7 +22,7 @@ import { testKafkaConfig } from "../../connectors/kafka/kafka-test-config.ts";
 import { controlTopic } from "../../connectors/topics/names.ts";
 import { openTopicLogForCommand } from "../../connectors/topics/open.ts";
 import { openRegistry } from "../../daemon/components.ts";
-import { createLogger } from "../../daemon/logger.ts";
+import { createLogger } from "../../runtime/logger.ts";
 import { kafka } from "../services/ports.ts";
 import {
   assertTablesEqual,

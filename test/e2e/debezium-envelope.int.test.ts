@@ -25,7 +25,7 @@ import type { StoredRecord } from "../../connectors/contracts.ts";
 import { controlTopic } from "../../connectors/topics/names.ts";
 import { openTopicLog } from "../../connectors/topics/open.ts";
 import { openRegistry } from "../../daemon/components.ts";
-import { createLogger } from "../../daemon/logger.ts";
+import { createLogger } from "../../runtime/logger.ts";
 import { mariadb } from "../services/ports.ts";
 import { dropPostgres, killAllDaemons, pgClient, pgSourceConfig, randomName, removeDir, SluiceDaemon, tempDir, waitFor } from "./helpers.ts";
 

@@ -1308,7 +1308,7 @@ export interface ReadRecord {
 export async function readEmbeddedTopics(path: string, topics: readonly string[], options: { decode?: boolean } = {}): Promise<ReadRecord[]> {
   const { openTopicLog } = await import("../../connectors/topics/open.ts");
   const { openRegistry, recordDecoder } = await import("../../daemon/components.ts");
-  const { createLogger } = await import("../../daemon/logger.ts");
+  const { createLogger } = await import("../../runtime/logger.ts");
   const topicsConfig = { kind: "embedded" as const, path, partitions: 1, retention: { cleanup_policy: "compact" as const, max_age: 0, tombstones: 86_400_000, min_compaction_lag: 0 }, max_record_bytes: 16 * 2 ** 20 };
   const log = await openTopicLog(topicsConfig, "reader", createLogger("silent"));
   try {

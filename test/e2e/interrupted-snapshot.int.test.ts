@@ -18,7 +18,7 @@ import { after, before, test } from "node:test";
 import type pg from "pg";
 import { EmbeddedTopicLog } from "../../connectors/embedded/embedded-log.ts";
 import { controlTopic } from "../../connectors/topics/names.ts";
-import { createLogger } from "../../daemon/logger.ts";
+import { createLogger } from "../../runtime/logger.ts";
 import {
   assertTablesEqual,
   createTableSql,

@@ -16,7 +16,7 @@ import type pg from "pg";
 import { loadConfigFile } from "../../config/load.ts";
 import type { StoredRecord } from "../../connectors/contracts.ts";
 import { openTopicLogForCommand } from "../../connectors/topics/open.ts";
-import { createLogger } from "../../daemon/logger.ts";
+import { createLogger } from "../../runtime/logger.ts";
 import { kafka, mariadb } from "../services/ports.ts";
 import { deleteKafkaDeployment, dropPostgres, killAllDaemons, pgClient, pgSourceConfig, randomName, removeDir, sleep, SluiceDaemon, tempDir, waitFor } from "./helpers.ts";
 
