@@ -10,7 +10,7 @@ import { after, before, test } from "node:test";
 import mysql from "mysql2/promise";
 import type { Connection } from "mysql2/promise";
 import { clickhouse, kafka, mariadb } from "../services/ports.ts";
-import { clickhouseQuery, deleteKafkaDeployment, dropClickHouseDatabase, killAllDaemons, randomName, removeDir, sleep, SluiceDaemon, tempDir, waitFor } from "./helpers.ts";
+import { clickhouseQuery, deleteKafkaDeployment, dropClickHouseDatabase, killAllDaemons, mysqlSourceConfig, randomName, removeDir, sleep, SluiceDaemon, tempDir, waitFor } from "./helpers.ts";
 
 const database = randomName("e2e_standbym");
 const source = randomName("src");
@@ -20,17 +20,7 @@ const dir = tempDir("standby-mysql");
 const config = {
   name: deployment,
   sources: [
-    {
-      kind: "mysql",
-      name: source,
-      host: mariadb.host,
-      port: mariadb.port,
-      user: mariadb.user,
-      password: mariadb.password,
-      server_id: randomInt(10_000, 2 ** 31),
-      tables: [`${database}.*`],
-      heartbeat_interval: "1s",
-    },
+    mysqlSourceConfig(source, [`${database}.*`]),
   ],
   topics: { kind: "kafka", brokers: [...kafka.brokers], partitions: 2, transactions: true, retention: { max_age: 0 } },
   sinks: [{ kind: "clickhouse", name: "warehouse", url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database: chDatabase, batch: { max_rows: 200, max_wait: "100ms" } }],

@@ -6,7 +6,6 @@
  * The verdict must say which, for every table.
  */
 import assert from "node:assert/strict";
-import { randomInt } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -14,7 +13,7 @@ import mysql from "mysql2/promise";
 import type { Connection } from "mysql2/promise";
 import type pg from "pg";
 import { mariadb } from "../services/ports.ts";
-import { dropPostgres, killAllDaemons, pgClient, pgSourceConfig, randomName, removeDir, runSluice, SluiceDaemon, tempDir, waitFor } from "./helpers.ts";
+import { dropPostgres, killAllDaemons, mysqlSourceConfig, pgClient, pgSourceConfig, randomName, removeDir, runSluice, SluiceDaemon, tempDir, waitFor } from "./helpers.ts";
 
 const schema = randomName("e2e_mig");
 const database = randomName("e2e_mig");
@@ -102,7 +101,7 @@ test("check-migration's verdicts match what capture does when the migrations are
     name: deployment,
     sources: [
       pgSourceConfig(pgSource, [`${schema}.*`]),
-      { kind: "mysql", name: mySource, host: mariadb.host, port: mariadb.port, user: mariadb.user, password: mariadb.password, server_id: randomInt(10_000, 2 ** 31), tables: [`${database}.*`], heartbeat_interval: "1s" },
+      mysqlSourceConfig(mySource, [`${database}.*`]),
     ],
     topics: { kind: "embedded", path: join(dir, "log.db") },
     schema_registry: { kind: "builtin", compatibility: "BACKWARD" },

@@ -12,7 +12,7 @@
  * (it applies the truncates and keeps the TOAST value).
  */
 import assert from "node:assert/strict";
-import { randomBytes, randomInt } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import avro from "avsc";
@@ -27,7 +27,7 @@ import { openTopicLog } from "../../connectors/topics/open.ts";
 import { openRegistry } from "../../daemon/components.ts";
 import { createLogger } from "../../runtime/logger.ts";
 import { mariadb } from "../services/ports.ts";
-import { dropPostgres, killAllDaemons, pgClient, pgSourceConfig, randomName, removeDir, SluiceDaemon, tempDir, waitFor } from "./helpers.ts";
+import { dropPostgres, killAllDaemons, mysqlSourceConfig, pgClient, pgSourceConfig, randomName, removeDir, SluiceDaemon, tempDir, waitFor } from "./helpers.ts";
 
 type Json = Record<string, unknown>;
 
@@ -330,17 +330,7 @@ describe("MariaDB topics read as Debezium's", () => {
   const config = {
     name: deployment,
     sources: [
-      {
-        kind: "mysql",
-        name: source,
-        host: mariadb.host,
-        port: mariadb.port,
-        user: mariadb.user,
-        password: mariadb.password,
-        server_id: randomInt(10_000, 2 ** 31),
-        tables: [`${database}.*`],
-        heartbeat_interval: "1s",
-      },
+      mysqlSourceConfig(source, [`${database}.*`]),
     ],
     // The default cleanup policy (compact): truncates go to the control topic.
     topics: { kind: "embedded", path: join(dir, "log.db") },

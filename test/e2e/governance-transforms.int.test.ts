@@ -16,7 +16,7 @@ import type { Connection } from "mysql2/promise";
 import type pg from "pg";
 import { clickhouse, elasticsearch, mariadb } from "../services/ports.ts";
 import type { SluiceDaemon, SourceStatus } from "./helpers.ts";
-import { clickhouseQuery, deleteElasticIndices, dropClickHouseDatabase, dropPostgres, esRequest, killAllDaemons, pgClient, pgSourceConfig, randomName, removeDir, startReady, tempDir, waitFor } from "./helpers.ts";
+import { clickhouseQuery, deleteElasticIndices, dropClickHouseDatabase, dropPostgres, esRequest, killAllDaemons, mysqlSourceConfig, pgClient, pgSourceConfig, randomName, removeDir, startReady, tempDir, waitFor } from "./helpers.ts";
 
 const HASH_KEY = `governance-test-key-${randomInt(1e9)}`;
 const pgSchema = randomName("gov_pg");
@@ -44,18 +44,7 @@ function config(scoreTransform: Record<string, unknown> = transforms): Record<st
     name: deployment,
     sources: [
       pgSourceConfig(pgSource, [`${pgSchema}.*`], { governance: governance(`${pgSchema}.customers`) }),
-      {
-        kind: "mysql",
-        name: mySource,
-        host: mariadb.host,
-        port: mariadb.port,
-        user: mariadb.user,
-        password: mariadb.password,
-        server_id: randomInt(10_000, 2 ** 31),
-        tables: [`${myDatabase}.*`],
-        heartbeat_interval: "1s",
-        governance: governance(`${myDatabase}.customers`),
-      },
+      mysqlSourceConfig(mySource, [`${myDatabase}.*`], { governance: governance(`${myDatabase}.customers`) }),
     ],
     topics: { kind: "embedded", path: join(dir, "log.db") },
     sinks: [

@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, randomBytes, randomInt } from "node:crypto";
 import { createWriteStream, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import type { WriteStream } from "node:fs";
 import { connect, createServer } from "node:net";
@@ -24,7 +24,7 @@ import pg from "pg";
 import type { ChangeEvent } from "../../connectors/contracts.ts";
 import { parseTsv, unescapeField } from "../../connectors/clickhouse/tsv.ts";
 import { decodeJson } from "../../connectors/elasticsearch/json.ts";
-import { clickhouse, elasticsearch, kafka, postgres } from "../services/ports.ts";
+import { clickhouse, elasticsearch, kafka, mariadb, postgres } from "../services/ports.ts";
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const SLUICE = join(REPO, "daemon/sluice.js");
@@ -187,6 +187,22 @@ export function pgSourceConfig(name: string, tablePatterns: string[], extra: Rec
     user: postgres.user,
     password: postgres.password,
     database: postgres.database,
+    tables: tablePatterns,
+    heartbeat_interval: "1s",
+    ...extra,
+  };
+}
+
+/** A MariaDB source on the test server with a server id of its own (replicas of one server need distinct ids). */
+export function mysqlSourceConfig(name: string, tablePatterns: string[], extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    kind: "mysql",
+    name,
+    host: mariadb.host,
+    port: mariadb.port,
+    user: mariadb.user,
+    password: mariadb.password,
+    server_id: randomInt(10_000, 2 ** 31),
     tables: tablePatterns,
     heartbeat_interval: "1s",
     ...extra,

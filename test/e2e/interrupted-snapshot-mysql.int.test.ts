@@ -5,13 +5,12 @@
  * reads every topic from the beginning.
  */
 import assert from "node:assert/strict";
-import { randomInt } from "node:crypto";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import mysql from "mysql2/promise";
 import type { Connection } from "mysql2/promise";
 import { mariadb } from "../services/ports.ts";
-import { assertTablesEqual, killAllDaemons, randomName, readDuckDb, removeDir, SluiceDaemon, tempDir, waitFor } from "./helpers.ts";
+import { assertTablesEqual, killAllDaemons, mysqlSourceConfig, randomName, readDuckDb, removeDir, SluiceDaemon, tempDir, waitFor } from "./helpers.ts";
 import type { CanonicalTable, TableDef } from "./helpers.ts";
 
 const database = randomName("e2e_resnapm");
@@ -39,19 +38,7 @@ const warehouse = { kind: "duckdb", name: "warehouse", path: duckPath, batch: { 
 const config = {
   name: deployment,
   sources: [
-    {
-      kind: "mysql",
-      name: source,
-      host: mariadb.host,
-      port: mariadb.port,
-      user: mariadb.user,
-      password: mariadb.password,
-      server_id: randomInt(10_000, 2 ** 31),
-      tables: [`${database}.*`],
-      heartbeat_interval: "1s",
-      snapshot: { mode: "initial", parallelism: 1, chunk_rows: 20 },
-      max_buffer_bytes: 64 * 1024,
-    },
+    mysqlSourceConfig(source, [`${database}.*`], { snapshot: { mode: "initial", parallelism: 1, chunk_rows: 20 }, max_buffer_bytes: 64 * 1024 }),
   ],
   topics: { kind: "embedded", path: join(dir, "log.db") },
   sinks: [warehouse],

@@ -5,13 +5,12 @@
  * Before, the source stopped with MYSQL_ZERO_DATE and every table with it, again at every start.
  */
 import assert from "node:assert/strict";
-import { randomInt } from "node:crypto";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import mysql from "mysql2/promise";
 import type { Connection } from "mysql2/promise";
 import { mariadb } from "../services/ports.ts";
-import { killAllDaemons, randomName, removeDir, SluiceDaemon, tempDir, waitFor } from "./helpers.ts";
+import { killAllDaemons, mysqlSourceConfig, randomName, removeDir, SluiceDaemon, tempDir, waitFor } from "./helpers.ts";
 import type { SourceStatus } from "./helpers.ts";
 
 const database = randomName("e2e_zero");
@@ -23,18 +22,7 @@ let admin: Connection;
 const config = {
   name: deployment,
   sources: [
-    {
-      kind: "mysql",
-      name: source,
-      host: mariadb.host,
-      port: mariadb.port,
-      user: mariadb.user,
-      password: mariadb.password,
-      server_id: randomInt(10_000, 2 ** 31),
-      tables: [`${database}.*`],
-      heartbeat_interval: "1s",
-      zero_dates: "error",
-    },
+    mysqlSourceConfig(source, [`${database}.*`], { zero_dates: "error" }),
   ],
   topics: { kind: "embedded", path: join(dir, "log.db") },
   sinks: [{ kind: "duckdb", name: "warehouse", path: join(dir, "warehouse.duckdb"), batch: { max_wait: "50ms" } }],

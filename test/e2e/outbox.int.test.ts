@@ -18,7 +18,7 @@ import type { StoredRecord } from "../../connectors/contracts.ts";
 import { openTopicLogForCommand } from "../../connectors/topics/open.ts";
 import { createLogger } from "../../runtime/logger.ts";
 import { kafka, mariadb } from "../services/ports.ts";
-import { deleteKafkaDeployment, dropPostgres, killAllDaemons, pgClient, pgSourceConfig, randomName, removeDir, sleep, SluiceDaemon, tempDir, waitFor } from "./helpers.ts";
+import { deleteKafkaDeployment, dropPostgres, killAllDaemons, mysqlSourceConfig, pgClient, pgSourceConfig, randomName, removeDir, sleep, SluiceDaemon, tempDir, waitFor } from "./helpers.ts";
 
 const schema = randomName("e2e_outbox");
 const database = randomName("e2e_outbox");
@@ -41,18 +41,7 @@ function setup(run: string, topics: (deployment: string) => TopicsConfig) {
       pgSourceConfig(pgSource, [`${schema}.*`], {
         outbox: { tables: [`${schema}.${pgOutbox}`], table_mode: "insert-then-delete", message_prefix: `${prefix}_${run}`, topic: "{deployment}.outbox.{source}.{aggregate_type}" },
       }),
-      {
-        kind: "mysql",
-        name: mySource,
-        host: mariadb.host,
-        port: mariadb.port,
-        user: mariadb.user,
-        password: mariadb.password,
-        server_id: randomInt(10_000, 2 ** 31),
-        tables: [`${database}.*`],
-        heartbeat_interval: "1s",
-        outbox: { tables: [`${database}.outbox_${run}`], topic: "{deployment}.outbox.{source}.{aggregate_type}" },
-      },
+      mysqlSourceConfig(mySource, [`${database}.*`], { outbox: { tables: [`${database}.outbox_${run}`], topic: "{deployment}.outbox.{source}.{aggregate_type}" } }),
     ],
     topics: topics(deployment),
     sinks: [],
