@@ -3,6 +3,7 @@
  * (contracts.ts) and the value avsc encodes. Which database type gets which form is decided in
  * postgres-types.ts and mysql-types.ts; docs/avro-types.md is the table.
  */
+import { civilDate } from "../connectors/common/civil-calendar.ts";
 import type { ColumnValue, Unchanged } from "../connectors/contracts.ts";
 import type { AvroSchemaJson } from "./avro-schema.ts";
 import { bytesToUnscaled, formatUnscaled, parseDecimal, toUnscaled, unscaledToBytes } from "./decimal.ts";
@@ -309,21 +310,6 @@ export const numericAsStringColumn: ColumnAvroType = {
 };
 
 const MICROS_PER_DAY = 86_400_000_000n;
-
-/** A day count since 1970-01-01 as a proleptic Gregorian date, astronomical years (H. Hinnant's civil_from_days). */
-export function civilDate(days: number): string {
-  const z = days + 719_468;
-  const era = Math.floor(z / 146_097);
-  const dayOfEra = z - era * 146_097;
-  const yearOfEra = Math.floor((dayOfEra - Math.floor(dayOfEra / 1460) + Math.floor(dayOfEra / 36_524) - Math.floor(dayOfEra / 146_096)) / 365);
-  const dayOfYear = dayOfEra - (365 * yearOfEra + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100));
-  const mp = Math.floor((5 * dayOfYear + 2) / 153);
-  const day = dayOfYear - Math.floor((153 * mp + 2) / 5) + 1;
-  const month = mp < 10 ? mp + 3 : mp - 9;
-  const year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0);
-  const pad = (n: number, width: number) => String(Math.abs(n)).padStart(width, "0");
-  return `${year < 0 ? "-" : ""}${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}`;
-}
 
 /** Microseconds since 1970-01-01 UTC as ISO-8601 text (any magnitude), for messages. */
 export function civilTimestamp(micros: bigint): string {

@@ -12,6 +12,7 @@
  *
  * Every form decodes to the same ColumnValue (days; microseconds), so sinks are unaffected.
  */
+import { daysFromCivil } from "../connectors/common/civil-calendar.ts";
 import type { ColumnValue } from "../connectors/contracts.ts";
 import { civilTimestamp, dateColumn, describeValue, microDurationColumn, timeMicrosColumn, timestampMicrosColumn } from "./column-types.ts";
 import type { AvroSchemaJson } from "./avro-schema.ts";
@@ -77,16 +78,6 @@ function millisColumn(base: ColumnAvroType, label: string, avroType: "int" | "lo
     },
     zero: 0,
   };
-}
-
-// Days from a proleptic Gregorian date (H. Hinnant's days_from_civil), the inverse of civilDate.
-function daysFromCivil(year: number, month: number, day: number): number {
-  const y = month <= 2 ? year - 1 : year;
-  const era = Math.floor(y / 400);
-  const yearOfEra = y - era * 400;
-  const dayOfYear = Math.floor((153 * (month + (month > 2 ? -3 : 9)) + 2) / 5) + day - 1;
-  const dayOfEra = yearOfEra * 365 + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100) + dayOfYear;
-  return era * 146_097 + dayOfEra - 719_468;
 }
 
 const ZONED = /^([+-]?\d{4,})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/;

@@ -10,7 +10,8 @@ import type { ColumnValue, Row } from "../contracts.ts";
 import { createAvroType } from "../../schema-registry/avro-runtime.ts";
 import { mapTable } from "../../schema-registry/table-mapping.ts";
 import { adminClient, byId, cleanUp, newSource, randomName, readUntil, snapshotFinished, sourceConfig } from "./int-test-support.ts";
-import { daysFromCivil, DATE_INFINITY, DATE_MINUS_INFINITY, TIMESTAMP_INFINITY } from "./values/civil-time.ts";
+import { daysFromCivil } from "../common/civil-calendar.ts";
+import { DATE_INFINITY, DATE_MINUS_INFINITY, TIMESTAMP_INFINITY } from "./values/civil-time.ts";
 
 const schema = randomName("types");
 const bigNumeric = `${"9".repeat(500)}.${"0123456789".repeat(50)}`;

@@ -5,7 +5,7 @@
  * selected as DOUBLE (`col + 0e0`) so their text keeps every bit of the float.
  */
 import type { ColumnValue } from "../../contracts.ts";
-import { daysFromCivil } from "../../postgres/values/civil-time.ts";
+import { daysFromCivil } from "../../common/civil-calendar.ts";
 import { parseDbType } from "../../../schema-registry/db-type.ts";
 import type { ColumnDefinition } from "../schema/table-definition.ts";
 import { quoteIdentifier } from "../connection-settings.ts";

@@ -5,7 +5,7 @@
  * Zero dates ("0000-00-00", or a zero month or day) have no such integer: decoders return null
  * and the caller applies the zero_dates setting.
  */
-import { daysFromCivil } from "../../postgres/values/civil-time.ts";
+import { daysFromCivil } from "../../common/civil-calendar.ts";
 
 const MICROS_PER_DAY = 86_400_000_000n;
 const DATETIMEF_INT_OFS = 0x8000000000;

@@ -1,9 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { daysFromCivil } from "../../common/civil-calendar.ts";
 import {
   DATE_INFINITY,
   DATE_MINUS_INFINITY,
-  daysFromCivil,
   decodeDate,
   decodeTime,
   decodeTimestamp,

@@ -4,6 +4,7 @@
  * since 1970-01-01 UTC. Proleptic Gregorian calendar, astronomical years ("0044-03-15 BC" is year
  * -43), like PostgreSQL itself.
  */
+import { daysFromCivil } from "../../common/civil-calendar.ts";
 
 /** What `infinity` / `-infinity` become: PostgreSQL's own internal sentinels (INT32 and INT64 extremes). */
 export const DATE_INFINITY = 2_147_483_647;
@@ -12,16 +13,6 @@ export const TIMESTAMP_INFINITY = 9_223_372_036_854_775_807n;
 export const TIMESTAMP_MINUS_INFINITY = -9_223_372_036_854_775_808n;
 
 const MICROS_PER_DAY = 86_400_000_000n;
-
-/** Days from 1970-01-01 to the given proleptic Gregorian date (after H. Hinnant's days_from_civil). */
-export function daysFromCivil(year: number, month: number, day: number): number {
-  const y = month <= 2 ? year - 1 : year;
-  const era = Math.floor(y / 400);
-  const yearOfEra = y - era * 400;
-  const dayOfYear = Math.floor((153 * (month + (month > 2 ? -3 : 9)) + 2) / 5) + day - 1;
-  const dayOfEra = yearOfEra * 365 + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100) + dayOfYear;
-  return era * 146_097 + dayOfEra - 719_468;
-}
 
 const DATE = /^(\d{4,})-(\d{2})-(\d{2})( BC)?$/;
 const TIME = /^(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?/;
