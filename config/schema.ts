@@ -224,6 +224,12 @@ const sourceCommon = {
       "Operations Debezium consumers do not get (Debezium's skipped.operations). Truncates always go to the control topic <deployment>.sluice.control, which Sluice's sinks apply; a skipped truncate is not written into the data topic, [] writes it there too as an op t record; skipped c/u/d are not written at all. Ignored with envelope sluice (truncates in the data topic too)",
     ),
   max_buffer_bytes: size("Bound on changes read ahead of the topic log, counting about 256 bytes of bookkeeping per change; a slower topic log slows reading", { min: 64 * 2 ** 10, max: 64 * 2 ** 30 }).default(16 * 2 ** 20),
+  transaction_metadata: z
+    .boolean()
+    .default(false)
+    .describe(
+      "Publish BEGIN/END events with event counts to <deployment>.<name>.transaction (Avro, Debezium's layout, registered subjects) and fill each event's transaction block {id, total_order, data_collection_order}; the id is PostgreSQL's xid, MySQL/MariaDB's GTID (without GTIDs file=<binlog file>,pos=<offset of BEGIN>)",
+    ),
   heartbeat_interval: duration("Advance the acknowledged position this often when captured tables are quiet (PostgreSQL: a heartbeat message; MySQL/MariaDB: the server's binlog heartbeat); 0 turns heartbeat messages off, and PostgreSQL then still follows the server's keepalives every 10 s", { min: 100, max: 86_400_000, zero: true }).default(10_000),
   governance,
 };
@@ -286,10 +292,6 @@ const postgresSource = z.strictObject({
     .default({})
     .describe('Key columns for tables without a primary key or replica identity index, e.g. {"public.events": ["id"]}'),
   outbox: postgresOutbox,
-  transaction_metadata: z
-    .boolean()
-    .default(false)
-    .describe("Publish BEGIN/END events with event counts to <name>.transaction (Avro, Debezium's layout, registered subjects) and fill each event's transaction block {id, total_order, data_collection_order}"),
 });
 
 const mysqlSource = z.strictObject({

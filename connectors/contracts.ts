@@ -188,8 +188,27 @@ export interface SourceBatch {
    * said it had nothing more. Absent: now (the source is caught up).
    */
   readonly throughTimeMs?: number;
+  /** BEGIN/END boundaries of the transactions in this batch, for the transaction topic (config transaction_metadata). */
+  readonly transactions?: readonly TransactionMarker[];
   /** Acknowledge to the database (e.g. PostgreSQL flush LSN). Call only after the topic log confirmed durability. */
   ack(): Promise<void>;
+}
+
+/**
+ * A transaction boundary for Debezium's transaction topic (config transaction_metadata). A
+ * transaction gets them only when it has captured changes: BEGIN goes with the batch holding its
+ * first change, END with the batch whose checkpoint passes its commit.
+ */
+export interface TransactionMarker {
+  readonly status: "BEGIN" | "END";
+  /** The id every event of the transaction carries (`source.txId`). */
+  readonly txId: string;
+  /** BEGIN: the position of the transaction's first captured change; END: through its commit. */
+  readonly position: Position;
+  readonly commitTimeMs: number;
+  /** END only: captured changes in the transaction, in all and per table ("schema.table"). */
+  readonly eventCount?: number;
+  readonly tableEventCounts?: Readonly<Record<string, number>>;
 }
 
 /**

@@ -2,7 +2,7 @@
  * Capture: source → encode → topic log → acknowledge. The source position is acknowledged only
  * after the topic log has durably stored every record up to it together with the checkpoint.
  */
-import type { ChangeEvent, Checkpoint, ProducedRecord, Source, SourceBatch, StoredRecord, TopicLog } from "../connectors/contracts.ts";
+import type { ChangeEvent, Checkpoint, ProducedRecord, Source, SourceBatch, StoredRecord, TopicLog, TransactionMarker } from "../connectors/contracts.ts";
 import { tableName } from "../connectors/contracts.ts";
 import { formatPosition } from "../connectors/common/position-text.ts";
 import { SluiceError } from "../connectors/errors.ts";
@@ -58,15 +58,8 @@ export interface CaptureOptions {
   readonly maxRecordBytes?: number;
 }
 
-/** What a source may send besides changes: transaction boundaries (PostgreSQL with transaction_metadata). */
-export interface TransactionMarker {
-  readonly status: "BEGIN" | "END";
-  readonly txId: string;
-  readonly position: { readonly commit: bigint; readonly change: bigint };
-  readonly commitTimeMs: number;
-  readonly eventCount?: number;
-  readonly tableEventCounts?: Readonly<Record<string, number>>;
-}
+/** What a source may send besides changes: transaction boundaries (config transaction_metadata). */
+export type { TransactionMarker } from "../connectors/contracts.ts";
 
 /**
  * Error codes that halt one table's stream instead of the whole source: a schema the registry
@@ -424,7 +417,7 @@ export class CapturePipeline {
   /** BEGIN/END markers with event counts, keyed by transaction id, stored with the batch. */
   private transactionRecords(batch: SourceBatch): ProducedRecord[] {
     const topic = this.options.transactionTopic;
-    const markers = (batch as SourceBatch & { transactions?: readonly TransactionMarker[] }).transactions;
+    const markers = batch.transactions;
     if (!topic || !markers || markers.length === 0) return [];
     const encoder = this.options.transactionEncoder;
     if (encoder) return markers.map((marker) => encoder.encode(marker));

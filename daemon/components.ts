@@ -127,7 +127,7 @@ export function captureEncoder(
     envelope: source.envelope,
     timePrecision: source.envelope === "sluice" ? "avro" : source.time_precision_mode,
     skippedOperations: source.skipped_operations,
-    transactionMetadata: source.kind === "postgres" && source.transaction_metadata,
+    transactionMetadata: source.transaction_metadata,
   });
   const created = new Set<string>();
   const partialTables = new Set<string>();

@@ -255,7 +255,7 @@ export class Daemon {
       const parking = parkingTopic(this.config, sourceConfig);
       const topicLog = this.log;
       await this.untilAvailable("creating the parking topic", () => topicLog.createTopic(internalTopicSpec(parking, this.config)));
-      const transactionTopic = sourceConfig.kind === "postgres" && sourceConfig.transaction_metadata ? `${dataTopicPrefix(this.config.name, sourceConfig.name)}.transaction` : undefined;
+      const transactionTopic = sourceConfig.transaction_metadata ? `${dataTopicPrefix(this.config.name, sourceConfig.name)}.transaction` : undefined;
       if (transactionTopic) await this.untilAvailable("creating the transaction topic", () => topicLog.createTopic(dataTopicSpec(this.config, transactionTopic, { keyed: false })));
       const transactionEncoder = transactionTopic ? await this.untilAvailable("registering the transaction topic's schemas", () => TransactionMetadataEncoder.register(registry, transactionTopic)) : undefined;
       this.dataChecks.get(sourceConfig.name)?.close();

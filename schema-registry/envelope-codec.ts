@@ -147,7 +147,8 @@ function sourceBlock(source: SourceInfo, extras: EnvelopeExtras, debezium: boole
     ...common,
     table: source.table,
     server_id: mysql.serverId ?? 0,
-    gtid: source.txId,
+    // Without GTIDs the transaction id is Debezium's "file=...,pos=..." (stream-decoder.ts), not a GTID.
+    gtid: source.txId !== null && !source.txId.startsWith("file=") ? source.txId : null,
     file: mysql.file ?? "",
     pos: mysql.pos ?? 0,
     row: mysql.row ?? 0,

@@ -56,7 +56,7 @@ export const TRANSACTION_VALUE_SCHEMA: AvroRecordJson = {
   "connect.name": `${NAMESPACE}.TransactionMetadataValue`,
 };
 
-/** A transaction boundary as sources report it (PostgreSQL with transaction_metadata). */
+/** A transaction boundary as sources report it (config transaction_metadata). */
 export interface TransactionBoundary {
   readonly status: "BEGIN" | "END";
   readonly txId: string;

@@ -16,6 +16,7 @@ function config(host: string, mode: MysqlSourceConfig["tls"]["mode"]): MysqlSour
     envelope: "debezium",
     time_precision_mode: "adaptive",
     skipped_operations: ["t"],
+    transaction_metadata: false,
     max_buffer_bytes: 2 ** 20,
     heartbeat_interval: 1000,
     server_id: 1234,

@@ -38,6 +38,7 @@ export function sourceConfig(overrides: Partial<MysqlSourceConfig> & Pick<MysqlS
     envelope: "debezium",
     time_precision_mode: "adaptive",
     skipped_operations: ["t"],
+    transaction_metadata: false,
     max_buffer_bytes: 8 * 2 ** 20,
     heartbeat_interval: 1000,
     server_id: randomInt(10_000, 2 ** 31),

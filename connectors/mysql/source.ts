@@ -5,7 +5,7 @@
 import type { Connection } from "mysql2/promise";
 import type { Logger } from "pino";
 import type { MysqlSourceConfig } from "../../config/schema.ts";
-import type { ChangeEvent, Checkpoint, Position, Source, SourceBatch } from "../contracts.ts";
+import type { ChangeEvent, Checkpoint, Position, Source, SourceBatch, TransactionMarker } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
@@ -165,7 +165,7 @@ export class MysqlSource implements Source {
       if (this.phase === "streaming") {
         if (this.streaming === null) await this.startStream();
         const batch = await this.streaming!.batcher.next(signal);
-        return this.batch(batch.events, batch.checkpoint, batch.throughTimeMs);
+        return this.batch(batch.events, batch.checkpoint, batch.throughTimeMs, batch.transactions);
       }
       throw new SluiceError(`read() while ${this.phase}`, { code: "SOURCE_NOT_CONNECTED", retriable: this.phase !== "closed", context: this.context });
     } catch (error) {
@@ -357,6 +357,7 @@ export class MysqlSource implements Source {
       start: coordinates,
       skipThrough,
       snapshotThresholds: start.thresholds,
+      transactionMetadata: config.transaction_metadata,
       logger,
       context,
     });
@@ -383,11 +384,12 @@ export class MysqlSource implements Source {
     await stream.start();
   }
 
-  private batch(events: readonly ChangeEvent[], position: Position, throughTimeMs?: number): SourceBatch {
+  private batch(events: readonly ChangeEvent[], position: Position, throughTimeMs?: number, transactions: readonly TransactionMarker[] = []): SourceBatch {
     return {
       events,
       checkpoint: { source: this.name, position },
       ...(throughTimeMs === undefined ? {} : { throughTimeMs }),
+      ...(transactions.length === 0 ? {} : { transactions }),
       // The server keeps its binlog regardless of replicas: acknowledging only records progress.
       ack: async () => {
         if (this.acknowledged === null || position.change >= this.acknowledged.change) this.acknowledged = position;

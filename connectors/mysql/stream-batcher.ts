@@ -9,7 +9,7 @@
  * read, so lag stays true.
  */
 import { comparePositions } from "../contracts.ts";
-import type { ChangeEvent, Position } from "../contracts.ts";
+import type { ChangeEvent, Position, TransactionMarker } from "../contracts.ts";
 import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import { encodeResumeToken } from "./resume-token.ts";
 import type { Flavor } from "./resume-token.ts";
@@ -21,6 +21,8 @@ export interface StreamBatch {
   readonly checkpoint: Position;
   /** Without events: the time through which the stream is complete (see StreamDecoder.throughTimeMs). */
   readonly throughTimeMs?: number;
+  /** BEGIN markers of the transactions whose first change is in this batch, END markers of those whose commit it passes. */
+  readonly transactions: readonly TransactionMarker[];
 }
 
 export interface StreamBatcherOptions {
@@ -99,7 +101,8 @@ export class StreamBatcher {
     this.lastHandedOnAt = Date.now();
     const throughTimeMs = decoder.throughTimeMs;
     this.lastThroughTimeMs = throughTimeMs;
-    if (last === undefined && throughTimeMs !== null) return { events: [], checkpoint, throughTimeMs };
-    return { events: items.map((item) => item.event), checkpoint };
+    const transactions = [...items.flatMap((item) => (item.begin ? [item.begin] : [])), ...decoder.takeEnds()];
+    if (last === undefined && throughTimeMs !== null) return { events: [], checkpoint, throughTimeMs, transactions };
+    return { events: items.map((item) => item.event), checkpoint, transactions };
   }
 }

@@ -154,6 +154,61 @@ describe("stream decoder", () => {
     ]);
   });
 
+  it("marks transactions for the transaction topic: BEGIN on the first change, END with counts per table; a resume counts what was stored", async () => {
+    let xidEnd = 0;
+    const events = binlog((w, map) => {
+      const other = () =>
+        w.tableMap(43, "d", "u", [{ type: ColumnType.LONG, meta: Buffer.alloc(0), nullable: false }], [
+          [COLUMN_NAME, lenencString("id")],
+          [SIMPLE_PRIMARY_KEY, Buffer.from([0])],
+        ]);
+      const first = [w.mariadbGtid(10n), w.query("d", "BEGIN"), map(), w.rows(EventType.WRITE_ROWS_V1, 42, 2, [1, 2].map((id) => rowImage(2, [int32(id), null]))), other(), w.rows(EventType.WRITE_ROWS_V1, 43, 1, [rowImage(1, [int32(7)])]), map(), w.rows(EventType.DELETE_ROWS_V1, 42, 2, [rowImage(2, [int32(1), null])]), w.xid(5n)];
+      xidEnd = w.offset;
+      return [...first, w.mariadbGtid(11n), w.query("d", "BEGIN"), map(), w.rows(EventType.WRITE_ROWS_V1, 42, 2, [rowImage(2, [int32(3), null])]), w.xid(6n)];
+    });
+    const whole = await decode(events, { transactionMetadata: true });
+    assert.deepEqual(
+      whole.out.map((o) => o.begin?.txId ?? null),
+      ["0-1-10", null, null, null, "0-1-11"],
+    );
+    assert.deepEqual(whole.out[0]!.begin, { status: "BEGIN", txId: "0-1-10", position: whole.out[0]!.event.source.position, commitTimeMs: 1_700_000_000_000 });
+    const ends = whole.decoder.takeEnds();
+    assert.deepEqual(ends.map((end) => [end.txId, end.eventCount, end.tableEventCounts]), [
+      ["0-1-10", 4, { "d.t": 3, "d.u": 1 }],
+      ["0-1-11", 1, { "d.t": 1 }],
+    ]);
+    assert.deepEqual(ends[0]!.position, { commit: binlogAt(7, xidEnd), change: binlogAt(7, xidEnd) });
+    assert.deepEqual(whole.decoder.takeEnds(), [], "taken once");
+
+    // Resumed inside the first transaction: its BEGIN was stored with its first changes, its END counts them.
+    const resumed = await decode(events, { transactionMetadata: true, skipThrough: whole.out[1]!.event.source.position });
+    assert.deepEqual(resumed.out.map((o) => [o.event.op, o.begin?.txId ?? null]), [["c", null], ["d", null], ["c", "0-1-11"]]);
+    assert.deepEqual(resumed.decoder.takeEnds().map((end) => [end.txId, end.eventCount]), [["0-1-10", 4], ["0-1-11", 1]]);
+    // Resumed after the first transaction (a GTID start sends it again): no END for it.
+    const after = await decode(events, { transactionMetadata: true, skipThrough: { commit: binlogAt(7, xidEnd), change: binlogAt(7, xidEnd) } });
+    assert.deepEqual(after.decoder.takeEnds().map((end) => end.txId), ["0-1-11"]);
+    // Rows a table's snapshot holds are not the transaction's events.
+    const snapshotted = await decode(events, { transactionMetadata: true, snapshotThresholds: new Map([["d.t", whole.out[3]!.event.source.position.change]]) });
+    assert.deepEqual(snapshotted.out.map((o) => o.begin?.txId ?? null), ["0-1-10", null, "0-1-11"]);
+    assert.deepEqual(snapshotted.decoder.takeEnds().map((end) => [end.eventCount, end.tableEventCounts]), [[2, { "d.u": 1, "d.t": 1 }], [1, { "d.t": 1 }]]);
+    // Off by default.
+    const off = await decode(events);
+    assert.ok(off.out.every((o) => o.begin === undefined));
+    assert.deepEqual(off.decoder.takeEnds(), []);
+  });
+
+  it("names a transaction without a GTID as Debezium does: file=<binlog file>,pos=<offset of its BEGIN>", async () => {
+    let beginAt = 0;
+    const events = binlog((w, map) => {
+      beginAt = w.offset;
+      return [w.query("d", "BEGIN"), map(), w.rows(EventType.WRITE_ROWS_V1, 42, 2, [rowImage(2, [int32(1), null])]), w.xid(5n)];
+    });
+    const { out, decoder } = await decode(events, { transactionMetadata: true });
+    assert.equal(out[0]!.event.source.txId, `file=${FILE},pos=${beginAt}`);
+    assert.equal(out[0]!.begin?.txId, `file=${FILE},pos=${beginAt}`);
+    assert.deepEqual(decoder.takeEnds().map((end) => end.txId), [`file=${FILE},pos=${beginAt}`]);
+  });
+
   it("refuses an event whose checksum does not match, naming the position", async () => {
     const events = binlog((w, map) => [w.mariadbGtid(10n), map()]);
     const corrupt = Buffer.from(events[2]!);

@@ -6,7 +6,8 @@
  */
 import type { Logger } from "pino";
 import { comparePositions } from "../contracts.ts";
-import type { BinlogCoordinates, ChangeEvent, ColumnValue, Op, Position, Row, TableSchema } from "../contracts.ts";
+import { tableName } from "../contracts.ts";
+import type { BinlogCoordinates, ChangeEvent, ColumnValue, Op, Position, Row, TableSchema, TransactionMarker } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { sameValue } from "../postgres/change-events.ts";
@@ -34,6 +35,7 @@ export interface TransactionContext {
   readonly offset: number;
   /** GTID state before it. */
   readonly gtidBefore: string | null;
+  /** Debezium's transaction id: the GTID, or without GTIDs `file=<binlog file>,pos=<offset of BEGIN>`; null for a statement outside BEGIN/COMMIT without a GTID. */
   readonly id: string | null;
   readonly commitTimeMs: number;
 }
@@ -41,6 +43,8 @@ export interface TransactionContext {
 export interface DecodedEvent {
   readonly event: ChangeEvent;
   readonly transaction: TransactionContext;
+  /** The transaction's BEGIN marker, on its first change (config transaction_metadata). */
+  readonly begin?: TransactionMarker;
 }
 
 /** A point between transactions through which everything has been decoded. */
@@ -62,6 +66,8 @@ export interface StreamDecoderOptions {
   readonly skipThrough: Position | null;
   /** "db.table" → `change` below which the table's snapshot holds the changes. */
   readonly snapshotThresholds: ReadonlyMap<string, bigint>;
+  /** Mark transactions for the transaction topic: BEGIN on a transaction's first change, END (with event counts) after its commit. */
+  readonly transactionMetadata?: boolean;
   readonly logger: Logger;
   readonly context: ErrorContext;
 }
@@ -71,6 +77,11 @@ interface OpenTransaction extends TransactionContext {
   explicit: boolean;
   standalone: boolean;
   pendingGtid: Parameters<GtidState["add"]>[0] | null;
+  /** Captured changes so far, in all and per table, counting those stored before a resume (not those a snapshot holds). */
+  eventCount: number;
+  readonly tableEventCounts: Record<string, number>;
+  /** Whether its BEGIN marker was handed on (or stored before a resume). */
+  beginEmitted: boolean;
 }
 
 interface MappedTable {
@@ -99,6 +110,8 @@ export class StreamDecoder {
   private atFileStart: boolean;
   private skipThrough: Position | null;
   private readonly thresholds: Map<string, bigint>;
+  /** END markers of transactions decoded to their commit, not yet handed on (takeEnds). */
+  private ends: TransactionMarker[] = [];
 
   constructor(options: StreamDecoderOptions) {
     this.options = options;
@@ -127,6 +140,16 @@ export class StreamDecoder {
 
   get inTransaction(): boolean {
     return this.transaction !== null;
+  }
+
+  /**
+   * The END markers decoded since the last call. A transaction's END is decoded after all its
+   * changes, so it belongs to the batch that holds (or follows) them, whose checkpoint passes the commit.
+   */
+  takeEnds(): TransactionMarker[] {
+    const ends = this.ends;
+    this.ends = [];
+    return ends;
   }
 
   /** Snapshot thresholds still ahead of the stream. */
@@ -226,10 +249,27 @@ export class StreamDecoder {
       explicit: false,
       standalone,
       pendingGtid: gtid,
+      eventCount: 0,
+      tableEventCounts: {},
+      beginEmitted: false,
     };
   }
 
   private end(end: number): void {
+    const transaction = this.transaction;
+    const through = throughPosition(binlogAt(this.fileIndex, end));
+    // Not for a transaction stored whole before the resume point (a GTID start may send earlier ones).
+    const stored = this.options.skipThrough !== null && comparePositions(through, this.options.skipThrough) <= 0;
+    if (this.options.transactionMetadata && transaction !== null && transaction.id !== null && transaction.eventCount > 0 && !stored) {
+      this.ends.push({
+        status: "END",
+        txId: transaction.id,
+        position: through,
+        commitTimeMs: transaction.commitTimeMs,
+        eventCount: transaction.eventCount,
+        tableEventCounts: { ...transaction.tableEventCounts },
+      });
+    }
     const pending = this.transaction?.pendingGtid;
     if (pending != null) this.gtid.add(pending);
     if (this.transaction !== null) this.advanceThroughTime(this.transaction.commitTimeMs);
@@ -242,7 +282,10 @@ export class StreamDecoder {
     const head = statement.slice(0, 16).toUpperCase();
     if (head.startsWith("BEGIN") || head.startsWith("XA START") || head.startsWith("XA BEGIN") || head.startsWith("START TRANSACTION")) {
       if (this.transaction === null) this.begin(start, null, header.timestamp * 1000, null, false);
-      this.transaction!.explicit = true;
+      const transaction = this.transaction!;
+      transaction.explicit = true;
+      // Without GTIDs Debezium names a transaction by where its BEGIN is.
+      if (transaction.id === null) this.transaction = { ...transaction, id: `file=${this.file},pos=${start}` };
       return;
     }
     if (/^(COMMIT|ROLLBACK)\s*$/i.test(statement.replace(/\/\*.*?\*\//gs, "").trim())) {
@@ -264,13 +307,13 @@ export class StreamDecoder {
     );
   }
 
-  private truncate(database: string, table: string, transaction: TransactionContext, start: number, out: DecodedEvent[]): void {
+  private truncate(database: string, table: string, transaction: OpenTransaction, start: number, out: DecodedEvent[]): void {
     const definition = this.options.tracker.definition(database, table);
     if (definition === null) return;
     const position = rowPosition(transaction.start, binlogAt(this.fileIndex, start + 1));
-    if (this.skipped(position, tableKey(database, table))) return;
     const schema = toTableSchema(this.options.sourceName, definition);
-    out.push({ event: this.event(schema, "t", {}, null, null, position, transaction), transaction });
+    if (this.skipped(position, tableKey(database, table), transaction, schema)) return;
+    this.push(out, this.event(schema, "t", {}, null, null, position, transaction), transaction);
   }
 
   private tableMap(body: Extract<EventBody, { kind: "table-map" }>, start: number): void | Promise<void> {
@@ -326,12 +369,12 @@ export class StreamDecoder {
       const binlog = coordinates(index);
       if (rows.kind === "write") {
         const position = rowPosition(transaction.start, at(change.offset));
-        if (this.skipped(position, key)) continue;
-        out.push({ event: this.event(schema, "c", this.keyOf(schema, change.after!, position), null, change.after, position, transaction, { binlog }), transaction });
+        if (this.skipped(position, key, transaction, schema)) continue;
+        this.push(out, this.event(schema, "c", this.keyOf(schema, change.after!, position), null, change.after, position, transaction, { binlog }), transaction);
       } else if (rows.kind === "delete") {
         const position = rowPosition(transaction.start, at(change.offset));
-        if (this.skipped(position, key)) continue;
-        out.push({ event: this.event(schema, "d", this.keyOf(schema, change.before!, position), change.before, null, position, transaction, { binlog }), transaction });
+        if (this.skipped(position, key, transaction, schema)) continue;
+        this.push(out, this.event(schema, "d", this.keyOf(schema, change.before!, position), change.before, null, position, transaction, { binlog }), transaction);
       } else {
         const beforePosition = rowPosition(transaction.start, at(change.offset));
         const afterPosition = payload === null ? rowPosition(transaction.start, at(change.afterOffset)) : rowPosition(transaction.start, at(0));
@@ -339,10 +382,10 @@ export class StreamDecoder {
         const oldKey = this.keyOf(schema, change.before!, beforePosition);
         const newKey = this.keyOf(schema, after, afterPosition);
         if (Object.keys(oldKey).some((name) => !sameValue(oldKey[name], newKey[name]))) {
-          if (!this.skipped(beforePosition, key)) out.push({ event: this.event(schema, "d", oldKey, change.before, null, beforePosition, transaction, { binlog, keyChange: { newKey } }), transaction });
-          if (!this.skipped(afterPosition, key)) out.push({ event: this.event(schema, "c", newKey, null, after, afterPosition, transaction, { binlog, keyChange: { oldKey } }), transaction });
-        } else if (!this.skipped(beforePosition, key)) {
-          out.push({ event: this.event(schema, "u", newKey, change.before, after, beforePosition, transaction, { binlog }), transaction });
+          if (!this.skipped(beforePosition, key, transaction, schema)) this.push(out, this.event(schema, "d", oldKey, change.before, null, beforePosition, transaction, { binlog, keyChange: { newKey } }), transaction);
+          if (!this.skipped(afterPosition, key, transaction, schema)) this.push(out, this.event(schema, "c", newKey, null, after, afterPosition, transaction, { binlog, keyChange: { oldKey } }), transaction);
+        } else if (!this.skipped(beforePosition, key, transaction, schema)) {
+          this.push(out, this.event(schema, "u", newKey, change.before, after, beforePosition, transaction, { binlog }), transaction);
         }
       }
     }
@@ -365,13 +408,39 @@ export class StreamDecoder {
     return run();
   }
 
-  private skipped(position: Position, table: string): boolean {
+  /**
+   * Whether a change is left out: stored already (before the resume point; it still counts for
+   * its transaction's END, and its BEGIN was stored with it), or held by its table's snapshot.
+   */
+  private skipped(position: Position, table: string, transaction: OpenTransaction, schema: TableSchema): boolean {
     if (this.skipThrough !== null) {
-      if (comparePositions(position, this.skipThrough) <= 0) return true;
+      if (comparePositions(position, this.skipThrough) <= 0) {
+        this.count(transaction, schema);
+        transaction.beginEmitted = true;
+        return true;
+      }
       this.skipThrough = null;
     }
     const threshold = this.thresholds.get(table);
     return threshold !== undefined && position.change < threshold;
+  }
+
+  private push(out: DecodedEvent[], event: ChangeEvent, transaction: OpenTransaction): void {
+    this.count(transaction, event.schema);
+    const marks = this.options.transactionMetadata === true && transaction.id !== null && !transaction.beginEmitted;
+    transaction.beginEmitted = true;
+    if (!marks) {
+      out.push({ event, transaction });
+      return;
+    }
+    const begin: TransactionMarker = { status: "BEGIN", txId: transaction.id!, position: event.source.position, commitTimeMs: transaction.commitTimeMs };
+    out.push({ event, transaction, begin });
+  }
+
+  private count(transaction: OpenTransaction, schema: TableSchema): void {
+    const table = tableName(schema);
+    transaction.eventCount += 1;
+    transaction.tableEventCounts[table] = (transaction.tableEventCounts[table] ?? 0) + 1;
   }
 
   private keyOf(schema: TableSchema, row: Row, position: Position): Record<string, ColumnValue> {

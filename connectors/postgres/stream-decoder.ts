@@ -6,7 +6,7 @@
  * reconnect) are dropped.
  */
 import { comparePositions } from "../contracts.ts";
-import type { ChangeEvent, Position } from "../contracts.ts";
+import type { ChangeEvent, Position, TransactionMarker } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { CapturedTable, CapturedTables } from "./captured-tables.ts";
 import { deleteEvent, insertEvent, truncateEvent, updateEvents } from "./change-events.ts";
@@ -19,16 +19,7 @@ import type { RelationMessage } from "./protocol/pgoutput.ts";
 import type { WalMessage } from "./replication-stream.ts";
 
 /** A transaction boundary for the transaction-metadata topic (config transaction_metadata). */
-export interface TransactionEvent {
-  readonly status: "BEGIN" | "END";
-  readonly txId: string;
-  /** BEGIN: the position of the transaction's first captured change; END: through its commit. */
-  readonly position: Position;
-  readonly commitTimeMs: number;
-  /** END only: captured changes in the transaction, in all and per table ("schema.table"). */
-  readonly eventCount?: number;
-  readonly tableEventCounts?: Readonly<Record<string, number>>;
-}
+export type TransactionEvent = TransactionMarker;
 
 export interface DecodedOutput {
   readonly events: ChangeEvent[];
