@@ -13,9 +13,13 @@ import type { HstoreMap } from "./hstore.ts";
 export type PresentValue = Exclude<ColumnValue, null | Unchanged>;
 export type SpecialNumeric = "NaN" | "Infinity" | "-Infinity";
 
-/** Receives numeric values that precise decimals cannot hold (see row-codec.ts). */
+/**
+ * Receives the source's own text where the Avro value cannot say it (see row-codec.ts): NaN and
+ * ±Infinity of precise decimals (the field then holds null), a PostgreSQL timetz's offset (the
+ * field holds Debezium's UTC form).
+ */
 export interface EncodeContext {
-  special(path: string, value: SpecialNumeric): void;
+  special(path: string, value: string): void;
 }
 
 export interface DecodeContext {
@@ -488,7 +492,7 @@ export function arrayColumn(element: ColumnAvroType, options: { readonly dimensi
       const itemPath = element.mayBeSpecial ? `${path}[${index}]` : path;
       if (item === null) return (element.mayBeSpecial && context.special(itemPath)) || null;
       if (Array.isArray(item)) return decode(item, context, itemPath) as ColumnValue;
-      return element.fromAvro(item, context, path);
+      return element.fromAvro(item, context, itemPath);
     });
   return {
     label: `array<${element.label}>`,

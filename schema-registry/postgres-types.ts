@@ -24,7 +24,7 @@ import {
 import type { ColumnAvroType } from "./column-types.ts";
 import { parseDbType } from "./db-type.ts";
 import type { DbType } from "./db-type.ts";
-import { dateType, fractionDigits, timestampType, timeType } from "./temporal-modes.ts";
+import { dateType, fractionDigits, timestampType, timeType, ZONED_TIME } from "./temporal-modes.ts";
 import type { TimePrecisionMode } from "./temporal-modes.ts";
 
 /** How dates, times and decimals are carried (Debezium's time.precision.mode and decimal.handling.mode). */
@@ -97,6 +97,9 @@ function postgresScalarType(type: DbType, numericMode: NumericMode, modes: TypeM
     case "time":
     case "time without time zone":
       return modes.timePrecision === "avro" ? timeMicrosColumn : timeType(modes.timePrecision, fractionDigits(type.args));
+    case "timetz":
+    case "time with time zone":
+      return modes.timePrecision === "avro" ? stringColumn(`string (${name})`) : ZONED_TIME;
     case "uuid":
       return uuidColumn;
     case "json":
@@ -111,7 +114,7 @@ function postgresScalarType(type: DbType, numericMode: NumericMode, modes: TypeM
     case "hstore":
       return hstoreColumn;
     default:
-      // timetz, interval, inet, cidr, macaddr(8), tsvector, tsquery, geometric types, ranges,
+      // interval, inet, cidr, macaddr(8), tsvector, tsquery, geometric types, ranges,
       // enums and any other type: its text form.
       return stringColumn(`string (${name})`);
   }

@@ -4,17 +4,18 @@
  * - `adaptive` (Debezium's default): Debezium's semantic types, the unit following the column's
  *   precision — `io.debezium.time.Date` (days), `Time` (ms) / `MicroTime` (µs), `Timestamp` (ms) /
  *   `MicroTimestamp` (µs) for timestamps without a zone, `ZonedTimestamp` (ISO-8601 text in UTC)
- *   for timestamps with one (PostgreSQL `timestamptz`, MySQL `TIMESTAMP`). MySQL `TIME` is always
- *   `MicroTime` (Debezium's MySQL default, adaptive_time_microseconds).
+ *   for timestamps with one (PostgreSQL `timestamptz`, MySQL `TIMESTAMP`), `ZonedTime` (ISO-8601
+ *   text in UTC) for PostgreSQL `timetz`. MySQL `TIME` is always `MicroTime` (Debezium's MySQL
+ *   default, adaptive_time_microseconds).
  * - `connect`: Kafka Connect's logical types, milliseconds (`date`, `time-millis`,
- *   `timestamp-millis`); finer digits are dropped, as Debezium does.
+ *   `timestamp-millis`); finer digits are dropped, as Debezium does. `timetz` is `ZonedTime` here too.
  * - `avro`: the Avro specification's `date`, `time-micros`, `timestamp-micros` (Sluice before 0.2).
  *
  * Every form decodes to the same ColumnValue (days; microseconds), so sinks are unaffected.
  */
 import { daysFromCivil } from "../connectors/common/civil-calendar.ts";
 import type { ColumnValue } from "../connectors/contracts.ts";
-import { civilTimestamp, dateColumn, describeValue, microDurationColumn, timeMicrosColumn, timestampMicrosColumn } from "./column-types.ts";
+import { civilTimestamp, dateColumn, describeValue, microDurationColumn, stringColumn, timeMicrosColumn, timestampMicrosColumn } from "./column-types.ts";
 import type { AvroSchemaJson } from "./avro-schema.ts";
 import type { ColumnAvroType, PresentValue } from "./column-types.ts";
 
@@ -142,3 +143,71 @@ export function timestampType(mode: TimePrecisionMode, digits: number, zoned: bo
   if (digits <= 3) return millisColumn(timestampMicrosColumn, "long (Timestamp)", "long", debezium("Timestamp"), false);
   return marked(timestampMicrosColumn, "long (MicroTimestamp)", debezium("MicroTimestamp"));
 }
+
+/** A time of day with an offset: "HH:MM:SS[.f]" then "Z", "±hh", "±hh:mm" or "±hh:mm:ss" (Sluice's timetz values are "±hh:mm[:ss]"). */
+const OFFSET_TIME = /^(\d\d):(\d\d):(\d\d)(\.\d{1,9})?(?:(Z)|([+-])(\d\d)(?::?(\d\d))?(?::?(\d\d))?)$/;
+const SECONDS_PER_DAY = 86_400;
+
+interface OffsetTime {
+  /** Seconds since midnight on the value's own clock (24:00:00 is 86 400). */
+  readonly seconds: number;
+  /** The fraction as written, with its point, or "". */
+  readonly fraction: string;
+  /** Seconds east of UTC. */
+  readonly offset: number;
+}
+
+function parseOffsetTime(text: string): OffsetTime {
+  const match = OFFSET_TIME.exec(text);
+  if (!match) throw new TypeError(`not a time with a time zone offset: ${JSON.stringify(text)}`);
+  const [, hours, minutes, seconds, fraction = "", utc, sign, offsetHours, offsetMinutes = "0", offsetSeconds = "0"] = match;
+  const offset = utc === "Z" ? 0 : (sign === "-" ? -1 : 1) * (Number(offsetHours) * 3600 + Number(offsetMinutes) * 60 + Number(offsetSeconds));
+  return { seconds: Number(hours) * 3600 + Number(minutes) * 60 + Number(seconds), fraction, offset };
+}
+
+const two = (n: number) => String(n).padStart(2, "0");
+
+function clock(seconds: number, fraction: string): string {
+  return `${two(Math.floor(seconds / 3600))}:${two(Math.floor(seconds / 60) % 60)}:${two(seconds % 60)}${fraction}`;
+}
+
+/** Sluice's value of a timetz: the clock as written, the offset as ±hh:mm[:ss] (connectors/postgres/values/civil-time.ts). */
+function offsetTimeValue(time: OffsetTime): string {
+  const east = Math.abs(time.offset);
+  const seconds = east % 60;
+  return `${clock(time.seconds, time.fraction)}${time.offset < 0 ? "-" : "+"}${two(Math.floor(east / 3600))}:${two(Math.floor(east / 60) % 60)}${seconds === 0 ? "" : `:${two(seconds)}`}`;
+}
+
+/**
+ * Debezium's ZonedTime of a timetz: the same instant of the day in UTC, ISO-8601 (Java's
+ * ISO_OFFSET_TIME: seconds always, fraction without trailing zeros, `Z`), wrapping past midnight
+ * ("10:23:54.5+14:00" is "20:23:54.5Z"); PostgreSQL's end of day 24:00:00 at UTC stays "24:00:00Z",
+ * as Debezium writes it.
+ */
+export function zonedTimeText(value: string): string {
+  const time = parseOffsetTime(value);
+  const fraction = time.fraction.replace(/\.?0+$/, "");
+  if (time.seconds === SECONDS_PER_DAY && time.offset === 0) return `${clock(SECONDS_PER_DAY, fraction)}Z`;
+  const utc = (((time.seconds - time.offset) % SECONDS_PER_DAY) + SECONDS_PER_DAY) % SECONDS_PER_DAY;
+  return `${clock(utc, fraction)}Z`;
+}
+
+/**
+ * PostgreSQL `timetz` as Debezium's `io.debezium.time.ZonedTime` (adaptive and connect modes).
+ * Debezium's UTC form drops the value's own offset, which PostgreSQL keeps (`10:00+02` and
+ * `08:00+00` are different timetz values): where it differs, the source's text goes beside the
+ * record as a special value (record header `sluice.special`), so Sluice's sinks store it exactly.
+ */
+export const ZONED_TIME: ColumnAvroType = {
+  ...stringColumn("string (ZonedTime)"),
+  schema: () => ({ type: "string", "connect.name": "io.debezium.time.ZonedTime", "connect.version": 1 }),
+  toAvro: (value, context, path) => {
+    if (typeof value !== "string") throw new TypeError(`expected a time with a time zone offset, got ${describeValue(value)}`);
+    const zoned = zonedTimeText(value);
+    if (offsetTimeValue(parseOffsetTime(zoned)) !== value) context.special(path, value);
+    return zoned;
+  },
+  fromAvro: (value, context, path): ColumnValue => context.special(path) ?? offsetTimeValue(parseOffsetTime(value as string)),
+  zero: "00:00:00Z",
+  mayBeSpecial: true,
+};

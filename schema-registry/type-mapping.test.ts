@@ -313,6 +313,40 @@ describe("Debezium's time.precision.mode and decimal.handling.mode", () => {
   checkType("mysql", ["decimal(10,2)"], STRING, [["-12.34"]], "string", adaptive);
   checkType("postgres", ["numeric(10,2)"], decimal(10, 2), [["-12.34"]], "precise", adaptive);
 
+  // timetz: Debezium's ZonedTime in both modes; the value's own offset comes back from the special header.
+  const timetzValues: Case[] = [["10:23:54.5+05:30"], ["04:53:54.5+00:00"], ["23:59:59.999999+14:00"], ["00:00:00-12:00"], ["24:00:00+00:00"], ["24:00:00+05:30"], ["24:00:00-12:00"], ["12:00:00+05:45:12"]];
+  checkType("postgres", ["timetz", "time with time zone", "time(3) with time zone"], dbz("ZonedTime", "string"), timetzValues, undefined, adaptive);
+  checkType("postgres", ["timetz"], dbz("ZonedTime", "string"), timetzValues, undefined, connect);
+  it("postgres timetz[] (adaptive): ZonedTime elements, each element's offset kept", () => {
+    const column = mapColumn("postgres", "timetz[]", undefined, adaptive);
+    const value = ["10:00:00+02:00", null, "08:00:00+00:00", ["24:00:00-12:00"]];
+    const record = column.encode(value);
+    assert.deepEqual(record.c, ["08:00:00Z", null, "08:00:00Z", ["12:00:00Z"]]);
+    assert.deepEqual(record[SPECIAL_FIELD], { "c[0]": "10:00:00+02:00", "c[3][0]": "24:00:00-12:00" });
+    assert.deepEqual(column.roundTrip(value), value);
+  });
+
+  it("writes ZonedTime as Debezium does: the time in UTC, wrapping past midnight, 24:00:00 at UTC kept; the offset in the special header", () => {
+    const column = mapColumn("postgres", "timetz", undefined, adaptive);
+    const cases: [string, string, boolean][] = [
+      ["10:23:54.5+05:30", "04:53:54.5Z", true],
+      ["04:53:54.5+00:00", "04:53:54.5Z", false],
+      ["10:23:54.5+14:00", "20:23:54.5Z", true],
+      ["23:00:00-12:00", "11:00:00Z", true],
+      ["13:00:00-12:00", "01:00:00Z", true],
+      ["00:00:00+00:00", "00:00:00Z", false],
+      ["24:00:00+00:00", "24:00:00Z", false],
+      ["24:00:00+14:00", "10:00:00Z", true],
+      ["24:00:00-12:00", "12:00:00Z", true],
+      ["12:00:00.000001+05:45:12", "06:14:48.000001Z", true],
+    ];
+    for (const [value, zoned, special] of cases) {
+      const record = column.encode(value);
+      assert.equal(record.c, zoned, value);
+      assert.deepEqual(record[SPECIAL_FIELD], special ? { c: value } : undefined, value);
+    }
+  });
+
   it("writes ZonedTimestamp as Debezium does: UTC, fraction without trailing zeros", () => {
     const column = mapColumn("postgres", "timestamptz", undefined, adaptive);
     assert.equal(column.encode(ts).c, "2023-11-14T22:13:20.123456Z");
