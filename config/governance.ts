@@ -75,6 +75,21 @@ const tableGovernance = z
         'Runtime data checks, e.g. [{"check": "not_null", "column": "email", "action": "halt"}]: check not_null, range (min/max), regex (pattern), one_of (values), max_length (length) or unique_in_batch (no two rows of one source batch with the same value), each with an action warn (default), dead-letter or halt',
       ),
     transforms: z.record(z.string().min(1), transform).default({}).describe('Transform per column, e.g. {"email": {"kind": "hash"}, "phone": {"kind": "mask", "keep_last": 4}}'),
+    personal: z
+      .strictObject({
+        subject: z.string().min(1).describe("Column naming the data subject (e.g. customer_id): its value chooses the key; it stays in clear, and `sluice forget --subject` matches it"),
+        columns: z.array(z.string().min(1)).min(1).describe("Personal columns: encrypted in the topics with the subject's key, carried as text (docs/governance.md)"),
+      })
+      .optional()
+      .describe('Erasable personal data (crypto-shredding), e.g. {"subject": "customer_id", "columns": ["email", "phone"]}: the columns are encrypted with a key per subject, sinks decrypt them, and `sluice forget` destroys the key; needs personal_data.master_key_file'),
+  })
+  .superRefine((value, ctx) => {
+    if (!value.personal) return;
+    const { subject, columns } = value.personal;
+    if (columns.includes(subject)) ctx.addIssue({ code: "custom", path: ["personal", "columns"], message: `the subject column ${subject} cannot be personal itself: it names whose key encrypts the others` });
+    for (const column of [subject, ...columns]) {
+      if (value.transforms[column] !== undefined) ctx.addIssue({ code: "custom", path: ["transforms", column], message: `column ${column} is ${column === subject ? "the personal data subject" : "personal"}: it cannot have a transform too` });
+    }
   })
   .describe("Governance of one table");
 
@@ -105,3 +120,17 @@ export const governance = z
   .describe("Data governance (docs/governance.md): column transforms applied at capture, before anything is published, and runtime data checks");
 
 export type GovernanceConfig = z.infer<typeof governance>;
+
+/** The deployment's `personal_data` section: the master key wrapping every subject's data key. */
+export const personalData = z
+  .strictObject({
+    master_key_file: z.string().min(1).describe('File holding the master key: 32 bytes as 64 hex digits or base64 (e.g. from "openssl rand -hex 32"); it wraps every data subject\'s key'),
+    previous_master_key_files: z
+      .array(z.string().min(1))
+      .default([])
+      .describe("Master keys being rotated away from: still accepted for reading subject keys until `sluice rotate-master-key --execute` has rewrapped every key with master_key_file (docs/governance.md)"),
+  })
+  .optional()
+  .describe("Keys of erasable personal data (governance.tables.<table>.personal): per subject an AES-256-GCM key, kept in <deployment>.sluice.subject-keys, wrapped by the master key");
+
+export type PersonalDataConfig = z.infer<typeof personalData>;

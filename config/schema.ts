@@ -9,7 +9,7 @@
 import { z } from "zod";
 import { httpPathClashes, sharedResourceClashes } from "./clashes.ts";
 import { nearest } from "./issues.ts";
-import { governance } from "./governance.ts";
+import { governance, personalData } from "./governance.ts";
 import { DURATION_PATTERN, formatDuration, formatSize, parseDuration, parseSize, SIZE_PATTERN } from "./units.ts";
 
 export const SECRET_KEYS = ["password", "token", "api_key", "admin_token", "read_token", "hash_key"] as const;
@@ -165,8 +165,17 @@ const snapshot = z
       .enum(["initial", "never", "when-needed"])
       .default("initial")
       .describe("initial: snapshot the tables once before streaming; never: stream only; when-needed: snapshot when no usable checkpoint exists"),
-    parallelism: z.number().int().min(1).max(64).default(2).describe("Tables read at the same time"),
+    parallelism: z.number().int().min(1).max(64).default(2).describe("Tables read at the same time, each on a connection of its own (the initial snapshot; PostgreSQL online snapshots too)"),
     chunk_rows: z.number().int().min(1).default(10_000).describe("Rows per primary-key chunk"),
+    chunks_in_flight: z
+      .number()
+      .int()
+      .min(1)
+      .max(256)
+      .optional()
+      .describe(
+        "PostgreSQL online snapshots (default parallelism + 2): the budget of chunks read and not yet handed on to the stream, across every table read at once (parallelism tables, each on a connection of its own); memory holds at most this many chunks of chunk_rows rows. docs/snapshots.md",
+      ),
     method: z
       .enum(["exported", "online"])
       .optional()
@@ -178,7 +187,14 @@ const snapshot = z
       .regex(/^[A-Za-z0-9_$-]+\.[A-Za-z0-9_$-]+$/, { error: 'expected "schema.table"' })
       .optional()
       .describe(
-        'PostgreSQL: a table Sluice polls for snapshot requests where `sluice snapshot` cannot reach the daemon (columns id text primary key, type text, data text; a row (\'id\', \'snapshot\', \'{"table": "schema.table", "where": null}\') queues an online snapshot; Sluice deletes the rows it took). docs/snapshots.md',
+        'A table Sluice polls for snapshot requests where `sluice snapshot` cannot reach the daemon (columns id text primary key, type text, data text; a row (\'id\', \'snapshot\', \'{"table": "schema.table", "where": null}\') queues an online snapshot; Sluice deletes the rows it took; MySQL: "database.table"). docs/snapshots.md',
+      ),
+    watermark_table: z
+      .string()
+      .regex(/^[A-Za-z0-9_$-]+\.[A-Za-z0-9_$-]+$/, { error: 'expected "database.table"' })
+      .optional()
+      .describe(
+        "MySQL/MariaDB online snapshots: the table Sluice writes a chunk's low and high watermarks to (created where missing: source VARBINARY(255) PRIMARY KEY, mark VARBINARY(255); never captured); default sluice_watermarks in the database of the first `tables` pattern that names one database. docs/mysql.md",
       ),
   })
   .default({ mode: "initial", parallelism: 2, chunk_rows: 10_000 })
@@ -575,6 +591,7 @@ export const configSchema = z
     topics,
     schema_registry: schemaRegistry,
     sinks: z.array(sink).default([]).describe("Where topics are applied"),
+    personal_data: personalData,
     http,
     metrics,
     logging,
@@ -631,6 +648,19 @@ export function crossCheck(raw: Record<string, unknown>): CrossCheckIssue[] {
       }
     });
   });
-  issues.push(...sharedResourceClashes(raw), ...httpPathClashes(raw));
+  issues.push(...sharedResourceClashes(raw), ...httpPathClashes(raw), ...personalDataWithoutKey(raw));
   return issues;
+}
+
+/** Personal columns need the master key that wraps their subjects' keys. */
+function personalDataWithoutKey(raw: Record<string, unknown>): CrossCheckIssue[] {
+  if ((raw["personal_data"] as { master_key_file?: unknown } | undefined)?.master_key_file !== undefined) return [];
+  const sources = Array.isArray(raw["sources"]) ? (raw["sources"] as unknown[]) : [];
+  return sources.flatMap((source, index) => {
+    const tables = (source as { governance?: { tables?: Record<string, { personal?: unknown }> } } | null)?.governance?.tables ?? {};
+    const personal = Object.entries(tables).filter(([, t]) => t?.personal !== undefined);
+    return personal.length === 0
+      ? []
+      : [{ path: ["sources", index, "governance", "tables", personal[0]![0], "personal"], message: `personal columns (${personal.map(([t]) => t).join(", ")}) need personal_data.master_key_file, the master key that wraps each subject's key` }];
+  });
 }

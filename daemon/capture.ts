@@ -19,6 +19,8 @@ export interface ChangeEncoder {
   encode(event: ChangeEvent): Promise<ProducedRecord[]>;
   /** Called before the events of each source batch (data checks' unique_in_batch). */
   startBatch?(): void;
+  /** Called with the events of each source batch before they are encoded (personal data: their subjects' keys are created in one write). */
+  prepare?(events: readonly ChangeEvent[]): Promise<void>;
 }
 
 export interface HaltedTable {
@@ -81,6 +83,8 @@ export class CapturePipeline {
   private problem: string | null = null;
   private lastCheckpoint: Checkpoint | null = null;
   private lastAckedCommitMs: number | null = null;
+  /** Settles when the last batch handed to the log is acknowledged (rejects when it or one before it failed). */
+  private acknowledged: Promise<void> = Promise.resolve();
 
   constructor(options: CaptureOptions) {
     this.options = options;
@@ -161,52 +165,90 @@ export class CapturePipeline {
   }
 
   /**
-   * Two stages overlap: while one batch is made durable and acknowledged, the next is read and
-   * encoded (at most one batch waits between them). Batches are still produced and acknowledged
-   * one at a time, in order, under the lock that keeps operator releases between batches; a batch
-   * encoded while a release ran is encoded again, since the release changed which tables are halted.
+   * The stages overlap: reading and encoding the next batch, and storing the batches before it.
+   * Up to MAX_BATCHES_IN_FLIGHT encoded batches are handed to the topic log without waiting for
+   * the previous ones to be durable (the log stores overlapping calls in call order; with Kafka,
+   * batches that queue up during a transaction go out together in the next). Each batch is
+   * acknowledged to the source once it is durable and the batch before it was acknowledged, so
+   * acknowledgements follow durability in order and never pass it. A failed store ends the pump:
+   * no batch after it is acknowledged, and the log refuses their checkpoints. Batches are handed
+   * to the log under the lock that keeps operator releases between batches; a batch encoded while
+   * a release ran is encoded again, since the release changed which tables are halted.
    */
   private async pump(stop: AbortSignal): Promise<void> {
     const { source } = this.options;
-    let publishing: Promise<void> = Promise.resolve();
+    const inFlight = new Set<Promise<void>>();
+    // Set from the publishes' callbacks: the first store or acknowledgement that failed.
+    const outcome: { failure: { error: unknown } | null } = { failure: null };
+    let fail!: (error: unknown) => void;
+    const failed = new Promise<never>((_resolve, reject) => (fail = reject));
+    failed.catch(() => undefined);
+    this.acknowledged = Promise.resolve();
     try {
       while (!stop.aborted) {
         const reading = source.read(stop);
         reading.catch(() => undefined);
         let batch: SourceBatch;
         try {
-          // A failed publish ends the pump at once rather than after the next batch arrives.
-          batch = await Promise.race([reading, publishing.then(() => reading)]);
+          // A failed store ends the pump at once rather than after the next batch arrives.
+          batch = await Promise.race([reading, failed]);
         } catch (error) {
+          if (outcome.failure !== null) throw outcome.failure.error;
           if (stop.aborted) return;
           throw error;
         }
         const releases = this.releases;
         const records = await this.encodeBatch(batch);
-        await publishing;
-        publishing = this.publish(batch, records, releases);
-        publishing.catch(() => undefined);
+        while (inFlight.size >= MAX_BATCHES_IN_FLIGHT) await Promise.race([Promise.race(inFlight), failed]);
+        if (outcome.failure !== null) throw outcome.failure.error;
+        const publishing = this.publish(batch, records, releases);
+        inFlight.add(publishing);
+        publishing.then(
+          () => inFlight.delete(publishing),
+          (error: unknown) => {
+            inFlight.delete(publishing);
+            outcome.failure ??= { error };
+            fail(error);
+          },
+        );
       }
     } finally {
-      await publishing;
+      await Promise.allSettled([...inFlight]);
     }
+    if (outcome.failure !== null) throw outcome.failure.error;
   }
 
-  private async publish(batch: SourceBatch, encoded: ProducedRecord[], releases: number): Promise<void> {
-    const produced = await this.exclusive(async () => {
-      const records = releases === this.releases ? encoded : await this.encodeBatch(batch);
-      const started = performance.now();
-      await this.options.log.produce(records, batch.checkpoint);
+  /**
+   * Hands the batch to the topic log (in order, under the lock), then acknowledges it to the
+   * source once it is durable and the previous batch was acknowledged; rejects without
+   * acknowledging when either failed.
+   */
+  private publish(batch: SourceBatch, encoded: ProducedRecord[], releases: number): Promise<void> {
+    const previous = this.acknowledged;
+    const published = (async () => {
+      const issued = await this.exclusive(async () => {
+        const records = releases === this.releases ? encoded : await this.encodeBatch(batch);
+        const durable = this.options.log.produce(records, batch.checkpoint);
+        durable.catch(() => undefined);
+        // Wrapped, so the lock is held only while the batch is handed over, not until it is durable.
+        return { durable, records: records.length, started: performance.now() };
+      });
+      await issued.durable;
+      const seconds = (performance.now() - issued.started) / 1000;
+      await previous;
       await batch.ack();
-      return { records: records.length, seconds: (performance.now() - started) / 1000 };
-    });
-    this.lastCheckpoint = batch.checkpoint;
-    this.lastAckedCommitMs = batch.events.length === 0 ? (batch.throughTimeMs ?? Date.now()) : Math.max(...batch.events.map((e) => e.source.commitTimeMs));
-    this.options.stats?.onBatch?.(batch, produced.records, produced.seconds);
+      this.lastCheckpoint = batch.checkpoint;
+      this.lastAckedCommitMs = batch.events.length === 0 ? (batch.throughTimeMs ?? Date.now()) : Math.max(...batch.events.map((e) => e.source.commitTimeMs));
+      this.options.stats?.onBatch?.(batch, issued.records, seconds);
+    })();
+    published.catch(() => undefined);
+    this.acknowledged = published;
+    return published;
   }
 
   private async encodeBatch(batch: SourceBatch): Promise<ProducedRecord[]> {
     this.options.encoder.startBatch?.();
+    await this.options.encoder.prepare?.(batch.events);
     const records: ProducedRecord[] = this.transactionRecords(batch);
     for (const event of batch.events) {
       const table = tableName(event.schema);
@@ -302,7 +344,10 @@ export class CapturePipeline {
         ? `mark ${firstText} as skipped (it stays in ${parkingTopic} with its reason) and re-publish the other ${Math.max(0, parked.count - 1)} parked change(s) of ${table} to its topic, in order; then capture the table again`
         : `re-publish the ${parked.count} parked change(s) of ${table} to its topic, in order, and capture the table again; a change that still fails halts it again`;
     if (!execute) return { ...base, executed: false, description: plan };
+    // Batches handed to the log before this release are durable and acknowledged before it starts (their parked changes included).
+    const handedOver = this.acknowledged;
     return this.exclusive(async () => {
+      await handedOver.catch(() => undefined);
       this.releases++;
       try {
         return await this.releaseNow(table, action, stop, { base, first, firstText, error: halted.error });
@@ -492,6 +537,12 @@ const PART_HEADER = "sluice.part";
 /** On a marker written by `sluice halted skip --source`: the first change after the previous marker was skipped, not re-published. */
 const SKIPPED_HEADER = "sluice.skipped";
 const REPUBLISH_CHUNK = 1_000;
+/**
+ * Encoded batches handed to the topic log and not yet acknowledged, at most: enough to keep the
+ * log busy while the next batch is read and encoded, bounded so memory is (each holds its events
+ * and records until acknowledged). With Kafka, `max_in_flight` bounds them further.
+ */
+const MAX_BATCHES_IN_FLIGHT = 4;
 
 function recordTooLarge(event: ChangeEvent, bytes: number, limit: number, limitText: string, parkingTopic: string): SluiceError {
   const table = tableName(event.schema);

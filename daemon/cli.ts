@@ -21,6 +21,7 @@ import { createLogger, stdoutDestination } from "../runtime/logger.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { ProgressDisplay } from "./progress-display.ts";
 import { runRebuildCommand } from "./rebuild-command.ts";
+import { runForgetCommand, runRotateCommand } from "./forget-command.ts";
 import { runReplayCommand } from "./replay.ts";
 import { formatRows, queryDuckDbFile } from "./sink-query.ts";
 import { formatStatus } from "./status-table.ts";
@@ -230,6 +231,29 @@ const commands: Record<string, Command> = {
       const config = loadConfigFile(configPath(values));
       const options = { sink: values["sink"] as string | undefined, source: values["source"] as string | undefined, table: values["table"] as string | undefined, execute: values["execute"] === true, json: values["json"] === true };
       return runHaltedCommand(config, positionals, options, io);
+    },
+  },
+  forget: {
+    summary: "erase one data subject's personal columns: destroy its key, null them in every sink, audit it; a dry run unless --execute",
+    usage: "sluice forget -c FILE --source NAME --subject ID [--execute]",
+    details: `${CONFIG_HELP}\n  --source NAME       the source whose personal tables hold the subject (governance.tables.<table>.personal)\n  --subject ID        the subject, as the value of the tables' subject column (e.g. a customer id)\n  --execute           do it\n\nDestroys the subject's key (every copy of its personal values in the topics becomes unreadable, in\nevery replay and rebuild), then has each sink null the subject's personal columns in rows already\napplied (through the running daemon, else directly), and records the erasure in\n<deployment>.sluice.erasures. Safe to run again; a run cut short is finished by running it again.\nSee docs/governance.md for what erasure does not reach.`,
+    options: { ...configOption, source: { type: "string" }, subject: { type: "string" }, execute: { type: "boolean" } },
+    async run(values, _positionals, io) {
+      if (typeof values["source"] !== "string") throw new UsageError("missing --source NAME");
+      if (typeof values["subject"] !== "string" || values["subject"] === "") throw new UsageError("missing --subject ID");
+      // The sources' credentials are not needed: only their governance section.
+      const config = loadConfigFile(configPath(values), { captures: () => false });
+      return runForgetCommand(config, { source: values["source"], subject: values["subject"], execute: values["execute"] === true }, io, createLogger("warn", process.stderr));
+    },
+  },
+  "rotate-master-key": {
+    summary: "rewrap every data subject's key with personal_data.master_key_file; a dry run unless --execute",
+    usage: "sluice rotate-master-key -c FILE [--execute]",
+    details: `${CONFIG_HELP}\n  --execute           do it\n\nProcedure (docs/governance.md): put the new key in master_key_file and the old one in\nprevious_master_key_files, restart the daemon, run this with --execute, then remove\nprevious_master_key_files and restart again. Safe to run again.`,
+    options: { ...configOption, execute: { type: "boolean" } },
+    async run(values, _positionals, io) {
+      const config = loadConfigFile(configPath(values), { captures: () => false, runsSink: () => false });
+      return runRotateCommand(config, values["execute"] === true, io, createLogger("warn", process.stderr));
     },
   },
   snapshot: {

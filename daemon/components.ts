@@ -16,6 +16,7 @@ import { controlledTopic, controlRecord, controlTopicSpec } from "./control-reco
 import type { Logger } from "../runtime/logger.ts";
 import type { RecordDecoder } from "./sink-runner.ts";
 import { ColumnTransforms } from "./governance/transforms.ts";
+import { lazyKeyStore, PersonalDataDecryptor, PersonalDataEncryptor, personalTables } from "./governance/personal-data.ts";
 
 export interface RegistrySetup {
   readonly registry: SchemaRegistry;
@@ -141,6 +142,8 @@ export function captureEncoder(
     );
   });
   const transforms = new ColumnTransforms(source.governance);
+  // Personal columns are encrypted after the transforms (a column is one or the other), before encoding.
+  const personal = personalTables(source).size > 0 ? new PersonalDataEncryptor(source, lazyKeyStore(config, log, { create: true })) : null;
   const control = controlTopic(config.name);
   const truncatesInDataTopic = source.envelope === "sluice" || !source.skipped_operations.includes("t");
   /** A truncate goes to the control topic (control-records.ts), and to its data topic only where consumers asked for op t records. */
@@ -150,9 +153,11 @@ export function captureEncoder(
     return truncatesInDataTopic ? [data, controlRecord(control, event, data.topic, data.value)] : [controlRecord(control, event, data.topic, data.value)];
   };
   return {
+    ...(personal ? { prepare: (events: readonly ChangeEvent[]) => personal.prepare(events) } : {}),
     async encode(captured: ChangeEvent): Promise<ProducedRecord[]> {
       // Governance transforms first: the schema registered and every record carry only their result.
-      const event = transforms.apply(captured);
+      const transformed = transforms.apply(captured);
+      const event = personal ? await personal.apply(transformed) : transformed;
       const keyed = event.schema.key.length > 0;
       let records = await avro.encode(event);
       if (event.op === "t") records = truncateRecords(event, records);
@@ -224,17 +229,28 @@ export function internalTopicSpec(name: string, config?: SluiceConfig) {
   };
 }
 
-export function recordDecoder(registry: Pick<SchemaRegistry, "getById">): RecordDecoder {
+/** Decodes stored records; with `personal`, personal columns come out decrypted (null once their subject is forgotten). */
+export function recordDecoder(registry: Pick<SchemaRegistry, "getById">, personal?: PersonalDataDecryptor | null): RecordDecoder {
   const decoder = new ChangeEventDecoder(registry);
   const compacted = new CompactedRecordReader(registry);
+  const decode = async (record: StoredRecord) => {
+    // A control record's key names its table, not a row.
+    if (controlledTopic(record) !== null) return decoder.decode(null, record.value, record.headers);
+    const { key, value } = await compacted.normalize(record);
+    return decoder.decode(key, value, record.headers);
+  };
+  if (!personal) return { decode };
   return {
     decode: async (record: StoredRecord) => {
-      // A control record's key names its table, not a row.
-      if (controlledTopic(record) !== null) return decoder.decode(null, record.value, record.headers);
-      const { key, value } = await compacted.normalize(record);
-      return decoder.decode(key, value, record.headers);
+      const event = await decode(record);
+      return event === null ? null : personal.apply(event);
     },
   };
+}
+
+/** The decryption of personal columns for a sink's process, or null when no source of the deployment has any. */
+export function personalDecryptor(config: SluiceConfig, log: TopicLog): PersonalDataDecryptor | null {
+  return config.sources.some((s) => personalTables(s).size > 0) ? new PersonalDataDecryptor(config, lazyKeyStore(config, log, { create: true })) : null;
 }
 
 export async function createSource(config: SourceConfig, logger: Logger, hooks: SourceHooks): Promise<Source> {

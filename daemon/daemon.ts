@@ -25,7 +25,7 @@ import type { SnapshotTarget } from "./snapshot-admin.ts";
 import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
 import type { ReleasableCapture } from "./halted-admin.ts";
 import type { HaltAction } from "./halted.ts";
-import { HttpServer, sendJson } from "./http-server.ts";
+import { HttpServer, readBody, sendJson } from "./http-server.ts";
 import type { TlsCredentials } from "./http-server.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { countPerTableAndOp, SluiceMetrics } from "./metrics.ts";
@@ -265,15 +265,18 @@ export class Daemon {
       });
       this.dataChecks.set(sourceConfig.name, checks);
       const checksTopic = dataCheckDeadLetterTopic(this.config.name, sourceConfig.name);
+      const encoder = captureEncoder(this.config, sourceConfig, registry, this.log, (table) => this.metrics.schemaVersionsRegistered.inc({ source: sourceConfig.name, table }), logger);
+      const checked = withDataChecks(
+        checks,
+        withOutbox(this.config, sourceConfig, encoder, this.log, registry, logger),
+        checksTopic,
+        () => this.untilAvailable("creating the data-check dead-letter topic", () => topicLog.createTopic(internalTopicSpec(checksTopic, this.config))),
+      );
       const pipeline = new CapturePipeline({
         source,
         log: this.log,
-        encoder: withDataChecks(
-          checks,
-          withOutbox(this.config, sourceConfig, captureEncoder(this.config, sourceConfig, registry, this.log, (table) => this.metrics.schemaVersionsRegistered.inc({ source: sourceConfig.name, table }), logger), this.log, registry, logger),
-          checksTopic,
-          () => this.untilAvailable("creating the data-check dead-letter topic", () => topicLog.createTopic(internalTopicSpec(checksTopic, this.config))),
-        ),
+        // Personal data: the subjects' keys of a batch are created before its events are encoded.
+        encoder: encoder.prepare ? { encode: (event) => checked.encode(event), startBatch: () => checked.startBatch(), prepare: encoder.prepare } : checked,
         logger,
         parkingTopic: parking,
         ...(transactionTopic ? { transactionTopic, transactionEncoder } : {}),
@@ -322,6 +325,7 @@ export class Daemon {
     const queryable = new Map(this.sinks.flatMap((s) => (s.thread.queryable ? [[s.name, s.thread] as const] : [])));
     this.http.mount("/sinks", queryHandler(queryable, this.http.maxBodyBytes));
     this.http.mount("/sinks", (req, res) => this.handleRebuild(req, res));
+    this.http.mount("/sinks", (req, res) => this.handleErase(req, res));
     const releasable = haltedHandler(
       new Map(this.sinks.map((s) => [s.name, s.thread])),
       this.releasableSources,
@@ -416,6 +420,28 @@ export class Daemon {
     }
     try {
       sendJson(res, 200, await running.thread.rebuild());
+    } catch (error) {
+      sendJson(res, 500, { error: error instanceof Error ? error.message : String(error) });
+    }
+    return true;
+  }
+
+  /** POST /sinks/<name>/erase {source, subject}: `sluice forget` on a running sink; answers once the sink holds no personal value of the subject. */
+  private async handleErase(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const match = /^\/sinks\/([^/]+)\/erase$/.exec((req.url ?? "").split("?")[0]!);
+    if (!match || req.method !== "POST") return false;
+    const running = this.sinks.find((s) => s.name === decodeURIComponent(match[1]!));
+    if (!running) {
+      sendJson(res, 404, { error: `sink "${match[1]}" does not run in this process` });
+      return true;
+    }
+    try {
+      const body = JSON.parse((await readBody(req, this.http.maxBodyBytes)).toString("utf8")) as { source?: unknown; subject?: unknown };
+      if (typeof body.source !== "string" || typeof body.subject !== "string") {
+        sendJson(res, 400, { error: 'expected {"source": "...", "subject": "..."}' });
+        return true;
+      }
+      sendJson(res, 200, { rows: await running.thread.erase(body.source, body.subject) });
     } catch (error) {
       sendJson(res, 500, { error: error instanceof Error ? error.message : String(error) });
     }

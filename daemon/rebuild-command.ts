@@ -7,7 +7,7 @@ import { hostname } from "node:os";
 import type { SluiceConfig } from "../config/schema.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { openTopicLogForCommand } from "../connectors/topics/open.ts";
-import { createSink, openRegistry, recordDecoder, sinkGroupName, sinkTopics } from "./components.ts";
+import { createSink, openRegistry, personalDecryptor, recordDecoder, sinkGroupName, sinkTopics } from "./components.ts";
 import { callDaemon, refusalHint } from "./daemon-client.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { describeHistoryGaps, historyGaps, isRebuildable, rebuildSink } from "./rebuild.ts";
@@ -87,7 +87,7 @@ export async function runRebuildCommand(config: SluiceConfig, sinkName: string, 
       const { registry } = await openRegistry(config, log);
       const topics = sinkTopics(config, sinkConfig, await log.topicNames());
       try {
-        const report = await rebuildSink({ sink, log, decoder: recordDecoder(registry), topics, group: `${group}.rebuild`, logger, signal });
+        const report = await rebuildSink({ sink, log, decoder: recordDecoder(registry, personalDecryptor(config, log)), topics, group: `${group}.rebuild`, logger, signal });
         io.stdout(`Done: ${describe(report)}.\n`);
         return 0;
       } catch (error) {

@@ -206,6 +206,11 @@ export class SinkRunner {
     this.options.metrics?.tablesHalted.set({ source: state.source, sink: this.options.sink.name, table: state.view.table }, 0);
   }
 
+  /** Runs `operation` between batches: no batch is decoded or written meanwhile (sluice forget). */
+  betweenBatches<T>(operation: () => Promise<T>): Promise<T> {
+    return this.exclusive(operation);
+  }
+
   private exclusive<T>(operation: () => Promise<T>): Promise<T> {
     const run = this.lock.then(operation);
     this.lock = run.then(

@@ -12,6 +12,7 @@ import type { ErrorContext } from "../connectors/errors.ts";
 import type { ReadQueryResult } from "../connectors/duckdb/read-query.ts";
 import type { SchemaRegistry } from "../schema-registry/index.ts";
 import type { RebuildReport } from "./rebuild.ts";
+import type { RebuildProgress } from "./rebuild-progress.ts";
 import type { HaltAction, HaltedSinkTable, HaltReleaseReport } from "./halted.ts";
 
 export interface SinkThreadData {
@@ -34,7 +35,8 @@ export type SinkThreadCall =
   | { readonly method: "metrics" }
   | { readonly method: "query"; readonly sql: string }
   | { readonly method: "rebuild" }
-  | { readonly method: "release"; readonly table: string; readonly action: HaltAction; readonly execute: boolean };
+  | { readonly method: "release"; readonly table: string; readonly action: HaltAction; readonly execute: boolean }
+  | { readonly method: "erase"; readonly source: string; readonly subject: string };
 
 export type ToSinkThread =
   | { readonly type: "stop" }
@@ -50,6 +52,8 @@ export interface SinkThreadState {
   readonly halted: readonly HaltedSinkTable[];
   /** The partitions this process reads, `topic:partition`. */
   readonly partitions: readonly string[];
+  /** The running or last rebuild (sluice replay --rebuild), null when none ran. */
+  readonly rebuild: RebuildProgress | null;
 }
 
 export type FromSinkThread =
@@ -93,7 +97,7 @@ export class SinkThread {
   private readonly options: SinkThreadOptions;
   private readonly pending = new Map<number, Pending>();
   private nextCallId = 0;
-  private state: SinkThreadState = { ready: false, waiting: "starting", lastAppliedCommitMs: null, halted: [], partitions: [] };
+  private state: SinkThreadState = { ready: false, waiting: "starting", lastAppliedCommitMs: null, halted: [], partitions: [], rebuild: null };
   private settle!: { resolve(): void; reject(error: Error): void };
   private startup!: { resolve(): void; reject(error: Error): void };
   private readonly started: Promise<void>;
@@ -155,6 +159,11 @@ export class SinkThread {
     return [...this.state.halted];
   }
 
+  /** The running or last rebuild, as last reported. */
+  rebuildProgress(): RebuildProgress | null {
+    return this.state.rebuild;
+  }
+
   metrics(): Promise<MetricsSnapshot> {
     return this.call({ method: "metrics" }) as Promise<MetricsSnapshot>;
   }
@@ -171,6 +180,11 @@ export class SinkThread {
   /** Releases a halted table (`sluice halted retry|skip`); a dry run unless `execute`. */
   release(table: string, action: HaltAction, execute: boolean): Promise<HaltReleaseReport> {
     return this.call({ method: "release", table, action, execute }) as Promise<HaltReleaseReport>;
+  }
+
+  /** `sluice forget`: the sink stops decrypting the subject's values, then nulls its personal columns in rows already applied; the rows changed where the target says. */
+  erase(source: string, subject: string): Promise<number | null> {
+    return this.call({ method: "erase", source, subject }) as Promise<number | null>;
   }
 
   /** Asks the sink to finish its batch and stop; resolves when the thread has exited. */
@@ -203,7 +217,7 @@ export class SinkThread {
         this.startup.resolve();
         return;
       case "state":
-        this.state = { ready: message.ready, waiting: message.waiting, lastAppliedCommitMs: message.lastAppliedCommitMs, halted: message.halted, partitions: message.partitions };
+        this.state = { ready: message.ready, waiting: message.waiting, lastAppliedCommitMs: message.lastAppliedCommitMs, halted: message.halted, partitions: message.partitions, rebuild: message.rebuild };
         return;
       case "schema-request":
         this.options.registry.getById(message.schemaId).then(

@@ -7,10 +7,12 @@ import { parentPort, workerData } from "node:worker_threads";
 import { rememberSecrets, secretValues } from "../config/redact.ts";
 import { openTopicLog, sinkWriter } from "../connectors/topics/open.ts";
 import { retry } from "../runtime/backoff.ts";
-import { createSink, deadLetterTopic, internalTopicSpec, recordDecoder, sinkGroupName, sinkTopics } from "./components.ts";
+import { createSink, deadLetterTopic, internalTopicSpec, personalDecryptor, recordDecoder, sinkGroupName, sinkTopics } from "./components.ts";
+import { eraseInSink, erasureRequests } from "./governance/erasure.ts";
 import { createLogger } from "../runtime/logger.ts";
 import { SluiceMetrics } from "./metrics.ts";
 import { isRebuildable, rebuildSink } from "./rebuild.ts";
+import type { RebuildProgress } from "./rebuild-progress.ts";
 import { isQueryable } from "./sink-query.ts";
 import { SinkRunner } from "./sink-runner.ts";
 import { deserializeError, serializeError } from "./sink-thread.ts";
@@ -77,7 +79,9 @@ async function main(): Promise<void> {
     }
     const group = sinkGroupName(config, sinkConfig);
     const topics = async () => sinkTopics(config, sinkConfig, await log.topicNames());
-    const decoder = recordDecoder(registry);
+    const personal = personalDecryptor(config, log);
+    let rebuild: RebuildProgress | null = null;
+    const decoder = recordDecoder(registry, personal);
     const sink = await createSink(sinkConfig, logger);
     const runner = new SinkRunner({
       sink,
@@ -104,14 +108,38 @@ async function main(): Promise<void> {
           return sink.readQuery(call.sql);
         case "rebuild":
           if (!isRebuildable(sink)) throw new Error(`sink ${sinkName} cannot be rebuilt`);
-          return rebuildSink({ sink, log, decoder, topics: await topics(), group: `${group}.rebuild`, logger: logger.child({ component: "rebuild" }), signal: stop.signal });
+          return rebuildSink({
+            sink,
+            log,
+            decoder,
+            topics: await topics(),
+            group: `${group}.rebuild`,
+            logger: logger.child({ component: "rebuild" }),
+            signal: stop.signal,
+            onProgress: (progress) => {
+              rebuild = progress;
+              metrics.recordRebuild(progress);
+              report();
+            },
+          });
+        case "erase": {
+          const requests = erasureRequests(config, sinkConfig, call.source, call.subject);
+          if (personal) {
+            // The tombstone is written already: read it, and drop the key here too, so no batch applied from now on decrypts the subject's values.
+            const keys = await personal.store();
+            await keys.catchUp();
+            keys.forgetLocally(call.source, call.subject);
+          }
+          return runner.betweenBatches(() => eraseInSink(sink, requests, stop.signal));
+        }
         case "release":
           // A halt sink has no dead-letter topic until an operator first skips a record to it.
           if (call.action === "skip" && call.execute) await log.createTopic(internalTopicSpec(dlq, config));
           return runner.release(call.table, call.action, call.execute);
       }
     };
-    const report = () => post({ type: "state", ready: runner.ready(), waiting: runner.waitingFor(), lastAppliedCommitMs: runner.lastAppliedCommitTime(), halted: runner.haltedTables(), partitions: runner.assignment() });
+    const report = () =>
+      post({ type: "state", ready: runner.ready(), waiting: runner.waitingFor(), lastAppliedCommitMs: runner.lastAppliedCommitTime(), halted: runner.haltedTables(), partitions: runner.assignment(), rebuild });
     const reporting = setInterval(report, STATE_REPORT_MS);
     post({ type: "started", queryable: isQueryable(sink), rebuildable: isRebuildable(sink) });
     try {

@@ -21,7 +21,7 @@ import { collapseChanges, hasUnchanged } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { DELETED_COLUMN, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { TargetColumn } from "../sinks/columns.ts";
-import type { OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
+import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { errorMessage, rebuildState, rowRejected, schemaUnsupported, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { applyUntilRejected, isolateRejected } from "../sinks/isolate.ts";
@@ -36,6 +36,7 @@ import { addedMismatch, CatalogMismatch, checkTable, describeColumn, describeSer
 import type { ServerColumn, ServerTables } from "./consistency.ts";
 import { addColumnSql, countCurrentRowsSql, createTableSql, createViewSql, ident, modifyColumnSql, qualified } from "./ddl.ts";
 import { keyLiteral, readValue, skipValue, writeValue } from "./codec.ts";
+import { sqlString } from "./tsv.ts";
 import { RowBinaryReader, RowBinaryWriter } from "./rowbinary.ts";
 import { atLeast, clickhouseType, dialectFor } from "./types.ts";
 import type { Dialect } from "./types.ts";
@@ -64,7 +65,7 @@ interface Prepared {
 
 const STORED_CHUNK = 500;
 
-export class ClickHouseSink implements VersionedSink {
+export class ClickHouseSink implements VersionedSink, ErasableSink {
   readonly name: string;
   readonly offsetsAtomic = false;
   readonly #config: ClickHouseSinkConfig;
@@ -221,6 +222,27 @@ export class ClickHouseSink implements VersionedSink {
   }
 
   // --- writing -----------------------------------------------------------------------------
+
+  /**
+   * `sluice forget`: nulls the subject's personal columns in every generation of the table, in
+   * every stored version of its rows (a mutation rewrites all parts), and waits for the mutation.
+   */
+  erase(request: ErasureRequest, signal: AbortSignal): Promise<null> {
+    return this.#serial.run(async () => {
+      const target = renderTarget(this.#config.target, request.table);
+      for (const physical of this.#tables.values()) {
+        if (physical.target !== target || !physical.columns.some((c) => c.name === request.subjectColumn)) continue;
+        const columns = request.columns.filter((name) => physical.columns.some((c) => c.name === name && !c.key));
+        if (columns.length === 0) continue;
+        await this.#conn().command(
+          `ALTER TABLE ${qualified(this.#database, physical.physical)} UPDATE ${columns.map((c) => `${ident(c)} = NULL`).join(", ")} ` +
+            `WHERE toString(${ident(request.subjectColumn)}) = ${sqlString(request.subject)} AND (${columns.map((c) => `${ident(c)} IS NOT NULL`).join(" OR ")}) SETTINGS mutations_sync = 2`,
+          signal,
+        );
+      }
+      return null;
+    });
+  }
 
   async #write(changes: readonly SinkChange[], mode: Mode, offsets: readonly TopicPartitionOffset[] | null, signal: AbortSignal): Promise<OffsetWriteResult> {
     signal.throwIfAborted();

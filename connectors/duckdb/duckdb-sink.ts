@@ -21,7 +21,7 @@ import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { DELETED_COLUMN, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { TargetColumn } from "../sinks/columns.ts";
 import type { LogicalType } from "../sinks/logical-type.ts";
-import type { OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
+import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { errorMessage, rebuildState, rowRejected, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { isolateRejected } from "../sinks/isolate.ts";
@@ -34,7 +34,7 @@ import { INTERNAL_SCHEMA, VIEW_SCHEMA } from "./config.ts";
 import type { DuckDbSinkConfig, DuckDbSinkOptions } from "./config.ts";
 import { lockDown, runReadQuery } from "./read-query.ts";
 import type { ReadQueryResult } from "./read-query.ts";
-import { ident, isDuckDbDataError } from "./sql.ts";
+import { ident, isDuckDbDataError, literal } from "./sql.ts";
 import { duckdbType, duckdbValue } from "./types.ts";
 
 const STAGE = "_sluice_stage";
@@ -48,7 +48,7 @@ interface StagedRow {
   readonly group: number;
 }
 
-export class DuckDbSink implements VersionedSink {
+export class DuckDbSink implements VersionedSink, ErasableSink {
   readonly name: string;
   readonly offsetsAtomic = true;
   readonly #config: DuckDbSinkConfig;
@@ -491,6 +491,27 @@ export class DuckDbSink implements VersionedSink {
     await this.#conn().run(`DROP TABLE IF EXISTS ${this.#qualified(table)}`);
     await forgetTable(this.#conn(), table.physical);
     this.#tables.delete(table.physical);
+  }
+
+  /** `sluice forget`: nulls the subject's personal columns in every generation of the table, in one transaction. */
+  erase(request: ErasureRequest, signal: AbortSignal): Promise<number> {
+    return this.#serial.run(async () => {
+      signal.throwIfAborted();
+      const target = renderTarget(this.#config.target, request.table);
+      const physicals = [...this.#tables.values()].filter((t) => t.target === target && t.columns.some((c) => c.name === request.subjectColumn));
+      let changed = 0;
+      await this.#transaction(true, async () => {
+        for (const physical of physicals) {
+          const columns = request.columns.filter((name) => physical.columns.some((c) => c.name === name && !c.key));
+          if (columns.length === 0) continue;
+          const result = await this.#conn().run(
+            `UPDATE ${this.#qualified(physical)} SET ${columns.map((c) => `${ident(c)} = NULL`).join(", ")} WHERE CAST(${ident(request.subjectColumn)} AS VARCHAR) = ${literal(request.subject)} AND (${columns.map((c) => `${ident(c)} IS NOT NULL`).join(" OR ")})`,
+          );
+          if (physical.role === "live") changed += result.rowsChanged;
+        }
+      });
+      return changed;
+    });
   }
 
   #find(target: string, role: "live" | "shadow"): PhysicalTable | null {

@@ -25,7 +25,7 @@ import { collapseChanges, hasUnchanged } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { DELETED_COLUMN, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { PlanContext, TargetColumn } from "../sinks/columns.ts";
-import type { OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
+import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { errorMessage, rebuildState, rowRejected, schemaUnsupported, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { keyId } from "../sinks/keys.ts";
@@ -60,7 +60,7 @@ interface Planned {
   readonly operation: BulkOperation;
 }
 
-export class ElasticsearchSink implements VersionedSink {
+export class ElasticsearchSink implements VersionedSink, ErasableSink {
   readonly name: string;
   readonly offsetsAtomic = false;
   readonly #config: ElasticsearchSinkConfig;
@@ -213,6 +213,44 @@ export class ElasticsearchSink implements VersionedSink {
       const indexes = await this.#load(this.#target(table), signal);
       if (indexes.shadow) await this.#idx().remove(indexes.shadow, signal);
       indexes.shadow = null;
+    });
+  }
+
+  /** `sluice forget`: nulls the subject's personal fields in the live index and a rebuild's shadow (update by query, refreshed). */
+  erase(request: ErasureRequest, signal: AbortSignal): Promise<number> {
+    return this.#serial.run(async () => {
+      const indexes = await this.#load(this.#target(request.table), signal);
+      let changed = 0;
+      for (const index of [indexes.live, indexes.shadow]) {
+        const subject = index?.columns.find((c) => c.name === request.subjectColumn);
+        if (!index || !subject) continue;
+        const fields = request.columns.filter((name) => index.columns.some((c) => c.name === name && !c.key));
+        if (fields.length === 0) continue;
+        await this.#idx().refresh(index.physical, signal);
+        // Strings are text with a keyword subfield: match the whole value there.
+        const field = subject.type.kind === "string" ? `${subject.name}.keyword` : subject.name;
+        const response = (await this.#call("erase a subject's personal fields", () =>
+          this.#cli().updateByQuery(
+            {
+              index: index.physical,
+              refresh: true,
+              conflicts: "proceed",
+              query: { bool: { filter: [{ term: { [field]: request.subject } }], should: fields.map((f) => ({ exists: { field: f } })), minimum_should_match: 1 } },
+              script: { lang: "painless", source: "for (String f : params.fields) { ctx._source[f] = null; }", params: { fields } },
+            },
+            { signal },
+          ),
+        )) as { updated?: number; version_conflicts?: number };
+        if ((response.version_conflicts ?? 0) > 0) {
+          throw new SluiceError(`sink ${this.name}: ${response.version_conflicts} documents of ${index.physical} changed while their personal fields were erased; run sluice forget again`, {
+            code: "SINK_ERASE_CONFLICT",
+            retriable: true,
+            context: { component: "sink", sink: this.name, table: tableLabel(request.table) },
+          });
+        }
+        if (index.role === "live") changed += response.updated ?? 0;
+      }
+      return changed;
     });
   }
 

@@ -95,3 +95,22 @@ export function isVersionedSink(sink: Sink): sink is VersionedSink {
   const candidate = sink as Partial<VersionedSink>;
   return typeof candidate.committedOffsets === "function" && typeof candidate.prepareRebuild === "function";
 }
+
+/** `sluice forget`: null the personal columns of one data subject's rows of one table. */
+export interface ErasureRequest {
+  readonly table: TableId;
+  /** The column naming the subject, and the subject as text (compared with the column's value as text). */
+  readonly subjectColumn: string;
+  readonly subject: string;
+  readonly columns: readonly string[];
+}
+
+/** A sink that can erase a subject's personal columns in rows already applied (every generation of the table). */
+export interface ErasableSink extends Sink {
+  /** Nulls `columns` of the subject's rows; resolves once the target holds the result (and will not show the old values again). Idempotent; returns the rows changed where the target says, else null. */
+  erase(request: ErasureRequest, signal: AbortSignal): Promise<number | null>;
+}
+
+export function isErasable(sink: Sink): sink is ErasableSink {
+  return typeof (sink as Partial<ErasableSink>).erase === "function";
+}

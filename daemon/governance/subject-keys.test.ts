@@ -6,7 +6,7 @@ import { after, test } from "node:test";
 import { EmbeddedTopicLog } from "../../connectors/embedded/embedded-log.ts";
 import { SluiceError } from "../../connectors/errors.ts";
 import { createLogger } from "../../runtime/logger.ts";
-import { decryptValue, encryptValue, isEncrypted, MasterKey, SubjectKeyStore } from "./subject-keys.ts";
+import { dataKeyId, decryptValue, encryptedBy, encryptValue, isEncrypted, MasterKey, SubjectKeyStore } from "./subject-keys.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-subject-keys-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -31,13 +31,20 @@ test("a master key file holds 32 bytes as hex or base64; anything else is refuse
 
 test("values: AES-256-GCM round trip, bound to their context, tampering detected", () => {
   const key = Buffer.alloc(32, 7);
-  const text = encryptValue(Buffer.from("ann@example.com"), key, "app.customers.email");
+  const text = encryptValue(Buffer.from("ann@example.com"), key, "app.customers.email", "42");
   assert.ok(isEncrypted(text));
   assert.ok(!text.includes("ann@"));
-  assert.notEqual(encryptValue(Buffer.from("ann@example.com"), key, "app.customers.email"), text, "a fresh IV per value");
+  assert.deepEqual(encryptedBy(text), { subject: "42", keyId: dataKeyId(key).toString("hex") }, "the value names its subject and key");
+  assert.notEqual(encryptValue(Buffer.from("ann@example.com"), key, "app.customers.email", "42"), text, "a fresh IV per value");
   assert.equal(decryptValue(text, key, "app.customers.email").toString(), "ann@example.com");
   assert.throws(() => decryptValue(text, key, "app.customers.phone"), /integrity check/);
   assert.throws(() => decryptValue(text, Buffer.alloc(32, 8), "app.customers.email"), /integrity check/);
+  // Naming another subject in the text does not make its value readable with that subject's key, nor with its own.
+  const renamed = text.replace(Buffer.from("42").toString("base64url"), Buffer.from("43").toString("base64url"));
+  assert.equal(encryptedBy(renamed)?.subject, "43");
+  assert.throws(() => decryptValue(renamed, key, "app.customers.email"), /integrity check/);
+  assert.equal(encryptedBy("plain text"), null);
+  assert.equal(decryptValue(encryptValue(Buffer.alloc(0), key, "c", "s"), key, "c").length, 0, "an empty value round-trips");
 });
 
 test("subject keys: created once and durably, read by another reader of the log, destroyed for good", async () => {
@@ -56,7 +63,7 @@ test("subject keys: created once and durably, read by another reader of the log,
     assert.deepEqual(other.keyIfKnown("pg", "42"), ann);
     assert.equal(other.size, 2);
 
-    const ciphertext = encryptValue(Buffer.from("secret"), ann, "c");
+    const ciphertext = encryptValue(Buffer.from("secret"), ann, "c", "42");
     assert.equal(await store.destroy("pg", "42"), true);
     assert.equal(await store.destroy("pg", "42"), false, "destroying again is harmless (a re-run)");
     await other.refresh();
@@ -82,13 +89,48 @@ test("master key rotation: every key rewrapped, re-runnable; afterwards the old 
     const withoutOld = await SubjectKeyStore.open(log, TOPIC, newMaster);
     assert.throws(() => withoutOld.keyIfKnown("pg", "1"), /wrapped by master key .* give the previous master key/);
 
-    const rotating = await SubjectKeyStore.open(log, TOPIC, newMaster, [oldMaster]);
+    const rotating = await SubjectKeyStore.open(log, TOPIC, newMaster, { previous: [oldMaster] });
     assert.equal(await rotating.rewrapAll(), 2);
     assert.equal(await rotating.rewrapAll(), 0, "a second run has nothing left to do");
 
     const after = await SubjectKeyStore.open(log, TOPIC, newMaster);
     for (const [subject, key] of keys.slice(0, 2)) assert.deepEqual(after.keyIfKnown("pg", subject), key);
     assert.equal(after.keyIfKnown("pg", "3"), null);
+  } finally {
+    await log.close();
+  }
+});
+
+test("a reader follows the key topic: keys created and destroyed elsewhere are seen on catch-up; a local forget holds until then", async () => {
+  const master = MasterKey.generate();
+  const log = await openLog("follow.db");
+  try {
+    const writer = await SubjectKeyStore.open(log, TOPIC, master);
+    const reader = await SubjectKeyStore.open(log, TOPIC, master);
+    const key = await writer.keyFor("pg", "7");
+    assert.equal(reader.keyIfKnown("pg", "7"), null, "not read yet");
+    await reader.catchUp();
+    assert.deepEqual(reader.keyIfKnown("pg", "7"), key);
+    reader.forgetLocally("pg", "7");
+    assert.equal(reader.keyIfKnown("pg", "7"), null);
+    assert.ok(reader.wasDestroyed("pg", "7"));
+    await writer.destroy("pg", "7");
+    await reader.catchUp();
+    assert.equal(reader.keyIfKnown("pg", "7"), null, "the tombstone keeps it destroyed");
+    const again = await writer.keyFor("pg", "7");
+    await reader.catchUp();
+    assert.deepEqual(reader.keyIfKnown("pg", "7"), again, "a subject seen again after an erasure gets a new key");
+    assert.ok(!reader.wasDestroyed("pg", "7"));
+    await Promise.all([reader.close(), writer.close()]);
+    // A read-only open of a log without the topic is an empty store and creates nothing.
+    const other = await openLog("empty.db");
+    try {
+      const empty = await SubjectKeyStore.open(other, TOPIC, master, { create: false });
+      assert.equal(empty.size, 0);
+      assert.deepEqual(await other.topicNames(), []);
+    } finally {
+      await other.close();
+    }
   } finally {
     await log.close();
   }

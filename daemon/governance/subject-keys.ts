@@ -1,16 +1,17 @@
 /**
- * Building block of crypto-shredding (issue 18; not wired into capture or the sinks yet): one
- * AES-256-GCM data key per data subject, wrapped by a master key read from a file, kept in a
- * compacted topic of Sluice's own topic log (embedded log or Kafka). Destroying a subject's key (a
- * tombstone) makes every value encrypted with it unreadable, wherever copies of the records are.
+ * Crypto-shredding (issue 18, docs/governance.md): one AES-256-GCM data key per data subject,
+ * wrapped by a master key read from a file, kept in a compacted topic of Sluice's own topic log
+ * (embedded log or Kafka). Destroying a subject's key (a tombstone) makes every value encrypted
+ * with it unreadable, wherever copies of the records are.
  *
  * Record of the key topic: key "<source>\u0000<subject>", value = wrapped data key:
  *   "SK1" | master key id (8 bytes) | IV (12) | GCM tag (16) | encrypted data key (32)
- * Memory: the wrapped keys of every live subject (about 150 bytes each).
+ * Memory: the wrapped keys of every live subject (about 150 bytes each), the subjects destroyed
+ * since the store was opened, and at most UNWRAPPED_CACHE unwrapped keys.
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import type { ProducedRecord, StoredRecord, TopicLog } from "../../connectors/contracts.ts";
+import type { ProducedRecord, StoredRecord, TopicConsumer, TopicLog } from "../../connectors/contracts.ts";
 import { SluiceError } from "../../connectors/errors.ts";
 
 const WRAP_MAGIC = Buffer.from("SK1");
@@ -75,27 +76,48 @@ export class MasterKey {
   }
 }
 
-/** A value's ciphertext as text: "sluice-enc:v1:" + base64(IV | tag | AES-256-GCM(value)); `context` (e.g. table and column) is authenticated. */
-export function encryptValue(plain: Buffer, dataKey: Buffer, context: string): string {
+/**
+ * A value's ciphertext as text: "sluice-enc:v1:" + base64url(subject) + "." + base64(key id (4) |
+ * IV (12) | GCM tag (16) | AES-256-GCM(value)). The subject is named so a reader finds its key
+ * without the config, the key id (a digest of the data key) so it knows a value whose key is gone
+ * for good; the subject and `context` (e.g. table and column) are authenticated.
+ */
+export function encryptValue(plain: Buffer, dataKey: Buffer, context: string, subject: string): string {
   const iv = randomBytes(12);
   const cipher = createCipheriv("aes-256-gcm", dataKey, iv);
-  cipher.setAAD(Buffer.from(context));
+  cipher.setAAD(Buffer.from(`${context}\u0000${subject}`));
   const sealed = Buffer.concat([cipher.update(plain), cipher.final()]);
-  return VALUE_PREFIX + Buffer.concat([iv, cipher.getAuthTag(), sealed]).toString("base64");
+  return `${VALUE_PREFIX}${Buffer.from(subject).toString("base64url")}.${Buffer.concat([dataKeyId(dataKey), iv, cipher.getAuthTag(), sealed]).toString("base64")}`;
+}
+
+/** 4 bytes naming a data key (not secret: a digest). */
+export function dataKeyId(dataKey: Buffer): Buffer {
+  return createHash("sha256").update(dataKey).digest().subarray(0, 4);
 }
 
 export function isEncrypted(value: unknown): value is string {
   return typeof value === "string" && value.startsWith(VALUE_PREFIX);
 }
 
+/** The subject and key id of an encrypted value, or null when it is not a value encrypted by Sluice. */
+export function encryptedBy(text: string): { subject: string; keyId: string } | null {
+  if (!isEncrypted(text)) return null;
+  const dot = text.indexOf(".", VALUE_PREFIX.length);
+  if (dot < 0) return null;
+  const payload = Buffer.from(text.slice(dot + 1, dot + 1 + 8), "base64");
+  return { subject: Buffer.from(text.slice(VALUE_PREFIX.length, dot), "base64url").toString(), keyId: payload.subarray(0, 4).toString("hex") };
+}
+
 export function decryptValue(text: string, dataKey: Buffer, context: string): Buffer {
-  if (!isEncrypted(text)) throw keyError("not a value encrypted by Sluice");
-  const bytes = Buffer.from(text.slice(VALUE_PREFIX.length), "base64");
-  const decipher = createDecipheriv("aes-256-gcm", dataKey, bytes.subarray(0, 12));
-  decipher.setAAD(Buffer.from(context));
-  decipher.setAuthTag(bytes.subarray(12, 28));
+  const by = encryptedBy(text);
+  if (by === null) throw keyError("not a value encrypted by Sluice");
+  const bytes = Buffer.from(text.slice(text.indexOf(".", VALUE_PREFIX.length) + 1), "base64");
+  if (bytes.length < 32) throw keyError(`an encrypted value of ${context} is cut short`, { column: context });
+  const decipher = createDecipheriv("aes-256-gcm", dataKey, bytes.subarray(4, 16));
+  decipher.setAAD(Buffer.from(`${context}\u0000${by.subject}`));
+  decipher.setAuthTag(bytes.subarray(16, 32));
   try {
-    return Buffer.concat([decipher.update(bytes.subarray(28)), decipher.final()]);
+    return Buffer.concat([decipher.update(bytes.subarray(32)), decipher.final()]);
   } catch {
     throw keyError(`an encrypted value of ${context} fails its integrity check (altered, or encrypted for another column or subject)`, { column: context });
   }
@@ -103,14 +125,38 @@ export function decryptValue(text: string, dataKey: Buffer, context: string): Bu
 
 const recordKey = (source: string, subject: string) => `${source}\u0000${subject}`;
 
-/** The subjects' data keys of one deployment, read from and written to a compacted topic. */
+/** Unwrapped data keys kept ready (least recently used first out): unwrapping costs an AES-GCM decryption. */
+const UNWRAPPED_CACHE = 10_000;
+/** Tombstones of the key topic are kept (ten years): every reader then knows a subject was forgotten, not just unknown. */
+const TOMBSTONE_RETENTION_MS = 10 * 365 * 86_400_000;
+
+export interface SubjectKeyStoreOptions {
+  /** Master keys being rotated away from: still accepted for reading. */
+  readonly previous?: readonly MasterKey[];
+  /** Create the key topic when missing (default); false for read-only use (a dry run): a missing topic is an empty store. */
+  readonly create?: boolean;
+}
+
+/** The key topic of a deployment. */
+export function subjectKeyTopic(deployment: string): string {
+  return `${deployment}.sluice.subject-keys`;
+}
+
+/**
+ * The subjects' data keys of one deployment, read from a compacted topic and followed: `catchUp`
+ * reads what was written since (by capture, by \`sluice forget\`, by a rotation).
+ */
 export class SubjectKeyStore {
   private readonly log: TopicLog;
   private readonly topic: string;
   private readonly master: MasterKey;
   private readonly previous: readonly MasterKey[];
   private readonly wrappedKeys = new Map<string, Buffer>();
+  private readonly destroyed = new Set<string>();
+  private readonly unwrapped = new Map<string, Buffer>();
   private readonly group: string;
+  private consumer: TopicConsumer | null = null;
+  private reading: Promise<void> = Promise.resolve();
 
   private constructor(log: TopicLog, topic: string, master: MasterKey, previous: readonly MasterKey[]) {
     this.log = log;
@@ -120,48 +166,76 @@ export class SubjectKeyStore {
     this.group = `${topic}.reader.${process.pid}.${Date.now()}.${randomBytes(3).toString("hex")}`;
   }
 
-  /** Opens the store: creates its compacted topic when missing, reads every key. `previous`: master keys being rotated away from. */
-  static async open(log: TopicLog, topic: string, master: MasterKey, previous: readonly MasterKey[] = []): Promise<SubjectKeyStore> {
-    await log.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: true });
-    const store = new SubjectKeyStore(log, topic, master, previous);
-    await store.refresh();
+  /** Opens the store: creates its compacted topic when missing (unless `create` is false), reads every key. */
+  static async open(log: TopicLog, topic: string, master: MasterKey, options: SubjectKeyStoreOptions = {}): Promise<SubjectKeyStore> {
+    if (options.create !== false) await log.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: true, tombstoneRetentionMs: TOMBSTONE_RETENTION_MS });
+    const store = new SubjectKeyStore(log, topic, master, options.previous ?? []);
+    await store.catchUp();
     return store;
   }
 
+  /** Live subject keys. */
   get size(): number {
     return this.wrappedKeys.size;
   }
 
-  /** Reads the key topic from the beginning again, so keys written or destroyed elsewhere are seen. */
-  async refresh(): Promise<void> {
+  /** Reads the key topic up to its end as it is now (after any read under way), so keys written or destroyed elsewhere are seen. */
+  catchUp(): Promise<void> {
+    const run = this.reading.then(() => this.readToEnd());
+    this.reading = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Same as catchUp (kept for callers of the first version). */
+  refresh(): Promise<void> {
+    return this.catchUp();
+  }
+
+  private async readToEnd(): Promise<void> {
+    if (!(await this.log.topicNames()).includes(this.topic)) return;
     const ends = await this.log.endOffsets(this.topic);
-    const seen = new Map<string, Buffer | null>();
-    if (!ends.every((end) => end.offset === 0n)) {
-      const consumer = await this.log.consumer(this.group, [this.topic]);
-      try {
-        for (const end of ends) await consumer.seek(this.topic, end.partition, { kind: "earliest" });
-        const finished = () => ends.every((end) => (consumer.position(this.topic, end.partition) ?? 0n) >= end.offset);
-        while (!finished()) {
-          const records: StoredRecord[] = await consumer.poll({ maxRecords: 5_000, maxBytes: 8 << 20, maxWaitMs: 200 });
-          for (const record of records) {
-            if (record.key === null) continue;
-            seen.set(Buffer.from(record.key).toString(), record.value === null ? null : Buffer.from(record.value));
-          }
+    if (ends.every((end) => end.offset === 0n)) return;
+    if (!this.consumer) {
+      this.consumer = await this.log.consumer(this.group, [this.topic]);
+      for (const end of ends) await this.consumer.seek(this.topic, end.partition, { kind: "earliest" });
+    }
+    const consumer = this.consumer;
+    const finished = () => ends.every((end) => (consumer.position(this.topic, end.partition) ?? 0n) >= end.offset);
+    while (!finished()) {
+      const records: StoredRecord[] = await consumer.poll({ maxRecords: 5_000, maxBytes: 8 << 20, maxWaitMs: 200 });
+      for (const record of records) {
+        if (record.key === null) continue;
+        const key = Buffer.from(record.key).toString();
+        this.unwrapped.delete(key);
+        if (record.value === null) {
+          this.wrappedKeys.delete(key);
+          this.destroyed.add(key);
+        } else {
+          this.wrappedKeys.set(key, Buffer.from(record.value));
+          this.destroyed.delete(key);
         }
-      } finally {
-        await consumer.close();
       }
     }
-    this.wrappedKeys.clear();
-    for (const [key, wrapped] of seen) if (wrapped !== null) this.wrappedKeys.set(key, wrapped);
   }
 
   /** The subject's data key, or null when it has none (never had one, or it was destroyed). */
   keyIfKnown(source: string, subject: string): Buffer | null {
-    const wrapped = this.wrappedKeys.get(recordKey(source, subject));
+    const key = recordKey(source, subject);
+    const cached = this.unwrapped.get(key);
+    if (cached) {
+      this.unwrapped.delete(key);
+      this.unwrapped.set(key, cached);
+      return cached;
+    }
+    const wrapped = this.wrappedKeys.get(key);
     if (!wrapped) return null;
     const master = [this.master, ...this.previous].find((m) => m.wrapped(wrapped)) ?? this.master;
-    return master.unwrap(wrapped);
+    return this.remember(key, master.unwrap(wrapped));
+  }
+
+  /** Whether the subject's key was destroyed (a tombstone read, or `forgetLocally`). */
+  wasDestroyed(source: string, subject: string): boolean {
+    return this.destroyed.has(recordKey(source, subject));
   }
 
   /** The subject's data key, created (and stored durably, before any value uses it) when it has none. */
@@ -171,16 +245,51 @@ export class SubjectKeyStore {
     const dataKey = randomBytes(32);
     const wrapped = this.master.wrap(dataKey);
     await this.log.produce([this.record(source, subject, wrapped)]);
-    this.wrappedKeys.set(recordKey(source, subject), wrapped);
-    return dataKey;
+    const key = recordKey(source, subject);
+    this.wrappedKeys.set(key, wrapped);
+    this.destroyed.delete(key);
+    return this.remember(key, dataKey);
+  }
+
+  /** Creates a key for each of `subjects` that has none, in one durable write (before any value uses them). */
+  async createKeys(source: string, subjects: readonly string[]): Promise<void> {
+    const created = new Map<string, { dataKey: Buffer; wrapped: Buffer }>();
+    for (const subject of subjects) {
+      if (created.has(subject) || this.keyIfKnown(source, subject) !== null) continue;
+      const dataKey = randomBytes(32);
+      created.set(subject, { dataKey, wrapped: this.master.wrap(dataKey) });
+    }
+    if (created.size === 0) return;
+    await this.log.produce([...created].map(([subject, { wrapped }]) => this.record(source, subject, wrapped)));
+    for (const [subject, { dataKey, wrapped }] of created) {
+      const key = recordKey(source, subject);
+      this.wrappedKeys.set(key, wrapped);
+      this.destroyed.delete(key);
+      this.remember(key, dataKey);
+    }
   }
 
   /** Destroys the subject's key (a tombstone; compaction removes the key's earlier records). Idempotent. */
   async destroy(source: string, subject: string): Promise<boolean> {
     const had = this.wrappedKeys.has(recordKey(source, subject));
     await this.log.produce([this.record(source, subject, null)]);
-    this.wrappedKeys.delete(recordKey(source, subject));
+    this.forgetLocally(source, subject);
     return had;
+  }
+
+  /** Drops the subject's key from this reader only (its tombstone is written by whoever destroys it): values read from now on stay encrypted. */
+  forgetLocally(source: string, subject: string): void {
+    const key = recordKey(source, subject);
+    this.wrappedKeys.delete(key);
+    this.unwrapped.delete(key);
+    this.destroyed.add(key);
+  }
+
+  /** How many live keys are wrapped by a master key other than the current one. */
+  wrappedByOthers(): number {
+    let count = 0;
+    for (const wrapped of this.wrappedKeys.values()) if (!this.master.wrapped(wrapped)) count += 1;
+    return count;
   }
 
   /** Wraps every key not yet wrapped by the current master key again with it; returns how many. Re-runnable after a crash. */
@@ -196,6 +305,18 @@ export class SubjectKeyStore {
     for (let i = 0; i < records.length; i += 1_000) await this.log.produce(records.slice(i, i + 1_000));
     for (const record of records) this.wrappedKeys.set(Buffer.from(record.key!).toString(), Buffer.from(record.value!));
     return records.length;
+  }
+
+  async close(): Promise<void> {
+    const consumer = this.consumer;
+    this.consumer = null;
+    await consumer?.close().catch(() => undefined);
+  }
+
+  private remember(key: string, dataKey: Buffer): Buffer {
+    this.unwrapped.set(key, dataKey);
+    if (this.unwrapped.size > UNWRAPPED_CACHE) this.unwrapped.delete(this.unwrapped.keys().next().value!);
+    return dataKey;
   }
 
   private record(source: string, subject: string, wrapped: Buffer | null): ProducedRecord {

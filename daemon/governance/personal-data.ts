@@ -1,0 +1,230 @@
+/**
+ * Erasable personal data (config `sources[].governance.tables.<table>.personal`, docs/governance.md):
+ * at capture each personal column's value is encrypted with its data subject's key
+ * (subject-keys.ts) before it is encoded, so the topics and the registry only ever hold ciphertext
+ * (the column is text in the registered schema); sinks decrypt on apply. Once `sluice forget`
+ * destroyed a subject's key, its values decrypt to null, in every replay and rebuild.
+ */
+import type { ChangeEvent, ColumnSchema, ColumnValue, Row, TableSchema } from "../../connectors/contracts.ts";
+import { tableName, UNCHANGED } from "../../connectors/contracts.ts";
+import { SluiceError } from "../../connectors/errors.ts";
+import type { TopicLog } from "../../connectors/contracts.ts";
+import type { SluiceConfig, SourceConfig } from "../../config/schema.ts";
+import { valueText } from "./transforms.ts";
+import { dataKeyId, decryptValue, encryptedBy, encryptValue, isEncrypted, MasterKey, SubjectKeyStore, subjectKeyTopic } from "./subject-keys.ts";
+
+export interface PersonalTable {
+  /** The column naming the data subject. */
+  readonly subject: string;
+  readonly columns: readonly string[];
+}
+
+/** The personal tables of a source, by "schema.table". */
+export function personalTables(source: Pick<SourceConfig, "governance">): Map<string, PersonalTable> {
+  const tables = new Map<string, PersonalTable>();
+  for (const [table, rules] of Object.entries(source.governance?.tables ?? {})) if (rules.personal) tables.set(table, rules.personal);
+  return tables;
+}
+
+/** Whether any source of the deployment (or of `sources`) has personal columns. */
+export function hasPersonalData(config: SluiceConfig, sources?: readonly string[]): boolean {
+  return config.sources.some((s) => (sources === undefined || sources.includes(s.name)) && personalTables(s).size > 0);
+}
+
+/** The master key and the keys being rotated away from, read from their files. */
+export function masterKeys(config: Pick<SluiceConfig, "personal_data">): { master: MasterKey; previous: MasterKey[] } {
+  const settings = config.personal_data;
+  if (!settings) {
+    throw new SluiceError("personal columns need personal_data.master_key_file (the master key that wraps each subject's key)", {
+      code: "GOVERNANCE_KEY_INVALID",
+      context: { component: "governance" },
+    });
+  }
+  return { master: MasterKey.fromFile(settings.master_key_file), previous: settings.previous_master_key_files.map((file) => MasterKey.fromFile(file)) };
+}
+
+/** Opens the deployment's subject key store on first use; a failed open (an outage) is tried again on the next use. */
+export function lazyKeyStore(config: SluiceConfig, log: TopicLog, options: { create: boolean }): () => Promise<SubjectKeyStore> {
+  const { master, previous } = masterKeys(config);
+  let opening: Promise<SubjectKeyStore> | null = null;
+  return () => {
+    opening ??= SubjectKeyStore.open(log, subjectKeyTopic(config.name), master, { previous, create: options.create }).catch((error: unknown) => {
+      opening = null;
+      throw error;
+    });
+    return opening;
+  };
+}
+
+/** The authenticated context of a personal value: its table and column. */
+function valueContext(schema: TableSchema, column: string): string {
+  return `${tableName(schema)}.${column}`;
+}
+
+function subjectOf(row: Row | null, column: string): string | null {
+  const value = row?.[column];
+  return value === undefined || value === null || value === UNCHANGED ? null : valueText(value);
+}
+
+interface Shape {
+  readonly schema: TableSchema;
+  readonly personal: PersonalTable;
+}
+
+/** How often capture reads the key topic again, so a subject forgotten elsewhere gets a new key when it changes again. */
+const CAPTURE_CATCH_UP_MS = 5_000;
+
+/** Capture's side: encrypts the personal columns of one source's events. */
+export class PersonalDataEncryptor {
+  private readonly source: string;
+  private readonly tables: ReadonlyMap<string, PersonalTable>;
+  private readonly keys: () => Promise<SubjectKeyStore>;
+  private readonly shapes = new WeakMap<TableSchema, Shape | null>();
+  private caughtUpAt = Date.now();
+
+  constructor(source: Pick<SourceConfig, "name" | "governance">, keys: () => Promise<SubjectKeyStore>) {
+    this.source = source.name;
+    this.tables = personalTables(source);
+    this.keys = keys;
+  }
+
+  get active(): boolean {
+    return this.tables.size > 0;
+  }
+
+  /**
+   * Creates the keys of every subject of `events` that has none, in one durable write before any
+   * value uses them (one write per batch, not per new subject: a snapshot meets many).
+   */
+  async prepare(events: readonly ChangeEvent[]): Promise<void> {
+    if (!this.active) return;
+    const store = await this.keys();
+    if (Date.now() - this.caughtUpAt >= CAPTURE_CATCH_UP_MS) {
+      await store.catchUp();
+      this.caughtUpAt = Date.now();
+    }
+    const subjects = new Set<string>();
+    for (const event of events) {
+      const personal = this.tables.get(tableName(event.schema));
+      if (!personal) continue;
+      for (const row of [event.before, event.after]) {
+        const subject = subjectOf(row, personal.subject);
+        if (subject !== null && store.keyIfKnown(this.source, subject) === null) subjects.add(subject);
+      }
+    }
+    if (subjects.size > 0) await store.createKeys(this.source, [...subjects]);
+  }
+
+  /** The event as published: personal values encrypted (text), their columns text and nullable in the schema. */
+  async apply(event: ChangeEvent): Promise<ChangeEvent> {
+    const shape = this.shapeOf(event.schema);
+    if (shape === null || (event.before === null && event.after === null)) return { ...event, schema: shape?.schema ?? event.schema };
+    const store = await this.keys();
+    const { personal } = shape;
+    const fallback = subjectOf(event.after, personal.subject) ?? subjectOf(event.before, personal.subject);
+    const rewrite = async (row: Row | null): Promise<Row | null> => {
+      if (row === null) return null;
+      const subject = subjectOf(row, personal.subject) ?? fallback;
+      const out: Record<string, ColumnValue> = { ...row };
+      for (const column of personal.columns) {
+        const value = row[column];
+        if (value === undefined || value === null || value === UNCHANGED) continue;
+        // No subject, no key to erase it with: the value is not published at all.
+        if (subject === null) out[column] = null;
+        else out[column] = encryptValue(Buffer.from(valueText(value), "utf8"), await store.keyFor(this.source, subject), valueContext(event.schema, column), subject);
+      }
+      return out;
+    };
+    return { ...event, schema: shape.schema, before: await rewrite(event.before), after: await rewrite(event.after) };
+  }
+
+  private shapeOf(schema: TableSchema): Shape | null {
+    const known = this.shapes.get(schema);
+    if (known !== undefined) return known;
+    const table = tableName(schema);
+    const personal = this.tables.get(table);
+    let shape: Shape | null = null;
+    if (personal) {
+      const unsupported = (message: string, column: string) =>
+        new SluiceError(`table ${table}: ${message} (governance.tables.${table}.personal)`, { code: "SCHEMA_UNSUPPORTED", context: { component: "capture", source: schema.source, table, column } });
+      const keyed = personal.columns.filter((column) => schema.key.includes(column));
+      if (keyed.length > 0) throw unsupported(`column ${keyed[0]} of the key cannot be personal: the key identifies the row in every topic and sink, in clear. Give the table another key`, keyed[0]!);
+      if (!schema.columns.some((c) => c.name === personal.subject)) throw unsupported(`the subject column ${personal.subject} is not a column of the table`, personal.subject);
+      const columns: ColumnSchema[] = schema.columns.map((column) => {
+        if (!personal.columns.includes(column.name)) return column;
+        const { default: _default, ...rest } = column;
+        // Ciphertext is text; a value whose key is destroyed reads as null.
+        return { ...rest, dbType: "text", nullable: true };
+      });
+      shape = { schema: { ...schema, columns }, personal };
+    }
+    this.shapes.set(schema, shape);
+    return shape;
+  }
+}
+
+/** Keys of values found unreadable for good (their key is gone after a catch-up), kept at most this many. */
+const DEAD_KEYS = 100_000;
+
+/** The sinks' side: decrypts the personal columns of decoded events; a value whose key is destroyed becomes null. */
+export class PersonalDataDecryptor {
+  private readonly tables: ReadonlyMap<string, ReadonlyMap<string, PersonalTable>>;
+  private readonly keys: () => Promise<SubjectKeyStore>;
+  private readonly dead = new Set<string>();
+
+  constructor(config: SluiceConfig, keys: () => Promise<SubjectKeyStore>) {
+    this.tables = new Map(config.sources.map((s) => [s.name, personalTables(s)]));
+    this.keys = keys;
+  }
+
+  /** The key store, for `sluice forget` run by the sink's process (sink-worker.ts). */
+  store(): Promise<SubjectKeyStore> {
+    return this.keys();
+  }
+
+  async apply(event: ChangeEvent): Promise<ChangeEvent> {
+    const personal = this.tables.get(event.schema.source)?.get(tableName(event.schema));
+    if (!personal || (event.before === null && event.after === null)) return event;
+    const store = await this.keys();
+    const source = event.schema.source;
+    const rewrite = async (row: Row | null): Promise<Row | null> => {
+      if (row === null) return null;
+      let out: Record<string, ColumnValue> | null = null;
+      for (const column of personal.columns) {
+        const value = row[column];
+        if (!isEncrypted(value)) continue;
+        out ??= { ...row };
+        out[column] = await this.decrypt(store, source, value, valueContext(event.schema, column));
+      }
+      return out ?? row;
+    };
+    return { ...event, before: await rewrite(event.before), after: await rewrite(event.after) };
+  }
+
+  private async decrypt(store: SubjectKeyStore, source: string, text: string, context: string): Promise<string | null> {
+    const by = encryptedBy(text);
+    if (by === null) return null;
+    const dead = `${source}\u0000${by.subject}\u0000${by.keyId}`;
+    if (this.dead.has(dead)) return null;
+    const matching = () => {
+      const key = store.keyIfKnown(source, by.subject);
+      return key !== null && dataKeyId(key).toString("hex") === by.keyId ? key : null;
+    };
+    let key = matching();
+    if (key === null) {
+      // Capture stores a key before any value that uses it: after reading the key topic to its end, a key still missing is gone for good.
+      await store.catchUp();
+      key = matching();
+    }
+    if (key === null) {
+      if (this.dead.size >= DEAD_KEYS) this.dead.clear();
+      this.dead.add(dead);
+      return null;
+    }
+    try {
+      return decryptValue(text, key, context).toString("utf8");
+    } catch {
+      return null;
+    }
+  }
+}
