@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { ChangeEvent, TableSchema } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
+import { createAvroType } from "./avro-runtime.ts";
+import type { AvroSchemaJson } from "./avro-schema.ts";
 import { AvroChangeEncoder } from "./change-encoder.ts";
 import { ChangeEventDecoder } from "./event-codec.ts";
 import { openJournalStore } from "./journal-backend.ts";
@@ -77,6 +79,29 @@ describe("AvroChangeEncoder", () => {
       assert.match(error.message, /column `email`/);
       return true;
     });
+  });
+});
+
+describe("AvroChangeEncoder transaction blocks", () => {
+  it("numbers a transaction's events overall and per table, leaving out the operations the data topics skip", async () => {
+    const registry = new LocalRegistry(await openMemoryStore());
+    const encoder = new AvroChangeEncoder({ registry, topicPrefix: (source) => `prod.${source}`, transactionMetadata: true, skippedOperations: ["t"] });
+    const other: TableSchema = { ...TABLE, table: "orders" };
+    const events = [change("c", TABLE, { id: 1, email: "a" }), change("t", TABLE, null), change("c", other, { id: 7, email: null }), change("u", TABLE, { id: 1, email: "b" }, { id: 1, email: "a" })];
+    const blocks = [];
+    for (const event of events) {
+      const [record] = await encoder.encode(event);
+      const subject = `${record!.topic}-value`;
+      const type = createAvroType(JSON.parse((await registry.getLatest(subject))!.schema) as AvroSchemaJson);
+      const { transaction } = type.fromBuffer(Buffer.from(record!.value!).subarray(5)) as { transaction: object | null };
+      blocks.push(transaction === null ? null : { ...transaction });
+    }
+    assert.deepEqual(blocks, [
+      { id: "1", total_order: 1n, data_collection_order: 1n },
+      null,
+      { id: "1", total_order: 2n, data_collection_order: 1n },
+      { id: "1", total_order: 3n, data_collection_order: 2n },
+    ]);
   });
 });
 

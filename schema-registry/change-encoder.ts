@@ -63,7 +63,8 @@ export class AvroChangeEncoder {
   /** Debezium's transaction block: the event's place in its transaction, overall and within its table, from 1. */
   private extrasOf(event: ChangeEvent): EnvelopeExtras | undefined {
     const id = event.source.txId;
-    if (!this.options.transactionMetadata || id === null || event.source.snapshot) return undefined;
+    // An operation the data topics leave out (a truncate, by default) is no event of its transaction, as in Debezium.
+    if (!this.options.transactionMetadata || id === null || event.source.snapshot || this.skipped.has(event.op)) return undefined;
     if (this.transaction?.id !== id) this.transaction = { id, total: 0, perTable: new Map() };
     const table = tableName(event.schema);
     const inTable = (this.transaction.perTable.get(table) ?? 0) + 1;

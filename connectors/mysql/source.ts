@@ -35,6 +35,7 @@ import type { SnapshotLocking } from "./snapshot-start.ts";
 import { closeQuietly, openConnection, sqlOf } from "./sql-connection.ts";
 import { StreamBatcher } from "./stream-batcher.ts";
 import { StreamDecoder } from "./stream-decoder.ts";
+import { skippedOperations } from "../common/skipped-operations.ts";
 import { CollationTable } from "./values/charsets.ts";
 
 export type { TableSnapshotProgress } from "./snapshot-reader.ts";
@@ -358,6 +359,7 @@ export class MysqlSource implements Source {
       skipThrough,
       snapshotThresholds: start.thresholds,
       transactionMetadata: config.transaction_metadata,
+      skippedOperations: skippedOperations(config),
       logger,
       context,
     });

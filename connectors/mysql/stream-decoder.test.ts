@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { pino } from "pino";
 import { comparePositions } from "../contracts.ts";
+import type { Op } from "../contracts.ts";
 import { binlogAt } from "./positions.ts";
 import { BinlogWriter, lenencString, rowImage } from "./protocol/binlog-writer.ts";
 import { ColumnType, EventType } from "./protocol/constants.ts";
@@ -195,6 +196,26 @@ describe("stream decoder", () => {
     const off = await decode(events);
     assert.ok(off.out.every((o) => o.begin === undefined));
     assert.deepEqual(off.decoder.takeEnds(), []);
+  });
+
+  it("counts for transaction metadata only what the data topics get: a skipped truncate is no event", async () => {
+    const events = binlog((w, map) => [
+      w.mariadbGtid(10n, 0, 1),
+      w.query("d", "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))"),
+      w.mariadbGtid(11n, 0, 1),
+      w.query("d", "TRUNCATE TABLE t"),
+      w.mariadbGtid(12n),
+      w.query("d", "BEGIN"),
+      map(),
+      w.rows(EventType.WRITE_ROWS_V1, 42, 2, [rowImage(2, [int32(1), null])]),
+      w.xid(1n),
+    ]);
+    const skipping = await decode(events, { transactionMetadata: true, skippedOperations: new Set<Op>(["t"]) });
+    assert.deepEqual(skipping.out.map((o) => [o.event.op, o.begin?.txId ?? null]), [["t", null], ["c", "0-1-12"]]);
+    assert.deepEqual(skipping.decoder.takeEnds().map((end) => [end.txId, end.eventCount]), [["0-1-12", 1]]);
+    const all = await decode(events, { transactionMetadata: true });
+    assert.deepEqual(all.out.map((o) => o.begin?.txId ?? null), ["0-1-11", "0-1-12"]);
+    assert.deepEqual(all.decoder.takeEnds().map((end) => [end.txId, end.eventCount]), [["0-1-11", 1], ["0-1-12", 1]]);
   });
 
   it("names a transaction without a GTID as Debezium does: file=<binlog file>,pos=<offset of its BEGIN>", async () => {

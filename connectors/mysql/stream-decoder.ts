@@ -68,6 +68,8 @@ export interface StreamDecoderOptions {
   readonly snapshotThresholds: ReadonlyMap<string, bigint>;
   /** Mark transactions for the transaction topic: BEGIN on a transaction's first change, END (with event counts) after its commit. */
   readonly transactionMetadata?: boolean;
+  /** Operations the data topics leave out (skipped-operations.ts): not counted in a transaction's metadata. */
+  readonly skippedOperations?: ReadonlySet<Op>;
   readonly logger: Logger;
   readonly context: ErrorContext;
 }
@@ -312,7 +314,7 @@ export class StreamDecoder {
     if (definition === null) return;
     const position = rowPosition(transaction.start, binlogAt(this.fileIndex, start + 1));
     const schema = toTableSchema(this.options.sourceName, definition);
-    if (this.skipped(position, tableKey(database, table), transaction, schema)) return;
+    if (this.skipped(position, tableKey(database, table), transaction, schema, "t")) return;
     this.push(out, this.event(schema, "t", {}, null, null, position, transaction), transaction);
   }
 
@@ -369,11 +371,11 @@ export class StreamDecoder {
       const binlog = coordinates(index);
       if (rows.kind === "write") {
         const position = rowPosition(transaction.start, at(change.offset));
-        if (this.skipped(position, key, transaction, schema)) continue;
+        if (this.skipped(position, key, transaction, schema, "c")) continue;
         this.push(out, this.event(schema, "c", this.keyOf(schema, change.after!, position), null, change.after, position, transaction, { binlog }), transaction);
       } else if (rows.kind === "delete") {
         const position = rowPosition(transaction.start, at(change.offset));
-        if (this.skipped(position, key, transaction, schema)) continue;
+        if (this.skipped(position, key, transaction, schema, "d")) continue;
         this.push(out, this.event(schema, "d", this.keyOf(schema, change.before!, position), change.before, null, position, transaction, { binlog }), transaction);
       } else {
         const beforePosition = rowPosition(transaction.start, at(change.offset));
@@ -382,9 +384,9 @@ export class StreamDecoder {
         const oldKey = this.keyOf(schema, change.before!, beforePosition);
         const newKey = this.keyOf(schema, after, afterPosition);
         if (Object.keys(oldKey).some((name) => !sameValue(oldKey[name], newKey[name]))) {
-          if (!this.skipped(beforePosition, key, transaction, schema)) this.push(out, this.event(schema, "d", oldKey, change.before, null, beforePosition, transaction, { binlog, keyChange: { newKey } }), transaction);
-          if (!this.skipped(afterPosition, key, transaction, schema)) this.push(out, this.event(schema, "c", newKey, null, after, afterPosition, transaction, { binlog, keyChange: { oldKey } }), transaction);
-        } else if (!this.skipped(beforePosition, key, transaction, schema)) {
+          if (!this.skipped(beforePosition, key, transaction, schema, "d")) this.push(out, this.event(schema, "d", oldKey, change.before, null, beforePosition, transaction, { binlog, keyChange: { newKey } }), transaction);
+          if (!this.skipped(afterPosition, key, transaction, schema, "c")) this.push(out, this.event(schema, "c", newKey, null, after, afterPosition, transaction, { binlog, keyChange: { oldKey } }), transaction);
+        } else if (!this.skipped(beforePosition, key, transaction, schema, "u")) {
           this.push(out, this.event(schema, "u", newKey, change.before, after, beforePosition, transaction, { binlog }), transaction);
         }
       }
@@ -412,11 +414,10 @@ export class StreamDecoder {
    * Whether a change is left out: stored already (before the resume point; it still counts for
    * its transaction's END, and its BEGIN was stored with it), or held by its table's snapshot.
    */
-  private skipped(position: Position, table: string, transaction: OpenTransaction, schema: TableSchema): boolean {
+  private skipped(position: Position, table: string, transaction: OpenTransaction, schema: TableSchema, op: Op): boolean {
     if (this.skipThrough !== null) {
       if (comparePositions(position, this.skipThrough) <= 0) {
-        this.count(transaction, schema);
-        transaction.beginEmitted = true;
+        if (this.count(transaction, schema, op)) transaction.beginEmitted = true;
         return true;
       }
       this.skipThrough = null;
@@ -426,9 +427,9 @@ export class StreamDecoder {
   }
 
   private push(out: DecodedEvent[], event: ChangeEvent, transaction: OpenTransaction): void {
-    this.count(transaction, event.schema);
-    const marks = this.options.transactionMetadata === true && transaction.id !== null && !transaction.beginEmitted;
-    transaction.beginEmitted = true;
+    const counted = this.count(transaction, event.schema, event.op);
+    const marks = counted && this.options.transactionMetadata === true && transaction.id !== null && !transaction.beginEmitted;
+    if (counted) transaction.beginEmitted = true;
     if (!marks) {
       out.push({ event, transaction });
       return;
@@ -437,10 +438,13 @@ export class StreamDecoder {
     out.push({ event, transaction, begin });
   }
 
-  private count(transaction: OpenTransaction, schema: TableSchema): void {
+  /** Counts a change for its transaction's END, unless the data topics leave its operation out; returns whether it counted. */
+  private count(transaction: OpenTransaction, schema: TableSchema, op: Op): boolean {
+    if (this.options.skippedOperations?.has(op) === true) return false;
     const table = tableName(schema);
     transaction.eventCount += 1;
     transaction.tableEventCounts[table] = (transaction.tableEventCounts[table] ?? 0) + 1;
+    return true;
   }
 
   private keyOf(schema: TableSchema, row: Row, position: Position): Record<string, ColumnValue> {

@@ -38,6 +38,7 @@ import { decodeResume, encodeResume, SnapshotLedger } from "../common/incrementa
 import { IncrementalSnapshots } from "./incremental-snapshot.ts";
 import { OnlineSnapshotRequests } from "./online-snapshot-requests.ts";
 import { SignalTable } from "./signal-table.ts";
+import { skippedOperations } from "../common/skipped-operations.ts";
 
 export type { SlotLag } from "./catalog.ts";
 export type { TableSnapshotProgress } from "./snapshot-reader.ts";
@@ -365,6 +366,7 @@ export class PostgresSource implements Source {
       tables: captured,
       resolveRelation: (message) => captured.fromRelation(catalog, message),
       transactionMetadata: this.config.transaction_metadata,
+      skippedOperations: skippedOperations(this.config),
       skipThrough: start.skipThrough,
       interleave: online,
       ...(this.config.outbox?.message_prefix === undefined ? {} : { outboxMessages: { prefix: this.config.outbox.message_prefix, database: this.config.database } }),

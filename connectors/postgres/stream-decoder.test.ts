@@ -4,7 +4,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import type { Position } from "../contracts.ts";
+import type { Op, Position } from "../contracts.ts";
 import { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import type { CapturedTable } from "./captured-tables.ts";
 import { flushLsnFor, throughPosition } from "./positions.ts";
@@ -56,7 +56,7 @@ const del = (at: bigint, id: number) => msg(at, `44 00004000 4b 0002 ${text(Stri
 const truncate = (at: bigint) => msg(at, `54 00000001 00 00004000`);
 const heartbeat = (at: bigint) => msg(at, `4d 00 ${lsnHex(at)} ${cstr("sluice.heartbeat")} 00000000`);
 
-function decoder(options: { skipThrough?: Position | null; transactionMetadata?: boolean } = {}) {
+function decoder(options: { skipThrough?: Position | null; transactionMetadata?: boolean; skippedOperations?: ReadonlySet<Op> } = {}) {
   const tables = new Map<number, CapturedTable | null>();
   return new StreamDecoder({
     sourceName: "shop",
@@ -67,6 +67,7 @@ function decoder(options: { skipThrough?: Position | null; transactionMetadata?:
     },
     transactionMetadata: options.transactionMetadata ?? false,
     skipThrough: options.skipThrough ?? null,
+    ...(options.skippedOperations === undefined ? {} : { skippedOperations: options.skippedOperations }),
   });
 }
 
@@ -111,6 +112,23 @@ test("changes carry commit LSN, own LSN, xid and commit time; a key change split
   assert.deepEqual(d.throughPosition, throughPosition(C));
   await decodeAll(d, [heartbeat(0x6000n)]);
   assert.deepEqual(d.throughPosition, throughPosition(0x5fffn), "a heartbeat ending at 0x6000 is decoded through the LSN below");
+});
+
+test("transaction metadata counts only what the data topics get: a skipped truncate is no event of its transaction", async () => {
+  const C = 0x5000n;
+  const messages = [begin(C, 42), relation(0x4100n), truncate(0x4100n), insert(0x4200n, 1, "a"), commit(C), begin(0x7000n, 43), truncate(0x6100n), commit(0x7000n)];
+  const out = await decodeAll(decoder({ transactionMetadata: true, skippedOperations: new Set<Op>(["t"]) }), messages);
+  assert.deepEqual(out.events.map((e) => e.op), ["t", "c", "t"], "truncates still reach capture (the control topic)");
+  assert.deepEqual(
+    out.transactions.map((t) => [t.status, t.txId, t.position.change, t.eventCount ?? null, t.tableEventCounts ?? null]),
+    [
+      ["BEGIN", "42", 0x4200n, null, null],
+      ["END", "42", C, 1, { "public.items": 1 }],
+    ],
+    "BEGIN at the first counted change; a transaction of skipped truncates only has no markers",
+  );
+  const all = await decodeAll(decoder({ transactionMetadata: true, skippedOperations: new Set<Op>() }), messages);
+  assert.deepEqual(all.transactions.map((t) => [t.status, t.txId, t.eventCount ?? null]), [["BEGIN", "42", null], ["END", "42", 2], ["BEGIN", "43", null], ["END", "43", 1]]);
 });
 
 test("after a resume, events at or before the checkpoint are skipped, BEGIN is not repeated", async () => {

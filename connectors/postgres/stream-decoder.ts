@@ -6,7 +6,7 @@
  * reconnect) are dropped.
  */
 import { comparePositions } from "../contracts.ts";
-import type { ChangeEvent, Position, TransactionMarker } from "../contracts.ts";
+import type { ChangeEvent, Op, Position, TransactionMarker } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { CapturedTable, CapturedTables } from "./captured-tables.ts";
 import { deleteEvent, insertEvent, truncateEvent, updateEvents } from "./change-events.ts";
@@ -52,6 +52,8 @@ export interface StreamDecoderOptions {
   /** Resolves a Relation message against the catalog (async: it may query the database). */
   readonly resolveRelation: (message: RelationMessage) => Promise<CapturedTable | null>;
   readonly transactionMetadata: boolean;
+  /** Operations the data topics leave out (skipped-operations.ts): not counted in a transaction's metadata. */
+  readonly skippedOperations?: ReadonlySet<Op>;
   readonly skipThrough: Position | null;
   readonly interleave?: StreamInterleave;
   /** Logical messages with this prefix become events of the pseudo-table pg_logical_message.<prefix> (outbox.message_prefix). */
@@ -172,16 +174,18 @@ export class StreamDecoder {
     const skipped = this.skipThrough !== null && comparePositions(position, this.skipThrough) <= 0;
     const events = build({ sourceName: this.options.sourceName, position, txId: transaction.txId, commitTimeMs: transaction.commitTimeMs, snapshot: false });
     const tableName = `${table.schema.schema}.${table.schema.table}`;
-    transaction.eventCount += events.length;
-    transaction.tableEventCounts[tableName] = (transaction.tableEventCounts[tableName] ?? 0) + events.length;
+    const leftOut = this.options.skippedOperations;
+    const counted = leftOut === undefined || leftOut.size === 0 ? events.length : events.filter((event) => !leftOut.has(event.op)).length;
+    transaction.eventCount += counted;
+    if (counted > 0) transaction.tableEventCounts[tableName] = (transaction.tableEventCounts[tableName] ?? 0) + counted;
     if (skipped) {
-      transaction.beginEmitted = true;
+      if (counted > 0) transaction.beginEmitted = true;
       return;
     }
-    if (this.options.transactionMetadata && !transaction.beginEmitted) {
+    if (counted > 0 && this.options.transactionMetadata && !transaction.beginEmitted) {
       out.transactions.push({ status: "BEGIN", txId: transaction.txId, position, commitTimeMs: transaction.commitTimeMs });
     }
-    transaction.beginEmitted = true;
+    if (counted > 0) transaction.beginEmitted = true;
     for (const event of events) out.events.push(event);
     if (this.options.interleave !== undefined) for (const event of events) this.options.interleave.changed(event);
   }
