@@ -59,3 +59,22 @@ test("governance: hash_key_file is read like any secret file and its value is a 
   assert.equal(config.sources[0]!.governance!.hash_key, "a-hash-key-of-some-length");
   assert.ok(secretValues(config).includes("a-hash-key-of-some-length"));
 });
+
+test("governance: personal columns name a subject column, need personal_data.master_key_file, and exclude transforms on the same columns", () => {
+  const personal = `      tables:
+        public.customers:
+          personal: { subject: customer_id, columns: [email, phone] }`;
+  const config = loadConfigText("c.yaml", `${source(personal)}personal_data:\n  master_key_file: /run/secrets/master\n`, { env: {} });
+  assert.deepEqual(config.sources[0]!.governance!.tables["public.customers"]!.personal, { subject: "customer_id", columns: ["email", "phone"] });
+  assert.deepEqual(config.personal_data, { master_key_file: "/run/secrets/master", previous_master_key_files: [] });
+  assert.throws(() => loadConfigText("c.yaml", source(personal), { env: {} }), /personal columns \(public\.customers\) need personal_data\.master_key_file/);
+  const both = `      hash_key: "0123456789abcdef0123"
+      tables:
+        public.customers:
+          transforms: { email: { kind: hash } }
+          personal: { subject: customer_id, columns: [email, customer_id] }`;
+  assert.throws(
+    () => loadConfigText("c.yaml", `${source(both)}personal_data:\n  master_key_file: /k\n`, { env: {} }),
+    (e: Error) => /subject column customer_id cannot be personal itself/.test(e.message) && /column email is personal: it cannot have a transform too/.test(e.message),
+  );
+});

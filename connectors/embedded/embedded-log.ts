@@ -137,6 +137,8 @@ export class EmbeddedTopicLog implements TopicLog {
   /** Record size limits of the topics this process created or declared (TopicSpec.maxRecordBytes). */
   private readonly recordLimits = new Map<string, number>();
   private readonly consumers = new Set<EmbeddedConsumer>();
+  /** Sources whose write with a checkpoint failed: a later checkpoint of theirs is refused until it is read again (see produce). */
+  private readonly failedSources = new Map<string, Error>();
   private readonly readOnly: boolean;
   private maintenanceTimer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -268,18 +270,39 @@ export class EmbeddedTopicLog implements TopicLog {
     return (await this.listTopics()).map((topic) => topic.name);
   }
 
+  /**
+   * Stores the records and the checkpoint in one SQLite transaction, synchronously: overlapping
+   * calls are stored in call order. After a call with a checkpoint fails, a later checkpoint of the
+   * same source (maybe issued before the caller saw the failure) is refused until the source's
+   * checkpoint is read again, so none skips the records that were not stored.
+   */
   async produce(records: readonly ProducedRecord[], checkpoint?: Checkpoint): Promise<void> {
     this.assertOpen();
-    const groups = this.groupByPartition(records);
-    this.write("produce", () => {
-      for (const group of groups) this.append(group);
-      if (checkpoint) this.statements.upsertCheckpoint.run(checkpoint.source, encodeCheckpoint(checkpoint), this.clock());
-    });
+    const failed = checkpoint ? this.failedSources.get(checkpoint.source) : undefined;
+    if (failed) {
+      throw new SluiceError(`an earlier write of source ${checkpoint!.source}'s changes failed (${failed.message}); a later checkpoint of it is refused until its checkpoint is read again, so none skips the lost changes`, {
+        code: failed instanceof SluiceError ? failed.code : "TOPIC_LOG_WRITE_FAILED",
+        retriable: failed instanceof SluiceError && failed.retriable,
+        cause: failed,
+        context: { component: "embedded-log", source: checkpoint!.source, path: this.path },
+      });
+    }
+    try {
+      const groups = this.groupByPartition(records);
+      this.write("produce", () => {
+        for (const group of groups) this.append(group);
+        if (checkpoint) this.statements.upsertCheckpoint.run(checkpoint.source, encodeCheckpoint(checkpoint), this.clock());
+      });
+    } catch (error) {
+      if (checkpoint) this.failedSources.set(checkpoint.source, error as Error);
+      throw error;
+    }
     if (records.length > 0) notifyAppend(this.notifier);
   }
 
   async readCheckpoint(source: string): Promise<Checkpoint | null> {
     this.assertOpen();
+    this.failedSources.delete(source);
     const row = this.read("read checkpoint", () => this.statements.checkpoint.get(source)) as { checkpoint: string } | undefined;
     return row ? decodeCheckpoint(row.checkpoint, this.path) : null;
   }

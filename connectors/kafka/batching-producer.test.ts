@@ -136,3 +136,34 @@ test("at most max_in_flight flushed units wait; further calls wait for room", as
   assert.deepEqual(values(kafka), ["t:1", "t:2", "t:3"]);
   await producer.close();
 });
+
+test("after a write with a source's checkpoint failed for good, later checkpoints of that source are refused, also those enqueued after the failure, until the caller read the checkpoint again", async () => {
+  const kafka = new ScriptedKafka();
+  const fenced = Object.assign(new Error("The producer has been fenced"), { name: "KafkaJSProtocolError", type: "INVALID_PRODUCER_EPOCH", retriable: false });
+  kafka.failures.push(fenced);
+  const { producer } = producerWith(kafka, { lingerMs: 0 });
+  const first = producer.send([message("t", "a")], { source: "s", message: message("cp", "1") });
+  await assert.rejects(first);
+  // Made after the failure, before its caller could react to it: its checkpoint would skip "a".
+  await assert.rejects(producer.send([message("t", "b")], { source: "s", message: message("cp", "2") }), /an earlier write of source s's changes failed/);
+  await producer.send([message("t", "c")], { source: "other", message: message("cp", "x") });
+  await producer.send([message("t", "d")]);
+  producer.forgetFailure("s");
+  await producer.send([message("t", "e")], { source: "s", message: message("cp", "3") });
+  assert.deepEqual(values(kafka), ["t:c", "cp:x", "t:d", "t:e", "cp:3"], "nothing of source s between the failure and the new read of its checkpoint");
+  await producer.close();
+});
+
+test("a call that was waiting for room when a delivery failed is still delivered (without a checkpoint of the failed source)", async () => {
+  const kafka = new ScriptedKafka();
+  const tooLarge = Object.assign(new Error("The request included a message larger than the max message size the server will accept"), { name: "KafkaJSProtocolError", type: "MESSAGE_TOO_LARGE", retriable: false });
+  kafka.failures.push(tooLarge);
+  const { producer } = producerWith(kafka, { lingerMs: 0, maxInFlight: 1 });
+  const first = producer.send([message("t", "a")], { source: "s", message: message("cp", "1") });
+  const waiting = producer.send([message("t", "b")]);
+  await assert.rejects(first);
+  const outcome = await Promise.race([waiting.then(() => "delivered"), new Promise((resolve) => setTimeout(() => resolve("stuck"), 2_000))]);
+  assert.equal(outcome, "delivered");
+  assert.deepEqual(values(kafka), ["t:b"]);
+  await producer.close();
+});

@@ -2,11 +2,16 @@
  * Produce path to Kafka: collects produce calls for `linger` or up to `batch_bytes` into one unit,
  * and sends units one at a time, in order, each as one Kafka transaction (records + checkpoints,
  * exactly-once) or, without transactions, records first and checkpoints after (at-least-once).
+ * A call resolves as soon as its unit is durable (the transaction committed, or every request
+ * acknowledged with acks=all), in call order; it does not wait until readers can see the records
+ * (kafka-log.ts makes this process's own reads wait for that, only when they happen).
  *
  * Units go out strictly one after another because kafkajs's idempotent producer cannot keep
  * per-partition order across concurrent requests when one of them is retried (it hands the failed
  * request's sequence numbers to the next one). `max_in_flight` therefore bounds how many flushed
- * units may wait to be sent (memory and backpressure) and kafkajs's requests per connection.
+ * units may be queued or in delivery (memory and backpressure: further calls wait for room), and
+ * kafkajs's requests per connection. Units that queue up during a delivery go out together, as
+ * one transaction: the more calls overlap, the fewer round trips per record.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { CompressionTypes, Kafka, Message, Producer } from "kafkajs";
@@ -39,11 +44,11 @@ export interface BatchingProducerOptions {
   /** Ready again after a delivery, or not ready with the failure being retried. */
   readonly onReadyChange: (ready: boolean, problem?: string) => void;
   /**
-   * Transactions only: resolves once read_committed readers can see up to these offsets. Kafka
-   * acknowledges a commit before it wrote the commit markers, so without this wait a reader
-   * might not yet see a batch whose produce call already resolved.
+   * Transactions only: the last offset written per partition by a unit just committed. Kafka
+   * acknowledges a commit before it wrote the commit markers, so read_committed readers may not
+   * see these offsets yet; kafka-log.ts makes its own reads wait until they do.
    */
-  readonly waitVisible?: (lastOffsets: readonly WrittenOffset[]) => Promise<void>;
+  readonly onCommitted?: (lastOffsets: readonly WrittenOffset[]) => void;
 }
 
 export interface WrittenOffset {
@@ -77,8 +82,13 @@ export class BatchingProducer {
   private readonly queue: Unit[] = [];
   private readonly spaceWaiters: (() => void)[] = [];
   private sending: Promise<void> | undefined;
-  /** Resolves the waiters of delivered units in order, once their records are visible. */
-  private settled: Promise<void> = Promise.resolve();
+  private connecting: Promise<void> | undefined;
+  /**
+   * Sources whose checkpoint went with a write that failed for good: a later checkpoint of theirs
+   * would skip the lost records, so it is refused until the caller read the checkpoint again
+   * (`forgetFailure`). This covers calls made before the caller learnt of the failure.
+   */
+  private readonly failedSources = new Map<string, Error>();
   private closing = false;
 
   constructor(options: BatchingProducerOptions) {
@@ -88,6 +98,17 @@ export class BatchingProducer {
 
   /** Connects the kafkajs producer (with transactions: registers the transactional id, fencing and aborting a previous holder's open transaction). */
   async connect(): Promise<void> {
+    this.connecting ??= this.open().finally(() => (this.connecting = undefined));
+    await this.connecting;
+  }
+
+  /** Connects unless connected; used before reading what an earlier holder of the transactional id wrote, and before each delivery. */
+  async ensureConnected(): Promise<void> {
+    if (this.producer && !this.connecting) return;
+    await this.connect();
+  }
+
+  private async open(): Promise<void> {
     this.producer = this.options.kafka.producer({
       idempotent: true,
       maxInFlightRequests: this.options.maxInFlight,
@@ -112,18 +133,43 @@ export class BatchingProducer {
 
   /** Resolves when the messages (and checkpoint) are durable in Kafka; rejects when they are not and will not be. */
   async send(messages: readonly OutgoingMessage[], checkpoint?: { source: string; message: OutgoingMessage }): Promise<void> {
+    const { durable } = await this.enqueue(messages, checkpoint);
+    return durable;
+  }
+
+  /**
+   * Takes the messages into the pending unit once there is room (at most `max_in_flight` units
+   * queued or in delivery) and returns, without waiting for delivery: `durable` resolves when
+   * they are durable. Calls are taken in the order they get room; the caller keeps them in order
+   * by enqueueing one at a time (kafka-log.ts does).
+   */
+  async enqueue(messages: readonly OutgoingMessage[], checkpoint?: { source: string; message: OutgoingMessage }): Promise<{ durable: Promise<void> }> {
     while (this.queue.length >= this.options.maxInFlight && !this.closing) await new Promise<void>((resolve) => this.spaceWaiters.push(resolve));
     if (this.closing) throw new SluiceError("Kafka topic log is closed", { code: "TOPIC_LOG_CLOSED", context: { component: "kafka" } });
+    const failed = checkpoint ? this.failedSources.get(checkpoint.source) : undefined;
+    if (failed) throw failedBefore(checkpoint!.source, failed);
     const unit: Unit = (this.pending ??= { messages: [], checkpoints: new Map(), bytes: 0, waiters: [] });
     for (const message of messages) {
       unit.messages.push(message);
       unit.bytes += message.size;
     }
     if (checkpoint) unit.checkpoints.set(checkpoint.source, checkpoint.message);
-    const done = new Promise<void>((resolve, reject) => unit.waiters.push({ resolve, reject }));
+    const durable = new Promise<void>((resolve, reject) => unit.waiters.push({ resolve, reject }));
+    // The caller may not await it at once (it has more to enqueue first).
+    durable.catch(() => undefined);
     if (unit.bytes >= this.options.batchBytes || this.options.lingerMs === 0) this.flush();
     else this.lingerTimer ??= setTimeout(() => this.flush(), this.options.lingerMs);
-    return done;
+    return { durable };
+  }
+
+  /** Records that a write carrying a checkpoint of `source` failed before it reached the producer (kafka-log.ts: preparing it failed). */
+  markFailed(source: string, error: Error): void {
+    this.failedSources.set(source, error);
+  }
+
+  /** The caller read the source's checkpoint again: its next checkpoint starts from what is durable. */
+  forgetFailure(source: string): void {
+    this.failedSources.delete(source);
   }
 
   /** Flushed units not yet sent or being sent (at most max_in_flight). */
@@ -137,7 +183,6 @@ export class BatchingProducer {
     this.closing = true;
     for (const wake of this.spaceWaiters.splice(0)) wake();
     await this.sending;
-    await this.settled;
     await this.discardProducer();
   }
 
@@ -147,7 +192,15 @@ export class BatchingProducer {
     if (!this.pending) return;
     this.queue.push(this.pending);
     this.pending = undefined;
-    this.sending ??= this.drain().finally(() => (this.sending = undefined));
+    this.startDrain();
+  }
+
+  private startDrain(): void {
+    this.sending ??= this.drain().finally(() => {
+      this.sending = undefined;
+      // A unit flushed after the drain's last look at the queue (or after a failure) is not left behind.
+      if (this.queue.length > 0) this.startDrain();
+    });
   }
 
   private async drain(): Promise<void> {
@@ -157,16 +210,15 @@ export class BatchingProducer {
       const merged = mergeUnits(units);
       try {
         const written = await this.deliver(merged);
-        const waitVisible = this.options.waitVisible;
-        this.settled = this.settled
-          .then(() => (waitVisible && written.length > 0 ? waitVisible(written) : undefined))
-          .then(() => merged.waiters.forEach((waiter) => waiter.resolve()));
+        if (written.length > 0) this.options.onCommitted?.(written);
+        for (const waiter of merged.waiters) waiter.resolve();
       } catch (error) {
         // A later unit must not be written after an earlier one failed for good: its checkpoint would skip the lost records.
         const failed = [...this.queue.splice(0), ...(this.pending ? [this.pending] : [])];
         this.pending = undefined;
         clearTimeout(this.lingerTimer);
         this.lingerTimer = undefined;
+        for (const source of failed.flatMap((u) => [...u.checkpoints.keys()])) this.failedSources.set(source, error as Error);
         for (const waiter of failed.flatMap((u) => u.waiters)) waiter.reject(error as Error);
         for (const wake of this.spaceWaiters.splice(0)) wake();
         return;
@@ -180,7 +232,7 @@ export class BatchingProducer {
   private async deliver(unit: Unit): Promise<WrittenOffset[]> {
     for (let attempt = 0; ; attempt++) {
       try {
-        if (!this.producer) await this.connect();
+        await this.ensureConnected();
         const written = await this.sendUnit(unit);
         if (attempt > 0) this.logger.info({ brokers: this.options.brokers, attempts: attempt + 1 }, "Kafka reachable again; produce succeeded");
         this.options.onReadyChange(true);
@@ -240,6 +292,16 @@ export class BatchingProducer {
     this.producer = undefined;
     await producer?.disconnect().catch(() => undefined);
   }
+}
+
+function failedBefore(source: string, cause: Error): SluiceError {
+  const retriable = cause instanceof SluiceError ? cause.retriable : false;
+  return new SluiceError(`an earlier write of source ${source}'s changes failed (${cause.message}); a later checkpoint of it is refused until its checkpoint is read again, so none skips the lost changes`, {
+    code: cause instanceof SluiceError ? cause.code : "KAFKA_PRODUCE_FAILED",
+    retriable,
+    cause,
+    context: { component: "kafka", source },
+  });
 }
 
 function mergeUnits(units: readonly Unit[]): Unit {

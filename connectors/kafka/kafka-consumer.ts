@@ -23,6 +23,8 @@ export interface KafkaConsumerOptions {
   readonly assignmentTimeoutMs?: number;
   /** Largest record a data topic may hold (topics.max_record_bytes): each fetch allows one of that size. */
   readonly maxRecordBytes?: number;
+  /** Offset ranges for seeks to earliest/latest (kafka-log.ts: they include this process's own committed writes); default: the admin's. */
+  readonly offsetRanges?: (topic: string) => Promise<readonly { partition: number; start: bigint; end: bigint }[]>;
 }
 
 interface Chunk {
@@ -278,6 +280,10 @@ export class KafkaPullConsumer implements TopicConsumer {
       if (target.kind === "timestamp") {
         const offsets = await this.options.admin.fetchTopicOffsetsByTimestamp(topic, target.timestampMs);
         return BigInt(offsets.find((o) => o.partition === partition)!.offset);
+      }
+      if (this.options.offsetRanges) {
+        const range = (await this.options.offsetRanges(topic)).find((o) => o.partition === partition)!;
+        return target.kind === "earliest" ? range.start : range.end;
       }
       const offsets = await this.options.admin.fetchTopicOffsets(topic);
       const range = offsets.find((o) => o.partition === partition)!;

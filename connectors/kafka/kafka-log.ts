@@ -65,6 +65,8 @@ export interface KafkaLogOptions {
 export type KafkaLogAccess = "capture" | "command" | "read-only";
 
 const DEFAULT_RETRY: BackoffPolicy & { readonly maxAttempts?: number } = { initialMs: 200, maxMs: 5_000 };
+/** How long a read waits for this process's committed records to become visible before reading without them. */
+const VISIBLE_WITHIN_MS = 10_000;
 
 export class KafkaTopicLog implements TopicLog {
   readonly kind = "kafka";
@@ -87,6 +89,14 @@ export class KafkaTopicLog implements TopicLog {
   /** Writes topic identities outside any transaction, so recording one never fences or waits for the capture's producer. */
   private identityProducer: Producer | null = null;
   private isReady = false;
+  /**
+   * The last offset per partition ("topic\u0000partition") of this process's committed
+   * transactions that read_committed readers may not see yet (Kafka writes the commit markers
+   * after acknowledging the commit). This process's reads of those topics wait for them.
+   */
+  private readonly unconfirmed = new Map<string, WrittenOffset>();
+  /** Produce calls take their place in the producer one at a time, in call order (their preparation awaits). */
+  private accepting: Promise<unknown> = Promise.resolve();
   /** Why the last produce or admin request failed while Kafka is unavailable; null once one succeeds again. */
   private producerProblem: string | null = null;
   private adminProblem: string | null = null;
@@ -116,7 +126,9 @@ export class KafkaTopicLog implements TopicLog {
         // A delivery proves Kafka answers again, also for the admin requests that failed meanwhile.
         if (ready) this.adminProblem = null;
       },
-      waitVisible: (offsets) => this.waitVisible(offsets),
+      onCommitted: (offsets) => {
+        for (const o of offsets) this.unconfirmed.set(`${o.topic}\u0000${o.partition}`, o);
+      },
     });
     this.registryJournal = new KafkaRegistryJournal(this, registryTopic(options.deployment));
   }
@@ -239,9 +251,32 @@ export class KafkaTopicLog implements TopicLog {
     return (await this.call("list topics", () => this.admin.listTopics())).filter((n) => !n.startsWith("__")).sort();
   }
 
+  /**
+   * Resolves once durable (committed), without waiting until readers see the records: this
+   * process's own reads wait for that (see partitionOffsets). Overlapping calls are stored in
+   * call order and resolve in that order; a call with a checkpoint of a source whose earlier
+   * write failed is refused until that checkpoint is read again.
+   */
   async produce(records: readonly ProducedRecord[], checkpoint?: Checkpoint): Promise<void> {
     if (this.closed) throw closedError();
     const producer = this.assertWritable("produce");
+    const accepted = this.accepting.then(() => this.enqueue(producer, records, checkpoint));
+    this.accepting = accepted.catch(() => undefined);
+    const { durable } = await accepted;
+    await durable;
+  }
+
+  private async enqueue(producer: BatchingProducer, records: readonly ProducedRecord[], checkpoint: Checkpoint | undefined): Promise<{ durable: Promise<void> }> {
+    try {
+      return await producer.enqueue(await this.messagesOf(records), checkpoint ? { source: checkpoint.source, message: await this.checkpointMessage(checkpoint) } : undefined);
+    } catch (error) {
+      // Refused before it reached the producer (e.g. an unknown topic): a later checkpoint of the source must not skip these records.
+      if (checkpoint) producer.markFailed(checkpoint.source, error as Error);
+      throw error;
+    }
+  }
+
+  private async messagesOf(records: readonly ProducedRecord[]): Promise<OutgoingMessage[]> {
     const messages: OutgoingMessage[] = [];
     for (const record of records) {
       const partitions = await this.partitionCount(record.topic);
@@ -254,11 +289,24 @@ export class KafkaTopicLog implements TopicLog {
       };
       messages.push({ topic: record.topic, message, size: estimateSize(record) });
     }
-    const stored = checkpoint ? await this.checkpointMessage(checkpoint) : undefined;
-    await producer.send(messages, stored ? { source: checkpoint!.source, message: stored } : undefined);
+    return messages;
   }
 
+  /**
+   * The source's last committed checkpoint. With transactions, the producer registers its
+   * transactional id first: Kafka then finishes what a previous holder of it (this capture before
+   * a kill -9) committed, writing its commit markers, and aborts what it left open, so the
+   * checkpoint read is the last one committed, which the source may already have acknowledged.
+   */
   async readCheckpoint(source: string): Promise<Checkpoint | null> {
+    this.producer?.forgetFailure(source);
+    if (this.producer && this.config.transactions) {
+      try {
+        await this.producer.ensureConnected();
+      } catch (error) {
+        throw kafkaError(error, "connect producer", this.config.brokers);
+      }
+    }
     let latest: StoredRecord | undefined;
     for (const record of await this.readWholeTopic(checkpointTopic(this.deployment))) {
       if (record.key && Buffer.from(record.key).toString("utf8") === source) latest = record;
@@ -335,7 +383,16 @@ export class KafkaTopicLog implements TopicLog {
   async consumer(group: string, topics: readonly string[]): Promise<TopicConsumer> {
     if (this.closed) throw closedError();
     for (const topic of topics) await this.partitionCount(topic);
-    const consumer = await KafkaPullConsumer.create({ kafka: this.kafka, admin: this.admin, brokers: this.config.brokers, group, topics, logger: this.logger, maxRecordBytes: this.config.max_record_bytes });
+    const consumer = await KafkaPullConsumer.create({
+      kafka: this.kafka,
+      admin: this.admin,
+      brokers: this.config.brokers,
+      group,
+      topics,
+      logger: this.logger,
+      maxRecordBytes: this.config.max_record_bytes,
+      offsetRanges: (topic) => this.partitionOffsets(topic),
+    });
     this.consumers.add(consumer);
     const close = consumer.close.bind(consumer);
     consumer.close = async () => {
@@ -345,10 +402,32 @@ export class KafkaTopicLog implements TopicLog {
     return consumer;
   }
 
+  /**
+   * The partitions' offset ranges as read_committed readers see them, including (read-your-writes)
+   * every record of this process's transactions committed before the call: while their commit
+   * markers are not written yet, it asks again every few milliseconds (up to 10 s; the records are
+   * durable either way). Only reads wait for this, never produce calls.
+   */
   async partitionOffsets(topic: string): Promise<PartitionOffsets[]> {
     await this.partitionCount(topic);
-    const offsets = await this.call("fetch offsets", () => this.admin.fetchTopicOffsets(topic));
-    return offsets.map((o) => ({ topic, partition: o.partition, start: BigInt(o.low), end: BigInt(o.high) })).sort((a, b) => a.partition - b.partition);
+    const own = [...this.unconfirmed.values()].filter((o) => o.topic === topic);
+    const deadline = Date.now() + VISIBLE_WITHIN_MS;
+    for (;;) {
+      const offsets = await this.call("fetch offsets", () => this.admin.fetchTopicOffsets(topic));
+      const ranges = offsets.map((o) => ({ topic, partition: o.partition, start: BigInt(o.low), end: BigInt(o.high) })).sort((a, b) => a.partition - b.partition);
+      const hidden = own.filter((o) => (ranges.find((r) => r.partition === o.partition)?.end ?? -1n) <= o.offset);
+      for (const o of own) {
+        const key = `${topic}\u0000${o.partition}`;
+        if (!hidden.includes(o) && this.unconfirmed.get(key) === o) this.unconfirmed.delete(key);
+      }
+      if (hidden.length === 0) return ranges;
+      if (Date.now() > deadline) {
+        this.logger.warn({ brokers: this.config.brokers, topic }, `records committed by this process are not visible to readers after ${VISIBLE_WITHIN_MS / 1000} s; the broker is slow writing transaction markers`);
+        for (const o of hidden) if (this.unconfirmed.get(`${topic}\u0000${o.partition}`) === o) this.unconfirmed.delete(`${topic}\u0000${o.partition}`);
+        return ranges;
+      }
+      await sleep(2);
+    }
   }
 
   async endOffsets(topic: string): Promise<TopicPartitionOffset[]> {
@@ -443,30 +522,6 @@ export class KafkaTopicLog implements TopicLog {
       code: "TOPIC_LOG_READ_ONLY",
       context: { component: "kafka", deployment: this.deployment, operation },
     });
-  }
-
-  /** Waits (up to 10 s: the data is durable either way) until read_committed readers can read past these offsets. */
-  private async waitVisible(offsets: readonly WrittenOffset[]): Promise<void> {
-    const deadline = Date.now() + 10_000;
-    const topics = [...new Set(offsets.map((o) => o.topic))];
-    try {
-      for (;;) {
-        let visible = true;
-        for (const topic of topics) {
-          const ends = await this.admin.fetchTopicOffsets(topic);
-          for (const o of offsets) {
-            if (o.topic === topic && BigInt(ends.find((e) => e.partition === o.partition)?.high ?? "-1") <= o.offset) visible = false;
-          }
-        }
-        if (visible) return;
-        if (Date.now() > deadline) break;
-        await sleep(2);
-      }
-    } catch (error) {
-      this.logger.debug({ err: kafkaError(error, "wait for commit markers", this.config.brokers).toLog() }, "could not check that committed records are visible");
-      return;
-    }
-    this.logger.warn({ brokers: this.config.brokers, topics }, "committed records not visible to readers after 10 s; the broker is slow writing transaction markers");
   }
 
   private async ensureInternalTopics(): Promise<void> {

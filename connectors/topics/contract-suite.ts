@@ -283,6 +283,28 @@ export function topicLogContractSuite(name: string, factory: ContractFactory): v
       else assert.equal(values[0], "kept");
     });
 
+    test("after a produce with a source's checkpoint failed, a later checkpoint of that source is refused until its checkpoint is read again", async () => {
+      const topic = uniqueTopic(prefix);
+      await createTopic(spec(topic, { partitions: 1 }));
+      const source = `src-${randomBytes(3).toString("hex")}`;
+      const first: Checkpoint = { source, position: { commit: 10n, change: 10n } };
+      await log.produce([record(topic, "a", "kept", 1)], first);
+      const missing = uniqueTopic(`${prefix}.missing`);
+      const failed = log.produce([record(missing, "b", "lost", 2)], { source, position: { commit: 20n, change: 20n } });
+      // Made before the caller saw the failure: stored, its checkpoint would skip "lost".
+      const later = log.produce([record(topic, "a", "after", 3)], { source, position: { commit: 30n, change: 30n } });
+      await assert.rejects(failed);
+      await assert.rejects(later);
+      await log.produce([record(topic, "c", "no checkpoint", 4)]);
+      assert.deepEqual(await log.readCheckpoint(source), first);
+      const resumed: Checkpoint = { source, position: { commit: 20n, change: 20n } };
+      await log.produce([record(topic, "b", "again", 5)], resumed);
+      assert.deepEqual(await log.readCheckpoint(source), resumed);
+      const values = (await readAll(log, topic)).map((r) => text(r.value));
+      assert.ok(!values.includes("after"), `the refused call stored nothing: ${values.join(", ")}`);
+      assert.deepEqual(values.filter((v) => v !== "no checkpoint"), ["kept", "again"]);
+    });
+
     test("the registry journal keeps JSON entries in order", async () => {
       const before = (await log.registryJournal.loadAll()).length;
       const marker = randomBytes(4).toString("hex");

@@ -154,11 +154,21 @@ export interface TopicLog {
   topicNames(): Promise<string[]>;
 
   /**
-   * Stores the records, partitioned by key, and the checkpoint if given; resolves once durable.
-   * A rejection means nothing of the call is acknowledged (it may be retried as a whole).
+   * Stores the records, partitioned by key, and the checkpoint if given; resolves once durable
+   * (not necessarily visible to other processes' readers yet: Kafka writes commit markers after
+   * the commit; this process's own reads do see it). A rejection means nothing of the call is
+   * acknowledged (it may be retried as a whole). Calls may overlap: a call is stored after every
+   * call made before it and resolves after them. Once a call with a checkpoint of a source fails,
+   * later calls with a checkpoint of that source (they may have been made before the caller saw
+   * the failure) are refused until `readCheckpoint` of that source, so no stored checkpoint ever
+   * skips records that were not stored.
    */
   produce(records: readonly ProducedRecord[], checkpoint?: Checkpoint): Promise<void>;
-  /** The last checkpoint stored for the source, or null. */
+  /**
+   * The last checkpoint stored for the source, or null; after a crash of the process that stored
+   * it too (Kafka with transactions: reading registers this process's transactional id first,
+   * which makes Kafka complete a commit the crashed holder of that id left half-written).
+   */
   readCheckpoint(source: string): Promise<Checkpoint | null>;
 
   /**

@@ -1,0 +1,146 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import type { ChangeEvent, TableSchema } from "../../connectors/contracts.ts";
+import { UNCHANGED } from "../../connectors/contracts.ts";
+import { EmbeddedTopicLog } from "../../connectors/embedded/embedded-log.ts";
+import { SluiceError } from "../../connectors/errors.ts";
+import type { SluiceConfig } from "../../config/schema.ts";
+import { createLogger } from "../../runtime/logger.ts";
+import { lazyKeyStore, PersonalDataDecryptor, PersonalDataEncryptor } from "./personal-data.ts";
+import { isEncrypted, MasterKey, SubjectKeyStore, subjectKeyTopic } from "./subject-keys.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "sluice-personal-data-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const logger = createLogger("silent");
+const masterFile = join(dir, "master.key");
+writeFileSync(masterFile, "cd".repeat(32));
+
+const schema: TableSchema = {
+  source: "pg",
+  database: "db",
+  schema: "app",
+  table: "customers",
+  sourceKind: "postgres",
+  key: ["id"],
+  columns: [
+    { name: "id", dbType: "integer", nullable: false, primaryKeyIndex: 1 },
+    { name: "customer_id", dbType: "bigint", nullable: true },
+    { name: "email", dbType: "character varying(200)", nullable: false, default: "'x'::character varying" },
+    { name: "phone", dbType: "bigint", nullable: true },
+    { name: "city", dbType: "text", nullable: true },
+  ],
+};
+
+const governance = { tables: { "app.customers": { checks: [], transforms: {}, personal: { subject: "customer_id", columns: ["email", "phone"] } } } };
+const config = {
+  name: "dep",
+  personal_data: { master_key_file: masterFile, previous_master_key_files: [] },
+  sources: [{ name: "pg", governance }],
+} as unknown as SluiceConfig;
+
+function event(after: Record<string, unknown> | null, before: Record<string, unknown> | null = null, table: TableSchema = schema): ChangeEvent {
+  return {
+    op: after === null ? "d" : before ? "u" : "c",
+    key: { id: (after ?? before)!["id"] as number },
+    before: before as ChangeEvent["before"],
+    after: after as ChangeEvent["after"],
+    schema: table,
+    source: { connector: "postgres", name: "pg", db: "db", schema: "app", table: "customers", position: { commit: 1n, change: 1n }, txId: null, commitTimeMs: 0, snapshot: false },
+  } as unknown as ChangeEvent;
+}
+
+async function setup(name: string) {
+  const log = await EmbeddedTopicLog.open({ path: join(dir, name), logger, maintenanceIntervalMs: 0 });
+  const capture = new PersonalDataEncryptor({ name: "pg", governance } as never, lazyKeyStore(config, log, { create: true }));
+  const sink = new PersonalDataDecryptor(config, lazyKeyStore(config, log, { create: true }));
+  return { log, capture, sink };
+}
+
+test("capture encrypts personal columns per subject (text, nullable in the schema); a sink decrypts them; other columns untouched", async () => {
+  const { log, capture, sink } = await setup("roundtrip.db");
+  try {
+    const events = [event({ id: 1, customer_id: 42n, email: "ann@example.com", phone: 33612345678n, city: "Lyon" }), event({ id: 2, customer_id: 42n, email: "ann@work.example", phone: null, city: "Nice" }), event({ id: 3, customer_id: 7n, email: "bob@example.com", phone: 1n, city: null })];
+    await capture.prepare(events);
+    const ends = await log.endOffsets(subjectKeyTopic("dep"));
+    assert.equal(ends[0]!.offset, 2n, "one key per subject, written before any value uses it");
+    const published = await Promise.all(events.map((e) => capture.apply(e)));
+    assert.equal(published[0]!.schema.columns.find((c) => c.name === "email")!.dbType, "text");
+    assert.equal(published[0]!.schema.columns.find((c) => c.name === "phone")!.nullable, true);
+    assert.equal(published[0]!.schema.columns.find((c) => c.name === "email")!.default, undefined);
+    assert.deepEqual(published[0]!.schema.columns.find((c) => c.name === "city"), schema.columns[4]);
+    const first = published[0]!.after!;
+    assert.ok(isEncrypted(first["email"]) && isEncrypted(first["phone"]));
+    assert.ok(!JSON.stringify(published.map((e) => e.after), (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v)).includes("ann@"), "no clear personal value is published");
+    assert.equal(first["city"], "Lyon");
+    assert.equal(first["customer_id"], 42n, "the subject column stays in clear");
+    assert.equal(published[1]!.after!["phone"], null, "null stays null");
+    assert.equal(await log.endOffsets(subjectKeyTopic("dep")).then((e) => e[0]!.offset), 2n, "no key written while encoding");
+
+    const applied = await Promise.all(published.map((e) => sink.apply(e)));
+    assert.deepEqual(applied[0]!.after, { id: 1, customer_id: 42n, email: "ann@example.com", phone: "33612345678", city: "Lyon" }, "values come back as their text");
+    assert.equal(applied[2]!.after!["email"], "bob@example.com");
+  } finally {
+    await log.close();
+  }
+});
+
+test("after the subject's key is destroyed, its values decrypt to null (a replay too); other subjects and a new key for the subject are unaffected", async () => {
+  const { log, capture, sink } = await setup("forget.db");
+  try {
+    const ann = await capture.apply(event({ id: 1, customer_id: 42n, email: "ann@example.com", phone: 1n, city: "Lyon" }));
+    const bob = await capture.apply(event({ id: 2, customer_id: 7n, email: "bob@example.com", phone: 2n, city: "Nice" }));
+    assert.equal((await sink.apply(ann)).after!["email"], "ann@example.com", "the sink knows the key before the erasure");
+
+    const admin = await SubjectKeyStore.open(log, subjectKeyTopic("dep"), MasterKey.fromFile(masterFile));
+    await admin.destroy("pg", "42");
+    // A sink that read the key before catches up on the tombstone when told (sluice forget), or when it meets a value whose key it lacks.
+    (await sink.store()).forgetLocally("pg", "42");
+    assert.deepEqual((await sink.apply(ann)).after, { id: 1, customer_id: 42n, email: null, phone: null, city: "Lyon" });
+    assert.equal((await sink.apply(bob)).after!["email"], "bob@example.com");
+    // A fresh reader (a rebuild, a new sink) finds no key: null as well.
+    const fresh = new PersonalDataDecryptor(config, lazyKeyStore(config, log, { create: true }));
+    assert.equal((await fresh.apply(ann)).after!["email"], null);
+    assert.equal((await fresh.apply(bob)).after!["email"], "bob@example.com");
+
+    // The subject changes again at the source: capture (after its catch-up) creates a new key; the new value is readable, the old one stays erased.
+    const capture2 = new PersonalDataEncryptor({ name: "pg", governance } as never, lazyKeyStore(config, log, { create: true }));
+    const again = await capture2.apply(event({ id: 1, customer_id: 42n, email: "ann@new.example", phone: null, city: "Lyon" }));
+    assert.equal((await sink.apply(again)).after!["email"], "ann@new.example", "the sink catches up on the new key");
+    assert.equal((await sink.apply(ann)).after!["email"], null);
+    assert.equal((await fresh.apply(again)).after!["email"], "ann@new.example");
+    await admin.close();
+  } finally {
+    await log.close();
+  }
+});
+
+test("a row without a subject publishes no personal value; unchanged TOAST stays unchanged; the before image of a delete is encrypted too", async () => {
+  const { log, capture, sink } = await setup("edges.db");
+  try {
+    const orphan = await capture.apply(event({ id: 1, customer_id: null, email: "who@example.com", phone: 5n, city: "Lyon" }));
+    assert.deepEqual(orphan.after, { id: 1, customer_id: null, email: null, phone: null, city: "Lyon" });
+    const toast = await capture.apply(event({ id: 2, customer_id: 9n, email: UNCHANGED, phone: 5n, city: "x" }, { id: 2, customer_id: 9n, email: UNCHANGED, phone: 4n, city: "x" }));
+    assert.equal(toast.after!["email"], UNCHANGED);
+    assert.ok(isEncrypted(toast.before!["phone"]));
+    const deleted = await capture.apply(event(null, { id: 3, customer_id: 9n, email: "gone@example.com", phone: null, city: null }));
+    assert.ok(isEncrypted(deleted.before!["email"]));
+    assert.equal((await sink.apply(deleted)).before!["email"], "gone@example.com");
+  } finally {
+    await log.close();
+  }
+});
+
+test("a personal key column or a missing subject column halts the table (SCHEMA_UNSUPPORTED) with the reason", async () => {
+  const log = await EmbeddedTopicLog.open({ path: join(dir, "refused.db"), logger, maintenanceIntervalMs: 0 });
+  try {
+    const keyed = new PersonalDataEncryptor({ name: "pg", governance: { tables: { "app.customers": { checks: [], transforms: {}, personal: { subject: "customer_id", columns: ["id"] } } } } } as never, lazyKeyStore(config, log, { create: true }));
+    await assert.rejects(keyed.apply(event({ id: 1, customer_id: 1n, email: "a", phone: null, city: null })), (e: unknown) => e instanceof SluiceError && e.code === "SCHEMA_UNSUPPORTED" && /column id of the key cannot be personal/.test(e.message));
+    const missing = new PersonalDataEncryptor({ name: "pg", governance: { tables: { "app.customers": { checks: [], transforms: {}, personal: { subject: "user_id", columns: ["email"] } } } } } as never, lazyKeyStore(config, log, { create: true }));
+    await assert.rejects(missing.apply(event({ id: 1, customer_id: 1n, email: "a", phone: null, city: null })), /subject column user_id is not a column of the table/);
+  } finally {
+    await log.close();
+  }
+});
