@@ -39,8 +39,8 @@ export interface ForgetArgs {
 export function keyAdminLease(deployment: string): string {
   return `${subjectKeyTopic(deployment)}.admin`;
 }
-/** Short, and renewed while the command runs: a command killed with -9 blocks the next one for a minute at most. */
-const LEASE_TTL_MS = 60_000;
+/** Short, and renewed while the command runs: a command killed with -9 blocks the next one for half a minute at most. */
+const LEASE_TTL_MS = 30_000;
 
 /** Takes the deployment's key admin lease and keeps renewing it; null when another command holds it. */
 async function holdLease(log: TopicLog, lease: string, owner: string): Promise<{ release(): Promise<void> } | null> {
@@ -100,7 +100,7 @@ export async function runForgetCommand(config: SluiceConfig, args: ForgetArgs, i
   try {
     held = await holdLease(log, lease, owner);
     if (!held) {
-      io.stderr("sluice forget: refused: another forget or a master key rotation of this deployment runs now (or one was killed less than a minute ago); nothing changed. Try again when it is done.\n");
+      io.stderr("sluice forget: refused: another forget or a master key rotation of this deployment runs now (or one was killed less than 30 seconds ago); nothing changed. Try again when it is done.\n");
       return 1;
     }
     await audit.open();
@@ -177,7 +177,7 @@ export async function runRotateCommand(config: SluiceConfig, execute: boolean, i
     if (execute) {
       held = await holdLease(log, lease, owner);
       if (!held) {
-        io.stderr("sluice rotate-master-key: refused: a forget or another rotation of this deployment runs now (or one was killed less than a minute ago); nothing changed. Try again when it is done.\n");
+        io.stderr("sluice rotate-master-key: refused: a forget or another rotation of this deployment runs now (or one was killed less than 30 seconds ago); nothing changed. Try again when it is done.\n");
         return 1;
       }
     }

@@ -6,6 +6,7 @@
  */
 import type { Position } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
+import { resumeBase } from "../common/incremental-snapshot-state.ts";
 
 export type Flavor = "mysql" | "mariadb";
 
@@ -24,6 +25,8 @@ export interface ResumeToken {
   readonly snapshotThresholds: Readonly<Record<string, bigint>>;
   /** The snapshot was still running: it is taken again. */
   readonly snapshotIncomplete: boolean;
+  /** The config's `tables` patterns when the checkpoint was taken: a table they did not match is backfilled (online-snapshots.ts). */
+  readonly capturedTables?: readonly string[];
 }
 
 const PREFIX = "mysql:";
@@ -41,11 +44,14 @@ export function encodeResumeToken(token: ResumeToken): string {
       skip: token.skipThrough === null ? null : [token.skipThrough.commit.toString(), token.skipThrough.change.toString()],
       thresholds: Object.fromEntries(Object.entries(token.snapshotThresholds).map(([table, at]) => [table, at.toString()])),
       ...(token.snapshotIncomplete ? { snapshot: "incomplete" } : {}),
+      ...(token.capturedTables === undefined ? {} : { tables: token.capturedTables }),
     })
   );
 }
 
-export function decodeResumeToken(text: string | undefined, source: string): ResumeToken {
+/** Decodes the token at the start of Position.resume (online snapshot progress may follow it). */
+export function decodeResumeToken(resume: string | undefined, source: string): ResumeToken {
+  const text = resume === undefined ? undefined : resumeBase(resume);
   const bad = (why: string) =>
     new SluiceError(`the checkpoint of source "${source}" is not a MySQL resume token (${why}); was it written by another source kind?`, {
       code: "MYSQL_CHECKPOINT_INVALID",
@@ -58,11 +64,12 @@ export function decodeResumeToken(text: string | undefined, source: string): Res
   } catch {
     throw bad("not JSON");
   }
-  const { flavor, server, file, offset, gtid, skip, thresholds, snapshot } = raw;
+  const { flavor, server, file, offset, gtid, skip, thresholds, snapshot, tables } = raw;
   if (raw["v"] !== 1 || (flavor !== "mysql" && flavor !== "mariadb") || typeof server !== "number" || typeof file !== "string" || typeof offset !== "number") throw bad("missing fields");
   if (gtid !== null && typeof gtid !== "string") throw bad("bad gtid");
   const skipThrough = Array.isArray(skip) && skip.length === 2 ? { commit: BigInt(String(skip[0])), change: BigInt(String(skip[1])) } : null;
   const snapshotThresholds: Record<string, bigint> = {};
   for (const [table, at] of Object.entries((thresholds ?? {}) as Record<string, unknown>)) snapshotThresholds[table] = BigInt(String(at));
-  return { flavor, serverId: server, file, offset, gtid, skipThrough, snapshotThresholds, snapshotIncomplete: snapshot === "incomplete" };
+  const capturedTables = Array.isArray(tables) && tables.every((t) => typeof t === "string") ? { capturedTables: tables as string[] } : {};
+  return { flavor, serverId: server, file, offset, gtid, skipThrough, snapshotThresholds, snapshotIncomplete: snapshot === "incomplete", ...capturedTables };
 }

@@ -37,6 +37,8 @@ import { StreamBatcher } from "./stream-batcher.ts";
 import { StreamDecoder } from "./stream-decoder.ts";
 import { skippedOperations } from "../common/skipped-operations.ts";
 import { CollationTable } from "./values/charsets.ts";
+import { MysqlOnlineSnapshots } from "./online-snapshots.ts";
+import type { MysqlOnlineSnapshotRequests } from "./online-snapshot-requests.ts";
 
 export type { TableSnapshotProgress } from "./snapshot-reader.ts";
 
@@ -113,6 +115,9 @@ export class MysqlSource implements Source {
   private pendingStream: StreamStart | null = null;
   private streaming: StreamState | null = null;
   private acknowledged: Position | null = null;
+  /** Online snapshots (sluice snapshot, the signal table, tables added to the config): see online-snapshots.ts. */
+  private readonly online: MysqlOnlineSnapshots;
+  readonly snapshots: MysqlOnlineSnapshotRequests;
 
   constructor(config: MysqlSourceConfig, options: MysqlSourceOptions) {
     this.config = config;
@@ -121,6 +126,16 @@ export class MysqlSource implements Source {
     this.logger = options.logger.child({ component: "mysql-source", source: config.name });
     this.context = { component: "mysql-source", source: config.name, server: `${config.host}:${config.port}` };
     this.history = options.schemaHistory ?? new MemorySchemaHistoryStore();
+    this.online = new MysqlOnlineSnapshots({
+      config,
+      logger: this.logger,
+      context: this.context,
+      catalog: () => (this.catalog === null ? null : sqlOf(this.catalog)),
+      tracker: () => this.tracker,
+      binding: () => ({ sourceName: config.name, collations: this.collations!, zeroDates: config.zero_dates, mariadb: this.settings?.flavor === "mariadb" }),
+      ...(options.onSnapshotProgress === undefined ? {} : { onProgress: () => options.onSnapshotProgress!(this.snapshotProgress()) }),
+    });
+    this.snapshots = this.online.requests;
   }
 
   /** Connected, and neither failed nor closed. */
@@ -130,7 +145,9 @@ export class MysqlSource implements Source {
   }
 
   snapshotProgress(): readonly TableSnapshotProgress[] {
-    return this.snapshot?.reader.progress() ?? this.lastSnapshotProgress;
+    const initial = this.snapshot?.reader.progress() ?? this.lastSnapshotProgress;
+    const online = this.online.progress();
+    return online.length === 0 ? initial : [...initial, ...online];
   }
 
   stats(): MysqlSourceStats {
@@ -150,6 +167,7 @@ export class MysqlSource implements Source {
   async connect(from: Checkpoint | null, signal: AbortSignal): Promise<void> {
     await this.teardown();
     this.failure = null;
+    this.online.restore(from);
     try {
       await this.setUp(from, signal);
     } catch (error) {
@@ -197,7 +215,8 @@ export class MysqlSource implements Source {
       logger.info({ binlog_row_metadata: settings.binlogRowMetadata || "unsupported" }, "the binlog does not name columns: table definitions come from Sluice's schema history");
     }
     this.collations = CollationTable.fromServer(await collationRows(sql));
-    const matches = tableMatcher(config.tables);
+    const patterns = tableMatcher(config.tables);
+    const matches = (database: string, table: string) => patterns(database, table) && !this.online.excludes(database, table);
     const tables = await listTables(sql, matches);
     if (tables.length === 0) logger.warn({ tables: config.tables }, "no existing table matches; tables created later are captured");
     await warnKeylessTables(sql, tables, logger);
@@ -237,9 +256,11 @@ export class MysqlSource implements Source {
           thresholds: new Map(Object.entries(token.snapshotThresholds)),
           lastCheckpoint: from!.position,
         });
+        await this.online.backfillAdded(token, tables);
         return;
       }
     }
+    this.online.clear();
     await this.startSnapshot(sql, tables);
   }
 
@@ -338,6 +359,7 @@ export class MysqlSource implements Source {
   private beginStreaming(start: StreamStart): void {
     this.pendingStream = start;
     this.phase = "streaming";
+    this.online.start();
   }
 
   private async startStream(): Promise<void> {
@@ -358,6 +380,7 @@ export class MysqlSource implements Source {
       start: coordinates,
       skipThrough,
       snapshotThresholds: start.thresholds,
+      interleave: this.online.start(),
       transactionMetadata: config.transaction_metadata,
       skippedOperations: skippedOperations(config),
       logger,
@@ -389,7 +412,7 @@ export class MysqlSource implements Source {
   private batch(events: readonly ChangeEvent[], position: Position, throughTimeMs?: number, transactions: readonly TransactionMarker[] = []): SourceBatch {
     return {
       events,
-      checkpoint: { source: this.name, position },
+      checkpoint: { source: this.name, position: this.online.checkpoint(position) },
       ...(throughTimeMs === undefined ? {} : { throughTimeMs }),
       ...(transactions.length === 0 ? {} : { transactions }),
       // The server keeps its binlog regardless of replicas: acknowledging only records progress.
@@ -400,6 +423,7 @@ export class MysqlSource implements Source {
   }
 
   private async teardown(): Promise<void> {
+    await this.online.stop();
     const { snapshot, streaming, catalog } = this;
     this.snapshot = null;
     this.streaming = null;

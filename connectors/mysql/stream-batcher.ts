@@ -55,9 +55,20 @@ export class StreamBatcher {
     this.carried = [];
     for (;;) {
       signal.throwIfAborted();
-      while (out.length < maxBatchEvents && buffer.length > 0) {
+      while ((out.length < maxBatchEvents || decoder.chunkHandedOn) && buffer.length > 0) {
         const pending = decoder.apply(buffer.shift()!, out);
         if (pending !== undefined) await pending;
+        if (decoder.chunkHandedOn && !decoder.inTransaction) break;
+      }
+      if (decoder.chunkHandedOn) {
+        // An online snapshot chunk's rows share one position: the batch takes them whole and ends
+        // with their watermark's transaction, so a crash reads at most that chunk again.
+        if (decoder.inTransaction) {
+          await buffer.waitForItem(signal);
+          continue;
+        }
+        decoder.chunkHandedOn = false;
+        return this.handOn(out, true);
       }
       if (out.length > 0) {
         if (out.length > maxBatchEvents) this.carried = out.splice(maxBatchEvents);

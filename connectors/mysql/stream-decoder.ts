@@ -19,7 +19,8 @@ import type { EventHeader } from "./protocol/event-header.ts";
 import { ChecksumError, payloadEvents } from "./protocol/event-parser.ts";
 import type { EventBody, EventParser } from "./protocol/event-parser.ts";
 import { readRowChanges } from "./protocol/rows-event.ts";
-import type { RowsEventHeader } from "./protocol/rows-event.ts";
+import type { RowColumn, RowsEventHeader } from "./protocol/rows-event.ts";
+import type { TableMap } from "./protocol/table-map.ts";
 import type { BinaryReader } from "./protocol/binary-reader.ts";
 import type { Flavor } from "./resume-token.ts";
 import type { SchemaTracker } from "./schema/schema-tracker.ts";
@@ -55,6 +56,15 @@ export interface ThroughPoint {
   readonly gtid: string | null;
 }
 
+/** Online snapshots woven into the binlog (incremental-snapshot.ts): the watermark table's rows in binlog order, and every change handed on. */
+export interface BinlogInterleave {
+  /** How to read the rows of `map` when it is the watermark table; null for any other table. */
+  watermarkColumns(map: TableMap): readonly RowColumn[] | null;
+  /** A watermark row written (its after image) at `position`; returns whether a chunk's rows were handed on into `out`. */
+  watermark(row: Row, position: Position, transaction: TransactionContext, out: DecodedEvent[]): boolean;
+  changed(event: ChangeEvent): void;
+}
+
 export interface StreamDecoderOptions {
   readonly sourceName: string;
   readonly flavor: Flavor;
@@ -70,6 +80,8 @@ export interface StreamDecoderOptions {
   readonly transactionMetadata?: boolean;
   /** Operations the data topics leave out (skipped-operations.ts): not counted in a transaction's metadata. */
   readonly skippedOperations?: ReadonlySet<Op>;
+  /** Online snapshots (incremental-snapshot.ts). */
+  readonly interleave?: BinlogInterleave | null;
   readonly logger: Logger;
   readonly context: ErrorContext;
 }
@@ -86,10 +98,7 @@ interface OpenTransaction extends TransactionContext {
   beginEmitted: boolean;
 }
 
-interface MappedTable {
-  readonly binding: TableBinding;
-  readonly key: string;
-}
+type MappedTable = { readonly binding: TableBinding; readonly key: string } | { readonly watermark: readonly RowColumn[] };
 
 /** Positions of the rows of a compressed transaction payload, which have no bytes of their own in the file. */
 interface PayloadCursor {
@@ -114,6 +123,8 @@ export class StreamDecoder {
   private readonly thresholds: Map<string, bigint>;
   /** END markers of transactions decoded to their commit, not yet handed on (takeEnds). */
   private ends: TransactionMarker[] = [];
+  /** Set when an online snapshot chunk was handed on: the batch ends after its transaction, so a crash reads at most that chunk again. */
+  chunkHandedOn = false;
 
   constructor(options: StreamDecoderOptions) {
     this.options = options;
@@ -321,6 +332,11 @@ export class StreamDecoder {
   private tableMap(body: Extract<EventBody, { kind: "table-map" }>, start: number): void | Promise<void> {
     const { map } = body;
     const tracker = this.options.tracker;
+    const watermark = this.options.interleave?.watermarkColumns(map) ?? null;
+    if (watermark !== null) {
+      this.tables.set(map.tableId, { watermark });
+      return;
+    }
     if (!tracker.captured(map.database, map.table)) {
       this.tables.set(map.tableId, null);
       return;
@@ -344,6 +360,10 @@ export class StreamDecoder {
     if (mapped == null) return;
     if (this.transaction === null) this.begin(start, null, header.timestamp * 1000, null, false);
     const transaction = this.transaction!;
+    if ("watermark" in mapped) {
+      this.watermarkRows(rows, reader, start, transaction, out, mapped.watermark);
+      return;
+    }
     const { binding, key } = mapped;
     let changes;
     try {
@@ -393,6 +413,23 @@ export class StreamDecoder {
     }
   }
 
+  /** Rows of the watermark table: each row image written is a watermark, at its own position in its transaction. */
+  private watermarkRows(rows: RowsEventHeader, reader: BinaryReader, start: number, transaction: OpenTransaction, out: DecodedEvent[], columns: readonly RowColumn[]): void {
+    if (rows.kind === "delete") return;
+    let changes;
+    try {
+      changes = readRowChanges(reader, rows, columns);
+    } catch (error) {
+      throw this.failure(error, null, binlogAt(this.fileIndex, start));
+    }
+    for (const change of changes) {
+      const payload = this.payload;
+      const at = payload === null ? binlogAt(this.fileIndex, start) + BigInt(change.afterOffset) : binlogAt(this.fileIndex, Math.min(payload.next++, payload.end - 1));
+      const row = { ...change.before, ...change.after };
+      if (this.options.interleave!.watermark(row, rowPosition(transaction.start, at), transaction, out)) this.chunkHandedOn = true;
+    }
+  }
+
   private transactionPayload(events: Buffer, start: number, end: number, out: DecodedEvent[]): Promise<void> | void {
     const inner = [...payloadEvents(events)];
     const run = async () => {
@@ -427,6 +464,7 @@ export class StreamDecoder {
   }
 
   private push(out: DecodedEvent[], event: ChangeEvent, transaction: OpenTransaction): void {
+    this.options.interleave?.changed(event);
     const counted = this.count(transaction, event.schema, event.op);
     const marks = counted && this.options.transactionMetadata === true && transaction.id !== null && !transaction.beginEmitted;
     if (counted) transaction.beginEmitted = true;

@@ -1,0 +1,457 @@
+/**
+ * Online (incremental) snapshots of MySQL/MariaDB tables while the binlog streams: the watermark
+ * algorithm of DBLog, as on PostgreSQL (postgres/incremental-snapshot.ts). For each chunk of a
+ * table (by its primary key, in key order):
+ *
+ *   1. write a low watermark (a row of the watermark table, watermarks.ts: its own transaction);
+ *   2. SELECT the chunk (one short autocommit statement, no long-running transaction);
+ *   3. write a high watermark.
+ *
+ * The decoder reports every change it hands on; changes of the table between the two watermarks
+ * remove their keys from the chunk (the stream carries a newer value). At the high watermark the
+ * chunk's remaining rows are handed on as snapshot reads (op "r") in the stream's order, at the
+ * high watermark's own binlog position. The binlog holds transactions whole in commit order, and a
+ * transaction is visible before a later one's commit returns, so every change the SELECT saw lies
+ * before the high watermark and every change it did not see lies after the low one: a chunk row's
+ * version is above every change it already contains and below every later change of its key, so
+ * a streamed change always wins over a chunk row whatever order sinks receive them in.
+ *
+ * A whole-table snapshot ends with the table's reset (common/snapshot-reset.ts) at a version just
+ * below its first chunk's low watermark: sinks drop the rows the source no longer has. A snapshot
+ * with a WHERE condition has no reset. Progress travels with the checkpoint
+ * (common/incremental-snapshot-state.ts). A DDL of the table between a chunk's read and its high
+ * watermark drops the chunk: it is read again with the new definition.
+ */
+import { randomBytes } from "node:crypto";
+import type { Connection, ConnectionOptions } from "mysql2/promise";
+import type { Logger } from "pino";
+import type { ChangeEvent, ColumnValue, Position, Row, TableSchema, TableSnapshotProgress } from "../contracts.ts";
+import { SluiceError } from "../errors.ts";
+import type { ErrorContext } from "../errors.ts";
+import type { FailedSnapshot, SnapshotLedger, SnapshotTask } from "../common/incremental-snapshot-state.ts";
+import { keyIdentity, SnapshotRates, untilOrAborted, WakeableSleep } from "../common/online-snapshot-support.ts";
+import { quoteIdentifier } from "./connection-settings.ts";
+import { toSluiceError } from "./mysql-errors.ts";
+import type { RowColumn } from "./protocol/rows-event.ts";
+import type { TableMap } from "./protocol/table-map.ts";
+import type { BindingContext } from "./schema/table-binding.ts";
+import { sameDefinition, toTableSchema } from "./schema/table-definition.ts";
+import type { ColumnDefinition, TableDefinition } from "./schema/table-definition.ts";
+import { closeQuietly, openConnection, sqlOf } from "./sql-connection.ts";
+import type { BinlogInterleave, DecodedEvent, TransactionContext } from "./stream-decoder.ts";
+import type { ZeroDates } from "./values/column-decoder.ts";
+import { keyLiteral, selectExpression, snapshotDecoder } from "./values/snapshot-values.ts";
+import { markOf } from "./watermarks.ts";
+import type { WatermarkTable } from "./watermarks.ts";
+
+export interface ResolvedTable {
+  /** The table as the server's catalog shows it now. */
+  readonly definition: TableDefinition;
+  readonly estimatedRows: number | null;
+}
+
+export interface MysqlIncrementalSnapshotOptions {
+  readonly connection: ConnectionOptions;
+  readonly sourceName: string;
+  readonly chunkRows: number;
+  readonly ledger: SnapshotLedger;
+  readonly watermarks: WatermarkTable;
+  /** To read the watermark table's rows events. */
+  readonly binding: BindingContext;
+  /** A captured "database.table", checked and resolved against the catalog. */
+  readonly resolve: (table: string) => Promise<ResolvedTable>;
+  /** The table's definition where the stream has got to (the schema tracker); null when it does not know the table. */
+  readonly definitionAtStream: (database: string, table: string) => TableDefinition | null;
+  readonly zeroDates: ZeroDates;
+  readonly logger: Logger;
+  readonly context: ErrorContext;
+  readonly onProgress?: () => void;
+  /** Tables finished (kept by the source across reconnects, the last 20). */
+  readonly finished: TableSnapshotProgress[];
+}
+
+/** Where reading stands for the task being read (ahead of what the stream has handed on). */
+interface ReadCursor {
+  readonly taskId: string;
+  /** Raw key values (latin1 text of the bytes SELECT returned) of the last row read. */
+  lastKey: readonly (string | null)[] | null;
+  startedAtMs: number | null;
+  readingDone: boolean;
+  resolved: ResolvedTable | null;
+  /** Set when the stream dropped a chunk of this cursor: its later chunks are dropped too. */
+  invalid: boolean;
+}
+
+interface OpenChunk {
+  readonly seq: number;
+  readonly taskId: string;
+  readonly cursor: ReadCursor;
+  readonly definition: TableDefinition;
+  readonly schema: TableSchema;
+  readonly startedAtMs: number;
+  readonly rowsEstimated: number | null;
+  /** Set once the SELECT returned (always before the high watermark is written). */
+  rows: Row[] | null;
+  lastKey: readonly (string | null)[] | null;
+  /** Keys the stream changed between the watermarks. */
+  readonly changed: Set<string>;
+  truncated: boolean;
+  /** Where the low watermark's transaction begins, once the stream has seen it. */
+  lowAt: bigint | null;
+  readonly handedOn: PromiseWithResolvers<void>;
+}
+
+type RawRow = (Buffer | null)[];
+
+const rawBytes = { typeCast: (field: { buffer(): Buffer | null }) => field.buffer() };
+
+/** Chunks read but not yet handed on: overlapping the stream's round trip keeps the snapshot fast; memory stays at this many chunks. */
+const CHUNKS_IN_FLIGHT = 3;
+
+export class MysqlIncrementalSnapshots implements BinlogInterleave {
+  private readonly options: MysqlIncrementalSnapshotOptions;
+  private readonly logger: Logger;
+  /** Watermarks of earlier runs (before a restart), replayed by the stream, are ignored. */
+  private readonly runId = randomBytes(6).toString("hex");
+  private seq = 0;
+  private inFlight: OpenChunk[] = [];
+  private cursor: ReadCursor | null = null;
+  private connection: Connection | null = null;
+  private readonly failures: FailedSnapshot[] = [];
+  private readonly rates = new SnapshotRates();
+  private readonly waits = new WakeableSleep();
+  private misfitLogged = false;
+
+  constructor(options: MysqlIncrementalSnapshotOptions) {
+    this.options = options;
+    this.logger = options.logger.child({ component: "incremental-snapshot" });
+  }
+
+  /** Queues a snapshot of `table` (already checked by the caller); returns its task. */
+  request(table: string, where: string | null, origin: string, id?: string): SnapshotTask {
+    const task: SnapshotTask = {
+      id: id ?? `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`,
+      table,
+      where,
+      lastKey: null,
+      rowsDone: 0,
+      rowsEstimated: null,
+      resetVersion: null,
+      requestedAtMs: Date.now(),
+      startedAtMs: null,
+      origin,
+    };
+    this.options.ledger.add(task);
+    this.logger.info({ table, where, origin, id: task.id }, "incremental snapshot requested");
+    this.waits.wake();
+    return task;
+  }
+
+  tasks(): readonly SnapshotTask[] {
+    return this.options.ledger.tasks;
+  }
+
+  failed(): readonly FailedSnapshot[] {
+    return this.failures;
+  }
+
+  progress(): TableSnapshotProgress[] {
+    const running = this.options.ledger.tasks.map((task, index): TableSnapshotProgress => ({
+      table: task.table,
+      state: index === 0 && task.startedAtMs !== null ? "running" : "pending",
+      rowsDone: task.rowsDone,
+      rowsEstimated: task.rowsEstimated,
+      rowsPerSecond: this.rates.perSecond(task.id),
+      startedAtMs: task.startedAtMs,
+      finishedAtMs: null,
+    }));
+    return [...this.options.finished, ...running];
+  }
+
+  /** Reads chunks until `signal` aborts; waits for requests when there is nothing to read. */
+  async run(signal: AbortSignal): Promise<void> {
+    let failuresInRow = 0;
+    try {
+      while (!signal.aborted) {
+        const task = this.options.ledger.tasks[0];
+        if (task === undefined) {
+          await this.waits.sleep(signal, Infinity);
+          continue;
+        }
+        try {
+          await this.step(task, signal);
+          failuresInRow = 0;
+        } catch (error) {
+          if (signal.aborted) break;
+          const failure = toSluiceError(error, `incremental snapshot of ${task.table} failed`, { ...this.options.context, table: task.table });
+          // Read again from what the stream handed on: chunks in flight are dropped.
+          this.dropReading();
+          // A schema change can fail a chunk read with the table as resolved before: read it once more, resolved anew.
+          if (failure.retriable || failuresInRow === 0) {
+            failuresInRow++;
+            const delayMs = Math.min(30_000, 500 * 2 ** Math.min(failuresInRow, 6));
+            this.logger.warn({ err: failure.message, table: task.table, delayMs }, "incremental snapshot chunk failed; retrying");
+            await this.closeConnection();
+            await this.waits.sleep(signal, delayMs);
+            continue;
+          }
+          this.logger.error({ err: failure.message, ...failure.toLog() }, "incremental snapshot of table failed; going on with the others");
+          this.failures.push({ id: task.id, table: task.table, error: failure.message, code: failure.code, atMs: Date.now() });
+          if (this.failures.length > 20) this.failures.shift();
+          this.options.ledger.remove(task.id);
+        }
+      }
+    } finally {
+      await this.closeConnection();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.waits.wake();
+    await this.closeConnection();
+  }
+
+  /** Decoder hook: the watermark table's rows are read with the columns Sluice created it with. */
+  watermarkColumns(map: TableMap): readonly RowColumn[] | null {
+    const { watermarks } = this.options;
+    if (!watermarks.is(map.database, map.table)) return null;
+    const bound = watermarks.columns(map, this.options.binding);
+    if ("columns" in bound) return bound.columns;
+    if (!this.misfitLogged) {
+      this.logger.error({ table: watermarks.text, reason: bound.misfit }, "the watermark table is not the table Sluice creates (source VARBINARY(255) PRIMARY KEY, mark VARBINARY(255)): online snapshots cannot see their watermarks; drop it and let Sluice create it");
+      this.misfitLogged = true;
+    }
+    return null;
+  }
+
+  /** Decoder hook: a watermark in binlog order. Hands on the chunk's rows at its high watermark. */
+  watermark(row: Row, position: Position, transaction: TransactionContext, out: DecodedEvent[]): boolean {
+    const mark = markOf(row, this.options.sourceName);
+    if (mark === null) return false;
+    const [runId, seqText, kind] = mark.split(":");
+    if (runId !== this.runId) return false;
+    const chunk = this.inFlight.find((c) => c.seq === Number(seqText));
+    if (chunk === undefined) return false;
+    if (kind === "low") {
+      chunk.lowAt = position.commit;
+      return false;
+    }
+    if (kind !== "high" || chunk.rows === null) return false;
+    // High watermarks are written in chunk order, one transaction each: this is the oldest chunk in flight.
+    this.inFlight = this.inFlight.filter((c) => c !== chunk);
+    const task = this.options.ledger.tasks.find((t) => t.id === chunk.taskId);
+    const now = this.options.definitionAtStream(chunk.definition.database, chunk.definition.table);
+    if (task === undefined || chunk.cursor.invalid || (now !== null && !sameDefinition(now, chunk.definition))) {
+      if (task !== undefined && !chunk.cursor.invalid) {
+        this.logger.info({ table: task.table, id: task.id }, "the table's definition changed while a chunk was read: reading it again");
+        this.invalidate(chunk.cursor);
+      }
+      chunk.handedOn.resolve();
+      return false;
+    }
+    const resetVersion = task.resetVersion ?? String((chunk.lowAt ?? position.commit) - 1n);
+    let handedOn = 0;
+    if (!chunk.truncated) {
+      for (const after of chunk.rows) {
+        const key: Record<string, ColumnValue> = {};
+        for (const name of chunk.definition.key) key[name] = after[name] ?? null;
+        if (chunk.changed.has(keyIdentity(chunk.definition.key, key))) continue;
+        out.push({ event: this.readEvent(chunk, key, after, position, transaction), transaction });
+        handedOn++;
+      }
+    }
+    const last = chunk.rows.length < this.options.chunkRows;
+    const next: SnapshotTask = {
+      ...task,
+      lastKey: chunk.lastKey ?? task.lastKey,
+      rowsDone: task.rowsDone + chunk.rows.length,
+      resetVersion,
+      startedAtMs: task.startedAtMs ?? chunk.startedAtMs,
+      rowsEstimated: task.rowsEstimated ?? chunk.rowsEstimated,
+    };
+    if (last && task.where === null) out.push({ event: this.resetEvent(chunk, { commit: position.commit, change: BigInt(resetVersion) }, transaction), transaction });
+    this.options.ledger.record(position, task.id, last ? null : next);
+    this.rates.update(next);
+    if (last) {
+      this.options.finished.push({ table: task.table, state: "done", rowsDone: next.rowsDone, rowsEstimated: next.rowsEstimated, rowsPerSecond: this.rates.perSecond(task.id), startedAtMs: next.startedAtMs, finishedAtMs: Date.now() });
+      if (this.options.finished.length > 20) this.options.finished.shift();
+      this.rates.forget(task.id);
+      if (this.cursor?.taskId === task.id) this.cursor = null;
+      this.logger.info({ table: task.table, rows: next.rowsDone, handedOnLastChunk: handedOn, id: task.id }, "incremental snapshot of table finished");
+    }
+    this.options.onProgress?.();
+    chunk.handedOn.resolve();
+    return true;
+  }
+
+  /** Decoder hook: every change handed on. Inside a chunk's window its key leaves the chunk. */
+  changed(event: ChangeEvent): void {
+    for (const chunk of this.inFlight) {
+      if (chunk.lowAt === null || event.source.table !== chunk.definition.table || event.source.db !== chunk.definition.database) continue;
+      if (event.op === "t") chunk.truncated = true;
+      else chunk.changed.add(keyIdentity(chunk.definition.key, event.key));
+    }
+  }
+
+  /** Reads the task's next chunk while fewer than CHUNKS_IN_FLIGHT wait for the stream; otherwise waits for the oldest to be handed on. */
+  private async step(task: SnapshotTask, signal: AbortSignal): Promise<void> {
+    if (this.cursor === null || this.cursor.taskId !== task.id) {
+      this.cursor = { taskId: task.id, lastKey: task.lastKey, startedAtMs: task.startedAtMs, readingDone: false, resolved: null, invalid: false };
+    }
+    const cursor = this.cursor;
+    if (!cursor.readingDone && this.inFlight.length < CHUNKS_IN_FLIGHT) {
+      await this.readChunk(task, cursor);
+      return;
+    }
+    const oldest = this.inFlight[0];
+    if (oldest === undefined) {
+      // Everything read was handed on but the task is still there: it finished while we looked, or is read again.
+      if (this.options.ledger.tasks[0]?.id === task.id) this.cursor = null;
+      return;
+    }
+    await untilOrAborted(oldest.handedOn.promise, signal);
+  }
+
+  private async readChunk(task: SnapshotTask, cursor: ReadCursor): Promise<void> {
+    cursor.resolved ??= await this.options.resolve(task.table);
+    const { estimatedRows } = cursor.resolved;
+    const catalog = cursor.resolved.definition;
+    // Read with the definition the stream has where it knows the table: the chunk must fit the events around it.
+    const definition = this.options.definitionAtStream(catalog.database, catalog.table) ?? catalog;
+    if (definition.key.length === 0) throw noChunkKey(task.table, this.options.context);
+    const connection = await this.open();
+    if (cursor.startedAtMs === null) {
+      cursor.startedAtMs = Date.now();
+      this.logger.info({ table: task.table, key: definition.key, where: task.where, estimatedRows, id: task.id }, "incremental snapshot of table started");
+    }
+    const chunk: OpenChunk = {
+      seq: ++this.seq,
+      taskId: task.id,
+      cursor,
+      definition,
+      schema: toTableSchema(this.options.sourceName, definition),
+      startedAtMs: cursor.startedAtMs,
+      rowsEstimated: task.rowsEstimated ?? estimatedRows,
+      rows: null,
+      lastKey: null,
+      changed: new Set(),
+      truncated: false,
+      lowAt: null,
+      handedOn: Promise.withResolvers(),
+    };
+    this.inFlight.push(chunk);
+    await this.options.watermarks.write(sqlOf(connection), `${this.runId}:${chunk.seq}:low`);
+    const raw = await this.select(connection, definition, task.where, cursor.lastKey);
+    const decoders = definition.columns.map((column) => snapshotDecoder(column, this.options.zeroDates));
+    chunk.rows = raw.map((values) => {
+      const after: Record<string, ColumnValue> = {};
+      definition.columns.forEach((column, i) => {
+        const value = values[i];
+        after[column.name] = value === null || value === undefined ? null : decoders[i]!(value);
+      });
+      return after;
+    });
+    const lastRow = raw.at(-1);
+    if (lastRow !== undefined) {
+      chunk.lastKey = keyIndexes(definition).map((i) => lastRow[i]?.toString("latin1") ?? null);
+      cursor.lastKey = chunk.lastKey;
+    }
+    if (raw.length < this.options.chunkRows) cursor.readingDone = true;
+    await this.options.watermarks.write(sqlOf(connection), `${this.runId}:${chunk.seq}:high`);
+  }
+
+  private async select(connection: Connection, definition: TableDefinition, where: string | null, lastKey: readonly (string | null)[] | null): Promise<RawRow[]> {
+    const keyColumns = keyIndexes(definition).map((i) => definition.columns[i]!);
+    const conditions: string[] = [];
+    if (where !== null) conditions.push(`(${where})`);
+    if (lastKey !== null) conditions.push(`(${keysetAfter(keyColumns, lastKey.map((text) => Buffer.from(text ?? "", "latin1")))})`);
+    const sql =
+      `SELECT ${definition.columns.map(selectExpression).join(", ")} FROM ${quoteIdentifier(definition.database)}.${quoteIdentifier(definition.table)}` +
+      `${conditions.length > 0 ? ` WHERE ${conditions.join(" AND ")}` : ""} ORDER BY ${keyColumns.map((c) => quoteIdentifier(c.name)).join(", ")} LIMIT ${this.options.chunkRows}`;
+    const [rows] = await connection.query({ sql, rowsAsArray: true, ...rawBytes });
+    return rows as unknown as RawRow[];
+  }
+
+  private readEvent(chunk: OpenChunk, key: Row, after: Row, position: Position, transaction: TransactionContext): ChangeEvent {
+    const { database, table } = chunk.definition;
+    return {
+      op: "r",
+      key,
+      before: null,
+      after,
+      // Debezium marks the reads of incremental snapshots so in source.snapshot.
+      source: { connector: "mysql", name: this.options.sourceName, db: database, schema: database, table, position, txId: null, commitTimeMs: transaction.commitTimeMs, snapshot: true, snapshotMarker: "incremental" },
+      schema: chunk.schema,
+    };
+  }
+
+  /** The truncate that closes a whole-table snapshot, below every row it read (common/snapshot-reset.ts). */
+  private resetEvent(chunk: OpenChunk, position: Position, transaction: TransactionContext): ChangeEvent {
+    const { database, table } = chunk.definition;
+    return {
+      op: "t",
+      key: {},
+      before: null,
+      after: null,
+      source: { connector: "mysql", name: this.options.sourceName, db: database, schema: database, table, position, txId: null, commitTimeMs: transaction.commitTimeMs, snapshot: true },
+      schema: chunk.schema,
+    };
+  }
+
+  /** Drops the chunks of `cursor` still in flight; reading goes on from what the stream handed on. */
+  private invalidate(cursor: ReadCursor): void {
+    cursor.invalid = true;
+    if (this.cursor === cursor) this.cursor = null;
+    for (const chunk of this.inFlight.filter((c) => c.cursor === cursor)) chunk.handedOn.resolve();
+    this.inFlight = this.inFlight.filter((c) => c.cursor !== cursor);
+  }
+
+  private dropReading(): void {
+    if (this.cursor !== null) this.invalidate(this.cursor);
+    for (const chunk of this.inFlight) chunk.handedOn.resolve();
+    this.inFlight = [];
+    this.cursor = null;
+  }
+
+  private async open(): Promise<Connection> {
+    if (this.connection !== null) return this.connection;
+    const connection = await openConnection(this.options.connection);
+    try {
+      await this.options.watermarks.ensure(sqlOf(connection));
+    } catch (error) {
+      await closeQuietly(connection);
+      throw error;
+    }
+    this.connection = connection;
+    return connection;
+  }
+
+  private async closeConnection(): Promise<void> {
+    const connection = this.connection;
+    this.connection = null;
+    await closeQuietly(connection);
+  }
+}
+
+function keyIndexes(definition: TableDefinition): number[] {
+  return definition.key.map((name) => definition.columns.findIndex((c) => c.name === name));
+}
+
+/** Keyset pagination after `last`: (k1 > a) OR (k1 = a AND k2 > b) …, in the columns' own collations. */
+function keysetAfter(keyColumns: readonly ColumnDefinition[], last: readonly Buffer[]): string {
+  const literals = keyColumns.map((column, i) => keyLiteral(column, last[i]!));
+  return keyColumns
+    .map((column, i) => {
+      const equal = keyColumns.slice(0, i).map((c, j) => `${quoteIdentifier(c.name)} = ${literals[j]}`);
+      return `(${[...equal, `${quoteIdentifier(column.name)} > ${literals[i]}`].join(" AND ")})`;
+    })
+    .join(" OR ");
+}
+
+export function noChunkKey(table: string, context: ErrorContext): SluiceError {
+  return new SluiceError(
+    `table ${table} has no primary key, so an online snapshot cannot read it in key order (and sinks cannot tell its rows apart): ` +
+      `add a primary key (ALTER TABLE ... ADD PRIMARY KEY (...)), or take a new initial snapshot of the source (snapshot.mode, see docs/snapshots.md)`,
+    { code: "SNAPSHOT_NO_CHUNK_KEY", context: { ...context, table } },
+  );
+}

@@ -1,0 +1,139 @@
+/**
+ * Requests for online snapshots of a MySQL/MariaDB source (sluice snapshot, the signal table,
+ * tables added to the config later): checks a table can be read online (captured by the config,
+ * existing, keyed by a primary key, the WHERE condition valid), estimates its rows and chunks, and
+ * queues it on the running engine (incremental-snapshot.ts).
+ */
+import type { MysqlSourceConfig } from "../../config/schema.ts";
+import { SluiceError } from "../errors.ts";
+import type { ErrorContext } from "../errors.ts";
+import type { FailedSnapshot, OnlineSnapshotPlan, OnlineSnapshotting, SnapshotTask } from "../common/incremental-snapshot-state.ts";
+import { tableMatcher } from "../common/table-patterns.ts";
+import { readDefinitions } from "./catalog.ts";
+import type { Row, Sql } from "./catalog.ts";
+import { quoteIdentifier } from "./connection-settings.ts";
+import { noChunkKey } from "./incremental-snapshot.ts";
+import type { MysqlIncrementalSnapshots, ResolvedTable } from "./incremental-snapshot.ts";
+import type { WatermarkTable } from "./watermarks.ts";
+
+export interface MysqlOnlineSnapshotHost {
+  readonly config: () => MysqlSourceConfig;
+  /** The catalog connection; null while not connected. */
+  readonly catalog: () => Sql | null;
+  /** The engine; null while the source is not streaming. */
+  readonly engine: () => MysqlIncrementalSnapshots | null;
+  /** Null when the config names no watermark table and no pattern names one database. */
+  readonly watermarks: () => WatermarkTable | null;
+  readonly context: () => ErrorContext;
+}
+
+export class MysqlOnlineSnapshotRequests implements OnlineSnapshotting {
+  private readonly host: MysqlOnlineSnapshotHost;
+
+  constructor(host: MysqlOnlineSnapshotHost) {
+    this.host = host;
+  }
+
+  /** The dry run: checks everything a request checks, queues nothing. */
+  async plan(table: string, where: string | null): Promise<OnlineSnapshotPlan> {
+    const engine = this.running();
+    const { definition } = await this.resolve(table);
+    const cleanWhere = checkWhere(where, table, this.host.context());
+    const estimatedRows = await this.estimate(definition.database, definition.table, cleanWhere, table);
+    const chunkRows = this.host.config().snapshot.chunk_rows;
+    return {
+      source: this.host.config().name,
+      table,
+      key: definition.key,
+      keySource: "primary key",
+      where: cleanWhere,
+      estimatedRows,
+      chunkRows,
+      estimatedChunks: estimatedRows === null ? null : Math.max(1, Math.ceil(estimatedRows / chunkRows)),
+      reset: cleanWhere === null,
+      queuedBehind: engine.tasks().length,
+    };
+  }
+
+  async request(table: string, where: string | null, origin: string, id?: string): Promise<{ plan: OnlineSnapshotPlan; task: SnapshotTask }> {
+    const plan = await this.plan(table, where);
+    // Where the table is missing Sluice creates it now: a refusal comes back to the request rather than failing the snapshot later.
+    await this.host.watermarks()!.ensure(this.host.catalog()!);
+    const task = this.running().request(table, plan.where, origin, id);
+    return { plan, task };
+  }
+
+  list(): { tasks: readonly SnapshotTask[]; failed: readonly FailedSnapshot[] } {
+    const engine = this.host.engine();
+    return { tasks: engine?.tasks() ?? [], failed: engine?.failed() ?? [] };
+  }
+
+  /** The table as the catalog shows it now; refuses one the source does not capture, or one without a primary key. */
+  async resolve(table: string): Promise<ResolvedTable> {
+    const context = { ...this.host.context(), table };
+    const sql = this.host.catalog();
+    if (sql === null) throw new SluiceError("the source is not connected", { code: "SOURCE_NOT_CONNECTED", retriable: true, context });
+    const dot = table.indexOf(".");
+    if (dot <= 0) throw new SluiceError(`"${table}" is not a "database.table" name`, { code: "SNAPSHOT_TABLE_UNKNOWN", context });
+    const database = table.slice(0, dot);
+    const name = table.slice(dot + 1);
+    const config = this.host.config();
+    if (!tableMatcher(config.tables)(database, name) || this.host.watermarks()?.is(database, name) === true) {
+      throw new SluiceError(`source "${config.name}" does not capture ${table} (tables: ${config.tables.join(", ")}): add it to the config's tables first`, { code: "SNAPSHOT_TABLE_NOT_CAPTURED", context });
+    }
+    const definition = (await readDefinitions(sql, [{ database, table: name }])).get(`${database}.${name}`);
+    if (definition === undefined) throw new SluiceError(`table ${table} does not exist on the server`, { code: "SNAPSHOT_TABLE_UNKNOWN", context });
+    if (definition.key.length === 0) throw noChunkKey(table, this.host.context());
+    const rows = await sql.rows("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", [database, name]);
+    const estimate = first(rows[0]);
+    return { definition, estimatedRows: estimate === null ? null : Number(estimate) };
+  }
+
+  private running(): MysqlIncrementalSnapshots {
+    if (this.host.watermarks() === null) {
+      throw new SluiceError(
+        `source "${this.host.config().name}" has no watermark table for online snapshots: no pattern of its tables names one database, so set snapshot.watermark_table ("database.table", docs/mysql.md)`,
+        { code: "SNAPSHOT_NO_WATERMARK_TABLE", context: this.host.context() },
+      );
+    }
+    const engine = this.host.engine();
+    if (engine === null) {
+      throw new SluiceError("online snapshots start once the source streams (it is connecting or taking its initial snapshot): ask again then", {
+        code: "SNAPSHOT_NOT_STREAMING",
+        retriable: true,
+        context: this.host.context(),
+      });
+    }
+    return engine;
+  }
+
+  /** The optimizer's row estimate (EXPLAIN); also proves the WHERE condition is valid SQL on this table. */
+  private async estimate(database: string, name: string, where: string | null, table: string): Promise<number | null> {
+    const sql = this.host.catalog()!;
+    try {
+      const rows = await sql.rows(`EXPLAIN SELECT 1 FROM ${quoteIdentifier(database)}.${quoteIdentifier(name)}${where === null ? "" : ` WHERE (${where})`}`);
+      const estimates = rows.map((row) => Number(row["rows"] ?? row["ROWS"])).filter((n) => Number.isFinite(n));
+      return estimates.length === 0 ? null : Math.max(...estimates);
+    } catch (error) {
+      if (where === null) return null;
+      throw new SluiceError(`the condition --where "${where}" does not work on ${table}: ${(error as Error).message}`, { code: "SNAPSHOT_WHERE_INVALID", cause: error, context: { ...this.host.context(), table } });
+    }
+  }
+}
+
+function first(row: Row | undefined): unknown {
+  if (row === undefined) return null;
+  const value = Object.values(row)[0];
+  return value === undefined || value === null ? null : Buffer.isBuffer(value) ? value.toString("utf8") : value;
+}
+
+/** A WHERE condition is one SQL expression: no statement separators or comments that could end it early. */
+export function checkWhere(where: string | null, table: string, context: ErrorContext): string | null {
+  if (where === null) return null;
+  const trimmed = where.trim();
+  if (trimmed === "") return null;
+  if (/;|--|\/\*|#/.test(trimmed)) {
+    throw new SluiceError(`the condition --where "${where}" must be one SQL expression (no ";" or comments)`, { code: "SNAPSHOT_WHERE_INVALID", context: { ...context, table } });
+  }
+  return trimmed;
+}

@@ -1,0 +1,175 @@
+/**
+ * Everything online snapshots add to the MySQL/MariaDB source, so source.ts only calls in: the
+ * snapshot tasks restored from and written into checkpoints (common/incremental-snapshot-state.ts),
+ * the engine (incremental-snapshot.ts) and the signal table poller while the source streams, the
+ * requests the admin API and the signal table make (online-snapshot-requests.ts), and the backfill
+ * of tables added to the config: a checkpoint records the config's `tables` patterns, and at a
+ * resume every existing table the new patterns match and the recorded ones did not is read online
+ * (its rows predate its capture; its changes are captured from the resume point on).
+ */
+import type { Logger } from "pino";
+import type { MysqlSourceConfig } from "../../config/schema.ts";
+import type { Checkpoint, Position, TableSnapshotProgress } from "../contracts.ts";
+import { SluiceError } from "../errors.ts";
+import type { ErrorContext } from "../errors.ts";
+import { decodeResume, encodeResume, SnapshotLedger } from "../common/incremental-snapshot-state.ts";
+import { SignalPoller } from "../common/snapshot-signals.ts";
+import { tableMatcher } from "../common/table-patterns.ts";
+import type { CapturedTableRef, Sql } from "./catalog.ts";
+import { connectionOptions } from "./connection-settings.ts";
+import { MysqlIncrementalSnapshots } from "./incremental-snapshot.ts";
+import { MysqlOnlineSnapshotRequests } from "./online-snapshot-requests.ts";
+import { decodeResumeToken, encodeResumeToken } from "./resume-token.ts";
+import type { ResumeToken } from "./resume-token.ts";
+import type { SchemaTracker } from "./schema/schema-tracker.ts";
+import type { BindingContext } from "./schema/table-binding.ts";
+import { MysqlSignalStore, SIGNAL_TABLE_SETUP } from "./signal-table.ts";
+import { watermarkTableOf, WatermarkTable } from "./watermarks.ts";
+
+export interface MysqlOnlineSnapshotsHost {
+  readonly config: MysqlSourceConfig;
+  readonly logger: Logger;
+  readonly context: ErrorContext;
+  readonly catalog: () => Sql | null;
+  readonly tracker: () => SchemaTracker | null;
+  readonly binding: () => BindingContext;
+  readonly onProgress?: (progress: readonly TableSnapshotProgress[]) => void;
+}
+
+interface Running {
+  readonly engine: MysqlIncrementalSnapshots;
+  readonly controller: AbortController;
+  readonly done: Promise<void>;
+}
+
+export class MysqlOnlineSnapshots {
+  private readonly host: MysqlOnlineSnapshotsHost;
+  readonly watermarks: WatermarkTable | null;
+  readonly requests: MysqlOnlineSnapshotRequests;
+  private ledger = new SnapshotLedger([]);
+  private readonly finished: TableSnapshotProgress[] = [];
+  private running: Running | null = null;
+
+  constructor(host: MysqlOnlineSnapshotsHost) {
+    this.host = host;
+    const table = watermarkTableOf(host.config);
+    this.watermarks = table === null ? null : new WatermarkTable(table, host.config.name, host.context);
+    this.requests = new MysqlOnlineSnapshotRequests({
+      config: () => host.config,
+      catalog: host.catalog,
+      engine: () => this.running?.engine ?? null,
+      watermarks: () => this.watermarks,
+      context: () => host.context,
+    });
+  }
+
+  /** The watermark table is Sluice's own: never captured, whatever the patterns say. */
+  excludes(database: string, table: string): boolean {
+    return this.watermarks?.is(database, table) === true;
+  }
+
+  /** Before connecting: the tasks the checkpoint carries, and requests not yet stored with one (a reconnect keeps them). */
+  restore(from: Checkpoint | null): void {
+    const restored = decodeResume(from?.position.resume).tasks;
+    this.ledger = new SnapshotLedger([...restored, ...this.ledger.tasks.filter((t) => !restored.some((r) => r.id === t.id))]);
+  }
+
+  /** A new initial snapshot reads every table: online snapshots in progress are moot. */
+  clear(): void {
+    this.ledger = new SnapshotLedger([]);
+  }
+
+  /** Starts the engine (and the signal table poller) as the source starts streaming; the decoder weaves it in. */
+  start(): MysqlIncrementalSnapshots | null {
+    if (this.running !== null) return this.running.engine;
+    const { config, logger, context } = this.host;
+    if (this.watermarks === null) return null;
+    const tracker = this.host.tracker();
+    const engine = new MysqlIncrementalSnapshots({
+      connection: connectionOptions(config, "snapshot"),
+      sourceName: config.name,
+      chunkRows: config.snapshot.chunk_rows,
+      ledger: this.ledger,
+      watermarks: this.watermarks,
+      binding: this.host.binding(),
+      resolve: (table) => this.requests.resolve(table),
+      definitionAtStream: (database, table) => tracker?.definition(database, table) ?? null,
+      zeroDates: config.zero_dates,
+      finished: this.finished,
+      logger,
+      context,
+      ...(this.host.onProgress === undefined ? {} : { onProgress: () => this.host.onProgress!(this.progress()) }),
+    });
+    const controller = new AbortController();
+    const stopped = (error: unknown) => logger.error({ err: (error as Error).message }, "online snapshots stopped");
+    const running = [engine.run(controller.signal).catch(stopped)];
+    const signalTable = config.snapshot.signal_table;
+    if (signalTable !== undefined) {
+      const ledger = this.ledger;
+      const poller = new SignalPoller({
+        table: signalTable,
+        store: new MysqlSignalStore(connectionOptions(config, "catalog"), signalTable),
+        snapshots: this.requests,
+        durable: (id) => ledger.isDurable(id),
+        queued: () => ledger.tasks,
+        setupHint: SIGNAL_TABLE_SETUP,
+        logger,
+      });
+      running.push(poller.run(controller.signal).catch(stopped));
+    }
+    this.running = { engine, controller, done: Promise.all(running).then(() => undefined) };
+    return engine;
+  }
+
+  async stop(): Promise<void> {
+    const running = this.running;
+    this.running = null;
+    if (running === null) return;
+    running.controller.abort(new SluiceError("the source was closed", { code: "SOURCE_CLOSED", retriable: true, context: this.host.context }));
+    await running.engine.close();
+    await running.done;
+  }
+
+  /** The checkpoint's position with the snapshot tasks it carries and the config's table patterns. */
+  checkpoint(position: Position): Position {
+    const tasks = this.ledger.tasksAt(position);
+    let base = decodeResume(position.resume).base;
+    if (base?.startsWith("mysql:")) base = encodeResumeToken({ ...decodeResumeToken(base, this.host.config.name), capturedTables: this.host.config.tables });
+    const resume = encodeResume(base, tasks);
+    return resume === undefined ? { commit: position.commit, change: position.change } : { commit: position.commit, change: position.change, resume };
+  }
+
+  progress(): TableSnapshotProgress[] {
+    return this.running?.engine.progress() ?? this.finished;
+  }
+
+  /** At a resume: reads online every existing table the config's patterns match now and did not when the checkpoint was taken. */
+  async backfillAdded(token: ResumeToken, tables: readonly CapturedTableRef[]): Promise<void> {
+    if (token.capturedTables === undefined) return;
+    const before = tableMatcher(token.capturedTables);
+    const queued = new Set(this.ledger.tasks.map((t) => t.table));
+    const added = tables.map((t) => `${t.database}.${t.table}`).filter((name, i) => !before(tables[i]!.database, tables[i]!.table) && !this.excludes(tables[i]!.database, tables[i]!.table) && !queued.has(name));
+    if (added.length === 0) return;
+    const { logger, config } = this.host;
+    if (config.snapshot.mode === "never") {
+      logger.warn({ tables: added }, "tables added to the config are captured from now on but not backfilled (snapshot.mode never): sluice snapshot --table T --execute reads one");
+      return;
+    }
+    logger.info({ tables: added }, "tables added to the config: captured from now on and backfilled online");
+    for (const table of added) {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.requests.request(table, null, "table-added");
+          break;
+        } catch (error) {
+          if (attempt < 5 && error instanceof SluiceError && error.retriable) {
+            await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+            continue;
+          }
+          logger.error({ table, err: (error as Error).message }, `table added to the config cannot be backfilled online (its changes are captured from now on): read it with sluice snapshot --table ${table} --execute`);
+          break;
+        }
+      }
+    }
+  }
+}

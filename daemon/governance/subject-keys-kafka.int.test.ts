@@ -1,0 +1,76 @@
+/**
+ * The subject key store on the real broker (issue 18, crypto-shredding): keys are written to a
+ * compacted topic (with transactions, as the daemon writes), another process's reader follows
+ * them with one long-lived consumer, a destroyed key is gone for every reader, and the
+ * audit of erasures is read back in order.
+ */
+import assert from "node:assert/strict";
+import { after, describe, test } from "node:test";
+import { Kafka, logLevel } from "kafkajs";
+import { KafkaTopicLog } from "../../connectors/kafka/kafka-log.ts";
+import { testDeployment, testKafkaConfig } from "../../connectors/kafka/kafka-test-config.ts";
+import { openTopicLogForCommand } from "../../connectors/topics/open.ts";
+import { createLogger } from "../../runtime/logger.ts";
+import { ErasureAudit } from "./erasure.ts";
+import { decryptValue, encryptValue, MasterKey, SubjectKeyStore, subjectKeyTopic } from "./subject-keys.ts";
+
+const logger = createLogger("silent");
+const config = testKafkaConfig({ transactions: true });
+const deployment = testDeployment("keys");
+
+after(async () => {
+  const admin = new Kafka({ brokers: config.brokers, logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${deployment}.`));
+  if (topics.length > 0) await admin.deleteTopics({ topics });
+  await admin.disconnect();
+});
+
+describe("subject keys on Kafka", { timeout: 180_000 }, () => {
+  test("keys written in one transaction are followed by another process's reader; a destroyed key is gone for every reader; the audit reads back", async () => {
+    const master = MasterKey.generate();
+    const daemon = await KafkaTopicLog.open({ config, deployment, logger });
+    const command = await openTopicLogForCommand(config, deployment, logger, "write");
+    try {
+      const capture = await SubjectKeyStore.open(daemon, subjectKeyTopic(deployment), master);
+      const sink = await SubjectKeyStore.open(daemon, subjectKeyTopic(deployment), master);
+      await capture.createKeys("pg", ["1", "2", "3"]);
+      const one = capture.keyIfKnown("pg", "1")!;
+      const value = encryptValue(Buffer.from("ann@example.com"), one, "app.customers.email", "1");
+      await sink.catchUp();
+      assert.equal(sink.size, 3);
+      assert.equal(decryptValue(value, sink.keyIfKnown("pg", "1")!, "app.customers.email").toString(), "ann@example.com");
+
+      // sluice forget, from another process with its own transactional id.
+      const forget = await SubjectKeyStore.open(command, subjectKeyTopic(deployment), master);
+      assert.equal(await forget.destroy("pg", "1"), true);
+      await forget.close();
+      await sink.catchUp();
+      assert.equal(sink.keyIfKnown("pg", "1"), null);
+      assert.ok(sink.wasDestroyed("pg", "1"));
+      assert.notEqual(sink.keyIfKnown("pg", "2"), null, "other subjects keep their keys");
+      // The same consumer reads on: a key created after the erasure is seen by the next catch-up.
+      await capture.createKeys("pg", ["4"]);
+      await sink.catchUp();
+      assert.deepEqual(sink.keyIfKnown("pg", "4"), capture.keyIfKnown("pg", "4"));
+      const fresh = await SubjectKeyStore.open(command, subjectKeyTopic(deployment), master, { create: false });
+      assert.equal(fresh.keyIfKnown("pg", "1"), null, "a new reader (a rebuild) has no key for the forgotten subject");
+      assert.equal(fresh.size, 3);
+      await Promise.all([capture.close(), sink.close(), fresh.close()]);
+
+      const audit = new ErasureAudit(command, deployment);
+      await audit.open();
+      const base = { id: "x", source: "pg", subject: "1", by: "test@host" };
+      await audit.record({ ...base, event: "started", at: new Date().toISOString() });
+      await audit.record({ ...base, event: "completed", at: new Date().toISOString(), sinks: ["local"] });
+      await audit.record({ ...base, subject: "2", event: "started", at: new Date().toISOString() });
+      assert.deepEqual(
+        (await audit.entries({ source: "pg", subject: "1" })).map((e) => e.event),
+        ["started", "completed"],
+      );
+    } finally {
+      await command.close();
+      await daemon.close();
+    }
+  });
+});
