@@ -8,7 +8,7 @@
 import type { Connection as CoreConnection } from "mysql2";
 import type { Connection } from "mysql2/promise";
 import type { Logger } from "pino";
-import type { ChangeEvent, ColumnValue, Position, TableSchema } from "../contracts.ts";
+import type { BinlogCoordinates, ChangeEvent, ColumnValue, Position, TableSchema } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
@@ -35,6 +35,8 @@ export interface SnapshotReaderOptions {
   readonly definitions: ReadonlyMap<string, TableDefinition>;
   /** Position every snapshot row carries (the stream's start). */
   readonly position: Position;
+  /** The binlog file and offset the snapshot was read at, which Debezium's source block gives every read (server_id and row 0). */
+  readonly binlogStart?: { readonly file: string; readonly offset: number };
   readonly startedAtMs: number;
   readonly buffer: ByteBoundedBuffer<ChangeEvent>;
   readonly chunkRows: number;
@@ -235,6 +237,7 @@ export class SnapshotReader {
         txId: null,
         commitTimeMs: startedAtMs,
         snapshot: true,
+        ...this.binlog,
       },
       schema,
     };
@@ -254,8 +257,13 @@ export class SnapshotReader {
       key,
       before: null,
       after,
-      source: { connector: "mysql", name: sourceName, db: definition.database, schema: definition.database, table: definition.table, position, txId: null, commitTimeMs: startedAtMs, snapshot: true },
+      source: { connector: "mysql", name: sourceName, db: definition.database, schema: definition.database, table: definition.table, position, txId: null, commitTimeMs: startedAtMs, snapshot: true, ...this.binlog },
       schema,
     };
+  }
+
+  private get binlog(): { binlog?: BinlogCoordinates } {
+    const start = this.options.binlogStart;
+    return start === undefined ? {} : { binlog: { serverId: 0, file: start.file, pos: start.offset, row: 0 } };
   }
 }

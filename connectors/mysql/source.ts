@@ -319,6 +319,7 @@ export class MysqlSource implements Source {
       tables,
       definitions: snapshot.definitions,
       position,
+      binlogStart: snapshot.start,
       startedAtMs: Date.now(),
       buffer,
       chunkRows: config.snapshot.chunk_rows,
