@@ -68,7 +68,7 @@ export type { TransactionMarker } from "../connectors/contracts.ts";
  * refuses, a value the table's Avro schema cannot carry, a record over the size limit, an outbox
  * row that is no event (daemon/outbox-router.ts).
  */
-const TABLE_HALTING_CODES = new Set(["SCHEMA_INCOMPATIBLE", "SCHEMA_UNSUPPORTED", "AVRO_VALUE_INVALID", RECORD_TOO_LARGE, "OUTBOX_EVENT_INVALID", "DATA_CHECK_FAILED"]);
+const TABLE_HALTING_CODES = new Set(["SCHEMA_INCOMPATIBLE", "SCHEMA_UNSUPPORTED", "AVRO_VALUE_INVALID", RECORD_TOO_LARGE, "OUTBOX_EVENT_INVALID", "DATA_CHECK_FAILED", "GOVERNANCE_KEY_INVALID"]);
 
 export class CapturePipeline {
   private readonly options: CaptureOptions;

@@ -5,6 +5,7 @@
 import type { Connection } from "mysql2/promise";
 import type { Logger } from "pino";
 import type { MysqlSourceConfig } from "../../config/schema.ts";
+import { STANDALONE_READ_AHEAD_BYTES } from "../../config/memory.ts";
 import type { ChangeEvent, Checkpoint, Position, Source, SourceBatch, TransactionMarker } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
@@ -156,7 +157,7 @@ export class MysqlSource implements Source {
       phase: this.phase,
       bufferBytes: buffer?.bytes ?? 0,
       bufferPeakBytes: buffer?.peakBytes ?? 0,
-      maxBufferBytes: this.config.max_buffer_bytes,
+      maxBufferBytes: this.config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES,
       pauses: this.streaming?.stream.pauseCount ?? 0,
       binlogBytes: this.streaming?.stream.receivedBytes ?? 0,
       decodedThrough: this.streaming === null ? null : `${this.streaming.decoder.through.file}:${this.streaming.decoder.through.offset}`,
@@ -311,7 +312,7 @@ export class MysqlSource implements Source {
       context,
     });
     await this.tracker!.record(snapshot.startAt, snapshot.definitions.values(), "snapshot");
-    const buffer = new ByteBoundedBuffer<ChangeEvent>(config.max_buffer_bytes);
+    const buffer = new ByteBoundedBuffer<ChangeEvent>(config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES);
     const position = throughPosition(snapshot.startAt);
     const reader = new SnapshotReader({
       sourceName: config.name,
@@ -372,7 +373,7 @@ export class MysqlSource implements Source {
     // Whatever the server sends from before the start point (a GTID start may begin earlier in the file) is skipped.
     const floor = throughPosition(startAt);
     const skipThrough = start.skipThrough !== null && start.skipThrough.commit >= floor.commit ? start.skipThrough : floor;
-    const buffer = new ByteBoundedBuffer<Buffer>(config.max_buffer_bytes);
+    const buffer = new ByteBoundedBuffer<Buffer>(config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES);
     const decoder = new StreamDecoder({
       sourceName: config.name,
       flavor: settings.flavor,

@@ -5,6 +5,7 @@
 import pg from "pg";
 import type { Logger } from "pino";
 import type { PostgresSourceConfig } from "../../config/schema.ts";
+import { STANDALONE_READ_AHEAD_BYTES } from "../../config/memory.ts";
 import { UNCHANGED } from "../contracts.ts";
 import type { ChangeEvent, Checkpoint, ColumnValue, Position, Source, SourceBatch } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
@@ -167,7 +168,7 @@ export class PostgresSource implements Source {
       phase: this.phase,
       bufferBytes: buffer?.bytes ?? 0,
       bufferPeakBytes: buffer?.peakBytes ?? 0,
-      maxBufferBytes: this.config.max_buffer_bytes,
+      maxBufferBytes: this.config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES,
       pauses: this.streaming?.stream.pauseCount ?? 0,
       receivedLsn: this.streaming?.stream.received ?? null,
       flushedLsn: this.streaming?.stream.flushed ?? this.ackedFlush,
@@ -294,7 +295,7 @@ export class PostgresSource implements Source {
   }
 
   private async startSnapshot(server: ServerInfo, tables: readonly TableRef[], published: ReadonlyMap<string, PublishedTable>): Promise<void> {
-    const buffer = new ByteBoundedBuffer<SnapshotRow>(this.config.max_buffer_bytes);
+    const buffer = new ByteBoundedBuffer<SnapshotRow>(this.config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES);
     const controller = new AbortController();
     let state: SnapshotState | null = null;
     const { consistentPoint } = await this.createSlot(server, true, async (snapshotName, consistentPoint) => {
@@ -359,7 +360,7 @@ export class PostgresSource implements Source {
     const start = this.pendingStream!;
     const catalog = this.catalog!;
     const captured = this.captured!;
-    const buffer = new ByteBoundedBuffer<WalMessage>(this.config.max_buffer_bytes);
+    const buffer = new ByteBoundedBuffer<WalMessage>(this.config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES);
     const online = this.startOnlineSnapshots();
     const decoder = new StreamDecoder({
       sourceName: this.name,

@@ -66,6 +66,15 @@ function subjectOf(row: Row | null, column: string): string | null {
   return value === undefined || value === null || value === UNCHANGED ? null : valueText(value);
 }
 
+/** Whether the subject has a key; a key that cannot be unwrapped counts as one (encoding the event reports it, halting its table). */
+function hasKey(store: SubjectKeyStore, source: string, subject: string): boolean {
+  try {
+    return store.keyIfKnown(source, subject) !== null;
+  } catch {
+    return true;
+  }
+}
+
 interface Shape {
   readonly schema: TableSchema;
   readonly personal: PersonalTable;
@@ -109,7 +118,7 @@ export class PersonalDataEncryptor {
       if (!personal) continue;
       for (const row of [event.before, event.after]) {
         const subject = subjectOf(row, personal.subject);
-        if (subject !== null && store.keyIfKnown(this.source, subject) === null) subjects.add(subject);
+        if (subject !== null && !hasKey(store, this.source, subject)) subjects.add(subject);
       }
     }
     if (subjects.size > 0) await store.createKeys(this.source, [...subjects]);
