@@ -103,6 +103,7 @@ describe("stream decoder", () => {
       { commit: binlogAt(fileIndex, gtidAt), change: binlogAt(fileIndex, rowsAt + 29 + 7) },
     ]);
     assert.equal(out[0]!.event.source.txId, "0-1-10");
+    assert.equal(out[0]!.event.source.binlog?.thread, 1, "the thread id of the transaction's BEGIN (Debezium's source.thread)");
     assert.equal(out[0]!.event.source.commitTimeMs, 1_700_000_000_000);
     assert.deepEqual(out[0]!.event.schema.key, ["id"]);
     assert.deepEqual(decoder.through, { position: { commit: binlogAt(fileIndex, xidEnd), change: binlogAt(fileIndex, xidEnd) }, file: FILE, offset: xidEnd, gtid: "0-1-10" });
@@ -140,11 +141,14 @@ describe("stream decoder", () => {
 
   it("follows DDL: a standalone statement ends its transaction, TRUNCATE becomes a truncate event", async () => {
     let ddlEnd = 0;
+    let truncateAt = 0;
     const events = binlog((w, map) => {
       const gtid = w.mariadbGtid(10n, 0, 1);
       const create = w.query("d", "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))");
       ddlEnd = w.offset;
-      return [gtid, create, w.mariadbGtid(11n, 0, 1), w.query("d", "TRUNCATE TABLE t"), w.mariadbGtid(12n), w.query("d", "BEGIN"), map(), w.rows(EventType.WRITE_ROWS_V1, 42, 2, [rowImage(2, [int32(1), null])]), w.xid(1n)];
+      const truncateGtid = w.mariadbGtid(11n, 0, 1);
+      truncateAt = w.offset;
+      return [gtid, create, truncateGtid, w.query("d", "TRUNCATE TABLE t"), w.mariadbGtid(12n), w.query("d", "BEGIN"), map(), w.rows(EventType.WRITE_ROWS_V1, 42, 2, [rowImage(2, [int32(1), null])]), w.xid(1n)];
     });
     const { out, throughs } = await decode(events);
     assert.equal(throughs[2]!.offset, ddlEnd);
@@ -153,6 +157,8 @@ describe("stream decoder", () => {
       ["t", "t", ["int", "varchar(20)"]],
       ["c", "t", ["int", "varchar(20)"]],
     ]);
+    const { serverId, file, pos, row } = out[0]!.event.source.binlog!;
+    assert.deepEqual({ serverId, file, pos, row }, { serverId: 1, file: FILE, pos: truncateAt, row: 0 }, "a truncate's source block: the statement's event");
   });
 
   it("marks transactions for the transaction topic: BEGIN on the first change, END with counts per table; a resume counts what was stored", async () => {

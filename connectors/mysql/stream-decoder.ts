@@ -91,6 +91,8 @@ interface OpenTransaction extends TransactionContext {
   explicit: boolean;
   standalone: boolean;
   pendingGtid: Parameters<GtidState["add"]>[0] | null;
+  /** The connection that wrote it, when a BEGIN statement said so (Debezium's source field `thread`). */
+  thread: number | null;
   /** Captured changes so far, in all and per table, counting those stored before a resume (not those a snapshot holds). */
   eventCount: number;
   readonly tableEventCounts: Record<string, number>;
@@ -206,7 +208,7 @@ export class StreamDecoder {
         if (this.atFileStart) this.gtid.adoptFileStart(body.list);
         return;
       case "query":
-        return this.query(header, body.query.query, body.query.schema, start, end, out);
+        return this.query(header, body.query.query, body.query.schema, start, end, out, body.query.threadId);
       case "xid":
       case "xa-prepare":
         this.end(end);
@@ -265,6 +267,7 @@ export class StreamDecoder {
       eventCount: 0,
       tableEventCounts: {},
       beginEmitted: false,
+      thread: null,
     };
   }
 
@@ -290,13 +293,14 @@ export class StreamDecoder {
     this.throughPoint = { position: throughPosition(binlogAt(this.fileIndex, end)), file: this.file, offset: end, gtid: this.gtid.toString() };
   }
 
-  private query(header: EventHeader, query: string, schema: string, start: number, end: number, out: DecodedEvent[]): void | Promise<void> {
+  private query(header: EventHeader, query: string, schema: string, start: number, end: number, out: DecodedEvent[], threadId: number): void | Promise<void> {
     const statement = query.trimStart();
     const head = statement.slice(0, 16).toUpperCase();
     if (head.startsWith("BEGIN") || head.startsWith("XA START") || head.startsWith("XA BEGIN") || head.startsWith("START TRANSACTION")) {
       if (this.transaction === null) this.begin(start, null, header.timestamp * 1000, null, false);
       const transaction = this.transaction!;
       transaction.explicit = true;
+      transaction.thread = threadId;
       // Without GTIDs Debezium names a transaction by where its BEGIN is.
       if (transaction.id === null) this.transaction = { ...transaction, id: `file=${this.file},pos=${start}` };
       return;
@@ -311,7 +315,7 @@ export class StreamDecoder {
     const closes = !transaction.explicit;
     return this.options.tracker.applyQuery(statement, schema, binlogAt(this.fileIndex, start)).then(
       (outcome) => {
-        for (const table of outcome.truncated) this.truncate(table.database, table.table, transaction, start, out);
+        for (const table of outcome.truncated) this.truncate(table.database, table.table, transaction, start, out, header.serverId);
         if (closes) this.end(end);
       },
       (error: unknown) => {
@@ -320,13 +324,15 @@ export class StreamDecoder {
     );
   }
 
-  private truncate(database: string, table: string, transaction: OpenTransaction, start: number, out: DecodedEvent[]): void {
+  private truncate(database: string, table: string, transaction: OpenTransaction, start: number, out: DecodedEvent[], serverId: number): void {
     const definition = this.options.tracker.definition(database, table);
     if (definition === null) return;
     const position = rowPosition(transaction.start, binlogAt(this.fileIndex, start + 1));
     const schema = toTableSchema(this.options.sourceName, definition);
     if (this.skipped(position, tableKey(database, table), transaction, schema, "t")) return;
-    this.push(out, this.event(schema, "t", {}, null, null, position, transaction), transaction);
+    // Debezium's source block of a TRUNCATE: the statement's event, row 0.
+    const binlog: BinlogCoordinates = { serverId, file: this.file, pos: start, row: 0, ...(transaction.thread === null ? {} : { thread: transaction.thread }) };
+    this.push(out, this.event(schema, "t", {}, null, null, position, transaction, { binlog }), transaction);
   }
 
   private tableMap(body: Extract<EventBody, { kind: "table-map" }>, start: number): void | Promise<void> {
@@ -386,7 +392,8 @@ export class StreamDecoder {
     };
     const schema = binding.schema;
     // Debezium's source fields: the server that wrote the event, the file, the rows event's offset, the row's index in it.
-    const coordinates = (row: number): BinlogCoordinates => ({ serverId: header.serverId, file: this.file, pos: start, row });
+    const thread = transaction.thread === null ? {} : { thread: transaction.thread };
+    const coordinates = (row: number): BinlogCoordinates => ({ serverId: header.serverId, file: this.file, pos: start, row, ...thread });
     for (const [index, change] of changes.entries()) {
       const binlog = coordinates(index);
       if (rows.kind === "write") {
