@@ -1,18 +1,16 @@
 /**
  * Cost of governance at capture: the real daemon (`sluice run`, capture only, embedded log) drains
- * the same PostgreSQL backlog twice per round — once without governance, once with two columns
- * hashed (HMAC-SHA-256, the transform of personal columns that exists today) and three data
- * checks on the table (not_null, range, regex; action warn, none failing) — in alternating order.
+ * the same PostgreSQL backlog twice per round — once without governance, once with two personal
+ * columns encrypted per data subject (AES-256-GCM, subject `account`: 1,000 subjects; `--hash`:
+ * the two columns hashed with HMAC-SHA-256 instead) and three data checks on the table (not_null,
+ * range, regex; action warn, none failing) — in alternating order.
  * Prints changes/s and the daemon's CPU-seconds per 100k changes of each, and the ratios governed /
  * plain of each round (the machine is shared: compare ratios measured in one run, not rates
  * between runs; on a loaded machine the CPU ratio is the steadier one).
  *
- *   node bench/governance.ts [--changes 60000] [--tx 1000] [--rounds 2] [--profile DIR]
+ *   node bench/governance.ts [--changes 60000] [--tx 1000] [--rounds 2] [--hash] [--profile DIR]
  *
  * --profile DIR: the daemons run with --cpu-prof and write their CPU profiles into DIR/plain and DIR/governed.
- *
- * Crypto-shredding (AES-256-GCM per subject) is not implemented yet; when it is, its two encrypted
- * personal columns replace the two hashed ones here.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -27,6 +25,7 @@ const { values: args } = parseArgs({
     tx: { type: "string", default: "1000" },
     rounds: { type: "string", default: "2" },
     profile: { type: "string" },
+    hash: { type: "boolean", default: false },
   },
 });
 const INSERTS = Math.round((Number(args.changes) * 2) / 3);
@@ -49,7 +48,7 @@ const GOVERNANCE = {
   hash_key_file: "hash.key",
   tables: {
     [`${schema}.items`]: {
-      transforms: { name: { kind: "hash" }, email: { kind: "hash" } },
+      ...(args.hash ? { transforms: { name: { kind: "hash" }, email: { kind: "hash" } } } : { personal: { subject: "account", columns: ["name", "email"] } }),
       checks: [
         { check: "not_null", column: "account", action: "warn" },
         { check: "range", column: "amount", min: 0, max: 10_000_000, action: "warn" },
@@ -90,6 +89,7 @@ async function drain(reader: Reader, round: number): Promise<{ seconds: number; 
   const source = randomName("src");
   const deployment = randomName("bench_gov");
   writeFileSync(join(dir, "hash.key"), "bench-governance-hash-key-0123456789\n");
+  writeFileSync(join(dir, "master.key"), `${"5a".repeat(32)}\n`);
   const load = loadavg()[0]!;
   const daemon = await SluiceDaemon.start(
     dir,
@@ -106,6 +106,7 @@ async function drain(reader: Reader, round: number): Promise<{ seconds: number; 
         }),
       ],
       topics: { kind: "embedded", path: join(dir, `${deployment}.db`) },
+      ...(reader === "governed" && !args.hash ? { personal_data: { master_key_file: join(dir, "master.key") } } : {}),
       logging: { level: "warn" },
     },
     deployment,

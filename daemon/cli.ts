@@ -21,6 +21,7 @@ import { createLogger, stdoutDestination } from "../runtime/logger.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { ProgressDisplay } from "./progress-display.ts";
 import { runRebuildCommand } from "./rebuild-command.ts";
+import type { RebuildProgress } from "./rebuild-progress.ts";
 import { runForgetCommand, runRotateCommand } from "./forget-command.ts";
 import { runReplayCommand } from "./replay.ts";
 import { formatRows, queryDuckDbFile } from "./sink-query.ts";
@@ -175,7 +176,9 @@ const commands: Record<string, Command> = {
       if (values["rebuild"]) {
         if (!values["from-beginning"] || values["from-time"] !== undefined || values["from-offset"] !== undefined) throw new UsageError("--rebuild rebuilds from the beginning: give --from-beginning and no other start");
         if (typeof values["sink"] !== "string") throw new UsageError("missing --sink NAME");
-        return runRebuildCommand(config, values["sink"], values["execute"] === true, io, createLogger("warn", process.stderr));
+        const display = process.stderr.isTTY ? new ProgressDisplay(process.stderr) : null;
+        const withProgress = display === null ? io : { ...io, progress: (progress: RebuildProgress) => display.rebuild(progress) };
+        return runRebuildCommand(config, values["sink"], values["execute"] === true, withProgress, createLogger("warn", process.stderr));
       }
       const args = Object.entries(values).flatMap(([key, value]) => (key === "config" || key === "help" || value === undefined ? [] : value === true ? [`--${key}`] : [`--${key}`, String(value)]));
       return runReplayCommand(args, config, io);

@@ -21,6 +21,7 @@ import { withOutbox } from "./outbox-router.ts";
 import { dataCheckDeadLetterTopic, DataChecks, withDataChecks } from "./governance/data-checks.ts";
 import { snapshotHandler } from "./snapshot-admin.ts";
 import { etaSeconds, progressEntries } from "./snapshot-progress.ts";
+import { rebuildEntry } from "./rebuild-progress.ts";
 import type { SnapshotTarget } from "./snapshot-admin.ts";
 import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
 import type { ReleasableCapture } from "./halted-admin.ts";
@@ -580,6 +581,7 @@ export class Daemon {
           freshnessSeconds: lagSeconds(now, applied),
           halted: s.thread.haltedTables(),
           partitions: s.thread.partitions(),
+          rebuild: rebuildEntry(s.thread.rebuildProgress()),
         };
       }),
     };

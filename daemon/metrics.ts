@@ -5,6 +5,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ChangeEvent } from "../connectors/contracts.ts";
 import { tableName } from "../connectors/contracts.ts";
+import type { RebuildProgress } from "./rebuild-progress.ts";
 
 /** Changes per table and op, so a counter takes one labelled increment per pair: one per change is a measurable cost at tens of thousands a second. */
 export function countPerTableAndOp(events: Iterable<ChangeEvent>): { table: string; op: string; count: number }[] {
@@ -162,6 +163,36 @@ export class SluiceMetrics {
     labelNames: ["source", "table"] as const,
     registers: [this.registry],
   });
+  readonly rebuildRecordsDone = new Gauge({
+    name: "sluice_rebuild_records_done",
+    help: "Records a sink's rebuild (sluice replay --rebuild) has read from its topics",
+    labelNames: ["sink"] as const,
+    registers: [this.registry],
+  });
+  readonly rebuildRecordsTotal = new Gauge({
+    name: "sluice_rebuild_records_total",
+    help: "Records a sink's rebuild reads: from each partition's first offset to its end when the rebuild began",
+    labelNames: ["sink"] as const,
+    registers: [this.registry],
+  });
+  readonly rebuildRecordsPerSecond = new Gauge({
+    name: "sluice_rebuild_records_per_second",
+    help: "Records per second a sink's rebuild reads (0 when not reading)",
+    labelNames: ["sink"] as const,
+    registers: [this.registry],
+  });
+  readonly rebuildEtaSeconds = new Gauge({
+    name: "sluice_rebuild_eta_seconds",
+    help: "Seconds a sink's rebuild needs to read the rest at its current rate (0 once done)",
+    labelNames: ["sink"] as const,
+    registers: [this.registry],
+  });
+  readonly rebuildRunning = new Gauge({
+    name: "sluice_rebuild_running",
+    help: "1 while a sink's rebuild runs (reading, checking row counts or swapping), 0 otherwise",
+    labelNames: ["sink"] as const,
+    registers: [this.registry],
+  });
   readonly tablesHalted = new Gauge({
     name: "sluice_tables_halted",
     help: "Tables whose stream is halted (1) by an error an operator must resolve",
@@ -172,6 +203,16 @@ export class SluiceMetrics {
   /** `processMetrics`: CPU, memory, event loop and the like; once per process (sink threads leave them out). */
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: "sluice_", eventLoopMonitoringPrecision: 20 });
+  }
+
+  /** The rebuild gauges of `progress.sink`. */
+  recordRebuild(progress: RebuildProgress): void {
+    const labels = { sink: progress.sink };
+    this.rebuildRecordsDone.set(labels, progress.recordsDone);
+    if (progress.recordsTotal !== null) this.rebuildRecordsTotal.set(labels, progress.recordsTotal);
+    this.rebuildRecordsPerSecond.set(labels, progress.state === "reading" ? progress.recordsPerSecond : 0);
+    if (progress.etaSeconds !== null || progress.state === "done") this.rebuildEtaSeconds.set(labels, progress.etaSeconds ?? 0);
+    this.rebuildRunning.set(labels, progress.state === "done" || progress.state === "failed" ? 0 : 1);
   }
 
   async render(): Promise<{ contentType: string; body: string }> {

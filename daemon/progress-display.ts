@@ -1,9 +1,12 @@
 /**
- * The initial snapshot's progress on a terminal: one line per table, redrawn in place at most
- * twice a second (on standard error, so the JSON logs on standard output stay clean).
+ * Snapshot and rebuild progress on a terminal: one line per table (a snapshot) or per sink (a
+ * rebuild), redrawn in place at most twice a second (on standard error, so the JSON logs on
+ * standard output stay clean).
  */
 import type { TableSnapshotProgress } from "../connectors/contracts.ts";
 import { etaSeconds, formatDuration } from "./snapshot-progress.ts";
+import { rebuildLine } from "./rebuild-progress.ts";
+import type { RebuildProgress } from "./rebuild-progress.ts";
 
 function bar(fraction: number, width = 20): string {
   const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
@@ -22,7 +25,7 @@ export function progressLine(source: string, table: TableSnapshotProgress): stri
 
 export class ProgressDisplay {
   private readonly out: NodeJS.WriteStream;
-  private readonly tables = new Map<string, { source: string; progress: TableSnapshotProgress }>();
+  private readonly lines = new Map<string, string>();
   private drawnLines = 0;
   private lastDraw = 0;
 
@@ -31,12 +34,20 @@ export class ProgressDisplay {
   }
 
   update(source: string, progress: readonly TableSnapshotProgress[]): void {
-    for (const table of progress) this.tables.set(`${source}\u0000${table.table}`, { source, progress: table });
+    for (const table of progress) this.lines.set(`${source}\u0000${table.table}`, progressLine(source, table));
+    this.draw(progress.every((t) => t.state === "done"));
+  }
+
+  rebuild(progress: RebuildProgress): void {
+    this.lines.set(`rebuild\u0000${progress.sink}`, rebuildLine(progress));
+    this.draw(progress.state !== "reading");
+  }
+
+  private draw(force: boolean): void {
     const now = Date.now();
-    const finished = progress.every((t) => t.state === "done");
-    if (now - this.lastDraw < 500 && !finished) return;
+    if (now - this.lastDraw < 500 && !force) return;
     this.lastDraw = now;
-    const lines = [...this.tables.values()].map(({ source: s, progress: p }) => progressLine(s, p).slice(0, (this.out.columns || 120) - 1));
+    const lines = [...this.lines.values()].map((line) => line.slice(0, (this.out.columns || 120) - 1));
     const up = this.drawnLines > 0 ? `\x1b[${this.drawnLines}A` : "";
     this.out.write(`${up}${lines.map((line) => `\x1b[2K${line}`).join("\n")}\n`);
     this.drawnLines = lines.length;

@@ -12,11 +12,17 @@ import { callDaemon, refusalHint } from "./daemon-client.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { describeHistoryGaps, historyGaps, isRebuildable, rebuildSink } from "./rebuild.ts";
 import type { RebuildReport } from "./rebuild.ts";
+import type { RebuildProgress, RebuildProgressEntry } from "./rebuild-progress.ts";
 
 export interface RebuildIo {
   stdout(text: string): void;
   stderr(text: string): void;
+  /** Progress as the rebuild goes (a terminal draws it); the daemon's is polled from its /status. */
+  progress?(progress: RebuildProgress): void;
 }
+
+/** How often the command asks a daemon doing the rebuild how far it got. */
+const PROGRESS_POLL_MS = 1_000;
 
 /** Errors that mean "refused, nothing changed" rather than a failure. */
 const REFUSALS = new Set(["REBUILD_HISTORY_INCOMPLETE", "REBUILD_ROW_COUNT_MISMATCH"]);
@@ -53,7 +59,8 @@ export async function runRebuildCommand(config: SluiceConfig, sinkName: string, 
     return 0;
   }
   if (running) {
-    const response = await callDaemon(config, `/sinks/${encodeURIComponent(sinkName)}/rebuild`, { method: "POST", timeoutMs: 24 * 3_600_000 });
+    const polling = io.progress === undefined ? null : pollDaemonProgress(config, sinkName, io.progress.bind(io));
+    const response = await callDaemon(config, `/sinks/${encodeURIComponent(sinkName)}/rebuild`, { method: "POST", timeoutMs: 24 * 3_600_000 }).finally(() => polling?.stop());
     const body = (() => {
       try {
         return response.json() as RebuildReport & { error?: string };
@@ -87,7 +94,16 @@ export async function runRebuildCommand(config: SluiceConfig, sinkName: string, 
       const { registry } = await openRegistry(config, log);
       const topics = sinkTopics(config, sinkConfig, await log.topicNames());
       try {
-        const report = await rebuildSink({ sink, log, decoder: recordDecoder(registry, personalDecryptor(config, log)), topics, group: `${group}.rebuild`, logger, signal });
+        const report = await rebuildSink({
+          sink,
+          log,
+          decoder: recordDecoder(registry, personalDecryptor(config, log)),
+          topics,
+          group: `${group}.rebuild`,
+          logger,
+          signal,
+          ...(io.progress === undefined ? {} : { onProgress: io.progress.bind(io) }),
+        });
         io.stdout(`Done: ${describe(report)}.\n`);
         return 0;
       } catch (error) {
@@ -102,4 +118,29 @@ export async function runRebuildCommand(config: SluiceConfig, sinkName: string, 
     await log.releaseLease(group, owner).catch(() => undefined);
     await log.close();
   }
+}
+
+/** Polls the daemon's /status for the rebuild of `sink` it runs for this command, and hands on what it says. */
+function pollDaemonProgress(config: SluiceConfig, sink: string, report: (progress: RebuildProgress) => void): { stop(): void } {
+  const askedAt = Date.now();
+  let stopped = false;
+  const poll = async () => {
+    while (!stopped) {
+      await new Promise((resolve) => setTimeout(resolve, PROGRESS_POLL_MS));
+      if (stopped) break;
+      const answer = await callDaemon(config, "/status", { timeoutMs: 5_000 }).catch(() => null);
+      if (answer === null || !answer.ok || stopped) continue;
+      const sinks = (answer.json() as { sinks?: { name: string; rebuild?: RebuildProgressEntry | null }[] }).sinks ?? [];
+      const entry = sinks.find((s) => s.name === sink)?.rebuild;
+      // An earlier rebuild's entry stays listed a while: only this one's is shown (one machine's clock, a second of slack).
+      if (!entry || Date.parse(entry.startedAt) < askedAt - 1_000) continue;
+      report({ ...entry, sink, startedAtMs: Date.parse(entry.startedAt), finishedAtMs: entry.finishedAt === null ? null : Date.parse(entry.finishedAt) });
+    }
+  };
+  void poll();
+  return {
+    stop: () => {
+      stopped = true;
+    },
+  };
 }

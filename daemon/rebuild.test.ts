@@ -11,6 +11,7 @@ import { Events, tableSchema } from "../connectors/sinks/test-events.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { historyGaps, rebuildSink, rebuildTolerance, rowCountMismatches } from "./rebuild.ts";
 import type { RebuildOptions } from "./rebuild.ts";
+import type { RebuildProgress } from "./rebuild-progress.ts";
 
 test("a rebuild fills a new generation from the topic while the old one serves, then swaps", async () => {
   const dir = mkdtempSync(join(tmpdir(), "sluice-rebuild-"));
@@ -35,6 +36,7 @@ test("a rebuild fills a new generation from the topic while the old one serves, 
   const before = await sink.query(`SELECT id, name FROM public_items ORDER BY id`);
   assert.deepEqual(before, [{ id: 1, name: "one" }, { id: 7, name: "stale" }]);
 
+  const progress: RebuildProgress[] = [];
   const report = await rebuildSink({
     sink,
     log,
@@ -43,8 +45,14 @@ test("a rebuild fills a new generation from the topic while the old one serves, 
     group: "wh.rebuild",
     logger,
     signal,
+    onProgress: (p) => progress.push(p),
   });
   assert.deepEqual(report, { tables: ["public.items"], records: 5 });
+  // Progress: the records to read once planned, then every step to the swap.
+  assert.deepEqual([...new Set(progress.map((p) => p.state))], ["reading", "checking", "swapping", "done"]);
+  assert.deepEqual([progress[0]!.recordsDone, progress[0]!.recordsTotal], [0, 5]);
+  assert.ok(progress.filter((p) => p.state !== "reading").every((p) => p.recordsDone === 5 && p.recordsTotal === 5), "every record read before the check");
+  assert.deepEqual(progress.at(-1)!.tables, ["public.items"]);
   assert.deepEqual(await sink.query(`SELECT id, name FROM public_items ORDER BY id`), [{ id: 1, name: "uno" }, { id: 3, name: "three" }]);
   await sink.close();
   await log.close();

@@ -13,6 +13,8 @@ import { controlledTopic } from "./control-records.ts";
 import { partitionKey, rebindOffsets } from "./log-identity.ts";
 import type { Logger } from "../runtime/logger.ts";
 import type { RecordDecoder } from "./sink-runner.ts";
+import { RebuildProgressMeter } from "./rebuild-progress.ts";
+import type { RebuildProgress } from "./rebuild-progress.ts";
 
 export interface RebuildOptions {
   readonly sink: RebuildableSink;
@@ -24,6 +26,8 @@ export interface RebuildOptions {
   readonly logger: Logger;
   readonly signal: AbortSignal;
   readonly batchRecords?: number;
+  /** Progress as it goes (at most twice a second, and at every step): for /status, metrics and a terminal. */
+  readonly onProgress?: (progress: RebuildProgress) => void;
 }
 
 export interface RebuildReport {
@@ -193,6 +197,18 @@ async function writeRebuildBatch(sink: RebuildableSink, changes: SinkChange[], s
 }
 
 export async function rebuildSink(options: RebuildOptions): Promise<RebuildReport> {
+  const meter = new RebuildProgressMeter(options.sink.name, options.onProgress ?? (() => undefined));
+  try {
+    const report = await rebuild(options, meter);
+    meter.step("done");
+    return report;
+  } catch (error) {
+    meter.step("failed", error instanceof Error ? error.message : String(error));
+    throw error;
+  }
+}
+
+async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Promise<RebuildReport> {
   const { sink, log, signal, logger } = options;
   const gaps = await historyGaps(log, options.topics);
   if (gaps.length > 0) throw historyIncompleteError(sink.name, gaps);
@@ -212,6 +228,13 @@ export async function rebuildSink(options: RebuildOptions): Promise<RebuildRepor
         rebuiltTo.set(partitionKey(topic, end.partition), end.offset);
       }
     }
+    // Progress counts offsets from each partition's first (records before it are gone or never were) to the targets.
+    const starts = new Map<string, bigint>();
+    for (const topic of [...tables.keys(), ...controls]) for (const range of await log.partitionOffsets(topic)) starts.set(`${topic}:${range.partition}`, range.start);
+    const startOf = (key: string) => starts.get(key) ?? 0n;
+    let total = 0n;
+    for (const [key, end] of targets) if (end > startOf(key)) total += end - startOf(key);
+    meter.planned([...tables.values()].map((t) => `${t.schema}.${t.table}`), Number(total));
     const consumer = await log.consumer(options.group, [...tables.keys(), ...controls]);
     let records = 0;
     /** Per data topic, its newest truncate from the control topic: applied once every row is written (it removes rows at or below its version only). */
@@ -221,6 +244,16 @@ export async function rebuildSink(options: RebuildOptions): Promise<RebuildRepor
         const [topic, partition] = [key.slice(0, key.lastIndexOf(":")), Number(key.slice(key.lastIndexOf(":") + 1))];
         await consumer.seek(topic, partition, { kind: "earliest" });
       }
+      const readSoFar = () => {
+        let read = 0n;
+        for (const [key, end] of targets) {
+          const split = key.lastIndexOf(":");
+          const position = consumer.position(key.slice(0, split), Number(key.slice(split + 1))) ?? startOf(key);
+          const upTo = position < end ? position : end;
+          if (upTo > startOf(key)) read += upTo - startOf(key);
+        }
+        return Number(read);
+      };
       const done = () => [...targets].every(([key, end]) => {
         const split = key.lastIndexOf(":");
         const position = consumer.position(key.slice(0, split), Number(key.slice(split + 1)));
@@ -242,12 +275,16 @@ export async function rebuildSink(options: RebuildOptions): Promise<RebuildRepor
           else if ((truncates.get(controlled)?.event.source.position.change ?? -1n) < event.source.position.change) truncates.set(controlled, change);
         }
         records += await writeRebuildBatch(sink, changes, signal);
+        meter.read(readSoFar());
       }
       records += await writeRebuildBatch(sink, [...truncates.values()], signal);
+      meter.read(readSoFar());
     } finally {
       await consumer.close();
     }
+    meter.step("checking");
     await checkRowCounts(sink, log, tables, signal, logger);
+    meter.step("swapping");
     for (const table of prepared) await sink.swap(table, signal);
     const names = prepared.map((t) => `${t.schema}.${t.table}`);
     logger.info({ sink: sink.name, tables: names, records }, "rebuild swapped in");

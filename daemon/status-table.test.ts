@@ -54,3 +54,16 @@ test("sluice status lists the snapshots in progress with rows, rate and time lef
   });
   assert.match(text, /SNAPSHOT OF\s+TABLE\s+STATE\s+ROWS\s+RATE\s+ETA\npg\s+public\.orders\s+running\s+5000 \/ ~20000\s+1000\/s\s+15s/);
 });
+
+test("sluice status lists a running rebuild with records, rate and time left", () => {
+  const rebuild = { state: "reading", tables: ["public.orders"], recordsDone: 25_000, recordsTotal: 100_000, recordsPerSecond: 5_000, etaSeconds: 15, startedAt: "2026-01-01T00:00:00.000Z", finishedAt: null, error: null };
+  const text = formatStatus({
+    deployment: "d",
+    version: "1",
+    ready: true,
+    topics: { kind: "embedded", ready: true },
+    sources: [],
+    sinks: [{ name: "wh", ready: true, lagRecords: 0, freshnessSeconds: 0, halted: [], rebuild }],
+  });
+  assert.match(text, /REBUILD OF\s+STATE\s+RECORDS\s+RATE\s+ETA\s+TABLES\s+ERROR\nwh\s+reading\s+25000 \/ 100000\s+5000\/s\s+15s\s+public\.orders/);
+});

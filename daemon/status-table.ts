@@ -2,6 +2,7 @@
 
 import { formatDuration } from "./snapshot-progress.ts";
 import type { SnapshotProgressEntry } from "./snapshot-progress.ts";
+import type { RebuildProgressEntry } from "./rebuild-progress.ts";
 
 interface SourceStatus {
   name: string;
@@ -39,6 +40,8 @@ interface SinkStatus {
   lagRecords: number | null;
   freshnessSeconds: number | null;
   halted: { table: string; error: string }[];
+  /** The running or last rebuild (daemons before issue 14 do not send it). */
+  rebuild?: RebuildProgressEntry | null;
 }
 
 function table(headers: string[], rows: string[][]): string {
@@ -88,6 +91,13 @@ export function formatStatus(status: Record<string, unknown>): string {
   ];
   const snapshots = sources.flatMap((s) => (s.snapshots ?? []).map((p) => [s.name, p.table, p.state, `${p.rowsDone}${p.rowsEstimated === null ? "" : ` / ~${p.rowsEstimated}`}`, p.state === "running" ? `${p.rowsPerSecond}/s` : "-", p.etaSeconds === null ? "-" : formatDuration(p.etaSeconds)]));
   if (snapshots.length > 0) out.push("", table(["SNAPSHOT OF", "TABLE", "STATE", "ROWS", "RATE", "ETA"], snapshots));
+  const rebuilds = sinks.flatMap((s) => {
+    const r = s.rebuild;
+    if (!r) return [];
+    const records = `${r.recordsDone}${r.recordsTotal === null ? "" : ` / ${r.recordsTotal}`}`;
+    return [[s.name, r.state, records, r.state === "reading" ? `${r.recordsPerSecond}/s` : "-", r.etaSeconds === null || r.state !== "reading" ? "-" : formatDuration(r.etaSeconds), r.tables.join(", ") || "-", r.error ?? ""]];
+  });
+  if (rebuilds.length > 0) out.push("", table(["REBUILD OF", "STATE", "RECORDS", "RATE", "ETA", "TABLES", "ERROR"], rebuilds));
   if (waiting.length > 0) out.push("", table(["NOT READY", "WAITING FOR"], waiting));
   const checks = sources.flatMap((s) => (s.dataChecks ?? []).map((c) => [s.name, c.table, c.check, c.column ?? "-", c.action, String(c.failures), c.lastKey ?? "-", c.lastAt]));
   if (checks.length > 0) out.push("", table(["DATA CHECKS OF", "TABLE", "CHECK", "COLUMN", "ACTION", "FAILURES", "LAST KEY", "LAST AT"], checks));
