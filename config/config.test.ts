@@ -48,7 +48,8 @@ describe("example configs", () => {
     assert.equal(pg.kind, "postgres");
     assert.equal(pg.port, 5432);
     assert.equal(pg.snapshot.mode, "initial");
-    assert.equal(pg.max_buffer_bytes, 16 * 2 ** 20);
+    assert.equal(pg.max_buffer_bytes, undefined, "the read-ahead is a share of memory (config/memory.ts)");
+    assert.equal(config.memory, undefined);
     assert.equal(pg.heartbeat_interval, 10_000);
     assert.deepEqual(config.topics, { kind: "embedded", path: "./data/sluice.db", partitions: 1, retention: { cleanup_policy: "compact", max_age: 7 * 86_400_000, tombstones: 7 * 86_400_000, min_compaction_lag: 3_600_000 }, max_record_bytes: 16 * 2 ** 20 });
     assert.equal(config.schema_registry.kind, "builtin");

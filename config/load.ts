@@ -4,6 +4,7 @@ import { checkScalars, describeFsError, interpolateEnv, offsetOf, parseConfigTex
 import type { ParsedConfigDocument } from "./document.ts";
 import type { ConfigIssue } from "./issues.ts";
 import { ConfigValidationError, formatPath, nearest } from "./issues.ts";
+import { MemoryBudgetError, planMemory } from "./memory.ts";
 import { isSecretKey, rememberSecrets, secretValues } from "./redact.ts";
 import { configSchema, crossCheck, SECRET_KEYS } from "./schema.ts";
 import type { SluiceConfig } from "./schema.ts";
@@ -19,6 +20,8 @@ export interface LoadOptions {
   captures?: (source: string) => boolean;
   /** Whether this process runs the named sink (default: every sink); the same for the secrets of sinks it does not run. */
   runsSink?: (sink: string) => boolean;
+  /** Check that `memory` holds the sources and sinks this process runs (`sluice run`, `sluice validate`; config/memory.ts). */
+  checkMemory?: boolean;
 }
 
 /** Reads, interpolates and validates a config file; throws ConfigValidationError with every problem found. */
@@ -53,7 +56,11 @@ export function loadConfigText(file: string, text: string, options: LoadOptions 
   for (const key of Object.keys(raw)) if (key.startsWith("x-")) delete (raw as Record<string, unknown>)[key];
   const result = configSchema.safeParse(raw);
   const crossIssues = crossCheck(raw as Record<string, unknown>);
-  if (result.success && parsed.issues.length === 0 && crossIssues.length === 0) return result.data;
+  if (result.success && parsed.issues.length === 0 && crossIssues.length === 0) {
+    const problem = options.checkMemory ? memoryProblem(result.data, options) : undefined;
+    if (problem === undefined) return result.data;
+    throw new ConfigValidationError(file, [{ file, ...parsed.locate(offsetOf(parsed.document, ["memory"])), path: "memory", message: problem }]);
+  }
   // A value whose interpolation or secret file already failed is not reported again by the schema.
   const alreadyReported = new Set(parsed.issues.map((i) => i.path));
   const schemaIssues = (result.success ? [] : result.error.issues.flatMap((i) => describeIssue(parsed, raw, i))).filter(
@@ -66,6 +73,21 @@ export function loadConfigText(file: string, text: string, options: LoadOptions 
     message: `${i.message}${i.candidates ? suggestion(i.value, i.candidates) : ""}`,
   }));
   throw new ConfigValidationError(file, sortIssues(dedupe([...parsed.issues, ...schemaIssues, ...referenceIssues])));
+}
+
+/** Why `memory` cannot hold the sources and sinks this process runs, or undefined (config/memory.ts). */
+function memoryProblem(config: SluiceConfig, options: LoadOptions): string | undefined {
+  const parts = {
+    sources: config.sources.map((s) => s.name).filter((name) => options.captures?.(name) ?? true),
+    sinks: config.sinks.map((s) => s.name).filter((name) => options.runsSink?.(name) ?? true),
+  };
+  try {
+    planMemory(config, parts);
+    return undefined;
+  } catch (error) {
+    if (error instanceof MemoryBudgetError) return error.message.replace(/^memory /, "");
+    throw error;
+  }
 }
 
 /** Drops the unresolved-variable and secret-file problems of the sources (sinks) this process does not run. */

@@ -82,7 +82,7 @@ function loadForRoles(values: Record<string, unknown>): { config: SluiceConfig; 
   }
   const captures = (name: string) => parsed.roles.has("capture") && (parsed.sources.length === 0 || parsed.sources.includes(name));
   const runsSink = (name: string) => parsed.roles.has("sinks") && (parsed.sinks.length === 0 || parsed.sinks.includes(name));
-  const config = loadConfigFile(configPath(values), { captures, runsSink });
+  const config = loadConfigFile(configPath(values), { captures, runsSink, checkMemory: true });
   try {
     return { config, selection: selectParts(config, parsed) };
   } catch (error) {

@@ -4,6 +4,7 @@
  * thread's registry by id and reporting state, metrics, queries and rebuilds over the port.
  */
 import { parentPort, workerData } from "node:worker_threads";
+import { STANDALONE_BATCH_BYTES } from "../config/memory.ts";
 import { rememberSecrets, secretValues } from "../config/redact.ts";
 import { openTopicLog, sinkWriter } from "../connectors/topics/open.ts";
 import { retry } from "../runtime/backoff.ts";
@@ -89,7 +90,7 @@ async function main(): Promise<void> {
       group,
       topics,
       decoder,
-      batch: { maxRows: sinkConfig.batch.max_rows, maxBytes: sinkConfig.batch.max_bytes, maxWaitMs: sinkConfig.batch.max_wait },
+      batch: { maxRows: sinkConfig.batch.max_rows, maxBytes: sinkConfig.batch.max_bytes ?? STANDALONE_BATCH_BYTES, maxWaitMs: sinkConfig.batch.max_wait },
       onError: sinkConfig.on_error,
       deadLetterTopic: dlq,
       retry: { initialMs: sinkConfig.retry.initial, maxMs: sinkConfig.retry.max },

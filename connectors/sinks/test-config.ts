@@ -14,7 +14,7 @@ const COMMON = {
   tables: ["*.*"],
   target: "{schema}_{table}",
   on_error: "halt" as "halt" | "dead-letter",
-  batch: { max_rows: 5_000, max_bytes: 8 * 2 ** 20, max_wait: 200 },
+  batch: { max_rows: 5_000, max_bytes: 8 * 2 ** 20, max_wait: 200 } as SinkConfig["batch"],
   retry: { initial: 50, max: 1_000 },
 };
 

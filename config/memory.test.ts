@@ -1,0 +1,176 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { ConfigValidationError } from "./issues.ts";
+import { loadConfigText } from "./load.ts";
+import { applyMemoryPlan, DEFAULT_MEMORY_BYTES, mainHeapFlags, MemoryBudgetError, planMemory } from "./memory.ts";
+import type { MemoryPlan } from "./memory.ts";
+import type { SluiceConfig } from "./schema.ts";
+
+const MiB = 2 ** 20;
+
+function config(extra: { top?: string; source?: string; sinks?: string; topics?: string } = {}): SluiceConfig {
+  const text = [
+    "name: shop",
+    extra.top ?? "",
+    "sources:",
+    "  - {name: pg, kind: postgres, database: shop, user: sluice, tables: [public.*]" + (extra.source ?? "") + "}",
+    extra.topics ?? "",
+    "sinks:",
+    extra.sinks ?? "  - {name: warehouse, kind: duckdb}",
+  ].join("\n");
+  return loadConfigText("c.yaml", text, { env: {} });
+}
+
+const everything = (c: SluiceConfig) => ({ sources: c.sources.map((s) => s.name), sinks: c.sinks.map((s) => s.name) });
+
+/** What the plan puts in RSS at most: reserves plus every heap at its limit. */
+function planned(plan: MemoryPlan): number {
+  const heaps = [plan.main, ...Object.values(plan.sinks).map((s) => s.heap)].reduce((sum, h) => sum + (h.oldMb + h.youngMb) * MiB, 0);
+  return plan.reservedBytes + heaps;
+}
+
+describe("memory budget", () => {
+  test("the default 256MiB is split between the main thread, the sink thread, DuckDB and SQLite, and adds up to no more than the budget", () => {
+    const c = config();
+    const plan = planMemory(c, everything(c), 2);
+    assert.equal(plan.budgetBytes, DEFAULT_MEMORY_BYTES);
+    assert.equal(plan.budgetFrom, "default");
+    assert.ok(planned(plan) <= plan.budgetBytes, `planned ${planned(plan) / MiB} MiB of ${plan.budgetBytes / MiB}`);
+    assert.ok(planned(plan) > plan.budgetBytes - 3 * MiB, "the whole budget is used (rounding to MiB aside)");
+    // Capture weighs more than one sink.
+    assert.ok(plan.main.oldMb > plan.sinks["warehouse"]!.heap.oldMb);
+    const warehouse = plan.sinks["warehouse"]!;
+    assert.deepEqual(warehouse.duckdb, { memoryLimitBytes: 25 * MiB, threads: 1 });
+    assert.equal(plan.sqliteCacheBytes, 2 * MiB);
+    const readAhead = plan.sources["pg"]!.readAheadBytes;
+    assert.ok(readAhead >= 2 * MiB && readAhead < plan.main.oldMb * MiB / 2, `read-ahead ${readAhead / MiB} MiB of a ${plan.main.oldMb} MiB old space`);
+    assert.ok(warehouse.batchBytes >= MiB && warehouse.batchBytes * 3 < warehouse.heap.oldMb * MiB);
+    assert.deepEqual(mainHeapFlags(plan), [`--max-old-space-size=${plan.main.oldMb}`, `--max-semi-space-size=${plan.main.youngMb / 3}`]);
+  });
+
+  test("a larger budget grows every share; DuckDB gets more threads, up to the cores", () => {
+    const small = config();
+    const big = config({ top: "memory: 1GiB" });
+    const a = planMemory(small, everything(small), 4);
+    const b = planMemory(big, everything(big), 4);
+    assert.equal(b.budgetBytes, 2 ** 30);
+    assert.ok(planned(b) <= 2 ** 30);
+    assert.ok(b.main.oldMb > a.main.oldMb && b.sinks["warehouse"]!.heap.oldMb > a.sinks["warehouse"]!.heap.oldMb);
+    assert.ok(b.sources["pg"]!.readAheadBytes > a.sources["pg"]!.readAheadBytes);
+    assert.equal(b.sinks["warehouse"]!.duckdb!.memoryLimitBytes, 102 * MiB);
+    assert.equal(b.sinks["warehouse"]!.duckdb!.threads, 4);
+    assert.equal(b.sqliteCacheBytes, 8 * MiB);
+  });
+
+  test("settings the user wrote win over their share and are taken out of the budget", () => {
+    const c = config({
+      top: "memory: 512MiB",
+      source: ", max_buffer_bytes: 32MiB",
+      topics: "topics: {kind: embedded, cache_size: 4MiB}",
+      sinks: "  - {name: warehouse, kind: duckdb, memory_limit: 100MiB, threads: 3, batch: {max_bytes: 2MiB}}",
+    });
+    const plan = planMemory(c, everything(c), 2);
+    assert.equal(plan.sources["pg"]!.readAheadBytes, 32 * MiB);
+    assert.deepEqual(plan.sinks["warehouse"]!.duckdb, { memoryLimitBytes: 100 * MiB, threads: 3 });
+    assert.equal(plan.sinks["warehouse"]!.batchBytes, 2 * MiB);
+    assert.equal(plan.sqliteCacheBytes, 4 * MiB);
+    assert.ok(planned(plan) <= 512 * MiB);
+    // The main thread's old space holds the 32 MiB read-ahead on top of its base.
+    assert.ok(plan.main.oldMb >= 32 + 32);
+    const applied = applyMemoryPlan(c, plan);
+    assert.equal(applied.sources[0]!.max_buffer_bytes, 32 * MiB);
+    assert.equal(applied.sinks[0]!.batch.max_bytes, 2 * MiB);
+  });
+
+  test("applyMemoryPlan writes the derived values into the parts the process runs, and leaves the others alone", () => {
+    const c = config({ sinks: "  - {name: warehouse, kind: duckdb}\n  - {name: search, kind: elasticsearch, nodes: [\"http://127.0.0.1:9200\"]}", top: "memory: 512MiB" });
+    const plan = planMemory(c, { sources: ["pg"], sinks: ["warehouse"] }, 2);
+    assert.deepEqual(Object.keys(plan.sinks), ["warehouse"]);
+    const applied = applyMemoryPlan(c, plan);
+    const warehouse = applied.sinks[0]!;
+    assert.equal(warehouse.kind, "duckdb");
+    assert.equal(warehouse.batch.max_bytes, plan.sinks["warehouse"]!.batchBytes);
+    if (warehouse.kind === "duckdb") assert.equal(warehouse.memory_limit, plan.sinks["warehouse"]!.duckdb!.memoryLimitBytes);
+    assert.equal(applied.sinks[1]!.batch.max_bytes, undefined, "a sink this process does not run keeps its settings");
+    assert.equal(applied.sources[0]!.max_buffer_bytes, plan.sources["pg"]!.readAheadBytes);
+    assert.equal(applied.topics.kind === "embedded" ? applied.topics.cache_size : null, plan.sqliteCacheBytes);
+    assert.equal(applied.memory, 512 * MiB);
+  });
+
+  test("a process that runs only sinks gives the main thread a small share; one that only captures gives it almost all", () => {
+    const c = config({ top: "memory: 512MiB" });
+    const sinksOnly = planMemory(c, { sources: [], sinks: ["warehouse"] }, 2);
+    const captureOnly = planMemory(c, { sources: ["pg"], sinks: [] }, 2);
+    assert.ok(sinksOnly.sinks["warehouse"]!.heap.oldMb > sinksOnly.main.oldMb);
+    assert.deepEqual(sinksOnly.sources, {});
+    assert.deepEqual(captureOnly.sinks, {});
+    assert.ok(captureOnly.main.oldMb + captureOnly.main.youngMb > 300, `main heap ${captureOnly.main.oldMb} + ${captureOnly.main.youngMb} MiB`);
+    assert.ok(planned(captureOnly) <= 512 * MiB && planned(sinksOnly) <= 512 * MiB);
+  });
+
+  test("a budget set too small for the process is an error naming the numbers", () => {
+    const c = config({ top: "memory: 128MiB" });
+    assert.throws(() => planMemory(c, everything(c), 2), (error: unknown) => {
+      assert.ok(error instanceof MemoryBudgetError);
+      assert.match(error.message, /^memory 128MiB is too small for this process \(1 source captured, 1 sink\): it needs at least (\d+)MiB: \d+MiB outside the heaps .* heaps of the main thread \(capture\) \d+MiB, sink warehouse \d+MiB\. Raise memory to \1MiB/);
+      assert.ok(error.neededBytes > 128 * MiB && error.neededBytes <= 256 * MiB);
+      return true;
+    });
+    // What it asks for is enough.
+    const needed = (() => {
+      try {
+        planMemory(c, everything(c), 2);
+      } catch (error) {
+        return (error as MemoryBudgetError).neededBytes;
+      }
+      return 0;
+    })();
+    const enough = { ...c, memory: needed };
+    const plan = planMemory(enough, everything(enough), 2);
+    assert.ok(planned(plan) <= needed);
+  });
+
+  test("an explicit setting too large for the budget makes it too small", () => {
+    const c = config({ top: "memory: 256MiB", sinks: "  - {name: warehouse, kind: duckdb, memory_limit: 200MiB}" });
+    assert.throws(() => planMemory(c, everything(c), 2), /memory 256MiB is too small .* needs at least \d+MiB/);
+    const buffer = config({ top: "memory: 256MiB", source: ", max_buffer_bytes: 1GiB" });
+    assert.throws(() => planMemory(buffer, everything(buffer), 2), /memory 256MiB is too small/);
+  });
+
+  test("without a memory setting, a process the default cannot hold gets the least it needs", () => {
+    const sinks = ["warehouse", "a", "b", "c"].map((name, i) => (i === 0 ? `  - {name: ${name}, kind: duckdb}` : `  - {name: ${name}, kind: elasticsearch, nodes: ["http://127.0.0.1:9200"]}`)).join("\n");
+    const c = config({ sinks });
+    const plan = planMemory(c, everything(c), 2);
+    assert.equal(plan.budgetFrom, "raised");
+    assert.ok(plan.budgetBytes > DEFAULT_MEMORY_BYTES);
+    assert.ok(planned(plan) <= plan.budgetBytes);
+    // Set to that same value, it is accepted.
+    const set = { ...c, memory: plan.budgetBytes };
+    assert.equal(planMemory(set, everything(set), 2).budgetFrom, "config");
+  });
+
+  test("sizes are read like every other size; below 64MiB is refused by the schema", () => {
+    assert.equal(config({ top: "memory: 300MB" }).memory, 300_000_000);
+    assert.equal(config({ top: `memory: ${400 * MiB}` }).memory, 400 * MiB);
+    assert.equal(config().memory, undefined);
+    assert.throws(() => config({ top: "memory: 32MiB" }), (error: unknown) => error instanceof ConfigValidationError && /memory: expected a size from 64MiB to 1TiB, got "32MiB"/.test(error.message));
+  });
+});
+
+describe("memory budget in config files", () => {
+  test("a memory setting too small for the process is reported at its line, naming the numbers", () => {
+    const text = "name: shop\nmemory: 160MiB\nsources:\n  - {name: pg, kind: postgres, database: shop, user: sluice, tables: [public.*]}\nsinks:\n  - {name: warehouse, kind: duckdb}\n";
+    assert.throws(() => loadConfigText("c.yaml", text, { env: {}, checkMemory: true }), (error: unknown) => {
+      assert.ok(error instanceof ConfigValidationError);
+      assert.equal(error.issues.length, 1);
+      assert.equal(error.issues[0]!.line, 2);
+      assert.equal(error.issues[0]!.path, "memory");
+      assert.match(error.issues[0]!.message, /^160MiB is too small for this process \(1 source captured, 1 sink\): it needs at least \d+MiB/);
+      return true;
+    });
+    // A process that only captures needs less: the same file is valid for it.
+    assert.equal(loadConfigText("c.yaml", text, { env: {}, checkMemory: true, runsSink: () => false }).memory, 160 * MiB);
+    // Commands that run no part of the pipeline (status, query, schema) do not check it.
+    assert.equal(loadConfigText("c.yaml", text, { env: {} }).memory, 160 * MiB);
+  });
+});

@@ -1,0 +1,211 @@
+/**
+ * The memory budget (`memory`, docs/operations.md#memory): how one `sluice run` process splits it
+ * between the V8 heaps of its threads (the main thread: capture, HTTP, registry; one thread per
+ * sink), the sources' read-ahead, the sinks' batches, DuckDB and SQLite, so its RSS stays under it.
+ *
+ * The reserves are measured (Node 24 running the TypeScript sources, docs/benchmarks.md): a process
+ * with the daemon's modules loaded holds ~100 MiB outside its V8 heap (the node binary's pages, the
+ * type-stripping loader, DuckDB's library, native buffers), each sink thread ~8-10 MiB outside its
+ * heap, and each thread's heap ~20 MiB of compiled code and module state at rest. What is left
+ * after the reserves goes to the heaps by weight; the read-ahead and the batches live inside those
+ * heaps and are sized from them. A setting the user wrote wins over its derived value.
+ */
+import { availableParallelism } from "node:os";
+import type { SluiceConfig } from "./schema.ts";
+import { formatSize } from "./units.ts";
+
+const MiB = 2 ** 20;
+
+/** Budget when `memory` is not set (raised to what the process needs at least, see planMemory). */
+export const DEFAULT_MEMORY_BYTES = 256 * MiB;
+/** Read-ahead of a source and batch bytes of a sink used outside a daemon (tools, tests) where no plan applies. */
+export const STANDALONE_READ_AHEAD_BYTES = 16 * MiB;
+export const STANDALONE_BATCH_BYTES = 8 * MiB;
+
+/** RSS of the process outside every V8 heap: runtime, code, native libraries, socket and encode buffers. */
+const PROCESS_RESERVE = 108 * MiB;
+/** RSS of one sink thread outside its V8 heap: its isolate, stacks, native buffers. */
+const THREAD_RESERVE = 12 * MiB;
+/** Old generation a thread needs besides its buffers: the code and state of its modules, its working set. */
+const MAIN_BASE_OLD = 32 * MiB;
+const SINK_BASE_OLD = 28 * MiB;
+/** Least read-ahead of a derived source and batch of a derived sink. */
+const MIN_READ_AHEAD = 2 * MiB;
+const MIN_BATCH = 1 * MiB;
+const MAX_DERIVED_READ_AHEAD = 64 * MiB;
+const MAX_DERIVED_BATCH = 64 * MiB;
+/** A batch costs about this many times its record bytes in the sink thread's heap (decoded rows, the target's request). */
+const BATCH_HEAP_FACTOR = 3;
+const MIN_YOUNG = 6 * MiB;
+const MAX_YOUNG = 48 * MiB;
+const MIN_DUCKDB = 16 * MiB;
+const MIN_SQLITE_CACHE = 1 * MiB;
+const MAX_SQLITE_CACHE = 64 * MiB;
+/** Heap weights: capture decodes, encodes and publishes on the main thread; without it, the main thread serves HTTP only. */
+const WEIGHT_CAPTURE = 3;
+const WEIGHT_IDLE_MAIN = 1;
+const WEIGHT_SINK = 2;
+
+export interface HeapLimits {
+  /** V8 old generation (`--max-old-space-size`, a worker's maxOldGenerationSizeMb), whole MiB. */
+  readonly oldMb: number;
+  /** V8 young generation: 3 semi-spaces (a worker's maxYoungGenerationSizeMb; `--max-semi-space-size` is a third), whole MiB. */
+  readonly youngMb: number;
+}
+
+export interface SinkMemory {
+  readonly heap: HeapLimits;
+  readonly batchBytes: number;
+  /** DuckDB sinks: `SET memory_limit` and `threads`. */
+  readonly duckdb?: { readonly memoryLimitBytes: number; readonly threads: number };
+}
+
+export interface MemoryPlan {
+  readonly budgetBytes: number;
+  /** How the budget was chosen: set in the config, the default, or the default raised to what the process needs. */
+  readonly budgetFrom: "config" | "default" | "raised";
+  /** Kept outside the V8 heaps (runtime, thread stacks and isolates, native buffers). */
+  readonly reservedBytes: number;
+  readonly main: HeapLimits;
+  readonly sources: Readonly<Record<string, { readonly readAheadBytes: number }>>;
+  readonly sinks: Readonly<Record<string, SinkMemory>>;
+  /** Embedded topic log: SQLite page cache per connection (the main thread and each sink thread hold one). */
+  readonly sqliteCacheBytes: number | null;
+}
+
+/** The parts of a config one process runs (daemon/roles.ts). */
+export interface ProcessParts {
+  readonly sources: readonly string[];
+  readonly sinks: readonly string[];
+}
+
+export class MemoryBudgetError extends Error {
+  readonly neededBytes: number;
+  constructor(message: string, neededBytes: number) {
+    super(message);
+    this.neededBytes = neededBytes;
+  }
+}
+
+const mib = (bytes: number) => Math.floor(bytes / MiB);
+const clamp = (value: number, min: number, max: number) => Math.min(max, Math.max(min, value));
+const show = (bytes: number) => (bytes % MiB === 0 ? `${bytes / MiB}MiB` : formatSize(bytes));
+
+type Sink = SluiceConfig["sinks"][number];
+
+interface Part {
+  readonly label: string;
+  readonly weight: number;
+  /** Least old generation this heap works with (its base plus buffers the user set). */
+  readonly minOld: number;
+}
+
+/**
+ * The split of `config.memory` (or the default) for a process running `parts`. A budget set in the
+ * config that cannot hold them throws MemoryBudgetError naming what needs what; without a
+ * `memory` setting the default is raised to the least the process needs.
+ */
+export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = availableParallelism()): MemoryPlan {
+  const sources = config.sources.filter((s) => parts.sources.includes(s.name));
+  const sinks = config.sinks.filter((s) => parts.sinks.includes(s.name));
+  const embedded = config.topics.kind === "embedded";
+  const given = config.memory;
+
+  const sizeAt = (budget: number) => {
+    const sqliteCache = embedded ? (config.topics.kind === "embedded" ? (config.topics.cache_size ?? clamp(Math.round(budget / 128), MIN_SQLITE_CACHE, MAX_SQLITE_CACHE)) : 0) : 0;
+    const duckdbSinks = sinks.filter((s): s is Extract<Sink, { kind: "duckdb" }> => s.kind === "duckdb");
+    const duckdb = new Map(duckdbSinks.map((s) => [s.name, s.memory_limit ?? Math.max(MIN_DUCKDB, Math.floor(budget / 10 / duckdbSinks.length / MiB) * MiB)]));
+    const reserved = PROCESS_RESERVE + sinks.length * THREAD_RESERVE + (embedded ? (1 + sinks.length) * sqliteCache : 0) + [...duckdb.values()].reduce((a, b) => a + b, 0);
+    return { sqliteCache, duckdb, reserved };
+  };
+
+  const explicitReadAhead = sources.reduce((sum, s) => sum + (s.max_buffer_bytes ?? 0), 0);
+  const derivedSources = sources.filter((s) => s.max_buffer_bytes === undefined).length;
+  const main: Part = sources.length > 0
+    ? { label: "the main thread (capture)", weight: WEIGHT_CAPTURE, minOld: MAIN_BASE_OLD + explicitReadAhead + derivedSources * MIN_READ_AHEAD * 2 }
+    : { label: "the main thread", weight: WEIGHT_IDLE_MAIN, minOld: MAIN_BASE_OLD };
+  // An Elasticsearch bulk request is built whole in the sink thread's heap, as text and as the bytes sent.
+  const sinkParts = sinks.map((s): Part => ({ label: `sink ${s.name}`, weight: WEIGHT_SINK, minOld: SINK_BASE_OLD + BATCH_HEAP_FACTOR * (s.batch.max_bytes ?? MIN_BATCH) + (s.kind === "elasticsearch" ? 2 * s.bulk_bytes : 0) }));
+  const heapParts = [main, ...sinkParts];
+  const minHeaps = heapParts.reduce((sum, p) => sum + p.minOld + MIN_YOUNG, 0);
+  // What the process needs at least: its reserves at their floors plus every heap at its least.
+  const floor = sizeAt(0);
+  const needed = Math.ceil((floor.reserved + minHeaps) / MiB) * MiB;
+
+  let budget = given ?? DEFAULT_MEMORY_BYTES;
+  let budgetFrom: MemoryPlan["budgetFrom"] = given === undefined ? "default" : "config";
+  if (budget < needed) {
+    if (given !== undefined) throw new MemoryBudgetError(tooSmall(given, needed, floor.reserved, heapParts, sources.length, sinks.length), needed);
+    budget = needed;
+    budgetFrom = "raised";
+  }
+
+  let { sqliteCache, duckdb, reserved } = sizeAt(budget);
+  if (budget - reserved < minHeaps) ({ sqliteCache, duckdb, reserved } = floor);
+  // Each heap gets its least plus a share of the rest by weight.
+  const spare = budget - reserved - minHeaps;
+  const weights = heapParts.reduce((sum, p) => sum + p.weight, 0);
+  const heaps = heapParts.map((p) => heapLimits(p.minOld + MIN_YOUNG + (spare * p.weight) / weights, p.minOld));
+
+  const mainHeap = heaps[0]!;
+  const readAheadPool = Math.max(0, (mainHeap.oldMb * MiB - MAIN_BASE_OLD - explicitReadAhead) / 2);
+  const sourcePlans = Object.fromEntries(
+    sources.map((s) => [s.name, { readAheadBytes: s.max_buffer_bytes ?? clamp(Math.floor(readAheadPool / Math.max(1, derivedSources) / MiB) * MiB, MIN_READ_AHEAD, MAX_DERIVED_READ_AHEAD) }]),
+  );
+  const sinkPlans = Object.fromEntries(
+    sinks.map((s, i) => {
+      const heap = heaps[i + 1]!;
+      const working = heap.oldMb * MiB - SINK_BASE_OLD - (s.kind === "elasticsearch" ? 2 * s.bulk_bytes : 0);
+      const batchBytes = s.batch.max_bytes ?? clamp(Math.floor(working / BATCH_HEAP_FACTOR / MiB) * MiB, MIN_BATCH, MAX_DERIVED_BATCH);
+      const limit = duckdb.get(s.name);
+      const plan: SinkMemory = limit === undefined
+        ? { heap, batchBytes }
+        : { heap, batchBytes, duckdb: { memoryLimitBytes: limit, threads: s.kind === "duckdb" && s.threads !== undefined ? s.threads : clamp(Math.floor(limit / (16 * MiB)), 1, cores) } };
+      return [s.name, plan];
+    }),
+  );
+  return { budgetBytes: budget, budgetFrom, reservedBytes: reserved, main: mainHeap, sources: sourcePlans, sinks: sinkPlans, sqliteCacheBytes: embedded ? sqliteCache : null };
+}
+
+/** A heap of `bytes` in whole MiB: a young generation of about a sixth (3 semi-spaces), the old generation at least `minOld`. */
+function heapLimits(bytes: number, minOld: number): HeapLimits {
+  const total = mib(bytes);
+  const leastOld = Math.ceil(minOld / MiB);
+  const young = Math.max(mib(MIN_YOUNG), Math.min(clamp(Math.floor(total / 6 / 3) * 3, mib(MIN_YOUNG), mib(MAX_YOUNG)), total - leastOld));
+  return { oldMb: Math.max(leastOld, total - young), youngMb: young };
+}
+
+function tooSmall(given: number, needed: number, reserved: number, heaps: readonly Part[], sources: number, sinks: number): string {
+  const heapText = heaps.map((p) => `${p.label} ${show(Math.ceil((p.minOld + MIN_YOUNG) / MiB) * MiB)}`).join(", ");
+  return (
+    `memory ${show(given)} is too small for this process (${sources} source${sources === 1 ? "" : "s"} captured, ${sinks} sink${sinks === 1 ? "" : "s"}): ` +
+    `it needs at least ${show(needed)}: ${show(Math.ceil(reserved / MiB) * MiB)} outside the heaps (runtime, sink threads, DuckDB, SQLite) and heaps of ${heapText}. ` +
+    `Raise memory to ${show(needed)} or more, lower the max_buffer_bytes / batch.max_bytes / memory_limit settings, or run sinks in another process (--role)`
+  );
+}
+
+/**
+ * The config with the plan's derived values written in where the user set none: each source's
+ * max_buffer_bytes, each sink's batch.max_bytes, DuckDB's memory_limit and threads, the embedded
+ * log's cache_size. Parts the process does not run keep their settings.
+ */
+export function applyMemoryPlan(config: SluiceConfig, plan: MemoryPlan): SluiceConfig {
+  return {
+    ...config,
+    memory: plan.budgetBytes,
+    sources: config.sources.map((s) => (plan.sources[s.name] ? { ...s, max_buffer_bytes: plan.sources[s.name]!.readAheadBytes } : s)),
+    sinks: config.sinks.map((s) => {
+      const sink = plan.sinks[s.name];
+      if (!sink) return s;
+      const batch = { ...s.batch, max_bytes: sink.batchBytes };
+      if (s.kind === "duckdb" && sink.duckdb) return { ...s, batch, memory_limit: sink.duckdb.memoryLimitBytes, threads: sink.duckdb.threads };
+      return { ...s, batch };
+    }),
+    topics: config.topics.kind === "embedded" && plan.sqliteCacheBytes !== null ? { ...config.topics, cache_size: plan.sqliteCacheBytes } : config.topics,
+  };
+}
+
+/** V8 flags that give the main thread its share: `--max-old-space-size` and `--max-semi-space-size` (a third of the young generation). */
+export function mainHeapFlags(plan: MemoryPlan): string[] {
+  return [`--max-old-space-size=${plan.main.oldMb}`, `--max-semi-space-size=${Math.max(1, Math.floor(plan.main.youngMb / 3))}`];
+}
