@@ -26,11 +26,6 @@ export function personalTables(source: Pick<SourceConfig, "governance">): Map<st
   return tables;
 }
 
-/** Whether any source of the deployment (or of `sources`) has personal columns. */
-export function hasPersonalData(config: SluiceConfig, sources?: readonly string[]): boolean {
-  return config.sources.some((s) => (sources === undefined || sources.includes(s.name)) && personalTables(s).size > 0);
-}
-
 /** The master key and the keys being rotated away from, read from their files. */
 export function masterKeys(config: Pick<SluiceConfig, "personal_data">): { master: MasterKey; previous: MasterKey[] } {
   const settings = config.personal_data;
