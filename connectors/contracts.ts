@@ -121,6 +121,13 @@ export interface SourceInfo {
   readonly snapshotMarker?: SnapshotMarker;
   /** MySQL: where the row is in the binlog (Debezium's source fields server_id, file, pos, row, thread). */
   readonly binlog?: BinlogCoordinates;
+  /**
+   * The change's place in its transaction among the changes the data topics get, from 1: overall
+   * and among its table's (Debezium's total_order and data_collection_order). Set by sources with
+   * transaction_metadata; it counts the changes stored before a resume, so a transaction resumed in
+   * its middle numbers on, and a parked change keeps its number.
+   */
+  readonly transactionOrder?: { readonly total: number; readonly inTable: number };
 }
 
 /** Debezium's values; "incremental" marks the reads of an online (incremental) snapshot. */

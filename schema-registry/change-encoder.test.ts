@@ -102,6 +102,12 @@ describe("AvroChangeEncoder transaction blocks", () => {
       { id: "1", total_order: 2n, data_collection_order: 1n },
       { id: "1", total_order: 3n, data_collection_order: 2n },
     ]);
+    // A source's own numbering wins (it counts what a resume skipped).
+    const numbered = change("u", TABLE, { id: 1, email: "c" }, { id: 1, email: "b" });
+    const [record] = await encoder.encode({ ...numbered, source: { ...numbered.source, txId: "2", transactionOrder: { total: 7, inTable: 4 } } });
+    const type = createAvroType(JSON.parse((await registry.getLatest(`${record!.topic}-value`))!.schema) as AvroSchemaJson);
+    const { transaction } = type.fromBuffer(Buffer.from(record!.value!).subarray(5)) as { transaction: object };
+    assert.deepEqual({ ...transaction }, { id: "2", total_order: 7n, data_collection_order: 4n });
   });
 });
 

@@ -65,6 +65,9 @@ export class AvroChangeEncoder {
     const id = event.source.txId;
     // An operation the data topics leave out (a truncate, by default) is no event of its transaction, as in Debezium.
     if (!this.options.transactionMetadata || id === null || event.source.snapshot || this.skipped.has(event.op)) return undefined;
+    // The source's numbering counts what a resume skipped; counting here is for sources without it.
+    const order = event.source.transactionOrder;
+    if (order !== undefined) return { transaction: { totalOrder: order.total, dataCollectionOrder: order.inTable } };
     if (this.transaction?.id !== id) this.transaction = { id, total: 0, perTable: new Map() };
     const table = tableName(event.schema);
     const inTable = (this.transaction.perTable.get(table) ?? 0) + 1;

@@ -179,6 +179,8 @@ describe("stream decoder", () => {
       ["0-1-10", null, null, null, "0-1-11"],
     );
     assert.deepEqual(whole.out[0]!.begin, { status: "BEGIN", txId: "0-1-10", position: whole.out[0]!.event.source.position, commitTimeMs: 1_700_000_000_000 });
+    const order = (decoded: typeof whole.out) => decoded.map((o) => `${o.event.source.table}:${o.event.source.transactionOrder?.total}/${o.event.source.transactionOrder?.inTable}`);
+    assert.deepEqual(order(whole.out), ["t:1/1", "t:2/2", "u:3/1", "t:4/3", "t:1/1"], "each change's place in its transaction, overall and in its table");
     const ends = whole.decoder.takeEnds();
     assert.deepEqual(ends.map((end) => [end.txId, end.eventCount, end.tableEventCounts]), [
       ["0-1-10", 4, { "d.t": 3, "d.u": 1 }],
@@ -190,6 +192,7 @@ describe("stream decoder", () => {
     // Resumed inside the first transaction: its BEGIN was stored with its first changes, its END counts them.
     const resumed = await decode(events, { transactionMetadata: true, skipThrough: whole.out[1]!.event.source.position });
     assert.deepEqual(resumed.out.map((o) => [o.event.op, o.begin?.txId ?? null]), [["c", null], ["d", null], ["c", "0-1-11"]]);
+    assert.deepEqual(order(resumed.out), ["u:3/1", "t:4/3", "t:1/1"], "a resumed transaction numbers on");
     assert.deepEqual(resumed.decoder.takeEnds().map((end) => [end.txId, end.eventCount]), [["0-1-10", 4], ["0-1-11", 1]]);
     // Resumed after the first transaction (a GTID start sends it again): no END for it.
     const after = await decode(events, { transactionMetadata: true, skipThrough: { commit: binlogAt(7, xidEnd), change: binlogAt(7, xidEnd) } });

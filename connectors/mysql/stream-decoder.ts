@@ -470,9 +470,10 @@ export class StreamDecoder {
     return threshold !== undefined && position.change < threshold;
   }
 
-  private push(out: DecodedEvent[], event: ChangeEvent, transaction: OpenTransaction): void {
+  private push(out: DecodedEvent[], change: ChangeEvent, transaction: OpenTransaction): void {
+    const counted = this.count(transaction, change.schema, change.op);
+    const event = counted && this.options.transactionMetadata === true ? this.numbered(change, transaction) : change;
     this.options.interleave?.changed(event);
-    const counted = this.count(transaction, event.schema, event.op);
     const marks = counted && this.options.transactionMetadata === true && transaction.id !== null && !transaction.beginEmitted;
     if (counted) transaction.beginEmitted = true;
     if (!marks) {
@@ -481,6 +482,12 @@ export class StreamDecoder {
     }
     const begin: TransactionMarker = { status: "BEGIN", txId: transaction.id!, position: event.source.position, commitTimeMs: transaction.commitTimeMs };
     out.push({ event, transaction, begin });
+  }
+
+  /** The change with its place in its transaction (just counted). */
+  private numbered(event: ChangeEvent, transaction: OpenTransaction): ChangeEvent {
+    const transactionOrder = { total: transaction.eventCount, inTable: transaction.tableEventCounts[tableName(event.schema)]! };
+    return { ...event, source: { ...event.source, transactionOrder } };
   }
 
   /** Counts a change for its transaction's END, unless the data topics leave its operation out; returns whether it counted. */

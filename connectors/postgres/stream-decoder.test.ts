@@ -127,6 +127,7 @@ test("transaction metadata counts only what the data topics get: a skipped trunc
     ],
     "BEGIN at the first counted change; a transaction of skipped truncates only has no markers",
   );
+  assert.deepEqual(out.events.map((e) => e.source.transactionOrder ?? null), [null, { total: 1, inTable: 1 }, null], "a skipped truncate has no place in its transaction");
   const all = await decodeAll(decoder({ transactionMetadata: true, skippedOperations: new Set<Op>() }), messages);
   assert.deepEqual(all.transactions.map((t) => [t.status, t.txId, t.eventCount ?? null]), [["BEGIN", "42", null], ["END", "42", 2], ["BEGIN", "43", null], ["END", "43", 1]]);
 });
@@ -136,6 +137,7 @@ test("after a resume, events at or before the checkpoint are skipped, BEGIN is n
   const messages = [begin(C), relation(0x4100n), insert(0x4100n, 1, "a"), insert(0x4200n, 2, "b"), insert(0x4300n, 3, "c"), commit(C)];
   const out = await decodeAll(decoder({ skipThrough: { commit: C, change: 0x4200n }, transactionMetadata: true }), messages);
   assert.deepEqual(out.events.map((e) => e.key["id"]), [3]);
+  assert.deepEqual(out.events[0]!.source.transactionOrder, { total: 3, inTable: 3 }, "a resumed transaction numbers on");
   assert.deepEqual(out.transactions.map((t) => [t.status, t.eventCount]), [["END", 3]]);
   const complete = await decodeAll(decoder({ skipThrough: throughPosition(C) }), [...messages, begin(0x7000n), insert(0x6100n, 4, "d"), commit(0x7000n)]);
   assert.deepEqual(complete.events.map((e) => e.key["id"]), [4]);

@@ -60,6 +60,16 @@ export interface StreamDecoderOptions {
   readonly outboxMessages?: { readonly prefix: string; readonly database: string };
 }
 
+/** The events with their place in the transaction after `before` (those of skipped operations are not counted). */
+function numbered(events: readonly ChangeEvent[], before: { readonly total: number; readonly inTable: number }, leftOut: ReadonlySet<Op> | undefined): ChangeEvent[] {
+  let n = 0;
+  return events.map((event) => {
+    if (leftOut?.has(event.op) === true) return event;
+    n += 1;
+    return { ...event, source: { ...event.source, transactionOrder: { total: before.total + n, inTable: before.inTable + n } } };
+  });
+}
+
 export class StreamDecoder {
   private readonly options: StreamDecoderOptions;
   private transaction: OpenTransaction | null = null;
@@ -176,6 +186,7 @@ export class StreamDecoder {
     const tableName = `${table.schema.schema}.${table.schema.table}`;
     const leftOut = this.options.skippedOperations;
     const counted = leftOut === undefined || leftOut.size === 0 ? events.length : events.filter((event) => !leftOut.has(event.op)).length;
+    const before = { total: transaction.eventCount, inTable: transaction.tableEventCounts[tableName] ?? 0 };
     transaction.eventCount += counted;
     if (counted > 0) transaction.tableEventCounts[tableName] = (transaction.tableEventCounts[tableName] ?? 0) + counted;
     if (skipped) {
@@ -186,8 +197,9 @@ export class StreamDecoder {
       out.transactions.push({ status: "BEGIN", txId: transaction.txId, position, commitTimeMs: transaction.commitTimeMs });
     }
     if (counted > 0) transaction.beginEmitted = true;
-    for (const event of events) out.events.push(event);
-    if (this.options.interleave !== undefined) for (const event of events) this.options.interleave.changed(event);
+    const emitted = this.options.transactionMetadata ? numbered(events, before, leftOut) : events;
+    for (const event of emitted) out.events.push(event);
+    if (this.options.interleave !== undefined) for (const event of emitted) this.options.interleave.changed(event);
   }
 
   private commit(commitLsn: bigint, out: DecodedOutput): void {
