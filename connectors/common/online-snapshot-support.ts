@@ -1,7 +1,7 @@
 /**
  * Pieces every source's online (incremental) snapshot engine needs, whatever the database: the
  * identity of a row key for comparing chunk rows with streamed changes, a smoothed rows-per-second
- * rate for progress, and waits that end when the engine stops.
+ * rate for progress, and a wait that ends when the engine stops.
  */
 import type { Row } from "../contracts.ts";
 import type { SnapshotTask } from "./incremental-snapshot-state.ts";
@@ -60,27 +60,4 @@ export function untilOrAborted(promise: Promise<void>, signal: AbortSignal): Pro
       },
     );
   });
-}
-
-/** A sleep that `signal` or a call of `wake()` ends early. */
-export class WakeableSleep {
-  private waking: (() => void) | null = null;
-
-  wake(): void {
-    this.waking?.();
-  }
-
-  sleep(signal: AbortSignal, ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        if (this.waking === done) this.waking = null;
-        resolve();
-      };
-      const timer = Number.isFinite(ms) ? setTimeout(done, ms) : undefined;
-      this.waking = done;
-      signal.addEventListener("abort", done, { once: true });
-    });
-  }
 }

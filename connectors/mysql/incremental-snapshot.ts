@@ -29,7 +29,7 @@ import type { ChangeEvent, ColumnValue, Position, Row, TableSchema, TableSnapsho
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import type { FailedSnapshot, SnapshotLedger, SnapshotTask } from "../common/incremental-snapshot-state.ts";
-import { keyIdentity, SnapshotRates, untilOrAborted, WakeableSleep } from "../common/online-snapshot-support.ts";
+import { keyIdentity, SnapshotRates, untilOrAborted } from "../common/online-snapshot-support.ts";
 import { quoteIdentifier } from "./connection-settings.ts";
 import { toSluiceError } from "./mysql-errors.ts";
 import type { RowColumn } from "./protocol/rows-event.ts";
@@ -54,6 +54,10 @@ export interface MysqlIncrementalSnapshotOptions {
   readonly connection: ConnectionOptions;
   readonly sourceName: string;
   readonly chunkRows: number;
+  /** Tables read at the same time, each on a connection of its own (config snapshot.parallelism). */
+  readonly parallelism: number;
+  /** Chunks read but not yet handed on, across every table being read: bounds memory. */
+  readonly chunksInFlight: number;
   readonly ledger: SnapshotLedger;
   readonly watermarks: WatermarkTable;
   /** To read the watermark table's rows events. */
@@ -82,8 +86,20 @@ interface ReadCursor {
   invalid: boolean;
 }
 
+/**
+ * One table read at a time, on a connection of its own: up to `parallelism` lanes read different
+ * tables at once. A lane writes its chunks' watermarks one after the other, so a table's chunks
+ * are handed on in key order.
+ */
+interface Lane {
+  readonly index: number;
+  cursor: ReadCursor | null;
+  connection: Connection | null;
+}
+
 interface OpenChunk {
   readonly seq: number;
+  readonly lane: number;
   readonly taskId: string;
   readonly cursor: ReadCursor;
   readonly definition: TableDefinition;
@@ -105,8 +121,6 @@ type RawRow = (Buffer | null)[];
 
 const rawBytes = { typeCast: (field: { buffer(): Buffer | null }) => field.buffer() };
 
-/** Chunks read but not yet handed on: overlapping the stream's round trip keeps the snapshot fast; memory stays at this many chunks. */
-const CHUNKS_IN_FLIGHT = 3;
 
 export class MysqlIncrementalSnapshots implements BinlogInterleave {
   private readonly options: MysqlIncrementalSnapshotOptions;
@@ -114,12 +128,13 @@ export class MysqlIncrementalSnapshots implements BinlogInterleave {
   /** Watermarks of earlier runs (before a restart), replayed by the stream, are ignored. */
   private readonly runId = randomBytes(6).toString("hex");
   private seq = 0;
+  /** Chunks read and not yet handed on (overlapping the stream's round trip keeps the snapshot fast), and chunk reads under way. */
   private inFlight: OpenChunk[] = [];
-  private cursor: ReadCursor | null = null;
-  private connection: Connection | null = null;
+  private reserved = 0;
+  private lanes: Lane[] = [];
+  private readonly waiters = new Set<() => void>();
   private readonly failures: FailedSnapshot[] = [];
   private readonly rates = new SnapshotRates();
-  private readonly waits = new WakeableSleep();
   private misfitLogged = false;
 
   constructor(options: MysqlIncrementalSnapshotOptions) {
@@ -143,7 +158,7 @@ export class MysqlIncrementalSnapshots implements BinlogInterleave {
     };
     this.options.ledger.add(task);
     this.logger.info({ table, where, origin, id: task.id }, "incremental snapshot requested");
-    this.waits.wake();
+    this.wakeAll();
     return task;
   }
 
@@ -156,9 +171,10 @@ export class MysqlIncrementalSnapshots implements BinlogInterleave {
   }
 
   progress(): TableSnapshotProgress[] {
-    const running = this.options.ledger.tasks.map((task, index): TableSnapshotProgress => ({
+    const reading = new Set(this.lanes.flatMap((lane) => (lane.cursor === null ? [] : [lane.cursor.taskId])));
+    const running = this.options.ledger.tasks.map((task): TableSnapshotProgress => ({
       table: task.table,
-      state: index === 0 && task.startedAtMs !== null ? "running" : "pending",
+      state: reading.has(task.id) && task.startedAtMs !== null ? "running" : "pending",
       rowsDone: task.rowsDone,
       rowsEstimated: task.rowsEstimated,
       rowsPerSecond: this.rates.perSecond(task.id),
@@ -168,47 +184,66 @@ export class MysqlIncrementalSnapshots implements BinlogInterleave {
     return [...this.options.finished, ...running];
   }
 
-  /** Reads chunks until `signal` aborts; waits for requests when there is nothing to read. */
+  /** Reads chunks until `signal` aborts, on up to `parallelism` lanes; waits for requests when there is nothing to read. */
   async run(signal: AbortSignal): Promise<void> {
-    let failuresInRow = 0;
+    const lanes = Array.from({ length: Math.max(1, this.options.parallelism) }, (_, index): Lane => ({ index, cursor: null, connection: null }));
+    this.lanes = lanes;
     try {
-      while (!signal.aborted) {
-        const task = this.options.ledger.tasks[0];
-        if (task === undefined) {
-          await this.waits.sleep(signal, Infinity);
-          continue;
-        }
-        try {
-          await this.step(task, signal);
-          failuresInRow = 0;
-        } catch (error) {
-          if (signal.aborted) break;
-          const failure = toSluiceError(error, `incremental snapshot of ${task.table} failed`, { ...this.options.context, table: task.table });
-          // Read again from what the stream handed on: chunks in flight are dropped.
-          this.dropReading();
-          // A schema change can fail a chunk read with the table as resolved before: read it once more, resolved anew.
-          if (failure.retriable || failuresInRow === 0) {
-            failuresInRow++;
-            const delayMs = Math.min(30_000, 500 * 2 ** Math.min(failuresInRow, 6));
-            this.logger.warn({ err: failure.message, table: task.table, delayMs }, "incremental snapshot chunk failed; retrying");
-            await this.closeConnection();
-            await this.waits.sleep(signal, delayMs);
-            continue;
-          }
-          this.logger.error({ err: failure.message, ...failure.toLog() }, "incremental snapshot of table failed; going on with the others");
-          this.failures.push({ id: task.id, table: task.table, error: failure.message, code: failure.code, atMs: Date.now() });
-          if (this.failures.length > 20) this.failures.shift();
-          this.options.ledger.remove(task.id);
-        }
-      }
+      await Promise.all(lanes.map((lane) => this.runLane(lane, signal)));
     } finally {
-      await this.closeConnection();
+      await Promise.all(lanes.map((lane) => this.closeConnection(lane)));
     }
   }
 
   async close(): Promise<void> {
-    this.waits.wake();
-    await this.closeConnection();
+    this.wakeAll();
+    await Promise.all(this.lanes.map((lane) => this.closeConnection(lane)));
+  }
+
+  private async runLane(lane: Lane, signal: AbortSignal): Promise<void> {
+    let failuresInRow = 0;
+    while (!signal.aborted) {
+      const task = this.claim(lane);
+      if (task === undefined) {
+        await this.sleep(signal, Infinity);
+        continue;
+      }
+      try {
+        await this.step(lane, task, signal);
+        failuresInRow = 0;
+      } catch (error) {
+        if (signal.aborted) break;
+        const failure = toSluiceError(error, `incremental snapshot of ${task.table} failed`, { ...this.options.context, table: task.table });
+        // Read again from what the stream handed on: this lane's chunks in flight are dropped.
+        if (lane.cursor !== null) this.invalidate(lane.cursor);
+        lane.cursor = null;
+        // A schema change can fail a chunk read with the table as resolved before: read it once more, resolved anew.
+        if (failure.retriable || failuresInRow === 0) {
+          failuresInRow++;
+          const delayMs = Math.min(30_000, 500 * 2 ** Math.min(failuresInRow, 6));
+          this.logger.warn({ err: failure.message, table: task.table, delayMs }, "incremental snapshot chunk failed; retrying");
+          await this.closeConnection(lane);
+          await this.sleep(signal, delayMs);
+          continue;
+        }
+        this.logger.error({ err: failure.message, ...failure.toLog() }, "incremental snapshot of table failed; going on with the others");
+        this.failures.push({ id: task.id, table: task.table, error: failure.message, code: failure.code, atMs: Date.now() });
+        if (this.failures.length > 20) this.failures.shift();
+        this.options.ledger.remove(task.id);
+      }
+    }
+  }
+
+  /** The task `lane` reads: the one it holds while that is queued, else the first queued task no other lane holds (tables run in the order asked for). */
+  private claim(lane: Lane): SnapshotTask | undefined {
+    const tasks = this.options.ledger.tasks;
+    if (lane.cursor !== null) {
+      const held = tasks.find((t) => t.id === lane.cursor!.taskId);
+      if (held !== undefined) return held;
+      lane.cursor = null;
+    }
+    const taken = new Set(this.lanes.flatMap((other) => (other === lane || other.cursor === null ? [] : [other.cursor.taskId])));
+    return tasks.find((t) => !taken.has(t.id));
   }
 
   /** Decoder hook: the watermark table's rows are read with the columns Sluice created it with. */
@@ -247,6 +282,7 @@ export class MysqlIncrementalSnapshots implements BinlogInterleave {
         this.invalidate(chunk.cursor);
       }
       chunk.handedOn.resolve();
+      this.wakeAll();
       return false;
     }
     const resetVersion = task.resetVersion ?? String((chunk.lowAt ?? position.commit) - 1n);
@@ -276,11 +312,12 @@ export class MysqlIncrementalSnapshots implements BinlogInterleave {
       this.options.finished.push({ table: task.table, state: "done", rowsDone: next.rowsDone, rowsEstimated: next.rowsEstimated, rowsPerSecond: this.rates.perSecond(task.id), startedAtMs: next.startedAtMs, finishedAtMs: Date.now() });
       if (this.options.finished.length > 20) this.options.finished.shift();
       this.rates.forget(task.id);
-      if (this.cursor?.taskId === task.id) this.cursor = null;
+      for (const lane of this.lanes) if (lane.cursor?.taskId === task.id) lane.cursor = null;
       this.logger.info({ table: task.table, rows: next.rowsDone, handedOnLastChunk: handedOn, id: task.id }, "incremental snapshot of table finished");
     }
     this.options.onProgress?.();
     chunk.handedOn.resolve();
+    this.wakeAll();
     return true;
   }
 
@@ -293,39 +330,53 @@ export class MysqlIncrementalSnapshots implements BinlogInterleave {
     }
   }
 
-  /** Reads the task's next chunk while fewer than CHUNKS_IN_FLIGHT wait for the stream; otherwise waits for the oldest to be handed on. */
-  private async step(task: SnapshotTask, signal: AbortSignal): Promise<void> {
-    if (this.cursor === null || this.cursor.taskId !== task.id) {
-      this.cursor = { taskId: task.id, lastKey: task.lastKey, startedAtMs: task.startedAtMs, readingDone: false, resolved: null, invalid: false };
+  /**
+   * Reads the task's next chunk while the chunks in flight (every lane's) are within the budget;
+   * otherwise waits for this lane's oldest chunk to be handed on, or for any if it has none.
+   */
+  private async step(lane: Lane, task: SnapshotTask, signal: AbortSignal): Promise<void> {
+    if (lane.cursor === null || lane.cursor.taskId !== task.id) {
+      lane.cursor = { taskId: task.id, lastKey: task.lastKey, startedAtMs: task.startedAtMs, readingDone: false, resolved: null, invalid: false };
     }
-    const cursor = this.cursor;
-    if (!cursor.readingDone && this.inFlight.length < CHUNKS_IN_FLIGHT) {
-      await this.readChunk(task, cursor);
+    const cursor = lane.cursor;
+    if (!cursor.readingDone && this.inFlight.length + this.reserved < Math.max(1, this.options.chunksInFlight)) {
+      this.reserved++;
+      try {
+        await this.readChunk(lane, task, cursor);
+      } finally {
+        this.reserved--;
+      }
       return;
     }
-    const oldest = this.inFlight[0];
-    if (oldest === undefined) {
+    const oldest = this.inFlight.find((c) => c.lane === lane.index);
+    if (oldest !== undefined) {
+      await untilOrAborted(oldest.handedOn.promise, signal);
+      return;
+    }
+    if (cursor.readingDone) {
       // Everything read was handed on but the task is still there: it finished while we looked, or is read again.
-      if (this.options.ledger.tasks[0]?.id === task.id) this.cursor = null;
+      if (this.options.ledger.tasks.some((t) => t.id === task.id)) lane.cursor = null;
       return;
     }
-    await untilOrAborted(oldest.handedOn.promise, signal);
+    // The budget is taken by other lanes' chunks: one of them handed on wakes this lane.
+    await this.sleep(signal, Infinity);
   }
 
-  private async readChunk(task: SnapshotTask, cursor: ReadCursor): Promise<void> {
+  private async readChunk(lane: Lane, task: SnapshotTask, cursor: ReadCursor): Promise<void> {
     cursor.resolved ??= await this.options.resolve(task.table);
     const { estimatedRows } = cursor.resolved;
     const catalog = cursor.resolved.definition;
     // Read with the definition the stream has where it knows the table: the chunk must fit the events around it.
     const definition = this.options.definitionAtStream(catalog.database, catalog.table) ?? catalog;
     if (definition.key.length === 0) throw noChunkKey(task.table, this.options.context);
-    const connection = await this.open();
+    const connection = await this.open(lane);
     if (cursor.startedAtMs === null) {
       cursor.startedAtMs = Date.now();
       this.logger.info({ table: task.table, key: definition.key, where: task.where, estimatedRows, id: task.id }, "incremental snapshot of table started");
     }
     const chunk: OpenChunk = {
       seq: ++this.seq,
+      lane: lane.index,
       taskId: task.id,
       cursor,
       definition,
@@ -398,23 +449,35 @@ export class MysqlIncrementalSnapshots implements BinlogInterleave {
     };
   }
 
-  /** Drops the chunks of `cursor` still in flight; reading goes on from what the stream handed on. */
+  /** Drops the chunks of `cursor` still in flight (later ones of its lane go with them); reading goes on from what the stream handed on. */
   private invalidate(cursor: ReadCursor): void {
     cursor.invalid = true;
-    if (this.cursor === cursor) this.cursor = null;
+    for (const lane of this.lanes) if (lane.cursor === cursor) lane.cursor = null;
     for (const chunk of this.inFlight.filter((c) => c.cursor === cursor)) chunk.handedOn.resolve();
     this.inFlight = this.inFlight.filter((c) => c.cursor !== cursor);
+    this.wakeAll();
   }
 
-  private dropReading(): void {
-    if (this.cursor !== null) this.invalidate(this.cursor);
-    for (const chunk of this.inFlight) chunk.handedOn.resolve();
-    this.inFlight = [];
-    this.cursor = null;
+  private sleep(signal: AbortSignal, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const timer = Number.isFinite(ms) ? setTimeout(done, ms) : undefined;
+      this.waiters.add(done);
+      signal.addEventListener("abort", done, { once: true });
+    });
   }
 
-  private async open(): Promise<Connection> {
-    if (this.connection !== null) return this.connection;
+  private wakeAll(): void {
+    for (const wake of [...this.waiters]) wake();
+  }
+
+  private async open(lane: Lane): Promise<Connection> {
+    if (lane.connection !== null) return lane.connection;
     const connection = await openConnection(this.options.connection);
     try {
       await this.options.watermarks.ensure(sqlOf(connection));
@@ -422,13 +485,13 @@ export class MysqlIncrementalSnapshots implements BinlogInterleave {
       await closeQuietly(connection);
       throw error;
     }
-    this.connection = connection;
+    lane.connection = connection;
     return connection;
   }
 
-  private async closeConnection(): Promise<void> {
-    const connection = this.connection;
-    this.connection = null;
+  private async closeConnection(lane: Lane): Promise<void> {
+    const connection = lane.connection;
+    lane.connection = null;
     await closeQuietly(connection);
   }
 }
