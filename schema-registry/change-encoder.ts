@@ -43,6 +43,8 @@ export class AvroChangeEncoder {
   /** Per table schema object, then per table schema content (sources may rebuild equal objects). */
   private readonly bySchemaObject = new WeakMap<TableSchema, Promise<ChangeEventEncoder>>();
   private readonly bySchemaText = new Map<string, Promise<ChangeEventEncoder>>();
+  /** The encoders of bySchemaObject that are registered. */
+  private readonly ready = new WeakMap<TableSchema, ChangeEventEncoder>();
   /** The transaction being encoded: events of one transaction arrive together and in order. */
   private transaction: { id: string; total: number; perTable: Map<string, number> } | null = null;
 
@@ -53,10 +55,11 @@ export class AvroChangeEncoder {
 
   async encode(event: ChangeEvent): Promise<ProducedRecord[]> {
     if (this.skipped.has(event.op) && event.op !== "t") return [];
-    const encoder = await this.encoderFor(event.schema);
+    // A registered table's encoder without awaiting its promise again (one change after another).
+    const encoder = this.ready.get(event.schema) ?? (await this.encoderFor(event.schema));
     const { key, value, headers } = encoder.encode(event, this.extrasOf(event));
     const timestamp = event.source.commitTimeMs;
-    const record: ProducedRecord = { topic: encoder.topic, key, value, ...(Object.keys(headers).length > 0 ? { headers } : {}), timestamp };
+    const record: ProducedRecord = hasAny(headers) ? { topic: encoder.topic, key, value, headers, timestamp } : { topic: encoder.topic, key, value, timestamp };
     return event.op === "d" ? [record, { topic: encoder.topic, key, value: null, timestamp }] : [record];
   }
 
@@ -94,7 +97,15 @@ export class AvroChangeEncoder {
       encoder.catch(() => this.bySchemaText.delete(text));
     }
     this.bySchemaObject.set(table, encoder);
-    encoder.catch(() => this.bySchemaObject.delete(table));
+    encoder.then(
+      (ready) => this.ready.set(table, ready),
+      () => this.bySchemaObject.delete(table),
+    );
     return encoder;
   }
+}
+
+function hasAny(headers: Readonly<Record<string, unknown>>): boolean {
+  for (const _name in headers) return true;
+  return false;
 }

@@ -82,13 +82,13 @@ export function encodeEnvelope(event: ChangeEvent, mapping: TableAvroMapping, ex
   return { value, headers };
 }
 
-function sideJson(before: unknown, after: unknown): Buffer | null {
+export function sideJson(before: unknown, after: unknown): Buffer | null {
   if (before === undefined && after === undefined) return null;
   return Buffer.from(JSON.stringify({ ...(before === undefined ? {} : { before }), ...(after === undefined ? {} : { after }) }));
 }
 
 /** As Debezium: an unchanged TOAST value the before-image holds (REPLICA IDENTITY FULL) is the after value too. */
-function withUnchangedFromBefore(after: Row, before: Row): Row {
+export function withUnchangedFromBefore(after: Row, before: Row): Row {
   let filled: Record<string, ColumnValue> | undefined;
   for (const [column, value] of Object.entries(after)) {
     if (value !== UNCHANGED) continue;
@@ -119,28 +119,56 @@ export function sideOfHeaders(headers: Readonly<Record<string, Uint8Array>> | un
   return { ...(before ? { before } : {}), ...(after ? { after } : {}) };
 }
 
-function sourceBlock(source: SourceInfo, extras: EnvelopeExtras, debezium: boolean): AvroRecordValue {
+/** The last commit time's microseconds and nanoseconds: the changes of a transaction share it. */
+let lastCommitTime = { ms: Number.NaN, us: 0n, ns: 0n };
+/** The last PostgreSQL transaction id as a long (or null when it is not a number). */
+let lastTxId: { text: string | null; value: bigint | null } = { text: null, value: null };
+
+function commitTimes(ms: number): { us: bigint; ns: bigint } {
+  if (ms !== lastCommitTime.ms) lastCommitTime = { ms, us: BigInt(ms) * 1000n, ns: BigInt(ms) * 1_000_000n };
+  return lastCommitTime;
+}
+
+function postgresTxId(text: string | null): bigint | null {
+  if (text !== lastTxId.text) lastTxId = { text, value: text !== null && /^\d+$/.test(text) ? BigInt(text) : null };
+  return lastTxId.value;
+}
+
+export function sourceBlock(source: SourceInfo, extras: EnvelopeExtras, debezium: boolean): AvroRecordValue {
+  const times = commitTimes(source.commitTimeMs);
+  const { commit, change } = source.position;
+  // JSON of the two positions' digit strings, ["<commit>","<change>"] (nothing in them needs escaping).
+  const sequence = `["${commit.toString()}","${change.toString()}"]`;
+  const snapshot = source.snapshot ? (source.snapshotMarker ?? "true") : "false";
+  if (source.connector === "postgres") {
+    return {
+      version: SLUICE_SOURCE_VERSION,
+      connector: DEBEZIUM_CONNECTOR_NAMES.postgres,
+      name: source.name,
+      ts_ms: source.commitTimeMs,
+      snapshot,
+      db: source.db,
+      sequence,
+      ts_us: times.us,
+      ts_ns: debezium ? times.ns : null,
+      schema: source.schema,
+      table: source.table,
+      txId: postgresTxId(source.txId),
+      lsn: change,
+      xmin: null,
+    };
+  }
   const common = {
     version: SLUICE_SOURCE_VERSION,
     connector: DEBEZIUM_CONNECTOR_NAMES[source.connector],
     name: source.name,
     ts_ms: source.commitTimeMs,
-    snapshot: source.snapshot ? (source.snapshotMarker ?? "true") : "false",
+    snapshot,
     db: source.db,
-    sequence: JSON.stringify([source.position.commit.toString(), source.position.change.toString()]),
-    ts_us: BigInt(source.commitTimeMs) * 1000n,
-    ts_ns: debezium ? BigInt(source.commitTimeMs) * 1_000_000n : null,
+    sequence,
+    ts_us: times.us,
+    ts_ns: debezium ? times.ns : null,
   };
-  if (source.connector === "postgres") {
-    return {
-      ...common,
-      schema: source.schema,
-      table: source.table,
-      txId: source.txId !== null && /^\d+$/.test(source.txId) ? BigInt(source.txId) : null,
-      lsn: source.position.change,
-      xmin: null,
-    };
-  }
   const binlog = source.binlog;
   const mysql = extras.mysql ?? (binlog ? { serverId: binlog.serverId, file: binlog.file, pos: binlog.pos, row: binlog.row, ...(binlog.thread === undefined ? {} : { thread: binlog.thread }) } : {});
   return {

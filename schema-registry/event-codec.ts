@@ -22,6 +22,7 @@ import { tableSchemaFromAvro } from "./table-from-avro.ts";
 import { mapTable } from "./table-mapping.ts";
 import type { TableAvroMapping, TableMappingOptions } from "./table-mapping.ts";
 import { encodeFramed } from "./wire-format.ts";
+import { FastEventEncoder } from "./envelope-writer.ts";
 
 export interface EncodedEvent {
   /** Null for tables without a key and for truncates. */
@@ -42,6 +43,8 @@ export class ChangeEventEncoder {
   readonly valueSchemaId: number;
   private readonly keyType: Type | null;
   private readonly valueType: Type;
+  /** Writers compiled from the schemas (envelope-writer.ts); null where only the general path applies. */
+  readonly fast: FastEventEncoder | null;
 
   private constructor(topic: string, mapping: TableAvroMapping, keySchemaId: number | null, valueSchemaId: number) {
     this.topic = topic;
@@ -50,6 +53,7 @@ export class ChangeEventEncoder {
     this.valueSchemaId = valueSchemaId;
     this.keyType = mapping.keySchema ? createAvroType(mapping.keySchema) : null;
     this.valueType = createAvroType(mapping.envelopeSchema);
+    this.fast = FastEventEncoder.create(mapping, this.keyType, keySchemaId, this.valueType, valueSchemaId);
   }
 
   /**
@@ -86,6 +90,29 @@ export class ChangeEventEncoder {
   }
 
   encode(event: ChangeEvent, extras?: EnvelopeExtras): EncodedEvent {
+    if (this.fast) {
+      try {
+        return this.fastEncode(this.fast, event, extras);
+      } catch {
+        // The general path below gives the error with its context (or, were the fast path stricter than avsc, the record).
+      }
+    }
+    return this.generalEncode(event, extras);
+  }
+
+  /** The fast path: the same records as generalEncode, written by the compiled writers. */
+  fastEncode(fast: FastEventEncoder, event: ChangeEvent, extras?: EnvelopeExtras): EncodedEvent {
+    const { key, value, headers } = fast.encode(event, extras);
+    const moved = event.keyChange;
+    if (moved) {
+      const other = "newKey" in moved ? fast.encodeKey(moved.newKey) : fast.encodeKey(moved.oldKey);
+      if (other !== null) headers["newKey" in moved ? NEW_KEY_HEADER : OLD_KEY_HEADER] = other;
+    }
+    return { key, value, headers };
+  }
+
+  /** The general path: envelope and row objects (envelope-codec.ts) encoded by avsc. */
+  generalEncode(event: ChangeEvent, extras?: EnvelopeExtras): EncodedEvent {
     try {
       const key = event.op !== "t" ? this.encodeKey(event.key) : null;
       const { value, headers } = encodeEnvelope(event, this.mapping, extras);

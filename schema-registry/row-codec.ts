@@ -16,6 +16,7 @@ import { UNCHANGED } from "../connectors/contracts.ts";
 import type { ColumnValue, Row } from "../connectors/contracts.ts";
 import { describeValue } from "./column-types.ts";
 import type { ColumnAvroType, DecodeContext, EncodeContext, SpecialNumeric } from "./column-types.ts";
+import type { AvroOutput, AvroWriter } from "./avro-writer.ts";
 import { AvroValueError } from "./schema-errors.ts";
 import type { ErrorContext } from "../connectors/errors.ts";
 
@@ -51,6 +52,8 @@ export interface RowSide {
 
 class SpecialCollector implements EncodeContext {
   specials: Record<string, SpecialNumeric> | undefined;
+  /** Fields whose value is not available. */
+  unchanged: string[] | undefined;
 
   special(path: string, value: SpecialNumeric): void {
     (this.specials ??= {})[path] = value;
@@ -64,6 +67,8 @@ export class RowCodec {
   /** Bookkeeping beside the record (RowSide) instead of in it. */
   readonly sideInHeaders: boolean;
   private readonly errorContext: ErrorContext;
+  /** Reused by writeAvro (its lists are handed on, never reused). */
+  private readonly scratch = new SpecialCollector();
 
   constructor(bindings: readonly ColumnBinding[], options: RowCodecOptions) {
     this.bindings = bindings;
@@ -79,41 +84,60 @@ export class RowCodec {
    */
   toAvro(row: Row, side?: RowSide): AvroRecordValue {
     const record: AvroRecordValue = {};
-    let unchanged: string[] | undefined;
     const context = new SpecialCollector();
-    for (const { column, field, type, nullable } of this.bindings) {
-      const value = row[column];
-      const unavailable = value === undefined || value === UNCHANGED || (value === null && !nullable && this.hasUnchangedField);
-      if (unavailable) {
-        if (!this.hasUnchangedField) throw this.error(column, `key column has no value (${String(value)})`);
-        (unchanged ??= []).push(field);
-        const placeholder = this.sideInHeaders && value === UNCHANGED ? type.unavailable : undefined;
-        record[field] = placeholder !== undefined ? placeholder : nullable ? null : type.zero;
-        continue;
-      }
-      if (value === null) {
-        if (!nullable) throw this.error(column, "value is null but the column is NOT NULL");
-        record[field] = null;
-        continue;
-      }
-      let encoded: unknown;
-      try {
-        encoded = type.toAvro(value as Exclude<ColumnValue, null | typeof UNCHANGED>, context, field);
-      } catch (error) {
-        const present = value as Exclude<ColumnValue, null | typeof UNCHANGED>;
-        const shown = (type.show ?? describeValue)(present);
-        throw this.error(column, `cannot be encoded as ${type.label}: ${(error as Error).message}`, error, shown.length > 200 ? `${shown.slice(0, 200)}...` : shown);
-      }
-      record[field] = encoded !== undefined ? encoded : nullable ? null : type.zero;
-    }
+    for (const binding of this.bindings) record[binding.field] = this.fieldValue(binding, row[binding.column], context);
     if (this.sideInHeaders) {
-      if (side && unchanged) side.unchanged = unchanged;
+      if (side && context.unchanged) side.unchanged = context.unchanged;
       if (side && context.specials) side.special = context.specials;
       return record;
     }
-    if (this.hasUnchangedField) record[UNCHANGED_FIELD] = unchanged ?? [];
+    if (this.hasUnchangedField) record[UNCHANGED_FIELD] = context.unchanged ?? [];
     if (this.hasSpecialField) record[SPECIAL_FIELD] = context.specials ?? {};
     return record;
+  }
+
+  /**
+   * Writes the record of a row (the columns only: Debezium layout, or a key) straight into `out`,
+   * with one writer per binding in order: the same values as toAvro, without the record object.
+   */
+  writeAvro(row: Row, side: RowSide | undefined, out: AvroOutput, writers: readonly AvroWriter[]): void {
+    const context = this.scratch;
+    context.unchanged = undefined;
+    context.specials = undefined;
+    const bindings = this.bindings;
+    for (let i = 0; i < bindings.length; i++) {
+      const binding = bindings[i]!;
+      writers[i]!(out, this.fieldValue(binding, row[binding.column], context));
+    }
+    if (side && this.sideInHeaders) {
+      if (context.unchanged) side.unchanged = context.unchanged;
+      if (context.specials) side.special = context.specials;
+    }
+  }
+
+  /** The Avro value of one field; unavailable fields and special numerics are noted in `context`. */
+  private fieldValue(binding: ColumnBinding, value: ColumnValue | undefined, context: SpecialCollector): unknown {
+    const { column, field, type, nullable } = binding;
+    const unavailable = value === undefined || value === UNCHANGED || (value === null && !nullable && this.hasUnchangedField);
+    if (unavailable) {
+      if (!this.hasUnchangedField) throw this.error(column, `key column has no value (${String(value)})`);
+      (context.unchanged ??= []).push(field);
+      const placeholder = this.sideInHeaders && value === UNCHANGED ? type.unavailable : undefined;
+      return placeholder !== undefined ? placeholder : nullable ? null : type.zero;
+    }
+    if (value === null) {
+      if (!nullable) throw this.error(column, "value is null but the column is NOT NULL");
+      return null;
+    }
+    let encoded: unknown;
+    try {
+      encoded = type.toAvro(value as Exclude<ColumnValue, null | typeof UNCHANGED>, context, field);
+    } catch (error) {
+      const present = value as Exclude<ColumnValue, null | typeof UNCHANGED>;
+      const shown = (type.show ?? describeValue)(present);
+      throw this.error(column, `cannot be encoded as ${type.label}: ${(error as Error).message}`, error, shown.length > 200 ? `${shown.slice(0, 200)}...` : shown);
+    }
+    return encoded !== undefined ? encoded : nullable ? null : type.zero;
   }
 
   /** The row of a record; in the Debezium layout `side` is its bookkeeping from the record headers. */

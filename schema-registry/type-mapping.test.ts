@@ -7,6 +7,7 @@ import type { ColumnValue, SourceKind } from "../connectors/contracts.ts";
 import { parseSchema } from "./avro-parse.ts";
 import { createAvroType } from "./avro-runtime.ts";
 import type { AvroSchemaJson } from "./avro-schema.ts";
+import { assertRowWriterAgrees } from "./fast-path-test-support.ts";
 import { EARLIER_TYPE_MODES } from "./postgres-types.ts";
 import type { NumericMode, TypeModes } from "./postgres-types.ts";
 import { SPECIAL_FIELD } from "./row-codec.ts";
@@ -14,6 +15,8 @@ import { mapTable } from "./table-mapping.ts";
 
 interface MappedColumn {
   readonly fieldType: AvroSchemaJson;
+  /** The compiled writers (capture's fast path) write the general path's bytes. */
+  assertFastWriter(value: ColumnValue): void;
   roundTrip(value: ColumnValue): ColumnValue | undefined;
   encode(value: ColumnValue): Record<string, unknown>;
 }
@@ -31,6 +34,7 @@ function mapColumn(kind: SourceKind, dbType: string, numericMode?: NumericMode, 
   assert.equal(field.default, null);
   return {
     fieldType: (field.type as AvroSchemaJson[])[1] as AvroSchemaJson,
+    assertFastWriter: (value) => assertRowWriterAgrees(mapping, { c: value }, `${dbType}: ${String(value)}`),
     roundTrip: (value) => {
       // The bookkeeping (NaN of precise numerics) travels beside the record, in the record headers.
       const side = {};
@@ -53,6 +57,7 @@ function checkType(kind: SourceKind, dbTypes: readonly string[], expectedType: A
       assert.deepEqual(column.fieldType, expectedType);
       for (const [input, output = input] of [...cases, [null] as Case]) {
         assert.deepEqual(column.roundTrip(input), output, `${dbType}: ${String(input)}`);
+        column.assertFastWriter(input);
       }
     });
   }
@@ -324,6 +329,7 @@ describe("Debezium's time.precision.mode and decimal.handling.mode", () => {
     assert.deepEqual(record.c, ["08:00:00Z", null, "08:00:00Z", ["12:00:00Z"]]);
     assert.deepEqual(record[SPECIAL_FIELD], { "c[0]": "10:00:00+02:00", "c[3][0]": "24:00:00-12:00" });
     assert.deepEqual(column.roundTrip(value), value);
+    column.assertFastWriter(value);
   });
 
   it("writes ZonedTime as Debezium does: the time in UTC, wrapping past midnight, 24:00:00 at UTC kept; the offset in the special header", () => {

@@ -1,0 +1,192 @@
+/**
+ * Capture's fast encoder of one table's change events (Debezium layout): the key record and the
+ * envelope are written straight from the ChangeEvent into one reused buffer by writers compiled
+ * from the registered schemas (avro-writer.ts), framed as the wire format says — without the
+ * envelope and row objects that the general path (envelope-codec.ts, then avsc) builds for every
+ * change. The source block comes from the same function as the general path's.
+ *
+ * It writes the same bytes and headers as the general path; for a value it cannot write it
+ * throws, and ChangeEventEncoder then takes the general path, whose result or error stands.
+ */
+import type { Type } from "avsc";
+import type { ChangeEvent, Row } from "../connectors/contracts.ts";
+import { AvroOutput, AvroWriteError, AvroWriterCompiler, UnsupportedSchemaError } from "./avro-writer.ts";
+import type { AvroWriter, FieldWriter } from "./avro-writer.ts";
+import { sideJson, sourceBlock, SPECIAL_HEADER, UNCHANGED_HEADER, withUnchangedFromBefore } from "./envelope-codec.ts";
+import type { EnvelopeExtras, RecordHeaders } from "./envelope-codec.ts";
+import type { RowCodec, RowSide } from "./row-codec.ts";
+import type { TableAvroMapping } from "./table-mapping.ts";
+import { HEADER_LENGTH, MAGIC_BYTE } from "./wire-format.ts";
+
+export interface FastEncodedEvent {
+  readonly key: Buffer | null;
+  readonly value: Buffer;
+  readonly headers: RecordHeaders;
+}
+
+/** One change being written: what the envelope's field writers read. */
+interface Current {
+  event: ChangeEvent;
+  extras: EnvelopeExtras;
+  processedMs: number;
+  beforeSide: RowSide;
+  afterSide: RowSide;
+}
+
+type Emit = (out: AvroOutput, current: Current) => void;
+
+const NO_EXTRAS: EnvelopeExtras = Object.freeze({});
+
+/** The envelope fields this writer knows (envelope-schema.ts); any other schema keeps the general path. */
+const ENVELOPE_FIELDS = ["before", "after", "source", "op", "ts_ms", "ts_us", "ts_ns", "transaction"];
+
+/** A record's row writers: the row codec's bindings must be the record's fields, in order. */
+function rowWriters(codec: RowCodec, fields: readonly FieldWriter[]): AvroWriter[] {
+  const names = codec.bindings.map((binding) => binding.field);
+  if (names.length !== fields.length || names.some((name, i) => fields[i]!.name !== name)) throw new UnsupportedSchemaError("record fields are not the row's columns");
+  return fields.map((field) => field.write);
+}
+
+/** The branches of a ["null", record] union. */
+function nullableRecord(type: Type): { nullIndex: number; recordIndex: number; record: Type } {
+  const branches = (type as unknown as { types?: readonly Type[] }).types ?? [];
+  const names = branches.map((branch) => (branch as unknown as { typeName: string }).typeName);
+  const nullIndex = names.indexOf("null");
+  const recordIndex = names.indexOf("record");
+  if (branches.length !== 2 || nullIndex === -1 || recordIndex === -1) throw new UnsupportedSchemaError("not a nullable record");
+  return { nullIndex, recordIndex, record: branches[recordIndex]! };
+}
+
+/** Microseconds and nanoseconds of a millisecond time, as avro longs (nanoseconds pass 2^53: bigint). */
+function microsOf(ms: number): number | bigint {
+  if (!Number.isSafeInteger(ms)) throw new AvroWriteError(`time ${ms} ms is not an integer`);
+  const micros = ms * 1000;
+  return Number.isSafeInteger(micros) ? micros : BigInt(ms) * 1000n;
+}
+
+/** The last value's bigint nanoseconds: a transaction's changes share their commit time, a batch's mostly their processing millisecond. */
+class NanosCache {
+  private ms = Number.NaN;
+  private nanos = 0n;
+
+  of(ms: number): bigint {
+    if (ms !== this.ms) {
+      if (!Number.isSafeInteger(ms)) throw new AvroWriteError(`time ${ms} ms is not an integer`);
+      this.nanos = BigInt(ms) * 1_000_000n;
+      this.ms = ms;
+    }
+    return this.nanos;
+  }
+}
+
+export class FastEventEncoder {
+  private readonly mapping: TableAvroMapping;
+  private readonly out = new AvroOutput();
+  private readonly keyHeader: Buffer | null;
+  private readonly valueHeader: Buffer;
+  private readonly keyWriters: readonly AvroWriter[] | null;
+  private readonly emits: readonly Emit[];
+  private readonly current: Current = { event: null as unknown as ChangeEvent, extras: {}, processedMs: 0, beforeSide: {}, afterSide: {} };
+
+  private constructor(mapping: TableAvroMapping, keyHeader: Buffer | null, valueHeader: Buffer, keyWriters: readonly AvroWriter[] | null, emits: readonly Emit[]) {
+    this.mapping = mapping;
+    this.keyHeader = keyHeader;
+    this.valueHeader = valueHeader;
+    this.keyWriters = keyWriters;
+    this.emits = emits;
+  }
+
+  /** The fast encoder of a mapping's registered schemas, or null where only the general path applies (Sluice's earlier layout). */
+  static create(mapping: TableAvroMapping, keyType: Type | null, keySchemaId: number | null, valueType: Type, valueSchemaId: number): FastEventEncoder | null {
+    if (mapping.envelope !== "debezium" || !mapping.valueCodec.sideInHeaders) return null;
+    try {
+      const compiler = new AvroWriterCompiler();
+      const keyWriters = keyType && mapping.keyCodec && keySchemaId !== null ? rowWriters(mapping.keyCodec, compiler.fieldsOf(keyType)) : null;
+      const fields = compiler.fieldsOf(valueType);
+      const envelopeFields = (valueType as unknown as { fields: readonly { name: string; type: Type }[] }).fields;
+      if (fields.length !== ENVELOPE_FIELDS.length || fields.some((field, i) => field.name !== ENVELOPE_FIELDS[i])) throw new UnsupportedSchemaError("not the Debezium envelope");
+      const rows = nullableRecord(envelopeFields[0]!.type);
+      const after = nullableRecord(envelopeFields[1]!.type);
+      if (after.record !== rows.record || after.nullIndex !== rows.nullIndex) throw new UnsupportedSchemaError("before and after differ");
+      const valueWriters = rowWriters(mapping.valueCodec, compiler.fieldsOf(rows.record));
+      const emits = FastEventEncoder.envelopeEmits(mapping, fields, rows.nullIndex, rows.recordIndex, valueWriters);
+      return new FastEventEncoder(mapping, keySchemaId === null ? null : framingHeader(keySchemaId), framingHeader(valueSchemaId), keyWriters, emits);
+    } catch (error) {
+      if (error instanceof UnsupportedSchemaError) return null;
+      throw error;
+    }
+  }
+
+  private static envelopeEmits(mapping: TableAvroMapping, fields: readonly FieldWriter[], nullIndex: number, recordIndex: number, valueWriters: readonly AvroWriter[]): Emit[] {
+    const codec = mapping.valueCodec;
+    const row = (out: AvroOutput, value: Row | null, side: RowSide) => {
+      if (value === null) {
+        out.writeLong(nullIndex);
+        return;
+      }
+      out.writeLong(recordIndex);
+      codec.writeAvro(value, side, out, valueWriters);
+    };
+    const [, , source, op, tsMs, tsUs, tsNs, transaction] = fields.map((field) => field.write) as [AvroWriter, AvroWriter, AvroWriter, AvroWriter, AvroWriter, AvroWriter, AvroWriter, AvroWriter];
+    const nanos = new NanosCache();
+    return [
+      (out, c) => row(out, c.event.before, c.beforeSide),
+      (out, c) => {
+        const { before, after } = c.event;
+        row(out, after !== null && before !== null ? withUnchangedFromBefore(after, before) : after, c.afterSide);
+      },
+      (out, c) => source(out, sourceBlock(c.event.source, c.extras, true)),
+      (out, c) => op(out, c.event.op),
+      (out, c) => tsMs(out, c.processedMs),
+      (out, c) => tsUs(out, microsOf(c.processedMs)),
+      (out, c) => tsNs(out, nanos.of(c.processedMs)),
+      (out, c) => {
+        const block = c.extras.transaction;
+        const txId = c.event.source.txId;
+        transaction(out, block && txId !== null ? { id: txId, total_order: block.totalOrder, data_collection_order: block.dataCollectionOrder } : null);
+      },
+    ];
+  }
+
+  encode(event: ChangeEvent, extras: EnvelopeExtras = NO_EXTRAS): FastEncodedEvent {
+    const key = event.op !== "t" ? this.encodeKey(event.key) : null;
+    // One Current for every change: nothing keeps it (the sides' lists are handed to the headers only).
+    const current = this.current;
+    current.event = event;
+    current.extras = extras;
+    current.processedMs = extras.processedAtMs ?? Date.now();
+    current.beforeSide.unchanged = current.beforeSide.special = undefined;
+    current.afterSide.unchanged = current.afterSide.special = undefined;
+    const out = this.out;
+    out.reset();
+    out.writeFixed(this.valueHeader);
+    for (const emit of this.emits) emit(out, current);
+    const value = out.take();
+    const headers: RecordHeaders = {};
+    const unchanged = sideJson(current.beforeSide.unchanged, current.afterSide.unchanged);
+    if (unchanged !== null) headers[UNCHANGED_HEADER] = unchanged;
+    const special = sideJson(current.beforeSide.special, current.afterSide.special);
+    if (special !== null) headers[SPECIAL_HEADER] = special;
+    return { key, value, headers };
+  }
+
+  /** The framed key record of a key row, or null for a table without a key. */
+  encodeKey(key: Row): Buffer | null {
+    const codec = this.mapping.keyCodec;
+    if (!codec || !this.keyWriters || !this.keyHeader) return null;
+    const out = this.out;
+    out.reset();
+    out.writeFixed(this.keyHeader);
+    codec.writeAvro(key, undefined, out, this.keyWriters);
+    return out.take();
+  }
+}
+
+/** Magic byte and big-endian schema id (wire-format.ts). */
+function framingHeader(schemaId: number): Buffer {
+  if (!Number.isInteger(schemaId) || schemaId < 0 || schemaId > 0xffffffff) throw new UnsupportedSchemaError(`schema id ${schemaId}`);
+  const header = Buffer.alloc(HEADER_LENGTH);
+  header[0] = MAGIC_BYTE;
+  header.writeUInt32BE(schemaId, 1);
+  return header;
+}
