@@ -38,6 +38,7 @@ export class MysqlOnlineSnapshotRequests implements OnlineSnapshotting {
   async plan(table: string, where: string | null): Promise<OnlineSnapshotPlan> {
     const engine = this.running();
     const { definition } = await this.resolve(table);
+    await this.checkCommitOrder();
     const cleanWhere = checkWhere(where, table, this.host.context());
     const estimatedRows = await this.estimate(definition.database, definition.table, cleanWhere, table);
     const chunkRows = this.host.config().snapshot.chunk_rows;
@@ -87,6 +88,22 @@ export class MysqlOnlineSnapshotRequests implements OnlineSnapshotting {
     const rows = await sql.rows("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", [database, name]);
     const estimate = first(rows[0]);
     return { definition, estimatedRows: estimate === null ? null : Number(estimate) };
+  }
+
+  /**
+   * The watermarks rely on a transaction being visible once a later one in the binlog has
+   * committed: MySQL with binlog_order_commits=OFF may commit out of binlog order, and a chunk
+   * could then miss a change that precedes its low watermark. (MariaDB always commits in order.)
+   */
+  private async checkCommitOrder(): Promise<void> {
+    const rows = await this.host.catalog()!.rows("SHOW GLOBAL VARIABLES LIKE 'binlog_order_commits'");
+    const value = rows[0] === undefined ? null : String(Object.values(rows[0])[1] ?? "");
+    if (value !== null && /^(OFF|0)$/i.test(value)) {
+      throw new SluiceError("the server has binlog_order_commits=OFF, so a transaction can become visible after a later one in the binlog and an online snapshot chunk could miss it: SET GLOBAL binlog_order_commits=ON (the default)", {
+        code: "SNAPSHOT_SERVER_SETTING",
+        context: this.host.context(),
+      });
+    }
   }
 
   private running(): MysqlIncrementalSnapshots {
