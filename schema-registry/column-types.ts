@@ -6,7 +6,7 @@
 import { civilDate } from "../connectors/common/civil-calendar.ts";
 import type { ColumnValue, Unchanged } from "../connectors/contracts.ts";
 import type { AvroSchemaJson } from "./avro-schema.ts";
-import { bytesToUnscaled, formatUnscaled, parseDecimal, toUnscaled, unscaledToBytes } from "./decimal.ts";
+import { bytesToUnscaled, decimalBytes, formatUnscaled, parseDecimal, unscaledToBytes } from "./decimal.ts";
 import { formatHstore, parseHstore } from "./hstore.ts";
 import type { HstoreMap } from "./hstore.ts";
 
@@ -241,7 +241,7 @@ export function decimalColumn(precision: number, scale: number, options: Decimal
       }
       let text = decimalText(value);
       if (options.currencyText) text = text.replace(/[^0-9.+-]/g, "");
-      return unscaledToBytes(toUnscaled(text, scale));
+      return decimalBytes(text, scale);
     },
     fromAvro: (value) => {
       const unscaled = bytesToUnscaled(asUint8Array(value));

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { bytesToUnscaled, formatUnscaled, parseDecimal, toUnscaled, unscaledToBytes } from "./decimal.ts";
+import { bigintToBytes, bytesToUnscaled, decimalBytes, formatUnscaled, parseDecimal, toUnscaled, unscaledToBytes } from "./decimal.ts";
 
 describe("decimal", () => {
   it("parses digit strings exactly", () => {
@@ -48,5 +48,25 @@ describe("decimal", () => {
     const digits = `-${"9876543210".repeat(100)}`;
     const { unscaled, scale } = parseDecimal(`${digits.slice(0, 500)}.${digits.slice(500)}`);
     assert.equal(formatUnscaled(bytesToUnscaled(unscaledToBytes(unscaled)), scale), `${digits.slice(0, 500)}.${digits.slice(500)}`);
+  });
+
+  it("writes the same bytes in double arithmetic as in bigint arithmetic, and reads plain text as the general parser does", () => {
+    const values: bigint[] = [];
+    for (let bits = 0; bits <= 54; bits++) {
+      const power = 2n ** BigInt(bits);
+      values.push(power, power - 1n, power + 1n, -power, -power - 1n, -power + 1n);
+    }
+    for (const value of values) assert.deepEqual(unscaledToBytes(value), bigintToBytes(value), String(value));
+    const outcome = (read: () => Buffer) => {
+      try {
+        return read();
+      } catch (error) {
+        return (error as Error).message;
+      }
+    };
+    const texts = ["0", "-0", "-0.00", "123.45", "-123.45", "1.5", "7", "0.01", "999999999999999", "9999999999999.99", "99999999999999.99", "-9999999999999999", "000123.40", "12.", ".5", "-", "", "1.234", "1.230", "+1.5", " 1.5", "1e3", "NaN", "1.2.3", "-.5", "12-3"];
+    for (const text of texts) {
+      for (const scale of [0, 2, 5]) assert.deepEqual(outcome(() => decimalBytes(text, scale)), outcome(() => bigintToBytes(toUnscaled(text, scale))), `${text} at scale ${scale}`);
+    }
   });
 });

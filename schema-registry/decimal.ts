@@ -47,8 +47,67 @@ export function formatUnscaled(unscaled: bigint, scale: number): string {
   return negative ? `-${digits}` : digits;
 }
 
+/**
+ * Avro decimal bytes of a digit string at exactly `scale` digits, as unscaledToBytes(toUnscaled(...)):
+ * plain text ("-12.34") of up to 15 digits is read as a number, anything else as a bigint.
+ */
+export function decimalBytes(text: string, scale: number): Buffer {
+  const unscaled = smallUnscaled(text, scale);
+  return unscaled === undefined ? unscaledToBytes(toUnscaled(text, scale)) : safeIntegerToBytes(unscaled);
+}
+
+/** The unscaled value of "-?digits[.digits]" at `scale` when it is exact in a double (at most 15 digits), else undefined. */
+function smallUnscaled(text: string, scale: number): number | undefined {
+  const negative = text.charCodeAt(0) === 45;
+  let value = 0;
+  let digits = 0;
+  let fraction = -1;
+  for (let i = negative ? 1 : 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code === 46 && fraction === -1 && digits > 0) {
+      fraction = 0;
+      continue;
+    }
+    const digit = code - 48;
+    if (digit < 0 || digit > 9) return undefined;
+    value = value * 10 + digit;
+    digits++;
+    if (fraction >= 0) fraction++;
+  }
+  if (digits === 0 || fraction === 0) return undefined;
+  const fractionDigits = Math.max(fraction, 0);
+  if (fractionDigits > scale || digits + scale - fractionDigits > 15) return undefined;
+  value *= 10 ** (scale - fractionDigits);
+  return negative ? -value : value;
+}
+
+/** unscaledToBytes of a safe integer, in double arithmetic. */
+function safeIntegerToBytes(unscaled: number): Buffer {
+  if (unscaled >= -128 && unscaled <= 127) return Buffer.of(unscaled & 0xff);
+  const negative = unscaled < 0;
+  // Two's complement of a negative value: the bytes of its magnitude minus one, inverted.
+  let magnitude = negative ? -unscaled - 1 : unscaled;
+  let byteLength = 1;
+  while (magnitude >= 2 ** (byteLength * 8 - 1)) byteLength++;
+  const bytes = Buffer.allocUnsafe(byteLength);
+  for (let i = byteLength - 1; i >= 0; i--) {
+    const byte = magnitude % 256;
+    bytes[i] = negative ? 255 - byte : byte;
+    magnitude = (magnitude - byte) / 256;
+  }
+  return bytes;
+}
+
+const MIN_SAFE_BIG = BigInt(Number.MIN_SAFE_INTEGER);
+const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
+
 /** Two's-complement big-endian bytes, as short as possible (at least one byte). */
 export function unscaledToBytes(unscaled: bigint): Buffer {
+  return unscaled >= MIN_SAFE_BIG && unscaled <= MAX_SAFE_BIG ? safeIntegerToBytes(Number(unscaled)) : bigintToBytes(unscaled);
+}
+
+/** unscaledToBytes in bigint arithmetic, for any magnitude (exported for tests of the double one). */
+export function bigintToBytes(unscaled: bigint): Buffer {
   if (unscaled >= -128n && unscaled <= 127n) return Buffer.of(Number(unscaled) & 0xff);
   let byteLength = 1;
   const magnitude = unscaled < 0n ? -unscaled - 1n : unscaled;

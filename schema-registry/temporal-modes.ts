@@ -13,7 +13,7 @@
  *
  * Every form decodes to the same ColumnValue (days; microseconds), so sinks are unaffected.
  */
-import { daysFromCivil } from "../connectors/common/civil-calendar.ts";
+import { civilDate, daysFromCivil } from "../connectors/common/civil-calendar.ts";
 import type { ColumnValue } from "../connectors/contracts.ts";
 import { civilTimestamp, dateColumn, describeValue, microDurationColumn, stringColumn, timeMicrosColumn, timestampMicrosColumn } from "./column-types.ts";
 import type { AvroSchemaJson } from "./avro-schema.ts";
@@ -87,7 +87,35 @@ const ZONED = /^([+-]?\d{4,})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?
 export function zonedText(n: bigint): string {
   if (n === INT64_MAX) return "infinity";
   if (n === INT64_MIN) return "-infinity";
+  if (n >= -FAST_ZONED_LIMIT && n <= FAST_ZONED_LIMIT) return zonedTextOfMicros(Number(n));
   return civilTimestamp(n).replace(/(\.\d*?)0+Z$/, "$1Z").replace(/\.Z$/, "Z");
+}
+
+/** Within this many microseconds of 1970 (about 1716 to 2223) double arithmetic is exact. */
+const FAST_ZONED_LIMIT = 8_000_000_000_000_000n;
+const MICROS_PER_DAY_NUMBER = 86_400_000_000;
+const twoDigits = (n: number) => (n < 10 ? `0${n}` : String(n));
+
+/** The last day zonedText wrote and its date: a stream's timestamps mostly fall on few days. */
+let lastZonedDay = { days: Number.NaN, text: "" };
+
+/** zonedText of a safe number of microseconds, without bigint arithmetic or regular expressions (the same text). */
+function zonedTextOfMicros(micros: number): string {
+  let rest = micros % MICROS_PER_DAY_NUMBER;
+  if (rest < 0) rest += MICROS_PER_DAY_NUMBER;
+  const days = (micros - rest) / MICROS_PER_DAY_NUMBER;
+  const fraction = rest % 1_000_000;
+  const seconds = (rest - fraction) / 1_000_000;
+  if (days !== lastZonedDay.days) lastZonedDay = { days, text: civilDate(days) };
+  let text = `${lastZonedDay.text}T${twoDigits(Math.floor(seconds / 3600))}:${twoDigits(Math.floor(seconds / 60) % 60)}:${twoDigits(seconds % 60)}`;
+  if (fraction !== 0) {
+    let digits = String(fraction).padStart(6, "0");
+    let end = digits.length;
+    while (digits.charCodeAt(end - 1) === 48) end--;
+    digits = digits.slice(0, end);
+    text += `.${digits}`;
+  }
+  return `${text}Z`;
 }
 
 export function parseZoned(text: string): bigint {

@@ -9,6 +9,7 @@ import {
   decodeTimestamp,
   decodeTimestampTz,
   decodeTimeTz,
+  parseTimestamp,
   TIMESTAMP_INFINITY,
   TIMESTAMP_MINUS_INFINITY,
 } from "./civil-time.ts";
@@ -73,4 +74,30 @@ test("timestamptz: UTC microseconds whatever the offset", () => {
   assert.equal(decodeTimestampTz("0044-03-15 10:00:00+00 BC"), BigInt(utcDays(-43, 3, 15)) * 86_400_000_000n + 36_000_000_000n);
   assert.equal(decodeTimestampTz("infinity"), TIMESTAMP_INFINITY);
   assert.throws(() => decodeTimestampTz("2024-01-02 03:04:05"), /cannot decode timestamptz/);
+});
+
+test("timestamps: the fast reading of the common forms gives the general reading's value, and other forms still the general one's", () => {
+  const pad = (n: number, width = 2) => String(n).padStart(width, "0");
+  const texts: string[] = [];
+  let seed = 7;
+  const random = (below: number) => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) % below;
+  for (let i = 0; i < 2000; i++) {
+    const fraction = ["", `.${pad(random(10), 1)}`, `.${pad(random(1000), 3)}`, `.${pad(random(1_000_000), 6)}`][random(4)];
+    const clock = `${pad(1600 + random(700), 4)}-${pad(1 + random(12))}-${pad(1 + random(28))} ${pad(random(24))}:${pad(random(60))}:${pad(random(60))}${fraction}`;
+    texts.push(clock, `${clock}+${pad(random(15))}`, `${clock}-${pad(random(15))}:${pad(random(60))}`, `${clock}+${pad(random(15))}:${pad(random(60))}:${pad(random(60))}`);
+  }
+  // Edges of the fast reading (its day range, 24:00:00) and forms only the general reading takes or refuses.
+  texts.push("1696-03-01 00:00:00+00", "2243-10-01 23:59:59.999999-14", "1000-01-01 00:00:00", "9999-12-31 23:59:59.999999+00", "2024-01-01 24:00:00+00");
+  texts.push("0044-03-15 10:00:00.5 BC", "10000-01-01 00:00:00+00", "2024-01-01 00:00:00+0530", "2024-01-01 00:00:00.1234567+00", "2024-01-01 00:00:00.+00", "2024-01-01 00:00:00+5", "2024-1-01 00:00:00", "2024-01-01T00:00:00+00", "2024-01-01 00:00:00 ", "infinity", "-infinity", "");
+  const outcome = (read: () => bigint) => {
+    try {
+      return read();
+    } catch (error) {
+      return (error as Error).message;
+    }
+  };
+  for (const text of texts) {
+    assert.equal(outcome(() => decodeTimestampTz(text)), outcome(() => parseTimestamp(text, true)), `timestamptz ${text}`);
+    assert.equal(outcome(() => decodeTimestamp(text)), outcome(() => parseTimestamp(text, false)), `timestamp ${text}`);
+  }
 });

@@ -73,7 +73,72 @@ export function decodeTimeTz(text: string): string {
   return `${text.slice(0, time.length)}${offset.hhmm}`;
 }
 
-function parseTimestamp(text: string, withZone: boolean): bigint {
+/** The number of `count` decimal digits at `start`, or -1 when one of them is not a digit. */
+function digitsAt(text: string, start: number, count: number): number {
+  let value = 0;
+  for (let i = start; i < start + count; i++) {
+    const digit = text.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+/** Days whose microseconds, plus any time of day and offset, stay exact in a double (about 1696 to 2243). */
+const FAST_DAYS = 100_000;
+
+/**
+ * The common forms ("2026-12-05 07:11:19.123456", then "+00" or "+05:30" with a zone) read
+ * without regular expressions or bigint arithmetic: the same value as parseTimestamp, or
+ * undefined for any other form (which parseTimestamp then reads or refuses).
+ */
+function fastTimestamp(text: string, withZone: boolean): bigint | undefined {
+  const length = text.length;
+  if (length < 19 || text.charCodeAt(4) !== 45 || text.charCodeAt(7) !== 45 || text.charCodeAt(10) !== 32 || text.charCodeAt(13) !== 58 || text.charCodeAt(16) !== 58) return undefined;
+  const year = digitsAt(text, 0, 4);
+  const month = digitsAt(text, 5, 2);
+  const day = digitsAt(text, 8, 2);
+  const hours = digitsAt(text, 11, 2);
+  const minutes = digitsAt(text, 14, 2);
+  const seconds = digitsAt(text, 17, 2);
+  if (year < 0 || month < 0 || day < 0 || hours < 0 || minutes < 0 || seconds < 0) return undefined;
+  let at = 19;
+  let fraction = 0;
+  if (text.charCodeAt(at) === 46) {
+    let digits = 0;
+    at++;
+    while (at < length && digits < 7) {
+      const digit = text.charCodeAt(at) - 48;
+      if (digit < 0 || digit > 9) break;
+      fraction = fraction * 10 + digit;
+      digits++;
+      at++;
+    }
+    if (digits === 0 || digits > 6) return undefined;
+    for (; digits < 6; digits++) fraction *= 10;
+  }
+  let offsetSeconds = 0;
+  if (withZone) {
+    const sign = text.charCodeAt(at);
+    if ((sign !== 43 && sign !== 45) || at + 3 > length) return undefined;
+    const parts = [digitsAt(text, at + 1, 2)];
+    at += 3;
+    while (at < length && parts.length < 3) {
+      if (text.charCodeAt(at) !== 58 || at + 3 > length) return undefined;
+      parts.push(digitsAt(text, at + 1, 2));
+      at += 3;
+    }
+    if (parts.some((part) => part < 0)) return undefined;
+    offsetSeconds = (sign === 45 ? -1 : 1) * (parts[0]! * 3600 + (parts[1] ?? 0) * 60 + (parts[2] ?? 0));
+  }
+  if (at !== length) return undefined;
+  const days = daysFromCivil(year, month, day);
+  if (days > FAST_DAYS || days < -FAST_DAYS) return undefined;
+  return BigInt(days * 86_400_000_000 + ((hours * 60 + minutes) * 60 + seconds) * 1_000_000 + fraction - offsetSeconds * 1_000_000);
+}
+
+/** The general reading of a timestamp's text (every form PostgreSQL prints); exported for tests of the fast one. */
+export function parseTimestamp(text: string, withZone: boolean): bigint {
   const type = withZone ? "timestamptz" : "timestamp";
   if (text === "infinity") return TIMESTAMP_INFINITY;
   if (text === "-infinity") return TIMESTAMP_MINUS_INFINITY;
@@ -98,10 +163,10 @@ function parseTimestamp(text: string, withZone: boolean): bigint {
 
 /** `timestamp`: microseconds since 1970-01-01 (wall clock, no zone), as bigint: year 9999 is beyond 2^53 µs. */
 export function decodeTimestamp(text: string): bigint {
-  return parseTimestamp(text, false);
+  return fastTimestamp(text, false) ?? parseTimestamp(text, false);
 }
 
 /** `timestamptz`: microseconds since 1970-01-01 UTC, as bigint. */
 export function decodeTimestampTz(text: string): bigint {
-  return parseTimestamp(text, true);
+  return fastTimestamp(text, true) ?? parseTimestamp(text, true);
 }
