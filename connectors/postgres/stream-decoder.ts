@@ -6,7 +6,7 @@
  * reconnect) are dropped.
  */
 import { comparePositions } from "../contracts.ts";
-import type { ChangeEvent, Op, Position, TransactionMarker } from "../contracts.ts";
+import type { ChangeEvent, Op, Position, TableSchema, TransactionMarker } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { CapturedTable, CapturedTables } from "./captured-tables.ts";
 import { deleteEvent, insertEvent, truncateEvent, updateEvents } from "./change-events.ts";
@@ -58,6 +58,18 @@ export interface StreamDecoderOptions {
   readonly interleave?: StreamInterleave;
   /** Logical messages with this prefix become events of the pseudo-table pg_logical_message.<prefix> (outbox.message_prefix). */
   readonly outboxMessages?: { readonly prefix: string; readonly database: string };
+}
+
+/** "schema.table" of each table schema, made once (it keys the per-table counts of every change). */
+const qualifiedNames = new WeakMap<TableSchema, string>();
+
+function qualifiedName(schema: TableSchema): string {
+  let name = qualifiedNames.get(schema);
+  if (name === undefined) {
+    name = `${schema.schema}.${schema.table}`;
+    qualifiedNames.set(schema, name);
+  }
+  return name;
 }
 
 /** The events with their place in the transaction after `before` (those of skipped operations are not counted). */
@@ -183,7 +195,7 @@ export class StreamDecoder {
     const position: Position = { commit: transaction.commitLsn, change: changeLsn };
     const skipped = this.skipThrough !== null && comparePositions(position, this.skipThrough) <= 0;
     const events = build({ sourceName: this.options.sourceName, position, txId: transaction.txId, commitTimeMs: transaction.commitTimeMs, snapshot: false });
-    const tableName = `${table.schema.schema}.${table.schema.table}`;
+    const tableName = qualifiedName(table.schema);
     const leftOut = this.options.skippedOperations;
     const counted = leftOut === undefined || leftOut.size === 0 ? events.length : events.filter((event) => !leftOut.has(event.op)).length;
     const before = { total: transaction.eventCount, inTable: transaction.tableEventCounts[tableName] ?? 0 };

@@ -1,3 +1,8 @@
+/** Node's Buffer method behind toString("utf8", start, end), without its argument handling (avsc uses it too). */
+interface Utf8Slicing {
+  utf8Slice(start: number, end: number): string;
+}
+
 /** Reads the big-endian integers and NUL-terminated strings of PostgreSQL's wire formats, with bounds checks. */
 export class ByteReader {
   readonly bytes: Buffer;
@@ -12,9 +17,10 @@ export class ByteReader {
     return this.bytes.length - this.offset;
   }
 
-  private need(count: number, what: string): void {
+  /** `what` defaults to "<count>-byte field" (built only for the error). */
+  private need(count: number, what?: string): void {
     if (this.offset + count > this.bytes.length) {
-      throw new RangeError(`truncated message: ${what} needs ${count} bytes at offset ${this.offset}, ${this.remaining} left`);
+      throw new RangeError(`truncated message: ${what ?? `${count}-byte field`} needs ${count} bytes at offset ${this.offset}, ${this.remaining} left`);
     }
   }
 
@@ -39,9 +45,10 @@ export class ByteReader {
 
   uint32(): number {
     this.need(4, "UInt32");
-    const value = this.bytes.readUInt32BE(this.offset);
-    this.offset += 4;
-    return value;
+    const bytes = this.bytes;
+    const at = this.offset;
+    this.offset = at + 4;
+    return bytes[at]! * 0x1000000 + ((bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!);
   }
 
   /** An unsigned 64-bit value (LSNs). */
@@ -69,9 +76,17 @@ export class ByteReader {
     return value;
   }
 
+  /** `count` bytes of UTF-8 text (decoded in place, no view of them is made). */
+  utf8(count: number): string {
+    this.need(count);
+    const value = (this.bytes as Buffer & Utf8Slicing).utf8Slice(this.offset, this.offset + count);
+    this.offset += count;
+    return value;
+  }
+
   /** `count` raw bytes, as a view (no copy). */
   slice(count: number): Buffer {
-    this.need(count, `${count}-byte field`);
+    this.need(count);
     const value = this.bytes.subarray(this.offset, this.offset + count);
     this.offset += count;
     return value;

@@ -216,9 +216,7 @@ function decodeTupleData(reader: ByteReader): TupleData {
         columns[i] = UNCHANGED;
         break;
       case 0x74: { // 't'
-        const length = reader.uint32();
-        const bytes = reader.slice(length);
-        columns[i] = bytes.toString("utf8");
+        columns[i] = reader.utf8(reader.uint32());
         break;
       }
       case 0x62: { // 'b'
