@@ -167,11 +167,17 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
   return { budgetBytes: budget, budgetFrom, reservedBytes: reserved, main: mainHeap, sources: sourcePlans, sinks: sinkPlans, sqliteCacheBytes: embedded ? sqliteCache : null };
 }
 
-/** A heap of `bytes` in whole MiB: a young generation of about a sixth (3 semi-spaces), the old generation at least `minOld`. */
+/**
+ * A heap of `bytes` in whole MiB: a young generation of at most a quarter (short-lived garbage of
+ * a busy thread is cheapest collected there), the old generation at
+ * least `minOld`. V8 rounds a semi-space up to a power of two and the young generation is 3 of
+ * them, so the young generation is 3 × 2^n MiB.
+ */
 function heapLimits(bytes: number, minOld: number): HeapLimits {
   const total = mib(bytes);
   const leastOld = Math.ceil(minOld / MiB);
-  const young = Math.max(mib(MIN_YOUNG), Math.min(clamp(Math.floor(total / 6 / 3) * 3, mib(MIN_YOUNG), mib(MAX_YOUNG)), total - leastOld));
+  const youngFor = (mb: number) => 3 * 2 ** Math.floor(Math.log2(Math.max(1, mb / 3)));
+  const young = Math.max(mib(MIN_YOUNG), Math.min(youngFor(clamp(total / 4, mib(MIN_YOUNG), mib(MAX_YOUNG))), youngFor(Math.max(1, total - leastOld))));
   return { oldMb: Math.max(leastOld, total - young), youngMb: young };
 }
 
@@ -207,5 +213,5 @@ export function applyMemoryPlan(config: SluiceConfig, plan: MemoryPlan): SluiceC
 
 /** V8 flags that give the main thread its share: `--max-old-space-size` and `--max-semi-space-size` (a third of the young generation). */
 export function mainHeapFlags(plan: MemoryPlan): string[] {
-  return [`--max-old-space-size=${plan.main.oldMb}`, `--max-semi-space-size=${Math.max(1, Math.floor(plan.main.youngMb / 3))}`];
+  return [`--max-old-space-size=${plan.main.oldMb}`, `--max-semi-space-size=${plan.main.youngMb / 3}`];
 }

@@ -3,6 +3,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { hostname } from "node:os";
 import { getHeapStatistics } from "node:v8";
 import { AggregatorRegistry } from "prom-client";
+import { applyMemoryPlan, planMemory } from "../config/memory.ts";
+import type { MemoryPlan } from "../config/memory.ts";
 import type { SluiceConfig } from "../config/schema.ts";
 import type { Source, TableSnapshotProgress, TopicLog } from "../connectors/contracts.ts";
 import { formatPosition } from "../connectors/common/position-text.ts";
@@ -32,6 +34,7 @@ import type { Logger } from "../runtime/logger.ts";
 import { countPerTableAndOp, SluiceMetrics } from "./metrics.ts";
 import { queryHandler } from "./sink-query.ts";
 import { SinkThread } from "./sink-thread.ts";
+import { releaseHeapFlags, reportMemoryPlan } from "./memory-report.ts";
 import { SLUICE_VERSION } from "./version.ts";
 import { CaptureLeadership } from "./capture-leadership.ts";
 import type { CaptureRole } from "./capture-leadership.ts";
@@ -127,6 +130,8 @@ export class Daemon {
   private readonly access: AccessPolicy;
   readonly metrics = new SluiceMetrics();
   private readonly config: SluiceConfig;
+  /** How this process splits its memory budget between its threads and components. */
+  readonly memory: MemoryPlan;
   private readonly logger: Logger;
   private readonly writeLogLine: (line: string) => void;
   private readonly captureStop = new AbortController();
@@ -154,8 +159,10 @@ export class Daemon {
 
   /** `writeLogLine` takes the JSON log lines of the sink threads (default: standard output). */
   constructor(config: SluiceConfig, logger: Logger, options: { writeLogLine?: (line: string) => void; selection?: RunSelection } = {}) {
-    this.config = config;
     this.selection = options.selection ?? everything(config);
+    // Every component below reads its share of the memory budget from the config (config/memory.ts).
+    this.memory = planMemory(config, this.selection);
+    this.config = applyMemoryPlan(config, this.memory);
     this.logger = logger;
     this.writeLogLine = options.writeLogLine ?? ((line) => process.stdout.write(line));
     this.failed = new Promise<never>((_resolve, reject) => (this.fatal = reject));
@@ -190,6 +197,9 @@ export class Daemon {
 
   /** Starts every stage; resolves with the HTTP address once the daemon is serving. */
   async start(): Promise<{ host: string; port: number }> {
+    reportMemoryPlan(this.memory, this.logger.child({ component: "memory" }));
+    releaseHeapFlags();
+    this.metrics.memoryBudget.set(this.memory.budgetBytes);
     const { host, port } = splitHostPort(this.config.http.listen);
     const tls = readTlsCredentials(this.config);
     const address = await this.http.listen(host, port, { tls });
@@ -314,6 +324,7 @@ export class Daemon {
         data: { config: this.config, sink: sinkConfig.name, owner: this.instanceId },
         registry: sinkRegistry,
         writeLogLine: this.writeLogLine,
+        heap: this.memory.sinks[sinkConfig.name]!.heap,
       });
       this.sinks.push({
         name: sinkConfig.name,

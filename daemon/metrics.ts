@@ -65,6 +65,11 @@ export class SluiceMetrics {
     labelNames: ["thread"] as const,
     registers: [this.registry],
   });
+  readonly memoryBudget = new Gauge({
+    name: "sluice_memory_budget_bytes",
+    help: "The memory budget this process keeps its RSS (sluice_process_resident_memory_bytes) under: the config's memory, or the default",
+    registers: [this.registry],
+  });
   readonly publishLatency = new Histogram({
     name: "sluice_topic_publish_duration_seconds",
     help: "Time to durably store one batch in the topic log",

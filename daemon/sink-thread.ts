@@ -6,6 +6,7 @@
  */
 import { Worker } from "node:worker_threads";
 import type { MetricObjectWithValues, MetricValue } from "prom-client";
+import type { HeapLimits } from "../config/memory.ts";
 import type { SluiceConfig } from "../config/schema.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import type { ErrorContext } from "../connectors/errors.ts";
@@ -85,6 +86,8 @@ export interface SinkThreadOptions {
   readonly registry: Pick<SchemaRegistry, "getById">;
   /** Where the thread's JSON log lines go (written from this thread, so lines never interleave). */
   readonly writeLogLine: (line: string) => void;
+  /** The thread's V8 heap, its share of the memory budget (config/memory.ts); without it V8's defaults (about 4 GiB). */
+  readonly heap?: HeapLimits;
 }
 
 export class SinkThread {
@@ -110,7 +113,8 @@ export class SinkThread {
     this.finished.catch(() => undefined);
     this.started = new Promise<void>((resolve, reject) => (this.startup = { resolve, reject }));
     this.started.catch(() => undefined);
-    this.worker = new Worker(new URL("./sink-worker.ts", import.meta.url), { workerData: options.data, name: `sink ${this.name}` });
+    const resourceLimits = options.heap ? { maxOldGenerationSizeMb: options.heap.oldMb, maxYoungGenerationSizeMb: options.heap.youngMb } : undefined;
+    this.worker = new Worker(new URL("./sink-worker.ts", import.meta.url), { workerData: options.data, name: `sink ${this.name}`, ...(resourceLimits ? { resourceLimits } : {}) });
     this.worker.on("message", (message: FromSinkThread) => this.receive(message));
     this.worker.on("error", (error) => this.end(new SluiceError(`sink ${this.name}: its thread failed: ${error.message}`, { code: "SINK_THREAD_FAILED", cause: error, context: { component: "sink", sink: this.name } })));
     this.worker.on("exit", (code) => this.end(new SluiceError(`sink ${this.name}: its thread exited unexpectedly (code ${code})`, { code: "SINK_THREAD_FAILED", context: { component: "sink", sink: this.name } })));

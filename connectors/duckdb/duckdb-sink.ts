@@ -48,6 +48,18 @@ interface StagedRow {
   readonly group: number;
 }
 
+/**
+ * DuckDB's share of the memory budget (memory_limit, threads: config/memory.ts), set before the
+ * configuration is locked; a database this process already opened and locked keeps what it got.
+ */
+async function limitResources(connection: DuckDBConnection, config: DuckDbSinkConfig): Promise<void> {
+  if (config.memory_limit === undefined && config.threads === undefined) return;
+  const locked = (await connection.runAndReadAll("SELECT current_setting('lock_configuration') AS locked")).getRowObjectsJS()[0]!["locked"] === true;
+  if (locked) return;
+  if (config.memory_limit !== undefined) await connection.run(`SET memory_limit = '${Math.floor(config.memory_limit / 1024)}KiB'`);
+  if (config.threads !== undefined) await connection.run(`SET threads = ${config.threads}`);
+}
+
 export class DuckDbSink implements VersionedSink, ErasableSink {
   readonly name: string;
   readonly offsetsAtomic = true;
@@ -77,6 +89,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       // From the process-wide cache: other components (and other sinks on the same file) share one database.
       this.#instance = await DuckDBInstance.fromCache(this.#config.path);
       this.#connection = await this.#instance.connect();
+      await limitResources(this.#connection, this.#config);
       await lockDown(this.#connection);
       await bootstrapCatalog(this.#connection);
       await this.#reload();

@@ -53,6 +53,8 @@ export interface EmbeddedLogOptions {
   readonly minCompactionLagMs?: number;
   /** Clock for retention and leases; tests pass their own. */
   readonly clock?: () => number;
+  /** SQLite page cache of this connection (topics.cache_size, a share of the memory budget); default SQLite's 2 MB. */
+  readonly cacheBytes?: number;
   /**
    * Open an existing file for reading only (operator commands beside a running daemon): nothing is
    * created or written, no retention job runs, and every write fails with TOPIC_LOG_READ_ONLY.
@@ -81,8 +83,17 @@ interface PartitionGroup {
   readonly sizes: number[];
 }
 
+/**
+ * The connection's memory: its page cache, and no memory-mapped reads: mapped pages of the file
+ * would count in the process's RSS (and a container's memory) beyond the budget.
+ */
+function limitMemory(db: DatabaseSync, cacheBytes: number | undefined): void {
+  if (cacheBytes !== undefined) db.exec(`PRAGMA cache_size = -${Math.max(1, Math.floor(cacheBytes / 1024))}`);
+  db.exec("PRAGMA mmap_size = 0");
+}
+
 export function embeddedOptionsFromConfig(config: Extract<TopicsConfig, { kind: "embedded" }>, logger: Logger): EmbeddedLogOptions {
-  return { path: config.path, logger, tombstoneRetentionMs: config.retention.tombstones, minCompactionLagMs: config.retention.min_compaction_lag };
+  return { path: config.path, logger, tombstoneRetentionMs: config.retention.tombstones, minCompactionLagMs: config.retention.min_compaction_lag, ...(config.cache_size !== undefined ? { cacheBytes: config.cache_size } : {}) };
 }
 
 /** Statements prepared once per connection; each produce call reuses them. */
@@ -182,6 +193,7 @@ export class EmbeddedTopicLog implements TopicLog {
     }
     try {
       prepareDatabase(db, path, options.readOnly ?? false);
+      limitMemory(db, options.cacheBytes);
     } catch (error) {
       db.close();
       throw topicLogError(error, "open", path);

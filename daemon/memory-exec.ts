@@ -1,0 +1,47 @@
+/**
+ * The main thread's share of the memory budget (config/memory.ts) as V8 flags for `sluice run`.
+ *
+ * Why a re-exec: a worker's heap is limited when it starts (resourceLimits), but the main thread's
+ * heap is sized when V8 starts, from flags only; `v8.setFlagsFromString("--max-old-space-size")`
+ * after that has no effect on the heap already made. So daemon/sluice.js reads the config, plans,
+ * and replaces its process (process.execve: same PID, so PID 1 in a container still receives the
+ * signals) with node started with these flags. It does not when the user gave a heap flag (in
+ * NODE_OPTIONS or on node's command line: theirs wins), when it already did (SLUICE_MEMORY_EXEC),
+ * or when it cannot (no process.execve, e.g. on Windows, or a config that does not load: the
+ * command then reports the problem as usual). The cost is one more load of the config at start.
+ */
+import { parseArgs } from "node:util";
+import { loadConfigFile } from "../config/load.ts";
+import { mainHeapFlags, planMemory } from "../config/memory.ts";
+import { parseRoles, selectParts } from "./roles.ts";
+
+export const REEXEC_MARK = "SLUICE_MEMORY_EXEC";
+
+const HEAP_FLAG = /--max[-_]old[-_]space[-_]size|--max[-_]semi[-_]space[-_]size/;
+
+/** Whether node was given a heap size by the user. */
+export function heapFlagGiven(env: Readonly<Record<string, string | undefined>>, execArgv: readonly string[]): boolean {
+  return HEAP_FLAG.test(env["NODE_OPTIONS"] ?? "") || execArgv.some((arg) => HEAP_FLAG.test(arg));
+}
+
+/** The V8 flags `sluice run ARGS` should start with, or null when it should start as it is. */
+export function heapFlagsForRun(args: readonly string[], env: Readonly<Record<string, string | undefined>>, execArgv: readonly string[]): string[] | null {
+  if (env[REEXEC_MARK] !== undefined || heapFlagGiven(env, execArgv)) return null;
+  try {
+    const { values } = parseArgs({
+      args: [...args],
+      options: { config: { type: "string", short: "c" }, role: { type: "string", multiple: true }, source: { type: "string", multiple: true }, sink: { type: "string", multiple: true } },
+      strict: false,
+      allowPositionals: true,
+    });
+    const file = typeof values["config"] === "string" ? values["config"] : env["SLUICE_CONFIG"];
+    if (file === undefined) return null;
+    const roles = parseRoles({ role: values["role"] as string[] | undefined, source: values["source"] as string[] | undefined, sink: values["sink"] as string[] | undefined });
+    const captures = (name: string) => roles.roles.has("capture") && (roles.sources.length === 0 || roles.sources.includes(name));
+    const runsSink = (name: string) => roles.roles.has("sinks") && (roles.sinks.length === 0 || roles.sinks.includes(name));
+    const config = loadConfigFile(file, { env, captures, runsSink, checkMemory: true });
+    return mainHeapFlags(planMemory(config, selectParts(config, roles)));
+  } catch {
+    return null;
+  }
+}

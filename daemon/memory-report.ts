@@ -1,0 +1,63 @@
+/**
+ * What the daemon says about its memory budget at start (config/memory.ts): the split, a warning
+ * when the default was raised, and one when the main thread's heap is not the planned one (it can
+ * only be set when the process starts: daemon/memory-exec.ts).
+ */
+import { getHeapStatistics, setFlagsFromString } from "node:v8";
+import type { MemoryPlan } from "../config/memory.ts";
+import { mainHeapFlags } from "../config/memory.ts";
+import type { Logger } from "../runtime/logger.ts";
+
+const MiB = 2 ** 20;
+
+/**
+ * V8's heap flags (--max-old-space-size, --max-semi-space-size) size every heap made after them and
+ * override a worker's resourceLimits: once the main thread's heap exists, they are set back to 0
+ * ("not set"), so each sink thread started later gets its own share. The main heap keeps its limit.
+ */
+export function releaseHeapFlags(): void {
+  setFlagsFromString("--max-old-space-size=0");
+  setFlagsFromString("--max-semi-space-size=0");
+}
+
+/** The plan in MiB, for a log line. */
+export function memorySummary(plan: MemoryPlan): Record<string, unknown> {
+  const mb = (bytes: number) => Math.round(bytes / MiB);
+  return {
+    budgetMiB: mb(plan.budgetBytes),
+    budgetFrom: plan.budgetFrom,
+    reservedMiB: mb(plan.reservedBytes),
+    mainHeapMiB: { old: plan.main.oldMb, young: plan.main.youngMb },
+    sources: Object.fromEntries(Object.entries(plan.sources).map(([name, s]) => [name, { readAheadMiB: mb(s.readAheadBytes) }])),
+    sinks: Object.fromEntries(
+      Object.entries(plan.sinks).map(([name, s]) => [
+        name,
+        { heapMiB: { old: s.heap.oldMb, young: s.heap.youngMb }, batchMiB: mb(s.batchBytes), ...(s.duckdb ? { duckdbMemoryLimitMiB: mb(s.duckdb.memoryLimitBytes), duckdbThreads: s.duckdb.threads } : {}) },
+      ]),
+    ),
+    ...(plan.sqliteCacheBytes !== null ? { sqliteCacheMiB: mb(plan.sqliteCacheBytes) } : {}),
+  };
+}
+
+/** The main thread's V8 heap limit in MiB, as its flags set it. */
+export function mainHeapLimitMb(): number {
+  return Math.round(getHeapStatistics().heap_size_limit / MiB);
+}
+
+export function reportMemoryPlan(plan: MemoryPlan, logger: Logger, heapLimitMb = mainHeapLimitMb()): void {
+  logger.info({ memory: memorySummary(plan) }, "memory budget");
+  if (plan.budgetFrom === "raised") {
+    logger.warn(
+      { memoryMiB: Math.round(plan.budgetBytes / MiB) },
+      `the default memory budget (256MiB) cannot hold this process's sources and sinks: using ${Math.round(plan.budgetBytes / MiB)}MiB; set memory in the config (and the container's limit) to at least that, or run sinks in another process (--role)`,
+    );
+  }
+  // V8 rounds the young generation; a few MiB either way is the planned heap.
+  const planned = plan.main.oldMb + plan.main.youngMb;
+  if (Math.abs(heapLimitMb - planned) > Math.max(8, planned / 8)) {
+    logger.warn(
+      { heapLimitMiB: heapLimitMb, plannedMiB: planned },
+      `the main thread's heap limit is ${heapLimitMb}MiB, not the ${planned}MiB the memory budget gives it: it was set with --max-old-space-size (NODE_OPTIONS) or Sluice was not started through its command (daemon/sluice.js), so RSS may leave the budget; remove the flag, or give node ${mainHeapFlags(plan).join(" ")}`,
+    );
+  }
+}
