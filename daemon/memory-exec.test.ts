@@ -1,0 +1,81 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { loadConfigFile } from "../config/load.ts";
+import { mainHeapFlags, planMemory } from "../config/memory.ts";
+import type { MemoryPlan } from "../config/memory.ts";
+import { createLogger } from "../runtime/logger.ts";
+import { heapFlagGiven, heapFlagsForRun, REEXEC_MARK } from "./memory-exec.ts";
+import { reportMemoryPlan } from "./memory-report.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "sluice-memory-exec-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const file = join(dir, "sluice.yaml");
+writeFileSync(
+  file,
+  [
+    "name: shop",
+    "memory: 512MiB",
+    "sources:",
+    "  - {name: pg, kind: postgres, database: shop, user: sluice, tables: [public.*]}",
+    "sinks:",
+    "  - {name: warehouse, kind: duckdb, path: ./w.duckdb}",
+  ].join("\n"),
+);
+
+describe("the main thread's heap flags for sluice run", () => {
+  test("they are the plan's share for the parts the process runs", () => {
+    const config = loadConfigFile(file, { env: {} });
+    const all = heapFlagsForRun(["-c", file], {}, []);
+    assert.deepEqual(all, mainHeapFlags(planMemory(config, { sources: ["pg"], sinks: ["warehouse"] })));
+    const captureOnly = heapFlagsForRun(["-c", file, "--role", "capture"], {}, []);
+    assert.deepEqual(captureOnly, mainHeapFlags(planMemory(config, { sources: ["pg"], sinks: [] })));
+    // Capture alone gets more of the budget than capture beside a sink thread.
+    const old = (flags: string[] | null) => Number(/--max-old-space-size=(\d+)/.exec(flags?.[0] ?? "")?.[1]);
+    assert.ok(old(captureOnly) > old(all));
+    // The config may come from $SLUICE_CONFIG.
+    assert.deepEqual(heapFlagsForRun([], { SLUICE_CONFIG: file }, []), all);
+  });
+
+  test("heap flags the user gave win, and a process started with the flags does not start again", () => {
+    assert.equal(heapFlagsForRun(["-c", file], { NODE_OPTIONS: "--max-old-space-size=384" }, []), null);
+    assert.equal(heapFlagsForRun(["-c", file], {}, ["--max_old_space_size=384"]), null);
+    assert.equal(heapFlagsForRun(["-c", file], {}, ["--max-semi-space-size=16"]), null);
+    assert.equal(heapFlagsForRun(["-c", file], { [REEXEC_MARK]: "--max-old-space-size=100" }, []), null);
+    assert.equal(heapFlagGiven({ NODE_OPTIONS: "--enable-source-maps" }, ["--no-warnings"]), false);
+  });
+
+  test("a config that does not load, or bad roles, start the command as it is (which then reports the problem)", () => {
+    assert.equal(heapFlagsForRun(["-c", join(dir, "missing.yaml")], {}, []), null);
+    assert.equal(heapFlagsForRun([], {}, []), null);
+    assert.equal(heapFlagsForRun(["-c", file, "--role", "nonsense"], {}, []), null);
+    assert.equal(heapFlagsForRun(["-c", file, "--sink", "nosuch"], {}, []), null);
+  });
+});
+
+describe("the memory plan at start", () => {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger("info", { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  const config = loadConfigFile(file, { env: {} });
+  const plan: MemoryPlan = planMemory(config, { sources: ["pg"], sinks: ["warehouse"] });
+
+  test("is logged; a main heap of the planned size gives no warning, another one does", () => {
+    lines.length = 0;
+    reportMemoryPlan(plan, logger, plan.main.oldMb + plan.main.youngMb);
+    assert.equal(lines.filter((l) => l["level"] === "warn").length, 0, JSON.stringify(lines));
+    const summary = lines.find((l) => l["msg"] === "memory budget")?.["memory"] as Record<string, unknown>;
+    assert.equal(summary["budgetMiB"], 512);
+    lines.length = 0;
+    reportMemoryPlan(plan, logger, 4144);
+    const warning = lines.find((l) => l["level"] === "warn");
+    assert.match(String(warning?.["msg"]), /the main thread's heap limit is 4144MiB, not the \d+MiB the memory budget gives it/);
+  });
+
+  test("a raised default is a warning naming the budget used", () => {
+    lines.length = 0;
+    reportMemoryPlan({ ...plan, budgetFrom: "raised" }, logger, plan.main.oldMb + plan.main.youngMb);
+    assert.match(String(lines.find((l) => l["level"] === "warn")?.["msg"]), /cannot hold this process's sources and sinks: using 512MiB/);
+  });
+});
