@@ -22,7 +22,7 @@ export function releaseHeapFlags(): void {
 
 /** The plan in MiB, for a log line. */
 export function memorySummary(plan: MemoryPlan): Record<string, unknown> {
-  const mb = (bytes: number) => Math.round(bytes / MiB);
+  const mb = (bytes: number) => Math.round((bytes / MiB) * 10) / 10;
   return {
     budgetMiB: mb(plan.budgetBytes),
     budgetFrom: plan.budgetFrom,
