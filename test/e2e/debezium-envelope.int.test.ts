@@ -161,6 +161,47 @@ function truncatesOf(records: readonly Decoded[], topic: string, control: string
   return records.filter((r) => r.topic === control && r.headers["sluice.topic"]?.toString() === topic).map((r) => r.value!);
 }
 
+/**
+ * Every transaction seen in the data topics has one BEGIN and one END on the transaction topic, and
+ * END's counts are the records a consumer of the data topics meets (value records, not tombstones,
+ * not the control topic); its events are numbered 1..n overall and per table. Returns the END of each id.
+ */
+function assertTransactionsComplete(records: readonly Decoded[], transactionTopic: string, control: string): Map<string, Json> {
+  const markers = records.filter((r) => r.topic === transactionTopic);
+  const ends = new Map<string, Json>();
+  for (const marker of markers) {
+    const id = String(marker.value!.id);
+    assert.deepEqual({ ...marker.key }, { id }, "the transaction topic's key is the id");
+    if (marker.value!.status === "END") {
+      assert.ok(!ends.has(id), `one END for ${id}`);
+      ends.set(id, marker.value!);
+    }
+  }
+  const events = new Map<string, Json[]>();
+  for (const record of records) {
+    const block = record.value?.transaction as Json | null | undefined;
+    if (record.topic === transactionTopic || record.topic === control || !block) continue;
+    const list = events.get(String(block.id)) ?? [];
+    list.push({ table: record.topic.split(".").at(-1), total: block.total_order, inTable: block.data_collection_order, op: record.value!.op });
+    events.set(String(block.id), list);
+  }
+  assert.deepEqual([...events.keys()].sort(), [...ends.keys()].sort(), "a BEGIN/END pair for exactly the transactions with events in the data topics");
+  for (const [id, list] of events) {
+    const end = ends.get(id)!;
+    assert.deepEqual(markers.filter((m) => m.value!.id === id).map((m) => m.value!.status), ["BEGIN", "END"], id);
+    assert.equal(end.event_count, BigInt(list.length), `${id}: END counts the transaction's records in the data topics`);
+    assert.deepEqual(list.map((e) => e.total).sort((a, b) => Number(a) - Number(b)), list.map((_, i) => BigInt(i + 1)), `${id}: total_order 1..n`);
+    const perTable = new Map<string, number>();
+    for (const e of list) perTable.set(String(e.table), (perTable.get(String(e.table)) ?? 0) + 1);
+    assert.deepEqual(
+      (end.data_collections as Json[]).map((c) => `${String(c.data_collection).split(".").at(-1)}=${String(c.event_count)}`).sort(),
+      [...perTable].map(([table, n]) => `${table}=${n}`).sort(),
+      `${id}: END's counts per table`,
+    );
+  }
+  return ends;
+}
+
 function snapshotMarkers(records: readonly Decoded[]): string[] {
   return records.filter((r) => r.value?.op === "r").map((r) => `${r.topic.split(".").at(-1)}:${String((r.value!.source as Json).snapshot)}`);
 }
@@ -194,6 +235,8 @@ describe("PostgreSQL topics read as Debezium's", () => {
     await client.query(`CREATE TABLE ${schema}.full_docs (id int PRIMARY KEY, title text NOT NULL, body text)`);
     await client.query(`ALTER TABLE ${schema}.full_docs REPLICA IDENTITY FULL`);
     await client.query(`CREATE TABLE ${schema}.items (id int PRIMARY KEY, name text NOT NULL)`);
+    await client.query(`CREATE TABLE ${schema}.clock (id int PRIMARY KEY, at timetz, ats timetz[])`);
+    await client.query(`INSERT INTO ${schema}.clock VALUES (1, '10:23:54.5+05:30', '{10:00:00+02,NULL,08:00:00+00}')`);
     await client.query(`INSERT INTO ${schema}.docs VALUES (1, 't1', $1)`, [big]);
     await client.query(`INSERT INTO ${schema}.full_docs VALUES (1, 't1', $1)`, [big]);
     await client.query(`INSERT INTO ${schema}.items VALUES (1, 'a'), (2, 'b'), (3, 'c')`);
@@ -223,13 +266,16 @@ describe("PostgreSQL topics read as Debezium's", () => {
     await client.query(`INSERT INTO ${schema}.items (id, name) VALUES (20, 'n')`);
     await client.query(`TRUNCATE ${schema}.items`);
     await client.query(`INSERT INTO ${schema}.items VALUES (30, 'after', 'gold')`);
+    await client.query(`INSERT INTO ${schema}.clock (id, at) VALUES (2, '23:59:59.999999+14:00'), (3, '00:00:00-12:00'), (4, '24:00:00+00'), (5, '24:00:00-12:00'), (6, '04:53:54.5+00')`);
+    const clockSource = (await client.query<{ id: number; at: string }>(`SELECT id, at::text AS at FROM ${schema}.clock ORDER BY id`)).rows;
 
     await waitFor(
       "DuckDB to hold the source's rows",
       async () => {
         const items = await queryDuck(daemon, `SELECT id, name, tier FROM ${t("items")} ORDER BY id`);
         const docs = await queryDuck(daemon, `SELECT id, title, body FROM ${t("docs")} ORDER BY id`);
-        return JSON.stringify(items) === JSON.stringify([{ id: 30, name: "after", tier: "gold" }]) && docs?.length === 2 && docs[0]?.title === "t2";
+        const clock = await queryDuck(daemon, `SELECT count(*) AS n FROM ${t("clock")}`);
+        return JSON.stringify(items) === JSON.stringify([{ id: 30, name: "after", tier: "gold" }]) && docs?.length === 2 && docs[0]?.title === "t2" && Number(clock?.[0]?.n) === 6;
       },
       { daemon, timeoutMs: 90_000 },
     );
@@ -240,6 +286,13 @@ describe("PostgreSQL topics read as Debezium's", () => {
     ], "Sluice's sink kept the unchanged TOAST value");
     const fullDocs = await queryDuck(daemon, `SELECT id, title, body FROM ${t("full_docs")}`);
     assert.deepEqual(fullDocs, [{ id: 1, title: "t2", body: big }]);
+    const clockStored = await queryDuck(daemon, `SELECT id, CAST("at" AS VARCHAR) AS "at" FROM ${t("clock")} ORDER BY id`);
+    assert.deepEqual(
+      clockStored?.map((r) => `${String(r.id)} ${String(r.at)}`),
+      // Sluice writes offsets as ±hh:mm (PostgreSQL's text drops ":00").
+      clockSource.map((r) => `${r.id} ${r.at.replace(/([+-]\d\d)$/, "$1:00")}`),
+      "DuckDB keeps each timetz with its own offset (from the sluice.special header)",
+    );
     await daemon.stop();
 
     const prefix = `${deployment}.${source}`;
@@ -247,7 +300,22 @@ describe("PostgreSQL topics read as Debezium's", () => {
     const { records, schemaOf } = read;
     const topic = (name: string) => `${prefix}.${schema}.${name}`;
     const of = (name: string) => records.filter((r) => r.topic === topic(name));
-    assertDebeziumEnvelope(records.filter((r) => r.topic !== `${prefix}.transaction` && r.topic !== controlTopic(deployment)), schemaOf, { docs: ["id", "title", "body"], full_docs: ["id", "title", "body"], items: ["id", "name"] });
+    assertDebeziumEnvelope(records.filter((r) => r.topic !== `${prefix}.transaction` && r.topic !== controlTopic(deployment)), schemaOf, { docs: ["id", "title", "body"], full_docs: ["id", "title", "body"], items: ["id", "name"], clock: ["id", "at", "ats"] });
+
+    // timetz: Debezium's ZonedTime (the time in UTC, ISO-8601), its own offset in the sluice.special header.
+    const clockRow = ((read.latest(`${topic("clock")}-value`).fields as Json[])[0]!.type as Json[])[1] as Json;
+    const zonedTime = { type: "string", "connect.name": "io.debezium.time.ZonedTime", "connect.version": 1 };
+    assert.deepEqual(((clockRow.fields as Json[]).find((f) => f.name === "at")!.type as Json[])[1], zonedTime);
+    const clock = of("clock").map((r) => [(r.value!.after as Json).id, (r.value!.after as Json).at, r.headers["sluice.special"] ? JSON.parse(r.headers["sluice.special"].toString()) : null]);
+    assert.deepEqual(clock, [
+      [1, "04:53:54.5Z", { after: { at: "10:23:54.5+05:30", "ats[0]": "10:00:00+02:00" } }],
+      [2, "09:59:59.999999Z", { after: { at: "23:59:59.999999+14:00" } }],
+      [3, "12:00:00Z", { after: { at: "00:00:00-12:00" } }],
+      [4, "24:00:00Z", null],
+      [5, "12:00:00Z", { after: { at: "24:00:00-12:00" } }],
+      [6, "04:53:54.5Z", null],
+    ]);
+    assert.deepEqual([...((of("clock")[0]!.value!.after as Json).ats as unknown[])], ["08:00:00Z", null, "08:00:00Z"]);
 
     // Unchanged TOAST: Debezium's placeholder under the default replica identity, the value from before under FULL.
     const docUpdate = of("docs").find((r) => r.value?.op === "u")!;
@@ -292,6 +360,8 @@ describe("PostgreSQL topics read as Debezium's", () => {
     );
     assert.deepEqual({ ...ofTx[0]!.key }, { id: txid });
     assert.ok(read.subjects.includes(`${prefix}.transaction-value`) && read.subjects.includes(`${prefix}.transaction-key`), "the transaction topic's subjects are registered");
+    // Every transaction complete, counts as the data topics hold them (the TRUNCATE's transaction, skipped, has none).
+    assertTransactionsComplete(records, `${prefix}.transaction`, controlTopic(deployment));
 
     // Truncates: no op t reaches a Debezium consumer; the control topic holds them (the snapshot's reset, then TRUNCATE).
     const carried = truncatesOf(records, topic("items"), controlTopic(deployment));
@@ -330,7 +400,7 @@ describe("MariaDB topics read as Debezium's", () => {
   const config = {
     name: deployment,
     sources: [
-      mysqlSourceConfig(source, [`${database}.*`]),
+      mysqlSourceConfig(source, [`${database}.*`], { transaction_metadata: true }),
     ],
     // The default cleanup policy (compact): truncates go to the control topic.
     topics: { kind: "embedded", path: join(dir, "log.db") },
@@ -360,6 +430,15 @@ describe("MariaDB topics read as Debezium's", () => {
     const table = `\`${database}\`.items`;
     await admin.query(`UPDATE ${table} SET id = 10 WHERE id = 1`);
     await admin.query(`INSERT INTO ${table} VALUES (4, 'd'), (5, 'e')`);
+    // A transaction over two tables, for the transaction block and the transaction topic.
+    const tags = `\`${database}\`.tags`;
+    await admin.query("BEGIN");
+    await admin.query(`INSERT INTO ${tags} VALUES (2, 'y'), (3, 'z')`);
+    await admin.query(`UPDATE ${table} SET name = 'b2' WHERE id = 2`);
+    await admin.query(`DELETE FROM ${tags} WHERE id = 1`);
+    await admin.query(`INSERT INTO ${table} VALUES (6, 'f')`);
+    await admin.query("COMMIT");
+    const [[{ gtid }]] = (await admin.query("SELECT @@last_gtid AS gtid")) as unknown as [[{ gtid: string }]];
     await admin.query(`ALTER TABLE ${table} ADD COLUMN tier VARCHAR(10) DEFAULT 'basic'`);
     await admin.query(`INSERT INTO ${table} (id, name) VALUES (20, 'n')`);
     await admin.query(`TRUNCATE TABLE ${table}`);
@@ -376,7 +455,33 @@ describe("MariaDB topics read as Debezium's", () => {
     const read = await readTopics(config, prefix);
     const { records, schemaOf } = read;
     const topic = `${prefix}.${database}.items`;
-    assertDebeziumEnvelope(records.filter((r) => r.topic !== controlTopic(deployment)), schemaOf, { items: ["id", "name"], tags: ["id", "tag"] });
+    assertDebeziumEnvelope(records.filter((r) => r.topic !== controlTopic(deployment) && r.topic !== `${prefix}.transaction`), schemaOf, { items: ["id", "name"], tags: ["id", "tag"] });
+
+    // Transaction metadata: the GTID is the id; each event's place in the transaction, overall and in its table.
+    const inTransaction = records.filter((r) => (r.value?.transaction as Json | null | undefined)?.id === gtid);
+    assert.deepEqual(
+      inTransaction
+        .map((r) => {
+          const block = r.value!.transaction as Json;
+          return `${r.topic.split(".").at(-1)}:${String(r.value!.op)}:${String(block.total_order)}:${String(block.data_collection_order)}`;
+        })
+        .sort(),
+      ["items:c:5:2", "items:u:3:1", "tags:c:1:1", "tags:c:2:2", "tags:d:4:3"],
+    );
+    for (const r of inTransaction) assert.equal((r.value!.source as Json).gtid, gtid, "source.gtid is the transaction id");
+    const ofGtid = records.filter((r) => r.topic === `${prefix}.transaction` && r.value?.id === gtid);
+    assert.deepEqual(ofGtid.map((r) => r.value!.status), ["BEGIN", "END"]);
+    assert.deepEqual([ofGtid[0]!.value!.event_count, ofGtid[0]!.value!.data_collections], [null, null], "BEGIN has no counts");
+    assert.equal(ofGtid[1]!.value!.event_count, 5n);
+    assert.deepEqual(
+      (ofGtid[1]!.value!.data_collections as Json[]).map((c) => `${String(c.data_collection)}=${String(c.event_count)}`).sort(),
+      [`${database}.items=2`, `${database}.tags=3`],
+    );
+    assert.ok(read.subjects.includes(`${prefix}.transaction-value`) && read.subjects.includes(`${prefix}.transaction-key`), "the transaction topic's subjects are registered");
+    assert.equal(read.latest(`${prefix}.transaction-value`)["connect.name"], "io.debezium.connector.common.TransactionMetadataValue");
+    const ends = assertTransactionsComplete(records, `${prefix}.transaction`, controlTopic(deployment));
+    const truncateGtid = String(((truncatesOf(records, topic, controlTopic(deployment)).find((v) => (v.source as Json).snapshot === "false")!.source as Json).gtid));
+    assert.ok(!ends.has(truncateGtid), "TRUNCATE's transaction (a skipped operation only) has no markers");
     const items = records.filter((r) => r.topic === topic);
 
     // The source block of binlog events: the server, the file, the rows event, the row in it, the GTID.
@@ -389,6 +494,15 @@ describe("MariaDB topics read as Debezium's", () => {
       assert.match(String(s.file), /\.\d{6}$/, "the binlog file");
       assert.ok((s.pos as bigint) > 4n, "the rows event's offset");
       assert.match(String(s.gtid), /^\d+-\d+-\d+$/, "MariaDB GTID");
+    }
+    // Snapshot reads: the binlog file and position the snapshot was read at, server 0, row 0, no GTID (Debezium's).
+    const reads = items.filter((r) => r.value?.op === "r");
+    assert.equal(reads.length, 3);
+    for (const record of reads) {
+      const s = record.value!.source as Json;
+      assert.match(String(s.file), /\.\d{6}$/, "the snapshot's binlog file");
+      assert.ok((s.pos as bigint) > 0n, "the snapshot's binlog position");
+      assert.deepEqual([s.server_id, s.row, s.gtid], [0n, 0, null]);
     }
     const pair = streamed.filter((r) => r.value!.op === "c" && [4, 5].includes((r.value!.after as Json).id as number));
     assert.deepEqual(
