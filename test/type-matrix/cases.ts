@@ -76,6 +76,12 @@ export const CASES: readonly MatrixCase[] = [
   { source: "postgres", type: "date", literal: "'-infinity'", expect: { duckdb: "-infinity", clickhouse: REJECTED, elasticsearch: REJECTED } },
   { source: "postgres", type: "time", literal: "'24:00:00'", expect: { duckdb: "24:00:00", clickhouse: "86400000000", elasticsearch: "24:00:00.000000" } },
   { source: "postgres", type: "timetz", literal: "'10:23:54.5+05:30'", expect: all(SAME) },
+  // The topic carries Debezium's ZonedTime (UTC); the own offset comes back from the sluice.special header. Offsets are written ±hh:mm.
+  { source: "postgres", type: "timetz", literal: "'23:59:59.999999+14:00'", expect: all("23:59:59.999999+14:00") },
+  { source: "postgres", type: "timetz", literal: "'00:00:00-12:00'", expect: all("00:00:00-12:00") },
+  { source: "postgres", type: "timetz", literal: "'24:00:00+00'", expect: all("24:00:00+00:00") },
+  { source: "postgres", type: "timetz", literal: "'24:00:00-12:00'", expect: all("24:00:00-12:00") },
+  { source: "postgres", type: "timetz[]", literal: "'{10:00:00+02,NULL,08:00:00-12}'", expect: { duckdb: "['10:00:00+02:00', NULL, '08:00:00-12:00']", clickhouse: "['10:00:00+02:00',NULL,'08:00:00-12:00']", elasticsearch: '["10:00:00+02:00",null,"08:00:00-12:00"]' } },
   { source: "postgres", type: "timestamp", literal: "'9999-12-31 23:59:59.999999'", expect: { duckdb: "9999-12-31 23:59:59.999999", clickhouse: "253402300799999999", elasticsearch: "9999-12-31T23:59:59.999999" } },
   { source: "postgres", type: "timestamp", literal: "'1969-12-31 23:59:59.999999'", expect: { duckdb: "1969-12-31 23:59:59.999999", clickhouse: "-1", elasticsearch: "1969-12-31T23:59:59.999999" } },
   { source: "postgres", type: "timestamp", literal: "'0044-03-15 10:00:00.5 BC'", expect: { duckdb: "0044-03-15 (BC) 10:00:00.5", clickhouse: "-63517787999500000", elasticsearch: REJECTED } },
