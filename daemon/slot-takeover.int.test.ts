@@ -3,16 +3,22 @@
  * PostgreSQL, with a second logical slot streaming to another reader (pg_recvlogical) on the same
  * server. The takeover's first query let the planner call pg_terminate_backend on every active
  * slot's walsender before testing the slot's name, ending every replication connection of the server.
+ *
+ * And a frozen former leader (its reader stopped with SIGSTOP, so its socket fills up): the
+ * walsender ended once blocks writing its goodbye to a client that reads nothing and keeps the
+ * slot; the takeover returns only once the slot is free. That runs on a private server: it writes
+ * tens of megabytes of WAL, which every logical slot of the shared server would have to decode.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { after, test } from "node:test";
-import type pg from "pg";
+import pg from "pg";
 import type { SluiceConfig } from "../config/schema.ts";
 import { adminClient, randomName, sourceConfig } from "../connectors/postgres/int-test-support.ts";
 import { captureNames } from "../connectors/postgres/slot-setup.ts";
 import { postgres } from "../test/services/ports.ts";
+import { PrivatePostgres } from "../test/services/private-postgres.ts";
 import { createLogger } from "../runtime/logger.ts";
 import type { RunSelection } from "./roles.ts";
 import { takeOverSlots } from "./slot-takeover.ts";
@@ -37,23 +43,23 @@ after(async () => {
   }
 });
 
-function stream(slot: string): ChildProcess {
-  const reader = spawn(PG_RECVLOGICAL, ["-h", postgres.host, "-p", String(postgres.port), "-U", postgres.user, "-d", postgres.database, "--slot", slot, "--start", "-f", "/dev/null"], {
-    env: { ...process.env, PGPASSWORD: postgres.password },
+function stream(slot: string, server: { host: string; port: number; user: string; password: string; database: string } = postgres): ChildProcess {
+  const reader = spawn(PG_RECVLOGICAL, ["-h", server.host, "-p", String(server.port), "-U", server.user, "-d", server.database, "--slot", slot, "--start", "-f", "/dev/null"], {
+    env: { ...process.env, PGPASSWORD: server.password },
     stdio: "ignore",
   });
   readers.push(reader);
   return reader;
 }
 
-async function activePid(slot: string): Promise<number | null> {
-  const { rows } = await admin!.query<{ pid: number | null }>("SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = $1", [slot]);
+async function activePid(slot: string, db: pg.Client = admin!): Promise<number | null> {
+  const { rows } = await db.query<{ pid: number | null }>("SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = $1", [slot]);
   return rows[0]?.pid ?? null;
 }
 
-async function waitActive(slot: string): Promise<number> {
+async function waitActive(slot: string, db: pg.Client = admin!): Promise<number> {
   for (let i = 0; i < 300; i++) {
-    const pid = await activePid(slot);
+    const pid = await activePid(slot, db);
     if (pid !== null) return pid;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
@@ -82,4 +88,37 @@ test("the takeover ends the walsender holding the source's slot and leaves other
   const alive = await admin.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", [otherPid]);
   assert.equal(alive.rowCount, 1, "the other slot's walsender still runs");
   assert.equal(await activePid(other), otherPid, "the other slot is still held by its reader");
+});
+
+test("a frozen former leader's walsender, blocked writing to its full socket, gives up the slot before the takeover returns", { timeout: 240_000 }, async (t) => {
+  const server = await PrivatePostgres.start();
+  const db = new pg.Client(server.connection);
+  db.on("error", () => undefined);
+  t.after(async () => {
+    for (const reader of readers) reader.kill("SIGKILL");
+    await db.end().catch(() => undefined);
+    await server.destroy();
+  });
+  await db.connect();
+  const source = sourceConfig({ tables: ["public.*"], ...server.connection });
+  const slot = captureNames(source).slot;
+  await db.query("CREATE TABLE filler (id bigserial PRIMARY KEY, pad text)");
+  await db.query("SELECT pg_create_logical_replication_slot($1, 'test_decoding')", [slot]);
+  const reader = stream(slot, server.connection);
+  const walsender = await waitActive(slot, db);
+  reader.kill("SIGSTOP");
+  // Changes until the walsender waits for its client to read: its socket and the reader's are full.
+  const waitEvent = async () => (await db.query<{ wait_event: string | null }>("SELECT wait_event FROM pg_stat_activity WHERE pid = $1", [walsender])).rows[0]?.wait_event ?? null;
+  let blocked = 0;
+  for (let round = 0; round < 100 && blocked < 3; round++) {
+    await db.query("INSERT INTO filler (pad) SELECT repeat(md5(g::text), 32) FROM generate_series(1, 2000) g");
+    blocked = (await waitEvent()) === "WalSenderWriteData" ? blocked + 1 : 0;
+  }
+  assert.equal(await waitEvent(), "WalSenderWriteData", "the walsender waits for its frozen client");
+
+  const selection: RunSelection = { sources: [source.name], sinks: [], roles: ["capture"] };
+  await takeOverSlots({ sources: [source] } as unknown as SluiceConfig, selection, createLogger("silent"), new AbortController().signal);
+
+  assert.equal(await activePid(slot, db), null, "the slot is free when the takeover returns");
+  assert.equal((await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", [walsender])).rowCount, 0, "the walsender has exited");
 });
