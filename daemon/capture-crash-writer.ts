@@ -1,26 +1,17 @@
 /**
  * Child process of capture-kill9.int.test.ts: runs the real capture pipeline (several batches in
  * flight) from a scripted source that always has another batch ready into a real topic log, opened
- * as the daemon opens it, until killed. Prints "acked <batch> <batches handed to the log and not
- * yet durable>" when the source is acknowledged.
+ * as the daemon opens it, until killed. Prints "produce <batches handed to the log and not yet
+ * durable, this one included>" as a batch is handed over and "acked <batch>" when the source is
+ * acknowledged.
  * Usage: node capture-crash-writer.ts '<CaptureCrashArgs as JSON>'
  */
-import type { TopicsConfig } from "../config/schema.ts";
 import type { ChangeEvent, Checkpoint, ProducedRecord, Source, SourceBatch } from "../connectors/contracts.ts";
 import { openTopicLog } from "../connectors/topics/open.ts";
 import { createLogger } from "../runtime/logger.ts";
+import { CAPTURE_CRASH_BASE } from "./capture-crash-args.ts";
+import type { CaptureCrashArgs } from "./capture-crash-args.ts";
 import { CapturePipeline } from "./capture.ts";
-
-export interface CaptureCrashArgs {
-  readonly deployment: string;
-  readonly topics: TopicsConfig;
-  readonly topic: string;
-  readonly source: string;
-  readonly changesPerBatch: number;
-}
-
-/** Checkpoint positions: commit = CAPTURE_CRASH_BASE + batch. */
-export const CAPTURE_CRASH_BASE = 1_000_000n;
 
 /** A source that has batch n+1 ready as soon as batch n was read, from its checkpoint on. */
 class EndlessSource implements Source {
@@ -42,7 +33,7 @@ class EndlessSource implements Source {
     return {
       events,
       checkpoint: { source: this.name, position: { commit, change: commit } },
-      ack: async () => void process.stdout.write(`acked ${batch} ${inFlight}\n`),
+      ack: async () => void process.stdout.write(`acked ${batch}\n`),
     };
   }
   async close(): Promise<void> {}
@@ -67,6 +58,7 @@ const log = await openTopicLog(args.topics, args.deployment, logger, undefined, 
 const produce = log.produce.bind(log);
 log.produce = async (records: readonly ProducedRecord[], checkpoint?: Checkpoint) => {
   inFlight++;
+  process.stdout.write(`produce ${inFlight}\n`);
   try {
     await produce(records, checkpoint);
   } finally {

@@ -21,8 +21,8 @@ import { testDeployment, testKafkaConfig } from "../connectors/kafka/kafka-test-
 import { readToEnd } from "../connectors/topics/contract-suite.ts";
 import { openTopicLog } from "../connectors/topics/open.ts";
 import { createLogger } from "../runtime/logger.ts";
-import { CAPTURE_CRASH_BASE } from "./capture-crash-writer.ts";
-import type { CaptureCrashArgs } from "./capture-crash-writer.ts";
+import { CAPTURE_CRASH_BASE } from "./capture-crash-args.ts";
+import type { CaptureCrashArgs } from "./capture-crash-args.ts";
 
 const logger = createLogger("warn");
 const CHANGES_PER_BATCH = 200;
@@ -43,7 +43,10 @@ function openAsDaemon(topics: TopicsConfig, deployment: string): Promise<TopicLo
   return openTopicLog(topics, deployment, logger, undefined, undefined, { lazyProducer: topics.kind === "kafka" });
 }
 
-/** Starts the writer, waits until it acknowledged `killAfter` batches with at least `minInFlight` in flight, kills it with SIGKILL. */
+/**
+ * Starts the writer, waits until it acknowledged `killAfter` batches and, when `minInFlight` > 0,
+ * has at least that many batches handed to the log and not yet durable; then kills it with SIGKILL.
+ */
 async function runAndKill(args: CaptureCrashArgs, killAfter: number, minInFlight: number): Promise<{ lastAcked: number; inFlightAtKill: number }> {
   const script = fileURLToPath(new URL("./capture-crash-writer.ts", import.meta.url));
   const child = spawn(process.execPath, [script, JSON.stringify(args)], { stdio: ["ignore", "pipe", "pipe"] });
@@ -52,25 +55,33 @@ async function runAndKill(args: CaptureCrashArgs, killAfter: number, minInFlight
   const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
   const lines = createInterface({ input: child.stdout });
   let lastAcked = -1;
-  let inFlightAtKill = 0;
+  let inFlight = 0;
+  let ready = false;
   const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
   for await (const line of lines) {
-    const match = /^acked (\d+) (\d+)$/.exec(line);
-    if (!match) continue;
-    lastAcked = Number(match[1]);
-    inFlightAtKill = Number(match[2]);
-    if (lastAcked >= killAfter && inFlightAtKill >= minInFlight) break;
+    const produced = /^produce (\d+)$/.exec(line);
+    if (produced) inFlight = Number(produced[1]);
+    const acked = /^acked (\d+)$/.exec(line);
+    if (acked) {
+      lastAcked = Number(acked[1]);
+      inFlight = Math.max(0, inFlight - 1);
+    }
+    if (lastAcked >= killAfter && inFlight >= minInFlight) {
+      ready = true;
+      break;
+    }
   }
   clearTimeout(timer);
-  assert.ok(lastAcked >= 0, `the capture acknowledged nothing: ${stderr}`);
+  const inFlightAtKill = inFlight;
   // Anywhere in the next batches' produce → commit → acknowledge cycle.
-  await new Promise((resolve) => setTimeout(resolve, Math.random() * 40));
+  await new Promise((resolve) => setTimeout(resolve, Math.random() * 20));
   child.kill("SIGKILL");
   for await (const line of lines) {
-    const match = /^acked (\d+) (\d+)$/.exec(line);
-    if (match) lastAcked = Number(match[1]);
+    const acked = /^acked (\d+)$/.exec(line);
+    if (acked) lastAcked = Number(acked[1]);
   }
   await exited;
+  assert.ok(ready, `the capture never had ${minInFlight} batches in flight after acknowledging ${killAfter} (acknowledged through ${lastAcked}): ${stderr}`);
   assert.equal(child.signalCode, "SIGKILL", `the writer was killed, not finished: ${stderr}`);
   return { lastAcked, inFlightAtKill };
 }
@@ -78,7 +89,7 @@ async function runAndKill(args: CaptureCrashArgs, killAfter: number, minInFlight
 async function readAll(log: TopicLog, topic: string): Promise<StoredRecord[]> {
   const consumer = await log.consumer(`capture-kill9.read.${randomBytes(4).toString("hex")}`, [topic]);
   try {
-    return await readToEnd(log, consumer, [topic]);
+    return await readToEnd(log, consumer, [topic], undefined, 5_000);
   } finally {
     await consumer.close();
   }
@@ -118,7 +129,7 @@ async function killAndCheck(topics: TopicsConfig, deployment: string, round: num
       const sorted = [...values].sort((a, b) => order(a)[0] - order(b)[0] || order(a)[1] - order(b)[1]);
       assert.deepEqual(values, sorted, `order of ${key}`);
     }
-    return `round ${round}: killed with ${inFlightAtKill} batch(es) in flight at the last acknowledgement, acknowledged through ${lastAcked}, checkpoint covers ${covered}`;
+    return `round ${round}: killed with ${inFlightAtKill} batch(es) in flight, acknowledged through ${lastAcked}, the checkpoint read after the kill covers ${covered}`;
   } finally {
     await reopened.close();
   }
