@@ -1,0 +1,369 @@
+/**
+ * Online (incremental) snapshots on the real MariaDB: a table read chunk by chunk while a workload
+ * updates, inserts and deletes its rows, folded as sinks apply events (by version) and compared row
+ * by row with the table; a stale row the source no longer has is removed by the closing reset; a
+ * crash mid-snapshot resumes at the next chunk (rows read twice: at most one chunk); a table added
+ * to the config is backfilled; the signal table; a keyless table and a bad condition are refused.
+ *
+ * SLUICE_INCREMENTAL_ROWS sets the table size (default 100000: smaller tables see too few changes
+ * inside chunk windows for the row comparison to catch a broken window reliably).
+ */
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import type { Connection } from "mysql2/promise";
+import type { ChangeEvent, Checkpoint } from "../contracts.ts";
+import type { SluiceError } from "../errors.ts";
+import { decodeResume } from "../common/incremental-snapshot-state.ts";
+import { adminConnection, dropDatabase, newSource, randomName, sourceConfig } from "./int-test-support.ts";
+import { binlogAt, binlogFileIndex } from "./positions.ts";
+import type { MysqlSource } from "./source.ts";
+
+const database = randomName("incsnap");
+const q = (table: string) => `\`${database}\`.\`${table}\``;
+const ROWS = Number(process.env["SLUICE_INCREMENTAL_ROWS"] ?? 100_000);
+const CHUNK = Math.max(500, Math.round(ROWS / 20));
+let admin: Connection;
+const databases = [database];
+
+function config(overrides: Partial<Parameters<typeof sourceConfig>[0]> = {}): ReturnType<typeof sourceConfig> {
+  return sourceConfig({ tables: [`${database}.*`], snapshot: { mode: "never", parallelism: 1, chunk_rows: CHUNK }, heartbeat_interval: 500, ...overrides });
+}
+
+async function fill(table: string, rows: number): Promise<void> {
+  await admin.query(`CREATE TABLE ${q(table)} (id INT PRIMARY KEY, v INT NOT NULL, note VARCHAR(200)) ENGINE=InnoDB`);
+  await admin.query(`INSERT INTO ${q(table)} SELECT seq, seq, CONCAT('n', seq) FROM seq_1_to_${rows}`);
+  await admin.query(`ANALYZE TABLE ${q(table)}`);
+}
+
+before(async () => {
+  admin = await adminConnection(database);
+  for (const table of ["items", "resumed"]) await fill(table, ROWS);
+  await admin.query(`CREATE TABLE ${q("keyless")} (a INT, b VARCHAR(10))`);
+  await admin.query(`INSERT INTO ${q("keyless")} VALUES (1, 'x')`);
+});
+
+after(async () => {
+  for (const name of databases) await dropDatabase(admin, name);
+  await admin.end();
+});
+
+/** A table as the sinks hold it: per key the newest version, deletes kept as tombstones; a truncate removes what is at or below it. */
+class Fold {
+  readonly rows = new Map<string, { version: bigint; row: Record<string, unknown> | null }>();
+  readonly reads = new Map<string, number>();
+  readonly table: string;
+  constructor(table: string) {
+    this.table = table;
+  }
+  apply(event: ChangeEvent): void {
+    if (event.source.table !== this.table) return;
+    const version = event.source.position.change;
+    if (event.op === "t") {
+      for (const [key, entry] of this.rows) if (entry.version <= version) this.rows.delete(key);
+      return;
+    }
+    const key = String(event.key["id"]);
+    if (event.op === "r") this.reads.set(key, (this.reads.get(key) ?? 0) + 1);
+    const known = this.rows.get(key);
+    if (known !== undefined && known.version >= version) return;
+    this.rows.set(key, { version, row: event.op === "d" ? null : { ...event.after } });
+  }
+  visible(): Map<string, Record<string, unknown>> {
+    const out = new Map<string, Record<string, unknown>>();
+    for (const [key, entry] of this.rows) if (entry.row !== null) out.set(key, entry.row);
+    return out;
+  }
+}
+
+interface Pump {
+  checkpoint: Checkpoint | null;
+  stop: boolean;
+  done: Promise<void>;
+}
+
+/** Reads, folds and acknowledges batches until stopped; the last acknowledged checkpoint is what a crash would resume from. */
+function pump(source: MysqlSource, folds: readonly Pick<Fold, "apply">[], stopAfter: () => boolean = () => false): Pump {
+  const state: Pump = { checkpoint: null, stop: false, done: Promise.resolve() };
+  state.done = (async () => {
+    const controller = new AbortController();
+    while (!state.stop) {
+      let batch;
+      try {
+        batch = await source.read(controller.signal);
+      } catch (error) {
+        if (state.stop || !(error as SluiceError).retriable) throw error;
+        await source.connect(state.checkpoint, AbortSignal.timeout(30_000));
+        continue;
+      }
+      for (const event of batch.events) for (const fold of folds) fold.apply(event);
+      // A crash after the batch's records reached the topics but before its checkpoint did: they come again.
+      if (stopAfter()) {
+        state.stop = true;
+        break;
+      }
+      await batch.ack();
+      state.checkpoint = batch.checkpoint;
+    }
+  })();
+  return state;
+}
+
+async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Stops pumps and closes their sources, whatever failed. */
+async function stopPumps(pumps: readonly Pump[], sources: readonly MysqlSource[]): Promise<void> {
+  for (const state of pumps) state.stop = true;
+  const stopped = pumps.map((state) => state.done.catch(() => undefined));
+  for (const source of sources) await source.close();
+  await Promise.all(stopped);
+  for (const source of sources) await source.close();
+}
+
+/** Random small transactions on `table` until stopped: updates, deletes and inserts across the whole key range. */
+async function workload(table: string, stop: { stopped: boolean }): Promise<number> {
+  const client = await adminConnection();
+  let next = ROWS + 1;
+  let changes = 0;
+  const pick = () => 1 + Math.floor(Math.random() * ROWS);
+  try {
+    while (!stop.stopped) {
+      await client.query("BEGIN");
+      for (let i = 0; i < 5; i++) {
+        const r = Math.random();
+        if (r < 0.55) await client.query(`UPDATE ${q(table)} SET v = v + 1, note = CONCAT(note, '+') WHERE id = ?`, [pick()]);
+        else if (r < 0.75) await client.query(`DELETE FROM ${q(table)} WHERE id = ?`, [pick()]);
+        else if (r < 0.9) await client.query(`INSERT INTO ${q(table)} VALUES (?, 0, 'new') ON DUPLICATE KEY UPDATE v = -1`, [pick()]);
+        else await client.query(`INSERT INTO ${q(table)} VALUES (?, 0, 'appended')`, [next++]);
+        changes++;
+      }
+      await client.query("COMMIT");
+    }
+  } finally {
+    await client.end();
+  }
+  return changes;
+}
+
+/** Waits until the stream has handed on everything committed so far (the binlog position now). */
+async function caughtUp(state: Pump): Promise<void> {
+  const [rows] = await admin.query("SHOW MASTER STATUS");
+  const status = (rows as { File: string; Position: number | string }[])[0]!;
+  const at = binlogAt(binlogFileIndex(status.File), Number(status.Position));
+  await waitFor("the stream to catch up", () => state.checkpoint !== null && state.checkpoint.position.commit >= at);
+}
+
+async function assertSameRows(table: string, fold: Fold, db = database): Promise<void> {
+  const [rows] = await admin.query(`SELECT id, v, note FROM \`${db}\`.\`${table}\` ORDER BY id`);
+  const result = rows as { id: number; v: number; note: string | null }[];
+  const visible = fold.visible();
+  const missing: number[] = [];
+  const wrong: string[] = [];
+  for (const row of result) {
+    const held = visible.get(String(row.id));
+    if (held === undefined) missing.push(row.id);
+    else if (held["v"] !== Number(row.v) || held["note"] !== row.note) wrong.push(`${row.id}: ${JSON.stringify(held)} vs ${JSON.stringify(row)}`);
+    visible.delete(String(row.id));
+  }
+  assert.deepEqual({ missing: missing.slice(0, 10), wrong: wrong.slice(0, 10), extra: [...visible.keys()].slice(0, 10) }, { missing: [], wrong: [], extra: [] });
+  assert.equal(fold.visible().size, result.length);
+}
+
+const carries = (state: Pump, id: string) => state.checkpoint !== null && decodeResume(state.checkpoint.position.resume).tasks.some((t) => t.id === id);
+const noTasks = (state: Pump) => state.checkpoint !== null && decodeResume(state.checkpoint.position.resume).tasks.length === 0;
+
+test("an online snapshot under concurrent updates, deletes and inserts yields the table row for row, and its reset removes rows the source no longer has", async () => {
+  const source = newSource(config());
+  await source.connect(null, AbortSignal.timeout(30_000));
+  const fold = new Fold("items");
+  // A row an earlier capture left behind (the source deleted it unseen): the snapshot's reset removes it.
+  fold.rows.set(String(ROWS * 10), { version: 1n, row: { id: ROWS * 10, v: 0, note: "stale" } });
+  const state = pump(source, [fold]);
+  const stop = { stopped: false };
+  const writer = workload("items", stop);
+  try {
+    const { plan, task } = await source.snapshots.request(`${database}.items`, null, "test");
+    assert.deepEqual(plan.key, ["id"]);
+    assert.equal(plan.reset, true);
+    await waitFor("a checkpoint carrying the snapshot", () => carries(state, task.id));
+    await waitFor("the snapshot to finish", () => !carries(state, task.id), 300_000);
+  } finally {
+    stop.stopped = true;
+  }
+  try {
+    const changes = await writer;
+    assert.ok(changes > 0, "the workload ran during the snapshot");
+    await caughtUp(state);
+  } finally {
+    await stopPumps([state], [source]);
+  }
+  await assertSameRows("items", fold);
+  const progress = source.snapshotProgress().find((p) => p.table === `${database}.items`);
+  assert.equal(progress?.state, "done");
+  assert.ok((progress?.rowsDone ?? 0) >= ROWS * 0.9, `rows done ${progress?.rowsDone}`);
+  const [marks] = await admin.query(`SELECT COUNT(*) AS n FROM ${q("sluice_watermarks")}`);
+  assert.equal(Number((marks as { n: number }[])[0]!.n), 1, "one watermark row per source: the table stays small");
+});
+
+test("a crash mid-snapshot resumes at the next chunk: rows read twice are at most one chunk", async () => {
+  const c = config();
+  const fold = new Fold("resumed");
+  const first = newSource(c);
+  const second = newSource(c);
+  const pumps: Pump[] = [];
+  try {
+    await first.connect(null, AbortSignal.timeout(30_000));
+    // Reading stops after a few chunks (the snapshot cannot run ahead of what is read: it stalls).
+    const state = pump(first, [fold], () => fold.reads.size >= CHUNK * 4);
+    pumps.push(state);
+    await first.snapshots.request(`${database}.resumed`, null, "test");
+    await state.done;
+    // The crash: nothing after the last acknowledged batch counts; the process and its memory are gone.
+    await first.close();
+    const checkpoint = state.checkpoint!;
+    const durable = decodeResume(checkpoint.position.resume).tasks;
+    assert.equal(durable.length, 1, "the checkpoint carries the snapshot in progress");
+    assert.ok(durable[0]!.lastKey !== null, "the checkpoint carries how far the snapshot got");
+
+    const readsBefore = new Map(fold.reads);
+    await second.connect(checkpoint, AbortSignal.timeout(30_000));
+    const resumed = pump(second, [fold]);
+    pumps.push(resumed);
+    await waitFor("the resumed snapshot to finish", () => noTasks(resumed), 300_000);
+    await caughtUp(resumed);
+
+    const twice = [...fold.reads.entries()].filter(([, n]) => n > 1).map(([key]) => key);
+    assert.ok(twice.length > 0, "the chunk whose checkpoint was lost is read again");
+    assert.ok(twice.length <= CHUNK, `${twice.length} rows read twice, more than one chunk (${CHUNK})`);
+    assert.ok(twice.every((key) => readsBefore.has(key)), "only rows of the interrupted attempt are read again");
+    assert.equal(fold.reads.size, ROWS, "every row was read");
+    await assertSameRows("resumed", fold);
+  } finally {
+    await stopPumps(pumps, [first, second]);
+  }
+});
+
+test("tables added to the config later are captured and backfilled online, two at once", async () => {
+  const added = randomName("added");
+  databases.push(added);
+  await admin.query(`CREATE DATABASE \`${added}\``);
+  await admin.query(`CREATE TABLE \`${added}\`.first (id INT PRIMARY KEY, v INT NOT NULL, note VARCHAR(200))`);
+  await admin.query(`INSERT INTO \`${added}\`.first VALUES (1, 1, 'one')`);
+  // The tables exist from the start; only the second config names them.
+  for (const table of ["later", "also"]) {
+    await admin.query(`CREATE TABLE \`${added}\`.${table} (id INT PRIMARY KEY, v INT NOT NULL, note VARCHAR(200))`);
+    await admin.query(`INSERT INTO \`${added}\`.${table} SELECT seq, seq, CONCAT('n', seq) FROM seq_1_to_5000`);
+  }
+  const base = { snapshot: { mode: "initial" as const, parallelism: 2, chunk_rows: 700 }, heartbeat_interval: 500 };
+  const before = sourceConfig({ ...base, tables: [`${added}.first`] });
+  const afterwards = { ...before, tables: [`${added}.first`, `${added}.later`, `${added}.also`] };
+  const opened: MysqlSource[] = [];
+  const pumps: Pump[] = [];
+  try {
+    const first = newSource(before);
+    opened.push(first);
+    await first.connect(null, AbortSignal.timeout(30_000));
+    const fold = new Fold("later");
+    const also = new Fold("also");
+    const initial = pump(first, [fold, also]);
+    pumps.push(initial);
+    await waitFor("the initial snapshot", () => initial.checkpoint !== null && !(initial.checkpoint.position.resume ?? "").includes('"snapshot":"incomplete"'));
+    await caughtUp(initial);
+    initial.stop = true;
+    await initial.done.catch(() => undefined);
+    await first.close();
+    assert.equal(fold.reads.size + also.reads.size, 0, "the first config does not capture the later tables");
+
+    // A change while Sluice is down, then the config names the table.
+    await admin.query(`UPDATE \`${added}\`.later SET note = 'while down' WHERE id = 1`);
+    const second = newSource(afterwards);
+    opened.push(second);
+    await second.connect(initial.checkpoint, AbortSignal.timeout(30_000));
+    assert.deepEqual(second.snapshots.list().tasks.map((t) => [t.table, t.origin]).sort(), [[`${added}.also`, "table-added"], [`${added}.later`, "table-added"]]);
+    const state = pump(second, [fold, also]);
+    pumps.push(state);
+    // Updates while the backfill reads: a row updated inside its chunk's window comes as the stream's
+    // update, not as a snapshot read (the stream carries the newer value), so not every row is "read".
+    for (let round = 0; round < 20 && (round === 0 || !noTasks(state)); round++) {
+      for (let from = 0; from < 5000; from += 250) await admin.query(`UPDATE \`${added}\`.later SET v = -v WHERE id % 3 = 0 AND id > ? AND id <= ?`, [from, from + 250]);
+    }
+    await waitFor("the backfill to finish", () => noTasks(state), 120_000);
+    await caughtUp(state);
+    await assertSameRows("later", fold, added);
+    await assertSameRows("also", also, added);
+    assert.equal(also.reads.size, 5000);
+    const [rows] = await admin.query(`SELECT id FROM \`${added}\`.later`);
+    const unread = (rows as { id: number }[]).map((r) => r.id).filter((id) => !fold.reads.has(String(id)));
+    assert.deepEqual(unread.filter((id) => id % 3 !== 0 && id !== 1), [], "every row is read, except rows the stream updated during their chunk's window");
+  } finally {
+    await stopPumps(pumps, opened);
+  }
+});
+
+test("a column added while a table is read online: no read after the change lacks it, and every row arrives", async () => {
+  await fill("altered", 6000);
+  const source = newSource(config({ snapshot: { mode: "never", parallelism: 1, chunk_rows: 300 } }));
+  await source.connect(null, AbortSignal.timeout(30_000));
+  const fold = new Fold("altered");
+  const reads: ChangeEvent[] = [];
+  const collect = { apply: (event: ChangeEvent) => void (event.source.table === "altered" && event.op === "r" && reads.push(event)) };
+  const state = pump(source, [fold, collect]);
+  try {
+    const { task } = await source.snapshots.request(`${database}.altered`, null, "test");
+    await waitFor("some chunks", () => fold.reads.size >= 1500);
+    await admin.query(`ALTER TABLE ${q("altered")} ADD COLUMN extra INT NOT NULL DEFAULT 7`);
+    await waitFor("the snapshot to finish", () => state.checkpoint !== null && !carries(state, task.id) && source.snapshots.list().tasks.length === 0, 120_000);
+    await caughtUp(state);
+  } finally {
+    await stopPumps([state], [source]);
+  }
+  await assertSameRows("altered", fold);
+  const firstWith = reads.findIndex((e) => e.after !== null && "extra" in e.after);
+  assert.ok(firstWith > 0, "reads before and after the change");
+  assert.deepEqual(reads.slice(firstWith).filter((e) => !("extra" in e.after!)).map((e) => e.key["id"]).slice(0, 5), [], "no read handed on after the change has the old columns");
+  assert.ok(reads.slice(firstWith).every((e) => e.after!["extra"] === 7));
+});
+
+test("a table without a primary key, a table the source does not capture and a bad condition are refused with what to do", async () => {
+  const source = newSource(config());
+  await source.connect(null, AbortSignal.timeout(30_000));
+  const state = pump(source, []);
+  try {
+    await assert.rejects(source.snapshots.plan(`${database}.keyless`, null), (error: SluiceError) => error.code === "SNAPSHOT_NO_CHUNK_KEY" && /primary key/.test(error.message));
+    await assert.rejects(source.snapshots.plan("elsewhere.nothing_here", null), (error: SluiceError) => error.code === "SNAPSHOT_TABLE_NOT_CAPTURED");
+    await assert.rejects(source.snapshots.plan(`${database}.sluice_watermarks`, null), (error: SluiceError) => error.code === "SNAPSHOT_TABLE_NOT_CAPTURED", "Sluice's own watermark table is never captured");
+    await assert.rejects(source.snapshots.plan(`${database}.items`, "no_such_column > 1"), (error: SluiceError) => error.code === "SNAPSHOT_WHERE_INVALID" && /no_such_column/.test(error.message));
+    await assert.rejects(source.snapshots.plan(`${database}.items`, "id > 1; DROP TABLE x"), (error: SluiceError) => error.code === "SNAPSHOT_WHERE_INVALID");
+    const plan = await source.snapshots.plan(`${database}.items`, "id <= 100");
+    assert.equal(plan.reset, false, "a snapshot of some rows removes nothing");
+    assert.equal(plan.queuedBehind, 0);
+    assert.ok(plan.estimatedRows !== null && plan.estimatedRows > 0);
+  } finally {
+    await stopPumps([state], [source]);
+  }
+});
+
+test("the signal table queues an online snapshot where the command line cannot reach the daemon; taken and refused signals are deleted", async () => {
+  await fill("signalled", 3000);
+  await admin.query(`CREATE TABLE ${q("sluice_signals")} (id VARCHAR(64) PRIMARY KEY, type VARCHAR(32) NOT NULL, data TEXT)`);
+  const source = newSource(config({ snapshot: { mode: "never", parallelism: 1, chunk_rows: 1000, signal_table: `${database}.sluice_signals` } }));
+  await source.connect(null, AbortSignal.timeout(30_000));
+  const fold = new Fold("signalled");
+  const state = pump(source, [fold]);
+  try {
+    await admin.query(`INSERT INTO ${q("sluice_signals")} VALUES ('s1', 'snapshot', ?), ('s2', 'snapshot', ?), ('s3', 'reboot', '{}')`, [
+      JSON.stringify({ table: `${database}.signalled`, where: null }),
+      JSON.stringify({ table: `${database}.keyless` }),
+    ]);
+    await waitFor("every row of the signalled table", () => fold.reads.size === 3000, 120_000);
+    await waitFor("the signal rows to be deleted", async () => ((await admin.query(`SELECT id FROM ${q("sluice_signals")}`))[0] as unknown[]).length === 0, 60_000);
+    assert.deepEqual(source.snapshots.list().failed, [], "refused signals are not snapshots that failed");
+  } finally {
+    await stopPumps([state], [source]);
+  }
+});
