@@ -152,5 +152,7 @@ export class ByteBoundedBuffer<T> {
 }
 
 function wake(waiters: (() => void)[]): void {
+  // Called for every item pushed and shifted: no copy when nobody waits.
+  if (waiters.length === 0) return;
   for (const waiter of [...waiters]) waiter();
 }

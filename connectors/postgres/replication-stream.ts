@@ -16,7 +16,7 @@ import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import { quoteIdent, quoteLiteral } from "./connection-settings.ts";
 import { epochMsToPostgresMicros, formatLsn } from "./lsn.ts";
 import { toSluiceError } from "./pg-errors.ts";
-import { decodeReplicationMessage, encodeStandbyStatusUpdate, XLOGDATA_HEADER_BYTES } from "./protocol/replication-messages.ts";
+import { decodeReplicationMessage, encodeStandbyStatusUpdate, XLOGDATA_HEADER_BYTES, XLOGDATA_TAG } from "./protocol/replication-messages.ts";
 
 /** One pgoutput message as received: its WAL position and its bytes. */
 export interface WalMessage {
@@ -156,6 +156,18 @@ export class ReplicationStream {
 
   private receive(chunk: Buffer): void {
     if (this.stopping) return;
+    const { buffer } = this.options;
+    if (chunk.length >= XLOGDATA_HEADER_BYTES && chunk[0] === XLOGDATA_TAG) {
+      // Every change arrives this way: only its start LSN and a copy of its payload are needed
+      // (pg's parser reuses its receive buffer, so a view would change under the queue).
+      const walStart = chunk.readBigUInt64BE(1);
+      if (walStart > this.receivedLsn) this.receivedLsn = walStart;
+      const payload = Buffer.allocUnsafe(chunk.length - XLOGDATA_HEADER_BYTES);
+      chunk.copy(payload, 0, XLOGDATA_HEADER_BYTES);
+      buffer.push({ walStart, payload }, chunk.length);
+      this.pauseWhenFull();
+      return;
+    }
     let message;
     try {
       message = decodeReplicationMessage(chunk);
@@ -163,7 +175,6 @@ export class ReplicationStream {
       this.fail(error, "undecodable replication message");
       return;
     }
-    const { buffer } = this.options;
     if (message.kind === "keepalive") {
       if (message.walEnd > this.receivedLsn) this.receivedLsn = message.walEnd;
       if (message.replyRequested) this.sendStatus(false);
@@ -174,13 +185,12 @@ export class ReplicationStream {
         this.queuedKeepalive = { walEnd: message.walEnd, replyRequested: message.replyRequested };
         buffer.push({ walStart: message.walEnd, payload: EMPTY, keepalive: { replyRequested: message.replyRequested } }, 0);
       }
-    } else {
-      if (message.walStart > this.receivedLsn) this.receivedLsn = message.walStart;
-      // A copy: pg's parser reuses its receive buffer, so a view would change under the queue.
-      const payload = Buffer.from(message.payload);
-      buffer.push({ walStart: message.walStart, payload }, payload.length + XLOGDATA_HEADER_BYTES);
     }
-    if (buffer.full && !this.paused) {
+    this.pauseWhenFull();
+  }
+
+  private pauseWhenFull(): void {
+    if (this.options.buffer.full && !this.paused) {
       // A slow reader slows the server: stop reading the socket until read() drains the buffer.
       this.paused = true;
       this.pauses++;

@@ -29,11 +29,13 @@ export type ReplicationMessage = XLogData | PrimaryKeepalive;
 
 /** Bytes before the payload of an XLogData message: tag, walStart, walEnd, sendTime. */
 export const XLOGDATA_HEADER_BYTES = 25;
+/** The tag byte of XLogData ('w'). */
+export const XLOGDATA_TAG = 0x77;
 
 export function decodeReplicationMessage(bytes: Buffer): ReplicationMessage {
   const reader = new ByteReader(bytes);
   const tag = reader.uint8();
-  if (tag === 0x77) {
+  if (tag === XLOGDATA_TAG) {
     const walStart = reader.uint64();
     const walEnd = reader.uint64();
     const sendTime = reader.int64();
