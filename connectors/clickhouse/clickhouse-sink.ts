@@ -37,6 +37,7 @@ import type { ServerColumn, ServerTables } from "./consistency.ts";
 import { addColumnSql, countCurrentRowsSql, createTableSql, createViewSql, ident, modifyColumnSql, qualified } from "./ddl.ts";
 import { keyLiteral, readValue, skipValue, writeValue } from "./codec.ts";
 import { sqlString } from "./tsv.ts";
+import { sleep } from "../../runtime/backoff.ts";
 import { RowBinaryReader, RowBinaryWriter } from "./rowbinary.ts";
 import { atLeast, clickhouseType, dialectFor } from "./types.ts";
 import type { Dialect } from "./types.ts";
@@ -236,9 +237,12 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
         if (columns.length === 0) continue;
         await this.#conn().command(
           `ALTER TABLE ${qualified(this.#database, physical.physical)} UPDATE ${columns.map((c) => `${ident(c)} = NULL`).join(", ")} ` +
-            `WHERE toString(${ident(request.subjectColumn)}) = ${sqlString(request.subject)} AND (${columns.map((c) => `${ident(c)} IS NOT NULL`).join(" OR ")}) SETTINGS mutations_sync = 2`,
+            `WHERE toString(${ident(request.subjectColumn)}) = ${sqlString(request.subject)} AND (${columns.map((c) => `${ident(c)} IS NOT NULL`).join(" OR ")})`,
           signal,
         );
+        // Mutations run in the background (mutations_sync is not known to every server version): wait until none of the table is pending.
+        const pending = `SELECT count() FROM system.mutations WHERE database = ${sqlString(this.#database)} AND table = ${sqlString(physical.physical)} AND is_done = 0 FORMAT TabSeparated`;
+        while (Number((await this.#conn().select(pending, signal)).toString().trim()) > 0) await sleep(100, signal);
       }
       return null;
     });

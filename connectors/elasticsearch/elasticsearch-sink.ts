@@ -216,7 +216,11 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     });
   }
 
-  /** `sluice forget`: nulls the subject's personal fields in the live index and a rebuild's shadow (update by query, refreshed). */
+  /**
+   * `sluice forget`: nulls the subject's personal fields in the live index and a rebuild's index.
+   * Each document is indexed again at its own version (external_gte), so later changes apply as
+   * before; update by query would need the reindex module, which not every distribution has.
+   */
   erase(request: ErasureRequest, signal: AbortSignal): Promise<number> {
     return this.#serial.run(async () => {
       const indexes = await this.#load(this.#target(request.table), signal);
@@ -226,29 +230,33 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
         if (!index || !subject) continue;
         const fields = request.columns.filter((name) => index.columns.some((c) => c.name === name && !c.key));
         if (fields.length === 0) continue;
-        await this.#idx().refresh(index.physical, signal);
         // Strings are text with a keyword subfield: match the whole value there.
         const field = subject.type.kind === "string" ? `${subject.name}.keyword` : subject.name;
-        const response = (await this.#call("erase a subject's personal fields", () =>
-          this.#cli().updateByQuery(
-            {
-              index: index.physical,
-              refresh: true,
-              conflicts: "proceed",
-              query: { bool: { filter: [{ term: { [field]: request.subject } }], should: fields.map((f) => ({ exists: { field: f } })), minimum_should_match: 1 } },
-              script: { lang: "painless", source: "for (String f : params.fields) { ctx._source[f] = null; }", params: { fields } },
-            },
-            { signal },
-          ),
-        )) as { updated?: number; version_conflicts?: number };
-        if ((response.version_conflicts ?? 0) > 0) {
-          throw new SluiceError(`sink ${this.name}: ${response.version_conflicts} documents of ${index.physical} changed while their personal fields were erased; run sluice forget again`, {
-            code: "SINK_ERASE_CONFLICT",
-            retriable: true,
-            context: { component: "sink", sink: this.name, table: tableLabel(request.table) },
-          });
+        const query = { bool: { filter: [{ term: { [field]: request.subject } }], should: fields.map((f) => ({ exists: { field: f } })), minimum_should_match: 1 } };
+        await this.#idx().refresh(index.physical, signal);
+        for (;;) {
+          const response = (await this.#call("find a subject's documents", () =>
+            this.#cli().search({ index: index.physical, size: 1000, version: true, query }, { signal }),
+          )) as { hits: { hits: { _id: string; _version: number | bigint; _source: Record<string, unknown> }[] } };
+          const hits = response.hits.hits;
+          if (hits.length === 0) break;
+          const operations = hits.map((hit) => ({
+            lines: [
+              encodeJson({ index: { _index: index.physical, _id: hit._id, version: BigInt(hit._version), version_type: "external_gte" } }),
+              encodeJson({ ...hit._source, ...Object.fromEntries(fields.map((f) => [f, null])) }),
+            ],
+          }));
+          const outcomes = await runBulk(this.#cli(), operations, { maxBytes: this.#config.bulk_bytes, refresh: true, retry: this.#config.retry, signal, logger: this.#logger, sink: this.name });
+          const failed = outcomes.find((o) => o.kind === "failed");
+          if (failed && failed.kind === "failed") {
+            throw new SluiceError(`sink ${this.name}: Elasticsearch did not store the erased documents of ${index.physical}: ${failed.reason}; run sluice forget again`, {
+              code: "SINK_ERASE_FAILED",
+              retriable: true,
+              context: { component: "sink", sink: this.name, table: tableLabel(request.table) },
+            });
+          }
+          if (index.role === "live") changed += hits.length;
         }
-        if (index.role === "live") changed += response.updated ?? 0;
       }
       return changed;
     });
