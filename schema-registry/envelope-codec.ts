@@ -214,12 +214,29 @@ export function fromEnvelope(record: AvroRecordValue, mapping: TableAvroMapping,
   };
   return {
     op: op as Op,
-    key: key ?? (row === null ? {} : Object.fromEntries(mapping.table.key.map((column) => [column, row[column] ?? null]))),
+    key: key === undefined ? (row === null ? {} : Object.fromEntries(mapping.table.key.map((column) => [column, row[column] ?? null]))) : exactKey(key, row, mapping),
     before,
     after,
     source: sourceInfo,
     schema: mapping.table,
   };
+}
+
+/**
+ * The record key, with the row's own value for key columns whose Avro form drops something the
+ * record headers give back (a timetz's offset, a numeric NaN): key records carry no headers, the
+ * row does (and holds every key column).
+ */
+function exactKey(key: Row, row: Row | null, mapping: TableAvroMapping): Row {
+  const codec = mapping.keyCodec;
+  if (row === null || codec === null || !codec.hasSpecialField) return key;
+  let exact: Record<string, ColumnValue> | undefined;
+  for (const { column, type } of codec.bindings) {
+    const value = row[column];
+    if (!type.mayBeSpecial || value === undefined || value === null || value === UNCHANGED) continue;
+    (exact ??= { ...key })[column] = value;
+  }
+  return exact ?? key;
 }
 
 const SNAPSHOT_MARKERS: ReadonlySet<string> = new Set<SnapshotMarker>(["first", "first_in_data_collection", "last_in_data_collection", "last", "incremental"]);

@@ -121,6 +121,27 @@ describe("ChangeEventEncoder and ChangeEventDecoder", () => {
       const record = encoder.encode(event(STAMPED, { id: 1n, total: null, items: null, at }, 5n));
       assert.equal((await new ChangeEventDecoder(registry).decode(record.key, record.value, record.headers))?.after?.["at"], at);
     });
+
+    it("a key column whose Avro form drops part of the value (timetz's offset, numeric NaN) decodes to the row's exact value", async () => {
+      const registry = new LocalRegistry(await openMemoryStore());
+      const SLOTS: TableSchema = {
+        ...V1,
+        table: "slots",
+        key: ["opens", "weight"],
+        columns: [
+          { name: "opens", dbType: "timetz", nullable: false, primaryKeyIndex: 1 },
+          { name: "weight", dbType: "numeric", nullable: false, primaryKeyIndex: 2 },
+        ],
+      };
+      const encoder = await ChangeEventEncoder.register(registry, SLOTS, { topic: "t" });
+      const decoder = new ChangeEventDecoder(registry);
+      const row = { opens: "10:00:00+02:00", weight: "NaN" };
+      const created = encoder.encode({ ...event(SLOTS, row, 5n), op: "c", key: row });
+      const decoded = await decoder.decode(created.key, created.value, created.headers);
+      assert.deepEqual(decoded?.key, row, "the key of a create");
+      const deleted = encoder.encode({ ...event(SLOTS, row, 6n), op: "d", key: row, before: row, after: null });
+      assert.deepEqual((await decoder.decode(deleted.key, deleted.value, deleted.headers))?.key, row, "the key of a delete");
+    });
   });
 
   describe("PostgreSQL array columns", () => {
