@@ -1,8 +1,10 @@
 /**
  * End to end (issue 17, item 3) with MariaDB: two processes capture one MariaDB source over Kafka;
- * the leader is killed with -9 twice under a workload (inserts, updates, deletes), the standby
+ * the leader is killed with -9 twice under a workload (inserts, updates, deletes), then frozen
+ * (SIGSTOP) right after a burst of changes, so its binlog connection's socket fills up; the standby
  * takes over each time (MariaDB drops the former leader's binlog connection when the new one
- * connects with the same server_id), and a sink process's ClickHouse table equals MariaDB's.
+ * connects with the same server_id, a frozen one too), the woken former leader stands by, and a
+ * sink process's ClickHouse table equals MariaDB's.
  */
 import assert from "node:assert/strict";
 import { randomInt } from "node:crypto";
@@ -55,7 +57,7 @@ function startCapture(): Promise<SluiceDaemon> {
   return SluiceDaemon.start(dir, config, `capture${++captures}`, { args: ["--role", "capture"], env: LEASE_ENV });
 }
 
-test("MariaDB capture standby: kill -9 the leader twice under a workload; ClickHouse equals MariaDB", { timeout: 300_000 }, async (t) => {
+test("MariaDB capture standby: kill -9 the leader twice and freeze it once under a workload; ClickHouse equals MariaDB", { timeout: 300_000 }, async (t) => {
   let leader = await startCapture();
   await waitFor("the first process to lead", async () => (await role(leader)) === "leader", { daemon: leader, timeoutMs: 90_000 });
   let standby = await startCapture();
@@ -87,6 +89,31 @@ test("MariaDB capture standby: kill -9 the leader twice under a workload; ClickH
       standby = await startCapture();
       await waitFor("the new standby", async () => (await role(standby)) === "standby", { daemon: standby, timeoutMs: 90_000 });
     }
+    // Frozen after a burst (~12 MB of row images), so its binlog connection still has much to send: the standby takes
+    // over; woken up, the former leader is fenced and stands by.
+    await sleep(randomInt(500, 2_000));
+    const burst = next;
+    next += 40_000;
+    await writer.query(`INSERT INTO items SELECT seq, CONCAT('burst ', MD5(seq), MD5(seq + 1)), seq % 7 FROM seq_${burst}_to_${burst + 39_999}`);
+    await writer.query("UPDATE items SET n = n + 1 WHERE id BETWEEN ? AND ?", [burst, burst + 39_999]);
+    const before = await position(leader);
+    const frozenAt = Date.now();
+    leader.child.kill("SIGSTOP");
+    const frozen = leader;
+    const successor = standby;
+    try {
+      await waitFor("the standby to lead and publish", async () => (await role(successor)) === "leader" && (await position(successor)) !== before && (await position(successor)) !== "null", {
+        daemon: successor,
+        timeoutMs: 90_000,
+        intervalMs: 100,
+      });
+      t.diagnostic(`failover after SIGSTOP: ${Date.now() - frozenAt} ms`);
+    } finally {
+      frozen.child.kill("SIGCONT");
+    }
+    leader = successor;
+    standby = frozen;
+    await waitFor("the woken former leader to stand by", async () => (await role(frozen)) === "standby", { daemon: frozen, timeoutMs: 90_000 });
   } finally {
     running = false;
     await writing;
