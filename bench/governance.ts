@@ -120,7 +120,9 @@ async function drain(reader: Reader, round: number): Promise<{ seconds: number; 
     for (;;) {
       if (performance.now() > deadline) throw new Error(`${reader}: not drained within 30 min\n${daemon.logTail()}`);
       if (daemon.exitStatus !== null) throw new Error(`${reader}: the daemon exited\n${daemon.logTail()}`);
-      const metrics = await daemon.metrics();
+      const metrics = await daemon.metrics().catch((error: unknown) => {
+        throw new Error(`${reader}: the daemon did not answer /metrics (${String(error)})\n${daemon.logTail()}`);
+      });
       const captured = metricValue(metrics, "sluice_changes_captured_total");
       const at = performance.now();
       const cpu = cpuOf(pid);
