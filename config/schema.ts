@@ -165,7 +165,7 @@ const snapshot = z
       .enum(["initial", "never", "when-needed"])
       .default("initial")
       .describe("initial: snapshot the tables once before streaming; never: stream only; when-needed: snapshot when no usable checkpoint exists"),
-    parallelism: z.number().int().min(1).max(64).default(2).describe("Tables read at the same time, each on a connection of its own (the initial snapshot; PostgreSQL online snapshots too)"),
+    parallelism: z.number().int().min(1).max(64).default(2).describe("Tables read at the same time, each on a connection of its own (the initial snapshot, and online snapshots)"),
     chunk_rows: z.number().int().min(1).default(10_000).describe("Rows per primary-key chunk"),
     chunks_in_flight: z
       .number()
@@ -174,7 +174,7 @@ const snapshot = z
       .max(256)
       .optional()
       .describe(
-        "PostgreSQL online snapshots (default parallelism + 2): the budget of chunks read and not yet handed on to the stream, across every table read at once (parallelism tables, each on a connection of its own); memory holds at most this many chunks of chunk_rows rows. docs/snapshots.md",
+        "Online snapshots (default parallelism + 2): the budget of chunks read and not yet handed on to the stream, across every table read at once (parallelism tables, each on a connection of its own); memory holds at most this many chunks of chunk_rows rows. docs/snapshots.md",
       ),
     method: z
       .enum(["exported", "online"])

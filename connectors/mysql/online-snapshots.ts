@@ -90,8 +90,7 @@ export class MysqlOnlineSnapshots {
       sourceName: config.name,
       chunkRows: config.snapshot.chunk_rows,
       parallelism: config.snapshot.parallelism,
-      // snapshot.chunks_in_flight where the config schema has it (default parallelism + 2, as on PostgreSQL).
-      chunksInFlight: (config.snapshot as { chunks_in_flight?: number }).chunks_in_flight ?? config.snapshot.parallelism + 2,
+      chunksInFlight: config.snapshot.chunks_in_flight ?? config.snapshot.parallelism + 2,
       ledger: this.ledger,
       watermarks: this.watermarks,
       binding: this.host.binding(),
