@@ -30,18 +30,31 @@ function planned(plan: MemoryPlan): number {
 }
 
 describe("memory budget", () => {
-  test("the default 256MiB is split between the main thread, the sink thread, DuckDB and SQLite, and adds up to no more than the budget", () => {
-    const c = config();
+  test("the default 256MiB holds capture and a ClickHouse sink, and adds up to no more than the budget", () => {
+    const c = config({ sinks: '  - {name: warehouse, kind: clickhouse, url: "http://127.0.0.1:8123"}' });
     const plan = planMemory(c, everything(c), 2);
     assert.equal(plan.budgetBytes, DEFAULT_MEMORY_BYTES);
     assert.equal(plan.budgetFrom, "default");
     assert.ok(planned(plan) <= plan.budgetBytes, `planned ${planned(plan) / MiB} MiB of ${plan.budgetBytes / MiB}`);
     assert.ok(planned(plan) > plan.budgetBytes - 3 * MiB, "the whole budget is used (rounding to MiB aside)");
+    assert.ok(plan.main.oldMb > plan.sinks["warehouse"]!.heap.oldMb, "capture weighs more than one sink");
+    assert.equal(plan.sinks["warehouse"]!.duckdb, undefined);
+    assert.equal(plan.sqliteCacheBytes, 2 * MiB);
+    assert.deepEqual(mainHeapFlags(plan), [`--max-old-space-size=${plan.main.oldMb}`, `--max-semi-space-size=${plan.main.youngMb / 3}`]);
+  });
+
+  test("384MiB is split between the main thread, the sink thread, DuckDB and SQLite, and adds up to no more than the budget", () => {
+    const c = config({ top: "memory: 384MiB" });
+    const plan = planMemory(c, everything(c), 2);
+    assert.equal(plan.budgetBytes, 384 * MiB);
+    assert.equal(plan.budgetFrom, "config");
+    assert.ok(planned(plan) <= plan.budgetBytes, `planned ${planned(plan) / MiB} MiB of ${plan.budgetBytes / MiB}`);
+    assert.ok(planned(plan) > plan.budgetBytes - 3 * MiB, "the whole budget is used (rounding to MiB aside)");
     // Capture weighs more than one sink.
     assert.ok(plan.main.oldMb > plan.sinks["warehouse"]!.heap.oldMb);
     const warehouse = plan.sinks["warehouse"]!;
-    assert.deepEqual(warehouse.duckdb, { memoryLimitBytes: 25 * MiB, threads: 1 });
-    assert.equal(plan.sqliteCacheBytes, 2 * MiB);
+    assert.deepEqual(warehouse.duckdb, { memoryLimitBytes: 76 * MiB, threads: 2 });
+    assert.equal(plan.sqliteCacheBytes, 3 * MiB);
     const readAhead = plan.sources["pg"]!.readAheadBytes;
     assert.ok(readAhead >= 2 * MiB && readAhead < plan.main.oldMb * MiB / 2, `read-ahead ${readAhead / MiB} MiB of a ${plan.main.oldMb} MiB old space`);
     assert.ok(warehouse.batchBytes >= MiB && warehouse.batchBytes * 3 < warehouse.heap.oldMb * MiB);
@@ -49,7 +62,7 @@ describe("memory budget", () => {
   });
 
   test("a larger budget grows every share; DuckDB gets more threads, up to the cores", () => {
-    const small = config();
+    const small = config({ top: "memory: 384MiB" });
     const big = config({ top: "memory: 1GiB" });
     const a = planMemory(small, everything(small), 4);
     const b = planMemory(big, everything(big), 4);
@@ -57,8 +70,9 @@ describe("memory budget", () => {
     assert.ok(planned(b) <= 2 ** 30);
     assert.ok(b.main.oldMb > a.main.oldMb && b.sinks["warehouse"]!.heap.oldMb > a.sinks["warehouse"]!.heap.oldMb);
     assert.ok(b.sources["pg"]!.readAheadBytes > a.sources["pg"]!.readAheadBytes);
-    assert.equal(b.sinks["warehouse"]!.duckdb!.memoryLimitBytes, 102 * MiB);
+    assert.equal(b.sinks["warehouse"]!.duckdb!.memoryLimitBytes, 204 * MiB);
     assert.equal(b.sinks["warehouse"]!.duckdb!.threads, 4);
+    assert.equal(a.sinks["warehouse"]!.duckdb!.threads, 4);
     assert.equal(b.sqliteCacheBytes, 8 * MiB);
   });
 
@@ -113,7 +127,7 @@ describe("memory budget", () => {
     assert.throws(() => planMemory(c, everything(c), 2), (error: unknown) => {
       assert.ok(error instanceof MemoryBudgetError);
       assert.match(error.message, /^memory 128MiB is too small for this process \(1 source captured, 1 sink\): it needs at least (\d+)MiB: \d+MiB outside the heaps .* heaps of the main thread \(capture\) \d+MiB, sink warehouse \d+MiB\. Raise memory to \1MiB/);
-      assert.ok(error.neededBytes > 128 * MiB && error.neededBytes <= 256 * MiB);
+      assert.ok(error.neededBytes > 128 * MiB && error.neededBytes <= 320 * MiB);
       return true;
     });
     // What it asks for is enough.
@@ -159,18 +173,18 @@ describe("memory budget", () => {
 
 describe("memory budget in config files", () => {
   test("a memory setting too small for the process is reported at its line, naming the numbers", () => {
-    const text = "name: shop\nmemory: 160MiB\nsources:\n  - {name: pg, kind: postgres, database: shop, user: sluice, tables: [public.*]}\nsinks:\n  - {name: warehouse, kind: duckdb}\n";
+    const text = "name: shop\nmemory: 200MiB\nsources:\n  - {name: pg, kind: postgres, database: shop, user: sluice, tables: [public.*]}\nsinks:\n  - {name: warehouse, kind: duckdb}\n";
     assert.throws(() => loadConfigText("c.yaml", text, { env: {}, checkMemory: true }), (error: unknown) => {
       assert.ok(error instanceof ConfigValidationError);
       assert.equal(error.issues.length, 1);
       assert.equal(error.issues[0]!.line, 2);
       assert.equal(error.issues[0]!.path, "memory");
-      assert.match(error.issues[0]!.message, /^160MiB is too small for this process \(1 source captured, 1 sink\): it needs at least \d+MiB/);
+      assert.match(error.issues[0]!.message, /^200MiB is too small for this process \(1 source captured, 1 sink\): it needs at least \d+MiB/);
       return true;
     });
     // A process that only captures needs less: the same file is valid for it.
-    assert.equal(loadConfigText("c.yaml", text, { env: {}, checkMemory: true, runsSink: () => false }).memory, 160 * MiB);
+    assert.equal(loadConfigText("c.yaml", text, { env: {}, checkMemory: true, runsSink: () => false }).memory, 200 * MiB);
     // Commands that run no part of the pipeline (status, query, schema) do not check it.
-    assert.equal(loadConfigText("c.yaml", text, { env: {} }).memory, 160 * MiB);
+    assert.equal(loadConfigText("c.yaml", text, { env: {} }).memory, 200 * MiB);
   });
 });

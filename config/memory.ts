@@ -28,6 +28,8 @@ const PROCESS_RESERVE = 108 * MiB;
 const THREAD_RESERVE = 12 * MiB;
 /** Old generation a thread needs besides its buffers: the code and state of its modules, its working set. */
 const MAIN_BASE_OLD = 32 * MiB;
+/** Capture's working set on top of that: decoded batches in flight, Avro encoding, the producer (a capture of wide rows at 36 MiB of old space ran out). */
+const CAPTURE_OLD = 24 * MiB;
 const SINK_BASE_OLD = 28 * MiB;
 /** Least read-ahead of a derived source and batch of a derived sink. */
 const MIN_READ_AHEAD = 2 * MiB;
@@ -38,7 +40,8 @@ const MAX_DERIVED_BATCH = 64 * MiB;
 const BATCH_HEAP_FACTOR = 3;
 const MIN_YOUNG = 6 * MiB;
 const MAX_YOUNG = 48 * MiB;
-const MIN_DUCKDB = 16 * MiB;
+/** DuckDB holds a batch's staging table and the primary-key indexes it checks against in its memory_limit; below this a batch of wide rows fails. */
+const MIN_DUCKDB = 48 * MiB;
 const MIN_SQLITE_CACHE = 1 * MiB;
 const MAX_SQLITE_CACHE = 64 * MiB;
 /** Heap weights: capture decodes, encodes and publishes on the main thread; without it, the main thread serves HTTP only. */
@@ -114,7 +117,7 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
   const sizeAt = (budget: number) => {
     const sqliteCache = embedded ? (config.topics.kind === "embedded" ? (config.topics.cache_size ?? clamp(Math.round(budget / 128), MIN_SQLITE_CACHE, MAX_SQLITE_CACHE)) : 0) : 0;
     const duckdbSinks = sinks.filter((s): s is Extract<Sink, { kind: "duckdb" }> => s.kind === "duckdb");
-    const duckdb = new Map(duckdbSinks.map((s) => [s.name, s.memory_limit ?? Math.max(MIN_DUCKDB, Math.floor(budget / 10 / duckdbSinks.length / MiB) * MiB)]));
+    const duckdb = new Map(duckdbSinks.map((s) => [s.name, s.memory_limit ?? Math.max(MIN_DUCKDB, Math.floor(budget / 5 / duckdbSinks.length / MiB) * MiB)]));
     const reserved = PROCESS_RESERVE + sinks.length * THREAD_RESERVE + (embedded ? (1 + sinks.length) * sqliteCache : 0) + [...duckdb.values()].reduce((a, b) => a + b, 0);
     return { sqliteCache, duckdb, reserved };
   };
@@ -122,7 +125,7 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
   const explicitReadAhead = sources.reduce((sum, s) => sum + (s.max_buffer_bytes ?? 0), 0);
   const derivedSources = sources.filter((s) => s.max_buffer_bytes === undefined).length;
   const main: Part = sources.length > 0
-    ? { label: "the main thread (capture)", weight: WEIGHT_CAPTURE, minOld: MAIN_BASE_OLD + explicitReadAhead + derivedSources * MIN_READ_AHEAD * 2 }
+    ? { label: "the main thread (capture)", weight: WEIGHT_CAPTURE, minOld: MAIN_BASE_OLD + CAPTURE_OLD + explicitReadAhead + derivedSources * MIN_READ_AHEAD * 2 }
     : { label: "the main thread", weight: WEIGHT_IDLE_MAIN, minOld: MAIN_BASE_OLD };
   // An Elasticsearch bulk request is built whole in the sink thread's heap, as text and as the bytes sent.
   const sinkParts = sinks.map((s): Part => ({ label: `sink ${s.name}`, weight: WEIGHT_SINK, minOld: SINK_BASE_OLD + BATCH_HEAP_FACTOR * (s.batch.max_bytes ?? MIN_BATCH) + (s.kind === "elasticsearch" ? 2 * s.bulk_bytes : 0) }));
@@ -148,7 +151,7 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
   const heaps = heapParts.map((p) => heapLimits(p.minOld + MIN_YOUNG + (spare * p.weight) / weights, p.minOld));
 
   const mainHeap = heaps[0]!;
-  const readAheadPool = Math.max(0, (mainHeap.oldMb * MiB - MAIN_BASE_OLD - explicitReadAhead) / 2);
+  const readAheadPool = Math.max(0, (mainHeap.oldMb * MiB - MAIN_BASE_OLD - CAPTURE_OLD - explicitReadAhead) / 2);
   const sourcePlans = Object.fromEntries(
     sources.map((s) => [s.name, { readAheadBytes: s.max_buffer_bytes ?? clamp(Math.floor(readAheadPool / Math.max(1, derivedSources) / MiB) * MiB, MIN_READ_AHEAD, MAX_DERIVED_READ_AHEAD) }]),
   );

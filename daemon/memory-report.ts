@@ -46,10 +46,11 @@ export function mainHeapLimitMb(): number {
 
 export function reportMemoryPlan(plan: MemoryPlan, logger: Logger, heapLimitMb = mainHeapLimitMb()): void {
   logger.info({ memory: memorySummary(plan) }, "memory budget");
+  // Not a warning: nothing was set wrong, but the container's limit must allow for it.
   if (plan.budgetFrom === "raised") {
-    logger.warn(
+    logger.info(
       { memoryMiB: Math.round(plan.budgetBytes / MiB) },
-      `the default memory budget (256MiB) cannot hold this process's sources and sinks: using ${Math.round(plan.budgetBytes / MiB)}MiB; set memory in the config (and the container's limit) to at least that, or run sinks in another process (--role)`,
+      `the default memory budget (256MiB) cannot hold this process's sources and sinks: using ${Math.round(plan.budgetBytes / MiB)}MiB, the least they need; set memory in the config (and the container's limit) to that or more, or run sinks in another process (--role)`,
     );
   }
   // V8 rounds the young generation; a few MiB either way is the planned heap.

@@ -12,6 +12,7 @@ import type { BinlogCoordinates, ChangeEvent, ColumnValue, Position, TableSchema
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
+import { ChunkSizer } from "../common/chunk-sizer.ts";
 import { snapshotResetPosition } from "../common/snapshot-reset.ts";
 import type { CapturedTableRef } from "./catalog.ts";
 import { quoteIdentifier } from "./connection-settings.ts";
@@ -135,17 +136,22 @@ export class SnapshotReader {
     progress.startedAtMs = Date.now();
     logger.info({ table: progress.table, key: definition.key, estimatedRows: progress.rowsEstimated }, "snapshot of table started");
     const decoders = definition.columns.map((column) => snapshotDecoder(column, zeroDates));
+    const sizer = new ChunkSizer(this.options.chunkRows, this.options.buffer.maxBytes);
     const emit = async (rows: readonly RawRow[]) => {
+      let bytes = 0;
       for (const row of rows) {
         if (this.options.buffer.full) await this.options.buffer.waitForSpace(signal);
-        this.options.buffer.push(this.event(schema, definition, decoders, row), rowBytes(row));
+        const size = rowBytes(row);
+        bytes += size;
+        this.options.buffer.push(this.event(schema, definition, decoders, row), size);
       }
+      sizer.observe(rows.length, bytes);
       progress.rowsDone += rows.length;
       this.options.onProgress?.(this.progress());
     };
     const from = `${quoteIdentifier(definition.database)}.${quoteIdentifier(definition.table)}`;
     const select = `SELECT ${definition.columns.map(selectExpression).join(", ")} FROM ${from}`;
-    if (definition.key.length > 0) await this.readByKey(connection, definition, select, emit, signal);
+    if (definition.key.length > 0) await this.readByKey(connection, definition, select, sizer, emit, signal);
     else await this.readByScan(connection, select, emit, signal);
     // The reset follows the rows (its version is below theirs): sinks never show the table empty meanwhile.
     // It is in the buffer before the snapshot can end, so the checkpoint that marks it done comes with or after it.
@@ -157,8 +163,8 @@ export class SnapshotReader {
     logger.info({ table: progress.table, rows: progress.rowsDone }, "snapshot of table finished");
   }
 
-  /** Keyset pagination: (k1 > a) OR (k1 = a AND k2 > b) …, ORDER BY k1, k2 LIMIT chunk_rows. */
-  private async readByKey(connection: Connection, definition: TableDefinition, select: string, emit: (rows: readonly RawRow[]) => Promise<void>, signal: AbortSignal): Promise<void> {
+  /** Keyset pagination: (k1 > a) OR (k1 = a AND k2 > b) …, ORDER BY k1, k2 LIMIT n (chunk_rows, fewer for wide rows). */
+  private async readByKey(connection: Connection, definition: TableDefinition, select: string, sizer: ChunkSizer, emit: (rows: readonly RawRow[]) => Promise<void>, signal: AbortSignal): Promise<void> {
     const keyIndexes = definition.key.map((name) => definition.columns.findIndex((c) => c.name === name));
     const keyColumns = keyIndexes.map((i) => definition.columns[i]!);
     const order = keyColumns.map((c) => quoteIdentifier(c.name)).join(", ");
@@ -175,10 +181,11 @@ export class SnapshotReader {
         });
         where = ` WHERE ${alternatives.join(" OR ")}`;
       }
-      const [rows] = await connection.query({ sql: `${select}${where} ORDER BY ${order} LIMIT ${this.options.chunkRows}`, rowsAsArray: true, ...rawBytes });
+      const chunkRows = sizer.next();
+      const [rows] = await connection.query({ sql: `${select}${where} ORDER BY ${order} LIMIT ${chunkRows}`, rowsAsArray: true, ...rawBytes });
       const chunk = rows as unknown as RawRow[];
       await emit(chunk);
-      if (chunk.length < this.options.chunkRows) return;
+      if (chunk.length < chunkRows) return;
       last = chunk[chunk.length - 1]!;
     }
   }

@@ -10,6 +10,7 @@ import type { ClientConfig } from "pg";
 import type { Logger } from "pino";
 import type { ErrorContext } from "../errors.ts";
 import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
+import { ChunkSizer } from "../common/chunk-sizer.ts";
 import type { CapturedTable, CapturedTables } from "./captured-tables.ts";
 import type { PublishedTable, TableRef } from "./catalog.ts";
 import { quoteIdent, quoteLiteral } from "./connection-settings.ts";
@@ -142,19 +143,24 @@ export class SnapshotReader {
     progress.state = "running";
     progress.startedAtMs = Date.now();
     logger.info({ table: progress.table, key: table.schema.key, keySource: table.keySource, estimatedRows: progress.rowsEstimated }, "snapshot of table started");
+    const sizer = new ChunkSizer(chunkRows, this.options.buffer.maxBytes);
     const emitRows = async (rows: readonly (string | null)[][]) => {
+      let bytes = 0;
       for (const row of rows) {
         if (this.options.buffer.full) await this.options.buffer.waitForSpace(signal);
-        this.options.buffer.push({ table, values: row }, rowBytes(row));
+        const size = rowBytes(row);
+        bytes += size;
+        this.options.buffer.push({ table, values: row }, size);
       }
+      sizer.observe(rows.length, bytes);
       progress.rowsDone += rows.length;
       this.options.onProgress?.(this.progress());
     };
 
     const select = `SELECT ${table.columns.map((c) => quoteIdent(c.name)).join(", ")} FROM ${table.kind === "p" ? "" : "ONLY "}${quoteIdent(ref.schema)}.${quoteIdent(ref.table)}`;
     const filter = table.rowFilter === null ? null : `(${table.rowFilter})`;
-    if (table.uniqueKey) await this.readByKey(client, table, select, filter, chunkRows, emitRows, signal);
-    else await this.readByCursor(client, select, filter, chunkRows, emitRows, signal);
+    if (table.uniqueKey) await this.readByKey(client, table, select, filter, sizer, emitRows, signal);
+    else await this.readByCursor(client, select, filter, sizer, emitRows, signal);
     // The reset follows the rows (its version is below theirs): sinks never show the table empty meanwhile.
     // It is in the buffer before the snapshot can end, so the checkpoint that marks it done comes with or after it.
     if (this.options.buffer.full) await this.options.buffer.waitForSpace(signal);
@@ -166,13 +172,13 @@ export class SnapshotReader {
     logger.info({ table: progress.table, rows: progress.rowsDone }, "snapshot of table finished");
   }
 
-  /** Keyset pagination: WHERE (k1, k2) > (last k1, last k2) ORDER BY k1, k2 LIMIT chunk_rows. */
+  /** Keyset pagination: WHERE (k1, k2) > (last k1, last k2) ORDER BY k1, k2 LIMIT n (chunk_rows, fewer for wide rows). */
   private async readByKey(
     client: pg.Client,
     table: CapturedTable,
     select: string,
     filter: string | null,
-    chunkRows: number,
+    sizer: ChunkSizer,
     emitRows: (rows: readonly (string | null)[][]) => Promise<void>,
     signal: AbortSignal,
   ): Promise<void> {
@@ -184,6 +190,7 @@ export class SnapshotReader {
       signal.throwIfAborted();
       const previous: (string | null)[] | null = last;
       const conditions: string[] = [filter, previous === null ? null : after].filter((c): c is string => c !== null);
+      const chunkRows = sizer.next();
       const text = `${select}${conditions.length > 0 ? ` WHERE ${conditions.join(" AND ")}` : ""} ORDER BY ${keyList} LIMIT ${chunkRows}`;
       const values: (string | null)[] = previous === null ? [] : table.keyIndexes.map((i) => previous[i] ?? null);
       const result: pg.QueryArrayResult<(string | null)[]> = await client.query<(string | null)[]>({ text, values, rowMode: "array" });
@@ -197,7 +204,7 @@ export class SnapshotReader {
     client: pg.Client,
     select: string,
     filter: string | null,
-    chunkRows: number,
+    sizer: ChunkSizer,
     emitRows: (rows: readonly (string | null)[][]) => Promise<void>,
     signal: AbortSignal,
   ): Promise<void> {
@@ -205,6 +212,7 @@ export class SnapshotReader {
     await client.query(`DECLARE ${cursor} NO SCROLL CURSOR FOR ${select}${filter === null ? "" : ` WHERE ${filter}`}`);
     for (;;) {
       signal.throwIfAborted();
+      const chunkRows = sizer.next();
       const result = await client.query<(string | null)[]>({ text: `FETCH FORWARD ${chunkRows} FROM ${cursor}`, rowMode: "array" });
       await emitRows(result.rows);
       if (result.rows.length < chunkRows) break;
