@@ -73,6 +73,8 @@ function hasKey(store: SubjectKeyStore, source: string, subject: string): boolea
 interface Shape {
   readonly schema: TableSchema;
   readonly personal: PersonalTable;
+  /** The authenticated context of each personal column. */
+  readonly contexts: ReadonlyMap<string, string>;
 }
 
 /** How often capture reads the key topic again, so a subject forgotten elsewhere gets a new key when it changes again. */
@@ -130,12 +132,13 @@ export class PersonalDataEncryptor {
       if (row === null) return null;
       const subject = subjectOf(row, personal.subject) ?? fallback;
       const out: Record<string, ColumnValue> = { ...row };
+      let key: Buffer | null = null;
       for (const column of personal.columns) {
         const value = row[column];
         if (value === undefined || value === null || value === UNCHANGED) continue;
         // No subject, no key to erase it with: the value is not published at all.
         if (subject === null) out[column] = null;
-        else out[column] = encryptValue(Buffer.from(valueText(value), "utf8"), await store.keyFor(this.source, subject), valueContext(event.schema, column), subject);
+        else out[column] = encryptValue(Buffer.from(valueText(value), "utf8"), (key ??= await store.keyFor(this.source, subject)), shape.contexts.get(column)!, subject);
       }
       return out;
     };
@@ -160,7 +163,7 @@ export class PersonalDataEncryptor {
         // Ciphertext is text; a value whose key is destroyed reads as null.
         return { ...rest, dbType: "text", nullable: true };
       });
-      shape = { schema: { ...schema, columns }, personal };
+      shape = { schema: { ...schema, columns }, personal, contexts: new Map(personal.columns.map((c) => [c, valueContext(schema, c)])) };
     }
     this.shapes.set(schema, shape);
     return shape;
