@@ -45,8 +45,11 @@ export class CompactedRecords {
   async rewrite(event: ChangeEvent, records: ProducedRecord[]): Promise<ProducedRecord[]> {
     if (event.op === "d") return withDeleteHeader(records);
     if (event.op === "u" && event.after !== null) {
-      const missing = Object.keys(event.after).filter((c) => event.after![c] === UNCHANGED && (event.before?.[c] === undefined || event.before[c] === UNCHANGED));
-      if (missing.length > 0) this.onPartialRow(event, missing);
+      // Every update passes here: no list unless a column is missing.
+      const { after, before } = event;
+      let missing: string[] | undefined;
+      for (const c in after) if (after[c] === UNCHANGED && (before?.[c] === undefined || before[c] === UNCHANGED)) (missing ??= []).push(c);
+      if (missing) this.onPartialRow(event, missing);
     }
     if (event.op !== "t") return records;
     const out: ProducedRecord[] = [];

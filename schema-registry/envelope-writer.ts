@@ -36,6 +36,7 @@ interface Current {
 type Emit = (out: AvroOutput, current: Current) => void;
 
 const NO_EXTRAS: EnvelopeExtras = Object.freeze({});
+const SHARED_OUTPUT = new AvroOutput();
 
 /** The envelope fields this writer knows (envelope-schema.ts); any other schema keeps the general path. */
 const ENVELOPE_FIELDS = ["before", "after", "source", "op", "ts_ms", "ts_us", "ts_ns", "transaction"];
@@ -81,7 +82,8 @@ class NanosCache {
 
 export class FastEventEncoder {
   private readonly mapping: TableAvroMapping;
-  private readonly out = new AvroOutput();
+  /** Shared by every table's encoder: encode() runs to its end before another starts, and one buffer per table would add up. */
+  private readonly out = SHARED_OUTPUT;
   private readonly keyHeader: Buffer | null;
   private readonly valueHeader: Buffer;
   private readonly keyWriters: readonly AvroWriter[] | null;
