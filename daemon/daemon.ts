@@ -350,7 +350,11 @@ export class Daemon {
       const leadership = new CaptureLeadership({
         logger: this.logger.child({ component: "capture-lease" }),
         newLease: (onChange) => log.captureLease({ group: captureLeaseGroup(this.config.name, captureWriter(this.config, this.selection) ?? "all"), holder: this.instanceId, sessionTimeoutMs: LEASE_SESSION_MS, onChange }),
-        beforeLead: (signal) => takeOverSlots(this.config, this.selection, this.logger, signal),
+        beforeLead: async (signal) => {
+          // Fence a former leader before anything is read (it may wake up and commit before it learns it lost the lease), then take its slot.
+          await log.claimWriter();
+          await takeOverSlots(this.config, this.selection, this.logger, signal);
+        },
         lead: async (signal) => {
           // The registry as the journal holds it now, with what a former leader registered.
           await this.createCaptures((await openRegistry(this.config, log)).registry);

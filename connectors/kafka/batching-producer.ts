@@ -108,6 +108,17 @@ export class BatchingProducer {
     await this.connect();
   }
 
+  /**
+   * Registers the transactional id anew (a new producer epoch) even when connected: a new capture
+   * term fences whoever wrote under the id since this producer registered it (a leader in between,
+   * frozen or cut off, that has not learnt it lost the lease), before anything is read or written.
+   */
+  async reregister(): Promise<void> {
+    await this.connecting?.catch(() => undefined);
+    await this.discardProducer();
+    await this.connect();
+  }
+
   private async open(): Promise<void> {
     this.producer = this.options.kafka.producer({
       idempotent: true,

@@ -293,6 +293,21 @@ export class KafkaTopicLog implements TopicLog {
   }
 
   /**
+   * Starts a term of capture under this log's transactional id (this process was granted the
+   * capture lease): registers the id anew, so a former leader that froze or lost its network, and
+   * may wake up before it learns it lost the lease, is fenced before the checkpoint is read. Its
+   * open transaction is aborted; its next one refused.
+   */
+  async claimWriter(): Promise<void> {
+    if (!this.producer || !this.config.transactions) return;
+    try {
+      await this.producer.reregister();
+    } catch (error) {
+      throw kafkaError(error, "connect producer", this.config.brokers);
+    }
+  }
+
+  /**
    * The source's last committed checkpoint. With transactions, the producer registers its
    * transactional id first: Kafka then finishes what a previous holder of it (this capture before
    * a kill -9) committed, writing its commit markers, and aborts what it left open, so the

@@ -1,0 +1,59 @@
+/**
+ * A new capture term fences whoever wrote under the capture's transactional id since this process
+ * registered it (issue 17 item 3), on the real broker: process A led, B took over (fencing A), B
+ * froze, A leads again. A's term registers the id anew before it reads the checkpoint, so B, waking
+ * up before it learns it lost the lease, cannot commit anything. Before, A's term only connected a
+ * producer when it had none: it kept its stale one, and B's next commit went through after A had
+ * read the checkpoint (both published; the changes in between twice).
+ */
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import { Kafka, logLevel } from "kafkajs";
+import { createLogger } from "../../runtime/logger.ts";
+import { SluiceError } from "../errors.ts";
+import { KafkaTopicLog } from "./kafka-log.ts";
+import { testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
+
+const logger = createLogger("silent");
+const config = testKafkaConfig({ transactions: true });
+const deployment = testDeployment("terms");
+const topic = `${deployment}.src.public.items`;
+const record = (value: string) => ({ topic, key: Buffer.from(value), value: Buffer.from(value), timestamp: Date.now() });
+const at = (commit: bigint) => ({ source: "src", position: { commit, change: commit } });
+const fenced = (error: unknown) => error instanceof SluiceError && error.code === "KAFKA_PRODUCER_FENCED";
+
+after(async () => {
+  const admin = new Kafka({ brokers: config.brokers, logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${deployment}.`));
+  if (topics.length > 0) await admin.deleteTopics({ topics });
+  await admin.disconnect();
+});
+
+test("a new term fences the leader in between before reading the checkpoint: the woken former leader commits nothing", { timeout: 120_000 }, async () => {
+  // Two capture processes of one deployment: one transactional id, the producer connected at the first write (as the daemon opens it).
+  const open = () => KafkaTopicLog.open({ config, deployment, logger, access: "command", transactionalId: `${deployment}.capture` });
+  const a = await open();
+  const b = await open();
+  try {
+    await a.createTopic({ name: topic, partitions: 2, retentionMs: null, retentionBytes: null, compacted: false });
+    await a.claimWriter();
+    await a.produce([record("a1")], at(10n));
+
+    // B's term: it fences A and goes on from A's checkpoint.
+    await b.claimWriter();
+    assert.equal((await b.readCheckpoint("src"))?.position.commit, 10n);
+    await b.produce([record("b1")], at(20n));
+
+    // B freezes; A leads again and reads where B left off.
+    await a.claimWriter();
+    assert.equal((await a.readCheckpoint("src"))?.position.commit, 20n);
+    // B wakes up and publishes what it had read: refused.
+    await assert.rejects(b.produce([record("b2")], at(30n)), fenced);
+    await a.produce([record("a2")], at(30n));
+    assert.equal((await a.readCheckpoint("src"))?.position.commit, 30n);
+  } finally {
+    await b.close().catch(() => undefined);
+    await a.close();
+  }
+});
