@@ -538,11 +538,12 @@ const PART_HEADER = "sluice.part";
 const SKIPPED_HEADER = "sluice.skipped";
 const REPUBLISH_CHUNK = 1_000;
 /**
- * Encoded batches handed to the topic log and not yet acknowledged, at most: enough to keep the
- * log busy while the next batch is read and encoded, bounded so memory is (each holds its events
- * and records until acknowledged). With Kafka, `max_in_flight` bounds them further.
+ * Encoded batches handed to the topic log and not yet acknowledged, at most: one being stored and
+ * one waiting keep the log busy while a third is read and encoded; each holds its events and
+ * records until acknowledged, so more would cost the heap (a capture-only daemon at 4 ran out of
+ * its ~120 MiB main-thread heap under the 256 MB default budget). With Kafka, `max_in_flight` bounds them further.
  */
-const MAX_BATCHES_IN_FLIGHT = 4;
+const MAX_BATCHES_IN_FLIGHT = 2;
 
 function recordTooLarge(event: ChangeEvent, bytes: number, limit: number, limitText: string, parkingTopic: string): SluiceError {
   const table = tableName(event.schema);
