@@ -117,3 +117,23 @@ test("one run reads a bounded number of bytes: a pass over a large partition tak
   assert.equal((await contents(log, "t")).length, 10);
   await log.close();
 });
+
+test("keys indexed in groups of a produce call (more than one statement's worth, keys repeated among them) keep each key's last record", async () => {
+  let now = 10_000_000;
+  const log = open("key-groups", () => now);
+  await log.createTopic(compacted("t"));
+  // 128 records over 7 keys in one call (two whole groups), then 64 more over 3 of them, then 70 over 5
+  // (a group and single keys): every group holds repeated keys.
+  const calls: [count: number, keys: number, prefix: string][] = [[128, 7, "v"], [64, 3, "w"], [70, 5, "x"]];
+  const last = new Map<string, [string, bigint]>();
+  let offset = 0;
+  for (const [count, keys, prefix] of calls) {
+    await log.produce(Array.from({ length: count }, (_, i) => rec("t", `k${i % keys}`, `${prefix}${i}`, now)));
+    for (let i = 0; i < count; i++) last.set(`k${i % keys}`, [`${prefix}${i}`, BigInt(offset++)]);
+  }
+  now += 60_000;
+  compactFully(log);
+  const expected = [...last].map(([key, [value, offset]]): [string, string, bigint] => [key, value, offset]).sort((a, b) => Number(a[2] - b[2]));
+  assert.deepEqual(await contents(log, "t"), expected);
+  await log.close();
+});

@@ -96,6 +96,9 @@ export function embeddedOptionsFromConfig(config: Extract<TopicsConfig, { kind: 
   return { path: config.path, logger, tombstoneRetentionMs: config.retention.tombstones, minCompactionLagMs: config.retention.min_compaction_lag, ...(config.cache_size !== undefined ? { cacheBytes: config.cache_size } : {}) };
 }
 
+/** Keys indexed per statement in a compacted topic's append (4 parameters each). */
+const KEYS_PER_UPSERT = 64;
+
 /** Statements prepared once per connection; each produce call reuses them. */
 function prepareStatements(db: DatabaseSync) {
   return {
@@ -113,6 +116,8 @@ function prepareStatements(db: DatabaseSync) {
     advancePartition: db.prepare("UPDATE partitions SET next_offset = ?, bytes = ? WHERE topic_id = ? AND partition = ?"),
     insertBatch: db.prepare("INSERT INTO batches (topic_id, partition, base_offset, last_offset, max_timestamp, record_count, bytes, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
     upsertLatestKey: db.prepare("INSERT INTO latest_keys (topic_id, partition, key, offset) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET offset = excluded.offset"),
+    /** KEYS_PER_UPSERT keys at once (a key repeated among them ends at its last offset: SQLite applies the rows in order). */
+    upsertLatestKeys: db.prepare(`INSERT INTO latest_keys (topic_id, partition, key, offset) VALUES ${Array.from({ length: KEYS_PER_UPSERT }, () => "(?, ?, ?, ?)").join(", ")} ON CONFLICT DO UPDATE SET offset = excluded.offset`),
     firstBatchAtOrAfterTime: db.prepare("SELECT base_offset, payload FROM batches WHERE topic_id = ? AND partition = ? AND max_timestamp >= ? ORDER BY last_offset LIMIT 1"),
     batchesFrom: db.prepare("SELECT base_offset, last_offset, payload FROM batches WHERE topic_id = ? AND partition = ? AND last_offset >= ? ORDER BY last_offset LIMIT ?"),
     upsertCheckpoint: db.prepare("INSERT INTO checkpoints (source, checkpoint, updated_at_ms) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET checkpoint = excluded.checkpoint, updated_at_ms = excluded.updated_at_ms"),
@@ -567,14 +572,32 @@ export class EmbeddedTopicLog implements TopicLog {
       } while (end < records.length && size + sizes[end]! <= this.maxRowBytes);
       const chunk = records.slice(start, end);
       this.statements.insertBatch.run(topic.id, partition, next, next + chunk.length - 1, maxTimestamp, chunk.length, size, encodeBatch(chunk, size));
-      if (topic.spec.compacted) {
-        for (let i = 0; i < chunk.length; i++) this.statements.upsertLatestKey.run(topic.id, partition, chunk[i]!.key, next + i);
-      }
+      if (topic.spec.compacted) this.indexKeys(topic.id, partition, chunk, next);
       next += chunk.length;
       bytes += size;
       start = end;
     }
     this.statements.advancePartition.run(next, bytes, topic.id, partition);
+  }
+
+  /** The latest offset of each record's key (compacted topics), KEYS_PER_UPSERT keys per statement. */
+  private indexKeys(topicId: number, partition: number, chunk: readonly ProducedRecord[], base: number): void {
+    let i = 0;
+    if (chunk.length >= KEYS_PER_UPSERT) {
+      const params: (number | Uint8Array)[] = new Array<number | Uint8Array>(KEYS_PER_UPSERT * 4);
+      for (let k = 0; k < KEYS_PER_UPSERT; k++) {
+        params[4 * k] = topicId;
+        params[4 * k + 1] = partition;
+      }
+      for (; i + KEYS_PER_UPSERT <= chunk.length; i += KEYS_PER_UPSERT) {
+        for (let k = 0; k < KEYS_PER_UPSERT; k++) {
+          params[4 * k + 2] = chunk[i + k]!.key!;
+          params[4 * k + 3] = base + i + k;
+        }
+        this.statements.upsertLatestKeys.run(...params);
+      }
+    }
+    for (; i < chunk.length; i++) this.statements.upsertLatestKey.run(topicId, partition, chunk[i]!.key, base + i);
   }
 
   private runScheduledMaintenance(): void {
