@@ -21,7 +21,8 @@ import { callDaemon, refusalHint } from "./daemon-client.ts";
 import type { DaemonAnswer } from "./daemon-client.ts";
 import { ErasureAudit, eraseInSink, erasingSinks, erasureAuditTopic, erasureRequests, operator } from "./governance/erasure.ts";
 import type { ErasureAuditEntry } from "./governance/erasure.ts";
-import { masterKeys, personalTables } from "./governance/personal-data.ts";
+import { KEY_CATCH_UP_MS, masterKeys, personalTables } from "./governance/personal-data.ts";
+import { sleep } from "../runtime/backoff.ts";
 import { SubjectKeyStore, subjectKeyTopic } from "./governance/subject-keys.ts";
 
 export interface ForgetIo {
@@ -113,21 +114,30 @@ export async function runForgetCommand(config: SluiceConfig, args: ForgetArgs, i
     } finally {
       await keys.close();
     }
-    const confirmed: string[] = [];
-    for (const sink of sinks) {
-      try {
-        const rows = await eraseInOneSink(config, sink.name, args, running, logger);
-        await entry("sink-erased", { sink: sink.name, rows });
-        confirmed.push(sink.name);
-        io.stdout(`sink ${sink.name}: personal columns of the subject nulled${rows === null ? "" : ` (${rows} row${rows === 1 ? "" : "s"})`}\n`);
-      } catch (error) {
-        const message = error instanceof Error ? error.message : String(error);
-        await entry("failed", { sink: sink.name, sinks: confirmed, error: message }).catch(() => undefined);
-        io.stderr(`sluice forget: sink ${sink.name} could not erase: ${message}\nThe key is destroyed; sinks confirmed: ${confirmed.join(", ") || "none"}. Run the same command again once the sink is reachable (every step is safe to repeat).\n`);
-        return 1;
+    const confirmed = new Set<string>();
+    // With Kafka, several processes may apply one sink; one that has not read the tombstone yet can
+    // still decrypt values it applies: a second pass, once every process has read the key topic again.
+    const passes = config.topics.kind === "kafka" ? 2 : 1;
+    for (let pass = 1; pass <= passes; pass++) {
+      if (pass > 1) {
+        io.stdout(`second pass in ${(2 * KEY_CATCH_UP_MS) / 1000} s (other processes applying these sinks read the key topic again meanwhile)\n`);
+        await sleep(2 * KEY_CATCH_UP_MS);
+      }
+      for (const sink of sinks) {
+        try {
+          const rows = await eraseInOneSink(config, sink.name, args, running, logger);
+          await entry("sink-erased", { sink: sink.name, rows });
+          confirmed.add(sink.name);
+          io.stdout(`sink ${sink.name}: personal columns of the subject nulled${rows === null ? "" : ` (${rows} row${rows === 1 ? "" : "s"})`}\n`);
+        } catch (error) {
+          const message = error instanceof Error ? error.message : String(error);
+          await entry("failed", { sink: sink.name, sinks: [...confirmed], error: message }).catch(() => undefined);
+          io.stderr(`sluice forget: sink ${sink.name} could not erase: ${message}\nThe key is destroyed; sinks confirmed: ${[...confirmed].join(", ") || "none"}. Run the same command again once the sink is reachable (every step is safe to repeat).\n`);
+          return 1;
+        }
       }
     }
-    await entry("completed", { sinks: confirmed });
+    await entry("completed", { sinks: [...confirmed] });
     io.stdout(`Done: recorded in ${erasureAuditTopic(config.name)}.\n`);
     return 0;
   } finally {

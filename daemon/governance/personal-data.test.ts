@@ -9,7 +9,7 @@ import { EmbeddedTopicLog } from "../../connectors/embedded/embedded-log.ts";
 import { SluiceError } from "../../connectors/errors.ts";
 import type { SluiceConfig } from "../../config/schema.ts";
 import { createLogger } from "../../runtime/logger.ts";
-import { lazyKeyStore, PersonalDataDecryptor, PersonalDataEncryptor } from "./personal-data.ts";
+import { KEY_CATCH_UP_MS, lazyKeyStore, PersonalDataDecryptor, PersonalDataEncryptor } from "./personal-data.ts";
 import { isEncrypted, MasterKey, SubjectKeyStore, subjectKeyTopic } from "./subject-keys.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-personal-data-"));
@@ -140,6 +140,21 @@ test("a personal key column or a missing subject column halts the table (SCHEMA_
     await assert.rejects(keyed.apply(event({ id: 1, customer_id: 1n, email: "a", phone: null, city: null })), (e: unknown) => e instanceof SluiceError && e.code === "SCHEMA_UNSUPPORTED" && /column id of the key cannot be personal/.test(e.message));
     const missing = new PersonalDataEncryptor({ name: "pg", governance: { tables: { "app.customers": { checks: [], transforms: {}, personal: { subject: "user_id", columns: ["email"] } } } } } as never, lazyKeyStore(config, log, { create: true }));
     await assert.rejects(missing.apply(event({ id: 1, customer_id: 1n, email: "a", phone: null, city: null })), /subject column user_id is not a column of the table/);
+  } finally {
+    await log.close();
+  }
+});
+
+test("a sink that was not told (another process ran the erasure) stops decrypting the subject once it reads the key topic again", async () => {
+  const { log, capture, sink } = await setup("follow.db");
+  try {
+    const ann = await capture.apply(event({ id: 1, customer_id: 42n, email: "ann@example.com", phone: 1n, city: "Lyon" }));
+    assert.equal((await sink.apply(ann)).after!["email"], "ann@example.com");
+    const admin = await SubjectKeyStore.open(log, subjectKeyTopic("dep"), MasterKey.fromFile(masterFile));
+    await admin.destroy("pg", "42");
+    await admin.close();
+    await new Promise((resolve) => setTimeout(resolve, KEY_CATCH_UP_MS + 100));
+    assert.equal((await sink.apply(ann)).after!["email"], null);
   } finally {
     await log.close();
   }

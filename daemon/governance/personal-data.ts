@@ -77,8 +77,13 @@ interface Shape {
   readonly contexts: ReadonlyMap<string, string>;
 }
 
-/** How often capture reads the key topic again, so a subject forgotten elsewhere gets a new key when it changes again. */
-const CAPTURE_CATCH_UP_MS = 5_000;
+/**
+ * How often capture and the sinks read the key topic again: capture, so a subject forgotten
+ * elsewhere gets a new key when it changes again; a sink, so it stops decrypting a forgotten
+ * subject's values even when `sluice forget` asked another process (sluice forget's second pass
+ * waits for it).
+ */
+export const KEY_CATCH_UP_MS = 5_000;
 
 /** Capture's side: encrypts the personal columns of one source's events. */
 export class PersonalDataEncryptor {
@@ -105,7 +110,7 @@ export class PersonalDataEncryptor {
   async prepare(events: readonly ChangeEvent[]): Promise<void> {
     if (!this.active) return;
     const store = await this.keys();
-    if (Date.now() - this.caughtUpAt >= CAPTURE_CATCH_UP_MS) {
+    if (Date.now() - this.caughtUpAt >= KEY_CATCH_UP_MS) {
       await store.catchUp();
       this.caughtUpAt = Date.now();
     }
@@ -178,6 +183,7 @@ export class PersonalDataDecryptor {
   private readonly tables: ReadonlyMap<string, ReadonlyMap<string, PersonalTable>>;
   private readonly keys: () => Promise<SubjectKeyStore>;
   private readonly dead = new Set<string>();
+  private caughtUpAt = Date.now();
 
   constructor(config: SluiceConfig, keys: () => Promise<SubjectKeyStore>) {
     this.tables = new Map(config.sources.map((s) => [s.name, personalTables(s)]));
@@ -193,6 +199,10 @@ export class PersonalDataDecryptor {
     const personal = this.tables.get(event.schema.source)?.get(tableName(event.schema));
     if (!personal || (event.before === null && event.after === null)) return event;
     const store = await this.keys();
+    if (Date.now() - this.caughtUpAt >= KEY_CATCH_UP_MS) {
+      this.caughtUpAt = Date.now();
+      await store.catchUp();
+    }
     const source = event.schema.source;
     const rewrite = async (row: Row | null): Promise<Row | null> => {
       if (row === null) return null;
