@@ -390,6 +390,7 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
   if (process.stderr.isTTY) {
     const display = new ProgressDisplay(process.stderr);
     daemon.onSnapshotProgress = (source, progress) => display.update(source, progress);
+    daemon.onRebuildProgress = (progress) => display.rebuild(progress);
   }
   // Listening from the first moment: an orchestrator may stop a daemon still starting (e.g. waiting out a Kafka outage).
   const signalled = new Promise<{ signal: NodeJS.Signals }>((resolve) => {

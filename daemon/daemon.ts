@@ -24,6 +24,7 @@ import { dataCheckDeadLetterTopic, DataChecks, withDataChecks } from "./governan
 import { snapshotHandler } from "./snapshot-admin.ts";
 import { etaSeconds, progressEntries } from "./snapshot-progress.ts";
 import { rebuildEntry } from "./rebuild-progress.ts";
+import type { RebuildProgress } from "./rebuild-progress.ts";
 import type { SnapshotTarget } from "./snapshot-admin.ts";
 import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
 import type { ReleasableCapture } from "./halted-admin.ts";
@@ -154,6 +155,8 @@ export class Daemon {
   private fatal: ((error: unknown) => void) | null = null;
   /** Called as snapshots progress, e.g. for a live display on a terminal. */
   onSnapshotProgress: ((source: string, progress: readonly TableSnapshotProgress[]) => void) | null = null;
+  /** Set by `sluice run` on a terminal: a sink's rebuild progress as it changes. */
+  onRebuildProgress: ((progress: RebuildProgress) => void) | null = null;
   /** Rejects with the first error that stops a component for good (e.g. a missing replication slot). */
   readonly failed: Promise<never>;
 
@@ -325,6 +328,7 @@ export class Daemon {
         registry: sinkRegistry,
         writeLogLine: this.writeLogLine,
         heap: this.memory.sinks[sinkConfig.name]!.heap,
+        onRebuildProgress: (progress) => this.onRebuildProgress?.(progress),
       });
       this.sinks.push({
         name: sinkConfig.name,

@@ -88,6 +88,8 @@ export interface SinkThreadOptions {
   readonly writeLogLine: (line: string) => void;
   /** The thread's V8 heap, its share of the memory budget (config/memory.ts); without it V8's defaults (about 4 GiB). */
   readonly heap?: HeapLimits;
+  /** Called when the sink's rebuild progress changes (a terminal draws it). */
+  readonly onRebuildProgress?: (progress: RebuildProgress) => void;
 }
 
 export class SinkThread {
@@ -221,6 +223,7 @@ export class SinkThread {
         this.startup.resolve();
         return;
       case "state":
+        if (message.rebuild !== null && message.rebuild !== undefined && JSON.stringify(message.rebuild) !== JSON.stringify(this.state.rebuild)) this.options.onRebuildProgress?.(message.rebuild);
         this.state = { ready: message.ready, waiting: message.waiting, lastAppliedCommitMs: message.lastAppliedCommitMs, halted: message.halted, partitions: message.partitions, rebuild: message.rebuild };
         return;
       case "schema-request":
