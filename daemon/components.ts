@@ -16,7 +16,7 @@ import { controlledTopic, controlRecord, controlTopicSpec } from "./control-reco
 import type { Logger } from "../runtime/logger.ts";
 import type { RecordDecoder } from "./sink-runner.ts";
 import { ColumnTransforms } from "./governance/transforms.ts";
-import { lazyKeyStore, PersonalDataDecryptor, PersonalDataEncryptor, personalTables } from "./governance/personal-data.ts";
+import { lazyKeyStore, PersonalDataDecryptor, PersonalDataEncryptor, personalTables, sharedKeyStore } from "./governance/personal-data.ts";
 
 export interface RegistrySetup {
   readonly registry: SchemaRegistry;
@@ -143,7 +143,7 @@ export function captureEncoder(
   });
   const transforms = new ColumnTransforms(source.governance);
   // Personal columns are encrypted after the transforms (a column is one or the other), before encoding.
-  const personal = personalTables(source).size > 0 ? new PersonalDataEncryptor(source, lazyKeyStore(config, log, { create: true })) : null;
+  const personal = personalTables(source).size > 0 ? new PersonalDataEncryptor(source, sharedKeyStore(config, log)) : null;
   const control = controlTopic(config.name);
   const truncatesInDataTopic = source.envelope === "sluice" || !source.skipped_operations.includes("t");
   /** A truncate goes to the control topic (control-records.ts), and to its data topic only where consumers asked for op t records. */

@@ -51,6 +51,24 @@ export function lazyKeyStore(config: SluiceConfig, log: TopicLog, options: { cre
   };
 }
 
+const sharedStores = new WeakMap<TopicLog, Map<string, () => Promise<SubjectKeyStore>>>();
+
+/** One key store per topic log and deployment, for capture: every source and every leadership term of the process shares it (and its one consumer). */
+export function sharedKeyStore(config: SluiceConfig, log: TopicLog): () => Promise<SubjectKeyStore> {
+  let byTopic = sharedStores.get(log);
+  if (!byTopic) {
+    byTopic = new Map();
+    sharedStores.set(log, byTopic);
+  }
+  const topic = subjectKeyTopic(config.name);
+  let open = byTopic.get(topic);
+  if (!open) {
+    open = lazyKeyStore(config, log, { create: true });
+    byTopic.set(topic, open);
+  }
+  return open;
+}
+
 /** The authenticated context of a personal value: its table and column. */
 function valueContext(schema: TableSchema, column: string): string {
   return `${tableName(schema)}.${column}`;
