@@ -32,7 +32,8 @@ import {
 
 const REQUIRE_ALL_DATA = process.env["SLUICE_DASHBOARD_REQUIRE_DATA"] === "1";
 /** Panels that stay empty in a healthy run: nothing is halted, dead-lettered or rejected. */
-const MAY_BE_EMPTY = new Set(["Halted tables", "Dead letters / s", "Sink retries / s", "Schema changes rejected"]);
+// A rebuild's gauges exist only once a rebuild ran.
+const MAY_BE_EMPTY = new Set(["Halted tables", "Dead letters / s", "Sink retries / s", "Schema changes rejected", "Rebuild progress", "Rebuild records read / s"]);
 
 const suffix = randomBytes(4).toString("hex");
 const sourceName = `dash_${suffix}`;
