@@ -12,11 +12,24 @@ import type { SnapshotRow } from "./snapshot-reader.ts";
 
 type Key = readonly (string | null)[] | null;
 
+/**
+ * The finished tables' names a checkpoint carries at most (their length in characters): every
+ * checkpoint carries the list, and a Kafka record is at most 1 MiB by default. Tables finished
+ * beyond it are not listed: a resume reads them again online (correct, only slower).
+ */
+export const MAX_DONE_CHARS = 256 * 1024;
+
 export class ExportedSnapshotTracker {
   private readonly done: string[] = [];
+  private doneChars = 0;
+  private readonly maxDoneChars: number;
   private readonly reading = new Map<string, { lastKey: Key; rowsDone: number }>();
   /** Keys of rows taken from the buffer and not handed on yet, per table (at most the one held back). */
   private readonly waiting = new Map<string, Key[]>();
+
+  constructor(maxDoneChars = MAX_DONE_CHARS) {
+    this.maxDoneChars = maxDoneChars;
+  }
 
   /** A row taken from the snapshot's buffer (a reset too: it hands on nothing of its own to follow). */
   taken(row: SnapshotRow): void {
@@ -40,6 +53,8 @@ export class ExportedSnapshotTracker {
       } else if (event.op === "t" && event.source.snapshot) {
         this.reading.delete(table);
         this.waiting.delete(table);
+        if (this.doneChars + table.length + 3 > this.maxDoneChars) continue;
+        this.doneChars += table.length + 3;
         this.done.push(table);
       }
     }
