@@ -22,8 +22,13 @@ export const DEFAULT_MEMORY_BYTES = 256 * MiB;
 export const STANDALONE_READ_AHEAD_BYTES = 16 * MiB;
 export const STANDALONE_BATCH_BYTES = 8 * MiB;
 
-/** RSS of the process outside every V8 heap: runtime, code, native libraries, socket and encode buffers. */
-const PROCESS_RESERVE = 108 * MiB;
+/**
+ * RSS of the process outside every V8 heap: runtime, code, native libraries, socket and encode
+ * buffers, malloc's arenas (two with MALLOC_ARENA_MAX=2, which sluice run sets: daemon/memory-exec.ts).
+ */
+const PROCESS_RESERVE = 120 * MiB;
+/** DuckDB's memory outside its memory_limit (its threads, allocations the buffer manager does not count); measured in bench/memory-budget.ts. */
+const DUCKDB_OUTSIDE = 24 * MiB;
 /** RSS of one sink thread outside its V8 heap: its isolate, stacks, native buffers. */
 const THREAD_RESERVE = 12 * MiB;
 /** Old generation a thread needs besides its buffers: the code and state of its modules, its working set. */
@@ -118,7 +123,7 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
     const sqliteCache = embedded ? (config.topics.kind === "embedded" ? (config.topics.cache_size ?? clamp(Math.round(budget / 128), MIN_SQLITE_CACHE, MAX_SQLITE_CACHE)) : 0) : 0;
     const duckdbSinks = sinks.filter((s): s is Extract<Sink, { kind: "duckdb" }> => s.kind === "duckdb");
     const duckdb = new Map(duckdbSinks.map((s) => [s.name, s.memory_limit ?? Math.max(MIN_DUCKDB, Math.floor(budget / 5 / duckdbSinks.length / MiB) * MiB)]));
-    const reserved = PROCESS_RESERVE + sinks.length * THREAD_RESERVE + (embedded ? (1 + sinks.length) * sqliteCache : 0) + [...duckdb.values()].reduce((a, b) => a + b, 0);
+    const reserved = PROCESS_RESERVE + sinks.length * THREAD_RESERVE + (embedded ? (1 + sinks.length) * sqliteCache : 0) + [...duckdb.values()].reduce((a, b) => a + b + DUCKDB_OUTSIDE, 0);
     return { sqliteCache, duckdb, reserved };
   };
 

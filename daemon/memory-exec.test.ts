@@ -7,7 +7,7 @@ import { loadConfigFile } from "../config/load.ts";
 import { mainHeapFlags, planMemory } from "../config/memory.ts";
 import type { MemoryPlan } from "../config/memory.ts";
 import { createLogger } from "../runtime/logger.ts";
-import { heapFlagGiven, heapFlagsForRun, REEXEC_MARK } from "./memory-exec.ts";
+import { heapFlagGiven, heapFlagsForRun, REEXEC_MARK, reexecEnvironment } from "./memory-exec.ts";
 import { reportMemoryPlan } from "./memory-report.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-memory-exec-"));
@@ -45,6 +45,11 @@ describe("the main thread's heap flags for sluice run", () => {
     assert.equal(heapFlagsForRun(["-c", file], {}, ["--max-semi-space-size=16"]), null);
     assert.equal(heapFlagsForRun(["-c", file], { [REEXEC_MARK]: "--max-old-space-size=100" }, []), null);
     assert.equal(heapFlagGiven({ NODE_OPTIONS: "--enable-source-maps" }, ["--no-warnings"]), false);
+  });
+
+  test("the re-executed process is marked, and gets two malloc arenas unless the environment says otherwise", () => {
+    assert.deepEqual(reexecEnvironment({ PATH: "/bin" }, ["--max-old-space-size=100"]), { MALLOC_ARENA_MAX: "2", PATH: "/bin", [REEXEC_MARK]: "--max-old-space-size=100" });
+    assert.equal(reexecEnvironment({ MALLOC_ARENA_MAX: "8" }, [])["MALLOC_ARENA_MAX"], "8");
   });
 
   test("a config that does not load, or bad roles, start the command as it is (which then reports the problem)", () => {

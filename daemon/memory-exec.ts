@@ -9,6 +9,10 @@
  * NODE_OPTIONS or on node's command line: theirs wins), when it already did (SLUICE_MEMORY_EXEC),
  * or when it cannot (no process.execve, e.g. on Windows, or a config that does not load: the
  * command then reports the problem as usual). The cost is one more load of the config at start.
+ *
+ * The new process also gets MALLOC_ARENA_MAX=2 unless the environment sets it: glibc gives every
+ * thread that allocates (sink threads, DuckDB's, libuv's) an arena of its own, and their unused
+ * pages kept ~20 MiB more RSS in bench/memory-budget.ts.
  */
 import { parseArgs } from "node:util";
 import { loadConfigFile } from "../config/load.ts";
@@ -18,6 +22,11 @@ import { parseRoles, selectParts } from "./roles.ts";
 export const REEXEC_MARK = "SLUICE_MEMORY_EXEC";
 
 const HEAP_FLAG = /--max[-_]old[-_]space[-_]size|--max[-_]semi[-_]space[-_]size/;
+
+/** The environment of the re-executed process. */
+export function reexecEnvironment(env: Readonly<Record<string, string | undefined>>, flags: readonly string[]): Record<string, string | undefined> {
+  return { MALLOC_ARENA_MAX: "2", ...env, [REEXEC_MARK]: flags.join(" ") };
+}
 
 /** Whether node was given a heap size by the user. */
 export function heapFlagGiven(env: Readonly<Record<string, string | undefined>>, execArgv: readonly string[]): boolean {

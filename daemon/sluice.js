@@ -10,9 +10,9 @@ if (major < 24) {
 const args = process.argv.slice(2);
 // `sluice run` gives the main thread its share of the memory budget, which V8 takes only at start (daemon/memory-exec.ts).
 if (args[0] === "run" && typeof process.execve === "function") {
-  const { heapFlagsForRun, REEXEC_MARK } = await import("./memory-exec.ts");
+  const { heapFlagsForRun, reexecEnvironment } = await import("./memory-exec.ts");
   const flags = heapFlagsForRun(args.slice(1), process.env, process.execArgv);
-  if (flags !== null) process.execve(process.execPath, [process.execPath, ...process.execArgv, ...flags, fileURLToPath(import.meta.url), ...args], { ...process.env, [REEXEC_MARK]: flags.join(" ") });
+  if (flags !== null) process.execve(process.execPath, [process.execPath, ...process.execArgv, ...flags, fileURLToPath(import.meta.url), ...args], reexecEnvironment(process.env, flags));
 }
 const { main, installCrashHandler } = await import("./cli.ts");
 installCrashHandler();

@@ -469,8 +469,9 @@ test("k8s: the ConfigMap's sluice.yaml passes `sluice validate` with the Secret'
       for (const [path, key] of files) writeFileSync(join(dir, "secrets", path.slice(mountDir.length + 1)), `${String(secretValues[key] ?? "x")}\n`);
       const localText = text.split(`${mountDir}/`).join(`${join(dir, "secrets")}/`);
       writeFileSync(join(dir, "sluice.yaml"), localText);
-      // Each pod holds only the secrets of its role: `sluice validate` with the pod's role accepts that.
-      const result = sluiceCli(["validate", "-c", join(dir, "sluice.yaml"), ...args.slice(1)]);
+      // Each pod holds only the secrets of its role: `sluice validate` with the pod's role (and its environment, e.g. SLUICE_MEMORY) accepts that.
+      const podEnv = Object.fromEntries(env.filter((e) => typeof e["value"] === "string" && e["name"] !== "SLUICE_CONFIG").map((e) => [String(e["name"]), String(e["value"])]));
+      const result = sluiceCli(["validate", "-c", join(dir, "sluice.yaml"), ...args.slice(1)], podEnv);
       assert.equal(result.status, 0, `${name}: ${result.stderr}`);
       assert.match(result.stdout, /^ok: /);
     } finally {
