@@ -180,9 +180,14 @@ export class CapturePipeline {
     const inFlight = new Set<Promise<void>>();
     // Set from the publishes' callbacks: the first store or acknowledgement that failed.
     const outcome: { failure: { error: unknown } | null } = { failure: null };
-    let fail!: (error: unknown) => void;
-    const failed = new Promise<never>((_resolve, reject) => (fail = reject));
-    failed.catch(() => undefined);
+    // What the pump waits for ends early when a store fails. (Not a race with one long-lived promise: each race would stay attached to it, keeping its batch alive.)
+    const waiting = new Set<(error: unknown) => void>();
+    const orFailure = <T>(work: Promise<T>): Promise<T> =>
+      new Promise<T>((resolve, reject) => {
+        if (outcome.failure !== null) return reject(outcome.failure.error);
+        waiting.add(reject);
+        work.then(resolve, reject).finally(() => waiting.delete(reject));
+      });
     this.acknowledged = Promise.resolve();
     try {
       while (!stop.aborted) {
@@ -191,7 +196,7 @@ export class CapturePipeline {
         let batch: SourceBatch;
         try {
           // A failed store ends the pump at once rather than after the next batch arrives.
-          batch = await Promise.race([reading, failed]);
+          batch = await orFailure(reading);
         } catch (error) {
           if (outcome.failure !== null) throw outcome.failure.error;
           if (stop.aborted) return;
@@ -199,7 +204,7 @@ export class CapturePipeline {
         }
         const releases = this.releases;
         const records = await this.encodeBatch(batch);
-        while (inFlight.size >= MAX_BATCHES_IN_FLIGHT) await Promise.race([Promise.race(inFlight), failed]);
+        while (inFlight.size >= MAX_BATCHES_IN_FLIGHT) await orFailure(Promise.race(inFlight));
         if (outcome.failure !== null) throw outcome.failure.error;
         const publishing = this.publish(batch, records, releases);
         inFlight.add(publishing);
@@ -208,7 +213,7 @@ export class CapturePipeline {
           (error: unknown) => {
             inFlight.delete(publishing);
             outcome.failure ??= { error };
-            fail(error);
+            for (const reject of waiting) reject(error);
           },
         );
       }
