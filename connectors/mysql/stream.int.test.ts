@@ -97,10 +97,12 @@ describe("MySQL source: streaming", () => {
       await readUntil(source, (c) => c.batches.length >= 1);
       const idleFrom = Date.now();
       const idle = await readUntil(source, (c) => c.batches.length >= 10, { timeoutMs: 20 * heartbeatMs + 10_000 });
-      const checkpoint = idle.batches[0]!.checkpoint.position;
+      // Other tests write other databases of the shared server meanwhile: the position may move on, never back.
+      let checkpoint = idle.batches[0]!.checkpoint.position;
       for (const batch of idle.batches) {
-        assert.equal(batch.events.length, 0);
-        assert.equal(comparePositions(batch.checkpoint.position, checkpoint), 0, "nothing written: the position stays");
+        assert.equal(batch.events.length, 0, "nothing written to the captured table: no events");
+        assert.ok(comparePositions(batch.checkpoint.position, checkpoint) >= 0, "the position never goes back");
+        checkpoint = batch.checkpoint.position;
         assert.ok(batch.throughTimeMs !== undefined && batch.throughTimeMs >= idleFrom, "each says the stream is complete through a time after it went idle");
       }
       const times = idle.batches.map((b) => b.throughTimeMs!);
