@@ -10,7 +10,7 @@ import { SluiceError } from "../../connectors/errors.ts";
 import type { SluiceConfig } from "../../config/schema.ts";
 import { createLogger } from "../../runtime/logger.ts";
 import { KEY_CATCH_UP_MS, lazyKeyStore, PersonalDataDecryptor, PersonalDataEncryptor } from "./personal-data.ts";
-import { isEncrypted, MasterKey, SubjectKeyStore, subjectKeyTopic } from "./subject-keys.ts";
+import { encryptValue, isEncrypted, isSealed, MasterKey, referenceTo, SubjectKeyStore, subjectKeyTopic } from "./subject-keys.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-personal-data-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -73,6 +73,9 @@ test("capture encrypts personal columns per subject (text, nullable in the schem
     assert.deepEqual(published[0]!.schema.columns.find((c) => c.name === "city"), schema.columns[4]);
     const first = published[0]!.after!;
     assert.ok(isEncrypted(first["email"]) && isEncrypted(first["phone"]));
+    assert.ok(isSealed(first["email"]), "the row's personal values are sealed together in its first personal column");
+    assert.equal(first["phone"], referenceTo("email"), "the other personal columns refer to it");
+    assert.ok(isSealed(published[1]!.after!["email"]), "a row whose other personal value is null seals the one present");
     assert.ok(!JSON.stringify(published.map((e) => e.after), (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v)).includes("ann@"), "no clear personal value is published");
     assert.equal(first["city"], "Lyon");
     assert.equal(first["customer_id"], 42n, "the subject column stays in clear");
@@ -82,6 +85,15 @@ test("capture encrypts personal columns per subject (text, nullable in the schem
     const applied = await Promise.all(published.map((e) => sink.apply(e)));
     assert.deepEqual(applied[0]!.after, { id: 1, customer_id: 42n, email: "ann@example.com", phone: "33612345678", city: "Lyon" }, "values come back as their text");
     assert.equal(applied[2]!.after!["email"], "bob@example.com");
+    assert.deepEqual(applied[1]!.after, { id: 2, customer_id: 42n, email: "ann@work.example", phone: null, city: "Nice" });
+
+    // Values of the first format (one encryption per value) are still read.
+    const key = (await sink.store()).keyIfKnown("pg", "42")!;
+    const v1 = { ...published[0]!, after: { ...first, email: encryptValue(Buffer.from("ann@v1.example"), key, "app.customers.email", "42"), phone: encryptValue(Buffer.from("1"), key, "app.customers.phone", "42") } };
+    assert.deepEqual((await sink.apply(v1)).after, { id: 1, customer_id: 42n, email: "ann@v1.example", phone: "1", city: "Lyon" });
+    // A reference whose sealed value is missing (altered record) reads as null, never as something else.
+    const orphan = { ...published[0]!, after: { ...first, email: null } };
+    assert.deepEqual((await sink.apply(orphan)).after, { id: 1, customer_id: 42n, email: null, phone: null, city: "Lyon" });
   } finally {
     await log.close();
   }

@@ -11,7 +11,7 @@ import { SluiceError } from "../../connectors/errors.ts";
 import type { TopicLog } from "../../connectors/contracts.ts";
 import type { SluiceConfig, SourceConfig } from "../../config/schema.ts";
 import { valueText } from "./transforms.ts";
-import { dataKeyId, decryptValue, encryptedBy, encryptValue, isEncrypted, MasterKey, SubjectKeyStore, subjectKeyTopic } from "./subject-keys.ts";
+import { dataKeyId, decryptValue, encryptedBy, isEncrypted, isSealed, MasterKey, openValues, referenceTo, sealValues, SubjectKeyStore, subjectKeyTopic } from "./subject-keys.ts";
 
 export interface PersonalTable {
   /** The column naming the data subject. */
@@ -91,8 +91,8 @@ function hasKey(store: SubjectKeyStore, source: string, subject: string): boolea
 interface Shape {
   readonly schema: TableSchema;
   readonly personal: PersonalTable;
-  /** The authenticated context of each personal column. */
-  readonly contexts: ReadonlyMap<string, string>;
+  /** "schema.table": the authenticated context of the row's sealed values. */
+  readonly table: string;
 }
 
 /**
@@ -154,15 +154,25 @@ export class PersonalDataEncryptor {
     const rewrite = async (row: Row | null): Promise<Row | null> => {
       if (row === null) return null;
       const subject = subjectOf(row, personal.subject) ?? fallback;
-      const out: Record<string, ColumnValue> = { ...row };
-      let key: Buffer | null = null;
+      let out: Record<string, ColumnValue> | null = null;
+      // The row image's personal values are sealed together in its first personal column present; the others refer to it.
+      let values: Record<string, string> | null = null;
+      let sealedIn: string | null = null;
       for (const column of personal.columns) {
         const value = row[column];
         if (value === undefined || value === null || value === UNCHANGED) continue;
+        out ??= { ...row };
         // No subject, no key to erase it with: the value is not published at all.
-        if (subject === null) out[column] = null;
-        else out[column] = encryptValue(Buffer.from(valueText(value), "utf8"), (key ??= await store.keyFor(this.source, subject)), shape.contexts.get(column)!, subject);
+        if (subject === null) {
+          out[column] = null;
+          continue;
+        }
+        (values ??= Object.create(null) as Record<string, string>)[column] = valueText(value);
+        if (sealedIn === null) sealedIn = column;
+        else out[column] = referenceTo(sealedIn);
       }
+      if (out === null) return row;
+      if (values !== null && sealedIn !== null && subject !== null) out[sealedIn] = sealValues(values, await store.keyFor(this.source, subject), shape.table, subject);
       return out;
     };
     return { ...event, schema: shape.schema, before: await rewrite(event.before), after: await rewrite(event.after) };
@@ -186,7 +196,7 @@ export class PersonalDataEncryptor {
         // Ciphertext is text; a value whose key is destroyed reads as null.
         return { ...rest, dbType: "text", nullable: true };
       });
-      shape = { schema: { ...schema, columns }, personal, contexts: new Map(personal.columns.map((c) => [c, valueContext(schema, c)])) };
+      shape = { schema: { ...schema, columns }, personal, table };
     }
     this.shapes.set(schema, shape);
     return shape;
@@ -225,18 +235,29 @@ export class PersonalDataDecryptor {
     const rewrite = async (row: Row | null): Promise<Row | null> => {
       if (row === null) return null;
       let out: Record<string, ColumnValue> | null = null;
+      let opened: Record<string, string> | null = null;
+      let openedYet = false;
       for (const column of personal.columns) {
         const value = row[column];
         if (!isEncrypted(value)) continue;
         out ??= { ...row };
-        out[column] = await this.decrypt(store, source, value, valueContext(event.schema, column));
+        if (encryptedBy(value) === null || isSealed(value)) {
+          // Sealed values, or a reference to them: the row image's one sealed value is opened once.
+          if (!openedYet) {
+            openedYet = true;
+            const sealed = personal.columns.map((c) => row[c]).find(isSealed);
+            opened = sealed === undefined ? null : await this.open(store, source, sealed, tableName(event.schema));
+          }
+          out[column] = opened !== null && Object.hasOwn(opened, column) ? opened[column]! : null;
+        } else out[column] = await this.decrypt(store, source, value, valueContext(event.schema, column));
       }
       return out ?? row;
     };
     return { ...event, before: await rewrite(event.before), after: await rewrite(event.after) };
   }
 
-  private async decrypt(store: SubjectKeyStore, source: string, text: string, context: string): Promise<string | null> {
+  /** The key an encrypted value names, or null when it is gone for good. */
+  private async keyOf(store: SubjectKeyStore, source: string, text: string): Promise<Buffer | null> {
     const by = encryptedBy(text);
     if (by === null) return null;
     const dead = `${source}\u0000${by.subject}\u0000${by.keyId}`;
@@ -254,10 +275,27 @@ export class PersonalDataDecryptor {
     if (key === null) {
       if (this.dead.size >= DEAD_KEYS) this.dead.clear();
       this.dead.add(dead);
-      return null;
     }
+    return key;
+  }
+
+  /** A value of the first format (one value per encryption). */
+  private async decrypt(store: SubjectKeyStore, source: string, text: string, context: string): Promise<string | null> {
+    const key = await this.keyOf(store, source, text);
+    if (key === null) return null;
     try {
       return decryptValue(text, key, context).toString("utf8");
+    } catch {
+      return null;
+    }
+  }
+
+  /** The sealed values of a row image, by column; null when their key is gone or they fail their integrity check. */
+  private async open(store: SubjectKeyStore, source: string, text: string, table: string): Promise<Record<string, string> | null> {
+    const key = await this.keyOf(store, source, text);
+    if (key === null) return null;
+    try {
+      return openValues(text, key, table);
     } catch {
       return null;
     }

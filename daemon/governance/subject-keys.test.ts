@@ -6,7 +6,7 @@ import { after, test } from "node:test";
 import { EmbeddedTopicLog } from "../../connectors/embedded/embedded-log.ts";
 import { SluiceError } from "../../connectors/errors.ts";
 import { createLogger } from "../../runtime/logger.ts";
-import { dataKeyId, decryptValue, encryptedBy, encryptValue, isEncrypted, MasterKey, SubjectKeyStore } from "./subject-keys.ts";
+import { dataKeyId, decryptValue, encryptedBy, encryptValue, isEncrypted, isSealed, MasterKey, openValues, referenceTo, sealValues, SubjectKeyStore } from "./subject-keys.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-subject-keys-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -45,6 +45,25 @@ test("values: AES-256-GCM round trip, bound to their context, tampering detected
   assert.throws(() => decryptValue(renamed, key, "app.customers.email"), /integrity check/);
   assert.equal(encryptedBy("plain text"), null);
   assert.equal(decryptValue(encryptValue(Buffer.alloc(0), key, "c", "s"), key, "c").length, 0, "an empty value round-trips");
+});
+
+test("sealed row values: the personal values of a row in one AES-256-GCM operation, bound to table and subject", () => {
+  const key = Buffer.alloc(32, 7);
+  const values = { email: "ann@example.com", phone: "33612345678", constructor: "x" };
+  const text = sealValues(values, key, "app.customers", "42");
+  assert.ok(isEncrypted(text) && isSealed(text));
+  assert.ok(!text.includes("ann@") && !text.includes("email"), "neither the values nor the column names are in clear");
+  assert.deepEqual(encryptedBy(text), { subject: "42", keyId: dataKeyId(key).toString("hex") });
+  assert.notEqual(sealValues(values, key, "app.customers", "42"), text, "a fresh IV per operation");
+  assert.deepEqual({ ...openValues(text, key, "app.customers") }, values);
+  assert.throws(() => openValues(text, key, "app.orders"), /integrity check/, "bound to its table");
+  assert.throws(() => openValues(text, Buffer.alloc(32, 8), "app.customers"), /integrity check/);
+  const renamed = text.replace(Buffer.from("42").toString("base64url"), Buffer.from("43").toString("base64url"));
+  assert.throws(() => openValues(renamed, key, "app.customers"), /integrity check/, "bound to its subject");
+  const reference = referenceTo("email");
+  assert.ok(isEncrypted(reference) && !isSealed(reference));
+  assert.equal(encryptedBy(reference), null, "a reference names no subject, key or value");
+  assert.throws(() => openValues(encryptValue(Buffer.from("a"), key, "app.customers", "42"), key, "app.customers"), /not values sealed/);
 });
 
 test("subject keys: created once and durably, read by another reader of the log, destroyed for good", async () => {

@@ -16,7 +16,6 @@ import type { ProducedRecord, StoredRecord, TopicConsumer, TopicLog } from "../.
 import { SluiceError } from "../../connectors/errors.ts";
 
 const WRAP_MAGIC = Buffer.from("SK1");
-const VALUE_PREFIX = "sluice-enc:v1:";
 
 function keyError(message: string, context: Record<string, unknown> = {}): SluiceError {
   return new SluiceError(message, { code: "GOVERNANCE_KEY_INVALID", context: { component: "governance", ...context } });
@@ -100,43 +99,30 @@ function freshIv(): Buffer {
   return Buffer.from(ivPool.subarray(ivNext - 12, ivNext));
 }
 
-/**
- * A value's ciphertext as text: "sluice-enc:v1:" + base64url(subject) + "." + base64(key id (4) |
- * IV (12) | GCM tag (16) | AES-256-GCM(value)). The subject is named so a reader finds its key
- * without the config, the key id (a digest of the data key) so it knows a value whose key is gone
- * for good; the subject and `context` (e.g. table and column) are authenticated.
- */
-export function encryptValue(plain: Buffer, dataKey: Buffer, context: string, subject: string): string {
+/** Prefix of every encrypted value (both formats) and of a reference to a sealed row. */
+const ENCRYPTED_PREFIX = "sluice-enc:";
+/** The first format: one AES-GCM operation per value (still read). */
+const VALUE_PREFIX = "sluice-enc:v1:";
+/** The current format: the personal values of one row image sealed together. */
+const SEALED_PREFIX = "sluice-enc:v2:";
+/** A personal column whose value is inside the sealed values of another column of the same row image. */
+const REFERENCE_PREFIX = "sluice-enc:ref:";
+
+/** key id (4) | IV (12) | GCM tag (16) | AES-256-GCM(plain), with AAD `${context}\0${subject}`, as text after `prefix`. */
+function seal(prefix: string, plain: Buffer, dataKey: Buffer, context: string, subject: string): string {
   const { key, id } = preparedKey(dataKey);
   const iv = freshIv();
   const cipher = createCipheriv("aes-256-gcm", key, iv);
   cipher.setAAD(Buffer.from(`${context}\u0000${subject}`));
-  const sealed = Buffer.concat([cipher.update(plain), cipher.final()]);
-  return `${VALUE_PREFIX}${Buffer.from(subject).toString("base64url")}.${Buffer.concat([id, iv, cipher.getAuthTag(), sealed]).toString("base64")}`;
+  const sealed = cipher.update(plain);
+  cipher.final();
+  return `${prefix}${Buffer.from(subject).toString("base64url")}.${Buffer.concat([id, iv, cipher.getAuthTag(), sealed]).toString("base64")}`;
 }
 
-/** 4 bytes naming a data key (not secret: a digest). */
-export function dataKeyId(dataKey: Buffer): Buffer {
-  return preparedKey(dataKey).id;
-}
-
-export function isEncrypted(value: unknown): value is string {
-  return typeof value === "string" && value.startsWith(VALUE_PREFIX);
-}
-
-/** The subject and key id of an encrypted value, or null when it is not a value encrypted by Sluice. */
-export function encryptedBy(text: string): { subject: string; keyId: string } | null {
-  if (!isEncrypted(text)) return null;
-  const dot = text.indexOf(".", VALUE_PREFIX.length);
-  if (dot < 0) return null;
-  const payload = Buffer.from(text.slice(dot + 1, dot + 1 + 8), "base64");
-  return { subject: Buffer.from(text.slice(VALUE_PREFIX.length, dot), "base64url").toString(), keyId: payload.subarray(0, 4).toString("hex") };
-}
-
-export function decryptValue(text: string, dataKey: Buffer, context: string): Buffer {
+function unseal(text: string, dataKey: Buffer, context: string): Buffer {
   const by = encryptedBy(text);
   if (by === null) throw keyError("not a value encrypted by Sluice");
-  const bytes = Buffer.from(text.slice(text.indexOf(".", VALUE_PREFIX.length) + 1), "base64");
+  const bytes = Buffer.from(text.slice(text.indexOf(".", ENCRYPTED_PREFIX.length) + 1), "base64");
   if (bytes.length < 32) throw keyError(`an encrypted value of ${context} is cut short`, { column: context });
   const decipher = createDecipheriv("aes-256-gcm", preparedKey(dataKey).key, bytes.subarray(4, 16));
   decipher.setAAD(Buffer.from(`${context}\u0000${by.subject}`));
@@ -144,8 +130,72 @@ export function decryptValue(text: string, dataKey: Buffer, context: string): Bu
   try {
     return Buffer.concat([decipher.update(bytes.subarray(32)), decipher.final()]);
   } catch {
-    throw keyError(`an encrypted value of ${context} fails its integrity check (altered, or encrypted for another column or subject)`, { column: context });
+    throw keyError(`an encrypted value of ${context} fails its integrity check (altered, or encrypted for another column, table or subject)`, { column: context });
   }
+}
+
+/**
+ * The first format, one value: "sluice-enc:v1:" + base64url(subject) + "." + base64(key id (4) |
+ * IV (12) | GCM tag (16) | AES-256-GCM(value)); `context` is the table and column. Still read
+ * (decryptValue); capture writes sealValues.
+ */
+export function encryptValue(plain: Buffer, dataKey: Buffer, context: string, subject: string): string {
+  return seal(VALUE_PREFIX, plain, dataKey, context, subject);
+}
+
+/**
+ * The personal values of one row image in ONE AES-256-GCM operation (one IV, one tag: the
+ * per-operation cost of node:crypto dominated when each value had its own):
+ * "sluice-enc:v2:" + base64url(subject) + "." + base64(key id (4) | IV (12) | GCM tag (16) |
+ * AES-256-GCM(JSON {column: value text})). The subject is named so a reader finds its key without
+ * the config, the key id (a digest of the data key) so it knows a value whose key is gone for good;
+ * the subject and `context` (the table) are authenticated, the column names are inside the ciphertext.
+ */
+export function sealValues(values: Readonly<Record<string, string>>, dataKey: Buffer, context: string, subject: string): string {
+  return seal(SEALED_PREFIX, Buffer.from(JSON.stringify(values), "utf8"), dataKey, context, subject);
+}
+
+/** The values sealed by sealValues, by column. */
+export function openValues(text: string, dataKey: Buffer, context: string): Record<string, string> {
+  if (!isSealed(text)) throw keyError("not values sealed by Sluice");
+  const parsed: unknown = JSON.parse(unseal(text, dataKey, context).toString("utf8"));
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw keyError(`the sealed values of ${context} are not in Sluice's format`, { column: context });
+  return parsed as Record<string, string>;
+}
+
+/** What a personal column holds when its value is sealed in `column` of the same row image (names no value). */
+export function referenceTo(column: string): string {
+  return `${REFERENCE_PREFIX}${column}`;
+}
+
+export function isSealed(value: unknown): value is string {
+  return typeof value === "string" && value.startsWith(SEALED_PREFIX);
+}
+
+/** 4 bytes naming a data key (not secret: a digest). */
+export function dataKeyId(dataKey: Buffer): Buffer {
+  return preparedKey(dataKey).id;
+}
+
+/** An encrypted value of either format, or a reference to sealed values. */
+export function isEncrypted(value: unknown): value is string {
+  return typeof value === "string" && value.startsWith(ENCRYPTED_PREFIX);
+}
+
+/** The subject and key id of an encrypted value (either format), or null when it is not one (a reference is not). */
+export function encryptedBy(text: string): { subject: string; keyId: string } | null {
+  const prefix = text.startsWith(SEALED_PREFIX) ? SEALED_PREFIX : text.startsWith(VALUE_PREFIX) ? VALUE_PREFIX : null;
+  if (prefix === null) return null;
+  const dot = text.indexOf(".", prefix.length);
+  if (dot < 0) return null;
+  const payload = Buffer.from(text.slice(dot + 1, dot + 1 + 8), "base64");
+  return { subject: Buffer.from(text.slice(prefix.length, dot), "base64url").toString(), keyId: payload.subarray(0, 4).toString("hex") };
+}
+
+/** A value of the first format. */
+export function decryptValue(text: string, dataKey: Buffer, context: string): Buffer {
+  if (!text.startsWith(VALUE_PREFIX)) throw keyError("not a value encrypted by Sluice");
+  return unseal(text, dataKey, context);
 }
 
 const recordKey = (source: string, subject: string) => `${source}\u0000${subject}`;
