@@ -20,6 +20,10 @@
  *
  *   node bench/capture-drain.ts [--changes 150000] [--tx 1000] [--rounds 3] [--readers embedded,kafka,devnull,pipe] [--profile DIR]
  *
+ * Reader `debezium` (not in the default list): Debezium 3.6.1's embedded engine with a Kafka
+ * producer, acks=all, idempotence (bench/debezium/: fetched from Maven Central and compiled on first
+ * use; needs mvn and a JDK 17+), timed from its first acknowledged record to its last the same way.
+ *
  * --profile DIR: the daemons run with --cpu-prof and write their CPU profiles into DIR.
  * --baseline DIR: also drain with the daemon of another checkout (e.g. `git worktree add DIR <commit>`
  *   and a node_modules link), in the same rounds: the before/after ratio of a change.
@@ -33,6 +37,7 @@ import type pg from "pg";
 import { currentLsn, deleteKafkaDeployment, killAllDaemons, metricValue, pgClient, pgSourceConfig, randomName, removeDir, sleep, SluiceDaemon, tempDir } from "../test/e2e/helpers.ts";
 import { kafka, postgres } from "../test/services/ports.ts";
 import { formatLsn } from "../connectors/postgres/lsn.ts";
+import { drainWithDebezium } from "./debezium/debezium.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -49,7 +54,7 @@ const UPDATES = Number(args.changes) - INSERTS;
 const CHANGES = INSERTS + UPDATES;
 const TX = Number(args.tx);
 const ROUNDS = Number(args.rounds);
-type Reader = "embedded" | "kafka" | "embedded-base" | "kafka-base" | "devnull" | "pipe";
+type Reader = "embedded" | "kafka" | "embedded-base" | "kafka-base" | "devnull" | "pipe" | "debezium";
 const READERS = args.readers.split(",") as Reader[];
 if (args.baseline !== undefined) READERS.push(...READERS.filter((r) => r === "embedded" || r === "kafka").map((r) => `${r}-base` as Reader));
 const PG_RECVLOGICAL = `${process.env["SLUICE_PG_BIN"] ?? "/usr/lib/postgresql/15/bin"}/pg_recvlogical`;
@@ -179,6 +184,17 @@ async function recvlogical(reader: "devnull" | "pipe", round: number, endLsn: bi
   return { reader, round, seconds, cpuSeconds: ((children[0]! + children[1]!) * 100_000) / CHANGES, peakRssMiB: null, firstRecordSeconds: null, load };
 }
 
+async function debezium(round: number): Promise<Result> {
+  const topicPrefix = randomName("bench_dbz");
+  const load = loadavg()[0]!;
+  try {
+    const drained = await drainWithDebezium({ slot: slotName("debezium", round), publication, table: `${schema}.items`, changes: CHANGES, topicPrefix });
+    return { reader: "debezium", round, load, ...drained };
+  } finally {
+    await deleteKafkaDeployment(topicPrefix).catch((e: unknown) => log(`cleanup: ${String(e)}`));
+  }
+}
+
 const LABEL: Record<Reader, string> = {
   embedded: "Sluice → embedded log",
   kafka: "Sluice → Kafka (acks=all, transactions)",
@@ -186,6 +202,7 @@ const LABEL: Record<Reader, string> = {
   "kafka-base": "baseline Sluice → Kafka",
   devnull: "pg_recvlogical -f /dev/null",
   pipe: "pg_recvlogical -f - piped to cat",
+  debezium: "Debezium 3.6.1 embedded → Kafka (acks=all)",
 };
 
 async function main(): Promise<void> {
@@ -196,7 +213,7 @@ async function main(): Promise<void> {
     for (let round = 1; round <= ROUNDS; round++) {
       const order = round % 2 === 1 ? READERS : [...READERS].reverse();
       for (const reader of order) {
-        const result = reader === "devnull" || reader === "pipe" ? await recvlogical(reader, round, endLsn) : await sluice(reader, round);
+        const result = reader === "devnull" || reader === "pipe" ? await recvlogical(reader, round, endLsn) : reader === "debezium" ? await debezium(round) : await sluice(reader, round);
         results.push(result);
         log(`round ${round} ${LABEL[reader]}: ${fmt(CHANGES / result.seconds)} changes/s, ${result.cpuSeconds.toFixed(2)} CPU-s/100k${result.peakRssMiB === null ? "" : `, peak RSS ${fmt(result.peakRssMiB)} MiB, launch → first record ${result.firstRecordSeconds!.toFixed(2)} s`} (load ${result.load.toFixed(1)})`);
       }
@@ -210,7 +227,8 @@ async function main(): Promise<void> {
     removeDir(dir);
   }
   log("");
-  const recv = READERS.filter((r): r is "devnull" | "pipe" => r === "devnull" || r === "pipe");
+  // Each reader's speed as a multiple of each reference's in the same round (reference time / reader time).
+  const recv = READERS.filter((r) => r === "devnull" || r === "pipe" || r === "debezium");
   log(`| round | reader | changes/s | CPU-s / 100k changes | peak RSS | launch → first record | load (1 min) |${recv.map((r) => ` × ${LABEL[r]} |`).join("")}`);
   log(`| --- | --- | --- | --- | --- | --- | --- |${recv.map(() => " --- |").join("")}`);
   for (const r of results) {
