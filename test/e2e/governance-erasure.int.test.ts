@@ -174,7 +174,7 @@ test("forget: a subject's personal columns leave every sink, other subjects stay
   await sinksHold(daemon, configFile, expected([]), "decrypted in the sinks");
   const log = logBytes();
   for (const clear of CLEAR) assert.ok(!log.includes(clear), `clear personal value ${clear} is in the topic log`);
-  assert.ok(log.includes("sluice-enc:v1:"), "the topic log holds the ciphertext");
+  assert.ok(log.includes("sluice-enc:v2:") && log.includes("sluice-enc:ref:"), "the topic log holds the ciphertext (a row's personal values sealed together)");
 
   // A dry run says what it would do and changes nothing.
   const dry = await runSluice(["forget", "-c", configFile, "--source", source, "--subject", "101"]);
