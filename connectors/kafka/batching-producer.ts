@@ -49,6 +49,14 @@ export interface BatchingProducerOptions {
    * see these offsets yet; kafka-log.ts makes its own reads wait until they do.
    */
   readonly onCommitted?: (lastOffsets: readonly WrittenOffset[]) => void;
+  /**
+   * Transactions only: resolves once the markers of the last commit are written (its offsets are
+   * visible). Awaited before the next transaction starts, not before the commit's callers are told
+   * it is durable: the broker refuses a new transaction while it still writes the previous one's
+   * markers (CONCURRENT_TRANSACTIONS, retried after 10 ms and more), and the calls that queue up
+   * meanwhile go out together in the next.
+   */
+  readonly beforeNextTransaction?: (lastOffsets: readonly WrittenOffset[]) => Promise<void>;
 }
 
 export interface WrittenOffset {
@@ -83,6 +91,8 @@ export class BatchingProducer {
   private readonly spaceWaiters: (() => void)[] = [];
   private sending: Promise<void> | undefined;
   private connecting: Promise<void> | undefined;
+  /** Offsets of the last commit, until the next transaction waited for its markers. */
+  private lastCommitted: readonly WrittenOffset[] | undefined;
   /**
    * Sources whose checkpoint went with a write that failed for good: a later checkpoint of theirs
    * would skip the lost records, so it is refused until the caller read the checkpoint again
@@ -216,12 +226,18 @@ export class BatchingProducer {
 
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
+      const previous = this.lastCommitted;
+      this.lastCommitted = undefined;
+      if (previous && this.options.beforeNextTransaction) await this.options.beforeNextTransaction(previous).catch(() => undefined);
       // Units that queued up while the previous send was under way go out together: one transaction, fewer round trips.
       const units = this.queue.slice();
       const merged = mergeUnits(units);
       try {
         const written = await this.deliver(merged);
-        if (written.length > 0) this.options.onCommitted?.(written);
+        if (written.length > 0) {
+          this.options.onCommitted?.(written);
+          this.lastCommitted = written;
+        }
         for (const waiter of merged.waiters) waiter.resolve();
       } catch (error) {
         // A later unit must not be written after an earlier one failed for good: its checkpoint would skip the lost records.

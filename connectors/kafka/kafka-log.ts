@@ -129,6 +129,9 @@ export class KafkaTopicLog implements TopicLog {
       onCommitted: (offsets) => {
         for (const o of offsets) this.unconfirmed.set(`${o.topic}\u0000${o.partition}`, o);
       },
+      beforeNextTransaction: async (offsets) => {
+        for (const topic of new Set(offsets.map((o) => o.topic))) await this.partitionOffsets(topic);
+      },
     });
     this.registryJournal = new KafkaRegistryJournal(this, registryTopic(options.deployment));
   }
