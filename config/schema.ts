@@ -307,6 +307,12 @@ const postgresSource = z.strictObject({
     .record(z.string(), z.array(z.string().min(1)).min(1))
     .default({})
     .describe('Key columns for tables without a primary key or replica identity index, e.g. {"public.events": ["id"]}'),
+  hstore_handling_mode: z
+    .enum(["json", "map"])
+    .default("json")
+    .describe(
+      "PostgreSQL hstore columns (Debezium's hstore.handling.mode): json: a JSON object as text, io.debezium.data.Json (Debezium's default); map: an Avro map of nullable strings (earlier Sluice versions; always with envelope sluice). A subject registered with map keeps it when its compatibility level refuses the change. docs/avro-types.md",
+    ),
   outbox: postgresOutbox,
 });
 

@@ -410,6 +410,19 @@ export const hstoreColumn: ColumnAvroType = {
   mayBeSpecial: false,
 };
 
+/**
+ * hstore as Debezium's default `hstore.handling.mode=json`: a JSON object of strings and nulls,
+ * `io.debezium.data.Json`. Keys keep the source's order, so the text comes back exactly.
+ */
+export const hstoreJsonColumn: ColumnAvroType = {
+  label: "string (hstore json)",
+  schema: () => ({ type: "string", "connect.version": 1, "connect.name": "io.debezium.data.Json" }),
+  toAvro: (value) => (typeof value === "string" ? JSON.stringify(parseHstore(value)) : expected("hstore text", value)),
+  fromAvro: (value) => formatHstore(JSON.parse(value as string) as HstoreMap),
+  zero: "{}",
+  mayBeSpecial: false,
+};
+
 /** PostgreSQL bit strings as text of 0s and 1s, which keeps their exact length. */
 export const bitStringColumn: ColumnAvroType = {
   ...stringColumn("string (bits)"),
@@ -509,3 +522,5 @@ export function arrayColumn(element: ColumnAvroType, options: { readonly dimensi
 /** JSON documents as their text, marked the way Debezium marks them. */
 export const jsonColumn = stringColumn("string (json)", { "connect.name": "io.debezium.data.Json" });
 export const uuidColumn = stringColumn("string (uuid)", { logicalType: "uuid" });
+/** uuid with Debezium's marker beside the Avro logical type: the same string, read the same way. */
+export const debeziumUuidColumn = stringColumn("string (uuid)", { logicalType: "uuid", "connect.version": 1, "connect.name": "io.debezium.data.Uuid" });

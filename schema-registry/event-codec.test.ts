@@ -183,3 +183,37 @@ describe("ChangeEventEncoder and ChangeEventDecoder", () => {
     });
   });
 });
+
+describe("hstore as Debezium's JSON text on subjects registered with the map", () => {
+  const TAGGED: TableSchema = {
+    ...V1,
+    table: "tagged",
+    columns: [
+      { name: "id", dbType: "int8", nullable: false, primaryKeyIndex: 1 },
+      { name: "at", dbType: "timestamptz", nullable: true },
+      { name: "tags", dbType: "hstore", nullable: true },
+    ],
+  };
+  const tags = '"b"=>"2", "a"=>NULL';
+  const at = 1_700_000_000_123_456n;
+
+  it("a subject whose level refuses the JSON text (BACKWARD) keeps the map and the other Debezium types, and both versions decode exactly", async () => {
+    const registry = new LocalRegistry(await openMemoryStore());
+    const earlier = await ChangeEventEncoder.register(registry, TAGGED, { topic: "t", hstore: "map" });
+    const encoder = await ChangeEventEncoder.register(registry, TAGGED, { topic: "t", hstore: "json" });
+    const fields = encoder.mapping.valueSchema.fields;
+    assert.deepEqual((fields.find((f) => f.name === "tags")!.type as unknown[])[1], { type: "map", values: ["null", "string"] });
+    assert.deepEqual((fields.find((f) => f.name === "at")!.type as unknown[])[1], { type: "string", "connect.name": "io.debezium.time.ZonedTimestamp", "connect.version": 1 });
+    assert.equal(encoder.valueSchemaId, earlier.valueSchemaId);
+    const record = encoder.encode(event(TAGGED, { id: 1n, at, tags }, 5n));
+    assert.equal((await new ChangeEventDecoder(registry).decode(record.key, record.value, record.headers))?.after?.["tags"], tags);
+  });
+
+  it("a new subject gets the JSON text, and Sluice decodes it to the exact hstore text", async () => {
+    const registry = new LocalRegistry(await openMemoryStore());
+    const encoder = await ChangeEventEncoder.register(registry, TAGGED, { topic: "t" });
+    assert.deepEqual((encoder.mapping.valueSchema.fields.find((f) => f.name === "tags")!.type as unknown[])[1], { type: "string", "connect.version": 1, "connect.name": "io.debezium.data.Json" });
+    const record = encoder.encode(event(TAGGED, { id: 1n, at, tags }, 5n));
+    assert.deepEqual((await new ChangeEventDecoder(registry).decode(record.key, record.value, record.headers))?.after, { id: 1n, at, tags });
+  });
+});

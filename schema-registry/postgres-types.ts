@@ -9,7 +9,9 @@ import {
   decimalColumn,
   doubleColumn,
   floatColumn,
+  debeziumUuidColumn,
   hstoreColumn,
+  hstoreJsonColumn,
   intColumn,
   jsonColumn,
   longColumn,
@@ -32,10 +34,16 @@ export interface TypeModes {
   readonly timePrecision: TimePrecisionMode;
   /** Whether the numeric mode applies to every numeric (Debezium's decimal.handling.mode) or only to those without a declared scale (Sluice before 0.2). */
   readonly decimals: "all" | "unscaled";
+  /** PostgreSQL hstore (Debezium's hstore.handling.mode): "json" text, Debezium's default, or a "map" (absent: "map", Sluice before 0.3). */
+  readonly hstore?: HstoreMode;
+  /** Whether PostgreSQL uuid carries Debezium's `io.debezium.data.Uuid` marker (absent: no; values are the same). */
+  readonly uuidMarker?: boolean;
 }
 
+export type HstoreMode = "json" | "map";
+
 /** Sluice's types before 0.2 (schemas registered without the modes in their sluice.table property). */
-export const EARLIER_TYPE_MODES: TypeModes = { timePrecision: "avro", decimals: "unscaled" };
+export const EARLIER_TYPE_MODES: TypeModes = { timePrecision: "avro", decimals: "unscaled", hstore: "map", uuidMarker: false };
 
 /** How numerics without a declared scale are carried: exact (VariableScaleDecimal), as double, or as text. */
 export type NumericMode = "precise" | "double" | "string";
@@ -101,7 +109,7 @@ function postgresScalarType(type: DbType, numericMode: NumericMode, modes: TypeM
     case "time with time zone":
       return modes.timePrecision === "avro" ? stringColumn(`string (${name})`) : ZONED_TIME;
     case "uuid":
-      return uuidColumn;
+      return modes.uuidMarker === true ? debeziumUuidColumn : uuidColumn;
     case "json":
     case "jsonb":
       return jsonColumn;
@@ -112,7 +120,7 @@ function postgresScalarType(type: DbType, numericMode: NumericMode, modes: TypeM
     case "varbit":
       return bitStringColumn;
     case "hstore":
-      return hstoreColumn;
+      return modes.hstore === "json" ? hstoreJsonColumn : hstoreColumn;
     default:
       // interval, inet, cidr, macaddr(8), tsvector, tsquery, geometric types, ranges,
       // enums and any other type: its text form.

@@ -24,6 +24,8 @@ interface TableProperty {
   /** Absent in schemas of earlier versions: EARLIER_TYPE_MODES. */
   readonly timePrecision?: TimePrecisionMode;
   readonly decimals?: TypeModes["decimals"];
+  /** Absent in schemas of Sluice before 0.3 and of tables without hstore columns: "map". */
+  readonly hstore?: TypeModes["hstore"];
 }
 
 type JsonObject = Record<string, unknown>;
@@ -71,6 +73,7 @@ export function tableSchemaFromAvro(schema: AvroSchemaJson | string): { table: T
       envelope,
       timePrecision: property.timePrecision ?? EARLIER_TYPE_MODES.timePrecision,
       decimals: property.decimals ?? EARLIER_TYPE_MODES.decimals,
+      hstore: property.hstore ?? EARLIER_TYPE_MODES.hstore,
     },
   };
 }

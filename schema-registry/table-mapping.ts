@@ -10,6 +10,7 @@ import { avroDefaultOf } from "./column-defaults.ts";
 import type { ColumnAvroType, NamedTypeScope } from "./column-types.ts";
 import { envelopeSchema } from "./envelope-schema.ts";
 import { mysqlColumnType } from "./mysql-types.ts";
+import { parseDbType } from "./db-type.ts";
 import { postgresColumnType } from "./postgres-types.ts";
 import { EARLIER_TYPE_MODES } from "./postgres-types.ts";
 import type { ArrayLayout, NumericMode, TypeModes } from "./postgres-types.ts";
@@ -42,6 +43,10 @@ export interface TableMappingOptions {
   readonly timePrecision?: TimePrecisionMode;
   /** Whether numericMode covers every numeric, as Debezium's decimal.handling.mode ("all", default), or only those without a scale ("unscaled", envelope "sluice"). */
   readonly decimals?: TypeModes["decimals"];
+  /** PostgreSQL hstore: "json" (Debezium's default hstore.handling.mode; default here) or "map" (envelope "sluice", Sluice before 0.3). */
+  readonly hstore?: TypeModes["hstore"];
+  /** PostgreSQL uuid with Debezium's io.debezium.data.Uuid marker (default; not with envelope "sluice"). */
+  readonly uuidMarker?: boolean;
 }
 
 export type EnvelopeLayout = "debezium" | "sluice";
@@ -65,12 +70,22 @@ export function columnAvroType(table: Pick<TableSchema, "sourceKind">, column: C
   return table.sourceKind === "postgres" ? postgresColumnType(column.dbType, numericMode, arrayLayout, modes) : mysqlColumnType(column.dbType, numericMode, modes);
 }
 
+/** A PostgreSQL hstore column or array of hstore (its sluice.table property then names the hstore mode). */
+function isHstore(table: Pick<TableSchema, "sourceKind">, column: ColumnSchema): boolean {
+  return table.sourceKind === "postgres" && parseDbType(column.dbType, { postgresArrays: true }).name === "hstore";
+}
+
 export function mapTable(table: TableSchema, options: TableMappingOptions = {}): TableAvroMapping {
   const name = options.name ?? table.source;
   const numericMode = options.numericMode ?? "precise";
   const envelope = options.envelope ?? "debezium";
   const earlier = envelope === "sluice" ? EARLIER_TYPE_MODES : undefined;
-  const modes: TypeModes = { timePrecision: options.timePrecision ?? earlier?.timePrecision ?? "adaptive", decimals: options.decimals ?? earlier?.decimals ?? "all" };
+  const modes: TypeModes = {
+    timePrecision: options.timePrecision ?? earlier?.timePrecision ?? "adaptive",
+    decimals: options.decimals ?? earlier?.decimals ?? "all",
+    hstore: options.hstore ?? earlier?.hstore ?? "json",
+    uuidMarker: options.uuidMarker ?? earlier?.uuidMarker ?? true,
+  };
   const namespace = sanitizeNamespace([...name.split("."), table.schema, table.table]);
   const fieldNameList = assignUniqueNames(
     table.columns.map((column) => column.name),
@@ -104,6 +119,7 @@ export function mapTable(table: TableSchema, options: TableMappingOptions = {}):
     // Absent in schemas of earlier versions, which used EARLIER_TYPE_MODES.
     ...(modes.timePrecision === EARLIER_TYPE_MODES.timePrecision ? {} : { timePrecision: modes.timePrecision }),
     ...(modes.decimals === EARLIER_TYPE_MODES.decimals ? {} : { decimals: modes.decimals }),
+    ...(modes.hstore === EARLIER_TYPE_MODES.hstore || !table.columns.some((column) => isHstore(table, column)) ? {} : { hstore: modes.hstore }),
   };
   const recordSchema = (recordName: "Key" | "Value", recordBindings: readonly ColumnBinding[], withUnchanged: boolean): AvroRecordJson => {
     const scope = namedTypeScope();

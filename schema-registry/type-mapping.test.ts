@@ -3,7 +3,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { ColumnValue, SourceKind } from "../connectors/contracts.ts";
+import type { ColumnValue, SourceKind, TableSchema } from "../connectors/contracts.ts";
 import { parseSchema } from "./avro-parse.ts";
 import { createAvroType } from "./avro-runtime.ts";
 import type { AvroSchemaJson } from "./avro-schema.ts";
@@ -359,5 +359,43 @@ describe("Debezium's time.precision.mode and decimal.handling.mode", () => {
     assert.equal(column.encode(1_700_000_000_100_000n).c, "2023-11-14T22:13:20.1Z");
     assert.equal(column.encode(1_700_000_000_000_000n).c, "2023-11-14T22:13:20Z");
     assert.equal(column.encode(2n ** 63n - 1n).c, "infinity");
+  });
+});
+
+describe("Debezium's forms of PostgreSQL uuid and hstore (hstore.handling.mode)", () => {
+  const debezium: TypeModes = { timePrecision: "adaptive", decimals: "all", hstore: "json", uuidMarker: true };
+  const uuid: AvroSchemaJson = { type: "string", logicalType: "uuid", "connect.version": 1, "connect.name": "io.debezium.data.Uuid" };
+  const hstoreJson: AvroSchemaJson = { type: "string", "connect.version": 1, "connect.name": "io.debezium.data.Json" };
+  checkType("postgres", ["uuid"], uuid, [["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"]], undefined, debezium);
+  checkType("postgres", ["hstore", "public.hstore"], hstoreJson, [['"a"=>"1", "b"=>NULL, "q\\"uote"=>"x, y"'], [""], ['"z"=>"last", "a"=>"first"']], undefined, debezium);
+  checkType("postgres", ["_hstore"], pgArray(hstoreJson), [[['"a"=>"1"', null, '"k"=>NULL']]], undefined, debezium);
+
+  it("hstore is a JSON object of strings and nulls, keys in the source's order, as Debezium writes it", () => {
+    const column = mapColumn("postgres", "hstore", undefined, debezium);
+    assert.equal(column.encode('"b"=>"2", "a"=>NULL, "q\\"uote"=>"x, y"').c, '{"b":"2","a":null,"q\\"uote":"x, y"}');
+  });
+
+  it("a new mapping defaults to Debezium's forms; envelope sluice keeps the map and the plain uuid", () => {
+    const table: TableSchema = {
+      source: "src",
+      database: "db",
+      schema: "sc",
+      table: "t",
+      sourceKind: "postgres",
+      key: [],
+      columns: [
+        { name: "u", dbType: "uuid", nullable: false },
+        { name: "h", dbType: "hstore", nullable: false },
+      ],
+    };
+    const types = (mapping: ReturnType<typeof mapTable>) => mapping.valueSchema.fields.slice(0, 2).map((field) => field.type);
+    const current = mapTable(table);
+    assert.deepEqual(types(current), [uuid, hstoreJson]);
+    assert.equal((current.valueSchema["sluice.table"] as { hstore?: string }).hstore, "json");
+    const earlier = mapTable(table, { envelope: "sluice" });
+    assert.deepEqual(types(earlier), [{ type: "string", logicalType: "uuid" }, { type: "map", values: ["null", "string"] }]);
+    assert.equal((earlier.valueSchema["sluice.table"] as { hstore?: string }).hstore, undefined);
+    // A table without hstore columns keeps its sluice.table property (no new schema version for it).
+    assert.equal("hstore" in (mapTable({ ...table, columns: [{ name: "u", dbType: "uuid", nullable: false }] }).valueSchema["sluice.table"] as object), false);
   });
 });

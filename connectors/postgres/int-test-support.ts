@@ -38,6 +38,7 @@ export function sourceConfig(overrides: Partial<PostgresSourceConfig> & Pick<Pos
     decimal_mode: "precise",
     envelope: "debezium",
     time_precision_mode: "adaptive",
+    hstore_handling_mode: "json",
     skipped_operations: ["t"],
     max_buffer_bytes: 8 * 2 ** 20,
     heartbeat_interval: 1000,
