@@ -273,8 +273,17 @@ export class Daemon {
       if (transactionTopic) await this.untilAvailable("creating the transaction topic", () => topicLog.createTopic(dataTopicSpec(this.config, transactionTopic, { keyed: false })));
       const transactionEncoder = transactionTopic ? await this.untilAvailable("registering the transaction topic's schemas", () => TransactionMetadataEncoder.register(registry, transactionTopic)) : undefined;
       this.dataChecks.get(sourceConfig.name)?.close();
+      // Every checked row counts: the labelled counter is looked up once per table, not per row.
+      const rowsChecked = new Map<string, { inc(rows: number): void }>();
       const checks = new DataChecks(sourceConfig.name, sourceConfig.governance, logger, {
-        onRowsChecked: (table, rows) => this.metrics.dataCheckRows.inc({ source: sourceConfig.name, table }, rows),
+        onRowsChecked: (table, rows) => {
+          let counter = rowsChecked.get(table);
+          if (!counter) {
+            counter = this.metrics.dataCheckRows.labels({ source: sourceConfig.name, table });
+            rowsChecked.set(table, counter);
+          }
+          counter.inc(rows);
+        },
         onFailure: (table, check) => this.metrics.dataCheckFailures.inc({ source: sourceConfig.name, table, check }),
       });
       this.dataChecks.set(sourceConfig.name, checks);

@@ -52,17 +52,25 @@ function predicate(check: DataCheck): Predicate {
     case "not_null":
       return (value) => (value === null ? "is null" : null);
     case "range":
+    {
+      // The bounds in the column's unit, worked out once per table schema (not per row).
+      const bounds = new WeakMap<TableSchema, { min: number | undefined; max: number | undefined }>();
       return (value, schema) => {
         if (value === null) return null;
-        const dbType = schema.columns.find((c) => c.name === check.column)?.dbType ?? "";
         const n = numeric(value);
         if (n === null) return "is not a number";
-        const min = check.min === undefined ? undefined : boundOf(check.min, dbType);
-        const max = check.max === undefined ? undefined : boundOf(check.max, dbType);
+        let known = bounds.get(schema);
+        if (!known) {
+          const dbType = schema.columns.find((c) => c.name === check.column)?.dbType ?? "";
+          known = { min: check.min === undefined ? undefined : boundOf(check.min, dbType), max: check.max === undefined ? undefined : boundOf(check.max, dbType) };
+          bounds.set(schema, known);
+        }
+        const { min, max } = known;
         if (min !== undefined && n < min) return `is below the range's min ${String(check.min)}`;
         if (max !== undefined && n > max) return `is above the range's max ${String(check.max)}`;
         return null;
       };
+    }
     case "regex": {
       const pattern = new RegExp(check.pattern, "u");
       return (value) => (value === null || pattern.test(valueText(value)) ? null : `does not match ${check.pattern}`);

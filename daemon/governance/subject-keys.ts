@@ -96,7 +96,8 @@ function freshIv(): Buffer {
     ivNext = 0;
   }
   ivNext += 12;
-  return Buffer.from(ivPool.subarray(ivNext - 12, ivNext));
+  // A view, not a copy: createCipheriv copies it before the pool is refilled.
+  return ivPool.subarray(ivNext - 12, ivNext);
 }
 
 /** Prefix of every encrypted value (both formats) and of a reference to a sealed row. */
@@ -108,15 +109,33 @@ const SEALED_PREFIX = "sluice-enc:v2:";
 /** A personal column whose value is inside the sealed values of another column of the same row image. */
 const REFERENCE_PREFIX = "sluice-enc:ref:";
 
+/** base64url of recent subjects (a subject's rows come together: a snapshot, a transaction). */
+const subjectTexts = new Map<string, string>();
+function subjectText(subject: string): string {
+  let text = subjectTexts.get(subject);
+  if (text === undefined) {
+    text = Buffer.from(subject).toString("base64url");
+    if (subjectTexts.size >= 4_096) subjectTexts.clear();
+    subjectTexts.set(subject, text);
+  }
+  return text;
+}
+
 /** key id (4) | IV (12) | GCM tag (16) | AES-256-GCM(plain), with AAD `${context}\0${subject}`, as text after `prefix`. */
-function seal(prefix: string, plain: Buffer, dataKey: Buffer, context: string, subject: string): string {
+function seal(prefix: string, plain: Buffer | string, dataKey: Buffer, context: string, subject: string): string {
   const { key, id } = preparedKey(dataKey);
   const iv = freshIv();
   const cipher = createCipheriv("aes-256-gcm", key, iv);
   cipher.setAAD(Buffer.from(`${context}\u0000${subject}`));
-  const sealed = cipher.update(plain);
+  const sealed = typeof plain === "string" ? cipher.update(plain, "utf8") : cipher.update(plain);
   cipher.final();
-  return `${prefix}${Buffer.from(subject).toString("base64url")}.${Buffer.concat([id, iv, cipher.getAuthTag(), sealed]).toString("base64")}`;
+  // One buffer for the whole payload (GCM's output is as long as its input; final adds nothing).
+  const out = Buffer.allocUnsafe(32 + sealed.length);
+  id.copy(out, 0);
+  iv.copy(out, 4);
+  cipher.getAuthTag().copy(out, 16);
+  sealed.copy(out, 32);
+  return `${prefix}${subjectText(subject)}.${out.toString("base64")}`;
 }
 
 function unseal(text: string, dataKey: Buffer, context: string): Buffer {
@@ -152,7 +171,7 @@ export function encryptValue(plain: Buffer, dataKey: Buffer, context: string, su
  * the subject and `context` (the table) are authenticated, the column names are inside the ciphertext.
  */
 export function sealValues(values: Readonly<Record<string, string>>, dataKey: Buffer, context: string, subject: string): string {
-  return seal(SEALED_PREFIX, Buffer.from(JSON.stringify(values), "utf8"), dataKey, context, subject);
+  return seal(SEALED_PREFIX, JSON.stringify(values), dataKey, context, subject);
 }
 
 /** The values sealed by sealValues, by column. */
