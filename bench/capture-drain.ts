@@ -220,10 +220,20 @@ async function main(): Promise<void> {
     }
   } finally {
     await killAllDaemons();
-    for (let round = 1; round <= ROUNDS; round++) for (const reader of READERS) await client.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active", [slotName(reader, round)]).catch(() => undefined);
-    await client.query(`DROP PUBLICATION IF EXISTS ${publication}`).catch(() => undefined);
-    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
-    await client.end();
+    await client.end().catch(() => undefined);
+    // A fresh connection: the run's own may have broken, and leftover slots would hold WAL and use up max_replication_slots.
+    const cleanup = await pgClient();
+    const slots = Array.from({ length: ROUNDS }, (_, i) => READERS.map((reader) => slotName(reader, i + 1))).flat();
+    for (let attempt = 0; attempt < 20; attempt++) {
+      // A reader just killed (Debezium's JVM) may still hold its slot for a moment.
+      await cleanup.query("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = ANY($1) AND active", [slots]);
+      await cleanup.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ANY($1) AND NOT active", [slots]);
+      if ((await cleanup.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = ANY($1)", [slots])).rowCount === 0) break;
+      await sleep(500);
+    }
+    await cleanup.query(`DROP PUBLICATION IF EXISTS ${publication}`);
+    await cleanup.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await cleanup.end();
     removeDir(dir);
   }
   log("");
