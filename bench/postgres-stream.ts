@@ -55,6 +55,7 @@ function config(slot: string, mode: "initial" | "never"): PostgresSourceConfig {
     envelope: "debezium",
     time_precision_mode: "adaptive",
     hstore_handling_mode: "json",
+    interval_handling_mode: "numeric",
     skipped_operations: ["t"],
     max_buffer_bytes: Number(process.env["SLUICE_BENCH_BUFFER_MIB"] ?? 64) * 2 ** 20,
     heartbeat_interval: 10_000,

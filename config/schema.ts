@@ -307,6 +307,12 @@ const postgresSource = z.strictObject({
     .record(z.string(), z.array(z.string().min(1)).min(1))
     .default({})
     .describe('Key columns for tables without a primary key or replica identity index, e.g. {"public.events": ["id"]}'),
+  interval_handling_mode: z
+    .enum(["numeric", "string"])
+    .default("numeric")
+    .describe(
+      "PostgreSQL interval columns (Debezium's interval.handling.mode): numeric: io.debezium.time.MicroDuration, microseconds with a month as 30.4375 days (Debezium's default; the exact value travels in the sluice.special header for Sluice's sinks); string: ISO 8601 text (earlier Sluice versions; always with envelope sluice). A subject registered with string keeps it when its compatibility level refuses the change. docs/avro-types.md",
+    ),
   hstore_handling_mode: z
     .enum(["json", "map"])
     .default("json")

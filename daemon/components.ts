@@ -127,7 +127,9 @@ export function captureEncoder(
     numericMode: source.decimal_mode,
     envelope: source.envelope,
     timePrecision: source.envelope === "sluice" ? "avro" : source.time_precision_mode,
-    ...(source.kind === "postgres" ? { hstore: source.envelope === "sluice" ? "map" : source.hstore_handling_mode } : {}),
+    ...(source.kind === "postgres"
+      ? { hstore: source.envelope === "sluice" ? "map" : source.hstore_handling_mode, interval: source.envelope === "sluice" ? "string" : source.interval_handling_mode }
+      : {}),
     skippedOperations: source.skipped_operations,
     transactionMetadata: source.transaction_metadata,
   });

@@ -13,7 +13,7 @@ import type { NumericMode } from "./postgres-types.ts";
 import type { SchemaRegistry } from "./registry.ts";
 import type { EnvelopeLayout } from "./table-mapping.ts";
 import type { TimePrecisionMode } from "./temporal-modes.ts";
-import type { HstoreMode } from "./postgres-types.ts";
+import type { HstoreMode, IntervalMode } from "./postgres-types.ts";
 
 /** Operations Debezium's `skipped.operations` can leave out (its default: `t`). */
 export type SkippableOp = "c" | "u" | "d" | "t";
@@ -29,6 +29,8 @@ export interface AvroChangeEncoderOptions {
   readonly timePrecision?: TimePrecisionMode;
   /** PostgreSQL hstore: "json" (default, Debezium's hstore.handling.mode) or "map" (envelope "sluice"). */
   readonly hstore?: HstoreMode;
+  /** PostgreSQL interval: "numeric" (default, Debezium's interval.handling.mode) or "string" (envelope "sluice"). */
+  readonly interval?: IntervalMode;
   /**
    * Operations Debezium consumers do not get: a skipped create, update or delete is not written
    * at all (Sluice's sinks do not see it either). Truncates are always encoded: capture sends them
@@ -95,6 +97,7 @@ export class AvroChangeEncoder {
         ...(this.options.envelope === undefined ? {} : { envelope: this.options.envelope }),
         ...(this.options.timePrecision === undefined ? {} : { timePrecision: this.options.timePrecision }),
         ...(this.options.hstore === undefined ? {} : { hstore: this.options.hstore }),
+        ...(this.options.interval === undefined ? {} : { interval: this.options.interval }),
       });
       this.bySchemaText.set(text, encoder);
       // A failed registration (registry down, incompatible change) is tried again with the next event.

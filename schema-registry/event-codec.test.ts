@@ -217,3 +217,33 @@ describe("hstore as Debezium's JSON text on subjects registered with the map", (
     assert.deepEqual((await new ChangeEventDecoder(registry).decode(record.key, record.value, record.headers))?.after, { id: 1n, at, tags });
   });
 });
+
+describe("interval as Debezium's MicroDuration", () => {
+  const TIMED: TableSchema = {
+    ...V1,
+    table: "timed",
+    columns: [
+      { name: "id", dbType: "int8", nullable: false, primaryKeyIndex: 1 },
+      { name: "span", dbType: "interval", nullable: true },
+      { name: "spans", dbType: "_interval", nullable: true },
+    ],
+  };
+  const row = { id: 1n, span: "P1Y2M3DT4H5M6.789S", spans: ["PT1S", null, "P-1DT-1S"] };
+
+  it("a new subject gets the count of microseconds, and Sluice decodes the exact text (from the sluice.special header)", async () => {
+    const registry = new LocalRegistry(await openMemoryStore());
+    const encoder = await ChangeEventEncoder.register(registry, TIMED, { topic: "t" });
+    assert.deepEqual((encoder.mapping.valueSchema.fields.find((f) => f.name === "span")!.type as unknown[])[1], { type: "long", "connect.name": "io.debezium.time.MicroDuration", "connect.version": 1 });
+    const record = encoder.encode(event(TIMED, row, 5n));
+    assert.deepEqual((await new ChangeEventDecoder(registry).decode(record.key, record.value, record.headers))?.after, row);
+  });
+
+  it("a subject registered with the ISO text whose level refuses the count (BACKWARD) keeps the text rather than halting", async () => {
+    const registry = new LocalRegistry(await openMemoryStore());
+    const earlier = await ChangeEventEncoder.register(registry, TIMED, { topic: "t", interval: "string" });
+    const encoder = await ChangeEventEncoder.register(registry, TIMED, { topic: "t", interval: "numeric" });
+    assert.equal(encoder.valueSchemaId, earlier.valueSchemaId);
+    const record = encoder.encode(event(TIMED, row, 5n));
+    assert.deepEqual((await new ChangeEventDecoder(registry).decode(record.key, record.value, record.headers))?.after, row);
+  });
+});

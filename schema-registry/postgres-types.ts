@@ -25,6 +25,7 @@ import {
 } from "./column-types.ts";
 import type { ColumnAvroType } from "./column-types.ts";
 import { parseDbType } from "./db-type.ts";
+import { MICRO_DURATION_INTERVAL } from "./interval-micro-duration.ts";
 import type { DbType } from "./db-type.ts";
 import { dateType, fractionDigits, timestampType, timeType, ZONED_TIME } from "./temporal-modes.ts";
 import type { TimePrecisionMode } from "./temporal-modes.ts";
@@ -38,12 +39,15 @@ export interface TypeModes {
   readonly hstore?: HstoreMode;
   /** Whether PostgreSQL uuid carries Debezium's `io.debezium.data.Uuid` marker (absent: no; values are the same). */
   readonly uuidMarker?: boolean;
+  /** PostgreSQL interval (Debezium's interval.handling.mode): "numeric" MicroDuration, Debezium's default, or ISO 8601 "string" (absent: "string", Sluice before 0.3). */
+  readonly interval?: IntervalMode;
 }
 
 export type HstoreMode = "json" | "map";
+export type IntervalMode = "numeric" | "string";
 
 /** Sluice's types before 0.2 (schemas registered without the modes in their sluice.table property). */
-export const EARLIER_TYPE_MODES: TypeModes = { timePrecision: "avro", decimals: "unscaled", hstore: "map", uuidMarker: false };
+export const EARLIER_TYPE_MODES: TypeModes = { timePrecision: "avro", decimals: "unscaled", hstore: "map", uuidMarker: false, interval: "string" };
 
 /** How numerics without a declared scale are carried: exact (VariableScaleDecimal), as double, or as text. */
 export type NumericMode = "precise" | "double" | "string";
@@ -71,12 +75,18 @@ const TIMESTAMPS = new Set(["timestamp", "timestamp without time zone", "timesta
 
 const ZONED_TIMESTAMPS = new Set(["timestamptz", "timestamp with time zone"]);
 
+/** `interval` and its field-restricted forms (`interval day to second`, `interval year`, ...). */
+export function isIntervalType(name: string): boolean {
+  return name === "interval" || name.startsWith("interval ");
+}
+
 function postgresScalarType(type: DbType, numericMode: NumericMode, modes: TypeModes): ColumnAvroType {
   const name = type.name;
   if (INTEGERS.has(name)) return intColumn;
   if (BIGINTS.has(name)) return longColumn({ narrow: false });
   if (UNSIGNED_32.has(name)) return longColumn({ narrow: true });
   if (TEXTS.has(name)) return stringColumn("string");
+  if (isIntervalType(name)) return modes.interval === "numeric" ? MICRO_DURATION_INTERVAL : stringColumn(`string (${name})`);
   if (TIMESTAMPS.has(name)) return modes.timePrecision === "avro" ? timestampMicrosColumn : timestampType(modes.timePrecision, fractionDigits(type.args), ZONED_TIMESTAMPS.has(name));
   switch (name) {
     case "xid8":

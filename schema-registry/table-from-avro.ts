@@ -26,6 +26,8 @@ interface TableProperty {
   readonly decimals?: TypeModes["decimals"];
   /** Absent in schemas of Sluice before 0.3 and of tables without hstore columns: "map". */
   readonly hstore?: TypeModes["hstore"];
+  /** Absent in schemas of Sluice before 0.3 and of tables without interval columns: "string". */
+  readonly interval?: TypeModes["interval"];
 }
 
 type JsonObject = Record<string, unknown>;
@@ -74,6 +76,7 @@ export function tableSchemaFromAvro(schema: AvroSchemaJson | string): { table: T
       timePrecision: property.timePrecision ?? EARLIER_TYPE_MODES.timePrecision,
       decimals: property.decimals ?? EARLIER_TYPE_MODES.decimals,
       hstore: property.hstore ?? EARLIER_TYPE_MODES.hstore,
+      interval: property.interval ?? EARLIER_TYPE_MODES.interval,
     },
   };
 }

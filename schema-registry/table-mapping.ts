@@ -11,7 +11,7 @@ import type { ColumnAvroType, NamedTypeScope } from "./column-types.ts";
 import { envelopeSchema } from "./envelope-schema.ts";
 import { mysqlColumnType } from "./mysql-types.ts";
 import { parseDbType } from "./db-type.ts";
-import { postgresColumnType } from "./postgres-types.ts";
+import { isIntervalType, postgresColumnType } from "./postgres-types.ts";
 import { EARLIER_TYPE_MODES } from "./postgres-types.ts";
 import type { ArrayLayout, NumericMode, TypeModes } from "./postgres-types.ts";
 import type { TimePrecisionMode } from "./temporal-modes.ts";
@@ -47,6 +47,8 @@ export interface TableMappingOptions {
   readonly hstore?: TypeModes["hstore"];
   /** PostgreSQL uuid with Debezium's io.debezium.data.Uuid marker (default; not with envelope "sluice"). */
   readonly uuidMarker?: boolean;
+  /** PostgreSQL interval: "numeric" (Debezium's default interval.handling.mode; default here) or "string" (envelope "sluice", Sluice before 0.3). */
+  readonly interval?: TypeModes["interval"];
 }
 
 export type EnvelopeLayout = "debezium" | "sluice";
@@ -70,9 +72,11 @@ export function columnAvroType(table: Pick<TableSchema, "sourceKind">, column: C
   return table.sourceKind === "postgres" ? postgresColumnType(column.dbType, numericMode, arrayLayout, modes) : mysqlColumnType(column.dbType, numericMode, modes);
 }
 
-/** A PostgreSQL hstore column or array of hstore (its sluice.table property then names the hstore mode). */
-function isHstore(table: Pick<TableSchema, "sourceKind">, column: ColumnSchema): boolean {
-  return table.sourceKind === "postgres" && parseDbType(column.dbType, { postgresArrays: true }).name === "hstore";
+/** A PostgreSQL column of the type or an array of it (its sluice.table property then names the type's mode). */
+function isPostgresType(table: Pick<TableSchema, "sourceKind">, column: ColumnSchema, name: "hstore" | "interval"): boolean {
+  if (table.sourceKind !== "postgres") return false;
+  const typeName = parseDbType(column.dbType, { postgresArrays: true }).name;
+  return name === "interval" ? isIntervalType(typeName) : typeName === name;
 }
 
 export function mapTable(table: TableSchema, options: TableMappingOptions = {}): TableAvroMapping {
@@ -85,6 +89,7 @@ export function mapTable(table: TableSchema, options: TableMappingOptions = {}):
     decimals: options.decimals ?? earlier?.decimals ?? "all",
     hstore: options.hstore ?? earlier?.hstore ?? "json",
     uuidMarker: options.uuidMarker ?? earlier?.uuidMarker ?? true,
+    interval: options.interval ?? earlier?.interval ?? "numeric",
   };
   const namespace = sanitizeNamespace([...name.split("."), table.schema, table.table]);
   const fieldNameList = assignUniqueNames(
@@ -119,7 +124,8 @@ export function mapTable(table: TableSchema, options: TableMappingOptions = {}):
     // Absent in schemas of earlier versions, which used EARLIER_TYPE_MODES.
     ...(modes.timePrecision === EARLIER_TYPE_MODES.timePrecision ? {} : { timePrecision: modes.timePrecision }),
     ...(modes.decimals === EARLIER_TYPE_MODES.decimals ? {} : { decimals: modes.decimals }),
-    ...(modes.hstore === EARLIER_TYPE_MODES.hstore || !table.columns.some((column) => isHstore(table, column)) ? {} : { hstore: modes.hstore }),
+    ...(modes.hstore === EARLIER_TYPE_MODES.hstore || !table.columns.some((column) => isPostgresType(table, column, "hstore")) ? {} : { hstore: modes.hstore }),
+    ...(modes.interval === EARLIER_TYPE_MODES.interval || !table.columns.some((column) => isPostgresType(table, column, "interval")) ? {} : { interval: modes.interval }),
   };
   const recordSchema = (recordName: "Key" | "Value", recordBindings: readonly ColumnBinding[], withUnchanged: boolean): AvroRecordJson => {
     const scope = namedTypeScope();

@@ -363,7 +363,7 @@ describe("Debezium's time.precision.mode and decimal.handling.mode", () => {
 });
 
 describe("Debezium's forms of PostgreSQL uuid and hstore (hstore.handling.mode)", () => {
-  const debezium: TypeModes = { timePrecision: "adaptive", decimals: "all", hstore: "json", uuidMarker: true };
+  const debezium: TypeModes = { timePrecision: "adaptive", decimals: "all", hstore: "json", uuidMarker: true, interval: "numeric" };
   const uuid: AvroSchemaJson = { type: "string", logicalType: "uuid", "connect.version": 1, "connect.name": "io.debezium.data.Uuid" };
   const hstoreJson: AvroSchemaJson = { type: "string", "connect.version": 1, "connect.name": "io.debezium.data.Json" };
   checkType("postgres", ["uuid"], uuid, [["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"]], undefined, debezium);
@@ -397,5 +397,32 @@ describe("Debezium's forms of PostgreSQL uuid and hstore (hstore.handling.mode)"
     assert.equal((earlier.valueSchema["sluice.table"] as { hstore?: string }).hstore, undefined);
     // A table without hstore columns keeps its sluice.table property (no new schema version for it).
     assert.equal("hstore" in (mapTable({ ...table, columns: [{ name: "u", dbType: "uuid", nullable: false }] }).valueSchema["sluice.table"] as object), false);
+  });
+});
+
+describe("Debezium's form of PostgreSQL interval (interval.handling.mode numeric)", () => {
+  const numeric: TypeModes = { timePrecision: "adaptive", decimals: "all", interval: "numeric" };
+  const microDuration: AvroSchemaJson = { type: "long", "connect.name": "io.debezium.time.MicroDuration", "connect.version": 1 };
+  // Sluice's sinks get the exact text back whether or not it travelled in the header.
+  checkType("postgres", ["interval", "interval(3)", "interval day to second(3)", "interval year"], microDuration, [["P1Y2M3DT4H5M6.789S"], ["P-1DT-1S"], ["PT0S"], ["PT1H2M3.5S"], ["PT-1H-2M-3.5S"], ["P178000000Y"], ["P1D"], ["PT24H"]], undefined, numeric);
+  checkType("postgres", ["_interval"], pgArray(microDuration), [[["P1M", null, "PT1S"]]], undefined, numeric);
+
+  it("is Debezium's count of microseconds (a month is 30.4375 days), saturating at the long's range", () => {
+    const column = mapColumn("postgres", "interval", undefined, numeric);
+    assert.equal(BigInt(column.encode("P1Y2M3DT4H5M6.789S").c as number), 37_091_106_789_000n);
+    assert.equal(BigInt(column.encode("P1M").c as number), 2_629_800_000_000n);
+    assert.equal(BigInt(column.encode("P-1DT-1S").c as number), -86_401_000_000n);
+    assert.equal(BigInt(column.encode("P178000000Y").c as bigint), 2n ** 63n - 1n);
+  });
+
+  it("sends the source's text beside the record only where the count does not give it back", () => {
+    const column = mapColumn("postgres", "interval", undefined, numeric);
+    assert.deepEqual(column.encode("PT1H2M3.5S"), { c: 3_723_500_000 });
+    assert.deepEqual(column.encode("P1D"), { c: 86_400_000_000, [SPECIAL_FIELD]: { c: "P1D" } });
+  });
+
+  it("refuses text that is not an ISO 8601 interval, naming it", () => {
+    const column = mapColumn("postgres", "interval", undefined, numeric);
+    assert.throws(() => column.encode("1 day"), /ISO 8601 interval.*"1 day"/);
   });
 });

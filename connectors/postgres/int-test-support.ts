@@ -39,6 +39,7 @@ export function sourceConfig(overrides: Partial<PostgresSourceConfig> & Pick<Pos
     envelope: "debezium",
     time_precision_mode: "adaptive",
     hstore_handling_mode: "json",
+    interval_handling_mode: "numeric",
     skipped_operations: ["t"],
     max_buffer_bytes: 8 * 2 ** 20,
     heartbeat_interval: 1000,
