@@ -7,6 +7,7 @@ import {
   bytesColumn,
   dateColumn,
   decimalColumn,
+  describeValue,
   doubleColumn,
   floatColumn,
   debeziumUuidColumn,
@@ -41,13 +42,15 @@ export interface TypeModes {
   readonly uuidMarker?: boolean;
   /** PostgreSQL interval (Debezium's interval.handling.mode): "numeric" MicroDuration, Debezium's default, or ISO 8601 "string" (absent: "string", Sluice before 0.3). */
   readonly interval?: IntervalMode;
+  /** PostgreSQL bit(1) as a boolean, as Debezium maps it (absent: no, the 0/1 text of Sluice before 0.3). */
+  readonly bitBoolean?: boolean;
 }
 
 export type HstoreMode = "json" | "map";
 export type IntervalMode = "numeric" | "string";
 
 /** Sluice's types before 0.2 (schemas registered without the modes in their sluice.table property). */
-export const EARLIER_TYPE_MODES: TypeModes = { timePrecision: "avro", decimals: "unscaled", hstore: "map", uuidMarker: false, interval: "string" };
+export const EARLIER_TYPE_MODES: TypeModes = { timePrecision: "avro", decimals: "unscaled", hstore: "map", uuidMarker: false, interval: "string", bitBoolean: false };
 
 /** How numerics without a declared scale are carried: exact (VariableScaleDecimal), as double, or as text. */
 export type NumericMode = "precise" | "double" | "string";
@@ -79,6 +82,25 @@ const ZONED_TIMESTAMPS = new Set(["timestamptz", "timestamp with time zone"]);
 export function isIntervalType(name: string): boolean {
   return name === "interval" || name.startsWith("interval ");
 }
+
+/**
+ * `bit` and `bit(1)` (not `bit varying(1)`, which Debezium keeps as Bits). An array type named
+ * without its length (`_bit`) may hold longer bit strings, so it keeps the text.
+ */
+export function isSingleBit(type: Pick<DbType, "name" | "args" | "isArray">): boolean {
+  return type.name === "bit" && (type.args.length === 0 ? !type.isArray : Number(type.args[0]) === 1);
+}
+
+/** bit(1) as Debezium's boolean: '1' is true; decodes to the same '0'/'1' text. */
+const BIT_BOOLEAN: ColumnAvroType = {
+  ...booleanColumn,
+  label: "boolean (bit(1))",
+  toAvro: (value) => {
+    if (value === "1" || value === "0") return value === "1";
+    throw new TypeError(`expected bit(1) text 0 or 1, got ${describeValue(value)}`);
+  },
+  fromAvro: (value) => (value === true ? "1" : "0"),
+};
 
 function postgresScalarType(type: DbType, numericMode: NumericMode, modes: TypeModes): ColumnAvroType {
   const name = type.name;
@@ -126,6 +148,7 @@ function postgresScalarType(type: DbType, numericMode: NumericMode, modes: TypeM
     case "xml":
       return stringColumn("string (xml)", { "connect.name": "io.debezium.data.Xml" });
     case "bit":
+      return modes.bitBoolean === true && isSingleBit(type) ? BIT_BOOLEAN : bitStringColumn;
     case "bit varying":
     case "varbit":
       return bitStringColumn;

@@ -28,6 +28,8 @@ interface TableProperty {
   readonly hstore?: TypeModes["hstore"];
   /** Absent in schemas of Sluice before 0.3 and of tables without interval columns: "string". */
   readonly interval?: TypeModes["interval"];
+  /** Absent in schemas of Sluice before 0.3 and of tables without bit(1) columns: false. */
+  readonly bitBoolean?: boolean;
 }
 
 type JsonObject = Record<string, unknown>;
@@ -77,6 +79,7 @@ export function tableSchemaFromAvro(schema: AvroSchemaJson | string): { table: T
       decimals: property.decimals ?? EARLIER_TYPE_MODES.decimals,
       hstore: property.hstore ?? EARLIER_TYPE_MODES.hstore,
       interval: property.interval ?? EARLIER_TYPE_MODES.interval,
+      bitBoolean: property.bitBoolean ?? false,
     },
   };
 }

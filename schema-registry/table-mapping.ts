@@ -11,7 +11,7 @@ import type { ColumnAvroType, NamedTypeScope } from "./column-types.ts";
 import { envelopeSchema } from "./envelope-schema.ts";
 import { mysqlColumnType } from "./mysql-types.ts";
 import { parseDbType } from "./db-type.ts";
-import { isIntervalType, postgresColumnType } from "./postgres-types.ts";
+import { isIntervalType, isSingleBit, postgresColumnType } from "./postgres-types.ts";
 import { EARLIER_TYPE_MODES } from "./postgres-types.ts";
 import type { ArrayLayout, NumericMode, TypeModes } from "./postgres-types.ts";
 import type { TimePrecisionMode } from "./temporal-modes.ts";
@@ -49,6 +49,8 @@ export interface TableMappingOptions {
   readonly uuidMarker?: boolean;
   /** PostgreSQL interval: "numeric" (Debezium's default interval.handling.mode; default here) or "string" (envelope "sluice", Sluice before 0.3). */
   readonly interval?: TypeModes["interval"];
+  /** PostgreSQL bit(1) as a boolean, as Debezium maps it (default; not with envelope "sluice"). */
+  readonly bitBoolean?: boolean;
 }
 
 export type EnvelopeLayout = "debezium" | "sluice";
@@ -73,10 +75,12 @@ export function columnAvroType(table: Pick<TableSchema, "sourceKind">, column: C
 }
 
 /** A PostgreSQL column of the type or an array of it (its sluice.table property then names the type's mode). */
-function isPostgresType(table: Pick<TableSchema, "sourceKind">, column: ColumnSchema, name: "hstore" | "interval"): boolean {
+function isPostgresType(table: Pick<TableSchema, "sourceKind">, column: ColumnSchema, name: "hstore" | "interval" | "bit(1)"): boolean {
   if (table.sourceKind !== "postgres") return false;
-  const typeName = parseDbType(column.dbType, { postgresArrays: true }).name;
-  return name === "interval" ? isIntervalType(typeName) : typeName === name;
+  const type = parseDbType(column.dbType, { postgresArrays: true });
+  if (name === "interval") return isIntervalType(type.name);
+  if (name === "bit(1)") return isSingleBit(type);
+  return type.name === name;
 }
 
 export function mapTable(table: TableSchema, options: TableMappingOptions = {}): TableAvroMapping {
@@ -90,6 +94,7 @@ export function mapTable(table: TableSchema, options: TableMappingOptions = {}):
     hstore: options.hstore ?? earlier?.hstore ?? "json",
     uuidMarker: options.uuidMarker ?? earlier?.uuidMarker ?? true,
     interval: options.interval ?? earlier?.interval ?? "numeric",
+    bitBoolean: options.bitBoolean ?? earlier?.bitBoolean ?? true,
   };
   const namespace = sanitizeNamespace([...name.split("."), table.schema, table.table]);
   const fieldNameList = assignUniqueNames(
@@ -126,6 +131,7 @@ export function mapTable(table: TableSchema, options: TableMappingOptions = {}):
     ...(modes.decimals === EARLIER_TYPE_MODES.decimals ? {} : { decimals: modes.decimals }),
     ...(modes.hstore === EARLIER_TYPE_MODES.hstore || !table.columns.some((column) => isPostgresType(table, column, "hstore")) ? {} : { hstore: modes.hstore }),
     ...(modes.interval === EARLIER_TYPE_MODES.interval || !table.columns.some((column) => isPostgresType(table, column, "interval")) ? {} : { interval: modes.interval }),
+    ...(modes.bitBoolean !== true || !table.columns.some((column) => isPostgresType(table, column, "bit(1)")) ? {} : { bitBoolean: true }),
   };
   const recordSchema = (recordName: "Key" | "Value", recordBindings: readonly ColumnBinding[], withUnchanged: boolean): AvroRecordJson => {
     const scope = namedTypeScope();
