@@ -73,9 +73,9 @@ export class ChangeEventEncoder {
     if (mapping.envelope === "debezium") {
       // Sluice's earlier types (an upgraded deployment whose subject refuses, e.g., timestamptz as text), then its earlier layout.
       const arrays = [options, ...alternatives];
-      // First hstore as a map, interval and bit(1) as text (a subject registered before they took Debezium's forms).
-      if (options.hstore !== "map" || options.interval !== "string" || options.bitBoolean !== false) {
-        alternatives.push(...arrays.map((o) => ({ ...o, hstore: "map" as const, interval: "string" as const, bitBoolean: false })));
+      // First hstore as a map, interval, bit(1) and point as text (a subject registered before they took Debezium's forms).
+      if (options.hstore !== "map" || options.interval !== "string" || options.bitBoolean !== false || options.pointRecord !== false) {
+        alternatives.push(...arrays.map((o) => ({ ...o, hstore: "map" as const, interval: "string" as const, bitBoolean: false, pointRecord: false })));
       }
       alternatives.push(...arrays.map((o) => ({ ...o, ...EARLIER_TYPE_MODES })), ...arrays.map((o) => ({ ...o, envelope: "sluice" as const })));
     }

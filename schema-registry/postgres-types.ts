@@ -27,6 +27,7 @@ import {
 import type { ColumnAvroType } from "./column-types.ts";
 import { parseDbType } from "./db-type.ts";
 import { MICRO_DURATION_INTERVAL } from "./interval-micro-duration.ts";
+import { pointColumn } from "./geometry.ts";
 import type { DbType } from "./db-type.ts";
 import { dateType, fractionDigits, timestampType, timeType, ZONED_TIME } from "./temporal-modes.ts";
 import type { TimePrecisionMode } from "./temporal-modes.ts";
@@ -44,13 +45,15 @@ export interface TypeModes {
   readonly interval?: IntervalMode;
   /** PostgreSQL bit(1) as a boolean, as Debezium maps it (absent: no, the 0/1 text of Sluice before 0.3). */
   readonly bitBoolean?: boolean;
+  /** PostgreSQL point as Debezium's io.debezium.data.geometry.Point record (absent: no, the text of Sluice before 0.3). */
+  readonly pointRecord?: boolean;
 }
 
 export type HstoreMode = "json" | "map";
 export type IntervalMode = "numeric" | "string";
 
 /** Sluice's types before 0.2 (schemas registered without the modes in their sluice.table property). */
-export const EARLIER_TYPE_MODES: TypeModes = { timePrecision: "avro", decimals: "unscaled", hstore: "map", uuidMarker: false, interval: "string", bitBoolean: false };
+export const EARLIER_TYPE_MODES: TypeModes = { timePrecision: "avro", decimals: "unscaled", hstore: "map", uuidMarker: false, interval: "string", bitBoolean: false, pointRecord: false };
 
 /** How numerics without a declared scale are carried: exact (VariableScaleDecimal), as double, or as text. */
 export type NumericMode = "precise" | "double" | "string";
@@ -154,6 +157,8 @@ function postgresScalarType(type: DbType, numericMode: NumericMode, modes: TypeM
       return bitStringColumn;
     case "hstore":
       return modes.hstore === "json" ? hstoreJsonColumn : hstoreColumn;
+    case "point":
+      return modes.pointRecord === true ? pointColumn : stringColumn("string (point)");
     default:
       // interval, inet, cidr, macaddr(8), tsvector, tsquery, geometric types, ranges,
       // enums and any other type: its text form.

@@ -30,6 +30,8 @@ interface TableProperty {
   readonly interval?: TypeModes["interval"];
   /** Absent in schemas of Sluice before 0.3 and of tables without bit(1) columns: false. */
   readonly bitBoolean?: boolean;
+  /** Absent in schemas of Sluice before 0.3 and of tables without point columns: false. */
+  readonly pointRecord?: boolean;
 }
 
 type JsonObject = Record<string, unknown>;
@@ -80,6 +82,7 @@ export function tableSchemaFromAvro(schema: AvroSchemaJson | string): { table: T
       hstore: property.hstore ?? EARLIER_TYPE_MODES.hstore,
       interval: property.interval ?? EARLIER_TYPE_MODES.interval,
       bitBoolean: property.bitBoolean ?? false,
+      pointRecord: property.pointRecord ?? false,
     },
   };
 }

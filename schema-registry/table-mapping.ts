@@ -51,6 +51,8 @@ export interface TableMappingOptions {
   readonly interval?: TypeModes["interval"];
   /** PostgreSQL bit(1) as a boolean, as Debezium maps it (default; not with envelope "sluice"). */
   readonly bitBoolean?: boolean;
+  /** PostgreSQL point as Debezium's Point record (default; not with envelope "sluice"). */
+  readonly pointRecord?: boolean;
 }
 
 export type EnvelopeLayout = "debezium" | "sluice";
@@ -75,7 +77,7 @@ export function columnAvroType(table: Pick<TableSchema, "sourceKind">, column: C
 }
 
 /** A PostgreSQL column of the type or an array of it (its sluice.table property then names the type's mode). */
-function isPostgresType(table: Pick<TableSchema, "sourceKind">, column: ColumnSchema, name: "hstore" | "interval" | "bit(1)"): boolean {
+function isPostgresType(table: Pick<TableSchema, "sourceKind">, column: ColumnSchema, name: "hstore" | "interval" | "bit(1)" | "point"): boolean {
   if (table.sourceKind !== "postgres") return false;
   const type = parseDbType(column.dbType, { postgresArrays: true });
   if (name === "interval") return isIntervalType(type.name);
@@ -95,6 +97,7 @@ export function mapTable(table: TableSchema, options: TableMappingOptions = {}):
     uuidMarker: options.uuidMarker ?? earlier?.uuidMarker ?? true,
     interval: options.interval ?? earlier?.interval ?? "numeric",
     bitBoolean: options.bitBoolean ?? earlier?.bitBoolean ?? true,
+    pointRecord: options.pointRecord ?? earlier?.pointRecord ?? true,
   };
   const namespace = sanitizeNamespace([...name.split("."), table.schema, table.table]);
   const fieldNameList = assignUniqueNames(
@@ -132,6 +135,7 @@ export function mapTable(table: TableSchema, options: TableMappingOptions = {}):
     ...(modes.hstore === EARLIER_TYPE_MODES.hstore || !table.columns.some((column) => isPostgresType(table, column, "hstore")) ? {} : { hstore: modes.hstore }),
     ...(modes.interval === EARLIER_TYPE_MODES.interval || !table.columns.some((column) => isPostgresType(table, column, "interval")) ? {} : { interval: modes.interval }),
     ...(modes.bitBoolean !== true || !table.columns.some((column) => isPostgresType(table, column, "bit(1)")) ? {} : { bitBoolean: true }),
+    ...(modes.pointRecord !== true || !table.columns.some((column) => isPostgresType(table, column, "point")) ? {} : { pointRecord: true }),
   };
   const recordSchema = (recordName: "Key" | "Value", recordBindings: readonly ColumnBinding[], withUnchanged: boolean): AvroRecordJson => {
     const scope = namedTypeScope();

@@ -444,3 +444,40 @@ describe("Debezium's form of PostgreSQL bit(1)", () => {
     assert.equal((mapTable(table, { envelope: "sluice" }).valueSchema["sluice.table"] as { bitBoolean?: boolean }).bitBoolean, undefined);
   });
 });
+
+describe("Debezium's form of PostgreSQL point", () => {
+  const debezium: TypeModes = { timePrecision: "adaptive", decimals: "all", pointRecord: true };
+  const point: AvroSchemaJson = {
+    type: "record",
+    name: "io.debezium.data.geometry.Point",
+    fields: [
+      { name: "x", type: "double" },
+      { name: "y", type: "double" },
+      { name: "wkb", type: ["null", "bytes"], default: null },
+      { name: "srid", type: ["null", "int"], default: null },
+    ],
+    "connect.version": 1,
+    "connect.doc": "Geometry (POINT)",
+    "connect.name": "io.debezium.data.geometry.Point",
+  };
+  // Texts x and y do not give back (-0, PostgreSQL's exponent digits) come back from the header.
+  checkType("postgres", ["point"], point, [["(1.5,2)"], ["(-0,0)"], ["(1e-07,-1e+100)"], ["(NaN,-Infinity)"]], undefined, debezium);
+
+  it("point[] elements come back exactly, -0 included", () => {
+    const column = mapColumn("postgres", "_point", undefined, debezium);
+    for (const value of [["(1,2)", null, "(-0,3)"], [["(1,2)"], ["(-0,0)"]]]) {
+      assert.deepEqual(column.roundTrip(value), value);
+      column.assertFastWriter(value);
+    }
+  });
+
+  it("carries x, y and the point's WKB, as Debezium does", () => {
+    const column = mapColumn("postgres", "point", undefined, debezium);
+    const record = column.encode("(1.5,-2)").c as { x: number; y: number; wkb: Buffer; srid: null };
+    assert.equal(record.x, 1.5);
+    assert.equal(record.y, -2);
+    assert.equal(record.srid, null);
+    assert.equal(Buffer.from(record.wkb).toString("hex"), "0101000000000000000000f83f00000000000000c0");
+    assert.throws(() => column.encode("1,2"), /expected a point/);
+  });
+});

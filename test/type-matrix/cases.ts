@@ -105,6 +105,7 @@ export const CASES: readonly MatrixCase[] = [
   { source: "postgres", type: "inet", literal: "'2001:db8::1/64'", expect: all(SAME) },
   { source: "postgres", type: "bit(4)", literal: "B'1010'", expect: all(SAME) },
   { source: "postgres", type: "bit(1)", literal: "B'1'", expect: all(SAME) },
+  { source: "postgres", type: "point", literal: "'(-0,1e-07)'", expect: all(SAME) },
   { source: "postgres", type: "interval[]", literal: "'{P1M,PT1S,NULL}'", expect: { duckdb: "[P1M, PT1S, NULL]", clickhouse: "['P1M','PT1S',NULL]", elasticsearch: "[\"P1M\",\"PT1S\",null]" } },
   { source: "postgres", type: "xml", literal: "'<a x=\"1\">t</a>'", expect: all(SAME) },
   { source: "postgres", type: "hstore", literal: `'"a"=>"1", "b"=>NULL'`, expect: all(SAME) },
