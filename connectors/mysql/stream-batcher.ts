@@ -11,6 +11,8 @@
 import { comparePositions } from "../contracts.ts";
 import type { ChangeEvent, Position, TransactionMarker } from "../contracts.ts";
 import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
+import { StreamBatchLoop } from "../common/stream-batch-loop.ts";
+import type { StreamBatchPolicy } from "../common/stream-batch-loop.ts";
 import { encodeResumeToken } from "./resume-token.ts";
 import type { Flavor } from "./resume-token.ts";
 import type { DecodedEvent, StreamDecoder } from "./stream-decoder.ts";
@@ -39,49 +41,50 @@ export interface StreamBatcherOptions {
 
 export class StreamBatcher {
   private readonly options: StreamBatcherOptions;
+  private readonly loop: StreamBatchLoop<Buffer, StreamBatch>;
   private carried: DecodedEvent[] = [];
+  private out: DecodedEvent[] = [];
   private lastCheckpoint: Position | null;
-  private lastHandedOnAt = Date.now();
   private lastThroughTimeMs: number | null = null;
 
   constructor(options: StreamBatcherOptions) {
     this.options = options;
     this.lastCheckpoint = options.lastCheckpoint;
+    this.loop = new StreamBatchLoop(options, this.policy());
   }
 
-  async next(signal: AbortSignal): Promise<StreamBatch> {
-    const { buffer, decoder, maxBatchEvents, progressIntervalMs } = this.options;
-    const out = this.carried;
-    this.carried = [];
-    for (;;) {
-      signal.throwIfAborted();
-      while ((out.length < maxBatchEvents || decoder.chunkHandedOn) && buffer.length > 0) {
-        const pending = decoder.apply(buffer.shift()!, out);
-        if (pending !== undefined) await pending;
-        if (decoder.chunkHandedOn && !decoder.inTransaction) break;
-      }
-      if (decoder.chunkHandedOn) {
-        // An online snapshot chunk's rows share one position: the batch takes them whole and ends
-        // with their watermark's transaction, so a crash reads at most that chunk again.
-        if (decoder.inTransaction) {
-          await buffer.waitForItem(signal);
-          continue;
+  next(signal: AbortSignal): Promise<StreamBatch> {
+    return this.loop.next(signal);
+  }
+
+  private policy(): StreamBatchPolicy<Buffer, StreamBatch> {
+    const { decoder, maxBatchEvents } = this.options;
+    return {
+      begin: () => {
+        this.out = this.carried;
+        this.carried = [];
+      },
+      size: () => this.out.length,
+      takesBeyondFull: () => decoder.chunkHandedOn,
+      apply: (event) => decoder.apply(event, this.out),
+      stopsRead: () => decoder.chunkHandedOn && !decoder.inTransaction,
+      decide: () => {
+        const out = this.out;
+        if (decoder.chunkHandedOn) {
+          // An online snapshot chunk's rows share one position: the batch takes them whole and ends
+          // with their watermark's transaction, so a crash reads at most that chunk again.
+          if (decoder.inTransaction) return "wait";
+          decoder.chunkHandedOn = false;
+          return { batch: this.handOn(out, true) };
         }
-        decoder.chunkHandedOn = false;
-        return this.handOn(out, true);
-      }
-      if (out.length > 0) {
+        if (out.length === 0) return "idle";
         if (out.length > maxBatchEvents) this.carried = out.splice(maxBatchEvents);
-        return this.handOn(out, this.carried.length === 0);
-      }
-      if (progressIntervalMs > 0 && this.hasNews()) {
-        const due = this.lastHandedOnAt + progressIntervalMs - Date.now();
-        if (due <= 0) return this.handOn(out, true);
-        if (buffer.length === 0) await buffer.waitForItem(signal, due);
-        continue;
-      }
-      if (buffer.length === 0) await buffer.waitForItem(signal);
-    }
+        return { batch: this.handOn(out, this.carried.length === 0) };
+      },
+      hasNews: () => this.hasNews(),
+      urgent: () => false,
+      emptyBatch: () => this.handOn(this.out, true),
+    };
   }
 
   /** Whether an empty batch would tell something: the position moved, or the stream is complete through a later time (a heartbeat). */
@@ -109,7 +112,6 @@ export class StreamBatcher {
       checkpoint = { commit: position.commit, change: position.change, resume: encodeResumeToken(token) };
     }
     this.lastCheckpoint = checkpoint;
-    this.lastHandedOnAt = Date.now();
     const throughTimeMs = decoder.throughTimeMs;
     this.lastThroughTimeMs = throughTimeMs;
     const transactions = [...items.flatMap((item) => (item.begin ? [item.begin] : [])), ...decoder.takeEnds()];

@@ -7,6 +7,8 @@
 import { comparePositions } from "../contracts.ts";
 import type { ChangeEvent, Position } from "../contracts.ts";
 import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
+import { StreamBatchLoop } from "../common/stream-batch-loop.ts";
+import type { StreamBatchPolicy } from "../common/stream-batch-loop.ts";
 import type { WalMessage } from "./replication-stream.ts";
 import type { DecodedOutput, StreamDecoder, TransactionEvent } from "./stream-decoder.ts";
 
@@ -30,61 +32,65 @@ export interface StreamBatcherOptions {
 
 export class StreamBatcher {
   private readonly options: StreamBatcherOptions;
+  private readonly loop: StreamBatchLoop<WalMessage, StreamBatch>;
   private carried: ChangeEvent[] = [];
+  private out: DecodedOutput = { events: [], transactions: [] };
   private lastCheckpoint: Position | null;
-  private lastHandedOnAt = Date.now();
   /** The server asked for a reply since the last batch (it waits for a confirmation, e.g. to shut down). */
   private replyWanted = false;
+  /** Set when the batch is full but all its events share one LSN: read on until that LSN ends. */
+  private finishing: bigint | null = null;
 
   constructor(options: StreamBatcherOptions) {
     this.options = options;
     this.lastCheckpoint = options.lastCheckpoint;
+    this.loop = new StreamBatchLoop(options, this.policy());
   }
 
-  async next(signal: AbortSignal): Promise<StreamBatch> {
-    const { buffer, decoder, maxBatchEvents, progressIntervalMs } = this.options;
-    const out: DecodedOutput = { events: this.carried, transactions: [] };
-    this.carried = [];
-    // Set when the batch is full but all its events share one LSN: read on until that LSN ends.
-    let finishing: bigint | null = null;
-    for (;;) {
-      signal.throwIfAborted();
-      while (buffer.length > 0 && (out.events.length < maxBatchEvents || (finishing !== null && buffer.peek()!.walStart === finishing))) {
-        const message = buffer.shift()!;
-        if (message.keepalive?.replyRequested === true) this.replyWanted = true;
-        const pending = decoder.apply(message, out);
-        if (pending !== undefined) await pending;
-        if (out.chunkHandedOn === true && !decoder.inTransaction) break;
-      }
-      // A full batch followed by its transaction's commit takes the commit too: its checkpoint then ends the transaction.
-      while (out.events.length >= maxBatchEvents && buffer.peek()?.payload[0] === COMMIT_TAG) void decoder.apply(buffer.shift()!, out);
+  next(signal: AbortSignal): Promise<StreamBatch> {
+    return this.loop.next(signal);
+  }
 
-      const last = out.events.at(-1);
-      const through = decoder.throughPosition;
-      if (last !== undefined) {
-        if (through !== null && comparePositions(last.source.position, through) < 0) return this.handOn(out, through);
+  private policy(): StreamBatchPolicy<WalMessage, StreamBatch> {
+    const { buffer, decoder, maxBatchEvents } = this.options;
+    return {
+      begin: () => {
+        this.out = { events: this.carried, transactions: [] };
+        this.carried = [];
+        this.finishing = null;
+      },
+      size: () => this.out.events.length,
+      takesBeyondFull: (next) => this.finishing !== null && next.walStart === this.finishing,
+      apply: (message) => {
+        if (message.keepalive?.replyRequested === true) this.replyWanted = true;
+        return decoder.apply(message, this.out);
+      },
+      stopsRead: () => this.out.chunkHandedOn === true && !decoder.inTransaction,
+      decide: () => {
+        const out = this.out;
+        // A full batch followed by its transaction's commit takes the commit too: its checkpoint then ends the transaction.
+        while (out.events.length >= maxBatchEvents && buffer.peek()?.payload[0] === COMMIT_TAG) void decoder.apply(buffer.shift()!, out);
+        const last = out.events.at(-1);
+        const through = decoder.throughPosition;
+        if (last === undefined) return "idle";
+        if (through !== null && comparePositions(last.source.position, through) < 0) return { batch: this.handOn(out, through) };
         const cut = this.cutInsideTransaction(out.events, last.source.position.change);
         if (cut > 0) {
           this.carried = out.events.splice(cut);
           const lastKept = out.events[cut - 1]!.source.position;
-          return this.handOn(out, through !== null && comparePositions(through, lastKept) > 0 ? through : lastKept);
+          return { batch: this.handOn(out, through !== null && comparePositions(through, lastKept) > 0 ? through : lastKept) };
         }
-        finishing = last.source.position.change;
-      } else if (through !== null && (this.lastCheckpoint === null || comparePositions(through, this.lastCheckpoint) > 0)) {
-        // Nothing in flight: the position alone moves on, as an empty batch, at most every
-        // progressIntervalMs — at once when the server waits for a reply.
-        if (this.replyWanted) return this.handOn(out, through);
-        if (progressIntervalMs <= 0) {
-          if (buffer.length === 0) await buffer.waitForItem(signal);
-          continue;
-        }
-        const due = this.lastHandedOnAt + progressIntervalMs - Date.now();
-        if (due <= 0) return this.handOn(out, through);
-        if (buffer.length === 0) await buffer.waitForItem(signal, due);
-        continue;
-      }
-      if (buffer.length === 0) await buffer.waitForItem(signal);
-    }
+        this.finishing = last.source.position.change;
+        return "read";
+      },
+      // Nothing in flight: the position alone moves on, as an empty batch — at once when the server waits for a reply.
+      hasNews: () => {
+        const through = decoder.throughPosition;
+        return through !== null && (this.lastCheckpoint === null || comparePositions(through, this.lastCheckpoint) > 0);
+      },
+      urgent: () => this.replyWanted,
+      emptyBatch: () => this.handOn(this.out, decoder.throughPosition!),
+    };
   }
 
   /** Where to end a batch that stops inside a transaction: before the trailing events of `lastLsn`, unless they are known to be complete. */
@@ -98,7 +104,6 @@ export class StreamBatcher {
 
   private handOn(out: DecodedOutput, checkpoint: Position): StreamBatch {
     this.lastCheckpoint = checkpoint;
-    this.lastHandedOnAt = Date.now();
     this.replyWanted = false;
     return { events: out.events, transactions: out.transactions, checkpoint };
   }

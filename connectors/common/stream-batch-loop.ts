@@ -1,0 +1,85 @@
+/**
+ * The read/batch/heartbeat loop a streaming source shares: fill a batch from the read-ahead buffer
+ * up to maxBatchEvents, and when no event arrived, hand on an empty batch whose checkpoint moves on
+ * at most every progressIntervalMs (waiting on the buffer for the time left). Where a batch may be
+ * cut safely, what it carries over and what its checkpoint is belong to the protocol: a policy.
+ */
+import type { ByteBoundedBuffer } from "./byte-bounded-buffer.ts";
+
+/**
+ * After a read: a batch to hand on; "idle" (no events: an empty batch may be due); "read" (read on
+ * once more items arrive); "wait" (wait for the next item although some may be buffered).
+ */
+export type BatchDecision<Batch> = { readonly batch: Batch } | "idle" | "read" | "wait";
+
+export interface StreamBatchPolicy<Item, Batch> {
+  /** Starts a batch: with the events carried over from the last one. */
+  begin(): void;
+  /** The events in the batch under way. */
+  size(): number;
+  /** Whether a full batch still takes `next` (e.g. the rest of a run that may not be split). */
+  takesBeyondFull(next: Item): boolean;
+  /** Decodes one buffered item into the batch under way. */
+  apply(item: Item): void | Promise<void>;
+  /** Whether the read stops after the item just applied. */
+  stopsRead(): boolean;
+  decide(): BatchDecision<Batch>;
+  /** Idle: whether an empty batch would tell something (its checkpoint or time moved on). */
+  hasNews(): boolean;
+  /** Idle with news: the empty batch is wanted at once, not at the progress cadence. */
+  urgent(): boolean;
+  emptyBatch(): Batch;
+}
+
+export interface StreamBatchLoopOptions<Item> {
+  readonly buffer: ByteBoundedBuffer<Item>;
+  readonly maxBatchEvents: number;
+  /** Hand on an empty batch whose checkpoint advances at most this often; 0 never (unless urgent). */
+  readonly progressIntervalMs: number;
+}
+
+export class StreamBatchLoop<Item, Batch> {
+  private readonly options: StreamBatchLoopOptions<Item>;
+  private readonly policy: StreamBatchPolicy<Item, Batch>;
+  private lastHandedOnAt = Date.now();
+
+  constructor(options: StreamBatchLoopOptions<Item>, policy: StreamBatchPolicy<Item, Batch>) {
+    this.options = options;
+    this.policy = policy;
+  }
+
+  async next(signal: AbortSignal): Promise<Batch> {
+    const { buffer, maxBatchEvents, progressIntervalMs } = this.options;
+    const policy = this.policy;
+    policy.begin();
+    for (;;) {
+      signal.throwIfAborted();
+      while (buffer.length > 0 && (policy.size() < maxBatchEvents || policy.takesBeyondFull(buffer.peek()!))) {
+        const pending = policy.apply(buffer.shift()!);
+        if (pending !== undefined) await pending;
+        if (policy.stopsRead()) break;
+      }
+      const decision = policy.decide();
+      if (typeof decision === "object") return this.handOn(decision.batch);
+      if (decision === "wait") {
+        await buffer.waitForItem(signal);
+        continue;
+      }
+      if (decision === "idle" && policy.hasNews()) {
+        if (policy.urgent()) return this.handOn(policy.emptyBatch());
+        if (progressIntervalMs > 0) {
+          const due = this.lastHandedOnAt + progressIntervalMs - Date.now();
+          if (due <= 0) return this.handOn(policy.emptyBatch());
+          if (buffer.length === 0) await buffer.waitForItem(signal, due);
+          continue;
+        }
+      }
+      if (buffer.length === 0) await buffer.waitForItem(signal);
+    }
+  }
+
+  private handOn(batch: Batch): Batch {
+    this.lastHandedOnAt = Date.now();
+    return batch;
+  }
+}
