@@ -43,18 +43,19 @@ describe("memory budget", () => {
     assert.deepEqual(mainHeapFlags(plan), [`--max-old-space-size=${plan.main.oldMb}`, `--max-semi-space-size=${plan.main.youngMb / 3}`]);
   });
 
-  test("384MiB is split between the main thread, the sink thread, DuckDB and SQLite, and adds up to no more than the budget", () => {
-    const c = config({ top: "memory: 384MiB" });
+  test("512MiB is split between the main thread, the sink thread, DuckDB and SQLite, and adds up to no more than the budget", () => {
+    const c = config({ top: "memory: 512MiB" });
     const plan = planMemory(c, everything(c), 2);
-    assert.equal(plan.budgetBytes, 384 * MiB);
+    assert.equal(plan.budgetBytes, 512 * MiB);
     assert.equal(plan.budgetFrom, "config");
     assert.ok(planned(plan) <= plan.budgetBytes, `planned ${planned(plan) / MiB} MiB of ${plan.budgetBytes / MiB}`);
     assert.ok(planned(plan) > plan.budgetBytes - 3 * MiB, "the whole budget is used (rounding to MiB aside)");
     // Capture weighs more than one sink.
     assert.ok(plan.main.oldMb > plan.sinks["warehouse"]!.heap.oldMb);
     const warehouse = plan.sinks["warehouse"]!;
-    assert.deepEqual(warehouse.duckdb, { memoryLimitBytes: 76 * MiB, threads: 2 });
-    assert.equal(plan.sqliteCacheBytes, 3 * MiB);
+    // DuckDB's floor (a fifth of the budget would be 102 MiB).
+    assert.deepEqual(warehouse.duckdb, { memoryLimitBytes: 128 * MiB, threads: 2 });
+    assert.equal(plan.sqliteCacheBytes, 4 * MiB);
     const readAhead = plan.sources["pg"]!.readAheadBytes;
     assert.ok(readAhead >= 2 * MiB && readAhead < plan.main.oldMb * MiB / 2, `read-ahead ${readAhead / MiB} MiB of a ${plan.main.oldMb} MiB old space`);
     assert.ok(warehouse.batchBytes >= MiB && warehouse.batchBytes * 3 < warehouse.heap.oldMb * MiB);
@@ -62,7 +63,7 @@ describe("memory budget", () => {
   });
 
   test("a larger budget grows every share; DuckDB gets more threads, up to the cores", () => {
-    const small = config({ top: "memory: 384MiB" });
+    const small = config({ top: "memory: 512MiB" });
     const big = config({ top: "memory: 1GiB" });
     const a = planMemory(small, everything(small), 4);
     const b = planMemory(big, everything(big), 4);

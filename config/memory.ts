@@ -46,7 +46,7 @@ const BATCH_HEAP_FACTOR = 3;
 const MIN_YOUNG = 6 * MiB;
 const MAX_YOUNG = 48 * MiB;
 /** DuckDB holds a batch's staging table and the primary-key indexes it checks against in its memory_limit; below this a batch of wide rows fails. */
-const MIN_DUCKDB = 48 * MiB;
+const MIN_DUCKDB = 128 * MiB;
 const MIN_SQLITE_CACHE = 1 * MiB;
 const MAX_SQLITE_CACHE = 64 * MiB;
 /** Heap weights: capture decodes, encodes and publishes on the main thread; without it, the main thread serves HTTP only. */

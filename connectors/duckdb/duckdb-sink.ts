@@ -582,6 +582,15 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     if (/^IO Error/.test(message)) {
       return new ConnectionError(`DuckDB I/O error: ${message}`, { code: "SINK_IO", context: { component: "sink", sink: this.name }, cause: error });
     }
+    // Memory may come free (a checkpoint, a smaller batch): the sink waits and retries instead of stopping the daemon.
+    if (/could not allocate block|Out of Memory Error/i.test(message)) {
+      return new SluiceError(`DuckDB ran out of its memory_limit: ${message.split("\n")[0]} — raise memory (or this sink's memory_limit; docs/operations.md#memory)`, {
+        code: "SINK_OUT_OF_MEMORY",
+        retriable: true,
+        context: { component: "sink", sink: this.name },
+        cause: error,
+      });
+    }
     return new SluiceError(`DuckDB write failed: ${message}`, { code: "SINK_WRITE_FAILED", context: { component: "sink", sink: this.name }, cause: error });
   }
 }
