@@ -199,6 +199,18 @@ function tooSmall(given: number, needed: number, reserved: number, heaps: readon
 }
 
 /**
+ * Whether the plan's hard limits apply (the threads' V8 heap limits, DuckDB's memory_limit): only
+ * when the user set `memory`. A hard limit turns a working set the plan did not foresee into a crash
+ * (a heap out of memory) or a stalled sink: capture batches are bounded by events, not bytes, and the
+ * chaos run's wide rows ran a 52 MiB main heap out of memory within seconds of a restart. Without
+ * `memory`, the budget still sizes the buffers (read-ahead, sink batches, SQLite's cache), which
+ * bound memory without a way to fail.
+ */
+export function hardLimits(plan: MemoryPlan): boolean {
+  return plan.budgetFrom === "config";
+}
+
+/**
  * The config with the plan's derived values written in where the user set none: each source's
  * max_buffer_bytes, each sink's batch.max_bytes, DuckDB's memory_limit and threads, the embedded
  * log's cache_size. Parts the process does not run keep their settings.
@@ -212,7 +224,7 @@ export function applyMemoryPlan(config: SluiceConfig, plan: MemoryPlan): SluiceC
       const sink = plan.sinks[s.name];
       if (!sink) return s;
       const batch = { ...s.batch, max_bytes: sink.batchBytes };
-      if (s.kind === "duckdb" && sink.duckdb) return { ...s, batch, memory_limit: sink.duckdb.memoryLimitBytes, threads: sink.duckdb.threads };
+      if (s.kind === "duckdb" && sink.duckdb && hardLimits(plan)) return { ...s, batch, memory_limit: sink.duckdb.memoryLimitBytes, threads: sink.duckdb.threads };
       return { ...s, batch };
     }),
     topics: config.topics.kind === "embedded" && plan.sqliteCacheBytes !== null ? { ...config.topics, cache_size: plan.sqliteCacheBytes } : config.topics,

@@ -515,7 +515,7 @@ const duckdbSink = z.strictObject({
   ...sinkCommon,
   path: z.string().min(1).default("./data/warehouse.duckdb").describe("DuckDB database file"),
   query: duckdbQuery,
-  memory_limit: size("DuckDB's memory_limit (its buffer manager: caches, hash tables, sorts; it spills to disk beyond). Default: a share of `memory` (docs/operations.md#memory)", { min: 8 * 2 ** 20, max: 2 ** 40 }).optional(),
+  memory_limit: size("DuckDB's memory_limit (its buffer manager: caches, hash tables, sorts; it spills to disk beyond). Default: a share of `memory` when `memory` is set, else DuckDB's own (docs/operations.md#memory)", { min: 8 * 2 ** 20, max: 2 ** 40 }).optional(),
   threads: z.number().int().min(1).max(256).optional().describe("DuckDB's worker threads. Default: one per 16 MiB of memory_limit, at most the machine's cores"),
 });
 
@@ -603,7 +603,7 @@ export const configSchema = z
   .strictObject({
     name: identifier("Deployment name: prefix of Sluice's internal topics (checkpoints, dead letters) and of consumer groups"),
     memory: size(
-      "The memory one `sluice run` process keeps its RSS under: split between the V8 heaps of its threads (main: capture, HTTP, registry; one per sink), the sources' read-ahead, the sinks' batches, DuckDB and SQLite; settings written for those win over their share. Default 256MiB, raised (with a warning) to what the process's sources and sinks need at least; a set value too small for them is an error naming the numbers (docs/operations.md#memory)",
+      "The memory one `sluice run` process keeps its RSS under: split between the V8 heaps of its threads (main: capture, HTTP, registry; one per sink), the sources' read-ahead, the sinks' batches, DuckDB and SQLite; settings written for those win over their share. The heap limits and DuckDB's memory_limit are hard and apply only when this is set; without it the buffers are sized from 256MiB (raised, with a warning, to what the process's sources and sinks need at least) and no hard limit is set. A set value too small for them is an error naming the numbers (docs/operations.md#memory)",
       { min: 64 * 2 ** 20, max: 2 ** 40 },
     ).optional(),
     sources: z.array(source).min(1).describe("Databases to capture"),

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { hostname } from "node:os";
 import { getHeapStatistics } from "node:v8";
 import { AggregatorRegistry } from "prom-client";
-import { applyMemoryPlan, planMemory } from "../config/memory.ts";
+import { applyMemoryPlan, hardLimits, planMemory } from "../config/memory.ts";
 import type { MemoryPlan } from "../config/memory.ts";
 import type { SluiceConfig } from "../config/schema.ts";
 import type { Source, TableSnapshotProgress, TopicLog } from "../connectors/contracts.ts";
@@ -336,7 +336,7 @@ export class Daemon {
         data: { config: this.config, sink: sinkConfig.name, owner: this.instanceId },
         registry: sinkRegistry,
         writeLogLine: this.writeLogLine,
-        heap: this.memory.sinks[sinkConfig.name]!.heap,
+        ...(hardLimits(this.memory) ? { heap: this.memory.sinks[sinkConfig.name]!.heap } : {}),
         onRebuildProgress: (progress) => this.onRebuildProgress?.(progress),
       });
       this.sinks.push({

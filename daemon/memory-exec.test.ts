@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { loadConfigFile } from "../config/load.ts";
-import { mainHeapFlags, planMemory } from "../config/memory.ts";
+import { applyMemoryPlan, hardLimits, mainHeapFlags, planMemory } from "../config/memory.ts";
 import type { MemoryPlan } from "../config/memory.ts";
 import { createLogger } from "../runtime/logger.ts";
 import { heapFlagGiven, heapFlagsForRun, REEXEC_MARK, reexecEnvironment } from "./memory-exec.ts";
@@ -50,6 +50,24 @@ describe("the main thread's heap flags for sluice run", () => {
   test("the re-executed process is marked, and gets two malloc arenas unless the environment says otherwise", () => {
     assert.deepEqual(reexecEnvironment({ PATH: "/bin" }, ["--max-old-space-size=100"]), { MALLOC_ARENA_MAX: "2", PATH: "/bin", [REEXEC_MARK]: "--max-old-space-size=100" });
     assert.equal(reexecEnvironment({ MALLOC_ARENA_MAX: "8" }, [])["MALLOC_ARENA_MAX"], "8");
+  });
+
+  test("without a memory setting there are no hard limits: no heap flags, no sink heap limits, no DuckDB memory_limit (the buffers are still sized)", () => {
+    const unset = join(dir, "unset.yaml");
+    writeFileSync(unset, readFileSync(file, "utf8").replace("memory: 512MiB\n", ""));
+    assert.equal(heapFlagsForRun(["-c", unset], {}, []), null);
+    const config = loadConfigFile(unset, { env: {} });
+    const plan = planMemory(config, { sources: ["pg"], sinks: ["warehouse"] });
+    assert.equal(hardLimits(plan), false);
+    const applied = applyMemoryPlan(config, plan);
+    const warehouse = applied.sinks[0]!;
+    assert.equal(warehouse.kind === "duckdb" ? warehouse.memory_limit : "not duckdb", undefined);
+    assert.equal(applied.sources[0]!.max_buffer_bytes, plan.sources["pg"]!.readAheadBytes);
+    assert.equal(warehouse.batch.max_bytes, plan.sinks["warehouse"]!.batchBytes);
+    // With memory set, all of it applies.
+    const explicit = planMemory(loadConfigFile(file, { env: {} }), { sources: ["pg"], sinks: ["warehouse"] });
+    assert.equal(hardLimits(explicit), true);
+    assert.notEqual(heapFlagsForRun(["-c", file], {}, []), null);
   });
 
   test("a config that does not load, or bad roles, start the command as it is (which then reports the problem)", () => {
