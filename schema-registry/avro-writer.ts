@@ -61,12 +61,16 @@ export class AvroOutput {
       }
       buf[pos++] = m;
     } else {
-      let f = n >= 0 ? n * 2 : -n * 2 - 1;
-      while (f >= 0x80) {
-        buf[pos++] = (f % 0x80) | 0x80;
-        f = Math.floor(f / 0x80);
+      // The zig-zag value 2m (+1 when negative, m = -n - 1) passes 2^53, where a double loses its low bit:
+      // its first 7 bits come from m before doubling, the rest is m / 64.
+      const negative = n < 0;
+      const m = negative ? -n - 1 : n;
+      let rest = Math.floor(m / 64);
+      buf[pos++] = ((m % 64) * 2 + (negative ? 1 : 0)) | (rest > 0 ? 0x80 : 0);
+      while (rest > 0) {
+        buf[pos++] = (rest % 0x80) | (rest >= 0x80 ? 0x80 : 0);
+        rest = Math.floor(rest / 0x80);
       }
-      buf[pos++] = f;
     }
     this.pos = pos;
   }

@@ -1,0 +1,30 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { AvroOutput, longWriter } from "./avro-writer.ts";
+
+/** The Avro specification's long: zig-zag, then a varint of 7-bit groups, in bigint arithmetic. */
+function specBytes(value: bigint): Buffer {
+  let zigzag = value >= 0n ? value << 1n : ((-value) << 1n) - 1n;
+  const bytes: number[] = [];
+  while (zigzag >= 0x80n) {
+    bytes.push(Number(zigzag & 0x7fn) | 0x80);
+    zigzag >>= 7n;
+  }
+  bytes.push(Number(zigzag));
+  return Buffer.from(bytes);
+}
+
+test("longs near ±2^53 keep their sign and every bit (2|n|+1 is beyond what a double holds exactly)", () => {
+  const values: bigint[] = [-8609093272651264n, -4786802918853632n, 8609093272651264n, -1n, 0n, 1n, -(2n ** 30n), 2n ** 30n, 2n ** 63n - 1n, -(2n ** 63n)];
+  for (const base of [2n ** 52n, 2n ** 53n - 1n, 2n ** 31n, 2n ** 45n + 12345n]) for (const delta of [-2n, -1n, 0n, 1n]) values.push(base + delta, -(base + delta));
+  for (let i = 0n; i < 2000n; i++) values.push(-(2n ** 52n + i * 7919n), 2n ** 52n + i * 104729n);
+  const write = longWriter();
+  for (const value of values) {
+    const safe = value <= BigInt(Number.MAX_SAFE_INTEGER) && value >= -BigInt(Number.MAX_SAFE_INTEGER);
+    for (const given of safe ? [value, Number(value)] : [value]) {
+      const out = new AvroOutput(16);
+      write(out, given);
+      assert.deepEqual(out.take(), specBytes(value), `${typeof given} ${value}`);
+    }
+  }
+});
