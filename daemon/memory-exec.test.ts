@@ -52,7 +52,7 @@ describe("the main thread's heap flags for sluice run", () => {
     assert.equal(reexecEnvironment({ MALLOC_ARENA_MAX: "8" }, [])["MALLOC_ARENA_MAX"], "8");
   });
 
-  test("without a memory setting there are no hard limits: no heap flags, no sink heap limits, no DuckDB memory_limit (the buffers are still sized)", () => {
+  test("without a memory setting nothing is planned: no heap flags, and the config keeps its standalone defaults", () => {
     const unset = join(dir, "unset.yaml");
     writeFileSync(unset, readFileSync(file, "utf8").replace("memory: 512MiB\n", ""));
     assert.equal(heapFlagsForRun(["-c", unset], {}, []), null);
@@ -62,8 +62,8 @@ describe("the main thread's heap flags for sluice run", () => {
     const applied = applyMemoryPlan(config, plan);
     const warehouse = applied.sinks[0]!;
     assert.equal(warehouse.kind === "duckdb" ? warehouse.memory_limit : "not duckdb", undefined);
-    assert.equal(applied.sources[0]!.max_buffer_bytes, plan.sources["pg"]!.readAheadBytes);
-    assert.equal(warehouse.batch.max_bytes, plan.sinks["warehouse"]!.batchBytes);
+    assert.equal(applied.sources[0]!.max_buffer_bytes, undefined);
+    assert.equal(warehouse.batch.max_bytes, undefined);
     // With memory set, all of it applies.
     const explicit = planMemory(loadConfigFile(file, { env: {} }), { sources: ["pg"], sinks: ["warehouse"] });
     assert.equal(hardLimits(explicit), true);
@@ -96,9 +96,10 @@ describe("the memory plan at start", () => {
     assert.match(String(warning?.["msg"]), /the main thread's heap limit is 4144MiB, not the \d+MiB the memory budget gives it/);
   });
 
-  test("a raised default is said, naming the budget used", () => {
+  test("without a memory setting it says that no budget applies", () => {
     lines.length = 0;
-    reportMemoryPlan({ ...plan, budgetFrom: "raised" }, logger, plan.main.oldMb + plan.main.youngMb);
-    assert.match(String(lines.find((l) => l["level"] === "info" && /default memory budget/.test(String(l["msg"])))?.["msg"]), /cannot hold this process's sources and sinks: using 512MiB, the least they need/);
+    reportMemoryPlan({ ...plan, budgetFrom: "raised" }, logger, 4096);
+    assert.equal(lines.length, 1);
+    assert.match(String(lines[0]!["msg"]), /no memory setting: no budget is planned or enforced/);
   });
 });

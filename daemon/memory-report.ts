@@ -5,7 +5,7 @@
  */
 import { getHeapStatistics, setFlagsFromString } from "node:v8";
 import type { MemoryPlan } from "../config/memory.ts";
-import { mainHeapFlags } from "../config/memory.ts";
+import { hardLimits, mainHeapFlags } from "../config/memory.ts";
 import type { Logger } from "../runtime/logger.ts";
 
 const MiB = 2 ** 20;
@@ -45,6 +45,10 @@ export function mainHeapLimitMb(): number {
 }
 
 export function reportMemoryPlan(plan: MemoryPlan, logger: Logger, heapLimitMb = mainHeapLimitMb()): void {
+  if (!hardLimits(plan)) {
+    logger.info({ memory: null }, "no memory setting: no budget is planned or enforced (read-ahead 16 MiB per source, sink batches 8 MiB, DuckDB's own memory, no heap limits); set memory in the config to have one (docs/operations.md#memory)");
+    return;
+  }
   logger.info({ memory: memorySummary(plan) }, "memory budget");
   // Not a warning: nothing was set wrong, but the container's limit must allow for it.
   if (plan.budgetFrom === "raised") {
