@@ -22,7 +22,7 @@ const names = { slot: `sluice_${source}`, publication: `sluice_${source}`, schem
 const dir = tempDir("memory-budget");
 const config = {
   name: randomName("dep"),
-  memory: "320MiB",
+  memory: "448MiB",
   sources: [pgSourceConfig(source, [`${schema}.*`])],
   topics: { kind: "embedded", path: join(dir, "log.db") },
   sinks: [{ kind: "duckdb", name: "warehouse", path: join(dir, "warehouse.duckdb"), threads: 1, batch: { max_wait: "50ms" } }],
@@ -55,7 +55,7 @@ async function query(sql: string): Promise<Record<string, unknown>[]> {
 test("each thread, DuckDB and the embedded log run with their share of memory", { timeout: 300_000 }, async () => {
   daemon = await startReady(dir, config, "sluice");
   const plan = planMemory(loadConfigFile(daemon.configFile, { env: {} }), { sources: [source], sinks: ["warehouse"] });
-  assert.equal(plan.budgetBytes, 320 * MiB);
+  assert.equal(plan.budgetBytes, 448 * MiB);
 
   await waitFor("the snapshot in DuckDB", async () => Number((await query(`SELECT count(*)::INT AS n FROM "${schema}_items"`))[0]!["n"]) === 200, { daemon, timeoutMs: 120_000 });
 
@@ -63,7 +63,7 @@ test("each thread, DuckDB and the embedded log run with their share of memory", 
   const sink = plan.sinks["warehouse"]!;
   assert.equal(await daemon.metric("sluice_thread_heap_limit_bytes", { thread: "main" }), (plan.main.oldMb + plan.main.youngMb) * MiB);
   assert.equal(await daemon.metric("sluice_thread_heap_limit_bytes", { thread: "sink warehouse" }), (sink.heap.oldMb + sink.heap.youngMb) * MiB);
-  assert.equal(await daemon.metric("sluice_memory_budget_bytes"), 320 * MiB);
+  assert.equal(await daemon.metric("sluice_memory_budget_bytes"), 448 * MiB);
   assert.ok((await daemon.metric("sluice_process_resident_memory_bytes")) > 0);
 
   // DuckDB: the derived memory_limit, and the threads the config wrote (derived would be 2).
@@ -75,7 +75,7 @@ test("each thread, DuckDB and the embedded log run with their share of memory", 
   const log = readFileSync(daemon.logFile, "utf8").split("\n").filter((line) => line.includes('"msg":"memory budget"'));
   assert.equal(log.length, 1);
   const memory = (JSON.parse(log[0]!) as { memory: Record<string, unknown> }).memory;
-  assert.equal(memory["budgetMiB"], 320);
+  assert.equal(memory["budgetMiB"], 448);
   assert.equal(memory["sqliteCacheMiB"], plan.sqliteCacheBytes! / MiB);
   assert.deepEqual(memory["mainHeapMiB"], { old: plan.main.oldMb, young: plan.main.youngMb });
   assert.doesNotMatch(readFileSync(daemon.logFile, "utf8"), /heap limit is \d+MiB, not the/);
