@@ -202,9 +202,7 @@ function tooSmall(given: number, needed: number, reserved: number, heaps: readon
  * Whether the plan applies at all: only when the user set `memory`. The derived limits turned working
  * sets the plan did not foresee into failures: the chaos run's wide rows (big TOAST values in big
  * transactions; capture batches are bounded by changes, not bytes) ran a 52 MiB main heap out of
- * memory within seconds of a restart, and with the derived 1 MiB sink batches DuckDB got unchanged
- * TOAST values as NULL in 3 runs of 3 (not with the 8 MiB default: an open defect of the DuckDB sink
- * with small batches). Without `memory`, Sluice runs with its standalone defaults.
+ * memory within seconds of a restart. Without `memory`, Sluice runs with its standalone defaults.
  */
 export function hardLimits(plan: MemoryPlan): boolean {
   return plan.budgetFrom === "config";
