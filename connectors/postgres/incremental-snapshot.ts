@@ -44,10 +44,6 @@ export interface IncrementalSnapshotOptions {
   readonly sourceName: string;
   readonly slot: string;
   readonly chunkRows: number;
-  /** Tables read at the same time, each on a connection of its own (config snapshot.parallelism). */
-  readonly parallelism: number;
-  /** Chunks read but not yet handed on, across every table being read (config snapshot.chunks_in_flight): bounds memory. */
-  readonly chunksInFlight: number;
   readonly ledger: SnapshotLedger;
   /** The captured table "schema.table" names, as the catalog shows it now (published columns, row filter). */
   readonly resolve: (table: string) => Promise<ResolvedTable>;
@@ -60,8 +56,6 @@ export interface IncrementalSnapshotOptions {
 
 interface OpenChunk {
   readonly seq: number;
-  /** The lane that read it (Lane.index). */
-  readonly lane: number;
   readonly taskId: string;
   readonly table: CapturedTable;
   readonly version: bigint;
@@ -89,17 +83,8 @@ interface ReadCursor {
   resolved: ResolvedTable | null;
 }
 
-/**
- * One table read at a time, on a connection of its own: up to `parallelism` lanes read different
- * tables at once. A table's chunks are read in key order on its lane, so their watermarks, and
- * with them the rows handed on, follow in that order too.
- */
-interface Lane {
-  readonly index: number;
-  /** The task this lane reads (null: none claimed). */
-  cursor: ReadCursor | null;
-  client: pg.Client | null;
-}
+/** Chunks read but not yet handed on: overlapping the stream's round trip keeps the snapshot fast; memory stays at this many chunks. */
+const CHUNKS_IN_FLIGHT = 3;
 
 /** Identity of a key for comparing chunk rows with streamed changes. */
 export function keyText(table: { readonly schema: { readonly key: readonly string[] } }, key: Row): string {
@@ -116,11 +101,10 @@ export class IncrementalSnapshots implements StreamInterleave {
   /** Watermarks of earlier runs (before a restart) are replayed by the stream and ignored. */
   private readonly runId = randomBytes(6).toString("hex");
   private seq = 0;
-  /** Chunks read and not yet handed on (overlapping the stream's round trip keeps the snapshot fast), and chunk reads under way. */
   private inFlight: OpenChunk[] = [];
-  private reserved = 0;
-  private lanes: Lane[] = [];
-  private readonly waiters = new Set<() => void>();
+  private cursor: ReadCursor | null = null;
+  private client: pg.Client | null = null;
+  private wake: (() => void) | null = null;
   private readonly failures: FailedSnapshot[] = [];
   private readonly rates = new Map<string, { atMs: number; rows: number; perSecond: number }>();
 
@@ -145,7 +129,7 @@ export class IncrementalSnapshots implements StreamInterleave {
     };
     this.options.ledger.add(task);
     this.logger.info({ table, where, origin, id: task.id }, "incremental snapshot requested");
-    this.wakeAll();
+    this.wake?.();
     return task;
   }
 
@@ -159,10 +143,9 @@ export class IncrementalSnapshots implements StreamInterleave {
   }
 
   progress(): TableSnapshotProgress[] {
-    const reading = new Set(this.lanes.flatMap((lane) => (lane.cursor === null ? [] : [lane.cursor.taskId])));
-    const running = this.options.ledger.tasks.map((task): TableSnapshotProgress => ({
+    const running = this.options.ledger.tasks.map((task, index): TableSnapshotProgress => ({
       table: task.table,
-      state: reading.has(task.id) && task.startedAtMs !== null ? "running" : "pending",
+      state: index === 0 && task.startedAtMs !== null ? "running" : "pending",
       rowsDone: task.rowsDone,
       rowsEstimated: task.rowsEstimated,
       rowsPerSecond: this.rates.get(task.id)?.perSecond ?? 0,
@@ -172,67 +155,48 @@ export class IncrementalSnapshots implements StreamInterleave {
     return [...this.options.finished, ...running];
   }
 
-  /** Reads chunks until `signal` aborts, on up to `parallelism` lanes; waits for requests when there is nothing to read. */
+  /** Reads chunks until `signal` aborts; waits for requests when there is nothing to read. */
   async run(signal: AbortSignal): Promise<void> {
-    const lanes = Array.from({ length: Math.max(1, this.options.parallelism) }, (_, index): Lane => ({ index, cursor: null, client: null }));
-    this.lanes = lanes;
+    let failuresInRow = 0;
     try {
-      await Promise.all(lanes.map((lane) => this.runLane(lane, signal)));
+      while (!signal.aborted) {
+        const task = this.options.ledger.tasks[0];
+        if (task === undefined) {
+          await this.sleep(signal, Infinity);
+          continue;
+        }
+        try {
+          await this.step(task, signal);
+          failuresInRow = 0;
+        } catch (error) {
+          if (signal.aborted) break;
+          const failure = toSluiceError(error, `incremental snapshot of ${task.table} failed`, { ...this.options.context, table: task.table });
+          // Read again from what the stream handed on: chunks in flight are dropped.
+          this.inFlight = [];
+          this.cursor = null;
+          // A schema change can fail a chunk read with the table as resolved before: read it once more, resolved anew.
+          if (failure.retriable || failuresInRow === 0) {
+            failuresInRow++;
+            const delayMs = Math.min(30_000, 500 * 2 ** Math.min(failuresInRow, 6));
+            this.logger.warn({ err: failure.message, table: task.table, delayMs }, "incremental snapshot chunk failed; retrying");
+            await this.closeClient();
+            await this.sleep(signal, delayMs);
+            continue;
+          }
+          this.logger.error({ err: failure.message, ...failure.toLog() }, "incremental snapshot of table failed; going on with the others");
+          this.failures.push({ id: task.id, table: task.table, error: failure.message, code: failure.code, atMs: Date.now() });
+          if (this.failures.length > 20) this.failures.shift();
+          this.options.ledger.remove(task.id);
+        }
+      }
     } finally {
-      await Promise.all(lanes.map((lane) => this.closeClient(lane)));
+      await this.closeClient();
     }
   }
 
   async close(): Promise<void> {
-    this.wakeAll();
-    await Promise.all(this.lanes.map((lane) => this.closeClient(lane)));
-  }
-
-  private async runLane(lane: Lane, signal: AbortSignal): Promise<void> {
-    let failuresInRow = 0;
-    while (!signal.aborted) {
-      const task = this.claim(lane);
-      if (task === undefined) {
-        await this.sleep(signal);
-        continue;
-      }
-      try {
-        await this.step(lane, task, signal);
-        failuresInRow = 0;
-      } catch (error) {
-        if (signal.aborted) break;
-        const failure = toSluiceError(error, `incremental snapshot of ${task.table} failed`, { ...this.options.context, table: task.table });
-        // Read again from what the stream handed on: this lane's chunks in flight are dropped.
-        this.inFlight = this.inFlight.filter((c) => c.lane !== lane.index);
-        lane.cursor = null;
-        this.wakeAll();
-        // A schema change can fail a chunk read with the table as resolved before: read it once more, resolved anew.
-        if (failure.retriable || failuresInRow === 0) {
-          failuresInRow++;
-          const delayMs = Math.min(30_000, 500 * 2 ** Math.min(failuresInRow, 6));
-          this.logger.warn({ err: failure.message, table: task.table, delayMs }, "incremental snapshot chunk failed; retrying");
-          await this.closeClient(lane);
-          await delay(signal, delayMs);
-          continue;
-        }
-        this.logger.error({ err: failure.message, ...failure.toLog() }, "incremental snapshot of table failed; going on with the others");
-        this.failures.push({ id: task.id, table: task.table, error: failure.message, code: failure.code, atMs: Date.now() });
-        if (this.failures.length > 20) this.failures.shift();
-        this.options.ledger.remove(task.id);
-      }
-    }
-  }
-
-  /** The task `lane` reads: the one it holds while that is queued, else the first queued task no other lane holds (tables run in the order asked for). */
-  private claim(lane: Lane): SnapshotTask | undefined {
-    const tasks = this.options.ledger.tasks;
-    if (lane.cursor !== null) {
-      const held = tasks.find((t) => t.id === lane.cursor!.taskId);
-      if (held !== undefined) return held;
-      lane.cursor = null;
-    }
-    const taken = new Set(this.lanes.flatMap((other) => (other === lane || other.cursor === null ? [] : [other.cursor.taskId])));
-    return tasks.find((t) => !taken.has(t.id));
+    this.wake?.();
+    await this.closeClient();
   }
 
   /** Decoder hook: a watermark in commit order. Hands on the chunk's rows at its high watermark. */
@@ -251,7 +215,6 @@ export class IncrementalSnapshots implements StreamInterleave {
     const task = this.options.ledger.tasks.find((t) => t.id === chunk.taskId);
     if (task === undefined) {
       chunk.handedOn.resolve();
-      this.wakeAll();
       return;
     }
     const { table, rows, version } = chunk;
@@ -287,12 +250,11 @@ export class IncrementalSnapshots implements StreamInterleave {
       this.options.finished.push({ table: task.table, state: "done", rowsDone: next.rowsDone, rowsEstimated: next.rowsEstimated, rowsPerSecond: this.rates.get(task.id)?.perSecond ?? 0, startedAtMs: next.startedAtMs, finishedAtMs: now });
       if (this.options.finished.length > 20) this.options.finished.shift();
       this.rates.delete(task.id);
-      for (const lane of this.lanes) if (lane.cursor?.taskId === task.id) lane.cursor = null;
+      if (this.cursor?.taskId === task.id) this.cursor = null;
       this.logger.info({ table: task.table, rows: next.rowsDone, handedOnLastChunk: handedOn, id: task.id }, "incremental snapshot of table finished");
     }
     this.options.onProgress?.();
     chunk.handedOn.resolve();
-    this.wakeAll();
   }
 
   /** Decoder hook: every change handed on. Inside a chunk's window its key leaves the chunk. */
@@ -304,43 +266,30 @@ export class IncrementalSnapshots implements StreamInterleave {
     }
   }
 
-  /**
-   * Reads the task's next chunk while the chunks in flight (every lane's) are within the budget;
-   * otherwise waits for this lane's oldest chunk to be handed on, or for any if it has none.
-   */
-  private async step(lane: Lane, task: SnapshotTask, signal: AbortSignal): Promise<void> {
-    if (lane.cursor === null || lane.cursor.taskId !== task.id) {
-      lane.cursor = { taskId: task.id, lastKey: task.lastKey, resetVersion: task.resetVersion, startedAtMs: task.startedAtMs, readingDone: false, resolved: null };
+  /** Reads the task's next chunk while fewer than CHUNKS_IN_FLIGHT wait for the stream; otherwise waits for the oldest to be handed on. */
+  private async step(task: SnapshotTask, signal: AbortSignal): Promise<void> {
+    if (this.cursor === null || this.cursor.taskId !== task.id) {
+      this.cursor = { taskId: task.id, lastKey: task.lastKey, resetVersion: task.resetVersion, startedAtMs: task.startedAtMs, readingDone: false, resolved: null };
     }
-    const cursor = lane.cursor;
-    if (!cursor.readingDone && this.inFlight.length + this.reserved < Math.max(1, this.options.chunksInFlight)) {
-      this.reserved++;
-      try {
-        await this.readChunk(lane, task, cursor);
-      } finally {
-        this.reserved--;
-      }
+    const cursor = this.cursor;
+    if (!cursor.readingDone && this.inFlight.length < CHUNKS_IN_FLIGHT) {
+      await this.readChunk(task, cursor);
       return;
     }
-    const oldest = this.inFlight.find((c) => c.lane === lane.index);
-    if (oldest !== undefined) {
-      await untilOrAborted(oldest.handedOn.promise, signal);
+    const oldest = this.inFlight[0];
+    if (oldest === undefined) {
+      // Everything read was handed on but the task is still there: it finished while we looked, or read again.
+      if (this.options.ledger.tasks[0]?.id === task.id) this.cursor = null;
       return;
     }
-    if (cursor.readingDone) {
-      // Everything read was handed on but the task is still there: it finished while we looked, or is read again.
-      if (this.options.ledger.tasks.some((t) => t.id === task.id)) lane.cursor = null;
-      return;
-    }
-    // The budget is taken by other lanes' chunks: one of them handed on wakes this lane.
-    await this.sleep(signal);
+    await untilOrAborted(oldest.handedOn.promise, signal);
   }
 
-  private async readChunk(lane: Lane, task: SnapshotTask, cursor: ReadCursor): Promise<void> {
+  private async readChunk(task: SnapshotTask, cursor: ReadCursor): Promise<void> {
     cursor.resolved ??= await this.options.resolve(task.table);
     const { table, estimatedRows } = cursor.resolved;
     if (!table.uniqueKey) throw noChunkKey(task.table, this.options.context);
-    const client = await this.connection(lane);
+    const client = await this.connection();
     const restartLsn = await this.restartLsn(client);
     if (cursor.resetVersion === null || cursor.startedAtMs === null) {
       cursor.resetVersion ??= String(restartLsn - 2n);
@@ -350,7 +299,6 @@ export class IncrementalSnapshots implements StreamInterleave {
     const seq = ++this.seq;
     const chunk: OpenChunk = {
       seq,
-      lane: lane.index,
       taskId: task.id,
       table,
       version: restartLsn - 1n,
@@ -405,25 +353,19 @@ export class IncrementalSnapshots implements StreamInterleave {
     await client.query("SELECT pg_logical_emit_message(true, $1, $2)", [WATERMARK_PREFIX, `${this.runId}:${seq}:${kind}`]);
   }
 
-  private async connection(lane: Lane): Promise<pg.Client> {
-    if (lane.client !== null) return lane.client;
+  private async connection(): Promise<pg.Client> {
+    if (this.client !== null) return this.client;
     const client = new pg.Client(this.options.client);
     client.on("error", (error) => this.logger.warn({ err: error.message }, "incremental snapshot connection failed"));
-    lane.client = client;
-    try {
-      await client.connect();
-      await client.query("SET statement_timeout = 0");
-    } catch (error) {
-      lane.client = null;
-      await client.end().catch(() => undefined);
-      throw error;
-    }
+    await client.connect();
+    await client.query("SET statement_timeout = 0");
+    this.client = client;
     return client;
   }
 
-  private async closeClient(lane: Lane): Promise<void> {
-    const client = lane.client;
-    lane.client = null;
+  private async closeClient(): Promise<void> {
+    const client = this.client;
+    this.client = null;
     if (client !== null) await client.end().catch(() => undefined);
   }
 
@@ -443,35 +385,19 @@ export class IncrementalSnapshots implements StreamInterleave {
     this.rates.set(task.id, { atMs: now, rows: task.rowsDone, perSecond });
   }
 
-  /** Until a request comes, a chunk is handed on or dropped, or `signal` aborts. */
-  private sleep(signal: AbortSignal): Promise<void> {
+  private sleep(signal: AbortSignal, ms: number): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
+        clearTimeout(timer);
         signal.removeEventListener("abort", done);
-        this.waiters.delete(done);
+        if (this.wake === done) this.wake = null;
         resolve();
       };
-      this.waiters.add(done);
+      const timer = Number.isFinite(ms) ? setTimeout(done, ms) : undefined;
+      this.wake = done;
       signal.addEventListener("abort", done, { once: true });
     });
   }
-
-  private wakeAll(): void {
-    for (const wake of [...this.waiters]) wake();
-  }
-}
-
-/** Waits `ms`, or less when `signal` aborts. */
-function delay(signal: AbortSignal, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 /** Waits for `promise`, or rejects when `signal` aborts first (leaving no listener behind). */

@@ -20,8 +20,7 @@ import { checkPrivileges } from "./privileges.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { formatLsn } from "./lsn.ts";
 import { toSluiceError } from "./pg-errors.ts";
-import { flushLsnFor, snapshotIncompleteResume, snapshotPosition } from "./positions.ts";
-import { ExportedSnapshotTracker } from "./exported-snapshot-progress.ts";
+import { flushLsnFor, SNAPSHOT_INCOMPLETE, snapshotPosition } from "./positions.ts";
 import { ReplicationStream } from "./replication-stream.ts";
 import type { WalMessage } from "./replication-stream.ts";
 import { SnapshotMarkers } from "../common/snapshot-markers.ts";
@@ -30,14 +29,13 @@ import type { SnapshotRow, TableSnapshotProgress } from "./snapshot-reader.ts";
 import { insertEvent, truncateEvent } from "./change-events.ts";
 import { snapshotResetPosition } from "../common/snapshot-reset.ts";
 import type { EventOrigin } from "./change-events.ts";
-import { captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, planStart } from "./slot-setup.ts";
-import type { CaptureNames, StartPlan } from "./slot-setup.ts";
+import { captureNames, createSlot, dropSlot, ensurePublication, planStart } from "./slot-setup.ts";
+import type { CaptureNames } from "./slot-setup.ts";
 import { StreamBatcher } from "./stream-batcher.ts";
 import { StreamDecoder } from "./stream-decoder.ts";
 import type { TransactionEvent } from "./stream-decoder.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import { decodeResume, encodeResume, SnapshotLedger } from "../common/incremental-snapshot-state.ts";
-import type { SnapshotTask } from "../common/incremental-snapshot-state.ts";
 import { IncrementalSnapshots } from "./incremental-snapshot.ts";
 import { OnlineSnapshotRequests } from "./online-snapshot-requests.ts";
 import { SignalTable } from "./signal-table.ts";
@@ -88,8 +86,6 @@ interface SnapshotState {
   readonly controller: AbortController;
   /** Debezium's first/last marks on the reads (holds back each table's latest read). */
   readonly markers: SnapshotMarkers;
-  /** How far the rows handed on got: every checkpoint carries it, so a crash resumes (resumeSnapshot). */
-  readonly tracker: ExportedSnapshotTracker;
 }
 
 interface StreamStart {
@@ -274,16 +270,10 @@ export class PostgresSource implements Source {
       this.phase = "streaming";
       await this.startStream();
     } else {
-      const snapshotTables = publication?.allTables ? tables : tables.filter((t) => published.has(`${t.schema}.${t.table}`));
-      let fresh: StartPlan = plan;
-      if (plan.kind === "resume-snapshot") {
-        const keyless = await this.resumeSnapshot(plan, snapshotTables);
-        if (keyless === null) return;
-        fresh = freshSnapshotPlan(config, names, await slotInfo(catalog, names.slot), `the initial snapshot did not finish and table ${keyless} has no primary key or replica identity index to resume by: starting over with a new slot and snapshot`, logger, context);
-      }
       // A new initial snapshot reads every table: online snapshots in progress are moot.
       this.ledger = new SnapshotLedger([]);
-      if (fresh.kind === "snapshot" && fresh.dropExisting) await dropSlot(catalog, names);
+      if (plan.dropExisting) await dropSlot(catalog, names);
+      const snapshotTables = publication?.allTables ? tables : tables.filter((t) => published.has(`${t.schema}.${t.table}`));
       if (config.snapshot.method === "online") await this.startOnlineInitialSnapshot(server, snapshotTables);
       else await this.startSnapshot(server, snapshotTables, published);
     }
@@ -331,15 +321,7 @@ export class PostgresSource implements Source {
         context: this.context,
         ...(this.options.onSnapshotProgress === undefined ? {} : { onProgress: this.options.onSnapshotProgress }),
       });
-      state = {
-        reader,
-        buffer,
-        origin,
-        resetOrigin: { ...origin, position: snapshotResetPosition(origin.position) },
-        controller,
-        markers: new SnapshotMarkers(tables.length),
-        tracker: new ExportedSnapshotTracker(),
-      };
+      state = { reader, buffer, origin, resetOrigin: { ...origin, position: snapshotResetPosition(origin.position) }, controller, markers: new SnapshotMarkers(tables.length) };
       this.snapshot = state;
       await reader.importSnapshot();
     });
@@ -361,16 +343,12 @@ export class PostgresSource implements Source {
     const events: ChangeEvent[] = [];
     while (events.length < max && buffer.length > 0) {
       const row = buffer.shift()!;
-      snapshot.tracker.taken(row);
       events.push(...snapshot.markers.next(row.values === null ? truncateEvent(row.table, snapshot.resetOrigin) : insertEvent(row.table, row.values, snapshot.origin, "r")));
     }
     const { position } = snapshot.origin;
     const finished = buffer.ended && buffer.length === 0;
     if (finished) events.push(...snapshot.markers.flush());
-    if (!finished) {
-      snapshot.tracker.handedOn(events);
-      return this.batch(events, [], { ...position, resume: snapshotIncompleteResume(snapshot.tracker.progress()) });
-    }
+    if (!finished) return this.batch(events, [], { ...position, resume: SNAPSHOT_INCOMPLETE });
     this.lastSnapshotProgress = snapshot.reader.progress();
     await snapshot.reader.close();
     this.snapshot = null;
@@ -485,60 +463,6 @@ export class PostgresSource implements Source {
     this.logger.info({ tables: ordered.length, slot: this.names.slot }, "initial snapshot queued as online snapshots (snapshot.method online)");
   }
 
-  /**
-   * An exported initial snapshot that did not finish goes on with the online machinery, on the same
-   * slot: the stream starts at the slot's consistent point (where the stored rows meet it), the
-   * tables it finished are not read again, the table part-way through goes on after its last
-   * stored key, and the tables not started are read whole, each ending with its reset. Returns
-   * null, or a table left that has no chunk key (then the snapshot starts over).
-   */
-  private async resumeSnapshot(plan: Extract<StartPlan, { kind: "resume-snapshot" }>, tables: readonly TableRef[]): Promise<string | null> {
-    const done = new Set(plan.progress.done);
-    const reading = new Map(plan.progress.reading.map((r) => [r.table, r]));
-    const left: { ref: TableRef; name: string; keyLength: number }[] = [];
-    for (const ref of tables) {
-      const name = `${ref.schema}.${ref.table}`;
-      if (done.has(name)) continue;
-      try {
-        const { table } = await this.snapshots.resolve(name);
-        left.push({ ref, name, keyLength: table.keyIndexes.length });
-      } catch (error) {
-        if (error instanceof SluiceError && error.code === "SNAPSHOT_NO_CHUNK_KEY") return name;
-        throw error;
-      }
-    }
-    const now = Date.now();
-    // Tables part-way through first: their sinks hold part of them already.
-    const ordered = left.sort((a, b) => Number(reading.has(b.name)) - Number(reading.has(a.name)) || b.ref.estimatedRows - a.ref.estimatedRows);
-    const tasks = ordered.map(({ ref, name, keyLength }, index): SnapshotTask => {
-      const stored = reading.get(name);
-      // A key whose columns changed while Sluice was down cannot be continued from: the table is read whole again.
-      const lastKey = stored?.lastKey?.length === keyLength ? stored.lastKey : null;
-      return {
-        id: `initial-${now.toString(36)}-${index}`,
-        table: name,
-        where: null,
-        lastKey,
-        rowsDone: lastKey === null ? 0 : (stored?.rowsDone ?? 0),
-        rowsEstimated: ref.estimatedRows >= 0 ? ref.estimatedRows : null,
-        // Below the rows the interrupted snapshot stored: its reset removes only rows the source no longer has.
-        resetVersion: stored === undefined ? null : plan.resetVersion.toString(),
-        requestedAtMs: now,
-        startedAtMs: stored === undefined ? null : now,
-        origin: "initial",
-      };
-    });
-    this.ledger = new SnapshotLedger(tasks);
-    this.pendingStream = { startLsn: plan.consistentPoint, flushedLsn: plan.consistentPoint, skipThrough: null };
-    this.phase = "streaming";
-    await this.startStream();
-    this.logger.info(
-      { slot: this.names.slot, consistentPoint: formatLsn(plan.consistentPoint), done: done.size, resumed: tasks.filter((t) => t.lastKey !== null).map((t) => t.table), left: tasks.length },
-      "the initial snapshot did not finish: resuming it on the same slot, the tables left read online (docs/snapshots.md)",
-    );
-    return null;
-  }
-
   /** Tables just added to the publication: their rows predate their capture, an online snapshot reads them. */
   private async backfill(added: readonly TableRef[]): Promise<void> {
     if (added.length === 0) return;
@@ -575,8 +499,6 @@ export class PostgresSource implements Source {
       sourceName: this.name,
       slot: this.names.slot,
       chunkRows: this.config.snapshot.chunk_rows,
-      parallelism: this.config.snapshot.parallelism,
-      chunksInFlight: this.config.snapshot.chunks_in_flight ?? this.config.snapshot.parallelism + 2,
       ledger: this.ledger,
       finished: this.onlineFinished,
       resolve: (table) => this.snapshots.resolve(table),
