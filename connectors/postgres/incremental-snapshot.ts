@@ -26,6 +26,7 @@ import type { ChangeEvent, Row, TableSnapshotProgress } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import type { FailedSnapshot, SnapshotLedger, SnapshotTask } from "../common/incremental-snapshot-state.ts";
+import { SnapshotRates } from "../common/online-snapshot-support.ts";
 import type { CapturedTable } from "./captured-tables.ts";
 import { insertEvent, truncateEvent } from "./change-events.ts";
 import type { EventOrigin } from "./change-events.ts";
@@ -106,7 +107,7 @@ export class IncrementalSnapshots implements StreamInterleave {
   private client: pg.Client | null = null;
   private wake: (() => void) | null = null;
   private readonly failures: FailedSnapshot[] = [];
-  private readonly rates = new Map<string, { atMs: number; rows: number; perSecond: number }>();
+  private readonly rates = new SnapshotRates();
 
   constructor(options: IncrementalSnapshotOptions) {
     this.options = options;
@@ -148,7 +149,7 @@ export class IncrementalSnapshots implements StreamInterleave {
       state: index === 0 && task.startedAtMs !== null ? "running" : "pending",
       rowsDone: task.rowsDone,
       rowsEstimated: task.rowsEstimated,
-      rowsPerSecond: this.rates.get(task.id)?.perSecond ?? 0,
+      rowsPerSecond: this.rates.perSecond(task.id),
       startedAtMs: task.startedAtMs,
       finishedAtMs: null,
     }));
@@ -244,12 +245,12 @@ export class IncrementalSnapshots implements StreamInterleave {
     }
     this.options.ledger.record(origin.position, task.id, last ? null : next);
     out.chunkHandedOn = true;
-    this.updateRate(next);
+    this.rates.update(next);
     if (last) {
       const now = Date.now();
-      this.options.finished.push({ table: task.table, state: "done", rowsDone: next.rowsDone, rowsEstimated: next.rowsEstimated, rowsPerSecond: this.rates.get(task.id)?.perSecond ?? 0, startedAtMs: next.startedAtMs, finishedAtMs: now });
+      this.options.finished.push({ table: task.table, state: "done", rowsDone: next.rowsDone, rowsEstimated: next.rowsEstimated, rowsPerSecond: this.rates.perSecond(task.id), startedAtMs: next.startedAtMs, finishedAtMs: now });
       if (this.options.finished.length > 20) this.options.finished.shift();
-      this.rates.delete(task.id);
+      this.rates.forget(task.id);
       if (this.cursor?.taskId === task.id) this.cursor = null;
       this.logger.info({ table: task.table, rows: next.rowsDone, handedOnLastChunk: handedOn, id: task.id }, "incremental snapshot of table finished");
     }
@@ -367,22 +368,6 @@ export class IncrementalSnapshots implements StreamInterleave {
     const client = this.client;
     this.client = null;
     if (client !== null) await client.end().catch(() => undefined);
-  }
-
-  private updateRate(task: SnapshotTask): void {
-    const now = Date.now();
-    const previous = this.rates.get(task.id);
-    if (previous === undefined) {
-      const elapsed = (now - (task.startedAtMs ?? now)) / 1000;
-      this.rates.set(task.id, { atMs: now, rows: task.rowsDone, perSecond: elapsed > 0 ? task.rowsDone / elapsed : 0 });
-      return;
-    }
-    const seconds = (now - previous.atMs) / 1000;
-    if (seconds < 1) return;
-    const instant = (task.rowsDone - previous.rows) / seconds;
-    // Smoothed over ~5 updates: a terminal's ETA should not jump with every chunk.
-    const perSecond = previous.perSecond === 0 ? instant : previous.perSecond * 0.8 + instant * 0.2;
-    this.rates.set(task.id, { atMs: now, rows: task.rowsDone, perSecond });
   }
 
   private sleep(signal: AbortSignal, ms: number): Promise<void> {
