@@ -80,6 +80,8 @@ interface Pump {
   stop: boolean;
   /** While set, nothing is read (the snapshot stalls once its chunks in flight wait for the stream). */
   paused: boolean;
+  /** Checked after each batch: when it holds, the pump pauses itself (a poll from outside may come too late on a fast machine). */
+  pauseWhen?: () => boolean;
   done: Promise<void>;
 }
 
@@ -109,6 +111,10 @@ function pump(source: MysqlSource, folds: readonly Pick<Fold, "apply">[], stopAf
       }
       await batch.ack();
       state.checkpoint = batch.checkpoint;
+      if (state.pauseWhen?.()) {
+        state.pauseWhen = undefined;
+        state.paused = true;
+      }
     }
   })();
   return state;
@@ -326,11 +332,12 @@ test("a column added while a table is read online: chunks read before the stream
   const collect = { apply: (event: ChangeEvent) => void (event.source.table === "altered" && event.op === "r" && reads.push(event)) };
   const state = pump(source, [fold, collect]);
   try {
+    state.pauseWhen = () => fold.reads.size >= 1500;
     const { task } = await source.snapshots.request(`${database}.altered`, null, "test");
-    await waitFor("some chunks", () => fold.reads.size >= 1500);
     // The stream stops behind: chunks read after the ALTER use the definition the stream has, the old one.
-    state.paused = true;
+    await waitFor("some chunks", () => state.paused);
     await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.ok(fold.reads.size < 6000, `the snapshot is still reading when the column is added (${fold.reads.size} rows read)`);
     await admin.query(`ALTER TABLE ${q("altered")} ADD COLUMN extra INT NOT NULL DEFAULT 7`);
     altered = await binlogNow();
     await new Promise((resolve) => setTimeout(resolve, 300));
