@@ -10,9 +10,10 @@
 import type { Logger } from "pino";
 import type { MysqlSourceConfig } from "../../config/schema.ts";
 import type { Checkpoint, Position, TableSnapshotProgress } from "../contracts.ts";
-import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
-import { decodeResume, encodeResume, SnapshotLedger } from "../common/incremental-snapshot-state.ts";
+import type { SnapshotLedger } from "../common/incremental-snapshot-state.ts";
+import { OnlineSnapshotRunner, requestBackfills } from "../common/online-snapshot-runner.ts";
+import type { OnlineSnapshotSession } from "../common/online-snapshot-runner.ts";
 import { SignalPoller } from "../common/snapshot-signals.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import type { CapturedTableRef, Sql } from "./catalog.ts";
@@ -36,28 +37,21 @@ export interface MysqlOnlineSnapshotsHost {
   readonly onProgress?: (progress: readonly TableSnapshotProgress[]) => void;
 }
 
-interface Running {
-  readonly engine: MysqlIncrementalSnapshots;
-  readonly controller: AbortController;
-  readonly done: Promise<void>;
-}
-
 export class MysqlOnlineSnapshots {
   private readonly host: MysqlOnlineSnapshotsHost;
   readonly watermarks: WatermarkTable | null;
   readonly requests: MysqlOnlineSnapshotRequests;
-  private ledger = new SnapshotLedger([]);
-  private readonly finished: TableSnapshotProgress[] = [];
-  private running: Running | null = null;
+  private readonly runner: OnlineSnapshotRunner<MysqlIncrementalSnapshots>;
 
   constructor(host: MysqlOnlineSnapshotsHost) {
     this.host = host;
+    this.runner = new OnlineSnapshotRunner({ logger: host.logger, context: host.context });
     const table = watermarkTableOf(host.config);
     this.watermarks = table === null ? null : new WatermarkTable(table, host.config.name, host.context);
     this.requests = new MysqlOnlineSnapshotRequests({
       config: () => host.config,
       catalog: host.catalog,
-      engine: () => this.running?.engine ?? null,
+      engine: () => this.runner.engine,
       watermarks: () => this.watermarks,
       context: () => host.context,
     });
@@ -70,20 +64,23 @@ export class MysqlOnlineSnapshots {
 
   /** Before connecting: the tasks the checkpoint carries, and requests not yet stored with one (a reconnect keeps them). */
   restore(from: Checkpoint | null): void {
-    const restored = decodeResume(from?.position.resume).tasks;
-    this.ledger = new SnapshotLedger([...restored, ...this.ledger.tasks.filter((t) => !restored.some((r) => r.id === t.id))]);
+    this.runner.restore(from);
   }
 
   /** A new initial snapshot reads every table: online snapshots in progress are moot. */
   clear(): void {
-    this.ledger = new SnapshotLedger([]);
+    this.runner.replace();
   }
 
   /** Starts the engine (and the signal table poller) as the source starts streaming; the decoder weaves it in. */
   start(): MysqlIncrementalSnapshots | null {
-    if (this.running !== null) return this.running.engine;
+    const watermarks = this.watermarks;
+    if (watermarks === null) return null;
+    return this.runner.start((ledger, finished) => this.session(watermarks, ledger, finished));
+  }
+
+  private session(watermarks: WatermarkTable, ledger: SnapshotLedger, finished: TableSnapshotProgress[]): OnlineSnapshotSession<MysqlIncrementalSnapshots> {
     const { config, logger, context } = this.host;
-    if (this.watermarks === null) return null;
     const tracker = this.host.tracker();
     const engine = new MysqlIncrementalSnapshots({
       connection: connectionOptions(config, "snapshot"),
@@ -91,65 +88,50 @@ export class MysqlOnlineSnapshots {
       chunkRows: config.snapshot.chunk_rows,
       parallelism: config.snapshot.parallelism,
       chunksInFlight: config.snapshot.chunks_in_flight ?? config.snapshot.parallelism + 2,
-      ledger: this.ledger,
-      watermarks: this.watermarks,
+      ledger,
+      watermarks,
       binding: this.host.binding(),
       resolve: (table) => this.requests.resolve(table),
       definitionAtStream: (database, table) => tracker?.definition(database, table) ?? null,
       zeroDates: config.zero_dates,
-      finished: this.finished,
+      finished,
       logger,
       context,
       ...(this.host.onProgress === undefined ? {} : { onProgress: () => this.host.onProgress!(this.progress()) }),
     });
-    const controller = new AbortController();
-    const stopped = (error: unknown) => logger.error({ err: (error as Error).message }, "online snapshots stopped");
-    const running = [engine.run(controller.signal).catch(stopped)];
     const signalTable = config.snapshot.signal_table;
-    if (signalTable !== undefined) {
-      const ledger = this.ledger;
-      const poller = new SignalPoller({
-        table: signalTable,
-        store: new MysqlSignalStore(connectionOptions(config, "catalog"), signalTable),
-        snapshots: this.requests,
-        durable: (id) => ledger.isDurable(id),
-        queued: () => ledger.tasks,
-        setupHint: SIGNAL_TABLE_SETUP,
-        logger,
-      });
-      running.push(poller.run(controller.signal).catch(stopped));
-    }
-    this.running = { engine, controller, done: Promise.all(running).then(() => undefined) };
-    return engine;
+    if (signalTable === undefined) return { engine };
+    const companion = new SignalPoller({
+      table: signalTable,
+      store: new MysqlSignalStore(connectionOptions(config, "catalog"), signalTable),
+      snapshots: this.requests,
+      durable: (id) => ledger.isDurable(id),
+      queued: () => ledger.tasks,
+      setupHint: SIGNAL_TABLE_SETUP,
+      logger,
+    });
+    return { engine, companion };
   }
 
-  async stop(): Promise<void> {
-    const running = this.running;
-    this.running = null;
-    if (running === null) return;
-    running.controller.abort(new SluiceError("the source was closed", { code: "SOURCE_CLOSED", retriable: true, context: this.host.context }));
-    await running.engine.close();
-    await running.done;
+  stop(): Promise<void> {
+    return this.runner.stop();
   }
 
   /** The checkpoint's position with the snapshot tasks it carries and the config's table patterns. */
   checkpoint(position: Position): Position {
-    const tasks = this.ledger.tasksAt(position);
-    let base = decodeResume(position.resume).base;
-    if (base?.startsWith("mysql:")) base = encodeResumeToken({ ...decodeResumeToken(base, this.host.config.name), capturedTables: this.host.config.tables });
-    const resume = encodeResume(base, tasks);
-    return resume === undefined ? { commit: position.commit, change: position.change } : { commit: position.commit, change: position.change, resume };
+    const { config } = this.host;
+    return this.runner.checkpoint(position, (base) => (base?.startsWith("mysql:") ? encodeResumeToken({ ...decodeResumeToken(base, config.name), capturedTables: config.tables }) : base));
   }
 
   progress(): TableSnapshotProgress[] {
-    return this.running?.engine.progress() ?? this.finished;
+    return this.runner.progress();
   }
 
   /** At a resume: reads online every existing table the config's patterns match now and did not when the checkpoint was taken. */
   async backfillAdded(token: ResumeToken, tables: readonly CapturedTableRef[]): Promise<void> {
     if (token.capturedTables === undefined) return;
     const before = tableMatcher(token.capturedTables);
-    const queued = new Set(this.ledger.tasks.map((t) => t.table));
+    const queued = new Set(this.runner.ledger.tasks.map((t) => t.table));
     const added = tables.map((t) => `${t.database}.${t.table}`).filter((name, i) => !before(tables[i]!.database, tables[i]!.table) && !this.excludes(tables[i]!.database, tables[i]!.table) && !queued.has(name));
     if (added.length === 0) return;
     const { logger, config } = this.host;
@@ -158,20 +140,10 @@ export class MysqlOnlineSnapshots {
       return;
     }
     logger.info({ tables: added }, "tables added to the config: captured from now on and backfilled online");
-    for (const table of added) {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await this.requests.request(table, null, "table-added");
-          break;
-        } catch (error) {
-          if (attempt < 5 && error instanceof SluiceError && error.retriable) {
-            await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
-            continue;
-          }
-          logger.error({ table, err: (error as Error).message }, `table added to the config cannot be backfilled online (its changes are captured from now on): read it with sluice snapshot --table ${table} --execute`);
-          break;
-        }
-      }
-    }
+    await requestBackfills(
+      added,
+      (table) => this.requests.request(table, null, "table-added"),
+      (table, error) => logger.error({ table, err: error.message }, `table added to the config cannot be backfilled online (its changes are captured from now on): read it with sluice snapshot --table ${table} --execute`),
+    );
   }
 }

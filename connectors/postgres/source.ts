@@ -35,7 +35,9 @@ import { StreamBatcher } from "./stream-batcher.ts";
 import { StreamDecoder } from "./stream-decoder.ts";
 import type { TransactionEvent } from "./stream-decoder.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
-import { decodeResume, encodeResume, SnapshotLedger } from "../common/incremental-snapshot-state.ts";
+import type { SnapshotLedger } from "../common/incremental-snapshot-state.ts";
+import { OnlineSnapshotRunner, requestBackfills } from "../common/online-snapshot-runner.ts";
+import type { OnlineSnapshotSession } from "../common/online-snapshot-runner.ts";
 import { IncrementalSnapshots } from "./incremental-snapshot.ts";
 import { OnlineSnapshotRequests } from "./online-snapshot-requests.ts";
 import { SignalTable } from "./signal-table.ts";
@@ -128,9 +130,7 @@ export class PostgresSource implements Source {
   private streaming: StreamState | null = null;
   private ackedFlush = 0n;
   private readonly acks = new AckTracker((lsn) => this.acknowledged(lsn));
-  private ledger = new SnapshotLedger([]);
-  private readonly onlineFinished: TableSnapshotProgress[] = [];
-  private online: { readonly engine: IncrementalSnapshots; readonly controller: AbortController; readonly done: Promise<void> } | null = null;
+  private readonly online: OnlineSnapshotRunner<IncrementalSnapshots>;
   /** Online snapshots (sluice snapshot, the signal table, tables added later): see incremental-snapshot.ts. */
   readonly snapshots = new OnlineSnapshotRequests({
     config: () => this.config,
@@ -138,7 +138,7 @@ export class PostgresSource implements Source {
     catalog: () => this.catalog,
     captured: () => this.captured,
     serverVersion: () => this.server?.version ?? 0,
-    engine: () => this.online?.engine ?? null,
+    engine: () => this.online.engine,
     context: () => this.context,
   });
 
@@ -149,6 +149,7 @@ export class PostgresSource implements Source {
     this.names = captureNames(config);
     this.logger = options.logger.child({ component: "postgres-source", source: config.name });
     this.context = { component: "postgres-source", source: config.name, server: `${config.host}:${config.port}` };
+    this.online = new OnlineSnapshotRunner({ logger: this.logger, context: this.context });
   }
 
   /** Connected, and neither failed nor closed. */
@@ -158,7 +159,7 @@ export class PostgresSource implements Source {
 
   snapshotProgress(): readonly TableSnapshotProgress[] {
     const initial = this.snapshot?.reader.progress() ?? this.lastSnapshotProgress;
-    const online = this.online?.engine.progress() ?? this.onlineFinished;
+    const online = this.online.progress();
     return online.length === 0 ? initial : [...initial, ...online];
   }
 
@@ -191,8 +192,7 @@ export class PostgresSource implements Source {
     this.acks.reset();
     this.ackedFlush = 0n;
     // A reconnect keeps the requests not yet stored with a checkpoint (a backfill queued just before the connection dropped).
-    const restored = decodeResume(from?.position.resume).tasks;
-    this.ledger = new SnapshotLedger([...restored, ...this.ledger.tasks.filter((t) => !restored.some((r) => r.id === t.id))]);
+    this.online.restore(from);
     try {
       await this.setUp(from, signal);
     } catch (error) {
@@ -271,7 +271,7 @@ export class PostgresSource implements Source {
       await this.startStream();
     } else {
       // A new initial snapshot reads every table: online snapshots in progress are moot.
-      this.ledger = new SnapshotLedger([]);
+      this.online.replace();
       if (plan.dropExisting) await dropSlot(catalog, names);
       const snapshotTables = publication?.allTables ? tables : tables.filter((t) => published.has(`${t.schema}.${t.table}`));
       if (config.snapshot.method === "online") await this.startOnlineInitialSnapshot(server, snapshotTables);
@@ -361,7 +361,7 @@ export class PostgresSource implements Source {
     const catalog = this.catalog!;
     const captured = this.captured!;
     const buffer = new ByteBoundedBuffer<WalMessage>(this.config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES);
-    const online = this.startOnlineSnapshots();
+    const online = this.online.start((ledger, finished) => this.onlineSession(ledger, finished));
     const decoder = new StreamDecoder({
       sourceName: this.name,
       tables: captured,
@@ -470,66 +470,47 @@ export class PostgresSource implements Source {
       this.logger.warn({ tables: added.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication are not backfilled (snapshot.mode never): sluice snapshot --table T --execute reads one");
       return;
     }
-    for (const ref of added) {
-      const table = `${ref.schema}.${ref.table}`;
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await this.snapshots.request(table, null, "table-added");
-          break;
-        } catch (error) {
-          if (attempt < 5 && error instanceof SluiceError && error.retriable) {
-            await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
-            continue;
-          }
-          this.logger.error({ table, err: (error as Error).message }, `table added to the publication cannot be backfilled online (its changes are captured from now on): read it with sluice snapshot --table ${table} --execute`);
-          break;
-        }
-      }
-    }
+    await requestBackfills(
+      added.map((ref) => `${ref.schema}.${ref.table}`),
+      (table) => this.snapshots.request(table, null, "table-added"),
+      (table, error) => this.logger.error({ table, err: error.message }, `table added to the publication cannot be backfilled online (its changes are captured from now on): read it with sluice snapshot --table ${table} --execute`),
+    );
   }
 
   /** The online snapshot engine, running while the stream runs; its progress rides in every checkpoint. */
   onlineSnapshots(): IncrementalSnapshots | null {
-    return this.online?.engine ?? null;
+    return this.online.engine;
   }
 
-  private startOnlineSnapshots(): IncrementalSnapshots {
+  private onlineSession(ledger: SnapshotLedger, finished: TableSnapshotProgress[]): OnlineSnapshotSession<IncrementalSnapshots> {
     const engine = new IncrementalSnapshots({
       client: clientConfig(this.config, "snapshot"),
       sourceName: this.name,
       slot: this.names.slot,
       chunkRows: this.config.snapshot.chunk_rows,
-      ledger: this.ledger,
-      finished: this.onlineFinished,
+      ledger,
+      finished,
       resolve: (table) => this.snapshots.resolve(table),
       logger: this.logger,
       context: this.context,
       ...(this.options.onSnapshotProgress === undefined ? {} : { onProgress: () => this.options.onSnapshotProgress!(this.snapshotProgress()) }),
     });
-    const controller = new AbortController();
-    const stopped = (error: unknown) => this.logger.error({ err: (error as Error).message }, "online snapshots stopped");
-    const running = [engine.run(controller.signal).catch(stopped)];
     const signalTable = this.config.snapshot.signal_table;
-    if (signalTable !== undefined) {
-      const ledger = this.ledger;
-      const signals = new SignalTable({
-        client: clientConfig(this.config, "catalog"),
-        table: signalTable,
-        snapshots: this.snapshots,
-        durable: (id) => ledger.isDurable(id),
-        queued: () => ledger.tasks,
-        logger: this.logger,
-      });
-      running.push(signals.run(controller.signal).catch(stopped));
-    }
-    this.online = { engine, controller, done: Promise.all(running).then(() => undefined) };
-    return engine;
+    if (signalTable === undefined) return { engine };
+    const companion = new SignalTable({
+      client: clientConfig(this.config, "catalog"),
+      table: signalTable,
+      snapshots: this.snapshots,
+      durable: (id) => ledger.isDurable(id),
+      queued: () => ledger.tasks,
+      logger: this.logger,
+    });
+    return { engine, companion };
   }
 
   private batch(events: readonly ChangeEvent[], transactions: readonly TransactionEvent[], at: Position): PostgresSourceBatch {
     const ack = this.acks.issue(flushLsnFor(at));
-    const resume = encodeResume(decodeResume(at.resume).base, this.ledger.tasksAt(at));
-    const position: Position = resume === undefined ? { commit: at.commit, change: at.change } : { commit: at.commit, change: at.change, resume };
+    const position = this.online.checkpoint(at);
     return {
       events,
       transactions,
@@ -549,13 +530,8 @@ export class PostgresSource implements Source {
   }
 
   private async teardown(): Promise<void> {
-    const { snapshot, streaming, catalog, online } = this;
-    this.online = null;
-    if (online !== null) {
-      online.controller.abort(CLOSED());
-      await online.engine.close();
-      await online.done;
-    }
+    await this.online.stop();
+    const { snapshot, streaming, catalog } = this;
     this.snapshot = null;
     this.streaming = null;
     this.catalog = null;

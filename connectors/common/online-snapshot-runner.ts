@@ -1,0 +1,126 @@
+/**
+ * The part of online (incremental) snapshots a source runs the same way whatever the database: the
+ * tasks restored from and written into checkpoints (incremental-snapshot-state.ts), the engine and
+ * the signal table's poller running while the source streams, stopping them, their progress, and
+ * the backfill requests for tables whose rows predate their capture. The engine itself (how chunks
+ * are read and woven into the stream) is the database's.
+ */
+import type { Logger } from "pino";
+import type { Checkpoint, Position, TableSnapshotProgress } from "../contracts.ts";
+import { SluiceError } from "../errors.ts";
+import type { ErrorContext } from "../errors.ts";
+import { decodeResume, encodeResume, SnapshotLedger } from "./incremental-snapshot-state.ts";
+import type { SnapshotTask } from "./incremental-snapshot-state.ts";
+
+export interface OnlineSnapshotEngine {
+  run(signal: AbortSignal): Promise<void>;
+  close(): Promise<void>;
+  progress(): TableSnapshotProgress[];
+}
+
+/** What runs beside the engine while the stream runs (the signal table's poller). */
+export interface OnlineSnapshotCompanion {
+  run(signal: AbortSignal): Promise<void>;
+}
+
+/** The engine of one streaming session, built on the tasks now queued and the list of tables finished. */
+export interface OnlineSnapshotSession<Engine> {
+  readonly engine: Engine;
+  readonly companion?: OnlineSnapshotCompanion;
+}
+
+export interface OnlineSnapshotRunnerOptions {
+  readonly logger: Logger;
+  readonly context: ErrorContext;
+}
+
+interface Running<Engine> {
+  readonly engine: Engine;
+  readonly controller: AbortController;
+  readonly done: Promise<void>;
+}
+
+export class OnlineSnapshotRunner<Engine extends OnlineSnapshotEngine> {
+  private readonly options: OnlineSnapshotRunnerOptions;
+  private tasks = new SnapshotLedger([]);
+  /** Tables finished (kept across reconnects; the engine keeps the last ones). */
+  private readonly finished: TableSnapshotProgress[] = [];
+  private running: Running<Engine> | null = null;
+
+  constructor(options: OnlineSnapshotRunnerOptions) {
+    this.options = options;
+  }
+
+  get ledger(): SnapshotLedger {
+    return this.tasks;
+  }
+
+  /** The engine while the stream runs. */
+  get engine(): Engine | null {
+    return this.running?.engine ?? null;
+  }
+
+  /** Before connecting: the tasks the checkpoint carries, and requests not yet stored with one (a reconnect keeps them). */
+  restore(from: Checkpoint | null): void {
+    const restored = decodeResume(from?.position.resume).tasks;
+    this.tasks = new SnapshotLedger([...restored, ...this.tasks.tasks.filter((t) => !restored.some((r) => r.id === t.id))]);
+  }
+
+  /** Replaces the queued tasks (none: a new initial snapshot reads every table, online snapshots in progress are moot). */
+  replace(tasks: readonly SnapshotTask[] = []): void {
+    this.tasks = new SnapshotLedger(tasks);
+  }
+
+  /** Starts the engine (and its companion) unless it runs already; returns it. */
+  start(create: (ledger: SnapshotLedger, finished: TableSnapshotProgress[]) => OnlineSnapshotSession<Engine>): Engine {
+    if (this.running !== null) return this.running.engine;
+    const { engine, companion } = create(this.tasks, this.finished);
+    const controller = new AbortController();
+    const stopped = (error: unknown) => this.options.logger.error({ err: (error as Error).message }, "online snapshots stopped");
+    const running = [engine.run(controller.signal).catch(stopped)];
+    if (companion !== undefined) running.push(companion.run(controller.signal).catch(stopped));
+    this.running = { engine, controller, done: Promise.all(running).then(() => undefined) };
+    return engine;
+  }
+
+  async stop(): Promise<void> {
+    const running = this.running;
+    this.running = null;
+    if (running === null) return;
+    running.controller.abort(new SluiceError("the source was closed", { code: "SOURCE_CLOSED", retriable: true, context: this.options.context }));
+    await running.engine.close();
+    await running.done;
+  }
+
+  progress(): TableSnapshotProgress[] {
+    return this.running?.engine.progress() ?? this.finished;
+  }
+
+  /** The checkpoint's position with the snapshot tasks it carries (`rebase` may rewrite the source's own resume text). */
+  checkpoint(position: Position, rebase: (base: string | undefined) => string | undefined = (base) => base): Position {
+    const resume = encodeResume(rebase(decodeResume(position.resume).base), this.tasks.tasksAt(position));
+    return resume === undefined ? { commit: position.commit, change: position.change } : { commit: position.commit, change: position.change, resume };
+  }
+}
+
+/**
+ * Asks for an online snapshot of each table, retrying a retriable refusal a few times; a table
+ * that cannot be asked for is reported through `gaveUp` and the others go on.
+ */
+export async function requestBackfills(tables: readonly string[], request: (table: string) => Promise<unknown>, gaveUp: (table: string, error: Error) => void): Promise<void> {
+  for (const table of tables) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await request(table);
+        break;
+      } catch (error) {
+        if (attempt < 5 && error instanceof SluiceError && error.retriable) {
+          await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+          continue;
+        }
+        gaveUp(table, error as Error);
+        break;
+      }
+    }
+  }
+}
