@@ -21,6 +21,18 @@ export const DEFAULT_MEMORY_BYTES = 256 * MiB;
 /** Read-ahead of a source and batch bytes of a sink used outside a daemon (tools, tests) where no plan applies. */
 export const STANDALONE_READ_AHEAD_BYTES = 16 * MiB;
 export const STANDALONE_BATCH_BYTES = 8 * MiB;
+const MIN_CAPTURE_BATCH = 1 * MiB;
+
+/**
+ * Most bytes of source messages one capture batch takes (besides its count of changes): an eighth
+ * of the source's read-ahead, at least 1 MiB. Capture holds up to three batches at once (one read
+ * and encoded, two being stored), each as decoded changes, encoded records and the request that
+ * stores them: about twelve times this, which fits the main heap's share beside the read-ahead
+ * (CAPTURE_OLD plus the read-ahead's own size again). A single bigger change goes alone.
+ */
+export function captureBatchBytes(readAheadBytes: number): number {
+  return Math.max(MIN_CAPTURE_BATCH, Math.floor(readAheadBytes / 8));
+}
 
 /**
  * RSS of the process outside every V8 heap: runtime, code, native libraries, socket and encode

@@ -1,9 +1,10 @@
 /**
  * The read/batch/heartbeat loop a streaming source shares: fill a batch from the read-ahead buffer
- * up to maxBatchEvents, and when no event arrived, hand on an empty batch whose checkpoint moves on
+ * up to maxBatchEvents or maxBatchBytes of buffered messages, and when no event arrived, hand on an empty batch whose checkpoint moves on
  * at most every progressIntervalMs (waiting on the buffer for the time left). Where a batch may be
  * cut safely, what it carries over and what its checkpoint is belong to the protocol: a policy.
  */
+import { captureBatchBytes } from "../../config/memory.ts";
 import type { ByteBoundedBuffer } from "./byte-bounded-buffer.ts";
 
 /**
@@ -23,7 +24,8 @@ export interface StreamBatchPolicy<Item, Batch> {
   apply(item: Item): void | Promise<void>;
   /** Whether the read stops after the item just applied. */
   stopsRead(): boolean;
-  decide(): BatchDecision<Batch>;
+  /** `full`: the batch reached maxBatchEvents or maxBatchBytes. */
+  decide(full: boolean): BatchDecision<Batch>;
   /** Idle: whether an empty batch would tell something (its checkpoint or time moved on). */
   hasNews(): boolean;
   /** Idle with news: the empty batch is wanted at once, not at the progress cadence. */
@@ -34,6 +36,13 @@ export interface StreamBatchPolicy<Item, Batch> {
 export interface StreamBatchLoopOptions<Item> {
   readonly buffer: ByteBoundedBuffer<Item>;
   readonly maxBatchEvents: number;
+  /**
+   * Most bytes of buffered messages (as the buffer counts them) a batch takes, besides the count:
+   * a batch of wide rows, its encoded records and the request that stores them stay within the
+   * capture's heap. A message bigger than this still goes alone. Default: captureBatchBytes of
+   * the buffer's bound (an eighth of the read-ahead, at least 1 MiB).
+   */
+  readonly maxBatchBytes?: number;
   /** Hand on an empty batch whose checkpoint advances at most this often; 0 never (unless urgent). */
   readonly progressIntervalMs: number;
 }
@@ -50,16 +59,22 @@ export class StreamBatchLoop<Item, Batch> {
 
   async next(signal: AbortSignal): Promise<Batch> {
     const { buffer, maxBatchEvents, progressIntervalMs } = this.options;
+    const maxBatchBytes = this.options.maxBatchBytes ?? captureBatchBytes(buffer.maxBytes);
     const policy = this.policy;
     policy.begin();
+    let bytes = 0;
+    const full = () => policy.size() >= maxBatchEvents || bytes >= maxBatchBytes;
     for (;;) {
       signal.throwIfAborted();
-      while (buffer.length > 0 && (policy.size() < maxBatchEvents || policy.takesBeyondFull(buffer.peek()!))) {
+      while (buffer.length > 0 && (!full() || policy.takesBeyondFull(buffer.peek()!))) {
+        bytes += buffer.nextBytes;
         const pending = policy.apply(buffer.shift()!);
         if (pending !== undefined) await pending;
+        // Messages that yield no event (transaction bounds, other tables) do not fill a batch.
+        if (policy.size() === 0) bytes = 0;
         if (policy.stopsRead()) break;
       }
-      const decision = policy.decide();
+      const decision = policy.decide(full());
       if (typeof decision === "object") return this.handOn(decision.batch);
       if (decision === "wait") {
         await buffer.waitForItem(signal);

@@ -33,6 +33,8 @@ export interface StreamBatcherOptions {
   readonly flavor: Flavor;
   readonly serverId: number;
   readonly maxBatchEvents: number;
+  /** Most bytes of binlog events a batch takes besides the count (see StreamBatchLoopOptions). */
+  readonly maxBatchBytes?: number;
   /** Hand on an empty batch whose checkpoint advances at most this often; 0 never. */
   readonly progressIntervalMs: number;
   /** The checkpoint resumed from, if any. */

@@ -24,6 +24,8 @@ export interface StreamBatcherOptions {
   readonly buffer: ByteBoundedBuffer<WalMessage>;
   readonly decoder: StreamDecoder;
   readonly maxBatchEvents: number;
+  /** Most bytes of WAL messages a batch takes besides the count (see StreamBatchLoopOptions). */
+  readonly maxBatchBytes?: number;
   /** Hand on a batch without events whose checkpoint advances at most this often; 0 never. */
   readonly progressIntervalMs: number;
   /** The last checkpoint handed on (or resumed from). */
@@ -52,7 +54,7 @@ export class StreamBatcher {
   }
 
   private policy(): StreamBatchPolicy<WalMessage, StreamBatch> {
-    const { buffer, decoder, maxBatchEvents } = this.options;
+    const { buffer, decoder } = this.options;
     return {
       begin: () => {
         this.out = { events: this.carried, transactions: [] };
@@ -66,10 +68,10 @@ export class StreamBatcher {
         return decoder.apply(message, this.out);
       },
       stopsRead: () => this.out.chunkHandedOn === true && !decoder.inTransaction,
-      decide: () => {
+      decide: (full) => {
         const out = this.out;
         // A full batch followed by its transaction's commit takes the commit too: its checkpoint then ends the transaction.
-        while (out.events.length >= maxBatchEvents && buffer.peek()?.payload[0] === COMMIT_TAG) void decoder.apply(buffer.shift()!, out);
+        if (full && buffer.peek()?.payload[0] === COMMIT_TAG) void decoder.apply(buffer.shift()!, out);
         const last = out.events.at(-1);
         const through = decoder.throughPosition;
         if (last === undefined) return "idle";
