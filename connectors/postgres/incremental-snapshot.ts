@@ -12,7 +12,8 @@
  * watermark the chunk's remaining rows are handed on as snapshot reads (op "r") in the stream's
  * order. Their version is restart_lsn - 1: below every change the SELECT could not see, so a
  * streamed change always wins over a chunk row whatever order sinks receive them in, and at or
- * above the changes it did see unless the sink has that very change already.
+ * above the changes it did see unless the sink has that very change already. Unchanged TOAST
+ * columns of streamed updates are made whole from the chunk rows (unchanged-toast.ts).
  *
  * A whole-table snapshot ends with the table's reset (common/snapshot-reset.ts) at a version below
  * its first chunk's rows: sinks drop the rows the source no longer has. A snapshot with a WHERE
@@ -34,6 +35,8 @@ import { quoteIdent } from "./connection-settings.ts";
 import { toSluiceError } from "./pg-errors.ts";
 import { WATERMARK_PREFIX } from "./stream-decoder.ts";
 import type { DecodedOutput, StreamInterleave } from "./stream-decoder.ts";
+import { foldWindowChange, hasUnchanged, PartialUpdates, windowRow } from "./unchanged-toast.ts";
+import type { WindowChanges } from "./unchanged-toast.ts";
 
 export interface ResolvedTable {
   readonly table: CapturedTable;
@@ -66,8 +69,8 @@ interface OpenChunk {
   readonly rowsEstimated: number | null;
   /** Set once the SELECT returned (always before the high watermark is written). */
   rows: (string | null)[][] | null;
-  /** Keys the stream changed between the watermarks. */
-  readonly changed: Set<string>;
+  /** Keys the stream changed between the watermarks, and what their changes left. */
+  readonly changed: Map<string, WindowChanges>;
   truncated: boolean;
   windowOpen: boolean;
   readonly handedOn: PromiseWithResolvers<void>;
@@ -86,6 +89,9 @@ interface ReadCursor {
 
 /** Chunks read but not yet handed on: overlapping the stream's round trip keeps the snapshot fast; memory stays at this many chunks. */
 const CHUNKS_IN_FLIGHT = 3;
+
+/** Keys whose latest update left a TOAST column unchanged, kept for the chunks still to be read (about 100 bytes each). */
+const PARTIAL_UPDATES_KEPT = 200_000;
 
 /** Identity of a key for comparing chunk rows with streamed changes. */
 export function keyText(table: { readonly schema: { readonly key: readonly string[] } }, key: Row): string {
@@ -108,10 +114,17 @@ export class IncrementalSnapshots implements StreamInterleave {
   private wake: (() => void) | null = null;
   private readonly failures: FailedSnapshot[] = [];
   private readonly rates = new SnapshotRates();
+  private readonly partialUpdates: PartialUpdates;
 
   constructor(options: IncrementalSnapshotOptions) {
     this.options = options;
     this.logger = options.logger.child({ component: "incremental-snapshot" });
+    this.partialUpdates = new PartialUpdates(PARTIAL_UPDATES_KEPT, () =>
+      this.logger.warn(
+        { kept: PARTIAL_UPDATES_KEPT },
+        "too many rows updated with unchanged TOAST columns while online snapshots wait for the slot to advance: a sink that has no row yet may get such a column as NULL (REPLICA IDENTITY FULL avoids it; see docs/snapshots.md)",
+      ),
+    );
   }
 
   /** Queues a snapshot of `table` (already checked by the caller); returns its task. */
@@ -188,6 +201,7 @@ export class IncrementalSnapshots implements StreamInterleave {
           this.failures.push({ id: task.id, table: task.table, error: failure.message, code: failure.code, atMs: Date.now() });
           if (this.failures.length > 20) this.failures.shift();
           this.options.ledger.remove(task.id);
+          this.forgetUnlessQueued(task.table);
         }
       }
     } finally {
@@ -222,9 +236,18 @@ export class IncrementalSnapshots implements StreamInterleave {
     const origin: EventOrigin = { sourceName: this.options.sourceName, position: { commit: commitLsn, change: version }, txId: null, commitTimeMs: Date.now(), snapshot: true };
     let handedOn = 0;
     if (!chunk.truncated) {
+      const tableName = `${table.schema.schema}.${table.schema.table}`;
       for (const row of rows) {
-        const event = insertEvent(table, row, origin, "r");
-        if (chunk.changed.has(keyText(table, event.key))) continue;
+        const read = insertEvent(table, row, origin, "r");
+        const key = keyText(table, read.key);
+        const inWindow = chunk.changed.get(key);
+        let event: ChangeEvent | null = read;
+        if (inWindow !== undefined) event = windowRow(read, inWindow);
+        else {
+          const outranking = this.partialUpdates.above(tableName, key, version);
+          if (outranking !== null) event = { ...read, source: { ...read.source, position: { ...read.source.position, change: outranking } } };
+        }
+        if (event === null) continue;
         // Debezium marks the reads of incremental snapshots so in source.snapshot.
         out.events.push({ ...event, source: { ...event.source, snapshotMarker: "incremental" } });
         handedOn++;
@@ -251,6 +274,7 @@ export class IncrementalSnapshots implements StreamInterleave {
       this.options.finished.push({ table: task.table, state: "done", rowsDone: next.rowsDone, rowsEstimated: next.rowsEstimated, rowsPerSecond: this.rates.perSecond(task.id), startedAtMs: next.startedAtMs, finishedAtMs: now });
       if (this.options.finished.length > 20) this.options.finished.shift();
       this.rates.forget(task.id);
+      this.forgetUnlessQueued(task.table);
       if (this.cursor?.taskId === task.id) this.cursor = null;
       this.logger.info({ table: task.table, rows: next.rowsDone, handedOnLastChunk: handedOn, id: task.id }, "incremental snapshot of table finished");
     }
@@ -260,11 +284,25 @@ export class IncrementalSnapshots implements StreamInterleave {
 
   /** Decoder hook: every change handed on. Inside a chunk's window its key leaves the chunk. */
   changed(event: ChangeEvent): void {
+    const tasks = this.options.ledger.tasks;
+    if (tasks.length === 0) return;
+    if (event.op === "u" && hasUnchanged(event.after)) {
+      const table = `${event.source.schema}.${event.source.table}`;
+      if (tasks.some((t) => t.table === table)) this.partialUpdates.record(table, keyText(event, event.key), event);
+    }
     for (const chunk of this.inFlight) {
       if (!chunk.windowOpen || event.source.table !== chunk.table.schema.table || event.source.schema !== chunk.table.schema.schema) continue;
       if (event.op === "t") chunk.truncated = true;
-      else chunk.changed.add(keyText(chunk.table, event.key));
+      else {
+        const key = keyText(chunk.table, event.key);
+        chunk.changed.set(key, foldWindowChange(chunk.changed.get(key), event));
+      }
     }
+  }
+
+  /** Drops the updates kept for `table` once no snapshot of it is queued. */
+  private forgetUnlessQueued(table: string): void {
+    if (!this.options.ledger.tasks.some((t) => t.table === table)) this.partialUpdates.forget(table);
   }
 
   /** Reads the task's next chunk while fewer than CHUNKS_IN_FLIGHT wait for the stream; otherwise waits for the oldest to be handed on. */
@@ -307,12 +345,13 @@ export class IncrementalSnapshots implements StreamInterleave {
       startedAtMs: cursor.startedAtMs,
       rowsEstimated: task.rowsEstimated ?? estimatedRows,
       rows: null,
-      changed: new Set(),
+      changed: new Map(),
       truncated: false,
       windowOpen: false,
       handedOn: Promise.withResolvers(),
     };
     this.inFlight.push(chunk);
+    this.partialUpdates.prune(this.inFlight.reduce((lowest, c) => (c.version < lowest ? c.version : lowest), chunk.version));
     await this.emitWatermark(client, seq, "low");
     const rows = await this.select(client, table, task.where, cursor.lastKey);
     chunk.rows = rows;
