@@ -122,6 +122,32 @@ describe("ChangeEventEncoder and ChangeEventDecoder", () => {
       assert.equal((await new ChangeEventDecoder(registry).decode(record.key, record.value, record.headers))?.after?.["at"], at);
     });
 
+    it("bit strings move to Bits (Avro reads a string as bytes: a compatible change under BACKWARD), and records of both forms decode exactly", async () => {
+      const FLAGS: TableSchema = { ...V1, table: "flags", columns: [V1.columns[0]!, { name: "mask", dbType: "bit varying(16)", nullable: true }] };
+      const registry = new LocalRegistry(await openMemoryStore());
+      const text = await ChangeEventEncoder.register(registry, FLAGS, { topic: "pg", envelope: "sluice" });
+      const bits = await ChangeEventEncoder.register(registry, FLAGS, { topic: "pg" });
+      assert.notEqual(bits.valueSchemaId, text.valueSchemaId);
+      assert.equal(((bits.mapping.valueSchema.fields.find((f) => f.name === "mask")!.type as unknown[])[1] as { "connect.name": string })["connect.name"], "io.debezium.data.Bits");
+      const decoder = new ChangeEventDecoder(registry);
+      for (const encoder of [text, bits]) {
+        const record = encoder.encode(event(FLAGS, { id: 1n, mask: "0010" }, 5n));
+        assert.equal((await decoder.decode(record.key, record.value, record.headers))?.after?.["mask"], "0010");
+      }
+
+      const MY: TableSchema = { ...V1, sourceKind: "mysql", table: "my_flags", columns: [V1.columns[0]!, { name: "mask", dbType: "bit(16)", nullable: true }] };
+      const earlier = await ChangeEventEncoder.register(registry, MY, { topic: "my", envelope: "sluice" });
+      const moved = await ChangeEventEncoder.register(registry, MY, { topic: "my" });
+      assert.notEqual(moved.valueSchemaId, earlier.valueSchemaId, "bytes to Bits bytes is a compatible change");
+      const mask = new Uint8Array([0x01, 0x02]);
+      const mysqlEvent = event(MY, { id: 1n, mask }, 5n);
+      const binlogEvent: ChangeEvent = { ...mysqlEvent, source: { ...mysqlEvent.source, connector: "mysql", binlog: { serverId: 1, file: "mysql-bin.000001", pos: 4, row: 0 } } };
+      for (const encoder of [earlier, moved]) {
+        const record = encoder.encode(binlogEvent);
+        assert.deepEqual((await decoder.decode(record.key, record.value, record.headers))?.after?.["mask"], mask);
+      }
+    });
+
     it("a key column whose Avro form drops part of the value (timetz's offset, numeric NaN) decodes to the row's exact value", async () => {
       const registry = new LocalRegistry(await openMemoryStore());
       const SLOTS: TableSchema = {

@@ -23,6 +23,7 @@ import type { NumericMode, TypeModes } from "./postgres-types.ts";
 import { dateType, durationType, fractionDigits, timestampType } from "./temporal-modes.ts";
 import { numericAsDoubleColumn, numericAsStringColumn } from "./column-types.ts";
 import { geometryColumn } from "./geometry.ts";
+import { mysqlBitsColumn } from "./bits.ts";
 
 const SMALL_INTEGERS = new Set(["tinyint", "smallint", "mediumint", "bool", "boolean", "year"]);
 const TEXTS = new Set([
@@ -89,7 +90,8 @@ export function mysqlColumnType(dbType: string, numericMode: NumericMode = "prec
       return doubleColumn;
     case "bit": {
       const bits = Number(type.args[0] ?? 1);
-      return bits === 1 ? bitBooleanColumn : bitBytesColumn(bits);
+      if (bits === 1) return bitBooleanColumn;
+      return modes.bits === true ? mysqlBitsColumn(bits) : bitBytesColumn(bits);
     }
     case "date":
       return modes.timePrecision === "avro" ? dateColumn : dateType(modes.timePrecision);

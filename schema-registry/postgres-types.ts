@@ -28,6 +28,7 @@ import type { ColumnAvroType } from "./column-types.ts";
 import { parseDbType } from "./db-type.ts";
 import { MICRO_DURATION_INTERVAL } from "./interval-micro-duration.ts";
 import { pointColumn } from "./geometry.ts";
+import { postgresBitsColumn, UNBOUNDED_BITS_LENGTH } from "./bits.ts";
 import type { DbType } from "./db-type.ts";
 import { dateType, fractionDigits, timestampType, timeType, ZONED_TIME } from "./temporal-modes.ts";
 import type { TimePrecisionMode } from "./temporal-modes.ts";
@@ -47,13 +48,18 @@ export interface TypeModes {
   readonly bitBoolean?: boolean;
   /** PostgreSQL point as Debezium's io.debezium.data.geometry.Point record (absent: no, the text of Sluice before 0.3). */
   readonly pointRecord?: boolean;
+  /**
+   * Bit strings wider than one bit (PostgreSQL bit(n), bit varying; MySQL BIT(n)) as Debezium's
+   * io.debezium.data.Bits bytes (absent: no, PostgreSQL's 0/1 text and MySQL's big-endian bytes of Sluice before 0.3).
+   */
+  readonly bits?: boolean;
 }
 
 export type HstoreMode = "json" | "map";
 export type IntervalMode = "numeric" | "string";
 
 /** Sluice's types before 0.2 (schemas registered without the modes in their sluice.table property). */
-export const EARLIER_TYPE_MODES: TypeModes = { timePrecision: "avro", decimals: "unscaled", hstore: "map", uuidMarker: false, interval: "string", bitBoolean: false, pointRecord: false };
+export const EARLIER_TYPE_MODES: TypeModes = { timePrecision: "avro", decimals: "unscaled", hstore: "map", uuidMarker: false, interval: "string", bitBoolean: false, pointRecord: false, bits: false };
 
 /** How numerics without a declared scale are carried: exact (VariableScaleDecimal), as double, or as text. */
 export type NumericMode = "precise" | "double" | "string";
@@ -92,6 +98,18 @@ export function isIntervalType(name: string): boolean {
  */
 export function isSingleBit(type: Pick<DbType, "name" | "args" | "isArray">): boolean {
   return type.name === "bit" && (type.args.length === 0 ? !type.isArray : Number(type.args[0]) === 1);
+}
+
+/**
+ * The width Debezium's Bits carries for a PostgreSQL bit string column, or null where it keeps
+ * another form: bit(1) and bit varying(1) (boolean in Debezium), and arrays (Debezium has no
+ * consistent form for them), which keep the 0/1 text.
+ */
+export function postgresBitsLength(type: Pick<DbType, "name" | "args" | "isArray">): number | null {
+  if (type.isArray) return null;
+  if (type.name === "bit") return type.args.length === 0 ? null : Number(type.args[0]) > 1 ? Number(type.args[0]) : null;
+  if (type.name !== "bit varying" && type.name !== "varbit") return null;
+  return type.args.length === 0 ? UNBOUNDED_BITS_LENGTH : Number(type.args[0]) > 1 ? Number(type.args[0]) : null;
 }
 
 /** bit(1) as Debezium's boolean: '1' is true; decodes to the same '0'/'1' text. */
@@ -151,10 +169,12 @@ function postgresScalarType(type: DbType, numericMode: NumericMode, modes: TypeM
     case "xml":
       return stringColumn("string (xml)", { "connect.name": "io.debezium.data.Xml" });
     case "bit":
-      return modes.bitBoolean === true && isSingleBit(type) ? BIT_BOOLEAN : bitStringColumn;
     case "bit varying":
-    case "varbit":
-      return bitStringColumn;
+    case "varbit": {
+      if (modes.bitBoolean === true && isSingleBit(type)) return BIT_BOOLEAN;
+      const length = modes.bits === true ? postgresBitsLength(type) : null;
+      return length === null ? bitStringColumn : postgresBitsColumn(length, name === "bit");
+    }
     case "hstore":
       return modes.hstore === "json" ? hstoreJsonColumn : hstoreColumn;
     case "point":

@@ -32,6 +32,8 @@ interface TableProperty {
   readonly bitBoolean?: boolean;
   /** Absent in schemas of Sluice before 0.3 and of tables without point columns: false. */
   readonly pointRecord?: boolean;
+  /** Absent in schemas of Sluice before 0.3 and of tables without bit strings wider than one bit: false. */
+  readonly bits?: boolean;
 }
 
 type JsonObject = Record<string, unknown>;
@@ -83,6 +85,7 @@ export function tableSchemaFromAvro(schema: AvroSchemaJson | string): { table: T
       interval: property.interval ?? EARLIER_TYPE_MODES.interval,
       bitBoolean: property.bitBoolean ?? false,
       pointRecord: property.pointRecord ?? false,
+      bits: property.bits ?? false,
     },
   };
 }

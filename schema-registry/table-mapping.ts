@@ -11,7 +11,7 @@ import type { ColumnAvroType, NamedTypeScope } from "./column-types.ts";
 import { envelopeSchema } from "./envelope-schema.ts";
 import { mysqlColumnType } from "./mysql-types.ts";
 import { parseDbType } from "./db-type.ts";
-import { isIntervalType, isSingleBit, postgresColumnType } from "./postgres-types.ts";
+import { isIntervalType, isSingleBit, postgresBitsLength, postgresColumnType } from "./postgres-types.ts";
 import { EARLIER_TYPE_MODES } from "./postgres-types.ts";
 import type { ArrayLayout, NumericMode, TypeModes } from "./postgres-types.ts";
 import type { TimePrecisionMode } from "./temporal-modes.ts";
@@ -53,6 +53,8 @@ export interface TableMappingOptions {
   readonly bitBoolean?: boolean;
   /** PostgreSQL point as Debezium's Point record (default; not with envelope "sluice"). */
   readonly pointRecord?: boolean;
+  /** Bit strings wider than one bit as Debezium's io.debezium.data.Bits (default; not with envelope "sluice"). */
+  readonly bits?: boolean;
 }
 
 export type EnvelopeLayout = "debezium" | "sluice";
@@ -77,6 +79,13 @@ export function columnAvroType(table: Pick<TableSchema, "sourceKind">, column: C
 }
 
 /** A PostgreSQL column of the type or an array of it (its sluice.table property then names the type's mode). */
+/** A bit string column that takes Debezium's Bits form (its sluice.table property then says so). */
+function isBitsColumn(table: Pick<TableSchema, "sourceKind">, column: ColumnSchema): boolean {
+  const type = parseDbType(column.dbType, { postgresArrays: table.sourceKind === "postgres" });
+  if (table.sourceKind === "postgres") return postgresBitsLength(type) !== null;
+  return type.name === "bit" && Number(type.args[0] ?? 1) > 1;
+}
+
 function isPostgresType(table: Pick<TableSchema, "sourceKind">, column: ColumnSchema, name: "hstore" | "interval" | "bit(1)" | "point"): boolean {
   if (table.sourceKind !== "postgres") return false;
   const type = parseDbType(column.dbType, { postgresArrays: true });
@@ -98,6 +107,7 @@ export function mapTable(table: TableSchema, options: TableMappingOptions = {}):
     interval: options.interval ?? earlier?.interval ?? "numeric",
     bitBoolean: options.bitBoolean ?? earlier?.bitBoolean ?? true,
     pointRecord: options.pointRecord ?? earlier?.pointRecord ?? true,
+    bits: options.bits ?? earlier?.bits ?? true,
   };
   const namespace = sanitizeNamespace([...name.split("."), table.schema, table.table]);
   const fieldNameList = assignUniqueNames(
@@ -136,6 +146,7 @@ export function mapTable(table: TableSchema, options: TableMappingOptions = {}):
     ...(modes.interval === EARLIER_TYPE_MODES.interval || !table.columns.some((column) => isPostgresType(table, column, "interval")) ? {} : { interval: modes.interval }),
     ...(modes.bitBoolean !== true || !table.columns.some((column) => isPostgresType(table, column, "bit(1)")) ? {} : { bitBoolean: true }),
     ...(modes.pointRecord !== true || !table.columns.some((column) => isPostgresType(table, column, "point")) ? {} : { pointRecord: true }),
+    ...(modes.bits !== true || !table.columns.some((column) => isBitsColumn(table, column)) ? {} : { bits: true }),
   };
   const recordSchema = (recordName: "Key" | "Value", recordBindings: readonly ColumnBinding[], withUnchanged: boolean): AvroRecordJson => {
     const scope = namedTypeScope();

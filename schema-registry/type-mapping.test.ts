@@ -428,10 +428,10 @@ describe("Debezium's form of PostgreSQL interval (interval.handling.mode numeric
 });
 
 describe("Debezium's form of PostgreSQL bit(1)", () => {
-  const debezium: TypeModes = { timePrecision: "adaptive", decimals: "all", bitBoolean: true };
+  const debezium: TypeModes = { timePrecision: "adaptive", decimals: "all", bitBoolean: true, bits: false };
   checkType("postgres", ["bit", "bit(1)"], "boolean", [["1"], ["0"]], undefined, debezium);
   checkType("postgres", ["bit(1)[]"], pgArray("boolean"), [[["1", null, "0"]]], undefined, debezium);
-  // Wider bit strings keep their 0/1 text (and exact length); Debezium's Bits bytes are not matched yet.
+  // Without the bits mode, wider bit strings keep their 0/1 text (and exact length): see the Bits section below.
   checkType("postgres", ["_bit"], pgArray(STRING), [[["1", "0110"]]], undefined, debezium);
   checkType("postgres", ["bit(2)", "bit varying(1)", "varbit"], STRING, [["01"], ["1"]], undefined, debezium);
 
@@ -479,5 +479,48 @@ describe("Debezium's form of PostgreSQL point", () => {
     assert.equal(record.srid, null);
     assert.equal(Buffer.from(record.wkb).toString("hex"), "0101000000000000000000f83f00000000000000c0");
     assert.throws(() => column.encode("1,2"), /expected a point/);
+  });
+});
+
+describe("Debezium's form of bit strings (io.debezium.data.Bits)", () => {
+  const debezium: TypeModes = { timePrecision: "adaptive", decimals: "all", bitBoolean: true, bits: true };
+  const bitsType = (length: number): AvroSchemaJson => ({ type: "bytes", "connect.version": 1, "connect.parameters": { length: String(length) }, "connect.name": "io.debezium.data.Bits" });
+  // Leading zeros of a bit varying, and an empty one, come back from the header.
+  checkType("postgres", ["bit(12)"], bitsType(12), [["101000000011"], ["000000000000"], ["000000000101"]], undefined, debezium);
+  checkType("postgres", ["bit varying(20)"], bitsType(20), [["1011"], ["0011"], [""], ["0"], ["1".repeat(20)]], undefined, debezium);
+  checkType("postgres", ["varbit", "bit varying"], bitsType(2 ** 31 - 1), [["10".repeat(500)], ["0".repeat(64)]], undefined, debezium);
+  // bit(1) and bit varying(1) are boolean in Debezium; arrays of bit strings keep the text.
+  checkType("postgres", ["bit varying(1)"], STRING, [["1"], [""]], undefined, debezium);
+  checkType("postgres", ["bit(4)[]", "_bit", "_varbit"], pgArray(STRING), [[["1010", null]]], undefined, debezium);
+  checkType("mysql", ["bit(10)"], bitsType(10), [[bytes(0x03, 0xff)], [bytes(0x01, 0x02)], [bytes(1), bytes(0, 1)], [5, bytes(0, 5)]], undefined, debezium);
+  checkType("mysql", ["bit(64)"], bitsType(64), [[bytes(0x80, 0, 0, 0, 0, 0, 0, 1)]], undefined, debezium);
+
+  it("writes the bits little-endian, as Debezium: PostgreSQL up to the highest set bit, MySQL ceil(n/8) bytes", () => {
+    const pg = mapColumn("postgres", "bit(16)", undefined, debezium);
+    assert.equal(Buffer.from(pg.encode("0000000100000010").c as Uint8Array).toString("hex"), "0201");
+    assert.equal(Buffer.from(pg.encode("0000000000000101").c as Uint8Array).toString("hex"), "05");
+    assert.equal(Buffer.from(pg.encode("0000000000000000").c as Uint8Array).toString("hex"), "");
+    assert.equal(Buffer.from(pg.encode("1000000000000000").c as Uint8Array).toString("hex"), "0080");
+    const varbit = mapColumn("postgres", "varbit(20)", undefined, debezium);
+    assert.deepEqual(varbit.encode("0011"), { c: Buffer.from([3]), [SPECIAL_FIELD]: { c: "0011" } });
+    assert.deepEqual(varbit.encode("11"), { c: Buffer.from([3]) });
+    assert.throws(() => varbit.encode("102"), /bit string of 0s and 1s/);
+    const my = mapColumn("mysql", "bit(16)", undefined, debezium);
+    assert.equal(Buffer.from(my.encode(bytes(0x01, 0x02)).c as Uint8Array).toString("hex"), "0201");
+    assert.equal(Buffer.from(my.encode(bytes(0, 0)).c as Uint8Array).toString("hex"), "0000");
+    assert.throws(() => my.encode(bytes(1, 2, 3)), /do not fit bit\(16\)/);
+  });
+
+  it("records bits: true in sluice.table for tables with such columns; envelope sluice keeps the earlier forms", () => {
+    const table = (sourceKind: SourceKind, dbType: string): TableSchema => ({ source: "s", database: "d", schema: "sc", table: "t", sourceKind, key: [], columns: [{ name: "b", dbType, nullable: true }] });
+    const property = (mapping: ReturnType<typeof mapTable>) => (mapping.valueSchema["sluice.table"] as { bits?: boolean }).bits;
+    assert.equal(property(mapTable(table("postgres", "bit(8)"))), true);
+    assert.equal(property(mapTable(table("postgres", "varbit"))), true);
+    assert.equal(property(mapTable(table("mysql", "bit(9)"))), true);
+    assert.equal(property(mapTable(table("postgres", "bit(1)"))), undefined);
+    assert.equal(property(mapTable(table("mysql", "bit(1)"))), undefined);
+    assert.equal(property(mapTable(table("postgres", "bit(8)"), { envelope: "sluice" })), undefined);
+    assert.deepEqual(mapTable(table("postgres", "bit(8)"), { envelope: "sluice" }).valueSchema.fields[0]?.type, ["null", "string"]);
+    assert.deepEqual(mapTable(table("mysql", "bit(9)"), { envelope: "sluice" }).valueSchema.fields[0]?.type, ["null", "bytes"]);
   });
 });

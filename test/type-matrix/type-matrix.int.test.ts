@@ -222,6 +222,39 @@ async function sentinelsIn(daemon: SluiceDaemon, sink: Sink): Promise<boolean> {
   return counts.every((n) => n === 1);
 }
 
+/** Where a case says what the column is in the topic: the registered value schema of its table must carry it (Debezium's forms). */
+async function topicTypeProblems(): Promise<string[]> {
+  const { openTopicLog } = await import("../../connectors/topics/open.ts");
+  const { openRegistry } = await import("../../daemon/components.ts");
+  const { createLogger } = await import("../../runtime/logger.ts");
+  const topicsConfig = { kind: "embedded" as const, path: join(dir, "log.db"), partitions: 1, retention: { cleanup_policy: "compact" as const, max_age: 0, tombstones: 86_400_000, min_compaction_lag: 0 }, max_record_bytes: 16 * 2 ** 20 };
+  const log = await openTopicLog(topicsConfig, "matrix-schemas", createLogger("silent"));
+  try {
+    const { registry } = await openRegistry({ schema_registry: { kind: "builtin", compatibility: "BACKWARD", path: "/registry" } } as Parameters<typeof openRegistry>[0], log);
+    const subjects = await registry.listSubjects();
+    const problems: string[] = [];
+    for (const [source, container] of [["postgres", schema], ["mariadb", database]] as const) {
+      const subject = subjects.find((s) => s.endsWith(`.${container}.matrix-value`));
+      const latest = subject === undefined ? null : await registry.getLatest(subject);
+      if (latest === null) {
+        problems.push(`${source}: no value subject for the matrix table among ${subjects.join(", ")}`);
+        continue;
+      }
+      const envelope = JSON.parse(latest.schema) as { fields: { name: string; type: unknown }[] };
+      const row = (envelope.fields.find((f) => f.name === "before")?.type as unknown[]).find((branch) => typeof branch === "object") as { fields: { name: string; type: unknown }[] };
+      for (const c of numbered.filter((n) => n.source === source && n.topic !== undefined)) {
+        const type = row.fields.find((f) => f.name === c.column)?.type;
+        const present = Array.isArray(type) ? type.find((branch) => branch !== "null") : type;
+        const shown = typeof present === "string" ? present : typeof present === "object" && present !== null ? String((present as Record<string, unknown>)["connect.name"] ?? (present as Record<string, unknown>).type) : String(present);
+        if (shown !== c.topic) problems.push(`${c.source} ${c.type} ${c.label ?? c.literal} in the topic: ${shown}, the matrix says ${c.topic}`);
+      }
+    }
+    return problems;
+  } finally {
+    await log.close();
+  }
+}
+
 function show(value: string | null | undefined): string {
   if (value === undefined) return "(row absent)";
   if (value === null) return "NULL";
@@ -280,6 +313,8 @@ test("every edge value of the matrix arrives in DuckDB, ClickHouse and Elasticse
     observed.push(`  ${c.source} ${c.type} ${c.literal.slice(0, 60)} → ${JSON.stringify(Object.fromEntries(Object.entries(seen).map(([k, v]) => [k, show(v)])))}`);
   }
   if (process.env["SLUICE_TYPE_MATRIX_PRINT"]) console.log(observed.join("\n"));
+
+  problems.push(...(await topicTypeProblems()));
 
   // Every rejected row went to its sink's dead-letter topic (snapshot and stream), nothing else did.
   const dlq = await readEmbeddedTopics(join(dir, "log.db"), SINKS.map((sink) => `${deployment}.dlq.${sinkNames[sink]}`));
