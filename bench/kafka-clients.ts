@@ -6,7 +6,10 @@
  * transaction per batch of `--batch` records (begin → send → commit, as capture does, one after
  * another), then read back by a read_committed consumer group.
  *
- *   node bench/kafka-clients.ts [--records 150000] [--batch 4096] [--rounds 3] [--no-consume]
+ *   node bench/kafka-clients.ts [--records 150000] [--batch 4096] [--rounds 3] [--no-consume] [--node-flags="..."]
+ *
+ * --node-flags="...": V8 flags for the clients' processes, e.g. the heap the capture daemon gives its main
+ * thread by default ("--max-old-space-size=112 --max-semi-space-size=8" with memory: 256MB).
  *
  * Each client runs in its own process (so peak RSS is its own), one after the other, in
  * alternating order (round 2 reverses round 1), each round with fresh topics and transactional
@@ -41,6 +44,7 @@ const { values: args } = parseArgs({
     child: { type: "string" },
     topic: { type: "string" },
     workload: { type: "string" },
+    "node-flags": { type: "string", default: "" },
   },
 });
 const RECORDS = Number(args.records);
@@ -413,7 +417,8 @@ async function checkFencing(topic: string): Promise<string[]> {
 // The orchestrator.
 
 function spawnChild(client: Client, topic: string, workload: string): Promise<ChildResult> {
-  const child = spawn(process.execPath, [import.meta.filename, "--child", client, "--topic", topic, "--workload", workload, "--records", String(RECORDS), "--batch", String(BATCH), ...(args["no-consume"] ? ["--no-consume"] : [])], { stdio: ["ignore", "pipe", "inherit"] });
+  const flags = args["node-flags"].split(" ").filter((flag) => flag !== "");
+  const child = spawn(process.execPath, [...flags, import.meta.filename, "--child", client, "--topic", topic, "--workload", workload, "--records", String(RECORDS), "--batch", String(BATCH), ...(args["no-consume"] ? ["--no-consume"] : [])], { stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
   child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
   const timer = setTimeout(() => child.kill("SIGKILL"), 180_000);
@@ -442,7 +447,7 @@ async function orchestrate(): Promise<void> {
   try {
     const workload = join(dir, "records");
     const recordBytes = await writeWorkload(workload);
-    process.stdout.write(`${fmt(RECORDS)} records per client and round (Avro, Debezium envelope), ${PARTITIONS} partitions, one transaction per ${fmt(BATCH)} records, acks=all, idempotent; node ${process.version}\n`);
+    process.stdout.write(`${fmt(RECORDS)} records per client and round (Avro, Debezium envelope), ${PARTITIONS} partitions, one transaction per ${fmt(BATCH)} records, acks=all, idempotent; node ${process.version} ${args["node-flags"]}\n`);
     process.stdout.write("| round | client | produce records/s | CPU-s / 100k | commit p50 / p99 | transaction p50 / p99 | AddPartitionsToTxn per tx | peak RSS producing / +consuming (growth) | consume records/s | consume CPU-s / 100k | load |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     const results: ChildResult[] = [];
     for (let round = 1; round <= rounds; round++) {
