@@ -10,6 +10,8 @@ import type { ChangeEvent, Checkpoint, Position, Source, SourceBatch, Transactio
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
+import { CaptureLoop } from "../common/capture-loop.ts";
+import type { CapturePhase, InitialSnapshot, OpenedStream } from "../common/capture-loop.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import { BinlogStream } from "./binlog-stream.ts";
 import { binaryLogs, collationRows, currentPosition, databaseCharset, listTables, readDefinitions } from "./catalog.ts";
@@ -55,7 +57,7 @@ export interface MysqlSourceOptions {
   readonly snapshotLocking?: SnapshotLocking;
 }
 
-export type MysqlSourcePhase = "idle" | "snapshot" | "streaming" | "failed" | "closed";
+export type MysqlSourcePhase = CapturePhase;
 
 export interface MysqlSourceStats {
   readonly phase: MysqlSourcePhase;
@@ -78,24 +80,10 @@ interface StreamStart {
   readonly lastCheckpoint: Position | null;
 }
 
-interface SnapshotState {
-  readonly reader: SnapshotReader;
-  readonly buffer: ByteBoundedBuffer<ChangeEvent>;
-  /** Debezium's first/last marks on the reads (holds back each table's latest read). */
-  readonly markers: SnapshotMarkers;
-  readonly position: Position;
-  readonly start: BinlogCoordinates;
-  readonly controller: AbortController;
-}
-
-interface StreamState {
+interface StreamState extends OpenedStream<SourceBatch> {
   readonly stream: BinlogStream;
-  readonly buffer: ByteBoundedBuffer<Buffer>;
   readonly decoder: StreamDecoder;
-  readonly batcher: StreamBatcher;
 }
-
-const CLOSED = (): SluiceError => new SluiceError("the source was closed", { code: "SOURCE_CLOSED", retriable: true, context: { component: "mysql-source" } });
 
 export class MysqlSource implements Source {
   readonly name: string;
@@ -105,16 +93,12 @@ export class MysqlSource implements Source {
   private readonly logger: Logger;
   private readonly context: ErrorContext;
   private readonly history: SchemaHistoryStore;
-  private phase: MysqlSourcePhase = "idle";
-  private failure: SluiceError | null = null;
+  private readonly loop: CaptureLoop<SourceBatch, StreamState>;
   private catalog: Connection | null = null;
   private settings: ServerSettings | null = null;
   private collations: CollationTable | null = null;
   private tracker: SchemaTracker | null = null;
-  private snapshot: SnapshotState | null = null;
-  private lastSnapshotProgress: TableSnapshotProgress[] = [];
   private pendingStream: StreamStart | null = null;
-  private streaming: StreamState | null = null;
   private acknowledged: Position | null = null;
   /** Online snapshots (sluice snapshot, the signal table, tables added to the config): see online-snapshots.ts. */
   private readonly online: MysqlOnlineSnapshots;
@@ -137,69 +121,52 @@ export class MysqlSource implements Source {
       ...(options.onSnapshotProgress === undefined ? {} : { onProgress: () => options.onSnapshotProgress!(this.snapshotProgress()) }),
     });
     this.snapshots = this.online.requests;
+    this.loop = new CaptureLoop<SourceBatch, StreamState>({
+      context: this.context,
+      maxBatchEvents: options.maxBatchEvents ?? 4096,
+      toError: (error, what) => toSluiceError(error, what, this.context),
+      prepare: (from) => this.online.restore(from),
+      setUp: (from, signal) => this.setUp(from, signal),
+      openStream: () => this.openStream(),
+      online: this.online,
+      release: () => this.release(),
+    });
   }
 
   /** Connected, and neither failed nor closed. */
   ready(): boolean {
-    const buffer = this.snapshot?.buffer ?? this.streaming?.buffer ?? null;
-    return (this.phase === "snapshot" || this.phase === "streaming") && this.failure === null && buffer?.failed == null;
+    return this.loop.ready();
   }
 
   snapshotProgress(): readonly TableSnapshotProgress[] {
-    const initial = this.snapshot?.reader.progress() ?? this.lastSnapshotProgress;
-    const online = this.online.progress();
-    return online.length === 0 ? initial : [...initial, ...online];
+    return this.loop.snapshotProgress();
   }
 
   stats(): MysqlSourceStats {
-    const buffer: ByteBoundedBuffer<unknown> | null = this.snapshot?.buffer ?? this.streaming?.buffer ?? null;
+    const buffer = this.loop.buffer;
+    const streaming = this.loop.stream;
     return {
-      phase: this.phase,
+      phase: this.loop.phase,
       bufferBytes: buffer?.bytes ?? 0,
       bufferPeakBytes: buffer?.peakBytes ?? 0,
       maxBufferBytes: this.config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES,
-      pauses: this.streaming?.stream.pauseCount ?? 0,
-      binlogBytes: this.streaming?.stream.receivedBytes ?? 0,
-      decodedThrough: this.streaming === null ? null : `${this.streaming.decoder.through.file}:${this.streaming.decoder.through.offset}`,
+      pauses: streaming?.stream.pauseCount ?? 0,
+      binlogBytes: streaming?.stream.receivedBytes ?? 0,
+      decodedThrough: streaming === null ? null : `${streaming.decoder.through.file}:${streaming.decoder.through.offset}`,
       acknowledged: this.acknowledged,
     };
   }
 
-  async connect(from: Checkpoint | null, signal: AbortSignal): Promise<void> {
-    await this.teardown();
-    this.failure = null;
-    this.online.restore(from);
-    try {
-      await this.setUp(from, signal);
-    } catch (error) {
-      await this.teardown();
-      this.phase = "failed";
-      throw toSluiceError(error, "cannot start capture", this.context);
-    }
+  connect(from: Checkpoint | null, signal: AbortSignal): Promise<void> {
+    return this.loop.connect(from, signal);
   }
 
-  async read(signal: AbortSignal): Promise<SourceBatch> {
-    try {
-      if (this.failure !== null) throw this.failure;
-      if (this.phase === "snapshot") return await this.readSnapshot(signal);
-      if (this.phase === "streaming") {
-        if (this.streaming === null) await this.startStream();
-        const batch = await this.streaming!.batcher.next(signal);
-        return this.batch(batch.events, batch.checkpoint, batch.throughTimeMs, batch.transactions);
-      }
-      throw new SluiceError(`read() while ${this.phase}`, { code: "SOURCE_NOT_CONNECTED", retriable: this.phase !== "closed", context: this.context });
-    } catch (error) {
-      if (signal.aborted) throw error;
-      const failure = toSluiceError(error, "capture failed", this.context);
-      this.failure ??= failure;
-      this.phase = this.phase === "closed" ? "closed" : "failed";
-      throw failure;
-    }
+  read(signal: AbortSignal): Promise<SourceBatch> {
+    return this.loop.read(signal);
   }
 
-  async close(): Promise<void> {
-    await this.teardown();
-    this.phase = "closed";
+  close(): Promise<void> {
+    return this.loop.close();
   }
 
   private async setUp(from: Checkpoint | null, signal: AbortSignal): Promise<void> {
@@ -228,7 +195,7 @@ export class MysqlSource implements Source {
       binding: { sourceName: config.name, collations: this.collations, zeroDates: config.zero_dates, mariadb: settings.flavor === "mariadb" },
       logger,
       context,
-      binlogFile: () => this.streaming?.decoder.through.file,
+      binlogFile: () => this.loop.stream?.decoder.through.file,
     });
     signal.throwIfAborted();
 
@@ -329,42 +296,33 @@ export class MysqlSource implements Source {
       context,
       ...(this.options.onSnapshotProgress === undefined ? {} : { onProgress: this.options.onSnapshotProgress }),
     });
-    const controller = new AbortController();
-    this.snapshot = { reader, buffer, markers: new SnapshotMarkers(tables.length), position, start: snapshot.start, controller };
-    this.phase = "snapshot";
-    reader.run(controller.signal).then(
-      () => buffer.end(),
-      (error: unknown) => buffer.fail(toSluiceError(error, "snapshot failed", context)),
-    );
-  }
-
-  private async readSnapshot(signal: AbortSignal): Promise<SourceBatch> {
-    const snapshot = this.snapshot!;
-    const { buffer, start, position, reader } = snapshot;
-    await buffer.waitForItem(signal);
-    const max = this.options.maxBatchEvents ?? 4096;
-    const events: ChangeEvent[] = [];
-    while (events.length < max && buffer.length > 0) events.push(...snapshot.markers.next(buffer.shift()!));
-    const finished = buffer.ended && buffer.length === 0;
-    if (finished) events.push(...snapshot.markers.flush());
-    const base = { flavor: this.settings!.flavor, serverId: this.settings!.serverId, file: start.file, offset: start.offset, gtid: start.gtid, skipThrough: null };
-    if (!finished) return this.batch(events, { ...position, resume: encodeResumeToken({ ...base, snapshotThresholds: {}, snapshotIncomplete: true }) });
-    const thresholds = reader.thresholds();
-    this.lastSnapshotProgress = reader.progress();
-    await reader.close();
-    this.snapshot = null;
-    const checkpoint = { ...position, resume: encodeResumeToken({ ...base, snapshotThresholds: Object.fromEntries(thresholds), snapshotIncomplete: false }) };
-    this.beginStreaming({ coordinates: start, skipThrough: null, thresholds, lastCheckpoint: checkpoint });
-    return this.batch(events, checkpoint);
+    const start = snapshot.start;
+    const base = { flavor: settings!.flavor, serverId: settings!.serverId, file: start.file, offset: start.offset, gtid: start.gtid, skipThrough: null };
+    const state: InitialSnapshot<ChangeEvent, SourceBatch> = {
+      reader,
+      buffer,
+      markers: new SnapshotMarkers(tables.length),
+      controller: new AbortController(),
+      event: (row) => row,
+      batch: (events, finished) => {
+        if (!finished) return this.batch(events, { ...position, resume: encodeResumeToken({ ...base, snapshotThresholds: {}, snapshotIncomplete: true }) });
+        const thresholds = reader.thresholds();
+        const checkpoint = { ...position, resume: encodeResumeToken({ ...base, snapshotThresholds: Object.fromEntries(thresholds), snapshotIncomplete: false }) };
+        this.beginStreaming({ coordinates: start, skipThrough: null, thresholds, lastCheckpoint: checkpoint });
+        return this.batch(events, checkpoint);
+      },
+    };
+    this.loop.holdSnapshot(state);
+    this.loop.runSnapshot();
   }
 
   private beginStreaming(start: StreamStart): void {
     this.pendingStream = start;
-    this.phase = "streaming";
+    this.loop.streamNext();
     this.online.start();
   }
 
-  private async startStream(): Promise<void> {
+  private openStream(): StreamState {
     const { config, logger, context } = this;
     const settings = this.settings!;
     const start = this.pendingStream!;
@@ -407,8 +365,22 @@ export class MysqlSource implements Source {
       logger,
       context,
     });
-    this.streaming = { stream, buffer, decoder, batcher };
-    await stream.start();
+    return {
+      stream,
+      buffer,
+      decoder,
+      start: () => stream.start(),
+      next: async (signal) => {
+        const batch = await batcher.next(signal);
+        return this.batch(batch.events, batch.checkpoint, batch.throughTimeMs, batch.transactions);
+      },
+      stop: async () => {
+        const thread = stream.threadId;
+        await stream.stop();
+        // The server notices a closed replica only when it next writes to it; end its dump thread now.
+        if (thread !== null) await this.catalog?.query(`KILL CONNECTION ${thread}`).catch(() => undefined);
+      },
+    };
   }
 
   private batch(events: readonly ChangeEvent[], position: Position, throughTimeMs?: number, transactions: readonly TransactionMarker[] = []): SourceBatch {
@@ -424,28 +396,11 @@ export class MysqlSource implements Source {
     };
   }
 
-  private async teardown(): Promise<void> {
-    await this.online.stop();
-    const { snapshot, streaming, catalog } = this;
-    this.snapshot = null;
-    this.streaming = null;
+  private async release(): Promise<void> {
+    const { catalog } = this;
     this.catalog = null;
     this.pendingStream = null;
-    if (snapshot !== null) {
-      this.lastSnapshotProgress = snapshot.reader.progress();
-      snapshot.controller.abort(CLOSED());
-      snapshot.buffer.fail(CLOSED());
-      await snapshot.reader.close();
-    }
-    if (streaming !== null) {
-      streaming.buffer.fail(CLOSED());
-      const thread = streaming.stream.threadId;
-      await streaming.stream.stop();
-      // The server notices a closed replica only when it next writes to it; end its dump thread now.
-      if (thread !== null) await catalog?.query(`KILL CONNECTION ${thread}`).catch(() => undefined);
-    }
     await closeQuietly(catalog);
-    if (this.phase !== "closed") this.phase = "idle";
   }
 }
 
