@@ -129,6 +129,12 @@ export const personalData = z
       .array(z.string().min(1))
       .default([])
       .describe("Master keys being rotated away from: still accepted for reading subject keys until `sluice rotate-master-key --execute` has rewrapped every key with master_key_file (docs/governance.md)"),
+    key_cache_size: z
+      .number()
+      .int()
+      .min(1)
+      .default(10_000)
+      .describe("Subjects' keys kept unwrapped in memory by each process that captures or applies personal data, least recently used dropped first (about 2 KB each with its prepared cipher key); a key not cached is read from the key topic at its offset. Set it to at least the subjects changing within a few seconds (docs/governance.md)"),
   })
   .optional()
   .describe("Keys of erasable personal data (governance.tables.<table>.personal): per subject an AES-256-GCM key, kept in <deployment>.sluice.subject-keys, wrapped by the master key");

@@ -102,8 +102,8 @@ test("forget without a daemon: the DuckDB sink loses the subject's personal colu
     assert.deepEqual(entries[3]!.sinks, ["local"]);
     assert.match(entries[0]!.by, /@/);
     const after = await SubjectKeyStore.open(read, subjectKeyTopic("dep"), MasterKey.fromFile(join(dir, "master.key")), { create: false });
-    assert.equal(after.keyIfKnown("pg", "42"), null);
-    assert.notEqual(after.keyIfKnown("pg", "7"), null);
+    assert.equal(await after.keyIfKnown("pg", "42"), null);
+    assert.notEqual(await after.keyIfKnown("pg", "7"), null);
     await after.close();
   } finally {
     await read.close();

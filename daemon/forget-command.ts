@@ -75,7 +75,7 @@ export async function runForgetCommand(config: SluiceConfig, args: ForgetArgs, i
       const keys = await SubjectKeyStore.open(log, subjectKeyTopic(config.name), master, { previous, create: false });
       const history = await new ErasureAudit(log, config.name).entries({ source: args.source, subject: args.subject });
       await keys.close();
-      const key = hasKey(keys, args.source, args.subject) ? "has a key: it would be destroyed" : keys.wasDestroyed(args.source, args.subject) ? "has no key any more (destroyed before)" : "has no key (never captured, or destroyed long ago)";
+      const key = keys.hasKey(args.source, args.subject) ? "has a key: it would be destroyed" : keys.wasDestroyed(args.source, args.subject) ? "has no key any more (destroyed before)" : "has no key (never captured, or destroyed long ago)";
       const last = history.at(-1);
       io.stdout(
         `Forget subject ${JSON.stringify(args.subject)} of source "${args.source}":\n` +
@@ -146,15 +146,6 @@ export async function runForgetCommand(config: SluiceConfig, args: ForgetArgs, i
   }
 }
 
-/** Whether the subject has a key, also when it is wrapped by a master key this config does not give (a destroy needs no unwrapping). */
-function hasKey(keys: SubjectKeyStore, source: string, subject: string): boolean {
-  try {
-    return keys.keyIfKnown(source, subject) !== null;
-  } catch {
-    return true;
-  }
-}
-
 /** Erases in one sink: through the running daemon when it runs the sink (it holds the target, e.g. the DuckDB file), else by opening the sink here. */
 async function eraseInOneSink(config: SluiceConfig, sinkName: string, args: ForgetArgs, running: boolean, logger: Logger): Promise<number | null> {
   if (running) {
@@ -202,7 +193,7 @@ export async function runRotateCommand(config: SluiceConfig, execute: boolean, i
     }
     const keys = await SubjectKeyStore.open(log, subjectKeyTopic(config.name), master, { previous, create: execute });
     try {
-      const stale = keys.wrappedByOthers();
+      const stale = await keys.wrappedByOthers();
       if (!execute) {
         io.stdout(`${keys.size} subject keys, ${stale} wrapped by another master key than personal_data.master_key_file.\nDry run: nothing changed. Run again with --execute to rewrap them.\n`);
         return 0;

@@ -38,7 +38,7 @@ test("rotate-master-key: a dry run counts the keys to rewrap; --execute rewraps 
   const log = await EmbeddedTopicLog.open({ path: join(dir, "log.db"), logger, maintenanceIntervalMs: 0 });
   const before = await SubjectKeyStore.open(log, subjectKeyTopic("dep"), MasterKey.fromFile(oldFile));
   await before.createKeys("pg", ["1", "2", "3"]);
-  const keys = ["1", "2", "3"].map((s) => before.keyIfKnown("pg", s)!);
+  const keys = await Promise.all(["1", "2", "3"].map(async (s) => (await before.keyIfKnown("pg", s))!));
   await before.destroy("pg", "3");
   await before.close();
   await log.close();
@@ -62,9 +62,9 @@ test("rotate-master-key: a dry run counts the keys to rewrap; --execute rewraps 
   const read = await EmbeddedTopicLog.open({ path: join(dir, "log.db"), logger, maintenanceIntervalMs: 0, readOnly: true });
   try {
     const store = await SubjectKeyStore.open(read, subjectKeyTopic("dep"), MasterKey.fromFile(newFile), { create: false });
-    assert.deepEqual(store.keyIfKnown("pg", "1"), keys[0]);
-    assert.deepEqual(store.keyIfKnown("pg", "2"), keys[1]);
-    assert.equal(store.keyIfKnown("pg", "3"), null);
+    assert.deepEqual(await store.keyIfKnown("pg", "1"), keys[0]);
+    assert.deepEqual(await store.keyIfKnown("pg", "2"), keys[1]);
+    assert.equal(await store.keyIfKnown("pg", "3"), null);
     await store.close();
   } finally {
     await read.close();

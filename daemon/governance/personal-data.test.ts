@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import type { ChangeEvent, TableSchema } from "../../connectors/contracts.ts";
+import type { ChangeEvent, PollOptions, TableSchema, TopicConsumer, TopicLog } from "../../connectors/contracts.ts";
 import { UNCHANGED } from "../../connectors/contracts.ts";
 import { EmbeddedTopicLog } from "../../connectors/embedded/embedded-log.ts";
 import { SluiceError } from "../../connectors/errors.ts";
@@ -88,7 +88,7 @@ test("capture encrypts personal columns per subject (text, nullable in the schem
     assert.deepEqual(applied[1]!.after, { id: 2, customer_id: 42n, email: "ann@work.example", phone: null, city: "Nice" });
 
     // Values of the first format (one encryption per value) are still read.
-    const key = (await sink.store()).keyIfKnown("pg", "42")!;
+    const key = (await (await sink.store()).keyIfKnown("pg", "42"))!;
     const v1 = { ...published[0]!, after: { ...first, email: encryptValue(Buffer.from("ann@v1.example"), key, "app.customers.email", "42"), phone: encryptValue(Buffer.from("1"), key, "app.customers.phone", "42") } };
     assert.deepEqual((await sink.apply(v1)).after, { id: 1, customer_id: 42n, email: "ann@v1.example", phone: "1", city: "Lyon" });
     // A reference whose sealed value is missing (altered record) reads as null, never as something else.
@@ -167,6 +167,69 @@ test("a sink that was not told (another process ran the erasure) stops decryptin
     await admin.close();
     await new Promise((resolve) => setTimeout(resolve, KEY_CATCH_UP_MS + 100));
     assert.equal((await sink.apply(ann)).after!["email"], null);
+  } finally {
+    await log.close();
+  }
+});
+
+test("memory of the key store is bounded by personal_data.key_cache_size: capture and a sink hold at most that many keys for many more subjects, and every value still decrypts", async () => {
+  const cacheSize = 16;
+  const subjects = 400;
+  const small = { ...config, personal_data: { ...config.personal_data!, key_cache_size: cacheSize } } as SluiceConfig;
+  const log = await EmbeddedTopicLog.open({ path: join(dir, "bounded.db"), logger, maintenanceIntervalMs: 0 });
+  // Counts the records the key stores read from the log, to show a miss reads its key, not the topic.
+  let recordsRead = 0;
+  const counting = Object.create(log) as TopicLog;
+  counting.consumer = async (group, topics) => {
+    const consumer = await log.consumer(group, topics);
+    return Object.assign(Object.create(consumer) as TopicConsumer, {
+      poll: async (options: PollOptions) => {
+        const records = await consumer.poll(options);
+        recordsRead += records.length;
+        return records;
+      },
+    });
+  };
+  try {
+    const captureKeys = lazyKeyStore(small, counting, { create: true });
+    const capture = new PersonalDataEncryptor({ name: "pg", governance } as never, captureKeys);
+    const published: ChangeEvent[] = [];
+    // Batches as capture makes them: each subject twice, 50 rows a batch, the second round after the first evicted every key.
+    for (let round = 0; round < 2; round++) {
+      for (let from = 0; from < subjects; from += 50) {
+        const batch = Array.from({ length: 50 }, (_, i) => event({ id: round * subjects + from + i, customer_id: BigInt(from + i), email: `s${from + i}.r${round}@example.com`, phone: BigInt(round), city: "Lyon" }));
+        await capture.prepare(batch);
+        for (const e of batch) published.push(await capture.apply(e));
+        assert.ok((await captureKeys()).cachedKeys <= cacheSize, `capture holds ${(await captureKeys()).cachedKeys} keys`);
+      }
+    }
+    assert.equal((await captureKeys()).size, subjects);
+    assert.equal(await log.endOffsets(subjectKeyTopic("dep")).then((e) => e[0]!.offset), BigInt(subjects), "one key per subject: the second round found the first round's keys");
+
+    // A sink with the same bound: every value decrypts, in order and in another order.
+    const sinkKeys = lazyKeyStore(small, counting, { create: true });
+    const sink = new PersonalDataDecryptor(small, sinkKeys);
+    const shuffled = published.map((e, i) => published[(i * 7919) % published.length]!);
+    for (const e of [...published, ...shuffled]) {
+      const id = Number(e.after!["id"]);
+      const subject = id % subjects;
+      const applied = await sink.apply(e);
+      assert.equal(applied.after!["email"], `s${subject}.r${id >= subjects ? 1 : 0}@example.com`);
+      assert.ok((await sinkKeys()).cachedKeys <= cacheSize);
+    }
+    // A miss reads the subject's record and a few after it (read-ahead: a quarter of the cache), not the key topic.
+    const store = await sinkKeys();
+    const before = recordsRead;
+    assert.notEqual(await store.keyIfKnown("pg", "3"), null);
+    assert.notEqual(await store.keyIfKnown("pg", "197"), null);
+    assert.ok(recordsRead - before <= 2 * (1 + cacheSize / 4), `two misses read ${recordsRead - before} records of ${subjects}`);
+    // A subject forgotten elsewhere is null for the sink, cached or not.
+    const admin = await SubjectKeyStore.open(log, subjectKeyTopic("dep"), MasterKey.fromFile(masterFile), { cacheSize: 1 });
+    await admin.destroy("pg", "5");
+    await admin.close();
+    await store.catchUp();
+    assert.equal((await sink.apply(published[5]!)).after!["email"], null);
+    assert.equal((await sink.apply(published[6]!)).after!["email"], "s6.r0@example.com");
   } finally {
     await log.close();
   }

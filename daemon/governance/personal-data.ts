@@ -43,7 +43,7 @@ export function lazyKeyStore(config: SluiceConfig, log: TopicLog, options: { cre
   const { master, previous } = masterKeys(config);
   let opening: Promise<SubjectKeyStore> | null = null;
   return () => {
-    opening ??= SubjectKeyStore.open(log, subjectKeyTopic(config.name), master, { previous, create: options.create }).catch((error: unknown) => {
+    opening ??= SubjectKeyStore.open(log, subjectKeyTopic(config.name), master, { previous, create: options.create, cacheSize: config.personal_data?.key_cache_size }).catch((error: unknown) => {
       opening = null;
       throw error;
     });
@@ -77,15 +77,6 @@ function valueContext(schema: TableSchema, column: string): string {
 function subjectOf(row: Row | null, column: string): string | null {
   const value = row?.[column];
   return value === undefined || value === null || value === UNCHANGED ? null : valueText(value);
-}
-
-/** Whether the subject has a key; a key that cannot be unwrapped counts as one (encoding the event reports it, halting its table). */
-function hasKey(store: SubjectKeyStore, source: string, subject: string): boolean {
-  try {
-    return store.keyIfKnown(source, subject) !== null;
-  } catch {
-    return true;
-  }
 }
 
 interface Shape {
@@ -122,8 +113,9 @@ export class PersonalDataEncryptor {
   }
 
   /**
-   * Creates the keys of every subject of `events` that has none, in one durable write before any
-   * value uses them (one write per batch, not per new subject: a snapshot meets many).
+   * Makes the keys of every subject of `events` ready: those not in memory are read from the key
+   * topic together, those without a key are created in one durable write before any value uses
+   * them (one write per batch, not per new subject: a snapshot meets many).
    */
   async prepare(events: readonly ChangeEvent[]): Promise<void> {
     if (!this.active) return;
@@ -138,7 +130,7 @@ export class PersonalDataEncryptor {
       if (!personal) continue;
       for (const row of [event.before, event.after]) {
         const subject = subjectOf(row, personal.subject);
-        if (subject !== null && !hasKey(store, this.source, subject)) subjects.add(subject);
+        if (subject !== null) subjects.add(subject);
       }
     }
     if (subjects.size > 0) await store.createKeys(this.source, [...subjects]);
@@ -262,15 +254,15 @@ export class PersonalDataDecryptor {
     if (by === null) return null;
     const dead = `${source}\u0000${by.subject}\u0000${by.keyId}`;
     if (this.dead.has(dead)) return null;
-    const matching = () => {
-      const key = store.keyIfKnown(source, by.subject);
+    const matching = async () => {
+      const key = await store.keyIfKnown(source, by.subject);
       return key !== null && dataKeyId(key).toString("hex") === by.keyId ? key : null;
     };
-    let key = matching();
+    let key = await matching();
     if (key === null) {
       // Capture stores a key before any value that uses it: after reading the key topic to its end, a key still missing is gone for good.
       await store.catchUp();
-      key = matching();
+      key = await matching();
     }
     if (key === null) {
       if (this.dead.size >= DEAD_KEYS) this.dead.clear();

@@ -35,26 +35,26 @@ describe("subject keys on Kafka", { timeout: 180_000 }, () => {
       const capture = await SubjectKeyStore.open(daemon, subjectKeyTopic(deployment), master);
       const sink = await SubjectKeyStore.open(daemon, subjectKeyTopic(deployment), master);
       await capture.createKeys("pg", ["1", "2", "3"]);
-      const one = capture.keyIfKnown("pg", "1")!;
+      const one = (await capture.keyIfKnown("pg", "1"))!;
       const value = encryptValue(Buffer.from("ann@example.com"), one, "app.customers.email", "1");
       await sink.catchUp();
       assert.equal(sink.size, 3);
-      assert.equal(decryptValue(value, sink.keyIfKnown("pg", "1")!, "app.customers.email").toString(), "ann@example.com");
+      assert.equal(decryptValue(value, (await sink.keyIfKnown("pg", "1"))!, "app.customers.email").toString(), "ann@example.com");
 
       // sluice forget, from another process with its own transactional id.
       const forget = await SubjectKeyStore.open(command, subjectKeyTopic(deployment), master);
       assert.equal(await forget.destroy("pg", "1"), true);
       await forget.close();
       await sink.catchUp();
-      assert.equal(sink.keyIfKnown("pg", "1"), null);
+      assert.equal(await sink.keyIfKnown("pg", "1"), null);
       assert.ok(sink.wasDestroyed("pg", "1"));
-      assert.notEqual(sink.keyIfKnown("pg", "2"), null, "other subjects keep their keys");
+      assert.notEqual(await sink.keyIfKnown("pg", "2"), null, "other subjects keep their keys");
       // The same consumer reads on: a key created after the erasure is seen by the next catch-up.
       await capture.createKeys("pg", ["4"]);
       await sink.catchUp();
-      assert.deepEqual(sink.keyIfKnown("pg", "4"), capture.keyIfKnown("pg", "4"));
+      assert.deepEqual(await sink.keyIfKnown("pg", "4"), await capture.keyIfKnown("pg", "4"));
       const fresh = await SubjectKeyStore.open(command, subjectKeyTopic(deployment), master, { create: false });
-      assert.equal(fresh.keyIfKnown("pg", "1"), null, "a new reader (a rebuild) has no key for the forgotten subject");
+      assert.equal(await fresh.keyIfKnown("pg", "1"), null, "a new reader (a rebuild) has no key for the forgotten subject");
       assert.equal(fresh.size, 3);
       await Promise.all([capture.close(), sink.close(), fresh.close()]);
 
@@ -70,6 +70,30 @@ describe("subject keys on Kafka", { timeout: 180_000 }, () => {
       );
     } finally {
       await command.close();
+      await daemon.close();
+    }
+  });
+
+  test("with a cache smaller than the subjects, keys not in memory are fetched from the topic at their offsets, by the writer and by another reader", async () => {
+    const master = MasterKey.generate();
+    const daemon = await KafkaTopicLog.open({ config, deployment: `${deployment}-cache`, logger });
+    try {
+      const topic = subjectKeyTopic(`${deployment}-cache`);
+      const capture = await SubjectKeyStore.open(daemon, topic, master, { cacheSize: 2 });
+      const subjects = Array.from({ length: 16 }, (_, i) => String(i));
+      await capture.createKeys("pg", subjects.slice(0, 10));
+      await capture.createKeys("pg", subjects.slice(6));
+      assert.equal(capture.size, 16);
+      assert.ok(capture.cachedKeys <= 2);
+      const sink = await SubjectKeyStore.open(daemon, topic, master, { cacheSize: 2 });
+      for (const subject of [...subjects].reverse()) {
+        const key = await sink.keyIfKnown("pg", subject);
+        assert.ok(key !== null && key.equals((await capture.keyIfKnown("pg", subject))!), `subject ${subject}`);
+        assert.ok(sink.cachedKeys <= 2 && capture.cachedKeys <= 2);
+      }
+      assert.equal((await daemon.endOffsets(topic))[0]!.offset > 0n, true);
+      await Promise.all([capture.close(), sink.close()]);
+    } finally {
       await daemon.close();
     }
   });

@@ -6,8 +6,8 @@
  *
  * Record of the key topic: key "<source>\u0000<subject>", value = wrapped data key:
  *   "SK1" | master key id (8 bytes) | IV (12) | GCM tag (16) | encrypted data key (32)
- * Memory: the wrapped keys of every live subject (about 150 bytes each), the subjects destroyed
- * since the store was opened, and at most UNWRAPPED_CACHE unwrapped keys.
+ * Memory: at most `cacheSize` unwrapped keys, and one index entry per subject (the offset of its
+ * latest record); a key not cached is fetched from the topic at that offset.
  */
 import { createCipheriv, createDecipheriv, createHash, createSecretKey, randomBytes, randomFillSync } from "node:crypto";
 import type { KeyObject } from "node:crypto";
@@ -219,16 +219,31 @@ export function decryptValue(text: string, dataKey: Buffer, context: string): Bu
 
 const recordKey = (source: string, subject: string) => `${source}\u0000${subject}`;
 
-/** Unwrapped data keys kept ready (first in, first out): unwrapping costs an AES-GCM decryption. */
-const UNWRAPPED_CACHE = 10_000;
+/** Unwrapped data keys kept in memory by default (personal_data.key_cache_size): unwrapping costs an AES-GCM decryption, fetching a wrapped key a read of the log. */
+export const DEFAULT_KEY_CACHE_SIZE = 10_000;
 /** Tombstones of the key topic are kept (ten years): every reader then knows a subject was forgotten, not just unknown. */
 const TOMBSTONE_RETENTION_MS = 10 * 365 * 86_400_000;
+/** Index values below 0: a key this process wrote whose offset the follower has not read yet, and a destroyed key. */
+const WRITTEN_HERE = -1;
+const DESTROYED = -2;
+/** Records read per seek when fetching wrapped keys: offsets closer than this are read together. */
+const FETCH_SPAN = 256;
+/**
+ * Keys after a fetched one are cached too, up to this many (and a quarter of the cache): keys are
+ * written in the order capture meets subjects, so a replay needs them in about that order, and one
+ * seek (Kafka: up to its fetch wait, 0.5 s) then serves many misses.
+ */
+const READ_AHEAD = 128;
+/** How long one fetch of wrapped keys waits for the log before it fails (retried by its caller, like any read). */
+const FETCH_TIMEOUT_MS = 30_000;
 
 export interface SubjectKeyStoreOptions {
   /** Master keys being rotated away from: still accepted for reading. */
   readonly previous?: readonly MasterKey[];
   /** Create the key topic when missing (default); false for read-only use (a dry run): a missing topic is an empty store. */
   readonly create?: boolean;
+  /** Unwrapped keys kept in memory, least recently used dropped first (default DEFAULT_KEY_CACHE_SIZE). */
+  readonly cacheSize?: number;
 }
 
 /** The key topic of a deployment. */
@@ -238,46 +253,58 @@ export function subjectKeyTopic(deployment: string): string {
 
 /**
  * The subjects' data keys of one deployment, read from a compacted topic and followed: `catchUp`
- * reads what was written since (by capture, by \`sluice forget\`, by a rotation).
+ * reads what was written since (by capture, by `sluice forget`, by a rotation).
+ *
+ * Memory is bounded by the cache, not by the number of subjects: in memory are at most
+ * `cacheSize` unwrapped keys and, per subject, only its index entry (the offset of its latest
+ * record in the key topic, or that it was destroyed). A key not cached is fetched from the topic
+ * at that offset (one seek per run of nearby offsets), never by reading the topic again.
  */
 export class SubjectKeyStore {
   private readonly log: TopicLog;
   private readonly topic: string;
   private readonly master: MasterKey;
   private readonly previous: readonly MasterKey[];
-  private readonly wrappedKeys = new Map<string, Buffer>();
-  private readonly destroyed = new Set<string>();
+  private readonly cacheSize: number;
+  /** "<source>\0<subject>" → offset of its latest record (≥ 0), WRITTEN_HERE or DESTROYED. */
+  private readonly index = new Map<string, number>();
+  private live = 0;
+  /** Unwrapped keys, least recently used first. */
   private readonly unwrapped = new Map<string, Buffer>();
   private readonly group: string;
   private consumer: TopicConsumer | null = null;
   private reading: Promise<void> = Promise.resolve();
 
-  private constructor(log: TopicLog, topic: string, master: MasterKey, previous: readonly MasterKey[]) {
+  private constructor(log: TopicLog, topic: string, master: MasterKey, options: SubjectKeyStoreOptions) {
     this.log = log;
     this.topic = topic;
     this.master = master;
-    this.previous = previous;
+    this.previous = options.previous ?? [];
+    this.cacheSize = Math.max(1, options.cacheSize ?? DEFAULT_KEY_CACHE_SIZE);
     this.group = `${topic}.reader.${process.pid}.${Date.now()}.${randomBytes(3).toString("hex")}`;
   }
 
-  /** Opens the store: creates its compacted topic when missing (unless `create` is false), reads every key. */
+  /** Opens the store: creates its compacted topic when missing (unless `create` is false), indexes every key. */
   static async open(log: TopicLog, topic: string, master: MasterKey, options: SubjectKeyStoreOptions = {}): Promise<SubjectKeyStore> {
     if (options.create !== false) await log.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: true, tombstoneRetentionMs: TOMBSTONE_RETENTION_MS });
-    const store = new SubjectKeyStore(log, topic, master, options.previous ?? []);
+    const store = new SubjectKeyStore(log, topic, master, options);
     await store.catchUp();
     return store;
   }
 
   /** Live subject keys. */
   get size(): number {
-    return this.wrappedKeys.size;
+    return this.live;
+  }
+
+  /** Unwrapped keys held in memory now (at most the cache size). */
+  get cachedKeys(): number {
+    return this.unwrapped.size;
   }
 
   /** Reads the key topic up to its end as it is now (after any read under way), so keys written or destroyed elsewhere are seen. */
   catchUp(): Promise<void> {
-    const run = this.reading.then(() => this.readToEnd());
-    this.reading = run.catch(() => undefined);
-    return run;
+    return this.serially(() => this.readToEnd());
   }
 
   /** Same as catchUp (kept for callers of the first version). */
@@ -285,84 +312,140 @@ export class SubjectKeyStore {
     return this.catchUp();
   }
 
+  /** Reads of the one consumer, one at a time: following the topic and fetching keys both move its position. */
+  private serially<T>(read: () => Promise<T>): Promise<T> {
+    const run = this.reading.then(read);
+    this.reading = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
   private async readToEnd(): Promise<void> {
     if (!(await this.log.topicNames()).includes(this.topic)) return;
     const ends = await this.log.endOffsets(this.topic);
     if (ends.every((end) => end.offset === 0n)) return;
-    if (!this.consumer) {
-      this.consumer = await this.log.consumer(this.group, [this.topic]);
-      for (const end of ends) await this.consumer.seek(this.topic, end.partition, { kind: "earliest" });
-    }
-    const consumer = this.consumer;
+    const consumer = await this.reader(ends);
     const finished = () => ends.every((end) => (consumer.position(this.topic, end.partition) ?? 0n) >= end.offset);
+    // The newest keys are cached as they are read (up to half the cache): values that use a key come soon after it.
+    const warmFrom = Number(ends[0]!.offset) - Math.ceil(this.cacheSize / 2);
     while (!finished()) {
       const records: StoredRecord[] = await consumer.poll({ maxRecords: 5_000, maxBytes: 8 << 20, maxWaitMs: 200 });
-      for (const record of records) {
-        if (record.key === null) continue;
-        const key = Buffer.from(record.key).toString();
-        this.unwrapped.delete(key);
-        if (record.value === null) {
-          this.wrappedKeys.delete(key);
-          this.destroyed.add(key);
-        } else {
-          this.wrappedKeys.set(key, Buffer.from(record.value));
-          this.destroyed.delete(key);
-        }
-      }
+      for (const record of records) this.follow(record, Number(record.offset) >= warmFrom);
     }
   }
 
+  private async reader(ends: readonly { partition: number }[]): Promise<TopicConsumer> {
+    if (!this.consumer) {
+      if (ends.some((end) => end.partition !== 0)) throw keyError(`the key topic ${this.topic} must have one partition; it has ${ends.length}`, { topic: this.topic });
+      this.consumer = await this.log.consumer(this.group, [this.topic]);
+      await this.consumer.seek(this.topic, 0, { kind: "earliest" });
+    }
+    return this.consumer;
+  }
+
+  private follow(record: StoredRecord, warm: boolean): void {
+    if (record.key === null) return;
+    const key = Buffer.from(record.key).toString();
+    const before = this.index.get(key);
+    const wasLive = before !== undefined && before !== DESTROYED;
+    if (record.value === null) {
+      this.index.set(key, DESTROYED);
+      this.unwrapped.delete(key);
+      if (wasLive) this.live -= 1;
+      return;
+    }
+    this.index.set(key, Number(record.offset));
+    if (!wasLive) this.live += 1;
+    // A cached key is replaced by the record's (a rewrap keeps it, a new key after an erasure replaces it).
+    if (warm || this.unwrapped.has(key)) this.cacheRecord(key, record.value);
+  }
+
+  private cacheRecord(key: string, wrapped: Uint8Array): void {
+    try {
+      this.remember(key, this.unwrapWith(wrapped));
+    } catch {
+      // A key wrapped by a master key not given: reported where it is used.
+      this.unwrapped.delete(key);
+    }
+  }
+
+  /** Whether the subject has a key, without unwrapping it (also one wrapped by a master key this process was not given). */
+  hasKey(source: string, subject: string): boolean {
+    const at = this.index.get(recordKey(source, subject));
+    return at !== undefined && at !== DESTROYED;
+  }
+
   /** The subject's data key, or null when it has none (never had one, or it was destroyed). */
-  keyIfKnown(source: string, subject: string): Buffer | null {
+  async keyIfKnown(source: string, subject: string): Promise<Buffer | null> {
     const key = recordKey(source, subject);
-    // First in, first out: a key dropped from the cache is unwrapped again (microseconds), cheaper than ordering every hit.
-    const cached = this.unwrapped.get(key);
+    const cached = this.cached(key);
     if (cached) return cached;
-    const wrapped = this.wrappedKeys.get(key);
+    if (!this.hasKey(source, subject)) return null;
+    const wrapped = (await this.fetch([key])).get(key);
+    // Destroyed meanwhile (a tombstone read by a catch-up).
     if (!wrapped) return null;
-    const master = [this.master, ...this.previous].find((m) => m.wrapped(wrapped)) ?? this.master;
-    return this.remember(key, master.unwrap(wrapped));
+    return this.remember(key, this.unwrapWith(wrapped));
   }
 
   /** Whether the subject's key was destroyed (a tombstone read, or `forgetLocally`). */
   wasDestroyed(source: string, subject: string): boolean {
-    return this.destroyed.has(recordKey(source, subject));
+    return this.index.get(recordKey(source, subject)) === DESTROYED;
   }
 
   /** The subject's data key, created (and stored durably, before any value uses it) when it has none. */
   async keyFor(source: string, subject: string): Promise<Buffer> {
-    const known = this.keyIfKnown(source, subject);
+    const known = await this.keyIfKnown(source, subject);
     if (known) return known;
-    const dataKey = randomBytes(32);
-    const wrapped = this.master.wrap(dataKey);
-    await this.log.produce([this.record(source, subject, wrapped)]);
-    const key = recordKey(source, subject);
-    this.wrappedKeys.set(key, wrapped);
-    this.destroyed.delete(key);
-    return this.remember(key, dataKey);
+    await this.createKeys(source, [subject]);
+    return (await this.keyIfKnown(source, subject))!;
   }
 
-  /** Creates a key for each of `subjects` that has none, in one durable write (before any value uses them). */
+  /**
+   * Makes the keys of `subjects` ready: those not cached are fetched together (one pass over the
+   * log, not one read each), those without a key are created in one durable write before any
+   * value uses them. A key that cannot be unwrapped is left for its use to report.
+   */
   async createKeys(source: string, subjects: readonly string[]): Promise<void> {
-    const created = new Map<string, { dataKey: Buffer; wrapped: Buffer }>();
-    for (const subject of subjects) {
-      if (created.has(subject) || this.keyIfKnown(source, subject) !== null) continue;
-      const dataKey = randomBytes(32);
-      created.set(subject, { dataKey, wrapped: this.master.wrap(dataKey) });
-    }
-    if (created.size === 0) return;
-    await this.log.produce([...created].map(([subject, { wrapped }]) => this.record(source, subject, wrapped)));
-    for (const [subject, { dataKey, wrapped }] of created) {
+    const fetch: string[] = [];
+    const create: string[] = [];
+    for (const subject of new Set(subjects)) {
       const key = recordKey(source, subject);
-      this.wrappedKeys.set(key, wrapped);
-      this.destroyed.delete(key);
+      if (this.unwrapped.has(key)) continue;
+      (this.hasKey(source, subject) ? fetch : create).push(subject);
+    }
+    if (fetch.length > 0) {
+      const wrapped = await this.fetch(fetch.map((subject) => recordKey(source, subject)));
+      for (const subject of fetch) {
+        const key = recordKey(source, subject);
+        const found = wrapped.get(key);
+        if (!found) {
+          if (!this.hasKey(source, subject)) create.push(subject);
+          continue;
+        }
+        try {
+          this.remember(key, this.unwrapWith(found));
+        } catch {
+          // keyIfKnown reports it where the key is used (halting the table).
+        }
+      }
+    }
+    if (create.length === 0) return;
+    const created = create.map((subject) => {
+      const dataKey = randomBytes(32);
+      return { subject, dataKey, wrapped: this.master.wrap(dataKey) };
+    });
+    await this.log.produce(created.map(({ subject, wrapped }) => this.record(source, subject, wrapped)));
+    for (const { subject, dataKey } of created) {
+      const key = recordKey(source, subject);
+      if (!this.hasKey(source, subject)) this.live += 1;
+      // The follower learns its offset when it reads it; until then a fetch catches up first.
+      this.index.set(key, WRITTEN_HERE);
       this.remember(key, dataKey);
     }
   }
 
   /** Destroys the subject's key (a tombstone; compaction removes the key's earlier records). Idempotent. */
   async destroy(source: string, subject: string): Promise<boolean> {
-    const had = this.wrappedKeys.has(recordKey(source, subject));
+    const had = this.hasKey(source, subject);
     await this.log.produce([this.record(source, subject, null)]);
     this.forgetLocally(source, subject);
     return had;
@@ -371,42 +454,155 @@ export class SubjectKeyStore {
   /** Drops the subject's key from this reader only (its tombstone is written by whoever destroys it): values read from now on stay encrypted. */
   forgetLocally(source: string, subject: string): void {
     const key = recordKey(source, subject);
-    this.wrappedKeys.delete(key);
+    if (this.hasKey(source, subject)) this.live -= 1;
+    this.index.set(key, DESTROYED);
     this.unwrapped.delete(key);
-    this.destroyed.add(key);
   }
 
-  /** How many live keys are wrapped by a master key other than the current one. */
-  wrappedByOthers(): number {
+  /** How many live keys are wrapped by a master key other than the current one (reads the key topic once). */
+  async wrappedByOthers(): Promise<number> {
     let count = 0;
-    for (const wrapped of this.wrappedKeys.values()) if (!this.master.wrapped(wrapped)) count += 1;
+    await this.scanLive((_key, wrapped) => {
+      if (!this.master.wrapped(wrapped)) count += 1;
+    });
     return count;
   }
 
   /** Wraps every key not yet wrapped by the current master key again with it; returns how many. Re-runnable after a crash. */
   async rewrapAll(): Promise<number> {
-    const records: ProducedRecord[] = [];
-    for (const [key, wrapped] of this.wrappedKeys) {
-      if (this.master.wrapped(wrapped)) continue;
+    let records: ProducedRecord[] = [];
+    let count = 0;
+    const flush = async () => {
+      if (records.length === 0) return;
+      await this.log.produce(records);
+      count += records.length;
+      records = [];
+    };
+    await this.scanLive(async (key, wrapped) => {
+      if (this.master.wrapped(wrapped)) return;
       const old = this.previous.find((m) => m.wrapped(wrapped));
-      if (!old) throw keyError(`the key of subject record ${JSON.stringify(key.replace("\u0000", "/"))} was wrapped by a master key that was not given (id ${wrapped.subarray(3, 11).toString("hex")})`);
+      if (!old) throw keyError(`the key of subject record ${JSON.stringify(key.replace("\u0000", "/"))} was wrapped by a master key that was not given (id ${Buffer.from(wrapped.subarray(3, 11)).toString("hex")})`);
       const [source, subject] = key.split("\u0000") as [string, string];
       records.push(this.record(source, subject, this.master.wrap(old.unwrap(wrapped))));
-    }
-    for (let i = 0; i < records.length; i += 1_000) await this.log.produce(records.slice(i, i + 1_000));
-    for (const record of records) this.wrappedKeys.set(Buffer.from(record.key!).toString(), Buffer.from(record.value!));
-    return records.length;
+      if (records.length >= 1_000) await flush();
+    });
+    await flush();
+    // The follower reads the rewrapped records (their offsets) on its next catch-up.
+    await this.catchUp();
+    return count;
   }
 
   async close(): Promise<void> {
+    await this.reading;
     const consumer = this.consumer;
     this.consumer = null;
     await consumer?.close().catch(() => undefined);
   }
 
+  /** Every live key's latest record, read once from the start of the topic with a consumer of its own (an administrative pass). */
+  private async scanLive(visit: (key: string, wrapped: Uint8Array) => void | Promise<void>): Promise<void> {
+    await this.catchUp();
+    if (this.live === 0) return;
+    const ends = await this.log.endOffsets(this.topic);
+    const consumer = await this.log.consumer(`${this.group}.scan`, [this.topic]);
+    try {
+      await consumer.seek(this.topic, 0, { kind: "earliest" });
+      const end = ends[0]?.offset ?? 0n;
+      while ((consumer.position(this.topic, 0) ?? 0n) < end) {
+        for (const record of await consumer.poll({ maxRecords: 5_000, maxBytes: 8 << 20, maxWaitMs: 200 })) {
+          if (record.key === null || record.value === null) continue;
+          const key = Buffer.from(record.key).toString();
+          if (this.index.get(key) === Number(record.offset)) await visit(key, record.value);
+        }
+      }
+    } finally {
+      await consumer.close().catch(() => undefined);
+    }
+  }
+
+  /** The wrapped keys of `keys` (record keys) from the topic, by the offsets in the index; absent: destroyed meanwhile. */
+  private fetch(keys: readonly string[]): Promise<Map<string, Uint8Array>> {
+    return this.serially(async () => {
+      if (keys.some((key) => this.index.get(key) === WRITTEN_HERE)) await this.readToEnd();
+      const found = await this.readAt(keys);
+      // A record replaced since the follower read it (a rewrap) may be compacted away: read on, then fetch those again.
+      const missed = keys.filter((key) => !found.has(key) && (this.index.get(key) ?? DESTROYED) >= 0);
+      if (missed.length > 0) {
+        await this.readToEnd();
+        for (const [key, wrapped] of await this.readAt(missed)) found.set(key, wrapped);
+      }
+      return found;
+    });
+  }
+
+  /**
+   * The records at the indexed offsets of `keys`: one seek per run of offsets less than FETCH_SPAN
+   * apart, the live keys of the records read after them cached (read-ahead); then the follower's
+   * position is restored.
+   */
+  private async readAt(keys: readonly string[]): Promise<Map<string, Uint8Array>> {
+    const wanted = new Map<number, string>();
+    for (const key of keys) {
+      const at = this.index.get(key);
+      if (at !== undefined && at >= 0) wanted.set(at, key);
+    }
+    const found = new Map<string, Uint8Array>();
+    if (wanted.size === 0) return found;
+    const consumer = await this.reader([{ partition: 0 }]);
+    const resume = consumer.position(this.topic, 0);
+    const offsets = [...wanted.keys()].sort((a, b) => a - b);
+    const deadline = Date.now() + FETCH_TIMEOUT_MS;
+    const ahead = Math.min(READ_AHEAD, Math.floor(this.cacheSize / 4));
+    try {
+      let i = 0;
+      while (i < offsets.length) {
+        const from = offsets[i]!;
+        let last = from;
+        for (let j = i + 1; j < offsets.length && offsets[j]! - from < FETCH_SPAN; j++) last = offsets[j]!;
+        await consumer.seek(this.topic, 0, { kind: "offset", offset: BigInt(from) });
+        // Read until past `last` (compaction leaves gaps: fewer records than offsets).
+        for (let past = false; !past; ) {
+          if (Date.now() > deadline) throw keyError(`reading subject keys from ${this.topic} took longer than ${FETCH_TIMEOUT_MS / 1000} s`, { topic: this.topic });
+          const records = await consumer.poll({ maxRecords: last - from + 1 + ahead, maxBytes: 1 << 20, maxWaitMs: 200 });
+          for (const record of records) {
+            const offset = Number(record.offset);
+            const key = wanted.get(offset);
+            if (key !== undefined && record.value !== null) found.set(key, record.value);
+            else if (offset > last && offset <= last + ahead && record.key !== null && record.value !== null) {
+              const other = Buffer.from(record.key).toString();
+              if (this.index.get(other) === offset && !this.unwrapped.has(other)) this.cacheRecord(other, record.value);
+            }
+          }
+          past = (consumer.position(this.topic, 0) ?? 0n) > BigInt(last);
+        }
+        while (i < offsets.length && offsets[i]! <= last) i++;
+      }
+    } finally {
+      // The follower goes on from where it was: nothing it has not read yet is skipped.
+      await consumer.seek(this.topic, 0, resume === null ? { kind: "earliest" } : { kind: "offset", offset: resume });
+    }
+    return found;
+  }
+
+  private cached(key: string): Buffer | undefined {
+    const dataKey = this.unwrapped.get(key);
+    if (dataKey !== undefined) {
+      // Least recently used goes first: a hit moves to the end.
+      this.unwrapped.delete(key);
+      this.unwrapped.set(key, dataKey);
+    }
+    return dataKey;
+  }
+
+  private unwrapWith(wrapped: Uint8Array): Buffer {
+    const master = [this.master, ...this.previous].find((m) => m.wrapped(wrapped)) ?? this.master;
+    return master.unwrap(wrapped);
+  }
+
   private remember(key: string, dataKey: Buffer): Buffer {
+    this.unwrapped.delete(key);
     this.unwrapped.set(key, dataKey);
-    if (this.unwrapped.size > UNWRAPPED_CACHE) this.unwrapped.delete(this.unwrapped.keys().next().value!);
+    if (this.unwrapped.size > this.cacheSize) this.unwrapped.delete(this.unwrapped.keys().next().value!);
     return dataKey;
   }
 
