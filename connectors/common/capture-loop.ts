@@ -6,6 +6,7 @@
  * What is the database's — the set-up, how a snapshot row becomes an event and what its batches'
  * checkpoints are, how the stream is opened and cut into batches — comes in through a driver.
  */
+import { captureBatchBytes } from "../../config/memory.ts";
 import type { ChangeEvent, Checkpoint, TableSnapshotProgress } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
@@ -163,7 +164,8 @@ export class CaptureLoop<Batch, Stream extends OpenedStream<Batch>> {
     const { buffer, markers, reader } = snapshot;
     await buffer.waitForItem(signal);
     const events: ChangeEvent[] = [];
-    while (events.length < this.driver.maxBatchEvents && buffer.length > 0) events.push(...markers.next(snapshot.event(buffer.shift()!)));
+    // Bounded by bytes too (as streamed batches are: StreamBatchLoop), so a batch of wide rows stays within capture's heap.
+    for (const row of buffer.take(this.driver.maxBatchEvents, captureBatchBytes(buffer.maxBytes))) events.push(...markers.next(snapshot.event(row)));
     const finished = buffer.ended && buffer.length === 0;
     if (!finished) return snapshot.batch(events, false);
     events.push(...markers.flush());

@@ -9,7 +9,7 @@ import { after, before, describe, it } from "node:test";
 import type { Connection } from "mysql2/promise";
 import { captureBatchBytes } from "../../config/memory.ts";
 import type { ChangeEvent } from "../contracts.ts";
-import { adminConnection, dropDatabase, newSource, randomName, readUntil, sourceConfig } from "./int-test-support.ts";
+import { adminConnection, dropDatabase, newSource, randomName, readUntil, snapshotFinished, sourceConfig } from "./int-test-support.ts";
 import type { Collected } from "./int-test-support.ts";
 import type { MysqlSource } from "./source.ts";
 
@@ -42,6 +42,8 @@ describe("MySQL source: batches bounded by bytes", () => {
   before(async () => {
     admin = await adminConnection(database);
     await admin.query("CREATE TABLE wide (id INT PRIMARY KEY, payload LONGTEXT)");
+    await admin.query("CREATE TABLE preloaded (id INT PRIMARY KEY, payload LONGTEXT)");
+    await admin.query(`INSERT INTO preloaded SELECT seq, REPEAT(MD5(seq), ${ROW_CHARS / 32}) FROM seq_1_to_${ROWS}`);
   });
 
   after(async () => {
@@ -83,6 +85,19 @@ describe("MySQL source: batches bounded by bytes", () => {
       const withHuge = collected.batches.find((b) => b.events.some((e) => e.after?.["id"] === 1000))!;
       assert.equal(payloadBytes(withHuge.events), huge, "the big row is its batch's only row");
       assert.equal(collected.events.length, 101);
+    } finally {
+      await source.close();
+    }
+  });
+
+  it("bounds snapshot batches of wide rows the same way", async () => {
+    const source = newSource(sourceConfig({ tables: [`${database}.preloaded`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 1000 }, max_buffer_bytes: MAX_BUFFER }));
+    await source.connect(null, AbortSignal.timeout(30_000));
+    try {
+      await bufferedAtLeast(source, ROWS * ROW_CHARS);
+      const collected = await readUntil(source, snapshotFinished, { timeoutMs: 60_000 });
+      assert.equal(collected.events.filter((e) => e.op === "r").length, ROWS);
+      assertBounded(collected);
     } finally {
       await source.close();
     }
