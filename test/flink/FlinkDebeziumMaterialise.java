@@ -1,0 +1,193 @@
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.File;
+import java.math.BigDecimal;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.atomic.AtomicLong;
+import org.apache.flink.configuration.Configuration;
+import org.apache.flink.table.api.EnvironmentSettings;
+import org.apache.flink.table.api.TableEnvironment;
+import org.apache.flink.table.api.TableResult;
+import org.apache.flink.types.Row;
+import org.apache.flink.util.CloseableIterator;
+
+/**
+ * Materialises Sluice's topics with Apache Flink's own `debezium-avro-confluent` format, as a Flink
+ * user would: one Kafka source table per captured table (streaming, read_committed, from the
+ * earliest offset), its changelog (+I, -U, +U, -D) applied to an in-memory map keyed by the primary
+ * key. Prints the final state of every table as one JSON line once every table holds its expected
+ * row count (if given) and no change came for `idleSeconds`, or at `timeoutSeconds`.
+ *
+ * Argument: a JSON file {brokers, registry, idleSeconds, timeoutSeconds, tables: [{name, topic,
+ * columns (Flink DDL column list), key: [column], expectedRows?}]}. Every value is printed as text
+ * (decimals plain, bytes in hex, arrays as JSON arrays); a table whose job failed has "error".
+ */
+public final class FlinkDebeziumMaterialise {
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  /** One table's job: its changelog applied to the state, by a thread of its own. */
+  private static final class Materialised {
+    final String name;
+    final List<String> key;
+    final long expectedRows;
+    final Map<String, Row> state = new TreeMap<>();
+    final AtomicLong changes = new AtomicLong();
+    volatile String error;
+    volatile CloseableIterator<Row> iterator;
+
+    Materialised(String name, List<String> key, long expectedRows) {
+      this.name = name;
+      this.key = key;
+      this.expectedRows = expectedRows;
+    }
+
+    String keyOf(Row row) {
+      StringBuilder text = new StringBuilder();
+      for (String column : key) text.append(render(row.getField(column))).append('\u0000');
+      return text.toString();
+    }
+
+    void apply(Row row) {
+      synchronized (state) {
+        switch (row.getKind()) {
+          case INSERT, UPDATE_AFTER -> state.put(keyOf(row), row);
+          case UPDATE_BEFORE, DELETE -> state.remove(keyOf(row));
+        }
+      }
+      changes.incrementAndGet();
+    }
+
+    int size() {
+      synchronized (state) {
+        return state.size();
+      }
+    }
+  }
+
+  public static void main(String[] args) throws Exception {
+    JsonNode spec = JSON.readTree(new File(args[0]));
+    long idleMs = spec.path("idleSeconds").asLong(5) * 1000;
+    long deadline = System.currentTimeMillis() + spec.path("timeoutSeconds").asLong(240) * 1000;
+    JsonNode tables = spec.get("tables");
+
+    Configuration config = new Configuration();
+    config.setString("execution.runtime-mode", "streaming");
+    config.setString("parallelism.default", "1");
+    config.setString("taskmanager.numberOfTaskSlots", String.valueOf(Math.max(1, tables.size())));
+    config.setString("taskmanager.memory.managed.size", "32m");
+    config.setString("taskmanager.memory.network.min", "16m");
+    config.setString("taskmanager.memory.network.max", "16m");
+    config.setString("rest.bind-port", "0");
+    TableEnvironment env = TableEnvironment.create(EnvironmentSettings.newInstance().inStreamingMode().withConfiguration(config).build());
+
+    List<Materialised> jobs = new ArrayList<>();
+    AtomicLong lastChange = new AtomicLong(System.currentTimeMillis());
+    for (JsonNode table : tables) {
+      List<String> key = new ArrayList<>();
+      table.get("key").forEach(k -> key.add(k.asText()));
+      String name = table.get("name").asText();
+      String primaryKey = String.join(", ", key.stream().map(k -> "`" + k + "`").toList());
+      env.executeSql("CREATE TABLE `" + name + "` (" + table.get("columns").asText() + ", PRIMARY KEY (" + primaryKey + ") NOT ENFORCED) WITH ("
+          + option("connector", "kafka") + ", "
+          + option("topic", table.get("topic").asText()) + ", "
+          + option("properties.bootstrap.servers", spec.get("brokers").asText()) + ", "
+          + option("properties.group.id", "flink-" + name + "-" + System.nanoTime()) + ", "
+          // Sluice writes in Kafka transactions: read only committed records, as for any transactional producer.
+          + option("properties.isolation.level", "read_committed") + ", "
+          + option("scan.startup.mode", "earliest-offset") + ", "
+          + option("format", "debezium-avro-confluent") + ", "
+          + option("debezium-avro-confluent.url", spec.get("registry").asText()) + ")");
+      Materialised job = new Materialised(name, key, table.path("expectedRows").asLong(-1));
+      jobs.add(job);
+      TableResult result = env.executeSql("SELECT * FROM `" + name + "`");
+      job.iterator = result.collect();
+      Thread reader = new Thread(() -> {
+        try {
+          while (job.iterator.hasNext()) {
+            job.apply(job.iterator.next());
+            lastChange.set(System.currentTimeMillis());
+          }
+        } catch (Throwable error) {
+          if (job.error == null && !done) job.error = causes(error);
+        }
+      }, "read-" + name);
+      reader.setDaemon(true);
+      reader.start();
+    }
+
+    for (;;) {
+      Thread.sleep(200);
+      long now = System.currentTimeMillis();
+      boolean counted = jobs.stream().allMatch(j -> j.error != null || j.expectedRows < 0 || j.size() == j.expectedRows);
+      if ((counted && now - lastChange.get() >= idleMs) || now >= deadline) break;
+    }
+    done = true;
+
+    ObjectNode out = JSON.createObjectNode();
+    for (Materialised job : jobs) {
+      ObjectNode table = out.putObject(job.name);
+      table.put("changes", job.changes.get());
+      if (job.error != null) table.put("error", job.error);
+      ArrayNode rows = table.putArray("rows");
+      synchronized (job.state) {
+        for (Row row : job.state.values()) {
+          ObjectNode object = rows.addObject();
+          for (String field : row.getFieldNames(true)) object.set(field, renderNode(row.getField(field)));
+        }
+      }
+    }
+    System.out.println(JSON.writeValueAsString(out));
+    System.out.flush();
+    for (Materialised job : jobs) {
+      try {
+        job.iterator.close();
+      } catch (Exception ignored) {
+        // The job is cancelled either way; the process exits next.
+      }
+    }
+    Runtime.getRuntime().halt(0);
+  }
+
+  private static volatile boolean done = false;
+
+  private static String option(String key, String value) {
+    return "'" + key.replace("'", "''") + "' = '" + value.replace("'", "''") + "'";
+  }
+
+  private static String causes(Throwable error) {
+    StringBuilder text = new StringBuilder();
+    for (Throwable cause = error; cause != null && text.length() < 4000; cause = cause.getCause()) {
+      if (text.length() > 0) text.append(" <- ");
+      text.append(cause.getClass().getSimpleName()).append(": ").append(cause.getMessage());
+    }
+    return text.toString();
+  }
+
+  private static String render(Object value) {
+    if (value == null) return null;
+    if (value instanceof BigDecimal decimal) return decimal.toPlainString();
+    if (value instanceof byte[] bytes) return HexFormat.of().formatHex(bytes);
+    return value.toString();
+  }
+
+  private static JsonNode renderNode(Object value) {
+    if (value instanceof Object[] array) {
+      ArrayNode list = JSON.createArrayNode();
+      for (Object element : array) list.add(renderNode(element));
+      return list;
+    }
+    if (value instanceof Map<?, ?> map) {
+      ObjectNode object = JSON.createObjectNode();
+      for (Map.Entry<?, ?> entry : map.entrySet()) object.set(String.valueOf(entry.getKey()), renderNode(entry.getValue()));
+      return object;
+    }
+    String text = render(value);
+    return text == null ? JSON.nullNode() : JSON.getNodeFactory().textNode(text);
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * Apache Flink's `debezium-avro-confluent` format as a third-party reader of Sluice's topics
+ * (FlinkDebeziumMaterialise.java): the jars come from Maven Central (pom.xml here) and the class is
+ * compiled once into the services' download cache, then each run is one JVM with a local mini-cluster.
+ */
+import { execFile, spawn } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+const HERE = dirname(fileURLToPath(import.meta.url));
+const CACHE = join(process.env["SLUICE_SERVICES_CACHE"] || join(homedir(), ".cache", "sluice-services"), "flink");
+const JAVA_HOME = process.env["JAVA_HOME"];
+const bin = (tool: string) => (JAVA_HOME ? join(JAVA_HOME, "bin", tool) : tool);
+
+/** One captured table as Flink declares it. */
+export interface FlinkTable {
+  /** Flink's table name (also names its consumer group). */
+  readonly name: string;
+  readonly topic: string;
+  /** Flink DDL column list, e.g. "`id` INT NOT NULL, `body` STRING". */
+  readonly columns: string;
+  readonly key: readonly string[];
+  /** Stop waiting for this table once it holds this many rows (and nothing changed for the idle time). */
+  readonly expectedRows?: number;
+}
+
+export interface FlinkRun {
+  readonly brokers: string;
+  /** The Confluent-compatible registry's base URL. */
+  readonly registry: string;
+  readonly tables: readonly FlinkTable[];
+  readonly idleSeconds?: number;
+  readonly timeoutSeconds?: number;
+}
+
+/** Per table: the rows Flink materialised (every value as text, arrays as arrays), the changes it read, its job's error if it failed. */
+export type FlinkState = Record<string, { changes: number; rows: Record<string, unknown>[]; error?: string }>;
+
+/** Fetches the jars and compiles the program, unless the cache holds this pom and source already. */
+export async function buildFlink(): Promise<string> {
+  const source = readFileSync(join(HERE, "FlinkDebeziumMaterialise.java"), "utf8");
+  const stamp = readFileSync(join(HERE, "pom.xml"), "utf8") + source;
+  const marker = join(CACHE, ".built");
+  if (existsSync(marker) && readFileSync(marker, "utf8") === stamp) return CACHE;
+  const building = `${CACHE}.${process.pid}`;
+  rmSync(building, { recursive: true, force: true });
+  mkdirSync(join(building, "classes"), { recursive: true });
+  const repository = process.env["SLUICE_MAVEN_REPO"] ? [`-Dmaven.repo.local=${process.env["SLUICE_MAVEN_REPO"]}`] : [];
+  await run("mvn", ["-B", "-q", ...repository, "-f", join(HERE, "pom.xml"), "dependency:copy-dependencies", `-DoutputDirectory=${join(building, "jars")}`], { maxBuffer: 64 << 20 });
+  await run(bin("javac"), ["-cp", `${join(building, "jars")}/*`, "-d", join(building, "classes"), join(HERE, "FlinkDebeziumMaterialise.java")]);
+  writeFileSync(join(building, ".built"), stamp);
+  rmSync(CACHE, { recursive: true, force: true });
+  renameSync(building, CACHE);
+  return CACHE;
+}
+
+/** Runs the program on `spec` (specFile is where the spec is written) and returns what Flink materialised. */
+export async function materialiseWithFlink(spec: FlinkRun, specFile: string): Promise<FlinkState> {
+  const cache = await buildFlink();
+  writeFileSync(specFile, JSON.stringify(spec));
+  const child = spawn(
+    bin("java"),
+    [
+      "-Xmx512m",
+      "-XX:+UseSerialGC",
+      "-XX:TieredStopAtLevel=1",
+      "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+      "-cp",
+      `${join(cache, "classes")}:${join(cache, "jars")}/*`,
+      "FlinkDebeziumMaterialise",
+      specFile,
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString("utf8")));
+  child.stderr.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString("utf8")).slice(-20_000)));
+  const limit = ((spec.timeoutSeconds ?? 240) + 120) * 1000;
+  const timer = setTimeout(() => child.kill("SIGKILL"), limit);
+  const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
+  clearTimeout(timer);
+  const line = stdout.split("\n").find((l) => l.startsWith("{"));
+  if (line === undefined) throw new Error(`Flink printed no state (exit ${String(code)})\n--- stderr tail ---\n${stderr}`);
+  return JSON.parse(line) as FlinkState;
+}
