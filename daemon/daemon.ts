@@ -32,7 +32,7 @@ import type { HaltAction } from "./halted.ts";
 import { HttpServer, readBody, sendJson } from "./http-server.ts";
 import type { TlsCredentials } from "./http-server.ts";
 import type { Logger } from "../runtime/logger.ts";
-import { countPerTableAndOp, SluiceMetrics } from "./metrics.ts";
+import { countPerTableAndOp, observeStages, SluiceMetrics } from "./metrics.ts";
 import { queryHandler } from "./sink-query.ts";
 import { SinkThread } from "./sink-thread.ts";
 import { releaseHeapFlags, reportMemoryPlan } from "./memory-report.ts";
@@ -47,7 +47,7 @@ import { takeOverSlots } from "./slot-takeover.ts";
 import { reloadingOnMiss } from "./registry-refresh.ts";
 import { captureLeaseGroup } from "../connectors/topics/names.ts";
 import type { KafkaTopicLog } from "../connectors/kafka/kafka-log.ts";
-import type { SchemaRegistry } from "../schema-registry/index.ts";
+import type { LocalRegistry, SchemaRegistry } from "../schema-registry/index.ts";
 
 /** Kafka's session timeout of a capture lease: how long a dead or frozen leader keeps it before a standby takes over. */
 const LEASE_SESSION_MS = Number(process.env["SLUICE_CAPTURE_LEASE_SESSION_MS"] ?? 10_000);
@@ -137,6 +137,8 @@ export class Daemon {
   private readonly writeLogLine: (line: string) => void;
   private readonly captureStop = new AbortController();
   private log: TopicLog | null = null;
+  /** The built-in registry the HTTP API serves: the one opened at start, then each capture term's (which registers the capture's schemas). */
+  private servedRegistry: LocalRegistry | null = null;
   private captures: RunningCapture[] = [];
   private sinks: RunningSink[] = [];
   /** What this process runs of the config (`sluice run --role/--source/--sink`; default everything). */
@@ -225,7 +227,8 @@ export class Daemon {
       const settings = this.config.schema_registry;
       const prefix = settings.kind === "builtin" ? settings.path : "/registry";
       // Its token is checked by the HTTP server's access policy, with the API's own tokens.
-      this.http.mount(prefix, createRegistryHandler({ registry: local, prefix, maxBodyBytes: this.http.maxBodyBytes }));
+      this.servedRegistry = local;
+      this.http.mount(prefix, createRegistryHandler({ registry: () => this.servedRegistry ?? local, prefix, maxBodyBytes: this.http.maxBodyBytes }));
     }
     await this.startParts(registry);
     this.instances = new InstanceDirectory({
@@ -306,9 +309,10 @@ export class Daemon {
         reconnect: { initialMs: 500, maxMs: 30_000 },
         maxRecordBytes: this.config.topics.max_record_bytes,
         stats: {
-          onBatch: (batch, _records, seconds) => {
+          onBatch: (batch, _records, seconds, times) => {
             for (const { table, op, count } of countPerTableAndOp(batch.events)) this.metrics.changesCaptured.inc({ source: sourceConfig.name, table, op }, count);
             this.metrics.publishLatency.observe({ source: sourceConfig.name }, seconds);
+            observeStages(this.metrics.captureLatency, { source: sourceConfig.name }, batch.events, { captured: times.capturedMs, durable: times.durableMs });
             const last = batch.events.at(-1);
             if (last) this.metrics.lastAckedCommitTime.set({ source: sourceConfig.name }, last.source.commitTimeMs / 1000);
           },
@@ -370,7 +374,10 @@ export class Daemon {
         },
         lead: async (signal) => {
           // The registry as the journal holds it now, with what a former leader registered.
-          await this.createCaptures((await openRegistry(this.config, log)).registry);
+          const opened = await openRegistry(this.config, log);
+          // Served over HTTP too: consumers look up the ids this term's capture registers (and their own registrations get ids after them).
+          if (opened.local) this.servedRegistry = opened.local;
+          await this.createCaptures(opened.registry);
           // A term's captures end together: one failing (e.g. fenced) ends the others.
           const term = new AbortController();
           const end = () => term.abort(signal.reason);

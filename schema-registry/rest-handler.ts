@@ -12,7 +12,8 @@ import { isAuthorized, readJsonObject, REGISTRY_CONTENT_TYPE, sendError, sendJso
 export type RegistryHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
 
 export interface RegistryHandlerOptions {
-  readonly registry: LocalRegistry;
+  /** The registry served, or a function giving the one to serve now (the daemon swaps in each capture term's). */
+  readonly registry: LocalRegistry | (() => LocalRegistry);
   /** Mount point, e.g. "/schema-registry"; empty or absent mounts at root. */
   readonly prefix?: string;
   /** When set, every request needs `Authorization: Bearer <token>` (or Basic with the token as password). */
@@ -41,7 +42,15 @@ const REGISTRY_ROOTS = new Set(["subjects", "schemas", "compatibility", "config"
 
 export function createRegistryHandler(options: RegistryHandlerOptions): RegistryHandler {
   const prefix = (options.prefix ?? "").replace(/\/+$/, "");
-  const routes = registryRoutes(options.registry);
+  const served = options.registry;
+  const current = typeof served === "function" ? served : () => served;
+  let routes: Route[] = [];
+  let routesOf: LocalRegistry | null = null;
+  const routesNow = (): Route[] => {
+    const registry = current();
+    if (registry !== routesOf) [routes, routesOf] = [registryRoutes(registry), registry];
+    return routes;
+  };
   const maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024;
   return async (req, res) => {
     const url = new URL(req.url ?? "/", "http://registry.invalid");
@@ -66,7 +75,7 @@ export function createRegistryHandler(options: RegistryHandlerOptions): Registry
         sendJson(res, 200, {});
         return true;
       }
-      const match = matchRoute(routes, segments);
+      const match = matchRoute(routesNow(), segments);
       if (!match) throw new RegistryError("NOT_FOUND", "HTTP 404 Not Found");
       const action = match.route.methods[req.method as Method];
       if (!action) throw new RegistryError("METHOD_NOT_ALLOWED", "HTTP 405 Method Not Allowed");
