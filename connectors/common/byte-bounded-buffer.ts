@@ -60,20 +60,6 @@ export class ByteBoundedBuffer<T> {
     return this.items[this.head]?.bytes ?? 0;
   }
 
-  /**
-   * Shifts out up to `maxItems` items, stopping once they count `maxBytes` or more: at least one
-   * item when any is buffered, so an item bigger than `maxBytes` goes out alone.
-   */
-  take(maxItems: number, maxBytes: number): T[] {
-    const taken: T[] = [];
-    let bytes = 0;
-    while (taken.length < maxItems && bytes < maxBytes && this.length > 0) {
-      bytes += this.nextBytes;
-      taken.push(this.shift()!);
-    }
-    return taken;
-  }
-
   shift(): T | undefined {
     const entry = this.items[this.head];
     if (entry === undefined) return undefined;

@@ -165,7 +165,11 @@ export class CaptureLoop<Batch, Stream extends OpenedStream<Batch>> {
     await buffer.waitForItem(signal);
     const events: ChangeEvent[] = [];
     // Bounded by bytes too (as streamed batches are: StreamBatchLoop), so a batch of wide rows stays within capture's heap.
-    for (const row of buffer.take(this.driver.maxBatchEvents, captureBatchBytes(buffer.maxBytes))) events.push(...markers.next(snapshot.event(row)));
+    const maxBytes = captureBatchBytes(buffer.maxBytes);
+    for (let bytes = 0; events.length < this.driver.maxBatchEvents && bytes < maxBytes && buffer.length > 0; ) {
+      bytes += buffer.nextBytes;
+      events.push(...markers.next(snapshot.event(buffer.shift()!)));
+    }
     const finished = buffer.ended && buffer.length === 0;
     if (!finished) return snapshot.batch(events, false);
     events.push(...markers.flush());
