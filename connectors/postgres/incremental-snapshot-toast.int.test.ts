@@ -6,7 +6,8 @@
  * (committed just before the chunk was read, at a version above the chunk's), the snapshot must
  * still deliver the column's value. Here every row is updated while a chunk's read is held inside
  * its window (a lock on the table), and the events, folded as sinks apply them, must hold every
- * row's TOAST value.
+ * row's TOAST value; then the same across a crash, with the updates handed on before it and the
+ * rows read after it.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -19,7 +20,8 @@ import { adminClient, cleanUp, newSource, randomName, sourceConfig } from "./int
 import type { PostgresSource } from "./source.ts";
 
 const schema = randomName("snaptoast");
-const table = `"${schema}".docs`;
+const q = (name: string) => `"${schema}".${name}`;
+const table = q("docs");
 const ROWS = 240;
 const CHUNK = 20;
 let admin: pg.Client;
@@ -28,13 +30,16 @@ const configs: ReturnType<typeof sourceConfig>[] = [];
 before(async () => {
   admin = await adminClient();
   await admin.query(`CREATE SCHEMA "${schema}"`);
-  await admin.query(`CREATE TABLE ${table} (id int PRIMARY KEY, v int NOT NULL, doc text NOT NULL)`);
-  // Stored out of line, uncompressed: 8 KiB of random hex per row is always a TOAST value.
-  await admin.query(`ALTER TABLE ${table} ALTER COLUMN doc SET STORAGE EXTERNAL`);
-  await admin.query(
-    `INSERT INTO ${table} SELECT i, i, (SELECT string_agg(md5(random()::text || i || g), '') FROM generate_series(1, 256) g) FROM generate_series(1, ${ROWS}) i`,
-  );
-  await admin.query(`ANALYZE ${table}`);
+  for (const name of ["docs", "resumed"]) {
+    await admin.query(`CREATE TABLE ${q(name)} (id int PRIMARY KEY, v int NOT NULL, doc text NOT NULL)`);
+    // Stored out of line, uncompressed: 8 KiB of random hex per row is always a TOAST value.
+    await admin.query(`ALTER TABLE ${q(name)} ALTER COLUMN doc SET STORAGE EXTERNAL`);
+    await admin.query(
+      `INSERT INTO ${q(name)} SELECT i, i, (SELECT string_agg(md5(random()::text || i || g), '') FROM generate_series(1, 256) g) FROM generate_series(1, ${ROWS}) i`,
+    );
+    await admin.query(`ANALYZE ${q(name)}`);
+  }
+  await admin.query(`CREATE TABLE ${q("scratch")} (i int)`);
 });
 
 after(async () => {
@@ -48,8 +53,14 @@ class Fold {
   readonly rows = new Map<string, { version: bigint; row: Record<string, unknown> | null }>();
   /** Updates with an unchanged column that reached a key the sink had no row for. */
   partialOnMissing = 0;
+  updates = 0;
+  readonly table: string;
+  constructor(table: string) {
+    this.table = table;
+  }
   apply(event: ChangeEvent): void {
-    if (event.source.table !== "docs") return;
+    if (event.source.table !== this.table) return;
+    if (event.op === "u") this.updates++;
     const version = event.source.position.change;
     if (event.op === "t") {
       for (const [key, entry] of this.rows) if (entry.version <= version) this.rows.delete(key);
@@ -83,8 +94,9 @@ interface Pump {
   done: Promise<void>;
 }
 
-function pump(source: PostgresSource, fold: Fold): Pump {
-  const state: Pump = { checkpoint: null, stop: false, paused: false, done: Promise.resolve() };
+/** Reads, folds and acknowledges batches until stopped, or until `crashAfter` holds after a batch is acknowledged. */
+function pump(source: PostgresSource, fold: Fold, crashAfter: () => boolean = () => false, paused = false): Pump {
+  const state: Pump = { checkpoint: null, stop: false, paused, done: Promise.resolve() };
   state.done = (async () => {
     const controller = new AbortController();
     while (!state.stop) {
@@ -103,6 +115,7 @@ function pump(source: PostgresSource, fold: Fold): Pump {
       for (const event of batch.events) fold.apply(event);
       await batch.ack();
       state.checkpoint = batch.checkpoint;
+      if (crashAfter()) break;
     }
   })();
   return state;
@@ -121,12 +134,11 @@ test("rows updated around their chunk's read (an unchanged TOAST column) keep th
   configs.push(c);
   const source = newSource(c);
   await source.connect(null, AbortSignal.timeout(30_000));
-  const fold = new Fold();
-  const state = pump(source, fold);
+  const fold = new Fold("docs");
+  // Nothing is read from the stream: the snapshot reads its first chunks and waits for their high watermarks.
+  const state = pump(source, fold, () => false, true);
   const locker = await adminClient();
   try {
-    // Nothing is read from the stream: the snapshot reads its first chunks and waits for their high watermarks.
-    state.paused = true;
     const { task } = await source.snapshots.request(`${schema}.docs`, null, "test");
     await locker.query("BEGIN");
     await locker.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
@@ -146,14 +158,62 @@ test("rows updated around their chunk's read (an unchanged TOAST column) keep th
     await waitFor("the stream to catch up", () => state.checkpoint !== null && state.checkpoint.position.commit >= BigInt(lsn));
   } finally {
     await locker.end().catch(() => undefined);
-    state.stop = true;
-    const stopped = state.done.catch(() => undefined);
-    await source.close();
-    await stopped;
-    await source.close();
+    await stop(state, source);
   }
   assert.ok(fold.partialOnMissing > 0, "some updates reached keys the sink had no row for yet (the case under test)");
-  const rows = (await admin.query<{ id: string; v: string; doc: string }>(`SELECT id::text, v::text, doc FROM ${table} ORDER BY id`)).rows;
+  await assertTable("docs", fold);
+});
+
+async function stop(state: Pump, source: PostgresSource): Promise<void> {
+  state.stop = true;
+  const stopped = state.done.catch(() => undefined);
+  await source.close();
+  await stopped;
+  await source.close();
+}
+
+test("across a crash: rows updated (an unchanged TOAST column) and handed on before it, read by the resumed snapshot after it, keep the column's value", async () => {
+  const c = sourceConfig({ tables: [`${schema}.*`], snapshot: { mode: "never", parallelism: 1, chunk_rows: CHUNK }, heartbeat_interval: 500 });
+  configs.push(c);
+  const fold = new Fold("resumed");
+  const first = newSource(c);
+  const second = newSource(c);
+  const holder = await adminClient();
+  let resumed: Pump | null = null;
+  try {
+    await first.connect(null, AbortSignal.timeout(30_000));
+    // An open transaction that wrote something holds the slot's restart_lsn below the updates (begun once the slot exists: creating one waits for it).
+    await holder.query("BEGIN");
+    await holder.query(`INSERT INTO ${q("scratch")} VALUES (1)`);
+    const before = pump(first, fold, () => fold.updates >= ROWS, true);
+    await first.snapshots.request(`${schema}.resumed`, null, "test");
+    await admin.query(`UPDATE ${q("resumed")} SET v = v + 1000`);
+    before.paused = false;
+    // The crash comes once every update is handed on and acknowledged, before most chunks are.
+    await before.done;
+    await first.close();
+    assert.ok(fold.partialOnMissing > 0, "some updates reached keys the sink had no row for yet (the case under test)");
+    const checkpoint = before.checkpoint!;
+    assert.equal(decodeResume(checkpoint.position.resume).tasks.length, 1, "the snapshot is still under way at the crash");
+
+    await second.connect(checkpoint, AbortSignal.timeout(30_000));
+    resumed = pump(second, fold);
+    const state = resumed;
+    await holder.query("ROLLBACK");
+    await waitFor("the resumed snapshot to finish", () => state.checkpoint !== null && decodeResume(state.checkpoint.position.resume).tasks.length === 0 && second.snapshots.list().tasks.length === 0);
+    const lsn = (await admin.query<{ lsn: string }>("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::text AS lsn")).rows[0]!.lsn;
+    await waitFor("the stream to catch up", () => state.checkpoint !== null && state.checkpoint.position.commit >= BigInt(lsn));
+  } finally {
+    await holder.end().catch(() => undefined);
+    await first.close();
+    if (resumed !== null) await stop(resumed, second);
+    else await second.close();
+  }
+  await assertTable("resumed", fold);
+});
+
+async function assertTable(name: string, fold: Fold): Promise<void> {
+  const rows = (await admin.query<{ id: string; v: string; doc: string }>(`SELECT id::text, v::text, doc FROM ${q(name)} ORDER BY id`)).rows;
   const wrong: string[] = [];
   for (const row of rows) {
     const held = fold.rows.get(row.id)?.row;
@@ -163,4 +223,4 @@ test("rows updated around their chunk's read (an unchanged TOAST column) keep th
   }
   assert.deepEqual(wrong.slice(0, 10), [], `${wrong.length} of ${rows.length} rows differ`);
   assert.equal([...fold.rows.values()].filter((e) => e.row !== null).length, ROWS);
-});
+}

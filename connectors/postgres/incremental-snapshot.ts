@@ -32,10 +32,11 @@ import type { CapturedTable } from "./captured-tables.ts";
 import { insertEvent, truncateEvent } from "./change-events.ts";
 import type { EventOrigin } from "./change-events.ts";
 import { quoteIdent } from "./connection-settings.ts";
+import { formatLsn } from "./lsn.ts";
 import { toSluiceError } from "./pg-errors.ts";
 import { WATERMARK_PREFIX } from "./stream-decoder.ts";
 import type { DecodedOutput, StreamInterleave } from "./stream-decoder.ts";
-import { foldWindowChange, hasUnchanged, PartialUpdates, windowRow } from "./unchanged-toast.ts";
+import { foldWindowChange, lacksValues, PartialUpdates, windowRow } from "./unchanged-toast.ts";
 import type { WindowChanges } from "./unchanged-toast.ts";
 
 export interface ResolvedTable {
@@ -56,6 +57,12 @@ export interface IncrementalSnapshotOptions {
   readonly onProgress?: () => void;
   /** Tables finished (kept by the source across reconnects, the last 20). */
   readonly finished: TableSnapshotProgress[];
+  /**
+   * Changes committed at or before this LSN may have been handed on before this engine started (by
+   * an earlier connection or process): it did not see them, so chunks are read at versions above
+   * them (unchanged-toast.ts). 0 (the default) for a new slot.
+   */
+  readonly unseenThrough?: bigint;
 }
 
 interface OpenChunk {
@@ -93,6 +100,9 @@ const CHUNKS_IN_FLIGHT = 3;
 /** Keys whose latest update left a TOAST column unchanged, kept for the chunks still to be read (about 100 bytes each). */
 const PARTIAL_UPDATES_KEPT = 200_000;
 
+/** How long a chunk read waits for the slot's restart_lsn to pass changes the engine did not see, before going on anyway. */
+const UNSEEN_WAIT_MS = 120_000;
+
 /** Identity of a key for comparing chunk rows with streamed changes. */
 export function keyText(table: { readonly schema: { readonly key: readonly string[] } }, key: Row): string {
   return JSON.stringify(table.schema.key.map((name) => key[name] ?? null), (_name, value: unknown) => {
@@ -115,9 +125,17 @@ export class IncrementalSnapshots implements StreamInterleave {
   private readonly failures: FailedSnapshot[] = [];
   private readonly rates = new SnapshotRates();
   private readonly partialUpdates: PartialUpdates;
+  /** Per table, the highest change LSN of an update with an unchanged column this engine handed on. */
+  private readonly partialSeen = new Map<string, bigint>();
+  /** Chunks are read at versions above this LSN (see IncrementalSnapshotOptions.unseenThrough). */
+  private unseenThrough: bigint;
+  /** Per task requested after updates with unchanged columns of its table: its chunks are read at versions above them. */
+  private readonly seenBeforeRequest = new Map<string, bigint>();
+  private waitingSinceMs: number | null = null;
 
   constructor(options: IncrementalSnapshotOptions) {
     this.options = options;
+    this.unseenThrough = options.unseenThrough ?? 0n;
     this.logger = options.logger.child({ component: "incremental-snapshot" });
     this.partialUpdates = new PartialUpdates(PARTIAL_UPDATES_KEPT, () =>
       this.logger.warn(
@@ -142,6 +160,9 @@ export class IncrementalSnapshots implements StreamInterleave {
       origin,
     };
     this.options.ledger.add(task);
+    // Updates of the table handed on before now were not kept per key: read above them.
+    const seen = this.partialSeen.get(table);
+    if (seen !== undefined) this.seenBeforeRequest.set(task.id, seen);
     this.logger.info({ table, where, origin, id: task.id }, "incremental snapshot requested");
     this.wake?.();
     return task;
@@ -285,11 +306,13 @@ export class IncrementalSnapshots implements StreamInterleave {
   /** Decoder hook: every change handed on. Inside a chunk's window its key leaves the chunk. */
   changed(event: ChangeEvent): void {
     const tasks = this.options.ledger.tasks;
-    if (tasks.length === 0) return;
-    if (event.op === "u" && hasUnchanged(event.after)) {
+    if (lacksValues(event)) {
       const table = `${event.source.schema}.${event.source.table}`;
+      const change = event.source.position.change;
+      if ((this.partialSeen.get(table) ?? -1n) < change) this.partialSeen.set(table, change);
       if (tasks.some((t) => t.table === table)) this.partialUpdates.record(table, keyText(event, event.key), event);
     }
+    if (tasks.length === 0) return;
     for (const chunk of this.inFlight) {
       if (!chunk.windowOpen || event.source.table !== chunk.table.schema.table || event.source.schema !== chunk.table.schema.schema) continue;
       if (event.op === "t") chunk.truncated = true;
@@ -312,7 +335,7 @@ export class IncrementalSnapshots implements StreamInterleave {
     }
     const cursor = this.cursor;
     if (!cursor.readingDone && this.inFlight.length < CHUNKS_IN_FLIGHT) {
-      await this.readChunk(task, cursor);
+      if (!(await this.readChunk(task, cursor))) await this.sleep(signal, 1000);
       return;
     }
     const oldest = this.inFlight[0];
@@ -324,12 +347,14 @@ export class IncrementalSnapshots implements StreamInterleave {
     await untilOrAborted(oldest.handedOn.promise, signal);
   }
 
-  private async readChunk(task: SnapshotTask, cursor: ReadCursor): Promise<void> {
+  /** Reads the task's next chunk; false when it must wait for the slot's restart_lsn first. */
+  private async readChunk(task: SnapshotTask, cursor: ReadCursor): Promise<boolean> {
     cursor.resolved ??= await this.options.resolve(task.table);
     const { table, estimatedRows } = cursor.resolved;
     if (!table.uniqueKey) throw noChunkKey(task.table, this.options.context);
     const client = await this.connection();
     const restartLsn = await this.restartLsn(client);
+    if (!this.readableAt(task, restartLsn)) return false;
     if (cursor.resetVersion === null || cursor.startedAtMs === null) {
       cursor.resetVersion ??= String(restartLsn - 2n);
       cursor.startedAtMs ??= Date.now();
@@ -359,6 +384,42 @@ export class IncrementalSnapshots implements StreamInterleave {
     if (lastRow !== undefined) cursor.lastKey = table.keyIndexes.map((i) => lastRow[i] ?? null);
     if (rows.length < this.options.chunkRows) cursor.readingDone = true;
     await this.emitWatermark(client, seq, "high");
+    return true;
+  }
+
+  /**
+   * Whether a chunk of `task` read now (at version restartLsn - 1) outranks every update with an
+   * unchanged column the engine did not keep per key: those handed on before it started, and
+   * those of the table before the task was requested. Otherwise such an update would outrank the
+   * chunk row in a sink that has no row, leaving the column null. Waits for the slot to advance
+   * (the server moves restart_lsn on at least every 15 s while there is traffic), at most
+   * UNSEEN_WAIT_MS: a transaction left open on the server holds restart_lsn back.
+   */
+  private readableAt(task: SnapshotTask, restartLsn: bigint): boolean {
+    const seen = this.seenBeforeRequest.get(task.id) ?? 0n;
+    const floor = seen > this.unseenThrough ? seen : this.unseenThrough;
+    // A chunk row's version is restartLsn - 1; a sink applies only a higher version than the one it holds.
+    if (restartLsn - 1n > floor) {
+      this.unseenThrough = 0n;
+      this.seenBeforeRequest.delete(task.id);
+      this.waitingSinceMs = null;
+      return true;
+    }
+    const now = Date.now();
+    if (this.waitingSinceMs === null) {
+      this.waitingSinceMs = now;
+      this.logger.info({ table: task.table, restartLsn: formatLsn(restartLsn), until: formatLsn(floor) }, "online snapshot waits for the slot's restart_lsn to pass the changes handed on before it");
+      return false;
+    }
+    if (now - this.waitingSinceMs < UNSEEN_WAIT_MS) return false;
+    this.logger.warn(
+      { table: task.table, restartLsn: formatLsn(restartLsn), until: formatLsn(floor), waitedMs: now - this.waitingSinceMs },
+      "the slot's restart_lsn does not advance (a long transaction on the server?): online snapshot goes on; an unchanged TOAST column of a row updated just before may stay null in a sink that had no row (see docs/snapshots.md)",
+    );
+    this.unseenThrough = 0n;
+    this.seenBeforeRequest.delete(task.id);
+    this.waitingSinceMs = null;
+    return true;
   }
 
   private async select(client: pg.Client, table: CapturedTable, where: string | null, lastKey: readonly (string | null)[] | null): Promise<(string | null)[][]> {

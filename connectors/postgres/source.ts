@@ -127,6 +127,8 @@ export class PostgresSource implements Source {
   private snapshot: SnapshotState | null = null;
   private lastSnapshotProgress: TableSnapshotProgress[] = [];
   private pendingStream: StreamStart | null = null;
+  /** Resuming an existing slot: changes committed at or before this LSN were handed on by an earlier run (0 for a new slot). */
+  private handedOnThrough = 0n;
   private streaming: StreamState | null = null;
   private ackedFlush = 0n;
   private readonly acks = new AckTracker((lsn) => this.acknowledged(lsn));
@@ -259,6 +261,7 @@ export class PostgresSource implements Source {
     signal.throwIfAborted();
 
     const plan = await planStart(catalog, config, names, from, server.database, logger, context);
+    this.handedOnThrough = plan.kind === "stream" ? plan.startLsn : 0n;
     if (plan.kind === "stream") {
       this.pendingStream = plan;
       this.phase = "streaming";
@@ -488,6 +491,7 @@ export class PostgresSource implements Source {
       sourceName: this.name,
       slot: this.names.slot,
       chunkRows: this.config.snapshot.chunk_rows,
+      unseenThrough: this.handedOnThrough,
       ledger,
       finished,
       resolve: (table) => this.snapshots.resolve(table),

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { ChangeEvent, Op, Row, TableSchema } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
-import { foldWindowChange, PartialUpdates, windowRow } from "./unchanged-toast.ts";
+import { foldWindowChange, lacksValues, PartialUpdates, windowRow } from "./unchanged-toast.ts";
 
 const schema: TableSchema = {
   source: "s",
@@ -70,4 +70,11 @@ test("before the window: the latest partial update above the chunk's version out
   assert.equal(kept.above("public.docs", "k3", 0n), 400n);
   kept.forget("public.docs");
   assert.equal(kept.above("public.docs", "k2", 0n), null);
+});
+
+test("an unchanged column the before-image holds (REPLICA IDENTITY FULL) is not missing", () => {
+  const full = { ...event("u", { id: 1, v: 2, doc: UNCHANGED, big: UNCHANGED }, 100n), before: { id: 1, v: 1, doc: "d0", big: "b0" } };
+  assert.equal(lacksValues(full), false);
+  assert.equal(windowRow(read, foldWindowChange(undefined, full)), null);
+  assert.equal(lacksValues(event("u", { id: 1, v: 2, doc: UNCHANGED, big: "b" }, 100n)), true);
 });

@@ -22,6 +22,19 @@ export function hasUnchanged(row: Row | null): boolean {
   return false;
 }
 
+/** The change's row after it, an unchanged column taken from `before` where the replica identity sent it (FULL). */
+function rowAfter(event: ChangeEvent): Record<string, ColumnValue> {
+  const row: Record<string, ColumnValue> = { ...event.after };
+  const before = event.before;
+  if (before !== null) for (const name in row) if (row[name] === UNCHANGED && before[name] !== undefined) row[name] = before[name]!;
+  return row;
+}
+
+/** Whether an update lacks a column's value (unchanged TOAST that no before-image holds). */
+export function lacksValues(event: ChangeEvent): boolean {
+  return event.op === "u" && hasUnchanged(event.after) && (event.before === null || hasUnchanged(rowAfter(event)));
+}
+
 /** What the changes of one key inside a chunk's window leave for the sinks. */
 export interface WindowChanges {
   /** Commit LSN of the last change of the key in the window. */
@@ -36,12 +49,11 @@ export interface WindowChanges {
 /** Folds one more change of a key in the window (in stream order) into what the earlier ones left. */
 export function foldWindowChange(prior: WindowChanges | undefined, event: ChangeEvent): WindowChanges {
   const commit = event.source.position.commit;
-  const after = event.after;
-  if (event.op === "d" || after === null || !hasUnchanged(after)) return { commit, partial: null };
+  if (event.op === "d" || event.after === null || !hasUnchanged(event.after)) return { commit, partial: null };
   // A whole row from an earlier change in the window is in the sinks: they keep its values.
   if (prior !== undefined && prior.partial === null && event.op === "u") return { commit, partial: null };
   const earlier = prior?.partial?.row;
-  const row: Record<string, ColumnValue> = { ...after };
+  const row = rowAfter(event);
   if (earlier !== undefined) for (const name in row) if (row[name] === UNCHANGED && earlier[name] !== undefined) row[name] = earlier[name]!;
   return { commit, partial: hasUnchanged(row) ? { event, row } : null };
 }
