@@ -4,6 +4,7 @@ import {
   bitBytesColumn,
   bytesColumn,
   dateColumn,
+  debeziumUuidColumn,
   decimalColumn,
   doubleColumn,
   floatColumn,
@@ -108,7 +109,8 @@ export function mysqlColumnType(dbType: string, numericMode: NumericMode = "prec
     case "json":
       return jsonColumn;
     case "uuid":
-      return uuidColumn;
+      // MariaDB's UUID: Debezium's MariaDB connector marks it io.debezium.data.Uuid, as its PostgreSQL connector marks uuid.
+      return modes.uuidMarker === true ? debeziumUuidColumn : uuidColumn;
     default:
       return stringColumn(`string (${name})`);
   }

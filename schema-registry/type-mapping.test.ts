@@ -524,3 +524,16 @@ describe("Debezium's form of bit strings (io.debezium.data.Bits)", () => {
     assert.deepEqual(mapTable(table("mysql", "bit(9)"), { envelope: "sluice" }).valueSchema.fields[0]?.type, ["null", "bytes"]);
   });
 });
+
+describe("Debezium's form of MariaDB UUID", () => {
+  // Debezium's MariaDB connector: string io.debezium.data.Uuid (version 1); the Avro logical type stays, as for PostgreSQL uuid.
+  const uuid: AvroSchemaJson = { type: "string", logicalType: "uuid", "connect.version": 1, "connect.name": "io.debezium.data.Uuid" };
+  checkType("mysql", ["uuid"], uuid, [["123e4567-e89b-12d3-a456-426614174000"]], undefined, { timePrecision: "adaptive", decimals: "all", uuidMarker: true });
+  checkType("mysql", ["uuid"], { type: "string", logicalType: "uuid" }, [["123e4567-e89b-12d3-a456-426614174000"]], undefined, { timePrecision: "adaptive", decimals: "all", uuidMarker: false });
+
+  it("is the default of a new mapping; envelope sluice keeps the plain uuid", () => {
+    const table: TableSchema = { source: "s", database: "d", schema: "d", table: "t", sourceKind: "mysql", key: [], columns: [{ name: "u", dbType: "uuid", nullable: true }] };
+    assert.deepEqual(mapTable(table).valueSchema.fields[0]?.type, ["null", uuid]);
+    assert.deepEqual(mapTable(table, { envelope: "sluice" }).valueSchema.fields[0]?.type, ["null", { type: "string", logicalType: "uuid" }]);
+  });
+});
