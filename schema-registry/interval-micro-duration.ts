@@ -18,12 +18,28 @@ const INT64_MAX = 2n ** 63n - 1n;
 const INT64_MIN = -(2n ** 63n);
 const ISO_INTERVAL = /^P(?:(-?\d+)Y)?(?:(-?\d+)M)?(?:(-?\d+)D)?(?:T(?:(-?\d+)H)?(?:(-?\d+)M)?(?:(-?\d+(?:\.\d+)?)S)?)?$/;
 
-/** Debezium's MicroDuration of an ISO 8601 interval. */
-export function intervalMicros(text: string): bigint {
+/** The signed parts of PostgreSQL's ISO 8601 text of an interval; seconds as their decimal text ("0" when absent). */
+export interface IntervalParts {
+  readonly years: number;
+  readonly months: number;
+  readonly days: number;
+  readonly hours: number;
+  readonly minutes: number;
+  readonly seconds: string;
+}
+
+export function intervalParts(text: string): IntervalParts {
   const match = ISO_INTERVAL.exec(text);
   if (match === null || text === "P" || text.endsWith("T")) throw new TypeError(`expected an ISO 8601 interval (intervalstyle iso_8601), got ${describeValue(text)}`);
   const [years, months, days, hours, minutes] = match.slice(1, 6).map((part) => Number(part ?? 0)) as [number, number, number, number, number];
-  const seconds = Number(match[6] ?? 0);
+  return { years, months, days, hours, minutes, seconds: match[6] ?? "0" };
+}
+
+/** Debezium's MicroDuration of an ISO 8601 interval. */
+export function intervalMicros(text: string): bigint {
+  const parts = intervalParts(text);
+  const { years, months, days, hours, minutes } = parts;
+  const seconds = Number(parts.seconds);
   const totalDays = (years * 12 + months) * DAYS_PER_MONTH + days;
   const totalSeconds = ((totalDays * 24 + hours) * 60 + minutes) * 60 + seconds;
   const micros = Math.trunc(totalSeconds * 1e6);

@@ -27,6 +27,7 @@ import {
 import type { ColumnAvroType } from "./column-types.ts";
 import { parseDbType } from "./db-type.ts";
 import { MICRO_DURATION_INTERVAL } from "./interval-micro-duration.ts";
+import { DEBEZIUM_INTERVAL } from "./interval-text.ts";
 import { pointColumn } from "./geometry.ts";
 import { postgresBitsColumn, UNBOUNDED_BITS_LENGTH } from "./bits.ts";
 import type { DbType } from "./db-type.ts";
@@ -44,6 +45,11 @@ export interface TypeModes {
   readonly uuidMarker?: boolean;
   /** PostgreSQL interval (Debezium's interval.handling.mode): "numeric" MicroDuration, Debezium's default, or ISO 8601 "string" (absent: "string", Sluice before 0.3). */
   readonly interval?: IntervalMode;
+  /**
+   * The text of the "string" interval mode: Debezium's io.debezium.time.Interval, every part
+   * written ("debezium"), or PostgreSQL's own ISO 8601 text ("postgres"; absent, Sluice before 0.3).
+   */
+  readonly intervalText?: "debezium" | "postgres";
   /** PostgreSQL bit(1) as a boolean, as Debezium maps it (absent: no, the 0/1 text of Sluice before 0.3). */
   readonly bitBoolean?: boolean;
   /** PostgreSQL point as Debezium's io.debezium.data.geometry.Point record (absent: no, the text of Sluice before 0.3). */
@@ -59,7 +65,7 @@ export type HstoreMode = "json" | "map";
 export type IntervalMode = "numeric" | "string";
 
 /** Sluice's types before 0.2 (schemas registered without the modes in their sluice.table property). */
-export const EARLIER_TYPE_MODES: TypeModes = { timePrecision: "avro", decimals: "unscaled", hstore: "map", uuidMarker: false, interval: "string", bitBoolean: false, pointRecord: false, bits: false };
+export const EARLIER_TYPE_MODES: TypeModes = { timePrecision: "avro", decimals: "unscaled", hstore: "map", uuidMarker: false, interval: "string", intervalText: "postgres", bitBoolean: false, pointRecord: false, bits: false };
 
 /** How numerics without a declared scale are carried: exact (VariableScaleDecimal), as double, or as text. */
 export type NumericMode = "precise" | "double" | "string";
@@ -129,7 +135,10 @@ function postgresScalarType(type: DbType, numericMode: NumericMode, modes: TypeM
   if (BIGINTS.has(name)) return longColumn({ narrow: false });
   if (UNSIGNED_32.has(name)) return longColumn({ narrow: true });
   if (TEXTS.has(name)) return stringColumn("string");
-  if (isIntervalType(name)) return modes.interval === "numeric" ? MICRO_DURATION_INTERVAL : stringColumn(`string (${name})`);
+  if (isIntervalType(name)) {
+    if (modes.interval === "numeric") return MICRO_DURATION_INTERVAL;
+    return modes.intervalText === "debezium" ? DEBEZIUM_INTERVAL : stringColumn(`string (${name})`);
+  }
   if (TIMESTAMPS.has(name)) return modes.timePrecision === "avro" ? timestampMicrosColumn : timestampType(modes.timePrecision, fractionDigits(type.args), ZONED_TIMESTAMPS.has(name));
   switch (name) {
     case "xid8":

@@ -28,6 +28,8 @@ interface TableProperty {
   readonly hstore?: TypeModes["hstore"];
   /** Absent in schemas of Sluice before 0.3 and of tables without interval columns: "string". */
   readonly interval?: TypeModes["interval"];
+  /** Absent in schemas of Sluice before 0.3, of tables without interval columns and of the numeric mode: "postgres". */
+  readonly intervalText?: TypeModes["intervalText"];
   /** Absent in schemas of Sluice before 0.3 and of tables without bit(1) columns: false. */
   readonly bitBoolean?: boolean;
   /** Absent in schemas of Sluice before 0.3 and of tables without point columns: false. */
@@ -83,6 +85,7 @@ export function tableSchemaFromAvro(schema: AvroSchemaJson | string): { table: T
       decimals: property.decimals ?? EARLIER_TYPE_MODES.decimals,
       hstore: property.hstore ?? EARLIER_TYPE_MODES.hstore,
       interval: property.interval ?? EARLIER_TYPE_MODES.interval,
+      intervalText: property.intervalText ?? "postgres",
       bitBoolean: property.bitBoolean ?? false,
       pointRecord: property.pointRecord ?? false,
       bits: property.bits ?? false,

@@ -291,7 +291,7 @@ describe("tableSchemaFromAvro", () => {
       ],
     });
     // No hstore or interval column, so no mode of theirs in sluice.table: the earlier forms are assumed, which changes nothing here.
-    assert.deepEqual(options, { name: "dep.shop", numericMode: "string", envelope: "debezium", timePrecision: "adaptive", decimals: "all", hstore: "map", interval: "string", bitBoolean: false, pointRecord: false, bits: false });
+    assert.deepEqual(options, { name: "dep.shop", numericMode: "string", envelope: "debezium", timePrecision: "adaptive", decimals: "all", hstore: "map", interval: "string", intervalText: "postgres", bitBoolean: false, pointRecord: false, bits: false });
     assert.equal(tableSchemaFromAvro(mapTable(rebuilt, { ...options, envelope: "sluice" }).envelopeSchema).options.envelope, "sluice", "the earlier layout is recognised by its bookkeeping field");
     const again = mapTable(rebuilt, options);
     assert.deepEqual(again.valueSchema, mapping.valueSchema);

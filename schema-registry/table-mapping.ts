@@ -49,6 +49,8 @@ export interface TableMappingOptions {
   readonly uuidMarker?: boolean;
   /** PostgreSQL interval: "numeric" (Debezium's default interval.handling.mode; default here) or "string" (envelope "sluice", Sluice before 0.3). */
   readonly interval?: TypeModes["interval"];
+  /** The text of interval "string": Debezium's io.debezium.time.Interval ("debezium", default) or PostgreSQL's ("postgres", envelope "sluice"). */
+  readonly intervalText?: TypeModes["intervalText"];
   /** PostgreSQL bit(1) as a boolean, as Debezium maps it (default; not with envelope "sluice"). */
   readonly bitBoolean?: boolean;
   /** PostgreSQL point as Debezium's Point record (default; not with envelope "sluice"). */
@@ -105,6 +107,7 @@ export function mapTable(table: TableSchema, options: TableMappingOptions = {}):
     hstore: options.hstore ?? earlier?.hstore ?? "json",
     uuidMarker: options.uuidMarker ?? earlier?.uuidMarker ?? true,
     interval: options.interval ?? earlier?.interval ?? "numeric",
+    intervalText: options.intervalText ?? earlier?.intervalText ?? "debezium",
     bitBoolean: options.bitBoolean ?? earlier?.bitBoolean ?? true,
     pointRecord: options.pointRecord ?? earlier?.pointRecord ?? true,
     bits: options.bits ?? earlier?.bits ?? true,
@@ -144,6 +147,7 @@ export function mapTable(table: TableSchema, options: TableMappingOptions = {}):
     ...(modes.decimals === EARLIER_TYPE_MODES.decimals ? {} : { decimals: modes.decimals }),
     ...(modes.hstore === EARLIER_TYPE_MODES.hstore || !table.columns.some((column) => isPostgresType(table, column, "hstore")) ? {} : { hstore: modes.hstore }),
     ...(modes.interval === EARLIER_TYPE_MODES.interval || !table.columns.some((column) => isPostgresType(table, column, "interval")) ? {} : { interval: modes.interval }),
+    ...(modes.interval !== "string" || modes.intervalText !== "debezium" || !table.columns.some((column) => isPostgresType(table, column, "interval")) ? {} : { intervalText: "debezium" }),
     ...(modes.bitBoolean !== true || !table.columns.some((column) => isPostgresType(table, column, "bit(1)")) ? {} : { bitBoolean: true }),
     ...(modes.pointRecord !== true || !table.columns.some((column) => isPostgresType(table, column, "point")) ? {} : { pointRecord: true }),
     ...(modes.bits !== true || !table.columns.some((column) => isBitsColumn(table, column)) ? {} : { bits: true }),

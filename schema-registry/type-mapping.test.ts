@@ -537,3 +537,31 @@ describe("Debezium's form of MariaDB UUID", () => {
     assert.deepEqual(mapTable(table, { envelope: "sluice" }).valueSchema.fields[0]?.type, ["null", { type: "string", logicalType: "uuid" }]);
   });
 });
+
+describe("Debezium's form of PostgreSQL interval (interval.handling.mode string)", () => {
+  const string: TypeModes = { timePrecision: "adaptive", decimals: "all", interval: "string", intervalText: "debezium" };
+  const interval: AvroSchemaJson = { type: "string", "connect.version": 1, "connect.name": "io.debezium.time.Interval" };
+  checkType("postgres", ["interval", "interval(3)", "interval day to second"], interval, [["P1Y2M3DT4H5M6.789S"], ["P-1DT-1S"], ["PT0S"], ["PT-1H-2M-3.5S"], ["P178000000Y"], ["PT100H"], ["P-1Y-2M"], ["PT0.000001S"]], undefined, string);
+  checkType("postgres", ["_interval"], pgArray(interval), [[["P1M", null, "PT-0.5S"]]], undefined, string);
+
+  it("writes every part, each with its sign, as Debezium's Interval.toIsoString", () => {
+    const column = mapColumn("postgres", "interval", undefined, string);
+    assert.deepEqual(column.encode("P1Y2M3DT4H5M6.789S"), { c: "P1Y2M3DT4H5M6.789S" });
+    assert.deepEqual(column.encode("P-1DT-1S"), { c: "P0Y0M-1DT0H0M-1S" });
+    assert.deepEqual(column.encode("PT0S"), { c: "P0Y0M0DT0H0M0S" });
+    assert.deepEqual(column.encode("PT-0.5S"), { c: "P0Y0M0DT0H0M-0.5S" });
+    assert.deepEqual(column.encode("P1M"), { c: "P0Y1M0DT0H0M0S" });
+    assert.throws(() => column.encode("1 day"), /ISO 8601 interval.*"1 day"/);
+  });
+
+  it("is the string mode's default with envelope debezium, recorded in sluice.table; envelope sluice keeps PostgreSQL's text", () => {
+    const table: TableSchema = { source: "s", database: "d", schema: "sc", table: "t", sourceKind: "postgres", key: [], columns: [{ name: "took", dbType: "interval", nullable: true }] };
+    const mapping = mapTable(table, { interval: "string" });
+    assert.deepEqual(mapping.valueSchema.fields[0]?.type, ["null", interval]);
+    assert.equal((mapping.valueSchema["sluice.table"] as { intervalText?: string }).intervalText, "debezium");
+    const earlier = mapTable(table, { envelope: "sluice", interval: "string" });
+    assert.deepEqual(earlier.valueSchema.fields[0]?.type, ["null", "string"]);
+    assert.equal((earlier.valueSchema["sluice.table"] as { intervalText?: string }).intervalText, undefined);
+    assert.equal((mapTable(table).valueSchema["sluice.table"] as { intervalText?: string }).intervalText, undefined, "numeric mode");
+  });
+});
