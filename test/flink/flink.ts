@@ -12,7 +12,9 @@ import { promisify } from "node:util";
 
 const run = promisify(execFile);
 const HERE = dirname(fileURLToPath(import.meta.url));
-const CACHE = join(process.env["SLUICE_SERVICES_CACHE"] || join(homedir(), ".cache", "sluice-services"), "flink");
+/** The services' download cache (test/services/env.sh): Maven's repository `m2` (shared with Kafka's jars) and the built program. */
+const CACHE_ROOT = process.env["SLUICE_SERVICES_CACHE"] || join(homedir(), ".cache", "sluice-services");
+const CACHE = join(CACHE_ROOT, "flink");
 const JAVA_HOME = process.env["JAVA_HOME"];
 const bin = (tool: string) => (JAVA_HOME ? join(JAVA_HOME, "bin", tool) : tool);
 
@@ -49,8 +51,7 @@ export async function buildFlink(): Promise<string> {
   const building = `${CACHE}.${process.pid}`;
   rmSync(building, { recursive: true, force: true });
   mkdirSync(join(building, "classes"), { recursive: true });
-  const repository = process.env["SLUICE_MAVEN_REPO"] ? [`-Dmaven.repo.local=${process.env["SLUICE_MAVEN_REPO"]}`] : [];
-  await run("mvn", ["-B", "-q", ...repository, "-f", join(HERE, "pom.xml"), "dependency:copy-dependencies", `-DoutputDirectory=${join(building, "jars")}`], { maxBuffer: 64 << 20 });
+  await run("mvn", ["-B", "-q", `-Dmaven.repo.local=${join(CACHE_ROOT, "m2")}`, "-f", join(HERE, "pom.xml"), "dependency:copy-dependencies", `-DoutputDirectory=${join(building, "jars")}`], { maxBuffer: 64 << 20 });
   await run(bin("javac"), ["-cp", `${join(building, "jars")}/*`, "-d", join(building, "classes"), join(HERE, "FlinkDebeziumMaterialise.java")]);
   writeFileSync(join(building, ".built"), stamp);
   rmSync(CACHE, { recursive: true, force: true });

@@ -4,7 +4,8 @@
 # the service user. Readiness: a metadata request (kcat -L) that lists the broker.
 
 kafka_ports() { echo "$SLUICE_KAFKA_PORT $SLUICE_KAFKA_CONTROLLER_PORT"; }
-kafka_packages() { echo openjdk-17-jre-headless maven kcat; }
+# The JDK, not only the JRE: test/flink (and bench/debezium) compile a Java class with javac.
+kafka_packages() { echo openjdk-17-jdk-headless maven kcat; }
 kafka_match() { echo "kafka.Kafka $(svc_data kafka)/server.properties"; }
 kafka_dir() { echo "$CACHE_ROOT/kafka-$SLUICE_KAFKA_VERSION"; }
 

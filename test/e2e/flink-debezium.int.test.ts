@@ -1,0 +1,275 @@
+/**
+ * Issue 15: an unmodified third-party Debezium consumer reads Sluice's topics. PostgreSQL and
+ * MariaDB → the real daemon → Kafka with the default (Debezium-compatible) topics; then Apache
+ * Flink's own `debezium-avro-confluent` format (local mini-cluster, test/flink/) materialises every
+ * table from its topic, with schemas from the daemon's registry, and each table Flink holds must
+ * equal the source row by row. The workload has a snapshot, an update leaving a TOAST value
+ * unchanged (REPLICA IDENTITY FULL, and DEFAULT), a primary-key change, a column added with a
+ * DEFAULT, a multi-statement transaction over several tables and a truncate.
+ *
+ * What a Debezium consumer cannot see, and neither can Flink on Debezium's own topics:
+ * - truncates, skipped by default (`skipped_operations: ["t"]`): Flink keeps the truncated rows;
+ * - an update's old row under PostgreSQL's REPLICA IDENTITY DEFAULT (`before` is null): Flink's
+ *   format refuses such updates and asks for REPLICA IDENTITY FULL.
+ * Both are asserted as such. The first Flink run fetches its jars from Maven Central (cached).
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import mysql from "mysql2/promise";
+import type { Connection } from "mysql2/promise";
+import type pg from "pg";
+import { kafka, mariadb } from "../services/ports.ts";
+import type { FlinkState, FlinkTable } from "../flink/flink.ts";
+import { buildFlink, materialiseWithFlink } from "../flink/flink.ts";
+import {
+  deleteKafkaDeployment,
+  dropPostgres,
+  killAllDaemons,
+  mysqlSourceConfig,
+  pgClient,
+  pgSourceConfig,
+  randomName,
+  removeDir,
+  SluiceDaemon,
+  tempDir,
+  waitFor,
+  waitSourcesPast,
+} from "./helpers.ts";
+
+type Row = Record<string, string | null>;
+
+const topicsConfig = { kind: "kafka", brokers: [...kafka.brokers], partitions: 2, transactions: true };
+
+/** Flink's rows, values as the program prints them (text), sorted by `id`. */
+function flinkRows(state: FlinkState, table: string): Row[] {
+  const result = state[table];
+  assert.ok(result, `Flink reported ${table}`);
+  assert.equal(result.error, undefined, `Flink's job for ${table} failed: ${result.error}`);
+  return result.rows.map((row) => row as Row).sort((a, b) => Number(a.id) - Number(b.id));
+}
+
+/** Debezium's ZonedTimestamp text of a UTC timestamp PostgreSQL printed as `YYYY-MM-DDTHH:MI:SS.USZ`: the fraction without trailing zeros. */
+function zoned(text: string | null | undefined): string | null {
+  return text === null || text === undefined ? null : text.replace(/\.?0+Z$/, "Z");
+}
+
+/**
+ * Rows 2 and 10 of `items` were last written before `tier` was added: their newest records carry no
+ * `tier`, and Avro fills a field the writer lacks from the READER's schema, which Flink derives from
+ * its DDL (nullable: default null). So Flink shows null where the table has the DEFAULT 'basic',
+ * on Debezium's topics too; a reader using the latest registered schema gets 'basic'
+ * (debezium-envelope.int.test.ts).
+ */
+function readerDefaults(items: Row[]): Row[] {
+  return items.map((row) => (row.id === "2" || row.id === "10" ? { ...row, tier: null } : row));
+}
+
+function byId(rows: Row[]): Row[] {
+  return rows.sort((a, b) => Number(a.id) - Number(b.id));
+}
+
+function summary(rows: Row[]): string {
+  return JSON.stringify(rows.map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, v !== null && v.length > 60 ? `${v.slice(0, 20)}…(${v.length})` : v]))), null, 1);
+}
+
+function assertSameRows(actual: Row[], expected: Row[], what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: row count\nFlink: ${summary(actual)}\nsource: ${summary(expected)}`);
+  for (let i = 0; i < expected.length; i++) assert.deepEqual(actual[i], expected[i], `${what}: row ${expected[i]!.id}\nFlink: ${summary([actual[i]!])}\nsource: ${summary([expected[i]!])}`);
+}
+
+before(async () => {
+  // The first build fetches ~160 MB of jars: outside every test's own timeout.
+  await buildFlink();
+});
+
+describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables from Sluice's topics", () => {
+  const schema = randomName("flink_pg");
+  const source = randomName("src");
+  const deployment = randomName("dep");
+  const names = { slot: `sluice_${source}`, publication: `sluice_${source}`, schema };
+  const dir = tempDir("flink_pg");
+  const big = randomBytes(9_000).toString("base64");
+  let client: pg.Client;
+  const config = { name: deployment, sources: [pgSourceConfig(source, [`${schema}.*`])], topics: topicsConfig };
+
+  before(async () => {
+    client = await pgClient();
+    await client.query(`CREATE SCHEMA ${schema}`);
+    // REPLICA IDENTITY FULL: Flink's format needs every update's old row.
+    await client.query(`CREATE TABLE ${schema}.docs (id int PRIMARY KEY, title text NOT NULL, body text, price numeric(12,2), flag boolean, born date, seen timestamptz, meta jsonb)`);
+    await client.query(`ALTER TABLE ${schema}.docs REPLICA IDENTITY FULL`);
+    await client.query(`CREATE TABLE ${schema}.plain_docs (id int PRIMARY KEY, title text NOT NULL, body text)`);
+    await client.query(`CREATE TABLE ${schema}.items (id int PRIMARY KEY, name text NOT NULL)`);
+    // REPLICA IDENTITY DEFAULT without updates: a delete's before holds only the key, which is all Flink needs.
+    await client.query(`CREATE TABLE ${schema}.logs (id int PRIMARY KEY, line text NOT NULL, at date NOT NULL)`);
+    await client.query(`ALTER TABLE ${schema}.items REPLICA IDENTITY FULL`);
+    await client.query(`CREATE TABLE ${schema}.events (id int PRIMARY KEY, what text)`);
+    await client.query(`ALTER TABLE ${schema}.events REPLICA IDENTITY FULL`);
+    await client.query(`INSERT INTO ${schema}.docs VALUES (1, 't1', $1, 12.5, true, '2024-02-29', '2023-11-14 22:13:20.123456+00', '{"a": [1, 2.5, "x"], "b": null}'), (2, 'small', 'short', NULL, NULL, NULL, NULL, NULL)`, [big]);
+    await client.query(`INSERT INTO ${schema}.plain_docs VALUES (1, 't1', $1)`, [big]);
+    await client.query(`INSERT INTO ${schema}.items VALUES (1, 'a'), (2, 'b'), (3, 'c')`);
+    await client.query(`INSERT INTO ${schema}.events VALUES (1, 'old 1'), (2, 'old 2')`);
+    await client.query(`INSERT INTO ${schema}.logs VALUES (1, 'one', '2020-01-01'), (2, 'two', '2020-01-02')`);
+  });
+
+  after(async () => {
+    await killAllDaemons();
+    await dropPostgres(client, names);
+    await client.end();
+    await deleteKafkaDeployment(deployment).catch(() => undefined);
+    removeDir(dir);
+  });
+
+  test("snapshot, unchanged TOAST, key change, added column with a default, a transaction and a truncate: Flink's tables equal PostgreSQL's", { timeout: 600_000 }, async () => {
+    const daemon = await SluiceDaemon.start(dir, config);
+    await waitSourcesPast(daemon, client, 180_000);
+    const s = schema;
+    // Unchanged TOAST: the body is not in the WAL record, only the title changed.
+    await client.query(`UPDATE ${s}.docs SET title = 't2', price = 13.75 WHERE id = 1`);
+    await client.query(`UPDATE ${s}.plain_docs SET title = 't2' WHERE id = 1`);
+    // A primary-key change.
+    await client.query(`UPDATE ${s}.items SET id = 10 WHERE id = 1`);
+    // A multi-statement transaction over three tables.
+    await client.query("BEGIN");
+    await client.query(`INSERT INTO ${s}.items VALUES (4, 'd')`);
+    await client.query(`UPDATE ${s}.items SET name = 'b2' WHERE id = 2`);
+    await client.query(`DELETE FROM ${s}.items WHERE id = 3`);
+    await client.query(`UPDATE ${s}.docs SET flag = false, born = '1999-12-31' WHERE id = 2`);
+    await client.query(`INSERT INTO ${s}.events VALUES (3, 'old 3')`);
+    await client.query(`INSERT INTO ${s}.logs VALUES (3, 'three', '2020-01-03')`);
+    await client.query(`DELETE FROM ${s}.logs WHERE id = 1`);
+    await client.query("COMMIT");
+    // A column added with a default: rows written before it read as 'basic' from their old records.
+    await client.query(`ALTER TABLE ${s}.items ADD COLUMN tier text DEFAULT 'basic'`);
+    await client.query(`INSERT INTO ${s}.items VALUES (5, 'e', 'gold')`);
+    await client.query(`UPDATE ${s}.items SET tier = 'silver' WHERE id = 4`);
+    // A truncate, then new rows: a Debezium consumer does not see the truncate.
+    const truncated = (await client.query<Row>(`SELECT id::text, what FROM ${s}.events ORDER BY id`)).rows;
+    await client.query(`TRUNCATE ${s}.events`);
+    await client.query(`INSERT INTO ${s}.events VALUES (7, 'new 7')`);
+    await client.query(`INSERT INTO ${s}.docs VALUES (3, 'last', 'x', 0.01, true, '0001-01-01', '2038-01-19 03:14:08+00', '[]')`);
+    await waitSourcesPast(daemon, client, 180_000);
+
+    const docs = byId(
+      (
+        await client.query<Row>(
+          `SELECT id::text, title, body, price::text, flag::text, born::text, to_char(seen AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS seen, meta::text FROM ${s}.docs`,
+        )
+      ).rows,
+    ).map((row) => ({ ...row, seen: zoned(row.seen) }));
+    const items = byId((await client.query<Row>(`SELECT id::text, name, tier FROM ${s}.items`)).rows);
+    const events = byId((await client.query<Row>(`SELECT id::text, what FROM ${s}.events`)).rows);
+    const logs = byId((await client.query<Row>(`SELECT id::text, line, at::text FROM ${s}.logs`)).rows);
+    const prefix = `${deployment}.${source}.${s}`;
+    const tables: FlinkTable[] = [
+      {
+        name: "docs",
+        topic: `${prefix}.docs`,
+        columns: "`id` INT NOT NULL, `title` STRING NOT NULL, `body` STRING, `price` DECIMAL(12, 2), `flag` BOOLEAN, `born` DATE, `seen` STRING, `meta` STRING",
+        key: ["id"],
+        expectedRows: docs.length,
+      },
+      { name: "items", topic: `${prefix}.items`, columns: "`id` INT NOT NULL, `name` STRING NOT NULL, `tier` STRING", key: ["id"], expectedRows: items.length },
+      // The truncated rows stay in Flink: truncates are skipped for Debezium consumers.
+      { name: "events", topic: `${prefix}.events`, columns: "`id` INT NOT NULL, `what` STRING", key: ["id"], expectedRows: truncated.length + events.length },
+      { name: "logs", topic: `${prefix}.logs`, columns: "`id` INT NOT NULL, `line` STRING NOT NULL, `at` DATE NOT NULL", key: ["id"], expectedRows: logs.length },
+      { name: "plain_docs", topic: `${prefix}.plain_docs`, columns: "`id` INT NOT NULL, `title` STRING NOT NULL, `body` STRING", key: ["id"] },
+    ];
+    const state = await materialiseWithFlink({ brokers: kafka.brokers.join(","), registry: `${daemon.url}/registry`, tables, idleSeconds: 5, timeoutSeconds: 240 }, join(dir, "flink.json"));
+    await daemon.stop();
+
+    assertSameRows(flinkRows(state, "docs"), docs, "docs (REPLICA IDENTITY FULL, unchanged TOAST copied from before)");
+    assertSameRows(flinkRows(state, "items"), readerDefaults(items), "items (key change, transaction, added column with DEFAULT)");
+    assertSameRows(flinkRows(state, "events"), byId([...truncated, ...events]), "events (the truncate is not seen, as on Debezium's topics)");
+    assertSameRows(flinkRows(state, "logs"), logs, "logs (REPLICA IDENTITY DEFAULT, inserts and deletes)");
+    // REPLICA IDENTITY DEFAULT: the update has no old row, as from Debezium, and Flink's format says what to do.
+    assert.match(String(state["plain_docs"]?.error), /REPLICA IDENTITY to FULL/, "Flink refuses an update without its old row, as on Debezium's topics");
+  });
+});
+
+describe("Flink's debezium-avro-confluent format materialises MariaDB tables from Sluice's topics", () => {
+  const database = randomName("flink_my");
+  const source = randomName("src");
+  const deployment = randomName("dep");
+  const dir = tempDir("flink_my");
+  let admin: Connection;
+  const config = { name: deployment, sources: [mysqlSourceConfig(source, [`${database}.*`])], topics: topicsConfig };
+  const big = randomBytes(40_000).toString("base64");
+
+  before(async () => {
+    admin = await mysql.createConnection({ host: mariadb.host, port: mariadb.port, user: mariadb.user, password: mariadb.password, dateStrings: true, supportBigNumbers: true, bigNumberStrings: true });
+    await admin.query(`CREATE DATABASE \`${database}\``);
+    await admin.query(`CREATE TABLE \`${database}\`.docs (id INT PRIMARY KEY, title VARCHAR(20) NOT NULL, body LONGTEXT, price DECIMAL(12,2), born DATE, seen TIMESTAMP(6) NULL, at DATETIME(6))`);
+    await admin.query(`CREATE TABLE \`${database}\`.items (id INT PRIMARY KEY, name VARCHAR(20) NOT NULL)`);
+    await admin.query(`CREATE TABLE \`${database}\`.events (id INT PRIMARY KEY, what VARCHAR(20))`);
+    await admin.query(`INSERT INTO \`${database}\`.docs VALUES (1, 't1', ?, 12.5, '2024-02-29', '2023-11-14 22:13:20.123456', '2023-11-14 22:13:20.5'), (2, 'small', 'short', NULL, NULL, NULL, NULL)`, [big]);
+    await admin.query(`INSERT INTO \`${database}\`.items VALUES (1, 'a'), (2, 'b'), (3, 'c')`);
+    await admin.query(`INSERT INTO \`${database}\`.events VALUES (1, 'old 1'), (2, 'old 2')`);
+  });
+
+  after(async () => {
+    await killAllDaemons();
+    await admin.query(`DROP DATABASE IF EXISTS \`${database}\``);
+    await admin.end();
+    await deleteKafkaDeployment(deployment).catch(() => undefined);
+    removeDir(dir);
+  });
+
+  test("snapshot, key change, added column with a default, a transaction and a truncate: Flink's tables equal MariaDB's", { timeout: 600_000 }, async () => {
+    await admin.query("SET time_zone = '+00:00'");
+    const daemon = await SluiceDaemon.start(dir, config);
+    const d = `\`${database}\``;
+    const captured = (table: string, op: string) => daemon.metric("sluice_changes_captured_total", { table: `${database}.${table}`, op });
+    // The snapshot first: changes made before it would reach the topics only as its reads.
+    for (const [table, rows] of [["docs", 2], ["items", 3], ["events", 2]] as const) {
+      await waitFor(`the snapshot of ${table}`, async () => (await captured(table, "r")) >= rows, { daemon, timeoutMs: 180_000 });
+    }
+    await admin.query(`UPDATE ${d}.docs SET title = 't2', price = 13.75 WHERE id = 1`);
+    await admin.query(`UPDATE ${d}.items SET id = 10 WHERE id = 1`);
+    await admin.query("BEGIN");
+    await admin.query(`INSERT INTO ${d}.items VALUES (4, 'd')`);
+    await admin.query(`UPDATE ${d}.items SET name = 'b2' WHERE id = 2`);
+    await admin.query(`DELETE FROM ${d}.items WHERE id = 3`);
+    await admin.query(`UPDATE ${d}.docs SET born = '1999-12-31', at = '1970-01-01 00:00:00' WHERE id = 2`);
+    await admin.query(`INSERT INTO ${d}.events VALUES (3, 'old 3')`);
+    await admin.query("COMMIT");
+    await admin.query(`ALTER TABLE ${d}.items ADD COLUMN tier VARCHAR(10) DEFAULT 'basic'`);
+    await admin.query(`INSERT INTO ${d}.items VALUES (5, 'e', 'gold')`);
+    await admin.query(`UPDATE ${d}.items SET tier = 'silver' WHERE id = 4`);
+    const [truncated] = (await admin.query(`SELECT CAST(id AS CHAR) AS id, what FROM ${d}.events ORDER BY id`)) as unknown as [Row[]];
+    await admin.query(`TRUNCATE TABLE ${d}.events`);
+    await admin.query(`INSERT INTO ${d}.events VALUES (7, 'new 7')`);
+    await admin.query(`INSERT INTO ${d}.docs VALUES (3, 'last', 'x', 0.01, '1000-01-01', '2038-01-19 03:14:07.999999', '9999-12-31 23:59:59.999999')`);
+
+    await waitFor("the last insert captured", async () => (await captured("docs", "c")) >= 1, { daemon, timeoutMs: 180_000 });
+
+    const [docRows] = (await admin.query(
+      `SELECT CAST(id AS CHAR) AS id, title, body, CAST(price AS CHAR) AS price, CAST(born AS CHAR) AS born, DATE_FORMAT(seen, '%Y-%m-%dT%H:%i:%s.%fZ') AS seen, CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', at) AS CHAR) AS at FROM ${d}.docs`,
+    )) as unknown as [Row[]];
+    const docs = byId(docRows).map((row) => ({ ...row, seen: zoned(row.seen) }));
+    const [itemRows] = (await admin.query(`SELECT CAST(id AS CHAR) AS id, name, tier FROM ${d}.items`)) as unknown as [Row[]];
+    const items = byId(itemRows);
+    const [eventRows] = (await admin.query(`SELECT CAST(id AS CHAR) AS id, what FROM ${d}.events`)) as unknown as [Row[]];
+    const prefix = `${deployment}.${source}.${database}`;
+    const tables: FlinkTable[] = [
+      // DATETIME(6) is Debezium's MicroTimestamp: microseconds since 1970 as a long, read as BIGINT.
+      {
+        name: "docs",
+        topic: `${prefix}.docs`,
+        columns: "`id` INT NOT NULL, `title` STRING NOT NULL, `body` STRING, `price` DECIMAL(12, 2), `born` DATE, `seen` STRING, `at` BIGINT",
+        key: ["id"],
+        expectedRows: docs.length,
+      },
+      { name: "items", topic: `${prefix}.items`, columns: "`id` INT NOT NULL, `name` STRING NOT NULL, `tier` STRING", key: ["id"], expectedRows: items.length },
+      { name: "events", topic: `${prefix}.events`, columns: "`id` INT NOT NULL, `what` STRING", key: ["id"], expectedRows: truncated.length + eventRows.length },
+    ];
+    const state = await materialiseWithFlink({ brokers: kafka.brokers.join(","), registry: `${daemon.url}/registry`, tables, idleSeconds: 8, timeoutSeconds: 240 }, join(dir, "flink.json"));
+    await daemon.stop();
+
+    assertSameRows(flinkRows(state, "docs"), docs, "docs");
+    assertSameRows(flinkRows(state, "items"), readerDefaults(items), "items (key change, transaction, added column with DEFAULT)");
+    assertSameRows(flinkRows(state, "events"), byId([...truncated, ...eventRows]), "events (the truncate is not seen, as on Debezium's topics)");
+  });
+});
