@@ -311,7 +311,7 @@ const postgresSource = z.strictObject({
     .enum(["numeric", "string"])
     .default("numeric")
     .describe(
-      "PostgreSQL interval columns (Debezium's interval.handling.mode): numeric: io.debezium.time.MicroDuration, microseconds with a month as 30.4375 days (Debezium's default; the exact value travels in the sluice.special header for Sluice's sinks); string: ISO 8601 text (earlier Sluice versions; always with envelope sluice). A subject registered with string keeps it when its compatibility level refuses the change. docs/avro-types.md",
+      "PostgreSQL interval columns (Debezium's interval.handling.mode): numeric: io.debezium.time.MicroDuration, microseconds with a month as 30.4375 days (Debezium's default; the exact value travels in the sluice.special header for Sluice's sinks); string: io.debezium.time.Interval, Debezium's ISO 8601 text with every part, e.g. P0Y0M-1DT0H0M-1S (with envelope sluice: PostgreSQL's own ISO 8601 text, as earlier Sluice versions). A subject registered with string keeps it when its compatibility level refuses the change. docs/avro-types.md",
     ),
   hstore_handling_mode: z
     .enum(["json", "map"])
