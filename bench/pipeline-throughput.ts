@@ -12,7 +12,9 @@
  *    applied), plus the best 5-s window of each sink (sluice_sink_changes_applied_total). The
  *    writers outrun the pipeline many times over, so the stages work through a backlog of
  *    millions of changes; the CPU each process used meanwhile shows what limits them.
- * 2. Commit → visible latency at a fixed `--rate` (changes/s) for `--latency-seconds`: every
+ * 2. Commit → visible latency at a fixed `--rate` (changes/s) for `--latency-seconds` (0 leaves it
+ *    out; bench/commit-to-visible.ts, shared with bench/latency.ts, which also measures DuckDB and
+ *    where the time goes): every
  *    100 ms one transaction of rate/10 changes, one of them a marker row (its own small table)
  *    whose commit time the writer notes; pollers query ClickHouse's view and Elasticsearch's
  *    alias every 25 ms for new markers. Latency = first seen − commit returned (includes up to
@@ -21,7 +23,7 @@
  * 3. Check: row counts in ClickHouse and Elasticsearch equal PostgreSQL's.
  */
 import { readdirSync, readFileSync } from "node:fs";
-import { cpus } from "node:os";
+import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import {
@@ -46,6 +48,7 @@ import {
 } from "../test/e2e/helpers.ts";
 import type { SluiceDaemon } from "../test/e2e/helpers.ts";
 import { clickhouse, elasticsearch, kafka, servicesDir } from "../test/services/ports.ts";
+import { clickhouseMarkers, commitToVisible, elasticsearchMarkers, fmt, latencyRow } from "./commit-to-visible.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -69,7 +72,6 @@ const dir = tempDir("bench-pipeline");
 const ROWS = `"${schema}".rows`;
 const MARKERS = `"${schema}".markers`;
 
-const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
 const log = (text: string) => process.stdout.write(`${text}\n`);
 
 interface Sample {
@@ -150,11 +152,6 @@ function cpuReport(before: CpuSnapshot, after: CpuSnapshot, seconds: number): st
   return `CPU while draining, in cores (of ${cpus().length}): ${parts.join(", ")}; machine busy ${((100 * (after.busy - before.busy)) / (after.total - before.total)).toFixed(0)} %`;
 }
 
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-
 /** Phase 1: as fast as the writers go. */
 async function throughput(daemon: SluiceDaemon): Promise<string[]> {
   const writers = await Promise.all(Array.from({ length: WRITERS }, () => pgClient()));
@@ -222,75 +219,6 @@ async function throughput(daemon: SluiceDaemon): Promise<string[]> {
   ];
 }
 
-/** Phase 2: commit → visible at a fixed rate. */
-async function latency(label: string, seconds: number, markerBase: number): Promise<{ ch: number[]; es: number[] }> {
-  const client = await pgClient();
-  const committed = new Map<number, number>();
-  const seen = { ch: new Map<number, number>(), es: new Map<number, number>() };
-  const perTx = Math.max(2, Math.round(RATE / 10));
-  let running = true;
-  let stopAt = Number.POSITIVE_INFINITY;
-  const pollClickHouse = (async () => {
-    let last = markerBase;
-    while (running || seen.ch.size < committed.size) {
-      const text = (await clickhouseQuery(`SELECT id FROM \`${database}\`.\`${schema}_markers\` WHERE id > ${last} FORMAT TabSeparated`)).toString("utf8");
-      const now = performance.now();
-      for (const line of text.split("\n")) {
-        if (line === "") continue;
-        const id = Number(line);
-        if (!seen.ch.has(id)) seen.ch.set(id, now);
-        last = Math.max(last, id);
-      }
-      if (!running && performance.now() > stopAt + 30_000) break;
-      await sleep(25);
-    }
-  })();
-  const pollElasticsearch = (async () => {
-    let last = markerBase;
-    while (running || seen.es.size < committed.size) {
-      const result = await esRequest("POST", `/${schema}_markers/_search`, { size: 10_000, _source: ["id"], query: { range: { id: { gt: last } } } });
-      const now = performance.now();
-      const hits = (result.json as { hits?: { hits: { _source: { id: number } }[] } }).hits?.hits ?? [];
-      for (const hit of hits) {
-        const id = Number(hit._source.id);
-        if (!seen.es.has(id)) seen.es.set(id, now);
-        last = Math.max(last, id);
-      }
-      if (!running && performance.now() > stopAt + 30_000) break;
-      await sleep(25);
-    }
-  })();
-  const start = performance.now();
-  let id = markerBase;
-  let rowId = 2_000_000_000 + markerBase * perTx;
-  let behind = 0;
-  for (let tick = 0; tick < seconds * 10; tick++) {
-    const due = start + tick * 100;
-    const wait = due - performance.now();
-    if (wait > 0) await sleep(wait);
-    else behind++;
-    id++;
-    await client.query("BEGIN");
-    // perTx − 1 changes in the big table (new rows, and updates of the ones two ticks back), then the marker.
-    const inserts = Math.ceil((perTx - 1) / 2);
-    await client.query(`INSERT INTO ${ROWS} SELECT g, g % 1000, md5(g::text), 1, now() FROM generate_series($1::bigint, $2::bigint) g`, [rowId, rowId + inserts - 1]);
-    if (perTx - 1 - inserts > 0 && tick >= 2) await client.query(`UPDATE ${ROWS} SET amount = amount + 1 WHERE id BETWEEN $1 AND $2`, [rowId - 2 * inserts, rowId - 2 * inserts + (perTx - 1 - inserts) - 1]);
-    rowId += inserts;
-    await client.query(`INSERT INTO ${MARKERS} VALUES ($1, now())`, [id]);
-    await client.query("COMMIT");
-    committed.set(id, performance.now());
-  }
-  const actualRate = (committed.size * perTx) / ((performance.now() - start) / 1000);
-  running = false;
-  stopAt = performance.now();
-  await Promise.all([pollClickHouse, pollElasticsearch]);
-  await client.end();
-  const lat = (m: Map<number, number>) => [...committed].filter(([k]) => m.has(k)).map(([k, t]) => m.get(k)! - t).sort((a, b) => a - b);
-  const out = { ch: lat(seen.ch), es: lat(seen.es) };
-  log(`latency (${label}): ${committed.size} transactions at ${fmt(actualRate)} changes/s (${behind} ticks late); markers seen: ClickHouse ${out.ch.length}, Elasticsearch ${out.es.length}`);
-  return out;
-}
-
 async function main(): Promise<void> {
   const client = await pgClient();
   const cleanup = async () => {
@@ -316,23 +244,27 @@ async function main(): Promise<void> {
         { kind: "clickhouse", name: "warehouse", url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database },
         { kind: "elasticsearch", name: "search", nodes: [elasticsearch.url] },
       ],
-      logging: { level: "warn" },
     }, "bench");
     await waitFor("the marker table to reach both sinks", async () => {
       const ch = (await clickhouseQuery(`SELECT count() FROM \`${database}\`.\`${schema}_markers\``).catch(() => Buffer.from("0"))).toString().trim();
       const es = await esRequest("GET", `/${schema}_markers/_count`);
       return ch === "1" && es.status === 200;
     }, { daemon, timeoutMs: 120_000 });
-    log(`PostgreSQL → Kafka (3 partitions, transactions) → ClickHouse 18.16 + Elasticsearch; ${WRITERS} writers for ${SECONDS} s, then ${RATE} changes/s for ${LATENCY_SECONDS} s`);
+    log(`PostgreSQL → Kafka (3 partitions, transactions) → ClickHouse 18.16 + Elasticsearch; ${WRITERS} writers for ${SECONDS} s, then ${RATE} changes/s for ${LATENCY_SECONDS} s; load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
 
     const table = await throughput(daemon);
     const lsn = await currentLsn(client);
     log(`(drained; WAL at ${lsn})`);
 
-    const defaultRefresh = await latency("Elasticsearch refresh 1 s (default)", LATENCY_SECONDS, 1_000_000);
-    const settings = await esRequest("PUT", `/${schema}_markers/_settings`, { index: { refresh_interval: "100ms" } });
-    if (settings.status !== 200) throw new Error(`setting refresh_interval: ${settings.text}`);
-    const fastRefresh = await latency("Elasticsearch refresh 100 ms", LATENCY_SECONDS, 2_000_000);
+    // Phase 2 (bench/commit-to-visible.ts); --latency-seconds 0 leaves it out.
+    const readers = [clickhouseMarkers("ch", database, `${schema}_markers`), elasticsearchMarkers("es", `${schema}_markers`)];
+    const probe = (label: string, markerBase: number) => commitToVisible({ rowsTable: ROWS, markersTable: MARKERS, rate: RATE, seconds: LATENCY_SECONDS, markerBase, readers, label, log });
+    const defaultRefresh = LATENCY_SECONDS > 0 ? await probe("Elasticsearch refresh 1 s (default)", 1_000_000) : null;
+    if (LATENCY_SECONDS > 0) {
+      const settings = await esRequest("PUT", `/${schema}_markers/_settings`, { index: { refresh_interval: "100ms" } });
+      if (settings.status !== 200) throw new Error(`setting refresh_interval: ${settings.text}`);
+    }
+    const fastRefresh = LATENCY_SECONDS > 0 ? await probe("Elasticsearch refresh 100 ms", 2_000_000) : null;
 
     // Check: every row arrived.
     const pgRows = Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${ROWS}`)).rows[0]!.n);
@@ -342,18 +274,17 @@ async function main(): Promise<void> {
     await daemon.stop();
     log(`rows: PostgreSQL ${fmt(pgRows)}, ClickHouse ${fmt(chRows)}, Elasticsearch ${fmt(esRows)}${pgRows === chRows && pgRows === esRows ? " (equal)" : " (DIFFERENT)"}`);
 
-    const latencyRow = (label: string, values: number[], expected: number) =>
-      `| ${label} | ${fmt(percentile(values, 50))} ms | ${fmt(percentile(values, 99))} ms | ${fmt(values.at(-1) ?? Number.NaN)} ms | ${values.length}/${expected} |`;
     const expected = LATENCY_SECONDS * 10;
     log("");
     log(table.join("\n"));
+    if (!defaultRefresh || !fastRefresh) return;
     log("");
     log(`| commit → visible at ${fmt(RATE)} changes/s | p50 | p99 | max | markers |`);
     log("| --- | --- | --- | --- | --- |");
-    log(latencyRow("ClickHouse", defaultRefresh.ch, expected));
-    log(latencyRow("Elasticsearch, refresh 1 s (default)", defaultRefresh.es, expected));
-    log(latencyRow("ClickHouse (second run)", fastRefresh.ch, expected));
-    log(latencyRow("Elasticsearch, refresh 100 ms", fastRefresh.es, expected));
+    log(latencyRow("ClickHouse", defaultRefresh.get("ch")!, expected));
+    log(latencyRow("Elasticsearch, refresh 1 s (default)", defaultRefresh.get("es")!, expected));
+    log(latencyRow("ClickHouse (second run)", fastRefresh.get("ch")!, expected));
+    log(latencyRow("Elasticsearch, refresh 100 ms", fastRefresh.get("es")!, expected));
   } finally {
     await cleanup();
   }

@@ -37,7 +37,8 @@ export interface HaltedTable {
 }
 
 export interface CaptureStats {
-  onBatch?(batch: SourceBatch, records: number, produceSeconds: number): void;
+  /** `times`: wall-clock ms when the batch was read from the source (captured) and when it was durable in the topic log. */
+  onBatch?(batch: SourceBatch, records: number, produceSeconds: number, times: { readonly capturedMs: number; readonly durableMs: number }): void;
   onHalt?(table: string, error: SluiceError): void;
   /** An operator released the table (`sluice halted retry|skip --source`); it may halt again at once. */
   onRelease?(table: string): void;
@@ -202,11 +203,12 @@ export class CapturePipeline {
           if (stop.aborted) return;
           throw error;
         }
+        const capturedMs = Date.now();
         const releases = this.releases;
         const records = await this.encodeBatch(batch);
         while (inFlight.size >= MAX_BATCHES_IN_FLIGHT) await orFailure(Promise.race(inFlight));
         if (outcome.failure !== null) throw outcome.failure.error;
-        const publishing = this.publish(batch, records, releases);
+        const publishing = this.publish(batch, records, releases, capturedMs);
         inFlight.add(publishing);
         publishing.then(
           () => inFlight.delete(publishing),
@@ -228,7 +230,7 @@ export class CapturePipeline {
    * source once it is durable and the previous batch was acknowledged; rejects without
    * acknowledging when either failed.
    */
-  private publish(batch: SourceBatch, encoded: ProducedRecord[], releases: number): Promise<void> {
+  private publish(batch: SourceBatch, encoded: ProducedRecord[], releases: number, capturedMs: number): Promise<void> {
     const previous = this.acknowledged;
     const published = (async () => {
       const issued = await this.exclusive(async () => {
@@ -239,12 +241,13 @@ export class CapturePipeline {
         return { durable, records: records.length, started: performance.now() };
       });
       await issued.durable;
+      const durableMs = Date.now();
       const seconds = (performance.now() - issued.started) / 1000;
       await previous;
       await batch.ack();
       this.lastCheckpoint = batch.checkpoint;
       this.lastAckedCommitMs = batch.events.length === 0 ? (batch.throughTimeMs ?? Date.now()) : Math.max(...batch.events.map((e) => e.source.commitTimeMs));
-      this.options.stats?.onBatch?.(batch, issued.records, seconds);
+      this.options.stats?.onBatch?.(batch, issued.records, seconds, { capturedMs, durableMs });
     })();
     published.catch(() => undefined);
     this.acknowledged = published;

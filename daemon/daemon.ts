@@ -32,7 +32,7 @@ import type { HaltAction } from "./halted.ts";
 import { HttpServer, readBody, sendJson } from "./http-server.ts";
 import type { TlsCredentials } from "./http-server.ts";
 import type { Logger } from "../runtime/logger.ts";
-import { countPerTableAndOp, SluiceMetrics } from "./metrics.ts";
+import { countPerTableAndOp, observeStages, SluiceMetrics } from "./metrics.ts";
 import { queryHandler } from "./sink-query.ts";
 import { SinkThread } from "./sink-thread.ts";
 import { releaseHeapFlags, reportMemoryPlan } from "./memory-report.ts";
@@ -309,9 +309,10 @@ export class Daemon {
         reconnect: { initialMs: 500, maxMs: 30_000 },
         maxRecordBytes: this.config.topics.max_record_bytes,
         stats: {
-          onBatch: (batch, _records, seconds) => {
+          onBatch: (batch, _records, seconds, times) => {
             for (const { table, op, count } of countPerTableAndOp(batch.events)) this.metrics.changesCaptured.inc({ source: sourceConfig.name, table, op }, count);
             this.metrics.publishLatency.observe({ source: sourceConfig.name }, seconds);
+            observeStages(this.metrics.captureLatency, { source: sourceConfig.name }, batch.events, { captured: times.capturedMs, durable: times.durableMs });
             const last = batch.events.at(-1);
             if (last) this.metrics.lastAckedCommitTime.set({ source: sourceConfig.name }, last.source.commitTimeMs / 1000);
           },

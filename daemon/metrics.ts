@@ -20,6 +20,40 @@ export function countPerTableAndOp(events: Iterable<ChangeEvent>): { table: stri
   return [...counts.values()];
 }
 
+/** At most this many commit times per batch feed the latency histograms: the cost per batch stays bounded when transactions are tiny. */
+const MAX_LATENCY_SAMPLES = 64;
+
+/**
+ * The commit times (ms) of the transactions in a batch, one per run of equal commit times
+ * (a transaction's changes share one), evenly sampled down to MAX_LATENCY_SAMPLES; snapshot
+ * reads are left out (their commit time is when the snapshot began, not a commit).
+ */
+export function commitTimesOf(events: readonly ChangeEvent[]): number[] {
+  const times: number[] = [];
+  let previous = Number.NaN;
+  for (const event of events) {
+    const at = event.source.commitTimeMs;
+    if (at === previous || event.source.snapshot) continue;
+    times.push(at);
+    previous = at;
+  }
+  if (times.length <= MAX_LATENCY_SAMPLES) return times;
+  const step = times.length / MAX_LATENCY_SAMPLES;
+  return Array.from({ length: MAX_LATENCY_SAMPLES }, (_, i) => times[Math.floor(i * step)]!);
+}
+
+/** For each transaction of `events` (commitTimesOf) and each stage: the time from its commit to the stage's wall-clock time (ms). */
+export function observeStages<L extends string>(histogram: Histogram<L>, labels: Partial<Record<L, string>>, events: readonly ChangeEvent[], stages: Readonly<Record<string, number>>): void {
+  const commits = commitTimesOf(events);
+  if (commits.length === 0) return;
+  for (const [stage, atMs] of Object.entries(stages)) {
+    const stageLabels = { ...labels, stage } as Partial<Record<L, string>>;
+    for (const commitMs of commits) histogram.observe(stageLabels, Math.max(0, atMs - commitMs) / 1000);
+  }
+}
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30, 60];
+
 export class SluiceMetrics {
   readonly registry = new Registry();
 
@@ -77,6 +111,13 @@ export class SluiceMetrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [this.registry],
   });
+  readonly captureLatency = new Histogram({
+    name: "sluice_capture_latency_seconds",
+    help: "Source commit → captured (read from the source into a batch) and → durable (stored in the topic log), per transaction (up to 64 a batch); the commit time is the database's clock; snapshot reads are left out",
+    labelNames: ["source", "stage"] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
   readonly sinkApplied = new Counter({
     name: "sluice_sink_changes_applied_total",
     help: "Changes applied by a sink",
@@ -100,6 +141,13 @@ export class SluiceMetrics {
     help: "Time to apply one batch to the sink's target",
     labelNames: ["sink"] as const,
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly sinkLatency = new Histogram({
+    name: "sluice_sink_latency_seconds",
+    help: "Source commit → polled (the sink took the change from the topic log into a batch) and → applied (committed to the target; Elasticsearch: indexed, searchable after the index's next refresh), per transaction (up to 64 a batch); the commit time is the database's clock; snapshot reads are left out",
+    labelNames: ["sink", "stage"] as const,
+    buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
   readonly sinkRetries = new Counter({

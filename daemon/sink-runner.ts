@@ -20,7 +20,7 @@ import { describeMissedHistory, describeStaleTombstones, missedHistory, staleTom
 import { NOT_HALTED, releaseHint } from "./halted.ts";
 import type { HaltAction, HaltedSinkTable, HaltReleaseReport } from "./halted.ts";
 import type { Logger } from "../runtime/logger.ts";
-import { countPerTableAndOp } from "./metrics.ts";
+import { countPerTableAndOp, observeStages } from "./metrics.ts";
 import type { SluiceMetrics } from "./metrics.ts";
 import { replayMarkerGroup } from "./replay.ts";
 import { controlledTopic } from "./control-records.ts";
@@ -430,6 +430,7 @@ export class SinkRunner {
   }
 
   private async applyBatch(consumer: TopicConsumer, records: StoredRecord[], stop: AbortSignal): Promise<void> {
+    const polledMs = Date.now();
     const changes: SinkChange[] = [];
     const changeRecords: StoredRecord[] = [];
     const nextOffsets = new Map<string, TopicPartitionOffset>();
@@ -486,6 +487,7 @@ export class SinkRunner {
     // Where the target keeps offsets, they go in with the data (one transaction in DuckDB).
     const offsetsWithData = poison.length === 0 ? [...nextOffsets.values()] : undefined;
     const written = await this.writeWithRetries(changes, stop, offsetsWithData);
+    const appliedMs = Date.now();
     for (const failure of written.failures) poison.push({ record: changeRecords[failure.index]!, error: failure.error, event: changes[failure.index]!.event });
     for (const index of written.held) held.push(changeRecords[index]!);
     // The table halts at its oldest poison: by version where both decoded (partitions of a topic do not share offsets), else by offset.
@@ -501,6 +503,7 @@ export class SinkRunner {
     this.recordProgress(
       changes.filter((_, index) => !unapplied.has(index)),
       (performance.now() - started) / 1000,
+      { polled: polledMs, applied: appliedMs },
     );
     await this.applyDueResets(consumer, stop);
   }
@@ -753,7 +756,8 @@ export class SinkRunner {
     await retry(() => consumer.commit(offsets), { ...this.options.retry, signal: stop, maxAttempts: 3 });
   }
 
-  private recordProgress(appliedChanges: SinkChange[], seconds: number): void {
+  /** `stages`: wall-clock ms when the batch was polled and applied, for the commit → stage latencies. */
+  private recordProgress(appliedChanges: SinkChange[], seconds: number, stages?: { readonly polled: number; readonly applied: number }): void {
     const metrics = this.options.metrics;
     const applied = appliedChanges.map((change) => change.event);
     for (const event of applied) {
@@ -762,6 +766,7 @@ export class SinkRunner {
     }
     for (const { table, op, count } of countPerTableAndOp(applied)) metrics?.sinkApplied.inc({ sink: this.options.sink.name, table, op }, count);
     metrics?.sinkApplyLatency.observe({ sink: this.options.sink.name }, seconds);
+    if (metrics && stages) observeStages(metrics.sinkLatency, { sink: this.options.sink.name }, applied, stages);
   }
 }
 

@@ -1,6 +1,7 @@
 /**
- * Produce path to Kafka: collects produce calls for `linger` or up to `batch_bytes` into one unit,
- * and sends units one at a time, in order, each as one Kafka transaction (records + checkpoints,
+ * Produce path to Kafka: collects produce calls for `linger` or up to `batch_bytes` into one unit
+ * (only while a unit is being delivered: a call to an idle producer goes out at once, so a quiet
+ * pipeline pays no linger), and sends units one at a time, in order, each as one Kafka transaction (records + checkpoints,
  * exactly-once) or, without transactions, records first and checkpoints after (at-least-once).
  * A call resolves as soon as its unit is durable (the transaction committed, or every request
  * acknowledged with acks=all), in call order; it does not wait until readers can see the records
@@ -91,8 +92,8 @@ export class BatchingProducer {
   private readonly spaceWaiters: (() => void)[] = [];
   private sending: Promise<void> | undefined;
   private connecting: Promise<void> | undefined;
-  /** Offsets of the last commit, until the next transaction waited for its markers. */
-  private lastCommitted: readonly WrittenOffset[] | undefined;
+  /** The last commit's markers written (beforeNextTransaction), started right after the commit; the next transaction awaits it. */
+  private markersWritten: Promise<void> | undefined;
   /**
    * Sources whose checkpoint went with a write that failed for good: a later checkpoint of theirs
    * would skip the lost records, so it is refused until the caller read the checkpoint again
@@ -178,7 +179,8 @@ export class BatchingProducer {
     const durable = new Promise<void>((resolve, reject) => unit.waiters.push({ resolve, reject }));
     // The caller may not await it at once (it has more to enqueue first).
     durable.catch(() => undefined);
-    if (unit.bytes >= this.options.batchBytes || this.options.lingerMs === 0) this.flush();
+    // Linger only while a delivery is under way (calls arriving meanwhile join one unit); a call to an idle producer goes out at once.
+    if (unit.bytes >= this.options.batchBytes || this.options.lingerMs === 0 || (this.sending === undefined && this.queue.length === 0)) this.flush();
     else this.lingerTimer ??= setTimeout(() => this.flush(), this.options.lingerMs);
     return { durable };
   }
@@ -226,9 +228,9 @@ export class BatchingProducer {
 
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
-      const previous = this.lastCommitted;
-      this.lastCommitted = undefined;
-      if (previous && this.options.beforeNextTransaction) await this.options.beforeNextTransaction(previous).catch(() => undefined);
+      const markers = this.markersWritten;
+      this.markersWritten = undefined;
+      if (markers) await markers;
       // Units that queued up while the previous send was under way go out together: one transaction, fewer round trips.
       const units = this.queue.slice();
       const merged = mergeUnits(units);
@@ -236,7 +238,8 @@ export class BatchingProducer {
         const written = await this.deliver(merged);
         if (written.length > 0) {
           this.options.onCommitted?.(written);
-          this.lastCommitted = written;
+          // Checked from now on, not when the next unit comes: on a quiet pipeline it is done by then.
+          this.markersWritten = this.options.beforeNextTransaction?.(written).catch(() => undefined);
         }
         for (const waiter of merged.waiters) waiter.resolve();
       } catch (error) {

@@ -130,7 +130,7 @@ export class KafkaTopicLog implements TopicLog {
         for (const o of offsets) this.unconfirmed.set(`${o.topic}\u0000${o.partition}`, o);
       },
       beforeNextTransaction: async (offsets) => {
-        for (const topic of new Set(offsets.map((o) => o.topic))) await this.partitionOffsets(topic);
+        await Promise.all([...new Set(offsets.map((o) => o.topic))].map((topic) => this.partitionOffsets(topic)));
       },
     });
     this.registryJournal = new KafkaRegistryJournal(this, registryTopic(options.deployment));

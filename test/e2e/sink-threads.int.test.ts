@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type pg from "pg";
-import { dropPostgres, killAllDaemons, pgClient, pgSourceConfig, randomName, removeDir, runSluice, SluiceDaemon, startReady, tempDir, waitCaughtUp, waitFor } from "./helpers.ts";
+import { dropPostgres, killAllDaemons, metricValue, pgClient, pgSourceConfig, randomName, removeDir, runSluice, SluiceDaemon, startReady, tempDir, waitCaughtUp, waitFor } from "./helpers.ts";
 
 const schema = randomName("e2e_thr");
 const source = randomName("src");
@@ -68,6 +68,11 @@ test("sinks in their own threads: changes, metrics, query, rebuild and log lines
   for (const sink of ["warehouse", "archive"]) {
     const applied = [...metrics.matchAll(new RegExp(`^sluice_sink_changes_applied_total\\{[^}]*sink="${sink}"[^}]*\\} (\\d+)`, "gm"))].reduce((sum, m) => sum + Number(m[1]), 0);
     assert.ok(applied >= 500 + 100 + 50, `${sink} applied ${applied} changes by its metrics`);
+  }
+  // Commit → stage latencies: the streamed UPDATE and DELETE are two transactions, observed at capture and in each sink's thread.
+  for (const stage of ["captured", "durable"]) assert.ok(metricValue(metrics, "sluice_capture_latency_seconds_count", { source, stage }) >= 2, `capture stage ${stage} observed`);
+  for (const sink of ["warehouse", "archive"]) {
+    for (const stage of ["polled", "applied"]) assert.ok(metricValue(metrics, "sluice_sink_latency_seconds_count", { sink, stage }) >= 2, `${sink} stage ${stage} observed`);
   }
   for (const name of ["sluice_process_cpu_seconds_total", "sluice_process_start_time_seconds", "sluice_nodejs_heap_size_used_bytes"]) {
     assert.equal(metrics.match(new RegExp(`^${name} `, "gm"))?.length, 1, `${name} appears once`);

@@ -1,0 +1,171 @@
+/**
+ * Commit → visible at a fixed rate, shared by bench/pipeline-throughput.ts and bench/latency.ts:
+ * every 100 ms one PostgreSQL transaction of rate/10 changes (new rows of a big table, updates of
+ * rows written two ticks before, and one marker row in a small table of its own); the writer notes
+ * when COMMIT returned, and one poller per sink asks the sink's target for new markers every
+ * 25 ms. Latency = first seen − commit returned (so it includes up to 25 ms of polling).
+ * Also: the daemon's own commit → stage histograms (sluice_capture_latency_seconds,
+ * sluice_sink_latency_seconds), read from /metrics before and after, as the breakdown.
+ */
+import type pg from "pg";
+import { clickhouseQuery, esRequest, metricValue, pgClient, sleep } from "../test/e2e/helpers.ts";
+
+export interface MarkerReader {
+  readonly name: string;
+  /** Marker ids above `after` that the target shows now. */
+  ids(after: number): Promise<number[]>;
+}
+
+export function clickhouseMarkers(name: string, database: string, view: string): MarkerReader {
+  return {
+    name,
+    ids: async (after) =>
+      (await clickhouseQuery(`SELECT id FROM \`${database}\`.\`${view}\` WHERE id > ${after} FORMAT TabSeparated`))
+        .toString("utf8")
+        .split("\n")
+        .filter((line) => line !== "")
+        .map(Number),
+  };
+}
+
+export function elasticsearchMarkers(name: string, index: string): MarkerReader {
+  return {
+    name,
+    ids: async (after) => {
+      const result = await esRequest("POST", `/${index}/_search`, { size: 10_000, _source: ["id"], query: { range: { id: { gt: after } } } });
+      return ((result.json as { hits?: { hits: { _source: { id: number } }[] } }).hits?.hits ?? []).map((hit) => Number(hit._source.id));
+    },
+  };
+}
+
+/** DuckDB lives inside the daemon (it holds the file): read through the daemon's query endpoint, which runs on the sink's own instance. */
+export function duckdbMarkers(name: string, daemonUrl: string, sink: string, view: string): MarkerReader {
+  return {
+    name,
+    ids: async (after) => {
+      const response = await fetch(`${daemonUrl}/sinks/${sink}/query`, { method: "POST", body: `SELECT id::VARCHAR AS id FROM main."${view}" WHERE id > ${after}`, signal: AbortSignal.timeout(30_000) });
+      const body = (await response.json()) as { rows?: { id: string }[]; error?: string };
+      if (response.status !== 200) throw new Error(`DuckDB query: ${body.error ?? response.status}`);
+      return (body.rows ?? []).map((row) => Number(row.id));
+    },
+  };
+}
+
+export interface ProbeOptions {
+  /** The big table (id bigint primary key, account integer, v text, amount numeric, at timestamptz). */
+  readonly rowsTable: string;
+  /** The markers table (id bigint primary key, sent_at timestamptz). */
+  readonly markersTable: string;
+  readonly rate: number;
+  readonly seconds: number;
+  /** Marker ids start above this (distinct per run); big-table ids are derived from it. */
+  readonly markerBase: number;
+  readonly readers: readonly MarkerReader[];
+  readonly label: string;
+  readonly log: (text: string) => void;
+}
+
+/** Per reader: the latencies (ms) of the markers it saw, sorted. */
+export async function commitToVisible(options: ProbeOptions): Promise<Map<string, number[]>> {
+  const { rowsTable, markersTable, rate, seconds, markerBase, readers } = options;
+  const client: pg.Client = await pgClient();
+  const committed = new Map<number, number>();
+  const seen = new Map(readers.map((r) => [r.name, new Map<number, number>()]));
+  const perTx = Math.max(2, Math.round(rate / 10));
+  let running = true;
+  let stopAt = Number.POSITIVE_INFINITY;
+  const pollers = readers.map(async (reader) => {
+    const mine = seen.get(reader.name)!;
+    let last = markerBase;
+    while (running || mine.size < committed.size) {
+      const ids = await reader.ids(last).catch((error: unknown) => {
+        options.log(`${reader.name}: ${String(error)}`);
+        return [];
+      });
+      const now = performance.now();
+      for (const id of ids) {
+        if (!mine.has(id)) mine.set(id, now);
+        last = Math.max(last, id);
+      }
+      if (!running && performance.now() > stopAt + 30_000) break;
+      await sleep(25);
+    }
+  });
+  const start = performance.now();
+  let id = markerBase;
+  let rowId = 2_000_000_000 + markerBase * perTx;
+  let behind = 0;
+  for (let tick = 0; tick < seconds * 10; tick++) {
+    const wait = start + tick * 100 - performance.now();
+    if (wait > 0) await sleep(wait);
+    else behind++;
+    id++;
+    await client.query("BEGIN");
+    // perTx − 1 changes in the big table (new rows, and updates of the ones two ticks back), then the marker.
+    const inserts = Math.ceil((perTx - 1) / 2);
+    await client.query(`INSERT INTO ${rowsTable} SELECT g, g % 1000, md5(g::text), 1, now() FROM generate_series($1::bigint, $2::bigint) g`, [rowId, rowId + inserts - 1]);
+    if (perTx - 1 - inserts > 0 && tick >= 2) await client.query(`UPDATE ${rowsTable} SET amount = amount + 1 WHERE id BETWEEN $1 AND $2`, [rowId - 2 * inserts, rowId - 2 * inserts + (perTx - 1 - inserts) - 1]);
+    rowId += inserts;
+    await client.query(`INSERT INTO ${markersTable} VALUES ($1, now())`, [id]);
+    await client.query("COMMIT");
+    committed.set(id, performance.now());
+  }
+  const actualRate = (committed.size * perTx) / ((performance.now() - start) / 1000);
+  running = false;
+  stopAt = performance.now();
+  await Promise.all(pollers);
+  await client.end();
+  const out = new Map<string, number[]>();
+  for (const [name, at] of seen) out.set(name, [...committed].filter(([k]) => at.has(k)).map(([k, t]) => at.get(k)! - t).sort((a, b) => a - b));
+  options.log(`latency (${options.label}): ${committed.size} transactions at ${Math.round(actualRate)} changes/s (${behind} ticks late); markers seen: ${[...out].map(([name, values]) => `${name} ${values.length}`).join(", ")}`);
+  return out;
+}
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+export const fmt = (n: number): string => (Number.isNaN(n) ? "n/a" : Math.round(n).toLocaleString("en-US"));
+
+export function latencyRow(label: string, values: readonly number[], expected: number): string {
+  return `| ${label} | ${fmt(percentile(values, 50))} ms | ${fmt(percentile(values, 99))} ms | ${fmt(values.at(-1) ?? Number.NaN)} ms | ${values.length}/${expected} |`;
+}
+
+/** One histogram series between two /metrics texts: bucket counts (cumulative, by upper bound), count and sum. */
+export interface HistogramDelta {
+  readonly bounds: readonly number[];
+  readonly cumulative: readonly number[];
+  readonly count: number;
+  readonly sum: number;
+}
+
+export function histogramDelta(before: string, after: string, name: string, labels: Record<string, string>): HistogramDelta {
+  const bounds = [...new Set([...after.matchAll(new RegExp(`^${name}_bucket\\{[^}]*le="([^"]+)"`, "gm"))].map((m) => m[1]!))].filter((le) => le !== "+Inf").map(Number).sort((a, b) => a - b);
+  const delta = (metric: string, extra: Record<string, string> = {}) => metricValue(after, metric, { ...labels, ...extra }) - metricValue(before, metric, { ...labels, ...extra });
+  return {
+    bounds,
+    cumulative: bounds.map((le) => delta(`${name}_bucket`, { le: String(le) })),
+    count: delta(`${name}_count`),
+    sum: delta(`${name}_sum`),
+  };
+}
+
+/** The p-th percentile (ms) by linear interpolation within its bucket, as Prometheus's histogram_quantile does. */
+export function histogramPercentile(h: HistogramDelta, p: number): number {
+  if (h.count === 0) return Number.NaN;
+  const rank = (p / 100) * h.count;
+  let lower = 0;
+  let below = 0;
+  for (let i = 0; i < h.bounds.length; i++) {
+    if (h.cumulative[i]! >= rank) {
+      const inBucket = h.cumulative[i]! - below;
+      return 1000 * (lower + (h.bounds[i]! - lower) * (inBucket === 0 ? 1 : (rank - below) / inBucket));
+    }
+    lower = h.bounds[i]!;
+    below = h.cumulative[i]!;
+  }
+  return 1000 * lower;
+}
+
+export const histogramMean = (h: HistogramDelta): number => (h.count === 0 ? Number.NaN : (1000 * h.sum) / h.count);

@@ -1,0 +1,171 @@
+/**
+ * Commit → visible in each sink at a fixed rate, with where the time goes: PostgreSQL → Kafka
+ * (3 partitions, transactions) → ClickHouse + Elasticsearch (`refresh_interval: 100ms` unless
+ * --es-refresh says otherwise) + DuckDB, through the real daemon (`sluice run` as a child process)
+ * and the real services of test/services/.
+ *
+ *   node bench/latency.ts [--rate 5000] [--seconds 20] [--rounds 1] [--es-refresh 100ms] [--config '{"topics":{"linger":5}}']
+ *
+ * Each round: `--seconds` of one transaction every 100 ms (rate/10 changes, one of them a marker
+ * row; bench/commit-to-visible.ts), markers polled every 25 ms in ClickHouse's view,
+ * Elasticsearch's alias and DuckDB (through the daemon's query endpoint). Then the breakdown from
+ * the daemon's histograms over the same interval: commit → captured → durable in Kafka (per
+ * source) → polled by the sink → applied to the target (per sink); Elasticsearch's refresh is the
+ * rest up to visible. `--config` merges JSON into the daemon's config (e.g. other defaults).
+ */
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import {
+  clickhouseQuery,
+  deleteElasticIndices,
+  deleteElasticOffsets,
+  deleteKafkaDeployment,
+  dropClickHouseDatabase,
+  dropPostgres,
+  esRequest,
+  killAllDaemons,
+  pgClient,
+  pgSourceConfig,
+  randomName,
+  removeDir,
+  startReady,
+  tempDir,
+  waitFor,
+} from "../test/e2e/helpers.ts";
+import { clickhouse, elasticsearch, kafka } from "../test/services/ports.ts";
+import {
+  clickhouseMarkers,
+  commitToVisible,
+  duckdbMarkers,
+  elasticsearchMarkers,
+  fmt,
+  histogramDelta,
+  histogramMean,
+  histogramPercentile,
+  latencyRow,
+} from "./commit-to-visible.ts";
+import type { HistogramDelta } from "./commit-to-visible.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    rate: { type: "string", default: "5000" },
+    seconds: { type: "string", default: "20" },
+    rounds: { type: "string", default: "1" },
+    "es-refresh": { type: "string", default: "100ms" },
+    config: { type: "string", default: "{}" },
+  },
+});
+const RATE = Number(args.rate);
+const SECONDS = Number(args.seconds);
+const ROUNDS = Number(args.rounds);
+
+const schema = randomName("bench_lat");
+const source = randomName("src");
+const deployment = randomName("bench");
+const database = randomName("bench_lat");
+const dir = tempDir("bench-latency");
+const ROWS = `"${schema}".rows`;
+const MARKERS = `"${schema}".markers`;
+const SINKS = [
+  { name: "warehouse", label: "ClickHouse" },
+  { name: "duck", label: "DuckDB" },
+  { name: "search", label: `Elasticsearch (refresh ${args["es-refresh"]})` },
+] as const;
+
+const log = (text: string) => process.stdout.write(`${text}\n`);
+
+function merge(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(extra)) {
+    const current = out[key];
+    out[key] = value !== null && typeof value === "object" && !Array.isArray(value) && current !== null && typeof current === "object" && !Array.isArray(current) ? merge(current as Record<string, unknown>, value as Record<string, unknown>) : value;
+  }
+  return out;
+}
+
+/** One row of the breakdown: mean, p50 and p99 of a commit → stage histogram, and the mean of the stage on its own. */
+function stageRow(label: string, h: HistogramDelta, previousMean: number): string {
+  const mean = histogramMean(h);
+  return `| ${label} | ${fmt(mean - previousMean)} ms | ${fmt(mean)} ms | ${fmt(histogramPercentile(h, 50))} ms | ${fmt(histogramPercentile(h, 99))} ms | ${h.count} |`;
+}
+
+async function main(): Promise<void> {
+  const client = await pgClient();
+  const cleanup = async () => {
+    await killAllDaemons();
+    await dropPostgres(client, { slot: `sluice_${source}`, publication: `sluice_${source}`, schema }).catch((e: unknown) => log(`cleanup: ${String(e)}`));
+    await client.end();
+    await deleteKafkaDeployment(deployment).catch((e: unknown) => log(`cleanup: ${String(e)}`));
+    await dropClickHouseDatabase(database).catch(() => undefined);
+    await deleteElasticIndices(`${schema}_`).catch(() => undefined);
+    await deleteElasticOffsets(["warehouse", "search"]).catch(() => undefined);
+    removeDir(dir);
+  };
+  try {
+    await client.query(`CREATE SCHEMA "${schema}"`);
+    await client.query(`CREATE TABLE ${ROWS} (id bigint PRIMARY KEY, account integer, v text, amount numeric(12,2), at timestamptz)`);
+    await client.query(`CREATE TABLE ${MARKERS} (id bigint PRIMARY KEY, sent_at timestamptz)`);
+    await client.query(`INSERT INTO ${MARKERS} VALUES (0, now())`); // creates the topics and targets before timing
+    await client.query(`INSERT INTO ${ROWS} VALUES (0, 0, '', 0, now())`);
+    const config = merge(
+      {
+        name: deployment,
+        sources: [pgSourceConfig(source, [`${schema}.*`])],
+        topics: { kind: "kafka", brokers: [...kafka.brokers], partitions: 3, transactions: true, retention: { max_age: 0 } },
+        sinks: [
+          { kind: "clickhouse", name: "warehouse", url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database },
+          { kind: "duckdb", name: "duck", path: join(dir, "warehouse.duckdb") },
+          { kind: "elasticsearch", name: "search", nodes: [elasticsearch.url], refresh_interval: args["es-refresh"] },
+        ],
+      },
+      JSON.parse(args.config) as Record<string, unknown>,
+    );
+    const daemon = await startReady(dir, config, "bench");
+    const readers = [
+      clickhouseMarkers("warehouse", database, `${schema}_markers`),
+      duckdbMarkers("duck", daemon.url, "duck", `${schema}_markers`),
+      elasticsearchMarkers("search", `${schema}_markers`),
+    ];
+    await waitFor("the marker row to reach every sink", async () => {
+      for (const reader of readers) if ((await reader.ids(-1).catch(() => [])).length === 0) return false;
+      return true;
+    }, { daemon, timeoutMs: 120_000 });
+    const load = await import("node:os").then((os) => os.loadavg().map((l) => l.toFixed(2)).join(" "));
+    log(`PostgreSQL → Kafka (3 partitions, transactions) → ClickHouse + DuckDB + Elasticsearch; ${RATE} changes/s for ${SECONDS} s × ${ROUNDS}; load average ${load}; extra config ${args.config}`);
+
+    for (let round = 1; round <= ROUNDS; round++) {
+      const before = await daemon.metrics();
+      const seen = await commitToVisible({ rowsTable: ROWS, markersTable: MARKERS, rate: RATE, seconds: SECONDS, markerBase: round * 1_000_000, readers, label: `round ${round}`, log });
+      const after = await daemon.metrics();
+      const expected = SECONDS * 10;
+      log("");
+      log(`| commit → visible at ${fmt(RATE)} changes/s (round ${round}) | p50 | p99 | max | markers |`);
+      log("| --- | --- | --- | --- | --- |");
+      for (const sink of SINKS) log(latencyRow(sink.label, seen.get(sink.name)!, expected));
+      log("");
+      log(`| daemon's histograms (round ${round}), per transaction | stage alone (mean) | commit → here (mean) | p50 | p99 | observations |`);
+      log("| --- | --- | --- | --- | --- | --- |");
+      const captured = histogramDelta(before, after, "sluice_capture_latency_seconds", { source, stage: "captured" });
+      const durable = histogramDelta(before, after, "sluice_capture_latency_seconds", { source, stage: "durable" });
+      log(stageRow("captured (source read and batching)", captured, 0));
+      log(stageRow("durable in Kafka (encode, transaction commit)", durable, histogramMean(captured)));
+      for (const sink of SINKS) {
+        const polled = histogramDelta(before, after, "sluice_sink_latency_seconds", { sink: sink.name, stage: "polled" });
+        const applied = histogramDelta(before, after, "sluice_sink_latency_seconds", { sink: sink.name, stage: "applied" });
+        log(stageRow(`${sink.label}: polled (fetch, batch wait)`, polled, histogramMean(durable)));
+        log(stageRow(`${sink.label}: applied (decode, write, commit)`, applied, histogramMean(polled)));
+      }
+      log("");
+    }
+    const pgRows = Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${ROWS}`)).rows[0]!.n);
+    const chRows = Number((await clickhouseQuery(`SELECT count() FROM \`${database}\`.\`${schema}_rows\``)).toString().trim());
+    await esRequest("POST", `/${schema}_rows/_refresh`);
+    const esRows = Number(((await esRequest("GET", `/${schema}_rows/_count`)).json as { count: number }).count);
+    await daemon.stop();
+    log(`rows: PostgreSQL ${fmt(pgRows)}, ClickHouse ${fmt(chRows)}, Elasticsearch ${fmt(esRows)}${pgRows === chRows && pgRows === esRows ? " (equal)" : " (DIFFERENT)"}`);
+  } finally {
+    await cleanup();
+  }
+}
+
+await main();

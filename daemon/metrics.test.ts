@@ -1,0 +1,34 @@
+/**
+ * The commit → stage latency histograms take one observation per transaction of a batch (a run of
+ * changes with one commit time), leave snapshot reads out, and stay bounded per batch.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { ChangeEvent } from "../connectors/contracts.ts";
+import { commitTimesOf, observeStages, SluiceMetrics } from "./metrics.ts";
+
+function event(commitTimeMs: number, snapshot = false): ChangeEvent {
+  return { op: snapshot ? "r" : "c", source: { commitTimeMs, snapshot } } as unknown as ChangeEvent;
+}
+
+test("one commit time per transaction; snapshot reads left out", () => {
+  const events = [event(100), event(100), event(100), event(5, true), event(5, true), event(130), event(160), event(160)];
+  assert.deepEqual(commitTimesOf(events), [100, 130, 160]);
+});
+
+test("at most 64 commit times a batch, spread over the whole batch", () => {
+  const times = commitTimesOf(Array.from({ length: 1_000 }, (_, i) => event(i)));
+  assert.equal(times.length, 64);
+  assert.equal(times[0], 0);
+  assert.ok(times.at(-1)! >= 900, `the last sample (${times.at(-1)}) comes from the end of the batch`);
+});
+
+test("each stage is observed as the time from each transaction's commit, in seconds", async () => {
+  const metrics = new SluiceMetrics({ processMetrics: false });
+  observeStages(metrics.sinkLatency, { sink: "w" }, [event(1_000), event(1_000), event(1_100)], { polled: 1_200, applied: 1_300 });
+  const text = await metrics.registry.metrics();
+  assert.match(text, /^sluice_sink_latency_seconds_count\{sink="w",stage="polled"\} 2$/m);
+  const sum = (stage: string) => Number(new RegExp(`^sluice_sink_latency_seconds_sum\\{sink="w",stage="${stage}"\\} (\\S+)$`, "m").exec(text)?.[1]);
+  assert.ok(Math.abs(sum("polled") - (0.2 + 0.1)) < 1e-9, `polled: ${sum("polled")}`);
+  assert.ok(Math.abs(sum("applied") - (0.3 + 0.2)) < 1e-9, `applied: ${sum("applied")}`);
+});
