@@ -106,6 +106,11 @@ export function isSingleBit(type: Pick<DbType, "name" | "args" | "isArray">): bo
   return type.name === "bit" && (type.args.length === 0 ? !type.isArray : Number(type.args[0]) === 1);
 }
 
+/** `bit varying(1)`, which Debezium (like bit(1)) maps to a boolean; Sluice does so with the bits mode. */
+export function isVaryingSingleBit(type: Pick<DbType, "name" | "args" | "isArray">): boolean {
+  return (type.name === "bit varying" || type.name === "varbit") && !type.isArray && type.args.length === 1 && Number(type.args[0]) === 1;
+}
+
 /**
  * The width Debezium's Bits carries for a PostgreSQL bit string column, or null where it keeps
  * another form: bit(1) and bit varying(1) (boolean in Debezium), and arrays (Debezium has no
@@ -127,6 +132,22 @@ const BIT_BOOLEAN: ColumnAvroType = {
     throw new TypeError(`expected bit(1) text 0 or 1, got ${describeValue(value)}`);
   },
   fromAvro: (value) => (value === true ? "1" : "0"),
+};
+
+/** bit varying(1) as Debezium's boolean; its empty value is false with the text "" in the record header sluice.special. */
+const VARBIT_BOOLEAN: ColumnAvroType = {
+  ...booleanColumn,
+  label: "boolean (bit varying(1))",
+  toAvro: (value, context, path) => {
+    if (value === "1" || value === "0") return value === "1";
+    if (value === "") {
+      context.special(path, value);
+      return false;
+    }
+    throw new TypeError(`expected bit varying(1) text 0, 1 or empty, got ${describeValue(value)}`);
+  },
+  fromAvro: (value, context, path) => context.special(path) ?? (value === true ? "1" : "0"),
+  mayBeSpecial: true,
 };
 
 function postgresScalarType(type: DbType, numericMode: NumericMode, modes: TypeModes): ColumnAvroType {
@@ -181,6 +202,7 @@ function postgresScalarType(type: DbType, numericMode: NumericMode, modes: TypeM
     case "bit varying":
     case "varbit": {
       if (modes.bitBoolean === true && isSingleBit(type)) return BIT_BOOLEAN;
+      if (modes.bits === true && isVaryingSingleBit(type)) return VARBIT_BOOLEAN;
       const length = modes.bits === true ? postgresBitsLength(type) : null;
       return length === null ? bitStringColumn : postgresBitsColumn(length, name === "bit");
     }

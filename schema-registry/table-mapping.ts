@@ -11,7 +11,7 @@ import type { ColumnAvroType, NamedTypeScope } from "./column-types.ts";
 import { envelopeSchema } from "./envelope-schema.ts";
 import { mysqlColumnType } from "./mysql-types.ts";
 import { parseDbType } from "./db-type.ts";
-import { isIntervalType, isSingleBit, postgresBitsLength, postgresColumnType } from "./postgres-types.ts";
+import { isIntervalType, isSingleBit, isVaryingSingleBit, postgresBitsLength, postgresColumnType } from "./postgres-types.ts";
 import { EARLIER_TYPE_MODES } from "./postgres-types.ts";
 import type { ArrayLayout, NumericMode, TypeModes } from "./postgres-types.ts";
 import type { TimePrecisionMode } from "./temporal-modes.ts";
@@ -81,10 +81,10 @@ export function columnAvroType(table: Pick<TableSchema, "sourceKind">, column: C
 }
 
 /** A PostgreSQL column of the type or an array of it (its sluice.table property then names the type's mode). */
-/** A bit string column that takes Debezium's Bits form (its sluice.table property then says so). */
+/** A bit string column that takes Debezium's Bits form, or bit varying(1) its boolean (its sluice.table property then says so). */
 function isBitsColumn(table: Pick<TableSchema, "sourceKind">, column: ColumnSchema): boolean {
   const type = parseDbType(column.dbType, { postgresArrays: table.sourceKind === "postgres" });
-  if (table.sourceKind === "postgres") return postgresBitsLength(type) !== null;
+  if (table.sourceKind === "postgres") return postgresBitsLength(type) !== null || isVaryingSingleBit(type);
   return type.name === "bit" && Number(type.args[0] ?? 1) > 1;
 }
 

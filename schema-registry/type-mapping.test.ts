@@ -489,8 +489,8 @@ describe("Debezium's form of bit strings (io.debezium.data.Bits)", () => {
   checkType("postgres", ["bit(12)"], bitsType(12), [["101000000011"], ["000000000000"], ["000000000101"]], undefined, debezium);
   checkType("postgres", ["bit varying(20)"], bitsType(20), [["1011"], ["0011"], [""], ["0"], ["1".repeat(20)]], undefined, debezium);
   checkType("postgres", ["varbit", "bit varying"], bitsType(2 ** 31 - 1), [["10".repeat(500)], ["0".repeat(64)]], undefined, debezium);
-  // bit(1) and bit varying(1) are boolean in Debezium; arrays of bit strings keep the text.
-  checkType("postgres", ["bit varying(1)"], STRING, [["1"], [""]], undefined, debezium);
+  // bit(1) and bit varying(1) are boolean in Debezium (an empty bit varying(1) is false, its text in the header); arrays of bit strings keep the text.
+  checkType("postgres", ["bit varying(1)", "varbit(1)"], "boolean", [["1"], ["0"], [""]], undefined, debezium);
   checkType("postgres", ["bit(4)[]", "_bit", "_varbit"], pgArray(STRING), [[["1010", null]]], undefined, debezium);
   checkType("mysql", ["bit(10)"], bitsType(10), [[bytes(0x03, 0xff)], [bytes(0x01, 0x02)], [bytes(1), bytes(0, 1)], [5, bytes(0, 5)]], undefined, debezium);
   checkType("mysql", ["bit(64)"], bitsType(64), [[bytes(0x80, 0, 0, 0, 0, 0, 0, 1)]], undefined, debezium);
@@ -518,6 +518,8 @@ describe("Debezium's form of bit strings (io.debezium.data.Bits)", () => {
     assert.equal(property(mapTable(table("postgres", "varbit"))), true);
     assert.equal(property(mapTable(table("mysql", "bit(9)"))), true);
     assert.equal(property(mapTable(table("postgres", "bit(1)"))), undefined);
+    assert.equal(property(mapTable(table("postgres", "bit varying(1)"))), true);
+    assert.deepEqual(mapColumn("postgres", "bit varying(1)", undefined, debezium).encode(""), { c: false, [SPECIAL_FIELD]: { c: "" } });
     assert.equal(property(mapTable(table("mysql", "bit(1)"))), undefined);
     assert.equal(property(mapTable(table("postgres", "bit(8)"), { envelope: "sluice" })), undefined);
     assert.deepEqual(mapTable(table("postgres", "bit(8)"), { envelope: "sluice" }).valueSchema.fields[0]?.type, ["null", "string"]);

@@ -115,6 +115,7 @@ export const CASES: readonly MatrixCase[] = [
   { source: "postgres", type: "bit(16)", literal: "B'0000000100000010'", topic: "io.debezium.data.Bits", expect: all(SAME) },
   { source: "postgres", type: "bit(10)", literal: "B'0000000000'", topic: "io.debezium.data.Bits", expect: all(SAME) },
   { source: "postgres", type: "varbit(20)", literal: "B'0011'", topic: "io.debezium.data.Bits", expect: all(SAME) },
+  { source: "postgres", type: "varbit(1)", literal: "B''", label: "B'' (empty; boolean in the topic, as Debezium maps bit varying(1))", topic: "boolean", expect: all(SAME) },
   { source: "postgres", type: "interval[]", literal: "'{P1M,PT1S,NULL}'", expect: { duckdb: "[P1M, PT1S, NULL]", clickhouse: "['P1M','PT1S',NULL]", elasticsearch: "[\"P1M\",\"PT1S\",null]" } },
   { source: "postgres", type: "xml", literal: "'<a x=\"1\">t</a>'", expect: all(SAME) },
   { source: "postgres", type: "hstore", literal: `'"a"=>"1", "b"=>NULL'`, expect: all(SAME) },
