@@ -38,7 +38,8 @@ import {
   waitSourcesPast,
 } from "./helpers.ts";
 
-type Row = Record<string, string | null>;
+/** A row as Flink's program prints it: every value as text, arrays as arrays. */
+type Row = Record<string, unknown>;
 
 const topicsConfig = { kind: "kafka", brokers: [...kafka.brokers], partitions: 2, transactions: true };
 
@@ -51,8 +52,8 @@ function flinkRows(state: FlinkState, table: string): Row[] {
 }
 
 /** Debezium's ZonedTimestamp text of a UTC timestamp PostgreSQL printed as `YYYY-MM-DDTHH:MI:SS.USZ`: the fraction without trailing zeros. */
-function zoned(text: string | null | undefined): string | null {
-  return text === null || text === undefined ? null : text.replace(/\.?0+Z$/, "Z");
+function zoned(text: unknown): string | null {
+  return typeof text !== "string" ? null : text.replace(/\.?0+Z$/, "Z");
 }
 
 /**
@@ -66,12 +67,25 @@ function readerDefaults(items: Row[]): Row[] {
   return items.map((row) => (row.id === "2" || row.id === "10" ? { ...row, tier: null } : row));
 }
 
+/** Java's and the databases' texts of one float (`1.0E10`, `1e+10`) as the same text. */
+function float(text: unknown): string | null {
+  return typeof text === "string" ? String(Number(text)) : null;
+}
+
+/** Microseconds of a MySQL TIME text (`-01:02:03.500000`, `838:59:59`), as Debezium's MicroTime. */
+function timeMicros(text: unknown): string | null {
+  if (typeof text !== "string") return null;
+  const [, sign, h, m, sec, frac] = /^(-?)(\d+):(\d+):(\d+)(?:\.(\d+))?$/.exec(text)!;
+  const micros = ((BigInt(h!) * 60n + BigInt(m!)) * 60n + BigInt(sec!)) * 1_000_000n + BigInt((frac ?? "").padEnd(6, "0"));
+  return String(sign ? -micros : micros);
+}
+
 function byId(rows: Row[]): Row[] {
   return rows.sort((a, b) => Number(a.id) - Number(b.id));
 }
 
 function summary(rows: Row[]): string {
-  return JSON.stringify(rows.map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, v !== null && v.length > 60 ? `${v.slice(0, 20)}…(${v.length})` : v]))), null, 1);
+  return JSON.stringify(rows.map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, typeof v === "string" && v.length > 60 ? `${v.slice(0, 20)}…(${v.length})` : v]))), null, 1);
 }
 
 function assertSameRows(actual: Row[], expected: Row[], what: string): void {
@@ -112,6 +126,16 @@ describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables 
     await client.query(`INSERT INTO ${schema}.items VALUES (1, 'a'), (2, 'b'), (3, 'c')`);
     await client.query(`INSERT INTO ${schema}.events VALUES (1, 'old 1'), (2, 'old 2')`);
     await client.query(`INSERT INTO ${schema}.logs VALUES (1, 'one', '2020-01-01'), (2, 'two', '2020-01-02')`);
+    await client.query(`CREATE TYPE ${schema}.mood AS ENUM ('sad', 'happy')`);
+    await client.query(
+      `CREATE TABLE ${schema}.kinds (id int PRIMARY KEY, sm smallint, bi bigint, f4 real, f8 float8, u uuid, b bytea, ts timestamp(6), tms timestamp(3), t time(6), tags text[], nums int[], mood ${schema}.mood, iv interval, bits bit(1))`,
+    );
+    await client.query(`ALTER TABLE ${schema}.kinds REPLICA IDENTITY FULL`);
+    await client.query(
+      `INSERT INTO ${schema}.kinds VALUES
+         (1, -32768, -9223372036854775808, 3.4028235e38, 1e308, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00ff10', '1970-01-01 00:00:00.000001', '2024-02-29 23:59:59.999', '23:59:59.999999', '{a,NULL,"x y"}', '{1,NULL,-3}', 'happy', '3 days 04:05:06.789', B'1'),
+         (2, NULL, NULL, 'NaN', '-Infinity', NULL, '\\x', '1900-01-01 12:00:00', NULL, '00:00:00', '{}', '{}', NULL, '-1 day', B'0')`,
+    );
   });
 
   after(async () => {
@@ -139,6 +163,8 @@ describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables 
     await client.query(`UPDATE ${s}.docs SET flag = false, born = '1999-12-31' WHERE id = 2`);
     await client.query(`INSERT INTO ${s}.events VALUES (3, 'old 3')`);
     await client.query(`INSERT INTO ${s}.logs VALUES (3, 'three', '2020-01-03')`);
+    await client.query(`UPDATE ${s}.kinds SET f8 = -0.0, nums = '{7}', ts = '2262-04-11 23:47:16.854775' WHERE id = 1`);
+    await client.query(`INSERT INTO ${s}.kinds VALUES (3, 32767, 9223372036854775807, '-Infinity', 2.5e-300, '00000000-0000-0000-0000-000000000000', NULL, NULL, '1969-12-31 23:59:59.999', NULL, NULL, '{NULL}', 'sad', '00:00:00.000001', NULL)`);
     await client.query(`DELETE FROM ${s}.logs WHERE id = 1`);
     await client.query("COMMIT");
     // A column added with a default: rows written before it read as 'basic' from their old records.
@@ -162,6 +188,21 @@ describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables 
     const items = byId((await client.query<Row>(`SELECT id::text, name, tier FROM ${s}.items`)).rows);
     const events = byId((await client.query<Row>(`SELECT id::text, what FROM ${s}.events`)).rows);
     const logs = byId((await client.query<Row>(`SELECT id::text, line, at::text FROM ${s}.logs`)).rows);
+    const micros = (column: string, unit = 1_000_000) => `(extract(epoch from ${column}) * ${unit})::bigint::text AS ${column}`;
+    const kinds = byId(
+      (
+        await client.query<Row>(
+          `SELECT id::text, sm::text, bi::text, f4::text, f8::text, u::text, encode(b, 'hex') AS b, ${micros("ts")}, ${micros("tms", 1000)}, ${micros("t")},
+                  to_json(tags)::text AS tags, to_json(nums)::text AS nums, mood::text, ${micros("iv")}, (bits = B'1')::text AS bits FROM ${s}.kinds`,
+        )
+      ).rows,
+    ).map((row) => ({
+      ...row,
+      f4: float(row.f4),
+      f8: float(row.f8),
+      tags: row.tags === null ? null : JSON.parse(row.tags as string),
+      nums: row.nums === null ? null : (JSON.parse(row.nums as string) as (number | null)[]).map((n) => (n === null ? null : String(n))),
+    }));
     const prefix = `${deployment}.${source}.${s}`;
     const tables: FlinkTable[] = [
       {
@@ -175,15 +216,29 @@ describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables 
       // The truncated rows stay in Flink: truncates are skipped for Debezium consumers.
       { name: "events", topic: `${prefix}.events`, columns: "`id` INT NOT NULL, `what` STRING", key: ["id"], expectedRows: truncated.length + events.length },
       { name: "logs", topic: `${prefix}.logs`, columns: "`id` INT NOT NULL, `line` STRING NOT NULL, `at` DATE NOT NULL", key: ["id"], expectedRows: logs.length },
+      // Debezium's adaptive temporal types: Timestamp (ms), MicroTimestamp, MicroTime and MicroDuration are longs.
+      {
+        name: "kinds",
+        topic: `${prefix}.kinds`,
+        columns:
+          "`id` INT NOT NULL, `sm` SMALLINT, `bi` BIGINT, `f4` FLOAT, `f8` DOUBLE, `u` STRING, `b` BYTES, `ts` BIGINT, `tms` BIGINT, `t` BIGINT, `tags` ARRAY<STRING>, `nums` ARRAY<INT>, `mood` STRING, `iv` BIGINT, `bits` BOOLEAN",
+        key: ["id"],
+        expectedRows: kinds.length,
+      },
       { name: "plain_docs", topic: `${prefix}.plain_docs`, columns: "`id` INT NOT NULL, `title` STRING NOT NULL, `body` STRING", key: ["id"] },
     ];
-    const state = await materialiseWithFlink({ brokers: kafka.brokers.join(","), registry: `${daemon.url}/registry`, tables, idleSeconds: 5, timeoutSeconds: 240 }, join(dir, "flink.json"));
+    const state = await materialiseWithFlink({ brokers: kafka.brokers.join(","), registry: `${daemon.url}/registry`, tables, idleSeconds: 10, timeoutSeconds: 240 }, join(dir, "flink.json"));
     await daemon.stop();
 
     assertSameRows(flinkRows(state, "docs"), docs, "docs (REPLICA IDENTITY FULL, unchanged TOAST copied from before)");
     assertSameRows(flinkRows(state, "items"), readerDefaults(items), "items (key change, transaction, added column with DEFAULT)");
     assertSameRows(flinkRows(state, "events"), byId([...truncated, ...events]), "events (the truncate is not seen, as on Debezium's topics)");
     assertSameRows(flinkRows(state, "logs"), logs, "logs (REPLICA IDENTITY DEFAULT, inserts and deletes)");
+    assertSameRows(
+      flinkRows(state, "kinds").map((row) => ({ ...row, f4: float(row.f4), f8: float(row.f8) })),
+      kinds,
+      "kinds",
+    );
     // REPLICA IDENTITY DEFAULT: the update has no old row, as from Debezium, and Flink's format says what to do.
     assert.match(String(state["plain_docs"]?.error), /REPLICA IDENTITY to FULL/, "Flink refuses an update without its old row, as on Debezium's topics");
   });
@@ -207,6 +262,14 @@ describe("Flink's debezium-avro-confluent format materialises MariaDB tables fro
     await admin.query(`INSERT INTO \`${database}\`.docs VALUES (1, 't1', ?, 12.5, '2024-02-29', '2023-11-14 22:13:20.123456', '2023-11-14 22:13:20.5'), (2, 'small', 'short', NULL, NULL, NULL, NULL)`, [big]);
     await admin.query(`INSERT INTO \`${database}\`.items VALUES (1, 'a'), (2, 'b'), (3, 'c')`);
     await admin.query(`INSERT INTO \`${database}\`.events VALUES (1, 'old 1'), (2, 'old 2')`);
+    await admin.query(
+      `CREATE TABLE \`${database}\`.kinds (id INT PRIMARY KEY, ti TINYINT, ub BIGINT UNSIGNED, d DOUBLE, bl BLOB, j JSON, e ENUM('sad', 'happy'), st SET('x', 'y', 'z'), y YEAR, tm TIME(6), dt DATETIME)`,
+    );
+    await admin.query(
+      `INSERT INTO \`${database}\`.kinds VALUES
+         (1, -128, 18446744073709551615, 1e308, X'00ff10', '{"a": [1, 2.5], "b": null}', 'happy', 'x,z', 2155, '-838:59:59.000000', '1000-01-01 00:00:00'),
+         (2, NULL, 0, -2.5e-300, X'', '[]', NULL, '', 1901, '00:00:00.000001', '9999-12-31 23:59:59')`,
+    );
   });
 
   after(async () => {
@@ -223,7 +286,7 @@ describe("Flink's debezium-avro-confluent format materialises MariaDB tables fro
     const d = `\`${database}\``;
     const captured = (table: string, op: string) => daemon.metric("sluice_changes_captured_total", { table: `${database}.${table}`, op });
     // The snapshot first: changes made before it would reach the topics only as its reads.
-    for (const [table, rows] of [["docs", 2], ["items", 3], ["events", 2]] as const) {
+    for (const [table, rows] of [["docs", 2], ["items", 3], ["events", 2], ["kinds", 2]] as const) {
       await waitFor(`the snapshot of ${table}`, async () => (await captured(table, "r")) >= rows, { daemon, timeoutMs: 180_000 });
     }
     await admin.query(`UPDATE ${d}.docs SET title = 't2', price = 13.75 WHERE id = 1`);
@@ -234,6 +297,8 @@ describe("Flink's debezium-avro-confluent format materialises MariaDB tables fro
     await admin.query(`DELETE FROM ${d}.items WHERE id = 3`);
     await admin.query(`UPDATE ${d}.docs SET born = '1999-12-31', at = '1970-01-01 00:00:00' WHERE id = 2`);
     await admin.query(`INSERT INTO ${d}.events VALUES (3, 'old 3')`);
+    await admin.query(`UPDATE ${d}.kinds SET d = -0.0, st = 'y', tm = '838:59:59.999999' WHERE id = 1`);
+    await admin.query(`INSERT INTO ${d}.kinds VALUES (3, 127, 9223372036854775808, NULL, NULL, NULL, 'sad', NULL, NULL, NULL, '1970-01-01 00:00:00')`);
     await admin.query("COMMIT");
     await admin.query(`ALTER TABLE ${d}.items ADD COLUMN tier VARCHAR(10) DEFAULT 'basic'`);
     await admin.query(`INSERT INTO ${d}.items VALUES (5, 'e', 'gold')`);
@@ -252,6 +317,11 @@ describe("Flink's debezium-avro-confluent format materialises MariaDB tables fro
     const [itemRows] = (await admin.query(`SELECT CAST(id AS CHAR) AS id, name, tier FROM ${d}.items`)) as unknown as [Row[]];
     const items = byId(itemRows);
     const [eventRows] = (await admin.query(`SELECT CAST(id AS CHAR) AS id, what FROM ${d}.events`)) as unknown as [Row[]];
+    const [kindRows] = (await admin.query(
+      `SELECT CAST(id AS CHAR) AS id, CAST(ti AS CHAR) AS ti, CAST(ub AS CHAR) AS ub, CAST(d AS CHAR) AS d, LOWER(HEX(bl)) AS bl, CAST(j AS CHAR) AS j, e, st, CAST(y AS CHAR) AS y, CAST(tm AS CHAR) AS tm,
+              CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', dt) DIV 1000 AS CHAR) AS dt FROM ${d}.kinds`,
+    )) as unknown as [Row[]];
+    const kinds = byId(kindRows).map((row) => ({ ...row, d: float(row.d), tm: timeMicros(row.tm) }));
     const prefix = `${deployment}.${source}.${database}`;
     const tables: FlinkTable[] = [
       // DATETIME(6) is Debezium's MicroTimestamp: microseconds since 1970 as a long, read as BIGINT.
@@ -264,12 +334,21 @@ describe("Flink's debezium-avro-confluent format materialises MariaDB tables fro
       },
       { name: "items", topic: `${prefix}.items`, columns: "`id` INT NOT NULL, `name` STRING NOT NULL, `tier` STRING", key: ["id"], expectedRows: items.length },
       { name: "events", topic: `${prefix}.events`, columns: "`id` INT NOT NULL, `what` STRING", key: ["id"], expectedRows: truncated.length + eventRows.length },
+      // BIGINT UNSIGNED is Debezium's precise DECIMAL(20, 0); TIME is MicroTime and DATETIME Timestamp (ms), longs.
+      {
+        name: "kinds",
+        topic: `${prefix}.kinds`,
+        columns: "`id` INT NOT NULL, `ti` TINYINT, `ub` DECIMAL(20, 0), `d` DOUBLE, `bl` BYTES, `j` STRING, `e` STRING, `st` STRING, `y` INT, `tm` BIGINT, `dt` BIGINT",
+        key: ["id"],
+        expectedRows: kinds.length,
+      },
     ];
-    const state = await materialiseWithFlink({ brokers: kafka.brokers.join(","), registry: `${daemon.url}/registry`, tables, idleSeconds: 8, timeoutSeconds: 240 }, join(dir, "flink.json"));
+    const state = await materialiseWithFlink({ brokers: kafka.brokers.join(","), registry: `${daemon.url}/registry`, tables, idleSeconds: 10, timeoutSeconds: 240 }, join(dir, "flink.json"));
     await daemon.stop();
 
     assertSameRows(flinkRows(state, "docs"), docs, "docs");
     assertSameRows(flinkRows(state, "items"), readerDefaults(items), "items (key change, transaction, added column with DEFAULT)");
     assertSameRows(flinkRows(state, "events"), byId([...truncated, ...eventRows]), "events (the truncate is not seen, as on Debezium's topics)");
+    assertSameRows(flinkRows(state, "kinds").map((row) => ({ ...row, d: float(row.d) })), kinds, "kinds");
   });
 });
