@@ -139,6 +139,10 @@ export class Daemon {
   private log: TopicLog | null = null;
   /** The built-in registry the HTTP API serves: the one opened at start, then each capture term's (which registers the capture's schemas). */
   private servedRegistry: LocalRegistry | null = null;
+  /** Whether the served registry is the one this process's capture registers into: then it is current and never reloaded. */
+  private servedIsCaptures = false;
+  private servedReload: Promise<void> | null = null;
+  private servedReloadedAt = 0;
   private captures: RunningCapture[] = [];
   private sinks: RunningSink[] = [];
   /** What this process runs of the config (`sluice run --role/--source/--sink`; default everything). */
@@ -228,7 +232,7 @@ export class Daemon {
       const prefix = settings.kind === "builtin" ? settings.path : "/registry";
       // Its token is checked by the HTTP server's access policy, with the API's own tokens.
       this.servedRegistry = local;
-      this.http.mount(prefix, createRegistryHandler({ registry: () => this.servedRegistry ?? local, prefix, maxBodyBytes: this.http.maxBodyBytes }));
+      this.http.mount(prefix, createRegistryHandler({ registry: () => this.servedRegistry ?? local, refresh: () => this.reloadServedRegistry(), prefix, maxBodyBytes: this.http.maxBodyBytes }));
     }
     await this.startParts(registry);
     this.instances = new InstanceDirectory({
@@ -376,7 +380,7 @@ export class Daemon {
           // The registry as the journal holds it now, with what a former leader registered.
           const opened = await openRegistry(this.config, log);
           // Served over HTTP too: consumers look up the ids this term's capture registers (and their own registrations get ids after them).
-          if (opened.local) this.servedRegistry = opened.local;
+          if (opened.local) [this.servedRegistry, this.servedIsCaptures] = [opened.local, true];
           await this.createCaptures(opened.registry);
           // A term's captures end together: one failing (e.g. fenced) ends the others.
           const term = new AbortController();
@@ -394,6 +398,7 @@ export class Daemon {
             signal.removeEventListener("abort", end);
             this.captures = [];
             this.releasableSources.clear();
+            this.servedIsCaptures = false;
             // A standby checks nothing (freshness included) until it leads again.
             for (const checks of this.dataChecks.values()) checks.close();
             this.dataChecks.clear();
@@ -404,9 +409,27 @@ export class Daemon {
       this.leading = this.supervise(`source ${this.selection.sources.join(", ")}`, leadership.run(this.captureStop.signal));
     } else {
       await this.createCaptures(registry);
+      this.servedIsCaptures = this.selection.sources.length > 0 && registry === this.servedRegistry;
       for (const capture of this.captures) capture.done = this.supervise(`source ${capture.name}`, capture.pipeline.run(this.captureStop.signal));
     }
     for (const sink of this.sinks) sink.done = this.supervise(`sink ${sink.name}`, sink.thread.finished);
+  }
+
+  /**
+   * A registry read missed in a process whose capture does not register into the served registry
+   * (sinks only, a standby, a capture elsewhere): reads the journal again, at most once a second.
+   */
+  private async reloadServedRegistry(): Promise<void> {
+    if (this.servedIsCaptures || !this.log) return;
+    if (this.servedReload === null && Date.now() - this.servedReloadedAt < 1_000) return;
+    const log = this.log;
+    this.servedReload ??= openRegistry(this.config, log)
+      .then((opened) => {
+        if (opened.local && !this.servedIsCaptures) this.servedRegistry = opened.local;
+        this.servedReloadedAt = Date.now();
+      })
+      .finally(() => (this.servedReload = null));
+    await this.servedReload;
   }
 
   /** One line at start: who may call what, and where. */

@@ -20,6 +20,8 @@ export interface RegistryHandlerOptions {
   readonly authToken?: string;
   /** Largest request body (default 4 MiB, room for the largest schema JSON-escaped); a larger one is answered 413. */
   readonly maxBodyBytes?: number;
+  /** Called when a GET finds no such schema, subject or version (another process may have registered it since); the GET is then answered again. */
+  readonly refresh?: () => Promise<void>;
 }
 
 type Method = "GET" | "POST" | "PUT" | "DELETE";
@@ -39,6 +41,7 @@ interface Route {
 }
 
 const REGISTRY_ROOTS = new Set(["subjects", "schemas", "compatibility", "config", "mode"]);
+const MISSES = new Set(["SCHEMA_NOT_FOUND", "SUBJECT_NOT_FOUND", "VERSION_NOT_FOUND"]);
 
 export function createRegistryHandler(options: RegistryHandlerOptions): RegistryHandler {
   const prefix = (options.prefix ?? "").replace(/\/+$/, "");
@@ -79,7 +82,15 @@ export function createRegistryHandler(options: RegistryHandlerOptions): Registry
       if (!match) throw new RegistryError("NOT_FOUND", "HTTP 404 Not Found");
       const action = match.route.methods[req.method as Method];
       if (!action) throw new RegistryError("METHOD_NOT_ALLOWED", "HTTP 405 Method Not Allowed");
-      const reply = await action({ params: match.params, query: url.searchParams, body: () => readJsonObject(req, maxBodyBytes) });
+      const call: Call = { params: match.params, query: url.searchParams, body: () => readJsonObject(req, maxBodyBytes) };
+      let reply: Reply;
+      try {
+        reply = await action(call);
+      } catch (error) {
+        if (req.method !== "GET" || !options.refresh || !(error instanceof RegistryError) || !MISSES.has(error.kind)) throw error;
+        await options.refresh();
+        reply = await matchRoute(routesNow(), segments)!.route.methods.GET!(call);
+      }
       if ("raw" in reply) {
         res.writeHead(200, { "content-type": REGISTRY_CONTENT_TYPE, "content-length": Buffer.byteLength(reply.raw) });
         res.end(reply.raw);
