@@ -12,6 +12,8 @@ import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { AckTracker } from "./ack-tracker.ts";
 import { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
+import { CaptureLoop } from "../common/capture-loop.ts";
+import type { CapturePhase, InitialSnapshot, OpenedStream } from "../common/capture-loop.ts";
 import { CapturedTables } from "./captured-tables.ts";
 import { listTables, loadTypeCatalog, publicationInfo, publishedTables, serverInfo, slotInfo, slotLag } from "./catalog.ts";
 import type { PublishedTable, ServerInfo, SlotLag, TableRef } from "./catalog.ts";
@@ -63,7 +65,7 @@ export interface PostgresSourceBatch extends SourceBatch {
   readonly transactions: readonly TransactionEvent[];
 }
 
-export type PostgresSourcePhase = "idle" | "snapshot" | "streaming" | "failed" | "closed";
+export type PostgresSourcePhase = CapturePhase;
 
 export interface PostgresSourceStats {
   readonly phase: PostgresSourcePhase;
@@ -78,16 +80,12 @@ export interface PostgresSourceStats {
   readonly flushedLsn: bigint;
 }
 
-interface SnapshotState {
+interface SnapshotState extends InitialSnapshot<SnapshotRow, PostgresSourceBatch> {
   readonly reader: SnapshotReader;
-  readonly buffer: ByteBoundedBuffer<SnapshotRow>;
   /** Where every snapshot row sits: position, no transaction, the snapshot's time. */
   readonly origin: EventOrigin;
   /** Where each table's reset sits: one version below its rows. */
   readonly resetOrigin: EventOrigin;
-  readonly controller: AbortController;
-  /** Debezium's first/last marks on the reads (holds back each table's latest read). */
-  readonly markers: SnapshotMarkers;
 }
 
 interface StreamStart {
@@ -96,11 +94,8 @@ interface StreamStart {
   readonly skipThrough: Position | null;
 }
 
-interface StreamState {
+interface StreamState extends OpenedStream<PostgresSourceBatch> {
   readonly stream: ReplicationStream;
-  readonly buffer: ByteBoundedBuffer<WalMessage>;
-  readonly batcher: StreamBatcher;
-  readonly heartbeat: Heartbeat;
 }
 
 /**
@@ -108,8 +103,6 @@ interface StreamState {
  * WAL without captured changes, so the slot does not pin WAL that only other tables wrote.
  */
 const KEEPALIVE_PROGRESS_MS = 10_000;
-
-const CLOSED = (): SluiceError => new SluiceError("the source was closed", { code: "SOURCE_CLOSED", retriable: true, context: { component: "postgres-source" } });
 
 export class PostgresSource implements Source {
   readonly name: string;
@@ -119,17 +112,13 @@ export class PostgresSource implements Source {
   private readonly options: PostgresSourceOptions;
   private readonly logger: Logger;
   private readonly context: ErrorContext;
-  private phase: PostgresSourcePhase = "idle";
-  private failure: SluiceError | null = null;
+  private readonly loop: CaptureLoop<PostgresSourceBatch, StreamState>;
   private catalog: pg.Client | null = null;
   private server: ServerInfo | null = null;
   private captured: CapturedTables | null = null;
-  private snapshot: SnapshotState | null = null;
-  private lastSnapshotProgress: TableSnapshotProgress[] = [];
   private pendingStream: StreamStart | null = null;
   /** Resuming an existing slot: changes committed at or before this LSN were handed on by an earlier run (0 for a new slot). */
   private handedOnThrough = 0n;
-  private streaming: StreamState | null = null;
   private ackedFlush = 0n;
   private readonly acks = new AckTracker((lsn) => this.acknowledged(lsn));
   private readonly online: OnlineSnapshotRunner<IncrementalSnapshots>;
@@ -152,29 +141,43 @@ export class PostgresSource implements Source {
     this.logger = options.logger.child({ component: "postgres-source", source: config.name });
     this.context = { component: "postgres-source", source: config.name, server: `${config.host}:${config.port}` };
     this.online = new OnlineSnapshotRunner({ logger: this.logger, context: this.context });
+    this.loop = new CaptureLoop<PostgresSourceBatch, StreamState>({
+      context: this.context,
+      maxBatchEvents: options.maxBatchEvents ?? 4096,
+      toError: (error, what) => toSluiceError(error, what, this.context),
+      prepare: (from) => {
+        this.acks.reset();
+        this.ackedFlush = 0n;
+        // A reconnect keeps the requests not yet stored with a checkpoint (a backfill queued just before the connection dropped).
+        this.online.restore(from);
+      },
+      setUp: (from, signal) => this.setUp(from, signal),
+      openStream: () => this.openStream(),
+      online: this.online,
+      release: () => this.release(),
+    });
   }
 
   /** Connected, and neither failed nor closed. */
   ready(): boolean {
-    return (this.phase === "snapshot" || this.phase === "streaming") && this.failure === null && this.currentBuffer()?.failed == null;
+    return this.loop.ready();
   }
 
   snapshotProgress(): readonly TableSnapshotProgress[] {
-    const initial = this.snapshot?.reader.progress() ?? this.lastSnapshotProgress;
-    const online = this.online.progress();
-    return online.length === 0 ? initial : [...initial, ...online];
+    return this.loop.snapshotProgress();
   }
 
   stats(): PostgresSourceStats {
-    const buffer = this.currentBuffer();
+    const buffer = this.loop.buffer;
+    const streaming = this.loop.stream;
     return {
-      phase: this.phase,
+      phase: this.loop.phase,
       bufferBytes: buffer?.bytes ?? 0,
       bufferPeakBytes: buffer?.peakBytes ?? 0,
       maxBufferBytes: this.config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES,
-      pauses: this.streaming?.stream.pauseCount ?? 0,
-      receivedLsn: this.streaming?.stream.received ?? null,
-      flushedLsn: this.streaming?.stream.flushed ?? this.ackedFlush,
+      pauses: streaming?.stream.pauseCount ?? 0,
+      receivedLsn: streaming?.stream.received ?? null,
+      flushedLsn: streaming?.stream.flushed ?? this.ackedFlush,
     };
   }
 
@@ -188,45 +191,16 @@ export class PostgresSource implements Source {
     }
   }
 
-  async connect(from: Checkpoint | null, signal: AbortSignal): Promise<void> {
-    await this.teardown();
-    this.failure = null;
-    this.acks.reset();
-    this.ackedFlush = 0n;
-    // A reconnect keeps the requests not yet stored with a checkpoint (a backfill queued just before the connection dropped).
-    this.online.restore(from);
-    try {
-      await this.setUp(from, signal);
-    } catch (error) {
-      await this.teardown();
-      this.phase = "failed";
-      if (signal.aborted) throw signal.reason;
-      throw toSluiceError(error, "cannot start capture", this.context);
-    }
+  connect(from: Checkpoint | null, signal: AbortSignal): Promise<void> {
+    return this.loop.connect(from, signal);
   }
 
-  async read(signal: AbortSignal): Promise<PostgresSourceBatch> {
-    try {
-      if (this.failure !== null) throw this.failure;
-      if (this.phase === "snapshot") return await this.readSnapshot(signal);
-      if (this.phase === "streaming") {
-        if (this.streaming === null) await this.startStream();
-        const batch = await this.streaming!.batcher.next(signal);
-        return this.batch(await this.fillMovedToast(batch.events), batch.transactions, batch.checkpoint);
-      }
-      throw new SluiceError(`read() while ${this.phase}`, { code: "SOURCE_NOT_CONNECTED", retriable: this.phase !== "closed", context: this.context });
-    } catch (error) {
-      if (signal.aborted) throw error;
-      const failure = toSluiceError(error, "capture failed", this.context);
-      this.failure ??= failure;
-      this.phase = this.phase === "closed" ? "closed" : "failed";
-      throw failure;
-    }
+  read(signal: AbortSignal): Promise<PostgresSourceBatch> {
+    return this.loop.read(signal);
   }
 
-  async close(): Promise<void> {
-    await this.teardown();
-    this.phase = "closed";
+  close(): Promise<void> {
+    return this.loop.close();
   }
 
   private async setUp(from: Checkpoint | null, signal: AbortSignal): Promise<void> {
@@ -264,14 +238,12 @@ export class PostgresSource implements Source {
     this.handedOnThrough = plan.kind === "stream" ? plan.startLsn : 0n;
     if (plan.kind === "stream") {
       this.pendingStream = plan;
-      this.phase = "streaming";
-      await this.startStream();
+      await this.loop.openStream();
       await this.backfill(added);
     } else if (plan.kind === "create-and-stream") {
       const { consistentPoint } = await this.createSlot(server, false);
       this.pendingStream = { startLsn: consistentPoint, flushedLsn: consistentPoint, skipThrough: null };
-      this.phase = "streaming";
-      await this.startStream();
+      await this.loop.openStream();
     } else {
       // A new initial snapshot reads every table: online snapshots in progress are moot.
       this.online.replace();
@@ -324,42 +296,26 @@ export class PostgresSource implements Source {
         context: this.context,
         ...(this.options.onSnapshotProgress === undefined ? {} : { onProgress: this.options.onSnapshotProgress }),
       });
-      state = { reader, buffer, origin, resetOrigin: { ...origin, position: snapshotResetPosition(origin.position) }, controller, markers: new SnapshotMarkers(tables.length) };
-      this.snapshot = state;
+      const resetOrigin: EventOrigin = { ...origin, position: snapshotResetPosition(origin.position) };
+      state = {
+        reader,
+        buffer,
+        origin,
+        resetOrigin,
+        controller,
+        markers: new SnapshotMarkers(tables.length),
+        event: (row) => (row.values === null ? truncateEvent(row.table, resetOrigin) : insertEvent(row.table, row.values, origin, "r")),
+        batch: (events, finished) => this.batch(events, [], finished ? origin.position : { ...origin.position, resume: SNAPSHOT_INCOMPLETE }),
+      };
+      this.loop.holdSnapshot(state);
       await reader.importSnapshot();
     });
     if (state === null) throw new SluiceError("the server exported no snapshot", { code: "PG_SNAPSHOT_MISSING", context: this.context });
-    const { reader } = state as SnapshotState;
     this.pendingStream = { startLsn: consistentPoint, flushedLsn: consistentPoint, skipThrough: null };
-    this.phase = "snapshot";
-    reader.run(controller.signal).then(
-      () => buffer.end(),
-      (error: unknown) => buffer.fail(toSluiceError(error, "snapshot failed", this.context)),
-    );
+    this.loop.runSnapshot();
   }
 
-  private async readSnapshot(signal: AbortSignal): Promise<PostgresSourceBatch> {
-    const snapshot = this.snapshot!;
-    const { buffer } = snapshot;
-    await buffer.waitForItem(signal);
-    const max = this.options.maxBatchEvents ?? 4096;
-    const events: ChangeEvent[] = [];
-    while (events.length < max && buffer.length > 0) {
-      const row = buffer.shift()!;
-      events.push(...snapshot.markers.next(row.values === null ? truncateEvent(row.table, snapshot.resetOrigin) : insertEvent(row.table, row.values, snapshot.origin, "r")));
-    }
-    const { position } = snapshot.origin;
-    const finished = buffer.ended && buffer.length === 0;
-    if (finished) events.push(...snapshot.markers.flush());
-    if (!finished) return this.batch(events, [], { ...position, resume: SNAPSHOT_INCOMPLETE });
-    this.lastSnapshotProgress = snapshot.reader.progress();
-    await snapshot.reader.close();
-    this.snapshot = null;
-    this.phase = "streaming";
-    return this.batch(events, [], position);
-  }
-
-  private async startStream(): Promise<void> {
+  private openStream(): StreamState {
     const start = this.pendingStream!;
     const catalog = this.catalog!;
     const captured = this.captured!;
@@ -394,9 +350,22 @@ export class PostgresSource implements Source {
       context: this.context,
     });
     const heartbeat = new Heartbeat(catalog, this.config.heartbeat_interval, this.names.slot, this.logger);
-    this.streaming = { stream, buffer, batcher, heartbeat };
-    await stream.start();
-    heartbeat.start();
+    return {
+      stream,
+      buffer,
+      start: async () => {
+        await stream.start();
+        heartbeat.start();
+      },
+      next: async (signal) => {
+        const batch = await batcher.next(signal);
+        return this.batch(await this.fillMovedToast(batch.events), batch.transactions, batch.checkpoint);
+      },
+      stop: async () => {
+        heartbeat.stop();
+        await stream.stop();
+      },
+    };
   }
 
   /** Often enough that the server's wal_sender_timeout never ends a connection that is only paused. */
@@ -459,8 +428,7 @@ export class PostgresSource implements Source {
   private async startOnlineInitialSnapshot(server: ServerInfo, tables: readonly TableRef[]): Promise<void> {
     const { consistentPoint } = await this.createSlot(server, false);
     this.pendingStream = { startLsn: consistentPoint, flushedLsn: consistentPoint, skipThrough: null };
-    this.phase = "streaming";
-    await this.startStream();
+    await this.loop.openStream();
     const ordered = [...tables].sort((a, b) => b.estimatedRows - a.estimatedRows);
     for (const ref of ordered) await this.snapshots.request(`${ref.schema}.${ref.table}`, null, "initial");
     this.logger.info({ tables: ordered.length, slot: this.names.slot }, "initial snapshot queued as online snapshots (snapshot.method online)");
@@ -526,33 +494,14 @@ export class PostgresSource implements Source {
   private acknowledged(lsn: bigint): void {
     if (lsn <= this.ackedFlush) return;
     this.ackedFlush = lsn;
-    this.streaming?.stream.acknowledge(lsn);
+    this.loop.stream?.stream.acknowledge(lsn);
   }
 
-  private currentBuffer(): ByteBoundedBuffer<unknown> | null {
-    return (this.snapshot?.buffer as ByteBoundedBuffer<unknown> | undefined) ?? (this.streaming?.buffer as ByteBoundedBuffer<unknown> | undefined) ?? null;
-  }
-
-  private async teardown(): Promise<void> {
-    await this.online.stop();
-    const { snapshot, streaming, catalog } = this;
-    this.snapshot = null;
-    this.streaming = null;
+  private async release(): Promise<void> {
+    const { catalog } = this;
     this.catalog = null;
     this.pendingStream = null;
-    if (snapshot !== null) {
-      this.lastSnapshotProgress = snapshot.reader.progress();
-      snapshot.controller.abort(CLOSED());
-      snapshot.buffer.fail(CLOSED());
-      await snapshot.reader.close();
-    }
-    if (streaming !== null) {
-      streaming.heartbeat.stop();
-      streaming.buffer.fail(CLOSED());
-      await streaming.stream.stop();
-    }
     if (catalog !== null) await catalog.end().catch(() => undefined);
-    if (this.phase !== "closed") this.phase = "idle";
   }
 }
 
