@@ -27,6 +27,7 @@ function toyDriver(options: { rows: number; failStreamWith?: Error }) {
     const buffer = new ByteBoundedBuffer<number>(1 << 20);
     return {
       buffer,
+      pauses: () => 0,
       start: async () => {
         calls.push("start stream");
       },
@@ -64,6 +65,7 @@ function toyDriver(options: { rows: number; failStreamWith?: Error }) {
   const loop: CaptureLoop<ToyBatch, OpenedStream<ToyBatch>> = new CaptureLoop({
     context: { component: "toy-source" },
     maxBatchEvents: 2,
+    readAheadBytes: 1 << 20,
     toError: (error, what) => (error instanceof SluiceError ? error : new SluiceError(`${what}: ${(error as Error).message}`, { code: "TOY", retriable: true, context: { component: "toy-source" } })),
     prepare: (from: Checkpoint | null) => calls.push(`prepare ${from === null ? "from start" : "from checkpoint"}`),
     setUp,

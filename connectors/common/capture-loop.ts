@@ -10,10 +10,21 @@ import { captureBatchBytes } from "../../config/memory.ts";
 import type { ChangeEvent, Checkpoint, TableSnapshotProgress } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
-import type { ByteBoundedBuffer } from "./byte-bounded-buffer.ts";
+import { ByteBoundedBuffer } from "./byte-bounded-buffer.ts";
 import type { SnapshotMarkers } from "./snapshot-markers.ts";
 
 export type CapturePhase = "idle" | "snapshot" | "streaming" | "failed" | "closed";
+
+/** What every source's stats say of its capture (each source adds its own positions). */
+export interface CaptureStats {
+  readonly phase: CapturePhase;
+  /** Bytes read ahead of read() right now, the most ever, and the bound (max_buffer_bytes). */
+  readonly bufferBytes: number;
+  readonly bufferPeakBytes: number;
+  readonly maxBufferBytes: number;
+  /** Times reading from the server paused because the buffer was full. */
+  readonly pauses: number;
+}
 
 /** An initial snapshot: its reader fills the buffer while read() drains it into batches. */
 export interface InitialSnapshot<Row, Batch> {
@@ -31,6 +42,8 @@ export interface InitialSnapshot<Row, Batch> {
 /** The stream, opened: read() takes its batches until it is stopped. */
 export interface OpenedStream<Batch> {
   readonly buffer: ByteBoundedBuffer<unknown>;
+  /** Times reading from the server paused because the buffer was full. */
+  pauses(): number;
   /** Starts reading from the server (the loop holds the stream before, so a start that fails is still stopped). */
   start(): Promise<void>;
   next(signal: AbortSignal): Promise<Batch>;
@@ -42,6 +55,8 @@ export interface CaptureDriver<Batch, Stream extends OpenedStream<Batch>> {
   readonly context: ErrorContext;
   /** Most events per snapshot batch. */
   readonly maxBatchEvents: number;
+  /** The bound of each read-ahead buffer (max_buffer_bytes). */
+  readonly readAheadBytes: number;
   /** What the database's errors are as Sluice errors: `what` says what failed. */
   toError(error: unknown, what: string): SluiceError;
   /** Before a set-up: takes what the checkpoint carries (the loop has closed everything before). */
@@ -80,6 +95,22 @@ export class CaptureLoop<Batch, Stream extends OpenedStream<Batch>> {
   /** The buffer read ahead of read(): the snapshot's, else the stream's. */
   get buffer(): ByteBoundedBuffer<unknown> | null {
     return (this.snapshot?.buffer as ByteBoundedBuffer<unknown> | undefined) ?? this.streaming?.buffer ?? null;
+  }
+
+  /** A read-ahead buffer (the snapshot's or the stream's) with the source's bound. */
+  readAheadBuffer<Item>(): ByteBoundedBuffer<Item> {
+    return new ByteBoundedBuffer<Item>(this.driver.readAheadBytes);
+  }
+
+  stats(): CaptureStats {
+    const buffer = this.buffer;
+    return {
+      phase: this.phaseNow,
+      bufferBytes: buffer?.bytes ?? 0,
+      bufferPeakBytes: buffer?.peakBytes ?? 0,
+      maxBufferBytes: this.driver.readAheadBytes,
+      pauses: this.streaming?.pauses() ?? 0,
+    };
   }
 
   /** Connected, and neither failed nor closed. */

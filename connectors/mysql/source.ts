@@ -9,9 +9,8 @@ import { STANDALONE_READ_AHEAD_BYTES } from "../../config/memory.ts";
 import type { ChangeEvent, Checkpoint, Position, Source, SourceBatch, TransactionMarker } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
-import { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import { CaptureLoop } from "../common/capture-loop.ts";
-import type { CapturePhase, InitialSnapshot, OpenedStream } from "../common/capture-loop.ts";
+import type { CapturePhase, CaptureStats, InitialSnapshot, OpenedStream } from "../common/capture-loop.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import { BinlogStream } from "./binlog-stream.ts";
 import { binaryLogs, collationRows, currentPosition, databaseCharset, listTables, readDefinitions } from "./catalog.ts";
@@ -59,14 +58,7 @@ export interface MysqlSourceOptions {
 
 export type MysqlSourcePhase = CapturePhase;
 
-export interface MysqlSourceStats {
-  readonly phase: MysqlSourcePhase;
-  /** Bytes read ahead of read() right now, the most ever, and the bound (max_buffer_bytes). */
-  readonly bufferBytes: number;
-  readonly bufferPeakBytes: number;
-  readonly maxBufferBytes: number;
-  /** Times reading the binlog paused because the buffer was full. */
-  readonly pauses: number;
+export interface MysqlSourceStats extends CaptureStats {
   readonly binlogBytes: number;
   /** Where decoding has got to (file:offset) and the last acknowledged checkpoint. */
   readonly decodedThrough: string | null;
@@ -124,6 +116,7 @@ export class MysqlSource implements Source {
     this.loop = new CaptureLoop<SourceBatch, StreamState>({
       context: this.context,
       maxBatchEvents: options.maxBatchEvents ?? 4096,
+      readAheadBytes: config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES,
       toError: (error, what) => toSluiceError(error, what, this.context),
       prepare: (from) => this.online.restore(from),
       setUp: (from, signal) => this.setUp(from, signal),
@@ -143,14 +136,9 @@ export class MysqlSource implements Source {
   }
 
   stats(): MysqlSourceStats {
-    const buffer = this.loop.buffer;
     const streaming = this.loop.stream;
     return {
-      phase: this.loop.phase,
-      bufferBytes: buffer?.bytes ?? 0,
-      bufferPeakBytes: buffer?.peakBytes ?? 0,
-      maxBufferBytes: this.config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES,
-      pauses: streaming?.stream.pauseCount ?? 0,
+      ...this.loop.stats(),
       binlogBytes: streaming?.stream.receivedBytes ?? 0,
       decodedThrough: streaming === null ? null : `${streaming.decoder.through.file}:${streaming.decoder.through.offset}`,
       acknowledged: this.acknowledged,
@@ -279,7 +267,7 @@ export class MysqlSource implements Source {
       context,
     });
     await this.tracker!.record(snapshot.startAt, snapshot.definitions.values(), "snapshot");
-    const buffer = new ByteBoundedBuffer<ChangeEvent>(config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES);
+    const buffer = this.loop.readAheadBuffer<ChangeEvent>();
     const position = throughPosition(snapshot.startAt);
     const reader = new SnapshotReader({
       sourceName: config.name,
@@ -331,7 +319,7 @@ export class MysqlSource implements Source {
     // Whatever the server sends from before the start point (a GTID start may begin earlier in the file) is skipped.
     const floor = throughPosition(startAt);
     const skipThrough = start.skipThrough !== null && start.skipThrough.commit >= floor.commit ? start.skipThrough : floor;
-    const buffer = new ByteBoundedBuffer<Buffer>(config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES);
+    const buffer = this.loop.readAheadBuffer<Buffer>();
     const decoder = new StreamDecoder({
       sourceName: config.name,
       flavor: settings.flavor,
@@ -369,6 +357,7 @@ export class MysqlSource implements Source {
       stream,
       buffer,
       decoder,
+      pauses: () => stream.pauseCount,
       start: () => stream.start(),
       next: async (signal) => {
         const batch = await batcher.next(signal);

@@ -11,9 +11,8 @@ import type { ChangeEvent, Checkpoint, ColumnValue, Position, Source, SourceBatc
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { AckTracker } from "./ack-tracker.ts";
-import { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import { CaptureLoop } from "../common/capture-loop.ts";
-import type { CapturePhase, InitialSnapshot, OpenedStream } from "../common/capture-loop.ts";
+import type { CapturePhase, CaptureStats, InitialSnapshot, OpenedStream } from "../common/capture-loop.ts";
 import { CapturedTables } from "./captured-tables.ts";
 import { listTables, loadTypeCatalog, publicationInfo, publishedTables, serverInfo, slotInfo, slotLag } from "./catalog.ts";
 import type { PublishedTable, ServerInfo, SlotLag, TableRef } from "./catalog.ts";
@@ -67,14 +66,7 @@ export interface PostgresSourceBatch extends SourceBatch {
 
 export type PostgresSourcePhase = CapturePhase;
 
-export interface PostgresSourceStats {
-  readonly phase: PostgresSourcePhase;
-  /** Bytes read ahead of read() right now, the most ever, and the bound (max_buffer_bytes). */
-  readonly bufferBytes: number;
-  readonly bufferPeakBytes: number;
-  readonly maxBufferBytes: number;
-  /** Times reading from the server paused because the buffer was full. */
-  readonly pauses: number;
+export interface PostgresSourceStats extends CaptureStats {
   /** Latest WAL position received, and the position reported as flushed (durable). */
   readonly receivedLsn: bigint | null;
   readonly flushedLsn: bigint;
@@ -144,6 +136,7 @@ export class PostgresSource implements Source {
     this.loop = new CaptureLoop<PostgresSourceBatch, StreamState>({
       context: this.context,
       maxBatchEvents: options.maxBatchEvents ?? 4096,
+      readAheadBytes: config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES,
       toError: (error, what) => toSluiceError(error, what, this.context),
       prepare: (from) => {
         this.acks.reset();
@@ -168,14 +161,9 @@ export class PostgresSource implements Source {
   }
 
   stats(): PostgresSourceStats {
-    const buffer = this.loop.buffer;
     const streaming = this.loop.stream;
     return {
-      phase: this.loop.phase,
-      bufferBytes: buffer?.bytes ?? 0,
-      bufferPeakBytes: buffer?.peakBytes ?? 0,
-      maxBufferBytes: this.config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES,
-      pauses: streaming?.stream.pauseCount ?? 0,
+      ...this.loop.stats(),
       receivedLsn: streaming?.stream.received ?? null,
       flushedLsn: streaming?.stream.flushed ?? this.ackedFlush,
     };
@@ -270,7 +258,7 @@ export class PostgresSource implements Source {
   }
 
   private async startSnapshot(server: ServerInfo, tables: readonly TableRef[], published: ReadonlyMap<string, PublishedTable>): Promise<void> {
-    const buffer = new ByteBoundedBuffer<SnapshotRow>(this.config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES);
+    const buffer = this.loop.readAheadBuffer<SnapshotRow>();
     const controller = new AbortController();
     let state: SnapshotState | null = null;
     const { consistentPoint } = await this.createSlot(server, true, async (snapshotName, consistentPoint) => {
@@ -319,7 +307,7 @@ export class PostgresSource implements Source {
     const start = this.pendingStream!;
     const catalog = this.catalog!;
     const captured = this.captured!;
-    const buffer = new ByteBoundedBuffer<WalMessage>(this.config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES);
+    const buffer = this.loop.readAheadBuffer<WalMessage>();
     const online = this.online.start((ledger, finished) => this.onlineSession(ledger, finished));
     const decoder = new StreamDecoder({
       sourceName: this.name,
@@ -353,6 +341,7 @@ export class PostgresSource implements Source {
     return {
       stream,
       buffer,
+      pauses: () => stream.pauseCount,
       start: async () => {
         await stream.start();
         heartbeat.start();
