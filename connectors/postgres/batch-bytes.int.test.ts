@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import type pg from "pg";
 import { captureBatchBytes } from "../../config/memory.ts";
 import type { ChangeEvent } from "../contracts.ts";
-import { adminClient, cleanUp, newSource, randomName, readUntil, sourceConfig } from "./int-test-support.ts";
+import { adminClient, cleanUp, newSource, randomName, readUntil, snapshotFinished, sourceConfig } from "./int-test-support.ts";
 import type { Collected } from "./int-test-support.ts";
 import type { PostgresSource } from "./source.ts";
 
@@ -25,6 +25,8 @@ before(async () => {
   admin = await adminClient();
   await admin.query(`CREATE SCHEMA "${schema}"`);
   await admin.query(`CREATE TABLE ${q("wide")} (id int PRIMARY KEY, payload text)`);
+  await admin.query(`CREATE TABLE ${q("preloaded")} (id int PRIMARY KEY, payload text)`);
+  await admin.query(`INSERT INTO ${q("preloaded")} SELECT i, repeat(md5(i::text), 3200) FROM generate_series(1, ${ROWS}) i`);
 });
 
 after(async () => {
@@ -82,6 +84,21 @@ test("a row bigger than the bound goes through alone", async () => {
     const withHuge = collected.batches.find((b) => b.events.some((e) => e.after?.["id"] === 1000))!;
     assert.equal(payloadBytes(withHuge.events), huge, "the big row is its batch's only row");
     assert.equal(collected.events.length, 101);
+  } finally {
+    await source.close();
+  }
+});
+
+test("snapshot batches of wide rows are bounded the same way", async () => {
+  const config = sourceConfig({ tables: [`${schema}.preloaded`], max_buffer_bytes: MAX_BUFFER, snapshot: { mode: "initial", parallelism: 1, chunk_rows: 1000 } });
+  configs.push(config);
+  const source = newSource(config);
+  await source.connect(null, AbortSignal.timeout(30_000));
+  try {
+    await bufferedAtLeast(source, ROWS * ROW_CHARS);
+    const collected = await readUntil(source, snapshotFinished, { timeoutMs: 60_000 });
+    assert.equal(collected.events.filter((e) => e.op === "r").length, ROWS);
+    assertBounded(collected, ROW_CHARS);
   } finally {
     await source.close();
   }
