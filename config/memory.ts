@@ -213,8 +213,10 @@ function tooSmall(given: number, needed: number, reserved: number, heaps: readon
 /**
  * Whether the plan applies at all: only when the user set `memory`. The derived limits turned working
  * sets the plan did not foresee into failures: the chaos run's wide rows (big TOAST values in big
- * transactions; capture batches are bounded by changes, not bytes) ran a 52 MiB main heap out of
- * memory within seconds of a restart. Without `memory`, Sluice runs with its standalone defaults.
+ * transactions) ran a 52 MiB main heap out of memory while capture batches were bounded by count
+ * only (now by bytes too: captureBatchBytes); with that fixed, a Kafka sink thread at its least heap
+ * still ran out of memory on the consumer's read-ahead and fetches, which the plan does not count
+ * (docs/benchmarks.md). Without `memory`, Sluice runs with its standalone defaults.
  */
 export function hardLimits(plan: MemoryPlan): boolean {
   return plan.budgetFrom === "config";
