@@ -380,7 +380,7 @@ const kafkaTopics = z.strictObject({
   partitions: z.number().int().min(1).max(10_000).default(3).describe("Partitions for topics Sluice creates"),
   replication_factor: z.number().int().min(1).max(10).default(1).describe("Replication factor for topics Sluice creates"),
   compression: z.enum(["none", "gzip", "lz4", "zstd"]).default("none").describe("Record batch compression"),
-  linger: duration("While a send to Kafka is under way, wait this long to fill the next batch (a produce call to an idle producer goes out at once)", { min: 1, max: 60_000, zero: true }).default(5),
+  linger: duration("Wait this long to fill a batch", { min: 1, max: 60_000, zero: true }).default(5),
   batch_bytes: size("Largest produce batch", { min: 2 ** 10, max: 2 ** 30 }).default(2 ** 20),
   max_in_flight: z.number().int().min(1).max(5).default(5).describe("Produce requests in flight per broker"),
   transactions: z.boolean().default(true).describe("Commit records and the source checkpoint in one Kafka transaction"),

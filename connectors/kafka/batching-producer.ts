@@ -1,7 +1,6 @@
 /**
- * Produce path to Kafka: collects produce calls for `linger` or up to `batch_bytes` into one unit
- * (only while a unit is being delivered: a call to an idle producer goes out at once, so a quiet
- * pipeline pays no linger), and sends units one at a time, in order, each as one Kafka transaction (records + checkpoints,
+ * Produce path to Kafka: collects produce calls for `linger` or up to `batch_bytes` into one unit,
+ * and sends units one at a time, in order, each as one Kafka transaction (records + checkpoints,
  * exactly-once) or, without transactions, records first and checkpoints after (at-least-once).
  * A call resolves as soon as its unit is durable (the transaction committed, or every request
  * acknowledged with acks=all), in call order; it does not wait until readers can see the records
@@ -179,8 +178,8 @@ export class BatchingProducer {
     const durable = new Promise<void>((resolve, reject) => unit.waiters.push({ resolve, reject }));
     // The caller may not await it at once (it has more to enqueue first).
     durable.catch(() => undefined);
-    // Linger only while a delivery is under way (calls arriving meanwhile join one unit); a call to an idle producer goes out at once.
-    if (unit.bytes >= this.options.batchBytes || this.options.lingerMs === 0 || (this.sending === undefined && this.queue.length === 0)) this.flush();
+    // Even to an idle producer: a source transaction handed on in several batches goes out in one Kafka transaction (sending the first part at once put the rest, and the commit, a whole transaction later).
+    if (unit.bytes >= this.options.batchBytes || this.options.lingerMs === 0) this.flush();
     else this.lingerTimer ??= setTimeout(() => this.flush(), this.options.lingerMs);
     return { durable };
   }
