@@ -71,6 +71,32 @@ export interface CaptureDriver<Batch, Stream extends OpenedStream<Batch>> {
   release(): Promise<void>;
 }
 
+/** A source on a capture loop: connect, read, close, readiness and snapshot progress are the loop's. */
+export abstract class CaptureSource<Batch, Stream extends OpenedStream<Batch>> {
+  protected abstract readonly loop: CaptureLoop<Batch, Stream>;
+
+  connect(from: Checkpoint | null, signal: AbortSignal): Promise<void> {
+    return this.loop.connect(from, signal);
+  }
+
+  read(signal: AbortSignal): Promise<Batch> {
+    return this.loop.read(signal);
+  }
+
+  close(): Promise<void> {
+    return this.loop.close();
+  }
+
+  /** Connected, and neither failed nor closed. */
+  ready(): boolean {
+    return this.loop.ready();
+  }
+
+  snapshotProgress(): readonly TableSnapshotProgress[] {
+    return this.loop.snapshotProgress();
+  }
+}
+
 export class CaptureLoop<Batch, Stream extends OpenedStream<Batch>> {
   private readonly driver: CaptureDriver<Batch, Stream>;
   private phaseNow: CapturePhase = "idle";

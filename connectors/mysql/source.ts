@@ -9,7 +9,7 @@ import { STANDALONE_READ_AHEAD_BYTES } from "../../config/memory.ts";
 import type { ChangeEvent, Checkpoint, Position, Source, SourceBatch, TransactionMarker } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
-import { CaptureLoop } from "../common/capture-loop.ts";
+import { CaptureLoop, CaptureSource } from "../common/capture-loop.ts";
 import type { CapturePhase, CaptureStats, InitialSnapshot, OpenedStream } from "../common/capture-loop.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import { BinlogStream } from "./binlog-stream.ts";
@@ -77,7 +77,7 @@ interface StreamState extends OpenedStream<SourceBatch> {
   readonly decoder: StreamDecoder;
 }
 
-export class MysqlSource implements Source {
+export class MysqlSource extends CaptureSource<SourceBatch, StreamState> implements Source {
   readonly name: string;
   readonly kind = "mysql" as const;
   private readonly config: MysqlSourceConfig;
@@ -85,7 +85,7 @@ export class MysqlSource implements Source {
   private readonly logger: Logger;
   private readonly context: ErrorContext;
   private readonly history: SchemaHistoryStore;
-  private readonly loop: CaptureLoop<SourceBatch, StreamState>;
+  protected readonly loop: CaptureLoop<SourceBatch, StreamState>;
   private catalog: Connection | null = null;
   private settings: ServerSettings | null = null;
   private collations: CollationTable | null = null;
@@ -97,6 +97,7 @@ export class MysqlSource implements Source {
   readonly snapshots: MysqlOnlineSnapshotRequests;
 
   constructor(config: MysqlSourceConfig, options: MysqlSourceOptions) {
+    super();
     this.config = config;
     this.options = options;
     this.name = config.name;
@@ -126,15 +127,6 @@ export class MysqlSource implements Source {
     });
   }
 
-  /** Connected, and neither failed nor closed. */
-  ready(): boolean {
-    return this.loop.ready();
-  }
-
-  snapshotProgress(): readonly TableSnapshotProgress[] {
-    return this.loop.snapshotProgress();
-  }
-
   stats(): MysqlSourceStats {
     const streaming = this.loop.stream;
     return {
@@ -143,18 +135,6 @@ export class MysqlSource implements Source {
       decodedThrough: streaming === null ? null : `${streaming.decoder.through.file}:${streaming.decoder.through.offset}`,
       acknowledged: this.acknowledged,
     };
-  }
-
-  connect(from: Checkpoint | null, signal: AbortSignal): Promise<void> {
-    return this.loop.connect(from, signal);
-  }
-
-  read(signal: AbortSignal): Promise<SourceBatch> {
-    return this.loop.read(signal);
-  }
-
-  close(): Promise<void> {
-    return this.loop.close();
   }
 
   private async setUp(from: Checkpoint | null, signal: AbortSignal): Promise<void> {

@@ -11,7 +11,7 @@ import type { ChangeEvent, Checkpoint, ColumnValue, Position, Source, SourceBatc
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { AckTracker } from "./ack-tracker.ts";
-import { CaptureLoop } from "../common/capture-loop.ts";
+import { CaptureLoop, CaptureSource } from "../common/capture-loop.ts";
 import type { CapturePhase, CaptureStats, InitialSnapshot, OpenedStream } from "../common/capture-loop.ts";
 import { CapturedTables } from "./captured-tables.ts";
 import { listTables, loadTypeCatalog, publicationInfo, publishedTables, serverInfo, slotInfo, slotLag } from "./catalog.ts";
@@ -96,7 +96,7 @@ interface StreamState extends OpenedStream<PostgresSourceBatch> {
  */
 const KEEPALIVE_PROGRESS_MS = 10_000;
 
-export class PostgresSource implements Source {
+export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamState> implements Source {
   readonly name: string;
   readonly kind = "postgres" as const;
   readonly names: CaptureNames;
@@ -104,7 +104,7 @@ export class PostgresSource implements Source {
   private readonly options: PostgresSourceOptions;
   private readonly logger: Logger;
   private readonly context: ErrorContext;
-  private readonly loop: CaptureLoop<PostgresSourceBatch, StreamState>;
+  protected readonly loop: CaptureLoop<PostgresSourceBatch, StreamState>;
   private catalog: pg.Client | null = null;
   private server: ServerInfo | null = null;
   private captured: CapturedTables | null = null;
@@ -126,6 +126,7 @@ export class PostgresSource implements Source {
   });
 
   constructor(config: PostgresSourceConfig, options: PostgresSourceOptions) {
+    super();
     this.config = config;
     this.options = options;
     this.name = config.name;
@@ -151,15 +152,6 @@ export class PostgresSource implements Source {
     });
   }
 
-  /** Connected, and neither failed nor closed. */
-  ready(): boolean {
-    return this.loop.ready();
-  }
-
-  snapshotProgress(): readonly TableSnapshotProgress[] {
-    return this.loop.snapshotProgress();
-  }
-
   stats(): PostgresSourceStats {
     const streaming = this.loop.stream;
     return {
@@ -177,18 +169,6 @@ export class PostgresSource implements Source {
     } catch {
       return null;
     }
-  }
-
-  connect(from: Checkpoint | null, signal: AbortSignal): Promise<void> {
-    return this.loop.connect(from, signal);
-  }
-
-  read(signal: AbortSignal): Promise<PostgresSourceBatch> {
-    return this.loop.read(signal);
-  }
-
-  close(): Promise<void> {
-    return this.loop.close();
   }
 
   private async setUp(from: Checkpoint | null, signal: AbortSignal): Promise<void> {
