@@ -80,6 +80,33 @@ function timeMicros(text: unknown): string | null {
   return String(sign ? -micros : micros);
 }
 
+/** The transaction-metadata topic, read with Flink's plain `avro-confluent` format: BEGIN and END of each transaction. */
+function transactionTable(topic: string): FlinkTable {
+  return {
+    name: "transactions",
+    topic,
+    format: "avro-confluent",
+    columns: "`status` STRING NOT NULL, `id` STRING NOT NULL, `event_count` BIGINT, `data_collections` ARRAY<ROW<`data_collection` STRING NOT NULL, `event_count` BIGINT NOT NULL>>, `ts_ms` BIGINT NOT NULL",
+    key: ["id", "status"],
+  };
+}
+
+/** Flink read BEGIN and END of transaction `id`, END counting the events of each table (a key change's delete and create both count). */
+function assertTransaction(state: FlinkState, id: string, perTable: Record<string, number>): void {
+  const result = state["transactions"];
+  assert.ok(result, "Flink reported the transaction topic");
+  assert.equal(result.error, undefined, `Flink's job for the transaction topic failed: ${result.error}`);
+  const markers = result.rows.filter((row) => row.id === id);
+  assert.deepEqual(markers.map((row) => row.status).sort(), ["BEGIN", "END"], `BEGIN and END of ${id} (read: ${JSON.stringify(result.rows.slice(0, 6))})`);
+  const begin = markers.find((row) => row.status === "BEGIN")!;
+  const end = markers.find((row) => row.status === "END")!;
+  assert.deepEqual([begin.event_count, begin.data_collections], [null, null], "BEGIN has no counts");
+  const total = Object.values(perTable).reduce((a, b) => a + b, 0);
+  assert.equal(end.event_count, String(total), `END of ${id}: its events`);
+  const collections = (end.data_collections as unknown[]).map((c) => (Array.isArray(c) ? c : [(c as Row).data_collection, (c as Row).event_count]).join("="));
+  assert.deepEqual(collections.sort(), Object.entries(perTable).map(([table, n]) => `${table}=${n}`).sort(), `END of ${id}: events per table`);
+}
+
 function byId(rows: Row[]): Row[] {
   return rows.sort((a, b) => Number(a.id) - Number(b.id));
 }
@@ -106,7 +133,7 @@ describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables 
   const dir = tempDir("flink_pg");
   const big = randomBytes(9_000).toString("base64");
   let client: pg.Client;
-  const config = { name: deployment, sources: [pgSourceConfig(source, [`${schema}.*`])], topics: topicsConfig };
+  const config = { name: deployment, sources: [pgSourceConfig(source, [`${schema}.*`], { transaction_metadata: true })], topics: topicsConfig };
 
   before(async () => {
     client = await pgClient();
@@ -155,8 +182,9 @@ describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables 
     await client.query(`UPDATE ${s}.plain_docs SET title = 't2' WHERE id = 1`);
     // A primary-key change.
     await client.query(`UPDATE ${s}.items SET id = 10 WHERE id = 1`);
-    // A multi-statement transaction over three tables.
+    // A multi-statement transaction over five tables.
     await client.query("BEGIN");
+    const txid = (await client.query<{ id: string }>("SELECT txid_current()::text AS id")).rows[0]!.id;
     await client.query(`INSERT INTO ${s}.items VALUES (4, 'd')`);
     await client.query(`UPDATE ${s}.items SET name = 'b2' WHERE id = 2`);
     await client.query(`DELETE FROM ${s}.items WHERE id = 3`);
@@ -226,6 +254,7 @@ describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables 
         expectedRows: kinds.length,
       },
       { name: "plain_docs", topic: `${prefix}.plain_docs`, columns: "`id` INT NOT NULL, `title` STRING NOT NULL, `body` STRING", key: ["id"] },
+      transactionTable(`${deployment}.${source}.transaction`),
     ];
     const state = await materialiseWithFlink({ brokers: kafka.brokers.join(","), registry: `${daemon.url}/registry`, tables, idleSeconds: 10, timeoutSeconds: 240 }, join(dir, "flink.json"));
     await daemon.stop();
@@ -239,6 +268,7 @@ describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables 
       kinds,
       "kinds",
     );
+    assertTransaction(state, txid, { [`${s}.items`]: 3, [`${s}.docs`]: 1, [`${s}.events`]: 1, [`${s}.logs`]: 2, [`${s}.kinds`]: 2 });
     // REPLICA IDENTITY DEFAULT: the update has no old row, as from Debezium, and Flink's format says what to do.
     assert.match(String(state["plain_docs"]?.error), /REPLICA IDENTITY to FULL/, "Flink refuses an update without its old row, as on Debezium's topics");
   });
@@ -250,7 +280,7 @@ describe("Flink's debezium-avro-confluent format materialises MariaDB tables fro
   const deployment = randomName("dep");
   const dir = tempDir("flink_my");
   let admin: Connection;
-  const config = { name: deployment, sources: [mysqlSourceConfig(source, [`${database}.*`])], topics: topicsConfig };
+  const config = { name: deployment, sources: [mysqlSourceConfig(source, [`${database}.*`], { transaction_metadata: true })], topics: topicsConfig };
   const big = randomBytes(40_000).toString("base64");
 
   before(async () => {
@@ -300,6 +330,7 @@ describe("Flink's debezium-avro-confluent format materialises MariaDB tables fro
     await admin.query(`UPDATE ${d}.kinds SET d = -0.0, st = 'y', tm = '838:59:59.999999' WHERE id = 1`);
     await admin.query(`INSERT INTO ${d}.kinds VALUES (3, 127, 9223372036854775808, NULL, NULL, NULL, 'sad', NULL, NULL, NULL, '1970-01-01 00:00:00')`);
     await admin.query("COMMIT");
+    const [[{ gtid }]] = (await admin.query("SELECT @@last_gtid AS gtid")) as unknown as [[{ gtid: string }]];
     await admin.query(`ALTER TABLE ${d}.items ADD COLUMN tier VARCHAR(10) DEFAULT 'basic'`);
     await admin.query(`INSERT INTO ${d}.items VALUES (5, 'e', 'gold')`);
     await admin.query(`UPDATE ${d}.items SET tier = 'silver' WHERE id = 4`);
@@ -342,6 +373,7 @@ describe("Flink's debezium-avro-confluent format materialises MariaDB tables fro
         key: ["id"],
         expectedRows: kinds.length,
       },
+      transactionTable(`${deployment}.${source}.transaction`),
     ];
     const state = await materialiseWithFlink({ brokers: kafka.brokers.join(","), registry: `${daemon.url}/registry`, tables, idleSeconds: 10, timeoutSeconds: 240 }, join(dir, "flink.json"));
     await daemon.stop();
@@ -350,5 +382,6 @@ describe("Flink's debezium-avro-confluent format materialises MariaDB tables fro
     assertSameRows(flinkRows(state, "items"), readerDefaults(items), "items (key change, transaction, added column with DEFAULT)");
     assertSameRows(flinkRows(state, "events"), byId([...truncated, ...eventRows]), "events (the truncate is not seen, as on Debezium's topics)");
     assertSameRows(flinkRows(state, "kinds").map((row) => ({ ...row, d: float(row.d) })), kinds, "kinds");
+    assertTransaction(state, gtid, { [`${database}.items`]: 3, [`${database}.docs`]: 1, [`${database}.events`]: 1, [`${database}.kinds`]: 2 });
   });
 });

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.File;
 import java.math.BigDecimal;
+import java.net.URI;
 import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.List;
@@ -11,6 +12,8 @@ import java.util.Map;
 import java.util.TreeMap;
 import java.util.concurrent.atomic.AtomicLong;
 import org.apache.flink.configuration.Configuration;
+import org.apache.flink.runtime.minicluster.MiniCluster;
+import org.apache.flink.runtime.minicluster.MiniClusterConfiguration;
 import org.apache.flink.table.api.EnvironmentSettings;
 import org.apache.flink.table.api.TableEnvironment;
 import org.apache.flink.table.api.TableResult;
@@ -25,8 +28,10 @@ import org.apache.flink.util.CloseableIterator;
  * row count (if given) and no change came for `idleSeconds`, or at `timeoutSeconds`.
  *
  * Argument: a JSON file {brokers, registry, idleSeconds, timeoutSeconds, tables: [{name, topic,
- * columns (Flink DDL column list), key: [column], expectedRows?}]}. Every value is printed as text
- * (decimals plain, bytes in hex, arrays as JSON arrays); a table whose job failed has "error".
+ * columns (Flink DDL column list), key: [column], expectedRows?, format?}]}: format is
+ * `debezium-avro-confluent` unless given (`avro-confluent` reads a plain Avro topic such as the
+ * transaction topic, every record an insert). Every value is printed as text (decimals plain, bytes
+ * in hex, arrays as JSON arrays, rows as objects); a table whose job failed has "error".
  */
 public final class FlinkDebeziumMaterialise {
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -70,20 +75,44 @@ public final class FlinkDebeziumMaterialise {
     }
   }
 
-  public static void main(String[] args) throws Exception {
+  public static void main(String[] args) {
+    try {
+      run(args);
+    } catch (Throwable error) {
+      // Flink's threads would keep the JVM alive: say why and end it.
+      System.err.println("FlinkDebeziumMaterialise failed: " + causes(error));
+      System.err.flush();
+      Runtime.getRuntime().halt(2);
+    }
+  }
+
+  private static void run(String[] args) throws Exception {
     JsonNode spec = JSON.readTree(new File(args[0]));
     long idleMs = spec.path("idleSeconds").asLong(5) * 1000;
     long deadline = System.currentTimeMillis() + spec.path("timeoutSeconds").asLong(240) * 1000;
     JsonNode tables = spec.get("tables");
 
+    // One mini-cluster for every table's job (a local TableEnvironment would start one per job).
+    Configuration clusterConfig = new Configuration();
+    clusterConfig.setString("taskmanager.memory.managed.size", "32m");
+    clusterConfig.setString("taskmanager.memory.network.min", "32m");
+    clusterConfig.setString("taskmanager.memory.network.max", "32m");
+    clusterConfig.setString("rest.bind-address", "127.0.0.1");
+    clusterConfig.setString("rest.bind-port", "0");
+    MiniCluster cluster = new MiniCluster(new MiniClusterConfiguration.Builder()
+        .setConfiguration(clusterConfig)
+        .setNumTaskManagers(1)
+        .setNumSlotsPerTaskManager(Math.max(1, tables.size()))
+        .build());
+    cluster.start();
+    URI rest = cluster.getRestAddress().get();
+
     Configuration config = new Configuration();
     config.setString("execution.runtime-mode", "streaming");
+    config.setString("execution.target", "remote");
+    config.setString("rest.address", rest.getHost());
+    config.setString("rest.port", String.valueOf(rest.getPort()));
     config.setString("parallelism.default", "1");
-    config.setString("taskmanager.numberOfTaskSlots", String.valueOf(Math.max(1, tables.size())));
-    config.setString("taskmanager.memory.managed.size", "32m");
-    config.setString("taskmanager.memory.network.min", "16m");
-    config.setString("taskmanager.memory.network.max", "16m");
-    config.setString("rest.bind-port", "0");
     TableEnvironment env = TableEnvironment.create(EnvironmentSettings.newInstance().inStreamingMode().withConfiguration(config).build());
 
     List<Materialised> jobs = new ArrayList<>();
@@ -93,7 +122,10 @@ public final class FlinkDebeziumMaterialise {
       table.get("key").forEach(k -> key.add(k.asText()));
       String name = table.get("name").asText();
       String primaryKey = String.join(", ", key.stream().map(k -> "`" + k + "`").toList());
-      env.executeSql("CREATE TABLE `" + name + "` (" + table.get("columns").asText() + ", PRIMARY KEY (" + primaryKey + ") NOT ENFORCED) WITH ("
+      String format = table.path("format").asText("debezium-avro-confluent");
+      // A plain Avro topic is insert-only: Flink refuses a primary key there (the map is still keyed by `key`).
+      String constraint = format.startsWith("debezium-") ? ", PRIMARY KEY (" + primaryKey + ") NOT ENFORCED" : "";
+      env.executeSql("CREATE TABLE `" + name + "` (" + table.get("columns").asText() + constraint + ") WITH ("
           + option("connector", "kafka") + ", "
           + option("topic", table.get("topic").asText()) + ", "
           + option("properties.bootstrap.servers", spec.get("brokers").asText()) + ", "
@@ -101,12 +133,17 @@ public final class FlinkDebeziumMaterialise {
           // Sluice writes in Kafka transactions: read only committed records, as for any transactional producer.
           + option("properties.isolation.level", "read_committed") + ", "
           + option("scan.startup.mode", "earliest-offset") + ", "
-          + option("format", "debezium-avro-confluent") + ", "
-          + option("debezium-avro-confluent.url", spec.get("registry").asText()) + ")");
+          + option("format", format) + ", "
+          + option(format + ".url", spec.get("registry").asText()) + ")");
       Materialised job = new Materialised(name, key, table.path("expectedRows").asLong(-1));
       jobs.add(job);
-      TableResult result = env.executeSql("SELECT * FROM `" + name + "`");
-      job.iterator = result.collect();
+      try {
+        TableResult result = env.executeSql("SELECT * FROM `" + name + "`");
+        job.iterator = result.collect();
+      } catch (Exception error) {
+        job.error = causes(error);
+        continue;
+      }
       Thread reader = new Thread(() -> {
         try {
           while (job.iterator.hasNext()) {
@@ -146,7 +183,7 @@ public final class FlinkDebeziumMaterialise {
     System.out.flush();
     for (Materialised job : jobs) {
       try {
-        job.iterator.close();
+        if (job.iterator != null) job.iterator.close();
       } catch (Exception ignored) {
         // The job is cancelled either way; the process exits next.
       }
@@ -181,6 +218,17 @@ public final class FlinkDebeziumMaterialise {
       ArrayNode list = JSON.createArrayNode();
       for (Object element : array) list.add(renderNode(element));
       return list;
+    }
+    if (value instanceof Row row) {
+      java.util.Set<String> names = row.getFieldNames(true);
+      if (names == null) {
+        ArrayNode list = JSON.createArrayNode();
+        for (int i = 0; i < row.getArity(); i++) list.add(renderNode(row.getField(i)));
+        return list;
+      }
+      ObjectNode object = JSON.createObjectNode();
+      for (String name : names) object.set(name, renderNode(row.getField(name)));
+      return object;
     }
     if (value instanceof Map<?, ?> map) {
       ObjectNode object = JSON.createObjectNode();

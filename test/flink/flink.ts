@@ -28,6 +28,8 @@ export interface FlinkTable {
   readonly key: readonly string[];
   /** Stop waiting for this table once it holds this many rows (and nothing changed for the idle time). */
   readonly expectedRows?: number;
+  /** Flink's format: `debezium-avro-confluent` (default), or `avro-confluent` for a plain Avro topic (each record an insert). */
+  readonly format?: "debezium-avro-confluent" | "avro-confluent";
 }
 
 export interface FlinkRun {
