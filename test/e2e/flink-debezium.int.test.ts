@@ -5,7 +5,8 @@
  * table from its topic, with schemas from the daemon's registry, and each table Flink holds must
  * equal the source row by row. The workload has a snapshot, an update leaving a TOAST value
  * unchanged (REPLICA IDENTITY FULL, and DEFAULT), a primary-key change, a column added with a
- * DEFAULT, a multi-statement transaction over several tables and a truncate.
+ * DEFAULT, a multi-statement transaction over several tables and a truncate, and a table of types;
+ * the transaction-metadata topic is read with Flink's plain `avro-confluent` format.
  *
  * What a Debezium consumer cannot see, and neither can Flink on Debezium's own topics:
  * - truncates, skipped by default (`skipped_operations: ["t"]`): Flink keeps the truncated rows;
