@@ -33,6 +33,7 @@ import {
   pgSourceConfig,
   randomName,
   removeDir,
+  Rng,
   SluiceDaemon,
   tempDir,
   waitFor,
@@ -79,6 +80,45 @@ function timeMicros(text: unknown): string | null {
   const [, sign, h, m, sec, frac] = /^(-?)(\d+):(\d+):(\d+)(?:\.(\d+))?$/.exec(text)!;
   const micros = ((BigInt(h!) * 60n + BigInt(m!)) * 60n + BigInt(sec!)) * 1_000_000n + BigInt((frac ?? "").padEnd(6, "0"));
   return String(sign ? -micros : micros);
+}
+
+/**
+ * A random workload on `table` (id int key, v int NOT NULL, note text): inserts, updates, deletes
+ * and primary-key changes in transactions of 1-5 statements, some notes TOAST-sized. Keeps to
+ * statements that succeed, so `rows` stays the table's keys.
+ */
+async function churn(exec: (sql: string) => Promise<unknown>, rng: Rng, table: string, rows: Set<number>): Promise<void> {
+  const note = () => (rng.chance(0.1) ? "NULL" : `'${rng.chance(0.05) ? rng.bytes(6_000).toString("base64") : `n${rng.int(0, 1e6)}`}'`);
+  const freeId = () => {
+    for (;;) {
+      const id = rng.int(1, 80);
+      if (!rows.has(id)) return id;
+    }
+  };
+  for (let transaction = 0; transaction < 40; transaction++) {
+    await exec("BEGIN");
+    for (let statement = rng.int(1, 5); statement > 0; statement--) {
+      const existing = [...rows];
+      const op = existing.length < 5 ? "insert" : rng.pick(["insert", "update", "update", "note", "delete", "key"]);
+      if (op === "insert") {
+        const id = freeId();
+        await exec(`INSERT INTO ${table} VALUES (${id}, ${rng.int(-1000, 1000)}, ${note()})`);
+        rows.add(id);
+      } else if (op === "update") await exec(`UPDATE ${table} SET v = v + ${rng.int(1, 9)} WHERE id = ${rng.pick(existing)}`);
+      else if (op === "note") await exec(`UPDATE ${table} SET note = ${note()} WHERE id = ${rng.pick(existing)}`);
+      else if (op === "delete") {
+        const id = rng.pick(existing);
+        await exec(`DELETE FROM ${table} WHERE id = ${id}`);
+        rows.delete(id);
+      } else {
+        const [from, to] = [rng.pick(existing), freeId()];
+        await exec(`UPDATE ${table} SET id = ${to} WHERE id = ${from}`);
+        rows.delete(from);
+        rows.add(to);
+      }
+    }
+    await exec("COMMIT");
+  }
 }
 
 /** The transaction-metadata topic, read with Flink's plain `avro-confluent` format: BEGIN and END of each transaction. */
@@ -146,6 +186,9 @@ describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables 
     await client.query(`CREATE TABLE ${schema}.items (id int PRIMARY KEY, name text NOT NULL)`);
     // REPLICA IDENTITY DEFAULT without updates: a delete's before holds only the key, which is all Flink needs.
     await client.query(`CREATE TABLE ${schema}.logs (id int PRIMARY KEY, line text NOT NULL, at date NOT NULL)`);
+    await client.query(`CREATE TABLE ${schema}.churn (id int PRIMARY KEY, v int NOT NULL, note text)`);
+    await client.query(`ALTER TABLE ${schema}.churn REPLICA IDENTITY FULL`);
+    await client.query(`INSERT INTO ${schema}.churn SELECT i, i, 'n' || i FROM generate_series(1, 20) AS i`);
     await client.query(`ALTER TABLE ${schema}.items REPLICA IDENTITY FULL`);
     await client.query(`CREATE TABLE ${schema}.events (id int PRIMARY KEY, what text)`);
     await client.query(`ALTER TABLE ${schema}.events REPLICA IDENTITY FULL`);
@@ -204,6 +247,8 @@ describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables 
     const truncated = (await client.query<Row>(`SELECT id::text, what FROM ${s}.events ORDER BY id`)).rows;
     await client.query(`TRUNCATE ${s}.events`);
     await client.query(`INSERT INTO ${s}.events VALUES (7, 'new 7')`);
+    const rng = new Rng();
+    await churn((sql) => client.query(sql), rng, `${s}.churn`, new Set(Array.from({ length: 20 }, (_, i) => i + 1)));
     await client.query(`INSERT INTO ${s}.docs VALUES (3, 'last', 'x', 0.01, true, '0001-01-01', '2038-01-19 03:14:08+00', '[]')`);
     await waitSourcesPast(daemon, client, 180_000);
 
@@ -217,6 +262,7 @@ describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables 
     const items = byId((await client.query<Row>(`SELECT id::text, name, tier FROM ${s}.items`)).rows);
     const events = byId((await client.query<Row>(`SELECT id::text, what FROM ${s}.events`)).rows);
     const logs = byId((await client.query<Row>(`SELECT id::text, line, at::text FROM ${s}.logs`)).rows);
+    const churned = byId((await client.query<Row>(`SELECT id::text, v::text, note FROM ${s}.churn`)).rows);
     const micros = (column: string, unit = 1_000_000) => `(extract(epoch from ${column}) * ${unit})::bigint::text AS ${column}`;
     const kinds = byId(
       (
@@ -245,6 +291,7 @@ describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables 
       // The truncated rows stay in Flink: truncates are skipped for Debezium consumers.
       { name: "events", topic: `${prefix}.events`, columns: "`id` INT NOT NULL, `what` STRING", key: ["id"], expectedRows: truncated.length + events.length },
       { name: "logs", topic: `${prefix}.logs`, columns: "`id` INT NOT NULL, `line` STRING NOT NULL, `at` DATE NOT NULL", key: ["id"], expectedRows: logs.length },
+      { name: "churn", topic: `${prefix}.churn`, columns: "`id` INT NOT NULL, `v` INT NOT NULL, `note` STRING", key: ["id"], expectedRows: churned.length },
       // Debezium's adaptive temporal types: Timestamp (ms), MicroTimestamp, MicroTime and MicroDuration are longs.
       {
         name: "kinds",
@@ -269,6 +316,7 @@ describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables 
       kinds,
       "kinds",
     );
+    assertSameRows(flinkRows(state, "churn"), churned, `churn (random workload, seed ${rng.seed})`);
     assertTransaction(state, txid, { [`${s}.items`]: 3, [`${s}.docs`]: 1, [`${s}.events`]: 1, [`${s}.logs`]: 2, [`${s}.kinds`]: 2 });
     // REPLICA IDENTITY DEFAULT: the update has no old row, as from Debezium, and Flink's format says what to do.
     assert.match(String(state["plain_docs"]?.error), /REPLICA IDENTITY to FULL/, "Flink refuses an update without its old row, as on Debezium's topics");
@@ -290,6 +338,8 @@ describe("Flink's debezium-avro-confluent format materialises MariaDB tables fro
     await admin.query(`CREATE TABLE \`${database}\`.docs (id INT PRIMARY KEY, title VARCHAR(20) NOT NULL, body LONGTEXT, price DECIMAL(12,2), born DATE, seen TIMESTAMP(6) NULL, at DATETIME(6))`);
     await admin.query(`CREATE TABLE \`${database}\`.items (id INT PRIMARY KEY, name VARCHAR(20) NOT NULL)`);
     await admin.query(`CREATE TABLE \`${database}\`.events (id INT PRIMARY KEY, what VARCHAR(20))`);
+    await admin.query(`CREATE TABLE \`${database}\`.churn (id INT PRIMARY KEY, v INT NOT NULL, note MEDIUMTEXT)`);
+    await admin.query(`INSERT INTO \`${database}\`.churn VALUES ${Array.from({ length: 20 }, (_, i) => `(${i + 1}, ${i + 1}, 'n${i + 1}')`).join(", ")}`);
     await admin.query(`INSERT INTO \`${database}\`.docs VALUES (1, 't1', ?, 12.5, '2024-02-29', '2023-11-14 22:13:20.123456', '2023-11-14 22:13:20.5'), (2, 'small', 'short', NULL, NULL, NULL, NULL)`, [big]);
     await admin.query(`INSERT INTO \`${database}\`.items VALUES (1, 'a'), (2, 'b'), (3, 'c')`);
     await admin.query(`INSERT INTO \`${database}\`.events VALUES (1, 'old 1'), (2, 'old 2')`);
@@ -317,7 +367,7 @@ describe("Flink's debezium-avro-confluent format materialises MariaDB tables fro
     const d = `\`${database}\``;
     const captured = (table: string, op: string) => daemon.metric("sluice_changes_captured_total", { table: `${database}.${table}`, op });
     // The snapshot first: changes made before it would reach the topics only as its reads.
-    for (const [table, rows] of [["docs", 2], ["items", 3], ["events", 2], ["kinds", 2]] as const) {
+    for (const [table, rows] of [["docs", 2], ["items", 3], ["events", 2], ["kinds", 2], ["churn", 20]] as const) {
       await waitFor(`the snapshot of ${table}`, async () => (await captured(table, "r")) >= rows, { daemon, timeoutMs: 180_000 });
     }
     await admin.query(`UPDATE ${d}.docs SET title = 't2', price = 13.75 WHERE id = 1`);
@@ -338,6 +388,8 @@ describe("Flink's debezium-avro-confluent format materialises MariaDB tables fro
     const [truncated] = (await admin.query(`SELECT CAST(id AS CHAR) AS id, what FROM ${d}.events ORDER BY id`)) as unknown as [Row[]];
     await admin.query(`TRUNCATE TABLE ${d}.events`);
     await admin.query(`INSERT INTO ${d}.events VALUES (7, 'new 7')`);
+    const rng = new Rng();
+    await churn((sql) => admin.query(sql), rng, `${d}.churn`, new Set(Array.from({ length: 20 }, (_, i) => i + 1)));
     await admin.query(`INSERT INTO ${d}.docs VALUES (3, 'last', 'x', 0.01, '1000-01-01', '2038-01-19 03:14:07.999999', '9999-12-31 23:59:59.999999')`);
 
     await waitFor("the last insert captured", async () => (await captured("docs", "c")) >= 1, { daemon, timeoutMs: 180_000 });
@@ -349,6 +401,8 @@ describe("Flink's debezium-avro-confluent format materialises MariaDB tables fro
     const [itemRows] = (await admin.query(`SELECT CAST(id AS CHAR) AS id, name, tier FROM ${d}.items`)) as unknown as [Row[]];
     const items = byId(itemRows);
     const [eventRows] = (await admin.query(`SELECT CAST(id AS CHAR) AS id, what FROM ${d}.events`)) as unknown as [Row[]];
+    const [churnRows] = (await admin.query(`SELECT CAST(id AS CHAR) AS id, CAST(v AS CHAR) AS v, note FROM ${d}.churn`)) as unknown as [Row[]];
+    const churned = byId(churnRows);
     const [kindRows] = (await admin.query(
       `SELECT CAST(id AS CHAR) AS id, CAST(ti AS CHAR) AS ti, CAST(ub AS CHAR) AS ub, CAST(d AS CHAR) AS d, LOWER(HEX(bl)) AS bl, CAST(j AS CHAR) AS j, e, st, CAST(y AS CHAR) AS y, CAST(tm AS CHAR) AS tm,
               CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', dt) DIV 1000 AS CHAR) AS dt FROM ${d}.kinds`,
@@ -366,6 +420,7 @@ describe("Flink's debezium-avro-confluent format materialises MariaDB tables fro
       },
       { name: "items", topic: `${prefix}.items`, columns: "`id` INT NOT NULL, `name` STRING NOT NULL, `tier` STRING", key: ["id"], expectedRows: items.length },
       { name: "events", topic: `${prefix}.events`, columns: "`id` INT NOT NULL, `what` STRING", key: ["id"], expectedRows: truncated.length + eventRows.length },
+      { name: "churn", topic: `${prefix}.churn`, columns: "`id` INT NOT NULL, `v` INT NOT NULL, `note` STRING", key: ["id"], expectedRows: churned.length },
       // BIGINT UNSIGNED is Debezium's precise DECIMAL(20, 0); TIME is MicroTime and DATETIME Timestamp (ms), longs.
       {
         name: "kinds",
@@ -383,6 +438,7 @@ describe("Flink's debezium-avro-confluent format materialises MariaDB tables fro
     assertSameRows(flinkRows(state, "items"), readerDefaults(items), "items (key change, transaction, added column with DEFAULT)");
     assertSameRows(flinkRows(state, "events"), byId([...truncated, ...eventRows]), "events (the truncate is not seen, as on Debezium's topics)");
     assertSameRows(flinkRows(state, "kinds").map((row) => ({ ...row, d: float(row.d) })), kinds, "kinds");
+    assertSameRows(flinkRows(state, "churn"), churned, `churn (random workload, seed ${rng.seed})`);
     assertTransaction(state, gtid, { [`${database}.items`]: 3, [`${database}.docs`]: 1, [`${database}.events`]: 1, [`${database}.kinds`]: 2 });
   });
 });
