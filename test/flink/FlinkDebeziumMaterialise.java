@@ -25,7 +25,8 @@ import org.apache.flink.util.CloseableIterator;
  * user would: one Kafka source table per captured table (streaming, read_committed, from the
  * earliest offset), its changelog (+I, -U, +U, -D) applied to an in-memory map keyed by the primary
  * key. Prints the final state of every table as one JSON line once every table holds its expected
- * row count (if given) and no change came for `idleSeconds`, or at `timeoutSeconds`.
+ * row count (or, without one, has read something) and no change came for `idleSeconds`, or at
+ * `timeoutSeconds`.
  *
  * Argument: a JSON file {brokers, registry, idleSeconds, timeoutSeconds, tables: [{name, topic,
  * columns (Flink DDL column list), key: [column], expectedRows?, format?}]}: format is
@@ -161,7 +162,8 @@ public final class FlinkDebeziumMaterialise {
     for (;;) {
       Thread.sleep(200);
       long now = System.currentTimeMillis();
-      boolean counted = jobs.stream().allMatch(j -> j.error != null || j.expectedRows < 0 || j.size() == j.expectedRows);
+      // A table without an expected count has to have read something (its job may start last).
+      boolean counted = jobs.stream().allMatch(j -> j.error != null || (j.expectedRows < 0 ? j.changes.get() > 0 : j.size() == j.expectedRows));
       if ((counted && now - lastChange.get() >= idleMs) || now >= deadline) break;
     }
     done = true;

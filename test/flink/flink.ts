@@ -26,7 +26,7 @@ export interface FlinkTable {
   /** Flink DDL column list, e.g. "`id` INT NOT NULL, `body` STRING". */
   readonly columns: string;
   readonly key: readonly string[];
-  /** Stop waiting for this table once it holds this many rows (and nothing changed for the idle time). */
+  /** Stop waiting for this table once it holds this many rows (and nothing changed for the idle time); without it, once it read anything. */
   readonly expectedRows?: number;
   /** Flink's format: `debezium-avro-confluent` (default), or `avro-confluent` for a plain Avro topic (each record an insert). */
   readonly format?: "debezium-avro-confluent" | "avro-confluent";
