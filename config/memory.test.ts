@@ -30,6 +30,19 @@ function planned(plan: MemoryPlan): number {
 }
 
 describe("memory budget", () => {
+  test("capture of personal columns reserves its seal workers (a thread and a 30 MiB heap each, one per core beside the main thread)", () => {
+    const personal = config({
+      top: "personal_data: {master_key_file: /run/secrets/master}",
+      source: ", governance: {tables: {public.customers: {personal: {subject: customer_id, columns: [email]}}}}",
+    });
+    const plain = planMemory(config(), { sources: ["pg"], sinks: [] }, 2);
+    assert.equal(planMemory(personal, { sources: ["pg"], sinks: [] }, 2).reservedBytes - plain.reservedBytes, 42 * MiB);
+    // (Give or take the SQLite cache, a share of the budget, which the workers change by a MiB.)
+    const eight = planMemory(personal, { sources: ["pg"], sinks: [] }, 8).reservedBytes - planMemory(config(), { sources: ["pg"], sinks: [] }, 8).reservedBytes;
+    assert.ok(Math.abs(eight - 4 * 42 * MiB) <= 2 * MiB, `${eight / MiB} MiB`);
+    assert.equal(planMemory(personal, { sources: [], sinks: ["warehouse"] }, 2).reservedBytes, planMemory(config(), { sources: [], sinks: ["warehouse"] }, 2).reservedBytes, "sinks decrypt on their own threads");
+  });
+
   test("the default 256MiB holds capture alone, and adds up to no more than the budget", () => {
     const c = config();
     const plan = planMemory(c, { sources: ["pg"], sinks: [] }, 2);

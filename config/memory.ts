@@ -43,6 +43,11 @@ const PROCESS_RESERVE = 120 * MiB;
 const DUCKDB_OUTSIDE = 24 * MiB;
 /** RSS of one sink thread outside its V8 heap: its isolate, stacks, native buffers. */
 const THREAD_RESERVE = 12 * MiB;
+/**
+ * A seal worker (capture of personal columns, daemon/governance/seal-workers.ts: one per core
+ * beside the main thread, at most four): a thread and its heap, limited to 30 MiB there.
+ */
+const SEAL_WORKER = THREAD_RESERVE + 30 * MiB;
 /** Old generation a thread needs besides its buffers: the code and state of its modules, its working set. */
 const MAIN_BASE_OLD = 32 * MiB;
 /** Capture's working set on top of that: batches in flight, Avro encoding, the producer (a 200,000-row snapshot peaked at 35 MiB in use with a 3 MiB read-ahead). */
@@ -130,12 +135,14 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
   const sinks = config.sinks.filter((s) => parts.sinks.includes(s.name));
   const embedded = config.topics.kind === "embedded";
   const given = config.memory;
+  const personal = sources.some((s) => Object.values(s.governance?.tables ?? {}).some((t) => t.personal !== undefined));
+  const sealWorkers = personal ? Math.max(1, Math.min(4, cores - 1)) : 0;
 
   const sizeAt = (budget: number) => {
     const sqliteCache = embedded ? (config.topics.kind === "embedded" ? (config.topics.cache_size ?? clamp(Math.round(budget / 128), MIN_SQLITE_CACHE, MAX_SQLITE_CACHE)) : 0) : 0;
     const duckdbSinks = sinks.filter((s): s is Extract<Sink, { kind: "duckdb" }> => s.kind === "duckdb");
     const duckdb = new Map(duckdbSinks.map((s) => [s.name, s.memory_limit ?? Math.max(MIN_DUCKDB, Math.floor(budget / 5 / duckdbSinks.length / MiB) * MiB)]));
-    const reserved = PROCESS_RESERVE + sinks.length * THREAD_RESERVE + (embedded ? (1 + sinks.length) * sqliteCache : 0) + [...duckdb.values()].reduce((a, b) => a + b + DUCKDB_OUTSIDE, 0);
+    const reserved = PROCESS_RESERVE + sinks.length * THREAD_RESERVE + sealWorkers * SEAL_WORKER + (embedded ? (1 + sinks.length) * sqliteCache : 0) + [...duckdb.values()].reduce((a, b) => a + b + DUCKDB_OUTSIDE, 0);
     return { sqliteCache, duckdb, reserved };
   };
 

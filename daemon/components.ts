@@ -17,6 +17,7 @@ import type { Logger } from "../runtime/logger.ts";
 import type { RecordDecoder } from "./sink-runner.ts";
 import { ColumnTransforms } from "./governance/transforms.ts";
 import { lazyKeyStore, PersonalDataDecryptor, PersonalDataEncryptor, personalTables, sharedKeyStore } from "./governance/personal-data.ts";
+import { sealWorkers } from "./governance/seal-workers.ts";
 
 export interface RegistrySetup {
   readonly registry: SchemaRegistry;
@@ -146,7 +147,18 @@ export function captureEncoder(
   });
   const transforms = new ColumnTransforms(source.governance);
   // Personal columns are encrypted after the transforms (a column is one or the other), before encoding.
-  const personal = personalTables(source).size > 0 ? new PersonalDataEncryptor(source, sharedKeyStore(config, log)) : null;
+  const personal = personalTables(source).size > 0 ? new PersonalDataEncryptor(source, sharedKeyStore(config, log), sealWorkers()) : null;
+  // With personal data, a batch's events are transformed once, before `prepare` (which seals their personal values on the seal workers).
+  const transformedEvents = new WeakMap<ChangeEvent, ChangeEvent>();
+  const transform = (event: ChangeEvent): ChangeEvent => {
+    if (!personal) return transforms.apply(event);
+    let transformed = transformedEvents.get(event);
+    if (transformed === undefined) {
+      transformed = transforms.apply(event);
+      transformedEvents.set(event, transformed);
+    }
+    return transformed;
+  };
   const control = controlTopic(config.name);
   const truncatesInDataTopic = source.envelope === "sluice" || !source.skipped_operations.includes("t");
   /** A truncate goes to the control topic (control-records.ts), and to its data topic only where consumers asked for op t records. */
@@ -156,10 +168,10 @@ export function captureEncoder(
     return truncatesInDataTopic ? [data, controlRecord(control, event, data.topic, data.value)] : [controlRecord(control, event, data.topic, data.value)];
   };
   return {
-    ...(personal ? { prepare: (events: readonly ChangeEvent[]) => personal.prepare(events) } : {}),
+    ...(personal ? { prepare: (events: readonly ChangeEvent[]) => personal.prepare(events.map(transform)) } : {}),
     async encode(captured: ChangeEvent): Promise<ProducedRecord[]> {
       // Governance transforms first: the schema registered and every record carry only their result.
-      const transformed = transforms.apply(captured);
+      const transformed = transform(captured);
       const event = personal ? await personal.apply(transformed) : transformed;
       const keyed = event.schema.key.length > 0;
       let records = await avro.encode(event);

@@ -10,6 +10,7 @@ import { SluiceError } from "../../connectors/errors.ts";
 import type { SluiceConfig } from "../../config/schema.ts";
 import { createLogger } from "../../runtime/logger.ts";
 import { KEY_CATCH_UP_MS, lazyKeyStore, PersonalDataDecryptor, PersonalDataEncryptor } from "./personal-data.ts";
+import { SealWorkers } from "./seal-workers.ts";
 import { encryptValue, isEncrypted, isSealed, MasterKey, referenceTo, SubjectKeyStore, subjectKeyTopic } from "./subject-keys.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-personal-data-"));
@@ -230,6 +231,27 @@ test("memory of the key store is bounded by personal_data.key_cache_size: captur
     await store.catchUp();
     assert.equal((await sink.apply(published[5]!)).after!["email"], null);
     assert.equal((await sink.apply(published[6]!)).after!["email"], "s6.r0@example.com");
+  } finally {
+    await log.close();
+  }
+});
+
+test("a batch's row images sealed on the seal workers are the same format: one sealed value per row image with its own IV, decrypted by a sink", async () => {
+  const log = await EmbeddedTopicLog.open({ path: join(dir, "workers.db"), logger, maintenanceIntervalMs: 0 });
+  try {
+    const capture = new PersonalDataEncryptor({ name: "pg", governance } as never, lazyKeyStore(config, log, { create: true }), new SealWorkers(2));
+    const sink = new PersonalDataDecryptor(config, lazyKeyStore(config, log, { create: true }));
+    const batch = Array.from({ length: 200 }, (_, i) => event({ id: i, customer_id: BigInt(i % 7), email: `u${i}@example.com`, phone: i % 3 === 0 ? null : BigInt(i), city: "Lyon" }));
+    batch.push(event({ id: 500, customer_id: null, email: "nobody@example.com", phone: 1n, city: null }));
+    await capture.prepare(batch);
+    const published = await Promise.all(batch.map((e) => capture.apply(e)));
+    const sealed = published.slice(0, 200).map((e) => e.after!["email"]);
+    assert.ok(sealed.every(isSealed));
+    assert.equal(new Set(sealed.map((text) => String(text).split(".")[1]!.slice(0, 32))).size, 200, "each row image has its own IV (and key id)");
+    assert.deepEqual(published[200]!.after, { id: 500, customer_id: null, email: null, phone: null, city: null }, "no subject: no personal value");
+    for (const [i, e] of published.slice(0, 200).entries()) {
+      assert.deepEqual((await sink.apply(e)).after, { id: i, customer_id: BigInt(i % 7), email: `u${i}@example.com`, phone: i % 3 === 0 ? null : String(i), city: "Lyon" });
+    }
   } finally {
     await log.close();
   }

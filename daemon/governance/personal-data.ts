@@ -11,6 +11,7 @@ import { SluiceError } from "../../connectors/errors.ts";
 import type { TopicLog } from "../../connectors/contracts.ts";
 import type { SluiceConfig, SourceConfig } from "../../config/schema.ts";
 import { valueText } from "./transforms.ts";
+import type { SealJob, SealWorkers } from "./seal-workers.ts";
 import { dataKeyId, decryptValue, encryptedBy, isEncrypted, isSealed, MasterKey, openValues, referenceTo, sealValues, SubjectKeyStore, subjectKeyTopic } from "./subject-keys.ts";
 
 export interface PersonalTable {
@@ -94,18 +95,56 @@ interface Shape {
  */
 export const KEY_CATCH_UP_MS = 5_000;
 
+/** Row images of a batch at least this many: sealed on the seal workers (fewer: a worker's round trip costs more than it saves). */
+const SEAL_IN_WORKERS = 64;
+
+interface PlannedImage {
+  /** The row as published but for the sealed values (the row itself when it has no personal value). */
+  readonly out: Record<string, ColumnValue>;
+  /** The values to seal together, the subject whose key seals them, and the column that holds them. */
+  readonly sealing: { readonly column: string; readonly values: Record<string, string>; readonly subject: string } | null;
+}
+
+/** A row image's personal values: sealed together in its first personal column present, the others refer to it. */
+function planImage(row: Row, personal: PersonalTable, fallback: string | null): PlannedImage {
+  const subject = subjectOf(row, personal.subject) ?? fallback;
+  let out: Record<string, ColumnValue> | null = null;
+  let values: Record<string, string> | null = null;
+  let sealedIn: string | null = null;
+  for (const column of personal.columns) {
+    const value = row[column];
+    if (value === undefined || value === null || value === UNCHANGED) continue;
+    out ??= { ...row };
+    // No subject, no key to erase it with: the value is not published at all.
+    if (subject === null) {
+      out[column] = null;
+      continue;
+    }
+    (values ??= Object.create(null) as Record<string, string>)[column] = valueText(value);
+    if (sealedIn === null) sealedIn = column;
+    else out[column] = referenceTo(sealedIn);
+  }
+  if (out === null) return { out: row as Record<string, ColumnValue>, sealing: null };
+  return { out, sealing: values !== null && sealedIn !== null && subject !== null ? { column: sealedIn, values, subject } : null };
+}
+
 /** Capture's side: encrypts the personal columns of one source's events. */
 export class PersonalDataEncryptor {
   private readonly source: string;
   private readonly tables: ReadonlyMap<string, PersonalTable>;
   private readonly keys: () => Promise<SubjectKeyStore>;
   private readonly shapes = new WeakMap<TableSchema, Shape | null>();
+  private readonly workers: SealWorkers | null;
+  /** Row images sealed by the workers for `apply`, by the row they replace. */
+  private readonly sealed = new WeakMap<Row, Row>();
+  private store: SubjectKeyStore | null = null;
   private caughtUpAt = Date.now();
 
-  constructor(source: Pick<SourceConfig, "name" | "governance">, keys: () => Promise<SubjectKeyStore>) {
+  constructor(source: Pick<SourceConfig, "name" | "governance">, keys: () => Promise<SubjectKeyStore>, workers: SealWorkers | null = null) {
     this.source = source.name;
     this.tables = personalTables(source);
     this.keys = keys;
+    this.workers = workers;
   }
 
   get active(): boolean {
@@ -115,59 +154,112 @@ export class PersonalDataEncryptor {
   /**
    * Makes the keys of every subject of `events` ready: those not in memory are read from the key
    * topic together, those without a key are created in one durable write before any value uses
-   * them (one write per batch, not per new subject: a snapshot meets many).
+   * them (one write per batch, not per new subject: a snapshot meets many). Then, for a batch of
+   * at least SEAL_IN_WORKERS row images, seals them on the seal workers while the main thread goes
+   * on; `apply` takes the sealed rows of these very events (capture passes the same, transformed,
+   * events to both) and seals any other row itself.
    */
   async prepare(events: readonly ChangeEvent[]): Promise<void> {
     if (!this.active) return;
     const store = await this.keys();
+    this.store = store;
     if (Date.now() - this.caughtUpAt >= KEY_CATCH_UP_MS) {
       await store.catchUp();
       this.caughtUpAt = Date.now();
     }
     const subjects = new Set<string>();
+    let images = 0;
     for (const event of events) {
       const personal = this.tables.get(tableName(event.schema));
       if (!personal) continue;
       for (const row of [event.before, event.after]) {
         const subject = subjectOf(row, personal.subject);
-        if (subject !== null) subjects.add(subject);
+        if (subject !== null) {
+          subjects.add(subject);
+          images += 1;
+        }
       }
     }
     if (subjects.size > 0) await store.createKeys(this.source, [...subjects]);
+    if (images >= SEAL_IN_WORKERS && this.workers !== null) await this.sealInWorkers(store, events);
   }
 
   /** The event as published: personal values encrypted (text), their columns text and nullable in the schema. */
   async apply(event: ChangeEvent): Promise<ChangeEvent> {
     const shape = this.shapeOf(event.schema);
     if (shape === null || (event.before === null && event.after === null)) return { ...event, schema: shape?.schema ?? event.schema };
-    const store = await this.keys();
-    const { personal } = shape;
-    const fallback = subjectOf(event.after, personal.subject) ?? subjectOf(event.before, personal.subject);
-    const rewrite = async (row: Row | null): Promise<Row | null> => {
-      if (row === null) return null;
-      const subject = subjectOf(row, personal.subject) ?? fallback;
-      let out: Record<string, ColumnValue> | null = null;
-      // The row image's personal values are sealed together in its first personal column present; the others refer to it.
-      let values: Record<string, string> | null = null;
-      let sealedIn: string | null = null;
-      for (const column of personal.columns) {
-        const value = row[column];
-        if (value === undefined || value === null || value === UNCHANGED) continue;
-        out ??= { ...row };
-        // No subject, no key to erase it with: the value is not published at all.
-        if (subject === null) {
-          out[column] = null;
-          continue;
-        }
-        (values ??= Object.create(null) as Record<string, string>)[column] = valueText(value);
-        if (sealedIn === null) sealedIn = column;
-        else out[column] = referenceTo(sealedIn);
-      }
-      if (out === null) return row;
-      if (values !== null && sealedIn !== null && subject !== null) out[sealedIn] = sealValues(values, await store.keyFor(this.source, subject), shape.table, subject);
+    const fallback = subjectOf(event.after, shape.personal.subject) ?? subjectOf(event.before, shape.personal.subject);
+    const before = this.image(event.before, shape, fallback);
+    const after = this.image(event.after, shape, fallback);
+    // No promise per row image when its seal is ready or its key in memory.
+    return { ...event, schema: shape.schema, before: before instanceof Promise ? await before : before, after: after instanceof Promise ? await after : after };
+  }
+
+  private image(row: Row | null, shape: Shape, fallback: string | null): Row | null | Promise<Row> {
+    if (row === null) return null;
+    const sealed = this.sealed.get(row);
+    if (sealed !== undefined) {
+      this.sealed.delete(row);
+      return sealed;
+    }
+    const image = planImage(row, shape.personal, fallback);
+    if (image.sealing === null) return image.out;
+    const { column, values, subject } = image.sealing;
+    const out = image.out;
+    const key = this.cachedKey(subject);
+    if (key !== undefined) {
+      out[column] = sealValues(values, key, shape.table, subject);
       return out;
-    };
-    return { ...event, schema: shape.schema, before: await rewrite(event.before), after: await rewrite(event.after) };
+    }
+    return this.keys()
+      .then((store) => store.keyFor(this.source, subject))
+      .then((dataKey) => {
+        out[column] = sealValues(values, dataKey, shape.table, subject);
+        return out;
+      });
+  }
+
+  /** The subject's key when it is in memory: no promise per row for the common case. */
+  private cachedKey(subject: string): Buffer | undefined {
+    return this.store?.cachedKey(this.source, subject);
+  }
+
+  private async sealInWorkers(store: SubjectKeyStore, events: readonly ChangeEvent[]): Promise<void> {
+    const jobs: SealJob[] = [];
+    const planned: { row: Row; out: Record<string, ColumnValue>; column: string }[] = [];
+    try {
+      for (const event of events) {
+        const shape = this.shapeOf(event.schema);
+        if (shape === null) continue;
+        const fallback = subjectOf(event.after, shape.personal.subject) ?? subjectOf(event.before, shape.personal.subject);
+        for (const row of [event.before, event.after]) {
+          if (row === null) continue;
+          const image = planImage(row, shape.personal, fallback);
+          if (image.sealing === null) {
+            if (image.out !== row) this.sealed.set(row, image.out);
+            continue;
+          }
+          const { column, values, subject } = image.sealing;
+          const key = this.cachedKey(subject) ?? (await store.keyFor(this.source, subject));
+          jobs.push({ key, json: JSON.stringify(values), table: shape.table, subject });
+          planned.push({ row, out: image.out, column });
+        }
+      }
+    } catch {
+      // A table whose shape is refused, a key that cannot be unwrapped: `apply` reports it for its event.
+      return;
+    }
+    let sealed: string[];
+    try {
+      sealed = await this.workers!.seal(jobs);
+    } catch {
+      // A failed worker: every row is sealed by `apply` on this thread, as without workers.
+      return;
+    }
+    planned.forEach(({ row, out, column }, i) => {
+      out[column] = sealed[i]!;
+      this.sealed.set(row, out);
+    });
   }
 
   private shapeOf(schema: TableSchema): Shape | null {

@@ -171,7 +171,12 @@ export function encryptValue(plain: Buffer, dataKey: Buffer, context: string, su
  * the subject and `context` (the table) are authenticated, the column names are inside the ciphertext.
  */
 export function sealValues(values: Readonly<Record<string, string>>, dataKey: Buffer, context: string, subject: string): string {
-  return seal(SEALED_PREFIX, JSON.stringify(values), dataKey, context, subject);
+  return sealJson(JSON.stringify(values), dataKey, context, subject);
+}
+
+/** sealValues of values already written as JSON text (a seal worker gets them so). */
+export function sealJson(json: string, dataKey: Buffer, context: string, subject: string): string {
+  return seal(SEALED_PREFIX, json, dataKey, context, subject);
 }
 
 /** The values sealed by sealValues, by column. */
@@ -269,8 +274,9 @@ export class SubjectKeyStore {
   /** "<source>\0<subject>" → offset of its latest record (≥ 0), WRITTEN_HERE or DESTROYED. */
   private readonly index = new Map<string, number>();
   private live = 0;
-  /** Unwrapped keys, least recently used first. */
-  private readonly unwrapped = new Map<string, Buffer>();
+  /** Unwrapped keys, least recently used first (about: see `cached`), with the clock of their last move to the end. */
+  private readonly unwrapped = new Map<string, { readonly dataKey: Buffer; used: number }>();
+  private clock = 0;
   private readonly group: string;
   private consumer: TopicConsumer | null = null;
   private reading: Promise<void> = Promise.resolve();
@@ -372,6 +378,11 @@ export class SubjectKeyStore {
   hasKey(source: string, subject: string): boolean {
     const at = this.index.get(recordKey(source, subject));
     return at !== undefined && at !== DESTROYED;
+  }
+
+  /** The subject's data key when it is in memory now (no read of the log). */
+  cachedKey(source: string, subject: string): Buffer | undefined {
+    return this.cached(recordKey(source, subject));
   }
 
   /** The subject's data key, or null when it has none (never had one, or it was destroyed). */
@@ -585,13 +596,16 @@ export class SubjectKeyStore {
   }
 
   private cached(key: string): Buffer | undefined {
-    const dataKey = this.unwrapped.get(key);
-    if (dataKey !== undefined) {
-      // Least recently used goes first: a hit moves to the end.
+    const entry = this.unwrapped.get(key);
+    if (entry === undefined) return undefined;
+    // Least recently used goes first: a hit moves to the end, unless it is in the newer half already
+    // (a subject's rows come together; moving it on every hit cost more than the seal's key lookup).
+    if (this.clock - entry.used > this.cacheSize >> 1) {
       this.unwrapped.delete(key);
-      this.unwrapped.set(key, dataKey);
+      this.unwrapped.set(key, entry);
+      entry.used = ++this.clock;
     }
-    return dataKey;
+    return entry.dataKey;
   }
 
   private unwrapWith(wrapped: Uint8Array): Buffer {
@@ -601,7 +615,7 @@ export class SubjectKeyStore {
 
   private remember(key: string, dataKey: Buffer): Buffer {
     this.unwrapped.delete(key);
-    this.unwrapped.set(key, dataKey);
+    this.unwrapped.set(key, { dataKey, used: ++this.clock });
     if (this.unwrapped.size > this.cacheSize) this.unwrapped.delete(this.unwrapped.keys().next().value!);
     return dataKey;
   }
