@@ -8,6 +8,10 @@
  * Prints rows/s and the streaming p50/p99 latency without and during the snapshot (and the ratio).
  *
  *   node bench/incremental-snapshot.ts [rows, default 200000] [changes per second, default 5000]
+ *
+ * SLUICE_BENCH_TABLES=N reads N tables of that many rows each (the writer updates the first),
+ * SLUICE_BENCH_PARALLELISM sets snapshot.parallelism (tables read at once, default 1) and
+ * SLUICE_BENCH_CHUNKS_IN_FLIGHT snapshot.chunks_in_flight (default parallelism + 2).
  */
 import pg from "pg";
 import { postgres } from "../test/services/ports.ts";
@@ -18,15 +22,31 @@ import { cleanUp, newSource, randomName, sourceConfig } from "../connectors/post
 const ROWS = Number(process.argv[2] ?? 200_000);
 const CHANGES_PER_SECOND = Number(process.argv[3] ?? 5_000);
 const STREAM_SECONDS = Number(process.env["SLUICE_BENCH_STREAM_SECONDS"] ?? 10);
+const TABLES = Number(process.env["SLUICE_BENCH_TABLES"] ?? 1);
+const PARALLELISM = Number(process.env["SLUICE_BENCH_PARALLELISM"] ?? 1);
+const CHUNKS_IN_FLIGHT = process.env["SLUICE_BENCH_CHUNKS_IN_FLIGHT"];
 const schema = randomName("bench_inc");
-const config = sourceConfig({ tables: [`${schema}.*`], snapshot: { mode: "never", parallelism: 1, chunk_rows: Number(process.env["SLUICE_BENCH_CHUNK_ROWS"] ?? 10_000) }, heartbeat_interval: 1000, max_buffer_bytes: 64 * 2 ** 20 });
+const config = sourceConfig({
+  tables: [`${schema}.*`],
+  snapshot: {
+    mode: "never",
+    parallelism: PARALLELISM,
+    chunk_rows: Number(process.env["SLUICE_BENCH_CHUNK_ROWS"] ?? 10_000),
+    ...(CHUNKS_IN_FLIGHT === undefined ? {} : { chunks_in_flight: Number(CHUNKS_IN_FLIGHT) }),
+  },
+  heartbeat_interval: 1000,
+  max_buffer_bytes: 64 * 2 ** 20,
+});
+const tableNames = Array.from({ length: TABLES }, (_, i) => (i === 0 ? "items" : `items_${i + 1}`));
 
 const admin = new pg.Client(postgres);
 await admin.connect();
 await admin.query(`CREATE SCHEMA "${schema}"`);
-await admin.query(`CREATE TABLE "${schema}".items (id int PRIMARY KEY, v int NOT NULL, note text NOT NULL)`);
-await admin.query(`INSERT INTO "${schema}".items SELECT i, i, repeat('x', 60) FROM generate_series(1, ${ROWS}) i`);
-await admin.query(`ANALYZE "${schema}".items`);
+for (const table of tableNames) {
+  await admin.query(`CREATE TABLE "${schema}".${table} (id int PRIMARY KEY, v int NOT NULL, note text NOT NULL)`);
+  await admin.query(`INSERT INTO "${schema}".${table} SELECT i, i, repeat('x', 60) FROM generate_series(1, ${ROWS}) i`);
+  await admin.query(`ANALYZE "${schema}".${table}`);
+}
 
 const source = newSource(config);
 await source.connect(null, AbortSignal.timeout(60_000));
@@ -94,9 +114,10 @@ function percentile(values: number[], p: number): number {
 async function snapshot(): Promise<number> {
   const before = snapshotRows;
   const started = performance.now();
-  const { task } = await source.snapshots.request(`${schema}.items`, null, "bench");
+  const ids = new Set<string>();
+  for (const table of tableNames) ids.add((await source.snapshots.request(`${schema}.${table}`, null, "bench")).task.id);
   await new Promise((resolve) => setTimeout(resolve, 200));
-  while (source.snapshots.list().tasks.some((t) => t.id === task.id) || decodeResume(lastResume).tasks.some((t) => t.id === task.id)) {
+  while (source.snapshots.list().tasks.some((t) => ids.has(t.id)) || decodeResume(lastResume).tasks.some((t) => ids.has(t.id))) {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   return (snapshotRows - before) / ((performance.now() - started) / 1000);
@@ -133,7 +154,9 @@ await cleanUp(admin, config, schema);
 await admin.end();
 
 const rows = (n: number) => `${Math.round(n).toLocaleString("en-US")} rows/s`;
-console.log(`table: ${ROWS.toLocaleString("en-US")} rows, chunk_rows ${config.snapshot.chunk_rows}; reconnects (connections ended by others): ${reconnects}`);
+console.log(
+  `${TABLES} table(s) of ${ROWS.toLocaleString("en-US")} rows, chunk_rows ${config.snapshot.chunk_rows}, parallelism ${PARALLELISM}, chunks in flight ${CHUNKS_IN_FLIGHT ?? PARALLELISM + 2}; reconnects (connections ended by others): ${reconnects}`,
+);
 console.log(`streaming alone:            ${Math.round(streamRate)} changes/s, latency p50 ${alone.p50} ms, p99 ${alone.p99} ms (${alone.changes} changes)`);
 console.log(`online snapshot alone:      ${rows(snapshotAlone)}`);
 console.log(`online snapshot + stream:   ${rows(snapshotStreaming)} while ${Math.round(duringRate)} changes/s; latency p50 ${during.p50} ms, p99 ${during.p99} ms (${during.changes} changes)`);

@@ -180,7 +180,7 @@ const snapshot = z
       .enum(["exported", "online"])
       .optional()
       .describe(
-        "PostgreSQL initial snapshot (default exported): exported: every table inside the slot's exported snapshot (consistent across tables; a crash starts it over); online: stream at once and read each table with online snapshots (progress kept per chunk, a crash resumes; every table needs a primary key or replica identity index). docs/snapshots.md",
+        "PostgreSQL initial snapshot (default exported): exported: every table inside the slot's exported snapshot (consistent across tables; after a crash the finished tables are kept and the rest is read online on the same slot); online: stream at once and read each table with online snapshots (progress kept per chunk, a crash resumes; every table needs a primary key or replica identity index). docs/snapshots.md",
       ),
     signal_table: z
       .string()

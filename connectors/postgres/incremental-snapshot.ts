@@ -49,6 +49,10 @@ export interface IncrementalSnapshotOptions {
   readonly sourceName: string;
   readonly slot: string;
   readonly chunkRows: number;
+  /** Tables read at the same time, each on a connection of its own (config snapshot.parallelism). */
+  readonly parallelism: number;
+  /** Chunks read but not yet handed on, across every table being read (config snapshot.chunks_in_flight): bounds memory. */
+  readonly chunksInFlight: number;
   readonly ledger: SnapshotLedger;
   /** The captured table "schema.table" names, as the catalog shows it now (published columns, row filter). */
   readonly resolve: (table: string) => Promise<ResolvedTable>;
@@ -67,6 +71,8 @@ export interface IncrementalSnapshotOptions {
 
 interface OpenChunk {
   readonly seq: number;
+  /** The lane that read it (Lane.index). */
+  readonly lane: number;
   readonly taskId: string;
   readonly table: CapturedTable;
   readonly version: bigint;
@@ -94,8 +100,17 @@ interface ReadCursor {
   resolved: ResolvedTable | null;
 }
 
-/** Chunks read but not yet handed on: overlapping the stream's round trip keeps the snapshot fast; memory stays at this many chunks. */
-const CHUNKS_IN_FLIGHT = 3;
+/**
+ * One table read at a time, on a connection of its own: up to `parallelism` lanes read different
+ * tables at once. A table's chunks are read in key order on its lane, so their watermarks, and
+ * with them the rows handed on, follow in that order too.
+ */
+interface Lane {
+  readonly index: number;
+  /** The task this lane reads (null: none claimed). */
+  cursor: ReadCursor | null;
+  client: pg.Client | null;
+}
 
 /** Keys whose latest update left a TOAST column unchanged, kept for the chunks still to be read (about 100 bytes each). */
 const PARTIAL_UPDATES_KEPT = 200_000;
@@ -118,10 +133,11 @@ export class IncrementalSnapshots implements StreamInterleave {
   /** Watermarks of earlier runs (before a restart) are replayed by the stream and ignored. */
   private readonly runId = randomBytes(6).toString("hex");
   private seq = 0;
+  /** Chunks read and not yet handed on (overlapping the stream's round trip keeps the snapshot fast), and chunk reads under way. */
   private inFlight: OpenChunk[] = [];
-  private cursor: ReadCursor | null = null;
-  private client: pg.Client | null = null;
-  private wake: (() => void) | null = null;
+  private reserved = 0;
+  private lanes: Lane[] = [];
+  private readonly waiters = new Set<() => void>();
   private readonly failures: FailedSnapshot[] = [];
   private readonly rates = new SnapshotRates();
   private readonly partialUpdates: PartialUpdates;
@@ -164,7 +180,7 @@ export class IncrementalSnapshots implements StreamInterleave {
     const seen = this.partialSeen.get(table);
     if (seen !== undefined) this.seenBeforeRequest.set(task.id, seen);
     this.logger.info({ table, where, origin, id: task.id }, "incremental snapshot requested");
-    this.wake?.();
+    this.wakeAll();
     return task;
   }
 
@@ -178,9 +194,10 @@ export class IncrementalSnapshots implements StreamInterleave {
   }
 
   progress(): TableSnapshotProgress[] {
-    const running = this.options.ledger.tasks.map((task, index): TableSnapshotProgress => ({
+    const reading = new Set(this.lanes.flatMap((lane) => (lane.cursor === null ? [] : [lane.cursor.taskId])));
+    const running = this.options.ledger.tasks.map((task): TableSnapshotProgress => ({
       table: task.table,
-      state: index === 0 && task.startedAtMs !== null ? "running" : "pending",
+      state: reading.has(task.id) && task.startedAtMs !== null ? "running" : "pending",
       rowsDone: task.rowsDone,
       rowsEstimated: task.rowsEstimated,
       rowsPerSecond: this.rates.perSecond(task.id),
@@ -190,49 +207,68 @@ export class IncrementalSnapshots implements StreamInterleave {
     return [...this.options.finished, ...running];
   }
 
-  /** Reads chunks until `signal` aborts; waits for requests when there is nothing to read. */
+  /** Reads chunks until `signal` aborts, on up to `parallelism` lanes; waits for requests when there is nothing to read. */
   async run(signal: AbortSignal): Promise<void> {
-    let failuresInRow = 0;
+    const lanes = Array.from({ length: Math.max(1, this.options.parallelism) }, (_, index): Lane => ({ index, cursor: null, client: null }));
+    this.lanes = lanes;
     try {
-      while (!signal.aborted) {
-        const task = this.options.ledger.tasks[0];
-        if (task === undefined) {
-          await this.sleep(signal, Infinity);
-          continue;
-        }
-        try {
-          await this.step(task, signal);
-          failuresInRow = 0;
-        } catch (error) {
-          if (signal.aborted) break;
-          const failure = toSluiceError(error, `incremental snapshot of ${task.table} failed`, { ...this.options.context, table: task.table });
-          // Read again from what the stream handed on: chunks in flight are dropped.
-          this.inFlight = [];
-          this.cursor = null;
-          // A schema change can fail a chunk read with the table as resolved before: read it once more, resolved anew.
-          if (failure.retriable || failuresInRow === 0) {
-            failuresInRow++;
-            const delayMs = Math.min(30_000, 500 * 2 ** Math.min(failuresInRow, 6));
-            this.logger.warn({ err: failure.message, table: task.table, delayMs }, "incremental snapshot chunk failed; retrying");
-            await this.closeClient();
-            await this.sleep(signal, delayMs);
-            continue;
-          }
-          this.logger.error({ err: failure.message, ...failure.toLog() }, "incremental snapshot of table failed; going on with the others");
-          this.failures.push({ id: task.id, table: task.table, error: failure.message, code: failure.code, atMs: Date.now() });
-          if (this.failures.length > 20) this.failures.shift();
-          this.options.ledger.remove(task.id);
-          this.forgetUnlessQueued(task.table);
-        }
-      }
+      await Promise.all(lanes.map((lane) => this.runLane(lane, signal)));
     } finally {
-      await this.closeClient();
+      await Promise.all(lanes.map((lane) => this.closeClient(lane)));
     }
   }
 
   async close(): Promise<void> {
-    this.wake?.();
-    await this.closeClient();
+    this.wakeAll();
+    await Promise.all(this.lanes.map((lane) => this.closeClient(lane)));
+  }
+
+  private async runLane(lane: Lane, signal: AbortSignal): Promise<void> {
+    let failuresInRow = 0;
+    while (!signal.aborted) {
+      const task = this.claim(lane);
+      if (task === undefined) {
+        await this.sleep(signal);
+        continue;
+      }
+      try {
+        await this.step(lane, task, signal);
+        failuresInRow = 0;
+      } catch (error) {
+        if (signal.aborted) break;
+        const failure = toSluiceError(error, `incremental snapshot of ${task.table} failed`, { ...this.options.context, table: task.table });
+        // Read again from what the stream handed on: this lane's chunks in flight are dropped.
+        this.inFlight = this.inFlight.filter((c) => c.lane !== lane.index);
+        lane.cursor = null;
+        this.wakeAll();
+        // A schema change can fail a chunk read with the table as resolved before: read it once more, resolved anew.
+        if (failure.retriable || failuresInRow === 0) {
+          failuresInRow++;
+          const delayMs = Math.min(30_000, 500 * 2 ** Math.min(failuresInRow, 6));
+          this.logger.warn({ err: failure.message, table: task.table, delayMs }, "incremental snapshot chunk failed; retrying");
+          await this.closeClient(lane);
+          await delay(signal, delayMs);
+          continue;
+        }
+        this.logger.error({ err: failure.message, ...failure.toLog() }, "incremental snapshot of table failed; going on with the others");
+        this.failures.push({ id: task.id, table: task.table, error: failure.message, code: failure.code, atMs: Date.now() });
+        if (this.failures.length > 20) this.failures.shift();
+        this.options.ledger.remove(task.id);
+        this.forgetUnlessQueued(task.table);
+      }
+    }
+  }
+
+  /** The task `lane` reads: the one it holds while that is queued, else the first queued task no other lane holds (tables run in the order asked for). */
+  private claim(lane: Lane): SnapshotTask | undefined {
+    const tasks = this.options.ledger.tasks;
+    if (lane.cursor !== null) {
+      const held = tasks.find((t) => t.id === lane.cursor!.taskId);
+      if (held !== undefined) return held;
+      lane.cursor = null;
+    }
+    const taken = new Set(this.lanes.flatMap((other) => (other === lane || other.cursor === null ? [] : [other.cursor.taskId])));
+    return tasks.find((t) => !taken.has(t.id));
   }
 
   /** Decoder hook: a watermark in commit order. Hands on the chunk's rows at its high watermark. */
@@ -251,6 +287,7 @@ export class IncrementalSnapshots implements StreamInterleave {
     const task = this.options.ledger.tasks.find((t) => t.id === chunk.taskId);
     if (task === undefined) {
       chunk.handedOn.resolve();
+      this.wakeAll();
       return;
     }
     const { table, rows, version } = chunk;
@@ -296,11 +333,12 @@ export class IncrementalSnapshots implements StreamInterleave {
       if (this.options.finished.length > 20) this.options.finished.shift();
       this.rates.forget(task.id);
       this.forgetUnlessQueued(task.table);
-      if (this.cursor?.taskId === task.id) this.cursor = null;
+      for (const lane of this.lanes) if (lane.cursor?.taskId === task.id) lane.cursor = null;
       this.logger.info({ table: task.table, rows: next.rowsDone, handedOnLastChunk: handedOn, id: task.id }, "incremental snapshot of table finished");
     }
     this.options.onProgress?.();
     chunk.handedOn.resolve();
+    this.wakeAll();
   }
 
   /** Decoder hook: every change handed on. Inside a chunk's window its key leaves the chunk. */
@@ -328,31 +366,46 @@ export class IncrementalSnapshots implements StreamInterleave {
     if (!this.options.ledger.tasks.some((t) => t.table === table)) this.partialUpdates.forget(table);
   }
 
-  /** Reads the task's next chunk while fewer than CHUNKS_IN_FLIGHT wait for the stream; otherwise waits for the oldest to be handed on. */
-  private async step(task: SnapshotTask, signal: AbortSignal): Promise<void> {
-    if (this.cursor === null || this.cursor.taskId !== task.id) {
-      this.cursor = { taskId: task.id, lastKey: task.lastKey, resetVersion: task.resetVersion, startedAtMs: task.startedAtMs, readingDone: false, resolved: null };
+  /**
+   * Reads the task's next chunk while the chunks in flight (every lane's) are within the budget;
+   * otherwise waits for this lane's oldest chunk to be handed on, or for any if it has none.
+   */
+  private async step(lane: Lane, task: SnapshotTask, signal: AbortSignal): Promise<void> {
+    if (lane.cursor === null || lane.cursor.taskId !== task.id) {
+      lane.cursor = { taskId: task.id, lastKey: task.lastKey, resetVersion: task.resetVersion, startedAtMs: task.startedAtMs, readingDone: false, resolved: null };
     }
-    const cursor = this.cursor;
-    if (!cursor.readingDone && this.inFlight.length < CHUNKS_IN_FLIGHT) {
-      if (!(await this.readChunk(task, cursor))) await this.sleep(signal, 1000);
+    const cursor = lane.cursor;
+    if (!cursor.readingDone && this.inFlight.length + this.reserved < Math.max(1, this.options.chunksInFlight)) {
+      this.reserved++;
+      let read: boolean;
+      try {
+        read = await this.readChunk(lane, task, cursor);
+      } finally {
+        this.reserved--;
+      }
+      if (!read) await delay(signal, 1000);
       return;
     }
-    const oldest = this.inFlight[0];
-    if (oldest === undefined) {
-      // Everything read was handed on but the task is still there: it finished while we looked, or read again.
-      if (this.options.ledger.tasks[0]?.id === task.id) this.cursor = null;
+    const oldest = this.inFlight.find((c) => c.lane === lane.index);
+    if (oldest !== undefined) {
+      await untilOrAborted(oldest.handedOn.promise, signal);
       return;
     }
-    await untilOrAborted(oldest.handedOn.promise, signal);
+    if (cursor.readingDone) {
+      // Everything read was handed on but the task is still there: it finished while we looked, or is read again.
+      if (this.options.ledger.tasks.some((t) => t.id === task.id)) lane.cursor = null;
+      return;
+    }
+    // The budget is taken by other lanes' chunks: one of them handed on wakes this lane.
+    await this.sleep(signal);
   }
 
   /** Reads the task's next chunk; false when it must wait for the slot's restart_lsn first. */
-  private async readChunk(task: SnapshotTask, cursor: ReadCursor): Promise<boolean> {
+  private async readChunk(lane: Lane, task: SnapshotTask, cursor: ReadCursor): Promise<boolean> {
     cursor.resolved ??= await this.options.resolve(task.table);
     const { table, estimatedRows } = cursor.resolved;
     if (!table.uniqueKey) throw noChunkKey(task.table, this.options.context);
-    const client = await this.connection();
+    const client = await this.connection(lane);
     const restartLsn = await this.restartLsn(client);
     if (!this.readableAt(task, restartLsn)) return false;
     if (cursor.resetVersion === null || cursor.startedAtMs === null) {
@@ -363,6 +416,7 @@ export class IncrementalSnapshots implements StreamInterleave {
     const seq = ++this.seq;
     const chunk: OpenChunk = {
       seq,
+      lane: lane.index,
       taskId: task.id,
       table,
       version: restartLsn - 1n,
@@ -454,35 +508,57 @@ export class IncrementalSnapshots implements StreamInterleave {
     await client.query("SELECT pg_logical_emit_message(true, $1, $2)", [WATERMARK_PREFIX, `${this.runId}:${seq}:${kind}`]);
   }
 
-  private async connection(): Promise<pg.Client> {
-    if (this.client !== null) return this.client;
+  private async connection(lane: Lane): Promise<pg.Client> {
+    if (lane.client !== null) return lane.client;
     const client = new pg.Client(this.options.client);
     client.on("error", (error) => this.logger.warn({ err: error.message }, "incremental snapshot connection failed"));
-    await client.connect();
-    await client.query("SET statement_timeout = 0");
-    this.client = client;
+    lane.client = client;
+    try {
+      await client.connect();
+      await client.query("SET statement_timeout = 0");
+    } catch (error) {
+      lane.client = null;
+      await client.end().catch(() => undefined);
+      throw error;
+    }
     return client;
   }
 
-  private async closeClient(): Promise<void> {
-    const client = this.client;
-    this.client = null;
+  private async closeClient(lane: Lane): Promise<void> {
+    const client = lane.client;
+    lane.client = null;
     if (client !== null) await client.end().catch(() => undefined);
   }
 
-  private sleep(signal: AbortSignal, ms: number): Promise<void> {
+  /** Until a request comes, a chunk is handed on or dropped, or `signal` aborts. */
+  private sleep(signal: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
-        clearTimeout(timer);
         signal.removeEventListener("abort", done);
-        if (this.wake === done) this.wake = null;
+        this.waiters.delete(done);
         resolve();
       };
-      const timer = Number.isFinite(ms) ? setTimeout(done, ms) : undefined;
-      this.wake = done;
+      this.waiters.add(done);
       signal.addEventListener("abort", done, { once: true });
     });
   }
+
+  private wakeAll(): void {
+    for (const wake of [...this.waiters]) wake();
+  }
+}
+
+/** Waits `ms`, or less when `signal` aborts. */
+function delay(signal: AbortSignal, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }
 
 /** Waits for `promise`, or rejects when `signal` aborts first (leaving no listener behind). */

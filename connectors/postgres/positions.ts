@@ -42,7 +42,34 @@ export function flushLsnFor(position: Position): bigint {
 }
 
 export function isSnapshotIncomplete(position: Position): boolean {
-  return position.resume === SNAPSHOT_INCOMPLETE;
+  return position.resume === SNAPSHOT_INCOMPLETE || (position.resume?.startsWith(`${SNAPSHOT_INCOMPLETE}${PROGRESS_MARK}`) ?? false);
+}
+
+/**
+ * How far an exported initial snapshot got, as the rows stored with a checkpoint show it: the
+ * tables whose rows and reset are all stored, and for each table part-way through, the key of the
+ * last row stored (keyset order) and how many rows were stored. Tables named in neither were not
+ * started. A crash resumes from it (slot-setup.ts planStart; docs/snapshots.md).
+ */
+export interface ExportedSnapshotProgress {
+  readonly done: readonly string[];
+  readonly reading: readonly { readonly table: string; readonly lastKey: readonly (string | null)[] | null; readonly rowsDone: number }[];
+}
+
+const PROGRESS_MARK = "\nexported:";
+
+/** Position.resume of a checkpoint taken during an exported snapshot, with its progress. */
+export function snapshotIncompleteResume(progress: ExportedSnapshotProgress): string {
+  return `${SNAPSHOT_INCOMPLETE}${PROGRESS_MARK}${JSON.stringify(progress)}`;
+}
+
+/** The progress an incomplete snapshot's checkpoint carries; null for checkpoints without (written before it was kept). */
+export function exportedSnapshotProgress(position: Position): ExportedSnapshotProgress | null {
+  const prefix = `${SNAPSHOT_INCOMPLETE}${PROGRESS_MARK}`;
+  if (position.resume?.startsWith(prefix) !== true) return null;
+  const parsed = JSON.parse(position.resume.slice(prefix.length)) as Partial<ExportedSnapshotProgress>;
+  if (!Array.isArray(parsed.done) || !Array.isArray(parsed.reading)) return null;
+  return { done: parsed.done, reading: parsed.reading };
 }
 
 /**

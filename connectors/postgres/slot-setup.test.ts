@@ -4,7 +4,7 @@ import { pino } from "pino";
 import type { PostgresSourceConfig } from "../../config/schema.ts";
 import type { Checkpoint } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
-import { SNAPSHOT_INCOMPLETE, throughPosition } from "./positions.ts";
+import { exportedSnapshotProgress, isSnapshotIncomplete, SNAPSHOT_INCOMPLETE, snapshotIncompleteResume, throughPosition } from "./positions.ts";
 import { captureNames, planStart } from "./slot-setup.ts";
 import type { StartPlan } from "./slot-setup.ts";
 
@@ -86,9 +86,22 @@ test("missing, invalidated or overtaken slots are refused with the data-loss err
   }
 });
 
-test("a checkpoint from an unfinished snapshot starts over; a foreign slot is refused", async () => {
+test("a checkpoint from an unfinished snapshot without its progress starts over; a foreign slot is refused", async () => {
   const incomplete = checkpoint({ commit: 0x1000n, change: 0x900n, resume: SNAPSHOT_INCOMPLETE });
   assert.deepEqual(await plan("initial", slot(), incomplete), { kind: "snapshot", dropExisting: true });
   assert.equal((await refusal(plan("initial", slot({ plugin: "wal2json" }), null))).code, "PG_SLOT_FOREIGN");
   assert.equal((await refusal(plan("initial", slot({ database: "other" }), checkpoint()))).code, "PG_SLOT_FOREIGN");
+});
+
+test("a checkpoint from an unfinished snapshot with its progress resumes on the same slot; without a usable slot it starts over", async () => {
+  const progress = { done: ["s.small"], reading: [{ table: "s.big", lastKey: ["500"], rowsDone: 500 }] };
+  const incomplete = checkpoint({ commit: 0x1000n, change: 0x900n, resume: snapshotIncompleteResume(progress) });
+  assert.equal(isSnapshotIncomplete(incomplete.position), true);
+  assert.deepEqual(exportedSnapshotProgress(incomplete.position), progress);
+  // The slot as the snapshot left it: confirmed up to its consistent point.
+  const atConsistentPoint = slot({ confirmed_flush_lsn: "0/1000" });
+  assert.deepEqual(await plan("initial", atConsistentPoint, incomplete), { kind: "resume-snapshot", progress, consistentPoint: 0x1000n, resetVersion: 0x8ffn });
+  assert.deepEqual(await plan("initial", null, incomplete), { kind: "snapshot", dropExisting: false }, "slot gone");
+  assert.deepEqual(await plan("initial", slot({ wal_status: "lost", restart_lsn: null }), incomplete), { kind: "snapshot", dropExisting: true }, "slot invalidated");
+  assert.deepEqual(await plan("initial", slot({ confirmed_flush_lsn: "0/2000" }), incomplete), { kind: "snapshot", dropExisting: true }, "slot used by another consumer");
 });

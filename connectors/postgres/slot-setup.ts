@@ -13,7 +13,9 @@ import { publicationInfo, publishedTables, slotInfo } from "./catalog.ts";
 import type { SlotInfo, TableRef } from "./catalog.ts";
 import { quoteIdent } from "./connection-settings.ts";
 import { formatLsn, parseLsn } from "./lsn.ts";
-import { flushLsnFor, isSnapshotIncomplete } from "./positions.ts";
+import { exportedSnapshotProgress, flushLsnFor, isSnapshotIncomplete } from "./positions.ts";
+import type { ExportedSnapshotProgress } from "./positions.ts";
+import { snapshotResetPosition } from "../common/snapshot-reset.ts";
 
 type Queryable = Pick<pg.Client, "query">;
 
@@ -117,6 +119,17 @@ export type StartPlan =
       readonly kind: "create-and-stream";
     }
   | {
+      /**
+       * An exported initial snapshot that did not finish, on a slot still usable: stream from the
+       * slot's consistent point and read the tables left online (docs/snapshots.md).
+       */
+      readonly kind: "resume-snapshot";
+      readonly progress: ExportedSnapshotProgress;
+      readonly consistentPoint: bigint;
+      /** The version of the interrupted snapshot's resets: one below its rows'. */
+      readonly resetVersion: bigint;
+    }
+  | {
       readonly kind: "stream";
       readonly startLsn: bigint;
       /** Durable already: reported as flushed from the start. */
@@ -148,20 +161,7 @@ export async function planStart(
   if (slot !== null) checkSlotShape(slot, names, database, context);
   const mode = config.snapshot.mode;
 
-  const needsFreshSlot = (reason: string): StartPlan => {
-    if (!config.create_slot) {
-      throw new SluiceError(`${reason}, which needs a new slot, but create_slot is false`, { code: "PG_SLOT_MISSING", context: { ...context, slot: names.slot } });
-    }
-    if (slot !== null && slot.active) {
-      throw new SluiceError(`replication slot "${names.slot}" must be dropped for a new snapshot but is in use by process ${slot.activePid ?? "?"}`, {
-        code: "PG_SLOT_ACTIVE",
-        retriable: true,
-        context: { ...context, slot: names.slot },
-      });
-    }
-    logger.warn({ slot: names.slot, dropping: slot !== null }, reason);
-    return { kind: "snapshot", dropExisting: slot !== null };
-  };
+  const needsFreshSlot = (reason: string): StartPlan => freshSnapshotPlan(config, names, slot, reason, logger, context);
 
   if (checkpoint === null) {
     if (mode === "never") {
@@ -180,7 +180,12 @@ export async function planStart(
   }
 
   if (isSnapshotIncomplete(checkpoint.position)) {
-    return needsFreshSlot("the initial snapshot did not finish: starting over with a new slot and snapshot");
+    const progress = exportedSnapshotProgress(checkpoint.position);
+    if (progress === null) return needsFreshSlot("the initial snapshot did not finish (its checkpoint does not say how far it got): starting over with a new slot and snapshot");
+    const problem = slotProblem(slot, names, checkpoint);
+    if (problem !== null) return needsFreshSlot(`the initial snapshot did not finish and cannot resume (${problem}): starting over with a new slot and snapshot`);
+    const reset = snapshotResetPosition(checkpoint.position);
+    return { kind: "resume-snapshot", progress, consistentPoint: checkpoint.position.commit, resetVersion: reset.change };
   }
 
   const problem = slotProblem(slot, names, checkpoint);
@@ -190,6 +195,22 @@ export async function planStart(
   }
   const resumeFrom = flushLsnFor(checkpoint.position);
   return { kind: "stream", startLsn: resumeFrom, flushedLsn: resumeFrom, skipThrough: checkpoint.position };
+}
+
+/** A new slot and exported snapshot, dropping `slot` first if there is one (refused while it is in use or without create_slot). */
+export function freshSnapshotPlan(config: PostgresSourceConfig, names: CaptureNames, slot: SlotInfo | null, reason: string, logger: Logger, context: ErrorContext): StartPlan {
+  if (!config.create_slot) {
+    throw new SluiceError(`${reason}, which needs a new slot, but create_slot is false`, { code: "PG_SLOT_MISSING", context: { ...context, slot: names.slot } });
+  }
+  if (slot !== null && slot.active) {
+    throw new SluiceError(`replication slot "${names.slot}" must be dropped for a new snapshot but is in use by process ${slot.activePid ?? "?"}`, {
+      code: "PG_SLOT_ACTIVE",
+      retriable: true,
+      context: { ...context, slot: names.slot },
+    });
+  }
+  logger.warn({ slot: names.slot, dropping: slot !== null }, reason);
+  return { kind: "snapshot", dropExisting: slot !== null };
 }
 
 function checkSlotShape(slot: SlotInfo, names: CaptureNames, database: string, context: ErrorContext): void {

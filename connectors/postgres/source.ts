@@ -21,7 +21,8 @@ import { checkPrivileges } from "./privileges.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { formatLsn } from "./lsn.ts";
 import { toSluiceError } from "./pg-errors.ts";
-import { flushLsnFor, SNAPSHOT_INCOMPLETE, snapshotPosition } from "./positions.ts";
+import { flushLsnFor, snapshotIncompleteResume, snapshotPosition } from "./positions.ts";
+import { ExportedSnapshotTracker } from "./exported-snapshot-progress.ts";
 import { ReplicationStream } from "./replication-stream.ts";
 import type { WalMessage } from "./replication-stream.ts";
 import { SnapshotMarkers } from "../common/snapshot-markers.ts";
@@ -30,13 +31,13 @@ import type { SnapshotRow, TableSnapshotProgress } from "./snapshot-reader.ts";
 import { insertEvent, truncateEvent } from "./change-events.ts";
 import { snapshotResetPosition } from "../common/snapshot-reset.ts";
 import type { EventOrigin } from "./change-events.ts";
-import { captureNames, createSlot, dropSlot, ensurePublication, planStart } from "./slot-setup.ts";
-import type { CaptureNames } from "./slot-setup.ts";
+import { captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, planStart } from "./slot-setup.ts";
+import type { CaptureNames, StartPlan } from "./slot-setup.ts";
 import { StreamBatcher } from "./stream-batcher.ts";
 import { StreamDecoder } from "./stream-decoder.ts";
 import type { TransactionEvent } from "./stream-decoder.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
-import type { SnapshotLedger } from "../common/incremental-snapshot-state.ts";
+import type { SnapshotLedger, SnapshotTask } from "../common/incremental-snapshot-state.ts";
 import { OnlineSnapshotRunner, requestBackfills } from "../common/online-snapshot-runner.ts";
 import type { OnlineSnapshotSession } from "../common/online-snapshot-runner.ts";
 import { IncrementalSnapshots } from "./incremental-snapshot.ts";
@@ -78,6 +79,8 @@ interface SnapshotState extends InitialSnapshot<SnapshotRow, PostgresSourceBatch
   readonly origin: EventOrigin;
   /** Where each table's reset sits: one version below its rows. */
   readonly resetOrigin: EventOrigin;
+  /** How far the rows handed on got: every checkpoint carries it, so a crash resumes (resumeSnapshot). */
+  readonly tracker: ExportedSnapshotTracker;
 }
 
 interface StreamStart {
@@ -213,10 +216,16 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       this.pendingStream = { startLsn: consistentPoint, flushedLsn: consistentPoint, skipThrough: null };
       await this.loop.openStream();
     } else {
+      const snapshotTables = publication?.allTables ? tables : tables.filter((t) => published.has(`${t.schema}.${t.table}`));
+      let fresh: StartPlan = plan;
+      if (plan.kind === "resume-snapshot") {
+        const keyless = await this.resumeSnapshot(plan, snapshotTables);
+        if (keyless === null) return;
+        fresh = freshSnapshotPlan(config, names, await slotInfo(catalog, names.slot), `the initial snapshot did not finish and table ${keyless} has no primary key or replica identity index to resume by: starting over with a new slot and snapshot`, logger, context);
+      }
       // A new initial snapshot reads every table: online snapshots in progress are moot.
       this.online.replace();
-      if (plan.dropExisting) await dropSlot(catalog, names);
-      const snapshotTables = publication?.allTables ? tables : tables.filter((t) => published.has(`${t.schema}.${t.table}`));
+      if (fresh.kind === "snapshot" && fresh.dropExisting) await dropSlot(catalog, names);
       if (config.snapshot.method === "online") await this.startOnlineInitialSnapshot(server, snapshotTables);
       else await this.startSnapshot(server, snapshotTables, published);
     }
@@ -265,6 +274,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
         ...(this.options.onSnapshotProgress === undefined ? {} : { onProgress: this.options.onSnapshotProgress }),
       });
       const resetOrigin: EventOrigin = { ...origin, position: snapshotResetPosition(origin.position) };
+      const tracker = new ExportedSnapshotTracker();
       state = {
         reader,
         buffer,
@@ -272,8 +282,16 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
         resetOrigin,
         controller,
         markers: new SnapshotMarkers(tables.length),
-        event: (row) => (row.values === null ? truncateEvent(row.table, resetOrigin) : insertEvent(row.table, row.values, origin, "r")),
-        batch: (events, finished) => this.batch(events, [], finished ? origin.position : { ...origin.position, resume: SNAPSHOT_INCOMPLETE }),
+        tracker,
+        event: (row) => {
+          tracker.taken(row);
+          return row.values === null ? truncateEvent(row.table, resetOrigin) : insertEvent(row.table, row.values, origin, "r");
+        },
+        batch: (events, finished) => {
+          if (finished) return this.batch(events, [], origin.position);
+          tracker.handedOn(events);
+          return this.batch(events, [], { ...origin.position, resume: snapshotIncompleteResume(tracker.progress()) });
+        },
       };
       this.loop.holdSnapshot(state);
       await reader.importSnapshot();
@@ -403,6 +421,59 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     this.logger.info({ tables: ordered.length, slot: this.names.slot }, "initial snapshot queued as online snapshots (snapshot.method online)");
   }
 
+  /**
+   * An exported initial snapshot that did not finish goes on with the online machinery, on the same
+   * slot: the stream starts at the slot's consistent point (where the stored rows meet it), the
+   * tables it finished are not read again, the table part-way through goes on after its last
+   * stored key, and the tables not started are read whole, each ending with its reset. Returns
+   * null, or a table left that has no chunk key (then the snapshot starts over).
+   */
+  private async resumeSnapshot(plan: Extract<StartPlan, { kind: "resume-snapshot" }>, tables: readonly TableRef[]): Promise<string | null> {
+    const done = new Set(plan.progress.done);
+    const reading = new Map(plan.progress.reading.map((r) => [r.table, r]));
+    const left: { ref: TableRef; name: string; keyLength: number }[] = [];
+    for (const ref of tables) {
+      const name = `${ref.schema}.${ref.table}`;
+      if (done.has(name)) continue;
+      try {
+        const { table } = await this.snapshots.resolve(name);
+        left.push({ ref, name, keyLength: table.keyIndexes.length });
+      } catch (error) {
+        if (error instanceof SluiceError && error.code === "SNAPSHOT_NO_CHUNK_KEY") return name;
+        throw error;
+      }
+    }
+    const now = Date.now();
+    // Tables part-way through first: their sinks hold part of them already.
+    const ordered = left.sort((a, b) => Number(reading.has(b.name)) - Number(reading.has(a.name)) || b.ref.estimatedRows - a.ref.estimatedRows);
+    const tasks = ordered.map(({ ref, name, keyLength }, index): SnapshotTask => {
+      const stored = reading.get(name);
+      // A key whose columns changed while Sluice was down cannot be continued from: the table is read whole again.
+      const lastKey = stored?.lastKey?.length === keyLength ? stored.lastKey : null;
+      return {
+        id: `initial-${now.toString(36)}-${index}`,
+        table: name,
+        where: null,
+        lastKey,
+        rowsDone: lastKey === null ? 0 : (stored?.rowsDone ?? 0),
+        rowsEstimated: ref.estimatedRows >= 0 ? ref.estimatedRows : null,
+        // Below the rows the interrupted snapshot stored: its reset removes only rows the source no longer has.
+        resetVersion: stored === undefined ? null : plan.resetVersion.toString(),
+        requestedAtMs: now,
+        startedAtMs: stored === undefined ? null : now,
+        origin: "initial",
+      };
+    });
+    this.online.replace(tasks);
+    this.pendingStream = { startLsn: plan.consistentPoint, flushedLsn: plan.consistentPoint, skipThrough: null };
+    await this.loop.openStream();
+    this.logger.info(
+      { slot: this.names.slot, consistentPoint: formatLsn(plan.consistentPoint), done: done.size, resumed: tasks.filter((t) => t.lastKey !== null).map((t) => t.table), left: tasks.length },
+      "the initial snapshot did not finish: resuming it on the same slot, the tables left read online (docs/snapshots.md)",
+    );
+    return null;
+  }
+
   /** Tables just added to the publication: their rows predate their capture, an online snapshot reads them. */
   private async backfill(added: readonly TableRef[]): Promise<void> {
     if (added.length === 0) return;
@@ -429,6 +500,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       slot: this.names.slot,
       chunkRows: this.config.snapshot.chunk_rows,
       unseenThrough: this.handedOnThrough,
+      parallelism: this.config.snapshot.parallelism,
+      chunksInFlight: this.config.snapshot.chunks_in_flight ?? this.config.snapshot.parallelism + 2,
       ledger,
       finished,
       resolve: (table) => this.snapshots.resolve(table),
