@@ -177,6 +177,48 @@ describe("memory budget", () => {
     assert.equal(planMemory(set, everything(set), 2).budgetFrom, "config");
   });
 
+  test("with Kafka topics each sink's consumer is sized from its heap, counted in it, and the least budget names it", () => {
+    const kafka = "topics: {kind: kafka, brokers: [\"127.0.0.1:9092\"]}";
+    const sinks = "  - {name: warehouse, kind: clickhouse, url: \"http://127.0.0.1:8123\", database: d}\n  - {name: search, kind: elasticsearch, nodes: [\"http://127.0.0.1:9200\"]}";
+    const embedded = config({ top: "memory: 512MiB", sinks });
+    assert.equal(planMemory(embedded, everything(embedded), 2).sinks["warehouse"]!.reader, undefined, "the embedded log has no consumer read-ahead");
+    for (const budget of [320, 512, 2048]) {
+      const c = config({ top: `memory: ${budget}MiB`, topics: kafka, sinks });
+      const plan = planMemory(c, everything(c), 2);
+      assert.ok(planned(plan) <= plan.budgetBytes, `${budget}MiB: planned ${planned(plan) / MiB} MiB`);
+      for (const [name, sink] of Object.entries(plan.sinks)) {
+        const reader = sink.reader!;
+        // Read-ahead, a fetch response decoded (~4 times its bytes) and the batches fit the heap beyond its base.
+        assert.ok(reader.readAheadBytes >= 2 * MiB && reader.readAheadBytes <= 16 * MiB, `${budget}MiB ${name}: read-ahead ${reader.readAheadBytes / MiB} MiB`);
+        assert.ok(reader.fetchBytes >= MiB && reader.fetchBytes <= 8 * MiB && reader.partitionFetchBytes >= MiB && reader.partitionFetchBytes <= reader.fetchBytes);
+        const used = 36 * MiB + reader.readAheadBytes + 4 * reader.fetchBytes + 3 * sink.batchBytes + (name === "search" ? 2 * 5 * MiB : 0);
+        assert.ok(used <= sink.heap.oldMb * MiB, `${budget}MiB ${name}: ${used / MiB} MiB in a ${sink.heap.oldMb} MiB old space`);
+      }
+    }
+    const small = planMemory(config({ top: "memory: 300MiB", topics: kafka, sinks }), { sources: [], sinks: ["warehouse"] }, 2).sinks["warehouse"]!;
+    const big = planMemory(config({ top: "memory: 2GiB", topics: kafka, sinks }), { sources: [], sinks: ["warehouse"] }, 2).sinks["warehouse"]!;
+    assert.ok(big.reader!.readAheadBytes > small.reader!.readAheadBytes && big.reader!.fetchBytes > small.reader!.fetchBytes, "a larger share reads further ahead");
+    // The consumer's least (2 MiB read-ahead, a 1 MiB fetch decoded) is in the least budget, and the error says so.
+    const tight = config({ top: "memory: 128MiB", topics: kafka, sinks: "  - {name: warehouse, kind: clickhouse, url: \"http://127.0.0.1:8123\", database: d}" });
+    const neededWith = (c: SluiceConfig) => {
+      try {
+        planMemory(c, everything(c), 2);
+      } catch (error) {
+        return error as MemoryBudgetError;
+      }
+      throw new Error("expected a MemoryBudgetError");
+    };
+    const withReader = Number(/sink warehouse \(with its Kafka reader's 6MiB\) (\d+)MiB/.exec(neededWith(tight).message)?.[1]);
+    const tightEmbedded = config({ top: "memory: 128MiB", sinks: "  - {name: warehouse, kind: clickhouse, url: \"http://127.0.0.1:8123\", database: d}" });
+    const without = Number(/sink warehouse (\d+)MiB/.exec(neededWith(tightEmbedded).message)?.[1]);
+    assert.equal(withReader - without, 6);
+    // An explicit batch size leaves the rest of the room to the reader.
+    const explicit = config({ top: "memory: 512MiB", topics: kafka, sinks: "  - {name: warehouse, kind: clickhouse, url: \"http://127.0.0.1:8123\", database: d, batch: {max_bytes: 2MiB}}" });
+    const sink = planMemory(explicit, { sources: [], sinks: ["warehouse"] }, 2).sinks["warehouse"]!;
+    assert.equal(sink.batchBytes, 2 * MiB);
+    assert.ok(sink.reader!.readAheadBytes + 4 * sink.reader!.fetchBytes + 3 * 2 * MiB <= (sink.heap.oldMb - 36) * MiB);
+  });
+
   test("sizes are read like every other size; below 64MiB is refused by the schema", () => {
     assert.equal(config({ top: "memory: 300MB" }).memory, 300_000_000);
     assert.equal(config({ top: `memory: ${400 * MiB}` }).memory, 400 * MiB);

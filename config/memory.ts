@@ -60,6 +60,23 @@ const MAX_DERIVED_READ_AHEAD = 64 * MiB;
 const MAX_DERIVED_BATCH = 64 * MiB;
 /** A batch costs about this many times its record bytes in the sink thread's heap (decoded rows, the target's request). */
 const BATCH_HEAP_FACTOR = 3;
+/**
+ * A sink's Kafka reader (connectors/kafka/kafka-consumer.ts) holds its read-ahead (counted with
+ * each record's objects) and the fetch response being decoded: kafkajs turns a response into message
+ * objects at once, ~4 times its bytes in the heap for records of ~100 bytes (measured: a sink thread
+ * at its least heap ran out of memory on 16 MiB fetches and read-ahead of such records). It gets a
+ * quarter of the sink heap's room beyond its base (the batches the rest), within these bounds. A
+ * fetch response bigger than fetchBytes still comes when it is one record batch (the broker returns
+ * the first batch even when it exceeds the limits), so a record up to topics.max_record_bytes stays readable.
+ */
+const READER_SHARE = 4;
+const FETCH_HEAP_FACTOR = 4;
+const MIN_READER_READ_AHEAD = 2 * MiB;
+const MAX_READER_READ_AHEAD = 16 * MiB;
+const MIN_FETCH = 1 * MiB;
+const MAX_FETCH = 8 * MiB;
+const MAX_PARTITION_FETCH = 4 * MiB;
+const MIN_READER = MIN_READER_READ_AHEAD + FETCH_HEAP_FACTOR * MIN_FETCH;
 const MIN_YOUNG = 6 * MiB;
 const MAX_YOUNG = 48 * MiB;
 /** DuckDB holds a batch's staging table and the primary-key indexes it checks against in its memory_limit; below this a batch of wide rows fails. */
@@ -78,9 +95,21 @@ export interface HeapLimits {
   readonly youngMb: number;
 }
 
+/** A sink's Kafka consumer: how far it reads ahead of the sink and how much one fetch asks for. */
+export interface KafkaReaderMemory {
+  /** Records fetched ahead of the sink's poll before fetching pauses. */
+  readonly readAheadBytes: number;
+  /** Most bytes of one fetch response (kafkajs maxBytes). */
+  readonly fetchBytes: number;
+  /** Most bytes of one partition in a fetch response (kafkajs maxBytesPerPartition). */
+  readonly partitionFetchBytes: number;
+}
+
 export interface SinkMemory {
   readonly heap: HeapLimits;
   readonly batchBytes: number;
+  /** Kafka topics: the sink's consumer, sized from its heap. */
+  readonly reader?: KafkaReaderMemory;
   /** DuckDB sinks: `SET memory_limit` and `threads`. */
   readonly duckdb?: { readonly memoryLimitBytes: number; readonly threads: number };
 }
@@ -113,6 +142,7 @@ export class MemoryBudgetError extends Error {
 }
 
 const mib = (bytes: number) => Math.floor(bytes / MiB);
+const wholeMiB = (bytes: number) => Math.floor(bytes / MiB) * MiB;
 const clamp = (value: number, min: number, max: number) => Math.min(max, Math.max(min, value));
 const show = (bytes: number) => (bytes % MiB === 0 ? `${bytes / MiB}MiB` : formatSize(bytes));
 
@@ -152,7 +182,12 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
     ? { label: "the main thread (capture)", weight: WEIGHT_CAPTURE, minOld: MAIN_BASE_OLD + CAPTURE_OLD + explicitReadAhead + derivedSources * MIN_READ_AHEAD * 2 }
     : { label: "the main thread", weight: WEIGHT_IDLE_MAIN, minOld: MAIN_BASE_OLD };
   // An Elasticsearch bulk request is built whole in the sink thread's heap, as text and as the bytes sent.
-  const sinkParts = sinks.map((s): Part => ({ label: `sink ${s.name}`, weight: WEIGHT_SINK, minOld: SINK_BASE_OLD + BATCH_HEAP_FACTOR * (s.batch.max_bytes ?? MIN_BATCH) + (s.kind === "elasticsearch" ? 2 * s.bulk_bytes : 0) }));
+  const reader = config.topics.kind === "kafka" ? MIN_READER : 0;
+  const sinkParts = sinks.map((s): Part => ({
+    label: reader > 0 ? `sink ${s.name} (with its Kafka reader's ${show(reader)})` : `sink ${s.name}`,
+    weight: WEIGHT_SINK,
+    minOld: SINK_BASE_OLD + reader + BATCH_HEAP_FACTOR * (s.batch.max_bytes ?? MIN_BATCH) + (s.kind === "elasticsearch" ? 2 * s.bulk_bytes : 0),
+  }));
   const heapParts = [main, ...sinkParts];
   const minHeaps = heapParts.reduce((sum, p) => sum + p.minOld + MIN_YOUNG, 0);
   // What the process needs at least: its reserves at their floors plus every heap at its least.
@@ -183,15 +218,30 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
     sinks.map((s, i) => {
       const heap = heaps[i + 1]!;
       const working = heap.oldMb * MiB - SINK_BASE_OLD - (s.kind === "elasticsearch" ? 2 * s.bulk_bytes : 0);
-      const batchBytes = s.batch.max_bytes ?? clamp(Math.floor(working / BATCH_HEAP_FACTOR / MiB) * MiB, MIN_BATCH, MAX_DERIVED_BATCH);
+      const readerPlan = reader > 0 ? kafkaReader(s.batch.max_bytes === undefined ? working / READER_SHARE : working - BATCH_HEAP_FACTOR * s.batch.max_bytes) : undefined;
+      const readerBytes = readerPlan ? readerPlan.readAheadBytes + FETCH_HEAP_FACTOR * readerPlan.fetchBytes : 0;
+      const batchBytes = s.batch.max_bytes ?? clamp(wholeMiB((working - readerBytes) / BATCH_HEAP_FACTOR), MIN_BATCH, MAX_DERIVED_BATCH);
       const limit = duckdb.get(s.name);
-      const plan: SinkMemory = limit === undefined
-        ? { heap, batchBytes }
-        : { heap, batchBytes, duckdb: { memoryLimitBytes: limit, threads: s.kind === "duckdb" && s.threads !== undefined ? s.threads : clamp(Math.floor(limit / (16 * MiB)), 1, cores) } };
+      const plan: SinkMemory = {
+        heap,
+        batchBytes,
+        ...(readerPlan ? { reader: readerPlan } : {}),
+        ...(limit === undefined ? {} : { duckdb: { memoryLimitBytes: limit, threads: s.kind === "duckdb" && s.threads !== undefined ? s.threads : clamp(Math.floor(limit / (16 * MiB)), 1, cores) } }),
+      };
       return [s.name, plan];
     }),
   );
   return { budgetBytes: budget, budgetFrom, reservedBytes: reserved, main: mainHeap, sources: sourcePlans, sinks: sinkPlans, sqliteCacheBytes: embedded ? sqliteCache : null };
+}
+
+/**
+ * A sink's Kafka reader within `room` bytes of its heap: half for decoding a fetch response, the
+ * rest read-ahead; at least MIN_READER (the sink's least heap counts it).
+ */
+function kafkaReader(room: number): KafkaReaderMemory {
+  const fetchBytes = clamp(wholeMiB(room / 2 / FETCH_HEAP_FACTOR), MIN_FETCH, MAX_FETCH);
+  const readAheadBytes = clamp(wholeMiB(room - FETCH_HEAP_FACTOR * fetchBytes), MIN_READER_READ_AHEAD, MAX_READER_READ_AHEAD);
+  return { readAheadBytes, fetchBytes, partitionFetchBytes: clamp(wholeMiB(fetchBytes / 2), MIN_FETCH, MAX_PARTITION_FETCH) };
 }
 
 /**
@@ -222,8 +272,8 @@ function tooSmall(given: number, needed: number, reserved: number, heaps: readon
  * sets the plan did not foresee into failures: the chaos run's wide rows (big TOAST values in big
  * transactions) ran a 52 MiB main heap out of memory while capture batches were bounded by count
  * only (now by bytes too: captureBatchBytes); with that fixed, a Kafka sink thread at its least heap
- * still ran out of memory on the consumer's read-ahead and fetches, which the plan does not count
- * (docs/benchmarks.md). Without `memory`, Sluice runs with its standalone defaults.
+ * still ran out of memory on the consumer's read-ahead and fetches (now sized from the sink's
+ * share: kafkaReader). Without `memory`, Sluice runs with its standalone defaults.
  */
 export function hardLimits(plan: MemoryPlan): boolean {
   return plan.budgetFrom === "config";

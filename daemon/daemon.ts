@@ -340,8 +340,9 @@ export class Daemon {
     const sinkRegistry = this.config.schema_registry.kind === "builtin" ? reloadingOnMiss(registry, async () => (await openRegistry(this.config, this.log)).registry) : registry;
     for (const sinkConfig of this.config.sinks.filter((s) => this.selection.sinks.includes(s.name))) {
       const log = this.log!;
+      const reader = hardLimits(this.memory) ? this.memory.sinks[sinkConfig.name]!.reader : undefined;
       const thread = await SinkThread.start({
-        data: { config: this.config, sink: sinkConfig.name, owner: this.instanceId },
+        data: { config: this.config, sink: sinkConfig.name, owner: this.instanceId, ...(reader ? { reader } : {}) },
         registry: sinkRegistry,
         writeLogLine: this.writeLogLine,
         ...(hardLimits(this.memory) ? { heap: this.memory.sinks[sinkConfig.name]!.heap } : {}),

@@ -32,7 +32,9 @@ export function memorySummary(plan: MemoryPlan): Record<string, unknown> {
     sinks: Object.fromEntries(
       Object.entries(plan.sinks).map(([name, s]) => [
         name,
-        { heapMiB: { old: s.heap.oldMb, young: s.heap.youngMb }, batchMiB: mb(s.batchBytes), ...(s.duckdb ? { duckdbMemoryLimitMiB: mb(s.duckdb.memoryLimitBytes), duckdbThreads: s.duckdb.threads } : {}) },
+        { heapMiB: { old: s.heap.oldMb, young: s.heap.youngMb }, batchMiB: mb(s.batchBytes), ...(s.duckdb ? { duckdbMemoryLimitMiB: mb(s.duckdb.memoryLimitBytes), duckdbThreads: s.duckdb.threads } : {}),
+          ...(s.reader ? { kafkaReaderMiB: { readAhead: mb(s.reader.readAheadBytes), fetch: mb(s.reader.fetchBytes), partitionFetch: mb(s.reader.partitionFetchBytes) } } : {}),
+        },
       ]),
     ),
     ...(plan.sqliteCacheBytes !== null ? { sqliteCacheMiB: mb(plan.sqliteCacheBytes) } : {}),

@@ -11,6 +11,7 @@ import type { SluiceConfig } from "../config/schema.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import type { ErrorContext } from "../connectors/errors.ts";
 import type { ReadQueryResult } from "../connectors/duckdb/read-query.ts";
+import type { KafkaReaderLimits } from "../connectors/kafka/kafka-consumer.ts";
 import type { SchemaRegistry } from "../schema-registry/index.ts";
 import type { RebuildReport } from "./rebuild.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
@@ -21,6 +22,8 @@ export interface SinkThreadData {
   readonly sink: string;
   /** Lease owner id of this process. */
   readonly owner: string;
+  /** Kafka topics with a memory budget: the sink's consumer sizes, its share (config/memory.ts). */
+  readonly reader?: KafkaReaderLimits;
 }
 
 export type MetricsSnapshot = MetricObjectWithValues<MetricValue<string>>[];

@@ -22,7 +22,7 @@ import type { FromSinkThread, SinkThreadCall, SinkThreadData, ToSinkThread } fro
 const STATE_REPORT_MS = 200;
 
 const port = parentPort!;
-const { config, sink: sinkName, owner } = workerData as SinkThreadData;
+const { config, sink: sinkName, owner, reader } = workerData as SinkThreadData;
 const post = (message: FromSinkThread) => port.postMessage(message);
 
 const sinkConfig = config.sinks.find((s) => s.name === sinkName)!;
@@ -67,7 +67,7 @@ port.on("message", (message: ToSinkThread) => {
 });
 
 async function main(): Promise<void> {
-  const log = await openTopicLog(config.topics, config.name, logger, stop.signal, sinkWriter(sinkName, owner), { lazyProducer: true });
+  const log = await openTopicLog(config.topics, config.name, logger, stop.signal, sinkWriter(sinkName, owner), { lazyProducer: true, ...(reader ? { readerLimits: reader } : {}) });
   try {
     const dlq = deadLetterTopic(config, sinkConfig);
     if (sinkConfig.on_error === "dead-letter") {

@@ -10,6 +10,16 @@ import { ConnectionError, SluiceError } from "../errors.ts";
 import type { PollOptions, SeekTarget, StoredRecord, TopicConsumer, TopicPartition, TopicPartitionOffset } from "../topics/contract.ts";
 import { kafkaError } from "./kafka-errors.ts";
 
+/** A consumer's memory: its read-ahead and fetch sizes (a sink's share of the memory budget, config/memory.ts). */
+export interface KafkaReaderLimits {
+  /** Records fetched ahead of poll(), in bytes, before fetching pauses. */
+  readonly readAheadBytes: number;
+  /** Most bytes of one fetch response (kafkajs maxBytes). */
+  readonly fetchBytes: number;
+  /** Most bytes of one partition in a fetch response (kafkajs maxBytesPerPartition). */
+  readonly partitionFetchBytes: number;
+}
+
 export interface KafkaConsumerOptions {
   readonly kafka: Kafka;
   readonly admin: Admin;
@@ -17,8 +27,8 @@ export interface KafkaConsumerOptions {
   readonly group: string;
   readonly topics: readonly string[];
   readonly logger: Logger;
-  /** Records fetched ahead of poll(), in bytes, before fetching pauses. */
-  readonly maxBufferedBytes?: number;
+  /** Read-ahead and fetch sizes; default: 16 MiB ahead, fetches that carry a record of maxRecordBytes whole. */
+  readonly limits?: KafkaReaderLimits;
   /** Longest wait for the group to assign partitions before a seek gives up. */
   readonly assignmentTimeoutMs?: number;
   /** Largest record a data topic may hold (topics.max_record_bytes): each fetch allows one of that size. */
@@ -40,12 +50,20 @@ interface Chunk {
 export const PARTITION_NOT_ASSIGNED = "PARTITION_NOT_ASSIGNED";
 
 const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
+/** Bytes a queued record counts besides its key and value. */
+const RECORD_OVERHEAD = 64;
+/**
+ * The same with limits (a memory budget): what a queued record holds in the heap, its objects and
+ * buffer views (measured: 330-370 bytes for records of ~100 bytes), so the read-ahead bounds the heap.
+ */
+const RECORD_HEAP_OVERHEAD = 384;
 
 export class KafkaPullConsumer implements TopicConsumer {
   private readonly options: KafkaConsumerOptions;
   private readonly consumer: Consumer;
   private readonly logger: Logger;
   private readonly maxBufferedBytes: number;
+  private readonly recordOverhead: number;
   private readonly queue: Chunk[] = [];
   private readonly positions = new Map<string, bigint>();
   /** Partitions seeked whose first fetch from the new offset has not arrived yet. */
@@ -62,7 +80,8 @@ export class KafkaPullConsumer implements TopicConsumer {
   private constructor(options: KafkaConsumerOptions) {
     this.options = options;
     this.logger = options.logger.child({ component: "kafka-consumer", group: options.group });
-    this.maxBufferedBytes = options.maxBufferedBytes ?? 16 * 2 ** 20;
+    this.maxBufferedBytes = options.limits?.readAheadBytes ?? 16 * 2 ** 20;
+    this.recordOverhead = options.limits ? RECORD_HEAP_OVERHEAD : RECORD_OVERHEAD;
     this.joined = new Promise((resolve) => (this.markJoined = resolve));
     this.consumer = options.kafka.consumer({
       groupId: options.group,
@@ -70,10 +89,12 @@ export class KafkaPullConsumer implements TopicConsumer {
       allowAutoTopicCreation: false,
       sessionTimeout: 30_000,
       heartbeatInterval: 3_000,
-      // A fetch may carry the largest record whole. (Larger ones, such as parked records of up to 4 × the
-      // limit, still come: a broker answers with the first record batch even when it exceeds these bounds.)
-      maxBytesPerPartition: Math.max(2 ** 20, options.maxRecordBytes ?? 0),
-      maxBytes: Math.max(8 * 2 ** 20, options.maxRecordBytes ?? 0),
+      // By default a fetch may carry the largest record whole. With limits (a memory budget) fetches
+      // are smaller: a bigger record still comes, since a broker answers (Fetch v3 and later) with the
+      // first record batch of the first partition that has one even when it exceeds these bounds
+      // (kafka-consumer-fetch.int.test.ts), as do parked records of up to 4 × the limit.
+      maxBytesPerPartition: options.limits?.partitionFetchBytes ?? Math.max(2 ** 20, options.maxRecordBytes ?? 0),
+      maxBytes: options.limits?.fetchBytes ?? Math.max(8 * 2 ** 20, options.maxRecordBytes ?? 0),
       maxWaitTimeInMs: 500,
       // A crashed consumer is not restarted by kafkajs (that would lose pauses and seeks): it fails,
       // and the sink runtime waits with backoff and opens a new one at the right offsets.
@@ -182,7 +203,7 @@ export class KafkaPullConsumer implements TopicConsumer {
     this.seeking.delete(key);
     let bytes = 0;
     const records = batch.messages.map((message): StoredRecord => {
-      bytes += (message.key?.length ?? 0) + (message.value?.length ?? 0) + 64;
+      bytes += (message.key?.length ?? 0) + (message.value?.length ?? 0) + this.recordOverhead;
       const record: { -readonly [K in keyof StoredRecord]: StoredRecord[K] } = {
         topic: batch.topic,
         partition: batch.partition,
@@ -219,7 +240,7 @@ export class KafkaPullConsumer implements TopicConsumer {
       const chunk = this.queue[0]!;
       while (chunk.index < chunk.records.length && out.length < maxRecords) {
         const record = chunk.records[chunk.index]!;
-        const size = (record.key?.length ?? 0) + (record.value?.length ?? 0) + 64;
+        const size = (record.key?.length ?? 0) + (record.value?.length ?? 0) + RECORD_OVERHEAD;
         if (out.length > 0 && bytes + size > maxBytes) return this.afterTake(out);
         out.push(record);
         bytes += size;

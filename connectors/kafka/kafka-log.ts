@@ -38,6 +38,7 @@ import { compressionType } from "./compression.ts";
 import { createKafkaClient } from "./kafka-client.ts";
 import type { KafkaTopicsConfig } from "./kafka-client.ts";
 import { KafkaPullConsumer } from "./kafka-consumer.ts";
+import type { KafkaReaderLimits } from "./kafka-consumer.ts";
 import { kafkaError } from "./kafka-errors.ts";
 import { KafkaLease } from "./kafka-lease.ts";
 
@@ -60,6 +61,8 @@ export interface KafkaLogOptions {
    */
   readonly retry?: BackoffPolicy & { readonly maxAttempts?: number };
   readonly signal?: AbortSignal;
+  /** Read-ahead and fetch sizes of this log's consumers (a sink thread's share of the memory budget); default: KafkaPullConsumer's. */
+  readonly readerLimits?: KafkaReaderLimits;
 }
 
 export type KafkaLogAccess = "capture" | "command" | "read-only";
@@ -80,6 +83,7 @@ export class KafkaTopicLog implements TopicLog {
   /** Null when read-only. */
   private readonly producer: BatchingProducer | null;
   private readonly access: KafkaLogAccess;
+  private readonly readerLimits: KafkaReaderLimits | undefined;
   private readonly partitionCounts = new Map<string, number>();
   /** max.message.bytes of the topics this process created or declared. */
   private readonly recordLimits = new Map<string, number>();
@@ -110,6 +114,7 @@ export class KafkaTopicLog implements TopicLog {
     this.admin = this.kafka.admin();
     this.checkpointGuarantee = options.config.transactions ? ("exactly-once" as const) : ("at-least-once" as const);
     this.access = options.access ?? "capture";
+    this.readerLimits = options.readerLimits;
     this.producer = this.access === "read-only" ? null : new BatchingProducer({
       kafka: this.kafka,
       brokers: options.config.brokers,
@@ -409,6 +414,7 @@ export class KafkaTopicLog implements TopicLog {
       topics,
       logger: this.logger,
       maxRecordBytes: this.config.max_record_bytes,
+      ...(this.readerLimits ? { limits: this.readerLimits } : {}),
       offsetRanges: (topic) => this.partitionOffsets(topic),
     });
     this.consumers.add(consumer);
@@ -519,7 +525,7 @@ export class KafkaTopicLog implements TopicLog {
     if (this.access === "read-only" && !(await this.describeTopic(topic))) return [];
     const ends = (await this.partitionOffsets(topic)).filter((r) => r.end > r.start);
     if (ends.length === 0) return [];
-    const consumer = await KafkaPullConsumer.create({ kafka: this.kafka, admin: this.admin, brokers: this.config.brokers, group, topics: [topic], logger: this.logger, maxRecordBytes: this.config.max_record_bytes });
+    const consumer = await KafkaPullConsumer.create({ kafka: this.kafka, admin: this.admin, brokers: this.config.brokers, group, topics: [topic], logger: this.logger, maxRecordBytes: this.config.max_record_bytes, ...(this.readerLimits ? { limits: this.readerLimits } : {}) });
     const out: StoredRecord[] = [];
     try {
       for (let polls = 0; !ends.every((r) => (consumer.position(topic, r.partition) ?? -1n) >= r.end); polls++) {

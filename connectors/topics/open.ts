@@ -3,6 +3,7 @@ import { hostname } from "node:os";
 import type { TopicsConfig } from "../../config/schema.ts";
 import type { Logger } from "../../runtime/logger.ts";
 import { EmbeddedTopicLog, embeddedOptionsFromConfig } from "../embedded/embedded-log.ts";
+import type { KafkaReaderLimits } from "../kafka/kafka-consumer.ts";
 import type { TopicLog } from "./contract.ts";
 
 /**
@@ -11,13 +12,13 @@ import type { TopicLog } from "./contract.ts";
  * deployment (e.g. a sink thread) so its Kafka transactional id does not fence the first's.
  * For `sluice run` only: operator commands use openTopicLogForCommand.
  */
-export async function openTopicLog(config: TopicsConfig, deployment: string, logger: Logger, signal?: AbortSignal, writer?: string, options: { lazyProducer?: boolean } = {}): Promise<TopicLog> {
+export async function openTopicLog(config: TopicsConfig, deployment: string, logger: Logger, signal?: AbortSignal, writer?: string, options: { lazyProducer?: boolean; readerLimits?: KafkaReaderLimits } = {}): Promise<TopicLog> {
   if (config.kind === "embedded") return EmbeddedTopicLog.open(embeddedOptionsFromConfig(config, logger));
   // Loaded on demand: an embedded deployment never loads kafkajs.
   const { KafkaTopicLog } = await import("../kafka/kafka-log.ts");
   const transactionalId = writer ? transactionalIdOf(deployment, config.client_id, writer) : undefined;
   // A lazy producer registers its transactional id (fencing any other holder) only at its first write: a standby capture writes nothing until it leads.
-  return KafkaTopicLog.open({ config, deployment, logger, ...(signal ? { signal } : {}), ...(transactionalId ? { transactionalId } : {}), ...(options.lazyProducer ? { access: "command" as const } : {}) });
+  return KafkaTopicLog.open({ config, deployment, logger, ...(signal ? { signal } : {}), ...(transactionalId ? { transactionalId } : {}), ...(options.lazyProducer ? { access: "command" as const } : {}), ...(options.readerLimits ? { readerLimits: options.readerLimits } : {}) });
 }
 
 /**
