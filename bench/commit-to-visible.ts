@@ -8,7 +8,93 @@
  * sluice_sink_latency_seconds), read from /metrics before and after, as the breakdown.
  */
 import type pg from "pg";
-import { clickhouseQuery, esRequest, metricValue, pgClient, sleep } from "../test/e2e/helpers.ts";
+import {
+  clickhouseQuery,
+  deleteElasticIndices,
+  deleteElasticOffsets,
+  deleteKafkaDeployment,
+  dropClickHouseDatabase,
+  dropPostgres,
+  esRequest,
+  killAllDaemons,
+  metricValue,
+  pgClient,
+  pgSourceConfig,
+  randomName,
+  removeDir,
+  sleep,
+  tempDir,
+} from "../test/e2e/helpers.ts";
+import { kafka } from "../test/services/ports.ts";
+
+/**
+ * One bench deployment, PostgreSQL → Kafka (3 partitions, transactions) → sinks: its names, its two
+ * tables (rows, and markers with one row so topics and targets exist before timing), and cleanup.
+ */
+export interface PipelineBench {
+  readonly client: pg.Client;
+  readonly schema: string;
+  readonly source: string;
+  readonly deployment: string;
+  /** The ClickHouse database of the bench's ClickHouse sink. */
+  readonly database: string;
+  readonly dir: string;
+  readonly rowsTable: string;
+  readonly markersTable: string;
+  /** The daemon's config for these sinks: the bench's source and Kafka topics. */
+  config(sinks: readonly Record<string, unknown>[]): Record<string, unknown>;
+  /** The rows table's count in PostgreSQL, ClickHouse and Elasticsearch, and whether they agree, as a line. */
+  rowCounts(): Promise<string>;
+  cleanup(log: (line: string) => void): Promise<void>;
+}
+
+export async function openPipelineBench(prefix: string): Promise<PipelineBench> {
+  const schema = randomName(prefix);
+  const source = randomName("src");
+  const deployment = randomName("bench");
+  const database = randomName(prefix);
+  const dir = tempDir(prefix.replace(/_/g, "-"));
+  const rowsTable = `"${schema}".rows`;
+  const markersTable = `"${schema}".markers`;
+  const client = await pgClient();
+  await client.query(`CREATE SCHEMA "${schema}"`);
+  await client.query(`CREATE TABLE ${rowsTable} (id bigint PRIMARY KEY, account integer, v text, amount numeric(12,2), at timestamptz)`);
+  await client.query(`CREATE TABLE ${markersTable} (id bigint PRIMARY KEY, sent_at timestamptz)`);
+  await client.query(`INSERT INTO ${markersTable} VALUES (0, now())`);
+  return {
+    client,
+    schema,
+    source,
+    deployment,
+    database,
+    dir,
+    rowsTable,
+    markersTable,
+    config: (sinks) => ({
+      name: deployment,
+      sources: [pgSourceConfig(source, [`${schema}.*`])],
+      topics: { kind: "kafka", brokers: [...kafka.brokers], partitions: 3, transactions: true, retention: { max_age: 0 } },
+      sinks,
+    }),
+    async rowCounts() {
+      const pgRows = Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${rowsTable}`)).rows[0]!.n);
+      const chRows = Number((await clickhouseQuery(`SELECT count() FROM \`${database}\`.\`${schema}_rows\``)).toString().trim());
+      await esRequest("POST", `/${schema}_rows/_refresh`);
+      const esRows = Number(((await esRequest("GET", `/${schema}_rows/_count`)).json as { count: number }).count);
+      return `rows: PostgreSQL ${fmt(pgRows)}, ClickHouse ${fmt(chRows)}, Elasticsearch ${fmt(esRows)}${pgRows === chRows && pgRows === esRows ? " (equal)" : " (DIFFERENT)"}`;
+    },
+    async cleanup(log) {
+      await killAllDaemons();
+      await dropPostgres(client, { slot: `sluice_${source}`, publication: `sluice_${source}`, schema }).catch((e: unknown) => log(`cleanup: ${String(e)}`));
+      await client.end();
+      await deleteKafkaDeployment(deployment).catch((e: unknown) => log(`cleanup: ${String(e)}`));
+      await dropClickHouseDatabase(database).catch(() => undefined);
+      await deleteElasticIndices(`${schema}_`).catch(() => undefined);
+      await deleteElasticOffsets(["warehouse", "search"]).catch(() => undefined);
+      removeDir(dir);
+    },
+  };
+}
 
 export interface MarkerReader {
   readonly name: string;

@@ -15,24 +15,8 @@
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import {
-  clickhouseQuery,
-  deleteElasticIndices,
-  deleteElasticOffsets,
-  deleteKafkaDeployment,
-  dropClickHouseDatabase,
-  dropPostgres,
-  esRequest,
-  killAllDaemons,
-  pgClient,
-  pgSourceConfig,
-  randomName,
-  removeDir,
-  startReady,
-  tempDir,
-  waitFor,
-} from "../test/e2e/helpers.ts";
-import { clickhouse, elasticsearch, kafka } from "../test/services/ports.ts";
+import { startReady, waitFor } from "../test/e2e/helpers.ts";
+import { clickhouse, elasticsearch } from "../test/services/ports.ts";
 import {
   clickhouseMarkers,
   commitToVisible,
@@ -43,6 +27,7 @@ import {
   histogramMean,
   histogramPercentile,
   latencyRow,
+  openPipelineBench,
 } from "./commit-to-visible.ts";
 import type { HistogramDelta } from "./commit-to-visible.ts";
 
@@ -59,13 +44,6 @@ const RATE = Number(args.rate);
 const SECONDS = Number(args.seconds);
 const ROUNDS = Number(args.rounds);
 
-const schema = randomName("bench_lat");
-const source = randomName("src");
-const deployment = randomName("bench");
-const database = randomName("bench_lat");
-const dir = tempDir("bench-latency");
-const ROWS = `"${schema}".rows`;
-const MARKERS = `"${schema}".markers`;
 const SINKS = [
   { name: "warehouse", label: "ClickHouse" },
   { name: "duck", label: "DuckDB" },
@@ -90,34 +68,16 @@ function stageRow(label: string, h: HistogramDelta, previousMean: number): strin
 }
 
 async function main(): Promise<void> {
-  const client = await pgClient();
-  const cleanup = async () => {
-    await killAllDaemons();
-    await dropPostgres(client, { slot: `sluice_${source}`, publication: `sluice_${source}`, schema }).catch((e: unknown) => log(`cleanup: ${String(e)}`));
-    await client.end();
-    await deleteKafkaDeployment(deployment).catch((e: unknown) => log(`cleanup: ${String(e)}`));
-    await dropClickHouseDatabase(database).catch(() => undefined);
-    await deleteElasticIndices(`${schema}_`).catch(() => undefined);
-    await deleteElasticOffsets(["warehouse", "search"]).catch(() => undefined);
-    removeDir(dir);
-  };
+  const bench = await openPipelineBench("bench_lat");
+  const { client, schema, source, database, dir, rowsTable: ROWS, markersTable: MARKERS } = bench;
   try {
-    await client.query(`CREATE SCHEMA "${schema}"`);
-    await client.query(`CREATE TABLE ${ROWS} (id bigint PRIMARY KEY, account integer, v text, amount numeric(12,2), at timestamptz)`);
-    await client.query(`CREATE TABLE ${MARKERS} (id bigint PRIMARY KEY, sent_at timestamptz)`);
-    await client.query(`INSERT INTO ${MARKERS} VALUES (0, now())`); // creates the topics and targets before timing
     await client.query(`INSERT INTO ${ROWS} VALUES (0, 0, '', 0, now())`);
     const config = merge(
-      {
-        name: deployment,
-        sources: [pgSourceConfig(source, [`${schema}.*`])],
-        topics: { kind: "kafka", brokers: [...kafka.brokers], partitions: 3, transactions: true, retention: { max_age: 0 } },
-        sinks: [
-          { kind: "clickhouse", name: "warehouse", url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database },
-          { kind: "duckdb", name: "duck", path: join(dir, "warehouse.duckdb") },
-          { kind: "elasticsearch", name: "search", nodes: [elasticsearch.url], refresh_interval: args["es-refresh"] },
-        ],
-      },
+      bench.config([
+        { kind: "clickhouse", name: "warehouse", url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database },
+        { kind: "duckdb", name: "duck", path: join(dir, "warehouse.duckdb") },
+        { kind: "elasticsearch", name: "search", nodes: [elasticsearch.url], refresh_interval: args["es-refresh"] },
+      ]),
       JSON.parse(args.config) as Record<string, unknown>,
     );
     const daemon = await startReady(dir, config, "bench");
@@ -157,14 +117,11 @@ async function main(): Promise<void> {
       }
       log("");
     }
-    const pgRows = Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${ROWS}`)).rows[0]!.n);
-    const chRows = Number((await clickhouseQuery(`SELECT count() FROM \`${database}\`.\`${schema}_rows\``)).toString().trim());
-    await esRequest("POST", `/${schema}_rows/_refresh`);
-    const esRows = Number(((await esRequest("GET", `/${schema}_rows/_count`)).json as { count: number }).count);
+    const counts = await bench.rowCounts();
     await daemon.stop();
-    log(`rows: PostgreSQL ${fmt(pgRows)}, ClickHouse ${fmt(chRows)}, Elasticsearch ${fmt(esRows)}${pgRows === chRows && pgRows === esRows ? " (equal)" : " (DIFFERENT)"}`);
+    log(counts);
   } finally {
-    await cleanup();
+    await bench.cleanup(log);
   }
 }
 

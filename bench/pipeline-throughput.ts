@@ -29,26 +29,16 @@ import { parseArgs } from "node:util";
 import {
   clickhouseQuery,
   currentLsn,
-  deleteElasticIndices,
-  deleteElasticOffsets,
-  deleteKafkaDeployment,
-  dropClickHouseDatabase,
-  dropPostgres,
   esRequest,
-  killAllDaemons,
   metricValue,
   pgClient,
-  pgSourceConfig,
-  randomName,
-  removeDir,
   sleep,
   startReady,
-  tempDir,
   waitFor,
 } from "../test/e2e/helpers.ts";
 import type { SluiceDaemon } from "../test/e2e/helpers.ts";
-import { clickhouse, elasticsearch, kafka, servicesDir } from "../test/services/ports.ts";
-import { clickhouseMarkers, commitToVisible, elasticsearchMarkers, fmt, latencyRow } from "./commit-to-visible.ts";
+import { clickhouse, elasticsearch, servicesDir } from "../test/services/ports.ts";
+import { clickhouseMarkers, commitToVisible, elasticsearchMarkers, fmt, latencyRow, openPipelineBench } from "./commit-to-visible.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -64,13 +54,8 @@ const RATE = Number(args.rate);
 const LATENCY_SECONDS = Number(args["latency-seconds"]);
 const TX_CHANGES = 1_000;
 
-const schema = randomName("bench_pipe");
-const source = randomName("src");
-const deployment = randomName("bench");
-const database = randomName("bench_pipe");
-const dir = tempDir("bench-pipeline");
-const ROWS = `"${schema}".rows`;
-const MARKERS = `"${schema}".markers`;
+const bench = await openPipelineBench("bench_pipe");
+const { schema, database, dir, rowsTable: ROWS, markersTable: MARKERS } = bench;
 
 const log = (text: string) => process.stdout.write(`${text}\n`);
 
@@ -220,31 +205,12 @@ async function throughput(daemon: SluiceDaemon): Promise<string[]> {
 }
 
 async function main(): Promise<void> {
-  const client = await pgClient();
-  const cleanup = async () => {
-    await killAllDaemons();
-    await dropPostgres(client, { slot: `sluice_${source}`, publication: `sluice_${source}`, schema }).catch((e: unknown) => log(`cleanup: ${String(e)}`));
-    await client.end();
-    await deleteKafkaDeployment(deployment).catch((e: unknown) => log(`cleanup: ${String(e)}`));
-    await dropClickHouseDatabase(database).catch(() => undefined);
-    await deleteElasticIndices(`${schema}_`).catch(() => undefined);
-    await deleteElasticOffsets(["warehouse", "search"]).catch(() => undefined);
-    removeDir(dir);
-  };
+  const { client } = bench;
   try {
-    await client.query(`CREATE SCHEMA "${schema}"`);
-    await client.query(`CREATE TABLE ${ROWS} (id bigint PRIMARY KEY, account integer, v text, amount numeric(12,2), at timestamptz)`);
-    await client.query(`CREATE TABLE ${MARKERS} (id bigint PRIMARY KEY, sent_at timestamptz)`);
-    await client.query(`INSERT INTO ${MARKERS} VALUES (0, now())`); // creates the topics and targets before timing
-    const daemon = await startReady(dir, {
-      name: deployment,
-      sources: [pgSourceConfig(source, [`${schema}.*`])],
-      topics: { kind: "kafka", brokers: [...kafka.brokers], partitions: 3, transactions: true, retention: { max_age: 0 } },
-      sinks: [
-        { kind: "clickhouse", name: "warehouse", url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database },
-        { kind: "elasticsearch", name: "search", nodes: [elasticsearch.url] },
-      ],
-    }, "bench");
+    const daemon = await startReady(dir, bench.config([
+      { kind: "clickhouse", name: "warehouse", url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database },
+      { kind: "elasticsearch", name: "search", nodes: [elasticsearch.url] },
+    ]), "bench");
     await waitFor("the marker table to reach both sinks", async () => {
       const ch = (await clickhouseQuery(`SELECT count() FROM \`${database}\`.\`${schema}_markers\``).catch(() => Buffer.from("0"))).toString().trim();
       const es = await esRequest("GET", `/${schema}_markers/_count`);
@@ -267,12 +233,9 @@ async function main(): Promise<void> {
     const fastRefresh = LATENCY_SECONDS > 0 ? await probe("Elasticsearch refresh 100 ms", 2_000_000) : null;
 
     // Check: every row arrived.
-    const pgRows = Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${ROWS}`)).rows[0]!.n);
-    const chRows = Number((await clickhouseQuery(`SELECT count() FROM \`${database}\`.\`${schema}_rows\``)).toString().trim());
-    await esRequest("POST", `/${schema}_rows/_refresh`);
-    const esRows = Number(((await esRequest("GET", `/${schema}_rows/_count`)).json as { count: number }).count);
+    const counts = await bench.rowCounts();
     await daemon.stop();
-    log(`rows: PostgreSQL ${fmt(pgRows)}, ClickHouse ${fmt(chRows)}, Elasticsearch ${fmt(esRows)}${pgRows === chRows && pgRows === esRows ? " (equal)" : " (DIFFERENT)"}`);
+    log(counts);
 
     const expected = LATENCY_SECONDS * 10;
     log("");
@@ -286,7 +249,7 @@ async function main(): Promise<void> {
     log(latencyRow("ClickHouse (second run)", fastRefresh.get("ch")!, expected));
     log(latencyRow("Elasticsearch, refresh 100 ms", fastRefresh.get("es")!, expected));
   } finally {
-    await cleanup();
+    await bench.cleanup(log);
   }
 }
 
