@@ -14,7 +14,7 @@
 import { resolve } from "node:path";
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
-import type { ChangeEvent, TableSchema } from "../connectors/contracts.ts";
+import type { ChangeEvent } from "../connectors/contracts.ts";
 import type { CapturedTable } from "../connectors/postgres/captured-tables.ts";
 import type { DecodedOutput } from "../connectors/postgres/stream-decoder.ts";
 import type { WalMessage } from "../connectors/postgres/replication-stream.ts";
@@ -23,22 +23,12 @@ import type * as ScalarsModule from "../connectors/postgres/values/scalars.ts";
 import type * as ChangeEncoderModule from "../schema-registry/change-encoder.ts";
 import type * as LocalRegistryModule from "../schema-registry/local-registry.ts";
 import type * as LogStoreModule from "../schema-registry/log-store.ts";
+import { COLUMNS, ITEMS_SCHEMA, itemText } from "./items-workload.ts";
 
 const { values: args } = parseArgs({ options: { changes: { type: "string", default: "200000" }, rounds: { type: "string", default: "3" }, baseline: { type: "string" } } });
 const CHANGES = Number(args.changes);
 const TX = 1000;
 const HERE = resolve(import.meta.dirname, "..");
-
-const COLUMNS: readonly [name: string, oid: number, dbType: string][] = [
-  ["id", 20, "bigint"],
-  ["account", 23, "integer"],
-  ["name", 25, "text"],
-  ["email", 25, "text"],
-  ["amount", 1700, "numeric(12,2)"],
-  ["active", 16, "boolean"],
-  ["created_at", 1184, "timestamp with time zone"],
-  ["note", 25, "text"],
-];
 
 const text = (value: string): Buffer => {
   const bytes = Buffer.from(value);
@@ -55,9 +45,7 @@ function change(kind: "I" | "U", g: number, createdAt: string): Buffer {
   head.writeUInt32BE(1, 1);
   head[5] = 0x4e; // 'N'
   head.writeInt16BE(COLUMNS.length, 6);
-  const amount = ((g % 100_000) / 100 + (kind === "U" ? 1 : 0)).toFixed(2);
-  const values = [String(g), String(g % 1000), `name ${g}`, `user${g}@example.com`, amount, g % 2 === 0 ? "t" : "f", createdAt, `${(g * 2_654_435_761).toString(16).padStart(32, "0").slice(0, 32)}`];
-  return Buffer.concat([head, ...values.map(text)]);
+  return Buffer.concat([head, ...itemText(g, kind === "U", createdAt).map(text)]);
 }
 
 /** The backlog's messages: BEGIN, the transaction's changes, COMMIT, with increasing LSNs. */
@@ -97,15 +85,7 @@ async function run(root: string, messages: readonly WalMessage[]): Promise<numbe
   const { AvroChangeEncoder } = (await import(`${root}/schema-registry/change-encoder.ts`)) as typeof ChangeEncoderModule;
   const { LocalRegistry } = (await import(`${root}/schema-registry/local-registry.ts`)) as typeof LocalRegistryModule;
   const { openMemoryStore } = (await import(`${root}/schema-registry/log-store.ts`)) as typeof LogStoreModule;
-  const schema: TableSchema = {
-    source: "bench",
-    database: "app",
-    schema: "bench",
-    table: "items",
-    sourceKind: "postgres",
-    key: ["id"],
-    columns: COLUMNS.map(([name, , dbType], i) => ({ name, dbType, nullable: i !== 0, ...(i === 0 ? { primaryKeyIndex: 1 } : {}) })),
-  };
+  const schema = ITEMS_SCHEMA;
   const table = {
     relid: 1,
     kind: "r",

@@ -31,9 +31,10 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { EachBatchPayload, Message } from "kafkajs";
-import type { ChangeEvent, ColumnValue, Row, TableSchema } from "../connectors/contracts.ts";
+import type { ChangeEvent, ColumnValue, Row } from "../connectors/contracts.ts";
 import type { KafkaTopicsConfig } from "../connectors/kafka/kafka-client.ts";
 import { kafka as kafkaService } from "../test/services/ports.ts";
+import { COLUMNS, ITEMS_SCHEMA, itemText } from "./items-workload.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -79,16 +80,6 @@ const kafkaConfig: KafkaTopicsConfig = {
 // The workload: bench/capture-drain.ts's 8-column table, two thirds inserts and one third updates,
 // as capture encodes them (the column values through the pgoutput text decoders).
 
-const COLUMNS: readonly [name: string, oid: number, dbType: string][] = [
-  ["id", 20, "bigint"],
-  ["account", 23, "integer"],
-  ["name", 25, "text"],
-  ["email", 25, "text"],
-  ["amount", 1700, "numeric(12,2)"],
-  ["active", 16, "boolean"],
-  ["created_at", 1184, "timestamp with time zone"],
-  ["note", 25, "text"],
-];
 
 interface EncodedRecord {
   readonly key: Buffer;
@@ -105,21 +96,13 @@ async function writeWorkload(file: string): Promise<number> {
     import("../schema-registry/log-store.ts"),
     import("../connectors/topics/partitioner.ts"),
   ]);
-  const schema: TableSchema = {
-    source: "bench",
-    database: "app",
-    schema: "bench",
-    table: "items",
-    sourceKind: "postgres",
-    key: ["id"],
-    columns: COLUMNS.map(([name, , dbType], i) => ({ name, dbType, nullable: i !== 0, ...(i === 0 ? { primaryKeyIndex: 1 } : {}) })),
-  };
+  const schema = ITEMS_SCHEMA;
   const encoder = new AvroChangeEncoder({ registry: new LocalRegistry(await openMemoryStore()), topicPrefix: (source) => `bench.${source}` });
   const parts: Buffer[] = [];
   let bytes = 0;
   for (let g = 1; g <= POOL; g++) {
     const update = g % 3 === 0;
-    const text = [String(g), String(g % 1000), `name ${g}`, `user${g}@example.com`, ((g % 100_000) / 100 + (update ? 1 : 0)).toFixed(2), g % 2 === 0 ? "t" : "f", "2026-12-05 10:00:00.123+00", (g * 2_654_435_761).toString(16).padStart(32, "0").slice(0, 32)];
+    const text = itemText(g, update, "2026-12-05 10:00:00.123+00");
     const row: Record<string, ColumnValue> = {};
     COLUMNS.forEach(([name, oid], i) => (row[name] = (BUILTIN_SCALAR_DECODERS.get(oid) ?? asText)(text[i]!)));
     const event: ChangeEvent = {
