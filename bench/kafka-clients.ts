@@ -32,8 +32,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { EachBatchPayload, Message } from "kafkajs";
 import type { ChangeEvent, ColumnValue, Row } from "../connectors/contracts.ts";
-import type { KafkaTopicsConfig } from "../connectors/kafka/kafka-client.ts";
-import { kafka as kafkaService } from "../test/services/ports.ts";
+import { testKafkaConfig } from "../connectors/kafka/kafka-test-config.ts";
 import { COLUMNS, ITEMS_SCHEMA, itemText } from "./items-workload.ts";
 
 const { values: args } = parseArgs({
@@ -61,20 +60,7 @@ const newKafkajsClient = async () => {
   return createKafkaClient(kafkaConfig, createLogger("warn"));
 };
 
-const kafkaConfig: KafkaTopicsConfig = {
-  kind: "kafka",
-  brokers: [...kafkaService.brokers],
-  client_id: "sluice-bench-clients",
-  partitions: PARTITIONS,
-  replication_factor: 1,
-  compression: "none",
-  linger: 5,
-  batch_bytes: 2 ** 20,
-  max_in_flight: 5,
-  transactions: true,
-  retention: { cleanup_policy: "compact", max_age: 0, tombstones: 86_400_000, min_compaction_lag: 0 },
-  max_record_bytes: 16 * 2 ** 20,
-};
+const kafkaConfig = testKafkaConfig({ client_id: "sluice-bench-clients", partitions: PARTITIONS });
 
 // ---------------------------------------------------------------------------------------------
 // The workload: bench/capture-drain.ts's 8-column table, two thirds inserts and one third updates,
