@@ -3,18 +3,15 @@
  * bench/capture-drain.ts: fetched from Maven Central (io.debezium 3.6.1.Final, pom.xml here) and
  * compiled once into a cache directory, then run on a slot of the benchmark's backlog.
  */
-import { execFile, spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
+import { buildJavaProgram, javaTool } from "../../test/java-program.ts";
 import { kafka, postgres } from "../../test/services/ports.ts";
 
-const run = promisify(execFile);
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CACHE = process.env["SLUICE_BENCH_DEBEZIUM_CACHE"] ?? "/var/tmp/sluice-bench-debezium";
-const JAVA_HOME = process.env["JAVA_HOME"];
-const bin = (tool: string) => (JAVA_HOME ? join(JAVA_HOME, "bin", tool) : tool);
 
 export interface DebeziumDrain {
   readonly seconds: number;
@@ -23,16 +20,9 @@ export interface DebeziumDrain {
   readonly peakRssMiB: number;
 }
 
-/** Fetches the jars and compiles DebeziumDrain.java, unless the cache already holds this version of both. */
-export async function buildDebezium(): Promise<void> {
-  const source = readFileSync(join(HERE, "DebeziumDrain.java"), "utf8");
-  const stamp = readFileSync(join(HERE, "pom.xml"), "utf8") + source;
-  const marker = join(CACHE, ".built");
-  if (existsSync(marker) && readFileSync(marker, "utf8") === stamp) return;
-  mkdirSync(join(CACHE, "classes"), { recursive: true });
-  await run("mvn", ["-B", "-q", `-Dmaven.repo.local=${join(CACHE, "m2")}`, "-f", join(HERE, "pom.xml"), "dependency:copy-dependencies", `-DoutputDirectory=${join(CACHE, "jars")}`], { maxBuffer: 64 << 20 });
-  await run(bin("javac"), ["-cp", `${join(CACHE, "jars")}/*`, "-d", join(CACHE, "classes"), join(HERE, "DebeziumDrain.java")]);
-  writeFileSync(marker, stamp);
+/** Fetches the jars and compiles DebeziumDrain.java, unless the cache already holds this version of both; returns its class path. */
+export function buildDebezium(): Promise<string> {
+  return buildJavaProgram({ dir: HERE, source: "DebeziumDrain.java", cache: CACHE, repository: `${CACHE}-m2` });
 }
 
 /** Creates `topic` (the broker does not create topics on first use), one partition. */
@@ -49,7 +39,7 @@ async function createTopic(topic: string): Promise<void> {
 
 /** Drains `slot` (pgoutput, `publication`) of `changes` changes of `table` ("schema.table") into Kafka topics named after `topicPrefix`. */
 export async function drainWithDebezium(options: { slot: string; publication: string; table: string; changes: number; topicPrefix: string }): Promise<DebeziumDrain> {
-  await buildDebezium();
+  const classPath = await buildDebezium();
   await createTopic(`${options.topicPrefix}.${options.table}`);
   const args = {
     host: postgres.host,
@@ -64,7 +54,7 @@ export async function drainWithDebezium(options: { slot: string; publication: st
     topicPrefix: options.topicPrefix,
     changes: String(options.changes),
   };
-  const child = spawn(bin("java"), ["-cp", `${join(CACHE, "classes")}:${join(CACHE, "jars")}/*`, "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "DebeziumDrain", ...Object.entries(args).map(([k, v]) => `${k}=${v}`)], {
+  const child = spawn(javaTool("java"), ["-cp", classPath, "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "DebeziumDrain", ...Object.entries(args).map(([k, v]) => `${k}=${v}`)], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stderr = "";

@@ -3,20 +3,16 @@
  * (FlinkDebeziumMaterialise.java): the jars come from Maven Central (pom.xml here) and the class is
  * compiled once into the services' download cache, then each run is one JVM with a local mini-cluster.
  */
-import { execFile, spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
+import { buildJavaProgram, javaTool } from "../java-program.ts";
 
-const run = promisify(execFile);
 const HERE = dirname(fileURLToPath(import.meta.url));
 /** The services' download cache (test/services/env.sh): Maven's repository `m2` (shared with Kafka's jars) and the built program. */
 const CACHE_ROOT = process.env["SLUICE_SERVICES_CACHE"] || join(homedir(), ".cache", "sluice-services");
-const CACHE = join(CACHE_ROOT, "flink");
-const JAVA_HOME = process.env["JAVA_HOME"];
-const bin = (tool: string) => (JAVA_HOME ? join(JAVA_HOME, "bin", tool) : tool);
 
 /** One captured table as Flink declares it. */
 export interface FlinkTable {
@@ -44,36 +40,24 @@ export interface FlinkRun {
 /** Per table: the rows Flink materialised (every value as text, arrays as arrays), the changes it read, its job's error if it failed. */
 export type FlinkState = Record<string, { changes: number; rows: Record<string, unknown>[]; error?: string }>;
 
-/** Fetches the jars and compiles the program, unless the cache holds this pom and source already. */
-export async function buildFlink(): Promise<string> {
-  const source = readFileSync(join(HERE, "FlinkDebeziumMaterialise.java"), "utf8");
-  const stamp = readFileSync(join(HERE, "pom.xml"), "utf8") + source;
-  const marker = join(CACHE, ".built");
-  if (existsSync(marker) && readFileSync(marker, "utf8") === stamp) return CACHE;
-  const building = `${CACHE}.${process.pid}`;
-  rmSync(building, { recursive: true, force: true });
-  mkdirSync(join(building, "classes"), { recursive: true });
-  await run("mvn", ["-B", "-q", `-Dmaven.repo.local=${join(CACHE_ROOT, "m2")}`, "-f", join(HERE, "pom.xml"), "dependency:copy-dependencies", `-DoutputDirectory=${join(building, "jars")}`], { maxBuffer: 64 << 20 });
-  await run(bin("javac"), ["-cp", `${join(building, "jars")}/*`, "-d", join(building, "classes"), join(HERE, "FlinkDebeziumMaterialise.java")]);
-  writeFileSync(join(building, ".built"), stamp);
-  rmSync(CACHE, { recursive: true, force: true });
-  renameSync(building, CACHE);
-  return CACHE;
+/** Fetches the jars and compiles the program, unless the cache holds this pom and source already; returns its class path. */
+export function buildFlink(): Promise<string> {
+  return buildJavaProgram({ dir: HERE, source: "FlinkDebeziumMaterialise.java", cache: join(CACHE_ROOT, "flink"), repository: join(CACHE_ROOT, "m2") });
 }
 
 /** Runs the program on `spec` (specFile is where the spec is written) and returns what Flink materialised. */
 export async function materialiseWithFlink(spec: FlinkRun, specFile: string): Promise<FlinkState> {
-  const cache = await buildFlink();
+  const classPath = await buildFlink();
   writeFileSync(specFile, JSON.stringify(spec));
   const child = spawn(
-    bin("java"),
+    javaTool("java"),
     [
       "-Xmx512m",
       "-XX:+UseSerialGC",
       "-XX:TieredStopAtLevel=1",
       "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
       "-cp",
-      `${join(cache, "classes")}:${join(cache, "jars")}/*`,
+      classPath,
       "FlinkDebeziumMaterialise",
       specFile,
     ],
