@@ -11,9 +11,11 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import type { Connection } from "mysql2/promise";
-import type { ChangeEvent, Checkpoint } from "../contracts.ts";
+import type { ChangeEvent } from "../contracts.ts";
 import type { SluiceError } from "../errors.ts";
 import { decodeResume } from "../common/incremental-snapshot-state.ts";
+import type { Pump } from "../common/online-snapshot-test-support.ts";
+import { assertFoldHolds, carries, Fold, noTasks, pump, randomTransactions, stopPumps, waitCheckpointAt, waitFor } from "../common/online-snapshot-test-support.ts";
 import { adminConnection, dropDatabase, newSource, randomName, sourceConfig } from "./int-test-support.ts";
 import { binlogAt, binlogFileIndex } from "./positions.ts";
 import type { MysqlSource } from "./source.ts";
@@ -47,119 +49,21 @@ after(async () => {
   await admin.end();
 });
 
-/** A table as the sinks hold it: per key the newest version, deletes kept as tombstones; a truncate removes what is at or below it. */
-class Fold {
-  readonly rows = new Map<string, { version: bigint; row: Record<string, unknown> | null }>();
-  readonly reads = new Map<string, number>();
-  readonly table: string;
-  constructor(table: string) {
-    this.table = table;
-  }
-  apply(event: ChangeEvent): void {
-    if (event.source.table !== this.table) return;
-    const version = event.source.position.change;
-    if (event.op === "t") {
-      for (const [key, entry] of this.rows) if (entry.version <= version) this.rows.delete(key);
-      return;
-    }
-    const key = String(event.key["id"]);
-    if (event.op === "r") this.reads.set(key, (this.reads.get(key) ?? 0) + 1);
-    const known = this.rows.get(key);
-    if (known !== undefined && known.version >= version) return;
-    this.rows.set(key, { version, row: event.op === "d" ? null : { ...event.after } });
-  }
-  visible(): Map<string, Record<string, unknown>> {
-    const out = new Map<string, Record<string, unknown>>();
-    for (const [key, entry] of this.rows) if (entry.row !== null) out.set(key, entry.row);
-    return out;
-  }
-}
-
-interface Pump {
-  checkpoint: Checkpoint | null;
-  stop: boolean;
-  /** While set, nothing is read (the snapshot stalls once its chunks in flight wait for the stream). */
-  paused: boolean;
-  /** Checked after each batch: when it holds, the pump pauses itself (a poll from outside may come too late on a fast machine). */
-  pauseWhen?: () => boolean;
-  done: Promise<void>;
-}
-
-/** Reads, folds and acknowledges batches until stopped; the last acknowledged checkpoint is what a crash would resume from. */
-function pump(source: MysqlSource, folds: readonly Pick<Fold, "apply">[], stopAfter: () => boolean = () => false): Pump {
-  const state: Pump = { checkpoint: null, stop: false, paused: false, done: Promise.resolve() };
-  state.done = (async () => {
-    const controller = new AbortController();
-    while (!state.stop) {
-      if (state.paused) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        continue;
-      }
-      let batch;
-      try {
-        batch = await source.read(controller.signal);
-      } catch (error) {
-        if (state.stop || !(error as SluiceError).retriable) throw error;
-        await source.connect(state.checkpoint, AbortSignal.timeout(30_000));
-        continue;
-      }
-      for (const event of batch.events) for (const fold of folds) fold.apply(event);
-      // A crash after the batch's records reached the topics but before its checkpoint did: they come again.
-      if (stopAfter()) {
-        state.stop = true;
-        break;
-      }
-      await batch.ack();
-      state.checkpoint = batch.checkpoint;
-      if (state.pauseWhen?.()) {
-        state.pauseWhen = undefined;
-        state.paused = true;
-      }
-    }
-  })();
-  return state;
-}
-
-async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-/** Stops pumps and closes their sources, whatever failed. */
-async function stopPumps(pumps: readonly Pump[], sources: readonly MysqlSource[]): Promise<void> {
-  for (const state of pumps) state.stop = true;
-  const stopped = pumps.map((state) => state.done.catch(() => undefined));
-  for (const source of sources) await source.close();
-  await Promise.all(stopped);
-  for (const source of sources) await source.close();
-}
-
 /** Random small transactions on `table` until stopped: updates, deletes and inserts across the whole key range. */
 async function workload(table: string, stop: { stopped: boolean }): Promise<number> {
   const client = await adminConnection();
-  let next = ROWS + 1;
-  let changes = 0;
-  const pick = () => 1 + Math.floor(Math.random() * ROWS);
   try {
-    while (!stop.stopped) {
-      await client.query("BEGIN");
-      for (let i = 0; i < 5; i++) {
-        const r = Math.random();
-        if (r < 0.55) await client.query(`UPDATE ${q(table)} SET v = v + 1, note = CONCAT(note, '+') WHERE id = ?`, [pick()]);
-        else if (r < 0.75) await client.query(`DELETE FROM ${q(table)} WHERE id = ?`, [pick()]);
-        else if (r < 0.9) await client.query(`INSERT INTO ${q(table)} VALUES (?, 0, 'new') ON DUPLICATE KEY UPDATE v = -1`, [pick()]);
-        else await client.query(`INSERT INTO ${q(table)} VALUES (?, 0, 'appended')`, [next++]);
-        changes++;
-      }
-      await client.query("COMMIT");
-    }
+    return await randomTransactions(ROWS, stop, {
+      begin: () => client.query("BEGIN"),
+      commit: () => client.query("COMMIT"),
+      update: (id) => client.query(`UPDATE ${q(table)} SET v = v + 1, note = CONCAT(note, '+') WHERE id = ?`, [id]),
+      delete: (id) => client.query(`DELETE FROM ${q(table)} WHERE id = ?`, [id]),
+      upsert: (id) => client.query(`INSERT INTO ${q(table)} VALUES (?, 0, 'new') ON DUPLICATE KEY UPDATE v = -1`, [id]),
+      append: (id) => client.query(`INSERT INTO ${q(table)} VALUES (?, 0, 'appended')`, [id]),
+    });
   } finally {
     await client.end();
   }
-  return changes;
 }
 
 /** The server's binlog position now. */
@@ -171,28 +75,13 @@ async function binlogNow(): Promise<bigint> {
 
 /** Waits until the stream has handed on everything committed so far (the binlog position now). */
 async function caughtUp(state: Pump): Promise<void> {
-  const at = await binlogNow();
-  await waitFor("the stream to catch up", () => state.checkpoint !== null && state.checkpoint.position.commit >= at);
+  await waitCheckpointAt(state, await binlogNow());
 }
 
 async function assertSameRows(table: string, fold: Fold, db = database): Promise<void> {
   const [rows] = await admin.query(`SELECT id, v, note FROM \`${db}\`.\`${table}\` ORDER BY id`);
-  const result = rows as { id: number; v: number; note: string | null }[];
-  const visible = fold.visible();
-  const missing: number[] = [];
-  const wrong: string[] = [];
-  for (const row of result) {
-    const held = visible.get(String(row.id));
-    if (held === undefined) missing.push(row.id);
-    else if (held["v"] !== Number(row.v) || held["note"] !== row.note) wrong.push(`${row.id}: ${JSON.stringify(held)} vs ${JSON.stringify(row)}`);
-    visible.delete(String(row.id));
-  }
-  assert.deepEqual({ missing: missing.slice(0, 10), wrong: wrong.slice(0, 10), extra: [...visible.keys()].slice(0, 10) }, { missing: [], wrong: [], extra: [] });
-  assert.equal(fold.visible().size, result.length);
+  assertFoldHolds(fold, rows as { id: number; v: number; note: string | null }[]);
 }
-
-const carries = (state: Pump, id: string) => state.checkpoint !== null && decodeResume(state.checkpoint.position.resume).tasks.some((t) => t.id === id);
-const noTasks = (state: Pump) => state.checkpoint !== null && decodeResume(state.checkpoint.position.resume).tasks.length === 0;
 
 test("an online snapshot under concurrent updates, deletes and inserts yields the table row for row, and its reset removes rows the source no longer has", async () => {
   const source = newSource(config());
@@ -236,7 +125,7 @@ test("a crash mid-snapshot resumes at the next chunk: rows read twice are at mos
   try {
     await first.connect(null, AbortSignal.timeout(30_000));
     // Reading stops after a few chunks (the snapshot cannot run ahead of what is read: it stalls).
-    const state = pump(first, [fold], () => fold.reads.size >= CHUNK * 4);
+    const state = pump(first, [fold], { stopBeforeAck: () => fold.reads.size >= CHUNK * 4 });
     pumps.push(state);
     await first.snapshots.request(`${database}.resumed`, null, "test");
     await state.done;

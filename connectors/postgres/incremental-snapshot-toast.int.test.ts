@@ -12,12 +12,10 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import type pg from "pg";
-import type { ChangeEvent, Checkpoint } from "../contracts.ts";
-import { UNCHANGED } from "../contracts.ts";
-import type { SluiceError } from "../errors.ts";
 import { decodeResume } from "../common/incremental-snapshot-state.ts";
+import type { Pump } from "../common/online-snapshot-test-support.ts";
+import { carries, Fold, noTasks, pump, stopPumps, waitCheckpointAt, waitFor } from "../common/online-snapshot-test-support.ts";
 import { adminClient, cleanUp, newSource, randomName, sourceConfig } from "./int-test-support.ts";
-import type { PostgresSource } from "./source.ts";
 
 const schema = randomName("snaptoast");
 const q = (name: string) => `"${schema}".${name}`;
@@ -48,87 +46,6 @@ after(async () => {
   await admin.end();
 });
 
-/** The table as a sink holds it: the newest version per key; an unchanged column keeps the stored value, or is NULL where the sink has no row. */
-class Fold {
-  readonly rows = new Map<string, { version: bigint; row: Record<string, unknown> | null }>();
-  /** Updates with an unchanged column that reached a key the sink had no row for. */
-  partialOnMissing = 0;
-  updates = 0;
-  readonly table: string;
-  constructor(table: string) {
-    this.table = table;
-  }
-  apply(event: ChangeEvent): void {
-    if (event.source.table !== this.table) return;
-    if (event.op === "u") this.updates++;
-    const version = event.source.position.change;
-    if (event.op === "t") {
-      for (const [key, entry] of this.rows) if (entry.version <= version) this.rows.delete(key);
-      return;
-    }
-    const key = String(event.key["id"]);
-    const known = this.rows.get(key);
-    if (known !== undefined && known.version >= version) return;
-    if (event.op === "d") {
-      this.rows.set(key, { version, row: null });
-      return;
-    }
-    const row: Record<string, unknown> = {};
-    for (const [name, value] of Object.entries(event.after!)) {
-      if (value !== UNCHANGED) row[name] = value;
-      else if (known?.row != null) row[name] = known.row[name];
-      else {
-        row[name] = null;
-        this.partialOnMissing++;
-      }
-    }
-    this.rows.set(key, { version, row });
-  }
-}
-
-interface Pump {
-  checkpoint: Checkpoint | null;
-  stop: boolean;
-  /** While set, nothing is read (the snapshot stalls once its chunks in flight wait for the stream). */
-  paused: boolean;
-  done: Promise<void>;
-}
-
-/** Reads, folds and acknowledges batches until stopped, or until `crashAfter` holds after a batch is acknowledged. */
-function pump(source: PostgresSource, fold: Fold, crashAfter: () => boolean = () => false, paused = false): Pump {
-  const state: Pump = { checkpoint: null, stop: false, paused, done: Promise.resolve() };
-  state.done = (async () => {
-    const controller = new AbortController();
-    while (!state.stop) {
-      if (state.paused) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        continue;
-      }
-      let batch;
-      try {
-        batch = await source.read(controller.signal);
-      } catch (error) {
-        if (state.stop || !(error as SluiceError).retriable) throw error;
-        await source.connect(state.checkpoint, AbortSignal.timeout(30_000));
-        continue;
-      }
-      for (const event of batch.events) fold.apply(event);
-      await batch.ack();
-      state.checkpoint = batch.checkpoint;
-      if (crashAfter()) break;
-    }
-  })();
-  return state;
-}
-
-async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 test("rows updated around their chunk's read (an unchanged TOAST column) keep the column's value in every sink, though no sink had the row", async () => {
   const c = sourceConfig({ tables: [`${schema}.*`], snapshot: { mode: "never", parallelism: 1, chunk_rows: CHUNK }, heartbeat_interval: 500 });
   configs.push(c);
@@ -136,7 +53,7 @@ test("rows updated around their chunk's read (an unchanged TOAST column) keep th
   await source.connect(null, AbortSignal.timeout(30_000));
   const fold = new Fold("docs");
   // Nothing is read from the stream: the snapshot reads its first chunks and waits for their high watermarks.
-  const state = pump(source, fold, () => false, true);
+  const state = pump(source, [fold], { paused: true });
   const locker = await adminClient();
   try {
     const { task } = await source.snapshots.request(`${schema}.docs`, null, "test");
@@ -152,25 +69,15 @@ test("rows updated around their chunk's read (an unchanged TOAST column) keep th
     // Inside that chunk's window for its rows; before the reads of the chunks after it; after those before it.
     await locker.query(`UPDATE ${table} SET v = v + 1000`);
     await locker.query("COMMIT");
-    const carries = () => state.checkpoint !== null && decodeResume(state.checkpoint.position.resume).tasks.some((t) => t.id === task.id);
-    await waitFor("the snapshot to finish", () => state.checkpoint !== null && !carries() && source.snapshots.list().tasks.length === 0);
-    const lsn = (await admin.query<{ lsn: string }>("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::text AS lsn")).rows[0]!.lsn;
-    await waitFor("the stream to catch up", () => state.checkpoint !== null && state.checkpoint.position.commit >= BigInt(lsn));
+    await waitFor("the snapshot to finish", () => state.checkpoint !== null && !carries(state, task.id) && source.snapshots.list().tasks.length === 0);
+    await caughtUp(state);
   } finally {
     await locker.end().catch(() => undefined);
-    await stop(state, source);
+    await stopPumps([state], [source]);
   }
   assert.ok(fold.partialOnMissing > 0, "some updates reached keys the sink had no row for yet (the case under test)");
   await assertTable("docs", fold);
 });
-
-async function stop(state: Pump, source: PostgresSource): Promise<void> {
-  state.stop = true;
-  const stopped = state.done.catch(() => undefined);
-  await source.close();
-  await stopped;
-  await source.close();
-}
 
 test("across a crash: rows updated (an unchanged TOAST column) and handed on before it, read by the resumed snapshot after it, keep the column's value", async () => {
   const c = sourceConfig({ tables: [`${schema}.*`], snapshot: { mode: "never", parallelism: 1, chunk_rows: CHUNK }, heartbeat_interval: 500 });
@@ -185,7 +92,7 @@ test("across a crash: rows updated (an unchanged TOAST column) and handed on bef
     // An open transaction that wrote something holds the slot's restart_lsn below the updates (begun once the slot exists: creating one waits for it).
     await holder.query("BEGIN");
     await holder.query(`INSERT INTO ${q("scratch")} VALUES (1)`);
-    const before = pump(first, fold, () => fold.updates >= ROWS, true);
+    const before = pump(first, [fold], { stopAfterAck: () => fold.updates >= ROWS, paused: true });
     await first.snapshots.request(`${schema}.resumed`, null, "test");
     await admin.query(`UPDATE ${q("resumed")} SET v = v + 1000`);
     before.paused = false;
@@ -197,20 +104,25 @@ test("across a crash: rows updated (an unchanged TOAST column) and handed on bef
     assert.equal(decodeResume(checkpoint.position.resume).tasks.length, 1, "the snapshot is still under way at the crash");
 
     await second.connect(checkpoint, AbortSignal.timeout(30_000));
-    resumed = pump(second, fold);
+    resumed = pump(second, [fold]);
     const state = resumed;
     await holder.query("ROLLBACK");
-    await waitFor("the resumed snapshot to finish", () => state.checkpoint !== null && decodeResume(state.checkpoint.position.resume).tasks.length === 0 && second.snapshots.list().tasks.length === 0);
-    const lsn = (await admin.query<{ lsn: string }>("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::text AS lsn")).rows[0]!.lsn;
-    await waitFor("the stream to catch up", () => state.checkpoint !== null && state.checkpoint.position.commit >= BigInt(lsn));
+    await waitFor("the resumed snapshot to finish", () => noTasks(state) && second.snapshots.list().tasks.length === 0);
+    await caughtUp(state);
   } finally {
     await holder.end().catch(() => undefined);
     await first.close();
-    if (resumed !== null) await stop(resumed, second);
+    if (resumed !== null) await stopPumps([resumed], [second]);
     else await second.close();
   }
   await assertTable("resumed", fold);
 });
+
+/** Waits until the stream has handed on everything committed so far (the current WAL position). */
+async function caughtUp(state: Pump): Promise<void> {
+  const lsn = (await admin.query<{ lsn: string }>("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::text AS lsn")).rows[0]!.lsn;
+  await waitCheckpointAt(state, BigInt(lsn));
+}
 
 async function assertTable(name: string, fold: Fold): Promise<void> {
   const rows = (await admin.query<{ id: string; v: string; doc: string }>(`SELECT id::text, v::text, doc FROM ${q(name)} ORDER BY id`)).rows;

@@ -11,9 +11,10 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import pg from "pg";
 import { postgres } from "../../test/services/ports.ts";
-import type { ChangeEvent, Checkpoint } from "../contracts.ts";
 import type { SluiceError } from "../errors.ts";
 import { decodeResume } from "../common/incremental-snapshot-state.ts";
+import type { Pump } from "../common/online-snapshot-test-support.ts";
+import { assertFoldHolds, carries, Fold, noTasks, pump, randomTransactions, stopPumps, waitCheckpointAt, waitFor } from "../common/online-snapshot-test-support.ts";
 import { adminClient, cleanUp, newSource, randomName, sourceConfig } from "./int-test-support.ts";
 import type { PostgresSource } from "./source.ts";
 
@@ -48,132 +49,33 @@ after(async () => {
   await admin.end();
 });
 
-/** A table as the sinks hold it: per key the newest version, deletes kept as tombstones; a truncate removes what is at or below it. */
-class Fold {
-  readonly rows = new Map<string, { version: bigint; row: Record<string, unknown> | null }>();
-  readonly reads = new Map<string, number>();
-  readonly table: string;
-  constructor(table: string) {
-    this.table = table;
-  }
-  apply(event: ChangeEvent): void {
-    if (event.source.table !== this.table) return;
-    const version = event.source.position.change;
-    if (event.op === "t") {
-      for (const [key, entry] of this.rows) if (entry.version <= version) this.rows.delete(key);
-      return;
-    }
-    const key = String(event.key["id"]);
-    if (event.op === "r") this.reads.set(key, (this.reads.get(key) ?? 0) + 1);
-    const known = this.rows.get(key);
-    if (known !== undefined && known.version >= version) return;
-    this.rows.set(key, { version, row: event.op === "d" ? null : { ...event.after } });
-  }
-  visible(): Map<string, Record<string, unknown>> {
-    const out = new Map<string, Record<string, unknown>>();
-    for (const [key, entry] of this.rows) if (entry.row !== null) out.set(key, entry.row);
-    return out;
-  }
-}
-
-interface Pump {
-  checkpoint: Checkpoint | null;
-  stop: boolean;
-  done: Promise<void>;
-}
-
-/** Reads, folds and acknowledges batches until stopped; the last acknowledged checkpoint is what a crash would resume from. */
-function pump(source: PostgresSource, fold: Fold, stopAfter: () => boolean = () => false): Pump {
-  const state: Pump = { checkpoint: null, stop: false, done: Promise.resolve() };
-  state.done = (async () => {
-    const controller = new AbortController();
-    while (!state.stop) {
-      let batch;
-      try {
-        batch = await source.read(controller.signal);
-      } catch (error) {
-        // The shared server's replication connections are sometimes ended by other tests: go on from the last checkpoint, as capture does.
-        if (state.stop || !(error as SluiceError).retriable) throw error;
-        await source.connect(state.checkpoint, AbortSignal.timeout(30_000));
-        continue;
-      }
-      for (const event of batch.events) fold.apply(event);
-      // A crash after the batch's records reached the topics but before its checkpoint did: they come again.
-      if (stopAfter()) {
-        state.stop = true;
-        break;
-      }
-      await batch.ack();
-      state.checkpoint = batch.checkpoint;
-    }
-  })();
-  return state;
-}
-
-async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-/** Stops pumps and closes their sources, whatever failed: a pump left running would reconnect its closed source forever. */
-async function stopPumps(pumps: readonly Pump[], sources: readonly PostgresSource[]): Promise<void> {
-  for (const state of pumps) state.stop = true;
-  // A stopped pump's pending read fails with SOURCE_CLOSED once its source closes: that is expected here.
-  const stopped = pumps.map((state) => state.done.catch(() => undefined));
-  for (const source of sources) await source.close();
-  await Promise.all(stopped);
-  // A pump may have reconnected its source just before it saw the stop.
-  for (const source of sources) await source.close();
-}
-
 /** Random small transactions on `table` until stopped: updates, deletes and inserts across the whole key range. */
 async function workload(table: string, stop: { stopped: boolean }): Promise<number> {
   const client = new pg.Client(postgres);
   await client.connect();
-  let next = ROWS + 1;
-  let changes = 0;
-  const pick = () => 1 + Math.floor(Math.random() * ROWS);
   try {
-    while (!stop.stopped) {
-      await client.query("BEGIN");
-      for (let i = 0; i < 5; i++) {
-        const r = Math.random();
-        if (r < 0.55) await client.query(`UPDATE ${q(table)} SET v = v + 1, note = note || '+' WHERE id = $1`, [pick()]);
-        else if (r < 0.75) await client.query(`DELETE FROM ${q(table)} WHERE id = $1`, [pick()]);
-        else if (r < 0.9) await client.query(`INSERT INTO ${q(table)} VALUES ($1, 0, 'new') ON CONFLICT (id) DO UPDATE SET v = -1`, [pick()]);
-        else await client.query(`INSERT INTO ${q(table)} VALUES ($1, 0, 'appended')`, [next++]);
-        changes++;
-      }
-      await client.query("COMMIT");
-    }
+    return await randomTransactions(ROWS, stop, {
+      begin: () => client.query("BEGIN"),
+      commit: () => client.query("COMMIT"),
+      update: (id) => client.query(`UPDATE ${q(table)} SET v = v + 1, note = note || '+' WHERE id = $1`, [id]),
+      delete: (id) => client.query(`DELETE FROM ${q(table)} WHERE id = $1`, [id]),
+      upsert: (id) => client.query(`INSERT INTO ${q(table)} VALUES ($1, 0, 'new') ON CONFLICT (id) DO UPDATE SET v = -1`, [id]),
+      append: (id) => client.query(`INSERT INTO ${q(table)} VALUES ($1, 0, 'appended')`, [id]),
+    });
   } finally {
     await client.end();
   }
-  return changes;
 }
 
 /** Waits until the stream has handed on everything committed so far (a heartbeat after the current WAL position). */
 async function caughtUp(state: Pump): Promise<void> {
   const lsn = (await admin.query<{ lsn: string }>("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::text AS lsn")).rows[0]!.lsn;
-  await waitFor("the stream to catch up", () => state.checkpoint !== null && state.checkpoint.position.commit >= BigInt(lsn));
+  await waitCheckpointAt(state, BigInt(lsn));
 }
 
 async function assertSameRows(table: string, fold: Fold): Promise<void> {
   const result = await admin.query<{ id: string; v: string; note: string | null }>(`SELECT id, v, note FROM ${q(table)} ORDER BY id`);
-  const visible = fold.visible();
-  const missing: string[] = [];
-  const wrong: string[] = [];
-  for (const row of result.rows) {
-    const held = visible.get(row.id);
-    if (held === undefined) missing.push(row.id);
-    else if (held["v"] !== Number(row.v) || held["note"] !== row.note) wrong.push(`${row.id}: ${JSON.stringify(held)} vs ${JSON.stringify(row)}`);
-    visible.delete(row.id);
-  }
-  assert.deepEqual({ missing: missing.slice(0, 10), wrong: wrong.slice(0, 10), extra: [...visible.keys()].slice(0, 10) }, { missing: [], wrong: [], extra: [] });
-  assert.equal(fold.visible().size, result.rows.length);
+  assertFoldHolds(fold, result.rows);
 }
 
 test("an online snapshot under concurrent updates, deletes and inserts yields the table row for row, and its reset removes rows the source no longer has", async () => {
@@ -182,16 +84,15 @@ test("an online snapshot under concurrent updates, deletes and inserts yields th
   const fold = new Fold("items");
   // A row an earlier capture left behind (the source deleted it unseen): the snapshot's reset removes it.
   fold.rows.set(String(ROWS * 10), { version: 1n, row: { id: ROWS * 10, v: 0, note: "stale" } });
-  const state = pump(source, fold);
+  const state = pump(source, [fold]);
   const stop = { stopped: false };
   const writer = workload("items", stop);
   try {
     const { plan, task } = await source.snapshots.request(`${schema}.items`, null, "test");
     assert.deepEqual(plan.key, ["id"]);
     assert.equal(plan.reset, true);
-    const carries = () => state.checkpoint !== null && decodeResume(state.checkpoint.position.resume).tasks.some((t) => t.id === task.id);
-    await waitFor("a checkpoint carrying the snapshot", carries);
-    await waitFor("the snapshot to finish", () => !carries(), 300_000);
+    await waitFor("a checkpoint carrying the snapshot", () => carries(state, task.id));
+    await waitFor("the snapshot to finish", () => !carries(state, task.id), 300_000);
   } finally {
     stop.stopped = true;
   }
@@ -221,14 +122,13 @@ test("online snapshots of three tables run in parallel within the chunk budget, 
   const source = newSource(c);
   await source.connect(null, AbortSignal.timeout(30_000));
   const folds = tables.map((table) => new Fold(table));
-  const all = { apply: (e: ChangeEvent) => folds.forEach((f) => f.apply(e)) } as unknown as Fold;
-  const state = pump(source, all);
+  const state = pump(source, folds);
   const stop = { stopped: false };
   const writers = tables.map((table) => workload(table, stop));
   let mostRunning = 0;
   try {
     for (const table of tables) await source.snapshots.request(`${schema}.${table}`, null, "test");
-    const finished = () => state.checkpoint !== null && decodeResume(state.checkpoint.position.resume).tasks.length === 0 && source.snapshots.list().tasks.length === 0;
+    const finished = () => noTasks(state) && source.snapshots.list().tasks.length === 0;
     await waitFor("the three snapshots to finish", () => {
       const running = source.snapshotProgress().filter((p) => p.state === "running" && tables.some((t) => p.table === `${schema}.${t}`)).length;
       mostRunning = Math.max(mostRunning, running);
@@ -257,7 +157,7 @@ test("a crash mid-snapshot resumes at the next chunk: rows read twice are at mos
   try {
   await first.connect(null, AbortSignal.timeout(30_000));
   // Reading stops after a few chunks (the snapshot cannot run ahead of what is read: it stalls).
-  const state = pump(first, fold, () => fold.reads.size >= CHUNK * 4);
+  const state = pump(first, [fold], { stopBeforeAck: () => fold.reads.size >= CHUNK * 4 });
   pumps.push(state);
   await first.snapshots.request(`${schema}.resumed`, null, "test");
   await state.done;
@@ -270,9 +170,9 @@ test("a crash mid-snapshot resumes at the next chunk: rows read twice are at mos
 
   const readsBefore = new Map(fold.reads);
   await second.connect(checkpoint, AbortSignal.timeout(30_000));
-  const resumed = pump(second, fold);
+  const resumed = pump(second, [fold]);
   pumps.push(resumed);
-  await waitFor("the resumed snapshot to finish", () => resumed.checkpoint !== null && decodeResume(resumed.checkpoint.position.resume).tasks.length === 0, 300_000);
+  await waitFor("the resumed snapshot to finish", () => noTasks(resumed), 300_000);
   await caughtUp(resumed);
   resumed.stop = true;
   await admin.query("SELECT pg_logical_emit_message(false, 'test', 'wake')");
@@ -304,7 +204,7 @@ test("a table added to the config later joins the publication Sluice owns and is
     opened.push(first);
     await first.connect(null, AbortSignal.timeout(30_000));
     const fold = new Fold("later");
-    const initial = pump(first, fold, () => false);
+    const initial = pump(first, [fold]);
     pumps.push(initial);
     await waitFor("the initial snapshot", () => initial.checkpoint !== null && initial.checkpoint.position.resume === undefined);
     initial.stop = true;
@@ -319,11 +219,11 @@ test("a table added to the config later joins the publication Sluice owns and is
     await second.connect(initial.checkpoint, AbortSignal.timeout(30_000));
     const published = await admin.query(`SELECT tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1`, [c.publication]);
     assert.deepEqual(published.rows.map((r: { tablename: string }) => r.tablename), ["first", "later"]);
-    const state = pump(second, fold);
+    const state = pump(second, [fold]);
     pumps.push(state);
     // Updates while the backfill reads: a row updated inside its chunk's window comes as the stream's
     // update, not as a snapshot read (the stream carries the newer value), so not every row is "read".
-    const finished = () => state.checkpoint !== null && decodeResume(state.checkpoint.position.resume).tasks.length === 0;
+    const finished = () => noTasks(state);
     for (let round = 0; round < 20 && (round === 0 || !finished()); round++) {
       for (let from = 0; from < 5000; from += 100) await admin.query(`UPDATE "${added}".later SET v = -v WHERE id % 3 = 0 AND id > $1 AND id <= $2`, [from, from + 100]);
     }
@@ -370,7 +270,7 @@ test("the signal table queues an online snapshot where the command line cannot r
   const source = newSource(c);
   await source.connect(null, AbortSignal.timeout(30_000));
   const fold = new Fold("signalled");
-  const state = pump(source, fold);
+  const state = pump(source, [fold]);
   try {
     await admin.query(`INSERT INTO ${q("sluice_signals")} VALUES ('s1', 'snapshot', $1), ('s2', 'snapshot', '{"table": "${schema}.keyless"}'), ('s3', 'reboot', '{}')`, [JSON.stringify({ table: `${schema}.signalled`, where: null })]);
     await waitFor("every row of the signalled table", () => fold.reads.size === 3000, 120_000);
@@ -395,11 +295,11 @@ test("snapshot.method online: the initial snapshot streams at once and reads eve
       await admin.query(`ANALYZE "${initial}".${table}`);
     }
     const folds = { a: new Fold("a"), b: new Fold("b") };
-    const both = { apply: (e: ChangeEvent) => (folds.a.apply(e), folds.b.apply(e)) } as unknown as Fold;
+    const both = [folds.a, folds.b];
     const first = newSource(c);
     opened.push(first);
     await first.connect(null, AbortSignal.timeout(30_000));
-    const interrupted = pump(first, both, () => folds.a.reads.size + folds.b.reads.size >= 3000);
+    const interrupted = pump(first, both, { stopBeforeAck: () => folds.a.reads.size + folds.b.reads.size >= 3000 });
     pumps.push(interrupted);
     await interrupted.done;
     await first.close();
@@ -415,7 +315,7 @@ test("snapshot.method online: the initial snapshot streams at once and reads eve
     assert.equal(Number(slotAfter.rows[0].n), 1, "the same slot: no new one for a new snapshot");
     const resumed = pump(second, both);
     pumps.push(resumed);
-    await waitFor("both tables read", () => resumed.checkpoint !== null && decodeResume(resumed.checkpoint.position.resume).tasks.length === 0, 120_000);
+    await waitFor("both tables read", () => noTasks(resumed), 120_000);
     await caughtUp(resumed);
     resumed.stop = true;
     await admin.query("SELECT pg_logical_emit_message(false, 'test', 'wake')");
