@@ -235,6 +235,7 @@ export interface Source {
 
 export type {
   CheckpointGuarantee,
+  ConsumerOptions,
   GroupActivity,
   PartitionLag,
   PartitionOffsets,

@@ -35,6 +35,8 @@ export interface KafkaConsumerOptions {
   readonly maxRecordBytes?: number;
   /** Offset ranges for seeks to earliest/latest (kafka-log.ts: they include this process's own committed writes); default: the admin's. */
   readonly offsetRanges?: (topic: string) => Promise<readonly { partition: number; start: bigint; end: bigint }[]>;
+  /** Longest a fetch waits at the end of a partition (kafkajs maxWaitTimeInMs); a seek waits for the fetch under way. Default 500 ms. */
+  readonly fetchWaitMs?: number;
 }
 
 interface Chunk {
@@ -50,6 +52,8 @@ interface Chunk {
 export const PARTITION_NOT_ASSIGNED = "PARTITION_NOT_ASSIGNED";
 
 const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
+/** A fetch at the end of a partition waits this long for records (a seek waits for it). */
+const DEFAULT_FETCH_WAIT_MS = 500;
 /** Bytes a queued record counts besides its key and value. */
 const RECORD_OVERHEAD = 64;
 /**
@@ -95,7 +99,7 @@ export class KafkaPullConsumer implements TopicConsumer {
       // (kafka-consumer-fetch.int.test.ts), as do parked records of up to 4 × the limit.
       maxBytesPerPartition: options.limits?.partitionFetchBytes ?? Math.max(2 ** 20, options.maxRecordBytes ?? 0),
       maxBytes: options.limits?.fetchBytes ?? Math.max(8 * 2 ** 20, options.maxRecordBytes ?? 0),
-      maxWaitTimeInMs: 500,
+      maxWaitTimeInMs: options.fetchWaitMs ?? DEFAULT_FETCH_WAIT_MS,
       // A crashed consumer is not restarted by kafkajs (that would lose pauses and seeks): it fails,
       // and the sink runtime waits with backoff and opens a new one at the right offsets.
       retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 10_000, restartOnFailure: async () => false },

@@ -18,6 +18,7 @@ import type { Checkpoint } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import { decodeCheckpoint, encodeCheckpoint } from "../topics/checkpoint-codec.ts";
 import type {
+  ConsumerOptions,
   GroupActivity,
   PartitionLag,
   PartitionOffsets,
@@ -403,7 +404,7 @@ export class KafkaTopicLog implements TopicLog {
     return ids;
   }
 
-  async consumer(group: string, topics: readonly string[]): Promise<TopicConsumer> {
+  async consumer(group: string, topics: readonly string[], options: ConsumerOptions = {}): Promise<TopicConsumer> {
     if (this.closed) throw closedError();
     for (const topic of topics) await this.partitionCount(topic);
     const consumer = await KafkaPullConsumer.create({
@@ -416,6 +417,7 @@ export class KafkaTopicLog implements TopicLog {
       maxRecordBytes: this.config.max_record_bytes,
       ...(this.readerLimits ? { limits: this.readerLimits } : {}),
       offsetRanges: (topic) => this.partitionOffsets(topic),
+      ...(options.fetchWaitMs === undefined ? {} : { fetchWaitMs: options.fetchWaitMs }),
     });
     this.consumers.add(consumer);
     const close = consumer.close.bind(consumer);

@@ -87,6 +87,16 @@ export interface GroupActivity {
   readonly members: readonly string[];
 }
 
+/** How a consumer reads (topic logs that have no such setting ignore it). */
+export interface ConsumerOptions {
+  /**
+   * Longest a fetch waits at the end of the log for new records (Kafka: the fetch's maxWaitTime,
+   * default 500 ms). A seek waits for the fetch under way, so a reader that seeks often and reads
+   * little (the subject key store) asks for a short one; each costs an empty fetch per wait when idle.
+   */
+  readonly fetchWaitMs?: number;
+}
+
 export interface PollOptions {
   readonly maxRecords: number;
   readonly maxBytes: number;
@@ -187,7 +197,7 @@ export interface TopicLog {
   maxRecordBytes?(topic: string): number | undefined;
 
   /** A member of `group` reading `topics` (which must exist). */
-  consumer(group: string, topics: readonly string[]): Promise<TopicConsumer>;
+  consumer(group: string, topics: readonly string[], options?: ConsumerOptions): Promise<TopicConsumer>;
   partitionOffsets(topic: string): Promise<PartitionOffsets[]>;
   endOffsets(topic: string): Promise<TopicPartitionOffset[]>;
   /** Per partition: the first offset whose record has a timestamp at or after `timestampMs`, else the end offset. */

@@ -6,10 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Kafka, logLevel } from "kafkajs";
 import { KafkaTopicLog } from "../../connectors/kafka/kafka-log.ts";
 import { testDeployment, testKafkaConfig } from "../../connectors/kafka/kafka-test-config.ts";
 import { openTopicLogForCommand } from "../../connectors/topics/open.ts";
+import type { PollOptions, TopicConsumer, TopicLog } from "../../connectors/contracts.ts";
 import { createLogger } from "../../runtime/logger.ts";
 import { ErasureAudit } from "./erasure.ts";
 import { decryptValue, encryptValue, MasterKey, SubjectKeyStore, subjectKeyTopic } from "./subject-keys.ts";
@@ -21,7 +23,8 @@ const deployment = testDeployment("keys");
 after(async () => {
   const admin = new Kafka({ brokers: config.brokers, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
-  const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${deployment}.`));
+  // Every test's deployment starts with this one's name (the cache tests add a suffix).
+  const topics = (await admin.listTopics()).filter((t) => t.startsWith(deployment));
   if (topics.length > 0) await admin.deleteTopics({ topics });
   await admin.disconnect();
 });
@@ -93,6 +96,49 @@ describe("subject keys on Kafka", { timeout: 180_000 }, () => {
       }
       assert.equal((await daemon.endOffsets(topic))[0]!.offset > 0n, true);
       await Promise.all([capture.close(), sink.close()]);
+    } finally {
+      await daemon.close();
+    }
+  });
+
+  test("a key not in the cache is read without waiting out the reader's long poll: many subjects beyond a small cache, almost no empty polls", async () => {
+    const master = MasterKey.generate();
+    const name = `${deployment}-misses`;
+    const daemon = await KafkaTopicLog.open({ config, deployment: name, logger });
+    // Counts the key reader's polls that came back empty while a miss waited for its record (each waited 200 ms for the consumer's fetch).
+    let reading = false;
+    let emptyPolls = 0;
+    const counting = Object.create(daemon) as TopicLog;
+    counting.consumer = async (group, topics, options) => {
+      const consumer = await daemon.consumer(group, topics, options);
+      return Object.assign(Object.create(consumer) as TopicConsumer, {
+        poll: async (pollOptions: PollOptions) => {
+          const records = await consumer.poll(pollOptions);
+          if (reading && records.length === 0) emptyPolls += 1;
+          return records;
+        },
+      });
+    };
+    try {
+      const topic = subjectKeyTopic(name);
+      const writer = await SubjectKeyStore.open(daemon, topic, master, { cacheSize: 4 });
+      const subjects = Array.from({ length: 40 }, (_, i) => `s${i}`);
+      await writer.createKeys("pg", subjects);
+      await writer.close();
+      const sink = await SubjectKeyStore.open(counting, topic, master, { cacheSize: 4 });
+      // Newest first (past those the open cached): a miss reads ahead only keys written after it, which are read already.
+      const order = [...subjects].reverse().slice(4, 34);
+      reading = true;
+      for (const subject of order) {
+        assert.equal(sink.cachedKey("pg", subject), undefined, `subject ${subject} is a miss`);
+        assert.ok((await sink.keyIfKnown("pg", subject)) !== null, `subject ${subject}`);
+        // A sink applies other rows between misses: meanwhile the reader's consumer waits at the end of the topic again.
+        await sleep(20);
+      }
+      reading = false;
+      // With the consumer's 500 ms fetch wait a miss waited for the fetch under way at the end of the topic: two empty 200 ms polls per miss.
+      assert.ok(emptyPolls <= order.length / 6, `${emptyPolls} empty polls for ${order.length} misses`);
+      await sink.close();
     } finally {
       await daemon.close();
     }

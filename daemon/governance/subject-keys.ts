@@ -236,9 +236,15 @@ const FETCH_SPAN = 256;
 /**
  * Keys after a fetched one are cached too, up to this many (and a quarter of the cache): keys are
  * written in the order capture meets subjects, so a replay needs them in about that order, and one
- * seek (Kafka: up to its fetch wait, 0.5 s) then serves many misses.
+ * seek then serves many misses.
  */
 const READ_AHEAD = 128;
+/**
+ * The reader's fetch wait at the end of the key topic (Kafka; the default is 500 ms): a seek for a
+ * miss waits for the fetch under way, so a short one serves misses quickly; idle, it costs about
+ * 20 empty fetches a second.
+ */
+const READER_FETCH_WAIT_MS = 50;
 /** How long one fetch of wrapped keys waits for the log before it fails (retried by its caller, like any read). */
 const FETCH_TIMEOUT_MS = 30_000;
 
@@ -342,7 +348,7 @@ export class SubjectKeyStore {
   private async reader(ends: readonly { partition: number }[]): Promise<TopicConsumer> {
     if (!this.consumer) {
       if (ends.some((end) => end.partition !== 0)) throw keyError(`the key topic ${this.topic} must have one partition; it has ${ends.length}`, { topic: this.topic });
-      this.consumer = await this.log.consumer(this.group, [this.topic]);
+      this.consumer = await this.log.consumer(this.group, [this.topic], { fetchWaitMs: READER_FETCH_WAIT_MS });
       await this.consumer.seek(this.topic, 0, { kind: "earliest" });
     }
     return this.consumer;
