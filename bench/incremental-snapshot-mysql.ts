@@ -11,9 +11,12 @@
  *
  *   node bench/incremental-snapshot-mysql.ts [rows, default 200000] [changes per second, default 5000]
  *
- * SLUICE_BENCH_CHUNK_ROWS (default 10000), SLUICE_BENCH_PARALLELISM (tables read at once, default 1)
- * and SLUICE_BENCH_TABLES (tables of that many rows each, default 1) as for PostgreSQL.
+ * SLUICE_BENCH_CHUNK_ROWS (default 10000), SLUICE_BENCH_PARALLELISM (tables read at once, default 1),
+ * SLUICE_BENCH_CHUNKS_IN_FLIGHT (default parallelism + 2) and SLUICE_BENCH_TABLES (tables of that
+ * many rows each, default 1) as for PostgreSQL. The snapshot phases also print this process's CPU
+ * time per 100k snapshot rows (the source, the bench's writer and reader together).
  */
+import { loadavg } from "node:os";
 import type { ChangeEvent } from "../connectors/contracts.ts";
 import type { Checkpoint } from "../connectors/contracts.ts";
 import { decodeResume } from "../connectors/common/incremental-snapshot-state.ts";
@@ -24,10 +27,16 @@ const CHANGES_PER_SECOND = Number(process.argv[3] ?? 5_000);
 const STREAM_SECONDS = Number(process.env["SLUICE_BENCH_STREAM_SECONDS"] ?? 10);
 const TABLES = Number(process.env["SLUICE_BENCH_TABLES"] ?? 1);
 const PARALLELISM = Number(process.env["SLUICE_BENCH_PARALLELISM"] ?? 1);
+const CHUNKS_IN_FLIGHT = process.env["SLUICE_BENCH_CHUNKS_IN_FLIGHT"];
 const database = randomName("bench_incm");
 const config = sourceConfig({
   tables: [`${database}.*`],
-  snapshot: { mode: "never", parallelism: PARALLELISM, chunk_rows: Number(process.env["SLUICE_BENCH_CHUNK_ROWS"] ?? 10_000) },
+  snapshot: {
+    mode: "never",
+    parallelism: PARALLELISM,
+    chunk_rows: Number(process.env["SLUICE_BENCH_CHUNK_ROWS"] ?? 10_000),
+    ...(CHUNKS_IN_FLIGHT === undefined ? {} : { chunks_in_flight: Number(CHUNKS_IN_FLIGHT) }),
+  },
   heartbeat_interval: 1000,
   max_buffer_bytes: 64 * 2 ** 20,
 });
@@ -109,16 +118,20 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function snapshot(): Promise<number> {
+/** Rows/s of one online snapshot of every table, and CPU seconds per 100k of its rows. */
+async function snapshot(): Promise<{ rate: number; cpuPer100k: number }> {
   const before = snapshotRows;
   const started = performance.now();
+  const cpu = process.cpuUsage();
   const ids = new Set<string>();
   for (const table of tableNames) ids.add((await source.snapshots.request(`${database}.${table}`, null, "bench")).task.id);
   await new Promise((resolve) => setTimeout(resolve, 200));
   while (source.snapshots.list().tasks.some((t) => ids.has(t.id)) || decodeResume(lastResume).tasks.some((t) => ids.has(t.id))) {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  return (snapshotRows - before) / ((performance.now() - started) / 1000);
+  const used = process.cpuUsage(cpu);
+  const rows = snapshotRows - before;
+  return { rate: rows / ((performance.now() - started) / 1000), cpuPer100k: ((used.user + used.system) / 1e6) * (100_000 / rows) };
 }
 
 // 1. Streaming alone.
@@ -151,8 +164,9 @@ await dropDatabase(admin, database);
 await admin.end();
 
 const rows = (n: number) => `${Math.round(n).toLocaleString("en-US")} rows/s`;
-console.log(`${TABLES} table(s) of ${ROWS.toLocaleString("en-US")} rows, chunk_rows ${config.snapshot.chunk_rows}, parallelism ${PARALLELISM}; reconnects: ${reconnects}`);
+const cpu = (n: number) => `${n.toFixed(2)} CPU-s/100k rows`;
+console.log(`${TABLES} table(s) of ${ROWS.toLocaleString("en-US")} rows, chunk_rows ${config.snapshot.chunk_rows}, parallelism ${PARALLELISM}, chunks_in_flight ${CHUNKS_IN_FLIGHT ?? "default"}; reconnects: ${reconnects}; load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
 console.log(`streaming alone:            ${Math.round(streamRate)} changes/s, latency p50 ${alone.p50} ms, p99 ${alone.p99} ms (${alone.changes} changes)`);
-console.log(`online snapshot alone:      ${rows(snapshotAlone)}`);
-console.log(`online snapshot + stream:   ${rows(snapshotStreaming)} while ${Math.round(duringRate)} changes/s; latency p50 ${during.p50} ms, p99 ${during.p99} ms (${during.changes} changes)`);
-console.log(`streaming p99 during / without the snapshot: ${(during.p99 / alone.p99).toFixed(2)}x; snapshot rows/s with / without streaming: ${(snapshotStreaming / snapshotAlone).toFixed(2)}`);
+console.log(`online snapshot alone:      ${rows(snapshotAlone.rate)}, ${cpu(snapshotAlone.cpuPer100k)}`);
+console.log(`online snapshot + stream:   ${rows(snapshotStreaming.rate)}, ${cpu(snapshotStreaming.cpuPer100k)} while ${Math.round(duringRate)} changes/s; latency p50 ${during.p50} ms, p99 ${during.p99} ms (${during.changes} changes)`);
+console.log(`streaming p99 during / without the snapshot: ${(during.p99 / alone.p99).toFixed(2)}x; snapshot rows/s with / without streaming: ${(snapshotStreaming.rate / snapshotAlone.rate).toFixed(2)}`);

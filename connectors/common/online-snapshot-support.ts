@@ -6,8 +6,17 @@
 import type { Row } from "../contracts.ts";
 import type { SnapshotTask } from "./incremental-snapshot-state.ts";
 
-/** Identity of a key (its columns' values in key order) for comparing chunk rows with streamed changes. */
+/**
+ * Identity of a key (its columns' values in key order) for comparing chunk rows with streamed changes.
+ * A one-column number or text key (the common case, once per chunk row) skips JSON: its identity
+ * starts with "#" or "$", which a JSON array's never does.
+ */
 export function keyIdentity(keyColumns: readonly string[], key: Row): string {
+  if (keyColumns.length === 1) {
+    const value = key[keyColumns[0]!];
+    if (typeof value === "number") return `#${value}`;
+    if (typeof value === "string") return `$${value}`;
+  }
   return JSON.stringify(keyColumns.map((name) => key[name] ?? null), (_name, value: unknown) => {
     if (typeof value === "bigint") return `${value}n`;
     if (value instanceof Uint8Array) return Buffer.from(value).toString("hex");

@@ -106,7 +106,7 @@ interface OpenChunk {
   readonly schema: TableSchema;
   readonly startedAtMs: number;
   readonly rowsEstimated: number | null;
-  /** Set once the SELECT returned (always before the high watermark is written). */
+  /** Set once the SELECT returned (always before the stream can hand on the high watermark). */
   rows: Row[] | null;
   lastKey: readonly (string | null)[] | null;
   /** Keys the stream changed between the watermarks. */
@@ -119,7 +119,8 @@ interface OpenChunk {
 
 type RawRow = (Buffer | null)[];
 
-const rawBytes = { typeCast: (field: { buffer(): Buffer | null }) => field.buffer() };
+/** Every value as the bytes the server sent (null for NULL): mysql2 reads them straight, without a per-field callback. */
+const rawBytes = { typeCast: false } as const;
 
 
 export class MysqlIncrementalSnapshots implements BinlogInterleave {
@@ -288,10 +289,12 @@ export class MysqlIncrementalSnapshots implements BinlogInterleave {
     const resetVersion = task.resetVersion ?? String((chunk.lowAt ?? position.commit) - 1n);
     let handedOn = 0;
     if (!chunk.truncated) {
+      const keyColumns = chunk.definition.key;
+      const anyChanged = chunk.changed.size > 0;
       for (const after of chunk.rows) {
         const key: Record<string, ColumnValue> = {};
-        for (const name of chunk.definition.key) key[name] = after[name] ?? null;
-        if (chunk.changed.has(keyIdentity(chunk.definition.key, key))) continue;
+        for (const name of keyColumns) key[name] = after[name] ?? null;
+        if (anyChanged && chunk.changed.has(keyIdentity(keyColumns, key))) continue;
         out.push({ event: this.readEvent(chunk, key, after, position, transaction), transaction });
         handedOn++;
       }
@@ -393,22 +396,22 @@ export class MysqlIncrementalSnapshots implements BinlogInterleave {
     this.inFlight.push(chunk);
     await this.options.watermarks.write(sqlOf(connection), `${this.runId}:${chunk.seq}:low`);
     const raw = await this.select(connection, definition, task.where, cursor.lastKey);
-    const decoders = definition.columns.map((column) => snapshotDecoder(column, this.options.zeroDates));
-    chunk.rows = raw.map((values) => {
-      const after: Record<string, ColumnValue> = {};
-      definition.columns.forEach((column, i) => {
-        const value = values[i];
-        after[column.name] = value === null || value === undefined ? null : decoders[i]!(value);
-      });
-      return after;
-    });
+    // The high watermark commits while the rows are decoded: the stream cannot hand it to
+    // watermark() before this synchronous decoding ends (one thread), so the rows are in place first.
+    const high = this.options.watermarks.write(sqlOf(connection), `${this.runId}:${chunk.seq}:high`);
+    try {
+      chunk.rows = decodeRows(raw, definition, this.options.zeroDates);
+    } catch (error) {
+      await high.catch(() => undefined);
+      throw error;
+    }
     const lastRow = raw.at(-1);
     if (lastRow !== undefined) {
       chunk.lastKey = keyIndexes(definition).map((i) => lastRow[i]?.toString("latin1") ?? null);
       cursor.lastKey = chunk.lastKey;
     }
     if (raw.length < this.options.chunkRows) cursor.readingDone = true;
-    await this.options.watermarks.write(sqlOf(connection), `${this.runId}:${chunk.seq}:high`);
+    await high;
   }
 
   private async select(connection: Connection, definition: TableDefinition, where: string | null, lastKey: readonly (string | null)[] | null): Promise<RawRow[]> {
@@ -494,6 +497,19 @@ export class MysqlIncrementalSnapshots implements BinlogInterleave {
     lane.connection = null;
     await closeQuietly(connection);
   }
+}
+
+function decodeRows(raw: readonly RawRow[], definition: TableDefinition, zeroDates: ZeroDates): Row[] {
+  const decoders = definition.columns.map((column) => snapshotDecoder(column, zeroDates));
+  const names = definition.columns.map((column) => column.name);
+  return raw.map((values) => {
+    const after: Record<string, ColumnValue> = {};
+    for (let i = 0; i < names.length; i++) {
+      const value = values[i];
+      after[names[i]!] = value === null || value === undefined ? null : decoders[i]!(value);
+    }
+    return after;
+  });
 }
 
 function keyIndexes(definition: TableDefinition): number[] {
