@@ -95,7 +95,7 @@ export class MysqlOnlineSnapshotRequests implements OnlineSnapshotting {
    * committed: MySQL with binlog_order_commits=OFF may commit out of binlog order, and a chunk
    * could then miss a change that precedes its low watermark. (MariaDB always commits in order.)
    */
-  private async checkCommitOrder(): Promise<void> {
+  async checkCommitOrder(): Promise<void> {
     const rows = await this.host.catalog()!.rows("SHOW GLOBAL VARIABLES LIKE 'binlog_order_commits'");
     const value = rows[0] === undefined ? null : String(Object.values(rows[0])[1] ?? "");
     if (value !== null && /^(OFF|0)$/i.test(value)) {

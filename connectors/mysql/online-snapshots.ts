@@ -10,8 +10,11 @@
 import type { Logger } from "pino";
 import type { MysqlSourceConfig } from "../../config/schema.ts";
 import type { Checkpoint, Position, TableSnapshotProgress } from "../contracts.ts";
+import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
-import type { SnapshotLedger } from "../common/incremental-snapshot-state.ts";
+import { resumedSnapshotTasks } from "../common/exported-snapshot-progress.ts";
+import type { ExportedSnapshotProgress, TableLeft } from "../common/exported-snapshot-progress.ts";
+import type { SnapshotLedger, SnapshotTask } from "../common/incremental-snapshot-state.ts";
 import { OnlineSnapshotRunner, requestBackfills } from "../common/online-snapshot-runner.ts";
 import type { OnlineSnapshotSession } from "../common/online-snapshot-runner.ts";
 import { SignalPoller } from "../common/snapshot-signals.ts";
@@ -70,6 +73,39 @@ export class MysqlOnlineSnapshots {
   /** A new initial snapshot reads every table: online snapshots in progress are moot. */
   clear(): void {
     this.runner.replace();
+  }
+
+  /**
+   * An initial snapshot that did not finish goes on online: queues the tables it had not finished
+   * (the one part-way through after its last stored key, with its reset at `resetVersion`, the
+   * interrupted snapshot's), replacing any other task. Returns why it cannot instead (then the
+   * snapshot starts over): no watermark table or none Sluice can write, a server setting online
+   * snapshots need, or a table left without a primary key.
+   */
+  async resumeInitial(sql: Sql, progress: ExportedSnapshotProgress, tables: readonly CapturedTableRef[], resetVersion: bigint): Promise<string | null> {
+    if (this.watermarks === null) return "no watermark table for online snapshots: no pattern of tables names one database and snapshot.watermark_table is not set";
+    const done = new Set(progress.done);
+    const left: TableLeft[] = [];
+    try {
+      await this.requests.checkCommitOrder();
+      await this.watermarks.ensure(sql);
+      for (const table of tables) {
+        const name = `${table.database}.${table.table}`;
+        if (done.has(name) || this.excludes(table.database, table.table)) continue;
+        const { definition, estimatedRows } = await this.requests.resolve(name);
+        left.push({ name, keyLength: definition.key.length, estimatedRows });
+      }
+    } catch (error) {
+      if (error instanceof SluiceError && ["SNAPSHOT_NO_CHUNK_KEY", "SNAPSHOT_WATERMARK_TABLE", "SNAPSHOT_SERVER_SETTING"].includes(error.code)) return error.message;
+      throw error;
+    }
+    this.runner.replace(resumedSnapshotTasks(progress, left, resetVersion));
+    return null;
+  }
+
+  /** The online snapshots queued now. */
+  tasks(): readonly SnapshotTask[] {
+    return this.runner.ledger.tasks;
   }
 
   /** Starts the engine (and the signal table poller) as the source starts streaming; the decoder weaves it in. */

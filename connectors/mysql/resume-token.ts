@@ -7,6 +7,8 @@
 import type { Position } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import { resumeBase } from "../common/incremental-snapshot-state.ts";
+import { parseExportedSnapshotProgress } from "../common/exported-snapshot-progress.ts";
+import type { ExportedSnapshotProgress } from "../common/exported-snapshot-progress.ts";
 
 export type Flavor = "mysql" | "mariadb";
 
@@ -23,8 +25,10 @@ export interface ResumeToken {
   readonly skipThrough: Position | null;
   /** "db.table" → `change` below which that table's stream events are in its snapshot. */
   readonly snapshotThresholds: Readonly<Record<string, bigint>>;
-  /** The snapshot was still running: it is taken again. */
+  /** The snapshot was still running: it resumes from exportedProgress, or without one is taken again. */
   readonly snapshotIncomplete: boolean;
+  /** While the snapshot runs: how far the rows stored with this checkpoint got (common/exported-snapshot-progress.ts). */
+  readonly exportedProgress?: ExportedSnapshotProgress;
   /** The config's `tables` patterns when the checkpoint was taken: a table they did not match is backfilled (online-snapshots.ts). */
   readonly capturedTables?: readonly string[];
 }
@@ -44,6 +48,7 @@ export function encodeResumeToken(token: ResumeToken): string {
       skip: token.skipThrough === null ? null : [token.skipThrough.commit.toString(), token.skipThrough.change.toString()],
       thresholds: Object.fromEntries(Object.entries(token.snapshotThresholds).map(([table, at]) => [table, at.toString()])),
       ...(token.snapshotIncomplete ? { snapshot: "incomplete" } : {}),
+      ...(token.exportedProgress === undefined ? {} : { progress: token.exportedProgress }),
       ...(token.capturedTables === undefined ? {} : { tables: token.capturedTables }),
     })
   );
@@ -64,12 +69,13 @@ export function decodeResumeToken(resume: string | undefined, source: string): R
   } catch {
     throw bad("not JSON");
   }
-  const { flavor, server, file, offset, gtid, skip, thresholds, snapshot, tables } = raw;
+  const { flavor, server, file, offset, gtid, skip, thresholds, snapshot, tables, progress } = raw;
   if (raw["v"] !== 1 || (flavor !== "mysql" && flavor !== "mariadb") || typeof server !== "number" || typeof file !== "string" || typeof offset !== "number") throw bad("missing fields");
   if (gtid !== null && typeof gtid !== "string") throw bad("bad gtid");
   const skipThrough = Array.isArray(skip) && skip.length === 2 ? { commit: BigInt(String(skip[0])), change: BigInt(String(skip[1])) } : null;
   const snapshotThresholds: Record<string, bigint> = {};
   for (const [table, at] of Object.entries((thresholds ?? {}) as Record<string, unknown>)) snapshotThresholds[table] = BigInt(String(at));
   const capturedTables = Array.isArray(tables) && tables.every((t) => typeof t === "string") ? { capturedTables: tables as string[] } : {};
-  return { flavor, serverId: server, file, offset, gtid, skipThrough, snapshotThresholds, snapshotIncomplete: snapshot === "incomplete", ...capturedTables };
+  const exported = parseExportedSnapshotProgress(progress);
+  return { flavor, serverId: server, file, offset, gtid, skipThrough, snapshotThresholds, snapshotIncomplete: snapshot === "incomplete", ...capturedTables, ...(exported === null ? {} : { exportedProgress: exported }) };
 }

@@ -3,7 +3,8 @@
  * (snapshot-start.ts), several tables at once. Tables with a primary key are read in keyset-paginated
  * chunks of chunk_rows (WHERE key > last key ORDER BY key LIMIT n); tables without one in a single
  * streamed scan. Rows go into the byte-bounded buffer, waiting for space, so a slow topic log slows
- * the snapshot instead of growing memory.
+ * the snapshot instead of growing memory. Each row goes with the text of its key, so the checkpoints
+ * say how far the snapshot got and a crash resumes after it (common/exported-snapshot-progress.ts).
  */
 import type { Connection as CoreConnection } from "mysql2";
 import type { Connection } from "mysql2/promise";
@@ -14,6 +15,7 @@ import type { ErrorContext } from "../errors.ts";
 import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import { ChunkSizer } from "../common/chunk-sizer.ts";
 import { snapshotResetPosition } from "../common/snapshot-reset.ts";
+import type { SnapshotKey } from "../common/exported-snapshot-progress.ts";
 import type { CapturedTableRef } from "./catalog.ts";
 import { quoteIdentifier } from "./connection-settings.ts";
 import { toSluiceError } from "./mysql-errors.ts";
@@ -29,6 +31,12 @@ import type { TableSnapshotProgress } from "../contracts.ts";
 
 export type { TableSnapshotProgress };
 
+/** A snapshot event in the buffer, with the raw key of a row as online snapshots page by it (latin1 text of its bytes; null for a reset or a keyless table). */
+export interface MysqlSnapshotRow {
+  readonly event: ChangeEvent;
+  readonly key: SnapshotKey;
+}
+
 export interface SnapshotReaderOptions {
   readonly sourceName: string;
   readonly workers: readonly SnapshotWorker[];
@@ -39,7 +47,7 @@ export interface SnapshotReaderOptions {
   /** The binlog file and offset the snapshot was read at, which Debezium's source block gives every read (server_id and row 0). */
   readonly binlogStart?: { readonly file: string; readonly offset: number };
   readonly startedAtMs: number;
-  readonly buffer: ByteBoundedBuffer<ChangeEvent>;
+  readonly buffer: ByteBoundedBuffer<MysqlSnapshotRow>;
   readonly chunkRows: number;
   readonly zeroDates: ZeroDates;
   readonly logger: Logger;
@@ -136,6 +144,8 @@ export class SnapshotReader {
     progress.startedAtMs = Date.now();
     logger.info({ table: progress.table, key: definition.key, estimatedRows: progress.rowsEstimated }, "snapshot of table started");
     const decoders = definition.columns.map((column) => snapshotDecoder(column, zeroDates));
+    const keyIndexes = definition.key.map((name) => definition.columns.findIndex((c) => c.name === name));
+    const keyOf = (row: RawRow): SnapshotKey => (keyIndexes.length === 0 ? null : keyIndexes.map((i) => row[i]?.toString("latin1") ?? null));
     const sizer = new ChunkSizer(this.options.chunkRows, this.options.buffer.maxBytes);
     const emit = async (rows: readonly RawRow[]) => {
       let bytes = 0;
@@ -143,7 +153,7 @@ export class SnapshotReader {
         if (this.options.buffer.full) await this.options.buffer.waitForSpace(signal);
         const size = rowBytes(row);
         bytes += size;
-        this.options.buffer.push(this.event(schema, definition, decoders, row), size);
+        this.options.buffer.push({ event: this.event(schema, definition, decoders, row), key: keyOf(row) }, size);
       }
       sizer.observe(rows.length, bytes);
       progress.rowsDone += rows.length;
@@ -156,7 +166,7 @@ export class SnapshotReader {
     // The reset follows the rows (its version is below theirs): sinks never show the table empty meanwhile.
     // It is in the buffer before the snapshot can end, so the checkpoint that marks it done comes with or after it.
     if (this.options.buffer.full) await this.options.buffer.waitForSpace(signal);
-    this.options.buffer.push(this.reset(schema, definition), RESET_BYTES);
+    this.options.buffer.push({ event: this.reset(schema, definition), key: null }, RESET_BYTES);
     progress.state = "done";
     progress.finishedAtMs = Date.now();
     this.options.onProgress?.(this.progress());

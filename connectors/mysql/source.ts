@@ -6,6 +6,7 @@ import type { Connection } from "mysql2/promise";
 import type { Logger } from "pino";
 import type { MysqlSourceConfig } from "../../config/schema.ts";
 import { STANDALONE_READ_AHEAD_BYTES } from "../../config/memory.ts";
+import { tableName } from "../contracts.ts";
 import type { ChangeEvent, Checkpoint, Position, Source, SourceBatch, TransactionMarker } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
@@ -30,8 +31,10 @@ import { SchemaTracker } from "./schema/schema-tracker.ts";
 import { checkServerSettings, readServerSettings } from "./server-settings.ts";
 import type { ServerSettings } from "./server-settings.ts";
 import { SnapshotMarkers } from "../common/snapshot-markers.ts";
+import { snapshotResetPosition } from "../common/snapshot-reset.ts";
+import { ExportedSnapshotTracker } from "../common/exported-snapshot-progress.ts";
 import { SnapshotReader } from "./snapshot-reader.ts";
-import type { TableSnapshotProgress } from "./snapshot-reader.ts";
+import type { MysqlSnapshotRow, TableSnapshotProgress } from "./snapshot-reader.ts";
 import { startConsistentSnapshot } from "./snapshot-start.ts";
 import type { SnapshotLocking } from "./snapshot-start.ts";
 import { closeQuietly, openConnection, sqlOf } from "./sql-connection.ts";
@@ -196,8 +199,39 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
         return;
       }
     }
+    if (token?.snapshotIncomplete === true && (await this.resumeSnapshot(sql, token, tables, from!.position))) return;
     this.online.clear();
     await this.startSnapshot(sql, tables);
+  }
+
+  /**
+   * An initial snapshot that did not finish goes on with the online machinery (docs/snapshots.md):
+   * the binlog from the snapshot's start (where the stored rows meet it), the tables it finished
+   * not read again, the table part-way through read on after its last stored key, the tables not
+   * started read whole. False when it cannot (a checkpoint without the progress, the binlog purged,
+   * no usable watermark table, a table left without a primary key): the snapshot starts over.
+   */
+  private async resumeSnapshot(sql: Sql, token: ResumeToken, tables: readonly CapturedTableRef[], interrupted: Position): Promise<boolean> {
+    const startOver = (reason: string) => {
+      this.logger.warn({ reason }, `the initial snapshot did not finish and cannot resume (${reason}): starting it over`);
+      return false;
+    };
+    const progress = token.exportedProgress;
+    if (progress === undefined) return startOver("its checkpoint does not say how far it got");
+    if (!(await binaryLogs(sql)).some((log) => log.file === token.file)) return startOver(`the binlog ${token.file} it started at was purged`);
+    const problem = await this.online.resumeInitial(sql, progress, tables, snapshotResetPosition(interrupted).change);
+    if (problem !== null) return startOver(problem);
+    await this.restoreSchema(sql, token, tables);
+    // The stream drops what each table's snapshot read holds already (MariaDB: per worker), for the tables whose stored rows stay.
+    const kept = new Set([...progress.done, ...progress.reading.map((r) => r.table)]);
+    const thresholds = new Map(Object.entries(token.snapshotThresholds).filter(([table]) => kept.has(table)));
+    this.beginStreaming({ coordinates: { file: token.file, offset: token.offset, gtid: token.gtid }, skipThrough: null, thresholds, lastCheckpoint: interrupted });
+    const tasks = this.online.tasks();
+    this.logger.info(
+      { start: `${token.file}:${token.offset}`, done: progress.done.length, resumed: tasks.filter((t) => t.lastKey !== null).map((t) => t.table), left: tasks.length },
+      "the initial snapshot did not finish: resuming it from the binlog at its start, the tables left read online (docs/snapshots.md)",
+    );
+    return true;
   }
 
   /** Whether the binlog still has the token's position; refuses a purged position unless snapshot.mode is when-needed. */
@@ -247,7 +281,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       context,
     });
     await this.tracker!.record(snapshot.startAt, snapshot.definitions.values(), "snapshot");
-    const buffer = this.loop.readAheadBuffer<ChangeEvent>();
+    const buffer = this.loop.readAheadBuffer<MysqlSnapshotRow>();
     const position = throughPosition(snapshot.startAt);
     const reader = new SnapshotReader({
       sourceName: config.name,
@@ -266,14 +300,23 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     });
     const start = snapshot.start;
     const base = { flavor: settings!.flavor, serverId: settings!.serverId, file: start.file, offset: start.offset, gtid: start.gtid, skipThrough: null };
-    const state: InitialSnapshot<ChangeEvent, SourceBatch> = {
+    // How far the rows handed on got: every checkpoint carries it, so a crash resumes (resumeSnapshot).
+    const tracker = new ExportedSnapshotTracker();
+    const state: InitialSnapshot<MysqlSnapshotRow, SourceBatch> = {
       reader,
       buffer,
       markers: new SnapshotMarkers(tables.length),
       controller: new AbortController(),
-      event: (row) => row,
+      event: (row) => {
+        if (row.event.op === "r") tracker.taken(tableName(row.event.schema), row.key);
+        return row.event;
+      },
       batch: (events, finished) => {
-        if (!finished) return this.batch(events, { ...position, resume: encodeResumeToken({ ...base, snapshotThresholds: {}, snapshotIncomplete: true }) });
+        if (!finished) {
+          tracker.handedOn(events);
+          const token = { ...base, snapshotThresholds: Object.fromEntries(reader.thresholds()), snapshotIncomplete: true, exportedProgress: tracker.progress() };
+          return this.batch(events, { ...position, resume: encodeResumeToken(token) });
+        }
         const thresholds = reader.thresholds();
         const checkpoint = { ...position, resume: encodeResumeToken({ ...base, snapshotThresholds: Object.fromEntries(thresholds), snapshotIncomplete: false }) };
         this.beginStreaming({ coordinates: start, skipThrough: null, thresholds, lastCheckpoint: checkpoint });

@@ -9,6 +9,8 @@
  */
 import type { Position } from "../contracts.ts";
 import { formatLsn } from "./lsn.ts";
+import { parseExportedSnapshotProgress } from "../common/exported-snapshot-progress.ts";
+import type { ExportedSnapshotProgress } from "../common/exported-snapshot-progress.ts";
 
 /** Position.resume of checkpoints taken while the initial snapshot is still running. */
 export const SNAPSHOT_INCOMPLETE = "snapshot-incomplete";
@@ -45,16 +47,8 @@ export function isSnapshotIncomplete(position: Position): boolean {
   return position.resume === SNAPSHOT_INCOMPLETE || (position.resume?.startsWith(`${SNAPSHOT_INCOMPLETE}${PROGRESS_MARK}`) ?? false);
 }
 
-/**
- * How far an exported initial snapshot got, as the rows stored with a checkpoint show it: the
- * tables whose rows and reset are all stored, and for each table part-way through, the key of the
- * last row stored (keyset order) and how many rows were stored. Tables named in neither were not
- * started. A crash resumes from it (slot-setup.ts planStart; docs/snapshots.md).
- */
-export interface ExportedSnapshotProgress {
-  readonly done: readonly string[];
-  readonly reading: readonly { readonly table: string; readonly lastKey: readonly (string | null)[] | null; readonly rowsDone: number }[];
-}
+/** How far an exported initial snapshot got (common/exported-snapshot-progress.ts); a crash resumes from it (slot-setup.ts planStart; docs/snapshots.md). */
+export type { ExportedSnapshotProgress };
 
 const PROGRESS_MARK = "\nexported:";
 
@@ -67,9 +61,7 @@ export function snapshotIncompleteResume(progress: ExportedSnapshotProgress): st
 export function exportedSnapshotProgress(position: Position): ExportedSnapshotProgress | null {
   const prefix = `${SNAPSHOT_INCOMPLETE}${PROGRESS_MARK}`;
   if (position.resume?.startsWith(prefix) !== true) return null;
-  const parsed = JSON.parse(position.resume.slice(prefix.length)) as Partial<ExportedSnapshotProgress>;
-  if (!Array.isArray(parsed.done) || !Array.isArray(parsed.reading)) return null;
-  return { done: parsed.done, reading: parsed.reading };
+  return parseExportedSnapshotProgress(JSON.parse(position.resume.slice(prefix.length)));
 }
 
 /**

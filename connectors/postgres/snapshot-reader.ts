@@ -11,6 +11,7 @@ import type { Logger } from "pino";
 import type { ErrorContext } from "../errors.ts";
 import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import { ChunkSizer } from "../common/chunk-sizer.ts";
+import type { SnapshotKey } from "../common/exported-snapshot-progress.ts";
 import type { CapturedTable, CapturedTables } from "./captured-tables.ts";
 import type { PublishedTable, TableRef } from "./catalog.ts";
 import { quoteIdent, quoteLiteral } from "./connection-settings.ts";
@@ -42,6 +43,12 @@ export interface SnapshotReaderOptions {
 export interface SnapshotRow {
   readonly table: CapturedTable;
   readonly values: readonly (string | null)[] | null;
+}
+
+/** The key of a snapshot row as online snapshots page by it (the text of its key columns); null for a table without a unique key. */
+export function snapshotRowKey(row: SnapshotRow): SnapshotKey {
+  const values = row.values;
+  return values === null || !row.table.uniqueKey ? null : row.table.keyIndexes.map((i) => values[i] ?? null);
 }
 
 const RESET_BYTES = 64;

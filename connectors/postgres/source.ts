@@ -5,8 +5,8 @@
 import pg from "pg";
 import type { Logger } from "pino";
 import type { PostgresSourceConfig } from "../../config/schema.ts";
-import { STANDALONE_READ_AHEAD_BYTES } from "../../config/memory.ts";
-import { UNCHANGED } from "../contracts.ts";
+import { onlineChunkBytes, STANDALONE_READ_AHEAD_BYTES } from "../../config/memory.ts";
+import { tableName, UNCHANGED } from "../contracts.ts";
 import type { ChangeEvent, Checkpoint, ColumnValue, Position, Source, SourceBatch } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
@@ -22,11 +22,12 @@ import { Heartbeat } from "./heartbeat.ts";
 import { formatLsn } from "./lsn.ts";
 import { toSluiceError } from "./pg-errors.ts";
 import { flushLsnFor, snapshotIncompleteResume, snapshotPosition } from "./positions.ts";
-import { ExportedSnapshotTracker } from "./exported-snapshot-progress.ts";
+import { ExportedSnapshotTracker, resumedSnapshotTasks } from "../common/exported-snapshot-progress.ts";
+import type { TableLeft } from "../common/exported-snapshot-progress.ts";
 import { ReplicationStream } from "./replication-stream.ts";
 import type { WalMessage } from "./replication-stream.ts";
 import { SnapshotMarkers } from "../common/snapshot-markers.ts";
-import { SnapshotReader } from "./snapshot-reader.ts";
+import { SnapshotReader, snapshotRowKey } from "./snapshot-reader.ts";
 import type { SnapshotRow, TableSnapshotProgress } from "./snapshot-reader.ts";
 import { insertEvent, truncateEvent } from "./change-events.ts";
 import { snapshotResetPosition } from "../common/snapshot-reset.ts";
@@ -37,7 +38,7 @@ import { StreamBatcher } from "./stream-batcher.ts";
 import { StreamDecoder } from "./stream-decoder.ts";
 import type { TransactionEvent } from "./stream-decoder.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
-import type { SnapshotLedger, SnapshotTask } from "../common/incremental-snapshot-state.ts";
+import type { SnapshotLedger } from "../common/incremental-snapshot-state.ts";
 import { OnlineSnapshotRunner, requestBackfills } from "../common/online-snapshot-runner.ts";
 import type { OnlineSnapshotSession } from "../common/online-snapshot-runner.ts";
 import { IncrementalSnapshots } from "./incremental-snapshot.ts";
@@ -284,7 +285,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
         markers: new SnapshotMarkers(tables.length),
         tracker,
         event: (row) => {
-          tracker.taken(row);
+          if (row.values !== null) tracker.taken(tableName(row.table.schema), snapshotRowKey(row));
           return row.values === null ? truncateEvent(row.table, resetOrigin) : insertEvent(row.table, row.values, origin, "r");
         },
         batch: (events, finished) => {
@@ -430,40 +431,19 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
    */
   private async resumeSnapshot(plan: Extract<StartPlan, { kind: "resume-snapshot" }>, tables: readonly TableRef[]): Promise<string | null> {
     const done = new Set(plan.progress.done);
-    const reading = new Map(plan.progress.reading.map((r) => [r.table, r]));
-    const left: { ref: TableRef; name: string; keyLength: number }[] = [];
+    const left: TableLeft[] = [];
     for (const ref of tables) {
       const name = `${ref.schema}.${ref.table}`;
       if (done.has(name)) continue;
       try {
         const { table } = await this.snapshots.resolve(name);
-        left.push({ ref, name, keyLength: table.keyIndexes.length });
+        left.push({ name, keyLength: table.keyIndexes.length, estimatedRows: ref.estimatedRows });
       } catch (error) {
         if (error instanceof SluiceError && error.code === "SNAPSHOT_NO_CHUNK_KEY") return name;
         throw error;
       }
     }
-    const now = Date.now();
-    // Tables part-way through first: their sinks hold part of them already.
-    const ordered = left.sort((a, b) => Number(reading.has(b.name)) - Number(reading.has(a.name)) || b.ref.estimatedRows - a.ref.estimatedRows);
-    const tasks = ordered.map(({ ref, name, keyLength }, index): SnapshotTask => {
-      const stored = reading.get(name);
-      // A key whose columns changed while Sluice was down cannot be continued from: the table is read whole again.
-      const lastKey = stored?.lastKey?.length === keyLength ? stored.lastKey : null;
-      return {
-        id: `initial-${now.toString(36)}-${index}`,
-        table: name,
-        where: null,
-        lastKey,
-        rowsDone: lastKey === null ? 0 : (stored?.rowsDone ?? 0),
-        rowsEstimated: ref.estimatedRows >= 0 ? ref.estimatedRows : null,
-        // Below the rows the interrupted snapshot stored: its reset removes only rows the source no longer has.
-        resetVersion: stored === undefined ? null : plan.resetVersion.toString(),
-        requestedAtMs: now,
-        startedAtMs: stored === undefined ? null : now,
-        origin: "initial",
-      };
-    });
+    const tasks = resumedSnapshotTasks(plan.progress, left, plan.resetVersion);
     this.online.replace(tasks);
     this.pendingStream = { startLsn: plan.consistentPoint, flushedLsn: plan.consistentPoint, skipThrough: null };
     await this.loop.openStream();
@@ -494,14 +474,16 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   }
 
   private onlineSession(ledger: SnapshotLedger, finished: TableSnapshotProgress[]): OnlineSnapshotSession<IncrementalSnapshots> {
+    const chunksInFlight = this.config.snapshot.chunks_in_flight ?? this.config.snapshot.parallelism + 2;
     const engine = new IncrementalSnapshots({
       client: clientConfig(this.config, "snapshot"),
       sourceName: this.name,
       slot: this.names.slot,
       chunkRows: this.config.snapshot.chunk_rows,
+      chunkBytes: onlineChunkBytes(this.config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES, chunksInFlight),
       unseenThrough: this.handedOnThrough,
       parallelism: this.config.snapshot.parallelism,
-      chunksInFlight: this.config.snapshot.chunks_in_flight ?? this.config.snapshot.parallelism + 2,
+      chunksInFlight,
       ledger,
       finished,
       resolve: (table) => this.snapshots.resolve(table),

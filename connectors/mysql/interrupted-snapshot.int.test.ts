@@ -1,0 +1,91 @@
+/**
+ * An initial snapshot interrupted midway (the source closed between two of its checkpoints, as a
+ * crash leaves it) resumes from the checkpoint instead of starting over: the table it finished is
+ * not read again, the table it was reading goes on online after its last stored key, the table it
+ * had not started is read online whole, and the deletes made meanwhile come from the binlog.
+ */
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import type { Connection } from "mysql2/promise";
+import type { ChangeEvent } from "../contracts.ts";
+import { adminConnection, dropDatabase, newSource, randomName, readUntil, sourceConfig } from "./int-test-support.ts";
+import { decodeResumeToken, encodeResumeToken } from "./resume-token.ts";
+import { MemorySchemaHistoryStore } from "./schema/schema-history.ts";
+
+const database = randomName("s_resnap");
+const ROWS = { big: 300, middle: 100, small: 30 } as const;
+let admin: Connection;
+
+before(async () => {
+  admin = await adminConnection(database);
+  for (const [table, rows] of Object.entries(ROWS)) {
+    await admin.query(`CREATE TABLE ${table} (id INT PRIMARY KEY, v VARCHAR(20))`);
+    await admin.query(`INSERT INTO ${table} SELECT seq, CONCAT('v', seq) FROM seq_1_to_${rows}`);
+    await admin.query(`ANALYZE TABLE ${table}`);
+  }
+});
+
+after(async () => {
+  await dropDatabase(admin, database);
+  await admin.end();
+});
+
+const ids = (events: readonly ChangeEvent[], table: string, op: string) => events.filter((e) => e.source.table === table && e.op === op).map((e) => Number(e.key["id"]));
+
+test("an initial snapshot interrupted midway resumes: the finished table is not read again, the one being read goes on after its last stored key, the one not started is read online", async () => {
+  // parallelism 1: the tables are read one after the other, the largest first.
+  const config = sourceConfig({ tables: [`${database}.*`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 20 } });
+  const history = new MemorySchemaHistoryStore();
+  const source = newSource(config, { maxBatchEvents: 10, schemaHistory: history });
+  try {
+    await source.connect(null, AbortSignal.timeout(30_000));
+    const first = await readUntil(source, (c) => ids(c.events, "middle", "r").length >= 40);
+    const interrupted = first.batches.at(-1)!.checkpoint;
+    const token = decodeResumeToken(interrupted.position.resume, config.name);
+    assert.equal(token.snapshotIncomplete, true);
+    const stored = ids(first.events, "middle", "r");
+    assert.deepEqual(token.exportedProgress, { done: [`${database}.big`], reading: [{ table: `${database}.middle`, lastKey: [String(stored.at(-1))], rowsDone: stored.length }] }, "the checkpoint says how far the snapshot got");
+    await source.close();
+    await admin.query("DELETE FROM big WHERE id IN (5, 250)");
+    await admin.query("DELETE FROM middle WHERE id IN (3, 90)");
+    await admin.query("DELETE FROM small WHERE id = 2");
+
+    await source.connect(interrupted, AbortSignal.timeout(30_000));
+    const rest = await readUntil(source, (c) => ["middle", "small"].every((table) => c.events.some((e) => e.source.table === table && e.op === "t")));
+    assert.deepEqual(ids(rest.events, "big", "r"), [], "the finished table is not read again");
+    assert.deepEqual(ids(rest.events, "middle", "r"), Array.from({ length: ROWS.middle - stored.length }, (_, i) => stored.length + i + 1).filter((id) => id !== 90), "the rows after the last one stored, none twice");
+    assert.deepEqual(ids(rest.events, "small", "r"), Array.from({ length: ROWS.small }, (_, i) => i + 1).filter((id) => id !== 2), "the table not started is read whole");
+    const deleted = rest.events.filter((e) => e.op === "d").map((e) => `${e.source.table}:${String(e.key["id"])}`);
+    for (const expected of ["big:5", "big:250", "middle:3"]) assert.ok(deleted.includes(expected), `the binlog from the snapshot's start carries the delete ${expected}: ${deleted.join(", ")}`);
+    // The interrupted table's reset is below every row stored before and read since: it removes only what the source no longer has.
+    const reset = rest.events.find((e) => e.source.table === "middle" && e.op === "t")!;
+    assert.equal(reset.source.snapshot, true);
+    const middleRows = [...first.events, ...rest.events].filter((e) => e.source.table === "middle" && e.op === "r");
+    assert.ok(middleRows.every((e) => e.source.position.change > reset.source.position.change), "the reset is below every snapshot row of the table");
+    assert.ok(first.events.every((e) => e.op !== "r" || e.source.position.change === reset.source.position.change + 1n), "at the version the interrupted snapshot's reset would have had");
+    const last = rest.batches.at(-1)!.checkpoint;
+    assert.equal(decodeResumeToken(last.position.resume, config.name).snapshotIncomplete, false, "streaming from now on");
+  } finally {
+    await source.close();
+  }
+});
+
+test("an interrupted snapshot whose checkpoint does not say how far it got starts over", async () => {
+  await admin.query("CREATE TABLE legacy (id INT PRIMARY KEY)");
+  await admin.query("INSERT INTO legacy SELECT seq FROM seq_1_to_50");
+  const config = sourceConfig({ tables: [`${database}.legacy`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 20 } });
+  const source = newSource(config, { maxBatchEvents: 10 });
+  try {
+    await source.connect(null, AbortSignal.timeout(30_000));
+    const first = await readUntil(source, (c) => c.events.length >= 10);
+    const checkpoint = first.batches.at(-1)!.checkpoint;
+    // As checkpoints were written before the snapshot's progress was kept.
+    const { exportedProgress: _, ...token } = decodeResumeToken(checkpoint.position.resume, config.name);
+    await source.close();
+    await source.connect({ ...checkpoint, position: { ...checkpoint.position, resume: encodeResumeToken(token) } }, AbortSignal.timeout(30_000));
+    const again = await readUntil(source, (c) => c.events.some((e) => e.op === "t"));
+    assert.deepEqual(ids(again.events, "legacy", "r"), Array.from({ length: 50 }, (_, i) => i + 1), "every row read again");
+  } finally {
+    await source.close();
+  }
+});
