@@ -5,7 +5,7 @@
 import pg from "pg";
 import type { Logger } from "pino";
 import type { PostgresSourceConfig } from "../../config/schema.ts";
-import { onlineChunkBytes, STANDALONE_READ_AHEAD_BYTES } from "../../config/memory.ts";
+import { STANDALONE_READ_AHEAD_BYTES } from "../../config/memory.ts";
 import { tableName, UNCHANGED } from "../contracts.ts";
 import type { ChangeEvent, Checkpoint, ColumnValue, Position, Source, SourceBatch } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
@@ -474,16 +474,14 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   }
 
   private onlineSession(ledger: SnapshotLedger, finished: TableSnapshotProgress[]): OnlineSnapshotSession<IncrementalSnapshots> {
-    const chunksInFlight = this.config.snapshot.chunks_in_flight ?? this.config.snapshot.parallelism + 2;
     const engine = new IncrementalSnapshots({
       client: clientConfig(this.config, "snapshot"),
       sourceName: this.name,
       slot: this.names.slot,
       chunkRows: this.config.snapshot.chunk_rows,
-      chunkBytes: onlineChunkBytes(this.config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES, chunksInFlight),
       unseenThrough: this.handedOnThrough,
       parallelism: this.config.snapshot.parallelism,
-      chunksInFlight,
+      chunksInFlight: this.config.snapshot.chunks_in_flight ?? this.config.snapshot.parallelism + 2,
       ledger,
       finished,
       resolve: (table) => this.snapshots.resolve(table),
