@@ -22,6 +22,8 @@ import type { BackoffPolicy } from "../../runtime/backoff.ts";
 import { SluiceError } from "../errors.ts";
 import { kafkaError } from "./kafka-errors.ts";
 import { withLinearPartitionGrouping } from "./partition-grouping.ts";
+// kafkajs's produce requests are encoded in one pass from here on (before any producer sends).
+import "./produce-encoding.ts";
 
 export interface OutgoingMessage {
   readonly topic: string;
