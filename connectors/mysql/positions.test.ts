@@ -3,6 +3,10 @@ import { test } from "node:test";
 import { comparePositions } from "../contracts.ts";
 import { binlogAt, binlogFileIndex, fileIndexOf, isThroughPosition, offsetOf, rowPosition, throughPosition } from "./positions.ts";
 import { decodeResumeToken, encodeResumeToken } from "./resume-token.ts";
+import { encodeResume } from "../common/incremental-snapshot-state.ts";
+import type { SnapshotTask } from "../common/incremental-snapshot-state.ts";
+
+const task: SnapshotTask = { id: "x", table: "db.u", where: null, lastKey: null, rowsDone: 0, rowsEstimated: null, resetVersion: null, requestedAtMs: 0, startedAtMs: null, origin: "cli" };
 
 test("binlog coordinates order every byte of the history in 63 bits", () => {
   assert.equal(binlogFileIndex("mariadb-bin.000042"), 42);
@@ -39,6 +43,9 @@ test("resume tokens round-trip and refuse foreign checkpoints", () => {
   };
   assert.deepEqual(decodeResumeToken(encodeResumeToken(token), "s"), token);
   assert.deepEqual(decodeResumeToken(encodeResumeToken({ ...token, skipThrough: null, snapshotIncomplete: true }), "s").snapshotIncomplete, true);
+  // A snapshot's checkpoint carries how far it got, and keeps it through the online snapshots' progress appended after it.
+  const during = { ...token, skipThrough: null, snapshotIncomplete: true, exportedProgress: { done: ["db.a"], reading: [{ table: "db.t", lastKey: ["42"], rowsDone: 42 }] } };
+  assert.deepEqual(decodeResumeToken(encodeResume(encodeResumeToken(during), [task]), "s"), during);
   assert.throws(() => decodeResumeToken("0/16B3748", "s"), (error: Error & { code?: string }) => error.code === "MYSQL_CHECKPOINT_INVALID");
   assert.throws(() => decodeResumeToken(undefined, "s"), (error: Error & { code?: string }) => error.code === "MYSQL_CHECKPOINT_INVALID");
 });
