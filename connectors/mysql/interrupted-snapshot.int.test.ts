@@ -8,7 +8,9 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { Connection } from "mysql2/promise";
 import type { ChangeEvent } from "../contracts.ts";
-import { adminConnection, dropDatabase, newSource, randomName, readUntil, sourceConfig } from "./int-test-support.ts";
+import type { ColumnValue } from "../contracts.ts";
+import { adminConnection, dropDatabase, fold, newSource, randomName, readUntil, sourceConfig } from "./int-test-support.ts";
+import type { Collected } from "./int-test-support.ts";
 import { decodeResumeToken, encodeResumeToken } from "./resume-token.ts";
 import { MemorySchemaHistoryStore } from "./schema/schema-history.ts";
 
@@ -67,6 +69,62 @@ test("an initial snapshot interrupted midway resumes: the finished table is not 
     assert.equal(decodeResumeToken(last.position.resume, config.name).snapshotIncomplete, false, "streaming from now on");
   } finally {
     await source.close();
+  }
+});
+
+test("an interrupted snapshot of two tables read at once, resumed while updates, deletes and inserts go on, folds to exactly the tables' rows", async () => {
+  const TABLE_ROWS = 3000;
+  const names = ["pa", "pb"];
+  for (const table of names) {
+    await admin.query(`CREATE TABLE ${table} (id INT PRIMARY KEY, v INT NOT NULL)`);
+    await admin.query(`INSERT INTO ${table} SELECT seq, seq FROM seq_1_to_${TABLE_ROWS}`);
+  }
+  const writer = await adminConnection(database);
+  let writing = true;
+  let nextId = TABLE_ROWS + 1;
+  let writes = 0;
+  const workload = (async () => {
+    while (writing) {
+      const table = names[writes++ % 2]!;
+      await writer.query("START TRANSACTION");
+      await writer.query(`UPDATE ${table} SET v = v + 1 WHERE id = ?`, [1 + Math.floor(Math.random() * TABLE_ROWS)]);
+      await writer.query(`DELETE FROM ${table} WHERE id = ?`, [1 + Math.floor(Math.random() * TABLE_ROWS)]);
+      await writer.query(`INSERT INTO ${table} VALUES (?, 0)`, [nextId++]);
+      await writer.query("COMMIT");
+    }
+  })();
+  const config = sourceConfig({ tables: [`${database}.pa`, `${database}.pb`], snapshot: { mode: "initial", parallelism: 2, chunk_rows: 100 }, max_buffer_bytes: 64 * 1024 });
+  const history = new MemorySchemaHistoryStore();
+  const source = newSource(config, { maxBatchEvents: 50, schemaHistory: history });
+  let collected: Collected;
+  try {
+    await source.connect(null, AbortSignal.timeout(30_000));
+    const first = await readUntil(source, (c) => names.every((table) => ids(c.events, table, "r").length >= 500));
+    const interrupted = first.batches.at(-1)!.checkpoint;
+    const progress = decodeResumeToken(interrupted.position.resume, config.name).exportedProgress;
+    assert.equal(progress?.reading.length, 2, `both tables part-way through: ${JSON.stringify(progress)}`);
+    await source.close();
+
+    await source.connect(interrupted, AbortSignal.timeout(30_000));
+    const resets = (c: Collected) => names.every((table) => c.events.slice(first.events.length).some((e) => e.source.table === table && e.op === "t"));
+    collected = await readUntil(source, resets, { timeoutMs: 120_000, into: { events: [...first.events], batches: [...first.batches] } });
+    writing = false;
+    await workload;
+    await admin.query(`INSERT INTO pa VALUES (${10_000_000}, 0)`);
+    await readUntil(source, (c) => c.events.some((e) => e.key["id"] === 10_000_000), { timeoutMs: 60_000, into: collected });
+  } finally {
+    writing = false;
+    await workload;
+    await writer.end();
+    await source.close();
+  }
+  assert.ok(writes > 20, `the workload ran (${writes} transactions)`);
+  for (const table of names) {
+    const events = collected.events.filter((e) => e.source.table === table);
+    const folded = fold(events, (row) => String(row["id"]));
+    const [rows] = (await admin.query(`SELECT id, v FROM ${table} ORDER BY id`)) as unknown as [Record<string, ColumnValue>[]];
+    assert.equal(folded.size, rows.length, `${table}: as many rows as the table`);
+    for (const row of rows) assert.deepEqual(folded.get(String(row["id"])), { ...row }, `${table} row ${String(row["id"])}`);
   }
 });
 
