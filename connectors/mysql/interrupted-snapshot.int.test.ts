@@ -147,3 +147,26 @@ test("an interrupted snapshot whose checkpoint does not say how far it got start
     await source.close();
   }
 });
+
+test("an interrupted snapshot with a table left that has no primary key starts over (an online snapshot cannot page through it)", async () => {
+  await admin.query("CREATE TABLE keyed (id INT PRIMARY KEY)");
+  await admin.query("INSERT INTO keyed SELECT seq FROM seq_1_to_100");
+  await admin.query("CREATE TABLE keyless (n INT)");
+  await admin.query("INSERT INTO keyless SELECT seq FROM seq_1_to_10");
+  await admin.query("ANALYZE TABLE keyed, keyless");
+  const config = sourceConfig({ tables: [`${database}.keyed`, `${database}.keyless`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 20 } });
+  const source = newSource(config, { maxBatchEvents: 10 });
+  try {
+    await source.connect(null, AbortSignal.timeout(30_000));
+    const first = await readUntil(source, (c) => ids(c.events, "keyed", "r").length >= 20);
+    const checkpoint = first.batches.at(-1)!.checkpoint;
+    assert.ok(decodeResumeToken(checkpoint.position.resume, config.name).exportedProgress !== undefined);
+    await source.close();
+    await source.connect(checkpoint, AbortSignal.timeout(30_000));
+    const again = await readUntil(source, (c) => ["keyed", "keyless"].every((table) => c.events.some((e) => e.source.table === table && e.op === "t")));
+    assert.deepEqual(ids(again.events, "keyed", "r"), Array.from({ length: 100 }, (_, i) => i + 1), "every row read again");
+    assert.equal(again.events.filter((e) => e.source.table === "keyless" && e.op === "r").length, 10);
+  } finally {
+    await source.close();
+  }
+});
