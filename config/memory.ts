@@ -35,6 +35,17 @@ export function captureBatchBytes(readAheadBytes: number): number {
 }
 
 /**
+ * About the most bytes of rows one online snapshot chunk reads (besides its count, chunk_rows):
+ * the chunks in flight together take about the source's read-ahead, and one chunk, handed on
+ * whole in one capture batch at its high watermark, stays within a capture batch's bytes. A
+ * resumed initial snapshot reads its tables this way too. Without it, chunk_rows (10,000) rows of
+ * 16 KiB were 160 MiB at once.
+ */
+export function onlineChunkBytes(readAheadBytes: number, chunksInFlight: number): number {
+  return Math.max(1, Math.min(captureBatchBytes(readAheadBytes), Math.floor(readAheadBytes / Math.max(1, chunksInFlight))));
+}
+
+/**
  * RSS of the process outside every V8 heap: runtime, code, native libraries, socket and encode
  * buffers, malloc's arenas (two with MALLOC_ARENA_MAX=2, which sluice run sets: daemon/memory-exec.ts).
  */

@@ -1,14 +1,16 @@
 /**
  * Rows per snapshot chunk, so one chunk's rows take about `targetBytes` of memory (the source's
  * read-ahead, a share of the memory budget): a chunk is held whole while its rows go into the
- * buffer, and 10,000 rows of 16 KB text would be 160 MB. The first chunk is a small probe; later
- * ones follow the rows' measured size, never more than chunk_rows.
+ * buffer, and 10,000 rows of 16 KB text would be 160 MB. The first chunk is a small probe (rows
+ * may be hundreds of KiB each); later ones follow the rows' measured size, growing at most
+ * eightfold a chunk, never more than chunk_rows.
  */
 export class ChunkSizer {
   readonly maxRows: number;
   readonly targetBytes: number;
   #rows = 0;
   #bytes = 0;
+  #last = 0;
 
   constructor(maxRows: number, targetBytes: number) {
     this.maxRows = maxRows;
@@ -16,8 +18,10 @@ export class ChunkSizer {
   }
 
   next(): number {
-    if (this.#rows === 0) return Math.min(this.maxRows, FIRST_CHUNK_ROWS);
-    return Math.max(1, Math.min(this.maxRows, Math.floor(this.targetBytes / (this.#bytes / this.#rows))));
+    const fit = this.#rows === 0 ? FIRST_CHUNK_ROWS : Math.floor(this.targetBytes / (this.#bytes / this.#rows));
+    const rows = Math.max(1, Math.min(this.maxRows, fit, this.#last === 0 ? FIRST_CHUNK_ROWS : this.#last * GROWTH));
+    this.#last = rows;
+    return rows;
   }
 
   observe(rows: number, bytes: number): void {
@@ -26,4 +30,5 @@ export class ChunkSizer {
   }
 }
 
-const FIRST_CHUNK_ROWS = 500;
+const FIRST_CHUNK_ROWS = 32;
+const GROWTH = 8;

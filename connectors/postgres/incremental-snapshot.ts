@@ -26,6 +26,7 @@ import type { Logger } from "pino";
 import type { ChangeEvent, Row, TableSnapshotProgress } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
+import { ChunkSizer } from "../common/chunk-sizer.ts";
 import type { FailedSnapshot, SnapshotLedger, SnapshotTask } from "../common/incremental-snapshot-state.ts";
 import { SnapshotRates } from "../common/online-snapshot-support.ts";
 import type { CapturedTable } from "./captured-tables.ts";
@@ -34,6 +35,7 @@ import type { EventOrigin } from "./change-events.ts";
 import { quoteIdent } from "./connection-settings.ts";
 import { formatLsn } from "./lsn.ts";
 import { toSluiceError } from "./pg-errors.ts";
+import { rowBytes } from "./snapshot-reader.ts";
 import { WATERMARK_PREFIX } from "./stream-decoder.ts";
 import type { DecodedOutput, StreamInterleave } from "./stream-decoder.ts";
 import { foldWindowChange, lacksValues, PartialUpdates, windowRow } from "./unchanged-toast.ts";
@@ -49,6 +51,8 @@ export interface IncrementalSnapshotOptions {
   readonly sourceName: string;
   readonly slot: string;
   readonly chunkRows: number;
+  /** About the most bytes of rows one chunk holds (config/memory.ts onlineChunkBytes): wide rows make chunks of fewer rows. */
+  readonly chunkBytes: number;
   /** Tables read at the same time, each on a connection of its own (config snapshot.parallelism). */
   readonly parallelism: number;
   /** Chunks read but not yet handed on, across every table being read (config snapshot.chunks_in_flight): bounds memory. */
@@ -80,6 +84,8 @@ interface OpenChunk {
   readonly resetVersion: string;
   readonly startedAtMs: number;
   readonly rowsEstimated: number | null;
+  /** Rows the SELECT asked for (fewer came: the table's last chunk). */
+  limit: number;
   /** Set once the SELECT returned (always before the high watermark is written). */
   rows: (string | null)[][] | null;
   /** Keys the stream changed between the watermarks, and what their changes left. */
@@ -98,6 +104,8 @@ interface ReadCursor {
   readingDone: boolean;
   /** The table as resolved for this task's first chunk (again after any failure). */
   resolved: ResolvedTable | null;
+  /** Rows per chunk, from the rows' measured size. */
+  readonly sizer: ChunkSizer;
 }
 
 /**
@@ -311,7 +319,7 @@ export class IncrementalSnapshots implements StreamInterleave {
         handedOn++;
       }
     }
-    const last = rows.length < this.options.chunkRows;
+    const last = rows.length < chunk.limit;
     const lastRow = rows.at(-1);
     const next: SnapshotTask = {
       ...task,
@@ -372,7 +380,8 @@ export class IncrementalSnapshots implements StreamInterleave {
    */
   private async step(lane: Lane, task: SnapshotTask, signal: AbortSignal): Promise<void> {
     if (lane.cursor === null || lane.cursor.taskId !== task.id) {
-      lane.cursor = { taskId: task.id, lastKey: task.lastKey, resetVersion: task.resetVersion, startedAtMs: task.startedAtMs, readingDone: false, resolved: null };
+      const sizer = new ChunkSizer(this.options.chunkRows, this.options.chunkBytes);
+      lane.cursor = { taskId: task.id, lastKey: task.lastKey, resetVersion: task.resetVersion, startedAtMs: task.startedAtMs, readingDone: false, resolved: null, sizer };
     }
     const cursor = lane.cursor;
     if (!cursor.readingDone && this.inFlight.length + this.reserved < Math.max(1, this.options.chunksInFlight)) {
@@ -423,6 +432,7 @@ export class IncrementalSnapshots implements StreamInterleave {
       resetVersion: cursor.resetVersion,
       startedAtMs: cursor.startedAtMs,
       rowsEstimated: task.rowsEstimated ?? estimatedRows,
+      limit: cursor.sizer.next(),
       rows: null,
       changed: new Map(),
       truncated: false,
@@ -432,11 +442,12 @@ export class IncrementalSnapshots implements StreamInterleave {
     this.inFlight.push(chunk);
     this.partialUpdates.prune(this.inFlight.reduce((lowest, c) => (c.version < lowest ? c.version : lowest), chunk.version));
     await this.emitWatermark(client, seq, "low");
-    const rows = await this.select(client, table, task.where, cursor.lastKey);
+    const rows = await this.select(client, table, task.where, cursor.lastKey, chunk.limit);
     chunk.rows = rows;
+    cursor.sizer.observe(rows.length, rows.reduce((sum, row) => sum + rowBytes(row), 0));
     const lastRow = rows.at(-1);
     if (lastRow !== undefined) cursor.lastKey = table.keyIndexes.map((i) => lastRow[i] ?? null);
-    if (rows.length < this.options.chunkRows) cursor.readingDone = true;
+    if (rows.length < chunk.limit) cursor.readingDone = true;
     await this.emitWatermark(client, seq, "high");
     return true;
   }
@@ -476,7 +487,7 @@ export class IncrementalSnapshots implements StreamInterleave {
     return true;
   }
 
-  private async select(client: pg.Client, table: CapturedTable, where: string | null, lastKey: readonly (string | null)[] | null): Promise<(string | null)[][]> {
+  private async select(client: pg.Client, table: CapturedTable, where: string | null, lastKey: readonly (string | null)[] | null, limit: number): Promise<(string | null)[][]> {
     const keyColumns = table.keyIndexes.map((i) => table.columns[i]!);
     const keyList = keyColumns.map((c) => quoteIdent(c.name)).join(", ");
     const conditions: string[] = [];
@@ -490,7 +501,7 @@ export class IncrementalSnapshots implements StreamInterleave {
     const from = `${table.kind === "p" ? "" : "ONLY "}${quoteIdent(table.schema.schema)}.${quoteIdent(table.schema.table)}`;
     const text =
       `SELECT ${table.columns.map((c) => quoteIdent(c.name)).join(", ")} FROM ${from}` +
-      `${conditions.length > 0 ? ` WHERE ${conditions.join(" AND ")}` : ""} ORDER BY ${keyList} LIMIT ${this.options.chunkRows}`;
+      `${conditions.length > 0 ? ` WHERE ${conditions.join(" AND ")}` : ""} ORDER BY ${keyList} LIMIT ${limit}`;
     const result = await client.query<(string | null)[]>({ text, values, rowMode: "array" });
     return result.rows;
   }

@@ -5,7 +5,7 @@
 import pg from "pg";
 import type { Logger } from "pino";
 import type { PostgresSourceConfig } from "../../config/schema.ts";
-import { STANDALONE_READ_AHEAD_BYTES } from "../../config/memory.ts";
+import { onlineChunkBytes, STANDALONE_READ_AHEAD_BYTES } from "../../config/memory.ts";
 import { tableName, UNCHANGED } from "../contracts.ts";
 import type { ChangeEvent, Checkpoint, ColumnValue, Position, Source, SourceBatch } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
@@ -370,7 +370,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
    * again since, its later events follow, so a sink may show a newer value early but never loses it.
    */
   private async fillMovedToast(events: readonly ChangeEvent[]): Promise<readonly ChangeEvent[]> {
-    if (!events.some((e) => e.op === "c" && e.after !== null && Object.values(e.after).includes(UNCHANGED))) return events;
+    if (!events.some((e) => e.op === "c" && e.after !== null && hasUnchanged(e.after))) return events;
     const filled: ChangeEvent[] = [];
     for (const event of events) {
       const after = event.after;
@@ -474,14 +474,16 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   }
 
   private onlineSession(ledger: SnapshotLedger, finished: TableSnapshotProgress[]): OnlineSnapshotSession<IncrementalSnapshots> {
+    const chunksInFlight = this.config.snapshot.chunks_in_flight ?? this.config.snapshot.parallelism + 2;
     const engine = new IncrementalSnapshots({
       client: clientConfig(this.config, "snapshot"),
       sourceName: this.name,
       slot: this.names.slot,
       chunkRows: this.config.snapshot.chunk_rows,
+      chunkBytes: onlineChunkBytes(this.config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES, chunksInFlight),
       unseenThrough: this.handedOnThrough,
       parallelism: this.config.snapshot.parallelism,
-      chunksInFlight: this.config.snapshot.chunks_in_flight ?? this.config.snapshot.parallelism + 2,
+      chunksInFlight,
       ledger,
       finished,
       resolve: (table) => this.snapshots.resolve(table),
@@ -534,4 +536,10 @@ function checkServer(server: ServerInfo, context: ErrorContext): void {
   if (server.walLevel !== "logical") {
     throw new SluiceError(`wal_level is "${server.walLevel}"; set wal_level = logical in postgresql.conf and restart PostgreSQL`, { code: "PG_WAL_LEVEL", context });
   }
+}
+
+/** Whether a row holds an unchanged TOAST column, without a list of its values (this runs for every insert). */
+function hasUnchanged(row: Readonly<Record<string, unknown>>): boolean {
+  for (const name in row) if (row[name] === UNCHANGED) return true;
+  return false;
 }
