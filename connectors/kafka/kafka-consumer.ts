@@ -54,6 +54,12 @@ export const PARTITION_NOT_ASSIGNED = "PARTITION_NOT_ASSIGNED";
 const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 /** A fetch at the end of a partition waits this long for records (a seek waits for it). */
 const DEFAULT_FETCH_WAIT_MS = 500;
+/**
+ * Kafka's session timeout of a consumer group member: a process that dies keeps its partitions this
+ * long before the group moves them. SLUICE_KAFKA_SESSION_MS changes it (at least the broker's
+ * group.min.session.timeout.ms, 6 s by default); the tests that kill sinks use the least.
+ */
+const SESSION_TIMEOUT_MS = Number(process.env["SLUICE_KAFKA_SESSION_MS"] ?? 30_000);
 /** Bytes a queued record counts besides its key and value. */
 const RECORD_OVERHEAD = 64;
 /**
@@ -91,8 +97,8 @@ export class KafkaPullConsumer implements TopicConsumer {
       groupId: options.group,
       readUncommitted: false,
       allowAutoTopicCreation: false,
-      sessionTimeout: 30_000,
-      heartbeatInterval: 3_000,
+      sessionTimeout: SESSION_TIMEOUT_MS,
+      heartbeatInterval: Math.min(3_000, Math.floor(SESSION_TIMEOUT_MS / 5)),
       // By default a fetch may carry the largest record whole. With limits (a memory budget) fetches
       // are smaller: a bigger record still comes, since a broker answers (Fetch v3 and later) with the
       // first record batch of the first partition that has one even when it exceeds these bounds

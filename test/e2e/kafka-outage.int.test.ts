@@ -53,6 +53,11 @@ const items: TableDef = {
 };
 const OUTAGE_MS = Number(process.env["SLUICE_KAFKA_OUTAGE_SECONDS"] ?? 25) * 1000;
 const SHUTDOWN_TIMEOUT_MS = 8_000;
+/**
+ * The sink's Kafka session: the broker keeps the group's member from before an outage (or a
+ * shutdown during one) until it times out, so the broker's least (6 s) rather than the default 30 s.
+ */
+const SESSION_ENV = { SLUICE_KAFKA_SESSION_MS: "6000" };
 /** Process start-up, the last log lines and exit on this 2-core machine shared with other tests. */
 const EXIT_MARGIN_MS = 15_000;
 
@@ -107,7 +112,7 @@ test("Kafka stopped while PostgreSQL keeps writing: the daemon waits, reports no
       await sleep(20);
     }
   })();
-  let daemon = await SluiceDaemon.start(dir, config(), "run1");
+  let daemon = await SluiceDaemon.start(dir, config(), "run1", { env: SESSION_ENV });
   try {
     await waitFor("the daemon to be ready", async () => (await daemon.status()).ready, { daemon, timeoutMs: 90_000 });
     await waitFor("the sink to apply changes", async () => (await daemon.status()).sinks[0]!.freshnessSeconds !== null, { daemon, timeoutMs: 60_000 });
@@ -156,7 +161,7 @@ test("Kafka stopped while PostgreSQL keeps writing: the daemon waits, reports no
     await assertDuckDbEqual("after a Kafka outage");
 
     // 2. SIGTERM while Kafka is down: bounded by shutdown.timeout, nothing lost
-    daemon = await SluiceDaemon.start(dir, config(), "run2");
+    daemon = await SluiceDaemon.start(dir, config(), "run2", { env: SESSION_ENV });
     await waitFor("the daemon to be ready", async () => (await daemon.status()).ready, { daemon, timeoutMs: 90_000 });
     for (let i = 0; i < 50; i++) await workload.transaction();
     await kafka.down();
@@ -170,7 +175,7 @@ test("Kafka stopped while PostgreSQL keeps writing: the daemon waits, reports no
     assert.notEqual(exit, "still running", `the daemon did not exit within shutdown.timeout + ${EXIT_MARGIN_MS} ms\n${daemon.logTail()}`);
     assert.deepEqual(exit, { code: 0, signal: null }, `exit after an abandoned drain (nothing is lost)\n${daemon.logTail()}`);
     await kafka.up();
-    daemon = await SluiceDaemon.start(dir, config(), "run3");
+    daemon = await SluiceDaemon.start(dir, config(), "run3", { env: SESSION_ENV });
     await waitFor("the restarted daemon to be ready", async () => (await daemon.status()).ready, { daemon, timeoutMs: 120_000 });
     await waitCaughtUp(daemon, client, { timeoutMs: 120_000 });
     await daemon.stop();

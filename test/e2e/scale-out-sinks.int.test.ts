@@ -53,6 +53,8 @@ const captureConfig = {
   topics: { kind: "kafka", brokers: [...kafka.brokers], partitions: PARTITIONS, transactions: true, retention: { max_age: 0 } },
   sinks: [sinkConfig],
 };
+// A killed sink process keeps its partitions for its Kafka session: the broker's least (6 s), not the default 30 s.
+const SESSION_ENV = { SLUICE_KAFKA_SESSION_MS: "6000" };
 // The sink processes' config lacks the source's password: an unset variable, as where operators give sink pods no source secret.
 const sinkOnlyConfig = { ...captureConfig, sources: [pgSourceConfig(source, [`${schema}.*`], { password: "${SCALE_OUT_SOURCE_PASSWORD_NOT_SET}" })] };
 
@@ -117,7 +119,7 @@ test("three sink processes share the partitions; kill -9 one and start another u
   const capture = await Daemon.start(dir, captureConfig, "capture", { args: ["--role", "capture"] });
   await waitFor("the capture to be ready", async () => (await capture.status()).sources.every((s) => s.ready) || undefined, { daemon: capture, timeoutMs: 90_000 });
   const startSink = async (label: string) => {
-    const daemon = await Daemon.start(dir, sinkOnlyConfig, label, { args: ["--role", "sinks", "--sink", "warehouse"] });
+    const daemon = await Daemon.start(dir, sinkOnlyConfig, label, { args: ["--role", "sinks", "--sink", "warehouse"], env: SESSION_ENV });
     await waitFor(`${label} to be ready`, async () => (await daemon.status()).sinks.every((s) => s.ready) || undefined, { daemon, timeoutMs: 90_000 });
     return daemon;
   };
