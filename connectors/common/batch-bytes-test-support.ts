@@ -71,3 +71,17 @@ export async function assertSnapshotWideRowsBounded(source: BufferedSource, read
   assert.equal(collected.events.filter((e) => e.op === "r").length, ROWS);
   assertBounded(collected);
 }
+
+/**
+ * An online snapshot of ROWS rows with payloads of ROW_CHARS (`readSnapshot` reads until its reset):
+ * a chunk is handed on whole in one batch, so its rows are bounded by bytes too (before, a chunk was
+ * chunk_rows rows however wide).
+ */
+export async function assertOnlineSnapshotWideRowsBounded(readSnapshot: () => Promise<Collected>): Promise<void> {
+  const collected = await readSnapshot();
+  assert.equal(collected.events.filter((e) => e.op === "r").length, ROWS);
+  assertBounded(collected);
+}
+
+/** Whether the events read so far end a whole-table snapshot (its reset). */
+export const snapshotReset = (collected: Collected): boolean => collected.events.some((e) => e.op === "t");

@@ -30,5 +30,5 @@ export class ChunkSizer {
   }
 }
 
-const FIRST_CHUNK_ROWS = 32;
+const FIRST_CHUNK_ROWS = 4;
 const GROWTH = 8;

@@ -6,7 +6,7 @@
  */
 import { after, before, describe, it } from "node:test";
 import type { Connection } from "mysql2/promise";
-import { assertHugeRowAlone, assertSnapshotWideRowsBounded, assertStreamedWideRowsBounded, HUGE_CHARS, MAX_BUFFER, ROW_CHARS, ROWS } from "../common/batch-bytes-test-support.ts";
+import { assertHugeRowAlone, assertOnlineSnapshotWideRowsBounded, assertSnapshotWideRowsBounded, assertStreamedWideRowsBounded, HUGE_CHARS, MAX_BUFFER, ROW_CHARS, ROWS, snapshotReset } from "../common/batch-bytes-test-support.ts";
 import { adminConnection, dropDatabase, newSource, randomName, readUntil, snapshotFinished, sourceConfig } from "./int-test-support.ts";
 import type { MysqlSource } from "./source.ts";
 
@@ -57,6 +57,18 @@ describe("MySQL source: batches bounded by bytes", () => {
         await admin.query("COMMIT");
       };
       await assertHugeRowAlone(source, write, (done) => readUntil(source, done, { timeoutMs: 60_000 }));
+    } finally {
+      await source.close();
+    }
+  });
+
+  it("bounds the chunks of an online snapshot of wide rows the same way", async () => {
+    const source = newSource(sourceConfig({ tables: [`${database}.preloaded`], snapshot: { mode: "never", parallelism: 1, chunk_rows: 1000 }, max_buffer_bytes: MAX_BUFFER }));
+    await source.connect(null, AbortSignal.timeout(30_000));
+    try {
+      await readUntil(source, (c) => c.batches.length >= 1);
+      await source.snapshots.request(`${database}.preloaded`, null, "test");
+      await assertOnlineSnapshotWideRowsBounded(() => readUntil(source, snapshotReset, { timeoutMs: 60_000 }));
     } finally {
       await source.close();
     }

@@ -28,6 +28,7 @@ import type { Logger } from "pino";
 import type { ChangeEvent, ColumnValue, Position, Row, TableSchema, TableSnapshotProgress } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
+import { ChunkSizer } from "../common/chunk-sizer.ts";
 import type { FailedSnapshot, SnapshotLedger, SnapshotTask } from "../common/incremental-snapshot-state.ts";
 import { keyIdentity, SnapshotRates, untilOrAborted } from "../common/online-snapshot-support.ts";
 import { quoteIdentifier } from "./connection-settings.ts";
@@ -37,6 +38,7 @@ import type { TableMap } from "./protocol/table-map.ts";
 import type { BindingContext } from "./schema/table-binding.ts";
 import { sameDefinition, toTableSchema } from "./schema/table-definition.ts";
 import type { ColumnDefinition, TableDefinition } from "./schema/table-definition.ts";
+import { rowBytes } from "./snapshot-reader.ts";
 import { closeQuietly, openConnection, sqlOf } from "./sql-connection.ts";
 import type { BinlogInterleave, DecodedEvent, TransactionContext } from "./stream-decoder.ts";
 import type { ZeroDates } from "./values/column-decoder.ts";
@@ -54,6 +56,8 @@ export interface MysqlIncrementalSnapshotOptions {
   readonly connection: ConnectionOptions;
   readonly sourceName: string;
   readonly chunkRows: number;
+  /** About the most bytes of rows one chunk holds (config/memory.ts onlineChunkBytes): wide rows make chunks of fewer rows. */
+  readonly chunkBytes: number;
   /** Tables read at the same time, each on a connection of its own (config snapshot.parallelism). */
   readonly parallelism: number;
   /** Chunks read but not yet handed on, across every table being read: bounds memory. */
@@ -84,6 +88,8 @@ interface ReadCursor {
   resolved: ResolvedTable | null;
   /** Set when the stream dropped a chunk of this cursor: its later chunks are dropped too. */
   invalid: boolean;
+  /** Rows per chunk, from the rows' measured size. */
+  readonly sizer: ChunkSizer;
 }
 
 /**
@@ -106,6 +112,8 @@ interface OpenChunk {
   readonly schema: TableSchema;
   readonly startedAtMs: number;
   readonly rowsEstimated: number | null;
+  /** Rows the SELECT asked for (fewer came: the table's last chunk). */
+  readonly limit: number;
   /** Set once the SELECT returned (always before the stream can hand on the high watermark). */
   rows: Row[] | null;
   lastKey: readonly (string | null)[] | null;
@@ -299,7 +307,7 @@ export class MysqlIncrementalSnapshots implements BinlogInterleave {
         handedOn++;
       }
     }
-    const last = chunk.rows.length < this.options.chunkRows;
+    const last = chunk.rows.length < chunk.limit;
     const next: SnapshotTask = {
       ...task,
       lastKey: chunk.lastKey ?? task.lastKey,
@@ -339,7 +347,8 @@ export class MysqlIncrementalSnapshots implements BinlogInterleave {
    */
   private async step(lane: Lane, task: SnapshotTask, signal: AbortSignal): Promise<void> {
     if (lane.cursor === null || lane.cursor.taskId !== task.id) {
-      lane.cursor = { taskId: task.id, lastKey: task.lastKey, startedAtMs: task.startedAtMs, readingDone: false, resolved: null, invalid: false };
+      const sizer = new ChunkSizer(this.options.chunkRows, this.options.chunkBytes);
+      lane.cursor = { taskId: task.id, lastKey: task.lastKey, startedAtMs: task.startedAtMs, readingDone: false, resolved: null, invalid: false, sizer };
     }
     const cursor = lane.cursor;
     if (!cursor.readingDone && this.inFlight.length + this.reserved < Math.max(1, this.options.chunksInFlight)) {
@@ -386,6 +395,7 @@ export class MysqlIncrementalSnapshots implements BinlogInterleave {
       schema: toTableSchema(this.options.sourceName, definition),
       startedAtMs: cursor.startedAtMs,
       rowsEstimated: task.rowsEstimated ?? estimatedRows,
+      limit: cursor.sizer.next(),
       rows: null,
       lastKey: null,
       changed: new Set(),
@@ -395,7 +405,8 @@ export class MysqlIncrementalSnapshots implements BinlogInterleave {
     };
     this.inFlight.push(chunk);
     await this.options.watermarks.write(sqlOf(connection), `${this.runId}:${chunk.seq}:low`);
-    const raw = await this.select(connection, definition, task.where, cursor.lastKey);
+    const raw = await this.select(connection, definition, task.where, cursor.lastKey, chunk.limit);
+    cursor.sizer.observe(raw.length, raw.reduce((sum, row) => sum + rowBytes(row), 0));
     // The high watermark commits while the rows are decoded: the stream cannot hand it to
     // watermark() before this synchronous decoding ends (one thread), so the rows are in place first.
     const high = this.options.watermarks.write(sqlOf(connection), `${this.runId}:${chunk.seq}:high`);
@@ -410,18 +421,18 @@ export class MysqlIncrementalSnapshots implements BinlogInterleave {
       chunk.lastKey = keyIndexes(definition).map((i) => lastRow[i]?.toString("latin1") ?? null);
       cursor.lastKey = chunk.lastKey;
     }
-    if (raw.length < this.options.chunkRows) cursor.readingDone = true;
+    if (raw.length < chunk.limit) cursor.readingDone = true;
     await high;
   }
 
-  private async select(connection: Connection, definition: TableDefinition, where: string | null, lastKey: readonly (string | null)[] | null): Promise<RawRow[]> {
+  private async select(connection: Connection, definition: TableDefinition, where: string | null, lastKey: readonly (string | null)[] | null, limit: number): Promise<RawRow[]> {
     const keyColumns = keyIndexes(definition).map((i) => definition.columns[i]!);
     const conditions: string[] = [];
     if (where !== null) conditions.push(`(${where})`);
     if (lastKey !== null) conditions.push(`(${keysetAfter(keyColumns, lastKey.map((text) => Buffer.from(text ?? "", "latin1")))})`);
     const sql =
       `SELECT ${definition.columns.map(selectExpression).join(", ")} FROM ${quoteIdentifier(definition.database)}.${quoteIdentifier(definition.table)}` +
-      `${conditions.length > 0 ? ` WHERE ${conditions.join(" AND ")}` : ""} ORDER BY ${keyColumns.map((c) => quoteIdentifier(c.name)).join(", ")} LIMIT ${this.options.chunkRows}`;
+      `${conditions.length > 0 ? ` WHERE ${conditions.join(" AND ")}` : ""} ORDER BY ${keyColumns.map((c) => quoteIdentifier(c.name)).join(", ")} LIMIT ${limit}`;
     const [rows] = await connection.query({ sql, rowsAsArray: true, ...rawBytes });
     return rows as unknown as RawRow[];
   }

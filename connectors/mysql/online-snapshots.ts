@@ -8,6 +8,7 @@
  * (its rows predate its capture; its changes are captured from the resume point on).
  */
 import type { Logger } from "pino";
+import { onlineChunkBytes, STANDALONE_READ_AHEAD_BYTES } from "../../config/memory.ts";
 import type { MysqlSourceConfig } from "../../config/schema.ts";
 import type { Checkpoint, Position, TableSnapshotProgress } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
@@ -118,12 +119,14 @@ export class MysqlOnlineSnapshots {
   private session(watermarks: WatermarkTable, ledger: SnapshotLedger, finished: TableSnapshotProgress[]): OnlineSnapshotSession<MysqlIncrementalSnapshots> {
     const { config, logger, context } = this.host;
     const tracker = this.host.tracker();
+    const chunksInFlight = config.snapshot.chunks_in_flight ?? config.snapshot.parallelism + 2;
     const engine = new MysqlIncrementalSnapshots({
       connection: connectionOptions(config, "snapshot"),
       sourceName: config.name,
       chunkRows: config.snapshot.chunk_rows,
+      chunkBytes: onlineChunkBytes(config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES, chunksInFlight),
       parallelism: config.snapshot.parallelism,
-      chunksInFlight: config.snapshot.chunks_in_flight ?? config.snapshot.parallelism + 2,
+      chunksInFlight,
       ledger,
       watermarks,
       binding: this.host.binding(),

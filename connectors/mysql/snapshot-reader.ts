@@ -71,7 +71,7 @@ const RESET_BYTES = 64;
 const rawBytes = { typeCast: (field: { buffer(): Buffer | null }) => field.buffer() };
 
 /** Bytes a snapshot row counts against max_buffer_bytes: its values plus a per-column overhead. */
-function rowBytes(row: RawRow): number {
+export function rowBytes(row: RawRow): number {
   let bytes = 64;
   for (const value of row) bytes += 16 + (value === null ? 0 : value.length);
   return bytes;

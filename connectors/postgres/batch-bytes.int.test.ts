@@ -5,7 +5,7 @@
  */
 import { after, before, test } from "node:test";
 import type pg from "pg";
-import { assertHugeRowAlone, assertSnapshotWideRowsBounded, assertStreamedWideRowsBounded, HUGE_CHARS, MAX_BUFFER, ROW_CHARS, ROWS } from "../common/batch-bytes-test-support.ts";
+import { assertHugeRowAlone, assertOnlineSnapshotWideRowsBounded, assertSnapshotWideRowsBounded, assertStreamedWideRowsBounded, HUGE_CHARS, MAX_BUFFER, ROW_CHARS, ROWS, snapshotReset } from "../common/batch-bytes-test-support.ts";
 import { adminClient, cleanUp, newSource, randomName, readUntil, snapshotFinished, sourceConfig } from "./int-test-support.ts";
 
 const schema = randomName("batch_bytes");
@@ -69,6 +69,18 @@ test("snapshot batches of wide rows are bounded the same way", async () => {
   await source.connect(null, AbortSignal.timeout(30_000));
   try {
     await assertSnapshotWideRowsBounded(source, () => readUntil(source, snapshotFinished, { timeoutMs: 60_000 }));
+  } finally {
+    await source.close();
+  }
+});
+
+test("online snapshot chunks of wide rows are bounded the same way", async () => {
+  const source = tableSource("preloaded", "never");
+  await source.connect(null, AbortSignal.timeout(30_000));
+  try {
+    await readUntil(source, (c) => c.batches.length >= 1);
+    await source.snapshots.request(`${schema}.preloaded`, null, "test");
+    await assertOnlineSnapshotWideRowsBounded(() => readUntil(source, snapshotReset, { timeoutMs: 60_000 }));
   } finally {
     await source.close();
   }
