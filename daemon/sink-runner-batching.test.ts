@@ -1,0 +1,162 @@
+/**
+ * How the sink runtime cuts batches on a quiet pipeline: what arrived together is applied together.
+ * Kafka's consumer hands a fetch response over one partition at a time (kafkajs calls eachBatch per
+ * partition, in microtasks of one turn of the event loop), so a poll that was waiting wakes with
+ * the first partition alone; the rest of the same response must go into the same batch, not wait
+ * for the first one's write (a source transaction spans the partitions: its last change would be
+ * applied a whole batch later, and every extra batch costs the target's fixed per-batch work).
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { test } from "node:test";
+import type { ChangeEvent, Sink, SinkChange, SinkWriteResult, StoredRecord } from "../connectors/contracts.ts";
+import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
+import type { PollOptions, SeekTarget, TopicConsumer, TopicLog, TopicPartitionOffset } from "../connectors/topics/contract.ts";
+import { createLogger } from "../runtime/logger.ts";
+import { deserializeEvent, serializeEvent } from "./event-json.ts";
+import { SinkRunner } from "./sink-runner.ts";
+
+const silent = createLogger("silent", new Writable({ write: (_c, _e, cb) => cb() }) as never);
+
+function event(table: string, id: number, change: bigint): ChangeEvent {
+  return {
+    op: "c",
+    key: { id },
+    before: null,
+    after: { id, name: `row ${id}` },
+    schema: { source: "pg", database: "app", schema: "public", table, sourceKind: "postgres", columns: [], key: ["id"] },
+    source: { connector: "postgres", name: "pg", db: "app", schema: "public", table, position: { commit: change, change }, txId: null, commitTimeMs: 1_700_000_000_000 + Number(change), snapshot: false },
+  };
+}
+
+function encode(e: ChangeEvent) {
+  return { topic: `pg.public.${e.schema.table}`, key: Buffer.from(String(e.key["id"])), value: Buffer.from(serializeEvent(e)), timestamp: e.source.commitTimeMs };
+}
+
+/** Counts the batches it is given. */
+class CountingSink implements Sink {
+  readonly name = "mem";
+  readonly batches: number[] = [];
+  readonly rows = new Set<string>();
+  async open(): Promise<void> {}
+  async close(): Promise<void> {}
+  async write(changes: readonly SinkChange[]): Promise<SinkWriteResult> {
+    this.batches.push(changes.length);
+    for (const { event: e } of changes) this.rows.add(`${e.schema.table}/${String(e.key["id"])}`);
+    // A target's write takes I/O: the event loop turns meanwhile.
+    await new Promise((resolve) => setImmediate(resolve));
+    return { failures: [] };
+  }
+}
+
+/**
+ * A consumer that hands over what the log holds as kafkajs does: the records of one partition
+ * wake a waiting poll, the other partitions' follow a few microtasks later in the same turn.
+ */
+class PiecewiseConsumer implements TopicConsumer {
+  private readonly inner: TopicConsumer;
+  private readonly delivered: StoredRecord[] = [];
+  private readonly positions = new Map<string, bigint>();
+  private arriving = false;
+
+  constructor(inner: TopicConsumer) {
+    this.inner = inner;
+  }
+
+  async poll(options: PollOptions): Promise<StoredRecord[]> {
+    if (this.delivered.length === 0 && !this.arriving) {
+      const read = await this.inner.poll({ ...options, maxRecords: 10_000 });
+      const partitions = new Map<string, StoredRecord[]>();
+      for (const record of read) {
+        const key = `${record.topic}/${record.partition}`;
+        partitions.set(key, [...(partitions.get(key) ?? []), record]);
+      }
+      const [first, ...rest] = [...partitions.values()];
+      if (first) this.delivered.push(...first);
+      if (rest.length > 0) {
+        this.arriving = true;
+        void Promise.resolve()
+          .then(() => undefined)
+          .then(() => {
+            this.delivered.push(...rest.flat());
+            this.arriving = false;
+          });
+      }
+    }
+    const out = this.delivered.splice(0, options.maxRecords);
+    for (const record of out) this.positions.set(`${record.topic}/${record.partition}`, record.offset + 1n);
+    return out;
+  }
+
+  commit(offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    return this.inner.commit(offsets);
+  }
+
+  seek(topic: string, partition: number, target: SeekTarget): Promise<void> {
+    this.delivered.length = 0;
+    return this.inner.seek(topic, partition, target);
+  }
+
+  position(topic: string, partition: number): bigint | null {
+    return this.positions.get(`${topic}/${partition}`) ?? null;
+  }
+
+  assignment() {
+    return this.inner.assignment();
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+/** The embedded log, its consumers handing records over piecewise. */
+function piecewise(log: EmbeddedTopicLog): TopicLog {
+  return new Proxy(log as TopicLog, {
+    get(target, property) {
+      if (property === "consumer") return async (group: string, topics: readonly string[]) => new PiecewiseConsumer(await target.consumer(group, topics));
+      const value = Reflect.get(target, property, target) as unknown;
+      return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+test("records of several partitions that arrive together are applied in one batch, not one batch per partition", async () => {
+  const log = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-sink-batching-")), "log.db"), logger: silent });
+  const topics = ["pg.public.rows", "pg.public.markers"];
+  for (const name of topics) await log.createTopic({ name, partitions: 2, retentionMs: null, retentionBytes: null, compacted: false });
+  const sink = new CountingSink();
+  const runner = new SinkRunner({
+    sink,
+    log: piecewise(log),
+    group: "t.sink.batching",
+    topics: async () => topics,
+    decoder: { decode: async (r) => (r.value ? deserializeEvent(Buffer.from(r.value).toString()) : null) },
+    batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs: 50 },
+    onError: "halt",
+    deadLetterTopic: "t.dlq.mem",
+    retry: { initialMs: 1, maxMs: 5 },
+    logger: silent,
+    owner: "test",
+  });
+  const stop = new AbortController();
+  const running = runner.run(stop.signal);
+  try {
+    // One source transaction: rows in both partitions of one topic, its marker in another topic.
+    const transaction = [
+      ...Array.from({ length: 6 }, (_, i) => ({ ...encode(event("rows", i, BigInt(10 + i))), partition: i % 2 })),
+      { ...encode(event("markers", 1, 16n)), partition: 0 },
+    ];
+    await log.produce(transaction);
+    for (let i = 0; i < 2000 && sink.rows.size < transaction.length; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.equal(sink.rows.size, transaction.length, "every change applied");
+    assert.deepEqual(sink.batches, [transaction.length], "one batch for what arrived together");
+  } finally {
+    stop.abort(new Error("stop"));
+    await running;
+    await log.close();
+  }
+});
