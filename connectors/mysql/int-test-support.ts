@@ -2,27 +2,21 @@
  * Helpers for the integration tests against the real MariaDB of test/services/: a random database
  * per test, a source config, an admin connection, reading until a condition, and cleanup.
  */
-import { randomBytes, randomInt } from "node:crypto";
+import { randomInt } from "node:crypto";
 import mysql from "mysql2/promise";
 import type { Connection } from "mysql2/promise";
-import { pino } from "pino";
-import type { Logger } from "pino";
 import { mariadb } from "../../test/services/ports.ts";
 import type { MysqlSourceConfig } from "../../config/schema.ts";
 import type { ChangeEvent, ColumnValue, SourceBatch } from "../contracts.ts";
 import { MysqlSource } from "./source.ts";
 import type { MysqlSourceOptions } from "./source.ts";
+import { connectError as sourceConnectError, randomName, readUntil, testLogger } from "../common/source-test-support.ts";
+import type { Collected as SourceCollected } from "../common/source-test-support.ts";
 
 // Run in a zone far from UTC so time-zone mistakes show.
 process.env["TZ"] = "Pacific/Chatham";
 
-export function randomName(prefix: string): string {
-  return `${prefix}_${randomBytes(5).toString("hex")}`;
-}
-
-export function testLogger(): Logger {
-  return pino({ level: process.env["SLUICE_TEST_LOG"] ?? "silent" }, pino.destination(2));
-}
+export { randomName, readUntil, testLogger };
 
 export function sourceConfig(overrides: Partial<MysqlSourceConfig> & Pick<MysqlSourceConfig, "tables">): MysqlSourceConfig {
   return {
@@ -63,29 +57,12 @@ export function newSource(config: MysqlSourceConfig, options: Partial<MysqlSourc
   return new MysqlSource(config, { logger: testLogger(), ...options });
 }
 
-export interface Collected {
-  readonly events: ChangeEvent[];
-  readonly batches: SourceBatch[];
+/** The SluiceError a new source on `config` fails to connect with (the test fails when it connects). */
+export function connectError(config: MysqlSourceConfig) {
+  return sourceConnectError(newSource(config));
 }
 
-/** Reads (and acknowledges) batches until `done` holds for everything read so far. */
-export async function readUntil(source: MysqlSource, done: (collected: Collected) => boolean, options: { timeoutMs?: number; into?: Collected } = {}): Promise<Collected> {
-  const collected = options.into ?? { events: [], batches: [] };
-  const signal = AbortSignal.timeout(options.timeoutMs ?? 30_000);
-  while (!done(collected)) {
-    let batch: SourceBatch;
-    try {
-      batch = await source.read(signal);
-    } catch (error) {
-      if (signal.aborted) throw new Error(`timed out after ${collected.events.length} events in ${collected.batches.length} batches`, { cause: error });
-      throw error;
-    }
-    collected.batches.push(batch);
-    collected.events.push(...batch.events);
-    await batch.ack();
-  }
-  return collected;
-}
+export type Collected = SourceCollected<SourceBatch>;
 
 export const snapshotFinished = (c: Collected): boolean => c.batches.some((b) => !(b.checkpoint.position.resume ?? "").includes('"snapshot":"incomplete"'));
 

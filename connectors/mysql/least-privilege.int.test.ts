@@ -8,8 +8,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import type { Connection } from "mysql2/promise";
 import type { MysqlSourceConfig } from "../../config/schema.ts";
-import { SluiceError } from "../errors.ts";
-import { adminConnection, dropDatabase, newSource, randomName, readUntil, snapshotFinished, sourceConfig } from "./int-test-support.ts";
+import { adminConnection, connectError, dropDatabase, newSource, randomName, readUntil, snapshotFinished, sourceConfig } from "./int-test-support.ts";
 
 const database = randomName("lp");
 const user = randomName("capture");
@@ -37,19 +36,6 @@ after(async () => {
   await dropDatabase(admin, database);
   await admin.end();
 });
-
-async function connectError(config: MysqlSourceConfig): Promise<SluiceError> {
-  const source = newSource(config);
-  try {
-    await source.connect(null, AbortSignal.timeout(30_000));
-  } catch (error) {
-    assert.ok(error instanceof SluiceError, `a SluiceError, got ${String(error)}`);
-    return error;
-  } finally {
-    await source.close();
-  }
-  assert.fail("connect succeeded");
-}
 
 async function withRevoked(grant: string, on: string, body: () => Promise<void>): Promise<void> {
   await admin.query(`REVOKE ${grant} ON ${on} FROM '${user}'@'%'`);

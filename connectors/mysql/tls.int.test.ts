@@ -13,8 +13,7 @@ import type { Connection } from "mysql2/promise";
 import { makeCa, startTlsMariadb } from "../../test/services/tls.ts";
 import type { TestCa, TlsServer } from "../../test/services/tls.ts";
 import type { MysqlSourceConfig } from "../../config/schema.ts";
-import { SluiceError } from "../errors.ts";
-import { newSource, readUntil, snapshotFinished, sourceConfig } from "./int-test-support.ts";
+import { connectError, newSource, readUntil, snapshotFinished, sourceConfig } from "./int-test-support.ts";
 
 let server: TlsServer;
 let admin: Connection;
@@ -74,19 +73,6 @@ async function captureThrough(config: MysqlSourceConfig, id: number): Promise<vo
   } finally {
     await source.close();
   }
-}
-
-async function connectError(config: MysqlSourceConfig): Promise<SluiceError> {
-  const source = newSource(config);
-  try {
-    await source.connect(null, AbortSignal.timeout(30_000));
-  } catch (error) {
-    assert.ok(error instanceof SluiceError, `a SluiceError, got ${String(error)}`);
-    return error;
-  } finally {
-    await source.close();
-  }
-  assert.fail("connect succeeded");
 }
 
 test("captures (snapshot and binlog) through verify-full with a password from a server that refuses plain TCP", async () => {

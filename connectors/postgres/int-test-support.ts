@@ -2,26 +2,19 @@
  * Helpers for the integration tests against the real PostgreSQL of test/services/: random
  * names, a source config, an admin connection, reading until a condition, and cleanup.
  */
-import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { pino } from "pino";
-import type { Logger } from "pino";
 import { postgres } from "../../test/services/ports.ts";
 import type { PostgresSourceConfig } from "../../config/schema.ts";
 import type { ChangeEvent } from "../contracts.ts";
 import { PostgresSource } from "./source.ts";
 import type { PostgresSourceBatch, PostgresSourceOptions } from "./source.ts";
+import { connectError as sourceConnectError, randomName, readUntil, testLogger } from "../common/source-test-support.ts";
+import type { Collected as SourceCollected } from "../common/source-test-support.ts";
 
 // Run in a zone far from UTC so time-zone mistakes show.
 process.env["TZ"] = "Pacific/Chatham";
 
-export function randomName(prefix: string): string {
-  return `${prefix}_${randomBytes(5).toString("hex")}`;
-}
-
-export function testLogger(): Logger {
-  return pino({ level: process.env["SLUICE_TEST_LOG"] ?? "silent" }, pino.destination(2));
-}
+export { randomName, readUntil, testLogger };
 
 export function sourceConfig(overrides: Partial<PostgresSourceConfig> & Pick<PostgresSourceConfig, "tables">): PostgresSourceConfig {
   const name = overrides.name ?? randomName("src");
@@ -65,33 +58,12 @@ export function newSource(config: PostgresSourceConfig, options: Partial<Postgre
   return new PostgresSource(config, { logger: testLogger(), statusIntervalMs: 1000, ...options });
 }
 
-export interface Collected {
-  readonly events: ChangeEvent[];
-  readonly batches: PostgresSourceBatch[];
+/** The SluiceError a new source on `config` fails to connect with (the test fails when it connects). */
+export function connectError(config: PostgresSourceConfig) {
+  return sourceConnectError(newSource(config));
 }
 
-/** Reads (and acknowledges, unless told not to) batches until `done` holds for everything read so far. */
-export async function readUntil(
-  source: PostgresSource,
-  done: (collected: Collected) => boolean,
-  options: { timeoutMs?: number; ack?: boolean; into?: Collected } = {},
-): Promise<Collected> {
-  const collected = options.into ?? { events: [], batches: [] };
-  const signal = AbortSignal.timeout(options.timeoutMs ?? 30_000);
-  while (!done(collected)) {
-    let batch: PostgresSourceBatch;
-    try {
-      batch = await source.read(signal);
-    } catch (error) {
-      if (signal.aborted) throw new Error(`timed out after ${collected.events.length} events in ${collected.batches.length} batches`, { cause: error });
-      throw error;
-    }
-    collected.batches.push(batch);
-    collected.events.push(...batch.events);
-    if (options.ack !== false) await batch.ack();
-  }
-  return collected;
-}
+export type Collected = SourceCollected<PostgresSourceBatch>;
 
 export const snapshotFinished = (c: Collected): boolean => c.batches.some((b) => b.checkpoint.position.resume === undefined);
 

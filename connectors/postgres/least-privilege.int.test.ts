@@ -8,8 +8,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import type pg from "pg";
 import type { PostgresSourceConfig } from "../../config/schema.ts";
-import { SluiceError } from "../errors.ts";
-import { adminClient, byId, cleanUp, newSource, randomName, readUntil, snapshotFinished, sourceConfig } from "./int-test-support.ts";
+import { adminClient, byId, cleanUp, connectError, newSource, randomName, readUntil, snapshotFinished, sourceConfig } from "./int-test-support.ts";
 
 const schema = randomName("lp");
 const role = randomName("capture");
@@ -54,19 +53,6 @@ after(async () => {
   await admin.query(`DROP ROLE IF EXISTS "${role}"`);
   await admin.end();
 });
-
-async function connectError(config: PostgresSourceConfig): Promise<SluiceError> {
-  const source = newSource(config);
-  try {
-    await source.connect(null, AbortSignal.timeout(30_000));
-  } catch (error) {
-    assert.ok(error instanceof SluiceError, `a SluiceError, got ${String(error)}`);
-    return error;
-  } finally {
-    await source.close();
-  }
-  assert.fail("connect succeeded");
-}
 
 test("captures (snapshot, stream, heartbeat) with only REPLICATION, USAGE, SELECT and an administrator's publication", async () => {
   const config = roleConfig();

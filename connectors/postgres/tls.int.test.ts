@@ -18,7 +18,7 @@ import { SluiceError } from "../errors.ts";
 import { CapturePipeline } from "../../daemon/capture.ts";
 import type { ChangeEncoder } from "../../daemon/capture.ts";
 import { EmbeddedTopicLog } from "../embedded/embedded-log.ts";
-import { byId, newSource, readUntil, snapshotFinished, sourceConfig, testLogger } from "./int-test-support.ts";
+import { byId, connectError, newSource, readUntil, snapshotFinished, sourceConfig, testLogger } from "./int-test-support.ts";
 
 let server: TlsServer;
 let admin: pg.Client;
@@ -85,19 +85,6 @@ async function captureThrough(config: PostgresSourceConfig, id: number): Promise
     await source.close();
     await admin.query("SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active", [config.slot]).catch(() => undefined);
   }
-}
-
-async function connectError(config: PostgresSourceConfig): Promise<SluiceError> {
-  const source = newSource(config);
-  try {
-    await source.connect(null, AbortSignal.timeout(30_000));
-  } catch (error) {
-    assert.ok(error instanceof SluiceError, `a SluiceError, got ${String(error)}`);
-    return error;
-  } finally {
-    await source.close();
-  }
-  assert.fail("connect succeeded");
 }
 
 test("captures (snapshot and stream) through verify-full with a password: every connection is TLS", async () => {
