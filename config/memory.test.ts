@@ -219,6 +219,26 @@ describe("memory budget", () => {
     assert.ok(sink.reader!.readAheadBytes + 4 * sink.reader!.fetchBytes + 3 * 2 * MiB <= (sink.heap.oldMb - 36) * MiB);
   });
 
+  test("with Kafka topics the main thread's readers (instances, governance's topics) get the least reader's limits, counted in its least heap", () => {
+    const kafka = "topics: {kind: kafka, brokers: [\"127.0.0.1:9092\"]}";
+    const sinks = "  - {name: warehouse, kind: clickhouse, url: \"http://127.0.0.1:8123\", database: d}";
+    const embedded = config({ top: "memory: 512MiB", sinks });
+    assert.equal(planMemory(embedded, everything(embedded), 2).mainReader, null);
+    const c = config({ top: "memory: 512MiB", topics: kafka, sinks });
+    assert.deepEqual(planMemory(c, everything(c), 2).mainReader, { readAheadBytes: 2 * MiB, fetchBytes: MiB, partitionFetchBytes: MiB });
+    const least = (text: string) => {
+      try {
+        planMemory(config({ top: "memory: 64MiB", topics: text, sinks }), { sources: ["pg"], sinks: [] }, 2);
+      } catch (error) {
+        return error as MemoryBudgetError;
+      }
+      throw new Error("expected a MemoryBudgetError");
+    };
+    const withReaders = Number(/heaps of the main thread \(capture, with its Kafka readers' 6MiB\) (\d+)MiB/.exec(least(kafka).message)?.[1]);
+    const without = Number(/heaps of the main thread \(capture\) (\d+)MiB/.exec(least("").message)?.[1]);
+    assert.equal(withReaders - without, 6, "the readers' least is in the main heap's least");
+  });
+
   test("sizes are read like every other size; below 64MiB is refused by the schema", () => {
     assert.equal(config({ top: "memory: 300MB" }).memory, 300_000_000);
     assert.equal(config({ top: `memory: ${400 * MiB}` }).memory, 400 * MiB);

@@ -132,6 +132,11 @@ export interface MemoryPlan {
   /** Kept outside the V8 heaps (runtime, thread stacks and isolates, native buffers). */
   readonly reservedBytes: number;
   readonly main: HeapLimits;
+  /**
+   * Kafka topics: the limits of the main thread's readers (the instances topic, governance's key
+   * and erasure topics), fixed at the least a reader takes and counted in the main heap's least.
+   */
+  readonly mainReader: KafkaReaderMemory | null;
   readonly sources: Readonly<Record<string, { readonly readAheadBytes: number }>>;
   readonly sinks: Readonly<Record<string, SinkMemory>>;
   /** Embedded topic log: SQLite page cache per connection (the main thread and each sink thread hold one). */
@@ -189,11 +194,12 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
 
   const explicitReadAhead = sources.reduce((sum, s) => sum + (s.max_buffer_bytes ?? 0), 0);
   const derivedSources = sources.filter((s) => s.max_buffer_bytes === undefined).length;
-  const main: Part = sources.length > 0
-    ? { label: "the main thread (capture)", weight: WEIGHT_CAPTURE, minOld: MAIN_BASE_OLD + CAPTURE_OLD + explicitReadAhead + derivedSources * MIN_READ_AHEAD * 2 }
-    : { label: "the main thread", weight: WEIGHT_IDLE_MAIN, minOld: MAIN_BASE_OLD };
   // An Elasticsearch bulk request is built whole in the sink thread's heap, as text and as the bytes sent.
   const reader = config.topics.kind === "kafka" ? MIN_READER : 0;
+  const readers = reader > 0 ? `with its Kafka readers' ${show(reader)}` : "";
+  const main: Part = sources.length > 0
+    ? { label: `the main thread (capture${readers ? `, ${readers}` : ""})`, weight: WEIGHT_CAPTURE, minOld: MAIN_BASE_OLD + reader + CAPTURE_OLD + explicitReadAhead + derivedSources * MIN_READ_AHEAD * 2 }
+    : { label: `the main thread${readers ? ` (${readers})` : ""}`, weight: WEIGHT_IDLE_MAIN, minOld: MAIN_BASE_OLD + reader };
   const sinkParts = sinks.map((s): Part => ({
     label: reader > 0 ? `sink ${s.name} (with its Kafka reader's ${show(reader)})` : `sink ${s.name}`,
     weight: WEIGHT_SINK,
@@ -221,7 +227,7 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
   const heaps = heapParts.map((p) => heapLimits(p.minOld + MIN_YOUNG + (spare * p.weight) / weights, p.minOld));
 
   const mainHeap = heaps[0]!;
-  const readAheadPool = Math.max(0, (mainHeap.oldMb * MiB - MAIN_BASE_OLD - CAPTURE_OLD - explicitReadAhead) / 2);
+  const readAheadPool = Math.max(0, (mainHeap.oldMb * MiB - MAIN_BASE_OLD - reader - CAPTURE_OLD - explicitReadAhead) / 2);
   const sourcePlans = Object.fromEntries(
     sources.map((s) => [s.name, { readAheadBytes: s.max_buffer_bytes ?? clamp(Math.floor(readAheadPool / Math.max(1, derivedSources) / MiB) * MiB, MIN_READ_AHEAD, MAX_DERIVED_READ_AHEAD) }]),
   );
@@ -242,7 +248,8 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
       return [s.name, plan];
     }),
   );
-  return { budgetBytes: budget, budgetFrom, reservedBytes: reserved, main: mainHeap, sources: sourcePlans, sinks: sinkPlans, sqliteCacheBytes: embedded ? sqliteCache : null };
+  const mainReader = reader > 0 ? { readAheadBytes: MIN_READER_READ_AHEAD, fetchBytes: MIN_FETCH, partitionFetchBytes: MIN_FETCH } : null;
+  return { budgetBytes: budget, budgetFrom, reservedBytes: reserved, main: mainHeap, mainReader, sources: sourcePlans, sinks: sinkPlans, sqliteCacheBytes: embedded ? sqliteCache : null };
 }
 
 /**

@@ -222,7 +222,8 @@ export class Daemon {
     const capturing = this.selection.sources.length > 0;
     // Standby capture and sink-only processes register no transactional id until they write, so they never fence the leading capture.
     const writer = capturing ? captureWriter(this.config, this.selection) : `instance.${this.instanceId.replace(/[^A-Za-z0-9._-]/g, "_")}`;
-    this.log = await openTopicLog(this.config.topics, this.config.name, this.logger, this.captureStop.signal, writer, { lazyProducer: this.config.topics.kind === "kafka" });
+    const readerLimits = hardLimits(this.memory) ? this.memory.mainReader : null;
+    this.log = await openTopicLog(this.config.topics, this.config.name, this.logger, this.captureStop.signal, writer, { lazyProducer: this.config.topics.kind === "kafka", ...(readerLimits ? { readerLimits } : {}) });
     const { registry, local } = await openRegistry(this.config, this.log);
     await reportUncompactedTopics(this.log, this.config, registry, this.logger).catch((error: unknown) =>
       this.logger.warn({ err: error instanceof SluiceError ? error.toLog() : String(error) }, "could not check the data topics' cleanup policy; checking again at the next start"),

@@ -28,6 +28,7 @@ export function memorySummary(plan: MemoryPlan): Record<string, unknown> {
     budgetFrom: plan.budgetFrom,
     reservedMiB: mb(plan.reservedBytes),
     mainHeapMiB: { old: plan.main.oldMb, young: plan.main.youngMb },
+    ...(plan.mainReader ? { mainKafkaReaderMiB: { readAhead: mb(plan.mainReader.readAheadBytes), fetch: mb(plan.mainReader.fetchBytes), partitionFetch: mb(plan.mainReader.partitionFetchBytes) } } : {}),
     sources: Object.fromEntries(Object.entries(plan.sources).map(([name, s]) => [name, { readAheadMiB: mb(s.readAheadBytes) }])),
     sinks: Object.fromEntries(
       Object.entries(plan.sinks).map(([name, s]) => [
