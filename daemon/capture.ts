@@ -17,6 +17,8 @@ import type { CaptureReleaseReport, HaltAction } from "./halted.ts";
 /** Turns one change into the records that carry it (a delete also yields its tombstone). */
 export interface ChangeEncoder {
   encode(event: ChangeEvent): Promise<ProducedRecord[]>;
+  /** The same as `encode` without a promise where nothing needs waiting for; undefined, having done nothing, otherwise (then `encode`). */
+  encodeNow?(event: ChangeEvent): ProducedRecord[] | undefined;
   /** Called before the events of each source batch (data checks' unique_in_batch). */
   startBatch?(): void;
   /** Called with the events of each source batch before they are encoded (personal data: their subjects' keys are created in one write). */
@@ -265,7 +267,8 @@ export class CapturePipeline {
         continue;
       }
       try {
-        records.push(...(await this.encode(event)));
+        const now = this.options.encoder.encodeNow?.(event);
+        records.push(...(now !== undefined ? this.withinLimits(event, now) : await this.encode(event)));
       } catch (error) {
         if (!(error instanceof SluiceError) || !TABLE_HALTING_CODES.has(error.code)) throw error;
         this.halt(table, error);
@@ -453,7 +456,10 @@ export class CapturePipeline {
 
   /** The event's records; one over the size limit is refused with RECORD_TOO_LARGE (the caller halts its table). */
   private async encode(event: ChangeEvent): Promise<ProducedRecord[]> {
-    const records = await this.options.encoder.encode(event);
+    return this.withinLimits(event, await this.options.encoder.encode(event));
+  }
+
+  private withinLimits(event: ChangeEvent, records: ProducedRecord[]): ProducedRecord[] {
     for (const record of records) {
       const bytes = recordBytes(record);
       const configured = this.options.maxRecordBytes ?? Number.POSITIVE_INFINITY;

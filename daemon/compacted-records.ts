@@ -43,15 +43,7 @@ export class CompactedRecords {
   }
 
   async rewrite(event: ChangeEvent, records: ProducedRecord[]): Promise<ProducedRecord[]> {
-    if (event.op === "d") return withDeleteHeader(records);
-    if (event.op === "u" && event.after !== null) {
-      // Every update passes here: no list unless a column is missing.
-      const { after, before } = event;
-      let missing: string[] | undefined;
-      for (const c in after) if (after[c] === UNCHANGED && (before?.[c] === undefined || before[c] === UNCHANGED)) (missing ??= []).push(c);
-      if (missing) this.onPartialRow(event, missing);
-    }
-    if (event.op !== "t") return records;
+    if (event.op !== "t") return this.rewriteNow(event, records);
     const out: ProducedRecord[] = [];
     for (const record of records) {
       if (record.key !== null) {
@@ -62,6 +54,20 @@ export class CompactedRecords {
       out.push({ ...record, key });
     }
     return out;
+  }
+
+  /** `rewrite` of any change but a truncate (the one that may wait for a schema registration). */
+  rewriteNow(event: ChangeEvent, records: ProducedRecord[]): ProducedRecord[] {
+    if (event.op === "t") throw new Error("a truncate's records are rewritten by rewrite()");
+    if (event.op === "d") return withDeleteHeader(records);
+    if (event.op === "u" && event.after !== null) {
+      // Every update passes here: no list unless a column is missing.
+      const { after, before } = event;
+      let missing: string[] | undefined;
+      for (const c in after) if (after[c] === UNCHANGED && (before?.[c] === undefined || before[c] === UNCHANGED)) (missing ??= []).push(c);
+      if (missing) this.onPartialRow(event, missing);
+    }
+    return records;
   }
 
   private truncateKeySchemaId(): Promise<number> {

@@ -169,6 +169,16 @@ export function captureEncoder(
   };
   return {
     ...(personal ? { prepare: (events: readonly ChangeEvent[]) => personal.prepare(events.map(transform)) } : {}),
+    // What encode gives, with no promise per change, once nothing is left to wait for: the table's schemas registered and its topic created; not for personal data (sealed on workers) or truncates.
+    encodeNow(captured: ChangeEvent): ProducedRecord[] | undefined {
+      if (personal || captured.op === "t") return undefined;
+      const event = transforms.apply(captured);
+      const topic = avro.readyTopic(event.schema);
+      if (topic === undefined || !created.has(topic)) return undefined;
+      const records = avro.encodeNow(event);
+      if (records === undefined) return undefined;
+      return compactsDataTopic(config, event.schema.key.length > 0) ? compactedRecords.rewriteNow(event, records) : records;
+    },
     async encode(captured: ChangeEvent): Promise<ProducedRecord[]> {
       // Governance transforms first: the schema registered and every record carry only their result.
       const transformed = transform(captured);

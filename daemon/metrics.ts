@@ -10,8 +10,14 @@ import type { RebuildProgress } from "./rebuild-progress.ts";
 /** Changes per table and op, so a counter takes one labelled increment per pair: one per change is a measurable cost at tens of thousands a second. */
 export function countPerTableAndOp(events: Iterable<ChangeEvent>): { table: string; op: string; count: number }[] {
   const counts = new Map<string, { table: string; op: string; count: number }>();
+  // A batch's changes come in runs of one table (one schema object): its name is built once a run.
+  let schema: ChangeEvent["schema"] | undefined;
+  let table = "";
   for (const event of events) {
-    const table = tableName(event.schema);
+    if (event.schema !== schema) {
+      schema = event.schema;
+      table = tableName(schema);
+    }
     const key = `${table}\u0000${event.op}`;
     const entry = counts.get(key);
     if (entry) entry.count++;

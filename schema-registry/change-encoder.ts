@@ -61,7 +61,23 @@ export class AvroChangeEncoder {
   async encode(event: ChangeEvent): Promise<ProducedRecord[]> {
     if (this.skipped.has(event.op) && event.op !== "t") return [];
     // A registered table's encoder without awaiting its promise again (one change after another).
-    const encoder = this.ready.get(event.schema) ?? (await this.encoderFor(event.schema));
+    return this.encodeWith(this.ready.get(event.schema) ?? (await this.encoderFor(event.schema)), event);
+  }
+
+  /** The topic of a table whose schemas are registered (encodeNow takes its changes), or undefined. */
+  readyTopic(table: TableSchema): string | undefined {
+    return this.ready.get(table)?.topic;
+  }
+
+  /** What `encode` gives, without a promise, for a table whose schemas are registered; undefined (nothing done) otherwise. */
+  encodeNow(event: ChangeEvent): ProducedRecord[] | undefined {
+    const encoder = this.ready.get(event.schema);
+    if (encoder === undefined) return undefined;
+    if (this.skipped.has(event.op) && event.op !== "t") return [];
+    return this.encodeWith(encoder, event);
+  }
+
+  private encodeWith(encoder: ChangeEventEncoder, event: ChangeEvent): ProducedRecord[] {
     const { key, value, headers } = encoder.encode(event, this.extrasOf(event));
     const timestamp = event.source.commitTimeMs;
     const record: ProducedRecord = hasAny(headers) ? { topic: encoder.topic, key, value, headers, timestamp } : { topic: encoder.topic, key, value, timestamp };

@@ -112,6 +112,8 @@ test("the edge cases: empty partitions, a timestamp-less record among timestampe
       { acks: -1, timeout: 1, transactionalId: "x", producerId: "9223372036854775807", producerEpoch: 32_767, topicData: [{ topic: "t", partitions: [{ partition: 3, firstSequence: 2 ** 31 - 1, messages: [{ key, value: null, timestamp: String(NOW) }, { key, value: key }, { key: null, value: key, timestamp: String(NOW - 5_000_000) }] }] }] },
       // As strings, "999" sorts after "1000": kafkajs's first timestamp is then the later one, and so is this encoder's.
       { acks: -1, timeout: 1, topicData: [{ topic: "t", partitions: [{ partition: 0, messages: [{ key, value: key, timestamp: "1000" }, { key, value: key, timestamp: "999" }] }] }] },
+      // Equal as text, different as values: which one is first and which max decides how int64 and deltas are written.
+      { acks: -1, timeout: 1, topicData: [{ topic: "t", partitions: [{ partition: 0, messages: [{ key, value: key, timestamp: 1000 }, { key, value: key, timestamp: "1000" }, { key, value: key, timestamp: "999" }, { key, value: key, timestamp: 999 }, { key, value: key }] }] }] },
       { acks: -1, timeout: 1, topicData: [{ topic: "t", partitions: [{ partition: 0, messages: [{ key, value: Buffer.alloc(3_000_000, 7), headers: { a: Buffer.alloc(0) } }] }] }] },
     ];
     for (const [i, args] of cases.entries()) {

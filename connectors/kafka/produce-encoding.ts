@@ -117,10 +117,25 @@ interface PlannedBatch {
 /** Measures a partition's records the way kafkajs encodes them, or returns undefined for a request this encoder leaves to kafkajs. */
 function planBatch(partition: PartitionData, now: number): PlannedBatch | undefined {
   const { messages } = partition;
-  // kafkajs's choice of the batch's first and max timestamps (default sort: as strings), kept as is.
-  const timestamps = messages.map((m) => m.timestamp).filter((t) => t != null).sort();
-  const firstTimestamp: unknown = timestamps.length === 0 ? now : timestamps[0];
-  const maxTimestamp: unknown = timestamps.length === 0 ? now : timestamps[timestamps.length - 1];
+  // kafkajs's first and max timestamps: the first and last of the set ones after a default (stable, as strings) sort.
+  let firstTimestamp: unknown = now;
+  let maxTimestamp: unknown = now;
+  let firstText: string | undefined;
+  let maxText: string | undefined;
+  for (const message of messages) {
+    const timestamp = message.timestamp;
+    if (timestamp == null) continue;
+    const text = String(timestamp);
+    // Among equal texts the sort keeps the input order: the first is the earliest of them, the max the last.
+    if (firstText === undefined || text < firstText) {
+      firstText = text;
+      firstTimestamp = timestamp;
+    }
+    if (maxText === undefined || text >= maxText) {
+      maxText = text;
+      maxTimestamp = timestamp;
+    }
+  }
   const deltas: number[] = [];
   const bodySizes: number[] = [];
   let size = BATCH_HEADER_BYTES + BATCH_BODY_HEADER_BYTES;
