@@ -55,16 +55,20 @@ function predicate(check: DataCheck): Predicate {
     {
       // The bounds in the column's unit, worked out once per table schema (not per row).
       const bounds = new WeakMap<TableSchema, { min: number | undefined; max: number | undefined }>();
+      let lastSchema: TableSchema | null = null;
+      let last: { min: number | undefined; max: number | undefined } | undefined;
       return (value, schema) => {
         if (value === null) return null;
         const n = numeric(value);
         if (n === null) return "is not a number";
-        let known = bounds.get(schema);
+        let known = schema === lastSchema ? last : bounds.get(schema);
         if (!known) {
           const dbType = schema.columns.find((c) => c.name === check.column)?.dbType ?? "";
           known = { min: check.min === undefined ? undefined : boundOf(check.min, dbType), max: check.max === undefined ? undefined : boundOf(check.max, dbType) };
           bounds.set(schema, known);
         }
+        lastSchema = schema;
+        last = known;
         const { min, max } = known;
         if (min !== undefined && n < min) return `is below the range's min ${String(check.min)}`;
         if (max !== undefined && n > max) return `is above the range's max ${String(check.max)}`;
@@ -93,7 +97,10 @@ function predicate(check: DataCheck): Predicate {
 function numeric(value: Exclude<ColumnValue, null | typeof UNCHANGED>): number | null {
   if (typeof value === "number") return value;
   if (typeof value === "bigint") return Number(value);
-  if (typeof value === "string" && value.trim() !== "" && !Number.isNaN(Number(value))) return Number(value);
+  if (typeof value === "string") {
+    const n = Number(value);
+    return Number.isNaN(n) || value.trim() === "" ? null : n;
+  }
   return null;
 }
 
@@ -120,6 +127,10 @@ export class DataChecks {
   private readonly seen = new Map<string, Set<string>>();
   private readonly failed = new Map<string, { table: string; check: string; column: string | null; action: string; failures: number; lastKey: string | null; lastAt: string }>();
   private lastChangeMs = Date.now();
+  /** The table name and checks of the last table schema met: a batch's events mostly share one. */
+  private lastSchema: TableSchema | null = null;
+  private lastTable = "";
+  private lastChecks: readonly { check: DataCheck; test: Predicate }[] | undefined;
   private quietReported = false;
   private timer: NodeJS.Timeout | null = null;
 
@@ -158,8 +169,13 @@ export class DataChecks {
   inspect(event: ChangeEvent): Failure | null {
     this.lastChangeMs = Date.now();
     this.quietReported = false;
-    const table = tableName(event.schema);
-    const checks = this.rules.get(table);
+    if (event.schema !== this.lastSchema) {
+      this.lastSchema = event.schema;
+      this.lastTable = tableName(event.schema);
+      this.lastChecks = this.rules.get(this.lastTable);
+    }
+    const table = this.lastTable;
+    const checks = this.lastChecks;
     const row = event.after;
     if (!checks || checks.length === 0 || row === null) return null;
     this.stats.onRowsChecked?.(table, 1);

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createDecipheriv } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -251,6 +252,40 @@ test("a batch's row images sealed on the seal workers are the same format: one s
     assert.deepEqual(published[200]!.after, { id: 500, customer_id: null, email: null, phone: null, city: null }, "no subject: no personal value");
     for (const [i, e] of published.slice(0, 200).entries()) {
       assert.deepEqual((await sink.apply(e)).after, { id: i, customer_id: BigInt(i % 7), email: `u${i}@example.com`, phone: i % 3 === 0 ? null : String(i), city: "Lyon" });
+    }
+  } finally {
+    await log.close();
+  }
+});
+
+test("the sealed plaintext is exactly JSON.stringify of the row image's values by column, on the main thread and on the seal workers (quotes, non-ASCII, a column named like an array index)", async () => {
+  const log = await EmbeddedTopicLog.open({ path: join(dir, "plaintext.db"), logger, maintenanceIntervalMs: 0 });
+  const indexed: TableSchema = { ...schema, table: "odd", columns: [...schema.columns, { name: "7", dbType: "text", nullable: true }] };
+  const oddGovernance = { tables: { ...governance.tables, "app.odd": { checks: [], transforms: {}, personal: { subject: "customer_id", columns: ["email", "7"] } } } };
+  try {
+    const keys = lazyKeyStore(config, log, { create: true });
+    const onMain = new PersonalDataEncryptor({ name: "pg", governance: oddGovernance } as never, keys);
+    const onWorkers = new PersonalDataEncryptor({ name: "pg", governance: oddGovernance } as never, keys, new SealWorkers(1));
+    const rows = Array.from({ length: 80 }, (_, i) => ({ id: i, customer_id: 42n, email: `"é${i}"\\\n😀@example.com`, phone: i % 2 === 0 ? null : BigInt(i), city: "Lyon" }));
+    const events = [...rows.map((row) => event(row)), event({ ...rows[1]!, 7: "seven" }, null, indexed)];
+    const open = (text: unknown, table: string) => {
+      const key = (keys as () => Promise<SubjectKeyStore>)().then((store) => store.keyIfKnown("pg", "42"));
+      return key.then((dataKey) => {
+        const payload = Buffer.from(String(text).split(".")[1]!, "base64");
+        const decipher = createDecipheriv("aes-256-gcm", dataKey!, payload.subarray(4, 16));
+        decipher.setAAD(Buffer.from(`${table}\u000042`));
+        decipher.setAuthTag(payload.subarray(16, 32));
+        return Buffer.concat([decipher.update(payload.subarray(32)), decipher.final()]).toString("utf8");
+      });
+    };
+    for (const capture of [onMain, onWorkers]) {
+      await capture.prepare(events);
+      const published = await Promise.all(events.map((e) => capture.apply(e)));
+      for (const [i, row] of rows.entries()) {
+        const values = row.phone === null ? { email: row.email } : { email: row.email, phone: String(row.phone) };
+        assert.equal(await open(published[i]!.after!["email"], "app.customers"), JSON.stringify(values));
+      }
+      assert.equal(await open(published[80]!.after!["email"], "app.odd"), JSON.stringify({ email: rows[1]!.email, 7: "seven" }), "an array-index name first, as JSON.stringify writes it");
     }
   } finally {
     await log.close();

@@ -12,7 +12,7 @@ import type { TopicLog } from "../../connectors/contracts.ts";
 import type { SluiceConfig, SourceConfig } from "../../config/schema.ts";
 import { valueText } from "./transforms.ts";
 import type { SealJob, SealWorkers } from "./seal-workers.ts";
-import { dataKeyId, decryptValue, encryptedBy, isEncrypted, isSealed, MasterKey, openValues, referenceTo, sealValues, SubjectKeyStore, subjectKeyTopic } from "./subject-keys.ts";
+import { dataKeyId, decryptValue, encryptedBy, isEncrypted, isSealed, MasterKey, openValues, referenceTo, sealJson, SubjectKeyStore, subjectKeyTopic } from "./subject-keys.ts";
 
 export interface PersonalTable {
   /** The column naming the data subject. */
@@ -85,6 +85,11 @@ interface Shape {
   readonly personal: PersonalTable;
   /** "schema.table": the authenticated context of the row's sealed values. */
   readonly table: string;
+  /**
+   * Each personal column's name as JSON text followed by ":", the sealed values' JSON being written
+   * from them; null when a column's name is an array index ("0", "12"), which JSON.stringify puts first.
+   */
+  readonly jsonNames: readonly string[] | null;
 }
 
 /**
@@ -101,17 +106,26 @@ const SEAL_IN_WORKERS = 64;
 interface PlannedImage {
   /** The row as published but for the sealed values (the row itself when it has no personal value). */
   readonly out: Record<string, ColumnValue>;
-  /** The values to seal together, the subject whose key seals them, and the column that holds them. */
-  readonly sealing: { readonly column: string; readonly values: Record<string, string>; readonly subject: string } | null;
+  /** The values to seal together (as sealValues writes them: JSON of {column: value text}), the subject whose key seals them, and the column that holds them. */
+  readonly sealing: { readonly column: string; readonly json: string; readonly subject: string } | null;
+}
+
+/** Whether JSON.stringify writes a property of this name before the others (an array index). */
+function isArrayIndex(name: string): boolean {
+  return /^(0|[1-9]\d*)$/.test(name) && Number(name) < 2 ** 32 - 1;
 }
 
 /** A row image's personal values: sealed together in its first personal column present, the others refer to it. */
-function planImage(row: Row, personal: PersonalTable, fallback: string | null): PlannedImage {
+function planImage(row: Row, shape: Shape, fallback: string | null): PlannedImage {
+  const personal = shape.personal;
   const subject = subjectOf(row, personal.subject) ?? fallback;
   let out: Record<string, ColumnValue> | null = null;
-  let values: Record<string, string> | null = null;
+  // The JSON text JSON.stringify gives the values object (the columns in their order), written directly: no object per row image.
+  let json = "";
+  const values: Record<string, string> | null = shape.jsonNames === null ? {} : null;
   let sealedIn: string | null = null;
-  for (const column of personal.columns) {
+  for (let i = 0; i < personal.columns.length; i++) {
+    const column = personal.columns[i]!;
     const value = row[column];
     if (value === undefined || value === null || value === UNCHANGED) continue;
     out ??= { ...row };
@@ -120,12 +134,13 @@ function planImage(row: Row, personal: PersonalTable, fallback: string | null): 
       out[column] = null;
       continue;
     }
-    (values ??= Object.create(null) as Record<string, string>)[column] = valueText(value);
+    if (values !== null) values[column] = valueText(value);
+    else json += `${sealedIn === null ? "{" : ","}${shape.jsonNames![i]!}${JSON.stringify(valueText(value))}`;
     if (sealedIn === null) sealedIn = column;
     else out[column] = referenceTo(sealedIn);
   }
   if (out === null) return { out: row as Record<string, ColumnValue>, sealing: null };
-  return { out, sealing: values !== null && sealedIn !== null && subject !== null ? { column: sealedIn, values, subject } : null };
+  return { out, sealing: sealedIn !== null && subject !== null ? { column: sealedIn, json: values !== null ? JSON.stringify(values) : `${json}}`, subject } : null };
 }
 
 /** Capture's side: encrypts the personal columns of one source's events. */
@@ -135,8 +150,15 @@ export class PersonalDataEncryptor {
   private readonly keys: () => Promise<SubjectKeyStore>;
   private readonly shapes = new WeakMap<TableSchema, Shape | null>();
   private readonly workers: SealWorkers | null;
-  /** Row images sealed by the workers for `apply`, by the row they replace. */
-  private readonly sealed = new WeakMap<Row, Row>();
+  /**
+   * Row images of the batch being encoded sealed by the workers for `apply`, by the row they
+   * replace; emptied by the next batch's `prepare` (a Map: WeakMap entries cost the garbage
+   * collector more, and capture encodes a batch before it prepares the next).
+   */
+  private readonly sealed = new Map<Row, Row>();
+  /** The shape of the last table schema met: a batch's events mostly share one. */
+  private lastSchema: TableSchema | null = null;
+  private lastShape: Shape | null = null;
   private store: SubjectKeyStore | null = null;
   private caughtUpAt = Date.now();
 
@@ -161,6 +183,7 @@ export class PersonalDataEncryptor {
    */
   async prepare(events: readonly ChangeEvent[]): Promise<void> {
     if (!this.active) return;
+    this.sealed.clear();
     const store = await this.keys();
     this.store = store;
     if (Date.now() - this.caughtUpAt >= KEY_CATCH_UP_MS) {
@@ -169,8 +192,13 @@ export class PersonalDataEncryptor {
     }
     const subjects = new Set<string>();
     let images = 0;
+    let lastSchema: TableSchema | null = null;
+    let personal: PersonalTable | undefined;
     for (const event of events) {
-      const personal = this.tables.get(tableName(event.schema));
+      if (event.schema !== lastSchema) {
+        lastSchema = event.schema;
+        personal = this.tables.get(tableName(event.schema));
+      }
       if (!personal) continue;
       for (const row of [event.before, event.after]) {
         const subject = subjectOf(row, personal.subject);
@@ -202,19 +230,19 @@ export class PersonalDataEncryptor {
       this.sealed.delete(row);
       return sealed;
     }
-    const image = planImage(row, shape.personal, fallback);
+    const image = planImage(row, shape, fallback);
     if (image.sealing === null) return image.out;
-    const { column, values, subject } = image.sealing;
+    const { column, json, subject } = image.sealing;
     const out = image.out;
     const key = this.cachedKey(subject);
     if (key !== undefined) {
-      out[column] = sealValues(values, key, shape.table, subject);
+      out[column] = sealJson(json, key, shape.table, subject);
       return out;
     }
     return this.keys()
       .then((store) => store.keyFor(this.source, subject))
       .then((dataKey) => {
-        out[column] = sealValues(values, dataKey, shape.table, subject);
+        out[column] = sealJson(json, dataKey, shape.table, subject);
         return out;
       });
   }
@@ -234,14 +262,14 @@ export class PersonalDataEncryptor {
         const fallback = subjectOf(event.after, shape.personal.subject) ?? subjectOf(event.before, shape.personal.subject);
         for (const row of [event.before, event.after]) {
           if (row === null) continue;
-          const image = planImage(row, shape.personal, fallback);
+          const image = planImage(row, shape, fallback);
           if (image.sealing === null) {
             if (image.out !== row) this.sealed.set(row, image.out);
             continue;
           }
-          const { column, values, subject } = image.sealing;
+          const { column, json, subject } = image.sealing;
           const key = this.cachedKey(subject) ?? (await store.keyFor(this.source, subject));
-          jobs.push({ key, json: JSON.stringify(values), table: shape.table, subject });
+          jobs.push({ key, json, table: shape.table, subject });
           planned.push({ row, out: image.out, column });
         }
       }
@@ -263,8 +291,13 @@ export class PersonalDataEncryptor {
   }
 
   private shapeOf(schema: TableSchema): Shape | null {
+    if (schema === this.lastSchema) return this.lastShape;
     const known = this.shapes.get(schema);
-    if (known !== undefined) return known;
+    if (known !== undefined) {
+      this.lastSchema = schema;
+      this.lastShape = known;
+      return known;
+    }
     const table = tableName(schema);
     const personal = this.tables.get(table);
     let shape: Shape | null = null;
@@ -280,9 +313,11 @@ export class PersonalDataEncryptor {
         // Ciphertext is text; a value whose key is destroyed reads as null.
         return { ...rest, dbType: "text", nullable: true };
       });
-      shape = { schema: { ...schema, columns }, personal, table };
+      shape = { schema: { ...schema, columns }, personal, table, jsonNames: personal.columns.some(isArrayIndex) ? null : personal.columns.map((column) => `${JSON.stringify(column)}:`) };
     }
     this.shapes.set(schema, shape);
+    this.lastSchema = schema;
+    this.lastShape = shape;
     return shape;
   }
 }

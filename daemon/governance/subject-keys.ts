@@ -109,33 +109,71 @@ const SEALED_PREFIX = "sluice-enc:v2:";
 /** A personal column whose value is inside the sealed values of another column of the same row image. */
 const REFERENCE_PREFIX = "sluice-enc:ref:";
 
-/** base64url of recent subjects (a subject's rows come together: a snapshot, a transaction). */
-const subjectTexts = new Map<string, string>();
-function subjectText(subject: string): string {
-  let text = subjectTexts.get(subject);
-  if (text === undefined) {
-    text = Buffer.from(subject).toString("base64url");
-    if (subjectTexts.size >= 4_096) subjectTexts.clear();
-    subjectTexts.set(subject, text);
+/** What every seal of one prefix, context and subject shares: the text before the payload and the AAD. */
+interface SealHead {
+  readonly text: string;
+  readonly aad: Buffer;
+}
+
+/**
+ * Heads of recent (prefix, context, subject)s: a subject's rows come together (a snapshot, a
+ * transaction), and building them cost more than the AES-GCM operation's own setup. Bounded.
+ */
+const sealHeads = new Map<string, Map<string, Map<string, SealHead>>>();
+let sealHeadCount = 0;
+function sealHead(prefix: string, context: string, subject: string): SealHead {
+  // Keyed level by level: no string is built to look a head up.
+  let byContext = sealHeads.get(prefix);
+  if (byContext === undefined) sealHeads.set(prefix, (byContext = new Map()));
+  let bySubject = byContext.get(context);
+  if (bySubject === undefined) byContext.set(context, (bySubject = new Map()));
+  let head = bySubject.get(subject);
+  if (head === undefined) {
+    if (sealHeadCount >= 4_096) {
+      sealHeads.clear();
+      sealHeads.set(prefix, (byContext = new Map([[context, (bySubject = new Map())]])));
+      sealHeadCount = 0;
+    }
+    head = { text: `${prefix}${Buffer.from(subject).toString("base64url")}.`, aad: Buffer.from(`${context}\u0000${subject}`) };
+    bySubject.set(subject, head);
+    sealHeadCount += 1;
   }
-  return text;
+  return head;
+}
+
+/**
+ * Writes key id (4) | IV (12) | GCM tag (16) | AES-256-GCM(plain) with `aad` into `into` at `at`
+ * (32 + plain's bytes: GCM's output is as long as its input, final adds nothing).
+ */
+export function sealInto(plain: Uint8Array | string, dataKey: Buffer, aad: Uint8Array, into: Buffer, at: number): void {
+  const { key, id } = preparedKey(dataKey);
+  const iv = freshIv();
+  const cipher = createCipheriv("aes-256-gcm", key, iv);
+  cipher.setAAD(aad);
+  const sealed = typeof plain === "string" ? cipher.update(plain, "utf8") : cipher.update(plain);
+  cipher.final();
+  id.copy(into, at);
+  iv.copy(into, at + 4);
+  cipher.getAuthTag().copy(into, at + 16);
+  sealed.copy(into, at + 32);
 }
 
 /** key id (4) | IV (12) | GCM tag (16) | AES-256-GCM(plain), with AAD `${context}\0${subject}`, as text after `prefix`. */
 function seal(prefix: string, plain: Buffer | string, dataKey: Buffer, context: string, subject: string): string {
-  const { key, id } = preparedKey(dataKey);
-  const iv = freshIv();
-  const cipher = createCipheriv("aes-256-gcm", key, iv);
-  cipher.setAAD(Buffer.from(`${context}\u0000${subject}`));
-  const sealed = typeof plain === "string" ? cipher.update(plain, "utf8") : cipher.update(plain);
-  cipher.final();
-  // One buffer for the whole payload (GCM's output is as long as its input; final adds nothing).
-  const out = Buffer.allocUnsafe(32 + sealed.length);
-  id.copy(out, 0);
-  iv.copy(out, 4);
-  cipher.getAuthTag().copy(out, 16);
-  sealed.copy(out, 32);
-  return `${prefix}${subjectText(subject)}.${out.toString("base64")}`;
+  const head = sealHead(prefix, context, subject);
+  const out = Buffer.allocUnsafe(32 + (typeof plain === "string" ? Buffer.byteLength(plain, "utf8") : plain.length));
+  sealInto(plain, dataKey, head.aad, out, 0);
+  return head.text + out.toString("base64");
+}
+
+/** The AAD of sealed values of `context` (the table) and `subject`: what a seal worker gets in place of them. */
+export function sealedAad(context: string, subject: string): Buffer {
+  return sealHead(SEALED_PREFIX, context, subject).aad;
+}
+
+/** The text of sealed values from their payload (bytes `start` to `end` of `payloads`, written by sealInto with sealedAad). */
+export function sealedText(payloads: Buffer, start: number, end: number, context: string, subject: string): string {
+  return sealHead(SEALED_PREFIX, context, subject).text + payloads.toString("base64", start, end);
 }
 
 function unseal(text: string, dataKey: Buffer, context: string): Buffer {

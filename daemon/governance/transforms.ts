@@ -62,19 +62,18 @@ export class ColumnTransforms {
   private readonly rules: ReadonlyMap<string, Readonly<Record<string, ColumnTransform>>>;
   private readonly hashKey: string | undefined;
   private readonly shaped = new WeakMap<TableSchema, ShapedTable | null>();
+  /** Whether any table has a transform. */
+  readonly active: boolean;
 
   constructor(config: GovernanceConfig) {
     this.hashKey = config?.hash_key;
     this.rules = new Map(Object.entries(config?.tables ?? {}).map(([table, rules]) => [table, rules.transforms]));
-  }
-
-  /** Whether any table has a transform. */
-  get active(): boolean {
-    return [...this.rules.values()].some((columns) => Object.keys(columns).length > 0);
+    this.active = [...this.rules.values()].some((columns) => Object.keys(columns).length > 0);
   }
 
   /** The event as published: transformed columns rewritten (dropped ones absent), in the row images and the schema. */
   apply(event: ChangeEvent): ChangeEvent {
+    if (!this.active) return event;
     const shape = this.shapeOf(event.schema);
     if (shape === null) return event;
     const rewrite = (row: Row | null): Row | null => {
