@@ -225,7 +225,7 @@ describe("memory budget", () => {
     const embedded = config({ top: "memory: 512MiB", sinks });
     assert.equal(planMemory(embedded, everything(embedded), 2).mainReader, null);
     const c = config({ top: "memory: 512MiB", topics: kafka, sinks });
-    assert.deepEqual(planMemory(c, everything(c), 2).mainReader, { readAheadBytes: 2 * MiB, fetchBytes: MiB, partitionFetchBytes: MiB });
+    assert.deepEqual(planMemory(c, everything(c), 2).mainReader, { readAheadBytes: MiB, fetchBytes: MiB, partitionFetchBytes: MiB });
     const least = (text: string) => {
       try {
         planMemory(config({ top: "memory: 64MiB", topics: text, sinks }), { sources: ["pg"], sinks: [] }, 2);
@@ -234,9 +234,9 @@ describe("memory budget", () => {
       }
       throw new Error("expected a MemoryBudgetError");
     };
-    const withReaders = Number(/heaps of the main thread \(capture, with its Kafka readers' 6MiB\) (\d+)MiB/.exec(least(kafka).message)?.[1]);
+    const withReaders = Number(/heaps of the main thread \(capture, with its Kafka readers' 5MiB\) (\d+)MiB/.exec(least(kafka).message)?.[1]);
     const without = Number(/heaps of the main thread \(capture\) (\d+)MiB/.exec(least("").message)?.[1]);
-    assert.equal(withReaders - without, 6, "the readers' least is in the main heap's least");
+    assert.equal(withReaders - without, 5, "the readers' least is in the main heap's least");
   });
 
   test("sizes are read like every other size; below 64MiB is refused by the schema", () => {

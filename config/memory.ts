@@ -88,6 +88,12 @@ const MIN_FETCH = 1 * MiB;
 const MAX_FETCH = 8 * MiB;
 const MAX_PARTITION_FETCH = 4 * MiB;
 const MIN_READER = MIN_READER_READ_AHEAD + FETCH_HEAP_FACTOR * MIN_FETCH;
+/**
+ * The main thread's Kafka readers (the instances topic, governance's key and erasure topics): few,
+ * small records, so the least fetches and a 1 MiB read-ahead; counted once in the main heap's least.
+ */
+const MAIN_READER: KafkaReaderMemory = { readAheadBytes: 1 * MiB, fetchBytes: MIN_FETCH, partitionFetchBytes: MIN_FETCH };
+const MAIN_READERS = MAIN_READER.readAheadBytes + FETCH_HEAP_FACTOR * MAIN_READER.fetchBytes;
 const MIN_YOUNG = 6 * MiB;
 const MAX_YOUNG = 48 * MiB;
 /** DuckDB holds a batch's staging table and the primary-key indexes it checks against in its memory_limit; below this a batch of wide rows fails. */
@@ -194,12 +200,13 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
 
   const explicitReadAhead = sources.reduce((sum, s) => sum + (s.max_buffer_bytes ?? 0), 0);
   const derivedSources = sources.filter((s) => s.max_buffer_bytes === undefined).length;
-  // An Elasticsearch bulk request is built whole in the sink thread's heap, as text and as the bytes sent.
   const reader = config.topics.kind === "kafka" ? MIN_READER : 0;
-  const readers = reader > 0 ? `with its Kafka readers' ${show(reader)}` : "";
+  const mainReaders = config.topics.kind === "kafka" ? MAIN_READERS : 0;
+  const readers = mainReaders > 0 ? `with its Kafka readers' ${show(mainReaders)}` : "";
   const main: Part = sources.length > 0
-    ? { label: `the main thread (capture${readers ? `, ${readers}` : ""})`, weight: WEIGHT_CAPTURE, minOld: MAIN_BASE_OLD + reader + CAPTURE_OLD + explicitReadAhead + derivedSources * MIN_READ_AHEAD * 2 }
-    : { label: `the main thread${readers ? ` (${readers})` : ""}`, weight: WEIGHT_IDLE_MAIN, minOld: MAIN_BASE_OLD + reader };
+    ? { label: `the main thread (capture${readers ? `, ${readers}` : ""})`, weight: WEIGHT_CAPTURE, minOld: MAIN_BASE_OLD + mainReaders + CAPTURE_OLD + explicitReadAhead + derivedSources * MIN_READ_AHEAD * 2 }
+    : { label: `the main thread${readers ? ` (${readers})` : ""}`, weight: WEIGHT_IDLE_MAIN, minOld: MAIN_BASE_OLD + mainReaders };
+  // An Elasticsearch bulk request is built whole in the sink thread's heap, as text and as the bytes sent.
   const sinkParts = sinks.map((s): Part => ({
     label: reader > 0 ? `sink ${s.name} (with its Kafka reader's ${show(reader)})` : `sink ${s.name}`,
     weight: WEIGHT_SINK,
@@ -227,7 +234,7 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
   const heaps = heapParts.map((p) => heapLimits(p.minOld + MIN_YOUNG + (spare * p.weight) / weights, p.minOld));
 
   const mainHeap = heaps[0]!;
-  const readAheadPool = Math.max(0, (mainHeap.oldMb * MiB - MAIN_BASE_OLD - reader - CAPTURE_OLD - explicitReadAhead) / 2);
+  const readAheadPool = Math.max(0, (mainHeap.oldMb * MiB - MAIN_BASE_OLD - mainReaders - CAPTURE_OLD - explicitReadAhead) / 2);
   const sourcePlans = Object.fromEntries(
     sources.map((s) => [s.name, { readAheadBytes: s.max_buffer_bytes ?? clamp(Math.floor(readAheadPool / Math.max(1, derivedSources) / MiB) * MiB, MIN_READ_AHEAD, MAX_DERIVED_READ_AHEAD) }]),
   );
@@ -248,7 +255,7 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
       return [s.name, plan];
     }),
   );
-  const mainReader = reader > 0 ? { readAheadBytes: MIN_READER_READ_AHEAD, fetchBytes: MIN_FETCH, partitionFetchBytes: MIN_FETCH } : null;
+  const mainReader = mainReaders > 0 ? MAIN_READER : null;
   return { budgetBytes: budget, budgetFrom, reservedBytes: reserved, main: mainHeap, mainReader, sources: sourcePlans, sinks: sinkPlans, sqliteCacheBytes: embedded ? sqliteCache : null };
 }
 
