@@ -66,7 +66,7 @@ test("governance: personal columns name a subject column, need personal_data.mas
           personal: { subject: customer_id, columns: [email, phone] }`;
   const config = loadConfigText("c.yaml", `${source(personal)}personal_data:\n  master_key_file: /run/secrets/master\n`, { env: {} });
   assert.deepEqual(config.sources[0]!.governance!.tables["public.customers"]!.personal, { subject: "customer_id", columns: ["email", "phone"] });
-  assert.deepEqual(config.personal_data, { master_key_file: "/run/secrets/master", previous_master_key_files: [], key_cache_size: 10_000 });
+  assert.deepEqual(config.personal_data, { master_key_file: "/run/secrets/master", previous_master_key_files: [] });
   assert.throws(() => loadConfigText("c.yaml", source(personal), { env: {} }), /personal columns \(public\.customers\) need personal_data\.master_key_file/);
   const both = `      hash_key: "0123456789abcdef0123"
       tables:

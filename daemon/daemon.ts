@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { hostname } from "node:os";
 import { getHeapStatistics } from "node:v8";
 import { AggregatorRegistry } from "prom-client";
+import { applyKeyCacheSize, plannedKeyCacheSize } from "../config/key-cache.ts";
 import { applyMemoryPlan, hardLimits, planMemory } from "../config/memory.ts";
 import type { MemoryPlan } from "../config/memory.ts";
 import type { SluiceConfig } from "../config/schema.ts";
@@ -131,6 +132,8 @@ export class Daemon {
   private readonly access: AccessPolicy;
   readonly metrics = new SluiceMetrics();
   private readonly config: SluiceConfig;
+  /** personal_data.key_cache_size as the memory budget sized it, null when it did not (config/key-cache.ts). */
+  private readonly plannedKeyCache: number | null;
   /** How this process splits its memory budget between its threads and components. */
   readonly memory: MemoryPlan;
   private readonly logger: Logger;
@@ -171,7 +174,8 @@ export class Daemon {
     this.selection = options.selection ?? everything(config);
     // Every component below reads its share of the memory budget from the config (config/memory.ts).
     this.memory = planMemory(config, this.selection);
-    this.config = applyMemoryPlan(config, this.memory);
+    this.plannedKeyCache = plannedKeyCacheSize(config, this.memory, this.selection);
+    this.config = applyKeyCacheSize(applyMemoryPlan(config, this.memory), this.memory, this.selection);
     this.logger = logger;
     this.writeLogLine = options.writeLogLine ?? ((line) => process.stdout.write(line));
     this.failed = new Promise<never>((_resolve, reject) => (this.fatal = reject));
@@ -207,6 +211,8 @@ export class Daemon {
   /** Starts every stage; resolves with the HTTP address once the daemon is serving. */
   async start(): Promise<{ host: string; port: number }> {
     reportMemoryPlan(this.memory, this.logger.child({ component: "memory" }));
+    const keyCacheSize = this.plannedKeyCache;
+    if (keyCacheSize !== null) this.logger.child({ component: "memory" }).info({ keyCacheSize }, `subject key cache: ${keyCacheSize} keys per key store, from the memory budget (personal_data.key_cache_size sets it)`);
     releaseHeapFlags();
     this.metrics.memoryBudget.set(this.memory.budgetBytes);
     const { host, port } = splitHostPort(this.config.http.listen);
