@@ -6,7 +6,6 @@
 import { readFile } from "node:fs/promises";
 import type { SluiceConfig } from "../config/schema.ts";
 import { tableMatcher } from "../connectors/common/table-patterns.ts";
-import { checkMigration } from "../schema-registry/migration/check-migration.ts";
 import type { MigrationFile, MigrationReport } from "../schema-registry/migration/check-migration.ts";
 import type { SchemaRegistry } from "../schema-registry/registry.ts";
 import { dataTopicPrefix } from "./components.ts";
@@ -57,6 +56,8 @@ export async function runCheckMigration(config: SluiceConfig, registry: SchemaRe
       return 2;
     }
   }
+  // Loaded here, not with the command line: the SQL parsers (libpg-query's WebAssembly) cost every other command ~0.1 CPU-second.
+  const { checkMigration } = await import("../schema-registry/migration/check-migration.ts");
   let report: MigrationReport;
   try {
     report = await checkMigration(files, {

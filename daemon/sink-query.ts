@@ -3,9 +3,8 @@
  * lets no other process open it meanwhile), or straight from the file when no daemon runs. Both
  * go through connectors/duckdb/read-query.ts: one SELECT, no file access, bounded answers.
  */
-import { DuckDBInstance } from "@duckdb/node-api";
+import type { DuckDBInstance } from "@duckdb/node-api";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { LOCKED_DOWN_OPTIONS, runReadQuery } from "../connectors/duckdb/read-query.ts";
 import type { ReadQueryLimits, ReadQueryResult } from "../connectors/duckdb/read-query.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { readBody, sendJson } from "./http-server.ts";
@@ -44,6 +43,8 @@ export function queryHandler(sinks: ReadonlyMap<string, QueryableSink>, maxBodyB
 /** Opens the DuckDB file read-only (no daemon holds it), locked down like the daemon's, and runs one SELECT. */
 export async function queryDuckDbFile(path: string, sql: string, limits: ReadQueryLimits): Promise<ReadQueryResult> {
   const context = { component: "query", path };
+  // Loaded here: DuckDB's native library costs a daemon that has no DuckDB sink ~0.1 CPU-second at start.
+  const [{ DuckDBInstance }, { LOCKED_DOWN_OPTIONS, runReadQuery }] = await Promise.all([import("@duckdb/node-api"), import("../connectors/duckdb/read-query.ts")]);
   let instance: DuckDBInstance;
   try {
     instance = await DuckDBInstance.create(path, { access_mode: "READ_ONLY", ...LOCKED_DOWN_OPTIONS });

@@ -1,0 +1,47 @@
+/**
+ * What `sluice` loads at start (issue 16: launch → first record): the command line loads no
+ * connector or sink library before a command needs it, and Node's compile cache is on.
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+
+const cli = new URL("./cli.ts", import.meta.url).href;
+const sluice = new URL("./sluice.js", import.meta.url).pathname;
+
+/** Libraries only some configs or commands use: DuckDB's native library, the SQL parsers' WebAssembly, the Kafka, MySQL, Elasticsearch and ClickHouse clients. */
+const ON_DEMAND = /\/node_modules\/(@duckdb|libpg-query|kafkajs|mysql2|@elastic|@clickhouse|lz4-napi|pg-logical-replication)\//;
+
+test("importing the command line loads no connector or sink library (each loads when a config or command uses it)", () => {
+  const script = `
+    import { registerHooks } from "node:module";
+    const loaded = [];
+    registerHooks({ load(url, context, next) { loaded.push(url); return next(url, context); } });
+    await import(${JSON.stringify(cli)});
+    process.stdout.write(JSON.stringify(loaded));
+  `;
+  const result = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
+  assert.equal(result.status, 0, result.stderr);
+  const loaded = JSON.parse(result.stdout) as string[];
+  assert.ok(loaded.some((url) => url.endsWith("/daemon/daemon.ts")), "the hook saw the daemon's modules load");
+  assert.deepEqual(loaded.filter((url) => ON_DEMAND.test(url)), []);
+});
+
+test("sluice turns on Node's module compile cache (in the temporary directory unless NODE_COMPILE_CACHE says where)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-compile-cache-"));
+  try {
+    const env: Record<string, string | undefined> = { ...process.env, TMPDIR: dir, SLUICE_CONFIG: "" };
+    delete env["NODE_COMPILE_CACHE"];
+    delete env["NODE_DISABLE_COMPILE_CACHE"];
+    const result = spawnSync(process.execPath, [sluice, "version"], { encoding: "utf8", env });
+    assert.equal(result.status, 0, result.stderr);
+    const cache = join(dir, "node-compile-cache");
+    const entries = readdirSync(cache, { recursive: true });
+    assert.ok(entries.length > 10, `compiled modules cached in ${cache}: ${entries.length} entries`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
