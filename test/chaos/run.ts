@@ -45,6 +45,12 @@ import { ChaosWorkload } from "./workload.ts";
 export const CONFIGURATIONS = ["embedded-duckdb", "kafka-clickhouse-es"] as const;
 export type Configuration = (typeof CONFIGURATIONS)[number];
 
+/**
+ * A killed daemon's sink consumers stay in their Kafka groups for their session: the broker's least
+ * (6 s) rather than the default 30 s, so the restarted sinks get their partitions between kills.
+ */
+const DAEMON_ENV = { SLUICE_KAFKA_SESSION_MS: "6000" };
+
 /** A server taken away while the daemon runs (outage.ts makes these for private instances). */
 export interface OutageStep {
   readonly service: string;
@@ -261,7 +267,7 @@ export async function runKills(options: KillOptions): Promise<KillFigures> {
     };
 
     workload.start();
-    daemon = await SluiceDaemon.start(dir, config, "run0");
+    daemon = await SluiceDaemon.start(dir, config, "run0", { env: DAEMON_ENV });
     for (const outage of options.outages ?? []) {
       const running: SluiceDaemon = daemon;
       await sleep(15_000);
@@ -321,7 +327,7 @@ export async function runKills(options: KillOptions): Promise<KillFigures> {
       log(`${label}: killed at position ${status?.sources[0]?.position?.commit ?? "-"} (${sinks ?? "no status"}), ${workload.counts.transactions} transactions so far`);
       if (configuration === "embedded-duckdb") await sampleDuck(`after ${label} at ${new Date().toISOString().slice(11, 23)}`);
       await sleep(kill.restartDelayMs);
-      daemon = await SluiceDaemon.start(dir, config, `run${i + 1}`);
+      daemon = await SluiceDaemon.start(dir, config, `run${i + 1}`, { env: DAEMON_ENV });
     }
 
     await workload.stop();
