@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { test } from "node:test";
 import type { ChangeEvent, Sink, SinkChange, SinkWriteResult, StoredRecord } from "../connectors/contracts.ts";
+import type { OffsetWriteResult, StoredSinkOffset, TransactionalSink } from "../connectors/sinks/contract.ts";
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import type { PollOptions, SeekTarget, TopicConsumer, TopicLog, TopicPartitionOffset } from "../connectors/topics/contract.ts";
 import { createLogger } from "../runtime/logger.ts";
@@ -49,6 +50,65 @@ class CountingSink implements Sink {
     // A target's write takes I/O: the event loop turns meanwhile.
     await new Promise((resolve) => setImmediate(resolve));
     return { failures: [] };
+  }
+}
+
+/** Keeps its offsets with the data, as the DuckDB, ClickHouse and Elasticsearch sinks do. */
+class OffsetKeepingSink extends CountingSink implements TransactionalSink {
+  readonly offsetsAtomic = true;
+  stored: TopicPartitionOffset[] = [];
+  override async write(changes: readonly SinkChange[], _signal?: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult> {
+    await super.write(changes);
+    if (offsets) this.stored = [...offsets];
+    return { failures: [], offsetsStored: offsets !== undefined };
+  }
+  async storeOffsets(offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    this.stored = [...offsets];
+  }
+  useTopicIds(): void {}
+  async committedOffsets(): Promise<StoredSinkOffset[]> {
+    return this.stored.map((o) => ({ ...o, topicId: null }));
+  }
+}
+
+/** The group's commits wait until `open()`: a slow round trip to the topic log, made visible. */
+class GatedConsumer implements TopicConsumer {
+  private readonly inner: TopicConsumer;
+  private readonly gate: Promise<void>;
+  readonly open: () => void;
+  commits = 0;
+
+  constructor(inner: TopicConsumer) {
+    this.inner = inner;
+    let open!: () => void;
+    this.gate = new Promise((resolve) => (open = resolve));
+    this.open = open;
+  }
+
+  poll(options: PollOptions): Promise<StoredRecord[]> {
+    return this.inner.poll(options);
+  }
+
+  async commit(offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    this.commits++;
+    await this.gate;
+    return this.inner.commit(offsets);
+  }
+
+  seek(topic: string, partition: number, target: SeekTarget): Promise<void> {
+    return this.inner.seek(topic, partition, target);
+  }
+
+  position(topic: string, partition: number): bigint | null {
+    return this.inner.position(topic, partition);
+  }
+
+  assignment() {
+    return this.inner.assignment();
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
   }
 }
 
@@ -113,11 +173,11 @@ class PiecewiseConsumer implements TopicConsumer {
   }
 }
 
-/** The embedded log, its consumers handing records over piecewise. */
-function piecewise(log: EmbeddedTopicLog): TopicLog {
+/** The embedded log, its consumers wrapped. */
+function wrapped(log: EmbeddedTopicLog, wrap: (consumer: TopicConsumer) => TopicConsumer): TopicLog {
   return new Proxy(log as TopicLog, {
     get(target, property) {
-      if (property === "consumer") return async (group: string, topics: readonly string[]) => new PiecewiseConsumer(await target.consumer(group, topics));
+      if (property === "consumer") return async (group: string, topics: readonly string[]) => wrap(await target.consumer(group, topics));
       const value = Reflect.get(target, property, target) as unknown;
       return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(target) : value;
     },
@@ -131,7 +191,7 @@ test("records of several partitions that arrive together are applied in one batc
   const sink = new CountingSink();
   const runner = new SinkRunner({
     sink,
-    log: piecewise(log),
+    log: wrapped(log, (consumer) => new PiecewiseConsumer(consumer)),
     group: "t.sink.batching",
     topics: async () => topics,
     decoder: { decode: async (r) => (r.value ? deserializeEvent(Buffer.from(r.value).toString()) : null) },
@@ -154,6 +214,108 @@ test("records of several partitions that arrive together are applied in one batc
     for (let i = 0; i < 2000 && sink.rows.size < transaction.length; i++) await new Promise((resolve) => setTimeout(resolve, 5));
     assert.equal(sink.rows.size, transaction.length, "every change applied");
     assert.deepEqual(sink.batches, [transaction.length], "one batch for what arrived together");
+  } finally {
+    stop.abort(new Error("stop"));
+    await running;
+    await log.close();
+  }
+});
+
+test("a sink whose target keeps its offsets applies the next batch while the group's commit of the last one is under way; the group's offsets end in order", async () => {
+  const log = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-sink-batching-")), "log.db"), logger: silent });
+  const topic = "pg.public.rows";
+  await log.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  const sink = new OffsetKeepingSink();
+  let consumer: GatedConsumer | undefined;
+  const group = "t.sink.commits";
+  const runner = new SinkRunner({
+    sink,
+    log: wrapped(log, (inner) => (consumer = new GatedConsumer(inner))),
+    group,
+    topics: async () => [topic],
+    decoder: { decode: async (r) => (r.value ? deserializeEvent(Buffer.from(r.value).toString()) : null) },
+    batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs: 50 },
+    onError: "halt",
+    deadLetterTopic: "t.dlq.mem",
+    retry: { initialMs: 1, maxMs: 5 },
+    logger: silent,
+    owner: "test",
+  });
+  const stop = new AbortController();
+  const running = runner.run(stop.signal);
+  const waitFor = async (done: () => boolean) => {
+    for (let i = 0; i < 2000 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+  };
+  try {
+    await log.produce([encode(event("rows", 1, 10n))]);
+    await waitFor(() => (consumer?.commits ?? 0) >= 1);
+    assert.equal(consumer?.commits, 1, "the first batch's offsets go to the group");
+    // Its commit hangs: the next changes are applied all the same.
+    await log.produce([encode(event("rows", 2, 11n))]);
+    await waitFor(() => sink.batches.length >= 2);
+    await log.produce([encode(event("rows", 3, 12n))]);
+    await waitFor(() => sink.batches.length >= 3);
+    assert.deepEqual(sink.batches, [1, 1, 1], "the later batches were applied while the first commit was under way");
+    assert.deepEqual(
+      sink.stored.map((o) => o.offset),
+      [3n],
+      "the target holds the offsets of all three",
+    );
+    consumer!.open();
+    let groupOffset: bigint | undefined;
+    for (let i = 0; i < 2000 && groupOffset !== 3n; i++) {
+      groupOffset = (await log.committedOffsets(group))[0]?.offset;
+      if (groupOffset !== 3n) await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    assert.equal(groupOffset, 3n, "the group's offset reaches the last batch's");
+    assert.equal(consumer!.commits, 2, "the offsets stored while a commit was under way go to the group in one commit, not one per batch");
+  } finally {
+    consumer?.open();
+    stop.abort(new Error("stop"));
+    await running;
+  }
+  assert.deepEqual(
+    (await log.committedOffsets(group)).map((o) => o.offset),
+    [3n],
+    "the group's offset is the last batch's, once its commits are done",
+  );
+  await log.close();
+});
+
+test("a big batch is decoded in slices: the sink's thread answers other work (a query, /metrics) before the whole batch is decoded", async () => {
+  const log = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-sink-batching-")), "log.db"), logger: silent });
+  const topic = "pg.public.rows";
+  await log.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  const sink = new CountingSink();
+  const total = 1_000;
+  let decodes = 0;
+  /** How many records were decoded when a task queued at the first decode ran. */
+  let decodedWhenAnswered: number | undefined;
+  const runner = new SinkRunner({
+    sink,
+    log,
+    group: "t.sink.slices",
+    topics: async () => [topic],
+    decoder: {
+      decode: async (r) => {
+        if (decodes++ === 0) setImmediate(() => (decodedWhenAnswered = decodes));
+        return r.value ? deserializeEvent(Buffer.from(r.value).toString()) : null;
+      },
+    },
+    batch: { maxRows: total, maxBytes: 16 << 20, maxWaitMs: 50 },
+    onError: "halt",
+    deadLetterTopic: "t.dlq.mem",
+    retry: { initialMs: 1, maxMs: 5 },
+    logger: silent,
+    owner: "test",
+  });
+  await log.produce(Array.from({ length: total }, (_, i) => encode(event("rows", i, BigInt(10 + i)))));
+  const stop = new AbortController();
+  const running = runner.run(stop.signal);
+  try {
+    for (let i = 0; i < 2000 && sink.rows.size < total; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.deepEqual(sink.batches, [total], "one batch");
+    assert.ok(decodedWhenAnswered !== undefined && decodedWhenAnswered < total, `the task queued at the first decode ran after ${decodedWhenAnswered} of ${total} records were decoded`);
   } finally {
     stop.abort(new Error("stop"));
     await running;

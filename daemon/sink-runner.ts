@@ -77,6 +77,12 @@ interface Poison {
 }
 
 const LEASE_TTL_MS = 15_000;
+/**
+ * Records decoded in one turn of the event loop. Decoding a batch takes no I/O, so without a break
+ * the sink's thread would answer nothing else (a DuckDB query, /metrics, a schema) until the whole
+ * batch is decoded: seconds for a full batch on a loaded machine.
+ */
+const DECODE_SLICE = 256;
 /** How often a sink refused for offsets from another log checks again (a rebuild may have re-bound them). */
 const REFUSAL_RECHECK_MS = 5_000;
 
@@ -101,6 +107,9 @@ export class SinkRunner {
   /** Topics released since the consumer was opened: skipped, like halted ones, until it is reopened at the stored offsets. */
   private readonly releasing = new Set<string>();
   private reopen = false;
+  /** A topic was created in this process since the sink last listed them (the topic log's notice). */
+  private topicCreated = false;
+  private topicWake: (() => void) | null = null;
   /** Partitions already reported as read from after records retention removed. */
   private readonly reportedGaps = new Set<string>();
   private activeConsumer: TopicConsumer | null = null;
@@ -121,6 +130,14 @@ export class SinkRunner {
   private readonly resets: SnapshotResetGate;
   /** The topics the consumer reads now: control records of other tables are not this sink's. */
   private readTopics: ReadonlySet<string> = new Set();
+  /**
+   * Targets that keep their own offsets: the group's commits run beside the batches, one at a time
+   * (`groupCommit`); offsets stored meanwhile wait in `groupOffsets`, later ones replacing earlier
+   * ones of the same partition, so one commit carries all of them.
+   */
+  private groupCommit: Promise<void> | null = null;
+  private readonly groupOffsets = new Map<string, TopicPartitionOffset>();
+  private groupCommitFailure: unknown = null;
 
   constructor(options: SinkRunnerOptions) {
     this.options = options;
@@ -186,7 +203,11 @@ export class SinkRunner {
         const after = [{ topic: record.topic, partition: record.partition, offset: record.offset + 1n }];
         const { sink: target, log, group } = this.options;
         if (isTransactional(target)) await target.storeOffsets(after, new AbortController().signal);
-        if (this.activeConsumer) await this.activeConsumer.commit(after);
+        if (this.activeConsumer) {
+          // After the group's commits under way, which could otherwise move it back.
+          await this.groupCommit;
+          await this.activeConsumer.commit(after);
+        }
         else await log.setCommittedOffsets(group, after);
         this.unhalt(state);
         this.logger.warn({ table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset, deadLetterTopic: dlq }, `sink ${sink}: table ${view.table} released by an operator: record ${where} dead-lettered, reading on after it`);
@@ -269,6 +290,11 @@ export class SinkRunner {
         (error: unknown) => this.logger.warn({ group, err: errorText(error) }, "renewing the sink lease failed; retrying at the next renewal"),
       );
     }, LEASE_TTL_MS / 3);
+    // Capture in this process creating a table's topic wakes the sink at once, instead of at its next look at the topic list.
+    const unwatch = log.onTopicCreated?.(() => {
+      this.topicCreated = true;
+      this.topicWake?.();
+    });
     try {
       await retry(() => this.options.sink.open(stop), { ...this.options.retry, signal: stop, onRetry: (err) => this.logger.warn({ err }, "sink open failed; retrying") });
       await this.consumeUntilStopped(stop);
@@ -276,6 +302,7 @@ export class SinkRunner {
       if (!stop.aborted) throw error;
     } finally {
       clearInterval(renew);
+      unwatch?.();
       this.running = false;
       await this.options.sink.close().catch(() => undefined);
       await log.releaseLease(group, owner).catch(() => undefined);
@@ -315,11 +342,12 @@ export class SinkRunner {
 
   /** Reads the current topic set until it changes or `stop` aborts. */
   private async consume(stop: AbortSignal): Promise<void> {
+    this.topicCreated = false;
     const topics = await this.options.topics();
     if (topics.length === 0) {
       // Nothing to read yet (no table has a topic): waiting for the first one is this sink's steady state, so it is ready.
       this.running = true;
-      await sleep(this.options.topicRefreshMs ?? 2_000, stop).catch(() => undefined);
+      await this.untilTopicCreated(this.options.topicRefreshMs ?? 2_000, stop);
       return;
     }
     // Released tables are read again from their stored offsets by the consumer opened now.
@@ -338,20 +366,39 @@ export class SinkRunner {
       this.running = true;
       const refreshAt = Date.now() + (this.options.topicRefreshMs ?? 5_000);
       while (!stop.aborted && !this.reopen) {
+        if (this.groupCommitFailure !== null) await this.settleGroupCommits();
         const records = await this.takeArrived(consumer, await consumer.poll({ ...this.pollLimits(), signal: stop }), stop);
         this.polled = true;
         this.consumeProblem = null;
         if (records.length > 0) await this.exclusive(() => this.applyBatch(consumer, records, stop));
         else if (this.resets.size > 0) await this.exclusive(() => this.applyDueResets(consumer, stop));
-        if (Date.now() >= refreshAt) {
+        if (this.topicCreated || Date.now() >= refreshAt) {
+          this.topicCreated = false;
           const now = await this.options.topics();
           if (now.some((t) => !topics.includes(t))) return;
         }
       }
     } finally {
+      await this.settleGroupCommits().catch(() => undefined);
       this.activeConsumer = null;
       await consumer.close().catch(() => undefined);
     }
+  }
+
+  /** Resolves after `ms`, when a topic is created in this process, or when `stop` aborts. */
+  private untilTopicCreated(ms: number, stop: AbortSignal): Promise<void> {
+    if (this.topicCreated || stop.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        stop.removeEventListener("abort", done);
+        this.topicWake = null;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      stop.addEventListener("abort", done, { once: true });
+      this.topicWake = done;
+    });
   }
 
   /** Warns, once per partition, when the sink reads from before a partition's first kept record (topic-policy.ts). */
@@ -461,8 +508,10 @@ export class SinkRunner {
     const undecodable = new Set<string>();
     /** The topics this sink reads by now, asked for when a control record names a topic the consumer does not read. */
     let topicsNow: string[] | undefined;
+    let decoded = 0;
     for (const record of records) {
       if (this.blocked(record.topic)) continue;
+      if (++decoded % DECODE_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
       // The consumer's position, not offset + 1: with Kafka transactions it steps past commit markers.
       const position = consumer.position(record.topic, record.partition);
       const next = position !== null && position > record.offset ? position : record.offset + 1n;
@@ -771,10 +820,41 @@ export class SinkRunner {
   private async storeOffsets(consumer: TopicConsumer, offsets: TopicPartitionOffset[], storedInTarget: boolean, stop: AbortSignal): Promise<void> {
     if (offsets.length === 0) return;
     const { sink } = this.options;
-    if (isTransactional(sink) && !storedInTarget) await retry(() => sink.storeOffsets(offsets, stop), { ...this.options.retry, signal: stop });
     // The group's offsets in the topic log serve lag reporting and replay planning.
     // A consumer that keeps failing (crashed, lost its group) is replaced by the loop in consumeUntilStopped.
-    await retry(() => consumer.commit(offsets), { ...this.options.retry, signal: stop, maxAttempts: 3 });
+    if (!isTransactional(sink)) {
+      await retry(() => consumer.commit(offsets), { ...this.options.retry, signal: stop, maxAttempts: 3 });
+      return;
+    }
+    if (!storedInTarget) await retry(() => sink.storeOffsets(offsets, stop), { ...this.options.retry, signal: stop });
+    // The target holds the offsets a restart resumes from: the group's follow while the next batch is
+    // read (a round trip to the topic log off the path of every batch), in order.
+    for (const offset of offsets) this.groupOffsets.set(partitionKey(offset.topic, offset.partition), offset);
+    if (this.groupCommit === null && this.groupCommitFailure === null) this.groupCommit = this.commitGroupOffsets(consumer, stop);
+  }
+
+  /** Commits the waiting group offsets until none are left; a failure is kept for the consume loop. */
+  private async commitGroupOffsets(consumer: TopicConsumer, stop: AbortSignal): Promise<void> {
+    try {
+      while (this.groupOffsets.size > 0 && this.groupCommitFailure === null) {
+        const offsets = [...this.groupOffsets.values()];
+        this.groupOffsets.clear();
+        await retry(() => consumer.commit(offsets), { ...this.options.retry, signal: stop, maxAttempts: 3 });
+      }
+    } catch (error) {
+      this.groupCommitFailure = error;
+    } finally {
+      this.groupCommit = null;
+    }
+  }
+
+  /** Waits for the group's commits under way; one that failed is thrown here (the consumer is replaced). */
+  private async settleGroupCommits(): Promise<void> {
+    await this.groupCommit;
+    this.groupOffsets.clear();
+    const failure = this.groupCommitFailure;
+    this.groupCommitFailure = null;
+    if (failure !== null) throw failure;
   }
 
   /** `stages`: wall-clock ms when the batch was polled and applied, for the commit → stage latencies. */
