@@ -17,7 +17,10 @@ import type { CaptureReleaseReport, HaltAction } from "./halted.ts";
 /** Turns one change into the records that carry it (a delete also yields its tombstone). */
 export interface ChangeEncoder {
   encode(event: ChangeEvent): Promise<ProducedRecord[]>;
-  /** The same as `encode` without a promise where nothing needs waiting for; undefined, having done nothing, otherwise (then `encode`). */
+  /**
+   * The same as `encode` without a promise where nothing needs waiting for; undefined otherwise,
+   * and then `encode` of the same event follows (what it did is not repeated: data checks run once).
+   */
   encodeNow?(event: ChangeEvent): ProducedRecord[] | undefined;
   /** Called before the events of each source batch (data checks' unique_in_batch). */
   startBatch?(): void;

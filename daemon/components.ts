@@ -169,10 +169,12 @@ export function captureEncoder(
   };
   return {
     ...(personal ? { prepare: (events: readonly ChangeEvent[]) => personal.prepare(events.map(transform)) } : {}),
-    // What encode gives, with no promise per change, once nothing is left to wait for: the table's schemas registered and its topic created; not for personal data (sealed on workers) or truncates.
+    // What encode gives, with no promise per change, once nothing is left to wait for: the table's schemas registered and its topic created, personal values sealed (by prepare's seal workers) or their keys in memory; not for truncates.
     encodeNow(captured: ChangeEvent): ProducedRecord[] | undefined {
-      if (personal || captured.op === "t") return undefined;
-      const event = transforms.apply(captured);
+      if (captured.op === "t") return undefined;
+      const transformed = transform(captured);
+      const event = personal ? personal.applyNow(transformed) : transformed;
+      if (event === undefined) return undefined;
       const topic = avro.readyTopic(event.schema);
       if (topic === undefined || !created.has(topic)) return undefined;
       const records = avro.encodeNow(event);

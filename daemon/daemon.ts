@@ -313,7 +313,7 @@ export class Daemon {
         source,
         log: this.log,
         // Personal data: the subjects' keys of a batch are created before its events are encoded.
-        encoder: encoder.prepare ? { encode: (event) => checked.encode(event), startBatch: () => checked.startBatch(), prepare: encoder.prepare } : checked,
+        encoder: encoder.prepare ? { encode: (event) => checked.encode(event), encodeNow: (event) => checked.encodeNow?.(event), startBatch: () => checked.startBatch(), prepare: encoder.prepare } : checked,
         logger,
         parkingTopic: parking,
         ...(transactionTopic ? { transactionTopic, transactionEncoder } : {}),

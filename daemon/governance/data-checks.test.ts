@@ -121,6 +121,26 @@ test("dead-letter: the change becomes one record of the dead-letter topic instea
   assert.equal(created, 1);
 });
 
+test("the promise-free path (encodeNow): every change is checked exactly once, whether encodeNow takes it or leaves it to encode; a dead letter before its topic exists goes through encode", async () => {
+  let rows = 0;
+  const checks = new DataChecks("pg", config([{ check: "not_null", column: "email", action: "dead-letter" }, { check: "unique_in_batch", column: "code", action: "warn" }]), logged().logger, { onRowsChecked: (_table, n) => void (rows += n) });
+  let created = 0;
+  const data = (): ProducedRecord[] => [{ topic: "data", key: null, value: Buffer.from("v"), timestamp: 0 }];
+  // The inner encoder takes changes now except those with id 3 (a table not ready yet).
+  const inner = { encode: async () => data(), encodeNow: (e: ChangeEvent) => (e.key["id"] === 3 ? undefined : data()) };
+  const encoder = withDataChecks(checks, inner, "dep.dlq.pg", async () => void created++);
+  // As capture does it: encodeNow first, encode (with the same event) when it answers undefined.
+  const encode = async (e: ChangeEvent) => encoder.encodeNow!(e) ?? (await encoder.encode(e));
+  encoder.startBatch();
+  assert.deepEqual((await encode(event({ id: 1, email: "x", code: "A" }))).map((r) => r.topic), ["data"]);
+  assert.deepEqual((await encode(event({ id: 2, email: null, code: "B" }))).map((r) => r.topic), ["dep.dlq.pg"], "before its topic exists: through encode");
+  assert.equal(encoder.encodeNow!(event({ id: 4, email: null, code: "C" }))![0]!.topic, "dep.dlq.pg", "once it exists: at once");
+  assert.deepEqual((await encode(event({ id: 3, email: "y", code: "D" }))).map((r) => r.topic), ["data"]);
+  assert.equal(rows, 4, "each change checked once");
+  assert.deepEqual(checks.failures().map((f) => [f.check, f.failures]), [["not_null", 2]], "unique_in_batch saw each code once");
+  assert.equal(created, 1);
+});
+
 test("freshness: a source quiet for longer than max_quiet is one failure per quiet stretch", async () => {
   const failures: string[] = [];
   const checks = new DataChecks("pg", config([], 200), logged().logger, { onFailure: (table, check) => failures.push(`${table}:${check}`) });

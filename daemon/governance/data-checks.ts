@@ -241,30 +241,44 @@ export class DataChecks {
 export function withDataChecks(checks: DataChecks, inner: ChangeEncoder, deadLetterTopic: string, createTopic: () => Promise<void>): ChangeEncoder & { startBatch(): void } {
   if (!checks.active) return Object.assign(inner, { startBatch: () => undefined });
   let created = false;
+  // An event encodeNow checked but left to encode (capture calls encode next, with the same event): checked once, not twice.
+  let checked: { event: ChangeEvent; failure: Failure | null } | null = null;
+  const deadLetter = (event: ChangeEvent, failure: Failure): ProducedRecord[] => {
+    const column = "column" in failure.check ? failure.check.column : "";
+    return [
+      {
+        topic: deadLetterTopic,
+        key: Buffer.from(tableName(event.schema)),
+        value: Buffer.from(serializeEvent(event)),
+        headers: {
+          "sluice.reason": Buffer.from(`data check ${failure.check.check} of column ${column}: the value ${failure.reason}`),
+          "sluice.check": Buffer.from(failure.check.check),
+          "sluice.column": Buffer.from(column),
+          "sluice.table": Buffer.from(tableName(event.schema)),
+        },
+        timestamp: event.source.commitTimeMs,
+      },
+    ];
+  };
   return {
+    ...(inner.prepare ? { prepare: (events: readonly ChangeEvent[]) => inner.prepare!(events) } : {}),
     startBatch: () => checks.startBatch(),
-    async encode(event: ChangeEvent): Promise<ProducedRecord[]> {
+    encodeNow(event: ChangeEvent): ProducedRecord[] | undefined {
+      if (!inner.encodeNow) return undefined;
       const failure = checks.inspect(event);
+      const records = failure === null ? inner.encodeNow(event) : created ? deadLetter(event, failure) : undefined;
+      if (records === undefined) checked = { event, failure };
+      return records;
+    },
+    async encode(event: ChangeEvent): Promise<ProducedRecord[]> {
+      const failure = checked?.event === event ? checked.failure : checks.inspect(event);
+      checked = null;
       if (failure === null) return inner.encode(event);
       if (!created) {
         await createTopic();
         created = true;
       }
-      const column = "column" in failure.check ? failure.check.column : "";
-      return [
-        {
-          topic: deadLetterTopic,
-          key: Buffer.from(tableName(event.schema)),
-          value: Buffer.from(serializeEvent(event)),
-          headers: {
-            "sluice.reason": Buffer.from(`data check ${failure.check.check} of column ${column}: the value ${failure.reason}`),
-            "sluice.check": Buffer.from(failure.check.check),
-            "sluice.column": Buffer.from(column),
-            "sluice.table": Buffer.from(tableName(event.schema)),
-          },
-          timestamp: event.source.commitTimeMs,
-        },
-      ];
+      return deadLetter(event, failure);
     },
   };
 }

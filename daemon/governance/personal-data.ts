@@ -214,31 +214,51 @@ export class PersonalDataEncryptor {
 
   /** The event as published: personal values encrypted (text), their columns text and nullable in the schema. */
   async apply(event: ChangeEvent): Promise<ChangeEvent> {
-    const shape = this.shapeOf(event.schema);
-    if (shape === null || (event.before === null && event.after === null)) return { ...event, schema: shape?.schema ?? event.schema };
+    const now = this.applyNow(event);
+    if (now !== undefined) return now;
+    const shape = this.shapeOf(event.schema)!;
     const fallback = subjectOf(event.after, shape.personal.subject) ?? subjectOf(event.before, shape.personal.subject);
     const before = this.image(event.before, shape, fallback);
     const after = this.image(event.after, shape, fallback);
-    // No promise per row image when its seal is ready or its key in memory.
     return { ...event, schema: shape.schema, before: before instanceof Promise ? await before : before, after: after instanceof Promise ? await after : after };
   }
 
-  private image(row: Row | null, shape: Shape, fallback: string | null): Row | null | Promise<Row> {
+  /**
+   * What `apply` gives, without a promise, when every row image's seal is ready (sealed by the
+   * workers in `prepare`) or its key is in memory, as after `prepare`; undefined otherwise.
+   */
+  applyNow(event: ChangeEvent): ChangeEvent | undefined {
+    const shape = this.shapeOf(event.schema);
+    if (shape === null || (event.before === null && event.after === null)) return { ...event, schema: shape?.schema ?? event.schema };
+    const fallback = subjectOf(event.after, shape.personal.subject) ?? subjectOf(event.before, shape.personal.subject);
+    const before = this.imageNow(event.before, shape, fallback);
+    if (before === undefined) return undefined;
+    const after = this.imageNow(event.after, shape, fallback);
+    if (after === undefined) return undefined;
+    return { ...event, schema: shape.schema, before, after };
+  }
+
+  /** The row image as published when its seal is ready or its key in memory; undefined when its key must be read first. */
+  private imageNow(row: Row | null, shape: Shape, fallback: string | null): Row | null | undefined {
     if (row === null) return null;
+    // Kept until the next batch's prepare: applyNow and apply may both ask for it.
     const sealed = this.sealed.get(row);
-    if (sealed !== undefined) {
-      this.sealed.delete(row);
-      return sealed;
-    }
+    if (sealed !== undefined) return sealed;
     const image = planImage(row, shape, fallback);
     if (image.sealing === null) return image.out;
     const { column, json, subject } = image.sealing;
-    const out = image.out;
     const key = this.cachedKey(subject);
-    if (key !== undefined) {
-      out[column] = sealJson(json, key, shape.table, subject);
-      return out;
-    }
+    if (key === undefined) return undefined;
+    image.out[column] = sealJson(json, key, shape.table, subject);
+    return image.out;
+  }
+
+  private image(row: Row | null, shape: Shape, fallback: string | null): Row | null | Promise<Row> {
+    const now = this.imageNow(row, shape, fallback);
+    if (now !== undefined) return now;
+    const image = planImage(row!, shape, fallback);
+    const { column, json, subject } = image.sealing!;
+    const out = image.out;
     return this.keys()
       .then((store) => store.keyFor(this.source, subject))
       .then((dataKey) => {
