@@ -71,6 +71,8 @@ const config = {
   topics: { kind: "kafka", brokers: [...kafka.brokers], partitions: 3, transactions: true, retention: { max_age: 0 } },
   sinks: [clickhouseSink(sinkNames.warehouse, chDatabase), elasticSink(sinkNames.search, "{schema}_{table}")],
 };
+// The killed daemon's sink consumers stay in their groups for their Kafka session: the broker's least (6 s), not 30 s.
+const SESSION_ENV = { SLUICE_KAFKA_SESSION_MS: "6000" };
 let client: pg.Client;
 
 before(async () => {
@@ -109,7 +111,7 @@ async function assertSinksEqual(daemon: SluiceDaemon, database: string, prefix: 
 }
 
 test("Kafka → ClickHouse + Elasticsearch: a snapshot resumed after kill -9 leaves no deleted rows, also for sinks replaying from the beginning", { timeout: 300_000 }, async (t) => {
-  let daemon = await SluiceDaemon.start(dir, config, "run1");
+  let daemon = await SluiceDaemon.start(dir, config, "run1", { env: SESSION_ENV });
   const seen = await waitFor(
     `snapshot rows of ${second.name} in Kafka`,
     async () => {
@@ -125,7 +127,7 @@ test("Kafka → ClickHouse + Elasticsearch: a snapshot resumed after kill -9 lea
   await client.query(`DELETE FROM ${qualifiedName(first)} WHERE id % 7 = 0`);
   await client.query(`DELETE FROM ${qualifiedName(second)} WHERE id % 5 = 0 OR id <= 50`);
 
-  daemon = await SluiceDaemon.start(dir, config, "run2");
+  daemon = await SluiceDaemon.start(dir, config, "run2", { env: SESSION_ENV });
   // The restart resumes the snapshot on the same slot: the second table goes on online after its last stored key.
   const running = daemon;
   await waitFor(
@@ -142,7 +144,7 @@ test("Kafka → ClickHouse + Elasticsearch: a snapshot resumed after kill -9 lea
   await assertSinksEqual(daemon, chDatabase, "", "after the restarted snapshot");
   await daemon.stop();
 
-  daemon = await SluiceDaemon.start(dir, { ...config, sinks: [clickhouseSink(sinkNames.freshWarehouse, freshDatabase), elasticSink(sinkNames.freshSearch, "fresh_{schema}_{table}")] }, "fresh");
+  daemon = await SluiceDaemon.start(dir, { ...config, sinks: [clickhouseSink(sinkNames.freshWarehouse, freshDatabase), elasticSink(sinkNames.freshSearch, "fresh_{schema}_{table}")] }, "fresh", { env: SESSION_ENV });
   await waitCaughtUp(daemon, client, { timeoutMs: 180_000 });
   await assertSinksEqual(daemon, freshDatabase, "fresh_", "fresh sinks reading from the beginning");
   await daemon.stop();
