@@ -248,7 +248,8 @@ test("a second runner of the same sink is refused while the first holds the leas
   const stop = new AbortController();
   const running = first.run(stop.signal);
   await new Promise((res) => setTimeout(res, 50));
-  await assert.rejects(runner(log, new MemorySink(), { owner: "other" }).run(new AbortController().signal), /running in another process/);
+  // A short TTL of its own: it waits that and 5 s more for a lease a dead process left, not 15 + 5 s; the first renews its own.
+  await assert.rejects(runner(log, new MemorySink(), { owner: "other", leaseTtlMs: 1_000 }).run(new AbortController().signal), /running in another process/);
   stop.abort(new Error("stop"));
   await running;
   await log.close();

@@ -55,6 +55,8 @@ export interface SinkRunnerOptions {
   readonly itemAttempts?: number;
   /** Compacted topics keep tombstones this long (topics.retention.tombstones): a sink resuming further behind is warned. */
   readonly tombstoneRetentionMs?: number;
+  /** How long the sink's lease (embedded log) lives unless renewed; default 15 s. A lease left by a dead process is waited for this long and 5 s more. */
+  readonly leaseTtlMs?: number;
 }
 
 export type { HaltedSinkTable } from "./halted.ts";
@@ -257,19 +259,20 @@ export class SinkRunner {
 
   async run(stop: AbortSignal): Promise<void> {
     const { log, group, owner } = this.options;
+    const leaseTtlMs = this.options.leaseTtlMs ?? LEASE_TTL_MS;
     // A lease left by a process that died (kill -9) expires after its TTL: wait that long before giving up.
-    let giveUpAt = Date.now() + LEASE_TTL_MS + 5_000;
+    let giveUpAt = Date.now() + leaseTtlMs + 5_000;
     for (;;) {
       let acquired: boolean;
       try {
-        acquired = await log.acquireLease(group, owner, LEASE_TTL_MS);
+        acquired = await log.acquireLease(group, owner, leaseTtlMs);
       } catch (error) {
         // The topic log itself is unavailable (e.g. the embedded log busy with a large write): wait, do not count it against the lease.
         if (!isRetriable(error) || stop.aborted) throw error;
         this.consumeProblem = errorText(error);
         this.logger.warn({ group, err: errorText(error) }, "taking the sink lease failed; retrying");
         await sleep(1_000, stop).catch(() => undefined);
-        giveUpAt = Math.max(giveUpAt, Date.now() + LEASE_TTL_MS + 5_000);
+        giveUpAt = Math.max(giveUpAt, Date.now() + leaseTtlMs + 5_000);
         continue;
       }
       if (acquired) break;
@@ -283,13 +286,13 @@ export class SinkRunner {
       await sleep(1_000, stop).catch(() => undefined);
     }
     const renew = setInterval(() => {
-      void log.renewLease(group, owner, LEASE_TTL_MS).then(
+      void log.renewLease(group, owner, leaseTtlMs).then(
         (held) => {
           if (!held) this.logger.error({ group }, "sink lease lost to another process");
         },
         (error: unknown) => this.logger.warn({ group, err: errorText(error) }, "renewing the sink lease failed; retrying at the next renewal"),
       );
-    }, LEASE_TTL_MS / 3);
+    }, leaseTtlMs / 3);
     // Capture in this process creating a table's topic wakes the sink at once, instead of at its next look at the topic list.
     const unwatch = log.onTopicCreated?.(() => {
       this.topicCreated = true;
