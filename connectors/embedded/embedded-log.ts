@@ -35,6 +35,7 @@ import { EmbeddedRegistryJournal } from "./registry-journal.ts";
 import { prepareDatabase, readLogId } from "./schema.ts";
 import { topicLogError } from "./sqlite-errors.ts";
 import { notifierFor, notifyAppend } from "./wakeup.ts";
+import { announceTopicCreated, onTopicCreated } from "../topics/topic-notices.ts";
 
 export interface EmbeddedLogOptions {
   readonly path: string;
@@ -238,6 +239,11 @@ export class EmbeddedTopicLog implements TopicLog {
       this.db.prepare("INSERT INTO log_meta (key, value) VALUES (?, ?) ON CONFLICT DO UPDATE SET value = excluded.value").run(`topic:${lastInsertRowid}`, randomUUID());
     });
     this.logger.info({ topic: spec.name, partitions: spec.partitions, compacted: spec.compacted }, "topic created");
+    announceTopicCreated(this.path);
+  }
+
+  onTopicCreated(listener: () => void): () => void {
+    return onTopicCreated(this.path, listener);
   }
 
   maxRecordBytes(topic: string): number | undefined {

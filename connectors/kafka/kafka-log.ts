@@ -32,6 +32,7 @@ import type {
 } from "../topics/contract.ts";
 import { captureLeaseTopic, checkpointTopic, instancesTopic, isInternalTopic, registryTopic, topicIdsTopic } from "../topics/names.ts";
 import { partitionForKey } from "../topics/partitioner.ts";
+import { announceTopicCreated, onTopicCreated } from "../topics/topic-notices.ts";
 import { assertSameLayout, validateSpec } from "../topics/spec.ts";
 import { BatchingProducer, RECORD_OVERHEAD_BYTES } from "./batching-producer.ts";
 import type { OutgoingMessage, WrittenOffset } from "./batching-producer.ts";
@@ -226,6 +227,11 @@ export class KafkaTopicLog implements TopicLog {
     this.partitionCounts.set(spec.name, spec.partitions);
     if (spec.maxRecordBytes) this.recordLimits.set(spec.name, spec.maxRecordBytes);
     this.logger.info({ topic: spec.name, partitions: spec.partitions, cleanupPolicy: cleanupPolicy(spec), replicationFactor: this.config.replication_factor }, "topic created");
+    announceTopicCreated(`kafka:${this.deployment}`);
+  }
+
+  onTopicCreated(listener: () => void): () => void {
+    return onTopicCreated(`kafka:${this.deployment}`, listener);
   }
 
   maxRecordBytes(topic: string): number | undefined {

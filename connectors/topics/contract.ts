@@ -162,6 +162,8 @@ export interface TopicLog {
   listTopics(names?: readonly string[]): Promise<TopicSpec[]>;
   /** The names alone, sorted: cheap enough to call often (Kafka: no describe per topic). */
   topicNames(): Promise<string[]>;
+  /** Calls `listener` when any thread of this process creates a topic in this log (other processes' topics are not told); returns the unsubscribe. */
+  onTopicCreated?(listener: () => void): () => void;
 
   /**
    * Stores the records, partitioned by key, and the checkpoint if given; resolves once durable

@@ -1,0 +1,105 @@
+/**
+ * A sink learns of a topic created in its own process (capture's first record of a table) at
+ * once, not at its next look at the topic list (issue 16: launch → first record). Here the sink
+ * looks at the list only every 10 minutes, so a record applied within the test's wait came through
+ * the topic log's notice.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { test } from "node:test";
+import type { ChangeEvent, Sink, SinkChange, SinkWriteResult } from "../connectors/contracts.ts";
+import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
+import type { TopicSpec } from "../connectors/topics/contract.ts";
+import { deserializeEvent, serializeEvent } from "./event-json.ts";
+import { createLogger } from "../runtime/logger.ts";
+import { SinkRunner } from "./sink-runner.ts";
+
+const silent = createLogger("silent", new Writable({ write: (_c, _e, cb) => cb() }) as never);
+const TEN_MINUTES = 600_000;
+
+function event(table: string, id: number): ChangeEvent {
+  return {
+    op: "c",
+    key: { id },
+    before: null,
+    after: { id },
+    schema: { source: "pg", database: "app", schema: "public", table, sourceKind: "postgres", columns: [], key: ["id"] },
+    source: { connector: "postgres", name: "pg", db: "app", schema: "public", table, position: { commit: BigInt(id), change: BigInt(id) }, txId: null, commitTimeMs: 1_700_000_000_000, snapshot: false },
+  };
+}
+
+class ListSink implements Sink {
+  readonly name = "list";
+  readonly rows: string[] = [];
+  async open(): Promise<void> {}
+  async close(): Promise<void> {}
+  async write(changes: readonly SinkChange[]): Promise<SinkWriteResult> {
+    for (const { event: e } of changes) this.rows.push(`${e.schema.table}/${String(e.key["id"])}`);
+    return { failures: [] };
+  }
+}
+
+const spec = (name: string): TopicSpec => ({ name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+
+async function withSink(body: (log: EmbeddedTopicLog, sink: ListSink) => Promise<void>): Promise<void> {
+  const log = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-sink-topics-")), "log.db"), logger: silent });
+  await log.createTopic(spec("t.dlq.list"));
+  const sink = new ListSink();
+  const runner = new SinkRunner({
+    sink,
+    log,
+    group: "t.sink.list",
+    topics: async () => (await log.topicNames()).filter((name) => name.startsWith("pg.public.")),
+    topicRefreshMs: TEN_MINUTES,
+    decoder: { decode: async (r) => (r.value ? deserializeEvent(Buffer.from(r.value).toString()) : null) },
+    batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs: 20 },
+    onError: "halt",
+    deadLetterTopic: "t.dlq.list",
+    retry: { initialMs: 1, maxMs: 5 },
+    logger: silent,
+    owner: "test",
+  });
+  const stop = new AbortController();
+  const running = runner.run(stop.signal);
+  try {
+    await until(() => runner.ready());
+    await body(log, sink);
+  } finally {
+    stop.abort(new Error("stop"));
+    await running;
+    await log.close();
+  }
+}
+
+/** Waits (up to a minute, far below the sink's 10-minute look at the topic list) for `done`. */
+async function until(done: () => boolean): Promise<void> {
+  for (let waited = 0; !done(); waited += 10) {
+    if (waited > 60_000) assert.fail("not within a minute");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+const produce = (log: EmbeddedTopicLog, table: string, id: number) => log.produce([{ topic: `pg.public.${table}`, key: Buffer.from(String(id)), value: Buffer.from(serializeEvent(event(table, id))), timestamp: 0 }]);
+
+test("a sink with no topic yet reads the first one as soon as the topic log creates it in this process", async () => {
+  await withSink(async (log, sink) => {
+    await log.createTopic(spec("pg.public.a"));
+    await produce(log, "a", 1);
+    await until(() => sink.rows.includes("a/1"));
+  });
+});
+
+test("a topic created while the sink reads others is read at once, not at the next look at the topic list", async () => {
+  await withSink(async (log, sink) => {
+    await log.createTopic(spec("pg.public.a"));
+    await produce(log, "a", 1);
+    await until(() => sink.rows.includes("a/1"));
+    await log.createTopic(spec("pg.public.b"));
+    await produce(log, "b", 2);
+    await until(() => sink.rows.includes("b/2"));
+    assert.deepEqual(sink.rows, ["a/1", "b/2"]);
+  });
+});
