@@ -15,7 +15,7 @@ import type { BackoffPolicy } from "../../runtime/backoff.ts";
 import { backoffDelay } from "../../runtime/backoff.ts";
 import type { Logger } from "../../runtime/logger.ts";
 import type { Checkpoint } from "../contracts.ts";
-import { SluiceError } from "../errors.ts";
+import { ConnectionError, SluiceError } from "../errors.ts";
 import { decodeCheckpoint, encodeCheckpoint } from "../topics/checkpoint-codec.ts";
 import type {
   ConsumerOptions,
@@ -72,6 +72,8 @@ export type KafkaLogAccess = "capture" | "command" | "read-only";
 const DEFAULT_RETRY: BackoffPolicy & { readonly maxAttempts?: number } = { initialMs: 200, maxMs: 5_000 };
 /** How long a read waits for this process's committed records to become visible before reading without them. */
 const VISIBLE_WITHIN_MS = 10_000;
+/** How long a topic just created may be without a leader for a partition (kafkajs's own wait: 10 s). */
+const LEADERS_WITHIN_MS = 10_000;
 
 export class KafkaTopicLog implements TopicLog {
   readonly kind = "kafka";
@@ -208,7 +210,8 @@ export class KafkaTopicLog implements TopicLog {
     }
     await this.call("create topic", () =>
       this.admin.createTopics({
-        waitForLeaders: true,
+        // Waited for below: kafkajs's own wait sleeps 100 ms before its first look (most of a creation's ~150 ms).
+        waitForLeaders: false,
         topics: [{
           topic: spec.name,
           numPartitions: spec.partitions,
@@ -224,6 +227,7 @@ export class KafkaTopicLog implements TopicLog {
         }],
       }),
     );
+    await this.call("wait for the new topic's leaders", () => this.untilLeaders(spec.name));
     this.partitionCounts.set(spec.name, spec.partitions);
     if (spec.maxRecordBytes) this.recordLimits.set(spec.name, spec.maxRecordBytes);
     this.logger.info({ topic: spec.name, partitions: spec.partitions, cleanupPolicy: cleanupPolicy(spec), replicationFactor: this.config.replication_factor }, "topic created");
@@ -232,6 +236,26 @@ export class KafkaTopicLog implements TopicLog {
 
   onTopicCreated(listener: () => void): () => void {
     return onTopicCreated(`kafka:${this.deployment}`, listener);
+  }
+
+  /** Resolves once every partition of a topic just created has a leader (until then produce requests are refused): looks at once, then every 10 ms growing to 100 ms. */
+  private async untilLeaders(topic: string): Promise<void> {
+    const deadline = performance.now() + LEADERS_WITHIN_MS;
+    for (let waitMs = 10; ; waitMs = Math.min(100, waitMs * 2)) {
+      try {
+        const { topics } = await this.admin.fetchTopicMetadata({ topics: [topic] });
+        const partitions = topics[0]?.partitions ?? [];
+        if (partitions.length > 0 && partitions.every((p) => p.leader >= 0)) return;
+      } catch (error) {
+        // The broker answering may not know the new topic or its leader for a moment.
+        const type = (error as { type?: string }).type;
+        if (type !== "LEADER_NOT_AVAILABLE" && type !== "UNKNOWN_TOPIC_OR_PARTITION") throw error;
+      }
+      if (performance.now() > deadline) {
+        throw new ConnectionError(`Kafka topic ${topic} still has a partition without a leader ${LEADERS_WITHIN_MS / 1000} s after it was created (brokers ${this.config.brokers.join(",")}); the broker is slow or short of replicas`, { code: "KAFKA_UNAVAILABLE", context: { component: "kafka", topic } });
+      }
+      await sleep(waitMs);
+    }
   }
 
   maxRecordBytes(topic: string): number | undefined {
@@ -557,12 +581,18 @@ export class KafkaTopicLog implements TopicLog {
     });
   }
 
+  /** Checked and created at once, not one after another (each takes a few round trips: ~0.7 s of a first start in turn). */
   private async ensureInternalTopics(): Promise<void> {
-    await this.createTopic({ name: checkpointTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true });
-    await this.createTopic({ name: registryTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
-    await this.createTopic({ name: topicIdsTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true });
-    await this.createTopic({ name: instancesTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true });
-    await this.createTopic({ name: captureLeaseTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true });
+    const outcomes = await Promise.allSettled([
+      this.createTopic({ name: checkpointTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true }),
+      this.createTopic({ name: registryTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: false }),
+      this.createTopic({ name: topicIdsTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true }),
+      this.createTopic({ name: instancesTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true }),
+      this.createTopic({ name: captureLeaseTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true }),
+    ]);
+    // Every attempt settles before one fails the open, so a retry of the open never overlaps them.
+    const failed = outcomes.find((o) => o.status === "rejected");
+    if (failed) throw failed.reason;
   }
 
   private async checkpointMessage(checkpoint: Checkpoint): Promise<OutgoingMessage> {
