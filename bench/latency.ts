@@ -8,7 +8,8 @@
  *
  * Each round: `--seconds` of one transaction every 100 ms (rate/10 changes, one of them a marker
  * row; bench/commit-to-visible.ts), markers polled every 25 ms in ClickHouse's view,
- * Elasticsearch's alias and DuckDB (through the daemon's query endpoint). Then the breakdown from
+ * Elasticsearch's alias and DuckDB (through the daemon's query endpoint), with how long one such
+ * read takes (it is part of "visible"). Then the breakdown from
  * the daemon's histograms over the same interval: commit → captured → durable in Kafka (per
  * source) → polled by the sink → applied to the target (per sink); Elasticsearch's refresh is the
  * rest up to visible. `--config` merges JSON into the daemon's config (e.g. other defaults).
@@ -28,8 +29,9 @@ import {
   histogramPercentile,
   latencyRow,
   openPipelineBench,
+  percentile,
 } from "./commit-to-visible.ts";
-import type { HistogramDelta } from "./commit-to-visible.ts";
+import type { HistogramDelta, MarkerReader } from "./commit-to-visible.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -61,6 +63,23 @@ function merge(base: Record<string, unknown>, extra: Record<string, unknown>): R
   return out;
 }
 
+/** A reader that notes how long each of its reads takes (part of what "visible" measures: DuckDB's goes through the daemon). */
+function timed(reader: MarkerReader): MarkerReader & { readonly readMs: number[] } {
+  const readMs: number[] = [];
+  return {
+    name: reader.name,
+    readMs,
+    async ids(after) {
+      const started = performance.now();
+      try {
+        return await reader.ids(after);
+      } finally {
+        readMs.push(performance.now() - started);
+      }
+    },
+  };
+}
+
 /** One row of the breakdown: mean, p50 and p99 of a commit → stage histogram, and the mean of the stage on its own. */
 function stageRow(label: string, h: HistogramDelta, previousMean: number): string {
   const mean = histogramMean(h);
@@ -85,7 +104,7 @@ async function main(): Promise<void> {
       clickhouseMarkers("warehouse", database, `${schema}_markers`),
       duckdbMarkers("duck", daemon.url, "duck", `${schema}_markers`),
       elasticsearchMarkers("search", `${schema}_markers`),
-    ];
+    ].map(timed);
     await waitFor("the marker row to reach every sink", async () => {
       for (const reader of readers) if ((await reader.ids(-1).catch(() => [])).length === 0) return false;
       return true;
@@ -94,14 +113,18 @@ async function main(): Promise<void> {
     log(`PostgreSQL → Kafka (3 partitions, transactions) → ClickHouse + DuckDB + Elasticsearch; ${RATE} changes/s for ${SECONDS} s × ${ROUNDS}; load average ${load}; extra config ${args.config}`);
 
     for (let round = 1; round <= ROUNDS; round++) {
+      for (const reader of readers) reader.readMs.length = 0;
       const before = await daemon.metrics();
       const seen = await commitToVisible({ rowsTable: ROWS, markersTable: MARKERS, rate: RATE, seconds: SECONDS, markerBase: round * 1_000_000, readers, label: `round ${round}`, log });
       const after = await daemon.metrics();
       const expected = SECONDS * 10;
       log("");
-      log(`| commit → visible at ${fmt(RATE)} changes/s (round ${round}) | p50 | p99 | max | markers |`);
-      log("| --- | --- | --- | --- | --- |");
-      for (const sink of SINKS) log(latencyRow(sink.label, seen.get(sink.name)!, expected));
+      log(`| commit → visible at ${fmt(RATE)} changes/s (round ${round}) | p50 | p99 | max | markers | one read by the poller: p50 / p99 |`);
+      log("| --- | --- | --- | --- | --- | --- |");
+      for (const sink of SINKS) {
+        const reads = [...readers.find((r) => r.name === sink.name)!.readMs].sort((a, b) => a - b);
+        log(`${latencyRow(sink.label, seen.get(sink.name)!, expected)} ${fmt(percentile(reads, 50))} / ${fmt(percentile(reads, 99))} ms |`);
+      }
       log("");
       log(`| daemon's histograms (round ${round}), per transaction | stage alone (mean) | commit → here (mean) | p50 | p99 | observations |`);
       log("| --- | --- | --- | --- | --- | --- |");
