@@ -1,0 +1,212 @@
+/**
+ * Launch → first record of `sluice run` (issue 16: ≤ 1 s), and where the time goes.
+ *
+ * Every start finds a small backlog (100 inserts) waiting behind its own pgoutput slot, and is
+ * timed from the spawn of `node daemon/sluice.js run` to its first record:
+ *   - embedded, kafka (capture only: PostgreSQL → Avro → embedded log / Kafka with transactions):
+ *     the first /metrics sample with sluice_changes_captured_total > 0 (durable and acknowledged);
+ *   - embedded-duckdb, kafka-duckdb (the whole pipeline, with a DuckDB sink in its thread): the
+ *     first sample with sluice_sink_changes_applied_total > 0 (committed in DuckDB).
+ * /metrics is sampled every 50 ms (each sample costs the daemon a rendering: the same for both sides).
+ * CPU-seconds are the daemon process's (all threads, /proc/PID/stat) at that sample: steadier
+ * than wall time on a shared machine. The phases are the daemon's own log lines (info), as seconds
+ * after the spawn: "config" (modules loaded and the config read: the memory plan line), "log"
+ * (the topic log open), "started" ("sluice started"), "capturing" (the source connected).
+ *
+ *   node bench/startup.ts [--rounds 3] [--readers embedded,kafka,embedded-duckdb,kafka-duckdb]
+ *                         [--baseline DIR] [--cold] [--memory 256MiB]
+ *
+ * --baseline DIR: also start another checkout's daemon (`git archive <commit> | tar -x -C DIR`, plus a
+ *   node_modules link), in the same rounds, alternating the order: the before/after ratio of a change.
+ * Node's module compile cache (enabled by daemon/sluice.js): this checkout's daemons get a cache
+ * directory of the bench's own, filled by one start before the rounds (a restart's case); with
+ * --cold, an empty one for every start (the first start after an install). The baseline runs with
+ * no NODE_COMPILE_CACHE in its environment (its own sluice.js decides).
+ * --memory: `memory` in every config (the process then re-executes itself with heap flags).
+ */
+import { spawn } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { deleteKafkaDeployment, freePort, metricValue, pgClient, pgSourceConfig, randomName, removeDir, REPO, sleep, tempDir } from "../test/e2e/helpers.ts";
+import { kafka } from "../test/services/ports.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    rounds: { type: "string", default: "3" },
+    readers: { type: "string", default: "embedded,kafka,embedded-duckdb,kafka-duckdb" },
+    baseline: { type: "string" },
+    cold: { type: "boolean", default: false },
+    memory: { type: "string" },
+  },
+});
+type Reader = "embedded" | "kafka" | "embedded-duckdb" | "kafka-duckdb";
+interface Run {
+  readonly reader: Reader;
+  readonly base: boolean;
+}
+const ROUNDS = Number(args.rounds);
+const READERS = args.readers.split(",") as Reader[];
+const RUNS: Run[] = [...READERS.map((reader) => ({ reader, base: false })), ...(args.baseline === undefined ? [] : READERS.map((reader) => ({ reader, base: true })))];
+const ROWS = 100;
+const PHASES = ["config", "log", "started", "capturing"] as const;
+type Phase = (typeof PHASES)[number];
+
+const schema = randomName("bench_start");
+const publication = randomName("bench_start_pub");
+const dir = tempDir("bench-startup");
+const log = (text: string) => process.stdout.write(`${text}\n`);
+const label = (run: Run) => `${run.base ? "baseline" : "this"} ${run.reader}`;
+const slotName = (run: Run, round: number) => `${schema}_${run.reader.replace("-", "_")}_${run.base ? "b" : "t"}_${round}`;
+
+interface Result {
+  readonly run: Run;
+  readonly round: number;
+  readonly seconds: number;
+  readonly cpuSeconds: number;
+  readonly phases: Partial<Record<Phase, number>>;
+  readonly load: number;
+}
+
+/** utime + stime of a process and its threads, in seconds. */
+function cpuOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Seconds after `launchedMs` (wall clock) of the first log line of each phase. */
+function phasesOf(output: string, launchedMs: number): Partial<Record<Phase, number>> {
+  const phases: Partial<Record<Phase, number>> = {};
+  for (const line of output.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    const entry = JSON.parse(line) as { time?: string; msg?: string; component?: string };
+    const phase: Phase | null =
+      entry.component === "memory" ? "config"
+      : entry.msg === "embedded topic log open" || entry.msg === "Kafka topic log connected" ? "log"
+      : entry.msg === "sluice started" ? "started"
+      : entry.msg === "capturing" ? "capturing"
+      : null;
+    if (phase !== null && phases[phase] === undefined && entry.time) phases[phase] = (Date.parse(entry.time) - launchedMs) / 1000;
+  }
+  return phases;
+}
+
+async function start(run: Run, round: number, cacheDir: string): Promise<Result> {
+  const deployment = randomName("bench_start");
+  const port = await freePort();
+  const kafkaTopics = run.reader.startsWith("kafka");
+  const config = {
+    name: deployment,
+    sources: [pgSourceConfig("src", [`${schema}.*`], { slot: slotName(run, round), publication, create_slot: false, create_publication: false, snapshot: { mode: "never" } })],
+    topics: kafkaTopics ? { kind: "kafka", brokers: [...kafka.brokers], transactions: true } : { kind: "embedded", path: join(dir, `${deployment}.db`) },
+    sinks: run.reader.endsWith("-duckdb") ? [{ kind: "duckdb", name: "warehouse", path: join(dir, `${deployment}.duckdb`) }] : [],
+    logging: { level: "info" },
+    http: { listen: `127.0.0.1:${port}` },
+    ...(args.memory === undefined ? {} : { memory: args.memory }),
+  };
+  const file = join(dir, `${deployment}.yaml`);
+  writeFileSync(file, JSON.stringify(config));
+  const env: Record<string, string | undefined> = { ...process.env };
+  delete env["NODE_COMPILE_CACHE"];
+  const cache = run.base ? null : args.cold ? tempDir("bench-startup-cache") : cacheDir;
+  if (cache !== null) env["NODE_COMPILE_CACHE"] = cache;
+  const entry = run.base ? join(args.baseline!, "daemon/sluice.js") : join(REPO, "daemon/sluice.js");
+  const metric = run.reader.endsWith("-duckdb") ? "sluice_sink_changes_applied_total" : "sluice_changes_captured_total";
+  const load = loadavg()[0]!;
+  const launchedMs = Date.now();
+  const launched = performance.now();
+  const child = spawn(process.execPath, [entry, "run", "-c", file], { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")));
+  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")));
+  try {
+    for (;;) {
+      if (child.exitCode !== null || performance.now() - launched > 120_000) throw new Error(`${label(run)}: no first record (exit ${child.exitCode})\n${output.slice(-4000)}`);
+      const text = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text(), () => null);
+      const at = performance.now();
+      if (text !== null && metricValue(text, metric) > 0) {
+        return { run, round, seconds: (at - launched) / 1000, cpuSeconds: cpuOf(child.pid!), phases: phasesOf(output, launchedMs), load };
+      }
+      await sleep(50);
+    }
+  } finally {
+    if (child.exitCode === null) {
+      child.kill("SIGTERM");
+      await new Promise((resolve) => child.once("exit", resolve));
+    }
+    if (kafkaTopics) await deleteKafkaDeployment(deployment).catch((e: unknown) => log(`cleanup: ${String(e)}`));
+    if (cache !== null && cache !== cacheDir) removeDir(cache);
+  }
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+async function main(): Promise<void> {
+  const client = await pgClient();
+  const results: Result[] = [];
+  const cacheDir = tempDir("bench-startup-cache");
+  const slots = Array.from({ length: ROUNDS }, (_, i) => RUNS.map((run) => slotName(run, i + 1))).flat();
+  try {
+    await client.query(`CREATE SCHEMA "${schema}"`);
+    await client.query(`CREATE TABLE "${schema}".items (id bigint PRIMARY KEY, account integer NOT NULL, name text, amount numeric(12,2), created_at timestamptz)`);
+    await client.query(`CREATE PUBLICATION ${publication} FOR TABLE "${schema}".items`);
+    for (const slot of slots) await client.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slot]);
+    await client.query(`INSERT INTO "${schema}".items SELECT g, g % 100, 'name ' || g, g / 100.0, now() FROM generate_series(1, ${ROWS}) g`);
+    if (!args.cold) {
+      // Fills this checkout's compile cache: the rounds then time a restart, not the first start after an install.
+      const warm: Run = { reader: READERS.includes("embedded-duckdb") ? "embedded-duckdb" : READERS[0]!, base: false };
+      await client.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slotName(warm, 0)]);
+      await client.query(`INSERT INTO "${schema}".items VALUES (${ROWS + 1}, 0, 'warm', 0, now())`);
+      await start(warm, 0, cacheDir);
+    }
+    log(`${ROWS} rows behind ${slots.length} slots; load average ${loadavg().map((l) => l.toFixed(1)).join(" ")}; compile cache ${args.cold ? "empty at every start" : "filled by one start before"}${args.memory ? `; memory ${args.memory}` : ""}`);
+    for (let round = 1; round <= ROUNDS; round++) {
+      const order = round % 2 === 1 ? RUNS : [...RUNS].reverse();
+      for (const run of order) {
+        const result = await start(run, round, cacheDir);
+        results.push(result);
+        const phases = PHASES.map((p) => `${p} ${result.phases[p]?.toFixed(2) ?? "—"}`).join(", ");
+        log(`round ${round} ${label(run)}: first record ${result.seconds.toFixed(2)} s, CPU ${result.cpuSeconds.toFixed(2)} s (${phases}; load ${result.load.toFixed(1)})`);
+      }
+    }
+  } finally {
+    await client.end().catch(() => undefined);
+    const cleanup = await pgClient();
+    const all = [...slots, ...READERS.map((reader) => slotName({ reader, base: false }, 0))];
+    for (let attempt = 0; attempt < 20; attempt++) {
+      await cleanup.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ANY($1) AND NOT active", [all]);
+      if ((await cleanup.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = ANY($1)", [all])).rowCount === 0) break;
+      await sleep(500);
+    }
+    await cleanup.query(`DROP PUBLICATION IF EXISTS ${publication}`);
+    await cleanup.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await cleanup.end();
+    removeDir(dir);
+    removeDir(cacheDir);
+  }
+  log("");
+  log(`| round | daemon | launch → first record | CPU-s | ${PHASES.join(" | ")} | load (1 min) |`);
+  log(`| --- | --- | --- | --- | ${PHASES.map(() => "---").join(" | ")} | --- |`);
+  for (const r of results) log(`| ${r.round} | ${label(r.run)} | ${r.seconds.toFixed(2)} s | ${r.cpuSeconds.toFixed(2)} | ${PHASES.map((p) => r.phases[p]?.toFixed(2) ?? "—").join(" | ")} | ${r.load.toFixed(1)} |`);
+  log("");
+  for (const reader of READERS) {
+    const mine = results.filter((r) => r.run.reader === reader && !r.run.base);
+    const line = `${reader}: median first record ${median(mine.map((r) => r.seconds)).toFixed(2)} s, CPU ${median(mine.map((r) => r.cpuSeconds)).toFixed(2)} s`;
+    const base = results.filter((r) => r.run.reader === reader && r.run.base);
+    if (base.length === 0) {
+      log(line);
+      continue;
+    }
+    // Per round, this checkout's figure over the baseline's (the two ran back to back).
+    const ratios = (pick: (r: Result) => number) => mine.map((r) => pick(r) / pick(base.find((b) => b.round === r.round)!)).map((x) => x.toFixed(2)).join(", ");
+    log(`${line}; baseline ${median(base.map((r) => r.seconds)).toFixed(2)} s, CPU ${median(base.map((r) => r.cpuSeconds)).toFixed(2)} s; this / baseline per round: wall ${ratios((r) => r.seconds)}, CPU ${ratios((r) => r.cpuSeconds)}`);
+  }
+}
+
+await main();
