@@ -35,6 +35,7 @@ import { partitionForKey } from "../topics/partitioner.ts";
 import { announceTopicCreated, onTopicCreated } from "../topics/topic-notices.ts";
 import { assertSameLayout, validateSpec } from "../topics/spec.ts";
 import { BatchingProducer, RECORD_OVERHEAD_BYTES } from "./batching-producer.ts";
+import { setGroupOffsets } from "./group-offsets.ts";
 import type { OutgoingMessage, WrittenOffset } from "./batching-producer.ts";
 import { compressionType } from "./compression.ts";
 import { createKafkaClient } from "./kafka-client.ts";
@@ -506,9 +507,8 @@ export class KafkaTopicLog implements TopicLog {
 
   async setCommittedOffsets(group: string, offsets: readonly TopicPartitionOffset[]): Promise<void> {
     this.assertWritable("set group offsets");
-    const byTopic = new Map<string, { partition: number; offset: string }[]>();
-    for (const o of offsets) byTopic.set(o.topic, [...(byTopic.get(o.topic) ?? []), { partition: o.partition, offset: o.offset.toString() }]);
-    for (const [topic, partitions] of byTopic) await this.call("set group offsets", () => this.admin.setOffsets({ groupId: group, topic, partitions }));
+    const moved = offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset.toString() }));
+    await this.call("set group offsets", () => setGroupOffsets(this.kafka, this.admin, group, moved));
   }
 
   async groupLag(group: string, topics: readonly string[]): Promise<PartitionLag[]> {

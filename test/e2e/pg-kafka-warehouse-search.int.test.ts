@@ -169,7 +169,7 @@ describe("PostgreSQL → Kafka → ClickHouse + Elasticsearch + DuckDB", { timeo
     await killAllDaemons(); // left over if a test before failed
     daemon = null;
     const configFile = join(dir, "run2.yaml");
-    // kafkajs moves a group's offsets by joining the group, ~10 s per topic and group: the two
+    // A replay moves a group's offsets by joining the group (once for all its topics): the two
     // replays run side by side. (DuckDB's replay is tested over the embedded log.)
     const replayStarted = Date.now();
     await Promise.all(
