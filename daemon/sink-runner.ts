@@ -209,8 +209,9 @@ export class SinkRunner {
           // After the group's commits under way, which could otherwise move it back.
           await this.groupCommit;
           await this.activeConsumer.commit(after);
+        } else {
+          await log.setCommittedOffsets(group, after);
         }
-        else await log.setCommittedOffsets(group, after);
         this.unhalt(state);
         this.logger.warn({ table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset, deadLetterTopic: dlq }, `sink ${sink}: table ${view.table} released by an operator: record ${where} dead-lettered, reading on after it`);
       }
