@@ -134,7 +134,7 @@ export const personalData = z
       .int()
       .min(1)
       .optional()
-      .describe("Subjects' keys kept unwrapped in memory by each thread that captures or applies personal data, least recently used dropped first (about 2 KB each with its prepared cipher key); a key not cached is read from the key topic at its offset. Default 10,000; with memory set, the key stores of a process share a 32nd of the budget (1,000 to 100,000 keys each). Set it to at least the subjects changing within a few seconds (docs/governance.md)"),
+      .describe("Subjects' keys kept unwrapped in memory by each thread that captures or applies personal data, least recently used dropped first (about 2 KB each with its prepared cipher key); a key not cached is read from the key topic at its offset. Default: the key stores of a process share a 32nd of the memory budget (1,000 to 100,000 keys each). Set it to at least the subjects changing within a few seconds (docs/governance.md)"),
   })
   .optional()
   .describe("Keys of erasable personal data (governance.tables.<table>.personal): per subject an AES-256-GCM key, kept in <deployment>.sluice.subject-keys, wrapped by the master key");

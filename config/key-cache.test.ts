@@ -44,13 +44,13 @@ test("with memory set, the key cache size is derived from the budget: the proces
   assert.equal(plannedKeyCacheSize(big, planMemory(big, all, 2), all), 100_000);
 });
 
-test("the user's key_cache_size wins; without memory, without personal columns or without personal_data the fixed default stays", () => {
+test("the user's key_cache_size wins; without memory the default budget's share applies; without personal columns or without personal_data the fixed default stays", () => {
   const explicit = config({ memory: "1GiB", keyCacheSize: 50 });
   assert.equal(plannedKeyCacheSize(explicit, planMemory(explicit, all, 2), all), null);
   assert.equal(applyKeyCacheSize(explicit, planMemory(explicit, all, 2), all).personal_data!.key_cache_size, 50);
-  const unbounded = config();
-  assert.equal(applyKeyCacheSize(unbounded, planMemory(unbounded, all, 2), all), unbounded);
-  assert.equal(unbounded.personal_data!.key_cache_size, undefined, "the key store's own default (10,000) applies");
+  const unset = config();
+  const plan = planMemory(unset, all, 2);
+  assert.equal(plannedKeyCacheSize(unset, plan, all), Math.floor(plan.budgetBytes / 32 / 3 / KEY_CACHE_ENTRY_BYTES));
   const plain = config({ memory: "1GiB", personal: false });
   assert.equal(plannedKeyCacheSize(plain, planMemory(plain, all, 2), all), null);
 });

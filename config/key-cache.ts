@@ -1,8 +1,8 @@
 /**
  * The default size of the subject key cache (`personal_data.key_cache_size`, docs/governance.md)
- * when the memory budget applies (`memory` set, config/memory.ts): a share of the budget instead
- * of the fixed 10,000 keys (about 20 MiB in every thread that holds a key store). A size the user
- * wrote wins; without `memory` the fixed default stays.
+ * under the memory budget (`memory`, default 256MiB, config/memory.ts): a share of the budget
+ * instead of a fixed 10,000 keys (about 20 MiB in every thread that holds a key store). A size the
+ * user wrote wins.
  *
  * A cached key holds about 2 KiB, mostly outside the V8 heap (its prepared cipher key; measured in
  * docs/benchmarks.md). The threads of a process that hold a key store, the main thread when it
@@ -10,7 +10,6 @@
  * 32nd of the budget between them.
  */
 import type { MemoryPlan, ProcessParts } from "./memory.ts";
-import { hardLimits } from "./memory.ts";
 import type { SluiceConfig } from "./schema.ts";
 
 /** Bytes one cached subject key takes, with its prepared cipher key and its cache entry. */
@@ -29,10 +28,10 @@ export function keyStoreHolders(config: SluiceConfig, parts: ProcessParts): numb
   return capture + config.sinks.filter((s) => parts.sinks.includes(s.name)).length;
 }
 
-/** The key cache size the plan gives each key store, or null when the plan does not set it (no budget, no key store, or the user's own setting). */
+/** The key cache size the plan gives each key store, or null when the plan does not set it (no key store, or the user's own setting). */
 export function plannedKeyCacheSize(config: SluiceConfig, plan: MemoryPlan, parts: ProcessParts): number | null {
   const holders = keyStoreHolders(config, parts);
-  if (!hardLimits(plan) || holders === 0 || config.personal_data === undefined || config.personal_data.key_cache_size !== undefined) return null;
+  if (holders === 0 || config.personal_data === undefined || config.personal_data.key_cache_size !== undefined) return null;
   const keys = Math.floor((plan.budgetBytes * BUDGET_SHARE) / holders / KEY_CACHE_ENTRY_BYTES);
   return Math.min(MAX_KEYS, Math.max(MIN_KEYS, keys));
 }

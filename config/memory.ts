@@ -135,6 +135,8 @@ export interface MemoryPlan {
   readonly budgetBytes: number;
   /** How the budget was chosen: set in the config, the default, or the default raised to what the process needs. */
   readonly budgetFrom: "config" | "default" | "raised";
+  /** When the default was raised: what the process needs, part by part, and what to do. */
+  readonly raisedBecause?: string;
   /** Kept outside the V8 heaps (runtime, thread stacks and isolates, native buffers). */
   readonly reservedBytes: number;
   readonly main: HeapLimits;
@@ -220,10 +222,12 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
 
   let budget = given ?? DEFAULT_MEMORY_BYTES;
   let budgetFrom: MemoryPlan["budgetFrom"] = given === undefined ? "default" : "config";
+  let raisedBecause: string | undefined;
   if (budget < needed) {
     if (given !== undefined) throw new MemoryBudgetError(tooSmall(given, needed, floor.reserved, heapParts, sources.length, sinks.length), needed);
     budget = needed;
     budgetFrom = "raised";
+    raisedBecause = needs(needed, floor.reserved, heapParts, sources.length, sinks.length);
   }
 
   let { sqliteCache, duckdb, reserved } = sizeAt(budget);
@@ -256,7 +260,7 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
     }),
   );
   const mainReader = mainReaders > 0 ? MAIN_READER : null;
-  return { budgetBytes: budget, budgetFrom, reservedBytes: reserved, main: mainHeap, mainReader, sources: sourcePlans, sinks: sinkPlans, sqliteCacheBytes: embedded ? sqliteCache : null };
+  return { budgetBytes: budget, budgetFrom, ...(raisedBecause === undefined ? {} : { raisedBecause }), reservedBytes: reserved, main: mainHeap, mainReader, sources: sourcePlans, sinks: sinkPlans, sqliteCacheBytes: embedded ? sqliteCache : null };
 }
 
 /**
@@ -283,25 +287,20 @@ function heapLimits(bytes: number, minOld: number): HeapLimits {
   return { oldMb: Math.max(leastOld, total - young), youngMb: young };
 }
 
-function tooSmall(given: number, needed: number, reserved: number, heaps: readonly Part[], sources: number, sinks: number): string {
+/** What a process needs at least, part by part: "(1 source captured, 2 sinks): it needs at least ...". */
+function needs(needed: number, reserved: number, heaps: readonly Part[], sources: number, sinks: number): string {
   const heapText = heaps.map((p) => `${p.label} ${show(Math.ceil((p.minOld + MIN_YOUNG) / MiB) * MiB)}`).join(", ");
   return (
-    `memory ${show(given)} is too small for this process (${sources} source${sources === 1 ? "" : "s"} captured, ${sinks} sink${sinks === 1 ? "" : "s"}): ` +
-    `it needs at least ${show(needed)}: ${show(Math.ceil(reserved / MiB) * MiB)} outside the heaps (runtime, sink threads, DuckDB, SQLite) and heaps of ${heapText}. ` +
-    `Raise memory to ${show(needed)} or more, lower the max_buffer_bytes / batch.max_bytes / memory_limit settings, or run sinks in another process (--role)`
+    `(${sources} source${sources === 1 ? "" : "s"} captured, ${sinks} sink${sinks === 1 ? "" : "s"}): ` +
+    `it needs at least ${show(needed)}: ${show(Math.ceil(reserved / MiB) * MiB)} outside the heaps (runtime, sink threads, DuckDB, SQLite) and heaps of ${heapText}`
   );
 }
 
-/**
- * Whether the plan applies at all: only when the user set `memory`. The derived limits turned working
- * sets the plan did not foresee into failures: the chaos run's wide rows (big TOAST values in big
- * transactions) ran a 52 MiB main heap out of memory while capture batches were bounded by count
- * only (now by bytes too: captureBatchBytes); with that fixed, a Kafka sink thread at its least heap
- * still ran out of memory on the consumer's read-ahead and fetches (now sized from the sink's
- * share: kafkaReader). Without `memory`, Sluice runs with its standalone defaults.
- */
-export function hardLimits(plan: MemoryPlan): boolean {
-  return plan.budgetFrom === "config";
+function tooSmall(given: number, needed: number, reserved: number, heaps: readonly Part[], sources: number, sinks: number): string {
+  return (
+    `memory ${show(given)} is too small for this process ${needs(needed, reserved, heaps, sources, sinks)}. ` +
+    `Raise memory to ${show(needed)} or more, lower the max_buffer_bytes / batch.max_bytes / memory_limit settings, or run sinks in another process (--role)`
+  );
 }
 
 /**
@@ -310,7 +309,6 @@ export function hardLimits(plan: MemoryPlan): boolean {
  * log's cache_size. Parts the process does not run keep their settings.
  */
 export function applyMemoryPlan(config: SluiceConfig, plan: MemoryPlan): SluiceConfig {
-  if (!hardLimits(plan)) return config;
   return {
     ...config,
     memory: plan.budgetBytes,
@@ -319,7 +317,7 @@ export function applyMemoryPlan(config: SluiceConfig, plan: MemoryPlan): SluiceC
       const sink = plan.sinks[s.name];
       if (!sink) return s;
       const batch = { ...s.batch, max_bytes: sink.batchBytes };
-      if (s.kind === "duckdb" && sink.duckdb && hardLimits(plan)) return { ...s, batch, memory_limit: sink.duckdb.memoryLimitBytes, threads: sink.duckdb.threads };
+      if (s.kind === "duckdb" && sink.duckdb) return { ...s, batch, memory_limit: sink.duckdb.memoryLimitBytes, threads: sink.duckdb.threads };
       return { ...s, batch };
     }),
     topics: config.topics.kind === "embedded" && plan.sqliteCacheBytes !== null ? { ...config.topics, cache_size: plan.sqliteCacheBytes } : config.topics,

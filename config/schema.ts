@@ -239,7 +239,7 @@ const sourceCommon = {
     .describe(
       "Operations Debezium consumers do not get (Debezium's skipped.operations). Truncates always go to the control topic <deployment>.sluice.control, which Sluice's sinks apply; a skipped truncate is not written into the data topic, [] writes it there too as an op t record; skipped c/u/d are not written at all. Ignored with envelope sluice (truncates in the data topic too)",
     ),
-  max_buffer_bytes: size("Bound on changes read ahead of the topic log, counting about 256 bytes of bookkeeping per change; a slower topic log slows reading. Default: a share of `memory` when it is set, else 16MiB (docs/operations.md#memory)", { min: 64 * 2 ** 10, max: 64 * 2 ** 30 }).optional(),
+  max_buffer_bytes: size("Bound on changes read ahead of the topic log, counting about 256 bytes of bookkeeping per change; a slower topic log slows reading. Default: a share of `memory`, 2MiB to 64MiB (docs/operations.md#memory)", { min: 64 * 2 ** 10, max: 64 * 2 ** 30 }).optional(),
   transaction_metadata: z
     .boolean()
     .default(false)
@@ -441,7 +441,7 @@ const schemaRegistry = z
 const batch = z
   .strictObject({
     max_rows: z.number().int().min(1).default(5_000).describe("Changes per batch"),
-    max_bytes: size("Bytes (as stored in the topic log) per batch. Default: a share of `memory` when it is set, else 8MiB (docs/operations.md#memory)", { min: 2 ** 10, max: 2 ** 30 }).optional(),
+    max_bytes: size("Bytes (as stored in the topic log) per batch. Default: a share of `memory`, 1MiB to 64MiB (docs/operations.md#memory)", { min: 2 ** 10, max: 2 ** 30 }).optional(),
     max_wait: duration("Longest wait to fill a batch", { min: 1, max: 60_000, zero: true }).default(200),
   })
   .default({ max_rows: 5_000, max_wait: 200 })
@@ -515,7 +515,7 @@ const duckdbSink = z.strictObject({
   ...sinkCommon,
   path: z.string().min(1).default("./data/warehouse.duckdb").describe("DuckDB database file"),
   query: duckdbQuery,
-  memory_limit: size("DuckDB's memory_limit (its buffer manager: caches, hash tables, sorts; it spills to disk beyond). Default: a share of `memory` when it is set, else DuckDB's own (docs/operations.md#memory)", { min: 8 * 2 ** 20, max: 2 ** 40 }).optional(),
+  memory_limit: size("DuckDB's memory_limit (its buffer manager: caches, hash tables, sorts; it spills to disk beyond). Default: a fifth of `memory` shared by the DuckDB sinks, at least 128MiB (docs/operations.md#memory)", { min: 8 * 2 ** 20, max: 2 ** 40 }).optional(),
   threads: z.number().int().min(1).max(256).optional().describe("DuckDB's worker threads. Default: one per 16 MiB of memory_limit, at most the machine's cores"),
 });
 
@@ -603,7 +603,7 @@ export const configSchema = z
   .strictObject({
     name: identifier("Deployment name: prefix of Sluice's internal topics (checkpoints, dead letters) and of consumer groups"),
     memory: size(
-      "The memory one `sluice run` process keeps its RSS under: split between the V8 heaps of its threads (main: capture, HTTP, registry; one per sink), the sources' read-ahead, the sinks' batches, DuckDB and SQLite; settings written for those win over their share. Planned and enforced only when set (e.g. 256MiB); without it Sluice runs with its standalone defaults (read-ahead 16MiB per source, sink batches 8MiB, DuckDB's own memory, no heap limits). A set value too small for the process's sources and sinks is an error naming the numbers (docs/operations.md#memory)",
+      "The memory one `sluice run` process keeps its RSS under: split between the V8 heaps of its threads (main: capture, HTTP, registry; one per sink), the sources' read-ahead, the sinks' batches, DuckDB and SQLite; settings written for those win over their share. Default 256MiB, raised (with a warning naming what needs what) to the least a process's sources and sinks need when that is more. A set value too small for them is an error naming the numbers (docs/operations.md#memory)",
       { min: 64 * 2 ** 20, max: 2 ** 40 },
     ).optional(),
     sources: z.array(source).min(1).describe("Databases to capture"),

@@ -4,7 +4,7 @@ import { hostname } from "node:os";
 import { getHeapStatistics } from "node:v8";
 import { AggregatorRegistry } from "prom-client";
 import { applyKeyCacheSize, plannedKeyCacheSize } from "../config/key-cache.ts";
-import { applyMemoryPlan, hardLimits, planMemory } from "../config/memory.ts";
+import { applyMemoryPlan, planMemory } from "../config/memory.ts";
 import type { MemoryPlan } from "../config/memory.ts";
 import type { SluiceConfig } from "../config/schema.ts";
 import type { Source, TableSnapshotProgress, TopicLog } from "../connectors/contracts.ts";
@@ -228,7 +228,7 @@ export class Daemon {
     const capturing = this.selection.sources.length > 0;
     // Standby capture and sink-only processes register no transactional id until they write, so they never fence the leading capture.
     const writer = capturing ? captureWriter(this.config, this.selection) : `instance.${this.instanceId.replace(/[^A-Za-z0-9._-]/g, "_")}`;
-    const readerLimits = hardLimits(this.memory) ? this.memory.mainReader : null;
+    const readerLimits = this.memory.mainReader;
     this.log = await openTopicLog(this.config.topics, this.config.name, this.logger, this.captureStop.signal, writer, { lazyProducer: this.config.topics.kind === "kafka", ...(readerLimits ? { readerLimits } : {}) });
     const { registry, local } = await openRegistry(this.config, this.log);
     await reportUncompactedTopics(this.log, this.config, registry, this.logger).catch((error: unknown) =>
@@ -341,36 +341,30 @@ export class Daemon {
     for (const c of this.captures) this.releasableSources.set(c.name, { release: (table: string, action: HaltAction, execute: boolean) => c.pipeline.release(table, action, execute, this.captureStop.signal) });
   }
 
-  /** Starts the sinks this process runs, mounts the HTTP handlers, and starts capture (at once, or under the capture lease). */
+  /** Starts the sinks this process runs and, beside them, capture (at once, or under the capture lease); mounts the HTTP handlers. */
   private async startParts(registry: SchemaRegistry): Promise<void> {
     // Schemas the capture registers after this process started (a capture elsewhere, or a former leader) are read again on demand.
     const sinkRegistry = this.config.schema_registry.kind === "builtin" ? reloadingOnMiss(registry, async () => (await openRegistry(this.config, this.log)).registry) : registry;
-    for (const sinkConfig of this.config.sinks.filter((s) => this.selection.sinks.includes(s.name))) {
-      const log = this.log!;
-      const reader = hardLimits(this.memory) ? this.memory.sinks[sinkConfig.name]!.reader : undefined;
-      const thread = await SinkThread.start({
+    const sinkConfigs = this.config.sinks.filter((s) => this.selection.sinks.includes(s.name));
+    // The sink threads start (each loads its modules, opens its own topic log and its target) while capture starts below: neither waits for the other.
+    const sinkStarts = sinkConfigs.map((sinkConfig) => {
+      const { reader, heap } = this.memory.sinks[sinkConfig.name]!;
+      return SinkThread.start({
         data: { config: this.config, sink: sinkConfig.name, owner: this.instanceId, ...(reader ? { reader } : {}) },
         registry: sinkRegistry,
         writeLogLine: this.writeLogLine,
-        ...(hardLimits(this.memory) ? { heap: this.memory.sinks[sinkConfig.name]!.heap } : {}),
+        heap,
         onRebuildProgress: (progress) => this.onRebuildProgress?.(progress),
       });
-      this.sinks.push({
-        name: sinkConfig.name,
-        thread,
-        group: sinkGroupName(this.config, sinkConfig),
-        topics: async () => sinkTopics(this.config, sinkConfig, await log.topicNames()),
-        done: Promise.resolve(),
-      });
-    }
-    const queryable = new Map(this.sinks.flatMap((s) => (s.thread.queryable ? [[s.name, s.thread] as const] : [])));
+    });
+    for (const starting of sinkStarts) starting.catch(() => undefined);
+    // Filled once the sink threads have started: the handlers look a sink up per request.
+    const queryable = new Map<string, SinkThread>();
+    const releasableSinks = new Map<string, SinkThread>();
     this.http.mount("/sinks", queryHandler(queryable, this.http.maxBodyBytes));
     this.http.mount("/sinks", (req, res) => this.handleRebuild(req, res));
     this.http.mount("/sinks", (req, res) => this.handleErase(req, res));
-    const releasable = haltedHandler(
-      new Map(this.sinks.map((s) => [s.name, s.thread])),
-      this.releasableSources,
-    );
+    const releasable = haltedHandler(releasableSinks, this.releasableSources);
     this.http.mount("/sinks", releasable);
     this.http.mount("/sources", releasable);
     this.http.mount("/sources", snapshotHandler((name) => this.snapshotTarget(name), () => this.captures.map((c) => c.name)));
@@ -420,6 +414,25 @@ export class Daemon {
       this.servedIsCaptures = this.selection.sources.length > 0 && registry === this.servedRegistry;
       for (const capture of this.captures) capture.done = this.supervise(`source ${capture.name}`, capture.pipeline.run(this.captureStop.signal));
     }
+    // Every sink thread settles before a failed one fails the start, so the stop that follows ends them all.
+    const outcomes = await Promise.allSettled(sinkStarts);
+    for (const [index, outcome] of outcomes.entries()) {
+      if (outcome.status === "rejected") continue;
+      const sinkConfig = sinkConfigs[index]!;
+      const thread = outcome.value;
+      const topicLog = this.log!;
+      this.sinks.push({
+        name: sinkConfig.name,
+        thread,
+        group: sinkGroupName(this.config, sinkConfig),
+        topics: async () => sinkTopics(this.config, sinkConfig, await topicLog.topicNames()),
+        done: Promise.resolve(),
+      });
+      if (thread.queryable) queryable.set(sinkConfig.name, thread);
+      releasableSinks.set(sinkConfig.name, thread);
+    }
+    const failed = outcomes.find((o) => o.status === "rejected");
+    if (failed) throw failed.reason;
     for (const sink of this.sinks) sink.done = this.supervise(`sink ${sink.name}`, sink.thread.finished);
   }
 

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { loadConfigFile } from "../config/load.ts";
-import { applyMemoryPlan, hardLimits, mainHeapFlags, planMemory } from "../config/memory.ts";
+import { applyMemoryPlan, DEFAULT_MEMORY_BYTES, mainHeapFlags, planMemory } from "../config/memory.ts";
 import type { MemoryPlan } from "../config/memory.ts";
 import { createLogger } from "../runtime/logger.ts";
 import { heapFlagGiven, heapFlagsForRun, REEXEC_MARK, reexecEnvironment } from "./memory-exec.ts";
@@ -52,22 +52,20 @@ describe("the main thread's heap flags for sluice run", () => {
     assert.equal(reexecEnvironment({ MALLOC_ARENA_MAX: "8" }, [])["MALLOC_ARENA_MAX"], "8");
   });
 
-  test("without a memory setting nothing is planned: no heap flags, and the config keeps its standalone defaults", () => {
+  test("without a memory setting the default budget applies: heap flags, and the config gets its shares", () => {
     const unset = join(dir, "unset.yaml");
     writeFileSync(unset, readFileSync(file, "utf8").replace("memory: 512MiB\n", ""));
-    assert.equal(heapFlagsForRun(["-c", unset], {}, []), null);
     const config = loadConfigFile(unset, { env: {} });
     const plan = planMemory(config, { sources: ["pg"], sinks: ["warehouse"] });
-    assert.equal(hardLimits(plan), false);
+    // Capture with a DuckDB sink needs more than the default: it is raised to the least the process needs.
+    assert.equal(plan.budgetFrom, "raised");
+    assert.ok(plan.budgetBytes > DEFAULT_MEMORY_BYTES);
+    assert.deepEqual(heapFlagsForRun(["-c", unset], {}, []), mainHeapFlags(plan));
     const applied = applyMemoryPlan(config, plan);
     const warehouse = applied.sinks[0]!;
-    assert.equal(warehouse.kind === "duckdb" ? warehouse.memory_limit : "not duckdb", undefined);
-    assert.equal(applied.sources[0]!.max_buffer_bytes, undefined);
-    assert.equal(warehouse.batch.max_bytes, undefined);
-    // With memory set, all of it applies.
-    const explicit = planMemory(loadConfigFile(file, { env: {} }), { sources: ["pg"], sinks: ["warehouse"] });
-    assert.equal(hardLimits(explicit), true);
-    assert.notEqual(heapFlagsForRun(["-c", file], {}, []), null);
+    assert.equal(warehouse.kind === "duckdb" ? warehouse.memory_limit : "not duckdb", plan.sinks["warehouse"]!.duckdb!.memoryLimitBytes);
+    assert.equal(applied.sources[0]!.max_buffer_bytes, plan.sources["pg"]!.readAheadBytes);
+    assert.equal(warehouse.batch.max_bytes, plan.sinks["warehouse"]!.batchBytes);
   });
 
   test("a config that does not load, or bad roles, start the command as it is (which then reports the problem)", () => {
@@ -96,10 +94,20 @@ describe("the memory plan at start", () => {
     assert.match(String(warning?.["msg"]), /the main thread's heap limit is 4144MiB, not the \d+MiB the memory budget gives it/);
   });
 
-  test("without a memory setting it says that no budget applies", () => {
+  test("a default raised for what the process runs is a warning naming what needs what and how to set memory", () => {
+    const unset = loadConfigFile(file, { env: {} });
+    const raised = planMemory({ ...unset, memory: undefined }, { sources: ["pg"], sinks: ["warehouse"] });
+    assert.equal(raised.budgetFrom, "raised");
     lines.length = 0;
-    reportMemoryPlan({ ...plan, budgetFrom: "raised" }, logger, 4096);
-    assert.equal(lines.length, 1);
-    assert.match(String(lines[0]!["msg"]), /no memory setting: no budget is planned or enforced/);
+    reportMemoryPlan(raised, logger, raised.main.oldMb + raised.main.youngMb);
+    const warning = lines.find((l) => l["level"] === "warn");
+    const mib = raised.budgetBytes / 2 ** 20;
+    assert.match(
+      String(warning?.["msg"]),
+      new RegExp(`^the default memory budget \\(256MiB\\) cannot hold this process \\(1 source captured, 1 sink\\): it needs at least ${mib}MiB: .*heaps of the main thread \\(capture\\) \\d+MiB, sink warehouse \\d+MiB; using ${mib}MiB\\. Set memory in the config to ${mib}MiB or more`),
+    );
+    lines.length = 0;
+    reportMemoryPlan(plan, logger, plan.main.oldMb + plan.main.youngMb);
+    assert.equal(lines.filter((l) => l["level"] === "warn").length, 0, "a budget set in the config that holds the process: no warning");
   });
 });

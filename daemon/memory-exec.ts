@@ -5,9 +5,8 @@
  * heap is sized when V8 starts, from flags only; `v8.setFlagsFromString("--max-old-space-size")`
  * after that has no effect on the heap already made. So daemon/sluice.js reads the config, plans,
  * and replaces its process (process.execve: same PID, so PID 1 in a container still receives the
- * signals) with node started with these flags. It does not when the config sets no `memory` (the
- * budget's hard limits apply only then: config/memory.ts hardLimits), when the user gave a heap flag (in
- * NODE_OPTIONS or on node's command line: theirs wins), when it already did (SLUICE_MEMORY_EXEC),
+ * signals) with node started with these flags (the budget is `memory`, 256MiB when the config
+ * sets none). It does not when the user gave a heap flag (in NODE_OPTIONS or on node's command line: theirs wins), when it already did (SLUICE_MEMORY_EXEC),
  * or when it cannot (no process.execve, e.g. on Windows, or a config that does not load: the
  * command then reports the problem as usual). The cost is one more load of the config at start.
  *
@@ -17,7 +16,7 @@
  */
 import { parseArgs } from "node:util";
 import { loadConfigFile } from "../config/load.ts";
-import { hardLimits, mainHeapFlags, planMemory } from "../config/memory.ts";
+import { mainHeapFlags, planMemory } from "../config/memory.ts";
 import { parseRoles, selectParts } from "./roles.ts";
 
 export const REEXEC_MARK = "SLUICE_MEMORY_EXEC";
@@ -51,7 +50,7 @@ export function heapFlagsForRun(args: readonly string[], env: Readonly<Record<st
     const runsSink = (name: string) => roles.roles.has("sinks") && (roles.sinks.length === 0 || roles.sinks.includes(name));
     const config = loadConfigFile(file, { env, captures, runsSink, checkMemory: true });
     const plan = planMemory(config, selectParts(config, roles));
-    return hardLimits(plan) ? mainHeapFlags(plan) : null;
+    return mainHeapFlags(plan);
   } catch {
     return null;
   }

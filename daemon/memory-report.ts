@@ -5,7 +5,7 @@
  */
 import { getHeapStatistics, setFlagsFromString } from "node:v8";
 import type { MemoryPlan } from "../config/memory.ts";
-import { hardLimits, mainHeapFlags } from "../config/memory.ts";
+import { mainHeapFlags } from "../config/memory.ts";
 import type { Logger } from "../runtime/logger.ts";
 
 const MiB = 2 ** 20;
@@ -48,16 +48,13 @@ export function mainHeapLimitMb(): number {
 }
 
 export function reportMemoryPlan(plan: MemoryPlan, logger: Logger, heapLimitMb = mainHeapLimitMb()): void {
-  if (!hardLimits(plan)) {
-    logger.info({ memory: null }, "no memory setting: no budget is planned or enforced (read-ahead 16 MiB per source, sink batches 8 MiB, DuckDB's own memory, no heap limits); set memory in the config to have one (docs/operations.md#memory)");
-    return;
-  }
   logger.info({ memory: memorySummary(plan) }, "memory budget");
-  // Not a warning: nothing was set wrong, but the container's limit must allow for it.
+  // A warning: the container's memory limit, sized for the default, may be too small for it.
   if (plan.budgetFrom === "raised") {
-    logger.info(
-      { memoryMiB: Math.round(plan.budgetBytes / MiB) },
-      `the default memory budget (256MiB) cannot hold this process's sources and sinks: using ${Math.round(plan.budgetBytes / MiB)}MiB, the least they need; set memory in the config (and the container's limit) to that or more, or run sinks in another process (--role)`,
+    const mib = Math.round(plan.budgetBytes / MiB);
+    logger.warn(
+      { memoryMiB: mib },
+      `the default memory budget (256MiB) cannot hold this process ${plan.raisedBecause ?? ""}; using ${mib}MiB. Set memory in the config to ${mib}MiB or more (and the container's memory limit about a quarter above it), or run sinks in another process (--role) (docs/operations.md#memory)`,
     );
   }
   // V8 rounds the young generation; a few MiB either way is the planned heap.
