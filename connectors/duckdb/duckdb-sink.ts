@@ -11,7 +11,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DuckDBInstance } from "@duckdb/node-api";
-import type { DuckDBAppender, DuckDBConnection, DuckDBType, DuckDBValue } from "@duckdb/node-api";
+import type { DuckDBAppender, DuckDBConnection, DuckDBValue } from "@duckdb/node-api";
 import type { Logger } from "../../runtime/logger.ts";
 import type { SinkChange, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
@@ -35,7 +35,7 @@ import type { DuckDbSinkConfig, DuckDbSinkOptions } from "./config.ts";
 import { lockDown, runReadQuery } from "./read-query.ts";
 import type { ReadQueryResult } from "./read-query.ts";
 import { ident, isDuckDbDataError, literal } from "./sql.ts";
-import { duckdbType, duckdbValue } from "./types.ts";
+import { appendFor, duckdbType, duckdbValue } from "./types.ts";
 
 const STAGE = "_sluice_stage";
 const GROUP_COLUMN = "_sluice_group";
@@ -370,8 +370,8 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     );
     const appender = await this.#conn().createAppender(STAGE, "main", "temp");
     try {
-      const types = columns.map((_, index) => appender.columnType(index));
-      for (const row of staged) appendRow(appender, types, row);
+      const appends = columns.map((column, index) => appendFor(column.type, appender.columnType(index)));
+      for (const row of staged) appendRow(appender, appends, row);
       appender.flushSync();
     } finally {
       appender.closeSync();
@@ -599,11 +599,13 @@ function holdsFloatList(type: LogicalType): boolean {
   return type.kind === "array" && (type.element.kind === "float" || holdsFloatList(type.element));
 }
 
-function appendRow(appender: DuckDBAppender, types: readonly DuckDBType[], row: StagedRow): void {
-  row.cells.forEach((cell, index) => {
+function appendRow(appender: DuckDBAppender, appends: readonly ((appender: DuckDBAppender, cell: DuckDBValue) => void)[], row: StagedRow): void {
+  const { cells } = row;
+  for (let index = 0; index < cells.length; index++) {
+    const cell = cells[index]!;
     if (cell === null) appender.appendNull();
-    else appender.appendValue(cell, types[index]);
-  });
+    else appends[index]!(appender, cell);
+  }
   appender.appendUBigInt(row.change.version);
   appender.appendBoolean(row.change.deleted);
   appender.appendInteger(row.group);

@@ -14,7 +14,16 @@ import {
   timeValue,
   uuidValue,
 } from "@duckdb/node-api";
-import type { DuckDBValue } from "@duckdb/node-api";
+import type {
+  DuckDBAppender,
+  DuckDBBlobValue,
+  DuckDBDateValue,
+  DuckDBIntervalValue,
+  DuckDBTimestampValue,
+  DuckDBTimeValue,
+  DuckDBType,
+  DuckDBValue,
+} from "@duckdb/node-api";
 import type { ColumnValue } from "../contracts.ts";
 import { ValueRejected } from "../sinks/errors.ts";
 import type { LogicalType } from "../sinks/logical-type.ts";
@@ -131,4 +140,41 @@ function duckdbDays(value: ColumnValue): number {
   const days = toBigInt(value);
   if (days < BigInt(DUCKDB_MIN_DAYS) || days > BigInt(DUCKDB_MAX_DAYS)) throw new ValueRejected(`date ${days} (days since 1970-01-01) is outside DuckDB's DATE`);
   return Number(days);
+}
+
+type Append = (appender: DuckDBAppender, cell: DuckDBValue) => void;
+
+/**
+ * How a present cell of a column of `type` (what duckdbValue gives) goes into an appender column of
+ * that exact DuckDB type: the typed append calls where the bindings have one, so a row is not first
+ * built into a generic DuckDB value; the rest through appendValue with the column's type.
+ */
+export function appendFor(type: LogicalType, columnType: DuckDBType): Append {
+  switch (type.kind) {
+    case "boolean":
+      return (a, v) => a.appendBoolean(v as boolean);
+    case "integer": {
+      const bits = type.bits === 24 ? 32 : type.bits;
+      if (bits === 64) return type.unsigned ? (a, v) => a.appendUBigInt(v as bigint) : (a, v) => a.appendBigInt(v as bigint);
+      if (bits === 32) return type.unsigned ? (a, v) => a.appendUInteger(v as number) : (a, v) => a.appendInteger(v as number);
+      if (bits === 16) return type.unsigned ? (a, v) => a.appendUSmallInt(v as number) : (a, v) => a.appendSmallInt(v as number);
+      return type.unsigned ? (a, v) => a.appendUTinyInt(v as number) : (a, v) => a.appendTinyInt(v as number);
+    }
+    case "float":
+      return type.bits === 32 ? (a, v) => a.appendFloat(v as number) : (a, v) => a.appendDouble(v as number);
+    case "string":
+      return (a, v) => a.appendVarchar(v as string);
+    case "date":
+      return (a, v) => a.appendDate(v as DuckDBDateValue);
+    case "time":
+      return (a, v) => a.appendTime(v as DuckDBTimeValue);
+    case "timestamp":
+      return type.tz ? (a, v) => a.appendValue(v, columnType) : (a, v) => a.appendTimestamp(v as DuckDBTimestampValue);
+    case "duration":
+      return (a, v) => a.appendInterval(v as DuckDBIntervalValue);
+    case "bytes":
+      return (a, v) => a.appendBlob((v as DuckDBBlobValue).bytes);
+    default:
+      return (a, v) => a.appendValue(v, columnType);
+  }
 }

@@ -99,7 +99,11 @@ function collapseTable(table: TableId, entries: Entry[]): TableChanges {
   });
   const schemas: TableSchema[] = [];
   const seenSchemas = new Set<string>();
+  let previous: TableSchema | null = null;
   for (const { event } of sorted) {
+    // Changes decoded with one writer schema share its object: fingerprint each schema object once.
+    if (event.schema === previous) continue;
+    previous = event.schema;
     const fingerprint = schemaFingerprint(event.schema);
     if (!seenSchemas.has(fingerprint)) {
       seenSchemas.add(fingerprint);
