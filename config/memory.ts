@@ -135,7 +135,7 @@ export interface MemoryPlan {
   readonly budgetBytes: number;
   /** How the budget was chosen: set in the config, the default, or the default raised to what the process needs. */
   readonly budgetFrom: "config" | "default" | "raised";
-  /** When the default was raised: what the process needs, part by part, and what to do. */
+  /** When the default was raised: what the process needs, part by part (for the warning at start). */
   readonly raisedBecause?: string;
   /** Kept outside the V8 heaps (runtime, thread stacks and isolates, native buffers). */
   readonly reservedBytes: number;
