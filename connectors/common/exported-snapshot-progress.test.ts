@@ -66,3 +66,16 @@ test("the resumed tasks: the table part-way through first, after its last key wi
   const [changed] = resumedSnapshotTasks(progress, [{ name: "s.b", keyLength: 2, estimatedRows: null }], 99n);
   assert.deepEqual([changed!.lastKey, changed!.rowsDone, changed!.resetVersion], [null, 0, "99"]);
 });
+
+test("a key of other columns (the table's key changed meanwhile, same length): read whole, not after a key of the old columns", () => {
+  const tracker = new ExportedSnapshotTracker();
+  const read = { op: "r", schema: { schema: "s", table: "b", key: ["id"] }, key: {}, source: { snapshot: true } } as unknown as ChangeEvent;
+  tracker.taken("s.b", ["7"]);
+  tracker.handedOn([read]);
+  const progress = tracker.progress();
+  assert.deepEqual(progress.reading, [{ table: "s.b", lastKey: ["7"], rowsDone: 1, keyColumns: ["id"] }]);
+  const [same] = resumedSnapshotTasks(progress, [{ name: "s.b", keyLength: 1, keyColumns: ["id"], estimatedRows: null }], 99n);
+  assert.deepEqual([same!.lastKey, same!.rowsDone], [["7"], 1]);
+  const [changed] = resumedSnapshotTasks(progress, [{ name: "s.b", keyLength: 1, keyColumns: ["uuid"], estimatedRows: null }], 99n);
+  assert.deepEqual([changed!.lastKey, changed!.rowsDone, changed!.resetVersion], [null, 0, "99"]);
+});

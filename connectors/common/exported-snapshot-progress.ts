@@ -21,7 +21,15 @@ export type SnapshotKey = readonly (string | null)[] | null;
  */
 export interface ExportedSnapshotProgress {
   readonly done: readonly string[];
-  readonly reading: readonly { readonly table: string; readonly lastKey: SnapshotKey; readonly rowsDone: number }[];
+  readonly reading: readonly ReadingTable[];
+}
+
+/** A table part-way through; `keyColumns` names the key `lastKey` is of (absent in checkpoints written before it was recorded). */
+export interface ReadingTable {
+  readonly table: string;
+  readonly lastKey: SnapshotKey;
+  readonly rowsDone: number;
+  readonly keyColumns?: readonly string[];
 }
 
 /** The progress a checkpoint carried (parsed JSON); null when it is not one. */
@@ -43,7 +51,7 @@ export class ExportedSnapshotTracker {
   private readonly done: string[] = [];
   private doneChars = 0;
   private readonly maxDoneChars: number;
-  private readonly reading = new Map<string, { lastKey: SnapshotKey; rowsDone: number }>();
+  private readonly reading = new Map<string, { lastKey: SnapshotKey; rowsDone: number; keyColumns: readonly string[] | undefined }>();
   /** Keys of rows taken from the buffer and not handed on yet, per table (at most the one held back). */
   private readonly waiting = new Map<string, SnapshotKey[]>();
 
@@ -65,7 +73,7 @@ export class ExportedSnapshotTracker {
       if (event.op === "r") {
         const key = this.waiting.get(table)?.shift() ?? null;
         const entry = this.reading.get(table);
-        this.reading.set(table, { lastKey: key, rowsDone: (entry?.rowsDone ?? 0) + 1 });
+        this.reading.set(table, { lastKey: key, rowsDone: (entry?.rowsDone ?? 0) + 1, keyColumns: key === null ? undefined : event.schema.key });
       } else if (event.op === "t" && event.source.snapshot) {
         this.reading.delete(table);
         this.waiting.delete(table);
@@ -77,7 +85,10 @@ export class ExportedSnapshotTracker {
   }
 
   progress(): ExportedSnapshotProgress {
-    return { done: [...this.done], reading: [...this.reading].map(([table, { lastKey, rowsDone }]) => ({ table, lastKey, rowsDone })) };
+    return {
+      done: [...this.done],
+      reading: [...this.reading].map(([table, { lastKey, rowsDone, keyColumns }]) => ({ table, lastKey, rowsDone, ...(keyColumns === undefined ? {} : { keyColumns }) })),
+    };
   }
 }
 
@@ -86,6 +97,8 @@ export interface TableLeft {
   readonly name: string;
   /** Columns of the key online snapshots page by. */
   readonly keyLength: number;
+  /** Their names: a stored key of other columns (the key changed while Sluice was down) is not continued from. */
+  readonly keyColumns?: readonly string[];
   readonly estimatedRows: number | null;
 }
 
@@ -99,10 +112,11 @@ export interface TableLeft {
 export function resumedSnapshotTasks(progress: ExportedSnapshotProgress, left: readonly TableLeft[], resetVersion: bigint, now = Date.now()): SnapshotTask[] {
   const reading = new Map(progress.reading.map((r) => [r.table, r]));
   const ordered = [...left].sort((a, b) => Number(reading.has(b.name)) - Number(reading.has(a.name)) || (b.estimatedRows ?? 0) - (a.estimatedRows ?? 0));
-  return ordered.map(({ name, keyLength, estimatedRows }, index): SnapshotTask => {
+  return ordered.map(({ name, keyLength, keyColumns, estimatedRows }, index): SnapshotTask => {
     const stored = reading.get(name);
-    // A key whose columns changed while Sluice was down cannot be continued from: the table is read whole again.
-    const lastKey = stored?.lastKey?.length === keyLength ? stored.lastKey : null;
+    // A key whose columns changed while Sluice was down cannot be continued from (its order is another): the table is read whole again.
+    const sameColumns = stored?.keyColumns === undefined || keyColumns === undefined || (stored.keyColumns.length === keyColumns.length && stored.keyColumns.every((c, i) => c === keyColumns[i]));
+    const lastKey = stored?.lastKey?.length === keyLength && sameColumns ? stored.lastKey : null;
     return {
       id: `initial-${now.toString(36)}-${index}`,
       table: name,

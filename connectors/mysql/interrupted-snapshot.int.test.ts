@@ -46,7 +46,7 @@ test("an initial snapshot interrupted midway resumes: the finished table is not 
     const token = decodeResumeToken(interrupted.position.resume, config.name);
     assert.equal(token.snapshotIncomplete, true);
     const stored = ids(first.events, "middle", "r");
-    assert.deepEqual(token.exportedProgress, { done: [`${database}.big`], reading: [{ table: `${database}.middle`, lastKey: [String(stored.at(-1))], rowsDone: stored.length }] }, "the checkpoint says how far the snapshot got");
+    assert.deepEqual(token.exportedProgress, { done: [`${database}.big`], reading: [{ table: `${database}.middle`, lastKey: [String(stored.at(-1))], rowsDone: stored.length, keyColumns: ["id"] }] }, "the checkpoint says how far the snapshot got");
     await source.close();
     await admin.query("DELETE FROM big WHERE id IN (5, 250)");
     await admin.query("DELETE FROM middle WHERE id IN (3, 90)");

@@ -94,7 +94,7 @@ export class MysqlOnlineSnapshots {
         const name = `${table.database}.${table.table}`;
         if (done.has(name) || this.excludes(table.database, table.table)) continue;
         const { definition, estimatedRows } = await this.requests.resolve(name);
-        left.push({ name, keyLength: definition.key.length, estimatedRows });
+        left.push({ name, keyLength: definition.key.length, keyColumns: definition.key, estimatedRows });
       }
     } catch (error) {
       if (error instanceof SluiceError && ["SNAPSHOT_NO_CHUNK_KEY", "SNAPSHOT_WATERMARK_TABLE", "SNAPSHOT_SERVER_SETTING"].includes(error.code)) return error.message;

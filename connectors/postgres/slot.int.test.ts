@@ -91,7 +91,7 @@ test("a snapshot interrupted midway resumes on the same slot: the rows stored ar
     const progress = exportedSnapshotProgress(interrupted.position);
     assert.ok(progress !== null, `the checkpoint says how far the snapshot got: ${interrupted.position.resume}`);
     const stored = first.events.map((e) => Number(e.key["id"]));
-    assert.deepEqual(progress.reading, [{ table: `${schema}.resumed`, lastKey: [String(stored.at(-1))], rowsDone: stored.length }]);
+    assert.deepEqual(progress.reading, [{ table: `${schema}.resumed`, lastKey: [String(stored.at(-1))], rowsDone: stored.length, keyColumns: ["id"] }]);
     await source.close();
     await admin.query(`DELETE FROM ${q("resumed")} WHERE id IN (3, 45)`);
 

@@ -437,7 +437,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       if (done.has(name)) continue;
       try {
         const { table } = await this.snapshots.resolve(name);
-        left.push({ name, keyLength: table.keyIndexes.length, estimatedRows: ref.estimatedRows });
+        left.push({ name, keyLength: table.keyIndexes.length, keyColumns: table.schema.key, estimatedRows: ref.estimatedRows });
       } catch (error) {
         if (error instanceof SluiceError && error.code === "SNAPSHOT_NO_CHUNK_KEY") return name;
         throw error;
