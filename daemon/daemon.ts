@@ -16,6 +16,7 @@ import { createRegistryHandler, TransactionMetadataEncoder } from "../schema-reg
 import { AccessPolicy } from "./admin-auth.ts";
 import type { ApiTokens } from "./admin-auth.ts";
 import { retry } from "../runtime/backoff.ts";
+import { durationFromEnv } from "../runtime/env-duration.ts";
 import { CapturePipeline } from "./capture.ts";
 import { captureEncoder, createSource, dataTopicPrefix, dataTopicSpec, internalTopicSpec, openRegistry, parkingTopic, sinkGroupName, sinkTopics, sourceStateDir } from "./components.ts";
 import { reportUncompactedTopics } from "./topic-policy.ts";
@@ -51,7 +52,7 @@ import type { KafkaTopicLog } from "../connectors/kafka/kafka-log.ts";
 import type { LocalRegistry, SchemaRegistry } from "../schema-registry/index.ts";
 
 /** Kafka's session timeout of a capture lease: how long a dead or frozen leader keeps it before a standby takes over. */
-const LEASE_SESSION_MS = Number(process.env["SLUICE_CAPTURE_LEASE_SESSION_MS"] ?? 10_000);
+const leaseSessionMs = (): number => durationFromEnv("SLUICE_CAPTURE_LEASE_SESSION_MS", 10_000, { min: 1_000, max: 3_600_000 });
 /** How often each process announces itself to the deployment (/status shows every process). */
 const ANNOUNCE_INTERVAL_MS = 5_000;
 
@@ -372,7 +373,7 @@ export class Daemon {
     if (this.selection.sources.length > 0 && isKafkaLog(log)) {
       const leadership = new CaptureLeadership({
         logger: this.logger.child({ component: "capture-lease" }),
-        newLease: (onChange) => log.captureLease({ group: captureLeaseGroup(this.config.name, captureWriter(this.config, this.selection) ?? "all"), holder: this.instanceId, sessionTimeoutMs: LEASE_SESSION_MS, onChange }),
+        newLease: (onChange) => log.captureLease({ group: captureLeaseGroup(this.config.name, captureWriter(this.config, this.selection) ?? "all"), holder: this.instanceId, sessionTimeoutMs: leaseSessionMs(), onChange }),
         beforeLead: async (signal) => {
           // Fence a former leader before anything is read (it may wake up and commit before it learns it lost the lease), then take its slot.
           await log.claimWriter();

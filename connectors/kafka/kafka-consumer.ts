@@ -6,6 +6,7 @@
  */
 import type { Admin, Consumer, EachBatchPayload, Kafka } from "kafkajs";
 import type { Logger } from "../../runtime/logger.ts";
+import { durationFromEnv } from "../../runtime/env-duration.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import type { PollOptions, SeekTarget, StoredRecord, TopicConsumer, TopicPartition, TopicPartitionOffset } from "../topics/contract.ts";
 import { kafkaError } from "./kafka-errors.ts";
@@ -59,7 +60,9 @@ const DEFAULT_FETCH_WAIT_MS = 500;
  * long before the group moves them. SLUICE_KAFKA_SESSION_MS changes it (at least the broker's
  * group.min.session.timeout.ms, 6 s by default); the tests that kill sinks use the least.
  */
-const SESSION_TIMEOUT_MS = Number(process.env["SLUICE_KAFKA_SESSION_MS"] ?? 30_000);
+export function kafkaSessionTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+  return durationFromEnv("SLUICE_KAFKA_SESSION_MS", 30_000, { min: 1_000, max: 3_600_000 }, env);
+}
 /** Bytes a queued record counts besides its key and value. */
 const RECORD_OVERHEAD = 64;
 /**
@@ -93,12 +96,13 @@ export class KafkaPullConsumer implements TopicConsumer {
     this.maxBufferedBytes = options.limits?.readAheadBytes ?? 16 * 2 ** 20;
     this.recordOverhead = options.limits ? RECORD_HEAP_OVERHEAD : RECORD_OVERHEAD;
     this.joined = new Promise((resolve) => (this.markJoined = resolve));
+    const sessionTimeout = kafkaSessionTimeoutMs();
     this.consumer = options.kafka.consumer({
       groupId: options.group,
       readUncommitted: false,
       allowAutoTopicCreation: false,
-      sessionTimeout: SESSION_TIMEOUT_MS,
-      heartbeatInterval: Math.min(3_000, Math.floor(SESSION_TIMEOUT_MS / 5)),
+      sessionTimeout,
+      heartbeatInterval: Math.min(3_000, Math.floor(sessionTimeout / 5)),
       // By default a fetch may carry the largest record whole. With limits (a memory budget) fetches
       // are smaller: a bigger record still comes, since a broker answers (Fetch v3 and later) with the
       // first record batch of the first partition that has one even when it exceeds these bounds
