@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 // Plain JavaScript on purpose: it must run on any Node to say which Node Sluice needs.
+import { mkdirSync, statSync } from "node:fs";
 import module from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const major = Number(process.versions.node.split(".")[0]);
@@ -8,11 +11,12 @@ if (major < 24) {
   process.stderr.write(`sluice: Node.js 24 or newer is required (this is ${process.version}); run it through "npm run sluice --" or install Node 24.\n`);
   process.exit(2);
 }
-// Node caches the type-stripped and compiled modules on disk (NODE_COMPILE_CACHE, default a directory under
-// os.tmpdir()): a start after the first skips stripping the types of ~200 TypeScript files, about half the CPU of
+// Node caches the type-stripped and compiled modules on disk (NODE_COMPILE_CACHE, default a directory of this user's
+// under os.tmpdir()): a start after the first skips stripping the types of ~200 TypeScript files, about half the CPU of
 // loading them. NODE_DISABLE_COMPILE_CACHE=1 turns it off. Worker threads (sinks) use it through the environment.
 // Node writes the cache at exit, which a daemon killed (kill -9, out of memory) never reaches: also a minute after start.
-const cache = module.enableCompileCache?.();
+const cacheDirectory = process.env.NODE_COMPILE_CACHE || privateCacheDirectory();
+const cache = cacheDirectory === undefined ? undefined : module.enableCompileCache?.(cacheDirectory);
 if (cache?.directory) {
   process.env.NODE_COMPILE_CACHE ??= cache.directory;
   setTimeout(() => module.flushCompileCache(), 60_000).unref();
@@ -30,3 +34,21 @@ if (args[0] === "run" && typeof process.execve === "function") {
 const { main, installCrashHandler } = await import("./cli.ts");
 installCrashHandler();
 process.exitCode = await main(args);
+
+/**
+ * Compiled code is run as it is found, so the cache must be writable by this user alone: a directory another local
+ * user could create first (the shared temporary directory's default name) would let them plant code. No cache when
+ * the directory is not ours or is open to others.
+ */
+function privateCacheDirectory() {
+  const uid = process.getuid?.();
+  const directory = join(tmpdir(), `sluice-compile-cache-${uid ?? "user"}`);
+  try {
+    mkdirSync(directory, { recursive: true, mode: 0o700 });
+    const stats = statSync(directory);
+    if (!stats.isDirectory() || (uid !== undefined && stats.uid !== uid) || (stats.mode & 0o077) !== 0) return undefined;
+    return directory;
+  } catch {
+    return undefined;
+  }
+}

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -30,17 +30,39 @@ test("importing the command line loads no connector or sink library (each loads 
   assert.deepEqual(loaded.filter((url) => ON_DEMAND.test(url)), []);
 });
 
-test("sluice turns on Node's module compile cache (in the temporary directory unless NODE_COMPILE_CACHE says where)", () => {
-  const dir = mkdtempSync(join(tmpdir(), "sluice-compile-cache-"));
+/** Runs `sluice version` with its temporary directory in `dir` and no compile cache setting. */
+function versionWithTemporaryDirectory(dir: string): void {
+  const env: Record<string, string | undefined> = { ...process.env, TMPDIR: dir, SLUICE_CONFIG: "" };
+  delete env["NODE_COMPILE_CACHE"];
+  delete env["NODE_DISABLE_COMPILE_CACHE"];
+  const result = spawnSync(process.execPath, [sluice, "version"], { encoding: "utf8", env });
+  assert.equal(result.status, 0, result.stderr);
+}
+
+const userCacheName = `sluice-compile-cache-${process.getuid?.() ?? "user"}`;
+
+test("sluice turns on Node's module compile cache (in a directory of its user's under the temporary directory unless NODE_COMPILE_CACHE says where)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-startup-"));
   try {
-    const env: Record<string, string | undefined> = { ...process.env, TMPDIR: dir, SLUICE_CONFIG: "" };
-    delete env["NODE_COMPILE_CACHE"];
-    delete env["NODE_DISABLE_COMPILE_CACHE"];
-    const result = spawnSync(process.execPath, [sluice, "version"], { encoding: "utf8", env });
-    assert.equal(result.status, 0, result.stderr);
-    const cache = join(dir, "node-compile-cache");
+    versionWithTemporaryDirectory(dir);
+    const cache = join(dir, userCacheName);
     const entries = readdirSync(cache, { recursive: true });
     assert.ok(entries.length > 10, `compiled modules cached in ${cache}: ${entries.length} entries`);
+    assert.equal(statSync(cache).mode & 0o077, 0, "nobody else can write or read the cache");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a cache directory that others can write (made first by another user) is not used: compiled code there could be planted", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-startup-"));
+  try {
+    const planted = join(dir, userCacheName);
+    mkdirSync(planted);
+    chmodSync(planted, 0o777);
+    versionWithTemporaryDirectory(dir);
+    assert.deepEqual(readdirSync(planted), [], "nothing was cached in (or read from) the open directory");
+    assert.deepEqual(readdirSync(dir).sort(), [userCacheName], "and Node's shared default directory was not used instead");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
