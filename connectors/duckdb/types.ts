@@ -147,7 +147,7 @@ type Append = (appender: DuckDBAppender, cell: DuckDBValue) => void;
 /**
  * How a present cell of a column of `type` (what duckdbValue gives) goes into an appender column of
  * that exact DuckDB type: the typed append calls where the bindings have one, so a row is not first
- * built into a generic DuckDB value; the rest through appendValue with the column's type.
+ * built into a generic DuckDB value; the rest (decimals, JSON, UUID, lists) through appendValue with the column's type.
  */
 export function appendFor(type: LogicalType, columnType: DuckDBType): Append {
   switch (type.kind) {
@@ -169,7 +169,8 @@ export function appendFor(type: LogicalType, columnType: DuckDBType): Append {
     case "time":
       return (a, v) => a.appendTime(v as DuckDBTimeValue);
     case "timestamp":
-      return type.tz ? (a, v) => a.appendValue(v, columnType) : (a, v) => a.appendTimestamp(v as DuckDBTimestampValue);
+      // A TIMESTAMPTZ column takes the timestamp call as well: both hold microseconds since the epoch, stored as given (no time zone applied).
+      return (a, v) => a.appendTimestamp(v as DuckDBTimestampValue);
     case "duration":
       return (a, v) => a.appendInterval(v as DuckDBIntervalValue);
     case "bytes":
