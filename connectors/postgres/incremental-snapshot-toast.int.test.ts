@@ -61,9 +61,9 @@ test("rows updated around their chunk's read (an unchanged TOAST column) keep th
     await locker.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
     const lockerPid = (await locker.query<{ pid: string }>("SELECT pg_backend_pid()::text AS pid")).rows[0]!.pid;
     state.paused = false;
-    // A chunk's SELECT waits for the lock: its low watermark is written, its high one is not.
+    // A chunk's SELECT waits for the lock: its low watermark is written, its high one is not (its LIMIT is the chunk sizer's, at most CHUNK).
     await waitFor("a chunk read held by the lock", async () => {
-      const blocked = await admin.query<{ n: string }>("SELECT count(*)::text AS n FROM pg_stat_activity WHERE $1::int = ANY(pg_blocking_pids(pid)) AND query LIKE $2", [lockerPid, `%ORDER BY%LIMIT ${CHUNK}`]);
+      const blocked = await admin.query<{ n: string }>("SELECT count(*)::text AS n FROM pg_stat_activity WHERE $1::int = ANY(pg_blocking_pids(pid)) AND query LIKE $2", [lockerPid, "%ORDER BY%LIMIT %"]);
       return Number(blocked.rows[0]!.n) > 0;
     });
     // Inside that chunk's window for its rows; before the reads of the chunks after it; after those before it.
