@@ -263,7 +263,11 @@ function show(value: string | null | undefined): string {
 
 test("every edge value of the matrix arrives in DuckDB, ClickHouse and Elasticsearch as the matrix says, from the snapshot and the stream; keyless tables are refused", { timeout: 300_000 }, async () => {
   const daemon = await SluiceDaemon.start(dir, config, "matrix");
-  await waitFor("both sources to finish their snapshots", async () => (await daemon.status()).sources.every((s) => s.ready), { daemon, timeoutMs: 120_000 });
+  // Both listed: before capture has started, no source is listed (and every() of none holds), and the "stream" rows would be read by the snapshot.
+  await waitFor("both sources to finish their snapshots", async () => {
+    const { sources } = await daemon.status();
+    return sources.length === 2 && sources.every((s) => s.ready);
+  }, { daemon, timeoutMs: 120_000 });
   await insertAll(STREAM_OFFSET);
   // Unchanged TOAST: an update of another column does not send the large value; every sink keeps what it stored.
   for (const c of pgCases.filter((t) => t.toast === true)) {

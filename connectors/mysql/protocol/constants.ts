@@ -106,7 +106,7 @@ export function columnTypeName(type: number): string {
   return `type ${type}`;
 }
 
-/** Columns whose signedness the SIGNEDNESS optional metadata covers. */
+/** Columns whose signedness the SIGNEDNESS optional metadata covers (MySQL's set; MariaDB's adds YEAR, see table-map.ts). */
 export function isNumericType(type: number): boolean {
   return (
     type === ColumnType.TINY ||
@@ -120,7 +120,7 @@ export function isNumericType(type: number): boolean {
   );
 }
 
-/** Columns the DEFAULT_CHARSET / COLUMN_CHARSET optional metadata covers (by their real type). */
+/** Columns the DEFAULT_CHARSET / COLUMN_CHARSET optional metadata covers (by their real type; MariaDB's add GEOMETRY, see table-map.ts). */
 export function isCharacterType(realType: number): boolean {
   return (
     realType === ColumnType.STRING ||

@@ -92,7 +92,7 @@ export function readTableMap(reader: BinaryReader, format: FormatDescription, co
   }
   const nullBits = reader.bitmap(count);
   columns.forEach((column, i) => (column.nullable = (nullBits[i >> 3]! & (1 << (i & 7))) !== 0));
-  const optional = readOptionalMetadata(reader, columns, collations);
+  const optional = readOptionalMetadata(reader, columns, collations, format.mariadb);
   return { tableId, database, table, columns, ...optional };
 }
 
@@ -152,12 +152,18 @@ function readColumnMetadata(reader: BinaryReader, type: number): MutableColumn {
   return column;
 }
 
-function readOptionalMetadata(reader: BinaryReader, columns: MutableColumn[], collations: CollationTable) {
+/** Whether a column has a bit in SIGNEDNESS: MariaDB logs one for YEAR too (its YEAR is an unsigned TINYINT inside), MySQL does not. */
+function hasSignednessBit(type: number, mariadb: boolean): boolean {
+  return isNumericType(type) || (mariadb && type === ColumnType.YEAR);
+}
+
+function readOptionalMetadata(reader: BinaryReader, columns: MutableColumn[], collations: CollationTable, mariadb: boolean) {
   let primaryKey: number[] | null = null;
   let hasNames = false;
   let hasSignedness = false;
   let hasCharsets = false;
-  const characterColumns = columns.filter((c) => isCharacterType(c.realType));
+  // MariaDB counts GEOMETRY columns (binary charset) among the character columns its charset fields index; MySQL does not.
+  const characterColumns = columns.filter((c) => isCharacterType(c.realType) || (mariadb && c.realType === ColumnType.GEOMETRY));
   const enumSetColumns = columns.filter((c) => isEnumOrSet(c.realType));
   let enumMembers: Buffer[][] = [];
   let setMembers: Buffer[][] = [];
@@ -170,7 +176,7 @@ function readOptionalMetadata(reader: BinaryReader, columns: MutableColumn[], co
         hasSignedness = true;
         let bit = 0;
         for (const column of columns) {
-          if (!isNumericType(column.type)) continue;
+          if (!hasSignednessBit(column.type, mariadb)) continue;
           column.unsigned = (field.bytes[bit >> 3]! & (0x80 >> (bit & 7))) !== 0;
           bit++;
         }
