@@ -342,7 +342,7 @@ export class Daemon {
     for (const c of this.captures) this.releasableSources.set(c.name, { release: (table: string, action: HaltAction, execute: boolean) => c.pipeline.release(table, action, execute, this.captureStop.signal) });
   }
 
-  /** Starts the sinks this process runs and, beside them, capture (at once, or under the capture lease); mounts the HTTP handlers. */
+  /** Starts the sinks this process runs, then capture (at once, or under the capture lease); mounts the HTTP handlers. */
   private async startParts(registry: SchemaRegistry): Promise<void> {
     // Schemas the capture registers after this process started (a capture elsewhere, or a former leader) are read again on demand.
     const sinkRegistry = this.config.schema_registry.kind === "builtin" ? reloadingOnMiss(registry, async () => (await openRegistry(this.config, this.log)).registry) : registry;
@@ -369,6 +369,27 @@ export class Daemon {
     this.http.mount("/sinks", releasable);
     this.http.mount("/sources", releasable);
     this.http.mount("/sources", snapshotHandler((name) => this.snapshotTarget(name), () => this.captures.map((c) => c.name)));
+    // The sink threads start together, and capture once they have (starting it beside them, 523bad8, saves a little start-up time).
+    const outcomes = await Promise.allSettled(sinkStarts);
+    // Every sink thread settled before a failed one fails the start, so the stop that follows ends them all.
+    for (const [index, outcome] of outcomes.entries()) {
+      if (outcome.status === "rejected") continue;
+      const sinkConfig = sinkConfigs[index]!;
+      const thread = outcome.value;
+      const topicLog = this.log!;
+      this.sinks.push({
+        name: sinkConfig.name,
+        thread,
+        group: sinkGroupName(this.config, sinkConfig),
+        topics: async () => sinkTopics(this.config, sinkConfig, await topicLog.topicNames()),
+        done: Promise.resolve(),
+      });
+      if (thread.queryable) queryable.set(sinkConfig.name, thread);
+      releasableSinks.set(sinkConfig.name, thread);
+    }
+    const failed = outcomes.find((o) => o.status === "rejected");
+    if (failed) throw failed.reason;
+    for (const sink of this.sinks) sink.done = this.supervise(`sink ${sink.name}`, sink.thread.finished);
     const log = this.log;
     if (this.selection.sources.length > 0 && isKafkaLog(log)) {
       const leadership = new CaptureLeadership({
@@ -415,26 +436,6 @@ export class Daemon {
       this.servedIsCaptures = this.selection.sources.length > 0 && registry === this.servedRegistry;
       for (const capture of this.captures) capture.done = this.supervise(`source ${capture.name}`, capture.pipeline.run(this.captureStop.signal));
     }
-    // Every sink thread settles before a failed one fails the start, so the stop that follows ends them all.
-    const outcomes = await Promise.allSettled(sinkStarts);
-    for (const [index, outcome] of outcomes.entries()) {
-      if (outcome.status === "rejected") continue;
-      const sinkConfig = sinkConfigs[index]!;
-      const thread = outcome.value;
-      const topicLog = this.log!;
-      this.sinks.push({
-        name: sinkConfig.name,
-        thread,
-        group: sinkGroupName(this.config, sinkConfig),
-        topics: async () => sinkTopics(this.config, sinkConfig, await topicLog.topicNames()),
-        done: Promise.resolve(),
-      });
-      if (thread.queryable) queryable.set(sinkConfig.name, thread);
-      releasableSinks.set(sinkConfig.name, thread);
-    }
-    const failed = outcomes.find((o) => o.status === "rejected");
-    if (failed) throw failed.reason;
-    for (const sink of this.sinks) sink.done = this.supervise(`sink ${sink.name}`, sink.thread.finished);
   }
 
   /**
