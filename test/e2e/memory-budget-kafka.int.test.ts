@@ -11,7 +11,7 @@ import { readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
 import type pg from "pg";
 import { loadConfigText } from "../../config/load.ts";
-import { planMemory } from "../../config/memory.ts";
+import { MemoryBudgetError, planMemory } from "../../config/memory.ts";
 import { clickhouse, kafka } from "../services/ports.ts";
 import { clickhouseQuery, deleteKafkaDeployment, dropClickHouseDatabase, dropPostgres, killAllDaemons, pgClient, pgSourceConfig, randomName, removeDir, SluiceDaemon, tempDir, waitFor, waitSourcesPast } from "./helpers.ts";
 
@@ -27,8 +27,18 @@ const captureConfig = {
   topics: { kind: "kafka", brokers: [...kafka.brokers], partitions: 3, retention: { max_age: 0 } },
   sinks: [{ kind: "clickhouse", name: "warehouse", url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database, batch: { max_wait: "50ms" } }],
 };
-// About the least a sink-only process needs (the plan refuses less): its sink thread gets the smallest heap it may have.
-const sinkConfig = { ...captureConfig, memory: "224MiB" };
+/** The least a sink-only process of this deployment needs: the plan refuses less, naming it. */
+function leastMemory(): number {
+  try {
+    planMemory(loadConfigText("sinks.yaml", JSON.stringify({ ...captureConfig, memory: "64MiB" }), { env: {} }), { sources: [], sinks: ["warehouse"] });
+  } catch (error) {
+    if (error instanceof MemoryBudgetError) return error.neededBytes;
+    throw error;
+  }
+  throw new Error("the plan accepted 64MiB for a sink-only process");
+}
+// The least (a fixed figure went stale as the plan grew): the sink thread gets the smallest heap it may have.
+const sinkConfig = { ...captureConfig, memory: `${Math.ceil(leastMemory() / 2 ** 20)}MiB` };
 /** Incompressible text of about `kib` KiB (hex digests), built by PostgreSQL. */
 const wide = (kib: number) => `(SELECT string_agg(md5(random()::text || g || i), '') FROM generate_series(1, ${kib * 32}) i)`;
 let client: pg.Client;
