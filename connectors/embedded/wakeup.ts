@@ -5,33 +5,17 @@
  * readers wake at once without polling; appends by another process are noticed by a bounded poll
  * (the waiter's `pollMs`).
  */
-import { EventEmitter } from "node:events";
-import { BroadcastChannel } from "node:worker_threads";
-
-const notifiers = new Map<string, EventEmitter>();
-const channels = new WeakMap<EventEmitter, BroadcastChannel>();
+import type { EventEmitter } from "node:events";
+import { processSignal, raiseProcessSignal } from "../common/process-signal.ts";
 
 /** The file's notifier in this thread: emits "append" for appends made in any thread. */
 export function notifierFor(file: string): EventEmitter {
-  let notifier = notifiers.get(file);
-  if (!notifier) {
-    const local = new EventEmitter();
-    local.setMaxListeners(0);
-    const channel = new BroadcastChannel(`sluice-embedded-log:${file}`);
-    channel.onmessage = () => local.emit("append");
-    // The channel alone must not keep a process or thread alive.
-    channel.unref();
-    channels.set(local, channel);
-    notifiers.set(file, local);
-    notifier = local;
-  }
-  return notifier;
+  return processSignal(`sluice-embedded-log:${file}`, "append");
 }
 
 /** Wakes this thread's readers of the file and those of every other thread. */
 export function notifyAppend(notifier: EventEmitter): void {
-  notifier.emit("append");
-  channels.get(notifier)?.postMessage(0);
+  raiseProcessSignal(notifier);
 }
 
 /** Resolves on the next append notice, after `pollMs`, at `deadline`, or when `signal` aborts, whichever is first. */

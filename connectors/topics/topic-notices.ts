@@ -4,34 +4,17 @@
  * topic list. Every thread hears it (sinks run in worker threads) through a BroadcastChannel per
  * log; sinks in other processes still find new topics by polling.
  */
-import { EventEmitter } from "node:events";
-import { BroadcastChannel } from "node:worker_threads";
-
-const notices = new Map<string, EventEmitter>();
-const channels = new WeakMap<EventEmitter, BroadcastChannel>();
+import type { EventEmitter } from "node:events";
+import { processSignal, raiseProcessSignal } from "../common/process-signal.ts";
 
 /** This thread's notices of the log named `log` (e.g. its file, or its Kafka deployment). */
 function noticesOf(log: string): EventEmitter {
-  let local = notices.get(log);
-  if (!local) {
-    const emitter = new EventEmitter();
-    emitter.setMaxListeners(0);
-    const channel = new BroadcastChannel(`sluice-topic-created:${log}`);
-    channel.onmessage = () => emitter.emit("created");
-    // The channel alone must not keep a process or thread alive.
-    channel.unref();
-    channels.set(emitter, channel);
-    notices.set(log, emitter);
-    local = emitter;
-  }
-  return local;
+  return processSignal(`sluice-topic-created:${log}`, "created");
 }
 
 /** Tells this thread and every other thread of the process that the log has a new topic. */
 export function announceTopicCreated(log: string): void {
-  const local = noticesOf(log);
-  local.emit("created");
-  channels.get(local)?.postMessage(0);
+  raiseProcessSignal(noticesOf(log));
 }
 
 /** Calls `listener` whenever a topic is created in the log, in any thread of this process; returns the unsubscribe. */
