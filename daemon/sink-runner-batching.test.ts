@@ -10,28 +10,14 @@ import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { test } from "node:test";
 import type { ChangeEvent, Sink, SinkChange, SinkWriteResult, StoredRecord } from "../connectors/contracts.ts";
 import type { OffsetWriteResult, StoredSinkOffset, TransactionalSink } from "../connectors/sinks/contract.ts";
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import type { PollOptions, SeekTarget, TopicConsumer, TopicLog, TopicPartitionOffset } from "../connectors/topics/contract.ts";
-import { createLogger } from "../runtime/logger.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { SinkRunner } from "./sink-runner.ts";
-
-const silent = createLogger("silent", new Writable({ write: (_c, _e, cb) => cb() }) as never);
-
-function event(table: string, id: number, change: bigint): ChangeEvent {
-  return {
-    op: "c",
-    key: { id },
-    before: null,
-    after: { id, name: `row ${id}` },
-    schema: { source: "pg", database: "app", schema: "public", table, sourceKind: "postgres", columns: [], key: ["id"] },
-    source: { connector: "postgres", name: "pg", db: "app", schema: "public", table, position: { commit: change, change }, txId: null, commitTimeMs: 1_700_000_000_000 + Number(change), snapshot: false },
-  };
-}
+import { event, jsonDecoder, silent } from "./sink-runner-test-support.ts";
 
 function encode(e: ChangeEvent) {
   return { topic: `pg.public.${e.schema.table}`, key: Buffer.from(String(e.key["id"])), value: Buffer.from(serializeEvent(e)), timestamp: e.source.commitTimeMs };
@@ -194,7 +180,7 @@ test("records of several partitions that arrive together are applied in one batc
     log: wrapped(log, (consumer) => new PiecewiseConsumer(consumer)),
     group: "t.sink.batching",
     topics: async () => topics,
-    decoder: { decode: async (r) => (r.value ? deserializeEvent(Buffer.from(r.value).toString()) : null) },
+    decoder: jsonDecoder,
     batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs: 50 },
     onError: "halt",
     deadLetterTopic: "t.dlq.mem",
@@ -233,7 +219,7 @@ test("a sink whose target keeps its offsets applies the next batch while the gro
     log: wrapped(log, (inner) => (consumer = new GatedConsumer(inner))),
     group,
     topics: async () => [topic],
-    decoder: { decode: async (r) => (r.value ? deserializeEvent(Buffer.from(r.value).toString()) : null) },
+    decoder: jsonDecoder,
     batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs: 50 },
     onError: "halt",
     deadLetterTopic: "t.dlq.mem",

@@ -9,31 +9,18 @@ import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { test } from "node:test";
 import kafkajs from "kafkajs";
-import type { ChangeEvent, Sink, SinkChange, SinkWriteResult } from "../connectors/contracts.ts";
+import type { Sink, SinkChange, SinkWriteResult } from "../connectors/contracts.ts";
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import { ConnectionError, SluiceError } from "../connectors/errors.ts";
 import { kafkaError } from "../connectors/kafka/kafka-errors.ts";
 import type { TopicConsumer, TopicLog } from "../connectors/topics/contract.ts";
-import { deserializeEvent, serializeEvent } from "./event-json.ts";
-import { createLogger } from "../runtime/logger.ts";
+import { serializeEvent } from "./event-json.ts";
 import { SinkRunner } from "./sink-runner.ts";
+import { event, jsonDecoder, silent } from "./sink-runner-test-support.ts";
 
-const silent = createLogger("silent", new Writable({ write: (_c, _e, cb) => cb() }) as never);
 const TOPICS = ["pg.public.a", "pg.public.b"];
-
-function event(table: string, id: number): ChangeEvent {
-  return {
-    op: "c",
-    key: { id },
-    before: null,
-    after: { id },
-    schema: { source: "pg", database: "app", schema: "public", table, sourceKind: "postgres", columns: [], key: ["id"] },
-    source: { connector: "postgres", name: "pg", db: "app", schema: "public", table, position: { commit: BigInt(id), change: BigInt(id) }, txId: null, commitTimeMs: 1_700_000_000_000 + id, snapshot: false },
-  };
-}
 
 class ListSink implements Sink {
   readonly name = "list";
@@ -101,7 +88,7 @@ function runner(log: TopicLog, sink: Sink, topics: () => Promise<string[]>) {
     log,
     group: "t.sink.list",
     topics,
-    decoder: { decode: async (r) => (r.value ? deserializeEvent(Buffer.from(r.value).toString()) : null) },
+    decoder: jsonDecoder,
     batch: { maxRows: 5, maxBytes: 1 << 20, maxWaitMs: 20 },
     onError: "halt",
     deadLetterTopic: "t.dlq.list",

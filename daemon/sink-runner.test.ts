@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { test } from "node:test";
 import type { ChangeEvent, SinkChange, TopicPartitionOffset } from "../connectors/contracts.ts";
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
@@ -11,22 +10,9 @@ import { SCHEMA_UNSUPPORTED } from "../connectors/sinks/errors.ts";
 import type { OffsetWriteResult, StoredSinkOffset, TransactionalSink } from "../connectors/sinks/contract.ts";
 import { CONTROL_TOPIC_HEADER } from "./control-records.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
-import { createLogger } from "../runtime/logger.ts";
 import { SinkRunner } from "./sink-runner.ts";
+import { event, jsonDecoder, silent } from "./sink-runner-test-support.ts";
 import type { SinkRunnerOptions } from "./sink-runner.ts";
-
-const silent = createLogger("silent", new Writable({ write: (_c, _e, cb) => cb() }) as never);
-
-function event(table: string, id: number, change: bigint): ChangeEvent {
-  return {
-    op: "c",
-    key: { id },
-    before: null,
-    after: { id, name: `row ${id}` },
-    schema: { source: "pg", database: "app", schema: "public", table, sourceKind: "postgres", columns: [], key: ["id"] },
-    source: { connector: "postgres", name: "pg", db: "app", schema: "public", table, position: { commit: change, change }, txId: null, commitTimeMs: 1_700_000_000_000 + Number(change), snapshot: false },
-  };
-}
 
 /**
  * A sink kept in memory; rows named "poison" are rejected (until `fixed`), "flaky" ones fail
@@ -110,7 +96,7 @@ function runner(log: EmbeddedTopicLog, sink: MemorySink, extra: Partial<SinkRunn
     log,
     group: "t.sink.mem",
     topics: async () => ["pg.public.a", "pg.public.b"],
-    decoder: { decode: async (r) => (r.value ? deserializeEvent(Buffer.from(r.value).toString()) : null) },
+    decoder: jsonDecoder,
     batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs: 20 },
     onError: "halt",
     deadLetterTopic: "t.dlq.mem",
