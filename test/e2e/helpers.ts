@@ -434,6 +434,41 @@ function show(value: unknown): string {
   return (text ?? "undefined").slice(0, 4000);
 }
 
+/** Snapshot rows (op "r") of `table` ("<schema or database>.<name>") the daemon published since it started. */
+export function snapshotRowsPublished(daemon: SluiceDaemon, table: string): Promise<number> {
+  return daemon.metric("sluice_changes_captured_total", { table, op: "r" });
+}
+
+/**
+ * Starts a daemon and SIGKILLs it once it has published `rows` snapshot rows of `namespace.table`;
+ * returns what it had published of each of `tables` (names in the same namespace), by name.
+ */
+export async function killDuringSnapshot(
+  dir: string,
+  config: Record<string, unknown>,
+  label: string,
+  of: { readonly namespace: string; readonly table: string; readonly rows: number; readonly tables: readonly string[]; readonly timeoutMs: number },
+): Promise<Record<string, number>> {
+  const daemon = await SluiceDaemon.start(dir, config, label);
+  const published = (name: string) => snapshotRowsPublished(daemon, `${of.namespace}.${name}`);
+  await waitFor(`snapshot rows of ${of.table} in the log`, async () => (await published(of.table)) >= of.rows, { daemon, timeoutMs: of.timeoutMs, intervalMs: 20 });
+  const counts = Object.fromEntries(await Promise.all(of.tables.map(async (name) => [name, await published(name)] as const)));
+  await daemon.kill();
+  return counts;
+}
+
+/** Waits until every source is connected and no snapshot of `table` ("<schema or database>.<name>") is queued or running (/status). */
+export async function waitSnapshotDone(daemon: SluiceDaemon, table: string): Promise<void> {
+  await waitFor(
+    `the snapshot of ${table} to finish`,
+    async () => {
+      const status = (await (await daemon.get("/status")).json()) as { sources: { ready: boolean; snapshots?: { table: string; state: string }[] }[] };
+      return status.sources.length > 0 && status.sources.every((s) => s.ready && !(s.snapshots ?? []).some((p) => p.table === table && p.state !== "done"));
+    },
+    { daemon, timeoutMs: 150_000, intervalMs: 200 },
+  );
+}
+
 /**
  * Polls `probe` until it returns something other than undefined/false/null, at most `timeoutMs`.
  * The failure says what was awaited, the last value seen (or the last error) and the daemon's log tail.

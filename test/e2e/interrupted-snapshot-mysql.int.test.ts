@@ -13,7 +13,7 @@ import { after, before, test } from "node:test";
 import mysql from "mysql2/promise";
 import type { Connection } from "mysql2/promise";
 import { mariadb } from "../services/ports.ts";
-import { assertTablesEqual, killAllDaemons, mysqlSourceConfig, randomName, readDuckDb, readEmbeddedTopics, removeDir, SluiceDaemon, tempDir, waitFor } from "./helpers.ts";
+import { assertTablesEqual, killAllDaemons, killDuringSnapshot, mysqlSourceConfig, randomName, readDuckDb, readEmbeddedTopics, removeDir, SluiceDaemon, snapshotRowsPublished, tempDir, waitFor, waitSnapshotDone } from "./helpers.ts";
 import type { CanonicalTable, TableDef } from "./helpers.ts";
 
 const database = randomName("e2e_resnapm");
@@ -76,27 +76,15 @@ async function readMariadb(def: TableDef): Promise<CanonicalTable> {
   return out;
 }
 
-const published = (daemon: SluiceDaemon, def: TableDef) => daemon.metric("sluice_changes_captured_total", { table: `${database}.${def.name}`, op: "r" });
+const published = (daemon: SluiceDaemon, def: TableDef) => snapshotRowsPublished(daemon, `${database}.${def.name}`);
 
 /** Starts the daemon and SIGKILLs it once this process has published `rows` snapshot rows of `def`; returns what each table published. */
-async function killDuringSnapshotOf(def: TableDef, label: string, rows: number): Promise<Record<string, number>> {
-  const daemon = await SluiceDaemon.start(dir, config, label);
-  await waitFor(`snapshot rows of ${def.name} in the log`, async () => (await published(daemon, def)) >= rows, { daemon, timeoutMs: 120_000, intervalMs: 20 });
-  const counts = Object.fromEntries(await Promise.all(tables.map(async (t) => [t.name, await published(daemon, t)] as const)));
-  await daemon.kill();
-  return counts;
-}
+const killDuringSnapshotOf = (def: TableDef, label: string, rows: number) =>
+  killDuringSnapshot(dir, config, label, { namespace: database, table: def.name, rows, tables: tables.map((t) => t.name), timeoutMs: 120_000 });
 
 /** Waits until the source is connected and no snapshot of `def` is queued or running (/status), then until every sink applied every record. */
 async function waitSnapshotApplied(daemon: SluiceDaemon, def: TableDef): Promise<void> {
-  await waitFor(
-    `the snapshot of ${def.name} to finish`,
-    async () => {
-      const status = (await (await daemon.get("/status")).json()) as { sources: { ready: boolean; snapshots?: { table: string; state: string }[] }[] };
-      return status.sources.length > 0 && status.sources.every((s) => s.ready && !(s.snapshots ?? []).some((p) => p.table === `${database}.${def.name}` && p.state !== "done"));
-    },
-    { daemon, timeoutMs: 150_000, intervalMs: 200 },
-  );
+  await waitSnapshotDone(daemon, `${database}.${def.name}`);
   await waitFor("every sink to apply every record", async () => (await daemon.status()).sinks.every((s) => s.lagRecords === 0), { daemon, timeoutMs: 120_000 });
 }
 

@@ -26,6 +26,7 @@ import {
   dropPostgres,
   expectedFor,
   killAllDaemons,
+  killDuringSnapshot,
   pgClient,
   pgSourceConfig,
   qualifiedName,
@@ -35,9 +36,10 @@ import {
   readPostgres,
   removeDir,
   SluiceDaemon,
+  snapshotRowsPublished,
   tempDir,
   waitCaughtUp,
-  waitFor,
+  waitSnapshotDone,
 } from "./helpers.ts";
 import type { TableDef } from "./helpers.ts";
 
@@ -94,30 +96,11 @@ after(async () => {
 });
 
 /** Snapshot rows of `def` the daemon has published (stored in the log) so far. */
-async function published(daemon: SluiceDaemon, def: TableDef): Promise<number> {
-  return daemon.metric("sluice_changes_captured_total", { table: `${schema}.${def.name}`, op: "r" });
-}
+const published = (daemon: SluiceDaemon, def: TableDef) => snapshotRowsPublished(daemon, `${schema}.${def.name}`);
 
 /** Starts the daemon and SIGKILLs it once this process has published `rows` snapshot rows of `def`; returns what each table published. */
-async function killDuringSnapshotOf(def: TableDef, label: string, rows = 200): Promise<Record<string, number>> {
-  const daemon = await SluiceDaemon.start(dir, config, label);
-  await waitFor(`snapshot rows of ${def.name} in the log`, async () => (await published(daemon, def)) >= rows, { daemon, timeoutMs: 90_000, intervalMs: 20 });
-  const counts = Object.fromEntries(await Promise.all(tables.map(async (t) => [t.name, await published(daemon, t)] as const)));
-  await daemon.kill();
-  return counts;
-}
-
-/** Waits until the source is connected and no snapshot of `def` is queued or running (/status). */
-async function waitSnapshotDone(daemon: SluiceDaemon, def: TableDef): Promise<void> {
-  await waitFor(
-    `the snapshot of ${def.name} to finish`,
-    async () => {
-      const status = (await (await daemon.get("/status")).json()) as { sources: { ready: boolean; snapshots?: { table: string; state: string }[] }[] };
-      return status.sources.length > 0 && status.sources.every((s) => s.ready && !(s.snapshots ?? []).some((p) => p.table === `${schema}.${def.name}` && p.state !== "done"));
-    },
-    { daemon, timeoutMs: 150_000, intervalMs: 200 },
-  );
-}
+const killDuringSnapshotOf = (def: TableDef, label: string, rows = 200) =>
+  killDuringSnapshot(dir, config, label, { namespace: schema, table: def.name, rows, tables: tables.map((t) => t.name), timeoutMs: 90_000 });
 
 /** Rows of `def` the running daemon's DuckDB sink shows that match `where` (its query endpoint); null before the table exists. */
 async function sinkCount(daemon: SluiceDaemon, def: TableDef, where: string): Promise<number | null> {
@@ -182,7 +165,7 @@ test("a snapshot resumed after kill -9 reads no finished table again, leaves no 
   let daemon = await SluiceDaemon.start(dir, config, "run3");
   // The rows of the second table the source still has, by the deletes above.
   const kept = `(id > 50 AND id % 5 <> 0 AND id <= ${ROWS.second_read - 300}) OR id > ${ROWS.second_read}`;
-  const finished = waitSnapshotDone(daemon, second).then(() => waitCaughtUp(daemon, client, { timeoutMs: 150_000 }));
+  const finished = waitSnapshotDone(daemon, `${schema}.${second.name}`).then(() => waitCaughtUp(daemon, client, { timeoutMs: 150_000 }));
   const watch = watchNoVanishing(daemon, second, kept, finished);
   await finished;
   const { samples, drops } = await watch;
