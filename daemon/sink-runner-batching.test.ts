@@ -17,7 +17,7 @@ import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import type { PollOptions, SeekTarget, TopicConsumer, TopicLog, TopicPartitionOffset } from "../connectors/topics/contract.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { SinkRunner } from "./sink-runner.ts";
-import { event, jsonDecoder, silent } from "./sink-runner-test-support.ts";
+import { event, runnerDefaults, silent } from "./sink-runner-test-support.ts";
 
 function encode(e: ChangeEvent) {
   return { topic: `pg.public.${e.schema.table}`, key: Buffer.from(String(e.key["id"])), value: Buffer.from(serializeEvent(e)), timestamp: e.source.commitTimeMs };
@@ -176,17 +176,13 @@ test("records of several partitions that arrive together are applied in one batc
   for (const name of topics) await log.createTopic({ name, partitions: 2, retentionMs: null, retentionBytes: null, compacted: false });
   const sink = new CountingSink();
   const runner = new SinkRunner({
+    ...runnerDefaults,
     sink,
     log: wrapped(log, (consumer) => new PiecewiseConsumer(consumer)),
     group: "t.sink.batching",
     topics: async () => topics,
-    decoder: jsonDecoder,
     batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs: 50 },
-    onError: "halt",
     deadLetterTopic: "t.dlq.mem",
-    retry: { initialMs: 1, maxMs: 5 },
-    logger: silent,
-    owner: "test",
   });
   const stop = new AbortController();
   const running = runner.run(stop.signal);
@@ -215,17 +211,13 @@ test("a sink whose target keeps its offsets applies the next batch while the gro
   let consumer: GatedConsumer | undefined;
   const group = "t.sink.commits";
   const runner = new SinkRunner({
+    ...runnerDefaults,
     sink,
     log: wrapped(log, (inner) => (consumer = new GatedConsumer(inner))),
     group,
     topics: async () => [topic],
-    decoder: jsonDecoder,
     batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs: 50 },
-    onError: "halt",
     deadLetterTopic: "t.dlq.mem",
-    retry: { initialMs: 1, maxMs: 5 },
-    logger: silent,
-    owner: "test",
   });
   const stop = new AbortController();
   const running = runner.run(stop.signal);

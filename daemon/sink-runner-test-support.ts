@@ -20,3 +20,6 @@ export function event(table: string, id: number, change = BigInt(id)): ChangeEve
 
 /** Decodes records written with serializeEvent (null for a tombstone). */
 export const jsonDecoder = { decode: async (r: StoredRecord) => (r.value ? deserializeEvent(Buffer.from(r.value).toString()) : null) };
+
+/** The runner options these tests share: JSON records, a halt on a failed row, quick retries, a silent log. */
+export const runnerDefaults = { decoder: jsonDecoder, onError: "halt", retry: { initialMs: 1, maxMs: 5 }, logger: silent, owner: "test" } as const;

@@ -14,7 +14,7 @@ import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import type { TopicSpec } from "../connectors/topics/contract.ts";
 import { serializeEvent } from "./event-json.ts";
 import { SinkRunner } from "./sink-runner.ts";
-import { event, jsonDecoder, silent } from "./sink-runner-test-support.ts";
+import { event, runnerDefaults, silent } from "./sink-runner-test-support.ts";
 
 const TEN_MINUTES = 600_000;
 
@@ -36,18 +36,14 @@ async function withSink(body: (log: EmbeddedTopicLog, sink: ListSink) => Promise
   await log.createTopic(spec("t.dlq.list"));
   const sink = new ListSink();
   const runner = new SinkRunner({
+    ...runnerDefaults,
     sink,
     log,
     group: "t.sink.list",
     topics: async () => (await log.topicNames()).filter((name) => name.startsWith("pg.public.")),
     topicRefreshMs: TEN_MINUTES,
-    decoder: jsonDecoder,
     batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs: 20 },
-    onError: "halt",
     deadLetterTopic: "t.dlq.list",
-    retry: { initialMs: 1, maxMs: 5 },
-    logger: silent,
-    owner: "test",
   });
   const stop = new AbortController();
   const running = runner.run(stop.signal);

@@ -11,7 +11,7 @@ import type { OffsetWriteResult, StoredSinkOffset, TransactionalSink } from "../
 import { CONTROL_TOPIC_HEADER } from "./control-records.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { SinkRunner } from "./sink-runner.ts";
-import { event, jsonDecoder, silent } from "./sink-runner-test-support.ts";
+import { event, runnerDefaults, silent } from "./sink-runner-test-support.ts";
 import type { SinkRunnerOptions } from "./sink-runner.ts";
 
 /**
@@ -92,17 +92,13 @@ function encode(e: ChangeEvent) {
 
 function runner(log: EmbeddedTopicLog, sink: MemorySink, extra: Partial<SinkRunnerOptions> = {}) {
   return new SinkRunner({
+    ...runnerDefaults,
     sink,
     log,
     group: "t.sink.mem",
     topics: async () => ["pg.public.a", "pg.public.b"],
-    decoder: jsonDecoder,
     batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs: 20 },
-    onError: "halt",
     deadLetterTopic: "t.dlq.mem",
-    retry: { initialMs: 1, maxMs: 5 },
-    logger: silent,
-    owner: "test",
     ...extra,
   });
 }
