@@ -133,12 +133,23 @@ function plan(options: KillOptions): PlannedKill[] {
 }
 
 /**
- * Caught up: the source's acknowledged position past PostgreSQL's WAL position (taken now) and every
- * sink ready with 0 records left. (An empty /status, as while the daemon starts, is not caught up.)
+ * Caught up: every snapshot of the source done (a snapshot resumed after a kill goes on online,
+ * after the stream has caught up), then the source's acknowledged position past PostgreSQL's WAL
+ * position (taken after that, so it is past the snapshot's last chunk) and every sink ready with 0
+ * records left. (An empty /status, as while the daemon starts, is not caught up.)
  */
 async function waitCaughtUpAll(daemon: SluiceDaemon, client: pg.Client, sinks: number, timeoutMs: number): Promise<void> {
-  const lsn = await currentLsn(client);
   let seen: unknown = null;
+  await waitFor(
+    "every snapshot of the source to be done",
+    async () => {
+      const status = await daemon.status();
+      seen = status;
+      return status.sources.length === 1 && status.sources.every((s) => s.ready && (s.snapshots ?? []).every((p) => p.state === "done"));
+    },
+    { daemon, timeoutMs, intervalMs: 300, lastSeen: () => seen },
+  );
+  const lsn = await currentLsn(client);
   await waitFor(
     `the source to capture past LSN ${lsn} and ${sinks} sinks to be ready with lagRecords 0`,
     async () => {

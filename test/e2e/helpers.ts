@@ -236,6 +236,7 @@ export interface SourceStatus {
   position: { commit: string; change: string } | null;
   lagSeconds: number | null;
   halted: { table: string; error: string; code: string; since: string }[];
+  snapshots?: { table: string; state: "pending" | "running" | "done" }[];
 }
 export interface SinkStatus {
   name: string;
