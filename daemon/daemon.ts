@@ -342,7 +342,7 @@ export class Daemon {
     for (const c of this.captures) this.releasableSources.set(c.name, { release: (table: string, action: HaltAction, execute: boolean) => c.pipeline.release(table, action, execute, this.captureStop.signal) });
   }
 
-  /** Starts the sinks this process runs, then capture (at once, or under the capture lease); mounts the HTTP handlers. */
+  /** Starts the sinks this process runs and, beside them, capture (at once, or under the capture lease); mounts the HTTP handlers. */
   private async startParts(registry: SchemaRegistry): Promise<void> {
     // Schemas the capture registers after this process started (a capture elsewhere, or a former leader) are read again on demand.
     const sinkRegistry = this.config.schema_registry.kind === "builtin" ? reloadingOnMiss(registry, async () => (await openRegistry(this.config, this.log)).registry) : registry;
@@ -369,73 +369,77 @@ export class Daemon {
     this.http.mount("/sinks", releasable);
     this.http.mount("/sources", releasable);
     this.http.mount("/sources", snapshotHandler((name) => this.snapshotTarget(name), () => this.captures.map((c) => c.name)));
-    // The sink threads start together, and capture once they have (starting it beside them, 523bad8, saves a little start-up time).
-    const outcomes = await Promise.allSettled(sinkStarts);
-    // Every sink thread settled before a failed one fails the start, so the stop that follows ends them all.
-    for (const [index, outcome] of outcomes.entries()) {
-      if (outcome.status === "rejected") continue;
-      const sinkConfig = sinkConfigs[index]!;
-      const thread = outcome.value;
-      const topicLog = this.log!;
-      this.sinks.push({
-        name: sinkConfig.name,
-        thread,
-        group: sinkGroupName(this.config, sinkConfig),
-        topics: async () => sinkTopics(this.config, sinkConfig, await topicLog.topicNames()),
-        done: Promise.resolve(),
-      });
-      if (thread.queryable) queryable.set(sinkConfig.name, thread);
-      releasableSinks.set(sinkConfig.name, thread);
+    // Even when capture fails to start, the sink threads are settled and kept, so the stop that follows ends them.
+    let sinkFailure: PromiseRejectedResult | undefined;
+    try {
+      const log = this.log;
+      if (this.selection.sources.length > 0 && isKafkaLog(log)) {
+        const leadership = new CaptureLeadership({
+          logger: this.logger.child({ component: "capture-lease" }),
+          newLease: (onChange) => log.captureLease({ group: captureLeaseGroup(this.config.name, captureWriter(this.config, this.selection) ?? "all"), holder: this.instanceId, sessionTimeoutMs: leaseSessionMs(), onChange }),
+          beforeLead: async (signal) => {
+            // Fence a former leader before anything is read (it may wake up and commit before it learns it lost the lease), then take its slot.
+            await log.claimWriter();
+            await takeOverSlots(this.config, this.selection, this.logger, signal);
+          },
+          lead: async (signal) => {
+            // The registry as the journal holds it now, with what a former leader registered.
+            const opened = await openRegistry(this.config, log);
+            // Served over HTTP too: consumers look up the ids this term's capture registers (and their own registrations get ids after them).
+            if (opened.local) [this.servedRegistry, this.servedIsCaptures] = [opened.local, true];
+            await this.createCaptures(opened.registry);
+            // A term's captures end together: one failing (e.g. fenced) ends the others.
+            const term = new AbortController();
+            const end = () => term.abort(signal.reason);
+            signal.addEventListener("abort", end, { once: true });
+            try {
+              const running = this.captures.map((c) => c.pipeline.run(term.signal).catch((error: unknown) => {
+                term.abort(error);
+                throw error;
+              }));
+              const outcomes = await Promise.allSettled(running);
+              const failed = outcomes.find((o) => o.status === "rejected");
+              if (failed) throw failed.reason;
+            } finally {
+              signal.removeEventListener("abort", end);
+              this.captures = [];
+              this.releasableSources.clear();
+              this.servedIsCaptures = false;
+              // A standby checks nothing (freshness included) until it leads again.
+              for (const checks of this.dataChecks.values()) checks.close();
+              this.dataChecks.clear();
+            }
+          },
+        });
+        this.leadership = leadership;
+        this.leading = this.supervise(`source ${this.selection.sources.join(", ")}`, leadership.run(this.captureStop.signal));
+      } else {
+        await this.createCaptures(registry);
+        this.servedIsCaptures = this.selection.sources.length > 0 && registry === this.servedRegistry;
+        for (const capture of this.captures) capture.done = this.supervise(`source ${capture.name}`, capture.pipeline.run(this.captureStop.signal));
+      }
+    } finally {
+      const outcomes = await Promise.allSettled(sinkStarts);
+      // Every sink thread settles before a failed one fails the start, so the stop that follows ends them all.
+      for (const [index, outcome] of outcomes.entries()) {
+        if (outcome.status === "rejected") continue;
+        const sinkConfig = sinkConfigs[index]!;
+        const thread = outcome.value;
+        const topicLog = this.log!;
+        this.sinks.push({
+          name: sinkConfig.name,
+          thread,
+          group: sinkGroupName(this.config, sinkConfig),
+          topics: async () => sinkTopics(this.config, sinkConfig, await topicLog.topicNames()),
+          done: Promise.resolve(),
+        });
+        if (thread.queryable) queryable.set(sinkConfig.name, thread);
+        releasableSinks.set(sinkConfig.name, thread);
+      }
+      sinkFailure = outcomes.find((o) => o.status === "rejected");
+      if (!sinkFailure) for (const sink of this.sinks) sink.done = this.supervise(`sink ${sink.name}`, sink.thread.finished);
     }
-    const failed = outcomes.find((o) => o.status === "rejected");
-    if (failed) throw failed.reason;
-    for (const sink of this.sinks) sink.done = this.supervise(`sink ${sink.name}`, sink.thread.finished);
-    const log = this.log;
-    if (this.selection.sources.length > 0 && isKafkaLog(log)) {
-      const leadership = new CaptureLeadership({
-        logger: this.logger.child({ component: "capture-lease" }),
-        newLease: (onChange) => log.captureLease({ group: captureLeaseGroup(this.config.name, captureWriter(this.config, this.selection) ?? "all"), holder: this.instanceId, sessionTimeoutMs: leaseSessionMs(), onChange }),
-        beforeLead: async (signal) => {
-          // Fence a former leader before anything is read (it may wake up and commit before it learns it lost the lease), then take its slot.
-          await log.claimWriter();
-          await takeOverSlots(this.config, this.selection, this.logger, signal);
-        },
-        lead: async (signal) => {
-          // The registry as the journal holds it now, with what a former leader registered.
-          const opened = await openRegistry(this.config, log);
-          // Served over HTTP too: consumers look up the ids this term's capture registers (and their own registrations get ids after them).
-          if (opened.local) [this.servedRegistry, this.servedIsCaptures] = [opened.local, true];
-          await this.createCaptures(opened.registry);
-          // A term's captures end together: one failing (e.g. fenced) ends the others.
-          const term = new AbortController();
-          const end = () => term.abort(signal.reason);
-          signal.addEventListener("abort", end, { once: true });
-          try {
-            const running = this.captures.map((c) => c.pipeline.run(term.signal).catch((error: unknown) => {
-              term.abort(error);
-              throw error;
-            }));
-            const outcomes = await Promise.allSettled(running);
-            const failed = outcomes.find((o) => o.status === "rejected");
-            if (failed) throw failed.reason;
-          } finally {
-            signal.removeEventListener("abort", end);
-            this.captures = [];
-            this.releasableSources.clear();
-            this.servedIsCaptures = false;
-            // A standby checks nothing (freshness included) until it leads again.
-            for (const checks of this.dataChecks.values()) checks.close();
-            this.dataChecks.clear();
-          }
-        },
-      });
-      this.leadership = leadership;
-      this.leading = this.supervise(`source ${this.selection.sources.join(", ")}`, leadership.run(this.captureStop.signal));
-    } else {
-      await this.createCaptures(registry);
-      this.servedIsCaptures = this.selection.sources.length > 0 && registry === this.servedRegistry;
-      for (const capture of this.captures) capture.done = this.supervise(`source ${capture.name}`, capture.pipeline.run(this.captureStop.signal));
-    }
+    if (sinkFailure) throw sinkFailure.reason;
   }
 
   /**
