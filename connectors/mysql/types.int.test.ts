@@ -274,6 +274,32 @@ describe("MySQL source: column types", () => {
     }
   });
 
+  it("decodes MariaDB COMPRESSED columns (stored as is or zlib-compressed) the same from the snapshot and the binlog, as their plain types, and the columns after them", async () => {
+    await admin.query(
+      "CREATE TABLE packed (id INT PRIMARY KEY, v VARCHAR(50) COMPRESSED, l VARCHAR(255) COMPRESSED CHARACTER SET latin1, b BLOB COMPRESSED, t MEDIUMTEXT COMPRESSED, k CHAR(2) CHARACTER SET latin1, n INT UNSIGNED)",
+    );
+    const row = (id: number) => `(${id}, REPEAT('a', 50), REPEAT('ÿ', 255), REPEAT(X'ab', 1000), REPEAT('€', 70000), 'ñ', 4294967295), (${id + 1}, 'v', 'l', X'01', '', '', 0)`;
+    const expected = (id: number) => [
+      { id, v: "a".repeat(50), l: "ÿ".repeat(255), b: new Uint8Array(1000).fill(0xab), t: "€".repeat(70000), k: "ñ", n: 4294967295 },
+      { id: id + 1, v: "v", l: "l", b: bytes("01"), t: "", k: "", n: 0 },
+    ];
+    await admin.query(`INSERT INTO packed VALUES ${row(1)}`);
+    const source = newSource(sourceConfig({ tables: [`${database}.packed`] }));
+    await source.connect(null, AbortSignal.timeout(30_000));
+    try {
+      const snapshot = await readUntil(source, snapshotFinished);
+      await admin.query(`INSERT INTO packed VALUES ${row(11)}`);
+      const stream = await readUntil(source, (c) => c.events.length >= 2);
+      assert.deepEqual(snapshot.events.filter((e) => e.op === "r").map((e) => e.after), expected(1));
+      assert.deepEqual(stream.events.map((e) => e.after), expected(11));
+      for (const events of [snapshot.events, stream.events]) {
+        assert.deepEqual(events[0]!.schema.columns.map((c) => c.dbType), ["int", "varchar(50)", "varchar(255)", "blob", "mediumtext", "char(2)", "int unsigned"]);
+      }
+    } finally {
+      await source.close();
+    }
+  });
+
   it("names a table without a primary key in a warning when capture starts (sinks refuse it); generated columns are captured", async () => {
     await admin.query("CREATE TABLE nokey (a INT, b TEXT)");
     await admin.query("CREATE TABLE gen (id INT PRIMARY KEY, price INT, s INT AS (price * 2) STORED, v INT AS (price * 3) VIRTUAL)");

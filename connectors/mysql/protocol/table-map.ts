@@ -21,6 +21,8 @@ export interface TableMapColumn {
   /** NEWDECIMAL precision and scale. */
   readonly precision: number;
   readonly scale: number;
+  /** MariaDB COMPRESSED column (logged with its own type, decoded as `realType` VARCHAR or BLOB). */
+  readonly compressed?: boolean;
   /** TIME2/DATETIME2/TIMESTAMP2 fractional digits. */
   readonly fsp: number;
   /** BIT: number of bits. */
@@ -118,6 +120,16 @@ function readColumnMetadata(reader: BinaryReader, type: number): MutableColumn {
     case ColumnType.VARCHAR:
     case ColumnType.VAR_STRING:
       column.length = reader.u16();
+      break;
+    case ColumnType.MARIADB_VARCHAR_COMPRESSED:
+      column.realType = ColumnType.VARCHAR;
+      column.compressed = true;
+      column.length = reader.u16();
+      break;
+    case ColumnType.MARIADB_BLOB_COMPRESSED:
+      column.realType = ColumnType.BLOB;
+      column.compressed = true;
+      column.length = reader.u8();
       break;
     case ColumnType.BIT: {
       const partialBits = reader.u8();

@@ -23,6 +23,10 @@ test("normalizes COLUMN_TYPE of MySQL 5.7, 8 and MariaDB to one form", () => {
     ["SET('X','y')", "set('X','y')"],
     ["serial", "bigint unsigned"],
     ["geomcollection", "geometrycollection"],
+    // MariaDB's COMPRESSED columns: COLUMN_TYPE carries the attribute in a versioned comment.
+    ["varchar(50) /*M!100301 COMPRESSED*/", "varchar(50)"],
+    ["blob /*M!100301 COMPRESSED*/", "blob"],
+    ["varbinary(10) /*M!100301 COMPRESSED*/", "varbinary(10)"],
   ];
   for (const [input, expected] of cases) assert.equal(normalizeColumnType(input), expected, input);
   assert.deepEqual(membersOf("enum('a','b''c','d,e')"), ["a", "b'c", "d,e"]);

@@ -45,7 +45,8 @@ function lowerOutsideQuotes(text: string): string {
 }
 
 export function normalizeColumnType(columnType: string): string {
-  const text = lowerOutsideQuotes(columnType.trim()).replace(/\s+/g, " ");
+  // MariaDB's COLUMN_TYPE keeps COMPRESSED in a versioned comment ("varchar(50) /*M!100301 COMPRESSED*/"); Sluice delivers such a column as its plain type.
+  const text = lowerOutsideQuotes(columnType.replace(/\/\*M!\d+ [^']*?\*\//gi, " ").trim()).replace(/\s+/g, " ").trim();
   const match = /^([a-z0-9_ ]+?)\s*(\(.*\))?\s*((?:unsigned|signed|zerofill|\s)*)$/.exec(text);
   if (match === null) return text;
   const name = match[1]!.trim();
@@ -135,8 +136,11 @@ export function typeFromTableMap(column: TableMapColumn, charsetMaxBytes: number
     case ColumnType.BIT:
       return `bit(${column.bits})`;
     case ColumnType.VARCHAR:
-    case ColumnType.VAR_STRING:
-      return binary ? `varbinary(${column.length})` : `varchar(${Math.floor(column.length / charsetMaxBytes)})`;
+    case ColumnType.VAR_STRING: {
+      // A COMPRESSED VARCHAR's length counts its header byte too.
+      const length = column.compressed === true ? column.length - 1 : column.length;
+      return binary ? `varbinary(${length})` : `varchar(${Math.floor(length / charsetMaxBytes)})`;
+    }
     case ColumnType.STRING:
       return binary ? `binary(${column.length})` : `char(${Math.floor(column.length / charsetMaxBytes)})`;
     case ColumnType.ENUM:

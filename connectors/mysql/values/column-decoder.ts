@@ -10,13 +10,14 @@
  * - CHAR/VARCHAR/TEXT: text decoded from the column's charset; BINARY/VARBINARY/BLOB, VECTOR: bytes
  * - ENUM: the member's text ("" for the invalid-value index 0); SET: members joined by ","
  * - BIT(1): boolean; BIT(n): big-endian bytes; JSON: its text; GEOMETRY: as MySQL stores it, a 4-byte SRID then WKB
- * - MariaDB UUID/INET4/INET6: their text form
+ * - MariaDB UUID/INET4/INET6: their text form; MariaDB COMPRESSED columns: as their uncompressed type
  */
 import type { ColumnValue } from "../../contracts.ts";
 import type { BinaryReader } from "../protocol/binary-reader.ts";
 import { ColumnType, columnTypeName } from "../protocol/constants.ts";
 import type { TableMapColumn } from "../protocol/table-map.ts";
 import type { Charset } from "./charsets.ts";
+import { uncompressColumnValue } from "./compressed-column.ts";
 import { decimalBinaryLength, decodeDecimal } from "./decimal.ts";
 import { decodeJsonText } from "./json-binary.ts";
 import { decodeDate, decodeDatetime2, decodeDatetimeV1, decodeTime2, decodeTimestamp2, decodeTimeV1, decodeYear, fractionBytes } from "./temporal.ts";
@@ -124,13 +125,15 @@ export function valueDecoder(column: TableMapColumn, info: ColumnDecodeInfo, zer
       return setDecoder(column, info);
     case ColumnType.VARCHAR:
     case ColumnType.VAR_STRING:
-    case ColumnType.STRING:
-      return stringDecoder(column.length < 256 ? 1 : 2, info);
+    case ColumnType.STRING: {
+      const lengthBytes = column.length < 256 ? 1 : 2;
+      return column.compressed === true ? compressedDecoder(lengthBytes, info) : stringDecoder(lengthBytes, info);
+    }
     case ColumnType.BLOB:
     case ColumnType.TINY_BLOB:
     case ColumnType.MEDIUM_BLOB:
     case ColumnType.LONG_BLOB:
-      return stringDecoder(column.length, info);
+      return column.compressed === true ? compressedDecoder(column.length, info) : stringDecoder(column.length, info);
     case ColumnType.JSON: {
       const lengthBytes = column.length;
       return (r) => {
@@ -187,6 +190,15 @@ function stringDecoder(lengthBytes: number, info: ColumnDecodeInfo): ValueDecode
     const text = charset.decode(r.bytes, r.pos, r.pos + length);
     r.pos += length;
     return text;
+  };
+}
+
+/** MariaDB COMPRESSED VARCHAR/BLOB/TEXT: the stored value uncompressed, then as its charset says. */
+function compressedDecoder(lengthBytes: number, info: ColumnDecodeInfo): ValueDecoder {
+  const { charset, name } = info;
+  return (r) => {
+    const value = uncompressColumnValue(r.bytesView(r.uintLE(lengthBytes)), name);
+    return charset.binary ? new Uint8Array(value) : charset.decode(value, 0, value.length);
   };
 }
 
