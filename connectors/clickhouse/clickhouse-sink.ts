@@ -28,6 +28,7 @@ import { applyUntilRejected, isolateRejected } from "../sinks/isolate.ts";
 import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
 import { cellOf, positionLabel } from "../sinks/rows.ts";
 import { Serial } from "../sinks/serial.ts";
+import { settleInTurn } from "../sinks/tables-in-flight.ts";
 import { ClickHouseCatalog } from "./catalog.ts";
 import type { ClickHouseTable } from "./catalog.ts";
 import type { ClickHouseSinkConfig, ClickHouseSinkOptions } from "./config.ts";
@@ -252,13 +253,20 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
     signal.throwIfAborted();
     const { tables } = collapseChanges(changes, this.#accept);
     const failures = new Failures();
-    for (const changesOfTable of tables) await this.#writeTable(changesOfTable, mode, failures, signal);
+    // Catalog and DDL work one table at a time; the tables' inserts side by side.
+    const inserts: (() => Promise<void>)[] = [];
+    for (const changesOfTable of tables) {
+      const insert = await this.#planTable(changesOfTable, mode, failures, signal);
+      if (insert) inserts.push(insert);
+    }
+    await settleInTurn(inserts);
     const offsetsStored = offsets !== null && failures.size === 0;
     if (offsetsStored) await this.#cat().writeOffsets(this.name, offsets, this.#topicIds, signal);
     return { failures: failures.list(), offsetsStored };
   }
 
-  async #writeTable(changes: TableChanges, mode: Mode, failures: Failures, signal: AbortSignal): Promise<void> {
+  /** Prepares one table's write (tables evolved and truncated, rows encoded); returns its inserts, or null when there is nothing to insert. */
+  async #planTable(changes: TableChanges, mode: Mode, failures: Failures, signal: AbortSignal): Promise<(() => Promise<void>) | null> {
     const label = tableLabel(changes.table);
     const context = { sink: this.name, table: label };
     for (const { index, error } of changes.invalid) failures.add([index], rowRejected(error.message, { ...context, column: error.column }, error));
@@ -272,16 +280,17 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
       if (!this.#mismatched.has(error.physical)) this.#logger.error(error.toLog(), error.message);
       this.#mismatched.set(error.physical, error);
       failures.add(indices, error);
-      return;
+      return null;
     }
     if (tables === null) {
       failures.add(indices, rebuildState("no rebuild in progress for this table", context));
-      return;
+      return null;
     }
     const { primary, mirror } = tables;
     const rows = changes.rows.filter((row) => row.version > primary.truncateVersion);
-    if (rows.length === 0) return;
+    if (rows.length === 0) return null;
     const stored = await this.#readStored(primary, rows.filter((row) => hasUnchanged(row.row)), signal);
+    const inserts: (() => Promise<void>)[] = [];
     for (const physical of mirror ? [primary, mirror] : [primary]) {
       const writer = new RowBinaryWriter();
       const types = this.#types(physical.columns);
@@ -303,19 +312,26 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
       const insert = (subset: readonly Prepared[]) =>
         this.#conn().insert(qualified(this.#database, physical.physical), this.#columnList(physical), "RowBinary", Buffer.concat(subset.map((p) => p.row)), signal);
       const isDataError = (error: unknown) => error instanceof ClickHouseDataError;
-      let rejected: { item: Prepared; error: unknown }[];
-      if (this.#config.on_error === "halt") {
-        // A halted table must not show anything after its first failing change: insert in version order up to it.
-        prepared = prepared.filter((p) => firstInvalid === null || p.change.version < firstInvalid).sort((a, b) => (a.change.version < b.change.version ? -1 : 1));
-        const first = await applyUntilRejected(prepared, insert, isDataError);
-        rejected = first ? [first] : [];
-      } else {
-        rejected = await isolateRejected(prepared, insert, isDataError);
-      }
-      for (const { item, error } of rejected) {
-        failures.add(item.change.indices, rowRejected(errorMessage(error), { ...context, position: positionLabel(item.change) }, error));
-      }
+      // A halted table must not show anything after its first failing change: insert in version order up to it.
+      if (this.#config.on_error === "halt") prepared = prepared.filter((p) => firstInvalid === null || p.change.version < firstInvalid).sort((a, b) => (a.change.version < b.change.version ? -1 : 1));
+      const ordered = prepared;
+      inserts.push(async () => {
+        let rejected: { item: Prepared; error: unknown }[];
+        if (this.#config.on_error === "halt") {
+          const first = await applyUntilRejected(ordered, insert, isDataError);
+          rejected = first ? [first] : [];
+        } else {
+          rejected = await isolateRejected(ordered, insert, isDataError);
+        }
+        for (const { item, error } of rejected) {
+          failures.add(item.change.indices, rowRejected(errorMessage(error), { ...context, position: positionLabel(item.change) }, error));
+        }
+      });
     }
+    // The live table, then a rebuild's shadow, in order.
+    return async () => {
+      for (const run of inserts) await run();
+    };
   }
 
   /** The tables a write goes to (null: a rebuild write without a shadow), compared with the server, evolved and truncated. */

@@ -32,6 +32,7 @@ import { keyId } from "../sinks/keys.ts";
 import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
 import { cellOf, positionLabel } from "../sinks/rows.ts";
 import { Serial } from "../sinks/serial.ts";
+import { settleInTurn } from "../sinks/tables-in-flight.ts";
 import { requestError, runBulk, tlsError } from "./bulk.ts";
 import type { BulkOperation } from "./bulk.ts";
 import type { ElasticsearchSinkConfig, ElasticsearchSinkOptions } from "./config.ts";
@@ -268,13 +269,20 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     signal.throwIfAborted();
     const { tables } = collapseChanges(changes, this.#accept);
     const failures = new Failures();
-    for (const table of tables) await this.#writeTable(table, mode, failures, signal);
+    // Indexes and mappings one table at a time; the tables' bulk requests side by side.
+    const writes: (() => Promise<void>)[] = [];
+    for (const table of tables) {
+      const write = await this.#planTable(table, mode, failures, signal);
+      if (write) writes.push(write);
+    }
+    await settleInTurn(writes);
     const offsetsStored = offsets !== null && failures.size === 0;
     if (offsetsStored) await this.#storeOffsets(offsets, signal);
     return { failures: failures.list(), offsetsStored };
   }
 
-  async #writeTable(changes: TableChanges, mode: Mode, failures: Failures, signal: AbortSignal): Promise<void> {
+  /** Prepares one table's write (its indexes created and their mappings evolved); returns the write of its rows and truncate, or null when there is none. */
+  async #planTable(changes: TableChanges, mode: Mode, failures: Failures, signal: AbortSignal): Promise<(() => Promise<void>) | null> {
     const label = tableLabel(changes.table);
     const context = { sink: this.name, table: label };
     for (const { index, error } of changes.invalid) failures.add([index], rowRejected(error.message, { ...context, column: error.column }, error));
@@ -288,7 +296,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     } else {
       if (!indexes.shadow) {
         failures.add([...(changes.truncate?.indices ?? []), ...changes.rows.flatMap((r) => r.indices)], rebuildState("no rebuild in progress for this table", context));
-        return;
+        return null;
       }
       primary = indexes.shadow;
     }
@@ -297,8 +305,10 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     // The batch's rows go in before its truncate hides older documents, so a table never shows fewer rows than it has (a snapshot's reset follows its rows).
     const truncateVersion = changes.truncate?.version ?? 0n;
     const hiddenAtOrBelow = (index: EsIndex) => (index.truncateVersion > truncateVersion ? index.truncateVersion : truncateVersion);
-    await this.#writeRows(changes, primary, physicals, hiddenAtOrBelow, context, failures, signal);
-    if (changes.truncate) for (const physical of physicals) await this.#truncate(physical, changes.truncate.version, signal);
+    return async () => {
+      await this.#writeRows(changes, primary, physicals, hiddenAtOrBelow, context, failures, signal);
+      if (changes.truncate) for (const physical of physicals) await this.#truncate(physical, changes.truncate.version, signal);
+    };
   }
 
   async #writeRows(
