@@ -66,6 +66,35 @@ describe("DuckDB sink specifics", () => {
     }
   });
 
+  test("the query endpoint's connection is kept between queries: each sees the writes committed before it, and it answers after a refused, a failed and a timed-out query", async () => {
+    const own = join(dir, "kept-reader.duckdb");
+    const sink = new DuckDbSink(testSinkConfig("duckdb", { name: `d_${randomTableName("reader")}`, path: own, target: TARGET_TEMPLATE, query: { max_rows: 1_000_000, max_bytes: 16 * 2 ** 20, timeout: 300 } }), {
+      logger: testLogger(),
+    });
+    await sink.open(signal());
+    try {
+      const schema = tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]);
+      const target = renderTarget(TARGET_TEMPLATE, schema);
+      const events = new Events(schema);
+      const count = async () => (await sink.readQuery(`SELECT count(*)::INTEGER AS n FROM main.${ident(target)}`)).rows[0]!["n"];
+      await sink.write([events.insert(1n, { id: 1, v: "a" })], signal());
+      assert.equal(await count(), 1);
+      // The last query's transaction is ended before the next query, not left open: it sees this write.
+      await sink.write([events.insert(2n, { id: 2, v: "b" })], signal());
+      assert.equal(await count(), 2);
+      await assert.rejects(sink.readQuery(`DELETE FROM main.${ident(target)}`), (e: unknown) => e instanceof SluiceError && e.code === "QUERY_NOT_READ_ONLY");
+      await assert.rejects(sink.readQuery("SELECT * FROM no_such_table"), (e: unknown) => e instanceof SluiceError && e.code === "QUERY_FAILED");
+      await assert.rejects(sink.readQuery("SELECT count(*) FROM range(10000000000) a, range(10) b"), (e: unknown) => e instanceof SluiceError && e.code === "QUERY_TIMEOUT");
+      await sink.write([events.insert(3n, { id: 3, v: "c" })], signal());
+      const [third, fourth] = await Promise.all([count(), sink.readQuery(`SELECT v FROM main.${ident(target)} ORDER BY id`)]);
+      assert.equal(third, 3);
+      assert.deepEqual(fourth.rows, [{ v: "a" }, { v: "b" }, { v: "c" }]);
+    } finally {
+      await sink.close();
+    }
+    await assert.rejects(sink.readQuery("SELECT 1"), (e: unknown) => e instanceof SluiceError && e.code === "SINK_NOT_OPEN");
+  });
+
   test("data, schema changes and offsets commit in one transaction: a failing write leaves none of them", async () => {
     const sink = createSink(`d_${randomTableName("atomic")}`);
     await sink.open(signal());

@@ -32,7 +32,7 @@ import { bootstrapCatalog, forgetTable, loadTables, readOffsets, saveTable, writ
 import type { PhysicalTable } from "./catalog.ts";
 import { INTERNAL_SCHEMA, VIEW_SCHEMA } from "./config.ts";
 import type { DuckDbSinkConfig, DuckDbSinkOptions } from "./config.ts";
-import { lockDown, runReadQuery } from "./read-query.ts";
+import { endRead, lockDown, readOn } from "./read-query.ts";
 import type { ReadQueryResult } from "./read-query.ts";
 import { ident, isDuckDbDataError, literal } from "./sql.ts";
 import { appendFor, duckdbType, duckdbValue } from "./types.ts";
@@ -48,6 +48,11 @@ interface StagedRow {
   readonly group: number;
 }
 
+/** What DuckDB's allocator may keep of freed memory before it hands it back: an eighth of memory_limit, 4–128 MiB. */
+export function allocatorFlushBytes(memoryLimitBytes: number): number {
+  return Math.min(128 * 2 ** 20, Math.max(4 * 2 ** 20, Math.floor(memoryLimitBytes / 8)));
+}
+
 /**
  * DuckDB's share of the memory budget (memory_limit, threads: config/memory.ts), set before the
  * configuration is locked; a database this process already opened and locked keeps what it got.
@@ -56,7 +61,14 @@ async function limitResources(connection: DuckDBConnection, config: DuckDbSinkCo
   if (config.memory_limit === undefined && config.threads === undefined) return;
   const locked = (await connection.runAndReadAll("SELECT current_setting('lock_configuration') AS locked")).getRowObjectsJS()[0]!["locked"] === true;
   if (locked) return;
-  if (config.memory_limit !== undefined) await connection.run(`SET memory_limit = '${Math.floor(config.memory_limit / 1024)}KiB'`);
+  if (config.memory_limit !== undefined) {
+    await connection.run(`SET memory_limit = '${Math.floor(config.memory_limit / 1024)}KiB'`);
+    // DuckDB's allocator keeps what a thread freed for reuse until that thread's peak passes the
+    // flush threshold (128 MiB by default): outside memory_limit and in RSS. Tie it to the limit.
+    const flush = allocatorFlushBytes(config.memory_limit);
+    await connection.run(`SET allocator_flush_threshold = '${Math.floor(flush / 1024)}KiB'`);
+    await connection.run(`SET allocator_bulk_deallocation_flush_threshold = '${Math.floor(flush / 1024)}KiB'`);
+  }
   if (config.threads !== undefined) await connection.run(`SET threads = ${config.threads}`);
 }
 
@@ -70,6 +82,8 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   readonly #queries = new Serial();
   #instance: DuckDBInstance | null = null;
   #connection: DuckDBConnection | null = null;
+  /** The query endpoint's connection, beside the writer's: kept between queries (one at a time), each in a transaction of its own. */
+  #reader: DuckDBConnection | null = null;
   /** Physical tables by name, as the catalog holds them after the last committed transaction. */
   #tables = new Map<string, PhysicalTable>();
   /** Identities of the topics read now: stored with every offset. */
@@ -109,6 +123,9 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     const connection = this.#connection;
     this.#connection = null;
     this.#instance = null;
+    const reader = this.#reader;
+    this.#reader = null;
+    if (reader) await this.#queries.run(async () => reader.closeSync()).catch(() => undefined);
     if (!connection) return;
     await this.#serial.run(() => connection.run("CHECKPOINT")).catch(() => undefined);
     connection.closeSync();
@@ -121,13 +138,33 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
 
   /**
    * Runs a user's SQL (the query endpoint): one SELECT, read-only, on a connection of its own beside
-   * the writer's, bounded by the sink's `query` limits; queries run one at a time.
+   * the writer's, bounded by the sink's `query` limits; queries run one at a time. The answer is
+   * given before its transaction is ended (the next query waits for that), and the connection is
+   * kept: each step is a turn of this thread's event loop, which a busy sink's batches hold.
    */
   readQuery(sql: string): Promise<ReadQueryResult> {
-    return this.#queries.run(() => {
-      if (!this.#instance || !this.#connection) throw new SluiceError("the DuckDB sink is not open", { code: "SINK_NOT_OPEN", context: { component: "sink", sink: this.name } });
-      const { max_rows: maxRows, max_bytes: maxBytes, timeout: timeoutMs } = this.#config.query;
-      return runReadQuery(this.#instance, sql, { maxRows, maxBytes, timeoutMs }, { component: "query", sink: this.name });
+    return new Promise((resolve, reject) => {
+      void this.#queries.run(async () => {
+        const instance = this.#instance;
+        if (!instance || !this.#connection) {
+          reject(new SluiceError("the DuckDB sink is not open", { code: "SINK_NOT_OPEN", context: { component: "sink", sink: this.name } }));
+          return;
+        }
+        let reader: DuckDBConnection;
+        try {
+          reader = this.#reader ??= await instance.connect();
+        } catch (error) {
+          reject(error as Error);
+          return;
+        }
+        const { max_rows: maxRows, max_bytes: maxBytes, timeout: timeoutMs } = this.#config.query;
+        await readOn(reader, sql, { maxRows, maxBytes, timeoutMs }, { component: "query", sink: this.name }).then(resolve, reject);
+        if (!(await endRead(reader))) {
+          // The connection no longer answers: the next query opens another.
+          if (this.#reader === reader) this.#reader = null;
+          reader.closeSync();
+        }
+      });
     });
   }
 

@@ -143,6 +143,20 @@ function failed(error: unknown, context: ErrorContext): SluiceError {
 /** Runs one SELECT read-only on a connection of its own; see the module comment for the bounds. */
 export async function runReadQuery(instance: DuckDBInstance, sql: string, limits: ReadQueryLimits, context: ErrorContext): Promise<ReadQueryResult> {
   const connection = await instance.connect();
+  try {
+    return await readOn(connection, sql, limits, context);
+  } finally {
+    await endRead(connection);
+    connection.closeSync();
+  }
+}
+
+/**
+ * Runs one SELECT read-only on `connection`, a connection used for nothing else, and leaves its
+ * READ ONLY transaction open: `endRead` ends it. The answer does not wait for that (a turn of the
+ * thread's event loop fewer when the thread is busy); the next query on the connection must.
+ */
+export async function readOn(connection: DuckDBConnection, sql: string, limits: ReadQueryLimits, context: ErrorContext): Promise<ReadQueryResult> {
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -182,7 +196,16 @@ export async function runReadQuery(instance: DuckDBInstance, sql: string, limits
     throw failed(error, context);
   } finally {
     clearTimeout(timer);
-    await connection.run("ROLLBACK").catch(() => undefined);
-    connection.closeSync();
+  }
+}
+
+/** Ends the READ ONLY transaction `readOn` began (if it began one); false when the connection no longer answers. */
+export async function endRead(connection: DuckDBConnection): Promise<boolean> {
+  try {
+    await connection.run("ROLLBACK");
+    return true;
+  } catch (error) {
+    // No transaction open (BEGIN itself failed) is fine; anything else means the connection is not usable.
+    return /no transaction is active/i.test(errorMessage(error));
   }
 }
