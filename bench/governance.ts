@@ -9,10 +9,18 @@
  * between runs; on a loaded machine the CPU ratio is the steadier one).
  *
  *   node bench/governance.ts [--changes 60000] [--tx 1000] [--rounds 2] [--hash] [--profile DIR]
+ *                            [--threads] [--before DIR] [--memory SIZE] [--node-options OPTS] [--keep-logs DIR]
  *
  * --profile DIR: the daemons run with --cpu-prof and write their CPU profiles into DIR/plain and DIR/governed.
+ * --threads: also the CPU of each of the daemon's threads by name (main, seal workers, V8Worker: the
+ *   garbage collector's helpers) per 100k changes.
+ * --before DIR: each round also drains with another checkout's daemon (`git worktree add DIR <commit>`,
+ *   with a node_modules link), alternating with this one's: before/after ratios measured in one run.
+ * --memory SIZE: the daemons' `memory` budget (default: the default budget).
+ * --node-options OPTS: NODE_OPTIONS of the daemons (e.g. --import of a module that turns on --trace-gc);
+ *   --keep-logs DIR keeps their logs.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -26,6 +34,11 @@ const { values: args } = parseArgs({
     rounds: { type: "string", default: "2" },
     profile: { type: "string" },
     hash: { type: "boolean", default: false },
+    threads: { type: "boolean", default: false },
+    "node-options": { type: "string" },
+    "keep-logs": { type: "string" },
+    memory: { type: "string" },
+    before: { type: "string" },
   },
 });
 const INSERTS = Math.round((Number(args.changes) * 2) / 3);
@@ -33,8 +46,10 @@ const UPDATES = Number(args.changes) - INSERTS;
 const CHANGES = INSERTS + UPDATES;
 const TX = Number(args.tx);
 const ROUNDS = Number(args.rounds);
-type Reader = "plain" | "governed";
-const READERS: Reader[] = ["plain", "governed"];
+type Reader = "plain" | "governed" | "plain@before" | "governed@before";
+/** `--before DIR`: the same drains also by another checkout's daemon (DIR/daemon/sluice.js), alternating with this one's. */
+const READERS: Reader[] = args.before === undefined ? ["plain", "governed"] : ["plain", "governed", "plain@before", "governed@before"];
+const isGoverned = (reader: Reader) => reader.startsWith("governed");
 
 const schema = randomName("bench_gov");
 const publication = randomName("bench_gov_pub");
@@ -42,7 +57,7 @@ const dir = tempDir("bench-governance");
 const TABLE = `"${schema}".items`;
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
 const log = (text: string) => process.stdout.write(`${text}\n`);
-const slotName = (reader: Reader, round: number) => `${schema}_${reader}_${round}`;
+const slotName = (reader: Reader, round: number) => `${schema}_${reader.replace("@", "_")}_${round}`;
 
 const GOVERNANCE = {
   hash_key_file: "hash.key",
@@ -84,8 +99,32 @@ function cpuOf(pid: number, mainThread = false): number {
   return (Number(rest[11]) + Number(rest[12])) / 100;
 }
 
-/** Seconds from the first durable record to the last (sampled every 50 ms), scaled to the whole backlog. */
-async function drain(reader: Reader, round: number): Promise<{ seconds: number; cpuSeconds: number; mainCpuSeconds: number; load: number }> {
+/** CPU seconds of each thread of a process by thread name (seal workers, the garbage collector's helpers, libuv's pool...). */
+function threadCpu(pid: number): Map<string, number> {
+  const byName = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const name = tid === String(pid) ? "main" : stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      byName.set(name, (byName.get(name) ?? 0) + (Number(rest[11]) + Number(rest[12])) / 100);
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return byName;
+}
+
+/**
+ * The drain, from capture's start to its last durable record: seconds and CPU-seconds per 100k changes.
+ * The window opens at the daemon's "capturing" log line (its own timestamp; the CPU is sampled as soon
+ * as the line is read, `late` ms after it) and closes at the first /metrics sample with every change
+ * captured (sampled every 50 ms). Counting from the first durable record instead, as this benchmark
+ * did before, left out the first batch (up to an eighth of the read-ahead) and the changes decoded
+ * ahead into the read-ahead, whenever the first sample came after the first batch was durable, so
+ * that a drain could look twice as fast as it was.
+ */
+async function drain(reader: Reader, round: number): Promise<{ seconds: number; cpuSeconds: number; mainCpuSeconds: number; load: number; late: number }> {
   const source = randomName("src");
   const deployment = randomName("bench_gov");
   writeFileSync(join(dir, "hash.key"), "bench-governance-hash-key-0123456789\n");
@@ -102,22 +141,30 @@ async function drain(reader: Reader, round: number): Promise<{ seconds: number; 
           create_slot: false,
           create_publication: false,
           snapshot: { mode: "never" },
-          ...(reader === "governed" ? { governance: GOVERNANCE } : {}),
+          ...(isGoverned(reader) ? { governance: GOVERNANCE } : {}),
         }),
       ],
       topics: { kind: "embedded", path: join(dir, `${deployment}.db`) },
-      ...(reader === "governed" && !args.hash ? { personal_data: { master_key_file: join(dir, "master.key") } } : {}),
-      logging: { level: "warn" },
+      ...(isGoverned(reader) && !args.hash ? { personal_data: { master_key_file: join(dir, "master.key") } } : {}),
+      // info: the "capturing" line opens the window.
+      logging: { level: "info" },
+      ...(args.memory === undefined ? {} : { memory: args.memory }),
     },
     deployment,
-    args.profile === undefined ? {} : { env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${join(args.profile, reader)}` } },
+    { ...(reader.endsWith("@before") ? { entry: join(args.before!, "daemon", "sluice.js") } : {}), env: { NODE_OPTIONS: [args.profile === undefined ? "" : `--cpu-prof --cpu-prof-dir=${join(args.profile, reader)}`, args["node-options"] ?? ""].join(" ").trim() } },
   );
   try {
     const pid = daemon.child.pid!;
-    let first: { at: number; captured: number; cpu: number; main: number } | null = null;
-    let beforeFirst = { at: performance.now(), captured: 0, cpu: cpuOf(pid), main: cpuOf(pid, true) };
-    let unanswered = 0;
+    let line: string | undefined;
     const deadline = performance.now() + 30 * 60_000;
+    while ((line = daemon.logTail(4 * 60).split("\n").find((l) => l.includes('"msg":"capturing"'))) === undefined) {
+      if (performance.now() > deadline || daemon.exitStatus !== null) throw new Error(`${reader}: capture did not start\n${daemon.logTail()}`);
+      await sleep(2);
+    }
+    const startedAt = Date.parse((JSON.parse(line) as { time: string }).time);
+    const start = { cpu: cpuOf(pid), main: cpuOf(pid, true), threads: threadCpu(pid) };
+    const late = Date.now() - startedAt;
+    let unanswered = 0;
     for (;;) {
       if (performance.now() > deadline) throw new Error(`${reader}: not drained within 30 min\n${daemon.logTail()}`);
       if (daemon.exitStatus !== null) throw new Error(`${reader}: the daemon exited\n${daemon.logTail()}`);
@@ -128,24 +175,25 @@ async function drain(reader: Reader, round: number): Promise<{ seconds: number; 
       });
       if (metrics === null) continue;
       const captured = metricValue(metrics, "sluice_changes_captured_total");
-      const at = performance.now();
-      const cpu = cpuOf(pid);
-      const main = cpuOf(pid, true);
-      if (first === null && captured === 0) beforeFirst = { at, captured, cpu, main };
-      if (first === null && captured >= CHANGES) first = beforeFirst;
-      if (first === null && captured > 0) first = { at, captured, cpu, main };
-      if (first !== null && captured >= CHANGES) {
-        if (reader === "governed") {
+      if (captured >= CHANGES) {
+        const seconds = (Date.now() - startedAt) / 1000;
+        const cpu = cpuOf(pid) - start.cpu;
+        const main = cpuOf(pid, true) - start.main;
+        if (args.threads) {
+          const per = [...threadCpu(pid)].map(([name, used]) => `${name} ${(((used - (start.threads.get(name) ?? 0)) * 100_000) / CHANGES).toFixed(2)}`);
+          log(`  ${reader} CPU-s/100k by thread: ${per.join(", ")}`);
+        }
+        if (isGoverned(reader)) {
           const checked = metricValue(metrics, "sluice_data_check_rows_total");
           if (checked < CHANGES) throw new Error(`governed: only ${checked} of ${CHANGES} rows were checked`);
         }
-        const counted = captured - first.captured;
-        return { seconds: ((at - first.at) / 1000) * (CHANGES / counted), cpuSeconds: ((cpu - first.cpu) * 100_000) / counted, mainCpuSeconds: ((main - first.main) * 100_000) / counted, load };
+        return { seconds, cpuSeconds: (cpu * 100_000) / CHANGES, mainCpuSeconds: (main * 100_000) / CHANGES, load, late };
       }
       await sleep(50);
     }
   } finally {
     await daemon.stop();
+    if (args["keep-logs"] !== undefined) copyFileSync(daemon.logFile, join(args["keep-logs"], `${reader}-${round}.log`));
   }
 }
 
@@ -158,7 +206,7 @@ async function main(): Promise<void> {
       for (const reader of round % 2 === 1 ? READERS : [...READERS].reverse()) {
         const result = await drain(reader, round);
         results.push({ reader, round, ...result });
-        log(`round ${round} ${reader}: ${fmt(CHANGES / result.seconds)} changes/s, ${result.cpuSeconds.toFixed(2)} CPU-s/100k (main thread ${result.mainCpuSeconds.toFixed(2)}) (load ${result.load.toFixed(1)})`);
+        log(`round ${round} ${reader}: ${fmt(CHANGES / result.seconds)} changes/s, ${result.cpuSeconds.toFixed(2)} CPU-s/100k (main thread ${result.mainCpuSeconds.toFixed(2)}) (load ${result.load.toFixed(1)}; CPU sampled ${result.late} ms after capture started)`);
       }
     }
   } finally {
@@ -169,15 +217,18 @@ async function main(): Promise<void> {
     await client.end();
     removeDir(dir);
   }
-  log("");
-  log("| round | plain changes/s | governed changes/s | throughput governed / plain | CPU-s / 100k plain | CPU-s / 100k governed | CPU plain / governed | main thread CPU plain / governed | load (1 min) |");
-  log("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-  for (let round = 1; round <= ROUNDS; round++) {
-    const plain = results.find((r) => r.round === round && r.reader === "plain")!;
-    const governed = results.find((r) => r.round === round && r.reader === "governed")!;
-    log(
-      `| ${round} | ${fmt(CHANGES / plain.seconds)} | ${fmt(CHANGES / governed.seconds)} | ${(plain.seconds / governed.seconds).toFixed(2)} | ${plain.cpuSeconds.toFixed(2)} | ${governed.cpuSeconds.toFixed(2)} | ${(plain.cpuSeconds / governed.cpuSeconds).toFixed(2)} | ${(plain.mainCpuSeconds / governed.mainCpuSeconds).toFixed(2)} | ${plain.load.toFixed(1)} / ${governed.load.toFixed(1)} |`,
-    );
+  for (const version of args.before === undefined ? [""] : ["", "@before"]) {
+    log("");
+    if (version !== "") log(`${args.before}:`);
+    log("| round | plain changes/s | governed changes/s | throughput governed / plain | CPU-s / 100k plain | CPU-s / 100k governed | CPU plain / governed | main thread CPU plain / governed | load (1 min) |");
+    log("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (let round = 1; round <= ROUNDS; round++) {
+      const plain = results.find((r) => r.round === round && r.reader === `plain${version}`)!;
+      const governed = results.find((r) => r.round === round && r.reader === `governed${version}`)!;
+      log(
+        `| ${round} | ${fmt(CHANGES / plain.seconds)} | ${fmt(CHANGES / governed.seconds)} | ${(plain.seconds / governed.seconds).toFixed(2)} | ${plain.cpuSeconds.toFixed(2)} | ${governed.cpuSeconds.toFixed(2)} | ${(plain.cpuSeconds / governed.cpuSeconds).toFixed(2)} | ${(plain.mainCpuSeconds / governed.mainCpuSeconds).toFixed(2)} | ${plain.load.toFixed(1)} / ${governed.load.toFixed(1)} |`,
+      );
+    }
   }
 }
 
