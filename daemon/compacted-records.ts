@@ -92,38 +92,63 @@ function withDeleteHeader(records: ProducedRecord[]): ProducedRecord[] {
 export class CompactedRecordReader {
   private readonly registry: Pick<SchemaRegistry, "getById">;
   private readonly truncateKeyIds = new Map<number, Promise<boolean>>();
-  /** Per partition, the record read last (records of one partition are read in order). */
-  private readonly previous = new Map<string, { readonly offset: bigint; readonly value: Uint8Array | null }>();
+  /** The answers of truncateKeyIds once known: read without a promise per record. */
+  private readonly truncateKeyAnswers = new Map<number, boolean>();
+  /** Per topic and partition, the record read last (records of one partition are read in order); updated in place. */
+  private readonly previous = new Map<string, Map<number, { offset: bigint; value: Uint8Array | null }>>();
 
   constructor(registry: Pick<SchemaRegistry, "getById">) {
     this.registry = registry;
   }
 
   async normalize(record: StoredRecord): Promise<{ key: Uint8Array | null; value: Uint8Array | null }> {
-    const partition = `${record.topic}\u0000${record.partition}`;
-    const before = this.previous.get(partition);
-    this.previous.set(partition, { offset: record.offset, value: record.value });
+    let partitions = this.previous.get(record.topic);
+    if (partitions === undefined) {
+      partitions = new Map();
+      this.previous.set(record.topic, partitions);
+    }
+    const last = partitions.get(record.partition);
+    const beforeOffset = last?.offset;
+    const beforeValue = last?.value ?? null;
+    if (last === undefined) partitions.set(record.partition, { offset: record.offset, value: record.value });
+    else {
+      last.offset = record.offset;
+      last.value = record.value;
+    }
     const carried = record.value === null ? record.headers?.[DELETE_HEADER] : undefined;
     // The delete itself was the record just before: the tombstone adds nothing (applying it again would only count twice).
-    if (carried && before?.offset === record.offset - 1n && before.value !== null && Buffer.compare(before.value, carried) === 0) return { key: record.key, value: null };
+    if (carried && beforeOffset === record.offset - 1n && beforeValue !== null && Buffer.compare(beforeValue, carried) === 0) return { key: record.key, value: null };
     const value = record.value ?? carried ?? null;
-    if (value !== null && record.key !== null && (await this.isTruncateKey(record.key))) return { key: null, value };
+    if (value !== null && record.key !== null && (this.truncateKeyNow(record.key) ?? (await this.isTruncateKey(record.key)))) return { key: null, value };
     return { key: record.key, value };
+  }
+
+  /** Whether the key is a truncate's, when its schema id is known already; undefined when it must be fetched. */
+  private truncateKeyNow(key: Uint8Array): boolean | undefined {
+    if (key.length < HEADER_LENGTH || key[0] !== MAGIC_BYTE) return false;
+    return this.truncateKeyAnswers.get(schemaIdOf(key));
   }
 
   private isTruncateKey(key: Uint8Array): Promise<boolean> {
     if (key.length < HEADER_LENGTH || key[0] !== MAGIC_BYTE) return Promise.resolve(false);
-    const id = Buffer.from(key.buffer, key.byteOffset, key.byteLength).readUInt32BE(1);
+    const id = schemaIdOf(key);
     let known = this.truncateKeyIds.get(id);
     if (!known) {
       known = this.registry.getById(id).then((text) => {
         const schema = JSON.parse(text) as { name?: unknown; namespace?: unknown };
         const name = typeof schema.namespace === "string" && schema.namespace !== "" ? `${schema.namespace}.${String(schema.name)}` : schema.name;
-        return name === "io.sluice.TruncateKey";
+        const truncate = name === "io.sluice.TruncateKey";
+        this.truncateKeyAnswers.set(id, truncate);
+        return truncate;
       });
       this.truncateKeyIds.set(id, known);
       known.catch(() => this.truncateKeyIds.delete(id));
     }
     return known;
   }
+}
+
+/** The schema id of a framed record (bytes 1-4, big-endian), read without a Buffer view. */
+function schemaIdOf(framed: Uint8Array): number {
+  return ((framed[1]! << 24) >>> 0) + (framed[2]! << 16) + (framed[3]! << 8) + framed[4]!;
 }

@@ -67,7 +67,7 @@ function readLong(buffer: Buffer): bigint {
 }
 
 /** The exact long type; `noUnpack` hands us the raw varint bytes. */
-export const BIGINT_LONG: Type = avro.types.LongType.__with(
+const UNPACKED_LONG: Type = avro.types.LongType.__with(
   {
     fromBuffer: readLong,
     toBuffer: writeLong,
@@ -82,6 +82,53 @@ export const BIGINT_LONG: Type = avro.types.LongType.__with(
   },
   true,
 );
+
+/** avsc's read cursor (lib/utils.js Tap): the bytes and the position in them. */
+interface Tap {
+  readonly buf: Buffer;
+  pos: number;
+}
+
+/**
+ * Reads the long at the cursor as readLong does, from the bytes in place: avsc's own read of a
+ * custom long copies its bytes into a new Buffer first (one per long: several per change event,
+ * the largest share of a sink's decoding garbage). A truncated buffer reads as undefined and
+ * leaves the cursor past its end, as avsc's reads do (fromBuffer then reports it).
+ */
+function readLongAt(tap: Tap): bigint | undefined {
+  const buf = tap.buf;
+  const start = tap.pos;
+  let end = start;
+  while (end < buf.length && buf[end]! & 0x80) end++;
+  if (end >= buf.length) {
+    tap.pos = buf.length + 1;
+    return undefined;
+  }
+  tap.pos = end + 1;
+  if (end - start < 7) {
+    let zigzag = 0;
+    let factor = 1;
+    for (let i = start; i <= end; i++) {
+      zigzag += (buf[i]! & 0x7f) * factor;
+      factor *= 0x80;
+    }
+    return BigInt(zigzag % 2 === 0 ? zigzag / 2 : -(zigzag + 1) / 2);
+  }
+  let zigzag = 0n;
+  let shift = 0n;
+  for (let i = start; i <= end; i++) {
+    zigzag |= BigInt(buf[i]! & 0x7f) << shift;
+    shift += 7n;
+  }
+  return (zigzag & 1n) === 0n ? zigzag >> 1n : -((zigzag + 1n) >> 1n);
+}
+
+/**
+ * The exact long type with readLongAt as its read: avsc's readers call each field type's
+ * _read(tap) (avsc 5.7, lib/types.js), and its types are frozen, so the read goes on an object
+ * that inherits everything else from the type.
+ */
+export const BIGINT_LONG: Type = Object.create(UNPACKED_LONG, { _read: { value: readLongAt } }) as Type;
 
 function useBigIntLong(schema: unknown): Type | undefined {
   if (schema === "long") return BIGINT_LONG;

@@ -100,7 +100,11 @@ export function withUnchangedFromBefore(after: Row, before: Row): Row {
 }
 
 /** The bookkeeping of a record's headers (Debezium layout), for fromEnvelope. */
+const NO_SIDES: { before?: RowSide; after?: RowSide } = Object.freeze({});
+
 export function sideOfHeaders(headers: Readonly<Record<string, Uint8Array>> | undefined): { before?: RowSide; after?: RowSide } {
+  // Most records carry neither header: nothing to parse or build.
+  if (headers?.[UNCHANGED_HEADER] === undefined && headers?.[SPECIAL_HEADER] === undefined) return NO_SIDES;
   const read = (name: string): Record<string, unknown> => {
     const bytes = headers?.[name];
     return bytes === undefined ? {} : (JSON.parse(Buffer.from(bytes).toString("utf8")) as Record<string, unknown>);
@@ -251,8 +255,13 @@ function binlogOf(source: AvroRecordValue): BinlogCoordinates {
   };
 }
 
+/** `["<commit>","<change>"]` as sourceBlock writes it: read without JSON.parse (once per change a sink reads). */
+const PLAIN_SEQUENCE = /^\["(\d+)","(\d+)"\]$/;
+
 function positionOf(source: AvroRecordValue): Position {
   if (typeof source.sequence === "string") {
+    const plain = PLAIN_SEQUENCE.exec(source.sequence);
+    if (plain !== null) return { commit: BigInt(plain[1]!), change: BigInt(plain[2]!) };
     try {
       const [commit, change] = JSON.parse(source.sequence) as [string, string];
       return { commit: BigInt(commit), change: BigInt(change) };

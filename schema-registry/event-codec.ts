@@ -21,7 +21,7 @@ import { AvroValueError } from "./schema-errors.ts";
 import { tableSchemaFromAvro } from "./table-from-avro.ts";
 import { mapTable } from "./table-mapping.ts";
 import type { TableAvroMapping, TableMappingOptions } from "./table-mapping.ts";
-import { encodeFramed } from "./wire-format.ts";
+import { encodeFramed, unframe } from "./wire-format.ts";
 import { FastEventEncoder } from "./envelope-writer.ts";
 
 export interface EncodedEvent {
@@ -161,7 +161,9 @@ export const TRUNCATE_HEADER = "sluice.truncate";
 export class ChangeEventDecoder {
   private readonly registry: Pick<SchemaRegistry, "getById">;
   private readonly framed: FramedDecoder;
-  private readonly mappings = new Map<number, Promise<TableAvroMapping>>();
+  private readonly mappings = new Map<number, Promise<DecodingPlan>>();
+  /** The plans of `mappings` once fetched. */
+  private readonly plans = new Map<number, DecodingPlan>();
 
   constructor(registry: Pick<SchemaRegistry, "getById">) {
     this.registry = registry;
@@ -175,23 +177,78 @@ export class ChangeEventDecoder {
   async decode(key: Uint8Array | null, value: Uint8Array | null, headers?: Readonly<Record<string, Uint8Array>>): Promise<ChangeEvent | null> {
     const envelope = value ?? headers?.[TRUNCATE_HEADER] ?? null;
     if (envelope === null) return null;
-    const { schemaId, value: record } = await this.framed.decode(envelope);
-    const mapping = await this.mappingFor(schemaId);
+    const schemaId = unframe(envelope).schemaId;
+    // Without a promise per record once the schemas are here (they are, but for a table's first records).
+    const { mapping, reader } = this.plans.get(schemaId) ?? (await this.mappingFor(schemaId));
+    const { value: record } = this.framed.decodeNow(envelope, reader ?? undefined) ?? (await this.framed.decode(envelope, reader ?? undefined));
     let keyRow: Row | undefined;
-    if (key !== null && mapping.keyCodec) keyRow = mapping.keyCodec.fromAvro((await this.framed.decode(key)).value as AvroRecordValue);
+    if (key !== null && mapping.keyCodec) keyRow = mapping.keyCodec.fromAvro((this.framed.decodeNow(key) ?? (await this.framed.decode(key))).value as AvroRecordValue);
     return fromEnvelope(record as AvroRecordValue, mapping, keyRow, headers);
   }
 
-  private mappingFor(schemaId: number): Promise<TableAvroMapping> {
+  private mappingFor(schemaId: number): Promise<DecodingPlan> {
     let mapping = this.mappings.get(schemaId);
     if (!mapping) {
       mapping = this.registry.getById(schemaId).then((text) => {
         const { table, options } = tableSchemaFromAvro(text);
-        return mapTable(table, options);
+        const plan = { mapping: mapTable(table, options), reader: envelopeReader(text) };
+        this.plans.set(schemaId, plan);
+        return plan;
       });
       this.mappings.set(schemaId, mapping);
       mapping.catch(() => this.mappings.delete(schemaId));
     }
     return mapping;
+  }
+}
+
+interface DecodingPlan {
+  readonly mapping: TableAvroMapping;
+  /** The envelope without the fields fromEnvelope does not read (avsc skips them unread), or null to read the writer's schema whole. */
+  readonly reader: Type | null;
+}
+
+/** Fields of the envelope, its source block and its transaction block that fromEnvelope never reads (envelope-schema.ts). */
+const UNREAD_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
+  envelope: new Set(["ts_ms", "ts_us", "ts_ns"]),
+  source: new Set(["version", "connector", "ts_us", "ts_ns", "xmin", "query"]),
+  transaction: new Set(["total_order", "data_collection_order"]),
+};
+
+interface FieldJson {
+  readonly name: string;
+  readonly type: unknown;
+}
+
+/**
+ * A reader schema for a writer's envelope that leaves out what a sink never reads: avsc resolves
+ * the writer's schema against it and skips those fields without building their values (strings,
+ * bigints; most of a change's fields besides its rows). Null where the schema is not an envelope
+ * of records, so the writer's schema is read whole.
+ */
+function envelopeReader(text: string): Type | null {
+  try {
+    const schema = JSON.parse(text) as { type?: unknown; fields?: readonly FieldJson[] };
+    if (schema.type !== "record" || !Array.isArray(schema.fields)) return null;
+    const recordOf = (type: unknown): { fields: readonly FieldJson[] } | null => {
+      const record = Array.isArray(type) ? type.find((branch) => typeof branch === "object" && branch !== null && (branch as { type?: unknown }).type === "record") : type;
+      return typeof record === "object" && record !== null && Array.isArray((record as { fields?: unknown }).fields) ? (record as { fields: readonly FieldJson[] }) : null;
+    };
+    const without = (fields: readonly FieldJson[], unread: ReadonlySet<string>) => fields.filter((field) => !unread.has(field.name));
+    const project = (type: unknown, unread: ReadonlySet<string>): unknown => {
+      const record = recordOf(type);
+      if (record === null) return type;
+      const projected = { ...record, fields: without(record.fields, unread) };
+      return Array.isArray(type) ? type.map((branch) => (branch === record ? projected : branch)) : projected;
+    };
+    const fields = without(schema.fields, UNREAD_FIELDS.envelope!).map((field) =>
+      field.name === "source" ? { ...field, type: project(field.type, UNREAD_FIELDS.source!) } : field.name === "transaction" ? { ...field, type: project(field.type, UNREAD_FIELDS.transaction!) } : field,
+    );
+    const reader = createAvroType({ ...schema, fields } as unknown as AvroRecordJson);
+    // A schema avsc cannot resolve against the projection keeps the whole read (FramedDecoder builds its own resolver).
+    reader.createResolver(createAvroType(text));
+    return reader;
+  } catch {
+    return null;
   }
 }

@@ -17,6 +17,8 @@ export interface DecodedMessage {
 export class FramedDecoder {
   private readonly registry: Pick<SchemaRegistry, "getById">;
   private readonly writerTypes = new Map<number, Promise<Type>>();
+  /** The writer types fetched: decoding needs no promise once a schema is here. */
+  private readonly readyTypes = new Map<number, Type>();
   /** Per reader type: writer id → resolver, or null when the schemas encode identically. */
   private readonly resolvers = new WeakMap<Type, Map<number, Resolver | null>>();
 
@@ -27,16 +29,31 @@ export class FramedDecoder {
   /** Decodes with the writer's schema, or with `reader` (resolving the writer's schema against it). */
   async decode(message: Uint8Array, reader?: Type): Promise<DecodedMessage> {
     const { schemaId, payload } = unframe(message);
-    const writer = await this.writerType(schemaId);
-    if (!reader) return { schemaId, value: writer.fromBuffer(payload) };
+    const writer = this.readyTypes.get(schemaId) ?? (await this.writerType(schemaId));
+    return { schemaId, value: this.read(payload, schemaId, writer, reader) };
+  }
+
+  /** What decode gives, without a promise, once the writer's schema is here; undefined (nothing read) before. */
+  decodeNow(message: Uint8Array, reader?: Type): DecodedMessage | undefined {
+    const { schemaId, payload } = unframe(message);
+    const writer = this.readyTypes.get(schemaId);
+    return writer === undefined ? undefined : { schemaId, value: this.read(payload, schemaId, writer, reader) };
+  }
+
+  private read(payload: Buffer, schemaId: number, writer: Type, reader: Type | undefined): unknown {
+    if (!reader) return writer.fromBuffer(payload);
     const resolver = this.resolverFor(reader, schemaId, writer);
-    return { schemaId, value: resolver === null ? reader.fromBuffer(payload) : reader.fromBuffer(payload, resolver) };
+    return resolver === null ? reader.fromBuffer(payload) : reader.fromBuffer(payload, resolver);
   }
 
   writerType(schemaId: number): Promise<Type> {
     let type = this.writerTypes.get(schemaId);
     if (!type) {
-      type = this.registry.getById(schemaId).then((text) => createAvroType(text));
+      type = this.registry.getById(schemaId).then((text) => {
+        const created = createAvroType(text);
+        this.readyTypes.set(schemaId, created);
+        return created;
+      });
       this.writerTypes.set(schemaId, type);
       // A failed fetch is not cached: the next message retries it.
       type.catch(() => this.writerTypes.delete(schemaId));
