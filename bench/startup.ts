@@ -14,7 +14,7 @@
  * (the topic log open), "started" ("sluice started"), "capturing" (the source connected).
  *
  *   node bench/startup.ts [--rounds 3] [--readers embedded,kafka,embedded-duckdb,kafka-duckdb]
- *                         [--baseline DIR] [--cold] [--memory 256MiB]
+ *                         [--baseline DIR] [--cold] [--memory 256MiB] [--restart]
  *
  * --baseline DIR: also start another checkout's daemon (`git archive <commit> | tar -x -C DIR`, plus a
  *   node_modules link), in the same rounds, alternating the order: the before/after ratio of a change.
@@ -23,6 +23,12 @@
  * --cold, an empty one for every start (the first start after an install). The baseline runs with
  * no NODE_COMPILE_CACHE in its environment (its own sluice.js decides).
  * --memory: `memory` in every config (the process then re-executes itself with heap flags).
+ * --restart: each timed start is a restart: the same deployment ran once before (untimed) to its
+ *   first record and stopped, so its internal topics hold the schemas, a checkpoint and the topic
+ *   identities a restart reads; then another 100 rows were written. Without it every start is a
+ *   deployment's first. SLUICE_KAFKA_PORT points the Kafka readers at another broker (e.g. one with
+ *   Kafka's default group.initial.rebalance.delay.ms of 3 s; the test broker sets 0).
+ * --trace: print each timed start's log lines (debug level) with their seconds after the spawn.
  */
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -39,6 +45,8 @@ const { values: args } = parseArgs({
     baseline: { type: "string" },
     cold: { type: "boolean", default: false },
     memory: { type: "string" },
+    restart: { type: "boolean", default: false },
+    trace: { type: "boolean", default: false },
   },
 });
 type Reader = "embedded" | "kafka" | "embedded-duckdb" | "kafka-duckdb";
@@ -93,8 +101,38 @@ function phasesOf(output: string, launchedMs: number): Partial<Record<Phase, num
   return phases;
 }
 
+/** The log lines as `seconds component message`, for --trace. */
+function traceOf(output: string, launchedMs: number): string {
+  return output
+    .split("\n")
+    .filter((line) => line.startsWith("{") && !line.includes('"component":"kafkajs"'))
+    .map((line) => {
+      const entry = JSON.parse(line) as { time?: string; msg?: string; component?: string; group?: string };
+      return `  ${((Date.parse(entry.time ?? "") - launchedMs) / 1000).toFixed(3)} ${entry.component ?? "-"} ${entry.msg ?? ""}${entry.group ? ` (${entry.group})` : ""}`;
+    })
+    .join("\n");
+}
+
 async function start(run: Run, round: number, cacheDir: string): Promise<Result> {
   const deployment = randomName("bench_start");
+  if (args.restart) {
+    // The untimed first start: the timed one below is this deployment's restart.
+    await launch(run, round, cacheDir, deployment, { cleanup: false });
+    const client = await pgClient();
+    try {
+      await client.query(`INSERT INTO "${schema}".items SELECT g, g % 100, 'name ' || g, g / 100.0, now() FROM generate_series(${nextId}, ${nextId + ROWS - 1}) g`);
+      nextId += ROWS;
+    } finally {
+      await client.end();
+    }
+  }
+  return launch(run, round, cacheDir, deployment, { cleanup: true });
+}
+
+/** Ids of the rows written before each restart (after the backlog and the warm-up row). */
+let nextId = ROWS + 2;
+
+async function launch(run: Run, round: number, cacheDir: string, deployment: string, options: { cleanup: boolean }): Promise<Result> {
   const port = await freePort();
   const kafkaTopics = run.reader.startsWith("kafka");
   const config = {
@@ -102,7 +140,7 @@ async function start(run: Run, round: number, cacheDir: string): Promise<Result>
     sources: [pgSourceConfig("src", [`${schema}.*`], { slot: slotName(run, round), publication, create_slot: false, create_publication: false, snapshot: { mode: "never" } })],
     topics: kafkaTopics ? { kind: "kafka", brokers: [...kafka.brokers], transactions: true } : { kind: "embedded", path: join(dir, `${deployment}.db`) },
     sinks: run.reader.endsWith("-duckdb") ? [{ kind: "duckdb", name: "warehouse", path: join(dir, `${deployment}.duckdb`) }] : [],
-    logging: { level: "info" },
+    logging: { level: args.trace ? "debug" : "info" },
     http: { listen: `127.0.0.1:${port}` },
     ...(args.memory === undefined ? {} : { memory: args.memory }),
   };
@@ -127,6 +165,7 @@ async function start(run: Run, round: number, cacheDir: string): Promise<Result>
       const text = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text(), () => null);
       const at = performance.now();
       if (text !== null && metricValue(text, metric) > 0) {
+        if (args.trace && options.cleanup) log(traceOf(output, launchedMs));
         return { run, round, seconds: (at - launched) / 1000, cpuSeconds: cpuOf(child.pid!), phases: phasesOf(output, launchedMs), load };
       }
       await sleep(50);
@@ -136,7 +175,7 @@ async function start(run: Run, round: number, cacheDir: string): Promise<Result>
       child.kill("SIGTERM");
       await new Promise((resolve) => child.once("exit", resolve));
     }
-    if (kafkaTopics) await deleteKafkaDeployment(deployment).catch((e: unknown) => log(`cleanup: ${String(e)}`));
+    if (kafkaTopics && options.cleanup) await deleteKafkaDeployment(deployment).catch((e: unknown) => log(`cleanup: ${String(e)}`));
     if (cache !== null && cache !== cacheDir) removeDir(cache);
   }
 }
@@ -165,7 +204,7 @@ async function main(): Promise<void> {
       await client.query(`INSERT INTO "${schema}".items VALUES (${ROWS + 1}, 0, 'warm', 0, now())`);
       await start(warm, 0, cacheDir);
     }
-    log(`${ROWS} rows behind ${slots.length} slots; load average ${loadavg().map((l) => l.toFixed(1)).join(" ")}; compile cache ${args.cold ? "empty at every start" : "filled by one start before"}${args.memory ? `; memory ${args.memory}` : ""}`);
+    log(`${ROWS} rows behind ${slots.length} slots; load average ${loadavg().map((l) => l.toFixed(1)).join(" ")}; compile cache ${args.cold ? "empty at every start" : "filled by one start before"}${args.memory ? `; memory ${args.memory}` : ""}${args.restart ? "; every timed start a restart" : ""}; Kafka ${kafka.brokers.join(",")}`);
     for (let round = 1; round <= ROUNDS; round++) {
       const order = round % 2 === 1 ? RUNS : [...RUNS].reverse();
       for (const run of order) {
