@@ -102,7 +102,7 @@ interface OpenTransaction extends TransactionContext {
 
 type MappedTable = { readonly binding: TableBinding; readonly key: string } | { readonly watermark: readonly RowColumn[] };
 
-/** Positions of the rows of a compressed transaction payload, which have no bytes of their own in the file. */
+/** Positions of the rows of a compressed transaction payload or rows event, which have no bytes of their own in the file. */
 interface PayloadCursor {
   readonly start: number;
   readonly end: number;
@@ -366,8 +366,10 @@ export class StreamDecoder {
     if (mapped == null) return;
     if (this.transaction === null) this.begin(start, null, header.timestamp * 1000, null, false);
     const transaction = this.transaction!;
+    // Rows of a compressed event (MariaDB's log_bin_compress) have no bytes of their own in the file either: like those of a compressed transaction, they take the event's bytes in turn.
+    const payload = this.payload ?? (rows.compressed ? { start, end: header.logPos, next: start + 1 } : null);
     if ("watermark" in mapped) {
-      this.watermarkRows(rows, reader, start, transaction, out, mapped.watermark);
+      this.watermarkRows(rows, reader, start, transaction, out, mapped.watermark, payload);
       return;
     }
     const { binding, key } = mapped;
@@ -378,12 +380,13 @@ export class StreamDecoder {
       throw this.failure(error, null, binlogAt(this.fileIndex, start), key);
     }
     const eventAt = binlogAt(this.fileIndex, start);
-    const payload = this.payload;
     const at = (offset: number): bigint => {
       if (payload === null) return eventAt + BigInt(offset);
       const next = payload.next++;
       if (next >= payload.end) {
-        throw new SluiceError(`the compressed transaction at ${this.file}:${payload.start} holds more row changes than bytes, so its changes cannot get distinct positions; set binlog_transaction_compression=OFF`, {
+        const what = rows.compressed ? "rows event" : "transaction";
+        const setting = rows.compressed ? "log_bin_compress=OFF" : "binlog_transaction_compression=OFF";
+        throw new SluiceError(`the compressed ${what} at ${this.file}:${payload.start} holds more row changes than bytes, so its changes cannot get distinct positions; set ${setting}`, {
           code: "MYSQL_POSITION_OVERFLOW",
           context: { ...this.options.context, table: key, position: formatAt(eventAt, this.file) },
         });
@@ -421,7 +424,7 @@ export class StreamDecoder {
   }
 
   /** Rows of the watermark table: each row image written is a watermark, at its own position in its transaction. */
-  private watermarkRows(rows: RowsEventHeader, reader: BinaryReader, start: number, transaction: OpenTransaction, out: DecodedEvent[], columns: readonly RowColumn[]): void {
+  private watermarkRows(rows: RowsEventHeader, reader: BinaryReader, start: number, transaction: OpenTransaction, out: DecodedEvent[], columns: readonly RowColumn[], payload: PayloadCursor | null): void {
     if (rows.kind === "delete") return;
     let changes;
     try {
@@ -430,7 +433,6 @@ export class StreamDecoder {
       throw this.failure(error, null, binlogAt(this.fileIndex, start));
     }
     for (const change of changes) {
-      const payload = this.payload;
       const at = payload === null ? binlogAt(this.fileIndex, start) + BigInt(change.afterOffset) : binlogAt(this.fileIndex, Math.min(payload.next++, payload.end - 1));
       const row = { ...change.before, ...change.after };
       if (this.options.interleave!.watermark(row, rowPosition(transaction.start, at), transaction, out)) this.chunkHandedOn = true;

@@ -44,7 +44,7 @@ export function chownTree(dir: string, ids: { uid: number; gid: number } | null)
   return ids === null ? Promise.resolve() : run("chown", ["-R", `${ids.uid}:${ids.gid}`, dir]);
 }
 
-function waitForPort(port: number, timeoutMs: number, child: ChildProcess | null): Promise<void> {
+export function waitForPort(port: number, timeoutMs: number, child: ChildProcess | null): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   return new Promise((resolve, reject) => {
     const attempt = (): void => {

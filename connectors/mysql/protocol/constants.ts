@@ -43,27 +43,25 @@ export const EventType = {
 
 export type RowsKind = "write" | "update" | "delete";
 
-/** The rows events Sluice decodes, with their kind and whether they carry the v2 extra-data header. */
-export const ROWS_EVENTS: ReadonlyMap<number, { readonly kind: RowsKind; readonly v2: boolean; readonly partial: boolean }> = new Map([
-  [EventType.WRITE_ROWS_V1, { kind: "write", v2: false, partial: false }],
-  [EventType.UPDATE_ROWS_V1, { kind: "update", v2: false, partial: false }],
-  [EventType.DELETE_ROWS_V1, { kind: "delete", v2: false, partial: false }],
-  [EventType.WRITE_ROWS_V2, { kind: "write", v2: true, partial: false }],
-  [EventType.UPDATE_ROWS_V2, { kind: "update", v2: true, partial: false }],
-  [EventType.DELETE_ROWS_V2, { kind: "delete", v2: true, partial: false }],
-  [EventType.PARTIAL_UPDATE_ROWS, { kind: "update", v2: true, partial: true }],
+/**
+ * The rows events Sluice decodes, with their kind, whether they carry the v2 extra-data header,
+ * and whether their row images are compressed (MariaDB's log_bin_compress).
+ */
+export const ROWS_EVENTS: ReadonlyMap<number, { readonly kind: RowsKind; readonly v2: boolean; readonly partial: boolean; readonly compressed: boolean }> = new Map([
+  [EventType.WRITE_ROWS_V1, { kind: "write", v2: false, partial: false, compressed: false }],
+  [EventType.UPDATE_ROWS_V1, { kind: "update", v2: false, partial: false, compressed: false }],
+  [EventType.DELETE_ROWS_V1, { kind: "delete", v2: false, partial: false, compressed: false }],
+  [EventType.WRITE_ROWS_V2, { kind: "write", v2: true, partial: false, compressed: false }],
+  [EventType.UPDATE_ROWS_V2, { kind: "update", v2: true, partial: false, compressed: false }],
+  [EventType.DELETE_ROWS_V2, { kind: "delete", v2: true, partial: false, compressed: false }],
+  [EventType.PARTIAL_UPDATE_ROWS, { kind: "update", v2: true, partial: true, compressed: false }],
+  [EventType.MARIADB_WRITE_ROWS_COMPRESSED_V1, { kind: "write", v2: false, partial: false, compressed: true }],
+  [EventType.MARIADB_UPDATE_ROWS_COMPRESSED_V1, { kind: "update", v2: false, partial: false, compressed: true }],
+  [EventType.MARIADB_DELETE_ROWS_COMPRESSED_V1, { kind: "delete", v2: false, partial: false, compressed: true }],
+  [EventType.MARIADB_WRITE_ROWS_COMPRESSED, { kind: "write", v2: true, partial: false, compressed: true }],
+  [EventType.MARIADB_UPDATE_ROWS_COMPRESSED, { kind: "update", v2: true, partial: false, compressed: true }],
+  [EventType.MARIADB_DELETE_ROWS_COMPRESSED, { kind: "delete", v2: true, partial: false, compressed: true }],
 ] as const);
-
-/** MariaDB's compressed events (log_bin_compress): Sluice refuses them with the setting to change. */
-export const MARIADB_COMPRESSED_EVENTS: ReadonlySet<number> = new Set([
-  EventType.MARIADB_QUERY_COMPRESSED,
-  EventType.MARIADB_WRITE_ROWS_COMPRESSED_V1,
-  EventType.MARIADB_UPDATE_ROWS_COMPRESSED_V1,
-  EventType.MARIADB_DELETE_ROWS_COMPRESSED_V1,
-  EventType.MARIADB_WRITE_ROWS_COMPRESSED,
-  EventType.MARIADB_UPDATE_ROWS_COMPRESSED,
-  EventType.MARIADB_DELETE_ROWS_COMPRESSED,
-]);
 
 export const ColumnType = {
   DECIMAL: 0,

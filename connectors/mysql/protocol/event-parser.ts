@@ -25,6 +25,7 @@ import {
   readXid,
 } from "./events.ts";
 import type { MariadbGtidEvent, MysqlGtidEvent, QueryEvent, RotateEvent } from "./events.ts";
+import { uncompressEventData } from "./mariadb-compressed-events.ts";
 import { readRowsHeader } from "./rows-event.ts";
 import type { RowsEventHeader } from "./rows-event.ts";
 import { readTableMap } from "./table-map.ts";
@@ -41,7 +42,7 @@ export type EventBody =
   | { readonly kind: "gtid-list"; readonly list: readonly MariadbGtid[] }
   /** `raw`: the event body after the table id, equal for equal table maps. */
   | { readonly kind: "table-map"; readonly map: TableMap; readonly raw: Buffer }
-  /** `reader` is positioned at the first row image. */
+  /** `reader` is positioned at the first row image (of the inflated images when `rows.compressed`: offsets in it are not the event's). */
   | { readonly kind: "rows"; readonly rows: RowsEventHeader; readonly reader: BinaryReader }
   | { readonly kind: "rows-query"; readonly query: string }
   /** `position`: where the server is in `file` (v1 heartbeats: the header's log position). */
@@ -103,6 +104,8 @@ export class EventParser {
         return { kind: "rotate", rotate: readRotate(reader) };
       case EventType.QUERY:
         return { kind: "query", query: readQuery(reader, format) };
+      case EventType.MARIADB_QUERY_COMPRESSED:
+        return { kind: "query", query: readQuery(reader, format, true) };
       case EventType.XID:
         return { kind: "xid", xid: readXid(reader) };
       case EventType.GTID:
@@ -139,7 +142,10 @@ export class EventParser {
       case EventType.STOP:
         return { kind: "stop" };
       default:
-        if (ROWS_EVENTS.has(header.type)) return { kind: "rows", rows: readRowsHeader(reader, format, header.type), reader };
+        if (ROWS_EVENTS.has(header.type)) {
+          const rows = readRowsHeader(reader, format, header.type);
+          return { kind: "rows", rows, reader: rows.compressed ? new BinaryReader(uncompressEventData(reader.rest(), "row images")) : reader };
+        }
         return { kind: "other" };
     }
   }

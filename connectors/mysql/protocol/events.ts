@@ -1,7 +1,7 @@
 /**
  * Decoders of the binlog events that are not about rows: ROTATE, QUERY, XID, the GTID events of
- * both dialects, PREVIOUS_GTIDS / GTID_LIST, ANNOTATE_ROWS / ROWS_QUERY, HEARTBEAT and MySQL's
- * compressed TRANSACTION_PAYLOAD. Each takes a reader positioned after the 19-byte header whose
+ * both dialects, PREVIOUS_GTIDS / GTID_LIST, ANNOTATE_ROWS / ROWS_QUERY, HEARTBEAT, MySQL's
+ * compressed TRANSACTION_PAYLOAD and MariaDB's QUERY_COMPRESSED. Each takes a reader positioned after the 19-byte header whose
  * `end` excludes the checksum.
  */
 import { zstdDecompressSync } from "node:zlib";
@@ -10,6 +10,7 @@ import type { MariadbGtid, MysqlGtid } from "../gtid.ts";
 import { BinaryReader } from "./binary-reader.ts";
 import { EventType } from "./constants.ts";
 import { postHeaderLength } from "./event-header.ts";
+import { uncompressEventData } from "./mariadb-compressed-events.ts";
 import type { FormatDescription } from "./event-header.ts";
 
 export interface RotateEvent {
@@ -30,7 +31,8 @@ export interface QueryEvent {
   readonly query: string;
 }
 
-export function readQuery(reader: BinaryReader, format: FormatDescription): QueryEvent {
+/** QUERY, and MariaDB's QUERY_COMPRESSED (`compressed`: the statement is compressed, log_bin_compress). */
+export function readQuery(reader: BinaryReader, format: FormatDescription, compressed = false): QueryEvent {
   const postHeader = postHeaderLength(format, EventType.QUERY, 13);
   const start = reader.pos;
   const threadId = reader.u32();
@@ -42,7 +44,8 @@ export function readQuery(reader: BinaryReader, format: FormatDescription): Quer
   reader.skip(statusLength);
   const schema = reader.utf8(schemaLength);
   reader.skip(1);
-  return { threadId, errorCode, schema, query: reader.rest().toString("utf8") };
+  const query = compressed ? uncompressEventData(reader.rest(), "statement") : reader.rest();
+  return { threadId, errorCode, schema, query: query.toString("utf8") };
 }
 
 export function readXid(reader: BinaryReader): bigint {

@@ -19,6 +19,8 @@ import type { FormatDescription } from "./event-header.ts";
 export interface RowsEventHeader {
   readonly kind: RowsKind;
   readonly partial: boolean;
+  /** MariaDB's log_bin_compress: the row images are compressed (the event parser hands on a reader of them inflated). */
+  readonly compressed: boolean;
   readonly tableId: number;
   readonly flags: number;
   readonly columnCount: number;
@@ -44,7 +46,7 @@ export function readRowsHeader(reader: BinaryReader, format: FormatDescription, 
   const columnCount = reader.lenenc();
   const present = reader.bitmap(columnCount);
   const presentAfter = spec.kind === "update" ? reader.bitmap(columnCount) : null;
-  return { kind: spec.kind, partial: spec.partial, tableId, flags, columnCount, present, presentAfter };
+  return { kind: spec.kind, partial: spec.partial, compressed: spec.compressed, tableId, flags, columnCount, present, presentAfter };
 }
 
 /** How to read one column of the table's row images. */
