@@ -45,15 +45,16 @@ export function packBodies(operations: readonly BulkOperation[], maxBytes: numbe
   let members: number[] = [];
   let size = 0;
   operations.forEach((operation, index) => {
-    const text = `${operation.lines.join("\n")}\n`;
-    const bytes = Buffer.byteLength(text);
+    // Each line and its newline go into the body as they are: no joined copy of every operation.
+    let bytes = 0;
+    for (const line of operation.lines) bytes += Buffer.byteLength(line) + 1;
     if (members.length > 0 && size + bytes > maxBytes) {
       bodies.push({ body: parts.join(""), members });
       parts = [];
       members = [];
       size = 0;
     }
-    parts.push(text);
+    for (const line of operation.lines) parts.push(line, "\n");
     members.push(index);
     size += bytes;
   });
@@ -87,10 +88,14 @@ export async function runBulk(client: Client, operations: readonly BulkOperation
   return outcomes;
 }
 
+/** Shared by every item they describe (an outcome is never changed). */
+const APPLIED: ItemOutcome = Object.freeze({ kind: "applied" });
+const STALE: ItemOutcome = Object.freeze({ kind: "stale" });
+
 function classify(item: BulkItemResult | undefined): ItemOutcome {
   if (item === undefined) return { kind: "failed", retriable: true, reason: "no result for this item in the bulk response" };
-  if (item.status >= 200 && item.status < 300) return { kind: "applied" };
-  if (item.status === 409) return { kind: "stale" };
+  if (item.status >= 200 && item.status < 300) return APPLIED;
+  if (item.status === 409) return STALE;
   const reason = `${item.status} ${item.error?.type ?? "error"}: ${item.error?.reason ?? ""}${item.error?.caused_by?.reason ? ` (${item.error.caused_by.reason})` : ""}`;
   return { kind: "failed", retriable: item.status === 429 || item.status >= 500, reason };
 }
@@ -150,7 +155,13 @@ async function sendBody(client: Client, body: string, options: BulkOptions): Pro
       onRetry: (error, attempt, delayMs) => options.logger.warn({ error: errorMessage(error), attempt, delayMs }, "Elasticsearch bulk request failed; retrying"),
     },
   );
-  return (response.items ?? []).map((entry) => Object.values(entry)[0]);
+  return (response.items ?? []).map(firstValue);
+}
+
+/** An item's one entry (keyed by its action, `index` or `delete`), without listing its values. */
+function firstValue(entry: Record<string, BulkItemResult>): BulkItemResult | undefined {
+  for (const action in entry) return entry[action];
+  return undefined;
 }
 
 /** Sorts a client error: unreachable, 429 and 5xx are ConnectionErrors (retriable); other statuses are not. */

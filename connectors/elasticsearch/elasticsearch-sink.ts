@@ -16,7 +16,6 @@
 import { Client } from "@elastic/elasticsearch";
 import type { Logger } from "../../runtime/logger.ts";
 import type { SinkChange, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
-import { UNCHANGED } from "../contracts.ts";
 import { readTlsFiles } from "../common/tls-files.ts";
 import type { TlsFiles } from "../common/tls-files.ts";
 import { probeTls } from "../common/tls-probe.ts";
@@ -30,30 +29,23 @@ import { errorMessage, rebuildState, rowRejected, schemaUnsupported, ValueReject
 import { Failures } from "../sinks/failures.ts";
 import { keyId } from "../sinks/keys.ts";
 import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
-import { cellOf, positionLabel } from "../sinks/rows.ts";
+import { positionLabel } from "../sinks/rows.ts";
 import { Serial } from "../sinks/serial.ts";
 import { settleInTurn } from "../sinks/tables-in-flight.ts";
 import { requestError, runBulk, tlsError } from "./bulk.ts";
 import type { BulkOperation } from "./bulk.ts";
 import type { ElasticsearchSinkConfig, ElasticsearchSinkOptions } from "./config.ts";
+import { indexOperation } from "./documents.ts";
+import type { StoredDocument } from "./documents.ts";
 import { OFFSETS_INDEX } from "./config.ts";
 import { Indices } from "./indices.ts";
 import type { EsIndex, TargetIndexes } from "./indices.ts";
 import { encodeJson, ExactSerializer } from "./json.ts";
-import { documentValue, fieldMapping, fieldNameProblem, sameMapping } from "./mapping.ts";
+import { fieldMapping, fieldNameProblem, sameMapping } from "./mapping.ts";
 
 type Mode = "live" | "rebuild";
 
-/** Versions Elasticsearch accepts: a Java long. */
-const MAX_VERSION = 2n ** 63n - 1n;
-const MAX_ID_BYTES = 512;
 const MGET_CHUNK = 1000;
-
-interface StoredDocument {
-  readonly version: bigint;
-  readonly deleted: boolean;
-  readonly source: Readonly<Record<string, unknown>>;
-}
 
 /** One bulk operation and the changes whose fate it decides. */
 interface Planned {
@@ -331,7 +323,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
         const before = stored.get(change.id);
         if (physical === primary && before && before.version >= change.version) continue;
         try {
-          planned.push({ change, operation: this.#operation(physical, change, before) });
+          planned.push({ change, operation: indexOperation(physical.physical, physical.columns, change, before) });
         } catch (error) {
           if (!(error instanceof ValueRejected)) throw error;
           failures.add(change.indices, rowRejected(error.message, { ...context, position: positionLabel(change), column: error.column }, error));
@@ -352,33 +344,6 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
       const error = rowRejected(outcome.reason, { ...context, position: positionLabel(change) });
       failures.add(change.indices, outcome.retriable ? new ConnectionError(`Elasticsearch kept refusing a row of ${label}: ${outcome.reason}`, { code: "SINK_UNAVAILABLE", context: error.context }) : error, outcome.retriable);
     });
-  }
-
-  /** The bulk operation for one change: index the row (or its tombstone) with the change's version as external version. */
-  #operation(index: EsIndex, change: RowChange, stored: StoredDocument | undefined): BulkOperation {
-    if (change.version < 0n || change.version > MAX_VERSION) throw new ValueRejected(`version ${change.version} is outside Elasticsearch's external versions (0..2^63-1)`);
-    const id = keyId(change.key, index.columns.filter((c) => c.key).map((c) => c.name));
-    if (Buffer.byteLength(id) > MAX_ID_BYTES) throw new ValueRejected(`the key is longer than Elasticsearch's ${MAX_ID_BYTES}-byte document id limit`);
-    const document: Record<string, unknown> = {};
-    for (const column of index.columns) {
-      if (change.deleted && !column.key) continue;
-      const value = cellOf(change, column);
-      if (value === UNCHANGED) {
-        if (column.key) throw new ValueRejected("a key column cannot be unchanged-TOAST", column.name);
-        document[column.name] = stored && !stored.deleted ? (stored.source[column.name] ?? null) : null;
-        continue;
-      }
-      try {
-        document[column.name] = documentValue(column.type, value);
-      } catch (error) {
-        if (error instanceof ValueRejected) throw new ValueRejected(error.message, column.name);
-        throw error;
-      }
-    }
-    document[VERSION_COLUMN] = change.version;
-    document[DELETED_COLUMN] = change.deleted;
-    const action = encodeJson({ index: { _index: index.physical, _id: id, version: change.version, version_type: "external" } });
-    return { lines: [action, encodeJson(document)] };
   }
 
   /** Current documents (realtime get) of changes with unchanged-TOAST columns, by key id. */
