@@ -4,7 +4,7 @@
  * assigned topic is paused and resumed once poll() brought it below half, so memory stays bounded
  * (the bound plus one fetch response). Offsets are committed only by commit(), never automatically.
  */
-import type { Admin, Consumer, EachBatchPayload, Kafka } from "kafkajs";
+import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage } from "kafkajs";
 import type { Logger } from "../../runtime/logger.ts";
 import { durationFromEnv } from "../../runtime/env-duration.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
@@ -218,19 +218,7 @@ export class KafkaPullConsumer implements TopicConsumer {
     let bytes = 0;
     const records = batch.messages.map((message): StoredRecord => {
       bytes += (message.key?.length ?? 0) + (message.value?.length ?? 0) + this.recordOverhead;
-      const record: { -readonly [K in keyof StoredRecord]: StoredRecord[K] } = {
-        topic: batch.topic,
-        partition: batch.partition,
-        offset: BigInt(message.offset),
-        key: message.key ?? null,
-        value: message.value ?? null,
-        timestamp: Number(message.timestamp),
-      };
-      const headers = message.headers;
-      if (headers && Object.keys(headers).length > 0) {
-        record.headers = Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, toBytes(value)]));
-      }
-      return record;
+      return storedRecordOf(batch.topic, batch.partition, message);
     });
     this.push(batch.topic, batch.partition, records, BigInt(batch.lastOffset()) + 1n, bytes);
   }
@@ -341,6 +329,23 @@ export class KafkaPullConsumer implements TopicConsumer {
     this.failure ??= error;
     this.wake?.();
   }
+}
+
+/** A fetched kafkajs message as a StoredRecord. */
+export function storedRecordOf(topic: string, partition: number, message: KafkaMessage): StoredRecord {
+  const record: { -readonly [K in keyof StoredRecord]: StoredRecord[K] } = {
+    topic,
+    partition,
+    offset: BigInt(message.offset),
+    key: message.key ?? null,
+    value: message.value ?? null,
+    timestamp: Number(message.timestamp),
+  };
+  const headers = message.headers;
+  if (headers && Object.keys(headers).length > 0) {
+    record.headers = Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, toBytes(value)]));
+  }
+  return record;
 }
 
 function toBytes(value: Buffer | string | (Buffer | string)[] | undefined): Uint8Array {

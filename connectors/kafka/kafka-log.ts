@@ -7,7 +7,7 @@
  * it) lives in the compacted topic `<deployment>.sluice.topic-ids`, written before the topic is
  * created, so sinks can tell a re-created topic from the one their stored offsets came from.
  */
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import kafkajs from "kafkajs";
 import type { Admin, Kafka, Producer } from "kafkajs";
@@ -44,6 +44,7 @@ import { KafkaPullConsumer } from "./kafka-consumer.ts";
 import type { KafkaReaderLimits } from "./kafka-consumer.ts";
 import { kafkaError } from "./kafka-errors.ts";
 import { KafkaLease } from "./kafka-lease.ts";
+import { PartitionReader } from "./partition-reader.ts";
 
 export interface KafkaLogOptions {
   readonly config: KafkaTopicsConfig;
@@ -93,6 +94,8 @@ export class KafkaTopicLog implements TopicLog {
   /** max.message.bytes of the topics this process created or declared. */
   private readonly recordLimits = new Map<string, number>();
   private readonly consumers = new Set<KafkaPullConsumer>();
+  /** Reads internal topics to their end without a consumer group; made at the first such read. */
+  private reader: PartitionReader | null = null;
   /** Topic identities as this process last read or wrote them; loaded on the first createTopic. */
   private recordedTopicIds: Map<string, string> | null = null;
   /** Writes topic identities outside any transaction, so recording one never fences or waits for the capture's producer. */
@@ -545,31 +548,30 @@ export class KafkaTopicLog implements TopicLog {
     if (this.closed) return;
     this.closed = true;
     for (const consumer of [...this.consumers]) await consumer.close();
+    await this.reader?.close();
     await this.producer?.close();
     await this.identityProducer?.disconnect().catch(() => undefined);
     await this.admin.disconnect().catch(() => undefined);
     this.logger.info("Kafka topic log closed");
   }
 
-  /** Every record of a topic up to its current end, read with a throwaway consumer group. */
+  /**
+   * Every record of a topic up to its current end, read without a consumer group (a new group
+   * waits the broker's group.initial.rebalance.delay.ms, 3 s by default, before it reads).
+   */
   async readWholeTopic(topic: string): Promise<StoredRecord[]> {
-    const group = `${this.deployment}.sluice.reader.${randomBytes(6).toString("hex")}`;
+    if (this.closed) throw closedError();
     // Read-only opens create no topics: an internal topic the daemon has not created yet is empty.
     if (this.access === "read-only" && !(await this.describeTopic(topic))) return [];
-    const ends = (await this.partitionOffsets(topic)).filter((r) => r.end > r.start);
-    if (ends.length === 0) return [];
-    const consumer = await KafkaPullConsumer.create({ kafka: this.kafka, admin: this.admin, brokers: this.config.brokers, group, topics: [topic], logger: this.logger, maxRecordBytes: this.config.max_record_bytes, ...(this.readerLimits ? { limits: this.readerLimits } : {}) });
-    const out: StoredRecord[] = [];
-    try {
-      for (let polls = 0; !ends.every((r) => (consumer.position(topic, r.partition) ?? -1n) >= r.end); polls++) {
-        if (polls > 600) throw new SluiceError(`reading ${topic} to its end did not finish`, { code: "KAFKA_READ_TIMEOUT", retriable: true, context: { component: "kafka", topic } });
-        out.push(...(await consumer.poll({ maxRecords: 10_000, maxBytes: 16 * 2 ** 20, maxWaitMs: 200 })));
-      }
-    } finally {
-      await consumer.close();
-      await this.admin.deleteGroups([group]).catch(() => undefined);
-    }
-    return out;
+    const ranges = (await this.partitionOffsets(topic)).filter((r) => r.end > r.start);
+    if (ranges.length === 0) return [];
+    this.reader ??= new PartitionReader({
+      kafka: this.kafka,
+      brokers: this.config.brokers,
+      fetchBytes: this.readerLimits?.fetchBytes ?? Math.max(8 * 2 ** 20, this.config.max_record_bytes ?? 0),
+      partitionFetchBytes: this.readerLimits?.partitionFetchBytes ?? Math.max(2 ** 20, this.config.max_record_bytes ?? 0),
+    });
+    return this.reader.read(topic, ranges);
   }
 
   /** The producer; throws TOPIC_LOG_READ_ONLY when this log was opened read-only. */

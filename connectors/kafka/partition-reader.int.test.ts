@@ -1,0 +1,121 @@
+/** Reading partitions without a consumer group, against the real broker from test/services/. */
+import assert from "node:assert/strict";
+import { after, describe, test } from "node:test";
+import { CompressionTypes, Kafka } from "kafkajs";
+import { createLogger } from "../../runtime/logger.ts";
+import type { Checkpoint } from "../contracts.ts";
+import { checkpointTopic } from "../topics/names.ts";
+import { createKafkaClient } from "./kafka-client.ts";
+import { KafkaTopicLog } from "./kafka-log.ts";
+import { PartitionReader } from "./partition-reader.ts";
+import { testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
+
+const logger = createLogger("warn");
+const deployment = testDeployment("preader");
+const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: 0 }).admin();
+
+after(async () => {
+  await admin.connect();
+  const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${deployment}.`));
+  if (topics.length > 0) await admin.deleteTopics({ topics });
+  await admin.disconnect();
+});
+
+/** Counts the consumers (each one a consumer group member) every kafkajs client makes while `body` runs. */
+async function consumersMadeDuring<T>(body: () => Promise<T>): Promise<{ result: T; consumers: number }> {
+  const prototype = Kafka.prototype as unknown as { consumer: (...args: unknown[]) => unknown };
+  const original = prototype.consumer;
+  let consumers = 0;
+  prototype.consumer = function (this: unknown, ...args: unknown[]) {
+    consumers++;
+    return original.apply(this, args);
+  };
+  try {
+    return { result: await body(), consumers };
+  } finally {
+    prototype.consumer = original;
+  }
+}
+
+const text = (bytes: Uint8Array | null) => (bytes === null ? null : Buffer.from(bytes).toString("utf8"));
+
+describe("PartitionReader", () => {
+  test("reads the committed records of each partition's range in order: not aborted ones, not transaction markers, not outside the range", async () => {
+    const topic = `${deployment}.mixed`;
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic, numPartitions: 2, replicationFactor: 1 }], waitForLeaders: true });
+    const kafka = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: 0 });
+    const producer = kafka.producer({ transactionalId: `${deployment}.tx`, idempotent: true, maxInFlightRequests: 1 });
+    const plain = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    await plain.connect();
+    const send = async (values: string[], partition: number, outcome: "commit" | "abort" | "none", compression = CompressionTypes.None) => {
+      const messages = values.map((value) => ({ key: value, value, partition }));
+      if (outcome === "none") return void (await plain.send({ topic, acks: -1, compression, messages }));
+      const transaction = await producer.transaction();
+      await transaction.send({ topic, acks: -1, compression, messages });
+      await (outcome === "commit" ? transaction.commit() : transaction.abort());
+    };
+    try {
+      // Partition 0: a compressed batch of ten, then an aborted transaction, then a committed one.
+      await send(Array.from({ length: 10 }, (_, i) => `p0-gz-${i}`), 0, "commit", CompressionTypes.GZIP);
+      await send(["p0-aborted-1", "p0-aborted-2"], 0, "abort");
+      await send(["p0-last"], 0, "commit");
+      // Partition 1: plain records around an aborted transaction.
+      await send(["p1-a"], 1, "none");
+      await send(["p1-aborted"], 1, "abort");
+      await send(["p1-b", "p1-c"], 1, "none");
+    } finally {
+      await producer.disconnect();
+      await plain.disconnect();
+    }
+    const offsets = await admin.fetchTopicOffsets(topic);
+    const end = (partition: number) => BigInt(offsets.find((o) => o.partition === partition)!.high);
+    const reader = new PartitionReader({ kafka: createKafkaClient(testKafkaConfig(), logger), brokers: testKafkaConfig().brokers, fetchBytes: 2 ** 20, partitionFetchBytes: 2 ** 20 });
+    try {
+      const { result, consumers } = await consumersMadeDuring(() => reader.read(topic, [{ partition: 0, start: 0n, end: end(0) }, { partition: 1, start: 0n, end: end(1) }]));
+      assert.equal(consumers, 0, "no consumer group");
+      assert.deepEqual(result.filter((r) => r.partition === 0).map((r) => text(r.value)), [...Array.from({ length: 10 }, (_, i) => `p0-gz-${i}`), "p0-last"]);
+      assert.deepEqual(result.filter((r) => r.partition === 1).map((r) => text(r.value)), ["p1-a", "p1-b", "p1-c"]);
+      const p0 = result.filter((r) => r.partition === 0);
+      assert.deepEqual(p0.map((r) => r.offset), [...p0.map((r) => r.offset)].sort((a, b) => (a < b ? -1 : 1)), "in offset order");
+      assert.equal(text(p0[0]!.key), "p0-gz-0");
+
+      // From the middle of the compressed batch to before the last record: only that range.
+      const middle = await reader.read(topic, [{ partition: 0, start: 3n, end: p0.at(-1)!.offset }, { partition: 1, start: end(1), end: end(1) }]);
+      assert.deepEqual(middle.map((r) => text(r.value)), Array.from({ length: 7 }, (_, i) => `p0-gz-${i + 3}`));
+    } finally {
+      await reader.close();
+      await admin.disconnect();
+    }
+  });
+
+  test("a restart's reads of the internal topics (checkpoint, schema journal, topic identities) join no consumer group", async () => {
+    const config = testKafkaConfig();
+    const data = `${deployment}.src.public.items`;
+    const checkpoint: Checkpoint = { source: "src", position: { commit: 42n, change: 41n } };
+    const first = await KafkaTopicLog.open({ config, deployment, logger });
+    try {
+      await first.createTopic({ name: data, partitions: 2, retentionMs: null, retentionBytes: null, compacted: false });
+      await first.registryJournal.append({ mutations: ["first"] });
+      await first.registryJournal.append({ mutations: ["second"] });
+      await first.produce([{ topic: data, key: Buffer.from("k"), value: Buffer.from("v"), timestamp: Date.now() }], checkpoint);
+    } finally {
+      await first.close();
+    }
+    const again = await KafkaTopicLog.open({ config, deployment, logger });
+    try {
+      const { result, consumers } = await consumersMadeDuring(async () => ({
+        checkpoint: await again.readCheckpoint("src"),
+        journal: await again.registryJournal.loadAll(),
+        ids: await again.topicIds([data]),
+      }));
+      assert.equal(consumers, 0, "read without a consumer group");
+      assert.deepEqual(result.checkpoint, checkpoint, `the checkpoint is read from ${checkpointTopic(deployment)}`);
+      assert.deepEqual(result.journal, [{ mutations: ["first"] }, { mutations: ["second"] }]);
+      assert.match(result.ids.get(data) ?? "", /^[0-9a-f-]{36}$/);
+    } finally {
+      await again.close();
+    }
+  });
+});

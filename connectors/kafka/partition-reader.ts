@@ -1,0 +1,194 @@
+/**
+ * Reads a topic's partitions over known offset ranges without a consumer group: fetch requests
+ * straight to each partition's leader, read_committed, nothing committed. kafkajs has no assign(),
+ * and every consumer it makes joins a group; a group that is new (each throwaway reader's) waits
+ * the broker's group.initial.rebalance.delay.ms (3 s by default) before its first assignment. The
+ * daemon reads its internal topics (schema journal, checkpoints, topic identities) to their end at
+ * every start, so on a broker with that default a restart waited 3 s per read before it captured.
+ *
+ * The fetches go through a kafkajs cluster of the client's own (its brokers, TLS and SASL), made
+ * by the client's private factory, and the records through kafkajs's own batch filter (control
+ * records and aborted transactions left out), as its consumer does.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { createRequire } from "node:module";
+import type { Kafka, KafkaMessage } from "kafkajs";
+import { SluiceError } from "../errors.ts";
+import type { StoredRecord } from "../topics/contract.ts";
+import { kafkaError } from "./kafka-errors.ts";
+import { storedRecordOf } from "./kafka-consumer.ts";
+
+/** A partition's records to read: offsets from `start` (inclusive) to `end` (exclusive). */
+export interface PartitionRange {
+  readonly partition: number;
+  readonly start: bigint;
+  readonly end: bigint;
+}
+
+export interface PartitionReaderOptions {
+  readonly kafka: Kafka;
+  readonly brokers: readonly string[];
+  /** Most bytes of one fetch response, and of one partition in it (a larger first batch still comes whole). */
+  readonly fetchBytes: number;
+  readonly partitionFetchBytes: number;
+}
+
+type FetchedMessage = KafkaMessage & {
+  readonly batchContext: { readonly firstOffset: string; readonly lastOffsetDelta: number };
+};
+
+interface PartitionData {
+  readonly partition: number;
+  readonly highWatermark: string;
+  /** Fetch v4 and later. */
+  readonly lastStableOffset?: string;
+  readonly messages: FetchedMessage[];
+}
+
+interface Broker {
+  fetch(request: {
+    isolationLevel: number;
+    maxWaitTime: number;
+    minBytes: number;
+    maxBytes: number;
+    topics: { topic: string; partitions: { partition: number; fetchOffset: string; maxBytes: number }[] }[];
+  }): Promise<{ responses: { topicName: string; partitions: PartitionData[] }[] }>;
+}
+
+interface Cluster {
+  connect(): Promise<void>;
+  disconnect(): Promise<void>;
+  addTargetTopic(topic: string): Promise<void>;
+  refreshMetadata(): Promise<void>;
+  refreshMetadataIfNecessary(): Promise<void>;
+  findLeaderForPartitions(topic: string, partitions: number[]): Record<string, number[]>;
+  findBroker(options: { nodeId: string }): Promise<Broker>;
+}
+
+type Batch = new (topic: string, fetchedOffset: string, partitionData: PartitionData) => { readonly messages: FetchedMessage[] };
+
+const require = createRequire(import.meta.url);
+const KafkaBatch = require("kafkajs/src/consumer/batch.js") as Batch;
+const READ_COMMITTED = 1;
+/** A fetch at a partition's end waits this long for records; the ranges read are below the end, so it answers at once. */
+const FETCH_WAIT_MS = 500;
+/** Fetches in a row that bring a partition no further (stale metadata, a moving leader) before the read gives up. */
+const MAX_STALLED_FETCHES = 30;
+
+/** kafkajs's cluster factory of a client (its brokers, TLS, SASL and retry settings): private in kafkajs 2.2. */
+function clusterFactory(kafka: Kafka): (options: { allowAutoTopicCreation: boolean; isolationLevel: number }) => Cluster {
+  const key = Object.getOwnPropertySymbols(kafka).find((s) => s.description === "private:Kafka:createCluster");
+  const factory = key === undefined ? undefined : (kafka as unknown as Record<symbol, unknown>)[key];
+  if (typeof factory !== "function") throw new TypeError("this kafkajs version has no cluster factory on its client (connectors/kafka/partition-reader.ts expects kafkajs 2.2)");
+  return factory as (options: { allowAutoTopicCreation: boolean; isolationLevel: number }) => Cluster;
+}
+
+export class PartitionReader {
+  private readonly options: PartitionReaderOptions;
+  private readonly cluster: Cluster;
+  private connecting: Promise<void> | null = null;
+  private closed = false;
+
+  constructor(options: PartitionReaderOptions) {
+    this.options = options;
+    this.cluster = clusterFactory(options.kafka)({ allowAutoTopicCreation: false, isolationLevel: READ_COMMITTED });
+  }
+
+  /**
+   * The committed records of `topic` in the given ranges, in offset order per partition (ranges
+   * below the partitions' last stable offsets: every record in them is committed or aborted).
+   */
+  async read(topic: string, ranges: readonly PartitionRange[]): Promise<StoredRecord[]> {
+    const positions = new Map(ranges.filter((r) => r.end > r.start).map((r) => [r.partition, r.start]));
+    const ends = new Map(ranges.map((r) => [r.partition, r.end]));
+    const out = new Map<number, StoredRecord[]>(ranges.map((r) => [r.partition, []]));
+    if (positions.size === 0) return [];
+    try {
+      await this.connect();
+      await this.cluster.addTargetTopic(topic);
+      for (let stalled = 0; positions.size > 0; ) {
+        if (this.closed) throw new SluiceError(`reading ${topic}: the Kafka topic log was closed`, { code: "TOPIC_LOG_CLOSED", context: { component: "kafka", topic } });
+        let moved = false;
+        try {
+          await this.cluster.refreshMetadataIfNecessary();
+          const leaders = this.cluster.findLeaderForPartitions(topic, [...positions.keys()]);
+          if (Object.keys(leaders).length === 0) throw Object.assign(new Error(`no leader known for ${topic}`), { type: "LEADER_NOT_AVAILABLE" });
+          await Promise.all(
+            Object.entries(leaders).map(async ([nodeId, partitions]) => {
+              const broker = await this.cluster.findBroker({ nodeId });
+              const requested = partitions.map((partition) => ({ partition, fetchOffset: positions.get(partition)!.toString(), maxBytes: this.options.partitionFetchBytes }));
+              const { responses } = await broker.fetch({ isolationLevel: READ_COMMITTED, maxWaitTime: FETCH_WAIT_MS, minBytes: 1, maxBytes: this.options.fetchBytes, topics: [{ topic, partitions: requested }] });
+              for (const data of responses.filter((r) => r.topicName === topic).flatMap((r) => r.partitions)) {
+                if (this.take(topic, data, positions, ends, out.get(data.partition)!)) moved = true;
+              }
+            }),
+          );
+        } catch (error) {
+          if ((error as { name?: string }).name === "KafkaJSOffsetOutOfRange") {
+            // Records before the position were deleted (retention) since the range was listed: nothing to read there any more.
+            throw new SluiceError(`reading ${topic}: offsets ${describe(positions)} are no longer in the topic (deleted by retention meanwhile); read it again`, { code: "KAFKA_OFFSET_OUT_OF_RANGE", retriable: true, context: { component: "kafka", topic } });
+          }
+          const failure = kafkaError(error, "read topic", this.options.brokers);
+          const stale = ["LEADER_NOT_AVAILABLE", "NOT_LEADER_FOR_PARTITION", "FENCED_LEADER_EPOCH", "UNKNOWN_LEADER_EPOCH", "UNKNOWN_TOPIC_OR_PARTITION"].includes((error as { type?: string }).type ?? "");
+          if (!stale && !failure.retriable) throw failure;
+          if (++stalled > MAX_STALLED_FETCHES) throw failure;
+          await this.cluster.refreshMetadata().catch(() => undefined);
+          await sleep(Math.min(1_000, 50 * stalled));
+          continue;
+        }
+        stalled = moved ? 0 : stalled + 1;
+        if (stalled > MAX_STALLED_FETCHES) {
+          throw new SluiceError(`reading ${topic} to its end did not finish: ${MAX_STALLED_FETCHES} fetches in a row brought ${describe(positions)} no records`, { code: "KAFKA_READ_TIMEOUT", retriable: true, context: { component: "kafka", topic } });
+        }
+      }
+    } catch (error) {
+      throw error instanceof SluiceError ? error : kafkaError(error, "read topic", this.options.brokers);
+    }
+    return [...out.values()].flat();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.connecting) await this.cluster.disconnect().catch(() => undefined);
+  }
+
+  private async connect(): Promise<void> {
+    this.connecting ??= this.cluster.connect().catch((error: unknown) => {
+      this.connecting = null;
+      throw error;
+    });
+    await this.connecting;
+  }
+
+  /**
+   * Takes a partition's fetched records into `out` and moves its position past the last record
+   * batch the response held. Whether it moved: a response of batches emptied by compaction only
+   * holds no record that tells how far they reach, so the position then goes to the range's end
+   * when the leader's last stable offset has reached it (the broker returns every batch up to the
+   * fetch's size: an emptied batch followed by records within the range would have come with them,
+   * unless the next batch alone exceeds the fetch size); else (a new leader not caught up yet) the
+   * fetch is tried again.
+   */
+  private take(topic: string, data: PartitionData, positions: Map<number, bigint>, ends: Map<number, bigint>, out: StoredRecord[]): boolean {
+    const position = positions.get(data.partition);
+    const end = ends.get(data.partition);
+    if (position === undefined || end === undefined) return false;
+    let next = position;
+    for (const message of data.messages) {
+      const batchEnd = BigInt(message.batchContext.firstOffset) + BigInt(message.batchContext.lastOffsetDelta) + 1n;
+      if (batchEnd > next) next = batchEnd;
+    }
+    if (data.messages.length === 0 && BigInt(data.lastStableOffset ?? data.highWatermark) >= end) next = end;
+    for (const message of new KafkaBatch(topic, position.toString(), data).messages) {
+      const offset = BigInt(message.offset);
+      if (offset >= position && offset < end) out.push(storedRecordOf(topic, data.partition, message));
+    }
+    if (next >= end) positions.delete(data.partition);
+    else positions.set(data.partition, next);
+    return next > position;
+  }
+}
+
+function describe(positions: Map<number, bigint>): string {
+  return [...positions].map(([partition, offset]) => `partition ${partition} at ${offset}`).join(", ");
+}
