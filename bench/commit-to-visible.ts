@@ -151,6 +151,12 @@ export interface ProbeOptions {
   readonly log: (text: string) => void;
   /** Ends the run before `seconds` are up once it returns true (asked before each transaction). */
   readonly stop?: () => boolean;
+  /**
+   * Filled, per reader, with each marker's latency taken at the start of the read that first
+   * showed it instead of its end: a lower bound, where the result is an upper bound (the read's
+   * own time is in it, and a DuckDB read goes through the daemon).
+   */
+  readonly atReadStart?: Map<string, number[]>;
 }
 
 /** Per reader: the latencies (ms) of the markers it saw, sorted. */
@@ -159,21 +165,28 @@ export async function commitToVisible(options: ProbeOptions): Promise<Map<string
   const client: pg.Client = await pgClient();
   const committed = new Map<number, number>();
   const seen = new Map(readers.map((r) => [r.name, new Map<number, number>()]));
+  const seenFrom = new Map(readers.map((r) => [r.name, new Map<number, number>()]));
   const perTx = Math.max(2, Math.round(rate / 10));
   let running = true;
   let stopAt = Number.POSITIVE_INFINITY;
   const pollers = readers.map(async (reader) => {
     const mine = seen.get(reader.name)!;
+    const mineFrom = seenFrom.get(reader.name)!;
     // Markers of different partitions become visible out of order: ask from the last one of the
     // run seen with every one before it, or a late marker below a newer one would never be seen.
     let last = markerBase;
     while (running || mine.size < committed.size) {
+      const started = performance.now();
       const ids = await reader.ids(last).catch((error: unknown) => {
         options.log(`${reader.name}: ${String(error)}`);
         return [];
       });
       const now = performance.now();
-      for (const id of ids) if (!mine.has(id)) mine.set(id, now);
+      for (const id of ids) {
+        if (mine.has(id)) continue;
+        mine.set(id, now);
+        mineFrom.set(id, started);
+      }
       while (mine.has(last + 1)) last++;
       if (!running && performance.now() > stopAt + 30_000) break;
       await sleep(25);
@@ -206,6 +219,7 @@ export async function commitToVisible(options: ProbeOptions): Promise<Map<string
   await client.end();
   const out = new Map<string, number[]>();
   for (const [name, at] of seen) out.set(name, [...committed].filter(([k]) => at.has(k)).map(([k, t]) => at.get(k)! - t).sort((a, b) => a - b));
+  for (const [name, at] of seenFrom) options.atReadStart?.set(name, [...committed].filter(([k]) => at.has(k)).map(([k, t]) => Math.max(0, at.get(k)! - t)).sort((a, b) => a - b));
   options.log(`latency (${options.label}): ${committed.size} transactions at ${Math.round(actualRate)} changes/s (${behind} ticks late); markers seen: ${[...out].map(([name, values]) => `${name} ${values.length}`).join(", ")}`);
   return out;
 }

@@ -9,7 +9,9 @@
  * Each round: `--seconds` of one transaction every 100 ms (rate/10 changes, one of them a marker
  * row; bench/commit-to-visible.ts), markers polled every 25 ms in ClickHouse's view,
  * Elasticsearch's alias and DuckDB (through the daemon's query endpoint), with how long one such
- * read takes (it is part of "visible"). Then the breakdown from
+ * read takes (it is part of "visible"; "at the read's start" leaves it out, a lower bound), and
+ * probes of the daemon's HTTP answer alone and of a trivial DuckDB query (what the endpoint adds
+ * besides the query itself). Then the breakdown from
  * the daemon's histograms over the same interval: commit → captured → durable in Kafka (per
  * source) → polled by the sink → applied to the target (per sink); Elasticsearch's refresh is the
  * rest up to visible. `--config` merges JSON into the daemon's config (e.g. other defaults).
@@ -109,21 +111,51 @@ async function main(): Promise<void> {
       for (const reader of readers) if ((await reader.ids(-1).catch(() => [])).length === 0) return false;
       return true;
     }, { daemon, timeoutMs: 120_000 });
+    // What a DuckDB read costs besides the read itself: the daemon's HTTP answer alone (main thread), and a trivial query through the sink's thread.
+    const probes = [
+      { label: "GET /healthz (the daemon's main thread)", ms: [] as number[], call: () => fetch(`${daemon.url}/healthz`).then((r) => r.text()) },
+      { label: "POST /sinks/duck/query SELECT 1 (main thread, sink thread, DuckDB)", ms: [] as number[], call: () => fetch(`${daemon.url}/sinks/duck/query`, { method: "POST", body: "SELECT 1 AS one" }).then((r) => r.text()) },
+    ];
+    let probing = false;
+    const probeLoop = async () => {
+      while (probing) {
+        for (const probe of probes) {
+          const started = performance.now();
+          await probe.call().catch(() => undefined);
+          probe.ms.push(performance.now() - started);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+    };
     const load = await import("node:os").then((os) => os.loadavg().map((l) => l.toFixed(2)).join(" "));
     log(`PostgreSQL → Kafka (3 partitions, transactions) → ClickHouse + DuckDB + Elasticsearch; ${RATE} changes/s for ${SECONDS} s × ${ROUNDS}; load average ${load}; extra config ${args.config}`);
 
     for (let round = 1; round <= ROUNDS; round++) {
       for (const reader of readers) reader.readMs.length = 0;
+      for (const probe of probes) probe.ms.length = 0;
       const before = await daemon.metrics();
-      const seen = await commitToVisible({ rowsTable: ROWS, markersTable: MARKERS, rate: RATE, seconds: SECONDS, markerBase: round * 1_000_000, readers, label: `round ${round}`, log });
+      probing = true;
+      const probed = probeLoop();
+      const atReadStart = new Map<string, number[]>();
+      const seen = await commitToVisible({ rowsTable: ROWS, markersTable: MARKERS, rate: RATE, seconds: SECONDS, markerBase: round * 1_000_000, readers, label: `round ${round}`, log, atReadStart });
+      probing = false;
+      await probed;
       const after = await daemon.metrics();
       const expected = SECONDS * 10;
       log("");
-      log(`| commit → visible at ${fmt(RATE)} changes/s (round ${round}) | p50 | p99 | max | markers | one read by the poller: p50 / p99 |`);
-      log("| --- | --- | --- | --- | --- | --- |");
+      log(`| commit → visible at ${fmt(RATE)} changes/s (round ${round}) | p50 | p99 | max | markers | one read by the poller: p50 / p99 | at the read's start: p50 / p99 |`);
+      log("| --- | --- | --- | --- | --- | --- | --- |");
       for (const sink of SINKS) {
         const reads = [...readers.find((r) => r.name === sink.name)!.readMs].sort((a, b) => a - b);
-        log(`${latencyRow(sink.label, seen.get(sink.name)!, expected)} ${fmt(percentile(reads, 50))} / ${fmt(percentile(reads, 99))} ms |`);
+        const fromStart = atReadStart.get(sink.name) ?? [];
+        log(`${latencyRow(sink.label, seen.get(sink.name)!, expected)} ${fmt(percentile(reads, 50))} / ${fmt(percentile(reads, 99))} ms | ${fmt(percentile(fromStart, 50))} / ${fmt(percentile(fromStart, 99))} ms |`);
+      }
+      log("");
+      log(`| probe every 25 ms during round ${round} | p50 | p99 | calls |`);
+      log("| --- | --- | --- | --- |");
+      for (const probe of probes) {
+        const sorted = [...probe.ms].sort((a, b) => a - b);
+        log(`| ${probe.label} | ${fmt(percentile(sorted, 50))} ms | ${fmt(percentile(sorted, 99))} ms | ${sorted.length} |`);
       }
       log("");
       log(`| daemon's histograms (round ${round}), per transaction | stage alone (mean) | commit → here (mean) | p50 | p99 | observations |`);
