@@ -3,6 +3,8 @@
  * a target answers each table's write in a round trip of its own (an insert, a bulk request):
  * written one after another, their round trips add up in every batch's latency. Each table's own
  * changes stay in one task, in order; tables are independent (each row carries its version).
+ * Memory: the tables' encoded rows are held at once, no more than one batch of a single table
+ * holds (the batch bounds both).
  */
 
 /** Tables written at once by one batch. */
