@@ -40,6 +40,7 @@ import type { SnapshotLocking } from "./snapshot-start.ts";
 import { closeQuietly, openConnection, sqlOf } from "./sql-connection.ts";
 import { StreamBatcher } from "./stream-batcher.ts";
 import { StreamDecoder } from "./stream-decoder.ts";
+import { completePartialCreates } from "./partial-images.ts";
 import { skippedOperations } from "../common/skipped-operations.ts";
 import { CollationTable } from "./values/charsets.ts";
 import { MysqlOnlineSnapshots } from "./online-snapshots.ts";
@@ -384,7 +385,8 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       start: () => stream.start(),
       next: async (signal) => {
         const batch = await batcher.next(signal);
-        return this.batch(batch.events, batch.checkpoint, batch.throughTimeMs, batch.transactions);
+        const events = decoder.partialImagesSeen ? await this.completeCreates(batch.events) : batch.events;
+        return this.batch(events, batch.checkpoint, batch.throughTimeMs, batch.transactions);
       },
       stop: async () => {
         const thread = stream.threadId;
@@ -393,6 +395,17 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
         if (thread !== null) await this.catalog?.query(`KILL CONNECTION ${thread}`).catch(() => undefined);
       },
     };
+  }
+
+  /** Creates whose row image left columns out (binlog_row_image MINIMAL in a session), completed from the table (partial-images.ts). */
+  private async completeCreates(events: readonly ChangeEvent[]): Promise<readonly ChangeEvent[]> {
+    const { catalog } = this;
+    if (catalog === null) return events;
+    try {
+      return await completePartialCreates(events, catalog, this.config.zero_dates);
+    } catch (error) {
+      throw toSluiceError(error, "cannot read the columns a create's row image left out", this.context);
+    }
   }
 
   private batch(events: readonly ChangeEvent[], position: Position, throughTimeMs?: number, transactions: readonly TransactionMarker[] = []): SourceBatch {

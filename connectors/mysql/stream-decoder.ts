@@ -22,6 +22,7 @@ import { readRowChanges } from "./protocol/rows-event.ts";
 import type { RowColumn, RowsEventHeader } from "./protocol/rows-event.ts";
 import type { TableMap } from "./protocol/table-map.ts";
 import type { BinaryReader } from "./protocol/binary-reader.ts";
+import { bitsSet } from "./protocol/binary-reader.ts";
 import type { Flavor } from "./resume-token.ts";
 import type { SchemaTracker } from "./schema/schema-tracker.ts";
 import type { TableBinding } from "./schema/table-binding.ts";
@@ -127,6 +128,10 @@ export class StreamDecoder {
   private ends: TransactionMarker[] = [];
   /** Set when an online snapshot chunk was handed on: the batch ends after its transaction, so a crash reads at most that chunk again. */
   chunkHandedOn = false;
+  /** Set once a rows event of a captured table left columns out (binlog_row_image MINIMAL or NOBLOB in its session): its creates may need completing (partial-images.ts). */
+  partialImagesSeen = false;
+  /** Tables warned about for partial row images. */
+  private readonly partialTables = new Set<string>();
 
   constructor(options: StreamDecoderOptions) {
     this.options = options;
@@ -373,6 +378,7 @@ export class StreamDecoder {
       return;
     }
     const { binding, key } = mapped;
+    if (!wholeImages(rows, binding.columns.length)) this.notePartialImages(key, start);
     let changes;
     try {
       changes = readRowChanges(reader, rows, binding.columns);
@@ -421,6 +427,16 @@ export class StreamDecoder {
         }
       }
     }
+  }
+
+  private notePartialImages(table: string, start: number): void {
+    this.partialImagesSeen = true;
+    if (this.partialTables.has(table)) return;
+    this.partialTables.add(table);
+    this.options.logger.warn(
+      { table, position: `${this.file}:${start}` },
+      `changes of ${table} come with partial row images (a session set binlog_row_image=MINIMAL or NOBLOB): an update's left-out columns are delivered as unchanged, a delete's before image holds only the logged columns, and the left-out columns of an insert (or of the new key of an update) are read from the table; set binlog_row_image=FULL in every session that writes captured tables`,
+    );
   }
 
   /** Rows of the watermark table: each row image written is a watermark, at its own position in its transaction. */
@@ -559,4 +575,10 @@ export class StreamDecoder {
     if (error instanceof ZeroDateError) return new SluiceError(`${table ?? "a table"} at ${where}: ${message}`, { code: "MYSQL_ZERO_DATE", cause: error, context });
     return new SluiceError(`cannot decode the binlog event at ${where}${table === undefined ? "" : ` (${table})`}: ${message}`, { code: "MYSQL_DECODE_FAILED", cause: error, context });
   }
+}
+
+/** Whether every image of a rows event holds every column of the table. */
+function wholeImages(rows: RowsEventHeader, columns: number): boolean {
+  if (rows.columnCount !== columns || bitsSet(rows.present, columns) !== columns) return false;
+  return rows.presentAfter === null || bitsSet(rows.presentAfter, columns) === columns;
 }
