@@ -242,18 +242,26 @@ export class KafkaTopicLog implements TopicLog {
     return onTopicCreated(`kafka:${this.deployment}`, listener);
   }
 
-  /** Resolves once every partition of a topic just created has a leader (until then produce requests are refused): looks at once, then every 10 ms growing to 100 ms. */
+  /**
+   * Resolves once every partition of a topic just created has a leader that serves it (until then
+   * produce and offset requests are refused): looks at once, then every 10 ms growing to 100 ms.
+   * The metadata names a partition's leader a moment before that broker serves the partition, so
+   * the wait ends when the leaders answer an offset request, not at the metadata.
+   */
   private async untilLeaders(topic: string): Promise<void> {
     const deadline = performance.now() + LEADERS_WITHIN_MS;
     for (let waitMs = 10; ; waitMs = Math.min(100, waitMs * 2)) {
       try {
         const { topics } = await this.admin.fetchTopicMetadata({ topics: [topic] });
         const partitions = topics[0]?.partitions ?? [];
-        if (partitions.length > 0 && partitions.every((p) => p.leader >= 0)) return;
+        if (partitions.length > 0 && partitions.every((p) => p.leader >= 0)) {
+          await this.admin.fetchTopicOffsets(topic);
+          return;
+        }
       } catch (error) {
-        // The broker answering may not know the new topic or its leader for a moment.
+        // The broker answering may not know the new topic or its leader for a moment, nor serve the partitions it leads.
         const type = (error as { type?: string }).type;
-        if (type !== "LEADER_NOT_AVAILABLE" && type !== "UNKNOWN_TOPIC_OR_PARTITION") throw error;
+        if (type !== "LEADER_NOT_AVAILABLE" && type !== "UNKNOWN_TOPIC_OR_PARTITION" && type !== "NOT_LEADER_FOR_PARTITION") throw error;
       }
       if (performance.now() > deadline) {
         throw new ConnectionError(`Kafka topic ${topic} still has a partition without a leader ${LEADERS_WITHIN_MS / 1000} s after it was created (brokers ${this.config.brokers.join(",")}); the broker is slow or short of replicas`, { code: "KAFKA_UNAVAILABLE", context: { component: "kafka", topic } });
@@ -321,13 +329,20 @@ export class KafkaTopicLog implements TopicLog {
 
   private async messagesOf(records: readonly ProducedRecord[]): Promise<OutgoingMessage[]> {
     const messages: OutgoingMessage[] = [];
+    // The records of a transaction share their timestamp: its text is made once a run.
+    let timestamp = Number.NaN;
+    let timestampText = "";
     for (const record of records) {
       // Known after a topic's first record: no await (a microtask) per record.
       const partitions = this.partitionCounts.get(record.topic) ?? (await this.partitionCount(record.topic));
+      if (record.timestamp !== timestamp) {
+        timestamp = record.timestamp;
+        timestampText = String(timestamp);
+      }
       const message = {
         key: record.key === null ? null : toBuffer(record.key),
         value: record.value === null ? null : toBuffer(record.value),
-        timestamp: String(record.timestamp),
+        timestamp: timestampText,
         partition: partitionForKey(record.key, partitions),
         ...(record.headers ? { headers: Object.fromEntries(Object.entries(record.headers).map(([k, v]) => [k, toBuffer(v)])) } : {}),
       };
