@@ -27,6 +27,10 @@ test("normalizes COLUMN_TYPE of MySQL 5.7, 8 and MariaDB to one form", () => {
     ["varchar(50) /*M!100301 COMPRESSED*/", "varchar(50)"],
     ["blob /*M!100301 COMPRESSED*/", "blob"],
     ["varbinary(10) /*M!100301 COMPRESSED*/", "varbinary(10)"],
+    // MariaDB's 5.3 format of temporal types (mysql56_temporal_format=OFF, tables from before 10.1).
+    ["datetime(3) /* mariadb-5.3 */", "datetime(3)"],
+    ["time /* mariadb-5.3 */", "time"],
+    ["timestamp(0) /* mariadb-5.3 */", "timestamp"],
   ];
   for (const [input, expected] of cases) assert.equal(normalizeColumnType(input), expected, input);
   assert.deepEqual(membersOf("enum('a','b''c','d,e')"), ["a", "b'c", "d,e"]);

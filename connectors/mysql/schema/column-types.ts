@@ -45,8 +45,9 @@ function lowerOutsideQuotes(text: string): string {
 }
 
 export function normalizeColumnType(columnType: string): string {
-  // MariaDB's COLUMN_TYPE keeps COMPRESSED in a versioned comment ("varchar(50) /*M!100301 COMPRESSED*/"); Sluice delivers such a column as its plain type.
-  const text = lowerOutsideQuotes(columnType.replace(/\/\*M!\d+ [^']*?\*\//gi, " ").trim()).replace(/\s+/g, " ").trim();
+  // MariaDB's COLUMN_TYPE keeps COMPRESSED in a versioned comment ("varchar(50) /*M!100301 COMPRESSED*/"), and marks its
+  // 5.3 format of DATETIME/TIMESTAMP/TIME ("datetime(3) /* mariadb-5.3 */"): Sluice delivers both as the plain type.
+  const text = lowerOutsideQuotes(columnType.replace(/\/\*(?:M!\d+ [^']*?| mariadb-5\.3 )\*\//gi, " ").trim()).replace(/\s+/g, " ").trim();
   const match = /^([a-z0-9_ ]+?)\s*(\(.*\))?\s*((?:unsigned|signed|zerofill|\s)*)$/.exec(text);
   if (match === null) return text;
   const name = match[1]!.trim();

@@ -20,7 +20,22 @@ import type { Charset } from "./charsets.ts";
 import { uncompressColumnValue } from "./compressed-column.ts";
 import { decimalBinaryLength, decodeDecimal } from "./decimal.ts";
 import { decodeJsonText } from "./json-binary.ts";
-import { decodeDate, decodeDatetime2, decodeDatetimeV1, decodeTime2, decodeTimestamp2, decodeTimeV1, decodeYear, fractionBytes } from "./temporal.ts";
+import {
+  decodeDate,
+  decodeDatetime2,
+  decodeDatetimeV1,
+  decodeMariadbDatetimeHires,
+  decodeMariadbTimeHires,
+  decodeMariadbTimestampHires,
+  decodeTime2,
+  decodeTimestamp2,
+  decodeTimeV1,
+  decodeYear,
+  fractionBytes,
+  MARIADB_DATETIME_HIRES_BYTES,
+  MARIADB_TIME_HIRES_BYTES,
+  MARIADB_TIMESTAMP_FRACTION_BYTES,
+} from "./temporal.ts";
 import { formatInet4, formatInet6, formatMariadbUuid } from "./network-types.ts";
 
 export type ZeroDates = "null" | "error";
@@ -79,8 +94,17 @@ export function valueDecoder(column: TableMapColumn, info: ColumnDecodeInfo, zer
     case ColumnType.DATE:
     case ColumnType.NEWDATE:
       return (r) => decodeDate(r.u24()) ?? zero();
-    case ColumnType.TIME:
-      return (r) => decodeTimeV1(r.i24());
+    case ColumnType.TIME: {
+      const fsp = mariadbHiresDigits(info.dbType);
+      if (fsp === 0) return (r) => decodeTimeV1(r.i24());
+      const length = MARIADB_TIME_HIRES_BYTES[fsp]!;
+      return (r) => {
+        r.need(length, "time");
+        const value = decodeMariadbTimeHires(r.bytes, r.pos, fsp);
+        r.pos += length;
+        return value;
+      };
+    }
     case ColumnType.TIME2: {
       const length = 3 + fractionBytes(column.fsp);
       return (r) => {
@@ -90,8 +114,17 @@ export function valueDecoder(column: TableMapColumn, info: ColumnDecodeInfo, zer
         return value;
       };
     }
-    case ColumnType.DATETIME:
-      return (r) => decodeDatetimeV1(r.u64()) ?? zero();
+    case ColumnType.DATETIME: {
+      const fsp = mariadbHiresDigits(info.dbType);
+      if (fsp === 0) return (r) => decodeDatetimeV1(r.u64()) ?? zero();
+      const length = MARIADB_DATETIME_HIRES_BYTES[fsp]!;
+      return (r) => {
+        r.need(length, "datetime");
+        const value = decodeMariadbDatetimeHires(r.bytes, r.pos, fsp);
+        r.pos += length;
+        return value ?? zero();
+      };
+    }
     case ColumnType.DATETIME2: {
       const length = 5 + fractionBytes(column.fsp);
       return (r) => {
@@ -101,11 +134,22 @@ export function valueDecoder(column: TableMapColumn, info: ColumnDecodeInfo, zer
         return value ?? zero();
       };
     }
-    case ColumnType.TIMESTAMP:
+    case ColumnType.TIMESTAMP: {
+      const fsp = mariadbHiresDigits(info.dbType);
+      if (fsp === 0) {
+        return (r) => {
+          const seconds = r.u32();
+          return seconds === 0 ? zero() : BigInt(seconds) * 1_000_000n;
+        };
+      }
+      const length = 4 + MARIADB_TIMESTAMP_FRACTION_BYTES[fsp]!;
       return (r) => {
-        const seconds = r.u32();
-        return seconds === 0 ? zero() : BigInt(seconds) * 1_000_000n;
+        r.need(length, "timestamp");
+        const value = decodeMariadbTimestampHires(r.bytes, r.pos, fsp);
+        r.pos += length;
+        return value ?? zero();
       };
+    }
     case ColumnType.TIMESTAMP2: {
       const length = 4 + fractionBytes(column.fsp);
       return (r) => {
@@ -191,6 +235,15 @@ function stringDecoder(lengthBytes: number, info: ColumnDecodeInfo): ValueDecode
     r.pos += length;
     return text;
   };
+}
+
+/**
+ * Fractional digits of a TIME/DATETIME/TIMESTAMP logged with the old type code: only MariaDB's
+ * 5.3 format has them (MySQL's old types have none), and the table map does not say how many.
+ */
+function mariadbHiresDigits(dbType: string): number {
+  const match = /^(?:time|datetime|timestamp)\(([1-6])\)$/.exec(dbType);
+  return match === null ? 0 : Number(match[1]);
 }
 
 /** MariaDB COMPRESSED VARCHAR/BLOB/TEXT: the stored value uncompressed, then as its charset says. */

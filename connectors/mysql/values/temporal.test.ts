@@ -1,6 +1,20 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { decodeDate, decodeDatetime2, decodeDatetimeV1, decodeTime2, decodeTimestamp2, decodeTimeV1, decodeYear, formatPackedDatetime } from "./temporal.ts";
+import {
+  decodeDate,
+  decodeDatetime2,
+  decodeDatetimeV1,
+  decodeMariadbDatetimeHires,
+  decodeMariadbTimeHires,
+  decodeMariadbTimestampHires,
+  decodeTime2,
+  decodeTimestamp2,
+  decodeTimeV1,
+  decodeYear,
+  formatPackedDatetime,
+  MARIADB_DATETIME_HIRES_BYTES,
+  MARIADB_TIME_HIRES_BYTES,
+} from "./temporal.ts";
 
 const hex = (text: string) => Buffer.from(text.replace(/\s+/g, ""), "hex");
 const days = (y: number, m: number, d: number) => Date.UTC(y, m - 1, d) / 86_400_000;
@@ -54,4 +68,19 @@ test("prints packed JSON datetimes as MySQL does", () => {
   assert.equal(formatPackedDatetime(BigInt(ymdhms) << 24n, "datetime"), "2012-03-18 11:30:45.000000");
   assert.equal(formatPackedDatetime(BigInt(ymdhms) << 24n, "date"), "2012-03-18");
   assert.equal(formatPackedDatetime(-((BigInt((87 << 12) | (31 << 6) | 46) << 24n) | 654321n), "time"), "-87:31:46.654321");
+});
+
+test("MariaDB's 5.3 formats of DATETIME(n), TIMESTAMP(n) and TIME(n) (mysql56_temporal_format=OFF, or tables from before 10.1), as MariaDB 10.11 logged them", () => {
+  const micros = (iso: string, extra: number) => BigInt(Date.parse(`${iso}Z`)) * 1000n + BigInt(extra);
+  // '2020-01-02 03:04:05.123' in a DATETIME(3), '1999-12-31 23:59:59.999999' in a DATETIME(6).
+  assert.deepEqual([MARIADB_DATETIME_HIRES_BYTES[3], MARIADB_DATETIME_HIRES_BYTES[6]], [7, 8]);
+  assert.equal(decodeMariadbDatetimeHires(hex("00 42 09 0a 66 c1 03"), 0, 3), micros("2020-01-02T03:04:05", 123_000));
+  assert.equal(decodeMariadbDatetimeHires(hex("00 ff 62 d8 40 bf ff ff"), 0, 6), micros("1999-12-31T23:59:59", 999_999));
+  assert.equal(decodeMariadbDatetimeHires(hex("00 00 00 00 00 00 00"), 0, 3), null);
+  // '2001-02-03 04:05:06.78' in a TIMESTAMP(2): seconds big-endian, then hundredths.
+  assert.equal(decodeMariadbTimestampHires(hex("3a 7b 83 72 4e"), 0, 2), micros("2001-02-03T04:05:06", 780_000));
+  assert.equal(decodeMariadbTimestampHires(hex("00 00 00 00 00"), 0, 2), null);
+  // '-12:34:56.7891' in a TIME(4): offset by 838:59:59 + 1 s.
+  assert.equal(MARIADB_TIME_HIRES_BYTES[4], 5);
+  assert.equal(decodeMariadbTimeHires(hex("06 ed 4c b9 2d"), 0, 4), -((12 * 3600 + 34 * 60 + 56) * 1_000_000 + 789_100));
 });

@@ -129,6 +129,58 @@ export function decodeTimeV1(value: number): number {
   return value < 0 ? -total : total;
 }
 
+/*
+ * MariaDB's 5.3 formats of DATETIME(n), TIMESTAMP(n) and TIME(n) with n > 0, kept by tables made
+ * before MariaDB 10.1 or under mysql56_temporal_format=OFF. The binlog logs them with the old type
+ * codes and no metadata: the digits n come from the declared type.
+ */
+
+/** Bytes of a 5.3-format DATETIME(n), by n. */
+export const MARIADB_DATETIME_HIRES_BYTES: readonly number[] = [5, 6, 6, 7, 7, 7, 8];
+/** Bytes of a 5.3-format TIME(n), by n. */
+export const MARIADB_TIME_HIRES_BYTES: readonly number[] = [3, 4, 4, 5, 5, 5, 6];
+/** Bytes of the fraction of a 5.3-format TIMESTAMP(n), by n (after its 4 bytes of seconds). */
+export const MARIADB_TIMESTAMP_FRACTION_BYTES: readonly number[] = [0, 1, 1, 2, 2, 3, 3];
+
+const POW10 = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000];
+const MARIADB_TIME_ZERO_SECONDS = 838 * 3600 + 59 * 60 + 59 + 1;
+
+function readBigUintBE(bytes: Uint8Array, offset: number, length: number): bigint {
+  let value = 0n;
+  for (let i = 0; i < length; i++) value = (value << 8n) | BigInt(bytes[offset + i]!);
+  return value;
+}
+
+/** 5.3-format DATETIME(n): big-endian ((((((Y·13+M)·32+D)·24+h)·60+m)·60+s)·10^6+µs) / 10^(6-n). */
+export function decodeMariadbDatetimeHires(bytes: Uint8Array, offset: number, fsp: number): bigint | null {
+  let packed = readBigUintBE(bytes, offset, MARIADB_DATETIME_HIRES_BYTES[fsp]!) * BigInt(POW10[6 - fsp]!);
+  const micros = Number(packed % 1_000_000n);
+  packed /= 1_000_000n;
+  const second = Number(packed % 60n);
+  packed /= 60n;
+  const minute = Number(packed % 60n);
+  packed /= 60n;
+  const hour = Number(packed % 24n);
+  packed /= 24n;
+  const day = Number(packed % 32n);
+  const ym = Number(packed / 32n);
+  return civilMicros(Math.floor(ym / 13), ym % 13, day, hour, minute, second, micros);
+}
+
+/** 5.3-format TIMESTAMP(n): seconds since the epoch, 4 bytes big-endian, then the fraction in units of 10^-n s. 0 is the zero timestamp. */
+export function decodeMariadbTimestampHires(bytes: Uint8Array, offset: number, fsp: number): bigint | null {
+  const seconds = readUintBE(bytes, offset, 4);
+  const fraction = readUintBE(bytes, offset + 4, MARIADB_TIMESTAMP_FRACTION_BYTES[fsp]!) * POW10[6 - fsp]!;
+  if (seconds === 0 && fraction === 0) return null;
+  return BigInt(seconds) * 1_000_000n + BigInt(fraction);
+}
+
+/** 5.3-format TIME(n): big-endian, signed microseconds / 10^(6-n), offset by 838:59:59 + 1 s. */
+export function decodeMariadbTimeHires(bytes: Uint8Array, offset: number, fsp: number): number {
+  const zero = (MARIADB_TIME_ZERO_SECONDS * 1_000_000) / POW10[6 - fsp]!;
+  return (readUintBE(bytes, offset, MARIADB_TIME_HIRES_BYTES[fsp]!) - zero) * POW10[6 - fsp]!;
+}
+
 export function decodeYear(byte: number): number {
   return byte === 0 ? 0 : 1900 + byte;
 }
