@@ -148,16 +148,18 @@ export function captureEncoder(
   const transforms = new ColumnTransforms(source.governance);
   // Personal columns are encrypted after the transforms (a column is one or the other), before encoding.
   const personal = personalTables(source).size > 0 ? new PersonalDataEncryptor(source, sharedKeyStore(config, log), sealWorkers()) : null;
-  // With personal data, a batch's events are transformed once, before `prepare` (which seals their personal values on the seal workers).
-  const transformedEvents = new WeakMap<ChangeEvent, ChangeEvent>();
-  const transform = (event: ChangeEvent): ChangeEvent => {
-    if (!personal) return transforms.apply(event);
-    let transformed = transformedEvents.get(event);
-    if (transformed === undefined) {
-      transformed = transforms.apply(event);
-      transformedEvents.set(event, transformed);
-    }
-    return transformed;
+  // With personal data, a batch's events are transformed once, in `prepare` (which seals their personal values on the seal workers):
+  // those a transform rewrote are kept until the next batch's prepare (a Map emptied per batch: a WeakMap entry per event cost the collector more than the transform).
+  const transformedEvents = new Map<ChangeEvent, ChangeEvent>();
+  const transform = (event: ChangeEvent): ChangeEvent => transformedEvents.get(event) ?? transforms.apply(event);
+  const prepareBatch = (events: readonly ChangeEvent[]): readonly ChangeEvent[] => {
+    transformedEvents.clear();
+    if (!transforms.active) return events;
+    return events.map((event) => {
+      const transformed = transforms.apply(event);
+      if (transformed !== event) transformedEvents.set(event, transformed);
+      return transformed;
+    });
   };
   const control = controlTopic(config.name);
   const truncatesInDataTopic = source.envelope === "sluice" || !source.skipped_operations.includes("t");
@@ -168,7 +170,7 @@ export function captureEncoder(
     return truncatesInDataTopic ? [data, controlRecord(control, event, data.topic, data.value)] : [controlRecord(control, event, data.topic, data.value)];
   };
   return {
-    ...(personal ? { prepare: (events: readonly ChangeEvent[]) => personal.prepare(events.map(transform)) } : {}),
+    ...(personal ? { prepare: (events: readonly ChangeEvent[]) => personal.prepare(prepareBatch(events)) } : {}),
     // What encode gives, with no promise per change, once nothing is left to wait for: the table's schemas registered and its topic created, personal values sealed (by prepare's seal workers) or their keys in memory; not for truncates.
     encodeNow(captured: ChangeEvent): ProducedRecord[] | undefined {
       if (captured.op === "t") return undefined;

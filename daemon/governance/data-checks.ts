@@ -180,7 +180,8 @@ export class DataChecks {
     if (!checks || checks.length === 0 || row === null) return null;
     this.stats.onRowsChecked?.(table, 1);
     let deadLetter: Failure | null = null;
-    for (const { check, test } of checks) {
+    for (let i = 0; i < checks.length; i++) {
+      const { check, test } = checks[i]!;
       const value = row[check.column];
       if (value === UNCHANGED || value === undefined) continue;
       const reason = check.check === "unique_in_batch" ? this.duplicate(table, check.column, value) : test(value, event.schema);

@@ -11,7 +11,7 @@ import { SluiceError } from "../../connectors/errors.ts";
 import type { TopicLog } from "../../connectors/contracts.ts";
 import type { SluiceConfig, SourceConfig } from "../../config/schema.ts";
 import { valueText } from "./transforms.ts";
-import type { SealJob, SealWorkers } from "./seal-workers.ts";
+import type { SealBatch, SealWorkers } from "./seal-workers.ts";
 import { dataKeyId, decryptValue, encryptedBy, isEncrypted, isSealed, MasterKey, openValues, referenceTo, sealJson, SubjectKeyStore, subjectKeyTopic } from "./subject-keys.ts";
 
 export interface PersonalTable {
@@ -103,11 +103,14 @@ export const KEY_CATCH_UP_MS = 5_000;
 /** Row images of a batch at least this many: sealed on the seal workers (fewer: a worker's round trip costs more than it saves). */
 const SEAL_IN_WORKERS = 64;
 
-interface PlannedImage {
-  /** The row as published but for the sealed values (the row itself when it has no personal value). */
-  readonly out: Record<string, ColumnValue>;
-  /** The values to seal together (as sealValues writes them: JSON of {column: value text}), the subject whose key seals them, and the column that holds them. */
-  readonly sealing: { readonly column: string; readonly json: string; readonly subject: string } | null;
+/**
+ * What planImage leaves to seal for the row image it planned: the values (as sealValues writes
+ * them: JSON of {column: value text}) and the column that holds them; `column` null when nothing is
+ * to be sealed. One per caller, filled again by each plan: no object per row image.
+ */
+interface PlanSlot {
+  column: string | null;
+  json: string;
 }
 
 /** Whether JSON.stringify writes a property of this name before the others (an array index). */
@@ -115,17 +118,21 @@ function isArrayIndex(name: string): boolean {
   return /^(0|[1-9]\d*)$/.test(name) && Number(name) < 2 ** 32 - 1;
 }
 
-/** A row image's personal values: sealed together in its first personal column present, the others refer to it. */
-function planImage(row: Row, shape: Shape, fallback: string | null): PlannedImage {
-  const personal = shape.personal;
-  const subject = subjectOf(row, personal.subject) ?? fallback;
+/**
+ * A row image's personal values: sealed together in its first personal column present, the others
+ * refer to it. Returns the row as published but for the sealed values (the row itself when it has
+ * no personal value) and leaves what to seal, with `subject`'s key, in `slot`.
+ */
+function planImage(row: Row, shape: Shape, subject: string | null, slot: PlanSlot): Record<string, ColumnValue> {
+  const columns = shape.personal.columns;
+  slot.column = null;
   let out: Record<string, ColumnValue> | null = null;
   // The JSON text JSON.stringify gives the values object (the columns in their order), written directly: no object per row image.
   let json = "";
   const values: Record<string, string> | null = shape.jsonNames === null ? {} : null;
   let sealedIn: string | null = null;
-  for (let i = 0; i < personal.columns.length; i++) {
-    const column = personal.columns[i]!;
+  for (let i = 0; i < columns.length; i++) {
+    const column = columns[i]!;
     const value = row[column];
     if (value === undefined || value === null || value === UNCHANGED) continue;
     out ??= { ...row };
@@ -139,8 +146,12 @@ function planImage(row: Row, shape: Shape, fallback: string | null): PlannedImag
     if (sealedIn === null) sealedIn = column;
     else out[column] = referenceTo(sealedIn);
   }
-  if (out === null) return { out: row as Record<string, ColumnValue>, sealing: null };
-  return { out, sealing: sealedIn !== null && subject !== null ? { column: sealedIn, json: values !== null ? JSON.stringify(values) : `${json}}`, subject } : null };
+  if (out === null) return row as Record<string, ColumnValue>;
+  if (sealedIn !== null) {
+    slot.column = sealedIn;
+    slot.json = values !== null ? JSON.stringify(values) : `${json}}`;
+  }
+  return out;
 }
 
 /** Capture's side: encrypts the personal columns of one source's events. */
@@ -161,6 +172,8 @@ export class PersonalDataEncryptor {
   private lastShape: Shape | null = null;
   private store: SubjectKeyStore | null = null;
   private caughtUpAt = Date.now();
+  /** planImage's slot for the plans made and used at once (not across an await). */
+  private readonly slot: PlanSlot = { column: null, json: "" };
 
   constructor(source: Pick<SourceConfig, "name" | "governance">, keys: () => Promise<SubjectKeyStore>, workers: SealWorkers | null = null) {
     this.source = source.name;
@@ -194,19 +207,18 @@ export class PersonalDataEncryptor {
     let images = 0;
     let lastSchema: TableSchema | null = null;
     let personal: PersonalTable | undefined;
-    for (const event of events) {
+    for (let i = 0; i < events.length; i++) {
+      const event = events[i]!;
       if (event.schema !== lastSchema) {
         lastSchema = event.schema;
         personal = this.tables.get(tableName(event.schema));
       }
       if (!personal) continue;
-      for (const row of [event.before, event.after]) {
-        const subject = subjectOf(row, personal.subject);
-        if (subject !== null) {
-          subjects.add(subject);
-          images += 1;
-        }
-      }
+      const after = subjectOf(event.after, personal.subject);
+      const before = subjectOf(event.before, personal.subject);
+      if (after !== null) subjects.add(after);
+      if (before !== null) subjects.add(before);
+      images += (after === null ? 0 : 1) + (before === null ? 0 : 1);
     }
     if (subjects.size > 0) await store.createKeys(this.source, [...subjects]);
     if (images >= SEAL_IN_WORKERS && this.workers !== null) await this.sealInWorkers(store, events);
@@ -217,10 +229,11 @@ export class PersonalDataEncryptor {
     const now = this.applyNow(event);
     if (now !== undefined) return now;
     const shape = this.shapeOf(event.schema)!;
-    const fallback = subjectOf(event.after, shape.personal.subject) ?? subjectOf(event.before, shape.personal.subject);
-    const before = this.image(event.before, shape, fallback);
-    const after = this.image(event.after, shape, fallback);
-    return { ...event, schema: shape.schema, before: before instanceof Promise ? await before : before, after: after instanceof Promise ? await after : after };
+    const after = subjectOf(event.after, shape.personal.subject);
+    const before = subjectOf(event.before, shape.personal.subject);
+    const beforeImage = this.image(event.before, shape, before ?? after);
+    const afterImage = this.image(event.after, shape, after ?? before);
+    return { ...event, schema: shape.schema, before: beforeImage instanceof Promise ? await beforeImage : beforeImage, after: afterImage instanceof Promise ? await afterImage : afterImage };
   }
 
   /**
@@ -229,40 +242,45 @@ export class PersonalDataEncryptor {
    */
   applyNow(event: ChangeEvent): ChangeEvent | undefined {
     const shape = this.shapeOf(event.schema);
-    if (shape === null || (event.before === null && event.after === null)) return { ...event, schema: shape?.schema ?? event.schema };
-    const fallback = subjectOf(event.after, shape.personal.subject) ?? subjectOf(event.before, shape.personal.subject);
-    const before = this.imageNow(event.before, shape, fallback);
-    if (before === undefined) return undefined;
-    const after = this.imageNow(event.after, shape, fallback);
-    if (after === undefined) return undefined;
-    return { ...event, schema: shape.schema, before, after };
+    if (shape === null) return event;
+    if (event.before === null && event.after === null) return { ...event, schema: shape.schema };
+    // Kept until the next batch's prepare: applyNow and apply may both ask for them.
+    const sealedBefore = event.before === null ? null : this.sealed.get(event.before);
+    const sealedAfter = event.after === null ? null : this.sealed.get(event.after);
+    if (sealedBefore !== undefined && sealedAfter !== undefined) return { ...event, schema: shape.schema, before: sealedBefore, after: sealedAfter };
+    const after = subjectOf(event.after, shape.personal.subject);
+    const before = subjectOf(event.before, shape.personal.subject);
+    const beforeImage = sealedBefore ?? this.imageNow(event.before, shape, before ?? after);
+    if (beforeImage === undefined) return undefined;
+    const afterImage = sealedAfter ?? this.imageNow(event.after, shape, after ?? before);
+    if (afterImage === undefined) return undefined;
+    return { ...event, schema: shape.schema, before: beforeImage, after: afterImage };
   }
 
   /** The row image as published when its seal is ready or its key in memory; undefined when its key must be read first. */
-  private imageNow(row: Row | null, shape: Shape, fallback: string | null): Row | null | undefined {
+  private imageNow(row: Row | null, shape: Shape, subject: string | null): Row | null | undefined {
     if (row === null) return null;
-    // Kept until the next batch's prepare: applyNow and apply may both ask for it.
     const sealed = this.sealed.get(row);
     if (sealed !== undefined) return sealed;
-    const image = planImage(row, shape, fallback);
-    if (image.sealing === null) return image.out;
-    const { column, json, subject } = image.sealing;
-    const key = this.cachedKey(subject);
+    const slot = this.slot;
+    const out = planImage(row, shape, subject, slot);
+    if (slot.column === null) return out;
+    const key = this.cachedKey(subject!);
     if (key === undefined) return undefined;
-    image.out[column] = sealJson(json, key, shape.table, subject);
-    return image.out;
+    out[slot.column] = sealJson(slot.json, key, shape.table, subject!);
+    return out;
   }
 
-  private image(row: Row | null, shape: Shape, fallback: string | null): Row | null | Promise<Row> {
-    const now = this.imageNow(row, shape, fallback);
+  private image(row: Row | null, shape: Shape, subject: string | null): Row | null | Promise<Row> {
+    const now = this.imageNow(row, shape, subject);
     if (now !== undefined) return now;
-    const image = planImage(row!, shape, fallback);
-    const { column, json, subject } = image.sealing!;
-    const out = image.out;
+    const slot: PlanSlot = { column: null, json: "" };
+    const out = planImage(row!, shape, subject, slot);
+    const column = slot.column!;
     return this.keys()
-      .then((store) => store.keyFor(this.source, subject))
+      .then((store) => store.keyFor(this.source, subject!))
       .then((dataKey) => {
-        out[column] = sealJson(json, dataKey, shape.table, subject);
+        out[column] = sealJson(slot.json, dataKey, shape.table, subject!);
         return out;
       });
   }
@@ -273,24 +291,44 @@ export class PersonalDataEncryptor {
   }
 
   private async sealInWorkers(store: SubjectKeyStore, events: readonly ChangeEvent[]): Promise<void> {
-    const jobs: SealJob[] = [];
-    const planned: { row: Row; out: Record<string, ColumnValue>; column: string }[] = [];
+    // The batch's seals as parallel arrays (no object per row image), and where each goes.
+    const batch: SealBatch = { keys: [], jsons: [], tables: [], subjects: [] };
+    const rows: Row[] = [];
+    const outs: Record<string, ColumnValue>[] = [];
+    const columns: string[] = [];
+    // Each subject's key looked up once per batch (the store's lookup builds its record key).
+    const keys = new Map<string, Buffer>();
+    const slot = this.slot;
     try {
-      for (const event of events) {
+      for (let i = 0; i < events.length; i++) {
+        const event = events[i]!;
         const shape = this.shapeOf(event.schema);
         if (shape === null) continue;
-        const fallback = subjectOf(event.after, shape.personal.subject) ?? subjectOf(event.before, shape.personal.subject);
-        for (const row of [event.before, event.after]) {
+        const after = subjectOf(event.after, shape.personal.subject);
+        const before = subjectOf(event.before, shape.personal.subject);
+        for (let image = 0; image < 2; image++) {
+          const row = image === 0 ? event.before : event.after;
           if (row === null) continue;
-          const image = planImage(row, shape, fallback);
-          if (image.sealing === null) {
-            if (image.out !== row) this.sealed.set(row, image.out);
+          const subject = image === 0 ? (before ?? after) : (after ?? before);
+          const out = planImage(row, shape, subject, slot);
+          const { column, json } = slot;
+          if (column === null) {
+            if (out !== row) this.sealed.set(row, out);
             continue;
           }
-          const { column, json, subject } = image.sealing;
-          const key = this.cachedKey(subject) ?? (await store.keyFor(this.source, subject));
-          jobs.push({ key, json, table: shape.table, subject });
-          planned.push({ row, out: image.out, column });
+          // The slot is read before this await: another plan may fill it meanwhile.
+          let key = keys.get(subject!);
+          if (key === undefined) {
+            key = this.cachedKey(subject!) ?? (await store.keyFor(this.source, subject!));
+            keys.set(subject!, key);
+          }
+          batch.keys.push(key);
+          batch.jsons.push(json);
+          batch.tables.push(shape.table);
+          batch.subjects.push(subject!);
+          rows.push(row);
+          outs.push(out);
+          columns.push(column);
         }
       }
     } catch {
@@ -299,15 +337,15 @@ export class PersonalDataEncryptor {
     }
     let sealed: string[];
     try {
-      sealed = await this.workers!.seal(jobs);
+      sealed = await this.workers!.seal(batch);
     } catch {
       // A failed worker: every row is sealed by `apply` on this thread, as without workers.
       return;
     }
-    planned.forEach(({ row, out, column }, i) => {
-      out[column] = sealed[i]!;
-      this.sealed.set(row, out);
-    });
+    for (let i = 0; i < rows.length; i++) {
+      outs[i]![columns[i]!] = sealed[i]!;
+      this.sealed.set(rows[i]!, outs[i]!);
+    }
   }
 
   private shapeOf(schema: TableSchema): Shape | null {

@@ -7,14 +7,18 @@
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { sealedAad, sealedText } from "./subject-keys.ts";
+import { sealedHead } from "./subject-keys.ts";
+import type { SealHead } from "./subject-keys.ts";
 
-export interface SealJob {
-  readonly key: Buffer;
+/** The row images of a batch to seal, as parallel arrays (no object per row image): the i-th seal is keys[i], jsons[i], tables[i], subjects[i]. */
+export interface SealBatch {
+  /** The subject's data key. */
+  readonly keys: Buffer[];
   /** The values as sealValues writes them (JSON text). */
-  readonly json: string;
-  readonly table: string;
-  readonly subject: string;
+  readonly jsons: string[];
+  /** The authenticated context: the table. */
+  readonly tables: string[];
+  readonly subjects: string[];
 }
 
 /**
@@ -92,56 +96,67 @@ export class SealWorkers {
     this.size = Math.max(1, size);
   }
 
-  /** The sealed text of each job, in order. Rejects when a worker failed (the caller seals on its own thread then). */
-  async seal(jobs: readonly SealJob[]): Promise<string[]> {
+  /** The sealed text of each row image of the batch, in order. Rejects when a worker failed (the caller seals on its own thread then). */
+  async seal(batch: SealBatch): Promise<string[]> {
     this.workers = this.workers.filter((w) => w.usable);
     while (this.workers.length < this.size) this.workers.push(new SealWorker());
-    const per = Math.ceil(jobs.length / this.workers.length);
-    const parts = await Promise.all(
-      this.workers.map(async (worker, i) => {
-        const part = jobs.slice(i * per, (i + 1) * per);
-        if (part.length === 0) return [];
-        const { request, payloadEnds } = this.request(part);
+    const count = batch.jsons.length;
+    const heads = new Array<SealHead>(count);
+    for (let i = 0; i < count; i++) heads[i] = sealedHead(batch.tables[i]!, batch.subjects[i]!);
+    const sealed = new Array<string>(count);
+    const per = Math.ceil(count / this.workers.length);
+    await Promise.all(
+      this.workers.map(async (worker, w) => {
+        const from = w * per;
+        const to = Math.min(count, from + per);
+        if (from >= to) return;
+        const { request, payloadEnds } = this.request(batch, heads, from, to);
         const payloads = await worker.seal(request);
-        return part.map((job, j) => sealedText(payloads, j === 0 ? 0 : payloadEnds[j - 1]!, payloadEnds[j]!, job.table, job.subject));
+        let start = 0;
+        for (let i = from; i < to; i++) {
+          const end = payloadEnds[i - from]!;
+          sealed[i] = heads[i]!.text + payloads.toString("base64", start, end);
+          start = end;
+        }
       }),
     );
-    return parts.flat();
+    return sealed;
   }
 
-  private request(jobs: readonly SealJob[]): { request: SealRequest; payloadEnds: Int32Array } {
+  /** The request of row images `from` to `to` (excluded) of the batch. */
+  private request(batch: SealBatch, heads: readonly SealHead[], from: number, to: number): { request: SealRequest; payloadEnds: Int32Array } {
+    const jobs = to - from;
     const index = new Map<Buffer, number>();
     const distinct: Buffer[] = [];
-    const keyOf = new Int32Array(jobs.length);
-    const aads = jobs.map((job) => sealedAad(job.table, job.subject));
+    const keyOf = new Int32Array(jobs);
     // Room for the longest UTF-8 of each JSON text (3 bytes per UTF-16 unit); its own buffer, to be transferred.
     let size = 0;
-    for (let i = 0; i < jobs.length; i++) size += aads[i]!.length + 3 * jobs[i]!.json.length;
+    for (let i = from; i < to; i++) size += heads[i]!.aad.length + 3 * batch.jsons[i]!.length;
     const data = Buffer.allocUnsafeSlow(size);
-    const bounds = new Int32Array(3 * jobs.length);
-    const payloadEnds = new Int32Array(jobs.length);
+    const bounds = new Int32Array(3 * jobs);
+    const payloadEnds = new Int32Array(jobs);
     let at = 0;
     let payloadAt = 0;
-    for (let i = 0; i < jobs.length; i++) {
-      const job = jobs[i]!;
-      let k = index.get(job.key);
+    for (let j = 0; j < jobs; j++) {
+      const key = batch.keys[from + j]!;
+      let k = index.get(key);
       if (k === undefined) {
         k = distinct.length;
-        index.set(job.key, k);
-        distinct.push(job.key);
+        index.set(key, k);
+        distinct.push(key);
       }
-      keyOf[i] = k;
-      bounds[3 * i] = at;
-      at += aads[i]!.copy(data, at);
-      bounds[3 * i + 1] = at;
-      const written = data.write(job.json, at, "utf8");
+      keyOf[j] = k;
+      bounds[3 * j] = at;
+      at += heads[from + j]!.aad.copy(data, at);
+      bounds[3 * j + 1] = at;
+      const written = data.write(batch.jsons[from + j]!, at, "utf8");
       at += written;
-      bounds[3 * i + 2] = at;
+      bounds[3 * j + 2] = at;
       payloadAt += 32 + written;
-      payloadEnds[i] = payloadAt;
+      payloadEnds[j] = payloadAt;
     }
     const keys = new Uint8Array(32 * distinct.length);
-    distinct.forEach((key, i) => keys.set(key, 32 * i));
+    for (let k = 0; k < distinct.length; k++) keys.set(distinct[k]!, 32 * k);
     return { request: { id: this.nextId++, keys, keyOf, data, bounds }, payloadEnds };
   }
 }

@@ -110,7 +110,7 @@ const SEALED_PREFIX = "sluice-enc:v2:";
 const REFERENCE_PREFIX = "sluice-enc:ref:";
 
 /** What every seal of one prefix, context and subject shares: the text before the payload and the AAD. */
-interface SealHead {
+export interface SealHead {
   readonly text: string;
   readonly aad: Buffer;
 }
@@ -166,14 +166,13 @@ function seal(prefix: string, plain: Buffer | string, dataKey: Buffer, context: 
   return head.text + out.toString("base64");
 }
 
-/** The AAD of sealed values of `context` (the table) and `subject`: what a seal worker gets in place of them. */
-export function sealedAad(context: string, subject: string): Buffer {
-  return sealHead(SEALED_PREFIX, context, subject).aad;
-}
-
-/** The text of sealed values from their payload (bytes `start` to `end` of `payloads`, written by sealInto with sealedAad). */
-export function sealedText(payloads: Buffer, start: number, end: number, context: string, subject: string): string {
-  return sealHead(SEALED_PREFIX, context, subject).text + payloads.toString("base64", start, end);
+/**
+ * What every seal of `context` (the table) and `subject` shares: its text before the payload and its
+ * AAD (what a seal worker gets in place of them). The text of sealed values is
+ * `text + base64(payload)`, the payload written by sealInto with `aad`.
+ */
+export function sealedHead(context: string, subject: string): SealHead {
+  return sealHead(SEALED_PREFIX, context, subject);
 }
 
 function unseal(text: string, dataKey: Buffer, context: string): Buffer {
