@@ -32,7 +32,8 @@ export function snapshotDecoder(column: ColumnDefinition, zeroDates: ZeroDates):
   if (type.name === "bigint") return (raw) => BigInt(text(raw));
   if (type.name === "float") return (raw) => Math.fround(Number(text(raw)));
   if (type.name === "double") return (raw) => Number(text(raw));
-  if (type.name === "decimal") return text;
+  // ZEROFILL pads the text SELECT returns ("00000012.30"); the binlog's digits have no padding.
+  if (type.name === "decimal") return (raw) => text(raw).replace(/^(-?)0+(?=\d)/, "$1");
   if (type.name === "bit") {
     const bits = Number(type.args[0] ?? 1);
     const length = (bits + 7) >> 3;
