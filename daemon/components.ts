@@ -147,7 +147,7 @@ export function captureEncoder(
   });
   const transforms = new ColumnTransforms(source.governance);
   // Personal columns are encrypted after the transforms (a column is one or the other), before encoding.
-  const personal = personalTables(source).size > 0 ? new PersonalDataEncryptor(source, sharedKeyStore(config, log), sealWorkers()) : null;
+  const personal = personalTables(source).size > 0 ? new PersonalDataEncryptor(source, sharedKeyStore(config, log), sealWorkers().start()) : null;
   // With personal data, a batch's events are transformed once, in `prepare` (which seals their personal values on the seal workers):
   // those a transform rewrote are kept until the next batch's prepare (a Map emptied per batch: a WeakMap entry per event cost the collector more than the transform).
   const transformedEvents = new Map<ChangeEvent, ChangeEvent>();

@@ -96,10 +96,19 @@ export class SealWorkers {
     this.size = Math.max(1, size);
   }
 
-  /** The sealed text of each row image of the batch, in order. Rejects when a worker failed (the caller seals on its own thread then). */
-  async seal(batch: SealBatch): Promise<string[]> {
+  /**
+   * Starts the workers not running (a worker loads its modules before its first seal): capture
+   * starts them with its encoder, so the first batch does not wait for that.
+   */
+  start(): this {
     this.workers = this.workers.filter((w) => w.usable);
     while (this.workers.length < this.size) this.workers.push(new SealWorker());
+    return this;
+  }
+
+  /** The sealed text of each row image of the batch, in order. Rejects when a worker failed (the caller seals on its own thread then). */
+  async seal(batch: SealBatch): Promise<string[]> {
+    this.start();
     const count = batch.jsons.length;
     const heads = new Array<SealHead>(count);
     for (let i = 0; i < count; i++) heads[i] = sealedHead(batch.tables[i]!, batch.subjects[i]!);
