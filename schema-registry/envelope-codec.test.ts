@@ -65,6 +65,23 @@ describe("envelope codec", () => {
     assert.deepEqual(fromEnvelope(record, mapping), { ...original, after: { id: 7n, doc: "old" } });
   });
 
+  it("gives each change its own sequence and lsn, within one transaction and across transactions", () => {
+    const mapping = mapTable(POSTGRES_TABLE);
+    const type = createAvroType(mapping.envelopeSchema);
+    const positions = [
+      { commit: 300n, change: 100n },
+      { commit: 300n, change: 101n },
+      { commit: 400n, change: 101n },
+      { commit: 300n, change: 102n },
+    ];
+    for (const position of positions) {
+      const original = event(POSTGRES_TABLE);
+      const record = type.fromBuffer(type.toBuffer(toEnvelope({ ...original, source: { ...original.source, position } }, mapping)));
+      assert.equal(record.source.sequence, `["${position.commit}","${position.change}"]`);
+      assert.equal(record.source.lsn, position.change);
+    }
+  });
+
   it("writes Debezium's placeholder when before does not hold the value, and gives UNCHANGED back from the headers", () => {
     const mapping = mapTable(POSTGRES_TABLE);
     const type = createAvroType(mapping.envelopeSchema);

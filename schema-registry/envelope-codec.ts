@@ -138,30 +138,50 @@ function postgresTxId(text: string | null): bigint | null {
   return lastTxId.value;
 }
 
+/** The last commit position's part of a sequence, `["<commit>","`: the changes of a transaction share it. */
+let lastSequenceCommit = { commit: -1n, prefix: "" };
+
+/** JSON of the two positions' digit strings, ["<commit>","<change>"] (nothing in them needs escaping). */
+function sequenceOf(position: Position): string {
+  if (position.commit !== lastSequenceCommit.commit) lastSequenceCommit = { commit: position.commit, prefix: `["${position.commit.toString()}","` };
+  return `${lastSequenceCommit.prefix}${position.change.toString()}"]`;
+}
+
+function snapshotOf(source: SourceInfo): string {
+  return source.snapshot ? (source.snapshotMarker ?? "true") : "false";
+}
+
+/**
+ * The PostgreSQL source block's fields in order, each from the SourceInfo: what sourceBlock
+ * builds, for writers that take the fields one by one without the record object
+ * (envelope-writer.ts).
+ */
+export const POSTGRES_SOURCE_FIELDS: readonly (readonly [name: string, value: (source: SourceInfo, debezium: boolean) => unknown])[] = [
+  ["version", () => SLUICE_SOURCE_VERSION],
+  ["connector", () => DEBEZIUM_CONNECTOR_NAMES.postgres],
+  ["name", (source) => source.name],
+  ["ts_ms", (source) => source.commitTimeMs],
+  ["snapshot", snapshotOf],
+  ["db", (source) => source.db],
+  ["sequence", (source) => sequenceOf(source.position)],
+  ["ts_us", (source) => commitTimes(source.commitTimeMs).us],
+  ["ts_ns", (source, debezium) => (debezium ? commitTimes(source.commitTimeMs).ns : null)],
+  ["schema", (source) => source.schema],
+  ["table", (source) => source.table],
+  ["txId", (source) => postgresTxId(source.txId)],
+  ["lsn", (source) => source.position.change],
+  ["xmin", () => null],
+];
+
 export function sourceBlock(source: SourceInfo, extras: EnvelopeExtras, debezium: boolean): AvroRecordValue {
-  const times = commitTimes(source.commitTimeMs);
-  const { commit, change } = source.position;
-  // JSON of the two positions' digit strings, ["<commit>","<change>"] (nothing in them needs escaping).
-  const sequence = `["${commit.toString()}","${change.toString()}"]`;
-  const snapshot = source.snapshot ? (source.snapshotMarker ?? "true") : "false";
   if (source.connector === "postgres") {
-    return {
-      version: SLUICE_SOURCE_VERSION,
-      connector: DEBEZIUM_CONNECTOR_NAMES.postgres,
-      name: source.name,
-      ts_ms: source.commitTimeMs,
-      snapshot,
-      db: source.db,
-      sequence,
-      ts_us: times.us,
-      ts_ns: debezium ? times.ns : null,
-      schema: source.schema,
-      table: source.table,
-      txId: postgresTxId(source.txId),
-      lsn: change,
-      xmin: null,
-    };
+    const block: AvroRecordValue = {};
+    for (const [name, value] of POSTGRES_SOURCE_FIELDS) block[name] = value(source, debezium);
+    return block;
   }
+  const times = commitTimes(source.commitTimeMs);
+  const sequence = sequenceOf(source.position);
+  const snapshot = snapshotOf(source);
   const common = {
     version: SLUICE_SOURCE_VERSION,
     connector: DEBEZIUM_CONNECTOR_NAMES[source.connector],

@@ -3,7 +3,7 @@
  * envelope are written straight from the ChangeEvent into one reused buffer by writers compiled
  * from the registered schemas (avro-writer.ts), framed as the wire format says — without the
  * envelope and row objects that the general path (envelope-codec.ts, then avsc) builds for every
- * change. The source block comes from the same function as the general path's.
+ * change. The source block's values come from the same functions as the general path's.
  *
  * It writes the same bytes and headers as the general path; for a value it cannot write it
  * throws, and ChangeEventEncoder then takes the general path, whose result or error stands.
@@ -12,7 +12,7 @@ import type { Type } from "avsc";
 import type { ChangeEvent, Row } from "../connectors/contracts.ts";
 import { AvroOutput, AvroWriteError, AvroWriterCompiler, UnsupportedSchemaError } from "./avro-writer.ts";
 import type { AvroWriter, FieldWriter } from "./avro-writer.ts";
-import { sideJson, sourceBlock, SPECIAL_HEADER, UNCHANGED_HEADER, withUnchangedFromBefore } from "./envelope-codec.ts";
+import { POSTGRES_SOURCE_FIELDS, sideJson, sourceBlock, SPECIAL_HEADER, UNCHANGED_HEADER, withUnchangedFromBefore } from "./envelope-codec.ts";
 import type { EnvelopeExtras, RecordHeaders } from "./envelope-codec.ts";
 import type { RowCodec, RowSide } from "./row-codec.ts";
 import type { TableAvroMapping } from "./table-mapping.ts";
@@ -111,7 +111,8 @@ export class FastEventEncoder {
       const after = nullableRecord(envelopeFields[1]!.type);
       if (after.record !== rows.record || after.nullIndex !== rows.nullIndex) throw new UnsupportedSchemaError("before and after differ");
       const valueWriters = rowWriters(mapping.valueCodec, compiler.fieldsOf(rows.record));
-      const emits = FastEventEncoder.envelopeEmits(mapping, fields, rows.nullIndex, rows.recordIndex, valueWriters);
+      const sourceEmit = FastEventEncoder.sourceEmit(compiler, envelopeFields[2]!.type, fields[2]!.write);
+      const emits = FastEventEncoder.envelopeEmits(mapping, fields, rows.nullIndex, rows.recordIndex, valueWriters, sourceEmit);
       return new FastEventEncoder(mapping, keySchemaId === null ? null : framingHeader(keySchemaId), framingHeader(valueSchemaId), keyWriters, emits);
     } catch (error) {
       if (error instanceof UnsupportedSchemaError) return null;
@@ -119,7 +120,32 @@ export class FastEventEncoder {
     }
   }
 
-  private static envelopeEmits(mapping: TableAvroMapping, fields: readonly FieldWriter[], nullIndex: number, recordIndex: number, valueWriters: readonly AvroWriter[]): Emit[] {
+  /**
+   * The source block: PostgreSQL's written field by field from the SourceInfo (no block object per
+   * change) when the schema's source record has exactly POSTGRES_SOURCE_FIELDS; otherwise, and for
+   * other sources, sourceBlock's object through the record's writer.
+   */
+  private static sourceEmit(compiler: AvroWriterCompiler, sourceType: Type, source: AvroWriter): Emit {
+    const general: Emit = (out, c) => source(out, sourceBlock(c.event.source, c.extras, true));
+    let fields: FieldWriter[];
+    try {
+      fields = compiler.fieldsOf(sourceType);
+    } catch (error) {
+      if (error instanceof UnsupportedSchemaError) return general;
+      throw error;
+    }
+    if (fields.length !== POSTGRES_SOURCE_FIELDS.length || fields.some((field, i) => field.name !== POSTGRES_SOURCE_FIELDS[i]![0])) return general;
+    const writers = fields.map((field) => field.write);
+    const values = POSTGRES_SOURCE_FIELDS.map(([, value]) => value);
+    const count = writers.length;
+    return (out, c) => {
+      const info = c.event.source;
+      if (info.connector !== "postgres") return general(out, c);
+      for (let i = 0; i < count; i++) writers[i]!(out, values[i]!(info, true));
+    };
+  }
+
+  private static envelopeEmits(mapping: TableAvroMapping, fields: readonly FieldWriter[], nullIndex: number, recordIndex: number, valueWriters: readonly AvroWriter[], sourceEmit: Emit): Emit[] {
     const codec = mapping.valueCodec;
     const row = (out: AvroOutput, value: Row | null, side: RowSide) => {
       if (value === null) {
@@ -129,7 +155,7 @@ export class FastEventEncoder {
       out.writeLong(recordIndex);
       codec.writeAvro(value, side, out, valueWriters);
     };
-    const [, , source, op, tsMs, tsUs, tsNs, transaction] = fields.map((field) => field.write) as [AvroWriter, AvroWriter, AvroWriter, AvroWriter, AvroWriter, AvroWriter, AvroWriter, AvroWriter];
+    const [, , , op, tsMs, tsUs, tsNs, transaction] = fields.map((field) => field.write) as [AvroWriter, AvroWriter, AvroWriter, AvroWriter, AvroWriter, AvroWriter, AvroWriter, AvroWriter];
     const nanos = new NanosCache();
     return [
       (out, c) => row(out, c.event.before, c.beforeSide),
@@ -137,7 +163,7 @@ export class FastEventEncoder {
         const { before, after } = c.event;
         row(out, after !== null && before !== null ? withUnchangedFromBefore(after, before) : after, c.afterSide);
       },
-      (out, c) => source(out, sourceBlock(c.event.source, c.extras, true)),
+      sourceEmit,
       (out, c) => op(out, c.event.op),
       (out, c) => tsMs(out, c.processedMs),
       (out, c) => tsUs(out, microsOf(c.processedMs)),

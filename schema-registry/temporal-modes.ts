@@ -83,12 +83,17 @@ function millisColumn(base: ColumnAvroType, label: string, avroType: "int" | "lo
 
 const ZONED = /^([+-]?\d{4,})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/;
 
+/** The last instant zonedText wrote and its text: the changes of a transaction often carry the same one (its now()). */
+let lastZoned = { n: 0n, text: "1970-01-01T00:00:00Z" };
+
 /** ISO-8601 text of a UTC instant, fraction without trailing zeros (Java's ISO_OFFSET_DATE_TIME), or PostgreSQL's infinities. */
 export function zonedText(n: bigint): string {
+  if (n === lastZoned.n) return lastZoned.text;
   if (n === INT64_MAX) return "infinity";
   if (n === INT64_MIN) return "-infinity";
-  if (n >= -FAST_ZONED_LIMIT && n <= FAST_ZONED_LIMIT) return zonedTextOfMicros(Number(n));
-  return civilTimestamp(n).replace(/(\.\d*?)0+Z$/, "$1Z").replace(/\.Z$/, "Z");
+  const text = n >= -FAST_ZONED_LIMIT && n <= FAST_ZONED_LIMIT ? zonedTextOfMicros(Number(n)) : civilTimestamp(n).replace(/(\.\d*?)0+Z$/, "$1Z").replace(/\.Z$/, "Z");
+  lastZoned = { n, text };
+  return text;
 }
 
 /** Within this many microseconds of 1970 (about 1716 to 2223) double arithmetic is exact. */

@@ -21,3 +21,9 @@ test("zonedText of microseconds in and around its fast range equals the general 
   assert.equal(zonedText(2n ** 63n - 1n), "infinity");
   assert.equal(zonedText(-(2n ** 63n)), "-infinity");
 });
+
+test("zonedText of an instant written again (the last one is kept) is its own text", () => {
+  for (const n of [5n, 5n, 6n, 5n, 0n, 0n, 1_700_000_000_123_456n, 1_700_000_000_123_456n, 2n ** 63n - 1n, 0n]) {
+    assert.equal(zonedText(n), n === 2n ** 63n - 1n ? "infinity" : general(n), String(n));
+  }
+});

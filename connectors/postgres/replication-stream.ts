@@ -160,7 +160,9 @@ export class ReplicationStream {
     if (chunk.length >= XLOGDATA_HEADER_BYTES && chunk[0] === XLOGDATA_TAG) {
       // Every change arrives this way: only its start LSN and a copy of its payload are needed
       // (pg's parser reuses its receive buffer, so a view would change under the queue).
-      const walStart = chunk.readBigUInt64BE(1);
+      // One bigint where the LSN fits a double's integers (below 2^53: every LSN for a long while), not readBigUInt64BE's several.
+      const high = chunk.readUInt32BE(1);
+      const walStart = high < 0x200000 ? BigInt(high * 0x1_0000_0000 + chunk.readUInt32BE(5)) : chunk.readBigUInt64BE(1);
       if (walStart > this.receivedLsn) this.receivedLsn = walStart;
       const payload = Buffer.allocUnsafe(chunk.length - XLOGDATA_HEADER_BYTES);
       chunk.copy(payload, 0, XLOGDATA_HEADER_BYTES);

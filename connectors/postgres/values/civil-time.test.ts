@@ -66,6 +66,22 @@ test("timestamp: bigint microseconds, exact beyond 2^53", () => {
   assert.throws(() => decodeTimestamp("2024-01-01 10:00:00+00"), /cannot decode timestamp/);
 });
 
+test("timestamp and timestamptz: a text read again (the last one is kept) gives its own value, never the one before", () => {
+  const second = BigInt(Date.UTC(2024, 0, 2, 3, 4, 5)) * 1000n;
+  const cases: [string, bigint][] = [
+    ["2024-01-02 03:04:05.123456", second + 123_456n],
+    ["2024-01-02 03:04:05.123456", second + 123_456n],
+    ["2024-01-02 03:04:05.123457", second + 123_457n],
+    ["2024-01-02 03:04:05.123456", second + 123_456n],
+    ["1970-01-01 00:00:00", 0n],
+    ["1970-01-01 00:00:00", 0n],
+  ];
+  for (const [text, micros] of cases) assert.equal(decodeTimestamp(text), micros, text);
+  for (const [text, micros] of cases) assert.equal(decodeTimestampTz(`${text}+02`), micros - 7_200_000_000n, text);
+  assert.equal(decodeTimestampTz("2024-01-02 03:04:05.123456+00"), second + 123_456n);
+  assert.throws(() => decodeTimestamp("2024-01-02 03:04:05.123456+00"), /cannot decode timestamp/, "a text the timestamptz decoder read last is still refused here");
+});
+
 test("timestamptz: UTC microseconds whatever the offset", () => {
   const t = BigInt(Date.UTC(2024, 0, 2, 3, 4, 5)) * 1000n + 123_456n;
   assert.equal(decodeTimestampTz("2024-01-02 03:04:05.123456+00"), t);

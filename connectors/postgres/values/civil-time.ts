@@ -161,12 +161,22 @@ export function parseTimestamp(text: string, withZone: boolean): bigint {
   return BigInt(days) * MICROS_PER_DAY + BigInt(time.micros) - BigInt(offsetSeconds) * 1_000_000n;
 }
 
+/** The last text each decoder read and its value: the changes of a transaction often carry the same instant (its now()). */
+let lastTimestamp: { text: string | undefined; value: bigint } = { text: undefined, value: 0n };
+let lastTimestampTz: { text: string | undefined; value: bigint } = { text: undefined, value: 0n };
+
 /** `timestamp`: microseconds since 1970-01-01 (wall clock, no zone), as bigint: year 9999 is beyond 2^53 µs. */
 export function decodeTimestamp(text: string): bigint {
-  return fastTimestamp(text, false) ?? parseTimestamp(text, false);
+  if (text === lastTimestamp.text) return lastTimestamp.value;
+  const value = fastTimestamp(text, false) ?? parseTimestamp(text, false);
+  lastTimestamp = { text, value };
+  return value;
 }
 
 /** `timestamptz`: microseconds since 1970-01-01 UTC, as bigint. */
 export function decodeTimestampTz(text: string): bigint {
-  return fastTimestamp(text, true) ?? parseTimestamp(text, true);
+  if (text === lastTimestampTz.text) return lastTimestampTz.value;
+  const value = fastTimestamp(text, true) ?? parseTimestamp(text, true);
+  lastTimestampTz = { text, value };
+  return value;
 }
