@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { ChangeEvent } from "../connectors/contracts.ts";
-import { commitTimesOf, observeStages, SluiceMetrics } from "./metrics.ts";
+import { commitTimesOf, countPerTableAndOp, observeStages, SluiceMetrics } from "./metrics.ts";
 
 function event(commitTimeMs: number, snapshot = false): ChangeEvent {
   return { op: snapshot ? "r" : "c", source: { commitTimeMs, snapshot } } as unknown as ChangeEvent;
@@ -31,4 +31,13 @@ test("each stage is observed as the time from each transaction's commit, in seco
   const sum = (stage: string) => Number(new RegExp(`^sluice_sink_latency_seconds_sum\\{sink="w",stage="${stage}"\\} (\\S+)$`, "m").exec(text)?.[1]);
   assert.ok(Math.abs(sum("polled") - (0.2 + 0.1)) < 1e-9, `polled: ${sum("polled")}`);
   assert.ok(Math.abs(sum("applied") - (0.3 + 0.2)) < 1e-9, `applied: ${sum("applied")}`);
+});
+
+test("changes are counted per table and op across runs that come back", () => {
+  const items = { schema: "s", table: "items" };
+  const orders = { schema: "s", table: "orders" };
+  const change = (schema: object, op: string) => ({ op, schema }) as unknown as ChangeEvent;
+  const events = [change(items, "c"), change(items, "c"), change(items, "u"), change(orders, "c"), change(items, "c"), change(orders, "d"), change(orders, "c")];
+  const counts = countPerTableAndOp(events).map(({ table, op, count }) => `${table} ${op} ${count}`).sort();
+  assert.deepEqual(counts, ["s.items c 3", "s.items u 1", "s.orders c 2", "s.orders d 1"]);
 });

@@ -11,17 +11,23 @@ import type { RebuildProgress } from "./rebuild-progress.ts";
 export function countPerTableAndOp(events: Iterable<ChangeEvent>): { table: string; op: string; count: number }[] {
   const counts = new Map<string, { table: string; op: string; count: number }>();
   // A batch's changes come in runs of one table (one schema object): its name is built once a run.
+  // Its entry is looked up once a run of one table and op, not once a change (a key string per change was garbage).
   let schema: ChangeEvent["schema"] | undefined;
   let table = "";
+  let op = "";
+  let entry: { table: string; op: string; count: number } | undefined;
   for (const event of events) {
-    if (event.schema !== schema) {
-      schema = event.schema;
-      table = tableName(schema);
+    if (event.schema !== schema || event.op !== op || entry === undefined) {
+      if (event.schema !== schema) {
+        schema = event.schema;
+        table = tableName(schema);
+      }
+      op = event.op;
+      const key = `${table}\u0000${op}`;
+      entry = counts.get(key);
+      if (entry === undefined) counts.set(key, (entry = { table, op, count: 0 }));
     }
-    const key = `${table}\u0000${event.op}`;
-    const entry = counts.get(key);
-    if (entry) entry.count++;
-    else counts.set(key, { table, op: event.op, count: 1 });
+    entry.count++;
   }
   return [...counts.values()];
 }

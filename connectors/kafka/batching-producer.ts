@@ -365,12 +365,22 @@ function chunkMessages(messages: readonly OutgoingMessage[], batchBytes: number)
 }
 
 function countPerPartition(messages: readonly OutgoingMessage[]): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const { topic, message } of messages) {
-    const key = `${topic}\u0000${message.partition}`;
-    counts.set(key, (counts.get(key) ?? 0) + 1);
+  // Counted per topic in arrays indexed by partition: no key string per message.
+  const perTopic = new Map<string, number[]>();
+  let topic: string | undefined;
+  let counts: number[] = [];
+  for (const message of messages) {
+    if (message.topic !== topic) {
+      topic = message.topic;
+      counts = perTopic.get(topic) ?? [];
+      perTopic.set(topic, counts);
+    }
+    const partition = message.message.partition;
+    counts[partition] = (counts[partition] ?? 0) + 1;
   }
-  return counts;
+  const result = new Map<string, number>();
+  for (const [name, list] of perTopic) list.forEach((count, partition) => result.set(`${name}\u0000${partition}`, count));
+  return result;
 }
 
 function byTopic(messages: readonly OutgoingMessage[]): { topic: string; messages: Message[] }[] {

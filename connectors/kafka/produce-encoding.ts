@@ -122,9 +122,12 @@ function planBatch(partition: PartitionData, now: number): PlannedBatch | undefi
   let maxTimestamp: unknown = now;
   let firstText: string | undefined;
   let maxText: string | undefined;
+  // A timestamp equal to the one before changes neither (its text compares equal): a transaction's records share theirs.
+  let previous: unknown;
   for (const message of messages) {
     const timestamp = message.timestamp;
-    if (timestamp == null) continue;
+    if (timestamp == null || timestamp === previous) continue;
+    previous = timestamp;
     const text = String(timestamp);
     // Among equal texts the sort keeps the input order: the first is the earliest of them, the max the last.
     if (firstText === undefined || text < firstText) {
