@@ -4,6 +4,7 @@
  */
 import type { TableMatcher } from "../common/table-patterns.ts";
 import type { Flavor } from "./resume-token.ts";
+import { quoteIdentifier } from "./connection-settings.ts";
 import { normalizeColumnType } from "./schema/column-types.ts";
 import { canonicalDefault, tableKey } from "./schema/table-definition.ts";
 import type { ColumnDefinition, TableDefinition } from "./schema/table-definition.ts";
@@ -87,7 +88,7 @@ const SYSTEM_DATABASES = ["mysql", "information_schema", "performance_schema", "
 export async function listTables(sql: Sql, matches: TableMatcher): Promise<CapturedTableRef[]> {
   const rows = await sql.rows(
     `SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES
-      WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN (${SYSTEM_DATABASES.map(() => "?").join(", ")})
+      WHERE TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') AND TABLE_SCHEMA NOT IN (${SYSTEM_DATABASES.map(() => "?").join(", ")})
       ORDER BY TABLE_SCHEMA, TABLE_NAME`,
     SYSTEM_DATABASES,
   );
@@ -125,7 +126,7 @@ export async function readDefinitions(sql: Sql, tables: readonly TableName[]): P
     values,
   );
   const charsets = await sql.rows(
-    `SELECT t.TABLE_SCHEMA, t.TABLE_NAME, c.CHARACTER_SET_NAME FROM information_schema.TABLES t
+    `SELECT t.TABLE_SCHEMA, t.TABLE_NAME, t.TABLE_TYPE, c.CHARACTER_SET_NAME FROM information_schema.TABLES t
        LEFT JOIN information_schema.COLLATIONS c ON c.COLLATION_NAME = t.TABLE_COLLATION
       WHERE (t.TABLE_SCHEMA, t.TABLE_NAME) IN (${pairs})`,
     values,
@@ -146,6 +147,18 @@ export async function readDefinitions(sql: Sql, tables: readonly TableName[]): P
     keyColumns.set(key, [...(keyColumns.get(key) ?? []), field(row, "COLUMN_NAME")!]);
   }
   const defaultCharsets = new Map(charsets.map((row) => [tableKey(field(row, "TABLE_SCHEMA")!, field(row, "TABLE_NAME")!), field(row, "CHARACTER_SET_NAME")?.toLowerCase() ?? null]));
+  // A MariaDB table WITH SYSTEM VERSIONING and no period columns of its own has hidden ones that
+  // information_schema.COLUMNS leaves out, while the binlog logs them (and its key ends with row_end).
+  for (const row of charsets) {
+    const key = tableKey(field(row, "TABLE_SCHEMA")!, field(row, "TABLE_NAME")!);
+    const list = byTable.get(key);
+    if (field(row, "TABLE_TYPE") !== "SYSTEM VERSIONED" || list === undefined) continue;
+    const [create] = await sql.rows(`SHOW CREATE TABLE ${quoteIdentifier(field(row, "TABLE_SCHEMA")!)}.${quoteIdentifier(field(row, "TABLE_NAME")!)}`);
+    if (/\bAS ROW START\b/i.test(field(create ?? {}, "Create Table") ?? "")) continue;
+    for (const name of ["row_start", "row_end"]) list.push({ name, dbType: "timestamp(6)", nullable: false, charset: null });
+    const keyList = keyColumns.get(key);
+    if (keyList !== undefined && !keyList.includes("row_end")) keyList.push("row_end");
+  }
   for (const table of tables) {
     const key = tableKey(table.database, table.table);
     const list = byTable.get(key);

@@ -300,6 +300,36 @@ describe("MySQL source: column types", () => {
     }
   });
 
+  it("captures a MariaDB system-versioned table: the snapshot reads its current rows, the binlog its changes and the history rows they make", async () => {
+    await admin.query("CREATE TABLE versioned (id INT PRIMARY KEY, v INT) WITH SYSTEM VERSIONING");
+    await admin.query("INSERT INTO versioned VALUES (1, 1)");
+    // Period columns of its own: listed by information_schema, not added again.
+    await admin.query(
+      "CREATE TABLE periods (id INT PRIMARY KEY, s TIMESTAMP(6) GENERATED ALWAYS AS ROW START INVISIBLE, e TIMESTAMP(6) GENERATED ALWAYS AS ROW END INVISIBLE, PERIOD FOR SYSTEM_TIME(s, e)) WITH SYSTEM VERSIONING",
+    );
+    const definitions = await readDefinitions(sqlOf(admin), [{ database, table: "versioned" }, { database, table: "periods" }]);
+    assert.deepEqual([...definitions.values()].map((d) => [d.table, d.columns.map((c) => c.name), d.key]), [
+      ["versioned", ["id", "v", "row_start", "row_end"], ["id", "row_end"]],
+      ["periods", ["id", "s", "e"], ["id", "e"]],
+    ]);
+    const source = newSource(sourceConfig({ tables: [`${database}.versioned`] }));
+    await source.connect(null, AbortSignal.timeout(30_000));
+    try {
+      const snapshot = await readUntil(source, snapshotFinished);
+      const current = 2147483647999999n;
+      const rows = snapshot.events.filter((e) => e.op === "r");
+      assert.deepEqual(rows.map((e) => [e.key, e.after!["v"], e.after!["row_end"]]), [[{ id: 1, row_end: current }, 1, current]]);
+      await admin.query("UPDATE versioned SET v = 2 WHERE id = 1");
+      const stream = await readUntil(source, (c) => c.events.length >= 2);
+      // The update, and the row's old version kept as a history row (its row_end is the update's time).
+      assert.deepEqual(stream.events.map((e) => [e.op, e.after!["id"], e.after!["v"], e.after!["row_end"] === current]), [["u", 1, 2, true], ["c", 1, 1, false]]);
+      // The same schema either way: information_schema does not list the hidden period columns, the binlog logs them.
+      assert.deepEqual(snapshot.events.find((e) => e.op === "r")!.schema, stream.events[0]!.schema);
+    } finally {
+      await source.close();
+    }
+  });
+
   it("names a table without a primary key in a warning when capture starts (sinks refuse it); generated columns are captured", async () => {
     await admin.query("CREATE TABLE nokey (a INT, b TEXT)");
     await admin.query("CREATE TABLE gen (id INT PRIMARY KEY, price INT, s INT AS (price * 2) STORED, v INT AS (price * 3) VIRTUAL)");
