@@ -220,6 +220,11 @@ export class StreamDecoder {
         return;
       case "table-map":
         return this.tableMap(body, start);
+      case "unreadable-table-map":
+        // Tables Sluice does not capture may use what it cannot read; their rows are skipped anyway.
+        if (this.options.tracker.captured(body.database, body.table)) throw this.failure(body.error, null, binlogAt(this.fileIndex, start), tableKey(body.database, body.table));
+        this.tables.set(body.tableId, null);
+        return;
       case "rows":
         this.rows(header, body.rows, body.reader, start, out);
         return;

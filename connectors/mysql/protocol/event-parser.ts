@@ -28,7 +28,7 @@ import type { MariadbGtidEvent, MysqlGtidEvent, QueryEvent, RotateEvent } from "
 import { uncompressEventData } from "./mariadb-compressed-events.ts";
 import { readRowsHeader } from "./rows-event.ts";
 import type { RowsEventHeader } from "./rows-event.ts";
-import { readTableMap } from "./table-map.ts";
+import { readTableMap, readTableMapName } from "./table-map.ts";
 import type { TableMap } from "./table-map.ts";
 
 export type EventBody =
@@ -42,6 +42,8 @@ export type EventBody =
   | { readonly kind: "gtid-list"; readonly list: readonly MariadbGtid[] }
   /** `raw`: the event body after the table id, equal for equal table maps. */
   | { readonly kind: "table-map"; readonly map: TableMap; readonly raw: Buffer }
+  /** A table map whose columns cannot be read (a column type Sluice does not know): only its table is known. */
+  | { readonly kind: "unreadable-table-map"; readonly tableId: number; readonly database: string; readonly table: string; readonly error: RangeError }
   /** `reader` is positioned at the first row image (of the inflated images when `rows.compressed`: offsets in it are not the event's). */
   | { readonly kind: "rows"; readonly rows: RowsEventHeader; readonly reader: BinaryReader }
   | { readonly kind: "rows-query"; readonly query: string }
@@ -121,8 +123,16 @@ export class EventParser {
       case EventType.MARIADB_GTID_LIST:
         return { kind: "gtid-list", list: readMariadbGtidList(reader) };
       case EventType.TABLE_MAP: {
-        const bodyStart = reader.pos + (postHeaderLength(format, EventType.TABLE_MAP, 8) === 6 ? 4 : 6);
-        const map = readTableMap(reader, format, this.collations);
+        const start = reader.pos;
+        const bodyStart = start + (postHeaderLength(format, EventType.TABLE_MAP, 8) === 6 ? 4 : 6);
+        let map: TableMap;
+        try {
+          map = readTableMap(reader, format, this.collations);
+        } catch (error) {
+          if (!(error instanceof RangeError)) throw error;
+          reader.pos = start;
+          return { kind: "unreadable-table-map", ...readTableMapName(reader, format), error };
+        }
         return { kind: "table-map", map, raw: reader.bytes.subarray(bodyStart, reader.end) };
       }
       case EventType.MARIADB_ANNOTATE_ROWS:

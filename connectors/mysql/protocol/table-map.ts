@@ -75,7 +75,8 @@ export function readTableId(reader: BinaryReader, format: FormatDescription, typ
   return postHeaderLength(format, type, 8) === 6 ? reader.u32() : reader.u48();
 }
 
-export function readTableMap(reader: BinaryReader, format: FormatDescription, collations: CollationTable): TableMap {
+/** The table a table map names, read before its columns (which may be what cannot be read). */
+export function readTableMapName(reader: BinaryReader, format: FormatDescription): { readonly tableId: number; readonly database: string; readonly table: string } {
   const postHeader = postHeaderLength(format, EventType.TABLE_MAP, 8);
   const tableId = postHeader === 6 ? reader.u32() : reader.u48();
   reader.skip(2);
@@ -83,6 +84,11 @@ export function readTableMap(reader: BinaryReader, format: FormatDescription, co
   reader.skip(1);
   const table = reader.utf8(reader.u8());
   reader.skip(1);
+  return { tableId, database, table };
+}
+
+export function readTableMap(reader: BinaryReader, format: FormatDescription, collations: CollationTable): TableMap {
+  const { tableId, database, table } = readTableMapName(reader, format);
   const count = reader.lenenc();
   const types = reader.bytesView(count);
   const metadataLength = reader.lenenc();
