@@ -44,7 +44,7 @@ function config(checks: unknown[], freshness?: number): GovernanceConfig {
   return { tables: { "app.orders": { transforms: {}, checks } }, ...(freshness ? { freshness: { max_quiet: freshness } } : {}) } as GovernanceConfig;
 }
 
-test("each check: a failing value is counted and logged with table, key, column and check, never the value", () => {
+test("each check: a failing value is counted and logged with table, key, column and check, never the value", async () => {
   const { logger, lines } = logged();
   const failures: string[] = [];
   let checked = 0;
@@ -79,6 +79,8 @@ test("each check: a failing value is counted and logged with table, key, column 
     "app.orders:regex",
     "app.orders:unique_in_batch",
   ]);
+  // Rows checked are reported once the synchronous run of inspections is over.
+  await Promise.resolve();
   assert.equal(checked, 3);
   const warnings = lines.filter((l) => l["check"] !== undefined);
   assert.ok(warnings.every((l) => l["table"] === "app.orders" && typeof l["key"] === "string" && typeof l["column"] === "string"));
@@ -86,6 +88,19 @@ test("each check: a failing value is counted and logged with table, key, column 
   for (const value of ["secret-address", "shipped", "abcd", "1000.01"]) assert.ok(!text.includes(value), `the value ${value} was logged`);
   const report = checks.failures().find((f) => f.check === "unique_in_batch");
   assert.deepEqual({ ...report, lastAt: "" }, { table: "app.orders", check: "unique_in_batch", column: "code", action: "warn", failures: 1, lastKey: '{"id":3}', lastAt: "" });
+});
+
+test("rows checked are reported once per run of inspections (one increment of the labelled counter per batch, not per row)", async () => {
+  const reports: [string, number][] = [];
+  const checks = new DataChecks("pg", config([{ check: "not_null", column: "email", action: "warn" }]), logged().logger, { onRowsChecked: (table, rows) => void reports.push([table, rows]) });
+  for (let id = 1; id <= 3; id++) checks.inspect(event({ id, email: "e" }));
+  checks.inspect(event(null, "d"));
+  assert.deepEqual(reports, []);
+  await Promise.resolve();
+  assert.deepEqual(reports, [["app.orders", 3]]);
+  checks.inspect(event({ id: 4, email: null }));
+  await Promise.resolve();
+  assert.deepEqual(reports, [["app.orders", 3], ["app.orders", 1]]);
 });
 
 test("unique_in_batch starts over with each source batch; deletes are not checked", () => {

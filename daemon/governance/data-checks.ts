@@ -133,6 +133,10 @@ export class DataChecks {
   private lastChecks: readonly { check: DataCheck; test: Predicate }[] | undefined;
   private quietReported = false;
   private timer: NodeJS.Timeout | null = null;
+  /** Rows checked not reported yet (countRow), all of one table. */
+  private pendingTable = "";
+  private pendingRows = 0;
+  private reportQueued = false;
 
   constructor(sourceName: string, config: GovernanceConfig, logger: Logger, stats: DataCheckStats = {}) {
     this.sourceName = sourceName;
@@ -178,7 +182,7 @@ export class DataChecks {
     const checks = this.lastChecks;
     const row = event.after;
     if (!checks || checks.length === 0 || row === null) return null;
-    this.stats.onRowsChecked?.(table, 1);
+    this.countRow(table);
     let deadLetter: Failure | null = null;
     for (let i = 0; i < checks.length; i++) {
       const { check, test } = checks[i]!;
@@ -198,6 +202,30 @@ export class DataChecks {
     }
     return deadLetter;
   }
+
+  /**
+   * Rows checked are reported per table once the current synchronous run of inspections is over
+   * (a microtask: capture checks a batch's changes in one run), not per row: the labelled counter
+   * hashes its labels at every increment.
+   */
+  private countRow(table: string): void {
+    if (!this.stats.onRowsChecked) return;
+    if (this.pendingRows > 0 && table !== this.pendingTable) this.reportRows();
+    this.pendingTable = table;
+    this.pendingRows += 1;
+    if (!this.reportQueued) {
+      this.reportQueued = true;
+      queueMicrotask(this.reportRows);
+    }
+  }
+
+  private readonly reportRows = (): void => {
+    this.reportQueued = false;
+    const rows = this.pendingRows;
+    if (rows === 0) return;
+    this.pendingRows = 0;
+    this.stats.onRowsChecked!(this.pendingTable, rows);
+  };
 
   private duplicate(table: string, column: string, value: Exclude<ColumnValue, typeof UNCHANGED>): string | null {
     if (value === null) return null;
