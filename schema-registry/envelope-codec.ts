@@ -225,12 +225,12 @@ export function fromEnvelope(record: AvroRecordValue, mapping: TableAvroMapping,
   const row = after ?? before;
   const sourceInfo: SourceInfo = {
     connector: kind,
-    name: String(source.name),
-    db: String(source.db),
-    schema: kind === "postgres" ? String(source.schema) : String(source.db),
-    table: String(source.table ?? mapping.table.table),
+    name: recent.name.of(String(source.name)),
+    db: recent.db.of(String(source.db)),
+    schema: recent.schema.of(kind === "postgres" ? String(source.schema) : String(source.db)),
+    table: recent.table.of(String(source.table ?? mapping.table.table)),
     position: positionOf(source),
-    txId: transaction?.id ?? (kind === "postgres" ? (source.txId == null ? null : String(source.txId)) : ((source.gtid as string | null) ?? null)),
+    txId: recent.txId.ofNullable(transaction?.id ?? (kind === "postgres" ? (source.txId == null ? null : String(source.txId)) : ((source.gtid as string | null) ?? null))),
     commitTimeMs: Number(source.ts_ms),
     snapshot: source.snapshot != null && source.snapshot !== "false",
     ...(typeof source.snapshot === "string" && SNAPSHOT_MARKERS.has(source.snapshot) ? { snapshotMarker: source.snapshot as SnapshotMarker } : {}),
@@ -278,10 +278,36 @@ function binlogOf(source: AvroRecordValue): BinlogCoordinates {
 /** `["<commit>","<change>"]` as sourceBlock writes it: read without JSON.parse (once per change a sink reads). */
 const PLAIN_SEQUENCE = /^\["(\d+)","(\d+)"\]$/;
 
+/**
+ * The last value of a text every change of a table or transaction repeats, handed out again for
+ * an equal one: a sink's batch then holds one copy instead of one per change, and the copy just
+ * decoded dies young (a sink thread's collector otherwise copies and promotes them with the batch).
+ */
+class Recent {
+  private last: string | null = null;
+
+  of(text: string): string {
+    if (text === this.last) return this.last;
+    this.last = text;
+    return text;
+  }
+
+  ofNullable(text: string | null): string | null {
+    return text === null ? null : this.of(text);
+  }
+}
+
+const recent = { name: new Recent(), db: new Recent(), schema: new Recent(), table: new Recent(), txId: new Recent() };
+/** The last commit position read, as text and as bigint: a transaction's changes share it. */
+let lastCommit = { text: "", value: 0n };
+
 function positionOf(source: AvroRecordValue): Position {
   if (typeof source.sequence === "string") {
     const plain = PLAIN_SEQUENCE.exec(source.sequence);
-    if (plain !== null) return { commit: BigInt(plain[1]!), change: BigInt(plain[2]!) };
+    if (plain !== null) {
+      if (plain[1] !== lastCommit.text) lastCommit = { text: plain[1]!, value: BigInt(plain[1]!) };
+      return { commit: lastCommit.value, change: BigInt(plain[2]!) };
+    }
     try {
       const [commit, change] = JSON.parse(source.sequence) as [string, string];
       return { commit: BigInt(commit), change: BigInt(change) };
