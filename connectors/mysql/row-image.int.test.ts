@@ -2,7 +2,8 @@
  * Changes a session logged with binlog_row_image=MINIMAL or NOBLOB (the server's own setting is
  * FULL, checked at start, but every session may change its own): an update's left-out columns are
  * unchanged ones (absent from the change, which sinks keep), a create — an insert, or the new key of
- * a key-changing update — is completed by reading the row, and a warning names the table.
+ * a key-changing update — is completed by reading the row, and a warning names the table. A change
+ * logged as a statement (binlog_format=STATEMENT in a session) cannot be captured: an error says so.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -71,6 +72,26 @@ describe("MySQL source: row images other than FULL", () => {
       const warnings = lines.filter((l) => /binlog_row_image/.test(String(l["msg"])));
       assert.deepEqual(warnings.map((l) => l["table"]), [`${database}.p`], JSON.stringify(lines));
     } finally {
+      await source.close();
+    }
+  });
+
+  it("says so when a captured table's change is logged as a statement (binlog_format=STATEMENT in a session), which it cannot capture", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: "warn" }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const source = newSource(sourceConfig({ tables: [`${database}.p`], snapshot: { mode: "never", parallelism: 1, chunk_rows: 100 } }), { logger });
+    await source.connect(null, AbortSignal.timeout(30_000));
+    try {
+      await admin.query("SET SESSION binlog_format = 'STATEMENT'");
+      await admin.query("INSERT INTO p (id, at, name) VALUES (7, '2020-01-01', 'stmt')");
+      await admin.query("SET SESSION binlog_format = 'ROW'");
+      await admin.query("INSERT INTO p (id, at, name) VALUES (8, '2020-01-01', 'rows')");
+      const { events } = await readUntil(source, (c) => c.events.length >= 1);
+      assert.deepEqual(events.map((e) => e.after!["id"]), [8]);
+      const said = lines.filter((l) => /logged as a statement/.test(String(l["msg"])));
+      assert.deepEqual(said.map((l) => [l["table"], l["level"]]), [[`${database}.p`, 50]], JSON.stringify(lines));
+    } finally {
+      await admin.query("SET SESSION binlog_format = 'ROW'");
       await source.close();
     }
   });

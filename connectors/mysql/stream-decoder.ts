@@ -24,6 +24,7 @@ import type { TableMap } from "./protocol/table-map.ts";
 import type { BinaryReader } from "./protocol/binary-reader.ts";
 import { bitsSet } from "./protocol/binary-reader.ts";
 import type { Flavor } from "./resume-token.ts";
+import { dmlTarget } from "./schema/dml-target.ts";
 import type { SchemaTracker } from "./schema/schema-tracker.ts";
 import type { TableBinding } from "./schema/table-binding.ts";
 import { tableKey, toTableSchema } from "./schema/table-definition.ts";
@@ -132,6 +133,8 @@ export class StreamDecoder {
   partialImagesSeen = false;
   /** Tables warned about for partial row images. */
   private readonly partialTables = new Set<string>();
+  /** Tables warned about for changes logged as statements: when, and how many since. */
+  private readonly statementChanges = new Map<string, { at: number; since: number }>();
 
   constructor(options: StreamDecoderOptions) {
     this.options = options;
@@ -320,6 +323,8 @@ export class StreamDecoder {
       return;
     }
     if (head.startsWith("XA END") || head.startsWith("SAVEPOINT") || head.startsWith("ROLLBACK TO") || head.startsWith("RELEASE SAVEPOINT")) return;
+    const written = dmlTarget(statement, schema);
+    if (written !== null && this.options.tracker.captured(written.database, written.table)) this.noteStatementChange(tableKey(written.database, written.table), start, statement);
     if (this.transaction === null) this.begin(start, null, header.timestamp * 1000, null, true);
     const transaction = this.transaction!;
     const closes = !transaction.explicit;
@@ -432,6 +437,24 @@ export class StreamDecoder {
         }
       }
     }
+  }
+
+  /**
+   * A captured table's change logged as a statement (a session set binlog_format=STATEMENT or
+   * MIXED): it has no rows to capture. Said at once, then at most once a minute per table.
+   */
+  private noteStatementChange(table: string, start: number, statement: string): void {
+    const now = Date.now();
+    const noted = this.statementChanges.get(table);
+    if (noted !== undefined && now - noted.at < 60_000) {
+      noted.since++;
+      return;
+    }
+    this.statementChanges.set(table, { at: now, since: 0 });
+    this.options.logger.error(
+      { table, position: `${this.file}:${start}`, statement: statement.slice(0, 200), ...(noted === undefined ? {} : { moreSinceLastWarning: noted.since }) },
+      `a change of ${table} was logged as a statement, not as rows (a session set binlog_format=STATEMENT or MIXED): Sluice cannot capture it, so sinks miss it; set binlog_format=ROW in every session that writes captured tables, and read the table again with an online snapshot`,
+    );
   }
 
   private notePartialImages(table: string, start: number): void {
