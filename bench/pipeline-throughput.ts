@@ -90,8 +90,33 @@ function bestWindow(samples: readonly Sample[], key: "captured" | "warehouse" | 
 interface CpuSnapshot {
   /** pid → [consumer, utime + stime in clock ticks] */
   readonly processes: Map<number, [string, number]>;
+  /** The daemon's threads by name (V8's helper threads, which run the parallel collector's work, together): clock ticks. */
+  readonly threads: Map<string, number>;
   readonly busy: number;
   readonly total: number;
+}
+
+/** CPU ticks of each thread of a process, by thread name (`sink <name>` for a sink's thread, MainThread for capture). */
+function threadTicks(pid: number): Map<string, number> {
+  const threads = new Map<string, number>();
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return threads;
+  }
+  for (const task of tasks) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, "utf8");
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const key = name.startsWith("V8Worker") ? "V8 helper threads" : name;
+      threads.set(key, (threads.get(key) ?? 0) + Number(fields[11]) + Number(fields[12]));
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return threads;
 }
 
 /** CPU time of every process, sorted by consumer: the daemon, each service (by its pid file), PostgreSQL's processes, this benchmark, the rest. */
@@ -126,7 +151,21 @@ function cpuSnapshot(daemonPid: number): CpuSnapshot {
   }
   const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
   const total = cpu.reduce((a, b) => a + b, 0);
-  return { processes, busy: total - cpu[3]! - (cpu[4] ?? 0), total };
+  return { processes, threads: threadTicks(daemonPid), busy: total - cpu[3]! - (cpu[4] ?? 0), total };
+}
+
+/**
+ * CPU-seconds per 100k changes of the daemon's threads between two snapshots: capture on the main
+ * thread, each sink's thread, V8's helper threads. CPU per change says more than rates on a
+ * loaded machine, where every thread also waits for a core.
+ */
+function threadReport(before: CpuSnapshot, after: CpuSnapshot, changes: number): string {
+  const parts = [...after.threads]
+    .map(([name, ticks]) => [name, ticks - (before.threads.get(name) ?? 0)] as const)
+    .filter(([, ticks]) => ticks > 0)
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, ticks]) => `${name === "MainThread" ? "main thread (capture)" : name} ${((ticks / 100) * (100_000 / changes)).toFixed(2)}`);
+  return `daemon CPU-seconds per 100k changes while draining, by thread: ${parts.join(", ")}`;
 }
 
 /** Cores used per consumer between two snapshots (processes that ended meanwhile are not counted). */
@@ -186,7 +225,9 @@ async function throughput(daemon: SluiceDaemon): Promise<string[]> {
   }
   sampling = false;
   await sampler;
-  log(cpuReport(cpuBefore, cpuSnapshot(daemon.child.pid!), (performance.now() - drainStart) / 1000));
+  const cpuAfter = cpuSnapshot(daemon.child.pid!);
+  log(cpuReport(cpuBefore, cpuAfter, (performance.now() - drainStart) / 1000));
+  log(threadReport(cpuBefore, cpuAfter, written));
   const peakRss = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${daemon.child.pid!}/status`, "utf8"))?.[1];
   log(`sluice daemon peak RSS so far: ${fmt(Number(peakRss) / 1024)} MiB (capture and two sink threads)`);
   await Promise.all(writers.map((c) => c.end()));
