@@ -141,3 +141,46 @@ test("a term failing on an outage (a retriable error, e.g. Kafka unavailable) is
   stop.abort();
   await running;
 });
+
+test("join() stands as a candidate before run(): a lease granted meanwhile is led once run() starts, under that one candidacy; close() leaves a candidacy run() never took", async () => {
+  const leases: FakeLease[] = [];
+  const events: string[] = [];
+  const options = {
+    logger: createLogger("silent"),
+    newLease: (onChange: (held: boolean) => void) => {
+      const lease = new FakeLease(onChange);
+      leases.push(lease);
+      return lease;
+    },
+    lead: async (signal: AbortSignal) => {
+      events.push("lead");
+      await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+      events.push("ended");
+    },
+  };
+  const leadership = new CaptureLeadership(options);
+  leadership.join();
+  leadership.join();
+  assert.equal(leases.length, 1, "one candidacy");
+  leases[0]!.grant(true);
+  await tick();
+  assert.deepEqual(events, [], "no term before run()");
+  assert.equal(leadership.role(), "standby");
+  const stop = new AbortController();
+  const running = leadership.run(stop.signal);
+  await until(() => events.length === 1);
+  assert.equal(leadership.role(), "leader");
+  assert.equal(leases.length, 1, "run() leads under the candidacy join() made");
+  stop.abort();
+  await running;
+  assert.deepEqual(events, ["lead", "ended"]);
+  assert.equal(leases[0]!.closed, true);
+
+  const unused = new CaptureLeadership(options);
+  unused.join();
+  await unused.close();
+  assert.equal(leases.length, 2);
+  assert.equal(leases[1]!.closed, true, "the start failed before run(): its stop leaves the group");
+  await unused.run(AbortSignal.abort());
+  assert.equal(leases.length, 2, "a run() stopped before it started stands no candidate");
+});

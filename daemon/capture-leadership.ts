@@ -39,6 +39,8 @@ function isFenced(error: unknown): error is SluiceError {
 export class CaptureLeadership {
   private readonly options: LeadershipOptions;
   private lease: LeaseHandle | null = null;
+  /** The candidacy join() started, until run() takes it. */
+  private candidacy: Promise<void> | null = null;
   private wake: (() => void) | null = null;
   private term: AbortController | null = null;
   private roleNow: CaptureRole = "standby";
@@ -54,8 +56,31 @@ export class CaptureLeadership {
     return this.roleNow;
   }
 
+  /**
+   * Stands as a candidate now, before run(): joining the lease's group waits for the group's
+   * coordinator (a group with no members waits the broker's group.initial.rebalance.delay.ms, 3 s
+   * by default), and that wait overlaps the rest of the start. No term starts before run(); a lease
+   * granted meanwhile is led at once when run() starts. close() ends a candidacy run() never took.
+   */
+  join(): void {
+    if (this.candidacy || this.lease) return;
+    this.candidacy = this.candidate();
+    this.candidacy.catch(() => undefined);
+  }
+
+  /** Leaves the lease's group (a candidacy of join() that run() never took; run() leaves it itself when it ends). */
+  async close(): Promise<void> {
+    await this.candidacy?.catch(() => undefined);
+    this.candidacy = null;
+    const lease = this.lease;
+    this.lease = null;
+    await lease?.close();
+  }
+
   /** Runs terms until `stop` aborts; rejects only on a failure that is not a lost lease or a fencing. */
   async run(stop: AbortSignal): Promise<void> {
+    // Stopped before it ran (a signal while starting): no candidacy; the stop leaves one join() made (close()).
+    if (stop.aborted) return;
     const { logger } = this.options;
     const onStop = () => {
       this.term?.abort(new Error("stopping"));
@@ -64,7 +89,9 @@ export class CaptureLeadership {
     stop.addEventListener("abort", onStop, { once: true });
     let failedTerms = 0;
     try {
-      await this.candidate();
+      const joined = this.candidacy;
+      this.candidacy = null;
+      await (joined ?? this.candidate());
       while (!stop.aborted) {
         if (!this.lease?.held()) {
           await new Promise<void>((resolve) => (this.wake = resolve));

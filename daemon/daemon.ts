@@ -160,6 +160,8 @@ export class Daemon {
   /** With Kafka: capture runs under the capture lease (leader or standby). */
   private leadership: CaptureLeadership | null = null;
   private leading: Promise<void> = Promise.resolve();
+  /** Whether the leadership runs its terms (its candidacy starts earlier, as soon as the topic log is open). */
+  private leadershipRunning = false;
   private instances: InstanceDirectory | null = null;
   private started = false;
   private fatal: ((error: unknown) => void) | null = null;
@@ -231,6 +233,12 @@ export class Daemon {
     const writer = capturing ? captureWriter(this.config, this.selection) : `instance.${this.instanceId.replace(/[^A-Za-z0-9._-]/g, "_")}`;
     const readerLimits = this.memory.mainReader;
     this.log = await openTopicLog(this.config.topics, this.config.name, this.logger, this.captureStop.signal, writer, { lazyProducer: this.config.topics.kind === "kafka", ...(readerLimits ? { readerLimits } : {}) });
+    // The capture lease's group join overlaps the rest of the start: a broker makes a group with no
+    // members wait group.initial.rebalance.delay.ms (3 s by default) before it assigns the lease.
+    if (capturing && isKafkaLog(this.log)) {
+      this.leadership = this.captureLeadership(this.log);
+      this.leadership.join();
+    }
     const { registry, local } = await openRegistry(this.config, this.log);
     await reportUncompactedTopics(this.log, this.config, registry, this.logger).catch((error: unknown) =>
       this.logger.warn({ err: error instanceof SluiceError ? error.toLog() : String(error) }, "could not check the data topics' cleanup policy; checking again at the next start"),
@@ -342,6 +350,50 @@ export class Daemon {
     for (const c of this.captures) this.releasableSources.set(c.name, { release: (table: string, action: HaltAction, execute: boolean) => c.pipeline.release(table, action, execute, this.captureStop.signal) });
   }
 
+  /**
+   * Capture under the capture lease (a Kafka topic log): the process holding it captures, the others
+   * stand by. Made as soon as the log is open, so the lease's group join overlaps the rest of the start.
+   */
+  private captureLeadership(log: KafkaTopicLog): CaptureLeadership {
+    return new CaptureLeadership({
+      logger: this.logger.child({ component: "capture-lease" }),
+      newLease: (onChange) => log.captureLease({ group: captureLeaseGroup(this.config.name, captureWriter(this.config, this.selection) ?? "all"), holder: this.instanceId, sessionTimeoutMs: leaseSessionMs(), onChange }),
+      beforeLead: async (signal) => {
+        // Fence a former leader before anything is read (it may wake up and commit before it learns it lost the lease), then take its slot.
+        await log.claimWriter();
+        await takeOverSlots(this.config, this.selection, this.logger, signal);
+      },
+      lead: async (signal) => {
+        // The registry as the journal holds it now, with what a former leader registered.
+        const opened = await openRegistry(this.config, log);
+        // Served over HTTP too: consumers look up the ids this term's capture registers (and their own registrations get ids after them).
+        if (opened.local) [this.servedRegistry, this.servedIsCaptures] = [opened.local, true];
+        await this.createCaptures(opened.registry);
+        // A term's captures end together: one failing (e.g. fenced) ends the others.
+        const term = new AbortController();
+        const end = () => term.abort(signal.reason);
+        signal.addEventListener("abort", end, { once: true });
+        try {
+          const running = this.captures.map((c) => c.pipeline.run(term.signal).catch((error: unknown) => {
+            term.abort(error);
+            throw error;
+          }));
+          const outcomes = await Promise.allSettled(running);
+          const failed = outcomes.find((o) => o.status === "rejected");
+          if (failed) throw failed.reason;
+        } finally {
+          signal.removeEventListener("abort", end);
+          this.captures = [];
+          this.releasableSources.clear();
+          this.servedIsCaptures = false;
+          // A standby checks nothing (freshness included) until it leads again.
+          for (const checks of this.dataChecks.values()) checks.close();
+          this.dataChecks.clear();
+        }
+      },
+    });
+  }
+
   /** Starts the sinks this process runs and, beside them, capture (at once, or under the capture lease); mounts the HTTP handlers. */
   private async startParts(registry: SchemaRegistry): Promise<void> {
     // Schemas the capture registers after this process started (a capture elsewhere, or a former leader) are read again on demand.
@@ -372,47 +424,9 @@ export class Daemon {
     // Even when capture fails to start, the sink threads are settled and kept, so the stop that follows ends them.
     let sinkFailure: PromiseRejectedResult | undefined;
     try {
-      const log = this.log;
-      if (this.selection.sources.length > 0 && isKafkaLog(log)) {
-        const leadership = new CaptureLeadership({
-          logger: this.logger.child({ component: "capture-lease" }),
-          newLease: (onChange) => log.captureLease({ group: captureLeaseGroup(this.config.name, captureWriter(this.config, this.selection) ?? "all"), holder: this.instanceId, sessionTimeoutMs: leaseSessionMs(), onChange }),
-          beforeLead: async (signal) => {
-            // Fence a former leader before anything is read (it may wake up and commit before it learns it lost the lease), then take its slot.
-            await log.claimWriter();
-            await takeOverSlots(this.config, this.selection, this.logger, signal);
-          },
-          lead: async (signal) => {
-            // The registry as the journal holds it now, with what a former leader registered.
-            const opened = await openRegistry(this.config, log);
-            // Served over HTTP too: consumers look up the ids this term's capture registers (and their own registrations get ids after them).
-            if (opened.local) [this.servedRegistry, this.servedIsCaptures] = [opened.local, true];
-            await this.createCaptures(opened.registry);
-            // A term's captures end together: one failing (e.g. fenced) ends the others.
-            const term = new AbortController();
-            const end = () => term.abort(signal.reason);
-            signal.addEventListener("abort", end, { once: true });
-            try {
-              const running = this.captures.map((c) => c.pipeline.run(term.signal).catch((error: unknown) => {
-                term.abort(error);
-                throw error;
-              }));
-              const outcomes = await Promise.allSettled(running);
-              const failed = outcomes.find((o) => o.status === "rejected");
-              if (failed) throw failed.reason;
-            } finally {
-              signal.removeEventListener("abort", end);
-              this.captures = [];
-              this.releasableSources.clear();
-              this.servedIsCaptures = false;
-              // A standby checks nothing (freshness included) until it leads again.
-              for (const checks of this.dataChecks.values()) checks.close();
-              this.dataChecks.clear();
-            }
-          },
-        });
-        this.leadership = leadership;
-        this.leading = this.supervise(`source ${this.selection.sources.join(", ")}`, leadership.run(this.captureStop.signal));
+      if (this.leadership) {
+        this.leadershipRunning = true;
+        this.leading = this.supervise(`source ${this.selection.sources.join(", ")}`, this.leadership.run(this.captureStop.signal));
       } else {
         await this.createCaptures(registry);
         this.servedIsCaptures = this.selection.sources.length > 0 && registry === this.servedRegistry;
@@ -559,7 +573,8 @@ export class Daemon {
 
   /** Leader or standby when capture runs under the lease (Kafka); null when this process captures nothing or captures alone (embedded log). */
   private captureRole(): CaptureRole | null {
-    if (!this.leadership) return null;
+    // The lease is joined early in the start, but the process stands by (or leads) only once it runs the terms.
+    if (!this.leadership || !this.leadershipRunning) return null;
     // Between terms (the lease just granted, captures not created yet) it still counts as standby.
     return this.leadership.role() === "leader" && this.captures.length > 0 ? "leader" : "standby";
   }
@@ -733,7 +748,9 @@ export class Daemon {
     const graceful = (async () => {
       this.captureStop.abort(new Error(`stopping: ${reason}`));
       // Sinks stop at the same time: a capture waiting for an unreachable Kafka must not keep them from finishing their batch.
-      const captures = this.leadership ? [step("capture", () => this.leading)] : this.captures.map((c) => step(`source ${c.name}`, () => c.done));
+      const leadership = this.leadership;
+      // A candidacy the start made but never ran (the start failed first) leaves the lease's group too.
+      const captures = leadership ? [step("capture", () => this.leading.then(() => leadership.close()))] : this.captures.map((c) => step(`source ${c.name}`, () => c.done));
       await Promise.all([...captures, ...this.sinks.map((s) => step(`sink ${s.name}`, () => s.thread.stop().then(() => s.done)))]);
       await this.instances?.close();
       const log = this.log;
