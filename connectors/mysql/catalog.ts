@@ -131,6 +131,15 @@ export async function readDefinitions(sql: Sql, tables: readonly TableName[]): P
       WHERE (t.TABLE_SCHEMA, t.TABLE_NAME) IN (${pairs})`,
     values,
   );
+  // MariaDB indexes a UNIQUE key too long for its engine (on TEXT/BLOB) by a hidden hash column per key, which the binlog logs.
+  const hashKeys = await sql.rows(
+    `SELECT s.TABLE_SCHEMA, s.TABLE_NAME, COUNT(DISTINCT s.INDEX_NAME) AS HIDDEN FROM information_schema.STATISTICS s
+       JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = s.TABLE_SCHEMA AND t.TABLE_NAME = s.TABLE_NAME
+      WHERE s.INDEX_TYPE = 'HASH' AND s.NON_UNIQUE = 0 AND t.ENGINE NOT IN ('MEMORY', 'HEAP') AND (s.TABLE_SCHEMA, s.TABLE_NAME) IN (${pairs})
+      GROUP BY s.TABLE_SCHEMA, s.TABLE_NAME`,
+    values,
+  );
+  const hiddenColumns = new Map(hashKeys.map((row) => [tableKey(field(row, "TABLE_SCHEMA")!, field(row, "TABLE_NAME")!), Number(field(row, "HIDDEN"))]));
   const byTable = new Map<string, ColumnDefinition[]>();
   for (const row of columns) {
     const key = tableKey(field(row, "TABLE_SCHEMA")!, field(row, "TABLE_NAME")!);
@@ -163,7 +172,8 @@ export async function readDefinitions(sql: Sql, tables: readonly TableName[]): P
     const key = tableKey(table.database, table.table);
     const list = byTable.get(key);
     if (list === undefined) continue;
-    result.set(key, { database: table.database, table: table.table, columns: list, key: keyColumns.get(key) ?? [], defaultCharset: defaultCharsets.get(key) ?? null });
+    const hidden = hiddenColumns.get(key) ?? 0;
+    result.set(key, { database: table.database, table: table.table, columns: list, key: keyColumns.get(key) ?? [], defaultCharset: defaultCharsets.get(key) ?? null, ...(hidden > 0 ? { hiddenColumns: hidden } : {}) });
   }
   return result;
 }

@@ -330,6 +330,25 @@ describe("MySQL source: column types", () => {
     }
   });
 
+  it("reads past MariaDB's hidden hash column of a UNIQUE key on TEXT: the same columns from the snapshot and the binlog", async () => {
+    await admin.query("CREATE TABLE hashed (id INT PRIMARY KEY, b TEXT, n INT UNSIGNED, UNIQUE KEY (b))");
+    await admin.query("INSERT INTO hashed VALUES (1, 'one', 4294967295)");
+    const definition = (await readDefinitions(sqlOf(admin), [{ database, table: "hashed" }])).get(`${database}.hashed`)!;
+    assert.equal(definition.hiddenColumns, 1);
+    const source = newSource(sourceConfig({ tables: [`${database}.hashed`] }));
+    await source.connect(null, AbortSignal.timeout(30_000));
+    try {
+      const snapshot = await readUntil(source, snapshotFinished);
+      await admin.query("INSERT INTO hashed VALUES (2, 'two', 4294967295)");
+      const stream = await readUntil(source, (c) => c.events.length >= 1);
+      const read = snapshot.events.find((e) => e.op === "r")!;
+      assert.deepEqual([read.after, stream.events[0]!.after], [{ id: 1, b: "one", n: 4294967295 }, { id: 2, b: "two", n: 4294967295 }]);
+      assert.deepEqual(stream.events[0]!.schema, read.schema);
+    } finally {
+      await source.close();
+    }
+  });
+
   it("names a table without a primary key in a warning when capture starts (sinks refuse it); generated columns are captured", async () => {
     await admin.query("CREATE TABLE nokey (a INT, b TEXT)");
     await admin.query("CREATE TABLE gen (id INT PRIMARY KEY, price INT, s INT AS (price * 2) STORED, v INT AS (price * 3) VIRTUAL)");

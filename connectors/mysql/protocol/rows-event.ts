@@ -57,6 +57,8 @@ export interface RowColumn {
   readonly json: boolean;
   /** Bytes of the JSON length prefix. */
   readonly jsonLengthBytes: number;
+  /** Read past, not delivered (MariaDB's hidden hash columns, TableDefinition.hiddenColumns). */
+  readonly hidden?: boolean;
 }
 
 export interface RowChange {
@@ -131,7 +133,7 @@ function readImage(
     if (column.json) jsonIndex++;
     if (!bitIsSet(present, i)) continue;
     if (bitIsSet(nulls, nullIndex++)) {
-      row[column.name] = null;
+      if (column.hidden !== true) row[column.name] = null;
       continue;
     }
     if (partial) {
@@ -140,7 +142,8 @@ function readImage(
       continue;
     }
     const start = reader.pos;
-    row[column.name] = column.decode(reader);
+    const value = column.decode(reader);
+    if (column.hidden !== true) row[column.name] = value;
     if (jsonRanges !== null && column.json && partialBits === null) {
       jsonRanges[i * 2] = start + column.jsonLengthBytes;
       jsonRanges[i * 2 + 1] = reader.pos;

@@ -37,10 +37,11 @@ export type BindResult =
 const UTF8MB4 = charsetNamed("utf8mb4");
 
 export function definitionFitsTableMap(definition: TableDefinition, map: TableMap): string | null {
-  if (definition.columns.length !== map.columns.length) {
-    return `the table map has ${map.columns.length} columns, the known definition ${definition.columns.length}`;
+  const hidden = definition.hiddenColumns ?? 0;
+  if (definition.columns.length + hidden !== map.columns.length) {
+    return `the table map has ${map.columns.length} columns, the known definition ${definition.columns.length}${hidden > 0 ? ` and ${hidden} hidden` : ""}`;
   }
-  for (let i = 0; i < map.columns.length; i++) {
+  for (let i = 0; i < definition.columns.length; i++) {
     const column = map.columns[i]!;
     const known = definition.columns[i]!;
     if (map.hasNames && column.name !== known.name) return `column ${i + 1} is ${column.name} in the table map, ${known.name} in the known definition`;
@@ -67,8 +68,19 @@ function isTextual(column: TableMapColumn): boolean {
   return isCharacterType(column.realType) || isEnumOrSet(column.realType);
 }
 
+/** MariaDB's hidden hash columns of long UNIQUE keys, as the binlog names them: the last ones. */
+const HIDDEN_HASH_COLUMN = /^DB_ROW_HASH_\d+$/;
+
+function hiddenTrailingColumns(map: TableMap, context: BindingContext): number {
+  if (!context.mariadb) return 0;
+  let hidden = 0;
+  while (hidden < map.columns.length && HIDDEN_HASH_COLUMN.test(map.columns[map.columns.length - 1 - hidden]!.name ?? "")) hidden++;
+  return hidden;
+}
+
 function definitionFromTableMap(map: TableMap, previous: TableDefinition | null, context: BindingContext): TableDefinition {
-  const columns = map.columns.map((column): ColumnDefinition => {
+  const hidden = hiddenTrailingColumns(map, context);
+  const columns = map.columns.slice(0, map.columns.length - hidden).map((column): ColumnDefinition => {
     const name = column.name!;
     const charset = isTextual(column) ? columnCharset(column, undefined, context) : null;
     const binary = charset?.binary === true;
@@ -84,12 +96,13 @@ function definitionFromTableMap(map: TableMap, previous: TableDefinition | null,
     map.primaryKey !== null
       ? map.primaryKey.map((index) => columns[index]?.name).filter((n): n is string => n !== undefined)
       : (previous?.key ?? []).filter((name) => names.has(name));
-  return { database: map.database, table: map.table, columns, key, defaultCharset: previous?.defaultCharset ?? null };
+  return { database: map.database, table: map.table, columns, key, defaultCharset: previous?.defaultCharset ?? null, ...(hidden > 0 ? { hiddenColumns: hidden } : {}) };
 }
 
 function bind(map: TableMap, definition: TableDefinition, context: BindingContext): TableBinding {
   const columns = map.columns.map((column, i): RowColumn => {
-    const known = definition.columns[i]!;
+    const known = definition.columns[i];
+    if (known === undefined) return hiddenColumn(column, i, context);
     const charset = isTextual(column) ? columnCharset(column, known, context) : UTF8MB4;
     const decode = valueDecoder(
       column,
@@ -105,4 +118,11 @@ function bind(map: TableMap, definition: TableDefinition, context: BindingContex
     return { name: known.name, decode, json: column.realType === ColumnType.JSON, jsonLengthBytes: column.length };
   });
   return { definition, schema: toTableSchema(context.sourceName, definition), columns };
+}
+
+/** A hidden column (TableDefinition.hiddenColumns): read as the binlog logs it, not delivered. */
+function hiddenColumn(column: TableMapColumn, index: number, context: BindingContext): RowColumn {
+  const name = column.name ?? `hidden ${index + 1}`;
+  const decode = valueDecoder(column, { name, dbType: "", unsigned: column.unsigned === true, charset: UTF8MB4, members: column.members ?? [] }, context.zeroDates);
+  return { name, decode, json: false, jsonLengthBytes: 0, hidden: true };
 }

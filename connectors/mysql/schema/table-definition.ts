@@ -24,6 +24,11 @@ export interface TableDefinition {
   readonly key: readonly string[];
   /** The table's default charset, for columns added later without one. */
   readonly defaultCharset: string | null;
+  /**
+   * MariaDB's hidden hash columns (DB_ROW_HASH_n) of UNIQUE keys too long to index (on TEXT/BLOB):
+   * the binlog logs them after every other column; they are read past, never delivered.
+   */
+  readonly hiddenColumns?: number;
 }
 
 const INTEGER_TYPES = new Set(["tinyint", "smallint", "mediumint", "int", "integer", "bigint"]);
