@@ -16,7 +16,7 @@ const V2 = { type: "record", name: "R", fields: [{ name: "a", type: "int" }, { n
 /** A real registry behind a server that counts requests and can be told to misbehave. */
 class TestServer {
   readonly requests: string[] = [];
-  mode: "normal" | "unavailable" | "slow" = "normal";
+  mode: "normal" | "unavailable" | "slow" | "stalled-body" | "cut-body" = "normal";
   private server: Server | undefined;
   url = "";
 
@@ -30,6 +30,13 @@ class TestServer {
         return;
       }
       if (this.mode === "slow") return;
+      if (this.mode === "stalled-body" || this.mode === "cut-body") {
+        // The answer's head, then part of its body, then nothing more (or the connection cut).
+        res.writeHead(200, { "content-type": "application/json", "content-length": "100" });
+        res.write('["r-val');
+        if (this.mode === "cut-body") setTimeout(() => res.destroy(), 20);
+        return;
+      }
       void handler(req, res);
     });
     await new Promise<void>((resolve) => this.server?.listen(0, "127.0.0.1", resolve));
@@ -132,6 +139,21 @@ describe("RemoteRegistry", () => {
       assert.match(error.message, /no answer within 100 ms/);
     } finally {
       server.mode = "normal";
+    }
+  });
+
+  it("times out retriably, and does not throw the fetch's own TimeoutError, when the body stops coming after the head", async () => {
+    for (const mode of ["stalled-body", "cut-body"] as const) {
+      server.mode = mode;
+      try {
+        const error = await new RemoteRegistry({ url: server.url, timeoutMs: 200 }).listSubjects().catch((e: unknown) => e);
+        assert.ok(error instanceof RegistryError, `${mode}: ${String(error)}`);
+        assert.equal(error.kind, "UNAVAILABLE", mode);
+        assert.ok(isRetriable(error), mode);
+        assert.match(error.message, /GET \/subjects/, mode);
+      } finally {
+        server.mode = "normal";
+      }
     }
   });
 

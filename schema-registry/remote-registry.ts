@@ -149,6 +149,7 @@ export class RemoteRegistry implements SchemaRegistry {
     const url = `${this.baseUrl}${path}`;
     const context = { registry: this.baseUrl, request: `${method} ${path}` };
     let response: Response;
+    let text: string;
     try {
       response = await fetch(url, {
         method,
@@ -156,6 +157,8 @@ export class RemoteRegistry implements SchemaRegistry {
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal: AbortSignal.timeout(this.timeoutMs),
       });
+      // The timeout covers the body too: a body that stops coming (or a connection cut after the head) rejects here.
+      text = await response.text();
     } catch (error) {
       const reason = (error as Error).name === "TimeoutError" ? `no answer within ${this.timeoutMs} ms` : describeNetworkError(error);
       throw new RegistryError("UNAVAILABLE", `schema registry ${this.baseUrl} unreachable (${method} ${path}): ${reason}`, {
@@ -164,7 +167,6 @@ export class RemoteRegistry implements SchemaRegistry {
         cause: error,
       });
     }
-    const text = await response.text();
     let parsed: unknown = undefined;
     try {
       parsed = text === "" ? undefined : JSON.parse(text);
