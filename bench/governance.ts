@@ -9,7 +9,7 @@
  * between runs; on a loaded machine the CPU ratio is the steadier one).
  *
  *   node bench/governance.ts [--changes 60000] [--tx 1000] [--rounds 2] [--hash | --checks-only] [--profile DIR]
- *                            [--threads] [--before DIR] [--memory SIZE] [--node-options OPTS] [--keep-logs DIR]
+ *                            [--threads] [--before DIR] [--memory SIZE] [--read-ahead SIZE] [--node-options OPTS] [--keep-logs DIR]
  *
  * --profile DIR: the daemons run with --cpu-prof and write their CPU profiles into DIR/plain and DIR/governed.
  * --checks-only: `governed` has the three checks and no personal or hashed column.
@@ -17,7 +17,8 @@
  *   garbage collector's helpers) per 100k changes.
  * --before DIR: each round also drains with another checkout's daemon (`git worktree add DIR <commit>`,
  *   with a node_modules link), alternating with this one's: before/after ratios measured in one run.
- * --memory SIZE: the daemons' `memory` budget (default: the default budget).
+ * --memory SIZE: the daemons' `memory` budget (default: the default budget); --read-ahead SIZE: the
+ *   source's max_buffer_bytes (default: from the budget).
  * --node-options OPTS: NODE_OPTIONS of the daemons (e.g. --import of a module that turns on --trace-gc);
  *   --keep-logs DIR keeps their logs.
  */
@@ -40,6 +41,7 @@ const { values: args } = parseArgs({
     "node-options": { type: "string" },
     "keep-logs": { type: "string" },
     memory: { type: "string" },
+    "read-ahead": { type: "string" },
     before: { type: "string" },
   },
 });
@@ -143,6 +145,7 @@ async function drain(reader: Reader, round: number): Promise<{ seconds: number; 
           create_slot: false,
           create_publication: false,
           snapshot: { mode: "never" },
+          ...(args["read-ahead"] === undefined ? {} : { max_buffer_bytes: args["read-ahead"] }),
           ...(isGoverned(reader) ? { governance: GOVERNANCE } : {}),
         }),
       ],
