@@ -11,6 +11,7 @@
  * the peak RSS (VmHWM) of each daemon process, and the 1-minute load average at each start.
  *
  *   node bench/memory-budget.ts [--rows 1000000] [--changes 500000] [--rounds 2] [--modes default,unbounded,512MiB]
+ *     [--before ../other-checkout/daemon/sluice.js]   (each mode also as "before:<mode>" with that checkout)
  */
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -25,6 +26,8 @@ const { values: args } = parseArgs({
     changes: { type: "string", default: "500000" },
     rounds: { type: "string", default: "2" },
     modes: { type: "string", default: "default,unbounded" },
+    /** Another checkout's daemon/sluice.js: each mode also runs with it, as "before:<mode>" (same table, alternating). */
+    before: { type: "string" },
   },
 });
 const ROWS = Number(args.rows);
@@ -32,8 +35,10 @@ const CHANGES = Number(args.changes);
 const ROUNDS = Number(args.rounds);
 /** default (no memory key), unbounded (memory: 16GiB), or a budget such as 512MiB. */
 type Mode = string;
-const MODES = args.modes.split(",");
-const memoryOf = (mode: Mode): Record<string, unknown> => (mode === "default" ? {} : { memory: mode === "unbounded" ? "16GiB" : mode });
+const MODES = args.modes.split(",").flatMap((mode) => (args.before ? [`before:${mode}`, mode] : [mode]));
+const budgetOf = (mode: Mode) => mode.replace(/^before:/, "");
+const memoryOf = (mode: Mode): Record<string, unknown> => (budgetOf(mode) === "default" ? {} : { memory: budgetOf(mode) === "unbounded" ? "16GiB" : budgetOf(mode) });
+const entryOf = (mode: Mode) => (mode.startsWith("before:") && args.before ? { entry: args.before } : {});
 
 const schema = randomName("bench_mem");
 const TABLE = `"${schema}".items`;
@@ -46,7 +51,13 @@ interface Phase {
   readonly peakRssMiB: number;
   /** Most V8 heap in use seen per thread (the /metrics samples). */
   readonly peakHeapMiB: Record<string, number>;
+  /** Most DuckDB memory seen (sum of duckdb_memory()'s memory_usage_bytes, through the query endpoint). */
+  readonly peakDuckdbMiB: number;
+  /** RSS when the daemon first answered /metrics (modules loaded, before most of the work). */
+  readonly startRssMiB: number;
   readonly load: number;
+  /** Process CPU (every thread: JavaScript, GC, DuckDB, SQLite) from the first applied change to the last, per 100k changes. */
+  readonly cpuPer100k: number;
 }
 
 interface Result {
@@ -77,13 +88,34 @@ async function writeBacklog(client: pg.Client): Promise<void> {
   }
 }
 
+/** CPU-seconds the process used so far, all threads. */
+function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+function vmRssMiB(pid: number): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]) / 1024;
+}
+
+/** DuckDB's own count of the memory it holds (its buffer manager's tags), in MiB. */
+async function duckdbMemoryMiB(daemon: SluiceDaemon): Promise<number> {
+  const response = await fetch(`${daemon.url}/sinks/warehouse/query`, { method: "POST", body: "SELECT sum(memory_usage_bytes)::BIGINT AS bytes FROM duckdb_memory()", signal: AbortSignal.timeout(5_000) });
+  const answer = (await response.json()) as { rows?: { bytes: number | string }[] };
+  return Number(answer.rows?.[0]?.bytes ?? 0) / 2 ** 20;
+}
+
 /** Starts the daemon, waits until its sink applied `expected` changes; rate from the first applied change to the last, and the process's peak RSS. */
-async function drain(config: Record<string, unknown>, label: string, expected: number): Promise<{ phase: Phase; daemon: SluiceDaemon }> {
+async function drain(config: Record<string, unknown>, label: string, expected: number, mode: Mode): Promise<{ phase: Phase; daemon: SluiceDaemon }> {
   const load = loadavg()[0]!;
-  const daemon = await SluiceDaemon.start(dir, config, label);
-  let first: { at: number; applied: number } | null = null;
+  const daemon = await SluiceDaemon.start(dir, config, label, entryOf(mode));
+  let first: { at: number; applied: number; cpu: number } | null = null;
   const peakHeap: Record<string, number> = {};
-  let before = { at: performance.now(), applied: 0 };
+  let peakDuckdb = 0;
+  let startRss = 0;
+  let lastDuckdbSample = 0;
+  let before = { at: performance.now(), applied: 0, cpu: 0 };
   const deadline = performance.now() + 30 * 60_000;
   for (;;) {
     if (performance.now() > deadline) throw new Error(`${label}: not applied within 30 min\n${daemon.logTail()}`);
@@ -92,15 +124,21 @@ async function drain(config: Record<string, unknown>, label: string, expected: n
     const text = await daemon.metrics().catch(() => null);
     if (text === null) continue;
     const applied = metricValue(text, "sluice_sink_changes_applied_total", { sink: "warehouse" });
+    if (startRss === 0) startRss = vmRssMiB(daemon.child.pid!);
+    if (performance.now() - lastDuckdbSample > 1_000) {
+      lastDuckdbSample = performance.now();
+      peakDuckdb = Math.max(peakDuckdb, await duckdbMemoryMiB(daemon).catch(() => 0));
+    }
     for (const thread of ["main", "sink warehouse"]) peakHeap[thread] = Math.max(peakHeap[thread] ?? 0, metricValue(text, "sluice_thread_heap_used_bytes", { thread }) / 2 ** 20);
     const at = performance.now();
-    if (first === null && applied === 0) before = { at, applied };
+    const cpu = processCpuSeconds(daemon.child.pid!);
+    if (first === null && applied === 0) before = { at, applied, cpu };
     if (first === null && applied >= expected) first = before;
-    if (first === null && applied > 0) first = { at, applied };
+    if (first === null && applied > 0) first = { at, applied, cpu };
     if (first !== null && applied >= expected) {
       const rss = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${daemon.child.pid!}/status`, "utf8"))?.[1]) / 1024;
       const counted = applied - first.applied;
-      return { phase: { perSecond: counted / ((at - first.at) / 1000), peakRssMiB: rss, peakHeapMiB: peakHeap, load }, daemon };
+      return { phase: { perSecond: counted / ((at - first.at) / 1000), peakRssMiB: rss, peakHeapMiB: peakHeap, peakDuckdbMiB: peakDuckdb, startRssMiB: startRss, load, cpuPer100k: ((cpu - first.cpu) / counted) * 100_000 }, daemon };
     }
     await sleep(200);
   }
@@ -118,14 +156,16 @@ async function run(client: pg.Client, mode: Mode, round: number): Promise<Result
     logging: { level: "info" },
   };
   try {
-    const first = await drain(config, `${deployment}-snapshot`, ROWS);
+    const first = await drain(config, `${deployment}-snapshot`, ROWS, mode);
     const planLine = readFileSync(first.daemon.logFile, "utf8").split("\n").find((l) => l.includes('"msg":"memory budget"')) ?? "{}";
-    const memory = (JSON.parse(planLine) as { memory?: { mainHeapMiB?: { old: number; young: number }; sinks?: Record<string, { heapMiB: { old: number; young: number }; duckdbMemoryLimitMiB?: number }>; budgetMiB?: number } }).memory;
+    const memory = (JSON.parse(planLine) as { memory?: { mainHeapMiB?: { old: number; young: number }; sources?: Record<string, { readAheadMiB: number }>; sinks?: Record<string, { heapMiB: { old: number; young: number }; batchMiB: number; duckdbMemoryLimitMiB?: number; duckdbThreads?: number }>; budgetMiB?: number } }).memory;
     const sink = memory?.sinks?.["warehouse"];
-    const plan = `budget ${memory?.budgetMiB} MiB: main heap ${memory?.mainHeapMiB?.old}+${memory?.mainHeapMiB?.young}, sink heap ${sink?.heapMiB.old}+${sink?.heapMiB.young}, DuckDB ${sink?.duckdbMemoryLimitMiB} MiB`;
+    const plan =
+      `budget ${memory?.budgetMiB} MiB: main heap ${memory?.mainHeapMiB?.old}+${memory?.mainHeapMiB?.young} (read-ahead ${memory?.sources?.[source]?.readAheadMiB} MiB), ` +
+      `sink heap ${sink?.heapMiB.old}+${sink?.heapMiB.young} (batch ${sink?.batchMiB} MiB), DuckDB ${sink?.duckdbMemoryLimitMiB} MiB, ${sink?.duckdbThreads} threads`;
     await first.daemon.stop();
     await writeBacklog(client);
-    const second = await drain(config, `${deployment}-backlog`, CHANGES);
+    const second = await drain(config, `${deployment}-backlog`, CHANGES, mode);
     await second.daemon.stop();
     return { mode, round, snapshot: first.phase, backlog: second.phase, plan };
   } finally {
@@ -133,6 +173,11 @@ async function run(client: pg.Client, mode: Mode, round: number): Promise<Result
     await dropPostgres(client, { slot: `sluice_${source}`, publication: `sluice_${source}` }).catch(() => undefined);
     await client.query(`VACUUM ${TABLE}`);
   }
+}
+
+function phaseText(phase: Phase): string {
+  const heap = JSON.stringify(phase.peakHeapMiB, (_k, v: unknown) => (typeof v === "number" ? Math.round(v) : v));
+  return `${phase.cpuPer100k.toFixed(2)} CPU-s per 100k, peak RSS ${fmt(phase.peakRssMiB)} MiB (${fmt(phase.startRssMiB)} at start), heap in use ${heap}, DuckDB ${fmt(phase.peakDuckdbMiB)} MiB, load ${phase.load.toFixed(2)}`;
 }
 
 async function main(): Promise<void> {
@@ -145,8 +190,7 @@ async function main(): Promise<void> {
         const result = await run(client, mode, round);
         results.push(result);
         log(
-          `round ${round} ${mode}: snapshot ${fmt(result.snapshot.perSecond)} rows/s (peak RSS ${fmt(result.snapshot.peakRssMiB)} MiB, heap in use ${JSON.stringify(result.snapshot.peakHeapMiB, (_k, v: unknown) => (typeof v === "number" ? Math.round(v) : v))}, load ${result.snapshot.load.toFixed(2)}), ` +
-            `backlog ${fmt(result.backlog.perSecond)} changes/s (peak RSS ${fmt(result.backlog.peakRssMiB)} MiB, heap in use ${JSON.stringify(result.backlog.peakHeapMiB, (_k, v: unknown) => (typeof v === "number" ? Math.round(v) : v))}, load ${result.backlog.load.toFixed(2)}); ${result.plan}`,
+          `round ${round} ${mode}: snapshot ${fmt(result.snapshot.perSecond)} rows/s (${phaseText(result.snapshot)}), backlog ${fmt(result.backlog.perSecond)} changes/s (${phaseText(result.backlog)}); ${result.plan}`,
         );
       }
     }
@@ -155,14 +199,17 @@ async function main(): Promise<void> {
     await client.end();
     removeDir(dir);
   }
-  log("\n| round | mode | snapshot rows/s | backlog changes/s | peak RSS snapshot / backlog |");
-  log("| --- | --- | --- | --- | --- |");
-  for (const r of results) log(`| ${r.round} | ${r.mode} | ${fmt(r.snapshot.perSecond)} | ${fmt(r.backlog.perSecond)} | ${fmt(r.snapshot.peakRssMiB)} / ${fmt(r.backlog.peakRssMiB)} MiB |`);
-  if (MODES.includes("default") && MODES.includes("unbounded")) {
-    log("\nratio default / unbounded (same round): snapshot, backlog");
+  log("\n| round | mode | snapshot rows/s | backlog changes/s | CPU-s per 100k snapshot / backlog | peak RSS snapshot / backlog |");
+  log("| --- | --- | --- | --- | --- | --- |");
+  for (const r of results) {
+    log(`| ${r.round} | ${r.mode} | ${fmt(r.snapshot.perSecond)} | ${fmt(r.backlog.perSecond)} | ${r.snapshot.cpuPer100k.toFixed(2)} / ${r.backlog.cpuPer100k.toFixed(2)} | ${fmt(r.snapshot.peakRssMiB)} / ${fmt(r.backlog.peakRssMiB)} MiB |`);
+  }
+  for (const prefix of args.before ? ["before:", ""] : [""]) {
+    if (!MODES.includes(`${prefix}default`) || !MODES.includes(`${prefix}unbounded`)) continue;
+    log(`\nratio ${prefix}default / ${prefix}unbounded (same round): snapshot, backlog`);
     for (let round = 1; round <= ROUNDS; round++) {
-      const d = results.find((r) => r.round === round && r.mode === "default")!;
-      const u = results.find((r) => r.round === round && r.mode === "unbounded")!;
+      const d = results.find((r) => r.round === round && r.mode === `${prefix}default`)!;
+      const u = results.find((r) => r.round === round && r.mode === `${prefix}unbounded`)!;
       log(`round ${round}: ${(d.snapshot.perSecond / u.snapshot.perSecond).toFixed(2)}×, ${(d.backlog.perSecond / u.backlog.perSecond).toFixed(2)}×`);
     }
   }
