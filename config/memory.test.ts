@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ConfigValidationError } from "./issues.ts";
 import { loadConfigText } from "./load.ts";
-import { applyMemoryPlan, DEFAULT_MEMORY_BYTES, mainHeapFlags, MemoryBudgetError, planMemory } from "./memory.ts";
+import { applyMemoryPlan, DEFAULT_MEMORY_BYTES, duckdbFloor, mainHeapFlags, MemoryBudgetError, planMemory } from "./memory.ts";
 import type { MemoryPlan } from "./memory.ts";
 import type { SluiceConfig } from "./schema.ts";
 
@@ -66,8 +66,8 @@ describe("memory budget", () => {
     // Capture weighs more than one sink.
     assert.ok(plan.main.oldMb > plan.sinks["warehouse"]!.heap.oldMb);
     const warehouse = plan.sinks["warehouse"]!;
-    // DuckDB's floor (a fifth of the budget would be 102 MiB).
-    assert.deepEqual(warehouse.duckdb, { memoryLimitBytes: 128 * MiB, threads: 2 });
+    // A fifth of the budget, above DuckDB's floor for 16 MiB records (96 MiB); one thread below 128 MiB.
+    assert.deepEqual(warehouse.duckdb, { memoryLimitBytes: 102 * MiB, threads: 1 });
     assert.equal(plan.sqliteCacheBytes, 4 * MiB);
     const readAhead = plan.sources["pg"]!.readAheadBytes;
     assert.ok(readAhead >= 2 * MiB && readAhead < plan.main.oldMb * MiB / 2, `read-ahead ${readAhead / MiB} MiB of a ${plan.main.oldMb} MiB old space`);
@@ -86,7 +86,7 @@ describe("memory budget", () => {
     assert.ok(b.sources["pg"]!.readAheadBytes > a.sources["pg"]!.readAheadBytes);
     assert.equal(b.sinks["warehouse"]!.duckdb!.memoryLimitBytes, 204 * MiB);
     assert.equal(b.sinks["warehouse"]!.duckdb!.threads, 4);
-    assert.equal(a.sinks["warehouse"]!.duckdb!.threads, 4);
+    assert.equal(a.sinks["warehouse"]!.duckdb!.threads, 1);
     assert.equal(b.sqliteCacheBytes, 8 * MiB);
   });
 
@@ -134,6 +134,26 @@ describe("memory budget", () => {
     assert.deepEqual(captureOnly.sinks, {});
     assert.ok(captureOnly.main.oldMb + captureOnly.main.youngMb > 300, `main heap ${captureOnly.main.oldMb} + ${captureOnly.main.youngMb} MiB`);
     assert.ok(planned(captureOnly) <= 512 * MiB && planned(sinksOnly) <= 512 * MiB);
+  });
+
+  test("DuckDB's floor follows the widest record the topics accept, and a tight limit runs one thread", () => {
+    assert.equal(duckdbFloor(16 * MiB), 96 * MiB);
+    assert.equal(duckdbFloor(2 * MiB), 26 * MiB);
+    assert.equal(duckdbFloor(64 * 1024), 24 * MiB);
+    const least = (c: SluiceConfig) => {
+      try {
+        planMemory(c, everything(c), 2);
+      } catch (error) {
+        return (error as MemoryBudgetError).neededBytes;
+      }
+      return 0;
+    };
+    const wide = config({ top: "memory: 64MiB" });
+    const narrow = config({ top: "memory: 64MiB", topics: "topics: {kind: embedded, max_record_bytes: 1MiB}" });
+    assert.equal(least(wide) - least(narrow), 96 * MiB - 24 * MiB);
+    const plan = planMemory({ ...narrow, memory: least(narrow) }, everything(narrow), 2);
+    assert.deepEqual(plan.sinks["warehouse"]!.duckdb, { memoryLimitBytes: 24 * MiB, threads: 1 });
+    assert.ok(planned(plan) <= least(narrow));
   });
 
   test("a budget set too small for the process is an error naming the numbers", () => {

@@ -64,6 +64,12 @@ const MAIN_BASE_OLD = 32 * MiB;
 /** Capture's working set on top of that: batches in flight, Avro encoding, the producer (a 200,000-row snapshot peaked at 35 MiB in use with a 3 MiB read-ahead). */
 const CAPTURE_OLD = 16 * MiB;
 const SINK_BASE_OLD = 36 * MiB;
+/**
+ * A DuckDB sink's thread holds more: ~22 MiB in use at rest, 31-35 MiB writing 1 MiB batches (the
+ * appender's values). At the base above plus its batches (39 MiB) its heap sat at the limit and V8
+ * collected all the time (GC threads at 2.2x the CPU of an unbounded run's); 12 MiB more lets it collect less often.
+ */
+const DUCKDB_SINK_OLD = 12 * MiB;
 /** Least read-ahead of a derived source and batch of a derived sink. */
 const MIN_READ_AHEAD = 2 * MiB;
 const MIN_BATCH = 1 * MiB;
@@ -96,8 +102,27 @@ const MAIN_READER: KafkaReaderMemory = { readAheadBytes: 1 * MiB, fetchBytes: MI
 const MAIN_READERS = MAIN_READER.readAheadBytes + FETCH_HEAP_FACTOR * MAIN_READER.fetchBytes;
 const MIN_YOUNG = 6 * MiB;
 const MAX_YOUNG = 48 * MiB;
-/** DuckDB holds a batch's staging table and the primary-key indexes it checks against in its memory_limit; below this a batch of wide rows fails. */
-const MIN_DUCKDB = 128 * MiB;
+/**
+ * DuckDB's least memory_limit: a batch's staging table, the primary-key index it probes and the
+ * widest record the topic log accepts (topics.max_record_bytes) must fit, or the write fails and is
+ * retried for ever (SINK_OUT_OF_MEMORY). Measured with one thread (bench notes in
+ * docs/benchmarks.md): a 16 MiB record commits at 96 MiB and not at 80, 8 MiB at 64, 4 MiB at 32,
+ * 2 MiB at 24; so 16 MiB plus five times the widest record, at least 24 MiB.
+ */
+const DUCKDB_BASE = 16 * MiB;
+const DUCKDB_PER_RECORD = 5;
+const MIN_DUCKDB = 24 * MiB;
+/** Below this memory_limit DuckDB runs one thread (each thread keeps buffers and allocator caches of its own); above, one per 16 MiB. */
+const DUCKDB_ONE_THREAD_BELOW = 128 * MiB;
+
+/** The least memory_limit of a DuckDB sink whose topics carry records of up to `maxRecordBytes`. */
+export function duckdbFloor(maxRecordBytes: number): number {
+  return Math.max(MIN_DUCKDB, Math.ceil((DUCKDB_BASE + DUCKDB_PER_RECORD * maxRecordBytes) / MiB) * MiB);
+}
+
+function duckdbThreads(memoryLimitBytes: number, cores: number): number {
+  return memoryLimitBytes < DUCKDB_ONE_THREAD_BELOW ? 1 : clamp(Math.floor(memoryLimitBytes / (16 * MiB)), 1, cores);
+}
 const MIN_SQLITE_CACHE = 1 * MiB;
 const MAX_SQLITE_CACHE = 64 * MiB;
 /** Heap weights: capture decodes, encodes and publishes on the main thread; without it, the main thread serves HTTP only. */
@@ -192,10 +217,11 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
   const personal = sources.some((s) => Object.values(s.governance?.tables ?? {}).some((t) => t.personal !== undefined));
   const sealWorkers = personal ? Math.max(1, Math.min(4, cores - 1)) : 0;
 
+  const duckdbLeast = duckdbFloor(config.topics.max_record_bytes);
   const sizeAt = (budget: number) => {
     const sqliteCache = embedded ? (config.topics.kind === "embedded" ? (config.topics.cache_size ?? clamp(Math.round(budget / 128), MIN_SQLITE_CACHE, MAX_SQLITE_CACHE)) : 0) : 0;
     const duckdbSinks = sinks.filter((s): s is Extract<Sink, { kind: "duckdb" }> => s.kind === "duckdb");
-    const duckdb = new Map(duckdbSinks.map((s) => [s.name, s.memory_limit ?? Math.max(MIN_DUCKDB, Math.floor(budget / 5 / duckdbSinks.length / MiB) * MiB)]));
+    const duckdb = new Map(duckdbSinks.map((s) => [s.name, s.memory_limit ?? Math.max(duckdbLeast, Math.floor(budget / 5 / duckdbSinks.length / MiB) * MiB)]));
     const reserved = PROCESS_RESERVE + sinks.length * THREAD_RESERVE + sealWorkers * SEAL_WORKER + (embedded ? (1 + sinks.length) * sqliteCache : 0) + [...duckdb.values()].reduce((a, b) => a + b + DUCKDB_OUTSIDE, 0);
     return { sqliteCache, duckdb, reserved };
   };
@@ -208,11 +234,10 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
   const main: Part = sources.length > 0
     ? { label: `the main thread (capture${readers ? `, ${readers}` : ""})`, weight: WEIGHT_CAPTURE, minOld: MAIN_BASE_OLD + mainReaders + CAPTURE_OLD + explicitReadAhead + derivedSources * MIN_READ_AHEAD * 2 }
     : { label: `the main thread${readers ? ` (${readers})` : ""}`, weight: WEIGHT_IDLE_MAIN, minOld: MAIN_BASE_OLD + mainReaders };
-  // An Elasticsearch bulk request is built whole in the sink thread's heap, as text and as the bytes sent.
   const sinkParts = sinks.map((s): Part => ({
     label: reader > 0 ? `sink ${s.name} (with its Kafka reader's ${show(reader)})` : `sink ${s.name}`,
     weight: WEIGHT_SINK,
-    minOld: SINK_BASE_OLD + reader + BATCH_HEAP_FACTOR * (s.batch.max_bytes ?? MIN_BATCH) + (s.kind === "elasticsearch" ? 2 * s.bulk_bytes : 0),
+    minOld: sinkBaseOld(s) + reader + BATCH_HEAP_FACTOR * (s.batch.max_bytes ?? MIN_BATCH),
   }));
   const heapParts = [main, ...sinkParts];
   const minHeaps = heapParts.reduce((sum, p) => sum + p.minOld + MIN_YOUNG, 0);
@@ -245,7 +270,7 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
   const sinkPlans = Object.fromEntries(
     sinks.map((s, i) => {
       const heap = heaps[i + 1]!;
-      const working = heap.oldMb * MiB - SINK_BASE_OLD - (s.kind === "elasticsearch" ? 2 * s.bulk_bytes : 0);
+      const working = heap.oldMb * MiB - sinkBaseOld(s);
       const readerPlan = reader > 0 ? kafkaReader(s.batch.max_bytes === undefined ? working / READER_SHARE : working - BATCH_HEAP_FACTOR * s.batch.max_bytes) : undefined;
       const readerBytes = readerPlan ? readerPlan.readAheadBytes + FETCH_HEAP_FACTOR * readerPlan.fetchBytes : 0;
       const batchBytes = s.batch.max_bytes ?? clamp(wholeMiB((working - readerBytes) / BATCH_HEAP_FACTOR), MIN_BATCH, MAX_DERIVED_BATCH);
@@ -254,13 +279,18 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
         heap,
         batchBytes,
         ...(readerPlan ? { reader: readerPlan } : {}),
-        ...(limit === undefined ? {} : { duckdb: { memoryLimitBytes: limit, threads: s.kind === "duckdb" && s.threads !== undefined ? s.threads : clamp(Math.floor(limit / (16 * MiB)), 1, cores) } }),
+        ...(limit === undefined ? {} : { duckdb: { memoryLimitBytes: limit, threads: s.kind === "duckdb" && s.threads !== undefined ? s.threads : duckdbThreads(limit, cores) } }),
       };
       return [s.name, plan];
     }),
   );
   const mainReader = mainReaders > 0 ? MAIN_READER : null;
   return { budgetBytes: budget, budgetFrom, ...(raisedBecause === undefined ? {} : { raisedBecause }), reservedBytes: reserved, main: mainHeap, mainReader, sources: sourcePlans, sinks: sinkPlans, sqliteCacheBytes: embedded ? sqliteCache : null };
+}
+
+/** Old generation a sink's thread needs besides its batches and Kafka reader. An Elasticsearch bulk request is built whole in it, as text and as the bytes sent. */
+function sinkBaseOld(sink: Sink): number {
+  return SINK_BASE_OLD + (sink.kind === "elasticsearch" ? 2 * sink.bulk_bytes : 0) + (sink.kind === "duckdb" ? DUCKDB_SINK_OLD : 0);
 }
 
 /**

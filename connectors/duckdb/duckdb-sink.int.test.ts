@@ -12,6 +12,7 @@ import type { VisibleRow } from "../sinks/conformance.ts";
 import { renderTarget } from "../sinks/naming.ts";
 import { testLogger, testSinkConfig } from "../sinks/test-config.ts";
 import { Events, randomTableName, tableSchema } from "../sinks/test-events.ts";
+import { duckdbFloor } from "../../config/memory.ts";
 import { DuckDbSink } from "./duckdb-sink.ts";
 import { ident } from "./sql.ts";
 
@@ -47,6 +48,32 @@ sinkConformanceSuite({
 
 describe("DuckDB sink specifics", () => {
   const signal = () => AbortSignal.timeout(30_000);
+
+  test("at the memory budget's floor for 16 MiB records (one thread), a record that wide commits, and DuckDB's allocator hands memory back at an eighth of the limit", async () => {
+    const limit = duckdbFloor(16 * 2 ** 20);
+    const own = join(dir, "floor-memory.duckdb");
+    const sink = new DuckDbSink(testSinkConfig("duckdb", { name: `d_${randomTableName("floor")}`, path: own, target: TARGET_TEMPLATE, memory_limit: limit, threads: 1 }), { logger: testLogger() });
+    await sink.open(signal());
+    try {
+      const [settings] = await sink.query("SELECT current_setting('allocator_flush_threshold') AS flush, current_setting('allocator_bulk_deallocation_flush_threshold') AS bulk");
+      assert.deepEqual(settings, { flush: `${limit / 2 ** 20 / 8}.0 MiB`, bulk: `${limit / 2 ** 20 / 8}.0 MiB` });
+      const schema = tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]);
+      const events = new Events(schema);
+      let offset = 0n;
+      const write = (rows: number, width: number) => {
+        const batch = Array.from({ length: rows }, (_, i) => events.insert(BigInt(++offset), { id: Number(offset), v: `${i}${"x".repeat(width)}` }));
+        return sink.write(batch, signal(), [{ topic: events.topic, partition: 0, offset }]);
+      };
+      for (let i = 0; i < 3; i++) {
+        await write(5_000, 200);
+        await write(1, 16 * 2 ** 20 - 64);
+      }
+      const [row] = await sink.query(`SELECT count(*)::INT AS n, max(length(v))::INT AS widest FROM main.${ident(renderTarget(TARGET_TEMPLATE, schema))}`);
+      assert.deepEqual(row, { n: 15_003, widest: 16 * 2 ** 20 - 63 });
+    } finally {
+      await sink.close();
+    }
+  });
 
   test("a batch beyond DuckDB's memory_limit is a retriable SINK_OUT_OF_MEMORY (the sink waits and retries), not a write failure that stops the daemon", async () => {
     const own = join(dir, "small-memory.duckdb");

@@ -48,6 +48,11 @@ interface StagedRow {
   readonly group: number;
 }
 
+/** What DuckDB's allocator may keep of freed memory before it hands it back: an eighth of memory_limit, 4–128 MiB. */
+export function allocatorFlushBytes(memoryLimitBytes: number): number {
+  return Math.min(128 * 2 ** 20, Math.max(4 * 2 ** 20, Math.floor(memoryLimitBytes / 8)));
+}
+
 /**
  * DuckDB's share of the memory budget (memory_limit, threads: config/memory.ts), set before the
  * configuration is locked; a database this process already opened and locked keeps what it got.
@@ -56,7 +61,14 @@ async function limitResources(connection: DuckDBConnection, config: DuckDbSinkCo
   if (config.memory_limit === undefined && config.threads === undefined) return;
   const locked = (await connection.runAndReadAll("SELECT current_setting('lock_configuration') AS locked")).getRowObjectsJS()[0]!["locked"] === true;
   if (locked) return;
-  if (config.memory_limit !== undefined) await connection.run(`SET memory_limit = '${Math.floor(config.memory_limit / 1024)}KiB'`);
+  if (config.memory_limit !== undefined) {
+    await connection.run(`SET memory_limit = '${Math.floor(config.memory_limit / 1024)}KiB'`);
+    // DuckDB's allocator keeps what a thread freed for reuse until that thread's peak passes the
+    // flush threshold (128 MiB by default): outside memory_limit and in RSS. Tie it to the limit.
+    const flush = allocatorFlushBytes(config.memory_limit);
+    await connection.run(`SET allocator_flush_threshold = '${Math.floor(flush / 1024)}KiB'`);
+    await connection.run(`SET allocator_bulk_deallocation_flush_threshold = '${Math.floor(flush / 1024)}KiB'`);
+  }
   if (config.threads !== undefined) await connection.run(`SET threads = ${config.threads}`);
 }
 
