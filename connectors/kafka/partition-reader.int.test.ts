@@ -12,9 +12,10 @@ import { testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
 
 const logger = createLogger("warn");
 const deployment = testDeployment("preader");
-const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: 0 }).admin();
+const newAdmin = () => new Kafka({ brokers: testKafkaConfig().brokers, logLevel: 0 }).admin();
 
 after(async () => {
+  const admin = newAdmin();
   await admin.connect();
   const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${deployment}.`));
   if (topics.length > 0) await admin.deleteTopics({ topics });
@@ -42,6 +43,7 @@ const text = (bytes: Uint8Array | null) => (bytes === null ? null : Buffer.from(
 describe("PartitionReader", () => {
   test("reads the committed records of each partition's range in order: not aborted ones, not transaction markers, not outside the range", async () => {
     const topic = `${deployment}.mixed`;
+    const admin = newAdmin();
     await admin.connect();
     await admin.createTopics({ topics: [{ topic, numPartitions: 2, replicationFactor: 1 }], waitForLeaders: true });
     const kafka = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: 0 });
@@ -84,6 +86,37 @@ describe("PartitionReader", () => {
       // From the middle of the compressed batch to before the last record: only that range.
       const middle = await reader.read(topic, [{ partition: 0, start: 3n, end: p0.at(-1)!.offset }, { partition: 1, start: end(1), end: end(1) }]);
       assert.deepEqual(middle.map((r) => text(r.value)), Array.from({ length: 7 }, (_, i) => `p0-gz-${i + 3}`));
+    } finally {
+      await reader.close();
+      await admin.disconnect();
+    }
+  });
+
+  test("records bigger than the fetch size, in several partitions: each comes whole in a later fetch, none is skipped", async () => {
+    const topic = `${deployment}.wide`;
+    const admin = newAdmin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic, numPartitions: 3, replicationFactor: 1 }], waitForLeaders: true });
+    const producer = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: 0 }).producer({ idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    const wide = (partition: number, i: number) => `${partition}:${i}:`.padEnd(200_000, "x");
+    try {
+      for (let i = 0; i < 3; i++) {
+        await producer.send({ topic, acks: -1, messages: [0, 1, 2].map((partition) => ({ key: `k${partition}`, value: wide(partition, i), partition })) });
+      }
+    } finally {
+      await producer.disconnect();
+    }
+    const offsets = await admin.fetchTopicOffsets(topic);
+    // A fetch answers with the first partition's first batch whole when it exceeds the sizes, and nothing more.
+    const reader = new PartitionReader({ kafka: createKafkaClient(testKafkaConfig(), logger), brokers: testKafkaConfig().brokers, fetchBytes: 64 * 1024, partitionFetchBytes: 64 * 1024 });
+    try {
+      const read = await reader.read(topic, offsets.map((o) => ({ partition: o.partition, start: 0n, end: BigInt(o.high) })));
+      for (const partition of [0, 1, 2]) {
+        // Compared by head and length: a failure names which records came, without printing 200 KB each.
+        const brief = (value: string | null) => `${value?.slice(0, 8)}… ${value?.length} chars`;
+        assert.deepEqual(read.filter((r) => r.partition === partition).map((r) => brief(text(r.value))), [0, 1, 2].map((i) => brief(wide(partition, i))));
+      }
     } finally {
       await reader.close();
       await admin.disconnect();

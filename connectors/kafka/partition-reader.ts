@@ -39,9 +39,6 @@ type FetchedMessage = KafkaMessage & {
 
 interface PartitionData {
   readonly partition: number;
-  readonly highWatermark: string;
-  /** Fetch v4 and later. */
-  readonly lastStableOffset?: string;
   readonly messages: FetchedMessage[];
 }
 
@@ -162,12 +159,10 @@ export class PartitionReader {
 
   /**
    * Takes a partition's fetched records into `out` and moves its position past the last record
-   * batch the response held. Whether it moved: a response of batches emptied by compaction only
-   * holds no record that tells how far they reach, so the position then goes to the range's end
-   * when the leader's last stable offset has reached it (the broker returns every batch up to the
-   * fetch's size: an emptied batch followed by records within the range would have come with them,
-   * unless the next batch alone exceeds the fetch size); else (a new leader not caught up yet) the
-   * fetch is tried again.
+   * batch the response held. Whether it moved: a response with no record for the partition (the
+   * fetch's size spent on other partitions, a leader not caught up) leaves the position where it
+   * is, to be fetched again. (Like kafkajs's consumer, which the earlier reads used, it cannot step
+   * over a batch compaction emptied of every record: such a read ends in KAFKA_READ_TIMEOUT.)
    */
   private take(topic: string, data: PartitionData, positions: Map<number, bigint>, ends: Map<number, bigint>, out: StoredRecord[]): boolean {
     const position = positions.get(data.partition);
@@ -178,7 +173,6 @@ export class PartitionReader {
       const batchEnd = BigInt(message.batchContext.firstOffset) + BigInt(message.batchContext.lastOffsetDelta) + 1n;
       if (batchEnd > next) next = batchEnd;
     }
-    if (data.messages.length === 0 && BigInt(data.lastStableOffset ?? data.highWatermark) >= end) next = end;
     for (const message of new KafkaBatch(topic, position.toString(), data).messages) {
       const offset = BigInt(message.offset);
       if (offset >= position && offset < end) out.push(storedRecordOf(topic, data.partition, message));
