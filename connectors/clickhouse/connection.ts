@@ -14,6 +14,7 @@ import { Readable } from "node:stream";
 import { ClickHouseLogLevel, createClient } from "@clickhouse/client";
 import type { ClickHouseClient } from "@clickhouse/client";
 import { retry } from "../../runtime/backoff.ts";
+import { deadlineError, pastDeadline } from "../sinks/deadline.ts";
 import type { Logger } from "../../runtime/logger.ts";
 import { describeTlsFailure } from "../common/tls-errors.ts";
 import { readTlsFiles } from "../common/tls-files.ts";
@@ -104,22 +105,28 @@ export class ClickHouseConnection {
   }
 
   async #call<T>(sql: string, signal: AbortSignal, operation: () => Promise<T>): Promise<T> {
-    return retry(
-      async () => {
-        try {
-          return await operation();
-        } catch (error) {
-          throw this.#classify(error, sql);
-        }
-      },
-      {
-        initialMs: this.#retry.initial,
-        maxMs: this.#retry.max,
-        maxAttempts: 4,
-        signal,
-        onRetry: (error, attempt, delayMs) => this.#logger.warn({ error: errorMessage(error), attempt, delayMs }, "ClickHouse request failed; retrying"),
-      },
-    );
+    try {
+      return await retry(
+        async () => {
+          try {
+            return await operation();
+          } catch (error) {
+            throw this.#classify(error, sql);
+          }
+        },
+        {
+          initialMs: this.#retry.initial,
+          maxMs: this.#retry.max,
+          maxAttempts: 4,
+          signal,
+          onRetry: (error, attempt, delayMs) => this.#logger.warn({ error: errorMessage(error), attempt, delayMs }, "ClickHouse request failed; retrying"),
+        },
+      );
+    } catch (error) {
+      // The client reports its abort as "The user aborted a request." whatever aborted it: a deadline passed is an outage.
+      if (pastDeadline(signal)) throw deadlineError(sql.length > 200 ? `${sql.slice(0, 200)}…` : sql, `ClickHouse ${this.#url}`, { component: "sink", sink: this.#sink }, error);
+      throw error;
+    }
   }
 
   #classify(error: unknown, sql: string): Error {

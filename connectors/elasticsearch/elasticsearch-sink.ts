@@ -23,6 +23,7 @@ import { ConnectionError, SluiceError } from "../errors.ts";
 import { collapseChanges, hasUnchanged } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { DELETED_COLUMN, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
+import { deadlineError, pastDeadline } from "../sinks/deadline.ts";
 import type { PlanContext, TargetColumn } from "../sinks/columns.ts";
 import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { errorMessage, rebuildState, rowRejected, schemaUnsupported, ValueRejected } from "../sinks/errors.ts";
@@ -147,10 +148,15 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
 
   committedOffsets(signal: AbortSignal = AbortSignal.timeout(60_000)): Promise<StoredSinkOffset[]> {
     return this.#serial.run(async () => {
-      await this.#idx().refresh(OFFSETS_INDEX, signal);
-      const response = (await this.#call("read offsets", () =>
-        this.#cli().search({ index: OFFSETS_INDEX, size: 10_000, query: { term: { sink: this.name } } }, { signal }),
-      )) as { hits: { hits: { _source?: { topic: string; partition: number; offset: number | bigint; topic_id?: string } }[] } };
+      let response: { hits: { hits: { _source?: { topic: string; partition: number; offset: number | bigint; topic_id?: string } }[] } };
+      try {
+        await this.#idx().refresh(OFFSETS_INDEX, signal);
+        response = (await this.#call("read offsets", () => this.#cli().search({ index: OFFSETS_INDEX, size: 10_000, query: { term: { sink: this.name } } }, { signal }))) as typeof response;
+      } catch (error) {
+        // The client reports its abort as RequestAbortedError whatever aborted it: a deadline passed is an outage.
+        if (pastDeadline(signal)) throw deadlineError("the offsets read", "Elasticsearch", { component: "sink", sink: this.name }, error);
+        throw error;
+      }
       return response.hits.hits
         .map((hit) => hit._source)
         .filter((s) => s !== undefined)
