@@ -12,6 +12,7 @@
  *
  *   node bench/memory-budget.ts [--rows 1000000] [--changes 500000] [--rounds 2] [--modes default,unbounded,512MiB]
  *     [--before ../other-checkout/daemon/sluice.js]   (each mode also as "before:<mode>" with that checkout)
+ *     [--max-record-bytes 1MiB]   (topics.max_record_bytes, which sets DuckDB's least memory_limit)
  */
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -26,6 +27,8 @@ const { values: args } = parseArgs({
     changes: { type: "string", default: "500000" },
     rounds: { type: "string", default: "2" },
     modes: { type: "string", default: "default,unbounded" },
+    /** topics.max_record_bytes (sets DuckDB's least memory_limit), e.g. 1MiB; default the config's default. */
+    "max-record-bytes": { type: "string" },
     /** Another checkout's daemon/sluice.js: each mode also runs with it, as "before:<mode>" (same table, alternating). */
     before: { type: "string" },
   },
@@ -151,7 +154,7 @@ async function run(client: pg.Client, mode: Mode, round: number): Promise<Result
     name: deployment,
     ...memoryOf(mode),
     sources: [pgSourceConfig(source, [`${schema}.*`])],
-    topics: { kind: "embedded", path: join(dir, `${deployment}.db`) },
+    topics: { kind: "embedded", path: join(dir, `${deployment}.db`), ...(args["max-record-bytes"] ? { max_record_bytes: args["max-record-bytes"] } : {}) },
     sinks: [{ kind: "duckdb", name: "warehouse", path: join(dir, `${deployment}.duckdb`) }],
     logging: { level: "info" },
   };
