@@ -452,7 +452,8 @@ export class StreamDecoder {
     }
     this.statementChanges.set(table, { at: now, since: 0 });
     this.options.logger.error(
-      { table, position: `${this.file}:${start}`, statement: statement.slice(0, 200), ...(noted === undefined ? {} : { moreSinceLastWarning: noted.since }) },
+      // The statement's kind only: its text holds the row's values, which never go to the logs (they may be personal data).
+      { table, position: `${this.file}:${start}`, statement: /^\s*([A-Za-z]+)/.exec(statement)?.[1]?.toUpperCase() ?? "", ...(noted === undefined ? {} : { moreSinceLastWarning: noted.since }) },
       `a change of ${table} was logged as a statement, not as rows (a session set binlog_format=STATEMENT or MIXED): Sluice cannot capture it, so sinks miss it; set binlog_format=ROW in every session that writes captured tables, and read the table again with an online snapshot`,
     );
   }
