@@ -442,6 +442,8 @@ export class CapturePipeline {
       parts = [];
       await visitWhole({ ...record, value });
     };
+    // Kafka: read by offsets, without a throwaway consumer group (a new group waits the broker's initial rebalance delay, 3 s by default).
+    if (log.scanTopic) return log.scanTopic(parkingTopic, REPUBLISH_CHUNK, visit, stop);
     const ends = await log.endOffsets(parkingTopic);
     if (ends.every((end) => end.offset === 0n)) return;
     const consumer = await log.consumer(`${parkingTopic}.scan.${process.pid}.${Date.now()}`, [parkingTopic]);

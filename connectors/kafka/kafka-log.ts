@@ -580,13 +580,29 @@ export class KafkaTopicLog implements TopicLog {
     if (this.access === "read-only" && !(await this.describeTopic(topic))) return [];
     const ranges = (await this.partitionOffsets(topic)).filter((r) => r.end > r.start);
     if (ranges.length === 0) return [];
+    return this.partitionReader().read(topic, ranges);
+  }
+
+  async scanTopic(topic: string, chunkRecords: number, visit: (record: StoredRecord) => Promise<void>, signal?: AbortSignal): Promise<void> {
+    if (this.closed) throw closedError();
+    const ranges = (await this.partitionOffsets(topic)).filter((r) => r.end > r.start);
+    const chunk = BigInt(Math.max(1, chunkRecords));
+    for (const range of ranges) {
+      for (let from = range.start; from < range.end && !signal?.aborted; from += chunk) {
+        const to = from + chunk < range.end ? from + chunk : range.end;
+        for (const record of await this.partitionReader().read(topic, [{ partition: range.partition, start: from, end: to }])) await visit(record);
+      }
+    }
+  }
+
+  private partitionReader(): PartitionReader {
     this.reader ??= new PartitionReader({
       kafka: this.kafka,
       brokers: this.config.brokers,
       fetchBytes: this.readerLimits?.fetchBytes ?? Math.max(8 * 2 ** 20, this.config.max_record_bytes ?? 0),
       partitionFetchBytes: this.readerLimits?.partitionFetchBytes ?? Math.max(2 ** 20, this.config.max_record_bytes ?? 0),
     });
-    return this.reader.read(topic, ranges);
+    return this.reader;
   }
 
   /** The producer; throws TOPIC_LOG_READ_ONLY when this log was opened read-only. */

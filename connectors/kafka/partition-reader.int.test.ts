@@ -152,3 +152,28 @@ describe("PartitionReader", () => {
     }
   });
 });
+
+test("KafkaTopicLog.scanTopic visits every committed record in offset order, a chunk at a time, without a consumer group", async () => {
+  const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger });
+  const topic = `${deployment}.parked`;
+  try {
+    await log.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+    const values = Array.from({ length: 25 }, (_, i) => `parked ${i}`);
+    for (const part of [values.slice(0, 10), values.slice(10, 11), values.slice(11)]) {
+      await log.produce(part.map((value) => ({ topic, key: Buffer.from("t"), value: Buffer.from(value), timestamp: Date.now() })));
+    }
+    const seen: string[] = [];
+    const { consumers } = await consumersMadeDuring(() => log.scanTopic(topic, 4, async (record) => void seen.push(text(record.value)!)));
+    assert.equal(consumers, 0, "no consumer group");
+    assert.deepEqual(seen, values, "each once, in order, across chunks and transaction markers");
+    const stop = new AbortController();
+    const before: string[] = [];
+    await log.scanTopic(topic, 4, async (record) => {
+      before.push(text(record.value)!);
+      if (before.length === 6) stop.abort();
+    }, stop.signal);
+    assert.deepEqual(before, values.slice(0, 8), "a stop ends the scan after the chunk under way");
+  } finally {
+    await log.close();
+  }
+});

@@ -200,6 +200,13 @@ export interface TopicLog {
 
   /** A member of `group` reading `topics` (which must exist). */
   consumer(group: string, topics: readonly string[], options?: ConsumerOptions): Promise<TopicConsumer>;
+  /**
+   * Visits every record of `topic` up to its current end, one partition after another, each in
+   * offset order, holding at most `chunkRecords` records at a time; no consumer group. Offered
+   * where a throwaway group costs time (Kafka: a new group waits the broker's initial rebalance
+   * delay); otherwise read with a consumer.
+   */
+  scanTopic?(topic: string, chunkRecords: number, visit: (record: StoredRecord) => Promise<void>, signal?: AbortSignal): Promise<void>;
   partitionOffsets(topic: string): Promise<PartitionOffsets[]>;
   endOffsets(topic: string): Promise<TopicPartitionOffset[]>;
   /** Per partition: the first offset whose record has a timestamp at or after `timestampMs`, else the end offset. */
