@@ -7,12 +7,14 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { after, test } from "node:test";
 import { createLogger } from "../../runtime/logger.ts";
 import { missedHistory } from "../../daemon/missed-history.ts";
 import type { ProducedRecord, TopicSpec } from "../topics/contract.ts";
 import { readToEnd } from "../topics/contract-suite.ts";
 import { EmbeddedTopicLog } from "./embedded-log.ts";
+import { FOLD_AT } from "./key-index.ts";
 import type { EmbeddedLogOptions } from "./embedded-log.ts";
 
 const logger = createLogger("silent");
@@ -118,13 +120,13 @@ test("one run reads a bounded number of bytes: a pass over a large partition tak
   await log.close();
 });
 
-test("keys indexed in groups of a produce call (more than one statement's worth, keys repeated among them) keep each key's last record", async () => {
+test("keys added in groups of a produce call (several statements' worth, keys repeated among them) keep each key's last record", async () => {
   let now = 10_000_000;
   const log = open("key-groups", () => now);
   await log.createTopic(compacted("t"));
-  // 128 records over 7 keys in one call (two whole groups), then 64 more over 3 of them, then 70 over 5
+  // 256 records over 7 keys in one call (two whole groups of key-index.ts), then 128 more over 3 of them, then 140 over 5
   // (a group and single keys): every group holds repeated keys.
-  const calls: [count: number, keys: number, prefix: string][] = [[128, 7, "v"], [64, 3, "w"], [70, 5, "x"]];
+  const calls: [count: number, keys: number, prefix: string][] = [[256, 7, "v"], [128, 3, "w"], [140, 5, "x"]];
   const last = new Map<string, [string, bigint]>();
   let offset = 0;
   for (const [count, keys, prefix] of calls) {
@@ -135,5 +137,52 @@ test("keys indexed in groups of a produce call (more than one statement's worth,
   compactFully(log);
   const expected = [...last].map(([key, [value, offset]]): [string, string, bigint] => [key, value, offset]).sort((a, b) => Number(a[2] - b[2]));
   assert.deepEqual(await contents(log, "t"), expected);
+  await log.close();
+});
+
+test("keys pending across a fold within an append and a reopen keep each key's last record; compaction folds what is pending", async () => {
+  let now = 10_000_000;
+  let log = open("key-folds", () => now);
+  await log.createTopic(compacted("t"));
+  const keys = 5_000;
+  const last = new Map<string, [string, bigint]>();
+  let offset = 0;
+  const produce = async (count: number, prefix: string) => {
+    for (let start = 0; start < count; start += 4_096) {
+      const call = Array.from({ length: Math.min(4_096, count - start) }, (_, i) => rec("t", `k${(start + i) % keys}`, `${prefix}${start + i}`, now));
+      await log.produce(call);
+      for (const r of call) last.set(decoder.decode(r.key!), [decoder.decode(r.value!), BigInt(offset++)]);
+    }
+  };
+  await produce(FOLD_AT + 1_000, "v"); // one fold inside an append, then keys pending
+  await log.close();
+  log = open("key-folds", () => now);
+  await produce(2_345, "w"); // newer records of the pending keys, after a reopen
+  now += 60_000;
+  compactFully(log);
+  const expected = [...last].map(([key, [value, offset]]): [string, string, bigint] => [key, value, offset]).sort((a, b) => Number(a[2] - b[2]));
+  assert.deepEqual(await contents(log, "t"), expected);
+  await log.close();
+  const db = new DatabaseSync(join(dir, "key-folds.db"), { readOnly: true });
+  assert.equal((db.prepare("SELECT count(*) AS n FROM pending_keys").get() as { n: number }).n, 0, "compaction folded every pending key");
+  assert.equal((db.prepare("SELECT count(*) AS n FROM latest_keys").get() as { n: number }).n, keys);
+  db.close();
+});
+
+test("a key left pending never moves the index back from a newer entry (a file an older Sluice wrote to in between)", async () => {
+  let now = 10_000_000;
+  const path = join(dir, "key-older.db");
+  let log = open("key-older", () => now);
+  await log.createTopic(compacted("t"));
+  await log.produce([rec("t", "a", "a0", now), rec("t", "a", "a1", now)]);
+  await log.close();
+  // An older Sluice indexed offset 1 straight into latest_keys; offset 0's key was left pending.
+  const db = new DatabaseSync(path);
+  db.exec("DELETE FROM pending_keys WHERE offset = 1; INSERT INTO latest_keys (topic_id, partition, key, offset) SELECT topic_id, partition, key, 1 FROM pending_keys");
+  db.close();
+  log = open("key-older", () => now);
+  now += 60_000;
+  compactFully(log);
+  assert.deepEqual(await contents(log, "t"), [["a", "a1", 1n]]);
   await log.close();
 });

@@ -28,6 +28,7 @@ import type {
 import { partitionForKey } from "../topics/partitioner.ts";
 import { assertSameLayout, RECORD_TOO_LARGE, recordBytes, validateSpec } from "../topics/spec.ts";
 import { EmbeddedConsumer } from "./embedded-consumer.ts";
+import { KeyIndex } from "./key-index.ts";
 import { Maintenance } from "./maintenance.ts";
 import type { MaintenanceResult } from "./maintenance.ts";
 import { encodeBatch, encodedSize, recordTimestamps } from "./record-codec.ts";
@@ -97,9 +98,6 @@ export function embeddedOptionsFromConfig(config: Extract<TopicsConfig, { kind: 
   return { path: config.path, logger, tombstoneRetentionMs: config.retention.tombstones, minCompactionLagMs: config.retention.min_compaction_lag, ...(config.cache_size !== undefined ? { cacheBytes: config.cache_size } : {}) };
 }
 
-/** Keys indexed per statement in a compacted topic's append (4 parameters each). */
-const KEYS_PER_UPSERT = 64;
-
 /** Statements prepared once per connection; each produce call reuses them. */
 function prepareStatements(db: DatabaseSync) {
   return {
@@ -116,9 +114,6 @@ function prepareStatements(db: DatabaseSync) {
     partitionRange: db.prepare("SELECT partition, start_offset, next_offset FROM partitions WHERE topic_id = ? ORDER BY partition"),
     advancePartition: db.prepare("UPDATE partitions SET next_offset = ?, bytes = ? WHERE topic_id = ? AND partition = ?"),
     insertBatch: db.prepare("INSERT INTO batches (topic_id, partition, base_offset, last_offset, max_timestamp, record_count, bytes, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
-    upsertLatestKey: db.prepare("INSERT INTO latest_keys (topic_id, partition, key, offset) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET offset = excluded.offset"),
-    /** KEYS_PER_UPSERT keys at once (a key repeated among them ends at its last offset: SQLite applies the rows in order). */
-    upsertLatestKeys: db.prepare(`INSERT INTO latest_keys (topic_id, partition, key, offset) VALUES ${Array.from({ length: KEYS_PER_UPSERT }, () => "(?, ?, ?, ?)").join(", ")} ON CONFLICT DO UPDATE SET offset = excluded.offset`),
     firstBatchAtOrAfterTime: db.prepare("SELECT base_offset, payload FROM batches WHERE topic_id = ? AND partition = ? AND max_timestamp >= ? ORDER BY last_offset LIMIT 1"),
     batchesFrom: db.prepare("SELECT base_offset, last_offset, payload FROM batches WHERE topic_id = ? AND partition = ? AND last_offset >= ? ORDER BY last_offset LIMIT ?"),
     upsertCheckpoint: db.prepare("INSERT INTO checkpoints (source, checkpoint, updated_at_ms) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET checkpoint = excluded.checkpoint, updated_at_ms = excluded.updated_at_ms"),
@@ -148,6 +143,7 @@ export class EmbeddedTopicLog implements TopicLog {
   private readonly statements: EmbeddedStatements;
   private readonly logger: Logger;
   private readonly maxRowBytes: number;
+  private readonly keyIndex: KeyIndex;
   private readonly maintenance: Maintenance;
   private readonly maintenanceBudget: number;
   private readonly topics = new Map<string, TopicMeta>();
@@ -170,7 +166,8 @@ export class EmbeddedTopicLog implements TopicLog {
     this.crossProcessPollMs = options.crossProcessPollMs ?? 200;
     this.maxRowBytes = options.maxRowBytes ?? 2 ** 20;
     this.clock = options.clock ?? Date.now;
-    this.maintenance = new Maintenance(db, options.tombstoneRetentionMs ?? 86_400_000, { minCompactionLagMs: options.minCompactionLagMs ?? 0 });
+    this.keyIndex = new KeyIndex(db);
+    this.maintenance = new Maintenance(db, this.keyIndex, options.tombstoneRetentionMs ?? 86_400_000, { minCompactionLagMs: options.minCompactionLagMs ?? 0 });
     this.maintenanceBudget = options.maintenanceBudget ?? 500;
     this.readOnly = options.readOnly ?? false;
     this.registryJournal = new EmbeddedRegistryJournal(db, path, this.clock, () => this.assertWritable("append registry entry"));
@@ -278,6 +275,7 @@ export class EmbeddedTopicLog implements TopicLog {
     this.write("delete topic", () => {
       this.statements.deleteTopicBatches.run(topic.id);
       this.statements.deleteTopicKeys.run(topic.id);
+      this.keyIndex.deleteTopic(topic.id);
       this.statements.deleteTopic.run(topic.id);
     });
     this.topics.delete(name);
@@ -448,6 +446,7 @@ export class EmbeddedTopicLog implements TopicLog {
     this.closed = true;
     clearInterval(this.maintenanceTimer);
     for (const consumer of [...this.consumers]) await consumer.close();
+    this.foldKeysAtClose();
     this.db.close();
     this.logger.info("embedded topic log closed");
   }
@@ -578,7 +577,7 @@ export class EmbeddedTopicLog implements TopicLog {
       } while (end < records.length && size + sizes[end]! <= this.maxRowBytes);
       const chunk = records.slice(start, end);
       this.statements.insertBatch.run(topic.id, partition, next, next + chunk.length - 1, maxTimestamp, chunk.length, size, encodeBatch(chunk, size));
-      if (topic.spec.compacted) this.indexKeys(topic.id, partition, chunk, next);
+      if (topic.spec.compacted) this.keyIndex.add(topic.id, partition, chunk, next);
       next += chunk.length;
       bytes += size;
       start = end;
@@ -586,24 +585,14 @@ export class EmbeddedTopicLog implements TopicLog {
     this.statements.advancePartition.run(next, bytes, topic.id, partition);
   }
 
-  /** The latest offset of each record's key (compacted topics), KEYS_PER_UPSERT keys per statement. */
-  private indexKeys(topicId: number, partition: number, chunk: readonly ProducedRecord[], base: number): void {
-    let i = 0;
-    if (chunk.length >= KEYS_PER_UPSERT) {
-      const params: (number | Uint8Array)[] = new Array<number | Uint8Array>(KEYS_PER_UPSERT * 4);
-      for (let k = 0; k < KEYS_PER_UPSERT; k++) {
-        params[4 * k] = topicId;
-        params[4 * k + 1] = partition;
-      }
-      for (; i + KEYS_PER_UPSERT <= chunk.length; i += KEYS_PER_UPSERT) {
-        for (let k = 0; k < KEYS_PER_UPSERT; k++) {
-          params[4 * k + 2] = chunk[i + k]!.key!;
-          params[4 * k + 3] = base + i + k;
-        }
-        this.statements.upsertLatestKeys.run(...params);
-      }
+  /** Leaves no key pending in a file closed cleanly, so a Sluice from before key-index.ts finds its index whole. */
+  private foldKeysAtClose(): void {
+    if (this.readOnly || !this.keyIndex.hasPending()) return;
+    try {
+      this.write("fold key index", () => this.keyIndex.fold());
+    } catch (error) {
+      this.logger.warn({ err: error instanceof SluiceError ? error.toLog() : String(error) }, "could not fold the compacted topics' pending keys at close; the next compaction does");
     }
-    for (; i < chunk.length; i++) this.statements.upsertLatestKey.run(topicId, partition, chunk[i]!.key, base + i);
   }
 
   private runScheduledMaintenance(): void {

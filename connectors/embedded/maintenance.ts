@@ -11,6 +11,7 @@
  * 0 still holds the current state of every key.
  */
 import type { DatabaseSync, StatementSync } from "node:sqlite";
+import type { KeyIndex } from "./key-index.ts";
 import { decodeBatch, encodeBatch } from "./record-codec.ts";
 
 export interface MaintenanceResult {
@@ -42,6 +43,7 @@ interface BatchRow {
 
 export class Maintenance {
   private readonly db: DatabaseSync;
+  private readonly keyIndex: KeyIndex;
   private readonly tombstoneRetentionMs: number;
   private readonly minCompactionLagMs: number;
   private readonly maxBytes: number;
@@ -56,8 +58,9 @@ export class Maintenance {
   private readonly updatePartition: StatementSync;
   private readonly latestKey: StatementSync;
 
-  constructor(db: DatabaseSync, tombstoneRetentionMs: number, options: { minCompactionLagMs?: number; maxBytes?: number } = {}) {
+  constructor(db: DatabaseSync, keyIndex: KeyIndex, tombstoneRetentionMs: number, options: { minCompactionLagMs?: number; maxBytes?: number } = {}) {
     this.db = db;
+    this.keyIndex = keyIndex;
     this.tombstoneRetentionMs = tombstoneRetentionMs;
     this.minCompactionLagMs = options.minCompactionLagMs ?? 0;
     this.maxBytes = options.maxBytes ?? 8 * 2 ** 20;
@@ -131,6 +134,8 @@ export class Maintenance {
 
   /** Removes records superseded by a later record with the same key, and tombstones older than the tombstone retention that every group has read. */
   private compact(row: PartitionRow, nowMs: number, budget: number): { examined: number; deleted: number; removedRecords: number } {
+    // The index must hold every appended key before a record is judged by it.
+    this.keyIndex.fold();
     let batches = this.batchesFrom.all(row.topic_id, row.partition, row.cleaned_offset, budget) as unknown as BatchRow[];
     let cursor = row.cleaned_offset;
     if (batches.length === 0 && cursor > 0) {

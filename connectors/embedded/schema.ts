@@ -6,6 +6,7 @@
 import { randomUUID } from "node:crypto";
 import type { DatabaseSync } from "node:sqlite";
 import { SluiceError } from "../errors.ts";
+import { ensureKeyIndexTables } from "./key-index.ts";
 
 const SCHEMA_VERSION = 1;
 
@@ -46,7 +47,8 @@ CREATE TABLE batches (
 );
 CREATE UNIQUE INDEX batches_by_offset ON batches (topic_id, partition, last_offset);
 
--- Compacted topics only: the latest offset of every key.
+-- Compacted topics only: the latest offset of every key (appends add their keys to pending_keys,
+-- created by key-index.ts, which folds them in here).
 CREATE TABLE latest_keys (
   topic_id INTEGER NOT NULL,
   partition INTEGER NOT NULL,
@@ -104,6 +106,7 @@ export function prepareDatabase(db: DatabaseSync, path: string, readOnly = false
   const version = (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version;
   if (version === SCHEMA_VERSION) {
     ensureLogId(db);
+    ensureKeyIndexTables(db);
     return;
   }
   if (version !== 0) {
@@ -124,6 +127,7 @@ export function prepareDatabase(db: DatabaseSync, path: string, readOnly = false
     throw error;
   }
   ensureLogId(db);
+  ensureKeyIndexTables(db);
 }
 
 /**
