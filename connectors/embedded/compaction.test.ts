@@ -186,3 +186,25 @@ test("a key left pending never moves the index back from a newer entry (a file a
   assert.deepEqual(await contents(log, "t"), [["a", "a1", 1n]]);
   await log.close();
 });
+
+test("long keys are folded by their bytes, long before the key count is reached, and keep each key's last record", async () => {
+  let now = 10_000_000;
+  const log = open("key-bytes", () => now);
+  await log.createTopic(compacted("t"));
+  const long = "k".repeat(300);
+  const last = new Map<string, [string, bigint]>();
+  for (let call = 0; call < 4; call++) {
+    const records = Array.from({ length: 2_500 }, (_, i) => rec("t", `${long}${i % 3_000}`, `v${call}-${i}`, now));
+    await log.produce(records);
+    records.forEach((r, i) => last.set(decoder.decode(r.key!), [decoder.decode(r.value!), BigInt(call * 2_500 + i)]));
+  }
+  const db = new DatabaseSync(join(dir, "key-bytes.db"), { readOnly: true });
+  const pending = (db.prepare("SELECT count(*) AS n FROM pending_keys").get() as { n: number }).n;
+  db.close();
+  assert.ok(pending < 5_000 && FOLD_AT > 10_000, `${pending} of 10,000 keys of 330 bytes still pending: not folded by bytes`);
+  now += 60_000;
+  compactFully(log);
+  const expected = [...last].map(([key, [value, offset]]): [string, string, bigint] => [key, value, offset]).sort((a, b) => Number(a[2] - b[2]));
+  assert.deepEqual(await contents(log, "t"), expected);
+  await log.close();
+});

@@ -14,6 +14,12 @@ import type { ProducedRecord } from "../topics/contract.ts";
 const KEYS_PER_INSERT = 128;
 /** Pending keys that trigger a fold within an append. */
 export const FOLD_AT = 32_768;
+/**
+ * Or pending bytes (keys plus ~32 bytes a row): the fold's sort stays within the memory SQLite
+ * sorts in (at least 250 pages, 2 MiB here) instead of spilling to a temporary file.
+ */
+export const FOLD_AT_BYTES = 1.5 * 2 ** 20;
+const ROW_OVERHEAD = 32;
 
 const TABLE = "CREATE TABLE IF NOT EXISTS pending_keys (topic_id INTEGER NOT NULL, partition INTEGER NOT NULL, key BLOB NOT NULL, offset INTEGER NOT NULL)";
 
@@ -31,14 +37,15 @@ export class KeyIndex {
   private readonly db: DatabaseSync;
   private statements: { insertMany: StatementSync; insertOne: StatementSync; fold: StatementSync; clear: StatementSync; deleteTopic: StatementSync; count: StatementSync } | undefined;
   private readonly params: (number | Uint8Array)[] = new Array<number | Uint8Array>(KEYS_PER_INSERT + 3);
-  /** Keys pending as far as this connection knows (another writer's folds only make it high, so a fold comes early). */
+  /** Keys (and their bytes) pending as far as this connection knows (another writer's folds only make it high, so a fold comes early). */
   private pending = -1;
+  private pendingBytes = 0;
 
   constructor(db: DatabaseSync) {
     this.db = db;
   }
 
-  /** Adds the keys of records stored at offsets base, base + 1, ...; folds when FOLD_AT keys are pending. Inside a write transaction. */
+  /** Adds the keys of records stored at offsets base, base + 1, ...; folds when FOLD_AT keys or FOLD_AT_BYTES are pending. Inside a write transaction. */
   add(topicId: number, partition: number, records: readonly ProducedRecord[], base: number): void {
     const s = this.prepared();
     let i = 0;
@@ -51,8 +58,11 @@ export class KeyIndex {
       s.insertMany.run(...params);
     }
     for (; i < records.length; i++) s.insertOne.run(topicId, partition, base + i, records[i]!.key!);
+    let bytes = records.length * ROW_OVERHEAD;
+    for (const record of records) bytes += record.key!.length;
     this.pending += records.length;
-    if (this.pending >= FOLD_AT) this.fold();
+    this.pendingBytes += bytes;
+    if (this.pending >= FOLD_AT || this.pendingBytes >= FOLD_AT_BYTES) this.fold();
   }
 
   /**
@@ -66,6 +76,7 @@ export class KeyIndex {
     s.fold.run();
     s.clear.run();
     this.pending = 0;
+    this.pendingBytes = 0;
   }
 
   /** Whether this connection added keys not folded since (as far as it knows). */
@@ -88,10 +99,14 @@ export class KeyIndex {
         ),
         clear: this.db.prepare("DELETE FROM pending_keys"),
         deleteTopic: this.db.prepare("DELETE FROM pending_keys WHERE topic_id = ?"),
-        count: this.db.prepare("SELECT count(*) AS n FROM pending_keys"),
+        count: this.db.prepare(`SELECT count(*) AS n, coalesce(sum(length(key)), 0) + ${ROW_OVERHEAD} * count(*) AS bytes FROM pending_keys`),
       };
     }
-    if (this.pending < 0) this.pending = (this.statements.count.get() as { n: number }).n;
+    if (this.pending < 0) {
+      const { n, bytes } = this.statements.count.get() as { n: number; bytes: number };
+      this.pending = n;
+      this.pendingBytes = bytes;
+    }
     return this.statements;
   }
 }
