@@ -12,6 +12,7 @@
  *
  *   node bench/memory-budget.ts [--rows 1000000] [--changes 500000] [--rounds 2] [--modes default,unbounded,512MiB]
  *     [--before ../other-checkout/daemon/sluice.js]   (each mode also as "before:<mode>" with that checkout)
+ *     [--sink-batch-bytes 2MiB]   (the sink's batch.max_bytes in modes named <mode>+batch)
  *     [--max-record-bytes 1MiB]   (topics.max_record_bytes, which sets DuckDB's least memory_limit)
  */
 import { readFileSync } from "node:fs";
@@ -27,6 +28,8 @@ const { values: args } = parseArgs({
     changes: { type: "string", default: "500000" },
     rounds: { type: "string", default: "2" },
     modes: { type: "string", default: "default,unbounded" },
+    /** The sink's batch.max_bytes in modes named "<mode>+batch" (e.g. --modes default,default+batch --sink-batch-bytes 2MiB). */
+    "sink-batch-bytes": { type: "string" },
     /** topics.max_record_bytes (sets DuckDB's least memory_limit), e.g. 1MiB; default the config's default. */
     "max-record-bytes": { type: "string" },
     /** Another checkout's daemon/sluice.js: each mode also runs with it, as "before:<mode>" (same table, alternating). */
@@ -39,7 +42,7 @@ const ROUNDS = Number(args.rounds);
 /** default (no memory key), unbounded (memory: 16GiB), or a budget such as 512MiB. */
 type Mode = string;
 const MODES = args.modes.split(",").flatMap((mode) => (args.before ? [`before:${mode}`, mode] : [mode]));
-const budgetOf = (mode: Mode) => mode.replace(/^before:/, "");
+const budgetOf = (mode: Mode) => mode.replace(/^before:/, "").replace(/\+batch$/, "");
 const memoryOf = (mode: Mode): Record<string, unknown> => (budgetOf(mode) === "default" ? {} : { memory: budgetOf(mode) === "unbounded" ? "16GiB" : budgetOf(mode) });
 const entryOf = (mode: Mode) => (mode.startsWith("before:") && args.before ? { entry: args.before } : {});
 
@@ -61,6 +64,8 @@ interface Phase {
   readonly load: number;
   /** Process CPU (every thread: JavaScript, GC, DuckDB, SQLite) from the first applied change to the last, per 100k changes. */
   readonly cpuPer100k: number;
+  /** Changes per sink batch (sluice_sink_batch_apply_duration_seconds_count over the phase). */
+  readonly perBatch: number;
 }
 
 interface Result {
@@ -113,12 +118,12 @@ async function duckdbMemoryMiB(daemon: SluiceDaemon): Promise<number> {
 async function drain(config: Record<string, unknown>, label: string, expected: number, mode: Mode): Promise<{ phase: Phase; daemon: SluiceDaemon }> {
   const load = loadavg()[0]!;
   const daemon = await SluiceDaemon.start(dir, config, label, entryOf(mode));
-  let first: { at: number; applied: number; cpu: number } | null = null;
+  let first: { at: number; applied: number; cpu: number; batches: number } | null = null;
   const peakHeap: Record<string, number> = {};
   let peakDuckdb = 0;
   let startRss = 0;
   let lastDuckdbSample = 0;
-  let before = { at: performance.now(), applied: 0, cpu: 0 };
+  let before = { at: performance.now(), applied: 0, cpu: 0, batches: 0 };
   const deadline = performance.now() + 30 * 60_000;
   for (;;) {
     if (performance.now() > deadline) throw new Error(`${label}: not applied within 30 min\n${daemon.logTail()}`);
@@ -135,13 +140,14 @@ async function drain(config: Record<string, unknown>, label: string, expected: n
     for (const thread of ["main", "sink warehouse"]) peakHeap[thread] = Math.max(peakHeap[thread] ?? 0, metricValue(text, "sluice_thread_heap_used_bytes", { thread }) / 2 ** 20);
     const at = performance.now();
     const cpu = processCpuSeconds(daemon.child.pid!);
-    if (first === null && applied === 0) before = { at, applied, cpu };
+    const batches = metricValue(text, "sluice_sink_batch_apply_duration_seconds_count", { sink: "warehouse" });
+    if (first === null && applied === 0) before = { at, applied, cpu, batches };
     if (first === null && applied >= expected) first = before;
-    if (first === null && applied > 0) first = { at, applied, cpu };
+    if (first === null && applied > 0) first = { at, applied, cpu, batches };
     if (first !== null && applied >= expected) {
       const rss = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${daemon.child.pid!}/status`, "utf8"))?.[1]) / 1024;
       const counted = applied - first.applied;
-      return { phase: { perSecond: counted / ((at - first.at) / 1000), peakRssMiB: rss, peakHeapMiB: peakHeap, peakDuckdbMiB: peakDuckdb, startRssMiB: startRss, load, cpuPer100k: ((cpu - first.cpu) / counted) * 100_000 }, daemon };
+      return { phase: { perSecond: counted / ((at - first.at) / 1000), peakRssMiB: rss, peakHeapMiB: peakHeap, peakDuckdbMiB: peakDuckdb, startRssMiB: startRss, load, cpuPer100k: ((cpu - first.cpu) / counted) * 100_000, perBatch: counted / Math.max(1, batches - first.batches) }, daemon };
     }
     await sleep(200);
   }
@@ -155,7 +161,7 @@ async function run(client: pg.Client, mode: Mode, round: number): Promise<Result
     ...memoryOf(mode),
     sources: [pgSourceConfig(source, [`${schema}.*`])],
     topics: { kind: "embedded", path: join(dir, `${deployment}.db`), ...(args["max-record-bytes"] ? { max_record_bytes: args["max-record-bytes"] } : {}) },
-    sinks: [{ kind: "duckdb", name: "warehouse", path: join(dir, `${deployment}.duckdb`) }],
+    sinks: [{ kind: "duckdb", name: "warehouse", path: join(dir, `${deployment}.duckdb`), ...(mode.endsWith("+batch") ? { batch: { max_bytes: args["sink-batch-bytes"] } } : {}) }],
     logging: { level: "info" },
   };
   try {
@@ -180,7 +186,7 @@ async function run(client: pg.Client, mode: Mode, round: number): Promise<Result
 
 function phaseText(phase: Phase): string {
   const heap = JSON.stringify(phase.peakHeapMiB, (_k, v: unknown) => (typeof v === "number" ? Math.round(v) : v));
-  return `${phase.cpuPer100k.toFixed(2)} CPU-s per 100k, peak RSS ${fmt(phase.peakRssMiB)} MiB (${fmt(phase.startRssMiB)} at start), heap in use ${heap}, DuckDB ${fmt(phase.peakDuckdbMiB)} MiB, load ${phase.load.toFixed(2)}`;
+  return `${phase.cpuPer100k.toFixed(2)} CPU-s per 100k, ${fmt(phase.perBatch)} changes a batch, peak RSS ${fmt(phase.peakRssMiB)} MiB (${fmt(phase.startRssMiB)} at start), heap in use ${heap}, DuckDB ${fmt(phase.peakDuckdbMiB)} MiB, load ${phase.load.toFixed(2)}`;
 }
 
 async function main(): Promise<void> {
