@@ -21,7 +21,20 @@ const GEOMETRY = new Set(["geometry", "point", "linestring", "polygon", "multipo
 /** The SELECT expression of a column. */
 export function selectExpression(column: ColumnDefinition): string {
   const name = parseDbType(column.dbType, { postgresArrays: false }).name;
-  return name === "float" ? `(${quoteIdentifier(column.name)} + 0e0)` : quoteIdentifier(column.name);
+  const quoted = quoteIdentifier(column.name);
+  if (name === "float") return `(${quoted} + 0e0)`;
+  if (name === "year") return yearExpression(quoted);
+  return quoted;
+}
+
+/**
+ * MariaDB's YEAR(2) (normalized to "year" like YEAR(4)) prints two digits ("24", "00" for both 2000
+ * and the zero year) where the binlog logs the stored year; YEAR() reads the stored year, as
+ * 1900 + the stored byte, so the zero year comes out as 1900, which no YEAR column can hold
+ * (1901-2155 or 0). YEAR(4) text has four digits and is selected as it is.
+ */
+function yearExpression(quoted: string): string {
+  return `(CASE WHEN CHAR_LENGTH(${quoted}) <> 2 THEN ${quoted} WHEN YEAR(${quoted}) = 1900 THEN 0 ELSE YEAR(${quoted}) END)`;
 }
 
 export function snapshotDecoder(column: ColumnDefinition, zeroDates: ZeroDates): SnapshotDecoder {
