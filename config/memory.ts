@@ -4,9 +4,9 @@
  * sink), the sources' read-ahead, the sinks' batches, DuckDB and SQLite, so its RSS stays under it.
  *
  * The reserves are measured (Node 24 running the TypeScript sources, docs/benchmarks.md): a process
- * with the daemon's modules loaded holds ~100 MiB outside its V8 heap (the node binary's pages, the
- * type-stripping loader, DuckDB's library, native buffers), each sink thread ~8-10 MiB outside its
- * heap, and each thread's heap ~20 MiB of compiled code and module state at rest. What is left
+ * with the daemon's modules loaded holds ~120 MiB outside its V8 heap (the node binary's pages, the
+ * type-stripping loader, DuckDB's library, native buffers, malloc's arenas), each sink thread ~12 MiB
+ * outside its heap, and each thread's heap ~20 MiB of compiled code and module state at rest. What is left
  * after the reserves goes to the heaps by weight; the read-ahead and the batches live inside those
  * heaps and are sized from them. A setting the user wrote wins over its derived value.
  */
