@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { after, test } from "node:test";
 import type { TopicsConfig } from "../../config/schema.ts";
 import { createLogger } from "../../runtime/logger.ts";
@@ -72,4 +73,42 @@ test("a command that writes (replay --execute) may take a lease of its own, but 
     await command.close();
     await daemon.close();
   }
+});
+
+test("a file of schema version 1 (before pending_keys) opens read-only as it is, and a writable open moves it to version 2, which a Sluice knowing only 1 refuses", async () => {
+  const path = join(dir, "version1.db");
+  const writer = EmbeddedTopicLog.open({ path, logger, maintenanceIntervalMs: 0 });
+  await writer.createTopic({ name: "dep.src.public.items", partitions: 1, retentionMs: null, retentionBytes: null, compacted: true });
+  await writer.produce([record("a")], { source: "src", position: { commit: 10n, change: 10n } });
+  await writer.close();
+  const userVersion = (file: string) => {
+    const db = new DatabaseSync(file, { readOnly: true });
+    try {
+      return (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version;
+    } finally {
+      db.close();
+    }
+  };
+  assert.equal(userVersion(path), 2);
+  // As a Sluice from before the key list left it.
+  const old = new DatabaseSync(path);
+  old.exec("DROP TABLE pending_keys; PRAGMA user_version = 1");
+  old.close();
+
+  const command = await openTopicLogForCommand(configFor(path), "dep", logger, "read-only");
+  try {
+    assert.deepEqual(await command.topicNames(), ["dep.src.public.items"]);
+  } finally {
+    await command.close();
+  }
+  assert.equal(userVersion(path), 1, "a read-only open changes nothing");
+
+  const reopened = EmbeddedTopicLog.open({ path, logger, maintenanceIntervalMs: 0 });
+  try {
+    await reopened.produce([record("b")], { source: "src", position: { commit: 11n, change: 11n } });
+    assert.deepEqual(await reopened.endOffsets("dep.src.public.items"), [{ topic: "dep.src.public.items", partition: 0, offset: 2n }]);
+  } finally {
+    await reopened.close();
+  }
+  assert.equal(userVersion(path), 2);
 });

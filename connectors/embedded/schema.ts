@@ -8,7 +8,13 @@ import type { DatabaseSync } from "node:sqlite";
 import { SluiceError } from "../errors.ts";
 import { ensureKeyIndexTables } from "./key-index.ts";
 
-const SCHEMA_VERSION = 1;
+/**
+ * 2: appends list their keys in `pending_keys` (key-index.ts). A Sluice that knows only 1 does not
+ * read that list and its compaction could remove a key's newest records, so it must refuse the file.
+ */
+const SCHEMA_VERSION = 2;
+/** Versions this Sluice opens: 1 is moved to 2 on the first writable open. */
+const KNOWN_VERSIONS: readonly number[] = [1, SCHEMA_VERSION];
 
 const DDL = `
 CREATE TABLE topics (
@@ -89,7 +95,7 @@ export function prepareDatabase(db: DatabaseSync, path: string, readOnly = false
   db.exec("PRAGMA busy_timeout = 5000");
   if (readOnly) {
     const version = (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version;
-    if (version === SCHEMA_VERSION) return;
+    if (KNOWN_VERSIONS.includes(version)) return;
     throw new SluiceError(
       version === 0 ? `${path} is not an embedded topic log (no Sluice schema in it yet)` : `embedded topic log ${path} has schema version ${version}; this Sluice knows version ${SCHEMA_VERSION}`,
       { code: version === 0 ? "TOPIC_LOG_NOT_FOUND" : "TOPIC_LOG_VERSION", context: { component: "embedded-log", path } },
@@ -107,6 +113,11 @@ export function prepareDatabase(db: DatabaseSync, path: string, readOnly = false
   if (version === SCHEMA_VERSION) {
     ensureLogId(db);
     ensureKeyIndexTables(db);
+    return;
+  }
+  if (KNOWN_VERSIONS.includes(version)) {
+    upgrade(db, version);
+    ensureLogId(db);
     return;
   }
   if (version !== 0) {
@@ -128,6 +139,21 @@ export function prepareDatabase(db: DatabaseSync, path: string, readOnly = false
   }
   ensureLogId(db);
   ensureKeyIndexTables(db);
+}
+
+/** Moves a file of an earlier known version to this one, in one transaction. */
+function upgrade(db: DatabaseSync, from: number): void {
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    if ((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version === from) {
+      ensureKeyIndexTables(db);
+      db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    }
+    db.exec("COMMIT");
+  } catch (error) {
+    db.exec("ROLLBACK");
+    throw error;
+  }
 }
 
 /**
