@@ -1,8 +1,8 @@
 /**
  * One sink's CPU per change, alone: the records capture writes for the pipeline bench's table
  * (bench/pipeline-throughput.ts: id bigint key, account integer, v text, amount numeric(12,2),
- * at timestamptz; half inserts, half updates of those rows), decoded and written in batches of
- * 5,000 the way a sink's thread does (daemon/components.ts recordDecoder, then the sink's write
+ * at timestamptz; half inserts, half updates of those rows), decoded and written in batches
+ * (of 5,000 by default) the way a sink's thread does (daemon/components.ts recordDecoder, then the sink's write
  * with the batch's offsets), against the real ClickHouse or Elasticsearch of test/services.
  *
  * It runs in a worker thread with a sink thread's heap limits: by default what the memory plan
@@ -11,7 +11,7 @@
  * Reported: the process's CPU per change while the worker decodes and writes (the collector's
  * helper threads included; the main thread only hands over batches), and the decoding's part.
  *
- *   node bench/sink-cpu.ts [--sink clickhouse|elasticsearch|none] [--changes 100000] [--old-mb N] [--young-mb N] [--unbounded]
+ *   node bench/sink-cpu.ts [--sink clickhouse|elasticsearch|none] [--changes 100000] [--batch 5000] [--old-mb N] [--young-mb N] [--unbounded]
  *
  * `none` decodes only (the write does nothing). To compare two versions, run the same file from
  * each checkout, alternating.
@@ -31,7 +31,8 @@ import { LocalRegistry } from "../schema-registry/local-registry.ts";
 import { openMemoryStore } from "../schema-registry/log-store.ts";
 import { clickhouse, elasticsearch } from "../test/services/ports.ts";
 
-const BATCH = 5_000;
+/** Changes per batch (`--batch`, default the sinks' batch.max_rows). */
+let BATCH = 5_000;
 const TOPIC = "bench.pg.s.rows";
 
 interface Options {
@@ -76,8 +77,10 @@ async function main(): Promise<void> {
       "old-mb": { type: "string" },
       "young-mb": { type: "string" },
       unbounded: { type: "boolean", default: false },
+      batch: { type: "string", default: "5000" },
     },
   });
+  BATCH = Number(values.batch);
   const sink = values.sink as Options["sink"];
   if (!["clickhouse", "elasticsearch", "none"].includes(sink)) throw new Error(`--sink: clickhouse, elasticsearch or none, not ${sink}`);
   const changes = Number(values.changes);
