@@ -595,6 +595,12 @@ export class KafkaTopicLog implements TopicLog {
     }
   }
 
+  async readRange(topic: string, partition: number, start: bigint, end: bigint): Promise<StoredRecord[]> {
+    if (this.closed) throw closedError();
+    if (end <= start) return [];
+    return this.partitionReader().read(topic, [{ partition, start, end }]);
+  }
+
   private partitionReader(): PartitionReader {
     this.reader ??= new PartitionReader({
       kafka: this.kafka,

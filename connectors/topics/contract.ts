@@ -207,6 +207,12 @@ export interface TopicLog {
    * delay); otherwise read with a consumer.
    */
   scanTopic?(topic: string, chunkRecords: number, visit: (record: StoredRecord) => Promise<void>, signal?: AbortSignal): Promise<void>;
+  /**
+   * The committed records of one partition of `topic` from offset `start` (inclusive) to `end`
+   * (exclusive, at most the end partitionOffsets gave), in offset order; no consumer group.
+   * Offered where a group costs time (Kafka, as scanTopic); otherwise read with a consumer.
+   */
+  readRange?(topic: string, partition: number, start: bigint, end: bigint): Promise<StoredRecord[]>;
   partitionOffsets(topic: string): Promise<PartitionOffsets[]>;
   endOffsets(topic: string): Promise<TopicPartitionOffset[]>;
   /** Per partition: the first offset whose record has a timestamp at or after `timestampMs`, else the end offset. */

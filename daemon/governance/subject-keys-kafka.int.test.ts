@@ -1,7 +1,7 @@
 /**
  * The subject key store on the real broker (issue 18, crypto-shredding): keys are written to a
  * compacted topic (with transactions, as the daemon writes), another process's reader follows
- * them with one long-lived consumer, a destroyed key is gone for every reader, and the
+ * them by offsets (no consumer group), a destroyed key is gone for every reader, and the
  * audit of erasures is read back in order.
  */
 import assert from "node:assert/strict";
@@ -77,6 +77,50 @@ describe("subject keys on Kafka", { timeout: 180_000 }, () => {
     }
   });
 
+  test("opening, following, fetching keys beyond the cache and scanning them joins no consumer group on the broker", async () => {
+    const master = MasterKey.generate();
+    const name = `${deployment}-groupless`;
+    const topic = subjectKeyTopic(name);
+    const daemon = await KafkaTopicLog.open({ config, deployment: name, logger });
+    const admin = new Kafka({ brokers: config.brokers, logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    // A new group waits the broker's group.initial.rebalance.delay.ms (3 s by default) before it reads.
+    const groups = async () => (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(topic));
+    try {
+      const writer = await SubjectKeyStore.open(daemon, topic, master, { cacheSize: 2 });
+      const subjects = Array.from({ length: 12 }, (_, i) => `g${i}`);
+      await writer.createKeys("pg", subjects);
+      assert.equal(await writer.destroy("pg", "g3"), true);
+      const written = new Map<string, Buffer>();
+      for (const subject of subjects) {
+        const key = await writer.keyIfKnown("pg", subject);
+        if (key) written.set(subject, key);
+      }
+      const reader = await SubjectKeyStore.open(daemon, topic, master, { cacheSize: 2 });
+      assert.equal(reader.size, 11);
+      assert.ok(reader.wasDestroyed("pg", "g3") && (await reader.keyIfKnown("pg", "g3")) === null, "the destroyed key stays destroyed for a new reader");
+      for (const subject of subjects.filter((s) => s !== "g3")) assert.deepEqual(await reader.keyIfKnown("pg", subject), written.get(subject), `subject ${subject}`);
+      await writer.createKeys("pg", ["g12"]);
+      await reader.catchUp();
+      assert.deepEqual(await reader.keyIfKnown("pg", "g12"), await writer.keyIfKnown("pg", "g12"), "a key written after the open is followed");
+      assert.equal(await reader.wrappedByOthers(), 0);
+      // A master key rotation scans the live keys by offsets too.
+      const next = MasterKey.generate();
+      const rotation = await SubjectKeyStore.open(daemon, topic, next, { previous: [master] });
+      assert.equal(await rotation.wrappedByOthers(), 12);
+      assert.equal(await rotation.rewrapAll(), 12);
+      const rotated = await SubjectKeyStore.open(daemon, topic, next, { cacheSize: 2 });
+      assert.equal(await rotated.wrappedByOthers(), 0);
+      assert.deepEqual(await rotated.keyIfKnown("pg", "g0"), written.get("g0"), "a rewrapped key is the same data key");
+      assert.equal(await rotated.keyIfKnown("pg", "g3"), null);
+      assert.deepEqual(await groups(), [], "no consumer group of the key topic while the stores are open");
+      await Promise.all([writer.close(), reader.close(), rotation.close(), rotated.close()]);
+    } finally {
+      await admin.disconnect();
+      await daemon.close();
+    }
+  });
+
   test("with a cache smaller than the subjects, keys not in memory are fetched from the topic at their offsets, by the writer and by another reader", async () => {
     const master = MasterKey.generate();
     const daemon = await KafkaTopicLog.open({ config, deployment: `${deployment}-cache`, logger });
@@ -109,7 +153,11 @@ describe("subject keys on Kafka", { timeout: 180_000 }, () => {
     let reading = false;
     let emptyPolls = 0;
     const counting = Object.create(daemon) as TopicLog;
+    // On Kafka the store reads by offsets (no consumer, no poll waits at all); the reads go to the log itself, which closes its reader.
+    counting.readRange = (topic, partition, start, end) => daemon.readRange(topic, partition, start, end);
+    let consumers = 0;
     counting.consumer = async (group, topics, options) => {
+      consumers += 1;
       const consumer = await daemon.consumer(group, topics, options);
       return Object.assign(Object.create(consumer) as TopicConsumer, {
         poll: async (pollOptions: PollOptions) => {
@@ -138,6 +186,7 @@ describe("subject keys on Kafka", { timeout: 180_000 }, () => {
       reading = false;
       // With the consumer's 500 ms fetch wait a miss waited for the fetch under way at the end of the topic: two empty 200 ms polls per miss.
       assert.ok(emptyPolls <= order.length / 6, `${emptyPolls} empty polls for ${order.length} misses`);
+      assert.equal(consumers, 0, "the misses are read by offsets, without a consumer");
       await sink.close();
     } finally {
       await daemon.close();

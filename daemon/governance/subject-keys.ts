@@ -284,6 +284,8 @@ const READ_AHEAD = 128;
 const READER_FETCH_WAIT_MS = 50;
 /** How long one fetch of wrapped keys waits for the log before it fails (retried by its caller, like any read). */
 const FETCH_TIMEOUT_MS = 30_000;
+/** Offsets read at a time when the log reads by offsets (Kafka): what the follower holds at once. */
+const RANGE_CHUNK = 5_000n;
 
 export interface SubjectKeyStoreOptions {
   /** Master keys being rotated away from: still accepted for reading. */
@@ -322,6 +324,14 @@ export class SubjectKeyStore {
   private clock = 0;
   private readonly group: string;
   private consumer: TopicConsumer | null = null;
+  /**
+   * Where the log reads ranges of offsets without a consumer group (Kafka: a new group waits the
+   * broker's group.initial.rebalance.delay.ms, 3 s by default, before it reads, and the key store
+   * opens on the way to a governed table's first record), the follower's next offset; the
+   * consumer is then never made.
+   */
+  private readonly readRange: ((start: bigint, end: bigint) => Promise<StoredRecord[]>) | null;
+  private next = 0n;
   private reading: Promise<void> = Promise.resolve();
 
   private constructor(log: TopicLog, topic: string, master: MasterKey, options: SubjectKeyStoreOptions) {
@@ -331,6 +341,7 @@ export class SubjectKeyStore {
     this.previous = options.previous ?? [];
     this.cacheSize = Math.max(1, options.cacheSize ?? DEFAULT_KEY_CACHE_SIZE);
     this.group = `${topic}.reader.${process.pid}.${Date.now()}.${randomBytes(3).toString("hex")}`;
+    this.readRange = log.readRange ? (start, end) => log.readRange!(topic, 0, start, end) : null;
   }
 
   /** Opens the store: creates its compacted topic when missing (unless `create` is false), indexes every key. */
@@ -370,6 +381,7 @@ export class SubjectKeyStore {
 
   private async readToEnd(): Promise<void> {
     if (!(await this.log.topicNames()).includes(this.topic)) return;
+    if (this.readRange) return this.readRangesToEnd(this.readRange);
     const ends = await this.log.endOffsets(this.topic);
     if (ends.every((end) => end.offset === 0n)) return;
     const consumer = await this.reader(ends);
@@ -380,6 +392,24 @@ export class SubjectKeyStore {
       const records: StoredRecord[] = await consumer.poll({ maxRecords: 5_000, maxBytes: 8 << 20, maxWaitMs: 200 });
       for (const record of records) this.follow(record, Number(record.offset) >= warmFrom);
     }
+  }
+
+  /** readToEnd by offsets: from the follower's next offset to the partition's end as it is now, a chunk at a time. */
+  private async readRangesToEnd(readRange: (start: bigint, end: bigint) => Promise<StoredRecord[]>): Promise<void> {
+    const { start, end } = await this.onlyPartition();
+    const warmFrom = Number(end) - Math.ceil(this.cacheSize / 2);
+    // Records before the partition's start are gone (deleted), as a consumer from the earliest offset would find.
+    for (let from = this.next > start ? this.next : start; from < end; ) {
+      const to = from + RANGE_CHUNK < end ? from + RANGE_CHUNK : end;
+      for (const record of await readRange(from, to)) this.follow(record, Number(record.offset) >= warmFrom);
+      this.next = from = to;
+    }
+  }
+
+  private async onlyPartition(): Promise<{ start: bigint; end: bigint }> {
+    const ranges = await this.log.partitionOffsets(this.topic);
+    if (ranges.some((range) => range.partition !== 0)) throw keyError(`the key topic ${this.topic} must have one partition; it has ${ranges.length}`, { topic: this.topic });
+    return ranges[0] ?? { start: 0n, end: 0n };
   }
 
   private async reader(ends: readonly { partition: number }[]): Promise<TopicConsumer> {
@@ -553,21 +583,29 @@ export class SubjectKeyStore {
     await consumer?.close().catch(() => undefined);
   }
 
-  /** Every live key's latest record, read once from the start of the topic with a consumer of its own (an administrative pass). */
+  /** Every live key's latest record, read once from the start of the topic (by offsets, or with a consumer of its own): an administrative pass. */
   private async scanLive(visit: (key: string, wrapped: Uint8Array) => void | Promise<void>): Promise<void> {
     await this.catchUp();
     if (this.live === 0) return;
+    const visitLive = async (record: StoredRecord) => {
+      if (record.key === null || record.value === null) return;
+      const key = Buffer.from(record.key).toString();
+      if (this.index.get(key) === Number(record.offset)) await visit(key, record.value);
+    };
+    if (this.readRange) {
+      const { start, end } = await this.onlyPartition();
+      for (let from = start; from < end; from += RANGE_CHUNK) {
+        for (const record of await this.readRange(from, from + RANGE_CHUNK < end ? from + RANGE_CHUNK : end)) await visitLive(record);
+      }
+      return;
+    }
     const ends = await this.log.endOffsets(this.topic);
     const consumer = await this.log.consumer(`${this.group}.scan`, [this.topic]);
     try {
       await consumer.seek(this.topic, 0, { kind: "earliest" });
       const end = ends[0]?.offset ?? 0n;
       while ((consumer.position(this.topic, 0) ?? 0n) < end) {
-        for (const record of await consumer.poll({ maxRecords: 5_000, maxBytes: 8 << 20, maxWaitMs: 200 })) {
-          if (record.key === null || record.value === null) continue;
-          const key = Buffer.from(record.key).toString();
-          if (this.index.get(key) === Number(record.offset)) await visit(key, record.value);
-        }
+        for (const record of await consumer.poll({ maxRecords: 5_000, maxBytes: 8 << 20, maxWaitMs: 200 })) await visitLive(record);
       }
     } finally {
       await consumer.close().catch(() => undefined);
@@ -602,6 +640,7 @@ export class SubjectKeyStore {
     }
     const found = new Map<string, Uint8Array>();
     if (wanted.size === 0) return found;
+    if (this.readRange) return this.readRangesAt(this.readRange, wanted, found);
     const consumer = await this.reader([{ partition: 0 }]);
     const resume = consumer.position(this.topic, 0);
     const offsets = [...wanted.keys()].sort((a, b) => a - b);
@@ -634,6 +673,33 @@ export class SubjectKeyStore {
     } finally {
       // The follower goes on from where it was: nothing it has not read yet is skipped.
       await consumer.seek(this.topic, 0, resume === null ? { kind: "earliest" } : { kind: "offset", offset: resume });
+    }
+    return found;
+  }
+
+  /**
+   * readAt by offsets: one range per run of offsets less than FETCH_SPAN apart, with the read-ahead
+   * after it, never past the follower's next offset (the index knows no offset beyond it).
+   */
+  private async readRangesAt(readRange: (start: bigint, end: bigint) => Promise<StoredRecord[]>, wanted: ReadonlyMap<number, string>, found: Map<string, Uint8Array>): Promise<Map<string, Uint8Array>> {
+    const offsets = [...wanted.keys()].sort((a, b) => a - b);
+    const ahead = Math.min(READ_AHEAD, Math.floor(this.cacheSize / 4));
+    let i = 0;
+    while (i < offsets.length) {
+      const from = offsets[i]!;
+      let last = from;
+      for (let j = i + 1; j < offsets.length && offsets[j]! - from < FETCH_SPAN; j++) last = offsets[j]!;
+      const to = BigInt(last + 1 + ahead) < this.next ? BigInt(last + 1 + ahead) : this.next;
+      for (const record of await readRange(BigInt(from), to)) {
+        const offset = Number(record.offset);
+        const key = wanted.get(offset);
+        if (key !== undefined && record.value !== null) found.set(key, record.value);
+        else if (offset > last && record.key !== null && record.value !== null) {
+          const other = Buffer.from(record.key).toString();
+          if (this.index.get(other) === offset && !this.unwrapped.has(other)) this.cacheRecord(other, record.value);
+        }
+      }
+      while (i < offsets.length && offsets[i]! <= last) i++;
     }
     return found;
   }
