@@ -426,6 +426,8 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
       process.stderr.write(redact(`sluice run: ${outcome.error instanceof Error ? outcome.error.message : String(outcome.error)}\n`));
       process.exit(EXIT_FAILURE);
     }
+    // The caller reports the error; should a socket or timer still hold the process open, a failed daemon leaves anyway.
+    setTimeout(() => process.exit(EXIT_FAILURE), FAILED_EXIT_BACKSTOP_MS).unref();
     throw outcome.error;
   }
   const signal = outcome.signal;
@@ -453,6 +455,7 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
 }
 
 const SHUTDOWN_BACKSTOP_MS = 5_000;
+const FAILED_EXIT_BACKSTOP_MS = 5_000;
 
 /**
  * A signal before the daemon has started: stopping aborts the waits of the start (outages, leases), then whatever the start
