@@ -205,11 +205,32 @@ export async function mariadbRoot(socket: string, sql: string): Promise<string> 
  * a row binlog with GTIDs as the shared server has, and an admin user with every privilege.
  */
 export async function startTlsMariadb(): Promise<TlsServer & { readonly socket: string }> {
-  const dir = mkdtempSync("/var/tmp/sluice-tls-mariadb-");
+  let ca: TestCa | null = null;
+  const server = await startOwnMariadb("/var/tmp/sluice-tls-mariadb-", 7, async (dir) => {
+    ca = await makeCa(dir);
+    return [`ssl_ca = ${ca.caFile}`, `ssl_cert = ${ca.serverCert}`, `ssl_key = ${ca.serverKey}`, "require_secure_transport = ON"];
+  });
+  return { host: server.host, port: server.port, ca: ca!, admin: server.admin, socket: server.socket, stop: server.stop };
+}
+
+/** A MariaDB server started here and the user with every privilege made on it; `stop()` also deletes its directory. */
+export interface OwnMariadb {
+  readonly host: string;
+  readonly port: number;
+  readonly socket: string;
+  readonly admin: { readonly user: string; readonly password: string };
+  stop(): Promise<void>;
+}
+
+/**
+ * A MariaDB 10.11 of its own (a directory under `dirPrefix`, a free port) with the shared server's
+ * row binlog and GTIDs, plus the [mysqld] lines `settings` gives for its directory.
+ */
+export async function startOwnMariadb(dirPrefix: string, serverId: number, settings: (dir: string) => Promise<readonly string[]> | readonly string[]): Promise<OwnMariadb> {
+  const dir = mkdtempSync(dirPrefix);
   chmodSync(dir, 0o755);
   const ids = await serviceIds();
   const port = await freePort();
-  const ca = await makeCa(dir);
   const socket = join(dir, "mariadb.sock");
   const cnf = join(dir, "my.cnf");
   writeFileSync(
@@ -230,16 +251,13 @@ export async function startTlsMariadb(): Promise<TlsServer & { readonly socket: 
       "innodb_flush_log_at_trx_commit = 0",
       "sync_binlog = 0",
       "performance_schema = OFF",
-      "server_id = 7",
+      `server_id = ${serverId}`,
       "log_bin = mariadb-bin",
       "binlog_format = ROW",
       "binlog_row_image = FULL",
       "binlog_row_metadata = FULL",
       "gtid_strict_mode = ON",
-      `ssl_ca = ${ca.caFile}`,
-      `ssl_cert = ${ca.serverCert}`,
-      `ssl_key = ${ca.serverKey}`,
-      "require_secure_transport = ON",
+      ...(await settings(dir)),
       "",
     ].join("\n"),
   );
@@ -249,15 +267,20 @@ export async function startTlsMariadb(): Promise<TlsServer & { readonly socket: 
   const [server, serverArgs] = asServiceUser(["/usr/sbin/mariadbd", `--defaults-file=${cnf}`]);
   const child = spawn(server, serverArgs, { stdio: "ignore", detached: true });
   child.unref();
-  await waitForPort(port, 60_000, child);
+  try {
+    await waitForPort(port, 60_000, child);
+  } catch (error) {
+    child.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   const admin = { user: "sluice_admin", password: "admin-secret" };
   await mariadbRoot(socket, `CREATE USER '${admin.user}'@'%' IDENTIFIED BY '${admin.password}'; GRANT ALL ON *.* TO '${admin.user}'@'%' WITH GRANT OPTION;`);
   return {
     host,
     port,
-    ca,
-    admin,
     socket,
+    admin,
     async stop() {
       if (child.exitCode === null && child.pid !== undefined) {
         child.kill("SIGTERM");
