@@ -427,7 +427,7 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
       process.exit(EXIT_FAILURE);
     }
     // The caller reports the error; should a socket or timer still hold the process open, a failed daemon leaves anyway.
-    setTimeout(() => process.exit(EXIT_FAILURE), FAILED_EXIT_BACKSTOP_MS).unref();
+    leaveIfHeldOpen(logger, EXIT_FAILURE);
     throw outcome.error;
   }
   const signal = outcome.signal;
@@ -451,11 +451,25 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
   logger.flush();
   // Abandoned work loses nothing (it is read again at the next start), but may still hold sockets and timers open: leave now.
   if (abandoned.length > 0) process.exit(EXIT_OK);
+  leaveIfHeldOpen(logger, EXIT_OK);
   return EXIT_OK;
 }
 
 const SHUTDOWN_BACKSTOP_MS = 5_000;
-const FAILED_EXIT_BACKSTOP_MS = 5_000;
+const HELD_OPEN_EXIT_MS = 5_000;
+
+/**
+ * After a complete stop everything durable is written and every component has closed, so nothing is lost by leaving.
+ * Should a socket or timer (a client library's, or one of ours that a stop missed) still hold the process open, exit
+ * anyway after a short grace, and say what held it so the leak can be found.
+ */
+function leaveIfHeldOpen(logger: Logger, code: number): void {
+  setTimeout(() => {
+    logger.warn({ resources: process.getActiveResourcesInfo().filter((kind) => kind !== "Timeout") }, "sluice stopped but something still held the process open: exiting");
+    logger.flush();
+    process.exit(code);
+  }, HELD_OPEN_EXIT_MS).unref();
+}
 
 /**
  * A signal before the daemon has started: stopping aborts the waits of the start (outages, leases), then whatever the start

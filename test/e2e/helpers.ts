@@ -297,6 +297,8 @@ export class SluiceDaemon {
         // The daemon logs "<component> stopped: …" when a source or sink stops for good (and keeps running).
         if (this.#fatal === null && /"msg":"(source|sink) [^"]* stopped: /.test(line)) this.#fatal = line;
         if (!this.#started && line.includes('"msg":"sluice started"')) this.#started = true;
+        // A leak the daemon's exit backstop covered: not a failure, but shown so it can be found (daemon/cli.ts).
+        if (line.includes("still held the process open")) process.stderr.write(`# ${configFile}: ${line}\n`);
       }
       if (this.#tail.length > 4 * LOG_TAIL_LINES) this.#tail.splice(0, this.#tail.length - LOG_TAIL_LINES);
     };
