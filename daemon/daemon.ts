@@ -70,8 +70,23 @@ interface SlotMetricsSource {
   slotMetrics(): Promise<{ lagBytes: number; retainedBytes: number } | null>;
 }
 
-/** Longest wait for a sink's lag from the topic log in /status and /metrics (null, "unknown", after it). */
+/**
+ * Longest wait for anything /status and /metrics ask another party (a sink's lag from the topic log, a sink thread's
+ * metrics and heap, a slot's lag from the database): an unreachable server or a busy thread leaves that figure out
+ * ("unknown") instead of holding the scrape, and the operator's view, until it answers.
+ */
 const LAG_QUERY_MS = 2_000;
+
+/** `work`'s result, or `fallback` when it fails or takes longer than LAG_QUERY_MS. */
+async function withinQueryDeadline<T>(work: Promise<T>, fallback: T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<T>((resolve) => (timer = setTimeout(() => resolve(fallback), LAG_QUERY_MS)));
+  try {
+    return await Promise.race([work.catch(() => fallback), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** A topic log may say what it waits for (Kafka: the broker error of its last failed request). */
 function logWaitingFor(log: TopicLog): string | null {
@@ -620,15 +635,8 @@ export class Daemon {
   private async sinkLag(sink: RunningSink): Promise<number | null> {
     const log = this.log;
     if (!log) return null;
-    const lag = (async () => Number((await log.groupLag(sink.group, await sink.topics())).reduce((sum, p) => sum + p.lag, 0n)))().catch(() => null);
     // An unreachable Kafka answers only after the client's retries: /status and /metrics do not wait for it.
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), LAG_QUERY_MS)));
-    try {
-      return await Promise.race([lag, late]);
-    } finally {
-      clearTimeout(timer);
-    }
+    return withinQueryDeadline((async () => Number((await log.groupLag(sink.group, await sink.topics())).reduce((sum, p) => sum + p.lag, 0n)))(), null);
   }
 
   async status(): Promise<Record<string, unknown>> {
@@ -693,14 +701,14 @@ export class Daemon {
     this.metrics.threadHeapUsed.set({ thread: "main" }, main.used_heap_size);
     this.metrics.threadHeapLimit.set({ thread: "main" }, main.heap_size_limit);
     for (const sink of this.sinks) {
-      const heap = await sink.thread.heapStatistics();
+      const heap = await withinQueryDeadline(sink.thread.heapStatistics(), null);
       if (heap === null) continue;
       this.metrics.threadHeapUsed.set({ thread: `sink ${sink.name}` }, heap.used);
       this.metrics.threadHeapLimit.set({ thread: `sink ${sink.name}` }, heap.limit);
     }
     await Promise.all(
       this.captures.map(async (capture) => {
-        const slot = await (capture.source as Partial<SlotMetricsSource>).slotMetrics?.();
+        const slot = await withinQueryDeadline((capture.source as Partial<SlotMetricsSource>).slotMetrics?.() ?? Promise.resolve(null), null);
         if (!slot) return;
         this.metrics.slotLagBytes.set({ source: capture.name }, slot.lagBytes);
         this.metrics.slotRetainedBytes.set({ source: capture.name }, slot.retainedBytes);
@@ -720,7 +728,7 @@ export class Daemon {
 
   /** This thread's metrics merged with every sink thread's. */
   private async renderMetrics(): Promise<{ contentType: string; body: string }> {
-    const snapshots = await Promise.all(this.sinks.map((s) => s.thread.metrics().catch(() => [])));
+    const snapshots = await Promise.all(this.sinks.map((s) => withinQueryDeadline(s.thread.metrics(), [])));
     if (snapshots.length === 0) return this.metrics.render();
     // Threads export disjoint series (each its own sink label; process metrics only here), so summing is a union;
     // prom-client's own aggregators would drop or average some process metrics (they assume one copy per worker).

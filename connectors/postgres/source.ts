@@ -110,6 +110,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private readonly context: ErrorContext;
   protected readonly loop: CaptureLoop<PostgresSourceBatch, StreamState>;
   private catalog: pg.Client | null = null;
+  private slotLagQuery: Promise<SlotLag | null> | null = null;
   private server: ServerInfo | null = null;
   private captured: CapturedTables | null = null;
   private pendingStream: StreamStart | null = null;
@@ -167,12 +168,13 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
 
   /** The slot's lag and retained WAL on the server (sluice_postgres_slot_* metrics); null when not connected or no slot. */
   async slotMetrics(): Promise<SlotLag | null> {
-    if (this.catalog === null) return null;
-    try {
-      return await slotLag(this.catalog, this.names.slot);
-    } catch {
-      return null;
-    }
+    const catalog = this.catalog;
+    if (catalog === null) return null;
+    // One query at a time: scrapes while the server does not answer share it instead of queueing on the connection.
+    this.slotLagQuery ??= slotLag(catalog, this.names.slot)
+      .catch(() => null)
+      .finally(() => (this.slotLagQuery = null));
+    return this.slotLagQuery;
   }
 
   private async setUp(from: Checkpoint | null, signal: AbortSignal): Promise<void> {
