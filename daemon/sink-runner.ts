@@ -88,6 +88,50 @@ const DECODE_SLICE = 256;
 /** How often a sink refused for offsets from another log checks again (a rebuild may have re-bound them). */
 const REFUSAL_RECHECK_MS = 5_000;
 
+/**
+ * The sink's look for new topics, every `intervalMs` (or when this process created one): with
+ * Kafka a metadata request listing the cluster's topics, so it runs beside the batches instead of
+ * in front of one, one listing at a time, the next due `intervalMs` after the last one started.
+ */
+class TopicRefresh {
+  private readonly list: () => Promise<string[]>;
+  private readonly intervalMs: number;
+  private dueAt: number;
+  private pending = false;
+  private outcome: { readonly topics: string[] } | { readonly error: unknown } | null = null;
+
+  constructor(list: () => Promise<string[]>, intervalMs: number) {
+    this.list = list;
+    this.intervalMs = intervalMs;
+    this.dueAt = Date.now() + intervalMs;
+  }
+
+  /** Starts a listing unless one is under way or its result is not taken yet; true when started. */
+  start(): boolean {
+    if (this.pending || this.outcome !== null) return false;
+    this.pending = true;
+    this.dueAt = Date.now() + this.intervalMs;
+    this.list().then(
+      (topics) => (this.outcome = { topics }),
+      (error: unknown) => (this.outcome = { error }),
+    ).finally(() => (this.pending = false));
+    return true;
+  }
+
+  startIfDue(): boolean {
+    return Date.now() >= this.dueAt && this.start();
+  }
+
+  /** The last listing's topics once it is done (then null until the next one is), or its failure thrown. */
+  take(): string[] | null {
+    const outcome = this.outcome;
+    if (outcome === null) return null;
+    this.outcome = null;
+    if ("error" in outcome) throw outcome.error;
+    return outcome.topics;
+  }
+}
+
 function isTransactional(sink: Sink): sink is TransactionalSink {
   return typeof (sink as Partial<TransactionalSink>).committedOffsets === "function";
 }
@@ -368,7 +412,7 @@ export class SinkRunner {
       if (this.refused) this.logger.info({ group: this.options.group }, `sink ${this.options.sink.name}: its stored offsets belong to the topic log now; reading on`);
       this.refused = null;
       this.running = true;
-      const refreshAt = Date.now() + (this.options.topicRefreshMs ?? 5_000);
+      const refresh = new TopicRefresh(this.options.topics, this.options.topicRefreshMs ?? 5_000);
       while (!stop.aborted && !this.reopen) {
         if (this.groupCommitFailure !== null) await this.settleGroupCommits();
         const records = await this.takeArrived(consumer, await consumer.poll({ ...this.pollLimits(), signal: stop }), stop);
@@ -376,11 +420,9 @@ export class SinkRunner {
         this.consumeProblem = null;
         if (records.length > 0) await this.exclusive(() => this.applyBatch(consumer, records, stop));
         else if (this.resets.size > 0) await this.exclusive(() => this.applyDueResets(consumer, stop));
-        if (this.topicCreated || Date.now() >= refreshAt) {
-          this.topicCreated = false;
-          const now = await this.options.topics();
-          if (now.some((t) => !topics.includes(t))) return;
-        }
+        const listed = refresh.take();
+        if (listed?.some((t) => !topics.includes(t))) return;
+        if (this.topicCreated ? refresh.start() : refresh.startIfDue()) this.topicCreated = false;
       }
     } finally {
       await this.settleGroupCommits().catch(() => undefined);
