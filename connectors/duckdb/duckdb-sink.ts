@@ -38,6 +38,12 @@ import { ident, isDuckDbDataError, literal } from "./sql.ts";
 import { appendFor, duckdbType, duckdbValue } from "./types.ts";
 
 const STAGE = "_sluice_stage";
+/**
+ * Rows converted or appended in one turn of the event loop: staging is synchronous JavaScript on
+ * the sink's thread, and each step of a query endpoint's read waits for the stretch under way.
+ */
+const STAGE_SLICE = 256;
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 const GROUP_COLUMN = "_sluice_group";
 
 type Mode = "live" | "rebuild";
@@ -351,7 +357,8 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       let staged: StagedRow[] = [];
       const groups = new Map<string, number>();
       let firstRejected: bigint | null = null;
-      for (const change of rows) {
+      for (const [index, change] of rows.entries()) {
+        if (index > 0 && index % STAGE_SLICE === 0) await nextTurn();
         try {
           staged.push(this.#stageRow(primary.columns, change, groups));
         } catch (error) {
@@ -408,7 +415,10 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     const appender = await this.#conn().createAppender(STAGE, "main", "temp");
     try {
       const appends = columns.map((column, index) => appendFor(column.type, appender.columnType(index)));
-      for (const row of staged) appendRow(appender, appends, row);
+      for (let index = 0; index < staged.length; index++) {
+        if (index > 0 && index % STAGE_SLICE === 0) await nextTurn();
+        appendRow(appender, appends, staged[index]!);
+      }
       appender.flushSync();
     } finally {
       appender.closeSync();
