@@ -266,7 +266,8 @@ test("the sealed plaintext is exactly JSON.stringify of the row image's values b
     const keys = lazyKeyStore(config, log, { create: true });
     const onMain = new PersonalDataEncryptor({ name: "pg", governance: oddGovernance } as never, keys);
     const onWorkers = new PersonalDataEncryptor({ name: "pg", governance: oddGovernance } as never, keys, new SealWorkers(1));
-    const rows = Array.from({ length: 80 }, (_, i) => ({ id: i, customer_id: 42n, email: `"é${i}"\\\n😀@example.com`, phone: i % 2 === 0 ? null : BigInt(i), city: "Lyon" }));
+    // More row images than the main thread seals first (128): on the workers, most of them are sealed there.
+    const rows = Array.from({ length: 300 }, (_, i) => ({ id: i, customer_id: 42n, email: `"é${i}"\\\n😀@example.com`, phone: i % 2 === 0 ? null : BigInt(i), city: "Lyon" }));
     const events = [...rows.map((row) => event(row)), event({ ...rows[1]!, 7: "seven" }, null, indexed)];
     const open = (text: unknown, table: string) => {
       const key = (keys as () => Promise<SubjectKeyStore>)().then((store) => store.keyIfKnown("pg", "42"));
@@ -285,7 +286,7 @@ test("the sealed plaintext is exactly JSON.stringify of the row image's values b
         const values = row.phone === null ? { email: row.email } : { email: row.email, phone: String(row.phone) };
         assert.equal(await open(published[i]!.after!["email"], "app.customers"), JSON.stringify(values));
       }
-      assert.equal(await open(published[80]!.after!["email"], "app.odd"), JSON.stringify({ email: rows[1]!.email, 7: "seven" }), "an array-index name first, as JSON.stringify writes it");
+      assert.equal(await open(published[300]!.after!["email"], "app.odd"), JSON.stringify({ email: rows[1]!.email, 7: "seven" }), "an array-index name first, as JSON.stringify writes it");
     }
   } finally {
     await log.close();
@@ -309,6 +310,45 @@ test("applyNow: after prepare every event is published without a promise (sealed
       assert.equal(capture.applyNow(unseen), undefined);
       assert.deepEqual((await sink.apply(await capture.apply(unseen))).after, { id: 900, customer_id: subject, email: "late@example.com", phone: null, city: null });
     }
+  } finally {
+    await log.close();
+  }
+});
+
+test("prepare does not wait for the seal workers: the main thread seals a batch's first row images, apply waits for those on their way, a failed request's rows are sealed on the main thread", async () => {
+  const log = await EmbeddedTopicLog.open({ path: join(dir, "pipelined.db"), logger, maintenanceIntervalMs: 0 });
+  const real = new SealWorkers(1);
+  // Workers that answer when told to (a real worker's seal, or a failure).
+  const held: { batch: Parameters<SealWorkers["seal"]>[0]; resolve: (sealed: string[]) => void; reject: (error: Error) => void }[] = [];
+  const workers = { seal: (batch: Parameters<SealWorkers["seal"]>[0]) => new Promise<string[]>((resolve, reject) => held.push({ batch, resolve, reject })) } as unknown as SealWorkers;
+  try {
+    const capture = new PersonalDataEncryptor({ name: "pg", governance } as never, lazyKeyStore(config, log, { create: true }), workers);
+    const sink = new PersonalDataDecryptor(config, lazyKeyStore(config, log, { create: true }));
+    const batch = Array.from({ length: 1200 }, (_, i) => event({ id: i, customer_id: BigInt(i % 9), email: `p${i}@example.com`, phone: BigInt(i), city: "Lyon" }));
+    const prepared = await Promise.race([capture.prepare(batch).then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 5_000))]);
+    assert.equal(prepared, true, "prepare returned while the workers had not replied");
+    assert.deepEqual(
+      held.map((request) => request.batch.jsons.length),
+      [512, 512, 48],
+      "all but the first 128 row images sent, in requests of 512",
+    );
+    const first = batch.slice(0, 128).map((e) => capture.applyNow(e));
+    assert.ok(first.every((e) => e !== undefined && isSealed(e.after!["email"])), "the first 128 sealed on this thread");
+    assert.equal(capture.applyNow(batch[128]!), undefined, "a row image on the workers is left to apply");
+    const waiting = capture.apply(batch[128]!);
+    const answered = await Promise.race([waiting.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 100))]);
+    assert.equal(answered, false, "apply waits for the workers' reply");
+    held[0]!.resolve(await real.seal(held[0]!.batch));
+    held[1]!.reject(new Error("seal worker exited (code 1)"));
+    held[2]!.resolve(await real.seal(held[2]!.batch));
+    const published = [...first, await waiting, ...(await Promise.all(batch.slice(129).map((e) => capture.apply(e))))];
+    assert.ok(published.every((e) => isSealed(e!.after!["email"])));
+    assert.equal(new Set(published.map((e) => String(e!.after!["email"]).split(".")[1]!.slice(0, 32))).size, 1200, "each row image has its own IV");
+    assert.ok(
+      batch.slice(1152).every((e) => capture.applyNow(e) !== undefined),
+      "the last request's rows are ready without a promise once back",
+    );
+    for (const [i, e] of published.entries()) assert.deepEqual((await sink.apply(e!)).after, { id: i, customer_id: BigInt(i % 9), email: `p${i}@example.com`, phone: String(i), city: "Lyon" });
   } finally {
     await log.close();
   }

@@ -102,6 +102,18 @@ export const KEY_CATCH_UP_MS = 5_000;
 
 /** Row images of a batch at least this many: sealed on the seal workers (fewer: a worker's round trip costs more than it saves). */
 const SEAL_IN_WORKERS = 64;
+/**
+ * A batch's first row images that the main thread seals itself as it encodes them, while the
+ * workers seal the rest: it starts encoding at once instead of waiting for the workers' first reply.
+ */
+const SEAL_ON_MAIN_FIRST = 128;
+/**
+ * Row images per request to the workers: the batch goes out in requests of this many, not awaited
+ * by `prepare`, so the main thread encodes the changes of one request's rows while the workers seal
+ * the next (with one request for the whole batch, it waited for all of them, then the workers idled
+ * while it encoded).
+ */
+const SEAL_CHUNK = 512;
 
 /**
  * What planImage leaves to seal for the row image it planned: the values (as sealValues writes
@@ -167,6 +179,10 @@ export class PersonalDataEncryptor {
    * collector more, and capture encodes a batch before it prepares the next).
    */
   private readonly sealed = new Map<Row, Row>();
+  /** Row images of the batch sent to the workers and not back yet, with their request's reply (never rejected). */
+  private readonly waiting = new Map<Row, Promise<void>>();
+  /** Counts `prepare`s: a reply of an earlier batch's request is dropped. */
+  private batch = 0;
   /** The shape of the last table schema met: a batch's events mostly share one. */
   private lastSchema: TableSchema | null = null;
   private lastShape: Shape | null = null;
@@ -190,13 +206,16 @@ export class PersonalDataEncryptor {
    * Makes the keys of every subject of `events` ready: those not in memory are read from the key
    * topic together, those without a key are created in one durable write before any value uses
    * them (one write per batch, not per new subject: a snapshot meets many). Then, for a batch of
-   * at least SEAL_IN_WORKERS row images, seals them on the seal workers while the main thread goes
-   * on; `apply` takes the sealed rows of these very events (capture passes the same, transformed,
-   * events to both) and seals any other row itself.
+   * at least SEAL_IN_WORKERS row images, sends all but the first SEAL_ON_MAIN_FIRST to the seal
+   * workers and returns without waiting for them: `applyNow` takes the sealed rows of these very
+   * events (capture passes the same, transformed, events to both) once back, `apply` waits for
+   * those still on their way, and either seals any other row itself.
    */
   async prepare(events: readonly ChangeEvent[]): Promise<void> {
     if (!this.active) return;
     this.sealed.clear();
+    this.waiting.clear();
+    this.batch += 1;
     const store = await this.keys();
     this.store = store;
     if (Date.now() - this.caughtUpAt >= KEY_CATCH_UP_MS) {
@@ -226,6 +245,10 @@ export class PersonalDataEncryptor {
 
   /** The event as published: personal values encrypted (text), their columns text and nullable in the schema. */
   async apply(event: ChangeEvent): Promise<ChangeEvent> {
+    const beforeSealing = event.before === null ? undefined : this.waiting.get(event.before);
+    if (beforeSealing !== undefined) await beforeSealing;
+    const afterSealing = event.after === null ? undefined : this.waiting.get(event.after);
+    if (afterSealing !== undefined) await afterSealing;
     const now = this.applyNow(event);
     if (now !== undefined) return now;
     const shape = this.shapeOf(event.schema)!;
@@ -238,7 +261,8 @@ export class PersonalDataEncryptor {
 
   /**
    * What `apply` gives, without a promise, when every row image's seal is ready (sealed by the
-   * workers in `prepare`) or its key is in memory, as after `prepare`; undefined otherwise.
+   * workers after `prepare`) or its key is in memory, as after `prepare`; undefined otherwise (a
+   * key to read, or a row image still on the workers: `apply` waits for it).
    */
   applyNow(event: ChangeEvent): ChangeEvent | undefined {
     const shape = this.shapeOf(event.schema);
@@ -248,6 +272,7 @@ export class PersonalDataEncryptor {
     const sealedBefore = event.before === null ? null : this.sealed.get(event.before);
     const sealedAfter = event.after === null ? null : this.sealed.get(event.after);
     if (sealedBefore !== undefined && sealedAfter !== undefined) return { ...event, schema: shape.schema, before: sealedBefore, after: sealedAfter };
+    if ((sealedBefore === undefined && this.waiting.has(event.before!)) || (sealedAfter === undefined && this.waiting.has(event.after!))) return undefined;
     const after = subjectOf(event.after, shape.personal.subject);
     const before = subjectOf(event.before, shape.personal.subject);
     const beforeImage = sealedBefore ?? this.imageNow(event.before, shape, before ?? after);
@@ -290,20 +315,36 @@ export class PersonalDataEncryptor {
     return this.store?.cachedKey(this.source, subject);
   }
 
+  /**
+   * Plans the batch's row images but the first SEAL_ON_MAIN_FIRST (left to `applyNow`) and sends
+   * them to the workers in requests of SEAL_CHUNK, in order; returns once all are sent.
+   */
   private async sealInWorkers(store: SubjectKeyStore, events: readonly ChangeEvent[]): Promise<void> {
-    // The batch's seals as parallel arrays (no object per row image), and where each goes.
-    const batch: SealBatch = { keys: [], jsons: [], tables: [], subjects: [] };
-    const rows: Row[] = [];
-    const outs: Record<string, ColumnValue>[] = [];
-    const columns: string[] = [];
+    // A request's seals as parallel arrays (no object per row image), and where each goes.
+    let batch: SealBatch = { keys: [], jsons: [], tables: [], subjects: [] };
+    let rows: Row[] = [];
+    let outs: Record<string, ColumnValue>[] = [];
+    let columns: string[] = [];
+    const send = () => {
+      this.sendToWorkers(batch, rows, outs, columns);
+      batch = { keys: [], jsons: [], tables: [], subjects: [] };
+      rows = [];
+      outs = [];
+      columns = [];
+    };
     // Each subject's key looked up once per batch (the store's lookup builds its record key).
     const keys = new Map<string, Buffer>();
     const slot = this.slot;
+    let onMain = SEAL_ON_MAIN_FIRST;
     try {
       for (let i = 0; i < events.length; i++) {
         const event = events[i]!;
         const shape = this.shapeOf(event.schema);
         if (shape === null) continue;
+        if (onMain > 0) {
+          onMain -= (event.before === null ? 0 : 1) + (event.after === null ? 0 : 1);
+          continue;
+        }
         const after = subjectOf(event.after, shape.personal.subject);
         const before = subjectOf(event.before, shape.personal.subject);
         for (let image = 0; image < 2; image++) {
@@ -330,22 +371,32 @@ export class PersonalDataEncryptor {
           outs.push(out);
           columns.push(column);
         }
+        if (rows.length >= SEAL_CHUNK) send();
       }
     } catch {
       // A table whose shape is refused, a key that cannot be unwrapped: `apply` reports it for its event.
-      return;
     }
-    let sealed: string[];
-    try {
-      sealed = await this.workers!.seal(batch);
-    } catch {
-      // A failed worker: every row is sealed by `apply` on this thread, as without workers.
-      return;
-    }
-    for (let i = 0; i < rows.length; i++) {
-      outs[i]![columns[i]!] = sealed[i]!;
-      this.sealed.set(rows[i]!, outs[i]!);
-    }
+    if (rows.length > 0) send();
+  }
+
+  /** One request to the workers; its rows wait in `waiting` until sealed, or are left to `apply` when a worker failed. */
+  private sendToWorkers(batch: SealBatch, rows: readonly Row[], outs: readonly Record<string, ColumnValue>[], columns: readonly string[]): void {
+    const current = this.batch;
+    const done = this.workers!.seal(batch).then(
+      (sealed) => {
+        if (current !== this.batch) return;
+        for (let i = 0; i < rows.length; i++) {
+          outs[i]![columns[i]!] = sealed[i]!;
+          this.sealed.set(rows[i]!, outs[i]!);
+        }
+      },
+      () => {
+        // A failed worker: these rows are sealed by `apply` on this thread, as without workers.
+        if (current !== this.batch) return;
+        for (const row of rows) this.waiting.delete(row);
+      },
+    );
+    for (const row of rows) this.waiting.set(row, done);
   }
 
   private shapeOf(schema: TableSchema): Shape | null {
