@@ -5,7 +5,7 @@
  * forms a driver may print: JSON-escaped, URL-encoded, base64 in a Basic auth header) by
  * REDACTED. A driver that prints its settings on a failed connection is covered that way too.
  */
-import { SECRET_KEYS } from "./schema.ts";
+import { SECRET_KEYS } from "./secret-keys.ts";
 
 export const REDACTED = "[redacted]";
 

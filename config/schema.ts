@@ -12,7 +12,7 @@ import { nearest } from "./issues.ts";
 import { governance, personalData } from "./governance.ts";
 import { DURATION_PATTERN, formatDuration, formatSize, parseDuration, parseSize, SIZE_PATTERN } from "./units.ts";
 
-export const SECRET_KEYS = ["password", "token", "api_key", "admin_token", "read_token", "hash_key"] as const;
+export { SECRET_KEYS } from "./secret-keys.ts";
 
 /** The longest wait a Node.js timer can take (2^31-1 ms, about 24.8 days; a longer one fires at once), rounded down to whole days. */
 const MAX_TIMER_MS = 24 * 86_400_000;

@@ -45,7 +45,6 @@ import { InstanceDirectory } from "./instances.ts";
 import type { InstanceReport } from "./instances.ts";
 import { captureWriter, everything } from "./roles.ts";
 import type { RunSelection } from "./roles.ts";
-import { takeOverSlots } from "./slot-takeover.ts";
 import { reloadingOnMiss } from "./registry-refresh.ts";
 import { captureLeaseGroup } from "../connectors/topics/names.ts";
 import type { KafkaTopicLog } from "../connectors/kafka/kafka-log.ts";
@@ -376,6 +375,8 @@ export class Daemon {
       beforeLead: async (signal) => {
         // Fence a former leader before anything is read (it may wake up and commit before it learns it lost the lease), then take its slot.
         await log.claimWriter();
+        // Imported here: it loads the PostgreSQL client, which a process without a PostgreSQL source does not need.
+        const { takeOverSlots } = await import("./slot-takeover.ts");
         await takeOverSlots(this.config, this.selection, this.logger, signal);
       },
       lead: async (signal) => {

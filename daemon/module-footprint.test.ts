@@ -1,0 +1,74 @@
+/**
+ * Each thread's fixed memory is mostly the modules it loads (their code and state stay in its V8
+ * heap: zod alone holds ~3 MiB, docs/benchmarks.md "The process's fixed footprint"). The static
+ * imports of a thread's entry are loaded whatever the config; connectors are imported where a
+ * config needs them (daemon/components.ts). This walks the static (non-type) imports and checks
+ * that no thread loads a package its role does not need.
+ */
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** Static value imports and re-exports of a module (`import type` / `export type` are erased; dynamic import() is not followed). */
+function staticImports(source: string): string[] {
+  const found: string[] = [];
+  const statement = /^\s*(import|export)\s+(?!type\s)([^;"'()]*?\s+from\s+)?["']([^"']+)["']/gm;
+  for (const match of source.matchAll(statement)) {
+    if (match[1] === "export" && match[2] === undefined) continue;
+    found.push(match[3]!);
+  }
+  return found;
+}
+
+/** Every package reached through static imports from `entry` (a path under the repository). */
+function packagesReached(entry: string): Set<string> {
+  const packages = new Set<string>();
+  const seen = new Set<string>();
+  const pending = [join(ROOT, entry)];
+  while (pending.length > 0) {
+    const file = pending.pop()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    for (const specifier of staticImports(readFileSync(file, "utf8"))) {
+      if (specifier.startsWith(".")) {
+        const target = resolve(dirname(file), specifier);
+        if (existsSync(target) && /\.(ts|js)$/.test(target)) pending.push(target);
+      } else if (!specifier.startsWith("node:")) {
+        packages.add(specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : specifier.split("/")[0]!);
+      }
+    }
+  }
+  return packages;
+}
+
+const CONNECTOR_PACKAGES = ["pg", "pg-logical-replication", "mysql2", "kafkajs", "@elastic/elasticsearch", "@clickhouse/client", "@duckdb/node-api", "libpg-query"];
+
+test("the walker sees static imports and skips type-only ones", () => {
+  const source = [
+    'import { a } from "./a.ts";',
+    'import type { B } from "./b.ts";',
+    'import {\n  c,\n  type D,\n} from "c-package";',
+    'export { e } from "./e.ts";',
+    'export type { F } from "./f.ts";',
+    'import "./side-effect.ts";',
+    'const lazy = await import("lazy-package");',
+  ].join("\n");
+  assert.deepEqual(staticImports(source), ["./a.ts", "c-package", "./e.ts", "./side-effect.ts"]);
+});
+
+test("a sink thread loads no config validation (zod, yaml) and no connector until its sink needs one", () => {
+  const reached = packagesReached("daemon/sink-worker.ts");
+  for (const name of ["zod", "yaml", ...CONNECTOR_PACKAGES]) assert.ok(!reached.has(name), `daemon/sink-worker.ts loads ${name} (${[...reached].join(", ")})`);
+});
+
+test("the daemon's main thread loads no connector until its config needs one", () => {
+  // daemon/sluice.js imports the command line (and, for sluice run, the memory re-exec) with import().
+  for (const entry of ["daemon/cli.ts", "daemon/memory-exec.ts"]) {
+    const reached = packagesReached(entry);
+    for (const name of CONNECTOR_PACKAGES) assert.ok(!reached.has(name), `${entry} loads ${name} (${[...reached].join(", ")})`);
+  }
+});
