@@ -12,6 +12,7 @@ import type { SluiceConfig } from "../../config/schema.ts";
 import { createLogger } from "../../runtime/logger.ts";
 import { KEY_CATCH_UP_MS, lazyKeyStore, PersonalDataDecryptor, PersonalDataEncryptor } from "./personal-data.ts";
 import { SealWorkers } from "./seal-workers.ts";
+import type { SealedPayloads } from "./seal-workers.ts";
 import { encryptValue, isEncrypted, isSealed, MasterKey, referenceTo, SubjectKeyStore, subjectKeyTopic } from "./subject-keys.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-personal-data-"));
@@ -319,8 +320,11 @@ test("prepare does not wait for the seal workers: the main thread seals a batch'
   const log = await EmbeddedTopicLog.open({ path: join(dir, "pipelined.db"), logger, maintenanceIntervalMs: 0 });
   const real = new SealWorkers(1);
   // Workers that answer when told to (a real worker's seal, or a failure).
-  const held: { batch: Parameters<SealWorkers["seal"]>[0]; resolve: (sealed: string[]) => void; reject: (error: Error) => void }[] = [];
-  const workers = { seal: (batch: Parameters<SealWorkers["seal"]>[0]) => new Promise<string[]>((resolve, reject) => held.push({ batch, resolve, reject })) } as unknown as SealWorkers;
+  type Held = { keys: Buffer[]; jsons: string[]; heads: Parameters<SealWorkers["sealPayloads"]>[2]; resolve: (sealed: SealedPayloads) => void; reject: (error: Error) => void };
+  const held: Held[] = [];
+  const workers = {
+    sealPayloads: (keys: Buffer[], jsons: string[], heads: Held["heads"]) => new Promise<SealedPayloads>((resolve, reject) => held.push({ keys, jsons, heads, resolve, reject })),
+  } as unknown as SealWorkers;
   try {
     const capture = new PersonalDataEncryptor({ name: "pg", governance } as never, lazyKeyStore(config, log, { create: true }), workers);
     const sink = new PersonalDataDecryptor(config, lazyKeyStore(config, log, { create: true }));
@@ -328,7 +332,7 @@ test("prepare does not wait for the seal workers: the main thread seals a batch'
     const prepared = await Promise.race([capture.prepare(batch).then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 5_000))]);
     assert.equal(prepared, true, "prepare returned while the workers had not replied");
     assert.deepEqual(
-      held.map((request) => request.batch.jsons.length),
+      held.map((request) => request.jsons.length),
       [512, 512, 48],
       "all but the first 128 row images sent, in requests of 512",
     );
@@ -338,9 +342,10 @@ test("prepare does not wait for the seal workers: the main thread seals a batch'
     const waiting = capture.apply(batch[128]!);
     const answered = await Promise.race([waiting.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 100))]);
     assert.equal(answered, false, "apply waits for the workers' reply");
-    held[0]!.resolve(await real.seal(held[0]!.batch));
+    const answer = async (request: Held) => request.resolve(await real.sealPayloads(request.keys, request.jsons, request.heads));
+    await answer(held[0]!);
     held[1]!.reject(new Error("seal worker exited (code 1)"));
-    held[2]!.resolve(await real.seal(held[2]!.batch));
+    await answer(held[2]!);
     const published = [...first, await waiting, ...(await Promise.all(batch.slice(129).map((e) => capture.apply(e))))];
     assert.ok(published.every((e) => isSealed(e!.after!["email"])));
     assert.equal(new Set(published.map((e) => String(e!.after!["email"]).split(".")[1]!.slice(0, 32))).size, 1200, "each row image has its own IV");
@@ -349,6 +354,39 @@ test("prepare does not wait for the seal workers: the main thread seals a batch'
       "the last request's rows are ready without a promise once back",
     );
     for (const [i, e] of published.entries()) assert.deepEqual((await sink.apply(e!)).after, { id: i, customer_id: BigInt(i % 9), email: `p${i}@example.com`, phone: String(i), city: "Lyon" });
+  } finally {
+    await log.close();
+  }
+});
+
+test("row images sealed on the workers publish what the main thread publishes: no subject, no personal value, before and after images, unchanged TOAST", async () => {
+  const log = await EmbeddedTopicLog.open({ path: join(dir, "workers-same.db"), logger, maintenanceIntervalMs: 0 });
+  try {
+    const keys = lazyKeyStore(config, log, { create: true });
+    const sink = new PersonalDataDecryptor(config, lazyKeyStore(config, log, { create: true }));
+    const batch = Array.from({ length: 600 }, (_, i) => {
+      const row = { id: i, customer_id: BigInt(i % 11), email: `m${i}@example.com`, phone: BigInt(i), city: "Lyon" };
+      if (i % 5 === 0) return event({ ...row, customer_id: null });
+      if (i % 5 === 1) return event(row, { ...row, email: `old${i}@example.com` });
+      if (i % 5 === 2) return event({ ...row, email: null, phone: null });
+      if (i % 5 === 3) return event({ ...row, phone: UNCHANGED });
+      return event(null, row);
+    });
+    const published: ChangeEvent[][] = [];
+    for (const workers of [null, new SealWorkers(1)]) {
+      const capture = new PersonalDataEncryptor({ name: "pg", governance } as never, keys, workers);
+      await capture.prepare(batch);
+      published.push(await Promise.all(batch.map((e) => capture.apply(e))));
+    }
+    const [onMain, onWorkers] = published as [ChangeEvent[], ChangeEvent[]];
+    // The same but for each seal's IV: the other columns, nulls and references as they are, the sealed values once opened.
+    const shown = async (e: ChangeEvent) => {
+      const opened = await sink.apply(e);
+      const mark = (row: Record<string, unknown> | null, clear: Record<string, unknown> | null) => (row === null ? null : { ...row, email: isSealed(row["email"]) ? `sealed:${String(clear!["email"])}` : row["email"], phone: row["phone"] === UNCHANGED ? "unchanged" : row["phone"] });
+      return { before: mark(e.before, opened.before), after: mark(e.after, opened.after) };
+    };
+    for (let i = 0; i < batch.length; i++) assert.deepEqual(await shown(onWorkers[i]!), await shown(onMain[i]!), `event ${i}`);
+    assert.ok(onWorkers.slice(500).some((e) => isSealed(e.before?.["email"]) && isSealed(e.after?.["email"])), "updates with both images sealed on the workers");
   } finally {
     await log.close();
   }

@@ -11,8 +11,9 @@ import { SluiceError } from "../../connectors/errors.ts";
 import type { TopicLog } from "../../connectors/contracts.ts";
 import type { SluiceConfig, SourceConfig } from "../../config/schema.ts";
 import { valueText } from "./transforms.ts";
-import type { SealBatch, SealWorkers } from "./seal-workers.ts";
-import { dataKeyId, decryptValue, encryptedBy, isEncrypted, isSealed, MasterKey, openValues, referenceTo, sealJson, SubjectKeyStore, subjectKeyTopic } from "./subject-keys.ts";
+import type { SealedPayloads, SealWorkers } from "./seal-workers.ts";
+import { dataKeyId, decryptValue, encryptedBy, isEncrypted, isSealed, MasterKey, openValues, referenceTo, sealedHead, sealJson, SubjectKeyStore, subjectKeyTopic } from "./subject-keys.ts";
+import type { SealHead } from "./subject-keys.ts";
 
 export interface PersonalTable {
   /** The column naming the data subject. */
@@ -166,6 +167,53 @@ function planImage(row: Row, shape: Shape, subject: string | null, slot: PlanSlo
   return out;
 }
 
+/**
+ * What planImage leaves in `slot` for a row image with a subject, without the row as published:
+ * capture keeps only the values' JSON for the workers, and makes the row when it encodes it
+ * (publishedImage), so nothing but the sealed bytes waits in memory between the two.
+ */
+function planSeal(row: Row, shape: Shape, slot: PlanSlot): void {
+  const columns = shape.personal.columns;
+  slot.column = null;
+  let json = "";
+  const values: Record<string, string> | null = shape.jsonNames === null ? {} : null;
+  for (let i = 0; i < columns.length; i++) {
+    const column = columns[i]!;
+    const value = row[column];
+    if (value === undefined || value === null || value === UNCHANGED) continue;
+    if (values !== null) values[column] = valueText(value);
+    else json += `${slot.column === null ? "{" : ","}${shape.jsonNames![i]!}${JSON.stringify(valueText(value))}`;
+    slot.column ??= column;
+  }
+  if (slot.column !== null) slot.json = values !== null ? JSON.stringify(values) : `${json}}`;
+}
+
+/** The row image as published, its values sealed in `sealedIn` as `text` (planSeal's plan), the other personal columns with a value referring to it. */
+function publishedImage(row: Row, shape: Shape, sealedIn: string, text: string): Row {
+  const out: Record<string, ColumnValue> = { ...row };
+  const columns = shape.personal.columns;
+  for (let i = 0; i < columns.length; i++) {
+    const column = columns[i]!;
+    const value = row[column];
+    if (value === undefined || value === null || value === UNCHANGED) continue;
+    out[column] = column === sealedIn ? text : referenceTo(sealedIn);
+  }
+  return out;
+}
+
+/** One request of a batch's row images to the seal workers. */
+interface SealRequestState {
+  /** Settles when the workers replied or failed (never rejects). */
+  readonly done: Promise<void>;
+  /** The reply: the sealed bytes of each row image (null until then). */
+  sealed: SealedPayloads | null;
+  /** The workers failed: its row images are sealed on the main thread. */
+  failed: boolean;
+  /** Per row image: the text before its payload, and the column it is sealed in. */
+  readonly heads: readonly SealHead[];
+  readonly columns: readonly string[];
+}
+
 /** Capture's side: encrypts the personal columns of one source's events. */
 export class PersonalDataEncryptor {
   private readonly source: string;
@@ -174,15 +222,13 @@ export class PersonalDataEncryptor {
   private readonly shapes = new WeakMap<TableSchema, Shape | null>();
   private readonly workers: SealWorkers | null;
   /**
-   * Row images of the batch being encoded sealed by the workers for `apply`, by the row they
-   * replace; emptied by the next batch's `prepare` (a Map: WeakMap entries cost the garbage
-   * collector more, and capture encodes a batch before it prepares the next).
+   * Row images of the batch being encoded sent to the workers: the request (requests[⌊n / SEAL_CHUNK⌋])
+   * and place (n % SEAL_CHUNK) of each, by the row; emptied by the next batch's `prepare` (a Map:
+   * WeakMap entries cost the garbage collector more, and capture encodes a batch before it
+   * prepares the next).
    */
-  private readonly sealed = new Map<Row, Row>();
-  /** Row images of the batch sent to the workers and not back yet, with their request's reply (never rejected). */
-  private readonly waiting = new Map<Row, Promise<void>>();
-  /** Counts `prepare`s: a reply of an earlier batch's request is dropped. */
-  private batch = 0;
+  private readonly jobs = new Map<Row, number>();
+  private requests: SealRequestState[] = [];
   /** The shape of the last table schema met: a batch's events mostly share one. */
   private lastSchema: TableSchema | null = null;
   private lastShape: Shape | null = null;
@@ -213,9 +259,8 @@ export class PersonalDataEncryptor {
    */
   async prepare(events: readonly ChangeEvent[]): Promise<void> {
     if (!this.active) return;
-    this.sealed.clear();
-    this.waiting.clear();
-    this.batch += 1;
+    this.jobs.clear();
+    this.requests = [];
     const store = await this.keys();
     this.store = store;
     if (Date.now() - this.caughtUpAt >= KEY_CATCH_UP_MS) {
@@ -245,10 +290,10 @@ export class PersonalDataEncryptor {
 
   /** The event as published: personal values encrypted (text), their columns text and nullable in the schema. */
   async apply(event: ChangeEvent): Promise<ChangeEvent> {
-    const beforeSealing = event.before === null ? undefined : this.waiting.get(event.before);
-    if (beforeSealing !== undefined) await beforeSealing;
-    const afterSealing = event.after === null ? undefined : this.waiting.get(event.after);
-    if (afterSealing !== undefined) await afterSealing;
+    const beforeJob = event.before === null ? undefined : this.jobs.get(event.before);
+    if (beforeJob !== undefined) await this.requests[Math.floor(beforeJob / SEAL_CHUNK)]!.done;
+    const afterJob = event.after === null ? undefined : this.jobs.get(event.after);
+    if (afterJob !== undefined) await this.requests[Math.floor(afterJob / SEAL_CHUNK)]!.done;
     const now = this.applyNow(event);
     if (now !== undefined) return now;
     const shape = this.shapeOf(event.schema)!;
@@ -268,25 +313,29 @@ export class PersonalDataEncryptor {
     const shape = this.shapeOf(event.schema);
     if (shape === null) return event;
     if (event.before === null && event.after === null) return { ...event, schema: shape.schema };
-    // Kept until the next batch's prepare: applyNow and apply may both ask for them.
-    const sealedBefore = event.before === null ? null : this.sealed.get(event.before);
-    const sealedAfter = event.after === null ? null : this.sealed.get(event.after);
-    if (sealedBefore !== undefined && sealedAfter !== undefined) return { ...event, schema: shape.schema, before: sealedBefore, after: sealedAfter };
-    if ((sealedBefore === undefined && this.waiting.has(event.before!)) || (sealedAfter === undefined && this.waiting.has(event.after!))) return undefined;
     const after = subjectOf(event.after, shape.personal.subject);
     const before = subjectOf(event.before, shape.personal.subject);
-    const beforeImage = sealedBefore ?? this.imageNow(event.before, shape, before ?? after);
+    const beforeImage = this.imageNow(event.before, shape, before ?? after);
     if (beforeImage === undefined) return undefined;
-    const afterImage = sealedAfter ?? this.imageNow(event.after, shape, after ?? before);
+    const afterImage = this.imageNow(event.after, shape, after ?? before);
     if (afterImage === undefined) return undefined;
     return { ...event, schema: shape.schema, before: beforeImage, after: afterImage };
   }
 
-  /** The row image as published when its seal is ready or its key in memory; undefined when its key must be read first. */
+  /** The row image as published when its seal is back from the workers or its key in memory; undefined when its key must be read first, or its seal is on the workers. */
   private imageNow(row: Row | null, shape: Shape, subject: string | null): Row | null | undefined {
     if (row === null) return null;
-    const sealed = this.sealed.get(row);
-    if (sealed !== undefined) return sealed;
+    const job = this.jobs.get(row);
+    if (job !== undefined) {
+      const request = this.requests[Math.floor(job / SEAL_CHUNK)]!;
+      const sealed = request.sealed;
+      if (sealed !== null) {
+        const i = job % SEAL_CHUNK;
+        // Made as it is encoded (young garbage), not when the reply came.
+        return publishedImage(row, shape, request.columns[i]!, request.heads[i]!.text + sealed.payloads.toString("base64", i === 0 ? 0 : sealed.ends[i - 1]!, sealed.ends[i]!));
+      }
+      if (!request.failed) return undefined;
+    }
     const slot = this.slot;
     const out = planImage(row, shape, subject, slot);
     if (slot.column === null) return out;
@@ -320,20 +369,22 @@ export class PersonalDataEncryptor {
    * them to the workers in requests of SEAL_CHUNK, in order; returns once all are sent.
    */
   private async sealInWorkers(store: SubjectKeyStore, events: readonly ChangeEvent[]): Promise<void> {
-    // A request's seals as parallel arrays (no object per row image), and where each goes.
-    let batch: SealBatch = { keys: [], jsons: [], tables: [], subjects: [] };
-    let rows: Row[] = [];
-    let outs: Record<string, ColumnValue>[] = [];
+    // A request's seals as parallel arrays (no object per row image).
+    let keys: Buffer[] = [];
+    let jsons: string[] = [];
+    let heads: SealHead[] = [];
     let columns: string[] = [];
+    let rows: Row[] = [];
     const send = () => {
-      this.sendToWorkers(batch, rows, outs, columns);
-      batch = { keys: [], jsons: [], tables: [], subjects: [] };
-      rows = [];
-      outs = [];
+      this.sendToWorkers(keys, jsons, heads, columns, rows);
+      keys = [];
+      jsons = [];
+      heads = [];
       columns = [];
+      rows = [];
     };
-    // Each subject's key looked up once per batch (the store's lookup builds its record key).
-    const keys = new Map<string, Buffer>();
+    // Each subject's key and seal head looked up once per batch (the store's lookup builds its record key).
+    const subjects = new Map<string, { readonly key: Buffer; readonly table: string; readonly head: SealHead }>();
     const slot = this.slot;
     let onMain = SEAL_ON_MAIN_FIRST;
     try {
@@ -351,27 +402,26 @@ export class PersonalDataEncryptor {
           const row = image === 0 ? event.before : event.after;
           if (row === null) continue;
           const subject = image === 0 ? (before ?? after) : (after ?? before);
-          const out = planImage(row, shape, subject, slot);
+          // No subject: nothing to seal (applyNow publishes the row without its personal values).
+          if (subject === null) continue;
+          planSeal(row, shape, slot);
           const { column, json } = slot;
-          if (column === null) {
-            if (out !== row) this.sealed.set(row, out);
-            continue;
-          }
+          if (column === null) continue;
           // The slot is read before this await: another plan may fill it meanwhile.
-          let key = keys.get(subject!);
-          if (key === undefined) {
-            key = this.cachedKey(subject!) ?? (await store.keyFor(this.source, subject!));
-            keys.set(subject!, key);
+          let known = subjects.get(subject);
+          if (known === undefined || known.table !== shape.table) {
+            const key = known?.key ?? this.cachedKey(subject) ?? (await store.keyFor(this.source, subject));
+            known = { key, table: shape.table, head: sealedHead(shape.table, subject) };
+            subjects.set(subject, known);
           }
-          batch.keys.push(key);
-          batch.jsons.push(json);
-          batch.tables.push(shape.table);
-          batch.subjects.push(subject!);
-          rows.push(row);
-          outs.push(out);
+          keys.push(known.key);
+          jsons.push(json);
+          heads.push(known.head);
           columns.push(column);
+          rows.push(row);
+          // Every request but the last has SEAL_CHUNK row images: a job's number gives its request.
+          if (rows.length === SEAL_CHUNK) send();
         }
-        if (rows.length >= SEAL_CHUNK) send();
       }
     } catch {
       // A table whose shape is refused, a key that cannot be unwrapped: `apply` reports it for its event.
@@ -379,24 +429,25 @@ export class PersonalDataEncryptor {
     if (rows.length > 0) send();
   }
 
-  /** One request to the workers; its rows wait in `waiting` until sealed, or are left to `apply` when a worker failed. */
-  private sendToWorkers(batch: SealBatch, rows: readonly Row[], outs: readonly Record<string, ColumnValue>[], columns: readonly string[]): void {
-    const current = this.batch;
-    const done = this.workers!.seal(batch).then(
-      (sealed) => {
-        if (current !== this.batch) return;
-        for (let i = 0; i < rows.length; i++) {
-          outs[i]![columns[i]!] = sealed[i]!;
-          this.sealed.set(rows[i]!, outs[i]!);
-        }
-      },
-      () => {
-        // A failed worker: these rows are sealed by `apply` on this thread, as without workers.
-        if (current !== this.batch) return;
-        for (const row of rows) this.waiting.delete(row);
-      },
-    );
-    for (const row of rows) this.waiting.set(row, done);
+  /** One request to the workers (at most SEAL_CHUNK row images); its rows wait for it in `applyNow`, or are sealed there when the workers failed. */
+  private sendToWorkers(keys: readonly Buffer[], jsons: readonly string[], heads: readonly SealHead[], columns: readonly string[], rows: readonly Row[]): void {
+    const first = this.requests.length * SEAL_CHUNK;
+    const request: SealRequestState = {
+      done: this.workers!.sealPayloads(keys, jsons, heads).then(
+        (sealed) => {
+          request.sealed = sealed;
+        },
+        () => {
+          request.failed = true;
+        },
+      ),
+      sealed: null,
+      failed: false,
+      heads,
+      columns,
+    };
+    this.requests.push(request);
+    for (let i = 0; i < rows.length; i++) this.jobs.set(rows[i]!, first + i);
   }
 
   private shapeOf(schema: TableSchema): Shape | null {

@@ -87,10 +87,18 @@ class SealWorker {
   }
 }
 
+/** The payloads of a request's row images as bytes: the i-th is payloads[ends[i - 1] (0 for the first) .. ends[i]]; its sealed text is its head's text + base64 of it. */
+export interface SealedPayloads {
+  readonly payloads: Buffer;
+  readonly ends: Int32Array;
+}
+
 export class SealWorkers {
   private readonly size: number;
   private workers: SealWorker[] = [];
   private nextId = 0;
+  /** The worker the next `sealPayloads` goes to. */
+  private turn = 0;
 
   constructor(size: number) {
     this.size = Math.max(1, size);
@@ -119,7 +127,7 @@ export class SealWorkers {
         const from = w * per;
         const to = Math.min(count, from + per);
         if (from >= to) return;
-        const { request, payloadEnds } = this.request(batch, heads, from, to);
+        const { request, payloadEnds } = this.request(batch.keys, batch.jsons, heads, from, to);
         const payloads = await worker.seal(request);
         let start = 0;
         for (let i = from; i < to; i++) {
@@ -132,22 +140,34 @@ export class SealWorkers {
     return sealed;
   }
 
-  /** The request of row images `from` to `to` (excluded) of the batch. */
-  private request(batch: SealBatch, heads: readonly SealHead[], from: number, to: number): { request: SealRequest; payloadEnds: Int32Array } {
+  /**
+   * Seals row images on one worker, the workers taking turns (a caller sends a batch in several
+   * requests): the i-th with keys[i], its values' JSON jsons[i] and AAD heads[i].aad (heads from
+   * sealedHead). Rejects when the worker failed (the caller seals on its own thread then).
+   */
+  sealPayloads(keys: readonly Buffer[], jsons: readonly string[], heads: readonly SealHead[]): Promise<SealedPayloads> {
+    this.start();
+    const worker = this.workers[this.turn++ % this.workers.length]!;
+    const { request, payloadEnds } = this.request(keys, jsons, heads, 0, jsons.length);
+    return worker.seal(request).then((payloads) => ({ payloads, ends: payloadEnds }));
+  }
+
+  /** The request of row images `from` to `to` (excluded). */
+  private request(keys: readonly Buffer[], jsons: readonly string[], heads: readonly SealHead[], from: number, to: number): { request: SealRequest; payloadEnds: Int32Array } {
     const jobs = to - from;
     const index = new Map<Buffer, number>();
     const distinct: Buffer[] = [];
     const keyOf = new Int32Array(jobs);
     // Room for the longest UTF-8 of each JSON text (3 bytes per UTF-16 unit); its own buffer, to be transferred.
     let size = 0;
-    for (let i = from; i < to; i++) size += heads[i]!.aad.length + 3 * batch.jsons[i]!.length;
+    for (let i = from; i < to; i++) size += heads[i]!.aad.length + 3 * jsons[i]!.length;
     const data = Buffer.allocUnsafeSlow(size);
     const bounds = new Int32Array(3 * jobs);
     const payloadEnds = new Int32Array(jobs);
     let at = 0;
     let payloadAt = 0;
     for (let j = 0; j < jobs; j++) {
-      const key = batch.keys[from + j]!;
+      const key = keys[from + j]!;
       let k = index.get(key);
       if (k === undefined) {
         k = distinct.length;
@@ -158,15 +178,15 @@ export class SealWorkers {
       bounds[3 * j] = at;
       at += heads[from + j]!.aad.copy(data, at);
       bounds[3 * j + 1] = at;
-      const written = data.write(batch.jsons[from + j]!, at, "utf8");
+      const written = data.write(jsons[from + j]!, at, "utf8");
       at += written;
       bounds[3 * j + 2] = at;
       payloadAt += 32 + written;
       payloadEnds[j] = payloadAt;
     }
-    const keys = new Uint8Array(32 * distinct.length);
-    for (let k = 0; k < distinct.length; k++) keys.set(distinct[k]!, 32 * k);
-    return { request: { id: this.nextId++, keys, keyOf, data, bounds }, payloadEnds };
+    const keyBytes = new Uint8Array(32 * distinct.length);
+    for (let k = 0; k < distinct.length; k++) keyBytes.set(distinct[k]!, 32 * k);
+    return { request: { id: this.nextId++, keys: keyBytes, keyOf, data, bounds }, payloadEnds };
   }
 }
 
