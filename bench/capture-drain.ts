@@ -29,7 +29,7 @@
  *   and a node_modules link), in the same rounds: the before/after ratio of a change.
  */
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -74,6 +74,9 @@ interface Result {
   readonly peakRssMiB: number | null;
   readonly firstRecordSeconds: number | null;
   readonly load: number;
+  /** Sluice only, per 100k changes over the timed interval: the main thread's CPU, V8's helper threads' (collector), the other threads'; collections counted by kind (prom-client's gc histogram) and their seconds. */
+  readonly threads?: { readonly main: number; readonly v8: number; readonly other: number };
+  readonly gc?: { readonly minor: number; readonly major: number; readonly seconds: number };
 }
 
 const slotName = (reader: Reader, round: number) => `${schema}_${reader.replace("-", "_")}_${round}`;
@@ -107,6 +110,31 @@ function cpuOf(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+/** CPU seconds of each thread of a process: the main thread as "main", V8's helpers as "v8", the rest as "other". */
+function threadCpuOf(pid: number): { main: number; v8: number; other: number } {
+  const out = { main: 0, v8: 0, other: 0 };
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+    } catch {
+      continue; // the thread ended meanwhile
+    }
+    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const seconds = (Number(fields[11]) + Number(fields[12])) / 100;
+    if (Number(tid) === pid) out.main += seconds;
+    else if (comm.startsWith("V8")) out.v8 += seconds;
+    else out.other += seconds;
+  }
+  return out;
+}
+
+function gcOf(metrics: string): { minor: number; major: number; seconds: number } {
+  const count = (kind: string) => metricValue(metrics, "sluice_nodejs_gc_duration_seconds_count", { kind });
+  return { minor: count("minor"), major: count("major"), seconds: metricValue(metrics, "sluice_nodejs_gc_duration_seconds_sum") };
+}
+
 async function sluice(reader: "embedded" | "kafka" | "embedded-base" | "kafka-base", round: number): Promise<Result> {
   const source = randomName("src");
   const deployment = randomName("bench_drain");
@@ -124,19 +152,22 @@ async function sluice(reader: "embedded" | "kafka" | "embedded-base" | "kafka-ba
   });
   try {
     const pid = daemon.child.pid!;
-    let first: { at: number; captured: number; cpu: number } | null = null;
-    let beforeFirst = { at: launched, captured: 0, cpu: 0 };
+    type Sample = { at: number; captured: number; cpu: number; threads: ReturnType<typeof threadCpuOf>; gc: ReturnType<typeof gcOf> };
+    let first: Sample | null = null;
+    let beforeFirst: Sample = { at: launched, captured: 0, cpu: 0, threads: { main: 0, v8: 0, other: 0 }, gc: { minor: 0, major: 0, seconds: 0 } };
     const deadline = performance.now() + 30 * 60_000;
     for (;;) {
       if (performance.now() > deadline) throw new Error(`${reader}: not drained within 30 min\n${daemon.logTail()}`);
       if (daemon.exitStatus !== null) throw new Error(`${reader}: the daemon exited\n${daemon.logTail()}`);
-      const captured = metricValue(await daemon.metrics(), "sluice_changes_captured_total");
+      const metrics = await daemon.metrics();
+      const captured = metricValue(metrics, "sluice_changes_captured_total");
       const at = performance.now();
       const cpu = cpuOf(pid);
-      if (first === null && captured === 0) beforeFirst = { at, captured, cpu };
+      const sample = { at, captured, cpu, threads: threadCpuOf(pid), gc: gcOf(metrics) };
+      if (first === null && captured === 0) beforeFirst = sample;
       // A backlog drained between two samples is timed from the last sample before any record.
       if (first === null && captured >= CHANGES) first = beforeFirst;
-      if (first === null && captured > 0) first = { at, captured, cpu };
+      if (first === null && captured > 0) first = sample;
       if (first !== null && captured >= CHANGES) {
         const rss = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
         // Per 100k changes between the two samples (the first sample already holds `first.captured`).
@@ -149,6 +180,12 @@ async function sluice(reader: "embedded" | "kafka" | "embedded-base" | "kafka-ba
           peakRssMiB: Number(rss) / 1024,
           firstRecordSeconds: (first.at - launched) / 1000,
           load,
+          threads: {
+            main: ((sample.threads.main - first.threads.main) * 100_000) / counted,
+            v8: ((sample.threads.v8 - first.threads.v8) * 100_000) / counted,
+            other: ((sample.threads.other - first.threads.other) * 100_000) / counted,
+          },
+          gc: { minor: sample.gc.minor - first.gc.minor, major: sample.gc.major - first.gc.major, seconds: sample.gc.seconds - first.gc.seconds },
         };
       }
       await sleep(50);
@@ -215,7 +252,9 @@ async function main(): Promise<void> {
       for (const reader of order) {
         const result = reader === "devnull" || reader === "pipe" ? await recvlogical(reader, round, endLsn) : reader === "debezium" ? await debezium(round) : await sluice(reader, round);
         results.push(result);
-        log(`round ${round} ${LABEL[reader]}: ${fmt(CHANGES / result.seconds)} changes/s, ${result.cpuSeconds.toFixed(2)} CPU-s/100k${result.peakRssMiB === null ? "" : `, peak RSS ${fmt(result.peakRssMiB)} MiB, launch → first record ${result.firstRecordSeconds!.toFixed(2)} s`} (load ${result.load.toFixed(1)})`);
+        const threads = result.threads === undefined ? "" : ` (main thread ${result.threads.main.toFixed(2)}, V8 helpers ${result.threads.v8.toFixed(2)}, other threads ${result.threads.other.toFixed(2)})`;
+        const gc = result.gc === undefined ? "" : `, ${fmt(result.gc.minor)} scavenges and ${fmt(result.gc.major)} mark-compacts, ${result.gc.seconds.toFixed(2)} s of pauses`;
+        log(`round ${round} ${LABEL[reader]}: ${fmt(CHANGES / result.seconds)} changes/s, ${result.cpuSeconds.toFixed(2)} CPU-s/100k${threads}${gc}${result.peakRssMiB === null ? "" : `, peak RSS ${fmt(result.peakRssMiB)} MiB, launch → first record ${result.firstRecordSeconds!.toFixed(2)} s`} (load ${result.load.toFixed(1)})`);
       }
     }
   } finally {
