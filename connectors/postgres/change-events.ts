@@ -54,11 +54,25 @@ function decodeColumn(table: CapturedTable, index: number, raw: RawColumn, posit
  * (the others arrive as NULL and are left out).
  */
 export function rowFromTuple(table: CapturedTable, tuple: TupleData, position: Position, identityOnly = false): Record<string, ColumnValue> {
-  const row: Record<string, ColumnValue> = {};
+  // A whole row starts as a copy of the table's empty row: one object of its final size, instead of one grown column by column.
+  const row: Record<string, ColumnValue> = identityOnly || tuple.length !== table.columns.length ? {} : { ...emptyRow(table) };
   for (let i = 0; i < tuple.length; i++) {
     const raw = tuple[i]!;
     if (identityOnly && raw === null) continue;
     row[table.columns[i]?.name ?? `#${i}`] = decodeColumn(table, i, raw, position);
+  }
+  return row;
+}
+
+/** Each table's columns in order with no values: what a whole row is copied from. */
+const emptyRows = new WeakMap<CapturedTable, Record<string, ColumnValue>>();
+
+function emptyRow(table: CapturedTable): Record<string, ColumnValue> {
+  let row = emptyRows.get(table);
+  if (row === undefined) {
+    row = {};
+    for (const column of table.columns) row[column.name] = null;
+    emptyRows.set(table, row);
   }
   return row;
 }

@@ -35,6 +35,8 @@ interface OpenTransaction {
   eventCount: number;
   readonly tableEventCounts: Record<string, number>;
   beginEmitted: boolean;
+  /** The origin of the transaction's changes; its position is set for each change (originAt). */
+  readonly origin: { -readonly [K in keyof EventOrigin]: EventOrigin[K] };
 }
 
 /** Online snapshots woven into the stream (incremental-snapshot.ts): watermarks in commit order, and every change handed on. */
@@ -110,40 +112,45 @@ export class StreamDecoder {
     }
     const decoded = decodePgoutput(message.payload);
     switch (decoded.tag) {
-      case "begin":
+      case "begin": {
+        const txId = String(decoded.xid);
+        const commitTimeMs = postgresMicrosToEpochMs(decoded.commitTime);
         this.transaction = {
           commitLsn: decoded.finalLsn,
-          txId: String(decoded.xid),
-          commitTimeMs: postgresMicrosToEpochMs(decoded.commitTime),
+          txId,
+          commitTimeMs,
           eventCount: 0,
           tableEventCounts: {},
           beginEmitted: false,
+          origin: { sourceName: this.options.sourceName, position: { commit: decoded.finalLsn, change: decoded.finalLsn }, txId, commitTimeMs, snapshot: false },
         };
         return;
+      }
       case "commit":
         this.commit(decoded.commitLsn, out);
         return;
       case "relation":
         return this.options.resolveRelation(decoded).then(() => undefined);
+      // Every change: no closure, array or origin object of its own (a transaction's origin is reused; makeEvent copies what it needs).
       case "insert": {
         const table = this.capturedTable(decoded.relationId, message);
-        if (table !== null) this.emit(table, message.walStart, out, (origin) => [insertEvent(table, decoded.newTuple, origin)]);
+        if (table !== null) this.emit(table, out, insertEvent(table, decoded.newTuple, this.originAt(message.walStart)));
         return;
       }
       case "update": {
         const table = this.capturedTable(decoded.relationId, message);
-        if (table !== null) this.emit(table, message.walStart, out, (origin) => updateEvents(table, decoded.oldKey, decoded.oldTuple, decoded.newTuple, origin));
+        if (table !== null) this.emit(table, out, updateEvents(table, decoded.oldKey, decoded.oldTuple, decoded.newTuple, this.originAt(message.walStart)));
         return;
       }
       case "delete": {
         const table = this.capturedTable(decoded.relationId, message);
-        if (table !== null) this.emit(table, message.walStart, out, (origin) => [deleteEvent(table, decoded.oldKey, decoded.oldTuple, origin)]);
+        if (table !== null) this.emit(table, out, deleteEvent(table, decoded.oldKey, decoded.oldTuple, this.originAt(message.walStart)));
         return;
       }
       case "truncate":
         for (const relationId of decoded.relationIds) {
           const table = this.capturedTable(relationId, message);
-          if (table !== null) this.emit(table, message.walStart, out, (origin) => [truncateEvent(table, origin)]);
+          if (table !== null) this.emit(table, out, truncateEvent(table, this.originAt(message.walStart)));
         }
         return;
       case "message":
@@ -170,7 +177,7 @@ export class StreamDecoder {
   private outboxMessage(content: Buffer, lsn: bigint, out: DecodedOutput): void {
     const { prefix, database } = this.options.outboxMessages!;
     const table = logicalMessageTable(this.options.sourceName, database, prefix);
-    this.emit({ schema: table } as CapturedTable, lsn, out, (origin) => [logicalMessageEvent(table, content, origin)]);
+    this.emit({ schema: table } as CapturedTable, out, logicalMessageEvent(table, content, this.originAt(lsn)));
   }
 
   private capturedTable(relationId: number, message: WalMessage): CapturedTable | null {
@@ -190,11 +197,30 @@ export class StreamDecoder {
     return table;
   }
 
-  private emit(table: CapturedTable, changeLsn: bigint, out: DecodedOutput, build: (origin: EventOrigin) => ChangeEvent[]): void {
+  /**
+   * Where the change at `changeLsn` sits in the open transaction: the transaction's one origin
+   * object with this change's position (the event builders copy its fields; none keeps it).
+   */
+  private originAt(changeLsn: bigint): EventOrigin {
     const transaction = this.transaction!;
-    const position: Position = { commit: transaction.commitLsn, change: changeLsn };
+    const origin = transaction.origin;
+    origin.position = { commit: transaction.commitLsn, change: changeLsn };
+    return origin;
+  }
+
+  /** Hands on the events of one change (one, or two for a key-changing update), or drops them when they are already durable. */
+  private emit(table: CapturedTable, out: DecodedOutput, built: ChangeEvent | ChangeEvent[]): void {
+    const transaction = this.transaction!;
+    const position = transaction.origin.position;
     const skipped = this.skipThrough !== null && comparePositions(position, this.skipThrough) <= 0;
-    const events = build({ sourceName: this.options.sourceName, position, txId: transaction.txId, commitTimeMs: transaction.commitTimeMs, snapshot: false });
+    if (!this.options.transactionMetadata) {
+      // The counts below serve only the transaction markers.
+      if (skipped) return;
+      if (Array.isArray(built)) for (let i = 0; i < built.length; i++) this.handOn(built[i]!, out);
+      else this.handOn(built, out);
+      return;
+    }
+    const events = Array.isArray(built) ? built : [built];
     const tableName = qualifiedName(table.schema);
     const leftOut = this.options.skippedOperations;
     const counted = leftOut === undefined || leftOut.size === 0 ? events.length : events.filter((event) => !leftOut.has(event.op)).length;
@@ -205,13 +231,16 @@ export class StreamDecoder {
       if (counted > 0) transaction.beginEmitted = true;
       return;
     }
-    if (counted > 0 && this.options.transactionMetadata && !transaction.beginEmitted) {
+    if (counted > 0 && !transaction.beginEmitted) {
       out.transactions.push({ status: "BEGIN", txId: transaction.txId, position, commitTimeMs: transaction.commitTimeMs });
     }
     if (counted > 0) transaction.beginEmitted = true;
-    const emitted = this.options.transactionMetadata ? numbered(events, before, leftOut) : events;
-    for (const event of emitted) out.events.push(event);
-    if (this.options.interleave !== undefined) for (const event of emitted) this.options.interleave.changed(event);
+    for (const event of numbered(events, before, leftOut)) this.handOn(event, out);
+  }
+
+  private handOn(event: ChangeEvent, out: DecodedOutput): void {
+    out.events.push(event);
+    this.options.interleave?.changed(event);
   }
 
   private commit(commitLsn: bigint, out: DecodedOutput): void {

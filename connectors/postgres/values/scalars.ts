@@ -30,7 +30,7 @@ const asBoolean: TextDecoder = (text) => {
 
 /** numeric: the exact digits as PostgreSQL prints them ("-12.3400", "NaN", "Infinity"). */
 const asNumeric: TextDecoder = (text) => {
-  if (!/^(-?\d+(\.\d+)?|NaN|-?Infinity)$/.test(text)) throw new TypeError(`cannot decode numeric "${text}"`);
+  if (!/^(?:-?\d+(?:\.\d+)?|NaN|-?Infinity)$/.test(text)) throw new TypeError(`cannot decode numeric "${text}"`);
   return text;
 };
 
