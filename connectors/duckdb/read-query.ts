@@ -104,9 +104,25 @@ async function prepareSelect(connection: DuckDBConnection, sql: string, context:
  */
 const REFUSED_FUNCTIONS = new Set(["checkpoint", "force_checkpoint", "query", "json_execute_serialized_sql"]);
 
+/**
+ * The statement that serializes a query's parse tree, prepared once per connection: the query
+ * endpoint keeps its connection, and each DuckDB call is a turn of the sink thread's event loop
+ * (parsing and preparing it for every query took four more).
+ */
+const treeStatements = new WeakMap<DuckDBConnection, Promise<DuckDBPreparedStatement>>();
+
 /** The statement as DuckDB's parser reads it (json_serialize_sql serializes SELECTs only), or null for anything else; nothing is bound. */
 async function selectTree(connection: DuckDBConnection, sql: string): Promise<unknown> {
-  const text = (await connection.runAndReadAll("SELECT json_serialize_sql($1::VARCHAR) AS tree", [sql])).getRowsJS()[0]![0];
+  let statement = treeStatements.get(connection);
+  if (statement === undefined) {
+    statement = connection.prepare("SELECT json_serialize_sql($1::VARCHAR) AS tree");
+    treeStatements.set(connection, statement);
+    statement.catch(() => treeStatements.delete(connection));
+  }
+  const prepared = await statement;
+  prepared.bind([sql]);
+  const result = await prepared.run();
+  const text = result.chunkCount > 0 ? result.getChunk(0).getRowValues(0)[0] : null;
   if (typeof text !== "string") return null;
   const tree = JSON.parse(text) as { error?: boolean };
   return tree.error === true ? null : tree;
