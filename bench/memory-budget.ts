@@ -14,6 +14,7 @@
  *     [--before ../other-checkout/daemon/sluice.js]   (each mode also as "before:<mode>" with that checkout)
  *     [--sink-batch-bytes 2MiB]   (the sink's batch.max_bytes in modes named <mode>+batch)
  *     [--max-record-bytes 1MiB]   (topics.max_record_bytes, which sets DuckDB's least memory_limit)
+ *     [--daemon-env MALLOC_MMAP_THRESHOLD_=131072,...]   (the daemon's environment in modes named <mode>+env)
  */
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -32,6 +33,8 @@ const { values: args } = parseArgs({
     "sink-batch-bytes": { type: "string" },
     /** topics.max_record_bytes (sets DuckDB's least memory_limit), e.g. 1MiB; default the config's default. */
     "max-record-bytes": { type: "string" },
+    /** Environment variables (NAME=value, comma-separated) of the daemon in modes named "<mode>+env". */
+    "daemon-env": { type: "string" },
     /** Another checkout's daemon/sluice.js: each mode also runs with it, as "before:<mode>" (same table, alternating). */
     before: { type: "string" },
   },
@@ -42,9 +45,10 @@ const ROUNDS = Number(args.rounds);
 /** default (no memory key), unbounded (memory: 16GiB), or a budget such as 512MiB. */
 type Mode = string;
 const MODES = args.modes.split(",").flatMap((mode) => (args.before ? [`before:${mode}`, mode] : [mode]));
-const budgetOf = (mode: Mode) => mode.replace(/^before:/, "").replace(/\+batch$/, "");
+const budgetOf = (mode: Mode) => mode.replace(/^before:/, "").replace(/(\+batch|\+env)+$/, "");
 const memoryOf = (mode: Mode): Record<string, unknown> => (budgetOf(mode) === "default" ? {} : { memory: budgetOf(mode) === "unbounded" ? "16GiB" : budgetOf(mode) });
-const entryOf = (mode: Mode) => (mode.startsWith("before:") && args.before ? { entry: args.before } : {});
+const daemonEnv = Object.fromEntries((args["daemon-env"] ?? "").split(",").filter(Boolean).map((pair) => [pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1)]));
+const entryOf = (mode: Mode) => ({ ...(mode.startsWith("before:") && args.before ? { entry: args.before } : {}), ...(mode.endsWith("+env") ? { env: daemonEnv } : {}) });
 
 const schema = randomName("bench_mem");
 const TABLE = `"${schema}".items`;
@@ -161,7 +165,7 @@ async function run(client: pg.Client, mode: Mode, round: number): Promise<Result
     ...memoryOf(mode),
     sources: [pgSourceConfig(source, [`${schema}.*`])],
     topics: { kind: "embedded", path: join(dir, `${deployment}.db`), ...(args["max-record-bytes"] ? { max_record_bytes: args["max-record-bytes"] } : {}) },
-    sinks: [{ kind: "duckdb", name: "warehouse", path: join(dir, `${deployment}.duckdb`), ...(mode.endsWith("+batch") ? { batch: { max_bytes: args["sink-batch-bytes"] } } : {}) }],
+    sinks: [{ kind: "duckdb", name: "warehouse", path: join(dir, `${deployment}.duckdb`), ...(mode.replace(/\+env$/, "").endsWith("+batch") ? { batch: { max_bytes: args["sink-batch-bytes"] } } : {}) }],
     logging: { level: "info" },
   };
   try {

@@ -47,9 +47,17 @@ describe("the main thread's heap flags for sluice run", () => {
     assert.equal(heapFlagGiven({ NODE_OPTIONS: "--enable-source-maps" }, ["--no-warnings"]), false);
   });
 
-  test("the re-executed process is marked, and gets two malloc arenas unless the environment says otherwise", () => {
-    assert.deepEqual(reexecEnvironment({ PATH: "/bin" }, ["--max-old-space-size=100"]), { MALLOC_ARENA_MAX: "2", PATH: "/bin", [REEXEC_MARK]: "--max-old-space-size=100" });
+  test("the re-executed process is marked, and gets two malloc arenas and fixed malloc thresholds unless the environment says otherwise", () => {
+    assert.deepEqual(reexecEnvironment({ PATH: "/bin" }, ["--max-old-space-size=100"]), {
+      MALLOC_ARENA_MAX: "2",
+      MALLOC_MMAP_THRESHOLD_: "131072",
+      MALLOC_TRIM_THRESHOLD_: "131072",
+      PATH: "/bin",
+      [REEXEC_MARK]: "--max-old-space-size=100",
+    });
     assert.equal(reexecEnvironment({ MALLOC_ARENA_MAX: "8" }, [])["MALLOC_ARENA_MAX"], "8");
+    assert.equal(reexecEnvironment({ MALLOC_MMAP_THRESHOLD_: "1048576" }, [])["MALLOC_MMAP_THRESHOLD_"], "1048576");
+    assert.equal(reexecEnvironment({ MALLOC_MMAP_THRESHOLD_: "1048576" }, [])["MALLOC_TRIM_THRESHOLD_"], "131072");
   });
 
   test("without a memory setting the default budget applies: heap flags, and the config gets its shares", () => {

@@ -12,7 +12,12 @@
  *
  * The new process also gets MALLOC_ARENA_MAX=2 unless the environment sets it: glibc gives every
  * thread that allocates (sink threads, DuckDB's, libuv's) an arena of its own, and their unused
- * pages kept ~20 MiB more RSS in bench/memory-budget.ts.
+ * pages kept ~20 MiB more RSS in bench/memory-budget.ts. And glibc's mmap and trim thresholds fixed
+ * at their initial 128 KiB (each unless the environment sets it): by default glibc raises the mmap
+ * threshold to the size of each large block freed (up to 32 MiB), so the batches' and sockets' big
+ * buffers come from the arenas afterwards and their pages stay in RSS when freed; fixed, such a
+ * block is its own mapping and goes back to the system when freed (a snapshot's peak RSS 10-18 MiB
+ * lower in bench/memory-budget.ts, CPU no different: docs/benchmarks.md).
  */
 import { parseArgs } from "node:util";
 import { loadConfigFile } from "../config/load.ts";
@@ -25,7 +30,7 @@ const HEAP_FLAG = /--max[-_]old[-_]space[-_]size|--max[-_]semi[-_]space[-_]size/
 
 /** The environment of the re-executed process. */
 export function reexecEnvironment(env: Readonly<Record<string, string | undefined>>, flags: readonly string[]): Record<string, string | undefined> {
-  return { MALLOC_ARENA_MAX: "2", ...env, [REEXEC_MARK]: flags.join(" ") };
+  return { MALLOC_ARENA_MAX: "2", MALLOC_MMAP_THRESHOLD_: "131072", MALLOC_TRIM_THRESHOLD_: "131072", ...env, [REEXEC_MARK]: flags.join(" ") };
 }
 
 /** Whether node was given a heap size by the user. */
