@@ -4,6 +4,14 @@
  * services of test/services/, all on one machine.
  *
  *   node bench/pipeline-throughput.ts [--seconds 10] [--writers 2] [--rate 5000] [--latency-seconds 20]
+ *     [--memory 512MiB] [--batch-bytes 8MiB] [--backlog [--changes 200000]] [--entry /other/checkout/daemon/sluice.js]
+ *
+ * `--memory` sets the daemon's memory budget (default: none, so the default budget, raised to what
+ * the process needs); `--batch-bytes` sets both sinks' batch.max_bytes (default: the plan's);
+ * `--entry` runs another checkout's daemon (before/after comparisons). `--backlog` measures the
+ * sinks alone: a capture-only daemon (`--role capture`) writes the whole backlog (`--changes`) into Kafka and
+ * stops, then the full daemon (same config and plan as above) starts and its sinks drain it; rates
+ * from the first change applied to the last, and CPU per change of the full daemon's threads.
  *
  * 1. Sustained throughput: `--writers` connections write as fast as they can for `--seconds`
  *    (transactions of 1,000 changes: multi-row INSERTs and UPDATEs of rows written before, one
@@ -33,10 +41,10 @@ import {
   metricValue,
   pgClient,
   sleep,
+  SluiceDaemon,
   startReady,
   waitFor,
 } from "../test/e2e/helpers.ts";
-import type { SluiceDaemon } from "../test/e2e/helpers.ts";
 import { clickhouse, elasticsearch, servicesDir } from "../test/services/ports.ts";
 import { clickhouseMarkers, commitToVisible, elasticsearchMarkers, fmt, latencyRow, openPipelineBench } from "./commit-to-visible.ts";
 
@@ -46,8 +54,14 @@ const { values: args } = parseArgs({
     writers: { type: "string", default: "2" },
     rate: { type: "string", default: "5000" },
     "latency-seconds": { type: "string", default: "20" },
+    memory: { type: "string" },
+    "batch-bytes": { type: "string" },
+    backlog: { type: "boolean", default: false },
+    changes: { type: "string", default: "200000" },
+    entry: { type: "string" },
   },
 });
+const ENTRY = args.entry === undefined ? {} : { entry: args.entry };
 const SECONDS = Number(args.seconds);
 const WRITERS = Number(args.writers);
 const RATE = Number(args.rate);
@@ -64,6 +78,12 @@ interface Sample {
   readonly captured: number;
   readonly warehouse: number;
   readonly search: number;
+  /** Batches each sink applied (sluice_sink_batch_apply_duration_seconds_count; every table). */
+  readonly warehouseBatches: number;
+  readonly searchBatches: number;
+  /** Changes each sink applied, every table. */
+  readonly warehouseAll: number;
+  readonly searchAll: number;
 }
 
 async function sample(daemon: SluiceDaemon): Promise<Sample> {
@@ -74,6 +94,10 @@ async function sample(daemon: SluiceDaemon): Promise<Sample> {
     captured: metricValue(text, "sluice_changes_captured_total", { table }),
     warehouse: metricValue(text, "sluice_sink_changes_applied_total", { sink: "warehouse", table }),
     search: metricValue(text, "sluice_sink_changes_applied_total", { sink: "search", table }),
+    warehouseBatches: metricValue(text, "sluice_sink_batch_apply_duration_seconds_count", { sink: "warehouse" }),
+    searchBatches: metricValue(text, "sluice_sink_batch_apply_duration_seconds_count", { sink: "search" }),
+    warehouseAll: metricValue(text, "sluice_sink_changes_applied_total", { sink: "warehouse" }),
+    searchAll: metricValue(text, "sluice_sink_changes_applied_total", { sink: "search" }),
   };
 }
 
@@ -228,6 +252,10 @@ async function throughput(daemon: SluiceDaemon): Promise<string[]> {
   const cpuAfter = cpuSnapshot(daemon.child.pid!);
   log(cpuReport(cpuBefore, cpuAfter, (performance.now() - drainStart) / 1000));
   log(threadReport(cpuBefore, cpuAfter, written));
+  const first = samples[0]!;
+  const last = samples.at(-1)!;
+  const perBatch = (all: "warehouseAll" | "searchAll", batches: "warehouseBatches" | "searchBatches") => fmt((last[all] - first[all]) / Math.max(1, last[batches] - first[batches]));
+  log(`changes per sink batch: ClickHouse ${perBatch("warehouseAll", "warehouseBatches")}, Elasticsearch ${perBatch("searchAll", "searchBatches")}`);
   const peakRss = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${daemon.child.pid!}/status`, "utf8"))?.[1];
   log(`sluice daemon peak RSS so far: ${fmt(Number(peakRss) / 1024)} MiB (capture and two sink threads)`);
   await Promise.all(writers.map((c) => c.end()));
@@ -245,19 +273,93 @@ async function throughput(daemon: SluiceDaemon): Promise<string[]> {
   ];
 }
 
+/** Writes `--changes` changes (the same transactions as throughput(); about: whole transactions), returns how many. */
+async function writeBacklog(): Promise<number> {
+  const writers = await Promise.all(Array.from({ length: WRITERS }, () => pgClient()));
+  const target = Number(args.changes);
+  let written = 0;
+  await Promise.all(
+    writers.map(async (client, w) => {
+      let next = w * 1_000_000_000;
+      let updated = w * 1_000_000_000;
+      for (let i = 0; written < target; i++) {
+        if (i % 2 === 0 || updated + TX_CHANGES > next) {
+          const r = await client.query(`INSERT INTO ${ROWS} SELECT g, g % 1000, md5(g::text), (g % 100000) / 100.0, now() FROM generate_series($1::bigint, $2::bigint) g`, [next, next + TX_CHANGES - 1]);
+          next += TX_CHANGES;
+          written += r.rowCount ?? 0;
+        } else {
+          const r = await client.query(`UPDATE ${ROWS} SET v = md5(v), amount = amount + 1, at = now() WHERE id BETWEEN $1 AND $2`, [updated, updated + TX_CHANGES - 1]);
+          updated += TX_CHANGES;
+          written += r.rowCount ?? 0;
+        }
+      }
+    }),
+  );
+  await Promise.all(writers.map((c) => c.end()));
+  return written;
+}
+
+/** --backlog: the whole backlog in Kafka first (capture-only daemon), then the full daemon's sinks drain it. */
+async function sinksOnBacklog(config: Record<string, unknown>): Promise<void> {
+  const capture = await SluiceDaemon.start(dir, config, "capture", { args: ["--role", "capture"], ...ENTRY });
+  // The (empty) initial snapshot first: changes written during it would be read by it instead.
+  await waitFor("capture to stream", async () => readFileSync(capture.logFile, "utf8").includes('"msg":"replication stream started"'), { daemon: capture, timeoutMs: 90_000 });
+  const written = await writeBacklog();
+  await waitFor("capture to store the backlog in Kafka", async () => (await sample(capture)).captured >= written, { daemon: capture, timeoutMs: 30 * 60_000, intervalMs: 500 });
+  await capture.stop();
+  log(`backlog: ${fmt(written)} changes in Kafka; load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+  const daemon = await SluiceDaemon.start(dir, config, "bench", ENTRY);
+  const samples: Sample[] = [];
+  let cpuStart: CpuSnapshot | null = null;
+  let startedAt = 0;
+  const deadline = performance.now() + 30 * 60_000;
+  for (;;) {
+    if (performance.now() > deadline) throw new Error(`the sinks did not drain within 30 min: ${JSON.stringify(samples.at(-1))}`);
+    const s = await sample(daemon);
+    if (cpuStart === null && s.warehouse + s.search > 0) {
+      cpuStart = cpuSnapshot(daemon.child.pid!);
+      startedAt = s.at;
+    }
+    samples.push(s);
+    if (s.warehouse >= written && s.search >= written) break;
+    await sleep(cpuStart === null ? 50 : 250);
+  }
+  const cpuEnd = cpuSnapshot(daemon.child.pid!);
+  const doneAt = (key: "warehouse" | "search") => samples.find((s) => s[key] >= written)!.at;
+  log(cpuReport(cpuStart!, cpuEnd, (performance.now() - startedAt) / 1000));
+  log(threadReport(cpuStart!, cpuEnd, written));
+  const first = samples.find((s) => s.warehouse + s.search > 0)!;
+  const last = samples.at(-1)!;
+  log(`changes per sink batch: ClickHouse ${fmt((last.warehouseAll - first.warehouseAll) / Math.max(1, last.warehouseBatches - first.warehouseBatches))}, Elasticsearch ${fmt((last.searchAll - first.searchAll) / Math.max(1, last.searchBatches - first.searchBatches))}`);
+  const peakRss = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${daemon.child.pid!}/status`, "utf8"))?.[1];
+  log(`sluice daemon peak RSS: ${fmt(Number(peakRss) / 1024)} MiB`);
+  log(await bench.rowCounts());
+  await daemon.stop();
+  log("| sink | changes/s (from the first change applied) | done after |");
+  log("| --- | --- | --- |");
+  for (const [label, key] of [["ClickHouse", "warehouse"], ["Elasticsearch", "search"]] as const) {
+    const seconds = (doneAt(key) - startedAt) / 1000;
+    log(`| ${label} | ${fmt(written / seconds)} | ${seconds.toFixed(1)} s |`);
+  }
+}
+
 async function main(): Promise<void> {
   const { client } = bench;
   try {
-    const daemon = await startReady(dir, bench.config([
-      { kind: "clickhouse", name: "warehouse", url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database },
-      { kind: "elasticsearch", name: "search", nodes: [elasticsearch.url] },
-    ]), "bench");
+    const batch = args["batch-bytes"] === undefined ? {} : { batch: { max_bytes: args["batch-bytes"] } };
+    const config = bench.config([
+      { kind: "clickhouse", name: "warehouse", url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database, ...batch },
+      { kind: "elasticsearch", name: "search", nodes: [elasticsearch.url], ...batch },
+    ]);
+    const budgeted = args.memory === undefined ? config : { ...config, memory: args.memory };
+    if (args.backlog) return await sinksOnBacklog(budgeted);
+    const daemon = await startReady(dir, budgeted, "bench");
     await waitFor("the marker table to reach both sinks", async () => {
       const ch = (await clickhouseQuery(`SELECT count() FROM \`${database}\`.\`${schema}_markers\``).catch(() => Buffer.from("0"))).toString().trim();
       const es = await esRequest("GET", `/${schema}_markers/_count`);
       return ch === "1" && es.status === 200;
     }, { daemon, timeoutMs: 120_000 });
-    log(`PostgreSQL → Kafka (3 partitions, transactions) → ClickHouse 18.16 + Elasticsearch; ${WRITERS} writers for ${SECONDS} s, then ${RATE} changes/s for ${LATENCY_SECONDS} s; load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+    log(`PostgreSQL → Kafka (3 partitions, transactions) → ClickHouse 18.16 + Elasticsearch; memory ${args.memory ?? "default"}, sinks' batch.max_bytes ${args["batch-bytes"] ?? "planned"}; ${WRITERS} writers for ${SECONDS} s, then ${RATE} changes/s for ${LATENCY_SECONDS} s; load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
 
     const table = await throughput(daemon);
     const lsn = await currentLsn(client);

@@ -1,8 +1,11 @@
 /**
  * The pull-style TopicConsumer over kafkajs's push-style consumer: kafkajs's eachBatch fills a
- * byte-bounded queue that poll() drains. When the queue holds more than `maxBufferedBytes`, every
- * assigned topic is paused and resumed once poll() brought it below half, so memory stays bounded
- * (the bound plus one fetch response). Offsets are committed only by commit(), never automatically.
+ * byte-bounded queue that poll() drains. While the queue holds `maxBufferedBytes` or more, eachBatch
+ * waits (heartbeating) until poll() took some, and kafkajs fetches again only after eachBatch
+ * returned, so memory stays bounded (the bound plus one fetch response). It does not pause the
+ * consumer: a kafkajs consumer whose partitions are all paused sleeps its fetch wait (maxWaitTime)
+ * before it fetches again, which throttled a busy sink with a small read-ahead to one read-ahead per
+ * fetch wait. Offsets are committed only by commit(), never automatically.
  */
 import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage } from "kafkajs";
 import type { Logger } from "../../runtime/logger.ts";
@@ -70,6 +73,8 @@ const RECORD_OVERHEAD = 64;
  * buffer views (measured: 330-370 bytes for records of ~100 bytes), so the read-ahead bounds the heap.
  */
 const RECORD_HEAP_OVERHEAD = 384;
+/** A fetched batch waiting for room in the queue looks again (and heartbeats) at least this often. */
+const ROOM_CHECK_MS = 1_000;
 
 export class KafkaPullConsumer implements TopicConsumer {
   private readonly options: KafkaConsumerOptions;
@@ -77,14 +82,16 @@ export class KafkaPullConsumer implements TopicConsumer {
   private readonly logger: Logger;
   private readonly maxBufferedBytes: number;
   private readonly recordOverhead: number;
+  private readonly heartbeatIntervalMs: number;
   private readonly queue: Chunk[] = [];
   private readonly positions = new Map<string, bigint>();
   /** Partitions seeked whose first fetch from the new offset has not arrived yet. */
   private readonly seeking = new Set<string>();
   private assigned: TopicPartition[] = [];
   private bufferedBytes = 0;
-  private paused = false;
   private wake: (() => void) | undefined;
+  /** Wakes a fetched batch waiting for room in the queue (poll took records, a seek or rebalance dropped some, close). */
+  private roomWake: (() => void) | undefined;
   private joined: Promise<void>;
   private markJoined!: () => void;
   private failure: SluiceError | undefined;
@@ -97,12 +104,13 @@ export class KafkaPullConsumer implements TopicConsumer {
     this.recordOverhead = options.limits ? RECORD_HEAP_OVERHEAD : RECORD_OVERHEAD;
     this.joined = new Promise((resolve) => (this.markJoined = resolve));
     const sessionTimeout = kafkaSessionTimeoutMs();
+    this.heartbeatIntervalMs = Math.min(3_000, Math.floor(sessionTimeout / 5));
     this.consumer = options.kafka.consumer({
       groupId: options.group,
       readUncommitted: false,
       allowAutoTopicCreation: false,
       sessionTimeout,
-      heartbeatInterval: Math.min(3_000, Math.floor(sessionTimeout / 5)),
+      heartbeatInterval: this.heartbeatIntervalMs,
       // By default a fetch may carry the largest record whole. With limits (a memory budget) fetches
       // are smaller: a bigger record still comes, since a broker answers (Fetch v3 and later) with the
       // first record batch of the first partition that has one even when it exceeds these bounds
@@ -207,11 +215,19 @@ export class KafkaPullConsumer implements TopicConsumer {
     if (this.closed) return;
     this.closed = true;
     this.wake?.();
+    this.roomWake?.();
     await this.consumer.disconnect().catch(() => undefined);
   }
 
-  private async onBatch({ batch, isStale }: EachBatchPayload): Promise<void> {
+  private async onBatch({ batch, isStale, isRunning, heartbeat }: EachBatchPayload): Promise<void> {
     const key = tpKey(batch.topic, batch.partition);
+    // The queue is full: hold this batch (kafkajs fetches again only after it is handed over) until
+    // poll() makes room, heartbeating meanwhile so a slow sink keeps its partitions; a heartbeat
+    // that finds the group rebalancing throws, and kafkajs rejoins as after any batch.
+    while (this.bufferedBytes >= this.maxBufferedBytes && !this.closed && isRunning() && !isStale()) {
+      await this.untilRoom();
+      if (!this.closed) await heartbeat();
+    }
     // A batch fetched before a seek belongs to the old position.
     if (isStale() || this.closed) return;
     this.seeking.delete(key);
@@ -228,11 +244,24 @@ export class KafkaPullConsumer implements TopicConsumer {
     if (!this.assigned.some((tp) => tp.topic === topic && tp.partition === partition)) return;
     this.queue.push({ key, records, nextOffset, bytes, index: 0 });
     this.bufferedBytes += bytes;
-    if (!this.paused && this.bufferedBytes > this.maxBufferedBytes) {
-      this.paused = true;
-      this.guard("pause", () => this.consumer.pause(this.options.topics.map((t) => ({ topic: t }))));
-    }
     this.wake?.();
+  }
+
+  /** Resolves when the queue has room (or may have: a seek, a rebalance, close) or after ROOM_CHECK_MS. */
+  private untilRoom(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        if (this.roomWake === done) this.roomWake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, Math.min(ROOM_CHECK_MS, this.heartbeatIntervalMs));
+      this.roomWake = done;
+    });
+  }
+
+  private wakeIfRoom(): void {
+    if (this.bufferedBytes < this.maxBufferedBytes) this.roomWake?.();
   }
 
   private take(maxRecords: number, maxBytes: number): StoredRecord[] {
@@ -258,10 +287,7 @@ export class KafkaPullConsumer implements TopicConsumer {
   }
 
   private afterTake(out: StoredRecord[]): StoredRecord[] {
-    if (this.paused && this.bufferedBytes < this.maxBufferedBytes / 2) {
-      this.paused = false;
-      this.guard("resume", () => this.consumer.resume(this.options.topics.map((t) => ({ topic: t }))));
-    }
+    this.wakeIfRoom();
     return out;
   }
 
@@ -282,6 +308,7 @@ export class KafkaPullConsumer implements TopicConsumer {
       this.queue.splice(i, 1);
       this.bufferedBytes -= chunk.bytes;
     }
+    this.wakeIfRoom();
   }
 
   private async waitForAssignment(): Promise<void> {
@@ -313,15 +340,6 @@ export class KafkaPullConsumer implements TopicConsumer {
       return BigInt(target.kind === "earliest" ? range.low : range.high);
     } catch (error) {
       throw kafkaError(error, "seek", this.options.brokers);
-    }
-  }
-
-  /** A kafkajs call that throws when its consumer crashed meanwhile: the consumer is failed, and the next poll says why. */
-  private guard(operation: string, call: () => void): void {
-    try {
-      call();
-    } catch (error) {
-      this.fail(this.failure ?? kafkaError(error, operation, this.options.brokers));
     }
   }
 
