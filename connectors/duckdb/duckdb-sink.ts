@@ -371,11 +371,12 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       if (this.#config.on_error === "halt" && firstRejected !== null) staged = staged.filter((row) => row.change.version < firstRejected);
       if (staged.length === 0) continue;
       await this.#fillStage(primary.columns, staged);
-      for (const [signature, group] of groups) {
-        await this.#upsertGroup(primary, group, new Set(signature === "" ? [] : signature.split("\u0000")));
-      }
-      if (mirror) await this.#copyStagedKeys(primary, mirror);
-      await this.#conn().run(`DROP TABLE IF EXISTS temp.main.${ident(STAGE)}`);
+      const script: string[] = [];
+      for (const [signature, group] of groups) script.push(...this.#upsertGroup(primary, group, new Set(signature === "" ? [] : signature.split("\u0000"))));
+      if (mirror) script.push(...this.#copyStagedKeys(primary, mirror));
+      script.push(`DROP TABLE IF EXISTS temp.main.${ident(STAGE)}`);
+      // One call: each is a turn of the sink thread's event loop. DuckDB runs them in order and stops at the first that fails.
+      await this.#conn().run(script.join(";\n"));
     }
     const offsetsStored = offsets !== null && failures.size === 0;
     if (offsetsStored) await writeOffsets(this.#conn(), this.name, offsets, this.#topicIds);
@@ -425,48 +426,45 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     }
   }
 
-  async #upsertGroup(physical: PhysicalTable, group: number, unchanged: ReadonlySet<string>): Promise<void> {
+  /** The statements that upsert one group of the staged rows (those with the same unchanged-TOAST columns). */
+  #upsertGroup(physical: PhysicalTable, group: number, unchanged: ReadonlySet<string>): string[] {
     const names = [...physical.columns.map((c) => c.name), VERSION_COLUMN, DELETED_COLUMN];
     const list = names.map(ident).join(", ");
     const keys = physical.columns.filter((c) => c.key).map((c) => ident(c.name));
     const updates = names
       .filter((name) => !unchanged.has(name) && !physical.columns.some((c) => c.key && c.name === name))
       .map((name) => `${ident(name)} = excluded.${ident(name)}`);
-    await this.#conn().run(
+    const upsert =
       `INSERT INTO ${this.#qualified(physical)} (${list}) SELECT ${list} FROM temp.main.${ident(STAGE)} WHERE ${ident(GROUP_COLUMN)} = ${group} ` +
-        `ON CONFLICT (${keys.join(", ")}) DO UPDATE SET ${updates.join(", ")} ` +
-        `WHERE excluded.${ident(VERSION_COLUMN)} > ${ident(VERSION_COLUMN)}`,
-    );
+      `ON CONFLICT (${keys.join(", ")}) DO UPDATE SET ${updates.join(", ")} ` +
+      `WHERE excluded.${ident(VERSION_COLUMN)} > ${ident(VERSION_COLUMN)}`;
     // DuckDB's INSERT … ON CONFLICT turns -0.0 inside a LIST into 0.0 (scalars keep it; UPDATE keeps it): write float lists again.
     const floatLists = physical.columns.filter((c) => !c.key && !unchanged.has(c.name) && holdsFloatList(c.type));
-    await this.#rewriteFloatLists(physical, floatLists, keys, `temp.main.${ident(STAGE)}`, `s.${ident(GROUP_COLUMN)} = ${group}`);
+    return [upsert, ...this.#rewriteFloatLists(physical, floatLists, keys, `temp.main.${ident(STAGE)}`, `s.${ident(GROUP_COLUMN)} = ${group}`)];
   }
 
-  async #rewriteFloatLists(physical: PhysicalTable, columns: readonly TargetColumn[], keys: readonly string[], from: string, where: string): Promise<void> {
-    if (columns.length === 0) return;
+  #rewriteFloatLists(physical: PhysicalTable, columns: readonly TargetColumn[], keys: readonly string[], from: string, where: string): string[] {
+    if (columns.length === 0) return [];
     const matches = [...keys, ident(VERSION_COLUMN)].map((k) => `t.${k} = s.${k}`).join(" AND ");
-    await this.#conn().run(
-      `UPDATE ${this.#qualified(physical)} AS t SET ${columns.map((c) => `${ident(c.name)} = s.${ident(c.name)}`).join(", ")} FROM ${from} AS s WHERE ${where} AND ${matches}`,
-    );
+    return [`UPDATE ${this.#qualified(physical)} AS t SET ${columns.map((c) => `${ident(c.name)} = s.${ident(c.name)}`).join(", ")} FROM ${from} AS s WHERE ${where} AND ${matches}`];
   }
 
   /** Copies the rows just written for the staged keys from the live table into the shadow (rows complete, unchanged-TOAST resolved). */
-  async #copyStagedKeys(from: PhysicalTable, to: PhysicalTable): Promise<void> {
+  #copyStagedKeys(from: PhysicalTable, to: PhysicalTable): string[] {
     const shared = to.columns.filter((c) => from.columns.some((f) => f.name === c.name)).map((c) => c.name);
     const names = [...shared, VERSION_COLUMN, DELETED_COLUMN];
     const list = names.map(ident).join(", ");
     const keyNames = to.columns.filter((c) => c.key).map((c) => c.name);
     const matches = keyNames.map((k) => `s.${ident(k)} = l.${ident(k)}`).join(" AND ");
     const updates = names.filter((n) => !keyNames.includes(n)).map((n) => `${ident(n)} = excluded.${ident(n)}`);
-    await this.#conn().run(
+    const copy =
       `INSERT INTO ${this.#qualified(to)} (${list}) SELECT ${names.map((n) => `l.${ident(n)}`).join(", ")} FROM ${this.#qualified(from)} l ` +
-        `WHERE EXISTS (SELECT 1 FROM temp.main.${ident(STAGE)} s WHERE ${matches}) AND l.${ident(VERSION_COLUMN)} > ${to.truncateVersion} ` +
-        `ON CONFLICT (${keyNames.map(ident).join(", ")}) DO UPDATE SET ${updates.join(", ")} ` +
-        `WHERE excluded.${ident(VERSION_COLUMN)} > ${ident(VERSION_COLUMN)}`,
-    );
+      `WHERE EXISTS (SELECT 1 FROM temp.main.${ident(STAGE)} s WHERE ${matches}) AND l.${ident(VERSION_COLUMN)} > ${to.truncateVersion} ` +
+      `ON CONFLICT (${keyNames.map(ident).join(", ")}) DO UPDATE SET ${updates.join(", ")} ` +
+      `WHERE excluded.${ident(VERSION_COLUMN)} > ${ident(VERSION_COLUMN)}`;
     const floatLists = to.columns.filter((c) => !c.key && shared.includes(c.name) && holdsFloatList(c.type));
     const stagedKey = keyNames.map((k) => `st.${ident(k)} = s.${ident(k)}`).join(" AND ");
-    await this.#rewriteFloatLists(to, floatLists, keyNames.map(ident), this.#qualified(from), `EXISTS (SELECT 1 FROM temp.main.${ident(STAGE)} st WHERE ${stagedKey})`);
+    return [copy, ...this.#rewriteFloatLists(to, floatLists, keyNames.map(ident), this.#qualified(from), `EXISTS (SELECT 1 FROM temp.main.${ident(STAGE)} st WHERE ${stagedKey})`)];
   }
 
   async #truncate(physical: PhysicalTable, version: bigint): Promise<void> {
