@@ -354,7 +354,18 @@ export function applyMemoryPlan(config: SluiceConfig, plan: MemoryPlan): SluiceC
   };
 }
 
-/** V8 flags that give the main thread its share: `--max-old-space-size` and `--max-semi-space-size` (a third of the young generation). */
+/**
+ * How far V8 lets an old generation grow past what its last full collection kept, in per cent
+ * (`--heap-growing-percent`, process-wide: the sink threads' heaps too). V8 picks the factor from
+ * the heap's maximum, and for heaps under 256 MiB (every share of the default budget) that is
+ * 1.3: the main thread of a capture keeping ~45 MiB alive ran a mark-compact every ~15 MiB
+ * promoted, and the collector took about half of capture's CPU. At 2 (100 %) a capture drain took
+ * 0.79–0.96× the CPU per change (docs/benchmarks.md, CPU per change, step 13); each heap still
+ * stops at its maximum, so the plan's bound holds.
+ */
+export const HEAP_GROWING_PERCENT = 100;
+
+/** V8 flags that give the main thread its share: `--max-old-space-size` and `--max-semi-space-size` (a third of the young generation), and how far the old generation grows between full collections. */
 export function mainHeapFlags(plan: MemoryPlan): string[] {
-  return [`--max-old-space-size=${plan.main.oldMb}`, `--max-semi-space-size=${plan.main.youngMb / 3}`];
+  return [`--max-old-space-size=${plan.main.oldMb}`, `--max-semi-space-size=${plan.main.youngMb / 3}`, `--heap-growing-percent=${HEAP_GROWING_PERCENT}`];
 }
