@@ -63,7 +63,12 @@ const SEAL_WORKER = THREAD_RESERVE + 30 * MiB;
 const MAIN_BASE_OLD = 32 * MiB;
 /** Capture's working set on top of that: batches in flight, Avro encoding, the producer (a 200,000-row snapshot peaked at 35 MiB in use with a 3 MiB read-ahead). */
 const CAPTURE_OLD = 16 * MiB;
-const SINK_BASE_OLD = 36 * MiB;
+/**
+ * A sink thread's: its modules hold 19-21 MiB of heap at rest (a DuckDB sink idle after start,
+ * docs/benchmarks.md "The process's fixed footprint"), ~5 MiB less since it no longer loads the
+ * config schema (zod), so 4 MiB less than the 36 MiB it was, with the same room to work.
+ */
+const SINK_BASE_OLD = 32 * MiB;
 /**
  * A DuckDB sink's thread holds more: ~22 MiB in use at rest, 31-35 MiB writing 1 MiB batches (the
  * appender's values). At the base above plus its batches (39 MiB) its heap sat at the limit and V8
