@@ -123,10 +123,10 @@ async function run(build: string, entry: string | undefined): Promise<string> {
     const perThread = threads(heapDir, pid, last)
       .map((t) => `thread ${t.thread}: heap ${fixed(t.usedMiB)} in use / ${fixed(t.physicalMiB)} pages (old ${fixed(t.spaces["old_space"]?.usedMiB ?? 0)}, code ${fixed(t.spaces["code_space"]?.usedMiB ?? 0)}), external ${fixed(t.externalMiB)}${t.typeStripper ? ", type stripper loaded" : ""}; modules ${JSON.stringify(t.modules)}`)
       .join("\n    ");
-    const hwm = status(pid, "VmHWM");
+    const [hwm, anon, file] = [status(pid, "VmHWM"), status(pid, "RssAnon"), status(pid, "RssFile")];
     await daemon.stop();
     return (
-      `${build}: idle RSS ${fixed(rss)} MiB (RssAnon ${fixed(status(pid, "RssAnon"))}, RssFile ${fixed(status(pid, "RssFile"))}): node binary ${fixed(node)}, libduckdb ${fixed(duckLib)}, other files ${fixed(otherFiles)}, ` +
+      `${build}: idle RSS ${fixed(rss)} MiB (RssAnon ${fixed(anon)}, RssFile ${fixed(file)}): node binary ${fixed(node)}, libduckdb ${fixed(duckLib)}, other files ${fixed(otherFiles)}, ` +
       `malloc main arena ${fixed(mainArena)}, other anonymous ${fixed(mappings.get("anonymous") ?? 0)}; peak ${fixed(hwm)} MiB; most outside the V8 heaps and DuckDB's count during the snapshot ` +
       `${fixed(worst.outside)} MiB (RSS ${fixed(worst.rss)}, heaps ${fixed(worst.heaps)}, DuckDB ${fixed(worst.duckdb)}); load ${load.toFixed(1)}\n    ${perThread}`
     );
