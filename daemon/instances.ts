@@ -54,6 +54,8 @@ export class InstanceDirectory {
   private readonly stop = new AbortController();
   private timer: NodeJS.Timeout | undefined;
   private tail: Promise<void> = Promise.resolve();
+  /** The announcement under way: close() waits for it, so none comes after the removal (nor after the topic log closed). */
+  private announcing: Promise<void> | null = null;
   private last: InstanceReport | null = null;
 
   constructor(options: DirectoryOptions) {
@@ -63,7 +65,9 @@ export class InstanceDirectory {
   start(): void {
     const { log } = this.options;
     if (!log) return;
-    const beat = () => void this.announce();
+    const beat = () => {
+      this.announcing ??= this.announce().finally(() => (this.announcing = null));
+    };
     beat();
     this.timer = setInterval(beat, this.options.intervalMs);
     this.tail = this.follow(log);
@@ -128,6 +132,7 @@ export class InstanceDirectory {
     clearInterval(this.timer);
     this.stop.abort();
     await this.tail;
+    await this.announcing;
     await this.options.log?.announce(this.options.id, null).catch(() => undefined);
   }
 }

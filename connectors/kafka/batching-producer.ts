@@ -128,6 +128,7 @@ export class BatchingProducer {
   async reregister(): Promise<void> {
     await this.connecting?.catch(() => undefined);
     await this.discardProducer();
+    if (this.closing) throw new SluiceError("Kafka topic log is closed", { code: "TOPIC_LOG_CLOSED", context: { component: "kafka" } });
     await this.connect();
   }
 
@@ -207,6 +208,8 @@ export class BatchingProducer {
     this.closing = true;
     for (const wake of this.spaceWaiters.splice(0)) wake();
     await this.sending;
+    // A connect under way (a capture term registering its transactional id) ends first: kafkajs connects a producer disconnected meanwhile again.
+    await this.connecting?.catch(() => undefined);
     await this.discardProducer();
   }
 

@@ -75,6 +75,8 @@ export class KafkaLease {
   private holding = false;
   private heldSince = 0;
   private closed = false;
+  /** The attempt to join under way (see close()). */
+  private joining: Promise<void> | null = null;
 
   constructor(options: KafkaLeaseOptions) {
     this.options = options;
@@ -87,6 +89,16 @@ export class KafkaLease {
   /** Joins the group (again after a failure, until closed). */
   async start(): Promise<void> {
     if (this.closed) return;
+    const attempt = this.join();
+    this.joining = attempt;
+    try {
+      await attempt;
+    } finally {
+      if (this.joining === attempt) this.joining = null;
+    }
+  }
+
+  private async join(): Promise<void> {
     const { kafka, group, topic, holder, sessionTimeoutMs, logger } = this.options;
     const assigner: Assigner = {
       name: ASSIGNER,
@@ -148,6 +160,8 @@ export class KafkaLease {
   /** Leaves the group at once, so another candidate takes over without waiting for the session timeout. */
   async close(): Promise<void> {
     this.closed = true;
+    // A kafkajs consumer disconnected while it joins its group forgets that join, which then runs on and holds the process open: it ends first.
+    await this.joining?.catch(() => undefined);
     const consumer = this.consumer;
     this.consumer = null;
     this.set(false);

@@ -113,6 +113,13 @@ export class KafkaTopicLog implements TopicLog {
   private producerProblem: string | null = null;
   private adminProblem: string | null = null;
   private closed = false;
+  /**
+   * Requests of the admin client and the plain producer under way, and consumers being created:
+   * close() lets them finish before it disconnects. kafkajs connects a disconnected client again
+   * at its next request (its own retry of one that failed on the closing connection included), and
+   * a connected client's request-timeout timer then holds the process open after a complete stop.
+   */
+  private readonly inFlight = new Set<Promise<unknown>>();
 
   private constructor(options: KafkaLogOptions) {
     this.config = options.config;
@@ -251,6 +258,7 @@ export class KafkaTopicLog implements TopicLog {
   private async untilLeaders(topic: string): Promise<void> {
     const deadline = performance.now() + LEADERS_WITHIN_MS;
     for (let waitMs = 10; ; waitMs = Math.min(100, waitMs * 2)) {
+      if (this.closed) throw closedError();
       try {
         const { topics } = await this.admin.fetchTopicMetadata({ topics: [topic] });
         const partitions = topics[0]?.partitions ?? [];
@@ -277,7 +285,7 @@ export class KafkaTopicLog implements TopicLog {
   async deleteTopic(name: string): Promise<void> {
     this.assertWritable("delete topic");
     try {
-      await this.admin.deleteTopics({ topics: [name], timeout: 30_000 });
+      await this.request(() => this.admin.deleteTopics({ topics: [name], timeout: 30_000 }));
     } catch (error) {
       if ((error as { type?: string }).type !== "UNKNOWN_TOPIC_OR_PARTITION") throw kafkaError(error, "delete topic", this.config.brokers);
     }
@@ -358,6 +366,7 @@ export class KafkaTopicLog implements TopicLog {
    * open transaction is aborted; its next one refused.
    */
   async claimWriter(): Promise<void> {
+    if (this.closed) throw closedError();
     if (!this.producer || !this.config.transactions) return;
     try {
       await this.producer.reregister();
@@ -373,6 +382,7 @@ export class KafkaTopicLog implements TopicLog {
    * checkpoint read is the last one committed, which the source may already have acknowledged.
    */
   async readCheckpoint(source: string): Promise<Checkpoint | null> {
+    if (this.closed) throw closedError();
     this.producer?.forgetFailure(source);
     if (this.producer && this.config.transactions) {
       try {
@@ -457,17 +467,25 @@ export class KafkaTopicLog implements TopicLog {
   async consumer(group: string, topics: readonly string[], options: ConsumerOptions = {}): Promise<TopicConsumer> {
     if (this.closed) throw closedError();
     for (const topic of topics) await this.partitionCount(topic);
-    const consumer = await KafkaPullConsumer.create({
-      kafka: this.kafka,
-      admin: this.admin,
-      brokers: this.config.brokers,
-      group,
-      topics,
-      logger: this.logger,
-      maxRecordBytes: this.config.max_record_bytes,
-      ...(this.readerLimits ? { limits: this.readerLimits } : {}),
-      offsetRanges: (topic) => this.partitionOffsets(topic),
-      ...(options.fetchWaitMs === undefined ? {} : { fetchWaitMs: options.fetchWaitMs }),
+    const consumer = await this.request(async () => {
+      const created = await KafkaPullConsumer.create({
+        kafka: this.kafka,
+        admin: this.admin,
+        brokers: this.config.brokers,
+        group,
+        topics,
+        logger: this.logger,
+        maxRecordBytes: this.config.max_record_bytes,
+        ...(this.readerLimits ? { limits: this.readerLimits } : {}),
+        offsetRanges: (topic) => this.partitionOffsets(topic),
+        ...(options.fetchWaitMs === undefined ? {} : { fetchWaitMs: options.fetchWaitMs }),
+      });
+      // The log was closed while the consumer joined its group: nothing would close it.
+      if (this.closed) {
+        await created.close();
+        throw closedError();
+      }
+      return created;
     });
     this.consumers.add(consumer);
     const close = consumer.close.bind(consumer);
@@ -562,6 +580,8 @@ export class KafkaTopicLog implements TopicLog {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // No request starts from now on; those under way finish on their connections before these close.
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
     for (const consumer of [...this.consumers]) await consumer.close();
     await this.reader?.close();
     await this.producer?.close();
@@ -653,7 +673,7 @@ export class KafkaTopicLog implements TopicLog {
   private async describeTopic(name: string): Promise<TopicSpec | undefined> {
     let partitions: number;
     try {
-      const { topics } = await this.admin.fetchTopicMetadata({ topics: [name] });
+      const { topics } = await this.request(() => this.admin.fetchTopicMetadata({ topics: [name] }));
       partitions = topics[0]?.partitions.length ?? 0;
     } catch (error) {
       if ((error as { type?: string }).type === "UNKNOWN_TOPIC_OR_PARTITION") return undefined;
@@ -685,13 +705,25 @@ export class KafkaTopicLog implements TopicLog {
   /** An admin call with Sluice's error mapping; kafkajs already retried it a few times. */
   private async call<T>(operation: string, body: () => Promise<T>): Promise<T> {
     try {
-      const result = await body();
+      const result = await this.request(body);
       this.adminProblem = null;
       return result;
     } catch (error) {
       const failure = kafkaError(error, operation, this.config.brokers);
       if (failure.retriable) this.adminProblem = failure.message;
       throw failure;
+    }
+  }
+
+  /** Runs a request of the log's Kafka clients unless the log is closed (see inFlight). */
+  private async request<T>(body: () => Promise<T>): Promise<T> {
+    if (this.closed) throw closedError();
+    const running = body();
+    this.inFlight.add(running);
+    try {
+      return await running;
+    } finally {
+      this.inFlight.delete(running);
     }
   }
 }

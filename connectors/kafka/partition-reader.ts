@@ -85,6 +85,8 @@ export class PartitionReader {
   private readonly cluster: Cluster;
   private connecting: Promise<void> | null = null;
   private closed = false;
+  /** Reads under way: close() lets them end (each stops at its next fetch) before it disconnects, since kafkajs connects a disconnected cluster again at its next request. */
+  private readonly reading = new Set<Promise<StoredRecord[]>>();
 
   constructor(options: PartitionReaderOptions) {
     this.options = options;
@@ -96,6 +98,17 @@ export class PartitionReader {
    * below the partitions' last stable offsets: every record in them is committed or aborted).
    */
   async read(topic: string, ranges: readonly PartitionRange[]): Promise<StoredRecord[]> {
+    if (this.closed) throw closedError(topic);
+    const running = this.readRanges(topic, ranges);
+    this.reading.add(running);
+    try {
+      return await running;
+    } finally {
+      this.reading.delete(running);
+    }
+  }
+
+  private async readRanges(topic: string, ranges: readonly PartitionRange[]): Promise<StoredRecord[]> {
     const positions = new Map(ranges.filter((r) => r.end > r.start).map((r) => [r.partition, r.start]));
     const ends = new Map(ranges.map((r) => [r.partition, r.end]));
     const out = new Map<number, StoredRecord[]>(ranges.map((r) => [r.partition, []]));
@@ -104,7 +117,7 @@ export class PartitionReader {
       await this.connect();
       await this.cluster.addTargetTopic(topic);
       for (let stalled = 0; positions.size > 0; ) {
-        if (this.closed) throw new SluiceError(`reading ${topic}: the Kafka topic log was closed`, { code: "TOPIC_LOG_CLOSED", context: { component: "kafka", topic } });
+        if (this.closed) throw closedError(topic);
         let moved = false;
         try {
           await this.cluster.refreshMetadataIfNecessary();
@@ -128,7 +141,7 @@ export class PartitionReader {
           const failure = kafkaError(error, "read topic", this.options.brokers);
           const stale = ["LEADER_NOT_AVAILABLE", "NOT_LEADER_FOR_PARTITION", "FENCED_LEADER_EPOCH", "UNKNOWN_LEADER_EPOCH", "UNKNOWN_TOPIC_OR_PARTITION"].includes((error as { type?: string }).type ?? "");
           if (!stale && !failure.retriable) throw failure;
-          if (++stalled > MAX_STALLED_FETCHES) throw failure;
+          if (++stalled > MAX_STALLED_FETCHES || this.closed) throw failure;
           await this.cluster.refreshMetadata().catch(() => undefined);
           await sleep(Math.min(1_000, 50 * stalled));
           continue;
@@ -146,6 +159,7 @@ export class PartitionReader {
 
   async close(): Promise<void> {
     this.closed = true;
+    await Promise.allSettled([...this.reading]);
     if (this.connecting) await this.cluster.disconnect().catch(() => undefined);
   }
 
@@ -181,6 +195,10 @@ export class PartitionReader {
     else positions.set(data.partition, next);
     return next > position;
   }
+}
+
+function closedError(topic: string): SluiceError {
+  return new SluiceError(`reading ${topic}: the Kafka topic log was closed`, { code: "TOPIC_LOG_CLOSED", context: { component: "kafka", topic } });
 }
 
 function describe(positions: Map<number, bigint>): string {

@@ -1403,6 +1403,8 @@ export async function readEmbeddedTopics(path: string, topics: readonly string[]
 
 export async function deleteKafkaDeployment(deployment: string): Promise<void> {
   const { Kafka, logLevel } = await import("kafkajs");
+  // Without it kafkajs arms a timer at a negative delay after each response (Node prints TimeoutNegativeWarning).
+  (await import("../../connectors/kafka/kafka-client.ts")).guardRequestQueue();
   const admin = new Kafka({ clientId: "sluice-e2e-cleanup", brokers: [...kafka.brokers], logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
   try {
