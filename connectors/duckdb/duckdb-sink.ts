@@ -42,7 +42,7 @@ const STAGE = "_sluice_stage";
  * Rows converted or appended in one turn of the event loop: staging is synchronous JavaScript on
  * the sink's thread, and each step of a query endpoint's read waits for the stretch under way.
  */
-const STAGE_SLICE = 256;
+const STAGE_SLICE = 64;
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 const GROUP_COLUMN = "_sluice_group";
 
