@@ -16,8 +16,8 @@
  * at their initial 128 KiB (each unless the environment sets it): by default glibc raises the mmap
  * threshold to the size of each large block freed (up to 32 MiB), so the batches' and sockets' big
  * buffers come from the arenas afterwards and their pages stay in RSS when freed; fixed, such a
- * block is its own mapping and goes back to the system when freed (a snapshot's peak RSS 10-18 MiB
- * lower in bench/memory-budget.ts, CPU no different: docs/benchmarks.md).
+ * block is its own mapping and goes back to the system when freed (a snapshot's peak RSS 9-21 MiB
+ * lower in one bench/memory-budget.ts run, CPU no different: docs/benchmarks.md).
  */
 import { parseArgs } from "node:util";
 import { loadConfigFile } from "../config/load.ts";
