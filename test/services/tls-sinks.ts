@@ -161,7 +161,8 @@ export async function startTlsKafka(): Promise<SecureServer> {
   const classPath = `${join(servicesDir, "opt", `kafka-${KAFKA_VERSION}`, "jars")}/*`;
   const java = [KAFKA_JAVA, "-Xms256m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", `-Dlog4j2.configurationFile=${log4j}`, "-cp", classPath];
   const logFile = join(dir, "kafka.log");
-  const clusterId = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64url");
+  // Never a leading "-": the storage tool would take the id for an option (1 in 64 ids did).
+  const clusterId = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64url").replace(/^-/, "A");
   await run(java[0]!, [...java.slice(1), "kafka.tools.StorageTool", "format", "-t", clusterId, "-c", properties, "--add-scram", `SCRAM-SHA-512=[name=${user},password=${password}]`], { timeout: 120_000 });
   const child = spawn(java[0]!, [...java.slice(1), "kafka.Kafka", properties], { stdio: ["ignore", openSync(logFile, "a"), openSync(logFile, "a")], detached: true });
   child.unref();

@@ -76,9 +76,10 @@ logger.controller.level = INFO
 EOF
   give_to_user "$data"
 
-  # format the storage once (a cluster id of our own: base64url of 16 random bytes)
+  # format the storage once (a cluster id of our own: base64url of 16 random bytes; never a leading "-", which the
+  # storage tool would take for an option)
   if [[ ! -f $data/log/meta.properties ]]; then
-    [[ -s $data/cluster.id ]] || head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >"$data/cluster.id"
+    [[ -s $data/cluster.id ]] || head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' | sed 's/^-/A/' >"$data/cluster.id"
     as_user "$java" -cp "$home/jars/*" -Dlog4j2.configurationFile="$data/log4j2.properties" \
       kafka.tools.StorageTool format -t "$(<"$data/cluster.id")" -c "$data/server.properties" \
       --ignore-formatted >>"$(svc_log kafka)" 2>&1 || return 1
