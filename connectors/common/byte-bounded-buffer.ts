@@ -46,9 +46,21 @@ export class ByteBoundedBuffer<T> {
     if (this.failure !== null) return;
     const cost = bytes + ITEM_OVERHEAD_BYTES;
     this.items.push({ item, bytes: cost });
+    this.added(cost);
+  }
+
+  /** Counts an item of `cost` bytes in (a subclass that stores items its own way calls these two). */
+  protected added(cost: number): void {
     this.usedBytes += cost;
     if (this.usedBytes > this.peak) this.peak = this.usedBytes;
     wake(this.itemWaiters);
+  }
+
+  /** Counts an item of `cost` bytes out, waking a producer waiting for room. */
+  protected removed(cost: number): void {
+    this.usedBytes -= cost;
+    if (!this.full) wake(this.spaceWaiters);
+    if (this.usedBytes <= this.maxBytes / 2) for (const listener of this.lowWaterListeners) listener();
   }
 
   peek(): T | undefined {
@@ -69,9 +81,7 @@ export class ByteBoundedBuffer<T> {
       this.items = this.items.slice(this.head);
       this.head = 0;
     }
-    this.usedBytes -= entry.bytes;
-    if (!this.full) wake(this.spaceWaiters);
-    if (this.usedBytes <= this.maxBytes / 2) for (const listener of this.lowWaterListeners) listener();
+    this.removed(entry.bytes);
     return entry.item;
   }
 
@@ -105,6 +115,11 @@ export class ByteBoundedBuffer<T> {
   clear(): void {
     this.items = [];
     this.head = 0;
+    this.cleared();
+  }
+
+  /** Counts everything out at once. */
+  protected cleared(): void {
     this.usedBytes = 0;
     wake(this.spaceWaiters);
   }

@@ -124,8 +124,8 @@ export class CaptureLoop<Batch, Stream extends OpenedStream<Batch>> {
   }
 
   /** A read-ahead buffer (the snapshot's or the stream's) with the source's bound. */
-  readAheadBuffer<Item>(): ByteBoundedBuffer<Item> {
-    return new ByteBoundedBuffer<Item>(this.driver.readAheadBytes);
+  readAheadBuffer<Item>(make: (maxBytes: number) => ByteBoundedBuffer<Item> = (maxBytes) => new ByteBoundedBuffer<Item>(maxBytes)): ByteBoundedBuffer<Item> {
+    return make(this.driver.readAheadBytes);
   }
 
   stats(): CaptureStats {

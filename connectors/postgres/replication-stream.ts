@@ -17,6 +17,7 @@ import { quoteIdent, quoteLiteral } from "./connection-settings.ts";
 import { epochMsToPostgresMicros, formatLsn } from "./lsn.ts";
 import { toSluiceError } from "./pg-errors.ts";
 import { decodeReplicationMessage, encodeStandbyStatusUpdate, XLOGDATA_HEADER_BYTES, XLOGDATA_TAG } from "./protocol/replication-messages.ts";
+import { WalBuffer } from "./wal-buffer.ts";
 
 /** One pgoutput message as received: its WAL position and its bytes. */
 export interface WalMessage {
@@ -162,11 +163,17 @@ export class ReplicationStream {
       // (pg's parser reuses its receive buffer, so a view would change under the queue).
       // One bigint where the LSN fits a double's integers (below 2^53: every LSN for a long while), not readBigUInt64BE's several.
       const high = chunk.readUInt32BE(1);
-      const walStart = high < 0x200000 ? BigInt(high * 0x1_0000_0000 + chunk.readUInt32BE(5)) : chunk.readBigUInt64BE(1);
+      const low = chunk.readUInt32BE(5);
+      const walStart = high < 0x200000 ? BigInt(high * 0x1_0000_0000 + low) : chunk.readBigUInt64BE(1);
       if (walStart > this.receivedLsn) this.receivedLsn = walStart;
-      const payload = Buffer.allocUnsafe(chunk.length - XLOGDATA_HEADER_BYTES);
-      chunk.copy(payload, 0, XLOGDATA_HEADER_BYTES);
-      buffer.push({ walStart, payload }, chunk.length);
+      if (buffer instanceof WalBuffer) {
+        // Kept as bytes until read (wal-buffer.ts): no object per queued message.
+        buffer.pushData(high, low, chunk, XLOGDATA_HEADER_BYTES);
+      } else {
+        const payload = Buffer.allocUnsafe(chunk.length - XLOGDATA_HEADER_BYTES);
+        chunk.copy(payload, 0, XLOGDATA_HEADER_BYTES);
+        buffer.push({ walStart, payload }, chunk.length);
+      }
       this.pauseWhenFull();
       return;
     }

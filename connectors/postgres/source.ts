@@ -26,6 +26,7 @@ import { ExportedSnapshotTracker, resumedSnapshotTasks } from "../common/exporte
 import type { TableLeft } from "../common/exported-snapshot-progress.ts";
 import { ReplicationStream } from "./replication-stream.ts";
 import type { WalMessage } from "./replication-stream.ts";
+import { WalBuffer } from "./wal-buffer.ts";
 import { SnapshotMarkers } from "../common/snapshot-markers.ts";
 import { SnapshotReader, snapshotRowKey } from "./snapshot-reader.ts";
 import type { SnapshotRow, TableSnapshotProgress } from "./snapshot-reader.ts";
@@ -308,7 +309,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const start = this.pendingStream!;
     const catalog = this.catalog!;
     const captured = this.captured!;
-    const buffer = this.loop.readAheadBuffer<WalMessage>();
+    const buffer = this.loop.readAheadBuffer<WalMessage>((maxBytes) => new WalBuffer(maxBytes));
     const online = this.online.start((ledger, finished) => this.onlineSession(ledger, finished));
     const decoder = new StreamDecoder({
       sourceName: this.name,
