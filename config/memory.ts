@@ -310,7 +310,7 @@ function kafkaReader(room: number): KafkaReaderMemory {
 
 /**
  * A heap of `bytes` in whole MiB: a young generation of at most a quarter (short-lived garbage of
- * a busy thread is cheapest collected there) and at most a quarter of the room above the old
+ * a busy thread is cheapest collected there) and at most half the room above the old
  * generation's least `minOld`, the rest old generation. A heap just above its least gives its room
  * to the old generation, which holds the batches and the read-ahead: measured on a sink thread
  * (docs/benchmarks.md), a larger young generation cost CPU unless the old one was well above its
@@ -321,7 +321,7 @@ function heapLimits(bytes: number, minOld: number): HeapLimits {
   const total = mib(bytes);
   const leastOld = Math.ceil(minOld / MiB);
   const youngFor = (mb: number) => 3 * 2 ** Math.floor(Math.log2(Math.max(1, mb / 3)));
-  const young = Math.max(mib(MIN_YOUNG), Math.min(youngFor(clamp(total / 4, mib(MIN_YOUNG), mib(MAX_YOUNG))), youngFor(Math.max(1, (total - leastOld) / 4))));
+  const young = Math.max(mib(MIN_YOUNG), Math.min(youngFor(clamp(total / 4, mib(MIN_YOUNG), mib(MAX_YOUNG))), youngFor(Math.max(1, (total - leastOld) / 2))));
   return { oldMb: Math.max(leastOld, total - young), youngMb: young };
 }
 
