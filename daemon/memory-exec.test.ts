@@ -47,6 +47,16 @@ describe("the main thread's heap flags for sluice run", () => {
     assert.equal(heapFlagGiven({ NODE_OPTIONS: "--enable-source-maps" }, ["--no-warnings"]), false);
   });
 
+  test("a growing factor the user gave on node's command line wins: the re-executed process does not get another after it", () => {
+    const flags = heapFlagsForRun(["-c", file], {}, ["--heap-growing-percent=50"]);
+    assert.ok(flags !== null && flags.some((flag) => flag.startsWith("--max-old-space-size=")));
+    assert.deepEqual(
+      flags.filter((flag) => /heap[-_]growing/.test(flag)),
+      [],
+    );
+    assert.ok(heapFlagsForRun(["-c", file], {}, ["--heap_growing_percent=50"])!.every((flag) => !/heap[-_]growing/.test(flag)));
+  });
+
   test("the re-executed process is marked, and gets two malloc arenas and fixed malloc thresholds unless the environment says otherwise", () => {
     assert.deepEqual(reexecEnvironment({ PATH: "/bin" }, ["--max-old-space-size=100"]), {
       MALLOC_ARENA_MAX: "2",

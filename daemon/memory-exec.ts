@@ -6,7 +6,8 @@
  * after that has no effect on the heap already made. So daemon/sluice.js reads the config, plans,
  * and replaces its process (process.execve: same PID, so PID 1 in a container still receives the
  * signals) with node started with these flags (the budget is `memory`, 256MiB when the config
- * sets none). It does not when the user gave a heap flag (in NODE_OPTIONS or on node's command line: theirs wins), when it already did (SLUICE_MEMORY_EXEC),
+ * sets none). It does not when the user gave a heap flag (in NODE_OPTIONS or on node's command line: theirs wins; a
+ * --heap-growing-percent of theirs is kept and ours left out), when it already did (SLUICE_MEMORY_EXEC),
  * or when it cannot (no process.execve, e.g. on Windows, or a config that does not load: the
  * command then reports the problem as usual). The cost is one more load of the config at start.
  *
@@ -27,6 +28,8 @@ import { parseRoles, selectParts } from "./roles.ts";
 export const REEXEC_MARK = "SLUICE_MEMORY_EXEC";
 
 const HEAP_FLAG = /--max[-_]old[-_]space[-_]size|--max[-_]semi[-_]space[-_]size/;
+/** Node refuses it in NODE_OPTIONS; given on node's command line it must not be followed by ours (V8 takes the last). */
+const GROWING_FLAG = /--heap[-_]growing[-_]percent/;
 
 /** The environment of the re-executed process. */
 export function reexecEnvironment(env: Readonly<Record<string, string | undefined>>, flags: readonly string[]): Record<string, string | undefined> {
@@ -55,7 +58,8 @@ export function heapFlagsForRun(args: readonly string[], env: Readonly<Record<st
     const runsSink = (name: string) => roles.roles.has("sinks") && (roles.sinks.length === 0 || roles.sinks.includes(name));
     const config = loadConfigFile(file, { env, captures, runsSink, checkMemory: true });
     const plan = planMemory(config, selectParts(config, roles));
-    return mainHeapFlags(plan);
+    const flags = mainHeapFlags(plan);
+    return execArgv.some((arg) => GROWING_FLAG.test(arg)) ? flags.filter((flag) => !GROWING_FLAG.test(flag)) : flags;
   } catch {
     return null;
   }
