@@ -210,10 +210,12 @@ export class CapturePipeline {
         }
         const capturedMs = Date.now();
         const releases = this.releases;
-        const records = await this.encodeBatch(batch);
+        let records: ProducedRecord[] | null = await this.encodeBatch(batch);
         while (inFlight.size >= MAX_BATCHES_IN_FLIGHT) await orFailure(Promise.race(inFlight));
         if (outcome.failure !== null) throw outcome.failure.error;
         const publishing = this.publish(batch, records, releases, capturedMs);
+        // Not kept while the next batch is read and encoded: the log holds what it needs of them.
+        records = null;
         inFlight.add(publishing);
         publishing.then(
           () => inFlight.delete(publishing),
@@ -237,9 +239,12 @@ export class CapturePipeline {
    */
   private publish(batch: SourceBatch, encoded: ProducedRecord[], releases: number, capturedMs: number): Promise<void> {
     const previous = this.acknowledged;
+    // The records are let go of once handed over: this closure lives until the batch is acknowledged.
+    const handOver: { records: ProducedRecord[] | null } = { records: encoded };
     const published = (async () => {
       const issued = await this.exclusive(async () => {
-        const records = releases === this.releases ? encoded : await this.encodeBatch(batch);
+        const records = releases === this.releases && handOver.records !== null ? handOver.records : await this.encodeBatch(batch);
+        handOver.records = null;
         const durable = this.options.log.produce(records, batch.checkpoint);
         durable.catch(() => undefined);
         // Wrapped, so the lock is held only while the batch is handed over, not until it is durable.

@@ -316,13 +316,18 @@ export class KafkaTopicLog implements TopicLog {
    * call order and resolve in that order; a call with a checkpoint of a source whose earlier
    * write failed is refused until that checkpoint is read again.
    */
-  async produce(records: readonly ProducedRecord[], checkpoint?: Checkpoint): Promise<void> {
-    if (this.closed) throw closedError();
-    const producer = this.assertWritable("produce");
-    const accepted = this.accepting.then(() => this.enqueue(producer, records, checkpoint));
-    this.accepting = accepted.catch(() => undefined);
-    const { durable } = await accepted;
-    await durable;
+  produce(records: readonly ProducedRecord[], checkpoint?: Checkpoint): Promise<void> {
+    // Not an async function: suspended until durable, it would keep every ProducedRecord of the
+    // call alive that long (the messages made from them are what the producer needs).
+    try {
+      if (this.closed) throw closedError();
+      const producer = this.assertWritable("produce");
+      const accepted = this.accepting.then(() => this.enqueue(producer, records, checkpoint));
+      this.accepting = accepted.catch(() => undefined);
+      return accepted.then(({ durable }) => durable);
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
   }
 
   private async enqueue(producer: BatchingProducer, records: readonly ProducedRecord[], checkpoint: Checkpoint | undefined): Promise<{ durable: Promise<void> }> {
