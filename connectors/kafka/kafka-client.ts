@@ -7,6 +7,8 @@ import type { TopicsConfig } from "../../config/schema.ts";
 import type { Logger } from "../../runtime/logger.ts";
 import { readTlsFiles } from "../common/tls-files.ts";
 import { registerCompressionCodecs } from "./compression.ts";
+// kafkajs decodes a batch the log cleaner emptied to nothing, losing its offsets: this keeps them.
+import "./emptied-batches.ts";
 
 export type KafkaTopicsConfig = Extract<TopicsConfig, { kind: "kafka" }>;
 

@@ -13,6 +13,8 @@ import { durationFromEnv } from "../../runtime/env-duration.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import type { PollOptions, SeekTarget, StoredRecord, TopicConsumer, TopicPartition, TopicPartitionOffset } from "../topics/contract.ts";
 import { kafkaError } from "./kafka-errors.ts";
+// kafkajs decodes a batch the log cleaner emptied to nothing, losing its offsets: this keeps them.
+import "./emptied-batches.ts";
 
 /** A consumer's memory: its read-ahead and fetch sizes (a sink's share of the memory budget, config/memory.ts). */
 export interface KafkaReaderLimits {

@@ -17,6 +17,8 @@ import { SluiceError } from "../errors.ts";
 import type { StoredRecord } from "../topics/contract.ts";
 import { kafkaError } from "./kafka-errors.ts";
 import { storedRecordOf } from "./kafka-consumer.ts";
+// kafkajs decodes a batch the log cleaner emptied to nothing, losing its offsets: this keeps them.
+import "./emptied-batches.ts";
 
 /** A partition's records to read: offsets from `start` (inclusive) to `end` (exclusive). */
 export interface PartitionRange {
@@ -73,7 +75,7 @@ const FETCH_WAIT_MS = 500;
 const MAX_STALLED_FETCHES = 30;
 
 /** kafkajs's cluster factory of a client (its brokers, TLS, SASL and retry settings): private in kafkajs 2.2. */
-function clusterFactory(kafka: Kafka): (options: { allowAutoTopicCreation: boolean; isolationLevel: number }) => Cluster {
+export function clusterFactory(kafka: Kafka): (options: { allowAutoTopicCreation: boolean; isolationLevel: number }) => Cluster {
   const key = Object.getOwnPropertySymbols(kafka).find((s) => s.description === "private:Kafka:createCluster");
   const factory = key === undefined ? undefined : (kafka as unknown as Record<symbol, unknown>)[key];
   if (typeof factory !== "function") throw new TypeError("this kafkajs version has no cluster factory on its client (connectors/kafka/partition-reader.ts expects kafkajs 2.2)");
@@ -175,8 +177,8 @@ export class PartitionReader {
    * Takes a partition's fetched records into `out` and moves its position past the last record
    * batch the response held. Whether it moved: a response with no record for the partition (the
    * fetch's size spent on other partitions, a leader not caught up) leaves the position where it
-   * is, to be fetched again. (Like kafkajs's consumer, which the earlier reads used, it cannot step
-   * over a batch compaction emptied of every record: such a read ends in KAFKA_READ_TIMEOUT.)
+   * is, to be fetched again. A batch the log cleaner emptied of every record arrives as one control
+   * record at its last offset (emptied-batches.ts), so the position moves past it too.
    */
   private take(topic: string, data: PartitionData, positions: Map<number, bigint>, ends: Map<number, bigint>, out: StoredRecord[]): boolean {
     const position = positions.get(data.partition);

@@ -1,0 +1,122 @@
+/**
+ * Makes kafkajs's fetch decoding keep the offsets of record batches that hold no records.
+ *
+ * Kafka's log cleaner keeps the header of a producer's last batch after removing every record in
+ * it (the broker keeps that producer's sequence state), so a fetch of a compacted topic can answer
+ * with batches of no records. kafkajs turns each batch into its records, so an emptied batch
+ * becomes nothing, and a reader that learns its next offset from the records it fetched (our
+ * partition reader, kafkajs's consumer) fetched the same offset again for ever when such a batch was
+ * all a fetch brought (the end of a cleaned segment, a fetch's size limit).
+ *
+ * kafkajs 2.2 offers no hook for this, so this module (imported before any fetch) replaces the
+ * module that decodes a partition's record set in kafkajs's module cache with one that appends, in
+ * offset order, a control record at the last offset of each emptied batch. Control records are
+ * never handed to readers: the partition reader and kafkajs's consumer both step past them (the
+ * consumer's "batch empty due to filtering" case), which moves their position past the batch.
+ */
+import { createRequire } from "node:module";
+
+interface KafkaDecoder {
+  readonly buffer: Buffer;
+  readonly offset: number;
+}
+
+interface DecodedRecord {
+  readonly offset: string;
+}
+
+type DecodeMessages = (decoder: KafkaDecoder) => Promise<DecodedRecord[]>;
+
+const require = createRequire(import.meta.url);
+const DECODE_MESSAGES = "kafkajs/src/protocol/requests/fetch/v4/decodeMessages.js";
+/** Fetch response versions whose decoder takes decodeMessages when kafkajs loads it (at a fetch of that version). */
+const FETCH_RESPONSES = [4, 5, 7, 8, 11].map((version) => `kafkajs/src/protocol/requests/fetch/v${version}/response.js`);
+const PATCHED = Symbol.for("sluice:kafkajs:emptied-batches");
+
+// Record batch v2 (magic 2) header: byte offsets of its fields from the batch's start.
+const LENGTH_AT = 8;
+const LEADER_EPOCH_AT = 12;
+const MAGIC_AT = 16;
+const ATTRIBUTES_AT = 21;
+const LAST_OFFSET_DELTA_AT = 23;
+const FIRST_TIMESTAMP_AT = 27;
+const MAX_TIMESTAMP_AT = 35;
+const PRODUCER_ID_AT = 43;
+const PRODUCER_EPOCH_AT = 51;
+const FIRST_SEQUENCE_AT = 53;
+const RECORD_COUNT_AT = 57;
+const HEADER_BYTES = 61;
+/** Bytes before a batch's length field counts: its base offset and the length itself. */
+const LOG_OVERHEAD = 12;
+const TRANSACTIONAL_FLAG = 0x10;
+const LOG_APPEND_TIME_FLAG = 0x08;
+
+/**
+ * A control record standing for each batch of no records in the record set at the decoder's
+ * position (the int32 size then the batches), without moving the decoder. Batches of the old
+ * message formats, and a batch cut off by the fetch's size, end the scan.
+ */
+export function emptiedBatchRecords(decoder: KafkaDecoder): DecodedRecord[] {
+  const { buffer, offset } = decoder;
+  if (offset + 4 > buffer.length) return [];
+  const start = offset + 4;
+  const stop = start + buffer.readInt32BE(offset);
+  if (stop <= start || stop > buffer.length) return [];
+  const out: DecodedRecord[] = [];
+  for (let at = start; at + HEADER_BYTES <= stop; ) {
+    const next = at + LOG_OVERHEAD + buffer.readInt32BE(at + LENGTH_AT);
+    if (next > stop || buffer.readInt8(at + MAGIC_AT) !== 2) break;
+    if (buffer.readInt32BE(at + RECORD_COUNT_AT) === 0) out.push(standIn(buffer, at));
+    at = next;
+  }
+  return out;
+}
+
+/** What kafkajs's record decoder makes of a record, for the batch at `at`'s last offset, as a control record with no key or value. */
+function standIn(buffer: Buffer, at: number): DecodedRecord {
+  const attributes = buffer.readInt16BE(at + ATTRIBUTES_AT);
+  const firstOffset = buffer.readBigInt64BE(at);
+  const lastOffsetDelta = buffer.readInt32BE(at + LAST_OFFSET_DELTA_AT);
+  const maxTimestamp = buffer.readBigInt64BE(at + MAX_TIMESTAMP_AT).toString();
+  const batchContext = {
+    firstOffset: firstOffset.toString(),
+    firstTimestamp: buffer.readBigInt64BE(at + FIRST_TIMESTAMP_AT).toString(),
+    partitionLeaderEpoch: buffer.readInt32BE(at + LEADER_EPOCH_AT),
+    inTransaction: (attributes & TRANSACTIONAL_FLAG) !== 0,
+    isControlBatch: true,
+    lastOffsetDelta,
+    producerId: buffer.readBigInt64BE(at + PRODUCER_ID_AT).toString(),
+    producerEpoch: buffer.readInt16BE(at + PRODUCER_EPOCH_AT),
+    firstSequence: buffer.readInt32BE(at + FIRST_SEQUENCE_AT),
+    maxTimestamp,
+    timestampType: (attributes & LOG_APPEND_TIME_FLAG) !== 0 ? 1 : 0,
+    magicByte: 2,
+  };
+  return { magicByte: 2, attributes: 0, timestamp: maxTimestamp, offset: (firstOffset + BigInt(lastOffsetDelta)).toString(), key: null, value: null, headers: {}, isControlRecord: true, batchContext } as DecodedRecord;
+}
+
+/** kafkajs's records, with the emptied batches' stand-ins merged in by offset. */
+function withEmptiedBatches(decode: DecodeMessages): DecodeMessages {
+  return async (decoder) => {
+    const emptied = emptiedBatchRecords(decoder);
+    const records = await decode(decoder);
+    if (emptied.length === 0) return records;
+    return [...records, ...emptied].sort((a, b) => {
+      const [x, y] = [BigInt(a.offset), BigInt(b.offset)];
+      return x < y ? -1 : x > y ? 1 : 0;
+    });
+  };
+}
+
+function patch(): void {
+  const path = require.resolve(DECODE_MESSAGES);
+  const original = require(path) as DecodeMessages & { [PATCHED]?: true };
+  if (original[PATCHED]) return;
+  const loaded = FETCH_RESPONSES.filter((response) => require.cache[require.resolve(response)] !== undefined);
+  if (loaded.length > 0) throw new Error(`connectors/kafka/emptied-batches.ts must be imported before kafkajs fetches (already loaded: ${loaded.join(", ")})`);
+  const cached = require.cache[path];
+  if (cached === undefined) throw new Error(`kafkajs's ${DECODE_MESSAGES} is not in the module cache`);
+  cached.exports = Object.assign(withEmptiedBatches(original), { [PATCHED]: true as const });
+}
+
+patch();
