@@ -8,11 +8,11 @@
  * partition reader, kafkajs's consumer) fetched the same offset again for ever when such a batch was
  * all a fetch brought (the end of a cleaned segment, a fetch's size limit).
  *
- * kafkajs 2.2 offers no hook for this, so this module (imported before any fetch) replaces the
- * module that decodes a partition's record set in kafkajs's module cache with one that appends, in
- * offset order, a control record at the last offset of each emptied batch. Control records are
- * never handed to readers: the partition reader and kafkajs's consumer both step past them (the
- * consumer's "batch empty due to filtering" case), which moves their position past the batch.
+ * kafkajs 2.2 offers no hook for this, so this module replaces the module that decodes a
+ * partition's record set in kafkajs's module cache with one that adds, in offset order, a control
+ * record at the last offset of each emptied batch. Control records are never handed to readers:
+ * the partition reader and kafkajs's consumer both step past them (the consumer's "batch empty due
+ * to filtering" case), which moves their position past the batch.
  */
 import { createRequire } from "node:module";
 
@@ -29,8 +29,8 @@ type DecodeMessages = (decoder: KafkaDecoder) => Promise<DecodedRecord[]>;
 
 const require = createRequire(import.meta.url);
 const DECODE_MESSAGES = "kafkajs/src/protocol/requests/fetch/v4/decodeMessages.js";
-/** Fetch response versions whose decoder takes decodeMessages when kafkajs loads it (at a fetch of that version). */
-const FETCH_RESPONSES = [4, 5, 7, 8, 11].map((version) => `kafkajs/src/protocol/requests/fetch/v${version}/response.js`);
+/** Fetch response decoders that take decodeMessages (directly or from another version's) when they load. */
+const FETCH_RESPONSES = [4, 5, 6, 7, 8, 9, 10, 11].map((version) => `kafkajs/src/protocol/requests/fetch/v${version}/response.js`);
 const PATCHED = Symbol.for("sluice:kafkajs:emptied-batches");
 
 // Record batch v2 (magic 2) header: byte offsets of its fields from the batch's start.
@@ -112,11 +112,11 @@ function patch(): void {
   const path = require.resolve(DECODE_MESSAGES);
   const original = require(path) as DecodeMessages & { [PATCHED]?: true };
   if (original[PATCHED]) return;
-  const loaded = FETCH_RESPONSES.filter((response) => require.cache[require.resolve(response)] !== undefined);
-  if (loaded.length > 0) throw new Error(`connectors/kafka/emptied-batches.ts must be imported before kafkajs fetches (already loaded: ${loaded.join(", ")})`);
   const cached = require.cache[path];
   if (cached === undefined) throw new Error(`kafkajs's ${DECODE_MESSAGES} is not in the module cache`);
   cached.exports = Object.assign(withEmptiedBatches(original), { [PATCHED]: true as const });
+  // kafkajs requires a fetch's response decoder at every fetch: one a fetch before this loaded loads again, with the wrapper.
+  for (const response of FETCH_RESPONSES) delete require.cache[require.resolve(response)];
 }
 
 patch();
