@@ -126,7 +126,7 @@ export class KafkaPullConsumer implements TopicConsumer {
     });
     this.consumer.on(this.consumer.events.GROUP_JOIN, (event) => this.onAssignment(event.payload.memberAssignment));
     this.consumer.on(this.consumer.events.END_BATCH_PROCESS, (event) => {
-      // Batches of only transaction markers never reach eachBatch; the position still moves past them.
+      // Batches of only transaction markers (or of batches the log cleaner emptied, emptied-batches.ts) never reach eachBatch; the position still moves past them.
       const { topic, partition, batchSize, lastOffset } = event.payload;
       if (batchSize === 0 && !this.seeking.has(tpKey(topic, partition))) this.push(topic, partition, [], BigInt(lastOffset) + 1n, 0);
     });
