@@ -34,6 +34,7 @@ import {
   sleep,
   SluiceDaemon,
   tempDir,
+  waitCapturedThenApplied,
   waitFor,
 } from "../e2e/helpers.ts";
 import { clickhouse, elasticsearch, kafka } from "../services/ports.ts";
@@ -150,19 +151,13 @@ async function waitCaughtUpAll(daemon: SluiceDaemon, client: pg.Client, sinks: n
     { daemon, timeoutMs, intervalMs: 300, lastSeen: () => seen },
   );
   const lsn = await currentLsn(client);
-  await waitFor(
-    `the source to capture past LSN ${lsn} and ${sinks} sinks to be ready with lagRecords 0`,
-    async () => {
-      const status = await daemon.status();
-      seen = status;
-      return (
-        status.sources.length === 1 &&
-        status.sources.every((s) => s.position !== null && BigInt(s.position.commit) >= lsn) &&
-        status.sinks.length === sinks &&
-        status.sinks.every((s) => s.ready && s.lagRecords === 0)
-      );
-    },
-    { daemon, timeoutMs, intervalMs: 300, lastSeen: () => seen },
+  // The lags from a /status asked after the one showing the position: one answer's lags may predate its position (helpers.ts).
+  await waitCapturedThenApplied(
+    daemon,
+    `the source to capture past LSN ${lsn} and then ${sinks} sinks to be ready with lagRecords 0`,
+    (status) => status.sources.length === 1 && status.sources.every((s) => s.position !== null && BigInt(s.position.commit) >= lsn),
+    (status) => status.sinks.length === sinks && status.sinks.every((s) => s.ready && s.lagRecords === 0),
+    timeoutMs,
   );
 }
 

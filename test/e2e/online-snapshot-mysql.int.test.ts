@@ -13,8 +13,8 @@ import mysql from "mysql2/promise";
 import type { Connection } from "mysql2/promise";
 import { mariadb } from "../services/ports.ts";
 import { binlogAt, binlogFileIndex } from "../../connectors/mysql/positions.ts";
-import type { SluiceDaemon, Status } from "./helpers.ts";
-import { killAllDaemons, mysqlSourceConfig, randomName, removeDir, runSluice, startReady, tempDir, waitFor } from "./helpers.ts";
+import type { SluiceDaemon } from "./helpers.ts";
+import { killAllDaemons, mysqlSourceConfig, randomName, removeDir, runSluice, startReady, tempDir, waitCapturedThenApplied, waitFor } from "./helpers.ts";
 
 const database = randomName("e2e_onlinem");
 const source = randomName("src");
@@ -74,15 +74,12 @@ async function waitCaughtUp(): Promise<void> {
   const [rows] = await admin.query("SHOW MASTER STATUS");
   const status = (rows as { File: string; Position: number | string }[])[0]!;
   const at = binlogAt(binlogFileIndex(status.File), Number(status.Position));
-  let seen: Status | null = null;
-  await waitFor(
-    `the source to capture past ${status.File}:${status.Position} and the sink to have lagRecords 0`,
-    async () => {
-      if (!daemon!.hasStarted) return false;
-      seen = await daemon!.status();
-      return seen.sources.every((s) => s.position !== null && BigInt(s.position.commit) >= at) && seen.sinks.every((s) => s.lagRecords === 0);
-    },
-    { daemon: daemon!, timeoutMs: 120_000, intervalMs: 300, lastSeen: () => seen },
+  await waitCapturedThenApplied(
+    daemon!,
+    `the source to capture past ${status.File}:${status.Position} and then the sink to have lagRecords 0`,
+    (seen) => seen.sources.every((s) => s.position !== null && BigInt(s.position.commit) >= at),
+    (seen) => seen.sinks.every((s) => s.lagRecords === 0),
+    120_000,
   );
 }
 
