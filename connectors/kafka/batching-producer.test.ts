@@ -38,7 +38,7 @@ function connectionError(): Error {
 }
 
 function message(topic: string, value: string, partition = 0): OutgoingMessage {
-  return { topic, message: { key: Buffer.from("k"), value: Buffer.from(value), partition }, size: 100 };
+  return { topic, key: Buffer.from("k"), value: Buffer.from(value), partition, size: 100 };
 }
 
 function producerWith(kafka: ScriptedKafka, overrides: Partial<BatchingProducerOptions> = {}) {

@@ -25,9 +25,13 @@ import { withLinearPartitionGrouping } from "./partition-grouping.ts";
 // kafkajs's produce requests are encoded in one pass from here on (before any producer sends).
 import "./produce-encoding.ts";
 
-export interface OutgoingMessage {
+/**
+ * A record on its way to Kafka: kafkajs's message with its topic and size beside it, one object
+ * (kafkajs takes it as it is; the produce encoder reads only a message's own fields).
+ */
+export interface OutgoingMessage extends Message {
   readonly topic: string;
-  readonly message: Message & { partition: number };
+  readonly partition: number;
   /** Estimated encoded size, for the batch_bytes bound. */
   readonly size: number;
 }
@@ -378,7 +382,7 @@ function countPerPartition(messages: readonly OutgoingMessage[]): Map<string, nu
       counts = perTopic.get(topic) ?? [];
       perTopic.set(topic, counts);
     }
-    const partition = message.message.partition;
+    const partition = message.partition;
     counts[partition] = (counts[partition] ?? 0) + 1;
   }
   const result = new Map<string, number>();
@@ -388,9 +392,9 @@ function countPerPartition(messages: readonly OutgoingMessage[]): Map<string, nu
 
 function byTopic(messages: readonly OutgoingMessage[]): { topic: string; messages: Message[] }[] {
   const topics = new Map<string, (Message & { partition: number })[]>();
-  for (const { topic, message } of messages) {
-    let list = topics.get(topic);
-    if (!list) topics.set(topic, (list = []));
+  for (const message of messages) {
+    let list = topics.get(message.topic);
+    if (!list) topics.set(message.topic, (list = []));
     list.push(message);
   }
   return [...topics].map(([topic, list]) => ({ topic, messages: withLinearPartitionGrouping(list) }));

@@ -352,14 +352,16 @@ export class KafkaTopicLog implements TopicLog {
         timestamp = record.timestamp;
         timestampText = String(timestamp);
       }
-      const message = {
-        key: record.key === null ? null : toBuffer(record.key),
-        value: record.value === null ? null : toBuffer(record.value),
-        timestamp: timestampText,
-        partition: partitionForKey(record.key, partitions),
-        ...(record.headers ? { headers: Object.fromEntries(Object.entries(record.headers).map(([k, v]) => [k, toBuffer(v)])) } : {}),
-      };
-      messages.push({ topic: record.topic, message, size: estimateSize(record) });
+      const key = record.key === null ? null : toBuffer(record.key);
+      const value = record.value === null ? null : toBuffer(record.value);
+      const partition = partitionForKey(record.key, partitions);
+      const size = estimateSize(record);
+      // One object per record, held until its transaction commits.
+      messages.push(
+        record.headers
+          ? { topic: record.topic, key, value, timestamp: timestampText, partition, size, headers: Object.fromEntries(Object.entries(record.headers).map(([k, v]) => [k, toBuffer(v)])) }
+          : { topic: record.topic, key, value, timestamp: timestampText, partition, size },
+      );
     }
     return messages;
   }
@@ -663,7 +665,7 @@ export class KafkaTopicLog implements TopicLog {
     const topic = checkpointTopic(this.deployment);
     const key = Buffer.from(checkpoint.source, "utf8");
     const value = Buffer.from(encodeCheckpoint(checkpoint), "utf8");
-    return { topic, message: { key, value, timestamp: String(Date.now()), partition: partitionForKey(key, await this.partitionCount(topic)) }, size: key.length + value.length + RECORD_OVERHEAD_BYTES };
+    return { topic, key, value, timestamp: String(Date.now()), partition: partitionForKey(key, await this.partitionCount(topic)), size: key.length + value.length + RECORD_OVERHEAD_BYTES };
   }
 
   private async partitionCount(topic: string): Promise<number> {
