@@ -12,7 +12,7 @@ import { after, before, describe, test } from "node:test";
 import { Kafka } from "kafkajs";
 import { createLogger } from "../../runtime/logger.ts";
 import type { StoredRecord } from "../topics/contract.ts";
-import { createKafkaClient } from "./kafka-client.ts";
+import { createKafkaClient, guardRequestQueue } from "./kafka-client.ts";
 import { KafkaTopicLog } from "./kafka-log.ts";
 import { clusterFactory, PartitionReader } from "./partition-reader.ts";
 import { testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
@@ -91,6 +91,7 @@ async function writeAndClean(kafka: Kafka, topic: string): Promise<void> {
 }
 
 before(async () => {
+  guardRequestQueue();
   const kafka = new Kafka({ brokers, logLevel: 0 });
   const admin = kafka.admin();
   await admin.connect();
