@@ -642,9 +642,40 @@ export class Daemon {
 
   async status(): Promise<Record<string, unknown>> {
     const now = Date.now();
-    const lags = await Promise.all(this.sinks.map((s) => this.sinkLag(s)));
     const readiness = this.readiness();
     const standby = readiness.capture === "standby" ? this.selection.sources.filter((name) => !this.captures.some((c) => c.name === name)) : [];
+    // The sources' positions before the sinks' lags: an answer showing a source past a position and a sink's lag at 0
+    // then means the sink applied everything captured up to that position (read the other way round, capture could
+    // store a batch between the two reads, and the answer would show its position with a lag measured before it).
+    const sources = this.captures.map((c) => {
+      const checkpoint = c.pipeline.checkpoint();
+      return {
+        name: c.name,
+        kind: c.source.kind,
+        ready: c.pipeline.ready(),
+        waiting: c.pipeline.ready() ? null : (c.pipeline.waitingFor() ?? "connecting"),
+        position: checkpoint ? { commit: checkpoint.position.commit.toString(), change: checkpoint.position.change.toString(), text: formatPosition(c.source.kind, checkpoint.position) } : null,
+        lagSeconds: lagSeconds(now, c.pipeline.lastAckedCommitTime()),
+        halted: c.pipeline.haltedTables(),
+        dataChecks: this.dataChecks.get(c.name)?.failures() ?? [],
+        snapshots: progressEntries((c.source as { snapshotProgress?: () => readonly TableSnapshotProgress[] }).snapshotProgress?.() ?? []),
+        ...(readiness.capture ? { state: readiness.capture } : {}),
+      };
+    }).concat(
+      standby.map((name) => ({
+        name,
+        kind: this.config.sources.find((s) => s.name === name)!.kind,
+        ready: true,
+        waiting: null,
+        position: null,
+        lagSeconds: null,
+        halted: [],
+        dataChecks: [],
+        snapshots: [],
+        state: "standby" as const,
+      })),
+    );
+    const lags = await Promise.all(this.sinks.map((s) => this.sinkLag(s)));
     return {
       deployment: this.config.name,
       version: SLUICE_VERSION,
@@ -652,34 +683,7 @@ export class Daemon {
       instances: (await this.instances?.instances(now)) ?? [],
       ready: readiness.ready,
       topics: { kind: this.config.topics.kind, ready: this.log?.ready() ?? false, waiting: this.log && !this.log.ready() ? (logWaitingFor(this.log) ?? null) : null },
-      sources: this.captures.map((c) => {
-        const checkpoint = c.pipeline.checkpoint();
-        return {
-          name: c.name,
-          kind: c.source.kind,
-          ready: c.pipeline.ready(),
-          waiting: c.pipeline.ready() ? null : (c.pipeline.waitingFor() ?? "connecting"),
-          position: checkpoint ? { commit: checkpoint.position.commit.toString(), change: checkpoint.position.change.toString(), text: formatPosition(c.source.kind, checkpoint.position) } : null,
-          lagSeconds: lagSeconds(now, c.pipeline.lastAckedCommitTime()),
-          halted: c.pipeline.haltedTables(),
-          dataChecks: this.dataChecks.get(c.name)?.failures() ?? [],
-          snapshots: progressEntries((c.source as { snapshotProgress?: () => readonly TableSnapshotProgress[] }).snapshotProgress?.() ?? []),
-          ...(readiness.capture ? { state: readiness.capture } : {}),
-        };
-      }).concat(
-        standby.map((name) => ({
-          name,
-          kind: this.config.sources.find((s) => s.name === name)!.kind,
-          ready: true,
-          waiting: null,
-          position: null,
-          lagSeconds: null,
-          halted: [],
-          dataChecks: [],
-          snapshots: [],
-          state: "standby" as const,
-        })),
-      ),
+      sources,
       sinks: this.sinks.map((s, i) => {
         const applied = s.thread.lastAppliedCommitTime();
         return {
