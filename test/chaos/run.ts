@@ -9,6 +9,7 @@
  * after a start, a random time after every sink reported ready (applying), and right after a big
  * transaction commits.
  */
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type pg from "pg";
 import type { CanonicalTable, TableDef } from "../e2e/helpers.ts";
@@ -240,6 +241,8 @@ export async function runKills(options: KillOptions): Promise<KillFigures> {
       return watches.get(name)!;
     };
     const sampleDuck = async (when: string) => {
+      // A daemon killed before its sink created the DuckDB file leaves nothing to sample (read-only cannot open it).
+      if (!existsSync(duckPath)) return;
       const samples = await sampleDuckDb(duckPath, tables.map((def) => ({ def, target: target(def) })));
       for (const [i, def] of tables.entries()) watch("duckdb", def).observe(samples[i]!, when);
     };
