@@ -12,26 +12,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { guardRequestQueue } from "../connectors/kafka/kafka-client.ts";
-import { testDeployment, testKafkaConfig } from "../connectors/kafka/kafka-test-config.ts";
+import { deleteKafkaDeployment, testDeployment, testKafkaConfig } from "../connectors/kafka/kafka-test-config.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-daemon-stop-"));
 const deployment = testDeployment("daemon_stop");
 
 after(async () => {
   rmSync(dir, { recursive: true, force: true });
-  const { Kafka, logLevel } = await import("kafkajs");
-  guardRequestQueue();
-  const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
-  try {
-    const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${deployment}.`));
-    if (topics.length > 0) await admin.deleteTopics({ topics }).catch(() => undefined);
-    const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(`${deployment}.`));
-    if (groups.length > 0) await admin.deleteGroups(groups).catch(() => undefined);
-  } finally {
-    await admin.disconnect();
-  }
+  await deleteKafkaDeployment(deployment);
 });
 
 /** Runs daemon-stop-child.ts; resolves with its output once it exits, or with `held: true` when it is still alive `graceMs` after it stopped the daemon (then it is killed). */

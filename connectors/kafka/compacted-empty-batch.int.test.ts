@@ -15,7 +15,7 @@ import type { StoredRecord } from "../topics/contract.ts";
 import { createKafkaClient, guardRequestQueue } from "./kafka-client.ts";
 import { KafkaTopicLog } from "./kafka-log.ts";
 import { clusterFactory, PartitionReader } from "./partition-reader.ts";
-import { testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
+import { deleteKafkaDeployment, testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
 
 const logger = createLogger("warn");
 const deployment = testDeployment("emptied");
@@ -117,13 +117,7 @@ before(async () => {
   }
 });
 
-after(async () => {
-  const admin = new Kafka({ brokers, logLevel: 0 }).admin();
-  await admin.connect();
-  const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${deployment}.`));
-  if (topics.length > 0) await admin.deleteTopics({ topics });
-  await admin.disconnect();
-});
+after(() => deleteKafkaDeployment(deployment));
 
 describe("a compacted topic with a batch the cleaner emptied", { timeout: CLEANING_TIMEOUT_MS + 180_000 }, () => {
   for (const [kind, fetchBytes] of [["transactional", 1], ["plain", MiB]] as const) {

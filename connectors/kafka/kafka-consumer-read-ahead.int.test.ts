@@ -9,25 +9,18 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Kafka } from "kafkajs";
 import { createLogger } from "../../runtime/logger.ts";
 import { readToEnd } from "../topics/contract-suite.ts";
 import type { ProducedRecord, StoredRecord } from "../topics/contract.ts";
 import { KafkaTopicLog } from "./kafka-log.ts";
-import { testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
+import { deleteKafkaDeployment, testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
 
 const KiB = 1024;
 const logger = createLogger("warn");
 const deployment = testDeployment("readahead");
 const limits = { readAheadBytes: 128 * KiB, fetchBytes: 256 * KiB, partitionFetchBytes: 128 * KiB };
 
-after(async () => {
-  const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: 0 }).admin();
-  await admin.connect();
-  const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${deployment}.`));
-  if (topics.length > 0) await admin.deleteTopics({ topics });
-  await admin.disconnect();
-});
+after(() => deleteKafkaDeployment(deployment));
 
 /** `count` records of ~200 bytes on a 3-partition topic; returns the topic. */
 async function backlog(name: string, count: number): Promise<string> {

@@ -25,3 +25,20 @@ export function testKafkaConfig(overrides: Partial<KafkaTopicsConfig> = {}): Kaf
 export function testDeployment(prefix: string): string {
   return `${prefix}_${randomBytes(4).toString("hex")}`;
 }
+
+/** Deletes a test deployment's topics and consumer groups from the test broker. */
+export async function deleteKafkaDeployment(deployment: string): Promise<void> {
+  const { Kafka, logLevel } = await import("kafkajs");
+  // Without it kafkajs arms a timer at a negative delay after each response (Node prints TimeoutNegativeWarning).
+  (await import("./kafka-client.ts")).guardRequestQueue();
+  const admin = new Kafka({ clientId: "sluice-test-cleanup", brokers: [...kafkaService.brokers], logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${deployment}.`));
+    if (topics.length > 0) await admin.deleteTopics({ topics, timeout: 30_000 });
+    const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(`${deployment}.`));
+    if (groups.length > 0) await admin.deleteGroups(groups).catch(() => undefined);
+  } finally {
+    await admin.disconnect();
+  }
+}

@@ -24,7 +24,7 @@ import pg from "pg";
 import type { ChangeEvent } from "../../connectors/contracts.ts";
 import { parseTsv, unescapeField } from "../../connectors/clickhouse/tsv.ts";
 import { decodeJson } from "../../connectors/elasticsearch/json.ts";
-import { clickhouse, elasticsearch, kafka, mariadb, postgres } from "../services/ports.ts";
+import { clickhouse, elasticsearch, mariadb, postgres } from "../services/ports.ts";
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const SLUICE = join(REPO, "daemon/sluice.js");
@@ -1422,21 +1422,7 @@ export async function readEmbeddedTopics(path: string, topics: readonly string[]
 
 // ---- Kafka
 
-export async function deleteKafkaDeployment(deployment: string): Promise<void> {
-  const { Kafka, logLevel } = await import("kafkajs");
-  // Without it kafkajs arms a timer at a negative delay after each response (Node prints TimeoutNegativeWarning).
-  (await import("../../connectors/kafka/kafka-client.ts")).guardRequestQueue();
-  const admin = new Kafka({ clientId: "sluice-e2e-cleanup", brokers: [...kafka.brokers], logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
-  try {
-    const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${deployment}.`));
-    if (topics.length > 0) await admin.deleteTopics({ topics, timeout: 30_000 });
-    const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(`${deployment}.`));
-    if (groups.length > 0) await admin.deleteGroups(groups).catch(() => undefined);
-  } finally {
-    await admin.disconnect();
-  }
-}
+export { deleteKafkaDeployment } from "../../connectors/kafka/kafka-test-config.ts";
 
 // ---------------------------------------------------------------------------------------------
 // comparing
