@@ -34,6 +34,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import type pg from "pg";
 import {
   clickhouseQuery,
   currentLsn,
@@ -200,31 +201,19 @@ function cpuReport(before: CpuSnapshot, after: CpuSnapshot, seconds: number): st
   return `CPU while draining, in cores (of ${cpus().length}): ${parts.join(", ")}; machine busy ${((100 * (after.busy - before.busy)) / (after.total - before.total)).toFixed(0)} %`;
 }
 
-/** Phase 1: as fast as the writers go. */
-async function throughput(daemon: SluiceDaemon): Promise<string[]> {
-  const writers = await Promise.all(Array.from({ length: WRITERS }, () => pgClient()));
-  const samples: Sample[] = [await sample(daemon)];
-  const start = performance.now();
-  const deadline = start + SECONDS * 1000;
+/**
+ * The writers' transactions while `more(changes written so far)`: each writer owns an id range; it inserts new rows
+ * and updates the rows it inserted, TX_CHANGES rows a transaction. Returns the changes written.
+ */
+async function writeChanges(writers: readonly pg.Client[], more: (written: number) => boolean): Promise<number> {
   let written = 0;
-  let sampling = true;
-  const sampler = (async () => {
-    while (sampling) {
-      await sleep(500);
-      samples.push(await sample(daemon));
-    }
-  })();
   await Promise.all(
     writers.map(async (client, w) => {
-      // Each writer owns an id range; it inserts new rows and updates the rows it inserted.
       let next = w * 1_000_000_000;
       let updated = w * 1_000_000_000;
-      for (let i = 0; performance.now() < deadline; i++) {
+      for (let i = 0; more(written); i++) {
         if (i % 2 === 0 || updated + TX_CHANGES > next) {
-          const r = await client.query(
-            `INSERT INTO ${ROWS} SELECT g, g % 1000, md5(g::text), (g % 100000) / 100.0, now() FROM generate_series($1::bigint, $2::bigint) g`,
-            [next, next + TX_CHANGES - 1],
-          );
+          const r = await client.query(`INSERT INTO ${ROWS} SELECT g, g % 1000, md5(g::text), (g % 100000) / 100.0, now() FROM generate_series($1::bigint, $2::bigint) g`, [next, next + TX_CHANGES - 1]);
           next += TX_CHANGES;
           written += r.rowCount ?? 0;
         } else {
@@ -235,6 +224,23 @@ async function throughput(daemon: SluiceDaemon): Promise<string[]> {
       }
     }),
   );
+  return written;
+}
+
+/** Phase 1: as fast as the writers go. */
+async function throughput(daemon: SluiceDaemon): Promise<string[]> {
+  const writers = await Promise.all(Array.from({ length: WRITERS }, () => pgClient()));
+  const samples: Sample[] = [await sample(daemon)];
+  const start = performance.now();
+  const deadline = start + SECONDS * 1000;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      await sleep(500);
+      samples.push(await sample(daemon));
+    }
+  })();
+  const written = await writeChanges(writers, () => performance.now() < deadline);
   const writeSeconds = (performance.now() - start) / 1000;
   log(`writers: ${fmt(written)} changes in ${writeSeconds.toFixed(1)} s (${fmt(written / writeSeconds)} changes/s)`);
   const cpuBefore = cpuSnapshot(daemon.child.pid!);
@@ -277,24 +283,7 @@ async function throughput(daemon: SluiceDaemon): Promise<string[]> {
 async function writeBacklog(): Promise<number> {
   const writers = await Promise.all(Array.from({ length: WRITERS }, () => pgClient()));
   const target = Number(args.changes);
-  let written = 0;
-  await Promise.all(
-    writers.map(async (client, w) => {
-      let next = w * 1_000_000_000;
-      let updated = w * 1_000_000_000;
-      for (let i = 0; written < target; i++) {
-        if (i % 2 === 0 || updated + TX_CHANGES > next) {
-          const r = await client.query(`INSERT INTO ${ROWS} SELECT g, g % 1000, md5(g::text), (g % 100000) / 100.0, now() FROM generate_series($1::bigint, $2::bigint) g`, [next, next + TX_CHANGES - 1]);
-          next += TX_CHANGES;
-          written += r.rowCount ?? 0;
-        } else {
-          const r = await client.query(`UPDATE ${ROWS} SET v = md5(v), amount = amount + 1, at = now() WHERE id BETWEEN $1 AND $2`, [updated, updated + TX_CHANGES - 1]);
-          updated += TX_CHANGES;
-          written += r.rowCount ?? 0;
-        }
-      }
-    }),
-  );
+  const written = await writeChanges(writers, (done) => done < target);
   await Promise.all(writers.map((c) => c.end()));
   return written;
 }
