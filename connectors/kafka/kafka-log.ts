@@ -14,6 +14,7 @@ import type { Admin, Kafka, Producer } from "kafkajs";
 import type { BackoffPolicy } from "../../runtime/backoff.ts";
 import { backoffDelay } from "../../runtime/backoff.ts";
 import type { Logger } from "../../runtime/logger.ts";
+import { InFlight } from "../common/in-flight.ts";
 import type { Checkpoint } from "../contracts.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import { decodeCheckpoint, encodeCheckpoint } from "../topics/checkpoint-codec.ts";
@@ -119,7 +120,7 @@ export class KafkaTopicLog implements TopicLog {
    * at its next request (its own retry of one that failed on the closing connection included), and
    * a connected client's request-timeout timer then holds the process open after a complete stop.
    */
-  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly inFlight = new InFlight();
 
   private constructor(options: KafkaLogOptions) {
     this.config = options.config;
@@ -588,7 +589,7 @@ export class KafkaTopicLog implements TopicLog {
     if (this.closed) return;
     this.closed = true;
     // No request starts from now on; those under way finish on their connections before these close.
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    await this.inFlight.settled();
     for (const consumer of [...this.consumers]) await consumer.close();
     await this.reader?.close();
     await this.producer?.close();
@@ -725,13 +726,7 @@ export class KafkaTopicLog implements TopicLog {
   /** Runs a request of the log's Kafka clients unless the log is closed (see inFlight). */
   private async request<T>(body: () => Promise<T>): Promise<T> {
     if (this.closed) throw closedError();
-    const running = body();
-    this.inFlight.add(running);
-    try {
-      return await running;
-    } finally {
-      this.inFlight.delete(running);
-    }
+    return this.inFlight.track(body());
   }
 }
 

@@ -14,6 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { createRequire } from "node:module";
 import type { Kafka, KafkaMessage } from "kafkajs";
 import { SluiceError } from "../errors.ts";
+import { InFlight } from "../common/in-flight.ts";
 import type { StoredRecord } from "../topics/contract.ts";
 import { kafkaError } from "./kafka-errors.ts";
 import { storedRecordOf } from "./kafka-consumer.ts";
@@ -88,7 +89,7 @@ export class PartitionReader {
   private connecting: Promise<void> | null = null;
   private closed = false;
   /** Reads under way: close() lets them end (each stops at its next fetch) before it disconnects, since kafkajs connects a disconnected cluster again at its next request. */
-  private readonly reading = new Set<Promise<StoredRecord[]>>();
+  private readonly reading = new InFlight();
 
   constructor(options: PartitionReaderOptions) {
     this.options = options;
@@ -101,13 +102,7 @@ export class PartitionReader {
    */
   async read(topic: string, ranges: readonly PartitionRange[]): Promise<StoredRecord[]> {
     if (this.closed) throw closedError(topic);
-    const running = this.readRanges(topic, ranges);
-    this.reading.add(running);
-    try {
-      return await running;
-    } finally {
-      this.reading.delete(running);
-    }
+    return this.reading.track(this.readRanges(topic, ranges));
   }
 
   private async readRanges(topic: string, ranges: readonly PartitionRange[]): Promise<StoredRecord[]> {
@@ -161,7 +156,7 @@ export class PartitionReader {
 
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.allSettled([...this.reading]);
+    await this.reading.settled();
     if (this.connecting) await this.cluster.disconnect().catch(() => undefined);
   }
 
