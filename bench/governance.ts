@@ -17,6 +17,9 @@
  *   garbage collector's helpers) per 100k changes.
  * --before DIR: each round also drains with another checkout's daemon (`git worktree add DIR <commit>`,
  *   with a node_modules link), alternating with this one's: before/after ratios measured in one run.
+ * --warm-up N: besides the whole drain, a steady-state window from the first /metrics sample with at
+ *   least N changes captured (default a third of the backlog) to the end: a daemon runs for days, and a
+ *   60,000-change drain is about a second of work, much of it the JIT compilers' warm-up (both printed).
  * --memory SIZE: the daemons' `memory` budget (default: the default budget); --read-ahead SIZE: the
  *   source's max_buffer_bytes (default: from the budget).
  * --node-options OPTS: NODE_OPTIONS of the daemons (e.g. --import of a module that turns on --trace-gc);
@@ -43,6 +46,7 @@ const { values: args } = parseArgs({
     memory: { type: "string" },
     "read-ahead": { type: "string" },
     before: { type: "string" },
+    "warm-up": { type: "string" },
   },
 });
 const INSERTS = Math.round((Number(args.changes) * 2) / 3);
@@ -50,6 +54,7 @@ const UPDATES = Number(args.changes) - INSERTS;
 const CHANGES = INSERTS + UPDATES;
 const TX = Number(args.tx);
 const ROUNDS = Number(args.rounds);
+const WARM_UP = args["warm-up"] === undefined ? Math.round(CHANGES / 3) : Number(args["warm-up"]);
 type Reader = "plain" | "governed" | "plain@before" | "governed@before";
 /** `--before DIR`: the same drains also by another checkout's daemon (DIR/daemon/sluice.js), alternating with this one's. */
 const READERS: Reader[] = args.before === undefined ? ["plain", "governed"] : ["plain", "governed", "plain@before", "governed@before"];
@@ -128,7 +133,13 @@ function threadCpu(pid: number): Map<string, number> {
  * ahead into the read-ahead, whenever the first sample came after the first batch was durable, so
  * that a drain could look twice as fast as it was.
  */
-async function drain(reader: Reader, round: number): Promise<{ seconds: number; cpuSeconds: number; mainCpuSeconds: number; load: number; late: number }> {
+interface Window {
+  seconds: number;
+  cpuSeconds: number;
+  mainCpuSeconds: number;
+}
+
+async function drain(reader: Reader, round: number): Promise<Window & { load: number; late: number; steady: Window }> {
   const source = randomName("src");
   const deployment = randomName("bench_gov");
   writeFileSync(join(dir, "hash.key"), "bench-governance-hash-key-0123456789\n");
@@ -170,6 +181,8 @@ async function drain(reader: Reader, round: number): Promise<{ seconds: number; 
     const start = { cpu: cpuOf(pid), main: cpuOf(pid, true), threads: threadCpu(pid) };
     const late = Date.now() - startedAt;
     let unanswered = 0;
+    /** The first sample with WARM_UP changes captured: the steady-state window starts there. */
+    let warm: { at: number; captured: number; cpu: number; main: number; threads: Map<string, number> } | null = null;
     for (;;) {
       if (performance.now() > deadline) throw new Error(`${reader}: not drained within 30 min\n${daemon.logTail()}`);
       if (daemon.exitStatus !== null) throw new Error(`${reader}: the daemon exited\n${daemon.logTail()}`);
@@ -180,19 +193,35 @@ async function drain(reader: Reader, round: number): Promise<{ seconds: number; 
       });
       if (metrics === null) continue;
       const captured = metricValue(metrics, "sluice_changes_captured_total");
+      if (warm === null && captured >= WARM_UP && captured < CHANGES) warm = { at: Date.now(), captured, cpu: cpuOf(pid), main: cpuOf(pid, true), threads: threadCpu(pid) };
       if (captured >= CHANGES) {
-        const seconds = (Date.now() - startedAt) / 1000;
-        const cpu = cpuOf(pid) - start.cpu;
-        const main = cpuOf(pid, true) - start.main;
+        const now = Date.now();
+        const seconds = (now - startedAt) / 1000;
+        const cpuNow = cpuOf(pid);
+        const mainNow = cpuOf(pid, true);
+        const threadsNow = threadCpu(pid);
+        const cpu = cpuNow - start.cpu;
+        const main = mainNow - start.main;
         if (args.threads) {
-          const per = [...threadCpu(pid)].map(([name, used]) => `${name} ${(((used - (start.threads.get(name) ?? 0)) * 100_000) / CHANGES).toFixed(2)}`);
+          const per = [...threadsNow].map(([name, used]) => `${name} ${(((used - (start.threads.get(name) ?? 0)) * 100_000) / CHANGES).toFixed(2)}`);
           log(`  ${reader} CPU-s/100k by thread: ${per.join(", ")}`);
+        }
+        // No sample between WARM_UP and the end (a drain faster than the samples): the steady window is empty.
+        const steadyChanges = warm === null ? 0 : CHANGES - warm.captured;
+        const steady: Window =
+          warm === null || steadyChanges <= 0
+            ? { seconds: Number.NaN, cpuSeconds: Number.NaN, mainCpuSeconds: Number.NaN }
+            : { seconds: ((now - warm.at) / 1000) * (CHANGES / steadyChanges), cpuSeconds: ((cpuNow - warm.cpu) * 100_000) / steadyChanges, mainCpuSeconds: ((mainNow - warm.main) * 100_000) / steadyChanges };
+        if (args.threads && warm !== null && steadyChanges > 0) {
+          const from = warm.threads;
+          const per = [...threadsNow].map(([name, used]) => `${name} ${(((used - (from.get(name) ?? 0)) * 100_000) / steadyChanges).toFixed(2)}`);
+          log(`  ${reader} steady (last ${fmt(steadyChanges)} changes) CPU-s/100k by thread: ${per.join(", ")}`);
         }
         if (isGoverned(reader)) {
           const checked = metricValue(metrics, "sluice_data_check_rows_total");
           if (checked < CHANGES) throw new Error(`governed: only ${checked} of ${CHANGES} rows were checked`);
         }
-        return { seconds, cpuSeconds: (cpu * 100_000) / CHANGES, mainCpuSeconds: (main * 100_000) / CHANGES, load, late };
+        return { seconds, cpuSeconds: (cpu * 100_000) / CHANGES, mainCpuSeconds: (main * 100_000) / CHANGES, load, late, steady };
       }
       await sleep(50);
     }
@@ -204,14 +233,16 @@ async function drain(reader: Reader, round: number): Promise<{ seconds: number; 
 
 async function main(): Promise<void> {
   const client = await pgClient();
-  const results: { reader: Reader; round: number; seconds: number; cpuSeconds: number; mainCpuSeconds: number; load: number }[] = [];
+  const results: (Window & { reader: Reader; round: number; load: number; steady: Window })[] = [];
   try {
     await setUp(client);
     for (let round = 1; round <= ROUNDS; round++) {
       for (const reader of round % 2 === 1 ? READERS : [...READERS].reverse()) {
         const result = await drain(reader, round);
         results.push({ reader, round, ...result });
-        log(`round ${round} ${reader}: ${fmt(CHANGES / result.seconds)} changes/s, ${result.cpuSeconds.toFixed(2)} CPU-s/100k (main thread ${result.mainCpuSeconds.toFixed(2)}) (load ${result.load.toFixed(1)}; CPU sampled ${result.late} ms after capture started)`);
+        log(
+          `round ${round} ${reader}: ${fmt(CHANGES / result.seconds)} changes/s, ${result.cpuSeconds.toFixed(2)} CPU-s/100k (main thread ${result.mainCpuSeconds.toFixed(2)}); steady: ${fmt(CHANGES / result.steady.seconds)} changes/s, ${result.steady.cpuSeconds.toFixed(2)} (main ${result.steady.mainCpuSeconds.toFixed(2)}) (load ${result.load.toFixed(1)}; CPU sampled ${result.late} ms after capture started)`,
+        );
       }
     }
   } finally {
@@ -222,14 +253,18 @@ async function main(): Promise<void> {
     await client.end();
     removeDir(dir);
   }
-  for (const version of args.before === undefined ? [""] : ["", "@before"]) {
+  for (const [version, window] of (args.before === undefined ? [""] : ["", "@before"]).flatMap((v) => [[v, "whole drain"] as const, [v, "steady"] as const])) {
     log("");
-    if (version !== "") log(`${args.before}:`);
+    log(`${version === "" ? "this tree" : args.before}, ${window === "steady" ? `steady state (after the first ${fmt(WARM_UP)} changes)` : "whole drain (from capture's start)"}:`);
     log("| round | plain changes/s | governed changes/s | throughput governed / plain | CPU-s / 100k plain | CPU-s / 100k governed | CPU plain / governed | main thread CPU plain / governed | load (1 min) |");
     log("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for (let round = 1; round <= ROUNDS; round++) {
-      const plain = results.find((r) => r.round === round && r.reader === `plain${version}`)!;
-      const governed = results.find((r) => r.round === round && r.reader === `governed${version}`)!;
+      const pick = (reader: string): Window & { load: number } => {
+        const result = results.find((r) => r.round === round && r.reader === reader)!;
+        return window === "steady" ? { ...result.steady, load: result.load } : result;
+      };
+      const plain = pick(`plain${version}`);
+      const governed = pick(`governed${version}`);
       log(
         `| ${round} | ${fmt(CHANGES / plain.seconds)} | ${fmt(CHANGES / governed.seconds)} | ${(plain.seconds / governed.seconds).toFixed(2)} | ${plain.cpuSeconds.toFixed(2)} | ${governed.cpuSeconds.toFixed(2)} | ${(plain.cpuSeconds / governed.cpuSeconds).toFixed(2)} | ${(plain.mainCpuSeconds / governed.mainCpuSeconds).toFixed(2)} | ${plain.load.toFixed(1)} / ${governed.load.toFixed(1)} |`,
       );
