@@ -5,12 +5,14 @@
  * the bearer token.
  */
 import { readFileSync } from "node:fs";
-import { request as httpRequest } from "node:http";
 import type { IncomingMessage, RequestOptions } from "node:http";
 import { request as httpsRequest } from "node:https";
 import type { SluiceConfig } from "../config/schema.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { splitHostPort } from "./daemon.ts";
+
+// Not imported: Node's ES module view of node:http reads http.WebSocket, which loads its bundled undici (~30 ms of every start).
+const { request: httpRequest } = process.getBuiltinModule("node:http");
 
 export interface DaemonAnswer {
   readonly status: number;

@@ -1,4 +1,3 @@
-import { createServer } from "node:http";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { createServer as createTlsServer } from "node:https";
 import type { Server as TlsServer } from "node:https";
@@ -7,6 +6,9 @@ import { redact } from "../config/redact.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import type { AccessPolicy, Refusal } from "./admin-auth.ts";
 import type { Logger } from "../runtime/logger.ts";
+
+// Not imported: Node's ES module view of node:http reads http.WebSocket, which loads its bundled undici (~30 ms of every start).
+const { createServer } = process.getBuiltinModule("node:http");
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 /** Handles a whole path prefix (e.g. the schema registry); resolves false when it did not handle the request. */

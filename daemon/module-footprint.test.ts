@@ -45,6 +45,26 @@ function packagesReached(entry: string): Set<string> {
   return packages;
 }
 
+/** Node built-in modules (`node:...`) imported as values by the modules reached through static imports from `entry`, with the importing file. */
+function builtinImports(entry: string): { builtin: string; file: string }[] {
+  const found: { builtin: string; file: string }[] = [];
+  const seen = new Set<string>();
+  const pending = [join(ROOT, entry)];
+  while (pending.length > 0) {
+    const file = pending.pop()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    for (const specifier of staticImports(readFileSync(file, "utf8"))) {
+      if (specifier.startsWith("node:")) found.push({ builtin: specifier, file: file.slice(ROOT.length + 1) });
+      else if (specifier.startsWith(".")) {
+        const target = resolve(dirname(file), specifier);
+        if (existsSync(target) && /\.(ts|js)$/.test(target)) pending.push(target);
+      }
+    }
+  }
+  return found;
+}
+
 const CONNECTOR_PACKAGES = ["pg", "pg-logical-replication", "mysql2", "kafkajs", "@elastic/elasticsearch", "@clickhouse/client", "@duckdb/node-api", "libpg-query"];
 
 test("the walker sees static imports and skips type-only ones", () => {
@@ -70,5 +90,12 @@ test("the daemon's main thread loads no connector until its config needs one", (
   for (const entry of ["daemon/cli.ts", "daemon/memory-exec.ts"]) {
     const reached = packagesReached(entry);
     for (const name of CONNECTOR_PACKAGES) assert.ok(!reached.has(name), `${entry} loads ${name} (${[...reached].join(", ")})`);
+  }
+});
+
+test("no thread imports node:http as an ES module (its module namespace reads http.WebSocket, which loads Node's bundled undici: ~30 ms of every start)", () => {
+  for (const entry of ["daemon/cli.ts", "daemon/memory-exec.ts", "daemon/sink-worker.ts"]) {
+    const http = builtinImports(entry).filter((i) => i.builtin === "node:http");
+    assert.deepEqual(http, [], `${entry} reaches ${http.map((i) => i.file).join(", ")}: use process.getBuiltinModule("node:http")`);
   }
 });

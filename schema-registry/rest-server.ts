@@ -1,5 +1,4 @@
 /** A standalone HTTP server for the registry's REST API (tests, and the daemon when it runs one). */
-import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { SluiceError } from "../connectors/errors.ts";
 import { LocalRegistry } from "./local-registry.ts";
@@ -7,6 +6,9 @@ import { createRegistryHandler } from "./rest-handler.ts";
 import { sendJson } from "./rest-http.ts";
 import type { SchemaStore } from "./store.ts";
 import type { CompatibilityLevel } from "./compatibility-levels.ts";
+
+// Not imported: Node's ES module view of node:http reads http.WebSocket, which loads its bundled undici (~30 ms of every start).
+const { createServer } = process.getBuiltinModule("node:http");
 
 export interface RegistryServerOptions {
   /** Defaults to 127.0.0.1 (loopback only). */
