@@ -10,6 +10,7 @@ import { retry } from "../runtime/backoff.ts";
 import type { BackoffPolicy } from "../runtime/backoff.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { RECORD_TOO_LARGE, recordBytes } from "../connectors/topics/spec.ts";
+import { maxOf, pushAll } from "../runtime/arrays.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { NOT_HALTED } from "./halted.ts";
 import type { CaptureReleaseReport, HaltAction } from "./halted.ts";
@@ -256,7 +257,7 @@ export class CapturePipeline {
       await previous;
       await batch.ack();
       this.lastCheckpoint = batch.checkpoint;
-      this.lastAckedCommitMs = batch.events.length === 0 ? (batch.throughTimeMs ?? Date.now()) : Math.max(...batch.events.map((e) => e.source.commitTimeMs));
+      this.lastAckedCommitMs = batch.events.length === 0 ? (batch.throughTimeMs ?? Date.now()) : maxOf(batch.events, (e) => e.source.commitTimeMs);
       this.options.stats?.onBatch?.(batch, issued.records, seconds, { capturedMs, durableMs });
     })();
     published.catch(() => undefined);
@@ -268,19 +269,22 @@ export class CapturePipeline {
     this.options.encoder.startBatch?.();
     await this.options.encoder.prepare?.(batch.events);
     const records: ProducedRecord[] = this.transactionRecords(batch);
-    for (const event of batch.events) {
-      const table = tableName(event.schema);
-      if (this.halted.has(table)) {
-        records.push(...this.park(event));
+    // Indexed loops, no spread (runtime/arrays.ts says why).
+    const { events } = batch;
+    for (let e = 0; e < events.length; e++) {
+      const event = events[e]!;
+      // No table name (a string) per change while no table is halted.
+      if (this.halted.size > 0 && this.halted.has(tableName(event.schema))) {
+        pushAll(records, this.park(event));
         continue;
       }
       try {
         const now = this.options.encoder.encodeNow?.(event);
-        records.push(...(now !== undefined ? this.withinLimits(event, now) : await this.encode(event)));
+        pushAll(records, now !== undefined ? this.withinLimits(event, now) : await this.encode(event));
       } catch (error) {
         if (!(error instanceof SluiceError) || !TABLE_HALTING_CODES.has(error.code)) throw error;
-        this.halt(table, error);
-        records.push(...this.park(event));
+        this.halt(tableName(event.schema), error);
+        pushAll(records, this.park(event));
       }
     }
     return records;
@@ -470,7 +474,8 @@ export class CapturePipeline {
   }
 
   private withinLimits(event: ChangeEvent, records: ProducedRecord[]): ProducedRecord[] {
-    for (const record of records) {
+    for (let r = 0; r < records.length; r++) {
+      const record = records[r]!;
       const bytes = recordBytes(record);
       const configured = this.options.maxRecordBytes ?? Number.POSITIVE_INFINITY;
       // An existing Kafka topic may take less than the config says (its max.message.bytes was never raised).

@@ -8,7 +8,7 @@ import { tableName } from "../connectors/contracts.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
 
 /** Changes per table and op, so a counter takes one labelled increment per pair: one per change is a measurable cost at tens of thousands a second. */
-export function countPerTableAndOp(events: Iterable<ChangeEvent>): { table: string; op: string; count: number }[] {
+export function countPerTableAndOp(events: readonly ChangeEvent[]): { table: string; op: string; count: number }[] {
   const counts = new Map<string, { table: string; op: string; count: number }>();
   // A batch's changes come in runs of one table (one schema object): its name is built once a run.
   // Its entry is looked up once a run of one table and op, not once a change (a key string per change was garbage).
@@ -16,7 +16,9 @@ export function countPerTableAndOp(events: Iterable<ChangeEvent>): { table: stri
   let table = "";
   let op = "";
   let entry: { table: string; op: string; count: number } | undefined;
-  for (const event of events) {
+  // Indexed: once a batch, a for-of allocated an iterator result per change (runtime/arrays.ts).
+  for (let e = 0; e < events.length; e++) {
+    const event = events[e]!;
     if (event.schema !== schema || event.op !== op || entry === undefined) {
       if (event.schema !== schema) {
         schema = event.schema;
@@ -43,7 +45,8 @@ const MAX_LATENCY_SAMPLES = 64;
 export function commitTimesOf(events: readonly ChangeEvent[]): number[] {
   const times: number[] = [];
   let previous = Number.NaN;
-  for (const event of events) {
+  for (let e = 0; e < events.length; e++) {
+    const event = events[e]!;
     const at = event.source.commitTimeMs;
     if (at === previous || event.source.snapshot) continue;
     times.push(at);

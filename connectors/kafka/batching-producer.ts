@@ -22,6 +22,7 @@ import type { BackoffPolicy } from "../../runtime/backoff.ts";
 import { SluiceError } from "../errors.ts";
 import { kafkaError } from "./kafka-errors.ts";
 import { withLinearPartitionGrouping } from "./partition-grouping.ts";
+import { pushAll } from "../../runtime/arrays.ts";
 // kafkajs's produce requests are encoded in one pass from here on (before any producer sends).
 import "./produce-encoding.ts";
 
@@ -177,7 +178,9 @@ export class BatchingProducer {
     const failed = checkpoint ? this.failedSources.get(checkpoint.source) : undefined;
     if (failed) throw failedBefore(checkpoint!.source, failed);
     const unit: Unit = (this.pending ??= { messages: [], checkpoints: new Map(), bytes: 0, waiters: [] });
-    for (const message of messages) {
+    // Indexed loops here and below: they run once a batch, where a for-of or a spread allocates per message (runtime/arrays.ts).
+    for (let m = 0; m < messages.length; m++) {
+      const message = messages[m]!;
       unit.messages.push(message);
       unit.bytes += message.size;
     }
@@ -307,7 +310,7 @@ export class BatchingProducer {
     const transaction = await producer.transaction();
     try {
       if (chunks.length === 0) chunks.push([]);
-      chunks[chunks.length - 1]!.push(...checkpoints);
+      pushAll(chunks[chunks.length - 1]!, checkpoints);
       for (const chunk of chunks) {
         if (chunk.length === 0) continue;
         const counts = countPerPartition(chunk);
@@ -346,7 +349,7 @@ function mergeUnits(units: readonly Unit[]): Unit {
   if (units.length === 1) return units[0]!;
   const merged: Unit = { messages: [], checkpoints: new Map(), bytes: 0, waiters: [] };
   for (const unit of units) {
-    merged.messages.push(...unit.messages);
+    pushAll(merged.messages, unit.messages);
     for (const [source, checkpoint] of unit.checkpoints) merged.checkpoints.set(source, checkpoint);
     merged.bytes += unit.bytes;
     merged.waiters.push(...unit.waiters);
@@ -358,7 +361,8 @@ function chunkMessages(messages: readonly OutgoingMessage[], batchBytes: number)
   const chunks: OutgoingMessage[][] = [];
   let current: OutgoingMessage[] = [];
   let bytes = 0;
-  for (const message of messages) {
+  for (let m = 0; m < messages.length; m++) {
+    const message = messages[m]!;
     if (current.length > 0 && bytes + message.size > batchBytes) {
       chunks.push(current);
       current = [];
@@ -376,7 +380,8 @@ function countPerPartition(messages: readonly OutgoingMessage[]): Map<string, nu
   const perTopic = new Map<string, number[]>();
   let topic: string | undefined;
   let counts: number[] = [];
-  for (const message of messages) {
+  for (let m = 0; m < messages.length; m++) {
+    const message = messages[m]!;
     if (message.topic !== topic) {
       topic = message.topic;
       counts = perTopic.get(topic) ?? [];
@@ -392,7 +397,8 @@ function countPerPartition(messages: readonly OutgoingMessage[]): Map<string, nu
 
 function byTopic(messages: readonly OutgoingMessage[]): { topic: string; messages: Message[] }[] {
   const topics = new Map<string, (Message & { partition: number })[]>();
-  for (const message of messages) {
+  for (let m = 0; m < messages.length; m++) {
+    const message = messages[m]!;
     let list = topics.get(message.topic);
     if (!list) topics.set(message.topic, (list = []));
     list.push(message);

@@ -18,7 +18,10 @@ export function withLinearPartitionGrouping(messages: (Message & { partition: nu
       const isGrouping = initial.length === 1 && typeof start === "object" && start !== null && Object.getPrototypeOf(start) === Object.prototype && Object.keys(start).length === 0;
       if (!isGrouping) return (Array.prototype.reduce as (...args: unknown[]) => unknown).call(this, callback, ...initial);
       const grouped = start as Record<number, Message[]>;
-      for (const message of this) (grouped[message.partition!] ??= []).push(message);
+      for (let m = 0; m < this.length; m++) {
+        const message = this[m]!;
+        (grouped[message.partition!] ??= []).push(message);
+      }
       return grouped;
     },
   });

@@ -106,8 +106,8 @@ function varLongSize(zigzag: number): number {
 /** One partition's record batch, measured. */
 interface PlannedBatch {
   readonly partition: PartitionData;
-  readonly deltas: number[];
-  readonly bodySizes: number[];
+  readonly deltas: Float64Array;
+  readonly bodySizes: Int32Array;
   readonly firstTimestamp: unknown;
   readonly maxTimestamp: unknown;
   /** Record batch bytes after the partition's int32 size (firstOffset through the last record). */
@@ -124,8 +124,9 @@ function planBatch(partition: PartitionData, now: number): PlannedBatch | undefi
   let maxText: string | undefined;
   // A timestamp equal to the one before changes neither (its text compares equal): a transaction's records share theirs.
   let previous: unknown;
-  for (const message of messages) {
-    const timestamp = message.timestamp;
+  // Indexed loops: once a request, a for-of allocated an iterator result per record (runtime/arrays.ts).
+  for (let m = 0; m < messages.length; m++) {
+    const timestamp = messages[m]!.timestamp;
     if (timestamp == null || timestamp === previous) continue;
     previous = timestamp;
     const text = String(timestamp);
@@ -139,8 +140,8 @@ function planBatch(partition: PartitionData, now: number): PlannedBatch | undefi
       maxTimestamp = timestamp;
     }
   }
-  const deltas: number[] = [];
-  const bodySizes: number[] = [];
+  const deltas = new Float64Array(messages.length);
+  const bodySizes = new Int32Array(messages.length);
   let size = BATCH_HEADER_BYTES + BATCH_BODY_HEADER_BYTES;
   for (let i = 0; i < messages.length; i++) {
     const message = messages[i]!;
@@ -163,8 +164,8 @@ function planBatch(partition: PartitionData, now: number): PlannedBatch | undefi
       }
     }
     body += varIntSize(zigzag32(headerCount));
-    deltas.push(delta);
-    bodySizes.push(body);
+    deltas[i] = delta;
+    bodySizes[i] = body;
     size += varIntSize(zigzag32(body)) + body;
   }
   return { partition, deltas, bodySizes, firstTimestamp, maxTimestamp, size };
