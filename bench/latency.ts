@@ -4,7 +4,7 @@
  * --es-refresh says otherwise) + DuckDB, through the real daemon (`sluice run` as a child process)
  * and the real services of test/services/.
  *
- *   node bench/latency.ts [--rate 5000] [--seconds 20] [--rounds 1] [--es-refresh 100ms] [--config '{"topics":{"linger":5}}']
+ *   node bench/latency.ts [--rate 5000] [--seconds 20] [--rounds 1] [--warmup 10] [--es-refresh 100ms] [--config '{"topics":{"linger":5}}'] [--entry /other/checkout/daemon/sluice.js]
  *
  * Each round: `--seconds` of one transaction every 100 ms (rate/10 changes, one of them a marker
  * row; bench/commit-to-visible.ts), markers polled every 25 ms in ClickHouse's view,
@@ -14,11 +14,18 @@
  * besides the query itself). Then the breakdown from
  * the daemon's histograms over the same interval: commit → captured → durable in Kafka (per
  * source) → polled by the sink → applied to the target (per sink); Elasticsearch's refresh is the
- * rest up to visible. `--config` merges JSON into the daemon's config (e.g. other defaults).
+ * rest up to visible. `--config` merges JSON into the daemon's config (e.g. other defaults);
+ * `--entry` runs another checkout's daemon (before/after comparisons with the same bench).
+ *
+ * Before the rounds, `--warmup` seconds at the same rate are written and not counted, and the
+ * header says how long Elasticsearch's and ClickHouse's servers have been up: a server started a
+ * minute before (its JIT cold) is slow for minutes. A freshly started Elasticsearch took 6–10 s a
+ * batch where a warm one took 2–3 under the same load (docs/benchmarks.md, "a freshly started
+ * Elasticsearch"), which once read as a regression of the Elasticsearch sink.
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { startReady, waitFor } from "../test/e2e/helpers.ts";
+import { clickhouseQuery, esRequest, startReady, waitFor } from "../test/e2e/helpers.ts";
 import { clickhouse, elasticsearch } from "../test/services/ports.ts";
 import {
   clickhouseMarkers,
@@ -42,11 +49,16 @@ const { values: args } = parseArgs({
     rounds: { type: "string", default: "1" },
     "es-refresh": { type: "string", default: "100ms" },
     config: { type: "string", default: "{}" },
+    entry: { type: "string" },
+    warmup: { type: "string", default: "10" },
   },
 });
 const RATE = Number(args.rate);
 const SECONDS = Number(args.seconds);
 const ROUNDS = Number(args.rounds);
+const WARMUP_SECONDS = Number(args.warmup);
+/** A server up for less than this may still be compiling its hot paths (Elasticsearch's JVM). */
+const WARM_AFTER_MS = 10 * 60_000;
 
 const SINKS = [
   { name: "warehouse", label: "ClickHouse" },
@@ -82,6 +94,24 @@ function timed(reader: MarkerReader): MarkerReader & { readonly readMs: number[]
   };
 }
 
+/** How long the target servers have been up, as a line (a JVM started minutes ago is still slow). */
+async function serverUptimes(): Promise<string> {
+  const minutes = (ms: number) => `${(ms / 60_000).toFixed(1)} min${ms < WARM_AFTER_MS ? " (started recently: figures may show its warm-up, not Sluice)" : ""}`;
+  const parts: string[] = [];
+  try {
+    const nodes = (await esRequest("GET", "/_nodes/stats/jvm?filter_path=nodes.*.jvm.uptime_in_millis")).json as { nodes: Record<string, { jvm: { uptime_in_millis: number } }> };
+    parts.push(`Elasticsearch ${minutes(Math.min(...Object.values(nodes.nodes).map((n) => n.jvm.uptime_in_millis)))}`);
+  } catch (error) {
+    parts.push(`Elasticsearch ? (${String(error)})`);
+  }
+  try {
+    parts.push(`ClickHouse ${minutes(Number((await clickhouseQuery("SELECT uptime()")).toString().trim()) * 1000)}`);
+  } catch (error) {
+    parts.push(`ClickHouse ? (${String(error)})`);
+  }
+  return `servers up: ${parts.join(", ")}`;
+}
+
 /** One row of the breakdown: mean, p50 and p99 of a commit → stage histogram, and the mean of the stage on its own. */
 function stageRow(label: string, h: HistogramDelta, previousMean: number): string {
   const mean = histogramMean(h);
@@ -101,7 +131,7 @@ async function main(): Promise<void> {
       ]),
       JSON.parse(args.config) as Record<string, unknown>,
     );
-    const daemon = await startReady(dir, config, "bench");
+    const daemon = await startReady(dir, config, "bench", args.entry === undefined ? {} : { entry: args.entry });
     const readers = [
       clickhouseMarkers("warehouse", database, `${schema}_markers`),
       duckdbMarkers("duck", daemon.url, "duck", `${schema}_markers`),
@@ -128,7 +158,13 @@ async function main(): Promise<void> {
       }
     };
     const load = await import("node:os").then((os) => os.loadavg().map((l) => l.toFixed(2)).join(" "));
-    log(`PostgreSQL → Kafka (3 partitions, transactions) → ClickHouse + DuckDB + Elasticsearch; ${RATE} changes/s for ${SECONDS} s × ${ROUNDS}; load average ${load}; extra config ${args.config}`);
+    log(`PostgreSQL → Kafka (3 partitions, transactions) → ClickHouse + DuckDB + Elasticsearch; ${RATE} changes/s for ${SECONDS} s × ${ROUNDS}; load average ${load}; extra config ${args.config}; daemon ${args.entry ?? "this checkout's"}`);
+    log(await serverUptimes());
+    if (WARMUP_SECONDS > 0) {
+      // Not counted: the daemon's threads, the JITs of Node and of the servers, and the targets' new tables warm up.
+      const warm = await commitToVisible({ rowsTable: ROWS, markersTable: MARKERS, rate: RATE, seconds: WARMUP_SECONDS, markerBase: 500_000, readers, label: "warm-up", log });
+      log(`warm-up (${WARMUP_SECONDS} s, not counted): p50 ${SINKS.map((sink) => `${sink.label} ${fmt(percentile([...warm.get(sink.name)!].sort((a, b) => a - b), 50))} ms`).join(", ")}`);
+    }
 
     for (let round = 1; round <= ROUNDS; round++) {
       for (const reader of readers) reader.readMs.length = 0;

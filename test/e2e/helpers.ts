@@ -388,8 +388,8 @@ export async function killAllDaemons(): Promise<void> {
 }
 
 /** Starts the daemon and waits until every source and sink reports ready. */
-export async function startReady(dir: string, config: Record<string, unknown>, label: string): Promise<SluiceDaemon> {
-  const daemon = await SluiceDaemon.start(dir, config, label);
+export async function startReady(dir: string, config: Record<string, unknown>, label: string, options: DaemonOptions = {}): Promise<SluiceDaemon> {
+  const daemon = await SluiceDaemon.start(dir, config, label, options);
   await waitFor("every source and sink to be ready", async () => {
     // Until "sluice started", /status lists no sources or sinks and "every one ready" would hold vacuously.
     if (!daemon.hasStarted) return false;
