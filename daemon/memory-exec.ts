@@ -9,7 +9,8 @@
  * sets none). It does not when the user gave a heap flag (in NODE_OPTIONS or on node's command line: theirs wins; a
  * --heap-growing-percent of theirs is kept and ours left out), when it already did (SLUICE_MEMORY_EXEC),
  * or when it cannot (no process.execve, e.g. on Windows, or a config that does not load: the
- * command then reports the problem as usual). The cost is one more load of the config at start.
+ * command then reports the problem as usual). The first process usually does not plan: it starts
+ * with the flags an earlier start planned, which the started process checks (daemon/memory-exec-start.ts).
  *
  * The new process also gets MALLOC_ARENA_MAX=2 unless the environment sets it: glibc gives every
  * thread that allocates (sink threads, DuckDB's, libuv's) an arena of its own, and their unused
@@ -23,23 +24,10 @@
 import { parseArgs } from "node:util";
 import { loadConfigFile } from "../config/load.ts";
 import { mainHeapFlags, planMemory } from "../config/memory.ts";
+import { heapFlagGiven, REEXEC_MARK, withoutOverriddenFlags } from "./memory-exec-start.ts";
 import { parseRoles, selectParts } from "./roles.ts";
 
-export const REEXEC_MARK = "SLUICE_MEMORY_EXEC";
-
-const HEAP_FLAG = /--max[-_]old[-_]space[-_]size|--max[-_]semi[-_]space[-_]size/;
-/** Node refuses it in NODE_OPTIONS; given on node's command line it must not be followed by ours (V8 takes the last). */
-const GROWING_FLAG = /--heap[-_]growing[-_]percent/;
-
-/** The environment of the re-executed process. */
-export function reexecEnvironment(env: Readonly<Record<string, string | undefined>>, flags: readonly string[]): Record<string, string | undefined> {
-  return { MALLOC_ARENA_MAX: "2", MALLOC_MMAP_THRESHOLD_: "131072", MALLOC_TRIM_THRESHOLD_: "131072", ...env, [REEXEC_MARK]: flags.join(" ") };
-}
-
-/** Whether node was given a heap size by the user. */
-export function heapFlagGiven(env: Readonly<Record<string, string | undefined>>, execArgv: readonly string[]): boolean {
-  return HEAP_FLAG.test(env["NODE_OPTIONS"] ?? "") || execArgv.some((arg) => HEAP_FLAG.test(arg));
-}
+export { heapFlagGiven, REEXEC_MARK, reexecEnvironment } from "./memory-exec-start.ts";
 
 /** The V8 flags `sluice run ARGS` should start with, or null when it should start as it is. */
 export function heapFlagsForRun(args: readonly string[], env: Readonly<Record<string, string | undefined>>, execArgv: readonly string[]): string[] | null {
@@ -58,8 +46,7 @@ export function heapFlagsForRun(args: readonly string[], env: Readonly<Record<st
     const runsSink = (name: string) => roles.roles.has("sinks") && (roles.sinks.length === 0 || roles.sinks.includes(name));
     const config = loadConfigFile(file, { env, captures, runsSink, checkMemory: true });
     const plan = planMemory(config, selectParts(config, roles));
-    const flags = mainHeapFlags(plan);
-    return execArgv.some((arg) => GROWING_FLAG.test(arg)) ? flags.filter((flag) => !GROWING_FLAG.test(flag)) : flags;
+    return withoutOverriddenFlags(mainHeapFlags(plan), execArgv);
   } catch {
     return null;
   }

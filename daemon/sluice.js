@@ -22,13 +22,14 @@ if (cache?.directory) {
   setTimeout(() => module.flushCompileCache(), 60_000).unref();
 }
 const args = process.argv.slice(2);
-// `sluice run` gives the main thread its share of the memory budget, which V8 takes only at start (daemon/memory-exec.ts).
+// `sluice run` gives the main thread its share of the memory budget, which V8 takes only at start (daemon/memory-exec.ts,
+// and daemon/memory-exec-start.ts for how the flags of earlier starts spare planning twice).
 if (args[0] === "run" && typeof process.execve === "function") {
-  const { heapFlagsForRun, reexecEnvironment } = await import("./memory-exec.ts");
-  const flags = heapFlagsForRun(args.slice(1), process.env, process.execArgv);
-  if (flags !== null) {
+  const { reexecForRun } = await import("./memory-exec-start.ts");
+  const reexec = await reexecForRun(args.slice(1), process.env, process.execArgv, cache?.directory);
+  if (reexec !== null) {
     module.flushCompileCache?.();
-    process.execve(process.execPath, [process.execPath, ...process.execArgv, ...flags, fileURLToPath(import.meta.url), ...args], reexecEnvironment(process.env, flags));
+    process.execve(process.execPath, [process.execPath, ...reexec.execArgv, ...reexec.flags, fileURLToPath(import.meta.url), ...args], reexec.env);
   }
 }
 const { main, installCrashHandler } = await import("./cli.ts");
