@@ -205,12 +205,11 @@ function publishedImage(row: Row, shape: Shape, sealedIn: string, text: string):
 interface SealRequestState {
   /** Settles when the workers replied or failed (never rejects). */
   readonly done: Promise<void>;
-  /** The reply: the sealed bytes of each row image (null until then). */
+  /** The reply: the sealed text of each row image (null until then). */
   sealed: SealedPayloads | null;
   /** The workers failed: its row images are sealed on the main thread. */
   failed: boolean;
-  /** Per row image: the text before its payload, and the column it is sealed in. */
-  readonly heads: readonly SealHead[];
+  /** Per row image: the column it is sealed in. */
   readonly columns: readonly string[];
 }
 
@@ -331,8 +330,8 @@ export class PersonalDataEncryptor {
       const sealed = request.sealed;
       if (sealed !== null) {
         const i = job % SEAL_CHUNK;
-        // Made as it is encoded (young garbage), not when the reply came.
-        return publishedImage(row, shape, request.columns[i]!, request.heads[i]!.text + sealed.payloads.toString("base64", i === 0 ? 0 : sealed.ends[i - 1]!, sealed.ends[i]!));
+        // Made as it is encoded (young garbage), not when the reply came; its sealed text is a slice of the reply's one string.
+        return publishedImage(row, shape, request.columns[i]!, sealed.texts.slice(i === 0 ? 0 : sealed.ends[i - 1]!, sealed.ends[i]!));
       }
       if (!request.failed) return undefined;
     }
@@ -443,7 +442,6 @@ export class PersonalDataEncryptor {
       ),
       sealed: null,
       failed: false,
-      heads,
       columns,
     };
     this.requests.push(request);

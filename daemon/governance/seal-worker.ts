@@ -1,10 +1,10 @@
 /**
  * A seal worker (seal-workers.ts): seals row images' personal values for capture's main thread,
- * one AES-256-GCM operation per row image, exactly as sealValues does there; the main thread
- * writes the text around each payload.
+ * one AES-256-GCM operation per row image, exactly as sealValues does there, and writes each row
+ * image's whole sealed text (its head's text + base64 of the payload) as ASCII bytes.
  */
 import { parentPort } from "node:worker_threads";
-import { sealInto } from "./subject-keys.ts";
+import { sealInto, writeBase64 } from "./subject-keys.ts";
 import type { SealReply, SealRequest } from "./seal-workers.ts";
 
 /**
@@ -26,29 +26,49 @@ function dataKey(all: Buffer, i: number): Buffer {
   return key;
 }
 
+/** Where one row image's payload is sealed before it is written in base64: reused, grown as needed. */
+let scratch = Buffer.allocUnsafeSlow(4_096);
+
+const base64Length = (bytes: number) => 4 * Math.ceil(bytes / 3);
+
 const port = parentPort!;
 port.on("message", (request: SealRequest) => {
   let reply: SealReply;
   const transfer: ArrayBuffer[] = [];
   try {
-    const all = Buffer.from(request.keys.buffer, request.keys.byteOffset, request.keys.byteLength);
-    const keys = Array.from({ length: all.length / 32 }, (_, i) => dataKey(all, i));
-    const data = Buffer.from(request.data.buffer, request.data.byteOffset, request.data.byteLength);
-    const { bounds, keyOf } = request;
-    const jobs = keyOf.length;
-    let size = 0;
-    for (let i = 0; i < jobs; i++) size += 32 + bounds[3 * i + 2]! - bounds[3 * i + 1]!;
-    const payloads = Buffer.allocUnsafeSlow(size);
-    let at = 0;
-    for (let i = 0; i < jobs; i++) {
-      const aadAt = bounds[3 * i]!;
-      const jsonAt = bounds[3 * i + 1]!;
-      const jsonEnd = bounds[3 * i + 2]!;
-      sealInto(data.subarray(jsonAt, jsonEnd), keys[keyOf[i]!]!, data.subarray(aadAt, jsonAt), payloads, at);
-      at += 32 + jsonEnd - jsonAt;
+    const { headBounds, headOf, json, jsonEnds } = request;
+    const allKeys = Buffer.from(request.keys.buffer, request.keys.byteOffset, request.keys.byteLength);
+    const heads = Buffer.from(request.heads.buffer, request.heads.byteOffset, request.heads.byteLength);
+    const headCount = headBounds.length / 3;
+    const keys = new Array<Buffer>(headCount);
+    const aads = new Array<Buffer>(headCount);
+    for (let h = 0; h < headCount; h++) {
+      keys[h] = dataKey(allKeys, h);
+      aads[h] = heads.subarray(headBounds[3 * h]!, headBounds[3 * h + 1]!);
     }
-    reply = { id: request.id, payloads };
-    transfer.push(payloads.buffer as ArrayBuffer);
+    const jobs = headOf.length;
+    // At most: each head's text and the base64 of 32 bytes + 3 per UTF-16 unit of its JSON.
+    let size = 0;
+    let longest = 0;
+    for (let i = 0, start = 0; i < jobs; start = jsonEnds[i]!, i++) {
+      const h = headOf[i]!;
+      const units = jsonEnds[i]! - start;
+      if (units > longest) longest = units;
+      size += headBounds[3 * h + 2]! - headBounds[3 * h + 1]! + base64Length(32 + 3 * units);
+    }
+    if (scratch.length < 32 + 3 * longest) scratch = Buffer.allocUnsafeSlow(32 + 3 * longest);
+    const texts = Buffer.allocUnsafeSlow(size);
+    const ends = new Int32Array(jobs);
+    let at = 0;
+    for (let i = 0, start = 0; i < jobs; start = jsonEnds[i]!, i++) {
+      const h = headOf[i]!;
+      at += heads.copy(texts, at, headBounds[3 * h + 1]!, headBounds[3 * h + 2]!);
+      const sealed = sealInto(json.slice(start, jsonEnds[i]!), keys[h]!, aads[h]!, scratch, 0);
+      at = writeBase64(scratch, 0, sealed, texts, at);
+      ends[i] = at;
+    }
+    reply = { id: request.id, texts: new Uint8Array(texts.buffer, 0, at), ends };
+    transfer.push(texts.buffer as ArrayBuffer, ends.buffer as ArrayBuffer);
   } catch (error) {
     reply = { id: request.id, error: error instanceof Error ? error.message : String(error) };
   }

@@ -7,42 +7,37 @@
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { sealedHead } from "./subject-keys.ts";
 import type { SealHead } from "./subject-keys.ts";
 
-/** The row images of a batch to seal, as parallel arrays (no object per row image): the i-th seal is keys[i], jsons[i], tables[i], subjects[i]. */
-export interface SealBatch {
-  /** The subject's data key. */
-  readonly keys: Buffer[];
-  /** The values as sealValues writes them (JSON text). */
-  readonly jsons: string[];
-  /** The authenticated context: the table. */
-  readonly tables: string[];
-  readonly subjects: string[];
-}
-
 /**
- * A request and its reply are bytes in transferred buffers, not strings: cloning a batch's strings
- * both ways cost more CPU than sealing them.
+ * A request and its reply are few objects, not one per row image: cloning a batch's strings both
+ * ways cost more CPU than sealing them. The row images' JSON texts go as one string (one copy), the
+ * heads (AAD and text) once per distinct table and subject, and the reply is the row images' whole
+ * sealed texts as ASCII bytes in one transferred buffer, which the main thread reads as one string.
  */
 export interface SealRequest {
   readonly id: number;
-  /** The distinct data keys of the request, 32 bytes each, one after the other (a view of a pooled Buffer would copy its whole pool). */
+  /** Per distinct head of the request: its subject's data key, 32 bytes each, one after the other (a view of a pooled Buffer would copy its whole pool). */
   readonly keys: Uint8Array;
-  readonly keyOf: Int32Array;
-  /** Per job its AAD then its values' JSON text (UTF-8). */
-  readonly data: Uint8Array;
-  /** Per job: where its AAD starts, where its JSON starts, where its JSON ends (in `data`). */
-  readonly bounds: Int32Array;
+  /** Per distinct head: its AAD, then its text (ASCII). */
+  readonly heads: Uint8Array;
+  /** Per distinct head: where its AAD starts, where its text starts, where its text ends (in `heads`). */
+  readonly headBounds: Int32Array;
+  /** Per job: its head. */
+  readonly headOf: Int32Array;
+  /** The jobs' values' JSON texts, one after the other. */
+  readonly json: string;
+  /** Per job: where its JSON text ends in `json` (UTF-16 units; the first starts at 0). */
+  readonly jsonEnds: Int32Array;
 }
 
-/** Per job its payload (sealInto: 32 bytes + the JSON's), one after the other in `payloads`. */
-export type SealReply = { readonly id: number; readonly payloads: Uint8Array } | { readonly id: number; readonly error: string };
+/** Per job its sealed text (head text + base64 of the payload sealInto writes), one after the other in `texts`, the i-th ending at ends[i]. */
+export type SealReply = { readonly id: number; readonly texts: Uint8Array; readonly ends: Int32Array } | { readonly id: number; readonly error: string };
 
 const WORKER_URL = new URL("./seal-worker.ts", import.meta.url);
 
 interface Pending {
-  readonly resolve: (payloads: Buffer) => void;
+  readonly resolve: (sealed: SealedPayloads) => void;
   readonly reject: (error: Error) => void;
 }
 
@@ -59,7 +54,8 @@ class SealWorker {
       this.pending.delete(reply.id);
       if (this.pending.size === 0) this.worker.unref();
       if ("error" in reply) waiting?.reject(new Error(reply.error));
-      else waiting?.resolve(Buffer.from(reply.payloads.buffer, reply.payloads.byteOffset, reply.payloads.byteLength));
+      // One string of all the texts (ASCII): each row image's text is a slice of it, not a copy.
+      else waiting?.resolve({ texts: Buffer.from(reply.texts.buffer, reply.texts.byteOffset, reply.texts.byteLength).toString("latin1"), ends: reply.ends });
     });
     const fail = (error: Error) => {
       this.failed ??= error;
@@ -76,22 +72,25 @@ class SealWorker {
     return this.failed === null;
   }
 
-  seal(request: SealRequest): Promise<Buffer> {
+  seal(request: SealRequest): Promise<SealedPayloads> {
     if (this.failed) return Promise.reject(this.failed);
     return new Promise((resolve, reject) => {
       if (this.pending.size === 0) this.worker.ref();
       this.pending.set(request.id, { resolve, reject });
       // Each in a buffer of its own (never a pooled Buffer's), handed over, not copied.
-      this.worker.postMessage(request, [request.keys.buffer, request.keyOf.buffer, request.data.buffer, request.bounds.buffer] as ArrayBuffer[]);
+      this.worker.postMessage(request, [request.keys.buffer, request.heads.buffer, request.headBounds.buffer, request.headOf.buffer, request.jsonEnds.buffer] as ArrayBuffer[]);
     });
   }
 }
 
-/** The payloads of a request's row images as bytes: the i-th is payloads[ends[i - 1] (0 for the first) .. ends[i]]; its sealed text is its head's text + base64 of it. */
+/** The sealed texts of a request's row images: the i-th is texts.slice(ends[i - 1] (0 for the first), ends[i]). */
 export interface SealedPayloads {
-  readonly payloads: Buffer;
+  readonly texts: string;
   readonly ends: Int32Array;
 }
+
+/** Marks the heads already in the request being built (SealHead.mark): no Map per request. */
+let requestMark = 0;
 
 export class SealWorkers {
   private readonly size: number;
@@ -114,32 +113,6 @@ export class SealWorkers {
     return this;
   }
 
-  /** The sealed text of each row image of the batch, in order. Rejects when a worker failed (the caller seals on its own thread then). */
-  async seal(batch: SealBatch): Promise<string[]> {
-    this.start();
-    const count = batch.jsons.length;
-    const heads = new Array<SealHead>(count);
-    for (let i = 0; i < count; i++) heads[i] = sealedHead(batch.tables[i]!, batch.subjects[i]!);
-    const sealed = new Array<string>(count);
-    const per = Math.ceil(count / this.workers.length);
-    await Promise.all(
-      this.workers.map(async (worker, w) => {
-        const from = w * per;
-        const to = Math.min(count, from + per);
-        if (from >= to) return;
-        const { request, payloadEnds } = this.request(batch.keys, batch.jsons, heads, from, to);
-        const payloads = await worker.seal(request);
-        let start = 0;
-        for (let i = from; i < to; i++) {
-          const end = payloadEnds[i - from]!;
-          sealed[i] = heads[i]!.text + payloads.toString("base64", start, end);
-          start = end;
-        }
-      }),
-    );
-    return sealed;
-  }
-
   /**
    * Seals row images on one worker, the workers taking turns (a caller sends a batch in several
    * requests): the i-th with keys[i], its values' JSON jsons[i] and AAD heads[i].aad (heads from
@@ -148,48 +121,48 @@ export class SealWorkers {
   sealPayloads(keys: readonly Buffer[], jsons: readonly string[], heads: readonly SealHead[]): Promise<SealedPayloads> {
     this.start();
     const worker = this.workers[this.turn++ % this.workers.length]!;
-    const { request, payloadEnds } = this.request(keys, jsons, heads, 0, jsons.length);
-    return worker.seal(request).then((payloads) => ({ payloads, ends: payloadEnds }));
+    return worker.seal(this.request(keys, jsons, heads));
   }
 
-  /** The request of row images `from` to `to` (excluded). */
-  private request(keys: readonly Buffer[], jsons: readonly string[], heads: readonly SealHead[], from: number, to: number): { request: SealRequest; payloadEnds: Int32Array } {
-    const jobs = to - from;
-    const index = new Map<Buffer, number>();
-    const distinct: Buffer[] = [];
-    const keyOf = new Int32Array(jobs);
-    // Room for the longest UTF-8 of each JSON text (3 bytes per UTF-16 unit); its own buffer, to be transferred.
-    let size = 0;
-    for (let i = from; i < to; i++) size += heads[i]!.aad.length + 3 * jsons[i]!.length;
-    const data = Buffer.allocUnsafeSlow(size);
-    const bounds = new Int32Array(3 * jobs);
-    const payloadEnds = new Int32Array(jobs);
+  private request(keys: readonly Buffer[], jsons: readonly string[], heads: readonly SealHead[]): SealRequest {
+    const jobs = jsons.length;
+    const mark = ++requestMark;
+    const distinct: SealHead[] = [];
+    const distinctKeys: Buffer[] = [];
+    const headOf = new Int32Array(jobs);
+    const jsonEnds = new Int32Array(jobs);
+    let headBytes = 0;
     let at = 0;
-    let payloadAt = 0;
     for (let j = 0; j < jobs; j++) {
-      const key = keys[from + j]!;
-      let k = index.get(key);
-      if (k === undefined) {
-        k = distinct.length;
-        index.set(key, k);
-        distinct.push(key);
+      const head = heads[j]!;
+      const key = keys[j]!;
+      if (head.mark !== mark || distinctKeys[head.slot] !== key) {
+        head.mark = mark;
+        head.slot = distinct.length;
+        distinct.push(head);
+        distinctKeys.push(key);
+        headBytes += head.aad.length + head.text.length;
       }
-      keyOf[j] = k;
-      bounds[3 * j] = at;
-      at += heads[from + j]!.aad.copy(data, at);
-      bounds[3 * j + 1] = at;
-      const written = data.write(jsons[from + j]!, at, "utf8");
-      at += written;
-      bounds[3 * j + 2] = at;
-      payloadAt += 32 + written;
-      payloadEnds[j] = payloadAt;
+      headOf[j] = head.slot;
+      at += jsons[j]!.length;
+      jsonEnds[j] = at;
     }
+    // Each in a buffer of its own, to be transferred.
     const keyBytes = new Uint8Array(32 * distinct.length);
-    for (let k = 0; k < distinct.length; k++) keyBytes.set(distinct[k]!, 32 * k);
-    return { request: { id: this.nextId++, keys: keyBytes, keyOf, data, bounds }, payloadEnds };
+    const headData = Buffer.allocUnsafeSlow(headBytes);
+    const headBounds = new Int32Array(3 * distinct.length);
+    let written = 0;
+    for (let h = 0; h < distinct.length; h++) {
+      keyBytes.set(distinctKeys[h]!, 32 * h);
+      headBounds[3 * h] = written;
+      written += distinct[h]!.aad.copy(headData, written);
+      headBounds[3 * h + 1] = written;
+      written += headData.write(distinct[h]!.text, written, "latin1");
+      headBounds[3 * h + 2] = written;
+    }
+    return { id: this.nextId++, keys: keyBytes, heads: headData, headBounds, headOf, json: jsons.join(""), jsonEnds };
   }
 }
-
 let shared: SealWorkers | null = null;
 
 /** The process's seal workers: as many as the cores left beside the main thread, at least one, at most four (config/memory.ts counts them). */

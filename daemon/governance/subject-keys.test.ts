@@ -6,7 +6,7 @@ import { after, test } from "node:test";
 import { EmbeddedTopicLog } from "../../connectors/embedded/embedded-log.ts";
 import { SluiceError } from "../../connectors/errors.ts";
 import { createLogger } from "../../runtime/logger.ts";
-import { dataKeyId, decryptValue, encryptedBy, encryptValue, isEncrypted, isSealed, MasterKey, openValues, referenceTo, sealValues, SubjectKeyStore } from "./subject-keys.ts";
+import { dataKeyId, decryptValue, encryptedBy, encryptValue, isEncrypted, isSealed, MasterKey, openValues, referenceTo, sealValues, SubjectKeyStore, writeBase64 } from "./subject-keys.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-subject-keys-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -64,6 +64,17 @@ test("sealed row values: the personal values of a row in one AES-256-GCM operati
   assert.ok(isEncrypted(reference) && !isSealed(reference));
   assert.equal(encryptedBy(reference), null, "a reference names no subject, key or value");
   assert.throws(() => openValues(encryptValue(Buffer.from("a"), key, "app.customers", "42"), key, "app.customers"), /not values sealed/);
+});
+
+test("writeBase64 writes what Buffer's base64 gives, for every length's padding, at an offset", () => {
+  const bytes = Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 151 + 7) % 256));
+  for (let length = 0; length <= 70; length++) {
+    const into = Buffer.alloc(8 + 4 * Math.ceil(length / 3), 0x2e);
+    const end = writeBase64(bytes, 5, 5 + length, into, 8);
+    assert.equal(end, into.length);
+    assert.equal(into.toString("latin1", 8, end), bytes.toString("base64", 5, 5 + length), `length ${length}`);
+    assert.equal(into.toString("latin1", 0, 8), "........");
+  }
 });
 
 test("subject keys: created once and durably, read by another reader of the log, destroyed for good", async () => {

@@ -113,6 +113,9 @@ const REFERENCE_PREFIX = "sluice-enc:ref:";
 export interface SealHead {
   readonly text: string;
   readonly aad: Buffer;
+  /** Scratch of SealWorkers' request being built (the request that last met this head, its place there): no Map per request. */
+  mark: number;
+  slot: number;
 }
 
 /**
@@ -134,7 +137,7 @@ function sealHead(prefix: string, context: string, subject: string): SealHead {
       sealHeads.set(prefix, (byContext = new Map([[context, (bySubject = new Map())]])));
       sealHeadCount = 0;
     }
-    head = { text: `${prefix}${Buffer.from(subject).toString("base64url")}.`, aad: Buffer.from(`${context}\u0000${subject}`) };
+    head = { text: `${prefix}${Buffer.from(subject).toString("base64url")}.`, aad: Buffer.from(`${context}\u0000${subject}`), mark: 0, slot: 0 };
     bySubject.set(subject, head);
     sealHeadCount += 1;
   }
@@ -143,9 +146,9 @@ function sealHead(prefix: string, context: string, subject: string): SealHead {
 
 /**
  * Writes key id (4) | IV (12) | GCM tag (16) | AES-256-GCM(plain) with `aad` into `into` at `at`
- * (32 + plain's bytes: GCM's output is as long as its input, final adds nothing).
+ * (32 + plain's bytes: GCM's output is as long as its input, final adds nothing); returns how many bytes.
  */
-export function sealInto(plain: Uint8Array | string, dataKey: Buffer, aad: Uint8Array, into: Buffer, at: number): void {
+export function sealInto(plain: Uint8Array | string, dataKey: Buffer, aad: Uint8Array, into: Buffer, at: number): number {
   const { key, id } = preparedKey(dataKey);
   const iv = freshIv();
   const cipher = createCipheriv("aes-256-gcm", key, iv);
@@ -155,7 +158,35 @@ export function sealInto(plain: Uint8Array | string, dataKey: Buffer, aad: Uint8
   id.copy(into, at);
   iv.copy(into, at + 4);
   cipher.getAuthTag().copy(into, at + 16);
-  sealed.copy(into, at + 32);
+  return 32 + sealed.copy(into, at + 32);
+}
+
+const BASE64 = Buffer.from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
+const PAD = 61; // "="
+
+/**
+ * Writes bytes from[start..end) in base64 (padded, as Buffer's "base64") into `to` at `at`, returns
+ * where it ends: a seal worker writes a row image's whole sealed text as bytes, without a string per row.
+ */
+export function writeBase64(from: Uint8Array, start: number, end: number, to: Uint8Array, at: number): number {
+  let i = start;
+  for (; i + 3 <= end; i += 3) {
+    const n = (from[i]! << 16) | (from[i + 1]! << 8) | from[i + 2]!;
+    to[at] = BASE64[n >>> 18]!;
+    to[at + 1] = BASE64[(n >>> 12) & 63]!;
+    to[at + 2] = BASE64[(n >>> 6) & 63]!;
+    to[at + 3] = BASE64[n & 63]!;
+    at += 4;
+  }
+  if (i < end) {
+    const n = (from[i]! << 16) | (i + 1 < end ? from[i + 1]! << 8 : 0);
+    to[at] = BASE64[n >>> 18]!;
+    to[at + 1] = BASE64[(n >>> 12) & 63]!;
+    to[at + 2] = i + 1 < end ? BASE64[(n >>> 6) & 63]! : PAD;
+    to[at + 3] = PAD;
+    at += 4;
+  }
+  return at;
 }
 
 /** key id (4) | IV (12) | GCM tag (16) | AES-256-GCM(plain), with AAD `${context}\0${subject}`, as text after `prefix`. */
