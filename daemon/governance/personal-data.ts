@@ -221,12 +221,17 @@ export class PersonalDataEncryptor {
   private readonly shapes = new WeakMap<TableSchema, Shape | null>();
   private readonly workers: SealWorkers | null;
   /**
-   * Row images of the batch being encoded sent to the workers: the request (requests[⌊n / SEAL_CHUNK⌋])
-   * and place (n % SEAL_CHUNK) of each, by the row; emptied by the next batch's `prepare` (a Map:
-   * WeakMap entries cost the garbage collector more, and capture encodes a batch before it
-   * prepares the next).
+   * The row images of the batch being encoded, in order (`prepare` lists those of the events it
+   * sends to the workers, and the others of those events), and where each is sealed: n for the
+   * workers, its request being requests[⌊n / SEAL_CHUNK⌋] and place n % SEAL_CHUNK, -1 for the main
+   * thread. Capture encodes the events in order, so a row image is found at `cursor` (or just
+   * around it) with no Map per row image (a Map of the rows was the main thread's costliest lookup);
+   * otherwise in `jobIndex`, made once per batch when first needed. Emptied by the next `prepare`.
    */
-  private readonly jobs = new Map<Row, number>();
+  private jobRows: Row[] = [];
+  private jobWhere: number[] = [];
+  private cursor = 0;
+  private jobIndex: Map<Row, number> | null = null;
   private requests: SealRequestState[] = [];
   /** The shape of the last table schema met: a batch's events mostly share one. */
   private lastSchema: TableSchema | null = null;
@@ -258,7 +263,10 @@ export class PersonalDataEncryptor {
    */
   async prepare(events: readonly ChangeEvent[]): Promise<void> {
     if (!this.active) return;
-    this.jobs.clear();
+    this.jobRows = [];
+    this.jobWhere = [];
+    this.cursor = 0;
+    this.jobIndex = null;
     this.requests = [];
     const store = await this.keys();
     this.store = store;
@@ -266,7 +274,10 @@ export class PersonalDataEncryptor {
       await store.catchUp();
       this.caughtUpAt = Date.now();
     }
-    const subjects = new Set<string>();
+    // Each row image's own subject, computed once per batch: 1 + its place in `subjects` at imageSubjects[2 × event + (0 before, 1 after)], 0 for none.
+    const subjects: string[] = [];
+    const index = new Map<string, number>();
+    const imageSubjects = new Int32Array(2 * events.length);
     let images = 0;
     let lastSchema: TableSchema | null = null;
     let personal: PersonalTable | undefined;
@@ -277,29 +288,34 @@ export class PersonalDataEncryptor {
         personal = this.tables.get(tableName(event.schema));
       }
       if (!personal) continue;
-      const after = subjectOf(event.after, personal.subject);
-      const before = subjectOf(event.before, personal.subject);
-      if (after !== null) subjects.add(after);
-      if (before !== null) subjects.add(before);
-      images += (after === null ? 0 : 1) + (before === null ? 0 : 1);
+      for (let image = 0; image < 2; image++) {
+        const subject = subjectOf(image === 0 ? event.before : event.after, personal.subject);
+        if (subject === null) continue;
+        let place = index.get(subject);
+        if (place === undefined) {
+          place = subjects.length;
+          index.set(subject, place);
+          subjects.push(subject);
+        }
+        imageSubjects[2 * i + image] = 1 + place;
+        images += 1;
+      }
     }
-    if (subjects.size > 0) await store.createKeys(this.source, [...subjects]);
-    if (images >= SEAL_IN_WORKERS && this.workers !== null) await this.sealInWorkers(store, events);
+    if (subjects.length > 0) await store.createKeys(this.source, subjects);
+    if (images >= SEAL_IN_WORKERS && this.workers !== null) await this.sealInWorkers(store, events, imageSubjects, subjects);
   }
 
   /** The event as published: personal values encrypted (text), their columns text and nullable in the schema. */
   async apply(event: ChangeEvent): Promise<ChangeEvent> {
-    const beforeJob = event.before === null ? undefined : this.jobs.get(event.before);
-    if (beforeJob !== undefined) await this.requests[Math.floor(beforeJob / SEAL_CHUNK)]!.done;
-    const afterJob = event.after === null ? undefined : this.jobs.get(event.after);
-    if (afterJob !== undefined) await this.requests[Math.floor(afterJob / SEAL_CHUNK)]!.done;
+    const beforeJob = event.before === null ? -1 : this.jobOf(event.before);
+    if (beforeJob >= 0) await this.requests[Math.floor(beforeJob / SEAL_CHUNK)]!.done;
+    const afterJob = event.after === null ? -1 : this.jobOf(event.after);
+    if (afterJob >= 0) await this.requests[Math.floor(afterJob / SEAL_CHUNK)]!.done;
     const now = this.applyNow(event);
     if (now !== undefined) return now;
     const shape = this.shapeOf(event.schema)!;
-    const after = subjectOf(event.after, shape.personal.subject);
-    const before = subjectOf(event.before, shape.personal.subject);
-    const beforeImage = this.image(event.before, shape, before ?? after);
-    const afterImage = this.image(event.after, shape, after ?? before);
+    const beforeImage = this.image(event, 0, shape);
+    const afterImage = this.image(event, 1, shape);
     return { ...event, schema: shape.schema, before: beforeImage instanceof Promise ? await beforeImage : beforeImage, after: afterImage instanceof Promise ? await afterImage : afterImage };
   }
 
@@ -312,20 +328,47 @@ export class PersonalDataEncryptor {
     const shape = this.shapeOf(event.schema);
     if (shape === null) return event;
     if (event.before === null && event.after === null) return { ...event, schema: shape.schema };
-    const after = subjectOf(event.after, shape.personal.subject);
-    const before = subjectOf(event.before, shape.personal.subject);
-    const beforeImage = this.imageNow(event.before, shape, before ?? after);
+    const beforeImage = this.imageNow(event, 0, shape);
     if (beforeImage === undefined) return undefined;
-    const afterImage = this.imageNow(event.after, shape, after ?? before);
+    const afterImage = this.imageNow(event, 1, shape);
     if (afterImage === undefined) return undefined;
     return { ...event, schema: shape.schema, before: beforeImage, after: afterImage };
   }
 
-  /** The row image as published when its seal is back from the workers or its key in memory; undefined when its key must be read first, or its seal is on the workers. */
-  private imageNow(row: Row | null, shape: Shape, subject: string | null): Row | null | undefined {
+  /** Where `prepare` left a row image of the batch (see jobRows): n on the workers, -1 for this thread. */
+  private jobOf(row: Row): number {
+    const rows = this.jobRows;
+    if (rows.length === 0) return -1;
+    const at = this.cursor;
+    // Just behind the cursor too: apply looks an event's images up, then applyNow again.
+    for (let j = at > 2 ? at - 2 : 0; j < at + 3 && j < rows.length; j++) {
+      if (rows[j] === row) {
+        this.cursor = j + 1;
+        return this.jobWhere[j]!;
+      }
+    }
+    if (this.jobIndex === null) {
+      this.jobIndex = new Map();
+      for (let j = 0; j < rows.length; j++) this.jobIndex.set(rows[j]!, j);
+    }
+    const j = this.jobIndex.get(row);
+    if (j === undefined) return -1;
+    this.cursor = j + 1;
+    return this.jobWhere[j]!;
+  }
+
+  /** The subject whose key seals a row image (0 before, 1 after): its own, or the other image's. */
+  private subjectFor(event: ChangeEvent, image: 0 | 1, shape: Shape): string | null {
+    const column = shape.personal.subject;
+    return image === 0 ? (subjectOf(event.before, column) ?? subjectOf(event.after, column)) : (subjectOf(event.after, column) ?? subjectOf(event.before, column));
+  }
+
+  /** The row image (0 before, 1 after) as published when its seal is back from the workers or its key in memory; undefined when its key must be read first, or its seal is on the workers. */
+  private imageNow(event: ChangeEvent, image: 0 | 1, shape: Shape): Row | null | undefined {
+    const row = image === 0 ? event.before : event.after;
     if (row === null) return null;
-    const job = this.jobs.get(row);
-    if (job !== undefined) {
+    const job = this.jobOf(row);
+    if (job >= 0) {
       const request = this.requests[Math.floor(job / SEAL_CHUNK)]!;
       const sealed = request.sealed;
       if (sealed !== null) {
@@ -335,6 +378,7 @@ export class PersonalDataEncryptor {
       }
       if (!request.failed) return undefined;
     }
+    const subject = this.subjectFor(event, image, shape);
     const slot = this.slot;
     const out = planImage(row, shape, subject, slot);
     if (slot.column === null) return out;
@@ -344,11 +388,12 @@ export class PersonalDataEncryptor {
     return out;
   }
 
-  private image(row: Row | null, shape: Shape, subject: string | null): Row | null | Promise<Row> {
-    const now = this.imageNow(row, shape, subject);
+  private image(event: ChangeEvent, image: 0 | 1, shape: Shape): Row | null | Promise<Row> {
+    const now = this.imageNow(event, image, shape);
     if (now !== undefined) return now;
+    const subject = this.subjectFor(event, image, shape);
     const slot: PlanSlot = { column: null, json: "" };
-    const out = planImage(row!, shape, subject, slot);
+    const out = planImage((image === 0 ? event.before : event.after)!, shape, subject, slot);
     const column = slot.column!;
     return this.keys()
       .then((store) => store.keyFor(this.source, subject!))
@@ -365,25 +410,26 @@ export class PersonalDataEncryptor {
 
   /**
    * Plans the batch's row images but the first SEAL_ON_MAIN_FIRST (left to `applyNow`) and sends
-   * them to the workers in requests of SEAL_CHUNK, in order; returns once all are sent.
+   * them to the workers in requests of SEAL_CHUNK, in order; returns once all are sent. Lists every
+   * row image of the batch's personal tables in jobRows, with where it is sealed. `imageSubjects`
+   * and `subjects`: each row image's own subject, from `prepare`.
    */
-  private async sealInWorkers(store: SubjectKeyStore, events: readonly ChangeEvent[]): Promise<void> {
+  private async sealInWorkers(store: SubjectKeyStore, events: readonly ChangeEvent[], imageSubjects: Int32Array, subjects: readonly string[]): Promise<void> {
     // A request's seals as parallel arrays (no object per row image).
     let keys: Buffer[] = [];
     let jsons: string[] = [];
     let heads: SealHead[] = [];
     let columns: string[] = [];
-    let rows: Row[] = [];
     const send = () => {
-      this.sendToWorkers(keys, jsons, heads, columns, rows);
+      this.sendToWorkers(keys, jsons, heads, columns);
       keys = [];
       jsons = [];
       heads = [];
       columns = [];
-      rows = [];
     };
-    // Each subject's key and seal head looked up once per batch (the store's lookup builds its record key).
-    const subjects = new Map<string, { readonly key: Buffer; readonly table: string; readonly head: SealHead }>();
+    const { jobRows, jobWhere } = this;
+    // Each subject's key and seal head looked up once per batch (the store's lookup builds its record key), by its place in `subjects`.
+    const known = new Array<{ readonly key: Buffer; readonly table: string; readonly head: SealHead } | undefined>(subjects.length);
     const slot = this.slot;
     let onMain = SEAL_ON_MAIN_FIRST;
     try {
@@ -392,45 +438,58 @@ export class PersonalDataEncryptor {
         const shape = this.shapeOf(event.schema);
         if (shape === null) continue;
         if (onMain > 0) {
-          onMain -= (event.before === null ? 0 : 1) + (event.after === null ? 0 : 1);
+          for (const row of [event.before, event.after]) {
+            if (row === null) continue;
+            onMain -= 1;
+            jobRows.push(row);
+            jobWhere.push(-1);
+          }
           continue;
         }
-        const after = subjectOf(event.after, shape.personal.subject);
-        const before = subjectOf(event.before, shape.personal.subject);
         for (let image = 0; image < 2; image++) {
           const row = image === 0 ? event.before : event.after;
           if (row === null) continue;
-          const subject = image === 0 ? (before ?? after) : (after ?? before);
+          // Its own subject, else the other image's.
+          const place = (imageSubjects[2 * i + image] || imageSubjects[2 * i + 1 - image]!) - 1;
           // No subject: nothing to seal (applyNow publishes the row without its personal values).
-          if (subject === null) continue;
+          if (place < 0) {
+            jobRows.push(row);
+            jobWhere.push(-1);
+            continue;
+          }
           planSeal(row, shape, slot);
           const { column, json } = slot;
-          if (column === null) continue;
-          // The slot is read before this await: another plan may fill it meanwhile.
-          let known = subjects.get(subject);
-          if (known === undefined || known.table !== shape.table) {
-            const key = known?.key ?? this.cachedKey(subject) ?? (await store.keyFor(this.source, subject));
-            known = { key, table: shape.table, head: sealedHead(shape.table, subject) };
-            subjects.set(subject, known);
+          if (column === null) {
+            jobRows.push(row);
+            jobWhere.push(-1);
+            continue;
           }
-          keys.push(known.key);
-          jsons.push(json);
-          heads.push(known.head);
-          columns.push(column);
-          rows.push(row);
+          // The slot is read before this await: another plan may fill it meanwhile.
+          let subject = known[place];
+          if (subject === undefined || subject.table !== shape.table) {
+            const name = subjects[place]!;
+            const key = subject?.key ?? this.cachedKey(name) ?? (await store.keyFor(this.source, name));
+            subject = { key, table: shape.table, head: sealedHead(shape.table, name) };
+            known[place] = subject;
+          }
+          jobRows.push(row);
           // Every request but the last has SEAL_CHUNK row images: a job's number gives its request.
-          if (rows.length === SEAL_CHUNK) send();
+          jobWhere.push(this.requests.length * SEAL_CHUNK + jsons.length);
+          keys.push(subject.key);
+          jsons.push(json);
+          heads.push(subject.head);
+          columns.push(column);
+          if (jsons.length === SEAL_CHUNK) send();
         }
       }
     } catch {
       // A table whose shape is refused, a key that cannot be unwrapped: `apply` reports it for its event.
     }
-    if (rows.length > 0) send();
+    if (jsons.length > 0) send();
   }
 
   /** One request to the workers (at most SEAL_CHUNK row images); its rows wait for it in `applyNow`, or are sealed there when the workers failed. */
-  private sendToWorkers(keys: readonly Buffer[], jsons: readonly string[], heads: readonly SealHead[], columns: readonly string[], rows: readonly Row[]): void {
-    const first = this.requests.length * SEAL_CHUNK;
+  private sendToWorkers(keys: readonly Buffer[], jsons: readonly string[], heads: readonly SealHead[], columns: readonly string[]): void {
     const request: SealRequestState = {
       done: this.workers!.sealPayloads(keys, jsons, heads).then(
         (sealed) => {
@@ -445,7 +504,6 @@ export class PersonalDataEncryptor {
       columns,
     };
     this.requests.push(request);
-    for (let i = 0; i < rows.length; i++) this.jobs.set(rows[i]!, first + i);
   }
 
   private shapeOf(schema: TableSchema): Shape | null {
