@@ -12,9 +12,17 @@ import { describeTlsMessage } from "../common/tls-message.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import { errorMessage } from "../sinks/errors.ts";
 
-export interface BulkOperation {
-  /** The action line and, except for deletes, the document line, each without the newline. */
-  readonly lines: readonly string[];
+/**
+ * The action line and, except for deletes, the document line: as text, each without the newline,
+ * or as the NDJSON bytes of both lines with their newlines (a sink's rows: a batch then keeps one
+ * small buffer per row until its request is sent, not its text, which the collector would copy
+ * and promote with the batch).
+ */
+export type BulkOperation = { readonly lines: readonly string[] } | { readonly ndjson: Buffer };
+
+/** The NDJSON bytes of an operation, newlines included. */
+export function operationBytes(operation: BulkOperation): Buffer {
+  return "ndjson" in operation ? operation.ndjson : Buffer.from(`${operation.lines.join("\n")}\n`);
 }
 
 export type ItemOutcome =
@@ -38,27 +46,25 @@ interface BulkItemResult {
   readonly error?: { readonly type?: string; readonly reason?: string; readonly caused_by?: { readonly reason?: string } };
 }
 
-/** Packs operations into bodies of at most `maxBytes` (an operation larger than that goes alone). */
-export function packBodies(operations: readonly BulkOperation[], maxBytes: number): { body: string; members: number[] }[] {
-  const bodies: { body: string; members: number[] }[] = [];
-  let parts: string[] = [];
+/** Packs operations into bodies of at most `maxBytes` (an operation larger than that goes alone), as the bytes sent. */
+export function packBodies(operations: readonly BulkOperation[], maxBytes: number): { body: Buffer; members: number[] }[] {
+  const bodies: { body: Buffer; members: number[] }[] = [];
+  let parts: Buffer[] = [];
   let members: number[] = [];
   let size = 0;
   operations.forEach((operation, index) => {
-    // Each line and its newline go into the body as they are: no joined copy of every operation.
-    let bytes = 0;
-    for (const line of operation.lines) bytes += Buffer.byteLength(line) + 1;
-    if (members.length > 0 && size + bytes > maxBytes) {
-      bodies.push({ body: parts.join(""), members });
+    const bytes = operationBytes(operation);
+    if (members.length > 0 && size + bytes.length > maxBytes) {
+      bodies.push({ body: Buffer.concat(parts, size), members });
       parts = [];
       members = [];
       size = 0;
     }
-    for (const line of operation.lines) parts.push(line, "\n");
+    parts.push(bytes);
     members.push(index);
-    size += bytes;
+    size += bytes.length;
   });
-  if (members.length > 0) bodies.push({ body: parts.join(""), members });
+  if (members.length > 0) bodies.push({ body: Buffer.concat(parts, size), members });
   return bodies;
 }
 
@@ -105,21 +111,21 @@ function classify(item: BulkItemResult | undefined): ItemOutcome {
  * `http.max_content_length`), sends its operations one by one, so only a document too large on its
  * own fails, as its item (permanently: retrying cannot shrink it) and not as the whole write.
  */
-async function sendBodyOrEach(client: Client, body: string, members: readonly BulkOperation[], options: BulkOptions): Promise<(BulkItemResult | undefined)[]> {
+async function sendBodyOrEach(client: Client, body: Buffer, members: readonly BulkOperation[], options: BulkOptions): Promise<(BulkItemResult | undefined)[]> {
   try {
     return await sendBody(client, body, options);
   } catch (error) {
     if (!tooLarge(error)) throw error;
   }
-  if (members.length > 1) options.logger.warn({ items: members.length, bytes: Buffer.byteLength(body) }, "Elasticsearch refused a bulk request as too large (413); sending its documents one by one");
+  if (members.length > 1) options.logger.warn({ items: members.length, bytes: body.length }, "Elasticsearch refused a bulk request as too large (413); sending its documents one by one");
   const items: (BulkItemResult | undefined)[] = [];
   for (const operation of members) {
-    const alone = `${operation.lines.join("\n")}\n`;
+    const alone = operationBytes(operation);
     try {
       items.push(...(await sendBody(client, alone, options)));
     } catch (error) {
       if (!tooLarge(error)) throw error;
-      const bytes = Buffer.byteLength(alone);
+      const bytes = alone.length;
       items.push({
         status: 413,
         error: { type: "request_entity_too_large", reason: `the document's bulk request is ${bytes} bytes, more than Elasticsearch accepts in one request (http.max_content_length)` },
@@ -134,13 +140,14 @@ function tooLarge(error: unknown): boolean {
   return (cause as { meta?: { statusCode?: number } } | null)?.meta?.statusCode === 413;
 }
 
-async function sendBody(client: Client, body: string, options: BulkOptions): Promise<(BulkItemResult | undefined)[]> {
+async function sendBody(client: Client, body: Buffer, options: BulkOptions): Promise<(BulkItemResult | undefined)[]> {
   const response = await retry(
     async () => {
       try {
         return (await client.transport.request(
           // Only what classify() reads: the full per-item response is several times larger to send and parse.
-          { method: "POST", path: "/_bulk", bulkBody: body, querystring: { filter_path: "items.*.status,items.*.error", ...(options.refresh ? { refresh: "true" } : {}) } },
+          // As text: the client copies a failed request's parameters for its error (redaction), which walks a Buffer body byte by byte (a 1 MiB body took far more heap than a sink thread has).
+          { method: "POST", path: "/_bulk", bulkBody: body.toString(), querystring: { filter_path: "items.*.status,items.*.error", ...(options.refresh ? { refresh: "true" } : {}) } },
           { signal: options.signal, maxRetries: 0 },
         )) as { items?: Record<string, BulkItemResult>[] };
       } catch (error) {
