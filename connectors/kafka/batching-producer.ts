@@ -25,6 +25,8 @@ import { withLinearPartitionGrouping } from "./partition-grouping.ts";
 import { pushAll } from "../../runtime/arrays.ts";
 // kafkajs's produce requests are encoded in one pass from here on (before any producer sends).
 import "./produce-encoding.ts";
+// A transaction started while the previous one's markers are written is retried at once, not after kafkajs's metadata refresh and backoff.
+import "./transaction-retry.ts";
 
 /**
  * A record on its way to Kafka: kafkajs's message with its topic and size beside it, one object
@@ -56,14 +58,6 @@ export interface BatchingProducerOptions {
    * see these offsets yet; kafka-log.ts makes its own reads wait until they do.
    */
   readonly onCommitted?: (lastOffsets: readonly WrittenOffset[]) => void;
-  /**
-   * Transactions only: resolves once the markers of the last commit are written (its offsets are
-   * visible). Awaited before the next transaction starts, not before the commit's callers are told
-   * it is durable: the broker refuses a new transaction while it still writes the previous one's
-   * markers (CONCURRENT_TRANSACTIONS, retried after 10 ms and more), and the calls that queue up
-   * meanwhile go out together in the next.
-   */
-  readonly beforeNextTransaction?: (lastOffsets: readonly WrittenOffset[]) => Promise<void>;
 }
 
 export interface WrittenOffset {
@@ -98,8 +92,6 @@ export class BatchingProducer {
   private readonly spaceWaiters: (() => void)[] = [];
   private sending: Promise<void> | undefined;
   private connecting: Promise<void> | undefined;
-  /** The last commit's markers written (beforeNextTransaction), started right after the commit; the next transaction awaits it. */
-  private markersWritten: Promise<void> | undefined;
   /**
    * Sources whose checkpoint went with a write that failed for good: a later checkpoint of theirs
    * would skip the lost records, so it is refused until the caller read the checkpoint again
@@ -239,19 +231,13 @@ export class BatchingProducer {
 
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
-      const markers = this.markersWritten;
-      this.markersWritten = undefined;
-      if (markers) await markers;
+      // The next transaction starts right after a commit, without waiting for its markers (transaction-retry.ts).
       // Units that queued up while the previous send was under way go out together: one transaction, fewer round trips.
       const units = this.queue.slice();
       const merged = mergeUnits(units);
       try {
         const written = await this.deliver(merged);
-        if (written.length > 0) {
-          this.options.onCommitted?.(written);
-          // Checked from now on, not when the next unit comes: on a quiet pipeline it is done by then.
-          this.markersWritten = this.options.beforeNextTransaction?.(written).catch(() => undefined);
-        }
+        if (written.length > 0) this.options.onCommitted?.(written);
         for (const waiter of merged.waiters) waiter.resolve();
       } catch (error) {
         // A later unit must not be written after an earlier one failed for good: its checkpoint would skip the lost records.
