@@ -197,8 +197,11 @@ export interface SourceBatch {
   readonly throughTimeMs?: number;
   /** BEGIN/END boundaries of the transactions in this batch, for the transaction topic (config transaction_metadata). */
   readonly transactions?: readonly TransactionMarker[];
-  /** Acknowledge to the database (e.g. PostgreSQL flush LSN). Call only after the topic log confirmed durability. */
-  ack(): Promise<void>;
+  /**
+   * Acknowledge to the database (e.g. PostgreSQL flush LSN). Call only after the topic log confirmed durability.
+   * A function of its own, called without the batch: capture keeps it, not the batch and its events, until then.
+   */
+  readonly ack: () => Promise<void>;
 }
 
 /**

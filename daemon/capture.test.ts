@@ -388,3 +388,54 @@ test("acknowledged batches are not kept: memory stays bounded over a long stream
   await running;
   assert.ok(kept <= 10, `${kept} of ${refs.length} batches still reachable after they were acknowledged`);
 });
+
+test("a batch's events are let go of once handed to the log, before it is durable; what the statistics need is kept", async () => {
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  let handedOut: WeakRef<object> | undefined;
+  const source = new ScriptedSource([]);
+  let served = false;
+  source.read = async (signal) => {
+    if (!served) {
+      served = true;
+      const events = [event("a", 1n, 10n), event("a", 2n, 10n), { ...event("b", 3n, 20n), op: "u" as const }];
+      handedOut = new WeakRef(events);
+      return { events, checkpoint: { source: "pg", position: { commit: 20n, change: 20n } }, ack: async () => void source.acked.push(20n) };
+    }
+    return new Promise((_resolve, reject) => signal.addEventListener("abort", () => reject(new Error("aborted")), { once: true }));
+  };
+  const log = new GatedLog();
+  const summaries: unknown[] = [];
+  const pipeline = new CapturePipeline({
+    source,
+    log: log as unknown as TopicLog,
+    encoder,
+    logger: silent,
+    parkingTopic: "t.parked",
+    reconnect: { initialMs: 1, maxMs: 1 },
+    stats: { onBatch: (batch) => summaries.push(batch) },
+  });
+  const stop = new AbortController();
+  const running = pipeline.run(stop.signal);
+  await until(() => log.calls.length === 1, "the batch handed over");
+  await settled();
+  gc();
+  const alive = handedOut!.deref() !== undefined;
+  log.calls[0]!.settle();
+  await until(() => source.acked.length === 1, "the batch acknowledged");
+  stop.abort(new Error("stop"));
+  await running;
+  assert.equal(alive, false, "the events were still reachable while their batch waited for durability");
+  assert.deepEqual(summaries, [
+    {
+      counts: [
+        { table: "public.a", op: "c", count: 2 },
+        { table: "public.b", op: "u", count: 1 },
+      ],
+      commitTimesMs: [0],
+      lastCommitMs: 0,
+      latestCommitMs: 0,
+    },
+  ]);
+  assert.equal(pipeline.lastAckedCommitTime(), 0);
+});

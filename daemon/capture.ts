@@ -10,7 +10,9 @@ import { retry } from "../runtime/backoff.ts";
 import type { BackoffPolicy } from "../runtime/backoff.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { RECORD_TOO_LARGE, recordBytes } from "../connectors/topics/spec.ts";
-import { maxOf, pushAll } from "../runtime/arrays.ts";
+import { pushAll } from "../runtime/arrays.ts";
+import { summarizeBatch } from "./batch-counts.ts";
+import type { BatchSummary } from "./batch-counts.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { NOT_HALTED } from "./halted.ts";
 import type { CaptureReleaseReport, HaltAction } from "./halted.ts";
@@ -43,8 +45,11 @@ export interface HaltedTable {
 }
 
 export interface CaptureStats {
-  /** `times`: wall-clock ms when the batch was read from the source (captured) and when it was durable in the topic log. */
-  onBatch?(batch: SourceBatch, records: number, produceSeconds: number, times: { readonly capturedMs: number; readonly durableMs: number }): void;
+  /**
+   * A batch acknowledged, given as its summary (the events are let go of at hand-over to the topic log). `times`: wall-clock
+   * ms when the batch was read from the source (captured) and when it was durable in the topic log.
+   */
+  onBatch?(batch: BatchSummary, records: number, produceSeconds: number, times: { readonly capturedMs: number; readonly durableMs: number }): void;
   onHalt?(table: string, error: SluiceError): void;
   /** An operator released the table (`sluice halted retry|skip --source`); it may halt again at once. */
   onRelease?(table: string): void;
@@ -240,25 +245,32 @@ export class CapturePipeline {
    */
   private publish(batch: SourceBatch, encoded: ProducedRecord[], releases: number, capturedMs: number): Promise<void> {
     const previous = this.acknowledged;
-    // The records are let go of once handed over: this closure lives until the batch is acknowledged.
-    const handOver: { records: ProducedRecord[] | null } = { records: encoded };
+    // The batch's events and records are let go of once handed over (what is left of the batch is
+    // its summary, checkpoint and ack): this closure lives until the batch is acknowledged, and
+    // events held that long were copied by every scavenge meanwhile and promoted.
+    const handOver: { batch: SourceBatch | null; records: ProducedRecord[] | null } = { batch, records: encoded };
+    const { checkpoint, throughTimeMs } = batch;
+    const ack = batch.ack;
     const published = (async () => {
       const issued = await this.exclusive(async () => {
-        const records = releases === this.releases && handOver.records !== null ? handOver.records : await this.encodeBatch(batch);
+        const records = releases === this.releases && handOver.records !== null ? handOver.records : await this.encodeBatch(handOver.batch!);
+        const summary = summarizeBatch(handOver.batch!.events);
         handOver.records = null;
-        const durable = this.options.log.produce(records, batch.checkpoint);
+        handOver.batch = null;
+        const durable = this.options.log.produce(records, checkpoint);
         durable.catch(() => undefined);
         // Wrapped, so the lock is held only while the batch is handed over, not until it is durable.
-        return { durable, records: records.length, started: performance.now() };
+        return { durable, records: records.length, summary, started: performance.now() };
       });
       await issued.durable;
       const durableMs = Date.now();
       const seconds = (performance.now() - issued.started) / 1000;
       await previous;
-      await batch.ack();
-      this.lastCheckpoint = batch.checkpoint;
-      this.lastAckedCommitMs = batch.events.length === 0 ? (batch.throughTimeMs ?? Date.now()) : maxOf(batch.events, (e) => e.source.commitTimeMs);
-      this.options.stats?.onBatch?.(batch, issued.records, seconds, { capturedMs, durableMs });
+      await ack();
+      this.lastCheckpoint = checkpoint;
+      const { summary } = issued;
+      this.lastAckedCommitMs = summary.latestCommitMs ?? throughTimeMs ?? Date.now();
+      this.options.stats?.onBatch?.(summary, issued.records, seconds, { capturedMs, durableMs });
     })();
     published.catch(() => undefined);
     this.acknowledged = published;

@@ -34,7 +34,7 @@ import type { HaltAction } from "./halted.ts";
 import { HttpServer, readBody, sendJson } from "./http-server.ts";
 import type { TlsCredentials } from "./http-server.ts";
 import type { Logger } from "../runtime/logger.ts";
-import { countPerTableAndOp, observeStages, SluiceMetrics } from "./metrics.ts";
+import { observeCommitStages, SluiceMetrics } from "./metrics.ts";
 import { queryHandler } from "./sink-query.ts";
 import { SinkThread } from "./sink-thread.ts";
 import { releaseHeapFlags, reportMemoryPlan } from "./memory-report.ts";
@@ -344,11 +344,10 @@ export class Daemon {
         maxRecordBytes: this.config.topics.max_record_bytes,
         stats: {
           onBatch: (batch, _records, seconds, times) => {
-            for (const { table, op, count } of countPerTableAndOp(batch.events)) this.metrics.changesCaptured.inc({ source: sourceConfig.name, table, op }, count);
+            for (const { table, op, count } of batch.counts) this.metrics.changesCaptured.inc({ source: sourceConfig.name, table, op }, count);
             this.metrics.publishLatency.observe({ source: sourceConfig.name }, seconds);
-            observeStages(this.metrics.captureLatency, { source: sourceConfig.name }, batch.events, { captured: times.capturedMs, durable: times.durableMs });
-            const last = batch.events.at(-1);
-            if (last) this.metrics.lastAckedCommitTime.set({ source: sourceConfig.name }, last.source.commitTimeMs / 1000);
+            observeCommitStages(this.metrics.captureLatency, { source: sourceConfig.name }, batch.commitTimesMs, { captured: times.capturedMs, durable: times.durableMs });
+            if (batch.lastCommitMs !== null) this.metrics.lastAckedCommitTime.set({ source: sourceConfig.name }, batch.lastCommitMs / 1000);
           },
           onHalt: (table, error) => {
             if (error.code.startsWith("SCHEMA_")) this.metrics.schemaChangesRejected.inc({ source: sourceConfig.name, table });

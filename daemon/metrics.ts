@@ -4,62 +4,18 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ChangeEvent } from "../connectors/contracts.ts";
-import { tableName } from "../connectors/contracts.ts";
+import { commitTimesOf } from "./batch-counts.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
 
-/** Changes per table and op, so a counter takes one labelled increment per pair: one per change is a measurable cost at tens of thousands a second. */
-export function countPerTableAndOp(events: readonly ChangeEvent[]): { table: string; op: string; count: number }[] {
-  const counts = new Map<string, { table: string; op: string; count: number }>();
-  // A batch's changes come in runs of one table (one schema object): its name is built once a run.
-  // Its entry is looked up once a run of one table and op, not once a change (a key string per change was garbage).
-  let schema: ChangeEvent["schema"] | undefined;
-  let table = "";
-  let op = "";
-  let entry: { table: string; op: string; count: number } | undefined;
-  // Indexed: once a batch, a for-of allocated an iterator result per change (runtime/arrays.ts).
-  for (let e = 0; e < events.length; e++) {
-    const event = events[e]!;
-    if (event.schema !== schema || event.op !== op || entry === undefined) {
-      if (event.schema !== schema) {
-        schema = event.schema;
-        table = tableName(schema);
-      }
-      op = event.op;
-      const key = `${table}\u0000${op}`;
-      entry = counts.get(key);
-      if (entry === undefined) counts.set(key, (entry = { table, op, count: 0 }));
-    }
-    entry.count++;
-  }
-  return [...counts.values()];
-}
-
-/** At most this many commit times per batch feed the latency histograms: the cost per batch stays bounded when transactions are tiny. */
-const MAX_LATENCY_SAMPLES = 64;
-
-/**
- * The commit times (ms) of the transactions in a batch, one per run of equal commit times
- * (a transaction's changes share one), evenly sampled down to MAX_LATENCY_SAMPLES; snapshot
- * reads are left out (their commit time is when the snapshot began, not a commit).
- */
-export function commitTimesOf(events: readonly ChangeEvent[]): number[] {
-  const times: number[] = [];
-  let previous = Number.NaN;
-  for (let e = 0; e < events.length; e++) {
-    const event = events[e]!;
-    const at = event.source.commitTimeMs;
-    if (at === previous || event.source.snapshot) continue;
-    times.push(at);
-    previous = at;
-  }
-  if (times.length <= MAX_LATENCY_SAMPLES) return times;
-  const step = times.length / MAX_LATENCY_SAMPLES;
-  return Array.from({ length: MAX_LATENCY_SAMPLES }, (_, i) => times[Math.floor(i * step)]!);
-}
+export { commitTimesOf, countPerTableAndOp } from "./batch-counts.ts";
 
 /** For each transaction of `events` (commitTimesOf) and each stage: the time from its commit to the stage's wall-clock time (ms). */
 export function observeStages<L extends string>(histogram: Histogram<L>, labels: Partial<Record<L, string>>, events: readonly ChangeEvent[], stages: Readonly<Record<string, number>>): void {
-  const commits = commitTimesOf(events);
+  observeCommitStages(histogram, labels, commitTimesOf(events), stages);
+}
+
+/** observeStages of commit times already taken from the events (commitTimesOf). */
+export function observeCommitStages<L extends string>(histogram: Histogram<L>, labels: Partial<Record<L, string>>, commits: readonly number[], stages: Readonly<Record<string, number>>): void {
   if (commits.length === 0) return;
   for (const [stage, atMs] of Object.entries(stages)) {
     const stageLabels = { ...labels, stage } as Partial<Record<L, string>>;

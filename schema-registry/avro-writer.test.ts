@@ -28,3 +28,16 @@ test("longs near ±2^53 keep their sign and every bit (2|n|+1 is beyond what a d
     }
   }
 });
+
+test("writeDigits writes a safe integer's decimal digits as String() does, growing the buffer when needed", () => {
+  const values = [0, 1, 9, 10, 99, 100, 12_345, 2 ** 31, 2 ** 32 + 7, 999_999_999_999_999, 10 ** 15, Number.MAX_SAFE_INTEGER];
+  const out = new AvroOutput(1);
+  for (const n of values) {
+    out.reset();
+    out.writeDigits(n);
+    assert.equal(out.take().toString("latin1"), String(n));
+  }
+  out.reset();
+  for (const n of values) out.writeDigits(n);
+  assert.equal(out.take().toString("latin1"), values.map(String).join(""));
+});

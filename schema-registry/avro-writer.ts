@@ -165,6 +165,42 @@ export class AvroOutput {
     this.pos = end;
   }
 
+  /** The decimal digits of a non-negative safe integer, as ASCII, without a string (callers check the range). */
+  writeDigits(n: number): void {
+    if (n >= 1e9) {
+      // Nine digits at a time in int32 arithmetic.
+      const high = Math.floor(n / 1e9);
+      this.writeDigits(high);
+      this.writeNineDigits(n - high * 1e9);
+      return;
+    }
+    const count = digitCount(n);
+    this.ensure(count);
+    const buf = this.buf;
+    let pos = this.pos + count;
+    this.pos = pos;
+    let m = n | 0;
+    do {
+      const next = (m / 10) | 0;
+      buf[--pos] = 48 + m - next * 10;
+      m = next;
+    } while (m > 0);
+  }
+
+  /** Exactly nine digits of 0 <= n < 1e9, zero-padded. */
+  private writeNineDigits(n: number): void {
+    this.ensure(9);
+    const buf = this.buf;
+    let pos = this.pos + 9;
+    this.pos = pos;
+    let m = n | 0;
+    for (let i = 0; i < 9; i++) {
+      const next = (m / 10) | 0;
+      buf[--pos] = 48 + m - next * 10;
+      m = next;
+    }
+  }
+
   writeBytes(value: Uint8Array): void {
     this.writeLong(value.length);
     this.writeFixed(value);
@@ -392,6 +428,16 @@ export class AvroWriterCompiler {
 }
 
 export class UnsupportedSchemaError extends Error {}
+
+/** How many decimal digits a non-negative safe integer has. */
+export function digitCount(n: number): number {
+  let count = 1;
+  while (n >= 1e9) {
+    n = Math.floor(n / 1e9);
+    count += 9;
+  }
+  return n < 1e4 ? (n < 10 ? count : n < 100 ? count + 1 : n < 1e3 ? count + 2 : count + 3) : n < 1e6 ? (n < 1e5 ? count + 4 : count + 5) : n < 1e7 ? count + 6 : n < 1e8 ? count + 7 : count + 8;
+}
 
 /** An object that is neither an array nor bytes (what avsc takes for records and maps in a union). */
 function isPlainObject(value: unknown): value is object {

@@ -142,7 +142,7 @@ function postgresTxId(text: string | null): bigint | null {
 let lastSequenceCommit = { commit: -1n, prefix: "" };
 
 /** JSON of the two positions' digit strings, ["<commit>","<change>"] (nothing in them needs escaping). */
-function sequenceOf(position: Position): string {
+export function sequenceOf(position: Position): string {
   if (position.commit !== lastSequenceCommit.commit) lastSequenceCommit = { commit: position.commit, prefix: `["${position.commit.toString()}","` };
   return `${lastSequenceCommit.prefix}${position.change.toString()}"]`;
 }

@@ -106,6 +106,16 @@ describe("the fast encoding path", () => {
     for (const [name, change] of cases) assertFastPathAgrees(encoder, change, PROCESSED, name);
   });
 
+  it("writes the sequence of any position as the general path does (digits written one by one up to 2^53, the text beyond)", async () => {
+    const encoder = await encoderFor(ITEMS);
+    const edges = [0n, 1n, 9n, 10n, 99n, 100n, 0x1_6b37_4d000n, 999_999_999_999_999n, 1_000_000_000_000_000n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 53n + 1n, 2n ** 63n - 2n];
+    for (const commit of edges) {
+      for (const change of [commit, commit + 1n, 7n, 2n ** 53n - 1n, 2n ** 63n - 1n]) {
+        assertFastPathAgrees(encoder, event("c", null, row(1), ITEMS, pgSource({ position: { commit, change } })), PROCESSED, `commit ${commit}, change ${change}`);
+      }
+    }
+  });
+
   it("writes the transaction block and the processing time as the general path does", async () => {
     const encoder = await encoderFor(ITEMS);
     const change = event("c", null, row(1));

@@ -9,10 +9,10 @@
  * throws, and ChangeEventEncoder then takes the general path, whose result or error stands.
  */
 import type { Type } from "avsc";
-import type { ChangeEvent, Row } from "../connectors/contracts.ts";
-import { AvroOutput, AvroWriteError, AvroWriterCompiler, UnsupportedSchemaError } from "./avro-writer.ts";
+import type { ChangeEvent, Row, SourceInfo } from "../connectors/contracts.ts";
+import { AvroOutput, AvroWriteError, AvroWriterCompiler, digitCount, UnsupportedSchemaError } from "./avro-writer.ts";
 import type { AvroWriter, FieldWriter } from "./avro-writer.ts";
-import { POSTGRES_SOURCE_FIELDS, sideJson, sourceBlock, SPECIAL_HEADER, UNCHANGED_HEADER, withUnchangedFromBefore } from "./envelope-codec.ts";
+import { POSTGRES_SOURCE_FIELDS, sequenceOf, sideJson, sourceBlock, SPECIAL_HEADER, UNCHANGED_HEADER, withUnchangedFromBefore } from "./envelope-codec.ts";
 import type { EnvelopeExtras, RecordHeaders } from "./envelope-codec.ts";
 import type { RowCodec, RowSide } from "./row-codec.ts";
 import type { TableAvroMapping } from "./table-mapping.ts";
@@ -137,6 +137,13 @@ export class FastEventEncoder {
     if (fields.length !== POSTGRES_SOURCE_FIELDS.length || fields.some((field, i) => field.name !== POSTGRES_SOURCE_FIELDS[i]![0])) return general;
     const writers = fields.map((field) => field.write);
     const values = POSTGRES_SOURCE_FIELDS.map(([, value]) => value);
+    // The sequence text is written from the position, without a string per change, when the field is a nullable string.
+    const sequence = POSTGRES_SOURCE_FIELDS.findIndex(([name]) => name === "sequence");
+    const stringBranch = nullableStringBranch((sourceType as unknown as { fields: readonly { type: Type }[] }).fields[sequence]!.type);
+    if (stringBranch !== undefined) {
+      writers[sequence] = (out, info) => writeSequence(out, stringBranch, info as SourceInfo);
+      values[sequence] = (info) => info;
+    }
     const count = writers.length;
     return (out, c) => {
       const info = c.event.source;
@@ -209,6 +216,39 @@ export class FastEventEncoder {
     return out.take();
   }
 }
+
+/** The branch index of `string` in a union of null and string (how the source block's optional strings are declared), or undefined for any other type. */
+function nullableStringBranch(type: Type): number | undefined {
+  const branches = (type as unknown as { typeName: string; types?: readonly Type[] }).types;
+  if ((type as unknown as { typeName: string }).typeName !== "union:unwrapped" || branches?.length !== 2) return undefined;
+  const names = branches.map((branch) => (branch as unknown as { typeName: string }).typeName);
+  const index = names.indexOf("string");
+  return index !== -1 && names.includes("null") ? index : undefined;
+}
+
+const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** The `sequence` field as sequenceOf's text, `["<commit>","<change>"]`, written digit by digit (positions beyond 2^53 through the text). */
+function writeSequence(out: AvroOutput, stringBranch: number, info: SourceInfo): void {
+  out.writeLong(stringBranch);
+  const { commit, change } = info.position;
+  if (commit < 0n || change < 0n || commit > MAX_SAFE_BIG || change > MAX_SAFE_BIG) {
+    out.writeString(sequenceOf(info.position));
+    return;
+  }
+  // A transaction's changes share the commit's part, `["<commit>","`.
+  if (commit !== lastCommit.commit) lastCommit = { commit, prefix: Buffer.from(`["${commit.toString()}","`, "latin1") };
+  const n = Number(change);
+  const length = lastCommit.prefix.length + digitCount(n) + 2;
+  out.writeLong(length);
+  out.writeFixed(lastCommit.prefix);
+  out.writeDigits(n);
+  out.ensure(2);
+  out.buf[out.pos++] = 0x22; // "
+  out.buf[out.pos++] = 0x5d; // ]
+}
+
+let lastCommit = { commit: -1n, prefix: Buffer.alloc(0) };
 
 /** Magic byte and big-endian schema id (wire-format.ts). */
 function framingHeader(schemaId: number): Buffer {
