@@ -15,18 +15,22 @@ class ScriptedKafka {
   /** Errors the next sendBatch calls throw, in order. */
   readonly failures: Error[] = [];
   producers = 0;
+  /** Transactions committed. */
+  commits = 0;
 
   producer() {
     this.producers++;
+    const sendBatch = async (batch: ProducerBatch) => {
+      const failure = this.failures.shift();
+      if (failure) throw failure;
+      this.batches.push(batch);
+      return [];
+    };
     return {
       connect: async () => undefined,
       disconnect: async () => undefined,
-      sendBatch: async (batch: ProducerBatch) => {
-        const failure = this.failures.shift();
-        if (failure) throw failure;
-        this.batches.push(batch);
-        return [];
-      },
+      sendBatch,
+      transaction: async () => ({ sendBatch, commit: async () => void this.commits++, abort: async () => undefined }),
     };
   }
 }
@@ -82,6 +86,28 @@ test("a unit larger than batch_bytes is split into requests of at most batch_byt
   await producer.send(Array.from({ length: 25 }, (_, i) => message("t", String(i))));
   assert.deepEqual(kafka.batches.map((b) => b.topicMessages![0]!.messages.length), [10, 10, 5]);
   assert.deepEqual(values(kafka), Array.from({ length: 25 }, (_, i) => `t:${i}`));
+  await producer.close();
+});
+
+test("a request holds up to batch_bytes per partition, and up to four times batch_bytes in all", async () => {
+  const kafka = new ScriptedKafka();
+  const { producer } = producerWith(kafka);
+  // 100-byte messages, batch_bytes 1000: ten per partition and request, forty per request.
+  await producer.send(Array.from({ length: 60 }, (_, i) => message("t", String(i), i % 3)));
+  assert.deepEqual(kafka.batches.map((b) => b.topicMessages![0]!.messages.length), [30, 30], "three partitions: ten of each per request");
+  kafka.batches.length = 0;
+  await producer.send(Array.from({ length: 60 }, (_, i) => message("t", String(i), i % 6)));
+  assert.deepEqual(kafka.batches.map((b) => b.topicMessages![0]!.messages.length), [40, 20], "six partitions: the request's own bound");
+  assert.deepEqual(values(kafka).sort(), Array.from({ length: 60 }, (_, i) => `t:${i}`).sort(), "every message once");
+  await producer.close();
+});
+
+test("with transactions, the checkpoint goes in the transaction's first request", async () => {
+  const kafka = new ScriptedKafka();
+  const { producer } = producerWith(kafka, { transactionalId: "tx" });
+  await producer.send(Array.from({ length: 25 }, (_, i) => message("t", String(i))), { source: "s", message: message("cp", "1") });
+  assert.deepEqual(kafka.batches.map((b) => b.topicMessages!.map((t) => `${t.topic}:${t.messages.length}`)), [["t:10", "cp:1"], ["t:10"], ["t:5"]]);
+  assert.equal(kafka.commits, 2, "the connect's empty transaction, then the unit's");
   await producer.close();
 });
 

@@ -295,8 +295,10 @@ export class BatchingProducer {
     const written = new Map<string, WrittenOffset>();
     const transaction = await producer.transaction();
     try {
+      // With the first request: the transaction's partitions are all added in one AddPartitionsToTxn
+      // (kafkajs adds a request's new partitions before sending it), not the checkpoint's later in a round trip of its own.
       if (chunks.length === 0) chunks.push([]);
-      pushAll(chunks[chunks.length - 1]!, checkpoints);
+      pushAll(chunks[0]!, checkpoints);
       for (const chunk of chunks) {
         if (chunk.length === 0) continue;
         const counts = countPerPartition(chunk);
@@ -343,19 +345,43 @@ function mergeUnits(units: readonly Unit[]): Unit {
   return merged;
 }
 
+/** A produce request holds at most this many times batch_bytes in all (each partition's batch at most batch_bytes). */
+export const REQUEST_BATCHES = 4;
+
+/**
+ * The unit's produce requests, in order: each partition's record batch in a request is at most
+ * `batchBytes` (the size Kafka limits, max.message.bytes, is per batch), and a request at most
+ * REQUEST_BATCHES × `batchBytes`. Requests of a transaction go one after another (a round trip
+ * each): bounding the whole request by `batchBytes` instead sent a unit spread over three
+ * partitions in three requests, and its tail often in a request of its own.
+ */
 function chunkMessages(messages: readonly OutgoingMessage[], batchBytes: number): OutgoingMessage[][] {
   const chunks: OutgoingMessage[][] = [];
   let current: OutgoingMessage[] = [];
   let bytes = 0;
+  // Bytes per partition in the current request, in arrays per topic (no key string per message).
+  let perTopic = new Map<string, number[]>();
+  let topic: string | undefined;
+  let partitionBytes: number[] = [];
   for (let m = 0; m < messages.length; m++) {
     const message = messages[m]!;
-    if (current.length > 0 && bytes + message.size > batchBytes) {
+    const { partition, size } = message;
+    const inPartition = (message.topic === topic ? partitionBytes[partition] : perTopic.get(message.topic)?.[partition]) ?? 0;
+    if (current.length > 0 && (inPartition + size > batchBytes || bytes + size > REQUEST_BATCHES * batchBytes)) {
       chunks.push(current);
       current = [];
       bytes = 0;
+      perTopic = new Map();
+      topic = undefined;
+    }
+    if (message.topic !== topic) {
+      topic = message.topic;
+      partitionBytes = perTopic.get(topic) ?? [];
+      perTopic.set(topic, partitionBytes);
     }
     current.push(message);
-    bytes += message.size;
+    bytes += size;
+    partitionBytes[partition] = (partitionBytes[partition] ?? 0) + size;
   }
   if (current.length > 0) chunks.push(current);
   return chunks;
