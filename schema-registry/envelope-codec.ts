@@ -275,8 +275,23 @@ function binlogOf(source: AvroRecordValue): BinlogCoordinates {
   };
 }
 
-/** `["<commit>","<change>"]` as sourceBlock writes it: read without JSON.parse (once per change a sink reads). */
-const PLAIN_SEQUENCE = /^\["(\d+)","(\d+)"\]$/;
+/**
+ * Where `","` is in `["<commit>","<change>"]` as sourceBlock writes it (digits only, each at least
+ * one), or -1 for any other text: read without JSON.parse or a regular expression (once per change a sink reads).
+ */
+function plainSequenceComma(sequence: string): number {
+  const end = sequence.length - 2;
+  if (end < 7 || sequence.charCodeAt(0) !== 91 || sequence.charCodeAt(1) !== 34 || sequence.charCodeAt(end) !== 34 || sequence.charCodeAt(end + 1) !== 93) return -1;
+  let comma = -1;
+  for (let i = 2; i < end; i++) {
+    const code = sequence.charCodeAt(i);
+    if (code >= 48 && code <= 57) continue;
+    if (comma !== -1 || code !== 34 || sequence.charCodeAt(i + 1) !== 44 || sequence.charCodeAt(i + 2) !== 34) return -1;
+    comma = i;
+    i += 2;
+  }
+  return comma > 2 && comma + 3 < end ? comma : -1;
+}
 
 /**
  * The last value of a text every change of a table or transaction repeats, handed out again for
@@ -303,10 +318,16 @@ let lastCommit = { text: "", value: 0n };
 
 function positionOf(source: AvroRecordValue): Position {
   if (typeof source.sequence === "string") {
-    const plain = PLAIN_SEQUENCE.exec(source.sequence);
-    if (plain !== null) {
-      if (plain[1] !== lastCommit.text) lastCommit = { text: plain[1]!, value: BigInt(plain[1]!) };
-      return { commit: lastCommit.value, change: BigInt(plain[2]!) };
+    const sequence = source.sequence;
+    // `["<commit>","<change>"]` read by character (the regular expression's match made five strings a change); the commit's text only when it changed.
+    const comma = plainSequenceComma(sequence);
+    if (comma > 0) {
+      const commitLength = comma - 2;
+      if (commitLength !== lastCommit.text.length || !sequence.startsWith(lastCommit.text, 2)) {
+        const text = sequence.slice(2, comma);
+        lastCommit = { text, value: BigInt(text) };
+      }
+      return { commit: lastCommit.value, change: BigInt(sequence.slice(comma + 3, sequence.length - 2)) };
     }
     try {
       const [commit, change] = JSON.parse(source.sequence) as [string, string];

@@ -21,7 +21,7 @@ import { AvroValueError } from "./schema-errors.ts";
 import { tableSchemaFromAvro } from "./table-from-avro.ts";
 import { mapTable } from "./table-mapping.ts";
 import type { TableAvroMapping, TableMappingOptions } from "./table-mapping.ts";
-import { encodeFramed, unframe } from "./wire-format.ts";
+import { encodeFramed, schemaIdOf } from "./wire-format.ts";
 import { FastEventEncoder } from "./envelope-writer.ts";
 
 export interface EncodedEvent {
@@ -177,7 +177,7 @@ export class ChangeEventDecoder {
   async decode(key: Uint8Array | null, value: Uint8Array | null, headers?: Readonly<Record<string, Uint8Array>>): Promise<ChangeEvent | null> {
     const envelope = value ?? headers?.[TRUNCATE_HEADER] ?? null;
     if (envelope === null) return null;
-    const schemaId = unframe(envelope).schemaId;
+    const schemaId = schemaIdOf(envelope);
     // Without a promise per record once the schemas are here (they are, but for a table's first records).
     const { mapping, reader } = this.plans.get(schemaId) ?? (await this.mappingFor(schemaId));
     const { value: record } = this.framed.decodeNow(envelope, reader ?? undefined) ?? (await this.framed.decode(envelope, reader ?? undefined));

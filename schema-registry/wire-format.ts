@@ -22,6 +22,13 @@ export function unframe(message: Uint8Array): { schemaId: number; payload: Buffe
   return { schemaId: buffer.readUInt32BE(1), payload: buffer.subarray(HEADER_LENGTH) };
 }
 
+/** The schema id of a framed message, checked as unframe does, without a view of its payload. */
+export function schemaIdOf(message: Uint8Array): number {
+  if (message.length < HEADER_LENGTH) throw new AvroValueError(`message of ${message.length} bytes is too short for the schema-id header`);
+  if (message[0] !== MAGIC_BYTE) throw new AvroValueError(`message starts with byte ${message[0]}, not the magic byte ${MAGIC_BYTE}`);
+  return ((message[1]! << 24) >>> 0) + (message[2]! << 16) + (message[3]! << 8) + message[4]!;
+}
+
 let scratch = Buffer.allocUnsafe(64 * 1024);
 
 /** Encodes a value with its schema id in one pass (no intermediate payload buffer). */
