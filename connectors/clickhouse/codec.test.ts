@@ -253,6 +253,26 @@ describe("RowBinaryWriter and RowBinaryReader", () => {
     }
   });
 
+  test("64-bit integers are Buffer's bytes at their bounds and across chunks; out of range throws Buffer's RangeError", () => {
+    const writer = new RowBinaryWriter();
+    const signed = [0n, 1n, -1n, 2n ** 63n - 1n, -(2n ** 63n), 1_700_000_000_123_456n, -(2n ** 40n) - 7n];
+    const unsigned = [0n, 1n, 2n ** 64n - 1n, 2n ** 63n, 18_000_000_000_000_000_000n];
+    for (let i = 0; i < 20_000; i++) {
+      const s = signed[i % signed.length]! * (i % 3 === 0 ? 1n : -1n) / (i % 5 === 0 ? 3n : 1n);
+      const u = unsigned[i % unsigned.length]!;
+      writer.int64(BigInt.asIntN(64, s));
+      writer.uint64(u);
+      const expected = Buffer.alloc(16);
+      expected.writeBigInt64LE(BigInt.asIntN(64, s), 0);
+      expected.writeBigUInt64LE(u, 8);
+      assert.deepEqual(writer.endRow(), expected, String(i));
+    }
+    assert.throws(() => writer.int64(2n ** 63n), RangeError);
+    assert.throws(() => writer.int64(-(2n ** 63n) - 1n), RangeError);
+    assert.throws(() => writer.uint64(-1n), RangeError);
+    assert.throws(() => writer.uint64(2n ** 64n), RangeError);
+  });
+
   test("rows stay intact across chunks, rows larger than a chunk included; a dropped row leaves nothing", () => {
     const writer = new RowBinaryWriter();
     const rows: [Buffer, string][] = [];

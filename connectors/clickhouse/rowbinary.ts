@@ -15,8 +15,14 @@ const TWO_32 = 2 ** 32;
  * that runs out moves the row begun so far into a new, large enough one. Views stay valid after
  * later rows.
  */
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+const UINT64_MAX = 2n ** 64n - 1n;
+
 export class RowBinaryWriter {
   #chunk = Buffer.allocUnsafe(FIRST_CHUNK_BYTES);
+  /** The chunk as a DataView: its 64-bit writes make no BigInt on the way (Buffer's writeBigInt64LE makes several per value). */
+  #view = viewOf(this.#chunk);
   #start = 0;
   #pos = 0;
 
@@ -73,12 +79,17 @@ export class RowBinaryWriter {
 
   int64(value: bigint): void {
     this.#room(8);
-    this.#pos = this.#chunk.writeBigInt64LE(value, this.#pos);
+    // Out of range: Buffer's write throws its RangeError, as before.
+    if (!(value >= INT64_MIN && value <= INT64_MAX)) this.#chunk.writeBigInt64LE(value, this.#pos);
+    this.#view.setBigInt64(this.#pos, value, true);
+    this.#pos += 8;
   }
 
   uint64(value: bigint): void {
     this.#room(8);
-    this.#pos = this.#chunk.writeBigUInt64LE(value, this.#pos);
+    if (!(value >= 0n && value <= UINT64_MAX)) this.#chunk.writeBigUInt64LE(value, this.#pos);
+    this.#view.setBigUint64(this.#pos, value, true);
+    this.#pos += 8;
   }
 
   /** Two's complement over 128 bits (Decimal128); the caller checks the range. */
@@ -136,9 +147,14 @@ export class RowBinaryWriter {
     const next = Buffer.allocUnsafe(Math.max(Math.min(2 * this.#chunk.length, MAX_CHUNK_BYTES), 2 * (begun.length + bytes)));
     begun.copy(next);
     this.#chunk = next;
+    this.#view = viewOf(next);
     this.#pos = begun.length;
     this.#start = 0;
   }
+}
+
+function viewOf(chunk: Buffer): DataView {
+  return new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
 }
 
 /** Reads RowBinary output; every read checks that the bytes are there. */
