@@ -282,6 +282,20 @@ export function personalDecryptor(config: SluiceConfig, log: TopicLog): Personal
   return config.sources.some((s) => personalTables(s).size > 0) ? new PersonalDataDecryptor(config, lazyKeyStore(config, log, { create: true })) : null;
 }
 
+/**
+ * Starts loading the modules these sources need (createSource's, and the PostgreSQL slot takeover's)
+ * without waiting for them: called while a start waits on the broker for the capture lease, so the
+ * first term does not load them on its way to the first record. A module that fails to load fails
+ * again where it is used.
+ */
+export function preloadSources(sources: readonly SourceConfig[]): void {
+  const kinds = new Set(sources.map((s) => s.kind));
+  const loads: Promise<unknown>[] = [];
+  if (kinds.has("postgres")) loads.push(import("../connectors/postgres/source.ts"), import("./slot-takeover.ts"));
+  if (kinds.has("mysql")) loads.push(import("../connectors/mysql/index.ts"), import("../connectors/mysql/schema/schema-history.ts"));
+  for (const load of loads) load.catch(() => undefined);
+}
+
 export async function createSource(config: SourceConfig, logger: Logger, hooks: SourceHooks): Promise<Source> {
   switch (config.kind) {
     case "postgres": {

@@ -18,7 +18,7 @@ import type { ApiTokens } from "./admin-auth.ts";
 import { retry } from "../runtime/backoff.ts";
 import { durationFromEnv } from "../runtime/env-duration.ts";
 import { CapturePipeline } from "./capture.ts";
-import { captureEncoder, createSource, dataTopicPrefix, dataTopicSpec, internalTopicSpec, openRegistry, parkingTopic, sinkGroupName, sinkTopics, sourceStateDir } from "./components.ts";
+import { captureEncoder, createSource, dataTopicPrefix, dataTopicSpec, internalTopicSpec, openRegistry, parkingTopic, preloadSources, sinkGroupName, sinkTopics, sourceStateDir } from "./components.ts";
 import { reportUncompactedTopics } from "./topic-policy.ts";
 import { haltedHandler } from "./halted-admin.ts";
 import { withOutbox } from "./outbox-router.ts";
@@ -173,6 +173,8 @@ export class Daemon {
   private readonly dataChecks = new Map<string, DataChecks>();
   /** With Kafka: capture runs under the capture lease (leader or standby). */
   private leadership: CaptureLeadership | null = null;
+  /** Parking topics being created while the start waits for the capture lease, by name. */
+  private readonly parkingCreated = new Map<string, Promise<void>>();
   private leading: Promise<void> = Promise.resolve();
   /** Whether the leadership runs its terms (its candidacy starts earlier, as soon as the topic log is open). */
   private leadershipRunning = false;
@@ -252,11 +254,24 @@ export class Daemon {
     if (capturing && isKafkaLog(this.log)) {
       this.leadership = this.captureLeadership(this.log);
       this.leadership.join();
+      // Meanwhile, what the first term needs on its way to the first record: the sources' modules and their parking topics.
+      const captured = this.config.sources.filter((s) => this.selection.sources.includes(s.name));
+      preloadSources(captured);
+      const log = this.log;
+      for (const source of captured) {
+        const parking = parkingTopic(this.config, source);
+        // A failure here is met again, and waited out, where capture creates it.
+        this.parkingCreated.set(parking, log.createTopic(internalTopicSpec(parking, this.config)).catch(() => undefined));
+      }
     }
     const { registry, local } = await openRegistry(this.config, this.log);
-    await reportUncompactedTopics(this.log, this.config, registry, this.logger).catch((error: unknown) =>
-      this.logger.warn({ err: error instanceof SluiceError ? error.toLog() : String(error) }, "could not check the data topics' cleanup policy; checking again at the next start"),
-    );
+    const uncompacted = reportUncompactedTopics(this.log, this.config, registry, this.logger).catch((error: unknown) => {
+      this.logger.warn({ err: error instanceof SluiceError ? error.toLog() : String(error) }, "could not check the data topics' cleanup policy; checking again at the next start");
+      return [];
+    });
+    // The embedded log switches such a topic to compaction in place, before capture writes to it; with Kafka the check
+    // only warns (topicNames and two requests per data topic), so capture does not wait for it.
+    if (!isKafkaLog(this.log)) await uncompacted;
     if (local) {
       const settings = this.config.schema_registry;
       const prefix = settings.kind === "builtin" ? settings.path : "/registry";
@@ -279,6 +294,8 @@ export class Daemon {
       { deployment: this.config.name, instance: this.instanceId, roles: this.selection.roles, http: `${address.address}:${address.port}`, topics: this.config.topics.kind, sources: this.selection.sources, sinks: this.selection.sinks },
       "sluice started",
     );
+    // Started (ready) meanwhile: the check only warns.
+    await uncompacted;
     return { host: address.address, port: address.port };
   }
 
@@ -305,6 +322,7 @@ export class Daemon {
       });
       const parking = parkingTopic(this.config, sourceConfig);
       const topicLog = this.log;
+      await this.parkingCreated.get(parking);
       await this.untilAvailable("creating the parking topic", () => topicLog.createTopic(internalTopicSpec(parking, this.config)));
       const transactionTopic = sourceConfig.transaction_metadata ? `${dataTopicPrefix(this.config.name, sourceConfig.name)}.transaction` : undefined;
       if (transactionTopic) await this.untilAvailable("creating the transaction topic", () => topicLog.createTopic(dataTopicSpec(this.config, transactionTopic, { keyed: false })));
