@@ -125,6 +125,26 @@ describe("exact values", () => {
     assert.equal(formatDuration(-3_020_399_000_000), "-838:59:59.000000");
     assert.equal(uuidText("6F1C8E366B4E4D2E9E3E0C1C8D8C8C8C"), "6f1c8e36-6b4e-4d2e-9e3e-0c1c8d8c8c8c");
   });
+  test("timestamps in and beyond the range read as doubles are the calendar's text, and a repeated day is its own", () => {
+    const iso = (micros: bigint, separator: string) => {
+      const ms = micros / 1000n - (micros % 1000n < 0n ? 1n : 0n);
+      const fraction = ((micros % 1_000_000n) + 1_000_000n) % 1_000_000n;
+      return `${new Date(Number(ms)).toISOString().slice(0, 19).replace("T", separator)}.${String(fraction).padStart(6, "0")}`;
+    };
+    const values = [0n, 1n, -1n, 86_400_000_000n, 86_399_999_999n, -86_400_000_000n, -86_400_000_001n, 2n ** 53n - 1n, -(2n ** 53n) + 1n, 2n ** 53n, -(2n ** 53n), 2n ** 53n + 1n, -(2n ** 53n) - 1n, 253_402_300_799_999_999n, -62_135_596_800_000_000n];
+    let seed = 3;
+    const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31);
+    for (let i = 0; i < 5000; i++) {
+      const micros = BigInt(random()) * BigInt(random() % 4_000_000) * (i % 2 === 0 ? 1n : -1n);
+      values.push(micros, micros + 1n, micros - (micros % 86_400_000_000n), micros - (micros % 86_400_000_000n) - 1n);
+    }
+    for (const micros of values) {
+      assert.equal(formatTimestamp(micros), iso(micros, "T"), String(micros));
+      assert.equal(formatTimestamp(micros, " "), iso(micros, " "), String(micros));
+    }
+    assert.throws(() => formatTimestamp(-62_135_596_800_000_001n), /outside 0001-01-01/);
+    assert.throws(() => formatTimestamp(2n ** 63n - 1n), /infinity/);
+  });
   test("UNCHANGED is never a value", () => {
     assert.throws(() => formatDate(UNCHANGED));
   });

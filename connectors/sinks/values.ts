@@ -164,9 +164,31 @@ export function formatDate(value: ColumnValue): string {
   return `${String(year).padStart(4, "0")}-${pad2(month)}-${pad2(day)}`;
 }
 
+const SAFE_MICROS = BigInt(Number.MAX_SAFE_INTEGER);
+const MICROS_PER_DAY_NUMBER = 86_400_000_000;
+/** The day formatTimestamp formatted last, and its text: a batch's timestamps mostly share a day. */
+let lastDay = { days: Number.NaN, text: "" };
+
 /** "YYYY-MM-DD HH:MM:SS.ffffff" (`separator` " " or "T") for microseconds since the epoch. */
 export function formatTimestamp(value: ColumnValue, separator: " " | "T" = "T"): string {
   const micros = toBigInt(value);
+  // Within ±2^53 µs (years 1685..2255) in doubles, exactly: no BigInt per division (a sink formats one per timestamp value).
+  if (micros > -SAFE_MICROS && micros < SAFE_MICROS) {
+    const n = Number(micros);
+    let days = Math.floor(n / MICROS_PER_DAY_NUMBER);
+    let rest = n - days * MICROS_PER_DAY_NUMBER;
+    if (rest < 0) {
+      days -= 1;
+      rest += MICROS_PER_DAY_NUMBER;
+    } else if (rest >= MICROS_PER_DAY_NUMBER) {
+      days += 1;
+      rest -= MICROS_PER_DAY_NUMBER;
+    }
+    if (days !== lastDay.days) lastDay = { days, text: formatDate(days) };
+    const fraction = rest % 1_000_000;
+    const seconds = (rest - fraction) / 1_000_000;
+    return `${lastDay.text}${separator}${pad2(Math.floor(seconds / 3600))}:${pad2(Math.floor(seconds / 60) % 60)}:${pad2(seconds % 60)}.${String(fraction).padStart(6, "0")}`;
+  }
   const infinity = infinityOf(micros, "timestamp");
   if (infinity !== null) throw new ValueRejected(`timestamp ${infinity} (PostgreSQL) has no equivalent here: timestamps must lie within 0001-01-01..9999-12-31`);
   const days = floorDiv(micros, MICROS_PER_DAY);
