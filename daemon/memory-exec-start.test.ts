@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { heapFlagsForRun } from "./memory-exec.ts";
-import { REEXEC_MARK, reexecForRun, REMEMBERED_MARK } from "./memory-exec-start.ts";
+import { REEXEC_MARK, reexecForRun, REMEMBERED_MARK, shapeOf } from "./memory-exec-start.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-memory-exec-start-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -34,14 +34,31 @@ describe("sluice run's first process and the flags of earlier starts", () => {
     assert.equal(next?.env[REMEMBERED_MARK], "1");
   });
 
-  test("a start with another command line starts with the latest start's flags, to be checked", async () => {
+  test("a start with another command line starts with the flags of the last start of a config of the same shape, to be checked; of another shape, it plans", async () => {
     const cache = emptyCache();
-    const small = config("small", "384MiB");
+    const one = config("one", "384MiB");
+    const other = config("other", "384MiB");
     const large = config("large", "1GiB");
-    await reexecForRun(["-c", small], {}, [], cache);
-    const other = await reexecForRun(["-c", large], {}, [], cache);
-    assert.deepEqual(other?.flags, heapFlagsForRun(["-c", small], {}, []));
-    assert.equal(other?.env[REMEMBERED_MARK], "1");
+    await reexecForRun(["-c", one], {}, [], cache);
+    const same = await reexecForRun(["-c", other], {}, [], cache);
+    assert.deepEqual(same?.flags, heapFlagsForRun(["-c", one], {}, []));
+    assert.equal(same?.env[REMEMBERED_MARK], "1");
+    const planned = await reexecForRun(["-c", large], {}, [], cache);
+    assert.deepEqual(planned?.flags, heapFlagsForRun(["-c", large], {}, []));
+    assert.equal(planned?.env[REMEMBERED_MARK], undefined);
+  });
+
+  test("a config's shape: its kinds, memory setting and personal columns, read from its text", () => {
+    const shape = (name: string, text: string) => {
+      const file = join(dir, `${name}.yaml`);
+      writeFileSync(file, text);
+      return shapeOf(["-c", file], {});
+    };
+    const embedded = shape("shape_embedded", "name: a\nsources:\n  - {name: pg, kind: postgres}\ntopics: {kind: embedded, path: a.db}\n");
+    assert.equal(shape("shape_embedded2", "name: b\nsources:\n  - {name: pg, kind: postgres}\ntopics: {kind: embedded, path: b.db}\n"), embedded);
+    assert.notEqual(shape("shape_kafka", JSON.stringify({ name: "a", sources: [{ name: "pg", kind: "postgres" }], topics: { kind: "kafka" } })), embedded);
+    assert.notEqual(shape("shape_memory", "name: a\nmemory: 512MiB\nsources:\n  - {name: pg, kind: postgres}\ntopics: {kind: embedded, path: a.db}\n"), embedded);
+    assert.equal(shapeOf(["-c", join(dir, "missing.yaml")], {}), "");
   });
 
   test("the started process checks remembered flags against its config: the same run as they are, others start it again with the planned ones, which are remembered", async () => {
@@ -73,7 +90,7 @@ describe("sluice run's first process and the flags of earlier starts", () => {
     const cache = emptyCache();
     const file = config("planted", "384MiB");
     const key = JSON.stringify([process.cwd(), ["-c", file], null]);
-    writeFileSync(join(cache, "sluice-run-heap-flags.json"), JSON.stringify([[key, ["--max-old-space-size=100", "--require=/tmp/planted.js"]]]));
+    writeFileSync(join(cache, "sluice-run-heap-flags.json"), JSON.stringify([[key, "", ["--max-old-space-size=100", "--require=/tmp/planted.js"]]]));
     const start = await reexecForRun(["-c", file], {}, [], cache);
     assert.deepEqual(start?.flags, heapFlagsForRun(["-c", file], {}, []));
     assert.equal(start?.env[REMEMBERED_MARK], undefined);

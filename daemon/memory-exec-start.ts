@@ -5,7 +5,8 @@
  * 0.2-0.5 s of the launch, docs/benchmarks.md), paid again by the process it starts.
  *
  * So the first process starts the daemon at once with the flags the last start with the same
- * command line used (or, for a new one, the last start's), remembered in the compile cache's
+ * command line used (or, for a new one, the last start's of a config of the same shape: the same
+ * kinds of source, topic log and sink, and memory setting), remembered in the compile cache's
  * directory (private to this user, like the compiled code there; no remembering without it). The
  * started process checks them against its config before it loads anything else; when they differ
  * (the config, the code or the machine's cores changed) it starts again with the right ones and
@@ -13,6 +14,7 @@
  */
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { parseArgs } from "node:util";
 
 export const REEXEC_MARK = "SLUICE_MEMORY_EXEC";
 /** Beside REEXEC_MARK: the flags were remembered, not planned for this config; the started process checks them. */
@@ -54,6 +56,7 @@ export function withoutOverriddenFlags(flags: readonly string[], execArgv: reado
  */
 export async function reexecForRun(args: readonly string[], env: Readonly<Record<string, string | undefined>>, execArgv: readonly string[], cacheDirectory: string | undefined): Promise<Reexec | null> {
   const key = JSON.stringify([process.cwd(), args, env["SLUICE_CONFIG"] ?? null]);
+  const shape = cacheDirectory === undefined ? "" : shapeOf(args, env);
   const started = env[REEXEC_MARK];
   if (started !== undefined) {
     if (env[REMEMBERED_MARK] === undefined) return null;
@@ -67,36 +70,56 @@ export async function reexecForRun(args: readonly string[], env: Readonly<Record
     const planned = heapFlagsForRun(args, userEnv, userArgv);
     // A config that does not load: the command reports it, whatever the heap.
     if (planned === null) return null;
-    if (cacheDirectory !== undefined && remembered(cacheDirectory).get(key)?.join(" ") !== planned.join(" ")) remember(cacheDirectory, key, planned);
+    const known = cacheDirectory === undefined ? undefined : remembered(cacheDirectory).get(key);
+    if (cacheDirectory !== undefined && (known?.shape !== shape || known.flags.join(" ") !== planned.join(" "))) remember(cacheDirectory, key, shape, planned);
     if (planned.join(" ") === started) return null;
     return { execArgv: userArgv, flags: planned, env: reexecEnvironment(userEnv, planned) };
   }
   if (heapFlagGiven(env, execArgv)) return null;
   if (cacheDirectory !== undefined) {
     const entries = remembered(cacheDirectory);
-    const guess = entries.get(key) ?? [...entries.values()].at(-1);
+    const guess = entries.get(key) ?? [...entries.values()].findLast((entry) => shape !== "" && entry.shape === shape);
     if (guess !== undefined) {
-      const flags = withoutOverriddenFlags(guess, execArgv);
+      const flags = withoutOverriddenFlags(guess.flags, execArgv);
       return { execArgv, flags, env: { ...reexecEnvironment(env, flags), [REMEMBERED_MARK]: "1" } };
     }
   }
   const { heapFlagsForRun } = await import("./memory-exec.ts");
   const flags = heapFlagsForRun(args, env, execArgv);
   if (flags === null) return null;
-  if (cacheDirectory !== undefined) remember(cacheDirectory, key, flags);
+  if (cacheDirectory !== undefined) remember(cacheDirectory, key, shape, flags);
   return { execArgv, flags, env: reexecEnvironment(env, flags) };
 }
 
-/** The remembered flags per command line, oldest first; entries that are not plain heap flags are dropped. */
-function remembered(directory: string): Map<string, string[]> {
-  const entries = new Map<string, string[]>();
+/**
+ * What most decides the plan, read from the config's text without parsing it: its kinds (of
+ * sources, topic log, sinks), its memory setting and whether it names personal columns. Only a
+ * guess (the started process checks); "" when the file cannot be read.
+ */
+export function shapeOf(args: readonly string[], env: Readonly<Record<string, string | undefined>>): string {
+  try {
+    const { values } = parseArgs({ args: [...args], options: { config: { type: "string", short: "c" } }, strict: false, allowPositionals: true });
+    const file = typeof values["config"] === "string" ? values["config"] : env["SLUICE_CONFIG"];
+    if (file === undefined) return "";
+    const text = readFileSync(file, "utf8");
+    const kinds = [...text.matchAll(/\bkind["']?\s*:\s*["']?([\w-]+)/g)].map((m) => m[1]!).sort();
+    const memory = /\bmemory["']?\s*:\s*["']?([^\s,"'}]+)/.exec(text)?.[1] ?? "";
+    return JSON.stringify([kinds, memory, /\bpersonal\b/.test(text)]);
+  } catch {
+    return "";
+  }
+}
+
+/** The remembered flags per command line, with its config's shape, oldest first; entries that are not plain heap flags are dropped. */
+function remembered(directory: string): Map<string, { shape: string; flags: string[] }> {
+  const entries = new Map<string, { shape: string; flags: string[] }>();
   try {
     const stored = JSON.parse(readFileSync(join(directory, FILE), "utf8")) as unknown;
     if (!Array.isArray(stored)) return entries;
     for (const entry of stored as unknown[]) {
-      if (!Array.isArray(entry) || typeof entry[0] !== "string" || !Array.isArray(entry[1])) continue;
-      const flags = entry[1] as unknown[];
-      if (flags.length > 0 && flags.length <= 3 && flags.every((flag) => typeof flag === "string" && PLANNED_FLAG.test(flag))) entries.set(entry[0], flags as string[]);
+      if (!Array.isArray(entry) || typeof entry[0] !== "string" || typeof entry[1] !== "string" || !Array.isArray(entry[2])) continue;
+      const flags = entry[2] as unknown[];
+      if (flags.length > 0 && flags.length <= 3 && flags.every((flag) => typeof flag === "string" && PLANNED_FLAG.test(flag))) entries.set(entry[0], { shape: entry[1], flags: flags as string[] });
     }
   } catch {
     // None yet, or unreadable: plan.
@@ -105,11 +128,11 @@ function remembered(directory: string): Map<string, string[]> {
 }
 
 /** Remembers `flags` for `key` as the latest entry (written whole and renamed: a start reading meanwhile sees the old file or the new). */
-function remember(directory: string, key: string, flags: readonly string[]): void {
+function remember(directory: string, key: string, shape: string, flags: readonly string[]): void {
   const entries = remembered(directory);
   entries.delete(key);
-  entries.set(key, [...flags]);
-  const kept = [...entries].slice(-MAX_ENTRIES);
+  entries.set(key, { shape, flags: [...flags] });
+  const kept = [...entries].slice(-MAX_ENTRIES).map(([k, entry]) => [k, entry.shape, entry.flags]);
   const temporary = join(directory, `${FILE}.${process.pid}`);
   try {
     writeFileSync(temporary, JSON.stringify(kept), { mode: 0o600 });
