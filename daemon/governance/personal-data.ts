@@ -213,6 +213,36 @@ interface SealRequestState {
   readonly columns: readonly string[];
 }
 
+/** A request to the seal workers being planned: its seals as parallel arrays (no object per row image). */
+interface PlannedRequest {
+  readonly keys: Buffer[];
+  readonly jsons: string[];
+  readonly heads: SealHead[];
+  /** The column each row image is sealed in. */
+  readonly columns: string[];
+}
+
+/** What sealInWorkers plans a batch's row images with. */
+interface SealingBatch {
+  readonly subjects: readonly string[];
+  /** Each subject's key (null or absent: not found, its rows are left to `apply`). */
+  readonly subjectKeys: readonly (Buffer | null | undefined)[];
+  readonly heads: (SealHead | undefined)[];
+  readonly headTables: (string | undefined)[];
+  request: PlannedRequest;
+}
+
+/** A subject's place in `subjects` (added when new). */
+function placeOf(subject: string, index: Map<string, number>, subjects: string[]): number {
+  let place = index.get(subject);
+  if (place === undefined) {
+    place = subjects.length;
+    index.set(subject, place);
+    subjects.push(subject);
+  }
+  return place;
+}
+
 /** Capture's side: encrypts the personal columns of one source's events. */
 export class PersonalDataEncryptor {
   private readonly source: string;
@@ -274,7 +304,26 @@ export class PersonalDataEncryptor {
       await store.catchUp();
       this.caughtUpAt = Date.now();
     }
-    // Each row image's own subject, computed once per batch: 1 + its place in `subjects` at imageSubjects[2 × event + (0 before, 1 after)], 0 for none.
+    const { subjects, imageSubjects, images } = this.subjectsOf(events);
+    if (subjects.length > 0) await store.createKeys(this.source, subjects);
+    if (images < SEAL_IN_WORKERS || this.workers === null) return;
+    // Each subject's key, in memory after createKeys unless the cache is smaller than the batch's subjects.
+    const keys = new Array<Buffer | null>(subjects.length);
+    try {
+      for (let s = 0; s < subjects.length; s++) keys[s] = this.cachedKey(subjects[s]!) ?? (await store.keyFor(this.source, subjects[s]!));
+    } catch {
+      // A key that cannot be unwrapped: its rows (and those after it) are sealed by `apply`, which reports it for their events.
+    }
+    this.sealInWorkers(events, imageSubjects, subjects, keys);
+  }
+
+  /**
+   * Each row image's own subject, computed once per batch: `subjects` the distinct ones, and at
+   * imageSubjects[2 × event + (0 before, 1 after)] 1 + the subject's place there, 0 for none.
+   * Kept out of the async `prepare` (and the loop of sealInWorkers without an await), so the
+   * compilers optimise them once (they were compiled again and again).
+   */
+  private subjectsOf(events: readonly ChangeEvent[]): { subjects: string[]; imageSubjects: Int32Array; images: number } {
     const subjects: string[] = [];
     const index = new Map<string, number>();
     const imageSubjects = new Int32Array(2 * events.length);
@@ -288,21 +337,19 @@ export class PersonalDataEncryptor {
         personal = this.tables.get(tableName(event.schema));
       }
       if (!personal) continue;
-      for (let image = 0; image < 2; image++) {
-        const subject = subjectOf(image === 0 ? event.before : event.after, personal.subject);
-        if (subject === null) continue;
-        let place = index.get(subject);
-        if (place === undefined) {
-          place = subjects.length;
-          index.set(subject, place);
-          subjects.push(subject);
-        }
-        imageSubjects[2 * i + image] = 1 + place;
+      // No inner loop over the two images: an optimised inner loop was left (a deoptimisation) at every event.
+      const before = subjectOf(event.before, personal.subject);
+      if (before !== null) {
+        imageSubjects[2 * i] = 1 + placeOf(before, index, subjects);
+        images += 1;
+      }
+      const after = subjectOf(event.after, personal.subject);
+      if (after !== null) {
+        imageSubjects[2 * i + 1] = 1 + placeOf(after, index, subjects);
         images += 1;
       }
     }
-    if (subjects.length > 0) await store.createKeys(this.source, subjects);
-    if (images >= SEAL_IN_WORKERS && this.workers !== null) await this.sealInWorkers(store, events, imageSubjects, subjects);
+    return { subjects, imageSubjects, images };
   }
 
   /** The event as published: personal values encrypted (text), their columns text and nullable in the schema. */
@@ -410,86 +457,71 @@ export class PersonalDataEncryptor {
 
   /**
    * Plans the batch's row images but the first SEAL_ON_MAIN_FIRST (left to `applyNow`) and sends
-   * them to the workers in requests of SEAL_CHUNK, in order; returns once all are sent. Lists every
-   * row image of the batch's personal tables in jobRows, with where it is sealed. `imageSubjects`
-   * and `subjects`: each row image's own subject, from `prepare`.
+   * them to the workers in requests of SEAL_CHUNK, in order. Lists every row image of the batch's
+   * personal tables in jobRows, with where it is sealed. `imageSubjects` and `subjects`: each row
+   * image's own subject, from subjectsOf; `keys`: each subject's key (null: not found, its rows are
+   * left to `apply`).
    */
-  private async sealInWorkers(store: SubjectKeyStore, events: readonly ChangeEvent[], imageSubjects: Int32Array, subjects: readonly string[]): Promise<void> {
-    // A request's seals as parallel arrays (no object per row image).
-    let keys: Buffer[] = [];
-    let jsons: string[] = [];
-    let heads: SealHead[] = [];
-    let columns: string[] = [];
-    const send = () => {
-      this.sendToWorkers(keys, jsons, heads, columns);
-      keys = [];
-      jsons = [];
-      heads = [];
-      columns = [];
+  private sealInWorkers(events: readonly ChangeEvent[], imageSubjects: Int32Array, subjects: readonly string[], subjectKeys: readonly (Buffer | null | undefined)[]): void {
+    const batch: SealingBatch = {
+      subjects,
+      subjectKeys,
+      // Each subject's seal head looked up once per batch (and table), by its place in `subjects`.
+      heads: new Array<SealHead | undefined>(subjects.length),
+      headTables: new Array<string | undefined>(subjects.length),
+      request: { keys: [], jsons: [], heads: [], columns: [] },
     };
-    const { jobRows, jobWhere } = this;
-    // Each subject's key and seal head looked up once per batch (the store's lookup builds its record key), by its place in `subjects`.
-    const known = new Array<{ readonly key: Buffer; readonly table: string; readonly head: SealHead } | undefined>(subjects.length);
-    const slot = this.slot;
     let onMain = SEAL_ON_MAIN_FIRST;
     try {
       for (let i = 0; i < events.length; i++) {
         const event = events[i]!;
         const shape = this.shapeOf(event.schema);
         if (shape === null) continue;
-        if (onMain > 0) {
-          for (const row of [event.before, event.after]) {
-            if (row === null) continue;
-            onMain -= 1;
-            jobRows.push(row);
-            jobWhere.push(-1);
-          }
-          continue;
-        }
-        for (let image = 0; image < 2; image++) {
-          const row = image === 0 ? event.before : event.after;
-          if (row === null) continue;
-          // Its own subject, else the other image's.
-          const place = (imageSubjects[2 * i + image] || imageSubjects[2 * i + 1 - image]!) - 1;
-          // No subject: nothing to seal (applyNow publishes the row without its personal values).
-          if (place < 0) {
-            jobRows.push(row);
-            jobWhere.push(-1);
-            continue;
-          }
-          planSeal(row, shape, slot);
-          const { column, json } = slot;
-          if (column === null) {
-            jobRows.push(row);
-            jobWhere.push(-1);
-            continue;
-          }
-          // The slot is read before this await: another plan may fill it meanwhile.
-          let subject = known[place];
-          if (subject === undefined || subject.table !== shape.table) {
-            const name = subjects[place]!;
-            const key = subject?.key ?? this.cachedKey(name) ?? (await store.keyFor(this.source, name));
-            subject = { key, table: shape.table, head: sealedHead(shape.table, name) };
-            known[place] = subject;
-          }
-          jobRows.push(row);
-          // Every request but the last has SEAL_CHUNK row images: a job's number gives its request.
-          jobWhere.push(this.requests.length * SEAL_CHUNK + jsons.length);
-          keys.push(subject.key);
-          jsons.push(json);
-          heads.push(subject.head);
-          columns.push(column);
-          if (jsons.length === SEAL_CHUNK) send();
-        }
+        // Its own subject, else the other image's; the first row images (counted by event) on this thread.
+        const before = imageSubjects[2 * i]!;
+        const after = imageSubjects[2 * i + 1]!;
+        if (event.before !== null) this.planJob(event.before, onMain > 0 ? -1 : (before || after) - 1, shape, batch);
+        if (event.after !== null) this.planJob(event.after, onMain > 0 ? -1 : (after || before) - 1, shape, batch);
+        if (onMain > 0) onMain -= (event.before === null ? 0 : 1) + (event.after === null ? 0 : 1);
       }
     } catch {
-      // A table whose shape is refused, a key that cannot be unwrapped: `apply` reports it for its event.
+      // A table whose shape is refused: `apply` reports it for its event.
     }
-    if (jsons.length > 0) send();
+    if (batch.request.jsons.length > 0) this.sendToWorkers(batch.request);
+  }
+
+  /** Lists a row image in jobRows: planned into the batch's next request (sent once full), or -1 (this thread) when `place` (its subject in `batch.subjects`) is -1, its subject's key is missing, or it has no personal value. */
+  private planJob(row: Row, place: number, shape: Shape, batch: SealingBatch): void {
+    const key = place < 0 ? null : batch.subjectKeys[place];
+    const slot = this.slot;
+    if (key !== null && key !== undefined) planSeal(row, shape, slot);
+    else slot.column = null;
+    this.jobRows.push(row);
+    if (slot.column === null) {
+      this.jobWhere.push(-1);
+      return;
+    }
+    let head = batch.heads[place];
+    if (head === undefined || batch.headTables[place] !== shape.table) {
+      head = sealedHead(shape.table, batch.subjects[place]!);
+      batch.heads[place] = head;
+      batch.headTables[place] = shape.table;
+    }
+    const request = batch.request;
+    // Every request but the last has SEAL_CHUNK row images: a job's number gives its request.
+    this.jobWhere.push(this.requests.length * SEAL_CHUNK + request.jsons.length);
+    request.keys.push(key!);
+    request.jsons.push(slot.json);
+    request.heads.push(head);
+    request.columns.push(slot.column);
+    if (request.jsons.length === SEAL_CHUNK) {
+      this.sendToWorkers(request);
+      batch.request = { keys: [], jsons: [], heads: [], columns: [] };
+    }
   }
 
   /** One request to the workers (at most SEAL_CHUNK row images); its rows wait for it in `applyNow`, or are sealed there when the workers failed. */
-  private sendToWorkers(keys: readonly Buffer[], jsons: readonly string[], heads: readonly SealHead[], columns: readonly string[]): void {
+  private sendToWorkers({ keys, jsons, heads, columns }: PlannedRequest): void {
     const request: SealRequestState = {
       done: this.workers!.sealPayloads(keys, jsons, heads).then(
         (sealed) => {
