@@ -1361,9 +1361,25 @@ export async function deleteElasticIndices(prefix: string): Promise<void> {
   for (const index of listed.json as { index: string }[]) await esRequest("DELETE", `/${index.index}`);
 }
 
-/** Removes the offsets the sinks stored in the shared `sluice-offsets` index. */
+/**
+ * Removes the offsets the sinks stored in the shared `sluice-offsets` index. Found by a search and deleted by id:
+ * `_delete_by_query` lives in Elasticsearch's reindex module, which the integ-test distribution does not have.
+ */
 export async function deleteElasticOffsets(sinks: readonly string[]): Promise<void> {
-  await esRequest("POST", "/sluice-offsets/_delete_by_query?refresh=true&conflicts=proceed", { query: { terms: { sink: [...sinks] } } });
+  for (;;) {
+    const found = await esRequest("POST", "/sluice-offsets/_search", { size: 1000, _source: false, query: { terms: { sink: [...sinks] } } });
+    if (found.status === 404) return;
+    if (found.status !== 200) throw new Error(`searching sluice-offsets for ${sinks.join(", ")}: HTTP ${found.status} ${found.text}`);
+    const hits = (found.json as { hits: { hits: { _id: string }[] } }).hits.hits;
+    if (hits.length === 0) return;
+    const response = await fetch(`${elasticsearch.url}/_bulk?refresh=true`, {
+      method: "POST",
+      headers: { "content-type": "application/x-ndjson" },
+      body: hits.map((hit) => `${JSON.stringify({ delete: { _index: "sluice-offsets", _id: hit._id } })}\n`).join(""),
+      signal: AbortSignal.timeout(60_000),
+    });
+    if (!response.ok) throw new Error(`deleting ${hits.length} offsets from sluice-offsets: HTTP ${response.status} ${await response.text()}`);
+  }
 }
 
 // ---- the embedded topic log (read from the test process, with the daemon stopped)
