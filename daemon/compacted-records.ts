@@ -89,6 +89,12 @@ function withDeleteHeader(records: ProducedRecord[]): ProducedRecord[] {
  * The record as the change decoder takes it: a tombstone with a delete's envelope becomes that
  * delete, and a truncate's own key is dropped (the decoder would read it as a row key).
  */
+/** A record's key and value as the decoder reads them. */
+export interface Normalized {
+  readonly key: Uint8Array | null;
+  readonly value: Uint8Array | null;
+}
+
 export class CompactedRecordReader {
   private readonly registry: Pick<SchemaRegistry, "getById">;
   private readonly truncateKeyIds = new Map<number, Promise<boolean>>();
@@ -101,7 +107,8 @@ export class CompactedRecordReader {
     this.registry = registry;
   }
 
-  async normalize(record: StoredRecord): Promise<{ key: Uint8Array | null; value: Uint8Array | null }> {
+  /** A promise only while a key schema's kind is being fetched (a sink normalizes every record it reads). */
+  normalize(record: StoredRecord): Normalized | Promise<Normalized> {
     let partitions = this.previous.get(record.topic);
     if (partitions === undefined) {
       partitions = new Map();
@@ -119,8 +126,11 @@ export class CompactedRecordReader {
     // The delete itself was the record just before: the tombstone adds nothing (applying it again would only count twice).
     if (carried && beforeOffset === record.offset - 1n && beforeValue !== null && Buffer.compare(beforeValue, carried) === 0) return { key: record.key, value: null };
     const value = record.value ?? carried ?? null;
-    if (value !== null && record.key !== null && (this.truncateKeyNow(record.key) ?? (await this.isTruncateKey(record.key)))) return { key: null, value };
-    return { key: record.key, value };
+    const key = record.key;
+    if (value === null || key === null) return { key, value };
+    const truncate = this.truncateKeyNow(key);
+    if (truncate !== undefined) return truncate ? { key: null, value } : { key, value };
+    return this.isTruncateKey(key).then((known) => (known ? { key: null, value } : { key, value }));
   }
 
   /** Whether the key is a truncate's, when its schema id is known already; undefined when it must be fetched. */

@@ -262,11 +262,13 @@ export function internalTopicSpec(name: string, config?: SluiceConfig) {
 export function recordDecoder(registry: Pick<SchemaRegistry, "getById">, personal?: PersonalDataDecryptor | null): RecordDecoder {
   const decoder = new ChangeEventDecoder(registry);
   const compacted = new CompactedRecordReader(registry);
-  const decode = async (record: StoredRecord) => {
+  // No promise per record once the schemas are known: a sink decodes every change it reads.
+  const decode = (record: StoredRecord): ChangeEvent | null | Promise<ChangeEvent | null> => {
     // A control record's key names its table, not a row.
     if (controlledTopic(record) !== null) return decoder.decode(null, record.value, record.headers);
-    const { key, value } = await compacted.normalize(record);
-    return decoder.decode(key, value, record.headers);
+    const normalized = compacted.normalize(record);
+    if (normalized instanceof Promise) return normalized.then(({ key, value }) => decoder.decode(key, value, record.headers));
+    return decoder.decode(normalized.key, normalized.value, record.headers);
   };
   if (!personal) return { decode };
   return {

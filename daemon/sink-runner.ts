@@ -28,7 +28,8 @@ import { isSnapshotReset, SnapshotResetGate } from "./snapshot-reset-gate.ts";
 
 /** Turns a stored record back into its change; null for records that carry none (tombstones). */
 export interface RecordDecoder {
-  decode(record: StoredRecord): Promise<ChangeEvent | null>;
+  /** At once where it can (the record's schemas known), else a promise. */
+  decode(record: StoredRecord): ChangeEvent | null | Promise<ChangeEvent | null>;
 }
 
 export interface SinkRunnerOptions {
@@ -570,7 +571,8 @@ export class SinkRunner {
       }
       let event: ChangeEvent | null;
       try {
-        event = await this.options.decoder.decode(record);
+        const decoding = this.options.decoder.decode(record);
+        event = decoding instanceof Promise ? await decoding : decoding;
       } catch (error) {
         // The registry unreachable is an outage, not poison: the batch is read again from the stored offsets.
         if (isRetriable(error)) throw error;

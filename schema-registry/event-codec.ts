@@ -173,12 +173,26 @@ export class ChangeEventDecoder {
   /**
    * The event of a topic record, or null for a tombstone. A truncate Debezium consumers must not
    * see (skipped_operations) is a tombstone carrying its envelope in the TRUNCATE_HEADER header.
+   * Decoded at once, without a promise, when the record's schemas are here (they are, but for a
+   * table's first records; a sink decodes every change it reads); else a promise.
    */
-  async decode(key: Uint8Array | null, value: Uint8Array | null, headers?: Readonly<Record<string, Uint8Array>>): Promise<ChangeEvent | null> {
+  decode(key: Uint8Array | null, value: Uint8Array | null, headers?: Readonly<Record<string, Uint8Array>>): ChangeEvent | null | Promise<ChangeEvent | null> {
     const envelope = value ?? headers?.[TRUNCATE_HEADER] ?? null;
     if (envelope === null) return null;
+    const plan = this.plans.get(schemaIdOf(envelope));
+    if (plan !== undefined) {
+      const record = this.framed.decodeNow(envelope, plan.reader ?? undefined);
+      const keyRecord = key !== null && plan.mapping.keyCodec ? this.framed.decodeNow(key) : null;
+      if (record !== undefined && keyRecord !== undefined) {
+        const keyRow = keyRecord === null ? undefined : plan.mapping.keyCodec!.fromAvro(keyRecord.value as AvroRecordValue);
+        return fromEnvelope(record.value as AvroRecordValue, plan.mapping, keyRow, headers);
+      }
+    }
+    return this.decodeLater(key, envelope, headers);
+  }
+
+  private async decodeLater(key: Uint8Array | null, envelope: Uint8Array, headers?: Readonly<Record<string, Uint8Array>>): Promise<ChangeEvent | null> {
     const schemaId = schemaIdOf(envelope);
-    // Without a promise per record once the schemas are here (they are, but for a table's first records).
     const { mapping, reader } = this.plans.get(schemaId) ?? (await this.mappingFor(schemaId));
     const { value: record } = this.framed.decodeNow(envelope, reader ?? undefined) ?? (await this.framed.decode(envelope, reader ?? undefined));
     let keyRow: Row | undefined;

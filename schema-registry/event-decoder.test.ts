@@ -93,12 +93,25 @@ describe("ChangeEventDecoder reads only what a sink uses", () => {
     for (const round of [1, 2]) {
       for (const [i, { encoder, event: change, extras }] of cases.entries()) {
         const { key, value, headers } = encoder.encode(change, { ...extras, processedAtMs: 1_700_000_000_999 });
-        const decoded = await decoder.decode(key, value, headers);
+        const decoding = decoder.decode(key, value, headers);
+        // Once its schemas are here a record is decoded at once, without a promise; a table's first records wait for them.
+        assert.equal(decoding instanceof Promise, round === 1 && (i === 0 || i === 3), `round ${round}, case ${i}: decoded at once`);
+        const decoded = await decoding;
         assert.deepEqual(decoded, await wholeRead(registry, key, value, headers), `round ${round}, case ${i}`);
         assert.equal(decoded?.source.position.change, change.source.position.change);
         assert.equal(decoded?.source.txId, change.source.txId);
       }
     }
+  });
+
+  it("refuses a record cut short whether it decodes at once or waits for its schemas", async () => {
+    const registry = new LocalRegistry(await openMemoryStore());
+    const encoder = await ChangeEventEncoder.register(registry, POSTGRES, { topic: "shop.public.orders" });
+    const { key, value, headers } = encoder.encode(event(POSTGRES, "c", { id: 1n, total: "1.00", note: "a", at: 1n }, 10n), { processedAtMs: 1 });
+    await assert.rejects(async () => new ChangeEventDecoder(registry).decode(key, value.subarray(0, value.length - 3), headers), "waiting for its schemas");
+    const decoder = new ChangeEventDecoder(registry);
+    await decoder.decode(key, value, headers);
+    assert.throws(() => decoder.decode(key, value.subarray(0, value.length - 3), headers), "at once");
   });
 
   it("reads a long at every length exactly (avro-runtime.ts), and refuses a truncated one", () => {
