@@ -111,6 +111,30 @@ test("with transactions, the checkpoint goes in the transaction's first request"
   await producer.close();
 });
 
+test("a partition's batch stays within its topic's record limit (max.message.bytes) when that is below batch_bytes", async () => {
+  const kafka = new ScriptedKafka();
+  // Topic "small" takes batches of at most 300 bytes (Kafka refuses a larger batch whole, MESSAGE_TOO_LARGE); "t" has no known limit.
+  const { producer } = producerWith(kafka, { batchLimitOf: (topic) => (topic === "small" ? 300 : undefined) });
+  await producer.send([...Array.from({ length: 7 }, (_, i) => message("small", String(i))), ...Array.from({ length: 7 }, (_, i) => message("t", String(i)))]);
+  const perRequest = kafka.batches.map((b) => b.topicMessages!.map((t) => `${t.topic}:${t.messages.length}`));
+  assert.deepEqual(perRequest, [["small:3"], ["small:3"], ["small:1", "t:7"]]);
+  assert.equal(values(kafka).length, 14, "every message once");
+  await producer.close();
+});
+
+test("a request stays below Kafka's default socket.request.max.bytes (100 MiB) when batch_bytes is large", async () => {
+  const kafka = new ScriptedKafka();
+  const MiB = 2 ** 20;
+  const { producer } = producerWith(kafka, { batchBytes: 40 * MiB });
+  // Four partitions of 40 MiB each: one request of 160 MiB would be cut off by the broker (the connection closed, retried forever).
+  const big = (partition: number, i: number): OutgoingMessage => ({ ...message("t", `${partition}.${i}`, partition), size: 10 * MiB });
+  await producer.send(Array.from({ length: 16 }, (_, i) => big(i % 4, i)));
+  const requestBytes = kafka.batches.map((b) => b.topicMessages!.reduce((sum, t) => sum + t.messages.length, 0) * 10 * MiB);
+  assert.ok(requestBytes.every((bytes) => bytes <= 64 * MiB), `requests of ${requestBytes.map((b) => b / MiB).join(", ")} MiB`);
+  assert.equal(values(kafka).length, 16, "every message once");
+  await producer.close();
+});
+
 test("unreachable broker: the unit is retried with a fresh producer until it goes through; not ready meanwhile; logged with the brokers", async () => {
   const kafka = new ScriptedKafka();
   kafka.failures.push(connectionError(), connectionError(), connectionError());

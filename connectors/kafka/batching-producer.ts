@@ -58,6 +58,11 @@ export interface BatchingProducerOptions {
    * see these offsets yet; kafka-log.ts makes its own reads wait until they do.
    */
   readonly onCommitted?: (lastOffsets: readonly WrittenOffset[]) => void;
+  /**
+   * The topic's max.message.bytes when known: Kafka refuses a partition's record batch above it
+   * whole (MESSAGE_TOO_LARGE, for good), so a batch to that topic stays within it when it is below `batchBytes`.
+   */
+  readonly batchLimitOf?: (topic: string) => number | undefined;
 }
 
 export interface WrittenOffset {
@@ -283,7 +288,7 @@ export class BatchingProducer {
 
   private async sendUnit(unit: Unit): Promise<WrittenOffset[]> {
     const producer = this.producer!;
-    const chunks = chunkMessages(unit.messages, this.options.batchBytes);
+    const chunks = chunkMessages(unit.messages, this.options.batchBytes, this.options.batchLimitOf);
     const checkpoints = [...unit.checkpoints.values()];
     const request = (messages: readonly OutgoingMessage[]) => ({ topicMessages: byTopic(messages), acks: -1, compression: this.options.compression });
     if (!this.options.transactionalId) {
@@ -347,6 +352,11 @@ function mergeUnits(units: readonly Unit[]): Unit {
 
 /** A produce request holds at most this many times batch_bytes in all (each partition's batch at most batch_bytes). */
 export const REQUEST_BATCHES = 4;
+/**
+ * ...but no more than this beyond batch_bytes: a broker closes the connection on a request above its
+ * socket.request.max.bytes (100 MiB by default), which kafkajs retries as a connection error forever.
+ */
+export const MAX_REQUEST_BYTES = 64 * 2 ** 20;
 
 /**
  * The unit's produce requests, in order: each partition's record batch in a request is at most
@@ -355,19 +365,30 @@ export const REQUEST_BATCHES = 4;
  * each): bounding the whole request by `batchBytes` instead sent a unit spread over three
  * partitions in three requests, and its tail often in a request of its own.
  */
-function chunkMessages(messages: readonly OutgoingMessage[], batchBytes: number): OutgoingMessage[][] {
+function chunkMessages(messages: readonly OutgoingMessage[], batchBytes: number, batchLimitOf?: (topic: string) => number | undefined): OutgoingMessage[][] {
   const chunks: OutgoingMessage[][] = [];
+  const requestBytes = Math.max(batchBytes, Math.min(REQUEST_BATCHES * batchBytes, MAX_REQUEST_BYTES));
+  // A partition's batch: batch_bytes, or less where the topic's max.message.bytes is lower.
+  const partitionLimits = new Map<string, number>();
+  const partitionLimitOf = (name: string): number => {
+    let limit = partitionLimits.get(name);
+    if (limit === undefined) partitionLimits.set(name, (limit = Math.min(batchBytes, batchLimitOf?.(name) ?? batchBytes)));
+    return limit;
+  };
   let current: OutgoingMessage[] = [];
   let bytes = 0;
   // Bytes per partition in the current request, in arrays per topic (no key string per message).
   let perTopic = new Map<string, number[]>();
   let topic: string | undefined;
   let partitionBytes: number[] = [];
+  let partitionLimit = batchBytes;
   for (let m = 0; m < messages.length; m++) {
     const message = messages[m]!;
     const { partition, size } = message;
-    const inPartition = (message.topic === topic ? partitionBytes[partition] : perTopic.get(message.topic)?.[partition]) ?? 0;
-    if (current.length > 0 && (inPartition + size > batchBytes || bytes + size > REQUEST_BATCHES * batchBytes)) {
+    const sameTopic = message.topic === topic;
+    const inPartition = (sameTopic ? partitionBytes[partition] : perTopic.get(message.topic)?.[partition]) ?? 0;
+    const limit = sameTopic ? partitionLimit : partitionLimitOf(message.topic);
+    if (current.length > 0 && (inPartition + size > limit || bytes + size > requestBytes)) {
       chunks.push(current);
       current = [];
       bytes = 0;
@@ -378,6 +399,7 @@ function chunkMessages(messages: readonly OutgoingMessage[], batchBytes: number)
       topic = message.topic;
       partitionBytes = perTopic.get(topic) ?? [];
       perTopic.set(topic, partitionBytes);
+      partitionLimit = limit;
     }
     current.push(message);
     bytes += size;

@@ -151,6 +151,7 @@ export class KafkaTopicLog implements TopicLog {
       onCommitted: (offsets) => {
         for (const o of offsets) this.unconfirmed.set(`${o.topic}\u0000${o.partition}`, o);
       },
+      batchLimitOf: (topic) => this.recordLimits.get(topic),
     });
     this.registryJournal = new KafkaRegistryJournal(this, registryTopic(options.deployment));
   }
