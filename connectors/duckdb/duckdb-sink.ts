@@ -60,6 +60,16 @@ export function allocatorFlushBytes(memoryLimitBytes: number): number {
 }
 
 /**
+ * The WAL size at which DuckDB checkpoints: an eighth of memory_limit, 1–16 MiB (DuckDB's default
+ * 16 MiB). What upserts change of a primary-key index stays in memory DuckDB does not evict until
+ * a checkpoint writes it: at the default, upserts over 1.2 million bigint keys after a restart ran
+ * out of a 16 MiB memory_limit before the WAL reached 16 MiB (duckdb-memory.int.test.ts).
+ */
+export function checkpointThresholdBytes(memoryLimitBytes: number): number {
+  return Math.min(16 * 2 ** 20, Math.max(2 ** 20, Math.floor(memoryLimitBytes / 8)));
+}
+
+/**
  * DuckDB's share of the memory budget (memory_limit, threads: config/memory.ts), set before the
  * configuration is locked; a database this process already opened and locked keeps what it got.
  */
@@ -74,6 +84,7 @@ async function limitResources(connection: DuckDBConnection, config: DuckDbSinkCo
     const flush = allocatorFlushBytes(config.memory_limit);
     await connection.run(`SET allocator_flush_threshold = '${Math.floor(flush / 1024)}KiB'`);
     await connection.run(`SET allocator_bulk_deallocation_flush_threshold = '${Math.floor(flush / 1024)}KiB'`);
+    await connection.run(`SET checkpoint_threshold = '${Math.floor(checkpointThresholdBytes(config.memory_limit) / 1024)}KiB'`);
   }
   if (config.threads !== undefined) await connection.run(`SET threads = ${config.threads}`);
 }
