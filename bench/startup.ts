@@ -19,7 +19,8 @@
  * --baseline DIR: also start another checkout's daemon (`git archive <commit> | tar -x -C DIR`, plus a
  *   node_modules link), in the same rounds, alternating the order: the before/after ratio of a change.
  * Node's module compile cache (enabled by daemon/sluice.js): this checkout's daemons get a cache
- * directory of the bench's own, filled by one start before the rounds (a restart's case); with
+ * directory of the bench's own, filled by one start of each reader before the rounds (a restart's case; the heap
+ * flags sluice run remembers are kept there too: daemon/memory-exec-start.ts); with
  * --cold, an empty one for every start (the first start after an install). The baseline runs with
  * no NODE_COMPILE_CACHE in its environment (its own sluice.js decides).
  * --memory: `memory` in every config (the process then re-executes itself with heap flags).
@@ -198,13 +199,14 @@ async function main(): Promise<void> {
     for (const slot of slots) await client.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slot]);
     await client.query(`INSERT INTO "${schema}".items SELECT g, g % 100, 'name ' || g, g / 100.0, now() FROM generate_series(1, ${ROWS}) g`);
     if (!args.cold) {
-      // Fills this checkout's compile cache: the rounds then time a restart, not the first start after an install.
-      const warm: Run = { reader: READERS.includes("embedded-duckdb") ? "embedded-duckdb" : READERS[0]!, base: false };
-      await client.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slotName(warm, 0)]);
+      // Fills this checkout's compile cache (and its remembered heap flags) with one start of each reader: the rounds then
+      // time a restart, not the first start after an install. (One start of the first reader left the Kafka modules cold.)
+      const warm: Run[] = READERS.map((reader) => ({ reader, base: false }));
+      for (const run of warm) await client.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slotName(run, 0)]);
       await client.query(`INSERT INTO "${schema}".items VALUES (${ROWS + 1}, 0, 'warm', 0, now())`);
-      await start(warm, 0, cacheDir);
+      for (const run of warm) await start(run, 0, cacheDir);
     }
-    log(`${ROWS} rows behind ${slots.length} slots; load average ${loadavg().map((l) => l.toFixed(1)).join(" ")}; compile cache ${args.cold ? "empty at every start" : "filled by one start before"}${args.memory ? `; memory ${args.memory}` : ""}${args.restart ? "; every timed start a restart" : ""}; Kafka ${kafka.brokers.join(",")}`);
+    log(`${ROWS} rows behind ${slots.length} slots; load average ${loadavg().map((l) => l.toFixed(1)).join(" ")}; compile cache ${args.cold ? "empty at every start" : "filled by one start of each reader before"}${args.memory ? `; memory ${args.memory}` : ""}${args.restart ? "; every timed start a restart" : ""}; Kafka ${kafka.brokers.join(",")}`);
     for (let round = 1; round <= ROUNDS; round++) {
       const order = round % 2 === 1 ? RUNS : [...RUNS].reverse();
       for (const run of order) {
