@@ -57,6 +57,7 @@ test("permanent refusals are not retriable: fenced producer, bad credentials, a 
   const tooLarge = Object.assign(new KafkaJSProtocolError("The request included a message larger than the max message size the server will accept"), { type: "MESSAGE_TOO_LARGE", retriable: false });
   assert.equal(isRetriableKafkaError(tooLarge), false);
   assert.equal(kafkaError(tooLarge, "produce", brokers).code, "KAFKA_MESSAGE_TOO_LARGE");
+  assert.match(kafkaError(tooLarge, "produce", brokers).message, /max\.message\.bytes.*topics\.batch_bytes/, "says which limits and what to change");
   const other = new KafkaJSNonRetriableError("Invalid topic undefined");
   assert.equal(isRetriableKafkaError(other), false);
 });

@@ -98,6 +98,13 @@ export function kafkaError(error: unknown, operation: string, brokers: readonly 
   if (root.type && REBALANCED.has(root.type)) {
     return new ConnectionError(`Kafka consumer group rebalanced during ${operation} (${root.type}): this member's partitions may have moved; it rejoins and reads on from the stored offsets`, { code: "KAFKA_GROUP_REBALANCED", context, cause: error });
   }
+  if (root.type === "MESSAGE_TOO_LARGE") {
+    // The broker does not say which topic: it refused a partition's record batch of the request as a whole.
+    return new SluiceError(
+      `Kafka refused a record batch during ${operation} as larger than a topic's max.message.bytes (or the broker's message.max.bytes for a topic without it): ${detail}; lower topics.batch_bytes below the smallest such limit, or raise that limit (kafka-configs.sh --alter --entity-type topics --add-config max.message.bytes=...)`,
+      { code: "KAFKA_MESSAGE_TOO_LARGE", context, cause: error },
+    );
+  }
   if (isRetriableKafkaError(error)) {
     return new ConnectionError(`Kafka ${brokers.join(",")} unavailable during ${operation}: ${detail}`, { code: "KAFKA_UNAVAILABLE", context, cause: error });
   }
