@@ -9,7 +9,6 @@ import { SluiceError } from "../connectors/errors.ts";
 import { retry } from "../runtime/backoff.ts";
 import type { BackoffPolicy } from "../runtime/backoff.ts";
 import type { Logger } from "../runtime/logger.ts";
-import { IoSlices } from "../runtime/io-slices.ts";
 import { RECORD_TOO_LARGE, recordBytes } from "../connectors/topics/spec.ts";
 import { pushAll } from "../runtime/arrays.ts";
 import { summarizeBatch } from "./batch-counts.ts";
@@ -284,10 +283,7 @@ export class CapturePipeline {
     const records: ProducedRecord[] = this.transactionRecords(batch);
     // Indexed loops, no spread (runtime/arrays.ts says why).
     const { events } = batch;
-    // In slices: the batches handed to the log before this one are delivered meanwhile.
-    const slices = new IoSlices();
     for (let e = 0; e < events.length; e++) {
-      if (slices.due()) await slices.yield();
       const event = events[e]!;
       // No table name (a string) per change while no table is halted.
       if (this.halted.size > 0 && this.halted.has(tableName(event.schema))) {

@@ -6,7 +6,6 @@
  */
 import { captureBatchBytes } from "../../config/memory.ts";
 import type { ByteBoundedBuffer } from "./byte-bounded-buffer.ts";
-import { IoSlices } from "../../runtime/io-slices.ts";
 
 /**
  * After a read: a batch to hand on; "idle" (no events: an empty batch may be due); "read" (read on
@@ -65,8 +64,6 @@ export class StreamBatchLoop<Item, Batch> {
     policy.begin();
     let bytes = 0;
     const full = () => policy.size() >= maxBatchEvents || bytes >= maxBatchBytes;
-    // Decoding a batch is cut into slices: the previous batch's delivery goes on meanwhile.
-    const slices = new IoSlices();
     for (;;) {
       signal.throwIfAborted();
       while (buffer.length > 0 && (!full() || policy.takesBeyondFull(buffer.peek()!))) {
@@ -76,7 +73,6 @@ export class StreamBatchLoop<Item, Batch> {
         // Messages that yield no event (transaction bounds, other tables) do not fill a batch.
         if (policy.size() === 0) bytes = 0;
         if (policy.stopsRead()) break;
-        if (slices.due()) await slices.yield();
       }
       const decision = policy.decide(full());
       if (typeof decision === "object") return this.handOn(decision.batch);

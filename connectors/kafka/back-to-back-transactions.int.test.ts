@@ -1,8 +1,8 @@
 /**
- * The batching producer starts a transaction as soon as the previous one's commit is acknowledged,
- * without waiting until its markers are written (transaction-retry.ts takes the coordinator's
- * CONCURRENT_TRANSACTIONS meanwhile). Against the real broker: transactions one right after the
- * other, awaited one by one and overlapping, store every record once, in order, with the last checkpoint.
+ * Kafka transactions one right after the other (each waits for the previous commit's markers;
+ * transaction-retry.ts takes a CONCURRENT_TRANSACTIONS should the coordinator still refuse one).
+ * Against the real broker: awaited one by one and overlapping, they store every record once, in
+ * order, with the last checkpoint.
  */
 import assert from "node:assert/strict";
 import { after, test } from "node:test";

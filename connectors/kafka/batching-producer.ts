@@ -25,7 +25,7 @@ import { withLinearPartitionGrouping } from "./partition-grouping.ts";
 import { pushAll } from "../../runtime/arrays.ts";
 // kafkajs's produce requests are encoded in one pass from here on (before any producer sends).
 import "./produce-encoding.ts";
-// A transaction started while the previous one's markers are written is retried at once, not after kafkajs's metadata refresh and backoff.
+// AddPartitionsToTxn refused with CONCURRENT_TRANSACTIONS is asked again after short waits, not after kafkajs's metadata refresh and backoff.
 import "./transaction-retry.ts";
 
 /**
@@ -58,6 +58,15 @@ export interface BatchingProducerOptions {
    * see these offsets yet; kafka-log.ts makes its own reads wait until they do.
    */
   readonly onCommitted?: (lastOffsets: readonly WrittenOffset[]) => void;
+  /**
+   * Transactions only: resolves once the markers of the last commit are written (its offsets are
+   * visible). Awaited before the next transaction starts, not before the commit's callers are told
+   * it is durable: the broker refuses a new transaction while it still writes the previous one's
+   * markers (CONCURRENT_TRANSACTIONS), and the calls that queue up meanwhile go out together in
+   * the next. (Starting the next one at once instead, with transaction-retry.ts taking the refusals,
+   * was tried: docs/benchmarks.md, "Where capture waits".)
+   */
+  readonly beforeNextTransaction?: (lastOffsets: readonly WrittenOffset[]) => Promise<void>;
   /**
    * The topic's max.message.bytes when known: Kafka refuses a partition's record batch above it
    * whole (MESSAGE_TOO_LARGE, for good), so a batch to that topic stays within it when it is below `batchBytes`.
@@ -97,6 +106,8 @@ export class BatchingProducer {
   private readonly spaceWaiters: (() => void)[] = [];
   private sending: Promise<void> | undefined;
   private connecting: Promise<void> | undefined;
+  /** The last commit's markers written (beforeNextTransaction), started right after the commit; the next transaction awaits it. */
+  private markersWritten: Promise<void> | undefined;
   /**
    * Sources whose checkpoint went with a write that failed for good: a later checkpoint of theirs
    * would skip the lost records, so it is refused until the caller read the checkpoint again
@@ -236,13 +247,19 @@ export class BatchingProducer {
 
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
-      // The next transaction starts right after a commit, without waiting for its markers (transaction-retry.ts).
+      const markers = this.markersWritten;
+      this.markersWritten = undefined;
+      if (markers) await markers;
       // Units that queued up while the previous send was under way go out together: one transaction, fewer round trips.
       const units = this.queue.slice();
       const merged = mergeUnits(units);
       try {
         const written = await this.deliver(merged);
-        if (written.length > 0) this.options.onCommitted?.(written);
+        if (written.length > 0) {
+          this.options.onCommitted?.(written);
+          // Checked from now on, not when the next unit comes: on a quiet pipeline it is done by then.
+          this.markersWritten = this.options.beforeNextTransaction?.(written).catch(() => undefined);
+        }
         for (const waiter of merged.waiters) waiter.resolve();
       } catch (error) {
         // A later unit must not be written after an earlier one failed for good: its checkpoint would skip the lost records.

@@ -14,7 +14,6 @@ import type { Admin, Kafka, Producer } from "kafkajs";
 import type { BackoffPolicy } from "../../runtime/backoff.ts";
 import { backoffDelay } from "../../runtime/backoff.ts";
 import type { Logger } from "../../runtime/logger.ts";
-import { IoSlices } from "../../runtime/io-slices.ts";
 import { InFlight } from "../common/in-flight.ts";
 import type { Checkpoint } from "../contracts.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
@@ -150,6 +149,9 @@ export class KafkaTopicLog implements TopicLog {
       },
       onCommitted: (offsets) => {
         for (const o of offsets) this.unconfirmed.set(`${o.topic}\u0000${o.partition}`, o);
+      },
+      beforeNextTransaction: async (offsets) => {
+        await Promise.all([...new Set(offsets.map((o) => o.topic))].map((topic) => this.partitionOffsets(topic)));
       },
       batchLimitOf: (topic) => this.recordLimits.get(topic),
     });
@@ -345,11 +347,8 @@ export class KafkaTopicLog implements TopicLog {
     // The records of a transaction share their timestamp: its text is made once a run.
     let timestamp = Number.NaN;
     let timestampText = "";
-    // In slices (runtime/io-slices.ts): a transaction under way goes on meanwhile.
-    const slices = new IoSlices();
     // An indexed loop: once a batch, a for-of allocated an iterator result per record (runtime/arrays.ts).
     for (let r = 0; r < records.length; r++) {
-      if (slices.due()) await slices.yield();
       const record = records[r]!;
       // Known after a topic's first record: no await (a microtask) per record.
       const partitions = this.partitionCounts.get(record.topic) ?? (await this.partitionCount(record.topic));

@@ -1,13 +1,13 @@
 /**
- * A transaction started right after the previous one's commit: the coordinator acknowledges a
- * commit before it has written the commit markers, and until it has, it refuses the next
- * transaction's AddPartitionsToTxn with CONCURRENT_TRANSACTIONS. kafkajs sends that error through
- * its produce call's whole retry path (a metadata refresh, then 10 ms, 20 ms, ... with the
+ * A transaction started while the previous one's commit is being completed: the coordinator
+ * acknowledges a commit before it has written the commit markers, and until it has, it refuses the
+ * next transaction's AddPartitionsToTxn with CONCURRENT_TRANSACTIONS. kafkajs sends that error
+ * through its produce call's whole retry path (a metadata refresh, then 10 ms, 20 ms, ... with the
  * producer's retry settings). Here the request itself is sent again first, after short waits
  * (2 ms doubling to 20 ms — Kafka's Java producer waits 20 ms — for up to a second), before the
- * error goes on to kafkajs. The batching producer can then start the next transaction as soon as
- * a commit is acknowledged, instead of first polling ListOffsets until the markers are visible
- * (two round trips or more per transaction, on the capture's critical path).
+ * error goes on to kafkajs. The batching producer waits for the previous commit's markers before
+ * the next transaction (beforeNextTransaction), so this is for when that wait ends early (it gives
+ * up after 10 s) or the coordinator lags behind the partitions' markers.
  *
  * Installed when this module is first imported (before any producer sends).
  */
