@@ -439,3 +439,65 @@ test("a batch's events are let go of once handed to the log, before it is durabl
   ]);
   assert.equal(pipeline.lastAckedCommitTime(), 0);
 });
+
+test("a batch encoded again after an operator's release is not encoded while the next batch is: one batch's per-batch encoder state at a time (data checks' unique_in_batch, personal data's plan)", async () => {
+  const { EmbeddedTopicLog } = await import("../connectors/embedded/embedded-log.ts");
+  const { mkdtempSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const log = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-reencode-")), "log.db"), logger: silent });
+  for (const name of ["t.parked", "pg.public.a", "pg.public.bad"]) await log.createTopic({ name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  const many = (commit: bigint) => Array.from({ length: 300 }, (_, i) => event("a", BigInt(i), commit));
+  // "bad" halts in the first batch; the operator releases it while the second is encoded, so the second is encoded again
+  // (under the lock) while the pump encodes the third.
+  const source = new ScriptedSource([[event("bad", 1n, 10n)], many(20n), many(30n)]);
+  const stop = new AbortController();
+  let accepting = false;
+  let batches = 0;
+  let current: bigint | null = null;
+  const mixed: string[] = [];
+  let released: Promise<unknown> | undefined;
+  const record = (e: ChangeEvent): ProducedRecord[] => [{ topic: `pg.public.${e.schema.table}`, key: Buffer.from(String(e.key["id"])), value: Buffer.from(String(e.source.position.commit)), timestamp: 0 }];
+  const encodeChecked = (e: ChangeEvent): ProducedRecord[] => {
+    // A change costs time to encode.
+    const until = performance.now() + 1;
+    while (performance.now() < until);
+    const commit = e.source.position.commit;
+    if (current === null) current = commit;
+    else if (current !== commit) mixed.push(`${commit} while encoding ${current}`);
+    return record(e);
+  };
+  const checking: ChangeEncoder = {
+    async encode(e) {
+      if (e.schema.table === "bad") {
+        if (!accepting) throw new SluiceError("column `price`: writer type double cannot be read as int", { code: "SCHEMA_INCOMPATIBLE" });
+        return record(e);
+      }
+      // Waits for something first, as personal data's seal on the workers or a key read does.
+      await new Promise((resolve) => setImmediate(resolve));
+      return encodeChecked(e);
+    },
+    // Every 20th change is not encoded at once: `encode` takes it.
+    encodeNow: (e) => (e.schema.table === "bad" || (e.key["id"] as bigint) % 20n === 0n ? undefined : encodeChecked(e)),
+    startBatch() {
+      current = null;
+      if (++batches === 2) {
+        accepting = true;
+        released = pipeline.release("public.bad", "retry", true, stop.signal);
+      }
+    },
+  };
+  const pipeline = new CapturePipeline({ source, log, encoder: checking, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
+  const running = pipeline.run(stop.signal);
+  for (let i = 0; i < 2_000 && !source.acked.includes(30n); i++) await new Promise((r) => setTimeout(r, 5));
+  await released;
+  stop.abort(new Error("stop"));
+  await running;
+  assert.deepEqual(source.acked, [10n, 20n, 30n]);
+  assert.deepEqual(mixed.slice(0, 3), [], "no change of another batch is encoded between a batch's startBatch and its last change");
+  const consumer = await log.consumer("check", ["pg.public.a"]);
+  const records = await consumer.poll({ maxRecords: 1_000, maxBytes: 1 << 22, maxWaitMs: 200 });
+  await consumer.close();
+  assert.deepEqual(records.map((r) => Buffer.from(r.value!).toString()), [...Array<string>(300).fill("20"), ...Array<string>(300).fill("30")], "each batch once, in order");
+  await log.close();
+});

@@ -90,6 +90,8 @@ export class CapturePipeline {
   private lock: Promise<void> = Promise.resolve();
   /** Counts the starts and ends of operator releases: a batch encoded while one ran is encoded again. */
   private releases = 0;
+  /** The batch being encoded (see encodeBatch). */
+  private encoding: Promise<void> = Promise.resolve();
   private connected = false;
   /** The last failure being retried while not connected. */
   private problem: string | null = null;
@@ -277,7 +279,22 @@ export class CapturePipeline {
     return published;
   }
 
-  private async encodeBatch(batch: SourceBatch): Promise<ProducedRecord[]> {
+  /**
+   * One batch at a time: the encoder's per-batch state (startBatch: data checks' unique_in_batch;
+   * prepare: personal data's plan) is the batch's until its last change is encoded. A batch encoded
+   * again after a release (under the lock) would otherwise interleave, at its awaits (a change that waits for its seal or key), with the
+   * next batch the pump encodes meanwhile.
+   */
+  private encodeBatch(batch: SourceBatch): Promise<ProducedRecord[]> {
+    const encoded = this.encoding.then(() => this.encodeBatchAlone(batch));
+    this.encoding = encoded.then(
+      () => undefined,
+      () => undefined,
+    );
+    return encoded;
+  }
+
+  private async encodeBatchAlone(batch: SourceBatch): Promise<ProducedRecord[]> {
     this.options.encoder.startBatch?.();
     await this.options.encoder.prepare?.(batch.events);
     const records: ProducedRecord[] = this.transactionRecords(batch);
