@@ -10,8 +10,9 @@
  * Printed per phase: rows applied, rows per second, and, when DuckDB ran out of its memory_limit
  * (SINK_OUT_OF_MEMORY, which the daemon would retry for ever), how many rows had been applied
  * before; the process's peak RSS (VmHWM) and the most RSS seen in the phase; DuckDB's own count
- * by tag (duckdb_memory()) at the end of the phase. One configuration a run (so the peak is its
- * own); the database goes to a temporary directory removed at the end.
+ * by tag (duckdb_memory()) at the end of the phase; progress every tenth of a phase on stderr. One
+ * configuration a run (so the peak is its own); the database goes to a temporary directory removed
+ * at the end.
  *
  *   node bench/duckdb-keys.ts [--keys 10000000] [--changes 2000000] [--batch 5000]
  *     [--memory-limit 96MiB] [--threads 1] [--no-restart] [--dir /tmp]
@@ -80,6 +81,10 @@ async function phase(sink: DuckDbSink, name: string, rows: number, keyOf: (i: nu
       if (!(error instanceof SluiceError && error.code === "SINK_OUT_OF_MEMORY")) throw error;
       outOfMemory = error.message.split("\n")[0]!;
       break;
+    }
+    const tenth = Math.ceil(rows / 10);
+    if (Math.floor((applied + size) / tenth) > Math.floor(applied / tenth)) {
+      process.stderr.write(`${name}: ${applied + size} of ${rows} rows, ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
     }
     applied += size;
     mostRss = Math.max(mostRss, status("VmRSS"));
