@@ -13,7 +13,7 @@
  *
  * Every form decodes to the same ColumnValue (days; microseconds), so sinks are unaffected.
  */
-import { civilDate, daysFromCivil } from "../connectors/common/civil-calendar.ts";
+import { civilDate, daysFromCivil, digitsAt } from "../connectors/common/civil-calendar.ts";
 import type { ColumnValue } from "../connectors/contracts.ts";
 import { civilTimestamp, dateColumn, describeValue, microDurationColumn, stringColumn, timeMicrosColumn, timestampMicrosColumn } from "./column-types.ts";
 import type { AvroSchemaJson } from "./avro-schema.ts";
@@ -162,17 +162,6 @@ function parsePlainZoned(text: string): bigint | null {
     fraction *= 10 ** (6 - digits);
   }
   return BigInt(daysFromCivil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second) * 1_000_000n + BigInt(fraction);
-}
-
-/** The decimal number of `count` digits at `start`, or -1 where one is not a digit. */
-function digitsAt(text: string, start: number, count: number): number {
-  let value = 0;
-  for (let i = start; i < start + count; i++) {
-    const digit = text.charCodeAt(i) - 48;
-    if (digit < 0 || digit > 9) return -1;
-    value = value * 10 + digit;
-  }
-  return value;
 }
 
 const ZONED_TIMESTAMP: ColumnAvroType = {

@@ -24,3 +24,14 @@ export function civilDate(days: number): string {
   const pad = (n: number, width: number) => String(Math.abs(n)).padStart(width, "0");
   return `${year < 0 ? "-" : ""}${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}`;
 }
+
+/** The number of `count` decimal digits at `start`, or -1 when one of them is not a digit. */
+export function digitsAt(text: string, start: number, count: number): number {
+  let value = 0;
+  for (let i = start; i < start + count; i++) {
+    const digit = text.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    value = value * 10 + digit;
+  }
+  return value;
+}

@@ -4,7 +4,7 @@
  * since 1970-01-01 UTC. Proleptic Gregorian calendar, astronomical years ("0044-03-15 BC" is year
  * -43), like PostgreSQL itself.
  */
-import { daysFromCivil } from "../../common/civil-calendar.ts";
+import { daysFromCivil, digitsAt } from "../../common/civil-calendar.ts";
 
 /** What `infinity` / `-infinity` become: PostgreSQL's own internal sentinels (INT32 and INT64 extremes). */
 export const DATE_INFINITY = 2_147_483_647;
@@ -71,17 +71,6 @@ export function decodeTimeTz(text: string): string {
   const offset = parseOffset(text.slice(time.length), "timetz", text);
   if (time.length + offset.length !== text.length) bad("timetz", text);
   return `${text.slice(0, time.length)}${offset.hhmm}`;
-}
-
-/** The number of `count` decimal digits at `start`, or -1 when one of them is not a digit. */
-function digitsAt(text: string, start: number, count: number): number {
-  let value = 0;
-  for (let i = start; i < start + count; i++) {
-    const digit = text.charCodeAt(i) - 48;
-    if (digit < 0 || digit > 9) return -1;
-    value = value * 10 + digit;
-  }
-  return value;
 }
 
 /** Days whose microseconds, plus any time of day and offset, stay exact in a double (about 1696 to 2243). */
