@@ -24,9 +24,9 @@ function staticImports(source: string): string[] {
   return found;
 }
 
-/** Every package reached through static imports from `entry` (a path under the repository). */
-function packagesReached(entry: string): Set<string> {
-  const packages = new Set<string>();
+/** Every static import of the modules reached through static imports from `entry` (a path under the repository), with the importing file. */
+function importsReached(entry: string): { specifier: string; file: string }[] {
+  const found: { specifier: string; file: string }[] = [];
   const seen = new Set<string>();
   const pending = [join(ROOT, entry)];
   while (pending.length > 0) {
@@ -34,35 +34,30 @@ function packagesReached(entry: string): Set<string> {
     if (seen.has(file)) continue;
     seen.add(file);
     for (const specifier of staticImports(readFileSync(file, "utf8"))) {
-      if (specifier.startsWith(".")) {
-        const target = resolve(dirname(file), specifier);
-        if (existsSync(target) && /\.(ts|js)$/.test(target)) pending.push(target);
-      } else if (!specifier.startsWith("node:")) {
-        packages.add(specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : specifier.split("/")[0]!);
-      }
+      found.push({ specifier, file: file.slice(ROOT.length + 1) });
+      if (!specifier.startsWith(".")) continue;
+      const target = resolve(dirname(file), specifier);
+      if (existsSync(target) && /\.(ts|js)$/.test(target)) pending.push(target);
     }
+  }
+  return found;
+}
+
+/** Every package reached through static imports from `entry`. */
+function packagesReached(entry: string): Set<string> {
+  const packages = new Set<string>();
+  for (const { specifier } of importsReached(entry)) {
+    if (specifier.startsWith(".") || specifier.startsWith("node:")) continue;
+    packages.add(specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : specifier.split("/")[0]!);
   }
   return packages;
 }
 
 /** Node built-in modules (`node:...`) imported as values by the modules reached through static imports from `entry`, with the importing file. */
 function builtinImports(entry: string): { builtin: string; file: string }[] {
-  const found: { builtin: string; file: string }[] = [];
-  const seen = new Set<string>();
-  const pending = [join(ROOT, entry)];
-  while (pending.length > 0) {
-    const file = pending.pop()!;
-    if (seen.has(file)) continue;
-    seen.add(file);
-    for (const specifier of staticImports(readFileSync(file, "utf8"))) {
-      if (specifier.startsWith("node:")) found.push({ builtin: specifier, file: file.slice(ROOT.length + 1) });
-      else if (specifier.startsWith(".")) {
-        const target = resolve(dirname(file), specifier);
-        if (existsSync(target) && /\.(ts|js)$/.test(target)) pending.push(target);
-      }
-    }
-  }
-  return found;
+  return importsReached(entry)
+    .filter((i) => i.specifier.startsWith("node:"))
+    .map((i) => ({ builtin: i.specifier, file: i.file }));
 }
 
 const CONNECTOR_PACKAGES = ["pg", "pg-logical-replication", "mysql2", "kafkajs", "@elastic/elasticsearch", "@clickhouse/client", "@duckdb/node-api", "libpg-query"];
