@@ -301,3 +301,70 @@ test("a big batch is decoded in slices: the sink's thread answers other work (a 
     await log.close();
   }
 });
+
+/**
+ * Hands over what the log holds with its partitions' records interleaved (as several fetched chunks
+ * of a partition can be, between another's), each partition's position one past its last record, as
+ * a Kafka transaction's commit marker leaves it.
+ */
+class InterleavingConsumer extends GatedConsumer {
+  private readonly positions = new Map<string, bigint>();
+
+  override async poll(options: PollOptions): Promise<StoredRecord[]> {
+    const read = await super.poll(options);
+    const interleaved = [...read].sort((a, b) => (a.offset === b.offset ? a.partition - b.partition : a.offset < b.offset ? -1 : 1));
+    for (const record of interleaved) this.positions.set(`${record.topic}/${record.partition}`, record.offset + 2n);
+    return interleaved;
+  }
+
+  override position(topic: string, partition: number): bigint | null {
+    return this.positions.get(`${topic}/${partition}`) ?? null;
+  }
+}
+
+test("a batch with its partitions' records interleaved stores each partition's position after its last record", async () => {
+  const log = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-sink-batching-")), "log.db"), logger: silent });
+  const topic = "pg.public.rows";
+  await log.createTopic({ name: topic, partitions: 2, retentionMs: null, retentionBytes: null, compacted: false });
+  const sink = new OffsetKeepingSink();
+  let consumer: InterleavingConsumer | undefined;
+  const runner = new SinkRunner({
+    ...runnerDefaults,
+    sink,
+    log: wrapped(log, (inner) => {
+      consumer = new InterleavingConsumer(inner);
+      consumer.open();
+      return consumer;
+    }),
+    group: "t.sink.interleaved",
+    topics: async () => [topic],
+    batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs: 50 },
+    deadLetterTopic: "t.dlq.mem",
+  });
+  const stop = new AbortController();
+  const running = runner.run(stop.signal);
+  try {
+    // The keys put 2 and 3 records in the partitions: handed over as 0/0 1/0 0/1 1/1 1/2.
+    await log.produce(Array.from({ length: 5 }, (_, i) => encode(event("rows", i, BigInt(10 + i)))));
+    const ends = (await log.partitionOffsets(topic)).map((p) => [p.partition, p.end]);
+    assert.deepEqual(ends, [
+      [0, 2n],
+      [1, 3n],
+    ]);
+    for (let i = 0; i < 2000 && (sink.rows.size < 5 || sink.stored.length < 2); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.equal(sink.rows.size, 5, "every change applied");
+    assert.deepEqual(sink.batches, [5], "in one batch");
+    assert.deepEqual(
+      [...sink.stored].sort((a, b) => a.partition - b.partition).map((o) => [o.partition, o.offset]),
+      [
+        [0, 3n],
+        [1, 4n],
+      ],
+      "each partition's offset is its position after its last record, stored with the data",
+    );
+  } finally {
+    stop.abort(new Error("stop"));
+    await running;
+    await log.close();
+  }
+});

@@ -148,6 +148,13 @@ function partitionKey(topic: string, partition: number): string {
   return `${topic}\u0000${partition}`;
 }
 
+/** Sets the next offset to store for `record`'s partition: the consumer's position, not offset + 1, since with Kafka transactions it steps past commit markers. */
+function noteNextOffset(consumer: TopicConsumer, record: StoredRecord, nextOffsets: Map<string, TopicPartitionOffset>): void {
+  const position = consumer.position(record.topic, record.partition);
+  const next = position !== null && position > record.offset ? position : record.offset + 1n;
+  nextOffsets.set(partitionKey(record.topic, record.partition), { topic: record.topic, partition: record.partition, offset: next });
+}
+
 export class SinkRunner {
   private readonly options: SinkRunnerOptions;
   private readonly logger: Logger;
@@ -558,13 +565,14 @@ export class SinkRunner {
     /** The topics this sink reads by now, asked for when a control record names a topic the consumer does not read. */
     let topicsNow: string[] | undefined;
     let decoded = 0;
+    // A poll hands over each partition's records in one run: its next offset is noted once, at the
+    // run's last record, not made (key and offset) for every record; the last run of a partition wins.
+    let runLast: StoredRecord | undefined;
     for (const record of records) {
       if (this.blocked(record.topic)) continue;
       if (++decoded % DECODE_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
-      // The consumer's position, not offset + 1: with Kafka transactions it steps past commit markers.
-      const position = consumer.position(record.topic, record.partition);
-      const next = position !== null && position > record.offset ? position : record.offset + 1n;
-      nextOffsets.set(partitionKey(record.topic, record.partition), { topic: record.topic, partition: record.partition, offset: next });
+      if (runLast !== undefined && (runLast.topic !== record.topic || runLast.partition !== record.partition)) noteNextOffset(consumer, runLast, nextOffsets);
+      runLast = record;
       if (undecodable.has(record.topic)) {
         held.push(record);
         continue;
@@ -602,6 +610,7 @@ export class SinkRunner {
       changes.push(change);
       changeRecords.push(record);
     }
+    if (runLast !== undefined) noteNextOffset(consumer, runLast, nextOffsets);
     this.resets.holdOffsets(nextOffsets, partitionKey);
     const started = performance.now();
     // Where the target keeps offsets, they go in with the data (one transaction in DuckDB).
