@@ -501,3 +501,62 @@ test("a batch encoded again after an operator's release is not encoded while the
   assert.deepEqual(records.map((r) => Buffer.from(r.value!).toString()), [...Array<string>(300).fill("20"), ...Array<string>(300).fill("30")], "each batch once, in order");
   await log.close();
 });
+
+test("an operator's release re-publishes the parked changes while no batch is being encoded: the pump's batch does not share their per-batch encoder state (data checks' unique_in_batch)", async () => {
+  const { EmbeddedTopicLog } = await import("../connectors/embedded/embedded-log.ts");
+  const { mkdtempSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const log = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-release-encode-")), "log.db"), logger: silent });
+  for (const name of ["t.parked", "pg.public.a", "pg.public.bad"]) await log.createTopic({ name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  // "bad" id 1 halts in the first batch and is parked; the operator releases it while the pump encodes the second batch,
+  // which ends with a newer change of the same row.
+  const source = new ScriptedSource([[event("bad", 1n, 10n)], [...Array.from({ length: 300 }, (_, i) => event("a", BigInt(i), 20n)), event("bad", 1n, 20n)]]);
+  const stop = new AbortController();
+  let accepting = false;
+  let batches = 0;
+  const seen = new Set<string>();
+  const duplicates: string[] = [];
+  let released: Promise<unknown> | undefined;
+  const record = (e: ChangeEvent): ProducedRecord[] => [{ topic: `pg.public.${e.schema.table}`, key: Buffer.from(String(e.key["id"])), value: Buffer.from(String(e.source.position.commit)), timestamp: 0 }];
+  const checking: ChangeEncoder = {
+    async encode(e) {
+      if (e.schema.table === "bad") {
+        if (!accepting) throw new SluiceError("column `price`: writer type double cannot be read as int", { code: "SCHEMA_INCOMPATIBLE" });
+        // unique_in_batch: a key twice since startBatch.
+        const key = `${e.schema.table}:${String(e.key["id"])}`;
+        if (seen.has(key)) duplicates.push(`${key} at commit ${e.source.position.commit}`);
+        seen.add(key);
+        return record(e);
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+      return record(e);
+    },
+    encodeNow: (e) => {
+      if (e.schema.table === "bad" || (e.key["id"] as bigint) % 20n === 0n) return undefined;
+      const until = performance.now() + 1;
+      while (performance.now() < until);
+      return record(e);
+    },
+    startBatch() {
+      seen.clear();
+      if (++batches === 2) {
+        accepting = true;
+        released = pipeline.release("public.bad", "retry", true, stop.signal);
+      }
+    },
+  };
+  const pipeline = new CapturePipeline({ source, log, encoder: checking, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
+  const running = pipeline.run(stop.signal);
+  for (let i = 0; i < 2_000 && !source.acked.includes(20n); i++) await new Promise((r) => setTimeout(r, 5));
+  await released;
+  stop.abort(new Error("stop"));
+  await running;
+  assert.deepEqual(source.acked, [10n, 20n]);
+  assert.deepEqual(duplicates, [], "the parked change and the pump's batch were encoded as one batch");
+  const consumer = await log.consumer("check", ["pg.public.bad"]);
+  const records = await consumer.poll({ maxRecords: 1_000, maxBytes: 1 << 22, maxWaitMs: 200 });
+  await consumer.close();
+  assert.deepEqual(records.map((r) => Buffer.from(r.value!).toString()), ["10", "20"], "the parked change, then the newer one");
+  await log.close();
+});

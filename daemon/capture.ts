@@ -286,7 +286,12 @@ export class CapturePipeline {
    * next batch the pump encodes meanwhile.
    */
   private encodeBatch(batch: SourceBatch): Promise<ProducedRecord[]> {
-    const encoded = this.encoding.then(() => this.encodeBatchAlone(batch));
+    return this.encodingAlone(() => this.encodeBatchAlone(batch));
+  }
+
+  /** Runs `work` when no batch is being encoded, and no batch is encoded until it ends (see encodeBatch). */
+  private encodingAlone<T>(work: () => Promise<T>): Promise<T> {
+    const encoded = this.encoding.then(work);
     this.encoding = encoded.then(
       () => undefined,
       () => undefined,
@@ -428,9 +433,12 @@ export class CapturePipeline {
       ]);
       this.logger.warn({ table, parkingTopic, offset: first.offset.toString(), err: error }, `table ${table}: the parked change that halted it was skipped by an operator; it stays in ${parkingTopic}`);
     }
-    this.halted.delete(table);
-    this.options.stats?.onRelease?.(table);
-    const republished = await this.restoreParked(stop, table);
+    // The parked changes are encoded while no batch is (the pump encodes on during a release): they would share its per-batch state.
+    const republished = await this.encodingAlone(() => {
+      this.halted.delete(table);
+      this.options.stats?.onRelease?.(table);
+      return this.restoreParked(stop, table);
+    });
     const again = this.halted.get(table);
     const outcome = again ? `; it halted again: ${again.error}` : "; the table is captured again";
     this.logger.info({ table, action, republished, haltedAgain: again?.error ?? null }, `table ${table} released at capture (${action})`);
