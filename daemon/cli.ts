@@ -1,6 +1,7 @@
 /**
  * The `sluice` command line. Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
  */
+import { Socket } from "node:net";
 import { parseArgs } from "node:util";
 import type { ParseArgsConfig } from "node:util";
 import { ConfigValidationError } from "../config/issues.ts";
@@ -458,6 +459,15 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
 const SHUTDOWN_BACKSTOP_MS = 5_000;
 const HELD_OPEN_EXIT_MS = 5_000;
 
+/** Where the process's open TCP sockets lead (local → remote), to tell which client held it open. */
+function openSockets(): string[] {
+  // No public API lists handles; _getActiveHandles is Node's own (used by diagnostics tools) and may vanish: then none.
+  const handles = (process as unknown as { _getActiveHandles?: () => unknown[] })._getActiveHandles?.() ?? [];
+  return handles.flatMap((handle) =>
+    handle instanceof Socket && handle.remotePort !== undefined ? [`${handle.localAddress}:${handle.localPort} → ${handle.remoteAddress}:${handle.remotePort}`] : [],
+  );
+}
+
 /**
  * After a complete stop everything durable is written and every component has closed, so nothing is lost by leaving.
  * Should a socket or timer (a client library's, or one of ours that a stop missed) still hold the process open, exit
@@ -465,7 +475,8 @@ const HELD_OPEN_EXIT_MS = 5_000;
  */
 function leaveIfHeldOpen(logger: Logger, code: number): void {
   setTimeout(() => {
-    logger.warn({ resources: process.getActiveResourcesInfo().filter((kind) => kind !== "Timeout") }, "sluice stopped but something still held the process open: exiting");
+    const resources = process.getActiveResourcesInfo().filter((kind) => kind !== "Timeout");
+    logger.warn({ resources, sockets: openSockets() }, "sluice stopped but something still held the process open: exiting");
     logger.flush();
     process.exit(code);
   }, HELD_OPEN_EXIT_MS).unref();
