@@ -16,6 +16,7 @@ import type { BatchSummary } from "./batch-counts.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { NOT_HALTED } from "./halted.ts";
 import type { CaptureReleaseReport, HaltAction } from "./halted.ts";
+import { Serial } from "../runtime/serial.ts";
 
 /** Turns one change into the records that carry it (a delete also yields its tombstone). */
 export interface ChangeEncoder {
@@ -87,11 +88,11 @@ export class CapturePipeline {
   private readonly logger: Logger;
   private readonly halted = new Map<string, HaltedTable>();
   /** Serialises source batches with operator releases (see exclusive). */
-  private lock: Promise<void> = Promise.resolve();
+  private readonly lock = new Serial();
   /** Counts the starts and ends of operator releases: a batch encoded while one ran is encoded again. */
   private releases = 0;
   /** The batch being encoded (see encodeBatch). */
-  private encoding: Promise<void> = Promise.resolve();
+  private readonly encoding = new Serial();
   private connected = false;
   /** The last failure being retried while not connected. */
   private problem: string | null = null;
@@ -291,12 +292,7 @@ export class CapturePipeline {
 
   /** Runs `work` when no batch is being encoded, and no batch is encoded until it ends (see encodeBatch). */
   private encodingAlone<T>(work: () => Promise<T>): Promise<T> {
-    const encoded = this.encoding.then(work);
-    this.encoding = encoded.then(
-      () => undefined,
-      () => undefined,
-    );
-    return encoded;
+    return this.encoding.run(work);
   }
 
   private async encodeBatchAlone(batch: SourceBatch): Promise<ProducedRecord[]> {
@@ -465,12 +461,7 @@ export class CapturePipeline {
 
   /** Runs `work` alone: a source batch and an operator's release never interleave. */
   private exclusive<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.lock.then(work);
-    this.lock = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
+    return this.lock.run(work);
   }
 
   /** Reads the whole parking topic once, in order; an event split into parts is visited once, whole, at its last part's offset. */

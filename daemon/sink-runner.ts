@@ -25,6 +25,7 @@ import type { SluiceMetrics } from "./metrics.ts";
 import { replayMarkerGroup } from "./replay.ts";
 import { controlledTopic } from "./control-records.ts";
 import { isSnapshotReset, SnapshotResetGate } from "./snapshot-reset-gate.ts";
+import { Serial } from "../runtime/serial.ts";
 
 /** Turns a stored record back into its change; null for records that carry none (tombstones). */
 export interface RecordDecoder {
@@ -170,7 +171,7 @@ export class SinkRunner {
   private readonly reportedGaps = new Set<string>();
   private activeConsumer: TopicConsumer | null = null;
   /** Batches and releases run one at a time. */
-  private lock: Promise<void> = Promise.resolve();
+  private readonly lock = new Serial();
   private running = false;
   /** Why consuming fails now (retried), or null. */
   private consumeProblem: string | null = null;
@@ -290,12 +291,7 @@ export class SinkRunner {
   }
 
   private exclusive<T>(operation: () => Promise<T>): Promise<T> {
-    const run = this.lock.then(operation);
-    this.lock = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
+    return this.lock.run(operation);
   }
 
   private blocked(topic: string): boolean {
