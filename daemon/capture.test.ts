@@ -198,6 +198,8 @@ test("a record over maxRecordBytes halts its table with RECORD_TOO_LARGE, is par
   assert.equal(halt?.code, "RECORD_TOO_LARGE");
   assert.equal(halt?.key, '{"id":"1"}');
   assert.match(halt?.error ?? "", /table public\.big: the change of the row with key \{"id":"1"\} is a 5\d{3}-byte topic record, over topics\.max_record_bytes \(2048\)/);
+  // Where: the topic and the source position (commit 10 as a PostgreSQL LSN), in the message and the halt's context.
+  assert.match(halt?.error ?? "", /\(topic pg\.public\.big, source position 0\/A\)/);
   const consumer = await log.consumer("parts", ["t.parked"]);
   const parts = await consumer.poll({ maxRecords: 100, maxBytes: 1 << 20, maxWaitMs: 200 });
   await consumer.close();

@@ -510,7 +510,7 @@ export class CapturePipeline {
       const topicLimit = this.options.log.maxRecordBytes?.(record.topic) ?? Number.POSITIVE_INFINITY;
       if (bytes > Math.min(configured, topicLimit)) {
         const limit = topicLimit < configured ? `max.message.bytes of topic ${record.topic} (${topicLimit}; raise it to topics.max_record_bytes)` : `topics.max_record_bytes (${configured})`;
-        throw recordTooLarge(event, bytes, Math.min(configured, topicLimit), limit, this.options.parkingTopic);
+        throw recordTooLarge(event, record.topic, bytes, Math.min(configured, topicLimit), limit, this.options.parkingTopic);
       }
     }
     return records;
@@ -602,13 +602,14 @@ const REPUBLISH_CHUNK = 1_000;
  */
 const MAX_BATCHES_IN_FLIGHT = 2;
 
-function recordTooLarge(event: ChangeEvent, bytes: number, limit: number, limitText: string, parkingTopic: string): SluiceError {
+function recordTooLarge(event: ChangeEvent, topic: string, bytes: number, limit: number, limitText: string, parkingTopic: string): SluiceError {
   const table = tableName(event.schema);
   const key = showKey(event);
+  const position = formatPosition(event.source.connector, event.source.position);
   return new SluiceError(
-    `table ${table}: the change of the row with key ${key} is a ${bytes}-byte topic record, over ${limitText}; ` +
+    `table ${table}: the change of the row with key ${key} is a ${bytes}-byte topic record, over ${limitText} (topic ${topic}, source position ${position}); ` +
       `the table is halted and its changes are parked in ${parkingTopic}. Raise topics.max_record_bytes (and, with Kafka, max.message.bytes of existing topics) and restart to re-publish them`,
-    { code: RECORD_TOO_LARGE, context: { component: "capture", source: event.source.name, table, key, bytes, limit } },
+    { code: RECORD_TOO_LARGE, context: { component: "capture", source: event.source.name, table, topic, position, key, bytes, limit } },
   );
 }
 
