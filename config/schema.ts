@@ -515,7 +515,7 @@ const duckdbSink = z.strictObject({
   ...sinkCommon,
   path: z.string().min(1).default("./data/warehouse.duckdb").describe("DuckDB database file"),
   query: duckdbQuery,
-  memory_limit: size("DuckDB's memory_limit (its buffer manager: caches, hash tables, sorts; it spills to disk beyond). Default: a fifth of `memory` shared by the DuckDB sinks, at least 16MiB plus five times topics.max_record_bytes (96MiB for 16MiB records), so the widest record commits (docs/operations.md#memory)", { min: 8 * 2 ** 20, max: 2 ** 40 }).optional(),
+  memory_limit: size("DuckDB's memory_limit (its buffer manager: caches, hash tables, sorts; it spills to disk beyond). Default: a fifth of `memory` shared by the DuckDB sinks, at least 16MiB plus five times topics.max_record_bytes (96MiB for 16MiB records), so the widest record commits (docs/operations.md#memory). DuckDB's checkpoint_threshold follows it: memory_limit / 8, at least 1MiB and at most 16MiB (DuckDB's default), since index changes stay in memory until a checkpoint; so do allocator_flush_threshold and allocator_bulk_deallocation_flush_threshold: memory_limit / 8, 4MiB to 128MiB", { min: 8 * 2 ** 20, max: 2 ** 40 }).optional(),
   threads: z.number().int().min(1).max(256).optional().describe("DuckDB's worker threads. Default: one below 128MiB of memory_limit, above that one per 16 MiB, at most the machine's cores"),
 });
 
