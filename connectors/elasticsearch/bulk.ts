@@ -11,6 +11,7 @@ import type { Logger } from "../../runtime/logger.ts";
 import { describeTlsMessage } from "../common/tls-message.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import { errorMessage } from "../sinks/errors.ts";
+import { settleInTurn } from "../sinks/tables-in-flight.ts";
 
 /**
  * The action line and, except for deletes, the document line: as text, each without the newline,
@@ -46,28 +47,60 @@ interface BulkItemResult {
   readonly error?: { readonly type?: string; readonly reason?: string; readonly caused_by?: { readonly reason?: string } };
 }
 
-/** Packs operations into bodies of at most `maxBytes` (an operation larger than that goes alone), as the bytes sent. */
-export function packBodies(operations: readonly BulkOperation[], maxBytes: number): { body: Buffer; members: number[] }[] {
-  const bodies: { body: Buffer; members: number[] }[] = [];
-  let parts: Buffer[] = [];
+/** Bulk requests of one write in flight at once (Elasticsearch indexes each on a write thread of its own). */
+export const BULK_IN_FLIGHT = 3;
+/** Below this a write's body is not split for concurrency: each request has a fixed cost on both sides. */
+const MIN_SPLIT_BYTES = 128 * 2 ** 10;
+
+/**
+ * Groups operations (their indices) into bodies of at most `maxBytes`, an operation larger than
+ * that alone; a write larger than MIN_SPLIT_BYTES is split into about `parts` bodies of similar
+ * size, so its requests are indexed side by side.
+ */
+export function planBodies(operations: readonly BulkOperation[], maxBytes: number, parts = 1): number[][] {
+  const sizes = operations.map(operationSize);
+  const total = sizes.reduce((sum, size) => sum + size, 0);
+  const limit = Math.min(maxBytes, Math.max(MIN_SPLIT_BYTES, Math.ceil(total / Math.max(1, parts))));
+  const bodies: number[][] = [];
   let members: number[] = [];
   let size = 0;
-  operations.forEach((operation, index) => {
-    const bytes = operationBytes(operation);
-    if (members.length > 0 && size + bytes.length > maxBytes) {
-      bodies.push({ body: Buffer.concat(parts, size), members });
-      parts = [];
+  sizes.forEach((bytes, index) => {
+    if (members.length > 0 && size + bytes > limit) {
+      bodies.push(members);
       members = [];
       size = 0;
     }
-    parts.push(bytes);
     members.push(index);
-    size += bytes.length;
+    size += bytes;
   });
-  if (members.length > 0) bodies.push({ body: Buffer.concat(parts, size), members });
+  if (members.length > 0) bodies.push(members);
   return bodies;
 }
 
+/** Packs operations into bodies of at most `maxBytes` (an operation larger than that goes alone), as the bytes sent. */
+export function packBodies(operations: readonly BulkOperation[], maxBytes: number): { body: Buffer; members: number[] }[] {
+  return planBodies(operations, maxBytes).map((members) => ({ body: bodyOf(members.map((m) => operations[m] as BulkOperation)), members }));
+}
+
+function operationSize(operation: BulkOperation): number {
+  if ("ndjson" in operation) return operation.ndjson.length;
+  let size = 0;
+  for (const line of operation.lines) size += Buffer.byteLength(line) + 1;
+  return size;
+}
+
+function bodyOf(operations: readonly BulkOperation[]): Buffer {
+  const parts = operations.map(operationBytes);
+  return Buffer.concat(parts);
+}
+
+/**
+ * Sends the operations and returns each one's outcome. A write's bodies go up to BULK_IN_FLIGHT
+ * at a time: a document appears once per index in a write (collapsed per key), and its external
+ * version decides anyway, so the requests' order does not matter; after a failed request no
+ * further one starts and the failure is thrown once the others have finished. Items Elasticsearch
+ * asks to retry are sent again together after every request of the round.
+ */
 export async function runBulk(client: Client, operations: readonly BulkOperation[], options: BulkOptions): Promise<ItemOutcome[]> {
   const outcomes: ItemOutcome[] = operations.map(() => ({ kind: "failed", retriable: true, reason: "not sent" }));
   let pending = operations.map((_, index) => index);
@@ -75,17 +108,18 @@ export async function runBulk(client: Client, operations: readonly BulkOperation
   for (let round = 0; pending.length > 0; round++) {
     const again: number[] = [];
     const sending = pending.map((i) => operations[i] as BulkOperation);
-    for (const { body, members } of packBodies(sending, options.maxBytes)) {
-      const items = await sendBodyOrEach(client, body, members.map((m) => sending[m] as BulkOperation), options);
+    const send = (members: readonly number[]) => async () => {
+      const items = await sendBodyOrEach(client, members.map((m) => sending[m] as BulkOperation), options);
       members.forEach((member, position) => {
         const index = pending[member] as number;
-        const item = items[position];
-        const outcome = classify(item);
+        const outcome = classify(items[position]);
         outcomes[index] = outcome;
         if (outcome.kind === "failed" && outcome.retriable) again.push(index);
       });
-    }
+    };
+    await settleInTurn(planBodies(sending, options.maxBytes, BULK_IN_FLIGHT).map(send), BULK_IN_FLIGHT);
     if (again.length === 0 || round + 1 >= rounds) break;
+    again.sort((a, b) => a - b);
     const delay = backoffDelay({ initialMs: options.retry.initial, maxMs: options.retry.max }, round);
     options.logger.warn({ items: again.length, round, delayMs: delay }, "Elasticsearch asked to retry bulk items (429/5xx); retrying");
     await sleep(delay, options.signal);
@@ -111,7 +145,8 @@ function classify(item: BulkItemResult | undefined): ItemOutcome {
  * `http.max_content_length`), sends its operations one by one, so only a document too large on its
  * own fails, as its item (permanently: retrying cannot shrink it) and not as the whole write.
  */
-async function sendBodyOrEach(client: Client, body: Buffer, members: readonly BulkOperation[], options: BulkOptions): Promise<(BulkItemResult | undefined)[]> {
+async function sendBodyOrEach(client: Client, members: readonly BulkOperation[], options: BulkOptions): Promise<(BulkItemResult | undefined)[]> {
+  const body = bodyOf(members);
   try {
     return await sendBody(client, body, options);
   } catch (error) {
@@ -146,12 +181,14 @@ async function sendBody(client: Client, body: Buffer, options: BulkOptions): Pro
       try {
         return (await client.transport.request(
           // Only what classify() reads: the full per-item response is several times larger to send and parse.
-          // As text: the client copies a failed request's parameters for its error (redaction), which walks a Buffer body byte by byte (a 1 MiB body took far more heap than a sink thread has).
-          { method: "POST", path: "/_bulk", bulkBody: body.toString(), querystring: { filter_path: "items.*.status,items.*.error", ...(options.refresh ? { refresh: "true" } : {}) } },
-          { signal: options.signal, maxRetries: 0 },
+          { method: "POST", path: "/_bulk", bulkBody: body, querystring: { filter_path: "items.*.status,items.*.error", ...(options.refresh ? { refresh: "true" } : {}) } },
+          // The bytes as they are (as text they were copied twice more, the text itself into the old generation):
+          // an error's redaction "replace" would copy the request's parameters and walk the body byte by byte
+          // (a 1 MiB body took more heap than a sink thread has); "remove" drops the headers and the connection instead.
+          { signal: options.signal, maxRetries: 0, redaction: { type: "remove" } },
         )) as { items?: Record<string, BulkItemResult>[] };
       } catch (error) {
-        throw requestError(error, options.sink, "bulk request");
+        throw requestError(error, options.sink, "bulk request", poolNodes(client));
       }
     },
     {
@@ -172,13 +209,13 @@ function firstValue(entry: Record<string, BulkItemResult>): BulkItemResult | und
 }
 
 /** Sorts a client error: unreachable, 429 and 5xx are ConnectionErrors (retriable); other statuses are not. */
-export function requestError(error: unknown, sink: string, what: string): Error {
+export function requestError(error: unknown, sink: string, what: string, nodes?: string): Error {
   if (error instanceof SluiceError) return error;
   const context = { component: "sink", sink };
   const name = (error as { name?: string } | null)?.name ?? "";
   const status = (error as { meta?: { statusCode?: number } } | null)?.meta?.statusCode;
   if (name === "RequestAbortedError") return error as Error;
-  const node = nodeOf(error);
+  const node = nodeOf(error) ?? nodes ?? "(node unknown)";
   const tlsFailure = name === "ConnectionError" ? describeTlsMessage(errorMessage(error)) : undefined;
   if (tlsFailure !== undefined) return tlsError(node, tlsFailure, sink, what, error);
   if (status === 401) {
@@ -194,15 +231,21 @@ export function requestError(error: unknown, sink: string, what: string): Error 
   return new SluiceError(`Elasticsearch ${what} failed: ${errorMessage(error)}`, { code: "SINK_REQUEST_FAILED", context, cause: error });
 }
 
-/** The node a client error came from, for messages (the transport keeps it in meta.meta.connection). */
-function nodeOf(error: unknown): string {
-  const url = (error as { meta?: { meta?: { connection?: { url?: unknown } } } } | null)?.meta?.meta?.connection?.url;
+/** The node a client error came from, for messages (the transport keeps it in meta.meta.connection unless its redaction removed it). */
+function nodeOf(error: unknown): string | undefined {
+  const url = (error as { meta?: { meta?: { connection?: { url?: unknown } | null } } } | null)?.meta?.meta?.connection?.url;
   try {
     // The origin only: a node URL may carry credentials.
-    return url ? new URL(String(url)).origin : "(node unknown)";
+    return url ? new URL(String(url)).origin : undefined;
   } catch {
-    return "(node unknown)";
+    return undefined;
   }
+}
+
+/** The client's nodes, for the message of an error whose node was removed with its connection. */
+function poolNodes(client: Client): string | undefined {
+  const origins = client.connectionPool.connections.map((connection) => connection.url.origin);
+  return origins.length > 0 ? origins.join(", ") : undefined;
 }
 
 /** A failed certificate check or TLS handshake with a node: permanent, retrying cannot heal it. */

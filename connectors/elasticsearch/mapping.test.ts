@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { Client } from "@elastic/elasticsearch";
 import { testLogger } from "../sinks/test-config.ts";
-import { packBodies, runBulk } from "./bulk.ts";
+import { BULK_IN_FLIGHT, packBodies, planBodies, runBulk } from "./bulk.ts";
 import { aliasFilter } from "./indices.ts";
 import { decodeJson, encodeJson, RawJson } from "./json.ts";
 import { documentValue, fieldMapping, fieldNameProblem, sameMapping } from "./mapping.ts";
@@ -63,6 +63,55 @@ describe("bulk", () => {
     assert.ok(bodies.every((b) => Buffer.byteLength(b.body) <= 40 || b.members.length === 1));
   });
 
+  test("a large write is split into about BULK_IN_FLIGHT bodies of similar size, each within bulk_bytes; a small one is not", () => {
+    const op = (size: number) => ({ ndjson: Buffer.alloc(size, "x") });
+    const large = Array.from({ length: 3000 }, () => op(300));
+    const bodies = planBodies(large, 5 * 2 ** 20, BULK_IN_FLIGHT);
+    assert.equal(bodies.length, BULK_IN_FLIGHT);
+    assert.deepEqual(bodies.flat(), large.map((_, index) => index), "every operation once, in order");
+    assert.ok(planBodies(large, 200_000, BULK_IN_FLIGHT).every((members) => members.length * 300 <= 200_000));
+    assert.equal(planBodies(Array.from({ length: 10 }, () => op(300)), 5 * 2 ** 20, BULK_IN_FLIGHT).length, 1);
+  });
+
+  test("a write's requests go side by side, at most BULK_IN_FLIGHT; a failed one is thrown after the others finished", async () => {
+    let open = 0;
+    let most = 0;
+    let finished = 0;
+    let calls = 0;
+    const client = {
+      transport: {
+        request: async (params: { bulkBody: Buffer }) => {
+          const call = calls++;
+          open++;
+          most = Math.max(most, open);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          open--;
+          if (failing && call === 0) throw Object.assign(new Error("bad request"), { meta: { statusCode: 400 } });
+          finished++;
+          const lines = params.bulkBody.toString().split("\n").filter((line) => line.startsWith('{"index"'));
+          return { items: lines.map((line) => ({ index: { status: line.includes('"_id":"s') ? 409 : 201 } })) };
+        },
+      },
+      connectionPool: { connections: [] },
+    } as unknown as Client;
+    const ids = Array.from({ length: 3000 }, (_, i) => (i % 7 === 0 ? `s${i}` : `a${i}`));
+    const operations = ids.map((id) => ({ lines: [`{"index":{"_id":"${id}"}}`, `{"v":"${"x".repeat(200)}"}`] }));
+    const options = { maxBytes: 5 * 2 ** 20, refresh: false, retry: { initial: 1, max: 2 }, signal: AbortSignal.timeout(5_000), logger: testLogger(), sink: "s" };
+    let failing = false;
+    const outcomes = await runBulk(client, operations, options);
+    assert.equal(most, BULK_IN_FLIGHT);
+    assert.deepEqual(
+      outcomes.map((o) => o.kind),
+      ids.map((id) => (id.startsWith("s") ? "stale" : "applied")),
+    );
+    failing = true;
+    calls = 0;
+    finished = 0;
+    await assert.rejects(runBulk(client, operations, options), /bad request/);
+    assert.equal(open, 0, "no request of the failed write still runs");
+    assert.equal(finished, BULK_IN_FLIGHT - 1, "the requests started beside the failed one finished; no further one started");
+  });
+
   test("429 and 5xx items are retried, 409 counts as stale, other errors are poison", async () => {
     const responses = [
       { items: [{ index: { status: 201 } }, { index: { status: 429, error: { type: "es_rejected_execution_exception", reason: "queue full" } } }, { index: { status: 409 } }, { index: { status: 400, error: { type: "document_parsing_exception", reason: "bad" } } }, { index: { status: 503 } }] },
@@ -72,8 +121,8 @@ describe("bulk", () => {
     const sent: string[] = [];
     const client = {
       transport: {
-        request: async (params: { bulkBody: string }) => {
-          sent.push(params.bulkBody);
+        request: async (params: { bulkBody: Buffer }) => {
+          sent.push(params.bulkBody.toString());
           return responses.shift();
         },
       },
