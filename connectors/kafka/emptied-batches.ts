@@ -15,6 +15,8 @@
  * to filtering" case), which moves their position past the batch.
  */
 import { createRequire } from "node:module";
+// Replaces kafkajs's record batch decoder, which decodeMessages takes when it loads (below).
+import "./record-batch-decoder.ts";
 
 interface KafkaDecoder {
   readonly buffer: Buffer;
