@@ -4,23 +4,24 @@
  * image's whole sealed text (its head's text + base64 of the payload) as ASCII bytes.
  */
 import { parentPort } from "node:worker_threads";
-import { sealInto, writeBase64 } from "./subject-keys.ts";
+import { preparedKey, sealPrepared, writeBase64 } from "./subject-keys.ts";
+import type { PreparedKey } from "./subject-keys.ts";
 import type { SealReply, SealRequest } from "./seal-workers.ts";
 
 /**
- * The data keys of recent requests, by their bytes: the same Buffer for the same key, so its
- * prepared cipher key (subject-keys.ts preparedKey) is made once, not once per batch. Bounded.
+ * The prepared data keys (subject-keys.ts preparedKey) of recent requests, by the keys' bytes: made
+ * once per key, not once per batch, and looked up once per request and head, not per row image. Bounded.
  */
-const recentKeys = new Map<string, Buffer>();
+const recentKeys = new Map<string, PreparedKey>();
 const RECENT_KEYS = 4_096;
 
-function dataKey(all: Buffer, i: number): Buffer {
+function dataKey(all: Buffer, i: number): PreparedKey {
   const bytes = all.subarray(32 * i, 32 * (i + 1));
   const id = bytes.toString("latin1");
   let key = recentKeys.get(id);
   if (key === undefined) {
     if (recentKeys.size >= RECENT_KEYS) recentKeys.clear();
-    key = Buffer.from(bytes);
+    key = preparedKey(Buffer.from(bytes));
     recentKeys.set(id, key);
   }
   return key;
@@ -40,7 +41,7 @@ port.on("message", (request: SealRequest) => {
     const allKeys = Buffer.from(request.keys.buffer, request.keys.byteOffset, request.keys.byteLength);
     const heads = Buffer.from(request.heads.buffer, request.heads.byteOffset, request.heads.byteLength);
     const headCount = headBounds.length / 3;
-    const keys = new Array<Buffer>(headCount);
+    const keys = new Array<PreparedKey>(headCount);
     const aads = new Array<Buffer>(headCount);
     for (let h = 0; h < headCount; h++) {
       keys[h] = dataKey(allKeys, h);
@@ -63,7 +64,7 @@ port.on("message", (request: SealRequest) => {
     for (let i = 0, start = 0; i < jobs; start = jsonEnds[i]!, i++) {
       const h = headOf[i]!;
       at += heads.copy(texts, at, headBounds[3 * h + 1]!, headBounds[3 * h + 2]!);
-      const sealed = sealInto(json.slice(start, jsonEnds[i]!), keys[h]!, aads[h]!, scratch, 0);
+      const sealed = sealPrepared(json.slice(start, jsonEnds[i]!), keys[h]!, aads[h]!, scratch, 0);
       at = writeBase64(scratch, 0, sealed, texts, at);
       ends[i] = at;
     }

@@ -165,3 +165,26 @@ test("a reader follows the key topic: keys created and destroyed elsewhere are s
     await log.close();
   }
 });
+
+test("a catch-up that reads back this store's own new keys keeps their Buffers (their prepared cipher keys); a different key written elsewhere replaces one", async () => {
+  const master = MasterKey.generate();
+  const log = await openLog("own-keys.db");
+  try {
+    const store = await SubjectKeyStore.open(log, TOPIC, master);
+    await store.createKeys("pg", ["1", "2"]);
+    const first = store.cachedKey("pg", "1");
+    assert.ok(first !== undefined);
+    await store.catchUp();
+    assert.equal(store.cachedKey("pg", "1"), first, "the same Buffer, not a copy unwrapped again");
+    // Elsewhere: subject 2 forgotten, then given a new key.
+    const other = await SubjectKeyStore.open(log, TOPIC, master);
+    await other.destroy("pg", "2");
+    const renewed = await other.keyFor("pg", "2");
+    await store.catchUp();
+    assert.deepEqual(store.cachedKey("pg", "2"), renewed);
+    assert.equal(store.cachedKey("pg", "1"), first);
+    await Promise.all([other.close(), store.close()]);
+  } finally {
+    await log.close();
+  }
+});

@@ -24,11 +24,12 @@ function keyError(message: string, context: Record<string, unknown> = {}): Sluic
 /** The master key: 32 bytes, written in its file as 64 hex digits or as base64. */
 export class MasterKey {
   readonly id: Buffer;
-  private readonly key: Buffer;
+  /** Prepared once: a raw key is imported again by every createCipheriv (most of a wrap's cost, and capture wraps a key per new subject). */
+  private readonly key: KeyObject;
 
   constructor(key: Buffer) {
     if (key.length !== 32) throw keyError(`a master key has 32 bytes, this one ${key.length}`);
-    this.key = key;
+    this.key = createSecretKey(key);
     this.id = createHash("sha256").update(key).digest().subarray(0, 8);
   }
 
@@ -77,8 +78,12 @@ export class MasterKey {
 }
 
 /** A data key ready to use: creating the KeyObject and the key id for every value costs more than the encryption. */
-const prepared = new WeakMap<Buffer, { readonly key: KeyObject; readonly id: Buffer }>();
-function preparedKey(dataKey: Buffer): { readonly key: KeyObject; readonly id: Buffer } {
+export interface PreparedKey {
+  readonly key: KeyObject;
+  readonly id: Buffer;
+}
+const prepared = new WeakMap<Buffer, PreparedKey>();
+export function preparedKey(dataKey: Buffer): PreparedKey {
   let entry = prepared.get(dataKey);
   if (!entry) {
     entry = { key: createSecretKey(dataKey), id: createHash("sha256").update(dataKey).digest().subarray(0, 4) };
@@ -148,17 +153,23 @@ function sealHead(prefix: string, context: string, subject: string): SealHead {
  * Writes key id (4) | IV (12) | GCM tag (16) | AES-256-GCM(plain) with `aad` into `into` at `at`
  * (32 + plain's bytes: GCM's output is as long as its input, final adds nothing); returns how many bytes.
  */
-export function sealInto(plain: Uint8Array | string, dataKey: Buffer, aad: Uint8Array, into: Buffer, at: number): number {
-  const { key, id } = preparedKey(dataKey);
+export function sealInto(plain: Uint8Array | string, dataKey: Buffer, aad: Uint8Array, into: Uint8Array, at: number): number {
+  return sealPrepared(plain, preparedKey(dataKey), aad, into, at);
+}
+
+/** sealInto with the data key prepared by the caller (a seal worker prepares each request's keys once, not once per row image). */
+export function sealPrepared(plain: Uint8Array | string, { key, id }: PreparedKey, aad: Uint8Array, into: Uint8Array, at: number): number {
   const iv = freshIv();
   const cipher = createCipheriv("aes-256-gcm", key, iv);
   cipher.setAAD(aad);
   const sealed = typeof plain === "string" ? cipher.update(plain, "utf8") : cipher.update(plain);
   cipher.final();
-  id.copy(into, at);
-  iv.copy(into, at + 4);
-  cipher.getAuthTag().copy(into, at + 16);
-  return 32 + sealed.copy(into, at + 32);
+  // TypedArray set, not Buffer copy: for these few bytes Buffer.copy's own checks cost more than the copy.
+  into.set(id, at);
+  into.set(iv, at + 4);
+  into.set(cipher.getAuthTag(), at + 16);
+  into.set(sealed, at + 32);
+  return 32 + sealed.length;
 }
 
 const BASE64 = Buffer.from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
@@ -471,7 +482,10 @@ export class SubjectKeyStore {
 
   private cacheRecord(key: string, wrapped: Uint8Array): void {
     try {
-      this.remember(key, this.unwrapWith(wrapped));
+      const dataKey = this.unwrapWith(wrapped);
+      const held = this.unwrapped.get(key)?.dataKey;
+      // The same key (this process's own record, or a rewrap) keeps its Buffer: its prepared cipher key (preparedKey) stays made.
+      this.remember(key, held !== undefined && held.equals(dataKey) ? held : dataKey);
     } catch {
       // A key wrapped by a master key not given: reported where it is used.
       this.unwrapped.delete(key);
