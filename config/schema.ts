@@ -360,7 +360,7 @@ const retention = z
 
 const MAX_RECORD_BYTES_DEFAULT = 16 * 2 ** 20;
 const maxRecordBytes = size(
-  "Largest topic record (a row change's Avro key and value with framing). Topics Sluice creates get it as max.message.bytes, consumers fetch records of that size; a larger record halts its table at capture (parked, nothing lost)",
+  "Largest topic record (a row change's Avro key and value with framing). Topics Sluice creates get it as max.message.bytes (its parking and dead-letter topics four times it), so a batch of batch_bytes fits too; consumers fetch records of that size; a larger record halts its table at capture (parked, nothing lost). Kafka: a topic that exists with a smaller max.message.bytes is reported at start with the command that raises it, batches to it stay within it, and a row over it halts its table (docs/topics.md#record-size)",
   { min: 2 ** 10, max: 256 * 2 ** 20 },
 ).default(MAX_RECORD_BYTES_DEFAULT);
 
@@ -381,7 +381,7 @@ const kafkaTopics = z.strictObject({
   replication_factor: z.number().int().min(1).max(10).default(1).describe("Replication factor for topics Sluice creates"),
   compression: z.enum(["none", "gzip", "lz4", "zstd"]).default("none").describe("Record batch compression"),
   linger: duration("Wait this long to fill a batch", { min: 1, max: 60_000, zero: true }).default(5),
-  batch_bytes: size("Largest produce batch", { min: 2 ** 10, max: 2 ** 30 }).default(2 ** 20),
+  batch_bytes: size("Largest record batch of one partition in a produce request (a request holds up to four, at most 64MiB beyond one); a topic whose max.message.bytes is smaller gets batches within it, so batch_bytes above max_record_bytes or a topic's limit is never refused (docs/topics.md#record-size)", { min: 2 ** 10, max: 2 ** 30 }).default(2 ** 20),
   max_in_flight: z.number().int().min(1).max(5).default(5).describe("Produce requests in flight per broker"),
   transactions: z.boolean().default(true).describe("Commit records and the source checkpoint in one Kafka transaction"),
   retention,

@@ -34,7 +34,7 @@ import type {
 import { captureLeaseTopic, checkpointTopic, instancesTopic, isInternalTopic, registryTopic, topicIdsTopic } from "../topics/names.ts";
 import { partitionForKey } from "../topics/partitioner.ts";
 import { announceTopicCreated, onTopicCreated } from "../topics/topic-notices.ts";
-import { assertSameLayout, validateSpec } from "../topics/spec.ts";
+import { assertSameLayout, RECORD_TOO_LARGE, recordBytes, validateSpec } from "../topics/spec.ts";
 import { BatchingProducer, RECORD_OVERHEAD_BYTES } from "./batching-producer.ts";
 import { setGroupOffsets } from "./group-offsets.ts";
 import type { OutgoingMessage, WrittenOffset } from "./batching-producer.ts";
@@ -92,7 +92,7 @@ export class KafkaTopicLog implements TopicLog {
   private readonly access: KafkaLogAccess;
   private readonly readerLimits: KafkaReaderLimits | undefined;
   private readonly partitionCounts = new Map<string, number>();
-  /** max.message.bytes of the topics this process created or declared. */
+  /** max.message.bytes of the topics this process created, declared or wrote to: batches and records to each stay within it. */
   private readonly recordLimits = new Map<string, number>();
   private readonly consumers = new Set<KafkaPullConsumer>();
   /** Reads internal topics to their end without a consumer group; made at the first such read. */
@@ -235,16 +235,25 @@ export class KafkaTopicLog implements TopicLog {
             { name: "retention.bytes", value: String(spec.retentionBytes ?? -1) },
             ...(spec.compacted && spec.tombstoneRetentionMs !== undefined ? [{ name: "delete.retention.ms", value: String(spec.tombstoneRetentionMs) }] : []),
             ...(spec.compacted && spec.minCompactionLagMs !== undefined ? [{ name: "min.compaction.lag.ms", value: String(spec.minCompactionLagMs) }] : []),
-            ...(spec.maxRecordBytes ? [{ name: "max.message.bytes", value: String(spec.maxRecordBytes) }] : []),
+            { name: "max.message.bytes", value: String(this.maxMessageBytes(spec)) },
           ],
         }],
       }),
     );
     await this.call("wait for the new topic's leaders", () => this.untilLeaders(spec.name));
     this.partitionCounts.set(spec.name, spec.partitions);
-    if (spec.maxRecordBytes) this.recordLimits.set(spec.name, spec.maxRecordBytes);
+    this.recordLimits.set(spec.name, this.maxMessageBytes(spec));
     this.logger.info({ topic: spec.name, partitions: spec.partitions, cleanupPolicy: cleanupPolicy(spec), replicationFactor: this.config.replication_factor }, "topic created");
     announceTopicCreated(`kafka:${this.deployment}`);
+  }
+
+  /**
+   * A new topic's max.message.bytes: its spec's, else topics.max_record_bytes (Sluice's internal
+   * topics, the key store, the erasure audit). Without one a topic takes the broker's default
+   * (about 1 MiB), and a partition's batch of up to batch_bytes above it was refused whole, for good.
+   */
+  private maxMessageBytes(spec: TopicSpec): number {
+    return spec.maxRecordBytes ?? this.config.max_record_bytes;
   }
 
   onTopicCreated(listener: () => void): () => void {
@@ -344,6 +353,8 @@ export class KafkaTopicLog implements TopicLog {
 
   private async messagesOf(records: readonly ProducedRecord[]): Promise<OutgoingMessage[]> {
     const messages: OutgoingMessage[] = [];
+    let limitTopic: string | undefined;
+    let limit = Number.POSITIVE_INFINITY;
     // The records of a transaction share their timestamp: its text is made once a run.
     let timestamp = Number.NaN;
     let timestampText = "";
@@ -360,6 +371,12 @@ export class KafkaTopicLog implements TopicLog {
       const value = record.value === null ? null : toBuffer(record.value);
       const partition = partitionForKey(record.key, partitions);
       const size = estimateSize(record);
+      if (record.topic !== limitTopic) {
+        limitTopic = record.topic;
+        limit = this.recordLimits.get(record.topic) ?? Number.POSITIVE_INFINITY;
+      }
+      // estimateSize + 64 is never below recordBytes (the framing capture counts), which is only worked out near the limit.
+      if (size + 64 > limit && recordBytes(record) > limit) throw this.recordTooLarge(record, limit);
       // One object per record, held until its transaction commits.
       messages.push(
         record.headers
@@ -678,7 +695,19 @@ export class KafkaTopicLog implements TopicLog {
     const spec = await this.describeTopic(topic);
     if (!spec) throw new SluiceError(`topic "${topic}" does not exist in Kafka ${this.config.brokers.join(",")}`, { code: "TOPIC_NOT_FOUND", context: { component: "kafka", topic } });
     this.partitionCounts.set(topic, spec.partitions);
+    // A topic this process writes without having declared it (a command such as sluice forget): its batches keep to its limit too.
+    if (spec.maxRecordBytes && !this.recordLimits.has(topic)) this.recordLimits.set(topic, spec.maxRecordBytes);
     return spec.partitions;
+  }
+
+  /** Refused before anything of the produce call is sent: Kafka would refuse its batch for good, with an error naming no topic. */
+  private recordTooLarge(record: ProducedRecord, limit: number): SluiceError {
+    const bytes = recordBytes(record);
+    return new SluiceError(
+      `a ${bytes}-byte record for topic "${record.topic}" is over the topic's max.message.bytes of ${limit}; nothing of this produce call was sent. ` +
+        `Raise the topic's limit (kafka-configs.sh --bootstrap-server ${this.config.brokers[0]} --alter --entity-type topics --entity-name ${record.topic} --add-config max.message.bytes=${Math.max(bytes, this.config.max_record_bytes)})`,
+      { code: RECORD_TOO_LARGE, context: { component: "kafka", topic: record.topic, bytes, limit } },
+    );
   }
 
   private async describeTopic(name: string): Promise<TopicSpec | undefined> {

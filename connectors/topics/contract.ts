@@ -26,7 +26,8 @@ export interface TopicSpec {
   readonly acceptUncompacted?: boolean;
   /**
    * Largest record the topic takes, counted as `recordBytes` (spec.ts) does; Kafka gets it as the
-   * topic's max.message.bytes, the embedded log refuses larger records. Absent or null: the log's default.
+   * topic's max.message.bytes, the embedded log refuses larger records. Absent or null: the log's
+   * default (Kafka: topics.max_record_bytes, never the broker's ~1 MiB; embedded: no limit).
    */
   readonly maxRecordBytes?: number | null;
 }

@@ -192,4 +192,24 @@ describe("subject keys on Kafka", { timeout: 180_000 }, () => {
       await daemon.close();
     }
   });
+
+  // Its topic is created without a size of its own: it took the broker's default max.message.bytes
+  // (about 1 MiB) while a partition's batch may reach batch_bytes, and the keys of a batch of many
+  // new subjects were refused whole with KAFKA_MESSAGE_TOO_LARGE, for good, stopping capture.
+  test("the keys of 20,000 new subjects, written in one produce call, are stored with batch_bytes of 4 MiB", async () => {
+    const name = `${deployment}_big`;
+    const log = await KafkaTopicLog.open({ config: testKafkaConfig({ transactions: true, batch_bytes: 4 * 2 ** 20, linger: 50 }), deployment: name, logger });
+    try {
+      const store = await SubjectKeyStore.open(log, subjectKeyTopic(name), MasterKey.generate());
+      const subjects = Array.from({ length: 20_000 }, (_, i) => `subject-${String(i).padStart(6, "0")}`);
+      await store.createKeys("pg", subjects);
+      assert.equal(store.size, subjects.length);
+      await store.close();
+      const reader = await SubjectKeyStore.open(log, subjectKeyTopic(name), MasterKey.generate(), { create: false });
+      assert.equal(reader.size, subjects.length, "every key read back");
+      await reader.close();
+    } finally {
+      await log.close();
+    }
+  });
 });
