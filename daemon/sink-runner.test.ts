@@ -213,6 +213,26 @@ test("dead-letter: a poison row goes to the dead-letter topic with its reason; t
   await log.close();
 });
 
+// The dead-letter topic may take less than a record of the data topics (a Kafka topic an older
+// Sluice or a user made with max.message.bytes of 1 MiB): its dead letter was refused, and the batch with it, for ever.
+test("dead-letter: a poison row too large for the dead-letter topic halts its table, naming both; other tables apply", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  await log.createTopic({ name: "t.dlq.mem", partitions: 1, retentionMs: null, retentionBytes: null, compacted: false, maxRecordBytes: 1_024 });
+  const poison = event("b", 2, 11n);
+  (poison.after as Record<string, unknown>)["name"] = "poison";
+  (poison.after as Record<string, unknown>)["note"] = "x".repeat(3_000);
+  await log.produce([encode(event("a", 1, 10n)), encode(poison), encode(event("a", 3, 12n))]);
+  const sink = new MemorySink();
+  const r = runner(log, sink, { onError: "dead-letter" });
+  await runUntil(r, () => sink.rows.size === 2 && r.haltedTables().length === 1);
+  assert.deepEqual([...sink.rows.keys()].sort(), ["a/1", "a/3"]);
+  const [halted] = r.haltedTables();
+  assert.equal(halted?.topic, "pg.public.b");
+  assert.match(halted?.error ?? "", /out of range for column name; its dead letter is too large for t\.dlq\.mem, so the table halts instead: a \d+-byte record for topic "t\.dlq\.mem" is over/);
+  assert.equal(halted?.offset, "0:0", "where: the record's partition and offset");
+  await log.close();
+});
+
 test("a retriable item failure is written again until it applies", async () => {
   const log = await setup(["pg.public.a", "pg.public.b"]);
   const flaky = event("a", 1, 10n);

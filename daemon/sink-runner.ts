@@ -13,6 +13,7 @@ import { isRetriable, SluiceError } from "../connectors/errors.ts";
 import type { TransactionalSink } from "../connectors/sinks/contract.ts";
 import { SCHEMA_UNSUPPORTED } from "../connectors/sinks/errors.ts";
 import type { TopicConsumer } from "../connectors/topics/contract.ts";
+import { RECORD_TOO_LARGE } from "../connectors/topics/spec.ts";
 import { backoffDelay, retry, sleep } from "../runtime/backoff.ts";
 import type { BackoffPolicy } from "../runtime/backoff.ts";
 import { checkStoredOffsets, isLogMismatch, logMismatchError, partitionRanges } from "./log-identity.ts";
@@ -824,13 +825,24 @@ export class SinkRunner {
     return { failures, held };
   }
 
-  private async handlePoison(record: StoredRecord, event: ChangeEvent | undefined, error: Error): Promise<void> {
+  private async handlePoison(record: StoredRecord, event: ChangeEvent | undefined, cause: Error): Promise<void> {
     const table = event ? tableName(event.schema) : record.topic;
     const sink = this.options.sink.name;
+    let error = cause;
     // A table the target cannot take halts under either policy: dead-lettering every later row of it would empty the table's stream.
     if (this.options.onError === "dead-letter" && !isTableLevel(error)) {
-      await this.deadLetter(record, table, error.message);
-      return;
+      try {
+        await this.deadLetter(record, table, error.message);
+        return;
+      } catch (failure) {
+        // The dead-letter topic takes less than the data topic (one made before Sluice sized its topics): the table halts instead, nothing lost.
+        if (!(failure instanceof SluiceError && failure.code === RECORD_TOO_LARGE)) throw failure;
+        error = new SluiceError(`${cause.message}; its dead letter is too large for ${this.options.deadLetterTopic}, so the table halts instead: ${failure.message}`, {
+          code: RECORD_TOO_LARGE,
+          context: { ...failure.context, component: "sink-runner", sink, table },
+          cause: failure,
+        });
+      }
     }
     if (this.halted.has(record.topic)) return;
     const release = releaseHint(sink, table);
