@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { Kafka } from "kafkajs";
 import { createLogger } from "../../runtime/logger.ts";
+import { captureLeaseTopic, checkpointTopic, instancesTopic, registryTopic, topicIdsTopic } from "../topics/names.ts";
 import { KafkaTopicLog } from "./kafka-log.ts";
 import { testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
 
@@ -29,5 +30,46 @@ test("each partition of a topic just created answers offset requests at once", a
     }
   } finally {
     await log.close();
+  }
+});
+
+// A first start created the five internal topics one CreateTopics request after another (each a
+// turn of the broker's controller); the missing ones are created in one request now, beside one that exists.
+test("a first open creates the missing internal topics in one request, and takes one that exists as it is", async () => {
+  const first = testDeployment("tinternal");
+  const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: 0 }).admin();
+  await admin.connect();
+  // Every admin client kafkajs makes meanwhile (the log's own among them) reports its CreateTopics requests here.
+  let createRequests = 0;
+  const makeAdmin = Kafka.prototype.admin;
+  Kafka.prototype.admin = function (this: Kafka, ...args: Parameters<Kafka["admin"]>) {
+    const made = makeAdmin.apply(this, args);
+    made.on(made.events.REQUEST, (event) => {
+      if (event.payload.apiName === "CreateTopics") createRequests++;
+    });
+    return made;
+  };
+  try {
+    await admin.createTopics({ topics: [{ topic: checkpointTopic(first), numPartitions: 1, configEntries: [{ name: "cleanup.policy", value: "compact" }] }] });
+    const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment: first, logger });
+    try {
+      assert.equal(createRequests, 1);
+      const specs = new Map((await log.listTopics()).map((t) => [t.name, t]));
+      for (const [topic, compacted] of [[checkpointTopic(first), true], [registryTopic(first), false], [topicIdsTopic(first), true], [instancesTopic(first), true], [captureLeaseTopic(first), true]] as const) {
+        assert.equal(specs.get(topic)?.compacted, compacted, topic);
+        assert.deepEqual((await log.endOffsets(topic)).map((o) => [o.partition, o.offset]), [[0, 0n]], topic);
+      }
+    } finally {
+      await log.close();
+    }
+    // A restart finds them all: nothing to create.
+    const again = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment: first, logger });
+    await again.close();
+    assert.equal(createRequests, 1);
+  } finally {
+    Kafka.prototype.admin = makeAdmin;
+    const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${first}.`));
+    if (topics.length > 0) await admin.deleteTopics({ topics });
+    await admin.disconnect();
   }
 });
