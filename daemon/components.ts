@@ -161,6 +161,25 @@ export function captureEncoder(
       return transformed;
     });
   };
+  /** Data topics being created or created, by name; a failed creation is tried again with the next change. */
+  const creations = new Map<string, Promise<void>>();
+  const ensureDataTopic = (topic: string, keyed: boolean, table: string): Promise<void> => {
+    let creation = creations.get(topic);
+    if (creation === undefined) {
+      creation = log.createTopic(dataTopicSpec(config, topic, { keyed })).then(() => {
+        created.add(topic);
+        if (!keyed && config.topics.retention.cleanup_policy !== "delete") {
+          logger?.warn(
+            { topic, table, maxAge: config.topics.retention.max_age },
+            "table has no key, so its topic cannot be compacted: it keeps changes by topics.retention.max_age only, and once they expire a rebuild or a new sink needs a re-snapshot; give the table a primary key (PostgreSQL: or key_columns)",
+          );
+        }
+      });
+      creations.set(topic, creation);
+      creation.catch(() => creations.delete(topic));
+    }
+    return creation;
+  };
   const control = controlTopic(config.name);
   const truncatesInDataTopic = source.envelope === "sluice" || !source.skipped_operations.includes("t");
   /** A truncate goes to the control topic (control-records.ts), and to its data topic only where consumers asked for op t records. */
@@ -188,7 +207,14 @@ export function captureEncoder(
       const transformed = transform(captured);
       const event = personal ? await personal.apply(transformed) : transformed;
       const keyed = event.schema.key.length > 0;
+      const table = `${event.schema.schema}.${event.schema.table}`;
+      // A table's first change: its topic is created while its schemas register (a first start waited for one, then the other).
+      // Nothing is written to it before encode returns, so no record precedes its schemas.
+      const early = event.op === "t" ? undefined : avro.topicOf(event);
+      const creating = early !== undefined && !created.has(early) ? ensureDataTopic(early, keyed, table) : undefined;
+      creating?.catch(() => undefined);
       let records = await avro.encode(event);
+      await creating;
       if (event.op === "t") records = truncateRecords(event, records);
       if (compactsDataTopic(config, keyed)) records = await compactedRecords.rewrite(event, records);
       for (const record of records) {
@@ -197,20 +223,10 @@ export function captureEncoder(
           created.add(control);
           // Sinks hold a control record until its data topic is applied: the topic must exist, even for a table truncated before its first row.
           const dataTopic = controlledTopic(record)!;
-          if (created.has(dataTopic)) continue;
-          await log.createTopic(dataTopicSpec(config, dataTopic, { keyed }));
-          created.add(dataTopic);
+          if (!created.has(dataTopic)) await ensureDataTopic(dataTopic, keyed, table);
           continue;
         }
-        if (created.has(record.topic)) continue;
-        await log.createTopic(dataTopicSpec(config, record.topic, { keyed }));
-        if (!keyed && config.topics.retention.cleanup_policy !== "delete") {
-          logger?.warn(
-            { topic: record.topic, table: `${event.schema.schema}.${event.schema.table}`, maxAge: config.topics.retention.max_age },
-            "table has no key, so its topic cannot be compacted: it keeps changes by topics.retention.max_age only, and once they expire a rebuild or a new sink needs a re-snapshot; give the table a primary key (PostgreSQL: or key_columns)",
-          );
-        }
-        created.add(record.topic);
+        if (!created.has(record.topic)) await ensureDataTopic(record.topic, keyed, table);
       }
       return records;
     },

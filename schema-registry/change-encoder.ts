@@ -69,6 +69,19 @@ export class AvroChangeEncoder {
     return this.ready.get(table)?.topic;
   }
 
+  /**
+   * The topic `encode` writes a change to, known before the table's schemas are registered (so its
+   * creation can overlap their registration); undefined for an operation left out.
+   */
+  topicOf(event: ChangeEvent): string | undefined {
+    if (this.skipped.has(event.op)) return undefined;
+    return this.ready.get(event.schema)?.topic ?? this.topicName(event.schema);
+  }
+
+  private topicName(table: TableSchema): string {
+    return `${this.options.topicPrefix(table.source)}.${table.schema}.${table.table}`;
+  }
+
   /** What `encode` gives, without a promise, for a table whose schemas are registered; undefined (nothing done) otherwise. */
   encodeNow(event: ChangeEvent): ProducedRecord[] | undefined {
     const encoder = this.ready.get(event.schema);
@@ -107,7 +120,7 @@ export class AvroChangeEncoder {
     if (!encoder) {
       const prefix = this.options.topicPrefix(table.source);
       encoder = ChangeEventEncoder.register(this.options.registry, table, {
-        topic: `${prefix}.${table.schema}.${table.table}`,
+        topic: this.topicName(table),
         name: prefix,
         ...(this.options.numericMode === undefined ? {} : { numericMode: this.options.numericMode }),
         ...(this.options.envelope === undefined ? {} : { envelope: this.options.envelope }),
