@@ -231,6 +231,11 @@ export interface Source {
   readonly kind: SourceKind;
   /** Connects and positions the stream after `from` (or takes a snapshot when there is none, per config). */
   connect(from: Checkpoint | null, signal: AbortSignal): Promise<void>;
+  /**
+   * Optional: starts, reading only, what connect does before it needs the checkpoint (connecting,
+   * the catalog checks), so it overlaps the caller's own start; the next connect takes it up, close ends it.
+   */
+  prepare?(): void;
   /** Resolves with the next batch, waiting for changes as long as needed; rejects when `signal` aborts. */
   read(signal: AbortSignal): Promise<SourceBatch>;
   close(): Promise<void>;

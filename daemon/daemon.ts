@@ -6,7 +6,7 @@ import { AggregatorRegistry } from "prom-client";
 import { applyKeyCacheSize, plannedKeyCacheSize } from "../config/key-cache.ts";
 import { applyMemoryPlan, planMemory } from "../config/memory.ts";
 import type { MemoryPlan } from "../config/memory.ts";
-import type { SluiceConfig } from "../config/schema.ts";
+import type { SluiceConfig, SourceConfig } from "../config/schema.ts";
 import type { Source, TableSnapshotProgress, TopicLog } from "../connectors/contracts.ts";
 import { formatPosition } from "../connectors/common/position-text.ts";
 import { SluiceError } from "../connectors/errors.ts";
@@ -175,6 +175,8 @@ export class Daemon {
   private leadership: CaptureLeadership | null = null;
   /** Parking topics being created while the start waits for the capture lease, by name. */
   private readonly parkingCreated = new Map<string, Promise<void>>();
+  /** A term's sources, made when its lease is granted and preparing (Source.prepare) while the term fences and takes the slots; createCaptures takes them. */
+  private readonly termSources = new Map<string, Source>();
   private leading: Promise<void> = Promise.resolve();
   /** Whether the leadership runs its terms (its candidacy starts earlier, as soon as the topic log is open). */
   private leadershipRunning = false;
@@ -299,27 +301,44 @@ export class Daemon {
     return { host: address.address, port: address.port };
   }
 
+  private capturedSources(): SourceConfig[] {
+    return this.config.sources.filter((s) => this.selection.sources.includes(s.name));
+  }
+
+  private newSource(sourceConfig: SourceConfig): Promise<Source> {
+    return createSource(sourceConfig, this.logger.child({ source: sourceConfig.name }), {
+      stateDir: sourceStateDir(this.config),
+      onSnapshotProgress: (progress) => {
+        this.onSnapshotProgress?.(sourceConfig.name, progress);
+        for (const table of progress) {
+          this.metrics.snapshotRowsDone.set({ source: sourceConfig.name, table: table.table }, table.rowsDone);
+          // A finished table's total is what was read, whatever the planner estimated.
+          const total = table.state === "done" ? table.rowsDone : table.rowsEstimated;
+          if (total !== null) this.metrics.snapshotRowsTotal.set({ source: sourceConfig.name, table: table.table }, total);
+          this.metrics.snapshotRowsPerSecond.set({ source: sourceConfig.name, table: table.table }, table.state === "running" ? table.rowsPerSecond : 0);
+          const eta = etaSeconds(table);
+          if (eta !== null || table.state === "done") this.metrics.snapshotEtaSeconds.set({ source: sourceConfig.name, table: table.table }, eta ?? 0);
+        }
+      },
+    });
+  }
+
+  /** Closes the term's sources createCaptures did not take (a term that ended before it ran). */
+  private async closeTermSources(): Promise<void> {
+    const left = [...this.termSources.values()];
+    this.termSources.clear();
+    await Promise.allSettled(left.map((source) => source.close()));
+  }
+
   /** Creates the pipelines of the sources this process captures (this.captures), ready to run. */
   private async createCaptures(registry: SchemaRegistry): Promise<void> {
     if (!this.log) throw new TypeError("the topic log is opened before capture starts");
     this.captures = [];
-    for (const sourceConfig of this.config.sources.filter((s) => this.selection.sources.includes(s.name))) {
+    for (const sourceConfig of this.capturedSources()) {
       const logger = this.logger.child({ source: sourceConfig.name });
-      const source = await createSource(sourceConfig, logger, {
-        stateDir: sourceStateDir(this.config),
-        onSnapshotProgress: (progress) => {
-          this.onSnapshotProgress?.(sourceConfig.name, progress);
-          for (const table of progress) {
-            this.metrics.snapshotRowsDone.set({ source: sourceConfig.name, table: table.table }, table.rowsDone);
-            // A finished table's total is what was read, whatever the planner estimated.
-            const total = table.state === "done" ? table.rowsDone : table.rowsEstimated;
-            if (total !== null) this.metrics.snapshotRowsTotal.set({ source: sourceConfig.name, table: table.table }, total);
-            this.metrics.snapshotRowsPerSecond.set({ source: sourceConfig.name, table: table.table }, table.state === "running" ? table.rowsPerSecond : 0);
-            const eta = etaSeconds(table);
-            if (eta !== null || table.state === "done") this.metrics.snapshotEtaSeconds.set({ source: sourceConfig.name, table: table.table }, eta ?? 0);
-          }
-        },
-      });
+      const prepared = this.termSources.get(sourceConfig.name);
+      this.termSources.delete(sourceConfig.name);
+      const source = prepared ?? (await this.newSource(sourceConfig));
       const parking = parkingTopic(this.config, sourceConfig);
       const topicLog = this.log;
       await this.parkingCreated.get(parking);
@@ -390,18 +409,34 @@ export class Daemon {
       logger: this.logger.child({ component: "capture-lease" }),
       newLease: (onChange) => log.captureLease({ group: captureLeaseGroup(this.config.name, captureWriter(this.config, this.selection) ?? "all"), holder: this.instanceId, sessionTimeoutMs: leaseSessionMs(), onChange }),
       beforeLead: async (signal) => {
-        // Fence a former leader before anything is read (it may wake up and commit before it learns it lost the lease), then take its slot.
-        await log.claimWriter();
-        // Imported here: it loads the PostgreSQL client, which a process without a PostgreSQL source does not need.
-        const { takeOverSlots } = await import("./slot-takeover.ts");
-        await takeOverSlots(this.config, this.selection, this.logger, signal);
+        try {
+          // The sources connect and read their catalogs (reading only) meanwhile: what their connect needs before the checkpoint.
+          for (const sourceConfig of this.capturedSources()) {
+            const source = await this.newSource(sourceConfig);
+            this.termSources.set(sourceConfig.name, source);
+            source.prepare?.();
+          }
+          // Fence a former leader before anything is read (it may wake up and commit before it learns it lost the lease), then take its slot.
+          await log.claimWriter();
+          // Imported here: it loads the PostgreSQL client, which a process without a PostgreSQL source does not need.
+          const { takeOverSlots } = await import("./slot-takeover.ts");
+          await takeOverSlots(this.config, this.selection, this.logger, signal);
+        } catch (error) {
+          await this.closeTermSources();
+          throw error;
+        }
       },
       lead: async (signal) => {
-        // The registry as the journal holds it now, with what a former leader registered.
-        const opened = await openRegistry(this.config, log);
-        // Served over HTTP too: consumers look up the ids this term's capture registers (and their own registrations get ids after them).
-        if (opened.local) [this.servedRegistry, this.servedIsCaptures] = [opened.local, true];
-        await this.createCaptures(opened.registry);
+        try {
+          // The registry as the journal holds it now, with what a former leader registered.
+          const opened = await openRegistry(this.config, log);
+          // Served over HTTP too: consumers look up the ids this term's capture registers (and their own registrations get ids after them).
+          if (opened.local) [this.servedRegistry, this.servedIsCaptures] = [opened.local, true];
+          await this.createCaptures(opened.registry);
+        } catch (error) {
+          await this.closeTermSources();
+          throw error;
+        }
         // A term's captures end together: one failing (e.g. fenced) ends the others.
         const term = new AbortController();
         const end = () => term.abort(signal.reason);
@@ -416,6 +451,7 @@ export class Daemon {
           if (failed) throw failed.reason;
         } finally {
           signal.removeEventListener("abort", end);
+          await this.closeTermSources();
           this.captures = [];
           this.releasableSources.clear();
           this.servedIsCaptures = false;

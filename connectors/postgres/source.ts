@@ -85,6 +85,15 @@ interface SnapshotState extends InitialSnapshot<SnapshotRow, PostgresSourceBatch
   readonly tracker: ExportedSnapshotTracker;
 }
 
+/** What connect reads from the catalog before it needs the checkpoint (prepare). */
+interface Inspection {
+  readonly catalog: pg.Client;
+  readonly server: ServerInfo;
+  readonly types: Awaited<ReturnType<typeof loadTypeCatalog>>;
+  readonly matches: ReturnType<typeof tableMatcher>;
+  readonly tables: readonly TableRef[];
+}
+
 interface StreamStart {
   readonly startLsn: bigint;
   readonly flushedLsn: bigint;
@@ -115,6 +124,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private server: ServerInfo | null = null;
   private captured: CapturedTables | null = null;
   private pendingStream: StreamStart | null = null;
+  /** prepare()'s catalog reads, until a connect takes them up. */
+  private inspecting: Promise<Inspection> | null = null;
   /** Resuming an existing slot: changes committed at or before this LSN were handed on by an earlier run (0 for a new slot). */
   private handedOnThrough = 0n;
   private ackedFlush = 0n;
@@ -178,20 +189,52 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     return this.slotLagQuery;
   }
 
-  private async setUp(from: Checkpoint | null, signal: AbortSignal): Promise<void> {
-    const { config, logger, names, context } = this;
+  /**
+   * Starts what connect does before it needs the checkpoint, reading only (the catalog connection,
+   * the server's settings, its types and tables), so it overlaps the caller's own start (the
+   * capture lease's fencing, the slot takeover, the checkpoint read); the next connect takes it up.
+   */
+  prepare(): void {
+    if (this.inspecting !== null) return;
+    const inspecting = this.inspect();
+    inspecting.catch(() => undefined);
+    this.inspecting = inspecting;
+  }
+
+  private async inspect(): Promise<Inspection> {
+    const { config, logger, context } = this;
     const catalog = new pg.Client(clientConfig(config, "catalog"));
     catalog.on("error", (error) => logger.warn({ err: error.message }, "catalog connection failed"));
+    try {
+      await catalog.connect();
+      const server = await serverInfo(catalog);
+      checkServer(server, context);
+      const types = await loadTypeCatalog(catalog);
+      const matches = tableMatcher(config.tables);
+      const tables = await listTables(catalog, matches);
+      return { catalog, server, types, matches, tables };
+    } catch (error) {
+      await catalog.end().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Closes a preparation no connect took up, then the source. */
+  override async close(): Promise<void> {
+    const inspecting = this.inspecting;
+    this.inspecting = null;
+    await inspecting?.then((inspection) => inspection.catalog.end()).catch(() => undefined);
+    await super.close();
+  }
+
+  private async setUp(from: Checkpoint | null, signal: AbortSignal): Promise<void> {
+    const { config, logger, names, context } = this;
+    const inspecting = this.inspecting ?? this.inspect();
+    this.inspecting = null;
+    const { catalog, server, types, matches, tables } = await inspecting;
     this.catalog = catalog;
-    await catalog.connect();
-    const server = await serverInfo(catalog);
-    checkServer(server, context);
     this.server = server;
     signal.throwIfAborted();
-
-    const types = await loadTypeCatalog(catalog);
-    const matches = tableMatcher(config.tables);
-    const tables = await listTables(catalog, matches);
     if (tables.length === 0) {
       throw new SluiceError(`no table of database "${server.database}" matches ${config.tables.join(", ")}`, { code: "PG_NO_TABLES", context });
     }
