@@ -14,7 +14,8 @@
  * --profile DIR: the daemons run with --cpu-prof and write their CPU profiles into DIR/plain and DIR/governed.
  * --checks-only: `governed` has the three checks and no personal or hashed column.
  * --threads: also the CPU of each of the daemon's threads by name (main, seal workers, V8Worker: the
- *   garbage collector's helpers) per 100k changes.
+ *   garbage collector's and the compilers' helpers) per 100k changes, and of PostgreSQL's walsender
+ *   serving the slot ("walsender (PostgreSQL)": the server must run on this machine, read from /proc).
  * --before DIR: each round also drains with another checkout's daemon (`git worktree add DIR <commit>`,
  *   with a node_modules link), alternating with this one's: before/after ratios measured in one run.
  * --warm-up N: besides the whole drain, a steady-state window from the first /metrics sample with at
@@ -139,7 +140,32 @@ interface Window {
   mainCpuSeconds: number;
 }
 
-async function drain(reader: Reader, round: number): Promise<Window & { load: number; late: number; steady: Window }> {
+/** The pid of the walsender serving the slot (PostgreSQL's active_pid), null when none is found in a few tries. */
+async function walsenderOf(client: pg.Client, slot: string): Promise<number | null> {
+  for (let tries = 0; tries < 20; tries++) {
+    const { rows } = await client.query<{ active_pid: number | null }>("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", [slot]);
+    if (rows[0]?.active_pid) return rows[0].active_pid;
+    await sleep(5);
+  }
+  return null;
+}
+
+/** threadCpu, and with --threads the walsender's CPU (0 when its /proc entry cannot be read: a server elsewhere). */
+function sampleThreads(pid: number, walsender: number | null): Map<string, number> {
+  const threads = threadCpu(pid);
+  if (walsender !== null) {
+    let used = 0;
+    try {
+      used = cpuOf(walsender);
+    } catch {
+      // Not a process of this machine.
+    }
+    threads.set("walsender (PostgreSQL)", used);
+  }
+  return threads;
+}
+
+async function drain(reader: Reader, round: number, client: pg.Client): Promise<Window & { load: number; late: number; steady: Window }> {
   const source = randomName("src");
   const deployment = randomName("bench_gov");
   writeFileSync(join(dir, "hash.key"), "bench-governance-hash-key-0123456789\n");
@@ -178,7 +204,8 @@ async function drain(reader: Reader, round: number): Promise<Window & { load: nu
       await sleep(2);
     }
     const startedAt = Date.parse((JSON.parse(line) as { time: string }).time);
-    const start = { cpu: cpuOf(pid), main: cpuOf(pid, true), threads: threadCpu(pid) };
+    const walsender = args.threads ? await walsenderOf(client, slotName(reader, round)) : null;
+    const start = { cpu: cpuOf(pid), main: cpuOf(pid, true), threads: sampleThreads(pid, walsender) };
     const late = Date.now() - startedAt;
     let unanswered = 0;
     /** The first sample with WARM_UP changes captured: the steady-state window starts there. */
@@ -193,13 +220,13 @@ async function drain(reader: Reader, round: number): Promise<Window & { load: nu
       });
       if (metrics === null) continue;
       const captured = metricValue(metrics, "sluice_changes_captured_total");
-      if (warm === null && captured >= WARM_UP && captured < CHANGES) warm = { at: Date.now(), captured, cpu: cpuOf(pid), main: cpuOf(pid, true), threads: threadCpu(pid) };
+      if (warm === null && captured >= WARM_UP && captured < CHANGES) warm = { at: Date.now(), captured, cpu: cpuOf(pid), main: cpuOf(pid, true), threads: sampleThreads(pid, walsender) };
       if (captured >= CHANGES) {
         const now = Date.now();
         const seconds = (now - startedAt) / 1000;
         const cpuNow = cpuOf(pid);
         const mainNow = cpuOf(pid, true);
-        const threadsNow = threadCpu(pid);
+        const threadsNow = sampleThreads(pid, walsender);
         const cpu = cpuNow - start.cpu;
         const main = mainNow - start.main;
         if (args.threads) {
@@ -238,7 +265,7 @@ async function main(): Promise<void> {
     await setUp(client);
     for (let round = 1; round <= ROUNDS; round++) {
       for (const reader of round % 2 === 1 ? READERS : [...READERS].reverse()) {
-        const result = await drain(reader, round);
+        const result = await drain(reader, round, client);
         results.push({ reader, round, ...result });
         log(
           `round ${round} ${reader}: ${fmt(CHANGES / result.seconds)} changes/s, ${result.cpuSeconds.toFixed(2)} CPU-s/100k (main thread ${result.mainCpuSeconds.toFixed(2)}); steady: ${fmt(CHANGES / result.steady.seconds)} changes/s, ${result.steady.cpuSeconds.toFixed(2)} (main ${result.steady.mainCpuSeconds.toFixed(2)}) (load ${result.load.toFixed(1)}; CPU sampled ${result.late} ms after capture started)`,
