@@ -229,9 +229,16 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
 
   private async setUp(from: Checkpoint | null, signal: AbortSignal): Promise<void> {
     const { config, logger, names, context } = this;
+    // Kept in `inspecting` until it is done, so a close meanwhile still ends its connection.
     const inspecting = this.inspecting ?? this.inspect();
-    this.inspecting = null;
-    const { catalog, server, types, matches, tables } = await inspecting;
+    this.inspecting = inspecting;
+    let inspection: Inspection;
+    try {
+      inspection = await inspecting;
+    } finally {
+      if (this.inspecting === inspecting) this.inspecting = null;
+    }
+    const { catalog, server, types, matches, tables } = inspection;
     this.catalog = catalog;
     this.server = server;
     signal.throwIfAborted();
