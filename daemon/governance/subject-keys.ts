@@ -9,7 +9,7 @@
  * Memory: at most `cacheSize` unwrapped keys, and one index entry per subject (the offset of its
  * latest record); a key not cached is fetched from the topic at that offset.
  */
-import { createCipheriv, createDecipheriv, createHash, createSecretKey, randomBytes, randomFillSync } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, createSecretKey, randomBytes, randomFillSync, timingSafeEqual } from "node:crypto";
 import type { KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { ProducedRecord, StoredRecord, TopicConsumer, TopicLog } from "../../connectors/contracts.ts";
@@ -485,7 +485,7 @@ export class SubjectKeyStore {
       const dataKey = this.unwrapWith(wrapped);
       const held = this.unwrapped.get(key)?.dataKey;
       // The same key (this process's own record, or a rewrap) keeps its Buffer: its prepared cipher key (preparedKey) stays made.
-      this.remember(key, held !== undefined && held.equals(dataKey) ? held : dataKey);
+      this.remember(key, held !== undefined && held.length === dataKey.length && timingSafeEqual(held, dataKey) ? held : dataKey);
     } catch {
       // A key wrapped by a master key not given: reported where it is used.
       this.unwrapped.delete(key);
