@@ -48,7 +48,7 @@ interface BulkItemResult {
 }
 
 /** Bulk requests of one write in flight at once (Elasticsearch indexes each on a write thread of its own). */
-export const BULK_IN_FLIGHT = 3;
+export const BULK_IN_FLIGHT = 2;
 /** Below this a write's body is not split for concurrency: each request has a fixed cost on both sides. */
 const MIN_SPLIT_BYTES = 128 * 2 ** 10;
 
