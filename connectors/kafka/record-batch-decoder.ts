@@ -13,7 +13,7 @@
  *
  * kafkajs offers no hook for it, so, like emptied-batches.ts, this replaces a module in kafkajs's
  * module cache: the record batch decoder, which the fetch responses' decodeMessages takes when it
- * loads. It must run before decodeMessages is loaded (emptied-batches.ts imports it first).
+ * loads: emptied-batches.ts imports this first, and a decodeMessages loaded earlier is loaded again.
  */
 import { createRequire } from "node:module";
 
