@@ -2,7 +2,7 @@
  * The stream in slices (PostgresSourceOptions.sliceEvents): while more is read ahead, batches are
  * small and say so (SourceBatch.more), and capture stores a run of them as one batch. A run stays
  * within maxBatchEvents, its slices are cut only where a checkpoint is safe (never inside one LSN),
- * and the last slice of what is read ahead ends the run.
+ * and the last slice of what is read ahead ends the run; only a run's last slice confirms a position to the server.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -12,6 +12,7 @@ import type { ChangeEvent } from "../contracts.ts";
 import { adminClient, cleanUp, newSource, randomName, readUntil, sourceConfig } from "./int-test-support.ts";
 import type { PostgresSource, PostgresSourceBatch } from "./source.ts";
 import { parseLsn } from "./lsn.ts";
+import { flushLsnFor } from "./positions.ts";
 
 const schema = randomName("slices");
 const q = (table: string) => `"${schema}".${table}`;
@@ -64,7 +65,14 @@ test("read-ahead changes come in slices joined into runs of at most maxBatchEven
   for (let i = 0; i < 600 && (source.stats().receivedLsn ?? 0n) < end; i++) await new Promise((r) => setTimeout(r, 50));
   assert.ok((source.stats().receivedLsn ?? 0n) >= end, "everything read ahead");
 
-  const collected = await readUntil(source, (c) => c.events.length >= 120 && c.batches.at(-1)!.more !== true);
+  const collected = await readUntil(source, (c) => c.events.length >= 120 && c.batches.at(-1)!.more !== true, { ack: false });
+  // Acknowledged in order, as capture does once a run is durable: the server hears of a run's end only, one status update a run.
+  for (const batch of collected.batches) {
+    const before = source.stats().flushedLsn;
+    await batch.ack();
+    if (batch.more === true) assert.equal(source.stats().flushedLsn, before, "a slice with more after it confirms nothing");
+    else assert.ok(source.stats().flushedLsn >= flushLsnFor(batch.checkpoint.position) || flushLsnFor(batch.checkpoint.position) <= before, "the run's last slice confirms through its checkpoint");
+  }
   const ofTable = (table: string) => collected.events.filter((e: ChangeEvent) => e.source.table === table).map((e) => e.key["id"]);
   assert.deepEqual(ofTable("rows"), Array.from({ length: 80 }, (_, i) => i + 1), "every row once, in order");
   assert.deepEqual(ofTable("bulk"), Array.from({ length: 40 }, (_, i) => i + 1));

@@ -120,6 +120,7 @@ const KEEPALIVE_PROGRESS_MS = 10_000;
  * die in the young generation. Measured: batches of 512 were promoted as much as of 4,096, of 64 half.
  */
 const SLICE_EVENTS = 64;
+const NO_ACK = (): void => undefined;
 
 export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamState> implements Source {
   readonly name: string;
@@ -583,7 +584,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   }
 
   private batch(events: readonly ChangeEvent[], transactions: readonly TransactionEvent[], at: Position, more = false): PostgresSourceBatch {
-    const ack = this.acks.issue(flushLsnFor(at));
+    // A slice with more after it confirms nothing to the server: the run's last one does (once it and those before it are acknowledged), one status update a run, not one a slice.
+    const ack = more ? NO_ACK : this.acks.issue(flushLsnFor(at));
     const position = this.online.checkpoint(at);
     return {
       events,
