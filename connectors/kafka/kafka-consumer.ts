@@ -28,7 +28,8 @@ export interface KafkaReaderLimits {
 
 export interface KafkaConsumerOptions {
   readonly kafka: Kafka;
-  readonly admin: Admin;
+  /** The admin client for offset lookups: the log's current one (kafka-log.ts renews it). */
+  readonly admin: () => Admin;
   readonly brokers: readonly string[];
   readonly group: string;
   readonly topics: readonly string[];
@@ -330,14 +331,14 @@ export class KafkaPullConsumer implements TopicConsumer {
     if (target.kind === "offset") return target.offset;
     try {
       if (target.kind === "timestamp") {
-        const offsets = await this.options.admin.fetchTopicOffsetsByTimestamp(topic, target.timestampMs);
+        const offsets = await this.options.admin().fetchTopicOffsetsByTimestamp(topic, target.timestampMs);
         return BigInt(offsets.find((o) => o.partition === partition)!.offset);
       }
       if (this.options.offsetRanges) {
         const range = (await this.options.offsetRanges(topic)).find((o) => o.partition === partition)!;
         return target.kind === "earliest" ? range.start : range.end;
       }
-      const offsets = await this.options.admin.fetchTopicOffsets(topic);
+      const offsets = await this.options.admin().fetchTopicOffsets(topic);
       const range = offsets.find((o) => o.partition === partition)!;
       return BigInt(target.kind === "earliest" ? range.low : range.high);
     } catch (error) {

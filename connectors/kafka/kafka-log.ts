@@ -10,7 +10,7 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import kafkajs from "kafkajs";
-import type { Admin, Kafka, Producer } from "kafkajs";
+import type { Admin, DescribeConfigResponse, Kafka, Producer } from "kafkajs";
 import type { BackoffPolicy } from "../../runtime/backoff.ts";
 import { backoffDelay } from "../../runtime/backoff.ts";
 import type { Logger } from "../../runtime/logger.ts";
@@ -83,7 +83,12 @@ export class KafkaTopicLog implements TopicLog {
   readonly checkpointGuarantee;
   readonly registryJournal: RegistryJournal;
   private readonly kafka: Kafka;
-  private readonly admin: Admin;
+  /**
+   * kafkajs's admin refreshes its metadata for every topic it has looked up (offsets, partitions),
+   * and fails every later request once one of them is deleted by another process; it is then
+   * replaced by a new one (renewAdmin).
+   */
+  private admin: Admin;
   private readonly config: KafkaTopicsConfig;
   private readonly deployment: string;
   private readonly logger: Logger;
@@ -545,7 +550,7 @@ export class KafkaTopicLog implements TopicLog {
     const consumer = await this.request(async () => {
       const created = await KafkaPullConsumer.create({
         kafka: this.kafka,
-        admin: this.admin,
+        admin: () => this.admin,
         brokers: this.config.brokers,
         group,
         topics,
@@ -760,12 +765,22 @@ export class KafkaTopicLog implements TopicLog {
       const { topics } = await this.request(() => this.admin.fetchTopicMetadata({ topics: [name] }));
       partitions = topics[0]?.partitions.length ?? 0;
     } catch (error) {
-      if ((error as { type?: string }).type === "UNKNOWN_TOPIC_OR_PARTITION") return undefined;
+      if (isUnknownTopic(error)) return undefined;
       throw kafkaError(error, "describe topic", this.config.brokers);
     }
-    const described = await this.call("describe topic configs", () =>
-      this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ["cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes", "delete.retention.ms", "min.compaction.lag.ms"] }] }),
-    );
+    const describeConfigs = () =>
+      this.call("describe topic configs", () =>
+        this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ["cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes", "delete.retention.ms", "min.compaction.lag.ms"] }] }),
+      );
+    let described: DescribeConfigResponse;
+    try {
+      described = await describeConfigs();
+    } catch (error) {
+      if (!isUnknownTopic(error)) throw error;
+      // This topic deleted since its metadata (by another process), or another one this admin had looked up (call renewed it).
+      if (!(await this.topicExists(name))) return undefined;
+      described = await describeConfigs();
+    }
     const entries = new Map((described.resources[0]?.configEntries ?? []).map((e) => [e.configName, e.configValue]));
     const limit = (value: string | undefined) => (value === undefined || Number(value) < 0 ? null : Number(value));
     const policy = (entries.get("cleanup.policy") ?? "delete").split(",").map((p) => p.trim());
@@ -793,10 +808,41 @@ export class KafkaTopicLog implements TopicLog {
       this.adminProblem = null;
       return result;
     } catch (error) {
+      if (isUnknownTopic(error)) await this.renewAdmin();
       const failure = kafkaError(error, operation, this.config.brokers);
       if (failure.retriable) this.adminProblem = failure.message;
       throw failure;
     }
+  }
+
+  /** Whether a topic exists, from a metadata request of its own (which no other topic can fail). */
+  private async topicExists(name: string): Promise<boolean> {
+    try {
+      await this.request(() => this.admin.fetchTopicMetadata({ topics: [name] }));
+      return true;
+    } catch (error) {
+      if (isUnknownTopic(error)) return false;
+      throw kafkaError(error, "describe topic", this.config.brokers);
+    }
+  }
+
+  /** A new admin client in place of one that may hold a deleted topic among those it refreshes (see admin). */
+  private async renewAdmin(): Promise<void> {
+    if (this.closed) return;
+    const stale = this.admin;
+    const fresh = this.kafka.admin();
+    try {
+      await fresh.connect();
+    } catch {
+      return;
+    }
+    if (this.closed || this.admin !== stale) {
+      await fresh.disconnect().catch(() => undefined);
+      return;
+    }
+    this.admin = fresh;
+    this.logger.info("Kafka admin client renewed: a topic it had looked up is gone");
+    await stale.disconnect().catch(() => undefined);
   }
 
   /** Runs a request of the log's Kafka clients unless the log is closed (see inFlight). */
@@ -845,4 +891,10 @@ function estimateSize(record: ProducedRecord): number {
 
 function closedError(): SluiceError {
   return new SluiceError("Kafka topic log is closed", { code: "TOPIC_LOG_CLOSED", context: { component: "kafka" } });
+}
+
+/** kafkajs's UNKNOWN_TOPIC_OR_PARTITION, also inside its retries-exceeded wrapper. */
+function isUnknownTopic(error: unknown): boolean {
+  const { type, cause } = error as { type?: string; cause?: { type?: string } };
+  return type === "UNKNOWN_TOPIC_OR_PARTITION" || cause?.type === "UNKNOWN_TOPIC_OR_PARTITION";
 }

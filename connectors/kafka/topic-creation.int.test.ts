@@ -73,3 +73,37 @@ test("a first open creates the missing internal topics in one request, and takes
     await admin.disconnect();
   }
 });
+
+// Listing describes each topic after naming it: one deleted meanwhile (another process, another test) made its configs
+// request fail with UNKNOWN_TOPIC_OR_PARTITION, and the whole listing with it.
+test("a topic deleted while the topics are listed is left out of the list", async () => {
+  const doomed = `${deployment}.doomed`;
+  const kept = `${deployment}.kept`;
+  const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: 0 }).admin();
+  await admin.connect();
+  const makeAdmin = Kafka.prototype.admin;
+  Kafka.prototype.admin = function (this: Kafka, ...args: Parameters<Kafka["admin"]>) {
+    const made = makeAdmin.apply(this, args);
+    const describeConfigs = made.describeConfigs.bind(made);
+    made.describeConfigs = async (request) => {
+      if (request.resources.some((r) => r.name === doomed)) await admin.deleteTopics({ topics: [doomed] });
+      return describeConfigs(request);
+    };
+    return made;
+  };
+  try {
+    const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger });
+    try {
+      for (const name of [doomed, kept]) await log.createTopic({ name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+      assert.deepEqual((await log.listTopics([doomed, kept])).map((t) => t.name), [kept]);
+      // The log's admin had looked the deleted topic up (its leaders, at creation): its later requests still work.
+      assert.deepEqual((await log.listTopics()).map((t) => t.name).filter((n) => n === doomed || n === kept), [kept]);
+      assert.deepEqual((await log.endOffsets(kept)).map((o) => o.offset), [0n]);
+    } finally {
+      await log.close();
+    }
+  } finally {
+    Kafka.prototype.admin = makeAdmin;
+    await admin.disconnect();
+  }
+});
