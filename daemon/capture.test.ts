@@ -735,3 +735,26 @@ describe("runs of small source batches (SourceBatch.more)", () => {
     assert.deepEqual(log.records.map((r) => r.key!.toString()), ["1", "2", "3"], "nothing lost, nothing doubled");
   });
 });
+
+test("the event loop gets turns while a source answers at once and the log stores synchronously (a full read-ahead into the embedded log)", async () => {
+  const LAST = 20_000;
+  let next = 0;
+  const source = new ScriptedSource([]);
+  source.read = async (signal) => {
+    // A read-ahead that never runs dry until the end: every read answers in a microtask.
+    if (next >= LAST) return new Promise((_resolve, reject) => signal.addEventListener("abort", () => reject(new Error("aborted")), { once: true }));
+    const commit = BigInt(++next * 10);
+    return { events: [event("a", BigInt(next), commit)], checkpoint: { source: "pg", position: { commit, change: commit } }, ack: async () => void source.acked.push(commit) };
+  };
+  const log = new MemoryLog();
+  log.produce = async () => undefined;
+  let readsWhenTimerRan = -1;
+  setTimeout(() => (readsWhenTimerRan = next), 0);
+  const pipeline = new CapturePipeline({ source, log: log as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
+  const stop = new AbortController();
+  const running = pipeline.run(stop.signal);
+  await until(() => source.acked.length === LAST, "every batch acknowledged");
+  stop.abort(new Error("stop"));
+  await running;
+  assert.ok(readsWhenTimerRan >= 0 && readsWhenTimerRan < LAST, `a timer due at once ran only after ${readsWhenTimerRan} of ${LAST} reads: /metrics, /healthz and heartbeats wait that long`);
+});

@@ -204,8 +204,16 @@ export class CapturePipeline {
         work.then(resolve, reject).finally(() => waiting.delete(reject));
       });
     this.acknowledged = Promise.resolve();
+    let turnAt = performance.now();
     try {
       while (!stop.aborted) {
+        // A full read-ahead answers in microtasks and the embedded log stores synchronously: without a turn now and
+        // then, timers and sockets (/metrics, /healthz, heartbeats) would wait until the read-ahead ran dry.
+        if (performance.now() - turnAt >= EVENT_LOOP_TURN_MS) {
+          await new Promise((resolve) => setImmediate(resolve));
+          turnAt = performance.now();
+          if (stop.aborted) break;
+        }
         const reading = source.read(stop);
         reading.catch(() => undefined);
         let batch: SourceBatch;
@@ -691,6 +699,8 @@ const REPUBLISH_CHUNK = 1_000;
  * its ~120 MiB main-thread heap under the 256 MB default budget). With Kafka, `max_in_flight` bounds them further.
  */
 const MAX_BATCHES_IN_FLIGHT = 2;
+/** Longest the pump runs without letting the event loop turn. */
+const EVENT_LOOP_TURN_MS = 20;
 
 /** A run of source batches encoded (encodeRun): what is left of them until acknowledged. */
 interface EncodedRun {
