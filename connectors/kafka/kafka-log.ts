@@ -769,17 +769,17 @@ export class KafkaTopicLog implements TopicLog {
       throw kafkaError(error, "describe topic", this.config.brokers);
     }
     const describeConfigs = () =>
-      this.call("describe topic configs", () =>
-        this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ["cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes", "delete.retention.ms", "min.compaction.lag.ms"] }] }),
-      );
+      this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ["cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes", "delete.retention.ms", "min.compaction.lag.ms"] }] });
     let described: DescribeConfigResponse;
     try {
-      described = await describeConfigs();
+      described = await this.request(describeConfigs);
+      this.adminProblem = null;
     } catch (error) {
-      if (!isUnknownTopic(error)) throw error;
-      // This topic deleted since its metadata (by another process), or another one this admin had looked up (call renewed it).
+      if (!isUnknownTopic(error)) throw this.adminFailure(error, "describe topic configs");
+      // This topic deleted since its metadata (by another process): left out. Else another one this admin had looked up.
       if (!(await this.topicExists(name))) return undefined;
-      described = await describeConfigs();
+      await this.renewAdmin();
+      described = await this.call("describe topic configs", describeConfigs);
     }
     const entries = new Map((described.resources[0]?.configEntries ?? []).map((e) => [e.configName, e.configValue]));
     const limit = (value: string | undefined) => (value === undefined || Number(value) < 0 ? null : Number(value));
@@ -809,10 +809,14 @@ export class KafkaTopicLog implements TopicLog {
       return result;
     } catch (error) {
       if (isUnknownTopic(error)) await this.renewAdmin();
-      const failure = kafkaError(error, operation, this.config.brokers);
-      if (failure.retriable) this.adminProblem = failure.message;
-      throw failure;
+      throw this.adminFailure(error, operation);
     }
+  }
+
+  private adminFailure(error: unknown, operation: string): SluiceError {
+    const failure = kafkaError(error, operation, this.config.brokers);
+    if (failure.retriable) this.adminProblem = failure.message;
+    return failure;
   }
 
   /** Whether a topic exists, from a metadata request of its own (which no other topic can fail). */

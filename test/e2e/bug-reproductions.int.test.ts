@@ -9,7 +9,6 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type pg from "pg";
 import { clickhouse, elasticsearch, kafka } from "../services/ports.ts";
-import type { KafkaTopicsConfig } from "../../connectors/kafka/kafka-client.ts";
 import type { TableDef } from "./helpers.ts";
 import {
   bigText,
@@ -246,9 +245,11 @@ describe("BUG reproductions: PostgreSQL → Kafka", () => {
     // topics come and go, as other deployments' (and other tests') topics do on a shared broker.
     const { Kafka, logLevel } = await import("kafkajs");
     const { KafkaTopicLog } = await import("../../connectors/kafka/kafka-log.ts");
+    const { testKafkaConfig } = await import("../../connectors/kafka/kafka-test-config.ts");
     const { createLogger } = await import("../../runtime/logger.ts");
     const log = await KafkaTopicLog.open({
-      config: { ...config.topics, kind: "kafka", client_id: "sluice-e2e", replication_factor: 1, compression: "none", linger: 5, batch_bytes: 2 ** 20, max_in_flight: 5 } as KafkaTopicsConfig,
+      // Every key the config schema gives a default (the log sizes its internal topics by max_record_bytes).
+      config: testKafkaConfig({ client_id: "sluice-e2e", retention: { cleanup_policy: "delete", max_age: 0, tombstones: 86_400_000, min_compaction_lag: 0 } }),
       deployment: s.deployment,
       logger: createLogger("silent"),
       retry: { initialMs: 100, maxMs: 1_000, maxAttempts: 5 },
