@@ -15,6 +15,7 @@
  * to filtering" case), which moves their position past the batch.
  */
 import { createRequire } from "node:module";
+import { ATTRIBUTES_AT, FIRST_SEQUENCE_AT, FIRST_TIMESTAMP_AT, HEADER_BYTES, LAST_OFFSET_DELTA_AT, LEADER_EPOCH_AT, LENGTH_AT, MAGIC_AT, MAX_TIMESTAMP_AT, PRODUCER_EPOCH_AT, PRODUCER_ID_AT, RECORD_COUNT_AT } from "./record-batch-v2.ts";
 // Replaces kafkajs's record batch decoder, which decodeMessages takes when it loads (below).
 import "./record-batch-decoder.ts";
 
@@ -35,19 +36,6 @@ const DECODE_MESSAGES = "kafkajs/src/protocol/requests/fetch/v4/decodeMessages.j
 const FETCH_RESPONSES = [4, 5, 6, 7, 8, 9, 10, 11].map((version) => `kafkajs/src/protocol/requests/fetch/v${version}/response.js`);
 const PATCHED = Symbol.for("sluice:kafkajs:emptied-batches");
 
-// Record batch v2 (magic 2) header: byte offsets of its fields from the batch's start.
-const LENGTH_AT = 8;
-const LEADER_EPOCH_AT = 12;
-const MAGIC_AT = 16;
-const ATTRIBUTES_AT = 21;
-const LAST_OFFSET_DELTA_AT = 23;
-const FIRST_TIMESTAMP_AT = 27;
-const MAX_TIMESTAMP_AT = 35;
-const PRODUCER_ID_AT = 43;
-const PRODUCER_EPOCH_AT = 51;
-const FIRST_SEQUENCE_AT = 53;
-const RECORD_COUNT_AT = 57;
-const HEADER_BYTES = 61;
 /** Bytes before a batch's length field counts: its base offset and the length itself. */
 const LOG_OVERHEAD = 12;
 const TRANSACTIONAL_FLAG = 0x10;

@@ -16,6 +16,7 @@
  * loads: emptied-batches.ts imports this first, and a decodeMessages loaded earlier is loaded again.
  */
 import { createRequire } from "node:module";
+import { ATTRIBUTES_AT, FIRST_SEQUENCE_AT, FIRST_TIMESTAMP_AT, HEADER_BYTES, LAST_OFFSET_DELTA_AT, LEADER_EPOCH_AT, LENGTH_AT, MAX_TIMESTAMP_AT, PRODUCER_EPOCH_AT, PRODUCER_ID_AT, RECORD_COUNT_AT } from "./record-batch-v2.ts";
 
 interface KafkaDecoder {
   readonly buffer: Buffer;
@@ -65,18 +66,6 @@ const { KafkaJSPartialMessageError } = require("kafkajs/src/errors.js") as { Kaf
 const PATCHED = Symbol.for("sluice:kafkajs:record-batch-decoder");
 
 const MAGIC = 2;
-// Record batch v2: byte offsets of its header's fields from the batch's start.
-const LENGTH_AT = 8;
-const LEADER_EPOCH_AT = 12;
-const ATTRIBUTES_AT = 21;
-const LAST_OFFSET_DELTA_AT = 23;
-const FIRST_TIMESTAMP_AT = 27;
-const MAX_TIMESTAMP_AT = 35;
-const PRODUCER_ID_AT = 43;
-const PRODUCER_EPOCH_AT = 51;
-const FIRST_SEQUENCE_AT = 53;
-const RECORD_COUNT_AT = 57;
-const RECORDS_AT = 61;
 /** Bytes before the length field counts: the base offset and the length itself. */
 const LOG_OVERHEAD = 12;
 const LOG_APPEND_TIME = 1;
@@ -181,7 +170,7 @@ export async function decodeRecordBatch(decoder: KafkaDecoder): Promise<DecodedB
   const count = buffer.readInt32BE(at + RECORD_COUNT_AT);
   if (count <= 0) return { ...context, records: [] };
   const codec = lookupCodecByAttributes(attributes);
-  const cursor = codec ? new Cursor(await codec.decompress(buffer.subarray(at + RECORDS_AT, end)), 0) : new Cursor(buffer.subarray(0, end), at + RECORDS_AT);
+  const cursor = codec ? new Cursor(await codec.decompress(buffer.subarray(at + HEADER_BYTES, end)), 0) : new Cursor(buffer.subarray(0, end), at + HEADER_BYTES);
   const offsetBase = Number(firstOffset);
   const timestampBase = Number(firstTimestamp);
   const appendTime = timestampType === LOG_APPEND_TIME;
