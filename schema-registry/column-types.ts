@@ -6,7 +6,7 @@
 import { civilDate } from "../connectors/common/civil-calendar.ts";
 import type { ColumnValue, Unchanged } from "../connectors/contracts.ts";
 import type { AvroSchemaJson } from "./avro-schema.ts";
-import { bytesToUnscaled, decimalBytes, formatUnscaled, parseDecimal, unscaledToBytes } from "./decimal.ts";
+import { bytesToDecimalText, bytesToUnscaled, decimalBytes, parseDecimal, unscaledToBytes } from "./decimal.ts";
 import { formatHstore, parseHstore } from "./hstore.ts";
 import type { HstoreMap } from "./hstore.ts";
 
@@ -244,8 +244,8 @@ export function decimalColumn(precision: number, scale: number, options: Decimal
       return decimalBytes(text, scale);
     },
     fromAvro: (value) => {
-      const unscaled = bytesToUnscaled(asUint8Array(value));
-      return options.integerResult && scale === 0 ? unscaled : formatUnscaled(unscaled, scale);
+      const bytes = asUint8Array(value);
+      return options.integerResult && scale === 0 ? bytesToUnscaled(bytes) : bytesToDecimalText(bytes, scale);
     },
     zero: Buffer.of(0),
     mayBeSpecial: options.specials === true,
@@ -281,7 +281,7 @@ export const variableScaleDecimalColumn: ColumnAvroType = {
   },
   fromAvro: (value) => {
     const record = value as { scale: number; value: Uint8Array };
-    return formatUnscaled(bytesToUnscaled(record.value), record.scale);
+    return bytesToDecimalText(record.value, record.scale);
   },
   zero: { scale: 0, value: Buffer.of(0) },
   mayBeSpecial: true,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { bigintToBytes, bytesToUnscaled, decimalBytes, formatUnscaled, parseDecimal, toUnscaled, unscaledToBytes } from "./decimal.ts";
+import { bigBytesToUnscaled, bigintToBytes, bytesToDecimalText, bytesToUnscaled, decimalBytes, formatUnscaled, parseDecimal, toUnscaled, unscaledToBytes } from "./decimal.ts";
 
 describe("decimal", () => {
   it("parses digit strings exactly", () => {
@@ -42,6 +42,26 @@ describe("decimal", () => {
       assert.equal(unscaledToBytes(value).toString("hex"), hex, `bytes of ${value}`);
       assert.equal(bytesToUnscaled(Buffer.from(hex, "hex")), value, `value of ${hex}`);
     }
+  });
+
+  it("reads bytes of any length in double arithmetic as through their hex text", () => {
+    const cases: Buffer[] = [];
+    for (let length = 1; length <= 8; length++) {
+      // Every byte length's edges (sign bit, all ones, zero, one) and non-minimal forms (leading 00 / ff).
+      for (const first of [0x00, 0x01, 0x7f, 0x80, 0x81, 0xfe, 0xff]) {
+        for (const rest of [0x00, 0x01, 0x7f, 0x80, 0xff]) cases.push(Buffer.from([first, ...Array.from({ length: length - 1 }, () => rest)]));
+      }
+      for (let i = 0; i < 300; i++) cases.push(Buffer.from(Array.from({ length }, () => Math.floor(Math.random() * 256))));
+    }
+    for (const bytes of cases) {
+      const expected = bigBytesToUnscaled(bytes);
+      assert.equal(bytesToUnscaled(bytes), expected, bytes.toString("hex"));
+      for (const scale of [0, 1, 2, 3, 6, 12, 20]) assert.equal(bytesToDecimalText(bytes, scale), formatUnscaled(expected, scale), `${bytes.toString("hex")} at scale ${scale}`);
+    }
+    // A view into a larger buffer (as the Avro reader hands them) reads its own bytes only.
+    const backing = Buffer.from("ff0080ff00", "hex");
+    assert.equal(bytesToDecimalText(backing.subarray(1, 3), 2), "1.28");
+    assert.equal(bytesToDecimalText(new Uint8Array(0), 2), "0.00");
   });
 
   it("round-trips a 1000-digit number", () => {

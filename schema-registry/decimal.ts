@@ -48,6 +48,22 @@ export function formatUnscaled(unscaled: bigint, scale: number): string {
 }
 
 /**
+ * The digit string of Avro decimal bytes at `scale`, as formatUnscaled(bytesToUnscaled(bytes), scale):
+ * up to SAFE_DECIMAL_BYTES bytes (every numeric(p, s) with p ≤ 14) without bigint arithmetic.
+ */
+export function bytesToDecimalText(bytes: Uint8Array, scale: number): string {
+  if (bytes.length === 0 || bytes.length > SAFE_DECIMAL_BYTES) return formatUnscaled(bytesToUnscaled(bytes), scale);
+  const value = smallBytesToNumber(bytes);
+  const negative = value < 0;
+  let digits = String(negative ? -value : value);
+  if (scale > 0) {
+    if (digits.length <= scale) digits = digits.padStart(scale + 1, "0");
+    digits = `${digits.slice(0, digits.length - scale)}.${digits.slice(digits.length - scale)}`;
+  }
+  return negative ? `-${digits}` : digits;
+}
+
+/**
  * Avro decimal bytes of a digit string at exactly `scale` digits, as unscaledToBytes(toUnscaled(...)):
  * plain text ("-12.34") of up to 15 digits is read as a number, anything else as a bigint.
  */
@@ -116,7 +132,24 @@ export function bigintToBytes(unscaled: bigint): Buffer {
   return Buffer.from(twos.toString(16).padStart(byteLength * 2, "0"), "hex");
 }
 
+/** Decimals of at most this many bytes are read in double arithmetic (|unscaled| < 2^47, exact). */
+const SAFE_DECIMAL_BYTES = 6;
+
+/** The two's-complement big-endian integer of 1 to SAFE_DECIMAL_BYTES bytes. */
+function smallBytesToNumber(bytes: Uint8Array): number {
+  let value = ((bytes[0] as number) << 24) >> 24;
+  for (let i = 1; i < bytes.length; i++) value = value * 256 + (bytes[i] as number);
+  return value;
+}
+
 export function bytesToUnscaled(bytes: Uint8Array): bigint {
+  if (bytes.length === 0) return 0n;
+  if (bytes.length <= SAFE_DECIMAL_BYTES) return BigInt(smallBytesToNumber(bytes));
+  return bigBytesToUnscaled(bytes);
+}
+
+/** bytesToUnscaled through the bytes' hex text, for any length (exported for tests of the double one). */
+export function bigBytesToUnscaled(bytes: Uint8Array): bigint {
   if (bytes.length === 0) return 0n;
   const value = BigInt(`0x${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex")}`);
   return (bytes[0] as number) & 0x80 ? value - (1n << BigInt(bytes.length * 8)) : value;
