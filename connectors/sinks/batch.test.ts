@@ -87,6 +87,50 @@ describe("collapseChanges", () => {
     assert.deepEqual(tables[0]?.invalid.map((i) => [i.index, i.error.column]), [[2, "id"]]);
   });
 
+  test("rows come out in version order when a key changes again after other keys", () => {
+    const e = new Events(schema);
+    const [table] = collapseChanges([
+      e.insert(1n, { id: 1, v: "a", toast: null }),
+      e.insert(2n, { id: 2, v: "b", toast: null }),
+      e.update(3n, { id: 1, v: "c", toast: null }),
+      e.insert(4n, { id: 3, v: "d", toast: null }),
+    ]).tables;
+    assert.deepEqual(
+      table?.rows.map((r) => [r.id, r.version]),
+      [
+        ["2", 2n],
+        ["1", 3n],
+        ["3", 4n],
+      ],
+    );
+  });
+
+  test("a table's changes under several schema objects, between other tables' changes, form one group", () => {
+    const a = new Events(schema);
+    const b = new Events(tableSchema("other", [["id", "integer"]]));
+    const evolved = tableSchema("t", [
+      ["id", "integer"],
+      ["v", "text"],
+      ["toast", "text"],
+      ["added", "text"],
+    ]);
+    const first = a.insert(1n, { id: 1, v: "a", toast: null });
+    const other = b.insert(2n, { id: 1 });
+    a.schema = evolved;
+    const second = a.insert(3n, { id: 2, v: "b", toast: null, added: "x" });
+    a.schema = { ...schema };
+    const third = a.insert(4n, { id: 3, v: "c", toast: null });
+    const { tables, skipped } = collapseChanges([first, other, second, other, third], (table) => table.table === "t");
+    assert.deepEqual(skipped, [1, 3]);
+    assert.equal(tables.length, 1);
+    assert.deepEqual(tables[0]?.rows.map((r) => [r.id, r.indices]), [
+      ["1", [0]],
+      ["2", [2]],
+      ["3", [4]],
+    ]);
+    assert.deepEqual(tables[0]?.schemas, [schema, evolved]);
+  });
+
   test("integer keys collapse across number and bigint representations", () => {
     assert.equal(keyId({ id: 5 }, ["id"]), keyId({ id: 5n }, ["id"]));
     assert.equal(keyId({ a: 1, b: "x" }, ["a", "b"]), '[1,"x"]');

@@ -54,11 +54,6 @@ export function schemaFingerprint(schema: TableSchema): string {
   return `${schema.columns.map((c) => `${c.name}:${c.dbType}:${c.primaryKeyIndex ?? ""}`).join("|")}#${schema.key.join(",")}`;
 }
 
-interface Entry {
-  readonly index: number;
-  readonly event: ChangeEvent;
-}
-
 interface Folded {
   id: string;
   key: Row;
@@ -72,36 +67,65 @@ interface Folded {
 
 /** Groups `changes` per table (in first-seen order) and collapses each; `accept` filters tables (others are skipped as applied). */
 export function collapseChanges(changes: readonly SinkChange[], accept: (table: TableId) => boolean = () => true): { tables: TableChanges[]; skipped: number[] } {
-  const groups = new Map<string, { table: TableId; entries: Entry[] }>();
+  const groups = new Map<string, { table: TableId; indices: number[] }>();
   const skipped: number[] = [];
-  changes.forEach(({ event }, index) => {
-    const table = event.schema;
-    if (!accept(table)) {
-      skipped.push(index);
-      return;
+  // Changes decoded with one writer schema share its object: the table's filter and group are looked up once per run of it.
+  let runSchema: TableSchema | null = null;
+  let runGroup: number[] | null = null;
+  for (let index = 0; index < changes.length; index++) {
+    const table = (changes[index] as SinkChange).event.schema;
+    if (table !== runSchema) {
+      runSchema = table;
+      if (!accept(table)) runGroup = null;
+      else {
+        const k = tableKey(table);
+        let group = groups.get(k);
+        if (!group) {
+          group = { table: { source: table.source, database: table.database, schema: table.schema, table: table.table }, indices: [] };
+          groups.set(k, group);
+        }
+        runGroup = group.indices;
+      }
     }
-    const k = tableKey(table);
-    let group = groups.get(k);
-    if (!group) {
-      group = { table: { source: table.source, database: table.database, schema: table.schema, table: table.table }, entries: [] };
-      groups.set(k, group);
-    }
-    group.entries.push({ index, event });
-  });
-  return { tables: [...groups.values()].map(({ table, entries }) => collapseTable(table, entries)), skipped };
+    if (runGroup === null) skipped.push(index);
+    else runGroup.push(index);
+  }
+  return { tables: [...groups.values()].map(({ table, indices }) => collapseTable(table, changes, indices)), skipped };
 }
 
-function collapseTable(table: TableId, entries: Entry[]): TableChanges {
-  const sorted = [...entries].sort((a, b) => {
-    const va = versionOf(a.event);
-    const vb = versionOf(b.event);
-    return va === vb ? a.index - b.index : va < vb ? -1 : 1;
-  });
+/** `indices` in version order, ties in batch order; the same array when it is in that order already (a partition's changes usually are). */
+function inVersionOrder(changes: readonly SinkChange[], indices: number[]): number[] {
+  for (let i = 1; i < indices.length; i++) {
+    if (versionOf(eventAt(changes, indices[i - 1] as number)) > versionOf(eventAt(changes, indices[i] as number))) {
+      return [...indices].sort((a, b) => {
+        const va = versionOf(eventAt(changes, a));
+        const vb = versionOf(eventAt(changes, b));
+        return va === vb ? a - b : va < vb ? -1 : 1;
+      });
+    }
+  }
+  return indices;
+}
+
+function eventAt(changes: readonly SinkChange[], index: number): ChangeEvent {
+  return (changes[index] as SinkChange).event;
+}
+
+function collapseTable(table: TableId, changes: readonly SinkChange[], indices: number[]): TableChanges {
+  const sorted = inVersionOrder(changes, indices);
   const schemas: TableSchema[] = [];
   const seenSchemas = new Set<string>();
   let previous: TableSchema | null = null;
-  for (const { event } of sorted) {
-    // Changes decoded with one writer schema share its object: fingerprint each schema object once.
+  let truncate: { version: bigint; position: Position; indices: number[] } | null = null;
+  let truncates: number[] | null = null;
+  for (const index of sorted) {
+    const event = eventAt(changes, index);
+    if (event.op === "t") {
+      truncates ??= [];
+      truncates.push(index);
+      truncate = { version: versionOf(event), position: event.source.position, indices: truncates };
+    }
+    // Fingerprint each schema object once.
     if (event.schema === previous) continue;
     previous = event.schema;
     const fingerprint = schemaFingerprint(event.schema);
@@ -111,14 +135,12 @@ function collapseTable(table: TableId, entries: Entry[]): TableChanges {
     }
   }
 
-  let truncate: { version: bigint; position: Position; indices: number[] } | null = null;
-  const truncates = sorted.filter(({ event }) => event.op === "t");
-  const newest = truncates.at(-1);
-  if (newest) truncate = { version: versionOf(newest.event), position: newest.event.source.position, indices: truncates.map((t) => t.index) };
-
   const byKey = new Map<string, Folded>();
   const invalid: { index: number; error: ValueRejected }[] = [];
-  for (const { index, event } of sorted) {
+  // A key folded again keeps its first place in the map: only then are the rows out of version order.
+  const folding = { replaced: false };
+  for (const index of sorted) {
+    const event = eventAt(changes, index);
     if (event.op === "t") continue;
     const version = versionOf(event);
     if (truncate !== null && version <= truncate.version) {
@@ -126,37 +148,32 @@ function collapseTable(table: TableId, entries: Entry[]): TableChanges {
       continue;
     }
     try {
-      for (const step of stepsOf(event)) fold(byKey, step, index, event);
+      foldEvent(byKey, event, index, folding);
     } catch (error) {
       if (!(error instanceof ValueRejected)) throw error;
       invalid.push({ index, error });
     }
   }
-  const rows = [...byKey.values()].sort((a, b) => (a.version === b.version ? 0 : a.version < b.version ? -1 : 1));
+  const rows = [...byKey.values()];
+  if (folding.replaced) rows.sort((a, b) => (a.version === b.version ? 0 : a.version < b.version ? -1 : 1));
   return { table, schemas, truncate, rows, invalid };
 }
 
-interface Step {
-  readonly key: Row;
-  readonly deleted: boolean;
-  readonly row: Row | null;
-}
-
-/** A change as row steps: an update that moves the key is a delete of the old key and an upsert of the new one. */
-function stepsOf(event: ChangeEvent): Step[] {
+/** Folds a change's row steps: an update that moves the key is a delete of the old key and an upsert of the new one. */
+function foldEvent(byKey: Map<string, Folded>, event: ChangeEvent, index: number, folding: { replaced: boolean }): void {
   const schema = event.schema;
   if (event.op === "d") {
-    const key = keyOf(schema, event.key, event.before);
-    return [{ key, deleted: true, row: null }];
+    fold(byKey, keyOf(schema, event.key, event.before), true, null, index, event, folding);
+    return;
   }
   if (event.after === null) throw new ValueRejected(`a "${event.op}" change without a row`);
   const key = keyOf(schema, event.key, event.after);
   if (event.op === "u" && event.before !== null) {
     const oldKey = keyOf(schema, {}, event.before);
     const moved = schema.key.some((column) => oldKey[column] !== undefined && oldKey[column] !== UNCHANGED && !sameValue(oldKey[column], key[column]));
-    if (moved) return [{ key: oldKey, deleted: true, row: null }, { key, deleted: false, row: event.after }];
+    if (moved) fold(byKey, oldKey, true, null, index, event, folding);
   }
-  return [{ key, deleted: false, row: event.after }];
+  fold(byKey, key, false, event.after, index, event, folding);
 }
 
 function sameValue(a: ColumnValue | undefined, b: ColumnValue | undefined): boolean {
@@ -165,10 +182,10 @@ function sameValue(a: ColumnValue | undefined, b: ColumnValue | undefined): bool
   return a === b;
 }
 
-function fold(byKey: Map<string, Folded>, step: Step, index: number, event: ChangeEvent): void {
-  const id = keyId(step.key, event.schema.key);
+function fold(byKey: Map<string, Folded>, key: Row, deleted: boolean, after: Row | null, index: number, event: ChangeEvent, folding: { replaced: boolean }): void {
+  const id = keyId(key, event.schema.key);
   const previous = byKey.get(id);
-  let row = step.row;
+  let row = after;
   if (row !== null && previous && !previous.deleted && previous.row !== null) {
     const earlier = previous.row;
     let merged: Record<string, ColumnValue> | null = null;
@@ -180,12 +197,13 @@ function fold(byKey: Map<string, Folded>, step: Step, index: number, event: Chan
     }
     if (merged) row = merged;
   }
+  if (previous) folding.replaced = true;
   byKey.set(id, {
     id,
-    key: step.key,
+    key,
     version: versionOf(event),
     position: event.source.position,
-    deleted: step.deleted,
+    deleted,
     row,
     schema: event.schema,
     indices: previous ? [...previous.indices, index] : [index],
