@@ -8,7 +8,7 @@ import { joinTypes, logicalType } from "./logical-type.ts";
 import type { LogicalType } from "./logical-type.ts";
 import { renderTarget, tableFilter } from "./naming.ts";
 import { tableSchema } from "./test-events.ts";
-import { decimalText, formatDate, formatDuration, formatTime, formatTimestamp, parseExactDecimal, scaledDecimal, uuidText } from "./values.ts";
+import { decimalText, formatDate, formatDuration, formatScaled, formatTime, formatTimestamp, generalScaledDecimal, parseExactDecimal, scaledDecimal, uuidText } from "./values.ts";
 
 describe("logicalType: PostgreSQL format_type() and MySQL column types", () => {
   const cases: [string, "postgres" | "mysql", LogicalType][] = [
@@ -113,6 +113,40 @@ describe("exact values", () => {
     assert.throws(() => decimalText("123456789.1", 10, 2), /does not fit/);
     assert.throws(() => decimalText("NaN", 10, 2));
     assert.deepEqual(parseExactDecimal("-000.0100"), { negative: true, integer: "", fraction: "01" });
+  });
+  test("plain decimal text is read and kept as the general reading would, or refused the same way", () => {
+    const outcome = (read: () => unknown) => {
+      try {
+        return read();
+      } catch (error) {
+        return `refused: ${(error as Error).message}`;
+      }
+    };
+    const texts = ["", "-", ".", "0", "-0", "00", "0.", ".5", "-.5", "5.", "-0.00", "0.00", "0.50", "-0.50", "00.50", "05.00", "1e3", "+1.5", " 1.5", "1.5 ", "NaN", "1.2300", "1.234", "1.-2"];
+    const pick = (chars: string, length: number) => Array.from({ length }, () => chars[Math.floor(Math.random() * chars.length)]).join("");
+    for (let i = 0; i < 3000; i++) {
+      const integer = pick("0000123456789", Math.floor(Math.random() * 18));
+      const fraction = pick("00123456789", Math.floor(Math.random() * 6));
+      texts.push(`${Math.random() < 0.3 ? "-" : ""}${integer}${Math.random() < 0.7 ? `.${fraction}` : ""}`);
+    }
+    const shapes: [number, number][] = [
+      [10, 2],
+      [12, 2],
+      [2, 2],
+      [5, 0],
+      [15, 3],
+      [18, 4],
+      [38, 10],
+      [5, -2],
+    ];
+    for (const text of texts) {
+      for (const [precision, scale] of shapes) {
+        const general = outcome(() => generalScaledDecimal(text, precision, scale));
+        assert.deepEqual(outcome(() => scaledDecimal(text, precision, scale)), general, `${JSON.stringify(text)} as decimal(${precision},${scale})`);
+        const generalText = typeof general === "bigint" ? formatScaled(general, scale) : general;
+        assert.deepEqual(outcome(() => decimalText(text, precision, scale)), generalText, `text of ${JSON.stringify(text)} as decimal(${precision},${scale})`);
+      }
+    }
   });
   test("dates, times and timestamps", () => {
     assert.equal(formatDate(0), "1970-01-01");

@@ -88,19 +88,112 @@ export function parseExactDecimal(value: ColumnValue): ExactDecimal {
   return { negative: match[1] === "-" && (integer !== "" || fraction !== ""), integer, fraction };
 }
 
-/** The decimal scaled to `scale` as an integer (12.5 at scale 2 → 1250n); rejects lost digits or too many integer digits. */
+/** Significant digits a double holds exactly (every integer below 10^15). */
+const EXACT_DOUBLE_DIGITS = 15;
+
+/**
+ * The decimal scaled to `scale` as an integer (12.5 at scale 2 → 1250n); rejects lost digits or too many integer digits.
+ * Plain text ("-12.50", as decoders give decimals) of at most EXACT_DOUBLE_DIGITS digits is read in double arithmetic.
+ */
 export function scaledDecimal(value: ColumnValue, precision: number, scale: number): bigint {
+  if (typeof value === "string") {
+    const unscaled = plainScaled(value, precision, scale);
+    if (unscaled !== undefined) return BigInt(unscaled);
+  }
+  return generalScaledDecimal(value, precision, scale);
+}
+
+/**
+ * The unscaled value of plain decimal text ("-?digits[.digits]") that fits `precision` and `scale` and
+ * is exact in a double; undefined for any other text (exponents, signs, spaces, lost digits, too large),
+ * which the general reading handles or rejects.
+ */
+function plainScaled(text: string, precision: number, scale: number): number | undefined {
+  if (scale < 0) return undefined;
+  const length = text.length;
+  let i = text.charCodeAt(0) === 45 ? 1 : 0;
+  const negative = i === 1;
+  let value = 0;
+  let integerDigits = 0;
+  let anyDigit = false;
+  for (; i < length; i++) {
+    const digit = text.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) break;
+    anyDigit = true;
+    if (integerDigits === 0 && digit === 0) continue;
+    value = value * 10 + digit;
+    integerDigits++;
+  }
+  let fractionDigits = 0;
+  if (i < length) {
+    if (text.charCodeAt(i) !== 46) return undefined;
+    // Digits after the point up to the last non-zero one count; trailing zeros do not.
+    let pending = 0;
+    for (i++; i < length; i++) {
+      const digit = text.charCodeAt(i) - 48;
+      if (digit < 0 || digit > 9) return undefined;
+      anyDigit = true;
+      if (digit === 0) {
+        pending++;
+        continue;
+      }
+      if (fractionDigits + pending + 1 > scale) return undefined;
+      value = value * 10 ** (pending + 1) + digit;
+      fractionDigits += pending + 1;
+      pending = 0;
+    }
+  }
+  if (!anyDigit || integerDigits > precision - scale || integerDigits + scale > EXACT_DOUBLE_DIGITS) return undefined;
+  const unscaled = value * 10 ** (scale - fractionDigits);
+  return negative && unscaled !== 0 ? -unscaled : unscaled;
+}
+
+/**
+ * Text of a decimal with exactly `scale` digits after the point (scale 0: no point): plain text
+ * already in that form ("-12.50" at scale 2, as decoders give decimals) is returned as it is.
+ */
+export function decimalText(value: ColumnValue, precision: number, scale: number): string {
+  if (typeof value === "string" && isScaledText(value, precision, scale)) return value;
+  return formatScaled(scaledDecimal(value, precision, scale), scale);
+}
+
+/** Whether `text` is what formatScaled writes for a value that fits `precision` and `scale`. */
+function isScaledText(text: string, precision: number, scale: number): boolean {
+  if (scale < 0) return false;
+  const length = text.length;
+  const negative = text.charCodeAt(0) === 45;
+  let i = negative ? 1 : 0;
+  const integerStart = i;
+  while (i < length && isDigit(text.charCodeAt(i))) i++;
+  const integerLength = i - integerStart;
+  // One leading zero only, and only for a zero integer part ("0.50", not "00.50" or "05.00").
+  if (integerLength === 0 || (integerLength > 1 && text.charCodeAt(integerStart) === 48)) return false;
+  const significant = text.charCodeAt(integerStart) === 48 ? 0 : integerLength;
+  if (significant > precision - scale) return false;
+  let nonZero = significant > 0;
+  if (scale > 0) {
+    if (i !== length - scale - 1 || text.charCodeAt(i) !== 46) return false;
+    for (i++; i < length; i++) {
+      const code = text.charCodeAt(i);
+      if (!isDigit(code)) return false;
+      if (code !== 48) nonZero = true;
+    }
+  } else if (i !== length) return false;
+  // formatScaled writes zero without a sign.
+  return !negative || nonZero;
+}
+
+function isDigit(code: number): boolean {
+  return code >= 48 && code <= 57;
+}
+
+/** scaledDecimal through parseExactDecimal, for any value (exported for tests of the double one). */
+export function generalScaledDecimal(value: ColumnValue, precision: number, scale: number): bigint {
   const d = parseExactDecimal(value);
   if (d.fraction.length > scale) throw new ValueRejected(`${describeValue(value)} has more than ${scale} digits after the point`);
   if (d.integer.length > precision - scale) throw new ValueRejected(`${describeValue(value)} does not fit decimal(${precision},${scale})`);
   const unscaled = BigInt(`${d.integer}${d.fraction.padEnd(scale, "0")}` || "0");
   return d.negative ? -unscaled : unscaled;
-}
-
-/** Text of a decimal with exactly `scale` digits after the point (scale 0: no point). */
-export function decimalText(value: ColumnValue, precision: number, scale: number): string {
-  const unscaled = scaledDecimal(value, precision, scale);
-  return formatScaled(unscaled, scale);
 }
 
 export function formatScaled(unscaled: bigint, scale: number): string {
