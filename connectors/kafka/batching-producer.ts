@@ -114,6 +114,12 @@ export class BatchingProducer {
    * (`forgetFailure`). This covers calls made before the caller learnt of the failure.
    */
   private readonly failedSources = new Map<string, Error>();
+  /**
+   * Transactions only: another process registered the transactional id since this producer did (a
+   * new capture term elsewhere). Connecting again would register it anew and fence that process, so
+   * every later use is refused with this error until reregister() (a term of this process's own).
+   */
+  private fenced: SluiceError | undefined;
   private closing = false;
 
   constructor(options: BatchingProducerOptions) {
@@ -129,6 +135,7 @@ export class BatchingProducer {
 
   /** Connects unless connected; used before reading what an earlier holder of the transactional id wrote, and before each delivery. */
   async ensureConnected(): Promise<void> {
+    if (this.fenced) throw this.fenced;
     if (this.producer && !this.connecting) return;
     await this.connect();
   }
@@ -142,6 +149,7 @@ export class BatchingProducer {
     await this.connecting?.catch(() => undefined);
     await this.discardProducer();
     if (this.closing) throw new SluiceError("Kafka topic log is closed", { code: "TOPIC_LOG_CLOSED", context: { component: "kafka" } });
+    this.fenced = undefined;
     await this.connect();
   }
 
@@ -288,6 +296,7 @@ export class BatchingProducer {
         return written;
       } catch (error) {
         const failure = kafkaError(error, "produce", this.options.brokers);
+        if (failure.code === "KAFKA_PRODUCER_FENCED" && this.options.transactionalId) this.fenced ??= failure;
         await this.discardProducer();
         const exhausted = this.options.retry.maxAttempts !== undefined && attempt + 1 >= this.options.retry.maxAttempts;
         if (!failure.retriable || exhausted || this.closing) {

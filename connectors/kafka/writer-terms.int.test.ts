@@ -57,3 +57,40 @@ test("a new term fences the leader in between before reading the checkpoint: the
     await a.close();
   }
 });
+
+test("a fenced former leader does not register the transactional id again by reading the checkpoint: the leader's writes go on", { timeout: 120_000 }, async () => {
+  // test/e2e/capture-standby.int: the frozen leader woke up, its write was fenced, and its capture (interrupted by its replication
+  // connection, which the new leader had ended) read the checkpoint again to reconnect. That read connected a new producer,
+  // registering the id anew: it fenced the new leader, which stood by, and the former one led again.
+  const open = () => KafkaTopicLog.open({ config, deployment, logger, access: "command", transactionalId: `${deployment}.capture-woken` });
+  const a = await open();
+  const b = await open();
+  try {
+    await a.createTopic({ name: `${topic}-woken`, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+    const written = (value: string) => ({ ...record(value), topic: `${topic}-woken` });
+    await a.claimWriter();
+    await a.produce([written("a1")], at(10n));
+
+    // A freezes; B's term fences it.
+    await b.claimWriter();
+    assert.equal((await b.readCheckpoint("src"))?.position.commit, 10n);
+    await b.produce([written("b1")], at(20n));
+
+    // A wakes up: its write is refused, and so is every later use of the id until it claims a term of its own.
+    await assert.rejects(a.produce([written("a2")], at(30n)), fenced);
+    await assert.rejects(a.readCheckpoint("src"), fenced);
+    await assert.rejects(a.produce([written("a3")], at(30n)), fenced);
+    // The leader was not fenced by any of it.
+    await b.produce([written("b2")], at(30n));
+    assert.equal((await b.readCheckpoint("src"))?.position.commit, 30n);
+
+    // A term of A's own (the lease granted to it again) registers the id anew and writes.
+    await a.claimWriter();
+    assert.equal((await a.readCheckpoint("src"))?.position.commit, 30n);
+    await a.produce([written("a4")], at(40n));
+    await assert.rejects(b.produce([written("b3")], at(50n)), fenced);
+  } finally {
+    await b.close().catch(() => undefined);
+    await a.close().catch(() => undefined);
+  }
+});
