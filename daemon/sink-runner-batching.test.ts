@@ -23,19 +23,24 @@ function encode(e: ChangeEvent) {
   return { topic: `pg.public.${e.schema.table}`, key: Buffer.from(String(e.key["id"])), value: Buffer.from(serializeEvent(e)), timestamp: e.source.commitTimeMs };
 }
 
-/** Counts the batches it is given. */
+/** Counts the batches it has applied. */
 class CountingSink implements Sink {
   readonly name = "mem";
   readonly batches: number[] = [];
   readonly rows = new Set<string>();
   async open(): Promise<void> {}
   async close(): Promise<void> {}
-  async write(changes: readonly SinkChange[]): Promise<SinkWriteResult> {
+  async write(changes: readonly SinkChange[], _signal?: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<SinkWriteResult> {
+    // A target's write takes I/O: the event loop turns meanwhile, and timers due by then (a test's wait) run first.
+    await new Promise((resolve) => setImmediate(resolve));
+    // What the write applied shows all at once when it is done, as a target's transaction commits: a test that
+    // sees a batch counted sees its rows and offsets too, however late the write's turn comes on a loaded machine.
+    this.applied(changes, offsets);
+    return { failures: [] };
+  }
+  protected applied(changes: readonly SinkChange[], _offsets?: readonly TopicPartitionOffset[]): void {
     this.batches.push(changes.length);
     for (const { event: e } of changes) this.rows.add(`${e.schema.table}/${String(e.key["id"])}`);
-    // A target's write takes I/O: the event loop turns meanwhile.
-    await new Promise((resolve) => setImmediate(resolve));
-    return { failures: [] };
   }
 }
 
@@ -43,10 +48,13 @@ class CountingSink implements Sink {
 class OffsetKeepingSink extends CountingSink implements TransactionalSink {
   readonly offsetsAtomic = true;
   stored: TopicPartitionOffset[] = [];
-  override async write(changes: readonly SinkChange[], _signal?: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult> {
-    await super.write(changes);
-    if (offsets) this.stored = [...offsets];
+  override async write(changes: readonly SinkChange[], signal?: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult> {
+    await super.write(changes, signal, offsets);
     return { failures: [], offsetsStored: offsets !== undefined };
+  }
+  protected override applied(changes: readonly SinkChange[], offsets?: readonly TopicPartitionOffset[]): void {
+    super.applied(changes);
+    if (offsets) this.stored = [...offsets];
   }
   async storeOffsets(offsets: readonly TopicPartitionOffset[]): Promise<void> {
     this.stored = [...offsets];
