@@ -717,9 +717,12 @@ export class SinkRunner {
     const permanent: SinkItemFailure[] = [];
     const held: number[] = [];
     let offsetsStored = false;
-    let pending = changes.map((change, index) => ({ change, index }));
-    for (let attempt = 0; pending.length > 0; attempt++) {
-      const batch = pending.map((p) => p.change);
+    // The batch's indices still to write; null: all of them (the first attempt writes the batch as it is, without a copy).
+    let pending: number[] | null = null;
+    for (let attempt = 0; pending === null || pending.length > 0; attempt++) {
+      const current = pending;
+      const batch = current === null ? changes : current.map((index) => changes[index]!);
+      const indexOf = (position: number): number => (current === null ? position : current[position]!);
       const withOffsets = attempt === 0 && offsets !== undefined && isTransactional(sink) ? offsets : undefined;
       let result: { failures: readonly SinkItemFailure[]; offsetsStored?: boolean; held?: readonly number[] };
       try {
@@ -730,13 +733,13 @@ export class SinkRunner {
         result = await this.writeTableByTable(batch, stop);
       }
       if (withOffsets && result.offsetsStored) offsetsStored = true;
-      for (const index of result.held ?? []) held.push(pending[index]!.index);
-      const retriable: typeof pending = [];
+      for (const position of result.held ?? []) held.push(indexOf(position));
+      const retriable: number[] = [];
       for (const failure of result.failures) {
-        const item = pending[failure.index]!;
-        if (!failure.retriable) permanent.push({ ...failure, index: item.index });
-        else if (attempt + 1 >= maxAttempts) permanent.push({ index: item.index, error: this.retriesExhausted(item.change, failure.error, attempt + 1, Date.now() - firstAt), retriable: false });
-        else retriable.push(item);
+        const index = indexOf(failure.index);
+        if (!failure.retriable) permanent.push({ ...failure, index });
+        else if (attempt + 1 >= maxAttempts) permanent.push({ index, error: this.retriesExhausted(changes[index]!, failure.error, attempt + 1, Date.now() - firstAt), retriable: false });
+        else retriable.push(index);
       }
       pending = retriable;
       if (pending.length > 0) {

@@ -102,16 +102,19 @@ function bodyOf(operations: readonly BulkOperation[]): Buffer {
  * asks to retry are sent again together after every request of the round.
  */
 export async function runBulk(client: Client, operations: readonly BulkOperation[], options: BulkOptions): Promise<ItemOutcome[]> {
-  const outcomes: ItemOutcome[] = operations.map(() => ({ kind: "failed", retriable: true, reason: "not sent" }));
-  let pending = operations.map((_, index) => index);
+  if (operations.length === 0) return [];
+  const outcomes: ItemOutcome[] = new Array<ItemOutcome>(operations.length).fill(NOT_SENT);
+  // The operations still to send, by index; null: all of them (the first round sends them as they are, without copies).
+  let pending: number[] | null = null;
   const rounds = options.itemAttempts ?? 5;
-  for (let round = 0; pending.length > 0; round++) {
+  for (let round = 0; pending === null || pending.length > 0; round++) {
     const again: number[] = [];
-    const sending = pending.map((i) => operations[i] as BulkOperation);
+    const current = pending;
+    const sending = current === null ? operations : current.map((i) => operations[i] as BulkOperation);
     const send = (members: readonly number[]) => async () => {
       const items = await sendBodyOrEach(client, members.map((m) => sending[m] as BulkOperation), options);
       members.forEach((member, position) => {
-        const index = pending[member] as number;
+        const index = current === null ? member : (current[member] as number);
         const outcome = classify(items[position]);
         outcomes[index] = outcome;
         if (outcome.kind === "failed" && outcome.retriable) again.push(index);
@@ -129,6 +132,7 @@ export async function runBulk(client: Client, operations: readonly BulkOperation
 }
 
 /** Shared by every item they describe (an outcome is never changed). */
+const NOT_SENT: ItemOutcome = Object.freeze({ kind: "failed", retriable: true, reason: "not sent" });
 const APPLIED: ItemOutcome = Object.freeze({ kind: "applied" });
 const STALE: ItemOutcome = Object.freeze({ kind: "stale" });
 

@@ -48,12 +48,6 @@ type Mode = "live" | "rebuild";
 
 const MGET_CHUNK = 1000;
 
-/** One bulk operation and the changes whose fate it decides. */
-interface Planned {
-  readonly change: RowChange;
-  readonly operation: BulkOperation;
-}
-
 export class ElasticsearchSink implements VersionedSink, ErasableSink {
   readonly name: string;
   readonly offsetsAtomic = false;
@@ -322,21 +316,24 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     const rows = changes.rows.filter((row) => row.version > hiddenAtOrBelow(primary));
     if (rows.length === 0) return;
     const stored = await this.#readStored(primary, rows.filter((row) => hasUnchanged(row.row)), signal);
-    const planned: Planned[] = [];
+    // Each bulk operation and, at the same position, the change whose fate it decides.
+    const operations: BulkOperation[] = [];
+    const planned: RowChange[] = [];
     for (const physical of physicals) {
       for (const change of rows) {
         if (change.version <= hiddenAtOrBelow(physical)) continue;
         const before = stored.get(change.id);
         if (physical === primary && before && before.version >= change.version) continue;
         try {
-          planned.push({ change, operation: indexOperation(physical.physical, physical.columns, change, before) });
+          operations.push(indexOperation(physical.physical, physical.columns, change, before));
+          planned.push(change);
         } catch (error) {
           if (!(error instanceof ValueRejected)) throw error;
           failures.add(change.indices, rowRejected(error.message, { ...context, position: positionLabel(change), column: error.column }, error));
         }
       }
     }
-    const outcomes = await runBulk(this.#cli(), planned.map((p) => p.operation), {
+    const outcomes = await runBulk(this.#cli(), operations, {
       maxBytes: this.#config.bulk_bytes,
       refresh: this.#options.refresh ?? false,
       retry: this.#config.retry,
@@ -346,7 +343,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     });
     outcomes.forEach((outcome, i) => {
       if (outcome.kind !== "failed") return;
-      const { change } = planned[i] as Planned;
+      const change = planned[i] as RowChange;
       const error = rowRejected(outcome.reason, { ...context, position: positionLabel(change) });
       failures.add(change.indices, outcome.retriable ? new ConnectionError(`Elasticsearch kept refusing a row of ${label}: ${outcome.reason}`, { code: "SINK_UNAVAILABLE", context: error.context }) : error, outcome.retriable);
     });
