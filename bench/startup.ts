@@ -11,7 +11,8 @@
  * CPU-seconds are the daemon process's (all threads, /proc/PID/stat) at that sample: steadier
  * than wall time on a shared machine. The phases are the daemon's own log lines (info), as seconds
  * after the spawn: "config" (modules loaded and the config read: the memory plan line), "log"
- * (the topic log open), "started" ("sluice started"), "capturing" (the source connected).
+ * (the topic log open), "started" ("sluice started"), "lease" (Kafka: the capture lease held, the
+ * term starts), "capturing" (the source connected).
  *
  *   node bench/startup.ts [--rounds 3] [--readers embedded,kafka,embedded-duckdb,kafka-duckdb]
  *                         [--baseline DIR] [--cold] [--memory 256MiB] [--restart]
@@ -29,7 +30,8 @@
  *   identities a restart reads; then another 100 rows were written. Without it every start is a
  *   deployment's first. SLUICE_KAFKA_PORT points the Kafka readers at another broker (e.g. one with
  *   Kafka's default group.initial.rebalance.delay.ms of 3 s; the test broker sets 0).
- * --trace: print each timed start's log lines (debug level) with their seconds after the spawn.
+ * --trace: print each timed start's log lines (debug level) with their seconds after the spawn, and
+ *   before it how much WAL its slot has to decode (from restart_lsn and from the confirmed position).
  */
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -59,7 +61,7 @@ const ROUNDS = Number(args.rounds);
 const READERS = args.readers.split(",") as Reader[];
 const RUNS: Run[] = [...READERS.map((reader) => ({ reader, base: false })), ...(args.baseline === undefined ? [] : READERS.map((reader) => ({ reader, base: true })))];
 const ROWS = 100;
-const PHASES = ["config", "log", "started", "capturing"] as const;
+const PHASES = ["config", "log", "started", "lease", "capturing"] as const;
 type Phase = (typeof PHASES)[number];
 
 const schema = randomName("bench_start");
@@ -95,6 +97,7 @@ function phasesOf(output: string, launchedMs: number): Partial<Record<Phase, num
       entry.component === "memory" ? "config"
       : entry.msg === "embedded topic log open" || entry.msg === "Kafka topic log connected" ? "log"
       : entry.msg === "sluice started" ? "started"
+      : entry.component === "capture-lease" && entry.msg?.startsWith("capture lease held") ? "lease"
       : entry.msg === "capturing" ? "capturing"
       : null;
     if (phase !== null && phases[phase] === undefined && entry.time) phases[phase] = (Date.parse(entry.time) - launchedMs) / 1000;
@@ -127,7 +130,27 @@ async function start(run: Run, round: number, cacheDir: string): Promise<Result>
       await client.end();
     }
   }
+  if (args.trace) log(`  slot ${slotName(run, round)} before the timed start: ${await slotBacklog(slotName(run, round))}`);
   return launch(run, round, cacheDir, deployment, { cleanup: true });
+}
+
+/**
+ * The WAL a start's slot has to decode before it reaches the rows waiting for it: from its restart_lsn
+ * (where the server starts decoding) and from its confirmed flush position, to the current WAL position.
+ * On a shared server, other writers' WAL between them is decoded too (only its changes are left out).
+ */
+async function slotBacklog(slot: string): Promise<string> {
+  const client = await pgClient();
+  try {
+    const { rows } = await client.query<{ restart: string; confirmed: string }>(
+      "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text AS restart, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::text AS confirmed FROM pg_replication_slots WHERE slot_name = $1",
+      [slot],
+    );
+    const row = rows[0];
+    return row ? `${(Number(row.restart) / 2 ** 20).toFixed(1)} MiB of WAL from its restart_lsn, ${(Number(row.confirmed) / 2 ** 20).toFixed(1)} MiB from its confirmed flush position` : "no such slot";
+  } finally {
+    await client.end();
+  }
 }
 
 /** Ids of the rows written before each restart (after the backlog and the warm-up row). */

@@ -49,6 +49,8 @@ import { reloadingOnMiss } from "./registry-refresh.ts";
 import { captureLeaseGroup } from "../connectors/topics/names.ts";
 import type { KafkaTopicLog } from "../connectors/kafka/kafka-log.ts";
 import type { LocalRegistry, SchemaRegistry } from "../schema-registry/index.ts";
+import type { RegistrySetup } from "./components.ts";
+import { startTerm } from "./term-start.ts";
 
 /** Kafka's session timeout of a capture lease: how long a dead or frozen leader keeps it before a standby takes over. */
 const leaseSessionMs = (): number => durationFromEnv("SLUICE_CAPTURE_LEASE_SESSION_MS", 10_000, { min: 1_000, max: 3_600_000 });
@@ -173,10 +175,12 @@ export class Daemon {
   private readonly dataChecks = new Map<string, DataChecks>();
   /** With Kafka: capture runs under the capture lease (leader or standby). */
   private leadership: CaptureLeadership | null = null;
-  /** Parking topics being created while the start waits for the capture lease, by name. */
-  private readonly parkingCreated = new Map<string, Promise<void>>();
+  /** Parking topics being created while the start waits for the capture lease, by name: whether the creation succeeded. */
+  private readonly parkingCreated = new Map<string, Promise<boolean>>();
   /** A term's sources, made when its lease is granted and preparing (Source.prepare) while the term fences and takes the slots; createCaptures takes them. */
   private readonly termSources = new Map<string, Source>();
+  /** A term's registry, read from the journal once the term has fenced the former leader, while it takes the slots (term-start.ts); lead takes it. */
+  private termRegistry: Promise<RegistrySetup> | null = null;
   private leading: Promise<void> = Promise.resolve();
   /** Whether the leadership runs its terms (its candidacy starts earlier, as soon as the topic log is open). */
   private leadershipRunning = false;
@@ -263,7 +267,7 @@ export class Daemon {
       for (const source of captured) {
         const parking = parkingTopic(this.config, source);
         // A failure here is met again, and waited out, where capture creates it.
-        this.parkingCreated.set(parking, log.createTopic(internalTopicSpec(parking, this.config)).catch(() => undefined));
+        this.parkingCreated.set(parking, log.createTopic(internalTopicSpec(parking, this.config)).then(() => true, () => false));
       }
     }
     const { registry, local } = await openRegistry(this.config, this.log);
@@ -341,8 +345,10 @@ export class Daemon {
       const source = prepared ?? (await this.newSource(sourceConfig));
       const parking = parkingTopic(this.config, sourceConfig);
       const topicLog = this.log;
-      await this.parkingCreated.get(parking);
-      await this.untilAvailable("creating the parking topic", () => topicLog.createTopic(internalTopicSpec(parking, this.config)));
+      // Created (or found) while the start waited for the lease: the first term does not ask again. Later terms do.
+      const created = await this.parkingCreated.get(parking);
+      this.parkingCreated.delete(parking);
+      if (created !== true) await this.untilAvailable("creating the parking topic", () => topicLog.createTopic(internalTopicSpec(parking, this.config)));
       const transactionTopic = sourceConfig.transaction_metadata ? `${dataTopicPrefix(this.config.name, sourceConfig.name)}.transaction` : undefined;
       if (transactionTopic) await this.untilAvailable("creating the transaction topic", () => topicLog.createTopic(dataTopicSpec(this.config, transactionTopic, { keyed: false })));
       const transactionEncoder = transactionTopic ? await this.untilAvailable("registering the transaction topic's schemas", () => TransactionMetadataEncoder.register(registry, transactionTopic)) : undefined;
@@ -409,18 +415,28 @@ export class Daemon {
       logger: this.logger.child({ component: "capture-lease" }),
       newLease: (onChange) => log.captureLease({ group: captureLeaseGroup(this.config.name, captureWriter(this.config, this.selection) ?? "all"), holder: this.instanceId, sessionTimeoutMs: leaseSessionMs(), onChange }),
       beforeLead: async (signal) => {
+        // Imported here: it loads the PostgreSQL client, which a process without a PostgreSQL source does not need.
+        const { SlotTakeover } = await import("./slot-takeover.ts");
         try {
-          // The sources connect and read their catalogs (reading only) meanwhile: what their connect needs before the checkpoint.
-          for (const sourceConfig of this.capturedSources()) {
-            const source = await this.newSource(sourceConfig);
-            this.termSources.set(sourceConfig.name, source);
-            source.prepare?.();
-          }
-          // Fence a former leader before anything is read (it may wake up and commit before it learns it lost the lease), then take its slot.
-          await log.claimWriter();
-          // Imported here: it loads the PostgreSQL client, which a process without a PostgreSQL source does not need.
-          const { takeOverSlots } = await import("./slot-takeover.ts");
-          await takeOverSlots(this.config, this.selection, this.logger, signal);
+          const { registry } = await startTerm(
+            {
+              takeover: SlotTakeover.begin(this.config, this.selection, this.logger),
+              // The sources connect and read their catalogs (reading only) meanwhile: what their connect needs before the checkpoint.
+              prepareSources: async () => {
+                for (const sourceConfig of this.capturedSources()) {
+                  const source = await this.newSource(sourceConfig);
+                  this.termSources.set(sourceConfig.name, source);
+                  source.prepare?.();
+                }
+              },
+              // Fence a former leader before anything is read (it may wake up and commit before it learns it lost the lease), then take its slot.
+              fence: () => log.claimWriter(),
+              // With what a former leader registered.
+              readRegistry: () => openRegistry(this.config, log),
+            },
+            signal,
+          );
+          this.termRegistry = registry;
         } catch (error) {
           await this.closeTermSources();
           throw error;
@@ -428,8 +444,9 @@ export class Daemon {
       },
       lead: async (signal) => {
         try {
-          // The registry as the journal holds it now, with what a former leader registered.
-          const opened = await openRegistry(this.config, log);
+          const reading = this.termRegistry ?? openRegistry(this.config, log);
+          this.termRegistry = null;
+          const opened = await reading;
           // Served over HTTP too: consumers look up the ids this term's capture registers (and their own registrations get ids after them).
           if (opened.local) [this.servedRegistry, this.servedIsCaptures] = [opened.local, true];
           await this.createCaptures(opened.registry);

@@ -4,6 +4,9 @@
  * server. The takeover's first query let the planner call pg_terminate_backend on every active
  * slot's walsender before testing the slot's name, ending every replication connection of the server.
  *
+ * A term connects for the takeover while it fences the former leader (SlotTakeover.begin) and asks
+ * nothing of the slot until take(): begun, it has its connection and the holder still streams.
+ *
  * And a frozen former leader (its reader stopped with SIGSTOP, so its socket fills up): the
  * walsender ended once blocks writing its goodbye to a client that reads nothing and keeps the
  * slot; the takeover returns only once the slot is free. That runs on a private server: it writes
@@ -21,7 +24,7 @@ import { postgres } from "../test/services/ports.ts";
 import { PrivatePostgres } from "../test/services/private-postgres.ts";
 import { createLogger } from "../runtime/logger.ts";
 import type { RunSelection } from "./roles.ts";
-import { takeOverSlots } from "./slot-takeover.ts";
+import { SlotTakeover, takeOverSlots } from "./slot-takeover.ts";
 
 const PG_RECVLOGICAL = process.env["SLUICE_PG_BIN"] ? `${process.env["SLUICE_PG_BIN"]}/pg_recvlogical` : "/usr/lib/postgresql/15/bin/pg_recvlogical";
 const readers: ChildProcess[] = [];
@@ -88,6 +91,45 @@ test("the takeover ends the walsender holding the source's slot and leaves other
   const alive = await admin.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", [otherPid]);
   assert.equal(alive.rowCount, 1, "the other slot's walsender still runs");
   assert.equal(await activePid(other), otherPid, "the other slot is still held by its reader");
+});
+
+async function connectionsOf(source: { name: string }): Promise<number> {
+  const { rows } = await admin!.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1", [`sluice:${source.name}:catalog`]);
+  return Number(rows[0]!.n);
+}
+
+async function until(what: string, check: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`timed out waiting until ${what}`);
+}
+
+test("a takeover begun connects at once and ends the holder only at take(); one never taken closes its connection", { timeout: 120_000 }, async () => {
+  admin ??= await adminClient();
+  const source = sourceConfig({ tables: ["takeover_none.*"] });
+  const slot = captureNames(source).slot;
+  await admin.query("SELECT pg_create_logical_replication_slot($1, 'test_decoding')", [slot]);
+  slots.push(slot);
+  stream(slot);
+  const holder = await waitActive(slot);
+  const selection: RunSelection = { sources: [source.name], sinks: [], roles: ["capture"] };
+  const config = { sources: [source] } as unknown as SluiceConfig;
+
+  const begun = SlotTakeover.begin(config, selection, createLogger("silent"));
+  await until("the takeover's connection is made", async () => (await connectionsOf(source)) === 1);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(await activePid(slot), holder, "begun, the takeover has ended nothing: the holder still streams");
+  await begun.take(new AbortController().signal);
+  await begun.close();
+  await until("the holder is ended", async () => (await activePid(slot)) !== holder);
+  await until("the takeover's connection is closed", async () => (await connectionsOf(source)) === 0);
+
+  const unused = SlotTakeover.begin(config, selection, createLogger("silent"));
+  await until("the second takeover's connection is made", async () => (await connectionsOf(source)) === 1);
+  await unused.close();
+  await until("a takeover never taken closes its connection", async () => (await connectionsOf(source)) === 0);
 });
 
 test("a frozen former leader's walsender, blocked writing to its full socket, gives up the slot before the takeover returns", { timeout: 240_000 }, async (t) => {

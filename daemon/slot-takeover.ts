@@ -38,20 +38,67 @@ const TIMING: TakeoverTiming = { resignalMs: 1_000, waitMs: 60_000 };
 const POLL_MS = 100;
 
 export async function takeOverSlots(config: SluiceConfig, selection: RunSelection, logger: Logger, signal: AbortSignal, timing: TakeoverTiming = TIMING): Promise<void> {
-  const sources = config.sources.filter((s): s is PostgresSourceConfig => s.kind === "postgres" && selection.sources.includes(s.name));
-  for (const source of sources) {
-    if (signal.aborted) return;
-    const slot = captureNames(source).slot;
-    const client = new pg.Client(clientConfig(source, "catalog"));
-    client.on("error", () => undefined);
-    try {
-      await client.connect();
-      await freeSlot(client, slot, logger.child({ source: source.name, slot }), signal, timing);
-    } catch (error) {
-      logger.warn({ source: source.name, slot, err: error instanceof Error ? error.message : String(error) }, "could not end the walsender holding the replication slot; capture waits for the slot instead");
-    } finally {
-      await client.end().catch(() => undefined);
+  const takeover = SlotTakeover.begin(config, selection, logger);
+  try {
+    await takeover.take(signal, timing);
+  } finally {
+    await takeover.close();
+  }
+}
+
+interface SlotConnection {
+  readonly source: PostgresSourceConfig;
+  readonly slot: string;
+  readonly client: pg.Client;
+  /** The connection being made (a new backend and its authentication): rejects when it fails. */
+  readonly connected: Promise<void>;
+}
+
+/**
+ * A term's takeover in two steps: `begin` connects to the sources' servers at once (the slow part:
+ * a new backend and its authentication), so that it overlaps the term's fencing of the former
+ * leader; `take`, called once the former leader is fenced, ends the walsenders holding the slots.
+ * Nothing is asked of a slot before `take`. `close` ends the connections (a term that ended first).
+ */
+export class SlotTakeover {
+  private readonly connections: readonly SlotConnection[];
+  private readonly logger: Logger;
+
+  private constructor(connections: readonly SlotConnection[], logger: Logger) {
+    this.connections = connections;
+    this.logger = logger;
+  }
+
+  static begin(config: SluiceConfig, selection: RunSelection, logger: Logger): SlotTakeover {
+    const sources = config.sources.filter((s): s is PostgresSourceConfig => s.kind === "postgres" && selection.sources.includes(s.name));
+    return new SlotTakeover(
+      sources.map((source) => {
+        const client = new pg.Client(clientConfig(source, "catalog"));
+        client.on("error", () => undefined);
+        const connected = client.connect().then(() => undefined);
+        // Met in take(), which logs it.
+        connected.catch(() => undefined);
+        return { source, slot: captureNames(source).slot, client, connected };
+      }),
+      logger,
+    );
+  }
+
+  /** Frees each source's slot in turn; a failure is only logged (capture then waits for the slot with backoff). */
+  async take(signal: AbortSignal, timing: TakeoverTiming = TIMING): Promise<void> {
+    for (const { source, slot, client, connected } of this.connections) {
+      if (signal.aborted) return;
+      try {
+        await connected;
+        await freeSlot(client, slot, this.logger.child({ source: source.name, slot }), signal, timing);
+      } catch (error) {
+        this.logger.warn({ source: source.name, slot, err: error instanceof Error ? error.message : String(error) }, "could not end the walsender holding the replication slot; capture waits for the slot instead");
+      }
     }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.connections.map(({ client, connected }) => connected.catch(() => undefined).then(() => client.end()).catch(() => undefined)));
   }
 }
 
