@@ -38,6 +38,7 @@ import type { MysqlSnapshotRow, TableSnapshotProgress } from "./snapshot-reader.
 import { startConsistentSnapshot } from "./snapshot-start.ts";
 import type { SnapshotLocking } from "./snapshot-start.ts";
 import { closeQuietly, openConnection, sqlOf } from "./sql-connection.ts";
+import { endReplacedDumps, userDumpThreads } from "./replaced-dump.ts";
 import { StreamBatcher } from "./stream-batcher.ts";
 import { StreamDecoder } from "./stream-decoder.ts";
 import { completePartialCreates } from "./partial-images.ts";
@@ -382,7 +383,13 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       buffer,
       decoder,
       pauses: () => stream.pauseCount,
-      start: () => stream.start(),
+      start: async () => {
+        const catalog = this.catalog === null ? null : sqlOf(this.catalog);
+        // A dump of this server_id that a former process left (a frozen capture leader) can hold the new one back: end it (replaced-dump.ts).
+        const before = catalog === null ? [] : await userDumpThreads(catalog).catch(() => []);
+        await stream.start();
+        if (catalog !== null) await endReplacedDumps({ sql: catalog, before, done: () => stream.receivedBytes > 0 || buffer.failed !== null, logger, serverId: config.server_id });
+      },
       next: async (signal) => {
         const batch = await batcher.next(signal);
         const events = decoder.partialImagesSeen ? await this.completeCreates(batch.events) : batch.events;
