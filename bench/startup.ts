@@ -30,6 +30,9 @@
  *   identities a restart reads; then another 100 rows were written. Without it every start is a
  *   deployment's first. SLUICE_KAFKA_PORT points the Kafka readers at another broker (e.g. one with
  *   Kafka's default group.initial.rebalance.delay.ms of 3 s; the test broker sets 0).
+ * --wal-between MiB: with --restart, that much WAL written in a table outside the publication before the
+ *   restart's rows (other writers' changes, which the restarted slot decodes first). Meant for a private
+ *   server (SLUICE_PG_PORT etc.): every logical slot of the server decodes that WAL.
  * --trace: print each timed start's log lines (debug level) with their seconds after the spawn, and
  *   before it how much WAL its slot has to decode (from restart_lsn and from the confirmed position).
  */
@@ -50,6 +53,7 @@ const { values: args } = parseArgs({
     memory: { type: "string" },
     restart: { type: "boolean", default: false },
     trace: { type: "boolean", default: false },
+    "wal-between": { type: "string", default: "0" },
   },
 });
 type Reader = "embedded" | "kafka" | "embedded-duckdb" | "kafka-duckdb";
@@ -61,6 +65,7 @@ const ROUNDS = Number(args.rounds);
 const READERS = args.readers.split(",") as Reader[];
 const RUNS: Run[] = [...READERS.map((reader) => ({ reader, base: false })), ...(args.baseline === undefined ? [] : READERS.map((reader) => ({ reader, base: true })))];
 const ROWS = 100;
+const WAL_BETWEEN_BYTES = Number(args["wal-between"]) * 2 ** 20;
 const PHASES = ["config", "log", "started", "lease", "capturing"] as const;
 type Phase = (typeof PHASES)[number];
 
@@ -121,11 +126,15 @@ async function start(run: Run, round: number, cacheDir: string): Promise<Result>
   const deployment = randomName("bench_start");
   if (args.restart) {
     // The untimed first start: the timed one below is this deployment's restart.
-    await launch(run, round, cacheDir, deployment, { cleanup: false });
+    // Until every row behind its slot is captured: the timed restart then starts where the rows written for it begin (stopped at its
+    // first batch, the restart decoded all WAL written since that batch, other writers' included).
+    await launch(run, round, cacheDir, deployment, { cleanup: false, until: inserted - (insertedAtSlot.get(slotName(run, round)) ?? 0) });
     const client = await pgClient();
     try {
+      if (WAL_BETWEEN_BYTES > 0) await writeOtherWal(client, WAL_BETWEEN_BYTES);
       await client.query(`INSERT INTO "${schema}".items SELECT g, g % 100, 'name ' || g, g / 100.0, now() FROM generate_series(${nextId}, ${nextId + ROWS - 1}) g`);
       nextId += ROWS;
+      inserted += ROWS;
     } finally {
       await client.end();
     }
@@ -153,10 +162,28 @@ async function slotBacklog(slot: string): Promise<string> {
   }
 }
 
+/**
+ * Writes `bytes` of WAL in a table outside the publication: changes no slot hands on, which a
+ * restarted slot still decodes on its way to the rows behind them (what other writers on a shared
+ * server do between two starts).
+ */
+async function writeOtherWal(client: Awaited<ReturnType<typeof pgClient>>, bytes: number): Promise<void> {
+  const { rows } = await client.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn");
+  for (;;) {
+    await client.query(`INSERT INTO "${schema}".other_writes (pad) SELECT repeat(md5(g::text), 16) FROM generate_series(1, 5000) g`);
+    const written = await client.query<{ bytes: string }>("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::text AS bytes", [rows[0]!.lsn]);
+    if (Number(written.rows[0]!.bytes) >= bytes) return;
+  }
+}
+
 /** Ids of the rows written before each restart (after the backlog and the warm-up row). */
 let nextId = ROWS + 2;
+/** Rows written to the captured table so far, and how many of them were written before each slot was made. */
+let inserted = 0;
+const insertedAtSlot = new Map<string, number>();
 
-async function launch(run: Run, round: number, cacheDir: string, deployment: string, options: { cleanup: boolean }): Promise<Result> {
+/** Timed to the first record (or to `until` changes). */
+async function launch(run: Run, round: number, cacheDir: string, deployment: string, options: { cleanup: boolean; until?: number }): Promise<Result> {
   const port = await freePort();
   const kafkaTopics = run.reader.startsWith("kafka");
   const config = {
@@ -188,7 +215,7 @@ async function launch(run: Run, round: number, cacheDir: string, deployment: str
       if (child.exitCode !== null || performance.now() - launched > 120_000) throw new Error(`${label(run)}: no first record (exit ${child.exitCode})\n${output.slice(-4000)}`);
       const text = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text(), () => null);
       const at = performance.now();
-      if (text !== null && metricValue(text, metric) > 0) {
+      if (text !== null && metricValue(text, metric) >= Math.max(1, options.until ?? 1)) {
         if (args.trace && options.cleanup) log(traceOf(output, launchedMs));
         return { run, round, seconds: (at - launched) / 1000, cpuSeconds: cpuOf(child.pid!), phases: phasesOf(output, launchedMs), load };
       }
@@ -219,14 +246,23 @@ async function main(): Promise<void> {
     await client.query(`CREATE SCHEMA "${schema}"`);
     await client.query(`CREATE TABLE "${schema}".items (id bigint PRIMARY KEY, account integer NOT NULL, name text, amount numeric(12,2), created_at timestamptz)`);
     await client.query(`CREATE PUBLICATION ${publication} FOR TABLE "${schema}".items`);
-    for (const slot of slots) await client.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slot]);
+    await client.query(`CREATE TABLE "${schema}".other_writes (id bigserial PRIMARY KEY, pad text)`);
+    for (const slot of slots) {
+      await client.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slot]);
+      insertedAtSlot.set(slot, inserted);
+    }
     await client.query(`INSERT INTO "${schema}".items SELECT g, g % 100, 'name ' || g, g / 100.0, now() FROM generate_series(1, ${ROWS}) g`);
+    inserted += ROWS;
     if (!args.cold) {
       // Fills this checkout's compile cache (and its remembered heap flags) with one start of each reader: the rounds then
       // time a restart, not the first start after an install. (One start of the first reader left the Kafka modules cold.)
       const warm: Run[] = READERS.map((reader) => ({ reader, base: false }));
-      for (const run of warm) await client.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slotName(run, 0)]);
+      for (const run of warm) {
+        await client.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slotName(run, 0)]);
+        insertedAtSlot.set(slotName(run, 0), inserted);
+      }
       await client.query(`INSERT INTO "${schema}".items VALUES (${ROWS + 1}, 0, 'warm', 0, now())`);
+      inserted += 1;
       for (const run of warm) await start(run, 0, cacheDir);
     }
     log(`${ROWS} rows behind ${slots.length} slots; load average ${loadavg().map((l) => l.toFixed(1)).join(" ")}; compile cache ${args.cold ? "empty at every start" : "filled by one start of each reader before"}${args.memory ? `; memory ${args.memory}` : ""}${args.restart ? "; every timed start a restart" : ""}; Kafka ${kafka.brokers.join(",")}`);
