@@ -106,6 +106,36 @@ test("a term fenced by the topic log rejoins as a new candidate and does not lea
   await running;
 });
 
+test("a term whose source stream another process took over (MariaDB: a dump with the same server_id) stands by as a fenced one does", async () => {
+  const leases: FakeLease[] = [];
+  let terms = 0;
+  const leadership = new CaptureLeadership({
+    logger: createLogger("silent"),
+    newLease: (onChange) => {
+      const lease = new FakeLease(onChange);
+      leases.push(lease);
+      return lease;
+    },
+    lead: async (signal) => {
+      terms++;
+      // A frozen leader woken up: its binlog stream's failure can reach the term before the topic log's fencing.
+      if (terms === 1) throw new SluiceError("replaced", { code: "MYSQL_REPLICA_REPLACED", context: { component: "mysql-source" } });
+      await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+    },
+  });
+  const stop = new AbortController();
+  const running = leadership.run(stop.signal);
+  await until(() => leases.length === 1);
+  leases[0]!.grant(true);
+  await until(() => leases.length === 2);
+  assert.equal(leases[0]!.closed, true, "the candidacy left the group");
+  assert.equal(leadership.role(), "standby");
+  leases[1]!.grant(true);
+  await until(() => terms === 2);
+  stop.abort();
+  await running;
+});
+
 test("any other failure of a term stops the capture for good (it is reported, not retried as a lost lease)", async () => {
   let lease: FakeLease | null = null;
   const leadership = new CaptureLeadership({

@@ -8,6 +8,7 @@
  * back by claiming a term it has lost.
  */
 import { isRetriable, SluiceError } from "../connectors/errors.ts";
+import { MYSQL_REPLICA_REPLACED } from "../connectors/mysql/mysql-errors.ts";
 import { backoffDelay, sleep } from "../runtime/backoff.ts";
 import type { Logger } from "../runtime/logger.ts";
 
@@ -32,8 +33,13 @@ export interface LeadershipOptions {
   readonly logger: Logger;
 }
 
+/**
+ * Another process leads now: the topic log fenced this one, or the source ended its stream for a
+ * newer reader (MariaDB/MySQL: a binlog dump with the same server_id, the new leader's, which can
+ * come first when a frozen leader wakes up).
+ */
 function isFenced(error: unknown): error is SluiceError {
-  return error instanceof SluiceError && error.code === "KAFKA_PRODUCER_FENCED";
+  return error instanceof SluiceError && (error.code === "KAFKA_PRODUCER_FENCED" || error.code === MYSQL_REPLICA_REPLACED);
 }
 
 export class CaptureLeadership {
@@ -111,7 +117,7 @@ export class CaptureLeadership {
         } catch (error) {
           if (isFenced(error)) {
             fenced = true;
-            logger.warn({ err: error.toLog() }, "capture fenced: another process leads the capture now (it registered the capture's transactional id); standing by");
+            logger.warn({ err: error.toLog() }, "capture fenced: another process leads the capture now (it registered the capture's transactional id, or took over the source's binlog stream); standing by");
           } else if (isRetriable(error) && !stop.aborted) {
             // An outage is waited out: the next term starts again from the last durable checkpoint.
             outage = true;

@@ -19,13 +19,15 @@ import { ConnectionError, SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { verifyIpIdentity } from "./connection-settings.ts";
 import { MysqlGtidSet } from "./gtid.ts";
-import { ER_MASTER_FATAL_ERROR_READING_BINLOG, toSluiceError } from "./mysql-errors.ts";
+import { ER_MASTER_FATAL_ERROR_READING_BINLOG, isReplicaReplaced, MYSQL_REPLICA_REPLACED, toSluiceError } from "./mysql-errors.ts";
 import { binlogDump, binlogDumpGtid, registerReplica } from "./protocol/replica-commands.ts";
 import type { Flavor } from "./resume-token.ts";
 
 /** The parts of mysql2's connection and packet a raw command uses (not in mysql2's typings). */
 interface WireConnection {
   sequenceId: number;
+  /** The encoding of the server's messages (error texts). */
+  clientEncoding?: string;
   write(buffer: Buffer): void;
   _resetSequenceId(): void;
   _bumpSequenceId(count: number): void;
@@ -72,7 +74,8 @@ class RawCommand extends EventEmitter {
       }
       if (packet === undefined) return false;
       if (packet.isError()) {
-        this.onError(packet.asError());
+        // Without the connection's encoding mysql2 cannot read the message, and throws instead of naming the server's error.
+        this.onError(packet.asError(connection.clientEncoding));
         return true;
       }
       return this.onPacket(packet.buffer.subarray(packet.offset, packet.end));
@@ -267,7 +270,15 @@ export class BinlogStream {
 
   private classify(error: unknown, what: string): SluiceError {
     const errno = (error as { errno?: unknown } | null)?.errno;
-    const { start, context } = this.options;
+    const { start, context, serverId } = this.options;
+    if (isReplicaReplaced(error)) {
+      // Not retriable: connecting again would end the other stream the same way, and so on.
+      return new SluiceError(
+        `the server ended the binlog stream: another replica asked for the binlog with this source's server_id ${serverId} (${(error as Error).message}). ` +
+          `Under the capture lease that is the standby taking over from this process; otherwise another process or replica uses the same server_id: give each source its own`,
+        { code: MYSQL_REPLICA_REPLACED, cause: error, context: { ...context, serverId } },
+      );
+    }
     if (errno === ER_MASTER_FATAL_ERROR_READING_BINLOG) {
       const detail = (error as Error).message;
       const from = start.useGtid ? `GTID ${start.gtid}` : `${start.file}:${start.offset}`;

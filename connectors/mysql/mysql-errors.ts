@@ -45,6 +45,17 @@ const PERMANENT_CODES: Readonly<Record<string, string>> = {
 };
 
 export const ER_MASTER_FATAL_ERROR_READING_BINLOG = 1236;
+/** MariaDB's ER_SLAVE_SAME_ID (mysql2 names 4052 after a MySQL error); MySQL sends 1236 with the same words. */
+const ER_SLAVE_SAME_ID = 4052;
+/** The code of a binlog stream the server ended because another replica asked for the binlog with its server_id. */
+export const MYSQL_REPLICA_REPLACED = "MYSQL_REPLICA_REPLACED";
+
+/** The server ended a binlog dump because a replica with the same server_id asked for the binlog since. */
+export function isReplicaReplaced(error: unknown): boolean {
+  const { errno } = (error ?? {}) as { errno?: unknown };
+  if (errno === ER_SLAVE_SAME_ID) return true;
+  return errno === ER_MASTER_FATAL_ERROR_READING_BINLOG && error instanceof Error && /same server_uuid\/server_id/i.test(error.message);
+}
 
 export function isRetriableMysqlError(error: unknown): boolean {
   const { code, errno } = (error ?? {}) as { code?: unknown; errno?: unknown };

@@ -1,6 +1,7 @@
 /**
- * Against the real MariaDB: a source taking over a server_id whose former stream reads nothing (a
- * capture leader frozen with its socket full) gets the binlog at once. MariaDB starts the new dump
+ * Against the real MariaDB, two binlog streams with one server_id: the later one replaces the
+ * former, which fails naming why; and a source taking over a server_id whose former stream reads
+ * nothing (a capture leader frozen with its socket full) gets the binlog at once. MariaDB starts the new dump
  * only once the old dump thread has exited, and that thread, blocked writing, would exit only at its
  * net_write_timeout (60 s by default): the new source ends it (replaced-dump.ts).
  */
@@ -70,6 +71,42 @@ describe("MySQL source: a stream replacing a frozen one", () => {
     } finally {
       await source.close();
       await frozen.stop();
+    }
+  });
+
+  it("a stream replaced by another with its server_id fails with MYSQL_REPLICA_REPLACED, naming the server_id, not retriable", async () => {
+    const config = sourceConfig({ tables: [`${database}.t`] });
+    const [[here]] = (await admin.query("SHOW MASTER STATUS")) as unknown as [[{ File: string; Position: number }]];
+    const open = async () => {
+      const buffer = new ByteBoundedBuffer<Buffer>(8 * 2 ** 20);
+      const stream = new BinlogStream({
+        connection: connectionOptions(config, "binlog"),
+        serverId: config.server_id,
+        flavor: "mariadb",
+        start: { file: here.File, offset: Number(here.Position), gtid: null, useGtid: false },
+        heartbeatMs: config.heartbeat_interval,
+        buffer,
+        logger: testLogger(),
+        context: { component: "test" },
+      });
+      await stream.start();
+      return { stream, buffer };
+    };
+    const former = await open();
+    for (let i = 0; i < 100 && former.stream.receivedBytes === 0; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    const successor = await open();
+    try {
+      await admin.query("INSERT INTO t VALUES (-2, 'replaced')");
+      for (let i = 0; i < 200 && former.buffer.failed === null; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+      const failure = former.buffer.failed as (Error & { code?: string; retriable?: boolean }) | null;
+      assert.ok(failure !== null, "the former stream fails");
+      assert.equal(failure.code, "MYSQL_REPLICA_REPLACED", failure.message);
+      assert.equal(failure.retriable, false);
+      assert.match(failure.message, new RegExp(`server_id ${config.server_id}`));
+      assert.equal(successor.buffer.failed, null, "the new stream reads on");
+    } finally {
+      await former.stream.stop();
+      await successor.stream.stop();
     }
   });
 });
