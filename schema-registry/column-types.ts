@@ -244,8 +244,9 @@ export function decimalColumn(precision: number, scale: number, options: Decimal
       return decimalBytes(text, scale);
     },
     fromAvro: (value) => {
-      const bytes = asUint8Array(value);
-      return options.integerResult && scale === 0 ? bytesToUnscaled(bytes) : bytesToDecimalText(bytes, scale);
+      // Read where they are (asUint8Array's view of them was garbage for every decimal a sink decodes).
+      if (!(value instanceof Uint8Array)) expected("bytes", value);
+      return options.integerResult && scale === 0 ? bytesToUnscaled(value) : bytesToDecimalText(value, scale);
     },
     zero: Buffer.of(0),
     mayBeSpecial: options.specials === true,

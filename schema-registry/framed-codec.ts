@@ -5,7 +5,7 @@
 import type { Type } from "avsc";
 import { createAvroType } from "./avro-runtime.ts";
 import type { SchemaRegistry } from "./registry.ts";
-import { unframe } from "./wire-format.ts";
+import { HEADER_LENGTH, schemaIdOf } from "./wire-format.ts";
 
 type Resolver = ReturnType<Type["createResolver"]>;
 
@@ -28,22 +28,29 @@ export class FramedDecoder {
 
   /** Decodes with the writer's schema, or with `reader` (resolving the writer's schema against it). */
   async decode(message: Uint8Array, reader?: Type): Promise<DecodedMessage> {
-    const { schemaId, payload } = unframe(message);
+    const schemaId = schemaIdOf(message);
     const writer = this.readyTypes.get(schemaId) ?? (await this.writerType(schemaId));
-    return { schemaId, value: this.read(payload, schemaId, writer, reader) };
+    return { schemaId, value: this.read(message, schemaId, writer, reader) };
   }
 
   /** What decode gives, without a promise, once the writer's schema is here; undefined (nothing read) before. */
   decodeNow(message: Uint8Array, reader?: Type): DecodedMessage | undefined {
-    const { schemaId, payload } = unframe(message);
+    const schemaId = schemaIdOf(message);
     const writer = this.readyTypes.get(schemaId);
-    return writer === undefined ? undefined : { schemaId, value: this.read(payload, schemaId, writer, reader) };
+    return writer === undefined ? undefined : { schemaId, value: this.read(message, schemaId, writer, reader) };
   }
 
-  private read(payload: Buffer, schemaId: number, writer: Type, reader: Type | undefined): unknown {
-    if (!reader) return writer.fromBuffer(payload);
-    const resolver = this.resolverFor(reader, schemaId, writer);
-    return resolver === null ? reader.fromBuffer(payload) : reader.fromBuffer(payload, resolver);
+  /**
+   * The payload read where it is, after the header (a view of it per message, twice a change, was
+   * garbage for a sink thread's collector), and checked as Type.fromBuffer checks a whole buffer.
+   */
+  private read(message: Uint8Array, schemaId: number, writer: Type, reader: Type | undefined): unknown {
+    const buffer = Buffer.isBuffer(message) ? message : Buffer.from(message.buffer, message.byteOffset, message.byteLength);
+    const resolver = reader ? this.resolverFor(reader, schemaId, writer) : null;
+    const { value, offset } = (reader ?? writer).decode(buffer, HEADER_LENGTH, resolver ?? undefined);
+    if (offset < 0) throw new Error("truncated buffer");
+    if (offset < buffer.length) throw new Error("trailing data");
+    return value;
   }
 
   writerType(schemaId: number): Promise<Type> {

@@ -20,6 +20,9 @@ import type { AvroOutput, AvroWriter } from "./avro-writer.ts";
 import { AvroValueError } from "./schema-errors.ts";
 import type { ErrorContext } from "../connectors/errors.ts";
 
+/** The decode context of a row without special values (most rows): one for all of them. */
+const NO_SPECIALS: DecodeContext = Object.freeze({ special: () => undefined });
+
 export const UNCHANGED_FIELD = "__sluice_unchanged";
 export const SPECIAL_FIELD = "__sluice_special";
 export const RESERVED_FIELD_NAMES: ReadonlySet<string> = new Set([UNCHANGED_FIELD, SPECIAL_FIELD]);
@@ -146,7 +149,7 @@ export class RowCodec {
     const unchangedList = this.sideInHeaders ? side?.unchanged : (record[UNCHANGED_FIELD] as readonly string[] | undefined);
     const unchanged = unchangedList && unchangedList.length > 0 ? new Set(unchangedList) : undefined;
     const specials = this.sideInHeaders ? side?.special : (record[SPECIAL_FIELD] as Readonly<Record<string, string>> | undefined);
-    const context: DecodeContext = { special: (path) => specials?.[path] };
+    const context: DecodeContext = specials == null ? NO_SPECIALS : { special: (path) => specials[path] };
     for (const { column, field, type } of this.bindings) {
       if (unchanged?.has(field)) {
         row[column] = UNCHANGED;

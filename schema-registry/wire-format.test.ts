@@ -79,6 +79,22 @@ describe("FramedDecoder", () => {
     assert.deepEqual({ ...(current.value as object) }, { id: 8n, email: "a@b" });
   });
 
+  it("reads the payload after the header, refusing a truncated payload, trailing bytes and a bad header; a Uint8Array view reads its own bytes", async () => {
+    const decoder = new FramedDecoder(countingRegistry({ 1: V2 }));
+    const type = createAvroType(V2);
+    const message = encodeFramed(1, type, { id: 300n, email: "a@b" });
+    assert.deepEqual({ ...((await decoder.decode(message)).value as object) }, { id: 300n, email: "a@b" });
+    assert.deepEqual({ ...(decoder.decodeNow(message)?.value as object) }, { id: 300n, email: "a@b" });
+    await assert.rejects(decoder.decode(message.subarray(0, message.length - 1)), /truncated buffer/);
+    assert.throws(() => decoder.decodeNow(Buffer.concat([message, Buffer.of(0)])), /trailing data/);
+    await assert.rejects(decoder.decode(Buffer.concat([Buffer.of(1), message.subarray(1)])), /magic byte/);
+    await assert.rejects(decoder.decode(message.subarray(0, 4)), /too short/);
+    const backing = new Uint8Array(message.length + 6).fill(0xff);
+    backing.set(message, 3);
+    const view = new Uint8Array(backing.buffer, 3, message.length);
+    assert.deepEqual({ ...(decoder.decodeNow(view)?.value as object) }, { id: 300n, email: "a@b" });
+  });
+
   it("retries a schema whose fetch failed", async () => {
     let fail = true;
     const decoder = new FramedDecoder({
