@@ -1,13 +1,14 @@
 /**
  * End to end (issue 17, item 3) with MariaDB: two processes capture one MariaDB source over Kafka;
  * the leader is killed with -9 twice under a workload (inserts, updates, deletes), then frozen
- * (SIGSTOP) right after a burst of changes, so its binlog connection's socket fills up; the standby
+ * (SIGSTOP) before a burst of changes, so its binlog connection's socket fills up; the standby
  * takes over each time (MariaDB drops the former leader's binlog connection when the new one
- * connects with the same server_id, a frozen one too), the woken former leader stands by, and a
- * sink process's ClickHouse table equals MariaDB's.
+ * connects with the same server_id; a frozen one's dump thread the new leader ends itself), the
+ * woken former leader stands by, and a sink process's ClickHouse table equals MariaDB's.
  */
 import assert from "node:assert/strict";
 import { randomInt } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
 import mysql from "mysql2/promise";
 import type { Connection } from "mysql2/promise";
@@ -89,18 +90,19 @@ test("MariaDB capture standby: kill -9 the leader twice and freeze it once under
       standby = await startCapture();
       await waitFor("the new standby", async () => (await role(standby)) === "standby", { daemon: standby, timeoutMs: 90_000 });
     }
-    // Frozen after a burst (~12 MB of row images), so its binlog connection still has much to send: the standby takes
-    // over; woken up, the former leader is fenced and stands by.
+    // Frozen, then a burst (~12 MB of row images), so its binlog connection has much to send and its dump thread
+    // blocks writing: the standby takes over (ending that thread, which MariaDB would otherwise let block the new
+    // dump until its net_write_timeout, 60 s); woken up, the former leader is fenced and stands by.
     await sleep(randomInt(500, 2_000));
-    const burst = next;
-    next += 40_000;
-    await writer.query(`INSERT INTO items SELECT seq, CONCAT('burst ', MD5(seq), MD5(seq + 1)), seq % 7 FROM seq_${burst}_to_${burst + 39_999}`);
-    await writer.query("UPDATE items SET n = n + 1 WHERE id BETWEEN ? AND ?", [burst, burst + 39_999]);
     const before = await position(leader);
     const frozenAt = Date.now();
     leader.child.kill("SIGSTOP");
     const frozen = leader;
     const successor = standby;
+    const burst = next;
+    next += 40_000;
+    await writer.query(`INSERT INTO items SELECT seq, CONCAT('burst ', MD5(seq), MD5(seq + 1)), seq % 7 FROM seq_${burst}_to_${burst + 39_999}`);
+    await writer.query("UPDATE items SET n = n + 1 WHERE id BETWEEN ? AND ?", [burst, burst + 39_999]);
     try {
       await waitFor("the standby to lead and publish", async () => (await role(successor)) === "leader" && (await position(successor)) !== before && (await position(successor)) !== "null", {
         daemon: successor,
@@ -108,6 +110,8 @@ test("MariaDB capture standby: kill -9 the leader twice and freeze it once under
         intervalMs: 100,
       });
       t.diagnostic(`failover after SIGSTOP: ${Date.now() - frozenAt} ms`);
+      const ended = readFileSync(successor.logFile, "utf8").includes("ended the binlog dump thread this stream replaces");
+      t.diagnostic(`the frozen leader's dump thread ${ended ? "was blocked writing and ended by the new leader" : "ended by itself"}`);
     } finally {
       frozen.child.kill("SIGCONT");
     }
