@@ -240,9 +240,22 @@ function decimalOf(args: readonly string[], defaultPrecision: number | null): Lo
   return declared ? { kind: "decimal", precision, scale } : { kind: "decimal", precision: null, scale: null };
 }
 
-export function integerRange(type: { readonly bits: IntegerBits; readonly unsigned: boolean }): { min: bigint; max: bigint } {
-  const bits = BigInt(type.bits);
-  return type.unsigned ? { min: 0n, max: (1n << bits) - 1n } : { min: -(1n << (bits - 1n)), max: (1n << (bits - 1n)) - 1n };
+/** Per bit width, the signed and the unsigned range: made once (a sink checks every integer it writes against one). */
+const INTEGER_RANGES = new Map<number, { readonly signed: IntegerRange; readonly unsigned: IntegerRange }>();
+
+interface IntegerRange {
+  readonly min: bigint;
+  readonly max: bigint;
+}
+
+export function integerRange(type: { readonly bits: IntegerBits; readonly unsigned: boolean }): IntegerRange {
+  let ranges = INTEGER_RANGES.get(type.bits);
+  if (ranges === undefined) {
+    const bits = BigInt(type.bits);
+    ranges = { signed: Object.freeze({ min: -(1n << (bits - 1n)), max: (1n << (bits - 1n)) - 1n }), unsigned: Object.freeze({ min: 0n, max: (1n << bits) - 1n }) };
+    INTEGER_RANGES.set(type.bits, ranges);
+  }
+  return type.unsigned ? ranges.unsigned : ranges.signed;
 }
 
 /** Decimal digits needed for every value of an integer type (e.g. int32: 10). */

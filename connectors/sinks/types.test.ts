@@ -4,11 +4,11 @@ import { UNCHANGED } from "../contracts.ts";
 import { planColumns } from "./columns.ts";
 import { SCHEMA_UNSUPPORTED } from "./errors.ts";
 import { isolateRejected } from "./isolate.ts";
-import { joinTypes, logicalType } from "./logical-type.ts";
+import { integerRange, joinTypes, logicalType } from "./logical-type.ts";
 import type { LogicalType } from "./logical-type.ts";
 import { renderTarget, tableFilter } from "./naming.ts";
 import { tableSchema } from "./test-events.ts";
-import { decimalText, formatDate, formatDuration, formatScaled, formatTime, formatTimestamp, generalScaledDecimal, parseExactDecimal, scaledDecimal, uuidText } from "./values.ts";
+import { checkedInteger, decimalText, formatDate, formatDuration, formatScaled, formatTime, formatTimestamp, generalScaledDecimal, parseExactDecimal, scaledDecimal, uuidText } from "./values.ts";
 
 describe("logicalType: PostgreSQL format_type() and MySQL column types", () => {
   const cases: [string, "postgres" | "mysql", LogicalType][] = [
@@ -113,6 +113,18 @@ describe("exact values", () => {
     assert.throws(() => decimalText("123456789.1", 10, 2), /does not fit/);
     assert.throws(() => decimalText("NaN", 10, 2));
     assert.deepEqual(parseExactDecimal("-000.0100"), { negative: true, integer: "", fraction: "01" });
+  });
+  test("integer ranges of every width, signed and unsigned, whatever was asked before", () => {
+    for (const bits of [8, 16, 24, 32, 64] as const) {
+      for (const unsigned of [true, false, true]) {
+        const range = integerRange({ bits, unsigned });
+        const width = BigInt(bits);
+        assert.deepEqual({ ...range }, unsigned ? { min: 0n, max: (1n << width) - 1n } : { min: -(1n << (width - 1n)), max: (1n << (width - 1n)) - 1n }, `${unsigned ? "u" : ""}int${bits}`);
+      }
+      assert.equal(checkedInteger(-(1n << BigInt(bits - 1)), { bits, unsigned: false }), -(1n << BigInt(bits - 1)));
+      assert.throws(() => checkedInteger(-1n, { bits, unsigned: true }), /out of range/);
+      assert.throws(() => checkedInteger(1n << BigInt(bits - 1), { bits, unsigned: false }), /out of range/);
+    }
   });
   test("plain decimal text is read and kept as the general reading would, or refused the same way", () => {
     const outcome = (read: () => unknown) => {
