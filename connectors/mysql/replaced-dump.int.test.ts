@@ -74,6 +74,51 @@ describe("MySQL source: a stream replacing a frozen one", () => {
     }
   });
 
+  it("ends it too when an earlier stream with its server_id already replaced it (a takeover attempt that failed)", async () => {
+    const config = sourceConfig({ tables: [`${database}.t`], snapshot: { mode: "never", parallelism: 1, chunk_rows: 100 } });
+    const [[here]] = (await admin.query("SHOW MASTER STATUS")) as unknown as [[{ File: string; Position: number }]];
+    const stream = (bufferBytes: number) =>
+      new BinlogStream({
+        connection: connectionOptions(config, "binlog"),
+        serverId: config.server_id,
+        flavor: "mariadb",
+        start: { file: here.File, offset: Number(here.Position), gtid: null, useGtid: false },
+        heartbeatMs: config.heartbeat_interval,
+        buffer: new ByteBoundedBuffer<Buffer>(bufferBytes),
+        logger: testLogger(),
+        context: { component: "test" },
+      });
+    const frozen = stream(64 * 1024);
+    await frozen.start();
+    const source = newSource(config);
+    try {
+      const thread = frozen.threadId!;
+      for (let check = 0, chunk = 0; !blocked(await threadState(thread)); check++) {
+        assert.ok(check < 100, `the former dump thread blocks writing (now: ${JSON.stringify(await threadState(thread))})`);
+        if ((await threadState(thread))?.state !== "Writing to net" && chunk < 20) {
+          await admin.query(`INSERT INTO t SELECT seq + ${1_000_000 + chunk++ * 20_000}, CONCAT(MD5(seq), MD5(seq + 1), MD5(seq + 2)) FROM seq_1_to_20000`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      // An attempt that asked for the binlog (the server marks the former thread killed) and then went away.
+      const attempt = stream(8 * 2 ** 20);
+      await attempt.start();
+      for (let i = 0; i < 100 && (await threadState(thread))?.command !== "Killed"; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal((await threadState(thread))?.command, "Killed");
+      const attemptThread = attempt.threadId!;
+      await attempt.stop();
+      await admin.query(`KILL CONNECTION ${attemptThread}`).catch(() => undefined);
+
+      await source.connect(null, AbortSignal.timeout(30_000));
+      await admin.query("INSERT INTO t VALUES (-3, 'after the second attempt')");
+      await readUntil(source, (c) => c.events.some((e) => e.after?.["v"] === "after the second attempt"), { timeoutMs: 30_000 });
+      assert.equal(await threadState(thread), undefined, "the former dump thread is gone");
+    } finally {
+      await source.close();
+      await frozen.stop();
+    }
+  });
+
   it("a stream replaced by another with its server_id fails with MYSQL_REPLICA_REPLACED, naming the server_id, not retriable", async () => {
     const config = sourceConfig({ tables: [`${database}.t`] });
     const [[here]] = (await admin.query("SHOW MASTER STATUS")) as unknown as [[{ File: string; Position: number }]];

@@ -20,10 +20,14 @@ const CHECK_INTERVAL_MS = 200;
 /** A dump the server has not marked killed by then was not replaced by this stream. */
 const MAX_CHECKS = 50;
 
-/** The binlog dump threads of this session's user now: the ones a stream asking after this may replace. */
+/**
+ * The binlog dump threads of this session's user now: the ones a stream asking after this may
+ * replace. Those already marked killed without a statement are dumps too (a killed query shows its
+ * text): one that an earlier attempt of this capture replaced before it failed still holds the next.
+ */
 export async function userDumpThreads(sql: Sql): Promise<number[]> {
   const rows = await sql.rows(
-    "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE COMMAND = 'Binlog Dump' AND USER = SUBSTRING_INDEX(USER(), '@', 1) AND ID <> CONNECTION_ID()",
+    "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE (COMMAND = 'Binlog Dump' OR (COMMAND = 'Killed' AND INFO IS NULL)) AND USER = SUBSTRING_INDEX(USER(), '@', 1) AND ID <> CONNECTION_ID()",
   );
   return rows.map((row) => Number(row["id"]));
 }
