@@ -207,11 +207,27 @@ export class KafkaTopicLog implements TopicLog {
   async createTopic(spec: TopicSpec): Promise<void> {
     this.assertWritable("create topic");
     validateSpec(spec);
-    const existing = await this.describeTopic(spec.name);
-    // The identity goes in first: a sink that sees the new topic then also sees its new identity.
-    if (!isInternalTopic(this.deployment, spec.name)) await this.recordTopicId(spec.name, existing === undefined);
-    if (existing) this.adopt(spec, existing);
-    else await this.createNew([spec]);
+    if (isInternalTopic(this.deployment, spec.name)) {
+      const existing = await this.describeTopic(spec.name);
+      if (existing) this.adopt(spec, existing);
+      else await this.createNew([spec]);
+      return;
+    }
+    // The identity goes in first: a sink that sees the new topic then also sees its new identity. A topic with none recorded
+    // gets a new one whether it exists or not, so that one is written while the topic is described.
+    const [described, unrecorded] = await Promise.allSettled([this.describeTopic(spec.name), this.recordTopicIdIfNone(spec.name)]);
+    if (described.status === "rejected") throw described.reason;
+    if (unrecorded.status === "rejected") throw unrecorded.reason;
+    const existing = described.value;
+    if (existing) {
+      if (unrecorded.value !== null) this.logger.info({ topic: spec.name, topicId: unrecorded.value }, "topic identity recorded for an existing topic");
+      this.adopt(spec, existing);
+      return;
+    }
+    // A topic created again (its former identity recorded) gets a new one.
+    const id = unrecorded.value ?? (await this.writeTopicId(spec.name));
+    this.logger.info({ topic: spec.name, topicId: id }, "topic identity drawn");
+    await this.createNew([spec]);
   }
 
   /**
@@ -484,16 +500,20 @@ export class KafkaTopicLog implements TopicLog {
     return new Map(topics.flatMap((topic) => (recorded.has(topic) ? [[topic, recorded.get(topic)!] as const] : [])));
   }
 
-  /** Draws a new identity for a topic about to be created; records one for an existing topic that has none (created before Sluice recorded them, or by someone else). */
-  private async recordTopicId(topic: string, creating: boolean): Promise<void> {
+  /** Records a new identity for a topic that has none (about to be created, or created before Sluice recorded them, or by someone else): the identity, or null when one is recorded. */
+  private async recordTopicIdIfNone(topic: string): Promise<string | null> {
     this.recordedTopicIds ??= await this.readTopicIds();
-    if (!creating && this.recordedTopicIds.has(topic)) return;
+    return this.recordedTopicIds.has(topic) ? null : this.writeTopicId(topic);
+  }
+
+  /** Writes a new identity for `topic` (after recordTopicIdIfNone loaded those recorded) and returns it. */
+  private async writeTopicId(topic: string): Promise<string> {
     const id = randomUUID();
     await this.call("record topic identity", async () => {
       await (await this.plainProducer()).send({ topic: topicIdsTopic(this.deployment), acks: -1, messages: [{ key: topic, value: id, partition: 0 }] });
     });
-    this.recordedTopicIds.set(topic, id);
-    this.logger.info({ topic, topicId: id }, creating ? "topic identity drawn" : "topic identity recorded for an existing topic");
+    (this.recordedTopicIds ??= new Map()).set(topic, id);
+    return id;
   }
 
   /** The producer for writes outside any transaction (topic identities, instance announcements): never fences or waits for the capture's. */

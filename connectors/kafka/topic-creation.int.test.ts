@@ -107,3 +107,49 @@ test("a topic deleted while the topics are listed is left out of the list", asyn
     await admin.disconnect();
   }
 });
+
+// A data topic's identity goes in before the topic. One with no identity recorded gets a new one whether it exists or
+// not, so that is written while the topic is described (it waited for the description: a round trip of every first start).
+test("a new data topic's identity is recorded while the topic is described, before the topic is created", async () => {
+  const topic = `${deployment}.described`;
+  let release = (): void => undefined;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  let holding = false;
+  const makeAdmin = Kafka.prototype.admin;
+  Kafka.prototype.admin = function (this: Kafka, ...args: Parameters<Kafka["admin"]>) {
+    const made = makeAdmin.apply(this, args);
+    const fetchTopicMetadata = made.fetchTopicMetadata.bind(made);
+    made.fetchTopicMetadata = async (request) => {
+      if (!holding && request?.topics?.includes(topic)) {
+        holding = true;
+        await held;
+      }
+      return fetchTopicMetadata(request);
+    };
+    return made;
+  };
+  try {
+    const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger });
+    try {
+      const creating = log.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+      creating.catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      const recorded = (await log.topicIds([topic])).has(topic);
+      assert.ok(holding, "the topic's description was held");
+      assert.ok(recorded, "the identity is recorded while the topic is described");
+      release();
+      await creating;
+      assert.equal((await log.topicIds([topic])).size, 1);
+      assert.deepEqual((await log.endOffsets(topic)).map((o) => o.offset), [0n]);
+      // Described again (it exists, with its identity): nothing new recorded.
+      const id = (await log.topicIds([topic])).get(topic);
+      await log.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+      assert.equal((await log.topicIds([topic])).get(topic), id);
+    } finally {
+      release();
+      await log.close();
+    }
+  } finally {
+    Kafka.prototype.admin = makeAdmin;
+  }
+});
