@@ -90,6 +90,12 @@ export class PartitionReader {
   private closed = false;
   /** Reads under way: close() lets them end (each stops at its next fetch) before it disconnects, since kafkajs connects a disconnected cluster again at its next request. */
   private readonly reading = new InFlight();
+  /**
+   * The last fetch to each broker (by node id): fetches to one broker go one at a time. kafkajs connects a broker's fetch
+   * connection at its first fetch, and two first fetches at once (two reads at once) each connected it: the first socket
+   * was never closed, not even by close(). A broker serves one connection's requests in turn anyway.
+   */
+  private readonly lastFetch = new Map<string, Promise<unknown>>();
 
   constructor(options: PartitionReaderOptions) {
     this.options = options;
@@ -124,7 +130,7 @@ export class PartitionReader {
             Object.entries(leaders).map(async ([nodeId, partitions]) => {
               const broker = await this.cluster.findBroker({ nodeId });
               const requested = partitions.map((partition) => ({ partition, fetchOffset: positions.get(partition)!.toString(), maxBytes: this.options.partitionFetchBytes }));
-              const { responses } = await broker.fetch({ isolationLevel: READ_COMMITTED, maxWaitTime: FETCH_WAIT_MS, minBytes: 1, maxBytes: this.options.fetchBytes, topics: [{ topic, partitions: requested }] });
+              const { responses } = await this.inTurn(nodeId, () => broker.fetch({ isolationLevel: READ_COMMITTED, maxWaitTime: FETCH_WAIT_MS, minBytes: 1, maxBytes: this.options.fetchBytes, topics: [{ topic, partitions: requested }] }));
               for (const data of responses.filter((r) => r.topicName === topic).flatMap((r) => r.partitions)) {
                 if (this.take(topic, data, positions, ends, out.get(data.partition)!)) moved = true;
               }
@@ -152,6 +158,12 @@ export class PartitionReader {
       throw error instanceof SluiceError ? error : kafkaError(error, "read topic", this.options.brokers);
     }
     return [...out.values()].flat();
+  }
+
+  private inTurn<T>(nodeId: string, fetch: () => Promise<T>): Promise<T> {
+    const fetching = (this.lastFetch.get(nodeId) ?? Promise.resolve()).then(fetch);
+    this.lastFetch.set(nodeId, fetching.catch(() => undefined));
+    return fetching;
   }
 
   async close(): Promise<void> {
