@@ -7,6 +7,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import type pg from "pg";
 import { ITEM_OVERHEAD_BYTES } from "../common/byte-bounded-buffer.ts";
+import { waitFor } from "../common/online-snapshot-test-support.ts";
 import { adminClient, cleanUp, newSource, randomName, readUntil, slotRow, sourceConfig } from "./int-test-support.ts";
 import { parseLsn } from "./lsn.ts";
 import type { PostgresSource } from "./source.ts";
@@ -113,12 +114,14 @@ test("heartbeats advance the confirmed position while only uncaptured tables cha
     await busy;
     const walNow = parseLsn((await admin.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn")).rows[0]!.lsn);
     await readUntil(source, (c) => c.batches.at(-1)!.checkpoint.position.commit >= walNow, { into: collected, timeoutMs: 10_000 });
-    await sleep(500);
-    const confirmed = parseLsn((await slotRow(admin, config.slot!))!["confirmed_flush_lsn"]!);
+    // The ack sends the checkpoint in a status update; the slot shows it once the server has read that: wait for it there.
+    let confirmed = start;
+    await waitFor(`the slot to catch up with the WAL written by other tables (${walNow})`, async () => (confirmed = parseLsn((await slotRow(admin, config.slot!))!["confirmed_flush_lsn"]!)) >= walNow, 30_000);
     assert.ok(confirmed > start, "the slot moved");
-    assert.ok(confirmed >= walNow, `the slot caught up with the WAL written by other tables (${confirmed} >= ${walNow})`);
     const lag = await source.slotMetrics();
-    assert.ok(lag !== null && lag.lagBytes >= 0 && lag.lagBytes < 1024 * 1024, `lag ${JSON.stringify(lag)}`);
+    // Other tests write WAL on the shared server meanwhile: the lag is at most what was written since the slot caught up.
+    const walAfter = parseLsn((await admin.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn")).rows[0]!.lsn);
+    assert.ok(lag !== null && lag.lagBytes >= 0 && lag.lagBytes <= Number(walAfter - confirmed), `lag ${JSON.stringify(lag)}, at most ${walAfter - confirmed}`);
     assert.ok(lag.retainedBytes >= lag.lagBytes);
   } finally {
     stop.stopped = true;
