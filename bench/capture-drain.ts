@@ -159,7 +159,13 @@ async function sluice(reader: "embedded" | "kafka" | "embedded-base" | "kafka-ba
     for (;;) {
       if (performance.now() > deadline) throw new Error(`${reader}: not drained within 30 min\n${daemon.logTail()}`);
       if (daemon.exitStatus !== null) throw new Error(`${reader}: the daemon exited\n${daemon.logTail()}`);
-      const metrics = await daemon.metrics();
+      let metrics: string;
+      try {
+        metrics = await daemon.metrics();
+      } catch (error) {
+        await sleep(500);
+        throw new Error(`${reader}: the metrics request failed (${String(error)}; daemon exit status ${String(daemon.exitStatus)})\n${daemon.logTail()}`, { cause: error });
+      }
       const captured = metricValue(metrics, "sluice_changes_captured_total");
       const at = performance.now();
       const cpu = cpuOf(pid);

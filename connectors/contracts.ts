@@ -198,6 +198,13 @@ export interface SourceBatch {
   /** BEGIN/END boundaries of the transactions in this batch, for the transaction topic (config transaction_metadata). */
   readonly transactions?: readonly TransactionMarker[];
   /**
+   * The source has already read more (the next batch is at hand) and this batch, with those before
+   * it since the last one without `more`, is within the source's batch bounds (changes and bytes):
+   * capture may encode these small batches as they come and store them in one write. A source that
+   * never sets it has each batch stored on its own.
+   */
+  readonly more?: boolean;
+  /**
    * Acknowledge to the database (e.g. PostgreSQL flush LSN). Call only after the topic log confirmed durability.
    * A function of its own, called without the batch: capture keeps it, not the batch and its events, until then.
    */

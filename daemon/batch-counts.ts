@@ -53,6 +53,11 @@ export function commitTimesOf(events: readonly ChangeEvent[]): number[] {
     times.push(at);
     previous = at;
   }
+  return sampled(times);
+}
+
+/** Evenly sampled down to MAX_LATENCY_SAMPLES. */
+function sampled(times: number[]): number[] {
   if (times.length <= MAX_LATENCY_SAMPLES) return times;
   const step = times.length / MAX_LATENCY_SAMPLES;
   return Array.from({ length: MAX_LATENCY_SAMPLES }, (_, i) => times[Math.floor(i * step)]!);
@@ -76,4 +81,27 @@ export function summarizeBatch(events: readonly ChangeEvent[]): BatchSummary {
     lastCommitMs: events.length === 0 ? null : events[events.length - 1]!.source.commitTimeMs,
     latestCommitMs: events.length === 0 ? null : maxOf(events, (e) => e.source.commitTimeMs),
   };
+}
+
+/** The summary of a run of batches stored as one (capture joins small source batches): counts added, commit times sampled as for one batch. */
+export function mergeSummaries(summaries: readonly BatchSummary[]): BatchSummary {
+  if (summaries.length === 1) return summaries[0]!;
+  const counts = new Map<string, { table: string; op: string; count: number }>();
+  const times: number[] = [];
+  let lastCommitMs: number | null = null;
+  let latestCommitMs: number | null = null;
+  for (let s = 0; s < summaries.length; s++) {
+    const summary = summaries[s]!;
+    for (const { table, op, count } of summary.counts) {
+      const key = `${table}\u0000${op}`;
+      const entry = counts.get(key);
+      if (entry === undefined) counts.set(key, { table, op, count });
+      else entry.count += count;
+    }
+    // A transaction split over two batches has its commit time in both.
+    for (const at of summary.commitTimesMs) if (at !== times[times.length - 1]) times.push(at);
+    if (summary.lastCommitMs !== null) lastCommitMs = summary.lastCommitMs;
+    if (summary.latestCommitMs !== null && (latestCommitMs === null || summary.latestCommitMs > latestCommitMs)) latestCommitMs = summary.latestCommitMs;
+  }
+  return { counts: [...counts.values()], commitTimesMs: sampled(times), lastCommitMs, latestCommitMs };
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { describe, test } from "node:test";
 import type { ChangeEvent, Checkpoint, ProducedRecord, Source, SourceBatch, TableSchema, TopicLog } from "../connectors/contracts.ts";
 import { ConnectionError, SluiceError } from "../connectors/errors.ts";
 import { CapturePipeline } from "./capture.ts";
@@ -584,4 +584,177 @@ test("the event loop gets turns while a source answers at once and the log store
   stop.abort(new Error("stop"));
   await running;
   assert.ok(readsWhenTimerRan >= 0 && readsWhenTimerRan < LAST, `a timer due at once ran only after ${readsWhenTimerRan} of ${LAST} reads: /metrics, /healthz and heartbeats wait that long`);
+});
+
+/** A scripted source whose batches say whether more is already read (SourceBatch.more): a run of them ends at the first without. */
+class SlicedSource extends ScriptedSource {
+  reads = 0;
+  private readonly runs: boolean[];
+  constructor(batches: ChangeEvent[][], more: boolean[]) {
+    super(batches);
+    this.runs = more;
+  }
+  override async read(signal: AbortSignal): Promise<SourceBatch> {
+    const index = this.reads++;
+    const batch = await super.read(signal);
+    return this.runs[index] === true ? { ...batch, more: true } : batch;
+  }
+}
+
+describe("runs of small source batches (SourceBatch.more)", () => {
+  test("a run is encoded as it is read and stored in one write with its last checkpoint; its batches are acknowledged in order only after it is durable; statistics see one batch", async () => {
+    const source = new SlicedSource([[event("a", 1n, 10n)], [event("a", 2n, 20n), event("b", 3n, 20n)], [event("a", 4n, 30n)], [event("a", 5n, 40n)]], [true, true, false, false]);
+    const log = new GatedLog();
+    const batches: { counts: string[]; records: number }[] = [];
+    const pipeline = new CapturePipeline({
+      source,
+      log: log as unknown as TopicLog,
+      encoder,
+      logger: silent,
+      parkingTopic: "t.parked",
+      reconnect: { initialMs: 1, maxMs: 1 },
+      stats: { onBatch: (summary, records) => batches.push({ counts: summary.counts.map((c) => `${c.table} ${c.op} ${c.count}`), records }) },
+    });
+    const stop = new AbortController();
+    const running = pipeline.run(stop.signal);
+    await until(() => log.calls.length === 2, "two writes");
+    assert.deepEqual(log.calls.map((c) => c.commit), [30n, 40n], "the run of three is one write with the run's last checkpoint; the batch after it another");
+    await settled();
+    assert.deepEqual(source.acked, [], "nothing acknowledged before the run is durable");
+    log.calls[0]!.settle();
+    await until(() => source.acked.length === 3, "the run acknowledged");
+    assert.deepEqual(source.acked, [10n, 20n, 30n], "each batch of the run, in order");
+    log.calls[1]!.settle();
+    await until(() => source.acked.length === 4, "the last acknowledged");
+    assert.deepEqual(batches, [
+      { counts: ["public.a c 3", "public.b c 1"], records: 4 },
+      { counts: ["public.a c 1"], records: 1 },
+    ]);
+    stop.abort(new Error("stop"));
+    await running;
+    assert.deepEqual(log.records.map((r) => r.key!.toString()), ["1", "2", "3", "4", "5"]);
+  });
+
+  test("a run is one batch to the encoder: startBatch once (data checks' unique_in_batch see the whole run), prepare once per source batch", async () => {
+    const source = new SlicedSource([[event("a", 1n, 10n)], [event("a", 1n, 20n)], [event("a", 2n, 30n)]], [true, false, false]);
+    const log = new MemoryLog();
+    const calls: string[] = [];
+    const seen = new Set<string>();
+    const checking: ChangeEncoder = {
+      async encode(e) {
+        const key = String(e.key["id"]);
+        calls.push(seen.has(key) ? `duplicate ${key}` : `encode ${key}`);
+        seen.add(key);
+        return encoder.encode(e);
+      },
+      startBatch() {
+        seen.clear();
+        calls.push("startBatch");
+      },
+      async prepare(events) {
+        calls.push(`prepare ${events.length}`);
+      },
+    };
+    const pipeline = new CapturePipeline({ source, log: log as unknown as TopicLog, encoder: checking, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
+    await runUntil(pipeline, () => source.acked.length === 3);
+    assert.deepEqual(calls, ["startBatch", "prepare 1", "encode 1", "prepare 1", "duplicate 1", "startBatch", "prepare 1", "encode 2"]);
+  });
+
+  test("a batch that halts a table ends the run; while a table is halted the batches are stored one by one", async () => {
+    const source = new SlicedSource([[event("a", 1n, 10n)], [event("bad", 2n, 20n)], [event("a", 3n, 30n)], [event("a", 4n, 40n)]], [true, true, true, false]);
+    const log = new MemoryLog();
+    const writes: { commit: bigint | undefined; topics: string[] }[] = [];
+    const produce = log.produce.bind(log);
+    log.produce = async (records, checkpoint) => {
+      writes.push({ commit: checkpoint?.position.commit, topics: records.map((r) => r.topic) });
+      await produce(records, checkpoint);
+    };
+    const pipeline = new CapturePipeline({ source, log: log as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
+    await runUntil(pipeline, () => source.acked.length === 4);
+    assert.deepEqual(source.acked, [10n, 20n, 30n, 40n]);
+    assert.deepEqual(writes, [
+      { commit: 20n, topics: ["pg.public.a", "t.parked"] },
+      { commit: 30n, topics: ["pg.public.a"] },
+      { commit: 40n, topics: ["pg.public.a"] },
+    ]);
+    assert.deepEqual(pipeline.haltedTables().map((h) => h.table), ["public.bad"]);
+  });
+
+  test("a run whose last batch halted a table, released before the run is handed to the log, has that batch encoded again: its changes are published, not parked", async () => {
+    // Two batches wait for durability, so the run waits for room before its hand-over; the release comes meanwhile.
+    const source = new SlicedSource([[event("x", 1n, 10n)], [event("x", 2n, 20n)], [event("a", 3n, 30n)], [event("bad", 4n, 40n)], [event("a", 5n, 50n)]], [false, false, true, true, false]);
+    const log = new GatedLog();
+    let accepting = false;
+    let released: Promise<unknown> | undefined;
+    const stop = new AbortController();
+    const accepts: ChangeEncoder = {
+      async encode(e) {
+        if (e.schema.table === "bad" && accepting) return [{ topic: "pg.public.bad", key: Buffer.from("4"), value: Buffer.from("v"), timestamp: 0 }];
+        return encoder.encode(e);
+      },
+    };
+    const pipeline: CapturePipeline = new CapturePipeline({
+      source,
+      log: log as unknown as TopicLog,
+      encoder: accepts,
+      logger: silent,
+      parkingTopic: "t.parked",
+      reconnect: { initialMs: 1, maxMs: 1 },
+      // The operator fixes the cause and releases the table at once, while the run is being encoded.
+      stats: {
+        onHalt: (table) => {
+          accepting = true;
+          released = pipeline.release(table, "retry", true, stop.signal);
+        },
+      },
+    });
+    const running = pipeline.run(stop.signal);
+    await until(() => log.calls.length === 2 && released !== undefined, "two batches in flight, the release asked for");
+    await settled();
+    log.calls[0]!.settle();
+    log.calls[1]!.settle();
+    await until(() => log.calls.length === 4, "the run and the batch after it handed over");
+    assert.deepEqual(log.calls.map((c) => c.commit), [10n, 20n, 40n, 50n]);
+    log.calls[2]!.settle();
+    log.calls[3]!.settle();
+    await until(() => source.acked.length === 5, "all acknowledged");
+    await released;
+    stop.abort(new Error("stop"));
+    await running;
+    assert.deepEqual(pipeline.haltedTables(), []);
+    assert.deepEqual(log.records.map((r) => r.topic), ["pg.public.x", "pg.public.x", "pg.public.a", "pg.public.bad", "pg.public.a"], "the released table's change is in its topic, none in the parking topic");
+  });
+
+  test("a run cut short by stop is still stored and acknowledged", async () => {
+    const source = new SlicedSource([[event("a", 1n, 10n)], [event("a", 2n, 20n)]], [true, true]);
+    const log = new MemoryLog();
+    const pipeline = new CapturePipeline({ source, log: log as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
+    const stop = new AbortController();
+    const running = pipeline.run(stop.signal);
+    // The third read waits: the source said more, but nothing came before the stop.
+    await until(() => source.reads === 3, "the run waits for its next batch");
+    stop.abort(new Error("stop"));
+    await running;
+    assert.deepEqual(source.acked, [10n, 20n]);
+    assert.equal(log.checkpoint?.position.commit, 20n);
+  });
+
+  test("a failed read inside a run stores nothing of it; capture resumes from the last durable checkpoint", async () => {
+    const source = new SlicedSource([[event("a", 1n, 10n)], [event("a", 2n, 20n)], [event("a", 3n, 30n)]], [false, true, false]);
+    const read = source.read.bind(source);
+    let failed = false;
+    source.read = async (signal) => {
+      if (source.reads === 2 && !failed) {
+        failed = true;
+        source.reads++;
+        throw new ConnectionError("connection reset", {});
+      }
+      return read(signal);
+    };
+    const log = new MemoryLog();
+    const pipeline = new CapturePipeline({ source, log: log as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
+    await runUntil(pipeline, () => source.acked.includes(30n));
+    assert.deepEqual(source.connects.map((c) => c?.position.commit ?? null), [null, 10n]);
+    assert.deepEqual(log.records.map((r) => r.key!.toString()), ["1", "2", "3"], "nothing lost, nothing doubled");
+  });
 });

@@ -11,7 +11,7 @@ import type { BackoffPolicy } from "../runtime/backoff.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { RECORD_TOO_LARGE, recordBytes } from "../connectors/topics/spec.ts";
 import { pushAll } from "../runtime/arrays.ts";
-import { summarizeBatch } from "./batch-counts.ts";
+import { mergeSummaries, summarizeBatch } from "./batch-counts.ts";
 import type { BatchSummary } from "./batch-counts.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { NOT_HALTED } from "./halted.ts";
@@ -226,13 +226,27 @@ export class CapturePipeline {
           throw error;
         }
         const capturedMs = Date.now();
-        const releases = this.releases;
-        let records: ProducedRecord[] | null = await this.encodeBatch(batch);
-        while (inFlight.size >= MAX_BATCHES_IN_FLIGHT) await orFailure(Promise.race(inFlight));
-        if (outcome.failure !== null) throw outcome.failure.error;
-        const publishing = this.publish(batch, records, releases, capturedMs);
-        // Not kept while the next batch is read and encoded: the log holds what it needs of them.
-        records = null;
+        let publishing: Promise<void>;
+        if (batch.more === true && this.halted.size === 0) {
+          const readNext = () => {
+            const next = source.read(stop);
+            next.catch(() => undefined);
+            return orFailure(next);
+          };
+          let run: EncodedRun | null = await this.encodeRun(batch, readNext, stop, capturedMs);
+          while (inFlight.size >= MAX_BATCHES_IN_FLIGHT) await orFailure(Promise.race(inFlight));
+          if (outcome.failure !== null) throw outcome.failure.error;
+          publishing = this.publishRun(run);
+          run = null;
+        } else {
+          const releases = this.releases;
+          let records: ProducedRecord[] | null = await this.encodeBatch(batch);
+          while (inFlight.size >= MAX_BATCHES_IN_FLIGHT) await orFailure(Promise.race(inFlight));
+          if (outcome.failure !== null) throw outcome.failure.error;
+          publishing = this.publish(batch, records, releases, capturedMs);
+          // Not kept while the next batch is read and encoded: the log holds what it needs of them.
+          records = null;
+        }
         inFlight.add(publishing);
         publishing.then(
           () => inFlight.delete(publishing),
@@ -289,6 +303,77 @@ export class CapturePipeline {
   }
 
   /**
+   * A run of small source batches (SourceBatch.more) encoded as they come, as one batch: one
+   * encoding section (startBatch once: data checks' unique_in_batch sees the whole run; prepare per
+   * slice), each slice's events let go of once encoded, so they die young. Joined only while no
+   * table is halted: such slices park nothing, so an operator's release cannot change how they are
+   * encoded and they are never encoded again. A slice that halts a table ends the run and keeps its
+   * events (the tail), to be encoded again if a release comes before the run is handed over. A read
+   * that fails ends the pump (nothing of the run was acknowledged); one ended by `stop` ends the run.
+   */
+  private encodeRun(first: SourceBatch, readNext: () => Promise<SourceBatch>, stop: AbortSignal, capturedMs: number): Promise<EncodedRun> {
+    return this.encodingAlone(async () => {
+      this.options.encoder.startBatch?.();
+      const records: ProducedRecord[] = [];
+      const summaries: BatchSummary[] = [];
+      const acks: (() => Promise<void>)[] = [];
+      let slice: SourceBatch | null = first;
+      for (;;) {
+        const releases = this.releases;
+        await this.options.encoder.prepare?.(slice.events);
+        const encoded = await this.encodeEvents(slice);
+        summaries.push(summarizeBatch(slice.events));
+        acks.push(slice.ack);
+        const { checkpoint, throughTimeMs } = slice;
+        if (this.halted.size > 0) return { records, tail: { batch: slice, records: encoded, releases }, summaries, acks, checkpoint, throughTimeMs, capturedMs };
+        pushAll(records, encoded);
+        const more = slice.more === true;
+        slice = null;
+        if (!more || stop.aborted) return { records, tail: null, summaries, acks, checkpoint, throughTimeMs, capturedMs };
+        try {
+          slice = await readNext();
+        } catch (error) {
+          if (stop.aborted) return { records, tail: null, summaries, acks, checkpoint, throughTimeMs, capturedMs };
+          throw error;
+        }
+      }
+    });
+  }
+
+  /**
+   * Hands a run to the topic log in one write (under the lock; its tail encoded again when a
+   * release came since), then, once durable and the batch before it acknowledged, acknowledges its
+   * slices in order; statistics take it as one batch.
+   */
+  private publishRun(run: EncodedRun): Promise<void> {
+    const previous = this.acknowledged;
+    const handOver: { run: EncodedRun | null } = { run };
+    const { checkpoint, throughTimeMs, acks, capturedMs } = run;
+    const summary = mergeSummaries(run.summaries);
+    const published = (async () => {
+      const issued = await this.exclusive(async () => {
+        const { records, tail } = handOver.run!;
+        handOver.run = null;
+        if (tail !== null) pushAll(records, tail.releases === this.releases ? tail.records : await this.encodeBatch(tail.batch));
+        const durable = this.options.log.produce(records, checkpoint);
+        durable.catch(() => undefined);
+        return { durable, records: records.length, started: performance.now() };
+      });
+      await issued.durable;
+      const durableMs = Date.now();
+      const seconds = (performance.now() - issued.started) / 1000;
+      await previous;
+      for (let a = 0; a < acks.length; a++) await acks[a]!();
+      this.lastCheckpoint = checkpoint;
+      this.lastAckedCommitMs = summary.latestCommitMs ?? throughTimeMs ?? Date.now();
+      this.options.stats?.onBatch?.(summary, issued.records, seconds, { capturedMs, durableMs });
+    })();
+    published.catch(() => undefined);
+    this.acknowledged = published;
+    return published;
+  }
+
+  /**
    * One batch at a time: the encoder's per-batch state (startBatch: data checks' unique_in_batch;
    * prepare: personal data's plan) is the batch's until its last change is encoded. A batch encoded
    * again after a release (under the lock) would otherwise interleave, at its awaits (a change that waits for its seal or key), with the
@@ -306,6 +391,11 @@ export class CapturePipeline {
   private async encodeBatchAlone(batch: SourceBatch): Promise<ProducedRecord[]> {
     this.options.encoder.startBatch?.();
     await this.options.encoder.prepare?.(batch.events);
+    return this.encodeEvents(batch);
+  }
+
+  /** The batch's transaction markers and changes as records, parking those of halted tables (halting a table whose change fails). */
+  private async encodeEvents(batch: SourceBatch): Promise<ProducedRecord[]> {
     const records: ProducedRecord[] = this.transactionRecords(batch);
     // Indexed loops, no spread (runtime/arrays.ts says why).
     const { events } = batch;
@@ -611,6 +701,19 @@ const REPUBLISH_CHUNK = 1_000;
 const MAX_BATCHES_IN_FLIGHT = 2;
 /** Longest the pump runs without letting the event loop turn. */
 const EVENT_LOOP_TURN_MS = 20;
+
+/** A run of source batches encoded (encodeRun): what is left of them until acknowledged. */
+interface EncodedRun {
+  /** The records of the slices encoded while no table was halted. */
+  readonly records: ProducedRecord[];
+  /** The slice that halted a table, with its events: encoded again if a release comes before hand-over. */
+  readonly tail: { readonly batch: SourceBatch; readonly records: ProducedRecord[]; readonly releases: number } | null;
+  readonly summaries: BatchSummary[];
+  readonly acks: (() => Promise<void>)[];
+  readonly checkpoint: Checkpoint;
+  readonly throughTimeMs: number | undefined;
+  readonly capturedMs: number;
+}
 
 function recordTooLarge(event: ChangeEvent, topic: string, bytes: number, limit: number, limitText: string, parkingTopic: string): SluiceError {
   const table = tableName(event.schema);

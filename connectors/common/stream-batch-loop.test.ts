@@ -87,6 +87,22 @@ describe("stream batch loop", () => {
     assert.deepEqual(batch, { events: [], checkpoint: 3 });
   });
 
+  test("prompt (a run of batches waits for the next): when the buffered items yield no event an empty batch comes at once, without news too", async () => {
+    const { loop, push } = setUp({ progressIntervalMs: 60_000 });
+    const signal = new AbortController().signal;
+    push([1], []);
+    assert.deepEqual(await loop.next(signal), { events: [1], checkpoint: 2 });
+    assert.ok(loop.lastBatchBytes > 0, "the bytes of the items the batch took");
+    push([]);
+    assert.deepEqual(await loop.next(signal, true), { events: [], checkpoint: 3 }, "with news, not at the progress cadence");
+    assert.equal(loop.lastBatchBytes, 0);
+    assert.deepEqual(await loop.next(signal, true), { events: [], checkpoint: 3 }, "without news: the last checkpoint again");
+    const waiting = loop.next(signal);
+    assert.equal(await settled(waiting), false, "not prompt: waits as before");
+    push([5]);
+    assert.deepEqual((await waiting).events, [5]);
+  });
+
   test("a decision to wait waits for the next item, then reads on", async () => {
     const { loop, push, state } = setUp();
     state.holdUntilNext = true;

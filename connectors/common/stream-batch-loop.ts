@@ -30,6 +30,7 @@ export interface StreamBatchPolicy<Item, Batch> {
   hasNews(): boolean;
   /** Idle with news: the empty batch is wanted at once, not at the progress cadence. */
   urgent(): boolean;
+  /** A batch without events; its checkpoint never goes back (without news: the last one handed on). */
   emptyBatch(): Batch;
 }
 
@@ -51,13 +52,24 @@ export class StreamBatchLoop<Item, Batch> {
   private readonly options: StreamBatchLoopOptions<Item>;
   private readonly policy: StreamBatchPolicy<Item, Batch>;
   private lastHandedOnAt = Date.now();
+  private handedOnBytes = 0;
 
   constructor(options: StreamBatchLoopOptions<Item>, policy: StreamBatchPolicy<Item, Batch>) {
     this.options = options;
     this.policy = policy;
   }
 
-  async next(signal: AbortSignal): Promise<Batch> {
+  /** Bytes of buffered messages (as the buffer counts them) the last batch handed on took. */
+  get lastBatchBytes(): number {
+    return this.handedOnBytes;
+  }
+
+  /**
+   * The next batch. `prompt`: the caller waits for it to finish a run of batches (SourceBatch.more),
+   * so when the buffered messages yield no events an empty batch comes at once, not at the progress
+   * cadence or when the server next sends something.
+   */
+  async next(signal: AbortSignal, prompt = false): Promise<Batch> {
     const { buffer, maxBatchEvents, progressIntervalMs } = this.options;
     const maxBatchBytes = this.options.maxBatchBytes ?? captureBatchBytes(buffer.maxBytes);
     const policy = this.policy;
@@ -75,16 +87,17 @@ export class StreamBatchLoop<Item, Batch> {
         if (policy.stopsRead()) break;
       }
       const decision = policy.decide(full());
-      if (typeof decision === "object") return this.handOn(decision.batch);
+      if (typeof decision === "object") return this.handOn(decision.batch, bytes);
       if (decision === "wait") {
         await buffer.waitForItem(signal);
         continue;
       }
+      if (decision === "idle" && prompt) return this.handOn(policy.emptyBatch(), 0);
       if (decision === "idle" && policy.hasNews()) {
-        if (policy.urgent()) return this.handOn(policy.emptyBatch());
+        if (policy.urgent()) return this.handOn(policy.emptyBatch(), 0);
         if (progressIntervalMs > 0) {
           const due = this.lastHandedOnAt + progressIntervalMs - Date.now();
-          if (due <= 0) return this.handOn(policy.emptyBatch());
+          if (due <= 0) return this.handOn(policy.emptyBatch(), 0);
           if (buffer.length === 0) await buffer.waitForItem(signal, due);
           continue;
         }
@@ -93,8 +106,9 @@ export class StreamBatchLoop<Item, Batch> {
     }
   }
 
-  private handOn(batch: Batch): Batch {
+  private handOn(batch: Batch, bytes: number): Batch {
     this.lastHandedOnAt = Date.now();
+    this.handedOnBytes = bytes;
     return batch;
   }
 }

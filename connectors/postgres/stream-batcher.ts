@@ -49,8 +49,14 @@ export class StreamBatcher {
     this.loop = new StreamBatchLoop(options, this.policy());
   }
 
-  next(signal: AbortSignal): Promise<StreamBatch> {
-    return this.loop.next(signal);
+  /** `prompt`: an empty batch at once when nothing more is decoded (StreamBatchLoop.next). */
+  next(signal: AbortSignal, prompt = false): Promise<StreamBatch> {
+    return this.loop.next(signal, prompt);
+  }
+
+  /** Bytes of WAL messages the last batch took (StreamBatchLoop.lastBatchBytes). */
+  get lastBatchBytes(): number {
+    return this.loop.lastBatchBytes;
   }
 
   private policy(): StreamBatchPolicy<WalMessage, StreamBatch> {
@@ -91,7 +97,11 @@ export class StreamBatcher {
         return through !== null && (this.lastCheckpoint === null || comparePositions(through, this.lastCheckpoint) > 0);
       },
       urgent: () => this.replyWanted,
-      emptyBatch: () => this.handOn(this.out, decoder.throughPosition!),
+      emptyBatch: () => {
+        const through = decoder.throughPosition;
+        const last = this.lastCheckpoint;
+        return this.handOn(this.out, last !== null && (through === null || comparePositions(through, last) <= 0) ? last : through!);
+      },
     };
   }
 
