@@ -105,7 +105,7 @@ export class KafkaTopicLog implements TopicLog {
   /** Topic identities as this process last read or wrote them; loaded on the first createTopic. */
   private recordedTopicIds: Map<string, string> | null = null;
   /** Writes topic identities outside any transaction, so recording one never fences or waits for the capture's producer. */
-  private identityProducer: Producer | null = null;
+  private identityProducer: Promise<Producer> | null = null;
   private isReady = false;
   /**
    * The last offset per partition ("topic\u0000partition") of this process's committed
@@ -517,13 +517,21 @@ export class KafkaTopicLog implements TopicLog {
   }
 
   /** The producer for writes outside any transaction (topic identities, instance announcements): never fences or waits for the capture's. */
-  private async plainProducer(): Promise<Producer> {
-    if (!this.identityProducer) {
-      const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
-      await producer.connect();
-      this.identityProducer = producer;
-    }
-    return this.identityProducer;
+  private plainProducer(): Promise<Producer> {
+    // One connection for every caller: two first callers at once each made a producer, and the first stayed connected for good.
+    if (this.identityProducer) return this.identityProducer;
+    const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    const connected = producer.connect().then(
+      () => producer,
+      async (error: unknown) => {
+        // The next caller tries again.
+        if (this.identityProducer === connected) this.identityProducer = null;
+        await producer.disconnect().catch(() => undefined);
+        throw error;
+      },
+    );
+    this.identityProducer = connected;
+    return connected;
   }
 
   /**
@@ -685,7 +693,7 @@ export class KafkaTopicLog implements TopicLog {
     for (const consumer of [...this.consumers]) await consumer.close();
     await this.reader?.close();
     await this.producer?.close();
-    await this.identityProducer?.disconnect().catch(() => undefined);
+    await this.identityProducer?.then((producer) => producer.disconnect()).catch(() => undefined);
     await this.admin.disconnect().catch(() => undefined);
     this.logger.info("Kafka topic log closed");
   }
