@@ -270,7 +270,8 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
     const label = tableLabel(changes.table);
     const context = { sink: this.name, table: label };
     for (const { index, error } of changes.invalid) failures.add([index], rowRejected(error.message, { ...context, column: error.column }, error));
-    const indices = [...(changes.truncate?.indices ?? []), ...changes.rows.flatMap((r) => r.indices)];
+    // Every change of the table, for a failure of the whole table (made only then: an array per write otherwise).
+    const allIndices = () => [...(changes.truncate?.indices ?? []), ...changes.rows.flatMap((r) => r.indices)];
     let tables: { primary: ClickHouseTable; mirror: ClickHouseTable | null } | null;
     try {
       tables = await this.#prepareTables(changes, mode, label, signal);
@@ -279,11 +280,11 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
       // Only this table stops: its changes fail (halt, or dead-letter by the sink's on_error), the others apply.
       if (!this.#mismatched.has(error.physical)) this.#logger.error(error.toLog(), error.message);
       this.#mismatched.set(error.physical, error);
-      failures.add(indices, error);
+      failures.add(allIndices(), error);
       return null;
     }
     if (tables === null) {
-      failures.add(indices, rebuildState("no rebuild in progress for this table", context));
+      failures.add(allIndices(), rebuildState("no rebuild in progress for this table", context));
       return null;
     }
     const { primary, mirror } = tables;
