@@ -19,6 +19,7 @@ import { ConnectionError, SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { verifyIpIdentity } from "./connection-settings.ts";
 import { MysqlGtidSet } from "./gtid.ts";
+import type { HeartbeatArrivals } from "./heartbeat-arrivals.ts";
 import { ER_MASTER_FATAL_ERROR_READING_BINLOG, isReplicaReplaced, MYSQL_REPLICA_REPLACED, toSluiceError } from "./mysql-errors.ts";
 import { binlogDump, binlogDumpGtid, registerReplica } from "./protocol/replica-commands.ts";
 import type { Flavor } from "./resume-token.ts";
@@ -107,6 +108,8 @@ export interface BinlogStreamOptions {
   /** The server sends a heartbeat after this long without events; 0: Sluice's default of 30 s. */
   readonly heartbeatMs: number;
   readonly buffer: ByteBoundedBuffer<Buffer>;
+  /** Stamped with each heartbeat's arrival, for the decoder of `buffer`. */
+  readonly heartbeatArrivals?: HeartbeatArrivals;
   readonly logger: Logger;
   readonly context: ErrorContext;
 }
@@ -235,6 +238,7 @@ export class BinlogStream {
     const event = payload.subarray(1);
     this.bytes += event.length;
     const { buffer } = this.options;
+    this.options.heartbeatArrivals?.received(event, this.lastPacketAt);
     buffer.push(event, event.length);
     if (buffer.full && !this.paused) {
       // A slow reader slows the server: stop reading the socket until read() drains the buffer.

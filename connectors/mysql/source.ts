@@ -20,6 +20,7 @@ import type { BinlogCoordinates, CapturedTableRef, Sql } from "./catalog.ts";
 import { connectionOptions } from "./connection-settings.ts";
 import { checkPrivileges } from "./privileges.ts";
 import { MysqlGtidSet } from "./gtid.ts";
+import { HeartbeatArrivals } from "./heartbeat-arrivals.ts";
 import { toSluiceError } from "./mysql-errors.ts";
 import { binlogAt, binlogFileIndex, formatAt, throughPosition } from "./positions.ts";
 import { EventParser } from "./protocol/event-parser.ts";
@@ -345,6 +346,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     const floor = throughPosition(startAt);
     const skipThrough = start.skipThrough !== null && start.skipThrough.commit >= floor.commit ? start.skipThrough : floor;
     const buffer = this.loop.readAheadBuffer<Buffer>();
+    const heartbeatArrivals = new HeartbeatArrivals();
     const decoder = new StreamDecoder({
       sourceName: config.name,
       flavor: settings.flavor,
@@ -354,6 +356,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       skipThrough,
       snapshotThresholds: start.thresholds,
       interleave: this.online.start(),
+      heartbeatArrivals,
       transactionMetadata: config.transaction_metadata,
       skippedOperations: skippedOperations(config),
       logger,
@@ -375,6 +378,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       start: { file: coordinates.file, offset: coordinates.offset, gtid: coordinates.gtid, useGtid: canResumeByGtid(settings, coordinates.gtid) },
       heartbeatMs: config.heartbeat_interval,
       buffer,
+      heartbeatArrivals,
       logger,
       context,
     });

@@ -1,13 +1,14 @@
 /**
  * The stream batcher over synthetic MariaDB binlog events: batches without changes say through
- * which time the stream is complete — the commit time of a backlog it read, or "now" when a
- * heartbeat says the server is idle — so source lag is true both behind and caught up.
+ * which time the stream is complete — the commit time of a backlog it read, or the arrival of a
+ * heartbeat saying the server is idle — so source lag is true both behind and caught up.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { pino } from "pino";
 import { comparePositions } from "../contracts.ts";
 import { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
+import { HeartbeatArrivals } from "./heartbeat-arrivals.ts";
 import { BinlogWriter } from "./protocol/binlog-writer.ts";
 import { EventParser } from "./protocol/event-parser.ts";
 import { MemorySchemaHistoryStore } from "./schema/schema-history.ts";
@@ -23,6 +24,7 @@ const INTERVAL_MS = 40;
 function setUp() {
   const collations = CollationTable.builtIn();
   const tracker = new SchemaTracker({ store: new MemorySchemaHistoryStore(), catalog: null, matches: (d) => d === "captured", binding: { sourceName: "s", collations, zeroDates: "null", mariadb: true }, logger, context: {} });
+  const heartbeatArrivals = new HeartbeatArrivals();
   const decoder = new StreamDecoder({
     sourceName: "s",
     flavor: "mariadb",
@@ -31,13 +33,19 @@ function setUp() {
     start: { file: FILE, offset: 4, gtid: "0-1-1" },
     skipThrough: null,
     snapshotThresholds: new Map(),
+    heartbeatArrivals,
     logger,
     context: {},
   });
   const buffer = new ByteBoundedBuffer<Buffer>(1 << 20);
   const batcher = new StreamBatcher({ buffer, decoder, flavor: "mariadb", serverId: 1, maxBatchEvents: 100, progressIntervalMs: INTERVAL_MS, lastCheckpoint: null });
   const writer = new BinlogWriter();
-  const push = (...events: Buffer[]) => events.forEach((event) => buffer.push(event, event.length));
+  /** Receives the events as the binlog stream does. */
+  const push = (...events: Buffer[]) =>
+    events.forEach((event) => {
+      heartbeatArrivals.received(event, Date.now());
+      buffer.push(event, event.length);
+    });
   /** A transaction on a table not captured. */
   const transaction = (seq: bigint) => [writer.mariadbGtid(seq), writer.query("elsewhere", "BEGIN"), writer.xid(seq)];
   push(writer.formatDescription());
@@ -74,5 +82,31 @@ describe("stream batcher", () => {
     push(writer.heartbeat(FILE));
     const again = await batcher.next(AbortSignal.timeout(5_000));
     assert.ok(again.throughTimeMs !== undefined && again.throughTimeMs >= secondBeatAt, "each heartbeat brings a later time");
+  });
+
+  it("a heartbeat read late says the stream is complete through when it arrived, not when it is decoded", async () => {
+    const { batcher, writer, push, transaction } = setUp();
+    writer.timestamp = Math.floor(Date.now() / 1000) - 3600;
+    push(...transaction(2n));
+    await batcher.next(AbortSignal.timeout(5_000));
+
+    const beforeBeat = Date.now();
+    push(writer.heartbeat(FILE));
+    const arrivedBy = Date.now();
+    // The reader comes back only after the clock has moved on: whatever was written meanwhile may still be on its way.
+    while (Date.now() <= arrivedBy) await new Promise((resolve) => setTimeout(resolve, 5));
+    const caughtUp = await batcher.next(AbortSignal.timeout(5_000));
+    assert.ok(caughtUp.throughTimeMs !== undefined && caughtUp.throughTimeMs >= beforeBeat && caughtUp.throughTimeMs <= arrivedBy, `complete through the heartbeat's arrival (${beforeBeat}-${arrivedBy}): ${caughtUp.throughTimeMs}`);
+
+    // Arrivals stay in step with the heartbeats, read together or one by one.
+    const beats: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const at = Date.now();
+      push(writer.heartbeat(FILE));
+      beats.push(at);
+      while (Date.now() <= at) await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const together = await batcher.next(AbortSignal.timeout(5_000));
+    assert.ok(together.throughTimeMs !== undefined && together.throughTimeMs >= beats[2]! && together.throughTimeMs < Date.now(), `through the last heartbeat's arrival: ${together.throughTimeMs}, beats ${beats.join(", ")}`);
   });
 });

@@ -12,6 +12,8 @@ import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { sameValue } from "../postgres/change-events.ts";
 import { GtidState, gtidText } from "./gtid-state.ts";
+import { isHeartbeat } from "./heartbeat-arrivals.ts";
+import type { HeartbeatArrivals } from "./heartbeat-arrivals.ts";
 import { isRetriableMysqlError, toSluiceError } from "./mysql-errors.ts";
 import { binlogAt, binlogFileIndex, formatAt, rowPosition, throughPosition } from "./positions.ts";
 import { ARTIFICIAL_FLAG } from "./protocol/event-header.ts";
@@ -84,6 +86,8 @@ export interface StreamDecoderOptions {
   readonly skippedOperations?: ReadonlySet<Op>;
   /** Online snapshots (incremental-snapshot.ts). */
   readonly interleave?: BinlogInterleave | null;
+  /** When the stream received each heartbeat; without it (events fed by hand) a heartbeat counts as arriving when decoded. */
+  readonly heartbeatArrivals?: HeartbeatArrivals;
   readonly logger: Logger;
   readonly context: ErrorContext;
 }
@@ -131,6 +135,8 @@ export class StreamDecoder {
   chunkHandedOn = false;
   /** Set once a rows event of a captured table left columns out (binlog_row_image MINIMAL or NOBLOB in its session): its creates may need completing (partial-images.ts). */
   partialImagesSeen = false;
+  /** When the heartbeat being decoded arrived (HeartbeatArrivals); null: unknown, now. */
+  private heartbeatArrivedAt: number | null = null;
   /** Tables warned about for partial row images. */
   private readonly partialTables = new Set<string>();
   /** Tables warned about for changes logged as statements: when, and how many since. */
@@ -188,6 +194,8 @@ export class StreamDecoder {
 
   /** Decodes one whole event (as received, checksum included), appending changes to `out`. */
   apply(raw: Buffer, out: DecodedEvent[]): void | Promise<void> {
+    // Taken before parsing, so the arrivals stay in step with the heartbeats even when one does not parse.
+    if (isHeartbeat(raw)) this.heartbeatArrivedAt = this.options.heartbeatArrivals?.take() ?? null;
     let parsed;
     try {
       parsed = this.options.parser.parse(raw);
@@ -232,13 +240,13 @@ export class StreamDecoder {
         this.rows(header, body.rows, body.reader, start, out);
         return;
       case "heartbeat":
-        // The server is idle at body.position: everything before it has been sent, so the stream is caught up now.
+        // The server is idle at body.position: everything before it has been sent, so the stream is caught up through the heartbeat's arrival.
         if (this.transaction === null && body.file === this.file) {
           const at = binlogAt(this.fileIndex, body.position);
           if (at > this.throughPoint.position.change) {
             this.throughPoint = { position: throughPosition(at), file: this.file, offset: body.position, gtid: this.gtid.toString() };
           }
-          if (at >= this.throughPoint.position.change) this.advanceThroughTime(Date.now());
+          if (at >= this.throughPoint.position.change) this.advanceThroughTime(this.heartbeatArrivedAt ?? Date.now());
         }
         return;
       case "payload":
