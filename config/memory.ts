@@ -293,7 +293,15 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
   return { budgetBytes: budget, budgetFrom, ...(raisedBecause === undefined ? {} : { raisedBecause }), reservedBytes: reserved, main: mainHeap, mainReader, sources: sourcePlans, sinks: sinkPlans, sqliteCacheBytes: embedded ? sqliteCache : null };
 }
 
-/** Old generation a sink's thread needs besides its batches and Kafka reader. An Elasticsearch bulk request is built whole in it, as text and as the bytes sent. */
+/**
+ * Old generation a sink's thread needs besides its batches and Kafka reader. An Elasticsearch
+ * sink's bulk bodies are Buffers outside the heap (at most two in flight, each within `bulk_bytes`),
+ * but their 2 × `bulk_bytes` stays in its old generation: counted outside the heap instead, the
+ * same budget leaves the thread 10 MiB less old generation at the default `bulk_bytes` (41 MiB
+ * instead of 51 in the pipeline's least budget), and it spent ~1.2× the CPU per change, most of it
+ * collecting (bench/sink-cpu.ts and bench/pipeline-throughput.ts, 2026-12-06, docs/benchmarks.md). The bodies' bytes are within the
+ * room the plan leaves between RSS and the budget (peak RSS ~250 MiB of 311).
+ */
 function sinkBaseOld(sink: Sink): number {
   return SINK_BASE_OLD + (sink.kind === "elasticsearch" ? 2 * sink.bulk_bytes : 0) + (sink.kind === "duckdb" ? DUCKDB_SINK_OLD : 0);
 }
