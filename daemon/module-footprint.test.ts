@@ -94,3 +94,10 @@ test("no thread imports node:http as an ES module (its module namespace reads ht
     assert.deepEqual(http, [], `${entry} reaches ${http.map((i) => i.file).join(", ")}: use process.getBuiltinModule("node:http")`);
   }
 });
+
+test("the daemon's main thread loads the embedded topic log (node:sqlite) only when its config has one", () => {
+  for (const entry of ["daemon/cli.ts", "daemon/memory-exec.ts", "daemon/sink-worker.ts"]) {
+    const sqlite = builtinImports(entry).filter((i) => i.builtin === "node:sqlite");
+    assert.deepEqual(sqlite, [], `${entry} reaches node:sqlite through ${sqlite.map((i) => i.file).join(", ")}`);
+  }
+});

@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import type { TopicsConfig } from "../../config/schema.ts";
 import type { Logger } from "../../runtime/logger.ts";
-import { EmbeddedTopicLog, embeddedOptionsFromConfig } from "../embedded/embedded-log.ts";
 import type { KafkaReaderLimits } from "../kafka/kafka-consumer.ts";
 import type { TopicLog } from "./contract.ts";
 
@@ -13,7 +12,11 @@ import type { TopicLog } from "./contract.ts";
  * For `sluice run` only: operator commands use openTopicLogForCommand.
  */
 export async function openTopicLog(config: TopicsConfig, deployment: string, logger: Logger, signal?: AbortSignal, writer?: string, options: { lazyProducer?: boolean; readerLimits?: KafkaReaderLimits } = {}): Promise<TopicLog> {
-  if (config.kind === "embedded") return EmbeddedTopicLog.open(embeddedOptionsFromConfig(config, logger));
+  if (config.kind === "embedded") {
+    // Loaded on demand, like Kafka's: a Kafka deployment never loads the embedded log (node:sqlite and its modules).
+    const { EmbeddedTopicLog, embeddedOptionsFromConfig } = await import("../embedded/embedded-log.ts");
+    return EmbeddedTopicLog.open(embeddedOptionsFromConfig(config, logger));
+  }
   // Loaded on demand: an embedded deployment never loads kafkajs.
   const { KafkaTopicLog } = await import("../kafka/kafka-log.ts");
   const transactionalId = writer ? transactionalIdOf(deployment, config.client_id, writer) : undefined;
@@ -41,7 +44,10 @@ export type CommandAccess = "read-only" | "write";
 const COMMAND_RETRY = { initialMs: 200, maxMs: 2_000, maxAttempts: 5 };
 
 export async function openTopicLogForCommand(config: TopicsConfig, deployment: string, logger: Logger, access: CommandAccess): Promise<TopicLog> {
-  if (config.kind === "embedded") return EmbeddedTopicLog.open({ path: config.path, logger, readOnly: access === "read-only", maintenanceIntervalMs: 0 });
+  if (config.kind === "embedded") {
+    const { EmbeddedTopicLog } = await import("../embedded/embedded-log.ts");
+    return EmbeddedTopicLog.open({ path: config.path, logger, readOnly: access === "read-only", maintenanceIntervalMs: 0 });
+  }
   const { KafkaTopicLog } = await import("../kafka/kafka-log.ts");
   return KafkaTopicLog.open({
     config,
