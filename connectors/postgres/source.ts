@@ -19,6 +19,7 @@ import type { PublishedTable, ServerInfo, SlotLag, TableRef } from "./catalog.ts
 import { clientConfig, quoteIdent } from "./connection-settings.ts";
 import { checkPrivileges } from "./privileges.ts";
 import { Heartbeat } from "./heartbeat.ts";
+import { readMovedRow, TRANSACTION_VISIBLE_SQL } from "./moved-row.ts";
 import { formatLsn } from "./lsn.ts";
 import { toSluiceError } from "./pg-errors.ts";
 import { flushLsnFor, snapshotIncompleteResume, snapshotPosition } from "./positions.ts";
@@ -465,13 +466,13 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
         text: `SELECT ${missing.map((name) => `${quoteIdent(name)}::text AS ${quoteIdent(name)}`).join(", ")} FROM ${quoteIdent(event.schema.schema)}.${quoteIdent(event.schema.table)} WHERE ${where}`,
         values: keyValues.map(String),
       };
-      // The commit can be decoded a moment before the transaction is visible to other sessions:
-      // a row not found yet is looked for again briefly (a row deleted since stays not found).
-      let row: Record<string, string | null> | undefined;
-      for (let attempt = 0; attempt < 10 && row === undefined; attempt++) {
-        if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 10 * attempt));
-        row = (await this.catalog.query<Record<string, string | null>>(query)).rows[0];
-      }
+      const catalog = this.catalog;
+      const txId = event.source.txId;
+      const row = await readMovedRow({
+        find: async () => (await catalog.query<Record<string, string | null>>(query)).rows[0],
+        visible: async () => txId !== null && (await catalog.query<{ visible: string }>({ text: TRANSACTION_VISIBLE_SQL, values: [txId] })).rows[0]?.visible === "true",
+        sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+      });
       if (!row) {
         filled.push(event);
         continue;
