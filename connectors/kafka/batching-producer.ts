@@ -115,11 +115,18 @@ export class BatchingProducer {
    */
   private readonly failedSources = new Map<string, Error>();
   /**
-   * Transactions only: another process registered the transactional id since this producer did (a
-   * new capture term elsewhere). Connecting again would register it anew and fence that process, so
-   * every later use is refused with this error until reregister() (a term of this process's own).
+   * Transactions only, once a term of this process's own claimed the id (reregister): another process
+   * registered the transactional id since (a new capture term elsewhere). Connecting again would
+   * register it anew and fence that process, so every later use is refused with this error until
+   * reregister() (a term of this process's own).
    */
   private fenced: SluiceError | undefined;
+  /**
+   * Whether a term claimed the id (reregister). An id no term claims is this process's own (a sink
+   * process's instance id): a fence there is its own transaction aborted by the broker's timeout (a
+   * broker down for a minute mid-transaction), and connecting again is how that outage is waited out.
+   */
+  private claimed = false;
   private closing = false;
 
   constructor(options: BatchingProducerOptions) {
@@ -150,6 +157,7 @@ export class BatchingProducer {
     await this.discardProducer();
     if (this.closing) throw new SluiceError("Kafka topic log is closed", { code: "TOPIC_LOG_CLOSED", context: { component: "kafka" } });
     this.fenced = undefined;
+    this.claimed = true;
     await this.connect();
   }
 
@@ -296,7 +304,7 @@ export class BatchingProducer {
         return written;
       } catch (error) {
         const failure = kafkaError(error, "produce", this.options.brokers);
-        if (failure.code === "KAFKA_PRODUCER_FENCED" && this.options.transactionalId) this.fenced ??= failure;
+        if (failure.code === "KAFKA_PRODUCER_FENCED" && this.options.transactionalId && this.claimed) this.fenced ??= failure;
         await this.discardProducer();
         const exhausted = this.options.retry.maxAttempts !== undefined && attempt + 1 >= this.options.retry.maxAttempts;
         if (!failure.retriable || exhausted || this.closing) {

@@ -94,3 +94,26 @@ test("a fenced former leader does not register the transactional id again by rea
     await a.close().catch(() => undefined);
   }
 });
+
+test("a producer whose id no term claims (a sink process's own) connects again after a fence: its own aborted transaction does not stop it for good", { timeout: 120_000 }, async () => {
+  // The broker aborts a transaction left open past its timeout (a broker down for a minute mid-transaction) and fences the
+  // producer's epoch: for an id only this process uses, the next write registers it again, as an outage is waited out.
+  // Here a second log with the same id fences the first the same way.
+  const open = () => KafkaTopicLog.open({ config, deployment, logger, access: "command", transactionalId: `${deployment}.instance-own` });
+  const c = await open();
+  const d = await open();
+  try {
+    await c.createTopic({ name: `${topic}-own`, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+    const written = (value: string) => ({ ...record(value), topic: `${topic}-own` });
+    await c.produce([written("c1")], at(10n));
+    await d.produce([written("d1")], at(20n));
+    await assert.rejects(c.produce([written("c2")], at(30n)), fenced);
+    // As capture does after a failed write: the checkpoint read again (registering the id anew), then the next write.
+    assert.equal((await c.readCheckpoint("src"))?.position.commit, 20n);
+    await c.produce([written("c3")], at(40n));
+    assert.equal((await c.readCheckpoint("src"))?.position.commit, 40n);
+  } finally {
+    await d.close().catch(() => undefined);
+    await c.close().catch(() => undefined);
+  }
+});
