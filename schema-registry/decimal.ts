@@ -36,9 +36,9 @@ export function toUnscaled(text: string, scale: number): bigint {
   return parsed.unscaled / divisor;
 }
 
-/** Formats an unscaled integer with exactly `scale` digits after the point. */
-export function formatUnscaled(unscaled: bigint, scale: number): string {
-  const negative = unscaled < 0n;
+/** Formats an unscaled integer (a bigint, or a safe integer) with exactly `scale` digits after the point. */
+export function formatUnscaled(unscaled: bigint | number, scale: number): string {
+  const negative = unscaled < 0;
   let digits = (negative ? -unscaled : unscaled).toString();
   if (scale > 0) {
     digits = digits.padStart(scale + 1, "0");
@@ -52,15 +52,7 @@ export function formatUnscaled(unscaled: bigint, scale: number): string {
  * up to SAFE_DECIMAL_BYTES bytes (every numeric(p, s) with p ≤ 14) without bigint arithmetic.
  */
 export function bytesToDecimalText(bytes: Uint8Array, scale: number): string {
-  if (bytes.length === 0 || bytes.length > SAFE_DECIMAL_BYTES) return formatUnscaled(bytesToUnscaled(bytes), scale);
-  const value = smallBytesToNumber(bytes);
-  const negative = value < 0;
-  let digits = String(negative ? -value : value);
-  if (scale > 0) {
-    if (digits.length <= scale) digits = digits.padStart(scale + 1, "0");
-    digits = `${digits.slice(0, digits.length - scale)}.${digits.slice(digits.length - scale)}`;
-  }
-  return negative ? `-${digits}` : digits;
+  return formatUnscaled(bytes.length === 0 || bytes.length > SAFE_DECIMAL_BYTES ? bytesToUnscaled(bytes) : smallBytesToNumber(bytes), scale);
 }
 
 /**
@@ -73,7 +65,7 @@ export function decimalBytes(text: string, scale: number): Buffer {
 }
 
 /** The unscaled value of "-?digits[.digits]" at `scale` when it is exact in a double (at most 15 digits), else undefined. */
-function smallUnscaled(text: string, scale: number): number | undefined {
+export function smallUnscaled(text: string, scale: number): number | undefined {
   const negative = text.charCodeAt(0) === 45;
   let value = 0;
   let digits = 0;

@@ -7,6 +7,7 @@ import type { ColumnValue } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
 import { ValueRejected } from "./errors.ts";
 import { integerRange } from "./logical-type.ts";
+import { smallUnscaled } from "../../schema-registry/decimal.ts";
 import type { IntegerBits } from "./logical-type.ts";
 
 export function describeValue(value: ColumnValue | undefined): string {
@@ -88,12 +89,9 @@ export function parseExactDecimal(value: ColumnValue): ExactDecimal {
   return { negative: match[1] === "-" && (integer !== "" || fraction !== ""), integer, fraction };
 }
 
-/** Significant digits a double holds exactly (every integer below 10^15). */
-const EXACT_DOUBLE_DIGITS = 15;
-
 /**
  * The decimal scaled to `scale` as an integer (12.5 at scale 2 → 1250n); rejects lost digits or too many integer digits.
- * Plain text ("-12.50", as decoders give decimals) of at most EXACT_DOUBLE_DIGITS digits is read in double arithmetic.
+ * Plain text ("-12.50", as decoders give decimals) of at most 15 digits is read in double arithmetic.
  */
 export function scaledDecimal(value: ColumnValue, precision: number, scale: number): bigint {
   if (typeof value === "string") {
@@ -109,43 +107,9 @@ export function scaledDecimal(value: ColumnValue, precision: number, scale: numb
  * which the general reading handles or rejects.
  */
 function plainScaled(text: string, precision: number, scale: number): number | undefined {
-  if (scale < 0) return undefined;
-  const length = text.length;
-  let i = text.charCodeAt(0) === 45 ? 1 : 0;
-  const negative = i === 1;
-  let value = 0;
-  let integerDigits = 0;
-  let anyDigit = false;
-  for (; i < length; i++) {
-    const digit = text.charCodeAt(i) - 48;
-    if (digit < 0 || digit > 9) break;
-    anyDigit = true;
-    if (integerDigits === 0 && digit === 0) continue;
-    value = value * 10 + digit;
-    integerDigits++;
-  }
-  let fractionDigits = 0;
-  if (i < length) {
-    if (text.charCodeAt(i) !== 46) return undefined;
-    // Digits after the point up to the last non-zero one count; trailing zeros do not.
-    let pending = 0;
-    for (i++; i < length; i++) {
-      const digit = text.charCodeAt(i) - 48;
-      if (digit < 0 || digit > 9) return undefined;
-      anyDigit = true;
-      if (digit === 0) {
-        pending++;
-        continue;
-      }
-      if (fractionDigits + pending + 1 > scale) return undefined;
-      value = value * 10 ** (pending + 1) + digit;
-      fractionDigits += pending + 1;
-      pending = 0;
-    }
-  }
-  if (!anyDigit || integerDigits > precision - scale || integerDigits + scale > EXACT_DOUBLE_DIGITS) return undefined;
-  const unscaled = value * 10 ** (scale - fractionDigits);
-  return negative && unscaled !== 0 ? -unscaled : unscaled;
+  // Below 10^precision fits: with no integer digits allowed (precision < scale) the general reading decides.
+  const unscaled = precision < scale ? undefined : smallUnscaled(text, scale);
+  return unscaled === undefined || Math.abs(unscaled) >= 10 ** precision ? undefined : unscaled;
 }
 
 /**
