@@ -1,4 +1,6 @@
+import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import net from "node:net";
 import { kafka as kafkaService } from "../../test/services/ports.ts";
 import type { KafkaTopicsConfig } from "./kafka-client.ts";
 
@@ -42,3 +44,26 @@ export async function deleteKafkaDeployment(deployment: string): Promise<void> {
     await admin.disconnect();
   }
 }
+
+/**
+ * Runs `use` while watching every socket connected meanwhile, then `close` (which must end what `use`
+ * connected), and asserts that some socket was connected and that every one is closed (within 1 s).
+ */
+export async function assertConnectionsClosed(use: () => Promise<void>, close: () => Promise<void>, what: string): Promise<void> {
+  const sockets: net.Socket[] = [];
+  const connect = net.Socket.prototype.connect;
+  net.Socket.prototype.connect = function (this: net.Socket, ...args: unknown[]) {
+    sockets.push(this);
+    return (connect as (...a: unknown[]) => net.Socket).apply(this, args);
+  } as typeof connect;
+  try {
+    await use();
+  } finally {
+    net.Socket.prototype.connect = connect;
+    await close();
+  }
+  for (let i = 0; i < 50 && sockets.some((s) => !s.destroyed); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.ok(sockets.length > 0);
+  assert.deepEqual(sockets.filter((s) => !s.destroyed).map((s) => `${s.localPort} -> ${s.remotePort}`), [], `every connection ${what} made is closed`);
+}
+

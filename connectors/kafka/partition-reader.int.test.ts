@@ -1,6 +1,5 @@
 /** Reading partitions without a consumer group, against the real broker from test/services/. */
 import assert from "node:assert/strict";
-import net from "node:net";
 import { after, describe, test } from "node:test";
 import { CompressionTypes, Kafka } from "kafkajs";
 import { createLogger } from "../../runtime/logger.ts";
@@ -9,7 +8,7 @@ import { checkpointTopic } from "../topics/names.ts";
 import { createKafkaClient } from "./kafka-client.ts";
 import { KafkaTopicLog } from "./kafka-log.ts";
 import { PartitionReader } from "./partition-reader.ts";
-import { testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
+import { assertConnectionsClosed, testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
 
 const logger = createLogger("warn");
 const deployment = testDeployment("preader");
@@ -135,23 +134,16 @@ describe("PartitionReader", () => {
     await producer.send({ topic, acks: -1, messages: ["a", "b", "c"].map((value) => ({ value, partition: 0 })) });
     await producer.disconnect();
     // Every socket the reader's kafkajs cluster connects meanwhile.
-    const sockets: net.Socket[] = [];
-    const connect = net.Socket.prototype.connect;
-    net.Socket.prototype.connect = function (this: net.Socket, ...args: unknown[]) {
-      sockets.push(this);
-      return (connect as (...a: unknown[]) => net.Socket).apply(this, args);
-    } as typeof connect;
-    const reader = new PartitionReader({ kafka: createKafkaClient(testKafkaConfig(), logger), brokers: testKafkaConfig().brokers, fetchBytes: 2 ** 20, partitionFetchBytes: 2 ** 20 });
-    try {
-      const reads = await Promise.all([0, 1, 2].map(() => reader.read(topic, [{ partition: 0, start: 0n, end: 3n }])));
-      for (const read of reads) assert.deepEqual(read.map((r) => text(r.value)), ["a", "b", "c"]);
-    } finally {
-      net.Socket.prototype.connect = connect;
-      await reader.close();
-    }
-    for (let i = 0; i < 50 && sockets.some((s) => !s.destroyed); i++) await new Promise((resolve) => setTimeout(resolve, 20));
-    assert.ok(sockets.length > 0);
-    assert.deepEqual(sockets.filter((s) => !s.destroyed).map((s) => `${s.localPort} -> ${s.remotePort}`), [], "every connection the reads made is closed");
+    let reader: PartitionReader | undefined;
+    await assertConnectionsClosed(
+      async () => {
+        reader = new PartitionReader({ kafka: createKafkaClient(testKafkaConfig(), logger), brokers: testKafkaConfig().brokers, fetchBytes: 2 ** 20, partitionFetchBytes: 2 ** 20 });
+        const reads = await Promise.all([0, 1, 2].map(() => reader!.read(topic, [{ partition: 0, start: 0n, end: 3n }])));
+        for (const read of reads) assert.deepEqual(read.map((r) => text(r.value)), ["a", "b", "c"]);
+      },
+      async () => await reader?.close(),
+      "the reads",
+    );
   });
 
   test("a restart's reads of the internal topics (checkpoint, schema journal, topic identities) join no consumer group", async () => {

@@ -1,12 +1,11 @@
 /** A topic the Kafka log created is usable at once, against the real broker from test/services/. */
 import assert from "node:assert/strict";
-import net from "node:net";
 import { after, test } from "node:test";
 import { Kafka } from "kafkajs";
 import { createLogger } from "../../runtime/logger.ts";
 import { captureLeaseTopic, checkpointTopic, instancesTopic, registryTopic, topicIdsTopic } from "../topics/names.ts";
 import { KafkaTopicLog } from "./kafka-log.ts";
-import { testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
+import { assertConnectionsClosed, testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
 
 const logger = createLogger("warn");
 const deployment = testDeployment("tcreate");
@@ -159,19 +158,9 @@ test("a new data topic's identity is recorded while the topic is described, befo
 // made one, and the first stayed connected after close (the process did not exit).
 test("two announcements at once leave no connection open once the log is closed", async () => {
   const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger });
-  const sockets: net.Socket[] = [];
-  const connect = net.Socket.prototype.connect;
-  net.Socket.prototype.connect = function (this: net.Socket, ...args: unknown[]) {
-    sockets.push(this);
-    return (connect as (...a: unknown[]) => net.Socket).apply(this, args);
-  } as typeof connect;
-  try {
-    await Promise.all([log.announce("first", "{}"), log.announce("second", "{}")]);
-  } finally {
-    net.Socket.prototype.connect = connect;
-    await log.close();
-  }
-  for (let i = 0; i < 50 && sockets.some((s) => !s.destroyed); i++) await new Promise((resolve) => setTimeout(resolve, 20));
-  assert.ok(sockets.length > 0);
-  assert.deepEqual(sockets.filter((s) => !s.destroyed).map((s) => `${s.localPort} -> ${s.remotePort}`), [], "every connection the announcements made is closed");
+  await assertConnectionsClosed(
+    async () => void (await Promise.all([log.announce("first", "{}"), log.announce("second", "{}")])),
+    () => log.close(),
+    "the announcements",
+  );
 });
