@@ -14,7 +14,6 @@ import {
   bytesValue,
   checkedInteger,
   formatDate,
-  formatScaled,
   formatTimestamp,
   infinityOf,
   jsonText,
@@ -28,6 +27,7 @@ import {
 } from "../sinks/values.ts";
 import type { RowBinaryReader, RowBinaryWriter } from "./rowbinary.ts";
 import { sqlString } from "./tsv.ts";
+import { formatUnscaled } from "../../schema-registry/decimal.ts";
 import { decimalBytes } from "./types.ts";
 import type { Dialect } from "./types.ts";
 
@@ -246,7 +246,7 @@ export function readValue(reader: RowBinaryReader, type: LogicalType, nullable: 
       const bytes = decimalBytes(type);
       if (bytes === null) return reader.bytes().toString("utf8");
       const unscaled = bytes === 4 ? BigInt(reader.int32()) : bytes === 8 ? reader.int64() : reader.int128();
-      return formatScaled(unscaled, type.scale as number);
+      return formatUnscaled(unscaled, type.scale as number);
     }
     case "string":
     case "json":
@@ -304,7 +304,7 @@ export function keyLiteral(type: LogicalType, dialect: Dialect, value: ColumnVal
     }
     case "decimal": {
       const bytes = decimalBytes(type);
-      return sqlString(bytes === null ? plainDecimalText(value) : formatScaled(scaledDecimal(value, type.precision as number, type.scale as number), type.scale as number));
+      return sqlString(bytes === null ? plainDecimalText(value) : formatUnscaled(scaledDecimal(value, type.precision as number, type.scale as number), type.scale as number));
     }
     case "string":
       return sqlString(stringText(value));

@@ -7,8 +7,9 @@ import { isolateRejected } from "./isolate.ts";
 import { integerRange, joinTypes, logicalType } from "./logical-type.ts";
 import type { LogicalType } from "./logical-type.ts";
 import { renderTarget, tableFilter } from "./naming.ts";
+import { formatUnscaled } from "../../schema-registry/decimal.ts";
 import { tableSchema } from "./test-events.ts";
-import { checkedInteger, decimalText, formatDate, formatDuration, formatScaled, formatTime, formatTimestamp, generalScaledDecimal, parseExactDecimal, scaledDecimal, uuidText } from "./values.ts";
+import { checkedInteger, decimalText, formatDate, formatDuration, formatTime, formatTimestamp, generalScaledDecimal, parseExactDecimal, scaledDecimal, uuidText } from "./values.ts";
 
 describe("logicalType: PostgreSQL format_type() and MySQL column types", () => {
   const cases: [string, "postgres" | "mysql", LogicalType][] = [
@@ -155,7 +156,7 @@ describe("exact values", () => {
       for (const [precision, scale] of shapes) {
         const general = outcome(() => generalScaledDecimal(text, precision, scale));
         assert.deepEqual(outcome(() => scaledDecimal(text, precision, scale)), general, `${JSON.stringify(text)} as decimal(${precision},${scale})`);
-        const generalText = typeof general === "bigint" ? formatScaled(general, scale) : general;
+        const generalText = typeof general === "bigint" ? formatUnscaled(general, scale) : general;
         assert.deepEqual(outcome(() => decimalText(text, precision, scale)), generalText, `text of ${JSON.stringify(text)} as decimal(${precision},${scale})`);
       }
     }

@@ -7,7 +7,7 @@ import type { ColumnValue } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
 import { ValueRejected } from "./errors.ts";
 import { integerRange } from "./logical-type.ts";
-import { smallUnscaled } from "../../schema-registry/decimal.ts";
+import { formatUnscaled, smallUnscaled } from "../../schema-registry/decimal.ts";
 import type { IntegerBits } from "./logical-type.ts";
 
 export function describeValue(value: ColumnValue | undefined): string {
@@ -118,10 +118,10 @@ function plainScaled(text: string, precision: number, scale: number): number | u
  */
 export function decimalText(value: ColumnValue, precision: number, scale: number): string {
   if (typeof value === "string" && isScaledText(value, precision, scale)) return value;
-  return formatScaled(scaledDecimal(value, precision, scale), scale);
+  return formatUnscaled(scaledDecimal(value, precision, scale), scale);
 }
 
-/** Whether `text` is what formatScaled writes for a value that fits `precision` and `scale`. */
+/** Whether `text` is what formatUnscaled writes for a value that fits `precision` and `scale`. */
 function isScaledText(text: string, precision: number, scale: number): boolean {
   if (scale < 0) return false;
   const length = text.length;
@@ -143,7 +143,7 @@ function isScaledText(text: string, precision: number, scale: number): boolean {
       if (code !== 48) nonZero = true;
     }
   } else if (i !== length) return false;
-  // formatScaled writes zero without a sign.
+  // formatUnscaled writes zero without a sign.
   return !negative || nonZero;
 }
 
@@ -158,13 +158,6 @@ export function generalScaledDecimal(value: ColumnValue, precision: number, scal
   if (d.integer.length > precision - scale) throw new ValueRejected(`${describeValue(value)} does not fit decimal(${precision},${scale})`);
   const unscaled = BigInt(`${d.integer}${d.fraction.padEnd(scale, "0")}` || "0");
   return d.negative ? -unscaled : unscaled;
-}
-
-export function formatScaled(unscaled: bigint, scale: number): string {
-  const negative = unscaled < 0n;
-  const digits = (negative ? -unscaled : unscaled).toString().padStart(scale + 1, "0");
-  const text = scale === 0 ? digits : `${digits.slice(0, -scale)}.${digits.slice(-scale)}`;
-  return negative ? `-${text}` : text;
 }
 
 /** A decimal's text as given when it is a valid decimal (exact, any scale); NaN/±Infinity kept as words. */
