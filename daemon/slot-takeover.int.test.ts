@@ -24,9 +24,19 @@ import { postgres } from "../test/services/ports.ts";
 import { PrivatePostgres } from "../test/services/private-postgres.ts";
 import { createLogger } from "../runtime/logger.ts";
 import type { RunSelection } from "./roles.ts";
-import { SlotTakeover, takeOverSlots } from "./slot-takeover.ts";
+import { SlotTakeover } from "./slot-takeover.ts";
 
 const PG_RECVLOGICAL = process.env["SLUICE_PG_BIN"] ? `${process.env["SLUICE_PG_BIN"]}/pg_recvlogical` : "/usr/lib/postgresql/15/bin/pg_recvlogical";
+/** A whole takeover as a term makes it: begin, take, close. */
+async function takeOverSlots(config: SluiceConfig, selection: RunSelection): Promise<void> {
+  const takeover = SlotTakeover.begin(config, selection, createLogger("silent"));
+  try {
+    await takeover.take(new AbortController().signal);
+  } finally {
+    await takeover.close();
+  }
+}
+
 const readers: ChildProcess[] = [];
 const slots: string[] = [];
 let admin: pg.Client | null = null;
@@ -84,7 +94,7 @@ test("the takeover ends the walsender holding the source's slot and leaves other
   const otherPid = await waitActive(other);
 
   const selection: RunSelection = { sources: [source.name], sinks: [], roles: ["capture"] };
-  await takeOverSlots({ sources: [source] } as unknown as SluiceConfig, selection, createLogger("silent"), new AbortController().signal);
+  await takeOverSlots({ sources: [source] } as unknown as SluiceConfig, selection);
 
   for (let i = 0; i < 50 && (await activePid(own)) === ownPid; i++) await new Promise((resolve) => setTimeout(resolve, 100));
   assert.notEqual(await activePid(own), ownPid, "the walsender holding the source's slot was ended");
@@ -159,7 +169,7 @@ test("a frozen former leader's walsender, blocked writing to its full socket, gi
   assert.equal(await waitEvent(), "WalSenderWriteData", "the walsender waits for its frozen client");
 
   const selection: RunSelection = { sources: [source.name], sinks: [], roles: ["capture"] };
-  await takeOverSlots({ sources: [source] } as unknown as SluiceConfig, selection, createLogger("silent"), new AbortController().signal);
+  await takeOverSlots({ sources: [source] } as unknown as SluiceConfig, selection);
 
   assert.equal(await activePid(slot, db), null, "the slot is free when the takeover returns");
   assert.equal((await db.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", [walsender])).rowCount, 0, "the walsender has exited");

@@ -37,15 +37,6 @@ const TIMING: TakeoverTiming = { resignalMs: 1_000, waitMs: 60_000 };
 /** How often the slot is looked at between signals. */
 const POLL_MS = 100;
 
-export async function takeOverSlots(config: SluiceConfig, selection: RunSelection, logger: Logger, signal: AbortSignal, timing: TakeoverTiming = TIMING): Promise<void> {
-  const takeover = SlotTakeover.begin(config, selection, logger);
-  try {
-    await takeover.take(signal, timing);
-  } finally {
-    await takeover.close();
-  }
-}
-
 interface SlotConnection {
   readonly source: PostgresSourceConfig;
   readonly slot: string;
