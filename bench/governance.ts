@@ -1,5 +1,5 @@
 /**
- * Cost of governance at capture: the real daemon (`sluice run`, capture only, embedded log) drains
+ * Cost of governance at capture: the real daemon (`sluice run`, capture only, embedded log or `--topics kafka`) drains
  * the same PostgreSQL backlog twice per round — once without governance, once with two personal
  * columns encrypted per data subject (AES-256-GCM, subject `account`: 1,000 subjects; `--hash`:
  * the two columns hashed with HMAC-SHA-256 instead) and three data checks on the table (not_null,
@@ -10,7 +10,10 @@
  *
  *   node bench/governance.ts [--changes 60000] [--tx 1000] [--rounds 2] [--hash | --checks-only] [--profile DIR]
  *                            [--threads] [--before DIR] [--memory SIZE] [--read-ahead SIZE] [--node-options OPTS] [--keep-logs DIR]
+ *                            [--topics embedded|kafka]
  *
+ * --topics kafka: capture publishes to the test services' Kafka broker (acks=all, transactions; the subjects'
+ *   keys in its compacted key topic) instead of the embedded log (the default); the broker's CPU is not counted.
  * --profile DIR: the daemons run with --cpu-prof and write their CPU profiles into DIR/plain and DIR/governed.
  * --checks-only: `governed` has the three checks and no personal or hashed column.
  * --threads: also the CPU of each of the daemon's threads by name (main, seal workers, V8Worker: the
@@ -31,7 +34,8 @@ import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type pg from "pg";
-import { killAllDaemons, metricValue, pgClient, pgSourceConfig, randomName, removeDir, sleep, SluiceDaemon, tempDir } from "../test/e2e/helpers.ts";
+import { deleteKafkaDeployment, killAllDaemons, metricValue, pgClient, pgSourceConfig, randomName, removeDir, sleep, SluiceDaemon, tempDir } from "../test/e2e/helpers.ts";
+import { kafka } from "../test/services/ports.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -48,6 +52,7 @@ const { values: args } = parseArgs({
     "read-ahead": { type: "string" },
     before: { type: "string" },
     "warm-up": { type: "string" },
+    topics: { type: "string", default: "embedded" },
   },
 });
 const INSERTS = Math.round((Number(args.changes) * 2) / 3);
@@ -60,6 +65,8 @@ type Reader = "plain" | "governed" | "plain@before" | "governed@before";
 /** `--before DIR`: the same drains also by another checkout's daemon (DIR/daemon/sluice.js), alternating with this one's. */
 const READERS: Reader[] = args.before === undefined ? ["plain", "governed"] : ["plain", "governed", "plain@before", "governed@before"];
 const isGoverned = (reader: Reader) => reader.startsWith("governed");
+if (args.topics !== "embedded" && args.topics !== "kafka") throw new Error(`--topics: embedded or kafka, not ${args.topics}`);
+const ON_KAFKA = args.topics === "kafka";
 
 const schema = randomName("bench_gov");
 const publication = randomName("bench_gov_pub");
@@ -186,7 +193,7 @@ async function drain(reader: Reader, round: number, client: pg.Client): Promise<
           ...(isGoverned(reader) ? { governance: GOVERNANCE } : {}),
         }),
       ],
-      topics: { kind: "embedded", path: join(dir, `${deployment}.db`) },
+      topics: ON_KAFKA ? { kind: "kafka", brokers: [...kafka.brokers], transactions: true } : { kind: "embedded", path: join(dir, `${deployment}.db`) },
       ...(isGoverned(reader) && !args.hash && !args["checks-only"] ? { personal_data: { master_key_file: join(dir, "master.key") } } : {}),
       // info: the "capturing" line opens the window.
       logging: { level: "info" },
@@ -254,6 +261,7 @@ async function drain(reader: Reader, round: number, client: pg.Client): Promise<
     }
   } finally {
     await daemon.stop();
+    if (ON_KAFKA) await deleteKafkaDeployment(deployment).catch((e: unknown) => log(`cleanup: ${String(e)}`));
     if (args["keep-logs"] !== undefined) copyFileSync(daemon.logFile, join(args["keep-logs"], `${reader}-${round}.log`));
   }
 }
