@@ -40,7 +40,7 @@ export interface CapturedTable {
   readonly keySource: KeySource;
   /** The key is a primary key or unique index: snapshot chunks can page by it. */
   readonly uniqueKey: boolean;
-  /** Column names, type OIDs and modifiers: equal signatures need no new schema. */
+  /** Column names, type OIDs and modifiers, and the replica identity's columns: equal signatures need no new schema. */
   readonly signature: string;
   readonly rowFilter: string | null;
 }
@@ -60,8 +60,33 @@ interface ColumnSpec {
   readonly typeModifier: number;
 }
 
-function signatureOf(schema: string, table: string, columns: readonly ColumnSpec[]): string {
-  return JSON.stringify([schema, table, columns.map((c) => [c.name, c.typeOid, c.typeModifier])]);
+/**
+ * `identity`: the columns of the replica identity (what pgoutput flags as key in a Relation message):
+ * a primary key or identity index changed without a column change must give a new schema, or the
+ * sinks would go on keying rows by the old key and fold rows the new one tells apart into one.
+ */
+function signatureOf(schema: string, table: string, columns: readonly ColumnSpec[], identity: readonly string[]): string {
+  return JSON.stringify([schema, table, columns.map((c) => [c.name, c.typeOid, c.typeModifier]), identity]);
+}
+
+/** Same columns, replica identity and key: no new schema. */
+function sameShape(a: CapturedTable, b: CapturedTable): boolean {
+  return a.signature === b.signature && a.schema.key.length === b.schema.key.length && a.schema.key.every((name, i) => b.schema.key[i] === name);
+}
+
+/** The columns pgoutput flags as the replica identity, as the catalog says they are now (relreplident and its index). */
+function catalogIdentity(info: RelationInfo | null, byNumber: ReadonlyMap<number, string>, names: readonly string[]): string[] {
+  const columns = (numbers: readonly number[] | null) => (numbers ?? []).map((n) => byNumber.get(n)).filter((name): name is string => name !== undefined && names.includes(name));
+  switch (info?.replicaIdentity) {
+    case "f":
+      return [...names];
+    case "i":
+      return columns(info.identityIndex);
+    case "d":
+      return columns(info.primaryKey);
+    default:
+      return [];
+  }
 }
 
 export class CapturedTables {
@@ -123,12 +148,19 @@ export class CapturedTables {
       this.byRelid.set(message.relationId, null);
       return null;
     }
-    const signature = signatureOf(message.namespace, message.name, message.columns);
+    const signature = signatureOf(
+      message.namespace,
+      message.name,
+      message.columns,
+      message.columns.filter((c) => c.isKey).map((c) => c.name),
+    );
     const known = this.byRelid.get(message.relationId);
-    if (known != null && known.signature === signature) return known;
+    // With REPLICA IDENTITY FULL every column is flagged, so only the catalog tells a changed primary key.
+    if (known != null && known.signature === signature && message.replicaIdentity !== "f") return known;
     const info = await relationInfo(db, message.relationId);
     const attrs = info === null ? [] : await attributes(db, message.relationId);
     const table = await this.build(db, message.relationId, info, attrs, message.columns, message.namespace, message.name, known?.rowFilter ?? null, message);
+    if (known != null && sameShape(known, table)) return known;
     if (known != null) {
       this.options.logger.info(
         { table: `${message.namespace}.${message.name}`, columns: table.schema.columns.map((c) => `${c.name} ${c.dbType}`) },
@@ -141,7 +173,7 @@ export class CapturedTables {
 
   private remember(table: CapturedTable): void {
     const known = this.byRelid.get(table.relid);
-    this.byRelid.set(table.relid, known != null && known.signature === table.signature ? known : table);
+    this.byRelid.set(table.relid, known != null && sameShape(known, table) ? known : table);
   }
 
   private async build(
@@ -199,7 +231,7 @@ export class CapturedTables {
       keyIndexes: key.names.map((name) => names.indexOf(name)),
       keySource: key.source,
       uniqueKey: key.source === "primary key" || key.source === "replica identity index",
-      signature: signatureOf(schemaName, tableName, specs),
+      signature: signatureOf(schemaName, tableName, specs, message === undefined ? catalogIdentity(info, byNumber, names) : message.columns.filter((c) => c.isKey).map((c) => c.name)),
       rowFilter,
     };
   }
@@ -220,14 +252,20 @@ export class CapturedTables {
     };
     const primaryKey = fromAttnums(info?.primaryKey ?? null);
     const identity = fromAttnums(info?.identityIndex ?? null);
+    // A Relation message flags the replica identity as of the WAL being decoded, while the catalog may already
+    // be past a later key change: the flags decide, in the catalog's key order when the columns are the same.
+    if (message !== undefined && (message.replicaIdentity === "d" || message.replicaIdentity === "i")) {
+      const flagged = message.columns.filter((c) => c.isKey).map((c) => c.name);
+      if (flagged.length > 0) {
+        const catalogKey = message.replicaIdentity === "i" ? identity : primaryKey;
+        const sameColumns = catalogKey !== null && catalogKey.length === flagged.length && catalogKey.every((name) => flagged.includes(name));
+        return { names: sameColumns ? catalogKey : flagged, source: message.replicaIdentity === "i" ? "replica identity index" : "primary key" };
+      }
+    }
     // With REPLICA IDENTITY USING INDEX, deletes carry only that index's columns: key by it.
     if (identity !== null && info?.replicaIdentity === "i") return { names: identity, source: "replica identity index" };
     if (primaryKey !== null) return { names: primaryKey, source: "primary key" };
     if (identity !== null) return { names: identity, source: "replica identity index" };
-    if (info === null && message !== undefined && message.replicaIdentity !== "f") {
-      const flagged = message.columns.filter((c) => c.isKey).map((c) => c.name);
-      if (flagged.length > 0) return { names: flagged, source: "replica identity index" };
-    }
     const configured = this.options.keyColumns[qualified];
     if (configured !== undefined) {
       const unknown = configured.filter((name) => !names.includes(name));

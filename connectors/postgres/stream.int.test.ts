@@ -35,6 +35,9 @@ before(async () => {
   await admin.query(`CREATE TABLE ${q("measurements_2024")} PARTITION OF ${q("measurements")} FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')`);
   await admin.query(`CREATE TABLE ${q("measurements_2025")} PARTITION OF ${q("measurements")} FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`);
   await admin.query(`CREATE TABLE ${q("bulk")} (id int PRIMARY KEY, v text)`);
+  await admin.query(`CREATE TABLE ${q("rekeyed")} (id int PRIMARY KEY, v int NOT NULL, w text)`);
+  await admin.query(`CREATE TABLE ${q("rekeyed_full")} (id int PRIMARY KEY, v int NOT NULL, w text)`);
+  await admin.query(`ALTER TABLE ${q("rekeyed_full")} REPLICA IDENTITY FULL`);
   source = newSource(config, { maxBatchEvents: 7 });
   await source.connect(null, AbortSignal.timeout(30_000));
 });
@@ -135,6 +138,40 @@ test("a new column gives the next event a new schema", async () => {
   assert.deepEqual(after.schema.columns.map((c) => [c.name, c.dbType, c.nullable, c.default]).at(-1), ["price", "numeric(8,2)", false, "0"]);
   assert.deepEqual(after.after, { id: 21, name: "after ddl", big: null, price: "9.50" });
   assert.notEqual(before.schema, after.schema);
+});
+
+test("a primary key changed without a column change gives the next event the new key", async () => {
+  const events = await capture(
+    [
+      `INSERT INTO ${q("rekeyed")} VALUES (1, 1, 'before')`,
+      `ALTER TABLE ${q("rekeyed")} DROP CONSTRAINT rekeyed_pkey, ADD PRIMARY KEY (id, v)`,
+      `INSERT INTO ${q("rekeyed")} VALUES (1, 2, 'same id, another v')`,
+    ],
+    (events) => events.some((e) => e.source.table === "rekeyed" && e.after?.["v"] === 2),
+  );
+  const [before, after] = events.filter((e) => e.source.table === "rekeyed");
+  assert.deepEqual(before!.schema.key, ["id"]);
+  assert.deepEqual(before!.key, { id: 1 });
+  // Keyed by id alone, the sinks would fold this row into the first one.
+  assert.deepEqual(after!.schema.key, ["id", "v"]);
+  assert.deepEqual(after!.key, { id: 1, v: 2 });
+  assert.deepEqual(after!.schema.columns.map((c) => c.name), ["id", "v", "w"]);
+});
+
+test("with REPLICA IDENTITY FULL too, a changed primary key gives the next event the new key", async () => {
+  // The first change is read (its Relation message taken in) before the key changes.
+  const first = await capture([`INSERT INTO ${q("rekeyed_full")} VALUES (1, 1, 'before')`], (events) => events.some((e) => e.source.table === "rekeyed_full"));
+  assert.deepEqual(first.find((e) => e.source.table === "rekeyed_full")!.schema.key, ["id"]);
+  const events = await capture(
+    [
+      `ALTER TABLE ${q("rekeyed_full")} DROP CONSTRAINT rekeyed_full_pkey, ADD PRIMARY KEY (id, v)`,
+      `INSERT INTO ${q("rekeyed_full")} VALUES (1, 2, 'same id, another v')`,
+    ],
+    (events) => events.some((e) => e.source.table === "rekeyed_full"),
+  );
+  const after = events.find((e) => e.source.table === "rekeyed_full")!;
+  assert.deepEqual(after.schema.key, ["id", "v"]);
+  assert.deepEqual(after.key, { id: 1, v: 2 });
 });
 
 test("partitioned tables arrive under the root's name; keys without a primary key", async () => {
