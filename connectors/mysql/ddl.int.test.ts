@@ -28,6 +28,24 @@ describe("MySQL source: DDL and schema history", () => {
     await admin.end();
   });
 
+  it("gives the events after a primary key change the new key", async () => {
+    await admin.query("CREATE TABLE rekeyed (id INT PRIMARY KEY, v INT NOT NULL, w VARCHAR(20))");
+    const source = newSource(sourceConfig({ tables: [`${database}.rekeyed`], snapshot: { mode: "never", parallelism: 1, chunk_rows: 100 } }), { schemaHistory: new MemorySchemaHistoryStore() });
+    await source.connect(null, AbortSignal.timeout(30_000));
+    try {
+      await admin.query("INSERT INTO rekeyed VALUES (1, 1, 'before')");
+      await admin.query("ALTER TABLE rekeyed DROP PRIMARY KEY, ADD PRIMARY KEY (id, v)");
+      await admin.query("INSERT INTO rekeyed VALUES (1, 2, 'same id, another v')");
+      await admin.query("ALTER TABLE rekeyed DROP PRIMARY KEY, ADD PRIMARY KEY (v)");
+      await admin.query("INSERT INTO rekeyed VALUES (2, 3, 'keyed by v')");
+      const { events } = await readUntil(source, (c) => c.events.length >= 3);
+      assert.deepEqual(events.map((e) => e.schema.key), [["id"], ["id", "v"], ["v"]]);
+      assert.deepEqual(events.map((e) => e.key), [{ id: 1 }, { id: 1, v: 2 }, { v: 3 }]);
+    } finally {
+      await source.close();
+    }
+  });
+
   it("gives the events after a DDL the new schema: add, drop, modify, change and rename", async () => {
     await admin.query("CREATE TABLE t (id INT PRIMARY KEY, a VARCHAR(10), b INT)");
     const history = new MemorySchemaHistoryStore();
