@@ -245,6 +245,46 @@ test("a table added to the config later joins the publication Sluice owns and is
   }
 });
 
+test("a table created while capture streams joins the publication and is backfilled online, without a restart", async () => {
+  const created = randomName("created");
+  await admin.query(`CREATE SCHEMA "${created}"`);
+  const c = sourceConfig({ tables: [`${created}.*`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 700 }, heartbeat_interval: 500 });
+  configs.push(c);
+  const opened: PostgresSource[] = [];
+  const pumps: Pump[] = [];
+  try {
+    await admin.query(`CREATE TABLE "${created}".first (id int PRIMARY KEY, v int NOT NULL, note text)`);
+    await admin.query(`INSERT INTO "${created}".first VALUES (1, 1, 'one')`);
+    const source = newSource(c, { tableDiscoveryMs: 300 });
+    opened.push(source);
+    await source.connect(null, AbortSignal.timeout(30_000));
+    const fold = new Fold("later");
+    const state = pump(source, [fold]);
+    pumps.push(state);
+    await waitFor("the initial snapshot", () => state.checkpoint !== null && state.checkpoint.position.resume === undefined);
+
+    // A migration while Sluice streams: a table with rows (CREATE TABLE AS, whose rows are not decoded), its key, then more changes.
+    await admin.query(`CREATE TABLE "${created}".later AS SELECT i AS id, i AS v, 'n' || i AS note FROM generate_series(1, 3000) i`);
+    await admin.query(`ALTER TABLE "${created}".later ADD PRIMARY KEY (id)`);
+    await waitFor(
+      "the new table in the publication",
+      async () => (await admin.query(`SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND tablename = 'later'`, [c.publication])).rowCount === 1,
+      30_000,
+    );
+    await admin.query(`UPDATE "${created}".later SET v = -v WHERE id % 7 = 0`);
+    await admin.query(`INSERT INTO "${created}".later VALUES (3001, 3001, 'after')`);
+    await waitFor("the backfill to finish", () => fold.visible().size >= 3001 && noTasks(state), 120_000);
+    await caughtUp(state);
+    const rows = await admin.query<{ id: string; v: string }>(`SELECT id, v FROM "${created}".later ORDER BY id`);
+    const visible = fold.visible();
+    assert.equal(visible.size, rows.rows.length);
+    assert.ok(rows.rows.every((r) => visible.get(r.id)?.["v"] === Number(r.v)), "every row of the new table, with its latest value");
+  } finally {
+    await stopPumps(pumps, opened);
+    await admin.query(`DROP SCHEMA "${created}" CASCADE`);
+  }
+});
+
 test("a table without a unique key, a table the source does not capture and a bad condition are refused with what to do", async () => {
   const source = newSource(config());
   await source.connect(null, AbortSignal.timeout(30_000));

@@ -19,6 +19,7 @@ import type { PublishedTable, ServerInfo, SlotLag, TableRef } from "./catalog.ts
 import { clientConfig, quoteIdent } from "./connection-settings.ts";
 import { checkPrivileges } from "./privileges.ts";
 import { Heartbeat } from "./heartbeat.ts";
+import { TableDiscovery } from "./table-discovery.ts";
 import { readMovedRow, TRANSACTION_VISIBLE_SQL } from "./moved-row.ts";
 import { formatLsn } from "./lsn.ts";
 import { toSluiceError } from "./pg-errors.ts";
@@ -66,6 +67,8 @@ export interface PostgresSourceOptions {
   readonly statusIntervalMs?: number;
   /** Called as the snapshot progresses (after every chunk): for metrics and a terminal display. */
   readonly onSnapshotProgress?: (progress: readonly TableSnapshotProgress[]) => void;
+  /** How often the catalog is looked at for new tables while streaming (default 10 s). */
+  readonly tableDiscoveryMs?: number;
 }
 
 /** A batch of the PostgreSQL source: the transaction markers ride along for the transaction topic. */
@@ -116,6 +119,8 @@ interface StreamState extends OpenedStream<PostgresSourceBatch> {
  * WAL without captured changes, so the slot does not pin WAL that only other tables wrote.
  */
 const KEEPALIVE_PROGRESS_MS = 10_000;
+/** How often the catalog is looked at for new tables matching `tables` while capture streams. */
+const TABLE_DISCOVERY_MS = 10_000;
 /**
  * Events per stream batch while more is read: small, so capture encodes them while young and they
  * die in the young generation. Measured: batches of 512 were promoted as much as of 4,096, of 64 half.
@@ -136,6 +141,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private slotLagQuery: Promise<SlotLag | null> | null = null;
   private server: ServerInfo | null = null;
   private captured: CapturedTables | null = null;
+  /** The tables matching the config at the last set-up, and the matcher: new ones are looked for while streaming. */
+  private matching: { readonly matches: Inspection["matches"]; readonly tables: readonly TableRef[] } | null = null;
   private pendingStream: StreamStart | null = null;
   /** prepare()'s catalog reads, until a connect takes them up. */
   private inspecting: Promise<Inspection> | null = null;
@@ -254,6 +261,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const { catalog, server, types, matches, tables } = inspection;
     this.catalog = catalog;
     this.server = server;
+    this.matching = { matches, tables };
     signal.throwIfAborted();
     if (tables.length === 0) {
       throw new SluiceError(`no table of database "${server.database}" matches ${config.tables.join(", ")}`, { code: "PG_NO_TABLES", context });
@@ -408,6 +416,14 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       context: this.context,
     });
     const heartbeat = new Heartbeat(catalog, this.config.heartbeat_interval, this.names.slot, this.logger);
+    const matching = this.matching!;
+    const discovery = new TableDiscovery({
+      intervalMs: this.options.tableDiscoveryMs ?? TABLE_DISCOVERY_MS,
+      list: () => listTables(catalog, matching.matches),
+      known: matching.tables,
+      add: (tables) => this.takeUpNewTables(tables),
+      logger: this.logger,
+    });
     return {
       stream,
       buffer,
@@ -415,6 +431,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       start: async () => {
         await stream.start();
         heartbeat.start();
+        discovery.start();
       },
       next: async (signal) => {
         const batch = await batcher.next(signal, run.open);
@@ -431,6 +448,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       },
       stop: async () => {
         heartbeat.stop();
+        await discovery.stop();
         await stream.stop();
       },
     };
@@ -532,6 +550,17 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       "the initial snapshot did not finish: resuming it on the same slot, the tables left read online (docs/snapshots.md)",
     );
     return null;
+  }
+
+  /**
+   * Tables created while streaming (TableDiscovery): added to the publication as at start (or already in a FOR
+   * ALL TABLES one), then backfilled; changes committed after the ALTER PUBLICATION are streamed.
+   */
+  private async takeUpNewTables(tables: readonly TableRef[]): Promise<void> {
+    const catalog = this.catalog!;
+    const publication = await publicationInfo(catalog, this.names.publication);
+    const added = publication?.allTables ? tables : await ensurePublication(catalog, this.config, this.names, tables, this.server?.version ?? 0, this.logger, this.context);
+    await this.backfill(added);
   }
 
   /** Tables just added to the publication: their rows predate their capture, an online snapshot reads them. */

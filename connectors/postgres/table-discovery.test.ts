@@ -1,0 +1,59 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import pino from "pino";
+import type { TableRef } from "./catalog.ts";
+import { TableDiscovery } from "./table-discovery.ts";
+
+const table = (name: string): TableRef => ({ relid: 0, schema: "app", table: name, kind: "r", estimatedRows: -1 });
+
+test("a new table is handed on once; one whose take-up failed is tried again at the next look", async () => {
+  let listed = [table("orders")];
+  const handed: string[][] = [];
+  let failNext = false;
+  const discovery = new TableDiscovery({
+    intervalMs: 0,
+    list: async () => listed,
+    known: [table("orders")],
+    add: async (tables) => {
+      if (failNext) {
+        failNext = false;
+        throw new Error("publication busy");
+      }
+      handed.push(tables.map((t) => t.table));
+    },
+    logger: pino({ level: "silent" }),
+  });
+  await discovery.look();
+  assert.deepEqual(handed, [], "known tables are not handed on");
+  listed = [table("orders"), table("refunds")];
+  failNext = true;
+  await discovery.look();
+  assert.deepEqual(handed, []);
+  await discovery.look();
+  assert.deepEqual(handed, [["refunds"]]);
+  await discovery.look();
+  assert.deepEqual(handed, [["refunds"]], "handed on once");
+});
+
+test("looks do not overlap", async () => {
+  let lists = 0;
+  let release = (): void => undefined;
+  const discovery = new TableDiscovery({
+    intervalMs: 0,
+    list: async () => {
+      lists++;
+      await new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      return [];
+    },
+    known: [],
+    add: async () => undefined,
+    logger: pino({ level: "silent" }),
+  });
+  const first = discovery.look();
+  const second = discovery.look();
+  release();
+  await Promise.all([first, second]);
+  assert.equal(lists, 1);
+});

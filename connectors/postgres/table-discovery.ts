@@ -1,0 +1,72 @@
+/**
+ * Tables created while capture runs: a migration adds a table matching the source's `tables`, and
+ * without a look at the catalog it would be captured only from the next start (it is not in the
+ * publication), its dashboards empty meanwhile with nothing reported. Every interval the matching
+ * tables are listed; each one not seen before is handed to `add` once (the source adds it to the
+ * publication and backfills its rows with an online snapshot), in the order the catalog lists them.
+ */
+import type { Logger } from "pino";
+import type { TableRef } from "./catalog.ts";
+
+export interface TableDiscoveryOptions {
+  readonly intervalMs: number;
+  /** The tables matching the source's config now. */
+  readonly list: () => Promise<readonly TableRef[]>;
+  /** Tables known at start (already captured, or already reported). */
+  readonly known: readonly TableRef[];
+  /** Takes up tables seen for the first time; a rejection is logged and they are tried again at the next look. */
+  readonly add: (tables: readonly TableRef[]) => Promise<void>;
+  readonly logger: Logger;
+}
+
+const nameOf = (table: TableRef) => `${table.schema}.${table.table}`;
+
+export class TableDiscovery {
+  private readonly options: TableDiscoveryOptions;
+  private readonly known: Set<string>;
+  private timer: NodeJS.Timeout | null = null;
+  private looking: Promise<void> | null = null;
+  private failures = 0;
+
+  constructor(options: TableDiscoveryOptions) {
+    this.options = options;
+    this.known = new Set(options.known.map(nameOf));
+  }
+
+  start(): void {
+    if (this.options.intervalMs <= 0 || this.timer !== null) return;
+    this.timer = setInterval(() => void this.look(), this.options.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Stops looking; resolves once a look in progress is done (the source then closes the connection it uses). */
+  async stop(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    await this.looking;
+  }
+
+  /** One look at the catalog (also what the timer runs); a look already in progress is not started twice. */
+  look(): Promise<void> {
+    this.looking ??= this.lookOnce().finally(() => {
+      this.looking = null;
+    });
+    return this.looking;
+  }
+
+  private async lookOnce(): Promise<void> {
+    try {
+      const fresh = (await this.options.list()).filter((table) => !this.known.has(nameOf(table)));
+      if (fresh.length > 0) {
+        this.options.logger.info({ tables: fresh.map(nameOf) }, "new tables match the source's tables: capturing them from now on and reading their rows");
+        await this.options.add(fresh);
+        for (const table of fresh) this.known.add(nameOf(table));
+      }
+      if (this.failures > 0) this.options.logger.info({ failures: this.failures }, "looking for new tables works again");
+      this.failures = 0;
+    } catch (error) {
+      // One warning per run of failures: a lost connection is reported by the stream.
+      if (this.failures++ === 0) this.options.logger.warn({ err: (error as Error).message }, "could not look for new tables; trying again");
+    }
+  }
+}
