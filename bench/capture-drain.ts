@@ -47,6 +47,7 @@ const { values: args } = parseArgs({
     readers: { type: "string", default: "embedded,kafka,devnull,pipe" },
     profile: { type: "string" },
     baseline: { type: "string" },
+    compression: { type: "string" },
   },
 });
 const INSERTS = Math.round((Number(args.changes) * 2) / 3);
@@ -77,6 +78,21 @@ interface Result {
   /** Sluice only, per 100k changes over the timed interval: the main thread's CPU, V8's helper threads' (collector), the other threads'; collections counted by kind (prom-client's gc histogram) and their seconds. */
   readonly threads?: { readonly main: number; readonly v8: number; readonly other: number };
   readonly gc?: { readonly minor: number; readonly major: number; readonly seconds: number };
+  /** Sluice → Kafka only: the broker's CPU-seconds per 100k changes over the timed interval (the broker is shared: meaningful when nothing else uses it). */
+  readonly brokerCpuSeconds?: number;
+}
+
+/** The local Kafka broker's process (the test services' `kafka.Kafka`), or null when it runs elsewhere. */
+function kafkaBrokerPid(): number | null {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").includes("kafka.Kafka")) return Number(entry);
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return null;
 }
 
 const slotName = (reader: Reader, round: number) => `${schema}_${reader.replace("-", "_")}_${round}`;
@@ -138,7 +154,7 @@ function gcOf(metrics: string): { minor: number; major: number; seconds: number 
 async function sluice(reader: "embedded" | "kafka" | "embedded-base" | "kafka-base", round: number): Promise<Result> {
   const source = randomName("src");
   const deployment = randomName("bench_drain");
-  const topics = reader.startsWith("embedded") ? { kind: "embedded", path: join(dir, `${deployment}.db`) } : { kind: "kafka", brokers: [...kafka.brokers], transactions: true };
+  const topics = reader.startsWith("embedded") ? { kind: "embedded", path: join(dir, `${deployment}.db`) } : { kind: "kafka", brokers: [...kafka.brokers], transactions: true, ...(args.compression === undefined ? {} : { compression: args.compression }) };
   const load = loadavg()[0]!;
   const launched = performance.now();
   const daemon = await SluiceDaemon.start(dir, {
@@ -152,9 +168,10 @@ async function sluice(reader: "embedded" | "kafka" | "embedded-base" | "kafka-ba
   });
   try {
     const pid = daemon.child.pid!;
-    type Sample = { at: number; captured: number; cpu: number; threads: ReturnType<typeof threadCpuOf>; gc: ReturnType<typeof gcOf> };
+    const broker = reader.startsWith("kafka") ? kafkaBrokerPid() : null;
+    type Sample = { at: number; captured: number; cpu: number; brokerCpu: number; threads: ReturnType<typeof threadCpuOf>; gc: ReturnType<typeof gcOf> };
     let first: Sample | null = null;
-    let beforeFirst: Sample = { at: launched, captured: 0, cpu: 0, threads: { main: 0, v8: 0, other: 0 }, gc: { minor: 0, major: 0, seconds: 0 } };
+    let beforeFirst: Sample = { at: launched, captured: 0, cpu: 0, brokerCpu: broker === null ? 0 : cpuOf(broker), threads: { main: 0, v8: 0, other: 0 }, gc: { minor: 0, major: 0, seconds: 0 } };
     const deadline = performance.now() + 30 * 60_000;
     for (;;) {
       if (performance.now() > deadline) throw new Error(`${reader}: not drained within 30 min\n${daemon.logTail()}`);
@@ -169,7 +186,7 @@ async function sluice(reader: "embedded" | "kafka" | "embedded-base" | "kafka-ba
       const captured = metricValue(metrics, "sluice_changes_captured_total");
       const at = performance.now();
       const cpu = cpuOf(pid);
-      const sample = { at, captured, cpu, threads: threadCpuOf(pid), gc: gcOf(metrics) };
+      const sample = { at, captured, cpu, brokerCpu: broker === null ? 0 : cpuOf(broker), threads: threadCpuOf(pid), gc: gcOf(metrics) };
       if (first === null && captured === 0) beforeFirst = sample;
       // A backlog drained between two samples is timed from the last sample before any record.
       if (first === null && captured >= CHANGES) first = beforeFirst;
@@ -192,6 +209,7 @@ async function sluice(reader: "embedded" | "kafka" | "embedded-base" | "kafka-ba
             other: ((sample.threads.other - first.threads.other) * 100_000) / counted,
           },
           gc: { minor: sample.gc.minor - first.gc.minor, major: sample.gc.major - first.gc.major, seconds: sample.gc.seconds - first.gc.seconds },
+          ...(broker === null ? {} : { brokerCpuSeconds: ((sample.brokerCpu - first.brokerCpu) * 100_000) / counted }),
         };
       }
       await sleep(50);
@@ -260,7 +278,8 @@ async function main(): Promise<void> {
         results.push(result);
         const threads = result.threads === undefined ? "" : ` (main thread ${result.threads.main.toFixed(2)}, V8 helpers ${result.threads.v8.toFixed(2)}, other threads ${result.threads.other.toFixed(2)})`;
         const gc = result.gc === undefined ? "" : `, ${fmt(result.gc.minor)} scavenges and ${fmt(result.gc.major)} mark-compacts, ${result.gc.seconds.toFixed(2)} s of pauses`;
-        log(`round ${round} ${LABEL[reader]}: ${fmt(CHANGES / result.seconds)} changes/s, ${result.cpuSeconds.toFixed(2)} CPU-s/100k${threads}${gc}${result.peakRssMiB === null ? "" : `, peak RSS ${fmt(result.peakRssMiB)} MiB, launch → first record ${result.firstRecordSeconds!.toFixed(2)} s`} (load ${result.load.toFixed(1)})`);
+        const broker = result.brokerCpuSeconds === undefined ? "" : `, Kafka broker ${result.brokerCpuSeconds.toFixed(2)} CPU-s/100k`;
+        log(`round ${round} ${LABEL[reader]}: ${fmt(CHANGES / result.seconds)} changes/s, ${result.cpuSeconds.toFixed(2)} CPU-s/100k${threads}${gc}${broker}${result.peakRssMiB === null ? "" : `, peak RSS ${fmt(result.peakRssMiB)} MiB, launch → first record ${result.firstRecordSeconds!.toFixed(2)} s`} (load ${result.load.toFixed(1)})`);
       }
     }
   } finally {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { test } from "node:test";
 import type { ProduceRequestArgs } from "./produce-encoding.ts";
-import { crc32c, encodeProduceRequest, fastProduceRequestInstalled, kafkajsProduceRequest } from "./produce-encoding.ts";
+import { crc32c, encodeProduceRequest, fastProduceRequestInstalled, FRAME_HEADROOM, kafkajsProduceRequest } from "./produce-encoding.ts";
 // The producer's module graph: the encoder must be in place once Sluice's producer is loaded.
 import "./batching-producer.ts";
 
@@ -156,6 +156,37 @@ test("kafkajs's producer uses the fast encoder for every produce version from v3
     assert.equal(request.apiVersion, 7);
     assert.ok((await request.encode()).buffer.equals(await kafkajsBytes(args)));
   });
+});
+
+test("kafkajs frames the request in the room left in front of it, with the same bytes as its own framing; a longer client id is framed by copying", async () => {
+  const createRequest = require("kafkajs/src/protocol/request.js") as (args: { correlationId: number; clientId: string; request: { apiKey: number; apiVersion: number; encode(): Promise<unknown> } }) => Promise<{ buf: Buffer; buffer: Buffer }>;
+  const produce = require("kafkajs/src/protocol/requests/produce/index.js") as { protocol(v: { version: number }): (args: ProduceRequestArgs) => { request: { apiKey: number; apiVersion: number; encode(): Promise<{ buf: Buffer }> } } };
+  await withFixedNow(async () => {
+    for (const [seed, clientId] of [[3, "sluice"], [11, "sluice-ünïcødé"], [12, "x".repeat(FRAME_HEADROOM)]] as const) {
+      const args = generatedRequest(seed);
+      const { request } = produce.protocol({ version: 7 })(args);
+      const encoded = await request.encode();
+      const framed = await createRequest({ correlationId: 77, clientId, request: { apiKey: request.apiKey, apiVersion: request.apiVersion, encode: async () => encoded } });
+      const body = await kafkajsBytes(args);
+      const header = Buffer.alloc(10);
+      header.writeInt16BE(request.apiKey, 0);
+      header.writeInt16BE(request.apiVersion, 2);
+      header.writeInt32BE(77, 4);
+      header.writeInt16BE(Buffer.byteLength(clientId), 8);
+      const payload = Buffer.concat([header, Buffer.from(clientId), body]);
+      const size = Buffer.alloc(4);
+      size.writeInt32BE(payload.length);
+      assert.ok(framed.buffer.equals(Buffer.concat([size, payload])), `seed ${seed}: kafkajs's frame around kafkajs's encoding`);
+      assert.equal(framed.buf.buffer === encoded.buf.buffer, Buffer.byteLength(clientId) <= FRAME_HEADROOM - 14, `seed ${seed}: framed in place only when the client id fits the room`);
+    }
+  });
+  // kafkajs's other encoders append as before.
+  const Encoder = require("kafkajs/src/protocol/encoder.js") as new () => { writeInt8(v: number): unknown; writeEncoder(e: unknown): { buffer: Buffer } };
+  const inner = new Encoder();
+  inner.writeInt8(2);
+  const outer = new Encoder();
+  outer.writeInt8(1);
+  assert.deepEqual([...outer.writeEncoder(inner).buffer], [1, 2]);
 });
 
 test("CRC32C equals kafkajs's JavaScript one", () => {

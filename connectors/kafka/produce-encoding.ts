@@ -12,6 +12,13 @@
  *
  * Installed when this module is first imported, before any producer sends: kafkajs loads its
  * produce request modules on first use, and v4–v7 take v3 from the module cache then.
+ *
+ * kafkajs then frames every request (its protocol/request.js): a new encoder with the request
+ * header, the encoded request copied after it, and another new encoder with the size, the whole
+ * copied again — for a produce request of a few MiB, two zero-filled buffers of the next power of
+ * two and two copies, and the external memory they count towards V8's full collections. This
+ * encoder leaves room in front of the request for the frame, and the framing writes its few bytes
+ * there instead of copying the request (framePrepending).
  */
 import { createRequire } from "node:module";
 
@@ -173,10 +180,12 @@ function planBatch(partition: PartitionData, now: number): PlannedBatch | undefi
 
 class Writer {
   readonly buf: Buffer;
-  offset = 0;
+  offset: number;
 
-  constructor(size: number) {
-    this.buf = Buffer.allocUnsafe(size);
+  /** `headroom` bytes left unwritten in front (for kafkajs's request frame). */
+  constructor(size: number, headroom = 0) {
+    this.buf = Buffer.allocUnsafe(headroom + size);
+    this.offset = headroom;
   }
 
   int8(value: number): void {
@@ -289,6 +298,18 @@ function writeBatch(writer: Writer, batch: PlannedBatch, args: ProduceRequestArg
 
 /** The request's bytes (what kafkajs's encode returns), or undefined when this encoder leaves it to kafkajs. */
 export function encodeProduceRequest(args: ProduceRequestArgs): Buffer | undefined {
+  return encodeWithHeadroom(args, 0)?.subarray(0);
+}
+
+/**
+ * Room for kafkajs's frame in front of a request: its size (int32), API key and version (int16
+ * each), correlation id (int32) and client id (int16 length and UTF-8). A longer client id is
+ * framed by copying, as kafkajs does.
+ */
+export const FRAME_HEADROOM = 4 + 2 + 2 + 4 + 2 + 242;
+
+/** The request's bytes after `headroom` unwritten bytes, in one buffer, or undefined when this encoder leaves it to kafkajs. */
+function encodeWithHeadroom(args: ProduceRequestArgs, headroom: number): Buffer | undefined {
   if ((args.compression ?? COMPRESSION_NONE) !== COMPRESSION_NONE) return undefined;
   // kafkajs's defaults, which apply to undefined only.
   const transactionalId = args.transactionalId === undefined ? null : args.transactionalId;
@@ -307,7 +328,7 @@ export function encodeProduceRequest(args: ProduceRequestArgs): Buffer | undefin
     }
     planned.push(batches);
   }
-  const writer = new Writer(size);
+  const writer = new Writer(size, headroom);
   writer.string(transactionalId);
   writer.int16(args.acks);
   writer.int32(args.timeout);
@@ -318,8 +339,34 @@ export function encodeProduceRequest(args: ProduceRequestArgs): Buffer | undefin
     writer.int32(planned[t]!.length);
     for (const batch of planned[t]!) writeBatch(writer, batch, args, producerId, transactional);
   }
-  if (writer.offset !== size) throw new Error(`produce request encoder wrote ${writer.offset} bytes of the ${size} it measured`);
+  if (writer.offset !== headroom + size) throw new Error(`produce request encoder wrote ${writer.offset - headroom} bytes of the ${size} it measured`);
   return writer.buf;
+}
+
+/** The whole buffer of an encoder whose bytes have unwritten room in front of them in it (framePrepending); registered, so that two copies of this module agree. */
+const FRAMED_IN = Symbol.for("sluice.produce-encoding.framed-in");
+
+type FramedEncoder = KafkajsEncoder & { [FRAMED_IN]?: Buffer };
+
+/**
+ * kafkajs's encoder appending an encoder that has room in front of its bytes (this module's
+ * requests, and the frames made around them): its own bytes so far (a frame's header, at most
+ * the room) are written into that room and it takes the other's buffer from there on, instead of
+ * growing its own and copying the other's bytes after them. Any other writeEncoder is kafkajs's.
+ */
+export function framePrepending(writeEncoder: (this: KafkajsEncoder, value: KafkajsEncoder) => KafkajsEncoder) {
+  return function prependingWriteEncoder(this: FramedEncoder, value: FramedEncoder): KafkajsEncoder {
+    const whole = value?.[FRAMED_IN];
+    if (whole === undefined || value.offset !== value.buf.length) return writeEncoder.call(this, value);
+    const start = value.buf.byteOffset - whole.byteOffset;
+    if (this.offset > start) return writeEncoder.call(this, value);
+    const at = start - this.offset;
+    this.buf.copy(whole, at, 0, this.offset);
+    this.buf = whole.subarray(at, start + value.offset);
+    this.offset = this.buf.length;
+    this[FRAMED_IN] = whole;
+    return this;
+  };
 }
 
 const FAST = Symbol("sluice fast produce encoding");
@@ -332,11 +379,12 @@ export function fastProduceRequest(original: ProduceRequestV3): ProduceRequestV3
       ...request,
       [FAST]: true,
       encode: async () => {
-        const bytes = encodeProduceRequest(args);
-        if (bytes === undefined) return request.encode();
-        const encoder = new Encoder(0);
-        encoder.buf = bytes;
-        encoder.offset = bytes.length;
+        const whole = encodeWithHeadroom(args, FRAME_HEADROOM);
+        if (whole === undefined) return request.encode();
+        const encoder: FramedEncoder = new Encoder(0);
+        encoder.buf = whole.subarray(FRAME_HEADROOM);
+        encoder.offset = encoder.buf.length;
+        encoder[FRAMED_IN] = whole;
         return encoder;
       },
     };
@@ -344,6 +392,16 @@ export function fastProduceRequest(original: ProduceRequestV3): ProduceRequestV3
 }
 
 const REQUEST_V3 = "kafkajs/src/protocol/requests/produce/v3/request.js";
+
+installFramePrepending();
+
+function installFramePrepending(): void {
+  const installed = Symbol.for("sluice.produce-encoding.frame-prepending");
+  const prototype = (Encoder as unknown as { prototype: { writeEncoder(this: KafkajsEncoder, value: KafkajsEncoder): KafkajsEncoder; [installed]?: true } }).prototype;
+  if (prototype[installed]) return;
+  prototype.writeEncoder = framePrepending(prototype.writeEncoder);
+  prototype[installed] = true;
+}
 
 /** kafkajs's own produce request v3 (before this module replaced it), for comparisons. */
 export const kafkajsProduceRequest: ProduceRequestV3 = installFastProduceRequest();
