@@ -265,6 +265,10 @@ test("a table created while capture streams joins the publication and is backfil
 
     // A migration while Sluice streams: a table with rows (CREATE TABLE AS, whose rows are not decoded), its key, then more changes.
     await admin.query(`CREATE TABLE "${created}".later AS SELECT i AS id, i AS v, 'n' || i AS note FROM generate_series(1, 3000) i`);
+    // Looked at (several times) before it has a key: left until it has one.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const keyless = await admin.query(`SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND tablename = 'later'`, [c.publication]);
+    assert.equal(keyless.rowCount, 0, "a new table without a key is not taken up yet");
     await admin.query(`ALTER TABLE "${created}".later ADD PRIMARY KEY (id)`);
     await waitFor(
       "the new table in the publication",

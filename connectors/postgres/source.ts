@@ -14,7 +14,7 @@ import { AckTracker } from "./ack-tracker.ts";
 import { CaptureLoop, CaptureSource } from "../common/capture-loop.ts";
 import type { CapturePhase, CaptureStats, InitialSnapshot, OpenedStream } from "../common/capture-loop.ts";
 import { CapturedTables } from "./captured-tables.ts";
-import { listTables, loadTypeCatalog, publicationInfo, publishedTables, serverInfo, slotInfo, slotLag } from "./catalog.ts";
+import { listTables, loadTypeCatalog, publicationInfo, publishedTables, relationInfo, serverInfo, slotInfo, slotLag } from "./catalog.ts";
 import type { PublishedTable, ServerInfo, SlotLag, TableRef } from "./catalog.ts";
 import { clientConfig, quoteIdent } from "./connection-settings.ts";
 import { checkPrivileges } from "./privileges.ts";
@@ -143,6 +143,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private captured: CapturedTables | null = null;
   /** The tables matching the config at the last set-up, and the matcher: new ones are looked for while streaming. */
   private matching: { readonly matches: Inspection["matches"]; readonly tables: readonly TableRef[] } | null = null;
+  /** New tables found without a key, reported once each. */
+  private readonly keylessNewTables = new Set<string>();
   private pendingStream: StreamStart | null = null;
   /** prepare()'s catalog reads, until a connect takes them up. */
   private inspecting: Promise<Inspection> | null = null;
@@ -556,11 +558,26 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
    * Tables created while streaming (TableDiscovery): added to the publication as at start (or already in a FOR
    * ALL TABLES one), then backfilled; changes committed after the ALTER PUBLICATION are streamed.
    */
-  private async takeUpNewTables(tables: readonly TableRef[]): Promise<void> {
+  private async takeUpNewTables(tables: readonly TableRef[]): Promise<readonly TableRef[]> {
     const catalog = this.catalog!;
+    const keyed: TableRef[] = [];
+    for (const table of tables) {
+      const info = await relationInfo(catalog, table.relid);
+      if (info === null) continue;
+      const name = `${table.schema}.${table.table}`;
+      if (info.primaryKey !== null || info.identityIndex !== null || this.config.key_columns[name] !== undefined) keyed.push(table);
+      else if (!this.keylessNewTables.has(name)) {
+        // A migration often adds the key right after creating the table: taken up keyless, it could not be backfilled in chunks.
+        this.keylessNewTables.add(name);
+        this.logger.warn({ table: name }, `new table ${name} has no primary key or replica identity index yet: it is captured once it has one (or a key_columns entry and a restart)`);
+      }
+    }
+    if (keyed.length === 0) return [];
+    this.logger.info({ tables: keyed.map((t) => `${t.schema}.${t.table}`) }, "new tables match the source's tables: capturing them from now on and reading their rows");
     const publication = await publicationInfo(catalog, this.names.publication);
-    const added = publication?.allTables ? tables : await ensurePublication(catalog, this.config, this.names, tables, this.server?.version ?? 0, this.logger, this.context);
+    const added = publication?.allTables ? keyed : await ensurePublication(catalog, this.config, this.names, keyed, this.server?.version ?? 0, this.logger, this.context);
     await this.backfill(added);
+    return keyed;
   }
 
   /** Tables just added to the publication: their rows predate their capture, an online snapshot reads them. */

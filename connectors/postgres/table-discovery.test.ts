@@ -6,7 +6,7 @@ import { TableDiscovery } from "./table-discovery.ts";
 
 const table = (name: string): TableRef => ({ relid: 0, schema: "app", table: name, kind: "r", estimatedRows: -1 });
 
-test("a new table is handed on once; one whose take-up failed is tried again at the next look", async () => {
+test("a new table is handed on once; one whose take-up failed or was left is offered again at the next look", async () => {
   let listed = [table("orders")];
   const handed: string[][] = [];
   let failNext = false;
@@ -20,6 +20,7 @@ test("a new table is handed on once; one whose take-up failed is tried again at 
         throw new Error("publication busy");
       }
       handed.push(tables.map((t) => t.table));
+      return tables.filter((t) => t.table !== "pending");
     },
     logger: pino({ level: "silent" }),
   });
@@ -33,6 +34,10 @@ test("a new table is handed on once; one whose take-up failed is tried again at 
   assert.deepEqual(handed, [["refunds"]]);
   await discovery.look();
   assert.deepEqual(handed, [["refunds"]], "handed on once");
+  listed = [...listed, table("pending")];
+  await discovery.look();
+  await discovery.look();
+  assert.deepEqual(handed, [["refunds"], ["pending"], ["pending"]], "a table not taken up is offered again");
 });
 
 test("looks do not overlap", async () => {
@@ -48,7 +53,7 @@ test("looks do not overlap", async () => {
       return [];
     },
     known: [],
-    add: async () => undefined,
+    add: async () => [],
     logger: pino({ level: "silent" }),
   });
   const first = discovery.look();

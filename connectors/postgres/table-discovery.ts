@@ -14,8 +14,11 @@ export interface TableDiscoveryOptions {
   readonly list: () => Promise<readonly TableRef[]>;
   /** Tables known at start (already captured, or already reported). */
   readonly known: readonly TableRef[];
-  /** Takes up tables seen for the first time; a rejection is logged and they are tried again at the next look. */
-  readonly add: (tables: readonly TableRef[]) => Promise<void>;
+  /**
+   * Takes up tables seen for the first time and returns those it took up; the others (e.g. not keyed yet) are
+   * offered again at the next look, and so are all of them after a rejection (logged).
+   */
+  readonly add: (tables: readonly TableRef[]) => Promise<readonly TableRef[]>;
   readonly logger: Logger;
 }
 
@@ -57,11 +60,7 @@ export class TableDiscovery {
   private async lookOnce(): Promise<void> {
     try {
       const fresh = (await this.options.list()).filter((table) => !this.known.has(nameOf(table)));
-      if (fresh.length > 0) {
-        this.options.logger.info({ tables: fresh.map(nameOf) }, "new tables match the source's tables: capturing them from now on and reading their rows");
-        await this.options.add(fresh);
-        for (const table of fresh) this.known.add(nameOf(table));
-      }
+      if (fresh.length > 0) for (const table of await this.options.add(fresh)) this.known.add(nameOf(table));
       if (this.failures > 0) this.options.logger.info({ failures: this.failures }, "looking for new tables works again");
       this.failures = 0;
     } catch (error) {
