@@ -75,6 +75,11 @@ interface HaltState {
   readonly source: string;
 }
 
+/** A change with the record it was decoded from as its origin (a record is a topic, partition and offset): no origin object a change. */
+interface RecordChange extends SinkChange {
+  readonly origin: StoredRecord;
+}
+
 interface Poison {
   readonly record: StoredRecord;
   readonly error: Error;
@@ -552,8 +557,7 @@ export class SinkRunner {
 
   private async applyBatch(consumer: TopicConsumer, records: StoredRecord[], stop: AbortSignal): Promise<void> {
     const polledMs = Date.now();
-    const changes: SinkChange[] = [];
-    const changeRecords: StoredRecord[] = [];
+    const changes: RecordChange[] = [];
     const nextOffsets = new Map<string, TopicPartitionOffset>();
     const poison: Poison[] = [];
     /** Records left unapplied because an earlier record of their table halted it in this batch. */
@@ -587,7 +591,7 @@ export class SinkRunner {
         continue;
       }
       if (!event) continue;
-      const change = { event, origin: { topic: record.topic, partition: record.partition, offset: record.offset } };
+      const change: RecordChange = { event, origin: record };
       const controlled = controlledTopic(record);
       if (controlled !== null) {
         if (!this.readTopics.has(controlled)) {
@@ -597,15 +601,11 @@ export class SinkRunner {
           this.reopen = true;
         }
         // Held until its data topic is applied up to here.
-        if (!(await this.resets.hold(record, change, controlled))) {
-          changes.push(change);
-          changeRecords.push(record);
-        }
+        if (!(await this.resets.hold(record, change, controlled))) changes.push(change);
         continue;
       }
       if (isSnapshotReset(event) && (await this.resets.hold(record, change))) continue;
       changes.push(change);
-      changeRecords.push(record);
     }
     if (runLast !== undefined) noteNextOffset(consumer, runLast, nextOffsets);
     this.resets.holdOffsets(nextOffsets, partitionKey);
@@ -614,15 +614,15 @@ export class SinkRunner {
     const offsetsWithData = poison.length === 0 ? [...nextOffsets.values()] : undefined;
     const written = await this.writeWithRetries(changes, stop, offsetsWithData);
     const appliedMs = Date.now();
-    for (const failure of written.failures) poison.push({ record: changeRecords[failure.index]!, error: failure.error, event: changes[failure.index]!.event });
-    for (const index of written.held) held.push(changeRecords[index]!);
+    for (const failure of written.failures) poison.push({ record: changes[failure.index]!.origin, error: failure.error, event: changes[failure.index]!.event });
+    for (const index of written.held) held.push(changes[index]!.origin);
     // The table halts at its oldest poison: by version where both decoded (partitions of a topic do not share offsets), else by offset.
     poison.sort((a, b) => {
       const [x, y] = a.event && b.event ? [a.event.source.position.change, b.event.source.position.change] : [a.record.offset, b.record.offset];
       return x < y ? -1 : x > y ? 1 : 0;
     });
     for (const { record, error, event } of poison) await this.handlePoison(record, event, error);
-    this.holdHaltedPartitions(records, poison, held, changes, changeRecords, nextOffsets);
+    this.holdHaltedPartitions(records, poison, held, changes, nextOffsets);
     const offsets = [...nextOffsets.values()];
     await this.storeOffsets(consumer, offsets, written.offsetsStored, stop);
     const unapplied = new Set([...written.failures.map((f) => f.index), ...written.held]);
@@ -673,8 +673,7 @@ export class SinkRunner {
     records: StoredRecord[],
     poison: Poison[],
     held: StoredRecord[],
-    changes: SinkChange[],
-    changeRecords: StoredRecord[],
+    changes: RecordChange[],
     nextOffsets: Map<string, TopicPartitionOffset>,
   ): void {
     const haltedNow = new Set(poison.map((p) => p.record.topic).filter((topic) => this.halted.has(topic)));
@@ -686,7 +685,7 @@ export class SinkRunner {
       const current = haltVersion.get(record.topic);
       if (current === undefined || version < current) haltVersion.set(record.topic, version);
     }
-    const versionOf = new Map<StoredRecord, bigint>(changeRecords.map((record, index) => [record, changes[index]!.event.source.position.change]));
+    const versionOf = new Map<StoredRecord, bigint>(changes.map((change) => [change.origin, change.event.source.position.change]));
     const stopped = new Set<StoredRecord>([...poison.map((p) => p.record), ...held]);
     for (const record of records) {
       if (!haltedNow.has(record.topic)) continue;

@@ -72,9 +72,17 @@ export class RowCodec {
   private readonly errorContext: ErrorContext;
   /** Reused by writeAvro (its lists are handed on, never reused). */
   private readonly scratch = new SpecialCollector();
+  /**
+   * An object with every column (null), copied for each row fromAvro makes: the copy has a slot in
+   * the object itself for every column, where a row filled from `{}` keeps all but its first four
+   * columns in a property array of its own (one more object a row, grown as columns are added).
+   * JSON.parse gives the template its columns in place.
+   */
+  private readonly rowTemplate: Readonly<Record<string, null>>;
 
   constructor(bindings: readonly ColumnBinding[], options: RowCodecOptions) {
     this.bindings = bindings;
+    this.rowTemplate = JSON.parse(JSON.stringify(Object.fromEntries(bindings.map((binding) => [binding.column, null])))) as Record<string, null>;
     this.hasUnchangedField = options.unchangedField;
     this.hasSpecialField = bindings.some((binding) => binding.type.mayBeSpecial);
     this.sideInHeaders = options.sideFields === "headers";
@@ -145,7 +153,7 @@ export class RowCodec {
 
   /** The row of a record; in the Debezium layout `side` is its bookkeeping from the record headers. */
   fromAvro(record: AvroRecordValue, side?: RowSide): Row {
-    const row: Record<string, ColumnValue> = {};
+    const row: Record<string, ColumnValue> = { ...this.rowTemplate };
     const unchangedList = this.sideInHeaders ? side?.unchanged : (record[UNCHANGED_FIELD] as readonly string[] | undefined);
     const unchanged = unchangedList && unchangedList.length > 0 ? new Set(unchangedList) : undefined;
     const specials = this.sideInHeaders ? side?.special : (record[SPECIAL_FIELD] as Readonly<Record<string, string>> | undefined);

@@ -54,15 +54,38 @@ export function schemaFingerprint(schema: TableSchema): string {
   return `${schema.columns.map((c) => `${c.name}:${c.dbType}:${c.primaryKeyIndex ?? ""}`).join("|")}#${schema.key.join(",")}`;
 }
 
-interface Folded {
-  id: string;
-  key: Row;
-  version: bigint;
-  position: Position;
-  deleted: boolean;
-  row: Row | null;
-  schema: TableSchema;
-  indices: number[];
+/**
+ * A key's last change in the batch. Its indices are made only when asked for (a failure): most
+ * rows fold one change, and an array per row is two more objects a batch keeps until its write.
+ */
+class Folded implements RowChange {
+  readonly id: string;
+  readonly key: Row;
+  readonly version: bigint;
+  readonly position: Position;
+  readonly deleted: boolean;
+  readonly row: Row | null;
+  readonly schema: TableSchema;
+  /** The batch index of this change. */
+  readonly #index: number;
+  /** The indices of the earlier changes of the key folded into this one, or null. */
+  readonly #earlier: readonly number[] | null;
+
+  constructor(id: string, key: Row, deleted: boolean, row: Row | null, index: number, event: ChangeEvent, previous: Folded | undefined) {
+    this.id = id;
+    this.key = key;
+    this.version = versionOf(event);
+    this.position = event.source.position;
+    this.deleted = deleted;
+    this.row = row;
+    this.schema = event.schema;
+    this.#index = index;
+    this.#earlier = previous ? previous.indices : null;
+  }
+
+  get indices(): readonly number[] {
+    return this.#earlier === null ? [this.#index] : [...this.#earlier, this.#index];
+  }
 }
 
 /** Groups `changes` per table (in first-seen order) and collapses each; `accept` filters tables (others are skipped as applied). */
@@ -198,16 +221,7 @@ function fold(byKey: Map<string, Folded>, key: Row, deleted: boolean, after: Row
     if (merged) row = merged;
   }
   if (previous) folding.replaced = true;
-  byKey.set(id, {
-    id,
-    key,
-    version: versionOf(event),
-    position: event.source.position,
-    deleted,
-    row,
-    schema: event.schema,
-    indices: previous ? [...previous.indices, index] : [index],
-  });
+  byKey.set(id, new Folded(id, key, deleted, row, index, event, previous));
 }
 
 /** Whether any column of the row carries the UNCHANGED marker. */
