@@ -52,6 +52,11 @@ export interface CapturedTablesOptions {
   readonly matches: TableMatcher;
   readonly types: TypeCatalog;
   readonly logger: Logger;
+  /**
+   * A captured table renamed (or moved to another schema) to a name the source still captures: its changes go to the
+   * new name's topic from now on, whose sinks' targets hold none of its rows yet (the source backfills them).
+   */
+  readonly onRenamed?: (from: string, to: string) => void;
 }
 
 interface ColumnSpec {
@@ -144,10 +149,17 @@ export class CapturedTables {
    * catalog (types and column order come from the message, which is authoritative for the WAL).
    */
   async fromRelation(db: Queryable, message: RelationMessage): Promise<CapturedTable | null> {
+    const before = this.byRelid.get(message.relationId);
+    const renamedFrom = before != null && (before.schema.schema !== message.namespace || before.schema.table !== message.name) ? `${before.schema.schema}.${before.schema.table}` : null;
+    const to = `${message.namespace}.${message.name}`;
     if (!this.options.matches(message.namespace, message.name)) {
+      if (renamedFrom !== null) {
+        this.options.logger.warn({ table: renamedFrom, renamedTo: to }, `table ${renamedFrom} was renamed to ${to}, which the source's tables do not match: it is no longer captured (its targets keep the rows they have)`);
+      }
       this.byRelid.set(message.relationId, null);
       return null;
     }
+    if (renamedFrom !== null) this.options.onRenamed?.(renamedFrom, to);
     const signature = signatureOf(
       message.namespace,
       message.name,

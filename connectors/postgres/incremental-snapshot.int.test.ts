@@ -289,6 +289,41 @@ test("a table created while capture streams joins the publication and is backfil
   }
 });
 
+test("a table renamed while capture streams is read again under its new name", async () => {
+  const renamed = randomName("renamed");
+  await admin.query(`CREATE SCHEMA "${renamed}"`);
+  const c = sourceConfig({ tables: [`${renamed}.*`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 700 }, heartbeat_interval: 500 });
+  configs.push(c);
+  const opened: PostgresSource[] = [];
+  const pumps: Pump[] = [];
+  try {
+    await admin.query(`CREATE TABLE "${renamed}".orig (id int PRIMARY KEY, v int NOT NULL, note text)`);
+    await admin.query(`INSERT INTO "${renamed}".orig SELECT i, i, 'n' || i FROM generate_series(1, 2000) i`);
+    const source = newSource(c);
+    opened.push(source);
+    await source.connect(null, AbortSignal.timeout(30_000));
+    const before = new Fold("orig");
+    const after = new Fold("moved");
+    const state = pump(source, [before, after]);
+    pumps.push(state);
+    await waitFor("the initial snapshot", () => state.checkpoint !== null && state.checkpoint.position.resume === undefined);
+    await admin.query(`UPDATE "${renamed}".orig SET v = -v WHERE id = 1`);
+    await waitFor("the update under the old name", () => before.visible().get("1")?.["v"] === -1);
+
+    await admin.query(`ALTER TABLE "${renamed}".orig RENAME TO moved`);
+    await admin.query(`UPDATE "${renamed}".moved SET v = -v WHERE id % 5 = 0`);
+    // Only the updated rows would reach the new name's topic without a backfill.
+    await waitFor("every row under the new name", () => after.visible().size === 2000 && noTasks(state), 120_000);
+    await caughtUp(state);
+    const rows = await admin.query<{ id: string; v: string }>(`SELECT id, v FROM "${renamed}".moved ORDER BY id`);
+    const visible = after.visible();
+    assert.ok(rows.rows.every((r) => visible.get(r.id)?.["v"] === Number(r.v)), "every row under the new name, with its latest value");
+  } finally {
+    await stopPumps(pumps, opened);
+    await admin.query(`DROP SCHEMA "${renamed}" CASCADE`);
+  }
+});
+
 test("a table without a unique key, a table the source does not capture and a bad condition are refused with what to do", async () => {
   const source = newSource(config());
   await source.connect(null, AbortSignal.timeout(30_000));
