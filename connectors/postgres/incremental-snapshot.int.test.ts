@@ -283,6 +283,14 @@ test("a table created while capture streams joins the publication and is backfil
     const visible = fold.visible();
     assert.equal(visible.size, rows.rows.length);
     assert.ok(rows.rows.every((r) => visible.get(r.id)?.["v"] === Number(r.v)), "every row of the new table, with its latest value");
+
+    // Dropped and created again under the same name: a new relation, no longer in the publication.
+    await admin.query(`DROP TABLE "${created}".later`);
+    await admin.query(`CREATE TABLE "${created}".later (id int PRIMARY KEY, v int NOT NULL, note text)`);
+    await admin.query(`INSERT INTO "${created}".later SELECT i, i, 'again' FROM generate_series(5001, 5500) i`);
+    await waitFor("the table created again, read", () => [5001, 5250, 5500].every((id) => fold.visible().get(String(id))?.["note"] === "again") && noTasks(state), 60_000);
+    await admin.query(`INSERT INTO "${created}".later VALUES (5501, 5501, 'streamed')`);
+    await waitFor("a change of the table created again, streamed", () => fold.visible().get("5501")?.["note"] === "streamed", 30_000);
   } finally {
     await stopPumps(pumps, opened);
     await admin.query(`DROP SCHEMA "${created}" CASCADE`);

@@ -4,7 +4,8 @@ import pino from "pino";
 import type { TableRef } from "./catalog.ts";
 import { TableDiscovery } from "./table-discovery.ts";
 
-const table = (name: string): TableRef => ({ relid: 0, schema: "app", table: name, kind: "r", estimatedRows: -1 });
+const relids = new Map<string, number>();
+const table = (name: string, relid = relids.get(name) ?? relids.set(name, relids.size + 1).get(name)!): TableRef => ({ relid, schema: "app", table: name, kind: "r", estimatedRows: -1 });
 
 test("a new table is handed on once; one whose take-up failed or was left is offered again at the next look", async () => {
   let listed = [table("orders")];
@@ -38,6 +39,9 @@ test("a new table is handed on once; one whose take-up failed or was left is off
   await discovery.look();
   await discovery.look();
   assert.deepEqual(handed, [["refunds"], ["pending"], ["pending"]], "a table not taken up is offered again");
+  listed = [table("orders", 100), table("refunds")];
+  await discovery.look();
+  assert.deepEqual(handed.at(-1), ["orders"], "a table dropped and created again under a known name is new");
 });
 
 test("looks do not overlap", async () => {

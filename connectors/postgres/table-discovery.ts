@@ -22,18 +22,19 @@ export interface TableDiscoveryOptions {
   readonly logger: Logger;
 }
 
-const nameOf = (table: TableRef) => `${table.schema}.${table.table}`;
+/** By relation id: a table dropped and created again under its name is a new table (and no longer in the publication). */
+const idOf = (table: TableRef) => table.relid;
 
 export class TableDiscovery {
   private readonly options: TableDiscoveryOptions;
-  private readonly known: Set<string>;
+  private readonly known: Set<number>;
   private timer: NodeJS.Timeout | null = null;
   private looking: Promise<void> | null = null;
   private failures = 0;
 
   constructor(options: TableDiscoveryOptions) {
     this.options = options;
-    this.known = new Set(options.known.map(nameOf));
+    this.known = new Set(options.known.map(idOf));
   }
 
   start(): void {
@@ -59,8 +60,8 @@ export class TableDiscovery {
 
   private async lookOnce(): Promise<void> {
     try {
-      const fresh = (await this.options.list()).filter((table) => !this.known.has(nameOf(table)));
-      if (fresh.length > 0) for (const table of await this.options.add(fresh)) this.known.add(nameOf(table));
+      const fresh = (await this.options.list()).filter((table) => !this.known.has(idOf(table)));
+      if (fresh.length > 0) for (const table of await this.options.add(fresh)) this.known.add(idOf(table));
       if (this.failures > 0) this.options.logger.info({ failures: this.failures }, "looking for new tables works again");
       this.failures = 0;
     } catch (error) {
