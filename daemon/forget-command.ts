@@ -195,7 +195,8 @@ export async function runRotateCommand(config: SluiceConfig, execute: boolean, i
     try {
       const stale = await keys.wrappedByOthers();
       if (!execute) {
-        io.stdout(`${keys.size} subject keys, ${stale} wrapped by another master key than personal_data.master_key_file.\nDry run: nothing changed. Run again with --execute to rewrap them.\n`);
+        const next = stale === 0 ? "Nothing to rewrap: every key is wrapped by the current master key." : "Run again with --execute to rewrap them.";
+        io.stdout(`${keys.size} subject keys, ${stale} wrapped by another master key than personal_data.master_key_file.\nDry run: nothing changed. ${next}\n`);
         return 0;
       }
       const rewrapped = await keys.rewrapAll();

@@ -47,6 +47,7 @@ test("rotate-master-key: a dry run counts the keys to rewrap; --execute rewraps 
   const dry = output();
   assert.equal(await runRotateCommand(rotating, false, dry, logger), 0, dry.err);
   assert.match(dry.out, /2 subject keys, 2 wrapped by another master key/);
+  assert.match(dry.out, /Run again with --execute to rewrap them/);
   const run = output();
   assert.equal(await runRotateCommand(rotating, true, run, logger), 0, run.err);
   assert.match(run.out, /Rewrapped 2 of 2 subject keys/);
@@ -59,6 +60,8 @@ test("rotate-master-key: a dry run counts the keys to rewrap; --execute rewraps 
   const check = output();
   assert.equal(await runRotateCommand(rotated, false, check, logger), 0, check.err);
   assert.match(check.out, /2 subject keys, 0 wrapped by another/);
+  assert.match(check.out, /Nothing to rewrap/);
+  assert.doesNotMatch(check.out, /--execute/);
   const read = await EmbeddedTopicLog.open({ path: join(dir, "log.db"), logger, maintenanceIntervalMs: 0, readOnly: true });
   try {
     const store = await SubjectKeyStore.open(read, subjectKeyTopic("dep"), MasterKey.fromFile(newFile), { create: false });
