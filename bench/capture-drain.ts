@@ -18,7 +18,12 @@
  * 3. Ratios to each pg_recvlogical run of the same round, and the 1-minute load average when each
  *    reader started (this machine is shared: compare ratios, not rates, between runs).
  *
- *   node bench/capture-drain.ts [--changes 150000] [--tx 1000] [--rounds 3] [--readers embedded,kafka,devnull,pipe] [--profile DIR]
+ *   node bench/capture-drain.ts [--changes 150000] [--tx 1000] [--rounds 3] [--readers embedded,kafka,devnull,pipe] [--profile DIR] [--compression none|gzip|lz4|zstd]
+ *
+ * Each Kafka drain's line also gives the local broker's CPU (its process, found by `kafka.Kafka` in
+ * its command line) per 100k changes over the same interval: the broker is shared, so the figure
+ * means something only when nothing else uses it (the idle broker itself takes ~0.045 CPU-s a second).
+ * --compression: the Kafka topics' record batch compression (default: the config's, none).
  *
  * Reader `debezium` (not in the default list): Debezium 3.6.1's embedded engine with a Kafka
  * producer, acks=all, idempotence (bench/debezium/: fetched from Maven Central and compiled on first
