@@ -8,6 +8,7 @@ import { createDuckDbSink } from "../connectors/duckdb/duckdb-sink.ts";
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import { testLogger, testSinkConfig } from "../connectors/sinks/test-config.ts";
 import { Events, tableSchema } from "../connectors/sinks/test-events.ts";
+import { CONTROL_TOPIC_HEADER } from "./control-records.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { historyGaps, rebuildSink, rebuildTolerance, rowCountMismatches } from "./rebuild.ts";
 import type { RebuildOptions } from "./rebuild.ts";
@@ -149,4 +150,102 @@ test("history check: partitions not starting at 0 are gaps, compacted or not (co
     partitionOffsets: async (topic: string) => ranges[topic]!.map(([partition, start]) => ({ topic, partition, start, end: 100n })),
   } as unknown as TopicLog;
   assert.deepEqual(await historyGaps(log, ["kept", "expired", "compacted", "migrated"]), [{ topic: "expired", partition: 1, start: 40n }, { topic: "migrated", partition: 0, start: 17n }]);
+});
+
+/** A table whose `amount` was numeric(12,2) and then became `type`: the live target took the first schema, the topic holds both. */
+async function typeChanged(name: string, from: string, to: string) {
+  const dir = mkdtempSync(join(tmpdir(), `sluice-rebuild-${name}-`));
+  const logger = testLogger();
+  const log = EmbeddedTopicLog.open({ path: join(dir, "log.db"), logger, maintenanceIntervalMs: 0 });
+  const older = new Events(tableSchema("orders", [["id", "integer"], ["amount", from]]));
+  const newer = new Events(tableSchema("orders", [["id", "integer"], ["amount", to]]));
+  await log.createTopic({ name: older.topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  const sink = createDuckDbSink(testSinkConfig("duckdb", { name: "wh", path: join(dir, "wh.duckdb") }), { logger });
+  const signal = new AbortController().signal;
+  await sink.open(signal);
+  const rebuild = () => rebuildSink({ sink, log, decoder: jsonDecoder, topics: [older.topic], group: "wh.rebuild", logger, signal });
+  const amountType = async () => (await sink.query(`SELECT data_type FROM information_schema.columns WHERE table_name = 'public_orders' AND column_name = 'amount'`))[0]?.["data_type"];
+  return { log, sink, signal, older, newer, rebuild, amountType };
+}
+
+test("a rebuild makes the table in its newest shape: a number column that became text holds the older numbers' text, and the live generation it replaces could not follow", async () => {
+  const { log, sink, signal, older, newer, rebuild, amountType } = await typeChanged("to-text", "numeric(12,2)", "text");
+  const history = [older.insert(1n, { id: 1, amount: "1.23" }), older.insert(2n, { id: 2, amount: "20.00" }), older.update(3n, { id: 1, amount: "-0.50" })];
+  await sink.write(history, signal);
+  const changed = [newer.insert(4n, { id: 3, amount: "n/a" }), newer.update(5n, { id: 2, amount: "twenty" })];
+  // The live target cannot change decimal(12,2) to text: the sink runner halts the table on this.
+  await assert.rejects(sink.write(changed, signal), (error: Error & { code?: string }) => error.code === "SINK_SCHEMA_UNSUPPORTED" && /cannot change type from decimal\(12,2\) to string/.test(error.message));
+  await produceAll(log, older.topic, [...history, ...changed]);
+
+  assert.deepEqual(await rebuild(), { tables: ["public.orders"], records: 5 });
+  assert.equal(await amountType(), "VARCHAR");
+  assert.deepEqual(await sink.query(`SELECT id, amount FROM public_orders ORDER BY id`), [{ id: 1, amount: "-0.50" }, { id: 2, amount: "twenty" }, { id: 3, amount: "n/a" }]);
+  // The rebuilt generation is live: it takes the records that halted the old one, and older ones again (as their text).
+  assert.deepEqual((await sink.write([...changed, newer.insert(6n, { id: 4, amount: "x" })], signal)).failures, []);
+  assert.deepEqual((await sink.write(history, signal)).failures, []);
+  assert.deepEqual(await sink.query(`SELECT id, amount FROM public_orders ORDER BY id`), [{ id: 1, amount: "-0.50" }, { id: 2, amount: "twenty" }, { id: 3, amount: "n/a" }, { id: 4, amount: "x" }]);
+  await sink.close();
+  await log.close();
+});
+
+test("a rebuild whose older records have no exact conversion into the newest type (text into a number) is refused before the swap, naming sink, table, column, both types and the record", async () => {
+  const { log, sink, signal, older, newer, rebuild, amountType } = await typeChanged("from-text", "text", "numeric(12,2)");
+  const history = [older.insert(1n, { id: 1, amount: "1.23" }), older.insert(2n, { id: 2, amount: "about 2" })];
+  await sink.write(history, signal);
+  await produceAll(log, older.topic, [...history, newer.insert(3n, { id: 3, amount: "3.00" })]);
+  await assert.rejects(rebuild(), (error: Error & { code?: string; context?: Record<string, unknown> }) => {
+    assert.equal(error.code, "REBUILD_SCHEMA_UNSUPPORTED");
+    assert.match(
+      error.message,
+      new RegExp(
+        `^rebuild of sink "wh" refused before the swap: table src\\.public\\.orders, column "amount": the record at ${older.topic.replaceAll(".", "\\.")}:0:0 has it as string \\(text\\), ` +
+          "the table's newest schema as decimal\\(12,2\\), and string values have no exact conversion to decimal\\(12,2\\)",
+      ),
+    );
+    assert.match(error.message, /The live tables are unchanged and keep serving/);
+    assert.deepEqual([error.context?.["sink"], error.context?.["column"], error.context?.["record"]], ["wh", "amount", `${older.topic}:0:0`]);
+    return true;
+  });
+  // The live generation serves on unchanged; the shadow is gone.
+  assert.equal(await amountType(), "VARCHAR");
+  assert.deepEqual(await sink.query(`SELECT id, amount FROM public_orders ORDER BY id`), [{ id: 1, amount: "1.23" }, { id: 2, amount: "about 2" }]);
+  assert.deepEqual(await sink.query(`SELECT count(*)::INTEGER AS n FROM information_schema.tables WHERE table_name LIKE '%orders%' AND table_type = 'BASE TABLE'`), [{ n: 1 }]);
+  await sink.close();
+  await log.close();
+});
+
+test("a changed key: records under the old key stop the rebuild (a delete has only the old key's columns) until a snapshot's reset covers them, which the rebuild then leaves out", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-rebuild-key-"));
+  const logger = testLogger();
+  const log = EmbeddedTopicLog.open({ path: join(dir, "log.db"), logger, maintenanceIntervalMs: 0 });
+  const older = new Events(tableSchema("pairs", [["id", "integer"], ["v", "integer"], ["name", "text"]], ["id"]));
+  const newer = new Events(tableSchema("pairs", [["id", "integer"], ["v", "integer"], ["name", "text"]], ["id", "v"]));
+  const control = "src.sluice.control";
+  for (const topic of [older.topic, control]) await log.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  const sink = createDuckDbSink(testSinkConfig("duckdb", { name: "wh", path: join(dir, "wh.duckdb") }), { logger });
+  const signal = new AbortController().signal;
+  await sink.open(signal);
+  const history = [older.insert(1n, { id: 1, v: 1, name: "a" }), older.insert(2n, { id: 2, v: 1, name: "b" }), older.update(3n, { id: 1, v: 2, name: "a" }), older.delete(4n, { id: 2 })];
+  await sink.write(history, signal);
+  await produceAll(log, older.topic, [...history, newer.insert(5n, { id: 1, v: 3, name: "c" })]);
+  const rebuild = () => rebuildSink({ sink, log, decoder: jsonDecoder, topics: [older.topic, control], group: "wh.rebuild", logger, signal });
+  await assert.rejects(rebuild(), (error: Error & { code?: string }) => {
+    assert.equal(error.code, "REBUILD_SCHEMA_UNSUPPORTED");
+    assert.match(error.message, new RegExp(`the key is \\(id\\) in the record at ${older.topic.replaceAll(".", "\\.")}:0:0 and \\(id, v\\) in the table's newest schema`));
+    assert.match(error.message, /re-snapshot the table first \(sluice snapshot --table T --execute\)/);
+    return true;
+  });
+  assert.deepEqual(await sink.query(`SELECT id, v, name FROM public_pairs ORDER BY id`), [{ id: 1, v: 2, name: "a" }]);
+
+  // A snapshot under the new key: its reset (one version below its rows) removes everything before it.
+  const reset = newer.truncate(10n);
+  await log.produce([{ topic: control, key: Buffer.from("reset"), value: Buffer.from(serializeEvent(reset.event)), headers: { [CONTROL_TOPIC_HEADER]: Buffer.from(older.topic) }, timestamp: 0 }]);
+  await produceAll(log, older.topic, [newer.insert(11n, { id: 1, v: 2, name: "a" }, "r"), newer.insert(11n, { id: 1, v: 3, name: "c" }, "r"), newer.insert(12n, { id: 1, v: 4, name: "d" })]);
+  await rebuild();
+  assert.deepEqual(await sink.query(`SELECT id, v, name FROM public_pairs ORDER BY id, v`), [{ id: 1, v: 2, name: "a" }, { id: 1, v: 3, name: "c" }, { id: 1, v: 4, name: "d" }]);
+  // The rebuilt generation has the new key: rows the old key folded into one stay apart.
+  assert.deepEqual((await sink.write([newer.insert(13n, { id: 1, v: 5, name: "e" })], signal)).failures, []);
+  assert.deepEqual(await sink.query(`SELECT count(*)::INTEGER AS n FROM public_pairs WHERE id = 1`), [{ n: 4 }]);
+  await sink.close();
+  await log.close();
 });

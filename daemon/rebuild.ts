@@ -5,7 +5,7 @@
  * offsets that belong to another log (a replaced log file, re-created topics: log-identity.ts) are
  * then moved to where the rebuild ended, so a sink refused for them reads on from there.
  */
-import type { SinkChange, TableId, TopicLog, TopicPartitionOffset } from "../connectors/contracts.ts";
+import type { PartitionOffsets, SinkChange, TableId, TableSchema, TopicLog } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { isVersionedSink } from "../connectors/sinks/contract.ts";
 import type { RebuildableSink, RebuildRowCounts } from "../connectors/sinks/contract.ts";
@@ -14,6 +14,7 @@ import { partitionKey, rebindOffsets } from "./log-identity.ts";
 import type { Logger } from "../runtime/logger.ts";
 import type { RecordDecoder } from "./sink-runner.ts";
 import { RebuildProgressMeter } from "./rebuild-progress.ts";
+import { ReplayShapes } from "./rebuild-shape.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
 
 export interface RebuildOptions {
@@ -139,47 +140,90 @@ function rowCountError(sink: string, mismatches: readonly RowCountMismatch[]): S
   );
 }
 
+/** Records read back from a partition's end at first, for its newest change; 16 times more each time a topic shows none. */
+const TAIL_RECORDS = 64n;
+
 /**
- * The table each data topic carries, read from its first record (empty topics have none yet), and
- * the control topics among the topics (their records name their table's topic: control-records.ts).
+ * The schema of each data topic's newest change (by version), from the partitions' last records
+ * (further back while they hold no change: tombstones), and the control topics among the topics
+ * (their records name their table's topic: control-records.ts). Empty topics have none yet.
  */
-async function tablesOf(options: RebuildOptions): Promise<{ tables: Map<string, TableId>; controls: Set<string> }> {
-  const tables = new Map<string, TableId>();
+async function tablesOf(options: RebuildOptions): Promise<{ tables: Map<string, TableSchema>; controls: Set<string> }> {
+  const tables = new Map<string, TableSchema>();
+  const newest = new Map<string, bigint>();
   const controls = new Set<string>();
+  const ranges = new Map<string, PartitionOffsets[]>();
+  for (const topic of options.topics) ranges.set(topic, await options.log.partitionOffsets(topic));
+  const filled = (topic: string) => ranges.get(topic)!.filter((range) => range.end > range.start);
+  let pending = options.topics.filter((topic) => filled(topic).length > 0);
   const consumer = await options.log.consumer(`${options.group}.probe`, options.topics);
   try {
-    for (const topic of options.topics) {
-      for (const { partition } of await options.log.partitionOffsets(topic)) await consumer.seek(topic, partition, { kind: "earliest" });
-    }
-    // Read until every topic showed its table or was read to its end offsets taken now: a Kafka
-    // consumer's first polls are empty while it fetches, so an empty poll proves nothing.
-    const ends = new Map<string, TopicPartitionOffset[]>();
-    for (const topic of options.topics) ends.set(topic, await options.log.endOffsets(topic));
-    const exhausted = (topic: string) => ends.get(topic)!.every((end) => end.offset === 0n || (consumer.position(topic, end.partition) ?? -1n) >= end.offset);
-    const pending = new Set(options.topics);
-    for (;;) {
-      for (const topic of pending) if (exhausted(topic)) pending.delete(topic);
-      if (pending.size === 0) break;
-      options.signal.throwIfAborted();
-      const records = await consumer.poll({ maxRecords: 1_000, maxBytes: 16 << 20, maxWaitMs: 200, signal: options.signal });
-      for (const record of records) {
-        if (!pending.has(record.topic)) continue;
-        if (controlledTopic(record) !== null) {
-          controls.add(record.topic);
-          pending.delete(record.topic);
-          continue;
-        }
-        const event = await options.decoder.decode(record);
-        if (!event) continue;
-        const { source, database, schema, table } = event.schema;
-        tables.set(record.topic, { source, database, schema, table });
-        pending.delete(record.topic);
+    for (let tail = TAIL_RECORDS; pending.length > 0; tail *= 16n) {
+      for (const topic of pending) {
+        for (const range of filled(topic)) await consumer.seek(topic, range.partition, { kind: "offset", offset: range.end - tail > range.start ? range.end - tail : range.start });
       }
+      // Read to the end offsets taken at the start: a Kafka consumer's first polls are empty while it fetches, so an empty poll proves nothing.
+      const reading = new Set(pending);
+      const exhausted = (topic: string) => filled(topic).every((range) => (consumer.position(topic, range.partition) ?? -1n) >= range.end);
+      for (;;) {
+        for (const topic of reading) if (exhausted(topic)) reading.delete(topic);
+        if (reading.size === 0) break;
+        options.signal.throwIfAborted();
+        const records = await consumer.poll({ maxRecords: 1_000, maxBytes: 16 << 20, maxWaitMs: 200, signal: options.signal });
+        for (const record of records) {
+          if (!reading.has(record.topic)) continue;
+          if (controlledTopic(record) !== null) {
+            controls.add(record.topic);
+            continue;
+          }
+          const event = await options.decoder.decode(record);
+          if (!event) continue;
+          const version = event.source.position.change;
+          if (version < (newest.get(record.topic) ?? -1n)) continue;
+          newest.set(record.topic, version);
+          tables.set(record.topic, event.schema);
+        }
+      }
+      pending = pending.filter((topic) => !tables.has(topic) && !controls.has(topic) && filled(topic).some((range) => range.end - tail > range.start));
     }
   } finally {
     await consumer.close();
   }
   return { tables, controls };
+}
+
+/**
+ * Per data topic, its newest truncate (a TRUNCATE or a snapshot's closing reset) in the control
+ * topics: changes at or below it are left out of the replay, as the truncate removes them anyway.
+ * So a table re-snapshotted after a change its older records cannot follow (a changed key) can be
+ * rebuilt.
+ */
+async function newestTruncates(options: RebuildOptions, controls: ReadonlySet<string>, tables: ReadonlyMap<string, TableSchema>): Promise<Map<string, SinkChange>> {
+  const truncates = new Map<string, SinkChange>();
+  if (controls.size === 0) return truncates;
+  const ends = new Map<string, bigint>();
+  for (const topic of controls) for (const end of await options.log.endOffsets(topic)) ends.set(`${topic}:${end.partition}`, end.offset);
+  const consumer = await options.log.consumer(`${options.group}.probe`, [...controls]);
+  try {
+    for (const key of ends.keys()) await consumer.seek(key.slice(0, key.lastIndexOf(":")), Number(key.slice(key.lastIndexOf(":") + 1)), { kind: "earliest" });
+    const done = () => [...ends].every(([key, end]) => end === 0n || (consumer.position(key.slice(0, key.lastIndexOf(":")), Number(key.slice(key.lastIndexOf(":") + 1))) ?? -1n) >= end);
+    while (!done()) {
+      options.signal.throwIfAborted();
+      for (const record of await consumer.poll({ maxRecords: 1_000, maxBytes: 16 << 20, maxWaitMs: 200, signal: options.signal })) {
+        const end = ends.get(`${record.topic}:${record.partition}`);
+        const controlled = controlledTopic(record);
+        if (end === undefined || record.offset >= end || controlled === null || !tables.has(controlled)) continue;
+        const event = await options.decoder.decode(record);
+        if (!event) continue;
+        if ((truncates.get(controlled)?.event.source.position.change ?? -1n) < event.source.position.change) {
+          truncates.set(controlled, { event, origin: { topic: record.topic, partition: record.partition, offset: record.offset } });
+        }
+      }
+    }
+  } finally {
+    await consumer.close();
+  }
+  return truncates;
 }
 
 async function writeRebuildBatch(sink: RebuildableSink, changes: SinkChange[], signal: AbortSignal): Promise<number> {
@@ -213,10 +257,15 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
   const gaps = await historyGaps(log, options.topics);
   if (gaps.length > 0) throw historyIncompleteError(sink.name, gaps);
   const { tables, controls } = await tablesOf(options);
+  const shapes = new ReplayShapes(sink.name, tables);
+  /** Per data topic, its newest truncate: applied once every row is written (it removes rows at or below its version only). */
+  const truncates = await newestTruncates(options, controls, tables);
   const prepared: TableId[] = [];
   try {
-    for (const table of tables.values()) {
-      await sink.prepareRebuild(table, signal);
+    // Each new generation in its table's newest shape: older changes convert into it (numbers into text) or stop the rebuild here.
+    for (const schema of tables.values()) {
+      const table: TableId = { source: schema.source, database: schema.database, schema: schema.schema, table: schema.table };
+      await sink.prepareRebuild(table, signal, schema);
       prepared.push(table);
     }
     // End offsets taken after the new generations exist: later changes reach them as live writes.
@@ -237,8 +286,6 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
     meter.planned([...tables.values()].map((t) => `${t.schema}.${t.table}`), Number(total));
     const consumer = await log.consumer(options.group, [...tables.keys(), ...controls]);
     let records = 0;
-    /** Per data topic, its newest truncate from the control topic: applied once every row is written (it removes rows at or below its version only). */
-    const truncates = new Map<string, SinkChange>();
     try {
       for (const key of targets.keys()) {
         const [topic, partition] = [key.slice(0, key.lastIndexOf(":")), Number(key.slice(key.lastIndexOf(":") + 1))];
@@ -271,8 +318,11 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
           const event = await options.decoder.decode(record);
           if (!event) continue;
           const change = { event, origin: { topic: record.topic, partition: record.partition, offset: record.offset } };
-          if (controlled === null) changes.push(change);
-          else if ((truncates.get(controlled)?.event.source.position.change ?? -1n) < event.source.position.change) truncates.set(controlled, change);
+          if (controlled === null) {
+            if (event.source.position.change <= (truncates.get(record.topic)?.event.source.position.change ?? -1n)) continue;
+            shapes.check(change);
+            changes.push(change);
+          } else if ((truncates.get(controlled)?.event.source.position.change ?? -1n) < event.source.position.change) truncates.set(controlled, change);
         }
         records += await writeRebuildBatch(sink, changes, signal);
         meter.read(readSoFar());

@@ -166,16 +166,18 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
     return this.#serial.run(() => this.#cat().readOffsets(this.name, signal));
   }
 
-  prepareRebuild(table: TableId, signal: AbortSignal): Promise<void> {
+  prepareRebuild(table: TableId, signal: AbortSignal, shape?: TableSchema): Promise<void> {
     return this.#serial.run(async () => {
       const target = renderTarget(this.#config.target, table);
+      const columns = shape ? initialColumns(shape, { sink: this.name, table: tableLabel(table) }) : null;
       const old = this.#find(target, "shadow");
       if (old) await this.#drop(old, signal);
       const live = this.#find(target, "live");
       const generation = this.#nextGeneration(target);
       const shadow: ClickHouseTable = { physical: physicalName(target, generation), target, role: "shadow", generation, truncateVersion: 0n, columns: [] };
       this.#tables.set(shadow.physical, shadow);
-      if (live) await this.#create(shadow, live.columns, tableLabel(table), signal);
+      const initial = columns ?? live?.columns;
+      if (initial) await this.#create(shadow, initial, tableLabel(table), signal);
       else await this.#cat().save(shadow, signal);
       this.#logger.info({ target, shadow: shadow.physical }, "rebuild prepared: writes go to the live table and the shadow");
     });

@@ -208,10 +208,11 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     return this.#serial.run(() => readOffsets(this.#conn(), this.name));
   }
 
-  prepareRebuild(table: TableId, signal: AbortSignal): Promise<void> {
+  prepareRebuild(table: TableId, signal: AbortSignal, shape?: TableSchema): Promise<void> {
     return this.#serial.run(async () => {
       signal.throwIfAborted();
       const target = renderTarget(this.#config.target, table);
+      const columns = shape ? initialColumns(shape, { sink: this.name, table: tableLabel(table) }) : null;
       await this.#transaction(true, async () => {
         const old = this.#find(target, "shadow");
         if (old) await this.#drop(old);
@@ -224,7 +225,8 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
           truncateVersion: 0n,
           columns: [],
         };
-        if (live) await this.#create(shadow, live.columns);
+        const initial = columns ?? live?.columns;
+        if (initial) await this.#create(shadow, initial);
         else await saveTable(this.#conn(), shadow);
         this.#tables.set(shadow.physical, shadow);
       });

@@ -159,16 +159,19 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     });
   }
 
-  prepareRebuild(table: TableId, signal: AbortSignal): Promise<void> {
+  prepareRebuild(table: TableId, signal: AbortSignal, shape?: TableSchema): Promise<void> {
     return this.#serial.run(async () => {
       const target = this.#target(table);
+      const context = { sink: this.name, table: tableLabel(table) };
+      const columns = shape ? initialColumns(shape, context) : null;
+      if (columns) this.#checkNames(columns, context);
       const indexes = await this.#load(target, signal);
       if (indexes.shadow) {
         await this.#idx().remove(indexes.shadow, signal);
         indexes.shadow = null;
       }
       const generation = ++indexes.maxGeneration;
-      const shadow: EsIndex = { physical: physicalName(target, generation), target, role: "shadow", generation, truncateVersion: 0n, columns: indexes.live?.columns ?? [] };
+      const shadow: EsIndex = { physical: physicalName(target, generation), target, role: "shadow", generation, truncateVersion: 0n, columns: columns ?? indexes.live?.columns ?? [] };
       await this.#idx().create(shadow, signal);
       indexes.shadow = shadow;
       this.#logger.info({ target, shadow: shadow.physical }, "rebuild prepared: writes go to the live index and the shadow");

@@ -2,13 +2,14 @@
  * Schema evolution, decided once for every sink: the columns a target table holds (with their
  * logical types, recorded in the target) against the TableSchema of an incoming change. New
  * columns are added, types are widened to the join of old and new (logical-type.ts), older
- * narrower schemas change nothing; anything else is SINK_SCHEMA_UNSUPPORTED. Dropped source
+ * narrower schemas change nothing, nor do numbers arriving at a column that is text (written as
+ * their text: convertsTo); anything else is SINK_SCHEMA_UNSUPPORTED. Dropped source
  * columns stay in the target (NULL in rows written after the drop). Each sink then checks that
  * it can carry out the plan on its target type (e.g. Elasticsearch cannot change a mapping).
  */
 import type { TableSchema } from "../contracts.ts";
 import { schemaUnsupported } from "./errors.ts";
-import { describeType, joinTypes, logicalType, sameType } from "./logical-type.ts";
+import { convertsTo, describeType, joinTypes, logicalType, sameType } from "./logical-type.ts";
 import type { LogicalType } from "./logical-type.ts";
 
 export const VERSION_COLUMN = "_sluice_version";
@@ -90,6 +91,8 @@ export function planColumns(current: readonly TargetColumn[] | null, schema: Tab
     }
     const joined = joinTypes(old.type, type);
     if (joined === null) {
+      // Written before the column became text (e.g. a rebuild's generation made from the newest schema): the values go in as their text.
+      if (convertsTo(type, old.type) && !(old.key && schema.key.length > 1 && holdsNumbers(type))) continue;
       throw schemaUnsupported(`cannot change type from ${describeType(old.type)} to ${describeType(type)} (${column.dbType})`, { ...context, column: column.name });
     }
     if (!sameType(joined, old.type)) {
@@ -100,6 +103,15 @@ export function planColumns(current: readonly TargetColumn[] | null, schema: Tab
   // Keep the schema's key order for new tables.
   if (current === null) columns.sort((a, b) => keyRank(schema, a) - keyRank(schema, b));
   return { columns, added: current === null ? columns : added, changed };
+}
+
+/**
+ * Values that are numbers, not text: in a key of several columns their text is written bare, a
+ * string's quoted (keys.ts), so converting one would give the row another key text (Elasticsearch
+ * document id) than its newer changes. Decimals arrive as text already.
+ */
+function holdsNumbers(type: LogicalType): boolean {
+  return type.kind === "integer" || (type.kind === "array" && holdsNumbers(type.element));
 }
 
 function keyRank(schema: TableSchema, column: TargetColumn): number {

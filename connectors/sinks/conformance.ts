@@ -471,6 +471,37 @@ export function sinkConformanceSuite(harness: SinkHarness): void {
       expectRows(await harness.visibleRows(target, schema), [{ id: "1" }, { id: "2" }]);
       await assert.rejects(() => sink.swap(schema, signal()), /no rebuild in progress/);
     });
+
+    test("a rebuild takes the table's newest shape: a number column that became text, which the live target refuses, holds the older numbers as their text", async () => {
+      const { schema, events, target } = newTable([
+        ["id", "integer"],
+        ["amount", "numeric(12,2)"],
+      ]);
+      const history = [events.insert(1n, { id: 1, amount: "1.23" }), events.insert(2n, { id: 2, amount: "20.00" }), events.update(3n, { id: 1, amount: "-0.50" })];
+      await write(sink, history);
+      const newer = tableSchema(schema.table, [
+        ["id", "integer"],
+        ["amount", "text"],
+      ]);
+      const changed = new Events(newer);
+      const later = [changed.insert(4n, { id: 3, amount: "n/a" })];
+      await assert.rejects(
+        () => sink.write(later, signal()),
+        (error: unknown) => error instanceof SluiceError && error.code === SCHEMA_UNSUPPORTED && error.context["column"] === "amount",
+      );
+      await sink.prepareRebuild(schema, signal(), newer);
+      assert.deepEqual((await sink.writeRebuild([...history, ...later], signal())).failures, []);
+      await sink.swap(schema, signal());
+      const expected = [
+        { id: "1", amount: "-0.50" },
+        { id: "2", amount: "20.00" },
+        { id: "3", amount: "n/a" },
+      ];
+      expectRows(await harness.visibleRows(target, newer), expected);
+      // the swapped-in generation takes the newer schema's changes, and the older ones again as their text
+      await write(sink, [...history, changed.insert(5n, { id: 4, amount: "text only" })]);
+      expectRows(await harness.visibleRows(target, newer), [...expected, { id: "4", amount: "text only" }]);
+    });
   });
 }
 

@@ -4,7 +4,7 @@
  * ../duckdb, ../clickhouse and ../elasticsearch implements `VersionedSink` and passes the shared
  * suite in conformance.ts. docs/sinks.md explains the guarantees to users.
  */
-import type { Sink, SinkChange, SinkWriteResult, TableId, TopicPartitionOffset } from "../contracts.ts";
+import type { Sink, SinkChange, SinkWriteResult, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
 
 export interface OffsetWriteResult extends SinkWriteResult {
   /**
@@ -56,10 +56,11 @@ export interface TransactionalSink extends Sink {
 /**
  * Zero-downtime rebuild of one table's target from a replay of its topic:
  *
- * 1. `prepareRebuild(table)` creates a shadow target (new table/index generation) next to the
- *    live one, which keeps serving. From then on every `write` touching the table also lands in
- *    the shadow, with rows as the live target holds them after the write (so unchanged-TOAST
- *    columns are complete).
+ * 1. `prepareRebuild(table, signal, shape)` creates a shadow target (new table/index generation)
+ *    next to the live one, which keeps serving, with the columns of `shape` (the table's newest
+ *    schema; without it, the live target's). From then on every `write` touching the table also
+ *    lands in the shadow, with rows as the live target holds them after the write (so
+ *    unchanged-TOAST columns are complete).
  * 2. The runtime replays the table's topic from the earliest record up to the end offsets taken
  *    *after* step 1 through `writeRebuild`, which writes to the shadow only. Order and overlap
  *    with the live writes do not matter: the shadow applies by version too.
@@ -70,7 +71,12 @@ export interface TransactionalSink extends Sink {
  * discards it and starts over.
  */
 export interface RebuildableSink extends Sink {
-  prepareRebuild(table: TableId, signal: AbortSignal): Promise<void>;
+  /**
+   * `shape`: the schema the shadow's columns and key are planned from, so the rebuilt target
+   * follows type and key changes the live one could not; changes written under older schemas then
+   * evolve it as usual (columns.ts: added columns, widened types, numbers into text).
+   */
+  prepareRebuild(table: TableId, signal: AbortSignal, shape?: TableSchema): Promise<void>;
   /** Applies replayed changes to the shadows of their tables; changes of tables without a shadow are failures. */
   writeRebuild(changes: readonly SinkChange[], signal: AbortSignal): Promise<SinkWriteResult>;
   swap(table: TableId, signal: AbortSignal): Promise<void>;

@@ -4,7 +4,7 @@ import { UNCHANGED } from "../contracts.ts";
 import { planColumns } from "./columns.ts";
 import { SCHEMA_UNSUPPORTED } from "./errors.ts";
 import { isolateRejected } from "./isolate.ts";
-import { integerRange, joinTypes, logicalType } from "./logical-type.ts";
+import { convertsTo, integerRange, joinTypes, logicalType } from "./logical-type.ts";
 import type { LogicalType } from "./logical-type.ts";
 import { renderTarget, tableFilter } from "./naming.ts";
 import { formatUnscaled } from "../../schema-registry/decimal.ts";
@@ -73,6 +73,28 @@ describe("joinTypes: the narrowest type holding both", () => {
   });
 });
 
+describe("convertsTo: older values written into a column that became text", () => {
+  const t = (dbType: string, kind: "postgres" | "mysql" = "postgres") => logicalType(dbType, kind);
+  test("numbers become text, as the databases cast them", () => {
+    assert.equal(convertsTo(t("numeric(12,2)"), t("text")), true);
+    assert.equal(convertsTo(t("numeric"), t("character varying(20)")), true);
+    assert.equal(convertsTo(t("bigint"), t("text")), true);
+    assert.equal(convertsTo(t("int unsigned", "mysql"), t("varchar(20)", "mysql")), true);
+    assert.equal(convertsTo(t("integer[]"), t("text[]")), true);
+    assert.equal(convertsTo(t("integer[]"), t("bigint[]")), true);
+  });
+  test("nothing else: text never becomes a number, floats and other kinds have no exact text", () => {
+    assert.equal(convertsTo(t("text"), t("numeric(12,2)")), false);
+    assert.equal(convertsTo(t("text"), t("integer")), false);
+    assert.equal(convertsTo(t("double precision"), t("text")), false);
+    assert.equal(convertsTo(t("boolean"), t("text")), false);
+    assert.equal(convertsTo(t("date"), t("text")), false);
+    assert.equal(convertsTo(t("bytea"), t("text")), false);
+    assert.equal(convertsTo(t("integer[]"), t("text")), false);
+    assert.equal(convertsTo(t("numeric(12,2)"), t("integer")), false);
+  });
+});
+
 describe("planColumns", () => {
   const ctx = { sink: "s", table: "src.public.t" };
   const v1 = tableSchema("t", [["id", "integer"], ["a", "integer"]]);
@@ -84,6 +106,25 @@ describe("planColumns", () => {
     assert.deepEqual(plan.changed.map((c) => [c.name, c.to]), [["a", { kind: "integer", bits: 64, unsigned: false }]]);
     const back = planColumns(plan.columns, v1, ctx);
     assert.equal(back.added.length + back.changed.length, 0);
+  });
+  test("a target whose column is text takes changes written when it was a number; the other way round is refused, naming both types", () => {
+    const numeric = tableSchema("t", [["id", "integer"], ["amount", "numeric(12,2)"]]);
+    const text = tableSchema("t", [["id", "integer"], ["amount", "text"]]);
+    const newest = planColumns(null, text, ctx).columns;
+    const older = planColumns(newest, numeric, ctx);
+    assert.equal(older.added.length + older.changed.length, 0);
+    assert.deepEqual(older.columns, newest);
+    assert.throws(
+      () => planColumns(planColumns(null, numeric, ctx).columns, text, ctx),
+      (e: { code?: string; message?: string }) => e.code === SCHEMA_UNSUPPORTED && /column "amount": cannot change type from decimal\(12,2\) to string \(text\)/.test(e.message ?? ""),
+    );
+    // A key column: as text in a key of one column (its key text is the same); in a key of several, integers are bare in
+    // the key's text and strings quoted (the Elasticsearch document id would change), decimals are text already.
+    const single = planColumns(null, tableSchema("t", [["id", "text"]]), ctx).columns;
+    assert.equal(planColumns(single, tableSchema("t", [["id", "integer"]]), ctx).changed.length, 0);
+    const pair = planColumns(null, tableSchema("t", [["id", "text"], ["n", "text"]], ["id", "n"]), ctx).columns;
+    assert.equal(planColumns(pair, tableSchema("t", [["id", "text"], ["n", "numeric(5,1)"]], ["id", "n"]), ctx).changed.length, 0);
+    assert.throws(() => planColumns(pair, tableSchema("t", [["id", "text"], ["n", "integer"]], ["id", "n"]), ctx), /column "n": cannot change type from string to int32/);
   });
   test("unsupported changes name the column", () => {
     const bad = tableSchema("t", [["id", "integer"], ["a", "bytea"]]);
