@@ -112,7 +112,7 @@ export class CapturedTables {
   }
 
   /** The captured table a schema belongs to (by name), if it is known. */
-  find(schema: TableSchema): CapturedTable | undefined {
+  find(schema: Pick<TableSchema, "schema" | "table">): CapturedTable | undefined {
     for (const table of this.byRelid.values()) {
       if (table && table.schema.schema === schema.schema && table.schema.table === schema.table) return table;
     }
@@ -159,7 +159,14 @@ export class CapturedTables {
       this.byRelid.set(message.relationId, null);
       return null;
     }
-    if (renamedFrom !== null) this.options.onRenamed?.(renamedFrom, to);
+    if (renamedFrom !== null) {
+      if (this.find({ schema: message.namespace, table: message.name }) === undefined) this.options.onRenamed?.(renamedFrom, to);
+      else {
+        // Another captured relation had this name (an online schema change's swap: the copy renamed over the original):
+        // the name's topic and targets already hold the table's rows.
+        this.options.logger.info({ table: to, renamedFrom }, `table ${renamedFrom} was renamed to ${to}, taking the place of the captured table of that name: its changes go on in ${to}'s topic`);
+      }
+    }
     const signature = signatureOf(
       message.namespace,
       message.name,
