@@ -98,7 +98,7 @@ export class ReplayShapes {
       `the key is (${older.join(", ")}) in the record at ${this.#where(change)} and (${newest.key.join(", ")}) in the table's newest schema. ` +
         "Changes written under the old key cannot be given the new one exactly (a delete carries only the old key's columns), so the rebuild does not replay them: " +
         "re-snapshot the table first (sluice snapshot --table T --execute); once the snapshot is done its closing reset covers every change before it, which a rebuild then leaves out " +
-        "(docs/operations.md, \"A changed key\")",
+        "(docs/operations.md, \"Type and key changes a sink cannot take\")",
       undefined,
     );
   }

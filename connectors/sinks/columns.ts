@@ -67,7 +67,8 @@ export function planColumns(current: readonly TargetColumn[] | null, schema: Tab
     if (currentKey.join("\u0000") !== schema.key.join("\u0000")) {
       const column = schema.key.find((c, i) => currentKey[i] !== c) ?? currentKey.find((c) => !schema.key.includes(c)) ?? schema.key[0];
       throw schemaUnsupported(
-        `the key changed from (${currentKey.join(", ")}) to (${schema.key.join(", ")}); rebuild the target (sluice replay --rebuild)`,
+        `the key changed from (${currentKey.join(", ")}) to (${schema.key.join(", ")}); re-snapshot the table, then rebuild the target (sluice replay --rebuild): ` +
+          "changes under the old key cannot be given the new one (docs/operations.md, \"Type and key changes a sink cannot take\")",
         { ...context, column },
       );
     }

@@ -63,6 +63,7 @@ const POSTGRES_CASES: readonly [string, string, string][] = [
   ["narrow bigint to integer", "ALTER TABLE orders ALTER COLUMN big TYPE integer;", "nyny"],
   ["integer to text", "ALTER TABLE orders ALTER COLUMN qty TYPE text USING qty::text;", "nnny"],
   ["text to varchar(20)", "ALTER TABLE orders ALTER COLUMN status TYPE varchar(20);", "yyyy"],
+  ["numeric to text (Avro bytes to string)", "ALTER TABLE orders ALTER COLUMN price TYPE text;", "yyyy"],
   ["widen numeric(10,2) to numeric(12,2)", "ALTER TABLE orders ALTER COLUMN price TYPE numeric(12,2);", "yyyy"],
   ["integer to real", "ALTER TABLE orders ALTER COLUMN qty TYPE real;", "ynny"],
   ["SET NOT NULL", "ALTER TABLE orders ALTER COLUMN status SET NOT NULL;", "nyny"],
