@@ -75,6 +75,13 @@ describe("example configs", () => {
 describe("interpolation and secrets", () => {
   const base = (extra: string) => `name: shop\nsources:\n  - name: pg\n    kind: postgres\n    database: app\n    user: u\n    tables: [public.t]\n${extra}`;
 
+  test('tables: "!" patterns exclude; a list of exclusions alone is refused; anything else is not a pattern', () => {
+    const config = loadConfigText("c.yaml", base("").replace("tables: [public.t]", 'tables: [public.*, "!public._*"]'), { env: {} });
+    assert.deepEqual(config.sources[0]!.tables, ["public.*", "!public._*"]);
+    assert.throws(() => loadConfigText("c.yaml", base("").replace("tables: [public.t]", 'tables: ["!public._*"]'), { env: {} }), /sources\[0\]\.tables: needs a pattern that includes tables/);
+    assert.throws(() => loadConfigText("c.yaml", base("").replace("tables: [public.t]", 'tables: ["public.t!"]'), { env: {} }), /expected "schema.table"/);
+  });
+
   test("an unquoted reference takes the type of its value; a quoted one stays a string", () => {
     const config = loadConfigText("c.yaml", base('    port: ${PGPORT}\n    host: "${PGHOST}"\n'), { env: { PGPORT: "6543", PGHOST: "10" } });
     assert.equal(config.sources[0]!.port, 6543);

@@ -140,10 +140,11 @@ const tableFilter = z
   .array(
     z
       .string()
-      .regex(/^[A-Za-z0-9_*?$-]+\.[A-Za-z0-9_*?$-]+$/, { error: 'expected "schema.table" ("*" and "?" are wildcards)' }),
+      .regex(/^!?[A-Za-z0-9_*?$-]+\.[A-Za-z0-9_*?$-]+$/, { error: 'expected "schema.table" ("*" and "?" are wildcards; "!schema.table" excludes)' }),
   )
   .min(1)
-  .describe('Tables as "schema.table"; "*" and "?" are wildcards (e.g. "public.*")');
+  .refine((patterns) => patterns.length === 0 || patterns.some((pattern) => !pattern.startsWith("!")), { error: 'needs a pattern that includes tables, not only "!" exclusions' })
+  .describe('Tables as "schema.table"; "*" and "?" are wildcards (e.g. "public.*"); a pattern starting with "!" excludes what it matches (e.g. ["shop.*", "!shop._*"])');
 
 const tls = z
   .strictObject({

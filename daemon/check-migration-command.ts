@@ -5,7 +5,7 @@
  */
 import { readFile } from "node:fs/promises";
 import type { SluiceConfig } from "../config/schema.ts";
-import { tableMatcher } from "../connectors/common/table-patterns.ts";
+import { includingPatterns, tableMatcher } from "../connectors/common/table-patterns.ts";
 import type { MigrationFile, MigrationReport } from "../schema-registry/migration/check-migration.ts";
 import type { SchemaRegistry } from "../schema-registry/registry.ts";
 import { dataTopicPrefix } from "./components.ts";
@@ -79,7 +79,7 @@ export async function runCheckMigration(config: SluiceConfig, registry: SchemaRe
 /** MySQL without --database: the one database the source's table patterns name, if they name exactly one (no wildcard). */
 function defaultNamespace(source: SluiceConfig["sources"][number]): { defaultNamespace?: string } {
   if (source.kind !== "mysql") return {};
-  const databases = new Set(source.tables.map((pattern) => pattern.slice(0, pattern.indexOf("."))));
+  const databases = new Set(includingPatterns(source.tables).map((pattern) => pattern.slice(0, pattern.indexOf("."))));
   const [only] = databases;
   return databases.size === 1 && only !== undefined && !/[*?]/.test(only) ? { defaultNamespace: only } : {};
 }

@@ -13,3 +13,13 @@ test("exact names, * and ? wildcards, case-sensitive, regex characters literal",
   assert.equal(matches("we$ird", "a-b"), true);
   assert.equal(matches("weXird", "a-b"), false);
 });
+
+test('a pattern starting with "!" excludes what it matches from what the others include', () => {
+  const matches = tableMatcher(["shop.*", "!shop._*", "!shop.*_old", "audit.log"]);
+  assert.equal(matches("shop", "orders"), true);
+  assert.equal(matches("shop", "_orders_gho"), false);
+  assert.equal(matches("shop", "orders_old"), false);
+  assert.equal(matches("audit", "log"), true);
+  assert.equal(matches("audit", "other"), false);
+  assert.equal(tableMatcher(["!shop._*"])("shop", "orders"), false, "exclusions alone include nothing");
+});

@@ -1,4 +1,8 @@
-/** The configured `tables` ("schema.table", with * and ? wildcards) as a predicate on names. */
+/**
+ * The configured `tables` ("schema.table", with * and ? wildcards) as a predicate on names. A pattern
+ * starting with "!" excludes what it matches from what the others include (e.g. an online schema change
+ * tool's copies: ["shop.*", "!shop._*"]).
+ */
 export type TableMatcher = (schema: string, table: string) => boolean;
 
 function globToRegExp(glob: string): RegExp {
@@ -6,10 +10,22 @@ function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${source}$`);
 }
 
+export const isExclusion = (pattern: string): boolean => pattern.startsWith("!");
+
+/** The patterns that include tables (those not starting with "!"). */
+export function includingPatterns(patterns: readonly string[]): string[] {
+  return patterns.filter((pattern) => !isExclusion(pattern));
+}
+
+function compile(pattern: string): (schema: string, table: string) => boolean {
+  const dot = pattern.indexOf(".");
+  const schema = globToRegExp(pattern.slice(0, dot));
+  const table = globToRegExp(pattern.slice(dot + 1));
+  return (s, t) => schema.test(s) && table.test(t);
+}
+
 export function tableMatcher(patterns: readonly string[]): TableMatcher {
-  const compiled = patterns.map((pattern) => {
-    const dot = pattern.indexOf(".");
-    return { schema: globToRegExp(pattern.slice(0, dot)), table: globToRegExp(pattern.slice(dot + 1)) };
-  });
-  return (schema, table) => compiled.some((p) => p.schema.test(schema) && p.table.test(table));
+  const included = includingPatterns(patterns).map(compile);
+  const excluded = patterns.filter(isExclusion).map((pattern) => compile(pattern.slice(1)));
+  return (schema, table) => included.some((p) => p(schema, table)) && !excluded.some((p) => p(schema, table));
 }

@@ -9,7 +9,7 @@
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import type { Row, Sql } from "./catalog.ts";
-import { tableMatcher } from "../common/table-patterns.ts";
+import { includingPatterns, tableMatcher } from "../common/table-patterns.ts";
 import { quoteIdentifier } from "./connection-settings.ts";
 import type { Flavor } from "./resume-token.ts";
 
@@ -47,7 +47,8 @@ export async function checkPrivileges(sql: Sql, patterns: readonly string[], fla
 
   if (!(await mayReplicate(sql))) throw missing("lacks REPLICATION SLAVE, needed to read the binlog", "REPLICATION SLAVE", "*.*");
 
-  for (const pattern of patterns) {
+  const captured = tableMatcher(patterns);
+  for (const pattern of includingPatterns(patterns)) {
     const dot = pattern.indexOf(".");
     const database = pattern.slice(0, dot);
     const table = pattern.slice(dot + 1);
@@ -60,7 +61,7 @@ export async function checkPrivileges(sql: Sql, patterns: readonly string[], fla
     if (literalTable) throw missing(`lacks SELECT on captured table ${probe}`, "SELECT", probe, denied);
     // Grants table by table: the database-wide probe fails, so check each table the user can see.
     const visible = await sql.rows("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?", [database]);
-    const tables = visible.map(firstValue).filter((name) => tableMatcher([pattern])(database, name));
+    const tables = visible.map(firstValue).filter((name) => tableMatcher([pattern])(database, name) && captured(database, name));
     if (tables.length === 0) {
       const on = `${quoteIdentifier(database)}.*`;
       throw missing(`lacks SELECT on the captured database ${on}`, "SELECT", on, denied);

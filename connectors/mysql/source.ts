@@ -359,6 +359,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       heartbeatArrivals,
       transactionMetadata: config.transaction_metadata,
       skippedOperations: skippedOperations(config),
+      onRenamed: (from, to) => void this.online.backfillRenamed(from, to),
       logger,
       context,
     });

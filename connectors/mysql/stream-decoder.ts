@@ -88,6 +88,8 @@ export interface StreamDecoderOptions {
   readonly interleave?: BinlogInterleave | null;
   /** When the stream received each heartbeat; without it (events fed by hand) a heartbeat counts as arriving when decoded. */
   readonly heartbeatArrivals?: HeartbeatArrivals;
+  /** A table renamed to a captured name no captured table had (QueryOutcome.renamed), past the resume point. */
+  readonly onRenamed?: (from: string, to: string) => void;
   readonly logger: Logger;
   readonly context: ErrorContext;
 }
@@ -339,6 +341,11 @@ export class StreamDecoder {
     return this.options.tracker.applyQuery(statement, schema, binlogAt(this.fileIndex, start)).then(
       (outcome) => {
         for (const table of outcome.truncated) this.truncate(table.database, table.table, transaction, start, out, header.serverId);
+        if (outcome.renamed !== undefined && this.options.onRenamed !== undefined) {
+          // A rename stored before the resume point was taken care of then.
+          const stored = this.options.skipThrough !== null && comparePositions(throughPosition(binlogAt(this.fileIndex, end)), this.options.skipThrough) <= 0;
+          if (!stored) for (const { from, to } of outcome.renamed) this.options.onRenamed(from, tableKey(to.database, to.table));
+        }
         if (closes) this.end(end);
       },
       (error: unknown) => {

@@ -10,6 +10,7 @@
  * creates it on the first online snapshot where it is missing.
  */
 import type { MysqlSourceConfig } from "../../config/schema.ts";
+import { includingPatterns } from "../common/table-patterns.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import type { Row } from "../contracts.ts";
@@ -31,7 +32,7 @@ export function watermarkTableOf(config: Pick<MysqlSourceConfig, "tables" | "sna
     const dot = configured.indexOf(".");
     return { database: configured.slice(0, dot), table: configured.slice(dot + 1) };
   }
-  for (const pattern of config.tables) {
+  for (const pattern of includingPatterns(config.tables)) {
     const database = pattern.slice(0, pattern.indexOf("."));
     if (!/[*?]/.test(database)) return { database, table: DEFAULT_WATERMARK_TABLE };
   }

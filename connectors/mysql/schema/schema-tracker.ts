@@ -42,6 +42,11 @@ export interface QueryOutcome {
   readonly truncated: readonly TableName[];
   /** Captured tables whose definition changed. */
   readonly changed: readonly string[];
+  /**
+   * Tables renamed to a captured name no captured table had before the statement: the new name's topic and
+   * targets hold none of their rows (not a swap, where a copy takes the place of a captured table).
+   */
+  readonly renamed?: readonly { readonly from: string; readonly to: TableName }[];
 }
 
 interface CachedBinding {
@@ -166,15 +171,24 @@ export class SchemaTracker {
         else await this.rereadFor(query, [table], from, changed);
         return { truncated: [], changed };
       }
-      case "alter-table":
+      case "alter-table": {
+        const renameTo = statement.actions.find((a): a is Extract<AlterAction, { kind: "rename-table" }> => a.kind === "rename-table")?.to;
+        const newName = renameTo !== undefined && this.captured(renameTo.database, renameTo.table) && this.definition(renameTo.database, renameTo.table) === null;
         await this.alter(statement.table, statement.actions, query, from, changed);
-        return { truncated: [], changed };
+        return { truncated: [], changed, ...(newName ? { renamed: [{ from: tableKey(statement.table.database, statement.table.table), to: renameTo }] } : {}) };
+      }
       case "drop-tables":
         for (const table of statement.tables) await put(table, null);
         return { truncated: [], changed };
-      case "rename-tables":
-        for (const { from: source, to } of statement.renames) await this.move(source, to, query, from, changed);
-        return { truncated: [], changed };
+      case "rename-tables": {
+        const knownBefore = new Set(this.knownTables());
+        const renamed: { from: string; to: TableName }[] = [];
+        for (const { from: source, to } of statement.renames) {
+          await this.move(source, to, query, from, changed);
+          if (this.captured(to.database, to.table) && !knownBefore.has(tableKey(to.database, to.table))) renamed.push({ from: tableKey(source.database, source.table), to });
+        }
+        return { truncated: [], changed, renamed };
+      }
       case "drop-database":
         for (const key of this.knownTables()) {
           const definition = this.definitions.get(key)!;
