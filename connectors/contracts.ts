@@ -70,6 +70,12 @@ export interface ColumnSchema {
   readonly nullable: boolean;
   /** Default expression as the database reports it, if any. */
   readonly default?: string | null;
+  /**
+   * The value a record written before this column existed reads as: the literal default of the
+   * column's Avro field, decoded as row values are (set on schemas read back from the registry,
+   * table-from-avro.ts). Absent when the field has none (no default, an expression such as now()).
+   */
+  readonly defaultValue?: ColumnValue;
   /** 1-based position in the primary key, absent when not part of it. */
   readonly primaryKeyIndex?: number;
 }

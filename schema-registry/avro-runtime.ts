@@ -137,9 +137,10 @@ function useBigIntLong(schema: unknown): Type | undefined {
 }
 
 /** An avsc type for a schema, built with fresh options so named types never leak between schemas. */
-export function createAvroType(schema: AvroSchemaJson | string): Type {
+/** `registry`, when given, receives every named type of the schema by its full name. */
+export function createAvroType(schema: AvroSchemaJson | string, registry?: Record<string, Type>): Type {
   const json: unknown = typeof schema === "string" && isJsonText(schema) ? JSON.parse(schema) : schema;
-  return avro.Type.forSchema(json as never, { typeHook: useBigIntLong as never, wrapUnions: "auto" });
+  return avro.Type.forSchema(json as never, { typeHook: useBigIntLong as never, wrapUnions: "auto", ...(registry === undefined ? {} : { registry }) });
 }
 
 function isJsonText(text: string): boolean {

@@ -2,14 +2,17 @@
  * The way back from a registered schema to the table it was made from, so a consumer holding only
  * a schema (fetched by id) can rebuild the row codecs with mapTable.
  */
-import type { ColumnSchema, SourceKind, TableSchema } from "../connectors/contracts.ts";
+import type { Type, types } from "avsc";
+import type { ColumnSchema, Row, SourceKind, TableSchema } from "../connectors/contracts.ts";
+import { UNCHANGED } from "../connectors/contracts.ts";
+import { createAvroType } from "./avro-runtime.ts";
 import type { AvroSchemaJson } from "./avro-schema.ts";
 import { EARLIER_TYPE_MODES } from "./postgres-types.ts";
 import type { NumericMode, TypeModes } from "./postgres-types.ts";
 import type { TimePrecisionMode } from "./temporal-modes.ts";
 import { RESERVED_FIELD_NAMES, UNCHANGED_FIELD } from "./row-codec.ts";
 import { InvalidSchemaError } from "./schema-errors.ts";
-import { DB_TYPE_PROPERTY, ORIGINAL_NAME_PROPERTY, TABLE_PROPERTY } from "./table-mapping.ts";
+import { DB_TYPE_PROPERTY, mapTable, ORIGINAL_NAME_PROPERTY, TABLE_PROPERTY } from "./table-mapping.ts";
 import type { TableMappingOptions } from "./table-mapping.ts";
 
 interface TableProperty {
@@ -75,9 +78,7 @@ export function tableSchemaFromAvro(schema: AvroSchemaJson | string): { table: T
   };
   // The namespace is `<name>.<schema>.<table>`; schema and table are single sanitised parts.
   const name = namespace.split(".").slice(0, -2).join(".");
-  return {
-    table,
-    options: {
+  const options: TableMappingOptions = {
       name: name === "" ? property.source : name,
       numericMode: property.numericMode,
       envelope,
@@ -89,8 +90,44 @@ export function tableSchemaFromAvro(schema: AvroSchemaJson | string): { table: T
       bitBoolean: property.bitBoolean ?? false,
       pointRecord: property.pointRecord ?? false,
       bits: property.bits ?? false,
-    },
   };
+  return { table: withDefaultValues(table, json, options), options };
+}
+
+/**
+ * Each column whose field has a literal default gets it as `defaultValue`, decoded as a record's
+ * value would be: what Avro's schema resolution gives a record written before the column existed
+ * when it is read with this schema (a nullable field's default is its type's only when the type
+ * comes first in the union: as Debezium writes a nullable column with a literal default).
+ */
+function withDefaultValues(table: TableSchema, json: unknown, options: TableMappingOptions): TableSchema {
+  const record = rowRecordOf(json);
+  const withDefault = (record.fields as JsonObject[]).filter((field) => field.default !== undefined && field.default !== null && !RESERVED_FIELD_NAMES.has(field.name as string));
+  if (withDefault.length === 0) return table;
+  const registry: Record<string, Type> = {};
+  createAvroType(json as AvroSchemaJson, registry);
+  const recordType = registry[fullNameOf(record)] as types.RecordType | undefined;
+  if (recordType === undefined) return table;
+  const defaults: Record<string, unknown> = {};
+  for (const field of recordType.fields) {
+    if (withDefault.some((f) => f.name === field.name)) defaults[field.name] = field.defaultValue();
+  }
+  let row: Row;
+  try {
+    row = mapTable(table, options).valueCodec.fromAvro(defaults);
+  } catch {
+    return table; // a default the column's type cannot read: as if it had none
+  }
+  const columns = table.columns.map((column) => {
+    const value = row[column.name];
+    return value === undefined || value === null || value === UNCHANGED ? column : { ...column, defaultValue: value };
+  });
+  return { ...table, columns };
+}
+
+function fullNameOf(record: JsonObject): string {
+  const name = String(record.name);
+  return name.includes(".") || typeof record.namespace !== "string" || record.namespace === "" ? name : `${record.namespace}.${name}`;
 }
 
 function rowRecordOf(json: unknown): JsonObject {

@@ -297,6 +297,25 @@ describe("tableSchemaFromAvro", () => {
     assert.deepEqual(again.valueSchema, mapping.valueSchema);
     assert.throws(() => tableSchemaFromAvro({ type: "record", name: "X", fields: [] }), /not a Sluice table schema/);
   });
+  it("gives each column with a literal default the value a record written before the column reads as (defaultValue)", () => {
+    const columns: ColumnSchema[] = [
+      { name: "id", dbType: "int8", nullable: false, primaryKeyIndex: 1 },
+      { name: "note", dbType: "text", nullable: true, default: "'hi'::text" },
+      { name: "n", dbType: "bigint", nullable: false, default: "42" },
+      { name: "price", dbType: "numeric(10,2)", nullable: false, default: "1.50" },
+      { name: "day", dbType: "date", nullable: true, default: "'2024-02-29'::date" },
+      { name: "raw", dbType: "bytea", nullable: true, default: "'\\x00ff'::bytea" },
+      { name: "flag", dbType: "boolean", nullable: true, default: "true" },
+      { name: "at", dbType: "timestamp with time zone", nullable: true, default: "now()" },
+      { name: "plain", dbType: "text", nullable: true },
+    ];
+    const read = (envelope: "debezium" | "sluice") => tableSchemaFromAvro(JSON.stringify(mapTable(table(columns, ["id"]), { name: "shop", envelope }).envelopeSchema)).table;
+    const values = (t: TableSchema) => Object.fromEntries(t.columns.filter((c) => c.defaultValue !== undefined).map((c) => [c.name, c.defaultValue]));
+    // Capture derives no Avro default for every literal (here the date and the bytea): those give none.
+    assert.deepEqual(values(read("debezium")), { note: "hi", n: 42n, price: "1.50", flag: true });
+    // Sluice's earlier layout puts null first in a nullable column's union, so only NOT NULL columns carry their default.
+    assert.deepEqual(values(read("sluice")), { n: 42n, price: "1.50" });
+  });
   it("keeps the mark of a whole-row key (a table without a primary key), so sinks can refuse it", () => {
     const keyless = { ...table([{ name: "a", dbType: "int4", nullable: false, primaryKeyIndex: 1 }], ["a"]), keyIsWholeRow: true };
     assert.equal(tableSchemaFromAvro(mapTable(keyless, { name: "shop" }).envelopeSchema).table.keyIsWholeRow, true);

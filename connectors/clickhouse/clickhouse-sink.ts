@@ -19,8 +19,8 @@ import { UNCHANGED } from "../contracts.ts";
 import { isRetriable, SluiceError } from "../errors.ts";
 import { collapseChanges, hasUnchanged } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
-import { DELETED_COLUMN, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
-import type { TargetColumn } from "../sinks/columns.ts";
+import { DELETED_COLUMN, firstVersionWith, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
+import type { SinceOf, TargetColumn } from "../sinks/columns.ts";
 import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { errorMessage, rebuildState, rowRejected, schemaUnsupported, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
@@ -340,13 +340,14 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
   /** The tables a write goes to (null: a rebuild write without a shadow), compared with the server, evolved and truncated. */
   async #prepareTables(changes: TableChanges, mode: Mode, label: string, signal: AbortSignal): Promise<{ primary: ClickHouseTable; mirror: ClickHouseTable | null } | null> {
     const target = renderTarget(this.#config.target, changes.table);
-    const primary = mode === "live" ? await this.#ensureLive(target, changes.schemas[0] as TableSchema, label, signal) : this.#find(target, "shadow");
+    const since = firstVersionWith(changes.rows);
+    const primary = mode === "live" ? await this.#ensureLive(target, changes.schemas[0] as TableSchema, label, since, signal) : this.#find(target, "shadow");
     if (primary === null) return null;
     const mirror = mode === "live" ? this.#find(target, "shadow") : null;
     const physicals = mirror ? [primary, mirror] : [primary];
     for (const physical of physicals) this.#check(physical, changes.schemas, label);
     for (const physical of physicals) {
-      await this.#evolve(physical, changes.schemas, label, signal);
+      await this.#evolve(physical, changes.schemas, label, since, signal);
       if (changes.truncate) await this.#truncate(physical, changes.truncate.version, signal);
     }
     return { primary, mirror };
@@ -450,13 +451,13 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
 
   // --- tables and schema evolution -----------------------------------------------------------
 
-  async #ensureLive(target: string, schema: TableSchema, label: string, signal: AbortSignal): Promise<ClickHouseTable> {
+  async #ensureLive(target: string, schema: TableSchema, label: string, since: SinceOf, signal: AbortSignal): Promise<ClickHouseTable> {
     const live = this.#find(target, "live");
     if (live) return live;
     const generation = this.#nextGeneration(target);
     const table: ClickHouseTable = { physical: physicalName(target, generation), target, role: "live", generation, truncateVersion: 0n, columns: [] };
     this.#tables.set(table.physical, table);
-    await this.#create(table, initialColumns(schema, { sink: this.name, table: label }), label, signal);
+    await this.#create(table, initialColumns(schema, { sink: this.name, table: label }, since), label, signal);
     await this.#replaceView(table, signal);
     this.#logger.info({ target, physical: table.physical }, "created table");
     return table;
@@ -489,17 +490,19 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
   /**
    * Brings a table to each of `schemas` in turn. A column the server has already at the planned
    * type (or at one a later schema of the batch gives it) is adopted instead of altered: an
-   * earlier process applied the ALTER and stopped before saving the catalog.
+   * earlier process applied the ALTER and stopped before saving the catalog. A column added with a
+   * default gets it as its DEFAULT: the rows already there read it (existing parts have no values
+   * of the column), and a type change keeps it (MODIFY COLUMN without DEFAULT drops it).
    */
-  async #evolve(physical: ClickHouseTable, schemas: readonly TableSchema[], label: string, signal: AbortSignal): Promise<void> {
+  async #evolve(physical: ClickHouseTable, schemas: readonly TableSchema[], label: string, since: SinceOf, signal: AbortSignal): Promise<void> {
     const context = { sink: this.name, table: label };
     for (const [i, schema] of schemas.entries()) {
       if (physical.columns.length === 0) {
-        await this.#create(physical, initialColumns(schema, context), label, signal);
+        await this.#create(physical, initialColumns(schema, context, since), label, signal);
         if (physical.role === "live") await this.#replaceView(physical, signal);
         continue;
       }
-      const plan = planColumns(physical.columns, schema, context);
+      const plan = planColumns(physical.columns, schema, context, since);
       if (plan.added.length === 0 && plan.changed.length === 0) continue;
       const table = qualified(this.#database, physical.physical);
       for (const change of plan.changed) {
@@ -532,7 +535,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
         else if (!adopt(column, found)) throw addedMismatch(found, column, this.#dialect, this.#where(physical, label));
       }
       for (const change of plan.changed) {
-        const to: TargetColumn = { name: change.name, type: change.to, key: change.key };
+        const to: TargetColumn = plan.columns.find((c) => c.name === change.name) ?? { name: change.name, type: change.to, key: change.key };
         if (clickhouseType(change.from, this.#dialect, !change.key) === clickhouseType(to.type, this.#dialect, !change.key)) continue;
         const found = server.get(change.name);
         if (found && adopt(to, found)) continue;

@@ -285,7 +285,7 @@ function readInteger(reader: RowBinaryReader, type: { readonly bits: 8 | 16 | 24
 }
 
 /**
- * A SQL literal for a key value in an IN list: integers bare, floats from their bits (ClickHouse
+ * A SQL literal for a value (a key in an IN list, a column's DEFAULT): integers bare, floats from their bits (ClickHouse
  * 18.16 converts float text inexactly), anything else a string the server converts exactly.
  */
 export function keyLiteral(type: LogicalType, dialect: Dialect, value: ColumnValue): string {

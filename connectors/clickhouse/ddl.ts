@@ -3,7 +3,8 @@
  * CREATE OR REPLACE, no EXCHANGE, no query parameters): versioned tables, the views users query,
  * and Sluice's bookkeeping tables. Pure functions, unit-tested in ddl.test.ts.
  */
-import { DELETED_COLUMN, VERSION_COLUMN } from "../sinks/columns.ts";
+import { defaultOf, DELETED_COLUMN, VERSION_COLUMN } from "../sinks/columns.ts";
+import { keyLiteral } from "./codec.ts";
 import type { TargetColumn } from "../sinks/columns.ts";
 import { sqlString } from "./tsv.ts";
 import { clickhouseType } from "./types.ts";
@@ -22,7 +23,20 @@ export function qualified(database: string, name: string): string {
 }
 
 export function columnDefinition(column: TargetColumn, dialect: Dialect): string {
-  return `${ident(column.name)} ${clickhouseType(column.type, dialect, !column.key)}`;
+  const type = clickhouseType(column.type, dialect, !column.key);
+  return `${ident(column.name)} ${type}${defaultClause(column, type, dialect)}`;
+}
+
+/** ` DEFAULT <the column's default>` (what rows written before the column read), or "" when it has none. */
+function defaultClause(column: TargetColumn, type: string, dialect: Dialect): string {
+  if (column.default === undefined) return "";
+  let literal: string;
+  try {
+    literal = keyLiteral(column.type, dialect, defaultOf(column));
+  } catch {
+    return ""; // a default the column's type cannot hold: as if it had none
+  }
+  return ` DEFAULT CAST(${literal} AS ${type})`;
 }
 
 /**

@@ -18,8 +18,8 @@ import { UNCHANGED } from "../contracts.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import { collapseChanges, versionOf } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
-import { DELETED_COLUMN, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
-import type { TargetColumn } from "../sinks/columns.ts";
+import { defaultOf, DELETED_COLUMN, firstVersionWith, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
+import type { SinceOf, TargetColumn } from "../sinks/columns.ts";
 import type { LogicalType } from "../sinks/logical-type.ts";
 import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { errorMessage, rebuildState, rowRejected, ValueRejected } from "../sinks/errors.ts";
@@ -350,7 +350,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       let primary: PhysicalTable;
       let mirror: PhysicalTable | null = null;
       if (mode === "live") {
-        primary = await this.#ensureLive(target, changes.schemas[0] as TableSchema, label);
+        primary = await this.#ensureLive(target, changes.schemas[0] as TableSchema, label, firstVersionWith(changes.rows));
         mirror = this.#find(target, "shadow");
       } else {
         const shadow = this.#find(target, "shadow");
@@ -362,7 +362,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
         primary = shadow;
       }
       for (const physical of mirror ? [primary, mirror] : [primary]) {
-        for (const schema of changes.schemas) await this.#evolve(physical, schema, label);
+        for (const schema of changes.schemas) await this.#evolve(physical, schema, label, firstVersionWith(changes.rows));
         if (changes.truncate) await this.#truncate(physical, changes.truncate.version);
       }
       const rows = changes.rows.filter((row) => include(row) && row.version > primary.truncateVersion);
@@ -491,27 +491,28 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
 
   // --- tables and schema evolution -----------------------------------------------------------
 
-  async #ensureLive(target: string, schema: TableSchema, label: string): Promise<PhysicalTable> {
+  async #ensureLive(target: string, schema: TableSchema, label: string, since: SinceOf): Promise<PhysicalTable> {
     const live = this.#find(target, "live");
     if (live) return live;
     const generation = this.#nextGeneration(target);
     const table: PhysicalTable = { physical: physicalName(target, generation), target, role: "live", generation, truncateVersion: 0n, columns: [] };
-    await this.#create(table, initialColumns(schema, { sink: this.name, table: label }));
+    await this.#create(table, initialColumns(schema, { sink: this.name, table: label }, since));
     await this.#createView(table);
     this.#logger.info({ target, physical: table.physical }, "created table");
     return table;
   }
 
-  async #evolve(physical: PhysicalTable, schema: TableSchema, label: string): Promise<void> {
+  async #evolve(physical: PhysicalTable, schema: TableSchema, label: string, since: SinceOf): Promise<void> {
     const context = { sink: this.name, table: label };
     if (physical.columns.length === 0) {
-      await this.#create(physical, initialColumns(schema, context));
+      await this.#create(physical, initialColumns(schema, context, since));
       return;
     }
-    const plan = planColumns(physical.columns, schema, context);
+    const plan = planColumns(physical.columns, schema, context, since);
     if (plan.added.length === 0 && plan.changed.length === 0) return;
     if (plan.changed.some((c) => c.key)) {
       await this.#rewrite(physical, plan.columns);
+      await this.#fillDefaults(physical, plan.added);
       return;
     }
     for (const column of plan.added) {
@@ -520,9 +521,22 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     for (const change of plan.changed) {
       await this.#conn().run(`ALTER TABLE ${this.#qualified(physical)} ALTER COLUMN ${ident(change.name)} TYPE ${duckdbType(change.to)}`);
     }
+    await this.#fillDefaults(physical, plan.added);
     physical.columns = plan.columns;
     await saveTable(this.#conn(), physical);
     this.#logger.info({ physical: physical.physical, added: plan.added.map((c) => c.name), widened: plan.changed.map((c) => c.name) }, "schema evolved");
+  }
+
+  /**
+   * Rows written before a column with a default was added hold that default in the source: they
+   * get it here, in the transaction that adds the column (a restart redoes both or neither).
+   */
+  async #fillDefaults(physical: PhysicalTable, added: readonly TargetColumn[]): Promise<void> {
+    for (const column of added) {
+      if (column.default === undefined) continue;
+      const older = column.since === undefined ? "" : ` WHERE ${ident(VERSION_COLUMN)} < ${column.since}`;
+      await this.#conn().run(`UPDATE ${this.#qualified(physical)} SET ${ident(column.name)} = $1${older}`, [duckdbValue(column.type, defaultOf(column))]);
+    }
   }
 
   /** A key column changed type: DuckDB cannot alter primary-key columns, so copy into the next generation. */

@@ -260,6 +260,67 @@ describe("Elasticsearch sink specifics", () => {
     assert.equal(await setting(`${targetOf(other.schema)}__v1`), "-1");
   });
 
+  test("a new column's default: every document written before it gets it (pages beyond the first, values exists cannot see), a fill cut short ends when the index is next loaded, newer writes still apply", async () => {
+    const name = `es_${randomTableName("d")}`;
+    const first = createSink(name);
+    await first.open(signal());
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const target = targetOf(events.schema);
+    const ROWS = 1100; // more than a page of the fill
+    const ids = Array.from({ length: ROWS }, (_, i) => i + 1);
+    await first.write(ids.map((id) => events.insert(BigInt(id), { id, v: `r${id}` })), signal());
+    // note text DEFAULT 'hi'; attrs jsonb DEFAULT '{}' (an empty object: no query can tell a document with it from one without)
+    const wider: TableSchema = {
+      ...events.schema,
+      columns: [...events.schema.columns, { name: "note", dbType: "text", nullable: true, defaultValue: "hi" }, { name: "attrs", dbType: "jsonb", nullable: true, defaultValue: "{}" }],
+    };
+    const newer = new Events(wider);
+    await first.write([newer.insert(5000n, { id: 5000, v: "new", note: null, attrs: null })], signal());
+    await first.close();
+    const documents = async () => {
+      await admin.indices.refresh({ index: target });
+      const response = await admin.search<Record<string, unknown>>({ index: target, size: ROWS + 10, version: true, query: { match_all: {} } });
+      return response.hits.hits.sort((a, b) => Number(a._source?.["id"]) - Number(b._source?.["id"]));
+    };
+    const shown = (hit: { _source?: Record<string, unknown>; _version?: number | bigint }) => [hit._source?.["note"] ?? null, JSON.stringify(hit._source?.["attrs"] ?? null), Number(hit._version)];
+    const all = await documents();
+    assert.equal(all.length, ROWS + 1);
+    assert.deepEqual(all.slice(0, ROWS).filter((hit) => shown(hit)[0] !== "hi" || shown(hit)[1] !== "{}"), [], "every document written before the columns holds their defaults");
+    assert.deepEqual(all.slice(0, ROWS).filter((hit) => Number(hit._version) !== Number(hit._source?.["id"])), [], "each at its own version");
+    assert.deepEqual(shown(all[ROWS]!), [null, "null", 5000]);
+    // As if the process died before the fill reached documents 1 and 2: their fields gone, the columns still marked in _meta.
+    const unfilled = all.slice(0, 2);
+    await admin.bulk({
+      refresh: true,
+      operations: unfilled.flatMap((hit) => {
+        const { note: _note, attrs: _attrs, ...source } = hit._source ?? {};
+        return [{ index: { _index: hit._index, _id: hit._id, version: hit._version, version_type: "external_gte" as const } }, source];
+      }),
+    });
+    const physical = all[0]!._index;
+    const mapping = (await admin.indices.getMapping({ index: physical }))[physical]!.mappings;
+    const meta = mapping._meta as { sluice: { columns: { name: string }[] } };
+    const marked = { sluice: { ...meta.sluice, columns: meta.sluice.columns.map((c) => (c.name === "note" || c.name === "attrs" ? { ...c, filling: true } : c)) } };
+    await admin.indices.putMapping({ index: physical, _meta: marked });
+    assert.deepEqual((await documents()).slice(0, 3).map(shown), [[null, "null", 1], [null, "null", 2], ["hi", "{}", 3]]);
+    const second = createSink(name);
+    await second.open(signal());
+    try {
+      await second.write([newer.update(5001n, { id: 3, v: "r3", note: "x", attrs: null })], signal());
+      assert.deepEqual((await documents()).slice(0, 4).map(shown), [["hi", "{}", 1], ["hi", "{}", 2], ["x", "null", 5001], ["hi", "{}", 4]]);
+      const after = (await admin.indices.getMapping({ index: physical }))[physical]!.mappings._meta as { sluice: { columns: { filling?: boolean }[] } };
+      assert.ok(after.sluice.columns.every((c) => c.filling === undefined), "the marks are gone once the fill is done");
+      const result = await second.write([newer.update(5002n, { id: 1, v: "r1", note: "y", attrs: null }), events.update(2n, { id: 2, v: "replayed" })], signal());
+      assert.deepEqual(result.failures, []);
+      assert.deepEqual(
+        (await documents()).slice(0, 2).map((hit) => [hit._source?.["v"], ...shown(hit)]),
+        [["r1", "y", "null", 5002], ["r2", "hi", "{}", 2]],
+      );
+    } finally {
+      await second.close();
+    }
+  });
+
   test("bulk requests are split by bulk_bytes", async () => {
     const small = createSink(`es_${randomTableName("b")}`, 2_000);
     await small.open(signal());

@@ -22,9 +22,9 @@ import { probeTls } from "../common/tls-probe.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import { collapseChanges, hasUnchanged } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
-import { DELETED_COLUMN, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
+import { defaultOf, DELETED_COLUMN, firstVersionWith, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import { deadlineError, pastDeadline } from "../sinks/deadline.ts";
-import type { PlanContext, TargetColumn } from "../sinks/columns.ts";
+import type { PlanContext, SinceOf, TargetColumn } from "../sinks/columns.ts";
 import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { errorMessage, rebuildState, rowRejected, schemaUnsupported, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
@@ -42,11 +42,30 @@ import { OFFSETS_INDEX } from "./config.ts";
 import { Indices } from "./indices.ts";
 import type { EsIndex, TargetIndexes } from "./indices.ts";
 import { encodeJson, ExactSerializer } from "./json.ts";
-import { fieldMapping, fieldNameProblem, sameMapping } from "./mapping.ts";
+import { documentValue, fieldMapping, fieldNameProblem, sameMapping } from "./mapping.ts";
 
 type Mode = "live" | "rebuild";
 
 const MGET_CHUNK = 1000;
+/** Documents per page when documents are indexed again (erasure, a new column's default). */
+const REINDEX_PAGE = 1000;
+const SCROLL_KEEP = "5m";
+
+/** A document found to be indexed again. */
+interface FoundDocument {
+  readonly _id: string;
+  readonly _version: number | bigint;
+  readonly _source: Record<string, unknown>;
+}
+
+/** A column whose default the documents written before it do not all hold yet (recorded in the index's `_meta`). */
+interface FillingColumn extends TargetColumn {
+  readonly filling?: true;
+}
+
+function withoutFilling({ filling: _filling, ...column }: FillingColumn): TargetColumn {
+  return column;
+}
 
 export class ElasticsearchSink implements VersionedSink, ErasableSink {
   readonly name: string;
@@ -229,33 +248,101 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
         // Strings are text with a keyword subfield: match the whole value there.
         const field = subject.type.kind === "string" ? `${subject.name}.keyword` : subject.name;
         const query = { bool: { filter: [{ term: { [field]: request.subject } }], should: fields.map((f) => ({ exists: { field: f } })), minimum_should_match: 1 } };
+        const nulls = Object.fromEntries(fields.map((f) => [f, null]));
+        const failed = (reason: string) =>
+          new SluiceError(`sink ${this.name}: Elasticsearch did not store the erased documents of ${index.physical}: ${reason}; run sluice forget again`, {
+            code: "SINK_ERASE_FAILED",
+            retriable: true,
+            context: { component: "sink", sink: this.name, table: tableLabel(request.table) },
+          });
         await this.#idx().refresh(index.physical, signal);
         for (;;) {
           const response = (await this.#call("find a subject's documents", () =>
-            this.#cli().search({ index: index.physical, size: 1000, version: true, query }, { signal }),
-          )) as { hits: { hits: { _id: string; _version: number | bigint; _source: Record<string, unknown> }[] } };
+            this.#cli().search({ index: index.physical, size: REINDEX_PAGE, version: true, query }, { signal }),
+          )) as { hits: { hits: readonly FoundDocument[] } };
           const hits = response.hits.hits;
           if (hits.length === 0) break;
-          const operations = hits.map((hit) => ({
-            lines: [
-              encodeJson({ index: { _index: index.physical, _id: hit._id, version: BigInt(hit._version), version_type: "external_gte" } }),
-              encodeJson({ ...hit._source, ...Object.fromEntries(fields.map((f) => [f, null])) }),
-            ],
-          }));
-          const outcomes = await runBulk(this.#cli(), operations, { maxBytes: this.#config.bulk_bytes, refresh: true, retry: this.#config.retry, signal, logger: this.#logger, sink: this.name });
-          const failed = outcomes.find((o) => o.kind === "failed");
-          if (failed && failed.kind === "failed") {
-            throw new SluiceError(`sink ${this.name}: Elasticsearch did not store the erased documents of ${index.physical}: ${failed.reason}; run sluice forget again`, {
-              code: "SINK_ERASE_FAILED",
-              retriable: true,
-              context: { component: "sink", sink: this.name, table: tableLabel(request.table) },
-            });
-          }
+          await this.#reindex(index, hits, (source) => ({ ...source, ...nulls }), signal, failed);
           if (index.role === "live") changed += hits.length;
         }
       }
       return changed;
     });
+  }
+
+  /**
+   * Indexes `hits` again as `edit` makes them, each at its own version (external_gte): a newer
+   * write always wins over it, and a later write of the same version is no conflict (update by
+   * query would give the documents internal versions, which later writes conflict with, and needs
+   * the reindex module, which not every distribution has). Refreshes, so a search sees the result.
+   */
+  async #reindex(
+    index: EsIndex,
+    hits: readonly FoundDocument[],
+    edit: (source: Record<string, unknown>) => Record<string, unknown>,
+    signal: AbortSignal,
+    failed: (reason: string) => SluiceError,
+  ): Promise<void> {
+    const operations = hits.map((hit) => ({
+      lines: [encodeJson({ index: { _index: index.physical, _id: hit._id, version: BigInt(hit._version), version_type: "external_gte" } }), encodeJson(edit(hit._source))],
+    }));
+    const outcomes = await runBulk(this.#cli(), operations, { maxBytes: this.#config.bulk_bytes, refresh: true, retry: this.#config.retry, signal, logger: this.#logger, sink: this.name });
+    const failure = outcomes.find((o) => o.kind === "failed");
+    if (failure && failure.kind === "failed") throw failed(failure.reason);
+  }
+
+  /**
+   * Documents written before a column with a default was added lack its field, where the source's
+   * rows hold the default: each document below the column's `since` gets it (#reindex; an explicit
+   * NULL of a newer change has no field either, and stays). The column is marked `filling` in the
+   * index's `_meta` until every page is done, and a marked column is filled again when the index is
+   * next loaded: a fill a crash cut short is done again (each document gets the same value).
+   * Pages of a scroll, as `exists` cannot tell a filled document from another where the value
+   * indexes nothing (an empty JSON object or list, binary fields).
+   */
+  async #fillDefaults(index: EsIndex, context: PlanContext, signal: AbortSignal): Promise<void> {
+    const pending = index.columns.filter((column) => (column as FillingColumn).filling === true);
+    if (pending.length === 0) return;
+    for (const column of pending) {
+      let value: unknown;
+      try {
+        value = documentValue(column.type, defaultOf(column));
+      } catch {
+        continue; // a default the field cannot take: as if it had none
+      }
+      const query = {
+        bool: {
+          must_not: [{ exists: { field: column.name } }],
+          filter: [{ range: { [VERSION_COLUMN]: { lt: column.since } } }, { term: { [DELETED_COLUMN]: false } }],
+        },
+      };
+      const failed = (reason: string) =>
+        new SluiceError(`sink ${this.name}: Elasticsearch did not store the default of the new column "${column.name}" in ${index.physical}: ${reason}`, {
+          code: "SINK_DEFAULT_FILL_FAILED",
+          retriable: true,
+          context: { component: "sink", sink: this.name, table: context.table, column: column.name },
+        });
+      await this.#idx().refresh(index.physical, signal);
+      type Page = { _scroll_id?: string; hits: { hits: readonly FoundDocument[] } };
+      let page = (await this.#call("find documents without a new column's default", () =>
+        this.#cli().search({ index: index.physical, scroll: SCROLL_KEEP, size: REINDEX_PAGE, version: true, sort: ["_doc"], query: query as never }, { signal }),
+      )) as Page;
+      let filled = 0;
+      try {
+        while (page.hits.hits.length > 0) {
+          await this.#reindex(index, page.hits.hits, (source) => ({ ...source, [column.name]: value }), signal, failed);
+          filled += page.hits.hits.length;
+          const scrollId = page._scroll_id as string;
+          page = (await this.#call("find documents without a new column's default", () => this.#cli().scroll({ scroll_id: scrollId, scroll: SCROLL_KEEP }, { signal }))) as Page;
+        }
+      } finally {
+        const scrollId = page._scroll_id;
+        if (scrollId !== undefined) await this.#cli().clearScroll({ scroll_id: scrollId }).catch(() => undefined);
+      }
+      if (filled > 0) this.#logger.info({ index: index.physical, column: column.name, documents: filled }, "documents written before the column got its default");
+    }
+    index.columns = index.columns.map((column) => ((column as FillingColumn).filling === true ? withoutFilling(column as FillingColumn) : column));
+    await this.#idx().putMappings(index, signal);
   }
 
   // --- writing -----------------------------------------------------------------------------
@@ -286,7 +373,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     let primary: EsIndex;
     let mirror: EsIndex | null = null;
     if (mode === "live") {
-      primary = indexes.live ?? (await this.#createLive(indexes, target, changes.schemas[0] as TableSchema, context, signal));
+      primary = indexes.live ?? (await this.#createLive(indexes, target, changes.schemas[0] as TableSchema, context, firstVersionWith(changes.rows), signal));
       mirror = indexes.shadow;
     } else {
       if (!indexes.shadow) {
@@ -296,7 +383,9 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
       primary = indexes.shadow;
     }
     const physicals = mirror ? [primary, mirror] : [primary];
-    for (const physical of physicals) for (const schema of changes.schemas) await this.#evolve(physical, schema, context, signal);
+    const since = firstVersionWith(changes.rows);
+    for (const physical of physicals) for (const schema of changes.schemas) await this.#evolve(physical, schema, context, since, signal);
+    for (const physical of physicals) await this.#fillDefaults(physical, context, signal);
     // The batch's rows go in before its truncate hides older documents, so a table never shows fewer rows than it has (a snapshot's reset follows its rows).
     const truncateVersion = changes.truncate?.version ?? 0n;
     const hiddenAtOrBelow = (index: EsIndex) => (index.truncateVersion > truncateVersion ? index.truncateVersion : truncateVersion);
@@ -400,8 +489,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
 
   // --- indexes and schema evolution ----------------------------------------------------------
 
-  async #createLive(indexes: TargetIndexes, target: string, schema: TableSchema, context: PlanContext, signal: AbortSignal): Promise<EsIndex> {
-    const columns = initialColumns(schema, context);
+  async #createLive(indexes: TargetIndexes, target: string, schema: TableSchema, context: PlanContext, since: SinceOf, signal: AbortSignal): Promise<EsIndex> {
+    const columns = initialColumns(schema, context, since);
     this.#checkNames(columns, context);
     const generation = ++indexes.maxGeneration;
     const live: EsIndex = { physical: physicalName(target, generation), target, role: "live", generation, truncateVersion: 0n, columns };
@@ -420,8 +509,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     return live;
   }
 
-  async #evolve(index: EsIndex, schema: TableSchema, context: PlanContext, signal: AbortSignal): Promise<void> {
-    const plan = planColumns(index.columns.length === 0 ? null : index.columns, schema, context);
+  async #evolve(index: EsIndex, schema: TableSchema, context: PlanContext, since: SinceOf, signal: AbortSignal): Promise<void> {
+    const plan = planColumns(index.columns.length === 0 ? null : index.columns, schema, context, since);
     if (index.columns.length > 0 && plan.added.length === 0 && plan.changed.length === 0) return;
     this.#checkNames(plan.added, context);
     for (const change of plan.changed) {
@@ -433,7 +522,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
       }
     }
     const previous = index.columns;
-    index.columns = plan.columns;
+    // Added with a default: the documents already there get it (#fillDefaults), marked until done.
+    index.columns = index.columns.length === 0 ? plan.columns : plan.columns.map((column) => (plan.added.includes(column) && column.since !== undefined ? { ...column, filling: true } : column));
     try {
       await this.#idx().putMappings(index, signal);
     } catch (error) {
@@ -455,6 +545,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     let indexes = this.#targets.get(target);
     if (!indexes) {
       indexes = await this.#idx().load(target, signal);
+      const context = { sink: this.name, table: target };
+      for (const index of [indexes.live, indexes.shadow]) if (index) await this.#fillDefaults(index, context, signal);
       this.#targets.set(target, indexes);
     }
     return indexes;

@@ -7,7 +7,7 @@
  * columns stay in the target (NULL in rows written after the drop). Each sink then checks that
  * it can carry out the plan on its target type (e.g. Elasticsearch cannot change a mapping).
  */
-import type { TableSchema } from "../contracts.ts";
+import type { ColumnValue, TableSchema } from "../contracts.ts";
 import { schemaUnsupported } from "./errors.ts";
 import { convertsTo, describeType, joinTypes, logicalType, sameType } from "./logical-type.ts";
 import type { LogicalType } from "./logical-type.ts";
@@ -20,6 +20,60 @@ export interface TargetColumn {
   readonly name: string;
   readonly type: LogicalType;
   readonly key: boolean;
+  /**
+   * What the column holds in rows whose last change predates it: the literal default of the
+   * column's Avro field (ColumnSchema.defaultValue) when the target got the column, as JSON
+   * (storedDefault). Absent: NULL (no default, or an expression default such as now()).
+   */
+  readonly default?: StoredDefault;
+  /** With `default`: the version (decimal text) of a change that had the column; changes below it predate the column. */
+  readonly since?: string;
+}
+
+/** A default as the targets record it with their columns (JSON): bigints and bytes tagged. */
+export type StoredDefault = string | number | boolean | { readonly bigint: string } | { readonly bytes: string };
+
+/** The JSON form of a column default; undefined for values without one (lists). */
+export function storedDefault(value: ColumnValue | undefined): StoredDefault | undefined {
+  if (typeof value === "string" || typeof value === "boolean") return value;
+  if (typeof value === "number") return Number.isFinite(value) ? value : undefined;
+  if (typeof value === "bigint") return { bigint: value.toString() };
+  if (value instanceof Uint8Array) return { bytes: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("base64") };
+  return undefined;
+}
+
+/** The value rows whose change predates `column` hold in it (null when it has no default). */
+export function defaultOf(column: TargetColumn): ColumnValue {
+  const stored = column.default;
+  if (stored === undefined) return null;
+  if (typeof stored !== "object") return stored;
+  return "bigint" in stored ? BigInt(stored.bigint) : new Uint8Array(Buffer.from(stored.bytes, "base64"));
+}
+
+/** Whether a change at `version` whose schema lacks `column` was written before the column existed (and so holds its default). */
+export function predatesColumn(column: TargetColumn, version: bigint): boolean {
+  return column.default !== undefined && (column.since === undefined || version < BigInt(column.since));
+}
+
+/**
+ * For planColumns: the lowest version of `rows` whose schema has the column. Any change that has
+ * the column comes after the statement that added it, so every change without it below that
+ * version predates the column, and a change without it above it comes after the column was dropped.
+ */
+export function firstVersionWith(rows: readonly { readonly version: bigint; readonly schema: TableSchema }[]): SinceOf {
+  return (column) => {
+    let first: bigint | undefined;
+    let schema: TableSchema | null = null;
+    let has = false;
+    for (const row of rows) {
+      if (row.schema !== schema) {
+        schema = row.schema;
+        has = schema.columns.some((c) => c.name === column);
+      }
+      if (has && (first === undefined || row.version < first)) first = row.version;
+    }
+    return first;
+  };
 }
 
 export interface ColumnChange {
@@ -51,12 +105,15 @@ export interface PlanContext {
   readonly table: string;
 }
 
+/** The lowest version of the batch's changes that have a column (firstVersionWith): a new column's `since`. */
+export type SinceOf = (column: string) => bigint | undefined;
+
 /** Columns for a new target table from `schema`. */
-export function initialColumns(schema: TableSchema, context: PlanContext): TargetColumn[] {
-  return [...planColumns(null, schema, context).columns];
+export function initialColumns(schema: TableSchema, context: PlanContext, since?: SinceOf): TargetColumn[] {
+  return [...planColumns(null, schema, context, since).columns];
 }
 
-export function planColumns(current: readonly TargetColumn[] | null, schema: TableSchema, context: PlanContext): ColumnPlan {
+export function planColumns(current: readonly TargetColumn[] | null, schema: TableSchema, context: PlanContext, since?: SinceOf): ColumnPlan {
   if (schema.key.length === 0 || schema.keyIsWholeRow === true) throw schemaUnsupported(KEYLESS_REFUSED, context);
   const byName = new Map(schema.columns.map((c) => [c.name, c]));
   for (const column of schema.key) {
@@ -85,7 +142,7 @@ export function planColumns(current: readonly TargetColumn[] | null, schema: Tab
     const key = schema.key.includes(column.name);
     const old = existing.get(column.name);
     if (!old) {
-      const next = { name: column.name, type, key };
+      const next = { name: column.name, type, key, ...defaultOfNew(column.defaultValue, since?.(column.name)) };
       columns.push(next);
       added.push(next);
       continue;
@@ -113,6 +170,12 @@ export function planColumns(current: readonly TargetColumn[] | null, schema: Tab
  */
 function holdsNumbers(type: LogicalType): boolean {
   return type.kind === "integer" || (type.kind === "array" && holdsNumbers(type.element));
+}
+
+function defaultOfNew(value: ColumnValue | undefined, since: bigint | undefined): Pick<TargetColumn, "default" | "since"> {
+  const stored = storedDefault(value);
+  if (stored === undefined) return {};
+  return since === undefined ? { default: stored } : { default: stored, since: since.toString() };
 }
 
 function keyRank(schema: TableSchema, column: TargetColumn): number {
