@@ -331,6 +331,21 @@ export function sinkConformanceSuite(harness: SinkHarness): void {
       ]);
     });
 
+    test("rows written before a column with a default keep it when the column's type is widened later", async () => {
+      const { schema, events, target } = newTable([["id", "integer"]]);
+      await write(sink, [events.insert(1n, { id: 1 }), events.insert(2n, { id: 2 })]);
+      const withColumn = (dbType: string): TableSchema => ({ ...schema, columns: [...schema.columns, { name: "n", dbType, nullable: true, defaultValue: 5 }] });
+      await write(sink, [new Events(withColumn("integer")).insert(10n, { id: 3, n: 1 })]);
+      const widened = withColumn("bigint");
+      await write(sink, [new Events({ ...widened, columns: widened.columns.map((c) => (c.name === "n" ? { ...c, defaultValue: 5n } : c)) }).insert(20n, { id: 4, n: 2n })]);
+      expectRows(await harness.visibleRows(target, widened), [
+        { id: "1", n: "5" },
+        { id: "2", n: "5" },
+        { id: "3", n: "1" },
+        { id: "4", n: "2" },
+      ]);
+    });
+
     test("a widened type is widened", async () => {
       const { events, target } = newTable([
         ["id", "integer"],
