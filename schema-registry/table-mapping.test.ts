@@ -315,6 +315,18 @@ describe("tableSchemaFromAvro", () => {
     assert.deepEqual(values(read("debezium")), { note: "hi", n: 42n, price: "1.50", flag: true });
     // Sluice's earlier layout puts null first in a nullable column's union, so only NOT NULL columns carry their default.
     assert.deepEqual(values(read("sluice")), { n: 42n, price: "1.50" });
+    // MySQL/MariaDB: the defaults the source reports as literals (integers; MariaDB's quoted text).
+    const mysql = table(
+      [
+        { name: "id", dbType: "int", nullable: false, primaryKeyIndex: 1 },
+        { name: "qty", dbType: "int", nullable: false, default: "7" },
+        { name: "note", dbType: "varchar(10)", nullable: true, default: "'hi'" },
+        { name: "at", dbType: "datetime", nullable: true, default: "current_timestamp()" },
+      ],
+      ["id"],
+      { sourceKind: "mysql", database: "shop", schema: "shop" },
+    );
+    assert.deepEqual(values(tableSchemaFromAvro(JSON.stringify(mapTable(mysql, { name: "shop" }).envelopeSchema)).table), { qty: 7, note: "hi" });
   });
   it("keeps the mark of a whole-row key (a table without a primary key), so sinks can refuse it", () => {
     const keyless = { ...table([{ name: "a", dbType: "int4", nullable: false, primaryKeyIndex: 1 }], ["a"]), keyIsWholeRow: true };
