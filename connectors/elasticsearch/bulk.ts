@@ -11,7 +11,6 @@ import type { Logger } from "../../runtime/logger.ts";
 import { describeTlsMessage } from "../common/tls-message.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import { errorMessage } from "../sinks/errors.ts";
-import { settleInTurn } from "../sinks/tables-in-flight.ts";
 
 /**
  * The action line and, except for deletes, the document line: as text, each without the newline,
@@ -47,25 +46,21 @@ interface BulkItemResult {
   readonly error?: { readonly type?: string; readonly reason?: string; readonly caused_by?: { readonly reason?: string } };
 }
 
-/** Bulk requests of one write in flight at once (Elasticsearch indexes each on a write thread of its own). */
-export const BULK_IN_FLIGHT = 2;
-/** Below this a write's body is not split for concurrency: each request has a fixed cost on both sides. */
-const MIN_SPLIT_BYTES = 128 * 2 ** 10;
-
 /**
  * Groups operations (their indices) into bodies of at most `maxBytes`, an operation larger than
- * that alone; a write larger than MIN_SPLIT_BYTES is split into about `parts` bodies of similar
- * size, so its requests are indexed side by side.
+ * that alone. A write's bodies are as few as that allows and go one at a time: Elasticsearch
+ * spreads a bulk request over an index's shards itself, while requests side by side on one shard
+ * are indexed into separate in-memory segments, so each refresh writes one small segment per
+ * request (more flushing and merging), and each request has its fixed cost (a translog fsync per
+ * shard). Measured: docs/benchmarks.md, "Elasticsearch's own CPU per change".
  */
-export function planBodies(operations: readonly BulkOperation[], maxBytes: number, parts = 1): number[][] {
-  const sizes = operations.map(operationSize);
-  const total = sizes.reduce((sum, size) => sum + size, 0);
-  const limit = Math.min(maxBytes, Math.max(MIN_SPLIT_BYTES, Math.ceil(total / Math.max(1, parts))));
+export function planBodies(operations: readonly BulkOperation[], maxBytes: number): number[][] {
   const bodies: number[][] = [];
   let members: number[] = [];
   let size = 0;
-  sizes.forEach((bytes, index) => {
-    if (members.length > 0 && size + bytes > limit) {
+  operations.forEach((operation, index) => {
+    const bytes = operationSize(operation);
+    if (members.length > 0 && size + bytes > maxBytes) {
       bodies.push(members);
       members = [];
       size = 0;
@@ -95,11 +90,9 @@ function bodyOf(operations: readonly BulkOperation[]): Buffer {
 }
 
 /**
- * Sends the operations and returns each one's outcome. A write's bodies go up to BULK_IN_FLIGHT
- * at a time: a document appears once per index in a write (collapsed per key), and its external
- * version decides anyway, so the requests' order does not matter; after a failed request no
- * further one starts and the failure is thrown once the others have finished. Items Elasticsearch
- * asks to retry are sent again together after every request of the round.
+ * Sends the operations and returns each one's outcome, a write's bodies one after the other (see
+ * planBodies); a failed request is thrown and no further one starts. Items Elasticsearch asks to
+ * retry are sent again together after every request of the round.
  */
 export async function runBulk(client: Client, operations: readonly BulkOperation[], options: BulkOptions): Promise<ItemOutcome[]> {
   if (operations.length === 0) return [];
@@ -111,7 +104,7 @@ export async function runBulk(client: Client, operations: readonly BulkOperation
     const again: number[] = [];
     const current = pending;
     const sending = current === null ? operations : current.map((i) => operations[i] as BulkOperation);
-    const send = (members: readonly number[]) => async () => {
+    for (const members of planBodies(sending, options.maxBytes)) {
       const items = await sendBodyOrEach(client, members.map((m) => sending[m] as BulkOperation), options);
       members.forEach((member, position) => {
         const index = current === null ? member : (current[member] as number);
@@ -119,8 +112,7 @@ export async function runBulk(client: Client, operations: readonly BulkOperation
         outcomes[index] = outcome;
         if (outcome.kind === "failed" && outcome.retriable) again.push(index);
       });
-    };
-    await settleInTurn(planBodies(sending, options.maxBytes, BULK_IN_FLIGHT).map(send), BULK_IN_FLIGHT);
+    }
     if (again.length === 0 || round + 1 >= rounds) break;
     again.sort((a, b) => a - b);
     const delay = backoffDelay({ initialMs: options.retry.initial, maxMs: options.retry.max }, round);
