@@ -10,7 +10,9 @@ import { testLogger, testSinkConfig } from "../connectors/sinks/test-config.ts";
 import { Events, tableSchema } from "../connectors/sinks/test-events.ts";
 import { CONTROL_TOPIC_HEADER } from "./control-records.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
+import { SluiceError } from "../connectors/errors.ts";
 import { historyGaps, rebuildSink, rebuildTolerance, rowCountMismatches } from "./rebuild.ts";
+import { Misfits } from "./rebuild-shape.ts";
 import type { RebuildOptions } from "./rebuild.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
 
@@ -214,7 +216,7 @@ test("a rebuild whose older records have no exact conversion into the newest typ
   await log.close();
 });
 
-test("a changed key: records under the old key stop the rebuild (a delete has only the old key's columns) until a snapshot's reset covers them, which the rebuild then leaves out", async () => {
+test("a changed key: records under the old key stop the rebuild (a delete has only the old key's columns) until a snapshot under the new key covers them, which the rebuild then leaves out", async () => {
   const dir = mkdtempSync(join(tmpdir(), "sluice-rebuild-key-"));
   const logger = testLogger();
   const log = EmbeddedTopicLog.open({ path: join(dir, "log.db"), logger, maintenanceIntervalMs: 0 });
@@ -237,10 +239,18 @@ test("a changed key: records under the old key stop the rebuild (a delete has on
   });
   assert.deepEqual(await sink.query(`SELECT id, v, name FROM public_pairs ORDER BY id`), [{ id: 1, v: 2, name: "a" }]);
 
-  // A snapshot under the new key: its reset (one version below its rows) removes everything before it.
-  const reset = newer.truncate(10n);
-  await log.produce([{ topic: control, key: Buffer.from("reset"), value: Buffer.from(serializeEvent(reset.event)), headers: { [CONTROL_TOPIC_HEADER]: Buffer.from(older.topic) }, timestamp: 0 }]);
-  await produceAll(log, older.topic, [newer.insert(11n, { id: 1, v: 2, name: "a" }, "r"), newer.insert(11n, { id: 1, v: 3, name: "c" }, "r"), newer.insert(12n, { id: 1, v: 4, name: "d" })]);
+  // An online snapshot under the new key, done: its reset (written after its rows, at commit 20) sits at version 2, below the
+  // changes under the old key at 3 and 4 (an online snapshot's reset is below the slot's restart position when it began);
+  // its reads, all under the new key and read after those were committed, stand for the table.
+  const reset = newer.truncate(2n).event;
+  const snapshotReset = { ...reset, source: { ...reset.source, snapshot: true, position: { commit: 20n, change: 2n } } };
+  await log.produce([{ topic: control, key: Buffer.from("reset"), value: Buffer.from(serializeEvent(snapshotReset)), headers: { [CONTROL_TOPIC_HEADER]: Buffer.from(older.topic) }, timestamp: 0 }]);
+  // Its reads are versioned just above its reset, and carry the commit position of when they were read.
+  const online = (change: SinkChange) => ({
+    ...change,
+    event: { ...change.event, source: { ...change.event.source, snapshotMarker: "incremental" as const, position: { commit: 11n, change: 3n } } },
+  });
+  await produceAll(log, older.topic, [online(newer.insert(11n, { id: 1, v: 2, name: "a" }, "r")), online(newer.insert(11n, { id: 1, v: 3, name: "c" }, "r")), newer.insert(12n, { id: 1, v: 4, name: "d" })]);
   await rebuild();
   assert.deepEqual(await sink.query(`SELECT id, v, name FROM public_pairs ORDER BY id, v`), [{ id: 1, v: 2, name: "a" }, { id: 1, v: 3, name: "c" }, { id: 1, v: 4, name: "d" }]);
   // The rebuilt generation has the new key: rows the old key folded into one stay apart.
@@ -248,4 +258,42 @@ test("a changed key: records under the old key stop the rebuild (a delete has on
   assert.deepEqual(await sink.query(`SELECT count(*)::INTEGER AS n FROM public_pairs WHERE id = 1`), [{ n: 4 }]);
   await sink.close();
   await log.close();
+});
+
+test("changes that do not fit the newest shape are left out only where a finished snapshot, all under the newest shape, read the table after every one of them was committed", () => {
+  const events = new Events(tableSchema("t", [["id", "integer"]]));
+  const refusal = new SluiceError("does not fit", { code: "REBUILD_SCHEMA_UNSUPPORTED" });
+  const at = (version: bigint, op: "c" | "r" = "c") => {
+    const change = events.insert(version, { id: Number(version) }, op);
+    return op === "c" ? change : { ...change, event: { ...change.event, source: { ...change.event.source, snapshotMarker: "incremental" as const } } };
+  };
+  const covered = () => new Misfits(new Map([[events.topic, { commit: 20n, change: 2n }]]));
+  // No snapshot since: refused at once.
+  assert.throws(() => new Misfits(new Map()).add(at(3n), refusal), /does not fit/);
+  // A read of the snapshot itself does not fit (it began before the change): refused at once.
+  assert.throws(() => covered().add(at(5n, "r"), refusal), /does not fit/);
+  // Older than the snapshot's first row: left out (the initial snapshot's reads too, which are not an online snapshot's).
+  const older = covered();
+  older.add(at(3n), refusal);
+  older.add({ ...events.insert(6n, { id: 6 }, "r") }, refusal);
+  older.add(at(4n), refusal);
+  older.fits(at(12n, "r"));
+  older.fits(at(11n, "r"));
+  older.fits(at(25n, "r")); // a later snapshot's, not yet closed by a reset: not the covering one
+  older.check();
+  // Newer than the snapshot's first read, or no read of the snapshot seen: refused once everything was read.
+  const newer = covered();
+  newer.add(at(15n), refusal);
+  newer.fits(at(11n, "r"));
+  assert.throws(() => newer.check(), /does not fit/);
+  // A change replayed that is older than one left out: the snapshot's reads, versioned below it, would not outrank it.
+  const interleaved = covered();
+  interleaved.add(at(5n), refusal);
+  interleaved.fits(at(4n));
+  interleaved.fits(at(11n, "r"));
+  assert.throws(() => interleaved.check(), /does not fit/);
+  const rowless = covered();
+  rowless.add(at(3n), refusal);
+  rowless.fits(at(25n, "r"));
+  assert.throws(() => rowless.check(), /does not fit/);
 });

@@ -5,7 +5,7 @@
  * offsets that belong to another log (a replaced log file, re-created topics: log-identity.ts) are
  * then moved to where the rebuild ended, so a sink refused for them reads on from there.
  */
-import type { PartitionOffsets, SinkChange, TableId, TableSchema, TopicLog } from "../connectors/contracts.ts";
+import type { PartitionOffsets, Position, SinkChange, TableId, TableSchema, TopicLog } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { isVersionedSink } from "../connectors/sinks/contract.ts";
 import type { RebuildableSink, RebuildRowCounts } from "../connectors/sinks/contract.ts";
@@ -14,7 +14,7 @@ import { partitionKey, rebindOffsets } from "./log-identity.ts";
 import type { Logger } from "../runtime/logger.ts";
 import type { RecordDecoder } from "./sink-runner.ts";
 import { RebuildProgressMeter } from "./rebuild-progress.ts";
-import { ReplayShapes } from "./rebuild-shape.ts";
+import { Misfits, ReplayShapes } from "./rebuild-shape.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
 
 export interface RebuildOptions {
@@ -194,13 +194,23 @@ async function tablesOf(options: RebuildOptions): Promise<{ tables: Map<string, 
 
 /**
  * Per data topic, its newest truncate (a TRUNCATE or a snapshot's closing reset) in the control
- * topics: changes at or below it are left out of the replay, as the truncate removes them anyway.
- * So a table re-snapshotted after a change its older records cannot follow (a changed key) can be
- * rebuilt.
+ * topics: changes at or below it are left out of the replay, as the truncate removes them anyway;
+ * and its newest snapshot reset, whose snapshot may cover changes that do not fit the table's
+ * newest shape (rebuild-shape.ts, Misfits).
  */
-async function newestTruncates(options: RebuildOptions, controls: ReadonlySet<string>, tables: ReadonlyMap<string, TableSchema>): Promise<Map<string, SinkChange>> {
+/** Whether `next` is a newer truncate than `known`: by version, then by commit (an online snapshot's reset may have the version of an earlier one). */
+function newerTruncate(known: Position | undefined, next: Position): boolean {
+  return known === undefined || known.change < next.change || (known.change === next.change && known.commit < next.commit);
+}
+
+async function newestTruncates(
+  options: RebuildOptions,
+  controls: ReadonlySet<string>,
+  tables: ReadonlyMap<string, TableSchema>,
+): Promise<{ truncates: Map<string, SinkChange>; resets: Map<string, Position> }> {
   const truncates = new Map<string, SinkChange>();
-  if (controls.size === 0) return truncates;
+  const resets = new Map<string, Position>();
+  if (controls.size === 0) return { truncates, resets };
   const ends = new Map<string, bigint>();
   for (const topic of controls) for (const end of await options.log.endOffsets(topic)) ends.set(`${topic}:${end.partition}`, end.offset);
   const consumer = await options.log.consumer(`${options.group}.probe`, [...controls]);
@@ -215,15 +225,16 @@ async function newestTruncates(options: RebuildOptions, controls: ReadonlySet<st
         if (end === undefined || record.offset >= end || controlled === null || !tables.has(controlled)) continue;
         const event = await options.decoder.decode(record);
         if (!event) continue;
-        if ((truncates.get(controlled)?.event.source.position.change ?? -1n) < event.source.position.change) {
+        if (newerTruncate(truncates.get(controlled)?.event.source.position, event.source.position)) {
           truncates.set(controlled, { event, origin: { topic: record.topic, partition: record.partition, offset: record.offset } });
         }
+        if (event.source.snapshot && newerTruncate(resets.get(controlled), event.source.position)) resets.set(controlled, event.source.position);
       }
     }
   } finally {
     await consumer.close();
   }
-  return truncates;
+  return { truncates, resets };
 }
 
 async function writeRebuildBatch(sink: RebuildableSink, changes: SinkChange[], signal: AbortSignal): Promise<number> {
@@ -259,7 +270,8 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
   const { tables, controls } = await tablesOf(options);
   const shapes = new ReplayShapes(sink.name, tables);
   /** Per data topic, its newest truncate: applied once every row is written (it removes rows at or below its version only). */
-  const truncates = await newestTruncates(options, controls, tables);
+  const { truncates, resets } = await newestTruncates(options, controls, tables);
+  const misfits = new Misfits(resets);
   const prepared: TableId[] = [];
   try {
     // Each new generation in its table's newest shape: older changes convert into it (numbers into text) or stop the rebuild here.
@@ -320,14 +332,22 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
           const change = { event, origin: { topic: record.topic, partition: record.partition, offset: record.offset } };
           if (controlled === null) {
             if (event.source.position.change <= (truncates.get(record.topic)?.event.source.position.change ?? -1n)) continue;
-            shapes.check(change);
+            const refusal = shapes.misfit(change);
+            if (refusal) {
+              misfits.add(change, refusal);
+              continue;
+            }
+            misfits.fits(change);
             changes.push(change);
-          } else if ((truncates.get(controlled)?.event.source.position.change ?? -1n) < event.source.position.change) truncates.set(controlled, change);
+          } else if (newerTruncate(truncates.get(controlled)?.event.source.position, event.source.position)) truncates.set(controlled, change);
         }
         records += await writeRebuildBatch(sink, changes, signal);
         meter.read(readSoFar());
       }
-      records += await writeRebuildBatch(sink, [...truncates.values()], signal);
+      misfits.check();
+      // A truncate carries no row: written under its table's newest schema, which the new generation has.
+      const closing = [...truncates].map(([topic, change]) => ({ ...change, event: { ...change.event, schema: tables.get(topic) ?? change.event.schema } }));
+      records += await writeRebuildBatch(sink, closing, signal);
       meter.read(readSoFar());
     } finally {
       await consumer.close();
