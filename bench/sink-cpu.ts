@@ -11,11 +11,19 @@
  * Reported: the process's CPU per change while the worker decodes and writes (the collector's
  * helper threads included; the main thread only hands over batches), and the decoding's part.
  *
- *   node bench/sink-cpu.ts [--sink clickhouse|elasticsearch|none] [--changes 100000] [--batch 5000] [--old-mb N] [--young-mb N] [--unbounded]
+ *   node bench/sink-cpu.ts [--sink clickhouse|elasticsearch|none] [--changes 100000] [--batch 5000] [--old-mb N] [--young-mb N] [--unbounded] [--server-pid N]
+ *
+ * Also reported: the server's CPU per change (ClickHouse's or Elasticsearch's process, from
+ * /proc/<pid>/stat: the services' pid file, or `--server-pid` for another server, e.g. a private
+ * one reached with SLUICE_ES_PORT), from the first batch until the worker ended (an Elasticsearch
+ * index is refreshed before it is deleted, so the indexing work still in memory counts too); other
+ * clients of that server count as well.
  *
  * `none` decodes only (the write does nothing). To compare two versions, run the same file from
  * each checkout, alternating.
  */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { PerformanceObserver } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
@@ -29,7 +37,7 @@ import { recordDecoder } from "../daemon/components.ts";
 import { AvroChangeEncoder } from "../schema-registry/change-encoder.ts";
 import { LocalRegistry } from "../schema-registry/local-registry.ts";
 import { openMemoryStore } from "../schema-registry/log-store.ts";
-import { clickhouse, elasticsearch } from "../test/services/ports.ts";
+import { clickhouse, elasticsearch, servicesDir } from "../test/services/ports.ts";
 
 /** Changes per batch (`--batch`, default the sinks' batch.max_rows). */
 let BATCH = 5_000;
@@ -78,6 +86,7 @@ async function main(): Promise<void> {
       "young-mb": { type: "string" },
       unbounded: { type: "boolean", default: false },
       batch: { type: "string", default: "5000" },
+      "server-pid": { type: "string" },
     },
   });
   BATCH = Number(values.batch);
@@ -108,6 +117,8 @@ async function main(): Promise<void> {
   const resourceLimits = values.unbounded ? {} : { maxOldGenerationSizeMb: Number(values["old-mb"] ?? planned), maxYoungGenerationSizeMb: Number(values["young-mb"] ?? 6) };
   console.log(`${sink}: ${changes.toLocaleString("en-US")} changes in batches of ${BATCH}, heap ${values.unbounded ? "unbounded" : `${resourceLimits.maxOldGenerationSizeMb} MiB old + ${resourceLimits.maxYoungGenerationSizeMb} MiB young`}`);
   const worker = new Worker(new URL(import.meta.url), { workerData: { sink, changes, schemas } satisfies Options, resourceLimits });
+  const serverPid = sink === "none" ? null : Number(values["server-pid"] ?? readFileSync(join(servicesDir, "run", `${sink}.pid`), "utf8").trim());
+  let serverStart: number | null = null;
   let sent = 0;
   await new Promise<void>((resolve, reject) => {
     worker.on("error", reject);
@@ -117,11 +128,23 @@ async function main(): Promise<void> {
         console.log(message);
         return;
       }
+      if (serverPid !== null) serverStart ??= processTicks(serverPid);
       const batch = records.slice(sent, sent + BATCH);
       sent += BATCH;
       worker.postMessage(batch.length === 0 ? null : pack(batch));
     });
   });
+  if (serverPid !== null && serverStart !== null) {
+    const seconds = (processTicks(serverPid) - serverStart) / 100;
+    console.log(`server (${sink}, pid ${serverPid}): ${((seconds * 100_000) / changes).toFixed(2)} CPU-seconds per 100k changes`);
+  }
+}
+
+/** CPU time (user + system) of a process, in clock ticks (1/100 s). */
+function processTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return Number(fields[11]) + Number(fields[12]);
 }
 
 function pack(records: readonly { key: Buffer; value: Buffer; headers: Record<string, Uint8Array> }[]): Packed {
@@ -215,6 +238,8 @@ async function cleanup(kind: Options["sink"], suffix: string): Promise<void> {
     await client.command({ query: `DROP DATABASE IF EXISTS sluice_sink_cpu_${suffix}` }).catch(() => undefined);
     await client.close();
   } else if (kind === "elasticsearch") {
+    // What the index still holds in memory is written at its next refresh: part of the server's cost per change.
+    await fetch(`${elasticsearch.url}/sluice_sink_cpu_${suffix}_*/_refresh`, { method: "POST" }).catch(() => undefined);
     await fetch(`${elasticsearch.url}/sluice_sink_cpu_${suffix}_*`, { method: "DELETE" }).catch(() => undefined);
     // The sink's one stored offset (delete by query is not in every distribution).
     await fetch(`${elasticsearch.url}/sluice-offsets/_doc/${encodeURIComponent(`bench_${suffix}/${TOPIC}/0`)}`, { method: "DELETE" }).catch(() => undefined);
