@@ -295,8 +295,8 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
 
 /**
  * Old generation a sink's thread needs besides its batches and Kafka reader. An Elasticsearch
- * sink's bulk bodies are Buffers outside the heap (at most two in flight, each within `bulk_bytes`),
- * but their 2 × `bulk_bytes` stays in its old generation: counted outside the heap instead, the
+ * sink's bulk bodies are Buffers outside the heap (one in flight at a time, within `bulk_bytes`),
+ * but 2 × `bulk_bytes` stays in its old generation: counted outside the heap instead, the
  * same budget leaves the thread 10 MiB less old generation at the default `bulk_bytes` (41 MiB
  * instead of 51 in the pipeline's least budget), and it spent ~1.2× the CPU per change, most of it
  * collecting (bench/sink-cpu.ts and bench/pipeline-throughput.ts, 2026-12-06, docs/benchmarks.md). The bodies' bytes are within the
