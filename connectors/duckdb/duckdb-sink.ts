@@ -362,7 +362,10 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
         primary = shadow;
       }
       for (const physical of mirror ? [primary, mirror] : [primary]) {
-        for (const schema of changes.schemas) await this.#evolve(physical, schema, label, firstVersionWith(changes.rows));
+        const added: TargetColumn[] = [];
+        for (const schema of changes.schemas) added.push(...(await this.#evolve(physical, schema, label, firstVersionWith(changes.rows))));
+        // After every ALTER of the table: DuckDB refuses to commit a transaction that altered a table after updating it.
+        await this.#fillDefaults(physical, added);
         if (changes.truncate) await this.#truncate(physical, changes.truncate.version);
       }
       const rows = changes.rows.filter((row) => include(row) && row.version > primary.truncateVersion);
@@ -502,18 +505,18 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     return table;
   }
 
-  async #evolve(physical: PhysicalTable, schema: TableSchema, label: string, since: SinceOf): Promise<void> {
+  /** Alters the table to fit `schema`; returns the columns added, whose defaults the caller fills in after the table's last ALTER. */
+  async #evolve(physical: PhysicalTable, schema: TableSchema, label: string, since: SinceOf): Promise<readonly TargetColumn[]> {
     const context = { sink: this.name, table: label };
     if (physical.columns.length === 0) {
       await this.#create(physical, initialColumns(schema, context, since));
-      return;
+      return [];
     }
     const plan = planColumns(physical.columns, schema, context, since);
-    if (plan.added.length === 0 && plan.changed.length === 0) return;
+    if (plan.added.length === 0 && plan.changed.length === 0) return [];
     if (plan.changed.some((c) => c.key)) {
       await this.#rewrite(physical, plan.columns);
-      await this.#fillDefaults(physical, plan.added);
-      return;
+      return plan.added;
     }
     for (const column of plan.added) {
       await this.#conn().run(`ALTER TABLE ${this.#qualified(physical)} ADD COLUMN ${ident(column.name)} ${duckdbType(column.type)}`);
@@ -521,15 +524,16 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     for (const change of plan.changed) {
       await this.#conn().run(`ALTER TABLE ${this.#qualified(physical)} ALTER COLUMN ${ident(change.name)} TYPE ${duckdbType(change.to)}`);
     }
-    await this.#fillDefaults(physical, plan.added);
     physical.columns = plan.columns;
     await saveTable(this.#conn(), physical);
     this.#logger.info({ physical: physical.physical, added: plan.added.map((c) => c.name), widened: plan.changed.map((c) => c.name) }, "schema evolved");
+    return plan.added;
   }
 
   /**
    * Rows written before a column with a default was added hold that default in the source: they
-   * get it here, in the transaction that adds the column (a restart redoes both or neither).
+   * get it here, in the transaction that adds the column (a restart redoes both or neither), after
+   * the table's last ALTER in it.
    */
   async #fillDefaults(physical: PhysicalTable, added: readonly TargetColumn[]): Promise<void> {
     for (const column of added) {

@@ -331,6 +331,25 @@ export function sinkConformanceSuite(harness: SinkHarness): void {
       ]);
     });
 
+    test("a column added with a default and another widened in the same write: both apply, the older rows get the default", async () => {
+      // Found on a live MariaDB deployment: ADD COLUMN ... NOT NULL DEFAULT 'dflt', then MODIFY amount DECIMAL(16,3), read in one
+      // batch after a restart; DuckDB refused the commit (an UPDATE then an ALTER of one table in a transaction) and the daemon stopped.
+      const { schema, events, target } = newTable([
+        ["id", "integer"],
+        ["v", "integer"],
+      ]);
+      await write(sink, [events.insert(1n, { id: 1, v: 1 }), events.insert(2n, { id: 2, v: 2 })]);
+      const added: TableSchema = { ...schema, columns: [...schema.columns, { name: "note", dbType: "text", nullable: false, defaultValue: "dflt" }] };
+      const widened: TableSchema = { ...added, columns: added.columns.map((c) => (c.name === "v" ? { ...c, dbType: "bigint" } : c)) };
+      await write(sink, [new Events(added).insert(10n, { id: 3, v: 3, note: "x" }), new Events(widened).insert(20n, { id: 4, v: 4n, note: "y" })]);
+      expectRows(await harness.visibleRows(target, widened), [
+        { id: "1", v: "1", note: "dflt" },
+        { id: "2", v: "2", note: "dflt" },
+        { id: "3", v: "3", note: "x" },
+        { id: "4", v: "4", note: "y" },
+      ]);
+    });
+
     test("rows written before a column with a default keep it when the column's type is widened later", async () => {
       const { schema, events, target } = newTable([["id", "integer"]]);
       await write(sink, [events.insert(1n, { id: 1 }), events.insert(2n, { id: 2 })]);
