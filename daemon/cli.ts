@@ -161,8 +161,8 @@ const commands: Record<string, Command> = {
   },
   replay: {
     summary: "move a sink back (or forward) in its topics; a dry run unless --execute",
-    usage: "sluice replay -c FILE --sink NAME (--from-beginning [--rebuild] | --from-time ISO8601 | --from-offset TOPIC:PARTITION:OFFSET) [--execute]",
-    details: `${CONFIG_HELP}\n  --sink NAME         the sink to replay\n  --from-beginning    from the earliest record kept\n  --from-time T       from the first record at or after T (ISO 8601)\n  --from-offset T:P:O from offset O of partition P of topic T\n  --execute           do it (refused while the sink runs elsewhere)\n  --rebuild           with --from-beginning: fill new tables/indexes while the old ones serve, then swap\n                      (refused when retention removed a topic's first records, or when a rebuilt\n                      table's row count is off: docs/operations.md "Rebuilds need complete history")\n\nPrints, per topic and partition, where the sink is and where it would move.`,
+    usage: "sluice replay -c FILE --sink NAME (--from-beginning [--rebuild [--table T]...] | --from-time ISO8601 | --from-offset TOPIC:PARTITION:OFFSET) [--execute]",
+    details: `${CONFIG_HELP}\n  --sink NAME         the sink to replay\n  --from-beginning    from the earliest record kept\n  --from-time T       from the first record at or after T (ISO 8601)\n  --from-offset T:P:O from offset O of partition P of topic T\n  --execute           do it (refused while the sink runs elsewhere)\n  --rebuild           with --from-beginning: fill new tables/indexes while the old ones serve, then swap\n                      (refused when retention removed a topic's first records, or when a rebuilt\n                      table's row count is off: docs/operations.md "Rebuilds need complete history")\n  --table T           with --rebuild: rebuild only this table (schema.table, as "sluice halted list"\n                      shows it, or its topic; repeat for more); the others are left as they are\n\nPrints, per topic and partition, where the sink is and where it would move.`,
     options: {
       ...configOption,
       sink: { type: "string" },
@@ -171,16 +171,19 @@ const commands: Record<string, Command> = {
       "from-offset": { type: "string" },
       execute: { type: "boolean" },
       rebuild: { type: "boolean" },
+      table: { type: "string", multiple: true },
     },
     async run(values, _positionals, io) {
       const config = loadConfigFile(configPath(values));
       if (values["rebuild"]) {
         if (!values["from-beginning"] || values["from-time"] !== undefined || values["from-offset"] !== undefined) throw new UsageError("--rebuild rebuilds from the beginning: give --from-beginning and no other start");
         if (typeof values["sink"] !== "string") throw new UsageError("missing --sink NAME");
+        const tables = (values["table"] as string[] | undefined) ?? [];
         const display = process.stderr.isTTY ? new ProgressDisplay(process.stderr) : null;
         const withProgress = display === null ? io : { ...io, progress: (progress: RebuildProgress) => display.rebuild(progress) };
-        return runRebuildCommand(config, values["sink"], values["execute"] === true, withProgress, createLogger("warn", process.stderr));
+        return runRebuildCommand(config, values["sink"], values["execute"] === true, withProgress, createLogger("warn", process.stderr), tables);
       }
+      if (values["table"] !== undefined) throw new UsageError("--table takes a rebuild's tables: give --from-beginning --rebuild");
       const args = Object.entries(values).flatMap(([key, value]) => (key === "config" || key === "help" || value === undefined ? [] : value === true ? [`--${key}`] : [`--${key}`, String(value)]));
       return runReplayCommand(args, config, io);
     },

@@ -27,6 +27,7 @@ import { snapshotHandler } from "./snapshot-admin.ts";
 import { etaSeconds, progressEntries } from "./snapshot-progress.ts";
 import { rebuildEntry } from "./rebuild-progress.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
+import { REBUILD_UNKNOWN_TABLE } from "./rebuild-tables.ts";
 import type { SnapshotTarget } from "./snapshot-admin.ts";
 import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
 import type { ReleasableCapture } from "./halted-admin.ts";
@@ -595,7 +596,7 @@ export class Daemon {
     });
   }
 
-  /** POST /sinks/<name>/rebuild: a zero-downtime rebuild of a running sink; answers when swapped in. */
+  /** POST /sinks/<name>/rebuild {tables?}: a zero-downtime rebuild of a running sink (or of some of its tables); answers when swapped in. */
   private async handleRebuild(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const match = /^\/sinks\/([^/]+)\/rebuild$/.exec((req.url ?? "").split("?")[0]!);
     if (!match || req.method !== "POST") return false;
@@ -605,9 +606,17 @@ export class Daemon {
       return true;
     }
     try {
-      sendJson(res, 200, await running.thread.rebuild());
+      const raw = (await readBody(req, this.http.maxBodyBytes)).toString("utf8");
+      const body = raw.trim() === "" ? {} : (JSON.parse(raw) as { tables?: unknown });
+      const tables = body.tables ?? [];
+      if (!Array.isArray(tables) || !tables.every((t) => typeof t === "string")) {
+        sendJson(res, 400, { error: "tables must be a list of schema.table names or topics" });
+        return true;
+      }
+      sendJson(res, 200, await running.thread.rebuild(tables));
     } catch (error) {
-      sendJson(res, 500, { error: error instanceof Error ? error.message : String(error) });
+      const refused = error instanceof SyntaxError || (error instanceof SluiceError && error.code === REBUILD_UNKNOWN_TABLE);
+      sendJson(res, refused ? 400 : 500, { error: error instanceof Error ? error.message : String(error) });
     }
     return true;
   }

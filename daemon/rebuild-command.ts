@@ -1,18 +1,19 @@
 /**
- * `sluice replay --sink NAME --from-beginning --rebuild [--execute]`: asks the running daemon to
- * rebuild the sink (it owns the target and keeps it serving); with no daemon running, rebuilds
+ * `sluice replay --sink NAME --from-beginning --rebuild [--table T]... [--execute]`: asks the
+ * running daemon to rebuild the sink (or only the tables given) (it owns the target and keeps it serving); with no daemon running, rebuilds
  * here under the sink's lease.
  */
 import { hostname } from "node:os";
 import type { SluiceConfig } from "../config/schema.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { openTopicLogForCommand } from "../connectors/topics/open.ts";
-import { createSink, openRegistry, personalDecryptor, recordDecoder, sinkGroupName, sinkTopics } from "./components.ts";
+import { createSink, openRegistry, personalDecryptor, recordDecoder, sinkGroupName } from "./components.ts";
 import { callDaemon, refusalHint } from "./daemon-client.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { describeHistoryGaps, historyGaps, isRebuildable, rebuildSink } from "./rebuild.ts";
 import type { RebuildReport } from "./rebuild.ts";
 import type { RebuildProgress, RebuildProgressEntry } from "./rebuild-progress.ts";
+import { REBUILD_UNKNOWN_TABLE, rebuildTopics } from "./rebuild-tables.ts";
 
 export interface RebuildIo {
   stdout(text: string): void;
@@ -25,13 +26,26 @@ export interface RebuildIo {
 const PROGRESS_POLL_MS = 1_000;
 
 /** Errors that mean "refused, nothing changed" rather than a failure. */
-const REFUSALS = new Set(["REBUILD_HISTORY_INCOMPLETE", "REBUILD_ROW_COUNT_MISMATCH"]);
+const REFUSALS = new Set(["REBUILD_HISTORY_INCOMPLETE", "REBUILD_ROW_COUNT_MISMATCH", REBUILD_UNKNOWN_TABLE]);
 
 function describe(report: RebuildReport): string {
-  return `rebuilt ${report.tables.length} table${report.tables.length === 1 ? "" : "s"} (${report.tables.join(", ") || "none"}) from ${report.records} records, swapped in`;
+  const rebuilt = `rebuilt ${report.tables.length} table${report.tables.length === 1 ? "" : "s"} (${report.tables.join(", ") || "none"}) from ${report.records} records, swapped in`;
+  // A daemon from before the count answers without it.
+  const leftOut = report.leftOut ?? 0;
+  if (leftOut === 0) return rebuilt;
+  const shown = (report.leftOutRecords ?? []).map((r) => `${r.topic}:${r.partition}:${r.offset} (${r.reason})`).join(", ");
+  const more = leftOut > (report.leftOutRecords ?? []).length ? ` and ${leftOut - (report.leftOutRecords ?? []).length} more` : "";
+  return `${rebuilt}; left out ${leftOut} record${leftOut === 1 ? "" : "s"} no decoder can read (no change in ${leftOut === 1 ? "it" : "them"}): ${shown}${more}`;
 }
 
-export async function runRebuildCommand(config: SluiceConfig, sinkName: string, execute: boolean, io: RebuildIo, logger: Logger): Promise<number> {
+export async function runRebuildCommand(
+  config: SluiceConfig,
+  sinkName: string,
+  execute: boolean,
+  io: RebuildIo,
+  logger: Logger,
+  tables: readonly string[] = [],
+): Promise<number> {
   const sinkConfig = config.sinks.find((s) => s.name === sinkName);
   if (!sinkConfig) {
     io.stderr(`sluice replay: no sink "${sinkName}"; sinks: ${config.sinks.map((s) => s.name).join(", ") || "(none)"}\n`);
@@ -43,7 +57,15 @@ export async function runRebuildCommand(config: SluiceConfig, sinkName: string, 
     // The same history check the rebuild makes first: a dry run shows the refusal too.
     const readLog = await openTopicLogForCommand(config.topics, config.name, logger, "read-only");
     try {
-      const gaps = await historyGaps(readLog, sinkTopics(config, sinkConfig, await readLog.topicNames()));
+      let topics: string[];
+      try {
+        topics = rebuildTopics(config, sinkConfig, await readLog.topicNames(), tables);
+      } catch (error) {
+        if (!(error instanceof SluiceError) || error.code !== REBUILD_UNKNOWN_TABLE) throw error;
+        io.stderr(`sluice replay: ${error.message}\n`);
+        return 1;
+      }
+      const gaps = await historyGaps(readLog, topics);
       if (gaps.length > 0) {
         io.stderr(`sluice replay: a rebuild would be refused: ${describeHistoryGaps(sinkName, gaps)}.\nDry run: nothing changed.\n`);
         return 1;
@@ -51,16 +73,18 @@ export async function runRebuildCommand(config: SluiceConfig, sinkName: string, 
     } finally {
       await readLog.close();
     }
+    const which = tables.length === 0 ? "each of its tables" : `each of the tables ${tables.join(", ")}`;
     io.stdout(
-      `Rebuild of sink "${sinkName}": each of its tables gets a new generation filled from its topic's beginning, ` +
+      `Rebuild of sink "${sinkName}": ${which} gets a new generation filled from its topic's beginning, ` +
         `while the current one keeps serving; each swaps in once caught up. ${running ? "The running daemon will do it." : "No daemon runs: this command will do it."}\n` +
+        (tables.length === 0 ? "" : "Its other tables are left as they are. ") +
         "Dry run: nothing changed. Run again with --execute.\n",
     );
     return 0;
   }
   if (running) {
     const polling = io.progress === undefined ? null : pollDaemonProgress(config, sinkName, io.progress.bind(io));
-    const response = await callDaemon(config, `/sinks/${encodeURIComponent(sinkName)}/rebuild`, { method: "POST", timeoutMs: 24 * 3_600_000 }).finally(() => polling?.stop());
+    const response = await callDaemon(config, `/sinks/${encodeURIComponent(sinkName)}/rebuild`, { method: "POST", body: JSON.stringify({ tables }), timeoutMs: 24 * 3_600_000 }).finally(() => polling?.stop());
     const body = (() => {
       try {
         return response.json() as RebuildReport & { error?: string };
@@ -92,8 +116,8 @@ export async function runRebuildCommand(config: SluiceConfig, sinkName: string, 
     await sink.open(signal);
     try {
       const { registry } = await openRegistry(config, log);
-      const topics = sinkTopics(config, sinkConfig, await log.topicNames());
       try {
+        const topics = rebuildTopics(config, sinkConfig, await log.topicNames(), tables);
         const report = await rebuildSink({
           sink,
           log,
@@ -134,7 +158,7 @@ function pollDaemonProgress(config: SluiceConfig, sink: string, report: (progres
       const entry = sinks.find((s) => s.name === sink)?.rebuild;
       // An earlier rebuild's entry stays listed a while: only this one's is shown (one machine's clock, a second of slack).
       if (!entry || Date.parse(entry.startedAt) < askedAt - 1_000) continue;
-      report({ ...entry, sink, startedAtMs: Date.parse(entry.startedAt), finishedAtMs: entry.finishedAt === null ? null : Date.parse(entry.finishedAt) });
+      report({ ...entry, recordsLeftOut: entry.recordsLeftOut ?? 0, sink, startedAtMs: Date.parse(entry.startedAt), finishedAtMs: entry.finishedAt === null ? null : Date.parse(entry.finishedAt) });
     }
   };
   void poll();

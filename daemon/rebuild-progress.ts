@@ -16,6 +16,8 @@ export interface RebuildProgress {
   readonly recordsDone: number;
   /** Records the rebuild reads; null until the end offsets are taken. */
   readonly recordsTotal: number | null;
+  /** Records read that no decoder could read, left out (rebuild-records.ts). */
+  readonly recordsLeftOut: number;
   readonly recordsPerSecond: number;
   /** Seconds left at the current rate; null when unknown or not reading. */
   readonly etaSeconds: number | null;
@@ -36,7 +38,7 @@ export class RebuildProgressMeter {
   constructor(sink: string, report: (progress: RebuildProgress) => void, intervalMs = 500, now = Date.now()) {
     this.report = report;
     this.intervalMs = intervalMs;
-    this.current = { sink, state: "reading", tables: [], recordsDone: 0, recordsTotal: null, recordsPerSecond: 0, etaSeconds: null, startedAtMs: now, finishedAtMs: null, error: null };
+    this.current = { sink, state: "reading", tables: [], recordsDone: 0, recordsTotal: null, recordsLeftOut: 0, recordsPerSecond: 0, etaSeconds: null, startedAtMs: now, finishedAtMs: null, error: null };
   }
 
   get progress(): RebuildProgress {
@@ -47,6 +49,11 @@ export class RebuildProgressMeter {
     this.current = { ...this.current, tables, recordsTotal };
     this.sample = { atMs: now, records: this.current.recordsDone };
     this.emit(true, now);
+  }
+
+  /** Records left out so far: shown with the next report. */
+  leftOut(records: number): void {
+    this.current = { ...this.current, recordsLeftOut: records };
   }
 
   read(recordsDone: number, now = Date.now()): void {
@@ -91,6 +98,8 @@ export interface RebuildProgressEntry {
   readonly tables: readonly string[];
   readonly recordsDone: number;
   readonly recordsTotal: number | null;
+  /** Absent from a daemon before it was counted. */
+  readonly recordsLeftOut?: number;
   readonly recordsPerSecond: number;
   readonly etaSeconds: number | null;
   readonly startedAt: string;
@@ -109,6 +118,7 @@ export function rebuildEntry(progress: RebuildProgress | null, now = Date.now())
     tables: progress.tables,
     recordsDone: progress.recordsDone,
     recordsTotal: progress.recordsTotal,
+    recordsLeftOut: progress.recordsLeftOut,
     recordsPerSecond: Math.round(progress.recordsPerSecond),
     etaSeconds: progress.etaSeconds === null ? null : Math.round(progress.etaSeconds),
     startedAt: new Date(progress.startedAtMs).toISOString(),
@@ -118,7 +128,7 @@ export function rebuildEntry(progress: RebuildProgress | null, now = Date.now())
 }
 
 /** "rebuild warehouse [#####...............]  25%  250,000 / 1,000,000 records  12,000 records/s  ETA 1m02s  reading" */
-export function rebuildLine(progress: Pick<RebuildProgress, "sink" | "state" | "recordsDone" | "recordsTotal" | "recordsPerSecond" | "etaSeconds">): string {
+export function rebuildLine(progress: Pick<RebuildProgress, "sink" | "state" | "recordsDone" | "recordsTotal" | "recordsPerSecond" | "etaSeconds"> & { readonly recordsLeftOut?: number }): string {
   const total = progress.recordsTotal;
   const fraction = total !== null && total > 0 ? Math.min(1, progress.recordsDone / total) : progress.state === "done" ? 1 : 0;
   const width = 20;
@@ -127,5 +137,6 @@ export function rebuildLine(progress: Pick<RebuildProgress, "sink" | "state" | "
   const counts = `${progress.recordsDone.toLocaleString("en-US")}${total !== null ? ` / ${total.toLocaleString("en-US")}` : ""} records`;
   const rate = progress.state === "reading" && progress.recordsPerSecond > 0 ? `  ${Math.round(progress.recordsPerSecond).toLocaleString("en-US")} records/s` : "";
   const eta = progress.state === "reading" && progress.etaSeconds !== null ? `  ETA ${formatDuration(progress.etaSeconds)}` : "";
-  return `rebuild ${progress.sink} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${percent}  ${counts}${rate}${eta}  ${progress.state}`;
+  const leftOut = progress.recordsLeftOut ? `  ${progress.recordsLeftOut.toLocaleString("en-US")} undecodable left out` : "";
+  return `rebuild ${progress.sink} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${percent}  ${counts}${leftOut}${rate}${eta}  ${progress.state}`;
 }

@@ -10,7 +10,7 @@ import { testLogger, testSinkConfig } from "../connectors/sinks/test-config.ts";
 import { Events, tableSchema } from "../connectors/sinks/test-events.ts";
 import { CONTROL_TOPIC_HEADER } from "./control-records.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
-import { SluiceError } from "../connectors/errors.ts";
+import { ConnectionError, SluiceError } from "../connectors/errors.ts";
 import { historyGaps, rebuildSink, rebuildTolerance, rowCountMismatches } from "./rebuild.ts";
 import { Misfits } from "./rebuild-shape.ts";
 import type { RebuildOptions } from "./rebuild.ts";
@@ -50,7 +50,7 @@ test("a rebuild fills a new generation from the topic while the old one serves, 
     signal,
     onProgress: (p) => progress.push(p),
   });
-  assert.deepEqual(report, { tables: ["public.items"], records: 5 });
+  assert.deepEqual(report, { tables: ["public.items"], records: 5, leftOut: 0, leftOutRecords: [] });
   // Progress: the records to read once planned, then every step to the swap.
   assert.deepEqual([...new Set(progress.map((p) => p.state))], ["reading", "checking", "swapping", "done"]);
   assert.deepEqual([progress[0]!.recordsDone, progress[0]!.recordsTotal], [0, 5]);
@@ -179,7 +179,7 @@ test("a rebuild makes the table in its newest shape: a number column that became
   await assert.rejects(sink.write(changed, signal), (error: Error & { code?: string }) => error.code === "SINK_SCHEMA_UNSUPPORTED" && /cannot change type from decimal\(12,2\) to string/.test(error.message));
   await produceAll(log, older.topic, [...history, ...changed]);
 
-  assert.deepEqual(await rebuild(), { tables: ["public.orders"], records: 5 });
+  assert.deepEqual(await rebuild(), { tables: ["public.orders"], records: 5, leftOut: 0, leftOutRecords: [] });
   assert.equal(await amountType(), "VARCHAR");
   assert.deepEqual(await sink.query(`SELECT id, amount FROM public_orders ORDER BY id`), [{ id: 1, amount: "-0.50" }, { id: 2, amount: "twenty" }, { id: 3, amount: "n/a" }]);
   // The rebuilt generation is live: it takes the records that halted the old one, and older ones again (as their text).
@@ -296,4 +296,61 @@ test("changes that do not fit the newest shape are left out only where a finishe
   rowless.add(at(3n), refusal);
   rowless.fits(at(25n, "r"));
   assert.throws(() => rowless.check(), /does not fit/);
+});
+
+/** Two tables in a DuckDB sink; a foreign producer's record (not Sluice's encoding) sits in the customers topic. */
+async function withForeignRecord() {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-rebuild-foreign-"));
+  const logger = testLogger();
+  const log = EmbeddedTopicLog.open({ path: join(dir, "log.db"), logger, maintenanceIntervalMs: 0 });
+  const customers = new Events(tableSchema("customers", [["id", "integer"], ["name", "text"]]));
+  const orders = new Events(tableSchema("orders", [["id", "integer"], ["amount", "integer"]]));
+  for (const topic of [customers.topic, orders.topic]) await log.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  await produceAll(log, customers.topic, [customers.insert(1n, { id: 1, name: "one" })]);
+  await log.produce([{ topic: customers.topic, key: Buffer.from('{"id":1}'), value: Buffer.from("garbage"), timestamp: 0 }]);
+  await produceAll(log, customers.topic, [customers.insert(3n, { id: 2, name: "two" })]);
+  await produceAll(log, orders.topic, [orders.insert(2n, { id: 1, amount: 10 }), orders.update(4n, { id: 1, amount: 11 })]);
+  const sink = createDuckDbSink(testSinkConfig("duckdb", { name: "wh", path: join(dir, "wh.duckdb") }), { logger });
+  const signal = new AbortController().signal;
+  await sink.open(signal);
+  return { log, sink, signal, logger, customers, orders };
+}
+
+test("a record no decoder can read (a foreign producer's) is left out of a rebuild, which succeeds and reports it with its topic, partition and offset", async () => {
+  const { log, sink, signal, logger, customers, orders } = await withForeignRecord();
+  const progress: RebuildProgress[] = [];
+  const report = await rebuildSink({ sink, log, decoder: jsonDecoder, topics: [customers.topic, orders.topic], group: "wh.rebuild", logger, signal, onProgress: (p) => progress.push(p) });
+  assert.deepEqual({ ...report, leftOutRecords: report.leftOutRecords.map((r) => `${r.topic}:${r.partition}:${r.offset}`) }, {
+    tables: ["public.customers", "public.orders"],
+    records: 4,
+    leftOut: 1,
+    leftOutRecords: [`${customers.topic}:0:1`],
+  });
+  assert.ok(report.leftOutRecords[0]!.reason.length > 0, "the reason is given");
+  assert.equal(progress.at(-1)!.recordsLeftOut, 1);
+  assert.deepEqual(await sink.query(`SELECT id, name FROM public_customers ORDER BY id`), [{ id: 1, name: "one" }, { id: 2, name: "two" }]);
+  assert.deepEqual(await sink.query(`SELECT id, amount FROM public_orders ORDER BY id`), [{ id: 1, amount: 11 }]);
+  await sink.close();
+  await log.close();
+});
+
+test("a rebuild of one table is not stopped by a foreign record in another table's topic; a decoding failure that may heal ends it naming the record", async () => {
+  const { log, sink, signal, logger, customers, orders } = await withForeignRecord();
+  assert.deepEqual(await rebuildSink({ sink, log, decoder: jsonDecoder, topics: [orders.topic], group: "wh.rebuild", logger, signal }), { tables: ["public.orders"], records: 2, leftOut: 0, leftOutRecords: [] });
+  const unreachable: RebuildOptions["decoder"] = {
+    decode: async (r) => {
+      if (r.topic === customers.topic && r.offset === 1n) throw new ConnectionError("schema registry unreachable", { context: { component: "registry" } });
+      return jsonDecoder.decode(r);
+    },
+  };
+  await assert.rejects(rebuildSink({ sink, log, decoder: unreachable, topics: [customers.topic, orders.topic], group: "wh.rebuild", logger, signal }), (error: SluiceError) => {
+    assert.match(error.message, new RegExp(`${customers.topic.replaceAll(".", "\\.")}:0:1: schema registry unreachable`));
+    assert.equal(error.retriable, true);
+    assert.deepEqual([error.context["topic"], error.context["partition"], error.context["offset"]], [customers.topic, 0, "1"]);
+    return true;
+  });
+  // Nothing swapped: the live customers table is as it was (never written).
+  assert.deepEqual(await sink.query(`SELECT count(*)::INTEGER AS n FROM information_schema.tables WHERE table_name = 'public_customers'`), [{ n: 0 }]);
+  await sink.close();
+  await log.close();
 });

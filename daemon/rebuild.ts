@@ -16,6 +16,8 @@ import type { RecordDecoder } from "./sink-runner.ts";
 import { RebuildProgressMeter } from "./rebuild-progress.ts";
 import { Misfits, ReplayShapes } from "./rebuild-shape.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
+import { RebuildDecoder, recordWhere } from "./rebuild-records.ts";
+import type { LeftOutRecord } from "./rebuild-records.ts";
 
 export interface RebuildOptions {
   readonly sink: RebuildableSink;
@@ -34,6 +36,10 @@ export interface RebuildOptions {
 export interface RebuildReport {
   readonly tables: readonly string[];
   readonly records: number;
+  /** Records no decoder could read (rebuild-records.ts), left out of the rebuild. */
+  readonly leftOut: number;
+  /** The first of them, with where they are and why. */
+  readonly leftOutRecords: readonly LeftOutRecord[];
 }
 
 export function isRebuildable(sink: unknown): sink is RebuildableSink {
@@ -148,7 +154,7 @@ const TAIL_RECORDS = 64n;
  * (further back while they hold no change: tombstones), and the control topics among the topics
  * (their records name their table's topic: control-records.ts). Empty topics have none yet.
  */
-async function tablesOf(options: RebuildOptions): Promise<{ tables: Map<string, TableSchema>; controls: Set<string> }> {
+async function tablesOf(options: RebuildOptions, decoder: RebuildDecoder): Promise<{ tables: Map<string, TableSchema>; controls: Set<string> }> {
   const tables = new Map<string, TableSchema>();
   const newest = new Map<string, bigint>();
   const controls = new Set<string>();
@@ -176,7 +182,7 @@ async function tablesOf(options: RebuildOptions): Promise<{ tables: Map<string, 
             controls.add(record.topic);
             continue;
           }
-          const event = await options.decoder.decode(record);
+          const event = await decoder.decode(record);
           if (!event) continue;
           const version = event.source.position.change;
           if (version < (newest.get(record.topic) ?? -1n)) continue;
@@ -205,6 +211,7 @@ function newerTruncate(known: Position | undefined, next: Position): boolean {
 
 async function newestTruncates(
   options: RebuildOptions,
+  decoder: RebuildDecoder,
   controls: ReadonlySet<string>,
   tables: ReadonlyMap<string, TableSchema>,
 ): Promise<{ truncates: Map<string, SinkChange>; resets: Map<string, Position> }> {
@@ -223,7 +230,7 @@ async function newestTruncates(
         const end = ends.get(`${record.topic}:${record.partition}`);
         const controlled = controlledTopic(record);
         if (end === undefined || record.offset >= end || controlled === null || !tables.has(controlled)) continue;
-        const event = await options.decoder.decode(record);
+        const event = await decoder.decode(record);
         if (!event) continue;
         if (newerTruncate(truncates.get(controlled)?.event.source.position, event.source.position)) {
           truncates.set(controlled, { event, origin: { topic: record.topic, partition: record.partition, offset: record.offset } });
@@ -242,10 +249,17 @@ async function writeRebuildBatch(sink: RebuildableSink, changes: SinkChange[], s
   const result = await sink.writeRebuild(changes, signal);
   if (result.failures.length > 0) {
     const first = result.failures[0]!;
-    throw new SluiceError(`rebuild of sink ${sink.name} failed: ${first.error.message}`, {
+    const change = changes[first.index];
+    const at = change ? ` at ${recordWhere(change.origin)}` : "";
+    throw new SluiceError(`rebuild of sink ${sink.name} failed${at}: ${first.error.message}`, {
       code: "REBUILD_FAILED",
       cause: first.error,
-      context: { component: "rebuild", sink: sink.name, table: changes[first.index]?.event.schema.table },
+      context: {
+        component: "rebuild",
+        sink: sink.name,
+        table: change?.event.schema.table,
+        ...(change ? { topic: change.origin.topic, partition: change.origin.partition, offset: change.origin.offset.toString() } : {}),
+      },
     });
   }
   return changes.length;
@@ -267,10 +281,11 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
   const { sink, log, signal, logger } = options;
   const gaps = await historyGaps(log, options.topics);
   if (gaps.length > 0) throw historyIncompleteError(sink.name, gaps);
-  const { tables, controls } = await tablesOf(options);
+  const decoder = new RebuildDecoder(options.decoder, sink.name, logger);
+  const { tables, controls } = await tablesOf(options, decoder);
   const shapes = new ReplayShapes(sink.name, tables);
   /** Per data topic, its newest truncate: applied once every row is written (it removes rows at or below its version only). */
-  const { truncates, resets } = await newestTruncates(options, controls, tables);
+  const { truncates, resets } = await newestTruncates(options, decoder, controls, tables);
   const misfits = new Misfits(resets);
   const prepared: TableId[] = [];
   try {
@@ -327,7 +342,7 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
           if (end === undefined || record.offset >= end) continue;
           const controlled = controlledTopic(record);
           if (controlled !== null && !tables.has(controlled)) continue;
-          const event = await options.decoder.decode(record);
+          const event = await decoder.decode(record);
           if (!event) continue;
           const change = { event, origin: { topic: record.topic, partition: record.partition, offset: record.offset } };
           if (controlled === null) {
@@ -342,13 +357,15 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
           } else if (newerTruncate(truncates.get(controlled)?.event.source.position, event.source.position)) truncates.set(controlled, change);
         }
         records += await writeRebuildBatch(sink, changes, signal);
+        meter.leftOut(decoder.leftOut);
         meter.read(readSoFar());
       }
       misfits.check();
       // A truncate carries no row: written under its table's newest schema, which the new generation has.
       const closing = [...truncates].map(([topic, change]) => ({ ...change, event: { ...change.event, schema: tables.get(topic) ?? change.event.schema } }));
       records += await writeRebuildBatch(sink, closing, signal);
-      meter.read(readSoFar());
+      meter.leftOut(decoder.leftOut);
+        meter.read(readSoFar());
     } finally {
       await consumer.close();
     }
@@ -356,13 +373,13 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
     await checkRowCounts(sink, log, tables, signal, logger);
     meter.step("swapping");
     for (const table of prepared) await sink.swap(table, signal);
-    const names = prepared.map((t) => `${t.schema}.${t.table}`);
-    logger.info({ sink: sink.name, tables: names, records }, "rebuild swapped in");
+    const names = prepared.map((t) => `${t.schema}.${t.table}`).sort();
+    logger.info({ sink: sink.name, tables: names, records, leftOut: decoder.leftOut }, "rebuild swapped in");
     if (isVersionedSink(sink)) {
       const rebound = await rebindOffsets(sink, log, options.topics, rebuiltTo, signal);
       if (rebound.length > 0) logger.info({ sink: sink.name, topics: [...new Set(rebound.map((o) => o.topic))] }, "stored offsets from another topic log moved to where the rebuild ended");
     }
-    return { tables: names, records };
+    return { tables: names, records, leftOut: decoder.leftOut, leftOutRecords: decoder.leftOutShown };
   } catch (error) {
     for (const table of prepared) await sink.abortRebuild(table, new AbortController().signal).catch(() => undefined);
     throw error;

@@ -38,7 +38,7 @@ export interface SerializedError {
 export type SinkThreadCall =
   | { readonly method: "metrics" }
   | { readonly method: "query"; readonly sql: string }
-  | { readonly method: "rebuild" }
+  | { readonly method: "rebuild"; readonly tables: readonly string[] }
   | { readonly method: "release"; readonly table: string; readonly action: HaltAction; readonly execute: boolean }
   | { readonly method: "erase"; readonly source: string; readonly subject: string };
 
@@ -182,8 +182,9 @@ export class SinkThread {
     return this.call({ method: "query", sql }) as Promise<ReadQueryResult>;
   }
 
-  rebuild(): Promise<RebuildReport> {
-    return this.call({ method: "rebuild" }) as Promise<RebuildReport>;
+  /** Rebuilds the sink's `tables` (schema.table or topic), every table when none is given. */
+  rebuild(tables: readonly string[] = []): Promise<RebuildReport> {
+    return this.call({ method: "rebuild", tables }) as Promise<RebuildReport>;
   }
 
   /** Releases a halted table (`sluice halted retry|skip`); a dry run unless `execute`. */

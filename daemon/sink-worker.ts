@@ -13,6 +13,7 @@ import { eraseInSink, erasureRequests } from "./governance/erasure.ts";
 import { createLogger } from "../runtime/logger.ts";
 import { SluiceMetrics } from "./metrics.ts";
 import { isRebuildable, rebuildSink } from "./rebuild.ts";
+import { rebuildTopics } from "./rebuild-tables.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
 import { isQueryable } from "./sink-query.ts";
 import { SinkRunner } from "./sink-runner.ts";
@@ -113,7 +114,7 @@ async function main(): Promise<void> {
             sink,
             log,
             decoder,
-            topics: await topics(),
+            topics: rebuildTopics(config, sinkConfig, await log.topicNames(), call.tables),
             group: `${group}.rebuild`,
             logger: logger.child({ component: "rebuild" }),
             signal: stop.signal,
