@@ -24,3 +24,14 @@ test("the meter reports records, a smoothed rate and the time left, at most ever
   assert.equal(rebuildEntry(done, 3_000 + 60_000)?.state, "done", "a finished rebuild stays listed a while");
   assert.equal(rebuildEntry(done, 3_000 + 11 * 60_000), null, "and then goes");
 });
+
+test("records left out (no decoder can read them) are counted in the progress, its line and /status", () => {
+  const reports: RebuildProgress[] = [];
+  const meter = new RebuildProgressMeter("wh", (p) => reports.push(p), 500, 0);
+  meter.planned(["public.items"], 10_000, 0);
+  meter.leftOut(2);
+  meter.read(5_000, 1_000);
+  assert.equal(reports.at(-1)!.recordsLeftOut, 2);
+  assert.match(rebuildLine({ ...reports.at(-1)!, recordsPerSecond: 0, etaSeconds: null }), /5,000 \/ 10,000 records  2 undecodable left out  reading$/);
+  assert.equal(rebuildEntry(reports.at(-1)!, 1_000)?.recordsLeftOut, 2);
+});

@@ -66,4 +66,13 @@ test("sluice status lists a running rebuild with records, rate and time left", (
     sinks: [{ name: "wh", ready: true, lagRecords: 0, freshnessSeconds: 0, halted: [], rebuild }],
   });
   assert.match(text, /REBUILD OF\s+STATE\s+RECORDS\s+RATE\s+ETA\s+TABLES\s+ERROR\nwh\s+reading\s+25000 \/ 100000\s+5000\/s\s+15s\s+public\.orders/);
+  const leftOut = formatStatus({
+    deployment: "d",
+    version: "1",
+    ready: true,
+    topics: { kind: "embedded", ready: true },
+    sources: [],
+    sinks: [{ name: "wh", ready: true, lagRecords: 0, freshnessSeconds: 0, halted: [], rebuild: { ...rebuild, recordsLeftOut: 1 } }],
+  });
+  assert.match(leftOut, /\nwh\s+reading\s+25000 \/ 100000 \(1 undecodable left out\)\s+5000\/s/);
 });

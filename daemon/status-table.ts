@@ -94,7 +94,7 @@ export function formatStatus(status: Record<string, unknown>): string {
   const rebuilds = sinks.flatMap((s) => {
     const r = s.rebuild;
     if (!r) return [];
-    const records = `${r.recordsDone}${r.recordsTotal === null ? "" : ` / ${r.recordsTotal}`}`;
+    const records = `${r.recordsDone}${r.recordsTotal === null ? "" : ` / ${r.recordsTotal}`}${r.recordsLeftOut ? ` (${r.recordsLeftOut} undecodable left out)` : ""}`;
     return [[s.name, r.state, records, r.state === "reading" ? `${r.recordsPerSecond}/s` : "-", r.etaSeconds === null || r.state !== "reading" ? "-" : formatDuration(r.etaSeconds), r.tables.join(", ") || "-", r.error ?? ""]];
   });
   if (rebuilds.length > 0) out.push("", table(["REBUILD OF", "STATE", "RECORDS", "RATE", "ETA", "TABLES", "ERROR"], rebuilds));
