@@ -46,6 +46,39 @@ describe("MySQL source: DDL and schema history", () => {
     }
   });
 
+  it("a table dropped and created again under its name (CREATE, ... LIKE, ... SELECT) is emptied at the CREATE, before its new rows", async () => {
+    // Found on a live deployment: DROP TABLE events; CREATE TABLE events ...; 700 rows: the sinks kept the 300 rows of the dropped table the new one lacked.
+    await admin.query("CREATE TABLE recreated (id INT PRIMARY KEY, v INT)");
+    await admin.query("CREATE TABLE recreated_like (id INT PRIMARY KEY, v INT)");
+    await admin.query("CREATE TABLE recreated_ctas (id INT PRIMARY KEY, v INT)");
+    const source = newSource(sourceConfig({ tables: [`${database}.recreated*`], snapshot: { mode: "never", parallelism: 1, chunk_rows: 100 } }), { schemaHistory: new MemorySchemaHistoryStore() });
+    await source.connect(null, AbortSignal.timeout(30_000));
+    try {
+      await admin.query("INSERT INTO recreated VALUES (1, 1), (2, 2)");
+      await admin.query("DROP TABLE recreated, recreated_like, recreated_ctas");
+      await admin.query("CREATE TABLE recreated (id INT PRIMARY KEY, v INT, w INT)");
+      await admin.query("INSERT INTO recreated VALUES (1, 10, 10)");
+      await admin.query("CREATE TABLE recreated_like LIKE recreated");
+      await admin.query("CREATE TABLE recreated_ctas (PRIMARY KEY (id)) SELECT id, v FROM recreated");
+      await admin.query("CREATE TABLE IF NOT EXISTS recreated (id INT PRIMARY KEY)");
+      const { events } = await readUntil(source, (c) => c.events.filter((e) => e.op === "c").length >= 4);
+      assert.deepEqual(
+        events.map((e) => [e.source.table, e.op, e.op === "t" ? null : (e.after?.["v"] ?? null)]),
+        [
+          ["recreated", "c", 1],
+          ["recreated", "c", 2],
+          ["recreated", "t", null],
+          ["recreated", "c", 10],
+          ["recreated_like", "t", null],
+          ["recreated_ctas", "t", null],
+          ["recreated_ctas", "c", 10],
+        ],
+      );
+    } finally {
+      await source.close();
+    }
+  });
+
   it("gives the events after a DDL the new schema: add, drop, modify, change and rename", async () => {
     await admin.query("CREATE TABLE t (id INT PRIMARY KEY, a VARCHAR(10), b INT)");
     const history = new MemorySchemaHistoryStore();

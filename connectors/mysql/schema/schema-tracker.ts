@@ -38,7 +38,7 @@ export interface SchemaTrackerOptions {
 }
 
 export interface QueryOutcome {
-  /** Captured tables a TRUNCATE emptied. */
+  /** Captured tables a TRUNCATE emptied, or a CREATE TABLE made again under the name of a table dropped or renamed away. */
   readonly truncated: readonly TableName[];
   /** Captured tables whose definition changed. */
   readonly changed: readonly string[];
@@ -62,6 +62,8 @@ export class SchemaTracker {
   private readonly definitions = new Map<string, TableDefinition>();
   /** `table@at` of entries already in the store, so a replayed DDL is not stored twice. */
   private readonly stored = new Set<string>();
+  /** Tables that had a definition at some point up to where the history is applied (dropped ones too). */
+  private readonly named = new Set<string>();
   private readonly bindings = new Map<string, CachedBinding>();
   private readonly databaseCharsets = new Map<string, string>();
 
@@ -158,18 +160,21 @@ export class SchemaTracker {
         const { table } = statement;
         if (!this.captured(table.database, table.table)) return NO_CHANGE;
         if (statement.ifNotExists && this.definition(table.database, table.table) !== null) return NO_CHANGE;
+        const created = this.createdBy(table);
         const fallback = statement.defaultCharset ?? (await this.databaseCharset(table.database));
         const columns = statement.columns.map((column) => toColumn(column, fallback));
         await put(table, { database: table.database, table: table.table, columns, key: statement.primaryKey, defaultCharset: fallback });
-        return { truncated: [], changed };
+        return { truncated: created, changed };
       }
       case "create-table-like": {
         const { table, like } = statement;
         if (!this.captured(table.database, table.table)) return NO_CHANGE;
+        if (statement.ifNotExists && this.definition(table.database, table.table) !== null) return NO_CHANGE;
+        const created = this.createdBy(table);
         const source = this.definition(like.database, like.table);
         if (source !== null) await put(table, source);
         else await this.rereadFor(query, [table], from, changed);
-        return { truncated: [], changed };
+        return { truncated: created, changed };
       }
       case "alter-table": {
         const renameTo = statement.actions.find((a): a is Extract<AlterAction, { kind: "rename-table" }> => a.kind === "rename-table")?.to;
@@ -199,10 +204,21 @@ export class SchemaTracker {
         const captured = statement.tables.filter((t) => this.captured(t.database, t.table) || this.definition(t.database, t.table) !== null);
         if (captured.length === 0) return NO_CHANGE;
         this.options.logger.warn({ statement: query.slice(0, 500), reason: statement.reason, tables: captured.map((t) => tableKey(t.database, t.table)), position: this.positionText(at) }, "DDL not understood; re-reading the tables it names");
+        // CREATE TABLE ... SELECT: its rows follow in the same transaction.
+        const created = /^\s*CREATE\s+TABLE\s/i.test(query) ? captured.flatMap((t) => this.createdBy(t)) : [];
         await this.rereadFor(query, captured, from, changed);
-        return { truncated: [], changed };
+        return { truncated: created, changed };
       }
     }
+  }
+
+  /**
+   * A CREATE TABLE of a captured name that a table had before (dropped or renamed away since) starts it empty: returned
+   * as truncated, so targets lose that table's rows (the binlog has no row events for a DROP). A name never seen is left.
+   */
+  private createdBy(table: TableName): TableName[] {
+    const key = tableKey(table.database, table.table);
+    return this.captured(table.database, table.table) && !this.definitions.has(key) && this.named.has(key) ? [table] : [];
   }
 
   private async alter(table: TableName, actions: readonly AlterAction[], query: string, from: bigint, changed: string[]): Promise<void> {
@@ -369,7 +385,10 @@ export class SchemaTracker {
 
   private set(key: string, definition: TableDefinition | null): void {
     if (definition === null) this.definitions.delete(key);
-    else this.definitions.set(key, definition);
+    else {
+      this.definitions.set(key, definition);
+      this.named.add(key);
+    }
   }
 }
 
