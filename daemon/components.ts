@@ -6,6 +6,7 @@ import { dirname, join } from "node:path";
 import type { SinkConfig, SluiceConfig, SourceConfig } from "../config/schema.ts";
 import type { ChangeEvent, ProducedRecord, Sink, Source, StoredRecord, TableSnapshotProgress, TopicLog, TopicSpec } from "../connectors/contracts.ts";
 import { tableMatcher } from "../connectors/common/table-patterns.ts";
+import { SluiceError } from "../connectors/errors.ts";
 import { controlTopic, sinkGroup } from "../connectors/topics/names.ts";
 import { ChangeEventDecoder, LocalRegistry, openJournalStore, RemoteRegistry } from "../schema-registry/index.ts";
 import type { SchemaRegistry } from "../schema-registry/index.ts";
@@ -166,7 +167,9 @@ export function captureEncoder(
   const ensureDataTopic = (topic: string, keyed: boolean, table: string): Promise<void> => {
     let creation = creations.get(topic);
     if (creation === undefined) {
-      creation = log.createTopic(dataTopicSpec(config, topic, { keyed })).then(() => {
+      creation = log.createTopic(dataTopicSpec(config, topic, { keyed })).catch((error: unknown) => {
+        throw keyed ? error : keylessInCompacted(error, topic, table);
+      }).then(() => {
         created.add(topic);
         if (!keyed && config.topics.retention.cleanup_policy !== "delete") {
           logger?.warn(
@@ -235,6 +238,18 @@ export function captureEncoder(
 
 export function compactsDataTopic(config: SluiceConfig, keyed: boolean): boolean {
   return keyed && config.topics.retention.cleanup_policy !== "delete";
+}
+
+/**
+ * A table that lost its primary key (ALTER TABLE ... DROP PRIMARY KEY) writes keyless records, which its compacted topic
+ * refuses: that table halts (SCHEMA_UNSUPPORTED is a table-halting code), the other tables and the daemon go on.
+ */
+function keylessInCompacted(error: unknown, topic: string, table: string): unknown {
+  if (!(error instanceof SluiceError) || error.code !== "TOPIC_MISMATCH") return error;
+  return new SluiceError(
+    `table ${table} has no primary key now, and its topic ${topic} is compacted, which cannot take changes without a key: give the table its primary key again, then release it with "sluice halted retry" (${error.message})`,
+    { code: "SCHEMA_UNSUPPORTED", context: { component: "capture", table, topic }, cause: error },
+  );
 }
 
 /**
