@@ -247,7 +247,7 @@ export function compactsDataTopic(config: SluiceConfig, keyed: boolean): boolean
 function keylessInCompacted(error: unknown, topic: string, table: string): unknown {
   if (!(error instanceof SluiceError) || error.code !== "TOPIC_MISMATCH") return error;
   return new SluiceError(
-    `table ${table} has no primary key now, and its topic ${topic} is compacted, which cannot take changes without a key: give the table its primary key again, then release it with "sluice halted retry" (${error.message})`,
+    `table ${table} has no primary key now, and its topic ${topic} is compacted, which cannot take changes without a key: give the table its primary key again, skip the changes made without it (each one "sluice halted skip --execute"), then read the table again ("sluice snapshot --table ${table} --execute") (${error.message})`,
     { code: "SCHEMA_UNSUPPORTED", context: { component: "capture", table, topic }, cause: error },
   );
 }
