@@ -46,7 +46,7 @@ describe("MySQL source: DDL and schema history", () => {
     }
   });
 
-  it("a table dropped and created again under its name (CREATE, ... LIKE, ... SELECT) is emptied at the CREATE, before its new rows", async () => {
+  it("a table dropped and created again under its name (CREATE, ... LIKE, ... SELECT, CREATE OR REPLACE) is emptied at the CREATE, before its new rows", async () => {
     // Found on a live deployment: DROP TABLE events; CREATE TABLE events ...; 700 rows: the sinks kept the 300 rows of the dropped table the new one lacked.
     await admin.query("CREATE TABLE recreated (id INT PRIMARY KEY, v INT)");
     await admin.query("CREATE TABLE recreated_like (id INT PRIMARY KEY, v INT)");
@@ -61,7 +61,9 @@ describe("MySQL source: DDL and schema history", () => {
       await admin.query("CREATE TABLE recreated_like LIKE recreated");
       await admin.query("CREATE TABLE recreated_ctas (PRIMARY KEY (id)) SELECT id, v FROM recreated");
       await admin.query("CREATE TABLE IF NOT EXISTS recreated (id INT PRIMARY KEY)");
-      const { events } = await readUntil(source, (c) => c.events.filter((e) => e.op === "c").length >= 4);
+      await admin.query("CREATE OR REPLACE TABLE recreated (id INT PRIMARY KEY, v INT, w INT)");
+      await admin.query("INSERT INTO recreated VALUES (2, 20, 20)");
+      const { events } = await readUntil(source, (c) => c.events.filter((e) => e.op === "c").length >= 5);
       assert.deepEqual(
         events.map((e) => [e.source.table, e.op, e.op === "t" ? null : (e.after?.["v"] ?? null)]),
         [
@@ -72,6 +74,8 @@ describe("MySQL source: DDL and schema history", () => {
           ["recreated_like", "t", null],
           ["recreated_ctas", "t", null],
           ["recreated_ctas", "c", 10],
+          ["recreated", "t", null],
+          ["recreated", "c", 20],
         ],
       );
     } finally {

@@ -42,8 +42,8 @@ export type AlterAction =
   | { readonly kind: "default-charset"; readonly charset: string };
 
 export type DdlStatement =
-  | { readonly kind: "create-table"; readonly table: TableName; readonly columns: readonly ParsedColumn[]; readonly primaryKey: readonly string[]; readonly defaultCharset: string | null; readonly ifNotExists: boolean }
-  | { readonly kind: "create-table-like"; readonly table: TableName; readonly like: TableName; readonly ifNotExists: boolean }
+  | { readonly kind: "create-table"; readonly table: TableName; readonly columns: readonly ParsedColumn[]; readonly primaryKey: readonly string[]; readonly defaultCharset: string | null; readonly ifNotExists: boolean; readonly orReplace?: true }
+  | { readonly kind: "create-table-like"; readonly table: TableName; readonly like: TableName; readonly ifNotExists: boolean; readonly orReplace?: true }
   | { readonly kind: "alter-table"; readonly table: TableName; readonly actions: readonly AlterAction[] }
   | { readonly kind: "drop-tables"; readonly tables: readonly TableName[] }
   | { readonly kind: "rename-tables"; readonly renames: readonly { readonly from: TableName; readonly to: TableName }[] }
@@ -80,9 +80,14 @@ export function parseDdl(sql: string, options: ParseOptions): DdlStatement {
 function statement(c: TokenCursor, options: ParseOptions): DdlStatement {
   const db = options.defaultDatabase;
   if (c.accept("CREATE")) {
-    c.accept("OR", "REPLACE");
+    const orReplace = c.accept("OR", "REPLACE");
     if (c.accept("TEMPORARY")) return { kind: "none" };
-    if (c.accept("TABLE")) return createTable(c, options);
+    if (c.accept("TABLE")) {
+      const created = createTable(c, options);
+      if (!orReplace) return created;
+      if (created.kind === "create-table" || created.kind === "create-table-like") return { ...created, orReplace };
+      return created;
+    }
     if (c.accept("DATABASE") || c.accept("SCHEMA")) return { kind: "none" };
     return { kind: "none" };
   }

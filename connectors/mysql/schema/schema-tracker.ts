@@ -160,7 +160,7 @@ export class SchemaTracker {
         const { table } = statement;
         if (!this.captured(table.database, table.table)) return NO_CHANGE;
         if (statement.ifNotExists && this.definition(table.database, table.table) !== null) return NO_CHANGE;
-        const created = this.createdBy(table);
+        const created = this.createdBy(table, statement.orReplace === true);
         const fallback = statement.defaultCharset ?? (await this.databaseCharset(table.database));
         const columns = statement.columns.map((column) => toColumn(column, fallback));
         await put(table, { database: table.database, table: table.table, columns, key: statement.primaryKey, defaultCharset: fallback });
@@ -170,7 +170,7 @@ export class SchemaTracker {
         const { table, like } = statement;
         if (!this.captured(table.database, table.table)) return NO_CHANGE;
         if (statement.ifNotExists && this.definition(table.database, table.table) !== null) return NO_CHANGE;
-        const created = this.createdBy(table);
+        const created = this.createdBy(table, statement.orReplace === true);
         const source = this.definition(like.database, like.table);
         if (source !== null) await put(table, source);
         else await this.rereadFor(query, [table], from, changed);
@@ -205,7 +205,8 @@ export class SchemaTracker {
         if (captured.length === 0) return NO_CHANGE;
         this.options.logger.warn({ statement: query.slice(0, 500), reason: statement.reason, tables: captured.map((t) => tableKey(t.database, t.table)), position: this.positionText(at) }, "DDL not understood; re-reading the tables it names");
         // CREATE TABLE ... SELECT: its rows follow in the same transaction.
-        const created = /^\s*CREATE\s+TABLE\s/i.test(query) ? captured.flatMap((t) => this.createdBy(t)) : [];
+        const create = /^\s*CREATE\s+(OR\s+REPLACE\s+)?TABLE\s/i.exec(query);
+        const created = create === null ? [] : captured.flatMap((t) => this.createdBy(t, create[1] !== undefined));
         await this.rereadFor(query, captured, from, changed);
         return { truncated: created, changed };
       }
@@ -213,12 +214,13 @@ export class SchemaTracker {
   }
 
   /**
-   * A CREATE TABLE of a captured name that a table had before (dropped or renamed away since) starts it empty: returned
-   * as truncated, so targets lose that table's rows (the binlog has no row events for a DROP). A name never seen is left.
+   * A CREATE TABLE of a captured name that a table had before (dropped or renamed away since; or replaced, MariaDB's
+   * CREATE OR REPLACE) starts it empty: returned as truncated, so targets lose that table's rows (the binlog has no row
+   * events for a DROP). A name never seen is left.
    */
-  private createdBy(table: TableName): TableName[] {
+  private createdBy(table: TableName, orReplace: boolean): TableName[] {
     const key = tableKey(table.database, table.table);
-    return this.captured(table.database, table.table) && !this.definitions.has(key) && this.named.has(key) ? [table] : [];
+    return this.captured(table.database, table.table) && (orReplace || !this.definitions.has(key)) && this.named.has(key) ? [table] : [];
   }
 
   private async alter(table: TableName, actions: readonly AlterAction[], query: string, from: bigint, changed: string[]): Promise<void> {
