@@ -201,6 +201,13 @@ export class SinkRunner {
   private groupCommit: Promise<void> | null = null;
   private readonly groupOffsets = new Map<string, TopicPartitionOffset>();
   private groupCommitFailure: unknown = null;
+  /**
+   * Partitions whose stored offset is the consumer's position, nothing read past it since: were the
+   * position to move on with no record polled, it passed only records never handed over (a Kafka
+   * transaction's commit marker, aborted records), and is stored when the sink idles. Otherwise an
+   * idle sink's stored offset stayed before the marker of the last transaction it applied: lag 1 for good.
+   */
+  private readonly caughtUp = new Map<string, TopicPartitionOffset>();
 
   constructor(options: SinkRunnerOptions) {
     this.options = options;
@@ -419,7 +426,12 @@ export class SinkRunner {
     const consumer = await this.options.log.consumer(this.options.group, topics);
     this.activeConsumer = consumer;
     try {
+      this.caughtUp.clear();
       await this.seekToTargetOffsets(consumer, topics, stop);
+      // The consumer reads on from the group's offsets (the target's, sought above, which the group's follow).
+      for (const offset of await this.options.log.committedOffsets(this.options.group)) {
+        if (topics.includes(offset.topic)) this.caughtUp.set(partitionKey(offset.topic, offset.partition), offset);
+      }
       await this.reportMissedHistory(topics);
       if (this.refused) this.logger.info({ group: this.options.group }, `sink ${this.options.sink.name}: its stored offsets belong to the topic log now; reading on`);
       this.refused = null;
@@ -430,8 +442,10 @@ export class SinkRunner {
         const records = await this.takeArrived(consumer, await consumer.poll({ ...this.pollLimits(), signal: stop }), stop);
         this.polled = true;
         this.consumeProblem = null;
+        this.forgetCaughtUp(records);
         if (records.length > 0) await this.exclusive(() => this.applyBatch(consumer, records, stop));
         else if (this.resets.size > 0) await this.exclusive(() => this.applyDueResets(consumer, stop));
+        else await this.exclusive(() => this.storePassedMarkers(consumer, stop));
         const listed = refresh.take();
         if (listed?.some((t) => !topics.includes(t))) return;
         if (this.topicCreated ? refresh.start() : refresh.startIfDue()) this.topicCreated = false;
@@ -888,6 +902,11 @@ export class SinkRunner {
   }
   private async storeOffsets(consumer: TopicConsumer, offsets: TopicPartitionOffset[], storedInTarget: boolean, stop: AbortSignal): Promise<void> {
     if (offsets.length === 0) return;
+    for (const offset of offsets) {
+      const key = partitionKey(offset.topic, offset.partition);
+      if (consumer.position(offset.topic, offset.partition) === offset.offset) this.caughtUp.set(key, offset);
+      else this.caughtUp.delete(key);
+    }
     const { sink } = this.options;
     // The group's offsets in the topic log serve lag reporting and replay planning.
     // A consumer that keeps failing (crashed, lost its group) is replaced by the loop in consumeUntilStopped.
@@ -900,6 +919,30 @@ export class SinkRunner {
     // read (a round trip to the topic log off the path of every batch), in order.
     for (const offset of offsets) this.groupOffsets.set(partitionKey(offset.topic, offset.partition), offset);
     if (this.groupCommit === null && this.groupCommitFailure === null) this.groupCommit = this.commitGroupOffsets(consumer, stop);
+  }
+
+  /** Partitions records were polled from are read past their stored offsets until the batch stores them. */
+  private forgetCaughtUp(records: readonly StoredRecord[]): void {
+    if (this.caughtUp.size === 0) return;
+    let last: StoredRecord | undefined;
+    for (const record of records) {
+      if (last !== undefined && last.topic === record.topic && last.partition === record.partition) continue;
+      this.caughtUp.delete(partitionKey(record.topic, record.partition));
+      last = record;
+    }
+  }
+
+  /** Stores the positions of caught-up partitions that moved past records never handed over (see `caughtUp`). */
+  private async storePassedMarkers(consumer: TopicConsumer, stop: AbortSignal): Promise<void> {
+    const moved = new Map<string, TopicPartitionOffset>();
+    for (const [key, stored] of this.caughtUp) {
+      if (this.blocked(stored.topic)) continue;
+      const position = consumer.position(stored.topic, stored.partition);
+      if (position !== null && position > stored.offset) moved.set(key, { topic: stored.topic, partition: stored.partition, offset: position });
+    }
+    this.resets.holdOffsets(moved, partitionKey);
+    const offsets = [...moved].filter(([key, offset]) => offset.offset > this.caughtUp.get(key)!.offset).map(([, offset]) => offset);
+    await this.storeOffsets(consumer, offsets, false, stop);
   }
 
   /** Commits the waiting group offsets until none are left; a failure is kept for the consume loop. */

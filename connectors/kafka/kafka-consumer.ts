@@ -88,8 +88,8 @@ export class KafkaPullConsumer implements TopicConsumer {
   private readonly heartbeatIntervalMs: number;
   private readonly queue: Chunk[] = [];
   private readonly positions = new Map<string, bigint>();
-  /** Partitions seeked whose first fetch from the new offset has not arrived yet. */
-  private readonly seeking = new Set<string>();
+  /** Partitions seeked whose first fetch from the new offset has not arrived yet, with that offset. */
+  private readonly seeking = new Map<string, bigint>();
   private assigned: TopicPartition[] = [];
   private bufferedBytes = 0;
   private wake: (() => void) | undefined;
@@ -129,7 +129,16 @@ export class KafkaPullConsumer implements TopicConsumer {
     this.consumer.on(this.consumer.events.END_BATCH_PROCESS, (event) => {
       // Batches of only transaction markers (or of batches the log cleaner emptied, emptied-batches.ts) never reach eachBatch; the position still moves past them.
       const { topic, partition, batchSize, lastOffset } = event.payload;
-      if (batchSize === 0 && !this.seeking.has(tpKey(topic, partition))) this.push(topic, partition, [], BigInt(lastOffset) + 1n, 0);
+      if (batchSize !== 0) return;
+      // kafkajs's type says string; a batch of only records before the fetched offset has none.
+      const firstOffset = event.payload.firstOffset as string | null;
+      const key = tpKey(topic, partition);
+      const sought = this.seeking.get(key);
+      // One fetched before a seek belongs to the old position; one that starts at the sought offset is what a fetch from there
+      // brings (e.g. the commit marker of the transaction a restarted sink applied last): kept, or its position stayed before it.
+      if (sought !== undefined && (firstOffset === null || BigInt(firstOffset) !== sought)) return;
+      this.seeking.delete(key);
+      this.push(topic, partition, [], BigInt(lastOffset) + 1n, 0);
     });
     this.consumer.on(this.consumer.events.CRASH, (event) => {
       const { error } = event.payload;
@@ -198,7 +207,7 @@ export class KafkaPullConsumer implements TopicConsumer {
     const key = tpKey(topic, partition);
     this.dropQueued((chunk) => chunk.key === key);
     this.positions.set(key, offset);
-    this.seeking.add(key);
+    this.seeking.set(key, offset);
     try {
       this.consumer.seek({ topic, partition, offset: offset.toString() });
     } catch (error) {
