@@ -291,6 +291,8 @@ test("a table created while capture streams joins the publication and is backfil
     await waitFor("the table created again, read", () => [5001, 5250, 5500].every((id) => fold.visible().get(String(id))?.["note"] === "again") && noTasks(state), 60_000);
     await admin.query(`INSERT INTO "${created}".later VALUES (5501, 5501, 'streamed')`);
     await waitFor("a change of the table created again, streamed", () => fold.visible().get("5501")?.["note"] === "streamed", 30_000);
+    // The dropped table's rows are gone (a truncate before the new table's rows): the targets hold the new table only.
+    assert.deepEqual([...fold.visible().keys()].map(Number).sort((a, b) => a - b), Array.from({ length: 501 }, (_, i) => 5001 + i));
   } finally {
     await stopPumps(pumps, opened);
     await admin.query(`DROP SCHEMA "${created}" CASCADE`);

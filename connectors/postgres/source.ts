@@ -38,7 +38,7 @@ import type { EventOrigin } from "./change-events.ts";
 import { captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, planStart } from "./slot-setup.ts";
 import type { CaptureNames, StartPlan } from "./slot-setup.ts";
 import { StreamBatcher } from "./stream-batcher.ts";
-import { StreamDecoder } from "./stream-decoder.ts";
+import { RECREATED_PREFIX, StreamDecoder } from "./stream-decoder.ts";
 import type { TransactionEvent } from "./stream-decoder.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import type { SnapshotLedger } from "../common/incremental-snapshot-state.ts";
@@ -393,6 +393,15 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       skippedOperations: skippedOperations(this.config),
       skipThrough: start.skipThrough,
       interleave: online,
+      recreated: {
+        slot: this.names.slot,
+        table: async (schemaName, tableName) => {
+          const known = captured.find({ schema: schemaName, table: tableName });
+          if (known !== undefined) return known;
+          const ref = (await listTables(catalog, (s, t) => s === schemaName && t === tableName))[0];
+          return ref === undefined ? null : captured.fromCatalog(catalog, ref.relid, undefined);
+        },
+      },
       ...(this.config.outbox?.message_prefix === undefined ? {} : { outboxMessages: { prefix: this.config.outbox.message_prefix, database: this.config.database } }),
     });
     const maxBatchEvents = this.options.maxBatchEvents ?? 4096;
@@ -424,7 +433,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       intervalMs: this.options.tableDiscoveryMs ?? TABLE_DISCOVERY_MS,
       list: () => listTables(catalog, matching.matches),
       known: matching.tables,
-      add: (tables) => this.takeUpNewTables(tables),
+      add: (tables, recreated) => this.takeUpNewTables(tables, recreated),
       logger: this.logger,
     });
     return {
@@ -559,7 +568,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
    * Tables created while streaming (TableDiscovery): added to the publication as at start (or already in a FOR
    * ALL TABLES one), then backfilled; changes committed after the ALTER PUBLICATION are streamed.
    */
-  private async takeUpNewTables(tables: readonly TableRef[]): Promise<readonly TableRef[]> {
+  private async takeUpNewTables(tables: readonly TableRef[], recreated: ReadonlySet<number>): Promise<readonly TableRef[]> {
     const catalog = this.catalog!;
     const keyed: TableRef[] = [];
     for (const table of tables) {
@@ -575,6 +584,12 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     }
     if (keyed.length === 0) return [];
     this.logger.info({ tables: keyed.map((t) => `${t.schema}.${t.table}`) }, "new tables match the source's tables: capturing them from now on and reading their rows");
+    for (const table of keyed.filter((t) => recreated.has(t.relid))) {
+      // Before it joins the publication and before its backfill's watermarks: the truncate comes first in the stream.
+      const name = `${table.schema}.${table.table}`;
+      await catalog.query("SELECT pg_logical_emit_message(true, $1, $2)", [RECREATED_PREFIX, `${this.names.slot}\n${name}`]);
+      this.logger.warn({ table: name }, `table ${name} was dropped and created again: its targets are emptied, then filled with the new table's rows`);
+    }
     const publication = await publicationInfo(catalog, this.names.publication);
     const added = publication?.allTables ? keyed : await ensurePublication(catalog, this.config, this.names, keyed, this.server?.version ?? 0, this.logger, this.context);
     await this.backfill(added);

@@ -47,6 +47,12 @@ export interface StreamInterleave {
 
 /** Prefix of the transactional logical messages that mark an online snapshot chunk's window. */
 export const WATERMARK_PREFIX = "sluice.watermark";
+/**
+ * Prefix of the transactional logical message a source writes when it finds a captured table dropped and created
+ * again under its name (TableDiscovery): WAL has no record of a DROP TABLE, so the targets would keep the dropped
+ * table's rows. The message stands for a truncate of the name, ordered before anything of the new table.
+ */
+export const RECREATED_PREFIX = "sluice.recreated";
 
 export interface StreamDecoderOptions {
   readonly sourceName: string;
@@ -60,6 +66,11 @@ export interface StreamDecoderOptions {
   readonly interleave?: StreamInterleave;
   /** Logical messages with this prefix become events of the pseudo-table pg_logical_message.<prefix> (outbox.message_prefix). */
   readonly outboxMessages?: { readonly prefix: string; readonly database: string };
+  /**
+   * RECREATED_PREFIX messages: their content is `<slot>\n<schema>.<table>`; one of this slot's becomes a truncate of
+   * the table (the captured table of that name, read when none is known), others are ignored.
+   */
+  readonly recreated?: { readonly slot: string; readonly table: (schema: string, table: string) => Promise<CapturedTable | null> };
 }
 
 /** "schema.table" of each table schema, made once (it keys the per-table counts of every change). */
@@ -165,12 +176,24 @@ export class StreamDecoder {
         if (!decoded.transactional && this.transaction === null) this.advanceThrough(throughPosition(decoded.lsn - 1n));
         else if (decoded.transactional && decoded.prefix === WATERMARK_PREFIX && this.transaction !== null) {
           this.options.interleave?.watermark(decoded.content.toString("utf8"), this.transaction.commitLsn, out);
+        } else if (decoded.transactional && decoded.prefix === RECREATED_PREFIX && this.transaction !== null && this.options.recreated !== undefined) {
+          return this.recreatedTable(decoded.content.toString("utf8"), decoded.lsn, out);
         }
         return;
       case "type":
       case "origin":
         return;
     }
+  }
+
+  /** A RECREATED_PREFIX message of this slot: a truncate of the table at the message's LSN. */
+  private async recreatedTable(content: string, lsn: bigint, out: DecodedOutput): Promise<void> {
+    const { slot, table: tableOf } = this.options.recreated!;
+    const [forSlot, name] = content.split("\n");
+    if (forSlot !== slot || name === undefined) return;
+    const dot = name.indexOf(".");
+    const table = await tableOf(name.slice(0, dot), name.slice(dot + 1));
+    if (table !== null) this.emit(table, out, truncateEvent(table, this.originAt(lsn)));
   }
 
   /** A transactional outbox message: an event at its own LSN in its transaction. */

@@ -10,12 +10,14 @@ const table = (name: string, relid = relids.get(name) ?? relids.set(name, relids
 test("a new table is handed on once; one whose take-up failed or was left is offered again at the next look", async () => {
   let listed = [table("orders")];
   const handed: string[][] = [];
+  const recreatedSeen: ReadonlySet<number>[] = [];
   let failNext = false;
   const discovery = new TableDiscovery({
     intervalMs: 0,
     list: async () => listed,
     known: [table("orders")],
-    add: async (tables) => {
+    add: async (tables, recreated) => {
+      recreatedSeen.push(recreated);
       if (failNext) {
         failNext = false;
         throw new Error("publication busy");
@@ -42,6 +44,8 @@ test("a new table is handed on once; one whose take-up failed or was left is off
   listed = [table("orders", 100), table("refunds")];
   await discovery.look();
   assert.deepEqual(handed.at(-1), ["orders"], "a table dropped and created again under a known name is new");
+  assert.deepEqual([...recreatedSeen.at(-1)!], [100], "and said to be created again");
+  assert.deepEqual([...recreatedSeen[1]!], [], "a table of a new name is not");
 });
 
 test("looks do not overlap", async () => {

@@ -16,25 +16,28 @@ export interface TableDiscoveryOptions {
   readonly known: readonly TableRef[];
   /**
    * Takes up tables seen for the first time and returns those it took up; the others (e.g. not keyed yet) are
-   * offered again at the next look, and so are all of them after a rejection (logged).
+   * offered again at the next look, and so are all of them after a rejection (logged). `recreated`: those of them
+   * whose name a known table had that is gone (dropped, or renamed out of the tables, and created again).
    */
-  readonly add: (tables: readonly TableRef[]) => Promise<readonly TableRef[]>;
+  readonly add: (tables: readonly TableRef[], recreated: ReadonlySet<number>) => Promise<readonly TableRef[]>;
   readonly logger: Logger;
 }
 
 /** By relation id: a table dropped and created again under its name is a new table (and no longer in the publication). */
 const idOf = (table: TableRef) => table.relid;
+const nameOf = (table: TableRef) => `${table.schema}.${table.table}`;
 
 export class TableDiscovery {
   private readonly options: TableDiscoveryOptions;
-  private readonly known: Set<number>;
+  /** Known tables' names by relation id. */
+  private readonly known: Map<number, string>;
   private timer: NodeJS.Timeout | null = null;
   private looking: Promise<void> | null = null;
   private failures = 0;
 
   constructor(options: TableDiscoveryOptions) {
     this.options = options;
-    this.known = new Set(options.known.map(idOf));
+    this.known = new Map(options.known.map((table) => [idOf(table), nameOf(table)]));
   }
 
   start(): void {
@@ -60,8 +63,17 @@ export class TableDiscovery {
 
   private async lookOnce(): Promise<void> {
     try {
-      const fresh = (await this.options.list()).filter((table) => !this.known.has(idOf(table)));
-      if (fresh.length > 0) for (const table of await this.options.add(fresh)) this.known.add(idOf(table));
+      const listed = await this.options.list();
+      const fresh = listed.filter((table) => !this.known.has(idOf(table)));
+      if (fresh.length > 0) {
+        const present = new Set(listed.map(idOf));
+        const gone = new Set([...this.known].filter(([relid]) => !present.has(relid)).map(([, name]) => name));
+        const recreated = new Set(fresh.filter((table) => gone.has(nameOf(table))).map(idOf));
+        for (const table of await this.options.add(fresh, recreated)) {
+          for (const [relid, name] of this.known) if (name === nameOf(table) && !present.has(relid)) this.known.delete(relid);
+          this.known.set(idOf(table), nameOf(table));
+        }
+      }
       if (this.failures > 0) this.options.logger.info({ failures: this.failures }, "looking for new tables works again");
       this.failures = 0;
     } catch (error) {
