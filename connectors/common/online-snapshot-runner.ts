@@ -104,6 +104,21 @@ export class OnlineSnapshotRunner<Engine extends OnlineSnapshotEngine> {
 }
 
 /**
+ * A table renamed to a name no captured table had: its changes go to the new name's topic, whose targets have none
+ * of its rows, so an online snapshot reads them under that name (not with snapshot.mode never, which only says so).
+ */
+export async function backfillRenamed(from: string, to: string, snapshotMode: string, request: (table: string) => Promise<unknown>, logger: Logger): Promise<void> {
+  logger.warn({ table: to, renamedFrom: from }, `table ${from} was renamed to ${to}: its changes go to ${to}'s topic from now on, and its rows are read again under the new name; the targets of ${from} keep the rows they have (drop them when no longer needed)`);
+  if (snapshotMode === "never") {
+    logger.warn({ table: to }, `the renamed table is not read again (snapshot.mode never): sluice snapshot --table ${to} --execute reads it`);
+    return;
+  }
+  await requestBackfills([to], request, (table, error) =>
+    logger.error({ table, err: error.message }, `the renamed table cannot be read online (its changes are captured from now on): read it with sluice snapshot --table ${table} --execute`),
+  );
+}
+
+/**
  * Asks for an online snapshot of each table, retrying a retriable refusal a few times; a table
  * that cannot be asked for is reported through `gaveUp` and the others go on.
  */

@@ -166,24 +166,6 @@ export class MysqlOnlineSnapshots {
     return this.runner.progress();
   }
 
-  /**
-   * A table renamed to a captured name no captured table had: its changes go to the new name's topic, whose targets
-   * have none of its rows, so an online snapshot reads them (not awaited: asked while the stream decodes).
-   */
-  async backfillRenamed(from: string, to: string): Promise<void> {
-    const { logger, config } = this.host;
-    logger.warn({ table: to, renamedFrom: from }, `table ${from} was renamed to ${to}: its changes go to ${to}'s topic from now on, and its rows are read again under the new name; the targets of ${from} keep the rows they have (drop them when no longer needed)`);
-    if (config.snapshot.mode === "never") {
-      logger.warn({ table: to }, `the renamed table is not read again (snapshot.mode never): sluice snapshot --table ${to} --execute reads it`);
-      return;
-    }
-    await requestBackfills(
-      [to],
-      (table) => this.requests.request(table, null, "table-renamed"),
-      (table, error) => logger.error({ table, err: error.message }, `the renamed table cannot be read online (its changes are captured from now on): read it with sluice snapshot --table ${table} --execute`),
-    );
-  }
-
   /** At a resume: reads online every existing table the config's patterns match now and did not when the checkpoint was taken. */
   async backfillAdded(token: ResumeToken, tables: readonly CapturedTableRef[]): Promise<void> {
     if (token.capturedTables === undefined) return;

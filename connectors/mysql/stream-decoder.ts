@@ -298,7 +298,7 @@ export class StreamDecoder {
     const transaction = this.transaction;
     const through = throughPosition(binlogAt(this.fileIndex, end));
     // Not for a transaction stored whole before the resume point (a GTID start may send earlier ones).
-    const stored = this.options.skipThrough !== null && comparePositions(through, this.options.skipThrough) <= 0;
+    const stored = this.storedThrough(end);
     if (this.options.transactionMetadata && transaction !== null && transaction.id !== null && transaction.eventCount > 0 && !stored) {
       this.ends.push({
         status: "END",
@@ -314,6 +314,11 @@ export class StreamDecoder {
     if (this.transaction !== null) this.advanceThroughTime(this.transaction.commitTimeMs);
     this.transaction = null;
     this.throughPoint = { position: throughPosition(binlogAt(this.fileIndex, end)), file: this.file, offset: end, gtid: this.gtid.toString() };
+  }
+
+  /** Whether everything through `end` of the current file was stored before the resume point. */
+  private storedThrough(end: number): boolean {
+    return this.options.skipThrough !== null && comparePositions(throughPosition(binlogAt(this.fileIndex, end)), this.options.skipThrough) <= 0;
   }
 
   private query(header: EventHeader, query: string, schema: string, start: number, end: number, out: DecodedEvent[], threadId: number): void | Promise<void> {
@@ -343,8 +348,7 @@ export class StreamDecoder {
         for (const table of outcome.truncated) this.truncate(table.database, table.table, transaction, start, out, header.serverId);
         if (outcome.renamed !== undefined && this.options.onRenamed !== undefined) {
           // A rename stored before the resume point was taken care of then.
-          const stored = this.options.skipThrough !== null && comparePositions(throughPosition(binlogAt(this.fileIndex, end)), this.options.skipThrough) <= 0;
-          if (!stored) for (const { from, to } of outcome.renamed) this.options.onRenamed(from, tableKey(to.database, to.table));
+          if (!this.storedThrough(end)) for (const { from, to } of outcome.renamed) this.options.onRenamed(from, tableKey(to.database, to.table));
         }
         if (closes) this.end(end);
       },

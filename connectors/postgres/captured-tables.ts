@@ -74,6 +74,11 @@ function signatureOf(schema: string, table: string, columns: readonly ColumnSpec
   return JSON.stringify([schema, table, columns.map((c) => [c.name, c.typeOid, c.typeModifier]), identity]);
 }
 
+/** The columns a Relation message flags as the replica identity (pgoutput's key flag), in column order. */
+function flaggedIdentity(message: RelationMessage): string[] {
+  return message.columns.filter((c) => c.isKey).map((c) => c.name);
+}
+
 /** Same columns, replica identity and key: no new schema. */
 function sameShape(a: CapturedTable, b: CapturedTable): boolean {
   return a.signature === b.signature && a.schema.key.length === b.schema.key.length && a.schema.key.every((name, i) => b.schema.key[i] === name);
@@ -149,8 +154,8 @@ export class CapturedTables {
    * catalog (types and column order come from the message, which is authoritative for the WAL).
    */
   async fromRelation(db: Queryable, message: RelationMessage): Promise<CapturedTable | null> {
-    const before = this.byRelid.get(message.relationId);
-    const renamedFrom = before != null && (before.schema.schema !== message.namespace || before.schema.table !== message.name) ? `${before.schema.schema}.${before.schema.table}` : null;
+    const known = this.byRelid.get(message.relationId);
+    const renamedFrom = known != null && (known.schema.schema !== message.namespace || known.schema.table !== message.name) ? `${known.schema.schema}.${known.schema.table}` : null;
     const to = `${message.namespace}.${message.name}`;
     if (!this.options.matches(message.namespace, message.name)) {
       if (renamedFrom !== null) {
@@ -167,13 +172,7 @@ export class CapturedTables {
         this.options.logger.info({ table: to, renamedFrom }, `table ${renamedFrom} was renamed to ${to}, taking the place of the captured table of that name: its changes go on in ${to}'s topic`);
       }
     }
-    const signature = signatureOf(
-      message.namespace,
-      message.name,
-      message.columns,
-      message.columns.filter((c) => c.isKey).map((c) => c.name),
-    );
-    const known = this.byRelid.get(message.relationId);
+    const signature = signatureOf(message.namespace, message.name, message.columns, flaggedIdentity(message));
     // With REPLICA IDENTITY FULL every column is flagged, so only the catalog tells a changed primary key.
     if (known != null && known.signature === signature && message.replicaIdentity !== "f") return known;
     const info = await relationInfo(db, message.relationId);
@@ -250,7 +249,7 @@ export class CapturedTables {
       keyIndexes: key.names.map((name) => names.indexOf(name)),
       keySource: key.source,
       uniqueKey: key.source === "primary key" || key.source === "replica identity index",
-      signature: signatureOf(schemaName, tableName, specs, message === undefined ? catalogIdentity(info, byNumber, names) : message.columns.filter((c) => c.isKey).map((c) => c.name)),
+      signature: signatureOf(schemaName, tableName, specs, message === undefined ? catalogIdentity(info, byNumber, names) : flaggedIdentity(message)),
       rowFilter,
     };
   }
@@ -274,7 +273,7 @@ export class CapturedTables {
     // A Relation message flags the replica identity as of the WAL being decoded, while the catalog may already
     // be past a later key change: the flags decide, in the catalog's key order when the columns are the same.
     if (message !== undefined && (message.replicaIdentity === "d" || message.replicaIdentity === "i")) {
-      const flagged = message.columns.filter((c) => c.isKey).map((c) => c.name);
+      const flagged = flaggedIdentity(message);
       if (flagged.length > 0) {
         const catalogKey = message.replicaIdentity === "i" ? identity : primaryKey;
         const sameColumns = catalogKey !== null && catalogKey.length === flagged.length && catalogKey.every((name) => flagged.includes(name));

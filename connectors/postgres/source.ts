@@ -42,7 +42,7 @@ import { RECREATED_PREFIX, StreamDecoder } from "./stream-decoder.ts";
 import type { TransactionEvent } from "./stream-decoder.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import type { SnapshotLedger } from "../common/incremental-snapshot-state.ts";
-import { OnlineSnapshotRunner, requestBackfills } from "../common/online-snapshot-runner.ts";
+import { backfillRenamed, OnlineSnapshotRunner, requestBackfills } from "../common/online-snapshot-runner.ts";
 import type { OnlineSnapshotSession } from "../common/online-snapshot-runner.ts";
 import { IncrementalSnapshots } from "./incremental-snapshot.ts";
 import { OnlineSnapshotRequests } from "./online-snapshot-requests.ts";
@@ -279,7 +279,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       matches,
       types,
       logger,
-      onRenamed: (from, to) => void this.backfillRenamed(from, to),
+      // Not awaited: called while the stream decodes, which the snapshot needs to go on.
+      onRenamed: (from, to) => void backfillRenamed(from, to, config.snapshot.mode, (table) => this.snapshots.request(table, null, "table-renamed"), this.logger),
     });
     signal.throwIfAborted();
 
@@ -594,23 +595,6 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const added = publication?.allTables ? keyed : await ensurePublication(catalog, this.config, this.names, keyed, this.server?.version ?? 0, this.logger, this.context);
     await this.backfill(added);
     return keyed;
-  }
-
-  /**
-   * A renamed table's changes go to its new name's topic, whose targets have none of its rows: an online snapshot
-   * reads them (not awaited: called while the stream decodes, which the snapshot needs to go on).
-   */
-  private async backfillRenamed(from: string, to: string): Promise<void> {
-    this.logger.warn({ table: to, renamedFrom: from }, `table ${from} was renamed to ${to}: its changes go to ${to}'s topic from now on, and its rows are read again under the new name; the targets of ${from} keep the rows they have (drop them when no longer needed)`);
-    if (this.config.snapshot.mode === "never") {
-      this.logger.warn({ table: to }, `the renamed table is not read again (snapshot.mode never): sluice snapshot --table ${to} --execute reads it`);
-      return;
-    }
-    await requestBackfills(
-      [to],
-      (table) => this.snapshots.request(table, null, "table-renamed"),
-      (table, error) => this.logger.error({ table, err: error.message }, `the renamed table cannot be read online (its changes are captured from now on): read it with sluice snapshot --table ${table} --execute`),
-    );
   }
 
   /** Tables just added to the publication: their rows predate their capture, an online snapshot reads them. */
