@@ -14,6 +14,7 @@ import { describeHistoryGaps, historyGaps, isRebuildable, rebuildSink } from "./
 import type { RebuildReport } from "./rebuild.ts";
 import type { RebuildProgress, RebuildProgressEntry } from "./rebuild-progress.ts";
 import { REBUILD_UNKNOWN_TABLE, rebuildTopics } from "./rebuild-tables.ts";
+import { recordWhere } from "./rebuild-records.ts";
 
 export interface RebuildIo {
   stdout(text: string): void;
@@ -33,7 +34,7 @@ function describe(report: RebuildReport): string {
   // A daemon from before the count answers without it.
   const leftOut = report.leftOut ?? 0;
   if (leftOut === 0) return rebuilt;
-  const shown = (report.leftOutRecords ?? []).map((r) => `${r.topic}:${r.partition}:${r.offset} (${r.reason})`).join(", ");
+  const shown = (report.leftOutRecords ?? []).map((r) => `${recordWhere(r)} (${r.reason})`).join(", ");
   const more = leftOut > (report.leftOutRecords ?? []).length ? ` and ${leftOut - (report.leftOutRecords ?? []).length} more` : "";
   return `${rebuilt}; left out ${leftOut} record${leftOut === 1 ? "" : "s"} no decoder can read (no change in ${leftOut === 1 ? "it" : "them"}): ${shown}${more}`;
 }

@@ -22,7 +22,7 @@ export interface LeftOutRecord {
 /** Left-out records named in a report; the count covers them all. */
 export const LEFT_OUT_SHOWN = 10;
 
-export function recordWhere(record: Pick<StoredRecord, "topic" | "partition" | "offset">): string {
+export function recordWhere(record: { readonly topic: string; readonly partition: number; readonly offset: bigint | string }): string {
   return `${record.topic}:${record.partition}:${record.offset}`;
 }
 

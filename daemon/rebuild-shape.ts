@@ -12,6 +12,7 @@ import type { TargetColumn } from "../connectors/sinks/columns.ts";
 import { SCHEMA_UNSUPPORTED } from "../connectors/sinks/errors.ts";
 import { describeType, logicalType } from "../connectors/sinks/logical-type.ts";
 import { tableLabel } from "../connectors/sinks/naming.ts";
+import { recordWhere } from "./rebuild-records.ts";
 
 export const REBUILD_SCHEMA_UNSUPPORTED = "REBUILD_SCHEMA_UNSUPPORTED";
 
@@ -59,7 +60,7 @@ export class ReplayShapes {
   }
 
   #where(change: SinkChange): string {
-    return `${change.origin.topic}:${change.origin.partition}:${change.origin.offset}`;
+    return recordWhere(change.origin);
   }
 
   #refusal(change: SinkChange, message: string, column: string | undefined, cause?: unknown): SluiceError {
