@@ -109,6 +109,28 @@ describe("AvroChangeEncoder transaction blocks", () => {
     const { transaction } = type.fromBuffer(Buffer.from(record!.value!).subarray(5)) as { transaction: object };
     assert.deepEqual({ ...transaction }, { id: "2", total_order: 7n, data_collection_order: 4n });
   });
+
+  it("refuses, with SCHEMA_UNSUPPORTED naming the table, a table whose name has no topic: control characters, or a topic another table writes", async () => {
+    const registry = new LocalRegistry(await openMemoryStore());
+    const encoder = new AvroChangeEncoder({ registry, topicPrefix: (source) => `prod.${source}` });
+    const unsupported = (table: string) => (error: unknown) => {
+      assert.ok(error instanceof SluiceError, String(error));
+      assert.equal(error.code, "SCHEMA_UNSUPPORTED");
+      assert.ok(error.message.includes(JSON.stringify(table)), error.message);
+      return true;
+    };
+    // "a.b"."c" and "a"."b.c" both make prod.pg1.a.b.c: the second is refused, the first's records stay its own.
+    const dotted: TableSchema = { ...TABLE, schema: "a.b", table: "c" };
+    const [first] = await encoder.encode(change("c", dotted, { id: 1, email: "x" }));
+    assert.equal(first?.topic, "prod.pg1.a.b.c");
+    await assert.rejects(encoder.encode(change("c", { ...TABLE, schema: "a", table: "b.c" }, { id: 1, email: "y" })), unsupported("a.b.c"));
+    assert.equal((await encoder.encode(change("u", dotted, { id: 1, email: "z" })))[0]?.topic, "prod.pg1.a.b.c");
+    // A later run (a new encoder, the same registry) knows whose topic it is from the registered schema.
+    const later = new AvroChangeEncoder({ registry, topicPrefix: (source) => `prod.${source}` });
+    await assert.rejects(later.encode(change("c", { ...TABLE, schema: "a", table: "b.c" }, { id: 1, email: "y" })), unsupported("a.b.c"));
+    // A control character (a terminal escape) in a name: not a subject the registry takes (it stopped the source before).
+    await assert.rejects(encoder.encode(change("c", { ...TABLE, table: "red\u001b[31m" }, { id: 1, email: "x" })), unsupported("public.red\u001b[31m"));
+  });
 });
 
 describe("JournalBackend", () => {

@@ -7,10 +7,13 @@
  */
 import type { ChangeEvent, Op, ProducedRecord, TableSchema } from "../connectors/contracts.ts";
 import { tableName } from "../connectors/contracts.ts";
+import { SluiceError } from "../connectors/errors.ts";
 import type { EnvelopeExtras } from "./envelope-codec.ts";
 import { ChangeEventEncoder } from "./event-codec.ts";
 import type { NumericMode } from "./postgres-types.ts";
+import { subjectForTopic } from "./registry.ts";
 import type { SchemaRegistry } from "./registry.ts";
+import { registeredTableOf } from "./table-from-avro.ts";
 import type { EnvelopeLayout } from "./table-mapping.ts";
 import type { TimePrecisionMode } from "./temporal-modes.ts";
 import type { HstoreMode, IntervalMode } from "./postgres-types.ts";
@@ -52,6 +55,8 @@ export class AvroChangeEncoder {
   private readonly ready = new WeakMap<TableSchema, ChangeEventEncoder>();
   /** The transaction being encoded: events of one transaction arrive together and in order. */
   private transaction: { id: string; total: number; perTable: Map<string, number> } | null = null;
+  /** Topic → the table writing it, e.g. "a.b"."c" and "a"."b.c" both name the topic `<prefix>.a.b.c`: the second is refused. */
+  private readonly topicOwners = new Map<string, TableSchema>();
 
   constructor(options: AvroChangeEncoderOptions) {
     this.options = options;
@@ -78,8 +83,24 @@ export class AvroChangeEncoder {
     return this.ready.get(event.schema)?.topic ?? this.topicName(event.schema);
   }
 
+  /** The table's topic, claimed for it; throws SCHEMA_UNSUPPORTED (which halts only that table) when it cannot have one. */
   private topicName(table: TableSchema): string {
-    return `${this.options.topicPrefix(table.source)}.${table.schema}.${table.table}`;
+    const topic = `${this.options.topicPrefix(table.source)}.${table.schema}.${table.table}`;
+    const owner = this.topicOwners.get(topic);
+    if (owner !== undefined && sameTable(owner, table)) return topic;
+    if (CONTROL_CHARACTER.test(topic)) {
+      throw unnamable(table, topic, "its name holds a control character, which topic names and schema registry subjects cannot: rename the table or leave it out of the source's tables");
+    }
+    if (owner !== undefined) throw topicTaken(table, topic, owner.schema, owner.table);
+    this.topicOwners.set(topic, table);
+    return topic;
+  }
+
+  /** A topic whose subject names another table in the registry (written by an earlier run) is that table's. */
+  private async assertTopicOwned(table: TableSchema, topic: string): Promise<void> {
+    const latest = await this.options.registry.getLatest(subjectForTopic(topic, "value"));
+    const registered = latest === null ? null : registeredTableOf(latest.schema);
+    if (registered !== null && (registered.schema !== table.schema || registered.table !== table.table)) throw topicTaken(table, topic, registered.schema, registered.table);
   }
 
   /** What `encode` gives, without a promise, for a table whose schemas are registered; undefined (nothing done) otherwise. */
@@ -119,15 +140,16 @@ export class AvroChangeEncoder {
     let encoder = this.bySchemaText.get(text);
     if (!encoder) {
       const prefix = this.options.topicPrefix(table.source);
-      encoder = ChangeEventEncoder.register(this.options.registry, table, {
-        topic: this.topicName(table),
+      const topic = this.topicName(table);
+      encoder = this.assertTopicOwned(table, topic).then(() => ChangeEventEncoder.register(this.options.registry, table, {
+        topic,
         name: prefix,
         ...(this.options.numericMode === undefined ? {} : { numericMode: this.options.numericMode }),
         ...(this.options.envelope === undefined ? {} : { envelope: this.options.envelope }),
         ...(this.options.timePrecision === undefined ? {} : { timePrecision: this.options.timePrecision }),
         ...(this.options.hstore === undefined ? {} : { hstore: this.options.hstore }),
         ...(this.options.interval === undefined ? {} : { interval: this.options.interval }),
-      });
+      }));
       this.bySchemaText.set(text, encoder);
       // A failed registration (registry down, incompatible change) is tried again with the next event.
       encoder.catch(() => this.bySchemaText.delete(text));
@@ -139,6 +161,25 @@ export class AvroChangeEncoder {
     );
     return encoder;
   }
+}
+
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+
+function sameTable(a: TableSchema, b: TableSchema): boolean {
+  return a.source === b.source && a.schema === b.schema && a.table === b.table;
+}
+
+function unnamable(table: TableSchema, topic: string, reason: string): SluiceError {
+  const name = JSON.stringify(`${table.schema}.${table.table}`);
+  return new SluiceError(`table ${name} cannot be captured: ${reason}`, { code: "SCHEMA_UNSUPPORTED", context: { component: "capture", source: table.source, table: `${table.schema}.${table.table}`, topic } });
+}
+
+function topicTaken(table: TableSchema, topic: string, ownerSchema: string, ownerTable: string): SluiceError {
+  return unnamable(
+    table,
+    topic,
+    `its topic ${JSON.stringify(topic)} is the topic of table ${JSON.stringify(ownerSchema)}.${JSON.stringify(ownerTable)} (schema ${JSON.stringify(table.schema)}, table ${JSON.stringify(table.table)} join with a dot into the same name): rename one of them or leave this one out of the source's tables`,
+  );
 }
 
 function hasAny(headers: Readonly<Record<string, unknown>>): boolean {

@@ -125,6 +125,17 @@ function withDefaultValues(table: TableSchema, json: unknown, options: TableMapp
   return { ...table, columns };
 }
 
+/** The schema and table a registered Sluice schema (JSON text) was made from, or null when it is no Sluice table schema. */
+export function registeredTableOf(schemaText: string): { schema: string; table: string } | null {
+  try {
+    const property: unknown = rowRecordOf(JSON.parse(schemaText))[TABLE_PROPERTY];
+    if (!isObject(property) || typeof property.schema !== "string" || typeof property.table !== "string") return null;
+    return { schema: property.schema, table: property.table };
+  } catch {
+    return null;
+  }
+}
+
 function fullNameOf(record: JsonObject): string {
   const name = String(record.name);
   return name.includes(".") || typeof record.namespace !== "string" || record.namespace === "" ? name : `${record.namespace}.${name}`;
