@@ -16,6 +16,7 @@ import { formatLsn, parseLsn } from "./lsn.ts";
 import { exportedSnapshotProgress, flushLsnFor, isSnapshotIncomplete } from "./positions.ts";
 import type { ExportedSnapshotProgress } from "./positions.ts";
 import { snapshotResetPosition } from "../common/snapshot-reset.ts";
+import { emptyTargetsStatement } from "./stream-decoder.ts";
 
 type Queryable = Pick<pg.Client, "query">;
 
@@ -37,7 +38,9 @@ export function captureNames(config: PostgresSourceConfig): CaptureNames {
 
 /**
  * Makes sure the publication exists and carries the configured tables. Returns the tables it added
- * to an existing publication (they need a backfill: their rows predate their capture).
+ * to an existing publication (they need a backfill: their rows predate their capture). Those `emptied`
+ * chooses get a truncate in the stream (emptyTargetsStatement) in the ALTER PUBLICATION's transaction:
+ * after everything of a dropped table of their name, before their own changes, or none if the ALTER fails.
  */
 export async function ensurePublication(
   db: Queryable,
@@ -47,6 +50,7 @@ export async function ensurePublication(
   serverVersion: number,
   logger: Logger,
   context: ErrorContext,
+  emptied: (table: TableRef) => boolean = () => false,
 ): Promise<readonly TableRef[]> {
   const existing = await publicationInfo(db, names.publication);
   if (existing === null) {
@@ -79,7 +83,9 @@ export async function ensurePublication(
     const list = missing.map((t) => `${t.schema}.${t.table}`);
     if (config.create_publication && (await ownsPublication(db, names.publication))) {
       try {
-        await db.query(alter);
+        // One simple query, one implicit transaction: the messages and the ALTER commit together or not at all.
+        const messages = missing.filter(emptied).map((t) => `${emptyTargetsStatement(names.slot, `${t.schema}.${t.table}`)}; `);
+        await db.query(messages.join("") + alter);
         added = missing;
         logger.info({ publication: names.publication, tables: list }, "tables added to the publication; their rows are read by an online snapshot (docs/snapshots.md)");
       } catch (error) {

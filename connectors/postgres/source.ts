@@ -38,7 +38,7 @@ import type { EventOrigin } from "./change-events.ts";
 import { captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, planStart } from "./slot-setup.ts";
 import type { CaptureNames, StartPlan } from "./slot-setup.ts";
 import { StreamBatcher } from "./stream-batcher.ts";
-import { RECREATED_PREFIX, StreamDecoder } from "./stream-decoder.ts";
+import { emptyTargetsStatement, StreamDecoder } from "./stream-decoder.ts";
 import type { TransactionEvent } from "./stream-decoder.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import type { SnapshotLedger } from "../common/incremental-snapshot-state.ts";
@@ -268,7 +268,13 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     if (tables.length === 0) {
       throw new SluiceError(`no table of database "${server.database}" matches ${config.tables.join(", ")}`, { code: "PG_NO_TABLES", context });
     }
-    const added = await ensurePublication(catalog, config, names, tables, server.version, logger, context);
+    const plan = await planStart(catalog, config, names, from, server.database, logger, context);
+    // Resuming a stream, a table the publication lacks may have been dropped and created again (or renamed away and
+    // another created) while Sluice was stopped: WAL has no record of that, and its targets hold the old table's rows.
+    // A table never captured has no rows there; one whose capture stopped has stale ones: all are emptied, then backfilled.
+    const emptied = plan.kind === "stream" && config.snapshot.mode !== "never";
+    const added = await ensurePublication(catalog, config, names, tables, server.version, logger, context, () => emptied);
+    if (emptied && added.length > 0) logger.info({ tables: added.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication: their targets are emptied, then filled with their rows");
     const publication = await publicationInfo(catalog, names.publication);
     const published = new Map((await publishedTables(catalog, names.publication, server.version)).map((t) => [`${t.schema}.${t.table}`, t]));
     await checkPrivileges(catalog, publication?.allTables ? tables : tables.filter((t) => published.has(`${t.schema}.${t.table}`)), context);
@@ -284,7 +290,6 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     });
     signal.throwIfAborted();
 
-    const plan = await planStart(catalog, config, names, from, server.database, logger, context);
     this.handedOnThrough = plan.kind === "stream" ? plan.startLsn : 0n;
     if (plan.kind === "stream") {
       this.pendingStream = plan;
@@ -585,14 +590,17 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     }
     if (keyed.length === 0) return [];
     this.logger.info({ tables: keyed.map((t) => `${t.schema}.${t.table}`) }, "new tables match the source's tables: capturing them from now on and reading their rows");
-    for (const table of keyed.filter((t) => recreated.has(t.relid))) {
-      // Before it joins the publication and before its backfill's watermarks: the truncate comes first in the stream.
+    const again = keyed.filter((t) => recreated.has(t.relid));
+    for (const table of again) {
       const name = `${table.schema}.${table.table}`;
-      await catalog.query("SELECT pg_logical_emit_message(true, $1, $2)", [RECREATED_PREFIX, `${this.names.slot}\n${name}`]);
       this.logger.warn({ table: name }, `table ${name} was dropped and created again: its targets are emptied, then filled with the new table's rows`);
     }
     const publication = await publicationInfo(catalog, this.names.publication);
-    const added = publication?.allTables ? keyed : await ensurePublication(catalog, this.config, this.names, keyed, this.server?.version ?? 0, this.logger, this.context);
+    // Before it joins the publication and before its backfill's watermarks: the truncate comes first in the stream.
+    if (publication?.allTables) for (const table of again) await catalog.query(emptyTargetsStatement(this.names.slot, `${table.schema}.${table.table}`));
+    const added = publication?.allTables
+      ? keyed
+      : await ensurePublication(catalog, this.config, this.names, keyed, this.server?.version ?? 0, this.logger, this.context, (t) => recreated.has(t.relid));
     await this.backfill(added);
     return keyed;
   }

@@ -11,6 +11,7 @@ import { SluiceError } from "../errors.ts";
 import type { CapturedTable, CapturedTables } from "./captured-tables.ts";
 import { deleteEvent, insertEvent, truncateEvent, updateEvents } from "./change-events.ts";
 import type { EventOrigin } from "./change-events.ts";
+import { quoteLiteral } from "./connection-settings.ts";
 import { formatLsn, postgresMicrosToEpochMs } from "./lsn.ts";
 import { throughPosition } from "./positions.ts";
 import { logicalMessageEvent, logicalMessageTable } from "./logical-messages.ts";
@@ -53,6 +54,11 @@ export const WATERMARK_PREFIX = "sluice.watermark";
  * table's rows. The message stands for a truncate of the name, ordered before anything of the new table.
  */
 export const RECREATED_PREFIX = "sluice.recreated";
+
+/** The statement writing a RECREATED_PREFIX message of `slot` for `table` (schema.table): a truncate of it where it commits. */
+export function emptyTargetsStatement(slot: string, table: string): string {
+  return `SELECT pg_logical_emit_message(true, ${quoteLiteral(RECREATED_PREFIX)}, ${quoteLiteral(`${slot}\n${table}`)})`;
+}
 
 export interface StreamDecoderOptions {
   readonly sourceName: string;
