@@ -53,8 +53,9 @@ export interface CapturedTablesOptions {
   readonly types: TypeCatalog;
   readonly logger: Logger;
   /**
-   * A captured table renamed (or moved to another schema) to a name the source still captures: its changes go to the
-   * new name's topic from now on, whose sinks' targets hold none of its rows yet (the source backfills them).
+   * A captured table renamed (or moved to another schema) to a name the source still captures and no other captured
+   * table has: its changes go to the new name's topic from now on, whose targets hold none of its rows yet, maybe a
+   * gone table's (the source empties them, then backfills them).
    */
   readonly onRenamed?: (from: string, to: string) => void;
 }
@@ -103,6 +104,8 @@ export class CapturedTables {
   private readonly options: CapturedTablesOptions;
   private types: TypeCatalog;
   private readonly byRelid = new Map<number, CapturedTable | null>();
+  /** Relations the catalog no longer lists under the name they have here, which no other table took: not found by name. */
+  private readonly vacated = new Set<number>();
   private readonly warnedFullRow = new Set<string>();
   private readonly warnedGenerated = new Set<string>();
 
@@ -116,12 +119,22 @@ export class CapturedTables {
     return this.byRelid.get(relid);
   }
 
-  /** The captured table a schema belongs to (by name), if it is known. */
+  /** The captured table a schema belongs to (by name), if it is known and its relation has not vacated the name. */
   find(schema: Pick<TableSchema, "schema" | "table">): CapturedTable | undefined {
-    for (const table of this.byRelid.values()) {
-      if (table && table.schema.schema === schema.schema && table.schema.table === schema.table) return table;
+    for (const [relid, table] of this.byRelid) {
+      if (table && table.schema.schema === schema.schema && table.schema.table === schema.table && !this.vacated.has(relid)) return table;
     }
     return undefined;
+  }
+
+  /**
+   * The relation is gone from the catalog (dropped, or renamed out of the tables) and `name` (schema.table), the one it
+   * had, is free (TableDiscovery): a table renamed onto that name later is no swap. Its changes still in the WAL
+   * are decoded as before (by relation id).
+   */
+  vacate(relid: number, name: string): void {
+    const table = this.byRelid.get(relid);
+    if (table != null && `${table.schema.schema}.${table.schema.table}` === name) this.vacated.add(relid);
   }
 
   /** Stored generated columns are left out: pgoutput (PostgreSQL 17 and older) never sends them, so the snapshot leaves them out too. */

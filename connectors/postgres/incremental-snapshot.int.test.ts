@@ -365,6 +365,23 @@ test("a table renamed while capture streams is read again under its new name", a
     assert.equal(after.visible().get("2")?.["note"], "copy");
     // Snapshots run one at a time in the order asked (parallelism 1): one of the copy under "moved" would have run first.
     assert.deepEqual(new Set(after.reads.values()), new Set([1]), "the copy renamed over a captured name is not read again");
+
+    // The copy dropped and, once the catalog shows its name free, the original renamed back onto it: no swap. That
+    // name's targets hold the dropped copy's rows: they are emptied, then the original's rows are read.
+    await admin.query(`INSERT INTO "${renamed}".moved VALUES (9001, 1, 'copy only')`);
+    await waitFor("the copy's new row", () => after.visible().has("9001"));
+    await admin.query(`DROP TABLE "${renamed}".moved`);
+    await new Promise((resolve) => setTimeout(resolve, 1_000)); // a few looks at the catalog (every 300 ms)
+    await admin.query(`ALTER TABLE "${renamed}".moved_old RENAME TO moved`);
+    await admin.query(`UPDATE "${renamed}".moved SET v = 8 WHERE id = 3`);
+    await waitFor("the original read under its old name again", () => after.visible().get("3")?.["v"] === 8 && after.visible().get("4")?.["note"] === "n4" && noTasks(state), 120_000);
+    await caughtUp(state);
+    const back = await admin.query<{ id: string; v: string; note: string }>(`SELECT id, v, note FROM "${renamed}".moved ORDER BY id`);
+    assert.deepEqual(
+      [...after.visible()].map(([id, row]) => [Number(id), row["v"], row["note"]]).sort((a, b) => Number(a[0]) - Number(b[0])),
+      back.rows.map((r) => [Number(r.id), Number(r.v), r.note]),
+      "the targets hold the original's rows only",
+    );
   } finally {
     await stopPumps(pumps, opened);
     await admin.query(`DROP SCHEMA "${renamed}" CASCADE`);

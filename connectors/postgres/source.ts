@@ -286,7 +286,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       types,
       logger,
       // Not awaited: called while the stream decodes, which the snapshot needs to go on.
-      onRenamed: (from, to) => void backfillRenamed(from, to, config.snapshot.mode, (table) => this.snapshots.request(table, null, "table-renamed"), this.logger),
+      onRenamed: (from, to) => void this.takeUpRenamed(from, to),
     });
     signal.throwIfAborted();
 
@@ -440,6 +440,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       list: () => listTables(catalog, matching.matches),
       known: matching.tables,
       add: (tables, recreated) => this.takeUpNewTables(tables, recreated),
+      vacated: (relid, name) => captured.vacate(relid, name),
       logger: this.logger,
     });
     return {
@@ -603,6 +604,22 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       : await ensurePublication(catalog, this.config, this.names, keyed, this.server?.version ?? 0, this.logger, this.context, (t) => recreated.has(t.relid));
     await this.backfill(added);
     return keyed;
+  }
+
+  /**
+   * A table renamed to a name no captured table has: the name's targets may hold the rows of a table that had it and
+   * is gone (dropped, no record in WAL), so they are emptied (a truncate where the message commits, after the changes
+   * already streamed under the name) before the backfill reads the renamed table's rows.
+   */
+  private async takeUpRenamed(from: string, to: string): Promise<void> {
+    if (this.config.snapshot.mode !== "never") {
+      try {
+        await this.catalog?.query(emptyTargetsStatement(this.names.slot, to));
+      } catch (error) {
+        this.logger.warn({ table: to, err: (error as Error).message }, `could not empty the targets of ${to} before reading its rows: rows of a table that had the name before may stay`);
+      }
+    }
+    await backfillRenamed(from, to, this.config.snapshot.mode, (table) => this.snapshots.request(table, null, "table-renamed"), this.logger);
   }
 
   /** Tables just added to the publication: their rows predate their capture, an online snapshot reads them. */

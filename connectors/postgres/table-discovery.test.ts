@@ -70,3 +70,34 @@ test("looks do not overlap", async () => {
   await Promise.all([first, second]);
   assert.equal(lists, 1);
 });
+
+test("a known table gone whose name no listed table has is told vacated once, with the name it was last listed under; a swap's is not", async () => {
+  const ref = (name: string, relid: number): TableRef => ({ relid, schema: "app", table: name, kind: "r", estimatedRows: -1 });
+  let listed = [ref("orders", 1), ref("orders_new", 2), ref("refunds", 3)];
+  const vacated: [number, string][] = [];
+  const discovery = new TableDiscovery({
+    intervalMs: 0,
+    list: async () => listed,
+    known: listed,
+    add: async (tables) => tables,
+    vacated: (relid, name) => vacated.push([relid, name]),
+    logger: pino({ level: "silent" }),
+  });
+  // A swap: the original renamed away, the copy renamed onto its name, then the original dropped.
+  listed = [ref("orders_old", 1), ref("orders", 2), ref("refunds", 3)];
+  await discovery.look();
+  listed = [ref("orders", 2), ref("refunds", 3)];
+  await discovery.look();
+  assert.deepEqual(vacated, [[1, "app.orders_old"]], "gone under the name it was last listed with, which is free");
+  // Dropped: its name free until another table is renamed onto it.
+  listed = [ref("orders", 2)];
+  await discovery.look();
+  await discovery.look();
+  listed = [ref("orders", 2), ref("refunds", 4)];
+  await discovery.look();
+  assert.deepEqual(vacated, [[1, "app.orders_old"], [3, "app.refunds"]], "told once");
+  // Dropped and created again before a look: the name is not free, but the new table replaces it.
+  listed = [ref("orders", 5), ref("refunds", 4)];
+  await discovery.look();
+  assert.deepEqual(vacated.at(-1), [2, "app.orders"]);
+});

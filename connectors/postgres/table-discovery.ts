@@ -20,6 +20,11 @@ export interface TableDiscoveryOptions {
    * whose name a known table had that is gone (dropped, or renamed out of the tables, and created again).
    */
   readonly add: (tables: readonly TableRef[], recreated: ReadonlySet<number>) => Promise<readonly TableRef[]>;
+  /**
+   * A known table gone (dropped, or renamed out of the tables) and no listed table has the name it last had: told
+   * once, with that name. A table renamed away and another renamed onto its name (a swap) does not leave it free.
+   */
+  readonly vacated?: (relid: number, name: string) => void;
   readonly logger: Logger;
 }
 
@@ -29,8 +34,10 @@ const nameOf = (table: TableRef) => `${table.schema}.${table.table}`;
 
 export class TableDiscovery {
   private readonly options: TableDiscoveryOptions;
-  /** Known tables' names by relation id. */
+  /** Known tables' names by relation id (as last listed). */
   private readonly known: Map<number, string>;
+  /** Known tables told to `vacated`. */
+  private readonly vacated = new Set<number>();
   private timer: NodeJS.Timeout | null = null;
   private looking: Promise<void> | null = null;
   private failures = 0;
@@ -65,20 +72,38 @@ export class TableDiscovery {
     try {
       const listed = await this.options.list();
       const fresh = listed.filter((table) => !this.known.has(idOf(table)));
+      this.tellVacated(listed);
       if (fresh.length > 0) {
         const present = new Set(listed.map(idOf));
         const gone = new Set([...this.known].filter(([relid]) => !present.has(relid)).map(([, name]) => name));
         const recreated = new Set(fresh.filter((table) => gone.has(nameOf(table))).map(idOf));
         for (const table of await this.options.add(fresh, recreated)) {
-          for (const [relid, name] of this.known) if (name === nameOf(table) && !present.has(relid)) this.known.delete(relid);
+          for (const [relid, name] of this.known) {
+            if (name !== nameOf(table) || present.has(relid)) continue;
+            this.known.delete(relid);
+            if (!this.vacated.has(relid)) this.options.vacated?.(relid, name);
+            this.vacated.delete(relid);
+          }
           this.known.set(idOf(table), nameOf(table));
         }
       }
+      for (const table of listed) if (this.known.has(idOf(table))) this.known.set(idOf(table), nameOf(table));
       if (this.failures > 0) this.options.logger.info({ failures: this.failures }, "looking for new tables works again");
       this.failures = 0;
     } catch (error) {
       // One warning per run of failures: a lost connection is reported by the stream.
       if (this.failures++ === 0) this.options.logger.warn({ err: (error as Error).message }, "could not look for new tables; trying again");
+    }
+  }
+
+  private tellVacated(listed: readonly TableRef[]): void {
+    if (this.options.vacated === undefined) return;
+    const present = new Set(listed.map(idOf));
+    const names = new Set(listed.map(nameOf));
+    for (const [relid, name] of this.known) {
+      if (present.has(relid) || names.has(name) || this.vacated.has(relid)) continue;
+      this.vacated.add(relid);
+      this.options.vacated(relid, name);
     }
   }
 }
