@@ -119,6 +119,24 @@ export async function backfillRenamed(from: string, to: string, snapshotMode: st
 }
 
 /**
+ * A table whose rows hold values its targets do not have in some columns: a column renamed (the targets have the
+ * values under the old name) or dropped and added again under its name (the targets kept the dropped column's values,
+ * a sink keeps a dropped column). The change carries no rows, so an online snapshot reads them (not with
+ * snapshot.mode never, which only says so).
+ */
+export async function backfillColumns(table: string, columns: readonly string[], snapshotMode: string, request: () => Promise<unknown>, logger: Logger): Promise<void> {
+  const named = columns.join(", ");
+  logger.warn({ table, columns }, `columns ${named} of ${table} were renamed, or dropped and added again: the targets do not have what its rows hold in them, so its rows are read again`);
+  if (snapshotMode === "never") {
+    logger.warn({ table }, `the table is not read again (snapshot.mode never): sluice snapshot --table ${table} --execute reads it`);
+    return;
+  }
+  await requestBackfills([table], request, (failed, error) =>
+    logger.error({ table: failed, err: error.message }, `the table cannot be read online: read it with sluice snapshot --table ${failed} --execute`),
+  );
+}
+
+/**
  * Asks for an online snapshot of each table, retrying a retriable refusal a few times; a table
  * that cannot be asked for is reported through `gaveUp` and the others go on.
  */

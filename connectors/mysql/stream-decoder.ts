@@ -90,6 +90,8 @@ export interface StreamDecoderOptions {
   readonly heartbeatArrivals?: HeartbeatArrivals;
   /** A table renamed to a captured name no captured table had (QueryOutcome.renamed), past the resume point. */
   readonly onRenamed?: (from: string, to: string) => void;
+  /** A table whose rows hold column values its targets do not have (QueryOutcome.reread), past the resume point. */
+  readonly onReread?: (table: string, columns: readonly string[]) => void;
   readonly logger: Logger;
   readonly context: ErrorContext;
 }
@@ -349,6 +351,9 @@ export class StreamDecoder {
         if (outcome.renamed !== undefined && this.options.onRenamed !== undefined) {
           // A rename stored before the resume point was taken care of then.
           if (!this.storedThrough(end)) for (const { from, to } of outcome.renamed) this.options.onRenamed(from, tableKey(to.database, to.table));
+        }
+        if (outcome.reread !== undefined && this.options.onReread !== undefined && !this.storedThrough(end)) {
+          for (const { table, columns } of outcome.reread) this.options.onReread(table, columns);
         }
         if (closes) this.end(end);
       },

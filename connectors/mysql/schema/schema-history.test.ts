@@ -65,3 +65,35 @@ test("the tracker restores the definitions in force at a position, follows DDL, 
   await atDdl.restore(200n);
   assert.deepEqual(atDdl.definition("d", "t")!.columns.map((c) => c.name), ["a"]);
 });
+
+test("a column renamed, or dropped and added again under its name, asks for the table's rows again; a new name or a new table does not", async () => {
+  const options = {
+    store: new MemorySchemaHistoryStore(),
+    catalog: null,
+    matches: (db: string) => db === "d",
+    binding: { sourceName: "s", collations: CollationTable.builtIn(), zeroDates: "null" as const, mariadb: true },
+    logger: pino({ level: "silent" }),
+    context: {},
+  };
+  const tracker = new SchemaTracker(options);
+  await tracker.record(100n, [definition(["a", "b", "c"])], "snapshot");
+  const reread = async (statement: string, at: bigint) => (await tracker.applyQuery(statement, "d", at)).reread ?? [];
+  assert.deepEqual(await reread("ALTER TABLE t ADD COLUMN n INT", 200n), [], "a new name holds its default");
+  assert.deepEqual(await reread("ALTER TABLE t DROP COLUMN c", 300n), []);
+  assert.deepEqual(await reread("ALTER TABLE t ADD COLUMN C INT", 400n), [{ table: "d.t", columns: ["C"] }], "the dropped column's name again");
+  assert.deepEqual(await reread("ALTER TABLE t RENAME COLUMN b TO b2", 500n), [{ table: "d.t", columns: ["b2"] }]);
+  assert.deepEqual(await reread("ALTER TABLE t CHANGE b2 b3 BIGINT", 600n), [{ table: "d.t", columns: ["b3"] }]);
+  assert.deepEqual(await reread("ALTER TABLE t MODIFY b3 INT, CHANGE n n BIGINT", 700n), [], "the same names, other types");
+  assert.deepEqual(await reread("ALTER TABLE t DROP COLUMN n, ADD COLUMN n INT", 800n), [{ table: "d.t", columns: ["n"] }], "dropped and added in one statement");
+
+  // Restored from the history, the names the table had are known again.
+  const restored = new SchemaTracker(options);
+  await restored.restore(800n);
+  assert.deepEqual((await restored.applyQuery("ALTER TABLE t DROP COLUMN b3", "d", 900n)).reread ?? [], []);
+  assert.deepEqual((await restored.applyQuery("ALTER TABLE t ADD COLUMN b INT", "d", 1000n)).reread, [{ table: "d.t", columns: ["b"] }], "b was renamed away at 500");
+
+  // A table dropped and created again starts without the old table's names.
+  await restored.applyQuery("DROP TABLE t", "d", 1100n);
+  await restored.applyQuery("CREATE TABLE t (a INT PRIMARY KEY)", "d", 1200n);
+  assert.deepEqual((await restored.applyQuery("ALTER TABLE t ADD COLUMN c INT", "d", 1300n)).reread ?? [], []);
+});

@@ -47,6 +47,13 @@ export interface QueryOutcome {
    * targets hold none of their rows (not a swap, where a copy takes the place of a captured table).
    */
   readonly renamed?: readonly { readonly from: string; readonly to: TableName }[];
+  /**
+   * Captured tables with columns whose values in the rows already there the targets do not have: a column
+   * renamed (RENAME COLUMN, CHANGE a b), whose targets have the values under the old name, or a name the table
+   * had before, dropped since, whose targets still hold the dropped column's values (a sink keeps a dropped
+   * column). Only reading the rows again gives the targets what the table holds.
+   */
+  readonly reread?: readonly { readonly table: string; readonly columns: readonly string[] }[];
 }
 
 interface CachedBinding {
@@ -64,6 +71,8 @@ export class SchemaTracker {
   private readonly stored = new Set<string>();
   /** Tables that had a definition at some point up to where the history is applied (dropped ones too). */
   private readonly named = new Set<string>();
+  /** Per table, the (lower-case) names of every column its definitions had since it was created or renamed to its name. */
+  private readonly columnsHad = new Map<string, Set<string>>();
   private readonly bindings = new Map<string, CachedBinding>();
   private readonly databaseCharsets = new Map<string, string>();
 
@@ -161,6 +170,7 @@ export class SchemaTracker {
         if (!this.captured(table.database, table.table)) return NO_CHANGE;
         if (statement.ifNotExists && this.definition(table.database, table.table) !== null) return NO_CHANGE;
         const created = this.createdBy(table, statement.orReplace === true);
+        this.columnsHad.delete(tableKey(table.database, table.table));
         const fallback = statement.defaultCharset ?? (await this.databaseCharset(table.database));
         const columns = statement.columns.map((column) => toColumn(column, fallback));
         await put(table, { database: table.database, table: table.table, columns, key: statement.primaryKey, defaultCharset: fallback });
@@ -171,6 +181,7 @@ export class SchemaTracker {
         if (!this.captured(table.database, table.table)) return NO_CHANGE;
         if (statement.ifNotExists && this.definition(table.database, table.table) !== null) return NO_CHANGE;
         const created = this.createdBy(table, statement.orReplace === true);
+        this.columnsHad.delete(tableKey(table.database, table.table));
         const source = this.definition(like.database, like.table);
         if (source !== null) await put(table, source);
         else await this.rereadFor(query, [table], from, changed);
@@ -179,8 +190,14 @@ export class SchemaTracker {
       case "alter-table": {
         const renameTo = statement.actions.find((a): a is Extract<AlterAction, { kind: "rename-table" }> => a.kind === "rename-table")?.to;
         const newName = renameTo !== undefined && this.captured(renameTo.database, renameTo.table) && this.definition(renameTo.database, renameTo.table) === null;
-        await this.alter(statement.table, statement.actions, query, from, changed);
-        return { truncated: [], changed, ...(newName ? { renamed: [{ from: tableKey(statement.table.database, statement.table.table), to: renameTo }] } : {}) };
+        const reread: { table: string; columns: string[] }[] = [];
+        await this.alter(statement.table, statement.actions, query, from, changed, reread);
+        return {
+          truncated: [],
+          changed,
+          ...(newName ? { renamed: [{ from: tableKey(statement.table.database, statement.table.table), to: renameTo }] } : {}),
+          ...(reread.length > 0 ? { reread } : {}),
+        };
       }
       case "drop-tables":
         for (const table of statement.tables) await put(table, null);
@@ -223,7 +240,7 @@ export class SchemaTracker {
     return this.captured(table.database, table.table) && (orReplace || !this.definitions.has(key)) && this.named.has(key) ? [table] : [];
   }
 
-  private async alter(table: TableName, actions: readonly AlterAction[], query: string, from: bigint, changed: string[]): Promise<void> {
+  private async alter(table: TableName, actions: readonly AlterAction[], query: string, from: bigint, changed: string[], reread: { table: string; columns: string[] }[]): Promise<void> {
     const key = tableKey(table.database, table.table);
     const renameTo = actions.find((a): a is Extract<AlterAction, { kind: "rename-table" }> => a.kind === "rename-table")?.to;
     const capturedNow = this.captured(table.database, table.table);
@@ -240,9 +257,13 @@ export class SchemaTracker {
       next = await this.applyActions(current, actions);
     } catch (error) {
       this.options.logger.warn({ statement: query.slice(0, 500), reason: (error as Error).message, table: key }, "ALTER TABLE does not apply to the known definition; re-reading the table");
+      const had = new Set(this.columnsHad.get(key));
       await this.rereadFor(query, [renameTo ?? table], from, changed);
+      const now = this.definitions.get(key);
+      if (renameTo === undefined && now !== undefined) this.noteUnknownValues(current, now, had, null, new Set(), reread);
       return;
     }
+    if (renameTo === undefined) this.noteUnknownValues(current, next, this.columnsHad.get(key) ?? new Set(), addedNames(actions), droppedAndGivenAgain(actions), reread);
     if (renameTo !== undefined) {
       await this.move(table, renameTo, query, from, changed, next);
       return;
@@ -251,6 +272,30 @@ export class SchemaTracker {
       await this.commit(key, next, from, "ddl", query);
       changed.push(key);
     }
+  }
+
+  /**
+   * Columns of `next` whose values in the rows already there are not the column's default and not what the targets
+   * hold under that name: new to `current` and renamed (not among `added`, the names ADD COLUMN gave; null when not
+   * known) or a name the table had before (`had`), or dropped and given again in the same statement (`replaced`).
+   */
+  private noteUnknownValues(
+    current: TableDefinition,
+    next: TableDefinition,
+    had: ReadonlySet<string>,
+    added: ReadonlySet<string> | null,
+    replaced: ReadonlySet<string>,
+    reread: { table: string; columns: string[] }[],
+  ): void {
+    const before = new Set(current.columns.map((c) => c.name.toLowerCase()));
+    const columns = next.columns
+      .map((c) => c.name)
+      .filter((name) => {
+        const lower = name.toLowerCase();
+        if (replaced.has(lower)) return true;
+        return !before.has(lower) && ((added !== null && !added.has(lower)) || had.has(lower));
+      });
+    if (columns.length > 0 && this.captured(next.database, next.table)) reread.push({ table: tableKey(next.database, next.table), columns });
   }
 
   private async applyActions(definition: TableDefinition, actions: readonly AlterAction[]): Promise<TableDefinition> {
@@ -386,12 +431,34 @@ export class SchemaTracker {
   }
 
   private set(key: string, definition: TableDefinition | null): void {
-    if (definition === null) this.definitions.delete(key);
-    else {
+    if (definition === null) {
+      this.definitions.delete(key);
+      this.columnsHad.delete(key);
+    } else {
       this.definitions.set(key, definition);
       this.named.add(key);
+      const had = this.columnsHad.get(key) ?? new Set<string>();
+      for (const column of definition.columns) had.add(column.name.toLowerCase());
+      this.columnsHad.set(key, had);
     }
   }
+}
+
+/** The (lower-case) names ADD COLUMN actions give. */
+function addedNames(actions: readonly AlterAction[]): Set<string> {
+  return new Set(actions.flatMap((a) => (a.kind === "add-column" ? [a.column.name.toLowerCase()] : [])));
+}
+
+/** The (lower-case) names one ALTER TABLE drops and then gives a column again (DROP COLUMN c, ADD COLUMN c ...). */
+function droppedAndGivenAgain(actions: readonly AlterAction[]): Set<string> {
+  const dropped = new Set<string>();
+  const again = new Set<string>();
+  for (const action of actions) {
+    const given = action.kind === "add-column" || action.kind === "change-column" ? action.column.name : action.kind === "rename-column" ? action.to : null;
+    if (action.kind === "drop-column") dropped.add(action.name.toLowerCase());
+    else if (given !== null && dropped.has(given.toLowerCase())) again.add(given.toLowerCase());
+  }
+  return again;
 }
 
 function toColumn(column: ParsedColumn, fallbackCharset: string | null): ColumnDefinition {
