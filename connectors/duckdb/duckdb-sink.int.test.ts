@@ -147,6 +147,36 @@ describe("DuckDB sink specifics", () => {
     }
   });
 
+  test("tables whose targets differ only in case are one name to DuckDB: the second is refused naming both (also after a reopen), the first keeps its rows; hostile quotes in names are quoted", async () => {
+    const name = `d_${randomTableName("case")}`;
+    const base = randomTableName("Q\"`';--");
+    const upper = new Events(tableSchema(`${base}_Up`, [["id", "integer"], ["we\"ird`'--;", "text"]]));
+    const lower = new Events(tableSchema(`${base}_up`, [["id", "integer"], ["v", "text"]]));
+    const refused = (error: unknown) => {
+      assert.ok(error instanceof SluiceError && error.code === "SINK_SCHEMA_UNSUPPORTED", String(error));
+      assert.equal(error.context["table"], `src.public.${base}_up`);
+      assert.ok(error.message.includes(`src.public.${base}_Up`) || error.message.includes("holds already"), error.message);
+      return true;
+    };
+    let sink = createSink(name);
+    await sink.open(signal());
+    try {
+      await sink.write([upper.insert(1n, { id: 1, "we\"ird`'--;": "up" })], signal());
+      await assert.rejects(() => sink.write([lower.insert(2n, { id: 2, v: "down" })], signal()), refused);
+      await sink.close();
+      sink = createSink(name);
+      await sink.open(signal());
+      await assert.rejects(() => sink.write([lower.insert(3n, { id: 3, v: "down" })], signal()), refused);
+      await sink.write([upper.insert(4n, { id: 4, "we\"ird`'--;": "up again" })], signal());
+      assert.deepEqual(await visibleRows(renderTarget(TARGET_TEMPLATE, upper.schema), upper.schema), [
+        { id: "1", "we\"ird`'--;": "up" },
+        { id: "4", "we\"ird`'--;": "up again" },
+      ]);
+    } finally {
+      await sink.close();
+    }
+  });
+
   test("users query a view of current rows; the versioned table keeps tombstones", async () => {
     const sink = createSink(`d_${randomTableName("view")}`);
     await sink.open(signal());

@@ -26,6 +26,7 @@ import { errorMessage, rebuildState, rowRejected, ValueRejected } from "../sinks
 import { Failures } from "../sinks/failures.ts";
 import { isolateRejected } from "../sinks/isolate.ts";
 import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
+import { TargetClaims } from "../sinks/target-claims.ts";
 import { cellOf, positionLabel } from "../sinks/rows.ts";
 import { Serial } from "../sinks/serial.ts";
 import { bootstrapCatalog, forgetTable, loadTables, readOffsets, saveTable, writeOffsets } from "./catalog.ts";
@@ -105,12 +106,15 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   #tables = new Map<string, PhysicalTable>();
   /** Identities of the topics read now: stored with every offset. */
   #topicIds: ReadonlyMap<string, string> = new Map();
+  /** Which table each target is: DuckDB's names ignore case, so "Up" and "up" are one table to it. */
+  readonly #claims: TargetClaims;
 
   constructor(config: DuckDbSinkConfig, options: DuckDbSinkOptions) {
     this.name = config.name;
     this.#config = config;
     this.#logger = options.logger.child({ component: "sink", sink: config.name, kind: "duckdb" });
     this.#accept = tableFilter(config);
+    this.#claims = new TargetClaims(config.name, { fold: (name) => name.toLowerCase(), why: " (DuckDB's names ignore case)" });
   }
 
   async open(signal: AbortSignal): Promise<void> {
@@ -211,7 +215,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   prepareRebuild(table: TableId, signal: AbortSignal, shape?: TableSchema): Promise<void> {
     return this.#serial.run(async () => {
       signal.throwIfAborted();
-      const target = renderTarget(this.#config.target, table);
+      const target = this.#target(table);
       const columns = shape ? initialColumns(shape, { sink: this.name, table: tableLabel(table) }) : null;
       await this.#transaction(true, async () => {
         const old = this.#find(target, "shadow");
@@ -237,7 +241,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   swap(table: TableId, signal: AbortSignal): Promise<void> {
     return this.#serial.run(async () => {
       signal.throwIfAborted();
-      const target = renderTarget(this.#config.target, table);
+      const target = this.#target(table);
       const label = tableLabel(table);
       await this.#transaction(true, async () => {
         const shadow = this.#find(target, "shadow");
@@ -263,7 +267,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   rebuildRowCounts(table: TableId, signal: AbortSignal): Promise<RebuildRowCounts> {
     return this.#serial.run(async () => {
       signal.throwIfAborted();
-      const target = renderTarget(this.#config.target, table);
+      const target = this.#target(table);
       const count = async (physical: PhysicalTable | null): Promise<number | null> => {
         if (!physical) return null;
         if (physical.columns.length === 0) return 0;
@@ -277,7 +281,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   abortRebuild(table: TableId, signal: AbortSignal): Promise<void> {
     return this.#serial.run(async () => {
       signal.throwIfAborted();
-      const target = renderTarget(this.#config.target, table);
+      const target = this.#target(table);
       await this.#transaction(true, async () => {
         const shadow = this.#find(target, "shadow");
         if (shadow) await this.#drop(shadow);
@@ -346,7 +350,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
         const error = rejected.get(row);
         if (error !== undefined) failures.add(row.indices, rowRejected(errorMessage(error), { ...context, position: positionLabel(row) }, error));
       }
-      const target = renderTarget(this.#config.target, changes.table);
+      const target = this.#target(changes.table);
       let primary: PhysicalTable;
       let mirror: PhysicalTable | null = null;
       if (mode === "live") {
@@ -586,7 +590,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   erase(request: ErasureRequest, signal: AbortSignal): Promise<number> {
     return this.#serial.run(async () => {
       signal.throwIfAborted();
-      const target = renderTarget(this.#config.target, request.table);
+      const target = this.#target(request.table);
       const physicals = [...this.#tables.values()].filter((t) => t.target === target && t.columns.some((c) => c.name === request.subjectColumn));
       let changed = 0;
       await this.#transaction(true, async () => {
@@ -627,6 +631,12 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
 
   async #reload(): Promise<void> {
     this.#tables = new Map((await loadTables(this.#conn())).map((t) => [t.physical, t]));
+    for (const table of this.#tables.values()) this.#claims.know(table.target);
+  }
+
+  /** The table's target, refused (SINK_SCHEMA_UNSUPPORTED) when another table's is the same to DuckDB. */
+  #target(table: TableId): string {
+    return this.#claims.claim(table, renderTarget(this.#config.target, table));
   }
 
   /** Runs `body` in a transaction, committed or (for probes) rolled back; the in-memory catalog is reloaded after any rollback. */

@@ -40,6 +40,23 @@ interface SluiceMeta {
 
 export const rebuildAlias = (target: string) => `${target}__rebuild`;
 
+/** The names a target's indexes and aliases take besides its own: generations and the rebuild alias. */
+export const DERIVED_NAME_SUFFIX = /__(v[1-9]\d*|rebuild)$/;
+
+/** Room left in a 255-byte index name for the longest suffix "__v<N>" of a generation. */
+const MAX_TARGET_BYTES = 255 - "__v".length - 10;
+
+/** Why `target` (lower case) cannot name an alias and its indexes "<target>__v<N>" in Elasticsearch, or null. */
+export function targetNameProblem(target: string): string | null {
+  if (target === "" || target === "." || target === "..") return "Elasticsearch index names cannot be empty, \".\" or \"..\"";
+  if (/^[-_+.]/.test(target)) return "Elasticsearch index names cannot start with -, _, + or . (hidden and system indexes start with .)";
+  const bad = /[\\/*?"<>| ,#:]/.exec(target);
+  if (bad) return `Elasticsearch index names cannot hold ${JSON.stringify(bad[0])} (nor any of \\ / * ? " < > | , # : or a space)`;
+  if (/[\u0000-\u001f\u007f]/.test(target)) return "Elasticsearch index names cannot hold control characters";
+  if (Buffer.byteLength(target) > MAX_TARGET_BYTES) return `Elasticsearch index names have at most 255 bytes, and the target's indexes add "__v<N>": at most ${MAX_TARGET_BYTES} bytes, it has ${Buffer.byteLength(target)}`;
+  return null;
+}
+
 /** What the alias users search shows: no tombstones, nothing at or below the newest truncate. */
 export function aliasFilter(truncateVersion: bigint): Record<string, unknown> {
   const filter: Record<string, unknown>[] = truncateVersion > 0n ? [{ range: { [VERSION_COLUMN]: { gt: truncateVersion.toString() } } }] : [];
