@@ -112,7 +112,7 @@ export function duckdbValue(type: LogicalType, value: ColumnValue): DuckDBValue 
     case "timestamp": {
       // DuckDB's -infinity is -(2^63 - 1); PostgreSQL's (-2^63) is not a valid DuckDB timestamp.
       const infinity = infinityOf(value, "timestamp");
-      const micros = infinity === null ? toBigInt(value) : infinity === "infinity" ? DUCKDB_TIMESTAMP_INFINITY : -DUCKDB_TIMESTAMP_INFINITY;
+      const micros = infinity === null ? duckdbMicros(value) : infinity === "infinity" ? DUCKDB_TIMESTAMP_INFINITY : -DUCKDB_TIMESTAMP_INFINITY;
       return type.tz ? timestampTZValue(micros) : timestampValue(micros);
     }
     case "time": {
@@ -140,6 +140,16 @@ function duckdbDays(value: ColumnValue): number {
   const days = toBigInt(value);
   if (days < BigInt(DUCKDB_MIN_DAYS) || days > BigInt(DUCKDB_MAX_DAYS)) throw new ValueRejected(`date ${days} (days since 1970-01-01) is outside DuckDB's DATE`);
   return Number(days);
+}
+
+/**
+ * DuckDB's finite TIMESTAMP spans ±(2^63 - 2) µs from 1970 (294247 AD); PostgreSQL's goes on to 294276 AD, which a
+ * timestamptz carried as text (ZonedTimestamp) brings here: refused per row, as the bindings' own error failed the write.
+ */
+function duckdbMicros(value: ColumnValue): bigint {
+  const micros = toBigInt(value);
+  if (micros >= DUCKDB_TIMESTAMP_INFINITY || micros <= -DUCKDB_TIMESTAMP_INFINITY) throw new ValueRejected(`timestamp ${micros} µs (since 1970-01-01) is outside DuckDB's TIMESTAMP`);
+  return micros;
 }
 
 type Append = (appender: DuckDBAppender, cell: DuckDBValue) => void;

@@ -451,6 +451,21 @@ export function sinkConformanceSuite(harness: SinkHarness): void {
       assert.deepEqual(await own.committedOffsets(signal()), offsets.map((o) => ({ ...o, topicId: null })), "no topic identity given: stored as none");
     });
 
+    test("a timestamptz in PostgreSQL's last years (past 294247 AD, beyond 2^63 µs from 1970) is a per-item failure or stored, never a failed write", async () => {
+      const own = await open(`conf_${randomTableName("y")}`, "dead-letter");
+      const { schema, events, target } = newTable([
+        ["id", "integer"],
+        ["at", "timestamp with time zone"],
+      ]);
+      // 294276-12-31 23:59:59.999999+00, as a ZonedTimestamp's text decodes; Avro's timestamp-micros cannot carry it, its text can.
+      const last = 9_224_318_015_999_999_999n;
+      const result = await own.write([events.insert(1n, { id: 1, at: 0n }), events.insert(2n, { id: 2, at: last }), events.insert(3n, { id: 3, at: 1_000n })], signal());
+      const failed = result.failures.map((f) => f.index);
+      for (const failure of result.failures) assert.equal((failure.error as SluiceError).code, ROW_REJECTED);
+      const rows = await harness.visibleRows(target, schema);
+      assert.deepEqual(rows.map((r) => Number(r["id"])).sort(), [1, 2, 3].filter((id) => !failed.includes(id - 1)));
+    });
+
     // Elasticsearch applies each bulk item on its own, so it cannot hold back what follows a poison row.
     if (harness.haltsAtFirstFailure) test("halt: a poison row is a per-item failure and nothing after it of its table shows", async () => {
       const own = await open(`conf_${randomTableName("h")}`, "halt");
