@@ -59,12 +59,6 @@ interface StoredRow {
   readonly fields: ReadonlyMap<string, StoredField>;
 }
 
-interface Prepared {
-  readonly change: RowChange;
-  /** The RowBinary row for the physical table it was prepared for. */
-  readonly row: Buffer;
-}
-
 const STORED_CHUNK = 500;
 
 export class ClickHouseSink implements VersionedSink, ErasableSink {
@@ -295,9 +289,10 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
     const stored = await this.#readStored(primary, rows.filter((row) => hasUnchanged(row.row)), signal);
     const inserts: (() => Promise<void>)[] = [];
     for (const physical of mirror ? [primary, mirror] : [primary]) {
+      // Rows are kept in the writer by number, in the order of `rows` (version order): encoded[i] is row i's change.
       const writer = new RowBinaryWriter();
       const types = this.#types(physical.columns);
-      let prepared: Prepared[] = [];
+      const encoded: RowChange[] = [];
       let firstInvalid: bigint | null = null;
       for (const change of rows) {
         if (change.version <= physical.truncateVersion) continue;
@@ -305,29 +300,35 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
         // Stale for this table: the stored row is as new or newer (only known when we had to read it).
         if (physical === primary && before && before.version >= change.version) continue;
         try {
-          prepared.push({ change, row: this.#row(writer, physical.columns, types, change, before) });
+          this.#row(writer, physical.columns, types, change, before);
+          encoded.push(change);
         } catch (error) {
           if (!(error instanceof ValueRejected)) throw error;
           failures.add(change.indices, rowRejected(error.message, { ...context, position: positionLabel(change), column: error.column }, error));
           if (firstInvalid === null || change.version < firstInvalid) firstInvalid = change.version;
         }
       }
-      const insert = (subset: readonly Prepared[]) =>
-        this.#conn().insert(qualified(this.#database, physical.physical), this.#columnList(physical), "RowBinary", Buffer.concat(subset.map((p) => p.row)), signal);
+      // A halted table must not show anything after its first failing change: insert in version order up to it (a prefix of the rows).
+      let count = encoded.length;
+      if (this.#config.on_error === "halt" && firstInvalid !== null) {
+        count = 0;
+        while (count < encoded.length && encoded[count]!.version < firstInvalid) count++;
+      }
+      const numbers = Array.from({ length: count }, (_, i) => i);
+      const insert = (subset: readonly number[]) =>
+        this.#conn().insert(qualified(this.#database, physical.physical), this.#columnList(physical), "RowBinary", rowsOf(writer, subset), signal);
       const isDataError = (error: unknown) => error instanceof ClickHouseDataError;
-      // A halted table must not show anything after its first failing change: insert in version order up to it.
-      if (this.#config.on_error === "halt") prepared = prepared.filter((p) => firstInvalid === null || p.change.version < firstInvalid).sort((a, b) => (a.change.version < b.change.version ? -1 : 1));
-      const ordered = prepared;
       inserts.push(async () => {
-        let rejected: { item: Prepared; error: unknown }[];
+        let rejected: { item: number; error: unknown }[];
         if (this.#config.on_error === "halt") {
-          const first = await applyUntilRejected(ordered, insert, isDataError);
+          const first = await applyUntilRejected(numbers, insert, isDataError);
           rejected = first ? [first] : [];
         } else {
-          rejected = await isolateRejected(ordered, insert, isDataError);
+          rejected = await isolateRejected(numbers, insert, isDataError);
         }
         for (const { item, error } of rejected) {
-          failures.add(item.change.indices, rowRejected(errorMessage(error), { ...context, position: positionLabel(item.change) }, error));
+          const change = encoded[item]!;
+          failures.add(change.indices, rowRejected(errorMessage(error), { ...context, position: positionLabel(change) }, error));
         }
       });
     }
@@ -353,12 +354,13 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
     return { primary, mirror };
   }
 
-  #row(writer: RowBinaryWriter, columns: readonly TargetColumn[], types: readonly string[], change: RowChange, stored: StoredRow | undefined): Buffer {
+  /** Writes the row of `change` and keeps it in the writer. */
+  #row(writer: RowBinaryWriter, columns: readonly TargetColumn[], types: readonly string[], change: RowChange, stored: StoredRow | undefined): void {
     try {
-      columns.forEach((column, i) => this.#field(writer, column, types[i] as string, change, stored));
+      for (let i = 0; i < columns.length; i++) this.#field(writer, columns[i]!, types[i]!, change, stored);
       writer.uint64(change.version);
       writer.uint8(change.deleted ? 1 : 0);
-      return writer.endRow();
+      writer.keepRow();
     } catch (error) {
       writer.dropRow();
       throw error;
@@ -649,6 +651,18 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
     if (!this.#catalog) throw new SluiceError("the ClickHouse sink is not open", { code: "SINK_NOT_OPEN", context: { component: "sink", sink: this.name } });
     return this.#catalog;
   }
+}
+
+/** The body of an insert of the kept rows `numbers` (ascending; runs of consecutive numbers are one view per chunk). */
+function rowsOf(writer: RowBinaryWriter, numbers: readonly number[]): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < numbers.length; ) {
+    let end = i + 1;
+    while (end < numbers.length && numbers[end] === numbers[end - 1]! + 1) end++;
+    out.push(...writer.rows(numbers[i]!, numbers[end - 1]! + 1));
+    i = end;
+  }
+  return out;
 }
 
 export function createClickHouseSink(config: ClickHouseSinkConfig, options: ClickHouseSinkOptions): ClickHouseSink {

@@ -189,6 +189,18 @@ describe("ClickHouse RowBinary values", () => {
     assert.equal(encode({ kind: "timestamp", tz: true }, -1n), "ffffffffffffffff");
     assert.equal(encode({ kind: "timestamp", tz: true }, -1n, false, recent), "ffffffffffffffff");
     assert.throws(() => encode({ kind: "timestamp", tz: true }, -3_000_000_000_000_000n, false, recent), /DateTime64/);
+    // DateTime64's range is whole days 1900-01-01 .. 2299-12-31: the last microsecond of 2299 and the first of 1900 fit, one more does not.
+    const day = 86_400_000_000n;
+    for (const [micros, fits] of [
+      [-25_567n * day, true],
+      [-25_568n * day + 1n, true],
+      [-25_568n * day, false],
+      [120_530n * day - 1n, true],
+      [120_530n * day, false],
+    ] as const) {
+      if (fits) assert.equal(encode({ kind: "timestamp", tz: true }, micros, false, recent), Buffer.from(BigUint64Array.of(BigInt.asUintN(64, micros)).buffer).toString("hex"), String(micros));
+      else assert.throws(() => encode({ kind: "timestamp", tz: true }, micros, false, recent), /DateTime64/, String(micros));
+    }
     assert.throws(() => encode({ kind: "timestamp", tz: true }, 2n ** 63n), /out of range for Int64/);
     // PostgreSQL's ±infinity are refused on every server, never stored as the sentinel microseconds.
     for (const dialect of [old, recent]) {
@@ -295,6 +307,32 @@ describe("RowBinaryWriter and RowBinaryReader", () => {
       assert.equal(reader.int128(), -BigInt(i));
       assert.ok(reader.done);
     });
+  });
+
+  test("kept rows read back by number, in runs across chunks, rows larger than a chunk and dropped rows included", () => {
+    const writer = new RowBinaryWriter();
+    const expected: Buffer[] = [];
+    for (let i = 0; i < 3_000; i++) {
+      const text = String(i).repeat(i % 97 === 0 ? 40_000 : 1 + (i % 50));
+      const row = new RowBinaryWriter();
+      row.uint64(BigInt(i));
+      row.string(text);
+      expected.push(row.endRow());
+      writer.uint64(BigInt(i));
+      if (i % 10 === 0) {
+        writer.string("half a row");
+        writer.dropRow();
+        writer.uint64(BigInt(i));
+      }
+      writer.string(text);
+      assert.equal(writer.keepRow(), i);
+    }
+    assert.equal(writer.keptRows, 3_000);
+    for (const [from, to] of [[0, 3_000], [0, 1], [5, 6], [96, 98], [1_000, 2_345], [2_999, 3_000], [7, 7]] as const) {
+      assert.deepEqual(Buffer.concat(writer.rows(from, to)), Buffer.concat(expected.slice(from, to)), `${from}..${to}`);
+    }
+    assert.ok(writer.rows(0, 3_000).length > 1, "the rows span several chunks");
+    assert.throws(() => writer.rows(0, 3_001), RangeError);
   });
 
   test("truncated data is an error, not a short value", () => {

@@ -37,6 +37,9 @@ type Scalar = Exclude<LogicalType, { kind: "array" }>;
 const MIN_DAY32 = -25_567;
 const MAX_DAY32 = 120_529;
 const MICROS_PER_DAY = 86_400_000_000n;
+/** Exclusive bounds of DateTime64 in microseconds: the days of MIN_DAY32 and MAX_DAY32 whole, as `micros / MICROS_PER_DAY` (truncated) takes them. */
+const MIN_DATETIME64_MICROS = BigInt(MIN_DAY32 - 1) * MICROS_PER_DAY;
+const MAX_DATETIME64_MICROS = BigInt(MAX_DAY32 + 1) * MICROS_PER_DAY;
 const MIN_INT64 = -(2n ** 63n);
 const MAX_INT64 = 2n ** 63n - 1n;
 
@@ -163,8 +166,8 @@ function date32Days(value: ColumnValue): number {
 
 function dateTime64Micros(value: ColumnValue): bigint {
   const micros = toBigInt(value);
-  const days = Number(micros / MICROS_PER_DAY);
-  if (days < MIN_DAY32 || days > MAX_DAY32) throw new ValueRejected(`timestamp ${formatTimestamp(micros)} is outside ClickHouse DateTime64 (1900..2299)`);
+  // Compared with the bounds' microseconds: no quotient (a BigInt) per value.
+  if (micros <= MIN_DATETIME64_MICROS || micros >= MAX_DATETIME64_MICROS) throw new ValueRejected(`timestamp ${formatTimestamp(micros)} is outside ClickHouse DateTime64 (1900..2299)`);
   return micros;
 }
 

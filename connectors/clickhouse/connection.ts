@@ -91,11 +91,11 @@ export class ClickHouseConnection {
     });
   }
 
-  /** One INSERT of rows already in `format`: atomic per request for ClickHouse (one block). */
-  async insert(table: string, columns: readonly string[], format: "RowBinary" | "TabSeparated", body: Buffer, signal: AbortSignal): Promise<void> {
+  /** One INSERT of rows already in `format` (the body, or its pieces in order): atomic per request for ClickHouse (one block). */
+  async insert(table: string, columns: readonly string[], format: "RowBinary" | "TabSeparated", body: Buffer | readonly Buffer[], signal: AbortSignal): Promise<void> {
     const sql = `INSERT INTO ${table} (${columns.join(", ")}) FORMAT ${format}`;
     await this.#call(sql, signal, async () => {
-      const result = await this.#client.exec({ query: sql, values: Readable.from([body]), abort_signal: signal });
+      const result = await this.#client.exec({ query: sql, values: Readable.from(Buffer.isBuffer(body) ? [body] : body), abort_signal: signal });
       await drain(result.stream);
     });
   }

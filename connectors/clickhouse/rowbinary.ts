@@ -9,28 +9,62 @@ const FIRST_CHUNK_BYTES = 16 * 1024;
 const MAX_CHUNK_BYTES = 1024 * 1024;
 const TWO_32 = 2 ** 32;
 
-/**
- * Appends rows into chunks (each twice the last, up to 1 MiB) and hands each finished row out as
- * a view of its chunk, so a batch costs a few allocations. A row always sits in one chunk: a chunk
- * that runs out moves the row begun so far into a new, large enough one. Views stay valid after
- * later rows.
- */
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 const UINT64_MAX = 2n ** 64n - 1n;
 
+/**
+ * Appends rows into chunks (each twice the last, up to 1 MiB), so a batch costs a few allocations.
+ * A row always sits in one chunk: a chunk that runs out moves the row begun so far into a new,
+ * large enough one. A finished row is either handed out as a view of its chunk (`endRow`; views
+ * stay valid after later rows) or kept by its number (`keepRow`), and runs of kept rows are read
+ * back as views of their chunks (`rows`): a batch's rows then cost no object each. One writer
+ * uses one of the two ways.
+ */
 export class RowBinaryWriter {
   #chunk = Buffer.allocUnsafe(FIRST_CHUNK_BYTES);
   /** The chunk as a DataView: its 64-bit writes make no BigInt on the way (Buffer's writeBigInt64LE makes several per value). */
   #view = viewOf(this.#chunk);
   #start = 0;
   #pos = 0;
+  /** Kept rows: where each ends in its chunk. */
+  readonly #ends: number[] = [];
+  /** The chunks holding kept rows (the current one last), and the number of each one's first row. */
+  readonly #chunks: Buffer[] = [this.#chunk];
+  readonly #firstRows: number[] = [0];
 
   /** The row written since the last `endRow`/`dropRow`. */
   endRow(): Buffer {
     const row = this.#chunk.subarray(this.#start, this.#pos);
     this.#start = this.#pos;
     return row;
+  }
+
+  /** Keeps the row written since the last `keepRow`/`dropRow`; returns its number (0, 1, ...). */
+  keepRow(): number {
+    this.#start = this.#pos;
+    return this.#ends.push(this.#pos) - 1;
+  }
+
+  /** How many rows `keepRow` kept. */
+  get keptRows(): number {
+    return this.#ends.length;
+  }
+
+  /** The bytes of kept rows `from` up to (not including) `to`, as views of their chunks (one per chunk they span). */
+  rows(from: number, to: number): Buffer[] {
+    if (!(from >= 0 && from <= to && to <= this.#ends.length)) throw new RangeError(`rows ${from}..${to} of ${this.#ends.length}`);
+    const out: Buffer[] = [];
+    let chunk = this.#firstRows.length - 1;
+    while (this.#firstRows[chunk]! > from) chunk--;
+    for (let row = from; row < to; chunk++) {
+      const first = this.#firstRows[chunk]!;
+      const next = chunk + 1 < this.#firstRows.length ? this.#firstRows[chunk + 1]! : this.#ends.length;
+      const last = Math.min(to, next);
+      out.push(this.#chunks[chunk]!.subarray(row === first ? 0 : this.#ends[row - 1]!, this.#ends[last - 1]!));
+      row = last;
+    }
+    return out;
   }
 
   /** Forgets a row begun but not finished (a value was rejected halfway). */
@@ -146,6 +180,12 @@ export class RowBinaryWriter {
     const begun = this.#chunk.subarray(this.#start, this.#pos);
     const next = Buffer.allocUnsafe(Math.max(Math.min(2 * this.#chunk.length, MAX_CHUNK_BYTES), 2 * (begun.length + bytes)));
     begun.copy(next);
+    // The kept rows so far stay in the old chunk; a chunk none of them is in is replaced.
+    if (this.#firstRows[this.#firstRows.length - 1] === this.#ends.length) this.#chunks[this.#chunks.length - 1] = next;
+    else {
+      this.#chunks.push(next);
+      this.#firstRows.push(this.#ends.length);
+    }
     this.#chunk = next;
     this.#view = viewOf(next);
     this.#pos = begun.length;
