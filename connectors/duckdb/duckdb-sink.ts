@@ -24,6 +24,8 @@ import type { LogicalType } from "../sinks/logical-type.ts";
 import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { errorMessage, rebuildState, rowRejected, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
+import { beforeHalt, earlierPlace, failedRowPlace } from "../sinks/halt-place.ts";
+import type { HaltPlace } from "../sinks/halt-place.ts";
 import { isolateRejected } from "../sinks/isolate.ts";
 import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
 import { TargetClaims } from "../sinks/target-claims.ts";
@@ -300,10 +302,11 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     const holdAfterFailures = () => {
       if (this.#config.on_error !== "halt") return;
       for (const table of tables) {
-        const failed = [...table.invalid.map(({ index }) => versionOf(changes[index]!.event)), ...table.rows.filter((row) => rejected.has(row)).map((row) => row.version)];
-        if (failed.length === 0) continue;
-        const cutoff = failed.reduce((a, b) => (b < a ? b : a));
-        for (const row of table.rows) if (row.version >= cutoff && !rejected.has(row)) held.add(row);
+        let halt: HaltPlace | null = null;
+        for (const { index } of table.invalid) halt = earlierPlace(halt, { version: versionOf(changes[index]!.event), index });
+        for (const row of table.rows) if (rejected.has(row)) halt = earlierPlace(halt, failedRowPlace(row));
+        if (halt === null) continue;
+        for (const row of table.rows) if (!beforeHalt(row, halt) && !rejected.has(row)) held.add(row);
       }
     };
     const include = (row: RowChange) => !rejected.has(row) && !held.has(row);
@@ -376,7 +379,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       if (rows.length === 0) continue;
       let staged: StagedRow[] = [];
       const groups = new Map<string, number>();
-      let firstRejected: bigint | null = null;
+      let halt: HaltPlace | null = null;
       for (const [index, change] of rows.entries()) {
         if (index > 0 && index % STAGE_SLICE === 0) await nextTurn();
         try {
@@ -384,11 +387,11 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
         } catch (error) {
           if (!(error instanceof ValueRejected)) throw error;
           failures.add(change.indices, rowRejected(error.message, { ...context, position: positionLabel(change), column: error.column }, error));
-          if (firstRejected === null || change.version < firstRejected) firstRejected = change.version;
+          halt = earlierPlace(halt, failedRowPlace(change));
         }
       }
       // on_error: halt: nothing of the table after its first rejected row (groups left empty upsert nothing).
-      if (this.#config.on_error === "halt" && firstRejected !== null) staged = staged.filter((row) => row.change.version < firstRejected);
+      if (this.#config.on_error === "halt" && halt !== null) staged = staged.filter((row) => beforeHalt(row.change, halt));
       if (staged.length === 0) continue;
       await this.#fillStage(primary.columns, staged);
       const script: string[] = [];
