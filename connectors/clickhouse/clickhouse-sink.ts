@@ -24,6 +24,8 @@ import type { SinceOf, TargetColumn } from "../sinks/columns.ts";
 import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { errorMessage, rebuildState, rowRejected, schemaUnsupported, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
+import { beforeHalt, earlierPlace, failedRowPlace } from "../sinks/halt-place.ts";
+import type { HaltPlace } from "../sinks/halt-place.ts";
 import { applyUntilRejected, isolateRejected } from "../sinks/isolate.ts";
 import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
 import { cellOf, positionLabel } from "../sinks/rows.ts";
@@ -293,7 +295,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
       const writer = new RowBinaryWriter();
       const types = this.#types(physical.columns);
       const encoded: RowChange[] = [];
-      let firstInvalid: bigint | null = null;
+      let halt: HaltPlace | null = null;
       for (const change of rows) {
         if (change.version <= physical.truncateVersion) continue;
         const before = stored.get(change.id);
@@ -305,14 +307,14 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
         } catch (error) {
           if (!(error instanceof ValueRejected)) throw error;
           failures.add(change.indices, rowRejected(error.message, { ...context, position: positionLabel(change), column: error.column }, error));
-          if (firstInvalid === null || change.version < firstInvalid) firstInvalid = change.version;
+          halt = earlierPlace(halt, failedRowPlace(change));
         }
       }
       // A halted table must not show anything after its first failing change: insert in version order up to it (a prefix of the rows).
       let count = encoded.length;
-      if (this.#config.on_error === "halt" && firstInvalid !== null) {
+      if (this.#config.on_error === "halt" && halt !== null) {
         count = 0;
-        while (count < encoded.length && encoded[count]!.version < firstInvalid) count++;
+        while (count < encoded.length && beforeHalt(encoded[count]!, halt)) count++;
       }
       const numbers = Array.from({ length: count }, (_, i) => i);
       const insert = (subset: readonly number[]) =>
