@@ -7,7 +7,7 @@ import type { SinkConfig, SluiceConfig, SourceConfig } from "../config/schema.ts
 import type { ChangeEvent, ProducedRecord, Sink, Source, StoredRecord, TableSnapshotProgress, TopicLog, TopicSpec } from "../connectors/contracts.ts";
 import { tableMatcher } from "../connectors/common/table-patterns.ts";
 import { SluiceError } from "../connectors/errors.ts";
-import { controlTopic, sinkGroup } from "../connectors/topics/names.ts";
+import { controlTopic, sinkGroup, TOPIC_NAME_INVALID } from "../connectors/topics/names.ts";
 import { ChangeEventDecoder, LocalRegistry, openJournalStore, RemoteRegistry } from "../schema-registry/index.ts";
 import type { SchemaRegistry } from "../schema-registry/index.ts";
 import { AvroChangeEncoder } from "../schema-registry/index.ts";
@@ -168,7 +168,7 @@ export function captureEncoder(
     let creation = creations.get(topic);
     if (creation === undefined) {
       creation = log.createTopic(dataTopicSpec(config, topic, { keyed })).catch((error: unknown) => {
-        throw keyed ? error : keylessInCompacted(error, topic, table);
+        throw unnamableTopic(error, topic, table) ?? (keyed ? error : keylessInCompacted(error, topic, table));
       }).then(() => {
         created.add(topic);
         if (!keyed && config.topics.retention.cleanup_policy !== "delete") {
@@ -238,6 +238,16 @@ export function captureEncoder(
 
 export function compactsDataTopic(config: SluiceConfig, keyed: boolean): boolean {
   return keyed && config.topics.retention.cleanup_policy !== "delete";
+}
+
+/** A table whose topic name the topic log refuses halts (SCHEMA_UNSUPPORTED), the other tables and the daemon go on; null for other failures. */
+function unnamableTopic(error: unknown, topic: string, table: string): SluiceError | null {
+  if (!(error instanceof SluiceError) || (error.code !== TOPIC_NAME_INVALID && error.code !== "TOPIC_SPEC_INVALID")) return null;
+  return new SluiceError(`table ${JSON.stringify(table)} cannot be captured: the topic log refuses its topic name (${error.message}); rename the table or leave it out of the source's tables`, {
+    code: "SCHEMA_UNSUPPORTED",
+    context: { component: "capture", table, topic },
+    cause: error,
+  });
 }
 
 /**

@@ -10,9 +10,10 @@ import { join } from "node:path";
 import { test } from "node:test";
 import avro from "avsc";
 import { loadConfigText } from "../config/load.ts";
-import type { ChangeEvent, ProducedRecord, Row, TableSchema, TopicLog } from "../connectors/contracts.ts";
+import type { ChangeEvent, ProducedRecord, Row, TableSchema, TopicLog, TopicSpec } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { logicalMessageEvent, logicalMessageTable } from "../connectors/postgres/logical-messages.ts";
+import { validateSpec } from "../connectors/topics/spec.ts";
 import { LocalRegistry } from "../schema-registry/local-registry.ts";
 import { openMemoryStore } from "../schema-registry/log-store.ts";
 import { unframe } from "../schema-registry/wire-format.ts";
@@ -126,4 +127,22 @@ test("a row that is no event (missing aggregate id, payload its schema refuses, 
 test("an outbox table the source does not capture, or a topic among the sinks' data topics, is refused at start", async () => {
   await assert.rejects(router('      tables: ["other.outbox"]'), (e) => e instanceof SluiceError && /outbox table other.outbox is not among the source's tables/.test(e.message));
   await assert.rejects(router('      tables: ["public.outbox"]\n      topic: "{deployment}.{source}.{aggregate_type}"'), (e) => e instanceof SluiceError && /where sinks read row changes/.test(e.message));
+});
+
+test("an aggregate type (a value any writer of the outbox chooses) whose topic is Sluice's own, a source's data topic or one the log refuses is OUTBOX_EVENT_INVALID", async () => {
+  const created: string[] = [];
+  const log = {
+    createTopic: async (spec: TopicSpec) => {
+      validateSpec(spec);
+      created.push(spec.name);
+    },
+  } as unknown as TopicLog;
+  const cfg = config('      tables: ["public.outbox"]\n      topic: "{deployment}.{aggregate_type}"');
+  const r = new OutboxRouter(cfg, cfg.sources[0] as never, { encode: async () => [] }, log, new LocalRegistry(await openMemoryStore()));
+  const invalid = (pattern: RegExp) => (error: unknown) => error instanceof SluiceError && error.code === "OUTBOX_EVENT_INVALID" && pattern.test(error.message);
+  await assert.rejects(r.encode(change("c", { ...row("{}"), aggregatetype: "sluice.checkpoints" })), invalid(/one of Sluice's own topics/));
+  await assert.rejects(r.encode(change("c", { ...row("{}"), aggregatetype: "pg.public.users" })), invalid(/row changes of source pg/));
+  await assert.rejects(r.encode(change("c", { ...row("{}"), aggregatetype: "a".repeat(300) })), invalid(/topic name the topic log refuses/));
+  await r.encode(change("c", row("{}")));
+  assert.deepEqual(created, ["dep.order"]);
 });

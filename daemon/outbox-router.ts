@@ -13,6 +13,7 @@ import type { ChangeEvent, ColumnValue, ProducedRecord, TopicLog } from "../conn
 import { tableMatcher } from "../connectors/common/table-patterns.ts";
 import { ConfigError, SluiceError } from "../connectors/errors.ts";
 import { LOGICAL_MESSAGE_SCHEMA } from "../connectors/postgres/logical-messages.ts";
+import { isInternalTopic, TOPIC_NAME_INVALID } from "../connectors/topics/names.ts";
 import type { SluiceConfig, SourceConfig } from "../config/schema.ts";
 import type { SchemaRegistry } from "../schema-registry/registry.ts";
 import { encodeFramed } from "../schema-registry/wire-format.ts";
@@ -86,6 +87,8 @@ export class OutboxRouter implements ChangeEncoder {
     const parsed = message ? this.fromMessage(event, table) : this.fromRow(event, table);
     const topic = this.topicOf(parsed.aggregateType);
     if (!this.created.has(topic)) {
+      const taken = this.takenTopic(topic);
+      if (taken !== null) throw invalid(`the aggregate type ${JSON.stringify(parsed.aggregateType)} gives topic ${JSON.stringify(topic)}, ${taken}`, table, event);
       await this.log.createTopic({
         name: topic,
         partitions: this.config.topics.partitions,
@@ -93,6 +96,11 @@ export class OutboxRouter implements ChangeEncoder {
         retentionBytes: this.config.topics.retention.max_bytes ?? null,
         compacted: false,
         maxRecordBytes: this.config.topics.max_record_bytes,
+      }).catch((error: unknown) => {
+        if (error instanceof SluiceError && (error.code === TOPIC_NAME_INVALID || error.code === "TOPIC_SPEC_INVALID")) {
+          throw invalid(`the aggregate type ${JSON.stringify(parsed.aggregateType)} gives a topic name the topic log refuses: ${error.message}`, table, event);
+        }
+        throw error;
       });
       this.created.add(topic);
     }
@@ -149,6 +157,13 @@ export class OutboxRouter implements ChangeEncoder {
       type: part(columns.event_type, "event type"),
       payload: payload === undefined || payload === null ? null : typeof payload === "string" ? payload : JSON.stringify(payload),
     };
+  }
+
+  /** What else `topic` is when an aggregate type (a value any writer of the outbox table chooses) makes it one of Sluice's own or a source's data topic, else null. */
+  private takenTopic(topic: string): string | null {
+    if (isInternalTopic(this.config.name, topic)) return "one of Sluice's own topics";
+    const source = this.config.sources.find((s) => topic.startsWith(`${this.config.name}.${s.name}.`));
+    return source === undefined ? null : `where sinks read the row changes of source ${source.name}`;
   }
 
   private topicOf(aggregateType: string): string {

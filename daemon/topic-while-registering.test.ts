@@ -1,6 +1,7 @@
 /**
  * A table's first change (captureEncoder, components.ts): its data topic is created while its
- * schemas register, not after; nothing comes back to be written before both are done.
+ * schemas register, not after; nothing comes back to be written before both are done. A topic
+ * name the log refuses halts that table.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -10,6 +11,8 @@ import { after, test } from "node:test";
 import { configSchema } from "../config/schema.ts";
 import type { ChangeEvent, TableSchema } from "../connectors/contracts.ts";
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
+import { SluiceError } from "../connectors/errors.ts";
+import { TOPIC_NAME_INVALID } from "../connectors/topics/names.ts";
 import type { TopicSpec } from "../connectors/topics/contract.ts";
 import { LocalRegistry, openMemoryStore } from "../schema-registry/index.ts";
 import type { SchemaRegistry } from "../schema-registry/registry.ts";
@@ -74,6 +77,31 @@ test("a table's first change: its topic is created while its schemas register, a
     assert.deepEqual(records.map((r) => r.topic), ["reg.pg.public.items"]);
     assert.deepEqual((await log.listTopics()).map((t) => t.name).filter((n) => n === "reg.pg.public.items"), ["reg.pg.public.items"]);
     assert.equal(steps.filter((s) => s.startsWith("create ")).length, 1, "created once");
+  } finally {
+    await log.close();
+  }
+});
+
+test("a table whose topic name the log refuses (Kafka: 'sp ace', or 'a.b' beside 'a_b') fails with SCHEMA_UNSUPPORTED naming the table, which halts it only", async () => {
+  const config = configSchema.parse({
+    name: "bad",
+    sources: [{ name: "pg", kind: "postgres", user: "u", database: "shop", tables: ["public.*"] }],
+    topics: { kind: "embedded", path: join(dir, "bad.db") },
+    sinks: [{ name: "warehouse", kind: "duckdb" }],
+  });
+  const log = EmbeddedTopicLog.open({ path: join(dir, "bad.db"), logger: createLogger("silent"), maintenanceIntervalMs: 0 });
+  // As the Kafka log refuses a name (kafka-log.ts); the embedded log takes any.
+  log.createTopic = async (spec: TopicSpec) => {
+    throw new SluiceError(`topic ${JSON.stringify(spec.name)}: Kafka topic names hold only ...`, { code: TOPIC_NAME_INVALID, context: { component: "kafka", topic: spec.name } });
+  };
+  const spaced: TableSchema = { ...schema, table: "sp ace" };
+  try {
+    await assert.rejects(captureEncoder(config, config.sources[0]!, new LocalRegistry(await openMemoryStore()), log).encode({ ...insert, schema: spaced }), (error: unknown) => {
+      assert.ok(error instanceof SluiceError && error.code === "SCHEMA_UNSUPPORTED", String(error));
+      assert.equal(error.context["table"], "public.sp ace");
+      assert.match(error.message, /refuses its topic name/);
+      return true;
+    });
   } finally {
     await log.close();
   }

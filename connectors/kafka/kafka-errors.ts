@@ -63,6 +63,16 @@ function isConsumerWithoutGroup(root: KafkaJsFailure): boolean {
   return typeof root.message === "string" && root.message.startsWith("Consumer group was not initialized");
 }
 
+/** Whether a CreateTopics request failed because the broker refused the topic's name (INVALID_TOPIC_EXCEPTION, in kafkajs's aggregate of per-topic errors). */
+export function isInvalidTopicName(error: unknown): boolean {
+  for (let current = error as (KafkaJsFailure & { errors?: unknown }) | undefined, depth = 0; current && typeof current === "object" && depth < 6; depth++) {
+    if (current.type === "INVALID_TOPIC_EXCEPTION") return true;
+    if (Array.isArray(current.errors) && current.errors.some((inner: KafkaJsFailure) => inner?.type === "INVALID_TOPIC_EXCEPTION")) return true;
+    current = (current.originalError ?? current.cause) as typeof current;
+  }
+  return false;
+}
+
 export function isRetriableKafkaError(error: unknown): boolean {
   if (error instanceof SluiceError) return error.retriable;
   const root = rootCause(error);

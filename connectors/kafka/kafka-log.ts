@@ -31,7 +31,7 @@ import type {
   TopicPartitionOffset,
   TopicSpec,
 } from "../topics/contract.ts";
-import { captureLeaseTopic, checkpointTopic, instancesTopic, isInternalTopic, registryTopic, topicIdsTopic } from "../topics/names.ts";
+import { captureLeaseTopic, checkpointTopic, instancesTopic, isInternalTopic, kafkaTopicNameProblem, registryTopic, TOPIC_NAME_INVALID, topicIdsTopic } from "../topics/names.ts";
 import { partitionForKey } from "../topics/partitioner.ts";
 import { announceTopicCreated, onTopicCreated } from "../topics/topic-notices.ts";
 import { assertSameLayout, RECORD_TOO_LARGE, recordBytes, validateSpec } from "../topics/spec.ts";
@@ -43,7 +43,7 @@ import { createKafkaClient } from "./kafka-client.ts";
 import type { KafkaTopicsConfig } from "./kafka-client.ts";
 import { KafkaPullConsumer } from "./kafka-consumer.ts";
 import type { KafkaReaderLimits } from "./kafka-consumer.ts";
-import { kafkaError } from "./kafka-errors.ts";
+import { isInvalidTopicName, kafkaError } from "./kafka-errors.ts";
 import { KafkaLease } from "./kafka-lease.ts";
 import { PartitionReader } from "./partition-reader.ts";
 
@@ -207,6 +207,8 @@ export class KafkaTopicLog implements TopicLog {
   async createTopic(spec: TopicSpec): Promise<void> {
     this.assertWritable("create topic");
     validateSpec(spec);
+    const problem = kafkaTopicNameProblem(spec.name);
+    if (problem !== null) throw new SluiceError(`topic ${JSON.stringify(spec.name)}: ${problem}`, { code: TOPIC_NAME_INVALID, context: { component: "kafka", topic: spec.name } });
     if (isInternalTopic(this.deployment, spec.name)) {
       const existing = await this.describeTopic(spec.name);
       if (existing) this.adopt(spec, existing);
@@ -227,7 +229,17 @@ export class KafkaTopicLog implements TopicLog {
     // A topic created again (its former identity recorded) gets a new one.
     const id = unrecorded.value ?? (await this.writeTopicId(spec.name));
     this.logger.info({ topic: spec.name, topicId: id }, "topic identity drawn");
-    await this.createNew([spec]);
+    try {
+      await this.createNew([spec]);
+    } catch (error) {
+      // A legal name the broker refuses collides with a topic whose name differs only in "." and "_" (one name in Kafka's metrics).
+      if (!isInvalidTopicName(error)) throw error;
+      throw new SluiceError(`Kafka refused topic ${JSON.stringify(spec.name)} (${error instanceof Error ? error.message : String(error)}): a topic whose name differs from it only in "." and "_" exists, and Kafka refuses names that collide so`, {
+        code: TOPIC_NAME_INVALID,
+        context: { component: "kafka", topic: spec.name },
+        cause: error,
+      });
+    }
   }
 
   /**

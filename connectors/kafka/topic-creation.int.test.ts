@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { Kafka } from "kafkajs";
 import { createLogger } from "../../runtime/logger.ts";
-import { captureLeaseTopic, checkpointTopic, instancesTopic, registryTopic, topicIdsTopic } from "../topics/names.ts";
+import { SluiceError } from "../errors.ts";
+import { captureLeaseTopic, checkpointTopic, instancesTopic, registryTopic, TOPIC_NAME_INVALID, topicIdsTopic } from "../topics/names.ts";
 import { KafkaTopicLog } from "./kafka-log.ts";
 import { assertConnectionsClosed, testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
 
@@ -163,4 +164,18 @@ test("two announcements at once leave no connection open once the log is closed"
     () => log.close(),
     "the announcements",
   );
+});
+
+// Table names become topic names: one Kafka cannot take was a failure of the whole source (KAFKA_ERROR), now TOPIC_NAME_INVALID, which capture turns into a halt of that table.
+test("a topic name Kafka cannot take, or one colliding with another in '.' versus '_', is TOPIC_NAME_INVALID naming it", async () => {
+  const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger });
+  const spec = (name: string) => ({ name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  const invalid = (name: string) => (error: unknown) => error instanceof SluiceError && error.code === TOPIC_NAME_INVALID && error.context["topic"] === name && error.message.includes(JSON.stringify(name));
+  try {
+    for (const name of [`${deployment}.public.sp ace`, `${deployment}.public.üñí`, `${deployment}.public.q"u'o\`te;--`]) await assert.rejects(log.createTopic(spec(name)), invalid(name));
+    await log.createTopic(spec(`${deployment}.public.a_b`));
+    await assert.rejects(log.createTopic(spec(`${deployment}.public.a.b`)), invalid(`${deployment}.public.a.b`));
+  } finally {
+    await log.close();
+  }
 });

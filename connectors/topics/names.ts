@@ -49,3 +49,14 @@ export function captureLeaseGroup(deployment: string, captureSet: string): strin
 export function isInternalTopic(deployment: string, topic: string): boolean {
   return topic.startsWith(`${deployment}.sluice.`) || topic.startsWith(`${deployment}.dlq.`) || topic.startsWith("__");
 }
+
+/** Error code of a topic name the topic log cannot take (its characters, length, or, in Kafka, a name that collides with another). */
+export const TOPIC_NAME_INVALID = "TOPIC_NAME_INVALID";
+
+/** Why Kafka cannot take `name` as a topic name (1 to 249 characters of [A-Za-z0-9._-], not "." or ".."), or null. */
+export function kafkaTopicNameProblem(name: string): string | null {
+  if (name === "." || name === "..") return `Kafka topic names cannot be "." or ".."`;
+  if (name.length === 0 || name.length > 249) return `Kafka topic names have 1 to 249 characters, it has ${name.length}`;
+  const bad = /[^A-Za-z0-9._-]/u.exec(name);
+  return bad === null ? null : `Kafka topic names hold only ASCII letters, digits, ".", "_" and "-", not ${JSON.stringify(bad[0])}`;
+}
