@@ -13,7 +13,7 @@ import { RECORD_TOO_LARGE, recordBytes } from "../connectors/topics/spec.ts";
 import { pushAll } from "../runtime/arrays.ts";
 import { mergeSummaries, summarizeBatch } from "./batch-counts.ts";
 import type { BatchSummary } from "./batch-counts.ts";
-import { deserializeEvent, serializeEvent } from "./event-json.ts";
+import { deserializeEventBytes, serializeEventBytes } from "./event-json.ts";
 import { NOT_HALTED } from "./halted.ts";
 import type { CaptureReleaseReport, HaltAction } from "./halted.ts";
 import { Serial } from "../runtime/serial.ts";
@@ -451,7 +451,7 @@ export class CapturePipeline {
       if (isMarker(record) || record.value === null) return;
       const table = Buffer.from(record.key!).toString();
       if ((only !== undefined && table !== only) || this.halted.has(table) || record.offset <= (through.get(table) ?? -1n)) return;
-      const event = deserializeEvent(Buffer.from(record.value).toString());
+      const event = deserializeEventBytes(record.value);
       try {
         pending.push(...(await this.encode(event)));
       } catch (error) {
@@ -667,7 +667,7 @@ export class CapturePipeline {
   private park(event: ChangeEvent): ProducedRecord[] {
     const table = tableName(event.schema);
     const key = Buffer.from(table);
-    const value = Buffer.from(serializeEvent(event));
+    const value = serializeEventBytes(event);
     const reason = Buffer.from((this.halted.get(table)?.error ?? "").slice(0, 400));
     const record = (part: Buffer, headers: Record<string, Uint8Array>): ProducedRecord => ({
       topic: this.options.parkingTopic,

@@ -11,7 +11,7 @@ import type { ChangeEvent, ColumnValue, ProducedRecord, TableSchema } from "../.
 import { tableName, UNCHANGED } from "../../connectors/contracts.ts";
 import { SluiceError } from "../../connectors/errors.ts";
 import type { DataCheck, GovernanceConfig } from "../../config/governance.ts";
-import { serializeEvent } from "../event-json.ts";
+import { serializeEventBytes } from "../event-json.ts";
 import type { Logger } from "../../runtime/logger.ts";
 import { valueText } from "./transforms.ts";
 
@@ -278,7 +278,7 @@ export function withDataChecks(checks: DataChecks, inner: ChangeEncoder, deadLet
       {
         topic: deadLetterTopic,
         key: Buffer.from(tableName(event.schema)),
-        value: Buffer.from(serializeEvent(event)),
+        value: serializeEventBytes(event),
         headers: {
           "sluice.reason": Buffer.from(`data check ${failure.check.check} of column ${column}: the value ${failure.reason}`),
           "sluice.check": Buffer.from(failure.check.check),
