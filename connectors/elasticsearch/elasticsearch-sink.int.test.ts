@@ -10,6 +10,7 @@ import { Client } from "@elastic/elasticsearch";
 import { elasticsearch } from "../../test/services/ports.ts";
 import type { TableSchema } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
+import { SluiceError } from "../errors.ts";
 import { sinkConformanceSuite, TARGET_TEMPLATE } from "../sinks/conformance.ts";
 import type { VisibleRow } from "../sinks/conformance.ts";
 import { renderTarget } from "../sinks/naming.ts";
@@ -72,6 +73,23 @@ describe("Elasticsearch sink specifics", () => {
     await sink.open(signal());
   });
   after(() => sink.close());
+
+  test("a table whose target is no index name (quotes, spaces) or the same lower-cased as another's is refused naming it; the others keep flowing", async () => {
+    const base = randomTableName();
+    const quoted = new Events(tableSchema(`${base}_q"u\`o'te;--x`, [["id", "integer"], ["v", "text"]]));
+    const upper = new Events(tableSchema(`${base}_Up`, [["id", "integer"], ["v", "text"]]));
+    const lower = new Events(tableSchema(`${base}_up`, [["id", "integer"], ["v", "text"]]));
+    const refused = (events: Events, pattern: RegExp) => (error: unknown) => {
+      assert.ok(error instanceof SluiceError && error.code === "SINK_SCHEMA_UNSUPPORTED", String(error));
+      assert.equal(error.context["table"], `src.public.${events.schema.table}`);
+      assert.match(error.message, pattern);
+      return true;
+    };
+    await assert.rejects(() => sink.write([quoted.insert(1n, { id: 1, v: "q" })], signal()), refused(quoted, /cannot hold "\\""/));
+    await sink.write([upper.insert(2n, { id: 2, v: "up" })], signal());
+    await assert.rejects(() => sink.write([lower.insert(3n, { id: 3, v: "down" })], signal()), refused(lower, /is the target of table src\.public\.t_[0-9a-f]+_Up;/));
+    assert.deepEqual(await visibleRows(targetOf(upper.schema), upper.schema), [{ id: "2", v: "up" }]);
+  });
 
   test("a deleted document does not come back after index.gc_deletes has forgotten the delete", async () => {
     const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));

@@ -32,6 +32,7 @@ import { keyId } from "../sinks/keys.ts";
 import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
 import { positionLabel } from "../sinks/rows.ts";
 import { Serial } from "../sinks/serial.ts";
+import { TargetClaims } from "../sinks/target-claims.ts";
 import { settleInTurn } from "../sinks/tables-in-flight.ts";
 import { requestError, runBulk, tlsError } from "./bulk.ts";
 import type { BulkOperation } from "./bulk.ts";
@@ -39,7 +40,7 @@ import type { ElasticsearchSinkConfig, ElasticsearchSinkOptions } from "./config
 import { indexOperation } from "./documents.ts";
 import type { StoredDocument } from "./documents.ts";
 import { OFFSETS_INDEX } from "./config.ts";
-import { Indices } from "./indices.ts";
+import { DERIVED_NAME_SUFFIX, Indices, targetNameProblem } from "./indices.ts";
 import type { EsIndex, TargetIndexes } from "./indices.ts";
 import { encodeJson, ExactSerializer } from "./json.ts";
 import { documentValue, fieldMapping, fieldNameProblem, sameMapping } from "./mapping.ts";
@@ -79,6 +80,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
   #indices: Indices | null = null;
   /** Per target, its indexes as last read or written by this sink. */
   readonly #targets = new Map<string, TargetIndexes>();
+  /** Which table each alias is (lower case: tables "Up" and "up" get one name). */
+  readonly #claims: TargetClaims;
   /** Identities of the topics read now: stored with every offset. */
   #topicIds: ReadonlyMap<string, string> = new Map();
 
@@ -88,6 +91,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     this.#options = options;
     this.#logger = options.logger.child({ component: "sink", sink: config.name, kind: "elasticsearch" });
     this.#accept = tableFilter(config);
+    this.#claims = new TargetClaims(config.name, { derived: DERIVED_NAME_SUFFIX });
   }
 
   async open(signal: AbortSignal): Promise<void> {
@@ -584,9 +588,15 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     }
   }
 
+  /** The table's alias, claimed for it; refused (SINK_SCHEMA_UNSUPPORTED) when it is no index name or another table's is the same. */
   #target(table: TableId): string {
     // Index and alias names are lower case in Elasticsearch.
-    return renderTarget(this.#config.target, table).toLowerCase();
+    const target = renderTarget(this.#config.target, table).toLowerCase();
+    const problem = target === OFFSETS_INDEX ? `Elasticsearch index "${OFFSETS_INDEX}" holds the sinks' offsets` : targetNameProblem(target);
+    if (problem !== null) {
+      throw schemaUnsupported(`its target ${JSON.stringify(target)} cannot name an Elasticsearch alias and its indexes: ${problem}; give the sink a target template that makes a valid name, or leave the table out of its tables`, { sink: this.name, table: tableLabel(table) });
+    }
+    return this.#claims.claim(table, target);
   }
 
   async #call<T>(what: string, operation: () => Promise<T>): Promise<T> {
