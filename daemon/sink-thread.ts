@@ -5,6 +5,8 @@
  * schemas by id, reports its state, and answers metric, query and rebuild calls.
  */
 import { Worker } from "node:worker_threads";
+// Makes the process-wide signals' shared memory before any sink thread starts, so every one inherits it.
+import "../connectors/common/process-signal.ts";
 import type { MetricObjectWithValues, MetricValue } from "prom-client";
 import type { HeapLimits } from "../config/memory.ts";
 import type { SluiceConfig } from "../config/schema.ts";
