@@ -26,6 +26,12 @@ export interface ParsedColumn {
   readonly primaryKey: boolean;
   /** A literal DEFAULT in canonical form (table-definition.ts canonicalDefault); absent for none, NULL, an expression or other types. */
   readonly default?: string;
+  /**
+   * What gives rows already in a table the column's value when it is added, if neither NULL nor `default`:
+   * "generated" (AS (expr)), or "default" for a default Sluice does not carry as a literal (an expression such
+   * as CURRENT_TIMESTAMP, a literal of another type, NOT NULL's implicit 0 or '', AUTO_INCREMENT's numbers).
+   */
+  readonly filledBy?: "generated" | "default";
 }
 
 export type ColumnPlace = { readonly first: true } | { readonly after: string } | null;
@@ -251,6 +257,8 @@ function columnDefinition(c: TokenCursor, options: ParseOptions): ParsedColumn {
   let charset: string | null = null;
   let primaryKey = false;
   let defaultValue: { text: string; quoted: boolean } | null = null;
+  let defaultClause: "none" | "null" | "value" = "none";
+  let generated = false;
   while (!c.done && !c.isPunct(",") && !c.isPunct(")") && !c.isKeyword("FIRST") && !c.isKeyword("AFTER")) {
     if (c.accept("NOT", "NULL")) nullable = false;
     else if (c.accept("NULL")) nullable = true;
@@ -266,10 +274,12 @@ function columnDefinition(c: TokenCursor, options: ParseOptions): ParsedColumn {
     } else if (c.accept("BINARY")) {
       // VARCHAR(n) BINARY: a _bin collation, still text.
     } else if (c.accept("DEFAULT")) {
-      defaultValue = literalDefault(c, options.mariadb);
+      defaultClause = c.accept("NULL") ? "null" : "value";
+      if (defaultClause === "value") defaultValue = literalDefault(c, options.mariadb);
     } else if (c.accept("COMMENT") || c.accept("ON", "UPDATE") || c.accept("COLUMN_FORMAT") || c.accept("STORAGE") || c.accept("SRID")) {
       skipExpression(c);
     } else if (c.accept("GENERATED", "ALWAYS") || c.isKeyword("AS")) {
+      generated = true;
       c.accept("AS");
       if (c.isPunct("(")) c.parenthesised();
     } else if (c.accept("CHECK") || c.accept("REFERENCES")) {
@@ -292,7 +302,17 @@ function columnDefinition(c: TokenCursor, options: ParseOptions): ParsedColumn {
   const textual = TEXT_TYPES.has(base);
   if (BINARY_TYPES.has(base)) charset = "binary";
   const literal = canonicalDefault(dbType, defaultValue);
-  return { name, dbType, nullable, charset: textual || charset === "binary" ? charset : null, textual, primaryKey, ...(literal === undefined ? {} : { default: literal }) };
+  const filledBy = generated ? "generated" : literal === undefined && (defaultClause === "value" || (defaultClause === "none" && !nullable)) ? "default" : undefined;
+  return {
+    name,
+    dbType,
+    nullable,
+    charset: textual || charset === "binary" ? charset : null,
+    textual,
+    primaryKey,
+    ...(literal === undefined ? {} : { default: literal }),
+    ...(filledBy === undefined ? {} : { filledBy }),
+  };
 }
 
 /** A column's DEFAULT when it is a literal (a number or a string; MariaDB reports strings quoted, MySQL not), else null. */

@@ -66,7 +66,7 @@ test("the tracker restores the definitions in force at a position, follows DDL, 
   assert.deepEqual(atDdl.definition("d", "t")!.columns.map((c) => c.name), ["a"]);
 });
 
-test("a column renamed, or dropped and added again under its name, asks for the table's rows again; a new name or a new table does not", async () => {
+test("a column renamed, dropped and added again under its name, or added with values the sinks cannot know asks for the table's rows again; a new name with a literal default or NULL, or a new table, does not", async () => {
   const options = {
     store: new MemorySchemaHistoryStore(),
     catalog: null,
@@ -85,11 +85,17 @@ test("a column renamed, or dropped and added again under its name, asks for the 
   assert.deepEqual(await reread("ALTER TABLE t CHANGE b2 b3 BIGINT", 600n), [{ table: "d.t", columns: ["b3"] }]);
   assert.deepEqual(await reread("ALTER TABLE t MODIFY b3 INT, CHANGE n n BIGINT", 700n), [], "the same names, other types");
   assert.deepEqual(await reread("ALTER TABLE t DROP COLUMN n, ADD COLUMN n INT", 800n), [{ table: "d.t", columns: ["n"] }], "dropped and added in one statement");
+  // Added with values the sinks cannot know: generated, an expression default, a literal not carried, NOT NULL's implicit one.
+  assert.deepEqual(await reread("ALTER TABLE t ADD COLUMN g INT AS (a * 2) VIRTUAL, ADD COLUMN ts TIMESTAMP DEFAULT CURRENT_TIMESTAMP", 810n), [{ table: "d.t", columns: ["g", "ts"] }]);
+  assert.deepEqual(await reread("ALTER TABLE t ADD COLUMN dt DATETIME DEFAULT '2020-01-01', ADD COLUMN z INT NOT NULL", 820n), [{ table: "d.t", columns: ["dt", "z"] }]);
+  assert.deepEqual(await reread("ALTER TABLE t ADD COLUMN i INT NOT NULL DEFAULT 3, ADD COLUMN s VARCHAR(3) DEFAULT 'x', ADD COLUMN nn INT DEFAULT NULL", 830n), [], "literal defaults the sinks fill, and NULL");
+  assert.deepEqual(await reread("ALTER TABLE t MODIFY g INT AS (a * 3) VIRTUAL, MODIFY dt DATETIME NOT NULL", 840n), [{ table: "d.t", columns: ["g"] }], "a new expression; a type change keeps the values");
 
   // Restored from the history, the names the table had are known again.
   const restored = new SchemaTracker(options);
-  await restored.restore(800n);
+  await restored.restore(840n);
   assert.deepEqual((await restored.applyQuery("ALTER TABLE t DROP COLUMN b3", "d", 900n)).reread ?? [], []);
+  assert.deepEqual(restored.definition("d", "t")!.columns.map((c) => c.name), ["a", "C", "n", "g", "ts", "dt", "z", "i", "s", "nn"]);
   assert.deepEqual((await restored.applyQuery("ALTER TABLE t ADD COLUMN b INT", "d", 1000n)).reread, [{ table: "d.t", columns: ["b"] }], "b was renamed away at 500");
 
   // A table dropped and created again starts without the old table's names.

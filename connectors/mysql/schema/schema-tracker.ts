@@ -263,7 +263,7 @@ export class SchemaTracker {
       if (renameTo === undefined && now !== undefined) this.noteUnknownValues(current, now, had, null, new Set(), reread);
       return;
     }
-    if (renameTo === undefined) this.noteUnknownValues(current, next, this.columnsHad.get(key) ?? new Set(), addedNames(actions), droppedAndGivenAgain(actions), reread);
+    if (renameTo === undefined) this.noteUnknownValues(current, next, this.columnsHad.get(key) ?? new Set(), addedNames(actions), columnsGivenValues(actions), reread);
     if (renameTo !== undefined) {
       await this.move(table, renameTo, query, from, changed, next);
       return;
@@ -277,7 +277,7 @@ export class SchemaTracker {
   /**
    * Columns of `next` whose values in the rows already there are not the column's default and not what the targets
    * hold under that name: new to `current` and renamed (not among `added`, the names ADD COLUMN gave; null when not
-   * known) or a name the table had before (`had`), or dropped and given again in the same statement (`replaced`).
+   * known) or a name the table had before (`had`), or given values by the statement (`replaced`, columnsGivenValues).
    */
   private noteUnknownValues(
     current: TableDefinition,
@@ -449,16 +449,26 @@ function addedNames(actions: readonly AlterAction[]): Set<string> {
   return new Set(actions.flatMap((a) => (a.kind === "add-column" ? [a.column.name.toLowerCase()] : [])));
 }
 
-/** The (lower-case) names one ALTER TABLE drops and then gives a column again (DROP COLUMN c, ADD COLUMN c ...). */
-function droppedAndGivenAgain(actions: readonly AlterAction[]): Set<string> {
+/**
+ * The (lower-case) names of columns one ALTER TABLE gives values the targets cannot know: dropped and given
+ * again (DROP COLUMN c, ADD COLUMN c ...), added with values the definition computes (ParsedColumn.filledBy),
+ * or made generated (MODIFY c ... AS (expr)).
+ */
+function columnsGivenValues(actions: readonly AlterAction[]): Set<string> {
   const dropped = new Set<string>();
-  const again = new Set<string>();
+  const given = new Set<string>();
   for (const action of actions) {
-    const given = action.kind === "add-column" || action.kind === "change-column" ? action.column.name : action.kind === "rename-column" ? action.to : null;
-    if (action.kind === "drop-column") dropped.add(action.name.toLowerCase());
-    else if (given !== null && dropped.has(given.toLowerCase())) again.add(given.toLowerCase());
+    if (action.kind === "drop-column") {
+      dropped.add(action.name.toLowerCase());
+      continue;
+    }
+    const name = action.kind === "add-column" || action.kind === "modify-column" || action.kind === "change-column" ? action.column.name : action.kind === "rename-column" ? action.to : null;
+    if (name === null) continue;
+    const filledBy = "column" in action ? action.column.filledBy : undefined;
+    if (dropped.has(name.toLowerCase()) && action.kind !== "modify-column") given.add(name.toLowerCase());
+    if (filledBy === "generated" || (filledBy === "default" && action.kind === "add-column")) given.add(name.toLowerCase());
   }
-  return again;
+  return given;
 }
 
 function toColumn(column: ParsedColumn, fallbackCharset: string | null): ColumnDefinition {
