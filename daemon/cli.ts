@@ -27,6 +27,7 @@ import { runForgetCommand, runRotateCommand } from "./forget-command.ts";
 import { runReplayCommand } from "./replay.ts";
 import { formatRows, queryDuckDbFile } from "./sink-query.ts";
 import { formatStatus } from "./status-table.ts";
+import { terminalText } from "./terminal-text.ts";
 import { parseRoles, RoleError, selectParts } from "./roles.ts";
 import type { RunSelection } from "./roles.ts";
 import { SLUICE_VERSION } from "./version.ts";
@@ -328,9 +329,9 @@ export function installCrashHandler(): void {
   });
 }
 
-/** Runs a command; whatever it prints goes through `redact`, so the config's secrets never show. */
+/** Runs a command; whatever it prints goes through `redact`, so the config's secrets never show, and `terminalText` (table names are anyone's). */
 export async function main(argv: readonly string[], given: Io = processIo): Promise<number> {
-  const io: Io = { stdout: (text) => given.stdout(redact(text)), stderr: (text) => given.stderr(redact(text)) };
+  const io: Io = { stdout: (text) => given.stdout(terminalText(redact(text))), stderr: (text) => given.stderr(terminalText(redact(text))) };
   const [name, ...rest] = argv;
   if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     const topic = name === "help" ? rest[0] : undefined;

@@ -6,6 +6,7 @@
 import type { TableSnapshotProgress } from "../connectors/contracts.ts";
 import { etaSeconds, formatDuration } from "./snapshot-progress.ts";
 import { rebuildLine } from "./rebuild-progress.ts";
+import { oneLine } from "./terminal-text.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
 
 function bar(fraction: number, width = 20): string {
@@ -20,7 +21,7 @@ export function progressLine(source: string, table: TableSnapshotProgress): stri
   const eta = etaSeconds(table);
   const rate = table.rowsPerSecond ? `  ${Math.round(table.rowsPerSecond).toLocaleString("en-US")} rows/s${eta === null ? "" : `  ETA ${formatDuration(eta)}`}` : "";
   const counts = `${table.rowsDone.toLocaleString("en-US")}${total ? ` / ${total.toLocaleString("en-US")}` : ""} rows`;
-  return `snapshot ${source} ${table.table} ${bar(fraction)} ${percent}  ${counts}  ${table.state}${table.state === "running" ? rate : ""}`;
+  return `snapshot ${source} ${oneLine(table.table)} ${bar(fraction)} ${percent}  ${counts}  ${table.state}${table.state === "running" ? rate : ""}`;
 }
 
 export class ProgressDisplay {

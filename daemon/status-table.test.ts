@@ -76,3 +76,13 @@ test("sluice status lists a running rebuild with records, rate and time left", (
   });
   assert.match(leftOut, /\nwh\s+reading\s+25000 \/ 100000 \(1 undecodable left out\)\s+5000\/s/);
 });
+
+test("sluice status shows a table name's control characters and line breaks as escapes: a name cannot drive the terminal or add rows", () => {
+  const name = "public.esc\u001b[31mred\u001b]0;title\u0007\u009b2J\nSINK  fake";
+  const text = formatStatus({
+    ...status({ commit: "10", change: "9" }),
+    sources: [{ name: "pg", kind: "postgres", ready: true, position: null, lagSeconds: 0.4, halted: [{ table: name, error: `table ${name} halted` }] }],
+  });
+  assert.doesNotMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+  assert.match(text, /pg\s+public\.esc\\u001b\[31mred\\u001b\]0;title\\u0007\\u009b2J\\u000aSINK  fake\s+table public\.esc\\u001b/);
+});

@@ -1,6 +1,7 @@
 /** `sluice status` on a terminal: the daemon's /status document as aligned tables. */
 
 import { formatDuration } from "./snapshot-progress.ts";
+import { oneLine } from "./terminal-text.ts";
 import type { SnapshotProgressEntry } from "./snapshot-progress.ts";
 import type { RebuildProgressEntry } from "./rebuild-progress.ts";
 
@@ -44,7 +45,8 @@ interface SinkStatus {
   rebuild?: RebuildProgressEntry | null;
 }
 
-function table(headers: string[], rows: string[][]): string {
+function table(headers: string[], cells: string[][]): string {
+  const rows = cells.map((row) => row.map(oneLine));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
   return [line(headers), ...rows.map(line)].join("\n");
