@@ -23,3 +23,11 @@ test('a pattern starting with "!" excludes what it matches from what the others 
   assert.equal(matches("audit", "other"), false);
   assert.equal(tableMatcher(["!shop._*"])("shop", "orders"), false, "exclusions alone include nothing");
 });
+
+test("* and ? match any character, a line break too: a table named with one is not left out of its schema's capture", () => {
+  const match = tableMatcher(["shop.*", "!shop.tmp?"]);
+  assert.equal(match("shop", "new\nline"), true);
+  assert.equal(match("shop", "\n"), true);
+  assert.equal(match("shop", "tmp\n"), false);
+  assert.equal(tableMatcher(["*.orders"])("a\nb", "orders"), true);
+});

@@ -7,7 +7,8 @@ export type TableMatcher = (schema: string, table: string) => boolean;
 
 function globToRegExp(glob: string): RegExp {
   const source = glob.replace(/[.+^${}()|[\]\\-]/g, "\\$&").replaceAll("*", ".*").replaceAll("?", ".");
-  return new RegExp(`^${source}$`);
+  // "s": a name may hold a line break (a quoted identifier), which * and ? match like any other character.
+  return new RegExp(`^${source}$`, "s");
 }
 
 export const isExclusion = (pattern: string): boolean => pattern.startsWith("!");
