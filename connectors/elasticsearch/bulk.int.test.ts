@@ -11,6 +11,7 @@ import { Client } from "@elastic/elasticsearch";
 import { elasticsearch } from "../../test/services/ports.ts";
 import { testLogger } from "../sinks/test-config.ts";
 import { runBulk } from "./bulk.ts";
+import { NdjsonOperations } from "./ndjson-operations.ts";
 
 const client = new Client({ node: elasticsearch.url });
 const index = `sluice_bulk_${randomBytes(5).toString("hex")}`;
@@ -20,12 +21,12 @@ after(async () => {
   await client.close();
 });
 
-const operation = (id: string, document: Record<string, unknown>) => ({ lines: [JSON.stringify({ index: { _index: index, _id: id } }), JSON.stringify(document)] });
+const operation = (id: string, document: Record<string, unknown>) => [JSON.stringify({ index: { _index: index, _id: id } }), JSON.stringify(document)];
 
 test("a document beyond http.max_content_length fails alone and permanently (413); the rest of the batch applies", { timeout: 60_000 }, async () => {
   await client.indices.create({ index, mappings: { properties: { v: { type: "keyword", index: false, doc_values: false } } } });
   const huge = "x".repeat(101 * 2 ** 20);
-  const outcomes = await runBulk(client, [operation("small-1", { v: "a" }), operation("huge", { v: huge }), operation("small-2", { v: "b" })], {
+  const outcomes = await runBulk(client, NdjsonOperations.ofLines([operation("small-1", { v: "a" }), operation("huge", { v: huge }), operation("small-2", { v: "b" })]), {
     // One body for all three: the 413 refuses the request, so the sink must find the document that caused it.
     maxBytes: 200 * 2 ** 20,
     refresh: true,

@@ -11,19 +11,7 @@ import type { Logger } from "../../runtime/logger.ts";
 import { describeTlsMessage } from "../common/tls-message.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import { errorMessage } from "../sinks/errors.ts";
-
-/**
- * The action line and, except for deletes, the document line: as text, each without the newline,
- * or as the NDJSON bytes of both lines with their newlines (a sink's rows: a batch then keeps one
- * small buffer per row until its request is sent, not its text, which the collector would copy
- * and promote with the batch).
- */
-export type BulkOperation = { readonly lines: readonly string[] } | { readonly ndjson: Buffer };
-
-/** The NDJSON bytes of an operation, newlines included. */
-export function operationBytes(operation: BulkOperation): Buffer {
-  return "ndjson" in operation ? operation.ndjson : Buffer.from(`${operation.lines.join("\n")}\n`);
-}
+import type { NdjsonOperations } from "./ndjson-operations.ts";
 
 export type ItemOutcome =
   | { readonly kind: "applied" }
@@ -47,19 +35,21 @@ interface BulkItemResult {
 }
 
 /**
- * Groups operations (their indices) into bodies of at most `maxBytes`, an operation larger than
- * that alone. A write's bodies are as few as that allows and go one at a time: Elasticsearch
- * spreads a bulk request over an index's shards itself, while requests side by side on one shard
- * are indexed into separate in-memory segments, so each refresh writes one small segment per
- * request (more flushing and merging), and each request has its fixed cost (a translog fsync per
- * shard). Measured: docs/benchmarks.md, "Elasticsearch's own CPU per change".
+ * Groups operations (their positions in `operations`, or those of `among`) into bodies of at most
+ * `maxBytes`, an operation larger than that alone. A write's bodies are as few as that allows and go
+ * one at a time: Elasticsearch spreads a bulk request over an index's shards itself, while requests
+ * side by side on one shard are indexed into separate in-memory segments, so each refresh writes
+ * one small segment per request (more flushing and merging), and each request has its fixed cost (a
+ * translog fsync per shard). Measured: docs/benchmarks.md, "Elasticsearch's own CPU per change".
  */
-export function planBodies(operations: readonly BulkOperation[], maxBytes: number): number[][] {
+export function planBodies(operations: NdjsonOperations, maxBytes: number, among?: readonly number[]): number[][] {
   const bodies: number[][] = [];
   let members: number[] = [];
   let size = 0;
-  operations.forEach((operation, index) => {
-    const bytes = operationSize(operation);
+  const count = among === undefined ? operations.length : among.length;
+  for (let i = 0; i < count; i++) {
+    const index = among === undefined ? i : (among[i] as number);
+    const bytes = operations.sizeOf(index);
     if (members.length > 0 && size + bytes > maxBytes) {
       bodies.push(members);
       members = [];
@@ -67,26 +57,14 @@ export function planBodies(operations: readonly BulkOperation[], maxBytes: numbe
     }
     members.push(index);
     size += bytes;
-  });
+  }
   if (members.length > 0) bodies.push(members);
   return bodies;
 }
 
 /** Packs operations into bodies of at most `maxBytes` (an operation larger than that goes alone), as the bytes sent. */
-export function packBodies(operations: readonly BulkOperation[], maxBytes: number): { body: Buffer; members: number[] }[] {
-  return planBodies(operations, maxBytes).map((members) => ({ body: bodyOf(members.map((m) => operations[m] as BulkOperation)), members }));
-}
-
-function operationSize(operation: BulkOperation): number {
-  if ("ndjson" in operation) return operation.ndjson.length;
-  let size = 0;
-  for (const line of operation.lines) size += Buffer.byteLength(line) + 1;
-  return size;
-}
-
-function bodyOf(operations: readonly BulkOperation[]): Buffer {
-  const parts = operations.map(operationBytes);
-  return Buffer.concat(parts);
+export function packBodies(operations: NdjsonOperations, maxBytes: number): { body: Buffer; members: number[] }[] {
+  return planBodies(operations, maxBytes).map((members) => ({ body: operations.bytesOf(members), members }));
 }
 
 /**
@@ -94,20 +72,17 @@ function bodyOf(operations: readonly BulkOperation[]): Buffer {
  * planBodies); a failed request is thrown and no further one starts. Items Elasticsearch asks to
  * retry are sent again together after every request of the round.
  */
-export async function runBulk(client: Client, operations: readonly BulkOperation[], options: BulkOptions): Promise<ItemOutcome[]> {
+export async function runBulk(client: Client, operations: NdjsonOperations, options: BulkOptions): Promise<ItemOutcome[]> {
   if (operations.length === 0) return [];
   const outcomes: ItemOutcome[] = new Array<ItemOutcome>(operations.length).fill(NOT_SENT);
-  // The operations still to send, by index; null: all of them (the first round sends them as they are, without copies).
-  let pending: number[] | null = null;
+  // The positions of the operations still to send; undefined: all of them.
+  let pending: number[] | undefined;
   const rounds = options.itemAttempts ?? 5;
-  for (let round = 0; pending === null || pending.length > 0; round++) {
+  for (let round = 0; ; round++) {
     const again: number[] = [];
-    const current = pending;
-    const sending = current === null ? operations : current.map((i) => operations[i] as BulkOperation);
-    for (const members of planBodies(sending, options.maxBytes)) {
-      const items = await sendBodyOrEach(client, members.map((m) => sending[m] as BulkOperation), options);
-      members.forEach((member, position) => {
-        const index = current === null ? member : (current[member] as number);
+    for (const members of planBodies(operations, options.maxBytes, pending)) {
+      const items = await sendBodyOrEach(client, operations, members, options);
+      members.forEach((index, position) => {
         const outcome = classify(items[position]);
         outcomes[index] = outcome;
         if (outcome.kind === "failed" && outcome.retriable) again.push(index);
@@ -141,8 +116,8 @@ function classify(item: BulkItemResult | undefined): ItemOutcome {
  * `http.max_content_length`), sends its operations one by one, so only a document too large on its
  * own fails, as its item (permanently: retrying cannot shrink it) and not as the whole write.
  */
-async function sendBodyOrEach(client: Client, members: readonly BulkOperation[], options: BulkOptions): Promise<(BulkItemResult | undefined)[]> {
-  const body = bodyOf(members);
+async function sendBodyOrEach(client: Client, operations: NdjsonOperations, members: readonly number[], options: BulkOptions): Promise<(BulkItemResult | undefined)[]> {
+  const body = operations.bytesOf(members);
   try {
     return await sendBody(client, body, options);
   } catch (error) {
@@ -150,8 +125,8 @@ async function sendBodyOrEach(client: Client, members: readonly BulkOperation[],
   }
   if (members.length > 1) options.logger.warn({ items: members.length, bytes: body.length }, "Elasticsearch refused a bulk request as too large (413); sending its documents one by one");
   const items: (BulkItemResult | undefined)[] = [];
-  for (const operation of members) {
-    const alone = operationBytes(operation);
+  for (const member of members) {
+    const alone = operations.bytesOf([member]);
     try {
       items.push(...(await sendBody(client, alone, options)));
     } catch (error) {

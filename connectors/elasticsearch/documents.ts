@@ -12,7 +12,6 @@ import { ValueRejected } from "../sinks/errors.ts";
 import { keyId } from "../sinks/keys.ts";
 import { cellOf } from "../sinks/rows.ts";
 import { UNCHANGED } from "../contracts.ts";
-import type { BulkOperation } from "./bulk.ts";
 import { encodeJson } from "./json.ts";
 import { documentValue } from "./mapping.ts";
 
@@ -62,11 +61,11 @@ function layoutOf(physical: string, columns: readonly TargetColumn[]): Layout {
 }
 
 /**
- * The bulk operation for one change: index the row (or its tombstone) with the change's version as
- * external version. Throws ValueRejected (naming the column where one is at fault) for a row
- * Elasticsearch cannot take.
+ * The bulk operation for one change, its two lines with their newlines: index the row (or its
+ * tombstone) with the change's version as external version. Throws ValueRejected (naming the
+ * column where one is at fault) for a row Elasticsearch cannot take.
  */
-export function indexOperation(physical: string, columns: readonly TargetColumn[], change: RowChange, stored: StoredDocument | undefined): BulkOperation {
+export function indexOperation(physical: string, columns: readonly TargetColumn[], change: RowChange, stored: StoredDocument | undefined): string {
   if (change.version < 0n || change.version > MAX_VERSION) throw new ValueRejected(`version ${change.version} is outside Elasticsearch's external versions (0..2^63-1)`);
   const layout = layoutOf(physical, columns);
   const id = keyId(change.key, layout.keys);
@@ -79,8 +78,7 @@ export function indexOperation(physical: string, columns: readonly TargetColumn[
   }
   document += `${VERSION_FIELD}${change.version},${DELETED_FIELD}${change.deleted ? "true" : "false"}}`;
   const action = `${layout.actionStart}${JSON.stringify(id)},"version":${change.version},"version_type":"external"}}`;
-  // As bytes at once: the texts die young, the batch keeps one small buffer per row until it is sent.
-  return { ndjson: Buffer.from(`${action}\n${document}\n`) };
+  return `${action}\n${document}\n`;
 }
 
 function fieldValue(column: TargetColumn, change: RowChange, stored: StoredDocument | undefined): unknown {

@@ -35,13 +35,13 @@ import { Serial } from "../sinks/serial.ts";
 import { TargetClaims } from "../sinks/target-claims.ts";
 import { settleInTurn } from "../sinks/tables-in-flight.ts";
 import { requestError, runBulk, tlsError } from "./bulk.ts";
-import type { BulkOperation } from "./bulk.ts";
 import type { ElasticsearchSinkConfig, ElasticsearchSinkOptions } from "./config.ts";
 import { indexOperation } from "./documents.ts";
 import type { StoredDocument } from "./documents.ts";
 import { OFFSETS_INDEX } from "./config.ts";
 import { DERIVED_NAME_SUFFIX, Indices, targetNameProblem } from "./indices.ts";
 import type { EsIndex, TargetIndexes } from "./indices.ts";
+import { NdjsonOperations } from "./ndjson-operations.ts";
 import { encodeJson, ExactSerializer } from "./json.ts";
 import { documentValue, fieldMapping, fieldNameProblem, sameMapping } from "./mapping.ts";
 
@@ -51,6 +51,8 @@ const MGET_CHUNK = 1000;
 /** Documents per page when documents are indexed again (erasure, a new column's default). */
 const REINDEX_PAGE = 1000;
 const SCROLL_KEEP = "5m";
+/** Bytes a write's bulk operations start with room for, at least. */
+const MIN_BULK_CAPACITY = 64 * 1024;
 
 /** A document found to be indexed again. */
 interface FoundDocument {
@@ -84,6 +86,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
   readonly #claims: TargetClaims;
   /** Identities of the topics read now: stored with every offset. */
   #topicIds: ReadonlyMap<string, string> = new Map();
+  /** Per index written, the bytes its next write's bulk operations start with room for (about its last write's). */
+  readonly #bulkCapacity = new WeakMap<EsIndex, number>();
 
   constructor(config: ElasticsearchSinkConfig, options: ElasticsearchSinkOptions) {
     this.name = config.name;
@@ -287,9 +291,9 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     signal: AbortSignal,
     failed: (reason: string) => SluiceError,
   ): Promise<void> {
-    const operations = hits.map((hit) => ({
-      lines: [encodeJson({ index: { _index: index.physical, _id: hit._id, version: BigInt(hit._version), version_type: "external_gte" } }), encodeJson(edit(hit._source))],
-    }));
+    const operations = NdjsonOperations.ofLines(
+      hits.map((hit) => [encodeJson({ index: { _index: index.physical, _id: hit._id, version: BigInt(hit._version), version_type: "external_gte" } }), encodeJson(edit(hit._source))]),
+    );
     const outcomes = await runBulk(this.#cli(), operations, { maxBytes: this.#config.bulk_bytes, refresh: true, retry: this.#config.retry, signal, logger: this.#logger, sink: this.name });
     const failure = outcomes.find((o) => o.kind === "failed");
     if (failure && failure.kind === "failed") throw failed(failure.reason);
@@ -413,7 +417,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     if (rows.length === 0) return;
     const stored = await this.#readStored(primary, rows.filter((row) => hasUnchanged(row.row)), signal);
     // Each bulk operation and, at the same position, the change whose fate it decides.
-    const operations: BulkOperation[] = [];
+    const operations = new NdjsonOperations(this.#bulkCapacity.get(primary) ?? MIN_BULK_CAPACITY);
     const planned: RowChange[] = [];
     for (const physical of physicals) {
       for (const change of rows) {
@@ -421,7 +425,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
         const before = stored.get(change.id);
         if (physical === primary && before && before.version >= change.version) continue;
         try {
-          operations.push(indexOperation(physical.physical, physical.columns, change, before));
+          operations.add(indexOperation(physical.physical, physical.columns, change, before));
           planned.push(change);
         } catch (error) {
           if (!(error instanceof ValueRejected)) throw error;
@@ -429,6 +433,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
         }
       }
     }
+    // A next write of about this size fits without growing its buffer.
+    this.#bulkCapacity.set(primary, Math.max(MIN_BULK_CAPACITY, operations.byteLength * 1.25));
     const outcomes = await runBulk(this.#cli(), operations, {
       maxBytes: this.#config.bulk_bytes,
       refresh: this.#options.refresh ?? false,
@@ -486,7 +492,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
       )) as { hits: { hits: { _id: string }[] } };
       const hits = response.hits.hits;
       if (hits.length === 0) return;
-      const operations = hits.map((hit) => ({ lines: [encodeJson({ delete: { _index: index.physical, _id: hit._id, version, version_type: "external" } })] }));
+      const operations = NdjsonOperations.ofLines(hits.map((hit) => [encodeJson({ delete: { _index: index.physical, _id: hit._id, version, version_type: "external" } })]));
       await runBulk(this.#cli(), operations, { maxBytes: this.#config.bulk_bytes, refresh: false, retry: this.#config.retry, signal, logger: this.#logger, sink: this.name });
     }
   }
@@ -575,12 +581,12 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
 
   async #storeOffsets(offsets: readonly TopicPartitionOffset[], signal: AbortSignal): Promise<void> {
     if (offsets.length === 0) return;
-    const operations = offsets.map((o) => ({
-      lines: [
+    const operations = NdjsonOperations.ofLines(
+      offsets.map((o) => [
         encodeJson({ index: { _index: OFFSETS_INDEX, _id: `${this.name}/${o.topic}/${o.partition}` } }),
         encodeJson({ sink: this.name, topic: o.topic, partition: o.partition, offset: o.offset, ...(this.#topicIds.has(o.topic) ? { topic_id: this.#topicIds.get(o.topic) } : {}) }),
-      ],
-    }));
+      ]),
+    );
     const outcomes = await runBulk(this.#cli(), operations, { maxBytes: this.#config.bulk_bytes, refresh: false, retry: this.#config.retry, signal, logger: this.#logger, sink: this.name });
     const failed = outcomes.find((o) => o.kind === "failed");
     if (failed && failed.kind === "failed") {

@@ -6,6 +6,7 @@ import { packBodies, planBodies, runBulk } from "./bulk.ts";
 import { aliasFilter } from "./indices.ts";
 import { decodeJson, encodeJson, RawJson } from "./json.ts";
 import { documentValue, fieldMapping, fieldNameProblem, sameMapping } from "./mapping.ts";
+import { NdjsonOperations } from "./ndjson-operations.ts";
 
 describe("Elasticsearch mappings and document values", () => {
   test("widening integers, floats, decimals and strings never changes a mapping", () => {
@@ -57,21 +58,22 @@ describe("exact JSON", () => {
 
 describe("bulk", () => {
   test("bodies stay within bulk_bytes; an oversized operation goes alone", () => {
-    const op = (size: number) => ({ lines: ["{}", "x".repeat(size)] });
-    const bodies = packBodies([op(10), op(10), op(100), op(10)], 40);
+    const op = (size: number) => ["{}", "x".repeat(size)];
+    const bodies = packBodies(NdjsonOperations.ofLines([op(10), op(10), op(100), op(10)]), 40);
     assert.deepEqual(bodies.map((b) => b.members), [[0, 1], [2], [3]]);
     assert.ok(bodies.every((b) => Buffer.byteLength(b.body) <= 40 || b.members.length === 1));
   });
 
   test("a write goes in as few bodies as bulk_bytes allows, each within it", () => {
     // Bodies side by side on one shard cost Elasticsearch a segment each per refresh (docs/benchmarks.md).
-    const op = (size: number) => ({ ndjson: Buffer.alloc(size, "x") });
-    const large = Array.from({ length: 3600 }, () => op(300));
-    assert.deepEqual(planBodies(large, 5 * 2 ** 20), [large.map((_, index) => index)], "one body, every operation once, in order");
+    const large = new NdjsonOperations();
+    for (let i = 0; i < 3600; i++) large.add(`${"x".repeat(299)}\n`);
+    const all = Array.from({ length: 3600 }, (_, index) => index);
+    assert.deepEqual(planBodies(large, 5 * 2 ** 20), [all], "one body, every operation once, in order");
     const bounded = planBodies(large, 200_000);
     assert.equal(bounded.length, Math.ceil((3600 * 300) / 200_000));
     assert.ok(bounded.every((members) => members.length * 300 <= 200_000));
-    assert.deepEqual(bounded.flat(), large.map((_, index) => index));
+    assert.deepEqual(bounded.flat(), all);
   });
 
   test("a write within bulk_bytes is one request; a larger one's requests go one at a time, none after a failed one", async () => {
@@ -94,7 +96,7 @@ describe("bulk", () => {
       connectionPool: { connections: [] },
     } as unknown as Client;
     const ids = Array.from({ length: 3000 }, (_, i) => (i % 7 === 0 ? `s${i}` : `a${i}`));
-    const operations = ids.map((id) => ({ lines: [`{"index":{"_id":"${id}"}}`, `{"v":"${"x".repeat(200)}"}`] }));
+    const operations = NdjsonOperations.ofLines(ids.map((id) => [`{"index":{"_id":"${id}"}}`, `{"v":"${"x".repeat(200)}"}`]));
     // Bodies of at most 100 kB: the write takes several requests.
     const options = { maxBytes: 100_000, refresh: false, retry: { initial: 1, max: 2 }, signal: AbortSignal.timeout(5_000), logger: testLogger(), sink: "s" };
     let failing = false;
@@ -130,7 +132,7 @@ describe("bulk", () => {
         },
       },
     } as unknown as Client;
-    const operations = ["a", "b", "c", "d", "e"].map((id) => ({ lines: [`{"index":{"_id":"${id}"}}`, "{}"] }));
+    const operations = NdjsonOperations.ofLines(["a", "b", "c", "d", "e"].map((id) => [`{"index":{"_id":"${id}"}}`, "{}"]));
     const outcomes = await runBulk(client, operations, {
       maxBytes: 1 << 20,
       refresh: false,
