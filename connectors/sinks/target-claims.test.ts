@@ -29,6 +29,9 @@ describe("TargetClaims", () => {
     assert.equal(claims.claim(first, "a_b_c"), "a_b_c");
     refused(claims, second, renderTarget("{schema}_{table}", second), /target "a_b_c" is the target of table pg\.a_b\.c/);
     assert.equal(claims.claim(first, "a_b_c"), "a_b_c", "the first keeps its target");
+    assert.equal(claims.owned(first, "a_b_c"), "a_b_c");
+    assert.equal(claims.owned(second, "a_b_c"), null);
+    assert.equal(claims.owned(table("x", "y"), "x_y"), null, "not claimed yet");
   });
 
   it("refuses a target the sink cannot tell from another (DuckDB ignores case), also one found in its storage", () => {

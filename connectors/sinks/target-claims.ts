@@ -48,6 +48,12 @@ export class TargetClaims {
     if (!this.#claims.has(key)) this.#add(key, { target, table: null });
   }
 
+  /** `target` when `table` has claimed it, else null (not yet claimed, or refused): a check that never throws. */
+  owned(table: TableId, target: string): string | null {
+    const claim = this.#claims.get(this.#fold(target));
+    return claim !== undefined && claim.target === target && claim.table !== null && sameTable(claim.table, table) ? target : null;
+  }
+
   /** `target` for `table`, claimed for it; throws SINK_SCHEMA_UNSUPPORTED when another table has it, or one it cannot be told from. */
   claim(table: TableId, target: string): string {
     const key = this.#fold(target);
