@@ -144,10 +144,19 @@ export class OutboxRouter implements ChangeEncoder {
     if (typeof json !== "object" || json === null || Array.isArray(json)) throw invalid("the logical message's content is not a JSON object", table, event);
     const fields = json as Record<string, unknown>;
     const columns = this.outbox.columns;
+    const asText = (value: unknown, name: string): string => {
+      if (typeof value === "string") return value;
+      try {
+        return JSON.stringify(value);
+      } catch (error) {
+        // JSON.parse takes any depth, JSON.stringify recurses: a value nested some thousands deep (anyone may send a logical message) overflows the stack.
+        throw invalid(`the logical message's field ${name} cannot be written back as JSON (${(error as Error).message}; nested too deeply?)`, table, event);
+      }
+    };
     const part = (name: string, what: string): string => {
       const value = fields[name];
       if (value === undefined || value === null) throw invalid(`the logical message has no ${what} (field ${name})`, table, event);
-      return typeof value === "string" ? value : JSON.stringify(value);
+      return asText(value, name);
     };
     const payload = fields[columns.payload];
     return {
@@ -155,7 +164,7 @@ export class OutboxRouter implements ChangeEncoder {
       aggregateType: part(columns.aggregate_type, "aggregate type"),
       aggregateId: part(columns.aggregate_id, "aggregate id"),
       type: part(columns.event_type, "event type"),
-      payload: payload === undefined || payload === null ? null : typeof payload === "string" ? payload : JSON.stringify(payload),
+      payload: payload === undefined || payload === null ? null : asText(payload, columns.payload),
     };
   }
 
