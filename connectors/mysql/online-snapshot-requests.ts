@@ -22,6 +22,8 @@ export interface MysqlOnlineSnapshotHost {
   readonly catalog: () => Sql | null;
   /** The engine; null while the source is not streaming. */
   readonly engine: () => MysqlIncrementalSnapshots | null;
+  /** The tasks queued or running, also while the source is not streaming (the server away): they go on when it is back. */
+  readonly queued: () => readonly SnapshotTask[];
   /** Null when the config names no watermark table and no pattern names one database. */
   readonly watermarks: () => WatermarkTable | null;
   readonly context: () => ErrorContext;
@@ -66,7 +68,7 @@ export class MysqlOnlineSnapshotRequests implements OnlineSnapshotting {
 
   list(): { tasks: readonly SnapshotTask[]; failed: readonly FailedSnapshot[] } {
     const engine = this.host.engine();
-    return { tasks: engine?.tasks() ?? [], failed: engine?.failed() ?? [] };
+    return { tasks: engine?.tasks() ?? this.host.queued(), failed: engine?.failed() ?? [] };
   }
 
   /** The table as the catalog shows it now; refuses one the source does not capture, or one without a primary key. */

@@ -56,6 +56,7 @@ export class MysqlOnlineSnapshots {
       config: () => host.config,
       catalog: host.catalog,
       engine: () => this.runner.engine,
+      queued: () => this.runner.ledger.tasks,
       watermarks: () => this.watermarks,
       context: () => host.context,
     });
