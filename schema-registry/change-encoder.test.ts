@@ -130,6 +130,9 @@ describe("AvroChangeEncoder transaction blocks", () => {
     await assert.rejects(later.encode(change("c", { ...TABLE, schema: "a", table: "b.c" }, { id: 1, email: "y" })), unsupported("a.b.c"));
     // A control character (a terminal escape) in a name: not a subject the registry takes (it stopped the source before).
     await assert.rejects(encoder.encode(change("c", { ...TABLE, table: "red\u001b[31m" }, { id: 1, email: "x" })), unsupported("public.red\u001b[31m"));
+    // A column named __proto__ (its values were lost: a halt saying 'expected a string, got object [object Object]').
+    const proto: TableSchema = { ...TABLE, table: "proto", columns: [...TABLE.columns, { name: "__proto__", dbType: "text", nullable: true }] };
+    await assert.rejects(encoder.encode(change("c", proto, JSON.parse('{"id": 1, "email": "x", "__proto__": "p"}') as Record<string, unknown>)), (error: unknown) => unsupported("public.proto")(error) && /column "__proto__"/.test((error as Error).message));
   });
 });
 

@@ -141,6 +141,10 @@ export class AvroChangeEncoder {
     if (!encoder) {
       const prefix = this.options.topicPrefix(table.source);
       const topic = this.topicName(table);
+      // Rows are JavaScript objects: assigning a property named __proto__ sets the prototype, so that column's values would be lost.
+      if (table.columns.some((column) => column.name === "__proto__")) {
+        throw unnamable(table, topic, 'its column "__proto__" is a name Sluice cannot carry (rows are JavaScript objects, where it names the prototype): rename the column or leave the table out of the source\'s tables');
+      }
       encoder = this.assertTopicOwned(table, topic).then(() => ChangeEventEncoder.register(this.options.registry, table, {
         topic,
         name: prefix,
