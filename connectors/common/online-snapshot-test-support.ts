@@ -24,6 +24,8 @@ export class Fold {
   /** Updates with an unchanged column that reached a key the sink had no row for. */
   partialOnMissing = 0;
   updates = 0;
+  /** As the sinks keep it: the highest truncate's version; a row at or below it is dropped. */
+  truncatedThrough = -1n;
   readonly table: string;
 
   constructor(table: string) {
@@ -36,10 +38,12 @@ export class Fold {
     const version = event.source.position.change;
     if (event.op === "t") {
       for (const [key, entry] of this.rows) if (entry.version <= version) this.rows.delete(key);
+      if (version > this.truncatedThrough) this.truncatedThrough = version;
       return;
     }
     const key = String(event.key["id"]);
     if (event.op === "r") this.reads.set(key, (this.reads.get(key) ?? 0) + 1);
+    if (version <= this.truncatedThrough) return;
     const known = this.rows.get(key);
     if (known !== undefined && known.version >= version) return;
     if (event.op === "d") {

@@ -58,6 +58,11 @@ export interface CapturedTablesOptions {
    * gone table's (the source empties them, then backfills them).
    */
   readonly onRenamed?: (from: string, to: string) => void;
+  /**
+   * Columns of a captured table renamed, or dropped and added again under their name (by attnum): WAL has no row
+   * changes for either, so the targets do not hold what the table's rows have in them (the source reads it again).
+   */
+  readonly onColumnsChanged?: (table: string, columns: readonly string[]) => void;
 }
 
 interface ColumnSpec {
@@ -106,6 +111,8 @@ export class CapturedTables {
   private readonly byRelid = new Map<number, CapturedTable | null>();
   /** Relations the catalog no longer lists under the name they have here, which no other table took: not found by name. */
   private readonly vacated = new Set<number>();
+  /** By relation: the attnums its captured columns' names had, and the names its attnums had, since the source started. */
+  private readonly columnNumbers = new Map<number, { readonly byName: Map<string, number>; readonly byNumber: Map<number, string> }>();
   private readonly warnedFullRow = new Set<string>();
   private readonly warnedGenerated = new Set<string>();
 
@@ -157,8 +164,35 @@ export class CapturedTables {
     const specs = attrs.filter((a) => !a.generated && (publishedColumns === null || publishedColumns.includes(a.name)));
     this.warnGenerated(info.schema, info.table, attrs.filter((a) => a.generated).map((a) => a.name));
     const table = await this.build(db, relid, info, attrs, specs, info.schema, info.table, published?.rowFilter ?? null);
+    this.numbered(relid, attrs, specs);
     this.remember(table);
     return table;
+  }
+
+  /** Records the attnums of the columns; returns those whose name had another attnum, or whose attnum had another name. */
+  private numbered(relid: number, attrs: readonly AttributeInfo[], columns: readonly { readonly name: string }[]): string[] {
+    let seen = this.columnNumbers.get(relid);
+    if (seen === undefined) {
+      seen = { byName: new Map(), byNumber: new Map() };
+      this.columnNumbers.set(relid, seen);
+    }
+    const changed: string[] = [];
+    for (const { name } of columns) {
+      const number = attrs.find((a) => a.name === name)?.number;
+      if (number === undefined) continue;
+      const before = seen.byName.get(name);
+      const had = seen.byNumber.get(number);
+      if ((before !== undefined && before !== number) || (had !== undefined && had !== name)) changed.push(name);
+      seen.byName.set(name, number);
+      seen.byNumber.set(number, name);
+    }
+    return changed;
+  }
+
+  /** Tells onColumnsChanged of columns renamed or added again since the relation was last seen (catalog attnums). */
+  private checkColumns(relid: number, attrs: readonly AttributeInfo[], message: RelationMessage): void {
+    const changed = this.numbered(relid, attrs, message.columns);
+    if (changed.length > 0) this.options.onColumnsChanged?.(`${message.namespace}.${message.name}`, changed);
   }
 
   /**
@@ -187,9 +221,14 @@ export class CapturedTables {
     }
     const signature = signatureOf(message.namespace, message.name, message.columns, flaggedIdentity(message));
     // With REPLICA IDENTITY FULL every column is flagged, so only the catalog tells a changed primary key.
-    if (known != null && known.signature === signature && message.replicaIdentity !== "f") return known;
+    if (known != null && known.signature === signature && message.replicaIdentity !== "f") {
+      // A column dropped and added again under its name and type looks the same: only its attnum tells.
+      this.checkColumns(message.relationId, await attributes(db, message.relationId), message);
+      return known;
+    }
     const info = await relationInfo(db, message.relationId);
     const attrs = info === null ? [] : await attributes(db, message.relationId);
+    this.checkColumns(message.relationId, attrs, message);
     const table = await this.build(db, message.relationId, info, attrs, message.columns, message.namespace, message.name, known?.rowFilter ?? null, message);
     if (known != null && sameShape(known, table)) return known;
     if (known != null) {

@@ -151,6 +151,8 @@ export class IncrementalSnapshots implements StreamInterleave {
   private readonly partialUpdates: PartialUpdates;
   /** Per table, the highest change LSN of an update with an unchanged column this engine handed on. */
   private readonly partialSeen = new Map<string, bigint>();
+  /** Per table, the highest version of its chunks read: a table read again is read above it, or its rows would not replace those. */
+  private readonly readThrough = new Map<string, bigint>();
   /** Chunks are read at versions above this LSN (see IncrementalSnapshotOptions.unseenThrough). */
   private unseenThrough: bigint;
   /** Per task requested after updates with unchanged columns of its table: its chunks are read at versions above them. */
@@ -169,8 +171,11 @@ export class IncrementalSnapshots implements StreamInterleave {
     );
   }
 
-  /** Queues a snapshot of `table` (already checked by the caller); returns its task. */
-  request(table: string, where: string | null, origin: string, id?: string): SnapshotTask {
+  /**
+   * Queues a snapshot of `table` (already checked by the caller); returns its task. `above`: its chunks are read at
+   * versions above this LSN (a truncate the source wrote for the table just before: rows under it are dropped).
+   */
+  request(table: string, where: string | null, origin: string, id?: string, above?: bigint): SnapshotTask {
     const task: SnapshotTask = {
       id: id ?? `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`,
       table,
@@ -185,7 +190,8 @@ export class IncrementalSnapshots implements StreamInterleave {
     };
     this.options.ledger.add(task);
     // Updates of the table handed on before now were not kept per key: read above them.
-    const seen = this.partialSeen.get(table);
+    let seen: bigint | undefined;
+    for (const floor of [this.partialSeen.get(table), this.readThrough.get(table), above]) if (floor !== undefined && (seen === undefined || floor > seen)) seen = floor;
     if (seen !== undefined) this.seenBeforeRequest.set(task.id, seen);
     this.logger.info({ table, where, origin, id: task.id }, "incremental snapshot requested");
     this.wakeAll();
@@ -423,6 +429,7 @@ export class IncrementalSnapshots implements StreamInterleave {
       this.logger.info({ table: task.table, key: table.schema.key, where: task.where, estimatedRows, id: task.id }, "incremental snapshot of table started");
     }
     const seq = ++this.seq;
+    if ((this.readThrough.get(task.table) ?? -1n) < restartLsn - 1n) this.readThrough.set(task.table, restartLsn - 1n);
     const chunk: OpenChunk = {
       seq,
       lane: lane.index,

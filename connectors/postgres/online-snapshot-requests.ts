@@ -53,9 +53,10 @@ export class OnlineSnapshotRequests implements OnlineSnapshotting {
     };
   }
 
-  async request(table: string, where: string | null, origin: string, id?: string): Promise<{ plan: OnlineSnapshotPlan; task: SnapshotTask }> {
+  /** `above`: see IncrementalSnapshots.request. */
+  async request(table: string, where: string | null, origin: string, id?: string, above?: bigint): Promise<{ plan: OnlineSnapshotPlan; task: SnapshotTask }> {
     const plan = await this.plan(table, where);
-    const task = this.running().request(table, plan.where, origin, id);
+    const task = this.running().request(table, plan.where, origin, id, above);
     return { plan, task };
   }
 

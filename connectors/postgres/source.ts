@@ -42,7 +42,7 @@ import { emptyTargetsStatement, StreamDecoder } from "./stream-decoder.ts";
 import type { TransactionEvent } from "./stream-decoder.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import type { SnapshotLedger } from "../common/incremental-snapshot-state.ts";
-import { backfillRenamed, OnlineSnapshotRunner, requestBackfills } from "../common/online-snapshot-runner.ts";
+import { backfillColumns, backfillRenamed, OnlineSnapshotRunner, requestBackfills } from "../common/online-snapshot-runner.ts";
 import type { OnlineSnapshotSession } from "../common/online-snapshot-runner.ts";
 import { IncrementalSnapshots } from "./incremental-snapshot.ts";
 import { OnlineSnapshotRequests } from "./online-snapshot-requests.ts";
@@ -148,7 +148,10 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private pendingStream: StreamStart | null = null;
   /** prepare()'s catalog reads, until a connect takes them up. */
   private inspecting: Promise<Inspection> | null = null;
-  /** Resuming an existing slot: changes committed at or before this LSN were handed on by an earlier run (0 for a new slot). */
+  /**
+   * Versions at or below this may have been handed on before the online snapshot engine started: resuming an existing
+   * slot, the changes through its checkpoint; after an exported snapshot, its rows' version (0 for a new slot otherwise).
+   */
   private handedOnThrough = 0n;
   private ackedFlush = 0n;
   private readonly acks = new AckTracker((lsn) => this.acknowledged(lsn));
@@ -274,7 +277,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     // A table never captured has no rows there; one whose capture stopped has stale ones: all are emptied, then backfilled.
     const emptied = plan.kind === "stream" && config.snapshot.mode !== "never";
     const added = await ensurePublication(catalog, config, names, tables, server.version, logger, context, () => emptied);
-    if (emptied && added.length > 0) logger.info({ tables: added.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication: their targets are emptied, then filled with their rows");
+    const emptiedAt = emptied && added.length > 0 ? await currentLsn(catalog) : undefined;
+    if (emptiedAt !== undefined) logger.info({ tables: added.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication: their targets are emptied, then filled with their rows");
     const publication = await publicationInfo(catalog, names.publication);
     const published = new Map((await publishedTables(catalog, names.publication, server.version)).map((t) => [`${t.schema}.${t.table}`, t]));
     await checkPrivileges(catalog, publication?.allTables ? tables : tables.filter((t) => published.has(`${t.schema}.${t.table}`)), context);
@@ -287,6 +291,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       logger,
       // Not awaited: called while the stream decodes, which the snapshot needs to go on.
       onRenamed: (from, to) => void this.takeUpRenamed(from, to),
+      onColumnsChanged: (table, columns) => void backfillColumns(table, columns, config.snapshot.mode, () => this.snapshots.request(table, null, "columns-changed"), this.logger),
     });
     signal.throwIfAborted();
 
@@ -294,7 +299,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     if (plan.kind === "stream") {
       this.pendingStream = plan;
       await this.loop.openStream();
-      await this.backfill(added);
+      await this.backfill(added, emptiedAt);
     } else if (plan.kind === "create-and-stream") {
       const { consistentPoint } = await this.createSlot(server, false);
       this.pendingStream = { startLsn: consistentPoint, flushedLsn: consistentPoint, skipThrough: null };
@@ -358,6 +363,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
         ...(this.options.onSnapshotProgress === undefined ? {} : { onProgress: this.options.onSnapshotProgress }),
       });
       const resetOrigin: EventOrigin = { ...origin, position: snapshotResetPosition(origin.position) };
+      // Online snapshots read at the slot's restart_lsn - 1, which these rows have until restart_lsn moves: read above them.
+      this.handedOnThrough = origin.position.change;
       const tracker = new ExportedSnapshotTracker();
       state = {
         reader,
@@ -561,6 +568,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       }
     }
     const tasks = resumedSnapshotTasks(plan.progress, left, plan.resetVersion);
+    // The exported snapshot's rows are one above its resets: online reads go above them.
+    this.handedOnThrough = plan.resetVersion + 1n;
     this.online.replace(tasks);
     this.pendingStream = { startLsn: plan.consistentPoint, flushedLsn: plan.consistentPoint, skipThrough: null };
     await this.loop.openStream();
@@ -602,7 +611,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const added = publication?.allTables
       ? keyed
       : await ensurePublication(catalog, this.config, this.names, keyed, this.server?.version ?? 0, this.logger, this.context, (t) => recreated.has(t.relid));
-    await this.backfill(added);
+    const emptiedAt = again.length > 0 ? await currentLsn(catalog) : undefined;
+    await this.backfill(added, emptiedAt);
     return keyed;
   }
 
@@ -612,18 +622,24 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
    * already streamed under the name) before the backfill reads the renamed table's rows.
    */
   private async takeUpRenamed(from: string, to: string): Promise<void> {
-    if (this.config.snapshot.mode !== "never") {
+    const catalog = this.catalog;
+    let emptiedAt: bigint | undefined;
+    if (this.config.snapshot.mode !== "never" && catalog !== null) {
       try {
-        await this.catalog?.query(emptyTargetsStatement(this.names.slot, to));
+        await catalog.query(emptyTargetsStatement(this.names.slot, to));
+        emptiedAt = await currentLsn(catalog);
       } catch (error) {
         this.logger.warn({ table: to, err: (error as Error).message }, `could not empty the targets of ${to} before reading its rows: rows of a table that had the name before may stay`);
       }
     }
-    await backfillRenamed(from, to, this.config.snapshot.mode, (table) => this.snapshots.request(table, null, "table-renamed"), this.logger);
+    await backfillRenamed(from, to, this.config.snapshot.mode, (table) => this.snapshots.request(table, null, "table-renamed", undefined, emptiedAt), this.logger);
   }
 
-  /** Tables just added to the publication: their rows predate their capture, an online snapshot reads them. */
-  private async backfill(added: readonly TableRef[]): Promise<void> {
+  /**
+   * Tables just added to the publication: their rows predate their capture, an online snapshot reads them. `emptiedAt`:
+   * a truncate of theirs was written below this LSN, so their rows are read at versions above it (sinks drop any under it).
+   */
+  private async backfill(added: readonly TableRef[], emptiedAt?: bigint): Promise<void> {
     if (added.length === 0) return;
     if (this.config.snapshot.mode === "never") {
       this.logger.warn({ tables: added.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication are not backfilled (snapshot.mode never): sluice snapshot --table T --execute reads one");
@@ -631,7 +647,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     }
     await requestBackfills(
       added.map((ref) => `${ref.schema}.${ref.table}`),
-      (table) => this.snapshots.request(table, null, "table-added"),
+      (table) => this.snapshots.request(table, null, "table-added", undefined, emptiedAt),
       (table, error) => this.logger.error({ table, err: error.message }, `table added to the publication cannot be backfilled online (its changes are captured from now on): read it with sluice snapshot --table ${table} --execute`),
     );
   }
@@ -712,4 +728,10 @@ function checkServer(server: ServerInfo, context: ErrorContext): void {
 function hasUnchanged(row: Readonly<Record<string, unknown>>): boolean {
   for (const name in row) if (row[name] === UNCHANGED) return true;
   return false;
+}
+
+/** The server's current WAL write position: past every transaction committed so far. */
+async function currentLsn(db: pg.Client): Promise<bigint> {
+  const result = await db.query<{ lsn: string }>("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::text AS lsn");
+  return BigInt(result.rows[0]!.lsn);
 }
