@@ -291,7 +291,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       logger,
       // Not awaited: called while the stream decodes, which the snapshot needs to go on.
       onRenamed: (from, to) => void this.takeUpRenamed(from, to),
-      onColumnsChanged: (table, columns) => void backfillColumns(table, columns, config.snapshot.mode, () => this.snapshots.request(table, null, "columns-changed"), this.logger),
+      onColumnsChanged: (table, columns) => void this.readColumnsAgain(table, columns),
     });
     signal.throwIfAborted();
 
@@ -614,6 +614,16 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const emptiedAt = again.length > 0 ? await currentLsn(catalog) : undefined;
     await this.backfill(added, emptiedAt);
     return keyed;
+  }
+
+  /** A captured table whose columns were renamed or added again (CapturedTables): read again. Not a partition, whose rows its root's snapshot reads. */
+  private async readColumnsAgain(table: string, columns: readonly string[]): Promise<void> {
+    const catalog = this.catalog;
+    if (catalog === null) return;
+    const dot = table.indexOf(".");
+    const listed = await listTables(catalog, (schema, name) => schema === table.slice(0, dot) && name === table.slice(dot + 1)).catch(() => null);
+    if (listed !== null && listed.length === 0) return;
+    await backfillColumns(table, columns, this.config.snapshot.mode, () => this.snapshots.request(table, null, "columns-changed"), this.logger);
   }
 
   /**
