@@ -4,11 +4,13 @@
  * - `_sluice.tables`: one row per physical table (`<target>__v<N>`): its role (live: behind the
  *   view users query; shadow: being rebuilt), the version of the newest truncate applied to it,
  *   and its columns with their logical types (what schema evolution compares against);
+ * - `_sluice.targets`: the source table each target was first written for, so another table rendered to the same
+ *   name is refused after a restart too (sinks/target-claims.ts);
  * - `_sluice.offsets`: per sink, the next topic offset to read per partition, and the identity of
  *   the topic it was read from (null in files written before Sluice recorded it).
  */
 import type { DuckDBConnection } from "@duckdb/node-api";
-import type { TopicPartitionOffset } from "../contracts.ts";
+import type { TableId, TopicPartitionOffset } from "../contracts.ts";
 import type { StoredSinkOffset } from "../sinks/contract.ts";
 import type { TargetColumn } from "../sinks/columns.ts";
 import { INTERNAL_SCHEMA } from "./config.ts";
@@ -27,6 +29,7 @@ export interface PhysicalTable {
 }
 
 const TABLES = `${ident(INTERNAL_SCHEMA)}.${ident("tables")}`;
+const TARGETS = `${ident(INTERNAL_SCHEMA)}.${ident("targets")}`;
 const OFFSETS = `${ident(INTERNAL_SCHEMA)}.${ident("offsets")}`;
 
 export async function bootstrapCatalog(connection: DuckDBConnection): Promise<void> {
@@ -40,6 +43,23 @@ export async function bootstrapCatalog(connection: DuckDBConnection): Promise<vo
       `"offset" BIGINT NOT NULL, PRIMARY KEY (sink, topic, "partition"))`,
   );
   await connection.run(`ALTER TABLE ${OFFSETS} ADD COLUMN IF NOT EXISTS topic_id VARCHAR`);
+  await connection.run(
+    `CREATE TABLE IF NOT EXISTS ${TARGETS} (target VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, "database" VARCHAR NOT NULL, "schema" VARCHAR NOT NULL, "table" VARCHAR NOT NULL)`,
+  );
+}
+
+/** The source table each target was first written for (files written before Sluice recorded it have none for their targets). */
+export async function loadTargetOwners(connection: DuckDBConnection): Promise<Map<string, TableId>> {
+  const reader = await connection.runAndReadAll(`SELECT target, source, "database", "schema", "table" FROM ${TARGETS}`);
+  return new Map(
+    reader.getRowObjectsJson().map((row) => [String(row["target"]), { source: String(row["source"]), database: String(row["database"]), schema: String(row["schema"]), table: String(row["table"]) }]),
+  );
+}
+
+export async function saveTargetOwner(connection: DuckDBConnection, target: string, table: TableId): Promise<void> {
+  await connection.run(
+    `INSERT INTO ${TARGETS} VALUES (${literal(target)}, ${literal(table.source)}, ${literal(table.database)}, ${literal(table.schema)}, ${literal(table.table)}) ON CONFLICT (target) DO NOTHING`,
+  );
 }
 
 export async function loadTables(connection: DuckDBConnection): Promise<PhysicalTable[]> {

@@ -177,6 +177,29 @@ describe("DuckDB sink specifics", () => {
     }
   });
 
+  test("a target is its first table's after a restart too: another table rendered to the same name, writing first then, is refused", async () => {
+    const name = `d_${randomTableName("owner")}`;
+    const base = randomTableName();
+    const first = new Events(tableSchema(`${base}_x`, [["id", "integer"], ["v", "text"]]));
+    const second = new Events(tableSchema("x", [["id", "integer"], ["v", "text"]], ["id"], { schema: `public_${base}` }));
+    assert.equal(renderTarget(TARGET_TEMPLATE, first.schema), renderTarget(TARGET_TEMPLATE, second.schema));
+    let sink = createSink(name);
+    await sink.open(signal());
+    try {
+      await sink.write([first.insert(1n, { id: 1, v: "first" })], signal());
+      await sink.close();
+      sink = createSink(name);
+      await sink.open(signal());
+      await assert.rejects(
+        () => sink.write([second.insert(2n, { id: 1, v: "second" })], signal()),
+        (error: unknown) => error instanceof SluiceError && error.code === "SINK_SCHEMA_UNSUPPORTED" && error.message.includes(`is the target of table src.public.${base}_x`),
+      );
+      assert.deepEqual(await visibleRows(renderTarget(TARGET_TEMPLATE, first.schema), first.schema), [{ id: "1", v: "first" }]);
+    } finally {
+      await sink.close();
+    }
+  });
+
   test("users query a view of current rows; the versioned table keeps tombstones", async () => {
     const sink = createSink(`d_${randomTableName("view")}`);
     await sink.open(signal());

@@ -31,7 +31,7 @@ import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/na
 import { TargetClaims } from "../sinks/target-claims.ts";
 import { cellOf, positionLabel } from "../sinks/rows.ts";
 import { Serial } from "../sinks/serial.ts";
-import { bootstrapCatalog, forgetTable, loadTables, readOffsets, saveTable, writeOffsets } from "./catalog.ts";
+import { bootstrapCatalog, forgetTable, loadTargetOwners, loadTables, readOffsets, saveTable, saveTargetOwner, writeOffsets } from "./catalog.ts";
 import type { PhysicalTable } from "./catalog.ts";
 import { INTERNAL_SCHEMA, VIEW_SCHEMA } from "./config.ts";
 import type { DuckDbSinkConfig, DuckDbSinkOptions } from "./config.ts";
@@ -110,6 +110,8 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   #topicIds: ReadonlyMap<string, string> = new Map();
   /** Which table each target is: DuckDB's names ignore case, so "Up" and "up" are one table to it. */
   readonly #claims: TargetClaims;
+  /** The table each target was first written for, as `_sluice.targets` holds it after the last committed transaction. */
+  #owners = new Map<string, TableId>();
 
   constructor(config: DuckDbSinkConfig, options: DuckDbSinkOptions) {
     this.name = config.name;
@@ -354,6 +356,10 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
         if (error !== undefined) failures.add(row.indices, rowRejected(errorMessage(error), { ...context, position: positionLabel(row) }, error));
       }
       const target = this.#target(changes.table);
+      if (!this.#owners.has(target)) {
+        await saveTargetOwner(this.#conn(), target, changes.table);
+        this.#owners.set(target, changes.table);
+      }
       let primary: PhysicalTable;
       let mirror: PhysicalTable | null = null;
       if (mode === "live") {
@@ -634,6 +640,8 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
 
   async #reload(): Promise<void> {
     this.#tables = new Map((await loadTables(this.#conn())).map((t) => [t.physical, t]));
+    this.#owners = await loadTargetOwners(this.#conn());
+    for (const [target, table] of this.#owners) this.#claims.know(target, table);
     for (const table of this.#tables.values()) this.#claims.know(table.target);
   }
 

@@ -42,10 +42,15 @@ export class TargetClaims {
     this.#why = options.why ?? "";
   }
 
-  /** A target the sink's storage holds already (from its catalog): a table whose target only folds to it is refused. */
-  know(target: string): void {
+  /**
+   * A target the sink's storage holds already (from its catalog), with the table it was claimed for when the storage recorded it:
+   * another table is refused; without one, the first table to write it claims it.
+   */
+  know(target: string, table: TableId | null = null): void {
     const key = this.#fold(target);
-    if (!this.#claims.has(key)) this.#add(key, { target, table: null });
+    const claim = this.#claims.get(key);
+    if (claim === undefined) this.#add(key, { target, table });
+    else if (claim.table === null && claim.target === target) claim.table = table;
   }
 
   /** `target` when `table` has claimed it, else null (not yet claimed, or refused): a check that never throws. */
