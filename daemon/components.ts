@@ -1,24 +1,26 @@
 /**
  * Builds the parts of a deployment from its config: the schema registry, sources, sinks, and
- * the topic naming that joins them. One place that knows every connector kind.
+ * the topic naming that joins them. One place that knows every connector kind; what a sink's
+ * thread needs is in daemon/sink-components.ts (re-exported here), which that thread loads alone.
  */
 import { dirname, join } from "node:path";
-import type { SinkConfig, SluiceConfig, SourceConfig } from "../config/schema.ts";
-import type { ChangeEvent, ProducedRecord, Sink, Source, StoredRecord, TableSnapshotProgress, TopicLog, TopicSpec } from "../connectors/contracts.ts";
-import { tableMatcher } from "../connectors/common/table-patterns.ts";
+import type { SluiceConfig, SourceConfig } from "../config/schema.ts";
+import type { ChangeEvent, ProducedRecord, Source, TableSnapshotProgress, TopicLog, TopicSpec } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
-import { controlTopic, sinkGroup, TOPIC_NAME_INVALID } from "../connectors/topics/names.ts";
-import { ChangeEventDecoder, LocalRegistry, openJournalStore, RemoteRegistry } from "../schema-registry/index.ts";
+import { controlTopic, TOPIC_NAME_INVALID } from "../connectors/topics/names.ts";
+import { LocalRegistry, openJournalStore, RemoteRegistry } from "../schema-registry/index.ts";
 import type { SchemaRegistry } from "../schema-registry/index.ts";
 import { AvroChangeEncoder } from "../schema-registry/index.ts";
 import type { ChangeEncoder } from "./capture.ts";
-import { CompactedRecordReader, CompactedRecords } from "./compacted-records.ts";
+import { CompactedRecords } from "./compacted-records.ts";
 import { controlledTopic, controlRecord, controlTopicSpec } from "./control-records.ts";
 import type { Logger } from "../runtime/logger.ts";
-import type { RecordDecoder } from "./sink-runner.ts";
 import { ColumnTransforms } from "./governance/transforms.ts";
-import { lazyKeyStore, PersonalDataDecryptor, PersonalDataEncryptor, personalTables, sharedKeyStore } from "./governance/personal-data.ts";
+import { PersonalDataEncryptor, personalTables, sharedKeyStore } from "./governance/personal-data.ts";
 import { sealWorkers } from "./governance/seal-workers.ts";
+import { dataTopicPrefix } from "./sink-components.ts";
+
+export { createSink, dataTopicPrefix, deadLetterTopic, internalTopicSpec, parseDataTopic, personalDecryptor, recordDecoder, sinkGroupName, sinkTopics } from "./sink-components.ts";
 
 export interface RegistrySetup {
   readonly registry: SchemaRegistry;
@@ -46,46 +48,6 @@ export async function openRegistry(config: SluiceConfig, log: TopicLog | null): 
   const store = await openJournalStore(log.registryJournal);
   const local = new LocalRegistry(store, { defaultCompatibility: settings.compatibility });
   return { registry: local, local };
-}
-
-/** Data topics are `<deployment>.<source>.<schema>.<table>`. */
-export function dataTopicPrefix(deployment: string, source: string): string {
-  return `${deployment}.${source}`;
-}
-
-export function parseDataTopic(deployment: string, sources: readonly string[], topic: string): { source: string; schema: string; table: string } | null {
-  for (const source of sources) {
-    const prefix = `${dataTopicPrefix(deployment, source)}.`;
-    if (!topic.startsWith(prefix)) continue;
-    const rest = topic.slice(prefix.length);
-    const dot = rest.indexOf(".");
-    if (dot <= 0) return null;
-    return { source, schema: rest.slice(0, dot), table: rest.slice(dot + 1) };
-  }
-  return null;
-}
-
-/** The data topics a sink reads: its sources' (all by default), filtered by its table patterns. */
-export function sinkTopics(config: SluiceConfig, sink: SinkConfig, topics: readonly string[]): string[] {
-  const sources = sink.sources ?? config.sources.map((s) => s.name);
-  const matches = tableMatcher(sink.tables);
-  const control = controlTopic(config.name);
-  const data = topics
-    .filter((topic) => {
-      const parsed = parseDataTopic(config.name, sources, topic);
-      return parsed !== null && matches(parsed.schema, parsed.table);
-    })
-    .sort();
-  // The control topic (truncates and snapshot resets) once a data topic is read and it exists.
-  return data.length > 0 && topics.includes(control) ? [...data, control] : data;
-}
-
-export function sinkGroupName(config: SluiceConfig, sink: SinkConfig): string {
-  return sinkGroup(config.name, sink.name);
-}
-
-export function deadLetterTopic(config: SluiceConfig, sink: SinkConfig): string {
-  return sink.dead_letter_topic ?? `${config.name}.dlq.${sink.name}`;
 }
 
 export function parkingTopic(config: SluiceConfig, source: SourceConfig): string {
@@ -284,48 +246,6 @@ export function dataTopicSpec(config: SluiceConfig, name: string, options: { key
 }
 
 /**
- * Sluice's own topics (parked events of halted tables, dead letters). With the config, records
- * may be 4 × topics.max_record_bytes: a parked or dead-lettered change carries a row over the
- * limit as JSON, with its reason.
- */
-export function internalTopicSpec(name: string, config?: SluiceConfig) {
-  return {
-    name,
-    partitions: 1,
-    retentionMs: null,
-    retentionBytes: null,
-    compacted: false,
-    ...(config ? { maxRecordBytes: Math.min(4 * config.topics.max_record_bytes, 2 ** 31 - 1) } : {}),
-  };
-}
-
-/** Decodes stored records; with `personal`, personal columns come out decrypted (null once their subject is forgotten). */
-export function recordDecoder(registry: Pick<SchemaRegistry, "getById">, personal?: PersonalDataDecryptor | null): RecordDecoder {
-  const decoder = new ChangeEventDecoder(registry);
-  const compacted = new CompactedRecordReader(registry);
-  // No promise per record once the schemas are known: a sink decodes every change it reads.
-  const decode = (record: StoredRecord): ChangeEvent | null | Promise<ChangeEvent | null> => {
-    // A control record's key names its table, not a row.
-    if (controlledTopic(record) !== null) return decoder.decode(null, record.value, record.headers);
-    const normalized = compacted.normalize(record);
-    if (normalized instanceof Promise) return normalized.then(({ key, value }) => decoder.decode(key, value, record.headers));
-    return decoder.decode(normalized.key, normalized.value, record.headers);
-  };
-  if (!personal) return { decode };
-  return {
-    decode: async (record: StoredRecord) => {
-      const event = await decode(record);
-      return event === null ? null : personal.apply(event);
-    },
-  };
-}
-
-/** The decryption of personal columns for a sink's process, or null when no source of the deployment has any. */
-export function personalDecryptor(config: SluiceConfig, log: TopicLog): PersonalDataDecryptor | null {
-  return config.sources.some((s) => personalTables(s).size > 0) ? new PersonalDataDecryptor(config, lazyKeyStore(config, log, { create: true })) : null;
-}
-
-/**
  * Starts loading the modules these sources need (createSource's, and the PostgreSQL slot takeover's)
  * without waiting for them: called while a start waits on the broker for the capture lease, so the
  * first term does not load them on its way to the first record. A module that fails to load fails
@@ -369,23 +289,6 @@ export interface SourceHooks {
   onSnapshotProgress(progress: readonly TableSnapshotProgress[]): void;
   /** A folder for a source's own durable state (the embedded log's), or null. */
   readonly stateDir: string | null;
-}
-
-export async function createSink(config: SinkConfig, logger: Logger): Promise<Sink> {
-  switch (config.kind) {
-    case "duckdb": {
-      const { createDuckDbSink } = await import("../connectors/duckdb/duckdb-sink.ts");
-      return createDuckDbSink(config, { logger });
-    }
-    case "clickhouse": {
-      const { createClickHouseSink } = await import("../connectors/clickhouse/index.ts");
-      return createClickHouseSink(config, { logger });
-    }
-    case "elasticsearch": {
-      const { createElasticsearchSink } = await import("../connectors/elasticsearch/index.ts");
-      return createElasticsearchSink(config, { logger });
-    }
-  }
 }
 
 /** Where sources keep state of their own: beside the embedded log's file; none with Kafka. */

@@ -101,3 +101,9 @@ test("the daemon's main thread loads the embedded topic log (node:sqlite) only w
     assert.deepEqual(sqlite, [], `${entry} reaches node:sqlite through ${sqlite.map((i) => i.file).join(", ")}`);
   }
 });
+
+test("a sink thread loads neither capture's encoding nor the schema registry's stores, REST API and CLI (daemon/sink-components.ts, not components.ts)", () => {
+  const files = new Set(importsReached("daemon/sink-worker.ts").map((i) => i.file));
+  const capture = ["daemon/components.ts", "schema-registry/index.ts", "schema-registry/change-encoder.ts", "schema-registry/local-registry.ts", "schema-registry/rest-server.ts", "schema-registry/cli.ts"];
+  for (const file of capture) assert.ok(!files.has(file), `daemon/sink-worker.ts reaches ${file}`);
+});

@@ -5,7 +5,7 @@
  */
 import type { SluiceConfig, SinkConfig } from "../config/schema.ts";
 import { SluiceError } from "../connectors/errors.ts";
-import { parseDataTopic, sinkTopics } from "./components.ts";
+import { parseDataTopic, sinkTopics } from "./sink-components.ts";
 import { controlTopic } from "../connectors/topics/names.ts";
 
 export const REBUILD_UNKNOWN_TABLE = "REBUILD_UNKNOWN_TABLE";

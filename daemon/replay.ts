@@ -9,7 +9,7 @@ import type { SluiceConfig } from "../config/schema.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import type { TopicLog } from "../connectors/topics/contract.ts";
 import { sinkGroup } from "../connectors/topics/names.ts";
-import { sinkTopics } from "./components.ts";
+import { sinkTopics } from "./sink-components.ts";
 import { openTopicLogForCommand } from "../connectors/topics/open.ts";
 import { createLogger } from "../runtime/logger.ts";
 import type { Logger } from "../runtime/logger.ts";

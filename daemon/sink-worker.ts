@@ -8,7 +8,7 @@ import { STANDALONE_BATCH_BYTES } from "../config/memory.ts";
 import { rememberSecrets, secretValues } from "../config/redact.ts";
 import { openTopicLog, sinkWriter } from "../connectors/topics/open.ts";
 import { retry } from "../runtime/backoff.ts";
-import { createSink, deadLetterTopic, internalTopicSpec, personalDecryptor, recordDecoder, sinkGroupName, sinkTopics } from "./components.ts";
+import { createSink, deadLetterTopic, internalTopicSpec, personalDecryptor, recordDecoder, sinkGroupName, sinkTopics } from "./sink-components.ts";
 import { eraseInSink, erasureRequests } from "./governance/erasure.ts";
 import { createLogger } from "../runtime/logger.ts";
 import { SluiceMetrics } from "./metrics.ts";
