@@ -16,6 +16,7 @@ import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import { quoteIdent, quoteLiteral } from "./connection-settings.ts";
 import { epochMsToPostgresMicros, formatLsn } from "./lsn.ts";
 import { toSluiceError } from "./pg-errors.ts";
+import { CopyDataFramer } from "./protocol/copy-data-framer.ts";
 import { decodeReplicationMessage, encodeStandbyStatusUpdate, XLOGDATA_HEADER_BYTES, XLOGDATA_TAG } from "./protocol/replication-messages.ts";
 import { WalBuffer } from "./wal-buffer.ts";
 
@@ -35,7 +36,16 @@ interface WireConnection {
   on(event: "copyData", listener: (message: { chunk: Buffer }) => void): void;
   once(event: "replicationStart", listener: () => void): void;
   sendCopyFromChunk(chunk: Buffer): void;
-  stream: { pause(): void; resume(): void; isPaused?(): boolean };
+  stream: WireStream;
+}
+
+interface WireStream {
+  pause(): void;
+  resume(): void;
+  isPaused?(): boolean;
+  listeners(event: "data"): ((chunk: Buffer) => void)[];
+  removeListener(event: "data", listener: (chunk: Buffer) => void): void;
+  on(event: "data", listener: (chunk: Buffer) => void): void;
 }
 
 export interface ReplicationStreamOptions {
@@ -111,7 +121,7 @@ export class ReplicationStream {
     // pg exposes the CopyBoth stream of START_REPLICATION only on its internal connection.
     const wire = (client as unknown as { connection: WireConnection }).connection;
     this.wire = wire;
-    wire.on("copyData", (message) => this.receive(message.chunk));
+    this.readCopyData(wire);
     buffer.onLowWater(() => this.resume());
 
     const started = new Promise<void>((resolve, reject) => {
@@ -155,31 +165,51 @@ export class ReplicationStream {
     await client.end().catch(() => undefined);
   }
 
-  private receive(chunk: Buffer): void {
+  /**
+   * CopyData (the stream's messages) read from the socket's bytes by a CopyDataFramer, every other
+   * message passed to pg's parser; pg's own reading (a 'copyData' event per message) where its
+   * socket does not have exactly its one parsing listener. Set before START_REPLICATION, while
+   * pg's parser holds no partial message.
+   */
+  private readCopyData(wire: WireConnection): void {
+    const receive = (bytes: Buffer, start: number, end: number) => this.receive(bytes, start, end);
+    const listeners = wire.stream.listeners("data");
+    if (listeners.length !== 1) {
+      wire.on("copyData", (message) => receive(message.chunk, 0, message.chunk.length));
+      return;
+    }
+    const pgParse = listeners[0]!;
+    const framer = new CopyDataFramer(receive, pgParse);
+    wire.stream.removeListener("data", pgParse);
+    wire.stream.on("data", (chunk) => framer.push(chunk));
+  }
+
+  /** The CopyData message in `bytes` from `start` to `end`. */
+  private receive(bytes: Buffer, start: number, end: number): void {
     if (this.stopping) return;
     const { buffer } = this.options;
-    if (chunk.length >= XLOGDATA_HEADER_BYTES && chunk[0] === XLOGDATA_TAG) {
+    if (end - start >= XLOGDATA_HEADER_BYTES && bytes[start] === XLOGDATA_TAG) {
       // Every change arrives this way: only its start LSN and a copy of its payload are needed
-      // (pg's parser reuses its receive buffer, so a view would change under the queue).
+      // (the bytes are the socket's or pg's parser's, which reuses its receive buffer).
       // One bigint where the LSN fits a double's integers (below 2^53: every LSN for a long while), not readBigUInt64BE's several.
-      const high = chunk.readUInt32BE(1);
-      const low = chunk.readUInt32BE(5);
-      const walStart = high < 0x200000 ? BigInt(high * 0x1_0000_0000 + low) : chunk.readBigUInt64BE(1);
+      const high = bytes.readUInt32BE(start + 1);
+      const low = bytes.readUInt32BE(start + 5);
+      const walStart = high < 0x200000 ? BigInt(high * 0x1_0000_0000 + low) : bytes.readBigUInt64BE(start + 1);
       if (walStart > this.receivedLsn) this.receivedLsn = walStart;
       if (buffer instanceof WalBuffer) {
         // Kept as bytes until read (wal-buffer.ts): no object per queued message.
-        buffer.pushData(high, low, chunk, XLOGDATA_HEADER_BYTES);
+        buffer.pushData(high, low, bytes, start + XLOGDATA_HEADER_BYTES, end);
       } else {
-        const payload = Buffer.allocUnsafe(chunk.length - XLOGDATA_HEADER_BYTES);
-        chunk.copy(payload, 0, XLOGDATA_HEADER_BYTES);
-        buffer.push({ walStart, payload }, chunk.length);
+        const payload = Buffer.allocUnsafe(end - start - XLOGDATA_HEADER_BYTES);
+        bytes.copy(payload, 0, start + XLOGDATA_HEADER_BYTES, end);
+        buffer.push({ walStart, payload }, end - start);
       }
       this.pauseWhenFull();
       return;
     }
     let message;
     try {
-      message = decodeReplicationMessage(chunk);
+      message = decodeReplicationMessage(bytes.subarray(start, end));
     } catch (error) {
       this.fail(error, "undecodable replication message");
       return;

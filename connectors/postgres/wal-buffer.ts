@@ -14,6 +14,7 @@
  */
 import { ByteBoundedBuffer, ITEM_OVERHEAD_BYTES } from "../common/byte-bounded-buffer.ts";
 import type { WalMessage } from "./replication-stream.ts";
+import { XLOGDATA_HEADER_BYTES } from "./protocol/replication-messages.ts";
 
 const SLAB_BYTES = 256 * 1024;
 /** Numbers per message in the ring: LSN high and low words, slab number, offset, length, cost, kind. */
@@ -42,14 +43,15 @@ export class WalBuffer extends ByteBoundedBuffer<WalMessage> {
 
   /**
    * Queues an XLogData message: its start LSN (as the two 32-bit words of the header) and a copy
-   * of `chunk` from `from` on. No object is kept for it.
+   * of its payload, `chunk` from `from` to `to`; the XLogData header is right before `from`. No
+   * object is kept for it.
    */
-  pushData(lsnHigh: number, lsnLow: number, chunk: Buffer, from: number): void {
+  pushData(lsnHigh: number, lsnLow: number, chunk: Buffer, from: number, to = chunk.length): void {
     if (this.failed !== null) return;
-    const length = chunk.length - from;
+    const length = to - from;
     const slab = this.room(length);
-    chunk.copy(this.slabs[slab - this.firstSlab]!, this.writeAt, from);
-    this.append(lsnHigh, lsnLow, slab, this.writeAt, length, chunk.length + ITEM_OVERHEAD_BYTES, DATA);
+    chunk.copy(this.slabs[slab - this.firstSlab]!, this.writeAt, from, to);
+    this.append(lsnHigh, lsnLow, slab, this.writeAt, length, length + XLOGDATA_HEADER_BYTES + ITEM_OVERHEAD_BYTES, DATA);
     this.writeAt += length;
   }
 
