@@ -5,14 +5,15 @@
  *   their logical types, dropped flag; newest `_seq` wins;
  * - `_sluice_truncates`: per physical table the versions of truncates; the view hides rows at or
  *   below the maximum, so a replayed older row never shows after a truncate;
+ * - `_sluice_targets`: the source table each target was first written for (lowest `_seq`);
  * - `_sluice_offsets`: per sink the next offset to read per partition, with the identity of the
  *   topic it was read from ('' in tables written before Sluice recorded it); newest `_seq` wins.
  * ClickHouse has no transactions: the sink writes these after the data they describe.
  */
-import type { TopicPartitionOffset } from "../contracts.ts";
+import type { TableId, TopicPartitionOffset } from "../contracts.ts";
 import type { StoredSinkOffset } from "../sinks/contract.ts";
 import type { TargetColumn } from "../sinks/columns.ts";
-import { bookkeepingSql, OFFSETS_TABLE, qualified, TABLES_TABLE, TRUNCATES_TABLE } from "./ddl.ts";
+import { bookkeepingSql, OFFSETS_TABLE, qualified, TABLES_TABLE, TARGETS_TABLE, TRUNCATES_TABLE } from "./ddl.ts";
 import type { ClickHouseConnection } from "./connection.ts";
 import { escapeText, parseTsv, sqlString, tsvLine, unescapeField } from "./tsv.ts";
 
@@ -107,6 +108,23 @@ export class ClickHouseCatalog {
       tsvLine(fields.map(escapeText)),
       signal,
     );
+  }
+
+  /** The source table each target was first written for (databases written before Sluice recorded it have none for their targets). */
+  async loadOwners(signal: AbortSignal): Promise<Map<string, TableId>> {
+    const rows = parseTsv(
+      await this.#connection.select(
+        "SELECT target, argMin(source, _seq), argMin(`database`, _seq), argMin(`schema`, _seq), argMin(`table`, _seq) " +
+          `FROM ${qualified(this.#database, TARGETS_TABLE)} GROUP BY target FORMAT TabSeparated`,
+        signal,
+      ),
+    );
+    return new Map(rows.map((fields) => [text(fields[0]), { source: text(fields[1]), database: text(fields[2]), schema: text(fields[3]), table: text(fields[4]) }]));
+  }
+
+  async saveOwner(target: string, table: TableId, signal: AbortSignal): Promise<void> {
+    const fields = [target, table.source, table.database, table.schema, table.table, this.#seq().toString()];
+    await this.#connection.insert(qualified(this.#database, TARGETS_TABLE), ["target", "source", "`database`", "`schema`", "`table`", "_seq"], "TabSeparated", tsvLine(fields.map(escapeText)), signal);
   }
 
   async recordTruncate(physical: string, version: bigint, signal: AbortSignal): Promise<void> {

@@ -13,6 +13,7 @@ import type { Dialect } from "./types.ts";
 export const TABLES_TABLE = "_sluice_tables";
 export const TRUNCATES_TABLE = "_sluice_truncates";
 export const OFFSETS_TABLE = "_sluice_offsets";
+export const TARGETS_TABLE = "_sluice_targets";
 
 export function ident(name: string): string {
   return `\`${name.replace(/\\/g, "\\\\").replace(/`/g, "\\`")}\``;
@@ -94,5 +95,8 @@ export function bookkeepingSql(database: string): string[] {
       `ENGINE = ReplacingMergeTree(version) ORDER BY physical`,
     `CREATE TABLE IF NOT EXISTS ${qualified(database, OFFSETS_TABLE)} (sink String, topic String, \`partition\` UInt32, \`offset\` Int64, topic_id String DEFAULT '', _seq UInt64) ` +
       "ENGINE = ReplacingMergeTree(_seq) ORDER BY (sink, topic, `partition`)",
+    // The source table each target was first written for (the row with the lowest _seq): another table rendered to its name is refused.
+    `CREATE TABLE IF NOT EXISTS ${qualified(database, TARGETS_TABLE)} (target String, source String, \`database\` String, \`schema\` String, \`table\` String, _seq UInt64) ` +
+      "ENGINE = MergeTree ORDER BY target",
   ];
 }
