@@ -177,6 +177,25 @@ describe("DuckDB sink specifics", () => {
     }
   });
 
+  test("columns whose names differ only in case (A and a, or _SLUICE_VERSION beside Sluice's own) are refused naming the column, not a failed write that stops the daemon", async () => {
+    const sink = createSink(`d_${randomTableName("cols")}`);
+    await sink.open(signal());
+    const refused = (column: string) => (error: unknown) =>
+      error instanceof SluiceError && error.code === "SINK_SCHEMA_UNSUPPORTED" && error.context["column"] === column && /ignore case/.test(error.message);
+    try {
+      const both = new Events(tableSchema(randomTableName(), [["id", "integer"], ["A", "text"], ["a", "text"]]));
+      await assert.rejects(() => sink.write([both.insert(1n, { id: 1, A: "upper", a: "lower" })], signal()), refused("a"));
+      const table = randomTableName();
+      const plain = new Events(tableSchema(table, [["id", "integer"], ["v", "text"]]));
+      await sink.write([plain.insert(2n, { id: 1, v: "x" })], signal());
+      const added = new Events(tableSchema(table, [["id", "integer"], ["v", "text"], ["_SLUICE_VERSION", "text"]]));
+      await assert.rejects(() => sink.write([added.insert(3n, { id: 2, v: "y", _SLUICE_VERSION: "z" })], signal()), refused("_SLUICE_VERSION"));
+      assert.deepEqual(await visibleRows(renderTarget(TARGET_TEMPLATE, plain.schema), plain.schema), [{ id: "1", v: "x" }]);
+    } finally {
+      await sink.close();
+    }
+  });
+
   test("a target is its first table's after a restart too: another table rendered to the same name, writing first then, is refused", async () => {
     const name = `d_${randomTableName("owner")}`;
     const base = randomTableName();

@@ -19,10 +19,10 @@ import { ConnectionError, SluiceError } from "../errors.ts";
 import { collapseChanges, versionOf } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { defaultOf, DELETED_COLUMN, firstVersionWith, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
-import type { SinceOf, TargetColumn } from "../sinks/columns.ts";
+import type { PlanContext, SinceOf, TargetColumn } from "../sinks/columns.ts";
 import type { LogicalType } from "../sinks/logical-type.ts";
 import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
-import { errorMessage, rebuildState, rowRejected, ValueRejected } from "../sinks/errors.ts";
+import { errorMessage, rebuildState, rowRejected, schemaUnsupported, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { beforeHalt, earlierPlace, failedRowPlace } from "../sinks/halt-place.ts";
 import type { HaltPlace } from "../sinks/halt-place.ts";
@@ -220,7 +220,8 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     return this.#serial.run(async () => {
       signal.throwIfAborted();
       const target = this.#target(table);
-      const columns = shape ? initialColumns(shape, { sink: this.name, table: tableLabel(table) }) : null;
+      const context = { sink: this.name, table: tableLabel(table) };
+      const columns = shape ? caseDistinct(initialColumns(shape, context), context) : null;
       await this.#transaction(true, async () => {
         const old = this.#find(target, "shadow");
         if (old) await this.#drop(old);
@@ -512,7 +513,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     if (live) return live;
     const generation = this.#nextGeneration(target);
     const table: PhysicalTable = { physical: physicalName(target, generation), target, role: "live", generation, truncateVersion: 0n, columns: [] };
-    await this.#create(table, initialColumns(schema, { sink: this.name, table: label }, since));
+    await this.#create(table, caseDistinct(initialColumns(schema, { sink: this.name, table: label }, since), { sink: this.name, table: label }));
     await this.#createView(table);
     this.#logger.info({ target, physical: table.physical }, "created table");
     return table;
@@ -522,10 +523,11 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   async #evolve(physical: PhysicalTable, schema: TableSchema, label: string, since: SinceOf): Promise<readonly TargetColumn[]> {
     const context = { sink: this.name, table: label };
     if (physical.columns.length === 0) {
-      await this.#create(physical, initialColumns(schema, context, since));
+      await this.#create(physical, caseDistinct(initialColumns(schema, context, since), context));
       return [];
     }
     const plan = planColumns(physical.columns, schema, context, since);
+    caseDistinct(plan.columns, context);
     if (plan.added.length === 0 && plan.changed.length === 0) return [];
     if (plan.changed.some((c) => c.key)) {
       await this.#rewrite(physical, plan.columns);
@@ -707,6 +709,22 @@ function appendRow(appender: DuckDBAppender, appends: readonly ((appender: DuckD
   appender.appendBoolean(row.change.deleted);
   appender.appendInteger(row.group);
   appender.endRow();
+}
+
+/**
+ * DuckDB's names ignore case: columns "A" and "a" of a table (or "_SLUICE_VERSION" beside Sluice's own) would be one, and its
+ * CREATE or ALTER fails ('Column with name a already exists!'), which stopped the daemon. Refused (SINK_SCHEMA_UNSUPPORTED) instead.
+ */
+function caseDistinct(columns: readonly TargetColumn[], context: PlanContext): readonly TargetColumn[] {
+  const seen = new Map([VERSION_COLUMN, DELETED_COLUMN].map((name) => [name.toLowerCase(), name]));
+  for (const column of columns) {
+    const other = seen.get(column.name.toLowerCase());
+    if (other !== undefined) {
+      throw schemaUnsupported(`columns "${other}" and "${column.name}" are one name to DuckDB, whose names ignore case: rename one, or leave the table out of the sink's tables`, { ...context, column: column.name });
+    }
+    seen.set(column.name.toLowerCase(), column.name);
+  }
+  return columns;
 }
 
 export function createDuckDbSink(config: DuckDbSinkConfig, options: DuckDbSinkOptions): DuckDbSink {
