@@ -9,7 +9,7 @@ import { ValueRejected } from "../sinks/errors.ts";
 import { keyId } from "../sinks/keys.ts";
 import { cellOf } from "../sinks/rows.ts";
 import { packBodies } from "./bulk.ts";
-import { indexOperation } from "./documents.ts";
+import { writeIndexOperation } from "./documents.ts";
 import type { StoredDocument } from "./documents.ts";
 import { encodeJson } from "./json.ts";
 import { documentValue } from "./mapping.ts";
@@ -29,7 +29,13 @@ function objectOperation(physical: string, columns: readonly TargetColumn[], cha
   return [encodeJson({ index: { _index: physical, _id: id, version: change.version, version_type: "external" } }), encodeJson(document)];
 }
 
-const ndjson = (operation: string) => operation;
+/** The operation's NDJSON, written alone. */
+function ndjson(physical: string, columns: readonly TargetColumn[], change: RowChange, stored: StoredDocument | undefined): string {
+  const operations = new NdjsonOperations(16);
+  writeIndexOperation(operations, physical, columns, change, stored);
+  assert.equal(operations.length, 1);
+  return operations.bytesOf([0]).toString();
+}
 const ndjsonOf = (lines: readonly string[]) => `${lines.join("\n")}\n`;
 
 const COLUMNS: TargetColumn[] = [
@@ -64,18 +70,54 @@ describe("Elasticsearch bulk operations written as text", () => {
       [change(full, 0n, { id: -1n, region: "" }), undefined],
     ];
     for (const [i, [rowChange, before]] of cases.entries()) {
-      assert.equal(ndjson(indexOperation("sluice_t__v2", COLUMNS, rowChange, before)), ndjsonOf(objectOperation("sluice_t__v2", COLUMNS, rowChange, before)), `case ${i}`);
+      assert.equal(ndjson("sluice_t__v2", COLUMNS, rowChange, before), ndjsonOf(objectOperation("sluice_t__v2", COLUMNS, rowChange, before)), `case ${i}`);
     }
     // An index's columns changed (a new array): the new layout is used.
     const fewer = COLUMNS.slice(0, 3);
-    assert.equal(ndjson(indexOperation("sluice_t__v2", fewer, change(full, 15n), undefined)), ndjsonOf(objectOperation("sluice_t__v2", fewer, change(full, 15n), undefined)));
+    assert.equal(ndjson("sluice_t__v2", fewer, change(full, 15n), undefined), ndjsonOf(objectOperation("sluice_t__v2", fewer, change(full, 15n), undefined)));
+  });
+
+  test("the types written byte by byte (integers, strings, scaled decimals, dates, timestamps, booleans) are what encodeJson gives, for every form of value", () => {
+    const columns: TargetColumn[] = [
+      { name: "k", type: { kind: "integer", bits: 32, unsigned: false }, key: true },
+      { name: "i16", type: { kind: "integer", bits: 16, unsigned: true }, key: false },
+      { name: "i64", type: { kind: "integer", bits: 64, unsigned: false }, key: false },
+      { name: "s", type: { kind: "string" }, key: false },
+      { name: "d", type: { kind: "decimal", precision: 12, scale: 2 }, key: false },
+      { name: "d0", type: { kind: "decimal", precision: 5, scale: 0 }, key: false },
+      { name: "day", type: { kind: "date" }, key: false },
+      { name: "ts", type: { kind: "timestamp", tz: false }, key: false },
+      { name: "tstz", type: { kind: "timestamp", tz: true }, key: false },
+      { name: "b", type: { kind: "boolean" }, key: false },
+    ];
+    const rows: Row[] = [
+      { k: 1, i16: 65_535, i64: 9_223_372_036_854_775_807n, s: "plain", d: "12.50", d0: "7", day: 0, ts: 0n, tstz: -1n, b: true },
+      { k: -2_147_483_648, i16: 0n, i64: -9_007_199_254_740_993n, s: "ü € 😀 \"q\" \\ \n \u0001 \u007f", d: "-0.5", d0: "1e3", day: -719_162, ts: 253_402_300_799_999_999n, tstz: 1_700_000_000_123_456n, b: 0 },
+      { k: 3, i16: "42", i64: 9_007_199_254_740_991, s: "\ud800 lone", d: "NaN", d0: "-Infinity", day: 2_932_896, ts: -62_135_596_800_000_000n, tstz: 0, b: 1n },
+      { k: 4, i16: null, i64: -0, s: 42n, d: 3, d0: 12_345n, day: null, ts: null, tstz: null, b: false },
+      { k: 5, i16: true, i64: "  17 ", s: "", d: " 1.5", d0: "00042", day: 19_000n, ts: 1, tstz: 86_400_000_000n, b: null },
+    ];
+    for (const [i, row] of rows.entries()) {
+      const rowChange = change(row, BigInt(20 + i), { k: row.k ?? 0 });
+      assert.equal(ndjson("sluice_t__v3", columns, rowChange, undefined), ndjsonOf(objectOperation("sluice_t__v3", columns, rowChange, undefined)), `row ${i}`);
+    }
+    const refused: Row[] = [{ k: 1, i16: 65_536 }, { k: 1, i16: -1 }, { k: 1, i64: 1.5 }, { k: 1, i64: 2n ** 63n }, { k: 1, d: "123456789012.5" }, { k: 1, d: "12.345" }, { k: 1, day: 2_932_897 }, { k: 1, b: 2 }, { k: 1, s: new Uint8Array(1) }];
+    for (const row of refused) {
+      const operations = new NdjsonOperations(16);
+      operations.add("{\"delete\":{}}\n");
+      const column = Object.keys(row).find((name) => name !== "k");
+      assert.throws(() => writeIndexOperation(operations, "i", columns, change(row, 1n, { k: 1 }), undefined), (error: unknown) => error instanceof ValueRejected && error.column === column, JSON.stringify(row, (_, v: unknown) => (typeof v === "bigint" ? String(v) : v)));
+      assert.equal(operations.length, 1, "nothing of the refused row is kept");
+      writeIndexOperation(operations, "i", columns, change({ k: 2 }, 2n, { k: 2 }), undefined);
+      assert.equal(operations.bytesOf([0, 1]).toString(), `{"delete":{}}\n${ndjsonOf(objectOperation("i", columns, change({ k: 2 }, 2n, { k: 2 }), undefined))}`);
+    }
   });
 
   test("refuse what Elasticsearch cannot take, naming the column", () => {
-    assert.throws(() => indexOperation("i", COLUMNS, change({ id: 7n, region: "r", ratio: "not a number" }, 1n), undefined), (error: unknown) => error instanceof ValueRejected);
-    assert.throws(() => indexOperation("i", COLUMNS, change({ id: 7n, region: "r" }, -1n), undefined), /outside Elasticsearch's external versions/);
-    assert.throws(() => indexOperation("i", COLUMNS, change({ id: 7n, region: "r" }, 1n, { id: 7n, region: "r".repeat(600) }), undefined), /512-byte document id limit/);
-    assert.throws(() => indexOperation("i", COLUMNS, change({ id: 7n, region: UNCHANGED }, 1n, { id: 7n, region: UNCHANGED }), undefined), (error: unknown) => error instanceof ValueRejected);
+    assert.throws(() => ndjson("i", COLUMNS, change({ id: 7n, region: "r", ratio: "not a number" }, 1n), undefined), (error: unknown) => error instanceof ValueRejected);
+    assert.throws(() => ndjson("i", COLUMNS, change({ id: 7n, region: "r" }, -1n), undefined), /outside Elasticsearch's external versions/);
+    assert.throws(() => ndjson("i", COLUMNS, change({ id: 7n, region: "r" }, 1n, { id: 7n, region: "r".repeat(600) }), undefined), /512-byte document id limit/);
+    assert.throws(() => ndjson("i", COLUMNS, change({ id: 7n, region: UNCHANGED }, 1n, { id: 7n, region: UNCHANGED }), undefined), (error: unknown) => error instanceof ValueRejected);
   });
 
   test("bulk bodies hold each operation's lines, one per line, within the byte limit", () => {

@@ -36,7 +36,7 @@ import { TargetClaims } from "../sinks/target-claims.ts";
 import { settleInTurn } from "../sinks/tables-in-flight.ts";
 import { requestError, runBulk, tlsError } from "./bulk.ts";
 import type { ElasticsearchSinkConfig, ElasticsearchSinkOptions } from "./config.ts";
-import { indexOperation } from "./documents.ts";
+import { writeIndexOperation } from "./documents.ts";
 import type { StoredDocument } from "./documents.ts";
 import { OFFSETS_INDEX } from "./config.ts";
 import { DERIVED_NAME_SUFFIX, Indices, targetNameProblem } from "./indices.ts";
@@ -425,7 +425,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
         const before = stored.get(change.id);
         if (physical === primary && before && before.version >= change.version) continue;
         try {
-          operations.add(indexOperation(physical.physical, physical.columns, change, before));
+          writeIndexOperation(operations, physical.physical, physical.columns, change, before);
           planned.push(change);
         } catch (error) {
           if (!(error instanceof ValueRejected)) throw error;
