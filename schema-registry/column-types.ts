@@ -6,7 +6,7 @@
 import { civilDate } from "../connectors/common/civil-calendar.ts";
 import type { ColumnValue, Unchanged } from "../connectors/contracts.ts";
 import type { AvroSchemaJson } from "./avro-schema.ts";
-import { bytesToDecimalText, bytesToUnscaled, decimalBytes, parseDecimal, unscaledToBytes } from "./decimal.ts";
+import { bytesToDecimalText, bytesToUnscaled, decimalBytes, parseDecimal, ReusedDecimalBytes, unscaledToBytes } from "./decimal.ts";
 import { formatHstore, parseHstore } from "./hstore.ts";
 import type { HstoreMap } from "./hstore.ts";
 
@@ -31,13 +31,23 @@ export interface NamedTypeScope {
   define(fullName: string, definition: () => AvroSchemaJson): AvroSchemaJson;
 }
 
+type ToAvroFunction = (value: PresentValue, context: EncodeContext, path: string) => unknown;
+
+/**
+ * A present value's avsc value. `writtenAtOnce`, where set, gives the same for a value written out
+ * before it is called again (capture's compiled writers): it may hand back the same buffer each
+ * time, overwritten. It belongs to this function, so a type made from another with its own toAvro
+ * (`{ ...base, toAvro }`) does not keep the other's.
+ */
+export type ToAvro = ToAvroFunction & { readonly writtenAtOnce?: ToAvroFunction };
+
 export interface ColumnAvroType {
   /** What the column became, for messages: "decimal(10,2)", "array<int>". */
   readonly label: string;
   /** The Avro schema of a present (non-null) value. */
   schema(scope: NamedTypeScope): AvroSchemaJson;
   /** The avsc value of a present value, or `undefined` when it was recorded as a special value. */
-  toAvro(value: PresentValue, context: EncodeContext, path: string): unknown;
+  readonly toAvro: ToAvro;
   fromAvro(value: unknown, context: DecodeContext, path: string): ColumnValue;
   /** Stands in for a value that is not available in a field that cannot be null. */
   readonly zero: unknown;
@@ -133,8 +143,16 @@ function toFloatingPoint(value: PresentValue): number {
 
 function specialOf(value: PresentValue): SpecialNumeric | undefined {
   if (typeof value === "number" && !Number.isFinite(value)) return Number.isNaN(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity";
-  if (typeof value === "string") return SPECIALS.get(value.trim().toLowerCase());
+  if (typeof value === "string") return startsAsNumber(value) ? undefined : SPECIALS.get(value.trim().toLowerCase());
   return undefined;
+}
+
+/** Text whose first character is a digit, or a minus and a digit: no special value (the usual decimal, without a lookup). */
+function startsAsNumber(text: string): boolean {
+  const first = text.charCodeAt(0);
+  if (first >= 48 && first <= 57) return true;
+  const second = text.charCodeAt(1);
+  return first === 45 && second >= 48 && second <= 57;
 }
 
 function decimalText(value: PresentValue): string {
@@ -228,21 +246,31 @@ export interface DecimalOptions {
 
 /** A decimal with declared precision and scale: Avro bytes with the `decimal` logical type. */
 export function decimalColumn(precision: number, scale: number, options: DecimalOptions = {}): ColumnAvroType {
+  /** The digits to encode, or undefined for a special value (recorded in `context`). */
+  const digitsOf = (value: PresentValue, context: EncodeContext, path: string): string | undefined => {
+    if (options.specials) {
+      const special = specialOf(value);
+      if (special) {
+        context.special(path, special);
+        return undefined;
+      }
+    }
+    const text = decimalText(value);
+    return options.currencyText ? text.replace(/[^0-9.+-]/g, "") : text;
+  };
+  const reused = new ReusedDecimalBytes();
+  const toAvro: ToAvroFunction = (value, context, path) => {
+    const text = digitsOf(value, context, path);
+    return text === undefined ? undefined : decimalBytes(text, scale);
+  };
+  const writtenAtOnce: ToAvroFunction = (value, context, path) => {
+    const text = digitsOf(value, context, path);
+    return text === undefined ? undefined : reused.of(text, scale);
+  };
   return {
     label: `decimal(${precision},${scale})`,
     schema: () => ({ type: "bytes", logicalType: "decimal", precision, scale }),
-    toAvro: (value, context, path) => {
-      if (options.specials) {
-        const special = specialOf(value);
-        if (special) {
-          context.special(path, special);
-          return undefined;
-        }
-      }
-      let text = decimalText(value);
-      if (options.currencyText) text = text.replace(/[^0-9.+-]/g, "");
-      return decimalBytes(text, scale);
-    },
+    toAvro: Object.assign(toAvro, { writtenAtOnce }),
     fromAvro: (value) => {
       // Read where they are (asUint8Array's view of them was garbage for every decimal a sink decodes).
       if (!(value instanceof Uint8Array)) expected("bytes", value);

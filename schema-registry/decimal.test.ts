@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { bigBytesToUnscaled, bigintToBytes, bytesToDecimalText, bytesToUnscaled, decimalBytes, formatUnscaled, parseDecimal, toUnscaled, unscaledToBytes } from "./decimal.ts";
+import { bigBytesToUnscaled, bigintToBytes, bytesToDecimalText, bytesToUnscaled, decimalBytes, formatUnscaled, parseDecimal, ReusedDecimalBytes, toUnscaled, unscaledToBytes } from "./decimal.ts";
 
 describe("decimal", () => {
   it("parses digit strings exactly", () => {
@@ -87,6 +87,22 @@ describe("decimal", () => {
     const texts = ["0", "-0", "-0.00", "123.45", "-123.45", "1.5", "7", "0.01", "999999999999999", "9999999999999.99", "99999999999999.99", "-9999999999999999", "000123.40", "12.", ".5", "-", "", "1.234", "1.230", "+1.5", " 1.5", "1e3", "NaN", "1.2.3", "-.5", "12-3"];
     for (const text of texts) {
       for (const scale of [0, 2, 5]) assert.deepEqual(outcome(() => decimalBytes(text, scale)), outcome(() => bigintToBytes(toUnscaled(text, scale))), `${text} at scale ${scale}`);
+    }
+  });
+
+  it("ReusedDecimalBytes gives decimalBytes's bytes (or error), each value in turn in the same buffer", () => {
+    const reused = new ReusedDecimalBytes();
+    const outcome = (read: () => Buffer) => {
+      try {
+        return Buffer.from(read());
+      } catch (error) {
+        return (error as Error).message;
+      }
+    };
+    const texts = ["0", "-0", "-1", "1", "127", "128", "-128", "-129", "32767", "32768", "-32768", "-32769", "123.45", "-123.45", "0.01", "999999999999999", "-999999999999999", "9999999999999.99", "99999999999999.99", "-9999999999999999", "1.234", "12.", "", "NaN", "1e3"];
+    for (let bits = 7; bits <= 50; bits += 1) texts.push(String(2 ** bits), String(2 ** bits - 1), String(-(2 ** bits)), String(-(2 ** bits) - 1));
+    for (const text of texts) {
+      for (const scale of [0, 2]) assert.deepEqual(outcome(() => reused.of(text, scale)), outcome(() => decimalBytes(text, scale)), `${text} at scale ${scale}`);
     }
   });
 });

@@ -92,18 +92,52 @@ export function smallUnscaled(text: string, scale: number): number | undefined {
 /** unscaledToBytes of a safe integer, in double arithmetic. */
 function safeIntegerToBytes(unscaled: number): Buffer {
   if (unscaled >= -128 && unscaled <= 127) return Buffer.of(unscaled & 0xff);
+  const byteLength = safeIntegerByteLength(unscaled);
+  const bytes = Buffer.allocUnsafe(byteLength);
+  writeSafeInteger(unscaled, bytes, 0, byteLength);
+  return bytes;
+}
+
+/** How many bytes a safe integer's two's complement takes, as short as possible (at most 7). */
+function safeIntegerByteLength(unscaled: number): number {
+  let magnitude = unscaled < 0 ? -unscaled - 1 : unscaled;
+  let byteLength = 1;
+  while (magnitude >= 128) {
+    magnitude = Math.floor(magnitude / 256);
+    byteLength++;
+  }
+  return byteLength;
+}
+
+/** The `byteLength` bytes of a safe integer's two's complement, big-endian, into `bytes` at `at`. */
+function writeSafeInteger(unscaled: number, bytes: Uint8Array, at: number, byteLength: number): void {
   const negative = unscaled < 0;
   // Two's complement of a negative value: the bytes of its magnitude minus one, inverted.
   let magnitude = negative ? -unscaled - 1 : unscaled;
-  let byteLength = 1;
-  while (magnitude >= 2 ** (byteLength * 8 - 1)) byteLength++;
-  const bytes = Buffer.allocUnsafe(byteLength);
-  for (let i = byteLength - 1; i >= 0; i--) {
+  for (let i = at + byteLength - 1; i >= at; i--) {
     const byte = magnitude % 256;
     bytes[i] = negative ? 255 - byte : byte;
     magnitude = (magnitude - byte) / 256;
   }
-  return bytes;
+}
+
+/**
+ * decimalBytes for a value that is written before the next one is asked for (capture's compiled
+ * writers): a plain decimal of up to 15 digits comes back as a view of one buffer of this object,
+ * overwritten by the next call, instead of a new Buffer per value; anything else as decimalBytes.
+ */
+export class ReusedDecimalBytes {
+  private readonly bytes = Buffer.alloc(8);
+  /** The views of the last n bytes, n = 1..7 (a safe integer takes at most 7). */
+  private readonly views = [1, 2, 3, 4, 5, 6, 7].map((length) => this.bytes.subarray(8 - length));
+
+  of(text: string, scale: number): Buffer {
+    const unscaled = smallUnscaled(text, scale);
+    if (unscaled === undefined) return unscaledToBytes(toUnscaled(text, scale));
+    const byteLength = safeIntegerByteLength(unscaled);
+    writeSafeInteger(unscaled, this.bytes, 8 - byteLength, byteLength);
+    return this.views[byteLength - 1]!;
+  }
 }
 
 const MIN_SAFE_BIG = BigInt(Number.MIN_SAFE_INTEGER);

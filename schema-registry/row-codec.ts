@@ -118,7 +118,7 @@ export class RowCodec {
     const bindings = this.bindings;
     for (let i = 0; i < bindings.length; i++) {
       const binding = bindings[i]!;
-      writers[i]!(out, this.fieldValue(binding, row[binding.column], context));
+      writers[i]!(out, this.fieldValue(binding, row[binding.column], context, true));
     }
     if (side && this.sideInHeaders) {
       if (context.unchanged) side.unchanged = context.unchanged;
@@ -127,7 +127,7 @@ export class RowCodec {
   }
 
   /** The Avro value of one field; unavailable fields and special numerics are noted in `context`. */
-  private fieldValue(binding: ColumnBinding, value: ColumnValue | undefined, context: SpecialCollector): unknown {
+  private fieldValue(binding: ColumnBinding, value: ColumnValue | undefined, context: SpecialCollector, writtenAtOnce = false): unknown {
     const { column, field, type, nullable } = binding;
     const unavailable = value === undefined || value === UNCHANGED || (value === null && !nullable && this.hasUnchangedField);
     if (unavailable) {
@@ -142,7 +142,9 @@ export class RowCodec {
     }
     let encoded: unknown;
     try {
-      encoded = type.toAvro(value as Exclude<ColumnValue, null | typeof UNCHANGED>, context, field);
+      const present = value as Exclude<ColumnValue, null | typeof UNCHANGED>;
+      const atOnce = writtenAtOnce ? type.toAvro.writtenAtOnce : undefined;
+      encoded = atOnce !== undefined ? atOnce(present, context, field) : type.toAvro(present, context, field);
     } catch (error) {
       const present = value as Exclude<ColumnValue, null | typeof UNCHANGED>;
       const shown = (type.show ?? describeValue)(present);
