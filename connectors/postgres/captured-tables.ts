@@ -85,6 +85,34 @@ function flaggedIdentity(message: RelationMessage): string[] {
   return message.columns.filter((c) => c.isKey).map((c) => c.name);
 }
 
+const INT2 = 21;
+const INT4 = 23;
+const INT8 = 20;
+const TEXT = 25;
+const VARCHAR = 1043;
+const NUMERIC = 1700;
+
+/**
+ * Whether a column's type change keeps every stored value as it was (a widening: a wider integer, a longer or unbounded
+ * varchar, more numeric precision at the same scale). Any other change may rewrite them (rounding to a smaller scale,
+ * a float's new digits, a time zone applied): the table is read again. A USING expression cannot be seen.
+ */
+function keepsValues(from: ColumnSpec, to: ColumnSpec): boolean {
+  if (from.typeOid === to.typeOid && from.typeModifier === to.typeModifier) return true;
+  const integers = [INT2, INT4, INT8];
+  if (integers.includes(from.typeOid) && integers.includes(to.typeOid)) return integers.indexOf(to.typeOid) >= integers.indexOf(from.typeOid);
+  if (from.typeOid === VARCHAR && to.typeOid === TEXT) return true;
+  if ((from.typeOid === VARCHAR || from.typeOid === TEXT) && to.typeOid === VARCHAR) return to.typeModifier === -1 || (from.typeOid === VARCHAR && from.typeModifier !== -1 && to.typeModifier >= from.typeModifier);
+  if (from.typeOid === NUMERIC && to.typeOid === NUMERIC) {
+    if (to.typeModifier === -1) return true;
+    if (from.typeModifier === -1) return false;
+    const [fromPrecision, fromScale] = [(from.typeModifier - 4) >> 16, (from.typeModifier - 4) & 0xffff];
+    const [toPrecision, toScale] = [(to.typeModifier - 4) >> 16, (to.typeModifier - 4) & 0xffff];
+    return toScale === fromScale && toPrecision >= fromPrecision;
+  }
+  return false;
+}
+
 /** Same columns, replica identity and key: no new schema. */
 function sameShape(a: CapturedTable, b: CapturedTable): boolean {
   return a.signature === b.signature && a.schema.key.length === b.schema.key.length && a.schema.key.every((name, i) => b.schema.key[i] === name);
@@ -111,8 +139,8 @@ export class CapturedTables {
   private readonly byRelid = new Map<number, CapturedTable | null>();
   /** Relations the catalog no longer lists under the name they have here, which no other table took: not found by name. */
   private readonly vacated = new Set<number>();
-  /** By relation: the attnums its captured columns' names had, and the names its attnums had, since the source started. */
-  private readonly columnNumbers = new Map<number, { readonly byName: Map<string, number>; readonly byNumber: Map<number, string> }>();
+  /** By relation: the attnums its captured columns' names had, and the names and types its attnums had, since the source started. */
+  private readonly columnNumbers = new Map<number, { readonly byName: Map<string, number>; readonly byNumber: Map<number, ColumnSpec> }>();
   private readonly warnedFullRow = new Set<string>();
   private readonly warnedGenerated = new Set<string>();
 
@@ -169,22 +197,25 @@ export class CapturedTables {
     return table;
   }
 
-  /** Records the attnums of the columns; returns those whose name had another attnum, or whose attnum had another name. */
-  private numbered(relid: number, attrs: readonly AttributeInfo[], columns: readonly { readonly name: string }[]): string[] {
+  /**
+   * Records the attnums of the columns; returns those whose name had another attnum, whose attnum had another name, or
+   * whose type changed in a way that can change stored values (ALTER COLUMN TYPE rewrites the rows without WAL changes).
+   */
+  private numbered(relid: number, attrs: readonly AttributeInfo[], columns: readonly ColumnSpec[]): string[] {
     let seen = this.columnNumbers.get(relid);
     if (seen === undefined) {
       seen = { byName: new Map(), byNumber: new Map() };
       this.columnNumbers.set(relid, seen);
     }
     const changed: string[] = [];
-    for (const { name } of columns) {
-      const number = attrs.find((a) => a.name === name)?.number;
+    for (const column of columns) {
+      const number = attrs.find((a) => a.name === column.name)?.number;
       if (number === undefined) continue;
-      const before = seen.byName.get(name);
+      const before = seen.byName.get(column.name);
       const had = seen.byNumber.get(number);
-      if ((before !== undefined && before !== number) || (had !== undefined && had !== name)) changed.push(name);
-      seen.byName.set(name, number);
-      seen.byNumber.set(number, name);
+      if ((before !== undefined && before !== number) || (had !== undefined && (had.name !== column.name || !keepsValues(had, column)))) changed.push(column.name);
+      seen.byName.set(column.name, number);
+      seen.byNumber.set(number, column);
     }
     return changed;
   }
