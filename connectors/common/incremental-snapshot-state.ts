@@ -30,7 +30,7 @@ export interface SnapshotTask {
   readonly resetVersion: string | null;
   readonly requestedAtMs: number;
   readonly startedAtMs: number | null;
-  /** How the snapshot was asked for: "cli", "signal", "table-added", "table-renamed", "columns-changed", "initial". */
+  /** How the snapshot was asked for: "cli", "signal", "table-added", "table-renamed", "columns-changed", "xa-rolled-back", "initial". */
   readonly origin: string;
 }
 

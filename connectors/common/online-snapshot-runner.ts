@@ -137,6 +137,29 @@ export async function backfillColumns(table: string, columns: readonly string[],
 }
 
 /**
+ * An XA transaction rolled back after its prepare: the binlog holds its changes at the prepare, and they went to
+ * the topics then, so the tables it changed are read again; the online snapshot's closing reset removes the rows
+ * it inserted (not with snapshot.mode never, which only says so). `tables` null: its prepare was not decoded.
+ */
+export async function backfillRolledBackXa(xid: string, tables: readonly string[] | null, snapshotMode: string, request: (table: string) => Promise<unknown>, logger: Logger): Promise<void> {
+  if (tables === null) {
+    logger.warn(
+      { xid },
+      `XA transaction ${xid} was rolled back after it was prepared, before this run read on from its prepare: its changes may have reached the topics; read the tables it changed again with sluice snapshot --table T --execute`,
+    );
+    return;
+  }
+  logger.warn({ xid, tables }, `XA transaction ${xid} was rolled back after it was prepared: its changes reached the topics at its prepare, so ${tables.join(", ")} ${tables.length === 1 ? "is" : "are"} read again`);
+  if (snapshotMode === "never") {
+    logger.warn({ tables }, `not read again (snapshot.mode never): sluice snapshot --table T --execute reads each`);
+    return;
+  }
+  await requestBackfills(tables, request, (table, error) =>
+    logger.error({ table, err: error.message }, `the table cannot be read online: read it with sluice snapshot --table ${table} --execute`),
+  );
+}
+
+/**
  * Asks for an online snapshot of each table, retrying a retriable refusal a few times; a table
  * that cannot be asked for is reported through `gaveUp` and the others go on.
  */

@@ -307,6 +307,56 @@ test("a column dropped and added again under its name, renamed, or added with ge
   }
 });
 
+test("an XA transaction rolled back after its prepare reads the tables it changed again: its changes leave the targets; a committed one reads nothing", async () => {
+  const db = randomName("xa");
+  databases.push(db);
+  await admin.query(`CREATE DATABASE \`${db}\``);
+  const t = `\`${db}\`.\`accounts\``;
+  await admin.query(`CREATE TABLE ${t} (id INT PRIMARY KEY, v INT NOT NULL)`);
+  await admin.query(`INSERT INTO ${t} SELECT seq, seq FROM seq_1_to_300`);
+  const opened: MysqlSource[] = [];
+  const pumps: Pump[] = [];
+  const fold = new Fold("accounts");
+  const source = async () => {
+    const [rows] = await admin.query(`SELECT id, v FROM ${t} ORDER BY id`);
+    return rows;
+  };
+  const sorted = () => [...fold.visible().values()].sort((a, b) => Number(a["id"]) - Number(b["id"]));
+  try {
+    const capture = newSource(sourceConfig({ tables: [`${db}.*`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 }, heartbeat_interval: 500 }));
+    opened.push(capture);
+    await capture.connect(null, AbortSignal.timeout(30_000));
+    const state = pump(capture, [fold]);
+    pumps.push(state);
+    await waitFor("the initial snapshot", () => state.checkpoint !== null && !(state.checkpoint.position.resume ?? "").includes('"snapshot":"incomplete"'));
+
+    // A prepared XA transaction keeps its connection until it is committed or rolled back.
+    const xa = async (id: string, end: "COMMIT" | "ROLLBACK") => {
+      const client = await adminConnection();
+      try {
+        for (const statement of [`XA START '${id}'`, `UPDATE ${t} SET v = -1 WHERE id = 1`, `DELETE FROM ${t} WHERE id = 2`, `INSERT INTO ${t} VALUES (1000, 1000)`, `XA END '${id}'`, `XA PREPARE '${id}'`]) await client.query(statement);
+        await admin.query(`UPDATE ${t} SET v = 7 WHERE id = 3`);
+        await client.query(`XA ${end} '${id}'`);
+      } finally {
+        await client.query(`XA ROLLBACK '${id}'`).catch(() => undefined);
+        await client.end();
+      }
+    };
+    await xa("rolled", "ROLLBACK");
+    await waitFor("every row read again", () => fold.reads.size === 300 && [...fold.reads.values()].every((n) => n === 2) && noTasks(state), 60_000);
+    await caughtUp(state);
+    assert.deepEqual(sorted(), await source());
+    assert.equal(fold.visible().has("1000"), false, "the rolled-back insert left");
+
+    await xa("committed", "COMMIT");
+    await caughtUp(state);
+    assert.deepEqual(sorted(), await source());
+    assert.ok([...fold.reads.values()].every((n) => n === 2), "a committed XA transaction reads nothing again");
+  } finally {
+    await stopPumps(pumps, opened);
+  }
+});
+
 test("a column added while a table is read online: chunks read before the stream saw the change are read again with it, and every row arrives", async () => {
   await fill("altered", 6000);
   const source = newSource(config({ snapshot: { mode: "never", parallelism: 1, chunk_rows: 300 } }));

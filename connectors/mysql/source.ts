@@ -12,7 +12,7 @@ import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { CaptureLoop, CaptureSource } from "../common/capture-loop.ts";
 import type { CapturePhase, CaptureStats, InitialSnapshot, OpenedStream } from "../common/capture-loop.ts";
-import { backfillColumns, backfillRenamed } from "../common/online-snapshot-runner.ts";
+import { backfillColumns, backfillRenamed, backfillRolledBackXa } from "../common/online-snapshot-runner.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import { BinlogStream } from "./binlog-stream.ts";
 import { binaryLogs, collationRows, currentPosition, databaseCharset, listTables, readDefinitions } from "./catalog.ts";
@@ -363,6 +363,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       // Not awaited: called while the stream decodes, which the snapshot needs to go on.
       onRenamed: (from, to) => void backfillRenamed(from, to, config.snapshot.mode, (table) => this.snapshots.request(table, null, "table-renamed"), logger),
       onReread: (table, columns) => void backfillColumns(table, columns, config.snapshot.mode, () => this.snapshots.request(table, null, "columns-changed"), logger),
+      onXaRolledBack: (xid, tables) => void backfillRolledBackXa(xid, tables, config.snapshot.mode, (table) => this.snapshots.request(table, null, "xa-rolled-back"), logger),
       logger,
       context,
     });

@@ -92,6 +92,12 @@ export interface StreamDecoderOptions {
   readonly onRenamed?: (from: string, to: string) => void;
   /** A table whose rows hold column values its targets do not have (QueryOutcome.reread), past the resume point. */
   readonly onReread?: (table: string, columns: readonly string[]) => void;
+  /**
+   * XA ROLLBACK of a transaction prepared earlier, past the resume point: the binlog holds its changes at its
+   * prepare, and they were handed on then. `tables`: the captured tables it changed; null when its prepare was
+   * not decoded in this run (before the resume point, or more prepared transactions open than are remembered).
+   */
+  readonly onXaRolledBack?: (xid: string, tables: readonly string[] | null) => void;
   readonly logger: Logger;
   readonly context: ErrorContext;
 }
@@ -119,6 +125,9 @@ interface PayloadCursor {
   next: number;
 }
 
+/** Prepared XA transactions remembered at most (each a few table names); a rollback of one forgotten is still reported. */
+const MAX_PREPARED_XA = 10_000;
+
 export class StreamDecoder {
   private readonly options: StreamDecoderOptions;
   private readonly gtid: GtidState;
@@ -141,6 +150,8 @@ export class StreamDecoder {
   partialImagesSeen = false;
   /** When the heartbeat being decoded arrived (HeartbeatArrivals); null: unknown, now. */
   private heartbeatArrivedAt: number | null = null;
+  /** XA transactions prepared and not yet committed or rolled back: the captured tables each changed, oldest first. */
+  private readonly preparedXa = new Map<string, readonly string[]>();
   /** Tables warned about for partial row images. */
   private readonly partialTables = new Set<string>();
   /** Tables warned about for changes logged as statements: when, and how many since. */
@@ -230,7 +241,10 @@ export class StreamDecoder {
       case "query":
         return this.query(header, body.query.query, body.query.schema, start, end, out, body.query.threadId);
       case "xid":
+        this.end(end);
+        return;
       case "xa-prepare":
+        this.prepared(body.xid, body.onePhase);
         this.end(end);
         return;
       case "table-map":
@@ -340,6 +354,11 @@ export class StreamDecoder {
       return;
     }
     if (head.startsWith("XA END") || head.startsWith("SAVEPOINT") || head.startsWith("ROLLBACK TO") || head.startsWith("RELEASE SAVEPOINT")) return;
+    const resolved = /^XA\s+(COMMIT|ROLLBACK)\s+X'([0-9a-f]*)'\s*,\s*X'([0-9a-f]*)'\s*,\s*(-?\d+)/i.exec(statement);
+    if (resolved !== null) {
+      const [, verb, gtrid, bqual, formatId] = resolved;
+      this.resolved(`X'${gtrid!.toLowerCase()}',X'${bqual!.toLowerCase()}',${Number(formatId)}`, verb!.toUpperCase() === "ROLLBACK", end);
+    }
     const written = dmlTarget(statement, schema);
     if (written !== null && this.options.tracker.captured(written.database, written.table)) this.noteStatementChange(tableKey(written.database, written.table), start, statement);
     if (this.transaction === null) this.begin(start, null, header.timestamp * 1000, null, true);
@@ -361,6 +380,22 @@ export class StreamDecoder {
         throw this.failure(error, null, binlogAt(this.fileIndex, start));
       },
     );
+  }
+
+  /** Remembers the captured tables an XA transaction changed until it is committed or rolled back. */
+  private prepared(xid: string, onePhase: boolean): void {
+    const tables = Object.keys(this.transaction?.tableEventCounts ?? {});
+    if (onePhase || tables.length === 0) return;
+    this.preparedXa.delete(xid);
+    this.preparedXa.set(xid, tables);
+    if (this.preparedXa.size > MAX_PREPARED_XA) this.preparedXa.delete(this.preparedXa.keys().next().value!);
+  }
+
+  private resolved(xid: string, rolledBack: boolean, end: number): void {
+    const tables = this.preparedXa.get(xid) ?? null;
+    this.preparedXa.delete(xid);
+    // A rollback stored before the resume point was taken care of then.
+    if (rolledBack && this.options.onXaRolledBack !== undefined && !this.storedThrough(end)) this.options.onXaRolledBack(xid, tables);
   }
 
   private truncate(database: string, table: string, transaction: OpenTransaction, start: number, out: DecodedEvent[], serverId: number): void {

@@ -22,6 +22,7 @@ import {
   readRotate,
   readRowsQuery,
   readTransactionPayload,
+  readXaPrepare,
   readXid,
 } from "./events.ts";
 import type { MariadbGtidEvent, MysqlGtidEvent, QueryEvent, RotateEvent } from "./events.ts";
@@ -51,7 +52,8 @@ export type EventBody =
   | { readonly kind: "heartbeat"; readonly file: string; readonly position: number }
   /** The inner events of a TRANSACTION_PAYLOAD_EVENT, one after another, without checksums. */
   | { readonly kind: "payload"; readonly events: Buffer }
-  | { readonly kind: "xa-prepare" }
+  /** `xid` as XA COMMIT/ROLLBACK statements in the binlog write it (readXaPrepare); `onePhase`: it commits too. */
+  | { readonly kind: "xa-prepare"; readonly xid: string; readonly onePhase: boolean }
   | { readonly kind: "stop" }
   | { readonly kind: "other" };
 
@@ -148,7 +150,7 @@ export class EventParser {
       case EventType.TRANSACTION_PAYLOAD:
         return { kind: "payload", events: readTransactionPayload(reader) };
       case EventType.XA_PREPARE:
-        return { kind: "xa-prepare" };
+        return { kind: "xa-prepare", ...readXaPrepare(reader) };
       case EventType.STOP:
         return { kind: "stop" };
       default:

@@ -154,6 +154,21 @@ export function readRowsQuery(reader: BinaryReader): string {
   return reader.rest().toString("utf8");
 }
 
+/**
+ * XA_PREPARE_LOG_EVENT: the XID of the XA transaction it prepares (one_phase, formatID, gtrid and
+ * bqual lengths, then their bytes), written as the server writes it in XA COMMIT/ROLLBACK statements
+ * of the binlog: X'<gtrid hex>',X'<bqual hex>',<formatID>. One phase (XA COMMIT ... ONE PHASE): it commits too.
+ */
+export function readXaPrepare(reader: BinaryReader): { readonly xid: string; readonly onePhase: boolean } {
+  const onePhase = reader.uintLE(1) !== 0;
+  const formatId = reader.i32();
+  const gtridLength = reader.uintLE(4);
+  const bqualLength = reader.uintLE(4);
+  const gtrid = reader.bytesView(gtridLength).toString("hex");
+  const bqual = reader.bytesView(bqualLength).toString("hex");
+  return { xid: `X'${gtrid}',X'${bqual}',${formatId}`, onePhase };
+}
+
 /** HEARTBEAT_LOG_EVENT: the file the server is reading; the header's log position says where. */
 export function readHeartbeat(reader: BinaryReader): string {
   return reader.rest().toString("utf8");
