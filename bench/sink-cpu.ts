@@ -11,7 +11,12 @@
  * Reported: the process's CPU per change while the worker decodes and writes (the collector's
  * helper threads included; the main thread only hands over batches), and the decoding's part.
  *
- *   node bench/sink-cpu.ts [--sink clickhouse|elasticsearch|none] [--changes 100000] [--batch 5000] [--old-mb N] [--young-mb N] [--unbounded] [--server-pid N]
+ *   node bench/sink-cpu.ts [--sink clickhouse|elasticsearch|none] [--changes 100000] [--batch 5000] [--old-mb N] [--young-mb N] [--unbounded] [--server-pid N] [--no-staged]
+ *
+ * A sink with a staged write (connectors/sinks/contract.ts StagedWrite) gets each change as it is
+ * decoded, as the sink runtime hands it over (daemon/sink-runner.ts applyStaged); a batch it cannot
+ * stage is decoded again and written with `write`.
+ * `--no-staged` writes every batch with `write`.
  *
  * Also reported: the server's CPU per change (ClickHouse's or Elasticsearch's process, from
  * /proc/<pid>/stat: the services' pid file, or `--server-pid` for another server, e.g. a private
@@ -31,7 +36,7 @@ import { ClickHouseLogLevel, createClient } from "@clickhouse/client";
 import { ClickHouseSink } from "../connectors/clickhouse/clickhouse-sink.ts";
 import type { ChangeEvent, SinkChange, StoredRecord, TableSchema } from "../connectors/contracts.ts";
 import { ElasticsearchSink } from "../connectors/elasticsearch/elasticsearch-sink.ts";
-import type { VersionedSink } from "../connectors/sinks/contract.ts";
+import type { StagingSink, VersionedSink } from "../connectors/sinks/contract.ts";
 import { testLogger, testSinkConfig } from "../connectors/sinks/test-config.ts";
 import { recordDecoder } from "../daemon/components.ts";
 import { AvroChangeEncoder } from "../schema-registry/change-encoder.ts";
@@ -46,6 +51,7 @@ const TOPIC = "bench.pg.s.rows";
 interface Options {
   readonly sink: "clickhouse" | "elasticsearch" | "none";
   readonly changes: number;
+  readonly staged: boolean;
   /** Schema id → schema text, for the worker's registry. */
   readonly schemas: readonly (readonly [number, string])[];
 }
@@ -87,6 +93,7 @@ async function main(): Promise<void> {
       unbounded: { type: "boolean", default: false },
       batch: { type: "string", default: "5000" },
       "server-pid": { type: "string" },
+      "no-staged": { type: "boolean", default: false },
     },
   });
   BATCH = Number(values.batch);
@@ -116,7 +123,7 @@ async function main(): Promise<void> {
   const planned = sink === "elasticsearch" ? 55 : 45;
   const resourceLimits = values.unbounded ? {} : { maxOldGenerationSizeMb: Number(values["old-mb"] ?? planned), maxYoungGenerationSizeMb: Number(values["young-mb"] ?? 6) };
   console.log(`${sink}: ${changes.toLocaleString("en-US")} changes in batches of ${BATCH}, heap ${values.unbounded ? "unbounded" : `${resourceLimits.maxOldGenerationSizeMb} MiB old + ${resourceLimits.maxYoungGenerationSizeMb} MiB young`}`);
-  const worker = new Worker(new URL(import.meta.url), { workerData: { sink, changes, schemas } satisfies Options, resourceLimits });
+  const worker = new Worker(new URL(import.meta.url), { workerData: { sink, changes, schemas, staged: !values["no-staged"] } satisfies Options, resourceLimits });
   const serverPid = sink === "none" ? null : Number(values["server-pid"] ?? readFileSync(join(servicesDir, "run", `${sink}.pid`), "utf8").trim());
   let serverStart: number | null = null;
   let sent = 0;
@@ -178,6 +185,7 @@ async function sinkThread(options: Options): Promise<void> {
   let offset = 0n;
   let done = 0;
   let decodeMicros = 0;
+  let stagedBatches = 0;
   let started: { cpu: NodeJS.CpuUsage; wall: number } | null = null;
   try {
     for (;;) {
@@ -187,11 +195,40 @@ async function sinkThread(options: Options): Promise<void> {
       if (packed === null) break;
       const data = Buffer.from(packed.data.buffer, packed.data.byteOffset, packed.data.byteLength);
       started ??= { cpu: process.cpuUsage(), wall: performance.now() };
+      const first = offset;
+      const records = (): StoredRecord[] =>
+        packed.headers.map((headers, i) => {
+          const [at, keyLength, valueLength] = [packed.index[3 * i]!, packed.index[3 * i + 1]!, packed.index[3 * i + 2]!];
+          return { topic: TOPIC, partition: 0, offset: first + BigInt(i), key: data.subarray(at, at + keyLength), value: data.subarray(at + keyLength, at + keyLength + valueLength), headers, timestamp: 0 };
+        });
+      offset += BigInt(packed.headers.length);
+      const staged = options.staged ? (sink.stagedWrite?.(AbortSignal.timeout(600_000)) ?? null) : null;
+      if (staged !== null) {
+        // As the runtime does: each change staged as it is decoded, nothing of it kept here.
+        let count = 0;
+        const decodeStart = process.cpuUsage();
+        for (const record of records()) {
+          const event = await decoder.decode(record);
+          if (!event) continue;
+          const taken = staged.stage(event);
+          if (!(taken instanceof Promise ? await taken : taken)) {
+            count = -1;
+            break;
+          }
+          count++;
+        }
+        const decoded = process.cpuUsage(decodeStart);
+        decodeMicros += decoded.user + decoded.system;
+        if (count >= 0) {
+          await staged.write(AbortSignal.timeout(600_000), [{ topic: TOPIC, partition: 0, offset }]);
+          done += count;
+          stagedBatches++;
+          continue;
+        }
+      }
       const decodeStart = process.cpuUsage();
       const changes: SinkChange[] = [];
-      for (const [i, headers] of packed.headers.entries()) {
-        const [at, keyLength, valueLength] = [packed.index[3 * i]!, packed.index[3 * i + 1]!, packed.index[3 * i + 2]!];
-        const record: StoredRecord = { topic: TOPIC, partition: 0, offset: offset++, key: data.subarray(at, at + keyLength), value: data.subarray(at + keyLength, at + keyLength + valueLength), headers, timestamp: 0 };
+      for (const record of records()) {
         const event = await decoder.decode(record);
         if (event) changes.push({ event, origin: { topic: TOPIC, partition: 0, offset: record.offset } });
       }
@@ -205,7 +242,8 @@ async function sinkThread(options: Options): Promise<void> {
     const seconds = (performance.now() - started!.wall) / 1000;
     port.postMessage(
       `CPU ${((cpu.user + cpu.system) / done).toFixed(1)} µs per change (decoding ${(decodeMicros / done).toFixed(1)}), ` +
-        `collector pauses ${((gcMs * 1000) / done).toFixed(1)} µs per change, ${Math.round(done / seconds).toLocaleString("en-US")} changes/s`,
+        `collector pauses ${((gcMs * 1000) / done).toFixed(1)} µs per change, ${Math.round(done / seconds).toLocaleString("en-US")} changes/s` +
+        (stagedBatches > 0 ? `, ${stagedBatches} batches staged` : ""),
     );
   } finally {
     observer.disconnect();
@@ -216,7 +254,7 @@ async function sinkThread(options: Options): Promise<void> {
   }
 }
 
-function createSink(kind: Options["sink"], suffix: string): Pick<VersionedSink, "open" | "close" | "write"> {
+function createSink(kind: Options["sink"], suffix: string): Pick<VersionedSink, "open" | "close" | "write"> & Partial<Pick<StagingSink, "stagedWrite">> {
   const logger = testLogger();
   switch (kind) {
     case "clickhouse":

@@ -11,6 +11,7 @@ import type { ChangeEvent, Sink, SinkChange, SinkItemFailure, StoredRecord, Topi
 import { tableName } from "../connectors/contracts.ts";
 import { isRetriable, SluiceError } from "../connectors/errors.ts";
 import type { TransactionalSink } from "../connectors/sinks/contract.ts";
+import { isStaging } from "../connectors/sinks/contract.ts";
 import { SCHEMA_UNSUPPORTED } from "../connectors/sinks/errors.ts";
 import type { TopicConsumer } from "../connectors/topics/contract.ts";
 import { RECORD_TOO_LARGE } from "../connectors/topics/spec.ts";
@@ -21,7 +22,9 @@ import { describeMissedHistory, describeStaleTombstones, missedHistory, staleTom
 import { NOT_HALTED, releaseHint } from "./halted.ts";
 import type { HaltAction, HaltedSinkTable, HaltReleaseReport } from "./halted.ts";
 import type { Logger } from "../runtime/logger.ts";
-import { countPerTableAndOp, observeStages } from "./metrics.ts";
+import { mergeSummaries, summarizeBatch } from "./batch-counts.ts";
+import type { BatchSummary } from "./batch-counts.ts";
+import { observeCommitStages } from "./metrics.ts";
 import type { SluiceMetrics } from "./metrics.ts";
 import { replayMarkerGroup } from "./replay.ts";
 import { controlledTopic } from "./control-records.ts";
@@ -95,6 +98,8 @@ const LEASE_TTL_MS = 15_000;
  * here (~5 ms on a loaded machine), and a turn costs ~1 µs of CPU.
  */
 const DECODE_SLICE = 64;
+/** Batches written through `Sink.write` after a staged write fell back, before the next is staged: a workload that keeps falling back decodes a batch twice at most once in this many. */
+const STAGING_PAUSE_BATCHES = 8;
 /** How often a sink refused for offsets from another log checks again (a rebuild may have re-bound them). */
 const REFUSAL_RECHECK_MS = 5_000;
 
@@ -186,6 +191,8 @@ export class SinkRunner {
   private targetProblem: string | null = null;
   /** False while writes to the target fail and are being retried. */
   private targetReachable = true;
+  /** Batches still to write through `Sink.write` before the next staged write (STAGING_PAUSE_BATCHES). */
+  private stagingPause = 0;
   private lastAppliedCommitMs: number | null = null;
   /** Why the sink does not start (SINK_LOG_MISMATCH), until its offsets belong to the log again. */
   private refused: SluiceError | null = null;
@@ -571,6 +578,7 @@ export class SinkRunner {
 
   private async applyBatch(consumer: TopicConsumer, records: StoredRecord[], stop: AbortSignal): Promise<void> {
     const polledMs = Date.now();
+    if (await this.applyStaged(consumer, records, stop, polledMs)) return;
     const changes: RecordChange[] = [];
     const nextOffsets = new Map<string, TopicPartitionOffset>();
     const poison: Poison[] = [];
@@ -641,11 +649,88 @@ export class SinkRunner {
     await this.storeOffsets(consumer, offsets, written.offsetsStored, stop);
     const unapplied = new Set([...written.failures.map((f) => f.index), ...written.held]);
     this.recordProgress(
-      changes.filter((_, index) => !unapplied.has(index)),
+      summarizeBatch(changes.filter((_, index) => !unapplied.has(index)).map((change) => change.event)),
       (performance.now() - started) / 1000,
       { polled: polledMs, applied: appliedMs },
     );
     await this.applyDueResets(consumer, stop);
+  }
+
+  /**
+   * The batch through the sink's staged write (StagedWrite), when it has one: each change is
+   * handed to the sink as it is decoded and let go of, and only a summary of the batch's changes
+   * is kept for the statistics. False when the batch is not applied so (a record of a control
+   * topic, a snapshot reset, a record that does not decode, a change the sink cannot stage, any
+   * failure of the write): applyBatch then decodes and writes it as usual, and every failure is
+   * handled there. Nothing of the batch needs handling before that: halted topics are skipped as
+   * there, and the staged write applies everything or throws.
+   */
+  private async applyStaged(consumer: TopicConsumer, records: StoredRecord[], stop: AbortSignal, polledMs: number): Promise<boolean> {
+    const { sink } = this.options;
+    if (!isStaging(sink) || records.length === 0) return false;
+    if (this.stagingPause > 0) {
+      this.stagingPause--;
+      return false;
+    }
+    const staged = sink.stagedWrite(stop);
+    if (staged === null) return false;
+    const fallBack = (reason: string): false => {
+      this.stagingPause = STAGING_PAUSE_BATCHES;
+      this.logger.debug({ reason }, "batch not staged: written through the sink's write");
+      return false;
+    };
+    const nextOffsets = new Map<string, TopicPartitionOffset>();
+    // Summarized a slice at a time, so that no more than a slice of decoded events is kept.
+    const summaries: BatchSummary[] = [];
+    let slice: ChangeEvent[] = [];
+    let decoded = 0;
+    let runLast: StoredRecord | undefined;
+    for (const record of records) {
+      if (this.blocked(record.topic)) continue;
+      if (++decoded % DECODE_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
+      if (runLast !== undefined && (runLast.topic !== record.topic || runLast.partition !== record.partition)) noteNextOffset(consumer, runLast, nextOffsets);
+      runLast = record;
+      if (controlledTopic(record) !== null) return fallBack("control record");
+      let event: ChangeEvent | null;
+      try {
+        const decoding = this.options.decoder.decode(record);
+        event = decoding instanceof Promise ? await decoding : decoding;
+      } catch (error) {
+        if (isRetriable(error)) throw error;
+        return fallBack("undecodable record");
+      }
+      if (!event) continue;
+      if (isSnapshotReset(event)) return fallBack("snapshot reset");
+      const taken = staged.stage(event);
+      if (!(taken instanceof Promise ? await taken : taken)) return fallBack("change not staged");
+      slice.push(event);
+      if (slice.length === DECODE_SLICE) {
+        summaries.push(summarizeBatch(slice));
+        slice = [];
+      }
+    }
+    if (runLast !== undefined) noteNextOffset(consumer, runLast, nextOffsets);
+    this.resets.holdOffsets(nextOffsets, partitionKey);
+    if (slice.length > 0) summaries.push(summarizeBatch(slice));
+    slice = [];
+    const offsets = [...nextOffsets.values()];
+    const started = performance.now();
+    let offsetsStored = false;
+    if (summaries.length > 0) {
+      try {
+        offsetsStored = await staged.write(stop, offsets);
+      } catch (error) {
+        if (stop.aborted) throw error;
+        this.logger.debug({ err: error }, "staged write failed: the batch is written again through the sink's write");
+        return fallBack("staged write failed");
+      }
+      this.targetReachable = true;
+    }
+    const appliedMs = Date.now();
+    await this.storeOffsets(consumer, offsets, offsetsStored, stop);
+    this.recordProgress(mergeSummaries(summaries), (performance.now() - started) / 1000, { polled: polledMs, applied: appliedMs });
+    await this.applyDueResets(consumer, stop);
+    return true;
   }
 
   /**
@@ -674,7 +759,7 @@ export class SinkRunner {
     }
     // A halted reset keeps its partition's stored offset at the reset (stored so while it waited).
     if (written.failures.length === 0 || this.options.onError === "dead-letter") await this.storeOffsets(consumer, [...nextOffsets.values()], written.offsetsStored, stop);
-    if (written.failures.length === 0) this.recordProgress(changes, (performance.now() - started) / 1000);
+    if (written.failures.length === 0) this.recordProgress(summarizeBatch(changes.map((change) => change.event)), (performance.now() - started) / 1000);
   }
 
   /**
@@ -970,16 +1055,13 @@ export class SinkRunner {
   }
 
   /** `stages`: wall-clock ms when the batch was polled and applied, for the commit → stage latencies. */
-  private recordProgress(appliedChanges: SinkChange[], seconds: number, stages?: { readonly polled: number; readonly applied: number }): void {
+  private recordProgress(applied: BatchSummary, seconds: number, stages?: { readonly polled: number; readonly applied: number }): void {
     const metrics = this.options.metrics;
-    const applied = appliedChanges.map((change) => change.event);
-    for (const event of applied) {
-      const commitMs = event.source.commitTimeMs;
-      if (this.lastAppliedCommitMs === null || commitMs > this.lastAppliedCommitMs) this.lastAppliedCommitMs = commitMs;
-    }
-    for (const { table, op, count } of countPerTableAndOp(applied)) metrics?.sinkApplied.inc({ sink: this.options.sink.name, table, op }, count);
+    const commitMs = applied.latestCommitMs;
+    if (commitMs !== null && (this.lastAppliedCommitMs === null || commitMs > this.lastAppliedCommitMs)) this.lastAppliedCommitMs = commitMs;
+    for (const { table, op, count } of applied.counts) metrics?.sinkApplied.inc({ sink: this.options.sink.name, table, op }, count);
     metrics?.sinkApplyLatency.observe({ sink: this.options.sink.name }, seconds);
-    if (metrics && stages) observeStages(metrics.sinkLatency, { sink: this.options.sink.name }, applied, stages);
+    if (metrics && stages) observeCommitStages(metrics.sinkLatency, { sink: this.options.sink.name }, applied.commitTimesMs, stages);
   }
 }
 

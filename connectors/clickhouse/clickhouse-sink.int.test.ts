@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { ClickHouseLogLevel, createClient } from "@clickhouse/client";
 import { clickhouse } from "../../test/services/ports.ts";
-import type { TableSchema } from "../contracts.ts";
+import type { ChangeEvent, TableSchema } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
 import { sinkConformanceSuite, TARGET_TEMPLATE } from "../sinks/conformance.ts";
 import type { VisibleRow } from "../sinks/conformance.ts";
@@ -395,6 +395,81 @@ describe("ClickHouse sink specifics", () => {
       ],
     );
   });
+
+  test("a staged batch leaves what the write leaves: each key's newest change (versions out of order, ties in batch order), deletes, offsets", async () => {
+    const columns = [["id", "integer"], ["v", "text"], ["n", "numeric(12,2)"], ["at", "timestamptz"]] as const;
+    const staged = new Events(tableSchema(randomTableName(), columns));
+    const written = new Events(tableSchema(randomTableName(), columns));
+    const batch = (events: Events) => [
+      events.insert(2n, { id: 2, v: "b", n: "2.00", at: 1_700_000_000_000_000n }),
+      events.update(5n, { id: 1, v: "a5", n: "-0.05", at: null }),
+      events.update(3n, { id: 1, v: "a3", n: "3.00", at: null }),
+      events.delete(6n, { id: 2 }),
+      events.insert(7n, { id: 3, v: "c", n: null, at: -1n }),
+      events.insert(7n, { id: 3, v: "c again", n: null, at: -2n }),
+      events.insert(7n, { id: 4, v: "d", n: "4.00", at: 0n }),
+      events.update(8n, { id: 4, v: "d8", n: "4.08", at: 8n }),
+    ];
+    for (const events of [staged, written]) assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a", n: "1.00", at: 1n })], signal())).failures, []);
+    const write = sink.stagedWrite(signal());
+    assert.ok(write);
+    for (const { event } of batch(staged)) assert.equal(write.stage(event), true);
+    const offsets = [{ topic: staged.topic, partition: 0, offset: 9n }];
+    assert.equal(await write.write(signal(), offsets), true);
+    assert.deepEqual((await sink.write(batch(written), signal())).failures, []);
+    const contents = async (events: Events) => {
+      const target = renderTarget(TARGET_TEMPLATE, events.schema);
+      return {
+        view: await rows(`SELECT * FROM ${qualified(database, target)} ORDER BY id`),
+        stored: await rows(`SELECT * FROM ${qualified(database, `${target}__v1`)} ORDER BY id, _sluice_version`),
+      };
+    };
+    const expected = await contents(written);
+    assert.deepEqual(expected.view.map((r) => r["v"]), ["a5", "c again", "d8"]);
+    assert.deepEqual(await contents(staged), expected, "the same rows, the same versions stored");
+    assert.ok((await sink.committedOffsets(signal())).some((o) => o.topic === staged.topic && o.offset === 9n), "the offsets stored after the rows");
+  });
+
+  test("a staged write takes the plain case, creating or evolving a table for the first change of it; a table changed since its rows were staged fails the staged write", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"], ["small", "smallint"]]));
+    const added = new Events({ ...events.schema, columns: [...events.schema.columns, { name: "extra", dbType: "text", nullable: true, defaultValue: "dflt" }] });
+    const more = new Events({ ...added.schema, columns: [...added.schema.columns, { name: "more", dbType: "text", nullable: true }] });
+    const target = renderTarget(TARGET_TEMPLATE, events.schema);
+    /** One change staged by a staged write of its own. */
+    const stage = async (change: { event: ChangeEvent }) => sink.stagedWrite(signal())!.stage(change.event);
+    const created = sink.stagedWrite(signal())!;
+    assert.equal(await created.stage(events.insert(1n, { id: 1, v: "a", small: 1 }).event), true, "a table not created yet is created for it");
+    assert.equal(await created.write(signal()), false, "no offsets given, none stored");
+    assert.equal(await stage(events.insert(2n, { id: 2, v: "b", small: 2 })), true);
+    assert.equal(await stage(events.truncate(3n)), false, "a truncate");
+    assert.equal(await stage(events.update(3n, { id: 1, v: UNCHANGED, small: 1 })), false, "an unchanged-TOAST value");
+    assert.equal(await stage(events.update(3n, { id: 5, v: "moved", small: 1 }, { id: 1, v: "a", small: 1 })), false, "an update that moves the key");
+    assert.equal(await stage(events.insert(3n, { id: 3, v: "c", small: 70_000 })), false, "a value the column cannot hold");
+    const columns = async () => (await rows(`SELECT name FROM system.columns WHERE database = '${database}' AND table = '${target}__v1' ORDER BY name`)).map((r) => r["name"]);
+    // A schema the table must evolve for, after rows were staged under its columns: not staged, and nothing altered.
+    const underRows = sink.stagedWrite(signal())!;
+    assert.equal(await underRows.stage(events.insert(4n, { id: 4, v: "d", small: 4 }).event), true);
+    assert.equal(await underRows.stage(added.insert(5n, { id: 5, v: "e", small: 5, extra: "x" }).event), false);
+    assert.ok(!(await columns()).includes("extra"));
+    // First in its batch: the table evolves, then changes older than that one are not staged (the column's default is theirs).
+    const evolved = sink.stagedWrite(signal())!;
+    assert.equal(await evolved.stage(added.insert(6n, { id: 6, v: "f", small: 6, extra: "y" }).event), true);
+    assert.ok((await columns()).includes("extra"));
+    assert.equal(await evolved.stage(events.insert(5n, { id: 7, v: "g", small: 7 }).event), false, "older than the evolution");
+    assert.equal(await evolved.stage(events.insert(8n, { id: 8, v: "h", small: 8 }).event), true, "an older schema's change after it");
+    assert.equal(await evolved.write(signal()), false);
+    // The table evolves between staging and writing (another write): the rows were encoded for its old columns.
+    const stale = sink.stagedWrite(signal())!;
+    assert.equal(await stale.stage(added.insert(9n, { id: 9, v: "i", small: 9, extra: "z" }).event), true);
+    assert.deepEqual((await sink.write([more.insert(10n, { id: 10, v: "j", small: 10, extra: null, more: "m" })], signal())).failures, []);
+    await assert.rejects(stale.write(signal()), /changed while a batch was staged/);
+    assert.deepEqual(await rows(`SELECT id, extra FROM ${qualified(database, target)} ORDER BY id`), [
+      { id: "1", extra: "dflt" },
+      { id: "6", extra: "y" },
+      { id: "8", extra: null },
+      { id: "10", extra: null },
+    ]);
+  });
 });
 
 describe("ClickHouse offsets written before Sluice recorded topic identities", () => {
@@ -424,4 +499,5 @@ describe("ClickHouse offsets written before Sluice recorded topic identities", (
       await sink.close();
     }
   });
+
 });

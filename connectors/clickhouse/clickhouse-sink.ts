@@ -21,7 +21,7 @@ import { collapseChanges, hasUnchanged } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { DELETED_COLUMN, firstVersionWith, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { SinceOf, TargetColumn } from "../sinks/columns.ts";
-import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
+import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StagedWrite, StagingSink, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { errorMessage, rebuildState, rowRejected, schemaUnsupported, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { beforeHalt, earlierPlace, failedRowPlace } from "../sinks/halt-place.ts";
@@ -42,6 +42,8 @@ import { keyLiteral, readValue, skipValue, writeValue } from "./codec.ts";
 import { sqlString } from "./tsv.ts";
 import { sleep } from "../../runtime/backoff.ts";
 import { RowBinaryReader, RowBinaryWriter } from "./rowbinary.ts";
+import { ClickHouseStagedWrite } from "./staged-write.ts";
+import type { StagedChange, StagedTable } from "./staged-write.ts";
 import { atLeast, clickhouseType, dialectFor } from "./types.ts";
 import type { Dialect } from "./types.ts";
 
@@ -63,7 +65,7 @@ interface StoredRow {
 
 const STORED_CHUNK = 500;
 
-export class ClickHouseSink implements VersionedSink, ErasableSink {
+export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink {
   readonly name: string;
   readonly offsetsAtomic = false;
   readonly #config: ClickHouseSinkConfig;
@@ -86,6 +88,8 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
   /** Physical tables compared with the server since open, and those that did not match (halted until the sink reopens). */
   #checked = new Set<string>();
   #mismatched = new Map<string, CatalogMismatch>();
+  /** Per schema: the columns of the live table last found to take its rows as they are (no evolution), for the staged write. */
+  #takes = new WeakMap<TableSchema, readonly TargetColumn[]>();
 
   constructor(config: ClickHouseSinkConfig, options: ClickHouseSinkOptions) {
     this.name = config.name;
@@ -144,6 +148,18 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
 
   write(changes: readonly SinkChange[], signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult> {
     return this.#serial.run(() => this.#write(changes, "live", offsets ?? null, signal));
+  }
+
+  /** A staged write for the next batch (sinks/contract.ts; staged-write.ts), or null while the sink is not open. */
+  stagedWrite(signal: AbortSignal): StagedWrite | null {
+    if (this.#connection === null) return null;
+    return new ClickHouseStagedWrite({
+      tableFor: (schema) => this.#stagedTable(schema),
+      prepare: (schema, version, hasRows) => this.#serial.run(() => this.#prepareStaged(schema, version, hasRows, signal)),
+      types: (columns) => this.#types(columns),
+      encode: (table, change) => this.#row(table.writer, table.columns, table.types, change, undefined),
+      write: (tables, signal, offsets) => this.#serial.run(() => this.#writeStaged(tables, offsets ?? null, signal)),
+    });
   }
 
   writeRebuild(changes: readonly SinkChange[], signal: AbortSignal): Promise<OffsetWriteResult> {
@@ -263,6 +279,72 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
     return { failures: failures.list(), offsetsStored };
   }
 
+  /**
+   * The live table a schema's rows can be staged for as it is: created, compared with the server,
+   * without a rebuild's shadow, and taking the schema's rows without an evolution. Null for a table
+   * the sink does not take; undefined when it must be prepared first (#prepareStaged).
+   */
+  #stagedTable(schema: TableSchema): ClickHouseTable | null | undefined {
+    if (!this.#accept(schema)) return null;
+    const target = renderTarget(this.#config.target, schema);
+    const live = this.#find(target, "live");
+    if (live === null || live.columns.length === 0 || !this.#checked.has(live.physical) || this.#mismatched.has(live.physical) || this.#find(target, "shadow") !== null) return undefined;
+    if (this.#takes.get(schema) === live.columns) return live;
+    try {
+      const plan = planColumns(live.columns, schema, { sink: this.name, table: tableLabel(schema) });
+      if (plan.added.length > 0 || plan.changed.length > 0) return undefined;
+    } catch {
+      return undefined;
+    }
+    this.#takes.set(schema, live.columns);
+    return live;
+  }
+
+  /**
+   * What #write's #prepareTables does for a batch with one schema of the table, for a change at
+   * `version` staged first: the live table created, compared with the server and evolved (a
+   * column's default from `version` on). Undefined when the table cannot be staged for: a rebuild's
+   * shadow, rows already staged for it under its columns now, or anything failing (#write then
+   * does it again and reports what fails, e.g. a schema the sink cannot take).
+   */
+  async #prepareStaged(schema: TableSchema, version: bigint, hasRows: (target: string) => boolean, signal: AbortSignal): Promise<ClickHouseTable | undefined> {
+    const target = renderTarget(this.#config.target, schema);
+    const label = tableLabel(schema);
+    const existing = this.#find(target, "live");
+    if (hasRows(target) || this.#find(target, "shadow") !== null || (existing !== null && this.#mismatched.has(existing.physical))) return undefined;
+    const since: SinceOf = () => version;
+    try {
+      const live = await this.#ensureLive(target, schema, label, since, signal);
+      this.#check(live, [schema], label);
+      await this.#evolve(live, [schema], label, since, signal);
+      return this.#stagedTable(schema) ?? undefined;
+    } catch (error) {
+      this.#logger.debug({ err: error, table: label }, "table not prepared for a staged write: the batch goes through the write");
+      return undefined;
+    }
+  }
+
+  /** Inserts staged rows, then stores the offsets; throws when a table changed since its rows were encoded (DDL, truncate, a rebuild begun). */
+  async #writeStaged(tables: readonly StagedTable[], offsets: readonly TopicPartitionOffset[] | null, signal: AbortSignal): Promise<boolean> {
+    signal.throwIfAborted();
+    for (const { physical, columns, truncateVersion } of tables) {
+      const current = this.#tables.get(physical.physical) === physical && physical.role === "live" && physical.columns === columns && physical.truncateVersion === truncateVersion;
+      if (!current || this.#mismatched.has(physical.physical) || this.#find(physical.target, "shadow") !== null) {
+        throw new SluiceError(`the ClickHouse table ${physical.physical} changed while a batch was staged for it`, { code: "SINK_STAGED_STALE", context: { component: "sink", sink: this.name } });
+      }
+    }
+    const inserts: (() => Promise<void>)[] = [];
+    for (const table of tables) {
+      const rows = table.rows();
+      if (rows.length === 0) continue;
+      inserts.push(() => this.#conn().insert(qualified(this.#database, table.physical.physical), this.#columnList(table.physical), "RowBinary", rowsOf(table.writer, rows), signal));
+    }
+    await settleInTurn(inserts);
+    if (offsets === null) return false;
+    await this.#cat().writeOffsets(this.name, offsets, this.#topicIds, signal);
+    return true;
+  }
+
   /** Prepares one table's write (tables evolved and truncated, rows encoded); returns its inserts, or null when there is nothing to insert. */
   async #planTable(changes: TableChanges, mode: Mode, failures: Failures, signal: AbortSignal): Promise<(() => Promise<void>) | null> {
     const label = tableLabel(changes.table);
@@ -357,7 +439,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
   }
 
   /** Writes the row of `change` and keeps it in the writer. */
-  #row(writer: RowBinaryWriter, columns: readonly TargetColumn[], types: readonly string[], change: RowChange, stored: StoredRow | undefined): void {
+  #row(writer: RowBinaryWriter, columns: readonly TargetColumn[], types: readonly string[], change: StagedChange, stored: StoredRow | undefined): void {
     try {
       for (let i = 0; i < columns.length; i++) this.#field(writer, columns[i]!, types[i]!, change, stored);
       writer.uint64(change.version);
@@ -369,7 +451,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink {
     }
   }
 
-  #field(writer: RowBinaryWriter, column: TargetColumn, type: string, change: RowChange, stored: StoredRow | undefined): void {
+  #field(writer: RowBinaryWriter, column: TargetColumn, type: string, change: StagedChange, stored: StoredRow | undefined): void {
     const value = cellOf(change, column);
     try {
       if (value !== UNCHANGED) {

@@ -191,12 +191,16 @@ function foldEvent(byKey: Map<string, Folded>, event: ChangeEvent, index: number
   }
   if (event.after === null) throw new ValueRejected(`a "${event.op}" change without a row`);
   const key = keyOf(schema, event.key, event.after);
-  if (event.op === "u" && event.before !== null) {
-    const oldKey = keyOf(schema, {}, event.before);
-    const moved = schema.key.some((column) => oldKey[column] !== undefined && oldKey[column] !== UNCHANGED && !sameValue(oldKey[column], key[column]));
-    if (moved) fold(byKey, oldKey, true, null, index, event, folding);
-  }
+  const oldKey = movedFrom(event, key);
+  if (oldKey !== null) fold(byKey, oldKey, true, null, index, event, folding);
   fold(byKey, key, false, event.after, index, event, folding);
+}
+
+/** The key an update moves its row away from (`key`: the row's key after it), or null when the key stays. */
+export function movedFrom(event: ChangeEvent, key: Row): Row | null {
+  if (event.op !== "u" || event.before === null) return null;
+  const oldKey = keyOf(event.schema, {}, event.before);
+  return event.schema.key.some((column) => oldKey[column] !== undefined && oldKey[column] !== UNCHANGED && !sameValue(oldKey[column], key[column])) ? oldKey : null;
 }
 
 function sameValue(a: ColumnValue | undefined, b: ColumnValue | undefined): boolean {

@@ -4,7 +4,7 @@
  * ../duckdb, ../clickhouse and ../elasticsearch implements `VersionedSink` and passes the shared
  * suite in conformance.ts. docs/sinks.md explains the guarantees to users.
  */
-import type { Sink, SinkChange, SinkWriteResult, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
+import type { ChangeEvent, Sink, SinkChange, SinkWriteResult, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
 
 export interface OffsetWriteResult extends SinkWriteResult {
   /**
@@ -100,6 +100,39 @@ export interface VersionedSink extends TransactionalSink, RebuildableSink {
 export function isVersionedSink(sink: Sink): sink is VersionedSink {
   const candidate = sink as Partial<VersionedSink>;
   return typeof candidate.committedOffsets === "function" && typeof candidate.prepareRebuild === "function";
+}
+
+/**
+ * A write that takes a batch's changes one at a time while the runtime decodes them, for the
+ * plain case (rows of tables the target has as they are): the sink keeps what it will send
+ * (ClickHouse: the RowBinary rows, and each key's newest one), so the batch's decoded events die
+ * young instead of being kept, copied and promoted until the write. Anything else (a change it
+ * cannot take, a failure) falls back to `write`, which applies by version: writing the batch
+ * again there after a partial staged write shows nothing twice.
+ */
+export interface StagedWrite {
+  /**
+   * Takes one change of the batch, in the batch's order; false when it cannot: the runtime drops
+   * this object and writes the batch with `write`. A promise when the sink prepares the target
+   * first (creates or evolves a table).
+   */
+  stage(event: ChangeEvent): boolean | Promise<boolean>;
+  /**
+   * Applies the staged changes and, after them, stores `offsets` (as `write` does without
+   * failures); resolves with whether it stored them. Throws when anything may not be applied:
+   * the runtime then writes the whole batch with `write`.
+   */
+  write(signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<boolean>;
+}
+
+/** A sink with the optional staged write; the runtime asks for one per batch (null: write the batch with `write`). */
+export interface StagingSink extends TransactionalSink {
+  /** `signal`: for the target's preparation while changes are staged. */
+  stagedWrite(signal: AbortSignal): StagedWrite | null;
+}
+
+export function isStaging(sink: Sink): sink is StagingSink {
+  return typeof (sink as Partial<StagingSink>).stagedWrite === "function" && typeof (sink as Partial<StagingSink>).storeOffsets === "function";
 }
 
 /** `sluice forget`: null the personal columns of one data subject's rows of one table. */

@@ -12,7 +12,7 @@ import type { TargetColumn } from "./columns.ts";
  * the newer schema), else null (dropped at the source, or no default); UNCHANGED stays UNCHANGED
  * for the sink to keep the stored value.
  */
-export function cellOf(change: RowChange, column: TargetColumn): ColumnValue {
+export function cellOf(change: Pick<RowChange, "key" | "row" | "version">, column: TargetColumn): ColumnValue {
   if (column.key) {
     const value = change.key[column.name];
     if (value !== undefined) return value;
