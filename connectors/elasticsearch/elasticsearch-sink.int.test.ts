@@ -91,6 +91,41 @@ describe("Elasticsearch sink specifics", () => {
     assert.deepEqual(await visibleRows(targetOf(upper.schema), upper.schema), [{ id: "2", v: "up" }]);
   });
 
+  test("after a restart (claims start empty), a table whose alias or index name is another table's index or alias is refused naming it", async () => {
+    const base = randomTableName();
+    const plain = new Events(tableSchema(base, [["id", "integer"], ["v", "text"]]));
+    const generationLike = new Events(tableSchema(`${base}__v1`, [["id", "integer"], ["v", "text"]]));
+    const other = randomTableName();
+    const otherGeneration = new Events(tableSchema(`${other}__v1`, [["id", "integer"], ["v", "text"]]));
+    const otherPlain = new Events(tableSchema(other, [["id", "integer"], ["v", "text"]]));
+    const refused = (events: Events) => (error: unknown) => {
+      assert.ok(error instanceof SluiceError && error.code === "SINK_SCHEMA_UNSUPPORTED", String(error));
+      assert.equal(error.context["table"], `src.public.${events.schema.table}`);
+      assert.match(error.message, /Elasticsearch has an index or alias of that name which is not this table's/);
+      return true;
+    };
+    const name = `es_${randomTableName("r")}`;
+    const before = createSink(name);
+    await before.open(signal());
+    try {
+      await before.write([plain.insert(1n, { id: 1, v: "plain" }), otherGeneration.insert(2n, { id: 2, v: "generation-like" })], signal());
+    } finally {
+      await before.close();
+    }
+    const after = createSink(name);
+    await after.open(signal());
+    try {
+      // Its alias would be the index of the first table's generation 1.
+      await assert.rejects(() => after.write([generationLike.insert(3n, { id: 3, v: "x" })], signal()), refused(generationLike));
+      // Its generation 1 index would be the other table's alias.
+      await assert.rejects(() => after.write([otherPlain.insert(4n, { id: 4, v: "y" })], signal()), refused(otherPlain));
+      assert.deepEqual(await visibleRows(targetOf(plain.schema), plain.schema), [{ id: "1", v: "plain" }]);
+      assert.deepEqual(await visibleRows(targetOf(otherGeneration.schema), otherGeneration.schema), [{ id: "2", v: "generation-like" }]);
+    } finally {
+      await after.close();
+    }
+  });
+
   test("a deleted document does not come back after index.gc_deletes has forgotten the delete", async () => {
     const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
     const target = targetOf(events.schema);

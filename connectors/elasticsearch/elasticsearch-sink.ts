@@ -199,7 +199,9 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
       }
       const generation = ++indexes.maxGeneration;
       const shadow: EsIndex = { physical: physicalName(target, generation), target, role: "shadow", generation, truncateVersion: 0n, columns: columns ?? indexes.live?.columns ?? [] };
-      await this.#idx().create(shadow, signal);
+      await this.#idx().create(shadow, signal).catch((error: unknown) => {
+        throw nameTaken(error) ? takenRefusal(shadow, context, error) : error;
+      });
       indexes.shadow = shadow;
       this.#logger.info({ target, shadow: shadow.physical }, "rebuild prepared: writes go to the live index and the shadow");
     });
@@ -507,6 +509,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     try {
       await this.#idx().create(live, signal);
     } catch (error) {
+      if (nameTaken(error)) throw takenRefusal(live, context, error);
       if (!alreadyExists(error)) throw error;
       // Another instance of the sink (same consumer group) created it first: use what is there.
       this.#targets.delete(target);
@@ -622,6 +625,26 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     if (!this.#indices) throw new SluiceError("the Elasticsearch sink is not open", { code: "SINK_NOT_OPEN", context: { component: "sink", sink: this.name } });
     return this.#indices;
   }
+}
+
+/** Elasticsearch refused an index or alias because the name is another index's or alias's (invalid_alias_name_exception, invalid_index_name_exception). */
+function nameTaken(error: unknown): boolean {
+  const cause = (error as { cause?: unknown }).cause ?? error;
+  const type = (cause as { body?: { error?: { type?: string } } }).body?.error?.type;
+  return type === "invalid_alias_name_exception" || type === "invalid_index_name_exception";
+}
+
+/**
+ * A name Elasticsearch has already, for an index or alias that is not this table's: another table's target or a generation of
+ * it (the claims of this process do not know the targets written before it started), or an index of another tool.
+ */
+function takenRefusal(index: EsIndex, context: { sink: string; table: string }, cause: unknown): SluiceError {
+  const names = index.role === "live" ? `index "${index.physical}" and alias "${index.target}"` : `index "${index.physical}"`;
+  return schemaUnsupported(
+    `its ${names} cannot be made: Elasticsearch has an index or alias of that name which is not this table's (another table's target or one of its generations "<target>__v<N>", or another tool's index) (${errorMessage(cause)}); give the sink a target template that tells them apart, or leave one out of its tables`,
+    context,
+    cause,
+  );
 }
 
 function alreadyExists(error: unknown): boolean {
