@@ -382,10 +382,10 @@ export class StreamDecoder {
     );
   }
 
-  /** Remembers the captured tables an XA transaction changed until it is committed or rolled back. */
+  /** Remembers the captured tables an XA transaction changed (perhaps none) until it is committed or rolled back. */
   private prepared(xid: string, onePhase: boolean): void {
+    if (onePhase) return;
     const tables = Object.keys(this.transaction?.tableEventCounts ?? {});
-    if (onePhase || tables.length === 0) return;
     this.preparedXa.delete(xid);
     this.preparedXa.set(xid, tables);
     if (this.preparedXa.size > MAX_PREPARED_XA) this.preparedXa.delete(this.preparedXa.keys().next().value!);
@@ -395,7 +395,8 @@ export class StreamDecoder {
     const tables = this.preparedXa.get(xid) ?? null;
     this.preparedXa.delete(xid);
     // A rollback stored before the resume point was taken care of then.
-    if (rolledBack && this.options.onXaRolledBack !== undefined && !this.storedThrough(end)) this.options.onXaRolledBack(xid, tables);
+    // One that changed no captured table is remembered too, so its rollback is not reported as unknown.
+    if (rolledBack && tables?.length !== 0 && this.options.onXaRolledBack !== undefined && !this.storedThrough(end)) this.options.onXaRolledBack(xid, tables);
   }
 
   private truncate(database: string, table: string, transaction: OpenTransaction, start: number, out: DecodedEvent[], serverId: number): void {
