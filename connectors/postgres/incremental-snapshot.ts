@@ -71,6 +71,8 @@ export interface IncrementalSnapshotOptions {
    * them (unchanged-toast.ts). 0 (the default) for a new slot.
    */
   readonly unseenThrough?: bigint;
+  /** Per table, the version of rows already read (an exported initial snapshot's): its chunks are read above it. */
+  readonly readThrough?: ReadonlyMap<string, bigint>;
 }
 
 interface OpenChunk {
@@ -162,6 +164,7 @@ export class IncrementalSnapshots implements StreamInterleave {
   constructor(options: IncrementalSnapshotOptions) {
     this.options = options;
     this.unseenThrough = options.unseenThrough ?? 0n;
+    for (const [table, version] of options.readThrough ?? []) this.readThrough.set(table, version);
     this.logger = options.logger.child({ component: "incremental-snapshot" });
     this.partialUpdates = new PartialUpdates(PARTIAL_UPDATES_KEPT, () =>
       this.logger.warn(

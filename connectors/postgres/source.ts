@@ -148,11 +148,13 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private pendingStream: StreamStart | null = null;
   /** prepare()'s catalog reads, until a connect takes them up. */
   private inspecting: Promise<Inspection> | null = null;
-  /**
-   * Versions at or below this may have been handed on before the online snapshot engine started: resuming an existing
-   * slot, the changes through its checkpoint; after an exported snapshot, its rows' version (0 for a new slot otherwise).
-   */
+  /** Resuming an existing slot: changes committed at or before this LSN were handed on by an earlier run (0 for a new slot). */
   private handedOnThrough = 0n;
+  /**
+   * The tables an exported initial snapshot read and its rows' version (the slot's first restart_lsn - 1): online
+   * snapshots of them read above it, or their rows would not replace the snapshot's.
+   */
+  private exportedRead: { readonly tables: readonly string[]; readonly version: bigint } | null = null;
   private ackedFlush = 0n;
   private readonly acks = new AckTracker((lsn) => this.acknowledged(lsn));
   private readonly online: OnlineSnapshotRunner<IncrementalSnapshots>;
@@ -296,6 +298,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     signal.throwIfAborted();
 
     this.handedOnThrough = plan.kind === "stream" ? plan.startLsn : 0n;
+    this.exportedRead = null;
     if (plan.kind === "stream") {
       this.pendingStream = plan;
       await this.loop.openStream();
@@ -363,8 +366,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
         ...(this.options.onSnapshotProgress === undefined ? {} : { onProgress: this.options.onSnapshotProgress }),
       });
       const resetOrigin: EventOrigin = { ...origin, position: snapshotResetPosition(origin.position) };
-      // Online snapshots read at the slot's restart_lsn - 1, which these rows have until restart_lsn moves: read above them.
-      this.handedOnThrough = origin.position.change;
+      this.exportedRead = { tables: tables.map((t) => `${t.schema}.${t.table}`), version: origin.position.change };
       const tracker = new ExportedSnapshotTracker();
       state = {
         reader,
@@ -568,8 +570,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       }
     }
     const tasks = resumedSnapshotTasks(plan.progress, left, plan.resetVersion);
-    // The exported snapshot's rows are one above its resets: online reads go above them.
-    this.handedOnThrough = plan.resetVersion + 1n;
+    // The exported snapshot's rows are one above its resets (the tables it finished; those left are read on by the tasks).
+    this.exportedRead = { tables: [...done], version: plan.resetVersion + 1n };
     this.online.replace(tasks);
     this.pendingStream = { startLsn: plan.consistentPoint, flushedLsn: plan.consistentPoint, skipThrough: null };
     await this.loop.openStream();
@@ -676,6 +678,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       chunkRows: this.config.snapshot.chunk_rows,
       chunkBytes: onlineChunkBytes(this.config.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES, chunksInFlight),
       unseenThrough: this.handedOnThrough,
+      readThrough: new Map((this.exportedRead?.tables ?? []).map((table) => [table, this.exportedRead!.version])),
       parallelism: this.config.snapshot.parallelism,
       chunksInFlight,
       ledger,
