@@ -264,6 +264,7 @@ export type {
   ProducedRecord,
   RegistryJournal,
   SeekTarget,
+  SkippedRecords,
   StoredRecord,
   TopicConsumer,
   TopicLog,

@@ -4,7 +4,7 @@
  * sink that resumes further behind than a compacted Kafka topic keeps tombstones: deletes among the
  * records it has not read may be gone.
  */
-import type { TopicLog, TopicPartitionOffset } from "../connectors/contracts.ts";
+import type { SkippedRecords, TopicLog, TopicPartitionOffset } from "../connectors/contracts.ts";
 
 /** A partition a sink is about to read from before its first kept record. */
 export interface MissedHistory {
@@ -43,6 +43,29 @@ export function describeMissedHistory(sink: string, missed: readonly MissedHisto
     "so it will not equal the source. Re-snapshot the source to write every row again (docs/operations.md, \"Rebuilds need complete history\"); " +
     "compacted topics (topics.retention.cleanup_policy: compact) keep every row from then on"
   );
+}
+
+/** What a running sink is told when the log no longer held the records it was to read next (TopicConsumer.takeSkipped). */
+export function describeSkipped(sink: string, skipped: readonly SkippedRecords[]): string {
+  const deleted = skipped.filter((s) => s.to > s.from);
+  const behind = skipped.filter((s) => s.to < s.from);
+  const list = (items: readonly SkippedRecords[], one: (s: SkippedRecords) => string) => items.slice(0, 10).map(one).join("; ") + (items.length > 10 ? ` and ${items.length - 10} more` : "");
+  const parts: string[] = [];
+  if (deleted.length > 0) {
+    parts.push(
+      `sink ${sink}: records were deleted by retention before the sink read them (${list(deleted, (s) => `${s.topic}:${s.partition} offsets ${s.from} to ${s.to - 1n}`)}); it read on at the first record kept, ` +
+        "so it misses the rows whose changes are gone and will not equal the source. Re-snapshot the source to write every row again " +
+        "(docs/operations.md, \"Rebuilds need complete history\"); compacted topics (topics.retention.cleanup_policy: compact) keep every row",
+    );
+  }
+  if (behind.length > 0) {
+    parts.push(
+      `sink ${sink}: the topic log no longer reaches the sink's position (${list(behind, (s) => `${s.topic}:${s.partition} ends before offset ${s.from}, read again from offset ${s.to}`)}): ` +
+        "the topic was deleted and created again, or its records deleted; rebuild the sink from the log as it is now " +
+        `(sluice replay --sink ${sink} --from-beginning --rebuild --execute)`,
+    );
+  }
+  return parts.join(". ");
 }
 
 /** A partition where the sink resumes before records older than the tombstone retention. */

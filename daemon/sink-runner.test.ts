@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Writable } from "node:stream";
 import { test } from "node:test";
 import type { ChangeEvent, SinkChange, TopicPartitionOffset } from "../connectors/contracts.ts";
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
@@ -10,6 +11,7 @@ import { SCHEMA_UNSUPPORTED } from "../connectors/sinks/errors.ts";
 import type { OffsetWriteResult, StoredSinkOffset, TransactionalSink } from "../connectors/sinks/contract.ts";
 import { CONTROL_TOPIC_HEADER } from "./control-records.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
+import { createLogger } from "../runtime/logger.ts";
 import { SinkRunner } from "./sink-runner.ts";
 import { event, runnerDefaults, silent } from "./sink-runner-test-support.ts";
 import type { SinkRunnerOptions } from "./sink-runner.ts";
@@ -455,5 +457,41 @@ test("a control record of a table whose data topic appeared after the consumer o
   const r = runner(log, sink, { topics, topicRefreshMs: 60_000 });
   await runUntil(r, () => sink.rows.has("b/3") && !sink.rows.has("b/1") && !sink.rows.has("b/2"));
   assert.deepEqual([...sink.rows.keys()].sort(), ["b/3"], "the rows written before the truncate are gone, the newer one stays");
+  await log.close();
+});
+
+test("a running sink whose next records retention deleted while it lagged warns SINK_HISTORY_INCOMPLETE naming the partition and the offsets missed", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-sink-"));
+  const log = EmbeddedTopicLog.open({ path: join(dir, "log.db"), logger: silent, maintenanceIntervalMs: 0 });
+  await log.createTopic({ name: "pg.public.a", partitions: 1, retentionMs: 60_000, retentionBytes: null, compacted: false });
+  await log.createTopic({ name: "t.dlq.mem", partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  const old = (id: number) => ({ ...encode(event("a", id)), timestamp: Date.now() - 3_600_000 });
+  for (const id of [1, 2, 3]) await log.produce([old(id)]);
+  await log.produce([encode({ ...event("a", 4), source: { ...event("a", 4).source, commitTimeMs: Date.now() } })]);
+  const lines: string[] = [];
+  const logger = createLogger("warn", new Writable({ write: (chunk, _e, cb) => (lines.push(String(chunk)), cb()) }) as never);
+  const sink = new MemorySink();
+  // The target is slow: while it writes row 1, retention deletes the records of rows 1 to 3.
+  let release!: () => void;
+  const slow = new Promise<void>((resolve) => (release = resolve));
+  const write = sink.write.bind(sink);
+  sink.write = async (changes, signal, offsets) => {
+    if (changes.some((c) => c.event.key["id"] === 1)) await slow;
+    return write(changes, signal, offsets);
+  };
+  const r = runner(log, sink, { logger, topics: async () => ["pg.public.a"], batch: { maxRows: 1, maxBytes: 1 << 20, maxWaitMs: 20 } });
+  const stop = new AbortController();
+  const running = r.run(stop.signal);
+  await new Promise((res) => setTimeout(res, 100));
+  assert.ok(log.runMaintenance().deletedBatches >= 3, "retention deleted the old batches");
+  release();
+  for (let i = 0; i < 1000 && !sink.rows.has("a/4"); i++) await new Promise((res) => setTimeout(res, 5));
+  stop.abort(new Error("stop"));
+  await running;
+  assert.deepEqual([...sink.rows.keys()].sort(), ["a/1", "a/4"]);
+  const warned = lines.map((l) => JSON.parse(l) as { code?: string; msg: string; partitions?: unknown }).filter((l) => l.code === "SINK_HISTORY_INCOMPLETE");
+  assert.equal(warned.length, 1, lines.join("\n"));
+  assert.deepEqual(warned[0]!.partitions, [{ topic: "pg.public.a", partition: 0, from: "1", to: "3" }]);
+  assert.match(warned[0]!.msg, /^sink mem: records were deleted by retention before the sink read them \(pg\.public\.a:0 offsets 1 to 2\).*Re-snapshot the source/);
   await log.close();
 });

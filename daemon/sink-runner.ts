@@ -18,7 +18,7 @@ import { RECORD_TOO_LARGE } from "../connectors/topics/spec.ts";
 import { backoffDelay, retry, sleep } from "../runtime/backoff.ts";
 import type { BackoffPolicy } from "../runtime/backoff.ts";
 import { checkStoredOffsets, isLogMismatch, logMismatchError, partitionRanges } from "./log-identity.ts";
-import { describeMissedHistory, describeStaleTombstones, missedHistory, staleTombstones } from "./missed-history.ts";
+import { describeMissedHistory, describeSkipped, describeStaleTombstones, missedHistory, staleTombstones } from "./missed-history.ts";
 import { NOT_HALTED, releaseHint } from "./halted.ts";
 import type { HaltAction, HaltedSinkTable, HaltReleaseReport } from "./halted.ts";
 import type { Logger } from "../runtime/logger.ts";
@@ -158,6 +158,10 @@ function isTableLevel(error: unknown): error is SluiceError {
 
 function partitionKey(topic: string, partition: number): string {
   return `${topic}\u0000${partition}`;
+}
+
+function skipKey(topic: string, partition: number, from: bigint): string {
+  return `skipped\u0000${partitionKey(topic, partition)}\u0000${from}`;
 }
 
 /** Sets the next offset to store for `record`'s partition: the consumer's position, not offset + 1, since with Kafka transactions it steps past commit markers. */
@@ -449,6 +453,7 @@ export class SinkRunner {
         const records = await this.takeArrived(consumer, await consumer.poll({ ...this.pollLimits(), signal: stop }), stop);
         this.polled = true;
         this.consumeProblem = null;
+        this.reportSkipped(consumer);
         this.forgetCaughtUp(records);
         if (records.length > 0) await this.exclusive(() => this.applyBatch(consumer, records, stop));
         else if (this.resets.size > 0) await this.exclusive(() => this.applyDueResets(consumer, stop));
@@ -495,10 +500,25 @@ export class SinkRunner {
     }
     const missed = (await missedHistory(log, topics, positions)).filter((m) => !this.reportedGaps.has(partitionKey(m.topic, m.partition)));
     if (missed.length === 0) return;
-    for (const m of missed) this.reportedGaps.add(partitionKey(m.topic, m.partition));
+    for (const m of missed) {
+      this.reportedGaps.add(partitionKey(m.topic, m.partition));
+      // The consumer steps over the same records at its first read: told here already.
+      if (m.from !== null) this.reportedGaps.add(skipKey(m.topic, m.partition, m.from));
+    }
     this.logger.warn(
       { code: "SINK_HISTORY_INCOMPLETE", group, partitions: missed.map((m) => ({ topic: m.topic, partition: m.partition, start: String(m.start), from: m.from === null ? null : String(m.from) })) },
       describeMissedHistory(sink.name, missed),
+    );
+  }
+
+  /** Records retention deleted before this running sink read them (it lagged behind): warned, naming the offsets, as at start. */
+  private reportSkipped(consumer: TopicConsumer): void {
+    const skipped = (consumer.takeSkipped?.() ?? []).filter((s) => !this.reportedGaps.has(skipKey(s.topic, s.partition, s.from)));
+    if (skipped.length === 0) return;
+    for (const s of skipped) this.reportedGaps.add(skipKey(s.topic, s.partition, s.from));
+    this.logger.warn(
+      { code: "SINK_HISTORY_INCOMPLETE", group: this.options.group, partitions: skipped.map((s) => ({ topic: s.topic, partition: s.partition, from: String(s.from), to: String(s.to) })) },
+      describeSkipped(this.options.sink.name, skipped),
     );
   }
 

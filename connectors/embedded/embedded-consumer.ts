@@ -3,7 +3,7 @@
  * running member at a time; the sink lease says which) straight from the log's connection.
  */
 import { SluiceError } from "../errors.ts";
-import type { PollOptions, SeekTarget, StoredRecord, TopicConsumer, TopicPartition, TopicPartitionOffset } from "../topics/contract.ts";
+import type { PollOptions, SeekTarget, SkippedRecords, StoredRecord, TopicConsumer, TopicPartition, TopicPartitionOffset } from "../topics/contract.ts";
 import type { EmbeddedStatements, EmbeddedTopicLog, TopicMeta } from "./embedded-log.ts";
 import { toSafeOffset } from "./embedded-log.ts";
 import { decodeBatch } from "./record-codec.ts";
@@ -34,6 +34,7 @@ export class EmbeddedConsumer implements TopicConsumer {
   private readonly onClose: (consumer: EmbeddedConsumer) => void;
   private rotation = 0;
   private closed = false;
+  private skipped: SkippedRecords[] = [];
 
   constructor(log: EmbeddedTopicLog, statements: EmbeddedStatements, group: string, topics: readonly TopicMeta[], onClose: (consumer: EmbeddedConsumer) => void) {
     this.log = log;
@@ -91,6 +92,12 @@ export class EmbeddedConsumer implements TopicConsumer {
     return this.cursors.map((c) => ({ topic: c.topic.spec.name, partition: c.partition }));
   }
 
+  takeSkipped(): SkippedRecords[] {
+    const taken = this.skipped;
+    this.skipped = [];
+    return taken;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -119,8 +126,11 @@ export class EmbeddedConsumer implements TopicConsumer {
       const committed = this.log.read("read group offset", () => this.statements.groupOffset.get(this.group, cursor.topic.id, cursor.partition)) as { next_offset: number } | undefined;
       cursor.next = committed?.next_offset ?? bounds.start;
     }
-    // Retention may have passed the position: continue at the first kept record.
-    if (cursor.next < bounds.start) cursor.next = bounds.start;
+    // Retention may have passed the position: continue at the first kept record, and say what was gone.
+    if (cursor.next < bounds.start) {
+      this.skipped.push({ topic: cursor.topic.spec.name, partition: cursor.partition, from: BigInt(cursor.next), to: BigInt(bounds.start) });
+      cursor.next = bounds.start;
+    }
     const topic = cursor.topic.spec.name;
     while (cursor.next < bounds.end && budget.records > 0 && budget.bytes > 0) {
       const batch = this.batchAt(cursor);

@@ -11,8 +11,9 @@ import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage } from "kaf
 import type { Logger } from "../../runtime/logger.ts";
 import { durationFromEnv } from "../../runtime/env-duration.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
-import type { PollOptions, SeekTarget, StoredRecord, TopicConsumer, TopicPartition, TopicPartitionOffset } from "../topics/contract.ts";
+import type { PollOptions, SeekTarget, SkippedRecords, StoredRecord, TopicConsumer, TopicPartition, TopicPartitionOffset } from "../topics/contract.ts";
 import { kafkaError } from "./kafka-errors.ts";
+import { onOffsetReset } from "./offset-resets.ts";
 // kafkajs decodes a batch the log cleaner emptied to nothing, losing its offsets: this keeps them.
 import "./emptied-batches.ts";
 
@@ -90,6 +91,12 @@ export class KafkaPullConsumer implements TopicConsumer {
   private readonly positions = new Map<string, bigint>();
   /** Partitions seeked whose first fetch from the new offset has not arrived yet, with that offset. */
   private readonly seeking = new Map<string, bigint>();
+  /** Per partition, the offset after the last batch fetched: where kafkajs fetches next. */
+  private readonly fetched = new Map<string, bigint>();
+  /** Partitions kafkajs moved to their earliest offset (OFFSET_OUT_OF_RANGE), with the offset it could not fetch. */
+  private readonly outOfRange = new Map<string, bigint>();
+  private skipped: SkippedRecords[] = [];
+  private readonly stopResets: () => void;
   private assigned: TopicPartition[] = [];
   private bufferedBytes = 0;
   private wake: (() => void) | undefined;
@@ -126,6 +133,12 @@ export class KafkaPullConsumer implements TopicConsumer {
       retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 10_000, restartOnFailure: async () => false },
     });
     this.consumer.on(this.consumer.events.GROUP_JOIN, (event) => this.onAssignment(event.payload.memberAssignment));
+    this.stopResets = onOffsetReset((reset) => {
+      if (reset.group !== options.group) return;
+      const key = tpKey(reset.topic, reset.partition);
+      const from = this.fetched.get(key) ?? this.seeking.get(key);
+      if (from !== undefined) this.outOfRange.set(key, from);
+    });
     this.consumer.on(this.consumer.events.END_BATCH_PROCESS, (event) => {
       // Batches of only transaction markers (or of batches the log cleaner emptied, emptied-batches.ts) never reach eachBatch; the position still moves past them.
       const { topic, partition, batchSize, lastOffset } = event.payload;
@@ -133,6 +146,7 @@ export class KafkaPullConsumer implements TopicConsumer {
       // kafkajs's type says string; a batch of only records before the fetched offset has none.
       const firstOffset = event.payload.firstOffset as string | null;
       const key = tpKey(topic, partition);
+      if (firstOffset !== null) this.noteFetched(topic, partition, BigInt(firstOffset), BigInt(lastOffset) + 1n);
       const sought = this.seeking.get(key);
       // One fetched before a seek belongs to the old position; one that starts at the sought offset is what a fetch from there
       // brings (e.g. the commit marker of the transaction a restarted sink applied last): kept, or its position stayed before it.
@@ -223,9 +237,16 @@ export class KafkaPullConsumer implements TopicConsumer {
     return this.assigned;
   }
 
+  takeSkipped(): SkippedRecords[] {
+    const taken = this.skipped;
+    this.skipped = [];
+    return taken;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.stopResets();
     this.wake?.();
     this.roomWake?.();
     await this.consumer.disconnect().catch(() => undefined);
@@ -243,12 +264,24 @@ export class KafkaPullConsumer implements TopicConsumer {
     // A batch fetched before a seek belongs to the old position.
     if (isStale() || this.closed) return;
     this.seeking.delete(key);
+    const first = batch.messages[0]?.offset ?? batch.firstOffset();
+    if (first !== null) this.noteFetched(batch.topic, batch.partition, BigInt(first), BigInt(batch.lastOffset()) + 1n);
     let bytes = 0;
     const records = batch.messages.map((message): StoredRecord => {
       bytes += (message.key?.length ?? 0) + (message.value?.length ?? 0) + this.recordOverhead;
       return storedRecordOf(batch.topic, batch.partition, message);
     });
     this.push(batch.topic, batch.partition, records, BigInt(batch.lastOffset()) + 1n, bytes);
+  }
+
+  /** A batch from `first` to before `next` was fetched: after an out-of-range reset, what lay between the lost position and it was skipped. */
+  private noteFetched(topic: string, partition: number, first: bigint, next: bigint): void {
+    const key = tpKey(topic, partition);
+    this.fetched.set(key, next);
+    const from = this.outOfRange.get(key);
+    if (from === undefined) return;
+    this.outOfRange.delete(key);
+    if (first !== from) this.skipped.push({ topic, partition, from, to: first });
   }
 
   private push(topic: string, partition: number, records: StoredRecord[], nextOffset: bigint, bytes: number): void {
@@ -309,6 +342,8 @@ export class KafkaPullConsumer implements TopicConsumer {
     this.dropQueued(() => true);
     this.positions.clear();
     this.seeking.clear();
+    this.fetched.clear();
+    this.outOfRange.clear();
     this.logger.debug({ assignment: memberAssignment }, "partitions assigned");
     this.markJoined();
   }

@@ -128,7 +128,19 @@ export interface TopicConsumer {
   position(topic: string, partition: number): bigint | null;
   /** Partitions this member reads now (may change with Kafka group rebalances). */
   assignment(): readonly TopicPartition[];
+  /**
+   * Records this member was to read next but the log no longer held when it got there (retention
+   * deleted them while it lagged, or the partition no longer reaches its position), each told once;
+   * the reading went on at the first record kept. Empty when nothing was skipped.
+   */
+  takeSkipped?(): SkippedRecords[];
   close(): Promise<void>;
+}
+
+/** Offsets `from` (inclusive) to `to` (exclusive) of a partition were gone when its reader got to `from`. */
+export interface SkippedRecords extends TopicPartition {
+  readonly from: bigint;
+  readonly to: bigint;
 }
 
 /** Ordered JSON entries for the built-in schema registry's store, kept with the log. */
