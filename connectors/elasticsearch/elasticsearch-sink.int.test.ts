@@ -126,6 +126,33 @@ describe("Elasticsearch sink specifics", () => {
     }
   });
 
+  test("a target is its first table's after a restart too (recorded in its index's _meta): another table rendered to it, writing first then, is refused", async () => {
+    const base = randomTableName();
+    const first = new Events(tableSchema(`${base}_x`, [["id", "integer"], ["v", "text"]]));
+    const second = new Events(tableSchema("x", [["id", "integer"], ["v", "text"]], ["id"], { schema: `public_${base}` }));
+    assert.equal(targetOf(first.schema), targetOf(second.schema));
+    const name = `es_${randomTableName("o")}`;
+    const before = createSink(name);
+    await before.open(signal());
+    try {
+      await before.write([first.insert(1n, { id: 1, v: "first" })], signal());
+    } finally {
+      await before.close();
+    }
+    const after = createSink(name);
+    await after.open(signal());
+    try {
+      await assert.rejects(
+        () => after.write([second.insert(2n, { id: 1, v: "second" })], signal()),
+        (error: unknown) => error instanceof SluiceError && error.code === "SINK_SCHEMA_UNSUPPORTED" && error.message.includes(`is the target of table src.public.${base}_x`),
+      );
+      await after.write([first.insert(3n, { id: 2, v: "first again" })], signal());
+      assert.deepEqual(await visibleRows(targetOf(first.schema), first.schema), [{ id: "1", v: "first" }, { id: "2", v: "first again" }]);
+    } finally {
+      await after.close();
+    }
+  });
+
   test("a deleted document does not come back after index.gc_deletes has forgotten the delete", async () => {
     const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
     const target = targetOf(events.schema);

@@ -198,7 +198,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
         indexes.shadow = null;
       }
       const generation = ++indexes.maxGeneration;
-      const shadow: EsIndex = { physical: physicalName(target, generation), target, role: "shadow", generation, truncateVersion: 0n, columns: columns ?? indexes.live?.columns ?? [] };
+      const shadow: EsIndex = { physical: physicalName(target, generation), target, role: "shadow", generation, truncateVersion: 0n, columns: columns ?? indexes.live?.columns ?? [], owner: tableIdOf(table) };
       await this.#idx().create(shadow, signal).catch((error: unknown) => {
         throw nameTaken(error) ? takenRefusal(shadow, context, error) : error;
       });
@@ -380,6 +380,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     for (const { index, error } of changes.invalid) failures.add([index], rowRejected(error.message, { ...context, column: error.column }, error));
     const target = this.#target(changes.table);
     const indexes = await this.#load(target, signal);
+    const owner = indexes.live?.owner ?? indexes.shadow?.owner;
+    if (owner !== undefined) this.#claims.confirm(changes.table, target, owner);
     let primary: EsIndex;
     let mirror: EsIndex | null = null;
     if (mode === "live") {
@@ -505,7 +507,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     const columns = initialColumns(schema, context, since);
     this.#checkNames(columns, context);
     const generation = ++indexes.maxGeneration;
-    const live: EsIndex = { physical: physicalName(target, generation), target, role: "live", generation, truncateVersion: 0n, columns };
+    const live: EsIndex = { physical: physicalName(target, generation), target, role: "live", generation, truncateVersion: 0n, columns, owner: tableIdOf(schema) };
     try {
       await this.#idx().create(live, signal);
     } catch (error) {
@@ -625,6 +627,10 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     if (!this.#indices) throw new SluiceError("the Elasticsearch sink is not open", { code: "SINK_NOT_OPEN", context: { component: "sink", sink: this.name } });
     return this.#indices;
   }
+}
+
+function tableIdOf(table: TableId): TableId {
+  return { source: table.source, database: table.database, schema: table.schema, table: table.table };
 }
 
 /** Elasticsearch refused an index or alias because the name is another index's or alias's (invalid_alias_name_exception, invalid_index_name_exception). */

@@ -6,6 +6,7 @@
  * truncate version in its mapping's `_meta.sluice`, so the state survives restarts.
  */
 import type { Client } from "@elastic/elasticsearch";
+import type { TableId } from "../contracts.ts";
 import { DELETED_COLUMN, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { TargetColumn } from "../sinks/columns.ts";
 import { generationOf } from "../sinks/naming.ts";
@@ -22,6 +23,8 @@ export interface EsIndex {
   truncateVersion: bigint;
   /** Empty while the index is not created yet (a shadow prepared before any schema was known). */
   columns: readonly TargetColumn[];
+  /** The source table the index was made for (absent in indexes made before Sluice recorded it). */
+  readonly owner?: TableId | undefined;
 }
 
 export interface TargetIndexes {
@@ -36,6 +39,7 @@ interface SluiceMeta {
   readonly generation: number;
   readonly truncateVersion: string;
   readonly columns: readonly TargetColumn[];
+  readonly table?: TableId;
 }
 
 export const rebuildAlias = (target: string) => `${target}__rebuild`;
@@ -72,7 +76,8 @@ export function indexMappings(index: EsIndex): Record<string, unknown> {
 }
 
 function meta(index: EsIndex): SluiceMeta {
-  return { target: index.target, generation: index.generation, truncateVersion: index.truncateVersion.toString(), columns: index.columns };
+  const owner = index.owner === undefined ? {} : { table: { source: index.owner.source, database: index.owner.database, schema: index.owner.schema, table: index.owner.table } };
+  return { target: index.target, generation: index.generation, truncateVersion: index.truncateVersion.toString(), columns: index.columns, ...owner };
 }
 
 export class Indices {
@@ -108,6 +113,7 @@ export class Indices {
         generation,
         truncateVersion: BigInt(sluice?.truncateVersion ?? "0"),
         columns: sluice?.columns ?? [],
+        ...(sluice?.table === undefined ? {} : { owner: sluice.table }),
       };
     }
     return out;

@@ -53,6 +53,17 @@ export class TargetClaims {
     else if (claim.table === null && claim.target === target) claim.table = table;
   }
 
+  /**
+   * The table the sink's storage says `target` was made for, learnt after `table` claimed it (Elasticsearch reads it with the
+   * target's indexes): the storage's table keeps it, and `table`, when another, is refused.
+   */
+  confirm(table: TableId, target: string, owner: TableId): void {
+    const claim = this.#claims.get(this.#fold(target));
+    if (claim === undefined || claim.target !== target) return;
+    claim.table = owner;
+    if (!sameTable(owner, table)) throw this.#refusal(table, `its target "${target}" is the target of table ${tableLabel(owner)}`);
+  }
+
   /** `target` when `table` has claimed it, else null (not yet claimed, or refused): a check that never throws. */
   owned(table: TableId, target: string): string | null {
     const claim = this.#claims.get(this.#fold(target));
