@@ -36,6 +36,8 @@ interface Current {
 type Emit = (out: AvroOutput, current: Current) => void;
 
 const NO_EXTRAS: EnvelopeExtras = Object.freeze({});
+/** The headers of most changes (no unavailable or special values): one object for all of them, never written to. */
+const NO_HEADERS: RecordHeaders = Object.freeze({});
 const SHARED_OUTPUT = new AvroOutput();
 
 /** The envelope fields this writer knows (envelope-schema.ts); any other schema keeps the general path. */
@@ -197,10 +199,11 @@ export class FastEventEncoder {
     out.writeFixed(this.valueHeader);
     for (const emit of this.emits) emit(out, current);
     const value = out.take();
-    const headers: RecordHeaders = {};
     const unchanged = sideJson(current.beforeSide.unchanged, current.afterSide.unchanged);
-    if (unchanged !== null) headers[UNCHANGED_HEADER] = unchanged;
     const special = sideJson(current.beforeSide.special, current.afterSide.special);
+    if (unchanged === null && special === null) return { key, value, headers: NO_HEADERS };
+    const headers: RecordHeaders = {};
+    if (unchanged !== null) headers[UNCHANGED_HEADER] = unchanged;
     if (special !== null) headers[SPECIAL_HEADER] = special;
     return { key, value, headers };
   }

@@ -106,13 +106,12 @@ export class ChangeEventEncoder {
 
   /** The fast path: the same records as generalEncode, written by the compiled writers. */
   fastEncode(fast: FastEventEncoder, event: ChangeEvent, extras?: EnvelopeExtras): EncodedEvent {
-    const { key, value, headers } = fast.encode(event, extras);
+    const encoded = fast.encode(event, extras);
     const moved = event.keyChange;
-    if (moved) {
-      const other = "newKey" in moved ? fast.encodeKey(moved.newKey) : fast.encodeKey(moved.oldKey);
-      if (other !== null) headers["newKey" in moved ? NEW_KEY_HEADER : OLD_KEY_HEADER] = other;
-    }
-    return { key, value, headers };
+    if (!moved) return encoded;
+    const other = "newKey" in moved ? fast.encodeKey(moved.newKey) : fast.encodeKey(moved.oldKey);
+    // The encoder's headers may be its shared empty ones: a copy takes the key's.
+    return other === null ? encoded : { ...encoded, headers: { ...encoded.headers, ["newKey" in moved ? NEW_KEY_HEADER : OLD_KEY_HEADER]: other } };
   }
 
   /** The general path: envelope and row objects (envelope-codec.ts) encoded by avsc. */
