@@ -15,6 +15,8 @@ const DEFAULT_CAPACITY = 64 * 1024;
 const MAX_BYTES_PER_UNIT = 3;
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
+/** Bytes up to which a piece is copied byte by byte. */
+const SHORT_PIECE = 16;
 
 export class NdjsonOperations {
   #buffer: Buffer;
@@ -68,10 +70,15 @@ export class NdjsonOperations {
 
   /** Bytes as they are (e.g. a field name's, prepared once). */
   bytes(bytes: Uint8Array): void {
-    this.#reserve(bytes.length);
+    const length = bytes.length;
+    this.#reserve(length);
     const buffer = this.#buffer;
     let at = this.#used;
-    for (let i = 0; i < bytes.length; i++) buffer[at++] = bytes[i] as number;
+    // A copy call costs more than a few stores: short pieces (field names) go byte by byte.
+    if (length > SHORT_PIECE) {
+      buffer.set(bytes, at);
+      at += length;
+    } else for (let i = 0; i < length; i++) buffer[at++] = bytes[i] as number;
     this.#used = at;
   }
 
