@@ -22,6 +22,8 @@ export interface OnlineSnapshotHost {
   readonly captured: () => CapturedTables | null;
   readonly serverVersion: () => number;
   readonly engine: () => IncrementalSnapshots | null;
+  /** The tasks queued or running, also while the source is not streaming (the server away): they go on when it is back. */
+  readonly queued: () => readonly SnapshotTask[];
   readonly context: () => ErrorContext;
 }
 
@@ -62,7 +64,7 @@ export class OnlineSnapshotRequests implements OnlineSnapshotting {
 
   list(): { tasks: readonly SnapshotTask[]; failed: readonly FailedSnapshot[] } {
     const engine = this.host.engine();
-    return { tasks: engine?.tasks() ?? [], failed: engine?.failed() ?? [] };
+    return { tasks: engine?.tasks() ?? this.host.queued(), failed: engine?.failed() ?? [] };
   }
 
   /** The table as the catalog shows it now, with its published columns and row filter; refuses one the source does not capture. */

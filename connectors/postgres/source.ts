@@ -166,6 +166,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     captured: () => this.captured,
     serverVersion: () => this.server?.version ?? 0,
     engine: () => this.online.engine,
+    queued: () => this.online.ledger.tasks,
     context: () => this.context,
   });
 
