@@ -438,7 +438,8 @@ describe("ClickHouse sink specifics", () => {
     /** One change staged by a staged write of its own. */
     const stage = async (change: { event: ChangeEvent }) => sink.stagedWrite(signal())!.stage(change.event);
     const created = sink.stagedWrite(signal())!;
-    assert.equal(await created.stage(events.insert(1n, { id: 1, v: "a", small: 1 }).event), true, "a table not created yet is created for it");
+    assert.equal(await created.stage(events.insert(2n, { id: 1, v: "a", small: 1 }).event), true, "a table not created yet is created for it");
+    assert.equal(await created.stage(events.insert(1n, { id: 0, v: "older", small: 0 }).event), true, "an older change (another partition's) without a column given a default");
     assert.equal(await created.write(signal()), false, "no offsets given, none stored");
     assert.equal(await stage(events.insert(2n, { id: 2, v: "b", small: 2 })), true);
     assert.equal(await stage(events.truncate(3n)), false, "a truncate");
@@ -455,7 +456,8 @@ describe("ClickHouse sink specifics", () => {
     const evolved = sink.stagedWrite(signal())!;
     assert.equal(await evolved.stage(added.insert(6n, { id: 6, v: "f", small: 6, extra: "y" }).event), true);
     assert.ok((await columns()).includes("extra"));
-    assert.equal(await evolved.stage(events.insert(5n, { id: 7, v: "g", small: 7 }).event), false, "older than the evolution");
+    assert.equal(await evolved.stage(added.insert(5n, { id: 7, v: "g", small: 7, extra: "w" }).event), false, "with the column, older than the evolution");
+    assert.equal(await evolved.stage(events.insert(5n, { id: 11, v: "k", small: 11 }).event), true, "without the column, older: the column's default");
     assert.equal(await evolved.stage(events.insert(8n, { id: 8, v: "h", small: 8 }).event), true, "an older schema's change after it");
     assert.equal(await evolved.write(signal()), false);
     // The table evolves between staging and writing (another write): the rows were encoded for its old columns.
@@ -464,10 +466,12 @@ describe("ClickHouse sink specifics", () => {
     assert.deepEqual((await sink.write([more.insert(10n, { id: 10, v: "j", small: 10, extra: null, more: "m" })], signal())).failures, []);
     await assert.rejects(stale.write(signal()), /changed while a batch was staged/);
     assert.deepEqual(await rows(`SELECT id, extra FROM ${qualified(database, target)} ORDER BY id`), [
+      { id: "0", extra: "dflt" },
       { id: "1", extra: "dflt" },
       { id: "6", extra: "y" },
       { id: "8", extra: null },
       { id: "10", extra: null },
+      { id: "11", extra: "dflt" },
     ]);
   });
 });

@@ -6,8 +6,8 @@
  * unchanged-TOAST values, moved keys or truncates. A table is created, compared with the server or
  * evolved for the first change of it in the batch, before that change's row is written; its rows
  * are then written for its new columns, so a later change of the table that needs another
- * evolution, or is older than that first change (an added column's default applies to rows older
- * than the version that added it), is not staged. Anything not staged makes the batch go through
+ * evolution is not staged, nor one older than that first change that has a column given a default
+ * from it (an added column's default applies to rows older than the version that added it). Anything not staged makes the batch go through
  * the sink's write as before.
  *
  * Of several changes of one key only the newest is inserted, as collapseChanges keeps it: by
@@ -32,8 +32,14 @@ export class StagedTable {
   readonly columns: readonly TargetColumn[];
   readonly truncateVersion: bigint;
   readonly types: readonly string[];
-  /** The version of the change the table was prepared (created, evolved) for: older ones are not staged. Null when it was ready. */
+  /**
+   * The version of the change the table was prepared (created, evolved) for, when that gave
+   * columns a default from it on (`since`): older changes with such a column are not staged (the
+   * write would date the default from the oldest). Null otherwise.
+   */
   readonly floor: bigint | null;
+  /** The columns whose default dates from `floor`. */
+  readonly #floorColumns: ReadonlySet<string>;
   readonly writer = new RowBinaryWriter();
   /** Each key's newest row (its number in the writer). */
   readonly #rowOfKey = new Map<string, number>();
@@ -42,12 +48,19 @@ export class StagedTable {
   /** Rows a newer change of their key replaced. */
   #replaced: Set<number> | null = null;
 
-  constructor(physical: ClickHouseTable, types: readonly string[], floor: bigint | null) {
+  constructor(physical: ClickHouseTable, types: readonly string[], prepared: bigint | null) {
     this.physical = physical;
     this.columns = physical.columns;
     this.truncateVersion = physical.truncateVersion;
     this.types = types;
-    this.floor = floor;
+    const since = prepared === null ? null : String(prepared);
+    this.#floorColumns = new Set(physical.columns.filter((c) => since !== null && c.since === since).map((c) => c.name));
+    this.floor = this.#floorColumns.size > 0 ? prepared : null;
+  }
+
+  /** Whether a change at `version` under `schema` is older than a default the table's preparation dated. */
+  belowFloor(version: bigint, schema: TableSchema): boolean {
+    return this.floor !== null && version < this.floor && schema.columns.some((c) => this.#floorColumns.has(c.name));
   }
 
   /** Whether rows have been kept for the table. */
@@ -134,7 +147,7 @@ export class ClickHouseStagedWrite implements StagedWrite {
     if (table === null) return true;
     const change = stagedChange(event);
     if (change === null) return false;
-    if (table.floor !== null && change.version < table.floor) return false;
+    if (table.belowFloor(change.version, event.schema)) return false;
     // Hidden by the table's truncate (the sink's write leaves such rows out too).
     if (change.version <= table.truncateVersion) return true;
     try {
