@@ -7,7 +7,7 @@ import { test } from "node:test";
 import type { ChangeEvent, SinkChange, TopicPartitionOffset } from "../connectors/contracts.ts";
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import { SluiceError } from "../connectors/errors.ts";
-import { SCHEMA_UNSUPPORTED } from "../connectors/sinks/errors.ts";
+import { SCHEMA_UNSUPPORTED, targetBlocked } from "../connectors/sinks/errors.ts";
 import type { OffsetWriteResult, StoredSinkOffset, TransactionalSink } from "../connectors/sinks/contract.ts";
 import { CONTROL_TOPIC_HEADER } from "./control-records.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
@@ -17,7 +17,8 @@ import { event, runnerDefaults, silent } from "./sink-runner-test-support.ts";
 import type { SinkRunnerOptions } from "./sink-runner.ts";
 
 /**
- * A sink kept in memory; rows named "poison" are rejected (until `fixed`), "flaky" ones fail
+ * A sink kept in memory; rows named "poison" are rejected (until `fixed`), "blocked" ones find
+ * their target refusing writes (until `fixed`), "flaky" ones fail
  * retriably once, "stubborn" ones retriably every time, "unsupported" ones fail the whole write.
  */
 class MemorySink implements TransactionalSink {
@@ -42,6 +43,10 @@ class MemorySink implements TransactionalSink {
       const name = (event.after?.["name"] as string | undefined) ?? "";
       if (name === "poison" && !this.fixed) {
         failures.push({ index, error: new Error("value out of range for column name"), retriable: false });
+        continue;
+      }
+      if (name === "blocked" && !this.fixed) {
+        failures.push({ index, error: targetBlocked("403 cluster_block_exception: index [x] blocked by: [FORBIDDEN/8/index write (api)]", { sink: this.name, table: event.schema.table }), retriable: false });
         continue;
       }
       if (name === "flaky" && !this.flakyFailed) {
@@ -192,6 +197,21 @@ test("a schema change the target cannot take halts only its table, under dead-le
   const dlq = await log.consumer("reader", ["t.dlq.mem"]);
   assert.equal((await dlq.poll({ maxRecords: 10, maxBytes: 1 << 20, maxWaitMs: 200 })).length, 0, "nothing dead-lettered");
   await dlq.close();
+  await log.close();
+});
+
+// An index block (Elasticsearch's flood-stage read_only_allow_delete) refuses every row of the table: under dead-letter each went to the dead-letter topic, emptying the table's stream there.
+test("dead-letter: a target that refuses writes (SINK_TARGET_BLOCKED) halts its table and dead-letters nothing", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  await log.produce([encode(event("a", 1, 10n)), encode(named(event("a", 2, 11n), "blocked")), encode(named(event("a", 3, 12n), "blocked")), encode(event("b", 4, 13n))]);
+  const sink = new MemorySink();
+  const r = runner(log, sink, { onError: "dead-letter" });
+  await runUntil(r, () => r.haltedTables().length > 0 && sink.rows.has("b/4"));
+  assert.deepEqual(r.haltedTables().map((h) => [h.table, h.offset]), [["public.a", "0:1"]]);
+  assert.match(r.haltedTables()[0]!.error, /refuses writes/);
+  assert.equal((await deadLetters(log)).length, 0, "nothing dead-lettered");
+  const committed = new Map((await log.committedOffsets("t.sink.mem")).map((o) => [o.topic, o.offset]));
+  assert.equal(committed.get("pg.public.a"), 1n, "the stored offset is the first blocked record's");
   await log.close();
 });
 

@@ -3,7 +3,8 @@
  * transient failures retried with jittered backoff (runtime/backoff.ts) — whole requests
  * (connection errors, 429, 5xx) and single items (429, 5xx) alike — and each item's outcome
  * sorted for the sink: applied, stale (409: the index holds this version or a newer one), still
- * failing after retries (retriable), or rejected (any other error: poison).
+ * failing after retries (retriable), blocked (the index refuses every write: a block, whatever its
+ * status), or rejected (any other error: poison).
  */
 import type { Client } from "@elastic/elasticsearch";
 import { backoffDelay, retry, sleep } from "../../runtime/backoff.ts";
@@ -16,7 +17,7 @@ import type { NdjsonOperations } from "./ndjson-operations.ts";
 export type ItemOutcome =
   | { readonly kind: "applied" }
   | { readonly kind: "stale" }
-  | { readonly kind: "failed"; readonly retriable: boolean; readonly reason: string };
+  | { readonly kind: "failed"; readonly retriable: boolean; readonly reason: string; readonly blocked?: true };
 
 export interface BulkOptions {
   readonly maxBytes: number;
@@ -108,6 +109,8 @@ function classify(item: BulkItemResult | undefined): ItemOutcome {
   if (item.status >= 200 && item.status < 300) return APPLIED;
   if (item.status === 409) return STALE;
   const reason = `${item.status} ${item.error?.type ?? "error"}: ${item.error?.reason ?? ""}${item.error?.caused_by?.reason ? ` (${item.error.caused_by.reason})` : ""}`;
+  // index.blocks.write answers 403, the flood-stage read_only_allow_delete block 429: neither is the row's fault nor lifts in seconds.
+  if (item.error?.type === "cluster_block_exception") return { kind: "failed", retriable: false, reason, blocked: true };
   return { kind: "failed", retriable: item.status === 429 || item.status >= 500, reason };
 }
 

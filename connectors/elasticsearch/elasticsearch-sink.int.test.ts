@@ -401,6 +401,33 @@ describe("Elasticsearch sink specifics", () => {
     }
   });
 
+  test("an index that refuses writes (index.blocks.write 403, flood-stage read_only_allow_delete) fails its rows as the target's block, halting the table under dead-letter too, not as poison rows", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const target = targetOf(events.schema);
+    assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+    const index = Object.keys(await admin.indices.getAlias({ name: target }))[0]!;
+    for (const block of ["index.blocks.write", "index.blocks.read_only_allow_delete"]) {
+      await admin.indices.putSettings({ index, settings: { [block]: true } });
+      try {
+        const result = await sink.write([events.insert(2n, { id: 2, v: "b" }), events.update(3n, { id: 1, v: "c" })], signal());
+        assert.deepEqual(result.failures.map((f) => [f.index, f.retriable, (f.error as SluiceError).code]), [
+          [0, false, "SINK_TARGET_BLOCKED"],
+          [1, false, "SINK_TARGET_BLOCKED"],
+        ], block);
+        assert.match(result.failures[0]!.error.message, /cluster_block_exception/);
+        assert.ok(result.failures[0]!.error.message.includes(events.schema.table), "names the table");
+        assert.ok((result.failures[0]!.error as SluiceError).context["position"], "and the position");
+      } finally {
+        await admin.indices.putSettings({ index, settings: { [block]: null } });
+      }
+    }
+    assert.deepEqual((await sink.write([events.insert(2n, { id: 2, v: "b" }), events.update(3n, { id: 1, v: "c" })], signal())).failures, []);
+    assert.deepEqual(await visibleRows(target, events.schema), [
+      { id: "1", v: "c" },
+      { id: "2", v: "b" },
+    ]);
+  });
+
   test("bulk requests are split by bulk_bytes", async () => {
     const small = createSink(`es_${randomTableName("b")}`, 2_000);
     await small.open(signal());

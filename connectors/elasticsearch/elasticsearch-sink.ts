@@ -26,7 +26,7 @@ import { defaultOf, DELETED_COLUMN, firstVersionWith, initialColumns, planColumn
 import { deadlineError, pastDeadline } from "../sinks/deadline.ts";
 import type { PlanContext, SinceOf, TargetColumn } from "../sinks/columns.ts";
 import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
-import { errorMessage, rebuildState, rowRejected, schemaUnsupported, ValueRejected } from "../sinks/errors.ts";
+import { errorMessage, rebuildState, rowRejected, schemaUnsupported, targetBlocked, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { keyId } from "../sinks/keys.ts";
 import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
@@ -450,7 +450,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     outcomes.forEach((outcome, i) => {
       if (outcome.kind !== "failed") return;
       const change = planned[i] as RowChange;
-      const error = rowRejected(outcome.reason, { ...context, position: positionLabel(change) });
+      const where = { ...context, position: positionLabel(change) };
+      const error = outcome.blocked ? targetBlocked(`Elasticsearch: ${outcome.reason}`, where) : rowRejected(outcome.reason, where);
       failures.add(change.indices, outcome.retriable ? new ConnectionError(`Elasticsearch kept refusing a row of ${label}: ${outcome.reason}`, { code: "SINK_UNAVAILABLE", context: error.context }) : error, outcome.retriable);
     });
   }

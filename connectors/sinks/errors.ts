@@ -5,6 +5,7 @@ import type { ErrorContext } from "../errors.ts";
 export const SCHEMA_UNSUPPORTED = "SINK_SCHEMA_UNSUPPORTED";
 export const ROW_REJECTED = "SINK_ROW_REJECTED";
 export const REBUILD_STATE = "SINK_REBUILD_STATE";
+export const TARGET_BLOCKED = "SINK_TARGET_BLOCKED";
 
 /** A schema change the target cannot take; the runtime halts the table. */
 export function schemaUnsupported(message: string, context: { sink: string; table: string; column?: string }, cause?: unknown): SluiceError {
@@ -43,6 +44,22 @@ export function rowRejected(
     context: clean,
     cause,
   });
+}
+
+/**
+ * The table's target refuses every write for a reason of its own, not of the row (an Elasticsearch
+ * index block: index.blocks.write, or read_only_allow_delete at the flood-stage disk watermark).
+ * The runtime halts the table under either on_error policy: dead-lettering would empty the table's
+ * stream into the dead-letter topic while the block lasts.
+ */
+export function targetBlocked(reason: string, context: { sink: string; table: string; position?: string }, cause?: unknown): SluiceError {
+  const clean: ErrorContext = { component: "sink", sink: context.sink, table: context.table };
+  if (context.position !== undefined) clean.position = context.position;
+  const at = context.position === undefined ? "" : ` (at ${context.position})`;
+  return new SluiceError(
+    `sink "${context.sink}", table ${context.table}: the target refuses writes${at}: ${reason}; the table halts (under on_error dead-letter too): lift the block, then sluice halted retry`,
+    { code: TARGET_BLOCKED, retriable: false, context: clean, cause },
+  );
 }
 
 export function rebuildState(message: string, context: { sink: string; table: string }): SluiceError {
