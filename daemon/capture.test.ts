@@ -127,6 +127,32 @@ test("a failed write is not acknowledged; capture reconnects from the last durab
   assert.deepEqual(log.records.map((r) => r.key!.toString()), ["1", "2"], "nothing lost, nothing doubled");
 });
 
+test("a store that keeps failing (the topic log's disk is full) waits longer before each reconnect, not ready and saying why, instead of reconnecting to the source at once", async () => {
+  const source = new ScriptedSource([[event("a", 1n, 10n)], [event("a", 2n, 20n)]]);
+  const log = new MemoryLog();
+  const full = () => new SluiceError("embedded topic log /x/log.db: disk full during produce; nothing of it was stored", { code: "TOPIC_LOG_DISK_FULL", retriable: true });
+  let produced = 0;
+  log.produce = async () => {
+    produced++;
+    throw full();
+  };
+  const pipeline = new CapturePipeline({ source, log: log as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 60_000, maxMs: 60_000 } });
+  const stop = new AbortController();
+  const running = pipeline.run(stop.signal);
+  for (let i = 0; i < 500 && produced === 0; i++) await new Promise((r) => setTimeout(r, 2));
+  // Time enough for many reconnects, had capture not waited.
+  for (let i = 0; i < 50; i++) await new Promise((r) => setTimeout(r, 2));
+  const connects = source.connects.length;
+  const waiting = pipeline.waitingFor();
+  const ready = pipeline.ready();
+  stop.abort(new Error("stop"));
+  await running;
+  assert.equal(connects, 1, "no reconnect before the backoff's delay");
+  assert.equal(ready, false);
+  assert.match(waiting ?? "", /disk full during produce/);
+  assert.deepEqual(source.acked, []);
+});
+
 test("an incompatible schema halts only its table; its events are parked, not lost, and the position advances", async () => {
   const source = new ScriptedSource([[event("a", 1n, 10n), event("bad", 7n, 10n)], [event("bad", 8n, 20n), event("a", 2n, 20n)]]);
   const log = new MemoryLog();

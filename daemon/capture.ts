@@ -6,7 +6,7 @@ import type { ChangeEvent, Checkpoint, ProducedRecord, Source, SourceBatch, Stor
 import { tableName } from "../connectors/contracts.ts";
 import { formatPosition } from "../connectors/common/position-text.ts";
 import { SluiceError } from "../connectors/errors.ts";
-import { retry } from "../runtime/backoff.ts";
+import { backoffDelay, retry, sleep } from "../runtime/backoff.ts";
 import type { BackoffPolicy } from "../runtime/backoff.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { RECORD_TOO_LARGE, recordBytes } from "../connectors/topics/spec.ts";
@@ -146,7 +146,11 @@ export class CapturePipeline {
         this.logger.warn({ err: describe(error), attempt, delayMs }, "re-publishing parked events failed; retrying");
       },
     });
+    // Interruptions in a row without a batch acknowledged: each waits longer before reconnecting (a full disk, an
+    // unwritable log) instead of reconnecting to the source at once, which re-sends everything after the checkpoint.
+    let interruptions = 0;
     while (!stop.aborted) {
+      let connectedFrom: Checkpoint | null | undefined;
       try {
         await retry(
           async () => {
@@ -164,6 +168,7 @@ export class CapturePipeline {
         );
         this.connected = true;
         this.problem = null;
+        connectedFrom = this.lastCheckpoint;
         this.logger.info({ from: this.lastCheckpoint ? formatPosition(source.kind, this.lastCheckpoint.position) : "start" }, "capturing");
         await this.pump(stop);
       } catch (error) {
@@ -172,7 +177,10 @@ export class CapturePipeline {
         if (stop.aborted) break;
         if (!(error instanceof SluiceError) || !error.retriable) throw error;
         this.problem = messageOf(error);
-        this.logger.warn({ err: describe(error) }, "capture interrupted; reconnecting");
+        if (connectedFrom !== undefined && this.lastCheckpoint !== connectedFrom) interruptions = 0;
+        const delayMs = backoffDelay(this.options.reconnect, interruptions++);
+        this.logger.warn({ err: describe(error), attempt: interruptions, delayMs }, "capture interrupted; reconnecting");
+        await sleep(delayMs, stop).catch(() => undefined);
       }
     }
     this.connected = false;
