@@ -115,8 +115,12 @@ test("an incompatible type change halts that table in capture, names table, colu
   const events = parked.map((r) => deserializeEvent(r.value!.toString("utf8")));
   const summary = events.map((e) => `${e.op}:${String((e.after ?? e.before)?.["id"] ?? e.key["id"])}`);
   t.diagnostic(`parked: ${summary.join(" ")}; reason header: ${parked[0]?.headers["sluice.reason"]?.slice(0, 200)}`);
-  assert.deepEqual(summary, ["c:100", "c:101", "c:102", "c:103", "c:104", "u:1", "d:2"]);
+  // The type change can have rewritten every row's value (USING): the source reads the table again, and its reads are parked too.
+  assert.deepEqual(
+    summary.filter((s) => !s.startsWith("r:")),
+    ["c:100", "c:101", "c:102", "c:103", "c:104", "u:1", "d:2"],
+  );
   assert.ok(events.every((e) => e.schema.table === "a"), "only table a is parked");
-  assert.equal(events[0]!.after?.["n"], "x100", "parked events carry the new type's values");
+  assert.equal(events.find((e) => e.op === "c")!.after?.["n"], "x100", "parked events carry the new type's values");
   assert.match(parked[0]!.headers["sluice.reason"] ?? "", /BACKWARD/);
 });
