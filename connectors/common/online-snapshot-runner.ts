@@ -92,8 +92,19 @@ export class OnlineSnapshotRunner<Engine extends OnlineSnapshotEngine> {
     await running.done;
   }
 
+  /** While no engine runs (the server away), the tasks queued or running show as pending with the rows read so far. */
   progress(): TableSnapshotProgress[] {
-    return this.running?.engine.progress() ?? this.finished;
+    if (this.running !== null) return this.running.engine.progress();
+    const paused = this.tasks.tasks.map((task): TableSnapshotProgress => ({
+      table: task.table,
+      state: "pending",
+      rowsDone: task.rowsDone,
+      rowsEstimated: task.rowsEstimated,
+      rowsPerSecond: 0,
+      startedAtMs: task.startedAtMs,
+      finishedAtMs: null,
+    }));
+    return [...this.finished, ...paused];
   }
 
   /** The checkpoint's position with the snapshot tasks it carries (`rebase` may rewrite the source's own resume text). */
