@@ -707,7 +707,7 @@ export class Daemon {
     const running = this.captures.find((c) => c.name === name);
     if (running === undefined) return undefined;
     const snapshots = (running.source as { snapshots?: OnlineSnapshotting }).snapshots;
-    if (snapshots !== undefined) return { snapshots };
+    if (snapshots !== undefined) return { snapshots, waiting: () => (running.pipeline.ready() ? null : (running.pipeline.waitingFor() ?? null)) };
     return { unsupported: `source "${name}" (${running.source.kind}) does not take online snapshots yet` };
   }
 

@@ -13,8 +13,11 @@ import { readBody, sendJson } from "./http-server.ts";
 
 const MAX_BODY_BYTES = 64 * 1024;
 
-/** The source's online snapshots, or why it has none (not captured by this process, or a kind without them). */
-export type SnapshotTarget = { readonly snapshots: OnlineSnapshotting } | { readonly unsupported: string };
+/**
+ * The source's online snapshots, or why it has none (not captured by this process, or a kind without them).
+ * `waiting`: what the source waits for while not ready (its server away), told with a refusal to take one now.
+ */
+export type SnapshotTarget = { readonly snapshots: OnlineSnapshotting; readonly waiting?: () => string | null } | { readonly unsupported: string };
 
 const REFUSED = new Set(["SNAPSHOT_NO_CHUNK_KEY", "SNAPSHOT_TABLE_NOT_CAPTURED", "SNAPSHOT_TABLE_UNKNOWN", "SNAPSHOT_TABLE_UNPUBLISHED", "SNAPSHOT_WHERE_INVALID", "SNAPSHOT_NO_WATERMARK_TABLE", "SNAPSHOT_WATERMARK_TABLE", "SNAPSHOT_SERVER_SETTING"]);
 
@@ -62,7 +65,10 @@ export function snapshotHandler(lookup: (source: string) => SnapshotTarget | und
     } catch (error) {
       const code = error instanceof SluiceError ? error.code : undefined;
       const status = code !== undefined && REFUSED.has(code) ? 400 : error instanceof SluiceError && error.retriable ? 409 : 500;
-      sendJson(res, status, { error: error instanceof Error ? error.message : String(error), ...(code === undefined ? {} : { code }) });
+      const message = error instanceof Error ? error.message : String(error);
+      const waiting = status === 409 ? (target.waiting?.() ?? null) : null;
+      const told = waiting === null ? message : `${message}; source "${name}" is waiting: ${waiting}`;
+      sendJson(res, status, { error: told, ...(code === undefined ? {} : { code }) });
     }
     return true;
   };

@@ -1,0 +1,30 @@
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { test } from "node:test";
+import { SluiceError } from "../connectors/errors.ts";
+import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
+import { snapshotHandler } from "./snapshot-admin.ts";
+import type { SnapshotTarget } from "./snapshot-admin.ts";
+
+const notStreaming = (): never => {
+  throw new SluiceError("online snapshots start once the source streams", { code: "SNAPSHOT_NOT_STREAMING", retriable: true });
+};
+const snapshots: OnlineSnapshotting = { plan: async () => notStreaming(), request: async () => notStreaming(), list: () => ({ tasks: [], failed: [] }) };
+
+test("a snapshot refused because the source is not streaming says what the source waits for (its server away)", async () => {
+  const target: SnapshotTarget = { snapshots, waiting: () => "cannot start capture: connect ECONNREFUSED 127.0.0.1:20756" };
+  const handle = snapshotHandler(() => target, () => ["pg"]);
+  const server = createServer((req, res) => void handle(req, res));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const { port } = server.address() as AddressInfo;
+    const response = await fetch(`http://127.0.0.1:${port}/sources/pg/snapshots`, { method: "POST", body: JSON.stringify({ table: "shop.orders" }) });
+    assert.equal(response.status, 409);
+    const body = (await response.json()) as { error: string; code: string };
+    assert.equal(body.code, "SNAPSHOT_NOT_STREAMING");
+    assert.match(body.error, /source "pg" is waiting: cannot start capture: connect ECONNREFUSED 127\.0\.0\.1:20756/);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
