@@ -28,6 +28,7 @@ import { beforeHalt, earlierPlace, failedRowPlace } from "../sinks/halt-place.ts
 import type { HaltPlace } from "../sinks/halt-place.ts";
 import { applyUntilRejected, isolateRejected } from "../sinks/isolate.ts";
 import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
+import { TargetClaims } from "../sinks/target-claims.ts";
 import { cellOf, positionLabel } from "../sinks/rows.ts";
 import { Serial } from "../sinks/serial.ts";
 import { settleInTurn } from "../sinks/tables-in-flight.ts";
@@ -75,6 +76,10 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
   readonly #database: string;
   /** Suffix of this process's scratch views: processes sharing the sink never build under one name. */
   readonly #scratch = randomBytes(4).toString("hex");
+  /** Which table each target is (a target or its generations "<target>__v<N>" never serve two tables). */
+  readonly #claims: TargetClaims;
+  /** The table each target was first written for, as `_sluice_targets` holds it. */
+  #owners = new Map<string, TableId>();
   #connection: ClickHouseConnection | null = null;
   #catalog: ClickHouseCatalog | null = null;
   #dialect: Dialect = { dateTime64: false, date32: false, nativeDeletes: false };
@@ -97,6 +102,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     this.#database = config.database;
     this.#logger = options.logger.child({ component: "sink", sink: config.name, kind: "clickhouse" });
     this.#accept = tableFilter(config);
+    this.#claims = new TargetClaims(config.name);
   }
 
   /** The server's column types and engine options, known after `open`. */
@@ -119,6 +125,9 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
       await catalog.bootstrap(signal);
       const { tables, generations } = await catalog.load(signal);
       this.#tables = new Map(tables.map((t) => [t.physical, t]));
+      this.#owners = await catalog.loadOwners(signal);
+      for (const [target, owner] of this.#owners) this.#claims.know(target, owner);
+      for (const table of this.#tables.values()) this.#claims.know(table.target);
       this.#generations = generations;
       const server = parseServerColumns(await connection.select(systemColumnsSql(this.#database), signal));
       this.#server = new Map([...server].filter(([physical]) => this.#tables.has(physical)));
@@ -180,7 +189,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
 
   prepareRebuild(table: TableId, signal: AbortSignal, shape?: TableSchema): Promise<void> {
     return this.#serial.run(async () => {
-      const target = renderTarget(this.#config.target, table);
+      const target = this.#target(table);
       const columns = shape ? initialColumns(shape, { sink: this.name, table: tableLabel(table) }) : null;
       const old = this.#find(target, "shadow");
       if (old) await this.#drop(old, signal);
@@ -197,7 +206,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
 
   swap(table: TableId, signal: AbortSignal): Promise<void> {
     return this.#serial.run(async () => {
-      const target = renderTarget(this.#config.target, table);
+      const target = this.#target(table);
       const shadow = this.#find(target, "shadow");
       if (!shadow) throw rebuildState("no rebuild in progress (call prepareRebuild first)", { sink: this.name, table: tableLabel(table) });
       const live = this.#find(target, "live");
@@ -220,7 +229,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
 
   rebuildRowCounts(table: TableId, signal: AbortSignal): Promise<RebuildRowCounts> {
     return this.#serial.run(async () => {
-      const target = renderTarget(this.#config.target, table);
+      const target = this.#target(table);
       const count = async (physical: ClickHouseTable | null): Promise<number | null> => {
         if (!physical) return null;
         if (physical.columns.length === 0) return 0;
@@ -232,7 +241,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
 
   abortRebuild(table: TableId, signal: AbortSignal): Promise<void> {
     return this.#serial.run(async () => {
-      const shadow = this.#find(renderTarget(this.#config.target, table), "shadow");
+      const shadow = this.#find(this.#target(table), "shadow");
       if (shadow) await this.#drop(shadow, signal);
     });
   }
@@ -245,7 +254,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
    */
   erase(request: ErasureRequest, signal: AbortSignal): Promise<null> {
     return this.#serial.run(async () => {
-      const target = renderTarget(this.#config.target, request.table);
+      const target = this.#target(request.table);
       for (const physical of this.#tables.values()) {
         if (physical.target !== target || !physical.columns.some((c) => c.name === request.subjectColumn)) continue;
         const columns = request.columns.filter((name) => physical.columns.some((c) => c.name === name && !c.key));
@@ -286,7 +295,8 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
    */
   #stagedTable(schema: TableSchema): ClickHouseTable | null | undefined {
     if (!this.#accept(schema)) return null;
-    const target = renderTarget(this.#config.target, schema);
+    const target = this.#claims.owned(schema, renderTarget(this.#config.target, schema));
+    if (target === null) return undefined;
     const live = this.#find(target, "live");
     if (live === null || live.columns.length === 0 || !this.#checked.has(live.physical) || this.#mismatched.has(live.physical) || this.#find(target, "shadow") !== null) return undefined;
     if (this.#takes.get(schema) === live.columns) return live;
@@ -308,12 +318,18 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
    * does it again and reports what fails, e.g. a schema the sink cannot take).
    */
   async #prepareStaged(schema: TableSchema, version: bigint, hasRows: (target: string) => boolean, signal: AbortSignal): Promise<ClickHouseTable | undefined> {
-    const target = renderTarget(this.#config.target, schema);
+    let target: string;
+    try {
+      target = this.#target(schema);
+    } catch {
+      return undefined; // another table's target: the write refuses the table, naming both
+    }
     const label = tableLabel(schema);
     const existing = this.#find(target, "live");
     if (hasRows(target) || this.#find(target, "shadow") !== null || (existing !== null && this.#mismatched.has(existing.physical))) return undefined;
     const since: SinceOf = () => version;
     try {
+      await this.#recordOwner(target, schema, signal);
       const live = await this.#ensureLive(target, schema, label, since, signal);
       this.#check(live, [schema], label);
       await this.#evolve(live, [schema], label, since, signal);
@@ -424,7 +440,8 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
 
   /** The tables a write goes to (null: a rebuild write without a shadow), compared with the server, evolved and truncated. */
   async #prepareTables(changes: TableChanges, mode: Mode, label: string, signal: AbortSignal): Promise<{ primary: ClickHouseTable; mirror: ClickHouseTable | null } | null> {
-    const target = renderTarget(this.#config.target, changes.table);
+    const target = this.#target(changes.table);
+    await this.#recordOwner(target, changes.table, signal);
     const since = firstVersionWith(changes.rows);
     const primary = mode === "live" ? await this.#ensureLive(target, changes.schemas[0] as TableSchema, label, since, signal) : this.#find(target, "shadow");
     if (primary === null) return null;
@@ -724,6 +741,18 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     const next = (this.#generations.get(target) ?? 0) + 1;
     this.#generations.set(target, next);
     return next;
+  }
+
+  /** Records in the catalog the table a target is first written for (a restarted sink's claims know it). */
+  async #recordOwner(target: string, table: TableId, signal: AbortSignal): Promise<void> {
+    if (this.#owners.has(target)) return;
+    await this.#cat().saveOwner(target, table, signal);
+    this.#owners.set(target, table);
+  }
+
+  /** The table's target, claimed for it: refused (SINK_SCHEMA_UNSUPPORTED) when another table's target is the same or one of its generations. */
+  #target(table: TableId): string {
+    return this.#claims.claim(table, renderTarget(this.#config.target, table));
   }
 
   #conn(): ClickHouseConnection {

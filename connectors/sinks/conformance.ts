@@ -389,6 +389,32 @@ export function sinkConformanceSuite(harness: SinkHarness): void {
       ]);
     });
 
+    test("two tables rendered to one target (a_b.c and a.b_c), or to a generation's name: the second is refused naming the first, also after a restart; the first keeps its rows", async () => {
+      const base = randomTableName();
+      const columns = [["id", "integer"], ["v", "text"]] as const;
+      const first = new Events(tableSchema(`${base}_x`, columns));
+      const second = new Events(tableSchema("x", columns, ["id"], { schema: `public_${base}` }));
+      const generation = new Events(tableSchema(`${base}_x__v1`, columns));
+      const target = renderTarget(TARGET_TEMPLATE, first.schema);
+      assert.equal(renderTarget(TARGET_TEMPLATE, second.schema), target);
+      targets.push(target, renderTarget(TARGET_TEMPLATE, generation.schema));
+      const refused = (events: Events, mentions: string) => (error: unknown) => {
+        assert.ok(error instanceof SluiceError && error.code === SCHEMA_UNSUPPORTED, String(error));
+        assert.equal(error.context["table"], `src.${events.schema.schema}.${events.schema.table}`);
+        assert.ok(error.message.includes(mentions), error.message);
+        return true;
+      };
+      const name = `conf_${randomTableName("claims")}`;
+      const own = await open(name);
+      await write(own, [first.insert(1n, { id: 1, v: "first" })]);
+      await assert.rejects(() => own.write([second.insert(2n, { id: 1, v: "second" })], signal()), refused(second, `src.public.${base}_x`));
+      await assert.rejects(() => own.write([generation.insert(3n, { id: 1, v: "generation" })], signal()), refused(generation, `${target}", the target of table src.public.${base}_x`));
+      await own.close();
+      const reopened = await open(name);
+      await assert.rejects(() => reopened.write([second.insert(4n, { id: 1, v: "second" })], signal()), refused(second, `src.public.${base}_x`));
+      expectRows(await harness.visibleRows(target, first.schema), [{ id: "1", v: "first" }]);
+    });
+
     test("a change the target cannot take raises SINK_SCHEMA_UNSUPPORTED naming sink, table and column", async () => {
       const { schema, events, target } = newTable([
         ["id", "integer"],
