@@ -115,6 +115,44 @@ test("a rebuild from a topic whose first records expired is refused, naming the 
   await log.close();
 });
 
+test("a rebuild during which retention deletes records it has not read yet is refused, naming the partition; the sink is unchanged", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-rebuild-expiring-"));
+  const logger = testLogger();
+  const now = 1_000_000;
+  const log = EmbeddedTopicLog.open({ path: join(dir, "log.db"), logger, maintenanceIntervalMs: 0, clock: () => now });
+  const events = new Events(tableSchema("items", [["id", "integer"], ["name", "text"]]));
+  await log.createTopic({ name: events.topic, partitions: 1, retentionMs: 20_000, retentionBytes: null, compacted: false });
+  const rows = Array.from({ length: 20 }, (_, i) => events.insert(BigInt(i + 1), { id: i + 1, name: `row ${i + 1}` }));
+  // One stored batch per row, all older than the retention: nothing is deleted until the job runs.
+  for (const row of rows) await produceAll(log, events.topic, [row]);
+  const recent = Array.from({ length: 20 }, (_, i) => events.insert(BigInt(i + 21), { id: i + 21, name: `row ${i + 21}` }));
+  await log.produce(recent.map(({ event }) => ({ topic: events.topic, key: Buffer.from(String(event.key["id"])), value: Buffer.from(serializeEvent(event)), timestamp: now })));
+
+  const sink = createDuckDbSink(testSinkConfig("duckdb", { name: "wh", path: join(dir, "wh.duckdb") }), { logger });
+  const signal = new AbortController().signal;
+  await sink.open(signal);
+  await sink.write([...rows, ...recent], signal);
+  let decoded = 0;
+  // The retention job runs once the rebuild has begun reading (after its check that every partition starts at 0).
+  const decoder: RebuildOptions["decoder"] = {
+    decode: async (r) => {
+      if (decoded++ === 0) log.runMaintenance();
+      return jsonDecoder.decode(r);
+    },
+  };
+  await assert.rejects(
+    rebuildSink({ sink, log, decoder, topics: [events.topic], group: "wh.rebuild", logger, signal, batchRecords: 1 }),
+    (error: Error & { code?: string }) => {
+      assert.equal(error.code, "REBUILD_HISTORY_INCOMPLETE");
+      assert.match(error.message, new RegExp(`${events.topic.replaceAll(".", "\\.")}:0 starts at offset 20`));
+      return true;
+    },
+  );
+  assert.deepEqual(await sink.query(`SELECT count(*)::INTEGER AS n FROM public_items`), [{ n: 40 }]);
+  await sink.close();
+  await log.close();
+});
+
 test("a rebuilt table with fewer rows than the live one, beyond the changes in flight, is not swapped in", async () => {
   const dir = mkdtempSync(join(tmpdir(), "sluice-rebuild-count-"));
   const logger = testLogger();
