@@ -281,7 +281,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const emptied = plan.kind === "stream" && config.snapshot.mode !== "never";
     const added = await ensurePublication(catalog, config, names, tables, server.version, logger, context, () => emptied);
     const emptiedAt = emptied && added.length > 0 ? await currentLsn(catalog) : undefined;
-    if (emptiedAt !== undefined) logger.info({ tables: added.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication: their targets are emptied, then filled with their rows");
+    if (emptied && added.length > 0) logger.info({ tables: added.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication: their targets are emptied, then filled with their rows");
     const publication = await publicationInfo(catalog, names.publication);
     const published = new Map((await publishedTables(catalog, names.publication, server.version)).map((t) => [`${t.schema}.${t.table}`, t]));
     await checkPrivileges(catalog, publication?.allTables ? tables : tables.filter((t) => published.has(`${t.schema}.${t.table}`)), context);
@@ -744,8 +744,15 @@ function hasUnchanged(row: Readonly<Record<string, unknown>>): boolean {
   return false;
 }
 
-/** The server's current WAL write position: past every transaction committed so far. */
-async function currentLsn(db: pg.Client): Promise<bigint> {
-  const result = await db.query<{ lsn: string }>("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::text AS lsn");
-  return BigInt(result.rows[0]!.lsn);
+/**
+ * The server's current WAL write position: past every transaction committed so far. Undefined when it cannot be read:
+ * the tables just added to the publication are then still asked for (their reads may sit under the truncate).
+ */
+async function currentLsn(db: pg.Client): Promise<bigint | undefined> {
+  try {
+    const result = await db.query<{ lsn: string }>("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::text AS lsn");
+    return BigInt(result.rows[0]!.lsn);
+  } catch {
+    return undefined;
+  }
 }
