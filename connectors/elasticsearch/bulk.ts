@@ -3,8 +3,8 @@
  * transient failures retried with jittered backoff (runtime/backoff.ts) — whole requests
  * (connection errors, 429, 5xx) and single items (429, 5xx) alike — and each item's outcome
  * sorted for the sink: applied, stale (409: the index holds this version or a newer one), still
- * failing after retries (retriable), blocked (the index refuses every write: a block, whatever its
- * status), or rejected (any other error: poison).
+ * failing after retries (retriable), refused by the target (a block, whatever its status, or an
+ * index or alias no longer there), or rejected (any other error: poison).
  */
 import type { Client } from "@elastic/elasticsearch";
 import { backoffDelay, retry, sleep } from "../../runtime/backoff.ts";
@@ -17,11 +17,20 @@ import type { NdjsonOperations } from "./ndjson-operations.ts";
 export type ItemOutcome =
   | { readonly kind: "applied" }
   | { readonly kind: "stale" }
-  | { readonly kind: "failed"; readonly retriable: boolean; readonly reason: string; readonly blocked?: true };
+  | { readonly kind: "failed"; readonly retriable: boolean; readonly reason: string; readonly target?: TargetRefusal };
+
+/** The index itself refuses every write (a block) or is no longer there (deleted, or its alias removed): no fault of the row. */
+export type TargetRefusal = "blocked" | "gone";
 
 export interface BulkOptions {
   readonly maxBytes: number;
   readonly refresh: boolean;
+  /**
+   * Every operation names an alias, and fails (404 index_not_found_exception) when it is not one:
+   * Elasticsearch would otherwise create a missing index (action.auto_create_index) with a dynamic
+   * mapping and no alias, and the write would succeed where no search sees it.
+   */
+  readonly requireAlias?: boolean;
   readonly retry: { readonly initial: number; readonly max: number };
   /** Rounds of item retries before a 429/5xx item is reported as a retriable failure. */
   readonly itemAttempts?: number;
@@ -110,7 +119,8 @@ function classify(item: BulkItemResult | undefined): ItemOutcome {
   if (item.status === 409) return STALE;
   const reason = `${item.status} ${item.error?.type ?? "error"}: ${item.error?.reason ?? ""}${item.error?.caused_by?.reason ? ` (${item.error.caused_by.reason})` : ""}`;
   // index.blocks.write answers 403, the flood-stage read_only_allow_delete block 429: neither is the row's fault nor lifts in seconds.
-  if (item.error?.type === "cluster_block_exception") return { kind: "failed", retriable: false, reason, blocked: true };
+  if (item.error?.type === "cluster_block_exception") return { kind: "failed", retriable: false, reason, target: "blocked" };
+  if (item.error?.type === "index_not_found_exception") return { kind: "failed", retriable: false, reason, target: "gone" };
   return { kind: "failed", retriable: item.status === 429 || item.status >= 500, reason };
 }
 
@@ -155,7 +165,7 @@ async function sendBody(client: Client, body: Buffer, options: BulkOptions): Pro
       try {
         return (await client.transport.request(
           // Only what classify() reads: the full per-item response is several times larger to send and parse.
-          { method: "POST", path: "/_bulk", bulkBody: body, querystring: { filter_path: "items.*.status,items.*.error", ...(options.refresh ? { refresh: "true" } : {}) } },
+          { method: "POST", path: "/_bulk", bulkBody: body, querystring: { filter_path: "items.*.status,items.*.error", ...(options.refresh ? { refresh: "true" } : {}), ...(options.requireAlias ? { require_alias: "true" } : {}) } },
           // The bytes as they are (as text they were copied twice more, the text itself into the old generation):
           // an error's redaction "replace" would copy the request's parameters and walk the body byte by byte
           // (a 1 MiB body took more heap than a sink thread has); "remove" drops the headers and the connection instead.

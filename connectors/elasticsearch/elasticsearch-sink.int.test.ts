@@ -428,6 +428,22 @@ describe("Elasticsearch sink specifics", () => {
     ]);
   });
 
+  test("an index or alias an operator deleted while the sink ran halts the table naming it, instead of an index Elasticsearch creates again without mapping or alias", async () => {
+    for (const deleted of ["index", "alias"] as const) {
+      const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+      const target = targetOf(events.schema);
+      assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+      const index = Object.keys(await admin.indices.getAlias({ name: target }))[0]!;
+      if (deleted === "index") await admin.indices.delete({ index });
+      else await admin.indices.deleteAlias({ index, name: target });
+      const result = await sink.write([events.insert(2n, { id: 2, v: "b" })], signal());
+      assert.deepEqual(result.failures.map((f) => [f.index, f.retriable, (f.error as SluiceError).code]), [[0, false, "SINK_TARGET_BLOCKED"]], deleted);
+      assert.match(result.failures[0]!.error.message, /index_not_found_exception.*deleted while the sink ran/);
+      if (deleted === "index") assert.equal((await admin.indices.exists({ index })).valueOf(), false, "no index made again without mapping");
+      else assert.equal(await admin.count({ index }).then((r) => r.count), 1, "nothing written into the index without its alias");
+    }
+  });
+
   test("bulk requests are split by bulk_bytes", async () => {
     const small = createSink(`es_${randomTableName("b")}`, 2_000);
     await small.open(signal());

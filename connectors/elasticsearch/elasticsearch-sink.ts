@@ -39,7 +39,7 @@ import type { ElasticsearchSinkConfig, ElasticsearchSinkOptions } from "./config
 import { writeIndexOperation } from "./documents.ts";
 import type { StoredDocument } from "./documents.ts";
 import { OFFSETS_INDEX } from "./config.ts";
-import { DERIVED_NAME_SUFFIX, Indices, targetNameProblem } from "./indices.ts";
+import { DERIVED_NAME_SUFFIX, Indices, rebuildAlias, targetNameProblem } from "./indices.ts";
 import type { EsIndex, TargetIndexes } from "./indices.ts";
 import { NdjsonOperations } from "./ndjson-operations.ts";
 import { encodeJson, ExactSerializer } from "./json.ts";
@@ -429,7 +429,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
         const before = stored.get(change.id);
         if (physical === primary && before && before.version >= change.version) continue;
         try {
-          writeIndexOperation(operations, physical.physical, physical.columns, change, before);
+          writeIndexOperation(operations, writeAlias(physical), physical.columns, change, before);
           planned.push(change);
         } catch (error) {
           if (!(error instanceof ValueRejected)) throw error;
@@ -446,12 +446,20 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
       signal,
       logger: this.#logger,
       sink: this.name,
+      requireAlias: true,
     });
+    // Loaded again at the next write: a retry after the operator's fix sees what is there then.
+    if (outcomes.some((outcome) => outcome.kind === "failed" && outcome.target === "gone")) this.#targets.delete(primary.target);
     outcomes.forEach((outcome, i) => {
       if (outcome.kind !== "failed") return;
       const change = planned[i] as RowChange;
       const where = { ...context, position: positionLabel(change) };
-      const error = outcome.blocked ? targetBlocked(`Elasticsearch: ${outcome.reason}`, where) : rowRejected(outcome.reason, where);
+      const error =
+        outcome.target === "blocked"
+          ? targetBlocked(`Elasticsearch: ${outcome.reason}`, where)
+          : outcome.target === "gone"
+            ? targetBlocked(`Elasticsearch: ${outcome.reason} (the index or its alias was deleted while the sink ran; its documents are gone)`, where, GONE_REMEDY)
+            : rowRejected(outcome.reason, where);
       failures.add(change.indices, outcome.retriable ? new ConnectionError(`Elasticsearch kept refusing a row of ${label}: ${outcome.reason}`, { code: "SINK_UNAVAILABLE", context: error.context }) : error, outcome.retriable);
     });
   }
@@ -628,6 +636,14 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
     if (!this.#indices) throw new SluiceError("the Elasticsearch sink is not open", { code: "SINK_NOT_OPEN", context: { component: "sink", sink: this.name } });
     return this.#indices;
   }
+}
+
+const GONE_REMEDY =
+  "sluice replay --sink NAME --from-beginning --rebuild --table T fills the table again; sluice halted retry makes a new index holding only the changes from here on";
+
+/** The alias a write names (the live index's, or a rebuild's marker): a deleted index is then refused, not created again without mapping or alias. */
+function writeAlias(index: EsIndex): string {
+  return index.role === "live" ? index.target : rebuildAlias(index.target);
 }
 
 function tableIdOf(table: TableId): TableId {

@@ -52,12 +52,17 @@ export function rowRejected(
  * The runtime halts the table under either on_error policy: dead-lettering would empty the table's
  * stream into the dead-letter topic while the block lasts.
  */
-export function targetBlocked(reason: string, context: { sink: string; table: string; position?: string }, cause?: unknown): SluiceError {
+export function targetBlocked(
+  reason: string,
+  context: { sink: string; table: string; position?: string },
+  remedy = "lift the block, then sluice halted retry",
+  cause?: unknown,
+): SluiceError {
   const clean: ErrorContext = { component: "sink", sink: context.sink, table: context.table };
   if (context.position !== undefined) clean.position = context.position;
   const at = context.position === undefined ? "" : ` (at ${context.position})`;
   return new SluiceError(
-    `sink "${context.sink}", table ${context.table}: the target refuses writes${at}: ${reason}; the table halts (under on_error dead-letter too): lift the block, then sluice halted retry`,
+    `sink "${context.sink}", table ${context.table}: the target refuses writes${at}: ${reason}; the table halts (under on_error dead-letter too): ${remedy}`,
     { code: TARGET_BLOCKED, retriable: false, context: clean, cause },
   );
 }
