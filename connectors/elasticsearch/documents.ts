@@ -60,7 +60,17 @@ const COMMA = bytesOf(",");
 /** One layout per index name and column list (an index's columns are a new array after each mapping change). */
 const layouts = new WeakMap<readonly TargetColumn[], Map<string, Layout>>();
 
+/** The layout used last: a write's rows share one. */
+let lastLayout: { readonly physical: string; readonly layout: Layout } | null = null;
+
 function layoutOf(physical: string, columns: readonly TargetColumn[]): Layout {
+  if (lastLayout !== null && lastLayout.layout.columns === columns && lastLayout.physical === physical) return lastLayout.layout;
+  const layout = findLayout(physical, columns);
+  lastLayout = { physical, layout };
+  return layout;
+}
+
+function findLayout(physical: string, columns: readonly TargetColumn[]): Layout {
   let byIndex = layouts.get(columns);
   if (byIndex === undefined) {
     byIndex = new Map();
