@@ -60,9 +60,9 @@ export function describeSkipped(sink: string, skipped: readonly SkippedRecords[]
   }
   if (behind.length > 0) {
     parts.push(
-      `sink ${sink}: the topic log no longer reaches the sink's position (${list(behind, (s) => `${s.topic}:${s.partition} ends before offset ${s.from}, read again from offset ${s.to}`)}): ` +
-        "the topic was deleted and created again, or its records deleted; rebuild the sink from the log as it is now " +
-        `(sluice replay --sink ${sink} --from-beginning --rebuild --execute)`,
+      `sink ${sink}: the topic log no longer reaches the sink's position (${list(behind, (s) => `${s.topic}:${s.partition} ends before offset ${s.from}, read on from offset ${s.to}`)}): ` +
+        "the topic was deleted and created again. Changes the old topic held that the sink had not read yet are gone from the log: " +
+        "read the tables of these topics again (sluice snapshot --table T --execute) so that the sink equals the source (docs/operations.md, \"A sink refuses to start\")",
     );
   }
   return parts.join(". ");

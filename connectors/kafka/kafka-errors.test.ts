@@ -84,3 +84,11 @@ test("a commit refused because the group rebalanced meanwhile (a member joined o
     assert.match(sluice.message, /group rebalanced during commit offsets/);
   }
 });
+
+test("a topic-partition the broker does not host (a topic deleted while Sluice writes it) stays retriable and says what it means if it lasts", () => {
+  const error = Object.assign(new KafkaJSProtocolError("This server does not host this topic-partition"), { type: "UNKNOWN_TOPIC_OR_PARTITION", retriable: true });
+  const sluice = kafkaError(new KafkaJSNumberOfRetriesExceeded(error, { retryCount: 5, retryTime: 3000 }), "produce", brokers);
+  assert.equal(sluice.code, "KAFKA_UNAVAILABLE");
+  assert.equal(sluice.retriable, true);
+  assert.match(sluice.message, /does not host this topic-partition.*if it lasts, the topic was deleted: capture creates it again when it reconnects or restarts, and it then holds only the changes since/);
+});

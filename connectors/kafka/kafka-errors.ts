@@ -116,7 +116,11 @@ export function kafkaError(error: unknown, operation: string, brokers: readonly 
     );
   }
   if (isRetriableKafkaError(error)) {
-    return new ConnectionError(`Kafka ${brokers.join(",")} unavailable during ${operation}: ${detail}`, { code: "KAFKA_UNAVAILABLE", context, cause: error });
+    // Also answered for a while after a topic is created, but for good once it was deleted: Sluice creates its topics only at start.
+    const deleted = root.type === "UNKNOWN_TOPIC_OR_PARTITION"
+      ? "; if it lasts, the topic was deleted: capture creates it again when it reconnects or restarts, and it then holds only the changes since (docs/operations.md, \"A sink refuses to start\")"
+      : "";
+    return new ConnectionError(`Kafka ${brokers.join(",")} unavailable during ${operation}: ${detail}${deleted}`, { code: "KAFKA_UNAVAILABLE", context, cause: error });
   }
   return new SluiceError(`Kafka ${operation} failed: ${detail}`, { code: root.type ? `KAFKA_${root.type}` : "KAFKA_ERROR", context, cause: error });
 }
