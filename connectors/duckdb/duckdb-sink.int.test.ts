@@ -1,6 +1,8 @@
 /** The DuckDB sink against a real DuckDB file: the shared conformance suite, then DuckDB specifics. */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
@@ -88,6 +90,38 @@ describe("DuckDB sink specifics", () => {
       assert.equal(error.code, "SINK_OUT_OF_MEMORY", error.message);
       assert.equal(error.retriable, true);
       assert.match(error.message, /raise memory/);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  test("a commit that finds no room for its WAL (disk full, a file size limit: here this process's RLIMIT_FSIZE) is retriable and applies once there is room, not a write failure that stops the daemon", async () => {
+    const own = join(dir, "no-room.duckdb");
+    const sink = new DuckDbSink(testSinkConfig("duckdb", { name: `d_${randomTableName("room")}`, path: own, target: TARGET_TEMPLATE }), { logger: testLogger() });
+    await sink.open(signal());
+    const setFileSizeLimit = (limit: string) => execFileSync("prlimit", ["--pid", String(process.pid), `--fsize=${limit}:`]);
+    try {
+      const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+      assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+      // The WAL may grow to the database file's size: less than this batch (node ignores SIGXFSZ, so writes fail with EFBIG).
+      const batch = Array.from({ length: 40 }, (_, i) => events.insert(BigInt(i + 2), { id: i + 2, v: randomBytes(64 * 1024).toString("hex") }));
+      setFileSizeLimit(String(Math.max(statSync(own).size, 1 << 20)));
+      let error: unknown;
+      try {
+        error = await sink.write(batch, signal()).then(() => null, (e: unknown) => e);
+      } finally {
+        setFileSizeLimit("unlimited");
+      }
+      assert.ok(error instanceof SluiceError, `expected the commit to fail for the file size limit, got ${String(error)}`);
+      assert.equal(error.retriable, true, error.message);
+      assert.match(error.message, /File too large/);
+      assert.ok(error.message.includes(own), "names the file");
+      assert.deepEqual((await sink.write(batch, signal())).failures, []);
+      const instance = await DuckDBInstance.fromCache(own);
+      const connection = await instance.connect();
+      const rows = (await connection.runAndReadAll(`SELECT count(*) AS n FROM ${ident(renderTarget(TARGET_TEMPLATE, events.schema))}`)).getRowObjectsJson();
+      connection.closeSync();
+      assert.equal(Number(rows[0]!["n"]), 41);
     } finally {
       await sink.close();
     }

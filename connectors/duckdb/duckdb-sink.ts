@@ -681,6 +681,14 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     if (/^IO Error/.test(message)) {
       return new ConnectionError(`DuckDB I/O error: ${message}`, { code: "SINK_IO", context: { component: "sink", sink: this.name }, cause: error });
     }
+    // A commit that cannot write its WAL (disk full, a file size limit) fails as a TransactionContext Error, not an IO Error: room may come free.
+    if (NO_ROOM.test(message)) {
+      return new ConnectionError(`DuckDB cannot write ${this.#config.path} (disk full or a file size limit; the sink retries until there is room): ${message.split("\n")[0]}`, {
+        code: "SINK_IO",
+        context: { component: "sink", sink: this.name },
+        cause: error,
+      });
+    }
     // Memory may come free (a checkpoint, a smaller batch): the sink waits and retries instead of stopping the daemon.
     if (/could not allocate block|Out of Memory Error/i.test(message)) {
       return new SluiceError(`DuckDB ran out of its memory_limit: ${message.split("\n")[0]} — raise memory (or this sink's memory_limit; docs/operations.md#memory)`, {
@@ -693,6 +701,9 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     return new SluiceError(`DuckDB write failed: ${message}`, { code: "SINK_WRITE_FAILED", context: { component: "sink", sink: this.name }, cause: error });
   }
 }
+
+/** The operating system's words for a write that found no room (ENOSPC, EFBIG, EDQUOT). */
+const NO_ROOM = /No space left on device|File too large|Disk quota exceeded/;
 
 function holdsFloatList(type: LogicalType): boolean {
   return type.kind === "array" && (type.element.kind === "float" || holdsFloatList(type.element));
