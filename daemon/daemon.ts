@@ -707,7 +707,9 @@ export class Daemon {
     const running = this.captures.find((c) => c.name === name);
     if (running === undefined) return undefined;
     const snapshots = (running.source as { snapshots?: OnlineSnapshotting }).snapshots;
-    if (snapshots !== undefined) return { snapshots, waiting: () => (running.pipeline.ready() ? null : (running.pipeline.waitingFor() ?? null)) };
+    const config = this.config.sources.find((s) => s.name === name);
+    const server = config === undefined ? {} : { server: `${config.host}:${config.port}` };
+    if (snapshots !== undefined) return { snapshots, waiting: () => (running.pipeline.ready() ? null : (running.pipeline.waitingFor() ?? null)), ...server };
     return { unsupported: `source "${name}" (${running.source.kind}) does not take online snapshots yet` };
   }
 

@@ -28,3 +28,25 @@ test("a snapshot refused because the source is not streaming says what the sourc
     await new Promise((resolve) => server.close(resolve));
   }
 });
+
+test("a snapshot request whose database does not answer (server paused) is answered, naming the server, not held", async () => {
+  const hung: OnlineSnapshotting = { plan: () => new Promise(() => undefined), request: () => new Promise(() => undefined), list: () => ({ tasks: [], failed: [] }) };
+  const target: SnapshotTarget = { snapshots: hung, waiting: () => null, server: "127.0.0.1:20756" };
+  const handle = snapshotHandler(() => target, () => ["pg"], 200);
+  const server = createServer((req, res) => void handle(req, res));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const { port } = server.address() as AddressInfo;
+    for (const execute of [false, true]) {
+      const response = await fetch(`http://127.0.0.1:${port}/sources/pg/snapshots`, { method: "POST", body: JSON.stringify({ table: "shop.orders", execute }), signal: AbortSignal.timeout(20_000) });
+      assert.equal(response.status, 409);
+      const body = (await response.json()) as { error: string; code: string };
+      assert.equal(body.code, "SOURCE_NOT_ANSWERING");
+      assert.match(body.error, /database server 127\.0\.0\.1:20756 of source "pg" did not answer/);
+      if (execute) assert.match(body.error, /The request stands/);
+    }
+  } finally {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+});

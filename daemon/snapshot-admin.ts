@@ -16,12 +16,16 @@ const MAX_BODY_BYTES = 64 * 1024;
 /**
  * The source's online snapshots, or why it has none (not captured by this process, or a kind without them).
  * `waiting`: what the source waits for while not ready (its server away), told with a refusal to take one now.
+ * `server`: the database's host:port, named when it does not answer.
  */
-export type SnapshotTarget = { readonly snapshots: OnlineSnapshotting; readonly waiting?: () => string | null } | { readonly unsupported: string };
+export type SnapshotTarget = { readonly snapshots: OnlineSnapshotting; readonly waiting?: () => string | null; readonly server?: string } | { readonly unsupported: string };
+
+/** How long a request waits for the source's database: a healthy catalog answers well within it. */
+export const SNAPSHOT_ANSWER_MS = 5_000;
 
 const REFUSED = new Set(["SNAPSHOT_NO_CHUNK_KEY", "SNAPSHOT_TABLE_NOT_CAPTURED", "SNAPSHOT_TABLE_UNKNOWN", "SNAPSHOT_TABLE_UNPUBLISHED", "SNAPSHOT_WHERE_INVALID", "SNAPSHOT_NO_WATERMARK_TABLE", "SNAPSHOT_WATERMARK_TABLE", "SNAPSHOT_SERVER_SETTING"]);
 
-export function snapshotHandler(lookup: (source: string) => SnapshotTarget | undefined, sourceNames: () => readonly string[]) {
+export function snapshotHandler(lookup: (source: string) => SnapshotTarget | undefined, sourceNames: () => readonly string[], answerMs = SNAPSHOT_ANSWER_MS) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const match = /^\/sources\/([^/]+)\/snapshots$/.exec((req.url ?? "").split("?")[0]!);
     if (!match || (req.method !== "POST" && req.method !== "GET")) return false;
@@ -56,11 +60,14 @@ export function snapshotHandler(lookup: (source: string) => SnapshotTarget | und
     }
     const where = typeof request.where === "string" ? request.where : null;
     try {
+      const server = target.server === undefined ? "" : ` ${target.server}`;
+      const late = `the database server${server} of source "${name}" did not answer within ${answerMs / 1000} s: is it up and reachable?`;
       if (request.execute !== true) {
-        sendJson(res, 200, { executed: false, plan: await target.snapshots.plan(request.table, where) });
+        sendJson(res, 200, { executed: false, plan: await answeredWithin(target.snapshots.plan(request.table, where), answerMs, `${late} Ask again once it answers.`) });
         return true;
       }
-      const { plan, task } = await target.snapshots.request(request.table, where, "cli");
+      const requested = target.snapshots.request(request.table, where, "cli");
+      const { plan, task } = await answeredWithin(requested, answerMs, `${late} The request stands: it is queued if the server answers ("sluice snapshot list" shows it).`);
       sendJson(res, 200, { executed: true, plan, task });
     } catch (error) {
       const code = error instanceof SluiceError ? error.code : undefined;
@@ -82,5 +89,23 @@ async function readJson(req: IncomingMessage): Promise<{ table?: unknown; where?
     return parsed as { table?: unknown; where?: unknown; execute?: unknown };
   } catch {
     throw new Error('the body must be a JSON object: {"table": "schema.table", "where": "id > 100", "execute": false}');
+  }
+}
+
+/**
+ * A server that stopped answering without closing its connections (paused, partitioned) holds a catalog query for
+ * ever, and with it the operator's command: the answer says so after `ms`. The work goes on (its connection gets it
+ * back when the server answers).
+ */
+async function answeredWithin<T>(work: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new SluiceError(message, { code: "SOURCE_NOT_ANSWERING", retriable: true })), ms);
+  });
+  work.catch(() => undefined);
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
