@@ -23,7 +23,9 @@ export function erasureRequests(config: SluiceConfig, sink: SinkConfig, source: 
   const matches = tableMatcher(sink.tables);
   return [...personalTables(sourceConfig)].flatMap(([name, personal]) => {
     const dot = name.indexOf(".");
-    const table = { source, database: name.slice(0, dot), schema: name.slice(0, dot), table: name.slice(dot + 1) };
+    const schema = name.slice(0, dot);
+    // As the sources name their tables: a PostgreSQL table's database is the source's, a MySQL table's is its schema.
+    const table = { source, database: sourceConfig.kind === "postgres" ? sourceConfig.database : schema, schema, table: name.slice(dot + 1) };
     return matches(table.schema, table.table) ? [{ table, subjectColumn: personal.subject, subject, columns: personal.columns }] : [];
   });
 }
