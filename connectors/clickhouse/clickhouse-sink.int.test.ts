@@ -11,6 +11,7 @@ import { ClickHouseLogLevel, createClient } from "@clickhouse/client";
 import { clickhouse } from "../../test/services/ports.ts";
 import type { ChangeEvent, TableSchema } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
+import type { SluiceError } from "../errors.ts";
 import { sinkConformanceSuite, TARGET_TEMPLATE } from "../sinks/conformance.ts";
 import type { VisibleRow } from "../sinks/conformance.ts";
 import { logicalType } from "../sinks/logical-type.ts";
@@ -136,6 +137,21 @@ describe("ClickHouse sink specifics", () => {
       assert.deepEqual(await rows(`SELECT * FROM ${qualified(database, target)}`), [{ id: "1", v: "a" }]);
     } finally {
       await reopened.close();
+    }
+  });
+
+  test("a table an operator drops, or a column of it, while the sink runs fails that table's changes as a catalog mismatch naming it, not a write failure that stops the daemon; other tables apply", async () => {
+    for (const ddl of ["drop table", "drop column"] as const) {
+      const changed = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+      const other = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+      assert.deepEqual((await sink.write([changed.insert(1n, { id: 1, v: "a" }), other.insert(2n, { id: 1, v: "a" })], signal())).failures, []);
+      const physical = qualified(database, `${renderTarget(TARGET_TEMPLATE, changed.schema)}__v1`);
+      await sql(ddl === "drop table" ? `DROP TABLE ${physical}` : `ALTER TABLE ${physical} DROP COLUMN v`);
+      const result = await sink.write([changed.insert(3n, { id: 2, v: "b" }), other.insert(4n, { id: 2, v: "b" })], signal());
+      assert.deepEqual(result.failures.map((f) => [f.index, f.retriable, (f.error as SluiceError).code]), [[0, false, "SINK_CATALOG_MISMATCH"]], ddl);
+      assert.ok(result.failures[0]!.error.message.includes(changed.schema.table), "names the table");
+      assert.match(result.failures[0]!.error.message, ddl === "drop table" ? /table is missing on the server/ : /column is missing on the server/);
+      assert.deepEqual((await visibleRows(renderTarget(TARGET_TEMPLATE, other.schema), other.schema)).map((r) => r["id"]), ["1", "2"], "the other table applies");
     }
   });
 

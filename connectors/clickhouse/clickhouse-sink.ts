@@ -16,7 +16,7 @@ import { randomBytes } from "node:crypto";
 import type { Logger } from "../../runtime/logger.ts";
 import type { SinkChange, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
-import { isRetriable, SluiceError } from "../errors.ts";
+import { ConnectionError, isRetriable, SluiceError } from "../errors.ts";
 import { collapseChanges, hasUnchanged } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { DELETED_COLUMN, firstVersionWith, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
@@ -35,7 +35,7 @@ import { settleInTurn } from "../sinks/tables-in-flight.ts";
 import { ClickHouseCatalog } from "./catalog.ts";
 import type { ClickHouseTable } from "./catalog.ts";
 import type { ClickHouseSinkConfig, ClickHouseSinkOptions } from "./config.ts";
-import { ClickHouseConnection, ClickHouseDataError } from "./connection.ts";
+import { ClickHouseConnection, ClickHouseDataError, serverErrorCode } from "./connection.ts";
 import { addedMismatch, CatalogMismatch, checkTable, describeColumn, describeServerColumn, evolutionSteps, parseServerColumns, systemColumnsSql, takes, writesAs } from "./consistency.ts";
 import type { ServerColumn, ServerTables } from "./consistency.ts";
 import { addColumnSql, countCurrentRowsSql, createTableSql, createViewSql, ident, modifyColumnSql, qualified } from "./ddl.ts";
@@ -65,6 +65,9 @@ interface StoredRow {
 }
 
 const STORED_CHUNK = 500;
+/** ClickHouse's UNKNOWN_TABLE and NO_SUCH_COLUMN_IN_TABLE: an insert into a table changed behind the sink's back. */
+const UNKNOWN_TABLE = 60;
+const NO_SUCH_COLUMN = 16;
 
 export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink {
   readonly name: string;
@@ -420,11 +423,17 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
       const isDataError = (error: unknown) => error instanceof ClickHouseDataError;
       inserts.push(async () => {
         let rejected: { item: number; error: unknown }[];
-        if (this.#config.on_error === "halt") {
-          const first = await applyUntilRejected(numbers, insert, isDataError);
-          rejected = first ? [first] : [];
-        } else {
-          rejected = await isolateRejected(numbers, insert, isDataError);
+        try {
+          if (this.#config.on_error === "halt") {
+            const first = await applyUntilRejected(numbers, insert, isDataError);
+            rejected = first ? [first] : [];
+          } else {
+            rejected = await isolateRejected(numbers, insert, isDataError);
+          }
+        } catch (error) {
+          // Only this table stops, as for a mismatch found before writing; the others apply.
+          failures.add(allIndices(), await this.#changedBehind(physical, changes.schemas, label, error, signal));
+          return;
         }
         for (const { item, error } of rejected) {
           const change = encoded[item]!;
@@ -584,6 +593,33 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
       );
     }
     this.#checked.add(table.physical);
+  }
+
+  /**
+   * The mismatch when an insert failed because the table was dropped or a column of it dropped or
+   * renamed while the sink ran (an operator's DDL: errors 60 and 16); the error as it was otherwise.
+   * The table's columns are read from the server again and compared with the catalog.
+   */
+  async #changedBehind(table: ClickHouseTable, schemas: readonly TableSchema[], label: string, error: unknown, signal: AbortSignal): Promise<CatalogMismatch> {
+    const code = serverErrorCode(error);
+    if (code !== UNKNOWN_TABLE && code !== NO_SUCH_COLUMN) throw error;
+    const server = parseServerColumns(await this.#conn().select(systemColumnsSql(this.#database, table.physical), signal));
+    this.#server.set(table.physical, server.get(table.physical) ?? []);
+    this.#checked.delete(table.physical);
+    try {
+      this.#check(table, schemas, label);
+    } catch (mismatch) {
+      if (!(mismatch instanceof CatalogMismatch)) throw mismatch;
+      this.#logger.error(mismatch.toLog(), mismatch.message);
+      this.#mismatched.set(table.physical, mismatch);
+      return mismatch;
+    }
+    // It matches again (put back meanwhile): the insert is tried again with the batch.
+    throw new ConnectionError(`the ClickHouse table ${this.#database}.${table.physical} of ${label} changed during an insert and matches the catalog again: ${errorMessage(error)}`, {
+      code: "SINK_UNAVAILABLE",
+      context: { component: "sink", sink: this.name, table: label },
+      cause: error,
+    });
   }
 
   #where(table: ClickHouseTable, label: string) {
