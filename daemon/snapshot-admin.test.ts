@@ -6,6 +6,8 @@ import { SluiceError } from "../connectors/errors.ts";
 import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
 import { snapshotHandler } from "./snapshot-admin.ts";
 import type { SnapshotTarget } from "./snapshot-admin.ts";
+import { formatList } from "./snapshot-command.ts";
+import type { SnapshotList } from "./snapshot-command.ts";
 
 const notStreaming = (): never => {
   throw new SluiceError("online snapshots start once the source streams", { code: "SNAPSHOT_NOT_STREAMING", retriable: true });
@@ -47,6 +49,24 @@ test("a snapshot request whose database does not answer (server paused) is answe
     }
   } finally {
     server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+
+test("sluice snapshot list while the source does not stream says so and shows the started snapshot as paused, not running", async () => {
+  const task = { id: "t1", table: "shop.orders", where: null, lastKey: ["41"], rowsDone: 6707, rowsEstimated: 200000, resetVersion: "5", requestedAtMs: 1, startedAtMs: 2, origin: "cli" };
+  const target: SnapshotTarget = { snapshots: { ...snapshots, list: () => ({ tasks: [task], failed: [] }) }, waiting: () => "cannot start capture: connect ECONNREFUSED 127.0.0.1:20756" };
+  const handle = snapshotHandler(() => target, () => ["pg"]);
+  const server = createServer((req, res) => void handle(req, res));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const { port } = server.address() as AddressInfo;
+    const body = (await (await fetch(`http://127.0.0.1:${port}/sources/pg/snapshots`)).json()) as SnapshotList;
+    assert.equal(
+      formatList(body),
+      "source pg (not streaming, waiting: cannot start capture: connect ECONNREFUSED 127.0.0.1:20756; these go on when it streams again):\n  paused   shop.orders  6707 rows of about 200000  (cli, t1)\n",
+    );
+  } finally {
     await new Promise((resolve) => server.close(resolve));
   }
 });

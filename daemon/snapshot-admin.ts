@@ -40,7 +40,8 @@ export function snapshotHandler(lookup: (source: string) => SnapshotTarget | und
       return true;
     }
     if (req.method === "GET") {
-      sendJson(res, 200, { source: name, ...target.snapshots.list() });
+      const waiting = target.waiting?.() ?? null;
+      sendJson(res, 200, { source: name, ...target.snapshots.list(), ...(waiting === null ? {} : { waiting }) });
       return true;
     }
     let request: { table?: unknown; where?: unknown; execute?: unknown };

@@ -96,7 +96,7 @@ export async function runSnapshotCommand(config: SluiceConfig, positionals: read
     return 0;
   }
   if (listing) {
-    io.stdout(formatList(bodyOf<{ source: string; tasks: SnapshotTask[]; failed: FailedSnapshot[] }>(answer)));
+    io.stdout(formatList(bodyOf<SnapshotList>(answer)));
     return 0;
   }
   const body = bodyOf<{ executed: boolean; plan: OnlineSnapshotPlan; task?: SnapshotTask }>(answer);
@@ -117,13 +117,24 @@ function formatPlan(plan: OnlineSnapshotPlan, executed: boolean, task: SnapshotT
   return `${lines.join("\n")}\n`;
 }
 
-function formatList(body: { source: string; tasks: SnapshotTask[]; failed: FailedSnapshot[] }): string {
-  if (body.tasks.length === 0 && body.failed.length === 0) return `source ${body.source}: no online snapshot queued or running\n`;
+/** The daemon's list; `waiting`: what the source waits for while it does not stream (its server away). */
+export interface SnapshotList {
+  readonly source: string;
+  readonly tasks: readonly SnapshotTask[];
+  readonly failed: readonly FailedSnapshot[];
+  readonly waiting?: string;
+}
+
+export function formatList(body: SnapshotList): string {
+  const away = body.waiting === undefined ? "" : ` (not streaming, waiting: ${body.waiting}`;
+  if (body.tasks.length === 0 && body.failed.length === 0) return `source ${body.source}: no online snapshot queued or running${away === "" ? "" : `${away})`}\n`;
+  const paused = away === "" ? "" : `${away}; these go on when it streams again)`;
   const lines: string[] = [];
   body.tasks.forEach((task, index) => {
     const of = task.rowsEstimated === null ? "" : ` of about ${task.rowsEstimated}`;
-    lines.push(`${index === 0 && task.startedAtMs !== null ? "running" : "queued "}  ${task.table}  ${task.rowsDone} rows${of}${task.where === null ? "" : `  where ${task.where}`}  (${task.origin}, ${task.id})`);
+    const started = index === 0 && task.startedAtMs !== null ? (paused === "" ? "running" : "paused ") : "queued ";
+    lines.push(`${started}  ${task.table}  ${task.rowsDone} rows${of}${task.where === null ? "" : `  where ${task.where}`}  (${task.origin}, ${task.id})`);
   });
   for (const failure of body.failed) lines.push(`failed   ${failure.table}  ${new Date(failure.atMs).toISOString()}  ${failure.code}: ${failure.error}`);
-  return `source ${body.source}:\n${lines.map((l) => `  ${l}`).join("\n")}\n`;
+  return `source ${body.source}${paused}:\n${lines.map((l) => `  ${l}`).join("\n")}\n`;
 }
