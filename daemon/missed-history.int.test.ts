@@ -86,9 +86,11 @@ test("Kafka: a consumer whose position retention deleted (OFFSET_OUT_OF_RANGE) r
       await consumer.close();
     }
   } finally {
-    await admin.disconnect();
-    await log.deleteTopic(topic).catch(() => undefined);
     await log.close();
+    // The deployment's own topics too (KafkaTopicLog.open created them).
+    const mine = (await admin.listTopics()).filter((name) => name.startsWith(`${deployment}.`));
+    if (mine.length > 0) await admin.deleteTopics({ topics: mine }).catch(() => undefined);
+    await admin.disconnect();
   }
 });
 
