@@ -442,6 +442,16 @@ describe("Elasticsearch sink specifics", () => {
       if (deleted === "index") assert.equal((await admin.indices.exists({ index })).valueOf(), false, "no index made again without mapping");
       else assert.equal(await admin.count({ index }).then((r) => r.count), 1, "nothing written into the index without its alias");
     }
+    // A write that reads the index first (an unchanged-TOAST value) or changes its mapping meets the deleted index before its bulk request.
+    for (const read of [true, false]) {
+      const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+      assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+      await admin.indices.delete({ index: Object.keys(await admin.indices.getAlias({ name: targetOf(events.schema) }))[0]! });
+      const wider = new Events(tableSchema(events.schema.table, [["id", "integer"], ["v", "text"], ["w", "text"]]));
+      const result = await sink.write([read ? events.update(2n, { id: 1, v: UNCHANGED }) : wider.insert(3n, { id: 3, v: "c", w: "x" })], signal());
+      assert.deepEqual(result.failures.map((f) => [f.index, (f.error as SluiceError).code]), [[0, "SINK_TARGET_BLOCKED"]], read ? "read" : "mapping");
+      assert.match(result.failures[0]!.error.message, /index_not_found_exception.*deleted while the sink ran/);
+    }
   });
 
   test("bulk requests are split by bulk_bytes", async () => {

@@ -395,15 +395,32 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
       primary = indexes.shadow;
     }
     const physicals = mirror ? [primary, mirror] : [primary];
+    // An index deleted behind the sink's back fails a request (mapping, reads, truncate) with 404: the table's changes fail as in #writeRows.
+    const goneFails = (error: unknown): boolean => {
+      const reason = indexNotFound(error);
+      if (reason === null) return false;
+      this.#targets.delete(target);
+      failures.add([...(changes.truncate?.indices ?? []), ...changes.rows.flatMap((r) => r.indices)], indexGone(reason, context));
+      return true;
+    };
     const since = firstVersionWith(changes.rows);
-    for (const physical of physicals) for (const schema of changes.schemas) await this.#evolve(physical, schema, context, since, signal);
-    for (const physical of physicals) await this.#fillDefaults(physical, context, signal);
+    try {
+      for (const physical of physicals) for (const schema of changes.schemas) await this.#evolve(physical, schema, context, since, signal);
+      for (const physical of physicals) await this.#fillDefaults(physical, context, signal);
+    } catch (error) {
+      if (goneFails(error)) return null;
+      throw error;
+    }
     // The batch's rows go in before its truncate hides older documents, so a table never shows fewer rows than it has (a snapshot's reset follows its rows).
     const truncateVersion = changes.truncate?.version ?? 0n;
     const hiddenAtOrBelow = (index: EsIndex) => (index.truncateVersion > truncateVersion ? index.truncateVersion : truncateVersion);
     return async () => {
-      await this.#writeRows(changes, primary, physicals, hiddenAtOrBelow, context, failures, signal);
-      if (changes.truncate) for (const physical of physicals) await this.#truncate(physical, changes.truncate.version, signal);
+      try {
+        await this.#writeRows(changes, primary, physicals, hiddenAtOrBelow, context, failures, signal);
+        if (changes.truncate) for (const physical of physicals) await this.#truncate(physical, changes.truncate.version, signal);
+      } catch (error) {
+        if (!goneFails(error)) throw error;
+      }
     };
   }
 
@@ -458,7 +475,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
         outcome.target === "blocked"
           ? targetBlocked(`Elasticsearch: ${outcome.reason}`, where)
           : outcome.target === "gone"
-            ? targetBlocked(`Elasticsearch: ${outcome.reason} (the index or its alias was deleted while the sink ran; its documents are gone)`, where, GONE_REMEDY)
+            ? indexGone(outcome.reason, where)
             : rowRejected(outcome.reason, where);
       failures.add(change.indices, outcome.retriable ? new ConnectionError(`Elasticsearch kept refusing a row of ${label}: ${outcome.reason}`, { code: "SINK_UNAVAILABLE", context: error.context }) : error, outcome.retriable);
     });
@@ -638,8 +655,24 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
   }
 }
 
-const GONE_REMEDY =
-  "sluice replay --sink NAME --from-beginning --rebuild --table T fills the table again; sluice halted retry makes a new index holding only the changes from here on";
+/** The table's index or alias was deleted while the sink ran: halts the table (SINK_TARGET_BLOCKED) saying how to fill it again. */
+function indexGone(reason: string, where: { sink: string; table: string; position?: string }): SluiceError {
+  return targetBlocked(
+    `Elasticsearch: ${reason} (the index or its alias was deleted while the sink ran; its documents are gone)`,
+    where,
+    "sluice replay --sink NAME --from-beginning --rebuild --table T fills the table again; sluice halted retry makes a new index holding only the changes from here on",
+  );
+}
+
+/** The reason of a request Elasticsearch refused for a missing index (404 index_not_found_exception), else null. */
+function indexNotFound(error: unknown): string | null {
+  // The client's error may be wrapped more than once (a mapping change's refusal wraps the request's error).
+  for (let cause = error, depth = 0; cause !== null && typeof cause === "object" && depth < 4; cause = (cause as { cause?: unknown }).cause, depth++) {
+    const body = (cause as { body?: { error?: { type?: string; reason?: string } } }).body;
+    if (body?.error?.type === "index_not_found_exception") return `404 index_not_found_exception: ${body.error.reason ?? ""}`;
+  }
+  return null;
+}
 
 /** The alias a write names (the live index's, or a rebuild's marker): a deleted index is then refused, not created again without mapping or alias. */
 function writeAlias(index: EsIndex): string {
