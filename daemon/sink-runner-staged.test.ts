@@ -11,6 +11,7 @@ import { test } from "node:test";
 import type { ChangeEvent, SinkChange, TopicPartitionOffset } from "../connectors/contracts.ts";
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import type { OffsetWriteResult, StagedWrite, StagingSink, StoredSinkOffset } from "../connectors/sinks/contract.ts";
+import { CONTROL_TOPIC_HEADER } from "./control-records.ts";
 import { SluiceMetrics } from "./metrics.ts";
 import { serializeEvent } from "./event-json.ts";
 import { SinkRunner } from "./sink-runner.ts";
@@ -44,7 +45,10 @@ class StagingMemorySink implements StagingSink {
     this.offsets = [...offsets];
   }
   async write(changes: readonly SinkChange[], _signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult> {
-    for (const { event: e } of changes) this.rows.set(`${e.schema.table}/${String(e.key["id"])}`, String(e.after?.["name"]));
+    for (const { event: e } of changes) {
+      if (e.op === "t") for (const key of [...this.rows.keys()]) if (key.startsWith(`${e.schema.table}/`)) this.rows.delete(key);
+      if (e.op !== "t") this.rows.set(`${e.schema.table}/${String(e.key["id"])}`, String(e.after?.["name"]));
+    }
     this.written.push(changes.length);
     if (offsets) this.offsets = [...offsets];
     return { failures: [], offsetsStored: offsets !== undefined };
@@ -73,7 +77,7 @@ class StagingMemorySink implements StagingSink {
 
 async function withRunner(sink: StagingMemorySink, body: (log: EmbeddedTopicLog, waitFor: (done: () => boolean) => Promise<void>, metrics: SluiceMetrics) => Promise<void>): Promise<void> {
   const log = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-sink-staged-")), "log.db"), logger: silent });
-  for (const name of ["pg.public.a", "pg.public.b"]) await log.createTopic({ name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  for (const name of ["pg.public.a", "pg.public.b", "t.sluice.control"]) await log.createTopic({ name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
   const metrics = new SluiceMetrics();
   const runner = new SinkRunner({
     ...runnerDefaults,
@@ -81,7 +85,7 @@ async function withRunner(sink: StagingMemorySink, body: (log: EmbeddedTopicLog,
     log,
     metrics,
     group: "t.sink.staged",
-    topics: async () => ["pg.public.a", "pg.public.b"],
+    topics: async () => ["pg.public.a", "pg.public.b", "t.sluice.control"],
     batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs: 50 },
     deadLetterTopic: "t.dlq.mem",
   });
@@ -152,5 +156,20 @@ test("after a batch fell back, the next batches go through write for a while, th
     assert.deepEqual(sink.written, Array.from({ length: 9 }, () => 1), "the fallen-back batch and the 8 after it");
     assert.deepEqual(sink.staged, [1]);
     assert.equal(sink.rows.size, 10);
+  });
+});
+
+test("a control record in a batch is held as by write, and the rest of the batch is staged", async () => {
+  const sink = new StagingMemorySink();
+  await withRunner(sink, async (log, waitFor) => {
+    await log.produce([encode(event("b", 1, 10n)), encode(event("b", 2, 11n))]);
+    await waitFor(() => sink.rows.size === 2);
+    const truncate: ChangeEvent = { ...event("b", 0, 20n), op: "t", key: {}, after: null };
+    const control = { topic: "t.sluice.control", key: Buffer.from("pg\u0000public.b\u0000truncate"), value: Buffer.from(serializeEvent(truncate)), headers: { [CONTROL_TOPIC_HEADER]: Buffer.from("pg.public.b") }, timestamp: 0 };
+    await log.produce([control, encode(event("a", 5, 30n))]);
+    await waitFor(() => sink.rows.has("a/5") && !sink.rows.has("b/1"));
+    assert.deepEqual([...sink.rows.keys()].sort(), ["a/5"], "the truncate applied once its table was applied past it");
+    assert.deepEqual(sink.staged, [2, 1], "both batches staged");
+    assert.deepEqual(sink.written, [1], "only the due truncate goes through write");
   });
 });

@@ -679,11 +679,11 @@ export class SinkRunner {
   /**
    * The batch through the sink's staged write (StagedWrite), when it has one: each change is
    * handed to the sink as it is decoded and let go of, and only a summary of the batch's changes
-   * is kept for the statistics. False when the batch is not applied so (a record of a control
-   * topic, a snapshot reset, a record that does not decode, a change the sink cannot stage, any
-   * failure of the write): applyBatch then decodes and writes it as usual, and every failure is
-   * handled there. Nothing of the batch needs handling before that: halted topics are skipped as
-   * there, and the staged write applies everything or throws.
+   * is kept for the statistics. False when the batch is not applied so (a truncate or snapshot
+   * reset applied with its batch, a record that does not decode, a change the sink cannot stage,
+   * any failure of the write): applyBatch then decodes and writes it as usual, and every failure
+   * is handled there. Nothing of the batch needs handling before that: halted topics are skipped
+   * and waiting resets held as there (idempotent), and the staged write applies everything or throws.
    */
   private async applyStaged(consumer: TopicConsumer, records: StoredRecord[], stop: AbortSignal, polledMs: number): Promise<boolean> {
     const { sink } = this.options;
@@ -700,6 +700,7 @@ export class SinkRunner {
       return false;
     };
     const nextOffsets = new Map<string, TopicPartitionOffset>();
+    let topicsNow: string[] | undefined;
     // Summarized a slice at a time, so that no more than a slice of decoded events is kept.
     const summaries: BatchSummary[] = [];
     let slice: ChangeEvent[] = [];
@@ -710,7 +711,6 @@ export class SinkRunner {
       if (++decoded % DECODE_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
       if (runLast !== undefined && (runLast.topic !== record.topic || runLast.partition !== record.partition)) noteNextOffset(consumer, runLast, nextOffsets);
       runLast = record;
-      if (controlledTopic(record) !== null) return fallBack("control record");
       let event: ChangeEvent | null;
       try {
         const decoding = this.options.decoder.decode(record);
@@ -720,7 +720,22 @@ export class SinkRunner {
         return fallBack("undecodable record");
       }
       if (!event) continue;
-      if (isSnapshotReset(event)) return fallBack("snapshot reset");
+      // Control records and snapshot resets as applyBatch takes them: a reset held by the gate is not part of
+      // the batch's write (holding one again after a fall back is a no-op); one applied with its batch is not staged.
+      const controlled = controlledTopic(record);
+      if (controlled !== null) {
+        if (!this.readTopics.has(controlled)) {
+          topicsNow ??= await this.options.topics();
+          if (!topicsNow.includes(controlled)) continue;
+          this.reopen = true;
+        }
+        if (!(await this.resets.hold(record, { event, origin: record }, controlled))) return fallBack("control record applied with its batch");
+        continue;
+      }
+      if (isSnapshotReset(event)) {
+        if (await this.resets.hold(record, { event, origin: record })) continue;
+        return fallBack("snapshot reset applied with its batch");
+      }
       const taken = staged.stage(event);
       if (!(taken instanceof Promise ? await taken : taken)) return fallBack("change not staged");
       slice.push(event);
