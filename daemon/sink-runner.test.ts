@@ -31,6 +31,8 @@ class MemorySink implements TransactionalSink {
   stubbornWrites = 0;
   /** The target was fixed: poison rows apply. */
   fixed = false;
+  /** Tables whose truncates the target refuses (SINK_TARGET_BLOCKED) until `fixed`. */
+  readonly refusedTruncates = new Set<string>();
   private flakyFailed = false;
   async open(): Promise<void> {}
   async close(): Promise<void> {}
@@ -57,6 +59,10 @@ class MemorySink implements TransactionalSink {
       if (name === "stubborn") {
         this.stubbornWrites++;
         failures.push({ index, error: new Error("429 es_rejected_execution_exception"), retriable: true });
+        continue;
+      }
+      if (event.op === "t" && this.refusedTruncates.has(event.schema.table) && !this.fixed) {
+        failures.push({ index, error: targetBlocked(`table ${event.schema.table} is claimed by another source`, { sink: this.name, table: event.schema.table }), retriable: false });
         continue;
       }
       if (event.op === "t") {
@@ -513,5 +519,57 @@ test("a running sink whose next records retention deleted while it lagged warns 
   assert.equal(warned.length, 1, lines.join("\n"));
   assert.deepEqual(warned[0]!.partitions, [{ topic: "pg.public.a", partition: 0, from: "1", to: "3" }]);
   assert.match(warned[0]!.msg, /^sink mem: records were deleted by retention before the sink read them \(pg\.public\.a:0 offsets 1 to 2\).*Re-snapshot the source/);
+  await log.close();
+});
+
+/** A truncate of pg.public.<table> in the control topic. */
+function control(table: string, version: bigint) {
+  return {
+    topic: "t.sluice.control",
+    key: Buffer.from(`pg\u0000public.${table}\u0000truncate`),
+    value: Buffer.from(serializeEvent({ ...event(table, 0, version), op: "t", key: {}, after: null })),
+    headers: { [CONTROL_TOPIC_HEADER]: Buffer.from(`pg.public.${table}`) },
+    timestamp: 0,
+  };
+}
+
+test("a truncate the sink refuses halts only its table: other tables' truncates in the control topic apply, and it is read again after a restart", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b", "t.sluice.control"]);
+  await log.produce([encode(event("a", 1, 10n)), encode(event("b", 2, 11n))]);
+  await log.produce([control("a", 20n)]);
+  const sink = new MemorySink();
+  sink.refusedTruncates.add("a");
+  const topics = async () => ["pg.public.a", "pg.public.b", "t.sluice.control"];
+  const r = runner(log, sink, { topics });
+  await runWhile(r, async () => {
+    await until(() => r.haltedTables().length > 0, "table a to halt");
+    await log.produce([control("b", 21n)]);
+    await until(() => !sink.rows.has("b/2"), "table b's truncate, read after table a halted, to apply");
+  });
+  assert.deepEqual(r.haltedTables().map((h) => [h.table, h.topic, h.offset]), [["public.a", "t.sluice.control", "0:0"]]);
+  assert.equal(sink.offsets.find((o) => o.topic === "t.sluice.control")?.offset ?? 0n, 0n, "the control topic's stored offset stays at the refused truncate");
+  sink.fixed = true;
+  await runUntil(runner(log, sink, { topics }), () => !sink.rows.has("a/1"));
+  assert.deepEqual([...sink.rows.keys()], [], "after a restart the held truncate applies");
+  await log.close();
+});
+
+test("release skip of a refused truncate: it goes to the dead-letter topic and the control topic's stored offset moves past it", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b", "t.sluice.control"]);
+  await log.produce([encode(event("a", 1, 10n)), encode(event("b", 2, 11n))]);
+  await log.produce([control("a", 20n), control("b", 21n)]);
+  const sink = new MemorySink();
+  sink.refusedTruncates.add("a");
+  const topics = async () => ["pg.public.a", "pg.public.b", "t.sluice.control"];
+  const r = runner(log, sink, { topics });
+  await runWhile(r, async () => {
+    await until(() => r.haltedTables().length > 0 && !sink.rows.has("b/2"), "table a to halt and table b's truncate to apply");
+    await r.release("public.a", "skip", true);
+    // Table b's truncate, applied while the offset stayed at table a's, is read (and applied) once more.
+    await until(() => sink.offsets.find((o) => o.topic === "t.sluice.control")?.offset === 2n, "the control topic's stored offset to move past both");
+  });
+  assert.equal(r.haltedTables().length, 0);
+  assert.equal((await deadLetters(log)).length, 1);
+  assert.deepEqual([...sink.rows.keys()], ["a/1"], "the skipped truncate removed nothing");
   await log.close();
 });

@@ -72,6 +72,8 @@ export const DEFAULT_ITEM_ATTEMPTS = 10;
 export const ITEM_RETRIES_EXHAUSTED = "SINK_ITEM_RETRIES_EXHAUSTED";
 
 interface HaltState {
+  /** The halted table's data topic (tableTopic), which the halt is kept under. */
+  readonly key: string;
   readonly view: HaltedSinkTable;
   readonly record: StoredRecord;
   readonly error: Error;
@@ -156,6 +158,15 @@ function isTableLevel(error: unknown): error is SluiceError {
   return error instanceof SluiceError && (error.code === SCHEMA_UNSUPPORTED || error.code === TARGET_BLOCKED);
 }
 
+/**
+ * The data topic of the table a record belongs to: its own topic, or for a truncate or snapshot
+ * reset in the shared control topic the one it names. A table halts under this name, so that one
+ * table's refused control record halts that table, not every table's truncates.
+ */
+function tableTopic(record: StoredRecord): string {
+  return controlledTopic(record) ?? record.topic;
+}
+
 function partitionKey(topic: string, partition: number): string {
   return `${topic}\u0000${partition}`;
 }
@@ -174,10 +185,14 @@ function noteNextOffset(consumer: TopicConsumer, record: StoredRecord, nextOffse
 export class SinkRunner {
   private readonly options: SinkRunnerOptions;
   private readonly logger: Logger;
-  /** Halted topics, with the record that halted each. */
+  /** Halted tables by data topic (tableTopic), with the record that halted each. */
   private readonly halted = new Map<string, HaltState>();
-  /** Topics released since the consumer was opened: skipped, like halted ones, until it is reopened at the stored offsets. */
-  private readonly releasing = new Set<string>();
+  /**
+   * Tables (data topics) released since the consumer was opened: skipped, like halted ones, until it
+   * is reopened at the stored offsets; with the poison record of a retried one, which keeps its
+   * partition's stored offset at it until then.
+   */
+  private readonly releasing = new Map<string, StoredRecord | null>();
   private reopen = false;
   /** A topic was created in this process since the sink last listed them (the topic log's notice). */
   private topicCreated = false;
@@ -260,7 +275,7 @@ export class SinkRunner {
   release(table: string, action: HaltAction, execute: boolean): Promise<HaltReleaseReport> {
     return this.exclusive(async () => {
       const sink = this.options.sink.name;
-      const state = [...this.halted.values()].find((h) => h.view.table === table || h.view.topic === table);
+      const state = [...this.halted.values()].find((h) => h.view.table === table || h.key === table || h.view.topic === table);
       if (!state) {
         const halted = [...this.halted.values()].map((h) => h.view.table);
         throw new SluiceError(`sink ${sink}: table ${table} is not halted (halted now: ${halted.length > 0 ? halted.join(", ") : "none"})`, {
@@ -273,7 +288,7 @@ export class SinkRunner {
       const base = { sink, table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset, error: view.error, action, executed: execute };
       if (action === "retry") {
         if (execute) {
-          this.unhalt(state);
+          this.unhalt(state, state.record);
           this.logger.info({ table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset }, `sink ${sink}: table ${view.table} released by an operator: retrying from ${where}`);
         }
         return { ...base, description: `${execute ? "reading" : "would read"} ${view.table} again from ${where} (the record that halted it); if it still fails, the table halts again` };
@@ -281,7 +296,11 @@ export class SinkRunner {
       const dlq = this.options.deadLetterTopic;
       if (execute) {
         await this.deadLetter(record, view.table, `${view.error} (skipped by an operator: sluice halted skip)`);
-        const after = [{ topic: record.topic, partition: record.partition, offset: record.offset + 1n }];
+        // A partition other tables share (the control topic) stays before what they still hold; the skipped record is passed over instead.
+        this.resets.skip(record);
+        const next = new Map([[partitionKey(record.topic, record.partition), { topic: record.topic, partition: record.partition, offset: record.offset + 1n }]]);
+        this.holdOffsets(next, record);
+        const after = [...next.values()];
         const { sink: target, log, group } = this.options;
         if (isTransactional(target)) await target.storeOffsets(after, new AbortController().signal);
         if (this.activeConsumer) {
@@ -291,7 +310,7 @@ export class SinkRunner {
         } else {
           await log.setCommittedOffsets(group, after);
         }
-        this.unhalt(state);
+        this.unhalt(state, null);
         this.logger.warn({ table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset, deadLetterTopic: dlq }, `sink ${sink}: table ${view.table} released by an operator: record ${where} dead-lettered, reading on after it`);
       }
       return {
@@ -302,9 +321,9 @@ export class SinkRunner {
     });
   }
 
-  private unhalt(state: HaltState): void {
-    this.halted.delete(state.view.topic);
-    this.releasing.add(state.view.topic);
+  private unhalt(state: HaltState, readAgain: StoredRecord | null): void {
+    this.halted.delete(state.key);
+    this.releasing.set(state.key, readAgain);
     this.reopen = true;
     this.options.metrics?.tablesHalted.set({ source: state.source, sink: this.options.sink.name, table: state.view.table }, 0);
   }
@@ -320,6 +339,23 @@ export class SinkRunner {
 
   private blocked(topic: string): boolean {
     return this.halted.has(topic) || this.releasing.has(topic);
+  }
+
+  /**
+   * Keeps the offsets about to be stored at or before every record still to be applied: waiting
+   * resets, and the poison records of halted (or retried, until the consumer is reopened) tables,
+   * which matters where tables share a partition (the control topic). `except`: one not to count.
+   */
+  private holdOffsets(offsets: Map<string, TopicPartitionOffset>, except?: StoredRecord): void {
+    this.resets.holdOffsets(offsets, partitionKey);
+    const poison = [...this.halted.values()].map((h) => h.record);
+    for (const record of this.releasing.values()) if (record !== null) poison.push(record);
+    for (const record of poison) {
+      if (record === except) continue;
+      const key = partitionKey(record.topic, record.partition);
+      const current = offsets.get(key);
+      if (current !== undefined && current.offset > record.offset) offsets.set(key, { ...current, offset: record.offset });
+    }
   }
 
   /** The partitions this process reads now, as `topic:partition` (several processes running one sink split them). */
@@ -616,7 +652,9 @@ export class SinkRunner {
       if (++decoded % DECODE_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
       if (runLast !== undefined && (runLast.topic !== record.topic || runLast.partition !== record.partition)) noteNextOffset(consumer, runLast, nextOffsets);
       runLast = record;
-      if (undecodable.has(record.topic)) {
+      const controlled = controlledTopic(record);
+      if (controlled !== null && this.resets.isSkipped(record)) continue;
+      if (undecodable.has(controlled ?? record.topic)) {
         held.push(record);
         continue;
       }
@@ -629,12 +667,11 @@ export class SinkRunner {
         if (isRetriable(error)) throw error;
         poison.push({ record, error: error as Error });
         // Under halt the table stops at this record: nothing after it is applied.
-        if (this.options.onError === "halt") undecodable.add(record.topic);
+        if (this.options.onError === "halt") undecodable.add(controlled ?? record.topic);
         continue;
       }
       if (!event) continue;
       const change: RecordChange = { event, origin: record };
-      const controlled = controlledTopic(record);
       if (controlled !== null) {
         if (!this.readTopics.has(controlled)) {
           // Another sink's table; or a table whose data topic appeared since the consumer opened: read it too (the record, held, is read again then).
@@ -650,7 +687,7 @@ export class SinkRunner {
       changes.push(change);
     }
     if (runLast !== undefined) noteNextOffset(consumer, runLast, nextOffsets);
-    this.resets.holdOffsets(nextOffsets, partitionKey);
+    this.holdOffsets(nextOffsets);
     const started = performance.now();
     // Where the target keeps offsets, they go in with the data (one transaction in DuckDB).
     const offsetsWithData = poison.length === 0 ? [...nextOffsets.values()] : undefined;
@@ -745,7 +782,7 @@ export class SinkRunner {
       }
     }
     if (runLast !== undefined) noteNextOffset(consumer, runLast, nextOffsets);
-    this.resets.holdOffsets(nextOffsets, partitionKey);
+    this.holdOffsets(nextOffsets);
     if (slice.length > 0) summaries.push(summarizeBatch(slice));
     slice = [];
     const offsets = [...nextOffsets.values()];
@@ -785,15 +822,22 @@ export class SinkRunner {
       const current = nextOffsets.get(key);
       if (current === undefined || current.offset < next) nextOffsets.set(key, { topic: record.topic, partition: record.partition, offset: next });
     }
-    this.resets.holdOffsets(nextOffsets, partitionKey);
+    this.holdOffsets(nextOffsets);
     const started = performance.now();
     const written = await this.writeWithRetries(changes, stop, [...nextOffsets.values()]);
-    for (const failure of written.failures) await this.handlePoison(due[failure.index]!.record, changes[failure.index]!.event, failure.error);
-    for (const { record, change } of due) {
+    const failed = new Set(written.failures.map((f) => f.index));
+    for (const failure of written.failures) {
+      const reset = due[failure.index]!;
+      await this.handlePoison(reset.record, reset.change.event, failure.error);
+      // Its table halted: it waits again like its table's data records, and keeps its partition's stored offset at it; the others' apply.
+      if (this.halted.has(reset.dataTopic)) this.resets.restore(reset);
+    }
+    for (const [index, { record, change }] of due.entries()) {
+      if (failed.has(index)) continue;
       this.logger.debug({ topic: record.topic, partition: record.partition, offset: String(record.offset), version: String(change.event.source.position.change) }, "truncate or snapshot reset applied: every partition of its table's topic is applied past it");
     }
-    // A halted reset keeps its partition's stored offset at the reset (stored so while it waited).
-    if (written.failures.length === 0 || this.options.onError === "dead-letter") await this.storeOffsets(consumer, [...nextOffsets.values()], written.offsetsStored, stop);
+    if (failed.size > 0) this.holdOffsets(nextOffsets);
+    await this.storeOffsets(consumer, [...nextOffsets.values()], written.offsetsStored, stop);
     if (written.failures.length === 0) this.recordProgress(summarizeBatch(changes.map((change) => change.event)), (performance.now() - started) / 1000);
   }
 
@@ -810,20 +854,22 @@ export class SinkRunner {
     changes: RecordChange[],
     nextOffsets: Map<string, TopicPartitionOffset>,
   ): void {
-    const haltedNow = new Set(poison.map((p) => p.record.topic).filter((topic) => this.halted.has(topic)));
+    const haltedNow = new Set(poison.map((p) => tableTopic(p.record)).filter((topic) => this.halted.has(topic)));
     if (haltedNow.size === 0) return;
     const haltVersion = new Map<string, bigint>();
     for (const { record, event } of poison) {
-      if (!event || !haltedNow.has(record.topic)) continue;
+      const table = tableTopic(record);
+      if (!event || !haltedNow.has(table)) continue;
       const version = event.source.position.change;
-      const current = haltVersion.get(record.topic);
-      if (current === undefined || version < current) haltVersion.set(record.topic, version);
+      const current = haltVersion.get(table);
+      if (current === undefined || version < current) haltVersion.set(table, version);
     }
     const versionOf = new Map<StoredRecord, bigint>(changes.map((change) => [change.origin, change.event.source.position.change]));
     const stopped = new Set<StoredRecord>([...poison.map((p) => p.record), ...held]);
     for (const record of records) {
-      if (!haltedNow.has(record.topic)) continue;
-      const cutoff = haltVersion.get(record.topic);
+      const table = tableTopic(record);
+      if (!haltedNow.has(table)) continue;
+      const cutoff = haltVersion.get(table);
       const version = versionOf.get(record);
       const unapplied = stopped.has(record) || (cutoff !== undefined && version !== undefined && version >= cutoff);
       if (!unapplied) continue;
@@ -980,7 +1026,8 @@ export class SinkRunner {
         });
       }
     }
-    if (this.halted.has(record.topic)) return;
+    const key = tableTopic(record);
+    if (this.halted.has(key)) return;
     const release = releaseHint(sink, table);
     const view: HaltedSinkTable = {
       topic: record.topic,
@@ -992,7 +1039,7 @@ export class SinkRunner {
       since: new Date().toISOString(),
       release,
     };
-    this.halted.set(record.topic, { view, record, error, source: event?.source.name ?? "" });
+    this.halted.set(key, { key, view, record, error, source: event?.source.name ?? "" });
     this.options.metrics?.tablesHalted.set({ source: event?.source.name ?? "", sink, table }, 1);
     this.logger.error(
       { table, topic: record.topic, partition: record.partition, offset: String(record.offset), err: error.message, release },
@@ -1060,7 +1107,7 @@ export class SinkRunner {
       const position = consumer.position(stored.topic, stored.partition);
       if (position !== null && position > stored.offset) moved.set(key, { topic: stored.topic, partition: stored.partition, offset: position });
     }
-    this.resets.holdOffsets(moved, partitionKey);
+    this.holdOffsets(moved);
     const offsets = [...moved].filter(([key, offset]) => offset.offset > this.caughtUp.get(key)!.offset).map(([, offset]) => offset);
     await this.storeOffsets(consumer, offsets, false, stop);
   }

@@ -33,6 +33,10 @@ export function isSnapshotReset(event: ChangeEvent): boolean {
   return event.op === "t" && event.source.snapshot;
 }
 
+function recordKey(record: StoredRecord): string {
+  return `${record.topic}\u0000${record.partition}\u0000${record.offset}`;
+}
+
 export interface PendingReset {
   readonly record: StoredRecord;
   readonly change: SinkChange;
@@ -49,6 +53,8 @@ export class SnapshotResetGate {
   private readonly log: Pick<TopicLog, "partitionOffsets" | "committedOffsets">;
   private readonly group: string;
   private readonly pending: PendingReset[] = [];
+  /** Resets an operator skipped (one per `sluice halted skip`), as recordKey. */
+  private readonly skipped = new Set<string>();
   private groupOffsets: { readonly at: number; readonly offsets: ReadonlyMap<string, bigint> } | null = null;
 
   constructor(log: Pick<TopicLog, "partitionOffsets" | "committedOffsets">, group: string) {
@@ -71,8 +77,10 @@ export class SnapshotResetGate {
    * Takes a reset just read, of the table whose data topic is `dataTopic`. Returns true when it
    * must wait; false when it may apply with its batch (a reset in a data topic of one partition:
    * everything before it is read). A control record always waits, at least until its batch is applied.
+   * A skipped one is taken (true) and never applied.
    */
   async hold(record: StoredRecord, change: SinkChange, dataTopic: string = record.topic): Promise<boolean> {
+    if (this.isSkipped(record)) return true;
     const own = dataTopic === record.topic;
     const ranges = await this.log.partitionOffsets(dataTopic);
     if (own && ranges.length <= 1) return false;
@@ -81,6 +89,26 @@ export class SnapshotResetGate {
     const barrier = new Map(ranges.filter((r) => !(own && r.partition === record.partition) && r.end > r.start).map((r) => [r.partition, r.end]));
     this.pending.push({ record, change, dataTopic, barrier });
     return true;
+  }
+
+  /** Puts back a reset taken by `due` whose table halted when it was applied: it waits again, and keeps its partition's stored offset at it. */
+  restore(reset: PendingReset): void {
+    if (!this.pending.includes(reset)) this.pending.push(reset);
+  }
+
+  /**
+   * Drops the reset read from `record` for good (an operator skipped it): in a partition tables
+   * share (the control topic) the stored offset may stay before it, so it is passed over when read again.
+   */
+  skip(record: StoredRecord): void {
+    this.skipped.add(recordKey(record));
+    const index = this.pending.findIndex((p) => recordKey(p.record) === recordKey(record));
+    if (index >= 0) this.pending.splice(index, 1);
+  }
+
+  /** Whether an operator skipped the reset read from `record`. */
+  isSkipped(record: StoredRecord): boolean {
+    return this.skipped.size > 0 && this.skipped.has(recordKey(record));
   }
 
   /** Keeps each partition holding a waiting reset at or before the reset, so that it is read again after a restart. */
