@@ -52,3 +52,22 @@ test("at a 16 MiB memory_limit, upserts over all 1.5 million keys of a table aft
     await sink.close();
   }
 });
+
+test("at a 16 MiB memory_limit, a write of 20,000 rows DuckDB cannot hold in one transaction commits (in smaller transactions), its offsets with it", { timeout: 120_000 }, async () => {
+  const config = testSinkConfig("duckdb", { name: `d_${randomTableName("split")}`, path: join(dir, "split.duckdb"), target: "{table}", memory_limit: 16 * 2 ** 20, threads: 1 });
+  const schema = tableSchema(randomTableName("split"), [["id", "bigint"], ["v", "text"]]);
+  const events = new Events(schema);
+  const signal = () => AbortSignal.timeout(60_000);
+  const sink = new DuckDbSink(config, { logger: testLogger() });
+  await sink.open(signal());
+  try {
+    // Before: SINK_OUT_OF_MEMORY (15.7 MiB/16.0 MiB used) at every retry of this write, for ever.
+    const batch = Array.from({ length: 20_000 }, (_, i) => events.insert(BigInt(i + 1), { id: i + 1, v: `${i}`.padEnd(100, "x") }));
+    const result = await sink.write(batch, signal(), [{ topic: events.topic, partition: 0, offset: 20_000n }]);
+    assert.deepEqual(result, { failures: [], offsetsStored: true });
+    assert.deepEqual(await sink.query(`SELECT count(*)::INT AS n FROM main.${ident(schema.table)}`), [{ n: 20_000 }]);
+    assert.deepEqual((await sink.committedOffsets()).map((o) => [o.topic, o.partition, o.offset]), [[events.topic, 0, 20_000n]]);
+  } finally {
+    await sink.close();
+  }
+});

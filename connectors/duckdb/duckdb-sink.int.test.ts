@@ -77,15 +77,16 @@ describe("DuckDB sink specifics", () => {
     }
   });
 
-  test("a batch beyond DuckDB's memory_limit is a retriable SINK_OUT_OF_MEMORY (the sink waits and retries), not a write failure that stops the daemon", async () => {
+  test("a change beyond DuckDB's memory_limit is a retriable SINK_OUT_OF_MEMORY (the sink waits and retries), not a write failure that stops the daemon", async () => {
     const own = join(dir, "small-memory.duckdb");
     const sink = new DuckDbSink(testSinkConfig("duckdb", { name: `d_${randomTableName("oom")}`, path: own, target: TARGET_TEMPLATE, memory_limit: 8 * 2 ** 20, threads: 1 }), { logger: testLogger() });
     await sink.open(signal());
     try {
       const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
-      const wide = "x".repeat(256 * 1024);
-      const batch = Array.from({ length: 200 }, (_, i) => events.insert(BigInt(i + 1), { id: i + 1, v: `${i}${wide}` }));
-      const error = await sink.write(batch, signal(), [{ topic: events.topic, partition: 0, offset: 200n }]).then(() => null, (e: unknown) => e);
+      // A write that runs out is applied again in halves: down to one change, which alone does not fit.
+      const wide = "x".repeat(12 * 2 ** 20);
+      const batch = Array.from({ length: 2 }, (_, i) => events.insert(BigInt(i + 1), { id: i + 1, v: `${i}${wide}` }));
+      const error = await sink.write(batch, signal(), [{ topic: events.topic, partition: 0, offset: 2n }]).then(() => null, (e: unknown) => e);
       assert.ok(error instanceof SluiceError, `expected DuckDB to run out of 8 MiB, got ${String(error)}`);
       assert.equal(error.code, "SINK_OUT_OF_MEMORY", error.message);
       assert.equal(error.retriable, true);

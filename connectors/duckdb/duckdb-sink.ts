@@ -13,10 +13,10 @@ import { dirname } from "node:path";
 import { DuckDBInstance } from "@duckdb/node-api";
 import type { DuckDBAppender, DuckDBConnection, DuckDBValue } from "@duckdb/node-api";
 import type { Logger } from "../../runtime/logger.ts";
-import type { SinkChange, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
+import type { SinkChange, SinkItemFailure, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
-import { collapseChanges, versionOf } from "../sinks/batch.ts";
+import { collapseChanges, tableKey, versionOf } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { defaultOf, DELETED_COLUMN, firstVersionWith, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { PlanContext, SinceOf, TargetColumn } from "../sinks/columns.ts";
@@ -194,11 +194,11 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   }
 
   write(changes: readonly SinkChange[], signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult> {
-    return this.#serial.run(() => this.#write(changes, "live", offsets ?? null, signal));
+    return this.#serial.run(() => this.#writeFitting(changes, "live", offsets ?? null, signal));
   }
 
   async writeRebuild(changes: readonly SinkChange[], signal: AbortSignal): Promise<OffsetWriteResult> {
-    return this.#serial.run(() => this.#write(changes, "rebuild", null, signal));
+    return this.#serial.run(() => this.#writeFitting(changes, "rebuild", null, signal));
   }
 
   storeOffsets(offsets: readonly TopicPartitionOffset[], signal: AbortSignal): Promise<void> {
@@ -295,6 +295,40 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   }
 
   // --- writing -----------------------------------------------------------------------------
+
+  /**
+   * A write DuckDB runs out of memory_limit for is applied again as two writes of half its changes,
+   * each its own transaction (a half that runs out splits again), the offsets with the last. What
+   * one transaction holds until it ends (its rows, their primary-key index entries, undo) does not
+   * shrink by retrying it: the same write failed for ever. Under on_error: halt, a table that fails
+   * in the first half keeps only its changes of the second that come before the halt.
+   */
+  async #writeFitting(changes: readonly SinkChange[], mode: Mode, offsets: readonly TopicPartitionOffset[] | null, signal: AbortSignal): Promise<OffsetWriteResult> {
+    try {
+      return await this.#write(changes, mode, offsets, signal);
+    } catch (error) {
+      if (!(error instanceof SluiceError && error.code === "SINK_OUT_OF_MEMORY") || changes.length < 2) throw error;
+      this.#logger.warn({ changes: changes.length, error: error.message }, "DuckDB ran out of memory for the write; applying it in two halves");
+    }
+    const middle = Math.ceil(changes.length / 2);
+    const first = await this.#writeFitting(changes.slice(0, middle), mode, null, signal);
+    const rest: number[] = [];
+    const halts = this.#config.on_error === "halt" ? haltsOf(changes, first.failures) : new Map<string, HaltPlace>();
+    for (let index = middle; index < changes.length; index++) {
+      const halt = halts.get(tableKey(changes[index]!.event.schema));
+      if (halt === undefined || versionOf(changes[index]!.event) < halt.version) rest.push(index);
+    }
+    const second = await this.#writeFitting(
+      rest.map((index) => changes[index]!),
+      mode,
+      first.failures.length === 0 ? offsets : null,
+      signal,
+    );
+    return {
+      failures: [...first.failures, ...second.failures.map((failure) => ({ ...failure, index: rest[failure.index]! }))],
+      offsetsStored: second.offsetsStored,
+    };
+  }
 
   async #write(changes: readonly SinkChange[], mode: Mode, offsets: readonly TopicPartitionOffset[] | null, signal: AbortSignal): Promise<OffsetWriteResult> {
     signal.throwIfAborted();
@@ -451,9 +485,14 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
         appendRow(appender, appends, staged[index]!);
       }
       appender.flushSync();
-    } finally {
-      appender.closeSync();
+    } catch (error) {
+      // Closing flushes again, in the transaction the failure aborted: its error would hide this one (an out-of-memory read as a write failure).
+      try {
+        appender.closeSync();
+      } catch {}
+      throw error;
     }
+    appender.closeSync();
   }
 
   /** The statements that upsert one group of the staged rows (those with the same unchanged-TOAST columns). */
@@ -704,6 +743,17 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
 
 /** The operating system's words for a write that found no room (ENOSPC, EFBIG, EDQUOT). */
 const NO_ROOM = /No space left on device|File too large|Disk quota exceeded/;
+
+/** Where each table with a failure among `changes` halts: at its first failing change (halt-place.ts). */
+function haltsOf(changes: readonly SinkChange[], failures: readonly SinkItemFailure[]): Map<string, HaltPlace> {
+  const halts = new Map<string, HaltPlace>();
+  for (const { index } of failures) {
+    const event = changes[index]!.event;
+    const key = tableKey(event.schema);
+    halts.set(key, earlierPlace(halts.get(key) ?? null, { version: versionOf(event), index }));
+  }
+  return halts;
+}
 
 function holdsFloatList(type: LogicalType): boolean {
   return type.kind === "array" && (type.element.kind === "float" || holdsFloatList(type.element));
