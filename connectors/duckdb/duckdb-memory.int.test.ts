@@ -71,3 +71,28 @@ test("at a 16 MiB memory_limit, a write of 20,000 rows DuckDB cannot hold in one
     await sink.close();
   }
 });
+
+test("on_error: halt, a write split for memory: a table with a poison row in the first half gets nothing of the second half after it, other tables all of theirs", { timeout: 120_000 }, async () => {
+  const config = testSinkConfig("duckdb", { name: `d_${randomTableName("split")}`, path: join(dir, "split-halt.duckdb"), target: "{table}", memory_limit: 16 * 2 ** 20, threads: 1, on_error: "halt" });
+  const halted = new Events(tableSchema(randomTableName("halted"), [["id", "bigint"], ["big", "bigint"], ["v", "text"]]));
+  const other = new Events(tableSchema(randomTableName("other"), [["id", "bigint"], ["big", "bigint"], ["v", "text"]]));
+  const signal = () => AbortSignal.timeout(60_000);
+  const sink = new DuckDbSink(config, { logger: testLogger() });
+  await sink.open(signal());
+  try {
+    // 30,000 changes of one table (the poison at index 10,000, in the first half), then 10,000 of another.
+    const batch = Array.from({ length: 40_000 }, (_, i) => {
+      const events = i < 30_000 ? halted : other;
+      return events.insert(BigInt(i + 1), { id: i + 1, big: i === 10_000 ? "not a number" : BigInt(i), v: `${i}`.padEnd(100, "x") });
+    });
+    const result = await sink.write(batch, signal(), [{ topic: halted.topic, partition: 0, offset: 30_000n }]);
+    assert.deepEqual(result.failures.map((f) => f.index), [10_000]);
+    assert.equal(result.offsetsStored, false);
+    const count = async (events: Events) => (await sink.query(`SELECT count(*)::INT AS n, max(id)::INT AS last FROM main.${ident(events.schema.table)}`))[0];
+    assert.deepEqual(await count(halted), { n: 10_000, last: 10_000 });
+    assert.deepEqual(await count(other), { n: 10_000, last: 40_000 });
+    assert.deepEqual(await sink.committedOffsets(), []);
+  } finally {
+    await sink.close();
+  }
+});
