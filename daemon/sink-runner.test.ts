@@ -7,7 +7,7 @@ import { test } from "node:test";
 import type { ChangeEvent, SinkChange, TopicPartitionOffset } from "../connectors/contracts.ts";
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import { SluiceError } from "../connectors/errors.ts";
-import { SCHEMA_UNSUPPORTED, targetBlocked } from "../connectors/sinks/errors.ts";
+import { CATALOG_MISMATCH, SCHEMA_UNSUPPORTED, targetBlocked } from "../connectors/sinks/errors.ts";
 import type { OffsetWriteResult, StoredSinkOffset, TransactionalSink } from "../connectors/sinks/contract.ts";
 import { CONTROL_TOPIC_HEADER } from "./control-records.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
@@ -18,7 +18,7 @@ import type { SinkRunnerOptions } from "./sink-runner.ts";
 
 /**
  * A sink kept in memory; rows named "poison" are rejected (until `fixed`), "blocked" ones find
- * their target refusing writes (until `fixed`), "flaky" ones fail
+ * their target refusing writes (until `fixed`), "mismatched" ones a target changed by hand (until `fixed`), "flaky" ones fail
  * retriably once, "stubborn" ones retriably every time, "unsupported" ones fail the whole write.
  */
 class MemorySink implements TransactionalSink {
@@ -49,6 +49,11 @@ class MemorySink implements TransactionalSink {
       }
       if (name === "blocked" && !this.fixed) {
         failures.push({ index, error: targetBlocked("403 cluster_block_exception: index [x] blocked by: [FORBIDDEN/8/index write (api)]", { sink: this.name, table: event.schema.table }), retriable: false });
+        continue;
+      }
+      if (name === "mismatched" && !this.fixed) {
+        const error = new SluiceError(`sink "${this.name}", table ${event.schema.table}: the column is gone from the target`, { code: CATALOG_MISMATCH, retriable: false, context: { sink: this.name, table: event.schema.table } });
+        failures.push({ index, error, retriable: false });
         continue;
       }
       if (name === "flaky" && !this.flakyFailed) {
@@ -218,6 +223,19 @@ test("dead-letter: a target that refuses writes (SINK_TARGET_BLOCKED) halts its 
   assert.equal((await deadLetters(log)).length, 0, "nothing dead-lettered");
   const committed = new Map((await log.committedOffsets("t.sink.mem")).map((o) => [o.topic, o.offset]));
   assert.equal(committed.get("pg.public.a"), 1n, "the stored offset is the first blocked record's");
+  await log.close();
+});
+
+// A ClickHouse table or column an operator dropped refuses every row of the table (SINK_CATALOG_MISMATCH): under dead-letter each went to the dead-letter topic.
+test("dead-letter: a target changed by hand (SINK_CATALOG_MISMATCH) halts its table and dead-letters nothing", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  await log.produce([encode(event("a", 1, 10n)), encode(named(event("a", 2, 11n), "mismatched")), encode(named(event("a", 3, 12n), "mismatched")), encode(event("b", 4, 13n))]);
+  const sink = new MemorySink();
+  const r = runner(log, sink, { onError: "dead-letter" });
+  await runUntil(r, () => r.haltedTables().length > 0 && sink.rows.has("b/4"));
+  assert.deepEqual(r.haltedTables().map((h) => [h.table, h.offset]), [["public.a", "0:1"]]);
+  assert.match(r.haltedTables()[0]!.error, /gone from the target/);
+  assert.equal((await deadLetters(log)).length, 0, "nothing dead-lettered");
   await log.close();
 });
 

@@ -12,7 +12,7 @@ import { tableName } from "../connectors/contracts.ts";
 import { isRetriable, SluiceError } from "../connectors/errors.ts";
 import type { TransactionalSink } from "../connectors/sinks/contract.ts";
 import { isStaging } from "../connectors/sinks/contract.ts";
-import { SCHEMA_UNSUPPORTED, TARGET_BLOCKED } from "../connectors/sinks/errors.ts";
+import { CATALOG_MISMATCH, SCHEMA_UNSUPPORTED, TARGET_BLOCKED } from "../connectors/sinks/errors.ts";
 import type { TopicConsumer } from "../connectors/topics/contract.ts";
 import { RECORD_TOO_LARGE } from "../connectors/topics/spec.ts";
 import { backoffDelay, retry, sleep } from "../runtime/backoff.ts";
@@ -155,7 +155,7 @@ function isTransactional(sink: Sink): sink is TransactionalSink {
 
 /** A failure of a whole table (its schema, or its target refusing every write), not of one row or of the target's reach. */
 function isTableLevel(error: unknown): error is SluiceError {
-  return error instanceof SluiceError && (error.code === SCHEMA_UNSUPPORTED || error.code === TARGET_BLOCKED);
+  return error instanceof SluiceError && (error.code === SCHEMA_UNSUPPORTED || error.code === TARGET_BLOCKED || error.code === CATALOG_MISMATCH);
 }
 
 /**

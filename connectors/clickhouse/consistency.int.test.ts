@@ -19,7 +19,7 @@ import { testSinkConfig } from "../sinks/test-config.ts";
 import { Events, randomTableName, tableSchema } from "../sinks/test-events.ts";
 import { ClickHouseSink } from "./clickhouse-sink.ts";
 import { ClickHouseConnection } from "./connection.ts";
-import { CATALOG_MISMATCH } from "./consistency.ts";
+import { CATALOG_MISMATCH } from "../sinks/errors.ts";
 import { ident, qualified } from "./ddl.ts";
 import { parseTsv, unescapeField } from "./tsv.ts";
 

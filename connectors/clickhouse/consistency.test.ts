@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { initialColumns } from "../sinks/columns.ts";
 import { tableSchema } from "../sinks/test-events.ts";
-import { CATALOG_MISMATCH, CatalogMismatch, checkTable, evolutionSteps, parseServerColumns, writesAs } from "./consistency.ts";
+import { CATALOG_MISMATCH } from "../sinks/errors.ts";
+import { CatalogMismatch, checkTable, evolutionSteps, parseServerColumns, writesAs } from "./consistency.ts";
 import type { ServerColumn } from "./consistency.ts";
 import { dialectFor } from "./types.ts";
 

@@ -17,13 +17,11 @@ import type { TableSchema } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import { DELETED_COLUMN, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { PlanContext, TargetColumn } from "../sinks/columns.ts";
-import { SCHEMA_UNSUPPORTED } from "../sinks/errors.ts";
+import { CATALOG_MISMATCH, SCHEMA_UNSUPPORTED } from "../sinks/errors.ts";
 import { describeType } from "../sinks/logical-type.ts";
 import { parseTsv, sqlString, unescapeField } from "./tsv.ts";
 import { clickhouseType } from "./types.ts";
 import type { Dialect } from "./types.ts";
-
-export const CATALOG_MISMATCH = "SINK_CATALOG_MISMATCH";
 
 export interface ServerColumn {
   readonly name: string;

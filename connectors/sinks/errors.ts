@@ -6,6 +6,8 @@ export const SCHEMA_UNSUPPORTED = "SINK_SCHEMA_UNSUPPORTED";
 export const ROW_REJECTED = "SINK_ROW_REJECTED";
 export const REBUILD_STATE = "SINK_REBUILD_STATE";
 export const TARGET_BLOCKED = "SINK_TARGET_BLOCKED";
+/** A target changed by hand so that it no longer matches what the sink wrote (a ClickHouse table or column dropped): the runtime halts the table. */
+export const CATALOG_MISMATCH = "SINK_CATALOG_MISMATCH";
 
 /** A schema change the target cannot take; the runtime halts the table. */
 export function schemaUnsupported(message: string, context: { sink: string; table: string; column?: string }, cause?: unknown): SluiceError {
