@@ -91,6 +91,10 @@ describe("DuckDB sink specifics", () => {
       assert.equal(error.code, "SINK_OUT_OF_MEMORY", error.message);
       assert.equal(error.retriable, true);
       assert.match(error.message, /raise memory/);
+      // The database was opened again after running out (as a restart would): the sink and its query endpoint go on, its limits kept.
+      assert.deepEqual((await sink.write([events.insert(3n, { id: 3, v: "small" })], signal(), [{ topic: events.topic, partition: 0, offset: 3n }])).failures, []);
+      assert.deepEqual((await sink.readQuery(`SELECT id, v FROM main.${ident(renderTarget(TARGET_TEMPLATE, events.schema))}`)).rows, [{ id: 3, v: "small" }]);
+      assert.deepEqual(await sink.query("SELECT current_setting('memory_limit') AS m, current_setting('lock_configuration') AS locked"), [{ m: "8.0 MiB", locked: true }]);
     } finally {
       await sink.close();
     }

@@ -102,6 +102,8 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   readonly #queries = new Serial();
   #instance: DuckDBInstance | null = null;
   #connection: DuckDBConnection | null = null;
+  /** Set while the database is being opened again after running out of memory (or failed to be): the next write opens it first. */
+  #lost = false;
   /** The query endpoint's connection, beside the writer's: kept between queries (one at a time), each in a transaction of its own. */
   #reader: DuckDBConnection | null = null;
   /** Physical tables by name, as the catalog holds them after the last committed transaction. */
@@ -304,11 +306,14 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
    * in the first half keeps only its changes of the second that come before the halt.
    */
   async #writeFitting(changes: readonly SinkChange[], mode: Mode, offsets: readonly TopicPartitionOffset[] | null, signal: AbortSignal): Promise<OffsetWriteResult> {
+    if (this.#lost) await this.#reopen();
     try {
       return await this.#write(changes, mode, offsets, signal);
     } catch (error) {
-      if (!(error instanceof SluiceError && error.code === "SINK_OUT_OF_MEMORY") || changes.length < 2) throw error;
-      this.#logger.warn({ changes: changes.length, error: error.message }, "DuckDB ran out of memory for the write; applying it in two halves");
+      if (!(error instanceof SluiceError && error.code === "SINK_OUT_OF_MEMORY")) throw error;
+      this.#logger.warn({ changes: changes.length, error: error.message }, "DuckDB ran out of memory for the write; opening the database again and applying it in two halves");
+      await this.#reopen();
+      if (changes.length < 2) throw error;
     }
     const middle = Math.ceil(changes.length / 2);
     const first = await this.#writeFitting(changes.slice(0, middle), mode, null, signal);
@@ -673,6 +678,38 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   }
 
   // --- plumbing ------------------------------------------------------------------------------
+
+  /**
+   * Lets go of the database and opens it again, as a restart does: what DuckDB keeps of the
+   * primary-key index that upserts loaded is not evicted, and checkpoints do not free it
+   * (docs/operations.md#memory). Another user of the file in this process keeps it open, and that memory with it.
+   */
+  async #reopen(): Promise<void> {
+    this.#lost = true;
+    const reader = this.#reader;
+    this.#reader = null;
+    if (reader) await this.#queries.run(async () => reader.closeSync()).catch(() => undefined);
+    this.#connection?.closeSync();
+    this.#connection = null;
+    this.#instance?.closeSync();
+    this.#instance = null;
+    try {
+      const instance = await DuckDBInstance.fromCache(this.#config.path);
+      const connection = await instance.connect();
+      await limitResources(connection, this.#config);
+      await lockDown(connection);
+      this.#instance = instance;
+      this.#connection = connection;
+      await this.#reload();
+    } catch (error) {
+      throw new ConnectionError(`cannot open DuckDB file ${this.#config.path} again: ${errorMessage(error)}`, {
+        code: "SINK_OPEN_FAILED",
+        context: { component: "sink", sink: this.name },
+        cause: error,
+      });
+    }
+    this.#lost = false;
+  }
 
   #conn(): DuckDBConnection {
     if (!this.#connection) throw new SluiceError("the DuckDB sink is not open", { code: "SINK_NOT_OPEN", context: { component: "sink", sink: this.name } });
