@@ -44,8 +44,8 @@ const output = () => {
 };
 
 test("forget without a daemon: the DuckDB sink loses the subject's personal columns in every table, the key is gone, every step is audited, a re-run is harmless", { timeout: 60_000 }, async () => {
-  const customers = new Events(tableSchema("customers", [["id", "integer"], ["customer_id", "integer"], ["email", "text"], ["phone", "text"], ["city", "text"]], ["id"], { source: "pg", schema: "app" }));
-  const orders = new Events(tableSchema("orders", [["id", "integer"], ["customer_id", "integer"], ["address", "text"]], ["id"], { source: "pg", schema: "app" }));
+  const customers = new Events(tableSchema("customers", [["id", "integer"], ["customer_id", "integer"], ["email", "text"], ["phone", "text"], ["city", "text"]], ["id"], { source: "pg", database: "app", schema: "app" }));
+  const orders = new Events(tableSchema("orders", [["id", "integer"], ["customer_id", "integer"], ["address", "text"]], ["id"], { source: "pg", database: "app", schema: "app" }));
   const sink = (await createSink(config.sinks[0]!, logger)) as DuckDbSink;
   await sink.open(AbortSignal.timeout(30_000));
   await sink.write(

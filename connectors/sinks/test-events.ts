@@ -13,7 +13,7 @@ export function tableSchema(
   table: string,
   columns: readonly (readonly [name: string, dbType: string])[],
   key: readonly string[] = ["id"],
-  options: { source?: string; schema?: string; sourceKind?: SourceKind } = {},
+  options: { source?: string; database?: string; schema?: string; sourceKind?: SourceKind } = {},
 ): TableSchema {
   const schemaColumns: ColumnSchema[] = columns.map(([name, dbType]) => {
     const rank = key.indexOf(name);
@@ -21,7 +21,7 @@ export function tableSchema(
   });
   return {
     source: options.source ?? "src",
-    database: "db",
+    database: options.database ?? "db",
     schema: options.schema ?? "public",
     table,
     sourceKind: options.sourceKind ?? "postgres",
