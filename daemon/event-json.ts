@@ -15,15 +15,18 @@ export function serializeEvent(event: ChangeEvent): string {
 }
 
 export function deserializeEvent(text: string): ChangeEvent {
-  return JSON.parse(text, (_key, value: unknown) => {
-    if (value !== null && typeof value === "object" && !Array.isArray(value)) {
-      const tagged = value as Record<string, unknown>;
-      if (typeof tagged["$bigint"] === "string") return BigInt(tagged["$bigint"]);
-      if (typeof tagged["$bytes"] === "string") return new Uint8Array(Buffer.from(tagged["$bytes"], "base64"));
-      if (tagged["$unchanged"] === true) return UNCHANGED;
-    }
-    return value;
-  }) as ChangeEvent;
+  return JSON.parse(text, (_key, value: unknown) => revive(value)) as ChangeEvent;
+}
+
+/** What a tagged object of the lossless form stands for (a bigint, bytes, the unchanged marker); any other value as it is. */
+function revive(value: unknown): unknown {
+  if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+    const tagged = value as Record<string, unknown>;
+    if (typeof tagged["$bigint"] === "string") return BigInt(tagged["$bigint"]);
+    if (typeof tagged["$bytes"] === "string") return new Uint8Array(Buffer.from(tagged["$bytes"], "base64"));
+    if (tagged["$unchanged"] === true) return UNCHANGED;
+  }
+  return value;
 }
 
 /**
@@ -161,12 +164,10 @@ export function deserializeEventBytes(bytes: Uint8Array): ChangeEvent {
     if (value !== null && typeof value === "object" && !Array.isArray(value)) {
       const tagged = value as Record<string, unknown>;
       if (typeof tagged[LARGE_MARK] === "number") return literal(key, tagged[LARGE_MARK]);
+      // A large base64 literal, already bytes.
       if (tagged["$bytes"] instanceof Uint8Array) return tagged["$bytes"];
-      if (typeof tagged["$bytes"] === "string") return new Uint8Array(Buffer.from(tagged["$bytes"], "base64"));
-      if (typeof tagged["$bigint"] === "string") return BigInt(tagged["$bigint"]);
-      if (tagged["$unchanged"] === true) return UNCHANGED;
     }
-    return value;
+    return revive(value);
   }) as ChangeEvent;
 }
 
