@@ -167,6 +167,11 @@ function tableTopic(record: StoredRecord): string {
   return controlledTopic(record) ?? record.topic;
 }
 
+/** The topics this sink reads by now, listed when a batch's control record names a topic the consumer does not read. */
+interface ListedTopics {
+  topics?: string[];
+}
+
 function partitionKey(topic: string, partition: number): string {
   return `${topic}\u0000${partition}`;
 }
@@ -641,8 +646,7 @@ export class SinkRunner {
     /** Records left unapplied because an earlier record of their table halted it in this batch. */
     const held: StoredRecord[] = [];
     const undecodable = new Set<string>();
-    /** The topics this sink reads by now, asked for when a control record names a topic the consumer does not read. */
-    let topicsNow: string[] | undefined;
+    const listed: ListedTopics = {};
     let decoded = 0;
     // A poll hands over each partition's records in one run: its next offset is noted once, at the
     // run's last record, not made (key and offset) for every record; the last run of a partition wins.
@@ -673,12 +677,7 @@ export class SinkRunner {
       if (!event) continue;
       const change: RecordChange = { event, origin: record };
       if (controlled !== null) {
-        if (!this.readTopics.has(controlled)) {
-          // Another sink's table; or a table whose data topic appeared since the consumer opened: read it too (the record, held, is read again then).
-          topicsNow ??= await this.options.topics();
-          if (!topicsNow.includes(controlled)) continue;
-          this.reopen = true;
-        }
+        if (!(await this.readsControlled(controlled, listed))) continue;
         // Held until its data topic is applied up to here.
         if (!(await this.resets.hold(record, change, controlled))) changes.push(change);
         continue;
@@ -714,6 +713,19 @@ export class SinkRunner {
   }
 
   /**
+   * Whether this sink writes the table a control record names. Not when it is another sink's table; a table whose
+   * data topic appeared since the consumer opened is read too from now on (the consumer reopens; the record, held,
+   * is read again then). `listed` keeps the topics listed for one batch: listed once, when first needed.
+   */
+  private async readsControlled(controlled: string, listed: ListedTopics): Promise<boolean> {
+    if (this.readTopics.has(controlled)) return true;
+    listed.topics ??= await this.options.topics();
+    if (!listed.topics.includes(controlled)) return false;
+    this.reopen = true;
+    return true;
+  }
+
+  /**
    * The batch through the sink's staged write (StagedWrite), when it has one: each change is
    * handed to the sink as it is decoded and let go of, and only a summary of the batch's changes
    * is kept for the statistics. False when the batch is not applied so (a truncate or snapshot
@@ -737,7 +749,7 @@ export class SinkRunner {
       return false;
     };
     const nextOffsets = new Map<string, TopicPartitionOffset>();
-    let topicsNow: string[] | undefined;
+    const listed: ListedTopics = {};
     // Summarized a slice at a time, so that no more than a slice of decoded events is kept.
     const summaries: BatchSummary[] = [];
     let slice: ChangeEvent[] = [];
@@ -761,11 +773,7 @@ export class SinkRunner {
       // the batch's write (holding one again after a fall back is a no-op); one applied with its batch is not staged.
       const controlled = controlledTopic(record);
       if (controlled !== null) {
-        if (!this.readTopics.has(controlled)) {
-          topicsNow ??= await this.options.topics();
-          if (!topicsNow.includes(controlled)) continue;
-          this.reopen = true;
-        }
+        if (!(await this.readsControlled(controlled, listed))) continue;
         if (!(await this.resets.hold(record, { event, origin: record }, controlled))) return fallBack("control record applied with its batch");
         continue;
       }
