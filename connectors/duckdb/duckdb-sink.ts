@@ -127,13 +127,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     signal.throwIfAborted();
     try {
       if (this.#config.path !== ":memory:") mkdirSync(dirname(this.#config.path), { recursive: true });
-      // From the process-wide cache: other components (and other sinks on the same file) share one database.
-      this.#instance = await DuckDBInstance.fromCache(this.#config.path);
-      this.#connection = await this.#instance.connect();
-      await limitResources(this.#connection, this.#config);
-      await lockDown(this.#connection);
-      await bootstrapCatalog(this.#connection);
-      await this.#reload();
+      await this.#connect();
     } catch (error) {
       await this.close();
       throw new ConnectionError(`cannot open DuckDB file ${this.#config.path}: ${errorMessage(error)}`, {
@@ -694,13 +688,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     this.#instance?.closeSync();
     this.#instance = null;
     try {
-      const instance = await DuckDBInstance.fromCache(this.#config.path);
-      const connection = await instance.connect();
-      await limitResources(connection, this.#config);
-      await lockDown(connection);
-      this.#instance = instance;
-      this.#connection = connection;
-      await this.#reload();
+      await this.#connect();
     } catch (error) {
       throw new ConnectionError(`cannot open DuckDB file ${this.#config.path} again: ${errorMessage(error)}`, {
         code: "SINK_OPEN_FAILED",
@@ -709,6 +697,17 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       });
     }
     this.#lost = false;
+  }
+
+  /** Opens the database with the sink's limits and lock-down, and reads its catalog (made first if the file is new). */
+  async #connect(): Promise<void> {
+    // From the process-wide cache: other components (and other sinks on the same file) share one database.
+    this.#instance = await DuckDBInstance.fromCache(this.#config.path);
+    this.#connection = await this.#instance.connect();
+    await limitResources(this.#connection, this.#config);
+    await lockDown(this.#connection);
+    await bootstrapCatalog(this.#connection);
+    await this.#reload();
   }
 
   #conn(): DuckDBConnection {
