@@ -15,7 +15,7 @@ import type { SluiceError } from "../errors.ts";
 import { decodeResume } from "../common/incremental-snapshot-state.ts";
 import type { Pump } from "../common/online-snapshot-test-support.ts";
 import { assertFoldHolds, carries, Fold, noTasks, pump, randomTransactions, stopPumps, waitCheckpointAt, waitFor } from "../common/online-snapshot-test-support.ts";
-import { adminClient, cleanUp, newSource, randomName, sourceConfig } from "./int-test-support.ts";
+import { adminClient, checkpointing, cleanUp, newSource, randomName, sourceConfig } from "./int-test-support.ts";
 import type { PostgresSource } from "./source.ts";
 
 const schema = randomName("incsnap");
@@ -197,6 +197,7 @@ test("a table added to the config later joins the publication Sluice owns and is
   configs.push(c);
   const opened: PostgresSource[] = [];
   const pumps: Pump[] = [];
+  const stopCheckpoints = checkpointing();
   try {
     await admin.query(`CREATE TABLE "${added}".first (id int PRIMARY KEY, v int NOT NULL, note text)`);
     await admin.query(`INSERT INTO "${added}".first VALUES (1, 1, 'one')`);
@@ -258,6 +259,7 @@ test("a table added to the config later joins the publication Sluice owns and is
     await caughtUp(again);
     assert.deepEqual([...fold.visible().keys()].map(Number).sort((a, b) => a - b), Array.from({ length: 300 }, (_, i) => 4001 + i), "the targets hold the new table's rows only");
   } finally {
+    await stopCheckpoints();
     await stopPumps(pumps, opened);
     await admin.query(`DROP SCHEMA "${added}" CASCADE`);
   }
@@ -270,6 +272,7 @@ test("a table created while capture streams joins the publication and is backfil
   configs.push(c);
   const opened: PostgresSource[] = [];
   const pumps: Pump[] = [];
+  const stopCheckpoints = checkpointing();
   try {
     await admin.query(`CREATE TABLE "${created}".first (id int PRIMARY KEY, v int NOT NULL, note text)`);
     await admin.query(`INSERT INTO "${created}".first VALUES (1, 1, 'one')`);
@@ -312,6 +315,7 @@ test("a table created while capture streams joins the publication and is backfil
     // The dropped table's rows are gone (a truncate before the new table's rows): the targets hold the new table only.
     assert.deepEqual([...fold.visible().keys()].map(Number).sort((a, b) => a - b), Array.from({ length: 501 }, (_, i) => 5001 + i));
   } finally {
+    await stopCheckpoints();
     await stopPumps(pumps, opened);
     await admin.query(`DROP SCHEMA "${created}" CASCADE`);
   }
@@ -324,6 +328,7 @@ test("a table renamed while capture streams is read again under its new name", a
   configs.push(c);
   const opened: PostgresSource[] = [];
   const pumps: Pump[] = [];
+  const stopCheckpoints = checkpointing();
   try {
     await admin.query(`CREATE TABLE "${renamed}".orig (id int PRIMARY KEY, v int NOT NULL, note text)`);
     await admin.query(`INSERT INTO "${renamed}".orig SELECT i, i, 'n' || i FROM generate_series(1, 2000) i`);
@@ -383,6 +388,7 @@ test("a table renamed while capture streams is read again under its new name", a
       "the targets hold the original's rows only",
     );
   } finally {
+    await stopCheckpoints();
     await stopPumps(pumps, opened);
     await admin.query(`DROP SCHEMA "${renamed}" CASCADE`);
   }

@@ -54,6 +54,30 @@ export async function adminClient(): Promise<pg.Client> {
   return client;
 }
 
+/**
+ * Runs CHECKPOINT about every `intervalMs` until the returned function is called. A checkpoint logs the server's running
+ * transactions, which lets the slot's restart_lsn pass changes already confirmed: online snapshots that wait for it (up
+ * to the ~15 s between the server's own such records) go on within a second, so tests do not idle through the wait.
+ */
+export function checkpointing(intervalMs = 500): () => Promise<void> {
+  let stopped = false;
+  const loop = (async () => {
+    const client = await adminClient();
+    try {
+      while (!stopped) {
+        await client.query("CHECKPOINT");
+        await new Promise((resolve) => setTimeout(resolve, intervalMs));
+      }
+    } finally {
+      await client.end();
+    }
+  })();
+  return async () => {
+    stopped = true;
+    await loop;
+  };
+}
+
 export function newSource(config: PostgresSourceConfig, options: Partial<PostgresSourceOptions> = {}): PostgresSource {
   return new PostgresSource(config, { logger: testLogger(), statusIntervalMs: 1000, ...options });
 }

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type pg from "pg";
+import { checkpointing } from "../../connectors/postgres/int-test-support.ts";
 import type { SluiceDaemon } from "./helpers.ts";
 import { dropPostgres, killAllDaemons, pgClient, pgSourceConfig, randomName, removeDir, runSluice, startReady, tempDir, waitCaughtUp, waitFor } from "./helpers.ts";
 
@@ -64,7 +65,9 @@ async function sourceDigest(): Promise<string> {
   return `${Number(row.n)} rows, ${row.digest}`;
 }
 
-test("sluice snapshot: a dry run first, then the table read online while capture goes on, a kill -9 in the middle resumed; the sink ends equal to the source", async () => {
+test("sluice snapshot: a dry run first, then the table read online while capture goes on, a kill -9 in the middle resumed; the sink ends equal to the source", async (t) => {
+  const stopCheckpoints = checkpointing();
+  t.after(stopCheckpoints);
   daemon = await startReady(dir, config, "sluice");
   // Repeated until it shows: a change committed within moments of the stream's start was seen lost (reported, not this test's subject).
   await waitFor("a streamed change in the sink", async () => {
