@@ -34,13 +34,23 @@ export function sanitizeNamespace(parts: readonly string[]): string {
 }
 
 /**
- * Assigns a unique, valid Avro name to each identifier, in order. A name that is taken (by an
- * earlier identifier or a reserved name) gets the first free suffix `_2`, `_3`, ...
- * Resolving in column order keeps existing names stable when columns are appended.
+ * Assigns a unique, valid Avro name to each identifier, in order. An identifier with a name in
+ * `kept` (the names of a table's previous schema) keeps it when it is valid and free; any other
+ * gets its sanitised name, or when that is taken (by a kept name, an earlier identifier or a
+ * reserved name) the first free suffix `_2`, `_3`, ... So a column keeps its field name whatever
+ * columns are added before it or dropped, and without `kept` names follow column order.
  */
-export function assignUniqueNames(identifiers: readonly string[], reserved: ReadonlySet<string> = new Set()): string[] {
+export function assignUniqueNames(identifiers: readonly string[], reserved: ReadonlySet<string> = new Set(), kept: ReadonlyMap<string, string> = new Map()): string[] {
   const taken = new Set(reserved);
-  return identifiers.map((identifier) => {
+  const names = identifiers.map((identifier) => {
+    const name = kept.get(identifier);
+    if (name === undefined || !isValidAvroName(name) || taken.has(name)) return undefined;
+    taken.add(name);
+    return name;
+  });
+  return identifiers.map((identifier, index) => {
+    const keptName = names[index];
+    if (keptName !== undefined) return keptName;
     const base = sanitizeAvroName(identifier);
     let name = base;
     for (let suffix = 2; taken.has(name); suffix++) name = `${base}_${suffix}`;

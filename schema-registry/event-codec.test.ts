@@ -63,6 +63,19 @@ describe("ChangeEventEncoder and ChangeEventDecoder", () => {
     assert.equal(await decoder.decode(recordV1.key, null), null, "a tombstone");
   });
 
+  it("a column keeps the field name of the subject's latest schema when a column sharing its sanitised name is added before it", async () => {
+    const registry = new LocalRegistry(await openMemoryStore());
+    const withCode: TableSchema = { ...V1, columns: [...V1.columns, { name: "coupon_code", dbType: "text", nullable: true }] };
+    await ChangeEventEncoder.register(registry, withCode, { topic: "t" });
+    const added: TableSchema = { ...withCode, columns: [{ name: "coupon code", dbType: "text", nullable: true }, ...withCode.columns] };
+    const encoder = await ChangeEventEncoder.register(registry, added, { topic: "t" });
+    assert.equal(encoder.mapping.fieldNames.get("coupon code"), "coupon_code_2");
+    assert.equal(encoder.mapping.fieldNames.get("coupon_code"), "coupon_code");
+    const record = encoder.encode(event(added, { "coupon code": "new", id: 1n, total: "1", items: "[]", coupon_code: "old" }, 100n));
+    const decoded = await new ChangeEventDecoder(registry).decode(record.key, record.value, record.headers);
+    assert.deepEqual(decoded?.after, { "coupon code": "new", id: 1n, total: "1", items: "[]", coupon_code: "old" });
+  });
+
   it("refuses an incompatible table change at registration, naming the subject and column", async () => {
     const registry = new LocalRegistry(await openMemoryStore());
     await ChangeEventEncoder.register(registry, V1, { topic: "t" });

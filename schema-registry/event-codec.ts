@@ -62,9 +62,12 @@ export class ChangeEventEncoder {
    * unless its subjects hold the one-dimensional layout of earlier versions under a level that
    * refuses the change (FORWARD, FULL): then it keeps that layout (see postgres-types.ts). Likewise
    * a table whose subject refuses the Debezium envelope keeps Sluice's earlier one (a subject of an
-   * upgraded deployment under a level that refuses the change), rather than halting.
+   * upgraded deployment under a level that refuses the change), rather than halting. Columns keep
+   * the field names of the subject's latest schema (TableMappingOptions.fieldNames).
    */
-  static async register(registry: SchemaRegistry, table: TableSchema, options: TableMappingOptions & { readonly topic: string }): Promise<ChangeEventEncoder> {
+  static async register(registry: SchemaRegistry, table: TableSchema, tableOptions: TableMappingOptions & { readonly topic: string }): Promise<ChangeEventEncoder> {
+    const fieldNames = tableOptions.fieldNames ?? (await registeredFieldNames(registry, tableOptions.topic, table));
+    const options = fieldNames === undefined ? tableOptions : { ...tableOptions, fieldNames };
     let mapping = mapTable(table, options);
     const alternatives: TableMappingOptions[] = [];
     if (options.arrayLayout === undefined && table.sourceKind === "postgres" && table.columns.some((c) => parseDbType(c.dbType, { postgresArrays: true }).isArray)) {
@@ -137,6 +140,20 @@ export class ChangeEventEncoder {
     const keyCodec = this.mapping.keyCodec;
     return keyCodec && this.keyType && this.keySchemaId !== null ? encodeFramed(this.keySchemaId, this.keyType, keyCodec.toAvro(key)) : null;
   }
+}
+
+/** Column name → field name in the latest value schema of the topic, when it is this table's. */
+async function registeredFieldNames(registry: SchemaRegistry, topic: string, table: TableSchema): Promise<ReadonlyMap<string, string> | undefined> {
+  const latest = await registry.getLatest(subjectForTopic(topic, "value"));
+  if (latest === null) return undefined;
+  let registered: ReturnType<typeof tableSchemaFromAvro>;
+  try {
+    registered = tableSchemaFromAvro(latest.schema);
+  } catch {
+    return undefined; // not a Sluice table schema: nothing to keep
+  }
+  const same = registered.table.schema === table.schema && registered.table.table === table.table;
+  return same ? registered.options.fieldNames : undefined;
 }
 
 /**

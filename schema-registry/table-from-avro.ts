@@ -52,10 +52,12 @@ export function tableSchemaFromAvro(schema: AvroSchemaJson | string): { table: T
   const fields = allFields.filter((field) => !RESERVED_FIELD_NAMES.has(field.name as string));
   // Value records of Sluice's earlier layout carry the bookkeeping field; Debezium-layout ones (and every Key record) do not.
   const envelope = allFields.some((field) => field.name === UNCHANGED_FIELD) ? "sluice" : "debezium";
+  const fieldNames = new Map<string, string>();
   const columns = fields.map((field): ColumnSchema => {
     const dbType = field[DB_TYPE_PROPERTY];
     if (typeof dbType !== "string") throw new InvalidSchemaError(`field "${String(field.name)}" has no ${DB_TYPE_PROPERTY} property`);
     const name = typeof field[ORIGINAL_NAME_PROPERTY] === "string" ? (field[ORIGINAL_NAME_PROPERTY] as string) : (field.name as string);
+    fieldNames.set(name, field.name as string);
     const keyIndex = property.key.indexOf(name);
     return {
       name,
@@ -90,6 +92,8 @@ export function tableSchemaFromAvro(schema: AvroSchemaJson | string): { table: T
       bitBoolean: property.bitBoolean ?? false,
       pointRecord: property.pointRecord ?? false,
       bits: property.bits ?? false,
+      // The schema's own names: they need not follow column order (a column added before one whose name it shares).
+      fieldNames,
   };
   return { table: withDefaultValues(table, json, options), options };
 }

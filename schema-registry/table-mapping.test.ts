@@ -116,6 +116,26 @@ describe("mapTable", () => {
     assert.deepEqual(mapping.valueCodec.fromAvro(type.fromBuffer(type.toBuffer(mapping.valueCodec.toAvro(row)))), row);
   });
 
+  it("keeps the field names of the previous schema: a column added first or one dropped moves no name to another column", () => {
+    const int = (name: string): ColumnSchema => ({ name, dbType: "int4", nullable: true });
+    const v1 = mapTable(table([int("id"), int("a_b"), int("a b")], []));
+    assert.deepEqual([...v1.fieldNames], [["id", "id"], ["a_b", "a_b"], ["a b", "a_b_2"]]);
+    // ALTER TABLE ... ADD COLUMN `a-b` ... FIRST: the new column takes the next free name.
+    const v2 = mapTable(table([int("a-b"), int("id"), int("a_b"), int("a b")], []), { fieldNames: v1.fieldNames });
+    assert.deepEqual([...v2.fieldNames], [["a-b", "a_b_3"], ["id", "id"], ["a_b", "a_b"], ["a b", "a_b_2"]]);
+    // Dropping a_b frees its name for a column added later; `a b` keeps a_b_2.
+    const v3 = mapTable(table([int("a-b"), int("id"), int("a b"), int("a.b")], []), { fieldNames: v2.fieldNames });
+    assert.deepEqual([...v3.fieldNames], [["a-b", "a_b_3"], ["id", "id"], ["a b", "a_b_2"], ["a.b", "a_b"]]);
+    // Without the previous names, column order decides (the earlier behaviour, which moved a_b's name to `a-b`).
+    assert.deepEqual([...mapTable(v2.table).fieldNames][0], ["a-b", "a_b"]);
+    // A kept name that is not valid, reserved or taken is assigned again.
+    const odd = mapTable(table([int("x"), int("y"), int("z")], []), { fieldNames: new Map([["x", "not valid"], ["y", UNCHANGED_FIELD], ["z", "x"]]) });
+    assert.deepEqual([...odd.fieldNames], [["x", "x_2"], ["y", "y"], ["z", "x"]]);
+    // The registered schema gives its names back, so a decoder maps each field to its column.
+    const read = tableSchemaFromAvro(v2.valueSchema);
+    assert.deepEqual([...mapTable(read.table, read.options).fieldNames], [...v2.fieldNames]);
+  });
+
   it("lays out the envelope as Debezium does, with the connector's source block", () => {
     const postgres = mapTable(ORDERS).envelopeSchema;
     assert.deepEqual(
@@ -291,7 +311,7 @@ describe("tableSchemaFromAvro", () => {
       ],
     });
     // No hstore or interval column, so no mode of theirs in sluice.table: the earlier forms are assumed, which changes nothing here.
-    assert.deepEqual(options, { name: "dep.shop", numericMode: "string", envelope: "debezium", timePrecision: "adaptive", decimals: "all", hstore: "map", interval: "string", intervalText: "postgres", bitBoolean: false, pointRecord: false, bits: false });
+    assert.deepEqual(options, { name: "dep.shop", numericMode: "string", envelope: "debezium", timePrecision: "adaptive", decimals: "all", hstore: "map", interval: "string", intervalText: "postgres", bitBoolean: false, pointRecord: false, bits: false, fieldNames: new Map([["id", "id"], ["a-b", "a_b"]]) });
     assert.equal(tableSchemaFromAvro(mapTable(rebuilt, { ...options, envelope: "sluice" }).envelopeSchema).options.envelope, "sluice", "the earlier layout is recognised by its bookkeeping field");
     const again = mapTable(rebuilt, options);
     assert.deepEqual(again.valueSchema, mapping.valueSchema);

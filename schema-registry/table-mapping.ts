@@ -57,6 +57,12 @@ export interface TableMappingOptions {
   readonly pointRecord?: boolean;
   /** Bit strings wider than one bit as Debezium's io.debezium.data.Bits (default; not with envelope "sluice"). */
   readonly bits?: boolean;
+  /**
+   * Column name → Avro field name of the table's previous schema: a column still there keeps its
+   * field name (avro-names.ts assignUniqueNames), so a column added before it or one dropped does
+   * not move names between columns. Read back from a registered schema by tableSchemaFromAvro.
+   */
+  readonly fieldNames?: ReadonlyMap<string, string>;
 }
 
 export type EnvelopeLayout = "debezium" | "sluice";
@@ -116,6 +122,7 @@ export function mapTable(table: TableSchema, options: TableMappingOptions = {}):
   const fieldNameList = assignUniqueNames(
     table.columns.map((column) => column.name),
     RESERVED_FIELD_NAMES,
+    options.fieldNames,
   );
   const fieldNames = new Map(table.columns.map((column, index) => [column.name, fieldNameList[index] as string]));
   const bindings = table.columns.map(

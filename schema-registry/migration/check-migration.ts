@@ -87,7 +87,10 @@ export async function checkMigration(files: readonly MigrationFile[], options: C
   const steps: MigrationStep[] = statements.flatMap((s) => (s.effect.kind === "steps" ? s.effect.steps : []));
   const outcomes = applyMigration(source, new Map([...current].map(([id, t]) => [id, t.table])), steps);
   const tables: TableReport[] = [];
-  for (const outcome of outcomes.values()) tables.push(await checkTable(outcome, current.get(qualifiedName(outcome.table))?.numericMode ?? options.numericMode, options));
+  for (const outcome of outcomes.values()) {
+    const registered = current.get(qualifiedName(outcome.table));
+    tables.push(await checkTable(outcome, registered?.numericMode ?? options.numericMode, registered?.fieldNames, options));
+  }
   for (const statement of statements) {
     if (statement.effect.kind !== "not-understood") continue;
     for (const table of statement.effect.tables) {
@@ -109,6 +112,8 @@ async function parseFile(file: MigrationFile, options: CheckMigrationOptions): P
 interface RegisteredTable {
   readonly table: TableSchema;
   readonly numericMode: NumericMode;
+  /** Column name → field name in the registered schema (the columns keep them). */
+  readonly fieldNames: ReadonlyMap<string, string> | undefined;
 }
 
 /** The latest registered schema of every table of the source, by "schema.table". */
@@ -126,12 +131,12 @@ async function registeredTables(options: CheckMigrationOptions): Promise<Map<str
       continue; // not a table's subject (transaction metadata, outbox events)
     }
     if (`${prefix}${read.table.schema}.${read.table.table}-value` !== subject) continue;
-    tables.set(`${read.table.schema}.${read.table.table}`, { table: read.table, numericMode: read.options.numericMode ?? options.numericMode });
+    tables.set(`${read.table.schema}.${read.table.table}`, { table: read.table, numericMode: read.options.numericMode ?? options.numericMode, fieldNames: read.options.fieldNames });
   }
   return tables;
 }
 
-async function checkTable(outcome: TableOutcome, numericMode: NumericMode, options: CheckMigrationOptions): Promise<TableReport> {
+async function checkTable(outcome: TableOutcome, numericMode: NumericMode, fieldNames: ReadonlyMap<string, string> | undefined, options: CheckMigrationOptions): Promise<TableReport> {
   const id = qualifiedName(outcome.table);
   const base = { table: id, changes: outcome.changes };
   if (outcome.failures.length > 0) return { ...base, verdict: "not-checked", subjects: [], problems: [], notes: outcome.failures.map((f) => `does not apply to the registered schema: ${f}`) };
@@ -139,7 +144,7 @@ async function checkTable(outcome: TableOutcome, numericMode: NumericMode, optio
     const note = outcome.unknown && outcome.before === null ? "no registered schema (the table has had no captured changes yet): nothing to be incompatible with" : "no new schema is registered; its topic keeps its records";
     return { ...base, verdict: "compatible", subjects: [], problems: [], notes: [note] };
   }
-  const mapping = mapTable(outcome.after, { name: options.topicPrefix, numericMode });
+  const mapping = mapTable(outcome.after, { name: options.topicPrefix, numericMode, ...(fieldNames === undefined ? {} : { fieldNames }) });
   const topic = `${options.topicPrefix}.${outcome.table.schema}.${outcome.table.table}`;
   const candidates: [string, unknown][] = [[subjectForTopic(topic, "value"), mapping.envelopeSchema]];
   if (mapping.keySchema !== null) candidates.unshift([subjectForTopic(topic, "key"), mapping.keySchema]);
