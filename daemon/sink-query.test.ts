@@ -126,6 +126,23 @@ describe("the query path of a DuckDB sink", () => {
     await assert.rejects(sink.query("SET enable_external_access = true"), /the configuration has been locked/);
   });
 
+  test("a SELECT cannot switch DuckDB's logging, profiling or parser: the table functions that set them are refused", async () => {
+    const settings = "SELECT current_setting('enable_logging') AS logging, current_setting('enable_profiling') AS profiling";
+    const before = (await sink.readQuery(settings)).rows;
+    // Profiling on the query connection printed each later query's plan and text to the daemon's standard output (its JSON log stream).
+    for (const name of ["enable_profiling", "disable_profiling", "enable_logging", "disable_logging", "truncate_duckdb_logs", "enable_peg_parser", "disable_peg_parser"]) {
+      await assert.rejects(sink.readQuery(`SELECT * FROM ${name}()`), (error: unknown) => {
+        assert.ok(error instanceof SluiceError, name);
+        assert.equal(error.code, "QUERY_NOT_READ_ONLY", `${name}: ${error.message}`);
+        assert.match(error.message, new RegExp(`calls ${name}\\(\\), which acts rather than reads`));
+        return true;
+      });
+    }
+    await assert.rejects(sink.readQuery("SELECT write_log('forged', level := 'error')"), /calls write_log\(\)/);
+    assert.deepEqual((await sink.readQuery(settings)).rows, before);
+    assert.deepEqual(before, [{ logging: 0, profiling: null }]);
+  });
+
   test("an answer is cut at the row limit and the byte limit, and says so", async () => {
     const rows = await sink.readQuery("SELECT * FROM range(50000000)");
     assert.equal(rows.rows.length, 1000);

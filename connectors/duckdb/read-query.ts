@@ -99,10 +99,26 @@ async function prepareSelect(connection: DuckDBConnection, sql: string, context:
 }
 
 /**
- * Functions a SELECT may call that act rather than read: checkpoints write the file, and these
- * others run SQL text of their own, which would escape this check.
+ * Functions a SELECT may call that act rather than read: checkpoints write the file; query() and
+ * json_execute_serialized_sql run SQL text of their own, which would escape this check; the
+ * others switch settings that lock_configuration does not guard: profiling (the connection then
+ * prints every query's plan and text to the process's standard output, the daemon's JSON log
+ * stream), logging (kept in memory outside memory_limit) and the parser, or write to the log.
  */
-const REFUSED_FUNCTIONS = new Set(["checkpoint", "force_checkpoint", "query", "json_execute_serialized_sql"]);
+const REFUSED_FUNCTIONS = new Set([
+  "checkpoint",
+  "force_checkpoint",
+  "query",
+  "json_execute_serialized_sql",
+  "enable_profiling",
+  "disable_profiling",
+  "enable_logging",
+  "disable_logging",
+  "truncate_duckdb_logs",
+  "write_log",
+  "enable_peg_parser",
+  "disable_peg_parser",
+]);
 
 /**
  * The statement that serializes a query's parse tree, prepared once per connection: the query
