@@ -43,6 +43,25 @@ describe("TargetClaims", () => {
     refused(claims, table("s", "MIXED"), "s_MIXED", /"s_Mixed", a target the sink holds already/);
   });
 
+  it("names the other table's database when only the database tells the two apart", () => {
+    // A PostgreSQL source whose database changed (or an erasure named with another database): same source, schema and table.
+    const claims = new TargetClaims("duck");
+    const before: TableId = { source: "pg", database: "db", schema: "app", table: "customers" };
+    const after: TableId = { ...before, database: "app" };
+    claims.claim(before, renderTarget("{schema}_{table}", before));
+    refused(claims, after, "app_customers", /target "app_customers" is the target of table pg\.app\.customers in database "db" \(this one is in database "app"\)/);
+    // MariaDB: a database is its schema, so the labels differ already and say no more.
+    const maria = new TargetClaims("duck");
+    const first: TableId = { source: "my", database: "db1", schema: "db1", table: "t" };
+    const second: TableId = { source: "my", database: "db2", schema: "db2", table: "t" };
+    maria.claim(first, renderTarget("{table}", first));
+    assert.throws(() => maria.claim(second, renderTarget("{table}", second)), (error: unknown) => {
+      assert.ok(error instanceof SluiceError);
+      assert.match(error.message, /^sink "duck", table my\.db2\.t: its target "t" is the target of table my\.db1\.t; two tables/);
+      return true;
+    });
+  });
+
   it("refuses a target that is a generation name of another (x__v1 beside x), whichever comes first", () => {
     const claims = new TargetClaims("ch");
     claims.claim(table("s", "x"), "s_x");

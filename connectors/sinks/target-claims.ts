@@ -61,7 +61,7 @@ export class TargetClaims {
     const claim = this.#claims.get(this.#fold(target));
     if (claim === undefined || claim.target !== target) return;
     claim.table = owner;
-    if (!sameTable(owner, table)) throw this.#refusal(table, `its target "${target}" is the target of table ${tableLabel(owner)}`);
+    if (!sameTable(owner, table)) throw this.#refusal(table, `its target "${target}" is the target of table ${otherLabel(owner, table)}`);
   }
 
   /** `target` when `table` has claimed it, else null (not yet claimed, or refused): a check that never throws. */
@@ -79,14 +79,14 @@ export class TargetClaims {
       return target;
     }
     if (claim !== undefined) {
-      if (claim.target === target) throw this.#refusal(table, `its target "${target}" is the target of table ${tableLabel(claim.table!)}`);
-      throw this.#refusal(table, `its target "${target}" is the same name as ${holder(claim)} to the sink${this.#why}`);
+      if (claim.target === target) throw this.#refusal(table, `its target "${target}" is the target of table ${otherLabel(claim.table!, table)}`);
+      throw this.#refusal(table, `its target "${target}" is the same name as ${holder(claim, table)} to the sink${this.#why}`);
     }
     const base = target.replace(this.#derived, "");
     const generationOf = base === target ? undefined : this.#claims.get(this.#fold(base));
-    if (generationOf !== undefined) throw this.#refusal(table, `its target "${target}" is a name the sink gives to a generation of ${holder(generationOf)} ("<target>__v<N>")`);
+    if (generationOf !== undefined) throw this.#refusal(table, `its target "${target}" is a name the sink gives to a generation of ${holder(generationOf, table)} ("<target>__v<N>")`);
     const generation = this.#generationLike.get(key)?.[0];
-    if (generation !== undefined) throw this.#refusal(table, `the sink's names for generations of its target "${target}" ("<target>__v<N>") would take ${holder(this.#claims.get(this.#fold(generation))!)}`);
+    if (generation !== undefined) throw this.#refusal(table, `the sink's names for generations of its target "${target}" ("<target>__v<N>") would take ${holder(this.#claims.get(this.#fold(generation))!, table)}`);
     this.#add(key, { target, table });
     return target;
   }
@@ -104,8 +104,19 @@ export class TargetClaims {
   }
 }
 
-function holder(claim: Claim): string {
-  return claim.table === null ? `"${claim.target}", a target the sink holds already` : `"${claim.target}", the target of table ${tableLabel(claim.table)}`;
+function holder(claim: Claim, table: TableId): string {
+  return claim.table === null ? `"${claim.target}", a target the sink holds already` : `"${claim.target}", the target of table ${otherLabel(claim.table, table)}`;
+}
+
+/**
+ * The label of the table holding a target `table` was refused, with both databases when they are
+ * all that tells the two apart (labels leave the database out: a PostgreSQL source whose database
+ * changed, an erasure named with another database; MySQL's databases are its schemas, so named).
+ */
+function otherLabel(owner: TableId, table: TableId): string {
+  const label = tableLabel(owner);
+  if (label !== tableLabel(table) || owner.database === table.database) return label;
+  return `${label} in database ${JSON.stringify(owner.database)} (this one is in database ${JSON.stringify(table.database)})`;
 }
 
 function sameTable(a: TableId, b: TableId): boolean {
