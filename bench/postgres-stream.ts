@@ -59,6 +59,7 @@ function config(slot: string, mode: "initial" | "never"): PostgresSourceConfig {
     skipped_operations: ["t"],
     max_buffer_bytes: Number(process.env["SLUICE_BENCH_BUFFER_MIB"] ?? 64) * 2 ** 20,
     heartbeat_interval: 10_000,
+    wal_receiver_timeout: 60_000,
     slot,
     publication,
     create_slot: true,

@@ -320,6 +320,10 @@ const postgresSource = z.strictObject({
     .describe(
       "PostgreSQL hstore columns (Debezium's hstore.handling.mode): json: a JSON object as text, io.debezium.data.Json (Debezium's default); map: an Avro map of nullable strings (earlier Sluice versions; always with envelope sluice). A subject registered with map keeps it when its compatibility level refuses the change. docs/avro-types.md",
     ),
+  wal_receiver_timeout: duration(
+    "Drop and reopen the replication connection when nothing (no change, no keepalive) has arrived from the server for this long, as PostgreSQL's own wal_receiver_timeout: a paused server or a network that drops packets then shows as not ready (/readyz, sluice status) and capture reconnects with backoff. A reply is asked for at half of it; 0 never gives up",
+    { min: 1_000, max: 86_400_000, zero: true },
+  ).default(60_000),
   outbox: postgresOutbox,
 });
 

@@ -173,10 +173,11 @@ export class CapturePipeline {
         await this.pump(stop);
       } catch (error) {
         this.connected = false;
+        // Said before closing: closing a source whose server does not answer can take a while.
+        this.problem = messageOf(error);
         await source.close().catch(() => undefined);
         if (stop.aborted) break;
         if (!(error instanceof SluiceError) || !error.retriable) throw error;
-        this.problem = messageOf(error);
         if (connectedFrom !== undefined && this.lastCheckpoint !== connectedFrom) interruptions = 0;
         const delayMs = backoffDelay(this.options.reconnect, interruptions++);
         this.logger.warn({ err: describe(error), attempt: interruptions, delayMs }, "capture interrupted; reconnecting");

@@ -36,6 +36,7 @@ export function sourceConfig(overrides: Partial<PostgresSourceConfig> & Pick<Pos
     skipped_operations: ["t"],
     max_buffer_bytes: 8 * 2 ** 20,
     heartbeat_interval: 1000,
+    wal_receiver_timeout: 60_000,
     slot: randomName("slot"),
     publication: randomName("pub"),
     create_slot: true,

@@ -59,11 +59,23 @@ export interface ReplicationStreamOptions {
   readonly buffer: ByteBoundedBuffer<WalMessage>;
   /** Status updates are sent at least this often, also while reading is paused. */
   readonly statusIntervalMs: number;
+  /**
+   * With nothing received for half of this, a status update asks the server for a reply; with
+   * nothing for all of it, the stream fails (retriable) and its connection is dropped. 0: never;
+   * default 60 s (the source's wal_receiver_timeout).
+   */
+  readonly receiveTimeoutMs?: number;
   readonly logger: Logger;
   readonly context: ErrorContext;
 }
 
 const EMPTY = Buffer.alloc(0);
+/** PostgreSQL's own default for wal_receiver_timeout, and the config's. */
+const DEFAULT_RECEIVE_TIMEOUT_MS = 60_000;
+
+function formatSeconds(ms: number): string {
+  return ms < 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 1000)} s`;
+}
 
 export class ReplicationStream {
   private readonly options: ReplicationStreamOptions;
@@ -72,6 +84,10 @@ export class ReplicationStream {
   private receivedLsn: bigint;
   private flushedLsn: bigint;
   private statusTimer: NodeJS.Timeout | null = null;
+  private silenceTimer: NodeJS.Timeout | null = null;
+  /** When the socket last gave bytes (or reading resumed), and whether a reply was asked for since. */
+  private heardAt = 0;
+  private pinged = false;
   private paused = false;
   private stopping = false;
   private pauses = 0;
@@ -87,6 +103,10 @@ export class ReplicationStream {
     this.receivedLsn = options.flushedLsn;
     this.flushedLsn = options.flushedLsn;
     this.queuedKeepalive = { walEnd: options.startLsn, replyRequested: true };
+  }
+
+  private get receiveTimeoutMs(): number {
+    return this.options.receiveTimeoutMs ?? DEFAULT_RECEIVE_TIMEOUT_MS;
   }
 
   get flushed(): bigint {
@@ -141,6 +161,12 @@ export class ReplicationStream {
     this.statusTimer = setInterval(() => this.sendStatus(false), this.options.statusIntervalMs);
     this.statusTimer.unref();
     this.sendStatus(false);
+    this.heard();
+    const receiveTimeoutMs = this.receiveTimeoutMs;
+    if (receiveTimeoutMs > 0) {
+      this.silenceTimer = setInterval(() => this.checkSilence(), Math.max(100, Math.min(5_000, Math.floor(receiveTimeoutMs / 4))));
+      this.silenceTimer.unref();
+    }
     this.options.logger.info({ slot, publication, start: formatLsn(startLsn), flushed: formatLsn(this.flushedLsn) }, "replication stream started");
   }
 
@@ -156,6 +182,8 @@ export class ReplicationStream {
     this.stopping = true;
     if (this.statusTimer !== null) clearInterval(this.statusTimer);
     this.statusTimer = null;
+    if (this.silenceTimer !== null) clearInterval(this.silenceTimer);
+    this.silenceTimer = null;
     const client = this.client;
     this.client = null;
     this.wire = null;
@@ -175,13 +203,19 @@ export class ReplicationStream {
     const receive = (bytes: Buffer, start: number, end: number) => this.receive(bytes, start, end);
     const listeners = wire.stream.listeners("data");
     if (listeners.length !== 1) {
-      wire.on("copyData", (message) => receive(message.chunk, 0, message.chunk.length));
+      wire.on("copyData", (message) => {
+        this.heard();
+        receive(message.chunk, 0, message.chunk.length);
+      });
       return;
     }
     const pgParse = listeners[0]!;
     const framer = new CopyDataFramer(receive, pgParse);
     wire.stream.removeListener("data", pgParse);
-    wire.stream.on("data", (chunk) => framer.push(chunk));
+    wire.stream.on("data", (chunk) => {
+      this.heard();
+      framer.push(chunk);
+    });
   }
 
   /** The CopyData message in `bytes` from `start` to `end`. */
@@ -240,7 +274,40 @@ export class ReplicationStream {
   private resume(): void {
     if (!this.paused || this.stopping) return;
     this.paused = false;
+    // Silence while not reading is ours, not the server's.
+    this.heard();
     this.wire?.stream.resume();
+  }
+
+  private heard(): void {
+    this.heardAt = Date.now();
+    this.pinged = false;
+  }
+
+  /**
+   * A server that is paused (SIGSTOP), or a network that drops packets without a reset, leaves the
+   * connection open with nothing arriving: no change, no keepalive. Asked for a reply at half the
+   * timeout (as PostgreSQL's own subscribers do with wal_receiver_timeout), a server that answers
+   * nothing by the whole timeout is given up on, and capture reconnects with backoff.
+   */
+  private checkSilence(): void {
+    if (this.paused || this.stopping) return;
+    const { receiveTimeoutMs } = this;
+    const { context } = this.options;
+    const silentMs = Date.now() - this.heardAt;
+    if (silentMs >= receiveTimeoutMs) {
+      const source = context.source === undefined ? "" : `source ${context.source}: `;
+      const server = context.server === undefined ? "the server" : `PostgreSQL at ${context.server}`;
+      const error = new ConnectionError(
+        `${source}nothing received from ${server} on the replication connection for ${formatSeconds(silentMs)} (wal_receiver_timeout ${formatSeconds(receiveTimeoutMs)}, ` +
+          `not even a reply to a keepalive request): the server is paused or the network drops packets; reconnecting`,
+        { code: "PG_RECEIVE_TIMEOUT", context: { ...context, position: formatLsn(this.receivedLsn) } },
+      );
+      this.fail(error, "replication connection silent");
+    } else if (silentMs * 2 >= receiveTimeoutMs && !this.pinged) {
+      this.pinged = true;
+      this.sendStatus(true);
+    }
   }
 
   private sendStatus(replyRequested: boolean): void {
