@@ -12,7 +12,7 @@ import { tableName } from "../connectors/contracts.ts";
 import { isRetriable, SluiceError } from "../connectors/errors.ts";
 import type { TransactionalSink } from "../connectors/sinks/contract.ts";
 import { isStaging } from "../connectors/sinks/contract.ts";
-import { CATALOG_MISMATCH, SCHEMA_UNSUPPORTED, TARGET_BLOCKED } from "../connectors/sinks/errors.ts";
+import { CATALOG_MISMATCH, SCHEMA_UNSUPPORTED, TARGET_BLOCKED, TARGET_REPLACED } from "../connectors/sinks/errors.ts";
 import type { TopicConsumer } from "../connectors/topics/contract.ts";
 import { RECORD_TOO_LARGE } from "../connectors/topics/spec.ts";
 import { backoffDelay, retry, sleep } from "../runtime/backoff.ts";
@@ -78,6 +78,14 @@ interface HaltState {
   readonly record: StoredRecord;
   readonly error: Error;
   readonly source: string;
+}
+
+/** A partition the consumer group has read (up to `read`) whose offset the target no longer keeps; `start`: its first kept offset. */
+interface LostOffset {
+  readonly topic: string;
+  readonly partition: number;
+  readonly start: bigint;
+  readonly read: bigint;
 }
 
 /** A change with the record it was decoded from as its origin (a record is a topic, partition and offset): no origin object a change. */
@@ -448,6 +456,10 @@ export class SinkRunner {
           await sleep(REFUSAL_RECHECK_MS, stop).catch(() => undefined);
           continue;
         }
+        if (error instanceof SluiceError && error.code === TARGET_REPLACED) {
+          await this.reopenReplacedTarget(error, stop);
+          continue;
+        }
         if (!isRetriable(error)) throw error;
         if (this.polled) attempt = 0;
         this.running = false;
@@ -457,6 +469,15 @@ export class SinkRunner {
         await sleep(delayMs, stop).catch(() => undefined);
       }
     }
+  }
+
+  /** The sink's target was replaced under it (a DuckDB file deleted): opened again, the next consumer starts at the offsets the new one keeps. */
+  private async reopenReplacedTarget(error: SluiceError, stop: AbortSignal): Promise<void> {
+    const { sink } = this.options;
+    this.running = false;
+    this.logger.warn({ code: error.code, err: error.toLog() }, `${error.message}; opening it again and reading on from the offsets it keeps`);
+    await sink.close().catch(() => undefined);
+    await retry(() => sink.open(stop), { ...this.options.retry, signal: stop, onRetry: (err) => this.logger.warn({ err }, "sink open failed; retrying") });
   }
 
   /** Reads the current topic set until it changes or `stop` aborts. */
@@ -479,12 +500,12 @@ export class SinkRunner {
     this.activeConsumer = consumer;
     try {
       this.caughtUp.clear();
-      await this.seekToTargetOffsets(consumer, topics, stop);
+      const lost = await this.seekToTargetOffsets(consumer, topics, stop);
       // The consumer reads on from the group's offsets (the target's, sought above, which the group's follow).
       for (const offset of await this.options.log.committedOffsets(this.options.group)) {
         if (topics.includes(offset.topic)) this.caughtUp.set(partitionKey(offset.topic, offset.partition), offset);
       }
-      await this.reportMissedHistory(topics);
+      await this.reportMissedHistory(topics, lost);
       if (this.refused) this.logger.info({ group: this.options.group }, `sink ${this.options.sink.name}: its stored offsets belong to the topic log now; reading on`);
       this.refused = null;
       this.running = true;
@@ -526,10 +547,14 @@ export class SinkRunner {
     });
   }
 
-  /** Warns, once per partition, when the sink reads from before a partition's first kept record (topic-policy.ts). */
-  private async reportMissedHistory(topics: readonly string[]): Promise<void> {
+  /**
+   * Warns, once per partition, when the sink reads from before a partition's first kept record (topic-policy.ts).
+   * `lost`: partitions whose target lost their offsets (seekToTargetOffsets), read from the start as by a new sink.
+   */
+  private async reportMissedHistory(topics: readonly string[], lost: ReadonlySet<string>): Promise<void> {
     const { log, group, sink } = this.options;
-    const positions = [...(await log.committedOffsets(group)), ...(isTransactional(sink) ? await sink.committedOffsets() : [])];
+    const groupPositions = (await log.committedOffsets(group)).filter((o) => !lost.has(partitionKey(o.topic, o.partition)));
+    const positions = [...groupPositions, ...(isTransactional(sink) ? await sink.committedOffsets() : [])];
     const retention = this.options.tombstoneRetentionMs;
     const stale = retention === undefined ? [] : (await staleTombstones(log, topics, positions, retention, Date.now())).filter((s) => !this.reportedGaps.has(`tombstones\u0000${partitionKey(s.topic, s.partition)}`));
     for (const s of stale) this.reportedGaps.add(`tombstones\u0000${partitionKey(s.topic, s.partition)}`);
@@ -601,16 +626,24 @@ export class SinkRunner {
    * offsets must belong to the topics as the log holds them now (log-identity.ts): offsets from
    * another log are refused (SINK_LOG_MISMATCH); offsets stored before identities were recorded
    * are bound to the current ones.
+   *
+   * A partition the group has read past its first record, of which the target keeps no offset, was
+   * lost with the target (a DuckDB file deleted or replaced, a database dropped): it is read again
+   * from its first record, as by a new sink, not from the group's offset, which would fill the new
+   * target with the changes since only. Returns those partitions (partitionKey).
    */
-  private async seekToTargetOffsets(consumer: TopicConsumer, topics: string[], stop: AbortSignal): Promise<void> {
+  private async seekToTargetOffsets(consumer: TopicConsumer, topics: string[], stop: AbortSignal): Promise<Set<string>> {
     const { sink, log, group } = this.options;
-    if (!isTransactional(sink)) return;
+    if (!isTransactional(sink)) return new Set();
     const key = (o: TopicPartitionOffset) => partitionKey(o.topic, o.partition);
-    const groupOffsets = new Map((await log.committedOffsets(group)).map((o) => [key(o), o.offset]));
+    const committed = await log.committedOffsets(group);
+    const groupOffsets = new Map(committed.map((o) => [key(o), o.offset]));
     const replayed = new Map((await log.committedOffsets(replayMarkerGroup(group))).map((o) => [key(o), o.offset]));
     const topicIds = await log.topicIds(topics);
     sink.useTopicIds(topicIds);
-    const resume = (await sink.committedOffsets()).filter((offset) => {
+    const stored = await sink.committedOffsets();
+    const lost = await this.lostOffsets(topics, stored, committed, replayed);
+    const resume = stored.filter((offset) => {
       if (!topics.includes(offset.topic)) return false;
       const marker = replayed.get(key(offset));
       return marker === undefined || marker !== groupOffsets.get(key(offset));
@@ -622,10 +655,12 @@ export class SinkRunner {
       this.logger.info({ topics: [...new Set(adopted.map((o) => o.topic))] }, `sink ${sink.name}: stored offsets had no topic identity (written by an older Sluice); bound them to the topics the log holds now`);
     }
     const behind: TopicPartitionOffset[] = [];
-    for (const offset of resume) {
+    const refilled: LostOffset[] = [];
+    for (const offset of [...resume, ...lost.map((l) => ({ topic: l.topic, partition: l.partition, offset: l.start, lost: l }))]) {
       try {
         await consumer.seek(offset.topic, offset.partition, { kind: "offset", offset: offset.offset });
-        if (groupOffsets.get(key(offset)) !== offset.offset) behind.push(offset);
+        if (groupOffsets.get(key(offset)) !== offset.offset) behind.push({ topic: offset.topic, partition: offset.partition, offset: offset.offset });
+        if ("lost" in offset) refilled.push(offset.lost);
       } catch (error) {
         // Another member holds it now (its records are that member's); if it comes here later, its group offset is at or before the target's, and re-applying is idempotent.
         if (!(error instanceof SluiceError && error.code === "PARTITION_NOT_ASSIGNED")) throw error;
@@ -635,6 +670,44 @@ export class SinkRunner {
     // The group's offsets (lag, replay planning) follow the target's at once: a partition with no new records
     // (e.g. the control topic after a rebuild moved the target's offsets) would otherwise show lag for ever.
     if (behind.length > 0) await retry(() => consumer.commit(behind), { ...this.options.retry, signal: stop, maxAttempts: 3 });
+    if (refilled.length > 0) this.reportLostOffsets(refilled);
+    return new Set(refilled.map((l) => partitionKey(l.topic, l.partition)));
+  }
+
+  /** Partitions of `topics` the group has read past their first record and the target keeps no offset of, unless a replay set the group's offset. */
+  private async lostOffsets(
+    topics: readonly string[],
+    stored: readonly TopicPartitionOffset[],
+    committed: readonly TopicPartitionOffset[],
+    replayed: ReadonlyMap<string, bigint>,
+  ): Promise<LostOffset[]> {
+    const kept = new Set(stored.map((o) => partitionKey(o.topic, o.partition)));
+    const unkept = committed.filter((o) => {
+      const key = partitionKey(o.topic, o.partition);
+      return topics.includes(o.topic) && !kept.has(key) && replayed.get(key) !== o.offset;
+    });
+    const lost: LostOffset[] = [];
+    for (const topic of new Set(unkept.map((o) => o.topic))) {
+      const starts = new Map((await this.options.log.partitionOffsets(topic)).map((range) => [range.partition, range.start]));
+      for (const { partition, offset: read } of unkept.filter((o) => o.topic === topic)) {
+        const start = starts.get(partition);
+        if (start !== undefined && read > start) lost.push({ topic, partition, start, read });
+      }
+    }
+    return lost;
+  }
+
+  private reportLostOffsets(lost: readonly LostOffset[]): void {
+    const { sink, group } = this.options;
+    const target = (isTransactional(sink) ? sink.targetLabel : undefined) ?? "its target";
+    const shown = lost.slice(0, 10).map((l) => `${l.topic}:${l.partition} read up to ${l.read}`).join("; ") + (lost.length > 10 ? ` and ${lost.length - 10} more` : "");
+    const gaps = lost.filter((l) => l.start > 0n).length;
+    this.logger.warn(
+      { code: "SINK_TARGET_OFFSETS_LOST", group, target, partitions: lost.map((l) => ({ topic: l.topic, partition: l.partition, read: String(l.read), from: String(l.start) })) },
+      `sink ${sink.name}: ${target} keeps no offsets of partitions its consumer group ${group} has read (${shown}): it was deleted, replaced or emptied since it held them, ` +
+        "and resuming from the group's offsets would leave it with only the rows changed since. Reading these partitions again from their first record, as a new sink does" +
+        (gaps > 0 ? `; ${gaps} of them no longer start at offset 0, so rows whose changes retention removed stay missing (SINK_HISTORY_INCOMPLETE)` : ""),
+    );
   }
 
   private async applyBatch(consumer: TopicConsumer, records: StoredRecord[], stop: AbortSignal): Promise<void> {

@@ -8,7 +8,7 @@
  * group of unchanged-TOAST columns) and the consumer offsets. Deletes keep the row as a tombstone
  * with its version, so a replayed older insert cannot bring it back.
  */
-import { mkdirSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { DuckDBInstance } from "@duckdb/node-api";
 import type { DuckDBAppender, DuckDBConnection, DuckDBValue } from "@duckdb/node-api";
@@ -22,7 +22,7 @@ import { defaultOf, DELETED_COLUMN, firstVersionWith, initialColumns, planColumn
 import type { PlanContext, SinceOf, TargetColumn } from "../sinks/columns.ts";
 import type { LogicalType } from "../sinks/logical-type.ts";
 import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
-import { errorMessage, rebuildState, rowRejected, schemaUnsupported, ValueRejected } from "../sinks/errors.ts";
+import { errorMessage, rebuildState, rowRejected, schemaUnsupported, TARGET_REPLACED, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { beforeHalt, earlierPlace, failedRowPlace } from "../sinks/halt-place.ts";
 import type { HaltPlace } from "../sinks/halt-place.ts";
@@ -92,9 +92,21 @@ async function limitResources(connection: DuckDBConnection, config: DuckDbSinkCo
   if (config.threads !== undefined) await connection.run(`SET threads = ${config.threads}`);
 }
 
+/** A file's device and inode: what stays the same while the file at a path is the one opened. */
+interface FileIdentity {
+  readonly dev: bigint;
+  readonly ino: bigint;
+}
+
+function fileIdentity(path: string): FileIdentity | null {
+  const stat = statSync(path, { bigint: true, throwIfNoEntry: false });
+  return stat === undefined ? null : { dev: stat.dev, ino: stat.ino };
+}
+
 export class DuckDbSink implements VersionedSink, ErasableSink {
   readonly name: string;
   readonly offsetsAtomic = true;
+  readonly targetLabel: string;
   readonly #config: DuckDbSinkConfig;
   readonly #logger: Logger;
   readonly #accept: (table: TableId) => boolean;
@@ -114,9 +126,17 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   readonly #claims: TargetClaims;
   /** The table each target was first written for, as `_sluice.targets` holds it after the last committed transaction. */
   #owners = new Map<string, TableId>();
+  /**
+   * The file opened at the path (null: in memory). DuckDB writes on into a file deleted or replaced
+   * at its path, where nothing will find it again: each transaction first checks that the path
+   * still names it, and once it does not (`#replaced`), every one is refused until `open`.
+   */
+  #file: FileIdentity | null = null;
+  #replaced: SluiceError | null = null;
 
   constructor(config: DuckDbSinkConfig, options: DuckDbSinkOptions) {
     this.name = config.name;
+    this.targetLabel = config.path === ":memory:" ? "its in-memory DuckDB database" : `DuckDB file ${config.path}`;
     this.#config = config;
     this.#logger = options.logger.child({ component: "sink", sink: config.name, kind: "duckdb" });
     this.#accept = tableFilter(config);
@@ -125,6 +145,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
 
   async open(signal: AbortSignal): Promise<void> {
     signal.throwIfAborted();
+    this.#replaced = null;
     try {
       if (this.#config.path !== ":memory:") mkdirSync(dirname(this.#config.path), { recursive: true });
       await this.#connect();
@@ -139,17 +160,24 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     this.#logger.info({ path: this.#config.path, tables: this.#tables.size }, "DuckDB sink open");
   }
 
-  /** Checkpoints and disconnects; the database itself closes when its last user in the process lets go. */
+  /**
+   * Checkpoints and disconnects; the database itself closes when its last user in the process lets
+   * go. This sink's hold on it is let go of at once: opened again, the sink gets the file at the path
+   * now (another one, if it was replaced), not a database still kept for it.
+   */
   async close(): Promise<void> {
     const connection = this.#connection;
+    const instance = this.#instance;
     this.#connection = null;
     this.#instance = null;
     const reader = this.#reader;
     this.#reader = null;
     if (reader) await this.#queries.run(async () => reader.closeSync()).catch(() => undefined);
-    if (!connection) return;
-    await this.#serial.run(() => connection.run("CHECKPOINT")).catch(() => undefined);
-    connection.closeSync();
+    if (connection) {
+      await this.#serial.run(() => connection.run("CHECKPOINT")).catch(() => undefined);
+      connection.closeSync();
+    }
+    instance?.closeSync();
   }
 
   /** Runs trusted SQL on the sink's connection, between writes (for tests and tools in this process); values as JSON. */
@@ -679,6 +707,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
    * (docs/operations.md#memory). Another user of the file in this process keeps it open, and that memory with it.
    */
   async #reopen(): Promise<void> {
+    const opened = this.#file;
     this.#lost = true;
     const reader = this.#reader;
     this.#reader = null;
@@ -697,12 +726,15 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       });
     }
     this.#lost = false;
+    // Opened again here, the sink would write on into another file than the one it resumed from.
+    if (opened !== null && this.#replaced === null) this.#noteReplaced(opened, this.#file);
   }
 
   /** Opens the database with the sink's limits and lock-down, and reads its catalog (made first if the file is new). */
   async #connect(): Promise<void> {
     // From the process-wide cache: other components (and other sinks on the same file) share one database.
     this.#instance = await DuckDBInstance.fromCache(this.#config.path);
+    this.#file = this.#config.path === ":memory:" ? null : fileIdentity(this.#config.path);
     this.#connection = await this.#instance.connect();
     await limitResources(this.#connection, this.#config);
     await lockDown(this.#connection);
@@ -727,8 +759,29 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     return this.#claims.claim(table, renderTarget(this.#config.target, table));
   }
 
+  /**
+   * Refuses to write once the path no longer names the file open (deleted, or another moved over
+   * it): what the sink wrote on would be lost with the old file, and the file at the path, opened
+   * again, is filled from the offsets it keeps (none: from the beginning; the sink runner does that).
+   */
+  #checkFile(): void {
+    if (this.#replaced === null && this.#file !== null) this.#noteReplaced(this.#file, fileIdentity(this.#config.path));
+    if (this.#replaced !== null) throw this.#replaced;
+  }
+
+  #noteReplaced(opened: FileIdentity, now: FileIdentity | null): void {
+    if (now !== null && now.dev === opened.dev && now.ino === opened.ino) return;
+    const what = now === null ? "was deleted" : "was replaced by another file";
+    this.#replaced = new SluiceError(`sink ${this.name}: DuckDB file ${this.#config.path} ${what} while the sink had it open; the sink stops writing into the old file`, {
+      code: TARGET_REPLACED,
+      retriable: false,
+      context: { component: "sink", sink: this.name, path: this.#config.path },
+    });
+  }
+
   /** Runs `body` in a transaction, committed or (for probes) rolled back; the in-memory catalog is reloaded after any rollback. */
   async #transaction<T>(commit: boolean, body: () => Promise<T>): Promise<T> {
+    this.#checkFile();
     const connection = this.#conn();
     await connection.run("BEGIN TRANSACTION");
     let result: T;

@@ -37,6 +37,8 @@ export interface StoredSinkOffset extends TopicPartitionOffset {
  */
 export interface TransactionalSink extends Sink {
   readonly offsetsAtomic: boolean;
+  /** Where the target keeps the rows and offsets, for messages: "DuckDB file /data/warehouse.duckdb". */
+  readonly targetLabel?: string;
   /**
    * Applies `changes` as `Sink.write` does and, when the result has no failures, stores `offsets`
    * (the next offset to read per partition) with them.

@@ -9,6 +9,13 @@ export const TARGET_BLOCKED = "SINK_TARGET_BLOCKED";
 /** A target changed by hand so that it no longer matches what the sink wrote (a ClickHouse table or column dropped): the runtime halts the table. */
 export const CATALOG_MISMATCH = "SINK_CATALOG_MISMATCH";
 
+/**
+ * The target the sink writes is no longer the one it opened (a DuckDB file deleted or replaced at
+ * its path while the sink runs): writes are refused until the sink is opened again, and the
+ * runtime then resumes from the offsets the target at the path keeps (none: from the beginning).
+ */
+export const TARGET_REPLACED = "SINK_TARGET_REPLACED";
+
 /** A schema change the target cannot take; the runtime halts the table. */
 export function schemaUnsupported(message: string, context: { sink: string; table: string; column?: string }, cause?: unknown): SluiceError {
   const full: ErrorContext = { component: "sink", ...context };
