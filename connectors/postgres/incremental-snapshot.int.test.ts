@@ -321,6 +321,73 @@ test("a table created while capture streams joins the publication and is backfil
   }
 });
 
+test("a crash between a table joining the publication and its backfill request reaching a checkpoint does not lose the backfill (created while streaming, or added while Sluice was down)", async () => {
+  const crashed = randomName("crashed");
+  await admin.query(`CREATE SCHEMA "${crashed}"`);
+  const c = sourceConfig({ tables: [`${crashed}.*`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 700 }, heartbeat_interval: 500 });
+  configs.push(c);
+  const opened: PostgresSource[] = [];
+  const pumps: Pump[] = [];
+  const stopCheckpoints = checkpointing();
+  /** Stops storing checkpoints: what the pump holds now is what a crash from here on resumes from. */
+  const frozen = async (state: Pump) => {
+    state.pauseWhen = () => true;
+    await waitFor("the pump to pause", () => state.paused);
+    return state.checkpoint;
+  };
+  const published = async (table: string) => (await admin.query(`SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND tablename = $2`, [c.publication, table])).rowCount === 1;
+  const ids = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+  try {
+    await admin.query(`CREATE TABLE "${crashed}".first (id int PRIMARY KEY, v int NOT NULL, note text)`);
+    await admin.query(`INSERT INTO "${crashed}".first VALUES (1, 1, 'one')`);
+    const folds = { created: new Fold("created"), added: new Fold("added") };
+    const all = [folds.created, folds.added];
+    const first = newSource(c, { tableDiscoveryMs: 300 });
+    opened.push(first);
+    await first.connect(null, AbortSignal.timeout(30_000));
+    const streaming = pump(first, all);
+    pumps.push(streaming);
+    await waitFor("the initial snapshot", () => streaming.checkpoint !== null && streaming.checkpoint.position.resume === undefined);
+
+    // Created while capture streams: table discovery adds it to the publication; the process dies before a checkpoint after that is stored.
+    const beforeCreated = await frozen(streaming);
+    await admin.query(`CREATE TABLE "${crashed}".created (id int PRIMARY KEY, v int NOT NULL, note text)`);
+    await admin.query(`INSERT INTO "${crashed}".created SELECT i, i, 'n' || i FROM generate_series(1, 2000) i`);
+    await waitFor("the new table in the publication", () => published("created"), 30_000);
+    await stopPumps([streaming], [first]);
+    const second = newSource(c);
+    opened.push(second);
+    await second.connect(beforeCreated, AbortSignal.timeout(30_000));
+    const resumed = pump(second, all);
+    pumps.push(resumed);
+    await waitFor("the created table's rows", () => folds.created.visible().size === 2000 && noTasks(resumed), 60_000);
+    assert.deepEqual([...folds.created.visible().keys()].map(Number).sort((a, b) => a - b), ids(2000));
+
+    // Added while Sluice is down: the next start adds it to the publication and dies before its backfill is stored.
+    const beforeAdded = await frozen(resumed);
+    await stopPumps([resumed], [second]);
+    await admin.query(`CREATE TABLE "${crashed}".added (id int PRIMARY KEY, v int NOT NULL, note text)`);
+    await admin.query(`INSERT INTO "${crashed}".added SELECT i, i, 'n' || i FROM generate_series(1, 1500) i`);
+    const third = newSource(c);
+    opened.push(third);
+    await third.connect(beforeAdded, AbortSignal.timeout(30_000));
+    assert.ok(await published("added"), "the start added the table to the publication");
+    await third.close();
+    const fourth = newSource(c);
+    opened.push(fourth);
+    await fourth.connect(beforeAdded, AbortSignal.timeout(30_000));
+    const again = pump(fourth, all);
+    pumps.push(again);
+    await waitFor("the added table's rows", () => folds.added.visible().size === 1500 && noTasks(again), 60_000);
+    assert.deepEqual([...folds.added.visible().keys()].map(Number).sort((a, b) => a - b), ids(1500));
+    assert.equal(folds.created.visible().size, 2000, "the table backfilled before is not emptied");
+  } finally {
+    await stopCheckpoints();
+    await stopPumps(pumps, opened);
+    await admin.query(`DROP SCHEMA "${crashed}" CASCADE`);
+  }
+});
+
 test("a table renamed while capture streams is read again under its new name", async () => {
   const renamed = randomName("renamed");
   await admin.query(`CREATE SCHEMA "${renamed}"`);

@@ -5,7 +5,7 @@ import type { PostgresSourceConfig } from "../../config/schema.ts";
 import type { Checkpoint } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import { exportedSnapshotProgress, isSnapshotIncomplete, SNAPSHOT_INCOMPLETE, snapshotIncompleteResume, throughPosition } from "./positions.ts";
-import { captureNames, planStart } from "./slot-setup.ts";
+import { addedTablesStatement, captureNames, planStart } from "./slot-setup.ts";
 import type { StartPlan } from "./slot-setup.ts";
 
 const config = (mode: "initial" | "never" | "when-needed", createSlot = true) =>
@@ -104,4 +104,22 @@ test("a checkpoint from an unfinished snapshot with its progress resumes on the 
   assert.deepEqual(await plan("initial", null, incomplete), { kind: "snapshot", dropExisting: false }, "slot gone");
   assert.deepEqual(await plan("initial", slot({ wal_status: "lost", restart_lsn: null }), incomplete), { kind: "snapshot", dropExisting: true }, "slot invalidated");
   assert.deepEqual(await plan("initial", slot({ confirmed_flush_lsn: "0/2000" }), incomplete), { kind: "snapshot", dropExisting: true }, "slot used by another consumer");
+});
+
+test("tables added to the publication: their truncates before the ALTER PUBLICATION, their backfill requests after it, in one query (one transaction)", () => {
+  const ref = (table: string, relid: number) => ({ schema: "public", table, relid, kind: "r", estimatedRows: 0 });
+  const tables = [ref("a", 1), ref("b", 2)];
+  const alter = 'ALTER PUBLICATION "p" ADD TABLE "public"."a", "public"."b"';
+  const statement = addedTablesStatement("s1", tables, alter, (t) => t.relid === 2, true);
+  assert.equal(
+    statement,
+    [
+      "SELECT pg_logical_emit_message(true, 'sluice.recreated', 's1\npublic.b')",
+      alter,
+      "SELECT pg_logical_emit_message(true, 'sluice.backfill', 's1\npublic.a\n')",
+      "SELECT pg_logical_emit_message(true, 'sluice.backfill', 's1\npublic.b\nemptied')",
+    ].join("; "),
+  );
+  assert.equal(addedTablesStatement("s1", tables, alter, () => false, false), alter, "snapshot.mode never: no backfill asked for");
+  assert.equal(addedTablesStatement("s1", tables, "", () => false, true).split("; ").length, 2, "a publication of all tables: the requests alone");
 });

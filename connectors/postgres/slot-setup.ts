@@ -16,7 +16,7 @@ import { formatLsn, parseLsn } from "./lsn.ts";
 import { exportedSnapshotProgress, flushLsnFor, isSnapshotIncomplete } from "./positions.ts";
 import type { ExportedSnapshotProgress } from "./positions.ts";
 import { snapshotResetPosition } from "../common/snapshot-reset.ts";
-import { emptyTargetsStatement } from "./stream-decoder.ts";
+import { backfillStatement, emptyTargetsStatement } from "./stream-decoder.ts";
 
 type Queryable = Pick<pg.Client, "query">;
 
@@ -41,6 +41,8 @@ export function captureNames(config: PostgresSourceConfig): CaptureNames {
  * to an existing publication (they need a backfill: their rows predate their capture). Those `emptied`
  * chooses get a truncate in the stream (emptyTargetsStatement) in the ALTER PUBLICATION's transaction:
  * after everything of a dropped table of their name, before their own changes, or none if the ALTER fails.
+ * With `backfill`, the same transaction asks for each added table's backfill (backfillStatement): the
+ * stream hands the request on where the table joins the publication, so no crash point loses it.
  */
 export async function ensurePublication(
   db: Queryable,
@@ -51,6 +53,7 @@ export async function ensurePublication(
   logger: Logger,
   context: ErrorContext,
   emptied: (table: TableRef) => boolean = () => false,
+  backfill = false,
 ): Promise<readonly TableRef[]> {
   const existing = await publicationInfo(db, names.publication);
   if (existing === null) {
@@ -84,21 +87,20 @@ export async function ensurePublication(
     if (config.create_publication && (await ownsPublication(db, names.publication))) {
       try {
         // One simple query, one implicit transaction: the messages and the ALTER commit together or not at all.
-        const messages = missing.filter(emptied).map((t) => `${emptyTargetsStatement(names.slot, `${t.schema}.${t.table}`)}; `);
-        await db.query(messages.join("") + alter);
+        await db.query(addedTablesStatement(names.slot, missing, alter, emptied, backfill));
         added = missing;
         logger.info({ publication: names.publication, tables: list }, "tables added to the publication; their rows are read by an online snapshot (docs/snapshots.md)");
       } catch (error) {
         logger.warn(
           { publication: names.publication, tables: list, err: (error as Error).message },
-          `cannot add the configured tables to publication "${names.publication}", so they are not captured: have their owner or an administrator run ${alter}; Sluice then reads their rows at its next start`,
+          `cannot add the configured tables to publication "${names.publication}", so they are not captured: have their owner or an administrator run ${alter} (their changes are captured from then on), then read their existing rows with sluice snapshot --table T --execute`,
         );
       }
     } else {
       logger.warn(
         { publication: names.publication, tables: list },
         `configured tables are not in publication "${names.publication}" (Sluice does not own it), so they are not captured: run ${alter} ` +
-          `and restart Sluice, which then reads their existing rows with an online snapshot`,
+          `(their changes are captured from then on), then read their existing rows with sluice snapshot --table T --execute`,
       );
     }
   }
@@ -106,6 +108,18 @@ export async function ensurePublication(
     logger.warn({ publication: names.publication }, "publication does not publish via the partition root: changes of partitioned tables arrive under the partitions' names");
   }
   return added;
+}
+
+/**
+ * `change` (adding the tables to the publication, or nothing for one of all tables) in one simple query, one implicit
+ * transaction, with the messages that go with it: the truncates of those `emptied` chooses before it, and with
+ * `backfill` the backfill requests after it. They commit together or not at all.
+ */
+export function addedTablesStatement(slot: string, tables: readonly TableRef[], change: string, emptied: (table: TableRef) => boolean, backfill: boolean): string {
+  const name = (t: TableRef) => `${t.schema}.${t.table}`;
+  const truncates = tables.filter(emptied).map((t) => emptyTargetsStatement(slot, name(t)));
+  const requests = backfill ? tables.map((t) => backfillStatement(slot, name(t), emptied(t))) : [];
+  return [...truncates, ...(change === "" ? [] : [change]), ...requests].join("; ");
 }
 
 /** Whether the connecting role owns the publication (Sluice created it, or was given it): only then does Sluice change it. */

@@ -35,7 +35,7 @@ import type { SnapshotRow, TableSnapshotProgress } from "./snapshot-reader.ts";
 import { insertEvent, truncateEvent } from "./change-events.ts";
 import { snapshotResetPosition } from "../common/snapshot-reset.ts";
 import type { EventOrigin } from "./change-events.ts";
-import { captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, planStart } from "./slot-setup.ts";
+import { addedTablesStatement, captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, planStart } from "./slot-setup.ts";
 import type { CaptureNames, StartPlan } from "./slot-setup.ts";
 import { StreamBatcher } from "./stream-batcher.ts";
 import { emptyTargetsStatement, StreamDecoder } from "./stream-decoder.ts";
@@ -277,10 +277,10 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const plan = await planStart(catalog, config, names, from, server.database, logger, context);
     // Resuming a stream, a table the publication lacks may have been dropped and created again (or renamed away and
     // another created) while Sluice was stopped: WAL has no record of that, and its targets hold the old table's rows.
-    // A table never captured has no rows there; one whose capture stopped has stale ones: all are emptied, then backfilled.
+    // A table never captured has no rows there; one whose capture stopped has stale ones: all are emptied, then backfilled
+    // (asked for in the ALTER PUBLICATION's transaction: the stream hands the request on, see backfillStatement).
     const emptied = plan.kind === "stream" && config.snapshot.mode !== "never";
-    const added = await ensurePublication(catalog, config, names, tables, server.version, logger, context, () => emptied);
-    const emptiedAt = emptied && added.length > 0 ? await currentLsn(catalog) : undefined;
+    const added = await ensurePublication(catalog, config, names, tables, server.version, logger, context, () => emptied, emptied);
     if (emptied && added.length > 0) logger.info({ tables: added.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication: their targets are emptied, then filled with their rows");
     const publication = await publicationInfo(catalog, names.publication);
     const published = new Map((await publishedTables(catalog, names.publication, server.version)).map((t) => [`${t.schema}.${t.table}`, t]));
@@ -303,7 +303,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     if (plan.kind === "stream") {
       this.pendingStream = plan;
       await this.loop.openStream();
-      await this.backfill(added, emptiedAt);
+      if (config.snapshot.mode === "never") this.notBackfilled(added);
     } else if (plan.kind === "create-and-stream") {
       const { consistentPoint } = await this.createSlot(server, false);
       this.pendingStream = { startLsn: consistentPoint, flushedLsn: consistentPoint, skipThrough: null };
@@ -409,6 +409,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       skippedOperations: skippedOperations(this.config),
       skipThrough: start.skipThrough,
       interleave: online,
+      backfill: { slot: this.names.slot, request: (table, id, above) => this.backfill(table, id, above) },
       recreated: {
         slot: this.names.slot,
         table: async (schemaName, tableName) => {
@@ -609,13 +610,13 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       this.logger.warn({ table: name }, `table ${name} was dropped and created again: its targets are emptied, then filled with the new table's rows`);
     }
     const publication = await publicationInfo(catalog, this.names.publication);
-    // Before it joins the publication and before its backfill's watermarks: the truncate comes first in the stream.
-    if (publication?.allTables) for (const table of again) await catalog.query(emptyTargetsStatement(this.names.slot, `${table.schema}.${table.table}`));
-    const added = publication?.allTables
-      ? keyed
-      : await ensurePublication(catalog, this.config, this.names, keyed, this.server?.version ?? 0, this.logger, this.context, (t) => recreated.has(t.relid));
-    const emptiedAt = again.length > 0 ? await currentLsn(catalog) : undefined;
-    await this.backfill(added, emptiedAt);
+    const backfill = this.config.snapshot.mode !== "never";
+    // The truncate comes first in the stream (before the table joins the publication), then the backfill's request.
+    const emptied = (t: TableRef) => recreated.has(t.relid);
+    let added: readonly TableRef[] = keyed;
+    if (!publication?.allTables) added = await ensurePublication(catalog, this.config, this.names, keyed, this.server?.version ?? 0, this.logger, this.context, emptied, backfill);
+    else if (again.length > 0 || backfill) await catalog.query(addedTablesStatement(this.names.slot, keyed, "", emptied, backfill));
+    if (!backfill) this.notBackfilled(added);
     return keyed;
   }
 
@@ -648,20 +649,23 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     await backfillRenamed(from, to, this.config.snapshot.mode, (table) => this.snapshots.request(table, null, "table-renamed", undefined, emptiedAt), this.logger);
   }
 
-  /**
-   * Tables just added to the publication: their rows predate their capture, an online snapshot reads them. `emptiedAt`:
-   * a truncate of theirs was written below this LSN, so their rows are read at versions above it (sinks drop any under it).
-   */
-  private async backfill(added: readonly TableRef[], emptiedAt?: bigint): Promise<void> {
+  private notBackfilled(added: readonly TableRef[]): void {
     if (added.length === 0) return;
-    if (this.config.snapshot.mode === "never") {
-      this.logger.warn({ tables: added.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication are not backfilled (snapshot.mode never): sluice snapshot --table T --execute reads one");
-      return;
-    }
+    this.logger.warn({ tables: added.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication are not backfilled (snapshot.mode never): sluice snapshot --table T --execute reads one");
+  }
+
+  /**
+   * A table added to the publication, its backfill asked for in the same transaction (backfillStatement) and decoded
+   * from the stream: its rows predate its capture, an online snapshot reads them. `id` names the request (the message
+   * read again after a reconnect is not queued twice); `above`: a truncate of the table was written below this LSN, so
+   * its rows are read at versions above it (sinks drop any under it).
+   */
+  private async backfill(table: string, id: string, above: bigint | undefined): Promise<void> {
+    if (this.online.ledger.tasks.some((task) => task.id === id)) return;
     await requestBackfills(
-      added.map((ref) => `${ref.schema}.${ref.table}`),
-      (table) => this.snapshots.request(table, null, "table-added", undefined, emptiedAt),
-      (table, error) => this.logger.error({ table, err: error.message }, `table added to the publication cannot be backfilled online (its changes are captured from now on): read it with sluice snapshot --table ${table} --execute`),
+      [table],
+      (name) => this.snapshots.request(name, null, "table-added", id, above),
+      (name, error) => this.logger.error({ table: name, err: error.message }, `table added to the publication cannot be backfilled online (its changes are captured from now on): read it with sluice snapshot --table ${name} --execute`),
     );
   }
 

@@ -60,6 +60,21 @@ export function emptyTargetsStatement(slot: string, table: string): string {
   return `SELECT pg_logical_emit_message(true, ${quoteLiteral(RECREATED_PREFIX)}, ${quoteLiteral(`${slot}\n${table}`)})`;
 }
 
+/**
+ * Prefix of the transactional logical message a source writes in the transaction that adds a table to its publication:
+ * its rows predate its capture and need a backfill. Written with the ALTER PUBLICATION, it commits with it or not at
+ * all, and the stream replays it after a crash until a checkpoint past it (which carries the request) is stored.
+ */
+export const BACKFILL_PREFIX = "sluice.backfill";
+
+/**
+ * The statement writing a BACKFILL_PREFIX message of `slot` for `table` (schema.table). `emptied`: the same transaction
+ * writes the table's truncate (emptyTargetsStatement) first, so its rows are read at versions above that transaction.
+ */
+export function backfillStatement(slot: string, table: string, emptied: boolean): string {
+  return `SELECT pg_logical_emit_message(true, ${quoteLiteral(BACKFILL_PREFIX)}, ${quoteLiteral(`${slot}\n${table}\n${emptied ? "emptied" : ""}`)})`;
+}
+
 export interface StreamDecoderOptions {
   readonly sourceName: string;
   readonly tables: Pick<CapturedTables, "get">;
@@ -77,6 +92,12 @@ export interface StreamDecoderOptions {
    * the table (the captured table of that name, read when none is known), others are ignored.
    */
   readonly recreated?: { readonly slot: string; readonly table: (schema: string, table: string) => Promise<CapturedTable | null> };
+  /**
+   * BACKFILL_PREFIX messages of this slot not yet durable: `request` queues the table's backfill before the decoder goes
+   * on, so the checkpoint of any position past the message carries it. `id` is the same for the message read again
+   * (after a reconnect); `above`: a truncate of the table sits below this LSN.
+   */
+  readonly backfill?: { readonly slot: string; readonly request: (table: string, id: string, above: bigint | undefined) => Promise<void> };
 }
 
 /** "schema.table" of each table schema, made once (it keys the per-table counts of every change). */
@@ -184,6 +205,8 @@ export class StreamDecoder {
           this.options.interleave?.watermark(decoded.content.toString("utf8"), this.transaction.commitLsn, out);
         } else if (decoded.transactional && decoded.prefix === RECREATED_PREFIX && this.transaction !== null && this.options.recreated !== undefined) {
           return this.recreatedTable(decoded.content.toString("utf8"), decoded.lsn, out);
+        } else if (decoded.transactional && decoded.prefix === BACKFILL_PREFIX && this.transaction !== null && this.options.backfill !== undefined) {
+          return this.backfillRequested(decoded.content.toString("utf8"), decoded.lsn);
         }
         return;
       case "type":
@@ -200,6 +223,16 @@ export class StreamDecoder {
     const dot = name.indexOf(".");
     const table = await tableOf(name.slice(0, dot), name.slice(dot + 1));
     if (table !== null) this.emit(table, out, truncateEvent(table, this.originAt(lsn)));
+  }
+
+  /** A BACKFILL_PREFIX message of this slot that no durable checkpoint covers yet: the table's backfill is queued. */
+  private async backfillRequested(content: string, lsn: bigint): Promise<void> {
+    const { slot, request } = this.options.backfill!;
+    const [forSlot, name, emptied] = content.split("\n");
+    if (forSlot !== slot || name === undefined) return;
+    const commitLsn = this.transaction!.commitLsn;
+    if (this.skipThrough !== null && comparePositions({ commit: commitLsn, change: lsn }, this.skipThrough) <= 0) return;
+    await request(name, `added-${lsn.toString(16)}`, emptied === "emptied" ? commitLsn : undefined);
   }
 
   /** A transactional outbox message: an event at its own LSN in its transaction. */
