@@ -1,0 +1,116 @@
+/**
+ * The other sinks that keep their offsets in their target, in the situation of
+ * sink-target-lost.test.ts (a DuckDB file deleted): a ClickHouse database dropped while the sink
+ * was stopped. Its open makes the database and an empty offsets table again; resuming from the
+ * consumer group's offsets would fill it with the changes since only. Real ClickHouse, the
+ * embedded log, through the sink runner.
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { ClickHouseLogLevel, createClient } from "@clickhouse/client";
+import { clickhouse } from "../test/services/ports.ts";
+import type { ProducedRecord, SinkChange, TopicLog } from "../connectors/contracts.ts";
+import { ClickHouseSink } from "../connectors/clickhouse/clickhouse-sink.ts";
+import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
+import { testDeployment } from "../connectors/kafka/kafka-test-config.ts";
+import type { TransactionalSink } from "../connectors/sinks/contract.ts";
+import { testSinkConfig } from "../connectors/sinks/test-config.ts";
+import { Events, randomTableName, tableSchema } from "../connectors/sinks/test-events.ts";
+import { createLogger } from "../runtime/logger.ts";
+import { deserializeEvent, serializeEvent } from "./event-json.ts";
+import { SinkRunner } from "./sink-runner.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "sluice-target-lost-int-"));
+const database = `sluice_lost_${randomBytes(4).toString("hex")}`;
+const admin = createClient({ url: clickhouse.url, username: clickhouse.username, password: clickhouse.password, log: { level: ClickHouseLogLevel.OFF } });
+after(async () => {
+  await admin.command({ query: `DROP DATABASE IF EXISTS \`${database}\`` });
+  await admin.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const logger = createLogger("silent");
+const decoder = { decode: async (r: { value: Uint8Array | null }) => (r.value ? deserializeEvent(Buffer.from(r.value).toString()) : null) };
+
+function inserts(events: Events, from: number, to: number): ProducedRecord[] {
+  const records: ProducedRecord[] = [];
+  for (let id = from; id <= to; id++) {
+    const change: SinkChange = events.insert(BigInt(id), { id, v: `row ${id}` });
+    records.push({ topic: events.topic, key: Buffer.from(String(id)), value: Buffer.from(serializeEvent(change.event)), timestamp: Date.now() });
+  }
+  return records;
+}
+
+function start(log: TopicLog, sink: TransactionalSink, group: string, topic: string) {
+  const stop = new AbortController();
+  const runner = new SinkRunner({
+    sink,
+    log,
+    group,
+    topics: async () => [topic],
+    decoder,
+    batch: { maxRows: 4, maxBytes: 1 << 20, maxWaitMs: 20 },
+    onError: "halt",
+    deadLetterTopic: `${group}.dlq`,
+    retry: { initialMs: 20, maxMs: 200 },
+    logger,
+    owner: `test-${randomBytes(3).toString("hex")}`,
+  });
+  const running = runner.run(stop.signal);
+  running.catch(() => undefined);
+  return async () => {
+    stop.abort(new Error("test done"));
+    await running;
+  };
+}
+
+async function waitFor(what: string, condition: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+const caughtUp = async (log: TopicLog, group: string, topic: string) => (await log.groupLag(group, [topic])).every((p) => p.committed !== null && p.lag === 0n);
+
+async function chIds(target: string): Promise<number[]> {
+  try {
+    const result = await admin.query({ query: `SELECT id FROM \`${database}\`.\`${target}\` ORDER BY id`, format: "JSONEachRow" });
+    return ((await result.json()) as { id: number | string }[]).map((row) => Number(row.id));
+  } catch {
+    return [];
+  }
+}
+
+test("a ClickHouse database dropped while the sink was stopped is filled again from the beginning of its topics, not from the group's offsets", async () => {
+  const deployment = testDeployment("lost_ch");
+  const events = new Events(tableSchema(randomTableName("lost"), [["id", "integer"], ["v", "text"]], ["id"], { source: `${deployment}.src` }));
+  const log = EmbeddedTopicLog.open({ path: join(dir, `${deployment}.db`), logger });
+  const group = `${deployment}.sink.ch`;
+  const target = events.schema.table;
+  const config = testSinkConfig("clickhouse", { name: "ch", url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database, native_deletes: false, target: "{table}" });
+  try {
+    await log.createTopic({ name: events.topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+    await log.produce(inserts(events, 1, 10));
+    const stop1 = start(log, new ClickHouseSink(config, { logger }), group, events.topic);
+    await waitFor("the first rows applied", async () => (await chIds(target)).length === 10 && (await caughtUp(log, group, events.topic)));
+    await stop1();
+
+    await admin.command({ query: `DROP DATABASE \`${database}\`` });
+    await log.produce(inserts(events, 11, 15));
+    const stop2 = start(log, new ClickHouseSink(config, { logger }), group, events.topic);
+    try {
+      await waitFor("the new rows applied", async () => (await chIds(target)).includes(15) && (await caughtUp(log, group, events.topic)));
+      assert.deepEqual(await chIds(target), Array.from({ length: 15 }, (_, i) => i + 1), "every row, not only those changed since the database was dropped");
+    } finally {
+      await stop2();
+    }
+  } finally {
+    await log.close();
+  }
+});
