@@ -54,8 +54,8 @@ export interface CapturedTablesOptions {
   readonly logger: Logger;
   /**
    * A captured table renamed (or moved to another schema) to a name the source still captures and no other captured
-   * table has: its changes go to the new name's topic from now on, whose targets hold none of its rows yet, maybe a
-   * gone table's (the source empties them, then backfills them).
+   * table has, or one whose place it did not take in a swap (see swapped): its changes go to the new name's topic from
+   * now on, whose targets hold none of its rows yet, maybe a gone table's (the source empties them, then backfills them).
    */
   readonly onRenamed?: (from: string, to: string) => void;
   /**
@@ -243,7 +243,8 @@ export class CapturedTables {
       return null;
     }
     if (renamedFrom !== null) {
-      if (this.find({ schema: message.namespace, table: message.name }) === undefined) this.options.onRenamed?.(renamedFrom, to);
+      const holder = this.find({ schema: message.namespace, table: message.name });
+      if (holder === undefined || !(await this.swapped(db, holder, message.relationId))) this.options.onRenamed?.(renamedFrom, to);
       else {
         // Another captured relation had this name (an online schema change's swap: the copy renamed over the original):
         // the name's topic and targets already hold the table's rows.
@@ -270,6 +271,18 @@ export class CapturedTables {
     }
     this.remember(table);
     return table;
+  }
+
+  /**
+   * Whether relation `renamed`, renamed onto the name `holder` had, took its place in an online schema change's swap: a
+   * copy is created after its original (a higher relation id), and the original still exists under another name. A
+   * holder dropped (also one dropped and the name taken before TableDiscovery saw it free) or created after `renamed`
+   * (two tables' names exchanged) is no swap: the name's targets hold another table's rows. The catalog is read now:
+   * an original dropped since its swap makes the copy read again (the targets end up right, at the cost of a read).
+   */
+  private async swapped(db: Queryable, holder: CapturedTable, renamed: number): Promise<boolean> {
+    if (holder.relid >= renamed) return false;
+    return (await relationInfo(db, holder.relid)) !== null;
   }
 
   private remember(table: CapturedTable): void {

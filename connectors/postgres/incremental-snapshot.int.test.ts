@@ -461,6 +461,49 @@ test("a table renamed while capture streams is read again under its new name", a
   }
 });
 
+test("a table dropped and another renamed onto its name before the catalog is looked at again is no swap: the name's targets hold the renamed table's rows only", async () => {
+  const dropped = randomName("dropped");
+  await admin.query(`CREATE SCHEMA "${dropped}"`);
+  const c = sourceConfig({ tables: [`${dropped}.*`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 700 }, heartbeat_interval: 500 });
+  configs.push(c);
+  const opened: PostgresSource[] = [];
+  const pumps: Pump[] = [];
+  const stopCheckpoints = checkpointing();
+  try {
+    await admin.query(`CREATE TABLE "${dropped}".x (id int PRIMARY KEY, v int NOT NULL, note text)`);
+    await admin.query(`INSERT INTO "${dropped}".x SELECT i, i, 'x' FROM generate_series(1, 1000) i`);
+    // Created after x, as an online schema change's copy would be: only x being gone tells it is no swap.
+    await admin.query(`CREATE TABLE "${dropped}".y (id int PRIMARY KEY, v int NOT NULL, note text)`);
+    await admin.query(`INSERT INTO "${dropped}".y SELECT i, i, 'y' FROM generate_series(501, 1200) i`);
+    // No look at the catalog while the test runs: the drop and the rename fall between two looks.
+    const source = newSource(c, { tableDiscoveryMs: 3_600_000 });
+    opened.push(source);
+    await source.connect(null, AbortSignal.timeout(30_000));
+    const x = new Fold("x");
+    const state = pump(source, [x]);
+    pumps.push(state);
+    await waitFor("the initial snapshot", () => state.checkpoint !== null && state.checkpoint.position.resume === undefined);
+    assert.equal(x.visible().size, 1000);
+
+    await admin.query(`DROP TABLE "${dropped}".x`);
+    await admin.query(`ALTER TABLE "${dropped}".y RENAME TO x`);
+    await admin.query(`UPDATE "${dropped}".x SET v = -v WHERE id = 600`);
+    await waitFor("the update under the name x", () => x.visible().get("600")?.["v"] === -600);
+    await waitFor("x read again", () => x.visible().get("501")?.["note"] === "y" && noTasks(state), 60_000);
+    await caughtUp(state);
+    const rows = await admin.query<{ id: string; v: string; note: string }>(`SELECT id, v, note FROM "${dropped}".x ORDER BY id`);
+    assert.deepEqual(
+      [...x.visible()].map(([id, row]) => [Number(id), row["v"], row["note"]]).sort((a, b) => Number(a[0]) - Number(b[0])),
+      rows.rows.map((r) => [Number(r.id), Number(r.v), r.note]),
+      "the targets of x hold the renamed table's rows only",
+    );
+  } finally {
+    await stopCheckpoints();
+    await stopPumps(pumps, opened);
+    await admin.query(`DROP SCHEMA "${dropped}" CASCADE`);
+  }
+});
+
 test("a column dropped and added again under its name, or renamed, reads the table again: rows not changed since hold the source's values", async () => {
   const columns = randomName("columns");
   await admin.query(`CREATE SCHEMA "${columns}"`);
