@@ -41,11 +41,11 @@ function capturing(): { logger: ReturnType<typeof createLogger>; lines: Record<s
   return { logger: createLogger("info", stream as never), lines };
 }
 
-function inserts(events: Events, from: number, to: number): ProducedRecord[] {
+function inserts(events: Events, from: number, to: number, timestamp = Date.now()): ProducedRecord[] {
   const records: ProducedRecord[] = [];
   for (let id = from; id <= to; id++) {
     const change: SinkChange = events.insert(BigInt(id), { id, v: `row ${id}` });
-    records.push({ topic: events.topic, key: Buffer.from(String(id)), value: Buffer.from(serializeEvent(change.event)), timestamp: Date.now() });
+    records.push({ topic: events.topic, key: Buffer.from(String(id)), value: Buffer.from(serializeEvent(change.event)), timestamp });
   }
   return records;
 }
@@ -68,11 +68,14 @@ interface Fixture {
   readonly earlierConfig: DuckConfig;
 }
 
-async function fixture(name: string): Promise<Fixture> {
+const HOUR = 3_600_000;
+
+/** `retentionMs`: the topic's (the log runs its retention only when the test calls runMaintenance). */
+async function fixture(name: string, retentionMs: number | null = null): Promise<Fixture> {
   const deployment = testDeployment(name);
   const events = new Events(tableSchema(randomTableName("lost"), [["id", "integer"], ["v", "text"]], ["id"], { source: `${deployment}.src` }));
-  const log = EmbeddedTopicLog.open({ path: join(dir, `${deployment}.db`), logger: createLogger("silent") });
-  await log.createTopic({ name: events.topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  const log = EmbeddedTopicLog.open({ path: join(dir, `${deployment}.db`), logger: createLogger("silent"), maintenanceIntervalMs: 0 });
+  await log.createTopic({ name: events.topic, partitions: 1, retentionMs, retentionBytes: null, compacted: false });
   const duckPath = join(dir, `${deployment}.duckdb`);
   const config = (path: string) => testSinkConfig("duckdb", { name: "wh", path, target: "{table}" });
   return { log, events, group: `${deployment}.sink.wh`, duckPath, config: config(duckPath), earlierConfig: config(join(dir, `${deployment}-earlier.duckdb`)) };
@@ -167,6 +170,38 @@ test("a DuckDB file deleted (or another file configured) while the sink was stop
       await run2.stop();
     }
     assert.deepEqual(await fileIds(f.duckPath, target), range(1, 15));
+  } finally {
+    await f.log.close();
+  }
+});
+
+test("a new DuckDB file whose topic lost its first records to retention gets what the topic keeps, and the sink says rows are missing", async () => {
+  const f = await fixture("lost_retention", HOUR);
+  const target = f.events.schema.table;
+  try {
+    // Rows 1-4 in batches of their own, older than the topic's retention; 5-10 recent.
+    for (let id = 1; id <= 4; id++) await f.log.produce(inserts(f.events, id, id, Date.now() - 3 * HOUR));
+    await f.log.produce(inserts(f.events, 5, 10));
+    const first = new DuckDbSink(f.earlierConfig, { logger: createLogger("silent") });
+    const run1 = start(f, first, createLogger("silent"));
+    await waitFor("the first rows applied", async () => (await sinkIds(first, target)).length === 10 && (await caughtUp(f.log, f.group, f.events.topic)));
+    await run1.stop();
+    f.log.runMaintenance();
+    assert.equal((await f.log.partitionOffsets(f.events.topic))[0]?.start, 4n, "retention removed rows 1-4");
+
+    const { logger, lines } = capturing();
+    const second = new DuckDbSink(f.config, { logger });
+    const run2 = start(f, second, logger);
+    try {
+      await waitFor("the kept rows applied", async () => (await sinkIds(second, target)).includes(10) && (await caughtUp(f.log, f.group, f.events.topic)));
+      assert.deepEqual(await sinkIds(second, target), range(5, 10), "what the topic still holds");
+      const lost = lines.find((line) => line["code"] === "SINK_TARGET_OFFSETS_LOST");
+      assert.match(String(lost?.["msg"]), /no longer start at offset 0, so rows whose changes retention removed stay missing/);
+      const incomplete = lines.find((line) => line["code"] === "SINK_HISTORY_INCOMPLETE");
+      assert.deepEqual(incomplete?.["partitions"], [{ topic: f.events.topic, partition: 0, start: "4", from: null }], "told as for a new sink");
+    } finally {
+      await run2.stop();
+    }
   } finally {
     await f.log.close();
   }
