@@ -481,6 +481,10 @@ const sinkCommon = {
         .describe(
           "Writes of a row the target refuses as temporary (e.g. Elasticsearch 429 for one document) before it goes to on_error with that reason; a target that cannot be reached at all is waited for without limit",
         ),
+      blocked_interval: duration(
+        "A table halted because its target refuses writes with a block the target lifts by itself (SINK_TARGET_BLOCKED: an Elasticsearch index block, e.g. the flood-stage read_only_allow_delete, lifted once disk frees) is read again from the change that halted it after about this long, then at doubling intervals up to ten times it, until the write goes through; it shows as halted until then. 0: only sluice halted retry reads it again",
+        { min: 100, max: 86_400_000, zero: true },
+      ).default(30_000),
     })
     .refine((retry) => retry.max >= retry.initial, {
       error: (issue) => {
@@ -489,7 +493,7 @@ const sinkCommon = {
       },
       path: ["max"],
     })
-    .default({ initial: 200, max: 30_000, item_attempts: 10 })
+    .default({ initial: 200, max: 30_000, item_attempts: 10, blocked_interval: 30_000 })
     .describe("Backoff for transient errors (exponential, with jitter)"),
 };
 

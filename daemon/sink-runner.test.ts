@@ -226,6 +226,34 @@ test("dead-letter: a target that refuses writes (SINK_TARGET_BLOCKED) halts its 
   await log.close();
 });
 
+// A block the target lifts by itself (Elasticsearch's flood-stage read_only_allow_delete, lifted once disk frees) needed an operator's sluice halted retry.
+test("a table halted for a target that refuses writes is read again by itself until the block is lifted, in order and shown as halted until then; a poison row is not", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  // Every change of a blocked index is refused, as a whole index's block does.
+  await log.produce([encode(event("a", 1, 10n)), encode(named(event("a", 2, 11n), "blocked")), encode(named(event("a", 3, 12n), "blocked")), encode(named(event("b", 4, 13n), "poison"))]);
+  const sink = new MemorySink();
+  const lines: string[] = [];
+  const logger = createLogger("info", new Writable({ write: (chunk, _encoding, done) => (lines.push(String(chunk)), done()) }));
+  const r = runner(log, sink, { onError: "halt", blockedRetryMs: 20, logger });
+  const retries = () => lines.filter((line) => line.includes("automatic retry")).length;
+  const halted = () => r.haltedTables().map((h) => [h.table, h.offset]).sort();
+  await runWhile(r, async () => {
+    await until(() => r.haltedTables().length === 2 && retries() >= 3, "both halts and three automatic retries");
+    assert.deepEqual(halted(), [["public.a", "0:1"], ["public.b", "0:0"]], "still shown as halted while its target refuses writes");
+    assert.match(r.haltedTables().find((h) => h.table === "public.a")!.release, /automatic/);
+    assert.equal(sink.rows.has("a/3"), false, "nothing after the blocked change is applied");
+    sink.fixed = true;
+    await until(() => sink.rows.has("a/3"), "the table to go on by itself once the block is lifted");
+    await until(() => r.haltedTables().length === 1, "its halt to be gone");
+    await new Promise((res) => setTimeout(res, 200));
+  });
+  assert.deepEqual([...sink.rows.keys()].sort(), ["a/1", "a/2", "a/3"], "the poison row's table is not read again by itself");
+  assert.deepEqual(halted(), [["public.b", "0:0"]]);
+  assert.equal(sink.offsets.find((o) => o.topic === "pg.public.a")?.offset, 3n);
+  assert.ok(lines.some((line) => line.includes("goes on: its target accepts writes again")));
+  await log.close();
+});
+
 // A ClickHouse table or column an operator dropped refuses every row of the table (SINK_CATALOG_MISMATCH): under dead-letter each went to the dead-letter topic.
 test("dead-letter: a target changed by hand (SINK_CATALOG_MISMATCH) halts its table and dead-letters nothing", async () => {
   const log = await setup(["pg.public.a", "pg.public.b"]);

@@ -5,14 +5,16 @@
  *
  * A halted table stops at its poison record: what precedes it is applied, its partition's stored
  * offset is the poison record's, and nothing of the table is read further until an operator
- * releases it (`release`: retry from the poison record, or skip it to the dead-letter topic).
+ * releases it (`release`: retry from the poison record, or skip it to the dead-letter topic). A
+ * table halted because its target refuses writes with a block the target lifts by itself
+ * (SINK_TARGET_BLOCKED, liftsByItself) is also retried by itself (blocked-retry.ts).
  */
 import type { ChangeEvent, Sink, SinkChange, SinkItemFailure, StoredRecord, TopicLog, TopicPartitionOffset } from "../connectors/contracts.ts";
 import { tableName } from "../connectors/contracts.ts";
 import { isRetriable, SluiceError } from "../connectors/errors.ts";
 import type { TransactionalSink } from "../connectors/sinks/contract.ts";
 import { isStaging } from "../connectors/sinks/contract.ts";
-import { CATALOG_MISMATCH, SCHEMA_UNSUPPORTED, TARGET_BLOCKED, TARGET_REPLACED } from "../connectors/sinks/errors.ts";
+import { CATALOG_MISMATCH, liftsByItself, SCHEMA_UNSUPPORTED, TARGET_BLOCKED, TARGET_REPLACED } from "../connectors/sinks/errors.ts";
 import type { TopicConsumer } from "../connectors/topics/contract.ts";
 import { RECORD_TOO_LARGE } from "../connectors/topics/spec.ts";
 import { backoffDelay, retry, sleep } from "../runtime/backoff.ts";
@@ -20,6 +22,7 @@ import type { BackoffPolicy } from "../runtime/backoff.ts";
 import { checkStoredOffsets, isLogMismatch, logMismatchError, partitionRanges } from "./log-identity.ts";
 import { describeMissedHistory, describeSkipped, describeStaleTombstones, missedHistory, staleTombstones } from "./missed-history.ts";
 import { NOT_HALTED, releaseHint } from "./halted.ts";
+import { BlockedRetries } from "./blocked-retry.ts";
 import type { HaltAction, HaltedSinkTable, HaltReleaseReport } from "./halted.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { mergeSummaries, summarizeBatch } from "./batch-counts.ts";
@@ -63,6 +66,13 @@ export interface SinkRunnerOptions {
   readonly tombstoneRetentionMs?: number;
   /** How long the sink's lease (embedded log) lives unless renewed; default 15 s. A lease left by a dead process is waited for this long and 5 s more. */
   readonly leaseTtlMs?: number;
+  /**
+   * A table halted because its target refuses writes with a block it lifts by itself
+   * (SINK_TARGET_BLOCKED, liftsByItself) is read again from the record that halted it after this
+   * long, then at doubling intervals up to ten times it, until it goes through (config
+   * retry.blocked_interval; default 30 s). 0: only an operator releases it.
+   */
+  readonly blockedRetryMs?: number;
 }
 
 export type { HaltedSinkTable } from "./halted.ts";
@@ -70,6 +80,8 @@ export type { HaltedSinkTable } from "./halted.ts";
 /** Default for `retry.item_attempts`: with the default backoff (200 ms doubling to 30 s) about 2 minutes. */
 export const DEFAULT_ITEM_ATTEMPTS = 10;
 export const ITEM_RETRIES_EXHAUSTED = "SINK_ITEM_RETRIES_EXHAUSTED";
+/** Default for `retry.blocked_interval`. */
+export const DEFAULT_BLOCKED_RETRY_MS = 30_000;
 
 interface HaltState {
   /** The halted table's data topic (tableTopic), which the halt is kept under. */
@@ -200,6 +212,8 @@ export class SinkRunner {
   private readonly logger: Logger;
   /** Halted tables by data topic (tableTopic), with the record that halted each. */
   private readonly halted = new Map<string, HaltState>();
+  /** Halts for a blocked target, retried by themselves (null: retry.blocked_interval 0). */
+  private readonly blockedRetries: BlockedRetries<HaltState> | null;
   /**
    * Tables (data topics) released since the consumer was opened: skipped, like halted ones, until it
    * is reopened at the stored offsets; with the poison record of a retried one, which keeps its
@@ -252,6 +266,8 @@ export class SinkRunner {
     this.options = options;
     this.resets = new SnapshotResetGate(options.log, options.group);
     this.logger = options.logger.child({ component: "sink", sink: options.sink.name });
+    const blockedRetryMs = options.blockedRetryMs ?? DEFAULT_BLOCKED_RETRY_MS;
+    this.blockedRetries = blockedRetryMs > 0 ? new BlockedRetries(blockedRetryMs, (key) => void this.exclusive(async () => this.retryBlocked(key))) : null;
   }
 
   /** Consuming, and the target accepts writes. */
@@ -276,8 +292,13 @@ export class SinkRunner {
     return this.refused;
   }
 
+  /** Halted tables, with those being read again by an automatic retry: they show as halted until their record is applied. */
   haltedTables(): HaltedSinkTable[] {
-    return [...this.halted.values()].map((h) => h.view);
+    const views = [...this.halted.values()].map((h) => h.view);
+    for (const { key, state } of this.blockedRetries?.inFlight() ?? []) {
+      if (!this.halted.has(key)) views.push({ ...state.view, release: `being read again from the record that halted it (automatic retry ${this.blockedRetries!.attempts(key)}); ${state.view.release}` });
+    }
+    return views;
   }
 
   /**
@@ -289,6 +310,14 @@ export class SinkRunner {
     return this.exclusive(async () => {
       const sink = this.options.sink.name;
       const state = [...this.halted.values()].find((h) => h.view.table === table || h.key === table || h.view.topic === table);
+      const inFlight = this.blockedRetries?.inFlight().find(({ key, state: h }) => h.view.table === table || key === table || h.view.topic === table);
+      if (!state && inFlight !== undefined) {
+        const { view } = inFlight.state;
+        throw new SluiceError(`sink ${sink}: table ${view.table} is being read again by an automatic retry (its target refused writes); if it halts again, release it then`, {
+          code: NOT_HALTED,
+          context: { component: "sink", sink, table: view.table },
+        });
+      }
       if (!state) {
         const halted = [...this.halted.values()].map((h) => h.view.table);
         throw new SluiceError(`sink ${sink}: table ${table} is not halted (halted now: ${halted.length > 0 ? halted.join(", ") : "none"})`, {
@@ -335,10 +364,48 @@ export class SinkRunner {
   }
 
   private unhalt(state: HaltState, readAgain: StoredRecord | null): void {
+    this.blockedRetries?.forget(state.key);
     this.halted.delete(state.key);
     this.releasing.set(state.key, readAgain);
     this.reopen = true;
     this.options.metrics?.tablesHalted.set({ source: state.source, sink: this.options.sink.name, table: state.view.table }, 0);
+  }
+
+  /**
+   * A table halted for a blocked target, read again from its record as `sluice halted retry` does;
+   * it stays in the halted metric (and in haltedTables) until the record is applied (blockedPassed).
+   */
+  private retryBlocked(key: string): void {
+    const state = this.halted.get(key);
+    const retries = this.blockedRetries;
+    if (state === undefined || retries === null) return;
+    const attempt = retries.started(key);
+    this.halted.delete(key);
+    this.releasing.set(key, state.record);
+    this.reopen = true;
+    const { view } = state;
+    this.logger.info(
+      { table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset, attempt, code: TARGET_BLOCKED },
+      `sink ${this.options.sink.name}: table ${view.table}: automatic retry ${attempt} of its halt for a target that refused writes: reading it again from ${view.topic}:${view.partition}:${view.recordOffset}`,
+    );
+  }
+
+  /** Tables retried for a blocked target whose halting record is now behind the offsets stored: they go on. */
+  private blockedPassed(offsets: readonly TopicPartitionOffset[]): void {
+    const retries = this.blockedRetries;
+    if (retries === null || retries.size === 0) return;
+    for (const { key, state } of retries.inFlight()) {
+      if (this.halted.has(key)) continue;
+      const { record, view } = state;
+      if (!offsets.some((o) => o.topic === record.topic && o.partition === record.partition && o.offset > record.offset)) continue;
+      const attempts = retries.attempts(key);
+      retries.forget(key);
+      this.options.metrics?.tablesHalted.set({ source: state.source, sink: this.options.sink.name, table: view.table }, 0);
+      this.logger.info(
+        { table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset, attempts, since: view.since },
+        `sink ${this.options.sink.name}: table ${view.table} goes on: its target accepts writes again (automatic retry ${attempts}; halted since ${view.since})`,
+      );
+    }
   }
 
   /** Runs `operation` between batches: no batch is decoded or written meanwhile (sluice forget). */
@@ -430,6 +497,7 @@ export class SinkRunner {
     } finally {
       clearInterval(renew);
       unwatch?.();
+      this.blockedRetries?.stop();
       this.running = false;
       await this.options.sink.close().catch(() => undefined);
       await log.releaseLease(group, owner).catch(() => undefined);
@@ -1109,7 +1177,9 @@ export class SinkRunner {
     }
     const key = tableTopic(record);
     if (this.halted.has(key)) return;
-    const release = releaseHint(sink, table);
+    const retries = liftsByItself(error) ? this.blockedRetries : null;
+    const before = retries?.first(key);
+    let release = releaseHint(sink, table);
     const view: HaltedSinkTable = {
       topic: record.topic,
       table,
@@ -1117,11 +1187,26 @@ export class SinkRunner {
       offset: `${record.partition}:${record.offset}`,
       partition: record.partition,
       recordOffset: record.offset.toString(),
-      since: new Date().toISOString(),
+      // A table that halts again at an automatic retry has been halted since the first time.
+      since: before?.view.since ?? new Date().toISOString(),
       release,
     };
-    this.halted.set(key, { key, view, record, error, source: event?.source.name ?? "" });
-    this.options.metrics?.tablesHalted.set({ source: event?.source.name ?? "", sink, table }, 1);
+    const state: HaltState = { key, view, record, error, source: event?.source.name ?? "" };
+    this.halted.set(key, state);
+    this.options.metrics?.tablesHalted.set({ source: state.source, sink, table }, 1);
+    if (retries !== null) {
+      const { delayMs, attempts } = retries.schedule(key, before ?? state);
+      const at = new Date(Date.now() + delayMs).toISOString();
+      release = `retried automatically (the target may lift its block by itself), next at ${at}; or ${release}`;
+      this.halted.set(key, { ...state, view: { ...view, release } });
+      if (attempts > 0) {
+        this.logger.warn(
+          { table, topic: record.topic, partition: record.partition, offset: String(record.offset), err: error.message, attempts, delayMs, code: TARGET_BLOCKED },
+          `sink ${sink}: table ${table} still halted after automatic retry ${attempts}: ${error.message}; retried again in ${Math.round(delayMs / 1000)} s`,
+        );
+        return;
+      }
+    }
     this.logger.error(
       { table, topic: record.topic, partition: record.partition, offset: String(record.offset), err: error.message, release },
       `sink ${sink}: table ${table} halted at ${record.topic}:${record.partition}:${record.offset}: ${error.message}; ${release}`,
@@ -1150,6 +1235,7 @@ export class SinkRunner {
   }
   private async storeOffsets(consumer: TopicConsumer, offsets: TopicPartitionOffset[], storedInTarget: boolean, stop: AbortSignal): Promise<void> {
     if (offsets.length === 0) return;
+    this.blockedPassed(offsets);
     for (const offset of offsets) {
       const key = partitionKey(offset.topic, offset.partition);
       if (consumer.position(offset.topic, offset.partition) === offset.offset) this.caughtUp.set(key, offset);

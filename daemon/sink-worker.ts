@@ -96,6 +96,7 @@ async function main(): Promise<void> {
       deadLetterTopic: dlq,
       retry: { initialMs: sinkConfig.retry.initial, maxMs: sinkConfig.retry.max },
       itemAttempts: sinkConfig.retry.item_attempts,
+      blockedRetryMs: sinkConfig.retry.blocked_interval,
       tombstoneRetentionMs: config.topics.retention.tombstones,
       logger,
       metrics,

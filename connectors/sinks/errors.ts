@@ -55,25 +55,37 @@ export function rowRejected(
   });
 }
 
+/** A SINK_TARGET_BLOCKED error: `liftsByItself` when the target may lift the block on its own, so the runtime retries the table by itself. */
+export class TargetBlockedError extends SluiceError {
+  readonly liftsByItself: boolean;
+
+  constructor(message: string, liftsByItself: boolean, context: ErrorContext, cause?: unknown) {
+    super(message, { code: TARGET_BLOCKED, retriable: false, context, cause });
+    this.liftsByItself = liftsByItself;
+  }
+}
+
 /**
  * The table's target refuses every write for a reason of its own, not of the row (an Elasticsearch
  * index block: index.blocks.write, or read_only_allow_delete at the flood-stage disk watermark).
  * The runtime halts the table under either on_error policy: dead-lettering would empty the table's
- * stream into the dead-letter topic while the block lasts.
+ * stream into the dead-letter topic while the block lasts. Without a `remedy`, the block is one
+ * the target (or its operator) lifts and nothing else needs doing: the runtime retries the table by
+ * itself (retry.blocked_interval). A `remedy` names what an operator must decide first (an index
+ * deleted: fill it again, or go on with the changes from here only): then only the operator's
+ * `sluice halted retry` reads the table again.
  */
-export function targetBlocked(
-  reason: string,
-  context: { sink: string; table: string; position?: string },
-  remedy = "lift the block, then sluice halted retry",
-  cause?: unknown,
-): SluiceError {
+export function targetBlocked(reason: string, context: { sink: string; table: string; position?: string }, remedy?: string, cause?: unknown): TargetBlockedError {
   const clean: ErrorContext = { component: "sink", sink: context.sink, table: context.table };
   if (context.position !== undefined) clean.position = context.position;
   const at = context.position === undefined ? "" : ` (at ${context.position})`;
-  return new SluiceError(
-    `sink "${context.sink}", table ${context.table}: the target refuses writes${at}: ${reason}; the table halts (under on_error dead-letter too): ${remedy}`,
-    { code: TARGET_BLOCKED, retriable: false, context: clean, cause },
-  );
+  const next = remedy ?? "it is read again by itself (retry.blocked_interval) and goes on once the block is lifted; sluice halted retry reads it again at once";
+  return new TargetBlockedError(`sink "${context.sink}", table ${context.table}: the target refuses writes${at}: ${reason}; the table halts (under on_error dead-letter too): ${next}`, remedy === undefined, clean, cause);
+}
+
+/** Whether a table halted by `error` may go on by itself: its target refused writes with a block the target lifts (targetBlocked without a remedy). */
+export function liftsByItself(error: unknown): boolean {
+  return error instanceof TargetBlockedError && error.liftsByItself;
 }
 
 export function rebuildState(message: string, context: { sink: string; table: string }): SluiceError {
