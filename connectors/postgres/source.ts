@@ -21,6 +21,7 @@ import { checkPrivileges } from "./privileges.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { TableDiscovery } from "./table-discovery.ts";
 import { readMovedRow, TRANSACTION_VISIBLE_SQL } from "./moved-row.ts";
+import { oneQueryAtATime } from "./serial-queries.ts";
 import { formatLsn } from "./lsn.ts";
 import { toSluiceError } from "./pg-errors.ts";
 import { flushLsnFor, snapshotIncompleteResume, snapshotPosition } from "./positions.ts";
@@ -231,7 +232,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
 
   private async inspect(): Promise<Inspection> {
     const { config, logger, context } = this;
-    const catalog = new pg.Client(clientConfig(config, "catalog"));
+    // Shared by capture's parts that query on their own (heartbeat, discovery, metrics' slot lag, moved rows).
+    const catalog = oneQueryAtATime(new pg.Client(clientConfig(config, "catalog")));
     catalog.on("error", (error) => logger.warn({ err: error.message }, "catalog connection failed"));
     try {
       await catalog.connect();
