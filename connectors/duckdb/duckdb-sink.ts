@@ -98,9 +98,14 @@ interface FileIdentity {
   readonly ino: bigint;
 }
 
-function fileIdentity(path: string): FileIdentity | null {
-  const stat = statSync(path, { bigint: true, throwIfNoEntry: false });
-  return stat === undefined ? null : { dev: stat.dev, ino: stat.ino };
+/** The identity of the file at `path`: null when there is none, undefined when it cannot be told (a directory on the way not searchable). */
+function fileIdentity(path: string): FileIdentity | null | undefined {
+  try {
+    const stat = statSync(path, { bigint: true, throwIfNoEntry: false });
+    return stat === undefined ? null : { dev: stat.dev, ino: stat.ino };
+  } catch {
+    return undefined;
+  }
 }
 
 export class DuckDbSink implements VersionedSink, ErasableSink {
@@ -727,14 +732,14 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     }
     this.#lost = false;
     // Opened again here, the sink would write on into another file than the one it resumed from.
-    if (opened !== null && this.#replaced === null) this.#noteReplaced(opened, this.#file);
+    if (opened !== null && this.#file !== null && this.#replaced === null) this.#noteReplaced(opened, this.#file);
   }
 
   /** Opens the database with the sink's limits and lock-down, and reads its catalog (made first if the file is new). */
   async #connect(): Promise<void> {
     // From the process-wide cache: other components (and other sinks on the same file) share one database.
     this.#instance = await DuckDBInstance.fromCache(this.#config.path);
-    this.#file = this.#config.path === ":memory:" ? null : fileIdentity(this.#config.path);
+    this.#file = this.#config.path === ":memory:" ? null : (fileIdentity(this.#config.path) ?? null);
     this.#connection = await this.#instance.connect();
     await limitResources(this.#connection, this.#config);
     await lockDown(this.#connection);
@@ -765,7 +770,10 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
    * again, is filled from the offsets it keeps (none: from the beginning; the sink runner does that).
    */
   #checkFile(): void {
-    if (this.#replaced === null && this.#file !== null) this.#noteReplaced(this.#file, fileIdentity(this.#config.path));
+    if (this.#replaced === null && this.#file !== null) {
+      const now = fileIdentity(this.#config.path);
+      if (now !== undefined) this.#noteReplaced(this.#file, now);
+    }
     if (this.#replaced !== null) throw this.#replaced;
   }
 
