@@ -388,6 +388,36 @@ test("a crash between a table joining the publication and its backfill request r
   }
 });
 
+test("with a publication FOR ALL TABLES, a table created while capture streams is backfilled (rows CREATE TABLE AS wrote too)", async () => {
+  const everything = randomName("alltables");
+  await admin.query(`CREATE SCHEMA "${everything}"`);
+  const c = sourceConfig({ tables: [`${everything}.*`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 700 }, heartbeat_interval: 500 });
+  configs.push(c);
+  const opened: PostgresSource[] = [];
+  const pumps: Pump[] = [];
+  const stopCheckpoints = checkpointing();
+  try {
+    await admin.query(`CREATE PUBLICATION "${c.publication!}" FOR ALL TABLES`);
+    await admin.query(`CREATE TABLE "${everything}".first (id int PRIMARY KEY, v int NOT NULL, note text)`);
+    await admin.query(`INSERT INTO "${everything}".first VALUES (1, 1, 'one')`);
+    const source = newSource(c, { tableDiscoveryMs: 300 });
+    opened.push(source);
+    await source.connect(null, AbortSignal.timeout(30_000));
+    const later = new Fold("later");
+    const state = pump(source, [later]);
+    pumps.push(state);
+    await waitFor("the initial snapshot", () => state.checkpoint !== null && state.checkpoint.position.resume === undefined);
+    await admin.query(`CREATE TABLE "${everything}".later AS SELECT i AS id, i AS v, 'n' || i AS note FROM generate_series(1, 1500) i`);
+    await admin.query(`ALTER TABLE "${everything}".later ADD PRIMARY KEY (id)`);
+    await waitFor("the new table's rows", () => later.visible().size === 1500 && noTasks(state), 60_000);
+    assert.deepEqual([...later.visible().keys()].map(Number).sort((a, b) => a - b), Array.from({ length: 1500 }, (_, i) => i + 1));
+  } finally {
+    await stopCheckpoints();
+    await stopPumps(pumps, opened);
+    await admin.query(`DROP SCHEMA "${everything}" CASCADE`);
+  }
+});
+
 test("a table renamed while capture streams is read again under its new name", async () => {
   const renamed = randomName("renamed");
   await admin.query(`CREATE SCHEMA "${renamed}"`);
