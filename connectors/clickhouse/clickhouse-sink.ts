@@ -18,7 +18,7 @@ import type { SinkChange, TableId, TableSchema, TopicPartitionOffset } from "../
 import { UNCHANGED } from "../contracts.ts";
 import { ConnectionError, isRetriable, SluiceError } from "../errors.ts";
 import { collapseChanges, hasUnchanged } from "../sinks/batch.ts";
-import type { RowChange, TableChanges } from "../sinks/batch.ts";
+import type { RowChange, StagedChange, TableChanges } from "../sinks/batch.ts";
 import { DELETED_COLUMN, firstVersionWith, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { SinceOf, TargetColumn } from "../sinks/columns.ts";
 import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StagedWrite, StagingSink, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
@@ -44,7 +44,7 @@ import { sqlString } from "./tsv.ts";
 import { sleep } from "../../runtime/backoff.ts";
 import { RowBinaryReader, RowBinaryWriter } from "./rowbinary.ts";
 import { ClickHouseStagedWrite } from "./staged-write.ts";
-import type { StagedChange, StagedTable } from "./staged-write.ts";
+import type { StagedTable } from "./staged-write.ts";
 import { atLeast, clickhouseType, dialectFor } from "./types.ts";
 import type { Dialect } from "./types.ts";
 

@@ -13,18 +13,15 @@
  * Of several changes of one key only the newest is inserted, as collapseChanges keeps it: by
  * version, ties in batch order.
  */
-import type { ChangeEvent, Row, TableSchema, TopicPartitionOffset } from "../contracts.ts";
-import { hasUnchanged, movedFrom, versionOf } from "../sinks/batch.ts";
-import type { RowChange } from "../sinks/batch.ts";
+import type { ChangeEvent, TableSchema, TopicPartitionOffset } from "../contracts.ts";
+import { stagedChange, versionOf } from "../sinks/batch.ts";
+import type { StagedChange } from "../sinks/batch.ts";
 import type { TargetColumn } from "../sinks/columns.ts";
 import type { StagedWrite } from "../sinks/contract.ts";
 import { ValueRejected } from "../sinks/errors.ts";
-import { keyId, keyOf } from "../sinks/keys.ts";
+import { keyId } from "../sinks/keys.ts";
 import type { ClickHouseTable } from "./catalog.ts";
 import { RowBinaryWriter } from "./rowbinary.ts";
-
-/** What the row encoder reads of a change. */
-export type StagedChange = Pick<RowChange, "key" | "row" | "version" | "deleted">;
 
 /** One physical table's staged rows, and the state of the table they were encoded for. */
 export class StagedTable {
@@ -166,16 +163,4 @@ export class ClickHouseStagedWrite implements StagedWrite {
   write(signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<boolean> {
     return this.#host.write([...this.#tables.values()], signal, offsets);
   }
-}
-
-/** The row a change leaves, or null when it is not a plain upsert or delete of its key. */
-function stagedChange(event: ChangeEvent): StagedChange | null {
-  if (event.op === "t") return null;
-  const version = versionOf(event);
-  if (event.op === "d") return { key: keyOf(event.schema, event.key, event.before), row: null, version, deleted: true };
-  const row: Row | null = event.after;
-  if (row === null || hasUnchanged(row)) return null;
-  const key = keyOf(event.schema, event.key, row);
-  if (movedFrom(event, key) !== null) return null;
-  return { key, row, version, deleted: false };
 }

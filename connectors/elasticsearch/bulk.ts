@@ -34,6 +34,8 @@ export interface BulkOptions {
   readonly retry: { readonly initial: number; readonly max: number };
   /** Rounds of item retries before a 429/5xx item is reported as a retriable failure. */
   readonly itemAttempts?: number;
+  /** The positions of the operations to send, ascending (default: all); the others' outcomes are "not sent". */
+  readonly members?: readonly number[];
   readonly signal: AbortSignal;
   readonly logger: Logger;
   readonly sink: string;
@@ -86,7 +88,7 @@ export async function runBulk(client: Client, operations: NdjsonOperations, opti
   if (operations.length === 0) return [];
   const outcomes: ItemOutcome[] = new Array<ItemOutcome>(operations.length).fill(NOT_SENT);
   // The positions of the operations still to send; undefined: all of them.
-  let pending: number[] | undefined;
+  let pending: readonly number[] | undefined = options.members;
   const rounds = options.itemAttempts ?? 5;
   for (let round = 0; ; round++) {
     const again: number[] = [];

@@ -8,7 +8,7 @@
  */
 import type { ColumnValue } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
-import type { RowChange } from "../sinks/batch.ts";
+import type { StagedChange } from "../sinks/batch.ts";
 import { DELETED_COLUMN, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { TargetColumn } from "../sinks/columns.ts";
 import { ValueRejected } from "../sinks/errors.ts";
@@ -94,8 +94,9 @@ function findLayout(physical: string, columns: readonly TargetColumn[]): Layout 
  * Appends the bulk operation for one change, its two lines with their newlines: index the row (or
  * its tombstone) with the change's version as external version. Throws ValueRejected (naming the
  * column where one is at fault) for a row Elasticsearch cannot take, with nothing of it written.
+ * Returns the document's id.
  */
-export function writeIndexOperation(out: NdjsonOperations, physical: string, columns: readonly TargetColumn[], change: RowChange, stored: StoredDocument | undefined): void {
+export function writeIndexOperation(out: NdjsonOperations, physical: string, columns: readonly TargetColumn[], change: StagedChange, stored: StoredDocument | undefined): string {
   if (change.version < 0n || change.version > MAX_VERSION) throw new ValueRejected(`version ${change.version} is outside Elasticsearch's external versions (0..2^63-1)`);
   const layout = layoutOf(physical, columns);
   const id = keyId(change.key, layout.keys);
@@ -125,9 +126,10 @@ export function writeIndexOperation(out: NdjsonOperations, physical: string, col
   out.bytes(change.deleted ? TRUE : FALSE);
   out.bytes(DOCUMENT_END);
   out.end();
+  return id;
 }
 
-function writeField(out: NdjsonOperations, column: TargetColumn, writer: ValueWriter, change: RowChange, stored: StoredDocument | undefined): void {
+function writeField(out: NdjsonOperations, column: TargetColumn, writer: ValueWriter, change: StagedChange, stored: StoredDocument | undefined): void {
   const value = cellOf(change, column);
   if (value === UNCHANGED) {
     if (column.key) throw new ValueRejected("a key column cannot be unchanged-TOAST", column.name);

@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Client } from "@elastic/elasticsearch";
 import { elasticsearch } from "../../test/services/ports.ts";
-import type { TableSchema } from "../contracts.ts";
+import type { ChangeEvent, TableSchema } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import { sinkConformanceSuite, TARGET_TEMPLATE } from "../sinks/conformance.ts";
@@ -452,6 +452,80 @@ describe("Elasticsearch sink specifics", () => {
       assert.deepEqual(result.failures.map((f) => [f.index, (f.error as SluiceError).code]), [[0, "SINK_TARGET_BLOCKED"]], read ? "read" : "mapping");
       assert.match(result.failures[0]!.error.message, /index_not_found_exception.*deleted while the sink ran/);
     }
+  });
+
+  test("a staged batch leaves what the write leaves: each key's newest change (versions out of order, ties in batch order), tombstones, versions, offsets", async () => {
+    const columns = [["id", "integer"], ["v", "text"], ["n", "numeric(12,2)"], ["at", "timestamptz"]] as const;
+    const staged = new Events(tableSchema(randomTableName(), columns));
+    const written = new Events(tableSchema(randomTableName(), columns));
+    const batch = (events: Events) => [
+      events.insert(2n, { id: 2, v: "b", n: "2.00", at: 1_700_000_000_000_000n }),
+      events.update(5n, { id: 1, v: "a5", n: "-0.05", at: null }),
+      events.update(3n, { id: 1, v: "a3", n: "3.00", at: null }),
+      events.delete(6n, { id: 2 }),
+      events.insert(7n, { id: 3, v: "c", n: null, at: -1n }),
+      events.insert(7n, { id: 3, v: "c again", n: null, at: -2n }),
+      events.insert(7n, { id: 4, v: "d", n: "4.00", at: 0n }),
+      events.update(8n, { id: 4, v: "d8", n: "4.08", at: 8n }),
+      events.update(1n, { id: 5, v: "older than its index's document", n: null, at: null }),
+    ];
+    for (const events of [staged, written]) {
+      assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a", n: "1.00", at: 1n }), events.insert(4n, { id: 5, v: "e", n: null, at: null })], signal())).failures, []);
+    }
+    const write = sink.stagedWrite(signal());
+    assert.ok(write);
+    for (const { event } of batch(staged)) assert.equal(await write.stage(event), true);
+    const offsets = [{ topic: staged.topic, partition: 0, offset: 9n }];
+    assert.equal(await write.write(signal(), offsets), true);
+    assert.deepEqual((await sink.write(batch(written), signal())).failures, []);
+    const contents = async (events: Events) => {
+      const index = `${targetOf(events.schema)}__v1`;
+      await admin.indices.refresh({ index });
+      const response = await admin.search<Record<string, unknown>>({ index, size: 100, version: true, sort: [{ id: "asc" }] });
+      return response.hits.hits.map((hit) => ({ id: hit._id, version: hit._version, source: hit._source }));
+    };
+    const expected = await contents(written);
+    assert.deepEqual((await visibleRows(targetOf(written.schema), written.schema)).map((r) => r["v"]), ["a5", "c again", "d8", "e"]);
+    assert.deepEqual(await contents(staged), expected, "the same documents, tombstones and versions");
+    assert.ok((await sink.committedOffsets(signal())).some((o) => o.topic === staged.topic && o.offset === 9n), "the offsets stored after the documents");
+  });
+
+  test("a staged write takes the plain case of an index there already (loading it first), and leaves the rest to the sink's write; an index changed since its operations were staged fails the staged write", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"], ["small", "smallint"]]));
+    const added = new Events({ ...events.schema, columns: [...events.schema.columns, { name: "extra", dbType: "text", nullable: true }] });
+    const target = targetOf(events.schema);
+    /** One change staged by a staged write of its own. */
+    const stage = async (change: { event: ChangeEvent }, by: ElasticsearchSink = sink) => by.stagedWrite(signal())!.stage(change.event);
+    assert.equal(await stage(events.insert(1n, { id: 1, v: "a", small: 1 })), false, "an index not created yet is the write's to create");
+    assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a", small: 1 })], signal())).failures, []);
+    assert.equal(await stage(events.insert(2n, { id: 2, v: "b", small: 2 })), true);
+    assert.equal(await stage(events.delete(2n, { id: 1 })), true);
+    assert.equal(await stage(events.truncate(3n)), false, "a truncate");
+    assert.equal(await stage(events.update(3n, { id: 1, v: UNCHANGED, small: 1 })), false, "an unchanged-TOAST value");
+    assert.equal(await stage(events.update(3n, { id: 5, v: "moved", small: 1 }, { id: 1, v: "a", small: 1 })), false, "an update that moves the key");
+    assert.equal(await stage(events.insert(3n, { id: 3, v: "c", small: 70_000 })), false, "a value the field cannot hold");
+    assert.equal(await stage(added.insert(3n, { id: 3, v: "c", small: 3, extra: "x" })), false, "a schema the mapping must change for");
+    const fresh = createSink(`es_${randomTableName("s")}`);
+    await fresh.open(signal());
+    try {
+      assert.equal(await stage(events.insert(2n, { id: 2, v: "b", small: 2 }), fresh), true, "after a restart: the index loaded first");
+    } finally {
+      await fresh.close();
+    }
+    // The mapping changes between staging and writing (another write): the operations were written for its old columns.
+    const stale = sink.stagedWrite(signal())!;
+    assert.equal(await stale.stage(events.insert(4n, { id: 4, v: "d", small: 4 }).event), true);
+    assert.deepEqual((await sink.write([added.insert(5n, { id: 5, v: "e", small: 5, extra: "y" })], signal())).failures, []);
+    await assert.rejects(stale.write(signal()), /changed while a batch was staged/);
+    assert.equal(await stage(added.insert(6n, { id: 6, v: "f", small: 6, extra: "z" })), true, "the evolved mapping holds the schema");
+    // A rebuild's shadow: the write writes both indexes.
+    await sink.prepareRebuild(events.schema, signal());
+    try {
+      assert.equal(await stage(added.insert(7n, { id: 7, v: "g", small: 7, extra: null })), false, "an index with a rebuild's shadow");
+    } finally {
+      await sink.abortRebuild(events.schema, signal());
+    }
+    assert.deepEqual((await visibleRows(target, events.schema)).map((r) => r["id"]), ["1", "5"]);
   });
 
   test("bulk requests are split by bulk_bytes", async () => {

@@ -25,7 +25,7 @@ import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { defaultOf, DELETED_COLUMN, firstVersionWith, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import { deadlineError, pastDeadline } from "../sinks/deadline.ts";
 import type { PlanContext, SinceOf, TargetColumn } from "../sinks/columns.ts";
-import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
+import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StagedWrite, StagingSink, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { errorMessage, rebuildState, rowRejected, schemaUnsupported, targetBlocked, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { keyId } from "../sinks/keys.ts";
@@ -43,6 +43,8 @@ import { DERIVED_NAME_SUFFIX, Indices, rebuildAlias, targetNameProblem } from ".
 import type { EsIndex, TargetIndexes } from "./indices.ts";
 import { NdjsonOperations } from "./ndjson-operations.ts";
 import { encodeJson, ExactSerializer } from "./json.ts";
+import { ElasticsearchStagedWrite } from "./staged-write.ts";
+import type { StagedIndex } from "./staged-write.ts";
 import { documentValue, fieldMapping, fieldNameProblem, sameMapping } from "./mapping.ts";
 
 type Mode = "live" | "rebuild";
@@ -70,7 +72,7 @@ function withoutFilling({ filling: _filling, ...column }: FillingColumn): Target
   return column;
 }
 
-export class ElasticsearchSink implements VersionedSink, ErasableSink {
+export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSink {
   readonly name: string;
   readonly offsetsAtomic = false;
   readonly #config: ElasticsearchSinkConfig;
@@ -88,6 +90,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
   #topicIds: ReadonlyMap<string, string> = new Map();
   /** Per index written, the bytes its next write's bulk operations start with room for (about its last write's). */
   readonly #bulkCapacity = new WeakMap<EsIndex, number>();
+  /** Per schema object staged for: the index columns it was found to fit as it is (no mapping change). */
+  readonly #fits = new WeakMap<TableSchema, readonly TargetColumn[]>();
 
   constructor(config: ElasticsearchSinkConfig, options: ElasticsearchSinkOptions) {
     this.name = config.name;
@@ -153,6 +157,17 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
 
   write(changes: readonly SinkChange[], signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult> {
     return this.#serial.run(() => this.#write(changes, "live", offsets ?? null, signal));
+  }
+
+  stagedWrite(signal: AbortSignal): StagedWrite | null {
+    if (this.#client === null) return null;
+    return new ElasticsearchStagedWrite({
+      indexFor: (schema) => this.#stagedIndex(schema),
+      prepare: (schema) => this.#serial.run(() => this.#prepareStaged(schema, signal)),
+      capacity: (index) => this.#bulkCapacity.get(index) ?? MIN_BULK_CAPACITY,
+      alias: writeAlias,
+      write: (indexes, signal, offsets) => this.#serial.run(() => this.#writeStaged(indexes, offsets ?? null, signal)),
+    });
   }
 
   writeRebuild(changes: readonly SinkChange[], signal: AbortSignal): Promise<OffsetWriteResult> {
@@ -356,6 +371,82 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink {
   }
 
   // --- writing -----------------------------------------------------------------------------
+
+  /**
+   * For the staged write: the live index a schema's changes go to as they are (loaded, claimed for
+   * the table, no rebuild's shadow, no default being filled, a mapping that holds the schema);
+   * null for a table the sink does not take; undefined otherwise (#write does what is needed).
+   */
+  #stagedIndex(schema: TableSchema): EsIndex | null | undefined {
+    if (!this.#accept(schema)) return null;
+    const target = this.#claims.owned(schema, renderTarget(this.#config.target, schema).toLowerCase());
+    if (target === null) return undefined;
+    const indexes = this.#targets.get(target);
+    const live = indexes?.live;
+    if (live === undefined || live === null || indexes?.shadow || live.columns.length === 0) return undefined;
+    if (this.#fits.get(schema) === live.columns) return live;
+    if (live.columns.some((column) => (column as FillingColumn).filling === true)) return undefined;
+    try {
+      const plan = planColumns(live.columns, schema, { sink: this.name, table: tableLabel(schema) });
+      if (plan.added.length > 0 || plan.changed.length > 0) return undefined;
+    } catch {
+      return undefined;
+    }
+    this.#fits.set(schema, live.columns);
+    return live;
+  }
+
+  /** The table's target claimed and its indexes loaded (as #planTable does first), then #stagedIndex; undefined when anything fails (#write does it again and reports it). */
+  async #prepareStaged(schema: TableSchema, signal: AbortSignal): Promise<EsIndex | null | undefined> {
+    if (!this.#accept(schema)) return null;
+    try {
+      const target = this.#target(schema);
+      const indexes = await this.#load(target, signal);
+      const owner = indexes.live?.owner ?? indexes.shadow?.owner;
+      if (owner !== undefined) this.#claims.confirm(schema, target, owner);
+    } catch {
+      return undefined;
+    }
+    return this.#stagedIndex(schema);
+  }
+
+  /** Sends staged operations (sinks/contract.ts StagedWrite.write): throws unless every one is applied or stale, then stores `offsets`. */
+  async #writeStaged(staged: readonly StagedIndex[], offsets: readonly TopicPartitionOffset[] | null, signal: AbortSignal): Promise<boolean> {
+    signal.throwIfAborted();
+    for (const { index, columns, truncateVersion } of staged) {
+      const indexes = this.#targets.get(index.target);
+      if (indexes?.live !== index || indexes.shadow || index.columns !== columns || index.truncateVersion !== truncateVersion) {
+        throw new SluiceError(`the Elasticsearch index ${index.physical} changed while a batch was staged for it`, { code: "SINK_STAGED_STALE", context: { component: "sink", sink: this.name } });
+      }
+    }
+    const writes = staged.map((table) => async () => {
+      const { index, operations } = table;
+      if (operations.length === 0) return;
+      this.#bulkCapacity.set(index, Math.max(MIN_BULK_CAPACITY, operations.byteLength * 1.25));
+      const sent = table.members();
+      const outcomes = await runBulk(this.#cli(), operations, {
+        maxBytes: this.#config.bulk_bytes,
+        refresh: this.#options.refresh ?? false,
+        retry: this.#config.retry,
+        signal,
+        logger: this.#logger,
+        sink: this.name,
+        requireAlias: true,
+        ...(sent === undefined ? {} : { members: sent }),
+      });
+      // Any failure: the batch goes through #write, which sorts each change's fate by the sink's policy.
+      for (const position of sent ?? outcomes.keys()) {
+        const outcome = outcomes[position];
+        if (outcome?.kind === "failed") {
+          throw new SluiceError(`Elasticsearch refused a staged operation for ${index.physical}: ${outcome.reason}`, { code: "SINK_STAGED_FAILED", context: { component: "sink", sink: this.name } });
+        }
+      }
+    });
+    await settleInTurn(writes);
+    if (offsets === null) return false;
+    await this.#storeOffsets(offsets, signal);
+    return true;
+  }
 
   async #write(changes: readonly SinkChange[], mode: Mode, offsets: readonly TopicPartitionOffset[] | null, signal: AbortSignal): Promise<OffsetWriteResult> {
     signal.throwIfAborted();

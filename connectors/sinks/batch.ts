@@ -235,3 +235,18 @@ export function hasUnchanged(row: Row | null): boolean {
   for (const column in row) if (row[column] === UNCHANGED) return true;
   return false;
 }
+
+/** What a staged write (contract.ts StagedWrite) keeps of a change: the row it leaves and its version. */
+export type StagedChange = Pick<RowChange, "key" | "row" | "version" | "deleted">;
+
+/** The row a change leaves, or null when it is not a plain upsert or delete of its key (a truncate, an unchanged-TOAST value, a moved key). */
+export function stagedChange(event: ChangeEvent): StagedChange | null {
+  if (event.op === "t") return null;
+  const version = versionOf(event);
+  if (event.op === "d") return { key: keyOf(event.schema, event.key, event.before), row: null, version, deleted: true };
+  const row: Row | null = event.after;
+  if (row === null || hasUnchanged(row)) return null;
+  const key = keyOf(event.schema, event.key, row);
+  if (movedFrom(event, key) !== null) return null;
+  return { key, row, version, deleted: false };
+}

@@ -1,0 +1,136 @@
+/**
+ * The Elasticsearch sink's staged write (sinks/contract.ts StagedWrite): each change's bulk
+ * operation is written as NDJSON bytes while the runtime decodes the batch, so the batch keeps
+ * its operations' bytes (outside the heap) and a key text and version per document instead of
+ * every decoded event until the write. It takes the plain case: upserts and deletes (tombstones)
+ * of a live index without a rebuild's shadow whose mapping holds the change's schema as it is,
+ * with no unchanged-TOAST values, moved keys or truncates. An index not loaded yet is loaded
+ * first; one to create or evolve is not staged for. Anything not staged makes the batch go
+ * through the sink's write as before.
+ *
+ * Of several changes of one key only the newest is sent, as collapseChanges keeps it: by version,
+ * ties in batch order. The operations go in batch order, not version order: each document is
+ * written once, so the order between documents changes nothing.
+ */
+import type { ChangeEvent, TableSchema, TopicPartitionOffset } from "../contracts.ts";
+import { stagedChange } from "../sinks/batch.ts";
+import type { TargetColumn } from "../sinks/columns.ts";
+import type { StagedWrite } from "../sinks/contract.ts";
+import { ValueRejected } from "../sinks/errors.ts";
+import { writeIndexOperation } from "./documents.ts";
+import type { EsIndex } from "./indices.ts";
+import { NdjsonOperations } from "./ndjson-operations.ts";
+
+/** One index's staged operations, and the state of the index they were written for. */
+export class StagedIndex {
+  readonly index: EsIndex;
+  readonly columns: readonly TargetColumn[];
+  readonly truncateVersion: bigint;
+  readonly operations: NdjsonOperations;
+  /** Each document's newest operation (its position in `operations`). */
+  readonly #operationOf = new Map<string, number>();
+  /** Every operation's version, by position. */
+  readonly #versions: bigint[] = [];
+  /** Operations a newer change of their document replaced. */
+  #replaced: Set<number> | null = null;
+
+  constructor(index: EsIndex, capacity: number) {
+    this.index = index;
+    this.columns = index.columns;
+    this.truncateVersion = index.truncateVersion;
+    this.operations = new NdjsonOperations(capacity);
+  }
+
+  /** Writes a change's operation unless the document has a newer one staged; ValueRejected when a value does not fit (nothing written). */
+  take(change: NonNullable<ReturnType<typeof stagedChange>>, alias: string): void {
+    const position = this.operations.length;
+    const id = writeIndexOperation(this.operations, alias, this.columns, change, undefined);
+    const previous = this.#operationOf.get(id);
+    if (previous !== undefined && (this.#versions[previous] as bigint) > change.version) {
+      // An older change than the one staged for its document: its operation is not sent.
+      (this.#replaced ??= new Set()).add(position);
+      this.#versions.push(change.version);
+      return;
+    }
+    if (previous !== undefined) (this.#replaced ??= new Set()).add(previous);
+    this.#versions.push(change.version);
+    this.#operationOf.set(id, position);
+  }
+
+  /** The positions of the operations to send, ascending; undefined: all of them. */
+  members(): number[] | undefined {
+    const replaced = this.#replaced;
+    if (replaced === null) return undefined;
+    const out: number[] = [];
+    for (let position = 0; position < this.operations.length; position++) if (!replaced.has(position)) out.push(position);
+    return out;
+  }
+}
+
+/** What the staged write needs of the sink. */
+export interface StagingHost {
+  /** The live index a schema's changes go to as they are; null: the sink does not take the table (its changes count as applied); undefined: it must be prepared first (or cannot be staged for). */
+  indexFor(schema: TableSchema): EsIndex | null | undefined;
+  /** Loads the schema's indexes; the index as indexFor then answers, undefined when it cannot be staged for (the sink's write then does what is needed and reports what fails). */
+  prepare(schema: TableSchema): Promise<EsIndex | null | undefined>;
+  /** The bytes an index's operations start with room for. */
+  capacity(index: EsIndex): number;
+  /** The alias an operation names for the index. */
+  alias(index: EsIndex): string;
+  /** Sends the indexes' operations (throwing when an index is no longer as they were written for, or any operation failed), then stores `offsets`; whether it stored them. */
+  write(indexes: readonly StagedIndex[], signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<boolean>;
+}
+
+export class ElasticsearchStagedWrite implements StagedWrite {
+  readonly #host: StagingHost;
+  /** Per schema object of the batch: its index's staged operations (null: not taken by the sink). */
+  readonly #bySchema = new Map<TableSchema, StagedIndex | null>();
+  readonly #indexes = new Map<string, StagedIndex>();
+
+  constructor(host: StagingHost) {
+    this.#host = host;
+  }
+
+  stage(event: ChangeEvent): boolean | Promise<boolean> {
+    const staged = this.#bySchema.get(event.schema);
+    if (staged !== undefined) return this.#take(staged, event);
+    const ready = this.#host.indexFor(event.schema);
+    if (ready !== undefined) return this.#take(this.#use(event.schema, ready), event);
+    return this.#host.prepare(event.schema).then((index) => (index === undefined ? false : this.#take(this.#use(event.schema, index), event)));
+  }
+
+  /** The batch's staged operations for a schema's index (null: not taken by the sink); false when the index changed under operations staged for it. */
+  #use(schema: TableSchema, index: EsIndex | null): StagedIndex | null | false {
+    let staged: StagedIndex | null = null;
+    if (index !== null) {
+      const known = this.#indexes.get(index.physical);
+      if (known !== undefined && known.columns === index.columns && known.index === index) staged = known;
+      else if (known !== undefined && known.operations.length > 0) return false;
+      else staged = new StagedIndex(index, this.#host.capacity(index));
+      this.#indexes.set(index.physical, staged);
+    }
+    this.#bySchema.set(schema, staged);
+    return staged;
+  }
+
+  #take(staged: StagedIndex | null | false, event: ChangeEvent): boolean {
+    if (staged === false) return false;
+    if (staged === null) return true;
+    const change = stagedChange(event);
+    if (change === null) return false;
+    // Hidden by the index's truncate (the sink's write leaves such rows out too).
+    if (change.version <= staged.truncateVersion) return true;
+    try {
+      staged.take(change, this.#host.alias(staged.index));
+      return true;
+    } catch (error) {
+      // The sink's write reports it (a failure of that change, by the sink's policy).
+      if (error instanceof ValueRejected) return false;
+      throw error;
+    }
+  }
+
+  write(signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<boolean> {
+    return this.#host.write([...this.#indexes.values()], signal, offsets);
+  }
+}
