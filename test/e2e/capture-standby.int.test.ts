@@ -173,7 +173,8 @@ test(`capture standby: kill -9 the leader ${FAILOVERS} times and freeze it once;
     // ended, it blocks writing to it, holding the slot until it is ended again (a network cut does the same).
     await sleep(rng.int(500, 2_000));
     const before = await leaderPosition(leader);
-    await writer.query(
+    // On its own connection: the workload's transactions are going on on writer's.
+    await client.query(
       `INSERT INTO "${schema}".events (eid, payload, n, day, score) SELECT gen_random_uuid(), jsonb_build_object('pad', repeat(md5(g::text), 32)), g, DATE '2020-01-01' + g % 1000, g / 8.0 FROM generate_series(1, 20000) g`,
     );
     const frozenAt = Date.now();
