@@ -9,11 +9,9 @@ import type { Connection } from "mysql2/promise";
 import type { ProducedRecord } from "../contracts.ts";
 import { AvroChangeEncoder } from "../../schema-registry/change-encoder.ts";
 import { ChangeEventDecoder } from "../../schema-registry/event-codec.ts";
-import { createAvroType } from "../../schema-registry/avro-runtime.ts";
-import type { AvroRecordJson } from "../../schema-registry/avro-schema.ts";
 import { LocalRegistry } from "../../schema-registry/local-registry.ts";
 import { openMemoryStore } from "../../schema-registry/log-store.ts";
-import { unframe } from "../../schema-registry/wire-format.ts";
+import { afterByField } from "../../schema-registry/record-fields-test-support.ts";
 import { MemorySchemaHistoryStore } from "./schema/schema-history.ts";
 import { adminConnection, dropDatabase, newSource, randomName, readUntil, sourceConfig } from "./int-test-support.ts";
 
@@ -47,21 +45,11 @@ describe("MySQL source to Avro: field names across ALTER TABLE", () => {
       for (const event of events) records.push(...(await encoder.encode(event)));
       assert.equal(records.length, 2);
 
-      // What a consumer reading by field name sees in each record's `after`.
-      const byField = async (record: ProducedRecord): Promise<{ fields: Record<string, unknown>; originals: Record<string, string> }> => {
-        const { schemaId, payload } = unframe(record.value!);
-        const schema = JSON.parse(await registry.getById(schemaId)) as AvroRecordJson;
-        const envelope = createAvroType(schema).fromBuffer(payload) as { after: Record<string, unknown> };
-        const before = schema.fields.find((f) => f.name === "before")!.type as unknown[];
-        const value = before.find((branch) => typeof branch === "object") as AvroRecordJson;
-        const originals = Object.fromEntries(value.fields.map((f) => [f.name, String((f as unknown as Record<string, unknown>)["sluice.original.name"] ?? f.name)]));
-        return { fields: { ...envelope.after }, originals };
-      };
-      const first = await byField(records[0]!);
-      const second = await byField(records[1]!);
+      const first = await afterByField(registry, records[0]!.value!);
+      const second = await afterByField(registry, records[1]!.value!);
       assert.deepEqual(first.fields, { id: 1, a_b: 10 });
       assert.deepEqual(second.fields, { a_b_2: 200, id: 2, a_b: 20 }, "field a_b is column a_b's before and after the ALTER");
-      assert.deepEqual(second.originals, { a_b_2: "a-b", id: "id", a_b: "a_b" });
+      assert.deepEqual(second.columns, { a_b_2: "a-b", id: "id", a_b: "a_b" });
 
       const decoder = new ChangeEventDecoder(registry);
       const decoded = await Promise.all(records.map((r) => decoder.decode(r.key, r.value, r.headers)));
