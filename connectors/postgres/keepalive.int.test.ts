@@ -163,3 +163,18 @@ test("a keepalive never confirms past a change that is not acknowledged; resumin
     await resumed.close();
   }
 });
+
+test("a quiet server with heartbeats off is not taken for a silent one: the reply asked for at half of wal_receiver_timeout keeps the stream", { timeout: 60_000 }, async () => {
+  // Sluice's status updates (every second here) keep the walsender from sending keepalives of its own, so without the
+  // request for a reply nothing at all would arrive while the server has no WAL to send.
+  const quiet = { ...config, slot: randomName("slot"), publication: randomName("pub"), wal_receiver_timeout: 1_000 };
+  const source = newSource(quiet);
+  await source.connect(null, AbortSignal.timeout(30_000));
+  const reader = readInBackground(source, { ack: true });
+  try {
+    await sleep(4_000);
+    assert.equal(source.ready(), true, "the stream is still up after four timeouts of quiet");
+  } finally {
+    await reader.stop().finally(() => source.close());
+  }
+});

@@ -24,6 +24,7 @@ import { readMovedRow, TRANSACTION_VISIBLE_SQL } from "./moved-row.ts";
 import { oneQueryAtATime } from "./serial-queries.ts";
 import { formatLsn } from "./lsn.ts";
 import { toSluiceError } from "./pg-errors.ts";
+import { endClient } from "./end-client.ts";
 import { flushLsnFor, snapshotIncompleteResume, snapshotPosition } from "./positions.ts";
 import { ExportedSnapshotTracker, resumedSnapshotTasks } from "../common/exported-snapshot-progress.ts";
 import type { TableLeft } from "../common/exported-snapshot-progress.ts";
@@ -443,6 +444,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       flushedLsn: start.flushedLsn > this.ackedFlush ? start.flushedLsn : this.ackedFlush,
       buffer,
       statusIntervalMs: this.statusIntervalMs(),
+      receiveTimeoutMs: this.config.wal_receiver_timeout,
       logger: this.logger,
       context: this.context,
     });
@@ -731,7 +733,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const { catalog } = this;
     this.catalog = null;
     this.pendingStream = null;
-    if (catalog !== null) await catalog.end().catch(() => undefined);
+    if (catalog !== null) await endClient(catalog);
   }
 }
 

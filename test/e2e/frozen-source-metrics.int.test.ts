@@ -4,6 +4,9 @@
  * the figures that server would give left out. Before the fix, /metrics waited on the slot-lag query
  * of a PostgreSQL that never answered, so every scrape hung (and each one queued another query).
  * The server is a PRIVATE PostgreSQL (test/services/private-postgres.ts) frozen with SIGSTOP.
+ *
+ * Nor may a frozen server pass for a working one: before wal_receiver_timeout, /readyz stayed 200
+ * and `sluice status` said capturing while nothing arrived (only the lag grew).
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -13,7 +16,7 @@ import { after, before, test } from "node:test";
 import { promisify } from "node:util";
 import pg from "pg";
 import { PrivatePostgres } from "../services/private-postgres.ts";
-import { killAllDaemons, randomName, removeDir, SluiceDaemon, tempDir, waitCaughtUp } from "./helpers.ts";
+import { killAllDaemons, randomName, removeDir, runSluice, SluiceDaemon, tempDir, waitCaughtUp, waitFor } from "./helpers.ts";
 
 const run = promisify(execFile);
 const dir = tempDir("frozen-source");
@@ -67,5 +70,48 @@ test("with its PostgreSQL frozen, /metrics and /status still answer; the slot's 
 
   await signalServer("CONT");
   await waitCaughtUp(daemon, admin);
+  await daemon.stop();
+});
+
+test("a frozen PostgreSQL is reported not ready after wal_receiver_timeout, naming the source and the silence; capture reconnects by itself once it answers again", async () => {
+  const daemon = await SluiceDaemon.start(
+    dir,
+    {
+      name: randomName("dep"),
+      sources: [{ kind: "postgres", name: "paused", host: server.host, port: server.port, user: server.user, database: server.database, tables: ["public.items"], wal_receiver_timeout: "3s" }],
+      topics: { kind: "embedded", path: join(dir, "paused-log.db") },
+      sinks: [{ kind: "duckdb", name: "warehouse", path: join(dir, "paused.duckdb") }],
+    },
+    "paused",
+  );
+  await waitCaughtUp(daemon, admin);
+  assert.equal((await daemon.get("/readyz")).status, 200);
+
+  await signalServer("STOP");
+  let waiting: string;
+  let statusText: string;
+  try {
+    waiting = await waitFor(
+      "/readyz to answer 503 for the frozen source",
+      async () => {
+        const response = await daemon.get("/readyz");
+        const body = (await response.json()) as { waiting?: Record<string, string> };
+        return response.status === 503 ? body.waiting?.["source paused"] : undefined;
+      },
+      { daemon, timeoutMs: 15_000, intervalMs: 200 },
+    );
+    statusText = (await runSluice(["status", "-c", daemon.configFile], dir)).stdout;
+  } finally {
+    await signalServer("CONT");
+  }
+  assert.match(waiting, /^source paused: nothing received from PostgreSQL at [^ ]+ on the replication connection for \d+(\.\d)? s/);
+  assert.match(statusText, /paused\s+postgres\s+not ready/);
+  assert.match(statusText, /source paused/);
+
+  // Back by itself: no restart, and what was written after the freeze arrives.
+  await admin.query("INSERT INTO items SELECT i, 'after ' || i FROM generate_series(51, 60) i");
+  await waitFor("/readyz to answer 200 again", async () => (await daemon.get("/readyz")).status === 200, { daemon, timeoutMs: 90_000 });
+  await waitCaughtUp(daemon, admin);
+  assert.match(daemon.logTail(200), /replication connection silent/);
   await daemon.stop();
 });
