@@ -115,11 +115,13 @@ test("an incompatible type change halts that table in capture, names table, colu
   const events = parked.map((r) => deserializeEvent(r.value!.toString("utf8")));
   const summary = events.map((e) => `${e.op}:${String((e.after ?? e.before)?.["id"] ?? e.key["id"])}`);
   t.diagnostic(`parked: ${summary.join(" ")}; reason header: ${parked[0]?.headers["sluice.reason"]?.slice(0, 200)}`);
-  // The type change can have rewritten every row's value (USING): the source reads the table again, and its reads are parked too.
+  // The type change can have rewritten every row's value (USING): the source reads the table again, and its reads are
+  // parked too, with the read's closing reset (a truncate below the read's version) when it finished before the stop.
   assert.deepEqual(
-    summary.filter((s) => !s.startsWith("r:")),
+    summary.filter((s) => !s.startsWith("r:") && s !== "t:undefined"),
     ["c:100", "c:101", "c:102", "c:103", "c:104", "u:1", "d:2"],
   );
+  if (summary.includes("t:undefined")) assert.equal(summary.at(-1), "t:undefined", "the read's closing reset comes after its reads");
   assert.ok(events.every((e) => e.schema.table === "a"), "only table a is parked");
   assert.equal(events.find((e) => e.op === "c")!.after?.["n"], "x100", "parked events carry the new type's values");
   assert.match(parked[0]!.headers["sluice.reason"] ?? "", /BACKWARD/);
