@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { request } from "node:http";
 import { connect } from "node:net";
+import type { Socket } from "node:net";
 import { after, before, test } from "node:test";
 import { createLogger } from "../runtime/logger.ts";
 import { HttpServer, readBody, sendJson } from "./http-server.ts";
@@ -93,4 +94,82 @@ test("a chunked body (no Content-Length) is cut at the limit with 413; one withi
   const refused = await post(64);
   assert.equal(refused.status, 413);
   assert.match(refused.body, /is larger than the 65536 bytes this server takes/);
+});
+
+/** Opens a TCP connection; resolves once connected, with a promise of everything the server sends until it closes the connection. */
+function openConnection(at: number): Promise<{ socket: Socket; closed: Promise<string> }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(at, "127.0.0.1");
+    let received = "";
+    socket.on("data", (data: Buffer) => (received += data.toString("utf8")));
+    const closed = new Promise<string>((done) => socket.once("close", () => done(received)));
+    socket.once("error", () => undefined);
+    socket.once("connect", () => resolve({ socket, closed }));
+    socket.once("error", reject);
+  });
+}
+
+/** Sends a whole request on an open connection and resolves with the answer's first line. */
+function ask(socket: Socket, path: string): Promise<string> {
+  return new Promise((resolve) => {
+    let text = "";
+    const onData = (data: Buffer) => {
+      text += data.toString("utf8");
+      if (!text.includes("\r\n\r\n")) return;
+      socket.off("data", onData);
+      resolve(text.split("\r\n")[0]!);
+    };
+    socket.on("data", onData);
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+  });
+}
+
+test("connections past the listener's limit are closed as they arrive (a flood of idle connections ran the main heap out of memory); those within it are served", { timeout: 30_000 }, async () => {
+  const limited = new HttpServer(createLogger("silent"), { connections: { maxConnections: 8 } });
+  limited.route("GET", "/ping", (_req, res) => sendJson(res, 200, { ok: true }));
+  const at = (await limited.listen("127.0.0.1", 0)).port;
+  try {
+    const kept = await Promise.all(Array.from({ length: 8 }, () => openConnection(at)));
+    // Each answered: the server has accepted all eight.
+    for (const { socket } of kept) assert.equal(await ask(socket, "/ping"), "HTTP/1.1 200 OK");
+    const extra = await Promise.all(Array.from({ length: 20 }, () => openConnection(at).catch(() => null)));
+    const answers = await Promise.all(extra.map((connection) => connection?.closed ?? ""));
+    assert.deepEqual(answers, Array.from({ length: 20 }, () => ""), "each connection past the limit closed without an answer");
+    assert.equal(await ask(kept[3]!.socket, "/ping"), "HTTP/1.1 200 OK", "the connections within the limit go on");
+    for (const { socket } of kept) socket.destroy();
+  } finally {
+    limited.dropConnections();
+    await limited.close();
+  }
+});
+
+test("a request whose head never ends is cut with 408 after the headers timeout, one whose body never ends after the request timeout; a slow handler is not cut", { timeout: 30_000 }, async () => {
+  const timed = new HttpServer(createLogger("silent"), { connections: { headersTimeoutMs: 300, requestTimeoutMs: 900 } });
+  timed.route("POST", "/echo", async (req, res) => sendJson(res, 200, { bytes: (await readBody(req, timed.maxBodyBytes)).length }));
+  timed.route("GET", "/slow", async (_req, res) => {
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    sendJson(res, 200, { ok: true });
+  });
+  const at = (await timed.listen("127.0.0.1", 0)).port;
+  try {
+    // Slowloris: the head a byte at a time, never finished.
+    const head = await openConnection(at);
+    const trickle = setInterval(() => head.socket.write("a"), 50);
+    head.socket.write("GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: ");
+    assert.match(await head.closed, /^HTTP\/1\.1 408 /);
+    clearInterval(trickle);
+    // A body that never ends.
+    const body = await openConnection(at);
+    const drip = setInterval(() => body.socket.write("x"), 50);
+    body.socket.write("POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n");
+    assert.match(await body.closed, /^HTTP\/1\.1 408 /);
+    clearInterval(drip);
+    // A request received whole is not cut while its handler works (a rebuild answers when it is done).
+    const slow = await openConnection(at);
+    assert.equal(await ask(slow.socket, "/slow"), "HTTP/1.1 200 OK");
+    slow.socket.destroy();
+  } finally {
+    timed.dropConnections();
+    await timed.close();
+  }
 });

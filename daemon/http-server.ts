@@ -29,6 +29,22 @@ const MAX_DROPPED_BYTES = 256 * 2 ** 20;
 /** The default of `http.max_body_bytes`. */
 export const DEFAULT_MAX_BODY_BYTES = 4 * 2 ** 20;
 
+/**
+ * What one client may hold of a listener, before any credential is checked. An idle connection
+ * costs the main thread's heap about 2.5 KiB: a flood of ~15,000 (Node sets no limit, and cuts an
+ * unfinished request head only after 60-90 s) ran the daemon's 52 MiB main heap out of memory.
+ */
+export interface ConnectionLimits {
+  /** Open connections per listener; more are closed as they arrive. */
+  readonly maxConnections: number;
+  /** Time to receive a request's head (a TLS handshake too) before the connection is cut (408). */
+  readonly headersTimeoutMs: number;
+  /** Time to receive a whole request, body included (not the handler's time) before the connection is cut. */
+  readonly requestTimeoutMs: number;
+}
+
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { maxConnections: 512, headersTimeoutMs: 10_000, requestTimeoutMs: 60_000 };
+
 /** A request body larger than the server takes: answered 413 by HttpServer, the rest left unread. */
 export class BodyTooLargeError extends SluiceError {
   constructor(limit: number, declared?: number) {
@@ -96,12 +112,14 @@ export class HttpServer {
   private readonly access: AccessPolicy | undefined;
   /** Largest request body any endpoint takes (`http.max_body_bytes`). */
   readonly maxBodyBytes: number;
+  private readonly limits: ConnectionLimits;
 
   /** Without an access policy every endpoint is open (tests of single handlers). */
-  constructor(logger: Logger, options: { maxBodyBytes?: number; access?: AccessPolicy } = {}) {
+  constructor(logger: Logger, options: { maxBodyBytes?: number; access?: AccessPolicy; connections?: Partial<ConnectionLimits> } = {}) {
     this.logger = logger.child({ component: "http" });
     this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     this.access = options.access;
+    this.limits = { ...DEFAULT_CONNECTION_LIMITS, ...options.connections };
   }
 
   route(method: string, path: string, handler: RouteHandler): void {
@@ -115,8 +133,26 @@ export class HttpServer {
   async listen(host: string, port: number, options: ListenOptions = {}): Promise<AddressInfo> {
     const publicOnly = options.publicOnly === true;
     const onRequest = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res, publicOnly);
-    const server = options.tls ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, onRequest) : createServer(onRequest);
+    const { maxConnections, headersTimeoutMs, requestTimeoutMs } = this.limits;
+    const timeouts = {
+      headersTimeout: headersTimeoutMs,
+      requestTimeout: requestTimeoutMs,
+      // How often the timeouts are checked (Node's 30 s default would let a stalled head live 40 s).
+      connectionsCheckingInterval: Math.min(1_000, Math.ceil(headersTimeoutMs / 2)),
+    };
+    const server = options.tls
+      ? createTlsServer({ cert: options.tls.cert, key: options.tls.key, handshakeTimeout: headersTimeoutMs, ...timeouts }, onRequest)
+      : createServer(timeouts, onRequest);
     server.keepAliveTimeout = 5_000;
+    server.maxConnections = maxConnections;
+    let refusing = false;
+    server.on("drop", () => {
+      // Said once per flood, not per connection.
+      if (refusing) return;
+      refusing = true;
+      this.logger.warn({ maxConnections, listen: `${host}:${port}` }, `the HTTP server holds ${maxConnections} open connections, its limit: new connections are closed until some end`);
+      setTimeout(() => (refusing = false), 60_000).unref();
+    });
     await new Promise<void>((resolve, reject) => {
       const onError = (error: NodeJS.ErrnoException) => {
         const reason = error.code === "EADDRINUSE" ? "the address is already in use" : error.code === "EACCES" ? "permission denied" : error.message;
