@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import type { IncomingMessage } from "node:http";
+import { hostname } from "node:os";
 import { describe, test } from "node:test";
 import { redact, rememberSecrets, secretValues } from "../config/redact.ts";
 import { AccessPolicy, isLoopback, presentedToken } from "./admin-auth.ts";
@@ -59,6 +60,31 @@ describe("access policy", () => {
     assert.equal(p.check(request("GET"), "/status")?.status, 401);
     assert.equal(p.check(request("POST"), "/sinks/w/rebuild"), null);
     assert.equal(p.check(request("POST", undefined, "192.0.2.7"), "/sinks/w/rebuild")?.status, 403);
+  });
+
+  test("without a token, a loopback request a web page made is refused: an Origin (cross-site POST), a cross-site fetch, a Host name that is not this host's (DNS rebinding)", () => {
+    const p = new AccessPolicy({ publicPaths: ["/healthz"], tokens: {}, hostNames: ["sluice.internal"] });
+    const from = (method: string, headers: Record<string, string>) => ({ method, headers, socket: { remoteAddress: "127.0.0.1" } }) as unknown as IncomingMessage;
+    // What a page on any site can send to 127.0.0.1 from the operator's browser: a form or no-cors fetch POST (the answer is unread, the action done).
+    const csrf = p.check(from("POST", { host: "127.0.0.1:8080", origin: "https://evil.example", "content-type": "text/plain" }), "/sinks/w/rebuild");
+    assert.equal(csrf?.status, 403);
+    assert.match(csrf!.message, /web page/);
+    assert.equal(p.check(from("POST", { host: "127.0.0.1:8080", origin: "null" }), "/sources/s/halted/skip")?.status, 403);
+    assert.equal(p.check(from("GET", { host: "127.0.0.1:8080", "sec-fetch-site": "cross-site" }), "/status")?.status, 403);
+    // A name of the attacker's that now resolves to 127.0.0.1: the page is same-origin with the daemon and reads its answers.
+    const rebound = p.check(from("POST", { host: "rebind.evil.example:8080" }), "/sinks/w/query");
+    assert.equal(rebound?.status, 403);
+    assert.match(rebound!.message, /Host/);
+    // What the CLI, curl, registry clients and a person typing the address send.
+    for (const host of ["127.0.0.1:8080", "[::1]:8080", "localhost:8080", "LOCALHOST.:8080", "app.localhost", "sluice.internal:8080", hostname(), "192.0.2.7:8080"]) {
+      assert.equal(p.check(from("POST", { host }), "/sinks/w/rebuild"), null, host);
+    }
+    assert.equal(p.check(from("GET", {}), "/status"), null);
+    assert.equal(p.check(from("GET", { host: "localhost:8080", "sec-fetch-site": "none", "sec-fetch-mode": "navigate" }), "/status"), null);
+    // Public endpoints stay open to anyone; a token (which no page can make a browser send) is not second-guessed.
+    assert.equal(p.check(from("GET", { host: "rebind.evil.example", origin: "https://evil.example" }), "/healthz"), null);
+    const withToken = new AccessPolicy({ publicPaths: [], tokens: { admin: ADMIN } });
+    assert.equal(withToken.check(from("POST", { host: "sluice.example.com", origin: "https://console.example.com", authorization: `Bearer ${ADMIN}` }), "/sinks/w/rebuild"), null);
   });
 
   test("setTokens replaces the tokens at once", () => {

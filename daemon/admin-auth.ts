@@ -3,12 +3,14 @@
  * read (GET /status, schema registry GETs, SQL queries) and admin (everything else: rebuild,
  * halted-table release, registry writes...). A scope is granted by a bearer token from the
  * config: http.admin_token grants both, http.read_token only read, the builtin registry's token
- * only the registry's paths. A scope no token grants is served to loopback clients only.
+ * only the registry's paths. A scope no token grants is served to loopback clients only, and
+ * not to a web page in a browser on this host (see browserRefusal).
  * Tokens are compared as SHA-256 digests in constant time, so neither content nor length leaks.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { isIP } from "node:net";
+import { hostname } from "node:os";
 
 export type Scope = "public" | "read" | "admin";
 
@@ -54,16 +56,47 @@ export function isLoopback(address: string | undefined): boolean {
   return plain === "::1";
 }
 
+/** The name in a Host header (`name:port`, `[v6]:port`), lower-cased, without a trailing dot. */
+function hostName(header: string): string {
+  const name = header.startsWith("[") ? header.slice(1, header.indexOf("]")) : header.replace(/:\d*$/, "");
+  return name.toLowerCase().replace(/\.$/, "");
+}
+
+/**
+ * Why a request that only loopback trust would let through is refused as one a web page made, or
+ * null. A page on any site can make the operator's browser send a form or no-cors POST to
+ * 127.0.0.1 (the action is done though the page cannot read the answer): browsers mark it with
+ * Origin (and Sec-Fetch-Site). A page on a name of the attacker's that later resolves to 127.0.0.1
+ * (DNS rebinding) is same-origin with the daemon and reads its answers; its requests carry that
+ * name as Host. The CLI, curl and registry clients send neither a browser's headers nor another
+ * host's name.
+ */
+function browserRefusal(req: IncomingMessage, ownNames: ReadonlySet<string>): string | null {
+  const site = req.headers["sec-fetch-site"];
+  if (req.headers.origin !== undefined || (site !== undefined && site !== "none")) {
+    return "it comes from a web page (it carries Origin or Sec-Fetch-Site): a page in a browser on this host may not use the admin API without a token";
+  }
+  const host = req.headers.host;
+  if (host === undefined) return null;
+  const name = hostName(host);
+  if (isIP(name) !== 0 || name === "localhost" || name.endsWith(".localhost") || ownNames.has(name)) return null;
+  return `its Host header (${JSON.stringify(host)}) names neither this host nor an IP address: a name that resolves to 127.0.0.1 is what a web page uses to read a loopback API (DNS rebinding)`;
+}
+
 export class AccessPolicy {
   private readonly publicPaths: ReadonlySet<string>;
   private readonly registryPrefix: string | undefined;
+  /** Host names a loopback client may call this daemon by, besides IP addresses and localhost. */
+  private readonly ownNames: ReadonlySet<string>;
   private admin: Buffer | undefined;
   private read: Buffer | undefined;
   private registry: Buffer | undefined;
 
-  constructor(options: { publicPaths: Iterable<string>; registryPrefix?: string | undefined; tokens: ApiTokens }) {
+  /** `hostNames`: names the daemon is reached by on loopback (its listen addresses' hosts); this machine's host name is one. */
+  constructor(options: { publicPaths: Iterable<string>; registryPrefix?: string | undefined; tokens: ApiTokens; hostNames?: Iterable<string> }) {
     this.publicPaths = new Set(options.publicPaths);
     this.registryPrefix = options.registryPrefix;
+    this.ownNames = new Set([hostname(), ...(options.hostNames ?? [])].map(hostName));
     this.setTokens(options.tokens);
   }
 
@@ -102,7 +135,11 @@ export class AccessPolicy {
     const granting = [this.admin, ...(scope === "read" ? [this.read] : []), ...(this.isRegistryPath(path) ? [this.registry] : [])].filter((t): t is Buffer => t !== undefined);
     const presented = presentedToken(req);
     if (granting.length === 0) {
-      if (isLoopback(req.socket.remoteAddress)) return null;
+      if (isLoopback(req.socket.remoteAddress)) {
+        const browser = browserRefusal(req, this.ownNames);
+        if (browser === null) return null;
+        return { status: 403, message: `${req.method} ${path} is refused: ${browser} (set http.admin_token; see docs/security.md)`, headers: {} };
+      }
       return {
         status: 403,
         message: `${req.method} ${path} answers only clients on the loopback interface: no token is configured for it (set http.admin_token${scope === "read" ? " or http.read_token" : ""}; see docs/security.md)`,

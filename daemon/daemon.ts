@@ -210,6 +210,7 @@ export class Daemon {
       publicPaths: ["/healthz", "/readyz", ...(config.metrics.enabled ? [config.metrics.path] : [])],
       registryPrefix: registryPath(config),
       tokens: apiTokens(config),
+      hostNames: [config.http.listen, ...(config.http.public_listen ? [config.http.public_listen] : [])].map((listen) => splitHostPort(listen).host),
     });
     this.http = new HttpServer(logger, { maxBodyBytes: config.http.max_body_bytes, access: this.access });
     this.http.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { status: "ok", version: SLUICE_VERSION }));

@@ -78,7 +78,7 @@ function rssBytes(pid: number): number {
 function postDeclared(daemon: SluiceDaemon, declared: number, sent: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = connect(daemon.port, "127.0.0.1", () => {
-      socket.write(`POST /sinks/warehouse/query HTTP/1.1\r\nHost: sluice\r\nContent-Type: text/plain\r\nContent-Length: ${declared}\r\n\r\n`);
+      socket.write(`POST /sinks/warehouse/query HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: ${declared}\r\n\r\n`);
       socket.write(`SELECT 1 -- ${"x".repeat(sent)}`);
     });
     let answer = "";
