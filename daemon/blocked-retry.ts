@@ -10,8 +10,8 @@
 import { backoffDelay } from "../runtime/backoff.ts";
 
 interface Entry<State> {
-  /** The halt being retried, as it was first seen (kept for status while it is read again). */
-  readonly state: State;
+  /** The halt being retried, as last seen (kept for status while it is read again). */
+  state: State;
   /** Retries started so far. */
   attempts: number;
   /** The next retry's timer while the table waits; null while it is being read again. */
@@ -35,14 +35,15 @@ export class BlockedRetries<State> {
     return this.entries.size;
   }
 
-  /** The halt first seen under `key` if it is being retried (a table halting again keeps its first halt's time). */
-  first(key: string): State | undefined {
+  /** The halt last seen under `key` if it is being retried (a table halting again keeps its first halt's time). */
+  last(key: string): State | undefined {
     return this.entries.get(key)?.state;
   }
 
   /** A table halted (again) for a blocked target: its next retry is scheduled. Returns the wait and how many retries came before. */
   schedule(key: string, state: State): { readonly delayMs: number; readonly attempts: number } {
     const entry = this.entries.get(key) ?? { state, attempts: 0, timer: null, dueAt: null };
+    entry.state = state;
     this.entries.set(key, entry);
     if (entry.timer !== null) clearTimeout(entry.timer);
     const delayMs = backoffDelay({ initialMs: this.intervalMs, maxMs: this.intervalMs * 10 }, entry.attempts);

@@ -1178,7 +1178,7 @@ export class SinkRunner {
     const key = tableTopic(record);
     if (this.halted.has(key)) return;
     const retries = liftsByItself(error) ? this.blockedRetries : null;
-    const before = retries?.first(key);
+    const before = retries?.last(key);
     let release = releaseHint(sink, table);
     const view: HaltedSinkTable = {
       topic: record.topic,
@@ -1195,7 +1195,7 @@ export class SinkRunner {
     this.halted.set(key, state);
     this.options.metrics?.tablesHalted.set({ source: state.source, sink, table }, 1);
     if (retries !== null) {
-      const { delayMs, attempts } = retries.schedule(key, before ?? state);
+      const { delayMs, attempts } = retries.schedule(key, state);
       const at = new Date(Date.now() + delayMs).toISOString();
       release = `retried automatically (the target may lift its block by itself), next at ${at}; or ${release}`;
       this.halted.set(key, { ...state, view: { ...view, release } });
