@@ -381,6 +381,36 @@ test("a crash between a table joining the publication and its backfill request r
     await waitFor("the added table's rows", () => folds.added.visible().size === 1500 && noTasks(again), 60_000);
     assert.deepEqual([...folds.added.visible().keys()].map(Number).sort((a, b) => a - b), ids(1500));
     assert.equal(folds.created.visible().size, 2000, "the table backfilled before is not emptied");
+
+    // The request decoded while a migration holds a lock on the table: capture goes on (the request takes no lock on
+    // it), and the table is read once the lock is gone.
+    const beforeLocked = await frozen(again);
+    await stopPumps([again], [fourth]);
+    await admin.query(`CREATE TABLE "${crashed}".locked (id int PRIMARY KEY, v int NOT NULL, note text)`);
+    await admin.query(`INSERT INTO "${crashed}".locked SELECT i, i, 'n' || i FROM generate_series(1, 500) i`);
+    const fifth = newSource(c);
+    opened.push(fifth);
+    await fifth.connect(beforeLocked, AbortSignal.timeout(30_000));
+    await fifth.close();
+    const migration = await adminClient();
+    try {
+      await migration.query("BEGIN");
+      await migration.query(`LOCK TABLE "${crashed}".locked IN ACCESS EXCLUSIVE MODE`);
+      const sixth = newSource(c);
+      opened.push(sixth);
+      await sixth.connect(beforeLocked, AbortSignal.timeout(30_000));
+      const firsts = new Fold("first");
+      const locked = new Fold("locked");
+      const underLock = pump(sixth, [firsts, locked]);
+      pumps.push(underLock);
+      await admin.query(`INSERT INTO "${crashed}".first VALUES (2, 2, 'while locked')`);
+      await waitFor("a change of another table while the lock is held", () => firsts.visible().has("2"), 30_000);
+      await migration.query("COMMIT");
+      await waitFor("the locked table's rows", () => locked.visible().size === 500 && noTasks(underLock), 60_000);
+    } finally {
+      await migration.query("ROLLBACK").catch(() => undefined);
+      await migration.end();
+    }
   } finally {
     await stopCheckpoints();
     await stopPumps(pumps, opened);

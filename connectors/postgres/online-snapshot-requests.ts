@@ -62,6 +62,17 @@ export class OnlineSnapshotRequests implements OnlineSnapshotting {
     return { plan, task };
   }
 
+  /**
+   * Queues a snapshot of the whole table with the checks of a request but without the planner's estimate, which takes
+   * a lock on the table: what the stream decoder asks for while it waits (a table added to the publication) must not
+   * wait behind a migration's lock on it, and all capture with it.
+   */
+  async queue(table: string, origin: string, id: string, above?: bigint): Promise<SnapshotTask> {
+    this.running();
+    await this.resolve(table);
+    return this.running().request(table, null, origin, id, above);
+  }
+
   list(): { tasks: readonly SnapshotTask[]; failed: readonly FailedSnapshot[] } {
     const engine = this.host.engine();
     return { tasks: engine?.tasks() ?? this.host.queued(), failed: engine?.failed() ?? [] };

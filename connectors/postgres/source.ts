@@ -668,7 +668,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     if (this.online.ledger.tasks.some((task) => task.id === id)) return;
     await requestBackfills(
       [table],
-      (name) => this.snapshots.request(name, null, "table-added", id, above),
+      (name) => this.snapshots.queue(name, "table-added", id, above),
       (name, error) => this.logger.error({ table: name, err: error.message }, `table added to the publication cannot be backfilled online (its changes are captured from now on): read it with sluice snapshot --table ${name} --execute`),
     );
   }
