@@ -32,7 +32,7 @@ import type { SnapshotTarget } from "./snapshot-admin.ts";
 import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
 import type { ReleasableCapture } from "./halted-admin.ts";
 import type { HaltAction } from "./halted.ts";
-import { HttpServer, readBody, sendJson } from "./http-server.ts";
+import { HttpServer, readJsonObject, sendJson } from "./http-server.ts";
 import type { TlsCredentials } from "./http-server.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { observeCommitStages, SluiceMetrics } from "./metrics.ts";
@@ -606,17 +606,16 @@ export class Daemon {
       sendJson(res, 404, { error: `no rebuildable sink "${match[1]}"` });
       return true;
     }
+    const body = await readJsonObject(req, this.http.maxBodyBytes, '{"tables": ["schema.table", ...]}, or no body for every table');
+    const tables = body["tables"] ?? [];
+    if (!Array.isArray(tables) || !tables.every((t) => typeof t === "string")) {
+      sendJson(res, 400, { error: "tables must be a list of schema.table names or topics" });
+      return true;
+    }
     try {
-      const raw = (await readBody(req, this.http.maxBodyBytes)).toString("utf8");
-      const body = raw.trim() === "" ? {} : (JSON.parse(raw) as { tables?: unknown });
-      const tables = body.tables ?? [];
-      if (!Array.isArray(tables) || !tables.every((t) => typeof t === "string")) {
-        sendJson(res, 400, { error: "tables must be a list of schema.table names or topics" });
-        return true;
-      }
       sendJson(res, 200, await running.thread.rebuild(tables));
     } catch (error) {
-      const refused = error instanceof SyntaxError || (error instanceof SluiceError && error.code === REBUILD_UNKNOWN_TABLE);
+      const refused = error instanceof SluiceError && error.code === REBUILD_UNKNOWN_TABLE;
       sendJson(res, refused ? 400 : 500, { error: error instanceof Error ? error.message : String(error) });
     }
     return true;
@@ -631,13 +630,15 @@ export class Daemon {
       sendJson(res, 404, { error: `sink "${match[1]}" does not run in this process` });
       return true;
     }
+    const expected = '{"source": "...", "subject": "..."}';
+    const body = await readJsonObject(req, this.http.maxBodyBytes, expected);
+    const { source, subject } = body;
+    if (typeof source !== "string" || typeof subject !== "string") {
+      sendJson(res, 400, { error: `expected ${expected}` });
+      return true;
+    }
     try {
-      const body = JSON.parse((await readBody(req, this.http.maxBodyBytes)).toString("utf8")) as { source?: unknown; subject?: unknown };
-      if (typeof body.source !== "string" || typeof body.subject !== "string") {
-        sendJson(res, 400, { error: 'expected {"source": "...", "subject": "..."}' });
-        return true;
-      }
-      sendJson(res, 200, { rows: await running.thread.erase(body.source, body.subject) });
+      sendJson(res, 200, { rows: await running.thread.erase(source, subject) });
     } catch (error) {
       sendJson(res, 500, { error: error instanceof Error ? error.message : String(error) });
     }

@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { SluiceError } from "../connectors/errors.ts";
 import { NOT_HALTED } from "./halted.ts";
 import type { CaptureReleaseReport, HaltAction, HaltReleaseReport } from "./halted.ts";
-import { readBody, sendJson } from "./http-server.ts";
+import { readJsonObject, sendJson } from "./http-server.ts";
 
 export interface ReleasableSink {
   release(table: string, action: HaltAction, execute: boolean): Promise<HaltReleaseReport>;
@@ -32,13 +32,7 @@ export function haltedHandler(sinks: ReadonlyMap<string, ReleasableSink>, source
       sendJson(res, 404, { error: `no ${kind} "${name}" runs here; ${kind}s: ${[...known.keys()].join(", ") || "(none)"}` });
       return true;
     }
-    let request: { table?: unknown; execute?: unknown };
-    try {
-      request = await readJson(req);
-    } catch (error) {
-      sendJson(res, 400, { error: (error as Error).message });
-      return true;
-    }
+    const request: { table?: unknown; execute?: unknown } = await readJsonObject(req, MAX_BODY_BYTES, '{"table": "schema.table", "execute": false}');
     if (typeof request.table !== "string" || request.table === "") {
       sendJson(res, 400, { error: 'the body needs "table": the halted table (schema.table) or its topic' });
       return true;
@@ -51,15 +45,4 @@ export function haltedHandler(sinks: ReadonlyMap<string, ReleasableSink>, source
     }
     return true;
   };
-}
-
-async function readJson(req: IncomingMessage): Promise<{ table?: unknown; execute?: unknown }> {
-  const text = (await readBody(req, MAX_BODY_BYTES)).toString("utf8");
-  try {
-    const parsed: unknown = JSON.parse(text === "" ? "{}" : text);
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not an object");
-    return parsed as { table?: unknown; execute?: unknown };
-  } catch {
-    throw new Error('the body must be a JSON object: {"table": "schema.table", "execute": false}');
-  }
 }

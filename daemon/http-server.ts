@@ -55,6 +55,26 @@ export class BodyTooLargeError extends SluiceError {
   }
 }
 
+/** A request the server cannot take as sent (a body that is not the JSON the endpoint reads): answered 400 by HttpServer. */
+export class BadRequestError extends SluiceError {
+  constructor(message: string) {
+    super(message, { code: "HTTP_BAD_REQUEST", context: { component: "http" } });
+  }
+}
+
+/** Reads a body that must be one JSON object (an empty body is `{}`); anything else rejects with BadRequestError naming the `expected` shape. */
+export async function readJsonObject(req: IncomingMessage, maxBytes: number, expected: string): Promise<Record<string, unknown>> {
+  const text = (await readBody(req, maxBytes)).toString("utf8");
+  let parsed: unknown;
+  try {
+    parsed = text.trim() === "" ? {} : JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new BadRequestError(`the body must be a JSON object: ${expected}`);
+  return parsed as Record<string, unknown>;
+}
+
 /**
  * Reads a request body of at most `maxBytes`; a longer one rejects with BodyTooLargeError as soon as
  * it passes the limit (what has arrived is dropped, and what follows is discarded as it comes).
@@ -222,7 +242,8 @@ export class HttpServer {
       return;
     }
     try {
-      const route = this.routes.get(`${req.method} ${path}`);
+      // HEAD is answered as GET (Node leaves the body out).
+      const route = this.routes.get(`${req.method} ${path}`) ?? (req.method === "HEAD" ? this.routes.get(`GET ${path}`) : undefined);
       if (route) {
         await route(req, res);
         return;
@@ -236,6 +257,12 @@ export class HttpServer {
     } catch (error) {
       if (error instanceof BodyTooLargeError && !res.headersSent) {
         this.refuseBody(req, res, error);
+        return;
+      }
+      // A URIError is a handler's decodeURIComponent of a path segment.
+      if ((error instanceof BadRequestError || error instanceof URIError) && !res.headersSent) {
+        sendJson(res, 400, { error: error instanceof BadRequestError ? error.message : `the path ${JSON.stringify(path)} holds a malformed percent-encoding`, code: "HTTP_BAD_REQUEST" });
+        if (!req.readableEnded) req.resume();
         return;
       }
       this.logger.error({ err: error, path }, "HTTP handler failed");

@@ -9,7 +9,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { SluiceError } from "../connectors/errors.ts";
 import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
-import { readBody, sendJson } from "./http-server.ts";
+import { readJsonObject, sendJson } from "./http-server.ts";
 
 const MAX_BODY_BYTES = 64 * 1024;
 
@@ -44,13 +44,7 @@ export function snapshotHandler(lookup: (source: string) => SnapshotTarget | und
       sendJson(res, 200, { source: name, ...target.snapshots.list(), ...(waiting === null ? {} : { waiting }) });
       return true;
     }
-    let request: { table?: unknown; where?: unknown; execute?: unknown };
-    try {
-      request = await readJson(req);
-    } catch (error) {
-      sendJson(res, 400, { error: (error as Error).message });
-      return true;
-    }
+    const request: { table?: unknown; where?: unknown; execute?: unknown } = await readJsonObject(req, MAX_BODY_BYTES, '{"table": "schema.table", "where": "id > 100", "execute": false}');
     if (typeof request.table !== "string" || request.table === "") {
       sendJson(res, 400, { error: 'the body needs "table": the table to snapshot (schema.table)' });
       return true;
@@ -82,16 +76,6 @@ export function snapshotHandler(lookup: (source: string) => SnapshotTarget | und
   };
 }
 
-async function readJson(req: IncomingMessage): Promise<{ table?: unknown; where?: unknown; execute?: unknown }> {
-  const text = (await readBody(req, MAX_BODY_BYTES)).toString("utf8");
-  try {
-    const parsed: unknown = JSON.parse(text === "" ? "{}" : text);
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not an object");
-    return parsed as { table?: unknown; where?: unknown; execute?: unknown };
-  } catch {
-    throw new Error('the body must be a JSON object: {"table": "schema.table", "where": "id > 100", "execute": false}');
-  }
-}
 
 /**
  * A server that stopped answering without closing its connections (paused, partitioned) holds a catalog query for

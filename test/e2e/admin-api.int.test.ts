@@ -208,6 +208,34 @@ describe("with tokens, over HTTPS", () => {
     }
   });
 
+  test("a body that is not the endpoint's JSON object, or a malformed path, is answered 400 and does nothing; HEAD is served where GET is", async () => {
+    // An array body read as "no tables given" rebuilt every table; null and text that is no JSON were 500s, as was a malformed %-encoding.
+    const count = (text: string) => daemon.output().split(text).length - 1;
+    const [rebuilds, failures] = [count("rebuild swapped in"), count("HTTP handler failed")];
+    for (const [path, body] of [
+      ["/sinks/warehouse/rebuild", JSON.stringify([`${schema}.items`])],
+      ["/sinks/warehouse/rebuild", "null"],
+      ["/sinks/warehouse/erase", "null"],
+      ["/sinks/warehouse/erase", "not json"],
+      ["/sinks/warehouse/halted/retry", "[]"],
+      [`/sources/${source}/snapshots`, "7"],
+    ] as const) {
+      const answer = await call(`${base}${path}`, { method: "POST", token: ADMIN, body, ca });
+      assert.equal(answer.status, 400, `${path} ${body}: ${answer.text}`);
+      assert.match(answer.text, /the body must be a JSON object: \{/, `${path} ${body}`);
+    }
+    const malformed = await call(`${base}/sinks/%E0%A4%A/query`, { method: "POST", token: ADMIN, body: "SELECT 1", ca });
+    assert.equal(malformed.status, 400, malformed.text);
+    assert.match(malformed.text, /malformed percent-encoding/);
+    await sleep(200);
+    assert.deepEqual([count("rebuild swapped in"), count("HTTP handler failed")], [rebuilds, failures], "no rebuild, no handler failure");
+    for (const path of ["/healthz", "/readyz", "/metrics"]) {
+      const head = await call(`${base}${path}`, { method: "HEAD", ca });
+      assert.equal(head.status, 200, path);
+      assert.equal(head.text, "", path);
+    }
+  });
+
   test("the CLI sends the config's token over HTTPS, trusting http.tls.ca_file; a wrong token or CA fails clearly", async () => {
     const status = await runSluice(["status", "-c", configFile, "--json"], dir);
     assert.equal(status.code, 0, status.stderr);
