@@ -10,6 +10,7 @@ import type { SluiceConfig } from "../config/schema.ts";
 import { callDaemon, daemonUrl, refusalHint, unreachableReason } from "./daemon-client.ts";
 import type { DaemonAnswer } from "./daemon-client.ts";
 import type { CaptureReleaseReport, HaltedSinkTable, HaltReleaseReport } from "./halted.ts";
+import { oneLine } from "./terminal-text.ts";
 
 export const HALTED_USAGE = "sluice halted -c FILE (list | retry (--sink NAME | --source NAME) --table T | skip (--sink NAME | --source NAME) --table T) [--execute] [--json]";
 
@@ -192,7 +193,9 @@ async function list(config: SluiceConfig, json: boolean, io: HaltedIo): Promise<
   return 0;
 }
 
-function table(headers: string[], rows: string[][]): string {
+/** Names and errors come from the database (a table's name may hold a line break): each cell is kept on its line. */
+function table(headers: string[], cells: string[][]): string {
+  const rows = cells.map((row) => row.map(oneLine));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
   return [line(headers), ...rows.map(line)].join("\n");

@@ -1,0 +1,32 @@
+/** `sluice halted list` against a stand-in for the daemon's /status (the command's own formatting, no daemon). */
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { test } from "node:test";
+import { loadConfigText } from "../config/load.ts";
+import { runHaltedCommand } from "./halted-command.ts";
+
+test("sluice halted list shows a table name's control characters and line breaks as escapes: a name cannot drive the terminal or add rows", async () => {
+  // Names a database user chose: a line break that would start a forged row, an escape sequence that sets the terminal's title.
+  const forged = "shop.a\npg     shop.payments  2026-01-01T00:00:00Z  released";
+  const status = {
+    sinks: [{ name: "wh", halted: [{ table: "shop.\u001b]0;pwned\u0007x", topic: "d.pg.shop.x", partition: 0, recordOffset: 7, since: "2026-12-06T10:00:00Z", error: "bad\rrow" }] }],
+    sources: [{ name: "pg", halted: [{ table: forged, since: "2026-12-06T10:00:00Z", error: "its name holds a control character" }] }],
+  };
+  const daemon = createServer((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(status)));
+  await new Promise<void>((resolve) => daemon.listen(0, "127.0.0.1", resolve));
+  try {
+    const { port } = daemon.address() as AddressInfo;
+    const config = loadConfigText("sluice.yaml", `name: d\nsources: [{name: pg, kind: postgres, host: 127.0.0.1, database: d, user: u, password: not-used-here, tables: ["shop.*"]}]\nhttp: {listen: "127.0.0.1:${port}"}\n`);
+    let stdout = "";
+    const code = await runHaltedCommand(config, ["list"], { execute: false, json: false }, { stdout: (text) => (stdout += text), stderr: (text) => assert.fail(text) });
+    assert.equal(code, 0);
+    assert.doesNotMatch(stdout, /[\u0000-\u0009\u000b-\u001f\u007f]/, "no control character but line breaks reaches the terminal");
+    const rows = stdout.split("\n");
+    assert.equal(rows.filter((row) => row.startsWith("pg ")).length, 1, `one row for the capture halt:\n${stdout}`);
+    assert.ok(rows.some((row) => row.includes("shop.a\\u000apg     shop.payments")), stdout);
+    assert.ok(rows.some((row) => row.includes("shop.\\u001b]0;pwned\\u0007x") && row.includes("bad\\u000drow")), stdout);
+  } finally {
+    daemon.close();
+  }
+});
