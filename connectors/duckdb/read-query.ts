@@ -204,10 +204,13 @@ export async function readOn(connection: DuckDBConnection, sql: string, limits: 
     for (;;) {
       const chunk = await result.fetchChunk();
       if (!chunk || chunk.rowCount === 0) return { columns, rows, truncated: null };
-      for (const values of chunk.convertRows(JsonDuckDBValueConverter)) {
+      // Row by row, each checked against the limits before the next is made: a chunk holds up to 2048 rows, and all of
+      // them as JS values at once (1 MB each: 2 GB) ran the sink thread's heap out of memory, which stopped the daemon.
+      for (let at = 0; at < chunk.rowCount; at++) {
         if (rows.length >= limits.maxRows) {
           return { columns, rows, truncated: `the answer is cut at ${limits.maxRows} rows (the sink's query.max_rows); add a LIMIT or narrow the query` };
         }
+        const values = chunk.convertRowValues(at, JsonDuckDBValueConverter);
         const row = Object.fromEntries(columns.map((name, index) => [name, values[index] ?? null]));
         bytes += Buffer.byteLength(JSON.stringify(row)) + 1;
         if (bytes > limits.maxBytes) {
