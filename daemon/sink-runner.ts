@@ -313,7 +313,13 @@ export class SinkRunner {
       const inFlight = this.blockedRetries?.inFlight().find(({ key, state: h }) => h.view.table === table || key === table || h.view.topic === table);
       if (!state && inFlight !== undefined) {
         const { view } = inFlight.state;
-        throw new SluiceError(`sink ${sink}: table ${view.table} is being read again by an automatic retry (its target refused writes); if it halts again, release it then`, {
+        const where = `${view.topic}:${view.partition}:${view.recordOffset}`;
+        // What a retry would do is under way: said so; a skip waits until the table halts again.
+        if (action === "retry") {
+          const description = `${view.table} is being read again from ${where} already (an automatic retry after its target refused writes); if it still fails, the table halts again`;
+          return { sink, table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset, error: view.error, action, executed: execute, description };
+        }
+        throw new SluiceError(`sink ${sink}: table ${view.table} is being read again from ${where} by an automatic retry (its target refused writes); if it halts again, skip it then`, {
           code: NOT_HALTED,
           context: { component: "sink", sink, table: view.table },
         });

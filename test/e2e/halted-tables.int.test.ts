@@ -6,7 +6,8 @@
  *   - the index is write-blocked (`index.blocks.write`, as Elasticsearch itself does at the
  *     flood-stage disk watermark): 403 cluster_block_exception for the table's documents. `list`
  *     names the table and the record; a `retry` dry run changes nothing; after the block is lifted
- *     `retry --execute` makes the table flow again from that record.
+ *     `retry --execute` makes the table flow again from that record. (Automatic retries of such a
+ *     halt are off here, retry.blocked_interval 0: blocked-index-elasticsearch.int tests those.)
  *   - a JSON value nested deeper than the flattened field's depth limit (50): 400
  *     document_parsing_exception, for ever. The change before it in the same transaction applies;
  *     a `skip` dry run changes nothing; `skip --execute` puts the record in `<deployment>.dlq.<sink>`
@@ -64,7 +65,7 @@ const config = {
   name: deployment,
   sources: [pgSourceConfig(source, [`${schema}.*`])],
   topics: { kind: "embedded", path: logPath },
-  sinks: [{ kind: "elasticsearch", name: sinkName, nodes: [elasticsearch.url], on_error: "halt", batch: { max_wait: "50ms" }, retry: { initial: "50ms", max: "500ms" } }],
+  sinks: [{ kind: "elasticsearch", name: sinkName, nodes: [elasticsearch.url], on_error: "halt", batch: { max_wait: "50ms" }, retry: { initial: "50ms", max: "500ms", blocked_interval: 0 } }],
 };
 
 before(async () => {
