@@ -219,7 +219,7 @@ export class SluiceMetrics {
   });
   readonly tablesHalted = new Gauge({
     name: "sluice_tables_halted",
-    help: "Tables whose stream is halted (1) by an error an operator must resolve",
+    help: "Tables whose stream is halted (1) by an error an operator must resolve, or by a target's block until it is lifted (retried by itself)",
     labelNames: ["source", "sink", "table"] as const,
     registers: [this.registry],
   });
