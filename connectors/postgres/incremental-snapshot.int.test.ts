@@ -382,10 +382,29 @@ test("a crash between a table joining the publication and its backfill request r
     assert.deepEqual([...folds.added.visible().keys()].map(Number).sort((a, b) => a - b), ids(1500));
     assert.equal(folds.created.visible().size, 2000, "the table backfilled before is not emptied");
 
+    // Renamed after it joined the publication, before its request was decoded: the request follows the table (by its
+    // relation id) and reads it under the name it has now.
+    const beforeRenamed = await frozen(again);
+    await stopPumps([again], [fourth]);
+    await admin.query(`CREATE TABLE "${crashed}".early (id int PRIMARY KEY, v int NOT NULL, note text)`);
+    await admin.query(`INSERT INTO "${crashed}".early SELECT i, i, 'n' || i FROM generate_series(1, 700) i`);
+    const joining = newSource(c);
+    opened.push(joining);
+    await joining.connect(beforeRenamed, AbortSignal.timeout(30_000));
+    await joining.close();
+    await admin.query(`ALTER TABLE "${crashed}".early RENAME TO later_name`);
+    const resuming = newSource(c);
+    opened.push(resuming);
+    await resuming.connect(beforeRenamed, AbortSignal.timeout(30_000));
+    const laterName = new Fold("later_name");
+    const renamedState = pump(resuming, [laterName]);
+    pumps.push(renamedState);
+    await waitFor("the renamed table's rows under its new name", () => laterName.visible().size === 700 && noTasks(renamedState), 60_000);
+
     // The request decoded while a migration holds a lock on the table: capture goes on (the request takes no lock on
     // it), and the table is read once the lock is gone.
-    const beforeLocked = await frozen(again);
-    await stopPumps([again], [fourth]);
+    const beforeLocked = await frozen(renamedState);
+    await stopPumps([renamedState], [resuming]);
     await admin.query(`CREATE TABLE "${crashed}".locked (id int PRIMARY KEY, v int NOT NULL, note text)`);
     await admin.query(`INSERT INTO "${crashed}".locked SELECT i, i, 'n' || i FROM generate_series(1, 500) i`);
     const fifth = newSource(c);

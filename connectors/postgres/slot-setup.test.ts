@@ -116,8 +116,8 @@ test("tables added to the publication: their truncates before the ALTER PUBLICAT
     [
       "SELECT pg_logical_emit_message(true, 'sluice.recreated', 's1\npublic.b')",
       alter,
-      "SELECT pg_logical_emit_message(true, 'sluice.backfill', 's1\npublic.a\n')",
-      "SELECT pg_logical_emit_message(true, 'sluice.backfill', 's1\npublic.b\nemptied')",
+      "SELECT pg_logical_emit_message(true, 'sluice.backfill', 's1\npublic.a\n\n1')",
+      "SELECT pg_logical_emit_message(true, 'sluice.backfill', 's1\npublic.b\nemptied\n2')",
     ].join("; "),
   );
   assert.equal(addedTablesStatement("s1", tables, alter, () => false, false), alter, "snapshot.mode never: no backfill asked for");

@@ -118,7 +118,7 @@ export async function ensurePublication(
 export function addedTablesStatement(slot: string, tables: readonly TableRef[], change: string, emptied: (table: TableRef) => boolean, backfill: boolean): string {
   const name = (t: TableRef) => `${t.schema}.${t.table}`;
   const truncates = tables.filter(emptied).map((t) => emptyTargetsStatement(slot, name(t)));
-  const requests = backfill ? tables.map((t) => backfillStatement(slot, name(t), emptied(t))) : [];
+  const requests = backfill ? tables.map((t) => backfillStatement(slot, name(t), t.relid, emptied(t))) : [];
   return [...truncates, ...(change === "" ? [] : [change]), ...requests].join("; ");
 }
 

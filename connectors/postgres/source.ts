@@ -41,7 +41,7 @@ import { addedTablesStatement, captureNames, createSlot, dropSlot, ensurePublica
 import type { CaptureNames, StartPlan } from "./slot-setup.ts";
 import { StreamBatcher } from "./stream-batcher.ts";
 import { emptyTargetsStatement, StreamDecoder } from "./stream-decoder.ts";
-import type { TransactionEvent } from "./stream-decoder.ts";
+import type { BackfillRequest, TransactionEvent } from "./stream-decoder.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import type { SnapshotLedger } from "../common/incremental-snapshot-state.ts";
 import { backfillColumns, backfillRenamed, OnlineSnapshotRunner, requestBackfills } from "../common/online-snapshot-runner.ts";
@@ -412,7 +412,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       skippedOperations: skippedOperations(this.config),
       skipThrough: start.skipThrough,
       interleave: online,
-      backfill: { slot: this.names.slot, request: (table, id, above) => this.backfill(table, id, above) },
+      backfill: { slot: this.names.slot, request: (request) => this.backfill(request) },
       recreated: {
         slot: this.names.slot,
         table: async (schemaName, tableName) => {
@@ -660,14 +660,21 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
 
   /**
    * A table added to the publication, its backfill asked for in the same transaction (backfillStatement) and decoded
-   * from the stream: its rows predate its capture, an online snapshot reads them. `id` names the request (the message
-   * read again after a reconnect is not queued twice); `above`: a truncate of the table was written below this LSN, so
-   * its rows are read at versions above it (sinks drop any under it).
+   * from the stream: its rows predate its capture, an online snapshot reads them under the name the table has now (it
+   * may have been renamed since). `id` names the request (the message read again after a reconnect is not queued
+   * twice); `above`: a truncate of the table was written below this LSN, so its rows are read at versions above it
+   * (sinks drop any under it).
    */
-  private async backfill(table: string, id: string, above: bigint | undefined): Promise<void> {
+  private async backfill({ table, relid, id, above }: BackfillRequest): Promise<void> {
     if (this.online.ledger.tasks.some((task) => task.id === id)) return;
+    const catalog = this.catalog;
+    const now = relid === null || catalog === null ? null : await relationInfo(catalog, relid);
+    if (relid !== null && catalog !== null && now === null) {
+      this.logger.info({ table }, `table ${table}, added to the publication, was dropped before its rows were read: nothing to read`);
+      return;
+    }
     await requestBackfills(
-      [table],
+      [now === null ? table : `${now.schema}.${now.table}`],
       (name) => this.snapshots.queue(name, "table-added", id, above),
       (name, error) => this.logger.error({ table: name, err: error.message }, `table added to the publication cannot be backfilled online (its changes are captured from now on): read it with sluice snapshot --table ${name} --execute`),
     );

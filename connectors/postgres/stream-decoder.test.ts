@@ -241,7 +241,7 @@ test("outbox: transactional logical messages with the prefix become events of pg
 });
 
 test("backfill requests: a sluice.backfill message of this slot asks for the table's backfill before decoding goes on, with a floor when the transaction emptied the table; one a checkpoint covers or of another slot does not", async () => {
-  const asked: [string, string, bigint | undefined][] = [];
+  const asked: [string, number | null, string, bigint | undefined][] = [];
   const d = (skipThrough: Position | null) =>
     new StreamDecoder({
       sourceName: "shop",
@@ -251,15 +251,15 @@ test("backfill requests: a sluice.backfill message of this slot asks for the tab
       skipThrough,
       backfill: {
         slot: "s1",
-        request: async (name, id, above) => {
+        request: async ({ table: name, relid, id, above }) => {
           await new Promise((resolve) => setTimeout(resolve, 5));
-          asked.push([name, id, above]);
+          asked.push([name, relid, id, above]);
         },
       },
     });
   const message = (at: bigint, content: string) => msg(at, `4d 01 ${lsnHex(at)} ${cstr("sluice.backfill")} ${content.length.toString(16).padStart(8, "0")} ${utf8(content)}`);
   const C = 0x5000n;
-  const messages = [begin(C), message(0x4100n, "s1\npublic.a\n"), message(0x4200n, "s1\npublic.b\nemptied"), message(0x4300n, "s2\npublic.c\n"), commit(C)];
+  const messages = [begin(C), message(0x4100n, "s1\npublic.a\n\n16400"), message(0x4200n, "s1\npublic.b\nemptied\n16401"), message(0x4300n, "s2\npublic.c\n\n16402"), commit(C)];
   const decoding = d(null);
   const out: DecodedOutput = { events: [], transactions: [] };
   for (const m of messages) {
@@ -267,10 +267,10 @@ test("backfill requests: a sluice.backfill message of this slot asks for the tab
     if (m === messages[1]) assert.equal(asked.length, 1, "asked for before the next message is decoded");
   }
   assert.deepEqual(asked, [
-    ["public.a", "added-4100", undefined],
-    ["public.b", "added-4200", C],
+    ["public.a", 16400, "added-4100", undefined],
+    ["public.b", 16401, "added-4200", C],
   ]);
   asked.length = 0;
   await decodeAll(d({ commit: C, change: 0x4100n }), messages);
-  assert.deepEqual(asked, [["public.b", "added-4200", C]], "the message a resumed checkpoint covers is not asked for again");
+  assert.deepEqual(asked, [["public.b", 16401, "added-4200", C]], "the message a resumed checkpoint covers is not asked for again");
 });

@@ -68,11 +68,24 @@ export function emptyTargetsStatement(slot: string, table: string): string {
 export const BACKFILL_PREFIX = "sluice.backfill";
 
 /**
- * The statement writing a BACKFILL_PREFIX message of `slot` for `table` (schema.table). `emptied`: the same transaction
- * writes the table's truncate (emptyTargetsStatement) first, so its rows are read at versions above that transaction.
+ * The statement writing a BACKFILL_PREFIX message of `slot` for `table` (schema.table, relation `relid`). `emptied`: the
+ * same transaction writes the table's truncate (emptyTargetsStatement) first, so its rows are read at versions above
+ * that transaction.
  */
-export function backfillStatement(slot: string, table: string, emptied: boolean): string {
-  return `SELECT pg_logical_emit_message(true, ${quoteLiteral(BACKFILL_PREFIX)}, ${quoteLiteral(`${slot}\n${table}\n${emptied ? "emptied" : ""}`)})`;
+export function backfillStatement(slot: string, table: string, relid: number, emptied: boolean): string {
+  return `SELECT pg_logical_emit_message(true, ${quoteLiteral(BACKFILL_PREFIX)}, ${quoteLiteral(`${slot}\n${table}\n${emptied ? "emptied" : ""}\n${relid}`)})`;
+}
+
+/** What a BACKFILL_PREFIX message asks for. */
+export interface BackfillRequest {
+  /** schema.table when the message was written. */
+  readonly table: string;
+  /** The table's relation id: it may have another name by the time the message is decoded (null: not in the message). */
+  readonly relid: number | null;
+  /** The same for the message read again (after a reconnect). */
+  readonly id: string;
+  /** A truncate of the table sits below this LSN. */
+  readonly above: bigint | undefined;
 }
 
 export interface StreamDecoderOptions {
@@ -94,10 +107,9 @@ export interface StreamDecoderOptions {
   readonly recreated?: { readonly slot: string; readonly table: (schema: string, table: string) => Promise<CapturedTable | null> };
   /**
    * BACKFILL_PREFIX messages of this slot not yet durable: `request` queues the table's backfill before the decoder goes
-   * on, so the checkpoint of any position past the message carries it. `id` is the same for the message read again
-   * (after a reconnect); `above`: a truncate of the table sits below this LSN.
+   * on, so the checkpoint of any position past the message carries it.
    */
-  readonly backfill?: { readonly slot: string; readonly request: (table: string, id: string, above: bigint | undefined) => Promise<void> };
+  readonly backfill?: { readonly slot: string; readonly request: (request: BackfillRequest) => Promise<void> };
 }
 
 /** "schema.table" of each table schema, made once (it keys the per-table counts of every change). */
@@ -228,11 +240,12 @@ export class StreamDecoder {
   /** A BACKFILL_PREFIX message of this slot that no durable checkpoint covers yet: the table's backfill is queued. */
   private async backfillRequested(content: string, lsn: bigint): Promise<void> {
     const { slot, request } = this.options.backfill!;
-    const [forSlot, name, emptied] = content.split("\n");
+    const [forSlot, name, emptied, relid] = content.split("\n");
     if (forSlot !== slot || name === undefined) return;
     const commitLsn = this.transaction!.commitLsn;
     if (this.skipThrough !== null && comparePositions({ commit: commitLsn, change: lsn }, this.skipThrough) <= 0) return;
-    await request(name, `added-${lsn.toString(16)}`, emptied === "emptied" ? commitLsn : undefined);
+    const id = `added-${lsn.toString(16)}`;
+    await request({ table: name, relid: relid === undefined || relid === "" ? null : Number(relid), id, above: emptied === "emptied" ? commitLsn : undefined });
   }
 
   /** A transactional outbox message: an event at its own LSN in its transaction. */
