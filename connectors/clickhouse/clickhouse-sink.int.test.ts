@@ -155,6 +155,37 @@ describe("ClickHouse sink specifics", () => {
     }
   });
 
+  test("a table dropped with its view while the sink is stopped: the sink opens, that table halts as a catalog mismatch saying to rebuild it, the other tables apply; a rebuild brings it back", async () => {
+    const dropped = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const other = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const name = `ch_${randomTableName("s")}`;
+    const first = createSink(name);
+    await first.open(signal());
+    assert.deepEqual((await first.write([dropped.insert(1n, { id: 1, v: "a" }), other.insert(2n, { id: 1, v: "a" })], signal())).failures, []);
+    await first.close();
+    const target = renderTarget(TARGET_TEMPLATE, dropped.schema);
+    await sql(`DROP TABLE ${qualified(database, target)}`);
+    await sql(`DROP TABLE ${qualified(database, `${target}__v1`)}`);
+    const reopened = createSink(name);
+    await reopened.open(signal());
+    try {
+      const result = await reopened.write([dropped.insert(3n, { id: 2, v: "b" }), other.insert(4n, { id: 2, v: "b" })], signal());
+      assert.deepEqual(result.failures.map((f) => [f.index, f.retriable, (f.error as SluiceError).code]), [[0, false, "SINK_CATALOG_MISMATCH"]]);
+      assert.ok(result.failures[0]!.error.message.includes(dropped.schema.table), "names the table");
+      assert.match(result.failures[0]!.error.message, /table is missing on the server/);
+      assert.match(result.failures[0]!.error.message, /sluice replay --sink NAME --from-beginning --rebuild --table T/);
+      assert.deepEqual((await visibleRows(renderTarget(TARGET_TEMPLATE, other.schema), other.schema)).map((r) => r["id"]), ["1", "2"], "the other table applies");
+      // The rebuild the error names: the whole history into a new generation, swapped in; live writes go on after it.
+      await reopened.prepareRebuild(dropped.schema, signal());
+      assert.deepEqual((await reopened.writeRebuild([dropped.insert(1n, { id: 1, v: "a" }), dropped.insert(3n, { id: 2, v: "b" })], signal())).failures, []);
+      await reopened.swap(dropped.schema, signal());
+      assert.deepEqual((await reopened.write([dropped.insert(5n, { id: 3, v: "c" })], signal())).failures, []);
+      assert.deepEqual((await visibleRows(target, dropped.schema)).map((r) => r["id"]).sort(), ["1", "2", "3"]);
+    } finally {
+      await reopened.close();
+    }
+  });
+
   test("a truncate is recorded by version; the mutation removes older rows; replays stay hidden", async () => {
     const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
     const target = renderTarget(TARGET_TEMPLATE, events.schema);

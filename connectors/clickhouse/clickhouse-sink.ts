@@ -141,6 +141,11 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
       // A crash between saving a new table in the catalog and making its view leaves no view: make it now.
       for (const table of this.#tables.values()) {
         if (table.role !== "live" || table.columns.length === 0 || server.has(table.target)) continue;
+        if (!server.has(table.physical)) {
+          // Dropped with its view (by hand) while the sink was stopped: its first write halts it as a catalog mismatch (#check), the other tables go on.
+          this.#logger.warn({ target: table.target, physical: table.physical }, "the table and its view are missing on the server (dropped while the sink was stopped): its writes halt until it is rebuilt");
+          continue;
+        }
         await this.#replaceView(table, signal);
         this.#logger.warn({ target: table.target, physical: table.physical }, "the table's view was missing (a crash before it was made): made it");
       }

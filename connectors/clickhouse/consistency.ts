@@ -48,12 +48,12 @@ export interface MismatchContext {
 export class CatalogMismatch extends SluiceError {
   readonly physical: string;
 
-  constructor(problem: string, context: MismatchContext) {
+  constructor(problem: string, context: MismatchContext, remedy = "restore the column or rebuild the target (sluice replay --rebuild)") {
     const column = context.column === undefined ? "" : `, column "${context.column}"`;
     super(
       `sink "${context.sink}", table ${context.table}${column}: ${problem} (catalog: ${context.catalogType}; server: ${context.serverType}). ` +
         `The ClickHouse table ${context.database}.${context.physical} does not match Sluice's catalog (_sluice_tables), so the sink stops writing this table ` +
-        "rather than insert misaligned rows; restore the column or rebuild the target (sluice replay --rebuild)",
+        `rather than insert misaligned rows; ${remedy}`,
       { code: CATALOG_MISMATCH, retriable: false, context: { component: "sink", ...context } },
     );
     this.physical = context.physical;
@@ -147,7 +147,11 @@ export function checkTable(
   context: Omit<MismatchContext, "column" | "catalogType" | "serverType">,
 ): ServerColumn[] {
   if (server.length === 0) {
-    throw new CatalogMismatch("the table is missing on the server", { ...context, catalogType: `${catalog.length} columns`, serverType: "no such table" });
+    throw new CatalogMismatch(
+      "the table is missing on the server",
+      { ...context, catalogType: `${catalog.length} columns`, serverType: "no such table" },
+      "its rows went with it: fill it again from the topics (sluice replay --sink NAME --from-beginning --rebuild --table T --execute), then sluice halted retry",
+    );
   }
   const byName = new Map(server.map((c) => [c.name, c]));
   for (const meta of META) {
