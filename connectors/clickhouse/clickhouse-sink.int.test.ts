@@ -186,6 +186,36 @@ describe("ClickHouse sink specifics", () => {
     }
   });
 
+  test("a view dropped by hand while the sink runs is made again by a later write, not only at the next open; a table dropped with it is left to halt", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const gone = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const checking = new ClickHouseSink(
+      testSinkConfig("clickhouse", { name: `ch_${randomTableName("s")}`, url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database, native_deletes: false, target: TARGET_TEMPLATE, on_error: "halt" }),
+      { logger: testLogger(), viewCheckMs: 0 },
+    );
+    await checking.open(signal());
+    try {
+      assert.deepEqual((await checking.write([events.insert(1n, { id: 1, v: "a" }), gone.insert(2n, { id: 1, v: "a" })], signal())).failures, []);
+      const target = renderTarget(TARGET_TEMPLATE, events.schema);
+      const goneTarget = renderTarget(TARGET_TEMPLATE, gone.schema);
+      await sql(`DROP TABLE ${qualified(database, target)}`);
+      await sql(`DROP TABLE ${qualified(database, goneTarget)}`);
+      await sql(`DROP TABLE ${qualified(database, `${goneTarget}__v1`)}`);
+      const result = await checking.write([events.insert(3n, { id: 2, v: "b" }), gone.insert(4n, { id: 2, v: "b" })], signal());
+      assert.deepEqual(result.failures.map((f) => [f.index, (f.error as SluiceError).code]), [[1, "SINK_CATALOG_MISMATCH"]], "the table dropped with its view halts; the write goes on");
+      assert.deepEqual((await visibleRows(target, events.schema)).map((r) => r["id"]).sort(), ["1", "2"]);
+      // The staged write's path too.
+      await sql(`DROP TABLE ${qualified(database, target)}`);
+      const staged = checking.stagedWrite(signal());
+      assert.ok(staged);
+      assert.equal(await staged.stage(events.insert(5n, { id: 3, v: "c" }).event), true);
+      await staged.write(signal());
+      assert.deepEqual((await visibleRows(target, events.schema)).map((r) => r["id"]).sort(), ["1", "2", "3"]);
+    } finally {
+      await checking.close();
+    }
+  });
+
   test("a truncate is recorded by version; the mutation removes older rows; replays stay hidden", async () => {
     const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
     const target = renderTarget(TARGET_TEMPLATE, events.schema);

@@ -40,7 +40,7 @@ import { addedMismatch, CatalogMismatch, checkTable, describeColumn, describeSer
 import type { ServerColumn, ServerTables } from "./consistency.ts";
 import { addColumnSql, countCurrentRowsSql, createTableSql, createViewSql, ident, modifyColumnSql, qualified } from "./ddl.ts";
 import { keyLiteral, readValue, skipValue, writeValue } from "./codec.ts";
-import { sqlString } from "./tsv.ts";
+import { parseTsv, sqlString, unescapeField } from "./tsv.ts";
 import { sleep } from "../../runtime/backoff.ts";
 import { RowBinaryReader, RowBinaryWriter } from "./rowbinary.ts";
 import { ClickHouseStagedWrite } from "./staged-write.ts";
@@ -68,6 +68,7 @@ const STORED_CHUNK = 500;
 /** ClickHouse's UNKNOWN_TABLE and NO_SUCH_COLUMN_IN_TABLE: an insert into a table changed behind the sink's back. */
 const UNKNOWN_TABLE = 60;
 const NO_SUCH_COLUMN = 16;
+const VIEW_CHECK_MS = 10_000;
 
 export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink {
   readonly name: string;
@@ -98,6 +99,9 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
   #mismatched = new Map<string, CatalogMismatch>();
   /** Per schema: the columns of the live table last found to take its rows as they are (no evolution), for the staged write. */
   #takes = new WeakMap<TableSchema, readonly TargetColumn[]>();
+  readonly #viewCheckMs: number;
+  /** When a write next looks for views dropped while the sink runs (performance.now()). */
+  #nextViewCheck = 0;
 
   constructor(config: ClickHouseSinkConfig, options: ClickHouseSinkOptions) {
     this.name = config.name;
@@ -106,6 +110,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     this.#logger = options.logger.child({ component: "sink", sink: config.name, kind: "clickhouse" });
     this.#accept = tableFilter(config);
     this.#claims = new TargetClaims(config.name);
+    this.#viewCheckMs = options.viewCheckMs ?? VIEW_CHECK_MS;
   }
 
   /** The server's column types and engine options, known after `open`. */
@@ -138,6 +143,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
       this.#mismatched = new Map();
       this.#connection = connection;
       this.#catalog = catalog;
+      this.#nextViewCheck = performance.now() + this.#viewCheckMs;
       // A crash between saving a new table in the catalog and making its view leaves no view: make it now.
       for (const table of this.#tables.values()) {
         if (table.role !== "live" || table.columns.length === 0 || server.has(table.target)) continue;
@@ -282,6 +288,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
 
   async #write(changes: readonly SinkChange[], mode: Mode, offsets: readonly TopicPartitionOffset[] | null, signal: AbortSignal): Promise<OffsetWriteResult> {
     signal.throwIfAborted();
+    if (mode === "live") await this.#restoreViews(signal);
     const { tables } = collapseChanges(changes, this.#accept);
     const failures = new Failures();
     // Catalog and DDL work one table at a time; the tables' inserts side by side.
@@ -351,6 +358,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
   /** Inserts staged rows, then stores the offsets; throws when a table changed since its rows were encoded (DDL, truncate, a rebuild begun). */
   async #writeStaged(tables: readonly StagedTable[], offsets: readonly TopicPartitionOffset[] | null, signal: AbortSignal): Promise<boolean> {
     signal.throwIfAborted();
+    await this.#restoreViews(signal);
     for (const { physical, columns, truncateVersion } of tables) {
       const current = this.#tables.get(physical.physical) === physical && physical.role === "live" && physical.columns === columns && physical.truncateVersion === truncateVersion;
       if (!current || this.#mismatched.has(physical.physical) || this.#find(physical.target, "shadow") !== null) {
@@ -761,6 +769,29 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
         }
         this.#logger.info({ table: table.target, attempt }, "another process replaced the view at the same time; trying again");
       }
+    }
+  }
+
+  /**
+   * Makes again the views of live tables dropped by hand while the sink runs (reads through them
+   * failed until the next open otherwise): at most once per #viewCheckMs, one query of
+   * system.tables. A table dropped too is left alone: its writes halt it (#changedBehind). A
+   * failure is logged and tried again at the next check, never failing the write.
+   */
+  async #restoreViews(signal: AbortSignal): Promise<void> {
+    if (performance.now() < this.#nextViewCheck) return;
+    this.#nextViewCheck = performance.now() + this.#viewCheckMs;
+    try {
+      const body = await this.#conn().select(`SELECT name FROM system.tables WHERE database = ${sqlString(this.#database)} FORMAT TabSeparated`, signal);
+      const names = new Set(parseTsv(body).map(([name]) => unescapeField(name ?? Buffer.alloc(0)).toString("utf8")));
+      for (const table of this.#tables.values()) {
+        if (table.role !== "live" || table.columns.length === 0 || this.#mismatched.has(table.physical) || names.has(table.target) || !names.has(table.physical)) continue;
+        await this.#replaceView(table, signal);
+        this.#logger.warn({ target: table.target, physical: table.physical }, "the table's view was missing (dropped while the sink ran): made it again");
+      }
+    } catch (error) {
+      signal.throwIfAborted();
+      this.#logger.warn({ err: error }, "could not look for or make again the views dropped while the sink ran; trying again at the next check");
     }
   }
 

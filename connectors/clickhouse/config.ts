@@ -6,4 +6,6 @@ export type ClickHouseSinkConfig = Extract<SinkConfig, { kind: "clickhouse" }>;
 
 export interface ClickHouseSinkOptions {
   readonly logger: Logger;
+  /** How often a write looks for views dropped by hand while the sink runs (default 10 s; 0: every write). */
+  readonly viewCheckMs?: number;
 }
