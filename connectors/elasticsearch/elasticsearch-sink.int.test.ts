@@ -490,14 +490,19 @@ describe("Elasticsearch sink specifics", () => {
     assert.ok((await sink.committedOffsets(signal())).some((o) => o.topic === staged.topic && o.offset === 9n), "the offsets stored after the documents");
   });
 
-  test("a staged write takes the plain case of an index there already (loading it first), and leaves the rest to the sink's write; an index changed since its operations were staged fails the staged write", async () => {
+  test("a staged write takes the plain case, loading the index first and creating it unless a column has a default, and leaves the rest to the sink's write; an index changed since its operations were staged fails the staged write", async () => {
     const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"], ["small", "smallint"]]));
     const added = new Events({ ...events.schema, columns: [...events.schema.columns, { name: "extra", dbType: "text", nullable: true }] });
     const target = targetOf(events.schema);
     /** One change staged by a staged write of its own. */
     const stage = async (change: { event: ChangeEvent }, by: ElasticsearchSink = sink) => by.stagedWrite(signal())!.stage(change.event);
-    assert.equal(await stage(events.insert(1n, { id: 1, v: "a", small: 1 })), false, "an index not created yet is the write's to create");
-    assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a", small: 1 })], signal())).failures, []);
+    const defaulted = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const withDefault = new Events({ ...defaulted.schema, columns: [...defaulted.schema.columns, { name: "d", dbType: "text", nullable: true, defaultValue: "dflt" }] });
+    assert.equal(await stage(withDefault.insert(1n, { id: 1, v: "a", d: "x" })), false, "an index for a schema with a column default is the write's to create");
+    assert.equal((await admin.indices.exists({ index: targetOf(defaulted.schema) })), false);
+    const created = sink.stagedWrite(signal())!;
+    assert.equal(await created.stage(events.insert(1n, { id: 1, v: "a", small: 1 }).event), true, "an index not created yet is created for it");
+    assert.equal(await created.write(signal()), false, "no offsets given, none stored");
     assert.equal(await stage(events.insert(2n, { id: 2, v: "b", small: 2 })), true);
     assert.equal(await stage(events.delete(2n, { id: 1 })), true);
     assert.equal(await stage(events.truncate(3n)), false, "a truncate");

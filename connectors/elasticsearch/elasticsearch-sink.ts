@@ -396,15 +396,27 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     return live;
   }
 
-  /** The table's target claimed and its indexes loaded (as #planTable does first), then #stagedIndex; undefined when anything fails (#write does it again and reports it). */
+  /**
+   * The table's target claimed and its indexes loaded (as #planTable does first), its live index
+   * created when there is none, then #stagedIndex; undefined when anything fails (#write does it
+   * again and reports it). Not created for a schema with a column default: the write dates such a
+   * column from the oldest change of the batch that has it, which staging cannot know yet. A
+   * first batch staged, not written whole, keeps V8 from pretenuring the decoder's objects for
+   * the rest of the process, and the runtime's pause of staging after a fall back does not follow.
+   */
   async #prepareStaged(schema: TableSchema, signal: AbortSignal): Promise<EsIndex | null | undefined> {
     if (!this.#accept(schema)) return null;
+    const context = { sink: this.name, table: tableLabel(schema) };
     try {
       const target = this.#target(schema);
       const indexes = await this.#load(target, signal);
       const owner = indexes.live?.owner ?? indexes.shadow?.owner;
       if (owner !== undefined) this.#claims.confirm(schema, target, owner);
-    } catch {
+      if (indexes.live === null && indexes.shadow === null && initialColumns(schema, context).every((column) => column.default === undefined)) {
+        await this.#createLive(indexes, target, schema, context, () => undefined, signal);
+      }
+    } catch (error) {
+      this.#logger.debug({ err: error, table: context.table }, "index not prepared for a staged write: the batch goes through the write");
       return undefined;
     }
     return this.#stagedIndex(schema);
