@@ -454,6 +454,53 @@ describe("Elasticsearch sink specifics", () => {
     }
   });
 
+  test("an index or alias deleted while the sink was stopped: the table halts as a catalog mismatch saying to rebuild it (write and staged write), not made again empty; other and new tables apply; a rebuild brings it back", async () => {
+    const schema = () => tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]);
+    const [indexGone, aliasGone, other, fresh] = [new Events(schema()), new Events(schema()), new Events(schema()), new Events(schema())];
+    const name = `es_${randomTableName("s")}`;
+    const first = createSink(name);
+    await first.open(signal());
+    assert.deepEqual((await first.write([indexGone.insert(1n, { id: 1, v: "a" }), other.insert(2n, { id: 1, v: "a" })], signal())).failures, []);
+    const staged = first.stagedWrite(signal())!;
+    assert.equal(await staged.stage(aliasGone.insert(3n, { id: 1, v: "a" }).event), true, "a first batch staged creates its index");
+    assert.equal(await staged.write(signal()), false);
+    await first.close();
+    const indexOf = async (events: Events) => Object.keys(await admin.indices.getAlias({ name: targetOf(events.schema) }))[0]!;
+    await admin.indices.delete({ index: await indexOf(indexGone) });
+    const kept = await indexOf(aliasGone);
+    await admin.indices.deleteAlias({ index: kept, name: targetOf(aliasGone.schema) });
+    const reopened = createSink(name);
+    await reopened.open(signal());
+    try {
+      const second = reopened.stagedWrite(signal())!;
+      assert.equal(await second.stage(aliasGone.insert(4n, { id: 2, v: "b" }).event), false, "not staged: the write reports it");
+      const result = await reopened.write(
+        [indexGone.insert(5n, { id: 2, v: "b" }), other.insert(6n, { id: 2, v: "b" }), aliasGone.insert(4n, { id: 2, v: "b" }), fresh.insert(7n, { id: 1, v: "a" })],
+        signal(),
+      );
+      assert.deepEqual(result.failures.map((f) => [f.index, f.retriable, (f.error as SluiceError).code]), [[0, false, "SINK_CATALOG_MISMATCH"], [2, false, "SINK_CATALOG_MISMATCH"]]);
+      for (const [i, events] of [[0, indexGone], [1, aliasGone]] as const) {
+        const message = result.failures[i]!.error.message;
+        assert.ok(message.includes(events.schema.table) && message.includes(targetOf(events.schema)), "names the table and its alias");
+        assert.match(message, /deleted while the sink was stopped/);
+        assert.match(message, /sluice replay --sink NAME --from-beginning --rebuild --table T --execute\), then sluice halted retry/);
+      }
+      assert.equal((await admin.indices.existsAlias({ name: targetOf(indexGone.schema) })).valueOf(), false, "not made again empty");
+      assert.equal(await admin.count({ index: kept }).then((r) => r.count), 1, "nothing written into the index without its alias");
+      assert.deepEqual((await visibleRows(targetOf(other.schema), other.schema)).map((r) => r["id"]), ["1", "2"], "the other table applies");
+      assert.deepEqual((await visibleRows(targetOf(fresh.schema), fresh.schema)).map((r) => r["id"]), ["1"], "a table never written gets its index");
+      // Halted until rebuilt: a retry alone halts again.
+      assert.deepEqual((await reopened.write([indexGone.insert(5n, { id: 2, v: "b" })], signal())).failures.map((f) => (f.error as SluiceError).code), ["SINK_CATALOG_MISMATCH"]);
+      await reopened.prepareRebuild(indexGone.schema, signal());
+      assert.deepEqual((await reopened.writeRebuild([indexGone.insert(1n, { id: 1, v: "a" }), indexGone.insert(5n, { id: 2, v: "b" })], signal())).failures, []);
+      await reopened.swap(indexGone.schema, signal());
+      assert.deepEqual((await reopened.write([indexGone.insert(8n, { id: 3, v: "c" })], signal())).failures, []);
+      assert.deepEqual((await visibleRows(targetOf(indexGone.schema), indexGone.schema)).map((r) => r["id"]), ["1", "2", "3"]);
+    } finally {
+      await reopened.close();
+    }
+  });
+
   test("a staged batch leaves what the write leaves: each key's newest change (versions out of order, ties in batch order), tombstones, versions, offsets", async () => {
     const columns = [["id", "integer"], ["v", "text"], ["n", "numeric(12,2)"], ["at", "timestamptz"]] as const;
     const staged = new Events(tableSchema(randomTableName(), columns));

@@ -11,7 +11,9 @@
  * `_meta` and in the alias filter (which hides every document at or below it), then delete the
  * older documents; should one come back by replay later, the filter still hides it.
  *
- * Offsets go to the index `sluice-offsets` after the bulk requests succeeded.
+ * Offsets go to the index `sluice-offsets` after the bulk requests succeeded. So does a record of
+ * each target the sink made a live index for: a target recorded whose alias is gone was deleted by
+ * hand, and its table halts rather than get a new empty index filled from the stored offsets.
  */
 import { Client } from "@elastic/elasticsearch";
 import type { Logger } from "../../runtime/logger.ts";
@@ -26,7 +28,7 @@ import { defaultOf, DELETED_COLUMN, firstVersionWith, initialColumns, planColumn
 import { deadlineError, pastDeadline } from "../sinks/deadline.ts";
 import type { PlanContext, SinceOf, TargetColumn } from "../sinks/columns.ts";
 import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StagedWrite, StagingSink, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
-import { errorMessage, rebuildState, rowRejected, schemaUnsupported, targetBlocked, ValueRejected } from "../sinks/errors.ts";
+import { CATALOG_MISMATCH, errorMessage, rebuildState, rowRejected, schemaUnsupported, targetBlocked, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { keyId } from "../sinks/keys.ts";
 import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
@@ -86,6 +88,10 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
   readonly #targets = new Map<string, TargetIndexes>();
   /** Which table each alias is (lower case: tables "Up" and "up" get one name). */
   readonly #claims: TargetClaims;
+  /** The targets this sink made a live index for (recorded in `sluice-offsets`, read at open). */
+  #made = new Set<string>();
+  /** Targets whose index was reported deleted while this process ran: a retry makes a new index (the documented remedy). */
+  readonly #goneReported = new Set<string>();
   /** Identities of the topics read now: stored with every offset. */
   #topicIds: ReadonlyMap<string, string> = new Map();
   /** Per index written, the bytes its next write's bulk operations start with room for (about its last write's). */
@@ -121,6 +127,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       await client.cluster.health({ timeout: "10s" }, { signal });
       const indices = new Indices(client, this.name, this.#config.refresh_interval ?? null);
       await this.#ensureOffsetsIndex(client, signal);
+      this.#made = await this.#madeTargets(client, signal);
       this.#client = client;
       this.#indices = indices;
     } catch (error) {
@@ -187,7 +194,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       let response: { hits: { hits: { _source?: { topic: string; partition: number; offset: number | bigint; topic_id?: string } }[] } };
       try {
         await this.#idx().refresh(OFFSETS_INDEX, signal);
-        response = (await this.#call("read offsets", () => this.#cli().search({ index: OFFSETS_INDEX, size: 10_000, query: { term: { sink: this.name } } }, { signal }))) as typeof response;
+        response = (await this.#call("read offsets", () => this.#cli().search({ index: OFFSETS_INDEX, size: 10_000, query: { bool: { filter: [{ term: { sink: this.name } }, { exists: { field: "topic" } }] } } }, { signal }))) as typeof response;
       } catch (error) {
         // The client reports its abort as RequestAbortedError whatever aborted it: a deadline passed is an outage.
         if (pastDeadline(signal)) throw deadlineError("the offsets read", "Elasticsearch", { component: "sink", sink: this.name }, error);
@@ -234,6 +241,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       indexes.live = shadow;
       indexes.shadow = null;
       if (live) await this.#idx().remove(live, signal);
+      await this.#recordMade(target, signal);
       this.#logger.info({ target, live: shadow.physical }, "rebuild swapped in");
     });
   }
@@ -488,7 +496,13 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     let primary: EsIndex;
     let mirror: EsIndex | null = null;
     if (mode === "live") {
-      primary = indexes.live ?? (await this.#createLive(indexes, target, changes.schemas[0] as TableSchema, context, firstVersionWith(changes.rows), signal));
+      try {
+        primary = indexes.live ?? (await this.#createLive(indexes, target, changes.schemas[0] as TableSchema, context, firstVersionWith(changes.rows), signal));
+      } catch (error) {
+        if (!(error instanceof SluiceError && error.code === CATALOG_MISMATCH)) throw error;
+        failures.add([...(changes.truncate?.indices ?? []), ...changes.rows.flatMap((r) => r.indices)], error);
+        return null;
+      }
       mirror = indexes.shadow;
     } else {
       if (!indexes.shadow) {
@@ -503,6 +517,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       const reason = indexNotFound(error);
       if (reason === null) return false;
       this.#targets.delete(target);
+      this.#goneReported.add(target);
       failures.add([...(changes.truncate?.indices ?? []), ...changes.rows.flatMap((r) => r.indices)], indexGone(reason, context));
       return true;
     };
@@ -569,7 +584,10 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       requireAlias: true,
     });
     // Loaded again at the next write: a retry after the operator's fix sees what is there then.
-    if (outcomes.some((outcome) => outcome.kind === "failed" && outcome.target === "gone")) this.#targets.delete(primary.target);
+    if (outcomes.some((outcome) => outcome.kind === "failed" && outcome.target === "gone")) {
+      this.#targets.delete(primary.target);
+      this.#goneReported.add(primary.target);
+    }
     outcomes.forEach((outcome, i) => {
       if (outcome.kind !== "failed") return;
       const change = planned[i] as RowChange;
@@ -633,6 +651,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
   // --- indexes and schema evolution ----------------------------------------------------------
 
   async #createLive(indexes: TargetIndexes, target: string, schema: TableSchema, context: PlanContext, since: SinceOf, signal: AbortSignal): Promise<EsIndex> {
+    if (this.#made.has(target) && !this.#goneReported.has(target)) throw indexMissing(target, context);
     const columns = initialColumns(schema, context, since);
     this.#checkNames(columns, context);
     const generation = ++indexes.maxGeneration;
@@ -649,6 +668,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       throw error;
     }
     indexes.live = live;
+    this.#goneReported.delete(target);
+    await this.#recordMade(target, signal);
     this.#logger.info({ target, physical: live.physical }, "created index");
     return live;
   }
@@ -691,6 +712,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       indexes = await this.#idx().load(target, signal);
       const context = { sink: this.name, table: target };
       for (const index of [indexes.live, indexes.shadow]) if (index) await this.#fillDefaults(index, context, signal);
+      // A live index made before the sink recorded the targets it made.
+      if (indexes.live) await this.#recordMade(target, signal);
       this.#targets.set(target, indexes);
     }
     return indexes;
@@ -699,11 +722,11 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
   // --- offsets and plumbing ------------------------------------------------------------------
 
   async #ensureOffsetsIndex(client: Client, signal: AbortSignal): Promise<void> {
-    const properties = { sink: { type: "keyword" }, topic: { type: "keyword" }, partition: { type: "integer" }, offset: { type: "long" }, topic_id: { type: "keyword" } } as const;
+    const properties = { sink: { type: "keyword" }, topic: { type: "keyword" }, partition: { type: "integer" }, offset: { type: "long" }, topic_id: { type: "keyword" }, target: { type: "keyword" } } as const;
     const exists = await client.indices.exists({ index: OFFSETS_INDEX, expand_wildcards: "all" }, { signal });
     if (exists) {
-      // An index created before Sluice recorded topic identities gets the field (adding a field is allowed on a strict mapping).
-      await client.indices.putMapping({ index: OFFSETS_INDEX, expand_wildcards: "all", properties: { topic_id: properties.topic_id } }, { signal });
+      // An index created before Sluice recorded topic identities or made targets gets the fields (adding a field is allowed on a strict mapping).
+      await client.indices.putMapping({ index: OFFSETS_INDEX, expand_wildcards: "all", properties: { topic_id: properties.topic_id, target: properties.target } }, { signal });
       return;
     }
     try {
@@ -711,6 +734,23 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     } catch (error) {
       if (!alreadyExists(error)) throw error; // another sink created it in the meantime
     }
+  }
+
+  /** The targets this sink recorded making a live index for. */
+  async #madeTargets(client: Client, signal: AbortSignal): Promise<Set<string>> {
+    await client.indices.refresh({ index: OFFSETS_INDEX, expand_wildcards: "all" }, { signal });
+    const response = (await client.search(
+      { index: OFFSETS_INDEX, size: 10_000, _source: ["target"], query: { bool: { filter: [{ term: { sink: this.name } }, { exists: { field: "target" } }] } } },
+      { signal },
+    )) as { hits: { hits: { _source?: { target?: string } }[] } };
+    return new Set(response.hits.hits.map((hit) => hit._source?.target).filter((target) => target !== undefined));
+  }
+
+  /** Records that the sink made a live index for `target` (once per target and process). */
+  async #recordMade(target: string, signal: AbortSignal): Promise<void> {
+    if (this.#made.has(target)) return;
+    await this.#call("record a made target", () => this.#cli().index({ index: OFFSETS_INDEX, id: `${this.name}/targets/${target}`, document: { sink: this.name, target } }, { signal }));
+    this.#made.add(target);
   }
 
   async #storeOffsets(offsets: readonly TopicPartitionOffset[], signal: AbortSignal): Promise<void> {
@@ -764,6 +804,17 @@ function indexGone(reason: string, where: { sink: string; table: string; positio
     `Elasticsearch: ${reason} (the index or its alias was deleted while the sink ran; its documents are gone)`,
     where,
     "sluice replay --sink NAME --from-beginning --rebuild --table T fills the table again; sluice halted retry makes a new index holding only the changes from here on",
+  );
+}
+
+/**
+ * The table's live index was made by the sink, and its alias (or the index with it) is gone: deleted by hand while the sink
+ * was stopped. Made again empty and written from the sink's offsets on, it would silently hold only the later changes.
+ */
+function indexMissing(target: string, context: { sink: string; table: string }): SluiceError {
+  return new SluiceError(
+    `sink "${context.sink}", table ${context.table}: its Elasticsearch alias "${target}" (index "${target}__v<N>") is missing: the sink made it before and it was deleted while the sink was stopped (the index or its alias); its documents are gone, and it is not made again empty to be filled only from the sink's offsets on; the table halts: fill it again from the topics (sluice replay --sink NAME --from-beginning --rebuild --table T --execute), then sluice halted retry`,
+    { code: CATALOG_MISMATCH, retriable: false, context: { component: "sink", sink: context.sink, table: context.table } },
   );
 }
 
