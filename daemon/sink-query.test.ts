@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -8,7 +10,9 @@ import type { DuckDbSink } from "../connectors/duckdb/duckdb-sink.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { testLogger, testSinkConfig } from "../connectors/sinks/test-config.ts";
 import { Events, tableSchema } from "../connectors/sinks/test-events.ts";
-import { formatRows, queryDuckDbFile } from "./sink-query.ts";
+import { createLogger } from "../runtime/logger.ts";
+import { HttpServer } from "./http-server.ts";
+import { formatRows, queryDuckDbFile, queryHandler } from "./sink-query.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-query-"));
 const secret = join(dir, "secret.csv");
@@ -186,4 +190,53 @@ test("sluice query without a daemon: the file opened read-only with the same pro
   assert.equal(capped.rows.length, 100);
   assert.match(capped.truncated ?? "", /cut at 100 rows/);
   assert.deepEqual((await queryDuckDbFile(path, "SELECT count(*)::INTEGER AS n FROM t", limits)).rows, [{ n: 2 }]);
+});
+
+test("queries of a sink in progress at once are bounded (429), and an answer its client leaves unread is dropped with the connection", { timeout: 60_000 }, async () => {
+  // ~100 MB of JSON (one string, shared): more than a loopback connection's socket buffers take (up to 32 + 4 MiB here), so an unread answer stays with the server.
+  const value = "x".repeat(2 ** 20);
+  const wide = { columns: ["v"], rows: Array.from({ length: 100 }, () => ({ v: value })), truncated: null };
+  let asked = 0;
+  const sinks = new Map([["wh", { readQuery: async () => (asked++, wide) }]]);
+  const server = new HttpServer(createLogger("silent"));
+  server.mount("/sinks", queryHandler(sinks, 2 ** 20, { maxInProgress: 2, unreadAnswerMs: 5_000 }));
+  const { port } = await server.listen("127.0.0.1", 0);
+  const post = (socket: Socket) => socket.write(`POST /sinks/wh/query HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 8\r\n\r\nSELECT 1`);
+  try {
+    // Two clients send a query and read nothing.
+    const silent = await Promise.all(
+      [0, 1].map(
+        () =>
+          new Promise<Socket>((resolve) => {
+            const socket = connect(port, "127.0.0.1", () => {
+              socket.pause();
+              post(socket);
+              resolve(socket);
+            });
+            socket.on("error", () => undefined);
+          }),
+      ),
+    );
+    while (asked < 2) await new Promise((resolve) => setTimeout(resolve, 20));
+    const busy = await fetch(`http://127.0.0.1:${port}/sinks/wh/query`, { method: "POST", body: "SELECT 1" });
+    assert.equal(busy.status, 429, "a third query while two answers are unread");
+    assert.equal(busy.headers.get("retry-after"), "1");
+    assert.match(((await busy.json()) as { error: string }).error, /sink "wh" has 2 queries in progress/);
+    // The unread answers' connections are cut (what a paused client sees once it reads again), and their slots given back.
+    await Promise.all(
+      silent.map(
+        (socket) =>
+          new Promise<void>((done) => {
+            socket.once("close", () => done());
+            socket.resume();
+          }),
+      ),
+    );
+    const answered = await fetch(`http://127.0.0.1:${port}/sinks/wh/query`, { method: "POST", body: "SELECT 1" });
+    assert.equal(answered.status, 200);
+    assert.equal(((await answered.json()) as { rows: unknown[] }).rows.length, 100);
+  } finally {
+    server.dropConnections();
+    await server.close();
+  }
 });
