@@ -37,6 +37,7 @@ import { Serial } from "../sinks/serial.ts";
 import { TargetClaims } from "../sinks/target-claims.ts";
 import { settleInTurn } from "../sinks/tables-in-flight.ts";
 import { requestError, runBulk, tlsError } from "./bulk.ts";
+import type { BulkOptions, ItemOutcome } from "./bulk.ts";
 import type { ElasticsearchSinkConfig, ElasticsearchSinkOptions } from "./config.ts";
 import { writeIndexOperation } from "./documents.ts";
 import type { StoredDocument } from "./documents.ts";
@@ -319,7 +320,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     const operations = NdjsonOperations.ofLines(
       hits.map((hit) => [encodeJson({ index: { _index: index.physical, _id: hit._id, version: BigInt(hit._version), version_type: "external_gte" } }), encodeJson(edit(hit._source))]),
     );
-    const outcomes = await runBulk(this.#cli(), operations, { maxBytes: this.#config.bulk_bytes, refresh: true, retry: this.#config.retry, signal, logger: this.#logger, sink: this.name });
+    const outcomes = await this.#bulk(operations, signal, { refresh: true });
     const failure = outcomes.find((o) => o.kind === "failed");
     if (failure && failure.kind === "failed") throw failed(failure.reason);
   }
@@ -444,16 +445,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       if (operations.length === 0) return;
       this.#bulkCapacity.set(index, Math.max(MIN_BULK_CAPACITY, operations.byteLength * 1.25));
       const sent = table.members();
-      const outcomes = await runBulk(this.#cli(), operations, {
-        maxBytes: this.#config.bulk_bytes,
-        refresh: this.#options.refresh ?? false,
-        retry: this.#config.retry,
-        signal,
-        logger: this.#logger,
-        sink: this.name,
-        requireAlias: true,
-        ...(sent === undefined ? {} : { members: sent }),
-      });
+      const outcomes = await this.#bulk(operations, signal, { refresh: this.#options.refresh ?? false, requireAlias: true, ...(sent === undefined ? {} : { members: sent }) });
       // Any failure: the batch goes through #write, which sorts each change's fate by the sink's policy.
       for (const position of sent ?? outcomes.keys()) {
         const outcome = outcomes[position];
@@ -574,15 +566,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     }
     // A next write of about this size fits without growing its buffer.
     this.#bulkCapacity.set(primary, Math.max(MIN_BULK_CAPACITY, operations.byteLength * 1.25));
-    const outcomes = await runBulk(this.#cli(), operations, {
-      maxBytes: this.#config.bulk_bytes,
-      refresh: this.#options.refresh ?? false,
-      retry: this.#config.retry,
-      signal,
-      logger: this.#logger,
-      sink: this.name,
-      requireAlias: true,
-    });
+    const outcomes = await this.#bulk(operations, signal, { refresh: this.#options.refresh ?? false, requireAlias: true });
     // Loaded again at the next write: a retry after the operator's fix sees what is there then.
     if (outcomes.some((outcome) => outcome.kind === "failed" && outcome.target === "gone")) {
       this.#targets.delete(primary.target);
@@ -644,7 +628,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       const hits = response.hits.hits;
       if (hits.length === 0) return;
       const operations = NdjsonOperations.ofLines(hits.map((hit) => [encodeJson({ delete: { _index: index.physical, _id: hit._id, version, version_type: "external" } })]));
-      await runBulk(this.#cli(), operations, { maxBytes: this.#config.bulk_bytes, refresh: false, retry: this.#config.retry, signal, logger: this.#logger, sink: this.name });
+      await this.#bulk(operations, signal, { refresh: false });
     }
   }
 
@@ -761,7 +745,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
         encodeJson({ sink: this.name, topic: o.topic, partition: o.partition, offset: o.offset, ...(this.#topicIds.has(o.topic) ? { topic_id: this.#topicIds.get(o.topic) } : {}) }),
       ]),
     );
-    const outcomes = await runBulk(this.#cli(), operations, { maxBytes: this.#config.bulk_bytes, refresh: false, retry: this.#config.retry, signal, logger: this.#logger, sink: this.name });
+    const outcomes = await this.#bulk(operations, signal, { refresh: false });
     const failed = outcomes.find((o) => o.kind === "failed");
     if (failed && failed.kind === "failed") {
       throw new ConnectionError(`Elasticsearch did not store the offsets: ${failed.reason}`, { code: "SINK_UNAVAILABLE", context: { component: "sink", sink: this.name } });
@@ -785,6 +769,11 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     } catch (error) {
       throw requestError(error, this.name, what);
     }
+  }
+
+  /** One bulk request (split at bulk_bytes) with the sink's retry, logger and name. */
+  #bulk(operations: NdjsonOperations, signal: AbortSignal, options: Pick<BulkOptions, "refresh" | "requireAlias" | "members">): Promise<ItemOutcome[]> {
+    return runBulk(this.#cli(), operations, { maxBytes: this.#config.bulk_bytes, retry: this.#config.retry, signal, logger: this.#logger, sink: this.name, ...options });
   }
 
   #cli(): Client {
