@@ -240,3 +240,11 @@ test("queries of a sink in progress at once are bounded (429), and an answer its
     await server.close();
   }
 });
+
+test("a query's table keeps each row on its line and shows escape sequences and bidi overrides escaped", () => {
+  // Values anyone who can write to the database chooses: a line break forging a row, a colour change, a right-to-left override.
+  const rows = [{ "id\n": 1, name: "a\nb\u001b[31mred\u202eevil\u2066x\u2069" }];
+  const table = formatRows(rows);
+  assert.equal(table, "id\\u000a  name\n--------  --------------------------------------------\n1         a\\u000ab\\u001b[31mred\\u202eevil\\u2066x\\u2069\n(1 row)\n");
+  assert.doesNotMatch(table.replaceAll("\n", ""), /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/);
+});

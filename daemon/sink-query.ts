@@ -8,6 +8,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ReadQueryLimits, ReadQueryResult } from "../connectors/duckdb/read-query.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { readBody, sendJson } from "./http-server.ts";
+import { oneLine } from "./terminal-text.ts";
 
 export type { ReadQueryLimits, ReadQueryResult };
 
@@ -98,8 +99,10 @@ export async function queryDuckDbFile(path: string, sql: string, limits: ReadQue
 
 export function formatRows(rows: readonly Record<string, unknown>[]): string {
   if (rows.length === 0) return "(no rows)\n";
-  const headers = Object.keys(rows[0]!);
-  const cells = rows.map((row) => headers.map((h) => (row[h] === null ? "NULL" : typeof row[h] === "object" ? JSON.stringify(row[h]) : String(row[h]))));
+  const keys = Object.keys(rows[0]!);
+  // Values and column names are anyone's who can write to the database: each cell stays on its line, escaped.
+  const headers = keys.map(oneLine);
+  const cells = rows.map((row) => keys.map((h) => oneLine(row[h] === null ? "NULL" : typeof row[h] === "object" ? JSON.stringify(row[h]) : String(row[h]))));
   const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => r[i]!.length)));
   const line = (values: string[]) => values.map((v, i) => v.padEnd(widths[i]!)).join("  ").trimEnd();
   return `${[line(headers), line(widths.map((w) => "-".repeat(w))), ...cells.map(line)].join("\n")}\n(${rows.length} row${rows.length === 1 ? "" : "s"})\n`;

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { main } from "./cli.ts";
 import { progressLine } from "./progress-display.ts";
+import { oneLine } from "./terminal-text.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-terminal-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -24,4 +25,8 @@ test("what a command prints reaches the terminal with control characters escaped
 test("a snapshot progress line (redrawn in place on standard error) shows a table name on one line, escaped", () => {
   const line = progressLine("pg", { table: "public.a\u001b[2K\nb", state: "running", rowsDone: 1, rowsEstimated: 2, rowsPerSecond: 0, startedAtMs: 0, finishedAtMs: null });
   assert.ok(line.includes("public.a\\u001b[2K\\u000ab"), line);
+});
+
+test("a cell on one line shows the bidi embedding, override and isolate characters escaped, other text as it is", () => {
+  assert.equal(oneLine("a\u202ab\u202ec\u2066d\u2069e\u200ff é"), "a\\u202ab\\u202ec\\u2066d\\u2069e\u200ff é");
 });
