@@ -166,6 +166,21 @@ describe("YAML aliases, numbers and values as written", () => {
     assert.equal(config.sources[0]!.max_buffer_bytes, 65_536);
     assert.equal(config.shutdown.timeout, 1_000);
   });
+
+  test("the HTTP listeners' connection limits default to 512 connections, 10 s for a head, 60 s for a request; a bad value is an error naming its key", () => {
+    const withHttp = (http: string) => `name: shop\nsources:\n  - {name: pg, kind: postgres, database: app, user: u, tables: [public.t]}\n${http}`;
+    const defaults = loadConfigText("c.yaml", withHttp(""), { env: {} }).http;
+    assert.deepEqual([defaults.max_connections, defaults.headers_timeout, defaults.request_timeout], [512, 10_000, 60_000]);
+    const set = loadConfigText("c.yaml", withHttp("http: {max_connections: 64, headers_timeout: 5s, request_timeout: 2m}\n"), { env: {} }).http;
+    assert.deepEqual([set.max_connections, set.headers_timeout, set.request_timeout, set.listen], [64, 5_000, 120_000, "127.0.0.1:8080"]);
+    assert.throws(() => loadConfigText("c.yaml", withHttp("http: {max_connections: 0}\n"), { env: {} }), /http\.max_connections: expected a number ≥ 1, got number 0/);
+    assert.throws(() => loadConfigText("c.yaml", withHttp("http: {headers_timeout: 500ms}\n"), { env: {} }), /http\.headers_timeout: expected a duration from 1s to 5m, got "500ms"/);
+    assert.throws(() => loadConfigText("c.yaml", withHttp("http: {request_timeout: soon}\n"), { env: {} }), /http\.request_timeout: expected a duration such as "500ms"/);
+    assert.throws(
+      () => loadConfigText("c.yaml", withHttp("http: {headers_timeout: 30s, request_timeout: 20s}\n"), { env: {} }),
+      /http\.request_timeout: expected a request timeout of at least http\.headers_timeout \(30s\), got 20s/,
+    );
+  });
 });
 
 describe("Elasticsearch refresh_interval", () => {

@@ -577,13 +577,29 @@ const http = z
     listen: hostPort("Address of the HTTP server: the admin API (status, query, rebuild, halted tables, schema registry) and the public health and metrics endpoints").default("127.0.0.1:8080"),
     public_listen: hostPort("A second address serving only /healthz, /readyz and the metrics path, over plain HTTP (e.g. for probes and Prometheus on another network than the admin API)").optional(),
     max_body_bytes: size("Largest request body any endpoint takes; a larger one is answered 413 without being read", { min: 64 * 2 ** 10, max: 2 ** 30 }).default(4 * 2 ** 20),
+    max_connections: z
+      .number()
+      .int()
+      .min(1)
+      .max(4096)
+      .default(512)
+      .describe("Open connections each listener holds, before any credential is checked; more are closed as they arrive (each costs the main thread's heap about 2.5 KiB; 1 to 4096)"),
+    headers_timeout: duration("Time a client has to send a request's head (and a TLS handshake) before the connection is cut with 408", { min: 1_000, max: 300_000 }).default(10_000),
+    request_timeout: duration("Time a client has to send a whole request, body included, before the connection is cut with 408 (the endpoint's own work is not limited); at least headers_timeout", { min: 1_000, max: 3_600_000 }).default(60_000),
     admin_token: apiToken(
       "Bearer token for every admin endpoint (or admin_token_file); re-read at SIGHUP. Without it the admin endpoints answer only clients on the loopback interface",
     ),
     read_token: apiToken("Bearer token for the read-only endpoints only: GET /status, schema registry GETs, SQL queries (or read_token_file); re-read at SIGHUP"),
     tls: httpTls,
   })
-  .default({ listen: "127.0.0.1:8080", max_body_bytes: 4 * 2 ** 20 })
+  .refine((http) => http.request_timeout >= http.headers_timeout, {
+    error: (issue) => {
+      const http = issue.input as { headers_timeout: number; request_timeout: number };
+      return `expected a request timeout of at least http.headers_timeout (${formatDuration(http.headers_timeout)}), got ${formatDuration(http.request_timeout)}`;
+    },
+    path: ["request_timeout"],
+  })
+  .default({ listen: "127.0.0.1:8080", max_body_bytes: 4 * 2 ** 20, max_connections: 512, headers_timeout: 10_000, request_timeout: 60_000 })
   .describe("HTTP server");
 
 const metrics = z

@@ -212,7 +212,11 @@ export class Daemon {
       tokens: apiTokens(config),
       hostNames: [config.http.listen, ...(config.http.public_listen ? [config.http.public_listen] : [])].map((listen) => splitHostPort(listen).host),
     });
-    this.http = new HttpServer(logger, { maxBodyBytes: config.http.max_body_bytes, access: this.access });
+    this.http = new HttpServer(logger, {
+      maxBodyBytes: config.http.max_body_bytes,
+      access: this.access,
+      connections: { maxConnections: config.http.max_connections, headersTimeoutMs: config.http.headers_timeout, requestTimeoutMs: config.http.request_timeout },
+    });
     this.http.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { status: "ok", version: SLUICE_VERSION }));
     this.http.route("GET", "/readyz", (_req, res) => {
       const status = this.readiness();

@@ -35,14 +35,15 @@ export const DEFAULT_MAX_BODY_BYTES = 4 * 2 ** 20;
  * unfinished request head only after 60-90 s) ran the daemon's 52 MiB main heap out of memory.
  */
 export interface ConnectionLimits {
-  /** Open connections per listener; more are closed as they arrive. */
+  /** Open connections per listener (`http.max_connections`); more are closed as they arrive. */
   readonly maxConnections: number;
-  /** Time to receive a request's head (a TLS handshake too) before the connection is cut (408). */
+  /** Time to receive a request's head (a TLS handshake too) before the connection is cut (408; `http.headers_timeout`). */
   readonly headersTimeoutMs: number;
-  /** Time to receive a whole request, body included (not the handler's time) before the connection is cut. */
+  /** Time to receive a whole request, body included (not the handler's time) before the connection is cut (`http.request_timeout`, at least the headers timeout). */
   readonly requestTimeoutMs: number;
 }
 
+/** The defaults of `http.max_connections`, `http.headers_timeout` and `http.request_timeout`. */
 export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { maxConnections: 512, headersTimeoutMs: 10_000, requestTimeoutMs: 60_000 };
 
 /** A request body larger than the server takes: answered 413 by HttpServer, the rest left unread. */
@@ -170,7 +171,7 @@ export class HttpServer {
       // Said once per flood, not per connection.
       if (refusing) return;
       refusing = true;
-      this.logger.warn({ maxConnections, listen: `${host}:${port}` }, `the HTTP server holds ${maxConnections} open connections, its limit: new connections are closed until some end`);
+      this.logger.warn({ maxConnections, listen: `${host}:${port}` }, `the HTTP server holds ${maxConnections} open connections, its limit (http.max_connections): new connections are closed until some end`);
       setTimeout(() => (refusing = false), 60_000).unref();
     });
     await new Promise<void>((resolve, reject) => {
