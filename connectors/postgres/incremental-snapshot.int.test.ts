@@ -484,7 +484,8 @@ test("a table renamed while capture streams is read again under its new name", a
     const before = new Fold("orig");
     const after = new Fold("moved");
     const old = new Fold("moved_old");
-    const state = pump(source, [before, after, old]);
+    const copied = new Fold("copy");
+    const state = pump(source, [before, after, old, copied]);
     pumps.push(state);
     await waitFor("the initial snapshot", () => state.checkpoint !== null && state.checkpoint.position.resume === undefined);
     await admin.query(`UPDATE "${renamed}".orig SET v = -v WHERE id = 1`);
@@ -507,6 +508,9 @@ test("a table renamed while capture streams is read again under its new name", a
       async () => (await admin.query(`SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND tablename = 'copy'`, [c.publication])).rowCount === 1,
       30_000,
     );
+    // As an online schema change's tool does, the swap comes once the copy is filled: here, once the copy's own backfill
+    // has read it under its name (a backfill still queued at the swap reads the copy under its new name, an extra read).
+    await waitFor("the copy read under its name", () => copied.visible().size === 2000 && noTasks(state), 120_000);
     await admin.query(`ALTER TABLE "${renamed}".moved RENAME TO moved_old`);
     await admin.query(`ALTER TABLE "${renamed}".copy RENAME TO moved`);
     await admin.query(`UPDATE "${renamed}".moved SET v = 7 WHERE id = 2`);
