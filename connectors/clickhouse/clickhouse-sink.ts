@@ -17,7 +17,7 @@ import type { Logger } from "../../runtime/logger.ts";
 import type { SinkChange, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
 import { ConnectionError, isRetriable, SluiceError } from "../errors.ts";
-import { collapseChanges, hasUnchanged } from "../sinks/batch.ts";
+import { allIndices, collapseChanges, hasUnchanged } from "../sinks/batch.ts";
 import type { RowChange, StagedChange, TableChanges } from "../sinks/batch.ts";
 import { DELETED_COLUMN, firstVersionWith, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { SinceOf, TargetColumn } from "../sinks/columns.ts";
@@ -382,8 +382,6 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     const label = tableLabel(changes.table);
     const context = { sink: this.name, table: label };
     for (const { index, error } of changes.invalid) failures.add([index], rowRejected(error.message, { ...context, column: error.column }, error));
-    // Every change of the table, for a failure of the whole table (made only then: an array per write otherwise).
-    const allIndices = () => [...(changes.truncate?.indices ?? []), ...changes.rows.flatMap((r) => r.indices)];
     let tables: { primary: ClickHouseTable; mirror: ClickHouseTable | null } | null;
     try {
       tables = await this.#prepareTables(changes, mode, label, signal);
@@ -392,11 +390,11 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
       // Only this table stops: its changes fail (halt, or dead-letter by the sink's on_error), the others apply.
       if (!this.#mismatched.has(error.physical)) this.#logger.error(error.toLog(), error.message);
       this.#mismatched.set(error.physical, error);
-      failures.add(allIndices(), error);
+      failures.add(allIndices(changes), error);
       return null;
     }
     if (tables === null) {
-      failures.add(allIndices(), rebuildState("no rebuild in progress for this table", context));
+      failures.add(allIndices(changes), rebuildState("no rebuild in progress for this table", context));
       return null;
     }
     const { primary, mirror } = tables;
@@ -445,7 +443,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
           }
         } catch (error) {
           // Only this table stops, as for a mismatch found before writing; the others apply.
-          failures.add(allIndices(), await this.#changedBehind(physical, changes.schemas, label, error, signal));
+          failures.add(allIndices(changes), await this.#changedBehind(physical, changes.schemas, label, error, signal));
           return;
         }
         for (const { item, error } of rejected) {

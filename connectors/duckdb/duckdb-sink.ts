@@ -16,7 +16,7 @@ import type { Logger } from "../../runtime/logger.ts";
 import type { SinkChange, SinkItemFailure, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
-import { collapseChanges, tableKey, versionOf } from "../sinks/batch.ts";
+import { allIndices, collapseChanges, tableKey, versionOf } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { defaultOf, DELETED_COLUMN, firstVersionWith, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { PlanContext, SinceOf, TargetColumn } from "../sinks/columns.ts";
@@ -435,8 +435,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       } else {
         const shadow = this.#find(target, "shadow");
         if (!shadow) {
-          const all = [...(changes.truncate?.indices ?? []), ...changes.rows.flatMap((r) => r.indices)];
-          failures.add(all, rebuildState("no rebuild in progress for this table", context));
+          failures.add(allIndices(changes), rebuildState("no rebuild in progress for this table", context));
           continue;
         }
         primary = shadow;

@@ -22,7 +22,7 @@ import { readTlsFiles } from "../common/tls-files.ts";
 import type { TlsFiles } from "../common/tls-files.ts";
 import { probeTls } from "../common/tls-probe.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
-import { collapseChanges, hasUnchanged } from "../sinks/batch.ts";
+import { allIndices, collapseChanges, hasUnchanged } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { defaultOf, DELETED_COLUMN, firstVersionWith, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import { deadlineError, pastDeadline } from "../sinks/deadline.ts";
@@ -492,13 +492,13 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
         primary = indexes.live ?? (await this.#createLive(indexes, target, changes.schemas[0] as TableSchema, context, firstVersionWith(changes.rows), signal));
       } catch (error) {
         if (!(error instanceof SluiceError && error.code === CATALOG_MISMATCH)) throw error;
-        failures.add([...(changes.truncate?.indices ?? []), ...changes.rows.flatMap((r) => r.indices)], error);
+        failures.add(allIndices(changes), error);
         return null;
       }
       mirror = indexes.shadow;
     } else {
       if (!indexes.shadow) {
-        failures.add([...(changes.truncate?.indices ?? []), ...changes.rows.flatMap((r) => r.indices)], rebuildState("no rebuild in progress for this table", context));
+        failures.add(allIndices(changes), rebuildState("no rebuild in progress for this table", context));
         return null;
       }
       primary = indexes.shadow;
@@ -508,9 +508,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     const goneFails = (error: unknown): boolean => {
       const reason = indexNotFound(error);
       if (reason === null) return false;
-      this.#targets.delete(target);
-      this.#goneReported.add(target);
-      failures.add([...(changes.truncate?.indices ?? []), ...changes.rows.flatMap((r) => r.indices)], indexGone(reason, context));
+      this.#targetGone(target);
+      failures.add(allIndices(changes), indexGone(reason, context));
       return true;
     };
     const since = firstVersionWith(changes.rows);
@@ -568,10 +567,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     this.#bulkCapacity.set(primary, Math.max(MIN_BULK_CAPACITY, operations.byteLength * 1.25));
     const outcomes = await this.#bulk(operations, signal, { refresh: this.#options.refresh ?? false, requireAlias: true });
     // Loaded again at the next write: a retry after the operator's fix sees what is there then.
-    if (outcomes.some((outcome) => outcome.kind === "failed" && outcome.target === "gone")) {
-      this.#targets.delete(primary.target);
-      this.#goneReported.add(primary.target);
-    }
+    if (outcomes.some((outcome) => outcome.kind === "failed" && outcome.target === "gone")) this.#targetGone(primary.target);
     outcomes.forEach((outcome, i) => {
       if (outcome.kind !== "failed") return;
       const change = planned[i] as RowChange;
@@ -774,6 +770,12 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
   /** One bulk request (split at bulk_bytes) with the sink's retry, logger and name. */
   #bulk(operations: NdjsonOperations, signal: AbortSignal, options: Pick<BulkOptions, "refresh" | "requireAlias" | "members">): Promise<ItemOutcome[]> {
     return runBulk(this.#cli(), operations, { maxBytes: this.#config.bulk_bytes, retry: this.#config.retry, signal, logger: this.#logger, sink: this.name, ...options });
+  }
+
+  /** An index found deleted while the sink runs: loaded again at the next write, where a retry makes a new one (the documented remedy). */
+  #targetGone(target: string): void {
+    this.#targets.delete(target);
+    this.#goneReported.add(target);
   }
 
   #cli(): Client {

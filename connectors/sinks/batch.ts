@@ -42,6 +42,11 @@ export interface TableChanges {
   readonly invalid: readonly { readonly index: number; readonly error: ValueRejected }[];
 }
 
+/** Every change of a table (its truncate's and its rows'), for a failure of the whole table. */
+export function allIndices(changes: TableChanges): number[] {
+  return [...(changes.truncate?.indices ?? []), ...changes.rows.flatMap((r) => r.indices)];
+}
+
 export function tableKey(table: TableId): string {
   return `${table.source}\u0000${table.schema}\u0000${table.table}`;
 }
