@@ -309,8 +309,9 @@ export class SinkRunner {
   release(table: string, action: HaltAction, execute: boolean): Promise<HaltReleaseReport> {
     return this.exclusive(async () => {
       const sink = this.options.sink.name;
-      const state = [...this.halted.values()].find((h) => h.view.table === table || h.key === table || h.view.topic === table);
-      const inFlight = this.blockedRetries?.inFlight().find(({ key, state: h }) => h.view.table === table || key === table || h.view.topic === table);
+      const named = (h: HaltState) => h.view.table === table || h.key === table || h.view.topic === table;
+      const state = [...this.halted.values()].find(named);
+      const inFlight = this.blockedRetries?.inFlight().find((retried) => named(retried.state));
       if (!state && inFlight !== undefined) {
         const { view } = inFlight.state;
         const where = `${view.topic}:${view.partition}:${view.recordOffset}`;
@@ -371,10 +372,15 @@ export class SinkRunner {
 
   private unhalt(state: HaltState, readAgain: StoredRecord | null): void {
     this.blockedRetries?.forget(state.key);
-    this.halted.delete(state.key);
-    this.releasing.set(state.key, readAgain);
-    this.reopen = true;
+    this.readOn(state.key, readAgain);
     this.options.metrics?.tablesHalted.set({ source: state.source, sink: this.options.sink.name, table: state.view.table }, 0);
+  }
+
+  /** A halted table is read on at the next consumer (reopened at the stored offsets), from `readAgain` if not null. */
+  private readOn(key: string, readAgain: StoredRecord | null): void {
+    this.halted.delete(key);
+    this.releasing.set(key, readAgain);
+    this.reopen = true;
   }
 
   /**
@@ -386,9 +392,7 @@ export class SinkRunner {
     const retries = this.blockedRetries;
     if (state === undefined || retries === null) return;
     const attempt = retries.started(key);
-    this.halted.delete(key);
-    this.releasing.set(key, state.record);
-    this.reopen = true;
+    this.readOn(key, state.record);
     const { view } = state;
     this.logger.info(
       { table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset, attempt, code: TARGET_BLOCKED },
