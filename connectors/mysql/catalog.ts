@@ -69,8 +69,13 @@ export async function currentPosition(sql: Sql, flavor: Flavor): Promise<BinlogC
 
 /** MariaDB's GTID position of a binlog coordinate (BINLOG_GTID_POS). */
 export async function mariadbGtidAt(sql: Sql, file: string, offset: number): Promise<string> {
+  return (await mariadbGtidAtEvent(sql, file, offset)) ?? "";
+}
+
+/** BINLOG_GTID_POS as the server gives it: null when the file is missing or the offset is not where an event starts. */
+export async function mariadbGtidAtEvent(sql: Sql, file: string, offset: number): Promise<string | null> {
   const rows = await sql.rows("SELECT BINLOG_GTID_POS(?, ?) AS gtid", [file, offset]);
-  return field(rows[0] ?? {}, "gtid") ?? "";
+  return field(rows[0] ?? {}, "gtid");
 }
 
 export async function collationRows(sql: Sql): Promise<{ id: number; charset: string }[]> {

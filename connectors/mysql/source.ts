@@ -15,6 +15,7 @@ import type { CapturePhase, CaptureStats, InitialSnapshot, OpenedStream } from "
 import { backfillColumns, backfillRenamed, backfillRolledBackXa } from "../common/online-snapshot-runner.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import { BinlogStream } from "./binlog-stream.ts";
+import { binlogResetProblem } from "./binlog-reset.ts";
 import { binaryLogs, collationRows, currentPosition, databaseCharset, listTables, readDefinitions } from "./catalog.ts";
 import { warnKeylessTables } from "./keyless-tables.ts";
 import type { BinlogCoordinates, CapturedTableRef, Sql } from "./catalog.ts";
@@ -223,6 +224,8 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     const progress = token.exportedProgress;
     if (progress === undefined) return startOver("its checkpoint does not say how far it got");
     if (!(await binaryLogs(sql)).some((log) => log.file === token.file)) return startOver(`the binlog ${token.file} it started at was purged`);
+    const reset = await binlogResetProblem(sql, token);
+    if (reset !== null) throw this.binlogReset(`${token.file}:${token.offset}`, reset);
     const problem = await this.online.resumeInitial(sql, progress, tables, snapshotResetPosition(interrupted).change);
     if (problem !== null) return startOver(problem);
     await this.restoreSchema(sql, token, tables);
@@ -238,17 +241,25 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     return true;
   }
 
-  /** Whether the binlog still has the token's position; refuses a purged position unless snapshot.mode is when-needed. */
+  private binlogReset(at: string, why: string): SluiceError {
+    return new SluiceError(
+      `${why}: the binlog was reset (RESET MASTER) or the server replaced; positions no longer order changes, and resuming would skip the new binlog's first transactions: re-snapshot (remove the checkpoint) and rebuild the sinks`,
+      { code: "MYSQL_BINLOG_RESET", context: { ...this.context, position: at } },
+    );
+  }
+
+  /** Whether the binlog still has the token's position; refuses a purged position unless snapshot.mode is when-needed, and a reset binlog. */
   private async checkResumable(sql: Sql, token: ResumeToken): Promise<boolean> {
     const logs = await binaryLogs(sql);
-    if (logs.some((log) => log.file === token.file)) return true;
     const at = `${token.file}:${token.offset}`;
+    if (logs.some((log) => log.file === token.file)) {
+      const problem = await binlogResetProblem(sql, token);
+      if (problem !== null) throw this.binlogReset(at, problem);
+      return true;
+    }
     const newest = logs.at(-1);
     if (newest !== undefined && binlogFileIndex(newest.file) < binlogFileIndex(token.file)) {
-      throw new SluiceError(
-        `the checkpoint is at ${at}, beyond the server's newest binlog ${newest.file}: the binlog was reset (RESET MASTER) or the server replaced; positions no longer order changes: re-snapshot (remove the checkpoint)`,
-        { code: "MYSQL_BINLOG_RESET", context: { ...this.context, position: at } },
-      );
+      throw this.binlogReset(at, `the checkpoint is at ${at}, beyond the server's newest binlog ${newest.file}`);
     }
     if (this.config.snapshot.mode === "when-needed") {
       this.logger.warn({ position: at, oldest: logs[0]?.file }, "the checkpoint's binlog was purged; taking a new snapshot (snapshot.mode: when-needed)");

@@ -1,0 +1,64 @@
+/**
+ * A binlog reset (RESET MASTER) while Sluice is stopped, after which the new binlog grows past the
+ * checkpoint's file, offset and GTID sequence: the coordinate exists again in another history.
+ * Resuming there skipped the new binlog's first transactions without a word (probe: 211 of 415
+ * rows lost, no error); the checkpoint is refused with MYSQL_BINLOG_RESET instead.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import mysql from "mysql2/promise";
+import type { Connection } from "mysql2/promise";
+import { startPrivateMariadb } from "../../test/services/private-mariadb.ts";
+import type { PrivateMariadb } from "../../test/services/private-mariadb.ts";
+import { newSource, readUntil, snapshotFinished, sourceConfig } from "./int-test-support.ts";
+import { decodeResumeToken } from "./resume-token.ts";
+
+describe("MariaDB source: a binlog reset while stopped", () => {
+  let server: PrivateMariadb;
+  let admin: Connection;
+
+  before(async () => {
+    server = await startPrivateMariadb();
+    admin = await mysql.createConnection({ host: server.host, port: server.port, user: server.admin.user, password: server.admin.password, multipleStatements: true });
+    await admin.query("CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v VARCHAR(20))");
+  });
+
+  after(async () => {
+    await admin?.end();
+    await server?.stop();
+  });
+
+  it("refuses a checkpoint whose file, offset and GTID exist again in the reset binlog, instead of skipping its first transactions", async () => {
+    const config = sourceConfig({ host: server.host, port: server.port, user: server.admin.user, password: server.admin.password, tables: ["d.t"], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 } });
+    await admin.query("INSERT INTO d.t VALUES (1, 'before')");
+    const source = newSource(config);
+    await source.connect(null, AbortSignal.timeout(30_000));
+    await readUntil(source, snapshotFinished);
+    for (let id = 2; id <= 6; id++) await admin.query(`INSERT INTO d.t VALUES (${id}, 'streamed')`);
+    const streamed = await readUntil(source, (c) => c.events.some((e) => e.after?.["id"] === 6));
+    await source.close();
+    const checkpoint = streamed.batches.at(-1)!.checkpoint;
+    const token = decodeResumeToken(checkpoint.position.resume, config.name);
+
+    await admin.query("RESET MASTER");
+    // The new binlog passes the checkpoint's offset in the same file and its GTID sequence.
+    for (let id = 100; id < 130; id++) await admin.query(`INSERT INTO d.t VALUES (${id}, REPEAT('x', 20))`);
+    const [[{ gtid }]] = (await admin.query("SELECT @@gtid_binlog_pos AS gtid")) as unknown as [[{ gtid: string }]];
+    const [[status]] = (await admin.query("SHOW MASTER STATUS")) as unknown as [[{ File: string; Position: number }]];
+    assert.equal(status.File, token.file, "the reset binlog is back at the checkpoint's file");
+    assert.ok(status.Position > token.offset && BigInt(gtid.split("-")[2]!) > BigInt(token.gtid!.split("-")[2]!), "and past its offset and GTID sequence");
+
+    const again = newSource(config);
+    try {
+      await assert.rejects(again.connect(checkpoint, AbortSignal.timeout(30_000)), (error: Error & { code?: string; retriable?: boolean }) => {
+        assert.equal(error.code, "MYSQL_BINLOG_RESET");
+        assert.equal(error.retriable, false);
+        assert.match(error.message, new RegExp(`${token.file}:${token.offset}`));
+        assert.match(error.message, /RESET MASTER/);
+        return true;
+      });
+    } finally {
+      await again.close();
+    }
+  });
+});
