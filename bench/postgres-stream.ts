@@ -22,6 +22,7 @@ import { pino } from "pino";
 import { postgres } from "../test/services/ports.ts";
 import type { PostgresSourceConfig } from "../config/schema.ts";
 import { PostgresSource } from "../connectors/postgres/source.ts";
+import { isSnapshotIncomplete } from "../connectors/postgres/positions.ts";
 import { formatLsn, parseLsn } from "../connectors/postgres/lsn.ts";
 
 const TRANSACTIONS = Number(process.argv[2] ?? 50_000);
@@ -144,7 +145,7 @@ async function snapshot(): Promise<{ seconds: number; rows: number }> {
     const batch = await source.read(signal);
     rows += batch.events.length;
     await batch.ack();
-    if (batch.checkpoint.position.resume === undefined) break;
+    if (!isSnapshotIncomplete(batch.checkpoint.position)) break;
   }
   const seconds = (performance.now() - started) / 1000;
   await source.close();

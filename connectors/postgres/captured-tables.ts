@@ -6,7 +6,7 @@
  */
 import type pg from "pg";
 import type { Logger } from "pino";
-import type { ColumnSchema, TableSchema } from "../contracts.ts";
+import type { ColumnSchema, Position, TableSchema } from "../contracts.ts";
 import { ConfigError } from "../errors.ts";
 import { attributes, loadTypeCatalog, relationInfo, typeNames } from "./catalog.ts";
 import type { AttributeInfo, PublishedTable, RelationInfo } from "./catalog.ts";
@@ -14,6 +14,7 @@ import type { RelationMessage } from "./protocol/pgoutput.ts";
 import type { TableMatcher } from "../common/table-patterns.ts";
 import type { TextDecoder } from "./values/scalars.ts";
 import type { TypeCatalog } from "./values/type-catalog.ts";
+import type { RelationLayout } from "./relation-layouts.ts";
 
 type Queryable = Pick<pg.Client, "query">;
 
@@ -56,13 +57,25 @@ export interface CapturedTablesOptions {
    * A captured table renamed (or moved to another schema) to a name the source still captures and no other captured
    * table has, or one whose place it did not take in a swap (see swapped): its changes go to the new name's topic from
    * now on, whose targets hold none of its rows yet, maybe a gone table's (the source empties them, then backfills them).
+   * Not awaited (the stream decodes on): what it returns says when it is done (onPublished's `settled`).
    */
-  readonly onRenamed?: (from: string, to: string) => void;
+  readonly onRenamed?: (from: string, to: string) => Promise<unknown> | void;
   /**
    * Columns of a captured table renamed, or dropped and added again under their name (by attnum): WAL has no row
    * changes for either, so the targets do not hold what the table's rows have in them (the source reads it again).
+   * Not awaited, as onRenamed.
    */
-  readonly onColumnsChanged?: (table: string, columns: readonly string[]) => void;
+  readonly onColumnsChanged?: (table: string, columns: readonly string[]) => Promise<unknown> | void;
+  /**
+   * What the previous run published of each relation (relation-layouts.ts): a relation's first Relation message in
+   * this run is compared with it, so a rename made while Sluice was stopped is told as one seen live.
+   */
+  readonly previous?: ReadonlyMap<number, RelationLayout>;
+  /**
+   * A relation's layout as published from `at` on (null: from the catalog, at once; layout null: not captured), once
+   * `settled`, what it set off (onRenamed, onColumnsChanged), is done.
+   */
+  readonly onPublished?: (relid: number, layout: RelationLayout | null, at: Position | null, settled: Promise<unknown> | undefined) => void;
 }
 
 interface ColumnSpec {
@@ -147,6 +160,12 @@ export class CapturedTables {
   constructor(options: CapturedTablesOptions) {
     this.options = options;
     this.types = options.types;
+    for (const [relid, layout] of options.previous ?? []) {
+      this.columnNumbers.set(relid, {
+        byName: new Map(layout.columns.map((c) => [c.name, c.number])),
+        byNumber: new Map(layout.columns.map((c) => [c.number, { name: c.name, typeOid: c.typeOid, typeModifier: c.typeModifier }])),
+      });
+    }
   }
 
   /** The captured table for a relation id: undefined when never seen, null when not captured. */
@@ -194,6 +213,7 @@ export class CapturedTables {
     const table = await this.build(db, relid, info, attrs, specs, info.schema, info.table, published?.rowFilter ?? null);
     this.numbered(relid, attrs, specs);
     this.remember(table);
+    this.published(relid, this.byRelid.get(relid) ?? table, null, undefined);
     return table;
   }
 
@@ -220,10 +240,38 @@ export class CapturedTables {
     return changed;
   }
 
-  /** Tells onColumnsChanged of columns renamed or added again since the relation was last seen (catalog attnums). */
-  private checkColumns(relid: number, attrs: readonly AttributeInfo[], message: RelationMessage): void {
+  /** Tells onColumnsChanged of columns renamed or added again since the relation was last seen (catalog attnums); returns what it returned. */
+  private checkColumns(relid: number, attrs: readonly AttributeInfo[], message: RelationMessage): Promise<unknown> | undefined {
     const changed = this.numbered(relid, attrs, message.columns);
-    if (changed.length > 0) this.options.onColumnsChanged?.(`${message.namespace}.${message.name}`, changed);
+    if (changed.length > 0) return this.options.onColumnsChanged?.(`${message.namespace}.${message.name}`, changed) ?? undefined;
+    return undefined;
+  }
+
+  /** The relation's layout as published: its name and its captured columns with their attnums. */
+  private layoutOf(table: CapturedTable): RelationLayout {
+    const byName = this.columnNumbers.get(table.relid)?.byName;
+    const columns = table.columns.flatMap((c) => {
+      const number = byName?.get(c.name);
+      return number === undefined ? [] : [{ number, name: c.name, typeOid: c.typeOid, typeModifier: c.typeModifier }];
+    });
+    return { schema: table.schema.schema, table: table.schema.table, columns };
+  }
+
+  private published(relid: number, table: CapturedTable | null, at: Position | null, settled: Promise<unknown> | undefined): void {
+    this.options.onPublished?.(relid, table === null ? null : this.layoutOf(table), at, settled);
+  }
+
+  /**
+   * The relation captured under `name` (schema.table) before `relid` took it: one known in this run, or one the
+   * previous run published under it and this run has not seen yet.
+   */
+  private holderOf(schema: string, table: string, relid: number): number | undefined {
+    const known = this.find({ schema, table });
+    if (known !== undefined) return known.relid === relid ? undefined : known.relid;
+    for (const [previous, layout] of this.options.previous ?? []) {
+      if (previous !== relid && layout.schema === schema && layout.table === table && !this.byRelid.has(previous) && !this.vacated.has(previous)) return previous;
+    }
+    return undefined;
   }
 
   /**
@@ -231,38 +279,52 @@ export class CapturedTables {
    * table when nothing changed; otherwise reads keys, nullability and defaults from the current
    * catalog (types and column order come from the message, which is authoritative for the WAL).
    */
-  async fromRelation(db: Queryable, message: RelationMessage): Promise<CapturedTable | null> {
-    const known = this.byRelid.get(message.relationId);
-    const renamedFrom = known != null && (known.schema.schema !== message.namespace || known.schema.table !== message.name) ? `${known.schema.schema}.${known.schema.table}` : null;
+  async fromRelation(db: Queryable, message: RelationMessage, at: Position | null = null): Promise<CapturedTable | null> {
+    const relid = message.relationId;
+    const known = this.byRelid.get(relid);
+    // First seen in this run: compared with what the previous run published of it (unknown: nothing to tell).
+    const before = known === undefined ? this.options.previous?.get(relid) : known?.schema;
+    const renamedFrom = before != null && (before.schema !== message.namespace || before.table !== message.name) ? `${before.schema}.${before.table}` : null;
     const to = `${message.namespace}.${message.name}`;
     if (!this.options.matches(message.namespace, message.name)) {
       if (renamedFrom !== null) {
         this.options.logger.warn({ table: renamedFrom, renamedTo: to }, `table ${renamedFrom} was renamed to ${to}, which the source's tables do not match: it is no longer captured (its targets keep the rows they have)`);
       }
-      this.byRelid.set(message.relationId, null);
+      this.byRelid.set(relid, null);
+      this.published(relid, null, at, undefined);
       return null;
     }
+    const settled: Promise<unknown>[] = [];
     if (renamedFrom !== null) {
-      const holder = this.find({ schema: message.namespace, table: message.name });
-      if (holder === undefined || !(await this.swapped(db, holder, message.relationId))) this.options.onRenamed?.(renamedFrom, to);
-      else {
+      const holder = this.holderOf(message.namespace, message.name, relid);
+      if (holder === undefined || !(await this.swapped(db, holder, relid))) {
+        const told = this.options.onRenamed?.(renamedFrom, to);
+        if (told !== undefined) settled.push(told);
+      } else {
         // Another captured relation had this name (an online schema change's swap: the copy renamed over the original):
         // the name's topic and targets already hold the table's rows.
         this.options.logger.info({ table: to, renamedFrom }, `table ${renamedFrom} was renamed to ${to}, taking the place of the captured table of that name: its changes go on in ${to}'s topic`);
       }
     }
+    const done = () => (settled.length === 0 ? undefined : Promise.all(settled));
     const signature = signatureOf(message.namespace, message.name, message.columns, flaggedIdentity(message));
     // With REPLICA IDENTITY FULL every column is flagged, so only the catalog tells a changed primary key.
     if (known != null && known.signature === signature && message.replicaIdentity !== "f") {
       // A column dropped and added again under its name and type looks the same: only its attnum tells.
-      this.checkColumns(message.relationId, await attributes(db, message.relationId), message);
+      const told = this.checkColumns(relid, await attributes(db, relid), message);
+      if (told !== undefined) settled.push(told);
+      this.published(relid, known, at, done());
       return known;
     }
-    const info = await relationInfo(db, message.relationId);
-    const attrs = info === null ? [] : await attributes(db, message.relationId);
-    this.checkColumns(message.relationId, attrs, message);
-    const table = await this.build(db, message.relationId, info, attrs, message.columns, message.namespace, message.name, known?.rowFilter ?? null, message);
-    if (known != null && sameShape(known, table)) return known;
+    const info = await relationInfo(db, relid);
+    const attrs = info === null ? [] : await attributes(db, relid);
+    const told = this.checkColumns(relid, attrs, message);
+    if (told !== undefined) settled.push(told);
+    const table = await this.build(db, relid, info, attrs, message.columns, message.namespace, message.name, known?.rowFilter ?? null, message);
+    if (known != null && sameShape(known, table)) {
+      this.published(relid, known, at, done());
+      return known;
+    }
     if (known != null) {
       this.options.logger.info(
         { table: `${message.namespace}.${message.name}`, columns: table.schema.columns.map((c) => `${c.name} ${c.dbType}`) },
@@ -270,6 +332,7 @@ export class CapturedTables {
       );
     }
     this.remember(table);
+    this.published(relid, table, at, done());
     return table;
   }
 
@@ -280,9 +343,9 @@ export class CapturedTables {
    * (two tables' names exchanged) is no swap: the name's targets hold another table's rows. The catalog is read now:
    * an original dropped since its swap makes the copy read again (the targets end up right, at the cost of a read).
    */
-  private async swapped(db: Queryable, holder: CapturedTable, renamed: number): Promise<boolean> {
-    if (holder.relid >= renamed) return false;
-    return (await relationInfo(db, holder.relid)) !== null;
+  private async swapped(db: Queryable, holder: number, renamed: number): Promise<boolean> {
+    if (holder >= renamed) return false;
+    return (await relationInfo(db, holder)) !== null;
   }
 
   private remember(table: CapturedTable): void {

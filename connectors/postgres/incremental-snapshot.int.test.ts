@@ -16,6 +16,7 @@ import { decodeResume } from "../common/incremental-snapshot-state.ts";
 import type { Pump } from "../common/online-snapshot-test-support.ts";
 import { assertFoldHolds, carries, Fold, noTasks, pump, randomTransactions, stopPumps, waitCheckpointAt, waitFor } from "../common/online-snapshot-test-support.ts";
 import { adminClient, checkpointing, cleanUp, newSource, randomName, sourceConfig } from "./int-test-support.ts";
+import { isSnapshotIncomplete } from "./positions.ts";
 import type { PostgresSource } from "./source.ts";
 
 const schema = randomName("incsnap");
@@ -72,6 +73,9 @@ async function caughtUp(state: Pump): Promise<void> {
   const lsn = (await admin.query<{ lsn: string }>("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::text AS lsn")).rows[0]!.lsn;
   await waitCheckpointAt(state, BigInt(lsn));
 }
+
+/** The pump's checkpoint is past the initial snapshot and carries no online snapshot task. */
+const streamingOnly = (state: Pump): boolean => state.checkpoint !== null && !isSnapshotIncomplete(state.checkpoint.position) && noTasks(state);
 
 async function assertSameRows(table: string, fold: Fold): Promise<void> {
   const result = await admin.query<{ id: string; v: string; note: string | null }>(`SELECT id, v, note FROM ${q(table)} ORDER BY id`);
@@ -207,7 +211,7 @@ test("a table added to the config later joins the publication Sluice owns and is
     const fold = new Fold("later");
     const initial = pump(first, [fold]);
     pumps.push(initial);
-    await waitFor("the initial snapshot", () => initial.checkpoint !== null && initial.checkpoint.position.resume === undefined);
+    await waitFor("the initial snapshot", () => streamingOnly(initial));
     initial.stop = true;
     await initial.done;
     await first.close();
@@ -282,7 +286,7 @@ test("a table created while capture streams joins the publication and is backfil
     const fold = new Fold("later");
     const state = pump(source, [fold]);
     pumps.push(state);
-    await waitFor("the initial snapshot", () => state.checkpoint !== null && state.checkpoint.position.resume === undefined);
+    await waitFor("the initial snapshot", () => streamingOnly(state));
 
     // A migration while Sluice streams: a table with rows (CREATE TABLE AS, whose rows are not decoded), its key, then more changes.
     await admin.query(`CREATE TABLE "${created}".later AS SELECT i AS id, i AS v, 'n' || i AS note FROM generate_series(1, 3000) i`);
@@ -347,7 +351,7 @@ test("a crash between a table joining the publication and its backfill request r
     await first.connect(null, AbortSignal.timeout(30_000));
     const streaming = pump(first, all);
     pumps.push(streaming);
-    await waitFor("the initial snapshot", () => streaming.checkpoint !== null && streaming.checkpoint.position.resume === undefined);
+    await waitFor("the initial snapshot", () => streamingOnly(streaming));
 
     // Created while capture streams: table discovery adds it to the publication; the process dies before a checkpoint after that is stored.
     const beforeCreated = await frozen(streaming);
@@ -455,7 +459,7 @@ test("with a publication FOR ALL TABLES, a table created while capture streams i
     const later = new Fold("later");
     const state = pump(source, [later]);
     pumps.push(state);
-    await waitFor("the initial snapshot", () => state.checkpoint !== null && state.checkpoint.position.resume === undefined);
+    await waitFor("the initial snapshot", () => streamingOnly(state));
     await admin.query(`CREATE TABLE "${everything}".later AS SELECT i AS id, i AS v, 'n' || i AS note FROM generate_series(1, 1500) i`);
     await admin.query(`ALTER TABLE "${everything}".later ADD PRIMARY KEY (id)`);
     await waitFor("the new table's rows", () => later.visible().size === 1500 && noTasks(state), 60_000);
@@ -487,7 +491,7 @@ test("a table renamed while capture streams is read again under its new name", a
     const copied = new Fold("copy");
     const state = pump(source, [before, after, old, copied]);
     pumps.push(state);
-    await waitFor("the initial snapshot", () => state.checkpoint !== null && state.checkpoint.position.resume === undefined);
+    await waitFor("the initial snapshot", () => streamingOnly(state));
     await admin.query(`UPDATE "${renamed}".orig SET v = -v WHERE id = 1`);
     await waitFor("the update under the old name", () => before.visible().get("1")?.["v"] === -1);
 
@@ -565,7 +569,7 @@ test("a table dropped and another renamed onto its name before the catalog is lo
     const x = new Fold("x");
     const state = pump(source, [x]);
     pumps.push(state);
-    await waitFor("the initial snapshot", () => state.checkpoint !== null && state.checkpoint.position.resume === undefined);
+    await waitFor("the initial snapshot", () => streamingOnly(state));
     assert.equal(x.visible().size, 1000);
 
     await admin.query(`DROP TABLE "${dropped}".x`);
@@ -611,7 +615,7 @@ test("a column dropped and added again under its name, or renamed, reads the tab
     await source.connect(null, AbortSignal.timeout(30_000));
     const state = pump(source, [fold]);
     pumps.push(state);
-    await waitFor("the initial snapshot", () => state.checkpoint !== null && state.checkpoint.position.resume === undefined && fold.reads.size === 600);
+    await waitFor("the initial snapshot", () => streamingOnly(state) && fold.reads.size === 600);
     assert.ok([...fold.reads.values()].every((n) => n === 1));
 
     // Without a read, rows not changed since would keep the dropped column's 'n1'... where the source has NULL.

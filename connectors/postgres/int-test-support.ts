@@ -7,6 +7,7 @@ import { postgres } from "../../test/services/ports.ts";
 import type { PostgresSourceConfig } from "../../config/schema.ts";
 import type { ChangeEvent } from "../contracts.ts";
 import { PostgresSource } from "./source.ts";
+import { isSnapshotIncomplete } from "./positions.ts";
 import type { PostgresSourceBatch, PostgresSourceOptions } from "./source.ts";
 import { connectError as sourceConnectError, randomName, readUntil, testLogger } from "../common/source-test-support.ts";
 import type { Collected as SourceCollected } from "../common/source-test-support.ts";
@@ -90,7 +91,8 @@ export function connectError(config: PostgresSourceConfig) {
 
 export type Collected = SourceCollected<PostgresSourceBatch>;
 
-export const snapshotFinished = (c: Collected): boolean => c.batches.some((b) => b.checkpoint.position.resume === undefined);
+/** A batch carried a checkpoint past the initial snapshot (its resume text carries the relations' layouts then, relation-layouts.ts). */
+export const snapshotFinished = (c: Collected): boolean => c.batches.some((b) => !isSnapshotIncomplete(b.checkpoint.position));
 
 export async function slotRow(admin: pg.Client, slot: string): Promise<Record<string, string | null> | undefined> {
   const result = await admin.query<Record<string, string | null>>(

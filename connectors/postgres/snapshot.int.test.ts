@@ -9,7 +9,7 @@ import pg from "pg";
 import { postgres } from "../../test/services/ports.ts";
 import { comparePositions } from "../contracts.ts";
 import type { ChangeEvent, Position } from "../contracts.ts";
-import { adminClient, cleanUp, newSource, randomName, readUntil, sourceConfig } from "./int-test-support.ts";
+import { adminClient, cleanUp, newSource, randomName, readUntil, snapshotFinished, sourceConfig } from "./int-test-support.ts";
 import type { TableSnapshotProgress } from "./snapshot-reader.ts";
 
 const schema = randomName("snap");
@@ -108,7 +108,7 @@ test("snapshot plus stream under concurrent writes equals the tables: nothing mi
   let transactions: number[];
   try {
     await source.connect(null, AbortSignal.timeout(30_000));
-    const collected = await readUntil(source, (c) => c.batches.some((b) => b.checkpoint.position.resume === undefined), { timeoutMs: 60_000 });
+    const collected = await readUntil(source, (c) => snapshotFinished(c), { timeoutMs: 60_000 });
     await new Promise((resolve) => setTimeout(resolve, 1500));
     stop.stopped = true;
     transactions = await Promise.all(writers);

@@ -49,6 +49,8 @@ import type { OnlineSnapshotSession } from "../common/online-snapshot-runner.ts"
 import { IncrementalSnapshots } from "./incremental-snapshot.ts";
 import { OnlineSnapshotRequests } from "./online-snapshot-requests.ts";
 import { SignalTable } from "./signal-table.ts";
+import { RelationLayouts } from "./relation-layouts.ts";
+import type { RelationLayout } from "./relation-layouts.ts";
 import { skippedOperations } from "../common/skipped-operations.ts";
 
 export type { SlotLag } from "./catalog.ts";
@@ -160,6 +162,9 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private ackedFlush = 0n;
   private readonly acks = new AckTracker((lsn) => this.acknowledged(lsn));
   private readonly online: OnlineSnapshotRunner<IncrementalSnapshots>;
+  /** What capture published of each relation, stored with the checkpoints; `restored`: what the checkpoint resumed from had (null: unknown). */
+  private readonly layouts: RelationLayouts;
+  private restoredLayouts: ReadonlyMap<number, RelationLayout> | null = null;
   /** Online snapshots (sluice snapshot, the signal table, tables added later): see incremental-snapshot.ts. */
   readonly snapshots = new OnlineSnapshotRequests({
     config: () => this.config,
@@ -181,6 +186,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     this.logger = options.logger.child({ component: "postgres-source", source: config.name });
     this.context = { component: "postgres-source", source: config.name, server: `${config.host}:${config.port}` };
     this.online = new OnlineSnapshotRunner({ logger: this.logger, context: this.context });
+    this.layouts = new RelationLayouts(this.logger);
     this.loop = new CaptureLoop<PostgresSourceBatch, StreamState>({
       context: this.context,
       maxBatchEvents: options.maxBatchEvents ?? 4096,
@@ -191,6 +197,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
         this.ackedFlush = 0n;
         // A reconnect keeps the requests not yet stored with a checkpoint (a backfill queued just before the connection dropped).
         this.online.restore(from);
+        this.restoredLayouts = this.layouts.restore(from);
       },
       setUp: (from, signal) => this.setUp(from, signal),
       openStream: () => this.openStream(),
@@ -288,6 +295,14 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const publication = await publicationInfo(catalog, names.publication);
     const published = new Map((await publishedTables(catalog, names.publication, server.version)).map((t) => [`${t.schema}.${t.table}`, t]));
     await checkPrivileges(catalog, publication?.allTables ? tables : tables.filter((t) => published.has(`${t.schema}.${t.table}`)), context);
+    // Resuming the stream, each relation's first Relation message is compared with what was published before (renames
+    // while stopped); a relation no longer listed was dropped (or renamed out of the tables): forgotten. A new snapshot
+    // reads every table as it is now.
+    const listed = new Set(tables.map((t) => t.relid));
+    const restored = plan.kind === "stream" ? this.restoredLayouts : null;
+    const previous = restored === null ? null : new Map([...restored].filter(([relid]) => listed.has(relid)));
+    if (plan.kind === "stream") this.layouts.prune((relid) => listed.has(relid));
+    else this.layouts.restore(null);
     this.captured = new CapturedTables({
       sourceName: config.name,
       database: server.database,
@@ -296,8 +311,10 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       types,
       logger,
       // Not awaited: called while the stream decodes, which the snapshot needs to go on.
-      onRenamed: (from, to) => void this.takeUpRenamed(from, to),
-      onColumnsChanged: (table, columns) => void this.readColumnsAgain(table, columns),
+      onRenamed: (from, to) => this.takeUpRenamed(from, to),
+      onColumnsChanged: (table, columns) => this.readColumnsAgain(table, columns),
+      ...(previous === null ? {} : { previous }),
+      onPublished: (relid, layout, at, settled) => this.layouts.note(relid, layout, at, settled),
     });
     signal.throwIfAborted();
 
@@ -407,7 +424,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const decoder = new StreamDecoder({
       sourceName: this.name,
       tables: captured,
-      resolveRelation: (message) => captured.fromRelation(catalog, message),
+      resolveRelation: (message, at) => captured.fromRelation(catalog, message, at),
       transactionMetadata: this.config.transaction_metadata,
       skippedOperations: skippedOperations(this.config),
       skipThrough: start.skipThrough,
@@ -720,7 +737,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private batch(events: readonly ChangeEvent[], transactions: readonly TransactionEvent[], at: Position, more = false): PostgresSourceBatch {
     // A slice with more after it confirms nothing to the server: the run's last one does (once it and those before it are acknowledged), one status update a run, not one a slice.
     const ack = more ? NO_ACK : this.acks.issue(flushLsnFor(at));
-    const position = this.online.checkpoint(at);
+    const position = this.online.checkpoint(at, (base) => this.layouts.rebase(base, at));
     return {
       events,
       transactions,

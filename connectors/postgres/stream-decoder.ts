@@ -91,8 +91,8 @@ export interface BackfillRequest {
 export interface StreamDecoderOptions {
   readonly sourceName: string;
   readonly tables: Pick<CapturedTables, "get">;
-  /** Resolves a Relation message against the catalog (async: it may query the database). */
-  readonly resolveRelation: (message: RelationMessage) => Promise<CapturedTable | null>;
+  /** Resolves a Relation message against the catalog (async: it may query the database); `at`: where the message is, the change it precedes. */
+  readonly resolveRelation: (message: RelationMessage, at: Position) => Promise<CapturedTable | null>;
   readonly transactionMetadata: boolean;
   /** Operations the data topics leave out (skipped-operations.ts): not counted in a transaction's metadata. */
   readonly skippedOperations?: ReadonlySet<Op>;
@@ -180,7 +180,7 @@ export class StreamDecoder {
         this.commit(decoded.commitLsn, out);
         return;
       case "relation":
-        return this.options.resolveRelation(decoded).then(() => undefined);
+        return this.options.resolveRelation(decoded, this.transaction === null ? throughPosition(message.walStart) : { commit: this.transaction.commitLsn, change: message.walStart }).then(() => undefined);
       // Every change: no closure, array or origin object of its own (a transaction's origin is reused; makeEvent copies what it needs).
       case "insert": {
         const table = this.capturedTable(decoded.relationId, message);
