@@ -32,7 +32,9 @@ import type { SnapshotTarget } from "./snapshot-admin.ts";
 import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
 import type { ReleasableCapture } from "./halted-admin.ts";
 import type { HaltAction } from "./halted.ts";
-import { HttpServer, readJsonObject, sendJson } from "./http-server.ts";
+import { HttpServer, sendJson } from "./http-server.ts";
+import { readJsonObject } from "./request-body.ts";
+import type { BodyReader } from "./request-body.ts";
 import type { TlsCredentials } from "./http-server.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { observeCommitStages, SluiceMetrics } from "./metrics.ts";
@@ -289,7 +291,7 @@ export class Daemon {
       const prefix = settings.kind === "builtin" ? settings.path : "/registry";
       // Its token is checked by the HTTP server's access policy, with the API's own tokens.
       this.servedRegistry = local;
-      this.http.mount(prefix, createRegistryHandler({ registry: () => this.servedRegistry ?? local, refresh: () => this.reloadServedRegistry(), prefix, maxBodyBytes: this.http.maxBodyBytes }));
+      this.http.mount(prefix, createRegistryHandler({ registry: () => this.servedRegistry ?? local, refresh: () => this.reloadServedRegistry(), prefix }));
     }
     await this.startParts(registry);
     this.instances = new InstanceDirectory({
@@ -318,6 +320,7 @@ export class Daemon {
   private newSource(sourceConfig: SourceConfig): Promise<Source> {
     return createSource(sourceConfig, this.logger.child({ source: sourceConfig.name }), {
       stateDir: sourceStateDir(this.config),
+      schemaHistoryJournal: this.log?.schemaHistoryJournal,
       onSnapshotProgress: (progress) => {
         this.onSnapshotProgress?.(sourceConfig.name, progress);
         for (const table of progress) {
@@ -506,9 +509,9 @@ export class Daemon {
     // Filled once the sink threads have started: the handlers look a sink up per request.
     const queryable = new Map<string, SinkThread>();
     const releasableSinks = new Map<string, SinkThread>();
-    this.http.mount("/sinks", queryHandler(queryable, this.http.maxBodyBytes));
-    this.http.mount("/sinks", (req, res) => this.handleRebuild(req, res));
-    this.http.mount("/sinks", (req, res) => this.handleErase(req, res));
+    this.http.mount("/sinks", queryHandler(queryable));
+    this.http.mount("/sinks", (req, res, body) => this.handleRebuild(req, res, body));
+    this.http.mount("/sinks", (req, res, body) => this.handleErase(req, res, body));
     const releasable = haltedHandler(releasableSinks, this.releasableSources);
     this.http.mount("/sinks", releasable);
     this.http.mount("/sources", releasable);
@@ -602,7 +605,7 @@ export class Daemon {
   }
 
   /** POST /sinks/<name>/rebuild {tables?}: a zero-downtime rebuild of a running sink (or of some of its tables); answers when swapped in. */
-  private async handleRebuild(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+  private async handleRebuild(req: IncomingMessage, res: ServerResponse, request: BodyReader): Promise<boolean> {
     const match = /^\/sinks\/([^/]+)\/rebuild$/.exec((req.url ?? "").split("?")[0]!);
     if (!match || req.method !== "POST") return false;
     const running = this.sinks.find((s) => s.name === decodeURIComponent(match[1]!));
@@ -610,7 +613,7 @@ export class Daemon {
       sendJson(res, 404, { error: `no rebuildable sink "${match[1]}"` });
       return true;
     }
-    const body = await readJsonObject(req, this.http.maxBodyBytes, '{"tables": ["schema.table", ...]}, or no body for every table');
+    const body = await readJsonObject(request, '{"tables": ["schema.table", ...]}, or no body for every table');
     const tables = body["tables"] ?? [];
     if (!Array.isArray(tables) || !tables.every((t) => typeof t === "string")) {
       sendJson(res, 400, { error: "tables must be a list of schema.table names or topics" });
@@ -626,7 +629,7 @@ export class Daemon {
   }
 
   /** POST /sinks/<name>/erase {source, subject}: `sluice forget` on a running sink; answers once the sink holds no personal value of the subject. */
-  private async handleErase(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+  private async handleErase(req: IncomingMessage, res: ServerResponse, request: BodyReader): Promise<boolean> {
     const match = /^\/sinks\/([^/]+)\/erase$/.exec((req.url ?? "").split("?")[0]!);
     if (!match || req.method !== "POST") return false;
     const running = this.sinks.find((s) => s.name === decodeURIComponent(match[1]!));
@@ -635,7 +638,7 @@ export class Daemon {
       return true;
     }
     const expected = '{"source": "...", "subject": "..."}';
-    const body = await readJsonObject(req, this.http.maxBodyBytes, expected);
+    const body = await readJsonObject(request, expected);
     const { source, subject } = body;
     if (typeof source !== "string" || typeof subject !== "string") {
       sendJson(res, 400, { error: `expected ${expected}` });

@@ -8,7 +8,9 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { SluiceError } from "../connectors/errors.ts";
 import { NOT_HALTED } from "./halted.ts";
 import type { CaptureReleaseReport, HaltAction, HaltReleaseReport } from "./halted.ts";
-import { readJsonObject, sendJson } from "./http-server.ts";
+import { sendJson } from "./http-server.ts";
+import { readJsonObject } from "./request-body.ts";
+import type { BodyReader } from "./request-body.ts";
 
 export interface ReleasableSink {
   release(table: string, action: HaltAction, execute: boolean): Promise<HaltReleaseReport>;
@@ -21,7 +23,7 @@ export interface ReleasableCapture {
 }
 
 export function haltedHandler(sinks: ReadonlyMap<string, ReleasableSink>, sources: ReadonlyMap<string, ReleasableCapture> = new Map()) {
-  return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
+  return async (req: IncomingMessage, res: ServerResponse, body: BodyReader): Promise<boolean> => {
     const match = /^\/(sinks|sources)\/([^/]+)\/halted\/(retry|skip)$/.exec((req.url ?? "").split("?")[0]!);
     if (!match || req.method !== "POST") return false;
     const kind = match[1] === "sinks" ? "sink" : "source";
@@ -32,7 +34,7 @@ export function haltedHandler(sinks: ReadonlyMap<string, ReleasableSink>, source
       sendJson(res, 404, { error: `no ${kind} "${name}" runs here; ${kind}s: ${[...known.keys()].join(", ") || "(none)"}` });
       return true;
     }
-    const request: { table?: unknown; execute?: unknown } = await readJsonObject(req, MAX_BODY_BYTES, '{"table": "schema.table", "execute": false}');
+    const request: { table?: unknown; execute?: unknown } = await readJsonObject(body, '{"table": "schema.table", "execute": false}', MAX_BODY_BYTES);
     if (typeof request.table !== "string" || request.table === "") {
       sendJson(res, 400, { error: 'the body needs "table": the halted table (schema.table) or its topic' });
       return true;

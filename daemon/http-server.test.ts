@@ -4,7 +4,8 @@ import { connect } from "node:net";
 import type { Socket } from "node:net";
 import { after, before, test } from "node:test";
 import { createLogger } from "../runtime/logger.ts";
-import { HttpServer, readBody, sendJson } from "./http-server.ts";
+import { AccessPolicy } from "./admin-auth.ts";
+import { HttpServer, sendJson } from "./http-server.ts";
 
 const LIMIT = 64 * 1024;
 const server = new HttpServer(createLogger("silent"), { maxBodyBytes: LIMIT });
@@ -12,13 +13,13 @@ let port = 0;
 let handled = 0;
 
 before(async () => {
-  server.route("POST", "/echo", async (req, res) => {
+  server.route("POST", "/echo", async (_req, res, body) => {
     handled++;
-    sendJson(res, 200, { bytes: (await readBody(req, server.maxBodyBytes)).length });
+    sendJson(res, 200, { bytes: (await body()).length });
   });
-  server.mount("/prefix", async (req, res) => {
+  server.mount("/prefix", async (_req, res, body) => {
     handled++;
-    sendJson(res, 200, { bytes: (await readBody(req, server.maxBodyBytes)).length });
+    sendJson(res, 200, { bytes: (await body()).length });
     return true;
   });
   port = (await server.listen("127.0.0.1", 0)).port;
@@ -145,7 +146,7 @@ test("connections past the listener's limit are closed as they arrive (a flood o
 
 test("a request whose head never ends is cut with 408 after the headers timeout, one whose body never ends after the request timeout; a slow handler is not cut", { timeout: 30_000 }, async () => {
   const timed = new HttpServer(createLogger("silent"), { connections: { headersTimeoutMs: 300, requestTimeoutMs: 900 } });
-  timed.route("POST", "/echo", async (req, res) => sendJson(res, 200, { bytes: (await readBody(req, timed.maxBodyBytes)).length }));
+  timed.route("POST", "/echo", async (_req, res, body) => sendJson(res, 200, { bytes: (await body()).length }));
   timed.route("GET", "/slow", async (_req, res) => {
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     sendJson(res, 200, { ok: true });
@@ -171,5 +172,50 @@ test("a request whose head never ends is cut with 408 after the headers timeout,
   } finally {
     timed.dropConnections();
     await timed.close();
+  }
+});
+
+test("request bodies held at once, all connections together, are bounded: past the budget a body is answered 503 with Retry-After once sent, never read; a refused request's body holds nothing", { timeout: 30_000 }, async () => {
+  const token = "bodies-test-token-0123456789";
+  const access = new AccessPolicy({ publicPaths: [], tokens: { admin: token } });
+  // Room for two bodies of the largest size at once.
+  const bounded = new HttpServer(createLogger("silent"), { maxBodyBytes: LIMIT, heldBodyBytes: 2 * LIMIT, access });
+  let reading = 0;
+  bounded.route("POST", "/echo", async (_req, res, body) => {
+    reading++;
+    sendJson(res, 200, { bytes: (await body()).length });
+  });
+  const at = (await bounded.listen("127.0.0.1", 0)).port;
+  const head = (auth: boolean, length: string) => `POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth ? `Authorization: Bearer ${token}\r\n` : ""}${length}\r\n`;
+  const firstLine = async (connection: { closed: Promise<string> }) => (await connection.closed).split("\r\n")[0];
+  try {
+    // Clients without the token each send half of a largest body and stop: refused, read and dropped, nothing held.
+    const refused = await Promise.all(Array.from({ length: 4 }, () => openConnection(at)));
+    for (const { socket } of refused) socket.write(head(false, `Content-Length: ${LIMIT}\r\n`) + "x".repeat(LIMIT / 2));
+    // Two clients with it do the same: their bodies take the budget while they are sent.
+    const held = await Promise.all(Array.from({ length: 2 }, () => openConnection(at)));
+    for (const { socket } of held) socket.write(head(true, `Content-Length: ${LIMIT}\r\nConnection: close\r\n`) + "x".repeat(LIMIT / 2));
+    while (reading < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+    // A third body, sent whole (declared, or chunked), finds no room: 503 once it has been sent, its handler never gets it.
+    const third = await openConnection(at);
+    third.socket.write(head(true, `Content-Length: ${LIMIT}\r\nConnection: close\r\n`) + "x".repeat(LIMIT));
+    const answer = await third.closed;
+    assert.match(answer, /^HTTP\/1\.1 503 /);
+    assert.match(answer, /\r\nretry-after: 1\r\n/i);
+    assert.match(answer, /"code":"HTTP_BODIES_BUSY"/);
+    const chunked = await openConnection(at);
+    chunked.socket.write(`${head(true, "Transfer-Encoding: chunked\r\nConnection: close\r\n")}${(LIMIT / 2).toString(16)}\r\n${"x".repeat(LIMIT / 2)}\r\n0\r\n\r\n`);
+    assert.equal(await firstLine(chunked), "HTTP/1.1 503 Service Unavailable");
+    // The held bodies, once ended, are answered; the room they held is given back.
+    for (const { socket } of held) socket.end("x".repeat(LIMIT / 2));
+    for (const connection of held) assert.equal(await firstLine(connection), "HTTP/1.1 200 OK");
+    const after = await openConnection(at);
+    after.socket.write(head(true, `Content-Length: ${LIMIT}\r\nConnection: close\r\n`) + "x".repeat(LIMIT));
+    assert.match(await after.closed, /^HTTP\/1\.1 200 [^]*\{"bytes":65536\}$/);
+    for (const { socket } of refused) socket.destroy();
+    for (const connection of refused) assert.equal(await firstLine(connection), "HTTP/1.1 401 Unauthorized");
+  } finally {
+    bounded.dropConnections();
+    await bounded.close();
   }
 });

@@ -5,14 +5,17 @@ import type { AddressInfo } from "node:net";
 import { redact } from "../config/redact.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import type { AccessPolicy, Refusal } from "./admin-auth.ts";
+import { BadRequestError, BodiesBusyError, BodyBudget, BodyTooLargeError, DEFAULT_HELD_BODY_BYTES, DEFAULT_MAX_BODY_BYTES, RequestBody } from "./request-body.ts";
+import type { BodyReader } from "./request-body.ts";
 import type { Logger } from "../runtime/logger.ts";
 
 // Not imported: Node's ES module view of node:http reads http.WebSocket, which loads its bundled undici (~30 ms of every start).
 const { createServer } = process.getBuiltinModule("node:http");
 
-export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
+/** `body` reads the request's body (only what an endpoint that takes one calls, once the request's credential was checked). */
+export type RouteHandler = (req: IncomingMessage, res: ServerResponse, body: BodyReader) => void | Promise<void>;
 /** Handles a whole path prefix (e.g. the schema registry); resolves false when it did not handle the request. */
-export type PrefixHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
+export type PrefixHandler = (req: IncomingMessage, res: ServerResponse, body: BodyReader) => Promise<boolean>;
 
 /** Answers JSON; an error answer (4xx, 5xx), or any with `redactSecrets`, never carries a secret of the config in its texts. */
 export function sendJson(res: ServerResponse, status: number, body: unknown, options: { redactSecrets?: boolean } = {}): void {
@@ -25,9 +28,6 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, opt
 /** After a 413, how long the client may pause sending the refused body, and how much of it is read and dropped, before the connection is cut. */
 const LINGER_IDLE_MS = 2_000;
 const MAX_DROPPED_BYTES = 256 * 2 ** 20;
-
-/** The default of `http.max_body_bytes`. */
-export const DEFAULT_MAX_BODY_BYTES = 4 * 2 ** 20;
 
 /**
  * What one client may hold of a listener, before any credential is checked. An idle connection
@@ -45,65 +45,6 @@ export interface ConnectionLimits {
 
 /** The defaults of `http.max_connections`, `http.headers_timeout` and `http.request_timeout`. */
 export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { maxConnections: 512, headersTimeoutMs: 10_000, requestTimeoutMs: 60_000 };
-
-/** A request body larger than the server takes: answered 413 by HttpServer, the rest left unread. */
-export class BodyTooLargeError extends SluiceError {
-  constructor(limit: number, declared?: number) {
-    super(`the request body${declared === undefined ? "" : ` (${declared} bytes)`} is larger than the ${limit} bytes this server takes (http.max_body_bytes)`, {
-      code: "HTTP_BODY_TOO_LARGE",
-      context: { component: "http" },
-    });
-  }
-}
-
-/** A request the server cannot take as sent (a body that is not the JSON the endpoint reads): answered 400 by HttpServer. */
-export class BadRequestError extends SluiceError {
-  constructor(message: string) {
-    super(message, { code: "HTTP_BAD_REQUEST", context: { component: "http" } });
-  }
-}
-
-/** Reads a body that must be one JSON object (an empty body is `{}`); anything else rejects with BadRequestError naming the `expected` shape. */
-export async function readJsonObject(req: IncomingMessage, maxBytes: number, expected: string): Promise<Record<string, unknown>> {
-  const text = (await readBody(req, maxBytes)).toString("utf8");
-  let parsed: unknown;
-  try {
-    parsed = text.trim() === "" ? {} : JSON.parse(text);
-  } catch {
-    parsed = undefined;
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new BadRequestError(`the body must be a JSON object: ${expected}`);
-  return parsed as Record<string, unknown>;
-}
-
-/**
- * Reads a request body of at most `maxBytes`; a longer one rejects with BodyTooLargeError as soon as
- * it passes the limit (what has arrived is dropped, and what follows is discarded as it comes).
- */
-export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
-  const declared = Number(req.headers["content-length"] ?? 0);
-  if (declared > maxBytes) return Promise.reject(new BodyTooLargeError(maxBytes, declared));
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let length = 0;
-    const onData = (chunk: Buffer) => {
-      length += chunk.length;
-      if (length <= maxBytes) {
-        chunks.push(chunk);
-        return;
-      }
-      chunks.length = 0;
-      req.off("data", onData);
-      req.off("end", onEnd);
-      req.resume();
-      reject(new BodyTooLargeError(maxBytes));
-    };
-    const onEnd = () => resolve(Buffer.concat(chunks));
-    req.on("data", onData);
-    req.once("end", onEnd);
-    req.once("error", reject);
-  });
-}
 
 /** PEM certificate (with chain) and private key of an HTTPS listener. */
 export interface TlsCredentials {
@@ -132,13 +73,20 @@ export class HttpServer {
   private readonly logger: Logger;
   private readonly access: AccessPolicy | undefined;
   /** Largest request body any endpoint takes (`http.max_body_bytes`). */
-  readonly maxBodyBytes: number;
+  private readonly maxBodyBytes: number;
+  /** Bytes of request bodies held at once, all listeners together. */
+  private readonly bodies: BodyBudget;
+  private bodiesBusyLogged = false;
   private readonly limits: ConnectionLimits;
 
-  /** Without an access policy every endpoint is open (tests of single handlers). */
-  constructor(logger: Logger, options: { maxBodyBytes?: number; access?: AccessPolicy; connections?: Partial<ConnectionLimits> } = {}) {
+  /**
+   * Without an access policy every endpoint is open (tests of single handlers). `heldBodyBytes`: the
+   * bytes of request bodies held at once (DEFAULT_HELD_BODY_BYTES, at least one body of `maxBodyBytes`).
+   */
+  constructor(logger: Logger, options: { maxBodyBytes?: number; heldBodyBytes?: number; access?: AccessPolicy; connections?: Partial<ConnectionLimits> } = {}) {
     this.logger = logger.child({ component: "http" });
     this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    this.bodies = new BodyBudget(Math.max(options.heldBodyBytes ?? DEFAULT_HELD_BODY_BYTES, this.maxBodyBytes));
     this.access = options.access;
     this.limits = { ...DEFAULT_CONNECTION_LIMITS, ...options.connections };
   }
@@ -239,25 +187,40 @@ export class HttpServer {
     const declared = Number(req.headers["content-length"] ?? 0);
     if (declared > this.maxBodyBytes) {
       // Refused before any handler reads it, whatever the endpoint.
-      this.refuseBody(req, res, new BodyTooLargeError(this.maxBodyBytes, declared));
+      const error = new BodyTooLargeError(this.maxBodyBytes, declared);
+      this.logger.warn({ code: error.code, limit: this.maxBodyBytes }, error.message);
+      this.refuseBody(req, res, 413, error);
       return;
     }
+    const body = new RequestBody(req, this.maxBodyBytes, this.bodies);
     try {
       // HEAD is answered as GET (Node leaves the body out).
       const route = this.routes.get(`${req.method} ${path}`) ?? (req.method === "HEAD" ? this.routes.get(`GET ${path}`) : undefined);
       if (route) {
-        await route(req, res);
+        await route(req, res, body.read);
         return;
       }
       for (const { prefix, handler } of this.prefixes) {
         if (path === prefix || path.startsWith(`${prefix}/`)) {
-          if (await handler(req, res)) return;
+          if (await handler(req, res, body.read)) return;
         }
       }
       sendJson(res, 404, { error: `no such endpoint: ${req.method} ${path}` });
     } catch (error) {
       if (error instanceof BodyTooLargeError && !res.headersSent) {
-        this.refuseBody(req, res, error);
+        this.logger.warn({ code: error.code, limit: this.maxBodyBytes }, error.message);
+        this.refuseBody(req, res, 413, error);
+        return;
+      }
+      if (error instanceof BodiesBusyError && !res.headersSent) {
+        // Said once a minute under a flood, not per request.
+        if (!this.bodiesBusyLogged) {
+          this.bodiesBusyLogged = true;
+          setTimeout(() => (this.bodiesBusyLogged = false), 60_000).unref();
+          this.logger.warn({ code: error.code, limit: this.bodies.limit }, `${error.message}: requests with a body are answered 503 until some are done`);
+        }
+        res.setHeader("retry-after", "1");
+        this.refuseBody(req, res, 503, error);
         return;
       }
       // A URIError is a handler's decodeURIComponent of a path segment.
@@ -269,17 +232,18 @@ export class HttpServer {
       this.logger.error({ err: error, path }, "HTTP handler failed");
       if (!res.headersSent) sendJson(res, 500, { error: error instanceof Error ? error.message : String(error) });
       else res.destroy();
+    } finally {
+      body.release();
     }
   }
 
   /**
-   * Answers 413 (with Confluent's error_code and message too, for registry clients) once the rest of
-   * the body has been read and dropped: answering and closing while the client still sends resets
-   * the connection before it reads the answer. A client that stops sending for a while, or sends far
-   * too much, gets the answer then and the connection is cut.
+   * Answers a refused body (413, 503; with Confluent's error_code and message too, for registry
+   * clients) once the rest of it has been read and dropped: answering and closing while the client
+   * still sends resets the connection before it reads the answer. A client that stops sending for a
+   * while, or sends far too much, gets the answer then and the connection is cut.
    */
-  private refuseBody(req: IncomingMessage, res: ServerResponse, error: BodyTooLargeError): void {
-    this.logger.warn({ code: error.code, limit: this.maxBodyBytes }, error.message);
+  private refuseBody(req: IncomingMessage, res: ServerResponse, status: 413 | 503, error: SluiceError): void {
     let answered = false;
     const answer = (cut: boolean) => {
       if (answered) return;
@@ -287,7 +251,7 @@ export class HttpServer {
       clearTimeout(idle);
       if (!res.headersSent) {
         if (cut) res.setHeader("connection", "close");
-        sendJson(res, 413, { error: error.message, code: error.code, error_code: 413, message: error.message });
+        sendJson(res, status, { error: error.message, code: error.code, error_code: status, message: error.message });
       }
       if (cut) res.once("finish", () => req.socket.destroy());
     };

@@ -199,7 +199,7 @@ test("queries of a sink in progress at once are bounded (429), and an answer its
   let asked = 0;
   const sinks = new Map([["wh", { readQuery: async () => (asked++, wide) }]]);
   const server = new HttpServer(createLogger("silent"));
-  server.mount("/sinks", queryHandler(sinks, 2 ** 20, { maxInProgress: 2, unreadAnswerMs: 5_000 }));
+  server.mount("/sinks", queryHandler(sinks, { maxInProgress: 2, unreadAnswerMs: 5_000 }));
   const { port } = await server.listen("127.0.0.1", 0);
   const post = (socket: Socket) => socket.write(`POST /sinks/wh/query HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 8\r\n\r\nSELECT 1`);
   try {

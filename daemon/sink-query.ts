@@ -7,7 +7,8 @@ import type { DuckDBInstance } from "@duckdb/node-api";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ReadQueryLimits, ReadQueryResult } from "../connectors/duckdb/read-query.ts";
 import { SluiceError } from "../connectors/errors.ts";
-import { readBody, sendJson } from "./http-server.ts";
+import { sendJson } from "./http-server.ts";
+import type { BodyReader } from "./request-body.ts";
 import { oneLine } from "./terminal-text.ts";
 
 export type { ReadQueryLimits, ReadQueryResult };
@@ -37,9 +38,9 @@ export interface QueryConcurrency {
 export const DEFAULT_QUERY_CONCURRENCY: QueryConcurrency = { maxInProgress: 4, unreadAnswerMs: 30_000 };
 
 /** POST /sinks/<name>/query with the SQL as the body: `{columns, rows, truncated}` as JSON. */
-export function queryHandler(sinks: ReadonlyMap<string, QueryableSink>, maxBodyBytes: number, concurrency: QueryConcurrency = DEFAULT_QUERY_CONCURRENCY) {
+export function queryHandler(sinks: ReadonlyMap<string, QueryableSink>, concurrency: QueryConcurrency = DEFAULT_QUERY_CONCURRENCY) {
   const inProgress = new Map<string, number>();
-  return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
+  return async (req: IncomingMessage, res: ServerResponse, body: BodyReader): Promise<boolean> => {
     const match = /^\/sinks\/([^/]+)\/query$/.exec((req.url ?? "").split("?")[0]!);
     if (!match || req.method !== "POST") return false;
     const name = decodeURIComponent(match[1]!);
@@ -67,7 +68,7 @@ export function queryHandler(sinks: ReadonlyMap<string, QueryableSink>, maxBodyB
     };
     res.once("finish", release);
     res.once("close", release);
-    const sql = (await readBody(req, maxBodyBytes)).toString("utf8");
+    const sql = (await body()).toString("utf8");
     try {
       sendJson(res, 200, await sink.readQuery(sql));
     } catch (error) {

@@ -1,13 +1,18 @@
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
+import type { IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
 import { test } from "node:test";
 import { SluiceError } from "../connectors/errors.ts";
 import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
+import { BodyBudget, RequestBody } from "./request-body.ts";
 import { snapshotHandler } from "./snapshot-admin.ts";
 import type { SnapshotTarget } from "./snapshot-admin.ts";
 import { formatList } from "./snapshot-command.ts";
 import type { SnapshotList } from "./snapshot-command.ts";
+
+/** The body reader HttpServer gives a handler. */
+const bodyOf = (req: IncomingMessage) => new RequestBody(req, 2 ** 20, new BodyBudget(2 ** 20)).read;
 
 const notStreaming = (): never => {
   throw new SluiceError("online snapshots start once the source streams", { code: "SNAPSHOT_NOT_STREAMING", retriable: true });
@@ -17,7 +22,7 @@ const snapshots: OnlineSnapshotting = { plan: async () => notStreaming(), reques
 test("a snapshot refused because the source is not streaming says what the source waits for (its server away)", async () => {
   const target: SnapshotTarget = { snapshots, waiting: () => "cannot start capture: connect ECONNREFUSED 127.0.0.1:20756" };
   const handle = snapshotHandler(() => target, () => ["pg"]);
-  const server = createServer((req, res) => void handle(req, res));
+  const server = createServer((req, res) => void handle(req, res, bodyOf(req)));
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   try {
     const { port } = server.address() as AddressInfo;
@@ -35,7 +40,7 @@ test("a snapshot request whose database does not answer (server paused) is answe
   const hung: OnlineSnapshotting = { plan: () => new Promise(() => undefined), request: () => new Promise(() => undefined), list: () => ({ tasks: [], failed: [] }) };
   const target: SnapshotTarget = { snapshots: hung, waiting: () => null, server: "127.0.0.1:20756" };
   const handle = snapshotHandler(() => target, () => ["pg"], 200);
-  const server = createServer((req, res) => void handle(req, res));
+  const server = createServer((req, res) => void handle(req, res, bodyOf(req)));
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   try {
     const { port } = server.address() as AddressInfo;
@@ -57,7 +62,7 @@ test("sluice snapshot list while the source does not stream says so and shows th
   const task = { id: "t1", table: "shop.orders", where: null, lastKey: ["41"], rowsDone: 6707, rowsEstimated: 200000, resetVersion: "5", requestedAtMs: 1, startedAtMs: 2, origin: "cli" };
   const target: SnapshotTarget = { snapshots: { ...snapshots, list: () => ({ tasks: [task], failed: [] }) }, waiting: () => "cannot start capture: connect ECONNREFUSED 127.0.0.1:20756" };
   const handle = snapshotHandler(() => target, () => ["pg"]);
-  const server = createServer((req, res) => void handle(req, res));
+  const server = createServer((req, res) => void handle(req, res, bodyOf(req)));
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   try {
     const { port } = server.address() as AddressInfo;

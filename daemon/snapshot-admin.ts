@@ -9,7 +9,9 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { SluiceError } from "../connectors/errors.ts";
 import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
-import { readJsonObject, sendJson } from "./http-server.ts";
+import { sendJson } from "./http-server.ts";
+import { readJsonObject } from "./request-body.ts";
+import type { BodyReader } from "./request-body.ts";
 
 const MAX_BODY_BYTES = 64 * 1024;
 
@@ -26,7 +28,7 @@ export const SNAPSHOT_ANSWER_MS = 5_000;
 const REFUSED = new Set(["SNAPSHOT_NO_CHUNK_KEY", "SNAPSHOT_TABLE_NOT_CAPTURED", "SNAPSHOT_TABLE_UNKNOWN", "SNAPSHOT_TABLE_UNPUBLISHED", "SNAPSHOT_WHERE_INVALID", "SNAPSHOT_NO_WATERMARK_TABLE", "SNAPSHOT_WATERMARK_TABLE", "SNAPSHOT_SERVER_SETTING"]);
 
 export function snapshotHandler(lookup: (source: string) => SnapshotTarget | undefined, sourceNames: () => readonly string[], answerMs = SNAPSHOT_ANSWER_MS) {
-  return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
+  return async (req: IncomingMessage, res: ServerResponse, body: BodyReader): Promise<boolean> => {
     const match = /^\/sources\/([^/]+)\/snapshots$/.exec((req.url ?? "").split("?")[0]!);
     if (!match || (req.method !== "POST" && req.method !== "GET")) return false;
     const name = decodeURIComponent(match[1]!);
@@ -44,7 +46,7 @@ export function snapshotHandler(lookup: (source: string) => SnapshotTarget | und
       sendJson(res, 200, { source: name, ...target.snapshots.list(), ...(waiting === null ? {} : { waiting }) });
       return true;
     }
-    const request: { table?: unknown; where?: unknown; execute?: unknown } = await readJsonObject(req, MAX_BODY_BYTES, '{"table": "schema.table", "where": "id > 100", "execute": false}');
+    const request: { table?: unknown; where?: unknown; execute?: unknown } = await readJsonObject(body, '{"table": "schema.table", "where": "id > 100", "execute": false}', MAX_BODY_BYTES);
     if (typeof request.table !== "string" || request.table === "") {
       sendJson(res, 400, { error: 'the body needs "table": the table to snapshot (schema.table)' });
       return true;

@@ -9,7 +9,12 @@ import { RegistryError } from "./registry-errors.ts";
 import type { SubjectVersion } from "./registry.ts";
 import { isAuthorized, readJsonObject, REGISTRY_CONTENT_TYPE, sendError, sendJson } from "./rest-http.ts";
 
-export type RegistryHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
+/**
+ * `readBody`: the host server's reader of the request's body (the daemon's counts the bodies it holds
+ * at once); what it refuses is thrown back to the host, which answers it. Without one, the handler
+ * reads the body itself, at most `maxBodyBytes`.
+ */
+export type RegistryHandler = (req: IncomingMessage, res: ServerResponse, readBody?: () => Promise<Buffer>) => Promise<boolean>;
 
 export interface RegistryHandlerOptions {
   /** The registry served, or a function giving the one to serve now (the daemon swaps in each capture term's). */
@@ -55,7 +60,9 @@ export function createRegistryHandler(options: RegistryHandlerOptions): Registry
     return routes;
   };
   const maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024;
-  return async (req, res) => {
+  return async (req, res, readBody) => {
+    let hostRefusal: unknown;
+    const hostRead = readBody && (() => readBody().catch((error: unknown) => Promise.reject((hostRefusal = error))));
     const url = new URL(req.url ?? "/", "http://registry.invalid");
     let path = url.pathname;
     if (prefix !== "") {
@@ -82,7 +89,7 @@ export function createRegistryHandler(options: RegistryHandlerOptions): Registry
       if (!match) throw new RegistryError("NOT_FOUND", "HTTP 404 Not Found");
       const action = match.route.methods[req.method as Method];
       if (!action) throw new RegistryError("METHOD_NOT_ALLOWED", "HTTP 405 Method Not Allowed");
-      const call: Call = { params: match.params, query: url.searchParams, body: () => readJsonObject(req, maxBodyBytes) };
+      const call: Call = { params: match.params, query: url.searchParams, body: () => readJsonObject(req, maxBodyBytes, hostRead) };
       let reply: Reply;
       try {
         reply = await action(call);
@@ -96,6 +103,7 @@ export function createRegistryHandler(options: RegistryHandlerOptions): Registry
         res.end(reply.raw);
       } else sendJson(res, 200, reply.json);
     } catch (error) {
+      if (error === hostRefusal) throw error;
       sendError(res, error);
     }
     return true;

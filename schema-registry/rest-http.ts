@@ -30,12 +30,26 @@ export function sendError(res: ServerResponse, error: unknown): void {
   sendJson(res, registryError.httpStatus, { error_code: registryError.errorCode, message: registryError.message });
 }
 
-/** Reads and parses a JSON object body. */
-export async function readJsonObject(req: IncomingMessage, maxBytes: number): Promise<Record<string, unknown>> {
+/** Reads (through `read` when given, else at most `maxBytes` itself) and parses a JSON object body. */
+export async function readJsonObject(req: IncomingMessage, maxBytes: number, read?: () => Promise<Buffer>): Promise<Record<string, unknown>> {
   const contentType = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
   if (contentType !== "" && !ACCEPTED_CONTENT_TYPES.has(contentType)) {
     throw new RegistryError("UNSUPPORTED_MEDIA_TYPE", `HTTP 415 Unsupported Media Type: ${contentType}`);
   }
+  const text = (read ? await read() : await readBounded(req, maxBytes)).toString("utf8");
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (error) {
+    throw new RegistryError("BAD_REQUEST", `Unexpected request body: not JSON (${(error as Error).message})`);
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new RegistryError("UNPROCESSABLE_ENTITY", "Unrecognized request body: expected a JSON object");
+  }
+  return body as Record<string, unknown>;
+}
+
+async function readBounded(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let length = 0;
   // Leaving the loop early would destroy the request and reset the connection before the client reads
@@ -49,17 +63,7 @@ export async function readJsonObject(req: IncomingMessage, maxBytes: number): Pr
   if (length > maxBytes) {
     throw new RegistryError("PAYLOAD_TOO_LARGE", `Request body exceeds ${maxBytes} bytes (a schema may have at most ${MAX_SCHEMA_BYTES} bytes)`);
   }
-  const text = Buffer.concat(chunks).toString("utf8");
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch (error) {
-    throw new RegistryError("BAD_REQUEST", `Unexpected request body: not JSON (${(error as Error).message})`);
-  }
-  if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    throw new RegistryError("UNPROCESSABLE_ENTITY", "Unrecognized request body: expected a JSON object");
-  }
-  return body as Record<string, unknown>;
+  return Buffer.concat(chunks);
 }
 
 /** Accepts `Bearer <token>`, or Basic auth whose password is the token (for clients that only speak Basic). */

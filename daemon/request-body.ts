@@ -1,0 +1,167 @@
+/**
+ * Request bodies of the daemon's HTTP API, read on the main thread only when an endpoint that
+ * takes one asks for it (after the request's credential was checked). Each is at most
+ * `http.max_body_bytes`, and all the bodies held at once share one budget: without it, each of
+ * `http.max_connections` (512) connections could hold a 4 MiB body (200 clients sending 4 MiB
+ * bodies slowly took a daemon from 185 MB to 983 MB resident, with a 365 MiB budget).
+ */
+import type { IncomingMessage } from "node:http";
+import { SluiceError } from "../connectors/errors.ts";
+
+const MiB = 2 ** 20;
+
+/** The default of `http.max_body_bytes`. */
+export const DEFAULT_MAX_BODY_BYTES = 4 * MiB;
+
+/** Bytes of request bodies the server holds at once across its connections (or one body of `http.max_body_bytes` when that is larger). */
+export const DEFAULT_HELD_BODY_BYTES = 16 * MiB;
+
+/** A body of unknown length (chunked) starts with this much room and doubles as it comes. */
+const FIRST_CAPACITY = 16 * 2 ** 10;
+
+/** A request body larger than the server takes: answered 413 by HttpServer, the rest left unread. */
+export class BodyTooLargeError extends SluiceError {
+  constructor(limit: number, declared?: number) {
+    super(`the request body${declared === undefined ? "" : ` (${declared} bytes)`} is larger than the ${limit} bytes this server takes (http.max_body_bytes)`, {
+      code: "HTTP_BODY_TOO_LARGE",
+      context: { component: "http" },
+    });
+  }
+}
+
+/** The server already holds as many bytes of request bodies as it takes at once: answered 503 with Retry-After by HttpServer. */
+export class BodiesBusyError extends SluiceError {
+  constructor(limit: number) {
+    super(`the server holds as many bytes of request bodies as it takes at once (${limit}, other requests still sending or being handled); try again`, {
+      code: "HTTP_BODIES_BUSY",
+      context: { component: "http" },
+    });
+  }
+}
+
+/** A request the server cannot take as sent (a body that is not the JSON the endpoint reads): answered 400 by HttpServer. */
+export class BadRequestError extends SluiceError {
+  constructor(message: string) {
+    super(message, { code: "HTTP_BAD_REQUEST", context: { component: "http" } });
+  }
+}
+
+/** Reads the request's whole body, at most `maxBytes` (never more than the server's `http.max_body_bytes`); read once, later calls get the same answer. */
+export type BodyReader = (maxBytes?: number) => Promise<Buffer>;
+
+/** Bytes of request bodies held at once, across the connections of every listener of a server. */
+export class BodyBudget {
+  readonly limit: number;
+  #held = 0;
+
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+
+  get heldBytes(): number {
+    return this.#held;
+  }
+
+  /** Counts `bytes` more if they fit, else nothing. */
+  take(bytes: number): boolean {
+    if (this.#held + bytes > this.limit) return false;
+    this.#held += bytes;
+    return true;
+  }
+
+  give(bytes: number): void {
+    this.#held -= bytes;
+  }
+}
+
+/**
+ * One request's body, read when its handler asks: copied into one buffer (a known length at once,
+ * a chunked body growing by doubling) whose size is counted in the budget from when it is taken
+ * until release() (the handler is done with it). A body the budget has no room for is refused
+ * with BodiesBusyError before it is read.
+ */
+export class RequestBody {
+  readonly read: BodyReader;
+  readonly #req: IncomingMessage;
+  readonly #budget: BodyBudget;
+  #held = 0;
+  #released = false;
+
+  constructor(req: IncomingMessage, maxBytes: number, budget: BodyBudget) {
+    this.#req = req;
+    this.#budget = budget;
+    let reading: Promise<Buffer> | undefined;
+    this.read = (limit = maxBytes) => (reading ??= this.#read(Math.min(limit, maxBytes)));
+  }
+
+  /** Gives back what the body held; a read still going on is stopped. */
+  release(): void {
+    this.#released = true;
+    this.#budget.give(this.#held);
+    this.#held = 0;
+  }
+
+  /** Holds `bytes` in all (more than held so far); false when the budget has no room. */
+  #hold(bytes: number): boolean {
+    if (this.#released || !this.#budget.take(bytes - this.#held)) return false;
+    this.#held = bytes;
+    return true;
+  }
+
+  #read(limit: number): Promise<Buffer> {
+    const req = this.#req;
+    const header = req.headers["content-length"];
+    const declared = header === undefined ? undefined : Number(header);
+    if (declared !== undefined && declared > limit) return Promise.reject(new BodyTooLargeError(limit, declared));
+    if (req.readableEnded) return Promise.resolve(Buffer.alloc(0));
+    if (declared !== undefined && !this.#hold(declared)) return Promise.reject(new BodiesBusyError(this.#budget.limit));
+    return new Promise((resolve, reject) => {
+      let buffer = Buffer.alloc(0);
+      let length = 0;
+      const stop = (error: Error) => {
+        req.off("data", onData);
+        req.off("end", onEnd);
+        req.off("close", onClose);
+        // What still comes is dropped as it arrives (HttpServer answers a refusal once the client has sent it).
+        req.resume();
+        reject(error);
+      };
+      const onData = (chunk: Buffer) => {
+        const needed = length + chunk.length;
+        if (needed > limit) return stop(new BodyTooLargeError(limit));
+        if (needed > buffer.length) {
+          const capacity = declared ?? Math.min(limit, Math.max(needed, 2 * buffer.length, FIRST_CAPACITY));
+          if (!this.#hold(capacity)) return stop(new BodiesBusyError(this.#budget.limit));
+          const grown = Buffer.allocUnsafe(capacity);
+          buffer.copy(grown, 0, 0, length);
+          buffer = grown;
+        }
+        chunk.copy(buffer, length);
+        length = needed;
+      };
+      const onEnd = () => {
+        req.off("close", onClose);
+        resolve(buffer.subarray(0, length));
+      };
+      const onClose = () => stop(new BadRequestError("the client closed the connection before its request body ended"));
+      req.on("data", onData);
+      req.once("end", onEnd);
+      req.once("close", onClose);
+      // An aborted request emits error, then close; kept after the end so a late error is not unhandled.
+      req.once("error", onClose);
+    });
+  }
+}
+
+/** Reads a body that must be one JSON object (an empty body is `{}`); anything else rejects with BadRequestError naming the `expected` shape. */
+export async function readJsonObject(body: BodyReader, expected: string, maxBytes?: number): Promise<Record<string, unknown>> {
+  const text = (await body(maxBytes)).toString("utf8");
+  let parsed: unknown;
+  try {
+    parsed = text.trim() === "" ? {} : JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new BadRequestError(`the body must be a JSON object: ${expected}`);
+  return parsed as Record<string, unknown>;
+}
