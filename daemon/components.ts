@@ -5,7 +5,7 @@
  */
 import { dirname, join } from "node:path";
 import type { SluiceConfig, SourceConfig } from "../config/schema.ts";
-import type { ChangeEvent, ProducedRecord, Source, TableSnapshotProgress, TopicLog, TopicSpec } from "../connectors/contracts.ts";
+import type { ChangeEvent, ProducedRecord, RegistryJournal, Source, TableSnapshotProgress, TopicLog, TopicSpec } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { controlTopic, TOPIC_NAME_INVALID } from "../connectors/topics/names.ts";
 import { LocalRegistry, openJournalStore, RemoteRegistry } from "../schema-registry/index.ts";
@@ -277,9 +277,15 @@ export async function createSource(config: SourceConfig, logger: Logger, hooks: 
     }
     case "mysql": {
       const { createMysqlSource } = await import("../connectors/mysql/index.ts");
-      const { FileSchemaHistoryStore } = await import("../connectors/mysql/schema/schema-history.ts");
-      // Kept beside the embedded log; with Kafka the history is read again from the server at start.
-      const schemaHistory = hooks.stateDir ? new FileSchemaHistoryStore(join(hooks.stateDir, `${config.name}.schema-history.jsonl`)) : undefined;
+      const { FileSchemaHistoryStore, JournalSchemaHistoryStore } = await import("../connectors/mysql/schema/schema-history.ts");
+      // Kept beside the embedded log, in a topic of the Kafka log: without it a restart reads the
+      // tables' current definitions, and a binlog without column metadata (binlog_row_metadata not
+      // FULL) written before a DDL the restart finds done decodes with the new columns.
+      const schemaHistory = hooks.stateDir
+        ? new FileSchemaHistoryStore(join(hooks.stateDir, `${config.name}.schema-history.jsonl`))
+        : hooks.schemaHistoryJournal
+          ? new JournalSchemaHistoryStore(hooks.schemaHistoryJournal, config.name)
+          : undefined;
       return createMysqlSource(config, { logger, onSnapshotProgress: hooks.onSnapshotProgress, ...(schemaHistory ? { schemaHistory } : {}) });
     }
   }
@@ -289,6 +295,8 @@ export interface SourceHooks {
   onSnapshotProgress(progress: readonly TableSnapshotProgress[]): void;
   /** A folder for a source's own durable state (the embedded log's), or null. */
   readonly stateDir: string | null;
+  /** Where the topic log keeps the MySQL sources' schema histories when there is no folder (Kafka). */
+  readonly schemaHistoryJournal?: RegistryJournal | undefined;
 }
 
 /** Where sources keep state of their own: beside the embedded log's file; none with Kafka. */

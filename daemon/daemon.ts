@@ -320,6 +320,7 @@ export class Daemon {
   private newSource(sourceConfig: SourceConfig): Promise<Source> {
     return createSource(sourceConfig, this.logger.child({ source: sourceConfig.name }), {
       stateDir: sourceStateDir(this.config),
+      schemaHistoryJournal: this.log?.schemaHistoryJournal,
       onSnapshotProgress: (progress) => {
         this.onSnapshotProgress?.(sourceConfig.name, progress);
         for (const table of progress) {

@@ -13,7 +13,7 @@ import kafkajs from "kafkajs";
 import { createLogger } from "../../runtime/logger.ts";
 import type { ProducedRecord } from "../contracts.ts";
 import { readToEnd } from "../topics/contract-suite.ts";
-import { captureLeaseTopic, checkpointTopic, instancesTopic, registryTopic, topicIdsTopic } from "../topics/names.ts";
+import { captureLeaseTopic, checkpointTopic, instancesTopic, registryTopic, schemaHistoryTopic, topicIdsTopic } from "../topics/names.ts";
 import { KafkaTopicLog } from "./kafka-log.ts";
 import { deleteKafkaDeployment, testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
 
@@ -70,7 +70,7 @@ test("a topic created without a size of its own (as the key store's and the audi
 test("Sluice's internal topics get topics.max_record_bytes as max.message.bytes", { timeout: 60_000 }, async () => {
   const log = await KafkaTopicLog.open({ config, deployment, logger });
   await log.close();
-  const internal = [checkpointTopic, registryTopic, topicIdsTopic, instancesTopic, captureLeaseTopic].map((name) => name(deployment));
+  const internal = [checkpointTopic, registryTopic, schemaHistoryTopic, topicIdsTopic, instancesTopic, captureLeaseTopic].map((name) => name(deployment));
   assert.deepEqual(await maxMessageBytes(internal), Object.fromEntries(internal.map((name) => [name, String(MAX_RECORD_BYTES)])));
 });
 

@@ -31,7 +31,7 @@ import type {
   TopicPartitionOffset,
   TopicSpec,
 } from "../topics/contract.ts";
-import { captureLeaseTopic, checkpointTopic, instancesTopic, isInternalTopic, kafkaTopicNameProblem, registryTopic, TOPIC_NAME_INVALID, topicIdsTopic } from "../topics/names.ts";
+import { captureLeaseTopic, checkpointTopic, instancesTopic, isInternalTopic, kafkaTopicNameProblem, registryTopic, schemaHistoryTopic, TOPIC_NAME_INVALID, topicIdsTopic } from "../topics/names.ts";
 import { partitionForKey } from "../topics/partitioner.ts";
 import { announceTopicCreated, onTopicCreated } from "../topics/topic-notices.ts";
 import { assertSameLayout, RECORD_TOO_LARGE, recordBytes, validateSpec } from "../topics/spec.ts";
@@ -82,6 +82,7 @@ export class KafkaTopicLog implements TopicLog {
   readonly kind = "kafka";
   readonly checkpointGuarantee;
   readonly registryJournal: RegistryJournal;
+  readonly schemaHistoryJournal: RegistryJournal;
   private readonly kafka: Kafka;
   /**
    * kafkajs's admin refreshes its metadata for every topic it has looked up (offsets, partitions),
@@ -160,7 +161,8 @@ export class KafkaTopicLog implements TopicLog {
       },
       batchLimitOf: (topic) => this.recordLimits.get(topic),
     });
-    this.registryJournal = new KafkaRegistryJournal(this, registryTopic(options.deployment));
+    this.registryJournal = new KafkaJournal(this, registryTopic(options.deployment));
+    this.schemaHistoryJournal = new KafkaJournal(this, schemaHistoryTopic(options.deployment));
   }
 
   /**
@@ -765,6 +767,7 @@ export class KafkaTopicLog implements TopicLog {
     await this.createInternalTopics([
       { name: checkpointTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true },
       { name: registryTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: false },
+      { name: schemaHistoryTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: false },
       { name: topicIdsTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true },
       { name: instancesTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true },
       { name: captureLeaseTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true },
@@ -896,8 +899,8 @@ export class KafkaTopicLog implements TopicLog {
   }
 }
 
-/** The schema registry's journal in Kafka: the single-partition topic `<deployment>.sluice.schemas`, kept forever. */
-class KafkaRegistryJournal implements RegistryJournal {
+/** A journal in Kafka: a single-partition topic kept forever (the schema registry's `<deployment>.sluice.schemas`, the schema histories' `<deployment>.sluice.schema-history`). */
+class KafkaJournal implements RegistryJournal {
   private readonly log: KafkaTopicLog;
   private readonly topic: string;
 
@@ -908,7 +911,7 @@ class KafkaRegistryJournal implements RegistryJournal {
 
   async append(entry: unknown): Promise<void> {
     const text = JSON.stringify(entry);
-    if (text === undefined) throw new TypeError("registry journal entries must be JSON values");
+    if (text === undefined) throw new TypeError(`entries of the journal ${this.topic} must be JSON values`);
     await this.log.produce([{ topic: this.topic, key: null, value: Buffer.from(text, "utf8"), timestamp: Date.now() }]);
   }
 

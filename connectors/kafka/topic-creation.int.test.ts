@@ -4,7 +4,7 @@ import { after, test } from "node:test";
 import { Kafka } from "kafkajs";
 import { createLogger } from "../../runtime/logger.ts";
 import { SluiceError } from "../errors.ts";
-import { captureLeaseTopic, checkpointTopic, instancesTopic, registryTopic, TOPIC_NAME_INVALID, topicIdsTopic } from "../topics/names.ts";
+import { captureLeaseTopic, checkpointTopic, instancesTopic, registryTopic, schemaHistoryTopic, TOPIC_NAME_INVALID, topicIdsTopic } from "../topics/names.ts";
 import { KafkaTopicLog } from "./kafka-log.ts";
 import { assertConnectionsClosed, testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
 
@@ -56,7 +56,7 @@ test("a first open creates the missing internal topics in one request, and takes
     try {
       assert.equal(createRequests, 1);
       const specs = new Map((await log.listTopics()).map((t) => [t.name, t]));
-      for (const [topic, compacted] of [[checkpointTopic(first), true], [registryTopic(first), false], [topicIdsTopic(first), true], [instancesTopic(first), true], [captureLeaseTopic(first), true]] as const) {
+      for (const [topic, compacted] of [[checkpointTopic(first), true], [registryTopic(first), false], [schemaHistoryTopic(first), false], [topicIdsTopic(first), true], [instancesTopic(first), true], [captureLeaseTopic(first), true]] as const) {
         assert.equal(specs.get(topic)?.compacted, compacted, topic);
         assert.deepEqual((await log.endOffsets(topic)).map((o) => [o.partition, o.offset]), [[0, 0n]], topic);
       }

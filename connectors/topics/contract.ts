@@ -143,7 +143,7 @@ export interface SkippedRecords extends TopicPartition {
   readonly to: bigint;
 }
 
-/** Ordered JSON entries for the built-in schema registry's store, kept with the log. */
+/** Ordered JSON entries kept with the log: the built-in schema registry's store (and, in Kafka, the MySQL schema histories). */
 export interface RegistryJournal {
   /** Appends one JSON-serializable entry durably. */
   append(entry: unknown): Promise<void>;
@@ -247,5 +247,11 @@ export interface TopicLog {
   releaseLease(group: string, owner: string): Promise<void>;
 
   readonly registryJournal: RegistryJournal;
+  /**
+   * Kafka: the MySQL sources' schema histories (entries `{source, entry}`), which must outlive the
+   * process like the checkpoints they explain. The embedded log has none: sources keep theirs in
+   * files beside it.
+   */
+  readonly schemaHistoryJournal?: RegistryJournal;
   close(): Promise<void>;
 }

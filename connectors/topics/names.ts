@@ -18,6 +18,11 @@ export function registryTopic(deployment: string): string {
   return `${deployment}.sluice.schemas`;
 }
 
+/** Kafka: the single-partition topic holding the MySQL sources' schema histories (connectors/mysql/schema/schema-history.ts), kept forever. */
+export function schemaHistoryTopic(deployment: string): string {
+  return `${deployment}.sluice.schema-history`;
+}
+
 /** Kafka: the compacted topic holding the identity Sluice drew for each data topic it created, keyed by topic name. */
 export function topicIdsTopic(deployment: string): string {
   return `${deployment}.sluice.topic-ids`;

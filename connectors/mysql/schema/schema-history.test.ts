@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { pino } from "pino";
 import { CollationTable } from "../values/charsets.ts";
-import { FileSchemaHistoryStore, MemorySchemaHistoryStore } from "./schema-history.ts";
+import { FileSchemaHistoryStore, JournalSchemaHistoryStore, MemorySchemaHistoryStore } from "./schema-history.ts";
 import type { SchemaHistoryEntry } from "./schema-history.ts";
 import { SchemaTracker } from "./schema-tracker.ts";
 import type { TableDefinition } from "./table-definition.ts";
@@ -23,10 +23,10 @@ test("the file store appends JSON lines, survives a torn last line, and loads wh
   const store = new FileSchemaHistoryStore(path);
   assert.deepEqual(await store.load(), []);
   const first: SchemaHistoryEntry = { at: "100", table: "d.t", definition: definition(["a"]), cause: "snapshot" };
-  await store.append(first);
+  await store.append([first]);
   await appendFile(path, '{"at":"2'); // a crash mid-write
   const second: SchemaHistoryEntry = { at: "200", table: "d.t", definition: null, cause: "ddl", statement: "DROP TABLE t" };
-  await store.append(second);
+  await store.append([second]);
   assert.deepEqual(await new FileSchemaHistoryStore(path).load(), [first, second]);
   assert.equal((await readFile(path, "utf8")).split("\n").filter((l) => l !== "").length, 2);
   await appendFile(path, '{"at":"3');
@@ -102,4 +102,19 @@ test("a column renamed, dropped and added again under its name, or added with va
   await restored.applyQuery("DROP TABLE t", "d", 1100n);
   await restored.applyQuery("CREATE TABLE t (a INT PRIMARY KEY)", "d", 1200n);
   assert.deepEqual((await restored.applyQuery("ALTER TABLE t ADD COLUMN c INT", "d", 1300n)).reread ?? [], []);
+});
+
+test("the journal store keeps each source's entries apart, in order, in records of at most 256 KiB", async () => {
+  const records: unknown[] = [];
+  const journal = { append: async (entry: unknown) => void records.push(JSON.parse(JSON.stringify(entry))), loadAll: async () => [...records] };
+  const mine = new JournalSchemaHistoryStore(journal, "m");
+  const other = new JournalSchemaHistoryStore(journal, "n");
+  const wide = definition(Array.from({ length: 400 }, (_, i) => `column_with_a_long_name_${i}`));
+  const snapshot: SchemaHistoryEntry[] = Array.from({ length: 40 }, (_, i) => ({ at: "100", table: `d.t${i}`, definition: { ...wide, table: `t${i}` }, cause: "snapshot" }));
+  await mine.append(snapshot);
+  await other.append([{ at: "5", table: "d.x", definition: definition(["a"]), cause: "snapshot" }]);
+  await mine.append([{ at: "200", table: "d.t0", definition: null, cause: "ddl", statement: "DROP TABLE t0" }]);
+  assert.ok(records.length > 2 && records.every((r) => JSON.stringify(r).length <= 256 * 1024 + 100), `${records.length} records, each within the bound`);
+  assert.deepEqual(await mine.load(), [...snapshot, { at: "200", table: "d.t0", definition: null, cause: "ddl", statement: "DROP TABLE t0" }]);
+  assert.deepEqual((await other.load()).map((e) => e.table), ["d.x"]);
 });

@@ -4,7 +4,8 @@
  * (binlog_row_metadata=MINIMAL) after a restart: the definitions in force at the resume position
  * are those of the last entry per table at or before it.
  *
- * The pipeline stores it durably beside the checkpoints through a SchemaHistoryStore. An entry is
+ * The pipeline stores it durably beside the checkpoints through a SchemaHistoryStore: a file beside
+ * the embedded log, a topic of the Kafka log. An entry is
  * appended (and awaited) before any event after its position is handed on, so a stored checkpoint
  * never lies beyond a definition that is not stored.
  */
@@ -28,7 +29,8 @@ export interface SchemaHistoryEntry {
 
 export interface SchemaHistoryStore {
   load(): Promise<SchemaHistoryEntry[]>;
-  append(entry: SchemaHistoryEntry): Promise<void>;
+  /** Stores the entries, in order, durably before it resolves (a snapshot's tables in one call). */
+  append(entries: readonly SchemaHistoryEntry[]): Promise<void>;
 }
 
 export class MemorySchemaHistoryStore implements SchemaHistoryStore {
@@ -38,8 +40,57 @@ export class MemorySchemaHistoryStore implements SchemaHistoryStore {
     return [...this.entries];
   }
 
-  async append(entry: SchemaHistoryEntry): Promise<void> {
-    this.entries.push(entry);
+  async append(entries: readonly SchemaHistoryEntry[]): Promise<void> {
+    this.entries.push(...entries);
+  }
+}
+
+/** What a topic log offers to keep entries in (connectors/topics/contract.ts RegistryJournal). */
+export interface EntryJournal {
+  append(entry: unknown): Promise<void>;
+  loadAll(): Promise<unknown[]>;
+}
+
+/** The bytes of JSON a journal record holds at most (well under Kafka's default 1 MB record limit). */
+const JOURNAL_RECORD_BYTES = 256 * 1024;
+
+/**
+ * One source's history in a journal several sources share (Kafka's `<deployment>.sluice.schema-history`):
+ * each record is `{source, entries}` (a snapshot's tables in records of at most 256 KiB, not one
+ * round trip each), and a source loads its own.
+ */
+export class JournalSchemaHistoryStore implements SchemaHistoryStore {
+  private readonly journal: EntryJournal;
+  private readonly source: string;
+
+  constructor(journal: EntryJournal, source: string) {
+    this.journal = journal;
+    this.source = source;
+  }
+
+  async load(): Promise<SchemaHistoryEntry[]> {
+    const entries: SchemaHistoryEntry[] = [];
+    for (const item of await this.journal.loadAll()) {
+      const record = (item ?? {}) as { source?: unknown; entries?: unknown };
+      if (record.source === this.source && Array.isArray(record.entries)) entries.push(...(record.entries as SchemaHistoryEntry[]));
+    }
+    return entries;
+  }
+
+  async append(entries: readonly SchemaHistoryEntry[]): Promise<void> {
+    let chunk: SchemaHistoryEntry[] = [];
+    let bytes = 0;
+    for (const entry of entries) {
+      const size = JSON.stringify(entry).length;
+      if (chunk.length > 0 && bytes + size > JOURNAL_RECORD_BYTES) {
+        await this.journal.append({ source: this.source, entries: chunk });
+        chunk = [];
+        bytes = 0;
+      }
+      chunk.push(entry);
+      bytes += size;
+    }
+    if (chunk.length > 0) await this.journal.append({ source: this.source, entries: chunk });
   }
 }
 
@@ -74,12 +125,13 @@ export class FileSchemaHistoryStore implements SchemaHistoryStore {
     return entries;
   }
 
-  async append(entry: SchemaHistoryEntry): Promise<void> {
+  async append(entries: readonly SchemaHistoryEntry[]): Promise<void> {
+    if (entries.length === 0) return;
     await mkdir(dirname(this.path), { recursive: true });
     const handle = await open(this.path, "a+");
     try {
       await this.dropTornTail(handle);
-      await handle.appendFile(`${JSON.stringify(entry)}\n`);
+      await handle.appendFile(entries.map((entry) => `${JSON.stringify(entry)}\n`).join(""));
       await handle.sync();
     } finally {
       await handle.close();

@@ -95,7 +95,13 @@ export class SchemaTracker {
 
   /** Records definitions read at a snapshot (or when streaming starts without one). */
   async record(at: bigint, definitions: Iterable<TableDefinition>, cause: "snapshot" | "catalog"): Promise<void> {
-    for (const definition of definitions) await this.commit(tableKey(definition.database, definition.table), definition, at, cause);
+    const keyed = [...definitions].map((definition) => ({ key: tableKey(definition.database, definition.table), definition }));
+    const fresh = keyed.filter(({ key }) => !this.stored.has(`${key}@${at}`));
+    await this.options.store.append(fresh.map(({ key, definition }) => ({ at: at.toString(), table: key, definition, cause })));
+    for (const { key, definition } of keyed) {
+      this.stored.add(`${key}@${at}`);
+      this.set(key, definition);
+    }
   }
 
   captured(database: string, table: string): boolean {
@@ -424,7 +430,7 @@ export class SchemaTracker {
     const id = `${key}@${at}`;
     if (!this.stored.has(id)) {
       const entry: SchemaHistoryEntry = statement === undefined ? { at: at.toString(), table: key, definition, cause } : { at: at.toString(), table: key, definition, cause, statement: statement.slice(0, 10_000) };
-      await this.options.store.append(entry);
+      await this.options.store.append([entry]);
       this.stored.add(id);
     }
     this.set(key, definition);
