@@ -372,6 +372,16 @@ function refuseZeroDate(value: PresentValue): void {
   }
 }
 
+/**
+ * PostgreSQL's text of its one finite timestamp that lands on 2^63 - 1 µs after 1970, the count
+ * `infinity` is carried as (connectors/postgres/values/civil-time.ts): refused, never infinity.
+ */
+export function refuseTimestampText(value: PresentValue): void {
+  if (typeof value === "string" && /^\d{4,}-\d{2}-\d{2} /.test(value)) {
+    throw new RangeError(`${value} is 2^63-1 microseconds after 1970, the count that carries PostgreSQL's infinity, so no timestamp type here can tell it from infinity`);
+  }
+}
+
 export const dateColumn: ColumnAvroType = {
   label: "date",
   schema: () => ({ type: "int", logicalType: "date" }),
@@ -416,6 +426,7 @@ export const timestampMicrosColumn: ColumnAvroType = {
   ...micros,
   toAvro: (value, context, path) => {
     refuseZeroDate(value);
+    refuseTimestampText(value);
     const n = integerOf(value);
     if (n !== undefined && (n < INT64_MIN || n > INT64_MAX)) {
       throw new RangeError(`${civilTimestamp(n)} is beyond what timestamp-micros (a 64-bit count of microseconds since 1970, 290309 BC to 294247 AD) can hold`);

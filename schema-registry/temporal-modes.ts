@@ -15,7 +15,7 @@
  */
 import { civilDate, daysFromCivil, digitsAt } from "../connectors/common/civil-calendar.ts";
 import type { ColumnValue } from "../connectors/contracts.ts";
-import { civilTimestamp, dateColumn, describeValue, microDurationColumn, stringColumn, timeMicrosColumn, timestampMicrosColumn } from "./column-types.ts";
+import { civilTimestamp, dateColumn, describeValue, microDurationColumn, refuseTimestampText, stringColumn, timeMicrosColumn, timestampMicrosColumn } from "./column-types.ts";
 import type { AvroSchemaJson } from "./avro-schema.ts";
 import type { ColumnAvroType, PresentValue } from "./column-types.ts";
 
@@ -47,6 +47,7 @@ function micros(value: PresentValue): bigint {
   if (typeof value === "bigint") return value;
   if (typeof value === "number" && Number.isInteger(value)) return BigInt(value);
   if (typeof value === "string" && /^[+-]?\d+$/.test(value.trim())) return BigInt(value.trim());
+  refuseTimestampText(value);
   throw new TypeError(`expected microseconds, got ${describeValue(value)}`);
 }
 

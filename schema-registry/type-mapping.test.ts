@@ -200,6 +200,19 @@ describe("PostgreSQL types", () => {
     assert.throws(() => mapColumn("postgres", "date").encode(2 ** 31), /column `c`.*5881580-07-12 is beyond what the Avro date type/);
   });
 
+  it("refuses the finite timestamp at 2^63 - 1 µs after 1970 (the decoder keeps its text) in every time precision, never writing infinity", () => {
+    for (const timePrecision of ["avro", "adaptive", "connect"] as const) {
+      for (const [dbType, text] of [["timestamp", "294247-01-10 04:00:54.775807"], ["timestamp(3)", "294247-01-10 04:00:54.775807"], ["timestamptz", "294247-01-10 04:00:54.775807+00"], ["timestamp[]", "294247-01-10 04:00:54.775807"]] as const) {
+        const value = dbType.endsWith("[]") ? [text] : text;
+        assert.throws(
+          () => mapColumn("postgres", dbType, undefined, { ...EARLIER_TYPE_MODES, timePrecision }).encode(value),
+          (error: Error & { code?: string }) => error.code === "AVRO_VALUE_INVALID" && /2\^63-1 microseconds after 1970.*infinity/.test(error.message),
+          `${timePrecision} ${dbType}`,
+        );
+      }
+    }
+  });
+
   it("writes one-dimensional arrays in the same bytes as the one-dimensional layout, so consumers of earlier schemas read them", () => {
     const table = { source: "src", database: "db", schema: "sc", table: "t", sourceKind: "postgres" as const, key: [], columns: [{ name: "c", dbType: "integer[]", nullable: true }] };
     const nested = mapTable(table);

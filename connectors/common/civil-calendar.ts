@@ -10,6 +10,15 @@ export function daysFromCivil(year: number, month: number, day: number): number 
   return era * 146_097 + dayOfEra - 719_468;
 }
 
+const MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/** Whether month and day name a day of the proleptic Gregorian calendar: not a zero month or day, nor February 30 (MySQL's ALLOW_INVALID_DATES keeps such dates). */
+export function isCivilDate(year: number, month: number, day: number): boolean {
+  if (month < 1 || month > 12 || day < 1) return false;
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  return day <= (month === 2 && leap ? 29 : MONTH_DAYS[month - 1]!);
+}
+
 /** A day count since 1970-01-01 as a proleptic Gregorian date, astronomical years (H. Hinnant's civil_from_days). */
 export function civilDate(days: number): string {
   const z = days + 719_468;

@@ -21,7 +21,7 @@ export const SINKS: readonly Sink[] = ["duckdb", "clickhouse", "elasticsearch"];
 
 export interface MatrixCase {
   readonly source: "postgres" | "mariadb";
-  /** Column type as written in CREATE TABLE. */
+  /** Column type as written in CREATE TABLE; `{schema}` is the test's own schema, which holds its enum, domain and composite types. */
   readonly type: string;
   /** SQL literal inserted (or an expression). */
   readonly literal: string;
@@ -41,6 +41,8 @@ const all = (value: string): Record<Sink, string> => ({ duckdb: value, clickhous
 const big = (n: number) => `'${"é漢😀x".repeat(n)}'`;
 
 export const TOAST_REPEAT = 30_000;
+const TOAST_ARRAY = 40_000;
+const toastArray = Array.from({ length: TOAST_ARRAY }, (_, i) => i + 1);
 
 export const CASES: readonly MatrixCase[] = [
   // ---- PostgreSQL
@@ -160,6 +162,42 @@ export const CASES: readonly MatrixCase[] = [
   { source: "postgres", type: "int8[]", literal: "'{9223372036854775807,-9223372036854775808}'", expect: { duckdb: "[9223372036854775807, -9223372036854775808]", clickhouse: "[9223372036854775807,-9223372036854775808]", elasticsearch: "[9223372036854775807,-9223372036854775808]" } },
   { source: "postgres", type: "timestamptz[]", literal: "'{2024-01-01 00:00:00+00,-infinity,NULL}'", expect: { duckdb: "['2024-01-01 00:00:00+00', -infinity, NULL]", clickhouse: REJECTED, elasticsearch: REJECTED } },
   { source: "postgres", type: "bytea[]", literal: "ARRAY['\\x0102'::bytea, NULL]", expect: { duckdb: "[\\x01\\x02, NULL]", clickhouse: "['\u0001\u0002',NULL]", elasticsearch: "[\"AQI=\",null]" } },
+  { source: "postgres", type: "numeric", literal: "'Infinity'", expect: all("Infinity") },
+  { source: "postgres", type: "float4", literal: "'-0'", expect: { duckdb: "-0.0", clickhouse: "-0", elasticsearch: "-0.0" } },
+  { source: "postgres", type: "float4", literal: "'Infinity'", expect: { duckdb: "inf", clickhouse: "inf", elasticsearch: "Infinity" } },
+  { source: "postgres", type: "float4", literal: "'1.4e-45'", label: "1.4e-45 (the smallest subnormal)", expect: { duckdb: "1e-45", clickhouse: "1e-45", elasticsearch: "1.401298464324817e-45" } },
+  { source: "postgres", type: "float8", literal: "'2.225073858507201e-308'", label: "2.225073858507201e-308 (the largest subnormal)", expect: all(SAME) },
+  { source: "postgres", type: "timestamp", literal: "'4713-01-01 00:00:00 BC'", expect: { duckdb: "4713-01-01 (BC) 00:00:00", clickhouse: "-210863520000000000", elasticsearch: REJECTED } },
+  // One microsecond later is the count PostgreSQL's infinity is carried as: that value halts its table at capture (the test checks it).
+  { source: "postgres", type: "timestamp", literal: "'294247-01-10 04:00:54.775806'", label: "'294247-01-10 04:00:54.775806' (2^63 - 2 µs after 1970)", expect: { duckdb: SAME, clickhouse: "9223372036854775806", elasticsearch: REJECTED } },
+  { source: "postgres", type: "timestamptz", literal: "'infinity'", expect: { duckdb: "infinity", clickhouse: REJECTED, elasticsearch: REJECTED } },
+  { source: "postgres", type: "date", literal: "'4713-01-01 BC'", expect: { duckdb: "4713-01-01 (BC)", clickhouse: REJECTED, elasticsearch: REJECTED } },
+  { source: "postgres", type: "date", literal: "'5874897-12-31'", expect: { duckdb: SAME, clickhouse: REJECTED, elasticsearch: REJECTED } },
+  { source: "postgres", type: "interval", literal: "'-178956970 years -8 mons -2147483648 days -2562047788:00:54.775807'", expect: all("P-178956970Y-8M-2147483648DT-2562047788H-54.775807S") },
+  { source: "postgres", type: "bytea", literal: "''::bytea", label: "empty", expect: all(SAME) },
+  {
+    source: "postgres",
+    type: "bytea",
+    literal: "(SELECT decode(string_agg(md5(i::text), ''), 'hex') FROM generate_series(1, 40000) i)",
+    label: "640 kB of incompressible bytes (TOAST-stored), then an update of another column leaves it unchanged",
+    toast: true,
+    expect: all(SAME),
+  },
+  {
+    source: "postgres",
+    type: "int4[]",
+    literal: `(SELECT array_agg(i) FROM generate_series(1, ${TOAST_ARRAY}) i)`,
+    label: `{1,...,${TOAST_ARRAY}} (TOAST-stored), then an update of another column leaves it unchanged`,
+    toast: true,
+    expect: { duckdb: `[${toastArray.join(", ")}]`, clickhouse: `[${toastArray.join(",")}]`, elasticsearch: `[${toastArray.join(",")}]` },
+  },
+  { source: "postgres", type: "json", literal: "(repeat('[', 200) || repeat(']', 200))::json", label: "arrays nested 200 deep", expect: { duckdb: SAME, clickhouse: SAME, elasticsearch: `{"_value":${"[".repeat(200)}${"]".repeat(200)}}` } },
+  { source: "postgres", type: "text", literal: "E'\\u0001\\U0010FFFF\\U0001D11E'", label: "U+0001, U+10FFFF, U+1D11E (4-byte UTF-8)", expect: all(SAME) },
+  // {schema} is the test's schema, where the test creates these types.
+  { source: "postgres", type: "{schema}.mood", literal: "'very happy'", label: "'very happy' (an enum)", expect: all(SAME) },
+  { source: "postgres", type: "{schema}.mood[]", literal: "'{sad,NULL,\"very happy\"}'", expect: { duckdb: "[sad, NULL, very happy]", clickhouse: "['sad',NULL,'very happy']", elasticsearch: '["sad",null,"very happy"]' } },
+  { source: "postgres", type: "{schema}.price", literal: "'-999.99'", label: "-999.99 (a domain over numeric(5,2))", expect: all(SAME) },
+  { source: "postgres", type: "{schema}.pair", literal: "ROW(1, 'x \"y\"')", label: "ROW(1, 'x \"y\"') (a composite type (a int, b text))", expect: all(SAME) },
 
   // ---- MariaDB
   { source: "mariadb", type: "tinyint", literal: "-128", expect: all("-128") },
@@ -211,4 +249,12 @@ export const CASES: readonly MatrixCase[] = [
   { source: "mariadb", type: "linestring", literal: "ST_LineFromText('LINESTRING(0 0, 1 1)')", expect: all("0000000001020000000200000000000000000000000000000000000000000000000000F03F000000000000F03F") },
   { source: "mariadb", type: "geometry", literal: "ST_GeomFromText('POLYGON((0 0,1 0,1 1,0 0))', 3857)", expect: all("110F00000103000000010000000400000000000000000000000000000000000000000000000000F03F0000000000000000000000000000F03F000000000000F03F00000000000000000000000000000000") },
   { source: "mariadb", type: "inet4", literal: "'255.255.255.255'", expect: all("255.255.255.255") },
+  // MariaDB keeps these under ALLOW_INVALID_DATES (its date functions give NULL for them): zero_dates applies, as to zero dates.
+  { source: "mariadb", type: "date", literal: "'2024-02-30'", label: "'2024-02-30' (ALLOW_INVALID_DATES; zero_dates: null)", expect: all("NULL") },
+  { source: "mariadb", type: "datetime(6)", literal: "'2023-04-31 10:00:00.5'", label: "'2023-04-31 10:00:00.5' (ALLOW_INVALID_DATES; zero_dates: null)", expect: all("NULL") },
+  { source: "mariadb", type: "year", literal: "0", label: "0 (the zero year, 0000)", expect: all("0") },
+  { source: "mariadb", type: "binary(16)", literal: "x'00ff'", label: "x'00ff' (padded to 16 bytes)", expect: all(SAME) },
+  { source: "mariadb", type: "set('x','y','z')", literal: "''", label: "'' (the empty set)", expect: all(SAME) },
+  { source: "mariadb", type: "time(6)", literal: "'838:59:59.000000'", expect: { duckdb: "838:59:59", clickhouse: "3020399000000", elasticsearch: SAME } },
+  { source: "mariadb", type: "decimal(65,0)", literal: `'-${"9".repeat(65)}'`, expect: all(SAME) },
 ];

@@ -36,6 +36,8 @@ test("docs/avro-types.md lists every type of the type matrix in its PostgreSQL o
   const missing = CASES.filter((c) => {
     const table = tables[c.source];
     if (c.source === "postgres" && /range$/.test(c.type)) return !table.includes("ranges");
+    // The test's own enum, domain and composite types.
+    if (c.type.startsWith("{schema}.")) return !["enums", "a domain", "composite types"].every((name) => table.includes(name));
     return !spellings(c.type).some((name) => table.includes(name));
   }).map((c) => `${c.source} ${c.type}`);
   assert.deepEqual([...new Set(missing)], [], "types of the matrix that docs/avro-types.md does not map");

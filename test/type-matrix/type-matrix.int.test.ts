@@ -48,13 +48,15 @@ const dir = tempDir("matrix");
 const duckPath = join(dir, "warehouse.duckdb");
 const STREAM_OFFSET = 1000;
 const SENTINEL = 999_999;
+const SENTINEL_TIMESTAMP = "294247-01-10 04:00:54.775807";
 const sinkNames: Record<Sink, string> = { duckdb: "duck", clickhouse: "house", elasticsearch: "search" };
 
 interface Numbered extends MatrixCase {
   readonly id: number;
   readonly column: string;
 }
-const numbered: Numbered[] = CASES.map((c, id) => ({ ...c, id, column: `c${id}` }));
+const inSchema = (text: string) => text.replaceAll("{schema}", `"${schema}"`);
+const numbered: Numbered[] = CASES.map((c, id) => ({ ...c, type: inSchema(c.type), literal: inSchema(c.literal), id, column: `c${id}` }));
 const pgCases = numbered.filter((c) => c.source === "postgres");
 const myCases = numbered.filter((c) => c.source === "mariadb");
 /** Columns whose values are bytes: compared as upper-case hex everywhere. */
@@ -100,10 +102,18 @@ before(async () => {
   await client.query("CREATE EXTENSION IF NOT EXISTS hstore");
   await client.query("CREATE EXTENSION IF NOT EXISTS citext");
   await client.query(`CREATE SCHEMA "${schema}"`);
+  await client.query(`CREATE TYPE "${schema}".mood AS ENUM ('sad', 'ok', 'very happy')`);
+  await client.query(`CREATE DOMAIN "${schema}".price AS numeric(5,2)`);
+  await client.query(`CREATE TYPE "${schema}".pair AS (a int, b text)`);
   await client.query(`CREATE TABLE "${schema}".matrix (id int PRIMARY KEY, ${pgCases.map((c) => `${c.column} ${c.type}`).join(", ")})`);
   await client.query(`CREATE TABLE "${schema}".nokey (a int, b text)`);
   await client.query(`INSERT INTO "${schema}".nokey VALUES (1, 'same'), (1, 'same')`);
+  // The one finite timestamp on the count PostgreSQL's infinity is carried as (2^63 - 1 µs after 1970): its table halts at capture.
+  await client.query(`CREATE TABLE "${schema}".sentinel (id int PRIMARY KEY, t timestamp)`);
+  await client.query(`INSERT INTO "${schema}".sentinel VALUES (1, '${SENTINEL_TIMESTAMP}')`);
+  await client.query(`CREATE TABLE "${schema}".sentinel_tz (id int PRIMARY KEY, t timestamptz)`);
   my = await mysql.createConnection({ host: mariadb.host, port: mariadb.port, user: mariadb.user, password: mariadb.password, charset: "utf8mb4" });
+  await my.query("SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',ALLOW_INVALID_DATES')");
   await my.query(`CREATE DATABASE \`${database}\` CHARACTER SET utf8mb4`);
   await my.query(`CREATE TABLE \`${database}\`.matrix (id INT PRIMARY KEY, ${myCases.map((c) => `${c.column} ${c.type}`).join(", ")})`);
   await my.query(`CREATE TABLE \`${database}\`.nokey (a INT, b TEXT)`);
@@ -269,6 +279,7 @@ test("every edge value of the matrix arrives in DuckDB, ClickHouse and Elasticse
     return sources.length === 2 && sources.every((s) => s.ready);
   }, { daemon, timeoutMs: 120_000 });
   await insertAll(STREAM_OFFSET);
+  await client.query(`INSERT INTO "${schema}".sentinel_tz VALUES (1, '${SENTINEL_TIMESTAMP}+00')`);
   // Unchanged TOAST: an update of another column does not send the large value; every sink keeps what it stored.
   for (const c of pgCases.filter((t) => t.toast === true)) {
     await client.query(`UPDATE "${schema}".matrix SET ${pgCases[0]!.column} = 1 WHERE id IN (${c.id}, ${STREAM_OFFSET + c.id})`);
@@ -294,6 +305,21 @@ test("every edge value of the matrix arrives in DuckDB, ClickHouse and Elasticse
       assert.ok(entry, `${sink}: ${table} is not refused (halted: ${JSON.stringify(halted)})`);
       assert.match(entry.error, /no primary key.*identical rows.*add a primary key/, `${sink}: ${table}`);
     }
+  }
+  // The timestamps on infinity's count halt their tables at capture (snapshot and stream), never arrive as infinity.
+  const capture = await waitFor(
+    "both sentinel tables to halt at capture",
+    async () => {
+      const halted = (await daemon.status()).sources.find((s) => s.name === pgSource)?.halted ?? [];
+      return ["sentinel", "sentinel_tz"].every((table) => halted.some((h) => h.table.endsWith(`${schema}.${table}`))) && halted;
+    },
+    { daemon, timeoutMs: 60_000 },
+  );
+  for (const table of ["sentinel", "sentinel_tz"]) {
+    const entry = capture.find((h) => h.table.endsWith(`${schema}.${table}`)) as { code: string; error: string; column?: string } | undefined;
+    assert.equal(entry?.code, "AVRO_VALUE_INVALID", table);
+    assert.equal(entry?.column, "t", table);
+    assert.match(entry?.error ?? "", /294247-01-10 04:00:54\.775807.*2\^63-1 microseconds after 1970.*infinity/, table);
   }
   await daemon.stop();
 

@@ -56,7 +56,7 @@ export type ValueDecoder = (reader: BinaryReader) => ColumnValue;
 export class ZeroDateError extends RangeError {}
 
 /**
- * What a zero date becomes under zero_dates: error: this text, which no Avro date or timestamp
+ * What a zero date (or one no calendar has, "2024-02-30") becomes under zero_dates: error: this text, which no Avro date or timestamp
  * type accepts, so capture halts the row's table with an error naming the column and the value
  * (parked, nothing lost) instead of the source stopping for every table.
  */

@@ -5,7 +5,7 @@
  * selected as DOUBLE (`col + 0e0`) so their text keeps every bit of the float.
  */
 import type { ColumnValue } from "../../contracts.ts";
-import { daysFromCivil } from "../../common/civil-calendar.ts";
+import { daysFromCivil, isCivilDate } from "../../common/civil-calendar.ts";
 import { parseDbType } from "../../../schema-registry/db-type.ts";
 import type { ColumnDefinition } from "../schema/table-definition.ts";
 import { quoteIdentifier } from "../connection-settings.ts";
@@ -68,7 +68,7 @@ function parseDate(value: string): number | null {
   const match = /^(\d{4})-(\d{2})-(\d{2})/.exec(value);
   if (match === null) throw new RangeError(`cannot read the date "${value}"`);
   const [year, month, day] = [Number(match[1]), Number(match[2]), Number(match[3])];
-  if (month === 0 || day === 0) return null;
+  if (!isCivilDate(year, month, day)) return null;
   return daysFromCivil(year, month, day);
 }
 
@@ -76,7 +76,7 @@ function parseDatetime(value: string): bigint | null {
   const match = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?/.exec(value);
   if (match === null) throw new RangeError(`cannot read the datetime "${value}"`);
   const [year, month, day, hour, minute, second] = match.slice(1, 7).map(Number) as [number, number, number, number, number, number];
-  if (month === 0 || day === 0) return null;
+  if (!isCivilDate(year, month, day)) return null;
   const micros = Number((match[7] ?? "").padEnd(6, "0"));
   return BigInt(daysFromCivil(year, month, day)) * 86_400_000_000n + BigInt((hour * 3600 + minute * 60 + second) * 1_000_000 + micros);
 }

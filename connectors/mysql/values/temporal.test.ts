@@ -26,6 +26,18 @@ test("DATE: day, month and year bit fields; zero parts have no day number", () =
   assert.equal(decodeDate(2020 * 512 + 5 * 32), null);
 });
 
+test("DATE and DATETIME2: a day no calendar has (ALLOW_INVALID_DATES) has no day number either, never the next month's", () => {
+  assert.equal(decodeDate(2024 * 512 + 2 * 32 + 29), days(2024, 2, 29));
+  assert.equal(decodeDate(2024 * 512 + 2 * 32 + 30), null);
+  assert.equal(decodeDate(2023 * 512 + 2 * 32 + 29), null);
+  assert.equal(decodeDate(2023 * 512 + 4 * 32 + 31), null);
+  assert.equal(decodeDate(2000 * 512 + 2 * 32 + 29), days(2000, 2, 29));
+  assert.equal(decodeDate(1900 * 512 + 2 * 32 + 29), null);
+  const april31 = Buffer.alloc(5);
+  april31.writeUIntBE(((2023 * 13 + 4) * 32 + 31) * 2 ** 17 + (10 << 12) + 0x8000000000, 0, 5);
+  assert.equal(decodeDatetime2(april31, 0, 0), null);
+});
+
 test("DATETIME2 with every fraction width", () => {
   // 2020-02-29 12:34:56: ym = 2020*13+2, ymd = ym<<5 | 29, hms = 12<<12 | 34<<6 | 56, + 2^39.
   const packed = (((2020 * 13 + 2) * 32 + 29) * 2 ** 17 + ((12 << 12) | (34 << 6) | 56)) + 0x8000000000;

@@ -2,10 +2,11 @@
  * MySQL's binary dates and times to the integers Sluice uses: DATE → days since 1970-01-01,
  * DATETIME/TIMESTAMP → microseconds since 1970-01-01 (DATETIME as if it were UTC: it has no zone),
  * TIME → signed microseconds (it is a duration, -838:59:59 to 838:59:59), YEAR → the year.
- * Zero dates ("0000-00-00", or a zero month or day) have no such integer: decoders return null
- * and the caller applies the zero_dates setting.
+ * Zero dates ("0000-00-00", or a zero month or day) and dates no calendar has ("2024-02-30", kept
+ * under ALLOW_INVALID_DATES; MySQL's date functions give NULL for both) have no such integer:
+ * decoders return null and the caller applies the zero_dates setting.
  */
-import { daysFromCivil } from "../../common/civil-calendar.ts";
+import { daysFromCivil, isCivilDate } from "../../common/civil-calendar.ts";
 
 const MICROS_PER_DAY = 86_400_000_000n;
 const DATETIMEF_INT_OFS = 0x8000000000;
@@ -13,7 +14,7 @@ const TIMEF_INT_OFS = 0x800000;
 const TIMEF_OFS = 0x800000000000;
 
 function civilMicros(year: number, month: number, day: number, hour: number, minute: number, second: number, micros: number): bigint | null {
-  if (month === 0 || day === 0) return null;
+  if (!isCivilDate(year, month, day)) return null;
   return BigInt(daysFromCivil(year, month, day)) * MICROS_PER_DAY + BigInt((hour * 3600 + minute * 60 + second) * 1_000_000 + micros);
 }
 
@@ -47,7 +48,7 @@ export function decodeDate(packed: number): number | null {
   const day = packed & 31;
   const month = (packed >> 5) & 15;
   const year = packed >> 9;
-  if (month === 0 || day === 0) return null;
+  if (!isCivilDate(year, month, day)) return null;
   return daysFromCivil(year, month, day);
 }
 

@@ -66,6 +66,14 @@ test("timestamp: bigint microseconds, exact beyond 2^53", () => {
   assert.throws(() => decodeTimestamp("2024-01-01 10:00:00+00"), /cannot decode timestamp/);
 });
 
+test("timestamp and timestamptz: the finite value at 2^63 - 1 µs after 1970 stays text, never infinity's count", () => {
+  assert.equal(decodeTimestamp("294247-01-10 04:00:54.775806"), TIMESTAMP_INFINITY - 1n);
+  assert.equal(decodeTimestamp("294247-01-10 04:00:54.775807"), "294247-01-10 04:00:54.775807");
+  assert.equal(decodeTimestampTz("294247-01-10 04:00:54.775807+00"), "294247-01-10 04:00:54.775807+00");
+  assert.equal(decodeTimestampTz("294247-01-10 06:00:54.775807+02"), "294247-01-10 06:00:54.775807+02");
+  assert.equal(decodeTimestamp("294247-01-10 04:00:54.775808"), TIMESTAMP_INFINITY + 1n, "beyond: refused by the range check");
+});
+
 test("timestamp and timestamptz: a text read again (the last one is kept) gives its own value, never the one before", () => {
   const second = BigInt(Date.UTC(2024, 0, 2, 3, 4, 5)) * 1000n;
   const cases: [string, bigint][] = [
@@ -105,7 +113,7 @@ test("timestamps: the fast reading of the common forms gives the general reading
   // Edges of the fast reading (its day range, 24:00:00) and forms only the general reading takes or refuses.
   texts.push("1696-03-01 00:00:00+00", "2243-10-01 23:59:59.999999-14", "1000-01-01 00:00:00", "9999-12-31 23:59:59.999999+00", "2024-01-01 24:00:00+00");
   texts.push("0044-03-15 10:00:00.5 BC", "10000-01-01 00:00:00+00", "2024-01-01 00:00:00+0530", "2024-01-01 00:00:00.1234567+00", "2024-01-01 00:00:00.+00", "2024-01-01 00:00:00+5", "2024-1-01 00:00:00", "2024-01-01T00:00:00+00", "2024-01-01 00:00:00 ", "infinity", "-infinity", "");
-  const outcome = (read: () => bigint) => {
+  const outcome = (read: () => bigint | string) => {
     try {
       return read();
     } catch (error) {

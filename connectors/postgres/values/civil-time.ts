@@ -126,8 +126,13 @@ function fastTimestamp(text: string, withZone: boolean): bigint | undefined {
   return BigInt(days * 86_400_000_000 + ((hours * 60 + minutes) * 60 + seconds) * 1_000_000 + fraction - offsetSeconds * 1_000_000);
 }
 
-/** The general reading of a timestamp's text (every form PostgreSQL prints); exported for tests of the fast one. */
-export function parseTimestamp(text: string, withZone: boolean): bigint {
+/**
+ * The general reading of a timestamp's text (every form PostgreSQL prints); exported for tests of
+ * the fast one. The one finite value 2^63 - 1 µs after 1970 (294247-01-10 04:00:54.775807 UTC) is
+ * the count `infinity` becomes: it stays PostgreSQL's text, which no timestamp type takes, so
+ * capture halts its table (AVRO_VALUE_INVALID) instead of carrying it as infinity.
+ */
+export function parseTimestamp(text: string, withZone: boolean): bigint | string {
   const type = withZone ? "timestamptz" : "timestamp";
   if (text === "infinity") return TIMESTAMP_INFINITY;
   if (text === "-infinity") return TIMESTAMP_MINUS_INFINITY;
@@ -147,15 +152,16 @@ export function parseTimestamp(text: string, withZone: boolean): bigint {
     consumed += offset.length;
   }
   if (consumed !== rest.length) bad(type, text);
-  return BigInt(days) * MICROS_PER_DAY + BigInt(time.micros) - BigInt(offsetSeconds) * 1_000_000n;
+  const micros = BigInt(days) * MICROS_PER_DAY + BigInt(time.micros) - BigInt(offsetSeconds) * 1_000_000n;
+  return micros === TIMESTAMP_INFINITY ? text : micros;
 }
 
 /** The last text each decoder read and its value: the changes of a transaction often carry the same instant (its now()). */
-let lastTimestamp: { text: string | undefined; value: bigint } = { text: undefined, value: 0n };
-let lastTimestampTz: { text: string | undefined; value: bigint } = { text: undefined, value: 0n };
+let lastTimestamp: { text: string | undefined; value: bigint | string } = { text: undefined, value: 0n };
+let lastTimestampTz: { text: string | undefined; value: bigint | string } = { text: undefined, value: 0n };
 
 /** `timestamp`: microseconds since 1970-01-01 (wall clock, no zone), as bigint: year 9999 is beyond 2^53 µs. */
-export function decodeTimestamp(text: string): bigint {
+export function decodeTimestamp(text: string): bigint | string {
   if (text === lastTimestamp.text) return lastTimestamp.value;
   const value = fastTimestamp(text, false) ?? parseTimestamp(text, false);
   lastTimestamp = { text, value };
@@ -163,7 +169,7 @@ export function decodeTimestamp(text: string): bigint {
 }
 
 /** `timestamptz`: microseconds since 1970-01-01 UTC, as bigint. */
-export function decodeTimestampTz(text: string): bigint {
+export function decodeTimestampTz(text: string): bigint | string {
   if (text === lastTimestampTz.text) return lastTimestampTz.value;
   const value = fastTimestamp(text, true) ?? parseTimestamp(text, true);
   lastTimestampTz = { text, value };
