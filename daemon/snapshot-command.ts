@@ -20,7 +20,8 @@ export const SNAPSHOT_DETAILS = `  --table T           the table to read again (
                       would be read)
   --json              print the daemon's answer as JSON
 
-  list                the snapshots queued or running (rows read, last key) and those that failed
+  list                the snapshots queued or running (rows read, last key) and those that failed,
+                      of --source NAME or of every source (with --json: one answer per line)
 
 The table is read in chunks of snapshot.chunk_rows rows by its primary key while capture goes on,
 interleaved with the stream so a chunk never overwrites a newer change. Progress is kept with the
@@ -67,12 +68,23 @@ export async function runSnapshotCommand(config: SluiceConfig, positionals: read
     io.stderr(`sluice snapshot: give --table T, or list\nUsage: ${SNAPSHOT_USAGE}\n`);
     return 2;
   }
+  // list without --source: every source of the config, in turn.
+  if (listing && options.source === undefined && config.sources.length > 1) {
+    let code = 0;
+    for (const source of config.sources) code = Math.max(code, await askDaemon(config, source.name, true, options, io));
+    return code;
+  }
   const chosen = sourceFor(config, options.table, options.source);
   if ("error" in chosen) {
     io.stderr(`sluice snapshot: ${chosen.error}\n`);
     return 2;
   }
-  const path = `/sources/${encodeURIComponent(chosen.source)}/snapshots`;
+  return askDaemon(config, chosen.source, listing, options, io);
+}
+
+/** Lists one source's snapshots, or asks for (a plan of) a snapshot of options.table. */
+async function askDaemon(config: SluiceConfig, source: string, listing: boolean, options: SnapshotOptions, io: SnapshotIo): Promise<number> {
+  const path = `/sources/${encodeURIComponent(source)}/snapshots`;
   const url = daemonUrl(config, path);
   let answer: DaemonAnswer;
   try {
@@ -88,7 +100,7 @@ export async function runSnapshotCommand(config: SluiceConfig, positionals: read
   }
   if (!answer.ok) {
     const body = bodyOf<object>(answer);
-    io.stderr(`sluice snapshot: ${body.error ?? answer.statusText}${refusalHint(answer)}\n`);
+    io.stderr(`sluice snapshot: ${listing ? `source ${source}: ` : ""}${body.error ?? answer.statusText}${refusalHint(answer)}\n`);
     return answer.status === 400 ? 2 : 1;
   }
   if (options.json) {
