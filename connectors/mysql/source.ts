@@ -279,7 +279,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     if (applied > 0 && missing.length === 0) return;
     if (missing.length > 0) {
       this.logger.warn({ tables: missing.map((t) => `${t.database}.${t.table}`), position: formatAt(at, token.file) }, "the schema history does not know these tables at the resume position; reading their current definitions");
-      await this.tracker!.record(at, (await readDefinitions(sql, missing)).values(), "catalog");
+      await this.tracker!.assume(at, (await readDefinitions(sql, missing)).values());
     }
   }
 

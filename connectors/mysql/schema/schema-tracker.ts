@@ -71,6 +71,8 @@ export class SchemaTracker {
   private readonly stored = new Set<string>();
   /** Tables that had a definition at some point up to where the history is applied (dropped ones too). */
   private readonly named = new Set<string>();
+  /** Tables read from the server at the resume position for want of history (assume), until a statement sets them. */
+  private readonly assumed = new Set<string>();
   /** Per table, the (lower-case) names of every column its definitions had since it was created or renamed to its name. */
   private readonly columnsHad = new Map<string, Set<string>>();
   private readonly bindings = new Map<string, CachedBinding>();
@@ -80,7 +82,10 @@ export class SchemaTracker {
     this.options = options;
   }
 
-  /** Loads the history and applies its entries at or before `upTo`. Returns how many applied. */
+  /**
+   * Loads the history and applies its entries at or before `upTo`. Returns how many applied. A definition read from the
+   * server at `upTo` itself is assumed (see assume): an earlier start resuming here read it for want of history.
+   */
   async restore(upTo: bigint): Promise<number> {
     const entries = await this.options.store.load();
     let applied = 0;
@@ -88,6 +93,7 @@ export class SchemaTracker {
       this.stored.add(`${entry.table}@${entry.at}`);
       if (BigInt(entry.at) > upTo) continue;
       this.set(entry.table, entry.definition);
+      if (entry.cause === "catalog" && entry.definition !== null && BigInt(entry.at) === upTo) this.assumed.add(entry.table);
       applied++;
     }
     return applied;
@@ -102,6 +108,18 @@ export class SchemaTracker {
       this.stored.add(`${key}@${at}`);
       this.set(key, definition);
     }
+  }
+
+  /**
+   * Records the current definitions of tables the history does not know at the resume position `at` (read from the
+   * server). Such a table may have its name from a statement after `at` that the stream reads next (a RENAME TABLE
+   * while Sluice was stopped): until a statement sets it, it does not count as a table that had the name before a
+   * rename onto it, so that rename is told (QueryOutcome.renamed) as one read live.
+   */
+  async assume(at: bigint, definitions: Iterable<TableDefinition>): Promise<void> {
+    const assumed = [...definitions];
+    await this.record(at, assumed, "catalog");
+    for (const definition of assumed) this.assumed.add(tableKey(definition.database, definition.table));
   }
 
   captured(database: string, table: string): boolean {
@@ -195,7 +213,10 @@ export class SchemaTracker {
       }
       case "alter-table": {
         const renameTo = statement.actions.find((a): a is Extract<AlterAction, { kind: "rename-table" }> => a.kind === "rename-table")?.to;
-        const newName = renameTo !== undefined && this.captured(renameTo.database, renameTo.table) && this.definition(renameTo.database, renameTo.table) === null;
+        const newName =
+          renameTo !== undefined &&
+          this.captured(renameTo.database, renameTo.table) &&
+          (this.definition(renameTo.database, renameTo.table) === null || this.assumed.has(tableKey(renameTo.database, renameTo.table)));
         const reread: { table: string; columns: string[] }[] = [];
         await this.alter(statement.table, statement.actions, query, from, changed, reread);
         return {
@@ -209,7 +230,7 @@ export class SchemaTracker {
         for (const table of statement.tables) await put(table, null);
         return { truncated: [], changed };
       case "rename-tables": {
-        const knownBefore = new Set(this.knownTables());
+        const knownBefore = new Set(this.knownTables().filter((key) => !this.assumed.has(key)));
         const renamed: { from: string; to: TableName }[] = [];
         for (const { from: source, to } of statement.renames) {
           await this.move(source, to, query, from, changed);
@@ -437,6 +458,7 @@ export class SchemaTracker {
   }
 
   private set(key: string, definition: TableDefinition | null): void {
+    this.assumed.delete(key);
     if (definition === null) {
       this.definitions.delete(key);
       this.columnsHad.delete(key);
