@@ -114,6 +114,35 @@ test("a table renamed, then moved to another schema, while Sluice is stopped is 
   assert.deepEqual(ids(elsewhere), all);
 });
 
+test("an online schema change's swap while Sluice is stopped (a copy renamed over the original's name, the original renamed away): the copy is not read again, the original is under its new name", async () => {
+  const schema = await newSchema("restartswap");
+  const c = sourceConfig({ tables: [`${schema}.*`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 1000 }, heartbeat_interval: 500 });
+  configs.push(c);
+  for (const table of ["orders", "copy"]) {
+    await admin.query(`CREATE TABLE "${schema}".${table} (id int PRIMARY KEY, v int NOT NULL, note text)`);
+    await admin.query(`INSERT INTO "${schema}".${table} SELECT i, i, '${table}' || i FROM generate_series(1, ${ROWS}) i`);
+  }
+  const orders = new Fold("orders");
+  const checkpoint = await run(c, null, [orders], async (state) => {
+    await waitFor("the initial snapshot", () => streaming(state) && orders.visible().size === ROWS, 60_000);
+    await caughtUp(state);
+  });
+
+  await admin.query(`ALTER TABLE "${schema}".orders RENAME TO orders_old`);
+  await admin.query(`ALTER TABLE "${schema}".copy RENAME TO orders`);
+  const swapped = new Fold("orders");
+  const old = new Fold("orders_old");
+  await run(c, checkpoint, [swapped, old], async (state) => {
+    await admin.query(`UPDATE "${schema}".orders SET v = -v WHERE id = 1`);
+    await admin.query(`UPDATE "${schema}".orders_old SET v = -v WHERE id = 1`);
+    await waitFor("the original under its new name", () => old.visible().size === ROWS && noTasks(state), 60_000);
+    await caughtUp(state);
+  });
+  assert.deepEqual(ids(old), all);
+  assert.equal(swapped.reads.size, 0, "the copy, renamed over a name whose targets hold the rows, is not read again");
+  assert.equal(swapped.visible().get("1")?.["note"], "copy1");
+});
+
 test("a column renamed while Sluice is stopped reads the table again at the next start: every row has the column under its new name", async () => {
   const schema = await newSchema("restartcol");
   const c = sourceConfig({ tables: [`${schema}.*`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 1000 }, heartbeat_interval: 500 });
