@@ -299,6 +299,18 @@ describe("Elasticsearch sink specifics", () => {
     ]);
   });
 
+  test("a key Elasticsearch cannot take as a document id (empty, over 512 bytes) is a per-item failure; the other rows apply", async () => {
+    for (const type of ["text", "bytea"]) {
+      const events = new Events(tableSchema(randomTableName(), [["id", type], ["v", "integer"]]));
+      const key = (text: string) => (type === "text" ? text : new TextEncoder().encode(text));
+      const result = await sink.write([events.insert(1n, { id: key(""), v: 1 }), events.insert(2n, { id: key("k".repeat(600)), v: 2 }), events.insert(3n, { id: key("k"), v: 3 })], signal());
+      assert.deepEqual(result.failures.map((f) => [f.index, f.retriable]), [[0, false], [1, false]], type);
+      assert.match(result.failures[0]!.error.message, /must not be empty/, type);
+      assert.match(result.failures[1]!.error.message, /512-byte document id limit/, type);
+      assert.deepEqual((await visibleRows(targetOf(events.schema), events.schema)).map((row) => row["v"]), ["3"], type);
+    }
+  });
+
   test("refresh_interval: set on created indexes, rebuild generations and, after a restart, existing ones; absent leaves them alone", async () => {
     const name = `es_${randomTableName("r")}`;
     const withRefresh = (refresh: string | undefined) =>

@@ -192,6 +192,8 @@ export const CASES: readonly MatrixCase[] = [
     expect: { duckdb: `[${toastArray.join(", ")}]`, clickhouse: `[${toastArray.join(",")}]`, elasticsearch: `[${toastArray.join(",")}]` },
   },
   { source: "postgres", type: "json", literal: "(repeat('[', 200) || repeat(']', 200))::json", label: "arrays nested 200 deep", expect: { duckdb: SAME, clickhouse: SAME, elasticsearch: `{"_value":${"[".repeat(200)}${"]".repeat(200)}}` } },
+  // Elasticsearch's flattened field takes objects up to 50 levels deep.
+  { source: "postgres", type: "jsonb", literal: "(repeat('{\"a\": ', 51) || '1' || repeat('}', 51))::jsonb", label: "objects nested 51 deep", expect: { duckdb: SAME, clickhouse: SAME, elasticsearch: REJECTED } },
   { source: "postgres", type: "text", literal: "E'\\u0001\\U0010FFFF\\U0001D11E'", label: "U+0001, U+10FFFF, U+1D11E (4-byte UTF-8)", expect: all(SAME) },
   // {schema} is the test's schema, where the test creates these types.
   { source: "postgres", type: "{schema}.mood", literal: "'very happy'", label: "'very happy' (an enum)", expect: all(SAME) },

@@ -83,7 +83,9 @@ const config = {
   ],
   topics: { kind: "embedded", path: join(dir, "log.db") },
   sinks: [
-    { kind: "duckdb", name: sinkNames.duckdb, path: duckPath, on_error: "dead-letter", batch: { max_wait: "100ms" } },
+    // The matrix tables are 120 and 70 columns wide: DuckDB keeps a block (256 KiB) per column of a table's rows not yet
+    // checkpointed, more than the default memory_limit (96 MiB) has room for beside 640 kB values (a commit then failed to pin a block).
+    { kind: "duckdb", name: sinkNames.duckdb, path: duckPath, on_error: "dead-letter", memory_limit: "256MiB", batch: { max_wait: "100ms" } },
     { kind: "clickhouse", name: sinkNames.clickhouse, url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database: chDatabase, on_error: "dead-letter", batch: { max_wait: "100ms" } },
     { kind: "elasticsearch", name: sinkNames.elasticsearch, nodes: [elasticsearch.url], on_error: "dead-letter", batch: { max_wait: "100ms" } },
   ],
