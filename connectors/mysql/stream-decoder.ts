@@ -500,8 +500,8 @@ export class StreamDecoder {
   }
 
   /**
-   * A captured table's change logged as a statement (a session set binlog_format=STATEMENT or
-   * MIXED): it has no rows to capture. Said at once, then at most once a minute per table.
+   * A captured table's change logged as a statement (a session, or the server with SET GLOBAL,
+   * set binlog_format=STATEMENT or MIXED): it has no rows to capture. Said at once, then at most once a minute per table.
    */
   private noteStatementChange(table: string, start: number, statement: string): void {
     const now = Date.now();
@@ -514,7 +514,7 @@ export class StreamDecoder {
     this.options.logger.error(
       // The statement's kind only: its text holds the row's values, which never go to the logs (they may be personal data).
       { table, position: `${this.file}:${start}`, statement: /^\s*([A-Za-z]+)/.exec(statement)?.[1]?.toUpperCase() ?? "", ...(noted === undefined ? {} : { moreSinceLastWarning: noted.since }) },
-      `a change of ${table} was logged as a statement, not as rows (a session set binlog_format=STATEMENT or MIXED): Sluice cannot capture it, so sinks miss it; set binlog_format=ROW in every session that writes captured tables, and read the table again with an online snapshot`,
+      `a change of ${table} was logged as a statement, not as rows (binlog_format=STATEMENT or MIXED, set by a session or by SET GLOBAL since Sluice connected): Sluice cannot capture it, so sinks miss it; set binlog_format=ROW (globally, and in every session that writes captured tables), and read the table again with an online snapshot`,
     );
   }
 
