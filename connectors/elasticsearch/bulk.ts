@@ -31,6 +31,12 @@ export interface BulkOptions {
    * mapping and no alias, and the write would succeed where no search sees it.
    */
   readonly requireAlias?: boolean;
+  /**
+   * The index or alias of the operations whose action line names none: the request goes to
+   * `POST /<index>/_bulk` (require_alias applies to it too). Unset: `POST /_bulk`, every
+   * operation names its index.
+   */
+  readonly index?: string;
   readonly retry: { readonly initial: number; readonly max: number };
   /** Rounds of item retries before a 429/5xx item is reported as a retriable failure. */
   readonly itemAttempts?: number;
@@ -167,7 +173,7 @@ async function sendBody(client: Client, body: Buffer, options: BulkOptions): Pro
       try {
         return (await client.transport.request(
           // Only what classify() reads: the full per-item response is several times larger to send and parse.
-          { method: "POST", path: "/_bulk", bulkBody: body, querystring: { filter_path: "items.*.status,items.*.error", ...(options.refresh ? { refresh: "true" } : {}), ...(options.requireAlias ? { require_alias: "true" } : {}) } },
+          { method: "POST", path: options.index === undefined ? "/_bulk" : `/${encodeURIComponent(options.index)}/_bulk`, bulkBody: body, querystring: { filter_path: "items.*.status,items.*.error", ...(options.refresh ? { refresh: "true" } : {}), ...(options.requireAlias ? { require_alias: "true" } : {}) } },
           // The bytes as they are (as text they were copied twice more, the text itself into the old generation):
           // an error's redaction "replace" would copy the request's parameters and walk the body byte by byte
           // (a 1 MiB body took more heap than a sink thread has); "remove" drops the headers and the connection instead.

@@ -16,7 +16,7 @@ import { documentValue } from "./mapping.ts";
 import { NdjsonOperations } from "./ndjson-operations.ts";
 
 /** The operation as the sink built it before documents.ts: the document and action objects, each through encodeJson. */
-function objectOperation(physical: string, columns: readonly TargetColumn[], change: RowChange, stored: StoredDocument | undefined): string[] {
+function objectOperation(physical: string | null, columns: readonly TargetColumn[], change: RowChange, stored: StoredDocument | undefined): string[] {
   const id = keyId(change.key, columns.filter((c) => c.key).map((c) => c.name));
   const document: Record<string, unknown> = {};
   for (const column of columns) {
@@ -26,11 +26,11 @@ function objectOperation(physical: string, columns: readonly TargetColumn[], cha
   }
   document[VERSION_COLUMN] = change.version;
   document[DELETED_COLUMN] = change.deleted;
-  return [encodeJson({ index: { _index: physical, _id: id, version: change.version, version_type: "external" } }), encodeJson(document)];
+  return [encodeJson({ index: { ...(physical === null ? {} : { _index: physical }), _id: id, version: change.version, version_type: "external" } }), encodeJson(document)];
 }
 
 /** The operation's NDJSON, written alone. */
-function ndjson(physical: string, columns: readonly TargetColumn[], change: RowChange, stored: StoredDocument | undefined): string {
+function ndjson(physical: string | null, columns: readonly TargetColumn[], change: RowChange, stored: StoredDocument | undefined): string {
   const operations = new NdjsonOperations(16);
   writeIndexOperation(operations, physical, columns, change, stored);
   assert.equal(operations.length, 1);
@@ -75,6 +75,15 @@ describe("Elasticsearch bulk operations written as text", () => {
     // An index's columns changed (a new array): the new layout is used.
     const fewer = COLUMNS.slice(0, 3);
     assert.equal(ndjson("sluice_t__v2", fewer, change(full, 15n), undefined), ndjsonOf(objectOperation("sluice_t__v2", fewer, change(full, 15n), undefined)));
+  });
+
+  test("leave _index out of the action line for a request that names the index in its path, and name it again when asked after", () => {
+    const row: Row = { id: 7n, region: "eu", total: "1.25", big: 1n, ratio: 0.5, doc: "{}", at: 0n, tags: [], raw: new Uint8Array(), "note \"quoted\"\n": "n" };
+    for (const [i, physical] of [null, "sluice_t__v2", null].entries()) {
+      const written = ndjson(physical, COLUMNS, change(row, 20n), undefined);
+      assert.equal(written, ndjsonOf(objectOperation(physical, COLUMNS, change(row, 20n), undefined)), `case ${i}`);
+      assert.equal(written.startsWith('{"index":{"_id":'), physical === null, `case ${i}`);
+    }
   });
 
   test("the types written byte by byte (integers, strings, scaled decimals, dates, timestamps, booleans) are what encodeJson gives, for every form of value", () => {

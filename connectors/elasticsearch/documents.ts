@@ -42,7 +42,7 @@ interface Layout {
   readonly fields: readonly Uint8Array[];
   readonly writers: readonly ValueWriter[];
   readonly keys: readonly string[];
-  /** `{"index":{"_index":"<index>","_id":`. */
+  /** `{"index":{"_index":"<index>","_id":`, or `{"index":{"_id":` when the request names the index. */
   readonly actionStart: Uint8Array;
 }
 
@@ -57,20 +57,20 @@ const FALSE = bytesOf("false");
 const NULL = bytesOf("null");
 const COMMA = bytesOf(",");
 
-/** One layout per index name and column list (an index's columns are a new array after each mapping change). */
-const layouts = new WeakMap<readonly TargetColumn[], Map<string, Layout>>();
+/** One layout per index name (null: named by the request) and column list (an index's columns are a new array after each mapping change). */
+const layouts = new WeakMap<readonly TargetColumn[], Map<string | null, Layout>>();
 
 /** The layout used last: a write's rows share one. */
-let lastLayout: { readonly physical: string; readonly layout: Layout } | null = null;
+let lastLayout: { readonly physical: string | null; readonly layout: Layout } | null = null;
 
-function layoutOf(physical: string, columns: readonly TargetColumn[]): Layout {
+function layoutOf(physical: string | null, columns: readonly TargetColumn[]): Layout {
   if (lastLayout !== null && lastLayout.layout.columns === columns && lastLayout.physical === physical) return lastLayout.layout;
   const layout = findLayout(physical, columns);
   lastLayout = { physical, layout };
   return layout;
 }
 
-function findLayout(physical: string, columns: readonly TargetColumn[]): Layout {
+function findLayout(physical: string | null, columns: readonly TargetColumn[]): Layout {
   let byIndex = layouts.get(columns);
   if (byIndex === undefined) {
     byIndex = new Map();
@@ -83,7 +83,7 @@ function findLayout(physical: string, columns: readonly TargetColumn[]): Layout 
       fields: columns.map((column) => bytesOf(`${JSON.stringify(column.name)}:`)),
       writers: columns.map((column) => valueWriter(column.type)),
       keys: columns.filter((column) => column.key).map((column) => column.name),
-      actionStart: bytesOf(`{"index":{"_index":${JSON.stringify(physical)},"_id":`),
+      actionStart: bytesOf(physical === null ? `{"index":{"_id":` : `{"index":{"_index":${JSON.stringify(physical)},"_id":`),
     };
     byIndex.set(physical, layout);
   }
@@ -92,11 +92,13 @@ function findLayout(physical: string, columns: readonly TargetColumn[]): Layout 
 
 /**
  * Appends the bulk operation for one change, its two lines with their newlines: index the row (or
- * its tombstone) with the change's version as external version. Throws ValueRejected (naming the
- * column where one is at fault) for a row Elasticsearch cannot take, with nothing of it written.
- * Returns the document's id.
+ * its tombstone) with the change's version as external version. `physical` is the index or alias
+ * the action line names; null leaves `_index` out, for a request that names it in its path
+ * (`POST /<alias>/_bulk`, BulkOptions.index: ~15 % fewer bytes for Elasticsearch to read and parse).
+ * Throws ValueRejected (naming the column where one is at fault) for a row Elasticsearch cannot
+ * take, with nothing of it written. Returns the document's id.
  */
-export function writeIndexOperation(out: NdjsonOperations, physical: string, columns: readonly TargetColumn[], change: StagedChange, stored: StoredDocument | undefined): string {
+export function writeIndexOperation(out: NdjsonOperations, physical: string | null, columns: readonly TargetColumn[], change: StagedChange, stored: StoredDocument | undefined): string {
   if (change.version < 0n || change.version > MAX_VERSION) throw new ValueRejected(`version ${change.version} is outside Elasticsearch's external versions (0..2^63-1)`);
   const layout = layoutOf(physical, columns);
   const id = keyId(change.key, layout.keys);

@@ -173,7 +173,6 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       indexFor: (schema) => this.#stagedIndex(schema),
       prepare: (schema) => this.#serial.run(() => this.#prepareStaged(schema, signal)),
       capacity: (index) => this.#bulkCapacity.get(index) ?? MIN_BULK_CAPACITY,
-      alias: writeAlias,
       write: (indexes, signal, offsets) => this.#serial.run(() => this.#writeStaged(indexes, offsets ?? null, signal)),
     });
   }
@@ -445,7 +444,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       if (operations.length === 0) return;
       this.#bulkCapacity.set(index, Math.max(MIN_BULK_CAPACITY, operations.byteLength * 1.25));
       const sent = table.members();
-      const outcomes = await this.#bulk(operations, signal, { refresh: this.#options.refresh ?? false, requireAlias: true, ...(sent === undefined ? {} : { members: sent }) });
+      const outcomes = await this.#bulk(operations, signal, { refresh: this.#options.refresh ?? false, requireAlias: true, index: writeAlias(index), ...(sent === undefined ? {} : { members: sent }) });
       // Any failure: the batch goes through #write, which sorts each change's fate by the sink's policy.
       for (const position of sent ?? outcomes.keys()) {
         const outcome = outcomes[position];
@@ -549,13 +548,15 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     // Each bulk operation and, at the same position, the change whose fate it decides.
     const operations = new NdjsonOperations(this.#bulkCapacity.get(primary) ?? MIN_BULK_CAPACITY);
     const planned: RowChange[] = [];
+    // One index: the request names its alias and the action lines leave it out; a rebuild's mirror too: each line names its own.
+    const requestAlias = physicals.length === 1 ? writeAlias(primary) : undefined;
     for (const physical of physicals) {
       for (const change of rows) {
         if (change.version <= hiddenAtOrBelow(physical)) continue;
         const before = stored.get(change.id);
         if (physical === primary && before && before.version >= change.version) continue;
         try {
-          writeIndexOperation(operations, writeAlias(physical), physical.columns, change, before);
+          writeIndexOperation(operations, requestAlias === undefined ? writeAlias(physical) : null, physical.columns, change, before);
           planned.push(change);
         } catch (error) {
           if (!(error instanceof ValueRejected)) throw error;
@@ -565,7 +566,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     }
     // A next write of about this size fits without growing its buffer.
     this.#bulkCapacity.set(primary, Math.max(MIN_BULK_CAPACITY, operations.byteLength * 1.25));
-    const outcomes = await this.#bulk(operations, signal, { refresh: this.#options.refresh ?? false, requireAlias: true });
+    const outcomes = await this.#bulk(operations, signal, { refresh: this.#options.refresh ?? false, requireAlias: true, ...(requestAlias === undefined ? {} : { index: requestAlias }) });
     // Loaded again at the next write: a retry after the operator's fix sees what is there then.
     if (outcomes.some((outcome) => outcome.kind === "failed" && outcome.target === "gone")) this.#targetGone(primary.target);
     outcomes.forEach((outcome, i) => {
@@ -768,7 +769,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
   }
 
   /** One bulk request (split at bulk_bytes) with the sink's retry, logger and name. */
-  #bulk(operations: NdjsonOperations, signal: AbortSignal, options: Pick<BulkOptions, "refresh" | "requireAlias" | "members">): Promise<ItemOutcome[]> {
+  #bulk(operations: NdjsonOperations, signal: AbortSignal, options: Pick<BulkOptions, "refresh" | "requireAlias" | "members" | "index">): Promise<ItemOutcome[]> {
     return runBulk(this.#cli(), operations, { maxBytes: this.#config.bulk_bytes, retry: this.#config.retry, signal, logger: this.#logger, sink: this.name, ...options });
   }
 

@@ -45,10 +45,14 @@ export class StagedIndex {
     this.operations = new NdjsonOperations(capacity);
   }
 
-  /** Writes a change's operation unless the document has a newer one staged; ValueRejected when a value does not fit (nothing written). */
-  take(change: StagedChange, alias: string): void {
+  /**
+   * Writes a change's operation unless the document has a newer one staged; ValueRejected when a
+   * value does not fit (nothing written). Its action line names no index: the write sends the
+   * index's operations to its alias (`POST /<alias>/_bulk`).
+   */
+  take(change: StagedChange): void {
     const position = this.operations.length;
-    const id = writeIndexOperation(this.operations, alias, this.columns, change, undefined);
+    const id = writeIndexOperation(this.operations, null, this.columns, change, undefined);
     if (position === this.#versions.length) {
       const more = new BigInt64Array(2 * position);
       more.set(this.#versions);
@@ -83,8 +87,6 @@ export interface StagingHost {
   prepare(schema: TableSchema): Promise<EsIndex | null | undefined>;
   /** The bytes an index's operations start with room for. */
   capacity(index: EsIndex): number;
-  /** The alias an operation names for the index. */
-  alias(index: EsIndex): string;
   /** Sends the indexes' operations (throwing when an index is no longer as they were written for, or any operation failed), then stores `offsets`; whether it stored them. */
   write(indexes: readonly StagedIndex[], signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<boolean>;
 }
@@ -129,7 +131,7 @@ export class ElasticsearchStagedWrite implements StagedWrite {
     // Hidden by the index's truncate (the sink's write leaves such rows out too).
     if (change.version <= staged.truncateVersion) return true;
     try {
-      staged.take(change, this.#host.alias(staged.index));
+      staged.take(change);
       return true;
     } catch (error) {
       // The sink's write reports it (a failure of that change, by the sink's policy).
