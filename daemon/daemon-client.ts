@@ -83,6 +83,30 @@ export function callDaemon(config: SluiceConfig, path: string, options: DaemonRe
   });
 }
 
+/** Connection errors that mean nothing listens at the address (as opposed to a listener that does not answer in time). */
+const NOBODY_LISTENS = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EADDRNOTAVAIL"]);
+
+/**
+ * Whether a daemon runs at the config's http.listen: true on any HTTP answer, false when nothing
+ * listens there, null when something listens but does not answer within `timeoutMs` (a daemon
+ * busy enough to take seconds over /status). A command that would otherwise do the daemon's work
+ * itself must not take null for false: it would run beside the daemon.
+ */
+export async function daemonRunning(config: SluiceConfig, timeoutMs = 10_000): Promise<boolean | null> {
+  try {
+    await callDaemon(config, "/status", { timeoutMs });
+    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? ((error as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+    return code !== undefined && NOBODY_LISTENS.has(code) ? false : null;
+  }
+}
+
+/** The line a command prints when daemonRunning answered null. */
+export function daemonBusyMessage(config: SluiceConfig, timeoutMs = 10_000): string {
+  return `something listens at ${daemonUrl(config, "/status")} but did not answer within ${timeoutMs / 1000} s (a busy daemon?); nothing changed, so as not to do the daemon's work beside it: try again`;
+}
+
 /** Why the daemon did not answer, in a few words (e.g. "connect ECONNREFUSED 127.0.0.1:8080"). */
 export function unreachableReason(error: unknown): string {
   const cause = (error as Error).cause;

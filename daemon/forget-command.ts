@@ -17,7 +17,7 @@ import { SluiceError } from "../connectors/errors.ts";
 import { openTopicLogForCommand } from "../connectors/topics/open.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { createSink } from "./components.ts";
-import { callDaemon, refusalHint } from "./daemon-client.ts";
+import { callDaemon, daemonBusyMessage, daemonRunning, refusalHint } from "./daemon-client.ts";
 import type { DaemonAnswer } from "./daemon-client.ts";
 import { ErasureAudit, eraseInSink, erasingSinks, erasureAuditTopic, erasureRequests, operator } from "./governance/erasure.ts";
 import type { ErasureAuditEntry } from "./governance/erasure.ts";
@@ -67,7 +67,11 @@ export async function runForgetCommand(config: SluiceConfig, args: ForgetArgs, i
     return 2;
   }
   const sinks = erasingSinks(config, args.source);
-  const running = await callDaemon(config, "/status", { timeoutMs: 3_000 }).then(() => true, () => false);
+  const running = await daemonRunning(config);
+  if (running === null) {
+    io.stderr(`sluice forget: ${daemonBusyMessage(config)}\n`);
+    return 1;
+  }
   const { master, previous } = masterKeys(config);
   if (!args.execute) {
     const log = await openTopicLogForCommand(config.topics, config.name, logger, "read-only");

@@ -8,7 +8,7 @@ import type { SluiceConfig } from "../config/schema.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { openTopicLogForCommand } from "../connectors/topics/open.ts";
 import { createSink, openRegistry, personalDecryptor, recordDecoder, sinkGroupName } from "./components.ts";
-import { callDaemon, refusalHint } from "./daemon-client.ts";
+import { callDaemon, daemonBusyMessage, daemonRunning, refusalHint } from "./daemon-client.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { describeHistoryGaps, historyGaps, isRebuildable, rebuildSink } from "./rebuild.ts";
 import type { RebuildReport } from "./rebuild.ts";
@@ -53,7 +53,11 @@ export async function runRebuildCommand(
     return 2;
   }
   // Any answer means a daemon runs (a refused token is reported by the rebuild request itself).
-  const running = await callDaemon(config, "/status", { timeoutMs: 3_000 }).then(() => true, () => false);
+  const running = await daemonRunning(config);
+  if (running === null) {
+    io.stderr(`sluice replay: ${daemonBusyMessage(config)}\n`);
+    return 1;
+  }
   if (!execute) {
     // The same history check the rebuild makes first: a dry run shows the refusal too.
     const readLog = await openTopicLogForCommand(config.topics, config.name, logger, "read-only");

@@ -1,0 +1,60 @@
+/**
+ * Commands that do the daemon's work themselves when no daemon runs (sluice replay --rebuild,
+ * sluice forget) decided "no daemon" on any failure of a 3 s /status call. Found on a live
+ * deployment under load: /status took 4-5.6 s, `sluice replay --rebuild --execute` took the
+ * daemon for absent and rebuilt the sink itself beside it (DuckDB's file lock stopped it; a
+ * ClickHouse or Elasticsearch sink has no such lock). A listener that does not answer in time now
+ * makes them refuse; only a connection nobody accepts means no daemon. A stand-in listener here
+ * (the command's own logic; the e2e rebuild tests use the real daemon).
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { pino } from "pino";
+import { loadConfigText } from "../config/load.ts";
+import { daemonRunning } from "./daemon-client.ts";
+import { runRebuildCommand } from "./rebuild-command.ts";
+
+const configFor = (dir: string, port: number) =>
+  loadConfigText(
+    "test.yaml",
+    [
+      "name: busy",
+      "sources:",
+      "  - {name: pg, kind: postgres, host: 127.0.0.1, database: d, user: u, password: p, tables: ['public.*']}",
+      `topics: {kind: embedded, path: ${join(dir, "log.db")}}`,
+      `sinks: [{name: wh, kind: duckdb, path: ${join(dir, "wh.duckdb")}}]`,
+      `http: {listen: 127.0.0.1:${port}}`,
+    ].join("\n"),
+  );
+
+test("a listener that does not answer /status in time is not taken for no daemon: sluice replay --rebuild refuses instead of rebuilding beside it", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-busy-"));
+  const held: Socket[] = [];
+  const silent = createServer((socket) => void held.push(socket));
+  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  try {
+    const config = configFor(dir, (silent.address() as AddressInfo).port);
+    assert.equal(await daemonRunning(config, 300), null);
+    const err: string[] = [];
+    const code = await runRebuildCommand(config, "wh", true, { stdout: () => undefined, stderr: (t) => err.push(t) }, pino({ level: "silent" }));
+    assert.equal(code, 1);
+    assert.match(err.join(""), /did not answer within 10 s .*nothing changed/);
+  } finally {
+    for (const socket of held) socket.destroy();
+    await new Promise((resolve) => silent.close(resolve));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("nothing listening is no daemon", async () => {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+  const port = (probe.address() as AddressInfo).port;
+  await new Promise((resolve) => probe.close(resolve));
+  assert.equal(await daemonRunning(configFor(tmpdir(), port), 2_000), false);
+});
