@@ -46,6 +46,7 @@ import type { KafkaReaderLimits } from "./kafka-consumer.ts";
 import { isInvalidTopicName, kafkaError } from "./kafka-errors.ts";
 import { KafkaLease } from "./kafka-lease.ts";
 import { PartitionReader } from "./partition-reader.ts";
+import { partitionKey, StableOffsets } from "./stable-offsets.ts";
 
 export interface KafkaLogOptions {
   readonly config: KafkaTopicsConfig;
@@ -103,6 +104,8 @@ export class KafkaTopicLog implements TopicLog {
   private readonly consumers = new Set<KafkaPullConsumer>();
   /** Reads internal topics to their end without a consumer group; made at the first such read. */
   private reader: PartitionReader | null = null;
+  /** Asks for the last stable offsets of the partitions a transaction wrote; made at the first commit. */
+  private stableOffsets: StableOffsets | null = null;
   /** Topic identities as this process last read or wrote them; loaded on the first createTopic. */
   private recordedTopicIds: Map<string, string> | null = null;
   /** Writes topic identities outside any transaction, so recording one never fences or waits for the capture's producer. */
@@ -154,11 +157,9 @@ export class KafkaTopicLog implements TopicLog {
         if (ready) this.adminProblem = null;
       },
       onCommitted: (offsets) => {
-        for (const o of offsets) this.unconfirmed.set(`${o.topic}\u0000${o.partition}`, o);
+        for (const o of offsets) this.unconfirmed.set(partitionKey(o.topic, o.partition), o);
       },
-      beforeNextTransaction: async (offsets) => {
-        await Promise.all([...new Set(offsets.map((o) => o.topic))].map((topic) => this.partitionOffsets(topic)));
-      },
+      beforeNextTransaction: (offsets) => this.committedVisible(offsets),
       batchLimitOf: (topic) => this.recordLimits.get(topic),
     });
     this.registryJournal = new KafkaJournal(this, registryTopic(options.deployment));
@@ -646,6 +647,31 @@ export class KafkaTopicLog implements TopicLog {
     }
   }
 
+  /**
+   * Resolves once read_committed readers see the offsets a transaction just committed (its commit
+   * markers are written): the wait before the next transaction. All their partitions are asked in
+   * one ListOffsets request, every few milliseconds, up to VISIBLE_WITHIN_MS; partitionOffsets asked
+   * per topic for both ends, two round trips one after the other, on capture's critical path once
+   * per transaction. The offsets seen are no longer waited for by this process's reads; a failure or
+   * the time running out leaves the rest to the reads (partitionOffsets).
+   */
+  private async committedVisible(offsets: readonly WrittenOffset[]): Promise<void> {
+    this.stableOffsets ??= new StableOffsets(this.kafka);
+    const deadline = Date.now() + VISIBLE_WITHIN_MS;
+    let hidden = offsets;
+    while (hidden.length > 0 && !this.closed) {
+      const ends = await this.stableOffsets.stableEnds(hidden);
+      const seen = hidden.filter((o) => (ends.get(partitionKey(o.topic, o.partition)) ?? -1n) > o.offset);
+      for (const o of seen) {
+        const key = partitionKey(o.topic, o.partition);
+        if (this.unconfirmed.get(key) === o) this.unconfirmed.delete(key);
+      }
+      hidden = hidden.filter((o) => !seen.includes(o));
+      if (hidden.length === 0 || Date.now() > deadline) return;
+      await sleep(2);
+    }
+  }
+
   async endOffsets(topic: string): Promise<TopicPartitionOffset[]> {
     return (await this.partitionOffsets(topic)).map(({ partition, end }) => ({ topic, partition, offset: end }));
   }
@@ -707,6 +733,7 @@ export class KafkaTopicLog implements TopicLog {
     for (const consumer of [...this.consumers]) await consumer.close();
     await this.reader?.close();
     await this.producer?.close();
+    await this.stableOffsets?.close();
     await this.identityProducer?.then((producer) => producer.disconnect()).catch(() => undefined);
     await this.admin.disconnect().catch(() => undefined);
     this.logger.info("Kafka topic log closed");
