@@ -18,7 +18,12 @@
  * 3. Ratios to each pg_recvlogical run of the same round, and the 1-minute load average when each
  *    reader started (this machine is shared: compare ratios, not rates, between runs).
  *
- *   node bench/capture-drain.ts [--changes 150000] [--tx 1000] [--rounds 3] [--readers embedded,kafka,devnull,pipe] [--profile DIR] [--compression none|gzip|lz4|zstd]
+ *   node bench/capture-drain.ts [--changes 150000] [--tx 1000] [--rounds 3] [--readers embedded,kafka,devnull,pipe] [--profile DIR] [--compression none|gzip|lz4|zstd] [--sample-ms 50]
+ *
+ * --sample-ms: how often the daemon's /metrics is sampled (default 50, the figures of earlier runs). Each scrape
+ * renders every metric and runs the slot-lag query in the daemon, on its main thread: a build that answers
+ * more of them during the drain (one that turns its event loop more often) pays more for the benchmark's own
+ * polling; a longer interval keeps that out of a before/after comparison (the drain is then timed to ±interval).
  *
  * Each Kafka drain's line also gives the local broker's CPU (its process, found by `kafka.Kafka` in
  * its command line) per 100k changes over the same interval: the broker is shared, so the figure
@@ -53,8 +58,10 @@ const { values: args } = parseArgs({
     profile: { type: "string" },
     baseline: { type: "string" },
     compression: { type: "string" },
+    "sample-ms": { type: "string", default: "50" },
   },
 });
+const SAMPLE_MS = Number(args["sample-ms"]);
 const INSERTS = Math.round((Number(args.changes) * 2) / 3);
 const UPDATES = Number(args.changes) - INSERTS;
 const CHANGES = INSERTS + UPDATES;
@@ -217,7 +224,7 @@ async function sluice(reader: "embedded" | "kafka" | "embedded-base" | "kafka-ba
           ...(broker === null ? {} : { brokerCpuSeconds: ((sample.brokerCpu - first.brokerCpu) * 100_000) / counted }),
         };
       }
-      await sleep(50);
+      await sleep(SAMPLE_MS);
     }
   } finally {
     await daemon.stop();
