@@ -5,8 +5,9 @@ import type { AddressInfo } from "node:net";
 import { redact } from "../config/redact.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import type { AccessPolicy, Refusal } from "./admin-auth.ts";
-import { BadRequestError, BodiesBusyError, BodyBudget, BodyTooLargeError, DEFAULT_HELD_BODY_BYTES, DEFAULT_MAX_BODY_BYTES, RequestBody } from "./request-body.ts";
+import { BadRequestError, BodiesBusyError, BodyTooLargeError, DEFAULT_HELD_BODY_BYTES, DEFAULT_MAX_BODY_BYTES, RequestBody } from "./request-body.ts";
 import type { BodyReader } from "./request-body.ts";
+import { ByteBudget } from "./byte-budget.ts";
 import type { Logger } from "../runtime/logger.ts";
 
 // Not imported: Node's ES module view of node:http reads http.WebSocket, which loads its bundled undici (~30 ms of every start).
@@ -75,7 +76,7 @@ export class HttpServer {
   /** Largest request body any endpoint takes (`http.max_body_bytes`). */
   private readonly maxBodyBytes: number;
   /** Bytes of request bodies held at once, all listeners together. */
-  private readonly bodies: BodyBudget;
+  private readonly bodies: ByteBudget;
   private bodiesBusyLogged = false;
   private readonly limits: ConnectionLimits;
 
@@ -86,7 +87,7 @@ export class HttpServer {
   constructor(logger: Logger, options: { maxBodyBytes?: number; heldBodyBytes?: number; access?: AccessPolicy; connections?: Partial<ConnectionLimits> } = {}) {
     this.logger = logger.child({ component: "http" });
     this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-    this.bodies = new BodyBudget(Math.max(options.heldBodyBytes ?? DEFAULT_HELD_BODY_BYTES, this.maxBodyBytes));
+    this.bodies = new ByteBudget(Math.max(options.heldBodyBytes ?? DEFAULT_HELD_BODY_BYTES, this.maxBodyBytes));
     this.access = options.access;
     this.limits = { ...DEFAULT_CONNECTION_LIMITS, ...options.connections };
   }

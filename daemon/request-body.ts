@@ -7,6 +7,7 @@
  */
 import type { IncomingMessage } from "node:http";
 import { SluiceError } from "../connectors/errors.ts";
+import type { ByteBudget } from "./byte-budget.ts";
 
 const MiB = 2 ** 20;
 
@@ -49,31 +50,6 @@ export class BadRequestError extends SluiceError {
 /** Reads the request's whole body, at most `maxBytes` (never more than the server's `http.max_body_bytes`); read once, later calls get the same answer. */
 export type BodyReader = (maxBytes?: number) => Promise<Buffer>;
 
-/** Bytes of request bodies held at once, across the connections of every listener of a server. */
-export class BodyBudget {
-  readonly limit: number;
-  #held = 0;
-
-  constructor(limit: number) {
-    this.limit = limit;
-  }
-
-  get heldBytes(): number {
-    return this.#held;
-  }
-
-  /** Counts `bytes` more if they fit, else nothing. */
-  take(bytes: number): boolean {
-    if (this.#held + bytes > this.limit) return false;
-    this.#held += bytes;
-    return true;
-  }
-
-  give(bytes: number): void {
-    this.#held -= bytes;
-  }
-}
-
 /**
  * One request's body, read when its handler asks: copied into one buffer (a known length at once,
  * a chunked body growing by doubling) whose size is counted in the budget from when it is taken
@@ -83,11 +59,11 @@ export class BodyBudget {
 export class RequestBody {
   readonly read: BodyReader;
   readonly #req: IncomingMessage;
-  readonly #budget: BodyBudget;
+  readonly #budget: ByteBudget;
   #held = 0;
   #released = false;
 
-  constructor(req: IncomingMessage, maxBytes: number, budget: BodyBudget) {
+  constructor(req: IncomingMessage, maxBytes: number, budget: ByteBudget) {
     this.#req = req;
     this.#budget = budget;
     let reading: Promise<Buffer> | undefined;

@@ -157,6 +157,20 @@ describe("the query path of a DuckDB sink", () => {
     assert.equal((await sink.readQuery("SELECT * FROM range(1000)")).truncated, null);
   });
 
+  test("the answer as JSON bytes (what the endpoint sends) is the JSON of the answer as values, cut at the same place", async () => {
+    const queries = [
+      "SELECT id, name FROM public_items ORDER BY id",
+      "SELECT * FROM public_items WHERE id < 0",
+      "SELECT * FROM range(50000000)",
+      "SELECT repeat('é\"\\n', 300) AS filler, 12345678901234567890::HUGEINT AS big, [1, 2] AS list, {'a': NULL} AS s FROM range(1000)",
+    ];
+    for (const sql of queries) {
+      const bytes = await sink.readQueryJson(sql);
+      assert.equal(bytes.byteOffset, 0, "in a buffer of its own (moved to the main thread, not copied)");
+      assert.deepEqual(JSON.parse(Buffer.from(bytes).toString("utf8")), await sink.readQuery(sql), sql);
+    }
+  });
+
   test("a query past the timeout is interrupted; the sink keeps writing", async () => {
     await assert.rejects(sink.readQuery("SELECT sum(hash(a.range + b.range)) FROM range(100000000) a, range(100000000) b"), (error: unknown) => {
       assert.ok(error instanceof SluiceError);
@@ -167,6 +181,16 @@ describe("the query path of a DuckDB sink", () => {
     await sink.write([events.insert(3n, { id: 3, name: "three" })], signal);
     assert.deepEqual((await sink.readQuery("SELECT max(id) AS m FROM public_items")).rows, [{ m: 3 }]);
   });
+});
+
+test("a DuckDB sink given a memory_limit runs the allocator's background threads (what a query's values leave is handed back, not kept)", async () => {
+  const sink = createDuckDbSink(testSinkConfig("duckdb", { name: "bg", path: join(dir, "bg.duckdb"), memory_limit: 64 * 2 ** 20, threads: 1 }), { logger: testLogger() });
+  await sink.open(new AbortController().signal);
+  try {
+    assert.deepEqual((await sink.readQuery("SELECT current_setting('allocator_background_threads') AS on")).rows, [{ on: true }]);
+  } finally {
+    await sink.close();
+  }
 });
 
 test("sluice query without a daemon: the file opened read-only with the same protections; SQL errors are clear", async () => {
@@ -197,9 +221,11 @@ test("queries of a sink in progress at once are bounded (429), and an answer its
   const value = "x".repeat(2 ** 20);
   const wide = { columns: ["v"], rows: Array.from({ length: 100 }, () => ({ v: value })), truncated: null };
   let asked = 0;
-  const sinks = new Map([["wh", { readQuery: async () => (asked++, wide) }]]);
+  const answer = Buffer.from(JSON.stringify(wide));
+  // A copy each time: the handler frees an answer's memory once sent.
+  const sinks = new Map([["wh", { readQueryJson: async () => (asked++, Buffer.from(answer)) }]]);
   const server = new HttpServer(createLogger("silent"));
-  server.mount("/sinks", queryHandler(sinks, { maxInProgress: 2, unreadAnswerMs: 5_000 }));
+  server.mount("/sinks", queryHandler(sinks, { maxInProgress: 2, unreadAnswerMs: 5_000, maxAnswerBytes: 2 ** 30 }));
   const { port } = await server.listen("127.0.0.1", 0);
   const post = (socket: Socket) => socket.write(`POST /sinks/wh/query HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 8\r\n\r\nSELECT 1`);
   try {
@@ -233,6 +259,47 @@ test("queries of a sink in progress at once are bounded (429), and an answer its
       ),
     );
     const answered = await fetch(`http://127.0.0.1:${port}/sinks/wh/query`, { method: "POST", body: "SELECT 1" });
+    assert.equal(answered.status, 200);
+    assert.equal(((await answered.json()) as { rows: unknown[] }).rows.length, 100);
+  } finally {
+    server.dropConnections();
+    await server.close();
+  }
+});
+
+test("the bytes of answers held for clients that have not read them are bounded, all sinks together: past them an answer is dropped and answered 503", { timeout: 60_000 }, async () => {
+  // ~100 MB of JSON, more than a loopback connection's socket buffers take: an unread answer stays with the server.
+  const value = "x".repeat(2 ** 20);
+  const answer = Buffer.from(JSON.stringify({ columns: ["v"], rows: Array.from({ length: 100 }, () => ({ v: value })), truncated: null }));
+  let asked = 0;
+  const sink = { readQueryJson: async () => (asked++, Buffer.from(answer)) };
+  const sinks = new Map([["wh", sink], ["other", sink]]);
+  const server = new HttpServer(createLogger("silent"));
+  // Room for less than one such answer: one answer always goes, the next waits for it to be read.
+  server.mount("/sinks", queryHandler(sinks, { maxInProgress: 4, unreadAnswerMs: 30_000, maxAnswerBytes: 64 * 2 ** 20 }));
+  const { port } = await server.listen("127.0.0.1", 0);
+  try {
+    const silent = await new Promise<Socket>((resolve) => {
+      const socket = connect(port, "127.0.0.1", () => {
+        socket.pause();
+        socket.write(`POST /sinks/wh/query HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 8\r\n\r\nSELECT 1`);
+        resolve(socket);
+      });
+      socket.on("error", () => undefined);
+    });
+    while (asked < 1) await new Promise((resolve) => setTimeout(resolve, 20));
+    // Another sink's query: its answer made, then dropped.
+    const busy = await fetch(`http://127.0.0.1:${port}/sinks/other/query`, { method: "POST", body: "SELECT 1" });
+    assert.equal(busy.status, 503);
+    assert.equal(busy.headers.get("retry-after"), "1");
+    const refusal = (await busy.json()) as { error: string; code: string };
+    assert.equal(refusal.code, "QUERY_ANSWERS_BUSY");
+    assert.match(refusal.error, /the daemon holds 100\.0MiB of query answers their clients have not read yet, as much as it holds at once \(64MiB\)/);
+    // The unread answer's client goes away: its bytes are given back.
+    const closed = new Promise((done) => silent.once("close", done));
+    silent.destroy();
+    await closed;
+    const answered = await fetch(`http://127.0.0.1:${port}/sinks/other/query`, { method: "POST", body: "SELECT 1" });
     assert.equal(answered.status, 200);
     assert.equal(((await answered.json()) as { rows: unknown[] }).rows.length, 100);
   } finally {

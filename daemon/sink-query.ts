@@ -7,6 +7,8 @@ import type { DuckDBInstance } from "@duckdb/node-api";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ReadQueryLimits, ReadQueryResult } from "../connectors/duckdb/read-query.ts";
 import { SluiceError } from "../connectors/errors.ts";
+import { formatSize } from "../config/units.ts";
+import { ByteBudget } from "./byte-budget.ts";
 import { sendJson } from "./http-server.ts";
 import type { BodyReader } from "./request-body.ts";
 import { oneLine } from "./terminal-text.ts";
@@ -14,32 +16,37 @@ import { oneLine } from "./terminal-text.ts";
 export type { ReadQueryLimits, ReadQueryResult };
 
 export interface QueryableSink {
-  readQuery(sql: string): Promise<ReadQueryResult>;
+  /** The answer of one read-only SELECT as the JSON text of a ReadQueryResult, in UTF-8, in an ArrayBuffer of its own (freed once sent). */
+  readQueryJson(sql: string): Promise<Uint8Array>;
 }
 
 export function isQueryable(sink: unknown): sink is QueryableSink {
-  return typeof (sink as Partial<QueryableSink>).readQuery === "function";
+  return typeof (sink as Partial<QueryableSink>).readQueryJson === "function";
 }
 
 /**
  * Each answer can be query.max_bytes of JSON (16 MiB by default), held by the process until the
  * client has read it: queries of a sink in progress at once, from the request until the answer is
- * read, are bounded, and an answer the client does not read is dropped with its connection.
- * Without these, clients that sent queries and read nothing held their answers for as long as they
- * kept the connection (24 of them took the daemon from 157 MB to ~700 MB resident, with a 365 MiB budget).
+ * read, are bounded, the bytes of answers held for their clients at once too (all sinks together),
+ * and an answer the client does not read is dropped with its connection. Without these, clients
+ * that sent queries and read nothing held their answers for as long as they kept the connection
+ * (24 of them took the daemon from 157 MB to ~700 MB resident, with a 365 MiB budget).
  */
 export interface QueryConcurrency {
   /** Queries of one sink in progress at once; more are answered 429. */
   readonly maxInProgress: number;
   /** How long a client may leave an answer unread before its connection is cut. */
   readonly unreadAnswerMs: number;
+  /** Bytes of answers held for their clients at once, all sinks together; an answer past it is dropped and answered 503 (one answer always goes). */
+  readonly maxAnswerBytes: number;
 }
 
-export const DEFAULT_QUERY_CONCURRENCY: QueryConcurrency = { maxInProgress: 4, unreadAnswerMs: 30_000 };
+export const DEFAULT_QUERY_CONCURRENCY: QueryConcurrency = { maxInProgress: 4, unreadAnswerMs: 30_000, maxAnswerBytes: 32 * 2 ** 20 };
 
 /** POST /sinks/<name>/query with the SQL as the body: `{columns, rows, truncated}` as JSON. */
 export function queryHandler(sinks: ReadonlyMap<string, QueryableSink>, concurrency: QueryConcurrency = DEFAULT_QUERY_CONCURRENCY) {
   const inProgress = new Map<string, number>();
+  const answers = new ByteBudget(concurrency.maxAnswerBytes);
   return async (req: IncomingMessage, res: ServerResponse, body: BodyReader): Promise<boolean> => {
     const match = /^\/sinks\/([^/]+)\/query$/.exec((req.url ?? "").split("?")[0]!);
     if (!match || req.method !== "POST") return false;
@@ -58,19 +65,32 @@ export function queryHandler(sinks: ReadonlyMap<string, QueryableSink>, concurre
     }
     inProgress.set(name, running + 1);
     let unread: NodeJS.Timeout | undefined;
-    // Until the answer is read (finish) or the connection is gone (close): both may come, the slot is given back once.
+    // Until the answer is read (finish) or the connection is gone (close): both may come, the slot and the answer's bytes are given back once.
     let released = false;
+    let held = 0;
     const release = () => {
       if (released) return;
       released = true;
       clearTimeout(unread);
       inProgress.set(name, (inProgress.get(name) ?? 1) - 1);
+      answers.give(held);
     };
     res.once("finish", release);
     res.once("close", release);
     const sql = (await body()).toString("utf8");
     try {
-      sendJson(res, 200, await sink.readQuery(sql));
+      const answer = await sink.readQueryJson(sql);
+      if (released) return true;
+      if (!answers.take(answer.byteLength)) {
+        res.setHeader("retry-after", "1");
+        sendJson(res, 503, { error: `the daemon holds ${(answers.heldBytes / 2 ** 20).toFixed(1)}MiB of query answers their clients have not read yet, as much as it holds at once (${formatSize(answers.limit)}); try again`, code: "QUERY_ANSWERS_BUSY" });
+        return true;
+      }
+      held = answer.byteLength;
+      // Its memory given back once the socket has taken it all, not when a collection of this heap comes (V8 lets tens of MiB wait).
+      res.once("finish", () => (answer.buffer as ArrayBuffer).transfer(0));
+      res.writeHead(200, { "content-type": "application/json", "content-length": answer.byteLength });
+      res.end(Buffer.from(answer.buffer, answer.byteOffset, answer.byteLength));
     } catch (error) {
       const code = error instanceof SluiceError ? error.code : undefined;
       sendJson(res, code === "QUERY_TIMEOUT" ? 504 : 400, { error: error instanceof Error ? error.message : String(error), ...(code ? { code } : {}) });

@@ -12,7 +12,6 @@ import type { HeapLimits } from "../config/memory.ts";
 import type { SluiceConfig } from "../config/schema.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import type { ErrorContext } from "../connectors/errors.ts";
-import type { ReadQueryResult } from "../connectors/duckdb/read-query.ts";
 import type { KafkaReaderLimits } from "../connectors/kafka/kafka-consumer.ts";
 import type { SchemaRegistry } from "../schema-registry/index.ts";
 import type { RebuildReport } from "./rebuild.ts";
@@ -179,9 +178,9 @@ export class SinkThread {
     return this.call({ method: "metrics" }) as Promise<MetricsSnapshot>;
   }
 
-  /** One read-only SELECT, run by the sink's worker thread (see connectors/duckdb/read-query.ts). */
-  readQuery(sql: string): Promise<ReadQueryResult> {
-    return this.call({ method: "query", sql }) as Promise<ReadQueryResult>;
+  /** One read-only SELECT, run by the sink's worker thread (see connectors/duckdb/read-query.ts): the answer's JSON text in UTF-8. */
+  readQueryJson(sql: string): Promise<Uint8Array> {
+    return this.call({ method: "query", sql }) as Promise<Uint8Array>;
   }
 
   /** Rebuilds the sink's `tables` (schema.table or topic), every table when none is given. */

@@ -60,7 +60,8 @@ port.on("message", (message: ToSinkThread) => {
     }
     case "call":
       answer(message).then(
-        (value) => post({ type: "result", id: message.id, value }),
+        // A query's answer (its bytes, in a buffer of their own) is moved to the main thread, not copied.
+        (value) => port.postMessage({ type: "result", id: message.id, value } satisfies FromSinkThread, message.method === "query" && value instanceof Uint8Array ? [value.buffer as ArrayBuffer] : []),
         (error: unknown) => post({ type: "result", id: message.id, error: serializeError(error) }),
       );
       return;
@@ -108,7 +109,7 @@ async function main(): Promise<void> {
           return metrics.registry.getMetricsAsJSON();
         case "query":
           if (!isQueryable(sink)) throw new Error(`sink ${sinkName} does not answer SQL`);
-          return sink.readQuery(call.sql);
+          return sink.readQueryJson(call.sql);
         case "rebuild":
           if (!isRebuildable(sink)) throw new Error(`sink ${sinkName} cannot be rebuilt`);
           return rebuildSink({

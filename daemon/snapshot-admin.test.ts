@@ -5,14 +5,15 @@ import type { AddressInfo } from "node:net";
 import { test } from "node:test";
 import { SluiceError } from "../connectors/errors.ts";
 import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
-import { BodyBudget, RequestBody } from "./request-body.ts";
+import { ByteBudget } from "./byte-budget.ts";
+import { RequestBody } from "./request-body.ts";
 import { snapshotHandler } from "./snapshot-admin.ts";
 import type { SnapshotTarget } from "./snapshot-admin.ts";
 import { formatList } from "./snapshot-command.ts";
 import type { SnapshotList } from "./snapshot-command.ts";
 
 /** The body reader HttpServer gives a handler. */
-const bodyOf = (req: IncomingMessage) => new RequestBody(req, 2 ** 20, new BodyBudget(2 ** 20)).read;
+const bodyOf = (req: IncomingMessage) => new RequestBody(req, 2 ** 20, new ByteBudget(2 ** 20)).read;
 
 const notStreaming = (): never => {
   throw new SluiceError("online snapshots start once the source streams", { code: "SNAPSHOT_NOT_STREAMING", retriable: true });

@@ -189,6 +189,60 @@ export async function runReadQuery(instance: DuckDBInstance, sql: string, limits
  * thread's event loop fewer when the thread is busy); the next query on the connection must.
  */
 export async function readOn(connection: DuckDBConnection, sql: string, limits: ReadQueryLimits, context: ErrorContext): Promise<ReadQueryResult> {
+  const rows: Record<string, unknown>[] = [];
+  const { columns, truncated } = await streamRows(connection, sql, limits, context, { columns: () => undefined, row: (row) => rows.push(row) });
+  return { columns, rows, truncated };
+}
+
+/**
+ * As readOn, the answer as the JSON text of a ReadQueryResult, in UTF-8, written row by row into
+ * one buffer of its own (it can be transferred to another thread): no copy of the rows as objects
+ * is kept, and no JSON text of the whole answer is made again from them.
+ */
+export async function readJsonOn(connection: DuckDBConnection, sql: string, limits: ReadQueryLimits, context: ErrorContext): Promise<Uint8Array> {
+  const text = new GrowingBytes();
+  let first = true;
+  const { truncated } = await streamRows(connection, sql, limits, context, {
+    columns: (columns) => text.append(`{"columns":${JSON.stringify(columns)},"rows":[`),
+    row: (_row, json) => {
+      text.append(first ? json : `,${json}`);
+      first = false;
+    },
+  });
+  text.append(`],"truncated":${JSON.stringify(truncated)}}`);
+  return text.bytes();
+}
+
+/** UTF-8 text appended into one ArrayBuffer of its own, doubling as it grows. */
+class GrowingBytes {
+  #buffer = Buffer.allocUnsafeSlow(64 * 2 ** 10);
+  #length = 0;
+
+  append(text: string): void {
+    const needed = this.#length + Buffer.byteLength(text);
+    if (needed > this.#buffer.length) {
+      const grown = Buffer.allocUnsafeSlow(Math.max(needed, 2 * this.#buffer.length));
+      this.#buffer.copy(grown, 0, 0, this.#length);
+      // Its memory given back now (a buffer of its own), not at a collection: V8 counts it, but lets tens of MiB wait.
+      this.#buffer.buffer.transfer(0);
+      this.#buffer = grown;
+    }
+    this.#length += this.#buffer.write(text, this.#length);
+  }
+
+  bytes(): Uint8Array {
+    return new Uint8Array(this.#buffer.buffer, 0, this.#length);
+  }
+}
+
+/** What the row loop hands on: the columns once known (before any row), then each row as a value and as its JSON text. */
+interface RowTaker {
+  columns(columns: readonly string[]): void;
+  row(row: Record<string, unknown>, json: string): void;
+}
+
+/** The row loop of readOn and readJsonOn, cut at the limits. */
+async function streamRows(connection: DuckDBConnection, sql: string, limits: ReadQueryLimits, context: ErrorContext, take: RowTaker): Promise<{ columns: string[]; truncated: string | null }> {
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -199,28 +253,32 @@ export async function readOn(connection: DuckDBConnection, sql: string, limits: 
     const statement = await prepareSelect(connection, sql, context);
     const result = await statement.stream();
     const columns = result.deduplicatedColumnNames();
-    const rows: Record<string, unknown>[] = [];
+    take.columns(columns);
+    const end = (truncated: string | null) => ({ columns, truncated });
+    let rows = 0;
     let bytes = 2;
     for (;;) {
       const chunk = await result.fetchChunk();
-      if (!chunk || chunk.rowCount === 0) return { columns, rows, truncated: null };
-      // Row by row, each checked against the limits before the next is made: a chunk holds up to 2048 rows, and all of
-      // them as JS values at once (1 MB each: 2 GB) ran the sink thread's heap out of memory, which stopped the daemon.
-      for (let at = 0; at < chunk.rowCount; at++) {
-        if (rows.length >= limits.maxRows) {
-          return { columns, rows, truncated: `the answer is cut at ${limits.maxRows} rows (the sink's query.max_rows); add a LIMIT or narrow the query` };
+      if (!chunk || chunk.rowCount === 0) return end(null);
+      try {
+        for (let at = 0; at < chunk.rowCount; at++) {
+          if (rows >= limits.maxRows) {
+            return end(`the answer is cut at ${limits.maxRows} rows (the sink's query.max_rows); add a LIMIT or narrow the query`);
+          }
+          const values = chunk.convertRowValues(at, JsonDuckDBValueConverter);
+          const row = Object.fromEntries(columns.map((name, index) => [name, values[index] ?? null]));
+          const json = JSON.stringify(row);
+          bytes += Buffer.byteLength(json) + 1;
+          if (bytes > limits.maxBytes) {
+            return end(`the answer is cut after ${rows} rows: the next row would pass ${formatSize(limits.maxBytes)} of JSON (the sink's query.max_bytes); select fewer columns or rows`);
+          }
+          take.row(row, json);
+          rows++;
         }
-        const values = chunk.convertRowValues(at, JsonDuckDBValueConverter);
-        const row = Object.fromEntries(columns.map((name, index) => [name, values[index] ?? null]));
-        bytes += Buffer.byteLength(JSON.stringify(row)) + 1;
-        if (bytes > limits.maxBytes) {
-          return {
-            columns,
-            rows,
-            truncated: `the answer is cut after ${rows.length} rows: the next row would pass ${formatSize(limits.maxBytes)} of JSON (the sink's query.max_bytes); select fewer columns or rows`,
-          };
-        }
-        rows.push(row);
+      } finally {
+        // A chunk's values (up to 2,048 rows of them: 200 MB for 200 values of 1 MB) are DuckDB's
+        // memory, which V8 does not see: freed now, not when a collection happens to finalize the chunk.
+        chunk.reset();
       }
     }
   } catch (error) {
