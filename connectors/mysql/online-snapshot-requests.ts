@@ -66,6 +66,19 @@ export class MysqlOnlineSnapshotRequests implements OnlineSnapshotting {
     return { plan, task };
   }
 
+  /**
+   * Queues a snapshot of the whole table with the checks of a request but neither the optimizer's estimate nor the
+   * watermark table's probe write, which wait for locks on those tables (the engine writes its watermarks anyway):
+   * what the stream decoder asks for while it waits (a table renamed, columns renamed, an XA rollback) must not wait
+   * behind a migration's lock, and all capture with it. `id` names the request: one already queued is not queued twice.
+   */
+  async queue(table: string, origin: string, id: string): Promise<SnapshotTask> {
+    const queued = this.running().tasks().find((task) => task.id === id);
+    if (queued !== undefined) return queued;
+    await this.resolve(table);
+    return this.running().request(table, null, origin, id);
+  }
+
   list(): { tasks: readonly SnapshotTask[]; failed: readonly FailedSnapshot[] } {
     const engine = this.host.engine();
     return { tasks: engine?.tasks() ?? this.host.queued(), failed: engine?.failed() ?? [] };

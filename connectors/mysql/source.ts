@@ -371,10 +371,10 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       heartbeatArrivals,
       transactionMetadata: config.transaction_metadata,
       skippedOperations: skippedOperations(config),
-      // Not awaited: called while the stream decodes, which the snapshot needs to go on.
-      onRenamed: (from, to) => void backfillRenamed(from, to, config.snapshot.mode, (table) => this.snapshots.request(table, null, "table-renamed"), logger),
-      onReread: (table, columns) => void backfillColumns(table, columns, config.snapshot.mode, () => this.snapshots.request(table, null, "columns-changed"), logger),
-      onXaRolledBack: (xid, tables) => void backfillRolledBackXa(xid, tables, config.snapshot.mode, (table) => this.snapshots.request(table, null, "xa-rolled-back"), logger),
+      // Awaited by the decoder before it goes past the statement, so every checkpoint past it carries the requests.
+      onRenamed: (from, to, at) => backfillRenamed(from, to, config.snapshot.mode, (table) => this.queueReread(table, "table-renamed", at), logger),
+      onReread: (table, columns, at) => backfillColumns(table, columns, config.snapshot.mode, () => this.queueReread(table, "columns-changed", at), logger),
+      onXaRolledBack: (xid, tables, at) => backfillRolledBackXa(xid, tables, config.snapshot.mode, (table) => this.queueReread(table, "xa-rolled-back", at), logger),
       logger,
       context,
     });
@@ -422,6 +422,11 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
         if (thread !== null) await this.catalog?.query(`KILL CONNECTION ${thread}`).catch(() => undefined);
       },
     };
+  }
+
+  /** A table a statement at `at` ("file:offset") asks to read again, named by both: decoded again after a reconnect, it is queued once. */
+  private queueReread(table: string, origin: string, at: string): Promise<unknown> {
+    return this.snapshots.queue(table, origin, `${origin}@${at}/${table}`);
   }
 
   /** Creates whose row image left columns out (binlog_row_image MINIMAL in a session), completed from the table (partial-images.ts). */

@@ -88,16 +88,22 @@ export interface StreamDecoderOptions {
   readonly interleave?: BinlogInterleave | null;
   /** When the stream received each heartbeat; without it (events fed by hand) a heartbeat counts as arriving when decoded. */
   readonly heartbeatArrivals?: HeartbeatArrivals;
+  /*
+   * The hooks below ask for tables to be read again. Decoding waits for what they return before it goes past the
+   * statement, so every checkpoint past it carries the requests (a crash right after one stored loses none); they
+   * must not wait for the stream. `at` ("file:offset" of the statement) names the requests: decoded again after a
+   * reconnect from before it, a request already queued is not queued twice.
+   */
   /** A table renamed to a captured name no captured table had (QueryOutcome.renamed), past the resume point. */
-  readonly onRenamed?: (from: string, to: string) => void;
+  readonly onRenamed?: (from: string, to: string, at: string) => Promise<void> | void;
   /** A table whose rows hold column values its targets do not have (QueryOutcome.reread), past the resume point. */
-  readonly onReread?: (table: string, columns: readonly string[]) => void;
+  readonly onReread?: (table: string, columns: readonly string[], at: string) => Promise<void> | void;
   /**
    * XA ROLLBACK of a transaction prepared earlier, past the resume point: the binlog holds its changes at its
    * prepare, and they were handed on then. `tables`: the captured tables it changed; null when its prepare was
    * not decoded in this run (before the resume point, or more prepared transactions open than are remembered).
    */
-  readonly onXaRolledBack?: (xid: string, tables: readonly string[] | null) => void;
+  readonly onXaRolledBack?: (xid: string, tables: readonly string[] | null, at: string) => Promise<void> | void;
   readonly logger: Logger;
   readonly context: ErrorContext;
 }
@@ -354,10 +360,13 @@ export class StreamDecoder {
       return;
     }
     if (head.startsWith("XA END") || head.startsWith("SAVEPOINT") || head.startsWith("ROLLBACK TO") || head.startsWith("RELEASE SAVEPOINT")) return;
+    const at = `${this.file}:${start}`;
+    let xaResolved: (() => Promise<void> | void) | null = null;
     const resolved = /^XA\s+(COMMIT|ROLLBACK)\s+X'([0-9a-f]*)'\s*,\s*X'([0-9a-f]*)'\s*,\s*(-?\d+)/i.exec(statement);
     if (resolved !== null) {
       const [, verb, gtrid, bqual, formatId] = resolved;
-      this.resolved(`X'${gtrid!.toLowerCase()}',X'${bqual!.toLowerCase()}',${Number(formatId)}`, verb!.toUpperCase() === "ROLLBACK", end);
+      const xid = `X'${gtrid!.toLowerCase()}',X'${bqual!.toLowerCase()}',${Number(formatId)}`;
+      xaResolved = () => this.resolved(xid, verb!.toUpperCase() === "ROLLBACK", end, at);
     }
     const written = dmlTarget(statement, schema);
     if (written !== null && this.options.tracker.captured(written.database, written.table)) this.noteStatementChange(tableKey(written.database, written.table), start, statement);
@@ -365,15 +374,18 @@ export class StreamDecoder {
     const transaction = this.transaction!;
     const closes = !transaction.explicit;
     return this.options.tracker.applyQuery(statement, schema, binlogAt(this.fileIndex, start)).then(
-      (outcome) => {
+      async (outcome) => {
         for (const table of outcome.truncated) this.truncate(table.database, table.table, transaction, start, out, header.serverId);
-        if (outcome.renamed !== undefined && this.options.onRenamed !== undefined) {
-          // A rename stored before the resume point was taken care of then.
-          if (!this.storedThrough(end)) for (const { from, to } of outcome.renamed) this.options.onRenamed(from, tableKey(to.database, to.table));
+        const requests = [xaResolved?.()];
+        // A rename (or column change) stored before the resume point was taken care of then.
+        const { onRenamed, onReread } = this.options;
+        if (outcome.renamed !== undefined && onRenamed !== undefined && !this.storedThrough(end)) {
+          for (const { from, to } of outcome.renamed) requests.push(onRenamed(from, tableKey(to.database, to.table), at));
         }
-        if (outcome.reread !== undefined && this.options.onReread !== undefined && !this.storedThrough(end)) {
-          for (const { table, columns } of outcome.reread) this.options.onReread(table, columns);
+        if (outcome.reread !== undefined && onReread !== undefined && !this.storedThrough(end)) {
+          for (const { table, columns } of outcome.reread) requests.push(onReread(table, columns, at));
         }
+        await Promise.all(requests);
         if (closes) this.end(end);
       },
       (error: unknown) => {
@@ -391,12 +403,12 @@ export class StreamDecoder {
     if (this.preparedXa.size > MAX_PREPARED_XA) this.preparedXa.delete(this.preparedXa.keys().next().value!);
   }
 
-  private resolved(xid: string, rolledBack: boolean, end: number): void {
+  private resolved(xid: string, rolledBack: boolean, end: number, at: string): Promise<void> | void {
     const tables = this.preparedXa.get(xid) ?? null;
     this.preparedXa.delete(xid);
     // A rollback stored before the resume point was taken care of then.
     // One that changed no captured table is remembered too, so its rollback is not reported as unknown.
-    if (rolledBack && tables?.length !== 0 && this.options.onXaRolledBack !== undefined && !this.storedThrough(end)) this.options.onXaRolledBack(xid, tables);
+    if (rolledBack && tables?.length !== 0 && this.options.onXaRolledBack !== undefined && !this.storedThrough(end)) return this.options.onXaRolledBack(xid, tables, at);
   }
 
   private truncate(database: string, table: string, transaction: OpenTransaction, start: number, out: DecodedEvent[], serverId: number): void {
