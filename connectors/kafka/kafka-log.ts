@@ -630,7 +630,7 @@ export class KafkaTopicLog implements TopicLog {
     const own = [...this.unconfirmed.values()].filter((o) => o.topic === topic);
     const deadline = Date.now() + VISIBLE_WITHIN_MS;
     for (;;) {
-      const offsets = await this.call("fetch offsets", () => this.admin.fetchTopicOffsets(topic));
+      const offsets = await this.call(`fetch offsets of ${topic}`, () => this.fetchTopicOffsets(topic));
       const ranges = offsets.map((o) => ({ topic, partition: o.partition, start: BigInt(o.low), end: BigInt(o.high) })).sort((a, b) => a.partition - b.partition);
       const hidden = own.filter((o) => (ranges.find((r) => r.partition === o.partition)?.end ?? -1n) <= o.offset);
       for (const o of own) {
@@ -669,6 +669,23 @@ export class KafkaTopicLog implements TopicLog {
       hidden = hidden.filter((o) => !seen.includes(o));
       if (hidden.length === 0 || Date.now() > deadline) return;
       await sleep(2);
+    }
+  }
+
+  /**
+   * kafkajs's fetchTopicOffsets, asked again (up to 3 times) when it failed with a TypeError: a
+   * metadata request for another topic (describeTopic, topicExists) made between its two
+   * ListOffsets requests replaces the admin client's metadata with that topic's alone, so kafkajs
+   * finds no leader for this topic's partitions and fails on `low.pop()`. The next call refreshes
+   * the metadata. Seen at every daemon start as a capture term failed "on an outage".
+   */
+  private async fetchTopicOffsets(topic: string): ReturnType<Admin["fetchTopicOffsets"]> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.admin.fetchTopicOffsets(topic);
+      } catch (error) {
+        if (!(error instanceof TypeError) || attempt >= 3) throw error;
+      }
     }
   }
 
