@@ -178,7 +178,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     const token = from === null ? null : decodeResumeToken(from.position.resume, config.name);
     if (token !== null && token.serverId !== settings.serverId) {
       throw new SluiceError(
-        `the checkpoint was taken on the server with server_id ${token.serverId}, this one has ${settings.serverId}; binlog positions are per server: re-snapshot (remove the checkpoint) to capture from this server`,
+        `the checkpoint was taken on the server with server_id ${token.serverId}, this one has ${settings.serverId}; binlog positions are per server, and the versions this source's topics and sinks hold are the other server's, which a new snapshot of this one does not replace: capture this server into new topics and targets (docs/mysql.md#positions-and-versions)`,
         { code: "MYSQL_SERVER_CHANGED", context },
       );
     }
@@ -243,7 +243,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
 
   private binlogReset(at: string, why: string): SluiceError {
     return new SluiceError(
-      `${why}: the binlog was reset (RESET MASTER) or the server replaced; positions no longer order changes, and resuming would skip the new binlog's first transactions: re-snapshot (remove the checkpoint) and rebuild the sinks`,
+      `${why}: the binlog was reset (RESET MASTER) or the server replaced; positions no longer order changes, and resuming would skip the new binlog's first transactions. The versions this source's topics and sinks hold sort above every new one, so neither a new snapshot nor a rebuild puts them right: capture this server into new topics and targets (docs/mysql.md#positions-and-versions)`,
       { code: "MYSQL_BINLOG_RESET", context: { ...this.context, position: at } },
     );
   }
