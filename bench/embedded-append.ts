@@ -5,8 +5,10 @@
  * CPU-seconds (user + system, `process.cpuUsage`) per 100k records of the produce calls only, each
  * round in a fresh child process and a fresh file. With `--baseline DIR` (a checkout of another
  * commit with node_modules) the two builds alternate round by round in the same run.
+ * `--maintenance-runs N`: then N runs of the retention and compaction job, as the daemon's timer
+ * runs it (the key index's work where it happens off the append path), timed apart and together.
  *
- *   node bench/embedded-append.ts [--records 200000] [--rounds 3] [--uncompacted] [--baseline DIR]
+ *   node bench/embedded-append.ts [--records 200000] [--rounds 3] [--uncompacted] [--maintenance-runs 0] [--baseline DIR]
  */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -22,11 +24,13 @@ const { values } = parseArgs({
     records: { type: "string", default: "200000" },
     rounds: { type: "string", default: "3" },
     uncompacted: { type: "boolean", default: false },
+    "maintenance-runs": { type: "string", default: "0" },
     baseline: { type: "string" },
     child: { type: "string" },
   },
 });
 const RECORDS = Number(values.records);
+const MAINTENANCE_RUNS = Number(values["maintenance-runs"]);
 const CALL = 4096;
 const VALUE_BYTES = 214;
 
@@ -70,8 +74,12 @@ async function child(root: string): Promise<void> {
     }
     const cpu = process.cpuUsage(start);
     const seconds = (performance.now() - wall) / 1000;
+    const maintenanceStart = process.cpuUsage();
+    let compacted = 0;
+    for (let run = 0; run < MAINTENANCE_RUNS; run++) compacted += log.runMaintenance().compactedRecords;
+    const maintenance = process.cpuUsage(maintenanceStart);
     await log.close();
-    process.stdout.write(JSON.stringify({ user: cpu.user / 1e6, system: cpu.system / 1e6, seconds }) + "\n");
+    process.stdout.write(JSON.stringify({ user: cpu.user / 1e6, system: cpu.system / 1e6, seconds, maintenance: (maintenance.user + maintenance.system) / 1e6, compacted }) + "\n");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -86,10 +94,11 @@ if (values.child) {
   for (let round = 1; round <= Number(values.rounds); round++) {
     const order = round % 2 === 1 ? builds : [...builds].reverse();
     for (const build of order) {
-      const out = execFileSync(process.execPath, [import.meta.filename, "--child", build.root, "--records", String(RECORDS), ...(values.uncompacted ? ["--uncompacted"] : [])], { encoding: "utf8" });
-      const r = JSON.parse(out.trim().split("\n").at(-1)!) as { user: number; system: number; seconds: number };
+      const out = execFileSync(process.execPath, [import.meta.filename, "--child", build.root, "--records", String(RECORDS), "--maintenance-runs", String(MAINTENANCE_RUNS), ...(values.uncompacted ? ["--uncompacted"] : [])], { encoding: "utf8" });
+      const r = JSON.parse(out.trim().split("\n").at(-1)!) as { user: number; system: number; seconds: number; maintenance: number; compacted: number };
       const per = (s: number) => ((s * 100_000) / RECORDS).toFixed(3);
-      console.log(`round ${round} ${build.name.padEnd(8)} ${per(r.user + r.system)} (user ${per(r.user)}, system ${per(r.system)}), ${Math.round(RECORDS / r.seconds)} records/s, load ${loadavg()[0]!.toFixed(1)}`);
+      const job = MAINTENANCE_RUNS > 0 ? `; ${MAINTENANCE_RUNS} maintenance runs ${per(r.maintenance)} (${r.compacted} records compacted), together ${per(r.user + r.system + r.maintenance)}` : "";
+      console.log(`round ${round} ${build.name.padEnd(8)} ${per(r.user + r.system)} (user ${per(r.user)}, system ${per(r.system)}), ${Math.round(RECORDS / r.seconds)} records/s${job}, load ${loadavg()[0]!.toFixed(1)}`);
     }
   }
 }

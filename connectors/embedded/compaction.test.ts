@@ -1,7 +1,8 @@
 /**
  * The embedded log's compaction (maintenance.ts) as data topics use it: tombstones a consumer
  * group has not read yet stay, young records stay, the first offset never moves, bounded reads,
- * and a topic created uncompacted is switched in place without losing a key's only record.
+ * a topic created uncompacted is switched in place without losing a key's only record, and the key
+ * index, built by compaction from the stored records, is never ahead of what it judges.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -14,7 +15,8 @@ import { missedHistory } from "../../daemon/missed-history.ts";
 import type { ProducedRecord, TopicSpec } from "../topics/contract.ts";
 import { readToEnd } from "../topics/contract-suite.ts";
 import { EmbeddedTopicLog } from "./embedded-log.ts";
-import { FOLD_AT } from "./key-index.ts";
+import { KeyIndex } from "./key-index.ts";
+import { Maintenance } from "./maintenance.ts";
 import type { EmbeddedLogOptions } from "./embedded-log.ts";
 
 const logger = createLogger("silent");
@@ -140,71 +142,94 @@ test("keys added in groups of a produce call (several statements' worth, keys re
   await log.close();
 });
 
-test("keys pending across a fold within an append and a reopen keep each key's last record; compaction folds what is pending", async () => {
+const lastPerKey = (last: Map<string, [string, bigint]>): [string, string, bigint][] =>
+  [...last].map(([key, [value, offset]]): [string, string, bigint] => [key, value, offset]).sort((a, b) => Number(a[2] - b[2]));
+
+function indexState(path: string): { indexed: number; next: number; keys: number } {
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    const { indexed, next } = db.prepare("SELECT indexed_offset AS indexed, next_offset AS next FROM partitions").get() as { indexed: number; next: number };
+    const { keys } = db.prepare("SELECT count(*) AS keys FROM latest_keys").get() as { keys: number };
+    return { indexed, next, keys };
+  } finally {
+    db.close();
+  }
+}
+
+test("appends write no keys; compaction indexes them over bounded runs and across a reopen, keeping each key's last record", async () => {
   let now = 10_000_000;
-  let log = open("key-folds", () => now);
+  const path = join(dir, "key-runs.db");
+  let log = open("key-runs", () => now, { maintenanceBudget: 3 });
   await log.createTopic(compacted("t"));
-  const keys = 5_000;
+  const keys = 3_000;
   const last = new Map<string, [string, bigint]>();
   let offset = 0;
-  const produce = async (count: number, prefix: string) => {
-    for (let start = 0; start < count; start += 4_096) {
-      const call = Array.from({ length: Math.min(4_096, count - start) }, (_, i) => rec("t", `k${(start + i) % keys}`, `${prefix}${start + i}`, now));
+  const produce = async (calls: number, prefix: string) => {
+    for (let c = 0; c < calls; c++) {
+      const call = Array.from({ length: 1_000 }, (_, i) => rec("t", `k${(offset + i * 7) % keys}`, `${prefix}${offset + i}`, now));
       await log.produce(call);
       for (const r of call) last.set(decoder.decode(r.key!), [decoder.decode(r.value!), BigInt(offset++)]);
     }
   };
-  await produce(FOLD_AT + 1_000, "v"); // one fold inside an append, then keys pending
-  await log.close();
-  log = open("key-folds", () => now);
-  await produce(2_345, "w"); // newer records of the pending keys, after a reopen
+  await produce(10, "v");
+  assert.deepEqual(indexState(path), { indexed: 0, next: 10_000, keys: 0 }, "appends leave the index alone");
   now += 60_000;
-  compactFully(log);
-  const expected = [...last].map(([key, [value, offset]]): [string, string, bigint] => [key, value, offset]).sort((a, b) => Number(a[2] - b[2]));
-  assert.deepEqual(await contents(log, "t"), expected);
+  log.runMaintenance();
+  assert.equal(indexState(path).indexed, 3_000, "one run indexes at most its budget of stored batches");
   await log.close();
-  const db = new DatabaseSync(join(dir, "key-folds.db"), { readOnly: true });
-  assert.equal((db.prepare("SELECT count(*) AS n FROM pending_keys").get() as { n: number }).n, 0, "compaction folded every pending key");
-  assert.equal((db.prepare("SELECT count(*) AS n FROM latest_keys").get() as { n: number }).n, keys);
-  db.close();
+  log = open("key-runs", () => now, { maintenanceBudget: 3 });
+  await produce(4, "w");
+  now += 60_000;
+  for (let i = 0; i < 40; i++) log.runMaintenance();
+  assert.deepEqual(await contents(log, "t"), lastPerKey(last));
+  assert.deepEqual(indexState(path), { indexed: 14_000, next: 14_000, keys });
+  await log.close();
 });
 
-test("a key left pending never moves the index back from a newer entry (a file an older Sluice wrote to in between)", async () => {
+test("compaction judges no record the index has not reached: a key's newer record beyond indexed_offset stays", async () => {
   let now = 10_000_000;
-  const path = join(dir, "key-older.db");
-  let log = open("key-older", () => now);
+  const path = join(dir, "index-behind.db");
+  const log = open("index-behind", () => now);
   await log.createTopic(compacted("t"));
-  await log.produce([rec("t", "a", "a0", now), rec("t", "a", "a1", now)]);
-  await log.close();
-  // An older Sluice indexed offset 1 straight into latest_keys; offset 0's key was left pending.
-  const db = new DatabaseSync(path);
-  db.exec("DELETE FROM pending_keys WHERE offset = 1; INSERT INTO latest_keys (topic_id, partition, key, offset) SELECT topic_id, partition, key, 1 FROM pending_keys");
-  db.close();
-  log = open("key-older", () => now);
+  await log.produce([rec("t", "a", "a0", now), rec("t", "b", "b0", now)]);
   now += 60_000;
-  compactFully(log);
-  assert.deepEqual(await contents(log, "t"), [["a", "a1", 1n]]);
+  compactFully(log); // indexes a and b at offsets 0 and 1
+  await log.produce([rec("t", "a", "a1", now), rec("t", "b", "b1", now)]);
   await log.close();
+  // A run whose indexing gets no further (as when it is out of budget) must leave a1 and b1 alone:
+  // the index still names a0 and b0, so they would look superseded.
+  const db = new DatabaseSync(path);
+  const stalled = new (class extends KeyIndex {
+    override catchUp(_topic: number, _partition: number, indexedOffset: number) {
+      return { examined: 0, indexedOffset, latest: new Map<string, number>() };
+    }
+  })(db);
+  new Maintenance(db, stalled, 1_000).run(now + 60_000, 500);
+  db.close();
+  const reopened = open("index-behind", () => now);
+  assert.deepEqual(await contents(reopened, "t"), [["a", "a0", 0n], ["b", "b0", 1n], ["a", "a1", 2n], ["b", "b1", 3n]]);
+  now += 60_000;
+  compactFully(reopened);
+  assert.deepEqual(await contents(reopened, "t"), [["a", "a1", 2n], ["b", "b1", 3n]]);
+  await reopened.close();
 });
 
-test("long keys are folded by their bytes, long before the key count is reached, and keep each key's last record", async () => {
+test("keys of any bytes (empty, 0x00 and 0xff, long) are indexed as stored and compacted by them", async () => {
   let now = 10_000_000;
   const log = open("key-bytes", () => now);
   await log.createTopic(compacted("t"));
-  const long = "k".repeat(300);
-  const last = new Map<string, [string, bigint]>();
-  for (let call = 0; call < 4; call++) {
-    const records = Array.from({ length: 2_500 }, (_, i) => rec("t", `${long}${i % 3_000}`, `v${call}-${i}`, now));
-    await log.produce(records);
-    records.forEach((r, i) => last.set(decoder.decode(r.key!), [decoder.decode(r.value!), BigInt(call * 2_500 + i)]));
-  }
-  const db = new DatabaseSync(join(dir, "key-bytes.db"), { readOnly: true });
-  const pending = (db.prepare("SELECT count(*) AS n FROM pending_keys").get() as { n: number }).n;
-  db.close();
-  assert.ok(pending < 5_000 && FOLD_AT > 10_000, `${pending} of 10,000 keys of 330 bytes still pending: not folded by bytes`);
+  const keys = [new Uint8Array(0), Uint8Array.of(0), Uint8Array.of(0, 0), Uint8Array.of(0xff), Uint8Array.of(0xff, 0), Uint8Array.of(0xc3, 0xa9), new Uint8Array(300).fill(0x80)];
+  const produce = (round: number) => log.produce(keys.map((key, i) => ({ topic: "t", key, value: encoder.encode(`${round}-${i}`), timestamp: now })));
+  await produce(0);
+  await produce(1);
   now += 60_000;
   compactFully(log);
-  const expected = [...last].map(([key, [value, offset]]): [string, string, bigint] => [key, value, offset]).sort((a, b) => Number(a[2] - b[2]));
-  assert.deepEqual(await contents(log, "t"), expected);
+  await produce(2);
+  now += 60_000;
+  compactFully(log);
+  const consumer = await log.consumer("read-bytes", ["t"]);
+  const records = await readToEnd(log, consumer, ["t"]);
+  await consumer.close();
+  assert.deepEqual(records.map((r) => [Buffer.from(r.key!).toString("hex"), decoder.decode(r.value!)]), keys.map((key, i) => [Buffer.from(key).toString("hex"), `2-${i}`]));
   await log.close();
 });

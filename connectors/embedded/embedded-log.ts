@@ -105,6 +105,7 @@ function prepareStatements(db: DatabaseSync) {
     allTopics: db.prepare("SELECT id, name, partitions, retention_ms, retention_bytes, compacted FROM topics ORDER BY name"),
     insertTopic: db.prepare("INSERT INTO topics (name, partitions, retention_ms, retention_bytes, compacted, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)"),
     updateTopicRetention: db.prepare("UPDATE topics SET retention_ms = ?, retention_bytes = ? WHERE id = ?"),
+    // indexed_offset by its default, 0: a read-only open of a file from before it prepares this too.
     insertPartition: db.prepare("INSERT INTO partitions (topic_id, partition, start_offset, next_offset, bytes, cleaned_offset) VALUES (?, ?, 0, 0, 0, 0)"),
     deleteTopic: db.prepare("DELETE FROM topics WHERE id = ?"),
     deleteTopicBatches: db.prepare("DELETE FROM batches WHERE topic_id = ?"),
@@ -143,8 +144,10 @@ export class EmbeddedTopicLog implements TopicLog {
   private readonly statements: EmbeddedStatements;
   private readonly logger: Logger;
   private readonly maxRowBytes: number;
-  private readonly keyIndex: KeyIndex;
-  private readonly maintenance: Maintenance;
+  /** Made on the first run: its statements need this version's schema, which a read-only open of an older file lacks. */
+  private maintenance: Maintenance | undefined;
+  private readonly tombstoneRetentionMs: number;
+  private readonly minCompactionLagMs: number;
   private readonly maintenanceBudget: number;
   private readonly topics = new Map<string, TopicMeta>();
   /** Record size limits of the topics this process created or declared (TopicSpec.maxRecordBytes). */
@@ -166,8 +169,8 @@ export class EmbeddedTopicLog implements TopicLog {
     this.crossProcessPollMs = options.crossProcessPollMs ?? 200;
     this.maxRowBytes = options.maxRowBytes ?? 2 ** 20;
     this.clock = options.clock ?? Date.now;
-    this.keyIndex = new KeyIndex(db);
-    this.maintenance = new Maintenance(db, this.keyIndex, options.tombstoneRetentionMs ?? 86_400_000, { minCompactionLagMs: options.minCompactionLagMs ?? 0 });
+    this.tombstoneRetentionMs = options.tombstoneRetentionMs ?? 86_400_000;
+    this.minCompactionLagMs = options.minCompactionLagMs ?? 0;
     this.maintenanceBudget = options.maintenanceBudget ?? 500;
     this.readOnly = options.readOnly ?? false;
     this.registryJournal = new EmbeddedRegistryJournal(db, path, this.clock, () => this.assertWritable("append registry entry"));
@@ -249,14 +252,15 @@ export class EmbeddedTopicLog implements TopicLog {
 
   /**
    * A data topic written before Sluice compacted them (spec.acceptUncompacted) is compacted from
-   * now on, in place: records appended from now on index their key, and compaction removes a record
-   * only when a later record of its key is indexed, so keys last written before the switch keep all
-   * their records (nothing is lost; they are just not compacted). Records retention already removed
+   * now on, in place: the key index starts at the partitions' current ends, and compaction removes a
+   * record only when a later record of its key is indexed, so keys last written before the switch
+   * keep all their records (nothing is lost; they are just not compacted). Records retention already removed
    * stay gone: a partition that no longer starts at offset 0 stays incomplete for rebuilds.
    */
   private switchToCompaction(existing: TopicMeta, spec: TopicSpec): void {
     this.write("switch topic to compaction", () => {
       this.db.prepare("UPDATE topics SET compacted = 1, retention_ms = ?, retention_bytes = ? WHERE id = ?").run(spec.retentionMs, spec.retentionBytes, existing.id);
+      this.db.prepare("UPDATE partitions SET indexed_offset = next_offset WHERE topic_id = ?").run(existing.id);
     });
     this.topics.set(spec.name, { id: existing.id, spec });
     const incomplete = (this.statements.partitionRange.all(existing.id) as unknown as { partition: number; start_offset: number }[]).filter((p) => p.start_offset > 0);
@@ -275,7 +279,6 @@ export class EmbeddedTopicLog implements TopicLog {
     this.write("delete topic", () => {
       this.statements.deleteTopicBatches.run(topic.id);
       this.statements.deleteTopicKeys.run(topic.id);
-      this.keyIndex.deleteTopic(topic.id);
       this.statements.deleteTopic.run(topic.id);
     });
     this.topics.delete(name);
@@ -435,6 +438,7 @@ export class EmbeddedTopicLog implements TopicLog {
     this.assertOpen();
     this.assertWritable("retention");
     try {
+      this.maintenance ??= new Maintenance(this.db, new KeyIndex(this.db), this.tombstoneRetentionMs, { minCompactionLagMs: this.minCompactionLagMs });
       return this.maintenance.run(this.clock(), this.maintenanceBudget);
     } catch (error) {
       throw topicLogError(error, "retention", this.path);
@@ -446,7 +450,6 @@ export class EmbeddedTopicLog implements TopicLog {
     this.closed = true;
     clearInterval(this.maintenanceTimer);
     for (const consumer of [...this.consumers]) await consumer.close();
-    this.foldKeysAtClose();
     this.db.close();
     this.logger.info("embedded topic log closed");
   }
@@ -577,22 +580,11 @@ export class EmbeddedTopicLog implements TopicLog {
       } while (end < records.length && size + sizes[end]! <= this.maxRowBytes);
       const chunk = records.slice(start, end);
       this.statements.insertBatch.run(topic.id, partition, next, next + chunk.length - 1, maxTimestamp, chunk.length, size, encodeBatch(chunk, size));
-      if (topic.spec.compacted) this.keyIndex.add(topic.id, partition, chunk, next);
       next += chunk.length;
       bytes += size;
       start = end;
     }
     this.statements.advancePartition.run(next, bytes, topic.id, partition);
-  }
-
-  /** Leaves no key pending in a file closed cleanly, so a Sluice from before key-index.ts finds its index whole. */
-  private foldKeysAtClose(): void {
-    if (this.readOnly || !this.keyIndex.hasPending()) return;
-    try {
-      this.write("fold key index", () => this.keyIndex.fold());
-    } catch (error) {
-      this.logger.warn({ err: error instanceof SluiceError ? error.toLog() : String(error) }, "could not fold the compacted topics' pending keys at close; the next compaction does");
-    }
   }
 
   private runScheduledMaintenance(): void {

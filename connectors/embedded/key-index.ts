@@ -1,112 +1,118 @@
 /**
  * The latest offset of every key of the compacted topics (`latest_keys`), which compaction asks
- * record by record. Appends do not upsert it: they add their keys to `pending_keys`, a table only
- * ever appended to (its pages are written once, at its end), and the pending keys are folded into
- * `latest_keys` in one sorted statement every FOLD_AT keys and before compaction reads the index.
- * Upserting every record's key at once dirtied a page of the index per key, so each commit wrote
- * most of the index to the WAL again, a cost that grew with the number of keys. Both tables are
- * written in the callers' transactions, so a crash leaves them as consistent as the records.
+ * record by record. Appends do not write it: keeping it on the append path cost about 2 µs of CPU
+ * a key (sorting and upserting keys that arrive in random order), most of what capture into the
+ * embedded log cost beyond Kafka. Instead compaction first indexes the stored records from the
+ * partition's `indexed_offset` on and moves `indexed_offset` past them, in its own transaction, so
+ * a crash leaves the two consistent. The index holds the key of every record below
+ * `indexed_offset` written since the topic is compacted, and compaction judges only those records.
+ * A run's keys are deduplicated in memory first (a key written many times in the range costs one
+ * upsert) and upserted in SQLite's blob order, so the B-tree is walked forward.
  */
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import type { ProducedRecord } from "../topics/contract.ts";
+import { forEachKey } from "./record-codec.ts";
 
-/** Keys added per statement (?1 topic, ?2 partition, ?3 base offset, then one key each). */
-const KEYS_PER_INSERT = 128;
-/** Pending keys that trigger a fold within an append. */
-export const FOLD_AT = 32_768;
-/**
- * Or pending bytes (keys plus ~32 bytes a row): the fold's sort stays within the memory SQLite
- * sorts in (at least 250 pages, 2 MiB here) instead of spilling to a temporary file.
- */
-export const FOLD_AT_BYTES = 1.5 * 2 ** 20;
-const ROW_OVERHEAD = 32;
+/** Keys per upsert statement (?1 topic, ?2 partition, then key and offset for each). */
+const KEYS_PER_UPSERT = 64;
 
-const TABLE = "CREATE TABLE IF NOT EXISTS pending_keys (topic_id INTEGER NOT NULL, partition INTEGER NOT NULL, key BLOB NOT NULL, offset INTEGER NOT NULL)";
-
-/** Creates `pending_keys` in a file written before it existed (writable opens only). */
-export function ensureKeyIndexTables(db: DatabaseSync): void {
-  db.exec(TABLE);
+export interface IndexedRange {
+  /** Batch rows read. */
+  readonly examined: number;
+  /** The partition's `indexed_offset` after the run. */
+  readonly indexedOffset: number;
+  /**
+   * The latest offset of each key the run indexed (by the key's bytes as Latin-1): the index's entry
+   * for it now, so compaction in the same transaction need not look it up.
+   */
+  readonly latest: ReadonlyMap<string, number>;
 }
 
-function insertSql(rows: number): string {
-  const values = Array.from({ length: rows }, (_, k) => `(?1, ?2, ?${k + 4}, ?3 + ${k})`).join(", ");
-  return `INSERT INTO pending_keys (topic_id, partition, key, offset) VALUES ${values}`;
+const NOTHING: ReadonlyMap<string, number> = new Map();
+
+/** A key's bytes as the string `IndexedRange.latest` is keyed by. */
+export function keyString(payload: Buffer, start: number, end: number): string {
+  return payload.toString("latin1", start, end);
+}
+
+interface BatchRow {
+  id: number;
+  base_offset: number;
+  last_offset: number;
+  bytes: number;
+}
+
+function upsertSql(rows: number): string {
+  const values = Array.from({ length: rows }, (_, k) => `(?1, ?2, ?${2 * k + 3}, ?${2 * k + 4})`).join(", ");
+  // An entry only moves forward (indexing does; the guard keeps it so whatever a file holds).
+  return `INSERT INTO latest_keys (topic_id, partition, key, offset) VALUES ${values} ON CONFLICT DO UPDATE SET offset = excluded.offset WHERE excluded.offset > latest_keys.offset`;
 }
 
 export class KeyIndex {
   private readonly db: DatabaseSync;
-  private statements: { insertMany: StatementSync; insertOne: StatementSync; fold: StatementSync; clear: StatementSync; deleteTopic: StatementSync; count: StatementSync } | undefined;
-  private readonly params: (number | Uint8Array)[] = new Array<number | Uint8Array>(KEYS_PER_INSERT + 3);
-  /** Keys (and their bytes) pending as far as this connection knows (another writer's folds only make it high, so a fold comes early). */
-  private pending = -1;
-  private pendingBytes = 0;
+  private statements: { batchesFrom: StatementSync; payloadOf: StatementSync; upsertMany: StatementSync; upsertOne: StatementSync; setIndexed: StatementSync } | undefined;
+  private readonly params = new Array<number | Uint8Array>(2 + 2 * KEYS_PER_UPSERT);
 
   constructor(db: DatabaseSync) {
     this.db = db;
   }
 
-  /** Adds the keys of records stored at offsets base, base + 1, ...; folds when FOLD_AT keys or FOLD_AT_BYTES are pending. Inside a write transaction. */
-  add(topicId: number, partition: number, records: readonly ProducedRecord[], base: number): void {
+  /**
+   * Indexes whole stored batches from `indexedOffset` on, at most `budget` rows and (past the
+   * first) `maxBytes` of payload, and stores the partition's new `indexed_offset`. Inside a write
+   * transaction. `nextOffset` is the partition's end: with no batch left to read (retention may have
+   * removed the rest), everything below it counts as indexed.
+   */
+  catchUp(topicId: number, partition: number, indexedOffset: number, nextOffset: number, budget: number, maxBytes: number): IndexedRange {
+    if (indexedOffset >= nextOffset || budget <= 0) return { examined: 0, indexedOffset, latest: NOTHING };
     const s = this.prepared();
-    let i = 0;
+    const batches = s.batchesFrom.all(topicId, partition, indexedOffset, budget) as unknown as BatchRow[];
+    const latest = new Map<string, number>();
+    let indexed = batches.length === 0 ? nextOffset : indexedOffset;
+    let bytes = 0;
+    let examined = 0;
+    for (const batch of batches) {
+      if (examined > 0 && bytes + batch.bytes > maxBytes) break;
+      const stored = (s.payloadOf.get(batch.id) as { payload: Uint8Array }).payload;
+      const payload = Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength);
+      const base = batch.base_offset;
+      // Offsets rise through a batch and from batch to batch: the last one seen is the key's latest.
+      forEachKey(payload, (start, end, delta) => latest.set(keyString(payload, start, end), base + delta));
+      bytes += batch.bytes;
+      examined++;
+      indexed = batch.last_offset + 1;
+    }
+    this.upsert(topicId, partition, latest);
+    s.setIndexed.run(indexed, topicId, partition);
+    return { examined, indexedOffset: indexed, latest };
+  }
+
+  private upsert(topicId: number, partition: number, latest: Map<string, number>): void {
+    const s = this.prepared();
+    // Latin-1 maps each byte to the code unit of the same value, so string order is SQLite's blob order.
+    const keys = [...latest.keys()].sort();
     const params = this.params;
     params[0] = topicId;
     params[1] = partition;
-    for (; i + KEYS_PER_INSERT <= records.length; i += KEYS_PER_INSERT) {
-      params[2] = base + i;
-      for (let k = 0; k < KEYS_PER_INSERT; k++) params[k + 3] = records[i + k]!.key!;
-      s.insertMany.run(...params);
+    let i = 0;
+    for (; i + KEYS_PER_UPSERT <= keys.length; i += KEYS_PER_UPSERT) {
+      for (let k = 0; k < KEYS_PER_UPSERT; k++) {
+        const key = keys[i + k]!;
+        params[2 * k + 2] = Buffer.from(key, "latin1");
+        params[2 * k + 3] = latest.get(key)!;
+      }
+      s.upsertMany.run(...params);
     }
-    for (; i < records.length; i++) s.insertOne.run(topicId, partition, base + i, records[i]!.key!);
-    let bytes = records.length * ROW_OVERHEAD;
-    for (const record of records) bytes += record.key!.length;
-    this.pending += records.length;
-    this.pendingBytes += bytes;
-    if (this.pending >= FOLD_AT || this.pendingBytes >= FOLD_AT_BYTES) this.fold();
-  }
-
-  /**
-   * Moves the pending keys into `latest_keys`, each key's highest offset, sorted. Inside a write
-   * transaction; compaction calls it before it reads the index, so no record newer than the
-   * index's entry for its key is taken for superseded.
-   */
-  fold(): void {
-    const s = this.prepared();
-    // Always run: the count is a hint (a rolled-back transaction may have folded), the table is the truth.
-    s.fold.run();
-    s.clear.run();
-    this.pending = 0;
-    this.pendingBytes = 0;
-  }
-
-  /** Whether this connection added keys not folded since (as far as it knows). */
-  hasPending(): boolean {
-    return this.pending > 0;
-  }
-
-  deleteTopic(topicId: number): void {
-    this.prepared().deleteTopic.run(topicId);
+    for (; i < keys.length; i++) s.upsertOne.run(topicId, partition, Buffer.from(keys[i]!, "latin1"), latest.get(keys[i]!)!);
   }
 
   private prepared() {
-    if (!this.statements) {
-      this.statements = {
-        insertMany: this.db.prepare(insertSql(KEYS_PER_INSERT)),
-        insertOne: this.db.prepare(insertSql(1)),
-        // An entry only moves forward: keys an older Sluice left pending never undo a newer entry.
-        fold: this.db.prepare(
-          "INSERT INTO latest_keys (topic_id, partition, key, offset) SELECT topic_id, partition, key, max(offset) FROM pending_keys WHERE true GROUP BY topic_id, partition, key ORDER BY topic_id, partition, key ON CONFLICT DO UPDATE SET offset = excluded.offset WHERE excluded.offset > latest_keys.offset",
-        ),
-        clear: this.db.prepare("DELETE FROM pending_keys"),
-        deleteTopic: this.db.prepare("DELETE FROM pending_keys WHERE topic_id = ?"),
-        count: this.db.prepare(`SELECT count(*) AS n, coalesce(sum(length(key)), 0) + ${ROW_OVERHEAD} * count(*) AS bytes FROM pending_keys`),
-      };
-    }
-    if (this.pending < 0) {
-      const { n, bytes } = this.statements.count.get() as { n: number; bytes: number };
-      this.pending = n;
-      this.pendingBytes = bytes;
-    }
+    this.statements ??= {
+      batchesFrom: this.db.prepare("SELECT rowid AS id, base_offset, last_offset, bytes FROM batches WHERE topic_id = ? AND partition = ? AND last_offset >= ? ORDER BY last_offset LIMIT ?"),
+      payloadOf: this.db.prepare("SELECT payload FROM batches WHERE rowid = ?"),
+      upsertMany: this.db.prepare(upsertSql(KEYS_PER_UPSERT)),
+      upsertOne: this.db.prepare(upsertSql(1)),
+      setIndexed: this.db.prepare("UPDATE partitions SET indexed_offset = ? WHERE topic_id = ? AND partition = ?"),
+    };
     return this.statements;
   }
 }

@@ -1,9 +1,11 @@
 /**
  * The periodic retention and compaction job of the embedded log. Each run does bounded work
- * (`budget` batch rows examined, and at most `maxBytes` of them read, one at a time) in short
- * transactions, so writers are never held up for long and memory stays bounded.
+ * (`budget` batch rows examined, and at most `maxBytes` of them read, one at a time, by each of
+ * indexing and compaction in a partition) in short transactions, so writers are never held up for
+ * long and memory stays bounded.
  *
- * Compaction keeps the latest record of every key (as Kafka's log cleaner does): records younger
+ * Compaction keeps the latest record of every key (as Kafka's log cleaner does), judging by the key
+ * index (key-index.ts), which each run first brings forward over the records appended since: records younger
  * than `minCompactionLagMs` are left alone, and a tombstone is dropped once it is older than
  * `tombstoneRetentionMs` and every sink's consumer group with an offset in the partition has read
  * past it (a sink that still has the row must see its delete, even while it is stopped). It never moves a partition's first offset:
@@ -11,7 +13,8 @@
  * 0 still holds the current state of every key.
  */
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import type { KeyIndex } from "./key-index.ts";
+import { keyString } from "./key-index.ts";
+import type { IndexedRange, KeyIndex } from "./key-index.ts";
 import { decodeBatch, encodeBatch } from "./record-codec.ts";
 
 export interface MaintenanceResult {
@@ -28,6 +31,7 @@ interface PartitionRow {
   next_offset: number;
   bytes: number;
   cleaned_offset: number;
+  indexed_offset: number;
   retention_ms: number | null;
   retention_bytes: number | null;
   compacted: number;
@@ -51,7 +55,7 @@ export class Maintenance {
   private readonly slowestGroup: StatementSync;
   private readonly partitions: StatementSync;
   private readonly oldestBatches: StatementSync;
-  private readonly batchesFrom: StatementSync;
+  private readonly indexedBatchesFrom: StatementSync;
   private readonly deleteBatch: StatementSync;
   private readonly rewriteBatch: StatementSync;
   private readonly firstOffset: StatementSync;
@@ -70,12 +74,12 @@ export class Maintenance {
       "SELECT min(next_offset) AS offset FROM group_offsets WHERE topic_id = ? AND partition = ? AND group_name LIKE '%.sink.%' AND group_name NOT LIKE '%.replay' AND group_name NOT LIKE '%.rebuild'",
     );
     this.partitions = db.prepare(`
-      SELECT p.topic_id, p.partition, p.start_offset, p.next_offset, p.bytes, p.cleaned_offset, t.retention_ms, t.retention_bytes, t.compacted
+      SELECT p.topic_id, p.partition, p.start_offset, p.next_offset, p.bytes, p.cleaned_offset, p.indexed_offset, t.retention_ms, t.retention_bytes, t.compacted
       FROM partitions p JOIN topics t ON t.id = p.topic_id
       WHERE t.compacted = 1 OR t.retention_ms IS NOT NULL OR t.retention_bytes IS NOT NULL
       ORDER BY p.topic_id, p.partition`);
     this.oldestBatches = db.prepare("SELECT rowid AS id, base_offset, last_offset, max_timestamp, bytes FROM batches WHERE topic_id = ? AND partition = ? ORDER BY last_offset LIMIT ?");
-    this.batchesFrom = db.prepare("SELECT rowid AS id, base_offset, last_offset, max_timestamp, bytes FROM batches WHERE topic_id = ? AND partition = ? AND last_offset >= ? ORDER BY last_offset LIMIT ?");
+    this.indexedBatchesFrom = db.prepare("SELECT rowid AS id, base_offset, last_offset, max_timestamp, bytes FROM batches WHERE topic_id = ? AND partition = ? AND last_offset >= ? AND last_offset < ? ORDER BY last_offset LIMIT ?");
     this.deleteBatch = db.prepare("DELETE FROM batches WHERE rowid = ?");
     this.rewriteBatch = db.prepare("UPDATE batches SET payload = ?, record_count = ?, bytes = ? WHERE rowid = ?");
     this.firstOffset = db.prepare("SELECT base_offset FROM batches WHERE topic_id = ? AND partition = ? ORDER BY last_offset LIMIT 1");
@@ -92,9 +96,10 @@ export class Maintenance {
       this.db.exec("BEGIN IMMEDIATE");
       try {
         const retained = row.retention_ms !== null || row.retention_bytes !== null ? this.retain(row, nowMs, remaining) : null;
-        const compacted = row.compacted ? this.compact(this.partitionAfter(row, retained), nowMs, remaining) : null;
+        const indexed = row.compacted ? this.keyIndex.catchUp(row.topic_id, row.partition, row.indexed_offset, row.next_offset, remaining, this.maxBytes) : null;
+        const compacted = indexed ? this.compact(this.partitionAfter(row, retained), indexed, nowMs, remaining) : null;
         this.db.exec("COMMIT");
-        for (const result of [retained, compacted]) {
+        for (const result of [retained, indexed && { examined: indexed.examined, deleted: 0, removedRecords: 0 }, compacted]) {
           if (!result) continue;
           remaining -= result.examined;
           deletedBatches += result.deleted;
@@ -132,16 +137,20 @@ export class Maintenance {
     return { ...row, bytes: retained.bytes, start_offset: this.startOffset(row) };
   }
 
-  /** Removes records superseded by a later record with the same key, and tombstones older than the tombstone retention that every group has read. */
-  private compact(row: PartitionRow, nowMs: number, budget: number): { examined: number; deleted: number; removedRecords: number } {
-    // The index must hold every appended key before a record is judged by it.
-    this.keyIndex.fold();
-    let batches = this.batchesFrom.all(row.topic_id, row.partition, row.cleaned_offset, budget) as unknown as BatchRow[];
+  /**
+   * Removes records superseded by a later record with the same key, and tombstones older than the
+   * tombstone retention that every group has read. Judges only records below `indexedOffset`: a
+   * later record's key may not be indexed yet, and the key's entry would then name an older record,
+   * which would make the later one look superseded.
+   */
+  private compact(row: PartitionRow, indexed: IndexedRange, nowMs: number, budget: number): { examined: number; deleted: number; removedRecords: number } {
+    const { indexedOffset, latest: justIndexed } = indexed;
+    let batches = this.indexedBatchesFrom.all(row.topic_id, row.partition, row.cleaned_offset, indexedOffset, budget) as unknown as BatchRow[];
     let cursor = row.cleaned_offset;
     if (batches.length === 0 && cursor > 0) {
-      // Reached the head: start the next pass from the beginning, as later records may have superseded earlier ones.
+      // Reached the indexed head: start the next pass from the beginning, as later records may have superseded earlier ones.
       cursor = 0;
-      batches = this.batchesFrom.all(row.topic_id, row.partition, 0, budget) as unknown as BatchRow[];
+      batches = this.indexedBatchesFrom.all(row.topic_id, row.partition, 0, indexedOffset, budget) as unknown as BatchRow[];
     }
     let bytes = row.bytes;
     let deleted = 0;
@@ -156,11 +165,13 @@ export class Maintenance {
       bytesRead += payload.byteLength;
       examined++;
       const records = decodeBatch(payload);
+      const view = justIndexed.size > 0 ? Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength) : null;
       const kept = records.filter((record) => {
         const offset = batch.base_offset + record.offsetDelta;
         // Keyless records cannot be written to a compacted topic; those of a topic written before it was compacted stay.
         if (record.key === null || record.timestamp > lagCutoff) return true;
-        const latest = (this.latestKey.get(row.topic_id, row.partition, record.key) as { offset: number } | undefined)?.offset;
+        const start = record.key.byteOffset - payload.byteOffset;
+        const latest = (view && justIndexed.get(keyString(view, start, start + record.key.length))) ?? (this.latestKey.get(row.topic_id, row.partition, record.key) as { offset: number } | undefined)?.offset;
         // No entry: the key was last written before the topic was switched to compaction, so this record may be its latest.
         if (latest === undefined) return true;
         if (latest !== offset) return false;

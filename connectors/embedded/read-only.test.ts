@@ -75,7 +75,7 @@ test("a command that writes (replay --execute) may take a lease of its own, but 
   }
 });
 
-test("a file of schema version 1 (before pending_keys) opens read-only as it is, and a writable open moves it to version 2, which a Sluice knowing only 1 refuses", async () => {
+test("a file of schema version 1 (before pending_keys and indexed_offset) opens read-only as it is, and a writable open moves it to version 3, which a Sluice knowing only 1 or 2 refuses", async () => {
   const path = join(dir, "version1.db");
   const writer = EmbeddedTopicLog.open({ path, logger, maintenanceIntervalMs: 0 });
   await writer.createTopic({ name: "dep.src.public.items", partitions: 1, retentionMs: null, retentionBytes: null, compacted: true });
@@ -89,10 +89,10 @@ test("a file of schema version 1 (before pending_keys) opens read-only as it is,
       db.close();
     }
   };
-  assert.equal(userVersion(path), 2);
-  // As a Sluice from before the key list left it.
+  assert.equal(userVersion(path), 3);
+  // As a Sluice from before the key list left it (version 2 is upgrade.test.ts's).
   const old = new DatabaseSync(path);
-  old.exec("DROP TABLE pending_keys; PRAGMA user_version = 1");
+  old.exec("ALTER TABLE partitions DROP COLUMN indexed_offset; PRAGMA user_version = 1");
   old.close();
 
   const command = await openTopicLogForCommand(configFor(path), "dep", logger, "read-only");
@@ -110,5 +110,5 @@ test("a file of schema version 1 (before pending_keys) opens read-only as it is,
   } finally {
     await reopened.close();
   }
-  assert.equal(userVersion(path), 2);
+  assert.equal(userVersion(path), 3);
 });

@@ -132,3 +132,25 @@ export function* recordTimestamps(payload: Uint8Array): Generator<{ offsetDelta:
     yield { offsetDelta, timestamp };
   }
 }
+
+/** Calls `visit` with the bounds in `payload` and the offset delta of each record's key, skipping keyless records, values and headers (for the key index). */
+export function forEachKey(payload: Uint8Array, visit: (start: number, end: number, offsetDelta: number) => void): void {
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  let at = 0;
+  while (at < payload.length) {
+    const offsetDelta = view.getUint32(at, true);
+    const keyLength = view.getInt32(at + 12, true);
+    at += 16;
+    if (keyLength >= 0) {
+      visit(at, at + keyLength, offsetDelta);
+      at += keyLength;
+    }
+    at += 4 + Math.max(view.getInt32(at, true), 0);
+    const headerCount = view.getUint16(at, true);
+    at += 2;
+    for (let h = 0; h < headerCount; h++) {
+      at += 2 + view.getUint16(at, true);
+      at += 4 + view.getUint32(at, true);
+    }
+  }
+}

@@ -6,15 +6,16 @@
 import { randomUUID } from "node:crypto";
 import type { DatabaseSync } from "node:sqlite";
 import { SluiceError } from "../errors.ts";
-import { ensureKeyIndexTables } from "./key-index.ts";
 
 /**
- * 2: appends list their keys in `pending_keys` (key-index.ts). A Sluice that knows only 1 does not
- * read that list and its compaction could remove a key's newest records, so it must refuse the file.
+ * 3: appends write no keys; compaction indexes the stored records behind `partitions.indexed_offset`
+ * (key-index.ts). A Sluice that knows only 1 or 2 takes the index for whole and its compaction could
+ * remove a key's newest records, so it must refuse the file. (2 had appends list their keys in
+ * `pending_keys`, folded into `latest_keys` in bulk; 1 upserted `latest_keys` on every append.)
  */
-const SCHEMA_VERSION = 2;
-/** Versions this Sluice opens: 1 is moved to 2 on the first writable open. */
-const KNOWN_VERSIONS: readonly number[] = [1, SCHEMA_VERSION];
+const SCHEMA_VERSION = 3;
+/** Versions this Sluice opens: 1 and 2 are moved to 3 on the first writable open. */
+const KNOWN_VERSIONS: readonly number[] = [1, 2, SCHEMA_VERSION];
 
 const DDL = `
 CREATE TABLE topics (
@@ -27,7 +28,8 @@ CREATE TABLE topics (
   created_at_ms INTEGER NOT NULL
 );
 
--- Per partition: first kept offset, next offset to write, bytes kept, and the compaction cursor.
+-- Per partition: first kept offset, next offset to write, bytes kept, the compaction cursor, and
+-- (compacted topics) the offset below which latest_keys holds every record's key.
 CREATE TABLE partitions (
   topic_id INTEGER NOT NULL REFERENCES topics(id) ON DELETE CASCADE,
   partition INTEGER NOT NULL,
@@ -35,6 +37,7 @@ CREATE TABLE partitions (
   next_offset INTEGER NOT NULL,
   bytes INTEGER NOT NULL,
   cleaned_offset INTEGER NOT NULL,
+  indexed_offset INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (topic_id, partition)
 ) WITHOUT ROWID;
 
@@ -53,8 +56,8 @@ CREATE TABLE batches (
 );
 CREATE UNIQUE INDEX batches_by_offset ON batches (topic_id, partition, last_offset);
 
--- Compacted topics only: the latest offset of every key (appends add their keys to pending_keys,
--- created by key-index.ts, which folds them in here).
+-- Compacted topics only: the latest offset of every key of the records below the partition's
+-- indexed_offset (compaction indexes them, key-index.ts).
 CREATE TABLE latest_keys (
   topic_id INTEGER NOT NULL,
   partition INTEGER NOT NULL,
@@ -112,7 +115,6 @@ export function prepareDatabase(db: DatabaseSync, path: string, readOnly = false
   const version = (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version;
   if (version === SCHEMA_VERSION) {
     ensureLogId(db);
-    ensureKeyIndexTables(db);
     return;
   }
   if (KNOWN_VERSIONS.includes(version)) {
@@ -138,7 +140,6 @@ export function prepareDatabase(db: DatabaseSync, path: string, readOnly = false
     throw error;
   }
   ensureLogId(db);
-  ensureKeyIndexTables(db);
 }
 
 /** Moves a file of an earlier known version to this one, in one transaction. */
@@ -146,7 +147,7 @@ function upgrade(db: DatabaseSync, from: number): void {
   db.exec("BEGIN IMMEDIATE");
   try {
     if ((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version === from) {
-      ensureKeyIndexTables(db);
+      indexWholeToNextOffset(db);
       db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
     }
     db.exec("COMMIT");
@@ -154,6 +155,23 @@ function upgrade(db: DatabaseSync, from: number): void {
     db.exec("ROLLBACK");
     throw error;
   }
+}
+
+/**
+ * To 3 from 1 or 2: the index is whole there (2: once the keys appends listed in `pending_keys` are
+ * merged in), so every partition is indexed up to its end. A topic not compacted yet gets the same
+ * offset, as switching it to compaction would give it.
+ */
+function indexWholeToNextOffset(db: DatabaseSync): void {
+  if (db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'pending_keys'").get()) {
+    db.exec(`INSERT INTO latest_keys (topic_id, partition, key, offset)
+      SELECT topic_id, partition, key, max(offset) FROM pending_keys WHERE true GROUP BY topic_id, partition, key
+      ON CONFLICT DO UPDATE SET offset = excluded.offset WHERE excluded.offset > latest_keys.offset`);
+    db.exec("DROP TABLE pending_keys");
+  }
+  const columns = db.prepare("SELECT name FROM pragma_table_info('partitions')").all() as { name: string }[];
+  if (!columns.some((column) => column.name === "indexed_offset")) db.exec("ALTER TABLE partitions ADD COLUMN indexed_offset INTEGER NOT NULL DEFAULT 0");
+  db.exec("UPDATE partitions SET indexed_offset = next_offset");
 }
 
 /**
