@@ -33,6 +33,7 @@ import type { OnlineSnapshotting } from "../connectors/common/incremental-snapsh
 import type { ReleasableCapture } from "./halted-admin.ts";
 import type { HaltAction } from "./halted.ts";
 import { HttpServer, sendJson } from "./http-server.ts";
+import { sharedRun } from "./shared-run.ts";
 import { readJsonObject } from "./request-body.ts";
 import type { BodyReader } from "./request-body.ts";
 import type { TlsCredentials } from "./http-server.ts";
@@ -232,10 +233,15 @@ export class Daemon {
     // Error texts in the status (halts, waits) never carry a secret of the config.
     this.http.route("GET", "/status", async (_req, res) => sendJson(res, 200, await this.status(), { redactSecrets: true }));
     if (config.metrics.enabled) {
-      this.http.route("GET", config.metrics.path, async (_req, res) => {
+      // Open to anyone who reaches the daemon: requests that come while the metrics are gathered share that gathering and its bytes.
+      const gather = sharedRun(async () => {
         await this.refreshGauges();
         const { contentType, body } = await this.renderMetrics();
-        res.writeHead(200, { "content-type": contentType });
+        return { contentType, body: Buffer.from(body) };
+      });
+      this.http.route("GET", config.metrics.path, async (_req, res) => {
+        const { contentType, body } = await gather();
+        res.writeHead(200, { "content-type": contentType, "content-length": body.length });
         res.end(body);
       });
     }
