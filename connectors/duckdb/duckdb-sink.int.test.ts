@@ -100,6 +100,27 @@ describe("DuckDB sink specifics", () => {
     }
   });
 
+  test("a commit that runs out of memory_limit ('Failed to commit: failed to pin block', a wide table's blocks at checkpoint) is the retriable SINK_OUT_OF_MEMORY too, not a write failure that stops the sink", async () => {
+    const own = join(dir, "pin-block.duckdb");
+    const sink = new DuckDbSink(testSinkConfig("duckdb", { name: `d_${randomTableName("pin")}`, path: own, target: TARGET_TEMPLATE, memory_limit: 24 * 2 ** 20, threads: 1 }), { logger: testLogger() });
+    await sink.open(signal());
+    try {
+      // 40 columns: DuckDB keeps a 256 KiB block per column of the rows a commit checkpoints; some values of 640 kB.
+      const types = ["bytea", "text", "integer[]"];
+      const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ...Array.from({ length: 40 }, (_, i) => [`c${i}`, types[i % 3]!] as [string, string])]));
+      const value = (column: number, row: number) => (column % 3 === 0 ? new Uint8Array(row % 10 === 0 ? 640_000 : 100) : column % 3 === 1 ? "x".repeat(row % 10 === 1 ? 120_000 : 10) : [1, 2, 3]);
+      const batch = Array.from({ length: 200 }, (_, row) => events.insert(BigInt(row + 1), { id: row + 1, [`c${row % 40}`]: value(row % 40, row) }));
+      const error = await sink.write(batch, signal()).then(() => null, (e: unknown) => e);
+      if (error !== null) {
+        assert.ok(error instanceof SluiceError, String(error));
+        assert.equal(error.code, "SINK_OUT_OF_MEMORY", error.message);
+        assert.equal(error.retriable, true);
+      }
+    } finally {
+      await sink.close();
+    }
+  });
+
   test("a commit that finds no room for its WAL (disk full, a file size limit: here this process's RLIMIT_FSIZE) is retriable and applies once there is room, not a write failure that stops the daemon", async () => {
     const own = join(dir, "no-room.duckdb");
     const sink = new DuckDbSink(testSinkConfig("duckdb", { name: `d_${randomTableName("room")}`, path: own, target: TARGET_TEMPLATE }), { logger: testLogger() });

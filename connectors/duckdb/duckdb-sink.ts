@@ -840,7 +840,8 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       });
     }
     // Memory may come free (a checkpoint, a smaller batch): the sink waits and retries instead of stopping the daemon.
-    if (/could not allocate block|Out of Memory Error/i.test(message)) {
+    // A commit that runs out says "Failed to commit: failed to pin block" (a wide table's blocks at its checkpoint).
+    if (/could not allocate block|failed to pin block|Out of Memory Error/i.test(message)) {
       return new SluiceError(`DuckDB ran out of its memory_limit: ${message.split("\n")[0]} — raise memory (or this sink's memory_limit; docs/operations.md#memory)`, {
         code: "SINK_OUT_OF_MEMORY",
         retriable: true,
