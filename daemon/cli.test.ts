@@ -86,6 +86,15 @@ test("usage errors exit 2: unknown command, unknown flag, missing -c", () => {
   assert.match(missing.stderr, /missing -c FILE/);
 });
 
+test("a stray argument is refused, naming it, by the commands that take none (found live: status ignored one and exited 0; validate FILE said only 'missing -c FILE')", () => {
+  const asFile = sluice("validate", join(examples, "minimal.yaml"));
+  assert.equal(asFile.code, 2);
+  assert.match(asFile.stderr, /unexpected argument ".*minimal\.yaml" \(give the config file as -c .*minimal\.yaml\)/);
+  const extra = sluice("status", "-c", join(examples, "minimal.yaml"), "extra");
+  assert.equal(extra.code, 2);
+  assert.match(extra.stderr, /sluice status: unexpected argument "extra"\nUsage: sluice status/);
+});
+
 test("an older Node is refused with one line", () => {
   const r = spawnSync(
     process.execPath,

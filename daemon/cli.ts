@@ -53,6 +53,8 @@ interface Command {
   usage: string;
   details: string;
   options: Options;
+  /** Whether it takes arguments besides its options (subcommands, SQL); others refuse a stray one. */
+  readonly positionals?: true;
   run(values: Record<string, unknown>, positionals: string[], io: Io): Promise<number>;
 }
 
@@ -138,6 +140,7 @@ const commands: Record<string, Command> = {
     },
   },
   schema: {
+    positionals: true,
     summary: "list, show and check the Avro schemas of the deployment's registry",
     usage: "sluice schema -c FILE (list | show SUBJECT [VERSION] | check SUBJECT FILE | check-migration [--source NAME] [--database NAME] [--mariadb] [--json] MIGRATION.sql...)",
     details: `${CONFIG_HELP}\n\n${SCHEMA_USAGE}\n${CHECK_MIGRATION_USAGE}`,
@@ -190,6 +193,7 @@ const commands: Record<string, Command> = {
     },
   },
   query: {
+    positionals: true,
     summary: "run a read-only SQL query on a DuckDB sink",
     usage: 'sluice query -c FILE [--sink NAME] "SELECT ..."',
     details: `${CONFIG_HELP}\n  --sink NAME         the DuckDB sink (default: the only one)\n  --json              rows as JSON\n\nAsks the running daemon (which holds the DuckDB file); when none runs, opens the file read-only.\nOne SELECT only, no file access; the answer is cut at the sink's query.max_rows / query.max_bytes\n(said on standard error) and the query interrupted after query.timeout.`,
@@ -231,6 +235,7 @@ const commands: Record<string, Command> = {
     },
   },
   halted: {
+    positionals: true,
     summary: "list halted tables; release one (retry, or skip its poison record to the dead-letter topic); a dry run unless --execute",
     usage: HALTED_USAGE,
     details: `${CONFIG_HELP}\n${HALTED_DETAILS}`,
@@ -265,6 +270,7 @@ const commands: Record<string, Command> = {
     },
   },
   snapshot: {
+    positionals: true,
     summary: "read one table again online (in key-ordered chunks while capture goes on), or list the snapshots in progress; a dry run unless --execute",
     usage: SNAPSHOT_USAGE,
     details: `${CONFIG_HELP}\n${SNAPSHOT_DETAILS}`,
@@ -356,6 +362,12 @@ export async function main(argv: readonly string[], given: Io = processIo): Prom
   if (values["help"]) {
     io.stdout(commandHelp(name, command));
     return EXIT_OK;
+  }
+  const stray = command.positionals ? undefined : positionals[0];
+  if (stray !== undefined) {
+    const hint = /\.ya?ml$/i.test(stray) ? ` (give the config file as -c ${stray})` : "";
+    io.stderr(`sluice ${name}: unexpected argument "${stray}"${hint}\nUsage: ${command.usage}\n`);
+    return EXIT_USAGE;
   }
   try {
     return await command.run(values, positionals, io);
