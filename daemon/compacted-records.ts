@@ -127,10 +127,12 @@ export class CompactedRecordReader {
     if (carried && beforeOffset === record.offset - 1n && beforeValue !== null && Buffer.compare(beforeValue, carried) === 0) return { key: record.key, value: null };
     const value = record.value ?? carried ?? null;
     const key = record.key;
-    if (value === null || key === null) return { key, value };
+    // The record itself when it is its own normalized form (nearly every record): no object per record.
+    const same: Normalized = value === record.value ? record : { key, value };
+    if (value === null || key === null) return same;
     const truncate = this.truncateKeyNow(key);
-    if (truncate !== undefined) return truncate ? { key: null, value } : { key, value };
-    return this.isTruncateKey(key).then((known) => (known ? { key: null, value } : { key, value }));
+    if (truncate !== undefined) return truncate ? { key: null, value } : same;
+    return this.isTruncateKey(key).then((known) => (known ? { key: null, value } : same));
   }
 
   /** Whether the key is a truncate's, when its schema id is known already; undefined when it must be fetched. */

@@ -130,9 +130,76 @@ function readLongAt(tap: Tap): bigint | undefined {
  */
 export const BIGINT_LONG: Type = Object.create(UNPACKED_LONG, { _read: { value: readLongAt } }) as Type;
 
+/**
+ * Marks a string or long schema (`{ type: "string", [REPEATED]: true }`) whose values mostly
+ * repeat the previous one (a table's or a source's name in every change of it, a transaction's
+ * id): its type hands out the previous string or bigint again when the bytes are the same,
+ * instead of a new one per value (garbage for a sink thread's collector, a few per change).
+ */
+export const REPEATED = "sluice.repeated";
+
+const PLAIN_STRING = avro.Type.forSchema("string");
+
+/** A string type reading as repeatedStringRead does, with its own last value. */
+function repeatedStringType(): Type {
+  let lastBytes = Buffer.alloc(64);
+  let lastLength = -1;
+  let lastText = "";
+  // avsc's Tap.readString (lib/utils.js), but for the comparison with the last value's bytes.
+  const read = (tap: Tap & { readLong(): number; _invalidate(): void }): string | undefined => {
+    const length = tap.readLong();
+    if (length < 0) {
+      tap._invalidate();
+      return "";
+    }
+    const buf = tap.buf;
+    const start = tap.pos;
+    const end = start + length;
+    tap.pos = end;
+    if (end > buf.length) return undefined;
+    if (length === lastLength && buf.compare(lastBytes, 0, length, start, end) === 0) return lastText;
+    if (length > lastBytes.length) lastBytes = Buffer.alloc(Math.max(length, 2 * lastBytes.length));
+    buf.copy(lastBytes, 0, start, end);
+    lastLength = length;
+    lastText = buf.toString("utf8", start, end);
+    return lastText;
+  };
+  return Object.create(PLAIN_STRING, { _read: { value: read } }) as Type;
+}
+
+/** The exact long type, handing out the previous bigint again when the varint's bytes are the same (a transaction's id and commit time in each of its changes). */
+function repeatedLongType(): Type {
+  const lastBytes = Buffer.alloc(10);
+  let lastLength = -1;
+  let lastValue: bigint | undefined;
+  const read = (tap: Tap): bigint | undefined => {
+    const buf = tap.buf;
+    const start = tap.pos;
+    let end = start;
+    while (end < buf.length && buf[end]! & 0x80) end++;
+    const length = end + 1 - start;
+    if (end < buf.length && length === lastLength && buf.compare(lastBytes, 0, length, start, end + 1) === 0) {
+      tap.pos = end + 1;
+      return lastValue;
+    }
+    const value = readLongAt(tap);
+    if (value !== undefined && length <= lastBytes.length) {
+      buf.copy(lastBytes, 0, start, end + 1);
+      lastLength = length;
+      lastValue = value;
+    }
+    return value;
+  };
+  return Object.create(UNPACKED_LONG, { _read: { value: read } }) as Type;
+}
+
 function useBigIntLong(schema: unknown): Type | undefined {
   if (schema === "long") return BIGINT_LONG;
-  if (typeof schema === "object" && schema !== null && (schema as { type?: unknown }).type === "long") return BIGINT_LONG;
+  if (typeof schema !== "object" || schema === null) return undefined;
+  const { type } = schema as { type?: unknown };
+  const repeats = (schema as Record<string, unknown>)[REPEATED] === true;
+  if (type === "long") return repeats ? repeatedLongType() : BIGINT_LONG;
+  if (type === "string" && repeats) return repeatedStringType();
   return undefined;
 }
 

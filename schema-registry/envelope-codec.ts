@@ -216,26 +216,27 @@ export function sourceBlock(source: SourceInfo, extras: EnvelopeExtras, debezium
 export function fromEnvelope(record: AvroRecordValue, mapping: TableAvroMapping, key?: Row, headers?: Readonly<Record<string, Uint8Array>>): ChangeEvent {
   const op = record.op;
   if (typeof op !== "string" || !OPS.has(op)) throw new AvroValueError(`envelope op ${JSON.stringify(op)} is not one of c, u, d, r, t`);
-  const side = mapping.envelope === "debezium" ? sideOfHeaders(headers) : {};
+  const side = mapping.envelope === "debezium" ? sideOfHeaders(headers) : NO_SIDES;
   const before = record.before ? mapping.valueCodec.fromAvro(record.before as AvroRecordValue, side.before) : null;
   const after = record.after ? mapping.valueCodec.fromAvro(record.after as AvroRecordValue, side.after) : null;
   const source = record.source as AvroRecordValue;
   const transaction = record.transaction as { id: string } | null;
   const kind = mapping.table.sourceKind;
   const row = after ?? before;
-  const sourceInfo: SourceInfo = {
+  const sourceInfo: { -readonly [K in keyof SourceInfo]: SourceInfo[K] } = {
     connector: kind,
     name: recent.name.of(String(source.name)),
     db: recent.db.of(String(source.db)),
     schema: recent.schema.of(kind === "postgres" ? String(source.schema) : String(source.db)),
     table: recent.table.of(String(source.table ?? mapping.table.table)),
     position: positionOf(source),
-    txId: recent.txId.ofNullable(transaction?.id ?? (kind === "postgres" ? (source.txId == null ? null : String(source.txId)) : ((source.gtid as string | null) ?? null))),
+    txId: recent.txId.ofNullable(transaction?.id ?? (kind === "postgres" ? (source.txId == null ? null : recentText.of(source.txId)) : ((source.gtid as string | null) ?? null))),
     commitTimeMs: Number(source.ts_ms),
     snapshot: source.snapshot != null && source.snapshot !== "false",
-    ...(typeof source.snapshot === "string" && SNAPSHOT_MARKERS.has(source.snapshot) ? { snapshotMarker: source.snapshot as SnapshotMarker } : {}),
-    ...(kind === "mysql" && typeof source.file === "string" && source.file !== "" ? { binlog: binlogOf(source) } : {}),
   };
+  // Assigned rather than spread in: a spread of a conditional makes an object per change.
+  if (typeof source.snapshot === "string" && SNAPSHOT_MARKERS.has(source.snapshot)) sourceInfo.snapshotMarker = source.snapshot as SnapshotMarker;
+  if (kind === "mysql" && typeof source.file === "string" && source.file !== "") sourceInfo.binlog = binlogOf(source);
   return {
     op: op as Op,
     key: key === undefined ? (row === null ? {} : Object.fromEntries(mapping.table.key.map((column) => [column, row[column] ?? null]))) : exactKey(key, row, mapping),
@@ -313,8 +314,32 @@ class Recent {
 }
 
 const recent = { name: new Recent(), db: new Recent(), schema: new Recent(), table: new Recent(), txId: new Recent() };
+
+/** The text of the last value given, for the same value again (a transaction's id, read as the same bigint for each of its changes: event-codec.ts REPEATED_FIELDS). */
+class RecentText {
+  private last: unknown = undefined;
+  private text = "";
+
+  of(value: unknown): string {
+    if (value !== this.last) {
+      this.last = value;
+      this.text = String(value);
+    }
+    return this.text;
+  }
+}
+
+const recentText = new RecentText();
 /** The last commit position read, as text and as bigint: a transaction's changes share it. */
 let lastCommit = { text: "", value: 0n };
+
+/** The decimal digits of `text` from `start` to before `end` as a bigint, without a slice of them while they are a safe number. */
+function digitsValue(text: string, start: number, end: number): bigint {
+  if (end - start > 15) return BigInt(text.slice(start, end));
+  let value = 0;
+  for (let i = start; i < end; i++) value = value * 10 + text.charCodeAt(i) - 48;
+  return BigInt(value);
+}
 
 function positionOf(source: AvroRecordValue): Position {
   if (typeof source.sequence === "string") {
@@ -327,7 +352,7 @@ function positionOf(source: AvroRecordValue): Position {
         const text = sequence.slice(2, comma);
         lastCommit = { text, value: BigInt(text) };
       }
-      return { commit: lastCommit.value, change: BigInt(sequence.slice(comma + 3, sequence.length - 2)) };
+      return { commit: lastCommit.value, change: digitsValue(sequence, comma + 3, sequence.length - 2) };
     }
     try {
       const [commit, change] = JSON.parse(source.sequence) as [string, string];

@@ -7,13 +7,13 @@
 import type { Type } from "avsc";
 import type { ChangeEvent, Row, TableSchema } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
-import { createAvroType } from "./avro-runtime.ts";
+import { createAvroType, REPEATED } from "./avro-runtime.ts";
 import type { AvroRecordJson } from "./avro-schema.ts";
 import { encodeEnvelope, fromEnvelope } from "./envelope-codec.ts";
 import type { EnvelopeExtras, RecordHeaders } from "./envelope-codec.ts";
 import { parseDbType } from "./db-type.ts";
 import { EARLIER_TYPE_MODES } from "./postgres-types.ts";
-import { FramedDecoder } from "./framed-codec.ts";
+import { FramedDecoder, NOT_YET } from "./framed-codec.ts";
 import { subjectForTopic } from "./registry.ts";
 import type { SchemaRegistry } from "./registry.ts";
 import type { AvroRecordValue } from "./row-codec.ts";
@@ -197,11 +197,11 @@ export class ChangeEventDecoder {
     if (envelope === null) return null;
     const plan = this.plans.get(schemaIdOf(envelope));
     if (plan !== undefined) {
-      const record = this.framed.decodeNow(envelope, plan.reader ?? undefined);
-      const keyRecord = key !== null && plan.mapping.keyCodec ? this.framed.decodeNow(key) : null;
-      if (record !== undefined && keyRecord !== undefined) {
-        const keyRow = keyRecord === null ? undefined : plan.mapping.keyCodec!.fromAvro(keyRecord.value as AvroRecordValue);
-        return fromEnvelope(record.value as AvroRecordValue, plan.mapping, keyRow, headers);
+      const record = this.framed.valueNow(envelope, plan.reader ?? undefined);
+      const keyRecord = key !== null && plan.mapping.keyCodec ? this.framed.valueNow(key) : null;
+      if (record !== NOT_YET && keyRecord !== NOT_YET) {
+        const keyRow = keyRecord === null ? undefined : plan.mapping.keyCodec!.fromAvro(keyRecord as AvroRecordValue);
+        return fromEnvelope(record as AvroRecordValue, plan.mapping, keyRow, headers);
       }
     }
     return this.decodeLater(key, envelope, headers);
@@ -239,6 +239,18 @@ interface DecodingPlan {
 }
 
 /** Fields of the envelope, its source block and its transaction block that fromEnvelope never reads (envelope-schema.ts). */
+/** Fields of the source and transaction blocks whose value mostly repeats from change to change (avro-runtime.ts REPEATED). */
+const REPEATED_FIELDS: ReadonlySet<string> = new Set(["name", "db", "schema", "table", "snapshot", "id", "gtid", "file", "ts_ms", "txId", "server_id"]);
+
+/** A field's type with its string or long branch marked REPEATED. */
+function repeated(type: unknown): unknown {
+  if (type === "string" || type === "long") return { type, [REPEATED]: true };
+  if (Array.isArray(type)) return type.map(repeated);
+  const inner = typeof type === "object" && type !== null ? (type as { type?: unknown }).type : undefined;
+  if (inner === "string" || inner === "long") return { ...(type as object), [REPEATED]: true };
+  return type;
+}
+
 const UNREAD_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
   envelope: new Set(["ts_ms", "ts_us", "ts_ns"]),
   source: new Set(["version", "connector", "ts_us", "ts_ns", "xmin", "query"]),
@@ -264,7 +276,8 @@ function envelopeReader(text: string): Type | null {
       const record = Array.isArray(type) ? type.find((branch) => typeof branch === "object" && branch !== null && (branch as { type?: unknown }).type === "record") : type;
       return typeof record === "object" && record !== null && Array.isArray((record as { fields?: unknown }).fields) ? (record as { fields: readonly FieldJson[] }) : null;
     };
-    const without = (fields: readonly FieldJson[], unread: ReadonlySet<string>) => fields.filter((field) => !unread.has(field.name));
+    const without = (fields: readonly FieldJson[], unread: ReadonlySet<string>) =>
+      fields.filter((field) => !unread.has(field.name)).map((field) => (REPEATED_FIELDS.has(field.name) ? { ...field, type: repeated(field.type) } : field));
     const project = (type: unknown, unread: ReadonlySet<string>): unknown => {
       const record = recordOf(type);
       if (record === null) return type;

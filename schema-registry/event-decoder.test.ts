@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { ChangeEvent, TableSchema } from "../connectors/contracts.ts";
 import { UNCHANGED } from "../connectors/contracts.ts";
-import { createAvroType } from "./avro-runtime.ts";
+import { createAvroType, REPEATED } from "./avro-runtime.ts";
 import { fromEnvelope } from "./envelope-codec.ts";
 import { ChangeEventDecoder, ChangeEventEncoder } from "./event-codec.ts";
 import { LocalRegistry } from "./local-registry.ts";
@@ -112,6 +112,60 @@ describe("ChangeEventDecoder reads only what a sink uses", () => {
     const decoder = new ChangeEventDecoder(registry);
     await decoder.decode(key, value, headers);
     assert.throws(() => decoder.decode(key, value.subarray(0, value.length - 3), headers), "at once");
+  });
+
+  it("reads the source block's repeating values as the values of each change: names, transaction ids and commit times that stay, change, and change to a text of the same length", async () => {
+    const registry = new LocalRegistry(await openMemoryStore());
+    const decoder = new ChangeEventDecoder(registry);
+    const postgres = await ChangeEventEncoder.register(registry, POSTGRES, { topic: "shop.public.orders" });
+    const long = "n".repeat(70);
+    const sources: Partial<ChangeEvent["source"]>[] = [
+      { name: "shop", txId: "7", commitTimeMs: 1 },
+      { name: "shop", txId: "7", commitTimeMs: 1 },
+      { name: "shoq", txId: "8", commitTimeMs: 1_700_000_000_123 },
+      { name: long, txId: "8", commitTimeMs: 1_700_000_000_123 },
+      { name: `${long}x`, db: "other", txId: "123456789012", commitTimeMs: 1_700_000_000_124 },
+      { name: `${long}x`, db: "other", txId: "123456789013", commitTimeMs: 1_700_000_000_124, snapshot: true, snapshotMarker: "first" },
+      { name: `${long}y`, txId: null, commitTimeMs: 1_700_000_000_124, snapshot: true, snapshotMarker: "last" },
+      { name: "shop", txId: "7", commitTimeMs: 1 },
+    ];
+    for (const [i, source] of sources.entries()) {
+      const change = event(POSTGRES, "c", { id: BigInt(i), total: "1.00", note: "a", at: 1n }, 100n + BigInt(i), source);
+      const { key, value, headers } = postgres.encode(change, { processedAtMs: 1 });
+      const decoded = await decoder.decode(key, value, headers);
+      assert.deepEqual(decoded, await wholeRead(registry, key, value, headers), `change ${i}`);
+      assert.deepEqual(decoded?.source, change.source, `change ${i}`);
+    }
+  });
+
+  it("reads a string or long marked REPEATED as the plain types do, and refuses a truncated one", () => {
+    const schema = (marked: boolean) => ({
+      type: "record" as const,
+      name: "R",
+      fields: [
+        { name: "s", type: marked ? { type: "string", [REPEATED]: true } : "string" },
+        { name: "l", type: marked ? ["null", { type: "long", [REPEATED]: true }] : ["null", "long"] },
+      ],
+    });
+    const plain = createAvroType(schema(false));
+    const marked = createAvroType(schema(true));
+    const values = [
+      { s: "", l: null },
+      { s: "a", l: 0n },
+      { s: "a", l: 0n },
+      { s: "b", l: 1n },
+      { s: "é".repeat(40), l: 2n ** 63n - 1n },
+      { s: "é".repeat(40), l: 2n ** 63n - 1n },
+      { s: "e".repeat(80), l: -(2n ** 63n) },
+      { s: "a", l: 0n },
+    ];
+    for (const [i, value] of values.entries()) {
+      const bytes = plain.toBuffer(value);
+      assert.deepEqual({ ...(marked.fromBuffer(bytes) as object) }, value, `value ${i}`);
+      for (let length = 0; length < bytes.length; length++) assert.throws(() => marked.fromBuffer(bytes.subarray(0, length)), `value ${i} cut to ${length} bytes`);
+      // A value read again after the cut ones is read whole.
+      assert.deepEqual({ ...(marked.fromBuffer(bytes) as object) }, value, `value ${i} again`);
+    }
   });
 
   it("reads a long at every length exactly (avro-runtime.ts), and refuses a truncated one", () => {

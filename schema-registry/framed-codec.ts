@@ -2,12 +2,32 @@
  * Decoding framed messages: the writer schema is fetched by id (once) and, when the caller reads
  * with its own (newer) schema, resolved against it. Resolvers are cached per (reader, writer id).
  */
+import { createRequire } from "node:module";
 import type { Type } from "avsc";
 import { createAvroType } from "./avro-runtime.ts";
 import type { SchemaRegistry } from "./registry.ts";
 import { HEADER_LENGTH, schemaIdOf } from "./wire-format.ts";
 
 type Resolver = ReturnType<Type["createResolver"]>;
+
+/** avsc's read cursor (lib/utils.js Tap), which its types' and resolvers' `_read` take. */
+interface Tap {
+  buf: Buffer;
+  pos: number;
+}
+interface Readable {
+  _read(tap: Tap): unknown;
+}
+const { Tap: AvscTap } = createRequire(import.meta.url)("avsc/lib/utils.js") as { Tap: new (buf: Buffer, pos: number) => Tap };
+const NO_BYTES = Buffer.alloc(0);
+/**
+ * One cursor for every message read here: avsc's Type.decode makes a cursor and a result object
+ * per message (a sink thread reads two messages a change). Reads do not nest, so one is enough.
+ */
+const TAP = new AvscTap(NO_BYTES, 0);
+
+/** What decodeNow/valueNow give before the writer's schema is here. */
+export const NOT_YET: unique symbol = Symbol("schema not fetched yet");
 
 export interface DecodedMessage {
   readonly schemaId: number;
@@ -40,6 +60,13 @@ export class FramedDecoder {
     return writer === undefined ? undefined : { schemaId, value: this.read(message, schemaId, writer, reader) };
   }
 
+  /** The value decodeNow reads, without its wrapper, or NOT_YET (nothing read). */
+  valueNow(message: Uint8Array, reader?: Type): unknown {
+    const schemaId = schemaIdOf(message);
+    const writer = this.readyTypes.get(schemaId);
+    return writer === undefined ? NOT_YET : this.read(message, schemaId, writer, reader);
+  }
+
   /**
    * The payload read where it is, after the header (a view of it per message, twice a change, was
    * garbage for a sink thread's collector), and checked as Type.fromBuffer checks a whole buffer.
@@ -47,8 +74,18 @@ export class FramedDecoder {
   private read(message: Uint8Array, schemaId: number, writer: Type, reader: Type | undefined): unknown {
     const buffer = Buffer.isBuffer(message) ? message : Buffer.from(message.buffer, message.byteOffset, message.byteLength);
     const resolver = reader ? this.resolverFor(reader, schemaId, writer) : null;
-    const { value, offset } = (reader ?? writer).decode(buffer, HEADER_LENGTH, resolver ?? undefined);
-    if (offset < 0) throw new Error("truncated buffer");
+    // What Type.decode does (avsc 5.7 lib/types.js), on the one cursor.
+    TAP.buf = buffer;
+    TAP.pos = HEADER_LENGTH;
+    let value: unknown;
+    let offset: number;
+    try {
+      value = ((resolver ?? reader ?? writer) as unknown as Readable)._read(TAP);
+      offset = TAP.pos;
+    } finally {
+      TAP.buf = NO_BYTES;
+    }
+    if (offset > buffer.length) throw new Error("truncated buffer");
     if (offset < buffer.length) throw new Error("trailing data");
     return value;
   }

@@ -162,7 +162,10 @@ function parsePlainZoned(text: string): bigint | null {
     if (fraction < 0) return null;
     fraction *= 10 ** (6 - digits);
   }
-  return BigInt(daysFromCivil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second) * 1_000_000n + BigInt(fraction);
+  const seconds = daysFromCivil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+  // One bigint instead of four while the microseconds are a safe number (through the year 2255).
+  const micros = seconds * 1_000_000 + fraction;
+  return Number.isSafeInteger(micros) ? BigInt(micros) : BigInt(seconds) * 1_000_000n + BigInt(fraction);
 }
 
 const ZONED_TIMESTAMP: ColumnAvroType = {

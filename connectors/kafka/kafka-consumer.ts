@@ -314,15 +314,23 @@ export class KafkaPullConsumer implements TopicConsumer {
     let bytes = 0;
     while (this.queue.length > 0 && out.length < maxRecords) {
       const chunk = this.queue[0]!;
+      let full = false;
+      let last: StoredRecord | undefined;
       while (chunk.index < chunk.records.length && out.length < maxRecords) {
         const record = chunk.records[chunk.index]!;
         const size = (record.key?.length ?? 0) + (record.value?.length ?? 0) + RECORD_OVERHEAD;
-        if (out.length > 0 && bytes + size > maxBytes) return this.afterTake(out);
+        if (out.length > 0 && bytes + size > maxBytes) {
+          full = true;
+          break;
+        }
         out.push(record);
         bytes += size;
         chunk.index++;
-        this.positions.set(chunk.key, record.offset + 1n);
+        last = record;
       }
+      // The position after the chunk's last record taken (once per chunk, not a bigint per record).
+      if (last !== undefined) this.positions.set(chunk.key, last.offset + 1n);
+      if (full) return this.afterTake(out);
       if (chunk.index < chunk.records.length) break;
       this.queue.shift();
       this.bufferedBytes -= chunk.bytes;
@@ -407,10 +415,16 @@ export function storedRecordOf(topic: string, partition: number, message: KafkaM
     timestamp: Number(message.timestamp),
   };
   const headers = message.headers;
-  if (headers && Object.keys(headers).length > 0) {
+  if (headers && hasAny(headers)) {
     record.headers = Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, toBytes(value)]));
   }
   return record;
+}
+
+/** Whether an object has an own enumerable property (without Object.keys's array per record). */
+function hasAny(object: object): boolean {
+  for (const name in object) if (Object.hasOwn(object, name)) return true;
+  return false;
 }
 
 function toBytes(value: Buffer | string | (Buffer | string)[] | undefined): Uint8Array {
