@@ -219,3 +219,28 @@ test("request bodies held at once, all connections together, are bounded: past t
     await bounded.close();
   }
 });
+
+test("a connection with more pipelined requests in progress than the server takes is cut (their objects ran the main heap out of memory); others are served", { timeout: 30_000 }, async () => {
+  const piped = new HttpServer(createLogger("silent"));
+  let handled = 0;
+  piped.route("GET", "/ping", (_req, res) => {
+    handled++;
+    sendJson(res, 200, { ok: true });
+  });
+  const at = (await piped.listen("127.0.0.1", 0)).port;
+  try {
+    // 3,000 requests in one write, read ahead of their answers by the server.
+    const flood = await openConnection(at);
+    flood.socket.write("GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(3_000));
+    const received = await flood.closed;
+    const answered = received.split("HTTP/1.1 200 OK").length - 1;
+    assert.ok(answered <= 32 && handled <= 32, `the connection cut at 32 requests in progress: ${answered} answered, ${handled} handled`);
+    // Thirty-two at once are served.
+    const fair = await openConnection(at);
+    fair.socket.write("GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(31) + "GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    assert.equal((await fair.closed).split("HTTP/1.1 200 OK").length - 1, 32);
+  } finally {
+    piped.dropConnections();
+    await piped.close();
+  }
+});

@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { createServer as createTlsServer } from "node:https";
 import type { Server as TlsServer } from "node:https";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { redact } from "../config/redact.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import type { AccessPolicy, Refusal } from "./admin-auth.ts";
@@ -44,6 +44,9 @@ export interface ConnectionLimits {
   readonly requestTimeoutMs: number;
 }
 
+/** Requests one connection may have in progress at once (pipelined: sent before the answers to the earlier ones came); more cut the connection. */
+const MAX_PIPELINED = 32;
+
 /** The defaults of `http.max_connections`, `http.headers_timeout` and `http.request_timeout`. */
 export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { maxConnections: 512, headersTimeoutMs: 10_000, requestTimeoutMs: 60_000 };
 
@@ -78,6 +81,9 @@ export class HttpServer {
   /** Bytes of request bodies held at once, all listeners together. */
   private readonly bodies: ByteBudget;
   private bodiesBusyLogged = false;
+  private pipelinedLogged = false;
+  /** Requests of each connection received and not yet answered (pipelined ones too). */
+  private readonly inProgress = new WeakMap<Socket, number>();
   private readonly limits: ConnectionLimits;
 
   /**
@@ -102,7 +108,10 @@ export class HttpServer {
 
   async listen(host: string, port: number, options: ListenOptions = {}): Promise<AddressInfo> {
     const publicOnly = options.publicOnly === true;
-    const onRequest = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res, publicOnly);
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+      if (this.pipelinedPastLimit(req, res)) return;
+      void this.handle(req, res, publicOnly);
+    };
     const { maxConnections, headersTimeoutMs, requestTimeoutMs } = this.limits;
     const timeouts = {
       headersTimeout: headersTimeoutMs,
@@ -136,6 +145,30 @@ export class HttpServer {
     });
     this.listeners.push({ server, publicOnly });
     return server.address() as AddressInfo;
+  }
+
+  /**
+   * Whether the request's connection already has MAX_PIPELINED requests in progress (received,
+   * their answers not yet sent): it is then cut. Node reads pipelined requests ahead of the
+   * answers; 50 connections that sent 1 MB of GET /healthz each and read nothing ran the main
+   * thread's heap out of memory when they closed (every request left was handled at once).
+   */
+  private pipelinedPastLimit(req: IncomingMessage, res: ServerResponse): boolean {
+    const socket = req.socket;
+    const count = (this.inProgress.get(socket) ?? 0) + 1;
+    if (count > MAX_PIPELINED) {
+      // Said once a minute under a flood, not per connection.
+      if (!socket.destroyed && !this.pipelinedLogged) {
+        this.pipelinedLogged = true;
+        setTimeout(() => (this.pipelinedLogged = false), 60_000).unref();
+        this.logger.warn({ peer: socket.remoteAddress, limit: MAX_PIPELINED }, `a client sent more than ${MAX_PIPELINED} requests ahead of their answers on one connection: such connections are cut`);
+      }
+      socket.destroy();
+      return true;
+    }
+    this.inProgress.set(socket, count);
+    res.once("close", () => this.inProgress.set(socket, (this.inProgress.get(socket) ?? 1) - 1));
+    return false;
   }
 
   /** A new certificate for the HTTPS listeners (e.g. renewed, at SIGHUP); new connections use it. */
