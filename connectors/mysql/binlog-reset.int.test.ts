@@ -55,6 +55,7 @@ describe("MariaDB source: a binlog reset while stopped", () => {
         assert.equal(error.retriable, false);
         assert.match(error.message, new RegExp(`${token.file}:${token.offset}`));
         assert.match(error.message, /RESET MASTER/);
+        assert.match(error.message, /set snapshot\.mode: when-needed and start again/, "the error names the remedy");
         return true;
       });
     } finally {

@@ -289,7 +289,7 @@ export class BinlogStream {
       const purged = /purged|could not find|not find first log|no longer|not in the master's binlog/i.test(detail);
       return new SluiceError(
         purged
-          ? `the server no longer has the binlog from ${from} (${detail}): it was purged, or reset (RESET MASTER); the changes since are lost to the binlog. The next start tells which: a purged binlog is snapshotted again under snapshot.mode: when-needed (MYSQL_POSITION_PURGED otherwise), a reset is refused (MYSQL_BINLOG_RESET: re-snapshot and rebuild the sinks)`
+          ? `the server no longer has the binlog from ${from} (${detail}): it was purged, or reset (RESET MASTER); the changes since are lost to the binlog. The next start tells which: a purged binlog is snapshotted again under snapshot.mode: when-needed (MYSQL_POSITION_PURGED otherwise), a reset is snapshotted again in a new binlog history epoch under when-needed too (MYSQL_BINLOG_RESET otherwise; docs/mysql.md#a-reset-binlog-or-another-server)`
           : `the server cannot send the binlog from ${from}: ${detail}`,
         { code: purged ? "MYSQL_POSITION_PURGED" : "MYSQL_BINLOG_UNAVAILABLE", cause: error, context: { ...context, position: from } },
       );

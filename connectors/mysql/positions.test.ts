@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { comparePositions } from "../contracts.ts";
-import { binlogAt, binlogFileIndex, fileIndexOf, isThroughPosition, offsetOf, rowPosition, throughPosition } from "./positions.ts";
+import { binlogAt, binlogFileIndex, EPOCH_FILES, epochOf, fileIndexOf, formatAt, isThroughPosition, MAX_BINLOG_EPOCH, offsetOf, rowPosition, throughPosition } from "./positions.ts";
 import { decodeResumeToken, encodeResumeToken } from "./resume-token.ts";
 import { encodeResume } from "../common/incremental-snapshot-state.ts";
 import type { SnapshotTask } from "../common/incremental-snapshot-state.ts";
@@ -48,4 +48,32 @@ test("resume tokens round-trip and refuse foreign checkpoints", () => {
   assert.deepEqual(decodeResumeToken(encodeResume(encodeResumeToken(during), [task]), "s"), during);
   assert.throws(() => decodeResumeToken("0/16B3748", "s"), (error: Error & { code?: string }) => error.code === "MYSQL_CHECKPOINT_INVALID");
   assert.throws(() => decodeResumeToken(undefined, "s"), (error: Error & { code?: string }) => error.code === "MYSQL_CHECKPOINT_INVALID");
+});
+
+test("a binlog history epoch puts every position of the new history above every position of the old, and epoch 0 is the old formula", () => {
+  assert.equal(binlogFileIndex("binlog.000042", 0), 42);
+  assert.equal(binlogAt(binlogFileIndex("binlog.000042", 0), 7), (42n << 32n) | 7n, "epoch 0 positions are unchanged");
+  // An epoch is accepted only when the old history's checkpoint is below file 2^24-1 (source.ts acceptNewHistory).
+  const newest = binlogAt(binlogFileIndex(`binlog.${EPOCH_FILES - 1}`), 2 ** 32 - 1);
+  const reset = binlogAt(binlogFileIndex("binlog.000001", 1), 4);
+  assert.ok(reset > newest, "the first position of epoch 1 sorts above every position of epoch 0 below file 2^24");
+  assert.ok(reset - 1n > newest, "and so does a snapshot reset one below it");
+  const last = binlogAt(binlogFileIndex(`binlog.${EPOCH_FILES - 1}`, MAX_BINLOG_EPOCH), 2 ** 32 - 1);
+  assert.ok(last <= 2n ** 63n - 1n, "the last epoch still fits a signed 64-bit version");
+  assert.ok(binlogAt(binlogFileIndex("binlog.000002", 2), 4) > binlogAt(binlogFileIndex(`binlog.${EPOCH_FILES - 1}`, 1), 2 ** 32 - 1));
+  assert.throws(() => binlogFileIndex(`binlog.${EPOCH_FILES}`, 1), /2\^24-1/);
+  assert.throws(() => binlogFileIndex("binlog.000001", MAX_BINLOG_EPOCH + 1), RangeError);
+  assert.deepEqual([epochOf(reset), fileIndexOf(reset), offsetOf(reset)], [1, 1, 4]);
+  assert.equal(formatAt(reset, "mariadb-bin.000001"), "mariadb-bin.000001:4 (binlog epoch 1)");
+  assert.equal(formatAt(binlogAt(42, 7), "mariadb-bin.000001"), "mariadb-bin.000042:7");
+});
+
+test("a resume token carries its epoch, and one of epoch 0 is written as before", () => {
+  const token = { flavor: "mysql" as const, serverId: 1, file: "binlog.000003", offset: 4, gtid: null, skipThrough: null, snapshotThresholds: {}, snapshotIncomplete: false };
+  const before = encodeResumeToken(token);
+  assert.equal(before, 'mysql:{"v":1,"flavor":"mysql","server":1,"file":"binlog.000003","offset":4,"gtid":null,"skip":null,"thresholds":{}}');
+  assert.equal(encodeResumeToken({ ...token, epoch: 0 }), before);
+  assert.equal(decodeResumeToken(before, "s").epoch, undefined);
+  assert.equal(decodeResumeToken(encodeResumeToken({ ...token, epoch: 3 }), "s").epoch, 3);
+  assert.throws(() => decodeResumeToken(before.replace('"thresholds"', '"epoch":200,"thresholds"'), "s"), (error: Error & { code?: string }) => error.code === "MYSQL_CHECKPOINT_INVALID");
 });

@@ -9,6 +9,17 @@
  * orders every byte of the server's binlog history in a signed 64-bit integer (Elasticsearch's
  * external version, ClickHouse's UInt64 version, DuckDB's BIGINT all hold it).
  *
+ * A binlog history epoch (docs/mysql.md, "A reset binlog") goes above the file index: after a
+ * RESET MASTER or a move to another server, accepted under snapshot.mode: when-needed, the new
+ * history's positions are taken one epoch higher, so they (and the new snapshot's reset markers)
+ * sort above every version of the old one:
+ *
+ *     at(epoch, file, offset) = (epoch * 2^24 + fileIndex) * 2^32 + offset  < 2^63 for epoch <= 127
+ *
+ * Epoch 0 is the formula above unchanged (positions of every existing checkpoint, topic and target
+ * stay the same, file indexes up to 2^31-1); an epoch above 0 needs file indexes below 2^24
+ * (16,777,216 files: decades of a file a minute), and is refused beyond.
+ *
  * A row change's `change` is at() of the first byte of its own row image inside its rows event: row
  * images occupy distinct, increasing bytes, so every row change — however many a statement makes —
  * has its own, increasing version without any counter. An update that changes the key becomes a
@@ -26,21 +37,35 @@ import { decodeResumeToken } from "./resume-token.ts";
 import type { ResumeToken } from "./resume-token.ts";
 
 const MAX_FILE_INDEX = 2 ** 31 - 1;
+/** Files a binlog history epoch above 0 has room for. */
+export const EPOCH_FILES = 2 ** 24;
+export const MAX_BINLOG_EPOCH = 127;
 
-export function binlogFileIndex(file: string): number {
+/** The file's number, counted in `epoch` (binlogAt's file index): the number itself in epoch 0. */
+export function binlogFileIndex(file: string, epoch = 0): number {
   const match = /\.(\d+)$/.exec(file);
   if (match === null) throw new RangeError(`binlog file name "${file}" does not end in .<number>`);
   const index = Number(match[1]);
   if (!Number.isSafeInteger(index) || index > MAX_FILE_INDEX) throw new RangeError(`binlog file number of "${file}" is beyond 2^31-1`);
-  return index;
+  if (epoch === 0) return index;
+  if (!Number.isInteger(epoch) || epoch < 0 || epoch > MAX_BINLOG_EPOCH) throw new RangeError(`binlog history epoch ${epoch} is beyond ${MAX_BINLOG_EPOCH}`);
+  if (index >= EPOCH_FILES) throw new RangeError(`binlog file number of "${file}" is beyond 2^24-1, which binlog history epoch ${epoch} has room for`);
+  return epoch * EPOCH_FILES + index;
+}
+
+/** The binlog history epoch of a position (0 for every position of a binlog never reset under Sluice). */
+export function epochOf(at: bigint): number {
+  return Number(at >> 56n);
 }
 
 export function binlogAt(fileIndex: number, offset: number): bigint {
   return (BigInt(fileIndex) << 32n) | BigInt(offset);
 }
 
+/** The binlog file's own number (without the epoch). */
 export function fileIndexOf(at: bigint): number {
-  return Number(at >> 32n);
+  const index = Number(at >> 32n);
+  return epochOf(at) === 0 ? index : index % EPOCH_FILES;
 }
 
 export function offsetOf(at: bigint): number {
@@ -65,7 +90,8 @@ export function isThroughPosition(position: Position): boolean {
  * one the file shows as `*.000042`.
  */
 export function formatAt(at: bigint, sameServerFile?: string): string {
-  return `${binlogFileName(fileIndexOf(at), sameServerFile)}:${offsetOf(at)}`;
+  const epoch = epochOf(at);
+  return `${binlogFileName(fileIndexOf(at), sameServerFile)}:${offsetOf(at)}${epoch === 0 ? "" : ` (binlog epoch ${epoch})`}`;
 }
 
 function binlogFileName(index: number, sameServerFile: string | undefined): string {

@@ -9,6 +9,7 @@ import { SluiceError } from "../errors.ts";
 import { resumeBase } from "../common/incremental-snapshot-state.ts";
 import { parseExportedSnapshotProgress } from "../common/exported-snapshot-progress.ts";
 import type { ExportedSnapshotProgress } from "../common/exported-snapshot-progress.ts";
+import { MAX_BINLOG_EPOCH } from "./positions.ts";
 
 export type Flavor = "mysql" | "mariadb";
 
@@ -31,6 +32,8 @@ export interface ResumeToken {
   readonly exportedProgress?: ExportedSnapshotProgress;
   /** The config's `tables` patterns when the checkpoint was taken: a table they did not match is backfilled (online-snapshots.ts). */
   readonly capturedTables?: readonly string[];
+  /** The binlog history epoch of the positions (positions.ts): above 0 once a reset binlog or another server was accepted. */
+  readonly epoch?: number;
 }
 
 const PREFIX = "mysql:";
@@ -50,6 +53,7 @@ export function encodeResumeToken(token: ResumeToken): string {
       ...(token.snapshotIncomplete ? { snapshot: "incomplete" } : {}),
       ...(token.exportedProgress === undefined ? {} : { progress: token.exportedProgress }),
       ...(token.capturedTables === undefined ? {} : { tables: token.capturedTables }),
+      ...(token.epoch === undefined || token.epoch === 0 ? {} : { epoch: token.epoch }),
     })
   );
 }
@@ -69,13 +73,14 @@ export function decodeResumeToken(resume: string | undefined, source: string): R
   } catch {
     throw bad("not JSON");
   }
-  const { flavor, server, file, offset, gtid, skip, thresholds, snapshot, tables, progress } = raw;
+  const { flavor, server, file, offset, gtid, skip, thresholds, snapshot, tables, progress, epoch } = raw;
   if (raw["v"] !== 1 || (flavor !== "mysql" && flavor !== "mariadb") || typeof server !== "number" || typeof file !== "string" || typeof offset !== "number") throw bad("missing fields");
   if (gtid !== null && typeof gtid !== "string") throw bad("bad gtid");
+  if (epoch !== undefined && !(Number.isInteger(epoch) && (epoch as number) > 0 && (epoch as number) <= MAX_BINLOG_EPOCH)) throw bad("bad epoch");
   const skipThrough = Array.isArray(skip) && skip.length === 2 ? { commit: BigInt(String(skip[0])), change: BigInt(String(skip[1])) } : null;
   const snapshotThresholds: Record<string, bigint> = {};
   for (const [table, at] of Object.entries((thresholds ?? {}) as Record<string, unknown>)) snapshotThresholds[table] = BigInt(String(at));
   const capturedTables = Array.isArray(tables) && tables.every((t) => typeof t === "string") ? { capturedTables: tables as string[] } : {};
   const exported = parseExportedSnapshotProgress(progress);
-  return { flavor, serverId: server, file, offset, gtid, skipThrough, snapshotThresholds, snapshotIncomplete: snapshot === "incomplete", ...capturedTables, ...(exported === null ? {} : { exportedProgress: exported }) };
+  return { flavor, serverId: server, file, offset, gtid, skipThrough, snapshotThresholds, snapshotIncomplete: snapshot === "incomplete", ...capturedTables, ...(exported === null ? {} : { exportedProgress: exported }), ...(epoch === undefined ? {} : { epoch: epoch as number }) };
 }

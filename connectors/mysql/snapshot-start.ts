@@ -52,6 +52,8 @@ export interface SnapshotStartOptions {
   readonly flavor: Flavor;
   readonly tables: readonly TableName[];
   readonly workers: number;
+  /** The binlog history epoch positions are taken in (positions.ts). */
+  readonly epoch: number;
   /** Force a locking method (tests); by default the server decides. */
   readonly locking?: SnapshotLocking;
   readonly logger: Logger;
@@ -98,7 +100,7 @@ async function lockFree(options: SnapshotStartOptions): Promise<ConsistentSnapsh
         const file = value("binlog_snapshot_file");
         const offset = Number(value("binlog_snapshot_position"));
         if (file === "") throw new SluiceError("the server reports no binlog_snapshot_file: is binary logging on?", { code: "MYSQL_SETTINGS", context: options.context });
-        workers.push({ connection, position: { file, offset, gtid: null }, at: binlogAt(binlogFileIndex(file), offset) });
+        workers.push({ connection, position: { file, offset, gtid: null }, at: binlogAt(binlogFileIndex(file, options.epoch), offset) });
       }
       const after = await readDefinitions(options.catalog, options.tables);
       if (sameDefinitions(before, after)) {
@@ -148,7 +150,7 @@ async function withLock(options: SnapshotStartOptions, locking: "global-read-loc
       await catalog.rows("UNLOCK TABLES");
     }
     logger.info({ locking: method, lockedMs: Date.now() - lockedAt, start: `${position.file}:${position.offset}`, gtid: position.gtid, workers: connections.length }, "snapshot transactions started");
-    const at = binlogAt(binlogFileIndex(position.file), position.offset);
+    const at = binlogAt(binlogFileIndex(position.file, options.epoch), position.offset);
     return { workers: connections.map((connection) => ({ connection, position, at })), start: position, startAt: at, definitions, locking: method };
   } catch (error) {
     await Promise.all(connections.map(closeQuietly));

@@ -24,7 +24,7 @@ import { checkPrivileges } from "./privileges.ts";
 import { MysqlGtidSet } from "./gtid.ts";
 import { HeartbeatArrivals } from "./heartbeat-arrivals.ts";
 import { toSluiceError } from "./mysql-errors.ts";
-import { binlogAt, binlogFileIndex, formatAt, throughPosition } from "./positions.ts";
+import { binlogAt, binlogFileIndex, EPOCH_FILES, formatAt, MAX_BINLOG_EPOCH, throughPosition } from "./positions.ts";
 import { EventParser } from "./protocol/event-parser.ts";
 import { decodeResumeToken, encodeResumeToken } from "./resume-token.ts";
 import type { ResumeToken } from "./resume-token.ts";
@@ -100,6 +100,8 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
   private tracker: SchemaTracker | null = null;
   private pendingStream: StreamStart | null = null;
   private acknowledged: Position | null = null;
+  /** The binlog history epoch positions are taken in (positions.ts): the checkpoint's, one more once a reset binlog or another server is accepted. */
+  private epoch = 0;
   /** Online snapshots (sluice snapshot, the signal table, tables added to the config): see online-snapshots.ts. */
   private readonly online: MysqlOnlineSnapshots;
   readonly snapshots: MysqlOnlineSnapshotRequests;
@@ -176,16 +178,21 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     signal.throwIfAborted();
 
     const token = from === null ? null : decodeResumeToken(from.position.resume, config.name);
+    this.epoch = token?.epoch ?? 0;
     if (token !== null && token.serverId !== settings.serverId) {
-      throw new SluiceError(
-        `the checkpoint was taken on the server with server_id ${token.serverId}, this one has ${settings.serverId}; binlog positions are per server, and the versions this source's topics and sinks hold are the other server's, which a new snapshot of this one does not replace: capture this server into new topics and targets (docs/mysql.md#positions-and-versions)`,
-        { code: "MYSQL_SERVER_CHANGED", context },
+      this.acceptNewHistory(
+        token,
+        `the checkpoint was taken on the server with server_id ${token.serverId}, this one has ${settings.serverId}; binlog positions are per server`,
+        "MYSQL_SERVER_CHANGED",
       );
+      this.online.clear();
+      await this.startSnapshot(sql, tables);
+      return;
     }
     const snapshotWanted = token === null ? config.snapshot.mode !== "never" : token.snapshotIncomplete;
     if (token === null && !snapshotWanted) {
       const here = await currentPosition(sql, settings.flavor);
-      const at = binlogAt(binlogFileIndex(here.file), here.offset);
+      const at = binlogAt(binlogFileIndex(here.file, this.epoch), here.offset);
       await this.tracker.record(at, (await readDefinitions(sql, tables)).values(), "catalog");
       this.beginStreaming({ coordinates: here, skipThrough: null, thresholds: new Map(), lastCheckpoint: null });
       return;
@@ -225,7 +232,10 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     if (progress === undefined) return startOver("its checkpoint does not say how far it got");
     if (!(await binaryLogs(sql)).some((log) => log.file === token.file)) return startOver(`the binlog ${token.file} it started at was purged`);
     const reset = await binlogResetProblem(sql, token);
-    if (reset !== null) throw this.binlogReset(`${token.file}:${token.offset}`, reset);
+    if (reset !== null) {
+      this.acceptNewHistory(token, reset, "MYSQL_BINLOG_RESET");
+      return false;
+    }
     const problem = await this.online.resumeInitial(sql, progress, tables, snapshotResetPosition(interrupted).change);
     if (problem !== null) return startOver(problem);
     await this.restoreSchema(sql, token, tables);
@@ -241,25 +251,49 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     return true;
   }
 
-  private binlogReset(at: string, why: string): SluiceError {
-    return new SluiceError(
-      `${why}: the binlog was reset (RESET MASTER) or the server replaced; positions no longer order changes, and resuming would skip the new binlog's first transactions. The versions this source's topics and sinks hold sort above every new one, so neither a new snapshot nor a rebuild puts them right: capture this server into new topics and targets (docs/mysql.md#positions-and-versions)`,
-      { code: "MYSQL_BINLOG_RESET", context: { ...this.context, position: at } },
-    );
+  /**
+   * The checkpoint belongs to another binlog history (a reset binlog, another server): under
+   * snapshot.mode: when-needed a new snapshot is taken one binlog history epoch higher, so its rows
+   * and its reset markers sort above every version of the old history and the sinks end up holding
+   * the server's tables (docs/mysql.md, "A reset binlog or another server"); otherwise refused.
+   * Nothing is stored until the new snapshot's first checkpoint, which carries the epoch: a crash
+   * before it finds the same history again and takes the same epoch.
+   */
+  private acceptNewHistory(token: ResumeToken, why: string, code: "MYSQL_BINLOG_RESET" | "MYSQL_SERVER_CHANGED"): void {
+    const at = `${token.file}:${token.offset}`;
+    const context = { ...this.context, position: at };
+    const what = code === "MYSQL_BINLOG_RESET" ? "the binlog was reset (RESET MASTER) or the server replaced; positions no longer order changes, and resuming would skip the new binlog's first transactions" : "the versions this source's topics and sinks hold are the other server's";
+    const next = this.epoch + 1;
+    if (this.config.snapshot.mode !== "when-needed") {
+      throw new SluiceError(
+        `${why}: ${what}. To capture this server's binlog from now on, set snapshot.mode: when-needed and start again: a new snapshot is taken in binlog history epoch ${next}, whose rows and reset markers replace every version the topics and sinks hold of the tables it reads (docs/mysql.md#a-reset-binlog-or-another-server)`,
+        { code, context },
+      );
+    }
+    // Every version of the old history must sort below the new epoch's: epoch 0 positions do below file 2^24 only (positions.ts).
+    let noRoom: string | null = null;
+    if (next > MAX_BINLOG_EPOCH) noRoom = `the checkpoint is at binlog history epoch ${this.epoch}, the last there is room for`;
+    else if (this.epoch === 0 && binlogFileIndex(token.file) >= EPOCH_FILES - 1) noRoom = "the checkpoint's binlog file number is beyond 2^24-2, below which a binlog history epoch sorts above the old positions";
+    if (noRoom !== null) throw new SluiceError(`${why}: ${what}, and ${noRoom}: capture this server into new topics and targets (docs/mysql.md#a-reset-binlog-or-another-server)`, { code, context });
+    this.logger.warn({ code, position: at, reason: why, epoch: next }, `${why}: ${what}; taking a new snapshot in binlog history epoch ${next} (snapshot.mode: when-needed), which replaces what the sinks hold of the tables it reads`);
+    this.epoch = next;
   }
 
   /** Whether the binlog still has the token's position; refuses a purged position unless snapshot.mode is when-needed, and a reset binlog. */
   private async checkResumable(sql: Sql, token: ResumeToken): Promise<boolean> {
     const logs = await binaryLogs(sql);
+    this.checkEpochRoom(logs);
     const at = `${token.file}:${token.offset}`;
     if (logs.some((log) => log.file === token.file)) {
       const problem = await binlogResetProblem(sql, token);
-      if (problem !== null) throw this.binlogReset(at, problem);
-      return true;
+      if (problem === null) return true;
+      this.acceptNewHistory(token, problem, "MYSQL_BINLOG_RESET");
+      return false;
     }
     const newest = logs.at(-1);
     if (newest !== undefined && binlogFileIndex(newest.file) < binlogFileIndex(token.file)) {
-      throw this.binlogReset(at, `the checkpoint is at ${at}, beyond the server's newest binlog ${newest.file}`);
+      this.acceptNewHistory(token, `the checkpoint is at ${at}, beyond the server's newest binlog ${newest.file}`, "MYSQL_BINLOG_RESET");
+      return false;
     }
     if (this.config.snapshot.mode === "when-needed") {
       this.logger.warn({ position: at, oldest: logs[0]?.file }, "the checkpoint's binlog was purged; taking a new snapshot (snapshot.mode: when-needed)");
@@ -271,8 +305,20 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     );
   }
 
+  /** The epoch, once checked that its positions have room for the server's binlog file numbers (positions.ts). */
+  private checkEpochRoom(logs: readonly { readonly file: string }[]): number {
+    const newest = logs.at(-1);
+    if (this.epoch > 0 && newest !== undefined && binlogFileIndex(newest.file) >= EPOCH_FILES) {
+      throw new SluiceError(
+        `the server's binlog is at ${newest.file}, beyond file number 2^24-1, which binlog history epoch ${this.epoch} has room for: capture this server into new topics and targets (docs/mysql.md#a-reset-binlog-or-another-server)`,
+        { code: "MYSQL_BINLOG_EPOCH_FULL", context: this.context },
+      );
+    }
+    return this.epoch;
+  }
+
   private async restoreSchema(sql: Sql, token: ResumeToken, tables: readonly CapturedTableRef[]): Promise<void> {
-    const at = binlogAt(binlogFileIndex(token.file), token.offset);
+    const at = binlogAt(binlogFileIndex(token.file, this.epoch), token.offset);
     const applied = await this.tracker!.restore(at);
     const known = new Set(this.tracker!.knownTables());
     const missing = tables.filter((t) => !known.has(`${t.database}.${t.table}`));
@@ -291,6 +337,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       flavor: settings!.flavor,
       tables,
       workers: Math.max(1, Math.min(config.snapshot.parallelism, tables.length)),
+      epoch: this.checkEpochRoom(await binaryLogs(sql)),
       ...(this.options.snapshotLocking === undefined ? {} : { locking: this.options.snapshotLocking }),
       logger,
       context,
@@ -314,7 +361,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       ...(this.options.onSnapshotProgress === undefined ? {} : { onProgress: this.options.onSnapshotProgress }),
     });
     const start = snapshot.start;
-    const base = { flavor: settings!.flavor, serverId: settings!.serverId, file: start.file, offset: start.offset, gtid: start.gtid, skipThrough: null };
+    const base = { flavor: settings!.flavor, serverId: settings!.serverId, file: start.file, offset: start.offset, gtid: start.gtid, skipThrough: null, epoch: this.epoch };
     // How far the rows handed on got: every checkpoint carries it, so a crash resumes (resumeSnapshot).
     const tracker = new ExportedSnapshotTracker();
     const state: InitialSnapshot<MysqlSnapshotRow, SourceBatch> = {
@@ -353,7 +400,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     const settings = this.settings!;
     const start = this.pendingStream!;
     const { coordinates } = start;
-    const startAt = binlogAt(binlogFileIndex(coordinates.file), coordinates.offset);
+    const startAt = binlogAt(binlogFileIndex(coordinates.file, this.epoch), coordinates.offset);
     // Whatever the server sends from before the start point (a GTID start may begin earlier in the file) is skipped.
     const floor = throughPosition(startAt);
     const skipThrough = start.skipThrough !== null && start.skipThrough.commit >= floor.commit ? start.skipThrough : floor;
@@ -365,6 +412,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       parser: new EventParser(this.collations!, settings.binlogChecksum === "CRC32"),
       tracker: this.tracker!,
       start: coordinates,
+      epoch: this.epoch,
       skipThrough,
       snapshotThresholds: start.thresholds,
       interleave: this.online.start(),
@@ -383,6 +431,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       decoder,
       flavor: settings.flavor,
       serverId: settings.serverId,
+      epoch: this.epoch,
       maxBatchEvents: this.options.maxBatchEvents ?? 4096,
       progressIntervalMs: config.heartbeat_interval,
       lastCheckpoint: start.lastCheckpoint,

@@ -32,6 +32,8 @@ export interface StreamBatcherOptions {
   readonly decoder: StreamDecoder;
   readonly flavor: Flavor;
   readonly serverId: number;
+  /** The binlog history epoch the checkpoints carry (positions.ts). */
+  readonly epoch?: number;
   readonly maxBatchEvents: number;
   /** Most bytes of binlog events a batch takes besides the count (see StreamBatchLoopOptions). */
   readonly maxBatchBytes?: number;
@@ -100,17 +102,18 @@ export class StreamBatcher {
   /** `complete`: no decoded change is held back, so the decoder's through point may be the checkpoint. */
   private handOn(items: readonly DecodedEvent[], complete: boolean): StreamBatch {
     const { decoder, flavor, serverId } = this.options;
+    const epoch = this.options.epoch ?? 0;
     const last = items.at(-1);
     const through = decoder.through;
     const thresholds = decoder.pendingThresholds();
     let checkpoint: Position;
     if (last === undefined || (complete && comparePositions(through.position, last.event.source.position) > 0)) {
-      const token = { flavor, serverId, file: through.file, offset: through.offset, gtid: through.gtid, skipThrough: null, snapshotThresholds: thresholds, snapshotIncomplete: false };
+      const token = { flavor, serverId, file: through.file, offset: through.offset, gtid: through.gtid, skipThrough: null, snapshotThresholds: thresholds, snapshotIncomplete: false, epoch };
       checkpoint = { ...through.position, resume: encodeResumeToken(token) };
     } else {
       const position = last.event.source.position;
       const { transaction } = last;
-      const token = { flavor, serverId, file: transaction.file, offset: transaction.offset, gtid: transaction.gtidBefore, skipThrough: position, snapshotThresholds: thresholds, snapshotIncomplete: false };
+      const token = { flavor, serverId, file: transaction.file, offset: transaction.offset, gtid: transaction.gtidBefore, skipThrough: position, snapshotThresholds: thresholds, snapshotIncomplete: false, epoch };
       checkpoint = { commit: position.commit, change: position.change, resume: encodeResumeToken(token) };
     }
     this.lastCheckpoint = checkpoint;

@@ -76,6 +76,8 @@ export interface StreamDecoderOptions {
   readonly tracker: SchemaTracker;
   /** Where the stream starts (a transaction boundary) and the GTID state there. */
   readonly start: { readonly file: string; readonly offset: number; readonly gtid: string | null };
+  /** The binlog history epoch positions are taken in (positions.ts); 0 by default. */
+  readonly epoch?: number;
   /** Changes at or below this position were stored already. */
   readonly skipThrough: Position | null;
   /** "db.table" → `change` below which the table's snapshot holds the changes. */
@@ -167,7 +169,7 @@ export class StreamDecoder {
     this.options = options;
     this.gtid = new GtidState(options.flavor, options.start.gtid);
     this.file = options.start.file;
-    this.fileIndex = binlogFileIndex(options.start.file);
+    this.fileIndex = binlogFileIndex(options.start.file, options.epoch);
     this.skipThrough = options.skipThrough;
     this.thresholds = new Map(options.snapshotThresholds);
     this.atFileStart = options.start.offset <= 4;
@@ -282,7 +284,7 @@ export class StreamDecoder {
 
   private rotate(header: EventHeader, nextFile: string, position: number): void {
     const artificial = header.logPos === 0 || (header.flags & ARTIFICIAL_FLAG) !== 0;
-    const index = binlogFileIndex(nextFile);
+    const index = binlogFileIndex(nextFile, this.options.epoch);
     if (nextFile !== this.file) this.tables.clear();
     this.file = nextFile;
     this.fileIndex = index;
