@@ -55,6 +55,8 @@ import type { KafkaTopicLog } from "../connectors/kafka/kafka-log.ts";
 import type { LocalRegistry, SchemaRegistry } from "../schema-registry/index.ts";
 import type { RegistrySetup } from "./components.ts";
 import { startTerm } from "./term-start.ts";
+import { CoalescedRead, within } from "./coalesced-read.ts";
+import type { CompletedRead } from "./coalesced-read.ts";
 
 /** Kafka's session timeout of a capture lease: how long a dead or frozen leader keeps it before a standby takes over. */
 const leaseSessionMs = (): number => durationFromEnv("SLUICE_CAPTURE_LEASE_SESSION_MS", 10_000, { min: 1_000, max: 3_600_000 });
@@ -91,6 +93,24 @@ async function withinQueryDeadline<T>(work: Promise<T>, fallback: T): Promise<T>
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Longest /status waits for a sink's lag read after it was asked. Past it the answer gives lagRecords null and the
+ * last lag read (lastLag, with its age) instead: an operator or a probe gets an answer in about this time however
+ * busy the topic log is (a Kafka lag is a group offsets fetch and two ListOffsets a topic, answered only when the
+ * main thread turns its event loop).
+ */
+const STATUS_LAG_WAIT_MS = 750;
+
+/** A lag read earlier, for an answer that could not wait for a new one. */
+function lastRead(read: CompletedRead<number> | null, now: number): { records: number; ageSeconds: number } | null {
+  return read === null ? null : { records: read.value, ageSeconds: Math.max(0, (now - read.startedAt) / 1000) };
+}
+
+/** A value read after this call when it comes within STATUS_LAG_WAIT_MS, else the last one read (null: none yet). */
+async function freshOrLast<T>(read: CoalescedRead<T>): Promise<T | null> {
+  return (await within(read.fresh(), STATUS_LAG_WAIT_MS, null)) ?? read.last()?.value ?? null;
 }
 
 /** A topic log may say what it waits for (Kafka: the broker error of its last failed request). */
@@ -169,6 +189,8 @@ export class Daemon {
   private servedReloadedAt = 0;
   private captures: RunningCapture[] = [];
   private sinks: RunningSink[] = [];
+  private readonly sinkLags = new Map<string, CoalescedRead<number>>();
+  private readonly slotLags = new Map<string, CoalescedRead<{ lagBytes: number; retainedBytes: number }>>();
   /** What this process runs of the config (`sluice run --role/--source/--sink`; default everything). */
   private readonly selection: RunSelection;
   /** This process in the deployment: host and process id. */
@@ -693,7 +715,8 @@ export class Daemon {
   private async instanceReport(): Promise<InstanceReport> {
     const now = Date.now();
     const role = this.captureRole();
-    const lags = await Promise.all(this.sinks.map((s) => this.sinkLag(s)));
+    // The last lags read, not new reads: /status asks this report, and must not wait for a second read of each lag.
+    const lags = this.sinks.map((s) => this.sinkLag(s).last()?.value ?? null);
     return {
       id: this.instanceId,
       host: hostname(),
@@ -729,11 +752,28 @@ export class Daemon {
   }
 
   /** Records each sink has yet to apply, or null when the topic log cannot say now. */
-  private async sinkLag(sink: RunningSink): Promise<number | null> {
-    const log = this.log;
-    if (!log) return null;
-    // An unreachable Kafka answers only after the client's retries: /status and /metrics do not wait for it.
-    return withinQueryDeadline((async () => Number((await log.groupLag(sink.group, await sink.topics())).reduce((sum, p) => sum + p.lag, 0n)))(), null);
+  private sinkLag(sink: RunningSink): CoalescedRead<number> {
+    let read = this.sinkLags.get(sink.name);
+    if (read === undefined) {
+      // An unreachable Kafka answers only after the client's retries: no reader waits for it past the deadline.
+      read = new CoalescedRead(async () => {
+        const log = this.log;
+        if (!log) return null;
+        return withinQueryDeadline((async () => Number((await log.groupLag(sink.group, await sink.topics())).reduce((sum, p) => sum + p.lag, 0n)))(), null);
+      });
+      this.sinkLags.set(sink.name, read);
+    }
+    return read;
+  }
+
+  /** A PostgreSQL source's slot lag, read by one query at a time (the metrics gauges show the last one read). */
+  private slotLag(capture: RunningCapture): CoalescedRead<{ lagBytes: number; retainedBytes: number }> {
+    let read = this.slotLags.get(capture.name);
+    if (read === undefined) {
+      read = new CoalescedRead(() => withinQueryDeadline((capture.source as Partial<SlotMetricsSource>).slotMetrics?.() ?? Promise.resolve(null), null));
+      this.slotLags.set(capture.name, read);
+    }
+    return read;
   }
 
   async status(): Promise<Record<string, unknown>> {
@@ -771,7 +811,7 @@ export class Daemon {
         state: "standby" as const,
       })),
     );
-    const lags = await Promise.all(this.sinks.map((s) => this.sinkLag(s)));
+    const lags = await Promise.all(this.sinks.map((s) => within(this.sinkLag(s).fresh(), STATUS_LAG_WAIT_MS, null)));
     return {
       deployment: this.config.name,
       version: SLUICE_VERSION,
@@ -787,6 +827,7 @@ export class Daemon {
           ready: s.thread.ready(),
           waiting: s.thread.waitingFor(),
           lagRecords: lags[i],
+          lastLag: lags[i] === null ? lastRead(this.sinkLag(s).last(), now) : null,
           freshnessSeconds: lagSeconds(now, applied),
           halted: s.thread.haltedTables(),
           partitions: s.thread.partitions(),
@@ -801,23 +842,28 @@ export class Daemon {
     const main = getHeapStatistics();
     this.metrics.threadHeapUsed.set({ thread: "main" }, main.used_heap_size);
     this.metrics.threadHeapLimit.set({ thread: "main" }, main.heap_size_limit);
-    for (const sink of this.sinks) {
-      const heap = await withinQueryDeadline(sink.thread.heapStatistics(), null);
-      if (heap === null) continue;
+    const heaps = await Promise.all(this.sinks.map((s) => withinQueryDeadline(s.thread.heapStatistics(), null)));
+    for (const [i, sink] of this.sinks.entries()) {
+      const heap = heaps[i];
+      if (!heap) continue;
       this.metrics.threadHeapUsed.set({ thread: `sink ${sink.name}` }, heap.used);
       this.metrics.threadHeapLimit.set({ thread: `sink ${sink.name}` }, heap.limit);
     }
-    await Promise.all(
-      this.captures.map(async (capture) => {
-        const slot = await withinQueryDeadline((capture.source as Partial<SlotMetricsSource>).slotMetrics?.() ?? Promise.resolve(null), null);
-        if (!slot) return;
-        this.metrics.slotLagBytes.set({ source: capture.name }, slot.lagBytes);
-        this.metrics.slotRetainedBytes.set({ source: capture.name }, slot.retainedBytes);
-      }),
-    );
-    for (const sink of this.sinks) {
-      const lag = await this.sinkLag(sink);
-      if (lag !== null) this.metrics.sinkLagRecords.set({ sink: sink.name }, lag);
+    // Lags read for this scrape, all at once, waited for as long as /status waits; past that the last one read (the
+    // read goes on for the next scrape): the topic log or the slot-lag query can take seconds on a busy deployment.
+    const [slots, lags] = await Promise.all([
+      Promise.all(this.captures.map((c) => freshOrLast(this.slotLag(c)))),
+      Promise.all(this.sinks.map((s) => freshOrLast(this.sinkLag(s)))),
+    ]);
+    this.captures.forEach((capture, i) => {
+      const slot = slots[i];
+      if (!slot) return;
+      this.metrics.slotLagBytes.set({ source: capture.name }, slot.lagBytes);
+      this.metrics.slotRetainedBytes.set({ source: capture.name }, slot.retainedBytes);
+    });
+    for (const [i, sink] of this.sinks.entries()) {
+      const lag = lags[i];
+      if (lag !== null && lag !== undefined) this.metrics.sinkLagRecords.set({ sink: sink.name }, lag);
       const freshness = lagSeconds(now, sink.thread.lastAppliedCommitTime());
       if (freshness !== null) this.metrics.sinkFreshness.set({ sink: sink.name }, freshness);
     }

@@ -39,6 +39,8 @@ interface SinkStatus {
   ready: boolean;
   waiting?: string | null;
   lagRecords: number | null;
+  /** The last lag read, when none came within the answer's wait (daemons before it do not send it). */
+  lastLag?: { records: number; ageSeconds: number } | null;
   freshnessSeconds: number | null;
   halted: { table: string; error: string }[];
   /** The running or last rebuild (daemons before issue 14 do not send it). */
@@ -56,6 +58,12 @@ function seconds(value: number | null): string {
   return value === null ? "-" : `${value.toFixed(1)}s`;
 }
 
+/** A lag read for this answer, else the last one read with its age ("~", an older figure), else "-". */
+function sinkLag(sink: SinkStatus): string {
+  if (sink.lagRecords !== null) return String(sink.lagRecords);
+  return sink.lastLag ? `~${sink.lastLag.records} (${sink.lastLag.ageSeconds.toFixed(0)}s ago)` : "-";
+}
+
 export function formatStatus(status: Record<string, unknown>): string {
   const sources = (status["sources"] as SourceStatus[] | undefined) ?? [];
   const sinks = (status["sinks"] as SinkStatus[] | undefined) ?? [];
@@ -68,7 +76,7 @@ export function formatStatus(status: Record<string, unknown>): string {
       sources.map((s) => [s.name, s.kind, s.state === "standby" ? "standby" : s.ready ? "capturing" : "not ready", s.position ? (s.position.text ?? `${s.position.commit}/${s.position.change}`) : "-", seconds(s.lagSeconds)]),
     ),
     "",
-    table(["SINK", "STATE", "LAG (RECORDS)", "FRESHNESS"], sinks.map((s) => [s.name, s.ready ? "applying" : "not ready", s.lagRecords === null ? "-" : String(s.lagRecords), seconds(s.freshnessSeconds)])),
+    table(["SINK", "STATE", "LAG (RECORDS)", "FRESHNESS"], sinks.map((s) => [s.name, s.ready ? "applying" : "not ready", sinkLag(s), seconds(s.freshnessSeconds)])),
   ];
   const instances = (status["instances"] as InstanceStatus[] | undefined) ?? [];
   if (instances.length > 0) {
