@@ -244,3 +244,31 @@ test("a connection with more pipelined requests in progress than the server take
     await piped.close();
   }
 });
+
+test("a connection's pipelined requests are handled one after the other, each once the answer before it is sent: a client that reads nothing holds one answer", { timeout: 30_000 }, async () => {
+  const serial = new HttpServer(createLogger("silent"));
+  let handled = 0;
+  // 16 MiB: loopback socket buffers (up to 32 + 4 MiB here) take two at most, so the rest stay unsent.
+  const big = "x".repeat(16 * 2 ** 20);
+  serial.route("GET", "/big", (_req, res) => {
+    handled++;
+    res.writeHead(200, { "content-type": "text/plain", "content-length": big.length });
+    res.end(big);
+  });
+  const at = (await serial.listen("127.0.0.1", 0)).port;
+  try {
+    const client = await openConnection(at);
+    client.socket.pause();
+    client.socket.write("GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(9) + "GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    while (handled < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.ok(handled <= 4, `${handled} of 10 handled while the client read nothing`);
+    client.socket.resume();
+    const received = await client.closed;
+    assert.equal(received.split("HTTP/1.1 200 OK").length - 1, 10);
+    assert.equal(handled, 10);
+  } finally {
+    serial.dropConnections();
+    await serial.close();
+  }
+});

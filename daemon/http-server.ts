@@ -84,6 +84,8 @@ export class HttpServer {
   private pipelinedLogged = false;
   /** Requests of each connection received and not yet answered (pipelined ones too). */
   private readonly inProgress = new WeakMap<Socket, number>();
+  /** Settles once the last request received on each connection has been answered (or the connection closed). */
+  private readonly answered = new WeakMap<Socket, Promise<void>>();
   private readonly limits: ConnectionLimits;
 
   /**
@@ -110,7 +112,13 @@ export class HttpServer {
     const publicOnly = options.publicOnly === true;
     const onRequest = (req: IncomingMessage, res: ServerResponse) => {
       if (this.pipelinedPastLimit(req, res)) return;
-      void this.handle(req, res, publicOnly);
+      // A connection's requests are handled one after the other, each once the answer before it has been sent:
+      // a client that reads nothing holds one answer, not one per request it sent ahead.
+      const socket = req.socket;
+      const before = this.answered.get(socket);
+      this.answered.set(socket, new Promise<void>((resolve) => res.once("close", () => resolve())));
+      if (before === undefined) void this.handle(req, res, publicOnly);
+      else void before.then(() => this.handle(req, res, publicOnly));
     };
     const { maxConnections, headersTimeoutMs, requestTimeoutMs } = this.limits;
     const timeouts = {
