@@ -199,6 +199,8 @@ export async function planStart(
     return needsFreshSlot("replication slot exists but there is no checkpoint (an earlier snapshot did not finish): starting over with a new slot and snapshot");
   }
 
+  await checkSameHistory(db, names, checkpoint, context);
+
   if (isSnapshotIncomplete(checkpoint.position)) {
     const progress = exportedSnapshotProgress(checkpoint.position);
     if (progress === null) return needsFreshSlot("the initial snapshot did not finish (its checkpoint does not say how far it got): starting over with a new slot and snapshot");
@@ -215,6 +217,29 @@ export async function planStart(
   }
   const resumeFrom = flushLsnFor(checkpoint.position);
   return { kind: "stream", startLsn: resumeFrom, flushedLsn: resumeFrom, skipThrough: checkpoint.position };
+}
+
+/**
+ * A checkpoint beyond the end of the server's WAL was taken on a history this server does not
+ * have: the database was restored (a backup, a disk snapshot, a dump into a new cluster) or failed
+ * over to a server behind the one the checkpoint was taken on. Resuming there skips the changes up
+ * to it (a slot restored with the data directory is not refused otherwise), and a new snapshot's
+ * LSNs sort below the versions the topics and sinks hold, so they would keep their old rows
+ * (docs/postgres.md#a-restored-database-or-another-cluster): refused, under when-needed too.
+ */
+async function checkSameHistory(db: Queryable, names: CaptureNames, checkpoint: Checkpoint, context: ErrorContext): Promise<void> {
+  const result = await db.query<{ lsn: string | null }>("SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn");
+  const text = result.rows[0]?.lsn;
+  if (text === null || text === undefined) return;
+  const end = parseLsn(text);
+  const at = checkpoint.position.commit;
+  if (at <= end) return;
+  throw new SluiceError(
+    `cannot resume source "${checkpoint.source}": its checkpoint (commit ${formatLsn(at)}) is beyond the end of this server's WAL (${formatLsn(end)}): the database was restored or failed over to a server behind the one the checkpoint was taken on, or this is another cluster. ` +
+      `Resuming would skip this server's changes up to ${formatLsn(at)}, and a new snapshot's versions would sort below those the topics and sinks hold (they would keep their old rows), so snapshot.mode: when-needed does not apply. ` +
+      `Capture this server under a new deployment name whose sinks write new targets (docs/postgres.md#a-restored-database-or-another-cluster)`,
+    { code: "PG_HISTORY_CHANGED", retriable: false, context: { ...context, slot: names.slot, position: formatLsn(at), walEnd: formatLsn(end) } },
+  );
 }
 
 /** A new slot and exported snapshot, dropping `slot` first if there is one (refused while it is in use or without create_slot). */
