@@ -11,6 +11,7 @@ import type { Connection } from "mysql2/promise";
 import { startPrivateMariadb } from "../../test/services/private-mariadb.ts";
 import type { PrivateMariadb } from "../../test/services/private-mariadb.ts";
 import { newSource, readUntil, snapshotFinished, sourceConfig } from "./int-test-support.ts";
+import { epochOf } from "./positions.ts";
 import { decodeResumeToken } from "./resume-token.ts";
 
 describe("MariaDB source: a binlog reset while stopped", () => {
@@ -60,6 +61,54 @@ describe("MariaDB source: a binlog reset while stopped", () => {
       });
     } finally {
       await again.close();
+    }
+
+    // The remedy: under when-needed a new snapshot in binlog history epoch 1, above every old version.
+    const remedy = newSource({ ...config, snapshot: { ...config.snapshot, mode: "when-needed" } });
+    try {
+      await remedy.connect(checkpoint, AbortSignal.timeout(30_000));
+      const taken = await readUntil(remedy, snapshotFinished);
+      const rows = taken.events.filter((e) => e.op === "r");
+      assert.equal(rows.length, 36, "every row of the server read again");
+      assert.ok(rows.every((e) => epochOf(e.source.position.change) === 1 && e.source.position.change > checkpoint.position.change), "in epoch 1, above the old checkpoint");
+      const reset = taken.events.find((e) => e.op === "t")!;
+      assert.ok(reset.source.position.change > checkpoint.position.change, "its reset too");
+      assert.equal(decodeResumeToken(taken.batches.at(-1)!.checkpoint.position.resume, config.name).epoch, 1, "the checkpoint carries the epoch");
+    } finally {
+      await remedy.close();
+    }
+  });
+
+  it("a checkpoint of another server (server_id changed) is refused naming the remedy, and taken in the next epoch under when-needed", async () => {
+    const config = sourceConfig({ host: server.host, port: server.port, user: server.admin.user, password: server.admin.password, tables: ["d.t"], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 } });
+    const first = newSource(config);
+    await first.connect(null, AbortSignal.timeout(30_000));
+    const checkpoint = (await readUntil(first, snapshotFinished)).batches.at(-1)!.checkpoint;
+    await first.close();
+    const [[{ id }]] = (await admin.query("SELECT @@server_id AS id")) as unknown as [[{ id: number }]];
+    await admin.query(`SET GLOBAL server_id = ${id + 1}`);
+    try {
+      const again = newSource(config);
+      try {
+        await assert.rejects(again.connect(checkpoint, AbortSignal.timeout(30_000)), (error: Error & { code?: string }) => {
+          assert.equal(error.code, "MYSQL_SERVER_CHANGED");
+          assert.match(error.message, /set snapshot\.mode: when-needed and start again/);
+          return true;
+        });
+      } finally {
+        await again.close();
+      }
+      const remedy = newSource({ ...config, snapshot: { ...config.snapshot, mode: "when-needed" } });
+      try {
+        await remedy.connect(checkpoint, AbortSignal.timeout(30_000));
+        const taken = await readUntil(remedy, snapshotFinished);
+        const rows = taken.events.filter((e) => e.op === "r");
+        assert.ok(rows.length > 0 && rows.every((e) => epochOf(e.source.position.change) === 1), "the snapshot is in epoch 1");
+      } finally {
+        await remedy.close();
+      }
+    } finally {
+      await admin.query(`SET GLOBAL server_id = ${id}`);
     }
   });
 });
