@@ -118,7 +118,7 @@ const commands: Record<string, Command> = {
   status: {
     summary: "show the running daemon's sources, sinks, positions, lag and halted tables",
     usage: "sluice status -c FILE [--json]",
-    details: `${CONFIG_HELP}\n  --json              print the daemon's /status document as it is\n\nAsks the daemon at the config's http.listen address.`,
+    details: `${CONFIG_HELP}\n  --json              print the daemon's /status document as it is\n\nAsks the daemon at the config's http.listen address. A sink's lag the daemon could not read from the\ntopic log within 0.75 s shows as "~N (Ts ago)": the last lag read, T seconds old.`,
     options: { ...configOption, json: { type: "boolean" } },
     async run(values, _positionals, io) {
       // It only asks the daemon: the sources' credentials may be absent (a sink-only deployment's config).

@@ -86,3 +86,11 @@ test("sluice status shows a table name's control characters and line breaks as e
   assert.doesNotMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
   assert.match(text, /pg\s+public\.esc\\u001b\[31mred\\u001b\]0;title\\u0007\\u009b2J\\u000aSINK  fake\s+table public\.esc\\u001b/);
 });
+
+test("sluice status shows a sink's last lag read, with its age, when the daemon could not read one for the answer", () => {
+  const sink = { name: "warehouse", ready: true, freshnessSeconds: 1, halted: [] };
+  const text = formatStatus({ ...status(null), sinks: [{ ...sink, lagRecords: null, lastLag: { records: 1200, ageSeconds: 3.4 } }] });
+  assert.match(text, /warehouse\s+applying\s+~1200 \(3s ago\)/);
+  assert.match(formatStatus({ ...status(null), sinks: [{ ...sink, lagRecords: null, lastLag: null }] }), /warehouse\s+applying\s+-\s/);
+  assert.match(formatStatus({ ...status(null), sinks: [{ ...sink, lagRecords: 5, lastLag: null }] }), /warehouse\s+applying\s+5\s/);
+});
