@@ -162,8 +162,8 @@ export function dataLossError(names: CaptureNames, checkpoint: Checkpoint, probl
   return new SluiceError(
     `cannot resume source "${checkpoint.source}" from its checkpoint (commit ${formatLsn(checkpoint.position.commit)}): ${problem}. ` +
       `Resuming would lose the changes in between, so capture does not start. To capture again from a new consistent snapshot, ` +
-      `set snapshot.mode: when-needed for this source (or delete its checkpoint) and restart; rows deleted meanwhile stay in the sinks ` +
-      `unless they are rebuilt from the new snapshot.`,
+      `set snapshot.mode: when-needed for this source (or delete its checkpoint) and restart; each table's snapshot reset then removes ` +
+      `from the sinks the rows deleted meanwhile (docs/postgres.md#missing-or-unusable-slot).`,
     { code: "PG_SLOT_UNUSABLE", retriable: false, context: { ...context, slot: names.slot, position: formatLsn(checkpoint.position.commit) } },
   );
 }
