@@ -55,7 +55,7 @@ describe("memory budget", () => {
     assert.deepEqual(plan.sinks, {});
     assert.ok(plan.sources["pg"]!.readAheadBytes >= 8 * MiB);
     assert.equal(plan.sqliteCacheBytes, 2 * MiB);
-    assert.deepEqual(mainHeapFlags(plan), [`--max-old-space-size=${plan.main.oldMb}`, `--max-semi-space-size=${plan.main.youngMb / 3}`, "--heap-growing-percent=100"]);
+    assert.deepEqual(mainHeapFlags(plan), [`--max-old-space-size=${plan.main.oldMb}`, `--max-semi-space-size=${plan.main.youngMb / 3}`, "--heap-growing-percent=100", "--no-allocation-site-pretenuring"]);
   });
 
   test("512MiB is split between the main thread, the sink thread, DuckDB and SQLite, and adds up to no more than the budget", () => {
@@ -74,7 +74,7 @@ describe("memory budget", () => {
     const readAhead = plan.sources["pg"]!.readAheadBytes;
     assert.ok(readAhead >= 2 * MiB && readAhead < plan.main.oldMb * MiB / 2, `read-ahead ${readAhead / MiB} MiB of a ${plan.main.oldMb} MiB old space`);
     assert.ok(warehouse.batchBytes >= MiB && warehouse.batchBytes * 3 < warehouse.heap.oldMb * MiB);
-    assert.deepEqual(mainHeapFlags(plan), [`--max-old-space-size=${plan.main.oldMb}`, `--max-semi-space-size=${plan.main.youngMb / 3}`, "--heap-growing-percent=100"]);
+    assert.deepEqual(mainHeapFlags(plan), [`--max-old-space-size=${plan.main.oldMb}`, `--max-semi-space-size=${plan.main.youngMb / 3}`, "--heap-growing-percent=100", "--no-allocation-site-pretenuring"]);
   });
 
   test("a larger budget grows every share; DuckDB gets more threads, up to the cores", () => {

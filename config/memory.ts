@@ -384,7 +384,18 @@ export function applyMemoryPlan(config: SluiceConfig, plan: MemoryPlan): SluiceC
  */
 export const HEAP_GROWING_PERCENT = 100;
 
-/** V8 flags that give the main thread its share: `--max-old-space-size` and `--max-semi-space-size` (a third of the young generation), and how far the old generation grows between full collections. */
+/**
+ * V8's allocation-site pretenuring, off (process-wide). In the daemon's sink threads V8 pretenured
+ * the decoder's allocation sites, so every change's decoded event (~0.4 KB), which the staged write
+ * lets go of at once, was allocated in the old generation and freed only by mark-compacts: in a
+ * heap of the default budget's size, ~30 % of what survived a scavenge in the ClickHouse thread.
+ * Without it the sinks and their collector took 0.84–0.90× the CPU per change in one set of runs
+ * and 0.96× (0.85–1.03 per pair) in another, at 5–10 MiB less peak RSS; capture the same CPU as
+ * with it (docs/benchmarks.md, "The sink threads' allocation per change").
+ */
+export const PRETENURING_FLAG = "--no-allocation-site-pretenuring";
+
+/** V8 flags that give the main thread its share: `--max-old-space-size` and `--max-semi-space-size` (a third of the young generation), how far the old generation grows between full collections, and no pretenuring. */
 export function mainHeapFlags(plan: MemoryPlan): string[] {
-  return [`--max-old-space-size=${plan.main.oldMb}`, `--max-semi-space-size=${plan.main.youngMb / 3}`, `--heap-growing-percent=${HEAP_GROWING_PERCENT}`];
+  return [`--max-old-space-size=${plan.main.oldMb}`, `--max-semi-space-size=${plan.main.youngMb / 3}`, `--heap-growing-percent=${HEAP_GROWING_PERCENT}`, PRETENURING_FLAG];
 }

@@ -24,7 +24,7 @@ const HEAP_FLAG = /--max[-_]old[-_]space[-_]size|--max[-_]semi[-_]space[-_]size/
 /** Node refuses it in NODE_OPTIONS; given on node's command line it must not be followed by ours (V8 takes the last). */
 export const GROWING_FLAG = /--heap[-_]growing[-_]percent/;
 /** The only flags a remembered entry may hold: anything else read from the file is ignored. */
-const PLANNED_FLAG = /^--(max-old-space-size|max-semi-space-size|heap-growing-percent)=\d+$/;
+const PLANNED_FLAG = /^(--(max-old-space-size|max-semi-space-size|heap-growing-percent)=\d+|--no-allocation-site-pretenuring)$/;
 const FILE = "sluice-run-heap-flags.json";
 const MAX_ENTRIES = 32;
 
@@ -45,9 +45,12 @@ export function heapFlagGiven(env: Readonly<Record<string, string | undefined>>,
   return HEAP_FLAG.test(env["NODE_OPTIONS"] ?? "") || execArgv.some((arg) => HEAP_FLAG.test(arg));
 }
 
-/** A growing factor the user gave on node's command line wins: ours is left out. */
+const PRETENURING = /--(no-)?allocation[-_]site[-_]pretenuring/;
+
+/** A growing factor or a pretenuring flag the user gave on node's command line wins: ours is left out. */
 export function withoutOverriddenFlags(flags: readonly string[], execArgv: readonly string[]): string[] {
-  return execArgv.some((arg) => GROWING_FLAG.test(arg)) ? flags.filter((flag) => !GROWING_FLAG.test(flag)) : [...flags];
+  const given = [GROWING_FLAG, PRETENURING].filter((flag) => execArgv.some((arg) => flag.test(arg)));
+  return flags.filter((flag) => !given.some((pattern) => pattern.test(flag)));
 }
 
 /**
@@ -119,7 +122,7 @@ function remembered(directory: string): Map<string, { shape: string; flags: stri
     for (const entry of stored as unknown[]) {
       if (!Array.isArray(entry) || typeof entry[0] !== "string" || typeof entry[1] !== "string" || !Array.isArray(entry[2])) continue;
       const flags = entry[2] as unknown[];
-      if (flags.length > 0 && flags.length <= 3 && flags.every((flag) => typeof flag === "string" && PLANNED_FLAG.test(flag))) entries.set(entry[0], { shape: entry[1], flags: flags as string[] });
+      if (flags.length > 0 && flags.length <= 4 && flags.every((flag) => typeof flag === "string" && PLANNED_FLAG.test(flag))) entries.set(entry[0], { shape: entry[1], flags: flags as string[] });
     }
   } catch {
     // None yet, or unreadable: plan.

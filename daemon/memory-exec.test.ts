@@ -57,6 +57,19 @@ describe("the main thread's heap flags for sluice run", () => {
     assert.ok(heapFlagsForRun(["-c", file], {}, ["--heap_growing_percent=50"])!.every((flag) => !/heap[-_]growing/.test(flag)));
   });
 
+  test("a pretenuring flag the user gave on node's command line wins: the re-executed process does not get ours after it", () => {
+    assert.ok(heapFlagsForRun(["-c", file], {}, [])!.includes("--no-allocation-site-pretenuring"));
+    for (const given of ["--allocation-site-pretenuring", "--no-allocation_site_pretenuring"]) {
+      const flags = heapFlagsForRun(["-c", file], {}, [given]);
+      assert.ok(flags !== null && flags.some((flag) => flag.startsWith("--max-old-space-size=")), given);
+      assert.deepEqual(
+        flags.filter((flag) => /pretenuring/.test(flag)),
+        [],
+        given,
+      );
+    }
+  });
+
   test("the re-executed process is marked, and gets two malloc arenas and fixed malloc thresholds unless the environment says otherwise", () => {
     assert.deepEqual(reexecEnvironment({ PATH: "/bin" }, ["--max-old-space-size=100"]), {
       MALLOC_ARENA_MAX: "2",

@@ -7,7 +7,7 @@
  * and replaces its process (process.execve: same PID, so PID 1 in a container still receives the
  * signals) with node started with these flags (the budget is `memory`, 256MiB when the config
  * sets none). It does not when the user gave a heap flag (in NODE_OPTIONS or on node's command line: theirs wins; a
- * --heap-growing-percent of theirs is kept and ours left out), when it already did (SLUICE_MEMORY_EXEC),
+ * --heap-growing-percent or an --[no-]allocation-site-pretenuring of theirs is kept and ours left out), when it already did (SLUICE_MEMORY_EXEC),
  * or when it cannot (no process.execve, e.g. on Windows, or a config that does not load: the
  * command then reports the problem as usual). The first process usually does not plan: it starts
  * with the flags an earlier start planned, which the started process checks (daemon/memory-exec-start.ts).
