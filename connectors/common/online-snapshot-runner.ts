@@ -118,7 +118,7 @@ export class OnlineSnapshotRunner<Engine extends OnlineSnapshotEngine> {
  * A table renamed to a name no captured table had: its changes go to the new name's topic, whose targets have none
  * of its rows, so an online snapshot reads them under that name (not with snapshot.mode never, which only says so).
  */
-export async function backfillRenamed(from: string, to: string, snapshotMode: string, request: (table: string) => Promise<unknown>, logger: Logger): Promise<void> {
+export async function backfillRenamed(from: string, to: string, snapshotMode: string, request: (table: string) => Promise<unknown>, logger: Logger, at: string): Promise<void> {
   logger.warn({ table: to, renamedFrom: from }, `table ${from} was renamed to ${to}: its changes go to ${to}'s topic from now on, and its rows are read again under the new name; the targets of ${from} keep the rows they have (drop them when no longer needed)`);
   if (snapshotMode === "never") {
     logger.warn({ table: to }, `the renamed table is not read again (snapshot.mode never): sluice snapshot --table ${to} --execute reads it`);
@@ -126,6 +126,7 @@ export async function backfillRenamed(from: string, to: string, snapshotMode: st
   }
   await requestBackfills([to], request, (table, error) =>
     logger.error({ table, err: error.message }, `the renamed table cannot be read online (its changes are captured from now on): read it with sluice snapshot --table ${table} --execute`),
+  at,
   );
 }
 
@@ -135,7 +136,7 @@ export async function backfillRenamed(from: string, to: string, snapshotMode: st
  * a sink keeps a dropped column). The change carries no rows, so an online snapshot reads them (not with
  * snapshot.mode never, which only says so).
  */
-export async function backfillColumns(table: string, columns: readonly string[], snapshotMode: string, request: () => Promise<unknown>, logger: Logger): Promise<void> {
+export async function backfillColumns(table: string, columns: readonly string[], snapshotMode: string, request: () => Promise<unknown>, logger: Logger, at: string): Promise<void> {
   const named = columns.join(", ");
   logger.warn({ table, columns }, `columns ${named} of ${table} were renamed, or dropped and added again: the targets do not have what its rows hold in them, so its rows are read again`);
   if (snapshotMode === "never") {
@@ -144,6 +145,7 @@ export async function backfillColumns(table: string, columns: readonly string[],
   }
   await requestBackfills([table], request, (failed, error) =>
     logger.error({ table: failed, err: error.message }, `the table cannot be read online: read it with sluice snapshot --table ${failed} --execute`),
+  at,
   );
 }
 
@@ -152,7 +154,7 @@ export async function backfillColumns(table: string, columns: readonly string[],
  * the topics then, so the tables it changed are read again; the online snapshot's closing reset removes the rows
  * it inserted (not with snapshot.mode never, which only says so). `tables` null: its prepare was not decoded.
  */
-export async function backfillRolledBackXa(xid: string, tables: readonly string[] | null, snapshotMode: string, request: (table: string) => Promise<unknown>, logger: Logger): Promise<void> {
+export async function backfillRolledBackXa(xid: string, tables: readonly string[] | null, snapshotMode: string, request: (table: string) => Promise<unknown>, logger: Logger, at: string): Promise<void> {
   if (tables === null) {
     logger.warn(
       { xid },
@@ -167,26 +169,40 @@ export async function backfillRolledBackXa(xid: string, tables: readonly string[
   }
   await requestBackfills(tables, request, (table, error) =>
     logger.error({ table, err: error.message }, `the table cannot be read online: read it with sluice snapshot --table ${table} --execute`),
+  at,
   );
 }
 
 /**
- * Asks for an online snapshot of each table, retrying a retriable refusal a few times; a table
- * that cannot be asked for is reported through `gaveUp` and the others go on.
+ * Asks for an online snapshot of each table, twice more after a passing failure (0.5 s, then 1 s later). A table that
+ * cannot be read online (a refusal that is not retriable: gone meanwhile, no key, not captured) is told to `gaveUp` and
+ * the others go on. A request that still fails for a passing reason (the catalog connection lost, the server restarting, a lock
+ * timeout; an error that is no SluiceError counts as one) fails the call with a retriable SNAPSHOT_REQUEST_FAILED
+ * naming the table and `at`, where the stream asked: the caller must not go past that point, so capture reconnects from
+ * its last checkpoint, decodes it again and asks again (a skip would let the next checkpoint be stored without the read).
  */
-export async function requestBackfills(tables: readonly string[], request: (table: string) => Promise<unknown>, gaveUp: (table: string, error: Error) => void): Promise<void> {
+export async function requestBackfills(tables: readonly string[], request: (table: string) => Promise<unknown>, gaveUp: (table: string, error: Error) => void, at: string, context: ErrorContext = {}): Promise<void> {
   for (const table of tables) {
     for (let attempt = 1; ; attempt++) {
       try {
         await request(table);
         break;
       } catch (error) {
-        if (attempt < 5 && error instanceof SluiceError && error.retriable) {
+        const permanent = error instanceof SluiceError && !error.retriable;
+        if (!permanent && attempt < 3) {
           await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
           continue;
         }
-        gaveUp(table, error as Error);
-        break;
+        if (permanent) {
+          gaveUp(table, error);
+          break;
+        }
+        throw new SluiceError(`the online snapshot of ${table} asked for at ${at} could not be requested (${(error as Error).message}): capture goes on from its last checkpoint before it and asks again`, {
+          code: "SNAPSHOT_REQUEST_FAILED",
+          retriable: true,
+          cause: error,
+          context: { ...context, table, position: at },
+        });
       }
     }
   }

@@ -12,6 +12,7 @@ import { tableMatcher } from "../common/table-patterns.ts";
 import { readDefinitions } from "./catalog.ts";
 import type { Row, Sql } from "./catalog.ts";
 import { quoteIdentifier } from "./connection-settings.ts";
+import { toSluiceError } from "./mysql-errors.ts";
 import { noChunkKey } from "./incremental-snapshot.ts";
 import type { MysqlIncrementalSnapshots, ResolvedTable } from "./incremental-snapshot.ts";
 import type { WatermarkTable } from "./watermarks.ts";
@@ -71,11 +72,16 @@ export class MysqlOnlineSnapshotRequests implements OnlineSnapshotting {
    * watermark table's probe write, which wait for locks on those tables (the engine writes its watermarks anyway):
    * what the stream decoder asks for while it waits (a table renamed, columns renamed, an XA rollback) must not wait
    * behind a migration's lock, and all capture with it. `id` names the request: one already queued is not queued twice.
+   * A driver's error comes back as a SluiceError saying whether asking again can help (a lost connection can).
    */
   async queue(table: string, origin: string, id: string): Promise<SnapshotTask> {
     const queued = this.running().tasks().find((task) => task.id === id);
     if (queued !== undefined) return queued;
-    await this.resolve(table);
+    try {
+      await this.resolve(table);
+    } catch (error) {
+      throw toSluiceError(error, `read the catalog for an online snapshot of ${table}`, { ...this.host.context(), table });
+    }
     return this.running().request(table, null, origin, id);
   }
 

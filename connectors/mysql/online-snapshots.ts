@@ -23,6 +23,7 @@ import { tableMatcher } from "../common/table-patterns.ts";
 import type { CapturedTableRef, Sql } from "./catalog.ts";
 import { connectionOptions } from "./connection-settings.ts";
 import { MysqlIncrementalSnapshots } from "./incremental-snapshot.ts";
+import { toSluiceError } from "./mysql-errors.ts";
 import { MysqlOnlineSnapshotRequests } from "./online-snapshot-requests.ts";
 import { decodeResumeToken, encodeResumeToken } from "./resume-token.ts";
 import type { ResumeToken } from "./resume-token.ts";
@@ -182,8 +183,10 @@ export class MysqlOnlineSnapshots {
     logger.info({ tables: added }, "tables added to the config: captured from now on and backfilled online");
     await requestBackfills(
       added,
-      (table) => this.requests.request(table, null, "table-added"),
+      (table) => this.requests.request(table, null, "table-added").catch((error: unknown) => Promise.reject(toSluiceError(error, `read the catalog for an online snapshot of ${table}`, { ...this.host.context, table }))),
       (table, error) => logger.error({ table, err: error.message }, `table added to the config cannot be backfilled online (its changes are captured from now on): read it with sluice snapshot --table ${table} --execute`),
+      `${token.file}:${token.offset}`,
+      this.host.context,
     );
   }
 }

@@ -420,9 +420,9 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       transactionMetadata: config.transaction_metadata,
       skippedOperations: skippedOperations(config),
       // Awaited by the decoder before it goes past the statement, so every checkpoint past it carries the requests.
-      onRenamed: (from, to, at) => backfillRenamed(from, to, config.snapshot.mode, (table) => this.queueReread(table, "table-renamed", at), logger),
-      onReread: (table, columns, at) => backfillColumns(table, columns, config.snapshot.mode, () => this.queueReread(table, "columns-changed", at), logger),
-      onXaRolledBack: (xid, tables, at) => backfillRolledBackXa(xid, tables, config.snapshot.mode, (table) => this.queueReread(table, "xa-rolled-back", at), logger),
+      onRenamed: (from, to, at) => backfillRenamed(from, to, config.snapshot.mode, (table) => this.queueReread(table, "table-renamed", at), logger, at),
+      onReread: (table, columns, at) => backfillColumns(table, columns, config.snapshot.mode, () => this.queueReread(table, "columns-changed", at), logger, at),
+      onXaRolledBack: (xid, tables, at) => backfillRolledBackXa(xid, tables, config.snapshot.mode, (table) => this.queueReread(table, "xa-rolled-back", at), logger, at),
       logger,
       context,
     });

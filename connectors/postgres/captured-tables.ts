@@ -57,15 +57,16 @@ export interface CapturedTablesOptions {
    * A captured table renamed (or moved to another schema) to a name the source still captures and no other captured
    * table has, or one whose place it did not take in a swap (see swapped): its changes go to the new name's topic from
    * now on, whose targets hold none of its rows yet, maybe a gone table's (the source empties them, then backfills them).
-   * Not awaited (the stream decodes on): what it returns says when it is done (onPublished's `settled`).
+   * Not awaited here: what it returns says when it is done (onPublished's `settled`), which the source's stream waits
+   * for before it goes past the Relation message at `at` (null: a table read from the catalog).
    */
-  readonly onRenamed?: (from: string, to: string) => Promise<unknown> | void;
+  readonly onRenamed?: (from: string, to: string, at: Position | null) => Promise<unknown> | void;
   /**
    * Columns of a captured table renamed, or dropped and added again under their name (by attnum): WAL has no row
    * changes for either, so the targets do not hold what the table's rows have in them (the source reads it again).
    * Not awaited, as onRenamed.
    */
-  readonly onColumnsChanged?: (table: string, columns: readonly string[]) => Promise<unknown> | void;
+  readonly onColumnsChanged?: (table: string, columns: readonly string[], at: Position | null) => Promise<unknown> | void;
   /**
    * What the previous run published of each relation (relation-layouts.ts): a relation's first Relation message in
    * this run is compared with it, so a rename made while Sluice was stopped is told as one seen live.
@@ -241,9 +242,9 @@ export class CapturedTables {
   }
 
   /** Tells onColumnsChanged of columns renamed or added again since the relation was last seen (catalog attnums); returns what it returned. */
-  private checkColumns(relid: number, attrs: readonly AttributeInfo[], message: RelationMessage): Promise<unknown> | undefined {
+  private checkColumns(relid: number, attrs: readonly AttributeInfo[], message: RelationMessage, at: Position | null): Promise<unknown> | undefined {
     const changed = this.numbered(relid, attrs, message.columns);
-    if (changed.length > 0) return this.options.onColumnsChanged?.(`${message.namespace}.${message.name}`, changed) ?? undefined;
+    if (changed.length > 0) return this.options.onColumnsChanged?.(`${message.namespace}.${message.name}`, changed, at) ?? undefined;
     return undefined;
   }
 
@@ -298,7 +299,7 @@ export class CapturedTables {
     if (renamedFrom !== null) {
       const holder = this.holderOf(message.namespace, message.name, relid);
       if (holder === undefined || !(await this.swapped(db, holder, relid))) {
-        const told = this.options.onRenamed?.(renamedFrom, to);
+        const told = this.options.onRenamed?.(renamedFrom, to, at);
         if (told !== undefined) settled.push(told);
       } else {
         // Another captured relation had this name (an online schema change's swap: the copy renamed over the original):
@@ -311,14 +312,14 @@ export class CapturedTables {
     // With REPLICA IDENTITY FULL every column is flagged, so only the catalog tells a changed primary key.
     if (known != null && known.signature === signature && message.replicaIdentity !== "f") {
       // A column dropped and added again under its name and type looks the same: only its attnum tells.
-      const told = this.checkColumns(relid, await attributes(db, relid), message);
+      const told = this.checkColumns(relid, await attributes(db, relid), message, at);
       if (told !== undefined) settled.push(told);
       this.published(relid, known, at, done());
       return known;
     }
     const info = await relationInfo(db, relid);
     const attrs = info === null ? [] : await attributes(db, relid);
-    const told = this.checkColumns(relid, attrs, message);
+    const told = this.checkColumns(relid, attrs, message, at);
     if (told !== undefined) settled.push(told);
     const table = await this.build(db, relid, info, attrs, message.columns, message.namespace, message.name, known?.rowFilter ?? null, message);
     if (known != null && sameShape(known, table)) {

@@ -65,10 +65,11 @@ export class OnlineSnapshotRequests implements OnlineSnapshotting {
   /**
    * Queues a snapshot of the whole table with the checks of a request but without the planner's estimate, which takes
    * a lock on the table: what the stream decoder asks for while it waits (a table added to the publication) must not
-   * wait behind a migration's lock on it, and all capture with it.
+   * wait behind a migration's lock on it, and all capture with it. `id` names the request: one already queued is not queued twice.
    */
   async queue(table: string, origin: string, id: string, above?: bigint): Promise<SnapshotTask> {
-    this.running();
+    const queued = this.running().tasks().find((task) => task.id === id);
+    if (queued !== undefined) return queued;
     await this.resolve(table);
     return this.running().request(table, null, origin, id, above);
   }

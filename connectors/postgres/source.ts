@@ -14,6 +14,8 @@ import { AckTracker } from "./ack-tracker.ts";
 import { CaptureLoop, CaptureSource } from "../common/capture-loop.ts";
 import type { CapturePhase, CaptureStats, InitialSnapshot, OpenedStream } from "../common/capture-loop.ts";
 import { CapturedTables } from "./captured-tables.ts";
+import type { CapturedTable } from "./captured-tables.ts";
+import type { RelationMessage } from "./protocol/pgoutput.ts";
 import { listTables, loadTypeCatalog, publicationInfo, publishedTables, relationInfo, serverInfo, slotInfo, slotLag } from "./catalog.ts";
 import type { PublishedTable, ServerInfo, SlotLag, TableRef } from "./catalog.ts";
 import { clientConfig, quoteIdent } from "./connection-settings.ts";
@@ -40,7 +42,7 @@ import type { EventOrigin } from "./change-events.ts";
 import { addedTablesStatement, captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, planStart } from "./slot-setup.ts";
 import type { CaptureNames, StartPlan } from "./slot-setup.ts";
 import { StreamBatcher } from "./stream-batcher.ts";
-import { emptyTargetsStatement, StreamDecoder } from "./stream-decoder.ts";
+import { BACKFILL_PREFIX, emptyTargetsStatement, StreamDecoder } from "./stream-decoder.ts";
 import type { BackfillRequest, TransactionEvent } from "./stream-decoder.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import type { SnapshotLedger } from "../common/incremental-snapshot-state.ts";
@@ -165,6 +167,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   /** What capture published of each relation, stored with the checkpoints; `restored`: what the checkpoint resumed from had (null: unknown). */
   private readonly layouts: RelationLayouts;
   private restoredLayouts: ReadonlyMap<number, RelationLayout> | null = null;
+  /** What Relation messages of the stream set off (a rename's or changed columns' read), awaited before the stream goes past them. */
+  private told: Promise<unknown>[] = [];
   /** Online snapshots (sluice snapshot, the signal table, tables added later): see incremental-snapshot.ts. */
   readonly snapshots = new OnlineSnapshotRequests({
     config: () => this.config,
@@ -198,6 +202,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
         // A reconnect keeps the requests not yet stored with a checkpoint (a backfill queued just before the connection dropped).
         this.online.restore(from);
         this.restoredLayouts = this.layouts.restore(from);
+        this.told = [];
       },
       setUp: (from, signal) => this.setUp(from, signal),
       openStream: () => this.openStream(),
@@ -310,11 +315,14 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       matches,
       types,
       logger,
-      // Not awaited: called while the stream decodes, which the snapshot needs to go on.
-      onRenamed: (from, to) => this.takeUpRenamed(from, to),
-      onColumnsChanged: (table, columns) => this.readColumnsAgain(table, columns),
+      // Not awaited by CapturedTables: the stream waits for what they set off at their Relation message (relation()).
+      onRenamed: (from, to, at) => this.takeUpRenamed(from, to, at),
+      onColumnsChanged: (table, columns, at) => this.readColumnsAgain(table, columns, at),
       ...(previous === null ? {} : { previous }),
-      onPublished: (relid, layout, at, settled) => this.layouts.note(relid, layout, at, settled),
+      onPublished: (relid, layout, at, settled) => {
+        this.layouts.note(relid, layout, at, settled);
+        if (settled !== undefined && at !== null) this.told.push(settled);
+      },
     });
     signal.throwIfAborted();
 
@@ -424,7 +432,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const decoder = new StreamDecoder({
       sourceName: this.name,
       tables: captured,
-      resolveRelation: (message, at) => captured.fromRelation(catalog, message, at),
+      resolveRelation: (message, at) => this.relation(captured, catalog, message, at),
       transactionMetadata: this.config.transaction_metadata,
       skippedOperations: skippedOperations(this.config),
       skipThrough: start.skipThrough,
@@ -642,13 +650,13 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   }
 
   /** A captured table whose columns were renamed or added again (CapturedTables): read again. Not a partition, whose rows its root's snapshot reads. */
-  private async readColumnsAgain(table: string, columns: readonly string[]): Promise<void> {
+  private async readColumnsAgain(table: string, columns: readonly string[], at: Position | null): Promise<void> {
     const catalog = this.catalog;
     if (catalog === null) return;
     const dot = table.indexOf(".");
     const listed = await listTables(catalog, (schema, name) => schema === table.slice(0, dot) && name === table.slice(dot + 1)).catch(() => null);
     if (listed !== null && listed.length === 0) return;
-    await backfillColumns(table, columns, this.config.snapshot.mode, () => this.snapshots.request(table, null, "columns-changed"), this.logger);
+    await backfillColumns(table, columns, this.config.snapshot.mode, () => this.requestAgain(table, "columns-changed", at), this.logger, relationAt(at));
   }
 
   /**
@@ -656,7 +664,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
    * is gone (dropped, no record in WAL), so they are emptied (a truncate where the message commits, after the changes
    * already streamed under the name) before the backfill reads the renamed table's rows.
    */
-  private async takeUpRenamed(from: string, to: string): Promise<void> {
+  private async takeUpRenamed(from: string, to: string, at: Position | null): Promise<void> {
     const catalog = this.catalog;
     let emptiedAt: bigint | undefined;
     if (this.config.snapshot.mode !== "never" && catalog !== null) {
@@ -667,7 +675,30 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
         this.logger.warn({ table: to, err: (error as Error).message }, `could not empty the targets of ${to} before reading its rows: rows of a table that had the name before may stay`);
       }
     }
-    await backfillRenamed(from, to, this.config.snapshot.mode, (table) => this.snapshots.request(table, null, "table-renamed", undefined, emptiedAt), this.logger);
+    await backfillRenamed(from, to, this.config.snapshot.mode, (table) => this.requestAgain(table, "table-renamed", at, emptiedAt), this.logger, relationAt(at));
+  }
+
+  /**
+   * An online snapshot of a table read again for a Relation message at `at` (null: a table read from the catalog at
+   * start). One the stream tells is queued without the planner's estimate, which takes a lock on the table: the stream
+   * waits for the request (relation()) and must not wait behind a migration's lock; named by the message's transaction,
+   * it is queued once when a reconnect tells it again. A driver's error comes back as a SluiceError saying whether
+   * asking again can help.
+   */
+  private requestAgain(table: string, origin: string, at: Position | null, above?: bigint): Promise<unknown> {
+    const asked = at === null ? this.snapshots.request(table, null, origin, undefined, above) : this.snapshots.queue(table, origin, `${origin}@${formatLsn(at.commit)}/${table}`, above);
+    return asked.catch((error: unknown) => Promise.reject(toSluiceError(error, `read the catalog for an online snapshot of ${table}`, { ...this.context, table })));
+  }
+
+  /**
+   * The table a Relation message describes. The stream goes past the message once what it set off is done (a rename's
+   * or changed columns' online snapshot request), so every checkpoint past it carries the request; one that fails for
+   * a passing reason fails the stream here, which goes on from its last checkpoint and is told again.
+   */
+  private async relation(captured: CapturedTables, catalog: pg.Client, message: RelationMessage, at: Position): Promise<CapturedTable | null> {
+    const table = await captured.fromRelation(catalog, message, at);
+    await Promise.all(this.told.splice(0));
+    return table;
   }
 
   private notBackfilled(added: readonly TableRef[]): void {
@@ -692,8 +723,10 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     }
     await requestBackfills(
       [now === null ? table : `${now.schema}.${now.table}`],
-      (name) => this.snapshots.queue(name, "table-added", id, above),
+      (name) => this.snapshots.queue(name, "table-added", id, above).catch((error: unknown) => Promise.reject(toSluiceError(error, `read the catalog for an online snapshot of ${name}`, { ...this.context, table: name }))),
       (name, error) => this.logger.error({ table: name, err: error.message }, `table added to the publication cannot be backfilled online (its changes are captured from now on): read it with sluice snapshot --table ${name} --execute`),
+      `the ${BACKFILL_PREFIX} message ${id}`,
+      this.context,
     );
   }
 
@@ -787,4 +820,9 @@ async function currentLsn(db: pg.Client): Promise<bigint | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/** Where a Relation message told a rename or changed columns, for messages. */
+function relationAt(at: Position | null): string {
+  return at === null ? "the table's first read from the catalog" : `the Relation message of the transaction committed at ${formatLsn(at.commit)}`;
 }
