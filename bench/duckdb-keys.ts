@@ -8,7 +8,7 @@
  * 3. backlog: `--changes` updates of keys drawn uniformly from the whole range, `--batch` a write.
  *
  * Printed per phase: rows applied, rows per second, and, when DuckDB ran out of its memory_limit
- * (SINK_OUT_OF_MEMORY, which the daemon would retry for ever), how many rows had been applied
+ * (SINK_OUT_OF_MEMORY; a change that does not fit even alone halts its table), how many rows had been applied
  * before; the process's peak RSS (VmHWM) and the most RSS seen in the phase; DuckDB's own count
  * by tag (duckdb_memory()) at the end of the phase; progress every tenth of a phase on stderr. One
  * configuration a run (so the peak is its own); the database goes to a temporary directory removed
@@ -76,7 +76,12 @@ async function phase(sink: DuckDbSink, name: string, rows: number, keyOf: (i: nu
       batch.push(events.insert(version, { id, v: `value ${id} ${version}`, n: Number(version) }, name === "snapshot" ? "r" : "u"));
     }
     try {
-      await sink.write(batch, signal);
+      // A change that does not fit even alone halts the table (SINK_TARGET_BLOCKED, a failure of the write).
+      const refused = (await sink.write(batch, signal)).failures[0];
+      if (refused !== undefined) {
+        outOfMemory = refused.error.message.split("\n")[0]!;
+        break;
+      }
     } catch (error) {
       if (!(error instanceof SluiceError && error.code === "SINK_OUT_OF_MEMORY")) throw error;
       outOfMemory = error.message.split("\n")[0]!;

@@ -109,8 +109,9 @@ const MIN_YOUNG = 6 * MiB;
 const MAX_YOUNG = 48 * MiB;
 /**
  * DuckDB's least memory_limit: a batch's staging table, the primary-key index it probes and the
- * widest record the topic log accepts (topics.max_record_bytes) must fit, or the write fails and is
- * retried for ever (SINK_OUT_OF_MEMORY). Measured with one thread (bench notes in
+ * widest record the topic log accepts (topics.max_record_bytes) must fit, or the write fails
+ * (SINK_OUT_OF_MEMORY) and, when one change alone does not fit, halts its table after a few tries
+ * (connectors/duckdb/duckdb-sink.ts). Measured with one thread (bench notes in
  * docs/benchmarks.md): a 16 MiB record commits at 96 MiB and not at 80, 8 MiB at 64, 4 MiB at 32,
  * 2 MiB at 24; so 16 MiB plus five times the widest record, at least 24 MiB.
  */

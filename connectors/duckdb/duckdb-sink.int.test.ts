@@ -77,7 +77,7 @@ describe("DuckDB sink specifics", () => {
     }
   });
 
-  test("a change beyond DuckDB's memory_limit is a retriable SINK_OUT_OF_MEMORY (the sink waits and retries), not a write failure that stops the daemon", async () => {
+  test("a change beyond DuckDB's memory_limit halts its table (SINK_TARGET_BLOCKED) after a few fresh opens, not a write failure that stops the daemon", async () => {
     const own = join(dir, "small-memory.duckdb");
     const sink = new DuckDbSink(testSinkConfig("duckdb", { name: `d_${randomTableName("oom")}`, path: own, target: TARGET_TEMPLATE, memory_limit: 8 * 2 ** 20, threads: 1 }), { logger: testLogger() });
     await sink.open(signal());
@@ -86,15 +86,48 @@ describe("DuckDB sink specifics", () => {
       // A write that runs out is applied again in halves: down to one change, which alone does not fit.
       const wide = "x".repeat(12 * 2 ** 20);
       const batch = Array.from({ length: 2 }, (_, i) => events.insert(BigInt(i + 1), { id: i + 1, v: `${i}${wide}` }));
-      const error = await sink.write(batch, signal(), [{ topic: events.topic, partition: 0, offset: 2n }]).then(() => null, (e: unknown) => e);
-      assert.ok(error instanceof SluiceError, `expected DuckDB to run out of 8 MiB, got ${String(error)}`);
-      assert.equal(error.code, "SINK_OUT_OF_MEMORY", error.message);
-      assert.equal(error.retriable, true);
-      assert.match(error.message, /raise memory/);
+      const { failures } = await sink.write(batch, signal(), [{ topic: events.topic, partition: 0, offset: 2n }]);
+      assert.deepEqual(failures.map((f) => [f.index, f.retriable, (f.error as SluiceError).code]), [[0, false, "SINK_TARGET_BLOCKED"]], String(failures[0]?.error));
       // The database was opened again after running out (as a restart would): the sink and its query endpoint go on, its limits kept.
       assert.deepEqual((await sink.write([events.insert(3n, { id: 3, v: "small" })], signal(), [{ topic: events.topic, partition: 0, offset: 3n }])).failures, []);
       assert.deepEqual((await sink.readQuery(`SELECT id, v FROM main.${ident(renderTarget(TARGET_TEMPLATE, events.schema))}`)).rows, [{ id: 3, v: "small" }]);
       assert.deepEqual(await sink.query("SELECT current_setting('memory_limit') AS m, current_setting('lock_configuration') AS locked"), [{ m: "8.0 MiB", locked: true }]);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  test("one change of a wide table that does not fit memory_limit even alone halts only its table after a bounded number of tries, naming memory_limit and memory; the sink's other tables go on, and with a raised limit it applies", { timeout: 120_000 }, async () => {
+    const own = join(dir, "too-wide.duckdb");
+    const name = `d_${randomTableName("wide")}`;
+    const open = async (limit: number) => {
+      const sink = new DuckDbSink(testSinkConfig("duckdb", { name, path: own, target: TARGET_TEMPLATE, memory_limit: limit, threads: 1 }), { logger: testLogger() });
+      await sink.open(signal());
+      return sink;
+    };
+    // 150 columns: DuckDB holds a 256 KiB block per column a commit writes, ~37 MiB, beyond 24 MiB.
+    const wide = new Events(tableSchema(randomTableName(), [["id", "integer"], ...Array.from({ length: 150 }, (_, i) => [`c${i}`, "text"] as [string, string])]));
+    const narrow = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const row = { id: 1, ...Object.fromEntries(Array.from({ length: 150 }, (_, i) => [`c${i}`, `v${i}`])) };
+    const count = async (sink: DuckDbSink, events: Events) => (await sink.query(`SELECT count(*)::INT AS n FROM main.${ident(renderTarget(TARGET_TEMPLATE, events.schema))}`))[0];
+    let sink = await open(24 * 2 ** 20);
+    try {
+      // Before: SINK_OUT_OF_MEMORY thrown at every try, which the runner retried for ever, stalling the narrow table too.
+      const { failures } = await sink.write([narrow.insert(1n, { id: 1, v: "a" }), wide.insert(2n, row), wide.insert(3n, { ...row, id: 2 }), narrow.insert(4n, { id: 2, v: "b" })], signal());
+      assert.deepEqual(failures.map((f) => [f.index, f.retriable, (f.error as SluiceError).code]), [[1, false, "SINK_TARGET_BLOCKED"]], String(failures[0]?.error));
+      const message = failures[0]!.error.message;
+      assert.match(message, new RegExp(`${wide.schema.table}.*memory_limit \\(24 MiB\\)`));
+      assert.match(message, /`memory`/);
+      assert.match(message, /sluice halted retry/);
+      assert.deepEqual(await count(sink, narrow), { n: 2 });
+    } finally {
+      await sink.close();
+    }
+    // sluice halted retry after raising the limit: the halted change is written again and applies.
+    sink = await open(96 * 2 ** 20);
+    try {
+      assert.deepEqual((await sink.write([wide.insert(2n, row), wide.insert(3n, { ...row, id: 2 })], signal())).failures, []);
+      assert.deepEqual(await count(sink, wide), { n: 2 });
     } finally {
       await sink.close();
     }

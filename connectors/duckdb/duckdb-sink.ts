@@ -23,7 +23,7 @@ import { defaultOf, DELETED_COLUMN, firstVersionWith, initialColumns, planColumn
 import type { PlanContext, SinceOf, TargetColumn } from "../sinks/columns.ts";
 import type { LogicalType } from "../sinks/logical-type.ts";
 import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
-import { errorMessage, rebuildState, rowRejected, schemaUnsupported, TARGET_REPLACED, ValueRejected } from "../sinks/errors.ts";
+import { errorMessage, rebuildState, rowRejected, schemaUnsupported, TargetBlockedError, TARGET_REPLACED, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { beforeHalt, earlierPlace, failedRowPlace } from "../sinks/halt-place.ts";
 import type { HaltPlace } from "../sinks/halt-place.ts";
@@ -346,21 +346,29 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
    * one transaction holds until it ends (its rows, their primary-key index entries, undo) does not
    * shrink by retrying it: the same write failed for ever. Under on_error: halt, a table that fails
    * in the first half keeps only its changes of the second that come before the halt.
+   * One change that still runs out after ONE_CHANGE_ATTEMPTS fresh opens halts its table
+   * (SINK_TARGET_BLOCKED, under any on_error) instead of being retried for ever, stalling the
+   * sink's other tables: its table's later changes are held, `sluice halted retry` applies it once
+   * memory_limit is raised.
    */
   async #writeFitting(changes: readonly SinkChange[], mode: Mode, offsets: readonly TopicPartitionOffset[] | null, signal: AbortSignal): Promise<OffsetWriteResult> {
-    if (this.#lost) await this.#reopen();
-    try {
-      return await this.#write(changes, mode, offsets, signal);
-    } catch (error) {
-      if (!(error instanceof SluiceError && error.code === "SINK_OUT_OF_MEMORY")) throw error;
-      this.#logger.warn({ changes: changes.length, error: error.message }, "DuckDB ran out of memory for the write; opening the database again and applying it in two halves");
-      await this.#reopen();
-      if (changes.length < 2) throw error;
+    for (let attempt = 1; ; attempt++) {
+      if (this.#lost) await this.#reopen();
+      try {
+        return await this.#write(changes, mode, offsets, signal);
+      } catch (error) {
+        if (!(error instanceof SluiceError && error.code === "SINK_OUT_OF_MEMORY")) throw error;
+        this.#logger.warn({ changes: changes.length, attempt, error: error.message }, "DuckDB ran out of memory for the write; opening the database again and applying it in two halves");
+        await this.#reopen();
+        if (changes.length === 1 && attempt >= ONE_CHANGE_ATTEMPTS) return { failures: [{ index: 0, error: this.#tooLarge(changes[0]!, error), retriable: false }], offsetsStored: false };
+        if (changes.length >= 2) break;
+      }
     }
     const middle = Math.ceil(changes.length / 2);
     const first = await this.#writeFitting(changes.slice(0, middle), mode, null, signal);
     const rest: number[] = [];
-    const halts = this.#config.on_error === "halt" ? haltsOf(changes, first.failures) : new Map<string, HaltPlace>();
+    const halting = this.#config.on_error === "halt" ? first.failures : first.failures.filter(({ error }) => error instanceof TargetBlockedError);
+    const halts = haltsOf(changes, halting);
     for (let index = middle; index < changes.length; index++) {
       const halt = halts.get(tableKey(changes[index]!.event.schema));
       if (halt === undefined || versionOf(changes[index]!.event) < halt.version) rest.push(index);
@@ -825,6 +833,20 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     return result;
   }
 
+  /** A change that alone does not fit memory_limit: its table halts until the limit is raised. */
+  #tooLarge(change: SinkChange, error: SluiceError): TargetBlockedError {
+    const table = tableLabel(change.event.schema);
+    const limit = this.#config.memory_limit === undefined ? "DuckDB's default" : `${Math.round(this.#config.memory_limit / 2 ** 20)} MiB`;
+    return new TargetBlockedError(
+      `sink "${this.name}": a change of ${table} does not fit DuckDB's memory_limit (${limit}) even alone, after ${ONE_CHANGE_ATTEMPTS} attempts; the table halts, the sink's other tables go on. ` +
+        `Raise this sink's memory_limit (or the process's memory budget, \`memory\`, of which it takes a fifth), restart, then run sluice halted retry (docs/operations.md#memory). ` +
+        `A wide table needs about 256 KiB a column beside its values. DuckDB: ${error.message}`,
+      false,
+      { component: "sink", sink: this.name, table, position: positionLabel({ schema: change.event.schema, position: change.event.source.position }) },
+      error,
+    );
+  }
+
   #wrap(error: unknown): Error {
     if (error instanceof SluiceError) return error;
     const message = errorMessage(error);
@@ -852,6 +874,9 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     return new SluiceError(`DuckDB write failed: ${message}`, { code: "SINK_WRITE_FAILED", context: { component: "sink", sink: this.name }, cause: error });
   }
 }
+
+/** How many times one change that runs out of memory_limit is tried, the database opened again before each retry, before its table halts. */
+const ONE_CHANGE_ATTEMPTS = 3;
 
 /** The operating system's words for a write that found no room (ENOSPC, EFBIG, EDQUOT). */
 const NO_ROOM = /No space left on device|File too large|Disk quota exceeded/;
