@@ -1,7 +1,8 @@
 /**
  * The admin endpoints behind `sluice halted retry|skip`: POST /sinks/<sink>/halted/<retry|skip>
  * (a sink's halted table) and POST /sources/<source>/halted/<retry|skip> (a table halted at
- * capture), with the JSON body {"table": "...", "execute": true|false}. Answers the release report
+ * capture), with the JSON body {"table": "...", "execute": true|false} and, for a sink's skip, "through":
+ * "<offset>" or "pending" (sluice halted skip --through / --all-pending). Answers the release report
  * (what was done, or what --execute would do); 404 when the sink, source or halted table is unknown.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -13,7 +14,7 @@ import { readJsonObject } from "./request-body.ts";
 import type { BodyReader } from "./request-body.ts";
 
 export interface ReleasableSink {
-  release(table: string, action: HaltAction, execute: boolean): Promise<HaltReleaseReport>;
+  release(table: string, action: HaltAction, execute: boolean, through?: string | null): Promise<HaltReleaseReport>;
 }
 
 const MAX_BODY_BYTES = 64 * 1024;
@@ -34,13 +35,18 @@ export function haltedHandler(sinks: ReadonlyMap<string, ReleasableSink>, source
       sendJson(res, 404, { error: `no ${kind} "${name}" runs here; ${kind}s: ${[...known.keys()].join(", ") || "(none)"}` });
       return true;
     }
-    const request: { table?: unknown; execute?: unknown } = await readJsonObject(body, '{"table": "schema.table", "execute": false}', MAX_BODY_BYTES);
+    const request: { table?: unknown; execute?: unknown; through?: unknown } = await readJsonObject(body, '{"table": "schema.table", "execute": false}', MAX_BODY_BYTES);
     if (typeof request.table !== "string" || request.table === "") {
       sendJson(res, 400, { error: 'the body needs "table": the halted table (schema.table) or its topic' });
       return true;
     }
+    const through = request.through ?? null;
+    if (through !== null && (kind !== "sink" || match[3] !== "skip" || typeof through !== "string" || !/^(pending|\d{1,20})$/.test(through))) {
+      sendJson(res, 400, { error: '"through" is for a sink\'s skip only: "pending" or a record offset (decimal text)' });
+      return true;
+    }
     try {
-      sendJson(res, 200, await sink.release(request.table, match[3] as HaltAction, request.execute === true));
+      sendJson(res, 200, kind === "sink" ? await (sink as ReleasableSink).release(request.table, match[3] as HaltAction, request.execute === true, through) : await sink.release(request.table, match[3] as HaltAction, request.execute === true));
     } catch (error) {
       const notHalted = error instanceof SluiceError && error.code === NOT_HALTED;
       sendJson(res, notHalted ? 404 : 500, { error: error instanceof Error ? error.message : String(error), ...(error instanceof SluiceError ? { code: error.code } : {}) });

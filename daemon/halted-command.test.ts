@@ -30,3 +30,37 @@ test("sluice halted list shows a table name's control characters and line breaks
     daemon.close();
   }
 });
+
+test("sluice halted skip --all-pending / --through asks the daemon for a ranged skip and prints the range; the options are refused where they do not apply", async () => {
+  const bodies: unknown[] = [];
+  const report = { sink: "wh", table: "shop.x", topic: "d.pg.shop.x", partition: 0, offset: "7", error: "no key", action: "skip", executed: false, deadLetterTopic: "d.dlq.wh", skipThrough: [{ partition: 0, through: "900", records: "894" }], description: "would send ... (at most 894 record(s) ...)" };
+  const daemon = createServer((req, res) => {
+    let text = "";
+    req.on("data", (chunk: Buffer) => (text += chunk.toString()));
+    req.on("end", () => {
+      bodies.push(JSON.parse(text));
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(report));
+    });
+  });
+  await new Promise<void>((resolve) => daemon.listen(0, "127.0.0.1", resolve));
+  try {
+    const { port } = daemon.address() as AddressInfo;
+    const config = loadConfigText("sluice.yaml", `name: d\nsources: [{name: pg, kind: postgres, host: 127.0.0.1, database: d, user: u, password: not-used-here, tables: ["shop.*"]}]\nsinks: [{name: wh, kind: duckdb, path: /tmp/not-used.duckdb}]\nhttp: {listen: "127.0.0.1:${port}"}\n`);
+    let stdout = "";
+    let stderr = "";
+    const io = { stdout: (text: string) => (stdout += text), stderr: (text: string) => (stderr += text) };
+    assert.equal(await runHaltedCommand(config, ["skip"], { sink: "wh", table: "shop.x", allPending: true, execute: false, json: false }, io), 0);
+    assert.equal(await runHaltedCommand(config, ["skip"], { sink: "wh", table: "shop.x", through: "900", execute: false, json: false }, io), 0);
+    assert.deepEqual(bodies, [{ table: "shop.x", execute: false, through: "pending" }, { table: "shop.x", execute: false, through: "900" }]);
+    assert.match(stdout, /at most 894 record/);
+    assert.match(stdout, /Dead-lettered records: read d\.dlq\.wh/);
+    assert.equal(await runHaltedCommand(config, ["retry"], { sink: "wh", table: "shop.x", allPending: true, execute: false, json: false }, io), 2);
+    assert.equal(await runHaltedCommand(config, ["skip"], { source: "pg", table: "shop.x", through: "9", execute: false, json: false }, io), 2);
+    assert.equal(await runHaltedCommand(config, ["skip"], { sink: "wh", table: "shop.x", through: "9", allPending: true, execute: false, json: false }, io), 2);
+    assert.equal(await runHaltedCommand(config, ["skip"], { sink: "wh", table: "shop.x", through: "-1", execute: false, json: false }, io), 2);
+    assert.equal(bodies.length, 2, "a refused option asks the daemon nothing");
+    assert.match(stderr, /go with "skip --sink NAME" only[\s\S]*not both[\s\S]*takes a record offset/);
+  } finally {
+    daemon.close();
+  }
+});

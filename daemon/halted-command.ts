@@ -12,7 +12,8 @@ import type { DaemonAnswer } from "./daemon-client.ts";
 import type { CaptureReleaseReport, HaltedSinkTable, HaltReleaseReport } from "./halted.ts";
 import { oneLine } from "./terminal-text.ts";
 
-export const HALTED_USAGE = "sluice halted -c FILE (list | retry (--sink NAME | --source NAME) --table T | skip (--sink NAME | --source NAME) --table T) [--execute] [--json]";
+export const HALTED_USAGE =
+  "sluice halted -c FILE (list | retry (--sink NAME | --source NAME) --table T | skip (--sink NAME [--through OFFSET | --all-pending] | --source NAME) --table T) [--execute] [--json]";
 
 export const HALTED_DETAILS = `  --sink NAME         the sink whose table is halted
   --source NAME       the source whose table is halted at capture (its changes are parked in
@@ -27,6 +28,13 @@ export const HALTED_DETAILS = `  --sink NAME         the sink whose table is hal
           sink's config was fixed; a record that still fails halts it again
   skip    send that record to the sink's dead-letter topic (<deployment>.dlq.<sink>) with its
           reason, and go on after it; a restart does not halt the table on it again
+  --through OFFSET    (skip --sink) also send there every later record of the table, on the halted
+                      record's partition up to OFFSET, that the sink refuses (those it accepts are
+                      applied), each with its reason and a log line, instead of halting per record;
+                      a refused record past it halts the table again
+  --all-pending       (skip --sink) the same up to the last record each of the table's partitions
+                      holds now (the dry run says how many records that range holds). Held by the
+                      running daemon only: after a restart the table halts at its next refused record
   With --source: retry re-publishes the table's parked changes in order and captures it again
           (a change that still fails halts it again); skip first marks the change that halted it
           as skipped (it stays in the parking topic with its reason), then does the same
@@ -65,7 +73,7 @@ function unreachable(url: string, error: unknown, io: HaltedIo): number {
 export async function runHaltedCommand(
   config: SluiceConfig,
   positionals: readonly string[],
-  options: { sink?: string | undefined; source?: string | undefined; table?: string | undefined; execute: boolean; json: boolean },
+  options: { sink?: string | undefined; source?: string | undefined; table?: string | undefined; through?: string | undefined; allPending?: boolean; execute: boolean; json: boolean },
   io: HaltedIo,
 ): Promise<number> {
   const [action, ...extra] = positionals;
@@ -74,6 +82,16 @@ export async function runHaltedCommand(
     return 2;
   }
   if (action === "list") return list(config, options.json, io);
+  const ranged = options.through !== undefined || options.allPending === true;
+  if (ranged && (action !== "skip" || options.sink === undefined)) {
+    io.stderr(`sluice halted ${action}: --through and --all-pending go with "skip --sink NAME" only\nUsage: ${HALTED_USAGE}\n`);
+    return 2;
+  }
+  if (options.through !== undefined && (options.allPending === true || !/^\d{1,20}$/.test(options.through))) {
+    io.stderr(`sluice halted skip: ${options.allPending === true ? "give --through OFFSET or --all-pending, not both" : `--through takes a record offset (a number), not "${options.through}"`}\nUsage: ${HALTED_USAGE}\n`);
+    return 2;
+  }
+  const through = options.allPending === true ? "pending" : (options.through ?? null);
   if (options.source !== undefined && options.sink === undefined && options.table) return releaseCapture(config, action, { ...options, source: options.source, table: options.table }, io);
   if (!options.sink || !options.table || options.source !== undefined) {
     io.stderr(`sluice halted ${action}: give --sink NAME or --source NAME, and --table T (see "sluice halted -c FILE list")\nUsage: ${HALTED_USAGE}\n`);
@@ -87,7 +105,7 @@ export async function runHaltedCommand(
   const url = daemonUrl(config, path);
   let response: DaemonAnswer;
   try {
-    response = await callDaemon(config, path, { method: "POST", body: JSON.stringify({ table: options.table, execute: options.execute }), timeoutMs: 60_000 });
+    response = await callDaemon(config, path, { method: "POST", body: JSON.stringify({ table: options.table, execute: options.execute, ...(through === null ? {} : { through }) }), timeoutMs: 60_000 });
   } catch (error) {
     return unreachable(url, error, io);
   }
@@ -106,6 +124,7 @@ export async function runHaltedCommand(
     `  error: ${body.error}`,
     body.executed ? `Done: ${body.description}.` : `Dry run, nothing changed: ${body.description}.`,
   ];
+  if (body.skipThrough !== undefined) lines.push(`  Dead-lettered records: read ${body.deadLetterTopic} (each with its reason in the sluice.error header); "sluice halted list" shows the table if one halts it again.`);
   if (!body.executed) lines.push(`Add --execute to do it.`);
   io.stdout(`${lines.join("\n")}\n`);
   return 0;

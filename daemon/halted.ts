@@ -33,6 +33,8 @@ export interface HaltReleaseReport {
   readonly executed: boolean;
   /** Where `skip` sends (or sent) the poison record. */
   readonly deadLetterTopic?: string;
+  /** `skip --through/--all-pending`: per partition, the last offset whose refused records go to the dead-letter topic, and how many records that range holds. */
+  readonly skipThrough?: readonly { readonly partition: number; readonly through: string; readonly records: string }[];
   /** What was done, or what `--execute` would do. */
   readonly description: string;
 }
@@ -58,7 +60,7 @@ export interface CaptureReleaseReport {
 /** The operator commands that release a halted sink table, for log lines, errors and /status. */
 export function releaseHint(sink: string, table: string): string {
   const args = `--sink ${sink} --table ${table}`;
-  return `fix the cause and run "sluice halted retry ${args} --execute", or move the record to the dead-letter topic with "sluice halted skip ${args} --execute" (both dry runs without --execute; see docs/operations.md, "Halted tables")`;
+  return `fix the cause and run "sluice halted retry ${args} --execute", or move the record to the dead-letter topic with "sluice halted skip ${args} --execute" (add --all-pending to do the same for every record of the table the sink refuses up to the end of its topic now, e.g. a keyless table's; all dry runs without --execute; see docs/operations.md, "Halted tables")`;
 }
 
 export const NOT_HALTED = "HALT_NOT_FOUND";

@@ -619,3 +619,37 @@ test("release skip of a refused truncate: it goes to the dead-letter topic and t
   assert.deepEqual([...sink.rows.keys()], ["a/1"], "the skipped truncate removed nothing");
   await log.close();
 });
+
+test("release skip --all-pending: every later record of the table the sink refuses goes to the dead-letter topic with its reason, the others are applied, and a refused record written after the release halts the table again", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  await log.produce([
+    encode(event("a", 1, 10n)),
+    encode(named(event("a", 2, 11n), "poison")),
+    encode(event("a", 3, 12n)),
+    encode(named(event("a", 4, 13n), "poison")),
+    encode(named(event("a", 5, 14n), "poison")),
+    encode(event("a", 6, 15n)),
+  ]);
+  const sink = new MemorySink();
+  const r = runner(log, sink);
+  await runWhile(r, async () => {
+    await until(() => r.haltedTables().length > 0, "the halt");
+    const dry = await r.release("public.a", "skip", false, "pending");
+    assert.deepEqual(dry.skipThrough, [{ partition: 0, through: "5", records: "5" }], "the dry run says the range and how many records it holds");
+    assert.match(dry.description, /would send the record at pg\.public\.a:0:1 .* every later record of public\.a the sink refuses, partition 0 through offset 5 \(at most 5 record/);
+    await new Promise((res) => setTimeout(res, 100));
+    assert.equal((await deadLetters(log)).length, 0, "a dry run dead-letters nothing");
+    await assert.rejects(r.release("public.a", "skip", true, 0n), /before the record that halted the table/);
+    await r.release("public.a", "skip", true, "pending");
+    await until(() => sink.rows.has("a/6"), "the table to read on past every refused record");
+    assert.equal(r.haltedTables().length, 0, "no halt for the refused records in the range");
+    await log.produce([encode(named(event("a", 7, 16n), "poison"))]);
+    await until(() => r.haltedTables().length > 0, "a refused record past the range halts the table again");
+    assert.equal(r.haltedTables()[0]!.recordOffset, "6");
+  });
+  const dead = await deadLetters(log);
+  assert.deepEqual(dead.map((d) => Buffer.from(d.headers!["sluice.origin"]!).toString()), ["pg.public.a:0:1", "pg.public.a:0:3", "pg.public.a:0:4"], "each refused record is in the dead-letter topic, none silently dropped");
+  for (const d of dead) assert.match(Buffer.from(d.headers!["sluice.error"]!).toString(), /skipped by an operator: sluice halted skip --through/);
+  assert.deepEqual([...sink.rows.keys()].sort(), ["a/1", "a/3", "a/6"]);
+  await log.close();
+});

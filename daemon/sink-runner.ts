@@ -207,6 +207,9 @@ function noteNextOffset(consumer: TopicConsumer, record: StoredRecord, nextOffse
   nextOffsets.set(partitionKey(record.topic, record.partition), { topic: record.topic, partition: record.partition, offset: next });
 }
 
+/** `sluice halted skip --through OFFSET` (on the halted record's partition) or `--all-pending` (every partition's end now). */
+export type SkipThrough = bigint | "pending";
+
 export class SinkRunner {
   private readonly options: SinkRunnerOptions;
   private readonly logger: Logger;
@@ -220,6 +223,12 @@ export class SinkRunner {
    * partition's stored offset at it until then.
    */
   private readonly releasing = new Map<string, StoredRecord | null>();
+  /**
+   * `sluice halted skip --through/--all-pending`: per halted table (data topic), the last offset of each partition
+   * up to which a record the sink refuses goes to the dead-letter topic instead of halting the table again.
+   * In memory: after a restart the table halts at its next refused record, and the operator skips again.
+   */
+  private readonly skipThrough = new Map<string, { readonly topic: string; readonly last: Map<number, bigint> }>();
   private reopen = false;
   /** A topic was created in this process since the sink last listed them (the topic log's notice). */
   private topicCreated = false;
@@ -306,7 +315,7 @@ export class SinkRunner {
    * record; `skip` sends that record to the dead-letter topic with its reason, stores the offset
    * after it, then reads on. Without `execute`, only says what it would do.
    */
-  release(table: string, action: HaltAction, execute: boolean): Promise<HaltReleaseReport> {
+  release(table: string, action: HaltAction, execute: boolean, through: SkipThrough | null = null): Promise<HaltReleaseReport> {
     return this.exclusive(async () => {
       const sink = this.options.sink.name;
       const named = (h: HaltState) => h.view.table === table || h.key === table || h.view.topic === table;
@@ -337,14 +346,19 @@ export class SinkRunner {
       const base = { sink, table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset, error: view.error, action, executed: execute };
       if (action === "retry") {
         if (execute) {
+          this.skipThrough.delete(state.key);
           this.unhalt(state, state.record);
           this.logger.info({ table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset }, `sink ${sink}: table ${view.table} released by an operator: retrying from ${where}`);
         }
         return { ...base, description: `${execute ? "reading" : "would read"} ${view.table} again from ${where} (the record that halted it); if it still fails, the table halts again` };
       }
       const dlq = this.options.deadLetterTopic;
+      const rule = through === null ? null : await this.skipRule(record, through);
       if (execute) {
-        await this.deadLetter(record, view.table, `${view.error} (skipped by an operator: sluice halted skip)`);
+        // The rule holds for the topic of the record that halted the table (the control topic's resets have their own offsets).
+        if (rule !== null) this.skipThrough.set(state.key, { topic: record.topic, last: rule });
+        const by = this.skipThrough.has(state.key) ? "sluice halted skip --through" : "sluice halted skip";
+        await this.deadLetter(record, view.table, `${view.error} (skipped by an operator: ${by})`);
         // A partition other tables share (the control topic) stays before what they still hold; the skipped record is passed over instead.
         this.resets.skip(record);
         const next = new Map([[partitionKey(record.topic, record.partition), { topic: record.topic, partition: record.partition, offset: record.offset + 1n }]]);
@@ -362,12 +376,46 @@ export class SinkRunner {
         this.unhalt(state, null);
         this.logger.warn({ table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset, deadLetterTopic: dlq }, `sink ${sink}: table ${view.table} released by an operator: record ${where} dead-lettered, reading on after it`);
       }
+      if (rule !== null) {
+        const ranges = [...rule].map(([partition, last]) => ({ partition, through: last.toString(), records: (partition === record.partition ? last - record.offset + 1n : last + 1n).toString() }));
+        const records = [...rule].reduce((sum, [partition, last]) => sum + (partition === record.partition ? last - record.offset + 1n : last + 1n), 0n);
+        const span = ranges.map((r) => `partition ${r.partition} through offset ${r.through}`).join(", ");
+        return {
+          ...base,
+          deadLetterTopic: dlq,
+          skipThrough: ranges,
+          description:
+            `${execute ? "sent" : "would send"} the record at ${where} to ${dlq} with its reason, and ${execute ? "sends" : "send"} there every later record of ${view.table} the sink refuses, ` +
+            `${span} (at most ${records} record(s) of its topic from the halted one on; the sink applies those it accepts), each logged; a refused record past that halts the table again`,
+        };
+      }
       return {
         ...base,
         deadLetterTopic: dlq,
         description: `${execute ? "sent" : "would send"} the record at ${where} to ${dlq} with its reason, and ${execute ? "reads" : "read"} ${view.table} on from offset ${record.offset + 1n}`,
       };
     });
+  }
+
+  /** The last offset, per partition of the halted record's topic, that `through` covers (none past its end). */
+  private async skipRule(record: StoredRecord, through: SkipThrough): Promise<Map<number, bigint>> {
+    const ranges = await this.options.log.partitionOffsets(record.topic);
+    const rule = new Map<number, bigint>();
+    for (const range of ranges) {
+      const last = range.end - 1n;
+      if (through === "pending") {
+        if (last >= range.start) rule.set(range.partition, last);
+      } else if (range.partition === record.partition) {
+        if (through < record.offset) {
+          throw new SluiceError(`--through ${through} is before the record that halted the table (${record.topic}:${record.partition}:${record.offset})`, {
+            code: "HALT_SKIP_THROUGH_INVALID",
+            context: { component: "sink", sink: this.options.sink.name, topic: record.topic, partition: record.partition },
+          });
+        }
+        rule.set(range.partition, through < last ? through : last);
+      }
+    }
+    return rule;
   }
 
   private unhalt(state: HaltState, readAgain: StoredRecord | null): void {
@@ -1187,7 +1235,11 @@ export class SinkRunner {
     }
     const key = tableTopic(record);
     if (this.halted.has(key)) return;
-    const retries = liftsByItself(error) ? this.blockedRetries : null;
+    const rule = this.skipThrough.get(key);
+    const skipThrough = rule?.topic === record.topic ? rule.last.get(record.partition) : undefined;
+    const skipping = skipThrough !== undefined && record.offset <= skipThrough;
+    if (rule !== undefined && !skipping) this.skipThrough.delete(key);
+    const retries = skipping ? null : liftsByItself(error) ? this.blockedRetries : null;
     const before = retries?.last(key);
     let release = releaseHint(sink, table);
     const view: HaltedSinkTable = {
@@ -1203,6 +1255,17 @@ export class SinkRunner {
     };
     const state: HaltState = { key, view, record, error, source: event?.source.name ?? "" };
     this.halted.set(key, state);
+    if (skipping) {
+      // Released as the operator's skip would release it, after the batch under way (releases run one at a time).
+      this.logger.warn(
+        { table, topic: record.topic, partition: record.partition, offset: String(record.offset), err: error.message, through: String(skipThrough) },
+        `sink ${sink}: table ${table}: record ${record.topic}:${record.partition}:${record.offset} refused (${error.message}); dead-lettering it as the operator asked (sluice halted skip --through ${skipThrough})`,
+      );
+      void this.release(key, "skip", true).catch((failure: unknown) =>
+        this.logger.error({ table, err: failure instanceof Error ? failure.message : String(failure) }, `sink ${sink}: table ${table}: skipping a refused record failed; the table stays halted`),
+      );
+      return;
+    }
     this.options.metrics?.tablesHalted.set({ source: state.source, sink, table }, 1);
     if (retries !== null) {
       const { delayMs, attempts } = retries.schedule(key, state);
