@@ -19,6 +19,13 @@ export interface ReleasableSink {
 
 const MAX_BODY_BYTES = 64 * 1024;
 
+/** Refusals of what the request asked (answered 4xx), as opposed to the release failing. */
+const REQUEST_ERRORS = new Map([
+  [NOT_HALTED, 404],
+  // --through before the record that halted the table.
+  ["HALT_SKIP_THROUGH_INVALID", 400],
+]);
+
 export interface ReleasableCapture {
   release(table: string, action: HaltAction, execute: boolean): Promise<CaptureReleaseReport>;
 }
@@ -48,8 +55,8 @@ export function haltedHandler(sinks: ReadonlyMap<string, ReleasableSink>, source
     try {
       sendJson(res, 200, kind === "sink" ? await (sink as ReleasableSink).release(request.table, match[3] as HaltAction, request.execute === true, through) : await sink.release(request.table, match[3] as HaltAction, request.execute === true));
     } catch (error) {
-      const notHalted = error instanceof SluiceError && error.code === NOT_HALTED;
-      sendJson(res, notHalted ? 404 : 500, { error: error instanceof Error ? error.message : String(error), ...(error instanceof SluiceError ? { code: error.code } : {}) });
+      const code = error instanceof SluiceError ? error.code : undefined;
+      sendJson(res, code === undefined ? 500 : (REQUEST_ERRORS.get(code) ?? 500), { error: error instanceof Error ? error.message : String(error), ...(error instanceof SluiceError ? { code: error.code } : {}) });
     }
     return true;
   };
