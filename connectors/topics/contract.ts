@@ -248,7 +248,7 @@ export interface TopicLog {
 
   readonly registryJournal: RegistryJournal;
   /**
-   * Kafka: the MySQL sources' schema histories (entries `{source, entry}`), which must outlive the
+   * Kafka: the MySQL sources' schema histories (records `{source, entries}`), which must outlive the
    * process like the checkpoints they explain. The embedded log has none: sources keep theirs in
    * files beside it.
    */
