@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { comparePositions } from "../contracts.ts";
-import { binlogAt, binlogFileIndex, EPOCH_FILES, epochOf, fileIndexOf, formatAt, isThroughPosition, MAX_BINLOG_EPOCH, offsetOf, rowPosition, throughPosition } from "./positions.ts";
+import { binlogAt, binlogFileIndex, EPOCH_FILES, epochOf, fileIndexOf, formatAt, formatMysqlPosition, isThroughPosition, MAX_BINLOG_EPOCH, offsetOf, rowPosition, throughPosition } from "./positions.ts";
 import { decodeResumeToken, encodeResumeToken } from "./resume-token.ts";
 import { encodeResume } from "../common/incremental-snapshot-state.ts";
 import type { SnapshotTask } from "../common/incremental-snapshot-state.ts";
@@ -75,5 +75,20 @@ test("a resume token carries its epoch, and one of epoch 0 is written as before"
   assert.equal(encodeResumeToken({ ...token, epoch: 0 }), before);
   assert.equal(decodeResumeToken(before, "s").epoch, undefined);
   assert.equal(decodeResumeToken(encodeResumeToken({ ...token, epoch: 3 }), "s").epoch, 3);
+  // A Sluice before epochs reads only version 1 and would take an epoch's positions as epoch 0's: a token with one is version 2, which it refuses.
+  const withEpoch = encodeResumeToken({ ...token, epoch: 3 });
+  assert.equal(JSON.parse(withEpoch.slice("mysql:".length)).v, 2);
+  assert.throws(() => decodeResumeToken(withEpoch.replace('"epoch":3', '"epoch":null').replace(',"epoch":null', ""), "s"), (error: Error & { code?: string }) => error.code === "MYSQL_CHECKPOINT_INVALID");
+  assert.throws(() => decodeResumeToken(before.replace('"v":1', '"v":3'), "s"), /newer Sluice/);
   assert.throws(() => decodeResumeToken(before.replace('"thresholds"', '"epoch":200,"thresholds"'), "s"), (error: Error & { code?: string }) => error.code === "MYSQL_CHECKPOINT_INVALID");
+});
+
+test("an epoch 0 position beyond file 2^24 shows as its own file, not as binlog epoch 1, when its checkpoint says its epoch", () => {
+  const token = { flavor: "mysql" as const, serverId: 1, file: `binlog.${EPOCH_FILES + 5}`, offset: 4, gtid: null, skipThrough: null, snapshotThresholds: {}, snapshotIncomplete: false };
+  const at = binlogAt(binlogFileIndex(token.file), 4);
+  assert.equal(formatMysqlPosition({ ...throughPosition(at), resume: encodeResumeToken(token) }), `binlog.${EPOCH_FILES + 5}:4`);
+  assert.deepEqual([epochOf(at, 0), fileIndexOf(at, 0)], [0, EPOCH_FILES + 5]);
+  const inEpoch = binlogAt(binlogFileIndex("binlog.000005", 1), 4);
+  assert.equal(formatMysqlPosition({ ...throughPosition(inEpoch), resume: encodeResumeToken({ ...token, file: "binlog.000005", epoch: 1 }) }), "binlog.000005:4 (binlog epoch 1)");
+  assert.equal(formatAt(at, token.file, 0), `binlog.${EPOCH_FILES + 5}:4`);
 });

@@ -53,19 +53,23 @@ export function binlogFileIndex(file: string, epoch = 0): number {
   return epoch * EPOCH_FILES + index;
 }
 
-/** The binlog history epoch of a position (0 for every position of a binlog never reset under Sluice). */
-export function epochOf(at: bigint): number {
-  return Number(at >> 56n);
+/**
+ * The binlog history epoch of a position (0 for every position of a binlog never reset under Sluice).
+ * The number alone cannot tell epoch 0's file 2^24+n (epoch 0 allows file numbers up to 2^31-1) from
+ * epoch 1's file n: `epoch`, when the caller knows it (a checkpoint's token, the stream's), decides;
+ * without it a position is read as if its epoch 0 file were below 2^24.
+ */
+export function epochOf(at: bigint, epoch?: number): number {
+  return epoch ?? Number(at >> 56n);
 }
 
 export function binlogAt(fileIndex: number, offset: number): bigint {
   return (BigInt(fileIndex) << 32n) | BigInt(offset);
 }
 
-/** The binlog file's own number (without the epoch). */
-export function fileIndexOf(at: bigint): number {
-  const index = Number(at >> 32n);
-  return epochOf(at) === 0 ? index : index % EPOCH_FILES;
+/** The binlog file's own number (without the epoch; `epoch` as for epochOf). */
+export function fileIndexOf(at: bigint, epoch?: number): number {
+  return Number(at >> 32n) - epochOf(at, epoch) * EPOCH_FILES;
 }
 
 export function offsetOf(at: bigint): number {
@@ -89,9 +93,9 @@ export function isThroughPosition(position: Position): boolean {
  * `at`: it is taken from `sameServerFile` (the name of any binlog file of the same server); without
  * one the file shows as `*.000042`.
  */
-export function formatAt(at: bigint, sameServerFile?: string): string {
-  const epoch = epochOf(at);
-  return `${binlogFileName(fileIndexOf(at), sameServerFile)}:${offsetOf(at)}${epoch === 0 ? "" : ` (binlog epoch ${epoch})`}`;
+export function formatAt(at: bigint, sameServerFile?: string, knownEpoch?: number): string {
+  const epoch = epochOf(at, knownEpoch);
+  return `${binlogFileName(fileIndexOf(at, epoch), sameServerFile)}:${offsetOf(at)}${epoch === 0 ? "" : ` (binlog epoch ${epoch})`}`;
 }
 
 function binlogFileName(index: number, sameServerFile: string | undefined): string {
@@ -107,7 +111,8 @@ function binlogFileName(index: number, sameServerFile: string | undefined): stri
 export function formatMysqlPosition(position: Position): string {
   const token = resumeTokenOf(position);
   const file = token?.file;
-  let text = isThroughPosition(position) ? formatAt(position.commit, file) : `${formatAt(position.change, file)} (transaction at ${formatAt(position.commit, file)})`;
+  const epoch = token === null ? undefined : (token.epoch ?? 0);
+  let text = isThroughPosition(position) ? formatAt(position.commit, file, epoch) : `${formatAt(position.change, file, epoch)} (transaction at ${formatAt(position.commit, file, epoch)})`;
   if (token?.gtid) text += `, GTID ${token.gtid}`;
   if (token?.snapshotIncomplete) text += ", snapshot incomplete";
   return text;

@@ -37,12 +37,19 @@ export interface ResumeToken {
 }
 
 const PREFIX = "mysql:";
+/**
+ * Version 1: positions in binlog history epoch 0. Version 2: in the token's epoch above 0, which a
+ * Sluice before epochs would read as epoch 0 positions (sorting below what the sinks hold): it refuses
+ * a version it does not know instead. An epoch 0 token stays version 1, byte for byte.
+ */
+const VERSION = 1;
+const EPOCH_VERSION = 2;
 
 export function encodeResumeToken(token: ResumeToken): string {
   return (
     PREFIX +
     JSON.stringify({
-      v: 1,
+      v: token.epoch === undefined || token.epoch === 0 ? VERSION : EPOCH_VERSION,
       flavor: token.flavor,
       server: token.serverId,
       file: token.file,
@@ -74,8 +81,11 @@ export function decodeResumeToken(resume: string | undefined, source: string): R
     throw bad("not JSON");
   }
   const { flavor, server, file, offset, gtid, skip, thresholds, snapshot, tables, progress, epoch } = raw;
-  if (raw["v"] !== 1 || (flavor !== "mysql" && flavor !== "mariadb") || typeof server !== "number" || typeof file !== "string" || typeof offset !== "number") throw bad("missing fields");
+  const version = raw["v"];
+  if (typeof version === "number" && version > EPOCH_VERSION) throw bad(`token version ${version}, written by a newer Sluice`);
+  if ((version !== VERSION && version !== EPOCH_VERSION) || (flavor !== "mysql" && flavor !== "mariadb") || typeof server !== "number" || typeof file !== "string" || typeof offset !== "number") throw bad("missing fields");
   if (gtid !== null && typeof gtid !== "string") throw bad("bad gtid");
+  if (version === EPOCH_VERSION && epoch === undefined) throw bad("version 2 without an epoch");
   if (epoch !== undefined && !(Number.isInteger(epoch) && (epoch as number) > 0 && (epoch as number) <= MAX_BINLOG_EPOCH)) throw bad("bad epoch");
   const skipThrough = Array.isArray(skip) && skip.length === 2 ? { commit: BigInt(String(skip[0])), change: BigInt(String(skip[1])) } : null;
   const snapshotThresholds: Record<string, bigint> = {};

@@ -324,7 +324,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     const missing = tables.filter((t) => !known.has(`${t.database}.${t.table}`));
     if (applied > 0 && missing.length === 0) return;
     if (missing.length > 0) {
-      this.logger.warn({ tables: missing.map((t) => `${t.database}.${t.table}`), position: formatAt(at, token.file) }, "the schema history does not know these tables at the resume position; reading their current definitions");
+      this.logger.warn({ tables: missing.map((t) => `${t.database}.${t.table}`), position: formatAt(at, token.file, this.epoch) }, "the schema history does not know these tables at the resume position; reading their current definitions");
       await this.tracker!.assume(at, (await readDefinitions(sql, missing)).values());
     }
   }

@@ -478,7 +478,7 @@ export class StreamDecoder {
         const setting = rows.compressed ? "log_bin_compress=OFF" : "binlog_transaction_compression=OFF";
         throw new SluiceError(`the compressed ${what} at ${this.file}:${payload.start} holds more row changes than bytes, so its changes cannot get distinct positions; set ${setting}`, {
           code: "MYSQL_POSITION_OVERFLOW",
-          context: { ...this.options.context, table: key, position: formatAt(eventAt, this.file) },
+          context: { ...this.options.context, table: key, position: formatAt(eventAt, this.file, this.options.epoch ?? 0) },
         });
       }
       return binlogAt(this.fileIndex, next);
@@ -627,7 +627,7 @@ export class StreamDecoder {
       if (value === undefined) {
         throw new SluiceError(`a row of ${schema.database}.${schema.table} lacks key column ${name}; set binlog_row_image=FULL`, {
           code: "MYSQL_KEY_MISSING",
-          context: { ...this.options.context, table: `${schema.database}.${schema.table}`, position: formatAt(position.change, this.file) },
+          context: { ...this.options.context, table: `${schema.database}.${schema.table}`, position: formatAt(position.change, this.file, this.options.epoch ?? 0) },
         });
       }
       key[name] = value;
