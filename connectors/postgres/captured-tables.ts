@@ -99,6 +99,18 @@ function flaggedIdentity(message: RelationMessage): string[] {
   return message.columns.filter((c) => c.isKey).map((c) => c.name);
 }
 
+/**
+ * What a callback set off, handled at once: the source awaits it at the Relation message (onPublished's `settled`), but
+ * a catalog read of fromRelation that fails after the callback never hands it on, and its failure (a request that
+ * could not be made) must not be an unhandled rejection, which ends the process. The stream fails with the read and
+ * tells the callback again from its last checkpoint.
+ */
+function setOff(told: Promise<unknown> | void): Promise<unknown> | undefined {
+  if (!(told instanceof Promise)) return undefined;
+  told.catch(() => undefined);
+  return told;
+}
+
 const INT2 = 21;
 const INT4 = 23;
 const INT8 = 20;
@@ -244,7 +256,7 @@ export class CapturedTables {
   /** Tells onColumnsChanged of columns renamed or added again since the relation was last seen (catalog attnums); returns what it returned. */
   private checkColumns(relid: number, attrs: readonly AttributeInfo[], message: RelationMessage, at: Position | null): Promise<unknown> | undefined {
     const changed = this.numbered(relid, attrs, message.columns);
-    if (changed.length > 0) return this.options.onColumnsChanged?.(`${message.namespace}.${message.name}`, changed, at) ?? undefined;
+    if (changed.length > 0) return setOff(this.options.onColumnsChanged?.(`${message.namespace}.${message.name}`, changed, at));
     return undefined;
   }
 
@@ -299,7 +311,7 @@ export class CapturedTables {
     if (renamedFrom !== null) {
       const holder = this.holderOf(message.namespace, message.name, relid);
       if (holder === undefined || !(await this.swapped(db, holder, relid))) {
-        const told = this.options.onRenamed?.(renamedFrom, to, at);
+        const told = setOff(this.options.onRenamed?.(renamedFrom, to, at));
         if (told !== undefined) settled.push(told);
       } else {
         // Another captured relation had this name (an online schema change's swap: the copy renamed over the original):
