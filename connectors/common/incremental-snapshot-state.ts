@@ -32,6 +32,12 @@ export interface SnapshotTask {
   readonly startedAtMs: number | null;
   /** How the snapshot was asked for: "cli", "signal", "table-added", "table-renamed", "columns-changed", "xa-rolled-back", "initial". */
   readonly origin: string;
+  /**
+   * Its rows are read at versions above this one (decimal; PostgreSQL): the source emptied the table's targets just
+   * before, with a truncate at or below it, and sinks drop rows at or below a truncate's version. Kept with the task,
+   * so a restart reads above it too.
+   */
+  readonly readAbove?: string;
 }
 
 /** What a snapshot request would do: the dry run's answer, and the request's. */

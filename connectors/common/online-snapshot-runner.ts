@@ -60,10 +60,15 @@ export class OnlineSnapshotRunner<Engine extends OnlineSnapshotEngine> {
     return this.running?.engine ?? null;
   }
 
-  /** Before connecting: the tasks the checkpoint carries, and requests not yet stored with one (a reconnect keeps them). */
+  /**
+   * Before connecting: the tasks the checkpoint carries, and requests not yet stored with one (a reconnect keeps them),
+   * from their start: no batch carrying them was stored, so none of the rows they handed on is (the stream from the
+   * checkpoint does not hand those chunks on again).
+   */
   restore(from: Checkpoint | null): void {
     const restored = decodeResume(from?.position.resume).tasks;
-    this.tasks = new SnapshotLedger([...restored, ...this.tasks.tasks.filter((t) => !restored.some((r) => r.id === t.id))]);
+    const unstored = this.tasks.tasks.filter((t) => !restored.some((r) => r.id === t.id));
+    this.tasks = new SnapshotLedger([...restored, ...unstored.map((t): SnapshotTask => ({ ...t, lastKey: null, rowsDone: 0, resetVersion: null, startedAtMs: null }))]);
   }
 
   /** Replaces the queued tasks (none: a new initial snapshot reads every table, online snapshots in progress are moot). */
@@ -118,7 +123,7 @@ export class OnlineSnapshotRunner<Engine extends OnlineSnapshotEngine> {
  * A table renamed to a name no captured table had: its changes go to the new name's topic, whose targets have none
  * of its rows, so an online snapshot reads them under that name (not with snapshot.mode never, which only says so).
  */
-export async function backfillRenamed(from: string, to: string, snapshotMode: string, request: (table: string) => Promise<unknown>, logger: Logger, at: string): Promise<void> {
+export async function backfillRenamed(from: string, to: string, snapshotMode: string, request: (table: string) => Promise<unknown>, logger: Logger, at: string, context: ErrorContext = {}): Promise<void> {
   logger.warn({ table: to, renamedFrom: from }, `table ${from} was renamed to ${to}: its changes go to ${to}'s topic from now on, and its rows are read again under the new name; the targets of ${from} keep the rows they have (drop them when no longer needed)`);
   if (snapshotMode === "never") {
     logger.warn({ table: to }, `the renamed table is not read again (snapshot.mode never): sluice snapshot --table ${to} --execute reads it`);
@@ -127,6 +132,7 @@ export async function backfillRenamed(from: string, to: string, snapshotMode: st
   await requestBackfills([to], request, (table, error) =>
     logger.error({ table, err: error.message }, `the renamed table cannot be read online (its changes are captured from now on): read it with sluice snapshot --table ${table} --execute`),
   at,
+  context,
   );
 }
 
@@ -136,7 +142,7 @@ export async function backfillRenamed(from: string, to: string, snapshotMode: st
  * a sink keeps a dropped column). The change carries no rows, so an online snapshot reads them (not with
  * snapshot.mode never, which only says so).
  */
-export async function backfillColumns(table: string, columns: readonly string[], snapshotMode: string, request: () => Promise<unknown>, logger: Logger, at: string): Promise<void> {
+export async function backfillColumns(table: string, columns: readonly string[], snapshotMode: string, request: () => Promise<unknown>, logger: Logger, at: string, context: ErrorContext = {}): Promise<void> {
   const named = columns.join(", ");
   logger.warn({ table, columns }, `columns ${named} of ${table} were renamed, or dropped and added again: the targets do not have what its rows hold in them, so its rows are read again`);
   if (snapshotMode === "never") {
@@ -146,6 +152,7 @@ export async function backfillColumns(table: string, columns: readonly string[],
   await requestBackfills([table], request, (failed, error) =>
     logger.error({ table: failed, err: error.message }, `the table cannot be read online: read it with sluice snapshot --table ${failed} --execute`),
   at,
+  context,
   );
 }
 
@@ -154,7 +161,7 @@ export async function backfillColumns(table: string, columns: readonly string[],
  * the topics then, so the tables it changed are read again; the online snapshot's closing reset removes the rows
  * it inserted (not with snapshot.mode never, which only says so). `tables` null: its prepare was not decoded.
  */
-export async function backfillRolledBackXa(xid: string, tables: readonly string[] | null, snapshotMode: string, request: (table: string) => Promise<unknown>, logger: Logger, at: string): Promise<void> {
+export async function backfillRolledBackXa(xid: string, tables: readonly string[] | null, snapshotMode: string, request: (table: string) => Promise<unknown>, logger: Logger, at: string, context: ErrorContext = {}): Promise<void> {
   if (tables === null) {
     logger.warn(
       { xid },
@@ -170,6 +177,7 @@ export async function backfillRolledBackXa(xid: string, tables: readonly string[
   await requestBackfills(tables, request, (table, error) =>
     logger.error({ table, err: error.message }, `the table cannot be read online: read it with sluice snapshot --table ${table} --execute`),
   at,
+  context,
   );
 }
 

@@ -159,6 +159,8 @@ export class IncrementalSnapshots implements StreamInterleave {
   private unseenThrough: bigint;
   /** Per task requested after updates with unchanged columns of its table: its chunks are read at versions above them. */
   private readonly seenBeforeRequest = new Map<string, bigint>();
+  /** Tasks whose wait for the slot to pass their readAbove was logged. */
+  private readonly waitingAbove = new Set<string>();
   private waitingSinceMs: number | null = null;
 
   constructor(options: IncrementalSnapshotOptions) {
@@ -176,7 +178,8 @@ export class IncrementalSnapshots implements StreamInterleave {
 
   /**
    * Queues a snapshot of `table` (already checked by the caller); returns its task. `above`: its chunks are read at
-   * versions above this LSN (a truncate the source wrote for the table just before: rows under it are dropped).
+   * versions above this LSN (a truncate the source wrote for the table just before: rows under it are dropped); the task
+   * carries it (readAbove), so a restart from a checkpoint, or a reconnect, reads above it too.
    */
   request(table: string, where: string | null, origin: string, id?: string, above?: bigint): SnapshotTask {
     const task: SnapshotTask = {
@@ -190,11 +193,12 @@ export class IncrementalSnapshots implements StreamInterleave {
       requestedAtMs: Date.now(),
       startedAtMs: null,
       origin,
+      ...(above === undefined ? {} : { readAbove: String(above) }),
     };
     this.options.ledger.add(task);
     // Updates of the table handed on before now were not kept per key: read above them.
     let seen: bigint | undefined;
-    for (const floor of [this.partialSeen.get(table), this.readThrough.get(table), above]) if (floor !== undefined && (seen === undefined || floor > seen)) seen = floor;
+    for (const floor of [this.partialSeen.get(table), this.readThrough.get(table)]) if (floor !== undefined && (seen === undefined || floor > seen)) seen = floor;
     if (seen !== undefined) this.seenBeforeRequest.set(task.id, seen);
     this.logger.info({ table, where, origin, id: task.id }, "incremental snapshot requested");
     this.wakeAll();
@@ -471,6 +475,15 @@ export class IncrementalSnapshots implements StreamInterleave {
    * UNSEEN_WAIT_MS: a transaction left open on the server holds restart_lsn back.
    */
   private readableAt(task: SnapshotTask, restartLsn: bigint): boolean {
+    // Below the truncate the source wrote for the task a sink drops the rows: no going on before the slot passes it.
+    if (belowEmptying(task, restartLsn)) {
+      if (!this.waitingAbove.has(task.id)) {
+        this.waitingAbove.add(task.id);
+        this.logger.info({ table: task.table, restartLsn: formatLsn(restartLsn), until: formatLsn(BigInt(task.readAbove)) }, "online snapshot waits for the slot's restart_lsn to pass the truncate that emptied the table's targets");
+      }
+      return false;
+    }
+    this.waitingAbove.delete(task.id);
     const seen = this.seenBeforeRequest.get(task.id) ?? 0n;
     const floor = seen > this.unseenThrough ? seen : this.unseenThrough;
     // A chunk row's version is restartLsn - 1; a sink applies only a higher version than the one it holds.
@@ -599,6 +612,11 @@ function untilOrAborted(promise: Promise<void>, signal: AbortSignal): Promise<vo
       },
     );
   });
+}
+
+/** Whether a chunk of `task` read at restart_lsn `restartLsn` (version restartLsn - 1) would sit at or below the truncate that emptied its targets (readAbove). */
+export function belowEmptying(task: SnapshotTask, restartLsn: bigint): boolean {
+  return task.readAbove !== undefined && restartLsn - 1n <= BigInt(task.readAbove);
 }
 
 export function noChunkKey(table: string, context: ErrorContext): SluiceError {

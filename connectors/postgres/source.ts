@@ -133,6 +133,8 @@ const TABLE_DISCOVERY_MS = 10_000;
  */
 const SLICE_EVENTS = 64;
 const NO_ACK = (): void => undefined;
+/** Renames whose truncate is remembered for a request told again (takeUpRenamed). */
+const EMPTIED_KEPT = 256;
 
 export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamState> implements Source {
   readonly name: string;
@@ -169,6 +171,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private restoredLayouts: ReadonlyMap<number, RelationLayout> | null = null;
   /** What Relation messages of the stream set off (a rename's or changed columns' read), awaited before the stream goes past them. */
   private told: Promise<unknown>[] = [];
+  /** By request id, the LSN past the truncate a rename's request wrote (takeUpRenamed), the last EMPTIED_KEPT. */
+  private readonly emptiedFor = new Map<string, bigint>();
   /** Online snapshots (sluice snapshot, the signal table, tables added later): see incremental-snapshot.ts. */
   readonly snapshots = new OnlineSnapshotRequests({
     config: () => this.config,
@@ -656,7 +660,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const dot = table.indexOf(".");
     const listed = await listTables(catalog, (schema, name) => schema === table.slice(0, dot) && name === table.slice(dot + 1)).catch(() => null);
     if (listed !== null && listed.length === 0) return;
-    await backfillColumns(table, columns, this.config.snapshot.mode, () => this.requestAgain(table, "columns-changed", at), this.logger, relationAt(at));
+    await backfillColumns(table, columns, this.config.snapshot.mode, () => this.requestAgain(table, "columns-changed", at), this.logger, relationAt(at), this.context);
   }
 
   /**
@@ -666,16 +670,32 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
    */
   private async takeUpRenamed(from: string, to: string, at: Position | null): Promise<void> {
     const catalog = this.catalog;
-    let emptiedAt: bigint | undefined;
-    if (this.config.snapshot.mode !== "never" && catalog !== null) {
+    // Told again (a reconnect, a restart from a checkpoint before the message): the truncate written the first time is
+    // decoded again, and the request, when queued, carries its LSN. A new truncate would remove what the request read
+    // below it already, so none is written once the request is queued, or once it was written for one that failed.
+    const id = at === null ? null : againId("table-renamed", at, to);
+    const queued = id !== null && this.online.ledger.tasks.some((task) => task.id === id);
+    let emptiedAt = id === null ? undefined : this.emptiedFor.get(id);
+    if (!queued && emptiedAt === undefined && this.config.snapshot.mode !== "never" && catalog !== null) {
       try {
         await catalog.query(emptyTargetsStatement(this.names.slot, to));
         emptiedAt = await currentLsn(catalog);
+        if (id !== null && emptiedAt !== undefined) this.rememberEmptied(id, emptiedAt);
       } catch (error) {
         this.logger.warn({ table: to, err: (error as Error).message }, `could not empty the targets of ${to} before reading its rows: rows of a table that had the name before may stay`);
       }
     }
-    await backfillRenamed(from, to, this.config.snapshot.mode, (table) => this.requestAgain(table, "table-renamed", at, emptiedAt), this.logger, relationAt(at));
+    await backfillRenamed(from, to, this.config.snapshot.mode, (table) => this.requestAgain(table, "table-renamed", at, emptiedAt), this.logger, relationAt(at), this.context);
+  }
+
+  /** A rename's truncate for request `id`, kept for the last EMPTIED_KEPT renames: a request that failed and is told again reuses it. */
+  private rememberEmptied(id: string, lsn: bigint): void {
+    this.emptiedFor.delete(id);
+    this.emptiedFor.set(id, lsn);
+    for (const oldest of this.emptiedFor.keys()) {
+      if (this.emptiedFor.size <= EMPTIED_KEPT) break;
+      this.emptiedFor.delete(oldest);
+    }
   }
 
   /**
@@ -686,7 +706,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
    * asking again can help.
    */
   private requestAgain(table: string, origin: string, at: Position | null, above?: bigint): Promise<unknown> {
-    const asked = at === null ? this.snapshots.request(table, null, origin, undefined, above) : this.snapshots.queue(table, origin, `${origin}@${formatLsn(at.commit)}/${table}`, above);
+    const asked = at === null ? this.snapshots.request(table, null, origin, undefined, above) : this.snapshots.queue(table, origin, againId(origin, at, table), above);
     return asked.catch((error: unknown) => Promise.reject(toSluiceError(error, `read the catalog for an online snapshot of ${table}`, { ...this.context, table })));
   }
 
@@ -820,6 +840,11 @@ async function currentLsn(db: pg.Client): Promise<bigint | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/** The id of a table's read again set off by the Relation message of the transaction committed at `at`: the same when it is told again. */
+function againId(origin: string, at: Position, table: string): string {
+  return `${origin}@${formatLsn(at.commit)}/${table}`;
 }
 
 /** Where a Relation message told a rename or changed columns, for messages. */
