@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { request } from "node:http";
+import type { ServerResponse } from "node:http";
 import { connect } from "node:net";
 import type { Socket } from "node:net";
 import { after, before, test } from "node:test";
@@ -270,5 +271,72 @@ test("a connection's pipelined requests are handled one after the other, each on
   } finally {
     serial.dropConnections();
     await serial.close();
+  }
+});
+
+/** A server whose GET /gate is answered only when the test says (a slow request a connection's next ones wait behind). */
+async function gatedServer(options: ConstructorParameters<typeof HttpServer>[1] = {}) {
+  const gated = new HttpServer(createLogger("silent"), options);
+  const waiting: { res: ServerResponse; closed: Promise<void> }[] = [];
+  let arrived: () => void = () => undefined;
+  gated.route("GET", "/gate", (_req, res) => {
+    waiting.push({ res, closed: new Promise((done) => res.once("close", done)) });
+    arrived();
+  });
+  const at = (await gated.listen("127.0.0.1", 0)).port;
+  /** Resolves with the gate request's answer once one more has arrived. */
+  const nextGate = () => new Promise<{ res: ServerResponse; closed: Promise<void> }>((resolve) => (arrived = () => resolve(waiting.at(-1)!)));
+  return { gated, at, nextGate };
+}
+
+const gate = "GET /gate HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+test("a pipelined request whose connection closes while it waits for its turn is dropped, not handled: its body holds nothing of the budget (it waited for ever for a body that never came)", { timeout: 30_000 }, async () => {
+  // Room for one largest body.
+  const { gated, at, nextGate } = await gatedServer({ maxBodyBytes: LIMIT, heldBodyBytes: LIMIT });
+  let reads = 0;
+  gated.route("POST", "/echo", async (_req, res, body) => {
+    reads++;
+    sendJson(res, 200, { bytes: (await body()).length });
+  });
+  try {
+    for (let i = 0; i < 3; i++) {
+      const client = await openConnection(at);
+      const gateArrived = nextGate();
+      client.socket.write(`${gate}POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${LIMIT}\r\n\r\n${"x".repeat(100)}`);
+      const held = await gateArrived;
+      client.socket.destroy();
+      await held.closed;
+      // The turn of the request behind it has come (a turn of the event loop after the close).
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    assert.equal(reads, 0, "no handler ran for a request of a closed connection");
+    const answer = await fetch(`http://127.0.0.1:${at}/echo`, { method: "POST", body: "x".repeat(LIMIT) });
+    assert.equal(answer.status, 200, "a body of the whole budget is taken");
+    assert.deepEqual(await answer.json(), { bytes: LIMIT });
+  } finally {
+    gated.dropConnections();
+    await gated.close();
+  }
+});
+
+test("the heads of a connection's requests waiting for their turn are bounded in bytes (16 KiB heads, 32 a connection, parsed ahead on 512 connections: ~256 MiB): past them the connection is cut; small ones are served in turn", { timeout: 30_000 }, async () => {
+  const { gated, at, nextGate } = await gatedServer();
+  gated.route("GET", "/ping", (_req, res) => sendJson(res, 200, { ok: true }));
+  try {
+    const heavy = await openConnection(at);
+    const heavyGate = nextGate();
+    heavy.socket.write(gate + `GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: ${"p".repeat(15 * 1024)}\r\n\r\n`.repeat(4));
+    assert.equal(await heavy.closed, "", "cut without an answer while its first request is in progress");
+    await (await heavyGate).closed;
+    // Thirty small requests behind a slow one wait and are answered in turn.
+    const light = await openConnection(at);
+    const lightGate = nextGate();
+    light.socket.write(gate + "GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(29) + "GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    sendJson((await lightGate).res, 200, { gate: true });
+    assert.equal((await light.closed).split("HTTP/1.1 200 OK").length - 1, 31);
+  } finally {
+    gated.dropConnections();
+    await gated.close();
   }
 });

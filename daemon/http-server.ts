@@ -47,6 +47,14 @@ export interface ConnectionLimits {
 /** Requests one connection may have in progress at once (pipelined: sent before the answers to the earlier ones came); more cut the connection. */
 const MAX_PIPELINED = 32;
 
+/**
+ * Bytes of request heads one connection may have waiting for their turn (pipelined behind a request
+ * in progress); more cut the connection. Node parses ahead while nothing is written, and a head may be
+ * 16 KiB (its maxHeaderSize): MAX_PIPELINED such heads on each of 512 connections held ~256 MiB
+ * before any credential was checked; with this, 16 MiB at most.
+ */
+const MAX_WAITING_HEAD_BYTES = 32 * 1024;
+
 /** The defaults of `http.max_connections`, `http.headers_timeout` and `http.request_timeout`. */
 export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { maxConnections: 512, headersTimeoutMs: 10_000, requestTimeoutMs: 60_000 };
 
@@ -84,6 +92,8 @@ export class HttpServer {
   private pipelinedLogged = false;
   /** Requests of each connection received and not yet answered (pipelined ones too). */
   private readonly inProgress = new WeakMap<Socket, number>();
+  /** Bytes of the heads of each connection's requests waiting for their turn. */
+  private readonly waitingHeads = new WeakMap<Socket, number>();
   /** Settles once the last request received on each connection has been answered (or the connection closed). */
   private readonly answered = new WeakMap<Socket, Promise<void>>();
   private readonly limits: ConnectionLimits;
@@ -116,9 +126,25 @@ export class HttpServer {
       // a client that reads nothing holds one answer, not one per request it sent ahead.
       const socket = req.socket;
       const before = this.answered.get(socket);
-      this.answered.set(socket, new Promise<void>((resolve) => res.once("close", () => resolve())));
-      if (before === undefined) void this.handle(req, res, publicOnly);
-      else void before.then(() => this.handle(req, res, publicOnly));
+      let done!: () => void;
+      this.answered.set(socket, new Promise<void>((resolve) => (done = resolve)));
+      res.once("close", () => done());
+      if (before === undefined) {
+        void this.handle(req, res, publicOnly);
+        return;
+      }
+      const giveBack = this.deferHead(req);
+      void before.then(() => {
+        giveBack();
+        // The connection went away while the request waited: Node destroyed it, and its answer, never
+        // given the socket, will never close. Handled, it would wait for a body that does not come.
+        if (req.destroyed || socket.destroyed) {
+          done();
+          res.destroy();
+          return;
+        }
+        void this.handle(req, res, publicOnly);
+      });
     };
     const { maxConnections, headersTimeoutMs, requestTimeoutMs } = this.limits;
     const timeouts = {
@@ -177,6 +203,32 @@ export class HttpServer {
     this.inProgress.set(socket, count);
     res.once("close", () => this.inProgress.set(socket, (this.inProgress.get(socket) ?? 1) - 1));
     return false;
+  }
+
+  /**
+   * Counts the head of a request that waits for its turn, against MAX_WAITING_HEAD_BYTES of its
+   * connection (cut past it); returns what gives it back, when its turn comes.
+   */
+  private deferHead(req: IncomingMessage): () => void {
+    const socket = req.socket;
+    let bytes = (req.method?.length ?? 0) + (req.url?.length ?? 0) + 12;
+    for (const field of req.rawHeaders) bytes += field.length + 2;
+    const waiting = (this.waitingHeads.get(socket) ?? 0) + bytes;
+    this.waitingHeads.set(socket, waiting);
+    if (waiting > MAX_WAITING_HEAD_BYTES) {
+      if (!socket.destroyed && !this.pipelinedLogged) {
+        this.pipelinedLogged = true;
+        setTimeout(() => (this.pipelinedLogged = false), 60_000).unref();
+        this.logger.warn({ peer: socket.remoteAddress, limit: MAX_WAITING_HEAD_BYTES }, `a client sent more than ${MAX_WAITING_HEAD_BYTES} bytes of request heads ahead of their answers on one connection: such connections are cut`);
+      }
+      socket.destroy();
+    }
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      this.waitingHeads.set(socket, (this.waitingHeads.get(socket) ?? bytes) - bytes);
+    };
   }
 
   /** A new certificate for the HTTPS listeners (e.g. renewed, at SIGHUP); new connections use it. */

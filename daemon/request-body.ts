@@ -47,6 +47,8 @@ export class BadRequestError extends SluiceError {
   }
 }
 
+const closedEarly = () => new BadRequestError("the client closed the connection before its request body ended");
+
 /** Reads the request's whole body, at most `maxBytes` (never more than the server's `http.max_body_bytes`); read once, later calls get the same answer. */
 export type BodyReader = (maxBytes?: number) => Promise<Buffer>;
 
@@ -90,6 +92,8 @@ export class RequestBody {
     const declared = header === undefined ? undefined : Number(header);
     if (declared !== undefined && declared > limit) return Promise.reject(new BodyTooLargeError(limit, declared));
     if (req.readableEnded) return Promise.resolve(Buffer.alloc(0));
+    // Its 'close' has come and gone (the client left while the request waited for its turn): nothing more will.
+    if (req.destroyed) return Promise.reject(closedEarly());
     if (declared !== undefined && !this.#hold(declared)) return Promise.reject(new BodiesBusyError(this.#budget.limit));
     return new Promise((resolve, reject) => {
       let buffer = Buffer.alloc(0);
@@ -119,7 +123,7 @@ export class RequestBody {
         req.off("close", onClose);
         resolve(buffer.subarray(0, length));
       };
-      const onClose = () => stop(new BadRequestError("the client closed the connection before its request body ended"));
+      const onClose = () => stop(closedEarly());
       req.on("data", onData);
       req.once("end", onEnd);
       req.once("close", onClose);

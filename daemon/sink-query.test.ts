@@ -167,6 +167,7 @@ describe("the query path of a DuckDB sink", () => {
     for (const sql of queries) {
       const bytes = await sink.readQueryJson(sql);
       assert.equal(bytes.byteOffset, 0, "in a buffer of its own (moved to the main thread, not copied)");
+      assert.equal(bytes.buffer.byteLength, bytes.byteLength, "a buffer of the answer's size: the whole buffer is moved, and held until sent");
       assert.deepEqual(JSON.parse(Buffer.from(bytes).toString("utf8")), await sink.readQuery(sql), sql);
     }
   });
@@ -302,6 +303,73 @@ test("the bytes of answers held for clients that have not read them are bounded,
     const answered = await fetch(`http://127.0.0.1:${port}/sinks/other/query`, { method: "POST", body: "SELECT 1" });
     assert.equal(answered.status, 200);
     assert.equal(((await answered.json()) as { rows: unknown[] }).rows.length, 100);
+  } finally {
+    server.dropConnections();
+    await server.close();
+  }
+});
+
+test("an answer is counted as the whole buffer it holds, not only its text (a grown buffer is up to twice the text)", { timeout: 60_000 }, async () => {
+  // 60 MiB of JSON, more than a loopback connection's socket buffers take: an unread answer stays with the server.
+  const text = Buffer.from(JSON.stringify({ columns: ["v"], rows: [{ v: "x".repeat(60 * 2 ** 20) }], truncated: null }));
+  let asked = 0;
+  const sink = {
+    readQueryJson: async () => {
+      asked++;
+      const answer = new Uint8Array(new ArrayBuffer(2 * text.length), 0, text.length);
+      answer.set(text);
+      return answer;
+    },
+  };
+  const server = new HttpServer(createLogger("silent"));
+  // Room for two answers' texts, not for two of their buffers.
+  server.mount("/sinks", queryHandler(new Map([["wh", sink]]), { maxInProgress: 4, unreadAnswerMs: 30_000, maxAnswerBytes: 150 * 2 ** 20 }));
+  const { port } = await server.listen("127.0.0.1", 0);
+  try {
+    const silent = await new Promise<Socket>((resolve) => {
+      const socket = connect(port, "127.0.0.1", () => {
+        socket.pause();
+        socket.write(`POST /sinks/wh/query HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 8\r\n\r\nSELECT 1`);
+        resolve(socket);
+      });
+      socket.on("error", () => undefined);
+    });
+    while (asked < 1) await new Promise((resolve) => setTimeout(resolve, 20));
+    const busy = await fetch(`http://127.0.0.1:${port}/sinks/wh/query`, { method: "POST", body: "SELECT 1" });
+    assert.equal(busy.status, 503);
+    assert.match(((await busy.json()) as { error: string }).error, /the daemon holds 120\.0MiB of query answers/);
+    silent.destroy();
+  } finally {
+    server.dropConnections();
+    await server.close();
+  }
+});
+
+test("a query pipelined behind a slow request on a connection that closes holds no slot of its sink (four such connections left the sink answering 429 until a restart)", { timeout: 30_000 }, async () => {
+  const server = new HttpServer(createLogger("silent"));
+  let gateArrived: () => void = () => undefined;
+  server.route("GET", "/gate", (_req, res) => {
+    // Never answered: the query behind it waits until the connection closes.
+    res.once("close", () => gateClosed());
+    gateArrived();
+  });
+  let gateClosed: () => void = () => undefined;
+  server.mount("/sinks", queryHandler(new Map([["wh", { readQueryJson: async () => new TextEncoder().encode('{"columns":[],"rows":[],"truncated":null}') }]]), { maxInProgress: 1, unreadAnswerMs: 30_000, maxAnswerBytes: 2 ** 20 }));
+  const { port } = await server.listen("127.0.0.1", 0);
+  try {
+    for (let i = 0; i < 2; i++) {
+      const arrived = new Promise<void>((resolve) => (gateArrived = resolve));
+      const closed = new Promise<void>((resolve) => (gateClosed = resolve));
+      const socket = connect(port, "127.0.0.1");
+      socket.on("error", () => undefined);
+      socket.write("GET /gate HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nPOST /sinks/wh/query HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 8\r\n\r\nSELECT 1");
+      await arrived;
+      socket.destroy();
+      await closed;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const answer = await fetch(`http://127.0.0.1:${port}/sinks/wh/query`, { method: "POST", body: "SELECT 1" });
+    assert.equal(answer.status, 200);
   } finally {
     server.dropConnections();
     await server.close();

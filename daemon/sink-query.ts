@@ -56,11 +56,12 @@ export function queryHandler(sinks: ReadonlyMap<string, QueryableSink>, concurre
       sendJson(res, 404, { error: `no queryable sink "${match[1]}" (only DuckDB sinks answer SQL)` });
       return true;
     }
+    // Read before a slot is taken: a body that never comes (the client gone) holds none.
+    const sql = (await body()).toString("utf8");
     const running = inProgress.get(name) ?? 0;
     if (running >= concurrency.maxInProgress) {
       res.setHeader("retry-after", "1");
       sendJson(res, 429, { error: `sink "${name}" has ${running} queries in progress, as many as it takes at once (their answers made or not yet read); try again`, code: "QUERY_BUSY" });
-      if (!req.readableEnded) req.resume();
       return true;
     }
     inProgress.set(name, running + 1);
@@ -77,16 +78,17 @@ export function queryHandler(sinks: ReadonlyMap<string, QueryableSink>, concurre
     };
     res.once("finish", release);
     res.once("close", release);
-    const sql = (await body()).toString("utf8");
     try {
       const answer = await sink.readQueryJson(sql);
       if (released) return true;
-      if (!answers.take(answer.byteLength)) {
+      // What the answer holds is its whole ArrayBuffer (freed with it), which may be larger than the text.
+      const bytes = answer.buffer.byteLength;
+      if (!answers.take(bytes)) {
         res.setHeader("retry-after", "1");
         sendJson(res, 503, { error: `the daemon holds ${(answers.heldBytes / 2 ** 20).toFixed(1)}MiB of query answers their clients have not read yet, as much as it holds at once (${formatSize(answers.limit)}); try again`, code: "QUERY_ANSWERS_BUSY" });
         return true;
       }
-      held = answer.byteLength;
+      held = bytes;
       // Its memory given back once the socket has taken it all, not when a collection of this heap comes (V8 lets tens of MiB wait).
       res.once("finish", () => (answer.buffer as ArrayBuffer).transfer(0));
       res.writeHead(200, { "content-type": "application/json", "content-length": answer.byteLength });

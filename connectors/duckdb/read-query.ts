@@ -230,8 +230,9 @@ class GrowingBytes {
     this.#length += this.#buffer.write(text, this.#length);
   }
 
+  /** The text in an ArrayBuffer of exactly its size (the one grown may be up to twice that, and is what a transfer hands on); this object is done with. */
   bytes(): Uint8Array {
-    return new Uint8Array(this.#buffer.buffer, 0, this.#length);
+    return new Uint8Array(this.#buffer.buffer.transfer(this.#length));
   }
 }
 
