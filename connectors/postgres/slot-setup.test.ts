@@ -5,7 +5,7 @@ import type { PostgresSourceConfig } from "../../config/schema.ts";
 import type { Checkpoint } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import { exportedSnapshotProgress, isSnapshotIncomplete, SNAPSHOT_INCOMPLETE, snapshotIncompleteResume, throughPosition } from "./positions.ts";
-import { addedTablesStatement, captureNames, planStart } from "./slot-setup.ts";
+import { addedTablesStatement, captureNames, planStart, STANDBY_CATCH_UP_MS } from "./slot-setup.ts";
 import type { StartPlan } from "./slot-setup.ts";
 
 const config = (mode: "initial" | "never" | "when-needed", createSlot = true) =>
@@ -122,4 +122,23 @@ test("tables added to the publication: their truncates before the ALTER PUBLICAT
   );
   assert.equal(addedTablesStatement("s1", tables, alter, () => false, false), alter, "snapshot.mode never: no backfill asked for");
   assert.equal(addedTablesStatement("s1", tables, "", () => false, true).split("; ").length, 2, "a publication of all tables: the requests alone");
+});
+
+test("a standby whose replayed WAL is below the checkpoint (just restarted: it replays from its last restartpoint) is waited for, then refused as another history", async () => {
+  // Every query of the fake answers this row: the slot's columns and the history check's.
+  const behind = (standby: boolean) => db({ ...slot(), standby: standby as never, lsn: "0/800" });
+  const start = (row: ReturnType<typeof db>, catchUp: { behindSinceMs: number | null }) =>
+    planStart(row, config("when-needed"), names, checkpoint(), "sluice", logger, { component: "test", source: "shop" }, catchUp);
+  const catchUp = { behindSinceMs: null };
+  const waiting = await refusal(start(behind(true), catchUp));
+  assert.equal(waiting.code, "PG_STANDBY_BEHIND");
+  assert.equal(waiting.retriable, true);
+  assert.match(waiting.message, /replayed up to 0\/800/);
+  assert.equal((await refusal(start(behind(true), { behindSinceMs: Date.now() - STANDBY_CATCH_UP_MS - 1 }))).code, "PG_HISTORY_CHANGED", "still behind after the wait: another history");
+  const primary = await refusal(start(behind(false), { behindSinceMs: null }));
+  assert.equal(primary.code, "PG_HISTORY_CHANGED");
+  assert.equal(primary.retriable, false);
+  // Caught up: the wait is over, the next time behind starts a new one.
+  assert.equal((await start(db({ ...slot(), standby: true as never, lsn: "0/2000" }), catchUp)).kind, "stream");
+  assert.equal(catchUp.behindSinceMs, null);
 });

@@ -168,6 +168,18 @@ export function dataLossError(names: CaptureNames, checkpoint: Checkpoint, probl
   );
 }
 
+/**
+ * How long a standby's replayed WAL may stay below the checkpoint before it is refused as another history: after a
+ * restart a standby replays again from its last restartpoint, so pg_last_wal_replay_lsn() can sit below what Sluice
+ * decoded there for a while.
+ */
+export const STANDBY_CATCH_UP_MS = 15 * 60_000;
+
+/** Since when a standby has been seen behind the checkpoint (the source keeps it across its connect attempts). */
+export interface StandbyCatchUp {
+  behindSinceMs: number | null;
+}
+
 export async function planStart(
   db: Queryable,
   config: PostgresSourceConfig,
@@ -176,6 +188,7 @@ export async function planStart(
   database: string,
   logger: Logger,
   context: ErrorContext,
+  catchUp: StandbyCatchUp = { behindSinceMs: null },
 ): Promise<StartPlan> {
   const slot = await slotInfo(db, names.slot);
   if (slot !== null) checkSlotShape(slot, names, database, context);
@@ -199,7 +212,7 @@ export async function planStart(
     return needsFreshSlot("replication slot exists but there is no checkpoint (an earlier snapshot did not finish): starting over with a new slot and snapshot");
   }
 
-  await checkSameHistory(db, names, checkpoint, context);
+  await checkSameHistory(db, names, checkpoint, context, catchUp);
 
   if (isSnapshotIncomplete(checkpoint.position)) {
     const progress = exportedSnapshotProgress(checkpoint.position);
@@ -227,15 +240,34 @@ export async function planStart(
  * LSNs sort below the versions the topics and sinks hold, so they would keep their old rows
  * (docs/postgres.md#a-restored-database-or-another-cluster): refused, under when-needed too.
  */
-async function checkSameHistory(db: Queryable, names: CaptureNames, checkpoint: Checkpoint, context: ErrorContext): Promise<void> {
-  const result = await db.query<{ lsn: string | null }>("SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn");
+async function checkSameHistory(db: Queryable, names: CaptureNames, checkpoint: Checkpoint, context: ErrorContext, catchUp: StandbyCatchUp): Promise<void> {
+  const result = await db.query<{ lsn: string | null; standby: boolean | null }>(
+    "SELECT pg_is_in_recovery() AS standby, (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn",
+  );
   const text = result.rows[0]?.lsn;
   if (text === null || text === undefined) return;
   const end = parseLsn(text);
   const at = checkpoint.position.commit;
-  if (at <= end) return;
+  if (at <= end) {
+    catchUp.behindSinceMs = null;
+    return;
+  }
+  let waited = "";
+  if (result.rows[0]?.standby === true) {
+    const now = Date.now();
+    catchUp.behindSinceMs ??= now;
+    const minutes = Math.round(STANDBY_CATCH_UP_MS / 60_000);
+    if (now - catchUp.behindSinceMs < STANDBY_CATCH_UP_MS) {
+      throw new SluiceError(
+        `source "${checkpoint.source}" waits for this standby to replay its WAL up to the checkpoint (commit ${formatLsn(at)}; replayed up to ${formatLsn(end)}): a standby that just restarted replays again from its last restartpoint. ` +
+          `Capture retries; if the standby is still behind after ${minutes} minutes, it is refused as another history (PG_HISTORY_CHANGED)`,
+        { code: "PG_STANDBY_BEHIND", retriable: true, context: { ...context, slot: names.slot, position: formatLsn(at), walEnd: formatLsn(end) } },
+      );
+    }
+    waited = ` (this standby stayed behind it for ${minutes} minutes)`;
+  }
   throw new SluiceError(
-    `cannot resume source "${checkpoint.source}": its checkpoint (commit ${formatLsn(at)}) is beyond the end of this server's WAL (${formatLsn(end)}): the database was restored or failed over to a server behind the one the checkpoint was taken on, or this is another cluster. ` +
+    `cannot resume source "${checkpoint.source}": its checkpoint (commit ${formatLsn(at)}) is beyond the end of this server's WAL (${formatLsn(end)})${waited}: the database was restored or failed over to a server behind the one the checkpoint was taken on, or this is another cluster. ` +
       `Resuming would skip this server's changes up to ${formatLsn(at)}, and a new snapshot's versions would sort below those the topics and sinks hold (they would keep their old rows), so snapshot.mode: when-needed does not apply. ` +
       `Capture this server under a new deployment name whose sinks write new targets (docs/postgres.md#a-restored-database-or-another-cluster)`,
     { code: "PG_HISTORY_CHANGED", retriable: false, context: { ...context, slot: names.slot, position: formatLsn(at), walEnd: formatLsn(end) } },

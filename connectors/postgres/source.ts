@@ -40,7 +40,7 @@ import { insertEvent, truncateEvent } from "./change-events.ts";
 import { snapshotResetPosition } from "../common/snapshot-reset.ts";
 import type { EventOrigin } from "./change-events.ts";
 import { addedTablesStatement, captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, planStart } from "./slot-setup.ts";
-import type { CaptureNames, StartPlan } from "./slot-setup.ts";
+import type { CaptureNames, StandbyCatchUp, StartPlan } from "./slot-setup.ts";
 import { StreamBatcher } from "./stream-batcher.ts";
 import { BACKFILL_PREFIX, emptyTargetsStatement, StreamDecoder } from "./stream-decoder.ts";
 import type { BackfillRequest, TransactionEvent } from "./stream-decoder.ts";
@@ -171,6 +171,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private restoredLayouts: ReadonlyMap<number, RelationLayout> | null = null;
   /** What Relation messages of the stream set off (a rename's or changed columns' read), awaited before the stream goes past them. */
   private told: Promise<unknown>[] = [];
+  /** Since when a standby was seen behind the checkpoint, across connect attempts (planStart). */
+  private readonly standbyCatchUp: StandbyCatchUp = { behindSinceMs: null };
   /** By request id, the LSN past the truncate a rename's request wrote (takeUpRenamed), the last EMPTIED_KEPT. */
   private readonly emptiedFor = new Map<string, bigint>();
   /** Online snapshots (sluice snapshot, the signal table, tables added later): see incremental-snapshot.ts. */
@@ -293,7 +295,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     if (tables.length === 0) {
       throw new SluiceError(`no table of database "${server.database}" matches ${config.tables.join(", ")}`, { code: "PG_NO_TABLES", context });
     }
-    const plan = await planStart(catalog, config, names, from, server.database, logger, context);
+    const plan = await planStart(catalog, config, names, from, server.database, logger, context, this.standbyCatchUp);
     // Resuming a stream, a table the publication lacks may have been dropped and created again (or renamed away and
     // another created) while Sluice was stopped: WAL has no record of that, and its targets hold the old table's rows.
     // A table never captured has no rows there; one whose capture stopped has stale ones: all are emptied, then backfilled
