@@ -86,25 +86,37 @@ export function callDaemon(config: SluiceConfig, path: string, options: DaemonRe
 /** Connection errors that mean nothing listens at the address (as opposed to a listener that does not answer in time). */
 const NOBODY_LISTENS = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EADDRNOTAVAIL"]);
 
+/** Something listens at the daemon's address, but whether it is a daemon could not be told: it did not answer in time, or the call failed otherwise (a TLS verification error, a reset connection). */
+export interface DaemonUnclear {
+  readonly timedOut: boolean;
+  /** The failure, e.g. "Hostname/IP does not match certificate's altnames: ..." (ERR_TLS_CERT_ALTNAME_INVALID). */
+  readonly reason: string;
+}
+
 /**
  * Whether a daemon runs at the config's http.listen: true on any HTTP answer, false when nothing
- * listens there, null when something listens but does not answer within `timeoutMs` (a daemon
- * busy enough to take seconds over /status). A command that would otherwise do the daemon's work
- * itself must not take null for false: it would run beside the daemon.
+ * listens there, DaemonUnclear when something listens but gives no answer: in `timeoutMs` (a
+ * daemon busy enough to take seconds over /status), or failing the call (its certificate refused,
+ * the connection reset). A command that would otherwise do the daemon's work itself must not take
+ * that for false: it would run beside the daemon.
  */
-export async function daemonRunning(config: SluiceConfig, timeoutMs = 10_000): Promise<boolean | null> {
+export async function daemonRunning(config: SluiceConfig, timeoutMs = 10_000): Promise<boolean | DaemonUnclear> {
   try {
     await callDaemon(config, "/status", { timeoutMs });
     return true;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? ((error as Error).cause as NodeJS.ErrnoException | undefined)?.code;
-    return code !== undefined && NOBODY_LISTENS.has(code) ? false : null;
+    if (code !== undefined && NOBODY_LISTENS.has(code)) return false;
+    const timedOut = error instanceof Error && error.name === "AbortError" && (error.cause as Error | undefined)?.name === "TimeoutError";
+    return { timedOut, reason: `${error instanceof Error ? error.message : String(error)}${code === undefined ? "" : ` (${code})`}` };
   }
 }
 
-/** The line a command prints when daemonRunning answered null. */
-export function daemonBusyMessage(config: SluiceConfig, timeoutMs = 10_000): string {
-  return `something listens at ${daemonUrl(config, "/status")} but did not answer within ${timeoutMs / 1000} s (a busy daemon?); nothing changed, so as not to do the daemon's work beside it: try again`;
+/** The line a command prints when daemonRunning could not tell. */
+export function daemonBusyMessage(config: SluiceConfig, unclear: DaemonUnclear, timeoutMs = 10_000): string {
+  const url = daemonUrl(config, "/status");
+  const what = unclear.timedOut ? `did not answer within ${timeoutMs / 1000} s (a busy daemon?)` : `the call failed: ${unclear.reason}`;
+  return `something listens at ${url} but ${what}; nothing changed, so as not to do the daemon's work beside it: ${unclear.timedOut ? "try again" : "see that the address and http.tls in this config are the daemon's, and try again"}`;
 }
 
 /** Why the daemon did not answer, in a few words (e.g. "connect ECONNREFUSED 127.0.0.1:8080"). */

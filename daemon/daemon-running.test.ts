@@ -39,7 +39,8 @@ test("a listener that does not answer /status in time is not taken for no daemon
   await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
   try {
     const config = configFor(dir, (silent.address() as AddressInfo).port);
-    assert.equal(await daemonRunning(config, 300), null);
+    const unclear = await daemonRunning(config, 300);
+    assert.equal(typeof unclear === "object" && unclear.timedOut, true);
     const err: string[] = [];
     const code = await runRebuildCommand(config, "wh", true, { stdout: () => undefined, stderr: (t) => err.push(t) }, pino({ level: "silent" }));
     assert.equal(code, 1);
@@ -47,6 +48,26 @@ test("a listener that does not answer /status in time is not taken for no daemon
   } finally {
     for (const socket of held) socket.destroy();
     await new Promise((resolve) => silent.close(resolve));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a listener whose call fails otherwise (a reset connection; a refused certificate alike) is not taken for no daemon either, and the message says why, not that it was slow", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-reset-"));
+  const resetting = createServer((socket) => socket.once("data", () => socket.resetAndDestroy()));
+  await new Promise<void>((resolve) => resetting.listen(0, "127.0.0.1", resolve));
+  try {
+    const config = configFor(dir, (resetting.address() as AddressInfo).port);
+    const running = await daemonRunning(config, 5_000);
+    assert.equal(typeof running, "object");
+    assert.match((running as { reason: string }).reason, /ECONNRESET/);
+    const err: string[] = [];
+    const code = await runRebuildCommand(config, "wh", true, { stdout: () => undefined, stderr: (t) => err.push(t) }, pino({ level: "silent" }));
+    assert.equal(code, 1);
+    assert.match(err.join(""), /something listens at http:\/\/127\.0\.0\.1:\d+\/status but the call failed: .*ECONNRESET.*; nothing changed/);
+    assert.doesNotMatch(err.join(""), /did not answer within/);
+  } finally {
+    await new Promise((resolve) => resetting.close(resolve));
     rmSync(dir, { recursive: true, force: true });
   }
 });

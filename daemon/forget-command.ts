@@ -68,8 +68,8 @@ export async function runForgetCommand(config: SluiceConfig, args: ForgetArgs, i
   }
   const sinks = erasingSinks(config, args.source);
   const running = await daemonRunning(config);
-  if (running === null) {
-    io.stderr(`sluice forget: ${daemonBusyMessage(config)}\n`);
+  if (typeof running === "object") {
+    io.stderr(`sluice forget: ${daemonBusyMessage(config, running)}\n`);
     return 1;
   }
   const { master, previous } = masterKeys(config);

@@ -54,8 +54,8 @@ export async function runRebuildCommand(
   }
   // Any answer means a daemon runs (a refused token is reported by the rebuild request itself).
   const running = await daemonRunning(config);
-  if (running === null) {
-    io.stderr(`sluice replay: ${daemonBusyMessage(config)}\n`);
+  if (typeof running === "object") {
+    io.stderr(`sluice replay: ${daemonBusyMessage(config, running)}\n`);
     return 1;
   }
   if (!execute) {
