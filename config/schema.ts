@@ -585,7 +585,7 @@ const http = z
       .default(512)
       .describe("Open connections each listener holds, before any credential is checked; more are closed as they arrive (each costs the main thread's heap about 2.5 KiB; 1 to 4096)"),
     headers_timeout: duration("Time a client has to send a request's head (and a TLS handshake) before the connection is cut with 408", { min: 1_000, max: 300_000 }).default(10_000),
-    request_timeout: duration("Time a client has to send a whole request, body included, before the connection is cut with 408 (the endpoint's own work is not limited); at least headers_timeout", { min: 1_000, max: 3_600_000 }).default(60_000),
+    request_timeout: duration("Time a client has to send a request's body, from when its turn comes on its connection, before the connection is cut with 408 (the endpoint's own work is not limited); at least headers_timeout", { min: 1_000, max: 3_600_000 }).default(60_000),
     admin_token: apiToken(
       "Bearer token for every admin endpoint (or admin_token_file); re-read at SIGHUP. Without it the admin endpoints answer only clients on the loopback interface",
     ),

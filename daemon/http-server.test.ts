@@ -340,3 +340,32 @@ test("the heads of a connection's requests waiting for their turn are bounded in
     await gated.close();
   }
 });
+
+test("a request pipelined behind a slow one has http.request_timeout from its turn to send its body: a large body sent behind a slow request is read, and both are answered (the connection was cut with 408, the slow answer lost)", { timeout: 30_000 }, async () => {
+  const timed = new HttpServer(createLogger("silent"), { maxBodyBytes: 4 * 2 ** 20, connections: { headersTimeoutMs: 300, requestTimeoutMs: 900 } });
+  timed.route("GET", "/slow", async (_req, res) => {
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    sendJson(res, 200, { slow: true });
+  });
+  timed.route("POST", "/echo", async (_req, res, body) => sendJson(res, 200, { bytes: (await body()).length }));
+  const at = (await timed.listen("127.0.0.1", 0)).port;
+  try {
+    const client = await openConnection(at);
+    // More than the server reads ahead of a request's turn (its buffer), so most of it waits in the connection.
+    const size = 2 * 2 ** 20;
+    client.socket.write(`GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nPOST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: ${size}\r\n\r\n${"x".repeat(size)}`);
+    const received = await client.closed;
+    assert.equal(received.split("HTTP/1.1 200 OK").length - 1, 2, received.slice(0, 200));
+    assert.match(received, /\{"slow":true\}/);
+    assert.match(received, new RegExp(`\\{"bytes":${size}\\}$`));
+    // A body its endpoint answered without reading is still bounded by the timeout: it never ends, the connection is cut.
+    const drip = await openConnection(at);
+    const dripping = setInterval(() => drip.socket.write("x"), 50);
+    drip.socket.write("POST /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n");
+    assert.match(await drip.closed, /^HTTP\/1\.1 404 /);
+    clearInterval(dripping);
+  } finally {
+    timed.dropConnections();
+    await timed.close();
+  }
+});

@@ -40,7 +40,7 @@ export interface ConnectionLimits {
   readonly maxConnections: number;
   /** Time to receive a request's head (a TLS handshake too) before the connection is cut (408; `http.headers_timeout`). */
   readonly headersTimeoutMs: number;
-  /** Time to receive a whole request, body included (not the handler's time) before the connection is cut (`http.request_timeout`, at least the headers timeout). */
+  /** Time to receive a whole request, body included, from when its turn comes (not the handler's time) before the connection is cut (`http.request_timeout`, at least the headers timeout). */
   readonly requestTimeoutMs: number;
 }
 
@@ -130,6 +130,7 @@ export class HttpServer {
       this.answered.set(socket, new Promise<void>((resolve) => (done = resolve)));
       res.once("close", () => done());
       if (before === undefined) {
+        this.timeRequest(req, res);
         void this.handle(req, res, publicOnly);
         return;
       }
@@ -143,13 +144,15 @@ export class HttpServer {
           res.destroy();
           return;
         }
+        this.timeRequest(req, res);
         void this.handle(req, res, publicOnly);
       });
     };
-    const { maxConnections, headersTimeoutMs, requestTimeoutMs } = this.limits;
+    const { maxConnections, headersTimeoutMs } = this.limits;
     const timeouts = {
       headersTimeout: headersTimeoutMs,
-      requestTimeout: requestTimeoutMs,
+      // Node's runs from a request's first byte: see timeRequest.
+      requestTimeout: 0,
       // How often the timeouts are checked (Node's 30 s default would let a stalled head live 40 s).
       connectionsCheckingInterval: Math.min(1_000, Math.ceil(headersTimeoutMs / 2)),
     };
@@ -203,6 +206,28 @@ export class HttpServer {
     this.inProgress.set(socket, count);
     res.once("close", () => this.inProgress.set(socket, (this.inProgress.get(socket) ?? 1) - 1));
     return false;
+  }
+
+  /**
+   * Cuts the connection (408 when nothing of the answer was sent) if the request has not been
+   * received whole `requestTimeoutMs` after its turn came. Node's own request timeout runs from the
+   * request's first byte, and a request pipelined behind another has its body read only at its
+   * turn: a large body sent behind a slow request (a rebuild) was cut, and the slow request's answer
+   * with the connection.
+   */
+  private timeRequest(req: IncomingMessage, res: ServerResponse): void {
+    const timer = setTimeout(() => {
+      const socket = req.socket;
+      if (req.complete || socket.destroyed) return;
+      // As Node answers its own timeouts.
+      if (!res.headersSent && socket.writable) socket.write("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n");
+      socket.destroy();
+    }, this.limits.requestTimeoutMs);
+    timer.unref();
+    // Not at the answer: a body the handler did not read is still received (and dropped) after it.
+    const received = () => clearTimeout(timer);
+    req.once("end", received);
+    req.once("close", received);
   }
 
   /**
