@@ -479,7 +479,7 @@ export class IncrementalSnapshots implements StreamInterleave {
     if (belowEmptying(task, restartLsn)) {
       if (!this.waitingAbove.has(task.id)) {
         this.waitingAbove.add(task.id);
-        this.logger.info({ table: task.table, restartLsn: formatLsn(restartLsn), until: formatLsn(BigInt(task.readAbove)) }, "online snapshot waits for the slot's restart_lsn to pass the truncate that emptied the table's targets");
+        this.logger.info({ table: task.table, restartLsn: formatLsn(restartLsn), until: formatLsn(BigInt(task.readAbove ?? 0)) }, "online snapshot waits for the slot's restart_lsn to pass the truncate that emptied the table's targets");
       }
       return false;
     }
