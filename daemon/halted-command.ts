@@ -29,9 +29,10 @@ export const HALTED_DETAILS = `  --sink NAME         the sink whose table is hal
   skip    send that record to the sink's dead-letter topic (<deployment>.dlq.<sink>) with its
           reason, and go on after it; a restart does not halt the table on it again
   --through OFFSET    (skip --sink) also send there every later record of the table, on the halted
-                      record's partition up to OFFSET, that the sink refuses (those it accepts are
-                      applied), each with its reason and a log line, instead of halting per record;
-                      a refused record past it halts the table again
+                      record's partition up to OFFSET, that the sink refuses for the reason it
+                      refused that one (those it accepts are applied), each with its reason and a
+                      log line, instead of halting per record; a refused record past it, or one its
+                      target refuses (a write block, out of memory), halts the table as usual
   --all-pending       (skip --sink) the same up to the last record each of the table's partitions
                       holds now (the dry run says how many records that range holds). Held by the
                       running daemon only: after a restart the table halts at its next refused record

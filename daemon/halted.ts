@@ -57,10 +57,14 @@ export interface CaptureReleaseReport {
   readonly description: string;
 }
 
-/** The operator commands that release a halted sink table, for log lines, errors and /status. */
-export function releaseHint(sink: string, table: string): string {
+/**
+ * The operator commands that release a halted sink table, for log lines, errors and /status.
+ * `ranged`: the halt is one `skip --all-pending` takes (a refusal of the records, not of the target).
+ */
+export function releaseHint(sink: string, table: string, ranged = true): string {
   const args = `--sink ${sink} --table ${table}`;
-  return `fix the cause and run "sluice halted retry ${args} --execute", or move the record to the dead-letter topic with "sluice halted skip ${args} --execute" (add --all-pending to do the same for every record of the table the sink refuses up to the end of its topic now, e.g. a keyless table's; all dry runs without --execute; see docs/operations.md, "Halted tables")`;
+  const range = ranged ? "add --all-pending to do the same for every record of the table the sink refuses so up to the end of its topic now, e.g. a keyless table's; " : "";
+  return `fix the cause and run "sluice halted retry ${args} --execute", or move the record to the dead-letter topic with "sluice halted skip ${args} --execute" (${range}all dry runs without --execute; see docs/operations.md, "Halted tables")`;
 }
 
 export const NOT_HALTED = "HALT_NOT_FOUND";

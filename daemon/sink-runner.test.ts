@@ -12,6 +12,7 @@ import type { OffsetWriteResult, StoredSinkOffset, TransactionalSink } from "../
 import { CONTROL_TOPIC_HEADER } from "./control-records.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { createLogger } from "../runtime/logger.ts";
+import { SluiceMetrics } from "./metrics.ts";
 import { SinkRunner } from "./sink-runner.ts";
 import { event, runnerDefaults, silent } from "./sink-runner-test-support.ts";
 import type { SinkRunnerOptions } from "./sink-runner.ts";
@@ -31,6 +32,8 @@ class MemorySink implements TransactionalSink {
   stubbornWrites = 0;
   /** The target was fixed: poison rows apply. */
   fixed = false;
+  /** The target's block was lifted: "blocked" rows apply (poison ones still fail). */
+  unblocked = false;
   /** Tables whose truncates the target refuses (SINK_TARGET_BLOCKED) until `fixed`. */
   readonly refusedTruncates = new Set<string>();
   private flakyFailed = false;
@@ -47,7 +50,7 @@ class MemorySink implements TransactionalSink {
         failures.push({ index, error: new Error("value out of range for column name"), retriable: false });
         continue;
       }
-      if (name === "blocked" && !this.fixed) {
+      if (name === "blocked" && !this.fixed && !this.unblocked) {
         failures.push({ index, error: targetBlocked("403 cluster_block_exception: index [x] blocked by: [FORBIDDEN/8/index write (api)]", { sink: this.name, table: event.schema.table }), retriable: false });
         continue;
       }
@@ -651,5 +654,94 @@ test("release skip --all-pending: every later record of the table the sink refus
   assert.deepEqual(dead.map((d) => Buffer.from(d.headers!["sluice.origin"]!).toString()), ["pg.public.a:0:1", "pg.public.a:0:3", "pg.public.a:0:4"], "each refused record is in the dead-letter topic, none silently dropped");
   for (const d of dead) assert.match(Buffer.from(d.headers!["sluice.error"]!).toString(), /skipped by an operator: sluice halted skip --through/);
   assert.deepEqual([...sink.rows.keys()].sort(), ["a/1", "a/3", "a/6"]);
+  await log.close();
+});
+
+const origins = (dead: Awaited<ReturnType<typeof deadLetters>>) => dead.map((d) => Buffer.from(d.headers!["sluice.origin"]!).toString());
+
+// An Elasticsearch index block (a disk filling) during an --all-pending run dead-lettered every record the sink would accept once the block lifts.
+test("release skip --all-pending: within the range, a record its target refuses (a write block) halts the table as usual and is not dead-lettered; once the block lifts the table goes on and the range still skips refused records", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  await log.produce([
+    encode(event("a", 1, 10n)),
+    encode(named(event("a", 2, 11n), "poison")),
+    encode(event("a", 3, 12n)),
+    encode(named(event("a", 4, 13n), "blocked")),
+    encode(named(event("a", 5, 14n), "poison")),
+    encode(event("a", 6, 15n)),
+  ]);
+  const sink = new MemorySink();
+  const r = runner(log, sink, { blockedRetryMs: 20 });
+  await runWhile(r, async () => {
+    await until(() => r.haltedTables().length > 0, "the halt");
+    assert.match(r.haltedTables()[0]!.release, /add --all-pending/);
+    await r.release("public.a", "skip", true, "pending");
+    await until(() => r.haltedTables()[0]?.recordOffset === "3", "the blocked record to halt the table");
+    assert.match(r.haltedTables()[0]!.error, /refuses writes/);
+    assert.doesNotMatch(r.haltedTables()[0]!.release, /--all-pending/, "a range is not offered for the target's refusal");
+    assert.deepEqual(origins(await deadLetters(log)), ["pg.public.a:0:1"], "the blocked record is not dead-lettered");
+    sink.unblocked = true;
+    await until(() => sink.rows.has("a/6"), "the table to go on once the block is lifted");
+    await until(() => r.haltedTables().length === 0, "its halt to be gone");
+  });
+  assert.deepEqual(origins(await deadLetters(log)), ["pg.public.a:0:1", "pg.public.a:0:4"], "the range still dead-letters the refused record after the block");
+  assert.deepEqual([...sink.rows.keys()].sort(), ["a/1", "a/3", "a/4", "a/6"]);
+  await log.close();
+});
+
+test("release skip --all-pending: within the range, a row the target refused as temporary until its retries ran out halts the table, and a range is refused for such a halt", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  await log.produce([encode(event("a", 1, 10n)), encode(named(event("a", 2, 11n), "poison")), encode(named(event("a", 3, 12n), "stubborn")), encode(event("a", 4, 13n))]);
+  const sink = new MemorySink();
+  const r = runner(log, sink, { itemAttempts: 2 });
+  await runWhile(r, async () => {
+    await until(() => r.haltedTables().length > 0, "the halt");
+    await r.release("public.a", "skip", true, "pending");
+    await until(() => r.haltedTables()[0]?.recordOffset === "2", "the row refused as temporary to halt the table");
+    assert.match(r.haltedTables()[0]!.error, /retried 2 times/);
+    await assert.rejects(r.release("public.a", "skip", false, "pending"), (error: SluiceError) => error.code === "HALT_SKIP_THROUGH_INVALID" && /reason of its target \(SINK_ITEM_RETRIES_EXHAUSTED\)/.test(error.message));
+  });
+  assert.deepEqual(origins(await deadLetters(log)), ["pg.public.a:0:1"], "the row refused as temporary is not dead-lettered");
+  await log.close();
+});
+
+// A failed automatic skip left the table halted with the halted-tables metric at 0 and no error line: invisible to alerting.
+test("release skip --all-pending: a refused record in the range whose dead letter cannot be written halts the table as any halt does (metric, error line) and ends the range", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  await log.produce([
+    encode(event("a", 1, 10n)),
+    encode(named(event("a", 2, 11n), "poison")),
+    encode(event("a", 3, 12n)),
+    encode(named(event("a", 4, 13n), "poison")),
+    encode(named(event("a", 5, 14n), "poison")),
+    encode(event("a", 6, 15n)),
+  ]);
+  const produce = log.produce.bind(log);
+  let refuse = true;
+  log.produce = async (records) => {
+    if (refuse && records.some((record) => record.headers?.["sluice.origin"]?.toString() === "pg.public.a:0:3")) throw new SluiceError("the topic log is unavailable", { code: "TOPIC_UNAVAILABLE", retriable: true });
+    return produce(records);
+  };
+  const sink = new MemorySink();
+  const metrics = new SluiceMetrics({ processMetrics: false });
+  const lines: string[] = [];
+  const logger = createLogger("info", new Writable({ write: (chunk, _encoding, done) => (lines.push(String(chunk)), done()) }));
+  const r = runner(log, sink, { metrics, logger });
+  const haltedMetric = async () => (await metrics.tablesHalted.get()).values.find((v) => v.labels["table"] === "public.a")?.value;
+  await runWhile(r, async () => {
+    await until(() => r.haltedTables().length > 0, "the halt");
+    await r.release("public.a", "skip", true, "pending");
+    await until(() => lines.some((line) => line.includes("halted at pg.public.a:0:3")), "the failed skip to halt the table");
+    const [halted] = r.haltedTables();
+    assert.equal(halted?.recordOffset, "3");
+    assert.match(halted!.error, /out of range.*failed, so the range ends and the table halts: the topic log is unavailable/);
+    assert.equal(await haltedMetric(), 1, "counted as halted");
+    const line = JSON.parse(lines.find((l) => l.includes("halted at pg.public.a:0:3"))!) as { level: unknown };
+    assert.equal(line.level, "error");
+    refuse = false;
+    await r.release("public.a", "skip", true);
+    await until(() => r.haltedTables()[0]?.recordOffset === "4", "the next refused record to halt the table: the range ended");
+  });
+  assert.deepEqual(origins(await deadLetters(log)), ["pg.public.a:0:1", "pg.public.a:0:3"]);
   await log.close();
 });

@@ -179,6 +179,31 @@ function isTableLevel(error: unknown): error is SluiceError {
 }
 
 /**
+ * What a refusal is about, for `sluice halted skip --through`: the record itself ("record": a row
+ * the target rejects, a record that does not decode), its table's schema ("schema": a change the
+ * target cannot take, a table without a primary key), or the target ("target": a block, a table
+ * changed by hand, out of memory, temporary refusals that outlasted their retries, a dead letter too
+ * large for its topic). A range skips only refusals of the kind the operator skipped, never the
+ * target's: those pass (the block is lifted, memory raised) and the records apply then.
+ */
+type RefusalKind = "record" | "schema" | "target";
+
+function refusalKind(error: unknown): RefusalKind {
+  if (isRetriable(error)) return "target";
+  if (!(error instanceof SluiceError)) return "record";
+  if (error.code === SCHEMA_UNSUPPORTED) return "schema";
+  const target: readonly string[] = [TARGET_BLOCKED, CATALOG_MISMATCH, ITEM_RETRIES_EXHAUSTED, RECORD_TOO_LARGE];
+  return target.includes(error.code) ? "target" : "record";
+}
+
+/** A `skip --through` range: the last offset per partition of `topic`, and the kind of refusal it skips. */
+interface SkipRange {
+  readonly topic: string;
+  readonly last: ReadonlyMap<number, bigint>;
+  readonly kind: RefusalKind;
+}
+
+/**
  * The data topic of the table a record belongs to: its own topic, or for a truncate or snapshot
  * reset in the shared control topic the one it names. A table halts under this name, so that one
  * table's refused control record halts that table, not every table's truncates.
@@ -225,10 +250,11 @@ export class SinkRunner {
   private readonly releasing = new Map<string, StoredRecord | null>();
   /**
    * `sluice halted skip --through/--all-pending`: per halted table (data topic), the last offset of each partition
-   * up to which a record the sink refuses goes to the dead-letter topic instead of halting the table again.
-   * In memory: after a restart the table halts at its next refused record, and the operator skips again.
+   * up to which a record the sink refuses, for the kind of reason the operator skipped, goes to the dead-letter topic
+   * instead of halting the table again. Ended by a refused record past it (or a skip that fails); kept over a halt
+   * within it. In memory: after a restart the table halts at its next refused record, and the operator skips again.
    */
-  private readonly skipThrough = new Map<string, { readonly topic: string; readonly last: Map<number, bigint> }>();
+  private readonly skipThrough = new Map<string, SkipRange>();
   private reopen = false;
   /** A topic was created in this process since the sink last listed them (the topic log's notice). */
   private topicCreated = false;
@@ -346,35 +372,25 @@ export class SinkRunner {
       const base = { sink, table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset, error: view.error, action, executed: execute };
       if (action === "retry") {
         if (execute) {
-          this.skipThrough.delete(state.key);
           this.unhalt(state, state.record);
           this.logger.info({ table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset }, `sink ${sink}: table ${view.table} released by an operator: retrying from ${where}`);
         }
         return { ...base, description: `${execute ? "reading" : "would read"} ${view.table} again from ${where} (the record that halted it); if it still fails, the table halts again` };
       }
       const dlq = this.options.deadLetterTopic;
+      const kind = refusalKind(state.error);
+      if (through !== null && kind === "target") {
+        throw new SluiceError(
+          `sink ${sink}: table ${view.table} halted for a reason of its target (${(state.error as SluiceError).code}), not of its records: a range skips only records refused for the reason ` +
+            `the halting one was, and the target's refusals halt the table within it too; fix the target and run sluice halted retry (or skip this record alone, without --through or --all-pending)`,
+          { code: "HALT_SKIP_THROUGH_INVALID", context: { component: "sink", sink, table: view.table } },
+        );
+      }
       const rule = through === null ? null : await this.skipRule(record, through);
       if (execute) {
         // The rule holds for the topic of the record that halted the table (the control topic's resets have their own offsets).
-        if (rule !== null) this.skipThrough.set(state.key, { topic: record.topic, last: rule });
-        const by = this.skipThrough.has(state.key) ? "sluice halted skip --through" : "sluice halted skip";
-        await this.deadLetter(record, view.table, `${view.error} (skipped by an operator: ${by})`);
-        // A partition other tables share (the control topic) stays before what they still hold; the skipped record is passed over instead.
-        this.resets.skip(record);
-        const next = new Map([[partitionKey(record.topic, record.partition), { topic: record.topic, partition: record.partition, offset: record.offset + 1n }]]);
-        this.holdOffsets(next, record);
-        const after = [...next.values()];
-        const { sink: target, log, group } = this.options;
-        if (isTransactional(target)) await target.storeOffsets(after, new AbortController().signal);
-        if (this.activeConsumer) {
-          // After the group's commits under way, which could otherwise move it back.
-          await this.groupCommit;
-          await this.activeConsumer.commit(after);
-        } else {
-          await log.setCommittedOffsets(group, after);
-        }
-        this.unhalt(state, null);
-        this.logger.warn({ table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset, deadLetterTopic: dlq }, `sink ${sink}: table ${view.table} released by an operator: record ${where} dead-lettered, reading on after it`);
+        if (rule !== null) this.skipThrough.set(state.key, { topic: record.topic, last: rule, kind });
+        await this.skipRecord(state, rule !== null ? "sluice halted skip --through" : "sluice halted skip");
       }
       if (rule !== null) {
         const ranges = [...rule].map(([partition, last]) => ({ partition, through: last.toString(), records: (partition === record.partition ? last - record.offset + 1n : last + 1n).toString() }));
@@ -386,7 +402,8 @@ export class SinkRunner {
           skipThrough: ranges,
           description:
             `${execute ? "sent" : "would send"} the record at ${where} to ${dlq} with its reason, and ${execute ? "sends" : "send"} there every later record of ${view.table} the sink refuses, ` +
-            `${span} (at most ${records} record(s) of its topic from the halted one on; the sink applies those it accepts), each logged; a refused record past that halts the table again`,
+            `${span} (at most ${records} record(s) of its topic from the halted one on; the sink applies those it accepts), each logged; a refused record past that halts the table again; ` +
+            `within it, one refused for another reason than ${kind === "schema" ? "its schema" : "the record itself"} (its target blocked, out of memory or refusing for a while) halts the table as usual, and the range holds on once it goes on`,
         };
       }
       return {
@@ -395,6 +412,36 @@ export class SinkRunner {
         description: `${execute ? "sent" : "would send"} the record at ${where} to ${dlq} with its reason, and ${execute ? "reads" : "read"} ${view.table} on from offset ${record.offset + 1n}`,
       };
     });
+  }
+
+  /**
+   * Sends the record that halted a table to the dead-letter topic (`by`: the operator's command, in
+   * its reason), stores the offset after it and reads the table on after it.
+   */
+  private async skipRecord(state: HaltState, by: string): Promise<void> {
+    const { view, record } = state;
+    const sink = this.options.sink.name;
+    const where = `${view.topic}:${view.partition}:${view.recordOffset}`;
+    await this.deadLetter(record, view.table, `${view.error} (skipped by an operator: ${by})`);
+    // A partition other tables share (the control topic) stays before what they still hold; the skipped record is passed over instead.
+    this.resets.skip(record);
+    const next = new Map([[partitionKey(record.topic, record.partition), { topic: record.topic, partition: record.partition, offset: record.offset + 1n }]]);
+    this.holdOffsets(next, record);
+    const after = [...next.values()];
+    const { sink: target, log, group } = this.options;
+    if (isTransactional(target)) await target.storeOffsets(after, new AbortController().signal);
+    if (this.activeConsumer) {
+      // After the group's commits under way, which could otherwise move it back.
+      await this.groupCommit;
+      await this.activeConsumer.commit(after);
+    } else {
+      await log.setCommittedOffsets(group, after);
+    }
+    this.unhalt(state, null);
+    this.logger.warn(
+      { table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset, deadLetterTopic: this.options.deadLetterTopic },
+      `sink ${sink}: table ${view.table} released by an operator: record ${where} dead-lettered, reading on after it`,
+    );
   }
 
   /** The last offset, per partition of the halted record's topic, that `through` covers (none past its end). */
@@ -1235,13 +1282,9 @@ export class SinkRunner {
     }
     const key = tableTopic(record);
     if (this.halted.has(key)) return;
-    const rule = this.skipThrough.get(key);
-    const skipThrough = rule?.topic === record.topic ? rule.last.get(record.partition) : undefined;
-    const skipping = skipThrough !== undefined && record.offset <= skipThrough;
-    if (rule !== undefined && !skipping) this.skipThrough.delete(key);
-    const retries = skipping ? null : liftsByItself(error) ? this.blockedRetries : null;
+    const skipThrough = this.skippedByRange(key, record, error);
+    const retries = skipThrough === null && liftsByItself(error) ? this.blockedRetries : null;
     const before = retries?.last(key);
-    let release = releaseHint(sink, table);
     const view: HaltedSinkTable = {
       topic: record.topic,
       table,
@@ -1251,21 +1294,69 @@ export class SinkRunner {
       recordOffset: record.offset.toString(),
       // A table that halts again at an automatic retry has been halted since the first time.
       since: before?.view.since ?? new Date().toISOString(),
-      release,
+      release: releaseHint(sink, table, refusalKind(error) !== "target"),
     };
     const state: HaltState = { key, view, record, error, source: event?.source.name ?? "" };
     this.halted.set(key, state);
-    if (skipping) {
-      // Released as the operator's skip would release it, after the batch under way (releases run one at a time).
-      this.logger.warn(
-        { table, topic: record.topic, partition: record.partition, offset: String(record.offset), err: error.message, through: String(skipThrough) },
-        `sink ${sink}: table ${table}: record ${record.topic}:${record.partition}:${record.offset} refused (${error.message}); dead-lettering it as the operator asked (sluice halted skip --through ${skipThrough})`,
-      );
-      void this.release(key, "skip", true).catch((failure: unknown) =>
-        this.logger.error({ table, err: failure instanceof Error ? failure.message : String(failure) }, `sink ${sink}: table ${table}: skipping a refused record failed; the table stays halted`),
-      );
+    if (skipThrough !== null) {
+      this.skipInRange(state, skipThrough);
       return;
     }
+    this.announceHalt(state, retries);
+  }
+
+  /**
+   * The end of the `skip --through` range a refused record is in, when the range skips its refusal;
+   * null otherwise. A refused record past the range (or on another topic) ends it; within it, a
+   * refusal of another kind (the target's: a block, running out of memory) halts the table as usual
+   * and the range holds on, for the records after it once the table goes on.
+   */
+  private skippedByRange(key: string, record: StoredRecord, error: Error): bigint | null {
+    const range = this.skipThrough.get(key);
+    if (range === undefined) return null;
+    const last = range.topic === record.topic ? range.last.get(record.partition) : undefined;
+    if (last === undefined || record.offset > last) {
+      this.skipThrough.delete(key);
+      return null;
+    }
+    const kind = refusalKind(error);
+    return kind !== "target" && kind === range.kind ? last : null;
+  }
+
+  /**
+   * Releases a table halted by a refused record within a `skip --through` range as the operator's
+   * skip would, after the batch under way (releases run one at a time). A skip that fails (the
+   * dead-letter topic refuses the record, the topic log unavailable) ends the range, and the table
+   * stays halted as any halt is: counted, logged as an error, for an operator to release.
+   */
+  private skipInRange(state: HaltState, through: bigint): void {
+    const { view, record, error, key } = state;
+    const sink = this.options.sink.name;
+    this.logger.warn(
+      { table: view.table, topic: record.topic, partition: record.partition, offset: String(record.offset), err: error.message, through: String(through) },
+      `sink ${sink}: table ${view.table}: record ${record.topic}:${record.partition}:${record.offset} refused (${error.message}); dead-lettering it as the operator asked (sluice halted skip --through ${through})`,
+    );
+    void this.exclusive(async () => {
+      // Released meanwhile by the operator.
+      if (this.halted.get(key) !== state) return;
+      try {
+        await this.skipRecord(state, "sluice halted skip --through");
+      } catch (failure) {
+        if (this.halted.get(key) !== state) return;
+        this.skipThrough.delete(key);
+        const halted: HaltState = { ...state, view: { ...view, error: `${view.error}; sending it to the dead-letter topic as the operator's range asked (sluice halted skip --through) failed, so the range ends and the table halts: ${errorText(failure)}` } };
+        this.halted.set(key, halted);
+        this.announceHalt(halted, null);
+      }
+    });
+  }
+
+  /** Counts a table that halted and says so (an error line), or schedules its automatic retry (`retries`: its target's block lifts by itself). */
+  private announceHalt(state: HaltState, retries: BlockedRetries<HaltState> | null): void {
+    const { key, view, record, error } = state;
+    const { table } = view;
+    const sink = this.options.sink.name;
+    let release = view.release;
     this.options.metrics?.tablesHalted.set({ source: state.source, sink, table }, 1);
     if (retries !== null) {
       const { delayMs, attempts } = retries.schedule(key, state);
@@ -1281,8 +1372,8 @@ export class SinkRunner {
       }
     }
     this.logger.error(
-      { table, topic: record.topic, partition: record.partition, offset: String(record.offset), err: error.message, release },
-      `sink ${sink}: table ${table} halted at ${record.topic}:${record.partition}:${record.offset}: ${error.message}; ${release}`,
+      { table, topic: record.topic, partition: record.partition, offset: String(record.offset), err: view.error, release },
+      `sink ${sink}: table ${table} halted at ${record.topic}:${record.partition}:${record.offset}: ${view.error}; ${release}`,
     );
   }
 
