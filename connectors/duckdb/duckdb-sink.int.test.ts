@@ -118,12 +118,12 @@ describe("DuckDB sink specifics", () => {
       const message = failures[0]!.error.message;
       assert.match(message, new RegExp(`${wide.schema.table}.*memory_limit \\(24 MiB\\)`));
       assert.match(message, /`memory`/);
-      assert.match(message, /sluice halted retry/);
+      assert.match(message, /and restart: memory_limit is read at start/);
       assert.deepEqual(await count(sink, narrow), { n: 2 });
     } finally {
       await sink.close();
     }
-    // sluice halted retry after raising the limit: the halted change is written again and applies.
+    // A restart with the limit raised: the halted change is written again and applies.
     sink = await open(96 * 2 ** 20);
     try {
       assert.deepEqual((await sink.write([wide.insert(2n, row), wide.insert(3n, { ...row, id: 2 })], signal())).failures, []);

@@ -348,8 +348,8 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
    * in the first half keeps only its changes of the second that come before the halt.
    * One change that still runs out after ONE_CHANGE_ATTEMPTS fresh opens halts its table
    * (SINK_TARGET_BLOCKED, under any on_error) instead of being retried for ever, stalling the
-   * sink's other tables: its table's later changes are held, `sluice halted retry` applies it once
-   * memory_limit is raised.
+   * sink's other tables: its table's later changes are held until a restart with memory_limit
+   * raised reads the table again from it (halts are not kept over a restart).
    */
   async #writeFitting(changes: readonly SinkChange[], mode: Mode, offsets: readonly TopicPartitionOffset[] | null, signal: AbortSignal): Promise<OffsetWriteResult> {
     for (let attempt = 1; ; attempt++) {
@@ -360,8 +360,11 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
         if (!(error instanceof SluiceError && error.code === "SINK_OUT_OF_MEMORY")) throw error;
         this.#logger.warn({ changes: changes.length, attempt, error: error.message }, "DuckDB ran out of memory for the write; opening the database again and applying it in two halves");
         await this.#reopen();
-        if (changes.length === 1 && attempt >= ONE_CHANGE_ATTEMPTS) return { failures: [{ index: 0, error: this.#tooLarge(changes[0]!, error), retriable: false }], offsetsStored: false };
         if (changes.length >= 2) break;
+        if (attempt < ONE_CHANGE_ATTEMPTS) continue;
+        // Offsets alone that do not fit: no change to halt, the runner retries the write with backoff.
+        if (changes.length === 0) throw error;
+        return { failures: [{ index: 0, error: this.#tooLarge(changes[0]!, error), retriable: false }], offsetsStored: false };
       }
     }
     const middle = Math.ceil(changes.length / 2);
@@ -373,12 +376,10 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       const halt = halts.get(tableKey(changes[index]!.event.schema));
       if (halt === undefined || versionOf(changes[index]!.event) < halt.version) rest.push(index);
     }
-    const second = await this.#writeFitting(
-      rest.map((index) => changes[index]!),
-      mode,
-      first.failures.length === 0 ? offsets : null,
-      signal,
-    );
+    const restOffsets = first.failures.length === 0 ? offsets : null;
+    // A second half left empty (all of it held behind a halt in the first) has nothing to write.
+    const second: OffsetWriteResult =
+      rest.length === 0 && restOffsets === null ? { failures: [], offsetsStored: false } : await this.#writeFitting(rest.map((index) => changes[index]!), mode, restOffsets, signal);
     return {
       failures: [...first.failures, ...second.failures.map((failure) => ({ ...failure, index: rest[failure.index]! }))],
       offsetsStored: second.offsetsStored,
@@ -839,7 +840,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     const limit = this.#config.memory_limit === undefined ? "DuckDB's default" : `${Math.round(this.#config.memory_limit / 2 ** 20)} MiB`;
     return new TargetBlockedError(
       `sink "${this.name}": a change of ${table} does not fit DuckDB's memory_limit (${limit}) even alone, after ${ONE_CHANGE_ATTEMPTS} attempts; the table halts, the sink's other tables go on. ` +
-        `Raise this sink's memory_limit (or the process's memory budget, \`memory\`, of which it takes a fifth), restart, then run sluice halted retry (docs/operations.md#memory). ` +
+        `Raise this sink's memory_limit (or the process's memory budget, \`memory\`, of which it takes a fifth) and restart: memory_limit is read at start, and the sink reads the table again from this change then (docs/operations.md#memory). ` +
         `A wide table needs about 256 KiB a column beside its values. DuckDB: ${error.message}`,
       false,
       { component: "sink", sink: this.name, table, position: positionLabel({ schema: change.event.schema, position: change.event.source.position }) },

@@ -1,0 +1,80 @@
+/**
+ * The DuckDB sink's writes that run out of memory_limit (#writeFitting): split in halves, one change
+ * tried a bounded number of times. DuckDB's own failure is made here by refusing COMMIT with the
+ * message DuckDB gives ('Failed to commit: failed to pin block'): a real one depends on the
+ * machine's memory and on what the write holds, and does not come for a write of no changes.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { DuckDBConnection } from "@duckdb/node-api";
+import { SluiceError } from "../errors.ts";
+import { testLogger, testSinkConfig } from "../sinks/test-config.ts";
+import { Events, randomTableName, tableSchema } from "../sinks/test-events.ts";
+import { DuckDbSink } from "./duckdb-sink.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "sluice-duckdb-oom-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Runs `body` with the next `refusals` COMMITs failing as DuckDB's out of memory does; returns how many were refused. */
+async function withCommitsRefused(refusals: number, body: () => Promise<void>): Promise<number> {
+  const run = DuckDBConnection.prototype.run;
+  let refused = 0;
+  DuckDBConnection.prototype.run = function (this: DuckDBConnection, ...args: Parameters<typeof run>) {
+    if (args[0] === "COMMIT" && refused < refusals) {
+      refused++;
+      return Promise.reject(new Error("TransactionContext Error: Failed to commit: failed to pin block of size 256.0 KiB (24.0 MiB/24.0 MiB used)"));
+    }
+    return run.apply(this, args);
+  };
+  try {
+    await body();
+  } finally {
+    DuckDBConnection.prototype.run = run;
+  }
+  return refused;
+}
+
+async function openSink(name: string): Promise<DuckDbSink> {
+  const sink = new DuckDbSink(testSinkConfig("duckdb", { name, path: join(dir, `${name}.duckdb`), on_error: "halt" }), { logger: testLogger() });
+  await sink.open(AbortSignal.timeout(30_000));
+  return sink;
+}
+
+// Neither way out of the loop applied to a write of no changes: it reopened the database and tried again for ever, with no backoff.
+test("offsets alone that run out of memory_limit are tried a bounded number of times, then fail as SINK_OUT_OF_MEMORY for the runner's backoff", async () => {
+  const sink = await openSink("offsets_only");
+  try {
+    let failure: unknown = null;
+    const refused = await withCommitsRefused(20, async () => {
+      failure = await sink.write([], AbortSignal.timeout(30_000), [{ topic: "src.public.t", partition: 0, offset: 5n }]).then(
+        () => null,
+        (error: unknown) => error,
+      );
+    });
+    assert.ok(failure instanceof SluiceError, `the write fails: ${String(failure)}`);
+    assert.equal(failure.code, "SINK_OUT_OF_MEMORY");
+    assert.equal(failure.retriable, true);
+    assert.equal(refused, 3, "tried 3 times");
+    assert.deepEqual((await sink.write([], AbortSignal.timeout(30_000), [{ topic: "src.public.t", partition: 0, offset: 5n }])).failures, [], "applies once memory allows");
+  } finally {
+    await sink.close();
+  }
+});
+
+test("a change that does not fit alone halts its table; the later change of the table held behind it leaves nothing to write", async () => {
+  const sink = await openSink("held_rest");
+  try {
+    const events = new Events(tableSchema(randomTableName("oom"), [["id", "integer"], ["v", "text"]]));
+    let failures: readonly { index: number; error: Error }[] = [];
+    const refused = await withCommitsRefused(20, async () => {
+      ({ failures } = await sink.write([events.insert(1n, { id: 1, v: "a" }), events.insert(2n, { id: 2, v: "b" })], AbortSignal.timeout(30_000)));
+    });
+    assert.deepEqual(failures.map((f) => [f.index, (f.error as SluiceError).code]), [[0, "SINK_TARGET_BLOCKED"]]);
+    assert.equal(refused, 4, "the whole write once, then its first change 3 times; nothing for the held second change");
+  } finally {
+    await sink.close();
+  }
+});
