@@ -79,6 +79,49 @@ describe("MariaDB source: a binlog reset while stopped", () => {
     }
   });
 
+  it("an initial snapshot interrupted before a reset is not started over in the old epoch: refused under initial, taken again in the next epoch under when-needed", async () => {
+    await admin.query("CREATE TABLE d.u (id INT PRIMARY KEY, v VARCHAR(20))");
+    for (let id = 1; id <= 40; id++) await admin.query(`INSERT INTO d.u VALUES (${id}, 'old')`);
+    // The snapshot starts at file 4; after the reset the binlog is back at file 1, below it.
+    for (let i = 0; i < 3; i++) await admin.query("FLUSH BINARY LOGS");
+    const config = sourceConfig({ host: server.host, port: server.port, user: server.admin.user, password: server.admin.password, tables: ["d.u"], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 10 } });
+    const first = newSource(config, { maxBatchEvents: 5 });
+    await first.connect(null, AbortSignal.timeout(30_000));
+    const interrupted = (await readUntil(first, (c) => c.events.some((e) => e.op === "r"))).batches.at(-1)!.checkpoint;
+    await first.close();
+    const token = decodeResumeToken(interrupted.position.resume, config.name);
+    assert.ok(token.snapshotIncomplete && token.exportedProgress !== undefined, "the checkpoint is the interrupted snapshot's, with its progress");
+
+    await admin.query("RESET MASTER");
+    await admin.query("DELETE FROM d.u WHERE id > 20");
+    const [[status]] = (await admin.query("SHOW MASTER STATUS")) as unknown as [[{ File: string }]];
+    assert.ok(Number(status.File.split(".").at(-1)) < Number(token.file.split(".").at(-1)), `the reset binlog (${status.File}) is below the snapshot's start (${token.file})`);
+
+    const again = newSource(config);
+    try {
+      await assert.rejects(again.connect(interrupted, AbortSignal.timeout(30_000)), (error: Error & { code?: string }) => {
+        assert.equal(error.code, "MYSQL_BINLOG_RESET");
+        assert.match(error.message, /beyond the server's newest binlog/);
+        assert.match(error.message, /set snapshot\.mode: when-needed and start again/);
+        return true;
+      });
+    } finally {
+      await again.close();
+    }
+    const remedy = newSource({ ...config, snapshot: { ...config.snapshot, mode: "when-needed" } });
+    try {
+      await remedy.connect(interrupted, AbortSignal.timeout(30_000));
+      const taken = await readUntil(remedy, snapshotFinished);
+      const rows = taken.events.filter((e) => e.op === "r");
+      assert.equal(rows.length, 20, "the table read again as it is now");
+      assert.ok(rows.every((e) => epochOf(e.source.position.change) === 1 && e.source.position.change > interrupted.position.change), "in epoch 1, above the interrupted snapshot's versions");
+      const reset = taken.events.find((e) => e.op === "t")!;
+      assert.ok(reset.source.position.change > interrupted.position.change, "and its reset, so the rows deleted since leave the sinks");
+    } finally {
+      await remedy.close();
+    }
+  });
+
   it("a checkpoint of another server (server_id changed) is refused naming the remedy, and taken in the next epoch under when-needed", async () => {
     const config = sourceConfig({ host: server.host, port: server.port, user: server.admin.user, password: server.admin.password, tables: ["d.t"], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 } });
     const first = newSource(config);

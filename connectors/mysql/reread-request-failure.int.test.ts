@@ -7,7 +7,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import type { Connection } from "mysql2/promise";
-import type { Source } from "../contracts.ts";
+import type { ChangeEvent, Source } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import { decodeResume } from "../common/incremental-snapshot-state.ts";
 import { Fold, noTasks, pump, stopPumps, waitFor } from "../common/online-snapshot-test-support.ts";
@@ -68,5 +68,50 @@ test("a rename and a column rename decoded while the catalog connection is lost 
     assert.equal(decodeResume(state.checkpoint!.position.resume).tasks.length, 0);
   } finally {
     await stopPumps([state], [source]);
+  }
+});
+
+test("an XA rollback whose request fails after a checkpoint between its prepare and it: the checkpoint carries the prepared transaction's tables, so the stream asks again from there and the rolled-back rows leave", async () => {
+  await admin.query(`CREATE TABLE ${t("xa_rb")} (id INT PRIMARY KEY, v INT NOT NULL)`);
+  await admin.query(`CREATE TABLE ${t("xa_other")} (id INT PRIMARY KEY)`);
+  await admin.query(`INSERT INTO ${t("xa_rb")} SELECT seq, seq FROM seq_1_to_${ROWS}`);
+  await admin.query(createWatermarkTableSql({ database, table: "sluice_watermarks" }));
+  const config = sourceConfig({ tables: [`${database}.xa_*`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 1000 }, heartbeat_interval: 500 });
+  const source = newSource(config);
+  const failures: SluiceError[] = [];
+  const watched: Pick<Source, "connect" | "read"> = {
+    connect: (from, signal) => source.connect(from, signal),
+    read: (signal) =>
+      source.read(signal).catch((error: unknown) => {
+        if (error instanceof SluiceError) failures.push(error);
+        throw error;
+      }),
+  };
+  const rolledBack = new Fold("xa_rb");
+  let otherAt = -1n;
+  const other = {
+    apply: (event: ChangeEvent) => {
+      if (event.source.table === "xa_other") otherAt = event.source.position.change;
+    },
+  };
+  const xaSession = await adminConnection(database);
+  await source.connect(null, AbortSignal.timeout(30_000));
+  const state = pump(watched, [rolledBack, other]);
+  try {
+    await waitFor("the initial snapshot", () => rolledBack.visible().size === ROWS && state.checkpoint !== null && !(state.checkpoint.position.resume ?? "").includes('"snapshot":"incomplete"'), 15_000);
+    await xaSession.query(`XA START 'rbf'; INSERT INTO ${t("xa_rb")} VALUES (${ROWS + 1}, 0), (${ROWS + 2}, 0); XA END 'rbf'; XA PREPARE 'rbf'`);
+    await admin.query(`INSERT INTO ${t("xa_other")} VALUES (1)`);
+    await waitFor("a checkpoint past the prepare", () => otherAt > 0n && state.checkpoint !== null && state.checkpoint.position.change >= otherAt, 10_000);
+    assert.ok(rolledBack.visible().has(String(ROWS + 1)), "the prepared rows reached the topics at the prepare");
+    const catalog = (source as unknown as { catalog: Connection & { threadId: number } }).catalog;
+    await admin.query(`KILL CONNECTION ${catalog.threadId}`);
+    await xaSession.query("XA ROLLBACK 'rbf'");
+    await waitFor("the rolled-back rows gone, every other row there", () => rolledBack.visible().size === ROWS && !rolledBack.visible().has(String(ROWS + 1)) && noTasks(state), 15_000);
+    const failed = failures.find((error) => error.code === "SNAPSHOT_REQUEST_FAILED");
+    assert.ok(failed !== undefined, `the stream failed for the request (${failures.map((e) => e.code).join(", ")})`);
+    assert.match(failed.message, new RegExp(`${database}\\.xa_rb asked for at `));
+  } finally {
+    await stopPumps([state], [source]);
+    await xaSession.end();
   }
 });

@@ -34,6 +34,8 @@ export interface ResumeToken {
   readonly capturedTables?: readonly string[];
   /** The binlog history epoch of the positions (positions.ts): above 0 once a reset binlog or another server was accepted. */
   readonly epoch?: number;
+  /** XA transactions prepared before the resume point whose rollback may come after it: xid → the captured tables each changed (StreamDecoder.preparedXaAt). */
+  readonly preparedXa?: Readonly<Record<string, readonly string[]>> | undefined;
 }
 
 const PREFIX = "mysql:";
@@ -61,6 +63,7 @@ export function encodeResumeToken(token: ResumeToken): string {
       ...(token.exportedProgress === undefined ? {} : { progress: token.exportedProgress }),
       ...(token.capturedTables === undefined ? {} : { tables: token.capturedTables }),
       ...(token.epoch === undefined || token.epoch === 0 ? {} : { epoch: token.epoch }),
+      ...(token.preparedXa === undefined || Object.keys(token.preparedXa).length === 0 ? {} : { xa: token.preparedXa }),
     })
   );
 }
@@ -80,7 +83,7 @@ export function decodeResumeToken(resume: string | undefined, source: string): R
   } catch {
     throw bad("not JSON");
   }
-  const { flavor, server, file, offset, gtid, skip, thresholds, snapshot, tables, progress, epoch } = raw;
+  const { flavor, server, file, offset, gtid, skip, thresholds, snapshot, tables, progress, epoch, xa } = raw;
   const version = raw["v"];
   if (typeof version === "number" && version > EPOCH_VERSION) throw bad(`token version ${version}, written by a newer Sluice`);
   if ((version !== VERSION && version !== EPOCH_VERSION) || (flavor !== "mysql" && flavor !== "mariadb") || typeof server !== "number" || typeof file !== "string" || typeof offset !== "number") throw bad("missing fields");
@@ -92,5 +95,7 @@ export function decodeResumeToken(resume: string | undefined, source: string): R
   for (const [table, at] of Object.entries((thresholds ?? {}) as Record<string, unknown>)) snapshotThresholds[table] = BigInt(String(at));
   const capturedTables = Array.isArray(tables) && tables.every((t) => typeof t === "string") ? { capturedTables: tables as string[] } : {};
   const exported = parseExportedSnapshotProgress(progress);
-  return { flavor, serverId: server, file, offset, gtid, skipThrough, snapshotThresholds, snapshotIncomplete: snapshot === "incomplete", ...capturedTables, ...(exported === null ? {} : { exportedProgress: exported }), ...(epoch === undefined ? {} : { epoch: epoch as number }) };
+  const xaValid = typeof xa === "object" && xa !== null && !Array.isArray(xa) && Object.values(xa).every((t) => Array.isArray(t) && t.every((name) => typeof name === "string"));
+  if (xa !== undefined && !xaValid) throw bad("bad prepared XA transactions");
+  return { flavor, serverId: server, file, offset, gtid, skipThrough, snapshotThresholds, snapshotIncomplete: snapshot === "incomplete", ...capturedTables, ...(exported === null ? {} : { exportedProgress: exported }), ...(epoch === undefined ? {} : { epoch: epoch as number }), ...(xa === undefined ? {} : { preparedXa: xa as Record<string, string[]> }) };
 }

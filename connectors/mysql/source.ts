@@ -78,6 +78,8 @@ interface StreamStart {
   readonly skipThrough: Position | null;
   readonly thresholds: ReadonlyMap<string, bigint>;
   readonly lastCheckpoint: Position | null;
+  /** The prepared XA transactions the checkpoint carries (resume-token.ts). */
+  readonly preparedXa?: Readonly<Record<string, readonly string[]>> | undefined;
 }
 
 interface StreamState extends OpenedStream<SourceBatch> {
@@ -206,6 +208,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
           skipThrough: token.skipThrough,
           thresholds: new Map(Object.entries(token.snapshotThresholds)),
           lastCheckpoint: from!.position,
+          preparedXa: token.preparedXa,
         });
         await this.online.backfillAdded(token, tables);
         return;
@@ -228,14 +231,12 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       this.logger.warn({ reason }, `the initial snapshot did not finish and cannot resume (${reason}): starting it over`);
       return false;
     };
+    // Checked first, whatever the progress: a snapshot taken again in the old epoch after a reset sorts below the versions the sinks hold.
+    const history = await this.binlogHistory(sql, token);
+    if (history === "new-history") return false;
     const progress = token.exportedProgress;
     if (progress === undefined) return startOver("its checkpoint does not say how far it got");
-    if (!(await binaryLogs(sql)).some((log) => log.file === token.file)) return startOver(`the binlog ${token.file} it started at was purged`);
-    const reset = await binlogResetProblem(sql, token);
-    if (reset !== null) {
-      this.acceptNewHistory(token, reset, "MYSQL_BINLOG_RESET");
-      return false;
-    }
+    if (history === "purged") return startOver(`the binlog ${token.file} it started at was purged`);
     const problem = await this.online.resumeInitial(sql, progress, tables, snapshotResetPosition(interrupted).change);
     if (problem !== null) return startOver(problem);
     await this.restoreSchema(sql, token, tables);
@@ -281,20 +282,11 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
 
   /** Whether the binlog still has the token's position; refuses a purged position unless snapshot.mode is when-needed, and a reset binlog. */
   private async checkResumable(sql: Sql, token: ResumeToken): Promise<boolean> {
-    const logs = await binaryLogs(sql);
-    this.checkEpochRoom(logs);
+    const history = await this.binlogHistory(sql, token);
+    if (history === "here") return true;
+    if (history === "new-history") return false;
     const at = `${token.file}:${token.offset}`;
-    if (logs.some((log) => log.file === token.file)) {
-      const problem = await binlogResetProblem(sql, token);
-      if (problem === null) return true;
-      this.acceptNewHistory(token, problem, "MYSQL_BINLOG_RESET");
-      return false;
-    }
-    const newest = logs.at(-1);
-    if (newest !== undefined && binlogFileIndex(newest.file) < binlogFileIndex(token.file)) {
-      this.acceptNewHistory(token, `the checkpoint is at ${at}, beyond the server's newest binlog ${newest.file}`, "MYSQL_BINLOG_RESET");
-      return false;
-    }
+    const logs = await binaryLogs(sql);
     if (this.config.snapshot.mode === "when-needed") {
       this.logger.warn({ position: at, oldest: logs[0]?.file }, "the checkpoint's binlog was purged; taking a new snapshot (snapshot.mode: when-needed)");
       return false;
@@ -303,6 +295,31 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       `the checkpoint is at ${at}, but the server has purged that binlog (oldest: ${logs[0]?.file ?? "none"}); the changes since are lost to the binlog: re-snapshot by setting snapshot.mode: when-needed or removing the checkpoint, and keep binlogs longer (binlog_expire_logs_seconds / expire_logs_days)`,
       { code: "MYSQL_POSITION_PURGED", context: { ...this.context, position: at } },
     );
+  }
+
+  /**
+   * Whether the server's binlog is still the history of the token (a streaming checkpoint's or an
+   * interrupted snapshot's): "here" (its file there, the same history at its coordinate), "purged"
+   * (its file older than the server's oldest). Another history (the file beyond the server's newest,
+   * or on MariaDB another GTID at its coordinate: binlog-reset.ts) goes to acceptNewHistory, which
+   * refuses it or, under when-needed, moves to the next epoch ("new-history").
+   */
+  private async binlogHistory(sql: Sql, token: ResumeToken): Promise<"here" | "purged" | "new-history"> {
+    const logs = await binaryLogs(sql);
+    this.checkEpochRoom(logs);
+    const at = `${token.file}:${token.offset}`;
+    if (logs.some((log) => log.file === token.file)) {
+      const problem = await binlogResetProblem(sql, token);
+      if (problem === null) return "here";
+      this.acceptNewHistory(token, problem, "MYSQL_BINLOG_RESET");
+      return "new-history";
+    }
+    const newest = logs.at(-1);
+    if (newest !== undefined && binlogFileIndex(newest.file) < binlogFileIndex(token.file)) {
+      this.acceptNewHistory(token, `the checkpoint is at ${at}, beyond the server's newest binlog ${newest.file}`, "MYSQL_BINLOG_RESET");
+      return "new-history";
+    }
+    return "purged";
   }
 
   /** The epoch, once checked that its positions have room for the server's binlog file numbers (positions.ts). */
@@ -420,9 +437,10 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       transactionMetadata: config.transaction_metadata,
       skippedOperations: skippedOperations(config),
       // Awaited by the decoder before it goes past the statement, so every checkpoint past it carries the requests.
-      onRenamed: (from, to, at) => backfillRenamed(from, to, config.snapshot.mode, (table) => this.queueReread(table, "table-renamed", at), logger, at),
-      onReread: (table, columns, at) => backfillColumns(table, columns, config.snapshot.mode, () => this.queueReread(table, "columns-changed", at), logger, at),
-      onXaRolledBack: (xid, tables, at) => backfillRolledBackXa(xid, tables, config.snapshot.mode, (table) => this.queueReread(table, "xa-rolled-back", at), logger, at),
+      onRenamed: (from, to, at) => backfillRenamed(from, to, config.snapshot.mode, (table) => this.queueReread(table, "table-renamed", at), logger, at, context),
+      onReread: (table, columns, at) => backfillColumns(table, columns, config.snapshot.mode, () => this.queueReread(table, "columns-changed", at), logger, at, context),
+      ...(start.preparedXa === undefined ? {} : { preparedXa: start.preparedXa }),
+      onXaRolledBack: (xid, tables, at) => backfillRolledBackXa(xid, tables, config.snapshot.mode, (table) => this.queueReread(table, "xa-rolled-back", at), logger, at, context),
       logger,
       context,
     });

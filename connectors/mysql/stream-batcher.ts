@@ -108,12 +108,12 @@ export class StreamBatcher {
     const thresholds = decoder.pendingThresholds();
     let checkpoint: Position;
     if (last === undefined || (complete && comparePositions(through.position, last.event.source.position) > 0)) {
-      const token = { flavor, serverId, file: through.file, offset: through.offset, gtid: through.gtid, skipThrough: null, snapshotThresholds: thresholds, snapshotIncomplete: false, epoch };
+      const token = { flavor, serverId, file: through.file, offset: through.offset, gtid: through.gtid, skipThrough: null, snapshotThresholds: thresholds, snapshotIncomplete: false, epoch, preparedXa: decoder.preparedXaAt(through.position.commit) };
       checkpoint = { ...through.position, resume: encodeResumeToken(token) };
     } else {
       const position = last.event.source.position;
       const { transaction } = last;
-      const token = { flavor, serverId, file: transaction.file, offset: transaction.offset, gtid: transaction.gtidBefore, skipThrough: position, snapshotThresholds: thresholds, snapshotIncomplete: false, epoch };
+      const token = { flavor, serverId, file: transaction.file, offset: transaction.offset, gtid: transaction.gtidBefore, skipThrough: position, snapshotThresholds: thresholds, snapshotIncomplete: false, epoch, preparedXa: decoder.preparedXaAt(transaction.start) };
       checkpoint = { commit: position.commit, change: position.change, resume: encodeResumeToken(token) };
     }
     this.lastCheckpoint = checkpoint;

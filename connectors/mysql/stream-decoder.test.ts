@@ -14,6 +14,7 @@ import { EventParser } from "./protocol/event-parser.ts";
 import { MemorySchemaHistoryStore } from "./schema/schema-history.ts";
 import { SchemaTracker } from "./schema/schema-tracker.ts";
 import { StreamDecoder } from "./stream-decoder.ts";
+import { decodeResumeToken, encodeResumeToken } from "./resume-token.ts";
 import type { DecodedEvent } from "./stream-decoder.ts";
 import { CollationTable } from "./values/charsets.ts";
 
@@ -261,5 +262,38 @@ describe("stream decoder", () => {
     assert.deepEqual(out.map((o) => o.event.after), [{ id: 1, v: "a" }]);
     const captured = binlog((w) => [w.mariadbGtid(10n), w.query("d", "BEGIN"), unknown(w, "d")]);
     await assert.rejects(decode(captured), (error: Error & { code?: string }) => error.code === "MYSQL_DECODE_FAILED" && /d\.x/.test(error.message));
+  });
+
+  it("an XA transaction rolled back after a checkpoint between its prepare and its rollback still names its tables when decoding resumes from that checkpoint", async () => {
+    const xa = "XA START X'78',X'',1";
+    const events = binlog((w, map) => [
+      w.mariadbGtid(10n),
+      w.query("d", xa),
+      map(),
+      w.rows(EventType.WRITE_ROWS_V1, 42, 2, [rowImage(2, [int32(1), varchar("a")])]),
+      w.query("d", "XA END X'78',X'',1"),
+      w.xaPrepare("x"),
+      w.mariadbGtid(11n, 0, 1),
+      w.query("d", "XA ROLLBACK X'78',X'',1"),
+    ]);
+    const prepare = events.slice(0, 7);
+    const rollback = [events[0]!, ...events.slice(7)];
+    // The checkpoint after the prepare, as the batcher writes it.
+    const before = await decode(prepare);
+    const through = before.decoder.through;
+    const token = { flavor: "mariadb" as const, serverId: 1, file: through.file, offset: through.offset, gtid: through.gtid, skipThrough: null, snapshotThresholds: {}, snapshotIncomplete: false, preparedXa: before.decoder.preparedXaAt(through.position.commit) };
+    const resumed = decodeResumeToken(encodeResumeToken(token), "s");
+    assert.deepEqual(resumed.preparedXa, { "X'78',X'',1": ["d.t"] });
+    // A reconnect from it (the rollback's request failed, or the process restarted): a new decoder, fed the checkpoint's prepared transactions.
+    const asked: [string, readonly string[] | null][] = [];
+    await decode(rollback, { start: { file: resumed.file, offset: resumed.offset, gtid: resumed.gtid }, preparedXa: resumed.preparedXa!, onXaRolledBack: (xid, tables) => void asked.push([xid, tables]) });
+    assert.deepEqual(asked, [["X'78',X'',1", ["d.t"]]], "the rolled-back table is read again");
+
+    // A checkpoint whose resume point lies before a rollback decoded already (a batch cut inside a transaction) carries it too, since the rollback is decoded again from there.
+    const all = await decode(events, { onXaRolledBack: () => undefined });
+    assert.deepEqual(all.decoder.preparedXaAt(through.position.commit), { "X'78',X'',1": ["d.t"] });
+    assert.equal(all.decoder.preparedXaAt(all.decoder.through.position.commit), undefined, "and forgets it once a checkpoint is past the rollback");
+    assert.equal(encodeResumeToken({ ...token, preparedXa: undefined }), encodeResumeToken({ ...token, preparedXa: {} }), "a token without open XA transactions is written as before");
+    assert.ok(!encodeResumeToken({ ...token, preparedXa: {} }).includes("xa"));
   });
 });

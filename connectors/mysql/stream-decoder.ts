@@ -106,6 +106,8 @@ export interface StreamDecoderOptions {
    * not decoded in this run (before the resume point, or more prepared transactions open than are remembered).
    */
   readonly onXaRolledBack?: (xid: string, tables: readonly string[] | null, at: string) => Promise<void> | void;
+  /** XA transactions prepared before the start and open there (the checkpoint's preparedXaAt): xid → the captured tables each changed. */
+  readonly preparedXa?: Readonly<Record<string, readonly string[]>>;
   readonly logger: Logger;
   readonly context: ErrorContext;
 }
@@ -135,6 +137,8 @@ interface PayloadCursor {
 
 /** Prepared XA transactions remembered at most (each a few table names); a rollback of one forgotten is still reported. */
 const MAX_PREPARED_XA = 10_000;
+/** Prepared XA transactions a checkpoint carries at most (the latest); a rollback of one left out, decoded after a resume, is reported as unknown. */
+export const MAX_PREPARED_XA_IN_CHECKPOINT = 64;
 
 export class StreamDecoder {
   private readonly options: StreamDecoderOptions;
@@ -160,6 +164,8 @@ export class StreamDecoder {
   private heartbeatArrivedAt: number | null = null;
   /** XA transactions prepared and not yet committed or rolled back: the captured tables each changed, oldest first. */
   private readonly preparedXa = new Map<string, readonly string[]>();
+  /** XA rollbacks of known transactions decoded since the last checkpoint, where each starts: one past a checkpoint's resume point is decoded again from there. */
+  private resolvedXa: { readonly xid: string; readonly tables: readonly string[]; readonly at: bigint }[] = [];
   /** Tables warned about for partial row images. */
   private readonly partialTables = new Set<string>();
   /** Tables warned about for changes logged as statements: when, and how many since. */
@@ -174,6 +180,21 @@ export class StreamDecoder {
     this.thresholds = new Map(options.snapshotThresholds);
     this.atFileStart = options.start.offset <= 4;
     this.throughPoint = { position: throughPosition(binlogAt(this.fileIndex, options.start.offset)), file: this.file, offset: options.start.offset, gtid: options.start.gtid };
+    for (const [xid, tables] of Object.entries(options.preparedXa ?? {})) this.preparedXa.set(xid, tables);
+  }
+
+  /**
+   * The prepared XA transactions a checkpoint resuming at `resumeAt` carries, so that their rollback,
+   * decoded after a restart or a reconnect from it, still names the tables to read again (a failed
+   * request reconnects from the checkpoint before the rollback): those open now, and those whose
+   * rollback starts at or after `resumeAt` (decoded again from there); at most
+   * MAX_PREPARED_XA_IN_CHECKPOINT, the latest; undefined when none. Rollbacks before `resumeAt` are forgotten.
+   */
+  preparedXaAt(resumeAt: bigint): Record<string, readonly string[]> | undefined {
+    this.resolvedXa = this.resolvedXa.filter((r) => r.at >= resumeAt);
+    if (this.preparedXa.size === 0 && this.resolvedXa.length === 0) return undefined;
+    const entries: [string, readonly string[]][] = [...this.preparedXa, ...this.resolvedXa.map((r): [string, readonly string[]] => [r.xid, r.tables])];
+    return Object.fromEntries(entries.slice(-MAX_PREPARED_XA_IN_CHECKPOINT));
   }
 
   /** Everything up to here is decoded and no transaction is open. */
@@ -368,7 +389,7 @@ export class StreamDecoder {
     if (resolved !== null) {
       const [, verb, gtrid, bqual, formatId] = resolved;
       const xid = `X'${gtrid!.toLowerCase()}',X'${bqual!.toLowerCase()}',${Number(formatId)}`;
-      xaResolved = () => this.resolved(xid, verb!.toUpperCase() === "ROLLBACK", end, at);
+      xaResolved = () => this.resolved(xid, verb!.toUpperCase() === "ROLLBACK", start, end, at);
     }
     const written = dmlTarget(statement, schema);
     if (written !== null && this.options.tracker.captured(written.database, written.table)) this.noteStatementChange(tableKey(written.database, written.table), start, statement);
@@ -405,9 +426,13 @@ export class StreamDecoder {
     if (this.preparedXa.size > MAX_PREPARED_XA) this.preparedXa.delete(this.preparedXa.keys().next().value!);
   }
 
-  private resolved(xid: string, rolledBack: boolean, end: number, at: string): Promise<void> | void {
+  private resolved(xid: string, rolledBack: boolean, start: number, end: number, at: string): Promise<void> | void {
     const tables = this.preparedXa.get(xid) ?? null;
     this.preparedXa.delete(xid);
+    if (rolledBack && tables !== null) {
+      this.resolvedXa.push({ xid, tables, at: binlogAt(this.fileIndex, start) });
+      if (this.resolvedXa.length > MAX_PREPARED_XA_IN_CHECKPOINT) this.resolvedXa.shift();
+    }
     // A rollback stored before the resume point was taken care of then.
     // One that changed no captured table is remembered too, so its rollback is not reported as unknown.
     if (rolledBack && tables?.length !== 0 && this.options.onXaRolledBack !== undefined && !this.storedThrough(end)) return this.options.onXaRolledBack(xid, tables, at);

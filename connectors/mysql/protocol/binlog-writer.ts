@@ -121,6 +121,16 @@ export class BinlogWriter {
     }
   }
 
+  /** XA_PREPARE_LOG_EVENT of a two-phase XA transaction (its xid: the bytes of gtrid and bqual, and formatId). */
+  xaPrepare(gtrid: string, bqual = "", formatId = 1): Buffer {
+    const head = Buffer.alloc(13);
+    head.writeUInt8(0, 0);
+    head.writeInt32LE(formatId, 1);
+    head.writeUInt32LE(Buffer.byteLength(gtrid), 5);
+    head.writeUInt32LE(Buffer.byteLength(bqual), 9);
+    return this.event(EventType.XA_PREPARE, Buffer.concat([head, Buffer.from(gtrid), Buffer.from(bqual)]));
+  }
+
   xid(xid: bigint): Buffer {
     const body = Buffer.alloc(8);
     body.writeBigUInt64LE(xid, 0);
