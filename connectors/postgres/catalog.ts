@@ -112,6 +112,40 @@ export async function attributes(db: Queryable, relid: number): Promise<Attribut
 }
 
 /** Resolves TypeCatalog name targets to format_type() strings in one round trip. */
+/** Relations' names and columns (attnum, name, type as pgoutput sends them), with where the server's WAL was when they were read. */
+export interface RelationsNow {
+  /** At or past the commit of every change the read saw (the replay position on a standby). */
+  readonly lsn: bigint;
+  readonly relations: ReadonlyMap<number, { readonly schema: string; readonly table: string; readonly columns: { readonly number: number; readonly name: string; readonly typeOid: number; readonly typeModifier: number }[] }>;
+}
+
+/** One statement: the WAL position is taken after its snapshot, so no change it saw committed above it. */
+export async function relationsNow(db: Queryable, relids: readonly number[], serverVersion: number): Promise<RelationsNow> {
+  const generated = serverVersion >= 120000 ? "AND a.attgenerated = ''" : "";
+  const result = await db.query<Record<string, string | null>>(
+    `SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn,
+            c.oid::int8::text AS relid, n.nspname AS schema, c.relname AS table,
+            a.attnum::text AS number, a.attname AS name, a.atttypid::int8::text AS type_oid, a.atttypmod::text AS type_modifier
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ${generated}
+      WHERE c.oid = ANY($1::oid[])
+      ORDER BY c.oid, a.attnum`,
+    [relids.map(String)],
+  );
+  const relations = new Map<number, { schema: string; table: string; columns: { number: number; name: string; typeOid: number; typeModifier: number }[] }>();
+  for (const row of result.rows) {
+    const relid = Number(row["relid"]);
+    let relation = relations.get(relid);
+    if (relation === undefined) {
+      relation = { schema: row["schema"]!, table: row["table"]!, columns: [] };
+      relations.set(relid, relation);
+    }
+    if (row["number"] != null) relation.columns.push({ number: Number(row["number"]), name: row["name"]!, typeOid: Number(row["type_oid"]), typeModifier: Number(row["type_modifier"]) });
+  }
+  const lsn = result.rows[0]?.["lsn"];
+  return { lsn: lsn == null ? 0n : parseLsn(lsn), relations };
+}
+
 export async function typeNames(db: Queryable, targets: readonly TypeNameTarget[]): Promise<string[]> {
   const formatted = targets.filter((t): t is Extract<TypeNameTarget, { format: unknown }> => "format" in t);
   let names: string[] = [];

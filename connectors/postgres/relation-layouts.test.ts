@@ -76,3 +76,32 @@ test("a checkpoint without layouts, or with unreadable ones, is unknown; pruned 
   layouts.prune((relid) => relid === 2);
   assert.deepEqual(relationLayoutsOf(checkpoint(layouts, at(3)).position), new Map([[2, layout("b")]]));
 });
+
+test("a table the record lacks (quiet since an upgrade, snapshot.mode never) is seeded from the catalog and counts from where the catalog was read, between changes by position", async () => {
+  const layouts = new RelationLayouts(logger);
+  // A checkpoint from before the record was kept: nothing known.
+  assert.equal(layouts.restore({ source: "pg", position: at(1) }), null);
+  assert.deepEqual(layouts.missing([1, 2]), [1, 2]);
+  layouts.seed(new Map([[1, layout("orders_v2")], [2, layout("quiet")]]), at(50));
+  // The stream from the checkpoint: relation 1 still under its old name at 10 (renamed later, before the catalog read).
+  layouts.note(1, layout("orders"), at(10));
+  assert.deepEqual(relationLayoutsOf(checkpoint(layouts, at(20)).position), new Map([[1, layout("orders")]]), "below the catalog read: the name the stream published there, no seed");
+  const seeded = checkpoint(layouts, at(60));
+  assert.deepEqual(relationLayoutsOf(seeded.position), new Map([[1, layout("orders_v2")], [2, layout("quiet")]]), "from the catalog read on: the quiet table too");
+  // A change after the catalog read wins over the seed.
+  layouts.note(2, layout("quiet_renamed"), at(70));
+  assert.deepEqual(relationLayoutsOf(checkpoint(layouts, at(70)).position)!.get(2), layout("quiet_renamed"));
+  // Restarting from the seeded checkpoint: the quiet table renamed while stopped is compared with its seeded name.
+  assert.deepEqual(layouts.restore(seeded)!.get(2), layout("quiet"));
+  assert.deepEqual(layouts.missing([1, 2, 3]), [3]);
+});
+
+test("a seed waits behind a change whose read is not yet asked for, when the change is below it", async () => {
+  const layouts = new RelationLayouts(logger);
+  layouts.restore(null);
+  layouts.seed(new Map([[2, layout("quiet")]]), at(50));
+  layouts.note(1, layout("moved"), at(10), new Promise<void>((resolve) => setTimeout(resolve, 10)));
+  assert.equal(relationLayoutsOf(checkpoint(layouts, at(60)).position), null);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.deepEqual(relationLayoutsOf(checkpoint(layouts, at(60)).position), new Map([[1, layout("moved")], [2, layout("quiet")]]));
+});

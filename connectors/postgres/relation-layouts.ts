@@ -91,6 +91,8 @@ export class RelationLayouts {
   private stored = new Map<number, RelationLayout>();
   /** Published layouts not yet in a checkpoint, in the order they were published. */
   private changes: Change[] = [];
+  /** Layouts read from the catalog at `at` for relations the record lacked (seed): they count from `at` on. */
+  private seeds: { readonly at: Position; readonly layouts: ReadonlyMap<number, RelationLayout> }[] = [];
   /** The resume text of `stored`; null: to encode again. */
   private encoded: string | undefined | null = null;
   private warnedSize = false;
@@ -107,6 +109,7 @@ export class RelationLayouts {
     const restored = relationLayoutsOf(from?.position);
     this.stored = new Map(restored ?? []);
     this.changes = [];
+    this.seeds = [];
     this.encoded = null;
     return restored;
   }
@@ -119,6 +122,22 @@ export class RelationLayouts {
         this.encoded = null;
       }
     }
+  }
+
+  /** The relations `relids` lists that the record has no layout of. */
+  missing(relids: readonly number[]): number[] {
+    return relids.filter((relid) => !this.stored.has(relid));
+  }
+
+  /**
+   * Layouts of relations the record lacks (a checkpoint stored before the record was kept, or a quiet table never
+   * published since), read from the catalog when the server's WAL was at `at`: they count in checkpoints from `at` on,
+   * between the stream's changes by position, so a table with no change is in the record too and a rename of it while
+   * Sluice is stopped is seen. Below `at` they do not count: a checkpoint there may precede a rename the catalog
+   * already shows, and its stream would tell the old name as a rename.
+   */
+  seed(layouts: ReadonlyMap<number, RelationLayout>, at: Position): void {
+    if (layouts.size > 0) this.seeds.push({ at, layouts });
   }
 
   /** Capture published `layout` of a relation at `at`; it counts once `settled` (what it set off) is done. */
@@ -143,8 +162,15 @@ export class RelationLayouts {
 
   private fold(position: Position): void {
     let taken = 0;
+    // Seeds count up to here: the checkpoint's position, or before the first change that does not count yet.
+    let through: { readonly at: Position; readonly strict: boolean } | null = { at: position, strict: false };
     for (const change of this.changes) {
-      if (!change.ready || (change.at !== null && comparePositions(change.at, position) > 0)) break;
+      if (change.at !== null && comparePositions(change.at, position) > 0) break;
+      if (!change.ready) {
+        through = change.at === null ? null : { at: change.at, strict: true };
+        break;
+      }
+      if (change.at !== null) this.foldSeeds(change.at, false);
       taken++;
       const had = this.stored.get(change.relid);
       if (change.layout === null) {
@@ -158,6 +184,22 @@ export class RelationLayouts {
       }
     }
     if (taken > 0) this.changes = this.changes.slice(taken);
+    if (through !== null) this.foldSeeds(through.at, through.strict);
+  }
+
+  /** Takes the seeds at or below `at` (below it when `strict`). */
+  private foldSeeds(at: Position, strict: boolean): void {
+    while (this.seeds.length > 0) {
+      const order = comparePositions(this.seeds[0]!.at, at);
+      if (order > 0 || (strict && order === 0)) return;
+      for (const [relid, layout] of this.seeds.shift()!.layouts) {
+        const had = this.stored.get(relid);
+        if (had === undefined || !sameLayout(had, layout)) {
+          this.stored.set(relid, layout);
+          this.encoded = null;
+        }
+      }
+    }
   }
 
   private encodeStored(): string | undefined {

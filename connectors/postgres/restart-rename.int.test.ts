@@ -114,6 +114,33 @@ test("a table renamed, then moved to another schema, while Sluice is stopped is 
   assert.deepEqual(ids(elsewhere), all);
 });
 
+test("a table with no change since an upgrade (its checkpoint without the record) is in the next checkpoints' record, so a rename of it while Sluice is stopped is read again", async () => {
+  const schema = await newSchema("quietren");
+  const c = sourceConfig({ tables: [`${schema}.*`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 1000 }, heartbeat_interval: 500 });
+  configs.push(c);
+  await admin.query(`CREATE TABLE "${schema}".quiet (id int PRIMARY KEY, v int NOT NULL)`);
+  await admin.query(`INSERT INTO "${schema}".quiet SELECT i, i FROM generate_series(1, ${ROWS}) i`);
+  const quiet = new Fold("quiet");
+  const first = await run(c, null, [quiet], async (state) => {
+    await waitFor("the initial snapshot", () => streaming(state) && quiet.visible().size === ROWS, 60_000);
+    await caughtUp(state);
+  });
+  // Stored before Sluice kept the record (an upgrade); the table has no change in this run.
+  const upgraded: Checkpoint = { ...first, position: { commit: first.position.commit, change: first.position.change } };
+  const checkpoint = await run(c, upgraded, [quiet], async (state) => {
+    await caughtUp(state);
+  });
+  assert.deepEqual([...(relationLayoutsOf(checkpoint.position)?.values() ?? [])].map((l) => l.table), ["quiet"], "the quiet table is in the record");
+  await admin.query(`ALTER TABLE "${schema}".quiet RENAME TO renamed`);
+  const renamed = new Fold("renamed");
+  await run(c, checkpoint, [renamed], async (state) => {
+    await admin.query(`UPDATE "${schema}".renamed SET v = -v WHERE id = 2`);
+    await waitFor("every row under the new name", () => renamed.visible().size === ROWS && noTasks(state), 60_000);
+  });
+  assert.deepEqual(ids(renamed), all);
+  assert.equal(renamed.visible().get("2")?.["v"], -2);
+});
+
 test("an online schema change's swap while Sluice is stopped (a copy renamed over the original's name, the original renamed away): the copy is not read again, the original is under its new name", async () => {
   const schema = await newSchema("restartswap");
   const c = sourceConfig({ tables: [`${schema}.*`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 1000 }, heartbeat_interval: 500 });

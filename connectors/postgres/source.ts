@@ -16,7 +16,7 @@ import type { CapturePhase, CaptureStats, InitialSnapshot, OpenedStream } from "
 import { CapturedTables } from "./captured-tables.ts";
 import type { CapturedTable } from "./captured-tables.ts";
 import type { RelationMessage } from "./protocol/pgoutput.ts";
-import { listTables, loadTypeCatalog, publicationInfo, publishedTables, relationInfo, serverInfo, slotInfo, slotLag } from "./catalog.ts";
+import { listTables, loadTypeCatalog, publicationInfo, publishedTables, relationInfo, relationsNow, serverInfo, slotInfo, slotLag } from "./catalog.ts";
 import type { PublishedTable, ServerInfo, SlotLag, TableRef } from "./catalog.ts";
 import { clientConfig, quoteIdent } from "./connection-settings.ts";
 import { checkPrivileges } from "./privileges.ts";
@@ -314,6 +314,9 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const previous = restored === null ? null : new Map([...restored].filter(([relid]) => listed.has(relid)));
     if (plan.kind === "stream") this.layouts.prune((relid) => listed.has(relid));
     else this.layouts.restore(null);
+    // Streaming without an initial snapshot, the record may lack tables no change has published yet (a checkpoint from
+    // before it was kept, snapshot.mode never): they are read from the catalog now (an initial snapshot reads them all).
+    if (plan.kind === "stream" || plan.kind === "create-and-stream") await this.seedLayouts(catalog, tables, server.version);
     this.captured = new CapturedTables({
       sourceName: config.name,
       database: server.database,
@@ -653,6 +656,15 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     else if (again.length > 0 || backfill) await catalog.query(addedTablesStatement(this.names.slot, keyed, "", emptied, backfill));
     if (!backfill) this.notBackfilled(added);
     return keyed;
+  }
+
+  /** Adds the captured tables the layouts' record lacks, as the catalog shows them now (RelationLayouts.seed). */
+  private async seedLayouts(catalog: pg.Client, tables: readonly TableRef[], serverVersion: number): Promise<void> {
+    const missing = this.layouts.missing(tables.map((t) => t.relid));
+    if (missing.length === 0) return;
+    const now = await relationsNow(catalog, missing, serverVersion);
+    if (now.lsn === 0n) return;
+    this.layouts.seed(now.relations, { commit: now.lsn, change: now.lsn });
   }
 
   /** A captured table whose columns were renamed or added again (CapturedTables): read again. Not a partition, whose rows its root's snapshot reads. */
