@@ -362,8 +362,9 @@ export class KafkaTopicLog implements TopicLog {
         }
       } catch (error) {
         // The broker answering may not know the new topic or its leader for a moment, nor serve the partitions it leads.
+        // A TypeError is kafkajs's metadata replaced by another topic's lookup between its requests (see fetchTopicOffsets).
         const type = (error as { type?: string }).type;
-        if (type !== "LEADER_NOT_AVAILABLE" && type !== "UNKNOWN_TOPIC_OR_PARTITION" && type !== "NOT_LEADER_FOR_PARTITION") throw error;
+        if (!(error instanceof TypeError) && type !== "LEADER_NOT_AVAILABLE" && type !== "UNKNOWN_TOPIC_OR_PARTITION" && type !== "NOT_LEADER_FOR_PARTITION") throw error;
       }
       if (performance.now() > deadline) {
         throw new ConnectionError(`Kafka topic ${topic} still has a partition without a leader ${LEADERS_WITHIN_MS / 1000} s after it was created (brokers ${this.config.brokers.join(",")}); the broker is slow or short of replicas`, { code: "KAFKA_UNAVAILABLE", context: { component: "kafka", topic } });
@@ -673,7 +674,7 @@ export class KafkaTopicLog implements TopicLog {
   }
 
   /**
-   * kafkajs's fetchTopicOffsets, asked again (up to 3 times) when it failed with a TypeError: a
+   * kafkajs's fetchTopicOffsets, asked again (up to 6 times, 10 ms more apart each time) when it failed with a TypeError: a
    * metadata request for another topic (describeTopic, topicExists) made between its two
    * ListOffsets requests replaces the admin client's metadata with that topic's alone, so kafkajs
    * finds no leader for this topic's partitions and fails on `low.pop()`. The next call refreshes
@@ -684,7 +685,9 @@ export class KafkaTopicLog implements TopicLog {
       try {
         return await this.admin.fetchTopicOffsets(topic);
       } catch (error) {
-        if (!(error instanceof TypeError) || attempt >= 3) throw error;
+        if (!(error instanceof TypeError) || attempt >= 6) throw error;
+        // Another lookup may still be under way: asked again at once, it can land in the same gap.
+        await sleep(10 * attempt);
       }
     }
   }
