@@ -121,14 +121,7 @@ export function* recordTimestamps(payload: Uint8Array): Generator<{ offsetDelta:
     const offsetDelta = view.getUint32(at, true);
     const timestamp = view.getFloat64(at + 4, true);
     at += 12;
-    at += 4 + Math.max(view.getInt32(at, true), 0);
-    at += 4 + Math.max(view.getInt32(at, true), 0);
-    const headerCount = view.getUint16(at, true);
-    at += 2;
-    for (let h = 0; h < headerCount; h++) {
-      at += 2 + view.getUint16(at, true);
-      at += 4 + view.getUint32(at, true);
-    }
+    at = skipValueAndHeaders(view, at + 4 + Math.max(view.getInt32(at, true), 0));
     yield { offsetDelta, timestamp };
   }
 }
@@ -145,12 +138,18 @@ export function forEachKey(payload: Uint8Array, visit: (start: number, end: numb
       visit(at, at + keyLength, offsetDelta);
       at += keyLength;
     }
-    at += 4 + Math.max(view.getInt32(at, true), 0);
-    const headerCount = view.getUint16(at, true);
-    at += 2;
-    for (let h = 0; h < headerCount; h++) {
-      at += 2 + view.getUint16(at, true);
-      at += 4 + view.getUint32(at, true);
-    }
+    at = skipValueAndHeaders(view, at);
   }
+}
+
+/** Where the record goes on after its value (length-prefixed, -1 for none) and headers, which start at `at`. */
+function skipValueAndHeaders(view: DataView, at: number): number {
+  at += 4 + Math.max(view.getInt32(at, true), 0);
+  const headerCount = view.getUint16(at, true);
+  at += 2;
+  for (let h = 0; h < headerCount; h++) {
+    at += 2 + view.getUint16(at, true);
+    at += 4 + view.getUint32(at, true);
+  }
+  return at;
 }
