@@ -2,6 +2,9 @@
  * The sink runtime shared by every sink: one consumer group per sink, batches by count, bytes and
  * time, offsets stored only after the batch is applied (inside the target where it can), retries
  * with backoff, and the per-sink policy for rows that cannot be applied (halt or dead-letter).
+ * A sink with a staged write (ClickHouse, Elasticsearch: remote I/O) writes one batch while the
+ * next is read and staged (writeBehind); DuckDB's write is CPU of the sink's own thread, so its
+ * batches stay strictly in turn.
  *
  * A halted table stops at its poison record: what precedes it is applied, its partition's stored
  * offset is the poison record's, and nothing of the table is read further until an operator
@@ -12,7 +15,7 @@
 import type { ChangeEvent, Sink, SinkChange, SinkItemFailure, StoredRecord, TopicLog, TopicPartitionOffset } from "../connectors/contracts.ts";
 import { tableName } from "../connectors/contracts.ts";
 import { isRetriable, SluiceError } from "../connectors/errors.ts";
-import type { TransactionalSink } from "../connectors/sinks/contract.ts";
+import type { StagedWrite, TransactionalSink } from "../connectors/sinks/contract.ts";
 import { isStaging } from "../connectors/sinks/contract.ts";
 import { CATALOG_MISMATCH, liftsByItself, SCHEMA_UNSUPPORTED, TARGET_BLOCKED, TARGET_REPLACED } from "../connectors/sinks/errors.ts";
 import type { TopicConsumer } from "../connectors/topics/contract.ts";
@@ -109,6 +112,37 @@ interface Poison {
   readonly record: StoredRecord;
   readonly error: Error;
   readonly event?: ChangeEvent | undefined;
+}
+
+/** Where the consumer stands in a partition (the next offset to read), as `TopicConsumer.position`. */
+type Positions = Pick<TopicConsumer, "position">;
+
+/** A batch handed to the sink's staged write, ready to be written. */
+interface StagedBatch {
+  readonly staged: StagedWrite;
+  /** The next offset to store per partition (held at every record still to be applied: holdOffsets). */
+  readonly offsets: TopicPartitionOffset[];
+  readonly summaries: BatchSummary[];
+  readonly polledMs: number;
+  /** The consumer's positions the offsets were taken from, for writing the batch again once later records are read. */
+  readonly positions: Positions;
+}
+
+/** What failed of a staged write under way: the write (the batch is written again through `Sink.write`) or storing its offsets. */
+interface WriteFailure {
+  readonly failed: "write" | "offsets";
+  readonly error: unknown;
+}
+
+/** A staged batch's write under way, with what settling it needs: its records are written again through `Sink.write` should it fail. */
+interface InFlightWrite {
+  readonly consumer: TopicConsumer;
+  readonly records: StoredRecord[];
+  readonly stop: AbortSignal;
+  readonly polledMs: number;
+  readonly positions: Positions;
+  /** Settles once the write and then its offsets are stored (null), or with what failed; never rejects. */
+  readonly done: Promise<WriteFailure | null>;
 }
 
 const LEASE_TTL_MS = 15_000;
@@ -226,7 +260,7 @@ function skipKey(topic: string, partition: number, from: bigint): string {
 }
 
 /** Sets the next offset to store for `record`'s partition: the consumer's position, not offset + 1, since with Kafka transactions it steps past commit markers. */
-function noteNextOffset(consumer: TopicConsumer, record: StoredRecord, nextOffsets: Map<string, TopicPartitionOffset>): void {
+function noteNextOffset(consumer: Positions, record: StoredRecord, nextOffsets: Map<string, TopicPartitionOffset>): void {
   const position = consumer.position(record.topic, record.partition);
   const next = position !== null && position > record.offset ? position : record.offset + 1n;
   nextOffsets.set(partitionKey(record.topic, record.partition), { topic: record.topic, partition: record.partition, offset: next });
@@ -274,6 +308,20 @@ export class SinkRunner {
   private targetReachable = true;
   /** Batches still to write through `Sink.write` before the next staged write (STAGING_PAUSE_BATCHES). */
   private stagingPause = 0;
+  /**
+   * The staged write under way, at most one (writeBehind): the next batch is read and staged while
+   * it goes on, and it is settled before that batch's write starts and before anything else runs
+   * between batches (a release, a forget, a reset, a reopen, shutdown). Offsets are stored by it in
+   * turn, after its write.
+   */
+  private inFlight: InFlightWrite | null = null;
+  /** A settle of the write under way that failed outside the consume loop (in a release, a forget): thrown there, the consumer replaced. */
+  private settleFailure: unknown = null;
+  /**
+   * Counts changes of what staging a batch reads of the runner (halts, releases, resets applied): a
+   * batch staged while another count held is staged again before it is written.
+   */
+  private stateChanges = 0;
   private lastAppliedCommitMs: number | null = null;
   /** Why the sink does not start (SINK_LOG_MISMATCH), until its offsets belong to the log again. */
   private refused: SluiceError | null = null;
@@ -473,6 +521,7 @@ export class SinkRunner {
 
   /** A halted table is read on at the next consumer (reopened at the stored offsets), from `readAgain` if not null. */
   private readOn(key: string, readAgain: StoredRecord | null): void {
+    this.stateChanges++;
     this.halted.delete(key);
     this.releasing.set(key, readAgain);
     this.reopen = true;
@@ -518,8 +567,24 @@ export class SinkRunner {
     return this.exclusive(operation);
   }
 
+  /** Runs `operation` with no batch decoded or written meanwhile: after the staged write under way, whose failure the consume loop takes up. */
   private exclusive<T>(operation: () => Promise<T>): Promise<T> {
-    return this.lock.run(operation);
+    return this.lock.run(async () => {
+      try {
+        await this.settleWrite(false);
+      } catch (error) {
+        this.settleFailure ??= error;
+      }
+      return operation();
+    });
+  }
+
+  /** Runs `operation` of the consume loop between batches, after the staged write under way; its failure thrown. */
+  private inTurn(operation: () => Promise<void>): Promise<void> {
+    return this.lock.run(async () => {
+      await this.settleWrite(false);
+      await operation();
+    });
   }
 
   private blocked(topic: string): boolean {
@@ -685,19 +750,25 @@ export class SinkRunner {
       const refresh = new TopicRefresh(this.options.topics, this.options.topicRefreshMs ?? 5_000);
       while (!stop.aborted && !this.reopen) {
         if (this.groupCommitFailure !== null) await this.settleGroupCommits();
+        this.throwSettleFailure();
+        // A waiting reset is judged by the consumer's positions (as applied up to them): no batch read past the one being written.
+        if (this.inFlight !== null && this.resets.size > 0) await this.inTurn(async () => undefined);
         const records = await this.takeArrived(consumer, await consumer.poll({ ...this.pollLimits(), signal: stop }), stop);
         this.polled = true;
         this.consumeProblem = null;
         this.reportSkipped(consumer);
         this.forgetCaughtUp(records);
-        if (records.length > 0) await this.exclusive(() => this.applyBatch(consumer, records, stop));
-        else if (this.resets.size > 0) await this.exclusive(() => this.applyDueResets(consumer, stop));
-        else await this.exclusive(() => this.storePassedMarkers(consumer, stop));
+        if (records.length > 0) await this.lock.run(() => this.applyBatch(consumer, records, stop));
+        else if (this.resets.size > 0) await this.inTurn(() => this.applyDueResets(consumer, stop));
+        else await this.inTurn(() => this.storePassedMarkers(consumer, stop));
         const listed = refresh.take();
         if (listed?.some((t) => !topics.includes(t))) return;
         if (this.topicCreated ? refresh.start() : refresh.startIfDue()) this.topicCreated = false;
       }
     } finally {
+      // Stopping, failing or reopening: the write under way is waited for (its offsets stored if it succeeded); nothing is written after it.
+      await this.lock.run(() => this.dropWrite()).catch(() => undefined);
+      this.settleFailure = null;
       await this.settleGroupCommits().catch(() => undefined);
       this.activeConsumer = null;
       await consumer.close().catch(() => undefined);
@@ -885,7 +956,22 @@ export class SinkRunner {
 
   private async applyBatch(consumer: TopicConsumer, records: StoredRecord[], stop: AbortSignal): Promise<void> {
     const polledMs = Date.now();
+    if (this.inFlight !== null) {
+      if (await this.writeBehind(consumer, records, stop, polledMs)) return;
+      // Stopping, or the write settled opened the consumer again (a topic to read): this batch is read again from the stored offsets.
+      if (this.reopen || stop.aborted) return;
+    }
     if (await this.applyStaged(consumer, records, stop, polledMs)) return;
+    await this.applyPlain(consumer, records, stop, polledMs, consumer, true);
+  }
+
+  /**
+   * A batch through the sink's `write`, every failure handled: retries, poison (halt or dead
+   * letter), held records. `positions`: the consumer's, or those of when the batch was read when
+   * records after it have been read since (a staged write that failed). `dueResets`: whether the
+   * resets the batch makes due are applied after it (not while a later batch is read but not written).
+   */
+  private async applyPlain(consumer: TopicConsumer, records: StoredRecord[], stop: AbortSignal, polledMs: number, positions: Positions, dueResets: boolean): Promise<void> {
     const changes: RecordChange[] = [];
     const nextOffsets = new Map<string, TopicPartitionOffset>();
     const poison: Poison[] = [];
@@ -900,7 +986,7 @@ export class SinkRunner {
     for (const record of records) {
       if (this.blocked(record.topic)) continue;
       if (++decoded % DECODE_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
-      if (runLast !== undefined && (runLast.topic !== record.topic || runLast.partition !== record.partition)) noteNextOffset(consumer, runLast, nextOffsets);
+      if (runLast !== undefined && (runLast.topic !== record.topic || runLast.partition !== record.partition)) noteNextOffset(positions, runLast, nextOffsets);
       runLast = record;
       const controlled = controlledTopic(record);
       if (controlled !== null && this.resets.isSkipped(record)) continue;
@@ -931,7 +1017,7 @@ export class SinkRunner {
       if (isSnapshotReset(event) && (await this.resets.hold(record, change))) continue;
       changes.push(change);
     }
-    if (runLast !== undefined) noteNextOffset(consumer, runLast, nextOffsets);
+    if (runLast !== undefined) noteNextOffset(positions, runLast, nextOffsets);
     this.holdOffsets(nextOffsets);
     const started = performance.now();
     // Where the target keeps offsets, they go in with the data (one transaction in DuckDB).
@@ -955,7 +1041,7 @@ export class SinkRunner {
       (performance.now() - started) / 1000,
       { polled: polledMs, applied: appliedMs },
     );
-    await this.applyDueResets(consumer, stop);
+    if (dueResets) await this.applyDueResets(consumer, stop);
   }
 
   /**
@@ -974,26 +1060,62 @@ export class SinkRunner {
   /**
    * The batch through the sink's staged write (StagedWrite), when it has one: each change is
    * handed to the sink as it is decoded and let go of, and only a summary of the batch's changes
-   * is kept for the statistics. False when the batch is not applied so (a truncate or snapshot
-   * reset applied with its batch, a record that does not decode, a change the sink cannot stage,
-   * any failure of the write): applyBatch then decodes and writes it as usual, and every failure
-   * is handled there. Nothing of the batch needs handling before that: halted topics are skipped
-   * and waiting resets held as there (idempotent), and the staged write applies everything or throws.
+   * is kept for the statistics. The write is left under way (startWrite) while the next batch is
+   * read and staged (writeBehind). False when the batch is not staged (a truncate or snapshot reset
+   * applied with its batch, a record that does not decode, a change the sink cannot stage):
+   * applyBatch then decodes and writes it as usual, and every failure is handled there. Nothing of
+   * the batch needs handling before that: halted topics are skipped and waiting resets held as
+   * there (idempotent). A staged write that fails writes the batch again the same way (settleWrite).
    */
   private async applyStaged(consumer: TopicConsumer, records: StoredRecord[], stop: AbortSignal, polledMs: number): Promise<boolean> {
-    const { sink } = this.options;
-    if (!isStaging(sink) || records.length === 0) return false;
+    if (!isStaging(this.options.sink) || records.length === 0) return false;
     if (this.stagingPause > 0) {
       this.stagingPause--;
       return false;
     }
-    const staged = sink.stagedWrite(stop);
-    if (staged === null) return false;
-    const fallBack = (reason: string): false => {
-      this.stagingPause = STAGING_PAUSE_BATCHES;
-      this.logger.debug({ reason }, "batch not staged: written through the sink's write");
+    const batch = await this.stageBatch(consumer, records, stop, polledMs, false);
+    if (typeof batch === "string") {
+      this.pauseStaging(batch);
       return false;
-    };
+    }
+    if (batch === null) return false;
+    this.startWrite(consumer, records, stop, batch);
+    return true;
+  }
+
+  private pauseStaging(reason: string): void {
+    this.stagingPause = STAGING_PAUSE_BATCHES;
+    this.logger.debug({ reason }, "batch not staged: written through the sink's write");
+  }
+
+  /**
+   * The batch read while the staged write of the one before is under way (one write at a time, at
+   * most this one batch staged ahead of it): staged meanwhile, then its write starts once the
+   * earlier one has succeeded and stored its offsets, and left everything the staging read as it
+   * was (no table halted, released or reset since); true then. Otherwise (it could not be staged
+   * ahead: a control record or reset, which waits on what is applied; the earlier write failed and
+   * was written again through `Sink.write`, halting or dead-lettering; ...) false, with nothing of
+   * it written and the earlier write settled: the batch is then taken afresh, as read just now.
+   */
+  private async writeBehind(consumer: TopicConsumer, records: StoredRecord[], stop: AbortSignal, polledMs: number): Promise<boolean> {
+    const changes = this.stateChanges;
+    const ahead = isStaging(this.options.sink) && this.stagingPause === 0 ? await this.stageBatch(consumer, records, stop, polledMs, true) : null;
+    const settled = await this.settleWrite(true);
+    if (ahead === null || typeof ahead === "string" || !settled || changes !== this.stateChanges || this.reopen || stop.aborted) return false;
+    this.startWrite(consumer, records, stop, ahead);
+    return true;
+  }
+
+  /**
+   * Hands the batch's changes to a new staged write as they are decoded. The batch, or why it is
+   * not staged (a reason), or null when the sink has no staged write now. `ahead`: a write is under
+   * way, so what depends on it being applied is not staged (control records, resets).
+   */
+  private async stageBatch(consumer: TopicConsumer, records: StoredRecord[], stop: AbortSignal, polledMs: number, ahead: boolean): Promise<StagedBatch | string | null> {
+    const { sink } = this.options;
+    if (!isStaging(sink)) return null;
+    const staged = sink.stagedWrite(stop);
+    if (staged === null) return null;
     const nextOffsets = new Map<string, TopicPartitionOffset>();
     const listed: ListedTopics = {};
     // Summarized a slice at a time, so that no more than a slice of decoded events is kept.
@@ -1006,29 +1128,31 @@ export class SinkRunner {
       if (++decoded % DECODE_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
       if (runLast !== undefined && (runLast.topic !== record.topic || runLast.partition !== record.partition)) noteNextOffset(consumer, runLast, nextOffsets);
       runLast = record;
+      const controlled = controlledTopic(record);
+      if (ahead && controlled !== null) return "control record read ahead of a write";
       let event: ChangeEvent | null;
       try {
         const decoding = this.options.decoder.decode(record);
         event = decoding instanceof Promise ? await decoding : decoding;
       } catch (error) {
         if (isRetriable(error)) throw error;
-        return fallBack("undecodable record");
+        return "undecodable record";
       }
       if (!event) continue;
       // Control records and snapshot resets as applyBatch takes them: a reset held by the gate is not part of
       // the batch's write (holding one again after a fall back is a no-op); one applied with its batch is not staged.
-      const controlled = controlledTopic(record);
       if (controlled !== null) {
         if (!(await this.readsControlled(controlled, listed))) continue;
-        if (!(await this.resets.hold(record, { event, origin: record }, controlled))) return fallBack("control record applied with its batch");
+        if (!(await this.resets.hold(record, { event, origin: record }, controlled))) return "control record applied with its batch";
         continue;
       }
       if (isSnapshotReset(event)) {
+        if (ahead) return "snapshot reset read ahead of a write";
         if (await this.resets.hold(record, { event, origin: record })) continue;
-        return fallBack("snapshot reset applied with its batch");
+        return "snapshot reset applied with its batch";
       }
       const taken = staged.stage(event);
-      if (!(taken instanceof Promise ? await taken : taken)) return fallBack("change not staged");
+      if (!(taken instanceof Promise ? await taken : taken)) return "change not staged";
       slice.push(event);
       if (slice.length === DECODE_SLICE) {
         summaries.push(summarizeBatch(slice));
@@ -1036,27 +1160,79 @@ export class SinkRunner {
       }
     }
     if (runLast !== undefined) noteNextOffset(consumer, runLast, nextOffsets);
+    // The positions now, for writing the batch again should its write fail after later records are read.
+    const read = new Map([...nextOffsets].map(([key, offset]) => [key, offset.offset]));
+    const positions: Positions = { position: (topic, partition) => read.get(partitionKey(topic, partition)) ?? null };
     this.holdOffsets(nextOffsets);
     if (slice.length > 0) summaries.push(summarizeBatch(slice));
-    slice = [];
-    const offsets = [...nextOffsets.values()];
+    return { staged, offsets: [...nextOffsets.values()], summaries, polledMs, positions };
+  }
+
+  /**
+   * Starts a staged batch's write and leaves it under way (inFlight): after it, the batch's offsets
+   * are stored and its progress counted; a failure is kept for settleWrite.
+   */
+  private startWrite(consumer: TopicConsumer, records: StoredRecord[], stop: AbortSignal, batch: StagedBatch): void {
+    const { staged, offsets, summaries, polledMs, positions } = batch;
     const started = performance.now();
-    let offsetsStored = false;
-    if (summaries.length > 0) {
-      try {
-        offsetsStored = await staged.write(stop, offsets);
-      } catch (error) {
-        if (stop.aborted) throw error;
-        this.logger.debug({ err: error }, "staged write failed: the batch is written again through the sink's write");
-        return fallBack("staged write failed");
+    const done = (async (): Promise<WriteFailure | null> => {
+      let offsetsStored = false;
+      if (summaries.length > 0) {
+        try {
+          offsetsStored = await staged.write(stop, offsets);
+        } catch (error) {
+          return { failed: "write", error };
+        }
+        this.targetReachable = true;
       }
-      this.targetReachable = true;
+      const appliedMs = Date.now();
+      try {
+        await this.storeOffsets(consumer, offsets, offsetsStored, stop);
+        this.recordProgress(mergeSummaries(summaries), (performance.now() - started) / 1000, { polled: polledMs, applied: appliedMs });
+      } catch (error) {
+        return { failed: "offsets", error };
+      }
+      return null;
+    })();
+    this.inFlight = { consumer, records, stop, polledMs, positions, done };
+  }
+
+  /**
+   * Waits for the staged write under way, if any. When it succeeded (its offsets stored), the
+   * resets it made due apply, unless `readAhead` (a later batch has been read: the consumer's
+   * positions are past what is applied); true. When its write failed, the batch is written again
+   * through `Sink.write` as any batch (retries, halts, dead letters); false. A failure to store its
+   * offsets, or any failure while stopping, is thrown: the batch is read again from the stored offsets.
+   */
+  private async settleWrite(readAhead: boolean): Promise<boolean> {
+    const write = this.inFlight;
+    if (write === null) return true;
+    this.inFlight = null;
+    const outcome = await write.done;
+    if (outcome === null) {
+      if (!readAhead) await this.applyDueResets(write.consumer, write.stop);
+      return true;
     }
-    const appliedMs = Date.now();
-    await this.storeOffsets(consumer, offsets, offsetsStored, stop);
-    this.recordProgress(mergeSummaries(summaries), (performance.now() - started) / 1000, { polled: polledMs, applied: appliedMs });
-    await this.applyDueResets(consumer, stop);
-    return true;
+    if (outcome.failed === "offsets" || write.stop.aborted) throw outcome.error;
+    this.logger.debug({ err: outcome.error }, "staged write failed: the batch is written again through the sink's write");
+    this.pauseStaging("staged write failed");
+    await this.applyPlain(write.consumer, write.records, write.stop, write.polledMs, write.positions, !readAhead);
+    return false;
+  }
+
+  /** Waits for the write under way and lets it go: stored if it succeeded, else read again from the stored offsets (stopping, reopening). */
+  private async dropWrite(): Promise<void> {
+    const write = this.inFlight;
+    this.inFlight = null;
+    if (write !== null) await write.done;
+  }
+
+  /** A settle that failed in a release or forget: thrown in the consume loop, which replaces the consumer. */
+  private throwSettleFailure(): void {
+    const failure = this.settleFailure;
+    if (failure === null) return;
+    this.settleFailure = null;
+    throw failure;
   }
 
   /**
@@ -1067,6 +1243,7 @@ export class SinkRunner {
     if (this.resets.size === 0) return;
     const due = await this.resets.due(consumer, (topic) => this.blocked(topic));
     if (due.length === 0) return;
+    this.stateChanges++;
     const changes = due.map((reset) => reset.change);
     const nextOffsets = new Map<string, TopicPartitionOffset>();
     for (const { record } of due) {
@@ -1298,6 +1475,7 @@ export class SinkRunner {
     };
     const state: HaltState = { key, view, record, error, source: event?.source.name ?? "" };
     this.halted.set(key, state);
+    this.stateChanges++;
     if (skipThrough !== null) {
       this.skipInRange(state, skipThrough);
       return;
@@ -1346,6 +1524,7 @@ export class SinkRunner {
         this.skipThrough.delete(key);
         const halted: HaltState = { ...state, view: { ...view, error: `${view.error}; sending it to the dead-letter topic as the operator's range asked (sluice halted skip --through) failed, so the range ends and the table halts: ${errorText(failure)}` } };
         this.halted.set(key, halted);
+        this.stateChanges++;
         this.announceHalt(halted, null);
       }
     });
