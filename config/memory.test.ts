@@ -241,6 +241,24 @@ describe("memory budget", () => {
     assert.ok(sink.reader!.readAheadBytes + 4 * sink.reader!.fetchBytes + 3 * 2 * MiB <= (sink.heap.oldMb - SINK_BASE) * MiB);
   });
 
+  test("a sink with a staged write holds one batch's records more (the next batch is staged while one is written); DuckDB does not", () => {
+    const neededWith = (c: SluiceConfig) => {
+      try {
+        planMemory(c, everything(c), 2);
+      } catch (error) {
+        return error as MemoryBudgetError;
+      }
+      throw new Error("expected a MemoryBudgetError");
+    };
+    const least = (kind: string, batch: string) => {
+      const target = kind === "clickhouse" ? "url: \"http://127.0.0.1:8123\", database: d" : kind === "elasticsearch" ? "nodes: [\"http://127.0.0.1:9200\"]" : "path: /tmp/w.duckdb";
+      const c = config({ top: "memory: 64MiB", sinks: `  - {name: warehouse, kind: ${kind}, ${target}, batch: {max_bytes: ${batch}}}` });
+      return Number(/sink warehouse (\d+)MiB/.exec(neededWith(c).message)?.[1]);
+    };
+    for (const kind of ["clickhouse", "elasticsearch"]) assert.equal(least(kind, "8MiB") - least(kind, "4MiB"), 4 * 4, `${kind}: 4 × the batch`);
+    assert.equal(least("duckdb", "8MiB") - least("duckdb", "4MiB"), 3 * 4, "duckdb: 3 × the batch");
+  });
+
   test("an Elasticsearch sink's bulk bodies (2 × bulk_bytes) are room in its old generation, not outside the heaps", () => {
     // The bodies are Buffers outside the heap, but counted there the same budget left the thread
     // 10 MiB less old generation and it spent ~1.2x the CPU per change collecting (measured 2026-12-06).

@@ -82,6 +82,16 @@ const MAX_DERIVED_READ_AHEAD = 64 * MiB;
 const MAX_DERIVED_BATCH = 64 * MiB;
 /** A batch costs about this many times its record bytes in the sink thread's heap (decoded rows, the target's request). */
 const BATCH_HEAP_FACTOR = 3;
+
+/**
+ * What a sink's batches cost in its heap, per byte of batch.max_bytes. A sink with a staged write
+ * (ClickHouse, Elasticsearch) reads and stages the next batch while one is written
+ * (daemon/sink-runner.ts writeBehind) and keeps the records of the one written, to write them
+ * again through its plain write should the staged write fail: one batch's records more.
+ */
+function batchHeapFactor(sink: Sink): number {
+  return sink.kind === "clickhouse" || sink.kind === "elasticsearch" ? BATCH_HEAP_FACTOR + 1 : BATCH_HEAP_FACTOR;
+}
 /**
  * A sink's Kafka reader (connectors/kafka/kafka-consumer.ts) holds its read-ahead (counted with
  * each record's objects) and the fetch response being decoded: kafkajs turns a response into message
@@ -243,7 +253,7 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
   const sinkParts = sinks.map((s): Part => ({
     label: reader > 0 ? `sink ${s.name} (with its Kafka reader's ${show(reader)})` : `sink ${s.name}`,
     weight: WEIGHT_SINK,
-    minOld: sinkBaseOld(s) + reader + BATCH_HEAP_FACTOR * (s.batch.max_bytes ?? MIN_BATCH),
+    minOld: sinkBaseOld(s) + reader + batchHeapFactor(s) * (s.batch.max_bytes ?? MIN_BATCH),
   }));
   const heapParts = [main, ...sinkParts];
   const minHeaps = heapParts.reduce((sum, p) => sum + p.minOld + MIN_YOUNG, 0);
@@ -277,9 +287,9 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
     sinks.map((s, i) => {
       const heap = heaps[i + 1]!;
       const working = heap.oldMb * MiB - sinkBaseOld(s);
-      const readerPlan = reader > 0 ? kafkaReader(s.batch.max_bytes === undefined ? working / READER_SHARE : working - BATCH_HEAP_FACTOR * s.batch.max_bytes) : undefined;
+      const readerPlan = reader > 0 ? kafkaReader(s.batch.max_bytes === undefined ? working / READER_SHARE : working - batchHeapFactor(s) * s.batch.max_bytes) : undefined;
       const readerBytes = readerPlan ? readerPlan.readAheadBytes + FETCH_HEAP_FACTOR * readerPlan.fetchBytes : 0;
-      const batchBytes = s.batch.max_bytes ?? clamp(wholeMiB((working - readerBytes) / BATCH_HEAP_FACTOR), MIN_BATCH, MAX_DERIVED_BATCH);
+      const batchBytes = s.batch.max_bytes ?? clamp(wholeMiB((working - readerBytes) / batchHeapFactor(s)), MIN_BATCH, MAX_DERIVED_BATCH);
       const limit = duckdb.get(s.name);
       const plan: SinkMemory = {
         heap,
