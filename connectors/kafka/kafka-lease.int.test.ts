@@ -4,6 +4,8 @@
  * (or stops heartbeating) the longest-waiting candidate gets it. Real Kafka from test/services.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { after, test } from "node:test";
 import { Kafka, logLevel } from "kafkajs";
 import { createLogger } from "../../runtime/logger.ts";
@@ -70,5 +72,42 @@ test("one holder at a time over real Kafka: a later candidate waits; it takes ov
     await first.close();
     await second.close();
     await log.close();
+  }
+});
+
+test("a process restarted after kill -9 takes the lease its killed predecessor held, without waiting for that member's session to time out", { timeout: 90_000 }, async () => {
+  // The killed holder's session is 5 min: the new candidate gets the lease within the test's time only if the dead member is removed from the group.
+  const restartGroup = `${group}.restart`;
+  const script = `
+    const { KafkaTopicLog } = await import(${JSON.stringify(new URL("./kafka-log.ts", import.meta.url).href)});
+    const { testKafkaConfig } = await import(${JSON.stringify(new URL("./kafka-test-config.ts", import.meta.url).href)});
+    const { createLogger } = await import(${JSON.stringify(new URL("../../runtime/logger.ts", import.meta.url).href)});
+    const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment: ${JSON.stringify(deployment)}, logger: createLogger("warn"), access: "command" });
+    const lease = log.captureLease({ group: ${JSON.stringify(restartGroup)}, holder: "killed", sessionTimeoutMs: 300_000, onChange: (held) => held && console.log("held") });
+    await lease.start();
+  `;
+  const killed = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  const exited = once(killed, "exit");
+  try {
+    let out = "";
+    killed.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
+    await until("the first process to hold the lease", () => out.includes("held") || killed.exitCode !== null);
+    assert.ok(out.includes("held"), "the first process held the lease");
+  } finally {
+    killed.kill("SIGKILL");
+    await exited;
+  }
+  const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger, access: "command" });
+  const restarted = log.captureLease({ group: restartGroup, holder: "restarted", sessionTimeoutMs: 6_000, onChange: () => undefined });
+  try {
+    await restarted.start();
+    await until("the restarted process to hold the lease", () => restarted.held(), 60_000);
+  } finally {
+    await restarted.close();
+    await log.close();
+    const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    await admin.deleteGroups([restartGroup]).catch(() => undefined);
+    await admin.disconnect();
   }
 });

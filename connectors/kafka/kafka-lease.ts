@@ -14,6 +14,9 @@ import { randomBytes } from "node:crypto";
 import kafkajs from "kafkajs";
 import type { Assigner, Consumer, Kafka } from "kafkajs";
 import type { Logger } from "../../runtime/logger.ts";
+import { isGoneLocalProcess, localProcessToken } from "../../runtime/local-process.ts";
+import type { ProcessToken } from "../../runtime/local-process.ts";
+import { removeGoneMembers } from "./gone-members.ts";
 
 const { AssignerProtocol } = kafkajs;
 
@@ -38,6 +41,8 @@ interface Candidate {
   /** When it was granted the lease it claims (0 when it claims none). */
   readonly heldSince?: number;
   readonly holder: string;
+  /** The candidate's process (runtime/local-process.ts): a restarted process removes its killed predecessor's member. */
+  readonly process?: ProcessToken;
 }
 
 const ASSIGNER = "SluiceStickyLease";
@@ -71,6 +76,7 @@ function decodeCandidate(metadata: Buffer): Candidate | null {
 export class KafkaLease {
   private readonly options: KafkaLeaseOptions;
   private readonly since = Date.now();
+  private readonly process = localProcessToken();
   private consumer: Consumer | null = null;
   private holding = false;
   private heldSince = 0;
@@ -112,7 +118,7 @@ export class KafkaLease {
       },
       protocol: ({ topics }) => ({
         name: ASSIGNER,
-        metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: Buffer.from(JSON.stringify({ holding: this.holding, since: this.since, heldSince: this.heldSince, holder } satisfies Candidate)) }),
+        metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: Buffer.from(JSON.stringify({ holding: this.holding, since: this.since, heldSince: this.heldSince, holder, ...(this.process ? { process: this.process } : {}) } satisfies Candidate)) }),
       }),
     };
     const consumer = kafka.consumer({
@@ -133,6 +139,8 @@ export class KafkaLease {
       void this.restart(consumer);
     });
     try {
+      // A killed holder on this machine (this process before a restart) would keep the lease until its session times out.
+      await removeGoneMembers(kafka, group, (member) => isGoneLocalProcess(decodeCandidate(member.memberMetadata)?.process), logger);
       await consumer.connect();
       await consumer.subscribe({ topics: [topic], fromBeginning: false });
       await consumer.run({ autoCommit: false, eachBatchAutoResolve: true, eachBatch: async () => undefined });

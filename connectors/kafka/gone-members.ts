@@ -1,0 +1,55 @@
+/**
+ * Removes from a consumer group the members of processes known to be gone, before a process joins
+ * it: a process restarted after kill -9 would otherwise wait for its predecessor's session to time
+ * out (the group's coordinator holds a rebalance until every member rejoined or timed out, and
+ * the capture lease stays with a dead holder that long). Which members are gone is the caller's
+ * judgement on a member's metadata (runtime/local-process.ts: a process of this machine that no
+ * longer runs); a member of a process that runs, frozen or elsewhere, is never removed.
+ *
+ * Best effort: any failure leaves the group as it was, and the session timeout does the same later.
+ */
+import type { Broker, Kafka } from "kafkajs";
+import type { Logger } from "../../runtime/logger.ts";
+import { clusterFactory } from "./partition-reader.ts";
+
+export interface GroupMember {
+  readonly memberId: string;
+  readonly clientHost: string;
+  readonly memberMetadata: Buffer;
+}
+
+/** kafkajs's broker has LeaveGroup (untyped in kafkajs 2.2): by member id, which any client may send for any member. */
+interface CoordinatorBroker extends Broker {
+  leaveGroup(request: { groupId: string; memberId: string }): Promise<unknown>;
+}
+
+/** The part of kafkajs's (private) cluster this needs. */
+interface CoordinatorCluster {
+  connect(): Promise<void>;
+  disconnect(): Promise<void>;
+  findGroupCoordinator(group: { groupId: string }): Promise<Broker>;
+}
+
+const READ_COMMITTED = 1;
+
+/** Returns the member ids removed. */
+export async function removeGoneMembers(kafka: Kafka, group: string, isGone: (member: GroupMember) => boolean, logger: Logger): Promise<string[]> {
+  const cluster = clusterFactory(kafka)({ allowAutoTopicCreation: false, isolationLevel: READ_COMMITTED }) as unknown as CoordinatorCluster;
+  const removed: string[] = [];
+  try {
+    await cluster.connect();
+    const coordinator = (await cluster.findGroupCoordinator({ groupId: group })) as CoordinatorBroker;
+    const described = (await coordinator.describeGroups({ groupIds: [group] })) as { groups: { members: GroupMember[] }[] };
+    for (const member of described.groups[0]?.members ?? []) {
+      if (!isGone(member)) continue;
+      await coordinator.leaveGroup({ groupId: group, memberId: member.memberId });
+      removed.push(member.memberId);
+    }
+    if (removed.length > 0) logger.info({ group, members: removed }, "removed the group members of processes on this machine that are gone (killed), instead of waiting for their sessions to time out");
+  } catch (error) {
+    logger.warn({ group, err: String(error) }, "looking for group members of gone processes failed; a gone member leaves when its session times out");
+  } finally {
+    await cluster.disconnect().catch(() => undefined);
+  }
+  return removed;
+}

@@ -1,0 +1,28 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { readFileSync } from "node:fs";
+import { test } from "node:test";
+import { isGoneLocalProcess, localProcessToken } from "./local-process.ts";
+
+const linux = process.platform === "linux";
+
+test("a process of this machine that runs is not gone; one that exited is; one elsewhere or a malformed token cannot be told", { skip: !linux && "needs /proc" }, async () => {
+  const self = localProcessToken();
+  assert.ok(self);
+  assert.equal(isGoneLocalProcess(self), false);
+  // A process that started and exited: its PID runs nothing, or something that started at another time.
+  const child = spawn(process.execPath, ["-e", `process.stdout.write(require("fs").readFileSync("/proc/self/stat", "utf8"))`], { stdio: ["ignore", "pipe", "inherit"] });
+  let stat = "";
+  child.stdout.on("data", (chunk: Buffer) => (stat += chunk.toString()));
+  await once(child, "close");
+  const started = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]!;
+  assert.equal(isGoneLocalProcess({ ...self, pid: child.pid!, started }), true);
+  // The same PID and another start time: a reused PID is another process.
+  assert.equal(isGoneLocalProcess({ ...self, started: `${self.started}0` }), true);
+  // Another boot or PID namespace (another machine or container): never judged gone.
+  assert.equal(isGoneLocalProcess({ ...self, pid: child.pid!, started, boot: "another-boot" }), false);
+  assert.equal(isGoneLocalProcess({ ...self, pid: child.pid!, started, pidNamespace: "pid:[1]" }), false);
+  for (const malformed of [undefined, null, "x", { ...self, pid: 0 }, { ...self, started: 5 }]) assert.equal(isGoneLocalProcess(malformed), false);
+  assert.equal(self.boot, readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim());
+});

@@ -1,0 +1,70 @@
+/**
+ * Who this process is on its machine, in a form another process can check: the machine's boot,
+ * the PID namespace, the PID and the process's start time. A process that finds such a token of a
+ * process on the same boot and in the same PID namespace can tell for sure whether that process
+ * still runs (a frozen one does, a killed one does not; a reused PID has another start time).
+ * Elsewhere (another machine, another container, not Linux) it cannot tell, and says so.
+ *
+ * Used where a process restarted after kill -9 would otherwise wait for its own predecessor's
+ * session to time out (the capture lease's group member of the dead process).
+ */
+import { readFileSync, readlinkSync } from "node:fs";
+
+export interface ProcessToken {
+  readonly boot: string;
+  readonly pidNamespace: string;
+  readonly pid: number;
+  /** Clock ticks after boot when the process started (/proc/<pid>/stat field 22). */
+  readonly started: string;
+}
+
+/** This process's token, or null where /proc does not tell (not Linux). */
+export function localProcessToken(): ProcessToken | null {
+  const here = machine();
+  const started = here === null ? null : startTime(process.pid);
+  return here === null || started === null ? null : { ...here, pid: process.pid, started };
+}
+
+/**
+ * True only when `token` names a process of this boot and PID namespace that no longer runs (no
+ * process with its PID, or one that started at another time). False when it runs, and when this
+ * process cannot tell (another machine or namespace, a malformed token).
+ */
+export function isGoneLocalProcess(token: unknown): boolean {
+  if (!isToken(token)) return false;
+  const here = machine();
+  if (here === null || here.boot !== token.boot || here.pidNamespace !== token.pidNamespace) return false;
+  return startTime(token.pid) !== token.started;
+}
+
+function isToken(value: unknown): value is ProcessToken {
+  if (typeof value !== "object" || value === null) return false;
+  const t = value as Record<string, unknown>;
+  return typeof t["boot"] === "string" && typeof t["pidNamespace"] === "string" && typeof t["started"] === "string" && Number.isInteger(t["pid"]) && (t["pid"] as number) > 0;
+}
+
+let cachedMachine: { boot: string; pidNamespace: string } | null | undefined;
+
+function machine(): { boot: string; pidNamespace: string } | null {
+  if (cachedMachine !== undefined) return cachedMachine;
+  try {
+    cachedMachine = { boot: readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim(), pidNamespace: readlinkSync("/proc/self/ns/pid") };
+  } catch {
+    cachedMachine = null;
+  }
+  return cachedMachine;
+}
+
+/** The start time of process `pid`, or null when there is none (a zombie, killed but not yet reaped, is none). */
+function startTime(pid: number): string | null {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return null;
+  }
+  // The command name (field 2) is in parentheses and may hold spaces: the fields after it start with field 3.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  if (fields[0] === "Z" || fields[0] === "X") return null;
+  return fields[22 - 3] ?? null;
+}
