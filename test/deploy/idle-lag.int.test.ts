@@ -2,6 +2,8 @@
 // source has caught up and nothing is written, the server's binlog heartbeats keep
 // sluice_source_lag_seconds near zero, so deploy/prometheus/rules.yml's SluiceNoProgress (with its
 // thresholds scaled from minutes to seconds) stays silent. Bounds derive from heartbeat_interval.
+// Prometheus scrapes this daemon every second (its target's __scrape_interval__ label), so the
+// rule's windows scale to a few seconds and the idle period need only outlast them.
 import assert from "node:assert/strict";
 import { randomBytes, randomInt } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -18,8 +20,13 @@ import { readYaml, repoPath } from "./support.ts";
 const HEARTBEAT_MS = 1_000;
 /** A caught-up source is at most one heartbeat from the server plus one batcher interval behind; one more interval of slack. */
 const LAG_BOUND_SECONDS = (3 * HEARTBEAT_MS) / 1000;
-/** Idle this long: many heartbeat intervals, and several Prometheus scrapes (every 5 s). */
-const IDLE_MS = 25 * HEARTBEAT_MS;
+/** Prometheus's scrape interval for this daemon's target (the shared Prometheus's default is 5 s). */
+const SCRAPE_INTERVAL = "1s";
+/** The rule's 5m deriv and 10m increase windows, scaled: several scrapes each. */
+const DERIV_WINDOW = "5s";
+const INCREASE_WINDOW_SECONDS = 8;
+/** Idle this long: many heartbeat intervals and scrapes, and well past the rule's increase window, so its "no change captured" half holds for the last several seconds. */
+const IDLE_MS = 15 * HEARTBEAT_MS;
 
 const suffix = randomBytes(4).toString("hex");
 const database = `idle_lag_${suffix}`;
@@ -40,7 +47,7 @@ interface Rule {
   annotations?: Record<string, string>;
 }
 
-/** SluiceNoProgress with 5 minutes of lag as 3 heartbeat intervals, the 5m/10m windows as 10s/20s, on this daemon only. */
+/** SluiceNoProgress with 5 minutes of lag as 3 heartbeat intervals, the 5m/10m windows as DERIV_WINDOW/INCREASE_WINDOW_SECONDS, on this daemon only. */
 function scaledNoProgressRule(): Rule {
   const rules = readYaml<{ groups: { rules: Rule[] }[] }>(repoPath("deploy/prometheus/rules.yml"));
   const rule = rules.groups.flatMap((g) => g.rules).find((r) => r.alert === "SluiceNoProgress");
@@ -48,8 +55,8 @@ function scaledNoProgressRule(): Rule {
   const selector = `{instance="127.0.0.1:${httpPort}", source="${sourceName}"}`;
   const expr = rule.expr
     .replace("sluice_source_lag_seconds > 300", `sluice_source_lag_seconds${selector} > ${LAG_BOUND_SECONDS}`)
-    .replace("deriv(sluice_source_lag_seconds[5m])", `deriv(sluice_source_lag_seconds${selector}[10s])`)
-    .replace("increase(sluice_changes_captured_total[10m])", `increase(sluice_changes_captured_total${selector}[20s])`);
+    .replace("deriv(sluice_source_lag_seconds[5m])", `deriv(sluice_source_lag_seconds${selector}[${DERIV_WINDOW}])`)
+    .replace("increase(sluice_changes_captured_total[10m])", `increase(sluice_changes_captured_total${selector}[${INCREASE_WINDOW_SECONDS}s])`);
   assert.notEqual(expr, rule.expr, "the rule's expression was scaled");
   assert.ok(!/\[(5|10)m\]|> 300/.test(expr), `every threshold scaled: ${expr}`);
   return { ...rule, alert: alertName, expr, for: "0s" };
@@ -124,7 +131,7 @@ before(async () => {
   );
   daemon = new DaemonProcess(configFile);
   await daemon.waitForLine((l) => l.msg === "sluice started", 60_000);
-  writeFileSync(targetsFile, JSON.stringify([{ targets: [`127.0.0.1:${httpPort}`], labels: { deploy_test: "idle-lag" } }]));
+  writeFileSync(targetsFile, JSON.stringify([{ targets: [`127.0.0.1:${httpPort}`], labels: { deploy_test: "idle-lag", __scrape_interval__: SCRAPE_INTERVAL, __scrape_timeout__: SCRAPE_INTERVAL } }]));
   writeFileSync(rulesFile, stringify({ groups: [{ name: `idle-lag-test-${suffix}`, interval: "1s", rules: [scaledNoProgressRule()] }] }));
   await reloadPrometheus();
 });
@@ -160,10 +167,13 @@ test("an idle MariaDB source that has caught up reports lag near zero, and Sluic
   t.diagnostic(`largest lag read from /metrics while idle: ${maxLag} s (heartbeat_interval ${HEARTBEAT_MS} ms)`);
   assert.ok(maxLag < LAG_BOUND_SECONDS, `idle for ${IDLE_MS / 1000} s with heartbeat_interval ${HEARTBEAT_MS} ms, the lag stays below ${LAG_BOUND_SECONDS} s; it reached ${maxLag} s`);
 
-  const window = `${Math.floor((Date.now() - idleFrom) / 1000) - 5}s`;
+  const window = `${Math.floor((Date.now() - idleFrom) / 1000) - 3}s`;
   const scrapedMax = await promQuery(`max_over_time(sluice_source_lag_seconds${promSelector}[${window}])`);
   assert.notEqual(scrapedMax, null, "Prometheus has the lag of the idle period");
   assert.ok(scrapedMax! < LAG_BOUND_SECONDS, `the lag Prometheus scraped while idle stays below ${LAG_BOUND_SECONDS} s; it reached ${scrapedMax} s`);
+  // The scaled windows hold several samples each (the target's scrape interval took effect), so the rule's silence is not for want of data.
+  const samples = await promQuery(`count_over_time(sluice_source_lag_seconds${promSelector}[${DERIV_WINDOW}])`);
+  assert.ok(samples !== null && samples >= 3, `Prometheus scraped the daemon every ${SCRAPE_INTERVAL}: ${samples} samples in the rule's ${DERIV_WINDOW} deriv window`);
   assert.deepEqual([...states], [], "SluiceNoProgress (scaled) neither pending nor firing while the source is idle");
   assert.equal(await promQuery(`sum(increase(sluice_changes_captured_total${promSelector}[${window}]))`), 0, "nothing was captured while idle: the lag stayed low without changes");
 });
