@@ -188,6 +188,13 @@ export interface TableSnapshotProgress {
 export interface Checkpoint {
   readonly source: string;
   readonly position: Position;
+  /**
+   * The source's own named entries kept beside its checkpoints (PostgreSQL: the relations' layouts, too large to
+   * repeat in every checkpoint). Written: the entries to store (null deletes one) in the same atomic step as this
+   * checkpoint (at-least-once: before it); entries not named are kept as they are. Read (readCheckpoint): every
+   * entry kept for the source. Absent: none. Names: letters, digits and `-_./`; values are text.
+   */
+  readonly entries?: Readonly<Record<string, string | null>>;
 }
 
 /** What a source hands on: events in source order, and how to tell the source they are durable. */

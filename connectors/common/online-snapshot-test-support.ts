@@ -9,6 +9,7 @@ import type { ChangeEvent, Checkpoint, Source } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
 import type { SluiceError } from "../errors.ts";
 import { decodeResume } from "./incremental-snapshot-state.ts";
+import { keepEntries } from "../topics/checkpoint-codec.ts";
 
 type Held = { version: bigint; row: Record<string, unknown> | null };
 
@@ -118,7 +119,8 @@ export function pump(source: PumpedSource, folds: readonly Pick<Fold, "apply">[]
         break;
       }
       await batch.ack();
-      state.checkpoint = batch.checkpoint;
+      // As a topic log keeps it: the checkpoint with the entries stored beside it so far (Checkpoint.entries).
+      state.checkpoint = keepEntries(state.checkpoint, batch.checkpoint);
       if (options.stopAfterAck?.()) {
         state.stop = true;
         break;

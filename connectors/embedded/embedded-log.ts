@@ -13,7 +13,7 @@ import type { TopicsConfig } from "../../config/schema.ts";
 import type { Logger } from "../../runtime/logger.ts";
 import type { Checkpoint } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
-import { decodeCheckpoint, encodeCheckpoint } from "../topics/checkpoint-codec.ts";
+import { checkpointEntryKey, checkpointEntryName, decodeCheckpoint, encodeCheckpoint, withEntries } from "../topics/checkpoint-codec.ts";
 import type {
   GroupActivity,
   PartitionLag,
@@ -119,6 +119,9 @@ function prepareStatements(db: DatabaseSync) {
     batchesFrom: db.prepare("SELECT base_offset, last_offset, payload FROM batches WHERE topic_id = ? AND partition = ? AND last_offset >= ? ORDER BY last_offset LIMIT ?"),
     upsertCheckpoint: db.prepare("INSERT INTO checkpoints (source, checkpoint, updated_at_ms) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET checkpoint = excluded.checkpoint, updated_at_ms = excluded.updated_at_ms"),
     checkpoint: db.prepare("SELECT checkpoint FROM checkpoints WHERE source = ?"),
+    // A source's entries (Checkpoint.entries) are rows of their own, keyed "<source>/<name>": from "<source>/" up to "<source>0" ("0" follows "/").
+    checkpointEntries: db.prepare("SELECT source AS key, checkpoint AS value FROM checkpoints WHERE source >= ? AND source < ?"),
+    deleteCheckpointEntry: db.prepare("DELETE FROM checkpoints WHERE source = ?"),
     groupOffsets: db.prepare("SELECT t.name AS topic, g.partition, g.next_offset FROM group_offsets g JOIN topics t ON t.id = g.topic_id WHERE g.group_name = ? ORDER BY t.name, g.partition"),
     groupOffset: db.prepare("SELECT next_offset FROM group_offsets WHERE group_name = ? AND topic_id = ? AND partition = ?"),
     upsertGroupOffset: db.prepare("INSERT INTO group_offsets (group_name, topic_id, partition, next_offset) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET next_offset = excluded.next_offset"),
@@ -315,7 +318,7 @@ export class EmbeddedTopicLog implements TopicLog {
       const groups = this.groupByPartition(records);
       this.write("produce", () => {
         for (const group of groups) this.append(group);
-        if (checkpoint) this.statements.upsertCheckpoint.run(checkpoint.source, encodeCheckpoint(checkpoint), this.clock());
+        if (checkpoint) this.storeCheckpoint(checkpoint);
       });
     } catch (error) {
       if (checkpoint) this.failedSources.set(checkpoint.source, error as Error);
@@ -327,8 +330,36 @@ export class EmbeddedTopicLog implements TopicLog {
   async readCheckpoint(source: string): Promise<Checkpoint | null> {
     this.assertOpen();
     this.failedSources.delete(source);
-    const row = this.read("read checkpoint", () => this.statements.checkpoint.get(source)) as { checkpoint: string } | undefined;
-    return row ? decodeCheckpoint(row.checkpoint, this.path) : null;
+    // One read transaction: the entries are those of the checkpoint read.
+    const { row, stored } = this.read("read checkpoint", () => {
+      this.db.exec("BEGIN");
+      try {
+        return {
+          row: this.statements.checkpoint.get(source) as { checkpoint: string } | undefined,
+          stored: this.statements.checkpointEntries.all(`${source}/`, `${source}0`) as { key: string; value: string }[],
+        };
+      } finally {
+        this.db.exec("COMMIT");
+      }
+    });
+    if (!row) return null;
+    const entries = new Map<string, string>();
+    for (const { key, value } of stored) {
+      const name = checkpointEntryName(source, key);
+      if (name !== null) entries.set(name, value);
+    }
+    return withEntries(decodeCheckpoint(row.checkpoint, this.path), entries);
+  }
+
+  /** Within produce's transaction: the checkpoint and the entries it writes (Checkpoint.entries). */
+  private storeCheckpoint(checkpoint: Checkpoint): void {
+    const now = this.clock();
+    for (const [name, value] of Object.entries(checkpoint.entries ?? {})) {
+      const key = checkpointEntryKey(checkpoint.source, name);
+      if (value === null) this.statements.deleteCheckpointEntry.run(key);
+      else this.statements.upsertCheckpoint.run(key, value, now);
+    }
+    this.statements.upsertCheckpoint.run(checkpoint.source, encodeCheckpoint(checkpoint), now);
   }
 
   /**

@@ -3,7 +3,9 @@ import assert from "node:assert/strict";
 import pino from "pino";
 import type { Checkpoint, Position } from "../contracts.ts";
 import { decodeResume, encodeResume } from "../common/incremental-snapshot-state.ts";
-import { relationLayoutsOf, RelationLayouts } from "./relation-layouts.ts";
+import type { SnapshotTask } from "../common/incremental-snapshot-state.ts";
+import { keepEntries } from "../topics/checkpoint-codec.ts";
+import { CHUNK_BYTES, relationLayoutsOf, RelationLayouts } from "./relation-layouts.ts";
 import type { RelationLayout } from "./relation-layouts.ts";
 import { SNAPSHOT_INCOMPLETE } from "./positions.ts";
 
@@ -17,11 +19,23 @@ const layout = (table: string, column = "note"): RelationLayout => ({
     { number: 3, name: column, typeOid: 25, typeModifier: -1 },
   ],
 });
-/** The checkpoint a source hands on at `position`, as PostgresSource.batch builds it (no snapshot tasks). */
-const checkpoint = (layouts: RelationLayouts, position: Position): Checkpoint => {
-  const resume = encodeResume(layouts.rebase(decodeResume(position.resume).base, position), []);
-  return { source: "pg", position: resume === undefined ? position : { ...position, resume } };
+/** What a topic log keeps per RelationLayouts: its last checkpoint with the entries written beside it so far. */
+const logs = new WeakMap<RelationLayouts, Checkpoint>();
+/** The checkpoint a source hands on at `position`, as PostgresSource.batch builds it, with its entries as written. */
+const built = (layouts: RelationLayouts, position: Position, tasks: readonly SnapshotTask[] = []) => {
+  const resume = encodeResume(layouts.rebase(decodeResume(position.resume).base, position), tasks);
+  const { entries, written } = layouts.entries();
+  const checkpoint: Checkpoint = { source: "pg", position: resume === undefined ? position : { ...position, resume }, ...(entries === undefined ? {} : { entries }) };
+  return { checkpoint, written };
 };
+/** Stores the checkpoint in the log, then acknowledges it: what readCheckpoint returns from then on. */
+const store = (layouts: RelationLayouts, made: ReturnType<typeof built>): Checkpoint => {
+  const kept = keepEntries(logs.get(layouts) ?? null, made.checkpoint);
+  logs.set(layouts, kept);
+  layouts.durable(made.written);
+  return kept;
+};
+const checkpoint = (layouts: RelationLayouts, position: Position, tasks: readonly SnapshotTask[] = []): Checkpoint => store(layouts, built(layouts, position, tasks));
 
 test("the layouts published through a checkpoint's position round-trip through it; later ones wait for a later checkpoint", () => {
   const layouts = new RelationLayouts(logger);
@@ -30,11 +44,11 @@ test("the layouts published through a checkpoint's position round-trip through i
   layouts.note(16384, layout("orders"), null);
   layouts.note(16385, layout("items"), at(20, 30));
   const first = checkpoint(layouts, at(10));
-  assert.deepEqual(relationLayoutsOf(first.position), new Map([[16384, layout("orders")]]));
+  assert.deepEqual(relationLayoutsOf(first), new Map([[16384, layout("orders")]]));
   // Within the transaction, before the change the Relation message precedes: not yet.
-  assert.deepEqual([...relationLayoutsOf(checkpoint(layouts, at(19, 30)).position)!.keys()], [16384]);
+  assert.deepEqual([...relationLayoutsOf(checkpoint(layouts, at(19, 30)))!.keys()], [16384]);
   const second = checkpoint(layouts, at(30));
-  assert.deepEqual(relationLayoutsOf(second.position), new Map([[16384, layout("orders")], [16385, layout("items")]]));
+  assert.deepEqual(relationLayoutsOf(second), new Map([[16384, layout("orders")], [16385, layout("items")]]));
   // A resume from the older checkpoint compares with what was published through it.
   assert.deepEqual(layouts.restore(first), new Map([[16384, layout("orders")]]));
 });
@@ -45,36 +59,36 @@ test("a layout counts only once what it set off is done, and later layouts wait 
   layouts.note(1, layout("orders"), at(5));
   layouts.note(1, layout("moved"), at(10), new Promise<void>((resolve) => setTimeout(resolve, 10)));
   layouts.note(2, layout("items"), at(12));
-  const before = relationLayoutsOf(checkpoint(layouts, at(20)).position);
+  const before = relationLayoutsOf(checkpoint(layouts, at(20)));
   assert.deepEqual(before, new Map([[1, layout("orders")]]), "the rename's read not yet asked for: a crash resumes with the old name and tells it again");
   await new Promise((resolve) => setTimeout(resolve, 20));
-  assert.deepEqual(relationLayoutsOf(checkpoint(layouts, at(21)).position), new Map([[1, layout("moved")], [2, layout("items")]]));
+  assert.deepEqual(relationLayoutsOf(checkpoint(layouts, at(21))), new Map([[1, layout("moved")], [2, layout("items")]]));
   layouts.note(1, null, at(25));
-  assert.deepEqual(relationLayoutsOf(checkpoint(layouts, at(25)).position), new Map([[2, layout("items")]]), "no longer captured: forgotten");
+  assert.deepEqual(relationLayoutsOf(checkpoint(layouts, at(25))), new Map([[2, layout("items")]]), "no longer captured: forgotten");
 });
 
 test("a checkpoint of the exported initial snapshot keeps its own resume text; snapshot tasks ride after the layouts", () => {
   const layouts = new RelationLayouts(logger);
   layouts.note(7, layout("orders"), null);
   assert.equal(layouts.rebase(SNAPSHOT_INCOMPLETE, at(3)), SNAPSHOT_INCOMPLETE);
-  const task = { id: "t1", table: "public.orders", where: null, lastKey: null, rowsDone: 0, rowsEstimated: null, resetVersion: null, requestedAtMs: 1, startedAtMs: null, origin: "cli" };
-  const resume = encodeResume(layouts.rebase(undefined, at(3)), [task]);
-  const position = { ...at(3), resume: resume! };
-  assert.deepEqual(decodeResume(resume).tasks, [task]);
-  assert.deepEqual(relationLayoutsOf(position), new Map([[7, layout("orders")]]));
+  const task: SnapshotTask = { id: "t1", table: "public.orders", where: null, lastKey: null, rowsDone: 0, rowsEstimated: null, resetVersion: null, requestedAtMs: 1, startedAtMs: null, origin: "cli" };
+  const stored = checkpoint(layouts, at(3), [task]);
+  assert.deepEqual(decodeResume(stored.position.resume).tasks, [task]);
+  assert.deepEqual(relationLayoutsOf(stored), new Map([[7, layout("orders")]]));
 });
 
 test("a checkpoint without layouts, or with unreadable ones, is unknown; pruned relations are left out", () => {
-  assert.equal(relationLayoutsOf(at(1)), null);
-  assert.equal(relationLayoutsOf({ ...at(1), resume: "relations:{not json" }), null);
-  assert.equal(relationLayoutsOf({ ...at(1), resume: 'relations:[[1,"public","t",[["x"]]]]' }), null);
+  assert.equal(relationLayoutsOf({ source: "pg", position: at(1) }), null);
+  assert.equal(relationLayoutsOf({ source: "pg", position: { ...at(1), resume: "relations:{not json" } }), null);
+  assert.equal(relationLayoutsOf({ source: "pg", position: { ...at(1), resume: 'relations:[[1,"public","t",[["x"]]]]' } }), null);
+  assert.equal(relationLayoutsOf({ source: "pg", position: { ...at(1), resume: "relations:@3.2" }, entries: { "relation-layouts/3/0": "[]" } }), null, "a chunk missing");
   const layouts = new RelationLayouts(logger);
   layouts.note(1, layout("a"), null);
   layouts.note(2, layout("b"), null);
   const stored = checkpoint(layouts, at(2));
   layouts.restore(stored);
   layouts.prune((relid) => relid === 2);
-  assert.deepEqual(relationLayoutsOf(checkpoint(layouts, at(3)).position), new Map([[2, layout("b")]]));
+  assert.deepEqual(relationLayoutsOf(checkpoint(layouts, at(3))), new Map([[2, layout("b")]]));
 });
 
 test("a table the record lacks (quiet since an upgrade, snapshot.mode never) is seeded from the catalog and counts from where the catalog was read, between changes by position", async () => {
@@ -85,12 +99,12 @@ test("a table the record lacks (quiet since an upgrade, snapshot.mode never) is 
   layouts.seed(new Map([[1, layout("orders_v2")], [2, layout("quiet")]]), at(50));
   // The stream from the checkpoint: relation 1 still under its old name at 10 (renamed later, before the catalog read).
   layouts.note(1, layout("orders"), at(10));
-  assert.deepEqual(relationLayoutsOf(checkpoint(layouts, at(20)).position), new Map([[1, layout("orders")]]), "below the catalog read: the name the stream published there, no seed");
+  assert.deepEqual(relationLayoutsOf(checkpoint(layouts, at(20))), new Map([[1, layout("orders")]]), "below the catalog read: the name the stream published there, no seed");
   const seeded = checkpoint(layouts, at(60));
-  assert.deepEqual(relationLayoutsOf(seeded.position), new Map([[1, layout("orders_v2")], [2, layout("quiet")]]), "from the catalog read on: the quiet table too");
+  assert.deepEqual(relationLayoutsOf(seeded), new Map([[1, layout("orders_v2")], [2, layout("quiet")]]), "from the catalog read on: the quiet table too");
   // A change after the catalog read wins over the seed.
   layouts.note(2, layout("quiet_renamed"), at(70));
-  assert.deepEqual(relationLayoutsOf(checkpoint(layouts, at(70)).position)!.get(2), layout("quiet_renamed"));
+  assert.deepEqual(relationLayoutsOf(checkpoint(layouts, at(70)))!.get(2), layout("quiet_renamed"));
   // Restarting from the seeded checkpoint: the quiet table renamed while stopped is compared with its seeded name.
   assert.deepEqual(layouts.restore(seeded)!.get(2), layout("quiet"));
   assert.deepEqual(layouts.missing([1, 2, 3]), [3]);
@@ -101,7 +115,94 @@ test("a seed waits behind a change whose read is not yet asked for, when the cha
   layouts.restore(null);
   layouts.seed(new Map([[2, layout("quiet")]]), at(50));
   layouts.note(1, layout("moved"), at(10), new Promise<void>((resolve) => setTimeout(resolve, 10)));
-  assert.equal(relationLayoutsOf(checkpoint(layouts, at(60)).position), null);
+  assert.equal(relationLayoutsOf(checkpoint(layouts, at(60))), null);
   await new Promise((resolve) => setTimeout(resolve, 20));
-  assert.deepEqual(relationLayoutsOf(checkpoint(layouts, at(60)).position), new Map([[1, layout("moved")], [2, layout("quiet")]]));
+  assert.deepEqual(relationLayoutsOf(checkpoint(layouts, at(60))), new Map([[1, layout("moved")], [2, layout("quiet")]]));
+});
+
+/** `count` relations of 6 columns with long names: ~0.5 KiB each in the record. */
+const many = (count: number, prefix = "table"): Map<number, RelationLayout> =>
+  new Map(
+    Array.from({ length: count }, (_, i): [number, RelationLayout] => [
+      100_000 + i,
+      { schema: "warehouse_schema", table: `${prefix}_${i}_with_a_long_name`, columns: Array.from({ length: 6 }, (_, c) => ({ number: c + 1, name: `column_${c}_with_a_rather_long_name_ö`, typeOid: 1043, typeModifier: 259 })) },
+    ]),
+  );
+
+test("the record holds any number of tables: 5,000 relations (1.7 MB, over the 256 KiB a checkpoint carried) round-trip in bounded chunks beside the checkpoint, whose own text stays small", () => {
+  const layouts = new RelationLayouts(logger);
+  layouts.restore(null);
+  const tables = many(5_000);
+  for (const [relid, l] of tables) layouts.note(relid, l, at(10));
+  const made = built(layouts, at(20));
+  const chunks = Object.entries(made.checkpoint.entries ?? {});
+  const bytes = chunks.reduce((sum, [, text]) => sum + Buffer.byteLength(text!), 0);
+  assert.ok(bytes > 1024 * 1024 && chunks.length > 1, `${chunks.length} chunks, ${bytes} bytes`);
+  for (const [name, text] of chunks) assert.ok(Buffer.byteLength(text!) <= CHUNK_BYTES, `${name}: ${Buffer.byteLength(text!)} bytes`);
+  assert.ok(made.checkpoint.position.resume!.length < 40, made.checkpoint.position.resume);
+  const stored = store(layouts, made);
+  assert.deepEqual(relationLayoutsOf(stored), tables);
+  // A resume from it (a restart): every table compared with its stored layout.
+  const restarted = new RelationLayouts(logger);
+  assert.deepEqual(restarted.restore(stored), tables);
+  assert.deepEqual(restarted.missing([...tables.keys()]), []);
+});
+
+test("the record is written beside a checkpoint only when it changes, until a checkpoint carrying it is acknowledged; the version it replaces is deleted after that", () => {
+  const layouts = new RelationLayouts(logger);
+  layouts.restore(null);
+  layouts.note(1, layout("orders"), at(5));
+  // Two checkpoints before either is acknowledged (capture stores only the last of a run of slices): both carry it.
+  const first = built(layouts, at(10));
+  const second = built(layouts, at(11));
+  assert.deepEqual(Object.keys(first.checkpoint.entries ?? {}), ["relation-layouts/1/0"]);
+  assert.deepEqual(second.checkpoint.entries, first.checkpoint.entries);
+  store(layouts, second);
+  layouts.durable(first.written);
+  const quiet = built(layouts, at(12));
+  assert.equal(quiet.checkpoint.entries, undefined, "no change: the checkpoint only names the version");
+  assert.equal(quiet.checkpoint.position.resume, "relations:@1.1");
+  store(layouts, quiet);
+  layouts.note(1, layout("moved"), at(15));
+  const renamed = store(layouts, built(layouts, at(20)));
+  assert.equal(renamed.position.resume, "relations:@2.1");
+  assert.deepEqual(Object.keys(renamed.entries ?? {}).sort(), ["relation-layouts/1/0", "relation-layouts/2/0"], "the old version is kept until a checkpoint naming the new one is acknowledged");
+  const next = built(layouts, at(21));
+  assert.deepEqual(next.checkpoint.entries, { "relation-layouts/1/0": null });
+  const cleaned = store(layouts, next);
+  assert.deepEqual(Object.keys(cleaned.entries ?? {}), ["relation-layouts/2/0"]);
+  assert.deepEqual(relationLayoutsOf(cleaned), new Map([[1, layout("moved")]]));
+  assert.equal(built(layouts, at(22)).checkpoint.entries, undefined);
+});
+
+test("kill -9 between the record's entries and the checkpoint naming them (at-least-once Kafka): the stored checkpoint's version is still there", () => {
+  const layouts = new RelationLayouts(logger);
+  layouts.restore(null);
+  layouts.note(1, layout("orders"), at(5));
+  const before = store(layouts, built(layouts, at(10)));
+  layouts.note(1, layout("moved"), at(15));
+  const lost = built(layouts, at(20));
+  // The entries were written, the checkpoint was not: what readCheckpoint returns after the restart.
+  const afterCrash = keepEntries(before, { source: "pg", position: before.position, entries: lost.checkpoint.entries! });
+  const restarted = new RelationLayouts(logger);
+  assert.deepEqual(restarted.restore(afterCrash), new Map([[1, layout("orders")]]), "the old name: the stream from there tells the rename again");
+  // The orphan version is never reused with other layouts, and deleted once a later version's checkpoint is acknowledged.
+  restarted.note(1, layout("moved_again"), at(15));
+  const made = built(restarted, at(20));
+  assert.equal(made.checkpoint.position.resume, "relations:@3.1");
+  restarted.durable(made.written);
+  const next = built(restarted, at(21)).checkpoint.entries;
+  assert.deepEqual(Object.keys(next ?? {}).sort(), ["relation-layouts/1/0", "relation-layouts/2/0"]);
+  assert.ok(Object.values(next ?? {}).every((v) => v === null));
+});
+
+test("a checkpoint an older Sluice wrote with the record inline is read, and the next checkpoint moves the record beside it", () => {
+  const inline = 'relations:[[16384,"public","orders",[[1,"id",23,-1],[3,"note",25,-1]]]]';
+  const task: SnapshotTask = { id: "t1", table: "public.items", where: null, lastKey: null, rowsDone: 0, rowsEstimated: null, resetVersion: null, requestedAtMs: 1, startedAtMs: null, origin: "cli" };
+  const old: Checkpoint = { source: "pg", position: { ...at(40), resume: encodeResume(inline, [task])! } };
+  const layouts = new RelationLayouts(logger);
+  assert.deepEqual(layouts.restore(old), new Map([[16384, layout("orders")]]));
+  const next = checkpoint(layouts, at(41));
+  assert.equal(decodeResume(next.position.resume).base, "relations:@1.1");
+  assert.deepEqual(relationLayoutsOf(next), new Map([[16384, layout("orders")]]));
 });

@@ -64,7 +64,7 @@ test("a table renamed and a table created while their requests fail (the catalog
   const state = pump(watched, [orig, moved, created]);
   try {
     // A rename is told against the layouts the checkpoint carries (relation-layouts.ts), stored once streaming.
-    await waitFor("the initial snapshot", () => orig.visible().size === ROWS && state.checkpoint !== null && !isSnapshotIncomplete(state.checkpoint.position) && relationLayoutsOf(state.checkpoint.position)?.size === 1, 15_000);
+    await waitFor("the initial snapshot", () => orig.visible().size === ROWS && state.checkpoint !== null && !isSnapshotIncomplete(state.checkpoint.position) && relationLayoutsOf(state.checkpoint)?.size === 1, 15_000);
 
     armed.add(`${schema}.moved`);
     await admin.query(`ALTER TABLE "${schema}".orig RENAME TO moved`);

@@ -8,7 +8,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import type pg from "pg";
-import type { Checkpoint } from "../contracts.ts";
+import type { ChangeEvent, Checkpoint } from "../contracts.ts";
 import type { Pump } from "../common/online-snapshot-test-support.ts";
 import { Fold, noTasks, pump, stopPumps, waitCheckpointAt, waitFor } from "../common/online-snapshot-test-support.ts";
 import { adminClient, checkpointing, cleanUp, newSource, randomName, sourceConfig } from "./int-test-support.ts";
@@ -51,7 +51,7 @@ async function caughtUp(state: Pump): Promise<void> {
 }
 
 /** Runs a source from `from` with `folds` until `done` holds; returns its last checkpoint. */
-async function run(config: ReturnType<typeof sourceConfig>, from: Checkpoint | null, folds: readonly Fold[], work: (state: Pump, source: PostgresSource) => Promise<void>): Promise<Checkpoint> {
+async function run(config: ReturnType<typeof sourceConfig>, from: Checkpoint | null, folds: readonly Pick<Fold, "apply">[], work: (state: Pump, source: PostgresSource) => Promise<void>): Promise<Checkpoint> {
   const source = newSource(config);
   const pumps: Pump[] = [];
   try {
@@ -82,7 +82,7 @@ test("a table renamed, then moved to another schema, while Sluice is stopped is 
     await waitFor("the initial snapshot", () => streaming(state) && orig.visible().size === ROWS, 60_000);
     await caughtUp(state);
   });
-  assert.ok(relationLayoutsOf(checkpoint.position)?.size === 1, "the checkpoint carries the table's layout");
+  assert.ok(relationLayoutsOf(checkpoint)?.size === 1, "the checkpoint carries the table's layout");
 
   // A restart without a rename reads nothing again, also from a checkpoint stored before layouts were (an upgrade).
   const upgraded: Checkpoint = { ...checkpoint, position: { commit: checkpoint.position.commit, change: checkpoint.position.change } };
@@ -130,7 +130,7 @@ test("a table with no change since an upgrade (its checkpoint without the record
   const checkpoint = await run(c, upgraded, [quiet], async (state) => {
     await caughtUp(state);
   });
-  assert.deepEqual([...(relationLayoutsOf(checkpoint.position)?.values() ?? [])].map((l) => l.table), ["quiet"], "the quiet table is in the record");
+  assert.deepEqual([...(relationLayoutsOf(checkpoint)?.values() ?? [])].map((l) => l.table), ["quiet"], "the quiet table is in the record");
   await admin.query(`ALTER TABLE "${schema}".quiet RENAME TO renamed`);
   const renamed = new Fold("renamed");
   await run(c, checkpoint, [renamed], async (state) => {
@@ -192,4 +192,45 @@ test("a column renamed while Sluice is stopped reads the table again at the next
     await waitFor("every row with the renamed column", () => [...items.visible().values()].filter((row) => row["remark"] !== undefined).length === ROWS && noTasks(state), 60_000);
   });
   assert.equal(items.visible().get("7")?.["remark"], "n7");
+});
+
+test("with 1,200 captured tables (a record of layouts over the 256 KiB a checkpoint once carried), tables renamed while Sluice is stopped are all read again, and no other", async () => {
+  const schema = await newSchema("manyren");
+  const TABLES = 1_200;
+  const EACH = 20;
+  const c = sourceConfig({ tables: [`${schema}.*`], snapshot: { mode: "initial", parallelism: 4, chunk_rows: 1000 }, heartbeat_interval: 500 });
+  configs.push(c);
+  const name = (i: number) => `t${String(i).padStart(4, "0")}_with_a_rather_long_table_name`;
+  // In statements of 200 tables: one transaction of all would take a lock per table, index and TOAST table.
+  for (let from = 0; from < TABLES; from += 200) {
+    await admin.query(`DO $$ BEGIN FOR i IN ${from}..${from + 199} LOOP
+      EXECUTE format('CREATE TABLE %I.%I (id int PRIMARY KEY, v int NOT NULL, a_rather_long_column_name_for_a_note text, another_long_column_name_for_a_date date, yet_another_long_column_name_for_an_amount numeric)', '${schema}', 't' || lpad(i::text, 4, '0') || '_with_a_rather_long_table_name');
+      EXECUTE format('INSERT INTO %I.%I SELECT g, g FROM generate_series(1, ${EACH}) g', '${schema}', 't' || lpad(i::text, 4, '0') || '_with_a_rather_long_table_name');
+    END LOOP; END $$`);
+  }
+  /** Rows read by snapshots, per table. */
+  const reads = new Map<string, number>();
+  const counting = { apply: (event: ChangeEvent) => void (event.op === "r" && reads.set(event.source.table, (reads.get(event.source.table) ?? 0) + 1)) };
+  const total = () => [...reads.values()].reduce((sum, n) => sum + n, 0);
+  const checkpoint = await run(c, null, [counting], async (state) => {
+    await waitFor("the initial snapshot", () => streaming(state) && total() === TABLES * EACH, 180_000);
+    await caughtUp(state);
+  });
+  const record = relationLayoutsOf(checkpoint);
+  assert.equal(record?.size, TABLES, "every table in the record");
+  const bytes = Object.values(checkpoint.entries ?? {}).reduce((sum, text) => sum + Buffer.byteLength(text ?? ""), 0);
+  assert.ok(bytes > 256 * 1024, `the record is ${bytes} bytes`);
+  assert.ok(checkpoint.position.resume!.length < 100, "the checkpoint only names it");
+
+  const renamedIndexes = [0, 150, 333, 600, 777, 1000, 1199];
+  for (const i of renamedIndexes) await admin.query(`ALTER TABLE "${schema}"."${name(i)}" RENAME TO "r${i}_renamed"`);
+  reads.clear();
+  const folds = renamedIndexes.map((i) => new Fold(`r${i}_renamed`));
+  await run(c, checkpoint, [counting, ...folds], async (state) => {
+    for (const i of renamedIndexes) await admin.query(`UPDATE "${schema}"."r${i}_renamed" SET v = -v WHERE id = 1`);
+    await waitFor("every row under the new names", () => folds.every((f) => f.visible().size === EACH) && noTasks(state), 120_000);
+    await caughtUp(state);
+  });
+  for (const fold of folds) assert.deepEqual([...fold.visible().keys()].map(Number).sort((a, b) => a - b), Array.from({ length: EACH }, (_, i) => i + 1), fold.table);
+  assert.deepEqual([...reads.keys()].sort(), renamedIndexes.map((i) => `r${i}_renamed`).sort(), "only the renamed tables read again");
 });

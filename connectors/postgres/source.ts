@@ -805,12 +805,17 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     // A slice with more after it confirms nothing to the server: the run's last one does (once it and those before it are acknowledged), one status update a run, not one a slice.
     const ack = more ? NO_ACK : this.acks.issue(flushLsnFor(at));
     const position = this.online.checkpoint(at, (base) => this.layouts.rebase(base, at));
+    // The layouts' record rides beside the checkpoint, written only when it changed (relation-layouts.ts).
+    const { entries, written } = this.layouts.entries();
     return {
       events,
       transactions,
-      checkpoint: { source: this.name, position },
+      checkpoint: entries === undefined ? { source: this.name, position } : { source: this.name, position, entries },
       ...(more ? { more } : {}),
-      ack: async () => ack(),
+      ack: async () => {
+        this.layouts.durable(written);
+        return ack();
+      },
     };
   }
 

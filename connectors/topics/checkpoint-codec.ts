@@ -47,3 +47,69 @@ function corrupt(where: string, text: string, cause?: unknown): SluiceError {
     cause,
   });
 }
+
+const ENTRY_NAME = /^[A-Za-z0-9_.\-/]+$/;
+
+/** Where the logs keep a source's entry (Checkpoint.entries): beside its checkpoint, under a key no source name has (a source name has no "/"). */
+export function checkpointEntryKey(source: string, name: string): string {
+  if (!ENTRY_NAME.test(name)) {
+    throw new SluiceError(`checkpoint entry name ${JSON.stringify(name)} of source ${source} is not letters, digits and -_./`, {
+      code: "CHECKPOINT_ENTRY_INVALID",
+      context: { component: "topics", source },
+    });
+  }
+  return `${source}/${name}`;
+}
+
+/** The name of the entry `key` holds for `source`; null when `key` is not one of that source's entries. */
+export function checkpointEntryName(source: string, key: string): string | null {
+  return key.length > source.length + 1 && key.startsWith(`${source}/`) ? key.slice(source.length + 1) : null;
+}
+
+/** What readCheckpoint returns: the stored checkpoint with the entries kept for its source (none: no `entries`). */
+export function withEntries(checkpoint: Checkpoint, entries: ReadonlyMap<string, string>): Checkpoint {
+  const { source, position } = checkpoint;
+  return entries.size === 0 ? { source, position } : { source, position, entries: Object.fromEntries(entries) };
+}
+
+/** The entries kept once `written` is stored after a checkpoint that kept `kept` (what a log does; for doubles of one). */
+export function keepEntries(kept: Checkpoint | null, written: Checkpoint): Checkpoint {
+  const entries = new Map(Object.entries(kept?.entries ?? {}).filter((e): e is [string, string] => e[1] !== null));
+  for (const [name, value] of Object.entries(written.entries ?? {})) {
+    if (value === null) entries.delete(name);
+    else entries.set(name, value);
+  }
+  return withEntries(written, entries);
+}
+
+/** Key and value of a record of a log's checkpoint topic, in the order stored. */
+interface CheckpointTopicRecord {
+  readonly key: Uint8Array | null;
+  readonly value: Uint8Array | null;
+}
+
+const utf8 = new TextDecoder();
+
+/** A source's checkpoint with its entries from the records of a topic keeping checkpoints by key (Kafka's); null when none. */
+export function latestCheckpoint(records: Iterable<CheckpointTopicRecord>, source: string, where: string): Checkpoint | null {
+  let latest: Uint8Array | null = null;
+  const entries = new Map<string, string>();
+  for (const record of records) {
+    if (record.key === null) continue;
+    const key = utf8.decode(record.key);
+    if (key === source) {
+      latest = record.value;
+      continue;
+    }
+    const name = checkpointEntryName(source, key);
+    if (name === null) continue;
+    if (record.value === null) entries.delete(name);
+    else entries.set(name, utf8.decode(record.value));
+  }
+  return latest === null ? null : withEntries(decodeCheckpoint(utf8.decode(latest), where), entries);
+}
+
+/** The records (key, value text; null: a tombstone) a checkpoint's entries are stored as in such a topic, before the checkpoint's own. */
+export function entryRecords(checkpoint: Checkpoint): { readonly key: string; readonly value: string | null }[] {
+  return Object.entries(checkpoint.entries ?? {}).map(([name, value]) => ({ key: checkpointEntryKey(checkpoint.source, name), value }));
+}

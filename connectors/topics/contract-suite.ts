@@ -269,6 +269,26 @@ export function topicLogContractSuite(name: string, factory: ContractFactory): v
       assert.deepEqual(await log.readCheckpoint(source), heartbeat);
     });
 
+    test("a checkpoint's entries are kept beside it until replaced or deleted, per source, and a rejected produce stores none of them", async () => {
+      const topic = uniqueTopic(prefix);
+      await createTopic(spec(topic, { partitions: 1 }));
+      const source = `src-${randomBytes(3).toString("hex")}`;
+      const neighbour = `${source}_b`;
+      const big = "é".repeat(100_000);
+      await log.produce([record(topic, "a", "1", 1)], { source, position: { commit: 1n, change: 1n }, entries: { "layouts/1/0": big, "layouts/1/1": "[]" } });
+      await log.produce([], { source: neighbour, position: { commit: 1n, change: 1n }, entries: { "layouts/9/0": "theirs" } });
+      assert.deepEqual(await log.readCheckpoint(source), { source, position: { commit: 1n, change: 1n }, entries: { "layouts/1/0": big, "layouts/1/1": "[]" } });
+      // A checkpoint naming no entry keeps them; one naming some replaces or deletes only those.
+      await log.produce([record(topic, "a", "2", 2)], { source, position: { commit: 2n, change: 2n } });
+      assert.deepEqual((await log.readCheckpoint(source))?.entries, { "layouts/1/0": big, "layouts/1/1": "[]" });
+      await log.produce([], { source, position: { commit: 3n, change: 3n }, entries: { "layouts/1/0": null, "layouts/1/1": null, "layouts/2/0": "new" } });
+      assert.deepEqual(await log.readCheckpoint(source), { source, position: { commit: 3n, change: 3n }, entries: { "layouts/2/0": "new" } });
+      const missing = uniqueTopic(`${prefix}.missing`);
+      await assert.rejects(log.produce([record(missing, "b", "x", 4)], { source, position: { commit: 4n, change: 4n }, entries: { "layouts/2/0": null, "layouts/3/0": "lost" } }));
+      assert.deepEqual(await log.readCheckpoint(source), { source, position: { commit: 3n, change: 3n }, entries: { "layouts/2/0": "new" } });
+      assert.deepEqual(await log.readCheckpoint(neighbour), { source: neighbour, position: { commit: 1n, change: 1n }, entries: { "layouts/9/0": "theirs" } });
+    });
+
     test("a rejected produce stores neither its checkpoint nor (exactly-once) its records", async () => {
       const topic = uniqueTopic(prefix);
       await createTopic(spec(topic, { partitions: 1 }));

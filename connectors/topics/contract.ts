@@ -179,7 +179,8 @@ export interface TopicLog {
   onTopicCreated?(listener: () => void): () => void;
 
   /**
-   * Stores the records, partitioned by key, and the checkpoint if given; resolves once durable
+   * Stores the records, partitioned by key, and the checkpoint if given (with its entries, in the
+   * same atomic step; at-least-once: before it, with the records); resolves once durable
    * (not necessarily visible to other processes' readers yet: Kafka writes commit markers after
    * the commit; this process's own reads do see it). A rejection means nothing of the call is
    * acknowledged (it may be retried as a whole). Calls may overlap: a call is stored after every
@@ -190,7 +191,8 @@ export interface TopicLog {
    */
   produce(records: readonly ProducedRecord[], checkpoint?: Checkpoint): Promise<void>;
   /**
-   * The last checkpoint stored for the source, or null; after a crash of the process that stored
+   * The last checkpoint stored for the source, with every entry kept beside it (Checkpoint.entries),
+   * or null; after a crash of the process that stored
    * it too (Kafka with transactions: reading registers this process's transactional id first,
    * which makes Kafka complete a commit the crashed holder of that id left half-written).
    */
