@@ -88,9 +88,17 @@ export class KafkaTopicLog implements TopicLog {
   /**
    * kafkajs's admin refreshes its metadata for every topic it has looked up (offsets, partitions),
    * and fails every later request once one of them is deleted by another process; it is then
-   * replaced by a new one (renewAdmin).
+   * replaced by a new one (renewAdmin). It never looks topics up by name: see lookups.
    */
   private admin: Admin;
+  /**
+   * Metadata requests for named topics only (describeTopic, topicExists, the leaders' wait). kafkajs
+   * keeps one metadata set per admin client, which such a request replaces with those topics alone:
+   * on `admin`, between the two ListOffsets requests of fetchTopicOffsets, it left no leader for the
+   * asked topic ("Cannot destructure property 'partitions' of 'low.pop(...)'"). This client looks no
+   * topic up for later requests (its kafkajs target topics stay empty), so it needs no renewal.
+   */
+  private readonly lookups: Admin;
   private readonly config: KafkaTopicsConfig;
   private readonly deployment: string;
   private readonly logger: Logger;
@@ -137,6 +145,7 @@ export class KafkaTopicLog implements TopicLog {
     this.logger = options.logger.child({ component: "kafka-log" });
     this.kafka = createKafkaClient(options.config, options.logger);
     this.admin = this.kafka.admin();
+    this.lookups = this.kafka.admin();
     this.checkpointGuarantee = options.config.transactions ? ("exactly-once" as const) : ("at-least-once" as const);
     this.access = options.access ?? "capture";
     this.readerLimits = options.readerLimits;
@@ -175,7 +184,7 @@ export class KafkaTopicLog implements TopicLog {
     const retry = options.retry ?? DEFAULT_RETRY;
     for (let attempt = 0; ; attempt++) {
       try {
-        await log.admin.connect();
+        await Promise.all([log.admin.connect(), log.lookups.connect()]);
         if (log.access !== "read-only") await log.ensureInternalTopics();
         if (log.access === "capture") await log.producer!.connect();
         log.isReady = true;
@@ -186,7 +195,7 @@ export class KafkaTopicLog implements TopicLog {
         const exhausted = retry.maxAttempts !== undefined && attempt + 1 >= retry.maxAttempts;
         if (!failure.retriable || exhausted || options.signal?.aborted) {
           log.logger.error({ brokers: options.config.brokers, err: failure.toLog() }, "cannot connect to Kafka");
-          await log.admin.disconnect().catch(() => undefined);
+          await Promise.all([log.admin.disconnect().catch(() => undefined), log.lookups.disconnect().catch(() => undefined)]);
           throw failure;
         }
         const delayMs = backoffDelay(retry, attempt);
@@ -354,7 +363,7 @@ export class KafkaTopicLog implements TopicLog {
     for (let waitMs = 10; ; waitMs = Math.min(100, waitMs * 2)) {
       if (this.closed) throw closedError();
       try {
-        const { topics } = await this.admin.fetchTopicMetadata({ topics: [topic] });
+        const { topics } = await this.lookups.fetchTopicMetadata({ topics: [topic] });
         const partitions = topics[0]?.partitions ?? [];
         if (partitions.length > 0 && partitions.every((p) => p.leader >= 0)) {
           await this.admin.fetchTopicOffsets(topic);
@@ -362,9 +371,8 @@ export class KafkaTopicLog implements TopicLog {
         }
       } catch (error) {
         // The broker answering may not know the new topic or its leader for a moment, nor serve the partitions it leads.
-        // A TypeError is kafkajs's metadata replaced by another topic's lookup between its requests (see fetchTopicOffsets).
         const type = (error as { type?: string }).type;
-        if (!(error instanceof TypeError) && type !== "LEADER_NOT_AVAILABLE" && type !== "UNKNOWN_TOPIC_OR_PARTITION" && type !== "NOT_LEADER_FOR_PARTITION") throw error;
+        if (type !== "LEADER_NOT_AVAILABLE" && type !== "UNKNOWN_TOPIC_OR_PARTITION" && type !== "NOT_LEADER_FOR_PARTITION") throw error;
       }
       if (performance.now() > deadline) {
         throw new ConnectionError(`Kafka topic ${topic} still has a partition without a leader ${LEADERS_WITHIN_MS / 1000} s after it was created (brokers ${this.config.brokers.join(",")}); the broker is slow or short of replicas`, { code: "KAFKA_UNAVAILABLE", context: { component: "kafka", topic } });
@@ -629,7 +637,7 @@ export class KafkaTopicLog implements TopicLog {
     const own = [...this.unconfirmed.values()].filter((o) => o.topic === topic);
     const deadline = Date.now() + VISIBLE_WITHIN_MS;
     for (;;) {
-      const offsets = await this.call(`fetch offsets of ${topic}`, () => this.fetchTopicOffsets(topic));
+      const offsets = await this.call(`fetch offsets of ${topic}`, () => this.admin.fetchTopicOffsets(topic));
       const ranges = offsets.map((o) => ({ topic, partition: o.partition, start: BigInt(o.low), end: BigInt(o.high) })).sort((a, b) => a.partition - b.partition);
       const hidden = own.filter((o) => (ranges.find((r) => r.partition === o.partition)?.end ?? -1n) <= o.offset);
       for (const o of own) {
@@ -668,25 +676,6 @@ export class KafkaTopicLog implements TopicLog {
       hidden = hidden.filter((o) => !seen.includes(o));
       if (hidden.length === 0 || Date.now() > deadline) return;
       await sleep(2);
-    }
-  }
-
-  /**
-   * kafkajs's fetchTopicOffsets, asked again (up to 6 times, 10 ms more apart each time) when it failed with a TypeError: a
-   * metadata request for another topic (describeTopic, topicExists) made between its two
-   * ListOffsets requests replaces the admin client's metadata with that topic's alone, so kafkajs
-   * finds no leader for this topic's partitions and fails on `low.pop()`. The next call refreshes
-   * the metadata. Seen at every daemon start as a capture term failed "on an outage".
-   */
-  private async fetchTopicOffsets(topic: string): ReturnType<Admin["fetchTopicOffsets"]> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.admin.fetchTopicOffsets(topic);
-      } catch (error) {
-        if (!(error instanceof TypeError) || attempt >= 6) throw error;
-        // Another lookup may still be under way: asked again at once, it can land in the same gap.
-        await sleep(10 * attempt);
-      }
     }
   }
 
@@ -753,7 +742,7 @@ export class KafkaTopicLog implements TopicLog {
     await this.producer?.close();
     await this.stableOffsets?.close();
     await this.identityProducer?.then((producer) => producer.disconnect()).catch(() => undefined);
-    await this.admin.disconnect().catch(() => undefined);
+    await Promise.all([this.admin.disconnect().catch(() => undefined), this.lookups.disconnect().catch(() => undefined)]);
     this.logger.info("Kafka topic log closed");
   }
 
@@ -855,7 +844,7 @@ export class KafkaTopicLog implements TopicLog {
   private async describeTopic(name: string): Promise<TopicSpec | undefined> {
     let partitions: number;
     try {
-      const { topics } = await this.request(() => this.admin.fetchTopicMetadata({ topics: [name] }));
+      const { topics } = await this.request(() => this.lookups.fetchTopicMetadata({ topics: [name] }));
       partitions = topics[0]?.partitions.length ?? 0;
     } catch (error) {
       if (isUnknownTopic(error)) return undefined;
@@ -915,7 +904,7 @@ export class KafkaTopicLog implements TopicLog {
   /** Whether a topic exists, from a metadata request of its own (which no other topic can fail). */
   private async topicExists(name: string): Promise<boolean> {
     try {
-      await this.request(() => this.admin.fetchTopicMetadata({ topics: [name] }));
+      await this.request(() => this.lookups.fetchTopicMetadata({ topics: [name] }));
       return true;
     } catch (error) {
       if (isUnknownTopic(error)) return false;
