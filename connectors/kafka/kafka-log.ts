@@ -861,7 +861,14 @@ export class KafkaTopicLog implements TopicLog {
       // This topic deleted since its metadata (by another process): left out. Else another one this admin had looked up.
       if (!(await this.topicExists(name))) return undefined;
       await this.renewAdmin();
-      described = await this.call("describe topic configs", describeConfigs);
+      try {
+        described = await this.request(describeConfigs);
+        this.adminProblem = null;
+      } catch (again) {
+        // A new admin refreshes no topic of its own: the topic itself is gone, and the broker's metadata had not caught up with its deletion yet.
+        if (isUnknownTopic(again)) return undefined;
+        throw this.adminFailure(again, "describe topic configs");
+      }
     }
     const entries = new Map((described.resources[0]?.configEntries ?? []).map((e) => [e.configName, e.configValue]));
     const limit = (value: string | undefined) => (value === undefined || Number(value) < 0 ? null : Number(value));
