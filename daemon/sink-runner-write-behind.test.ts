@@ -150,7 +150,7 @@ async function until(done: () => boolean, what: string, sink?: SlowStagingSink):
   assert.ok(done(), `timed out waiting for ${what}${sink ? `; the sink saw: ${sink.log.join(", ")}` : ""}`);
 }
 
-async function withRunner(sink: SlowStagingSink, body: (log: EmbeddedTopicLog, stop: AbortController, running: Promise<void>) => Promise<void>): Promise<void> {
+async function withRunner(sink: SlowStagingSink, body: (log: EmbeddedTopicLog, stop: AbortController, running: Promise<void>, runner: SinkRunner) => Promise<void>): Promise<void> {
   const log = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-sink-behind-")), "log.db"), logger: silent });
   for (const name of ["pg.public.a", "pg.public.b"]) await log.createTopic({ name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
   const runner = new SinkRunner({
@@ -165,7 +165,7 @@ async function withRunner(sink: SlowStagingSink, body: (log: EmbeddedTopicLog, s
   const stop = new AbortController();
   const running = runner.run(stop.signal);
   try {
-    await body(log, stop, running);
+    await body(log, stop, running, runner);
   } finally {
     stop.abort(new Error("stop"));
     for (let i = 0; i < 20; i++) sink.release();
@@ -252,6 +252,24 @@ test("shutdown waits for the write under way and writes nothing after it", async
     assert.equal(sink.writesStarted, 1, "the staged-ahead batch is not written");
     assert.ok(!sink.rows.has("a/3"));
     assert.ok((sink.stored.get("pg.public.a:0") ?? 0n) <= 2n, "no offset past the written batch");
+    assert.deepEqual(sink.violations, []);
+  });
+});
+
+test("an operation between batches (sluice forget) runs after the write under way, with its offsets stored", async () => {
+  const sink = new SlowStagingSink();
+  await withRunner(sink, async (log, _stop, _running, runner) => {
+    await log.produce([encode(row("a", 1, 0, 10n)), encode(row("a", 2, 1, 11n))]);
+    await until(() => sink.writesStarted === 1, "the first staged write");
+    const between = runner.betweenBatches(async () => {
+      sink.log.push("between batches");
+    });
+    for (let i = 0; i < 10; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.ok(!sink.log.includes("between batches"), "not while the write is under way");
+    sink.release();
+    await between;
+    const order = sink.log.filter((line) => line === "write done" || line === "between batches" || line.startsWith("offsets "));
+    assert.deepEqual(order, ["offsets a:2", "write done", "between batches"], "the staged write stores its offsets with its rows");
     assert.deepEqual(sink.violations, []);
   });
 });

@@ -567,11 +567,15 @@ export class SinkRunner {
     return this.exclusive(operation);
   }
 
-  /** Runs `operation` with no batch decoded or written meanwhile: after the staged write under way, whose failure the consume loop takes up. */
+  /**
+   * Runs `operation` with no batch decoded or written meanwhile: after the staged write under way,
+   * whose failure the consume loop takes up. The consume loop may have read a batch it has not
+   * handed over yet, so the resets the write makes due wait for the loop (settleWrite's readAhead).
+   */
   private exclusive<T>(operation: () => Promise<T>): Promise<T> {
     return this.lock.run(async () => {
       try {
-        await this.settleWrite(false);
+        await this.settleWrite(true);
       } catch (error) {
         this.settleFailure ??= error;
       }
@@ -579,7 +583,7 @@ export class SinkRunner {
     });
   }
 
-  /** Runs `operation` of the consume loop between batches, after the staged write under way; its failure thrown. */
+  /** Runs `operation` of the consume loop between batches (nothing read that is not applied), after the staged write under way; its failure thrown. */
   private inTurn(operation: () => Promise<void>): Promise<void> {
     return this.lock.run(async () => {
       await this.settleWrite(false);
