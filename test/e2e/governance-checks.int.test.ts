@@ -27,6 +27,10 @@ const alertName = `SluiceDataCheckFailuresTest_${source}`;
 const rulesFile = join(prometheus.rulesDir, `governance-checks-${source}.yml`);
 const targetsFile = join(prometheus.targetsDir, `governance-checks-${source}.json`);
 const SECRET_VALUES = ["lower-case-code-secret", "99999.00"];
+/** Prometheus scrapes this daemon every second (its target's __scrape_interval__ label; the shared Prometheus's default is 5 s)... */
+const SCRAPE_INTERVAL = "1s";
+/** ...so the rule's 10-minute windows scale to 8 s: eight scrapes each, and the alert for a new failure series fires for 8 s. */
+const WINDOW_SECONDS = 8;
 
 const config = {
   name: deployment,
@@ -58,12 +62,12 @@ interface Rule {
   for?: string;
 }
 
-/** SluiceDataCheckFailures with its 10-minute windows as 20 s, on this source only. */
+/** SluiceDataCheckFailures with its 10-minute windows as WINDOW_SECONDS, on this source only. */
 function scaledRule(): Rule {
   const rules = readYaml<{ groups: { rules: Rule[] }[] }>(repoPath("deploy/prometheus/rules.yml"));
   const rule = rules.groups.flatMap((g) => g.rules).find((r) => r.alert === "SluiceDataCheckFailures");
   assert.ok(rule, "deploy/prometheus/rules.yml has SluiceDataCheckFailures");
-  const expr = rule.expr.replaceAll("sluice_data_check_failures_total", `sluice_data_check_failures_total{source="${source}"}`).replaceAll("10m", "20s");
+  const expr = rule.expr.replaceAll("sluice_data_check_failures_total", `sluice_data_check_failures_total{source="${source}"}`).replaceAll("10m", `${WINDOW_SECONDS}s`);
   assert.ok(!expr.includes("10m"));
   return { ...rule, alert: alertName, expr, for: "0s" };
 }
@@ -101,17 +105,22 @@ after(async () => {
   removeDir(dir);
 });
 
-test("data checks: warn publishes and counts, dead-letter diverts, halt halts the table; metrics in /metrics and Prometheus, alert fires, sluice status lists them", { timeout: 300_000 }, async () => {
+test("data checks: warn publishes and counts, dead-letter diverts, halt halts the table; metrics in /metrics and Prometheus, alert fires, sluice status lists them", { timeout: 300_000 }, async (t) => {
+  const began = Date.now();
+  const phases: string[] = [];
+  const phase = (what: string) => phases.push(`${what} ${((Date.now() - began) / 1000).toFixed(1)} s`);
   daemon = await startReady(dir, config, "run");
-  writeFileSync(targetsFile, JSON.stringify([{ targets: [`127.0.0.1:${daemon.port}`], labels: { deploy_test: "governance-checks" } }]));
+  phase("ready");
+  writeFileSync(targetsFile, JSON.stringify([{ targets: [`127.0.0.1:${daemon.port}`], labels: { deploy_test: "governance-checks", __scrape_interval__: SCRAPE_INTERVAL, __scrape_timeout__: SCRAPE_INTERVAL } }]));
   writeFileSync(rulesFile, stringify({ groups: [{ name: `governance-checks-${source}`, interval: "1s", rules: [scaledRule()] }] }));
   await reloadPrometheus();
   // The rule counts a new failure series only once Prometheus has watched the daemon for its window.
   await waitFor(
     "Prometheus to have scraped the daemon for longer than the rule's window",
-    async () => (await promQuery(`up{instance="127.0.0.1:${daemon.port}"} offset 21s`)).length > 0 || undefined,
+    async () => (await promQuery(`up{instance="127.0.0.1:${daemon.port}"} offset ${WINDOW_SECONDS + 1}s`)).length > 0 || undefined,
     { daemon, timeoutMs: 120_000, intervalMs: 1_000 },
   );
+  phase("watched for the window");
 
   const insert = (id: number, email: string | null, code: string, amount: string) => client.query(`INSERT INTO "${schema}".orders VALUES ($1, $2, $3, $4)`, [id, email, code, amount]);
   await insert(1, "a@example.com", "OK", "10.00"); // passes
@@ -119,6 +128,16 @@ test("data checks: warn publishes and counts, dead-letter diverts, halt halts th
   await insert(3, "c@example.com", SECRET_VALUES[0]!, "30.00"); // dead-letter
   await insert(4, "d@example.com", "OK", SECRET_VALUES[1]!); // halt
   await insert(5, "e@example.com", "OK", "50.00"); // parked behind the halt
+  // Watched from now on: a new failure series fires the rule only for its window after Prometheus first scrapes it.
+  const alertFiring = waitFor(
+    `alert ${alertName} firing`,
+    async () => {
+      const body = (await (await fetch(`${prometheus.url}/api/v1/alerts`)).json()) as { data: { alerts: { labels: Record<string, string>; state: string }[] } };
+      return body.data.alerts.some((a) => a.labels["alertname"] === alertName && a.labels["check"] === "regex" && a.state === "firing") || undefined;
+    },
+    { daemon, timeoutMs: 90_000, intervalMs: 500 },
+  );
+  alertFiring.catch(() => undefined); // awaited below, after the checks that come first
 
   const halted = await waitFor(
     "orders halted by the range check",
@@ -147,14 +166,9 @@ test("data checks: warn publishes and counts, dead-letter diverts, halt halts th
   );
   const rows = await promQuery(`sum(sluice_data_check_rows_total{instance="${instance}", source="${source}"})`);
   assert.equal(Number(rows[0]?.value[1]), 4);
-  await waitFor(
-    `alert ${alertName} firing`,
-    async () => {
-      const body = (await (await fetch(`${prometheus.url}/api/v1/alerts`)).json()) as { data: { alerts: { labels: Record<string, string>; state: string }[] } };
-      return body.data.alerts.some((a) => a.labels["alertname"] === alertName && a.labels["check"] === "regex" && a.state === "firing") || undefined;
-    },
-    { daemon, timeoutMs: 90_000, intervalMs: 1_000 },
-  );
+  phase("failures scraped");
+  await alertFiring;
+  phase("alert fired");
 
   // sluice status lists the failures; its JSON too.
   const statusText = await runSluice(["status", "-c", daemon.configFile]);
@@ -169,6 +183,8 @@ test("data checks: warn publishes and counts, dead-letter diverts, halt halts th
   assert.equal(skip.code, 0, skip.stderr + skip.stdout);
   await waitFor("row 5 in DuckDB after the skip", async () => JSON.stringify(await duckIds()) === "[1,2,5]", { daemon, timeoutMs: 60_000 });
   await daemon.stop();
+  phase("stopped");
+  t.diagnostic(`phases: ${phases.join(", ")}`);
 
   // The dead-lettered change is in <deployment>.dlq.<source>, with the check named.
   const dead = await readEmbeddedTopics(join(dir, "log.db"), [`${deployment}.dlq.${source}`], { decode: false });
