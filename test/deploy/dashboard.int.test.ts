@@ -75,7 +75,7 @@ async function waitFor(what: string, timeoutMs: number, check: () => Promise<boo
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((r) => setTimeout(r, 250));
   }
 }
 
@@ -152,8 +152,9 @@ logging:
   daemon = new DaemonProcess(configFile, { DASH_PG_PASSWORD: postgres.password });
   await daemon.waitForLine((l) => l.msg === "sluice started", 30_000);
   workload = startWorkload(admin);
-  // Prometheus reads file_sd files every 5 s (test/services/lib/prometheus.sh) and scrapes every 5 s.
-  writeFileSync(targetsFile, JSON.stringify([{ targets: [instance], labels: { deploy_test: "dashboard" } }]));
+  // Prometheus reads file_sd files when they change (and every 5 s, test/services/lib/prometheus.sh) and scrapes every
+  // 5 s; this target every second (its __scrape_interval__ label), so the samples below come in seconds.
+  writeFileSync(targetsFile, JSON.stringify([{ targets: [instance], labels: { deploy_test: "dashboard", __scrape_interval__: "1s", __scrape_timeout__: "1s" } }]));
   await waitFor(`up{job="sluice", instance="${instance}"} == 1`, 60_000, async () => {
     const r = await query(`up{job="sluice", instance="${instance}"} == 1`);
     return resultCount(r.body) > 0;
