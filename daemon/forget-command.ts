@@ -23,6 +23,7 @@ import { ErasureAudit, eraseInSink, erasingSinks, erasureAuditTopic, erasureRequ
 import type { ErasureAuditEntry } from "./governance/erasure.ts";
 import { KEY_CATCH_UP_MS, masterKeys, personalTables } from "./governance/personal-data.ts";
 import { sleep } from "../runtime/backoff.ts";
+import { durationFromEnv } from "../runtime/env-duration.ts";
 import { SubjectKeyStore, subjectKeyTopic } from "./governance/subject-keys.ts";
 
 export interface ForgetIo {
@@ -40,13 +41,23 @@ export interface ForgetArgs {
 export function keyAdminLease(deployment: string): string {
   return `${subjectKeyTopic(deployment)}.admin`;
 }
-/** Short, and renewed while the command runs: a command killed with -9 blocks the next one for half a minute at most. */
-const LEASE_TTL_MS = 30_000;
+/**
+ * Short, and renewed while the command runs: a command killed with -9 blocks the next one for half
+ * a minute at most. SLUICE_KEY_ADMIN_LEASE_MS changes it (docs/governance.md).
+ */
+export function keyAdminLeaseTtlMs(env: NodeJS.ProcessEnv = process.env): number {
+  return durationFromEnv("SLUICE_KEY_ADMIN_LEASE_MS", 30_000, { min: 1_000, max: 3_600_000 }, env);
+}
+
+/** "30 seconds", "1.5 seconds": how long a killed command's lease blocks the next, for refusals. */
+function leaseWait(ttlMs: number): string {
+  return `${ttlMs / 1000} second${ttlMs === 1000 ? "" : "s"}`;
+}
 
 /** Takes the deployment's key admin lease and keeps renewing it; null when another command holds it. */
-async function holdLease(log: TopicLog, lease: string, owner: string): Promise<{ release(): Promise<void> } | null> {
-  if (!(await log.acquireLease(lease, owner, LEASE_TTL_MS))) return null;
-  const renewing = setInterval(() => void log.acquireLease(lease, owner, LEASE_TTL_MS).catch(() => undefined), LEASE_TTL_MS / 4);
+async function holdLease(log: TopicLog, lease: string, owner: string, ttlMs: number): Promise<{ release(): Promise<void> } | null> {
+  if (!(await log.acquireLease(lease, owner, ttlMs))) return null;
+  const renewing = setInterval(() => void log.acquireLease(lease, owner, ttlMs).catch(() => undefined), ttlMs / 4);
   return {
     async release() {
       clearInterval(renewing);
@@ -101,11 +112,12 @@ export async function runForgetCommand(config: SluiceConfig, args: ForgetArgs, i
   const audit = new ErasureAudit(log, config.name);
   const base = { id: randomUUID(), source: args.source, subject: args.subject, by: operator() };
   const entry = (event: ErasureAuditEntry["event"], more: Partial<ErasureAuditEntry> = {}): Promise<void> => audit.record({ ...base, event, at: new Date().toISOString(), ...more });
+  const leaseTtlMs = keyAdminLeaseTtlMs();
   let held: { release(): Promise<void> } | null = null;
   try {
-    held = await holdLease(log, lease, owner);
+    held = await holdLease(log, lease, owner, leaseTtlMs);
     if (!held) {
-      io.stderr("sluice forget: refused: another forget or a master key rotation of this deployment runs now (or one was killed less than 30 seconds ago); nothing changed. Try again when it is done.\n");
+      io.stderr(`sluice forget: refused: another forget or a master key rotation of this deployment runs now (or one was killed less than ${leaseWait(leaseTtlMs)} ago); nothing changed. Try again when it is done.\n`);
       return 1;
     }
     await audit.open();
@@ -183,15 +195,16 @@ async function eraseInOneSink(config: SluiceConfig, sinkName: string, args: Forg
 /** `sluice rotate-master-key`: rewraps every subject key not wrapped by personal_data.master_key_file with it. */
 export async function runRotateCommand(config: SluiceConfig, execute: boolean, io: ForgetIo, logger: Logger): Promise<number> {
   const { master, previous } = masterKeys(config);
+  const leaseTtlMs = keyAdminLeaseTtlMs();
   const log = await openTopicLogForCommand(config.topics, config.name, logger, execute ? "write" : "read-only");
   const owner = `sluice rotate-master-key (${operator()}:${process.pid})`;
   const lease = keyAdminLease(config.name);
   let held: { release(): Promise<void> } | null = null;
   try {
     if (execute) {
-      held = await holdLease(log, lease, owner);
+      held = await holdLease(log, lease, owner, leaseTtlMs);
       if (!held) {
-        io.stderr("sluice rotate-master-key: refused: a forget or another rotation of this deployment runs now (or one was killed less than 30 seconds ago); nothing changed. Try again when it is done.\n");
+        io.stderr(`sluice rotate-master-key: refused: a forget or another rotation of this deployment runs now (or one was killed less than ${leaseWait(leaseTtlMs)} ago); nothing changed. Try again when it is done.\n`);
         return 1;
       }
     }

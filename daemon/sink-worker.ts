@@ -16,6 +16,7 @@ import { isRebuildable, rebuildSink } from "./rebuild.ts";
 import { rebuildTopics } from "./rebuild-tables.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
 import { isQueryable } from "./sink-query.ts";
+import { sinkLeaseTtlMs } from "./sink-lease.ts";
 import { SinkRunner } from "./sink-runner.ts";
 import { deserializeError, serializeError } from "./sink-thread.ts";
 import type { FromSinkThread, SinkThreadCall, SinkThreadData, ToSinkThread } from "./sink-thread.ts";
@@ -86,6 +87,7 @@ async function main(): Promise<void> {
     let rebuild: RebuildProgress | null = null;
     const decoder = recordDecoder(registry, personal);
     const sink = await createSink(sinkConfig, logger);
+    const leaseTtlMs = sinkLeaseTtlMs();
     const runner = new SinkRunner({
       sink,
       log,
@@ -102,6 +104,7 @@ async function main(): Promise<void> {
       logger,
       metrics,
       owner,
+      ...(leaseTtlMs === undefined ? {} : { leaseTtlMs }),
     });
     answer = async (call) => {
       switch (call.method) {

@@ -25,6 +25,13 @@ const chDatabase = randomName("erase_ch");
 const dir = tempDir("erasure");
 const names = { slot: `sluice_${source}`, publication: `sluice_${source}`, schema };
 const masterKeyFile = join(dir, "master.key");
+/**
+ * The key admin lease of the `sluice forget` runs below (they inherit this process's environment):
+ * 5 s instead of 30 s, so the run after a kill -9 waits the dead run's lease out in seconds. Still
+ * four renewals long, so a live run keeps it.
+ */
+const KEY_ADMIN_LEASE_MS = 5_000;
+process.env["SLUICE_KEY_ADMIN_LEASE_MS"] = String(KEY_ADMIN_LEASE_MS);
 
 function config(): Record<string, unknown> {
   if (!existsSync(masterKeyFile)) writeFileSync(masterKeyFile, `${randomBytes(32).toString("hex")}\n`);
@@ -168,7 +175,10 @@ function forgetKilled(configFile: string, subject: string): Promise<string> {
   });
 }
 
-test("forget: a subject's personal columns leave every sink, other subjects stay, re-runs and a kill -9 are safe, and a full rebuild does not bring them back", { timeout: 600_000 }, async () => {
+test("forget: a subject's personal columns leave every sink, other subjects stay, re-runs and a kill -9 are safe, and a full rebuild does not bring them back", { timeout: 600_000 }, async (t) => {
+  const began = Date.now();
+  const phases: string[] = [];
+  const phase = (what: string) => phases.push(`${what} ${((Date.now() - began) / 1000).toFixed(1)} s`);
   let daemon: SluiceDaemon | null = await startReady(dir, config(), "run1");
   const configFile = daemon.configFile;
   await sinksHold(daemon, configFile, expected([]), "decrypted in the sinks");
@@ -176,6 +186,7 @@ test("forget: a subject's personal columns leave every sink, other subjects stay
   for (const clear of CLEAR) assert.ok(!log.includes(clear), `clear personal value ${clear} is in the topic log`);
   assert.ok(log.includes("sluice-enc:v2:") && log.includes("sluice-enc:ref:"), "the topic log holds the ciphertext (a row's personal values sealed together)");
 
+  phase("decrypted in the sinks");
   // A dry run says what it would do and changes nothing.
   const dry = await runSluice(["forget", "-c", configFile, "--source", source, "--subject", "101"]);
   assert.equal(dry.code, 0, dry.stderr);
@@ -184,6 +195,7 @@ test("forget: a subject's personal columns leave every sink, other subjects stay
   assert.match(dry.stdout, /Dry run: nothing changed/);
   await sinksHold(daemon, configFile, expected([]), "after the dry run");
 
+  phase("dry run");
   // Against the running daemon.
   const forget = await runSluice(["forget", "-c", configFile, "--source", source, "--subject", "101", "--execute"]);
   assert.equal(forget.code, 0, forget.stderr);
@@ -192,6 +204,7 @@ test("forget: a subject's personal columns leave every sink, other subjects stay
   assert.match(forget.stdout, /sink search: personal columns of the subject nulled \(3 rows\)/);
   await sinksHold(daemon, configFile, expected([101]), "subject 101 forgotten");
 
+  phase("forgotten");
   // Streaming goes on for everyone else. (A change of subject 101's rows would carry their personal
   // values again, under a new key: they are still in the source, which forget does not touch.)
   await client.query(`UPDATE "${schema}".customers SET email = 'bob@new.example' WHERE id = 3`);
@@ -199,21 +212,23 @@ test("forget: a subject's personal columns leave every sink, other subjects stay
   const changed = { customers: customers.map((c) => (c.id === 3 ? { ...c, email: "bob@new.example" } : c)), orders: orders.map((o) => (o.id === 11 ? { ...o, amount: 8 } : o)) };
   await sinksHold(daemon, configFile, expected([101], changed), "streaming after the erasure");
 
+  phase("streamed on");
   // kill -9 during a forget: it is either done or finished by running it again.
   const killed = await forgetKilled(configFile, "303");
   assert.match(killed, /key of subject "303"/);
   const rerun = await waitFor(
-    "the forget of 303 to run again (the killed run's lease lapses within 30 s)",
+    `the forget of 303 to run again (the killed run's lease lapses within ${KEY_ADMIN_LEASE_MS / 1000} s)`,
     async () => {
       const run = await runSluice(["forget", "-c", configFile, "--source", source, "--subject", "303", "--execute"]);
       if (run.code !== 0 && !/refused: another forget/.test(run.stderr)) assert.fail(`forget failed: ${run.stderr}`);
       return run.code === 0 ? run : false;
     },
-    { daemon, timeoutMs: 120_000, intervalMs: 3_000 },
+    { daemon, timeoutMs: 120_000, intervalMs: 1_000 },
   );
   assert.match(rerun.stdout, /was already gone/);
   await sinksHold(daemon, configFile, expected([101, 303], changed), "303 forgotten after a kill -9");
 
+  phase("forgotten after a kill -9");
   // Running a completed forget again is harmless.
   const again = await runSluice(["forget", "-c", configFile, "--source", source, "--subject", "101", "--execute"]);
   assert.equal(again.code, 0, again.stderr);
@@ -224,6 +239,7 @@ test("forget: a subject's personal columns leave every sink, other subjects stay
   await daemon.stop();
   daemon = null;
 
+  phase("re-run and stopped");
   // A full rebuild of every sink from the topics: the erased values stay erased, the rest is back as it was.
   for (const sink of ["local", "warehouse", "search"]) {
     const rebuild = await runSluice(["replay", "-c", configFile, "--sink", sink, "--from-beginning", "--rebuild", "--execute"]);
@@ -231,10 +247,13 @@ test("forget: a subject's personal columns leave every sink, other subjects stay
   }
   await sinksHold(null, configFile, expected([101, 303], changed), "after a full rebuild");
 
+  phase("rebuilt");
   // A restarted daemon (capture and sinks reading their keys afresh) changes nothing either.
   daemon = await startReady(dir, config(), "run2");
   await client.query(`UPDATE "${schema}".customers SET city = 'Marseille' WHERE id = 3`);
   const later = { ...changed, customers: changed.customers.map((c) => (c.id === 3 ? { ...c, city: "Marseille" } : c)) };
   await sinksHold(daemon, daemon.configFile, expected([101, 303], later), "after a restart");
   await daemon.stop();
+  phase("restarted and stopped");
+  t.diagnostic(`phases: ${phases.join(", ")}`);
 });

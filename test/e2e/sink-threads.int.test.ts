@@ -91,9 +91,11 @@ test("sinks in their own threads: changes, metrics, query, rebuild and log lines
 });
 
 test("a sink thread that stops for good stops the daemon with an error naming the sink", { timeout: 120_000 }, async () => {
-  // A second daemon for the same deployment: its sinks cannot take the leases the first one holds.
-  const first = await startReady(dir, config, "first");
-  const second = await SluiceDaemon.start(dir, { ...config, sources: [pgSourceConfig(otherSource, [`${schema}.*`])], sinks: [config.sinks[0]] }, "second");
+  // A second daemon for the same deployment: its sinks cannot take the leases the first one holds (renewed every second
+  // here); it gives up once a lease a dead process left would have run out, 3 s and 5 s more with this lease length.
+  const env = { SLUICE_SINK_LEASE_MS: "3000" };
+  const first = await startReady(dir, config, "first", { env });
+  const second = await SluiceDaemon.start(dir, { ...config, sources: [pgSourceConfig(otherSource, [`${schema}.*`])], sinks: [config.sinks[0]] }, "second", { env });
   const exit = await waitFor("the second daemon to exit", async () => second.exitStatus, { timeoutMs: 60_000 });
   assert.equal(exit.code, 1, `the second daemon exits 1\n${second.logTail()}`);
   assert.match(second.logTail(), /"msg":"sink warehouse stopped: [^"]*running in another process/, "the error names the sink");
