@@ -31,3 +31,18 @@ test("a table the sink does not write is refused, naming the tables it does", ()
     });
   }
 });
+
+test("a sink's tables pattern matching a schema whose name holds a dot takes that schema's topics", () => {
+  const dotted = loadConfigText(
+    "c.yaml",
+    `name: dep
+sources: [{kind: postgres, name: pg, user: u, database: d, tables: ["*.*"]}]
+topics: {kind: embedded, path: /tmp/unused-rebuild-tables.db}
+sinks: [{kind: duckdb, name: wh, path: /tmp/unused-rebuild-tables.duckdb, tables: ["sales?eu.*"]}]
+`,
+  );
+  // Found live: the topic's name was read at its first dot (schema "sales", table "eu.orders"), which the pattern does not match.
+  const names = ["dep.pg.sales.eu.orders", "dep.pg.sales.orders", "dep.sluice.control"];
+  assert.deepEqual(rebuildTopics(dotted, dotted.sinks[0]!, names), ["dep.pg.sales.eu.orders", "dep.sluice.control"]);
+  assert.deepEqual(rebuildTopics(dotted, dotted.sinks[0]!, names, ["sales.eu.orders"]), ["dep.pg.sales.eu.orders", "dep.sluice.control"]);
+});

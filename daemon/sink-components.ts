@@ -7,6 +7,7 @@
  */
 import type { SinkConfig, SluiceConfig } from "../config/schema.ts";
 import type { ChangeEvent, Sink, StoredRecord, TopicLog } from "../connectors/contracts.ts";
+import { someReading } from "../connectors/common/table-label.ts";
 import { tableMatcher } from "../connectors/common/table-patterns.ts";
 import { controlTopic, sinkGroup } from "../connectors/topics/names.ts";
 import { ChangeEventDecoder } from "../schema-registry/event-codec.ts";
@@ -42,7 +43,8 @@ export function sinkTopics(config: SluiceConfig, sink: SinkConfig, topics: reado
   const data = topics
     .filter((topic) => {
       const parsed = parseDataTopic(config.name, sources, topic);
-      return parsed !== null && matches(parsed.schema, parsed.table);
+      // Matched as the label: a schema's name may hold a dot, and the topic name does not say which dot ends it.
+      return parsed !== null && someReading(`${parsed.schema}.${parsed.table}`, matches);
     })
     .sort();
   // The control topic (truncates and snapshot resets) once a data topic is read and it exists.

@@ -10,7 +10,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { test } from "node:test";
 import { loadConfigText } from "../config/load.ts";
-import { runSnapshotCommand } from "./snapshot-command.ts";
+import { runSnapshotCommand, sourceFor } from "./snapshot-command.ts";
 
 test("snapshot list without --source lists every source of the config; with it, that source only", async () => {
   const asked: string[] = [];
@@ -51,4 +51,21 @@ test("snapshot list without --source lists every source of the config; with it, 
   } finally {
     await new Promise((resolve) => server.close(resolve));
   }
+});
+
+test("--table of a schema whose name holds a dot picks the source whose tables match it (read at either dot)", () => {
+  const config = loadConfigText(
+    "test.yaml",
+    [
+      "name: two",
+      "sources:",
+      "  - {name: pg, kind: postgres, host: 127.0.0.1, database: d, user: u, password: p, tables: ['sales?eu.*']}",
+      "  - {name: maria, kind: mysql, host: 127.0.0.1, user: u, password: p, server_id: 5, tables: ['shop.*']}",
+      "topics: {kind: embedded, path: /tmp/never-opened.db}",
+    ].join("\n"),
+  );
+  // Found live: the label was split at its first dot (schema "sales", table "eu.orders"), which no source captures.
+  assert.deepEqual(sourceFor(config, "sales.eu.orders", undefined), { source: "pg" });
+  assert.deepEqual(sourceFor(config, "shop.orders", undefined), { source: "maria" });
+  assert.ok("error" in sourceFor(config, "sales.orders", undefined));
 });

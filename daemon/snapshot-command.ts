@@ -6,6 +6,7 @@
  */
 import type { SluiceConfig } from "../config/schema.ts";
 import type { FailedSnapshot, OnlineSnapshotPlan, SnapshotTask } from "../connectors/common/incremental-snapshot-state.ts";
+import { someReading, tableReadings } from "../connectors/common/table-label.ts";
 import { tableMatcher } from "../connectors/common/table-patterns.ts";
 import { callDaemon, daemonUrl, refusalHint, unreachableReason } from "./daemon-client.ts";
 import type { DaemonAnswer } from "./daemon-client.ts";
@@ -48,8 +49,7 @@ export function sourceFor(config: SluiceConfig, table: string | undefined, named
     return config.sources.some((s) => s.name === named) ? { source: named } : { error: `no source "${named}" in the config; sources: ${config.sources.map((s) => s.name).join(", ")}` };
   }
   if (config.sources.length === 1) return { source: config.sources[0]!.name };
-  const dot = table?.indexOf(".") ?? -1;
-  const candidates = table === undefined || dot <= 0 ? config.sources : config.sources.filter((s) => tableMatcher(s.tables)(table.slice(0, dot), table.slice(dot + 1)));
+  const candidates = table === undefined || tableReadings(table).length === 0 ? config.sources : config.sources.filter((s) => someReading(table, tableMatcher(s.tables)));
   if (candidates.length === 1) return { source: candidates[0]!.name };
   return { error: `say which source with --source NAME (${candidates.length === 0 ? "no source's tables match" : "several sources could capture"} ${table ?? "it"}: ${(candidates.length === 0 ? config.sources : candidates).map((s) => s.name).join(", ")})` };
 }

@@ -8,9 +8,11 @@ import type { MysqlSourceConfig } from "../../config/schema.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import type { FailedSnapshot, OnlineSnapshotPlan, OnlineSnapshotting, SnapshotTask } from "../common/incremental-snapshot-state.ts";
+import { ambiguousLabel, tableReadings } from "../common/table-label.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import { readDefinitions } from "./catalog.ts";
 import type { Row, Sql } from "./catalog.ts";
+import type { TableDefinition } from "./schema/table-definition.ts";
 import { quoteIdentifier } from "./connection-settings.ts";
 import { toSluiceError } from "./mysql-errors.ts";
 import { noChunkKey } from "./incremental-snapshot.ts";
@@ -95,16 +97,25 @@ export class MysqlOnlineSnapshotRequests implements OnlineSnapshotting {
     const context = { ...this.host.context(), table };
     const sql = this.host.catalog();
     if (sql === null) throw new SluiceError("the source is not connected", { code: "SOURCE_NOT_CONNECTED", retriable: true, context });
-    const dot = table.indexOf(".");
-    if (dot <= 0) throw new SluiceError(`"${table}" is not a "database.table" name`, { code: "SNAPSHOT_TABLE_UNKNOWN", context });
-    const database = table.slice(0, dot);
-    const name = table.slice(dot + 1);
+    const readings = tableReadings(table);
+    if (readings.length === 0) throw new SluiceError(`"${table}" is not a "database.table" name`, { code: "SNAPSHOT_TABLE_UNKNOWN", context });
     const config = this.host.config();
-    if (!tableMatcher(config.tables)(database, name) || this.host.watermarks()?.is(database, name) === true) {
+    const matches = tableMatcher(config.tables);
+    const capturedReadings = readings.filter((r) => matches(r.schema, r.table) && this.host.watermarks()?.is(r.schema, r.table) !== true);
+    if (capturedReadings.length === 0) {
       throw new SluiceError(`source "${config.name}" does not capture ${table} (tables: ${config.tables.join(", ")}): add it to the config's tables first`, { code: "SNAPSHOT_TABLE_NOT_CAPTURED", context });
     }
-    const definition = (await readDefinitions(sql, [{ database, table: name }])).get(`${database}.${name}`);
+    // One reading at a time: readDefinitions keys its answer by "database.table", the same text for every reading.
+    const definitions: TableDefinition[] = [];
+    for (const reading of capturedReadings) {
+      const found = (await readDefinitions(sql, [{ database: reading.schema, table: reading.table }])).get(table);
+      if (found !== undefined) definitions.push(found);
+    }
+    const definition = definitions[0];
     if (definition === undefined) throw new SluiceError(`table ${table} does not exist on the server`, { code: "SNAPSHOT_TABLE_UNKNOWN", context });
+    if (definitions.length > 1) throw ambiguousLabel(table, definitions.map((d) => ({ schema: d.database, table: d.table })), context);
+    const database = definition.database;
+    const name = definition.table;
     if (definition.key.length === 0) throw noChunkKey(table, this.host.context());
     const rows = await sql.rows("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", [database, name]);
     const estimate = first(rows[0]);

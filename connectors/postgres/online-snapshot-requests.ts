@@ -8,6 +8,7 @@ import type { PostgresSourceConfig } from "../../config/schema.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import type { FailedSnapshot, OnlineSnapshotPlan, OnlineSnapshotting, SnapshotTask } from "../common/incremental-snapshot-state.ts";
+import { ambiguousLabel, tableReadings } from "../common/table-label.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import type { CapturedTables } from "./captured-tables.ts";
 import { listTables, publicationInfo, publishedTables } from "./catalog.ts";
@@ -85,17 +86,20 @@ export class OnlineSnapshotRequests implements OnlineSnapshotting {
     const catalog = this.host.catalog();
     const captured = this.host.captured();
     if (catalog === null || captured === null) throw new SluiceError("the source is not connected", { code: "SOURCE_NOT_CONNECTED", retriable: true, context });
-    const dot = table.indexOf(".");
-    if (dot <= 0) throw new SluiceError(`"${table}" is not a "schema.table" name`, { code: "SNAPSHOT_TABLE_UNKNOWN", context });
-    const schemaName = table.slice(0, dot);
-    const tableName = table.slice(dot + 1);
+    const readings = tableReadings(table);
+    if (readings.length === 0) throw new SluiceError(`"${table}" is not a "schema.table" name`, { code: "SNAPSHOT_TABLE_UNKNOWN", context });
     const config = this.host.config();
-    if (!tableMatcher(config.tables)(schemaName, tableName)) {
+    const matches = tableMatcher(config.tables);
+    const capturedReadings = readings.filter((r) => matches(r.schema, r.table));
+    if (capturedReadings.length === 0) {
       throw new SluiceError(`source "${config.name}" does not capture ${table} (tables: ${config.tables.join(", ")}): add it to the config's tables first`, { code: "SNAPSHOT_TABLE_NOT_CAPTURED", context });
     }
-    const refs = await listTables(catalog, (s, t) => s === schemaName && t === tableName);
+    const refs = await listTables(catalog, (s, t) => capturedReadings.some((r) => r.schema === s && r.table === t));
     const ref = refs[0];
     if (ref === undefined) throw new SluiceError(`table ${table} does not exist in database "${config.database}"`, { code: "SNAPSHOT_TABLE_UNKNOWN", context });
+    if (refs.length > 1) throw ambiguousLabel(table, refs, context);
+    const schemaName = ref.schema;
+    const tableName = ref.table;
     const publication = this.host.publication();
     const info = await publicationInfo(catalog, publication);
     const published = (await publishedTables(catalog, publication, this.host.serverVersion())).find((t) => t.schema === schemaName && t.table === tableName);

@@ -671,8 +671,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private async readColumnsAgain(table: string, columns: readonly string[], at: Position | null): Promise<void> {
     const catalog = this.catalog;
     if (catalog === null) return;
-    const dot = table.indexOf(".");
-    const listed = await listTables(catalog, (schema, name) => schema === table.slice(0, dot) && name === table.slice(dot + 1)).catch(() => null);
+    // Compared as the label: a schema's name may hold a dot (splitting at the first one missed such a table, read as gone).
+    const listed = await listTables(catalog, (schema, name) => `${schema}.${name}` === table).catch(() => null);
     if (listed !== null && listed.length === 0) return;
     await backfillColumns(table, columns, this.config.snapshot.mode, () => this.requestAgain(table, "columns-changed", at), this.logger, relationAt(at), this.context);
   }

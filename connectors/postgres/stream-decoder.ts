@@ -8,6 +8,7 @@
 import { comparePositions } from "../contracts.ts";
 import type { ChangeEvent, Op, Position, TableSchema, TransactionMarker } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
+import { tableReadings } from "../common/table-label.ts";
 import type { CapturedTable, CapturedTables } from "./captured-tables.ts";
 import { deleteEvent, insertEvent, truncateEvent, updateEvents } from "./change-events.ts";
 import type { EventOrigin } from "./change-events.ts";
@@ -232,9 +233,12 @@ export class StreamDecoder {
     const { slot, table: tableOf } = this.options.recreated!;
     const [forSlot, name] = content.split("\n");
     if (forSlot !== slot || name === undefined) return;
-    const dot = name.indexOf(".");
-    const table = await tableOf(name.slice(0, dot), name.slice(dot + 1));
-    if (table !== null) this.emit(table, out, truncateEvent(table, this.originAt(lsn)));
+    for (const reading of tableReadings(name)) {
+      const table = await tableOf(reading.schema, reading.table);
+      if (table === null) continue;
+      this.emit(table, out, truncateEvent(table, this.originAt(lsn)));
+      return;
+    }
   }
 
   /** A BACKFILL_PREFIX message of this slot that no durable checkpoint covers yet: the table's backfill is queued. */
