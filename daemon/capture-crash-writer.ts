@@ -7,6 +7,7 @@
  * Usage: node capture-crash-writer.ts '<CaptureCrashArgs as JSON>'
  */
 import type { ChangeEvent, Checkpoint, ProducedRecord, Source, SourceBatch } from "../connectors/contracts.ts";
+import { captureBatchBytes, STANDALONE_READ_AHEAD_BYTES } from "../config/memory.ts";
 import { openTopicLog } from "../connectors/topics/open.ts";
 import { createLogger } from "../runtime/logger.ts";
 import { CAPTURE_CRASH_BASE } from "./capture-crash-args.ts";
@@ -76,5 +77,7 @@ const pipeline = new CapturePipeline({
   logger,
   parkingTopic: `${args.topic}.parked`,
   reconnect: { initialMs: 50, maxMs: 500 },
+  // As the daemon gives it: small batches go three at a time.
+  inFlightBytes: 2 * captureBatchBytes(STANDALONE_READ_AHEAD_BYTES),
 });
 await pipeline.run(new AbortController().signal);

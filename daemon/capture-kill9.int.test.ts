@@ -139,7 +139,7 @@ test("kill -9 of capture with several batches in flight to Kafka (transactions):
   const deployment = testDeployment("ck9");
   deployments.push(deployment);
   const topics = testKafkaConfig() as TopicsConfig;
-  for (let round = 1; round <= 3; round++) t.diagnostic(await killAndCheck(topics, deployment, round, 2));
+  for (let round = 1; round <= 3; round++) t.diagnostic(await killAndCheck(topics, deployment, round, 3));
 });
 
 test("kill -9 of capture writing to the embedded log: nothing acknowledged is lost, nothing beyond the checkpoint is stored (3 kills)", { timeout: 300_000 }, async (t) => {

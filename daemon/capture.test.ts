@@ -389,6 +389,40 @@ test("at most two batches wait for durability; the source is read no further mea
   await running;
 });
 
+test("a third batch waits for durability beside two only while the three fit within inFlightBytes (small batches of a backlog), never a fourth", async () => {
+  // Each record costs ~130 bytes (recordBytes): a batch of one change fits three times within 1,000, one of ten does not beside two others.
+  const batches = [1, 2, 3, 4, 5, 6].map((i) => [event("a", BigInt(i), BigInt(i * 10))]);
+  batches.splice(4, 0, Array.from({ length: 10 }, (_, j) => event("a", BigInt(100 + j), 45n)));
+  const source = new ScriptedSource(batches);
+  const log = new GatedLog();
+  let reads = 0;
+  const read = source.read.bind(source);
+  source.read = (signal) => (reads++, read(signal));
+  const pipeline = new CapturePipeline({ source, log: log as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 }, inFlightBytes: 1_000 });
+  const stop = new AbortController();
+  const running = pipeline.run(stop.signal);
+  await until(() => log.calls.length === 3, "three small batches handed over");
+  await settled();
+  assert.equal(log.calls.length, 3, "no fourth batch handed over while three wait");
+  assert.equal(reads, 4, "the fourth batch is read and encoded, then waits");
+  log.calls[0]!.settle();
+  await until(() => log.calls.length === 4, "the fourth handed over once the first is durable");
+  log.calls[1]!.settle();
+  await settled();
+  assert.equal(log.calls.length, 4, "the batch of ten does not go in beside two: the three would be over inFlightBytes");
+  log.calls[2]!.settle();
+  await until(() => log.calls.length === 5, "the batch of ten handed over beside one");
+  assert.equal(log.calls[4]!.commit, 45n);
+  for (let i = 3; i < 7; i++) {
+    await until(() => log.calls.length > i, `batch ${i + 1} handed over`);
+    log.calls[i]!.settle();
+  }
+  await until(() => source.acked.length === 7, "all acknowledged");
+  assert.deepEqual(source.acked, [10n, 20n, 30n, 40n, 45n, 50n, 60n], "in order");
+  stop.abort(new Error("stop"));
+  await running;
+});
+
 test("acknowledged batches are not kept: memory stays bounded over a long stream", async () => {
   setFlagsFromString("--expose-gc");
   const gc = runInNewContext("gc") as () => void;

@@ -71,6 +71,12 @@ export interface CaptureOptions {
   readonly stats?: CaptureStats;
   /** Largest topic record (key, value, headers and framing), config `topics.max_record_bytes`; larger ones halt their table. */
   readonly maxRecordBytes?: number;
+  /**
+   * Bytes of records (recordBytes) that the batches handed to the log and not yet acknowledged may hold together
+   * for a third to join them: the memory plan's two capture batches (2 × captureBatchBytes of the source's read-ahead).
+   * Without it, two at most (TWO_IN_FLIGHT).
+   */
+  readonly inFlightBytes?: number;
 }
 
 /** What a source may send besides changes: transaction boundaries (config transaction_metadata). */
@@ -190,7 +196,7 @@ export class CapturePipeline {
 
   /**
    * The stages overlap: reading and encoding the next batch, and storing the batches before it.
-   * Up to MAX_BATCHES_IN_FLIGHT encoded batches are handed to the topic log without waiting for
+   * Up to two (or three, see MAX_BATCHES_IN_FLIGHT) encoded batches are handed to the topic log without waiting for
    * the previous ones to be durable (the log stores overlapping calls in call order; with Kafka,
    * batches that queue up during a transaction go out together in the next). Each batch is
    * acknowledged to the source once it is durable and the batch before it was acknowledged, so
@@ -202,6 +208,9 @@ export class CapturePipeline {
   private async pump(stop: AbortSignal): Promise<void> {
     const { source } = this.options;
     const inFlight = new Set<Promise<void>>();
+    // The bytes of the batches in inFlight: a third goes in only while all three stay within options.inFlightBytes.
+    let inFlightBytes = 0;
+    const roomFor = (bytes: number) => inFlight.size < TWO_IN_FLIGHT || (inFlight.size < MAX_BATCHES_IN_FLIGHT && inFlightBytes + bytes <= (this.options.inFlightBytes ?? 0));
     // Set from the publishes' callbacks: the first store or acknowledgement that failed.
     const outcome: { failure: { error: unknown } | null } = { failure: null };
     // What the pump waits for ends early when a store fails. (Not a race with one long-lived promise: each race would stay attached to it, keeping its batch alive.)
@@ -236,6 +245,7 @@ export class CapturePipeline {
         }
         const capturedMs = Date.now();
         let publishing: Promise<void>;
+        let bytes: number;
         if (batch.more === true && this.halted.size === 0) {
           const readNext = () => {
             const next = source.read(stop);
@@ -243,24 +253,31 @@ export class CapturePipeline {
             return orFailure(next);
           };
           let run: EncodedRun | null = await this.encodeRun(batch, readNext, stop, capturedMs);
-          while (inFlight.size >= MAX_BATCHES_IN_FLIGHT) await orFailure(Promise.race(inFlight));
+          bytes = run.bytes;
+          while (!roomFor(bytes)) await orFailure(Promise.race(inFlight));
           if (outcome.failure !== null) throw outcome.failure.error;
           publishing = this.publishRun(run);
           run = null;
         } else {
           const releases = this.releases;
           let records: ProducedRecord[] | null = await this.encodeBatch(batch);
-          while (inFlight.size >= MAX_BATCHES_IN_FLIGHT) await orFailure(Promise.race(inFlight));
+          bytes = recordsBytes(records);
+          while (!roomFor(bytes)) await orFailure(Promise.race(inFlight));
           if (outcome.failure !== null) throw outcome.failure.error;
           publishing = this.publish(batch, records, releases, capturedMs);
           // Not kept while the next batch is read and encoded: the log holds what it needs of them.
           records = null;
         }
         inFlight.add(publishing);
+        inFlightBytes += bytes;
         publishing.then(
-          () => inFlight.delete(publishing),
+          () => {
+            inFlight.delete(publishing);
+            inFlightBytes -= bytes;
+          },
           (error: unknown) => {
             inFlight.delete(publishing);
+            inFlightBytes -= bytes;
             outcome.failure ??= { error };
             for (const reject of waiting) reject(error);
           },
@@ -326,6 +343,7 @@ export class CapturePipeline {
       const records: ProducedRecord[] = [];
       const summaries: BatchSummary[] = [];
       const acks: (() => Promise<void>)[] = [];
+      let bytes = 0;
       let slice: SourceBatch | null = first;
       for (;;) {
         const releases = this.releases;
@@ -334,15 +352,16 @@ export class CapturePipeline {
         summaries.push(summarizeBatch(slice.events));
         acks.push(slice.ack);
         const { checkpoint, throughTimeMs } = slice;
-        if (this.halted.size > 0) return { records, tail: { batch: slice, records: encoded, releases }, summaries, acks, checkpoint, throughTimeMs, capturedMs };
+        bytes += recordsBytes(encoded);
+        if (this.halted.size > 0) return { records, tail: { batch: slice, records: encoded, releases }, summaries, acks, checkpoint, throughTimeMs, capturedMs, bytes };
         pushAll(records, encoded);
         const more = slice.more === true;
         slice = null;
-        if (!more || stop.aborted) return { records, tail: null, summaries, acks, checkpoint, throughTimeMs, capturedMs };
+        if (!more || stop.aborted) return { records, tail: null, summaries, acks, checkpoint, throughTimeMs, capturedMs, bytes };
         try {
           slice = await readNext();
         } catch (error) {
-          if (stop.aborted) return { records, tail: null, summaries, acks, checkpoint, throughTimeMs, capturedMs };
+          if (stop.aborted) return { records, tail: null, summaries, acks, checkpoint, throughTimeMs, capturedMs, bytes };
           throw error;
         }
       }
@@ -702,12 +721,15 @@ const PART_HEADER = "sluice.part";
 const SKIPPED_HEADER = "sluice.skipped";
 const REPUBLISH_CHUNK = 1_000;
 /**
- * Encoded batches handed to the topic log and not yet acknowledged, at most: one being stored and
- * one waiting keep the log busy while a third is read and encoded; each holds its events and
- * records until acknowledged, so more would cost the heap (a capture-only daemon at 4 ran out of
- * its ~120 MiB main-thread heap under the 256 MB default budget). With Kafka, `max_in_flight` bounds them further.
+ * Encoded batches handed to the topic log and not yet acknowledged: one being stored and one waiting keep the log
+ * busy while the next is read and encoded, always (TWO_IN_FLIGHT). A third joins them only while the three hold at most
+ * options.inFlightBytes (the memory plan's two batches): batches of narrow rows behind a backlog, where a run ends at
+ * 4,096 changes well below its bytes, so a Kafka transaction (a fixed chain of round trips) carries more of them.
+ * Each holds its records until acknowledged; a fourth is not taken (a capture-only daemon at four batches of any size
+ * ran out of its ~120 MiB main-thread heap under the 256 MB default budget). With Kafka, `max_in_flight` bounds them further.
  */
-const MAX_BATCHES_IN_FLIGHT = 2;
+const TWO_IN_FLIGHT = 2;
+const MAX_BATCHES_IN_FLIGHT = 3;
 /** Longest the pump runs without letting the event loop turn. */
 const EVENT_LOOP_TURN_MS = 20;
 
@@ -722,6 +744,14 @@ interface EncodedRun {
   readonly checkpoint: Checkpoint;
   readonly throughTimeMs: number | undefined;
   readonly capturedMs: number;
+  /** What its records cost against the bytes in flight (recordBytes of each). */
+  readonly bytes: number;
+}
+
+function recordsBytes(records: readonly ProducedRecord[]): number {
+  let bytes = 0;
+  for (let r = 0; r < records.length; r++) bytes += recordBytes(records[r]!);
+  return bytes;
 }
 
 function recordTooLarge(event: ChangeEvent, topic: string, bytes: number, limit: number, limitText: string, parkingTopic: string): SluiceError {

@@ -4,7 +4,7 @@ import { hostname } from "node:os";
 import { getHeapStatistics } from "node:v8";
 import { AggregatorRegistry } from "prom-client";
 import { applyKeyCacheSize, plannedKeyCacheSize } from "../config/key-cache.ts";
-import { applyMemoryPlan, planMemory } from "../config/memory.ts";
+import { applyMemoryPlan, captureBatchBytes, planMemory, STANDALONE_READ_AHEAD_BYTES } from "../config/memory.ts";
 import type { MemoryPlan } from "../config/memory.ts";
 import type { SluiceConfig, SourceConfig } from "../config/schema.ts";
 import type { Source, TableSnapshotProgress, TopicLog } from "../connectors/contracts.ts";
@@ -422,6 +422,8 @@ export class Daemon {
         ...(transactionTopic ? { transactionTopic, transactionEncoder } : {}),
         reconnect: { initialMs: 500, maxMs: 30_000 },
         maxRecordBytes: this.config.topics.max_record_bytes,
+        // The plan's two capture batches of this source (config/memory.ts captureBatchBytes): what a third batch in flight must fit beside.
+        inFlightBytes: 2 * captureBatchBytes(sourceConfig.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES),
         stats: {
           onBatch: (batch, _records, seconds, times) => {
             for (const { table, op, count } of batch.counts) this.metrics.changesCaptured.inc({ source: sourceConfig.name, table, op }, count);
