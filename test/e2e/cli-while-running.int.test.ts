@@ -16,7 +16,7 @@ import type pg from "pg";
 import { formatLsn } from "../../connectors/postgres/lsn.ts";
 import { kafka } from "../services/ports.ts";
 import type { SluiceDaemon } from "./helpers.ts";
-import { deleteKafkaDeployment, dropPostgres, killAllDaemons, pgClient, pgSourceConfig, randomName, removeDir, runSluice, sleep, startReady, tempDir, waitFor } from "./helpers.ts";
+import { deleteKafkaDeployment, dropPostgres, killAllDaemons, pgClient, pgSourceConfig, randomName, removeDir, runSluice, sleep, startReady, tempDir, waitFor, waitSourcesPast } from "./helpers.ts";
 
 const schema = randomName("e2e_cli");
 const source = randomName("src");
@@ -65,6 +65,15 @@ async function sourceIds(): Promise<number[]> {
   return (await client.query<{ id: string }>(`SELECT id FROM "${schema}".items ORDER BY id`)).rows.map((r) => Number(r.id));
 }
 
+/**
+ * After a command: capture makes a change written after it durable in the topic log (a producer
+ * the command fenced, or a lock it kept on the log, would stop that), and nothing stopped or was fenced.
+ */
+async function assertDaemonWorksOn(after: string): Promise<void> {
+  await waitSourcesPast(daemon!, client, 60_000);
+  assertDaemonUndisturbed(after);
+}
+
 function assertDaemonUndisturbed(after: string): void {
   assert.equal(daemon!.exitStatus, null, `the daemon exited after ${after}\n--- daemon log tail ---\n${daemon!.logTail()}`);
   assert.equal(daemon!.fatalLine, null, `a daemon component stopped after ${after}: ${daemon!.fatalLine}`);
@@ -103,12 +112,13 @@ describe("sluice commands against a running deployment", { timeout: 480_000 }, (
     try {
       // Each command while rows keep arriving; `expect` checks its exit code and output.
       const run = async (args: string[], expect: (result: { code: number; stdout: string; stderr: string }) => void) => {
+        const started = Date.now();
         const result = await runSluice(args, dir);
-        t.diagnostic(`sluice ${args.join(" ")} → exit ${result.code}`);
+        const ran = Date.now();
         const shown = `sluice ${args.join(" ")} exited ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`;
-        // Give a fenced producer the time to notice: the daemon produces every few milliseconds.
-        await sleep(1_000);
-        assertDaemonUndisturbed(`sluice ${args.join(" ")}`);
+        // A fenced producer notices at its next transaction: the daemon produces every few milliseconds.
+        await assertDaemonWorksOn(`sluice ${args.join(" ")}`);
+        t.diagnostic(`sluice ${args.join(" ")} → exit ${result.code} (${ran - started} ms; capture on ${Date.now() - ran} ms later)`);
         expect(result);
         assert.doesNotMatch(result.stderr, /TimeoutNegativeWarning/, `${shown}\n(kafkajs's negative timeout warning)`);
         return result;
@@ -173,10 +183,11 @@ describe("sluice commands against a running deployment", { timeout: 480_000 }, (
     const writing = insertContinuously(stop);
     try {
       const run = async (args: string[], code: number) => {
+        const started = Date.now();
         const result = await runSluice(args, dir);
-        t.diagnostic(`sluice ${args.join(" ")} → exit ${result.code}`);
-        await sleep(1_000);
-        assertDaemonUndisturbed(`sluice ${args.join(" ")}`);
+        const ran = Date.now();
+        await assertDaemonWorksOn(`sluice ${args.join(" ")}`);
+        t.diagnostic(`sluice ${args.join(" ")} → exit ${result.code} (${ran - started} ms; capture on ${Date.now() - ran} ms later)`);
         assert.equal(result.code, code, `sluice ${args.join(" ")}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
         return result;
       };
