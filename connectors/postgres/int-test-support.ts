@@ -91,7 +91,7 @@ export function connectError(config: PostgresSourceConfig) {
 
 export type Collected = SourceCollected<PostgresSourceBatch>;
 
-/** A batch carried a checkpoint past the initial snapshot (its resume text carries the relations' layouts then, relation-layouts.ts). */
+/** A batch carried a checkpoint past the initial snapshot (it names the relations' layouts then, relation-layouts.ts). */
 export const snapshotFinished = (c: Collected): boolean => c.batches.some((b) => !isSnapshotIncomplete(b.checkpoint.position));
 
 export async function slotRow(admin: pg.Client, slot: string): Promise<Record<string, string | null> | undefined> {

@@ -120,7 +120,7 @@ test("a seed waits behind a change whose read is not yet asked for, when the cha
   assert.deepEqual(relationLayoutsOf(checkpoint(layouts, at(60))), new Map([[1, layout("moved")], [2, layout("quiet")]]));
 });
 
-/** `count` relations of 6 columns with long names: ~0.5 KiB each in the record. */
+/** `count` relations of 6 columns with long names: ~0.35 KiB each in the record. */
 const many = (count: number, prefix = "table"): Map<number, RelationLayout> =>
   new Map(
     Array.from({ length: count }, (_, i): [number, RelationLayout] => [
@@ -128,49 +128,58 @@ const many = (count: number, prefix = "table"): Map<number, RelationLayout> =>
       { schema: "warehouse_schema", table: `${prefix}_${i}_with_a_long_name`, columns: Array.from({ length: 6 }, (_, c) => ({ number: c + 1, name: `column_${c}_with_a_rather_long_name_ö`, typeOid: 1043, typeModifier: 259 })) },
     ]),
   );
+const names = (entries: Checkpoint["entries"]): string[] => Object.keys(entries ?? {}).sort();
+const chunksOf = (entries: Checkpoint["entries"]): [string, string | null][] => Object.entries(entries ?? {}).filter(([name]) => name.startsWith("relation-layouts/c/"));
 
-test("the record holds any number of tables: 5,000 relations (1.7 MB, over the 256 KiB a checkpoint carried) round-trip in bounded chunks beside the checkpoint, whose own text stays small", () => {
+test("the record holds any number of tables: 5,000 relations (1.7 MB, over the 256 KiB a checkpoint carried) round-trip in bounded chunks beside the checkpoint, whose own text stays small; a rename writes one chunk", () => {
   const layouts = new RelationLayouts(logger);
   layouts.restore(null);
   const tables = many(5_000);
   for (const [relid, l] of tables) layouts.note(relid, l, at(10));
   const made = built(layouts, at(20));
-  const chunks = Object.entries(made.checkpoint.entries ?? {});
+  const chunks = chunksOf(made.checkpoint.entries);
   const bytes = chunks.reduce((sum, [, text]) => sum + Buffer.byteLength(text!), 0);
   assert.ok(bytes > 1024 * 1024 && chunks.length > 1, `${chunks.length} chunks, ${bytes} bytes`);
   for (const [name, text] of chunks) assert.ok(Buffer.byteLength(text!) <= CHUNK_BYTES, `${name}: ${Buffer.byteLength(text!)} bytes`);
-  assert.ok(made.checkpoint.position.resume!.length < 40, made.checkpoint.position.resume);
+  assert.ok(made.checkpoint.position.resume!.length < 50, made.checkpoint.position.resume);
   const stored = store(layouts, made);
   assert.deepEqual(relationLayoutsOf(stored), tables);
-  // A resume from it (a restart): every table compared with its stored layout.
+  // A rename: the chunk holding the table and a new manifest, not the whole record.
+  layouts.note(100_002, layout("renamed"), at(30));
+  const renamed = built(layouts, at(31)).checkpoint.entries;
+  assert.equal(chunksOf(renamed).length, 1);
+  assert.equal(names(renamed).length, 2, "one chunk and the manifest");
+  // A resume from it (a restart): every table compared with its stored layout, and a change after it writes one chunk too.
   const restarted = new RelationLayouts(logger);
   assert.deepEqual(restarted.restore(stored), tables);
   assert.deepEqual(restarted.missing([...tables.keys()]), []);
+  restarted.note(102_500, layout("renamed_too"), at(30));
+  assert.equal(chunksOf(built(restarted, at(31)).checkpoint.entries).length, 1);
 });
 
-test("the record is written beside a checkpoint only when it changes, until a checkpoint carrying it is acknowledged; the version it replaces is deleted after that", () => {
+test("the record is written beside a checkpoint only when it changes, until a checkpoint carrying it is acknowledged; entries of the version it replaces are deleted after that", () => {
   const layouts = new RelationLayouts(logger);
   layouts.restore(null);
   layouts.note(1, layout("orders"), at(5));
   // Two checkpoints before either is acknowledged (capture stores only the last of a run of slices): both carry it.
   const first = built(layouts, at(10));
   const second = built(layouts, at(11));
-  assert.deepEqual(Object.keys(first.checkpoint.entries ?? {}), ["relation-layouts/1/0"]);
+  assert.equal(names(first.checkpoint.entries).length, 2, "a chunk and the manifest");
   assert.deepEqual(second.checkpoint.entries, first.checkpoint.entries);
-  store(layouts, second);
+  const stored = store(layouts, second);
   layouts.durable(first.written);
   const quiet = built(layouts, at(12));
   assert.equal(quiet.checkpoint.entries, undefined, "no change: the checkpoint only names the version");
-  assert.equal(quiet.checkpoint.position.resume, "relations:@1.1");
+  assert.equal(quiet.checkpoint.position.resume, stored.position.resume);
   store(layouts, quiet);
   layouts.note(1, layout("moved"), at(15));
   const renamed = store(layouts, built(layouts, at(20)));
-  assert.equal(renamed.position.resume, "relations:@2.1");
-  assert.deepEqual(Object.keys(renamed.entries ?? {}).sort(), ["relation-layouts/1/0", "relation-layouts/2/0"], "the old version is kept until a checkpoint naming the new one is acknowledged");
+  assert.notEqual(renamed.position.resume, stored.position.resume);
+  assert.equal(names(renamed.entries).length, 4, "the old version's entries are kept until a checkpoint naming the new one is acknowledged");
   const next = built(layouts, at(21));
-  assert.deepEqual(next.checkpoint.entries, { "relation-layouts/1/0": null });
+  assert.deepEqual(next.checkpoint.entries, Object.fromEntries(names(stored.entries).map((name) => [name, null])));
   const cleaned = store(layouts, next);
-  assert.deepEqual(Object.keys(cleaned.entries ?? {}), ["relation-layouts/2/0"]);
+  assert.equal(names(cleaned.entries).length, 2);
   assert.deepEqual(relationLayoutsOf(cleaned), new Map([[1, layout("moved")]]));
   assert.equal(built(layouts, at(22)).checkpoint.entries, undefined);
 });
@@ -179,30 +188,41 @@ test("kill -9 between the record's entries and the checkpoint naming them (at-le
   const layouts = new RelationLayouts(logger);
   layouts.restore(null);
   layouts.note(1, layout("orders"), at(5));
+  layouts.note(2, layout("items"), at(5));
   const before = store(layouts, built(layouts, at(10)));
   layouts.note(1, layout("moved"), at(15));
   const lost = built(layouts, at(20));
   // The entries were written, the checkpoint was not: what readCheckpoint returns after the restart.
   const afterCrash = keepEntries(before, { source: "pg", position: before.position, entries: lost.checkpoint.entries! });
   const restarted = new RelationLayouts(logger);
-  assert.deepEqual(restarted.restore(afterCrash), new Map([[1, layout("orders")]]), "the old name: the stream from there tells the rename again");
-  // The orphan version is never reused with other layouts, and deleted once a later version's checkpoint is acknowledged.
-  restarted.note(1, layout("moved_again"), at(15));
+  assert.deepEqual(restarted.restore(afterCrash), new Map([[1, layout("orders")], [2, layout("items")]]), "the old name: the stream from there tells the rename again");
+  // Told again, the rename makes the same entries; once its checkpoint is acknowledged, the old version's are deleted.
+  restarted.note(1, layout("moved"), at(15));
   const made = built(restarted, at(20));
-  assert.equal(made.checkpoint.position.resume, "relations:@3.1");
+  assert.deepEqual(made.checkpoint.position.resume, lost.checkpoint.position.resume);
+  const stored = store(restarted, made);
   restarted.durable(made.written);
   const next = built(restarted, at(21)).checkpoint.entries;
-  assert.deepEqual(Object.keys(next ?? {}).sort(), ["relation-layouts/1/0", "relation-layouts/2/0"]);
-  assert.ok(Object.values(next ?? {}).every((v) => v === null));
+  assert.deepEqual(next, Object.fromEntries(names(before.entries).map((name) => [name, null])));
+  assert.deepEqual(relationLayoutsOf(stored), new Map([[1, layout("moved")], [2, layout("items")]]));
 });
 
-test("a checkpoint an older Sluice wrote with the record inline is read, and the next checkpoint moves the record beside it", () => {
+test("checkpoints of older Sluice versions are read (the record inline, or in numbered entries), and the next checkpoint moves the record to this form", () => {
   const inline = 'relations:[[16384,"public","orders",[[1,"id",23,-1],[3,"note",25,-1]]]]';
   const task: SnapshotTask = { id: "t1", table: "public.items", where: null, lastKey: null, rowsDone: 0, rowsEstimated: null, resetVersion: null, requestedAtMs: 1, startedAtMs: null, origin: "cli" };
   const old: Checkpoint = { source: "pg", position: { ...at(40), resume: encodeResume(inline, [task])! } };
   const layouts = new RelationLayouts(logger);
   assert.deepEqual(layouts.restore(old), new Map([[16384, layout("orders")]]));
-  const next = checkpoint(layouts, at(41));
-  assert.equal(decodeResume(next.position.resume).base, "relations:@1.1");
+  const next = checkpoint(layouts, at(41), [task]);
+  assert.match(decodeResume(next.position.resume).base!, /^relations:@[0-9a-f]{32}$/);
+  assert.deepEqual(decodeResume(next.position.resume).tasks, [task]);
   assert.deepEqual(relationLayoutsOf(next), new Map([[16384, layout("orders")]]));
+
+  const numbered: Checkpoint = { source: "pg", position: { ...at(50), resume: "relations:@3.1" }, entries: { "relation-layouts/3/0": inline.slice("relations:".length) } };
+  const again = new RelationLayouts(logger);
+  assert.deepEqual(again.restore(numbered), new Map([[16384, layout("orders")]]));
+  logs.set(again, numbered);
+  const moved = checkpoint(again, at(51));
+  assert.deepEqual(relationLayoutsOf(moved), new Map([[16384, layout("orders")]]));
+  assert.deepEqual(built(again, at(52)).checkpoint.entries, { "relation-layouts/3/0": null }, "the numbered entry is deleted once the new form is stored");
 });

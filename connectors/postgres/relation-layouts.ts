@@ -5,20 +5,24 @@
  * the restart the table would be captured under its new name with none of its rows read again.
  *
  * The record is kept beside the checkpoints as entries of their own (Checkpoint.entries: the embedded log's
- * checkpoints table, Kafka's checkpoint topic), a version each time it changes, split into chunks of at most
- * CHUNK_BYTES, so it has no limit in tables and a checkpoint does not repeat it: the checkpoint's resume text only
- * names the version (`relations:@<version>.<chunks>`). A new version's entries are written with the checkpoints
- * that name it, in the same atomic step (a Kafka transaction, a SQLite transaction; at-least-once Kafka: before the
- * checkpoint), until one of them is acknowledged; a version is deleted once a checkpoint naming a later one is
- * acknowledged, so the stored checkpoint's version is always there, also after a kill -9 between the entries and
- * the checkpoint (at-least-once). Checkpoints of an older Sluice carried the record in the resume text
- * (`relations:[…]`): still read, and the next checkpoint moves it to entries.
+ * checkpoints table, Kafka's checkpoint topic), so it has no limit in tables and a checkpoint does not repeat it:
+ * the checkpoint's resume text only names a manifest (`relations:@<hash>`), which lists the record's chunks (JSON
+ * arrays of relations, at most CHUNK_BYTES each). Entries are named by their content's hash, and a relation stays in
+ * its chunk while it fits, so a layout change writes the chunk holding it and a new manifest, not the whole record.
+ * A version's new entries are written with the checkpoints that name it, in the same atomic step (a Kafka
+ * transaction, a SQLite transaction; at-least-once Kafka: before the checkpoint), until one of them is acknowledged;
+ * an entry is deleted once a checkpoint naming a version without it is acknowledged and no version in flight has
+ * it, so the stored checkpoint's entries are always there, also after a kill -9 between the entries and the
+ * checkpoint (at-least-once). Checkpoints of an older Sluice carried the record in the resume text
+ * (`relations:[…]`), or named numbered chunks (`relations:@<version>.<chunks>`, 9c06198): both still read, and the
+ * next checkpoint moves the record to this form.
  *
  * A layout counts in a checkpoint once the change that published it is at or before the checkpoint's position and
  * whatever it set off (a rename's emptying and its online snapshot's request, which counts in every checkpoint from
  * then on) is done: a crash before that resumes with the layout before, and tells the rename again (a read again at
  * worst, never a rename missed).
  */
+import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import { comparePositions } from "../contracts.ts";
 import type { Checkpoint, Position } from "../contracts.ts";
@@ -38,37 +42,24 @@ export interface RelationLayout {
   readonly columns: readonly LayoutColumn[];
 }
 
-/** Resume text of a checkpoint with the record: older Sluice `relations:[…]` (inline), this one `relations:@<version>.<chunks>`. */
+/** Resume text of a checkpoint with the record: `relations:@<manifest hash>`; older forms `relations:[…]` (inline), `relations:@<version>.<chunks>`. */
 const MARK = "relations:";
-const REFERENCE = /^relations:@([1-9][0-9]{0,14})\.([1-9][0-9]{0,8})$/;
+const MANIFEST_REFERENCE = /^relations:@([0-9a-f]{32})$/;
+const NUMBERED_REFERENCE = /^relations:@([1-9][0-9]{0,14})\.([1-9][0-9]{0,8})$/;
 const ENTRY_PREFIX = "relation-layouts/";
-const ENTRY_NAME = /^relation-layouts\/([1-9][0-9]{0,14})\/(0|[1-9][0-9]{0,8})$/;
 /** A chunk's JSON in UTF-8 bytes, a relation more only when alone (1,600 columns of 63-byte names fit Kafka's default 1 MB record). */
 export const CHUNK_BYTES = 256 * 1024;
 
 type StoredColumn = [number, string, number, number];
 type StoredRelation = [number, string, string, StoredColumn[]];
 
-const entryName = (version: number, chunk: number): string => `${ENTRY_PREFIX}${version}/${chunk}`;
+const hashOf = (text: string): string => createHash("sha256").update(text).digest("hex").slice(0, 32);
+const manifestName = (hash: string): string => `${ENTRY_PREFIX}m/${hash}`;
+const chunkName = (hash: string): string => `${ENTRY_PREFIX}c/${hash}`;
+const numberedName = (version: number, chunk: number): string => `${ENTRY_PREFIX}${version}/${chunk}`;
 
-/** The record as chunks of JSON arrays of relations, each within CHUNK_BYTES unless one relation alone is larger. */
-export function encodeChunks(layouts: ReadonlyMap<number, RelationLayout>): string[] {
-  const chunks: string[] = [];
-  let parts: string[] = [];
-  let bytes = 2;
-  for (const [relid, l] of layouts) {
-    const text = JSON.stringify([relid, l.schema, l.table, l.columns.map((c): StoredColumn => [c.number, c.name, c.typeOid, c.typeModifier])] satisfies StoredRelation);
-    const size = Buffer.byteLength(text) + 1;
-    if (parts.length > 0 && bytes + size > CHUNK_BYTES) {
-      chunks.push(`[${parts.join(",")}]`);
-      parts = [];
-      bytes = 2;
-    }
-    parts.push(text);
-    bytes += size;
-  }
-  if (parts.length > 0) chunks.push(`[${parts.join(",")}]`);
-  return chunks;
+function encodeRelation(relid: number, l: RelationLayout): string {
+  return JSON.stringify([relid, l.schema, l.table, l.columns.map((c): StoredColumn => [c.number, c.name, c.typeOid, c.typeModifier])] satisfies StoredRelation);
 }
 
 const isInteger = (value: unknown): value is number => Number.isSafeInteger(value);
@@ -80,30 +71,78 @@ function decodeColumn(value: unknown): LayoutColumn | null {
   return { number, name, typeOid, typeModifier };
 }
 
-/** Adds the relations of one JSON array (a chunk, or an older Sluice's inline record); false when unreadable. */
-function decodeInto(layouts: Map<number, RelationLayout>, text: string): boolean {
+/** The relations of one JSON array (a chunk, or an older Sluice's inline record); null when unreadable. */
+function decodeRelations(text: string | null | undefined): Map<number, RelationLayout> | null {
+  if (typeof text !== "string") return null;
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
-    return false;
+    return null;
   }
-  if (!Array.isArray(parsed)) return false;
+  if (!Array.isArray(parsed)) return null;
+  const layouts = new Map<number, RelationLayout>();
   for (const entry of parsed as unknown[]) {
-    if (!Array.isArray(entry) || entry.length !== 4) return false;
+    if (!Array.isArray(entry) || entry.length !== 4) return null;
     const [relid, schema, table, columns] = entry as unknown[];
-    if (!isInteger(relid) || typeof schema !== "string" || typeof table !== "string" || !Array.isArray(columns)) return false;
+    if (!isInteger(relid) || typeof schema !== "string" || typeof table !== "string" || !Array.isArray(columns)) return null;
     const decoded = columns.map(decodeColumn);
-    if (decoded.some((c) => c === null)) return false;
+    if (decoded.some((c) => c === null)) return null;
     layouts.set(relid, { schema, table, columns: decoded as LayoutColumn[] });
   }
-  return true;
+  return layouts;
 }
 
-/** The version and chunk count a checkpoint's resume text names; null when it names none. */
-function referenceOf(base: string | undefined): { readonly version: number; readonly chunks: number } | null {
-  const match = base === undefined ? null : REFERENCE.exec(base);
-  return match === null ? null : { version: Number(match[1]), chunks: Number(match[2]) };
+/** A chunk of the record as read: its entry's name and its relations. */
+interface ReadChunk {
+  readonly name: string;
+  readonly bytes: number;
+  readonly layouts: Map<number, RelationLayout>;
+}
+
+/**
+ * The record a checkpoint names: its chunks (none for an inline or numbered one, whose chunks are not kept as they
+ * are), the layouts, and the manifest's name; null when it names none, undefined when it names one that is missing
+ * or unreadable.
+ */
+function readRecord(checkpoint: Checkpoint | null | undefined): { layouts: Map<number, RelationLayout>; chunks: ReadChunk[]; manifest: string | null } | null | undefined {
+  const base = decodeResume(checkpoint?.position.resume).base;
+  if (base === undefined || !base.startsWith(MARK)) return null;
+  const entries = checkpoint?.entries ?? {};
+  const manifestMatch = MANIFEST_REFERENCE.exec(base);
+  if (manifestMatch !== null) {
+    const manifest = manifestName(manifestMatch[1]!);
+    let hashes: unknown;
+    try {
+      hashes = JSON.parse(entries[manifest] ?? "null");
+    } catch {
+      return undefined;
+    }
+    if (!Array.isArray(hashes) || !hashes.every((h) => typeof h === "string" && /^[0-9a-f]{32}$/.test(h))) return undefined;
+    const layouts = new Map<number, RelationLayout>();
+    const chunks: ReadChunk[] = [];
+    for (const hash of hashes as string[]) {
+      const name = chunkName(hash);
+      const text = entries[name];
+      const chunk = decodeRelations(text);
+      if (chunk === null) return undefined;
+      chunks.push({ name, bytes: Buffer.byteLength(text!), layouts: chunk });
+      for (const [relid, layout] of chunk) layouts.set(relid, layout);
+    }
+    return { layouts, chunks, manifest };
+  }
+  const numbered = NUMBERED_REFERENCE.exec(base);
+  if (numbered !== null) {
+    const layouts = new Map<number, RelationLayout>();
+    for (let chunk = 0; chunk < Number(numbered[2]); chunk++) {
+      const decoded = decodeRelations(entries[numberedName(Number(numbered[1]), chunk)]);
+      if (decoded === null) return undefined;
+      for (const [relid, layout] of decoded) layouts.set(relid, layout);
+    }
+    return { layouts, chunks: [], manifest: null };
+  }
+  const inline = decodeRelations(base.slice(MARK.length));
+  return inline === null ? undefined : { layouts: inline, chunks: [], manifest: null };
 }
 
 /**
@@ -112,33 +151,33 @@ function referenceOf(base: string | undefined): { readonly version: number; read
  * entries missing): unknown, so nothing is told as renamed.
  */
 export function relationLayoutsOf(checkpoint: Checkpoint | null | undefined): Map<number, RelationLayout> | null {
-  const base = decodeResume(checkpoint?.position.resume).base;
-  if (base === undefined || !base.startsWith(MARK)) return null;
-  const layouts = new Map<number, RelationLayout>();
-  const reference = referenceOf(base);
-  if (reference === null) return decodeInto(layouts, base.slice(MARK.length)) ? layouts : null;
-  for (let chunk = 0; chunk < reference.chunks; chunk++) {
-    const text = checkpoint?.entries?.[entryName(reference.version, chunk)];
-    if (typeof text !== "string" || !decodeInto(layouts, text)) return null;
-  }
-  return layouts;
-}
-
-/** What a checkpoint's acknowledgement tells RelationLayouts.durable. */
-export interface LayoutsWritten {
-  /** The version the checkpoint names (0: the record empty); null: none (a checkpoint of the initial snapshot). */
-  readonly version: number | null;
-  /** Entries it deleted. */
-  readonly deleted: readonly string[];
+  return readRecord(checkpoint)?.layouts ?? null;
 }
 
 /** A version of the record: the resume text naming it and its entries. */
 interface Version {
-  readonly version: number;
   readonly reference: string | undefined;
-  readonly entries: Readonly<Record<string, string>>;
-  /** A checkpoint carrying its entries was acknowledged (or it was restored): later checkpoints only name it. */
-  durable: boolean;
+  /** Every entry it is made of (its manifest and chunks). */
+  readonly names: ReadonlySet<string>;
+  /** The entries it has that were not known stored when it was made: written with the checkpoints naming it until one is acknowledged. */
+  written: Readonly<Record<string, string>>;
+}
+
+/** What a checkpoint's acknowledgement tells RelationLayouts.durable. */
+export interface LayoutsWritten {
+  /** The version the checkpoint names; null: none (a checkpoint of the initial snapshot). */
+  readonly version: object | null;
+  /** Entries it deleted. */
+  readonly deleted: readonly string[];
+}
+
+/** A chunk as the record is being kept: the relations in it and, once encoded, its entry's name. */
+interface Chunk {
+  readonly relids: Set<number>;
+  bytes: number;
+  /** null: changed since it was last encoded. */
+  name: string | null;
+  text: string | null;
 }
 
 interface Change {
@@ -157,18 +196,27 @@ export class RelationLayouts {
   private changes: Change[] = [];
   /** Layouts read from the catalog at `at` for relations the record lacked (seed): they count from `at` on. */
   private seeds: { readonly at: Position; readonly layouts: ReadonlyMap<number, RelationLayout> }[] = [];
-  /** The version of `stored` checkpoints name; null: `stored` changed, a new version is made at the next checkpoint. */
+  /** The record in chunks, and which chunk holds each relation. */
+  private chunks: Chunk[] = [];
+  private readonly chunkOf = new Map<number, Chunk>();
+  /** Each relation's JSON in its chunk. */
+  private readonly encoded = new Map<number, string>();
+  /** Relations changed (or gone) since the current version was made. */
+  private readonly dirty = new Set<number>();
+  /** The version of `stored` checkpoints name; null: `stored` changed, a new one is made at the next checkpoint. */
   private current: Version | null = null;
   /** The version the last checkpoint named (null: none, a checkpoint of the initial snapshot). */
-  private named: number | null = null;
-  /** Versions made since the last restore whose entries no acknowledged checkpoint carried yet, oldest first. */
-  private written: Version[] = [];
-  /** Entries that may be stored and that no checkpoint to come names, by version: deleted once one naming another is acknowledged. */
-  private readonly kept = new Map<number, string[]>();
+  private named: Version | null = null;
+  /** The version the last acknowledged checkpoint named (or the one restored): its entries are stored. */
+  private durableVersion: Version | null = null;
+  /** Versions made since, oldest first: checkpoints naming them may be in flight. */
+  private inFlight: Version[] = [];
+  /** Entries that may be stored: deleted once no version stored or in flight has them. */
+  private readonly kept = new Set<string>();
   /** Entries the next checkpoints delete, until one of them is acknowledged. */
   private deleting = new Set<string>();
-  /** Above every version seen: a version is never written twice with other layouts. */
-  private nextVersion = 1;
+  /** The stored version changed (or was restored): the next acknowledgement looks for entries to delete. */
+  private sweep = false;
 
   constructor(logger: Logger) {
     this.logger = logger;
@@ -179,41 +227,53 @@ export class RelationLayouts {
    * null when unknown. What was published after that checkpoint is published again by the stream.
    */
   restore(from: Checkpoint | null): ReadonlyMap<number, RelationLayout> | null {
-    const restored = relationLayoutsOf(from);
-    const base = decodeResume(from?.position.resume).base;
-    const reference = referenceOf(base);
-    if (restored === null && reference !== null) {
+    const record = readRecord(from);
+    if (record === undefined) {
       this.logger.warn(
-        { version: reference.version, chunks: reference.chunks },
-        "the checkpoint names a record of the tables' layouts that is missing or unreadable beside it: a table or column renamed while Sluice was stopped is not read again (sluice snapshot --table T --execute reads it)",
+        { resume: decodeResume(from?.position.resume).base },
+        "the checkpoint's record of the tables' layouts is missing or unreadable: a table or column renamed while Sluice was stopped is not read again (sluice snapshot --table T --execute reads it)",
       );
     }
-    // Whatever may be stored is deleted once a checkpoint naming another version is acknowledged: versions of the checkpoint's entries, and those this process wrote or was deleting (a write may still land).
-    for (const name of Object.keys(from?.entries ?? {})) this.keep(name);
-    for (const version of this.written) for (const name of Object.keys(version.entries)) this.keep(name);
-    for (const name of this.deleting) this.keep(name);
-    this.written = [];
+    // Whatever may be stored is deleted in time: the checkpoint's entries, and those this process wrote or was deleting (a write may still land).
+    for (const name of Object.keys(from?.entries ?? {})) if (name.startsWith(ENTRY_PREFIX)) this.kept.add(name);
+    for (const version of this.inFlight) for (const name of version.names) this.kept.add(name);
+    for (const name of this.deleting) this.kept.add(name);
+    this.inFlight = [];
     this.deleting = new Set();
-    this.stored = new Map(restored ?? []);
+    this.stored = new Map(record?.layouts ?? []);
     this.changes = [];
     this.seeds = [];
     this.named = null;
     this.current = null;
-    if (restored !== null && reference !== null) {
-      this.current = { version: reference.version, reference: base, entries: {}, durable: true };
-      this.nextVersion = Math.max(this.nextVersion, reference.version + 1);
+    this.durableVersion = null;
+    this.chunks = [];
+    this.chunkOf.clear();
+    this.encoded.clear();
+    this.dirty.clear();
+    // Chunks as stored: a change later writes only the chunk holding the relation. The same encoding gives the same JSON.
+    for (const chunk of record?.chunks ?? []) {
+      const kept: Chunk = { relids: new Set(chunk.layouts.keys()), bytes: 0, name: chunk.name, text: null };
+      for (const [relid, layout] of chunk.layouts) {
+        const text = encodeRelation(relid, layout);
+        this.encoded.set(relid, text);
+        kept.bytes += Buffer.byteLength(text) + 1;
+        this.chunkOf.set(relid, kept);
+      }
+      this.chunks.push(kept);
     }
-    return restored;
+    for (const relid of this.stored.keys()) if (!this.chunkOf.has(relid)) this.dirty.add(relid);
+    if (record?.manifest != null && this.dirty.size === 0) {
+      const restored: Version = { reference: decodeResume(from?.position.resume).base, names: new Set([record.manifest, ...record.chunks.map((c) => c.name)]), written: {} };
+      this.current = restored;
+      this.durableVersion = restored;
+    }
+    this.sweep = true;
+    return record?.layouts ?? null;
   }
 
   /** Forgets relations `keep` does not keep (dropped while Sluice was stopped). */
   prune(keep: (relid: number) => boolean): void {
-    for (const relid of [...this.stored.keys()]) {
-      if (!keep(relid)) {
-        this.stored.delete(relid);
-        this.current = null;
-      }
-    }
+    for (const relid of [...this.stored.keys()]) if (!keep(relid)) this.set(relid, null);
   }
 
   /** The relations `relids` lists that the record has no layout of. */
@@ -255,62 +315,149 @@ export class RelationLayouts {
     }
     this.fold(position);
     this.current ??= this.newVersion();
-    this.named = this.current.version;
+    this.named = this.current;
     return this.current.reference;
   }
 
   /**
-   * What the checkpoint just rebased writes beside it (Checkpoint.entries): the entries of the version it names
-   * until a checkpoint carrying them is acknowledged, and the deletion of versions no checkpoint to come names;
-   * `written` goes to durable() once the checkpoint is acknowledged. Usually nothing.
+   * What the checkpoint just rebased writes beside it (Checkpoint.entries): the entries of the version it names not
+   * known stored, until a checkpoint carrying them is acknowledged, and the deletion of entries no version stored or
+   * in flight has; `written` goes to durable() once the checkpoint is acknowledged. Usually nothing.
    */
   entries(): { readonly entries: Readonly<Record<string, string | null>> | undefined; readonly written: LayoutsWritten } {
-    const current = this.named === null ? null : this.current;
+    const named = this.named;
     const deleted = [...this.deleting];
-    const written: LayoutsWritten = { version: this.named, deleted };
-    if ((current === null || current.durable) && deleted.length === 0) return { entries: undefined, written };
+    const written: LayoutsWritten = { version: named, deleted };
+    // A version's `written` is emptied once a checkpoint naming it is acknowledged.
+    const writing = named !== null && Object.keys(named.written).length > 0;
+    if (!writing && deleted.length === 0) return { entries: undefined, written };
     const entries: Record<string, string | null> = {};
     for (const name of deleted) entries[name] = null;
-    if (current !== null && !current.durable) Object.assign(entries, current.entries);
+    if (writing) Object.assign(entries, named.written);
     return { entries, written };
   }
 
-  /** A checkpoint was acknowledged (durable): what its version makes needless is deleted by the next ones. */
+  /** A checkpoint was acknowledged (durable): entries no version stored or in flight has are deleted by the next ones. */
   durable(written: LayoutsWritten): void {
     for (const name of written.deleted) this.deleting.delete(name);
-    const { version } = written;
+    const version = written.version;
     if (version === null) return;
-    while (this.written.length > 0 && this.written[0]!.version <= version) {
-      const done = this.written.shift()!;
-      done.durable = true;
-      this.kept.set(done.version, Object.keys(done.entries));
+    const at = this.inFlight.findIndex((v) => v === version);
+    if (at >= 0) {
+      const now = this.inFlight[at]!;
+      now.written = {};
+      this.durableVersion = now;
+      this.inFlight = this.inFlight.slice(at + 1);
+      this.sweep = true;
+    } else if (version !== this.durableVersion) {
+      return;
     }
-    if (this.current?.version === version) this.current.durable = true;
-    for (const [old, names] of this.kept) {
-      if (old === version) continue;
-      for (const name of names) this.deleting.add(name);
-      this.kept.delete(old);
+    const stored = this.durableVersion;
+    if (!this.sweep || stored === null) return;
+    this.sweep = false;
+    const live = new Set(stored.names);
+    for (const version of this.inFlight) for (const name of version.names) live.add(name);
+    for (const name of this.kept) {
+      if (live.has(name)) continue;
+      this.kept.delete(name);
+      this.deleting.add(name);
     }
   }
 
-  /** Counts an entry that may be stored (restored, or written by a run before) among those to delete in time. */
-  private keep(name: string): void {
-    const match = ENTRY_NAME.exec(name);
-    if (match === null) return;
-    const version = Number(match[1]);
-    this.nextVersion = Math.max(this.nextVersion, version + 1);
-    const names = this.kept.get(version) ?? [];
-    if (!names.includes(name)) names.push(name);
-    this.kept.set(version, names);
+  /** Sets a relation's layout in the record (null: removes it). */
+  private set(relid: number, layout: RelationLayout | null): void {
+    const had = this.stored.get(relid);
+    if (layout === null) {
+      if (had === undefined) return;
+      this.stored.delete(relid);
+    } else {
+      if (had !== undefined && sameLayout(had, layout)) return;
+      this.stored.set(relid, layout);
+    }
+    this.dirty.add(relid);
+    this.current = null;
   }
 
+  /** A version of `stored`: the chunks holding a changed relation encoded again, the others as they are. */
   private newVersion(): Version {
-    if (this.stored.size === 0) return { version: 0, reference: undefined, entries: {}, durable: true };
-    const version = this.nextVersion++;
-    const chunks = encodeChunks(this.stored);
-    const made: Version = { version, reference: `${MARK}@${version}.${chunks.length}`, entries: Object.fromEntries(chunks.map((chunk, i) => [entryName(version, i), chunk])), durable: false };
-    this.written.push(made);
-    return made;
+    if (this.stored.size === 0) {
+      this.chunks = [];
+      this.chunkOf.clear();
+      this.encoded.clear();
+      this.dirty.clear();
+      const empty: Version = { reference: undefined, names: new Set(), written: {} };
+      this.inFlight.push(empty);
+      return empty;
+    }
+    const previous = new Map<number, Chunk>();
+    for (const relid of this.dirty) {
+      const chunk = this.chunkOf.get(relid);
+      if (chunk === undefined) continue;
+      chunk.relids.delete(relid);
+      chunk.bytes -= Buffer.byteLength(this.encoded.get(relid)!) + 1;
+      chunk.name = null;
+      this.chunkOf.delete(relid);
+      this.encoded.delete(relid);
+      previous.set(relid, chunk);
+    }
+    const total = this.chunks.reduce((sum, c) => sum + c.bytes, 0);
+    // Chunks emptied by changes: start over once there are twice as many as the record needs.
+    if (this.chunks.length > 2 * Math.ceil(total / CHUNK_BYTES) + 1) {
+      for (const chunk of this.chunks) for (const relid of chunk.relids) this.dirty.add(relid);
+      this.chunks = [];
+      this.chunkOf.clear();
+      previous.clear();
+    }
+    for (const relid of this.dirty) {
+      const layout = this.stored.get(relid);
+      if (layout === undefined) continue;
+      const text = encodeRelation(relid, layout);
+      this.encoded.set(relid, text);
+      const size = Buffer.byteLength(text) + 1;
+      // Back where it was when it still fits (one chunk written for a change), else the last chunk, else a new one.
+      const fits = (chunk: Chunk | undefined): chunk is Chunk => chunk !== undefined && (chunk.relids.size === 0 || 1 + chunk.bytes + size <= CHUNK_BYTES);
+      const before = previous.get(relid);
+      let chunk = fits(before) && this.chunks.includes(before) ? before : this.chunks.at(-1);
+      if (!fits(chunk)) {
+        chunk = { relids: new Set(), bytes: 0, name: null, text: null };
+        this.chunks.push(chunk);
+      }
+      chunk.relids.add(relid);
+      chunk.bytes += size;
+      chunk.name = null;
+      this.chunkOf.set(relid, chunk);
+    }
+    this.dirty.clear();
+    this.chunks = this.chunks.filter((c) => c.relids.size > 0);
+    const written: Record<string, string> = {};
+    const known = this.durableVersion?.names ?? new Set<string>();
+    const hashes: string[] = [];
+    for (const chunk of this.chunks) {
+      if (chunk.name === null) {
+        chunk.text = this.chunkText(chunk);
+        chunk.name = chunkName(hashOf(chunk.text));
+      }
+      hashes.push(chunk.name.slice(chunk.name.lastIndexOf("/") + 1));
+      if (!known.has(chunk.name)) written[chunk.name] = chunk.text ?? this.chunkText(chunk);
+    }
+    const manifestText = JSON.stringify(hashes);
+    const manifestHash = hashOf(manifestText);
+    const manifest = manifestName(manifestHash);
+    if (!known.has(manifest)) written[manifest] = manifestText;
+    const version: Version = { reference: `${MARK}@${manifestHash}`, names: new Set([manifest, ...this.chunks.map((c) => c.name!)]), written };
+    for (const name of version.names) {
+      this.kept.add(name);
+      this.deleting.delete(name);
+    }
+    // A chunk's text is kept only until its version's entries are written: the relations' JSON is kept anyway.
+    for (const chunk of this.chunks) chunk.text = null;
+    this.inFlight.push(version);
+    return version;
+  }
+
+  /** A chunk's JSON: an array of its relations' JSON (each relation in a chunk has it in `encoded`). */
+  private chunkText(chunk: Chunk): string {
+    return `[${[...chunk.relids].map((relid) => this.encoded.get(relid)!).join(",")}]`;
   }
 
   private fold(position: Position): void {
@@ -325,16 +472,7 @@ export class RelationLayouts {
       }
       if (change.at !== null) this.foldSeeds(change.at, false);
       taken++;
-      const had = this.stored.get(change.relid);
-      if (change.layout === null) {
-        if (had !== undefined) {
-          this.stored.delete(change.relid);
-          this.current = null;
-        }
-      } else if (had === undefined || !sameLayout(had, change.layout)) {
-        this.stored.set(change.relid, change.layout);
-        this.current = null;
-      }
+      this.set(change.relid, change.layout);
     }
     if (taken > 0) this.changes = this.changes.slice(taken);
     if (through !== null) this.foldSeeds(through.at, through.strict);
@@ -345,13 +483,7 @@ export class RelationLayouts {
     while (this.seeds.length > 0) {
       const order = comparePositions(this.seeds[0]!.at, at);
       if (order > 0 || (strict && order === 0)) return;
-      for (const [relid, layout] of this.seeds.shift()!.layouts) {
-        const had = this.stored.get(relid);
-        if (had === undefined || !sameLayout(had, layout)) {
-          this.stored.set(relid, layout);
-          this.current = null;
-        }
-      }
+      for (const [relid, layout] of this.seeds.shift()!.layouts) this.set(relid, layout);
     }
   }
 }

@@ -1,7 +1,7 @@
 /**
  * Renames PostgreSQL's WAL does not record, made while Sluice was stopped: a table renamed (or moved to another
  * schema) and a column renamed reach capture only as a relation with another name at its next change. Capture
- * stores with each checkpoint what it last published of each relation (relation-layouts.ts), so the first change
+ * keeps beside the checkpoints what it last published of each relation (relation-layouts.ts), so the first change
  * after a restart is compared with it and goes through the path a rename seen live takes: the table is read again
  * under its new name, so the new name's targets hold every row, not only the rows changed since.
  */
