@@ -28,6 +28,7 @@ import {
   expectedEsIds,
   expectedFor,
   killAllDaemons,
+  metricValue,
   pgClient,
   pgSourceConfig,
   randomName,
@@ -74,6 +75,8 @@ const rng = new Rng();
 let workload: Workload;
 
 const target = (def: TableDef) => `${schema}_${def.name}`;
+/** How long the replay's sink lag and changes applied may stay as they are while records are left before the test fails. */
+const STALLED_MS = 60_000;
 
 async function expected(sink: "duckdb" | "clickhouse" | "elasticsearch", def: TableDef): Promise<CanonicalTable> {
   const rows = expectedFor(sink, def, await readPostgres(client, def));
@@ -122,7 +125,9 @@ after(async () => {
   removeDir(dir);
 });
 
-describe("PostgreSQL → Kafka → ClickHouse + Elasticsearch + DuckDB", { timeout: 300_000 }, () => {
+// Only a guard against a hang (test/run's own, 15 minutes): the three tests are CPU work on a shared machine, ~130 s quiet but
+// 82 + 47 + over 120 s at load 25 on 2 cores, and the first alone 290 s at load 40; each wait within them has its own bound.
+describe("PostgreSQL → Kafka → ClickHouse + Elasticsearch + DuckDB", { timeout: 900_000 }, () => {
   test("snapshot and a random workload: every sink's visible rows equal the source", async (t) => {
     t.diagnostic(`seed ${rng.seed}`);
     await workload.everyKind();
@@ -191,7 +196,10 @@ describe("PostgreSQL → Kafka → ClickHouse + Elasticsearch + DuckDB", { timeo
     const running = daemon;
     const started = Date.now();
     t.diagnostic(`daemon ready after ${started - starting} ms`);
-    const deadline = started + 120_000;
+    // No deadline for the whole re-apply: it is CPU work (about 1,700 batches of 3) on a machine shared with other tests, 13-17 s
+    // quiet, 70-77 s in loaded CI runs, over 120 s at load 25 (the former limit). It fails when it stops moving instead.
+    let moved = Date.now();
+    let progress = "";
     // One sample = one table in ClickHouse and in Elasticsearch, tables in turn: fast enough for
     // many samples while the sinks re-apply the topics.
     let samples = 0;
@@ -199,12 +207,17 @@ describe("PostgreSQL → Kafka → ClickHouse + Elasticsearch + DuckDB", { timeo
     let stable = 0;
     let lastApplied = -1;
     for (let i = 0; ; i++) {
-      assert.ok(Date.now() < deadline, `the replay did not finish within 120 s (${samples} samples)\n${running.logTail()}`);
+      assert.ok(Date.now() - moved < STALLED_MS, `the replay made no progress for ${STALLED_MS / 1000} s (${samples} samples; sink lag and changes applied: ${progress})\n${running.logTail()}`);
       assert.equal(running.exitStatus, null, `sluice exited during the replay\n${running.logTail()}`);
       assert.equal(running.fatalLine, null, `a component stopped during the replay: ${running.fatalLine}`);
       const status = await running.status();
       const lag = status.sinks.filter((s) => s.name !== "local").map((s) => s.lagRecords);
-      const applied = (await running.metric("sluice_sink_changes_applied_total", { sink: "warehouse" })) + (await running.metric("sluice_sink_changes_applied_total", { sink: "search" }));
+      const metrics = await running.metrics();
+      const applied = metricValue(metrics, "sluice_sink_changes_applied_total", { sink: "warehouse" }) + metricValue(metrics, "sluice_sink_changes_applied_total", { sink: "search" });
+      if (JSON.stringify([lag, applied]) !== progress) {
+        progress = JSON.stringify([lag, applied]);
+        moved = Date.now();
+      }
       const def = tables[i % tables.length]!;
       const want = final.get(def.name)!;
       const ch = diffTables(want.ch, await readClickHouse(chDatabase, target(def), def), 12, clickhouseFloatEquality(def));
@@ -221,7 +234,7 @@ describe("PostgreSQL → Kafka → ClickHouse + Elasticsearch + DuckDB", { timeo
       if (stable >= tables.length) break;
     }
     t.diagnostic(`re-applied ${lastApplied} changes in ClickHouse and Elasticsearch together in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    t.diagnostic(`${samples} samples, ${duringReplay} taken while the sinks were re-applying`);
+    t.diagnostic(`${samples} samples (${Math.round((Date.now() - started) / samples)} ms each), ${duringReplay} taken while the sinks were re-applying`);
     assert.ok(duringReplay >= 5, `expected at least 5 samples while the sinks re-applied, got ${duringReplay} of ${samples}`);
     await waitCaughtUp(running, client);
     await running.stop();
