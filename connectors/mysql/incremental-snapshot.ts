@@ -433,8 +433,16 @@ export class MysqlIncrementalSnapshots implements BinlogInterleave {
     const sql =
       `SELECT ${definition.columns.map(selectExpression).join(", ")} FROM ${quoteIdentifier(definition.database)}.${quoteIdentifier(definition.table)}` +
       `${conditions.length > 0 ? ` WHERE ${conditions.join(" AND ")}` : ""} ORDER BY ${keyColumns.map((c) => quoteIdentifier(c.name)).join(", ")} LIMIT ${limit}`;
-    const [rows] = await connection.query({ sql, rowsAsArray: true, ...rawBytes });
-    return rows as unknown as RawRow[];
+    // A WHERE condition may come from whoever can write the signal table: it is evaluated in a read-only transaction
+    // (a function it calls cannot write: NEXTVAL, a stored function's INSERT, ...), rolled back after the read. The
+    // watermarks around the read are written outside it.
+    await connection.query("START TRANSACTION READ ONLY");
+    try {
+      const [rows] = await connection.query({ sql, rowsAsArray: true, ...rawBytes });
+      return rows as unknown as RawRow[];
+    } finally {
+      await connection.query("ROLLBACK");
+    }
   }
 
   private readEvent(chunk: OpenChunk, key: Row, after: Row, position: Position, transaction: TransactionContext): ChangeEvent {

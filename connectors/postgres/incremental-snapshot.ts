@@ -525,8 +525,16 @@ export class IncrementalSnapshots implements StreamInterleave {
     const text =
       `SELECT ${table.columns.map((c) => quoteIdent(c.name)).join(", ")} FROM ${from}` +
       `${conditions.length > 0 ? ` WHERE ${conditions.join(" AND ")}` : ""} ORDER BY ${keyList} LIMIT ${limit}`;
-    const result = await client.query<(string | null)[]>({ text, values, rowMode: "array" });
-    return result.rows;
+    // A WHERE condition may come from whoever can write the signal table: it is evaluated in a read-only transaction
+    // (a function it calls cannot write: nextval, lo_from_bytea, ...), rolled back so that no setting it makes
+    // (set_config(..., false)) outlives the read. The watermarks around the read are written outside it.
+    await client.query("BEGIN READ ONLY");
+    try {
+      const result = await client.query<(string | null)[]>({ text, values, rowMode: "array" });
+      return result.rows;
+    } finally {
+      await client.query("ROLLBACK");
+    }
   }
 
   private async restartLsn(client: pg.Client): Promise<bigint> {
