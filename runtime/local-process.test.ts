@@ -3,7 +3,7 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { isGoneLocalProcess, localProcessToken } from "./local-process.ts";
+import { isGoneLocalProcess, localProcessToken, processTokenInText, processTokenText } from "./local-process.ts";
 
 const linux = process.platform === "linux";
 
@@ -25,4 +25,11 @@ test("a process of this machine that runs is not gone; one that exited is; one e
   assert.equal(isGoneLocalProcess({ ...self, pid: child.pid!, started, pidNamespace: "pid:[1]" }), false);
   for (const malformed of [undefined, null, "x", { ...self, pid: 0 }, { ...self, started: 5 }]) assert.equal(isGoneLocalProcess(malformed), false);
   assert.equal(self.boot, readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim());
+});
+
+test("a token as the end of a name reads back as the same token; a name without one has none", { skip: !linux && "needs /proc" }, () => {
+  const self = localProcessToken()!;
+  assert.deepEqual(processTokenInText(`sluice.lease.${processTokenText(self)}`), self);
+  assert.equal(isGoneLocalProcess(processTokenInText(`client-${processTokenText(self)}`)), false);
+  assert.equal(processTokenInText("sluice"), null);
 });

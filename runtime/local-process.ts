@@ -37,6 +37,21 @@ export function isGoneLocalProcess(token: unknown): boolean {
   return startTime(token.pid) !== token.started;
 }
 
+/**
+ * A token as text for a name (a Kafka client id: what a consumer group's coordinator tells of every
+ * member in any state): `p<pid>s<start>n<namespace inode>b<boot id>`.
+ */
+export function processTokenText(token: ProcessToken): string {
+  return `p${token.pid}s${token.started}n${token.pidNamespace.replace(/\D/g, "")}b${token.boot}`;
+}
+
+/** The token at the end of `text` (after processTokenText), or null. */
+export function processTokenInText(text: string): ProcessToken | null {
+  const match = /p(\d+)s(\d+)n(\d+)b([0-9a-f-]+)$/.exec(text);
+  if (!match) return null;
+  return { pid: Number(match[1]), started: match[2]!, pidNamespace: `pid:[${match[3]}]`, boot: match[4]! };
+}
+
 function isToken(value: unknown): value is ProcessToken {
   if (typeof value !== "object" || value === null) return false;
   const t = value as Record<string, unknown>;

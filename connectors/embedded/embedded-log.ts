@@ -11,6 +11,7 @@ import { dirname, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import type { TopicsConfig } from "../../config/schema.ts";
 import type { Logger } from "../../runtime/logger.ts";
+import { isGoneLocalProcess, localProcessToken } from "../../runtime/local-process.ts";
 import type { Checkpoint } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import { checkpointEntryKey, checkpointEntryName, decodeCheckpoint, encodeCheckpoint, withEntries } from "../topics/checkpoint-codec.ts";
@@ -89,6 +90,29 @@ interface PartitionGroup {
  * The connection's memory: its page cache, and no memory-mapped reads: mapped pages of the file
  * would count in the process's RSS (and a container's memory) beyond the budget.
  */
+/**
+ * A lease row's owner column: the owner's name, then (after a newline) its process
+ * (runtime/local-process.ts), so a process restarted after kill -9 can tell its predecessor's
+ * lease from a live one's. Rows of earlier versions have the name alone.
+ */
+const thisProcess = localProcessToken();
+function storedLeaseOwner(owner: string): string {
+  return thisProcess === null ? owner : `${owner}\n${JSON.stringify(thisProcess)}`;
+}
+function leaseOwner(stored: string): string {
+  const newline = stored.indexOf("\n");
+  return newline < 0 ? stored : stored.slice(0, newline);
+}
+function leaseProcess(stored: string): unknown {
+  const newline = stored.indexOf("\n");
+  if (newline < 0) return null;
+  try {
+    return JSON.parse(stored.slice(newline + 1)) as unknown;
+  } catch {
+    return null;
+  }
+}
+
 function limitMemory(db: DatabaseSync, cacheBytes: number | undefined): void {
   if (cacheBytes !== undefined) db.exec(`PRAGMA cache_size = -${Math.max(1, Math.floor(cacheBytes / 1024))}`);
   db.exec("PRAGMA mmap_size = 0");
@@ -435,15 +459,19 @@ export class EmbeddedTopicLog implements TopicLog {
     this.assertOpen();
     const lease = this.statements.lease.get(group) as { owner: string; expires_at_ms: number } | undefined;
     const active = lease !== undefined && lease.expires_at_ms > this.clock();
-    return { active, members: active ? [lease.owner] : [] };
+    return { active, members: active ? [leaseOwner(lease.owner)] : [] };
   }
 
   async acquireLease(group: string, owner: string, ttlMs: number): Promise<boolean> {
     this.assertOpen();
     return this.write("acquire lease", () => {
       const lease = this.statements.lease.get(group) as { owner: string; expires_at_ms: number } | undefined;
-      if (lease && lease.owner !== owner && lease.expires_at_ms > this.clock()) return false;
-      this.statements.upsertLease.run(group, owner, this.clock() + ttlMs);
+      if (lease && leaseOwner(lease.owner) !== owner && lease.expires_at_ms > this.clock()) {
+        // A lease a killed process of this machine left (this process before a restart) is not waited out.
+        if (!isGoneLocalProcess(leaseProcess(lease.owner))) return false;
+        this.logger.info({ group, owner: leaseOwner(lease.owner) }, "took over the lease a process that is gone (killed) left, instead of waiting for it to expire");
+      }
+      this.statements.upsertLease.run(group, storedLeaseOwner(owner), this.clock() + ttlMs);
       return true;
     });
   }
@@ -453,15 +481,18 @@ export class EmbeddedTopicLog implements TopicLog {
     return this.write("renew lease", () => {
       const lease = this.statements.lease.get(group) as { owner: string; expires_at_ms: number } | undefined;
       // An expired lease nobody took over is still ours to renew; a lease another owner took is lost.
-      if (lease && lease.owner !== owner) return false;
-      this.statements.upsertLease.run(group, owner, this.clock() + ttlMs);
+      if (lease && leaseOwner(lease.owner) !== owner) return false;
+      this.statements.upsertLease.run(group, storedLeaseOwner(owner), this.clock() + ttlMs);
       return true;
     });
   }
 
   async releaseLease(group: string, owner: string): Promise<void> {
     this.assertOpen();
-    this.write("release lease", () => this.statements.deleteLease.run(group, owner));
+    this.write("release lease", () => {
+      const lease = this.statements.lease.get(group) as { owner: string } | undefined;
+      if (lease && leaseOwner(lease.owner) === owner) this.statements.deleteLease.run(group, lease.owner);
+    });
   }
 
   /** Runs one bounded retention and compaction pass now (the timer runs it periodically). */

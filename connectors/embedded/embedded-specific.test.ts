@@ -1,6 +1,7 @@
 /** Behaviour only the embedded log has: leases, compaction, reopening, disk full. */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -155,4 +156,36 @@ test("a topic deleted and created again gets another identity, even with the sam
   const reopened = EmbeddedTopicLog.open({ path: join(dir, "identity.db"), logger, maintenanceIntervalMs: 0 });
   assert.equal((await reopened.topicIds([spec.name])).get(spec.name), second, "stable across opens");
   await reopened.close();
+});
+
+test("a sink lease a killed process of this machine left is taken at once; one a live process holds is not", async () => {
+  const path = join(dir, "lease-killed.db");
+  await EmbeddedTopicLog.open({ path, logger, maintenanceIntervalMs: 0 }).close();
+  // Another process takes a 5 min lease and stays until it is killed.
+  const script = `
+    const { EmbeddedTopicLog } = await import(${JSON.stringify(new URL("./embedded-log.ts", import.meta.url).href)});
+    const { createLogger } = await import(${JSON.stringify(new URL("../../runtime/logger.ts", import.meta.url).href)});
+    const log = EmbeddedTopicLog.open({ path: ${JSON.stringify(path)}, logger: createLogger("silent"), maintenanceIntervalMs: 0 });
+    console.log(await log.acquireLease("g", "killed", 300_000));
+    setInterval(() => undefined, 1_000);
+  `;
+  const holder = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  const exited = once(holder, "exit");
+  const log = EmbeddedTopicLog.open({ path, logger, maintenanceIntervalMs: 0 });
+  try {
+    const [line] = (await once(holder.stdout, "data")) as [Buffer];
+    assert.equal(line.toString().trim(), "true");
+    assert.equal(await log.acquireLease("g", "restarted", 10_000), false, "the live holder keeps it");
+    assert.deepEqual(await log.groupActivity("g"), { active: true, members: ["killed"] });
+    holder.kill("SIGKILL");
+    await exited;
+    assert.equal(await log.acquireLease("g", "restarted", 10_000), true, "the killed holder's lease is taken");
+    assert.deepEqual(await log.groupActivity("g"), { active: true, members: ["restarted"] });
+    assert.equal(await log.renewLease("g", "restarted", 10_000), true);
+    await log.releaseLease("g", "restarted");
+    assert.equal((await log.groupActivity("g")).active, false);
+  } finally {
+    holder.kill("SIGKILL");
+    await log.close();
+  }
 });

@@ -3,8 +3,10 @@
  * it: a process restarted after kill -9 would otherwise wait for its predecessor's session to time
  * out (the group's coordinator holds a rebalance until every member rejoined or timed out, and
  * the capture lease stays with a dead holder that long). Which members are gone is the caller's
- * judgement on a member's metadata (runtime/local-process.ts: a process of this machine that no
- * longer runs); a member of a process that runs, frozen or elsewhere, is never removed.
+ * judgement on what the coordinator tells of a member (runtime/local-process.ts: its client id names
+ * a process of this machine that no longer runs; its metadata is told only while the group is
+ * stable, and a process killed while it joined leaves it rebalancing); a member of a process that
+ * runs, frozen or elsewhere, is never removed.
  *
  * Best effort: any failure leaves the group as it was, and the session timeout does the same later.
  */
@@ -14,11 +16,12 @@ import { clusterFactory } from "./partition-reader.ts";
 
 export interface GroupMember {
   readonly memberId: string;
+  readonly clientId: string;
   readonly clientHost: string;
   readonly memberMetadata: Buffer;
 }
 
-/** kafkajs's broker has LeaveGroup (untyped in kafkajs 2.2): by member id, which any client may send for any member. */
+/** kafkajs's broker has LeaveGroup (untyped in kafkajs 2.2): by member id, which any client may send for any member (a pending one too). */
 interface CoordinatorBroker extends Broker {
   leaveGroup(request: { groupId: string; memberId: string }): Promise<unknown>;
 }

@@ -15,7 +15,7 @@ import type { KafkaLease } from "./kafka-lease.ts";
 import { KafkaTopicLog } from "./kafka-log.ts";
 import { testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
 
-const logger = createLogger("warn");
+const logger = createLogger(process.env["KT_LOG"] ?? "warn");
 const deployment = testDeployment("lease");
 const group = captureLeaseGroup(deployment, "all");
 
@@ -75,27 +75,49 @@ test("one holder at a time over real Kafka: a later candidate waits; it takes ov
   }
 });
 
-test("a process restarted after kill -9 takes the lease its killed predecessor held, without waiting for that member's session to time out", { timeout: 90_000 }, async () => {
-  // The killed holder's session is 5 min: the new candidate gets the lease within the test's time only if the dead member is removed from the group.
+test("a process restarted after kill -9 takes the lease its killed predecessors held or were joining, without waiting for their sessions to time out", { timeout: 120_000 }, async () => {
+  // Two processes with 5 min sessions (heartbeats 50 s apart): the first holds the lease, the second joins, and both are
+  // killed while the group waits for the first to rejoin (a rebalance: the coordinator then tells no member's metadata).
+  // The new candidate gets the lease within the test's time only if the dead members are removed from the group.
   const restartGroup = `${group}.restart`;
-  const script = `
-    const { KafkaTopicLog } = await import(${JSON.stringify(new URL("./kafka-log.ts", import.meta.url).href)});
-    const { testKafkaConfig } = await import(${JSON.stringify(new URL("./kafka-test-config.ts", import.meta.url).href)});
-    const { createLogger } = await import(${JSON.stringify(new URL("../../runtime/logger.ts", import.meta.url).href)});
-    const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment: ${JSON.stringify(deployment)}, logger: createLogger("warn"), access: "command" });
-    const lease = log.captureLease({ group: ${JSON.stringify(restartGroup)}, holder: "killed", sessionTimeoutMs: 300_000, onChange: (held) => held && console.log("held") });
-    await lease.start();
-  `;
-  const killed = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
-  const exited = once(killed, "exit");
-  try {
+  const child = (name: string) => {
+    const script = `
+      const { KafkaTopicLog } = await import(${JSON.stringify(new URL("./kafka-log.ts", import.meta.url).href)});
+      const { testKafkaConfig } = await import(${JSON.stringify(new URL("./kafka-test-config.ts", import.meta.url).href)});
+      const { createLogger } = await import(${JSON.stringify(new URL("../../runtime/logger.ts", import.meta.url).href)});
+      const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment: ${JSON.stringify(deployment)}, logger: createLogger("warn"), access: "command" });
+      const lease = log.captureLease({ group: ${JSON.stringify(restartGroup)}, holder: ${JSON.stringify(name)}, sessionTimeoutMs: 300_000, onChange: (held) => held && console.log("held") });
+      await lease.start();
+    `;
+    const process_ = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
-    killed.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
-    await until("the first process to hold the lease", () => out.includes("held") || killed.exitCode !== null);
-    assert.ok(out.includes("held"), "the first process held the lease");
+    process_.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
+    return { process: process_, exited: once(process_, "exit"), out: () => out };
+  };
+  const first = child("first");
+  let second: ReturnType<typeof child> | null = null;
+  try {
+    await until("the first process to hold the lease", () => first.out().includes("held") || first.process.exitCode !== null);
+    assert.ok(first.out().includes("held"), "the first process held the lease");
+    second = child("second");
+    const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    try {
+      let state = "";
+      for (const deadline = Date.now() + 60_000; state !== "PreparingRebalance"; await new Promise((resolve) => setTimeout(resolve, 100))) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for the second process to join (group ${state})`);
+        state = (await admin.describeGroups([restartGroup])).groups[0]?.state ?? "";
+      }
+    } finally {
+      await admin.disconnect();
+    }
+    assert.ok(!second.out().includes("held"), "the second process waits");
   } finally {
-    killed.kill("SIGKILL");
-    await exited;
+    for (const killed of [first, second]) {
+      if (!killed) continue;
+      killed.process.kill("SIGKILL");
+      await killed.exited;
+    }
   }
   const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger, access: "command" });
   const restarted = log.captureLease({ group: restartGroup, holder: "restarted", sessionTimeoutMs: 6_000, onChange: () => undefined });

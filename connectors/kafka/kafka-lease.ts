@@ -14,13 +14,13 @@ import { randomBytes } from "node:crypto";
 import kafkajs from "kafkajs";
 import type { Assigner, Consumer, Kafka } from "kafkajs";
 import type { Logger } from "../../runtime/logger.ts";
-import { isGoneLocalProcess, localProcessToken } from "../../runtime/local-process.ts";
-import type { ProcessToken } from "../../runtime/local-process.ts";
+import { isGoneLocalProcess, processTokenInText } from "../../runtime/local-process.ts";
 import { removeGoneMembers } from "./gone-members.ts";
 
 const { AssignerProtocol } = kafkajs;
 
 export interface KafkaLeaseOptions {
+  /** The lease's own client, whose client id ends with its process (runtime/local-process.ts processTokenText). */
   readonly kafka: Kafka;
   /** The consumer group: one per thing leased. */
   readonly group: string;
@@ -41,8 +41,6 @@ interface Candidate {
   /** When it was granted the lease it claims (0 when it claims none). */
   readonly heldSince?: number;
   readonly holder: string;
-  /** The candidate's process (runtime/local-process.ts): a restarted process removes its killed predecessor's member. */
-  readonly process?: ProcessToken;
 }
 
 const ASSIGNER = "SluiceStickyLease";
@@ -76,7 +74,6 @@ function decodeCandidate(metadata: Buffer): Candidate | null {
 export class KafkaLease {
   private readonly options: KafkaLeaseOptions;
   private readonly since = Date.now();
-  private readonly process = localProcessToken();
   private consumer: Consumer | null = null;
   private holding = false;
   private heldSince = 0;
@@ -118,7 +115,7 @@ export class KafkaLease {
       },
       protocol: ({ topics }) => ({
         name: ASSIGNER,
-        metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: Buffer.from(JSON.stringify({ holding: this.holding, since: this.since, heldSince: this.heldSince, holder, ...(this.process ? { process: this.process } : {}) } satisfies Candidate)) }),
+        metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: Buffer.from(JSON.stringify({ holding: this.holding, since: this.since, heldSince: this.heldSince, holder } satisfies Candidate)) }),
       }),
     };
     const consumer = kafka.consumer({
@@ -140,7 +137,8 @@ export class KafkaLease {
     });
     try {
       // A killed holder on this machine (this process before a restart) would keep the lease until its session times out.
-      await removeGoneMembers(kafka, group, (member) => isGoneLocalProcess(decodeCandidate(member.memberMetadata)?.process), logger);
+      // Its client id tells its process (kafka-log.ts), in any state of the group (a member's metadata only once it is stable).
+      await removeGoneMembers(kafka, group, (member) => isGoneLocalProcess(processTokenInText(member.clientId)), logger);
       await consumer.connect();
       await consumer.subscribe({ topics: [topic], fromBeginning: false });
       await consumer.run({ autoCommit: false, eachBatchAutoResolve: true, eachBatch: async () => undefined });

@@ -45,6 +45,7 @@ import { KafkaPullConsumer } from "./kafka-consumer.ts";
 import type { KafkaReaderLimits } from "./kafka-consumer.ts";
 import { isInvalidTopicName, kafkaError } from "./kafka-errors.ts";
 import { KafkaLease } from "./kafka-lease.ts";
+import { localProcessToken, processTokenText } from "../../runtime/local-process.ts";
 import { PartitionReader } from "./partition-reader.ts";
 import { partitionKey, StableOffsets } from "./stable-offsets.ts";
 
@@ -573,7 +574,10 @@ export class KafkaTopicLog implements TopicLog {
    * capture of a set of sources runs in the one process holding it.
    */
   captureLease(options: { group: string; holder: string; sessionTimeoutMs: number; onChange: (held: boolean) => void }): KafkaLease {
-    return new KafkaLease({ kafka: this.kafka, topic: captureLeaseTopic(this.deployment), logger: this.logger, ...options });
+    // A client of its own whose id names this process, so a process restarted after kill -9 can tell its predecessor's member (kafka-lease.ts).
+    const token = localProcessToken();
+    const kafka = token === null ? this.kafka : createKafkaClient({ ...this.config, client_id: `${this.config.client_id}.lease.${processTokenText(token)}` }, this.logger);
+    return new KafkaLease({ kafka, topic: captureLeaseTopic(this.deployment), logger: this.logger, ...options });
   }
 
   private async readTopicIds(): Promise<Map<string, string>> {
