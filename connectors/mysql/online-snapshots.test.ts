@@ -30,3 +30,27 @@ test("sluice snapshot list shows the snapshots queued or running while the serve
   online.restore({ position: { commit: 10n, change: 10n, resume: encodeResume(undefined, [task]) } } as never);
   assert.deepEqual(online.requests.list().tasks.map((t) => t.id), ["t1"]);
 });
+
+test("a source with no watermark table (only wildcard databases, none configured) says at start that online snapshots and the re-reads after renames cannot run", () => {
+  // Found live: tables ["app?eu.*"] validated and started without a word; the first sign was a RENAME COLUMN whose re-read was refused.
+  const warnings: string[] = [];
+  const logger = pino({ level: "warn" }, { write: (line: string) => warnings.push(String(JSON.parse(line).msg)) });
+  const host = (tables: string[], snapshot: Partial<ReturnType<typeof sourceConfig>["snapshot"]> = {}) => {
+    const config = sourceConfig({ tables });
+    return {
+      config: { ...config, snapshot: { ...config.snapshot, ...snapshot } },
+      logger,
+      context: {},
+      catalog: () => null,
+      tracker: () => null,
+      binding: () => ({ sourceName: "s", collations: null as never, zeroDates: "null" as const, mariadb: true }),
+    };
+  };
+  new MysqlOnlineSnapshots(host(["app?eu.*"]));
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0]!, /no watermark table .* set snapshot.watermark_table/);
+  new MysqlOnlineSnapshots(host(["app.*"]));
+  new MysqlOnlineSnapshots(host(["*.*"], { watermark_table: "app.sluice_watermarks" }));
+  new MysqlOnlineSnapshots(host(["*.*"], { mode: "never" }));
+  assert.equal(warnings.length, 1, "no warning with a watermark table, or with snapshot.mode never");
+});

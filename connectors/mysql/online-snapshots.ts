@@ -53,6 +53,14 @@ export class MysqlOnlineSnapshots {
     this.runner = new OnlineSnapshotRunner({ logger: host.logger, context: host.context });
     const table = watermarkTableOf(host.config);
     this.watermarks = table === null ? null : new WatermarkTable(table, host.config.name, host.context);
+    // Said at start: otherwise the first sign is a RENAME COLUMN whose re-read is refused, the targets left without the column's values.
+    if (table === null && host.config.snapshot.mode !== "never") {
+      host.logger.warn(
+        { tables: host.config.tables },
+        "no watermark table (no pattern of tables names one database and snapshot.watermark_table is not set): online snapshots cannot run, " +
+          "neither sluice snapshot nor the reads Sluice asks for itself after a RENAME TABLE, a column renamed or an XA ROLLBACK, which leave the targets without what the source holds; set snapshot.watermark_table (docs/mysql.md)",
+      );
+    }
     this.requests = new MysqlOnlineSnapshotRequests({
       config: () => host.config,
       catalog: host.catalog,
