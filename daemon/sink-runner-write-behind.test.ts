@@ -15,6 +15,7 @@ import type { ChangeEvent, SinkChange, SinkItemFailure, TopicPartitionOffset } f
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import type { OffsetWriteResult, StagedWrite, StagingSink, StoredSinkOffset } from "../connectors/sinks/contract.ts";
+import { CONTROL_TOPIC_HEADER } from "./control-records.ts";
 import { serializeEvent } from "./event-json.ts";
 import { SinkRunner } from "./sink-runner.ts";
 import { event, runnerDefaults, silent } from "./sink-runner-test-support.ts";
@@ -92,6 +93,7 @@ class SlowStagingSink implements StagingSink {
 
   #store(offsets: readonly TopicPartitionOffset[]): void {
     for (const o of offsets) {
+      if (!o.topic.startsWith("pg.public.")) continue;
       const table = o.topic.slice("pg.public.".length);
       const before = this.stored.get(`${o.topic}:${o.partition}`) ?? 0n;
       if (o.offset < before) this.violations.push(`offsets of ${o.topic} moved back from ${before} to ${o.offset}`);
@@ -112,7 +114,8 @@ class SlowStagingSink implements StagingSink {
     }
     const failures: SinkItemFailure[] = [];
     changes.forEach(({ event: e }, index) => {
-      if (e.after?.["name"] === "poison") failures.push({ index, error: new Error("row rejected"), retriable: false });
+      if (e.op === "t") this.log.push(`truncate ${e.schema.table}`);
+      else if (e.after?.["name"] === "poison") failures.push({ index, error: new Error("row rejected"), retriable: false });
       else this.#apply(e);
     });
     if (offsets && failures.length === 0) this.#store(offsets);
@@ -150,16 +153,16 @@ async function until(done: () => boolean, what: string, sink?: SlowStagingSink):
   assert.ok(done(), `timed out waiting for ${what}${sink ? `; the sink saw: ${sink.log.join(", ")}` : ""}`);
 }
 
-async function withRunner(sink: SlowStagingSink, body: (log: EmbeddedTopicLog, stop: AbortController, running: Promise<void>, runner: SinkRunner) => Promise<void>): Promise<void> {
+async function withRunner(sink: SlowStagingSink, body: (log: EmbeddedTopicLog, stop: AbortController, running: Promise<void>, runner: SinkRunner) => Promise<void>, maxWaitMs = 20): Promise<void> {
   const log = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-sink-behind-")), "log.db"), logger: silent });
-  for (const name of ["pg.public.a", "pg.public.b"]) await log.createTopic({ name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  for (const name of ["pg.public.a", "pg.public.b", "t.sluice.control"]) await log.createTopic({ name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
   const runner = new SinkRunner({
     ...runnerDefaults,
     sink,
     log,
     group: "t.sink.behind",
-    topics: async () => ["pg.public.a", "pg.public.b"],
-    batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs: 20 },
+    topics: async () => ["pg.public.a", "pg.public.b", "t.sluice.control"],
+    batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs },
     deadLetterTopic: "t.dlq.slow",
   });
   const stop = new AbortController();
@@ -272,4 +275,30 @@ test("an operation between batches (sluice forget) runs after the write under wa
     assert.deepEqual(order, ["offsets a:2", "write done", "between batches"], "the staged write stores its offsets with its rows");
     assert.deepEqual(sink.violations, []);
   });
+});
+
+test("a waiting truncate is applied once its table is written past it, not when a batch read ahead reaches it", async () => {
+  const sink = new SlowStagingSink();
+  await withRunner(
+    sink,
+    async (log) => {
+      await log.produce([encode(row("b", 1, 0, 10n))]);
+      await until(() => sink.writesStarted === 1, "the first staged write");
+      // Read while the write is under way: not staged ahead (a control record); held once the write is done.
+      const truncate: ChangeEvent = { ...event("b", 0, 20n), op: "t", key: {}, after: null };
+      await log.produce([{ topic: "t.sluice.control", key: Buffer.from("pg\u0000public.b\u0000truncate"), value: Buffer.from(serializeEvent(truncate)), headers: { [CONTROL_TOPIC_HEADER]: Buffer.from("pg.public.b") }, timestamp: 0 }]);
+      for (let i = 0; i < 40; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+      // Written before the truncate: the truncate waits until b is applied up to here.
+      await log.produce([encode(row("b", 2, 1, 15n))]);
+      sink.release();
+      await until(() => sink.writesStarted === 2, "the write of b/2, staged ahead while the truncate waits");
+      assert.ok(!sink.log.includes("truncate b"), "the truncate waits for b/2's write");
+      sink.release();
+      await until(() => sink.log.includes("truncate b"), "the truncate", sink);
+      const order = sink.log.filter((line) => line.startsWith("applied b/") || line === "truncate b");
+      assert.deepEqual(order, ["applied b/1", "applied b/2", "truncate b"]);
+      assert.deepEqual(sink.violations, []);
+    },
+    500,
+  );
 });

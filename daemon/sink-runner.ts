@@ -117,6 +117,22 @@ interface Poison {
 /** Where the consumer stands in a partition (the next offset to read), as `TopicConsumer.position`. */
 type Positions = Pick<TopicConsumer, "position">;
 
+/** The partitions read and how far everything before is handed over: what waiting resets are judged by (snapshot-reset-gate.ts). */
+type AppliedPositions = Pick<TopicConsumer, "assignment" | "position">;
+
+/**
+ * The consumer's positions as they were before `ahead` (a batch read but not applied) was read:
+ * in each of its partitions, its first record's offset.
+ */
+function positionsBefore(consumer: TopicConsumer, ahead: readonly StoredRecord[]): AppliedPositions {
+  const first = new Map<string, bigint>();
+  for (const record of ahead) {
+    const key = partitionKey(record.topic, record.partition);
+    if (!first.has(key)) first.set(key, record.offset);
+  }
+  return { assignment: () => consumer.assignment(), position: (topic, partition) => first.get(partitionKey(topic, partition)) ?? consumer.position(topic, partition) };
+}
+
 /** A batch handed to the sink's staged write, ready to be written. */
 interface StagedBatch {
   readonly staged: StagedWrite;
@@ -570,12 +586,12 @@ export class SinkRunner {
   /**
    * Runs `operation` with no batch decoded or written meanwhile: after the staged write under way,
    * whose failure the consume loop takes up. The consume loop may have read a batch it has not
-   * handed over yet, so the resets the write makes due wait for the loop (settleWrite's readAhead).
+   * handed over yet, so the resets the write makes due wait for the loop (settleWrite's "unknown").
    */
   private exclusive<T>(operation: () => Promise<T>): Promise<T> {
     return this.lock.run(async () => {
       try {
-        await this.settleWrite(true);
+        await this.settleWrite("unknown");
       } catch (error) {
         this.settleFailure ??= error;
       }
@@ -586,7 +602,7 @@ export class SinkRunner {
   /** Runs `operation` of the consume loop between batches (nothing read that is not applied), after the staged write under way; its failure thrown. */
   private inTurn(operation: () => Promise<void>): Promise<void> {
     return this.lock.run(async () => {
-      await this.settleWrite(false);
+      await this.settleWrite(null);
       await operation();
     });
   }
@@ -755,8 +771,6 @@ export class SinkRunner {
       while (!stop.aborted && !this.reopen) {
         if (this.groupCommitFailure !== null) await this.settleGroupCommits();
         this.throwSettleFailure();
-        // A waiting reset is judged by the consumer's positions (as applied up to them): no batch read past the one being written.
-        if (this.inFlight !== null && this.resets.size > 0) await this.inTurn(async () => undefined);
         const records = await this.takeArrived(consumer, await consumer.poll({ ...this.pollLimits(), signal: stop }), stop);
         this.polled = true;
         this.consumeProblem = null;
@@ -966,16 +980,16 @@ export class SinkRunner {
       if (this.reopen || stop.aborted) return;
     }
     if (await this.applyStaged(consumer, records, stop, polledMs)) return;
-    await this.applyPlain(consumer, records, stop, polledMs, consumer, true);
+    await this.applyPlain(consumer, records, stop, polledMs, consumer, consumer);
   }
 
   /**
    * A batch through the sink's `write`, every failure handled: retries, poison (halt or dead
    * letter), held records. `positions`: the consumer's, or those of when the batch was read when
-   * records after it have been read since (a staged write that failed). `dueResets`: whether the
-   * resets the batch makes due are applied after it (not while a later batch is read but not written).
+   * records after it have been read since (a staged write that failed). `dueResets`: the positions
+   * the resets the batch makes due are judged by, then applied after it; null: left for later.
    */
-  private async applyPlain(consumer: TopicConsumer, records: StoredRecord[], stop: AbortSignal, polledMs: number, positions: Positions, dueResets: boolean): Promise<void> {
+  private async applyPlain(consumer: TopicConsumer, records: StoredRecord[], stop: AbortSignal, polledMs: number, positions: Positions, dueResets: AppliedPositions | null): Promise<void> {
     const changes: RecordChange[] = [];
     const nextOffsets = new Map<string, TopicPartitionOffset>();
     const poison: Poison[] = [];
@@ -1045,7 +1059,7 @@ export class SinkRunner {
       (performance.now() - started) / 1000,
       { polled: polledMs, applied: appliedMs },
     );
-    if (dueResets) await this.applyDueResets(consumer, stop);
+    if (dueResets !== null) await this.applyDueResets(consumer, stop, dueResets);
   }
 
   /**
@@ -1104,7 +1118,7 @@ export class SinkRunner {
   private async writeBehind(consumer: TopicConsumer, records: StoredRecord[], stop: AbortSignal, polledMs: number): Promise<boolean> {
     const changes = this.stateChanges;
     const ahead = isStaging(this.options.sink) && this.stagingPause === 0 ? await this.stageBatch(consumer, records, stop, polledMs, true) : null;
-    const settled = await this.settleWrite(true);
+    const settled = await this.settleWrite(records);
     if (ahead === null || typeof ahead === "string" || !settled || changes !== this.stateChanges || this.reopen || stop.aborted) return false;
     this.startWrite(consumer, records, stop, ahead);
     return true;
@@ -1203,24 +1217,27 @@ export class SinkRunner {
 
   /**
    * Waits for the staged write under way, if any. When it succeeded (its offsets stored), the
-   * resets it made due apply, unless `readAhead` (a later batch has been read: the consumer's
-   * positions are past what is applied); true. When its write failed, the batch is written again
-   * through `Sink.write` as any batch (retries, halts, dead letters); false. A failure to store its
-   * offsets, or any failure while stopping, is thrown: the batch is read again from the stored offsets.
+   * resets it made due apply; true. They are judged by what is applied, so `readAhead` (the batch
+   * read since, not applied: the consumer's positions are past it) is left out of the consumer's
+   * positions; "unknown" (outside the consume loop, which may hold such a batch): they wait for the
+   * loop. When its write failed, the batch is written again through `Sink.write` as any batch
+   * (retries, halts, dead letters); false. A failure to store its offsets, or any failure while
+   * stopping, is thrown: the batch is read again from the stored offsets.
    */
-  private async settleWrite(readAhead: boolean): Promise<boolean> {
+  private async settleWrite(readAhead: readonly StoredRecord[] | "unknown" | null): Promise<boolean> {
     const write = this.inFlight;
     if (write === null) return true;
     this.inFlight = null;
     const outcome = await write.done;
+    const applied = readAhead === "unknown" ? null : readAhead === null ? write.consumer : positionsBefore(write.consumer, readAhead);
     if (outcome === null) {
-      if (!readAhead) await this.applyDueResets(write.consumer, write.stop);
+      if (applied !== null) await this.applyDueResets(write.consumer, write.stop, applied);
       return true;
     }
     if (outcome.failed === "offsets" || write.stop.aborted) throw outcome.error;
     this.logger.debug({ err: outcome.error }, "staged write failed: the batch is written again through the sink's write");
     this.pauseStaging("staged write failed");
-    await this.applyPlain(write.consumer, write.records, write.stop, write.polledMs, write.positions, !readAhead);
+    await this.applyPlain(write.consumer, write.records, write.stop, write.polledMs, write.positions, applied);
     return false;
   }
 
@@ -1243,15 +1260,15 @@ export class SinkRunner {
    * Applies the waiting snapshot resets whose topics are applied, in every partition, up to where
    * they were when the reset was read; then their partitions' stored offsets move up to what was read.
    */
-  private async applyDueResets(consumer: TopicConsumer, stop: AbortSignal): Promise<void> {
+  private async applyDueResets(consumer: TopicConsumer, stop: AbortSignal, applied: AppliedPositions = consumer): Promise<void> {
     if (this.resets.size === 0) return;
-    const due = await this.resets.due(consumer, (topic) => this.blocked(topic));
+    const due = await this.resets.due(applied, (topic) => this.blocked(topic));
     if (due.length === 0) return;
     this.stateChanges++;
     const changes = due.map((reset) => reset.change);
     const nextOffsets = new Map<string, TopicPartitionOffset>();
     for (const { record } of due) {
-      const position = consumer.position(record.topic, record.partition);
+      const position = applied.position(record.topic, record.partition);
       const next = position !== null && position > record.offset ? position : record.offset + 1n;
       const key = partitionKey(record.topic, record.partition);
       const current = nextOffsets.get(key);

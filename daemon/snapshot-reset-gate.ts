@@ -126,7 +126,7 @@ export class SnapshotResetGate {
    * further than they were applied. Resets of partitions this member no longer reads (a
    * rebalance) are dropped: the member that reads the partition now reads them again.
    */
-  async due(consumer: TopicConsumer, blocked: (topic: string) => boolean): Promise<PendingReset[]> {
+  async due(consumer: Pick<TopicConsumer, "assignment" | "position">, blocked: (topic: string) => boolean): Promise<PendingReset[]> {
     const assigned = new Set(consumer.assignment().map((tp) => `${tp.topic}\u0000${tp.partition}`));
     const ready: PendingReset[] = [];
     for (let i = this.pending.length - 1; i >= 0; i--) {
@@ -145,7 +145,7 @@ export class SnapshotResetGate {
     return ready;
   }
 
-  private async passed(consumer: TopicConsumer, reset: PendingReset, assigned: ReadonlySet<string>): Promise<boolean> {
+  private async passed(consumer: Pick<TopicConsumer, "position">, reset: PendingReset, assigned: ReadonlySet<string>): Promise<boolean> {
     const topic = reset.dataTopic;
     for (const [partition, end] of reset.barrier) {
       const own = assigned.has(`${topic}\u0000${partition}`) ? consumer.position(topic, partition) : null;
