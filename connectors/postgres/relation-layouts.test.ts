@@ -131,7 +131,7 @@ const many = (count: number, prefix = "table"): Map<number, RelationLayout> =>
 const names = (entries: Checkpoint["entries"]): string[] => Object.keys(entries ?? {}).sort();
 const chunksOf = (entries: Checkpoint["entries"]): [string, string | null][] => Object.entries(entries ?? {}).filter(([name]) => name.startsWith("relation-layouts/c/"));
 
-test("the record holds any number of tables: 5,000 relations (1.7 MB, over the 256 KiB a checkpoint carried) round-trip in bounded chunks beside the checkpoint, whose own text stays small; a rename writes one chunk", () => {
+test("the record holds any number of tables: 5,000 relations (1.7 MB, over the 256 KiB a checkpoint carried) round-trip in chunks of at most 64 KiB beside the checkpoint, whose own text stays small; a rename writes one chunk", () => {
   const layouts = new RelationLayouts(logger);
   layouts.restore(null);
   const tables = many(5_000);

@@ -47,8 +47,12 @@ const MARK = "relations:";
 const MANIFEST_REFERENCE = /^relations:@([0-9a-f]{32})$/;
 const NUMBERED_REFERENCE = /^relations:@([1-9][0-9]{0,14})\.([1-9][0-9]{0,8})$/;
 const ENTRY_PREFIX = "relation-layouts/";
-/** A chunk's JSON in UTF-8 bytes, a relation more only when alone (1,600 columns of 63-byte names fit Kafka's default 1 MB record). */
-export const CHUNK_BYTES = 256 * 1024;
+/**
+ * A chunk's JSON in UTF-8 bytes, a relation more only when alone (1,600 columns of 63-byte names fit Kafka's default
+ * 1 MB record). Small, so a layout change writes little, and below the checkpoint topic's max.message.bytes
+ * (topics.max_record_bytes) unless that was set under it.
+ */
+export const CHUNK_BYTES = 64 * 1024;
 
 type StoredColumn = [number, string, number, number];
 type StoredRelation = [number, string, string, StoredColumn[]];
