@@ -41,8 +41,13 @@ export interface Io {
   stderr(text: string): void;
 }
 
+/** Whether stdout's reader went away (`sluice status | head -3`): what is left to print is dropped, the command goes on. */
+let stdoutGone = false;
+
 const processIo: Io = {
-  stdout: (text) => process.stdout.write(text),
+  stdout: (text) => {
+    if (!stdoutGone) process.stdout.write(text);
+  },
   stderr: (text) => process.stderr.write(text),
 };
 
@@ -337,6 +342,12 @@ function commandHelp(name: string, command: Command): string {
  * connection settings) and ends the process with exit code 1, as Node.js would.
  */
 export function installCrashHandler(): void {
+  // A reader that closed the pipe early ended the command with EPIPE as an unexpected failure (exit 1, a stack trace),
+  // possibly in the middle of what it was doing (--execute); now the rest of its output is dropped and it finishes.
+  process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EPIPE") throw error;
+    stdoutGone = true;
+  });
   process.on("uncaughtException", (error: unknown) => {
     process.stderr.write(redact(`sluice: unexpected failure: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`));
     process.exit(EXIT_FAILURE);

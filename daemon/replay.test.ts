@@ -100,6 +100,9 @@ test("bad usage exits 2 with the reason and the usage line", async () => {
     [["--sink", "warehouse"], /say where to replay from/],
     [["--sink", "warehouse", "--from-beginning", "--from-time", "2024-01-01"], /choose one of --from-beginning, --from-time/],
     [["--sink", "warehouse", "--from-time", "yesterday"], /not an ISO 8601 time/],
+    // Found live: Date.parse took 2024-02-30 as March 1st, and the replay started a day later than asked.
+    [["--sink", "warehouse", "--from-time", "2024-02-30"], /2024-02 has no day 30/],
+    [["--sink", "warehouse", "--from-time", "2023-02-29T10:00:00Z"], /2023-02 has no day 29/],
     [["--sink", "warehouse", "--from-offset", "orders:x:1"], /not TOPIC:PARTITION:OFFSET/],
     [["--sink", "warehouse", "--from-offset", "shop.pg.public.nope:0:1"], /topic "shop\.pg\.public\.nope" is not read by group/],
     [["--sink", "warehouse", "--from-offset", `${topic}:0:999`], /offset 999 is outside shop\.pg\.public\.orders:0/],

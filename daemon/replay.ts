@@ -160,6 +160,10 @@ function parseTarget(values: Record<string, string | boolean | undefined>): Repl
   if (typeof time === "string") {
     const ms = /^\d{4}-\d{2}-\d{2}/.test(time) ? Date.parse(time) : NaN;
     if (Number.isNaN(ms)) throw new UsageError(`--from-time "${time}" is not an ISO 8601 time such as 2024-05-01T12:00:00Z`);
+    // Date.parse rolls a day past the month's end over (2024-02-30 is March 1st): a later start than meant skips records.
+    const [year, month, day] = time.slice(0, 10).split("-").map(Number) as [number, number, number];
+    const civil = new Date(Date.UTC(year, month - 1, day));
+    if (civil.getUTCMonth() !== month - 1 || civil.getUTCDate() !== day) throw new UsageError(`--from-time "${time}" is no date: ${time.slice(0, 7)} has no day ${day}`);
     return { kind: "time", ms };
   }
   const spec = String(values["from-offset"]);
