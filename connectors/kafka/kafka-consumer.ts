@@ -14,6 +14,7 @@ import { ConnectionError, SluiceError } from "../errors.ts";
 import type { PollOptions, SeekTarget, SkippedRecords, StoredRecord, TopicConsumer, TopicPartition, TopicPartitionOffset } from "../topics/contract.ts";
 import { kafkaError } from "./kafka-errors.ts";
 import { onOffsetReset } from "./offset-resets.ts";
+import type { FetchedRecord } from "./record-batch-decoder.ts";
 // kafkajs decodes a batch the log cleaner emptied to nothing, losing its offsets: this keeps them.
 import "./emptied-batches.ts";
 
@@ -266,11 +267,9 @@ export class KafkaPullConsumer implements TopicConsumer {
     this.seeking.delete(key);
     const first = batch.messages[0]?.offset ?? batch.firstOffset();
     if (first !== null) this.noteFetched(batch.topic, batch.partition, BigInt(first), BigInt(batch.lastOffset()) + 1n);
+    const records = storedRecordsOf(batch.topic, batch.partition, batch.messages);
     let bytes = 0;
-    const records = batch.messages.map((message): StoredRecord => {
-      bytes += (message.key?.length ?? 0) + (message.value?.length ?? 0) + this.recordOverhead;
-      return storedRecordOf(batch.topic, batch.partition, message);
-    });
+    for (const record of records) bytes += (record.key?.length ?? 0) + (record.value?.length ?? 0) + this.recordOverhead;
     this.push(batch.topic, batch.partition, records, BigInt(batch.lastOffset()) + 1n, bytes);
   }
 
@@ -404,7 +403,27 @@ export class KafkaPullConsumer implements TopicConsumer {
   }
 }
 
-/** A fetched kafkajs message as a StoredRecord. */
+/**
+ * kafkajs's messages of one fetched partition as StoredRecords, in the same array (the caller's to
+ * take). Records of the v2 format are the decoder's FetchedRecords (record-batch-decoder.ts),
+ * StoredRecords already: they get their topic and partition; older formats' messages are converted.
+ */
+export function storedRecordsOf(topic: string, partition: number, messages: KafkaMessage[]): StoredRecord[] {
+  const records = messages as unknown as (StoredRecord | KafkaMessage)[];
+  for (let i = 0; i < records.length; i++) {
+    const message = records[i]!;
+    if (typeof message.offset === "bigint") {
+      const record = message as FetchedRecord;
+      record.topic = topic;
+      record.partition = partition;
+    } else {
+      records[i] = storedRecordOf(topic, partition, message as KafkaMessage);
+    }
+  }
+  return records as StoredRecord[];
+}
+
+/** A fetched kafkajs message (of the message formats before v2) as a StoredRecord. */
 export function storedRecordOf(topic: string, partition: number, message: KafkaMessage): StoredRecord {
   const record: { -readonly [K in keyof StoredRecord]: StoredRecord[K] } = {
     topic,
