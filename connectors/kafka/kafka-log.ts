@@ -45,7 +45,8 @@ import { KafkaPullConsumer } from "./kafka-consumer.ts";
 import type { KafkaReaderLimits } from "./kafka-consumer.ts";
 import { isInvalidTopicName, kafkaError } from "./kafka-errors.ts";
 import { KafkaLease } from "./kafka-lease.ts";
-import { localProcessToken, processTokenText } from "../../runtime/local-process.ts";
+import { isGoneLocalProcess, localProcessToken, processTokenInText, processTokenText } from "../../runtime/local-process.ts";
+import { removeGoneMembers } from "./gone-members.ts";
 import { PartitionReader } from "./partition-reader.ts";
 import { partitionKey, StableOffsets } from "./stable-offsets.ts";
 
@@ -86,6 +87,7 @@ export class KafkaTopicLog implements TopicLog {
   readonly registryJournal: RegistryJournal;
   readonly schemaHistoryJournal: RegistryJournal;
   private readonly kafka: Kafka;
+  private memberKafka: Kafka | undefined;
   /**
    * kafkajs's admin refreshes its metadata for every topic it has looked up (offsets, partitions),
    * and fails every later request once one of them is deleted by another process; it is then
@@ -361,22 +363,29 @@ export class KafkaTopicLog implements TopicLog {
    */
   private async untilLeaders(topic: string): Promise<void> {
     const deadline = performance.now() + LEADERS_WITHIN_MS;
+    let lastRefusal: unknown;
     for (let waitMs = 10; ; waitMs = Math.min(100, waitMs * 2)) {
       if (this.closed) throw closedError();
       try {
         const { topics } = await this.lookups.fetchTopicMetadata({ topics: [topic] });
         const partitions = topics[0]?.partitions ?? [];
         if (partitions.length > 0 && partitions.every((p) => p.leader >= 0)) {
-          await this.admin.fetchTopicOffsets(topic);
+          await this.admin.fetchTopicOffsets(topic).catch(async (error: unknown) => {
+            // kafkajs refreshes every topic this admin has looked up before it asks: one deleted since by another
+            // process fails the request as unknown too (see admin), and a new admin tells which at the next look.
+            if (isUnknownTopic(error)) await this.renewAdmin();
+            throw error;
+          });
           return;
         }
       } catch (error) {
         // The broker answering may not know the new topic or its leader for a moment, nor serve the partitions it leads.
         const type = (error as { type?: string }).type;
-        if (type !== "LEADER_NOT_AVAILABLE" && type !== "UNKNOWN_TOPIC_OR_PARTITION" && type !== "NOT_LEADER_FOR_PARTITION") throw error;
+        if (!isUnknownTopic(error) && type !== "LEADER_NOT_AVAILABLE" && type !== "NOT_LEADER_FOR_PARTITION") throw error;
+        lastRefusal = error;
       }
       if (performance.now() > deadline) {
-        throw new ConnectionError(`Kafka topic ${topic} still has a partition without a leader ${LEADERS_WITHIN_MS / 1000} s after it was created (brokers ${this.config.brokers.join(",")}); the broker is slow or short of replicas`, { code: "KAFKA_UNAVAILABLE", context: { component: "kafka", topic } });
+        throw new ConnectionError(`Kafka topic ${topic} still has a partition without a leader that serves it ${LEADERS_WITHIN_MS / 1000} s after it was created (brokers ${this.config.brokers.join(",")}); the broker is slow or short of replicas`, { code: "KAFKA_UNAVAILABLE", context: { component: "kafka", topic }, ...(lastRefusal === undefined ? {} : { cause: lastRefusal }) });
       }
       await sleep(waitMs);
     }
@@ -574,10 +583,19 @@ export class KafkaTopicLog implements TopicLog {
    * capture of a set of sources runs in the one process holding it.
    */
   captureLease(options: { group: string; holder: string; sessionTimeoutMs: number; onChange: (held: boolean) => void }): KafkaLease {
-    // A client of its own whose id names this process, so a process restarted after kill -9 can tell its predecessor's member (kafka-lease.ts).
+    return new KafkaLease({ kafka: this.memberClient(), topic: captureLeaseTopic(this.deployment), logger: this.logger, ...options });
+  }
+
+  /**
+   * The client of this process's consumer group members (the capture lease, sinks): its client id
+   * ends with this process (runtime/local-process.ts), which the group's coordinator tells of every
+   * member in any state, so a process restarted after kill -9 can tell its predecessor's members
+   * and remove them instead of waiting for their sessions to time out (gone-members.ts).
+   */
+  private memberClient(): Kafka {
     const token = localProcessToken();
-    const kafka = token === null ? this.kafka : createKafkaClient({ ...this.config, client_id: `${this.config.client_id}.lease.${processTokenText(token)}` }, this.logger);
-    return new KafkaLease({ kafka, topic: captureLeaseTopic(this.deployment), logger: this.logger, ...options });
+    this.memberKafka ??= token === null ? this.kafka : createKafkaClient({ ...this.config, client_id: `${this.config.client_id}.${processTokenText(token)}` }, this.logger);
+    return this.memberKafka;
   }
 
   private async readTopicIds(): Promise<Map<string, string>> {
@@ -602,8 +620,11 @@ export class KafkaTopicLog implements TopicLog {
     if (this.closed) throw closedError();
     for (const topic of topics) await this.partitionCount(topic);
     const consumer = await this.request(async () => {
+      const kafka = this.memberClient();
+      // A killed process of this machine (this one before a restart) would keep its partitions until its session times out.
+      await removeGoneMembers(kafka, group, (member) => isGoneLocalProcess(processTokenInText(member.clientId)), this.logger);
       const created = await KafkaPullConsumer.create({
-        kafka: this.kafka,
+        kafka,
         admin: () => this.admin,
         brokers: this.config.brokers,
         group,
@@ -862,9 +883,19 @@ export class KafkaTopicLog implements TopicLog {
       this.adminProblem = null;
     } catch (error) {
       if (!isUnknownTopic(error)) throw this.adminFailure(error, "describe topic configs");
-      // This topic deleted since its metadata (by another process): left out. Else another one this admin had looked up.
+      // This topic deleted since its metadata (by another process): left out. Else another one this admin had looked up,
+      // or this one and the broker's metadata has not caught up with its deletion yet: only a new admin tells which.
       if (!(await this.topicExists(name))) return undefined;
-      await this.renewAdmin();
+      if (!(await this.renewAdmin())) {
+        throw this.adminFailure(
+          new ConnectionError(`Kafka ${this.config.brokers.join(",")} unavailable while topic ${name} was described: its configs request failed as unknown topic on an admin client that may be failing on another topic it had looked up, and a new admin client could not be connected to tell which`, {
+            code: "KAFKA_UNAVAILABLE",
+            context: { component: "kafka", operation: "describe topic configs", topic: name, brokers: this.config.brokers.join(",") },
+            cause: error,
+          }),
+          "describe topic configs",
+        );
+      }
       try {
         described = await this.request(describeConfigs);
         this.adminProblem = null;
@@ -923,23 +954,29 @@ export class KafkaTopicLog implements TopicLog {
     }
   }
 
-  /** A new admin client in place of one that may hold a deleted topic among those it refreshes (see admin). */
-  private async renewAdmin(): Promise<void> {
-    if (this.closed) return;
+  /**
+   * A new admin client in place of one that may hold a deleted topic among those it refreshes (see admin). True when the
+   * admin is now one made by this call or by another renewal meanwhile; false when none could be connected (or the log is closed).
+   */
+  private async renewAdmin(): Promise<boolean> {
+    if (this.closed) return false;
     const stale = this.admin;
     const fresh = this.kafka.admin();
     try {
       await fresh.connect();
-    } catch {
-      return;
+    } catch (error) {
+      this.logger.warn({ err: kafkaError(error, "connect a new admin client", this.config.brokers).toLog() }, "cannot renew the Kafka admin client; the old one is kept for now");
+      await fresh.disconnect().catch(() => undefined);
+      return false;
     }
     if (this.closed || this.admin !== stale) {
       await fresh.disconnect().catch(() => undefined);
-      return;
+      return !this.closed;
     }
     this.admin = fresh;
-    this.logger.info("Kafka admin client renewed: a topic it had looked up is gone");
+    this.logger.info("Kafka admin client renewed: a topic it had looked up may be gone");
     await stale.disconnect().catch(() => undefined);
+    return true;
   }
 
   /** Runs a request of the log's Kafka clients unless the log is closed (see inFlight). */
