@@ -197,6 +197,16 @@ export interface Checkpoint {
   readonly entries?: Readonly<Record<string, string | null>>;
 }
 
+/**
+ * One checkpoint storing what storing `earlier` and then `later` would: `later`'s position, and the entries of both
+ * (`later`'s over `earlier`'s, a deletion included). For a consumer that stores only the last of several checkpoints
+ * it acknowledges (capture's runs of SourceBatch.more): each one's entries must still be stored with it.
+ */
+export function joinCheckpoints(earlier: Checkpoint, later: Checkpoint): Checkpoint {
+  if (earlier.entries === undefined) return later;
+  return { ...later, entries: { ...earlier.entries, ...later.entries } };
+}
+
 /** What a source hands on: events in source order, and how to tell the source they are durable. */
 export interface SourceBatch {
   readonly events: readonly ChangeEvent[];
@@ -213,8 +223,9 @@ export interface SourceBatch {
   /**
    * The source has already read more (the next batch is at hand) and this batch, with those before
    * it since the last one without `more`, is within the source's batch bounds (changes and bytes):
-   * capture may encode these small batches as they come and store them in one write. A source that
-   * never sets it has each batch stored on its own.
+   * capture may encode these small batches as they come and store them in one write, with the last one's checkpoint
+   * carrying the entries of every checkpoint of the run (joinCheckpoints), then acknowledge each. A source that never
+   * sets it has each batch stored on its own.
    */
   readonly more?: boolean;
   /**

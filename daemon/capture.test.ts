@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { ChangeEvent, Checkpoint, ProducedRecord, Source, SourceBatch, TableSchema, TopicLog } from "../connectors/contracts.ts";
 import { ConnectionError, SluiceError } from "../connectors/errors.ts";
+import { keepEntries } from "../connectors/topics/checkpoint-codec.ts";
 import { CapturePipeline } from "./capture.ts";
 import { HttpServer, sendJson } from "./http-server.ts";
 import type { ChangeEncoder } from "./capture.ts";
@@ -741,6 +742,35 @@ describe("runs of small source batches (SourceBatch.more)", () => {
     stop.abort(new Error("stop"));
     await running;
     assert.deepEqual(log.records.map((r) => r.key!.toString()), ["1", "2", "3", "4", "5"]);
+  });
+
+  test("a run's write stores the entries of every batch's checkpoint (Checkpoint.entries), as storing each checkpoint in turn would: each batch is acknowledged", async () => {
+    // The relations' record of PostgreSQL (relation-layouts.ts): an acknowledged checkpoint's entries are taken as stored.
+    const entries: (Record<string, string | null> | undefined)[] = [{ "r/a": "1", "r/gone": "old" }, { "r/b": "2", "r/gone": null, "r/a": "1'" }, undefined, { "r/c": "3" }];
+    class EntriesSource extends SlicedSource {
+      override async read(signal: AbortSignal): Promise<SourceBatch> {
+        const index = this.reads;
+        const batch = await super.read(signal);
+        const written = entries[index];
+        return written === undefined ? batch : { ...batch, checkpoint: { ...batch.checkpoint, entries: written } };
+      }
+    }
+    const source = new EntriesSource([[event("a", 1n, 10n)], [event("a", 2n, 20n)], [event("a", 3n, 30n)], [event("a", 4n, 40n)]], [true, true, false, false]);
+    const log = new MemoryLog();
+    // The log keeps "r/gone" from before, and every entry a checkpoint writes until one deletes it (keepEntries).
+    log.checkpoint = { source: "pg", position: { commit: 1n, change: 1n }, entries: { "r/gone": "old" } };
+    const writes: (Checkpoint | null)[] = [];
+    const produce = log.produce.bind(log);
+    log.produce = async (records, checkpoint) => {
+      await produce(records, checkpoint === undefined ? undefined : keepEntries(log.checkpoint, checkpoint));
+      writes.push(log.checkpoint);
+    };
+    const pipeline = new CapturePipeline({ source, log: log as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
+    await runUntil(pipeline, () => source.acked.length === 4);
+    assert.deepEqual(source.acked, [10n, 20n, 30n, 40n]);
+    assert.deepEqual(writes.map((w) => w?.position.commit), [30n, 40n], "the run of three in one write, then the last batch");
+    assert.deepEqual(writes[0]!.entries, { "r/a": "1'", "r/b": "2" }, "the first batch's entries too, the second's over them");
+    assert.deepEqual(writes[1]!.entries, { "r/a": "1'", "r/b": "2", "r/c": "3" });
   });
 
   test("a run is one batch to the encoder: startBatch once (data checks' unique_in_batch see the whole run), prepare once per source batch", async () => {

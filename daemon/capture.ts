@@ -3,7 +3,7 @@
  * after the topic log has durably stored every record up to it together with the checkpoint.
  */
 import type { ChangeEvent, Checkpoint, ProducedRecord, Source, SourceBatch, StoredRecord, TopicLog, TransactionMarker } from "../connectors/contracts.ts";
-import { tableName } from "../connectors/contracts.ts";
+import { joinCheckpoints, tableName } from "../connectors/contracts.ts";
 import { formatPosition } from "../connectors/common/position-text.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { backoffDelay, retry, sleep } from "../runtime/backoff.ts";
@@ -332,7 +332,8 @@ export class CapturePipeline {
    * table is halted: such slices park nothing, so an operator's release cannot change how they are
    * encoded and they are never encoded again. A slice that halts a table ends the run and keeps its
    * events (the tail), to be encoded again if a release comes before the run is handed over. A read
-   * that fails ends the pump (nothing of the run was acknowledged); one ended by `stop` ends the run.
+   * that fails ends the pump (nothing of the run was acknowledged); one ended by `stop` ends the run. The run's
+   * checkpoint is its last slice's, carrying the entries of every slice's (Checkpoint.entries).
    */
   private encodeRun(first: SourceBatch, readNext: () => Promise<SourceBatch>, stop: AbortSignal, capturedMs: number): Promise<EncodedRun> {
     return this.encodingAlone(async () => {
@@ -340,6 +341,8 @@ export class CapturePipeline {
       const records: ProducedRecord[] = [];
       const summaries: BatchSummary[] = [];
       const acks: (() => Promise<void>)[] = [];
+      // The last slice's checkpoint is stored, with every slice's entries: each slice is acknowledged, so each one's entries must be stored.
+      let joined: Checkpoint | null = null;
       let bytes = 0;
       let slice: SourceBatch | null = first;
       for (;;) {
@@ -348,7 +351,9 @@ export class CapturePipeline {
         const encoded = await this.encodeEvents(slice);
         summaries.push(summarizeBatch(slice.events));
         acks.push(slice.ack);
-        const { checkpoint, throughTimeMs } = slice;
+        const checkpoint: Checkpoint = joined === null ? slice.checkpoint : joinCheckpoints(joined, slice.checkpoint);
+        joined = checkpoint;
+        const { throughTimeMs } = slice;
         bytes += recordsBytes(encoded);
         if (this.halted.size > 0) return { records, tail: { batch: slice, records: encoded, releases }, summaries, acks, checkpoint, throughTimeMs, capturedMs, bytes };
         pushAll(records, encoded);

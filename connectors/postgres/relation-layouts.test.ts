@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import pino from "pino";
+import { joinCheckpoints } from "../contracts.ts";
 import type { Checkpoint, Position } from "../contracts.ts";
 import { decodeResume, encodeResume } from "../common/incremental-snapshot-state.ts";
 import type { SnapshotTask } from "../common/incremental-snapshot-state.ts";
@@ -161,7 +162,7 @@ test("the record is written beside a checkpoint only when it changes, until a ch
   const layouts = new RelationLayouts(logger);
   layouts.restore(null);
   layouts.note(1, layout("orders"), at(5));
-  // Two checkpoints before either is acknowledged (capture stores only the last of a run of slices): both carry it.
+  // Two checkpoints before either is acknowledged (batches in flight, or a run of slices): both carry it.
   const first = built(layouts, at(10));
   const second = built(layouts, at(11));
   assert.equal(names(first.checkpoint.entries).length, 2, "a chunk and the manifest");
@@ -182,6 +183,29 @@ test("the record is written beside a checkpoint only when it changes, until a ch
   assert.equal(names(cleaned.entries).length, 2);
   assert.deepEqual(relationLayoutsOf(cleaned), new Map([[1, layout("moved")]]));
   assert.equal(built(layouts, at(22)).checkpoint.entries, undefined);
+});
+
+test("a run of slices stored in one write (capture: the last checkpoint, with every slice's entries) and each slice acknowledged: a version made between the acks, back to a layout of the run, names only stored entries", () => {
+  const layouts = new RelationLayouts(logger);
+  layouts.restore(null);
+  layouts.note(1, layout("orders", "note"), at(1));
+  checkpoint(layouts, at(2));
+  // A run of two slices: a column renamed (the first slice's version, its entries only in the first slice's checkpoint), then back.
+  layouts.note(1, layout("orders", "renamed"), at(3));
+  const first = built(layouts, at(4));
+  layouts.note(1, layout("orders", "note"), at(5));
+  const second = built(layouts, at(6));
+  assert.equal(second.checkpoint.entries, undefined, "back to the stored version's entries: nothing to write");
+  logs.set(layouts, keepEntries(logs.get(layouts)!, joinCheckpoints(first.checkpoint, second.checkpoint)));
+  layouts.durable(first.written);
+  // Read on meanwhile: renamed again (the first slice's layout), its checkpoint made between the two acknowledgements.
+  layouts.note(1, layout("orders", "renamed"), at(7));
+  const next = built(layouts, at(8));
+  layouts.durable(second.written);
+  const stored = store(layouts, next);
+  assert.deepEqual(relationLayoutsOf(stored), new Map([[1, layout("orders", "renamed")]]), "the stored checkpoint's record is there (only the last slice's entries stored: unreadable)");
+  const restarted = new RelationLayouts(logger);
+  assert.deepEqual(restarted.restore(stored), new Map([[1, layout("orders", "renamed")]]));
 });
 
 test("kill -9 between the record's entries and the checkpoint naming them (at-least-once Kafka): the stored checkpoint's version is still there", () => {
