@@ -626,7 +626,9 @@ const shutdown = z
 
 export const configSchema = z
   .strictObject({
-    name: identifier("Deployment name: prefix of Sluice's internal topics (checkpoints, dead letters) and of consumer groups"),
+    name: identifier(
+      "Deployment name: prefix of Sluice's topics (data topics, checkpoints, dead letters) and of consumer groups. Renaming a deployment makes a new one: with Kafka it finds no checkpoint and snapshots afresh (on the sources' same slots unless they set their own); with the embedded log a start under a new name is refused for each source whose checkpoint the old name wrote (DEPLOYMENT_RENAMED): checkpoints there are kept by source, so capture would resume into the new name's empty topics without the history (docs/topics.md#renaming-a-deployment)",
+    ),
     memory: size(
       "The memory one `sluice run` process keeps its RSS under: split between the V8 heaps of its threads (main: capture, HTTP, registry; one per sink), the sources' read-ahead, the sinks' batches, DuckDB and SQLite; settings written for those win over their share. Default 256MiB, raised (with a warning naming what needs what) to the least a process's sources and sinks need when that is more. A set value too small for them is an error naming the numbers (docs/operations.md#memory)",
       { min: 64 * 2 ** 20, max: 2 ** 40 },

@@ -14,6 +14,7 @@ import type { Logger } from "../../runtime/logger.ts";
 import { isGoneLocalProcess, localProcessToken } from "../../runtime/local-process.ts";
 import type { Checkpoint } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
+import { recordDeployment, recordedDeployment, renamedDeploymentError } from "./checkpoint-deployment.ts";
 import { checkpointEntryKey, checkpointEntryName, decodeCheckpoint, encodeCheckpoint, withEntries } from "../topics/checkpoint-codec.ts";
 import type {
   GroupActivity,
@@ -63,6 +64,11 @@ export interface EmbeddedLogOptions {
    * created or written, no retention job runs, and every write fails with TOPIC_LOG_READ_ONLY.
    */
   readonly readOnly?: boolean;
+  /**
+   * The deployment (config `name:`) using the file: recorded with each source's checkpoint, and a
+   * checkpoint another deployment wrote is refused (checkpoint-deployment.ts). Unset: not checked.
+   */
+  readonly deployment?: string;
 }
 
 export interface TopicMeta {
@@ -118,8 +124,8 @@ function limitMemory(db: DatabaseSync, cacheBytes: number | undefined): void {
   db.exec("PRAGMA mmap_size = 0");
 }
 
-export function embeddedOptionsFromConfig(config: Extract<TopicsConfig, { kind: "embedded" }>, logger: Logger): EmbeddedLogOptions {
-  return { path: config.path, logger, tombstoneRetentionMs: config.retention.tombstones, minCompactionLagMs: config.retention.min_compaction_lag, ...(config.cache_size !== undefined ? { cacheBytes: config.cache_size } : {}) };
+export function embeddedOptionsFromConfig(config: Extract<TopicsConfig, { kind: "embedded" }>, logger: Logger, deployment?: string): EmbeddedLogOptions {
+  return { path: config.path, logger, ...(deployment !== undefined ? { deployment } : {}), tombstoneRetentionMs: config.retention.tombstones, minCompactionLagMs: config.retention.min_compaction_lag, ...(config.cache_size !== undefined ? { cacheBytes: config.cache_size } : {}) };
 }
 
 /** Statements prepared once per connection; each produce call reuses them. */
@@ -183,6 +189,9 @@ export class EmbeddedTopicLog implements TopicLog {
   /** Sources whose write with a checkpoint failed: a later checkpoint of theirs is refused until it is read again (see produce). */
   private readonly failedSources = new Map<string, Error>();
   private readonly readOnly: boolean;
+  private readonly deployment: string | undefined;
+  /** Sources whose checkpoint row names this deployment (read or written since their checkpoint was last read). */
+  private readonly deploymentRecorded = new Set<string>();
   private maintenanceTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -200,6 +209,7 @@ export class EmbeddedTopicLog implements TopicLog {
     this.minCompactionLagMs = options.minCompactionLagMs ?? 0;
     this.maintenanceBudget = options.maintenanceBudget ?? 500;
     this.readOnly = options.readOnly ?? false;
+    this.deployment = options.deployment;
     this.registryJournal = new EmbeddedRegistryJournal(db, path, this.clock, () => this.assertWritable("append registry entry"));
     const interval = this.readOnly ? 0 : (options.maintenanceIntervalMs ?? 10_000);
     if (interval > 0) {
@@ -354,19 +364,22 @@ export class EmbeddedTopicLog implements TopicLog {
   async readCheckpoint(source: string): Promise<Checkpoint | null> {
     this.assertOpen();
     this.failedSources.delete(source);
+    this.deploymentRecorded.delete(source);
     // One read transaction: the entries are those of the checkpoint read.
-    const { row, stored } = this.read("read checkpoint", () => {
+    const { row, stored, writtenBy } = this.read("read checkpoint", () => {
       this.db.exec("BEGIN");
       try {
         return {
           row: this.statements.checkpoint.get(source) as { checkpoint: string } | undefined,
           stored: this.statements.checkpointEntries.all(`${source}/`, `${source}0`) as { key: string; value: string }[],
+          writtenBy: this.deployment === undefined ? null : recordedDeployment(this.db, source),
         };
       } finally {
         this.db.exec("COMMIT");
       }
     });
     if (!row) return null;
+    if (this.deployment !== undefined) this.checkDeployment(source, this.deployment, writtenBy);
     const entries = new Map<string, string>();
     for (const { key, value } of stored) {
       const name = checkpointEntryName(source, key);
@@ -375,8 +388,25 @@ export class EmbeddedTopicLog implements TopicLog {
     return withEntries(decodeCheckpoint(row.checkpoint, this.path), entries);
   }
 
+  /**
+   * A checkpoint another deployment wrote is refused; one from before the deployment was recorded
+   * is adopted: this deployment is recorded as its writer.
+   */
+  private checkDeployment(source: string, deployment: string, writtenBy: string | null): void {
+    if (writtenBy !== null && writtenBy !== deployment) throw renamedDeploymentError(this.path, source, writtenBy, deployment);
+    if (writtenBy === null && !this.readOnly) {
+      this.write("record checkpoint deployment", () => recordDeployment(this.db, source, deployment));
+      this.logger.info({ source, deployment }, "checkpoint from before deployments were recorded: adopted by this deployment");
+    }
+    if (writtenBy !== null || !this.readOnly) this.deploymentRecorded.add(source);
+  }
+
   /** Within produce's transaction: the checkpoint and the entries it writes (Checkpoint.entries). */
   private storeCheckpoint(checkpoint: Checkpoint): void {
+    if (this.deployment !== undefined && !this.deploymentRecorded.has(checkpoint.source)) {
+      recordDeployment(this.db, checkpoint.source, this.deployment);
+      this.deploymentRecorded.add(checkpoint.source);
+    }
     const now = this.clock();
     for (const [name, value] of Object.entries(checkpoint.entries ?? {})) {
       const key = checkpointEntryKey(checkpoint.source, name);

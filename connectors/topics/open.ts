@@ -15,7 +15,7 @@ export async function openTopicLog(config: TopicsConfig, deployment: string, log
   if (config.kind === "embedded") {
     // Loaded on demand, like Kafka's: a Kafka deployment never loads the embedded log (node:sqlite and its modules).
     const { EmbeddedTopicLog, embeddedOptionsFromConfig } = await import("../embedded/embedded-log.ts");
-    return EmbeddedTopicLog.open(embeddedOptionsFromConfig(config, logger));
+    return EmbeddedTopicLog.open(embeddedOptionsFromConfig(config, logger, deployment));
   }
   // Loaded on demand: an embedded deployment never loads kafkajs.
   const { KafkaTopicLog } = await import("../kafka/kafka-log.ts");
