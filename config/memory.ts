@@ -25,10 +25,11 @@ const MIN_CAPTURE_BATCH = 1 * MiB;
 
 /**
  * Most bytes of source messages one capture batch takes (besides its count of changes): an eighth
- * of the source's read-ahead, at least 1 MiB. Capture holds up to three batches at once (one read
- * and encoded, two being stored), each as decoded changes, encoded records and the request that
- * stores them: about twelve times this, which fits the main heap's share beside the read-ahead
- * (CAPTURE_OLD plus the read-ahead's own size again). A single bigger change goes alone.
+ * of the source's read-ahead, at least 1 MiB. Capture holds up to three batches' worth at once (one
+ * read and encoded, two being stored; a third small one is stored beside them only while the three
+ * stay within two batches' bytes, daemon/capture.ts), each as decoded changes, encoded records and the
+ * request that stores them: about twelve times this, which fits the main heap's share beside the
+ * read-ahead (CAPTURE_OLD plus the read-ahead's own size again). A single bigger change goes alone.
  */
 export function captureBatchBytes(readAheadBytes: number): number {
   return Math.max(MIN_CAPTURE_BATCH, Math.floor(readAheadBytes / 8));
