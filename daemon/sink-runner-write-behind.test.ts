@@ -302,3 +302,42 @@ test("a waiting truncate is applied once its table is written past it, not when 
     500,
   );
 });
+
+test("a failed write settled by an operation between batches: the batch polled meanwhile is not written, no offset passes the failed one, the operation is refused", async () => {
+  const sink = new SlowStagingSink();
+  sink.failStaged = 1;
+  // The first batch's staged write fails, and so does writing it again through write (not retriable).
+  let refuseWrite = true;
+  const write = sink.write.bind(sink);
+  sink.write = async (changes, signal, offsets) => {
+    if (refuseWrite) {
+      refuseWrite = false;
+      sink.log.push("write threw");
+      throw new SluiceError("refused for good", { code: "TEST_PERMANENT", retriable: false });
+    }
+    return write(changes, signal, offsets);
+  };
+  let operationOutcome = "not settled";
+  // The runner stops with the failure (not retriable), as it does when the loop writes the batch itself.
+  const run = withRunner(sink, async (log, _stop, running, runner) => {
+    running.catch(() => undefined);
+    await log.produce([encode(row("a", 1, 0, 10n)), encode(row("a", 2, 1, 11n)), encode(row("a", 3, 2, 12n))]);
+    await until(() => sink.writesStarted === 1, "the first staged write");
+    // Queued on the runner's lock first (sluice forget, halted release, an automatic retry), while the loop polls the next batch.
+    const operation = runner.betweenBatches(async () => void sink.log.push("operation ran"));
+    await log.produce([encode(row("a", 4, 3, 20n)), encode(row("a", 5, 4, 21n))]);
+    for (let i = 0; i < 40; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    sink.release();
+    operationOutcome = await operation.then(
+      () => "ran",
+      (error: unknown) => `refused: ${String(error)}`,
+    );
+    for (let i = 0; i < 4; i++) sink.release();
+    for (let i = 0; i < 60; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+  });
+  await assert.rejects(run, /refused for good/);
+  assert.deepEqual(sink.violations, [], `the sink saw: ${sink.log.join(", ")}`);
+  assert.deepEqual([...sink.stored], [], "no offset stored past the unwritten batch");
+  assert.ok(!sink.log.includes("applied a/4"), `the batch polled meanwhile is not written: ${sink.log.join(", ")}`);
+  assert.match(operationOutcome, /^refused: .*refused for good/, "the operation does not run past a batch not written");
+});

@@ -366,7 +366,9 @@ export class SinkRunner {
     this.resets = new SnapshotResetGate(options.log, options.group);
     this.logger = options.logger.child({ component: "sink", sink: options.sink.name });
     const blockedRetryMs = options.blockedRetryMs ?? DEFAULT_BLOCKED_RETRY_MS;
-    this.blockedRetries = blockedRetryMs > 0 ? new BlockedRetries(blockedRetryMs, (key) => void this.exclusive(async () => this.retryBlocked(key))) : null;
+    // A retry that could not start (the write before it failed, which the loop takes up) is due again later.
+    const onDue = (key: string) => void this.exclusive(async () => this.retryBlocked(key)).catch(() => this.rescheduleBlocked(key));
+    this.blockedRetries = blockedRetryMs > 0 ? new BlockedRetries(blockedRetryMs, onDue) : null;
   }
 
   /** Consuming, and the target accepts writes. */
@@ -543,6 +545,12 @@ export class SinkRunner {
     this.reopen = true;
   }
 
+  /** A blocked table's retry that could not start: scheduled again. */
+  private rescheduleBlocked(key: string): void {
+    const state = this.halted.get(key);
+    if (state !== undefined) this.blockedRetries?.schedule(key, state);
+  }
+
   /**
    * A table halted for a blocked target, read again from its record as `sluice halted retry` does;
    * it stays in the halted metric (and in haltedTables) until the record is applied (blockedPassed).
@@ -593,7 +601,9 @@ export class SinkRunner {
       try {
         await this.settleWrite("unknown");
       } catch (error) {
+        // The batch whose write failed is not applied: nothing may run (and store offsets) past it until the loop reads it again.
         this.settleFailure ??= error;
+        throw error;
       }
       return operation();
     });
@@ -602,6 +612,7 @@ export class SinkRunner {
   /** Runs `operation` of the consume loop between batches (nothing read that is not applied), after the staged write under way; its failure thrown. */
   private inTurn(operation: () => Promise<void>): Promise<void> {
     return this.lock.run(async () => {
+      this.throwSettleFailure();
       await this.settleWrite(null);
       await operation();
     });
@@ -776,7 +787,12 @@ export class SinkRunner {
         this.consumeProblem = null;
         this.reportSkipped(consumer);
         this.forgetCaughtUp(records);
-        if (records.length > 0) await this.lock.run(() => this.applyBatch(consumer, records, stop));
+        // A failure parked by an operation between batches is taken up before what was polled meanwhile, which follows the failed batch.
+        if (records.length > 0)
+          await this.lock.run(() => {
+            this.throwSettleFailure();
+            return this.applyBatch(consumer, records, stop);
+          });
         else if (this.resets.size > 0) await this.inTurn(() => this.applyDueResets(consumer, stop));
         else await this.inTurn(() => this.storePassedMarkers(consumer, stop));
         const listed = refresh.take();
@@ -1548,7 +1564,8 @@ export class SinkRunner {
         this.stateChanges++;
         this.announceHalt(halted, null);
       }
-    });
+      // Not run when the write before it failed: the loop reads that batch again, and this record with it, which comes back here.
+    }).catch(() => undefined);
   }
 
   /** Counts a table that halted and says so (an error line), or schedules its automatic retry (`retries`: its target's block lifts by itself). */
