@@ -45,7 +45,8 @@ import { KafkaPullConsumer } from "./kafka-consumer.ts";
 import type { KafkaReaderLimits } from "./kafka-consumer.ts";
 import { isInvalidTopicName, kafkaError } from "./kafka-errors.ts";
 import { KafkaLease } from "./kafka-lease.ts";
-import { localProcessToken, processTokenText } from "../../runtime/local-process.ts";
+import { isGoneLocalProcess, localProcessToken, processTokenInText, processTokenText } from "../../runtime/local-process.ts";
+import { removeGoneMembers } from "./gone-members.ts";
 import { PartitionReader } from "./partition-reader.ts";
 import { partitionKey, StableOffsets } from "./stable-offsets.ts";
 
@@ -86,6 +87,7 @@ export class KafkaTopicLog implements TopicLog {
   readonly registryJournal: RegistryJournal;
   readonly schemaHistoryJournal: RegistryJournal;
   private readonly kafka: Kafka;
+  private memberKafka: Kafka | undefined;
   /**
    * kafkajs's admin refreshes its metadata for every topic it has looked up (offsets, partitions),
    * and fails every later request once one of them is deleted by another process; it is then
@@ -581,10 +583,19 @@ export class KafkaTopicLog implements TopicLog {
    * capture of a set of sources runs in the one process holding it.
    */
   captureLease(options: { group: string; holder: string; sessionTimeoutMs: number; onChange: (held: boolean) => void }): KafkaLease {
-    // A client of its own whose id names this process, so a process restarted after kill -9 can tell its predecessor's member (kafka-lease.ts).
+    return new KafkaLease({ kafka: this.memberClient(), topic: captureLeaseTopic(this.deployment), logger: this.logger, ...options });
+  }
+
+  /**
+   * The client of this process's consumer group members (the capture lease, sinks): its client id
+   * ends with this process (runtime/local-process.ts), which the group's coordinator tells of every
+   * member in any state, so a process restarted after kill -9 can tell its predecessor's members
+   * and remove them instead of waiting for their sessions to time out (gone-members.ts).
+   */
+  private memberClient(): Kafka {
     const token = localProcessToken();
-    const kafka = token === null ? this.kafka : createKafkaClient({ ...this.config, client_id: `${this.config.client_id}.lease.${processTokenText(token)}` }, this.logger);
-    return new KafkaLease({ kafka, topic: captureLeaseTopic(this.deployment), logger: this.logger, ...options });
+    this.memberKafka ??= token === null ? this.kafka : createKafkaClient({ ...this.config, client_id: `${this.config.client_id}.${processTokenText(token)}` }, this.logger);
+    return this.memberKafka;
   }
 
   private async readTopicIds(): Promise<Map<string, string>> {
@@ -609,8 +620,11 @@ export class KafkaTopicLog implements TopicLog {
     if (this.closed) throw closedError();
     for (const topic of topics) await this.partitionCount(topic);
     const consumer = await this.request(async () => {
+      const kafka = this.memberClient();
+      // A killed process of this machine (this one before a restart) would keep its partitions until its session times out.
+      await removeGoneMembers(kafka, group, (member) => isGoneLocalProcess(processTokenInText(member.clientId)), this.logger);
       const created = await KafkaPullConsumer.create({
-        kafka: this.kafka,
+        kafka,
         admin: () => this.admin,
         brokers: this.config.brokers,
         group,

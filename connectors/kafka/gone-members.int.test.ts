@@ -1,0 +1,74 @@
+/**
+ * A sink process restarted after kill -9 gets its group's partitions without waiting for its killed
+ * predecessor's session to time out: the predecessor's member (its client id names a process of
+ * this machine that no longer runs) is removed from the group before the new consumer joins.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { after, test } from "node:test";
+import { Kafka, logLevel } from "kafkajs";
+import { createLogger } from "../../runtime/logger.ts";
+import { KafkaTopicLog } from "./kafka-log.ts";
+import { testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
+
+const deployment = testDeployment("gone");
+const topic = `${deployment}.items`;
+const group = `${deployment}.sink.warehouse`;
+
+after(async () => {
+  const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${deployment}.`));
+  if (topics.length > 0) await admin.deleteTopics({ topics }).catch(() => undefined);
+  await admin.deleteGroups([group]).catch(() => undefined);
+  await admin.disconnect();
+});
+
+test("a consumer restarted after kill -9 removes its killed predecessor's member from the group and gets its partitions", { timeout: 180_000 }, async () => {
+  const lines: string[] = [];
+  const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger: createLogger("info", { write: (line: string) => void lines.push(line) }) });
+  try {
+    await log.createTopic({ name: topic, partitions: 2, retentionMs: null, retentionBytes: null, compacted: false });
+    // The killed process's member has a 5 min session: without its removal the new consumer would get nothing for that long.
+    const script = `
+      const { KafkaTopicLog } = await import(${JSON.stringify(new URL("./kafka-log.ts", import.meta.url).href)});
+      const { testKafkaConfig } = await import(${JSON.stringify(new URL("./kafka-test-config.ts", import.meta.url).href)});
+      const { createLogger } = await import(${JSON.stringify(new URL("../../runtime/logger.ts", import.meta.url).href)});
+      const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment: ${JSON.stringify(deployment)}, logger: createLogger("warn") });
+      const consumer = await log.consumer(${JSON.stringify(group)}, [${JSON.stringify(topic)}]);
+      await consumer.seek(${JSON.stringify(topic)}, 0, { kind: "earliest" });
+      console.log("assigned " + consumer.assignment().length);
+      setInterval(() => undefined, 1_000);
+    `;
+    const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    const members = async () => ((await admin.describeGroups([group])).groups[0]?.members ?? []).map((m) => m.memberId);
+    const killed = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, SLUICE_KAFKA_SESSION_MS: "300000" } });
+    const exited = once(killed, "exit");
+    try {
+      const [line] = (await once(killed.stdout, "data")) as [Buffer];
+      assert.equal(line.toString().trim(), "assigned 2");
+    } finally {
+      killed.kill("SIGKILL");
+      await exited;
+    }
+    const predecessor = await members();
+    assert.equal(predecessor.length, 1);
+    const consumer = await log.consumer(group, [topic]);
+    try {
+      // Removed before the new member joined (else the coordinator waits for it to rejoin up to its rebalance timeout, 60 s).
+      const removed = lines.map((line) => JSON.parse(line) as { msg: string; members?: string[] }).find((entry) => entry.msg.startsWith("removed the group members of processes on this machine that are gone"));
+      assert.deepEqual(removed?.members, predecessor);
+      assert.ok(!(await members()).includes(predecessor[0]!));
+      // seek waits for the group to assign this member partitions (at most 60 s, KAFKA_GROUP_JOIN_TIMEOUT).
+      await consumer.seek(topic, 0, { kind: "earliest" });
+      assert.equal(consumer.assignment().length, 2);
+    } finally {
+      await consumer.close();
+      await admin.disconnect();
+    }
+  } finally {
+    await log.close();
+  }
+});
