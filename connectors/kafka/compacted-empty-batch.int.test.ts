@@ -48,7 +48,7 @@ async function firstBatch(kafka: Kafka, topic: string): Promise<{ offset: string
     const [nodeId] = Object.keys(cluster.findLeaderForPartitions(topic, [0]));
     const broker = await cluster.findBroker({ nodeId: nodeId! });
     const { responses } = await broker.fetch({ isolationLevel: 1, maxWaitTime: 100, minBytes: 1, maxBytes: 1, topics: [{ topic, partitions: [{ partition: 0, fetchOffset: "0", maxBytes: 1 }] }] });
-    return responses.flatMap((r) => r.partitions).flatMap((p) => p.messages.map((m) => ({ offset: String(m.offset), value: text(m.value), isControlRecord: Boolean((m as { isControlRecord?: boolean }).isControlRecord) })));
+    return responses.flatMap((r) => r.partitions).flatMap((p) => p.messages.map((m) => ({ offset: m.offset, value: text(m.value), isControlRecord: Boolean((m as { isControlRecord?: boolean }).isControlRecord) })));
   } finally {
     await cluster.disconnect();
   }

@@ -18,16 +18,14 @@ import { createRequire } from "node:module";
 import { ATTRIBUTES_AT, FIRST_SEQUENCE_AT, FIRST_TIMESTAMP_AT, HEADER_BYTES, LAST_OFFSET_DELTA_AT, LEADER_EPOCH_AT, LENGTH_AT, MAGIC_AT, MAX_TIMESTAMP_AT, PRODUCER_EPOCH_AT, PRODUCER_ID_AT, RECORD_COUNT_AT } from "./record-batch-v2.ts";
 // Replaces kafkajs's record batch decoder, which decodeMessages takes when it loads (below).
 import "./record-batch-decoder.ts";
-import type { FetchedRecord } from "./record-batch-decoder.ts";
 
 interface KafkaDecoder {
   readonly buffer: Buffer;
   readonly offset: number;
 }
 
-/** A record as the fetch decoders make it: a FetchedRecord (record-batch-decoder.ts), or a message of the formats before v2. */
 interface DecodedRecord {
-  readonly offset: bigint | string;
+  readonly offset: string;
 }
 
 type DecodeMessages = (decoder: KafkaDecoder) => Promise<DecodedRecord[]>;
@@ -64,7 +62,7 @@ export function emptiedBatchRecords(decoder: KafkaDecoder): DecodedRecord[] {
   return out;
 }
 
-/** What the record batch decoder makes of a record (a FetchedRecord), for the batch at `at`'s last offset, as a control record with no key or value. */
+/** What kafkajs's record decoder makes of a record, for the batch at `at`'s last offset, as a control record with no key or value. */
 function standIn(buffer: Buffer, at: number): DecodedRecord {
   const attributes = buffer.readInt16BE(at + ATTRIBUTES_AT);
   const firstOffset = buffer.readBigInt64BE(at);
@@ -84,8 +82,7 @@ function standIn(buffer: Buffer, at: number): DecodedRecord {
     timestampType: (attributes & LOG_APPEND_TIME_FLAG) !== 0 ? 1 : 0,
     magicByte: 2,
   };
-  const record: FetchedRecord = { topic: "", partition: -1, offset: firstOffset + BigInt(lastOffsetDelta), key: null, value: null, timestamp: Number(maxTimestamp), headers: undefined, isControlRecord: true, batchContext };
-  return record;
+  return { magicByte: 2, attributes: 0, timestamp: maxTimestamp, offset: (firstOffset + BigInt(lastOffsetDelta)).toString(), key: null, value: null, headers: {}, isControlRecord: true, batchContext } as DecodedRecord;
 }
 
 /** kafkajs's records, with the emptied batches' stand-ins merged in by offset. */

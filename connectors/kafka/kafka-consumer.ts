@@ -14,7 +14,6 @@ import { ConnectionError, SluiceError } from "../errors.ts";
 import type { PollOptions, SeekTarget, SkippedRecords, StoredRecord, TopicConsumer, TopicPartition, TopicPartitionOffset } from "../topics/contract.ts";
 import { kafkaError } from "./kafka-errors.ts";
 import { onOffsetReset } from "./offset-resets.ts";
-import type { FetchedRecord } from "./record-batch-decoder.ts";
 // kafkajs decodes a batch the log cleaner emptied to nothing, losing its offsets: this keeps them.
 import "./emptied-batches.ts";
 
@@ -267,9 +266,11 @@ export class KafkaPullConsumer implements TopicConsumer {
     this.seeking.delete(key);
     const first = batch.messages[0]?.offset ?? batch.firstOffset();
     if (first !== null) this.noteFetched(batch.topic, batch.partition, BigInt(first), BigInt(batch.lastOffset()) + 1n);
-    const records = storedRecordsOf(batch.topic, batch.partition, batch.messages);
     let bytes = 0;
-    for (const record of records) bytes += (record.key?.length ?? 0) + (record.value?.length ?? 0) + this.recordOverhead;
+    const records = batch.messages.map((message): StoredRecord => {
+      bytes += (message.key?.length ?? 0) + (message.value?.length ?? 0) + this.recordOverhead;
+      return storedRecordOf(batch.topic, batch.partition, message);
+    });
     this.push(batch.topic, batch.partition, records, BigInt(batch.lastOffset()) + 1n, bytes);
   }
 
@@ -403,27 +404,7 @@ export class KafkaPullConsumer implements TopicConsumer {
   }
 }
 
-/**
- * kafkajs's messages of one fetched partition as StoredRecords, in the same array (the caller's to
- * take). Records of the v2 format are the decoder's FetchedRecords (record-batch-decoder.ts),
- * StoredRecords already: they get their topic and partition; older formats' messages are converted.
- */
-export function storedRecordsOf(topic: string, partition: number, messages: KafkaMessage[]): StoredRecord[] {
-  const records = messages as unknown as (StoredRecord | KafkaMessage)[];
-  for (let i = 0; i < records.length; i++) {
-    const message = records[i]!;
-    if (typeof message.offset === "bigint") {
-      const record = message as FetchedRecord;
-      record.topic = topic;
-      record.partition = partition;
-    } else {
-      records[i] = storedRecordOf(topic, partition, message as KafkaMessage);
-    }
-  }
-  return records as StoredRecord[];
-}
-
-/** A fetched kafkajs message (of the message formats before v2) as a StoredRecord. */
+/** A fetched kafkajs message as a StoredRecord. */
 export function storedRecordOf(topic: string, partition: number, message: KafkaMessage): StoredRecord {
   const record: { -readonly [K in keyof StoredRecord]: StoredRecord[K] } = {
     topic,

@@ -17,7 +17,7 @@ import { SluiceError } from "../errors.ts";
 import { InFlight } from "../common/in-flight.ts";
 import type { StoredRecord } from "../topics/contract.ts";
 import { kafkaError } from "./kafka-errors.ts";
-import { storedRecordsOf } from "./kafka-consumer.ts";
+import { storedRecordOf } from "./kafka-consumer.ts";
 // kafkajs decodes a batch the log cleaner emptied to nothing, losing its offsets: this keeps them.
 import "./emptied-batches.ts";
 
@@ -196,8 +196,9 @@ export class PartitionReader {
       const batchEnd = BigInt(message.batchContext.firstOffset) + BigInt(message.batchContext.lastOffsetDelta) + 1n;
       if (batchEnd > next) next = batchEnd;
     }
-    for (const record of storedRecordsOf(topic, data.partition, new KafkaBatch(topic, position.toString(), data).messages)) {
-      if (record.offset >= position && record.offset < end) out.push(record);
+    for (const message of new KafkaBatch(topic, position.toString(), data).messages) {
+      const offset = BigInt(message.offset);
+      if (offset >= position && offset < end) out.push(storedRecordOf(topic, data.partition, message));
     }
     if (next >= end) positions.delete(data.partition);
     else positions.set(data.partition, next);

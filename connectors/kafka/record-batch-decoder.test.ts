@@ -2,9 +2,7 @@ import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { test } from "node:test";
 import { decodeRecordBatch, RECORD_BATCH_DECODER } from "./record-batch-decoder.ts";
-import type { KafkaMessage } from "kafkajs";
-import { storedRecordOf } from "./kafka-consumer.ts";
-import type { DecodedBatch, FetchedRecord } from "./record-batch-decoder.ts";
+import type { DecodedBatch } from "./record-batch-decoder.ts";
 
 const require = createRequire(import.meta.url);
 
@@ -55,31 +53,23 @@ function rows(count: number, make: (i: number) => Partial<RecordOptions> = () =>
   return Array.from({ length: count }, (_, i) => ({ offsetDelta: i, timestampDelta: i * 3, key: Buffer.from(`key-${i}`), value: Buffer.alloc(40 + i, i), headers: {}, ...make(i) }));
 }
 
-type KafkajsBatch = Omit<DecodedBatch, "records"> & { readonly records: (KafkaMessage & { isControlRecord: boolean; batchContext: object })[] };
-
-/** What the readers made of a kafkajs message before this decoder made the records: storedRecordOf's StoredRecord, with kafkajs's fields. */
-function asFetched(message: KafkajsBatch["records"][number]): FetchedRecord {
-  const { headers, ...record } = storedRecordOf("", -1, message);
-  return { ...record, headers, isControlRecord: message.isControlRecord, batchContext: message.batchContext } as FetchedRecord;
-}
-
 /** Both decoders over the same bytes (batches one after another): what each returns, and where each leaves its decoder. */
 async function both(bytes: Buffer): Promise<void> {
   const mine = new Decoder(bytes);
   const theirs = new Decoder(bytes);
   while (theirs.offset < bytes.length) {
-    const expected = (await original(theirs)) as unknown as KafkajsBatch;
+    const expected = await original(theirs);
     const actual = await decodeRecordBatch(mine);
-    assert.deepEqual(actual, { ...expected, records: expected.records.map(asFetched) });
+    assert.deepEqual(actual, expected);
     assert.equal(mine.offset, theirs.offset);
   }
 }
 
-test("decodes records as kafkajs's decoder and storedRecordOf did: offsets, timestamps, keys, values, the batch's context", async () => {
+test("decodes records as kafkajs does: offsets, timestamps, keys, values, the batch's context", async () => {
   await both(Buffer.concat([await batch(1_000n, rows(50)), await batch(1_050n, rows(3))]));
 });
 
-test("null keys and values, headers (a repeated key keeps its last value, a null value stays null)", async () => {
+test("null keys and values, headers (repeated keys become arrays, a null value stays null)", async () => {
   const records = rows(6, (i): Partial<RecordOptions> => ({
     key: i === 1 ? null : Buffer.from(`k${i}`),
     value: i === 2 ? null : Buffer.from(`v${i}`),
@@ -115,12 +105,12 @@ test("a batch cut off by the fetch's size fails as a partial message, as kafkajs
 
 test("kafkajs's fetch responses take this decoder", async () => {
   await import("./emptied-batches.ts");
-  const decodeMessages = require("kafkajs/src/protocol/requests/fetch/v4/decodeMessages.js") as (decoder: KafkaDecoder) => Promise<{ offset: bigint }[]>;
+  const decodeMessages = require("kafkajs/src/protocol/requests/fetch/v4/decodeMessages.js") as (decoder: KafkaDecoder) => Promise<{ offset: string }[]>;
   const body = Buffer.concat([await batch(5n, rows(3)), await batch(8n, rows(2))]);
   const sized = Buffer.alloc(4 + body.length);
   sized.writeInt32BE(body.length, 0);
   body.copy(sized, 4);
   const records = await decodeMessages(new Decoder(sized));
-  assert.deepEqual(records.map((r) => r.offset), [5n, 6n, 7n, 8n, 9n]);
+  assert.deepEqual(records.map((r) => r.offset), ["5", "6", "7", "8", "9"]);
   assert.equal(require(require.resolve(RECORD_BATCH_DECODER)), decodeRecordBatch);
 });
