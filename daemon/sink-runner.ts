@@ -1133,7 +1133,9 @@ export class SinkRunner {
    */
   private async writeBehind(consumer: TopicConsumer, records: StoredRecord[], stop: AbortSignal, polledMs: number): Promise<boolean> {
     const changes = this.stateChanges;
-    const ahead = isStaging(this.options.sink) && this.stagingPause === 0 ? await this.stageBatch(consumer, records, stop, polledMs, true) : null;
+    let ahead = isStaging(this.options.sink) && this.stagingPause === 0 ? await this.stageBatch(consumer, records, stop, polledMs, true) : null;
+    // A failed write is written again in full: the batch staged ahead is let go first, so the memory plan's batches are not exceeded.
+    if (this.inFlight !== null && (await this.inFlight.done) !== null) ahead = null;
     const settled = await this.settleWrite(records);
     if (ahead === null || typeof ahead === "string" || !settled || changes !== this.stateChanges || this.reopen || stop.aborted) return false;
     this.startWrite(consumer, records, stop, ahead);
