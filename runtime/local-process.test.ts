@@ -3,7 +3,7 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { isGoneLocalProcess, localProcessToken, processTokenInText, processTokenText } from "./local-process.ts";
+import { isGoneLocalProcess, localProcessToken, procHidesOthers, processTokenInText, processTokenText } from "./local-process.ts";
 
 const linux = process.platform === "linux";
 
@@ -32,4 +32,17 @@ test("a token as the end of a name reads back as the same token; a name without 
   assert.deepEqual(processTokenInText(`sluice.lease.${processTokenText(self)}`), self);
   assert.equal(isGoneLocalProcess(processTokenInText(`client-${processTokenText(self)}`)), false);
   assert.equal(processTokenInText("sluice"), null);
+});
+
+test("a /proc mounted with hidepid (other than 0) or subset=pid hides other users' processes: then a missing one cannot be told gone", () => {
+  const line = (options: string) => `22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc ${options}`;
+  const other = "25 22 0:22 / /proc/sys/fs/binfmt_misc rw,relatime shared:13 - autofs systemd-1 rw,fd=29";
+  assert.equal(procHidesOthers([line("rw"), other].join("\n")), false);
+  assert.equal(procHidesOthers(line("rw,hidepid=0")), false);
+  assert.equal(procHidesOthers(line("rw,hidepid=off")), false);
+  for (const hiding of ["rw,hidepid=2", "rw,hidepid=invisible", "rw,hidepid=1", "rw,hidepid=noaccess", "rw,hidepid=ptraceable", "rw,subset=pid", "rw,gid=5,hidepid=2"]) {
+    assert.equal(procHidesOthers([other, line(hiding)].join("\n")), true, hiding);
+  }
+  // A proc mounted elsewhere (a container's) is not this process's /proc.
+  assert.equal(procHidesOthers("30 1 0:40 / /tmp/p rw - proc proc rw,hidepid=2"), false);
 });

@@ -22,7 +22,7 @@ export interface ProcessToken {
 export function localProcessToken(): ProcessToken | null {
   const here = machine();
   const started = here === null ? null : startTime(process.pid);
-  return here === null || started === null ? null : { ...here, pid: process.pid, started };
+  return here === null || started === null || started === "unknown" ? null : { boot: here.boot, pidNamespace: here.pidNamespace, pid: process.pid, started };
 }
 
 /**
@@ -34,7 +34,10 @@ export function isGoneLocalProcess(token: unknown): boolean {
   if (!isToken(token)) return false;
   const here = machine();
   if (here === null || here.boot !== token.boot || here.pidNamespace !== token.pidNamespace) return false;
-  return startTime(token.pid) !== token.started;
+  const started = startTime(token.pid);
+  // With /proc hiding other users' processes (hidepid), a live process of another user looks like none.
+  if (started === null && here.hidesOthers) return false;
+  return started !== "unknown" && started !== token.started;
 }
 
 /**
@@ -58,25 +61,48 @@ function isToken(value: unknown): value is ProcessToken {
   return typeof t["boot"] === "string" && typeof t["pidNamespace"] === "string" && typeof t["started"] === "string" && Number.isInteger(t["pid"]) && (t["pid"] as number) > 0;
 }
 
-let cachedMachine: { boot: string; pidNamespace: string } | null | undefined;
+interface Machine {
+  readonly boot: string;
+  readonly pidNamespace: string;
+  /** /proc shows this process only some of the others (mounted with hidepid or subset=pid, and not root). */
+  readonly hidesOthers: boolean;
+}
 
-function machine(): { boot: string; pidNamespace: string } | null {
+let cachedMachine: Machine | null | undefined;
+
+function machine(): Machine | null {
   if (cachedMachine !== undefined) return cachedMachine;
   try {
-    cachedMachine = { boot: readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim(), pidNamespace: readlinkSync("/proc/self/ns/pid") };
+    const hidesOthers = process.getuid?.() !== 0 && procHidesOthers(readFileSync("/proc/self/mountinfo", "utf8"));
+    cachedMachine = { boot: readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim(), pidNamespace: readlinkSync("/proc/self/ns/pid"), hidesOthers };
   } catch {
     cachedMachine = null;
   }
   return cachedMachine;
 }
 
-/** The start time of process `pid`, or null when there is none (a zombie, killed but not yet reaped, is none). */
-function startTime(pid: number): string | null {
+/** Whether the /proc mount (a line of /proc/self/mountinfo) hides processes: hidepid other than 0/off, or subset=pid. */
+export function procHidesOthers(mountinfo: string): boolean {
+  for (const line of mountinfo.split("\n")) {
+    const [mount, rest] = line.split(" - ");
+    if (mount?.split(" ")[4] !== "/proc" || rest === undefined) continue;
+    const [fsType, , options = ""] = rest.split(" ");
+    if (fsType !== "proc") continue;
+    return options.split(",").some((option) => (option.startsWith("hidepid=") && !["hidepid=0", "hidepid=off"].includes(option)) || option === "subset=pid");
+  }
+  return false;
+}
+
+/**
+ * The start time of process `pid`, null when there is none (a zombie, killed but not yet reaped, is
+ * none), or "unknown" when /proc does not say (not readable: hidepid=1).
+ */
+function startTime(pid: number): string | null | "unknown" {
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  } catch {
-    return null;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ENOENT" ? null : "unknown";
   }
   // The command name (field 2) is in parentheses and may hold spaces: the fields after it start with field 3.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
