@@ -4,7 +4,6 @@ import type { ChangeEvent, Checkpoint, ProducedRecord, Source, SourceBatch, Tabl
 import { ConnectionError, SluiceError } from "../connectors/errors.ts";
 import { keepEntries } from "../connectors/topics/checkpoint-codec.ts";
 import { CapturePipeline } from "./capture.ts";
-import { HttpServer, sendJson } from "./http-server.ts";
 import type { ChangeEncoder } from "./capture.ts";
 import { deserializeEvent } from "./event-json.ts";
 import { createLogger } from "../runtime/logger.ts";
@@ -646,53 +645,6 @@ test("the event loop gets turns while a source answers at once and the log store
   stop.abort(new Error("stop"));
   await running;
   assert.ok(readsWhenTimerRan >= 0 && readsWhenTimerRan < LAST, `a timer due at once ran only after ${readsWhenTimerRan} of ${LAST} reads: /metrics, /healthz and heartbeats wait that long`);
-});
-
-test("/healthz is answered while capture encodes a long run of batches (a backlog behind a full read-ahead): between two of its batches, not only once the run is stored", async () => {
-  const BATCHES = 2_000;
-  const http = new HttpServer(silent);
-  http.route("GET", "/healthz", (_req, res) => sendJson(res, 200, { status: "ok" }));
-  const { port } = await http.listen("127.0.0.1", 0);
-  let reads = 0;
-  let writes = 0;
-  let probe: Promise<{ status: number; reads: number; writes: number }> | null = null;
-  const source = new ScriptedSource([]);
-  source.read = async (signal) => {
-    if (reads >= BATCHES) return new Promise((_resolve, reject) => signal.addEventListener("abort", () => reject(new Error("aborted")), { once: true }));
-    const commit = BigInt(++reads * 10);
-    // Asked once the run has begun: every step of the request (connect, send, answer, read) needs a turn of the event loop.
-    probe ??= fetch(`http://127.0.0.1:${port}/healthz`).then(async (response) => {
-      await response.text();
-      return { status: response.status, reads, writes };
-    });
-    // More already read with each: the pump joins all of them into one run, as behind a full read-ahead.
-    return { events: [event("a", BigInt(reads), commit)], checkpoint: { source: "pg", position: { commit, change: commit } }, ack: async () => void source.acked.push(commit), more: reads < BATCHES };
-  };
-  // Each change keeps the main thread busy a while, as decoding and Avro encoding do, so the run outlasts the pump's time between turns.
-  const busy: ChangeEncoder = {
-    ...encoder,
-    encodeNow: (e) => {
-      const until = performance.now() + 1;
-      while (performance.now() < until);
-      return [{ topic: "pg.public.a", key: Buffer.from(String(e.key["id"])), value: Buffer.from("v"), timestamp: 0 }];
-    },
-  };
-  const log = new MemoryLog();
-  log.produce = async () => void writes++;
-  try {
-    const pipeline = new CapturePipeline({ source, log: log as unknown as TopicLog, encoder: busy, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
-    const stop = new AbortController();
-    const running = pipeline.run(stop.signal);
-    await until(() => source.acked.length === BATCHES, "every batch acknowledged");
-    stop.abort(new Error("stop"));
-    await running;
-    const answered = await probe!;
-    assert.equal(answered.status, 200);
-    assert.equal(writes, 1, "the batches were one run, stored in one write");
-    assert.ok(answered.writes === 0 && answered.reads < BATCHES, `/healthz was answered after ${answered.reads} of the run's ${BATCHES} batches were read and ${answered.writes} writes: a probe waits for the whole run`);
-  } finally {
-    await http.close();
-  }
 });
 
 /** A scripted source whose batches say whether more is already read (SourceBatch.more): a run of them ends at the first without. */

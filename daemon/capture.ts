@@ -106,8 +106,6 @@ export class CapturePipeline {
   private lastAckedCommitMs: number | null = null;
   /** Settles when the last batch handed to the log is acknowledged (rejects when it or one before it failed). */
   private acknowledged: Promise<void> = Promise.resolve();
-  /** When the pump last let the event loop turn (turnWhenDue). */
-  private turnedAt = 0;
 
   constructor(options: CaptureOptions) {
     this.options = options;
@@ -224,11 +222,16 @@ export class CapturePipeline {
         work.then(resolve, reject).finally(() => waiting.delete(reject));
       });
     this.acknowledged = Promise.resolve();
-    this.turnedAt = performance.now();
+    let turnAt = performance.now();
     try {
       while (!stop.aborted) {
-        await this.turnWhenDue(EVENT_LOOP_TURN_MS);
-        if (stop.aborted) break;
+        // A full read-ahead answers in microtasks and the embedded log stores synchronously: without a turn now and
+        // then, timers and sockets (/metrics, /healthz, heartbeats) would wait until the read-ahead ran dry.
+        if (performance.now() - turnAt >= EVENT_LOOP_TURN_MS) {
+          await new Promise((resolve) => setImmediate(resolve));
+          turnAt = performance.now();
+          if (stop.aborted) break;
+        }
         const reading = source.read(stop);
         reading.catch(() => undefined);
         let batch: SourceBatch;
@@ -360,7 +363,6 @@ export class CapturePipeline {
         const more = slice.more === true;
         slice = null;
         if (!more || stop.aborted) return { records, tail: null, summaries, acks, checkpoint, throughTimeMs, capturedMs, bytes };
-        await this.turnWhenDue(RUN_TURN_MS);
         try {
           slice = await readNext();
         } catch (error) {
@@ -402,18 +404,6 @@ export class CapturePipeline {
     published.catch(() => undefined);
     this.acknowledged = published;
     return published;
-  }
-
-  /**
-   * Lets the event loop turn once the pump has run `budgetMs` without one. A full read-ahead answers in microtasks
-   * and the embedded log stores synchronously, so without a turn now and then timers and sockets (/healthz, /readyz,
-   * /metrics, heartbeats, the topic log's responses) would wait until the read-ahead ran dry, and inside a run until
-   * its last batch was encoded (4,096 changes: 100-800 ms on a loaded machine, past a probe's 1 s default timeout).
-   */
-  private async turnWhenDue(budgetMs: number): Promise<void> {
-    if (performance.now() - this.turnedAt < budgetMs) return;
-    await new Promise((resolve) => setImmediate(resolve));
-    this.turnedAt = performance.now();
   }
 
   /**
@@ -745,15 +735,12 @@ const REPUBLISH_CHUNK = 1_000;
  */
 const TWO_IN_FLIGHT = 2;
 const MAX_BATCHES_IN_FLIGHT = 3;
-/** Longest the pump runs between two batches without letting the event loop turn. */
-const EVENT_LOOP_TURN_MS = 20;
 /**
- * Longest the pump encodes inside a run without a turn: a probe's answer waits at most about this long for a run
- * (a run takes ~20 ms on a quiet machine, so it never turns there). Not shorter: turns inside runs cost CPU per
- * change on a loaded machine (every 4-25 ms: +5-30 %, with two batches in flight each Kafka transaction then carries
- * one run; every 50-100 ms: +0-13 %, median ~5-8 %, with more scavenges; docs/benchmarks.md, the seventeenth session).
+ * Longest the pump runs without letting the event loop turn (between batches; a run of 4,096 changes is encoded without
+ * one: turns inside runs, every 4-100 ms, cost CPU per change or the drain's rate on a loaded machine, docs/benchmarks.md,
+ * the seventeenth session).
  */
-const RUN_TURN_MS = 100;
+const EVENT_LOOP_TURN_MS = 20;
 
 /** A run of source batches encoded (encodeRun): what is left of them until acknowledged. */
 interface EncodedRun {
