@@ -106,13 +106,14 @@ export async function runForgetCommand(config: SluiceConfig, args: ForgetArgs, i
     }
   }
 
+  // Read before the log is opened: a bad value is refused with nothing left open.
+  const leaseTtlMs = keyAdminLeaseTtlMs();
   const log = await openTopicLogForCommand(config.topics, config.name, logger, "write");
   const owner = `sluice forget (${operator()}:${process.pid})`;
   const lease = keyAdminLease(config.name);
   const audit = new ErasureAudit(log, config.name);
   const base = { id: randomUUID(), source: args.source, subject: args.subject, by: operator() };
   const entry = (event: ErasureAuditEntry["event"], more: Partial<ErasureAuditEntry> = {}): Promise<void> => audit.record({ ...base, event, at: new Date().toISOString(), ...more });
-  const leaseTtlMs = keyAdminLeaseTtlMs();
   let held: { release(): Promise<void> } | null = null;
   try {
     held = await holdLease(log, lease, owner, leaseTtlMs);

@@ -1553,21 +1553,20 @@ export class SinkRunner {
       { table: view.table, topic: record.topic, partition: record.partition, offset: String(record.offset), err: error.message, through: String(through) },
       `sink ${sink}: table ${view.table}: record ${record.topic}:${record.partition}:${record.offset} refused (${error.message}); dead-lettering it as the operator asked (sluice halted skip --through ${through})`,
     );
-    void this.exclusive(async () => {
+    const endRange = (failure: unknown) => {
       // Released meanwhile by the operator.
       if (this.halted.get(key) !== state) return;
-      try {
-        await this.skipRecord(state, "sluice halted skip --through");
-      } catch (failure) {
-        if (this.halted.get(key) !== state) return;
-        this.skipThrough.delete(key);
-        const halted: HaltState = { ...state, view: { ...view, error: `${view.error}; sending it to the dead-letter topic as the operator's range asked (sluice halted skip --through) failed, so the range ends and the table halts: ${errorText(failure)}` } };
-        this.halted.set(key, halted);
-        this.stateChanges++;
-        this.announceHalt(halted, null);
-      }
-      // Not run when the write before it failed: the loop reads that batch again, and this record with it, which comes back here.
-    }).catch(() => undefined);
+      this.skipThrough.delete(key);
+      const halted: HaltState = { ...state, view: { ...view, error: `${view.error}; sending it to the dead-letter topic as the operator's range asked (sluice halted skip --through) failed, so the range ends and the table halts: ${errorText(failure)}` } };
+      this.halted.set(key, halted);
+      this.stateChanges++;
+      this.announceHalt(halted, null);
+    };
+    // Refused (not run) when the write before it failed: then too the range ends and the table halts where everyone sees it.
+    void this.exclusive(async () => {
+      if (this.halted.get(key) !== state) return;
+      await this.skipRecord(state, "sluice halted skip --through");
+    }).catch(endRange);
   }
 
   /** Counts a table that halted and says so (an error line), or schedules its automatic retry (`retries`: its target's block lifts by itself). */
