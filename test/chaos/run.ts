@@ -48,8 +48,9 @@ export const CONFIGURATIONS = ["embedded-duckdb", "kafka-clickhouse-es"] as cons
 export type Configuration = (typeof CONFIGURATIONS)[number];
 
 /**
- * A killed daemon's sink consumers stay in their Kafka groups for their session: the broker's least
- * (6 s) rather than the default 30 s, so the restarted sinks get their partitions between kills.
+ * A restarted daemon removes its killed predecessor's members from its Kafka groups (same machine,
+ * connectors/kafka/gone-members.ts); one it could not tell would keep its partitions for its
+ * session: the broker's least (6 s) rather than the default 30 s.
  */
 const DAEMON_ENV = { SLUICE_KAFKA_SESSION_MS: "6000" };
 

@@ -4,9 +4,9 @@
  * lost (capture acknowledged only what the log stored; the sink's offsets commit with its data)
  * and nothing doubled where it shows.
  *
- * Each restart comes at once, as from a supervisor: the new sink waits out the dead process's
- * lease (15 s; see bug-reproductions.int.test.ts), so a backlog builds up meanwhile that it then
- * has to catch up on.
+ * Each restart comes at once, as from a supervisor: the new sink takes over the lease its killed
+ * predecessor left (a process of this machine that is gone) and catches up on the backlog that
+ * built up while the daemon was down and starting.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
