@@ -18,6 +18,7 @@ import { toSluiceError } from "./mysql-errors.ts";
 import { noChunkKey } from "./incremental-snapshot.ts";
 import type { MysqlIncrementalSnapshots, ResolvedTable } from "./incremental-snapshot.ts";
 import type { WatermarkTable } from "./watermarks.ts";
+import { conditionEscape, MYSQL_CONDITION } from "../common/where-condition.ts";
 
 export interface MysqlOnlineSnapshotHost {
   readonly config: () => MysqlSourceConfig;
@@ -183,6 +184,10 @@ export function checkWhere(where: string | null, table: string, context: ErrorCo
   if (trimmed === "") return null;
   if (/;|--|\/\*|#/.test(trimmed)) {
     throw new SluiceError(`the condition --where "${where}" must be one SQL expression (no ";" or comments)`, { code: "SNAPSHOT_WHERE_INVALID", context: { ...context, table } });
+  }
+  const escape = conditionEscape(trimmed, MYSQL_CONDITION);
+  if (escape !== null) {
+    throw new SluiceError(`the condition --where "${where}" must be one SQL expression: it has ${escape}`, { code: "SNAPSHOT_WHERE_INVALID", context: { ...context, table } });
   }
   return trimmed;
 }

@@ -55,3 +55,16 @@ test("a snapshot's WHERE condition cannot write through a function it calls; a c
     await stopPumps(pumps, opened);
   }
 });
+
+test("a WHERE condition that would close the chunk query's parenthesis (adding rows of its choosing) is refused when the snapshot is planned", async () => {
+  const source = newSource(sourceConfig({ tables: [`${database}.*`], snapshot: { mode: "never", parallelism: 1, chunk_rows: 20 }, heartbeat_interval: 500 }));
+  try {
+    await source.connect(null, AbortSignal.timeout(30_000));
+    for (const condition of ["true) OR (true", "v = 'x\\\\' ) OR (1=1 OR 'y'"]) {
+      await assert.rejects(source.snapshots.plan(`${database}.items`, condition), (error: { code?: string; message: string }) => error.code === "SNAPSHOT_WHERE_INVALID" && /one SQL expression/.test(error.message), condition);
+    }
+    assert.ok(await source.snapshots.plan(`${database}.items`, "v = ')' OR (id < 3)"), "parentheses inside a string are text");
+  } finally {
+    await stopPumps([], [source]);
+  }
+});

@@ -15,6 +15,7 @@ import { listTables, publicationInfo, publishedTables } from "./catalog.ts";
 import { quoteIdent } from "./connection-settings.ts";
 import { noChunkKey } from "./incremental-snapshot.ts";
 import type { IncrementalSnapshots, ResolvedTable } from "./incremental-snapshot.ts";
+import { conditionEscape, POSTGRES_CONDITION } from "../common/where-condition.ts";
 
 export interface OnlineSnapshotHost {
   readonly config: () => PostgresSourceConfig;
@@ -150,6 +151,10 @@ export function checkWhere(where: string | null, table: string, context: ErrorCo
   if (trimmed === "") return null;
   if (/;|--|\/\*/.test(trimmed)) {
     throw new SluiceError(`the condition --where "${where}" must be one SQL expression (no ";" or comments)`, { code: "SNAPSHOT_WHERE_INVALID", context: { ...context, table } });
+  }
+  const escape = conditionEscape(trimmed, POSTGRES_CONDITION);
+  if (escape !== null) {
+    throw new SluiceError(`the condition --where "${where}" must be one SQL expression: it has ${escape}`, { code: "SNAPSHOT_WHERE_INVALID", context: { ...context, table } });
   }
   return trimmed;
 }

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import type pg from "pg";
 import type { Pump } from "../common/online-snapshot-test-support.ts";
 import { Fold, noTasks, pump, stopPumps, waitFor } from "../common/online-snapshot-test-support.ts";
-import { adminClient, cleanUp, newSource, randomName, sourceConfig } from "./int-test-support.ts";
+import { adminClient, checkpointing, cleanUp, newSource, randomName, sourceConfig } from "./int-test-support.ts";
 import type { PostgresSource } from "./source.ts";
 
 const schema = randomName("where");
@@ -38,6 +38,8 @@ test("a snapshot's WHERE condition cannot write through a function it calls, nor
   const opened: PostgresSource[] = [];
   const pumps: Pump[] = [];
   const fold = new Fold("items");
+  // Each snapshot's reads wait for the slot to pass its watermark: a record of the running transactions every 500 ms instead of the server's ~15 s.
+  const stopCheckpoints = checkpointing();
   try {
     const source = newSource(c);
     opened.push(source);
@@ -65,6 +67,23 @@ test("a snapshot's WHERE condition cannot write through a function it calls, nor
     await waitFor("the even rows read", () => evens.every((id) => fold.reads.has(id)) && noTasks(state), 90_000);
     assert.ok([...fold.reads.keys()].every((id) => Number(id) <= 20 || Number(id) % 2 === 0), "only the rows the condition selects");
   } finally {
+    await stopCheckpoints();
     await stopPumps(pumps, opened);
+  }
+});
+
+test("a WHERE condition that would close the chunk query's parenthesis (adding rows of its choosing) is refused when the snapshot is planned", async () => {
+  const c = sourceConfig({ tables: [`${schema}.*`], snapshot: { mode: "never", parallelism: 1, chunk_rows: 20 }, heartbeat_interval: 500 });
+  configs.push(c);
+  const source = newSource(c);
+  try {
+    await source.connect(null, AbortSignal.timeout(30_000));
+    for (const condition of ["true) UNION ALL SELECT 1 WHERE (true", "v = E'\\\\') OR (true OR ''", "v::text = $$($$) OR ($$)$$ = ''"]) {
+      await assert.rejects(source.snapshots.plan(`${schema}.items`, condition), (error: { code?: string; message: string }) => error.code === "SNAPSHOT_WHERE_INVALID" && /one SQL expression/.test(error.message), condition);
+    }
+    const plan = await source.snapshots.plan(`${schema}.items`, "v::text = ')' OR (id < 3)");
+    assert.ok(plan, "parentheses inside a string are text");
+  } finally {
+    await stopPumps([], [source]);
   }
 });

@@ -1,0 +1,49 @@
+/**
+ * A snapshot's WHERE condition is put inside parentheses of Sluice's own chunk query. It must stay
+ * one expression there: no ")" that closes Sluice's parenthesis (`true) UNION ALL SELECT ... WHERE (true`
+ * would add rows of the condition's choosing to the snapshot). Whether a parenthesis is SQL or text
+ * depends on how the server reads quotes, and a server may or may not treat a backslash in a string
+ * as an escape (PostgreSQL's E'' strings and standard_conforming_strings, MySQL's
+ * NO_BACKSLASH_ESCAPES), so the condition must be balanced read either way.
+ */
+
+export interface ConditionDialect {
+  /** Characters that open and close a quoted string or identifier. */
+  readonly quotes: string;
+  /** A `$` starting a token may open a dollar-quoted string (PostgreSQL): such conditions are refused, not read. */
+  readonly dollarQuotes: boolean;
+}
+
+export const POSTGRES_CONDITION: ConditionDialect = { quotes: `'"`, dollarQuotes: true };
+export const MYSQL_CONDITION: ConditionDialect = { quotes: "'\"`", dollarQuotes: false };
+
+/** Why `condition` could end Sluice's parenthesis, or null when every reading of its quotes keeps it one expression. */
+export function conditionEscape(condition: string, dialect: ConditionDialect): string | null {
+  for (const backslashEscapes of [false, true]) {
+    const problem = scan(condition, dialect, backslashEscapes);
+    if (problem !== null) return problem;
+  }
+  return null;
+}
+
+function scan(text: string, dialect: ConditionDialect, backslashEscapes: boolean): string | null {
+  let depth = 0;
+  let quote: string | null = null;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quote !== null) {
+      if (backslashEscapes && c === "\\" && quote !== "`") i++;
+      else if (c === quote) {
+        if (text[i + 1] === quote) i++;
+        else quote = null;
+      }
+      continue;
+    }
+    if (dialect.quotes.includes(c)) quote = c;
+    else if (c === "$" && dialect.dollarQuotes && !/[\p{L}\p{N}_$]/u.test(text[i - 1] ?? " ")) return `a "$" that may open a dollar-quoted string`;
+    else if (c === "(") depth++;
+    else if (c === ")" && --depth < 0) return `a ")" with no "(" before it`;
+  }
+  if (quote !== null) return `a quote ${quote} not closed`;
+  return depth === 0 ? null : `a "(" not closed`;
+}
