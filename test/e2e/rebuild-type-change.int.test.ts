@@ -38,6 +38,7 @@ import {
   startReady,
   tempDir,
   waitEqual,
+  waitCaughtUp,
   waitFor,
   waitSourcesPast,
 } from "./helpers.ts";
@@ -138,6 +139,8 @@ test("numeric → text: every sink halts the table; replay --rebuild makes it in
   const mapping = (await esRequest("GET", `/${target}/_mapping`)).json as Record<string, { mappings: { properties: Record<string, { type: string }> } }>;
   assert.deepEqual(Object.values(mapping).map((index) => index.mappings.properties["amount"]?.type), ["text"]);
 
+  // DuckDB is read once the daemon is stopped (its file is the daemon's): every sink has applied everything captured first.
+  await waitCaughtUp(daemon, client);
   await daemon.stop();
   const [duck] = await readDuckDb(duckPath, [{ def: text, target }]);
   assertTablesEqual(await readPostgres(client, text) as CanonicalTable, duck!.rows, "DuckDB (after the rebuild and the release)");
