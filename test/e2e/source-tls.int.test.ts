@@ -41,9 +41,12 @@ after(async () => {
   removeDir(dir);
 });
 
+// One deployment for every test: they share one embedded log, whose checkpoints a renamed deployment may not resume (DEPLOYMENT_RENAMED).
+const deployment = randomName("dep");
+
 function config(caFile: string): Record<string, unknown> {
   return {
-    name: randomName("dep"),
+    name: deployment,
     sources: [
       {
         kind: "postgres",
