@@ -260,6 +260,8 @@ export interface DaemonOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** Another checkout's daemon/sluice.js (benchmarks comparing two versions); default this one's. */
   readonly entry?: string;
+  /** A source or sink is expected to stop for good at start: start resolves once /healthz answers or one has stopped. */
+  readonly expectStopped?: boolean;
 }
 
 /** `sluice run -c <temp config>` as a child process, its output kept in a file and a ring buffer. */
@@ -321,7 +323,8 @@ export class SluiceDaemon {
     const daemon = new SluiceDaemon(configFile, port, join(dir, `${label}.log`), options);
     RUNNING.add(daemon);
     void daemon.exited.then(() => RUNNING.delete(daemon));
-    await waitFor("the daemon to answer /healthz", async () => (await daemon.get("/healthz").catch(() => null))?.status === 200 || undefined, { daemon, timeoutMs: 60_000, intervalMs: 100 });
+    const answered = async () => (options.expectStopped === true && daemon.fatalLine !== null) || (await daemon.get("/healthz").catch(() => null))?.status === 200 || undefined;
+    await waitFor("the daemon to answer /healthz", answered, { daemon, timeoutMs: 60_000, intervalMs: 100, allowStopped: options.expectStopped === true });
     return daemon;
   }
 
