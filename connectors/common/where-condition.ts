@@ -6,16 +6,35 @@
  * as an escape (PostgreSQL's E'' strings and standard_conforming_strings, MySQL's
  * NO_BACKSLASH_ESCAPES), so the condition must be balanced read either way.
  */
+import { SluiceError } from "../errors.ts";
+import type { ErrorContext } from "../errors.ts";
 
 export interface ConditionDialect {
+  /** What starts a comment (or ends a statement), which could cut the condition short. */
+  readonly cutters: RegExp;
   /** Characters that open and close a quoted string or identifier. */
   readonly quotes: string;
   /** A `$` starting a token may open a dollar-quoted string (PostgreSQL): such conditions are refused, not read. */
   readonly dollarQuotes: boolean;
 }
 
-export const POSTGRES_CONDITION: ConditionDialect = { quotes: `'"`, dollarQuotes: true };
-export const MYSQL_CONDITION: ConditionDialect = { quotes: "'\"`", dollarQuotes: false };
+export const POSTGRES_CONDITION: ConditionDialect = { cutters: /;|--|\/\*/, quotes: `'"`, dollarQuotes: true };
+export const MYSQL_CONDITION: ConditionDialect = { cutters: /;|--|\/\*|#/, quotes: "'\"`", dollarQuotes: false };
+
+/** A WHERE condition as one SQL expression (trimmed; null when there is none), or SNAPSHOT_WHERE_INVALID naming why not. */
+export function checkWhere(where: string | null, table: string, context: ErrorContext, dialect: ConditionDialect): string | null {
+  if (where === null) return null;
+  const trimmed = where.trim();
+  if (trimmed === "") return null;
+  if (dialect.cutters.test(trimmed)) {
+    throw new SluiceError(`the condition --where "${where}" must be one SQL expression (no ";" or comments)`, { code: "SNAPSHOT_WHERE_INVALID", context: { ...context, table } });
+  }
+  const escape = conditionEscape(trimmed, dialect);
+  if (escape !== null) {
+    throw new SluiceError(`the condition --where "${where}" must be one SQL expression: it has ${escape}`, { code: "SNAPSHOT_WHERE_INVALID", context: { ...context, table } });
+  }
+  return trimmed;
+}
 
 /** Why `condition` could end Sluice's parenthesis, or null when every reading of its quotes keeps it one expression. */
 export function conditionEscape(condition: string, dialect: ConditionDialect): string | null {

@@ -18,7 +18,7 @@ import { toSluiceError } from "./mysql-errors.ts";
 import { noChunkKey } from "./incremental-snapshot.ts";
 import type { MysqlIncrementalSnapshots, ResolvedTable } from "./incremental-snapshot.ts";
 import type { WatermarkTable } from "./watermarks.ts";
-import { conditionEscape, MYSQL_CONDITION } from "../common/where-condition.ts";
+import { checkWhere, MYSQL_CONDITION } from "../common/where-condition.ts";
 
 export interface MysqlOnlineSnapshotHost {
   readonly config: () => MysqlSourceConfig;
@@ -45,7 +45,7 @@ export class MysqlOnlineSnapshotRequests implements OnlineSnapshotting {
     const engine = this.running();
     const { definition } = await this.resolve(table);
     await this.checkCommitOrder();
-    const cleanWhere = checkWhere(where, table, this.host.context());
+    const cleanWhere = checkWhere(where, table, this.host.context(), MYSQL_CONDITION);
     const estimatedRows = await this.estimate(definition.database, definition.table, cleanWhere, table);
     const chunkRows = this.host.config().snapshot.chunk_rows;
     return {
@@ -175,19 +175,4 @@ function first(row: Row | undefined): unknown {
   if (row === undefined) return null;
   const value = Object.values(row)[0];
   return value === undefined || value === null ? null : Buffer.isBuffer(value) ? value.toString("utf8") : value;
-}
-
-/** A WHERE condition is one SQL expression: no statement separators or comments that could end it early. */
-export function checkWhere(where: string | null, table: string, context: ErrorContext): string | null {
-  if (where === null) return null;
-  const trimmed = where.trim();
-  if (trimmed === "") return null;
-  if (/;|--|\/\*|#/.test(trimmed)) {
-    throw new SluiceError(`the condition --where "${where}" must be one SQL expression (no ";" or comments)`, { code: "SNAPSHOT_WHERE_INVALID", context: { ...context, table } });
-  }
-  const escape = conditionEscape(trimmed, MYSQL_CONDITION);
-  if (escape !== null) {
-    throw new SluiceError(`the condition --where "${where}" must be one SQL expression: it has ${escape}`, { code: "SNAPSHOT_WHERE_INVALID", context: { ...context, table } });
-  }
-  return trimmed;
 }

@@ -15,7 +15,7 @@ import { listTables, publicationInfo, publishedTables } from "./catalog.ts";
 import { quoteIdent } from "./connection-settings.ts";
 import { noChunkKey } from "./incremental-snapshot.ts";
 import type { IncrementalSnapshots, ResolvedTable } from "./incremental-snapshot.ts";
-import { conditionEscape, POSTGRES_CONDITION } from "../common/where-condition.ts";
+import { checkWhere, POSTGRES_CONDITION } from "../common/where-condition.ts";
 
 export interface OnlineSnapshotHost {
   readonly config: () => PostgresSourceConfig;
@@ -40,7 +40,7 @@ export class OnlineSnapshotRequests implements OnlineSnapshotting {
   async plan(table: string, where: string | null): Promise<OnlineSnapshotPlan> {
     const engine = this.running();
     const { table: captured } = await this.resolve(table);
-    const cleanWhere = checkWhere(where, table, this.host.context());
+    const cleanWhere = checkWhere(where, table, this.host.context(), POSTGRES_CONDITION);
     const estimatedRows = await this.estimate(captured.schema.schema, captured.schema.table, cleanWhere, table);
     const chunkRows = this.host.config().snapshot.chunk_rows;
     return {
@@ -142,19 +142,4 @@ export class OnlineSnapshotRequests implements OnlineSnapshotting {
       throw new SluiceError(`the condition --where "${where}" does not work on ${table}: ${(error as Error).message}`, { code: "SNAPSHOT_WHERE_INVALID", cause: error, context: { ...this.host.context(), table } });
     }
   }
-}
-
-/** A WHERE condition is one SQL expression: no statement separators or comments that could end it early. */
-export function checkWhere(where: string | null, table: string, context: ErrorContext): string | null {
-  if (where === null) return null;
-  const trimmed = where.trim();
-  if (trimmed === "") return null;
-  if (/;|--|\/\*/.test(trimmed)) {
-    throw new SluiceError(`the condition --where "${where}" must be one SQL expression (no ";" or comments)`, { code: "SNAPSHOT_WHERE_INVALID", context: { ...context, table } });
-  }
-  const escape = conditionEscape(trimmed, POSTGRES_CONDITION);
-  if (escape !== null) {
-    throw new SluiceError(`the condition --where "${where}" must be one SQL expression: it has ${escape}`, { code: "SNAPSHOT_WHERE_INVALID", context: { ...context, table } });
-  }
-  return trimmed;
 }
