@@ -3,7 +3,7 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { isGoneLocalProcess, localProcessToken, procHidesOthers, processTokenInText, processTokenText } from "./local-process.ts";
+import { isGoneLocalProcess, localProcessToken, procHidesOthers, processTokenInText, processTokenText, seesHiddenProcesses } from "./local-process.ts";
 
 const linux = process.platform === "linux";
 
@@ -45,4 +45,26 @@ test("a /proc mounted with hidepid (other than 0) or subset=pid hides other user
   }
   // A proc mounted elsewhere (a container's) is not this process's /proc.
   assert.equal(procHidesOthers("30 1 0:40 / /tmp/p rw - proc proc rw,hidepid=2"), false);
+});
+
+// The mount in effect is the last one at /proc: a proc mounted again with hidepid over a plain one read as the plain one,
+// and a live process of another user, missing from /proc, was judged gone.
+test("a /proc mounted again over the first is the one that counts", () => {
+  const plain = "22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw";
+  const hiding = "95 22 0:48 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw,hidepid=invisible";
+  assert.equal(procHidesOthers([plain, hiding].join("\n")), true);
+  assert.equal(procHidesOthers([hiding, plain.replace("22 1 0:21", "96 95 0:49")].join("\n")), false);
+  // Not a proc over /proc: it tells nothing of processes.
+  assert.equal(procHidesOthers([plain, "97 22 0:50 / /proc rw - tmpfs tmpfs rw"].join("\n")), true);
+});
+
+// Root was taken to see every process under hidepid; it does only with CAP_SYS_PTRACE, which Docker's default
+// capabilities (CapEff a80425fb) and uid 0 of an unprivileged user namespace may lack.
+test("only CAP_SYS_PTRACE among the effective capabilities sees processes /proc hides, root or not", () => {
+  const status = (uid: number, capEff: string) => `Name:\tnode\nUid:\t${uid}\t${uid}\t${uid}\t${uid}\nCapInh:\t0000000000000000\nCapPrm:\t${capEff}\nCapEff:\t${capEff}\nCapBnd:\t000001ffffffffff\n`;
+  assert.equal(seesHiddenProcesses(status(0, "000001ffffffffff")), true);
+  assert.equal(seesHiddenProcesses(status(0, "00000000a80425fb")), false);
+  assert.equal(seesHiddenProcesses(status(1000, "0000000000000000")), false);
+  assert.equal(seesHiddenProcesses(status(1000, "0000000000080000")), true);
+  assert.equal(seesHiddenProcesses("Name:\tnode\n"), false);
 });

@@ -64,7 +64,7 @@ function isToken(value: unknown): value is ProcessToken {
 interface Machine {
   readonly boot: string;
   readonly pidNamespace: string;
-  /** /proc shows this process only some of the others (mounted with hidepid or subset=pid, and not root). */
+  /** /proc may show this process only some of the others (mounted with hidepid or subset=pid, and this process not allowed to see every process). */
   readonly hidesOthers: boolean;
 }
 
@@ -73,7 +73,7 @@ let cachedMachine: Machine | null | undefined;
 function machine(): Machine | null {
   if (cachedMachine !== undefined) return cachedMachine;
   try {
-    const hidesOthers = process.getuid?.() !== 0 && procHidesOthers(readFileSync("/proc/self/mountinfo", "utf8"));
+    const hidesOthers = procHidesOthers(readFileSync("/proc/self/mountinfo", "utf8")) && !seesHiddenProcesses(readFileSync("/proc/self/status", "utf8"));
     cachedMachine = { boot: readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim(), pidNamespace: readlinkSync("/proc/self/ns/pid"), hidesOthers };
   } catch {
     cachedMachine = null;
@@ -81,16 +81,34 @@ function machine(): Machine | null {
   return cachedMachine;
 }
 
-/** Whether the /proc mount (a line of /proc/self/mountinfo) hides processes: hidepid other than 0/off, or subset=pid. */
+/**
+ * Whether the /proc mount in effect hides processes: hidepid other than 0/off, or subset=pid. It is
+ * the last /proc line of /proc/self/mountinfo: a proc mounted again over /proc (with or without
+ * hidepid) covers the ones before it.
+ */
 export function procHidesOthers(mountinfo: string): boolean {
+  let hides = false;
   for (const line of mountinfo.split("\n")) {
     const [mount, rest] = line.split(" - ");
     if (mount?.split(" ")[4] !== "/proc" || rest === undefined) continue;
     const [fsType, , options = ""] = rest.split(" ");
-    if (fsType !== "proc") continue;
-    return options.split(",").some((option) => (option.startsWith("hidepid=") && !["hidepid=0", "hidepid=off"].includes(option)) || option === "subset=pid");
+    // Something other than a proc over /proc tells nothing of processes: a missing entry cannot be told gone.
+    hides = fsType !== "proc" || options.split(",").some((option) => (option.startsWith("hidepid=") && !["hidepid=0", "hidepid=off"].includes(option)) || option === "subset=pid");
   }
-  return false;
+  return hides;
+}
+
+/** CAP_SYS_PTRACE, the capability that lets a process see the others' /proc entries whatever hidepid says. */
+const CAP_SYS_PTRACE = 19n;
+
+/**
+ * Whether this process sees every process under hidepid, from its /proc/self/status: only with
+ * CAP_SYS_PTRACE in its effective capabilities (CapEff). Being root is not enough: Docker's default
+ * capabilities leave it out, and uid 0 in a user namespace of its own may not have it either.
+ */
+export function seesHiddenProcesses(status: string): boolean {
+  const capEff = /^CapEff:\s*([0-9a-fA-F]+)\s*$/m.exec(status)?.[1];
+  return capEff !== undefined && ((BigInt(`0x${capEff}`) >> CAP_SYS_PTRACE) & 1n) === 1n;
 }
 
 /**
