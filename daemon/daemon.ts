@@ -643,7 +643,7 @@ export class Daemon {
       sendJson(res, 404, { error: `no rebuildable sink "${match[1]}"` });
       return true;
     }
-    const body = await readJsonObject(request, '{"tables": ["schema.table", ...]}, or no body for every table');
+    const body = await readJsonObject(request, '{"tables": ["schema.table", ...]}, or no body for every table', ["tables"]);
     const tables = body["tables"] ?? [];
     if (!Array.isArray(tables) || !tables.every((t) => typeof t === "string")) {
       sendJson(res, 400, { error: "tables must be a list of schema.table names or topics" });
@@ -668,7 +668,7 @@ export class Daemon {
       return true;
     }
     const expected = '{"source": "...", "subject": "..."}';
-    const body = await readJsonObject(request, expected);
+    const body = await readJsonObject(request, expected, ["source", "subject"]);
     const { source, subject } = body;
     if (typeof source !== "string" || typeof subject !== "string") {
       sendJson(res, 400, { error: `expected ${expected}` });

@@ -42,7 +42,7 @@ export function haltedHandler(sinks: ReadonlyMap<string, ReleasableSink>, source
       sendJson(res, 404, { error: `no ${kind} "${name}" runs here; ${kind}s: ${[...known.keys()].join(", ") || "(none)"}` });
       return true;
     }
-    const request: { table?: unknown; execute?: unknown; through?: unknown } = await readJsonObject(body, '{"table": "schema.table", "execute": false}', MAX_BODY_BYTES);
+    const request: { table?: unknown; execute?: unknown; through?: unknown } = await readJsonObject(body, '{"table": "schema.table", "execute": false}', ["table", "execute", "through"], MAX_BODY_BYTES);
     if (typeof request.table !== "string" || request.table === "") {
       sendJson(res, 400, { error: 'the body needs "table": the halted table (schema.table) or its topic' });
       return true;

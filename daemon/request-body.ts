@@ -133,8 +133,13 @@ export class RequestBody {
   }
 }
 
-/** Reads a body that must be one JSON object (an empty body is `{}`); anything else rejects with BadRequestError naming the `expected` shape. */
-export async function readJsonObject(body: BodyReader, expected: string, maxBytes?: number): Promise<Record<string, unknown>> {
+/**
+ * Reads a body that must be one JSON object (an empty body is `{}`) holding no field but `fields`;
+ * anything else rejects with BadRequestError naming the `expected` shape. A field the endpoint does
+ * not know is refused rather than ignored: {"table": [...]} given to rebuild (which reads "tables")
+ * rebuilt every table, and {"dry_run": true} did too.
+ */
+export async function readJsonObject(body: BodyReader, expected: string, fields: readonly string[], maxBytes?: number): Promise<Record<string, unknown>> {
   const text = (await body(maxBytes)).toString("utf8");
   let parsed: unknown;
   try {
@@ -143,5 +148,9 @@ export async function readJsonObject(body: BodyReader, expected: string, maxByte
     parsed = undefined;
   }
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new BadRequestError(`the body must be a JSON object: ${expected}`);
+  const unknown = Object.keys(parsed).filter((key) => !fields.includes(key));
+  if (unknown.length > 0) {
+    throw new BadRequestError(`the body has ${unknown.length === 1 ? "a field" : "fields"} this endpoint does not take (${unknown.map((key) => JSON.stringify(key)).join(", ")}; it takes ${fields.map((key) => JSON.stringify(key)).join(", ")}): ${expected}`);
+  }
   return parsed as Record<string, unknown>;
 }

@@ -46,7 +46,7 @@ export function snapshotHandler(lookup: (source: string) => SnapshotTarget | und
       sendJson(res, 200, { source: name, ...target.snapshots.list(), ...(waiting === null ? {} : { waiting }) });
       return true;
     }
-    const request: { table?: unknown; where?: unknown; execute?: unknown } = await readJsonObject(body, '{"table": "schema.table", "where": "id > 100", "execute": false}', MAX_BODY_BYTES);
+    const request: { table?: unknown; where?: unknown; execute?: unknown } = await readJsonObject(body, '{"table": "schema.table", "where": "id > 100", "execute": false}', ["table", "where", "execute"], MAX_BODY_BYTES);
     if (typeof request.table !== "string" || request.table === "") {
       sendJson(res, 400, { error: 'the body needs "table": the table to snapshot (schema.table)' });
       return true;

@@ -1,0 +1,31 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { BadRequestError, readJsonObject } from "./request-body.ts";
+import type { BodyReader } from "./request-body.ts";
+
+const bodyOf =
+  (text: string): BodyReader =>
+  () =>
+    Promise.resolve(Buffer.from(text, "utf8"));
+
+test("readJsonObject returns the object when it holds only the fields the endpoint takes, and {} for an empty body", async () => {
+  assert.deepEqual(await readJsonObject(bodyOf('{"tables": ["s.t"]}'), "{tables}", ["tables"]), { tables: ["s.t"] });
+  assert.deepEqual(await readJsonObject(bodyOf("  "), "{tables}", ["tables"]), {});
+});
+
+test("readJsonObject refuses a field the endpoint does not take, naming it and the fields it takes", async () => {
+  // {"table": [...]} given to rebuild (which reads "tables") rebuilt every table; so did {"dry_run": true}.
+  for (const text of ['{"table": ["opx.items"]}', '{"dry_run": true}', '{"tables": [], "execute": false}']) {
+    await assert.rejects(readJsonObject(bodyOf(text), '{"tables": [...]}', ["tables"]), (error: unknown) => {
+      assert.ok(error instanceof BadRequestError, String(error));
+      assert.match(error.message, /does not take \("(table|dry_run|execute)"; it takes "tables"\)/);
+      return true;
+    });
+  }
+});
+
+test("readJsonObject still refuses what is not a JSON object", async () => {
+  for (const text of ["[]", "null", "nope", '"x"']) {
+    await assert.rejects(readJsonObject(bodyOf(text), "{tables}", ["tables"]), /the body must be a JSON object/);
+  }
+});
