@@ -19,7 +19,7 @@ import { renderTarget } from "../sinks/naming.ts";
 import { testLogger, testSinkConfig } from "../sinks/test-config.ts";
 import { Events, randomTableName, tableSchema } from "../sinks/test-events.ts";
 import { ClickHouseSink } from "./clickhouse-sink.ts";
-import { ident, qualified } from "./ddl.ts";
+import { createViewSql, ident, qualified } from "./ddl.ts";
 import { RowBinaryReader } from "./rowbinary.ts";
 import { parseTsv, unescapeField } from "./tsv.ts";
 
@@ -183,6 +183,59 @@ describe("ClickHouse sink specifics", () => {
       assert.deepEqual((await visibleRows(target, dropped.schema)).map((r) => r["id"]).sort(), ["1", "2", "3"]);
     } finally {
       await reopened.close();
+    }
+  });
+
+  test("a rebuild's swap stopped between its view switch and its catalog save (kill -9, or a failed save and the rebuild's abort) is finished: the table the view reads is kept through later rebuilds and aborts", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const target = renderTarget(TARGET_TEMPLATE, events.schema);
+    const view = qualified(database, target);
+    const name = `ch_${randomTableName("s")}`;
+    /** The swap's view switch alone (the RENAME of #replaceView), the catalog still calling `physical` the shadow. */
+    const switchView = async (physical: string) => {
+      const [entry] = await rows(`SELECT argMax(columns, _seq) AS columns FROM ${qualified(database, "_sluice_tables")} WHERE physical = '${physical}'`);
+      await sql(createViewSql(database, `${target}__view_next_test`, physical, JSON.parse(entry!["columns"]!)));
+      await sql(`RENAME TABLE ${view} TO ${qualified(database, `${target}__view_old_test`)}, ${qualified(database, `${target}__view_next_test`)} TO ${view}`);
+      await sql(`DROP TABLE ${qualified(database, `${target}__view_old_test`)}`);
+    };
+    const inUse = () =>
+      rows(
+        `SELECT physical, argMax(role, _seq) AS role FROM ${qualified(database, "_sluice_tables")} WHERE target = '${target}' ` +
+          "GROUP BY physical HAVING argMax(dropped, _seq) = 0 ORDER BY physical",
+      );
+    const ids = async () => (await rows(`SELECT id FROM ${view} ORDER BY id`)).map((r) => r["id"]);
+    const first = createSink(name);
+    await first.open(signal());
+    assert.deepEqual((await first.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+    await first.prepareRebuild(events.schema, signal());
+    assert.deepEqual((await first.writeRebuild([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+    await switchView(`${target}__v2`);
+    await first.close(); // killed before the catalog save
+    const restarted = createSink(name);
+    await restarted.open(signal());
+    try {
+      assert.deepEqual(await inUse(), [{ physical: `${target}__v2`, role: "live" }], "the swap is finished at open");
+      assert.deepEqual((await restarted.write([events.insert(2n, { id: 2, v: "b" })], signal())).failures, []);
+      assert.deepEqual(await ids(), ["1", "2"]);
+      // The next rebuild drops no table the view reads, nor does its abort.
+      await restarted.prepareRebuild(events.schema, signal());
+      assert.deepEqual(await ids(), ["1", "2"]);
+      assert.deepEqual((await restarted.write([events.insert(3n, { id: 3, v: "c" })], signal())).failures, []);
+      assert.deepEqual(await ids(), ["1", "2", "3"]);
+      await restarted.abortRebuild(events.schema, signal());
+      assert.deepEqual(await ids(), ["1", "2", "3"]);
+      assert.deepEqual(await inUse(), [{ physical: `${target}__v2`, role: "live" }]);
+      // In a running process: the view switched, the catalog save failed, and the rebuild aborts (daemon/rebuild.ts aborts on any failure).
+      await restarted.prepareRebuild(events.schema, signal());
+      const history = [events.insert(1n, { id: 1, v: "a" }), events.insert(2n, { id: 2, v: "b" }), events.insert(3n, { id: 3, v: "c" })];
+      assert.deepEqual((await restarted.writeRebuild(history, signal())).failures, []);
+      await switchView(`${target}__v4`);
+      await restarted.abortRebuild(events.schema, signal());
+      assert.deepEqual(await inUse(), [{ physical: `${target}__v4`, role: "live" }], "the abort finishes the swap the view shows");
+      assert.deepEqual((await restarted.write([events.insert(4n, { id: 4, v: "d" })], signal())).failures, []);
+      assert.deepEqual(await ids(), ["1", "2", "3", "4"]);
+    } finally {
+      await restarted.close();
     }
   });
 

@@ -38,7 +38,7 @@ import type { ClickHouseSinkConfig, ClickHouseSinkOptions } from "./config.ts";
 import { ClickHouseConnection, ClickHouseDataError, serverErrorCode } from "./connection.ts";
 import { addedMismatch, CatalogMismatch, checkTable, describeColumn, describeServerColumn, evolutionSteps, parseServerColumns, systemColumnsSql, takes, writesAs } from "./consistency.ts";
 import type { ServerColumn, ServerTables } from "./consistency.ts";
-import { addColumnSql, countCurrentRowsSql, createTableSql, createViewSql, ident, modifyColumnSql, qualified } from "./ddl.ts";
+import { addColumnSql, countCurrentRowsSql, createTableSql, createViewSql, ident, modifyColumnSql, qualified, viewDefinitionSql, viewSource } from "./ddl.ts";
 import { keyLiteral, readValue, skipValue, writeValue } from "./codec.ts";
 import { parseTsv, sqlString, unescapeField } from "./tsv.ts";
 import { sleep } from "../../runtime/backoff.ts";
@@ -144,6 +144,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
       this.#connection = connection;
       this.#catalog = catalog;
       this.#nextViewCheck = performance.now() + this.#viewCheckMs;
+      for (const target of new Set([...this.#tables.values()].filter((t) => t.role === "shadow").map((t) => t.target))) await this.#finishSwap(target, signal);
       // A crash between saving a new table in the catalog and making its view leaves no view: make it now.
       for (const table of this.#tables.values()) {
         if (table.role !== "live" || table.columns.length === 0 || server.has(table.target)) continue;
@@ -205,6 +206,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     return this.#serial.run(async () => {
       const target = this.#target(table);
       const columns = shape ? initialColumns(shape, { sink: this.name, table: tableLabel(table) }) : null;
+      await this.#finishSwap(target, signal);
       const old = this.#find(target, "shadow");
       if (old) await this.#drop(old, signal);
       const live = this.#find(target, "live");
@@ -232,11 +234,9 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
         }
         await this.#create(shadow, live.columns, tableLabel(table), signal);
       }
-      // The view switch is the atomic step (RENAME); the bookkeeping follows, and repeating a swap after a crash redoes it.
+      // The view switch is the atomic step (RENAME); the bookkeeping follows, finished by #finishSwap when a crash or a failed save stops it.
       await this.#replaceView(shadow, signal);
-      shadow.role = "live";
-      await this.#cat().save(shadow, signal);
-      if (live) await this.#drop(live, signal);
+      await this.#recordSwap(shadow, live, signal);
       this.#logger.info({ target, live: shadow.physical }, "rebuild swapped in");
     });
   }
@@ -255,7 +255,9 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
 
   abortRebuild(table: TableId, signal: AbortSignal): Promise<void> {
     return this.#serial.run(async () => {
-      const shadow = this.#find(this.#target(table), "shadow");
+      const target = this.#target(table);
+      await this.#finishSwap(target, signal);
+      const shadow = this.#find(target, "shadow");
       if (shadow) await this.#drop(shadow, signal);
     });
   }
@@ -791,6 +793,33 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
       signal.throwIfAborted();
       this.#logger.warn({ err: error }, "could not look for or make again the views dropped while the sink ran; trying again at the next check");
     }
+  }
+
+  /** A swap's bookkeeping after its view switch: the shadow recorded live (in memory once saved, so a failed save leaves it a shadow), the old live table dropped. */
+  async #recordSwap(shadow: ClickHouseTable, live: ClickHouseTable | null, signal: AbortSignal): Promise<void> {
+    await this.#cat().save({ ...shadow, role: "live" }, signal);
+    shadow.role = "live";
+    if (live) await this.#drop(live, signal);
+  }
+
+  /**
+   * Finishes a swap stopped between its view switch and its catalog save (kill -9, or the save
+   * failing): the view then reads the table the catalog still calls the shadow. The view is what
+   * users query, so it decides: that table is recorded live and the old one dropped, as the swap
+   * would have. Run wherever the catalog picks a table to drop as the shadow (open, prepareRebuild,
+   * abortRebuild); otherwise the table the view reads would go and every query of the view fail.
+   */
+  async #finishSwap(target: string, signal: AbortSignal): Promise<void> {
+    const shadow = this.#find(target, "shadow");
+    if (!shadow || shadow.columns.length === 0) return;
+    const [definition] = parseTsv(await this.#conn().select(viewDefinitionSql(this.#database, target), signal));
+    if (definition?.[0] === undefined || viewSource(unescapeField(definition[0])) !== shadow.physical) return;
+    const live = this.#find(target, "live");
+    await this.#recordSwap(shadow, live, signal);
+    this.#logger.warn(
+      { target, live: shadow.physical, dropped: live?.physical ?? null },
+      "finished a rebuild's swap stopped after its view switch (a crash or a failed catalog save): the table the view reads is recorded live, the old one dropped",
+    );
   }
 
   async #drop(table: ClickHouseTable, signal: AbortSignal): Promise<void> {

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { initialColumns } from "../sinks/columns.ts";
 import { tableSchema } from "../sinks/test-events.ts";
-import { createTableSql, createViewSql, ident } from "./ddl.ts";
+import { createTableSql, createViewSql, ident, viewSource } from "./ddl.ts";
 import { escapeBytes, parseTsv, sqlString, unescapeField } from "./tsv.ts";
 import { clickhouseType, dialectFor } from "./types.ts";
 
@@ -41,6 +41,18 @@ describe("ClickHouse DDL", () => {
         "(SELECT max(version) FROM `db`.`_sluice_truncates` WHERE physical = 'public_orders__v2')",
     );
     assert.equal(ident("we`ird\\name"), "`we\\`ird\\\\name`");
+  });
+
+  test("the table a view reads, from its definition as the server prints it (18.16's create_table_query)", () => {
+    const printed = (physical: string) =>
+      Buffer.from(
+        "CREATE VIEW db.t ( `physical = '` Int32) AS SELECT `physical = '` FROM db.t__v1 FINAL  WHERE (_sluice_deleted = 0) AND " +
+          `(_sluice_version > (SELECT max(version) FROM db._sluice_truncates  WHERE physical = '${physical}'))`,
+      );
+    assert.equal(viewSource(printed("t__v12")), "t__v12");
+    assert.equal(viewSource(printed("it\\'s\\\\é__v2")), "it's\\é__v2");
+    assert.equal(viewSource(Buffer.from("CREATE VIEW db.t AS SELECT 1")), null);
+    assert.equal(viewSource(Buffer.from("... WHERE physical = 'unterminated")), null);
   });
 });
 

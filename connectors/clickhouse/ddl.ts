@@ -6,7 +6,7 @@
 import { defaultOf, DELETED_COLUMN, VERSION_COLUMN } from "../sinks/columns.ts";
 import { keyLiteral } from "./codec.ts";
 import type { TargetColumn } from "../sinks/columns.ts";
-import { sqlString } from "./tsv.ts";
+import { sqlString, unescapeField } from "./tsv.ts";
 import { clickhouseType } from "./types.ts";
 import type { Dialect } from "./types.ts";
 
@@ -81,6 +81,32 @@ function currentRows(database: string, physical: string, list: string): string {
 
 export function createViewSql(database: string, view: string, physical: string, columns: readonly TargetColumn[]): string {
   return `CREATE VIEW ${qualified(database, view)} AS ${currentRows(database, physical, columns.map((c) => ident(c.name)).join(", "))}`;
+}
+
+/** The definition (`create_table_query`) of the view `<target>`, one TabSeparated row, or no row when there is no such table. */
+export function viewDefinitionSql(database: string, view: string): string {
+  return `SELECT create_table_query FROM system.tables WHERE database = ${sqlString(database)} AND name = ${sqlString(view)} FORMAT TabSeparated`;
+}
+
+const TRUNCATE_FILTER = Buffer.from("physical = '");
+const QUOTE = 0x27;
+const BACKSLASH = 0x5c;
+
+/**
+ * The physical table a view of `createViewSql` reads, from its definition as the server prints it
+ * (`create_table_query`): the string literal of its truncate filter, the last `physical = '…'` in
+ * it (a column name can hold that text only before it). Null for a definition of another form.
+ */
+export function viewSource(definition: Buffer): string | null {
+  const start = definition.lastIndexOf(TRUNCATE_FILTER);
+  if (start < 0) return null;
+  const from = start + TRUNCATE_FILTER.length;
+  for (let i = from; i < definition.length; i++) {
+    const byte = definition[i];
+    if (byte === BACKSLASH) i++;
+    else if (byte === QUOTE) return unescapeField(definition.subarray(from, i)).toString("utf8");
+  }
+  return null;
 }
 
 export function countCurrentRowsSql(database: string, physical: string): string {
