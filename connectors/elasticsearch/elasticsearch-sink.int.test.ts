@@ -18,6 +18,7 @@ import { testLogger, testSinkConfig } from "../sinks/test-config.ts";
 import { Events, randomTableName, tableSchema } from "../sinks/test-events.ts";
 import { OFFSETS_INDEX } from "./config.ts";
 import { ElasticsearchSink } from "./elasticsearch-sink.ts";
+import { aliasFilter, rebuildAlias } from "./indices.ts";
 import { ExactSerializer } from "./json.ts";
 
 const prefix = `sluice_test_${randomBytes(3).toString("hex")}`;
@@ -510,6 +511,35 @@ describe("Elasticsearch sink specifics", () => {
       assert.deepEqual((await visibleRows(targetOf(indexGone.schema), indexGone.schema)).map((r) => r["id"]), ["1", "2", "3"]);
     } finally {
       await reopened.close();
+    }
+  });
+
+  test("a rebuild's swap stopped (kill -9) after its alias moved, before the old index was deleted: the old index is deleted when the target is next loaded", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const target = targetOf(events.schema);
+    const name = `es_${randomTableName("s")}`;
+    const first = createSink(name);
+    await first.open(signal());
+    assert.deepEqual((await first.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+    await first.prepareRebuild(events.schema, signal());
+    assert.deepEqual((await first.writeRebuild([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+    // The swap's one request (Indices.swap), then the process dies.
+    await admin.indices.updateAliases({
+      actions: [
+        { add: { index: `${target}__v2`, alias: target, filter: aliasFilter(0n) as never } },
+        { remove: { index: `${target}__v2`, alias: rebuildAlias(target) } },
+        { remove: { index: `${target}__v1`, alias: target } },
+      ],
+    });
+    await first.close();
+    const restarted = createSink(name);
+    await restarted.open(signal());
+    try {
+      assert.deepEqual((await restarted.write([events.insert(2n, { id: 2, v: "b" })], signal())).failures, []);
+      assert.equal((await admin.indices.exists({ index: `${target}__v1` })).valueOf(), false, "the old generation is deleted");
+      assert.deepEqual((await visibleRows(target, events.schema)).map((r) => r["id"]), ["1", "2"]);
+    } finally {
+      await restarted.close();
     }
   });
 

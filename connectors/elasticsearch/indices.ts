@@ -97,13 +97,17 @@ export class Indices {
       this.#client.indices.get({ index: `${target}__v*`, expand_wildcards: "all", ignore_unavailable: true, allow_no_indices: true }, { signal }),
     )) as Record<string, { aliases?: Record<string, unknown>; mappings?: { _meta?: { sluice?: SluiceMeta } }; settings?: { index?: { refresh_interval?: string } } }>;
     const out: TargetIndexes = { live: null, shadow: null, maxGeneration: 0 };
+    const unaliased: { name: string; generation: number }[] = [];
     for (const [name, info] of Object.entries(existing)) {
       const generation = generationOf(target, name);
       if (generation === null) continue;
       out.maxGeneration = Math.max(out.maxGeneration, generation);
       const aliases = Object.keys(info.aliases ?? {});
       const role: Role | null = aliases.includes(target) ? "live" : aliases.includes(rebuildAlias(target)) ? "shadow" : null;
-      if (role === null) continue;
+      if (role === null) {
+        unaliased.push({ name, generation });
+        continue;
+      }
       if (this.#refreshInterval !== null && info.settings?.index?.refresh_interval !== this.#refreshInterval) await this.#setRefreshInterval(name, this.#refreshInterval, signal);
       const sluice = info.mappings?._meta?.sluice;
       out[role] = {
@@ -116,6 +120,9 @@ export class Indices {
         ...(sluice?.table === undefined ? {} : { owner: sluice.table }),
       };
     }
+    // An older generation without alias was the live index of a swap stopped (kill -9) after its alias moved, before the index was deleted.
+    const live = out.live;
+    if (live) for (const old of unaliased.filter((index) => index.generation < live.generation)) await this.#deleteIndex(old.name, signal);
     return out;
   }
 
@@ -159,7 +166,11 @@ export class Indices {
   }
 
   async remove(index: EsIndex, signal: AbortSignal): Promise<void> {
-    await this.#call("delete index", () => this.#client.indices.delete({ index: index.physical, ignore_unavailable: true }, { signal }));
+    await this.#deleteIndex(index.physical, signal);
+  }
+
+  async #deleteIndex(name: string, signal: AbortSignal): Promise<void> {
+    await this.#call("delete index", () => this.#client.indices.delete({ index: name, ignore_unavailable: true }, { signal }));
   }
 
   /** Documents the index's user alias would show (its filter), after a refresh so recent writes count. */
