@@ -173,6 +173,27 @@ export const POSTGRES_SOURCE_FIELDS: readonly (readonly [name: string, value: (s
   ["xmin", () => null],
 ];
 
+/** The PostgreSQL source block's fields that come from the change's position, different for each change. */
+export const POSTGRES_POSITION_FIELDS: readonly string[] = ["sequence", "lsn"];
+
+/**
+ * Whether two PostgreSQL SourceInfos give the same values to every field of POSTGRES_SOURCE_FIELDS
+ * but the POSTGRES_POSITION_FIELDS: they agree on every other property those fields read (kept in
+ * step with them).
+ */
+export function samePostgresBlockButPosition(a: SourceInfo, b: SourceInfo): boolean {
+  return (
+    a.commitTimeMs === b.commitTimeMs &&
+    a.txId === b.txId &&
+    a.table === b.table &&
+    a.schema === b.schema &&
+    a.db === b.db &&
+    a.name === b.name &&
+    a.snapshot === b.snapshot &&
+    a.snapshotMarker === b.snapshotMarker
+  );
+}
+
 export function sourceBlock(source: SourceInfo, extras: EnvelopeExtras, debezium: boolean): AvroRecordValue {
   if (source.connector === "postgres") {
     const block: AvroRecordValue = {};

@@ -126,6 +126,39 @@ describe("the fast encoding path", () => {
     for (let ms = 1_764_900_000_000; ms < 1_764_900_000_004; ms++) assertFastPathAgrees(encoder, change, { processedAtMs: ms }, `processed at ${ms}`);
   });
 
+  it("writes what repeats from one change to the next (the source block's fields but sequence and lsn, op and the processing time) as the general path does when any one of them changes", async () => {
+    const encoder = await encoderFor(ITEMS);
+    const variants: [string, Partial<SourceInfo>][] = [
+      ["as before", {}],
+      ["another change in the transaction", { position: { commit: 0x1_6b37_4d848n, change: 0x1_6b37_4d100n } }],
+      ["another source name", { name: "pg2" }],
+      ["another commit time", { commitTimeMs: 1_764_899_999_001 }],
+      ["a snapshot", { snapshot: true }],
+      ["a snapshot marker", { snapshot: true, snapshotMarker: "last" }],
+      ["another database", { db: "app2" }],
+      ["another schema", { schema: "other" }],
+      ["another table", { table: "items2" }],
+      ["another transaction", { txId: "74114" }],
+      ["no transaction id", { txId: null }],
+      ["a transaction id that is not a number", { txId: "x" }],
+      ["another commit", { position: { commit: 0x1_6b37_4e000n, change: 0x1_6b37_4d000n } }],
+    ];
+    const ops: [ChangeEvent["op"], Row | null, Row | null][] = [["c", null, row(1)], ["u", { id: 1n }, row(1)], ["d", row(1), null]];
+    // Each variant between two changes as before, so every input changes and changes back; each op and time in between.
+    for (const [name, overrides] of variants) {
+      for (const processedAtMs of [PROCESSED.processedAtMs, PROCESSED.processedAtMs + 1]) {
+        for (const [op, before, after] of ops) {
+          assertFastPathAgrees(encoder, event(op, before, after), { processedAtMs }, `before ${name}, ${op} at ${processedAtMs}`);
+          assertFastPathAgrees(encoder, event(op, before, after, ITEMS, pgSource(overrides)), { processedAtMs }, `${name}, ${op} at ${processedAtMs}`);
+          assertFastPathAgrees(encoder, event(op, before, after, ITEMS, pgSource(overrides)), { processedAtMs }, `${name} again, ${op} at ${processedAtMs}`);
+        }
+      }
+    }
+    // A change the fast path cannot write (the general path's error stands) leaves nothing half-kept for the next.
+    assert.throws(() => encoder.encode(event("c", null, row(2, { id: "not a number" as unknown as bigint })), { processedAtMs: 1 }));
+    assertFastPathAgrees(encoder, event("c", null, row(3)), { processedAtMs: 1 }, "after a change that could not be written");
+  });
+
   it("writes unchanged TOAST values as the general path does: copied from the old row, else the placeholder and the header", async () => {
     const encoder = await encoderFor(ITEMS);
     const unchanged = row(1, { note: UNCHANGED, tags: UNCHANGED, amount: UNCHANGED });

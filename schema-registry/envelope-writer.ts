@@ -12,7 +12,7 @@ import type { Type } from "avsc";
 import type { ChangeEvent, Row, SourceInfo } from "../connectors/contracts.ts";
 import { AvroOutput, AvroWriteError, AvroWriterCompiler, digitCount, UnsupportedSchemaError } from "./avro-writer.ts";
 import type { AvroWriter, FieldWriter } from "./avro-writer.ts";
-import { POSTGRES_SOURCE_FIELDS, sequenceOf, sideJson, sourceBlock, SPECIAL_HEADER, UNCHANGED_HEADER, withUnchangedFromBefore } from "./envelope-codec.ts";
+import { POSTGRES_POSITION_FIELDS, POSTGRES_SOURCE_FIELDS, samePostgresBlockButPosition, sequenceOf, sideJson, sourceBlock, SPECIAL_HEADER, UNCHANGED_HEADER, withUnchangedFromBefore } from "./envelope-codec.ts";
 import type { EnvelopeExtras, RecordHeaders } from "./envelope-codec.ts";
 import type { RowCodec, RowSide } from "./row-codec.ts";
 import type { TableAvroMapping } from "./table-mapping.ts";
@@ -146,11 +146,35 @@ export class FastEventEncoder {
       writers[sequence] = (out, info) => writeSequence(out, stringBranch, info as SourceInfo);
       values[sequence] = (info) => info;
     }
-    const count = writers.length;
+    // The fields between sequence and lsn, which come from the change's position, are the same for a transaction's
+    // changes: each run of them is written for a transaction's first change and its bytes copied for the others.
+    const perChange = (i: number) => POSTGRES_POSITION_FIELDS.includes(POSTGRES_SOURCE_FIELDS[i]![0]);
+    const parts: { readonly from: number; readonly to: number; bytes: Buffer | null }[] = [];
+    for (let from = 0; from < writers.length; ) {
+      let to = from + 1;
+      if (!perChange(from)) while (to < writers.length && !perChange(to)) to++;
+      parts.push({ from, to, bytes: null });
+      from = to;
+    }
+    const repeated = parts.map((part) => !perChange(part.from));
+    let last: SourceInfo | null = null;
     return (out, c) => {
       const info = c.event.source;
       if (info.connector !== "postgres") return general(out, c);
-      for (let i = 0; i < count; i++) writers[i]!(out, values[i]!(info, true));
+      const same = last !== null && samePostgresBlockButPosition(info, last);
+      // Until every part is written: a write that fails leaves no bytes to be taken for the next change's.
+      last = null;
+      for (let p = 0; p < parts.length; p++) {
+        const part = parts[p]!;
+        if (same && part.bytes !== null) {
+          out.writeFixed(part.bytes);
+          continue;
+        }
+        const start = out.pos;
+        for (let i = part.from; i < part.to; i++) writers[i]!(out, values[i]!(info, true));
+        if (repeated[p]) part.bytes = Buffer.from(out.buf.subarray(start, out.pos));
+      }
+      last = info;
     };
   }
 
@@ -166,6 +190,7 @@ export class FastEventEncoder {
     };
     const [, , , op, tsMs, tsUs, tsNs, transaction] = fields.map((field) => field.write) as [AvroWriter, AvroWriter, AvroWriter, AvroWriter, AvroWriter, AvroWriter, AvroWriter, AvroWriter];
     const nanos = new NanosCache();
+    const times: { op: string; ms: number; bytes: Buffer | null } = { op: "", ms: Number.NaN, bytes: null };
     return [
       (out, c) => row(out, c.event.before, c.beforeSide),
       (out, c) => {
@@ -173,10 +198,24 @@ export class FastEventEncoder {
         row(out, after !== null && before !== null ? withUnchangedFromBefore(after, before) : after, c.afterSide);
       },
       sourceEmit,
-      (out, c) => op(out, c.event.op),
-      (out, c) => tsMs(out, c.processedMs),
-      (out, c) => tsUs(out, microsOf(c.processedMs)),
-      (out, c) => tsNs(out, nanos.of(c.processedMs)),
+      // op and the processing times, the same for most changes of a batch: written once, then copied while they are.
+      (out, c) => {
+        const { op: opValue } = c.event;
+        const ms = c.processedMs;
+        if (times.bytes !== null && opValue === times.op && ms === times.ms) {
+          out.writeFixed(times.bytes);
+          return;
+        }
+        times.bytes = null;
+        const start = out.pos;
+        op(out, opValue);
+        tsMs(out, ms);
+        tsUs(out, microsOf(ms));
+        tsNs(out, nanos.of(ms));
+        times.bytes = Buffer.from(out.buf.subarray(start, out.pos));
+        times.op = opValue;
+        times.ms = ms;
+      },
       (out, c) => {
         const block = c.extras.transaction;
         const txId = c.event.source.txId;
@@ -197,7 +236,8 @@ export class FastEventEncoder {
     const out = this.out;
     out.reset();
     out.writeFixed(this.valueHeader);
-    for (const emit of this.emits) emit(out, current);
+    const emits = this.emits;
+    for (let i = 0; i < emits.length; i++) emits[i]!(out, current);
     const value = out.take();
     const unchanged = sideJson(current.beforeSide.unchanged, current.afterSide.unchanged);
     const special = sideJson(current.beforeSide.special, current.afterSide.special);
