@@ -15,6 +15,8 @@ import type { RebuildReport } from "./rebuild.ts";
 import type { RebuildProgress, RebuildProgressEntry } from "./rebuild-progress.ts";
 import { REBUILD_UNKNOWN_TABLE, rebuildTopics } from "./rebuild-tables.ts";
 import { recordWhere } from "./rebuild-records.ts";
+import { eraseInSink } from "./governance/erasure.ts";
+import { watchRebuildErasures } from "./governance/rebuild-erasures.ts";
 
 export interface RebuildIo {
   stdout(text: string): void;
@@ -123,18 +125,26 @@ export async function runRebuildCommand(
       const { registry } = await openRegistry(config, log);
       try {
         const topics = rebuildTopics(config, sinkConfig, await log.topicNames(), tables);
-        const report = await rebuildSink({
-          sink,
-          log,
-          decoder: recordDecoder(registry, personalDecryptor(config, log)),
-          topics,
-          group: `${group}.rebuild`,
-          logger,
-          signal,
-          ...(io.progress === undefined ? {} : { onProgress: io.progress.bind(io) }),
-        });
-        io.stdout(`Done: ${describe(report)}.\n`);
-        return 0;
+        const personal = personalDecryptor(config, log);
+        // sluice forget run meanwhile erases from its own process: each subject it forgets is erased again here, in the new tables too.
+        const erasures = await watchRebuildErasures(config, sinkConfig, personal, (requests) => eraseInSink(sink, requests, signal), logger);
+        try {
+          const report = await rebuildSink({
+            sink,
+            log,
+            decoder: recordDecoder(registry, personal),
+            topics,
+            group: `${group}.rebuild`,
+            logger,
+            signal,
+            ...(io.progress === undefined ? {} : { onProgress: io.progress.bind(io) }),
+            ...(erasures === null ? {} : { erasures }),
+          });
+          io.stdout(`Done: ${describe(report)}.\n`);
+          return 0;
+        } finally {
+          erasures?.close();
+        }
       } catch (error) {
         if (!(error instanceof SluiceError) || !REFUSALS.has(error.code)) throw error;
         io.stderr(`sluice replay: ${error.message}\n`);

@@ -31,6 +31,27 @@ export interface RebuildOptions {
   readonly batchRecords?: number;
   /** Progress as it goes (at most twice a second, and at every step): for /status, metrics and a terminal. */
   readonly onProgress?: (progress: RebuildProgress) => void;
+  /**
+   * Erasures (`sluice forget`) made while the rebuild runs, erased again after each batch and before
+   * the swap: a value decrypted before its key was dropped and written after the erase would
+   * otherwise be swapped in (governance/rebuild-erasures.ts). Needed wherever personal columns are decrypted.
+   */
+  readonly erasures?: RebuildErasures;
+  /**
+   * Runs each step of the rebuild that writes (a batch from its first record decoded to its erasures;
+   * the swap) as one, so that the erasures of the same process do not run inside one (sink-erasures.ts).
+   */
+  readonly exclusive?: <T>(step: () => Promise<T>) => Promise<T>;
+}
+
+/** The erasures a rebuild erases again in its new generations (RebuildOptions.erasures). */
+export interface RebuildErasures {
+  /**
+   * Erases in the sink (every generation of its tables) the subjects whose keys were destroyed since
+   * the rebuild began and that it did not erase yet; `final`, just before the swap: after reading
+   * the key topic to its end.
+   */
+  eraseDestroyed(final: boolean): Promise<void>;
 }
 
 export interface RebuildReport {
@@ -279,6 +300,7 @@ export async function rebuildSink(options: RebuildOptions): Promise<RebuildRepor
 
 async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Promise<RebuildReport> {
   const { sink, log, signal, logger } = options;
+  const exclusive = options.exclusive ?? (<T>(step: () => Promise<T>) => step());
   const gaps = await historyGaps(log, options.topics);
   if (gaps.length > 0) throw historyIncompleteError(sink.name, gaps);
   const decoder = new RebuildDecoder(options.decoder, sink.name, logger);
@@ -340,43 +362,51 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
         // Retention deleted records while the rebuild read (it started complete): the new generation would miss their rows.
         const skipped = consumer.takeSkipped?.() ?? [];
         if (skipped.length > 0) throw historyIncompleteError(sink.name, skipped.map((s) => ({ topic: s.topic, partition: s.partition, start: s.to })));
-        const changes: SinkChange[] = [];
-        for (const record of batch) {
-          const end = targets.get(`${record.topic}:${record.partition}`);
-          if (end === undefined || record.offset >= end) continue;
-          const controlled = controlledTopic(record);
-          if (controlled !== null && !tables.has(controlled)) continue;
-          const event = await decoder.decode(record);
-          if (!event) continue;
-          const change = { event, origin: { topic: record.topic, partition: record.partition, offset: record.offset } };
-          if (controlled === null) {
-            if (event.source.position.change <= (truncates.get(record.topic)?.event.source.position.change ?? -1n)) continue;
-            const refusal = shapes.misfit(change);
-            if (refusal) {
-              misfits.add(change, refusal);
-              continue;
-            }
-            misfits.fits(change);
-            changes.push(change);
-          } else if (newerTruncate(truncates.get(controlled)?.event.source.position, event.source.position)) truncates.set(controlled, change);
-        }
-        records += await writeRebuildBatch(sink, changes, signal);
+        records += await exclusive(async () => {
+          const changes: SinkChange[] = [];
+          for (const record of batch) {
+            const end = targets.get(`${record.topic}:${record.partition}`);
+            if (end === undefined || record.offset >= end) continue;
+            const controlled = controlledTopic(record);
+            if (controlled !== null && !tables.has(controlled)) continue;
+            const event = await decoder.decode(record);
+            if (!event) continue;
+            const change = { event, origin: { topic: record.topic, partition: record.partition, offset: record.offset } };
+            if (controlled === null) {
+              if (event.source.position.change <= (truncates.get(record.topic)?.event.source.position.change ?? -1n)) continue;
+              const refusal = shapes.misfit(change);
+              if (refusal) {
+                misfits.add(change, refusal);
+                continue;
+              }
+              misfits.fits(change);
+              changes.push(change);
+            } else if (newerTruncate(truncates.get(controlled)?.event.source.position, event.source.position)) truncates.set(controlled, change);
+          }
+          const written = await writeRebuildBatch(sink, changes, signal);
+          await options.erasures?.eraseDestroyed(false);
+          return written;
+        });
         meter.leftOut(decoder.leftOut);
         meter.read(readSoFar());
       }
       misfits.check();
       // A truncate carries no row: written under its table's newest schema, which the new generation has.
       const closing = [...truncates].map(([topic, change]) => ({ ...change, event: { ...change.event, schema: tables.get(topic) ?? change.event.schema } }));
-      records += await writeRebuildBatch(sink, closing, signal);
+      records += await exclusive(() => writeRebuildBatch(sink, closing, signal));
       meter.leftOut(decoder.leftOut);
-        meter.read(readSoFar());
+      meter.read(readSoFar());
     } finally {
       await consumer.close();
     }
     meter.step("checking");
     await checkRowCounts(sink, log, tables, signal, logger);
     meter.step("swapping");
-    for (const table of prepared) await sink.swap(table, signal);
+    await exclusive(async () => {
+      // After every write of the rebuild: an erasure whose tombstone this last read misses erases after them, in the new generation too.
+      await options.erasures?.eraseDestroyed(true);
+      for (const table of prepared) await sink.swap(table, signal);
+    });
     const names = prepared.map((t) => `${t.schema}.${t.table}`).sort();
     logger.info({ sink: sink.name, tables: names, records, leftOut: decoder.leftOut }, "rebuild swapped in");
     if (isVersionedSink(sink)) {

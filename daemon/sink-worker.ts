@@ -9,7 +9,6 @@ import { rememberSecrets, secretValues } from "../config/redact.ts";
 import { openTopicLog, sinkWriter } from "../connectors/topics/open.ts";
 import { retry } from "../runtime/backoff.ts";
 import { createSink, deadLetterTopic, internalTopicSpec, personalDecryptor, recordDecoder, sinkGroupName, sinkTopics } from "./sink-components.ts";
-import { eraseInSink, erasureRequests } from "./governance/erasure.ts";
 import { createLogger } from "../runtime/logger.ts";
 import { SluiceMetrics } from "./metrics.ts";
 import { isRebuildable, rebuildSink } from "./rebuild.ts";
@@ -17,6 +16,7 @@ import { rebuildTopics } from "./rebuild-tables.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
 import { isQueryable } from "./sink-query.ts";
 import { sinkLeaseTtlMs } from "./sink-lease.ts";
+import { SinkErasures } from "./sink-erasures.ts";
 import { SinkRunner } from "./sink-runner.ts";
 import { deserializeError, serializeError } from "./sink-thread.ts";
 import type { FromSinkThread, SinkThreadCall, SinkThreadData, ToSinkThread } from "./sink-thread.ts";
@@ -106,6 +106,7 @@ async function main(): Promise<void> {
       owner,
       ...(leaseTtlMs === undefined ? {} : { leaseTtlMs }),
     });
+    const erasures = new SinkErasures({ config, sinkConfig, sink, personal, betweenBatches: (operation) => runner.betweenBatches(operation), signal: stop.signal });
     answer = async (call) => {
       switch (call.method) {
         case "metrics":
@@ -113,32 +114,35 @@ async function main(): Promise<void> {
         case "query":
           if (!isQueryable(sink)) throw new Error(`sink ${sinkName} does not answer SQL`);
           return sink.readQueryJson(call.sql);
-        case "rebuild":
+        case "rebuild": {
           if (!isRebuildable(sink)) throw new Error(`sink ${sinkName} cannot be rebuilt`);
-          return rebuildSink({
-            sink,
-            log,
-            decoder,
-            topics: rebuildTopics(config, sinkConfig, await log.topicNames(), call.tables),
-            group: `${group}.rebuild`,
-            logger: logger.child({ component: "rebuild" }),
-            signal: stop.signal,
-            onProgress: (progress) => {
-              rebuild = progress;
-              metrics.recordRebuild(progress);
-              report();
-            },
-          });
-        case "erase": {
-          const requests = erasureRequests(config, sinkConfig, call.source, call.subject);
-          if (personal) {
-            // The tombstone is written already: read it, and drop the key here too, so no batch applied from now on decrypts the subject's values.
-            const keys = await personal.store();
-            await keys.catchUp();
-            keys.forgetLocally(call.source, call.subject);
+          const rebuildLogger = logger.child({ component: "rebuild" });
+          const topics = rebuildTopics(config, sinkConfig, await log.topicNames(), call.tables);
+          // Erasures while it runs: never inside one of its batches, and erased again in its new tables (sink-erasures.ts).
+          const guard = await erasures.rebuildGuard(rebuildLogger);
+          try {
+            return await rebuildSink({
+              sink,
+              log,
+              decoder,
+              topics,
+              group: `${group}.rebuild`,
+              logger: rebuildLogger,
+              signal: stop.signal,
+              onProgress: (progress) => {
+                rebuild = progress;
+                metrics.recordRebuild(progress);
+                report();
+              },
+              exclusive: guard.exclusive,
+              ...(guard.erasures ? { erasures: guard.erasures } : {}),
+            });
+          } finally {
+            guard.close();
           }
-          return runner.betweenBatches(() => eraseInSink(sink, requests, stop.signal));
         }
+        case "erase":
+          return erasures.erase(call.source, call.subject);
         case "release":
           // A halt sink has no dead-letter topic until an operator first skips a record to it.
           if (call.action === "skip" && call.execute) await log.createTopic(internalTopicSpec(dlq, config));

@@ -329,6 +329,13 @@ const FETCH_TIMEOUT_MS = 30_000;
 /** Offsets read at a time when the log reads by offsets (Kafka): what the follower holds at once. */
 const RANGE_CHUNK = 5_000n;
 
+/** Subjects destroyed since a watch began (SubjectKeyStore.watchDestroyed). */
+export interface DestroyedKeys {
+  /** The subjects destroyed since the watch began or since the last take, each once. */
+  take(): { readonly source: string; readonly subject: string }[];
+  close(): void;
+}
+
 export interface SubjectKeyStoreOptions {
   /** Master keys being rotated away from: still accepted for reading. */
   readonly previous?: readonly MasterKey[];
@@ -361,6 +368,8 @@ export class SubjectKeyStore {
   /** "<source>\0<subject>" → offset of its latest record (≥ 0), WRITTEN_HERE or DESTROYED. */
   private readonly index = new Map<string, number>();
   private live = 0;
+  /** The subjects destroyed since each watch began (watchDestroyed), by record key. */
+  private readonly watches = new Set<Set<string>>();
   /** Unwrapped keys, least recently used first (about: see `cached`), with the clock of their last move to the end. */
   private readonly unwrapped = new Map<string, { readonly dataKey: Buffer; used: number }>();
   private clock = 0;
@@ -472,6 +481,7 @@ export class SubjectKeyStore {
       this.index.set(key, DESTROYED);
       this.unwrapped.delete(key);
       if (wasLive) this.live -= 1;
+      for (const watch of this.watches) watch.add(key);
       return;
     }
     this.index.set(key, Number(record.offset));
@@ -586,6 +596,30 @@ export class SubjectKeyStore {
     if (this.hasKey(source, subject)) this.live -= 1;
     this.index.set(key, DESTROYED);
     this.unwrapped.delete(key);
+    for (const watch of this.watches) watch.add(key);
+  }
+
+  /**
+   * The subjects whose key this store learns is destroyed from now on (a tombstone read, or
+   * `forgetLocally`), until closed: a rebuild erases them in its new tables, where it may have
+   * written a value it decrypted just before (governance/rebuild-erasures.ts). Erasures are few.
+   */
+  watchDestroyed(): DestroyedKeys {
+    const destroyed = new Set<string>();
+    this.watches.add(destroyed);
+    return {
+      take: () => {
+        const subjects = [...destroyed].map((key) => {
+          const split = key.indexOf("\u0000");
+          return { source: key.slice(0, split), subject: key.slice(split + 1) };
+        });
+        destroyed.clear();
+        return subjects;
+      },
+      close: () => {
+        this.watches.delete(destroyed);
+      },
+    };
   }
 
   /** How many live keys are wrapped by a master key other than the current one (reads the key topic once). */
