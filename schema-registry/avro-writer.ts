@@ -273,6 +273,8 @@ interface AvscType {
 export interface FieldWriter {
   readonly name: string;
   readonly write: AvroWriter;
+  /** The writer of a value that is there (not undefined): `write` without the field's default. */
+  readonly present: AvroWriter;
 }
 
 /**
@@ -306,9 +308,9 @@ export class AvroWriterCompiler {
     return avsc.fields.map((field) => {
       const write = this.writerOf(field.type);
       const fallback = field.defaultValue();
-      if (fallback === undefined) return { name: field.name, write };
+      if (fallback === undefined) return { name: field.name, write, present: write };
       const bytes = field.type.toBuffer(fallback);
-      return { name: field.name, write: (out: AvroOutput, value: unknown) => (value === undefined ? out.writeFixed(bytes) : write(out, value)) };
+      return { name: field.name, write: (out: AvroOutput, value: unknown) => (value === undefined ? out.writeFixed(bytes) : write(out, value)), present: write };
     });
   }
 

@@ -31,7 +31,7 @@ export interface NamedTypeScope {
   define(fullName: string, definition: () => AvroSchemaJson): AvroSchemaJson;
 }
 
-type ToAvroFunction = (value: PresentValue, context: EncodeContext, path: string) => unknown;
+export type ToAvroFunction = (value: PresentValue, context: EncodeContext, path: string) => unknown;
 
 /**
  * A present value's avsc value. `writtenAtOnce`, where set, gives the same for a value written out

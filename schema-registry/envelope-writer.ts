@@ -47,7 +47,8 @@ const ENVELOPE_FIELDS = ["before", "after", "source", "op", "ts_ms", "ts_us", "t
 function rowWriters(codec: RowCodec, fields: readonly FieldWriter[]): AvroWriter[] {
   const names = codec.bindings.map((binding) => binding.field);
   if (names.length !== fields.length || names.some((name, i) => fields[i]!.name !== name)) throw new UnsupportedSchemaError("record fields are not the row's columns");
-  return fields.map((field) => field.write);
+  // A row's fields always have a value (null or the type's zero where there is none): no default to fall back on.
+  return fields.map((field) => field.present);
 }
 
 /** The branches of a ["null", record] union. */

@@ -15,7 +15,7 @@
 import { UNCHANGED } from "../connectors/contracts.ts";
 import type { ColumnValue, Row } from "../connectors/contracts.ts";
 import { describeValue } from "./column-types.ts";
-import type { ColumnAvroType, DecodeContext, EncodeContext, SpecialNumeric } from "./column-types.ts";
+import type { ColumnAvroType, DecodeContext, EncodeContext, SpecialNumeric, ToAvroFunction } from "./column-types.ts";
 import type { AvroOutput, AvroWriter } from "./avro-writer.ts";
 import { AvroValueError } from "./schema-errors.ts";
 import type { ErrorContext } from "../connectors/errors.ts";
@@ -79,9 +79,12 @@ export class RowCodec {
    * JSON.parse gives the template its columns in place.
    */
   private readonly rowTemplate: Readonly<Record<string, null>>;
+  /** Each binding's conversion of a value written out at once (writeAvro): its type's writtenAtOnce, else its toAvro. */
+  private readonly writtenAtOnce: readonly ToAvroFunction[];
 
   constructor(bindings: readonly ColumnBinding[], options: RowCodecOptions) {
     this.bindings = bindings;
+    this.writtenAtOnce = bindings.map((binding) => binding.type.toAvro.writtenAtOnce ?? binding.type.toAvro);
     this.rowTemplate = JSON.parse(JSON.stringify(Object.fromEntries(bindings.map((binding) => [binding.column, null])))) as Record<string, null>;
     this.hasUnchangedField = options.unchangedField;
     this.hasSpecialField = bindings.some((binding) => binding.type.mayBeSpecial);
@@ -116,9 +119,10 @@ export class RowCodec {
     context.unchanged = undefined;
     context.specials = undefined;
     const bindings = this.bindings;
+    const converters = this.writtenAtOnce;
     for (let i = 0; i < bindings.length; i++) {
       const binding = bindings[i]!;
-      writers[i]!(out, this.fieldValue(binding, row[binding.column], context, true));
+      writers[i]!(out, this.fieldValue(binding, row[binding.column], context, converters[i]));
     }
     if (side && this.sideInHeaders) {
       if (context.unchanged) side.unchanged = context.unchanged;
@@ -127,7 +131,7 @@ export class RowCodec {
   }
 
   /** The Avro value of one field; unavailable fields and special numerics are noted in `context`. */
-  private fieldValue(binding: ColumnBinding, value: ColumnValue | undefined, context: SpecialCollector, writtenAtOnce = false): unknown {
+  private fieldValue(binding: ColumnBinding, value: ColumnValue | undefined, context: SpecialCollector, convert: ToAvroFunction = binding.type.toAvro): unknown {
     const { column, field, type, nullable } = binding;
     const unavailable = value === undefined || value === UNCHANGED || (value === null && !nullable && this.hasUnchangedField);
     if (unavailable) {
@@ -143,8 +147,7 @@ export class RowCodec {
     let encoded: unknown;
     try {
       const present = value as Exclude<ColumnValue, null | typeof UNCHANGED>;
-      const atOnce = writtenAtOnce ? type.toAvro.writtenAtOnce : undefined;
-      encoded = atOnce !== undefined ? atOnce(present, context, field) : type.toAvro(present, context, field);
+      encoded = convert(present, context, field);
     } catch (error) {
       const present = value as Exclude<ColumnValue, null | typeof UNCHANGED>;
       const shown = (type.show ?? describeValue)(present);
