@@ -254,6 +254,14 @@ export class KafkaPullConsumer implements TopicConsumer {
 
   private async onBatch({ batch, isStale, isRunning, heartbeat }: EachBatchPayload): Promise<void> {
     const key = tpKey(batch.topic, batch.partition);
+    const first = batch.messages[0]?.offset ?? batch.firstOffset();
+    const next = BigInt(batch.lastOffset()) + 1n;
+    let bytes = 0;
+    const records = batch.messages.map((message): StoredRecord => {
+      bytes += (message.key?.length ?? 0) + (message.value?.length ?? 0) + this.recordOverhead;
+      return storedRecordOf(batch.topic, batch.partition, message);
+    });
+    releaseMessages(batch);
     // The queue is full: hold this batch (kafkajs fetches again only after it is handed over) until
     // poll() makes room, heartbeating meanwhile so a slow sink keeps its partitions; a heartbeat
     // that finds the group rebalancing throws, and kafkajs rejoins as after any batch.
@@ -264,14 +272,8 @@ export class KafkaPullConsumer implements TopicConsumer {
     // A batch fetched before a seek belongs to the old position.
     if (isStale() || this.closed) return;
     this.seeking.delete(key);
-    const first = batch.messages[0]?.offset ?? batch.firstOffset();
-    if (first !== null) this.noteFetched(batch.topic, batch.partition, BigInt(first), BigInt(batch.lastOffset()) + 1n);
-    let bytes = 0;
-    const records = batch.messages.map((message): StoredRecord => {
-      bytes += (message.key?.length ?? 0) + (message.value?.length ?? 0) + this.recordOverhead;
-      return storedRecordOf(batch.topic, batch.partition, message);
-    });
-    this.push(batch.topic, batch.partition, records, BigInt(batch.lastOffset()) + 1n, bytes);
+    if (first !== null) this.noteFetched(batch.topic, batch.partition, BigInt(first), next);
+    this.push(batch.topic, batch.partition, records, next, bytes);
   }
 
   /** A batch from `first` to before `next` was fetched: after an out-of-range reset, what lay between the lost position and it was skipped. */
@@ -419,6 +421,24 @@ export function storedRecordOf(topic: string, partition: number, message: KafkaM
     record.headers = Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, toBytes(value)]));
   }
   return record;
+}
+
+/**
+ * Lets go of kafkajs's message objects of a batch once its records are made: a batch waits in
+ * eachBatch for room in the read-ahead while the sink writes (the normal state of a sink working
+ * through a backlog), and kafkajs's batch (its three message arrays, the first shared with the
+ * fetch response) kept every message, its offset and timestamp text alive meanwhile, long enough
+ * to be promoted into the old generation beside the record made from it. Each array keeps its last
+ * message, which is all kafkajs reads of them after eachBatch (consumer/batch.js lastOffset,
+ * isEmpty*; the END_BATCH_PROCESS payload was made before eachBatch).
+ */
+export function releaseMessages(batch: EachBatchPayload["batch"]): void {
+  const arrays = batch as unknown as { messages: unknown[]; messagesWithinOffset?: unknown[]; rawMessages?: unknown[] };
+  for (const messages of [arrays.messages, arrays.messagesWithinOffset, arrays.rawMessages]) {
+    if (messages === undefined || messages.length <= 1) continue;
+    messages[0] = messages[messages.length - 1];
+    messages.length = 1;
+  }
 }
 
 /** Whether an object has an own enumerable property (without Object.keys's array per record). */
