@@ -78,9 +78,25 @@ export function callDaemon(config: SluiceConfig, path: string, options: DaemonRe
         });
       });
     });
-    req.once("error", reject);
+    req.once("error", (error: NodeJS.ErrnoException) => reject(connectionLost(error, url, options.method ?? "GET") ?? error));
     req.end(options.body);
   });
+}
+
+/** Ways a connection that was open ends before the answer: the daemon stopped, was killed or restarted meanwhile. */
+const CUT_OFF = new Set(["ECONNRESET", "EPIPE"]);
+
+/**
+ * The error of a call the daemon's end cut off before answering, saying so (the request may or may not
+ * have been done); null for other failures. `sluice replay --rebuild` and `sluice forget` printed
+ * "unexpected failure: Error: socket hang up" and a stack trace when the daemon was killed under them.
+ */
+function connectionLost(error: NodeJS.ErrnoException, url: URL, method: string): SluiceError | null {
+  if (error.code === undefined || !CUT_OFF.has(error.code)) return null;
+  return new SluiceError(
+    `the daemon at ${url.origin} closed the connection before answering ${method} ${url.pathname} (${error.message}): did it stop or restart? Whether it was done is not known; see "sluice status"`,
+    { code: "DAEMON_CONNECTION_LOST", cause: error, context: { component: "cli" } },
+  );
 }
 
 /** Connection errors that mean nothing listens at the address (as opposed to a listener that does not answer in time). */
@@ -104,7 +120,9 @@ export async function daemonRunning(config: SluiceConfig, timeoutMs = 10_000): P
   try {
     await callDaemon(config, "/status", { timeoutMs });
     return true;
-  } catch (error) {
+  } catch (thrown) {
+    // A cut connection is told here as it came (e.g. "read ECONNRESET"): the probe itself did nothing.
+    const error = thrown instanceof SluiceError && thrown.code === "DAEMON_CONNECTION_LOST" ? thrown.cause : thrown;
     const code = (error as NodeJS.ErrnoException).code ?? ((error as Error).cause as NodeJS.ErrnoException | undefined)?.code;
     if (code !== undefined && NOBODY_LISTENS.has(code)) return false;
     const timedOut = error instanceof Error && error.name === "AbortError" && (error.cause as Error | undefined)?.name === "TimeoutError";

@@ -1,0 +1,77 @@
+/**
+ * A daemon killed (or restarted) under a command's call: found on a live deployment, `sluice replay
+ * --rebuild --execute` printed "unexpected failure: Error: socket hang up" and a stack trace when the
+ * daemon was killed -9 during the rebuild. A stand-in listener that cuts the connection once the
+ * request came (the command line's own logic; the daemon is not needed for it).
+ */
+import assert from "node:assert/strict";
+import { createServer } from "node:net";
+import type { AddressInfo } from "node:net";
+import { test } from "node:test";
+import { loadConfigText } from "../config/load.ts";
+import { SluiceError } from "../connectors/errors.ts";
+import { callDaemon, daemonRunning } from "./daemon-client.ts";
+import { main } from "./cli.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const configText = (port: number) =>
+  [
+    "name: cut",
+    "sources:",
+    "  - {name: pg, kind: postgres, host: 127.0.0.1, database: d, user: u, password: p, tables: ['public.*']}",
+    "topics: {kind: embedded, path: /nonexistent/log.db}",
+    "sinks: [{name: wh, kind: duckdb, path: /nonexistent/wh.duckdb}]",
+    `http: {listen: 127.0.0.1:${port}}`,
+  ].join("\n");
+
+async function withCuttingListener(run: (port: number) => Promise<void>): Promise<void> {
+  const cutting = createServer((socket) => socket.once("data", () => socket.resetAndDestroy()));
+  await new Promise<void>((resolve) => cutting.listen(0, "127.0.0.1", resolve));
+  try {
+    await run((cutting.address() as AddressInfo).port);
+  } finally {
+    await new Promise((resolve) => cutting.close(resolve));
+  }
+}
+
+test("a call the daemon's end cuts off before answering rejects with DAEMON_CONNECTION_LOST, saying what was asked and that whether it was done is not known", async () => {
+  await withCuttingListener(async (port) => {
+    const config = loadConfigText("test.yaml", configText(port));
+    await assert.rejects(callDaemon(config, "/sinks/wh/rebuild", { method: "POST", body: "{}", timeoutMs: 5_000 }), (error: unknown) => {
+      assert.ok(error instanceof SluiceError, String(error));
+      assert.equal(error.code, "DAEMON_CONNECTION_LOST");
+      assert.match(error.message, /closed the connection before answering POST \/sinks\/wh\/rebuild \(.*ECONNRESET\).*Whether it was done is not known; see "sluice status"/);
+      return true;
+    });
+    // The probe of whether a daemon runs still says what happened, as it came.
+    const running = await daemonRunning(config, 5_000);
+    assert.equal(typeof running, "object");
+    assert.match((running as { reason: string }).reason, /^read ECONNRESET \(ECONNRESET\)$/);
+  });
+});
+
+test("sluice replay --rebuild --execute whose daemon is killed under it prints what happened, not an unexpected failure with a stack trace", async () => {
+  // Answers /status (a daemon runs), then cuts the rebuild's call as a daemon killed -9 does.
+  const daemon = createServer((socket) =>
+    socket.once("data", (head: Buffer) => {
+      if (head.toString("latin1").startsWith("GET /status ")) socket.end("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}");
+      else socket.resetAndDestroy();
+    }),
+  );
+  await new Promise<void>((resolve) => daemon.listen(0, "127.0.0.1", resolve));
+  const dir = mkdtempSync(join(tmpdir(), "sluice-cut-"));
+  try {
+    const file = join(dir, "sluice.yaml");
+    writeFileSync(file, configText((daemon.address() as AddressInfo).port));
+    const err: string[] = [];
+    const code = await main(["replay", "-c", file, "--sink", "wh", "--from-beginning", "--rebuild", "--execute"], { stdout: () => undefined, stderr: (text) => err.push(text) });
+    assert.equal(code, 1);
+    assert.doesNotMatch(err.join(""), /unexpected failure|\n\s+at /);
+    assert.match(err.join(""), /^sluice replay: the daemon at http:\/\/127\.0\.0\.1:\d+ closed the connection before answering POST \/sinks\/wh\/rebuild/);
+  } finally {
+    await new Promise((resolve) => daemon.close(resolve));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
