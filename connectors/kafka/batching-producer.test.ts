@@ -7,6 +7,7 @@ import { Writable } from "node:stream";
 import { test } from "node:test";
 import type { Kafka, ProducerBatch } from "kafkajs";
 import { createLogger } from "../../runtime/logger.ts";
+import { SluiceError } from "../errors.ts";
 import { BatchingProducer } from "./batching-producer.ts";
 import type { BatchingProducerOptions, OutgoingMessage } from "./batching-producer.ts";
 
@@ -17,6 +18,8 @@ class ScriptedKafka {
   producers = 0;
   /** Transactions committed. */
   commits = 0;
+  /** Next offset per partition ("topic:partition"), for the base offsets sendBatch answers with. */
+  private readonly ends = new Map<string, number>();
 
   producer() {
     this.producers++;
@@ -24,7 +27,15 @@ class ScriptedKafka {
       const failure = this.failures.shift();
       if (failure) throw failure;
       this.batches.push(batch);
-      return [];
+      return batch.topicMessages!.flatMap(({ topic, messages }) => {
+        const counts = new Map<number, number>();
+        for (const m of messages) counts.set(m.partition ?? 0, (counts.get(m.partition ?? 0) ?? 0) + 1);
+        return [...counts].map(([partition, count]) => {
+          const baseOffset = this.ends.get(`${topic}:${partition}`) ?? 0;
+          this.ends.set(`${topic}:${partition}`, baseOffset + count);
+          return { topicName: topic, partition, errorCode: 0, baseOffset: String(baseOffset) };
+        });
+      });
     };
     return {
       connect: async () => undefined,
@@ -215,5 +226,46 @@ test("a call that was waiting for room when a delivery failed is still delivered
   const outcome = await Promise.race([waiting.then(() => "delivered"), new Promise((resolve) => setTimeout(() => resolve("stuck"), 2_000))]);
   assert.equal(outcome, "delivered");
   assert.deepEqual(values(kafka), ["t:b"]);
+  await producer.close();
+});
+
+test("with transactions, a call resolves only once readers see its committed records, not at the commit", async () => {
+  const kafka = new ScriptedKafka();
+  let visible!: () => void;
+  const asked: string[][] = [];
+  const { producer } = producerWith(kafka, {
+    transactionalId: "tx",
+    lingerMs: 0,
+    untilVisible: (offsets) => {
+      asked.push(offsets.map((o) => `${o.topic}:${o.partition}@${o.offset}`));
+      return new Promise<void>((resolve) => (visible = resolve));
+    },
+  });
+  let durable = false;
+  const sent = producer.send([message("t", "a"), message("t", "b", 1)], { source: "s", message: message("cp", "1") }).then(() => (durable = true));
+  for (let turn = 0; asked.length === 0 && turn < 1000; turn++) await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(kafka.commits, 2, "committed (after the connect's empty transaction)");
+  assert.deepEqual(asked, [["t:0@0", "t:1@0", "cp:0@0"]], "the last offset of each partition it wrote");
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(durable, false, "committed but not visible: not durable yet");
+  visible();
+  await sent;
+  assert.equal(durable, true);
+  await producer.close();
+});
+
+test("with transactions, a commit whose records never become visible (Kafka skipped its commit markers) rejects its calls and every later one of the source, so no source acknowledges it", async () => {
+  const kafka = new ScriptedKafka();
+  const hidden = new SluiceError("records of a committed Kafka transaction are not visible to read_committed readers after 10 s", { code: "KAFKA_COMMIT_NOT_VISIBLE", retriable: true });
+  let calls = 0;
+  const { producer } = producerWith(kafka, { transactionalId: "tx", lingerMs: 0, untilVisible: async () => {
+      if (calls++ === 0) throw hidden;
+    },
+  });
+  const first = producer.send([message("t", "a")], { source: "s", message: message("cp", "1") });
+  await assert.rejects(first, { code: "KAFKA_COMMIT_NOT_VISIBLE" });
+  await assert.rejects(producer.send([message("t", "b")], { source: "s", message: message("cp", "2") }), /an earlier write of source s's changes failed/);
+  producer.forgetFailure("s");
+  await producer.send([message("t", "c")], { source: "s", message: message("cp", "3") });
   await producer.close();
 });

@@ -2,9 +2,9 @@
  * Produce path to Kafka: collects produce calls for `linger` or up to `batch_bytes` into one unit,
  * and sends units one at a time, in order, each as one Kafka transaction (records + checkpoints,
  * exactly-once) or, without transactions, records first and checkpoints after (at-least-once).
- * A call resolves as soon as its unit is durable (the transaction committed, or every request
- * acknowledged with acks=all), in call order; it does not wait until readers can see the records
- * (kafka-log.ts makes this process's own reads wait for that, only when they happen).
+ * A call resolves once its unit is durable, in call order: every request acknowledged with
+ * acks=all, or with transactions, the transaction committed and its records visible to
+ * read_committed readers (untilVisible), which is what a restart reads its checkpoint with.
  *
  * Units go out strictly one after another because kafkajs's idempotent producer cannot keep
  * per-partition order across concurrent requests when one of them is retried (it hands the failed
@@ -59,14 +59,21 @@ export interface BatchingProducerOptions {
    */
   readonly onCommitted?: (lastOffsets: readonly WrittenOffset[]) => void;
   /**
-   * Transactions only: resolves once the markers of the last commit are written (its offsets are
-   * visible). Awaited before the next transaction starts, not before the commit's callers are told
-   * it is durable: the broker refuses a new transaction while it still writes the previous one's
-   * markers (CONCURRENT_TRANSACTIONS), and the calls that queue up meanwhile go out together in
-   * the next. (Starting the next one at once instead, with transaction-retry.ts taking the refusals,
-   * was tried: docs/benchmarks.md, "Where capture waits".)
+   * Transactions only: resolves once read_committed readers see the offsets a unit just committed
+   * (its commit markers are written); rejects when they do not within its time. A commit Kafka
+   * acknowledged is not yet what a reader sees: the coordinator writes the markers after it answers,
+   * and it may skip them, completing the transaction in its own log while the partitions keep it
+   * open (a hanging transaction, invisible to read_committed readers). Kafka 4.3's single broker did
+   * that to a commit it answered during its controlled shutdown, once the partitions had no leader:
+   * capture acknowledged the source up to a checkpoint its restart did not read. So a unit's
+   * callers are told it is durable only once this resolves, and fail as a failed write when it
+   * rejects. The next transaction starts after it either way: the broker refuses one while it still
+   * writes the previous one's markers (CONCURRENT_TRANSACTIONS), and the calls that queue up
+   * meanwhile go out together in the next.
+   * (Starting the next one at once instead, with transaction-retry.ts taking the refusals, was
+   * tried: docs/benchmarks.md, "Where capture waits".)
    */
-  readonly beforeNextTransaction?: (lastOffsets: readonly WrittenOffset[]) => Promise<void>;
+  readonly untilVisible?: (lastOffsets: readonly WrittenOffset[]) => Promise<void>;
   /**
    * The topic's max.message.bytes when known: Kafka refuses a partition's record batch above it
    * whole (MESSAGE_TOO_LARGE, for good), so a batch to that topic stays within it when it is below `batchBytes`.
@@ -106,8 +113,6 @@ export class BatchingProducer {
   private readonly spaceWaiters: (() => void)[] = [];
   private sending: Promise<void> | undefined;
   private connecting: Promise<void> | undefined;
-  /** The last commit's markers written (beforeNextTransaction), started right after the commit; the next transaction awaits it. */
-  private markersWritten: Promise<void> | undefined;
   /**
    * Sources whose checkpoint went with a write that failed for good: a later checkpoint of theirs
    * would skip the lost records, so it is refused until the caller read the checkpoint again
@@ -263,9 +268,6 @@ export class BatchingProducer {
 
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
-      const markers = this.markersWritten;
-      this.markersWritten = undefined;
-      if (markers) await markers;
       // Units that queued up while the previous send was under way go out together: one transaction, fewer round trips.
       const units = this.queue.slice();
       const merged = mergeUnits(units);
@@ -273,8 +275,8 @@ export class BatchingProducer {
         const written = await this.deliver(merged);
         if (written.length > 0) {
           this.options.onCommitted?.(written);
-          // Checked from now on, not when the next unit comes: on a quiet pipeline it is done by then.
-          this.markersWritten = this.options.beforeNextTransaction?.(written).catch(() => undefined);
+          // Durable is what readers see (see untilVisible); a commit that never becomes visible fails like a write.
+          await this.options.untilVisible?.(written);
         }
         for (const waiter of merged.waiters) waiter.resolve();
       } catch (error) {

@@ -76,8 +76,13 @@ export interface KafkaLogOptions {
 export type KafkaLogAccess = "capture" | "command" | "read-only";
 
 const DEFAULT_RETRY: BackoffPolicy & { readonly maxAttempts?: number } = { initialMs: 200, maxMs: 5_000 };
-/** How long a read waits for this process's committed records to become visible before reading without them. */
+/**
+ * How long a read waits for this process's committed records to become visible before reading without them, and a
+ * commit for its records to become visible before its write fails (committedVisible).
+ */
 const VISIBLE_WITHIN_MS = 10_000;
+/** Between ListOffsets requests that failed while waiting for a commit to become visible. */
+const VISIBLE_RETRY_MS = 100;
 /** How long a topic just created may be without a leader for a partition (kafkajs's own wait: 10 s). */
 const LEADERS_WITHIN_MS = 10_000;
 
@@ -171,7 +176,7 @@ export class KafkaTopicLog implements TopicLog {
       onCommitted: (offsets) => {
         for (const o of offsets) this.unconfirmed.set(partitionKey(o.topic, o.partition), o);
       },
-      beforeNextTransaction: (offsets) => this.committedVisible(offsets),
+      untilVisible: (offsets) => this.committedVisible(offsets),
       batchLimitOf: (topic) => this.recordLimits.get(topic),
     });
     this.registryJournal = new KafkaJournal(this, registryTopic(options.deployment));
@@ -681,27 +686,51 @@ export class KafkaTopicLog implements TopicLog {
 
   /**
    * Resolves once read_committed readers see the offsets a transaction just committed (its commit
-   * markers are written): the wait before the next transaction. All their partitions are asked in
-   * one ListOffsets request, every few milliseconds, up to VISIBLE_WITHIN_MS; partitionOffsets asked
-   * per topic for both ends, two round trips one after the other, on capture's critical path once
-   * per transaction. The offsets seen are no longer waited for by this process's reads; a failure or
-   * the time running out leaves the rest to the reads (partitionOffsets).
+   * markers are written): until then the commit's callers are not told it is durable, and the next
+   * transaction waits (BatchingProducerOptions.untilVisible says why). All their partitions are asked
+   * in one ListOffsets request, every few milliseconds; partitionOffsets asked per topic for both
+   * ends, two round trips one after the other, on capture's critical path once per transaction.
+   * Rejects (retriable) when they are not all seen within VISIBLE_WITHIN_MS, failed requests retried
+   * meanwhile, or when the log closes: the commit's changes are then not acknowledged, and its
+   * source reads its checkpoint again. The offsets seen are no longer waited for by this process's
+   * reads, nor are those given up on (the reads would only wait for them again).
    */
   private async committedVisible(offsets: readonly WrittenOffset[]): Promise<void> {
     this.stableOffsets ??= new StableOffsets(this.kafka);
     const deadline = Date.now() + VISIBLE_WITHIN_MS;
     let hidden = offsets;
-    while (hidden.length > 0 && !this.closed) {
-      const ends = await this.stableOffsets.stableEnds(hidden);
-      const seen = hidden.filter((o) => (ends.get(partitionKey(o.topic, o.partition)) ?? -1n) > o.offset);
-      for (const o of seen) {
-        const key = partitionKey(o.topic, o.partition);
-        if (this.unconfirmed.get(key) === o) this.unconfirmed.delete(key);
+    let failure: unknown = null;
+    while (hidden.length > 0) {
+      if (this.closed) throw closedError();
+      try {
+        const ends = await this.stableOffsets.stableEnds(hidden);
+        failure = null;
+        const seen = hidden.filter((o) => (ends.get(partitionKey(o.topic, o.partition)) ?? -1n) > o.offset);
+        for (const o of seen) this.confirmed(o);
+        hidden = hidden.filter((o) => !seen.includes(o));
+        if (hidden.length === 0) return;
+      } catch (error) {
+        failure = error;
       }
-      hidden = hidden.filter((o) => !seen.includes(o));
-      if (hidden.length === 0 || Date.now() > deadline) return;
-      await sleep(2);
+      if (Date.now() > deadline) {
+        for (const o of hidden) this.confirmed(o);
+        const where = hidden.map((o) => `${o.topic} partition ${o.partition} offset ${o.offset}`).join(", ");
+        const cause = failure === null ? "their commit markers are missing" : `asking for them failed: ${failure instanceof Error ? failure.message : String(failure)}`;
+        const error = new SluiceError(
+          `records of a committed Kafka transaction are not visible to read_committed readers after ${VISIBLE_WITHIN_MS / 1000} s (${where}): ${cause}; they are not acknowledged as durable, and capture reads its checkpoint again`,
+          { code: "KAFKA_COMMIT_NOT_VISIBLE", retriable: true, context: { component: "kafka", brokers: this.config.brokers.join(",") } },
+        );
+        this.logger.error({ brokers: this.config.brokers, err: error.toLog() }, "a committed Kafka transaction did not become visible; its changes are not acknowledged");
+        throw error;
+      }
+      await sleep(failure === null ? 2 : VISIBLE_RETRY_MS);
     }
+  }
+
+  /** This process's reads no longer wait for the partition's records through `written`. */
+  private confirmed(written: WrittenOffset): void {
+    const key = partitionKey(written.topic, written.partition);
+    if (this.unconfirmed.get(key) === written) this.unconfirmed.delete(key);
   }
 
   async endOffsets(topic: string): Promise<TopicPartitionOffset[]> {

@@ -6,7 +6,7 @@
  * producer's retry settings). Here the request itself is sent again first, after short waits
  * (2 ms doubling to 20 ms — Kafka's Java producer waits 20 ms — for up to a second), before the
  * error goes on to kafkajs. The batching producer waits for the previous commit's markers before
- * the next transaction (beforeNextTransaction), so this is for when that wait ends early (it gives
+ * the next transaction (untilVisible), so this is for when that wait ends early (it gives
  * up after 10 s) or the coordinator lags behind the partitions' markers.
  *
  * Installed when this module is first imported (before any producer sends).
