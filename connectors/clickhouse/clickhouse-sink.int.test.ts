@@ -178,6 +178,8 @@ describe("ClickHouse sink specifics", () => {
       // The rebuild the error names: the whole history into a new generation, swapped in; live writes go on after it.
       await reopened.prepareRebuild(dropped.schema, signal());
       assert.deepEqual((await reopened.writeRebuild([dropped.insert(1n, { id: 1, v: "a" }), dropped.insert(3n, { id: 2, v: "b" })], signal())).failures, []);
+      // The rebuild's row-count check before the swap: no live table to compare with (it failed with UNKNOWN_TABLE, refusing the rebuild).
+      assert.deepEqual(await reopened.rebuildRowCounts(dropped.schema, signal()), { live: null, shadow: 2 });
       await reopened.swap(dropped.schema, signal());
       assert.deepEqual((await reopened.write([dropped.insert(5n, { id: 3, v: "c" })], signal())).failures, []);
       assert.deepEqual((await visibleRows(target, dropped.schema)).map((r) => r["id"]).sort(), ["1", "2", "3"]);

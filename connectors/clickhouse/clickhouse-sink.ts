@@ -249,7 +249,13 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
         if (physical.columns.length === 0) return 0;
         return Number((await this.#conn().select(countCurrentRowsSql(this.#database, physical.physical), signal)).toString().trim());
       };
-      return { live: await count(this.#find(target, "live")), shadow: (await count(this.#find(target, "shadow"))) ?? 0 };
+      // A live table dropped by hand is no live target to compare with: the rebuild is what brings it back
+      // (the count failed with UNKNOWN_TABLE, and so did every rebuild its halt message told the operator to run).
+      const live = await count(this.#find(target, "live")).catch((error: unknown) => {
+        if (serverErrorCode(error) === UNKNOWN_TABLE) return null;
+        throw error;
+      });
+      return { live, shadow: (await count(this.#find(target, "shadow"))) ?? 0 };
     });
   }
 
