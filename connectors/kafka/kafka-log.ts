@@ -17,7 +17,7 @@ import type { Logger } from "../../runtime/logger.ts";
 import { InFlight } from "../common/in-flight.ts";
 import type { Checkpoint } from "../contracts.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
-import { encodeCheckpoint, entryRecords, latestCheckpoint } from "../topics/checkpoint-codec.ts";
+import { CheckpointFold, encodeCheckpoint, entryRecords } from "../topics/checkpoint-codec.ts";
 import type {
   ConsumerOptions,
   GroupActivity,
@@ -47,7 +47,9 @@ import { isInvalidTopicName, kafkaError } from "./kafka-errors.ts";
 import { KafkaLease } from "./kafka-lease.ts";
 import { isGoneLocalProcess, localProcessToken, processTokenInText, processTokenText } from "../../runtime/local-process.ts";
 import { removeGoneMembers } from "./gone-members.ts";
+import { FREQUENT_COMPACTION, frequentlyWritten, keepCompacting } from "./internal-compaction.ts";
 import { PartitionReader } from "./partition-reader.ts";
+import type { FetchLimits } from "./partition-reader.ts";
 import { partitionKey, StableOffsets } from "./stable-offsets.ts";
 
 export interface KafkaLogOptions {
@@ -85,6 +87,8 @@ const VISIBLE_WITHIN_MS = 10_000;
 const VISIBLE_RETRY_MS = 100;
 /** How long a topic just created may be without a leader for a partition (kafkajs's own wait: 10 s). */
 const LEADERS_WITHIN_MS = 10_000;
+/** Fetches of a fold (foldTopic): its memory is one response's records, ~4 times its bytes. */
+const FOLD_FETCH: FetchLimits = { fetchBytes: 2 ** 20, partitionFetchBytes: 2 ** 20 };
 
 export class KafkaTopicLog implements TopicLog {
   readonly kind = "kafka";
@@ -328,6 +332,7 @@ export class KafkaTopicLog implements TopicLog {
             { name: "retention.bytes", value: String(spec.retentionBytes ?? -1) },
             ...(spec.compacted && spec.tombstoneRetentionMs !== undefined ? [{ name: "delete.retention.ms", value: String(spec.tombstoneRetentionMs) }] : []),
             ...(spec.compacted && spec.minCompactionLagMs !== undefined ? [{ name: "min.compaction.lag.ms", value: String(spec.minCompactionLagMs) }] : []),
+            ...(frequentlyWritten(this.deployment).includes(spec.name) ? FREQUENT_COMPACTION : []),
             { name: "max.message.bytes", value: String(this.maxMessageBytes(spec)) },
           ],
         })),
@@ -529,7 +534,9 @@ export class KafkaTopicLog implements TopicLog {
         throw kafkaError(error, "connect producer", this.config.brokers);
       }
     }
-    return latestCheckpoint(await this.readWholeTopic(checkpointTopic(this.deployment)), source, checkpointTopic(this.deployment));
+    const fold = new CheckpointFold(source);
+    await this.foldTopic(checkpointTopic(this.deployment), (record) => fold.add(record));
+    return fold.checkpoint(checkpointTopic(this.deployment));
   }
 
   async topicIds(topics: readonly string[]): Promise<Map<string, string>> {
@@ -605,18 +612,16 @@ export class KafkaTopicLog implements TopicLog {
 
   private async readTopicIds(): Promise<Map<string, string>> {
     const ids = new Map<string, string>();
-    let records: StoredRecord[];
     try {
-      records = await this.readWholeTopic(topicIdsTopic(this.deployment));
+      await this.foldTopic(topicIdsTopic(this.deployment), (record) => {
+        if (!record.key) return;
+        const topic = Buffer.from(record.key).toString("utf8");
+        if (record.value === null) ids.delete(topic);
+        else ids.set(topic, Buffer.from(record.value).toString("utf8"));
+      });
     } catch (error) {
-      if (error instanceof SluiceError && error.code === "TOPIC_NOT_FOUND") return ids;
+      if (error instanceof SluiceError && error.code === "TOPIC_NOT_FOUND") return new Map();
       throw error;
-    }
-    for (const record of records) {
-      if (!record.key) continue;
-      const topic = Buffer.from(record.key).toString("utf8");
-      if (record.value === null) ids.delete(topic);
-      else ids.set(topic, Buffer.from(record.value).toString("utf8"));
     }
     return ids;
   }
@@ -813,6 +818,19 @@ export class KafkaTopicLog implements TopicLog {
     return this.partitionReader().read(topic, ranges);
   }
 
+  /**
+   * Hands `visit` every record of a topic up to its current end as it is read, a fetch of at most
+   * FOLD_FETCH at a time, keeping none: a compacted topic is read down to its latest value per key
+   * in memory bounded by its keys, however many records its uncompacted part holds.
+   */
+  async foldTopic(topic: string, visit: (record: StoredRecord) => void): Promise<void> {
+    if (this.closed) throw closedError();
+    if (this.access === "read-only" && !(await this.describeTopic(topic))) return;
+    const ranges = (await this.partitionOffsets(topic)).filter((r) => r.end > r.start);
+    if (ranges.length === 0) return;
+    await this.partitionReader().each(topic, ranges, (_partition, records) => records.forEach((record) => visit(record)), FOLD_FETCH);
+  }
+
   async scanTopic(topic: string, chunkRecords: number, visit: (record: StoredRecord) => Promise<void>, signal?: AbortSignal): Promise<void> {
     if (this.closed) throw closedError();
     const ranges = (await this.partitionOffsets(topic)).filter((r) => r.end > r.start);
@@ -860,6 +878,8 @@ export class KafkaTopicLog implements TopicLog {
       { name: instancesTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true },
       { name: captureLeaseTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true },
     ]);
+    // Those created by an earlier version without them.
+    await this.request(() => keepCompacting(this.lookups, frequentlyWritten(this.deployment), this.logger));
   }
 
   private async checkpointMessage(checkpoint: Checkpoint): Promise<OutgoingMessage> {

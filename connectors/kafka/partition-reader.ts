@@ -36,6 +36,9 @@ export interface PartitionReaderOptions {
   readonly partitionFetchBytes: number;
 }
 
+/** Fetch sizes of one read in place of the reader's: a fetch response's records are all in memory at once, ~4 times its bytes. */
+export type FetchLimits = Pick<PartitionReaderOptions, "fetchBytes" | "partitionFetchBytes">;
+
 type FetchedMessage = KafkaMessage & {
   readonly batchContext: { readonly firstOffset: string; readonly lastOffsetDelta: number };
 };
@@ -107,15 +110,28 @@ export class PartitionReader {
    * below the partitions' last stable offsets: every record in them is committed or aborted).
    */
   async read(topic: string, ranges: readonly PartitionRange[]): Promise<StoredRecord[]> {
-    if (this.closed) throw closedError(topic);
-    return this.reading.track(this.readRanges(topic, ranges));
+    const out = new Map<number, StoredRecord[]>(ranges.map((r) => [r.partition, []]));
+    await this.each(topic, ranges, (partition, records) => {
+      const kept = out.get(partition)!;
+      for (const record of records) kept.push(record);
+    });
+    return [...out.values()].flat();
   }
 
-  private async readRanges(topic: string, ranges: readonly PartitionRange[]): Promise<StoredRecord[]> {
+  /**
+   * Hands `visit` the committed records of `topic` in the given ranges a fetch response at a time,
+   * in offset order per partition, keeping none of them: what the read holds is one response's
+   * records (`limits`, default the reader's), however many the ranges have.
+   */
+  async each(topic: string, ranges: readonly PartitionRange[], visit: (partition: number, records: readonly StoredRecord[]) => void, limits: FetchLimits = this.options): Promise<void> {
+    if (this.closed) throw closedError(topic);
+    await this.reading.track(this.readRanges(topic, ranges, visit, limits));
+  }
+
+  private async readRanges(topic: string, ranges: readonly PartitionRange[], visit: (partition: number, records: readonly StoredRecord[]) => void, limits: FetchLimits): Promise<void> {
     const positions = new Map(ranges.filter((r) => r.end > r.start).map((r) => [r.partition, r.start]));
     const ends = new Map(ranges.map((r) => [r.partition, r.end]));
-    const out = new Map<number, StoredRecord[]>(ranges.map((r) => [r.partition, []]));
-    if (positions.size === 0) return [];
+    if (positions.size === 0) return;
     try {
       await this.connect();
       await this.cluster.addTargetTopic(topic);
@@ -129,10 +145,13 @@ export class PartitionReader {
           await Promise.all(
             Object.entries(leaders).map(async ([nodeId, partitions]) => {
               const broker = await this.cluster.findBroker({ nodeId });
-              const requested = partitions.map((partition) => ({ partition, fetchOffset: positions.get(partition)!.toString(), maxBytes: this.options.partitionFetchBytes }));
-              const { responses } = await this.inTurn(nodeId, () => broker.fetch({ isolationLevel: READ_COMMITTED, maxWaitTime: FETCH_WAIT_MS, minBytes: 1, maxBytes: this.options.fetchBytes, topics: [{ topic, partitions: requested }] }));
+              const requested = partitions.map((partition) => ({ partition, fetchOffset: positions.get(partition)!.toString(), maxBytes: limits.partitionFetchBytes }));
+              const { responses } = await this.inTurn(nodeId, () => broker.fetch({ isolationLevel: READ_COMMITTED, maxWaitTime: FETCH_WAIT_MS, minBytes: 1, maxBytes: limits.fetchBytes, topics: [{ topic, partitions: requested }] }));
               for (const data of responses.filter((r) => r.topicName === topic).flatMap((r) => r.partitions)) {
-                if (this.take(topic, data, positions, ends, out.get(data.partition)!)) moved = true;
+                const taken = this.take(topic, data, positions, ends);
+                if (taken === null) continue;
+                moved = true;
+                if (taken.length > 0) visit(data.partition, taken);
               }
             }),
           );
@@ -157,7 +176,6 @@ export class PartitionReader {
     } catch (error) {
       throw error instanceof SluiceError ? error : kafkaError(error, "read topic", this.options.brokers);
     }
-    return [...out.values()].flat();
   }
 
   private inTurn<T>(nodeId: string, fetch: () => Promise<T>): Promise<T> {
@@ -181,28 +199,30 @@ export class PartitionReader {
   }
 
   /**
-   * Takes a partition's fetched records into `out` and moves its position past the last record
-   * batch the response held. Whether it moved: a response with no record for the partition (the
+   * A partition's fetched records in its range, having moved its position past the last record
+   * batch the response held; null when it did not move: a response with no record for the partition (the
    * fetch's size spent on other partitions, a leader not caught up) leaves the position where it
    * is, to be fetched again. A batch the log cleaner emptied of every record arrives as one control
    * record at its last offset (emptied-batches.ts), so the position moves past it too.
    */
-  private take(topic: string, data: PartitionData, positions: Map<number, bigint>, ends: Map<number, bigint>, out: StoredRecord[]): boolean {
+  private take(topic: string, data: PartitionData, positions: Map<number, bigint>, ends: Map<number, bigint>): StoredRecord[] | null {
     const position = positions.get(data.partition);
     const end = ends.get(data.partition);
-    if (position === undefined || end === undefined) return false;
+    if (position === undefined || end === undefined) return null;
     let next = position;
     for (const message of data.messages) {
       const batchEnd = BigInt(message.batchContext.firstOffset) + BigInt(message.batchContext.lastOffsetDelta) + 1n;
       if (batchEnd > next) next = batchEnd;
     }
+    if (next === position) return null;
+    const out: StoredRecord[] = [];
     for (const message of new KafkaBatch(topic, position.toString(), data).messages) {
       const offset = BigInt(message.offset);
       if (offset >= position && offset < end) out.push(storedRecordOf(topic, data.partition, message));
     }
     if (next >= end) positions.delete(data.partition);
     else positions.set(data.partition, next);
-    return next > position;
+    return out;
   }
 }
 

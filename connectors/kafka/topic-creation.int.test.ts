@@ -336,3 +336,45 @@ test("a topic name Kafka cannot take, or one colliding with another in '.' versu
     await log.close();
   }
 });
+
+/** The configs a topic has of its own (not the broker's defaults), by name. */
+async function ownConfigs(admin: Admin, topic: string): Promise<Map<string, string>> {
+  const { resources } = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: topic }] });
+  return new Map(resources[0]!.configEntries.filter((e) => e.configSource === kafkajs.ConfigSource.TOPIC_CONFIG).map((e) => [e.configName, e.configValue]));
+}
+
+// Kafka never compacts the active segment (7 days or 1 GiB by default), where capture leaves a checkpoint per transaction:
+// the topic kept every record of days of capture, all read at every start.
+test("the checkpoint and instance topics roll and compact within minutes, created so or set at start when an earlier version created them", async () => {
+  const fresh = testDeployment("tcompact");
+  const earlier = testDeployment("tcompactold");
+  const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: 0 }).admin();
+  await admin.connect();
+  const rolls = (configs: Map<string, string>) => [configs.get("segment.ms"), configs.get("max.compaction.lag.ms")];
+  try {
+    await (await KafkaTopicLog.open({ config: testKafkaConfig(), deployment: fresh, logger })).close();
+    for (const topic of [checkpointTopic(fresh), instancesTopic(fresh)]) assert.deepEqual(rolls(await ownConfigs(admin, topic)), ["600000", "600000"], topic);
+    assert.deepEqual(rolls(await ownConfigs(admin, topicIdsTopic(fresh))), [undefined, undefined]);
+
+    // As an earlier version created them; the instance topic with a segment.ms of the operator's.
+    await admin.createTopics({
+      topics: [
+        { topic: checkpointTopic(earlier), numPartitions: 1, configEntries: [{ name: "cleanup.policy", value: "compact" }, { name: "max.message.bytes", value: "2000000" }, { name: "delete.retention.ms", value: "1234" }] },
+        { topic: instancesTopic(earlier), numPartitions: 1, configEntries: [{ name: "cleanup.policy", value: "compact" }, { name: "segment.ms", value: "3600000" }] },
+      ],
+    });
+    // A read-only open alters nothing.
+    await (await KafkaTopicLog.open({ config: testKafkaConfig(), deployment: earlier, logger, access: "read-only" })).close();
+    assert.deepEqual(rolls(await ownConfigs(admin, checkpointTopic(earlier))), [undefined, undefined]);
+    await (await KafkaTopicLog.open({ config: testKafkaConfig(), deployment: earlier, logger, access: "command" })).close();
+    const checkpoints = await ownConfigs(admin, checkpointTopic(earlier));
+    assert.deepEqual(rolls(checkpoints), ["600000", "600000"]);
+    // Its other configs are kept (AlterConfigs replaces them all).
+    assert.deepEqual([checkpoints.get("cleanup.policy"), checkpoints.get("max.message.bytes"), checkpoints.get("delete.retention.ms")], ["compact", "2000000", "1234"]);
+    assert.deepEqual(rolls(await ownConfigs(admin, instancesTopic(earlier))), ["3600000", "600000"]);
+  } finally {
+    const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${fresh}.`) || t.startsWith(`${earlier}.`));
+    if (topics.length > 0) await admin.deleteTopics({ topics });
+    await admin.disconnect();
+  }
+});

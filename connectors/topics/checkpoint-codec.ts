@@ -92,21 +92,42 @@ const utf8 = new TextDecoder();
 
 /** A source's checkpoint with its entries from the records of a topic keeping checkpoints by key (Kafka's); null when none. */
 export function latestCheckpoint(records: Iterable<CheckpointTopicRecord>, source: string, where: string): Checkpoint | null {
-  let latest: Uint8Array | null = null;
-  const entries = new Map<string, string>();
-  for (const record of records) {
-    if (record.key === null) continue;
-    const key = utf8.decode(record.key);
-    if (key === source) {
-      latest = record.value;
-      continue;
-    }
-    const name = checkpointEntryName(source, key);
-    if (name === null) continue;
-    if (record.value === null) entries.delete(name);
-    else entries.set(name, utf8.decode(record.value));
+  const fold = new CheckpointFold(source);
+  for (const record of records) fold.add(record);
+  return fold.checkpoint(where);
+}
+
+/**
+ * latestCheckpoint taking the records one at a time as they are read: it keeps the source's last
+ * checkpoint (undecoded) and its entries, so reading a topic that holds many records per key (the
+ * active segment of Kafka's compacted checkpoint topic) costs the keys' memory, not the records'.
+ */
+export class CheckpointFold {
+  private readonly source: string;
+  private latest: Uint8Array | null = null;
+  private readonly entries = new Map<string, string>();
+
+  constructor(source: string) {
+    this.source = source;
   }
-  return latest === null ? null : withEntries(decodeCheckpoint(utf8.decode(latest), where), entries);
+
+  add(record: CheckpointTopicRecord): void {
+    if (record.key === null) return;
+    const key = utf8.decode(record.key);
+    if (key === this.source) {
+      this.latest = record.value;
+      return;
+    }
+    const name = checkpointEntryName(this.source, key);
+    if (name === null) return;
+    if (record.value === null) this.entries.delete(name);
+    else this.entries.set(name, utf8.decode(record.value));
+  }
+
+  /** The checkpoint of the records added so far; null when none. */
+  checkpoint(where: string): Checkpoint | null {
+    return this.latest === null ? null : withEntries(decodeCheckpoint(utf8.decode(this.latest), where), this.entries);
+  }
 }
 
 /** The records (key, value text; null: a tombstone) a checkpoint's entries are stored as in such a topic, before the checkpoint's own. */
