@@ -38,10 +38,18 @@ test("a committed checkpoint readers cannot see is not reported durable: the wri
     // A transaction left open in the checkpoint topic: nothing after it is visible to read_committed readers until it ends.
     await other.connect();
     left = await other.transaction();
-    await left.send({ topic: checkpointTopic(deployment), messages: [{ key: "another writer", value: "open" }] });
+    const [opened] = await left.send({ topic: checkpointTopic(deployment), messages: [{ key: "another writer", value: "open" }] });
+    const openedAt = opened?.baseOffset ?? "";
 
     // Kafka commits this write, but no reader sees it: it must not count as durable (capture would acknowledge its source).
-    await assert.rejects(log.produce([record("b")], at(20n)), (error: unknown) => (error as { code?: string }).code === "KAFKA_COMMIT_NOT_VISIBLE" && (error as { retriable?: boolean }).retriable === true);
+    // The error names the partition held back, where it is stuck (the open transaction's first offset) and how to abort that.
+    await assert.rejects(log.produce([record("b")], at(20n)), (error: unknown) => {
+      const { code, retriable, message } = error as { code?: string; retriable?: boolean; message: string };
+      return code === "KAFKA_COMMIT_NOT_VISIBLE" && retriable === true &&
+        message.includes(`${checkpointTopic(deployment)} partition 0 (record at offset `) &&
+        message.includes(`last stable offset stuck at ${openedAt})`) &&
+        message.includes(`abort --topic ${checkpointTopic(deployment)} --partition 0 --start-offset ${openedAt}`);
+    });
 
     // What a restart reads meanwhile: the checkpoint before it.
     const restarted = await open();

@@ -36,6 +36,7 @@ import { partitionForKey } from "../topics/partitioner.ts";
 import { announceTopicCreated, onTopicCreated } from "../topics/topic-notices.ts";
 import { assertSameLayout, RECORD_TOO_LARGE, recordBytes, validateSpec } from "../topics/spec.ts";
 import { BatchingProducer, RECORD_OVERHEAD_BYTES } from "./batching-producer.ts";
+import { commitNotVisibleError } from "./commit-not-visible.ts";
 import { setGroupOffsets } from "./group-offsets.ts";
 import type { OutgoingMessage, WrittenOffset } from "./batching-producer.ts";
 import { compressionType } from "./compression.ts";
@@ -112,6 +113,7 @@ export class KafkaTopicLog implements TopicLog {
    */
   private readonly lookups: Admin;
   private readonly config: KafkaTopicsConfig;
+  private readonly transactionalId: string | null;
   private readonly deployment: string;
   private readonly logger: Logger;
   /** Null when read-only. */
@@ -153,6 +155,7 @@ export class KafkaTopicLog implements TopicLog {
 
   private constructor(options: KafkaLogOptions) {
     this.config = options.config;
+    this.transactionalId = options.config.transactions ? (options.transactionalId ?? `${options.deployment}.${options.config.client_id}`) : null;
     this.deployment = options.deployment;
     this.logger = options.logger.child({ component: "kafka-log" });
     this.kafka = createKafkaClient(options.config, options.logger);
@@ -168,7 +171,7 @@ export class KafkaTopicLog implements TopicLog {
       batchBytes: options.config.batch_bytes,
       maxInFlight: options.config.max_in_flight,
       compression: compressionType(options.config.compression),
-      transactionalId: options.config.transactions ? (options.transactionalId ?? `${options.deployment}.${options.config.client_id}`) : null,
+      transactionalId: this.transactionalId,
       retry: options.retry ?? DEFAULT_RETRY,
       logger: this.logger,
       onReadyChange: (ready, problem) => {
@@ -705,10 +708,12 @@ export class KafkaTopicLog implements TopicLog {
     const deadline = Date.now() + VISIBLE_WITHIN_MS;
     let hidden = offsets;
     let failure: unknown = null;
+    let stableEnds: ReadonlyMap<string, bigint> = new Map();
     while (hidden.length > 0) {
       if (this.closed) throw closedError();
       try {
         const ends = await this.stableOffsets.stableEnds(hidden);
+        stableEnds = ends;
         failure = null;
         const seen = hidden.filter((o) => (ends.get(partitionKey(o.topic, o.partition)) ?? -1n) > o.offset);
         for (const o of seen) this.confirmed(o);
@@ -719,12 +724,7 @@ export class KafkaTopicLog implements TopicLog {
       }
       if (Date.now() > deadline) {
         for (const o of hidden) this.confirmed(o);
-        const where = hidden.map((o) => `${o.topic} partition ${o.partition} offset ${o.offset}`).join(", ");
-        const cause = failure === null ? "their commit markers are missing" : `asking for them failed: ${failure instanceof Error ? failure.message : String(failure)}`;
-        const error = new SluiceError(
-          `records of a committed Kafka transaction are not visible to read_committed readers after ${VISIBLE_WITHIN_MS / 1000} s (${where}): ${cause}; they are not acknowledged as durable, and capture reads its checkpoint again`,
-          { code: "KAFKA_COMMIT_NOT_VISIBLE", retriable: true, context: { component: "kafka", brokers: this.config.brokers.join(",") } },
-        );
+        const error = commitNotVisibleError({ hidden, stableEnds, failure, brokers: this.config.brokers, transactionalId: this.transactionalId, waitedMs: VISIBLE_WITHIN_MS });
         this.logger.error({ brokers: this.config.brokers, err: error.toLog() }, "a committed Kafka transaction did not become visible; its changes are not acknowledged");
         throw error;
       }
