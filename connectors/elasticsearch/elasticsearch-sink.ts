@@ -800,12 +800,12 @@ function indexGone(reason: string, where: { sink: string; table: string; positio
 }
 
 /**
- * The table's live index was made by the sink, and its alias (or the index with it) is gone: deleted by hand while the sink
- * was stopped. Made again empty and written from the sink's offsets on, it would silently hold only the later changes.
+ * The table's live index was made by the sink, and its alias (or the index with it) is gone: deleted by hand since the sink
+ * last loaded its targets (while it was stopped, or while it ran: the write that found it gone halted the table). Made again empty and written from the sink's offsets on, it would silently hold only the later changes.
  */
 function indexMissing(target: string, context: { sink: string; table: string }): SluiceError {
   return new SluiceError(
-    `sink "${context.sink}", table ${context.table}: its Elasticsearch alias "${target}" (index "${target}__v<N>") is missing: the sink made it before and it was deleted while the sink was stopped (the index or its alias); its documents are gone, and it is not made again empty to be filled only from the sink's offsets on; the table halts: fill it again from the topics (sluice replay --sink NAME --from-beginning --rebuild --table T --execute), then sluice halted retry`,
+    `sink "${context.sink}", table ${context.table}: its Elasticsearch alias "${target}" (index "${target}__v<N>") is missing: the sink made it before and it was deleted since it last looked (the index or its alias, by hand); its documents are gone, and it is not made again empty to be filled only from the sink's offsets on; the table halts: fill it again from the topics (sluice replay --sink NAME --from-beginning --rebuild --table T --execute), then sluice halted retry`,
     { code: CATALOG_MISMATCH, retriable: false, context: { component: "sink", sink: context.sink, table: context.table } },
   );
 }
