@@ -65,3 +65,21 @@ test("a committed checkpoint readers cannot see is not reported durable: the wri
     await log.close().catch(() => undefined);
   }
 });
+
+test("a write committed while the log closes is durable once seen, not refused because the log is closing", { timeout: 60_000 }, async () => {
+  const log = await KafkaTopicLog.open({ config, deployment, logger, access: "command", transactionalId: `${deployment}.closing` });
+  await log.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  await log.claimWriter();
+  // Handed over, then the log closes at once: close() flushes the producer, which commits this write during the close.
+  const written = log.produce([record("c")], { source: "closing", position: { commit: 30n, change: 30n } });
+  const closed = log.close();
+  await written;
+  await closed;
+  const reopened = await KafkaTopicLog.open({ config, deployment, logger, access: "command", transactionalId: `${deployment}.closing` });
+  try {
+    await reopened.claimWriter();
+    assert.equal((await reopened.readCheckpoint("closing"))?.position.commit, 30n);
+  } finally {
+    await reopened.close();
+  }
+});

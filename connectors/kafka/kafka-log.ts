@@ -699,7 +699,7 @@ export class KafkaTopicLog implements TopicLog {
    * in one ListOffsets request, every few milliseconds; partitionOffsets asked per topic for both
    * ends, two round trips one after the other, on capture's critical path once per transaction.
    * Rejects (retriable) when they are not all seen within VISIBLE_WITHIN_MS, failed requests retried
-   * meanwhile, or when the log closes: the commit's changes are then not acknowledged, and its
+   * meanwhile: the commit's changes are then not acknowledged, and its
    * source reads its checkpoint again. The offsets seen are no longer waited for by this process's
    * reads, nor are those given up on (the reads would only wait for them again).
    */
@@ -709,8 +709,9 @@ export class KafkaTopicLog implements TopicLog {
     let hidden = offsets;
     let failure: unknown = null;
     let stableEnds: ReadonlyMap<string, bigint> = new Map();
+    // Not cut short when the log closes: close() flushes the producer before it closes the stable offsets, and a unit
+    // committed during the flush is durable once seen (refusing it would leave its changes unacknowledged at every stop).
     while (hidden.length > 0) {
-      if (this.closed) throw closedError();
       try {
         const ends = await this.stableOffsets.stableEnds(hidden);
         stableEnds = ends;
