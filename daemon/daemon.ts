@@ -674,6 +674,11 @@ export class Daemon {
       sendJson(res, 400, { error: `expected ${expected}` });
       return true;
     }
+    // An unknown source erased nothing and answered 200 {rows: 0}, as if the subject had been forgotten.
+    if (!this.config.sources.some((s) => s.name === source)) {
+      sendJson(res, 400, { error: `source "${source}" is not one of this deployment's sources (${this.config.sources.map((s) => s.name).join(", ")})` });
+      return true;
+    }
     try {
       sendJson(res, 200, { rows: await running.thread.erase(source, subject) });
     } catch (error) {

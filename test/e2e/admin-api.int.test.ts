@@ -229,6 +229,10 @@ describe("with tokens, over HTTPS", () => {
       assert.equal(answer.status, 400, `${path} ${body}: ${answer.text}`);
       assert.match(answer.text, /the body must be a JSON object: \{/, `${path} ${body}`);
     }
+    // An unknown source erased nothing and answered 200 {"rows":0}, as if the subject had been forgotten.
+    const unknownSource = await call(`${base}/sinks/warehouse/erase`, { method: "POST", token: ADMIN, body: JSON.stringify({ source: "no_such_source", subject: "1" }), ca });
+    assert.equal(unknownSource.status, 400, unknownSource.text);
+    assert.match(unknownSource.text, /source \\"no_such_source\\" is not one of this deployment's sources/);
     const malformed = await call(`${base}/sinks/%E0%A4%A/query`, { method: "POST", token: ADMIN, body: "SELECT 1", ca });
     assert.equal(malformed.status, 400, malformed.text);
     assert.match(malformed.text, /malformed percent-encoding/);
