@@ -90,17 +90,11 @@ interface CheckpointTopicRecord {
 
 const utf8 = new TextDecoder();
 
-/** A source's checkpoint with its entries from the records of a topic keeping checkpoints by key (Kafka's); null when none. */
-export function latestCheckpoint(records: Iterable<CheckpointTopicRecord>, source: string, where: string): Checkpoint | null {
-  const fold = new CheckpointFold(source);
-  for (const record of records) fold.add(record);
-  return fold.checkpoint(where);
-}
-
 /**
- * latestCheckpoint taking the records one at a time as they are read: it keeps the source's last
- * checkpoint (undecoded) and its entries, so reading a topic that holds many records per key (the
- * active segment of Kafka's compacted checkpoint topic) costs the keys' memory, not the records'.
+ * A source's checkpoint with its entries from the records of a topic keeping checkpoints by key
+ * (Kafka's), taken one at a time as they are read: it keeps the source's last checkpoint
+ * (undecoded) and its entries, so reading a topic that holds many records per key (the active
+ * segment of Kafka's compacted checkpoint topic) costs the keys' memory, not the records'.
  */
 export class CheckpointFold {
   private readonly source: string;
