@@ -13,6 +13,9 @@ import { keepEntries } from "../topics/checkpoint-codec.ts";
 
 type Held = { version: bigint; row: Record<string, unknown> | null };
 
+/** Snapshot reads handed on so far, by every fold: orders the reads of different tables. */
+let readsSeen = 0;
+
 /**
  * A table (key column `id`) as the sinks hold it: per key the newest version, deletes kept as
  * tombstones; a truncate removes what is at or below it; an unchanged column keeps the value held,
@@ -22,6 +25,9 @@ export class Fold {
   readonly rows = new Map<string, Held>();
   /** Snapshot reads per key. */
   readonly reads = new Map<string, number>();
+  /** Where this table's first and last snapshot reads came among every fold's reads (null: none yet). */
+  firstRead: number | null = null;
+  lastRead: number | null = null;
   /** Updates with an unchanged column that reached a key the sink had no row for. */
   partialOnMissing = 0;
   updates = 0;
@@ -43,7 +49,11 @@ export class Fold {
       return;
     }
     const key = String(event.key["id"]);
-    if (event.op === "r") this.reads.set(key, (this.reads.get(key) ?? 0) + 1);
+    if (event.op === "r") {
+      this.reads.set(key, (this.reads.get(key) ?? 0) + 1);
+      this.lastRead = readsSeen++;
+      this.firstRead ??= this.lastRead;
+    }
     if (version <= this.truncatedThrough) return;
     const known = this.rows.get(key);
     if (known !== undefined && known.version >= version) return;
