@@ -15,7 +15,7 @@ import { mergeSummaries, summarizeBatch } from "./batch-counts.ts";
 import type { BatchSummary } from "./batch-counts.ts";
 import { deserializeEventBytes, serializeEventBytes } from "./event-json.ts";
 import { NOT_HALTED } from "./halted.ts";
-import type { CaptureReleaseReport, HaltAction } from "./halted.ts";
+import type { CaptureReleaseReport, CaptureSkipThrough, HaltAction, ParkedChange } from "./halted.ts";
 import { Serial } from "../runtime/serial.ts";
 
 /** Turns one change into the records that carry it (a delete also yields its tombstone). */
@@ -77,6 +77,11 @@ export interface CaptureOptions {
    * Without it, two at most (TWO_IN_FLIGHT).
    */
   readonly inFlightBytes?: number;
+  /**
+   * Personal columns per table ("schema.table", config governance personal): a skipped change's key is
+   * recorded (log, parking marker, report) with their values left out.
+   */
+  readonly personalColumns?: ReadonlyMap<string, readonly string[]>;
 }
 
 /** What a source may send besides changes: transaction boundaries (config transaction_metadata). */
@@ -93,6 +98,8 @@ export class CapturePipeline {
   private readonly options: CaptureOptions;
   private readonly logger: Logger;
   private readonly halted = new Map<string, HaltedTable>();
+  /** Why each halted table halted, as a skip range compares refusals (refusalReason). */
+  private readonly haltReasons = new Map<string, string>();
   /** Serialises source batches with operator releases (see exclusive). */
   private readonly lock = new Serial();
   /** Counts the starts and ends of operator releases: a batch encoded while one ran is encoded again. */
@@ -457,8 +464,12 @@ export class CapturePipeline {
    * subject's compatibility level, or the column change was undone). A table whose parked events
    * still cannot be encoded stays halted, and its new events are parked behind them. Markers in
    * the parking topic record how far each table was re-published, in the same write.
+   * With `skip` (an operator's `sluice halted skip --source`), the table's change that halted it
+   * and, up to the range's end, each change refused again for the same reason are skipped: a marker
+   * naming it (key without personal values, position, op) goes in the same write as the changes
+   * re-published around it, so a write that fails (a crash) leaves all of a chunk or none of it.
    */
-  private async restoreParked(stop: AbortSignal, only?: string): Promise<number> {
+  private async restoreParked(stop: AbortSignal, only?: string, skip?: SkipPlan): Promise<{ republished: number; skipped: number; listed: ParkedChange[] }> {
     const { log, parkingTopic } = this.options;
     const through = new Map<string, bigint>();
     await this.scanParking(stop, async (record) => {
@@ -467,6 +478,8 @@ export class CapturePipeline {
     let pending: ProducedRecord[] = [];
     const republished = new Map<string, bigint>();
     let count = 0;
+    let skipped = 0;
+    const listed: ParkedChange[] = [];
     const flush = async () => {
       if (pending.length === 0 && republished.size === 0) return;
       const markers: ProducedRecord[] = [...republished].map(([table, offset]) => ({
@@ -479,38 +492,88 @@ export class CapturePipeline {
       await log.produce([...pending, ...markers]);
       pending = [];
       republished.clear();
+      // A turn of the event loop between writes: a release of many changes runs without one otherwise (the embedded log
+      // stores synchronously), and /healthz, /metrics and the log lines would wait until its end.
+      await new Promise((resolve) => setImmediate(resolve));
+    };
+    const skipOne = (table: string, offset: bigint, event: ChangeEvent, why: string) => {
+      const change = this.parkedChange(offset, event);
+      pending.push(skipMarker(parkingTopic, table, change, `skipped by an operator (${skip!.by}): ${why}`));
+      republished.set(table, offset);
+      skipped++;
+      if (listed.length < LISTED_CHANGES) listed.push(change);
+      this.logger.warn(
+        { table, parkingTopic, offset: change.offset, op: change.op, key: change.key, position: change.position, reason: why, by: skip!.by },
+        `table ${table}: parked change ${change.op} of key ${change.key} at ${change.position} (${parkingTopic} offset ${change.offset}) skipped by an operator (${skip!.by}); it stays in ${parkingTopic}`,
+      );
     };
     await this.scanParking(stop, async (record) => {
       if (isMarker(record) || record.value === null) return;
       const table = Buffer.from(record.key!).toString();
       if ((only !== undefined && table !== only) || this.halted.has(table) || record.offset <= (through.get(table) ?? -1n)) return;
       const event = deserializeEventBytes(record.value);
-      try {
-        pending.push(...(await this.encode(event)));
-      } catch (error) {
-        if (!(error instanceof SluiceError) || !TABLE_HALTING_CODES.has(error.code)) throw error;
-        this.halt(table, error);
-        return;
+      const inRange = skip !== undefined && table === skip.table && record.offset <= skip.through;
+      if (inRange && record.offset === skip.halting) {
+        skipOne(table, record.offset, event, `the change that halted the table (${skip.reason})`);
+      } else {
+        try {
+          pending.push(...(await this.encode(event)));
+          count++;
+        } catch (error) {
+          if (!(error instanceof SluiceError) || !TABLE_HALTING_CODES.has(error.code)) throw error;
+          if (!inRange || refusalReason(error) !== skip.reason) {
+            this.halt(table, error);
+            return;
+          }
+          skipOne(table, record.offset, event, `refused again for the same reason (${skip.reason})`);
+        }
+        republished.set(table, record.offset);
       }
-      republished.set(table, record.offset);
-      count++;
       if (pending.length >= REPUBLISH_CHUNK) await flush();
     });
     await flush();
     if (count > 0) this.logger.info({ events: count, parkingTopic, ...(only === undefined ? {} : { table: only }) }, "re-published parked events to their topics");
-    return count;
+    return { republished: count, skipped, listed };
+  }
+
+  /** A parked change as a skip names it: parking offset, op, key (personal columns' values left out) and source position. */
+  private parkedChange(offset: bigint, event: ChangeEvent): ParkedChange {
+    const personal = this.options.personalColumns?.get(tableName(event.schema)) ?? [];
+    return { offset: offset.toString(), op: event.op, key: showKey(event, personal), position: formatPosition(event.source.connector, event.source.position) };
   }
 
   /**
    * Releases a table halted at capture, on the running pipeline (`sluice halted retry|skip
    * --source`): `retry` re-publishes its parked changes in order and resumes the table; `skip`
-   * first marks the change that halted it (the first one parked) as skipped — it stays in the
-   * parking topic, with its reason, as the dead letter — then does the same with the rest. A change
-   * that still cannot be published halts the table again, with the rest parked behind it. Runs
-   * between two source batches, so the table's parked changes go out before any newer one.
-   * Without `execute` it only says what it would do.
+   * marks the change that halted it (the first one parked) as skipped — it stays in the parking
+   * topic, with its reason, as the dead letter — and re-publishes the rest. With `through` (`skip
+   * --through OFFSET | --all-pending`) it also skips, up to that parking offset (or the table's last
+   * parked change now), each parked change of the table refused again for the reason the halting
+   * one was (same code, column and check); a change refused for another reason, or past the range,
+   * halts the table again, with the rest parked behind it. Runs between two source batches, so the
+   * table's parked changes go out before any newer one. Without `execute` it only says what it
+   * would do: the range, how many parked changes it holds and the first of them.
    */
-  async release(table: string, action: HaltAction, execute: boolean, stop: AbortSignal): Promise<CaptureReleaseReport> {
+  async release(table: string, action: HaltAction, execute: boolean, stop: AbortSignal, through: CaptureSkipThrough | null = null): Promise<CaptureReleaseReport> {
+    if (through !== null && action !== "skip") throw new SluiceError("a range (through) goes with skip only", { code: "HALT_SKIP_THROUGH_INVALID", context: { component: "capture", table } });
+    if (!execute) return this.plan(table, action, through, stop);
+    // Batches handed to the log before this release are durable and acknowledged before it starts (their parked changes included).
+    const handedOver = this.acknowledged;
+    return this.exclusive(async () => {
+      await handedOver.catch(() => undefined);
+      // Planned under the lock: what is skipped is what the plan says, even with a release or a batch just before.
+      const planned = await this.plan(table, action, through, stop);
+      this.releases++;
+      try {
+        return await this.releaseNow(table, action, stop, planned);
+      } finally {
+        this.releases++;
+      }
+    });
+  }
+
+  /** What a release would do now (CaptureReleaseReport, not executed), with its skip plan. */
+  private async plan(table: string, action: HaltAction, through: CaptureSkipThrough | null, stop: AbortSignal): Promise<CaptureReleaseReport & { skipPlan: SkipPlan | null }> {
     const halted = this.halted.get(table);
     if (!halted) {
       throw new SluiceError(`table ${table} is not halted at capture of source ${this.options.source.name}; halted: ${[...this.halted.keys()].join(", ") || "(none)"}`, {
@@ -519,75 +582,107 @@ export class CapturePipeline {
       });
     }
     const { parkingTopic } = this.options;
-    const parked = await this.parkedOf(table, stop);
-    const first = parked.first;
-    const base = { source: this.options.source.name, table, action, error: halted.error, code: halted.code, parkingTopic, parked: parked.count };
-    const firstText = first ? `the change that halted it (${first.op} at ${parkingTopic} offset ${first.offset})` : "nothing (no parked change is left)";
-    const plan =
-      action === "skip"
-        ? `mark ${firstText} as skipped (it stays in ${parkingTopic} with its reason) and re-publish the other ${Math.max(0, parked.count - 1)} parked change(s) of ${table} to its topic, in order; then capture the table again`
-        : `re-publish the ${parked.count} parked change(s) of ${table} to its topic, in order, and capture the table again; a change that still fails halts it again`;
-    if (!execute) return { ...base, executed: false, description: plan };
-    // Batches handed to the log before this release are durable and acknowledged before it starts (their parked changes included).
-    const handedOver = this.acknowledged;
-    return this.exclusive(async () => {
-      await handedOver.catch(() => undefined);
-      this.releases++;
+    const reason = this.haltReasons.get(table) ?? halted.code;
+    const parked = await this.parkedOf(table, stop, action === "skip" ? (through ?? "halting") : null);
+    const { first, range } = parked;
+    const base = { source: this.options.source.name, table, action, error: halted.error, code: halted.code, parkingTopic, parked: parked.count, executed: false };
+    if (action === "retry") {
+      return { ...base, skipPlan: null, description: `re-publish the ${parked.count} parked change(s) of ${table} to its topic, in order, and capture the table again; a change that still fails halts it again` };
+    }
+    if (first === null || range === null) return { ...base, skipPlan: null, description: `skip nothing (no parked change is left) and capture the table again` };
+    if (through !== null && through !== "pending" && through < first.offset) {
+      throw new SluiceError(`--through ${through} is before the change that halted the table (${parkingTopic} offset ${first.offset})`, {
+        code: "HALT_SKIP_THROUGH_INVALID",
+        context: { component: "capture", source: this.options.source.name, table, parkingTopic },
+      });
+    }
+    const by = through === null ? "sluice halted skip" : `sluice halted skip --through ${range.through}`;
+    const skipPlan: SkipPlan = { table, halting: first.offset, through: range.through, reason, by };
+    const firstText = `the change that halted it (${first.op} at ${parkingTopic} offset ${first.offset})`;
+    const rest = parked.count - range.changes;
+    const description =
+      through === null
+        ? `mark ${firstText} as skipped (it stays in ${parkingTopic} with its reason) and re-publish the other ${parked.count - 1} parked change(s) of ${table} to its topic, in order; then capture the table again`
+        : `mark ${firstText} as skipped, then re-publish the table's parked changes in order, skipping each of the other ${range.changes - 1} parked change(s) of ${table} through ${parkingTopic} offset ${range.through} ` +
+          `that capture refuses again for the same reason (${reason}); those it accepts are re-published, one refused for another reason halts the table again there` +
+          `${rest > 0 ? `; the ${rest} parked after offset ${range.through} are re-published, and the first refused halts the table again` : ""}. ` +
+          `Each skipped change stays in ${parkingTopic}, named (table, key, position) by a marker and a log line; changes of other tables are not touched`;
+    return {
+      ...base,
+      skipPlan,
+      skipRange: { from: first.offset.toString(), through: range.through.toString(), changes: range.changes, reason, listed: range.listed },
+      description,
+    };
+  }
+
+  private async releaseNow(table: string, action: HaltAction, stop: AbortSignal, planned: CaptureReleaseReport & { skipPlan: SkipPlan | null }): Promise<CaptureReleaseReport> {
+    const { skipPlan, ...report } = planned;
+    // The parked changes are encoded while no batch is (the pump encodes on during a release): they would share its per-batch state.
+    const halted = this.halted.get(table)!;
+    const reason = this.haltReasons.get(table);
+    const outcome = await this.encodingAlone(async () => {
+      this.halted.delete(table);
+      this.haltReasons.delete(table);
+      this.options.stats?.onRelease?.(table);
       try {
-        return await this.releaseNow(table, action, stop, { base, first, firstText, error: halted.error });
-      } finally {
-        this.releases++;
+        return await this.restoreParked(stop, table, skipPlan ?? undefined);
+      } catch (error) {
+        // A write that failed (the log unavailable) leaves changes parked: the table stays halted, so its new ones are parked behind them.
+        if (!this.halted.has(table)) {
+          this.halted.set(table, { ...halted, error: `${halted.error}; releasing it failed, run the release again: ${messageOf(error)}` });
+          if (reason !== undefined) this.haltReasons.set(table, reason);
+          this.options.stats?.onHalt?.(table, new SluiceError(messageOf(error), { code: halted.code }));
+        }
+        throw error;
       }
     });
-  }
-
-  private async releaseNow(
-    table: string,
-    action: HaltAction,
-    stop: AbortSignal,
-    { base, first, firstText, error }: { base: Omit<CaptureReleaseReport, "executed" | "description" | "republished" | "haltedAgain">; first: { offset: bigint; op: string } | null; firstText: string; error: string },
-  ): Promise<CaptureReleaseReport> {
-    const { parkingTopic } = this.options;
-    if (action === "skip" && first) {
-      await this.options.log.produce([
-        {
-          topic: parkingTopic,
-          key: Buffer.from(table),
-          value: null,
-          headers: { [MARKER_HEADER]: Buffer.from(first.offset.toString()), [SKIPPED_HEADER]: Buffer.from(`skipped by an operator: ${error}`) },
-          timestamp: Date.now(),
-        },
-      ]);
-      this.logger.warn({ table, parkingTopic, offset: first.offset.toString(), err: error }, `table ${table}: the parked change that halted it was skipped by an operator; it stays in ${parkingTopic}`);
-    }
-    // The parked changes are encoded while no batch is (the pump encodes on during a release): they would share its per-batch state.
-    const republished = await this.encodingAlone(() => {
-      this.halted.delete(table);
-      this.options.stats?.onRelease?.(table);
-      return this.restoreParked(stop, table);
-    });
     const again = this.halted.get(table);
-    const outcome = again ? `; it halted again: ${again.error}` : "; the table is captured again";
-    this.logger.info({ table, action, republished, haltedAgain: again?.error ?? null }, `table ${table} released at capture (${action})`);
-    return { ...base, executed: true, republished, ...(again ? { haltedAgain: again.error } : {}), description: `${action === "skip" && first ? `skipped ${firstText}, ` : ""}re-published ${republished} parked change(s)${outcome}` };
+    const end = again ? `; it halted again: ${again.error}` : "; the table is captured again";
+    this.logger.info({ table, action, republished: outcome.republished, skipped: outcome.skipped, haltedAgain: again?.error ?? null }, `table ${table} released at capture (${action})`);
+    const skippedText = action === "skip" ? `skipped ${outcome.skipped} parked change(s) (each named in the log and by a marker in ${this.options.parkingTopic}), ` : "";
+    return {
+      ...report,
+      executed: true,
+      republished: outcome.republished,
+      ...(action === "skip" ? { skipped: outcome.skipped, skippedChanges: outcome.listed } : {}),
+      ...(again ? { haltedAgain: again.error } : {}),
+      description: `${skippedText}re-published ${outcome.republished} parked change(s)${end}`,
+    };
   }
 
-  /** How many changes of the table wait in the parking topic, and the first of them (two reads of the topic, constant memory). */
-  private async parkedOf(table: string, stop: AbortSignal): Promise<{ count: number; first: { offset: bigint; op: string } | null }> {
+  /**
+   * How many changes of the table wait in the parking topic and the first of them and, for a skip,
+   * its range: `"halting"` the first change alone, `"pending"` through the table's last parked
+   * change now, an offset through it (none past the last); how many parked changes of the table the
+   * range holds and the first LISTED_CHANGES of them. Two reads of the topic, constant memory.
+   */
+  private async parkedOf(
+    table: string,
+    stop: AbortSignal,
+    through: CaptureSkipThrough | "halting" | null,
+  ): Promise<{ count: number; first: { offset: bigint; op: string } | null; range: { through: bigint; changes: number; listed: ParkedChange[] } | null }> {
     const ofTable = (record: StoredRecord) => Buffer.from(record.key ?? []).toString() === table;
-    let through = -1n;
+    let done = -1n;
     await this.scanParking(stop, async (record) => {
-      if (ofTable(record) && isMarker(record)) through = BigInt(Buffer.from(record.headers![MARKER_HEADER]!).toString());
+      if (ofTable(record) && isMarker(record)) done = BigInt(Buffer.from(record.headers![MARKER_HEADER]!).toString());
     });
     let count = 0;
     let first: { offset: bigint; op: string } | null = null;
+    let changes = 0;
+    let last = -1n;
+    const listed: ParkedChange[] = [];
+    const within = (offset: bigint) => through !== null && (through === "pending" || (through === "halting" ? offset === first?.offset : offset <= through));
     await this.scanParking(stop, async (record) => {
-      if (!ofTable(record) || isMarker(record) || record.value === null || record.offset <= through) return;
+      if (!ofTable(record) || isMarker(record) || record.value === null || record.offset <= done) return;
       count++;
-      // Only the op is read here; the event is decoded when it is re-published.
+      // Only the op is read here; the event is decoded when it is re-published (or listed).
       first ??= { offset: record.offset, op: /"op":"(\w)"/.exec(Buffer.from(record.value.subarray(0, 4096)).toString())?.[1] ?? "?" };
+      if (!within(record.offset)) return;
+      changes++;
+      last = record.offset;
+      if (listed.length < LISTED_CHANGES) listed.push(this.parkedChange(record.offset, deserializeEventBytes(record.value)));
     });
-    return { count, first };
+    return { count, first, range: through === null || first === null ? null : { through: last, changes, listed } };
   }
 
   /** Runs `work` alone: a source batch and an operator's release never interleave. */
@@ -673,6 +768,7 @@ export class CapturePipeline {
 
   private halt(table: string, error: SluiceError): void {
     const { column, value, key, bytes } = error.context;
+    this.haltReasons.set(table, refusalReason(error));
     this.halted.set(table, {
       table,
       error: error.message,
@@ -722,8 +818,13 @@ export class CapturePipeline {
 const MARKER_HEADER = "sluice.unparked-through";
 /** On the parts of a parked event split over several records: "<i>/<n>", 1-based. */
 const PART_HEADER = "sluice.part";
-/** On a marker written by `sluice halted skip --source`: the first change after the previous marker was skipped, not re-published. */
+/**
+ * On a marker written by `sluice halted skip --source`: the change at the marker's offset was skipped, not re-published
+ * (the header holds why and by which command; sluice.skipped.* name the change: op, key without personal values, source position).
+ */
 const SKIPPED_HEADER = "sluice.skipped";
+/** Skipped changes listed in a skip's report (all are in the log and the parking topic's markers). */
+const LISTED_CHANGES = 20;
 const REPUBLISH_CHUNK = 1_000;
 /**
  * Encoded batches handed to the topic log and not yet acknowledged: one being stored and one waiting keep the log
@@ -774,8 +875,45 @@ function recordTooLarge(event: ChangeEvent, topic: string, bytes: number, limit:
   );
 }
 
-function showKey(event: ChangeEvent): string {
-  const key = event.key ?? {};
+/** A `skip --source` release: the table, the change that halted it, the range's last parking offset and the refusal it skips. */
+interface SkipPlan {
+  readonly table: string;
+  readonly halting: bigint;
+  readonly through: bigint;
+  /** refusalReason of the halt. */
+  readonly reason: string;
+  /** The command, for the markers and log lines. */
+  readonly by: string;
+}
+
+/**
+ * What a change was refused for, as a skip range compares refusals: the code, and the column and
+ * data check it names (a value of another column, or another check, is another reason).
+ */
+export function refusalReason(error: SluiceError): string {
+  const { column, check } = error.context;
+  return [error.code, ...(typeof column === "string" ? [`column ${column}`] : []), ...(typeof check === "string" ? [`check ${check}`] : [])].join(", ");
+}
+
+/** The parking marker of a skipped change: through its offset, why, and which change (no value but the key's non-personal columns). */
+function skipMarker(parkingTopic: string, table: string, change: ParkedChange, why: string): ProducedRecord {
+  return {
+    topic: parkingTopic,
+    key: Buffer.from(table),
+    value: null,
+    headers: {
+      [MARKER_HEADER]: Buffer.from(change.offset),
+      [SKIPPED_HEADER]: Buffer.from(why.slice(0, 400)),
+      "sluice.skipped.op": Buffer.from(change.op),
+      "sluice.skipped.key": Buffer.from(change.key),
+      "sluice.skipped.position": Buffer.from(change.position),
+    },
+    timestamp: Date.now(),
+  };
+}
+
+function showKey(event: ChangeEvent, personal: readonly string[] = []): string {
+  const key = personal.length === 0 ? (event.key ?? {}) : Object.fromEntries(Object.entries(event.key ?? {}).map(([column, value]) => [column, personal.includes(column) ? "(personal)" : value]));
   const text = JSON.stringify(key, (_name, value: unknown) => (typeof value === "bigint" ? value.toString() : value instanceof Uint8Array ? Buffer.from(value).toString("hex") : value)) ?? "{}";
   return text.length > 200 ? `${text.slice(0, 200)}...` : text;
 }

@@ -130,7 +130,7 @@ export function captureEncoder(
     let creation = creations.get(topic);
     if (creation === undefined) {
       creation = log.createTopic(dataTopicSpec(config, topic, { keyed })).catch((error: unknown) => {
-        throw unnamableTopic(error, topic, table) ?? (keyed ? error : keylessInCompacted(error, topic, table));
+        throw unnamableTopic(error, topic, table) ?? (keyed ? error : keylessInCompacted(error, topic, table, source.name));
       }).then(() => {
         created.add(topic);
         if (!keyed && config.topics.retention.cleanup_policy !== "delete") {
@@ -216,10 +216,10 @@ function unnamableTopic(error: unknown, topic: string, table: string): SluiceErr
  * A table that lost its primary key (ALTER TABLE ... DROP PRIMARY KEY) writes keyless records, which its compacted topic
  * refuses: that table halts (SCHEMA_UNSUPPORTED is a table-halting code), the other tables and the daemon go on.
  */
-function keylessInCompacted(error: unknown, topic: string, table: string): unknown {
+function keylessInCompacted(error: unknown, topic: string, table: string, source: string): unknown {
   if (!(error instanceof SluiceError) || error.code !== "TOPIC_MISMATCH") return error;
   return new SluiceError(
-    `table ${table} has no primary key now, and its topic ${topic} is compacted, which cannot take changes without a key: give the table its primary key again, skip the changes made without it (each one "sluice halted skip --execute"), then read the table again ("sluice snapshot --table ${table} --execute") (${error.message})`,
+    `table ${table} has no primary key now, and its topic ${topic} is compacted, which cannot take changes without a key: give the table its primary key again, skip the changes made without it ("sluice halted skip --source ${source} --table ${table} --all-pending", a dry run, then with --execute), then read the table again ("sluice snapshot --table ${table} --execute") (${error.message})`,
     { code: "SCHEMA_UNSUPPORTED", context: { component: "capture", table, topic }, cause: error },
   );
 }

@@ -31,7 +31,8 @@ import { REBUILD_UNKNOWN_TABLE } from "./rebuild-tables.ts";
 import type { SnapshotTarget } from "./snapshot-admin.ts";
 import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
 import type { ReleasableCapture } from "./halted-admin.ts";
-import type { HaltAction } from "./halted.ts";
+import type { CaptureSkipThrough, HaltAction } from "./halted.ts";
+import { personalTables } from "./governance/personal-data.ts";
 import { HttpServer, sendJson } from "./http-server.ts";
 import { sharedRun } from "./shared-run.ts";
 import { readJsonObject } from "./request-body.ts";
@@ -424,6 +425,7 @@ export class Daemon {
         maxRecordBytes: this.config.topics.max_record_bytes,
         // The plan's two capture batches of this source (config/memory.ts captureBatchBytes): what a third batch in flight must fit beside.
         inFlightBytes: 2 * captureBatchBytes(sourceConfig.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES),
+        personalColumns: new Map([...personalTables(sourceConfig)].map(([table, personal]) => [table, personal.columns])),
         stats: {
           onBatch: (batch, _records, seconds, times) => {
             for (const { table, op, count } of batch.counts) this.metrics.changesCaptured.inc({ source: sourceConfig.name, table, op }, count);
@@ -442,7 +444,9 @@ export class Daemon {
       this.captures.push({ name: sourceConfig.name, source, pipeline, done: Promise.resolve() });
     }
     this.releasableSources.clear();
-    for (const c of this.captures) this.releasableSources.set(c.name, { release: (table: string, action: HaltAction, execute: boolean) => c.pipeline.release(table, action, execute, this.captureStop.signal) });
+    for (const c of this.captures) {
+      this.releasableSources.set(c.name, { release: (table: string, action: HaltAction, execute: boolean, through?: CaptureSkipThrough | null) => c.pipeline.release(table, action, execute, this.captureStop.signal, through ?? null) });
+    }
   }
 
   /**

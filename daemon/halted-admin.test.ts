@@ -3,7 +3,7 @@ import { test } from "node:test";
 import { SluiceError } from "../connectors/errors.ts";
 import { createLogger } from "../runtime/logger.ts";
 import { haltedHandler } from "./halted-admin.ts";
-import type { ReleasableSink } from "./halted-admin.ts";
+import type { ReleasableCapture, ReleasableSink } from "./halted-admin.ts";
 import { NOT_HALTED } from "./halted.ts";
 import { HttpServer } from "./http-server.ts";
 
@@ -30,6 +30,34 @@ test("a release the request asks wrongly is answered 4xx with the error's code (
     assert.match(early.body.error, /is before the record that halted the table/);
     assert.equal((await skip("public.free")).status, 404);
     assert.deepEqual(await skip("public.broken"), { status: 500, body: { error: "the topic log did not answer", code: "LOG_UNAVAILABLE" } });
+  } finally {
+    server.dropConnections();
+    await server.close();
+  }
+});
+
+test("a source's skip takes \"through\" (a parking topic offset, or \"pending\") and hands it to the capture as a number; a retry with it is refused 400", async () => {
+  const asked: unknown[] = [];
+  const capture: ReleasableCapture = {
+    release: async (table, action, execute, through) => {
+      asked.push([table, action, execute, through]);
+      return { source: "pg", table, action, executed: execute, error: "bad", code: "AVRO_VALUE_INVALID", parkingTopic: "d.sluice.halted.pg", parked: 3, description: "x" };
+    },
+  };
+  const server = new HttpServer(createLogger("silent"));
+  server.mount("/sources", haltedHandler(new Map(), new Map([["pg", capture]])));
+  const { port } = await server.listen("127.0.0.1", 0);
+  try {
+    const post = (action: string, body: unknown) => fetch(`http://127.0.0.1:${port}/sources/pg/halted/${action}`, { method: "POST", body: JSON.stringify(body) });
+    assert.equal((await post("skip", { table: "public.t", execute: true, through: "18446744073709551615" })).status, 200);
+    assert.equal((await post("skip", { table: "public.t", execute: false, through: "pending" })).status, 200);
+    assert.equal((await post("skip", { table: "public.t", execute: false })).status, 200);
+    assert.equal((await post("retry", { table: "public.t", execute: false, through: "pending" })).status, 400);
+    assert.deepEqual(asked, [
+      ["public.t", "skip", true, 18446744073709551615n],
+      ["public.t", "skip", false, "pending"],
+      ["public.t", "skip", false, null],
+    ]);
   } finally {
     server.dropConnections();
     await server.close();

@@ -1,14 +1,15 @@
 /**
  * The admin endpoints behind `sluice halted retry|skip`: POST /sinks/<sink>/halted/<retry|skip>
  * (a sink's halted table) and POST /sources/<source>/halted/<retry|skip> (a table halted at
- * capture), with the JSON body {"table": "...", "execute": true|false} and, for a sink's skip, "through":
- * "<offset>" or "pending" (sluice halted skip --through / --all-pending). Answers the release report
+ * capture), with the JSON body {"table": "...", "execute": true|false} and, for a skip, "through":
+ * "<offset>" or "pending" (sluice halted skip --through / --all-pending; a sink's record offset on the
+ * halted record's partition, a source's parking topic offset). Answers the release report
  * (what was done, or what --execute would do); 404 when the sink, source or halted table is unknown.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { SluiceError } from "../connectors/errors.ts";
 import { NOT_HALTED } from "./halted.ts";
-import type { CaptureReleaseReport, HaltAction, HaltReleaseReport } from "./halted.ts";
+import type { CaptureReleaseReport, CaptureSkipThrough, HaltAction, HaltReleaseReport } from "./halted.ts";
 import { sendJson } from "./http-server.ts";
 import { readJsonObject } from "./request-body.ts";
 import type { BodyReader } from "./request-body.ts";
@@ -22,12 +23,12 @@ const MAX_BODY_BYTES = 64 * 1024;
 /** Refusals of what the request asked (answered 4xx), as opposed to the release failing. */
 const REQUEST_ERRORS = new Map([
   [NOT_HALTED, 404],
-  // --through before the record that halted the table.
+  // --through before the record (or parked change) that halted the table.
   ["HALT_SKIP_THROUGH_INVALID", 400],
 ]);
 
 export interface ReleasableCapture {
-  release(table: string, action: HaltAction, execute: boolean): Promise<CaptureReleaseReport>;
+  release(table: string, action: HaltAction, execute: boolean, through?: CaptureSkipThrough | null): Promise<CaptureReleaseReport>;
 }
 
 export function haltedHandler(sinks: ReadonlyMap<string, ReleasableSink>, sources: ReadonlyMap<string, ReleasableCapture> = new Map()) {
@@ -48,12 +49,20 @@ export function haltedHandler(sinks: ReadonlyMap<string, ReleasableSink>, source
       return true;
     }
     const through = request.through ?? null;
-    if (through !== null && (kind !== "sink" || match[3] !== "skip" || typeof through !== "string" || !/^(pending|\d{1,20})$/.test(through))) {
-      sendJson(res, 400, { error: '"through" is for a sink\'s skip only: "pending" or a record offset (decimal text)' });
+    if (through !== null && (match[3] !== "skip" || typeof through !== "string" || !/^(pending|\d{1,20})$/.test(through))) {
+      sendJson(res, 400, { error: '"through" is for a skip only: "pending" or an offset (decimal text: a sink\'s record offset, a source\'s parking topic offset)' });
       return true;
     }
     try {
-      sendJson(res, 200, kind === "sink" ? await (sink as ReleasableSink).release(request.table, match[3] as HaltAction, request.execute === true, through) : await sink.release(request.table, match[3] as HaltAction, request.execute === true));
+      const action = match[3] as HaltAction;
+      const execute = request.execute === true;
+      sendJson(
+        res,
+        200,
+        kind === "sink"
+          ? await (sink as ReleasableSink).release(request.table, action, execute, through)
+          : await (sink as ReleasableCapture).release(request.table, action, execute, through === null ? null : through === "pending" ? "pending" : BigInt(through)),
+      );
     } catch (error) {
       const code = error instanceof SluiceError ? error.code : undefined;
       sendJson(res, code === undefined ? 500 : (REQUEST_ERRORS.get(code) ?? 500), { error: error instanceof Error ? error.message : String(error), ...(error instanceof SluiceError ? { code: error.code } : {}) });

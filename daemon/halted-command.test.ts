@@ -55,11 +55,52 @@ test("sluice halted skip --all-pending / --through asks the daemon for a ranged 
     assert.match(stdout, /at most 894 record/);
     assert.match(stdout, /Dead-lettered records: read d\.dlq\.wh/);
     assert.equal(await runHaltedCommand(config, ["retry"], { sink: "wh", table: "shop.x", allPending: true, execute: false, json: false }, io), 2);
-    assert.equal(await runHaltedCommand(config, ["skip"], { source: "pg", table: "shop.x", through: "9", execute: false, json: false }, io), 2);
     assert.equal(await runHaltedCommand(config, ["skip"], { sink: "wh", table: "shop.x", through: "9", allPending: true, execute: false, json: false }, io), 2);
     assert.equal(await runHaltedCommand(config, ["skip"], { sink: "wh", table: "shop.x", through: "-1", execute: false, json: false }, io), 2);
     assert.equal(bodies.length, 2, "a refused option asks the daemon nothing");
-    assert.match(stderr, /go with "skip --sink NAME" only[\s\S]*not both[\s\S]*takes a record offset/);
+    assert.match(stderr, /go with "skip" only[\s\S]*not both[\s\S]*takes a record offset/);
+  } finally {
+    daemon.close();
+  }
+});
+
+test("sluice halted skip --source --all-pending / --through asks the daemon for a ranged capture skip and prints the range and the changes in it", async () => {
+  const requests: { url: string; body: unknown }[] = [];
+  const listed = [{ offset: "12", op: "u", key: '{"id":"7"}', position: "0/16B3F20" }];
+  const report = {
+    source: "pg",
+    table: "shop.x",
+    action: "skip",
+    executed: false,
+    error: "bad value",
+    code: "AVRO_VALUE_INVALID",
+    parkingTopic: "d.sluice.halted.pg",
+    parked: 40,
+    skipRange: { from: "12", through: "90", changes: 38, reason: "AVRO_VALUE_INVALID, column price", listed },
+    description: "mark the change that halted it ... skipping each of the other 37 parked change(s)",
+  };
+  const daemon = createServer((req, res) => {
+    let text = "";
+    req.on("data", (chunk: Buffer) => (text += chunk.toString()));
+    req.on("end", () => {
+      requests.push({ url: req.url ?? "", body: JSON.parse(text) });
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(report));
+    });
+  });
+  await new Promise<void>((resolve) => daemon.listen(0, "127.0.0.1", resolve));
+  try {
+    const { port } = daemon.address() as AddressInfo;
+    const config = loadConfigText("sluice.yaml", `name: d\nsources: [{name: pg, kind: postgres, host: 127.0.0.1, database: d, user: u, password: not-used-here, tables: ["shop.*"]}]\nhttp: {listen: "127.0.0.1:${port}"}\n`);
+    let stdout = "";
+    const io = { stdout: (text: string) => (stdout += text), stderr: (text: string) => assert.fail(text) };
+    assert.equal(await runHaltedCommand(config, ["skip"], { source: "pg", table: "shop.x", allPending: true, execute: false, json: false }, io), 0);
+    assert.equal(await runHaltedCommand(config, ["skip"], { source: "pg", table: "shop.x", through: "90", execute: false, json: false }, io), 0);
+    assert.deepEqual(requests, [
+      { url: "/sources/pg/halted/skip", body: { table: "shop.x", execute: false, through: "pending" } },
+      { url: "/sources/pg/halted/skip", body: { table: "shop.x", execute: false, through: "90" } },
+    ]);
+    assert.match(stdout, /Range: d\.sluice\.halted\.pg offsets 12 through 90: 38 parked change\(s\) of shop\.x, skipped when refused for AVRO_VALUE_INVALID, column price \(pin it with --through 90\)/);
+    assert.match(stdout, /12 {2}u {2}\{"id":"7"\} {2}0\/16B3F20\n {4}\.\.\. and 37 more/);
   } finally {
     daemon.close();
   }

@@ -13,7 +13,7 @@ import type { CaptureReleaseReport, HaltedSinkTable, HaltReleaseReport } from ".
 import { oneLine } from "./terminal-text.ts";
 
 export const HALTED_USAGE =
-  "sluice halted -c FILE (list | retry (--sink NAME | --source NAME) --table T | skip (--sink NAME [--through OFFSET | --all-pending] | --source NAME) --table T) [--execute] [--json]";
+  "sluice halted -c FILE (list | retry (--sink NAME | --source NAME) --table T | skip (--sink NAME | --source NAME) --table T [--through OFFSET | --all-pending]) [--execute] [--json]";
 
 export const HALTED_DETAILS = `  --sink NAME         the sink whose table is halted
   --source NAME       the source whose table is halted at capture (its changes are parked in
@@ -39,6 +39,15 @@ export const HALTED_DETAILS = `  --sink NAME         the sink whose table is hal
   With --source: retry re-publishes the table's parked changes in order and captures it again
           (a change that still fails halts it again); skip first marks the change that halted it
           as skipped (it stays in the parking topic with its reason), then does the same
+  --through OFFSET    (skip --source) also skip each parked change of the table, up to that offset of
+                      the parking topic, that capture refuses again for the reason it refused the
+                      halting one (same error code, column and check); those it accepts are
+                      re-published in order, one refused for another reason halts the table again.
+                      Each skipped change is logged and marked in the parking topic (table, key
+                      without personal values, source position); other tables are not touched
+  --all-pending       (skip --source) the same through the table's last parked change now. The dry
+                      run says the range (pin it with the --through it prints), how many parked
+                      changes it holds and the first of them
 
 Asks the running daemon at the config's http.listen address. See docs/operations.md, "Halted tables".`;
 
@@ -84,8 +93,8 @@ export async function runHaltedCommand(
   }
   if (action === "list") return list(config, options.json, io);
   const ranged = options.through !== undefined || options.allPending === true;
-  if (ranged && (action !== "skip" || options.sink === undefined)) {
-    io.stderr(`sluice halted ${action}: --through and --all-pending go with "skip --sink NAME" only\nUsage: ${HALTED_USAGE}\n`);
+  if (ranged && action !== "skip") {
+    io.stderr(`sluice halted ${action}: --through and --all-pending go with "skip" only\nUsage: ${HALTED_USAGE}\n`);
     return 2;
   }
   if (options.through !== undefined && (options.allPending === true || !/^\d{1,20}$/.test(options.through))) {
@@ -93,7 +102,7 @@ export async function runHaltedCommand(
     return 2;
   }
   const through = options.allPending === true ? "pending" : (options.through ?? null);
-  if (options.source !== undefined && options.sink === undefined && options.table) return releaseCapture(config, action, { ...options, source: options.source, table: options.table }, io);
+  if (options.source !== undefined && options.sink === undefined && options.table) return releaseCapture(config, action, { ...options, source: options.source, table: options.table, through }, io);
   if (!options.sink || !options.table || options.source !== undefined) {
     io.stderr(`sluice halted ${action}: give --sink NAME or --source NAME, and --table T (see "sluice halted -c FILE list")\nUsage: ${HALTED_USAGE}\n`);
     return 2;
@@ -131,7 +140,12 @@ export async function runHaltedCommand(
   return 0;
 }
 
-async function releaseCapture(config: SluiceConfig, action: "retry" | "skip", options: { source: string; table: string; execute: boolean; json: boolean }, io: HaltedIo): Promise<number> {
+async function releaseCapture(
+  config: SluiceConfig,
+  action: "retry" | "skip",
+  options: { source: string; table: string; through: string | null; execute: boolean; json: boolean },
+  io: HaltedIo,
+): Promise<number> {
   if (!config.sources.some((s) => s.name === options.source)) {
     io.stderr(`sluice halted ${action}: no source "${options.source}" in the config; sources: ${config.sources.map((s) => s.name).join(", ")}\n`);
     return 2;
@@ -140,7 +154,8 @@ async function releaseCapture(config: SluiceConfig, action: "retry" | "skip", op
   const url = daemonUrl(config, path);
   let response: DaemonAnswer;
   try {
-    response = await callDaemon(config, path, { method: "POST", body: JSON.stringify({ table: options.table, execute: options.execute }), timeoutMs: 300_000 });
+    const body = { table: options.table, execute: options.execute, ...(options.through === null ? {} : { through: options.through }) };
+    response = await callDaemon(config, path, { method: "POST", body: JSON.stringify(body), timeoutMs: 300_000 });
   } catch (error) {
     return unreachable(url, error, io);
   }
@@ -158,6 +173,17 @@ async function releaseCapture(config: SluiceConfig, action: "retry" | "skip", op
     `  error: ${body.error}`,
     body.executed ? `Done: ${body.description}.` : `Dry run, nothing changed: would ${body.description}.`,
   ];
+  const range = body.skipRange;
+  if (range !== undefined && options.through !== null) {
+    lines.push(`  Range: ${body.parkingTopic} offsets ${range.from} through ${range.through}: ${range.changes} parked change(s) of ${body.table}, skipped when refused for ${range.reason}${body.executed ? "" : ` (pin it with --through ${range.through})`}`);
+  }
+  const changes = body.executed ? body.skippedChanges : options.through !== null ? range?.listed : undefined;
+  const total = body.executed ? (body.skipped ?? 0) : (range?.changes ?? 0);
+  if (changes !== undefined && changes.length > 0) {
+    lines.push(body.executed ? "  Skipped (parking offset, op, key, source position):" : "  In the range (parking offset, op, key, source position):");
+    for (const change of changes) lines.push(`    ${change.offset}  ${change.op}  ${oneLine(change.key)}  ${change.position}`);
+    if (total > changes.length) lines.push(`    ... and ${total - changes.length} more (${body.executed ? "each named in the daemon's log" : `all in ${body.parkingTopic}`})`);
+  }
   if (!body.executed) lines.push(`Add --execute to do it.`);
   io.stdout(`${lines.join("\n")}\n`);
   return body.haltedAgain === undefined ? 0 : 1;
@@ -206,7 +232,7 @@ async function list(config: SluiceConfig, json: boolean, io: HaltedIo): Promise<
         captureHalts.map((h) => [h.source, h.table, h.since ?? "-", h.error]),
       ),
       "",
-      'Capture halts keep the table\'s changes parked (nothing lost). Release one: "sluice halted retry --source NAME --table T" (after fixing the cause) or "sluice halted skip --source NAME --table T" (past the change that halted it); add --execute to do it. A restart also re-publishes what can be published.',
+      'Capture halts keep the table\'s changes parked (nothing lost). Release one: "sluice halted retry --source NAME --table T" (after fixing the cause) or "sluice halted skip --source NAME --table T" (past the change that halted it; add --all-pending for every parked change refused for the same reason); add --execute to do it. A restart also re-publishes what can be published.',
     );
   }
   io.stdout(`${out.join("\n")}\n`);

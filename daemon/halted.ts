@@ -54,7 +54,30 @@ export interface CaptureReleaseReport {
   /** After --execute: changes re-published to the table's topic, and the error if it halted again. */
   readonly republished?: number;
   readonly haltedAgain?: string;
+  /**
+   * A skip's range (`skip --source`, alone: the halting change; `--through OFFSET | --all-pending`: through that parking
+   * offset): its first and last parking offsets, how many parked changes of the table it holds (the halting one is
+   * skipped, each other one if capture refuses it again for `reason`), and the first of them.
+   */
+  readonly skipRange?: { readonly from: string; readonly through: string; readonly changes: number; readonly reason: string; readonly listed: readonly ParkedChange[] };
+  /** After a skip's --execute: how many parked changes were skipped, and the first of them. */
+  readonly skipped?: number;
+  readonly skippedChanges?: readonly ParkedChange[];
   readonly description: string;
+}
+
+/** `sluice halted skip --source ... --through OFFSET` (a parking topic offset) or `--all-pending` (the table's last parked change now). */
+export type CaptureSkipThrough = bigint | "pending";
+
+/** A parked change as a capture skip names it; never a value but the key's (personal columns' left out). */
+export interface ParkedChange {
+  /** Its offset in the parking topic (decimal text). */
+  readonly offset: string;
+  readonly op: string;
+  /** The row's key as JSON, a personal column's value as "(personal)". */
+  readonly key: string;
+  /** Its source position (LSN, GTID or binlog file:offset). */
+  readonly position: string;
 }
 
 /**
