@@ -153,6 +153,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private matching: { readonly matches: Inspection["matches"]; readonly tables: readonly TableRef[] } | null = null;
   /** New tables found without a key, reported once each. */
   private readonly keylessNewTables = new Set<string>();
+  /** Captured tables found missing from the publication and put back (or warned about) once: not again until they are back in it. */
+  private readonly republished = new Set<number>();
   private pendingStream: StreamStart | null = null;
   /** prepare()'s catalog reads, until a connect takes them up. */
   private inspecting: Promise<Inspection> | null = null;
@@ -305,6 +307,9 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     if (emptied && added.length > 0) logger.info({ tables: added.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication: their targets are emptied, then filled with their rows");
     const publication = await publicationInfo(catalog, names.publication);
     const published = new Map((await publishedTables(catalog, names.publication, server.version)).map((t) => [`${t.schema}.${t.table}`, t]));
+    // The tables start could not put in the publication were warned about: the catalog looks while streaming do not again.
+    this.republished.clear();
+    if (!publication?.allTables) for (const t of tables) if (!published.has(`${t.schema}.${t.table}`)) this.republished.add(t.relid);
     await checkPrivileges(catalog, publication?.allTables ? tables : tables.filter((t) => published.has(`${t.schema}.${t.table}`)), context);
     // Resuming the stream, each relation's first Relation message is compared with what was published before (renames
     // while stopped); a relation no longer listed was dropped (or renamed out of the tables): forgotten. A new snapshot
@@ -490,6 +495,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       known: matching.tables,
       add: (tables, recreated) => this.takeUpNewTables(tables, recreated),
       vacated: (relid, name) => captured.vacate(relid, name),
+      republish: (known) => this.republish(known),
       logger: this.logger,
     });
     return {
@@ -652,10 +658,42 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     // The truncate comes first in the stream (before the table joins the publication), then the backfill's request.
     const emptied = (t: TableRef) => recreated.has(t.relid);
     let added: readonly TableRef[] = keyed;
-    if (!publication?.allTables) added = await ensurePublication(catalog, this.config, this.names, keyed, this.server?.version ?? 0, this.logger, this.context, emptied, backfill);
+    if (!publication?.allTables) {
+      added = await ensurePublication(catalog, this.config, this.names, keyed, this.server?.version ?? 0, this.logger, this.context, emptied, backfill);
+      // Those it could not add were warned about: not again as taken out of the publication (republish).
+      for (const t of keyed) if (!added.includes(t)) this.republished.add(t.relid);
+    }
     else if (again.length > 0 || backfill) await catalog.query(addedTablesStatement(this.names.slot, keyed, "", emptied, backfill));
     if (!backfill) this.notBackfilled(added);
     return keyed;
+  }
+
+  /**
+   * Captured tables taken out of the publication while capture streams (ALTER PUBLICATION ... DROP TABLE or SET TABLE,
+   * by hand or by a migration tool): their changes no longer reach the stream, and those made meanwhile are lost to
+   * it. They are put back as a start puts back what the publication lacks: their targets emptied, then their rows read
+   * again (snapshot.mode never: put back only, warned). A publication Sluice does not own is warned about (once).
+   */
+  private async republish(known: readonly TableRef[]): Promise<void> {
+    const catalog = this.catalog;
+    if (catalog === null || known.length === 0) return;
+    const publication = await publicationInfo(catalog, this.names.publication);
+    // Gone altogether, the stream fails and its restart creates it again.
+    if (publication === null || publication.allTables) return;
+    const published = new Set((await publishedTables(catalog, this.names.publication, this.server?.version ?? 0)).map((t) => `${t.schema}.${t.table}`));
+    const out = known.filter((t) => !published.has(`${t.schema}.${t.table}`));
+    for (const relid of this.republished) if (!out.some((t) => t.relid === relid)) this.republished.delete(relid);
+    const fresh = out.filter((t) => !this.republished.has(t.relid));
+    if (fresh.length === 0) return;
+    for (const t of fresh) this.republished.add(t.relid);
+    const backfill = this.config.snapshot.mode !== "never";
+    this.logger.warn(
+      { publication: this.names.publication, tables: fresh.map((t) => `${t.schema}.${t.table}`) },
+      `captured tables were taken out of publication "${this.names.publication}" while capture ran: their changes since were not streamed; ` +
+        (backfill ? "putting them back, emptying their targets and reading their rows again" : "putting them back (snapshot.mode never: their rows are not read again)"),
+    );
+    const added = await ensurePublication(catalog, this.config, this.names, fresh, this.server?.version ?? 0, this.logger, this.context, () => backfill, backfill);
+    if (!backfill) this.notBackfilled(added);
   }
 
   /** Adds the captured tables the layouts' record lacks, as the catalog shows them now (RelationLayouts.seed). */

@@ -25,6 +25,11 @@ export interface TableDiscoveryOptions {
    * once, with that name. A table renamed away and another renamed onto its name (a swap) does not leave it free.
    */
   readonly vacated?: (relid: number, name: string) => void;
+  /**
+   * At every look, the known tables as listed now: the source checks that they are still in its publication (one
+   * taken out while capture streams, by hand or by a migration tool, has its changes lost until it is put back).
+   */
+  readonly republish?: (known: readonly TableRef[]) => Promise<void>;
   readonly logger: Logger;
 }
 
@@ -88,6 +93,7 @@ export class TableDiscovery {
         }
       }
       for (const table of listed) if (this.known.has(idOf(table))) this.known.set(idOf(table), nameOf(table));
+      await this.options.republish?.(listed.filter((table) => this.known.has(idOf(table))));
       if (this.failures > 0) this.options.logger.info({ failures: this.failures }, "looking for new tables works again");
       this.failures = 0;
     } catch (error) {
