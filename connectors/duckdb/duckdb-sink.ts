@@ -38,7 +38,7 @@ import { INTERNAL_SCHEMA, VIEW_SCHEMA } from "./config.ts";
 import type { DuckDbSinkConfig, DuckDbSinkOptions } from "./config.ts";
 import { endRead, lockDown, readJsonOn, readOn } from "./read-query.ts";
 import type { ReadQueryLimits, ReadQueryResult } from "./read-query.ts";
-import { ident, isDuckDbDataError, literal } from "./sql.ts";
+import { ident, isDuckDbDataError, isDuckDbFatal, literal } from "./sql.ts";
 import { appendFor, duckdbType, duckdbValue } from "./types.ts";
 
 const STAGE = "_sluice_stage";
@@ -125,8 +125,11 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   readonly #queries = new Serial();
   #instance: DuckDBInstance | null = null;
   #connection: DuckDBConnection | null = null;
-  /** Set while the database is being opened again after running out of memory (or failed to be): the next write opens it first. */
-  #lost = false;
+  /**
+   * Why the database is to be opened again before the next statement: it ran out of memory (the
+   * reopen failed), or a fatal error invalidated it. Null while the one open is usable.
+   */
+  #lost: "memory" | "invalidated" | null = null;
   /** The query endpoint's connection, beside the writer's: kept between queries (one at a time), each in a transaction of its own. */
   #reader: DuckDBConnection | null = null;
   /** Physical tables by name, as the catalog holds them after the last committed transaction. */
@@ -157,9 +160,10 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   async open(signal: AbortSignal): Promise<void> {
     signal.throwIfAborted();
     this.#replaced = null;
+    this.#lost = null;
     try {
       if (this.#config.path !== ":memory:") mkdirSync(dirname(this.#config.path), { recursive: true });
-      await this.#connect();
+      await this.#connect(false);
     } catch (error) {
       await this.close();
       throw new ConnectionError(`cannot open DuckDB file ${this.#config.path}: ${errorMessage(error)}`, {
@@ -178,22 +182,24 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
    */
   async close(): Promise<void> {
     const connection = this.#connection;
-    const instance = this.#instance;
-    this.#connection = null;
-    this.#instance = null;
+    if (connection && this.#lost === null) await this.#serial.run(() => connection.run("CHECKPOINT")).catch(() => undefined);
+    await this.#letGo();
+  }
+
+  /** Closes the query endpoint's connection, the writer's and the sink's hold on the database, in that order. */
+  async #letGo(): Promise<void> {
     const reader = this.#reader;
     this.#reader = null;
     if (reader) await this.#queries.run(async () => reader.closeSync()).catch(() => undefined);
-    if (connection) {
-      await this.#serial.run(() => connection.run("CHECKPOINT")).catch(() => undefined);
-      connection.closeSync();
-    }
-    instance?.closeSync();
+    this.#connection?.closeSync();
+    this.#connection = null;
+    this.#instance?.closeSync();
+    this.#instance = null;
   }
 
   /** Runs trusted SQL on the sink's connection, between writes (for tests and tools in this process); values as JSON. */
   query(sql: string): Promise<Record<string, unknown>[]> {
-    return this.#serial.run(async () => (await this.#conn().runAndReadAll(sql)).getRowObjectsJson());
+    return this.#serial.run(() => this.#usable(async (connection) => (await connection.runAndReadAll(sql)).getRowObjectsJson()));
   }
 
   /**
@@ -227,7 +233,11 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
           return;
         }
         const { max_rows: maxRows, max_bytes: maxBytes, timeout: timeoutMs } = this.#config.query;
-        await read(reader, { maxRows, maxBytes, timeoutMs }, { component: "query", sink: this.name }).then(resolve, reject);
+        await read(reader, { maxRows, maxBytes, timeoutMs }, { component: "query", sink: this.name }).then(resolve, (error: unknown) => {
+          // The writer opens the database again before its next statement.
+          if (isDuckDbFatal(error)) this.#lost = "invalidated";
+          reject(error as Error);
+        });
         if (!(await endRead(reader))) {
           // The connection no longer answers: the next query opens another.
           if (this.#reader === reader) this.#reader = null;
@@ -257,7 +267,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   }
 
   committedOffsets(): Promise<StoredSinkOffset[]> {
-    return this.#serial.run(() => readOffsets(this.#conn(), this.name));
+    return this.#serial.run(() => this.#usable((connection) => readOffsets(connection, this.name)));
   }
 
   prepareRebuild(table: TableId, signal: AbortSignal, shape?: TableSchema): Promise<void> {
@@ -314,16 +324,18 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   }
 
   rebuildRowCounts(table: TableId, signal: AbortSignal): Promise<RebuildRowCounts> {
-    return this.#serial.run(async () => {
+    return this.#serial.run(() => {
       signal.throwIfAborted();
-      const target = this.#target(table);
-      const count = async (physical: PhysicalTable | null): Promise<number | null> => {
-        if (!physical) return null;
-        if (physical.columns.length === 0) return 0;
-        const rows = await this.#conn().runAndReadAll(`SELECT count(*) AS n FROM ${this.#qualified(physical)} WHERE NOT ${ident(DELETED_COLUMN)}`);
-        return Number(rows.getRowObjectsJson()[0]?.["n"] ?? 0);
-      };
-      return { live: await count(this.#find(target, "live")), shadow: (await count(this.#find(target, "shadow"))) ?? 0 };
+      return this.#usable(async (connection) => {
+        const target = this.#target(table);
+        const count = async (physical: PhysicalTable | null): Promise<number | null> => {
+          if (!physical) return null;
+          if (physical.columns.length === 0) return 0;
+          const rows = await connection.runAndReadAll(`SELECT count(*) AS n FROM ${this.#qualified(physical)} WHERE NOT ${ident(DELETED_COLUMN)}`);
+          return Number(rows.getRowObjectsJson()[0]?.["n"] ?? 0);
+        };
+        return { live: await count(this.#find(target, "live")), shadow: (await count(this.#find(target, "shadow"))) ?? 0 };
+      });
     });
   }
 
@@ -353,10 +365,11 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
    */
   async #writeFitting(changes: readonly SinkChange[], mode: Mode, offsets: readonly TopicPartitionOffset[] | null, signal: AbortSignal): Promise<OffsetWriteResult> {
     for (let attempt = 1; ; attempt++) {
-      if (this.#lost) await this.#reopen();
+      if (this.#lost !== null) await this.#reopen();
       try {
         return await this.#write(changes, mode, offsets, signal);
       } catch (error) {
+        if (error instanceof SluiceError && error.context["fatal"] !== undefined) this.#logFatal(error, changes);
         if (!(error instanceof SluiceError && error.code === "SINK_OUT_OF_MEMORY")) throw error;
         this.#logger.warn({ changes: changes.length, attempt, error: error.message }, "DuckDB ran out of memory for the write; opening the database again and applying it in two halves");
         await this.#reopen();
@@ -736,16 +749,10 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
    */
   async #reopen(): Promise<void> {
     const opened = this.#file;
-    this.#lost = true;
-    const reader = this.#reader;
-    this.#reader = null;
-    if (reader) await this.#queries.run(async () => reader.closeSync()).catch(() => undefined);
-    this.#connection?.closeSync();
-    this.#connection = null;
-    this.#instance?.closeSync();
-    this.#instance = null;
+    this.#lost ??= "memory";
+    await this.#letGo();
     try {
-      await this.#connect();
+      await this.#connect(this.#lost === "invalidated");
     } catch (error) {
       throw new ConnectionError(`cannot open DuckDB file ${this.#config.path} again: ${errorMessage(error)}`, {
         code: "SINK_OPEN_FAILED",
@@ -753,15 +760,33 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
         cause: error,
       });
     }
-    this.#lost = false;
+    if (this.#lost === "invalidated") this.#logger.info({ path: this.#config.path, tables: this.#tables.size }, "DuckDB database opened again after the fatal error");
+    this.#lost = null;
     // Opened again here, the sink would write on into another file than the one it resumed from.
     if (opened !== null && this.#file !== null && this.#replaced === null) this.#noteReplaced(opened, this.#file);
   }
 
-  /** Opens the database with the sink's limits and lock-down, and reads its catalog (made first if the file is new). */
-  async #connect(): Promise<void> {
-    // From the process-wide cache: other components (and other sinks on the same file) share one database.
-    this.#instance = await DuckDBInstance.fromCache(this.#config.path);
+  /**
+   * Opens the database with the sink's limits and lock-down, and reads its catalog (made first if the file is new).
+   * Taken from the process-wide cache, which other sinks on the same file share, unless `fresh`, or unless what the
+   * cache holds was invalidated by a fatal error: DuckDB's cache gives back the invalidated instance as long as
+   * another user in this process holds it (and, when only its connections do, waits for it to close, for ever).
+   * A fresh instance beside an invalidated one is safe: DuckDB refuses every statement on the invalidated one.
+   */
+  async #connect(fresh: boolean): Promise<void> {
+    const path = this.#config.path;
+    try {
+      await this.#connectTo(fresh ? await DuckDBInstance.create(path) : await DuckDBInstance.fromCache(path));
+    } catch (error) {
+      if (fresh || !isDuckDbFatal(error)) throw error;
+      this.#logger.warn({ path, error: errorMessage(error) }, "the DuckDB database this process holds was invalidated by a fatal error; opening the file anew");
+      await this.#letGo();
+      await this.#connectTo(await DuckDBInstance.create(path));
+    }
+  }
+
+  async #connectTo(instance: DuckDBInstance): Promise<void> {
+    this.#instance = instance;
     this.#file = this.#config.path === ":memory:" ? null : (fileIdentity(this.#config.path) ?? null);
     this.#connection = await this.#instance.connect();
     await limitResources(this.#connection, this.#config);
@@ -773,6 +798,16 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   #conn(): DuckDBConnection {
     if (!this.#connection) throw new SluiceError("the DuckDB sink is not open", { code: "SINK_NOT_OPEN", context: { component: "sink", sink: this.name } });
     return this.#connection;
+  }
+
+  /** Runs `body` on the writer's connection outside a transaction, the database opened again first if it was lost; a fatal error is SINK_DATABASE_INVALIDATED. */
+  async #usable<T>(body: (connection: DuckDBConnection) => Promise<T>): Promise<T> {
+    if (this.#lost !== null) await this.#reopen();
+    try {
+      return await body(this.#conn());
+    } catch (error) {
+      throw isDuckDbFatal(error) ? this.#invalidated(error) : error;
+    }
   }
 
   async #reload(): Promise<void> {
@@ -812,26 +847,85 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
 
   /** Runs `body` in a transaction, committed or (for probes) rolled back; the in-memory catalog is reloaded after any rollback. */
   async #transaction<T>(commit: boolean, body: () => Promise<T>): Promise<T> {
+    if (this.#lost !== null) await this.#reopen();
     this.#checkFile();
     const connection = this.#conn();
-    await connection.run("BEGIN TRANSACTION");
     let result: T;
     try {
+      await connection.run("BEGIN TRANSACTION");
       result = await body();
-    } catch (error) {
-      await connection.run("ROLLBACK").catch(() => undefined);
-      await this.#reload();
-      throw error;
-    }
-    try {
       await connection.run(commit ? "COMMIT" : "ROLLBACK");
     } catch (error) {
-      await connection.run("ROLLBACK").catch(() => undefined);
-      await this.#reload();
-      throw error;
+      return this.#abandon(connection, error);
     }
-    if (!commit) await this.#reload();
+    if (!commit) await this.#usable(() => this.#reload());
     return result;
+  }
+
+  /**
+   * After a failed statement: rolls back and reloads the in-memory catalog, then throws `error`. When the
+   * statement, its rollback or the reload meets a fatal error, that one is thrown (SINK_DATABASE_INVALIDATED):
+   * the reload's "database has been invalidated" replaced it before, and a rollback's own fatal error
+   * (after running out of memory) was dropped, so the error that invalidated the database was never seen.
+   */
+  async #abandon(connection: DuckDBConnection, error: unknown): Promise<never> {
+    let fatal: unknown = isDuckDbFatal(error) ? error : null;
+    await connection.run("ROLLBACK").catch((rollbackError: unknown) => {
+      if (fatal === null && isDuckDbFatal(rollbackError)) fatal = rollbackError;
+    });
+    if (fatal === null) {
+      try {
+        await this.#reload();
+      } catch (reloadError) {
+        if (!isDuckDbFatal(reloadError)) throw reloadError;
+        fatal = reloadError;
+      }
+    }
+    if (fatal !== null) throw this.#invalidated(fatal, error === fatal ? undefined : error);
+    throw error;
+  }
+
+  /**
+   * A fatal DuckDB error: the database is opened again, as a new instance, before the sink's next statement.
+   * Retriable: the runner waits with backoff and writes again from the offsets the file keeps (a transaction
+   * commits its rows and its offsets together or neither). An in-memory database is gone with it: the sink
+   * is opened again and filled from the topics' beginning, as for a replaced file.
+   */
+  #invalidated(fatal: unknown, statementError?: unknown): SluiceError {
+    this.#lost = "invalidated";
+    const duckdb = oneLine(errorMessage(fatal));
+    const before = statementError === undefined ? "" : ` (after the statement failed: ${oneLine(errorMessage(statementError))})`;
+    const context = { component: "sink", sink: this.name, path: this.#config.path, fatal: duckdb };
+    if (this.#config.path === ":memory:") {
+      // Every write is refused until open, as for a replaced file: the runner opens the sink again and reads the topics from the beginning.
+      this.#replaced = new SluiceError(`sink ${this.name}: a fatal DuckDB error invalidated its in-memory database, and what it held with it${before}: ${duckdb}`, {
+        code: TARGET_REPLACED,
+        retriable: false,
+        context,
+        cause: fatal,
+      });
+      return this.#replaced;
+    }
+    return new ConnectionError(
+      `DuckDB invalidated the database of ${this.#config.path} after a fatal error${before}; the sink opens the file again and writes again from the offsets it keeps. DuckDB: ${duckdb}`,
+      { code: DATABASE_INVALIDATED, context, cause: fatal },
+    );
+  }
+
+  /** The fatal error, once, in full, with what the write held: the error that names the cause (a full disk, memory) must not be lost. */
+  #logFatal(error: SluiceError, changes: readonly SinkChange[]): void {
+    const tables = [...new Set(changes.map((c) => tableLabel(c.event.schema)))];
+    const first = changes[0];
+    this.#logger.error(
+      {
+        code: error.code,
+        error: errorMessage(error.cause),
+        tables,
+        ...(first ? { position: positionLabel({ schema: first.event.schema, position: first.event.source.position }) } : {}),
+        changes: changes.length,
+      },
+      "a fatal DuckDB error invalidated the database; it is opened again before the next write, which the sink retries",
+    );
   }
 
   /** A change that alone does not fit memory_limit: its table halts until the limit is raised. */
@@ -850,6 +944,8 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
 
   #wrap(error: unknown): Error {
     if (error instanceof SluiceError) return error;
+    // Before the rest: its message quotes the first error (disk full, out of memory), which a reopen from the cache would not cure.
+    if (isDuckDbFatal(error)) return this.#invalidated(error);
     const message = errorMessage(error);
     if (/^IO Error/.test(message)) {
       return new ConnectionError(`DuckDB I/O error: ${message}`, { code: "SINK_IO", context: { component: "sink", sink: this.name }, cause: error });
@@ -878,6 +974,18 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
 
 /** How many times one change that runs out of memory_limit is tried, the database opened again before each retry, before its table halts. */
 const ONE_CHANGE_ATTEMPTS = 3;
+
+/** A fatal DuckDB error invalidated the database: it is opened again, as a new instance, before the next write. */
+const DATABASE_INVALIDATED = "SINK_DATABASE_INVALIDATED";
+
+/** DuckDB's message on one line, without the list of possible solutions and the link it adds to some. */
+function oneLine(message: string): string {
+  return message
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line !== "" && !line.startsWith("* ") && line !== "Possible solutions:" && !line.startsWith("See also "))
+    .join(" ");
+}
 
 /** The operating system's words for a write that found no room (ENOSPC, EFBIG, EDQUOT). */
 const NO_ROOM = /No space left on device|File too large|Disk quota exceeded/;

@@ -12,3 +12,12 @@ export function literal(text: string): string {
 export function isDuckDbDataError(error: unknown): boolean {
   return error instanceof Error && /^(Conversion|Constraint|Invalid Input|Out of Range|Mismatch Type) Error/.test(error.message);
 }
+
+/**
+ * DuckDB's fatal errors (a checkpoint that could not write the file, a rollback that ran out of
+ * memory) invalidate the database instance: every later statement on any of its connections fails
+ * with "database has been invalidated ... Original error: ..." until the file is opened again.
+ */
+export function isDuckDbFatal(error: unknown): boolean {
+  return error instanceof Error && /^FATAL Error|database has been invalidated/.test(error.message);
+}
