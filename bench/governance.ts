@@ -6,7 +6,11 @@
  * range, regex; action warn, none failing) — in alternating order.
  * Prints changes/s and the daemon's CPU-seconds per 100k changes of each, and the ratios governed /
  * plain of each round (the machine is shared: compare ratios measured in one run, not rates
- * between runs; on a loaded machine the CPU ratio is the steadier one).
+ * between runs; on a loaded machine the CPU ratio is the steadier one). Ends with medians over the
+ * rounds: CPU-s per 100k changes of the whole process and by thread (main, V8Worker, seal, the rest)
+ * per reader, the rounds' ratios plain / governed of the whole process's CPU per change (the issue's
+ * ≥ 0.8× is this ratio where no core is free for the seal workers), of the main thread's and of
+ * throughput, and with --before this tree's CPU per change against the other's.
  *
  *   node bench/governance.ts [--changes 60000] [--tx 1000] [--rounds 2] [--hash | --checks-only] [--profile DIR]
  *                            [--threads] [--before DIR] [--memory SIZE] [--read-ahead SIZE] [--node-options OPTS] [--keep-logs DIR]
@@ -145,6 +149,8 @@ interface Window {
   seconds: number;
   cpuSeconds: number;
   mainCpuSeconds: number;
+  /** CPU-s per 100k changes of each thread by name (threadCpu; the walsender with --threads). */
+  threads: Map<string, number>;
 }
 
 /** The pid of the walsender serving the slot (PostgreSQL's active_pid), null when none is found in a few tries. */
@@ -170,6 +176,25 @@ function sampleThreads(pid: number, walsender: number | null): Map<string, numbe
     threads.set("walsender (PostgreSQL)", used);
   }
   return threads;
+}
+
+/** CPU-s per 100k changes of each thread between two samples, the threads that used none left out. */
+function perHundredThousand(now: Map<string, number>, from: Map<string, number>, changes: number): Map<string, number> {
+  const per = new Map<string, number>();
+  for (const [name, used] of now) {
+    const spent = ((used - (from.get(name) ?? 0)) * 100_000) / changes;
+    if (spent >= 0.005) per.set(name, spent);
+  }
+  return per;
+}
+
+const showThreads = (threads: Map<string, number>) => [...threads].map(([name, used]) => `${name} ${used.toFixed(2)}`).join(", ");
+
+function median(values: readonly number[]): number {
+  const sorted = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
+  if (sorted.length === 0) return Number.NaN;
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 async function drain(reader: Reader, round: number, client: pg.Client): Promise<Window & { load: number; late: number; steady: Window }> {
@@ -236,26 +261,25 @@ async function drain(reader: Reader, round: number, client: pg.Client): Promise<
         const threadsNow = sampleThreads(pid, walsender);
         const cpu = cpuNow - start.cpu;
         const main = mainNow - start.main;
-        if (args.threads) {
-          const per = [...threadsNow].map(([name, used]) => `${name} ${(((used - (start.threads.get(name) ?? 0)) * 100_000) / CHANGES).toFixed(2)}`);
-          log(`  ${reader} CPU-s/100k by thread: ${per.join(", ")}`);
-        }
+        const threads = perHundredThousand(threadsNow, start.threads, CHANGES);
+        if (args.threads) log(`  ${reader} CPU-s/100k by thread: ${showThreads(threads)}`);
         // No sample between WARM_UP and the end (a drain faster than the samples): the steady window is empty.
         const steadyChanges = warm === null ? 0 : CHANGES - warm.captured;
         const steady: Window =
           warm === null || steadyChanges <= 0
-            ? { seconds: Number.NaN, cpuSeconds: Number.NaN, mainCpuSeconds: Number.NaN }
-            : { seconds: ((now - warm.at) / 1000) * (CHANGES / steadyChanges), cpuSeconds: ((cpuNow - warm.cpu) * 100_000) / steadyChanges, mainCpuSeconds: ((mainNow - warm.main) * 100_000) / steadyChanges };
-        if (args.threads && warm !== null && steadyChanges > 0) {
-          const from = warm.threads;
-          const per = [...threadsNow].map(([name, used]) => `${name} ${(((used - (from.get(name) ?? 0)) * 100_000) / steadyChanges).toFixed(2)}`);
-          log(`  ${reader} steady (last ${fmt(steadyChanges)} changes) CPU-s/100k by thread: ${per.join(", ")}`);
-        }
+            ? { seconds: Number.NaN, cpuSeconds: Number.NaN, mainCpuSeconds: Number.NaN, threads: new Map() }
+            : {
+                seconds: ((now - warm.at) / 1000) * (CHANGES / steadyChanges),
+                cpuSeconds: ((cpuNow - warm.cpu) * 100_000) / steadyChanges,
+                mainCpuSeconds: ((mainNow - warm.main) * 100_000) / steadyChanges,
+                threads: perHundredThousand(threadsNow, warm.threads, steadyChanges),
+              };
+        if (args.threads && warm !== null && steadyChanges > 0) log(`  ${reader} steady (last ${fmt(steadyChanges)} changes) CPU-s/100k by thread: ${showThreads(steady.threads)}`);
         if (isGoverned(reader)) {
           const checked = metricValue(metrics, "sluice_data_check_rows_total");
           if (checked < CHANGES) throw new Error(`governed: only ${checked} of ${CHANGES} rows were checked`);
         }
-        return { seconds, cpuSeconds: (cpu * 100_000) / CHANGES, mainCpuSeconds: (main * 100_000) / CHANGES, load, late, steady };
+        return { seconds, cpuSeconds: (cpu * 100_000) / CHANGES, mainCpuSeconds: (main * 100_000) / CHANGES, threads, load, late, steady };
       }
       await sleep(50);
     }
@@ -303,6 +327,69 @@ async function main(): Promise<void> {
       log(
         `| ${round} | ${fmt(CHANGES / plain.seconds)} | ${fmt(CHANGES / governed.seconds)} | ${(plain.seconds / governed.seconds).toFixed(2)} | ${plain.cpuSeconds.toFixed(2)} | ${governed.cpuSeconds.toFixed(2)} | ${(plain.cpuSeconds / governed.cpuSeconds).toFixed(2)} | ${(plain.mainCpuSeconds / governed.mainCpuSeconds).toFixed(2)} | ${plain.load.toFixed(1)} / ${governed.load.toFixed(1)} |`,
       );
+    }
+  }
+  summarize(results);
+}
+
+/** Threads of the summary by name; the daemon's other threads are summed as "other". */
+const SUMMARY_THREADS = ["main", "V8Worker", "seal"] as const;
+const WALSENDER = "walsender (PostgreSQL)";
+
+/**
+ * Medians over the rounds: CPU-s per 100k changes of the whole process and of its threads, per
+ * reader and window, and the rounds' ratios governed / plain of the whole process (the issue's
+ * figure on a machine without a free core), of the main thread and of throughput; with --before,
+ * this tree's CPU per change against the other's, round by round.
+ */
+function summarize(results: readonly (Window & { reader: Reader; round: number; steady: Window })[]): void {
+  const windows = [["whole drain", (r: Window & { steady: Window }) => r as Window] as const, ["steady", (r: Window & { steady: Window }) => r.steady] as const];
+  const range = (all: number[]) => {
+    const values = all.filter((v) => !Number.isNaN(v));
+    return values.length === 0 ? "—" : `${median(values).toFixed(2)} (${Math.min(...values).toFixed(2)}–${Math.max(...values).toFixed(2)})`;
+  };
+  log("");
+  log(`Medians over ${ROUNDS} round${ROUNDS === 1 ? "" : "s"} (range in brackets), CPU-s per 100k changes; the threads are the daemon's (V8Worker: V8's collector and compiler helpers of every isolate), the walsender is PostgreSQL's (--threads):`);
+  log(`| window | reader | whole process | ${SUMMARY_THREADS.join(" | ")} | other threads | walsender | changes/s |`);
+  log(`| --- | --- | --- | ${SUMMARY_THREADS.map(() => "---").join(" | ")} | --- | --- | --- |`);
+  for (const [name, pick] of windows) {
+    for (const reader of READERS) {
+      // A steady window without a sample (a drain faster than the samples) counts in no median.
+      const runs = results.filter((r) => r.reader === reader).map(pick).filter((w) => !Number.isNaN(w.cpuSeconds));
+      if (runs.length === 0) continue;
+      const thread = (t: string) => median(runs.map((w) => w.threads.get(t) ?? 0)).toFixed(2);
+      const other = median(runs.map((w) => [...w.threads].filter(([t]) => !(SUMMARY_THREADS as readonly string[]).includes(t) && t !== WALSENDER).reduce((sum, [, used]) => sum + used, 0))).toFixed(2);
+      log(`| ${name} | ${reader} | ${range(runs.map((w) => w.cpuSeconds))} | ${SUMMARY_THREADS.map(thread).join(" | ")} | ${other} | ${args.threads ? thread(WALSENDER) : "—"} | ${fmt(median(runs.map((w) => CHANGES / w.seconds)))} |`);
+    }
+  }
+  const ratio = (window: (r: Window & { steady: Window }) => Window, top: Reader, bottom: Reader, of: (w: Window) => number) => {
+    const values: number[] = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+      const a = results.find((r) => r.round === round && r.reader === top);
+      const b = results.find((r) => r.round === round && r.reader === bottom);
+      if (a && b) values.push(of(window(a)) / of(window(b)));
+    }
+    return range(values);
+  };
+  log("");
+  log("Ratios, median of the rounds' (each round's readers drained next to each other):");
+  log("| window | tree | CPU per change plain / governed, whole process | main thread | throughput governed / plain |");
+  log("| --- | --- | --- | --- | --- |");
+  for (const [name, pick] of windows) {
+    for (const version of args.before === undefined ? [""] : ["", "@before"]) {
+      const plain = `plain${version}` as Reader;
+      const governed = `governed${version}` as Reader;
+      log(`| ${name} | ${version === "" ? "this tree" : args.before} | ${ratio(pick, plain, governed, (w) => w.cpuSeconds)} | ${ratio(pick, plain, governed, (w) => w.mainCpuSeconds)} | ${ratio(pick, plain, governed, (w) => w.seconds)} |`);
+    }
+  }
+  if (args.before === undefined) return;
+  log("");
+  log(`This tree against ${args.before}, CPU per change, median of the rounds' ratios (below 1: this tree spends less):`);
+  log("| window | reader | whole process | main thread |");
+  log("| --- | --- | --- | --- |");
+  for (const [name, pick] of windows) {
+    for (const reader of ["plain", "governed"] as const) {
+      log(`| ${name} | ${reader} | ${ratio(pick, reader, `${reader}@before`, (w) => w.cpuSeconds)} | ${ratio(pick, reader, `${reader}@before`, (w) => w.mainCpuSeconds)} |`);
     }
   }
 }
