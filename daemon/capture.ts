@@ -32,6 +32,19 @@ export interface ChangeEncoder {
   prepare?(events: readonly ChangeEvent[]): Promise<void>;
 }
 
+/**
+ * Seals the personal values of a change written outside the data topics (parked, dead-lettered)
+ * with their subject's key, and opens them when it is read back (daemon/governance/parked-personal.ts).
+ */
+export interface ParkedChangeSealer {
+  /** The change as written, and the headers its records carry (which columns are sealed, which nulled and why). */
+  seal(event: ChangeEvent): Promise<{ readonly event: ChangeEvent; readonly headers: Record<string, Uint8Array> }>;
+  /** The change as captured; a value whose key is gone is null. A record written without the seal's headers is returned as it is. */
+  open(event: ChangeEvent, headers: Readonly<Record<string, Uint8Array>> | undefined): Promise<ChangeEvent>;
+  /** Reads the key topic to its end: a key destroyed since (`sluice forget`) opens nothing afterwards. */
+  refresh(): Promise<void>;
+}
+
 export interface HaltedTable {
   readonly table: string;
   readonly error: string;
@@ -82,6 +95,8 @@ export interface CaptureOptions {
    * recorded (log, parking marker, report) with their values left out.
    */
   readonly personalColumns?: ReadonlyMap<string, readonly string[]>;
+  /** Personal columns of parked changes: sealed with their subject's key in the parking topic, opened when re-published. */
+  readonly parkedSealer?: ParkedChangeSealer;
 }
 
 /** What a source may send besides changes: transaction boundaries (config transaction_metadata). */
@@ -443,7 +458,7 @@ export class CapturePipeline {
       const event = events[e]!;
       // No table name (a string) per change while no table is halted.
       if (this.halted.size > 0 && this.halted.has(tableName(event.schema))) {
-        pushAll(records, this.park(event));
+        pushAll(records, await this.park(event));
         continue;
       }
       try {
@@ -452,7 +467,7 @@ export class CapturePipeline {
       } catch (error) {
         if (!(error instanceof SluiceError) || !TABLE_HALTING_CODES.has(error.code)) throw error;
         this.halt(tableName(event.schema), error);
-        pushAll(records, this.park(event));
+        pushAll(records, await this.park(event));
       }
     }
     return records;
@@ -470,8 +485,10 @@ export class CapturePipeline {
    * re-published around it, so a write that fails (a crash) leaves all of a chunk or none of it.
    */
   private async restoreParked(stop: AbortSignal, only?: string, skip?: SkipPlan): Promise<{ republished: number; skipped: number; listed: ParkedChange[] }> {
-    const { log, parkingTopic } = this.options;
+    const { log, parkingTopic, parkedSealer } = this.options;
     const through = new Map<string, bigint>();
+    // Before the first parked change is opened: a subject forgotten since capture last read the key topic gets null.
+    let keysRead = false;
     await this.scanParking(stop, async (record) => {
       if (isMarker(record)) through.set(Buffer.from(record.key!).toString(), BigInt(Buffer.from(record.headers![MARKER_HEADER]!).toString()));
     });
@@ -511,12 +528,18 @@ export class CapturePipeline {
       if (isMarker(record) || record.value === null) return;
       const table = Buffer.from(record.key!).toString();
       if ((only !== undefined && table !== only) || this.halted.has(table) || record.offset <= (through.get(table) ?? -1n)) return;
-      const event = deserializeEventBytes(record.value);
+      const parked = deserializeEventBytes(record.value);
       const inRange = skip !== undefined && table === skip.table && record.offset <= skip.through;
       if (inRange && record.offset === skip.halting) {
-        skipOne(table, record.offset, event, `the change that halted the table (${skip.reason})`);
+        skipOne(table, record.offset, parked, `the change that halted the table (${skip.reason})`);
       } else {
         try {
+          // A key that cannot be unwrapped (GOVERNANCE_KEY_INVALID) halts the table again, as at capture.
+          if (parkedSealer && !keysRead) {
+            await parkedSealer.refresh();
+            keysRead = true;
+          }
+          const event = parkedSealer ? await parkedSealer.open(parked, record.headers) : parked;
           pending.push(...(await this.encode(event)));
           count++;
         } catch (error) {
@@ -525,7 +548,7 @@ export class CapturePipeline {
             this.halt(table, error);
             return;
           }
-          skipOne(table, record.offset, event, `refused again for the same reason (${skip.reason})`);
+          skipOne(table, record.offset, parked, `refused again for the same reason (${skip.reason})`);
         }
         republished.set(table, record.offset);
       }
@@ -793,16 +816,18 @@ export class CapturePipeline {
    * of at most that size, in consecutive records with header `sluice.part` = "<i>/<n>", so any row
    * can be parked; scanParking puts them together again.
    */
-  private park(event: ChangeEvent): ProducedRecord[] {
-    const table = tableName(event.schema);
+  private async park(captured: ChangeEvent): Promise<ProducedRecord[]> {
+    const table = tableName(captured.schema);
     const key = Buffer.from(table);
+    // Personal values sealed with their subject's key (or left out): never in clear in the parking topic.
+    const { event, headers: sealing } = this.options.parkedSealer ? await this.options.parkedSealer.seal(captured) : { event: captured, headers: {} };
     const value = serializeEventBytes(event);
     const reason = Buffer.from((this.halted.get(table)?.error ?? "").slice(0, 400));
     const record = (part: Buffer, headers: Record<string, Uint8Array>): ProducedRecord => ({
       topic: this.options.parkingTopic,
       key,
       value: part,
-      headers: { "sluice.reason": reason, ...headers },
+      headers: { "sluice.reason": reason, ...sealing, ...headers },
       timestamp: event.source.commitTimeMs,
     });
     const limit = Math.min(this.options.maxRecordBytes ?? Number.POSITIVE_INFINITY, this.options.log.maxRecordBytes?.(this.options.parkingTopic) ?? Number.POSITIVE_INFINITY);

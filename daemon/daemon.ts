@@ -32,7 +32,8 @@ import type { SnapshotTarget } from "./snapshot-admin.ts";
 import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
 import type { ReleasableCapture } from "./halted-admin.ts";
 import type { CaptureSkipThrough, HaltAction } from "./halted.ts";
-import { personalTables } from "./governance/personal-data.ts";
+import { personalTables, sharedKeyStore } from "./governance/personal-data.ts";
+import { ParkedPersonalData } from "./governance/parked-personal.ts";
 import { HttpServer, sendJson } from "./http-server.ts";
 import { sharedRun } from "./shared-run.ts";
 import { readJsonObject } from "./request-body.ts";
@@ -406,12 +407,15 @@ export class Daemon {
       });
       this.dataChecks.set(sourceConfig.name, checks);
       const checksTopic = dataCheckDeadLetterTopic(this.config.name, sourceConfig.name);
+      // Personal values of parked and dead-lettered changes: sealed with their subject's key, as in the data topics.
+      const parkedSealer = personalTables(sourceConfig).size > 0 ? new ParkedPersonalData(sourceConfig, sharedKeyStore(this.config, this.log)) : undefined;
       const encoder = captureEncoder(this.config, sourceConfig, registry, this.log, (table) => this.metrics.schemaVersionsRegistered.inc({ source: sourceConfig.name, table }), logger);
       const checked = withDataChecks(
         checks,
         withOutbox(this.config, sourceConfig, encoder, this.log, registry, logger),
         checksTopic,
         () => this.untilAvailable("creating the data-check dead-letter topic", () => topicLog.createTopic(internalTopicSpec(checksTopic, this.config))),
+        parkedSealer,
       );
       const pipeline = new CapturePipeline({
         source,
@@ -426,6 +430,7 @@ export class Daemon {
         // The plan's two capture batches of this source (config/memory.ts captureBatchBytes): what a third batch in flight must fit beside.
         inFlightBytes: 2 * captureBatchBytes(sourceConfig.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES),
         personalColumns: new Map([...personalTables(sourceConfig)].map(([table, personal]) => [table, personal.columns])),
+        ...(parkedSealer ? { parkedSealer } : {}),
         stats: {
           onBatch: (batch, _records, seconds, times) => {
             for (const { table, op, count } of batch.counts) this.metrics.changesCaptured.inc({ source: sourceConfig.name, table, op }, count);

@@ -29,6 +29,18 @@ function revive(value: unknown): unknown {
   return value;
 }
 
+/** One value in the lossless form (a parked change's sealed personal values, daemon/governance/parked-personal.ts). */
+export function serializeValue(value: unknown): string {
+  const out = new JsonBytes();
+  writeJson(value, out);
+  return out.finish().toString();
+}
+
+/** A value of serializeValue's text. */
+export function deserializeValue(text: string): unknown {
+  return JSON.parse(text, (_key, value: unknown) => revive(value));
+}
+
 /**
  * Strings and byte values longer than this are written and read in slices of about this size, so
  * that the JSON text of a large event (a row over topics.max_record_bytes being parked) never exists

@@ -38,7 +38,9 @@ export const HALTED_DETAILS = `  --sink NAME         the sink whose table is hal
                       running daemon only: after a restart the table halts at its next refused record
   With --source: retry re-publishes the table's parked changes in order and captures it again
           (a change that still fails halts it again); skip first marks the change that halted it
-          as skipped (it stays in the parking topic with its reason), then does the same
+          as skipped (it stays in the parking topic with its reason), then does the same.
+          Parked personal columns are sealed with their subject's key: a subject forgotten
+          (sluice forget) since they were parked is re-published with them null
   --through OFFSET    (skip --source) also skip each parked change of the table, up to that offset of
                       the parking topic, that capture refuses again for the reason it refused the
                       halting one (same error code, column and check); those it accepts are

@@ -6,7 +6,7 @@
  * source's dead-letter topic instead of its topic (dead-letter), or its table halts at capture
  * (halt: the table-halt path of daemon/capture.ts, released with `sluice halted retry|skip`).
  */
-import type { ChangeEncoder } from "../capture.ts";
+import type { ChangeEncoder, ParkedChangeSealer } from "../capture.ts";
 import type { ChangeEvent, ColumnValue, ProducedRecord, TableSchema } from "../../connectors/contracts.ts";
 import { tableName, UNCHANGED } from "../../connectors/contracts.ts";
 import { SluiceError } from "../../connectors/errors.ts";
@@ -265,14 +265,21 @@ export class DataChecks {
 /**
  * Wraps a source's encoder with its checks: a change failing a dead-letter check becomes one
  * record of `deadLetterTopic` (the change as JSON, headers naming the check, column and reason —
- * not the value) instead of its records.
+ * not the value) instead of its records. With `sealer`, its personal values are sealed with their
+ * subject's key (or left out) as in the parking topic, never in clear.
  */
-export function withDataChecks(checks: DataChecks, inner: ChangeEncoder, deadLetterTopic: string, createTopic: () => Promise<void>): ChangeEncoder & { startBatch(): void } {
+export function withDataChecks(
+  checks: DataChecks,
+  inner: ChangeEncoder,
+  deadLetterTopic: string,
+  createTopic: () => Promise<void>,
+  sealer?: ParkedChangeSealer,
+): ChangeEncoder & { startBatch(): void } {
   if (!checks.active) return Object.assign(inner, { startBatch: () => undefined });
   let created = false;
   // An event encodeNow checked but left to encode (capture calls encode next, with the same event): checked once, not twice.
   let checked: { event: ChangeEvent; failure: Failure | null } | null = null;
-  const deadLetter = (event: ChangeEvent, failure: Failure): ProducedRecord[] => {
+  const deadLetter = (event: ChangeEvent, failure: Failure, sealing: Record<string, Uint8Array> = {}): ProducedRecord[] => {
     const column = "column" in failure.check ? failure.check.column : "";
     return [
       {
@@ -284,6 +291,7 @@ export function withDataChecks(checks: DataChecks, inner: ChangeEncoder, deadLet
           "sluice.check": Buffer.from(failure.check.check),
           "sluice.column": Buffer.from(column),
           "sluice.table": Buffer.from(tableName(event.schema)),
+          ...sealing,
         },
         timestamp: event.source.commitTimeMs,
       },
@@ -295,7 +303,8 @@ export function withDataChecks(checks: DataChecks, inner: ChangeEncoder, deadLet
     encodeNow(event: ChangeEvent): ProducedRecord[] | undefined {
       if (!inner.encodeNow) return undefined;
       const failure = checks.inspect(event);
-      const records = failure === null ? inner.encodeNow(event) : created ? deadLetter(event, failure) : undefined;
+      // A dead letter to seal waits for its key: `encode`.
+      const records = failure === null ? inner.encodeNow(event) : created && !sealer ? deadLetter(event, failure) : undefined;
       if (records === undefined) checked = { event, failure };
       return records;
     },
@@ -307,7 +316,9 @@ export function withDataChecks(checks: DataChecks, inner: ChangeEncoder, deadLet
         await createTopic();
         created = true;
       }
-      return deadLetter(event, failure);
+      if (!sealer) return deadLetter(event, failure);
+      const sealed = await sealer.seal(event);
+      return deadLetter(sealed.event, failure, sealed.headers);
     },
   };
 }
