@@ -105,7 +105,7 @@ test("a checkpoint that cannot write the file invalidates the database: the writ
 // Before: the sink's next statement got 'database has been invalidated ... Original error: ... Out of Memory Error',
 // took it for running out of memory and opened the database again from DuckDB's instance cache, which gave back the
 // same invalidated database (another user of the file in this process held it): SINK_OPEN_FAILED, at every write.
-test("a database invalidated by another connection of this process (a rollback that ran out of memory): the sink's write is a retriable outage, not a table halt with memory advice, and the next write opens a fresh database, not the invalidated one the instance cache still holds", { timeout: 120_000 }, async () => {
+test("a database invalidated by another connection of this process (a rollback that ran out of memory): the sink logs the error that invalidated it, opens a fresh database, not the invalidated one the instance cache still holds, and applies its write; no table halts", { timeout: 120_000 }, async () => {
   const { sink, path, logs } = openSink(`d_${randomTableName("other")}`, 24 * 2 ** 20);
   const events = new Events(tableSchema(randomTableName("narrow"), [["id", "integer"], ["v", "text"]]));
   const table = tableLabel(events.schema);
@@ -130,11 +130,9 @@ test("a database invalidated by another connection of this process (a rollback t
       }
     }
     assert.match(fatal ?? "no fatal error", /^FATAL Error: Failed to rollback transaction[^]*Out of Memory Error/);
-    const error = await failureOf(sink.write([events.insert(2n, { id: 2, v: "b" })], signal(), [{ topic: events.topic, partition: 0, offset: 2n }]));
-    assertInvalidated(error);
-    assert.match(error.message, /Failed to rollback transaction/, "quotes the error that invalidated the database");
-    fatalLogged(logs, /database has been invalidated[^]*Original error: "Failed to rollback transaction/, table);
+    // The sink's write finds the database invalidated, quoting the other connection's out of memory: it opens a fresh database and applies the write there.
     assert.deepEqual(await sink.write([events.insert(2n, { id: 2, v: "b" })], signal(), [{ topic: events.topic, partition: 0, offset: 2n }]), { failures: [], offsetsStored: true });
+    fatalLogged(logs, /database has been invalidated[^]*Original error: "Failed to rollback transaction/, table);
     assert.deepEqual(await sink.query(`SELECT count(*)::INT AS n FROM main.${ident(events.schema.table)}`), [{ n: 2 }]);
     assert.deepEqual((await sink.committedOffsets()).map((o) => o.offset), [2n]);
     // Closed and opened again (as the runner does after a replaced file) while the cache still holds the invalidated database.

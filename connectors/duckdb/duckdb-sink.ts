@@ -370,7 +370,10 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
         return await this.#write(changes, mode, offsets, signal);
       } catch (error) {
         if (error instanceof SluiceError && error.context["fatal"] !== undefined) this.#logFatal(error, changes);
-        if (!(error instanceof SluiceError && error.code === "SINK_OUT_OF_MEMORY")) throw error;
+        // A fatal error whose cause was memory (a rollback that ran out too) is out of memory all the same: retried
+        // unchanged it fails the same way for ever, holding up the sink's other tables.
+        const outOfMemory = error instanceof SluiceError && (error.code === "SINK_OUT_OF_MEMORY" || (error.code === DATABASE_INVALIDATED && error.context["outOfMemory"] === 1));
+        if (!outOfMemory) throw error;
         this.#logger.warn({ changes: changes.length, attempt, error: error.message }, "DuckDB ran out of memory for the write; opening the database again and applying it in two halves");
         await this.#reopen();
         if (changes.length >= 2) break;
@@ -895,7 +898,8 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     this.#lost = "invalidated";
     const duckdb = oneLine(errorMessage(fatal));
     const before = statementError === undefined ? "" : ` (after the statement failed: ${oneLine(errorMessage(statementError))})`;
-    const context = { component: "sink", sink: this.name, path: this.#config.path, fatal: duckdb };
+    const memory = OUT_OF_MEMORY.test(errorMessage(fatal)) || (statementError !== undefined && OUT_OF_MEMORY.test(errorMessage(statementError)));
+    const context = { component: "sink", sink: this.name, path: this.#config.path, fatal: duckdb, ...(memory ? { outOfMemory: 1 } : {}) };
     if (this.#config.path === ":memory:") {
       // Every write is refused until open, as for a replaced file: the runner opens the sink again and reads the topics from the beginning.
       this.#replaced = new SluiceError(`sink ${this.name}: a fatal DuckDB error invalidated its in-memory database, and what it held with it${before}: ${duckdb}`, {
@@ -959,8 +963,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       });
     }
     // Memory may come free (a checkpoint, a smaller batch): the sink waits and retries instead of stopping the daemon.
-    // A commit that runs out says "Failed to commit: failed to pin block" (a wide table's blocks at its checkpoint).
-    if (/could not allocate block|failed to pin block|Out of Memory Error/i.test(message)) {
+    if (OUT_OF_MEMORY.test(message)) {
       return new SluiceError(`DuckDB ran out of its memory_limit: ${message.split("\n")[0]} — raise memory (or this sink's memory_limit; docs/operations.md#memory)`, {
         code: "SINK_OUT_OF_MEMORY",
         retriable: true,
@@ -974,6 +977,9 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
 
 /** How many times one change that runs out of memory_limit is tried, the database opened again before each retry, before its table halts. */
 const ONE_CHANGE_ATTEMPTS = 3;
+
+/** DuckDB's words for a statement that ran out of memory_limit (a commit that runs out says "Failed to commit: failed to pin block"). */
+const OUT_OF_MEMORY = /could not allocate block|failed to pin block|Out of Memory Error/i;
 
 /** A fatal DuckDB error invalidated the database: it is opened again, as a new instance, before the next write. */
 const DATABASE_INVALIDATED = "SINK_DATABASE_INVALIDATED";
