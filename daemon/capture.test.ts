@@ -4,6 +4,7 @@ import type { ChangeEvent, Checkpoint, ProducedRecord, Source, SourceBatch, Tabl
 import { ConnectionError, SluiceError } from "../connectors/errors.ts";
 import { keepEntries } from "../connectors/topics/checkpoint-codec.ts";
 import { CapturePipeline } from "./capture.ts";
+import type { ParkedChangeSealer } from "./capture.ts";
 import type { ChangeEncoder } from "./capture.ts";
 import { deserializeEvent } from "./event-json.ts";
 import { createLogger } from "../runtime/logger.ts";
@@ -847,4 +848,60 @@ describe("runs of small source batches (SourceBatch.more)", () => {
     assert.deepEqual(source.connects.map((c) => c?.position.commit ?? null), [null, 10n]);
     assert.deepEqual(log.records.map((r) => r.key!.toString()), ["1", "2", "3"], "nothing lost, nothing doubled");
   });
+});
+
+test("a parked change goes to the parking topic as the sealer seals it (with its headers), and a release reads the key topic again before it opens the first one; a change parked without the sealer's headers (an earlier version) is opened as it is", async () => {
+  const { EmbeddedTopicLog } = await import("../connectors/embedded/embedded-log.ts");
+  const { mkdtempSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const log = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-park-sealed-")), "log.db"), logger: silent });
+  for (const name of ["t.parked", "pg.public.bad"]) await log.createTopic({ name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  const options = { log, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } };
+  const withSecret = (e: ChangeEvent): ChangeEvent => ({ ...e, after: { ...e.after!, secret: `clear-${String(e.key["id"])}` } });
+  const calls: string[] = [];
+  const sealer: ParkedChangeSealer = {
+    async seal(e) {
+      return { event: { ...e, after: { ...e.after!, secret: "sealed" } }, headers: { "sluice.personal.sealed": Buffer.from('["secret"]') } };
+    },
+    async open(e, headers) {
+      calls.push(`open ${String(e.key["id"])} ${headers?.["sluice.personal.sealed"] === undefined ? "plain" : "sealed"}`);
+      return headers?.["sluice.personal.sealed"] === undefined ? e : { ...e, after: { ...e.after!, secret: "opened" } };
+    },
+    async refresh() {
+      calls.push("refresh");
+    },
+  };
+  // Run 1, an earlier version (no sealer): change 1 parked as it was captured. Run 2: change 3 parked sealed.
+  const first = new ScriptedSource([[withSecret(event("bad", 1n, 10n))]]);
+  await runUntil(new CapturePipeline({ ...options, source: first, encoder }), () => first.acked.length === 1);
+  const second = new ScriptedSource([[withSecret(event("bad", 3n, 20n))]]);
+  await runUntil(new CapturePipeline({ ...options, source: second, encoder, parkedSealer: sealer }), () => second.acked.includes(20n));
+  const parking = await log.consumer("parked", ["t.parked"]);
+  const parked = (await parking.poll({ maxRecords: 100, maxBytes: 1 << 20, maxWaitMs: 200 })).filter((r) => r.value !== null);
+  await parking.close();
+  assert.deepEqual(
+    parked.map((r) => [deserializeEvent(Buffer.from(r.value!).toString()).after!["secret"], r.headers?.["sluice.personal.sealed"] === undefined ? "-" : "sealed"]),
+    [
+      ["clear-1", "-"],
+      ["sealed", "sealed"],
+    ],
+  );
+  // Run 2's start tried to re-publish change 1 (refused again: the table halted on it).
+  assert.deepEqual(calls, ["refresh", "open 1 plain"]);
+  calls.length = 0;
+
+  // Run 3: the schema accepted again: both are re-published, opened after one refresh.
+  const published: unknown[] = [];
+  const accepting: ChangeEncoder = {
+    encode: async (e) => {
+      published.push(e.after!["secret"]);
+      return [{ topic: `pg.public.${e.schema.table}`, key: Buffer.from(String(e.key["id"])), value: Buffer.from("v"), timestamp: 0 }];
+    },
+  };
+  const third = new ScriptedSource([[event("bad", 3n, 20n)], [event("bad", 4n, 30n)]]);
+  await runUntil(new CapturePipeline({ ...options, source: third, encoder: accepting, parkedSealer: sealer }), () => third.acked.includes(30n));
+  assert.deepEqual(calls, ["refresh", "open 1 plain", "open 3 sealed"]);
+  assert.deepEqual(published.slice(0, 2), ["clear-1", "opened"]);
+  await log.close();
 });

@@ -142,3 +142,18 @@ test("a value with no key to seal it is not written: null, and the header says w
     await log.close();
   }
 });
+
+test("a key destroyed by another process (sluice forget) opens nothing once refresh read the key topic, though capture's store still held it", async () => {
+  const { log, parked } = await setup("elsewhere.db");
+  try {
+    const ann = await parked.seal(change({ id: 1, customer_id: 42n, email: "ann@example.com", phone: null, photo: null, city: null }));
+    assert.equal((await parked.open(stored(ann.event), ann.headers)).after!["email"], "ann@example.com");
+    const forgetting = await lazyKeyStore(config, log, { create: false })();
+    await forgetting.destroy("pg", "42");
+    assert.equal((await parked.open(stored(ann.event), ann.headers)).after!["email"], "ann@example.com", "capture's store has not read the tombstone yet");
+    await parked.refresh();
+    assert.equal((await parked.open(stored(ann.event), ann.headers)).after!["email"], null);
+  } finally {
+    await log.close();
+  }
+});

@@ -21,17 +21,32 @@ const dir = tempDir("governance-parked");
 const masterKeyFile = join(dir, "master.key");
 const customers = `${schema}.customers`;
 const signups = `${schema}.signups`;
+const accounts = `${schema}.accounts`;
 const personal = { subject: "customer_id", columns: ["email"] };
-const governance = {
-  tables: {
-    [customers]: { personal, checks: [{ check: "range", column: "amount", min: 0, max: 1000, action: "halt" }] },
-    [signups]: { personal, checks: [{ check: "regex", column: "code", pattern: "^[A-Z]+$", action: "dead-letter" }] },
-  },
-};
+/** `accountsMax`: the accounts table's halt check's max (raised for the restart that releases it). */
+function governanceOf(accountsMax: number) {
+  return {
+    tables: {
+      [customers]: { personal, checks: [{ check: "range", column: "amount", min: 0, max: 1000, action: "halt" }] },
+      [signups]: { personal, checks: [{ check: "regex", column: "code", pattern: "^[A-Z]+$", action: "dead-letter" }] },
+      [accounts]: { personal, checks: [{ check: "range", column: "amount", min: 0, max: accountsMax, action: "halt" }] },
+    },
+  };
+}
+const governance = governanceOf(1000);
+function config(accountsMax: number): Record<string, unknown> {
+  return {
+    name: deployment,
+    personal_data: { master_key_file: masterKeyFile },
+    sources: [pgSourceConfig(source, [`${schema}.*`], { governance: governanceOf(accountsMax) })],
+    topics: { kind: "embedded", path: join(dir, "log.db") },
+    sinks: [{ kind: "duckdb", name: "duck", path: join(dir, "wh.duckdb"), batch: { max_wait: "50ms" } }],
+  };
+}
 const parkingTopic = `${deployment}.sluice.halted.${source}`;
 const deadLetterTopic = `${deployment}.dlq.${source}`;
 /** Every personal value written below: none may be in the topic log's files, at any time. */
-const CLEAR = ["ann@halt.example", "bob@halt.example", "ann.two@halt.example", "nobody@halt.example", "eve@dlq.example", "dan@dlq.example", "nobody@dlq.example"];
+const CLEAR = ["ann@halt.example", "bob@halt.example", "ann.two@halt.example", "nobody@halt.example", "eve@dlq.example", "dan@dlq.example", "nobody@dlq.example", "fay@restart.example", "gus@restart.example"];
 
 let client: pg.Client;
 let daemon: SluiceDaemon;
@@ -41,19 +56,10 @@ before(async () => {
   await client.query(`CREATE SCHEMA "${schema}"`);
   await client.query(`CREATE TABLE "${schema}".customers (id int PRIMARY KEY, customer_id int, email text, amount int)`);
   await client.query(`CREATE TABLE "${schema}".signups (id int PRIMARY KEY, customer_id int, email text, code text)`);
+  await client.query(`CREATE TABLE "${schema}".accounts (id int PRIMARY KEY, customer_id int, email text, amount int)`);
   await client.query(`CREATE TABLE "${schema}".marks (id int PRIMARY KEY)`);
   writeFileSync(masterKeyFile, `${randomBytes(32).toString("hex")}\n`);
-  daemon = await startReady(
-    dir,
-    {
-      name: deployment,
-      personal_data: { master_key_file: masterKeyFile },
-      sources: [pgSourceConfig(source, [`${schema}.*`], { governance })],
-      topics: { kind: "embedded", path: join(dir, "log.db") },
-      sinks: [{ kind: "duckdb", name: "duck", path: join(dir, "wh.duckdb"), batch: { max_wait: "50ms" } }],
-    },
-    "run",
-  );
+  daemon = await startReady(dir, config(1000), "run");
 });
 
 after(async () => {
@@ -81,8 +87,10 @@ function assertNoClearValue(when: string): void {
 
 /** Commits a row of the marks table and waits for its capture: every change committed before it is captured (and parked or dead-lettered). */
 async function capturedSoFar(id: number): Promise<void> {
+  const metric = () => daemon.metric("sluice_changes_captured_total", { table: `${schema}.marks` });
+  const before = await metric();
   await client.query(`INSERT INTO "${schema}".marks VALUES (${id})`);
-  await waitFor(`marks row ${id} captured`, async () => (await daemon.metric("sluice_changes_captured_total", { table: `${schema}.marks` })) >= id, { daemon, timeoutMs: 30_000 });
+  await waitFor(`marks row ${id} captured`, async () => (await metric()) > before, { daemon, timeoutMs: 30_000 });
 }
 
 async function duckRows(table: string): Promise<{ id: number; email: string | null }[] | null> {
@@ -191,4 +199,27 @@ test("a change sent to the dead-letter topic by a check keeps its personal value
   } finally {
     await log.close();
   }
+});
+
+test("parked changes re-published by a restart whose check accepts them (the retry path): a subject forgotten meanwhile gets null, another its value", { timeout: 60_000 }, async () => {
+  await daemon.stop();
+  daemon = await startReady(dir, config(1000), "run2");
+  await client.query(`INSERT INTO "${schema}".accounts VALUES (1, 701, 'fay@restart.example', 5000)`);
+  await client.query(`INSERT INTO "${schema}".accounts VALUES (2, 802, 'gus@restart.example', 6000)`);
+  await capturedSoFar(3);
+  assertNoClearValue("parked before the restart");
+  await forget("701");
+  await daemon.stop();
+  daemon = await startReady(dir, config(100_000), "run3");
+  let last: unknown;
+  await waitFor(
+    "the accounts re-published at start in DuckDB: 701's email erased, 802's intact",
+    async () => {
+      last = await duckRows("accounts");
+      return JSON.stringify(last) === JSON.stringify([{ id: 1, email: null }, { id: 2, email: "gus@restart.example" }]);
+    },
+    { daemon, timeoutMs: 30_000, lastSeen: () => last },
+  );
+  assertNoClearValue("re-published");
+  await daemon.stop();
 });
