@@ -90,16 +90,30 @@ export interface CapturedTableRef extends TableName {
 
 const SYSTEM_DATABASES = ["mysql", "information_schema", "performance_schema", "sys"];
 
+/**
+ * The base tables `matches` selects. Names come first, from the directory alone: a table's type and row estimate
+ * open it, and waited for any exclusive metadata lock on the server (a DDL in another database held up the start).
+ * They are read per database that has a matching name (TABLE_SCHEMA = ?, which opens that database's tables only).
+ */
 export async function listTables(sql: Sql, matches: TableMatcher): Promise<CapturedTableRef[]> {
-  const rows = await sql.rows(
-    `SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES
-      WHERE TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') AND TABLE_SCHEMA NOT IN (${SYSTEM_DATABASES.map(() => "?").join(", ")})
-      ORDER BY TABLE_SCHEMA, TABLE_NAME`,
+  const names = await sql.rows(
+    `SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA NOT IN (${SYSTEM_DATABASES.map(() => "?").join(", ")})`,
     SYSTEM_DATABASES,
   );
-  return rows
-    .map((row) => ({ database: field(row, "TABLE_SCHEMA")!, table: field(row, "TABLE_NAME")!, estimatedRows: field(row, "TABLE_ROWS") === null ? null : Number(field(row, "TABLE_ROWS")) }))
-    .filter((t) => matches(t.database, t.table));
+  const databases = [...new Set(names.filter((row) => matches(field(row, "TABLE_SCHEMA")!, field(row, "TABLE_NAME")!)).map((row) => field(row, "TABLE_SCHEMA")!))].sort();
+  const tables: CapturedTableRef[] = [];
+  for (const database of databases) {
+    const rows = await sql.rows(
+      `SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES
+        WHERE TABLE_SCHEMA = ? AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY TABLE_NAME`,
+      [database],
+    );
+    for (const row of rows) {
+      const table = { database: field(row, "TABLE_SCHEMA")!, table: field(row, "TABLE_NAME")!, estimatedRows: field(row, "TABLE_ROWS") === null ? null : Number(field(row, "TABLE_ROWS")) };
+      if (matches(table.database, table.table)) tables.push(table);
+    }
+  }
+  return tables;
 }
 
 const BINARY_TYPE = /^(binary|varbinary|tinyblob|blob|mediumblob|longblob)\b/;
@@ -137,12 +151,15 @@ export async function readDefinitions(sql: Sql, tables: readonly TableName[]): P
     values,
   );
   // MariaDB indexes a UNIQUE key too long for its engine (on TEXT/BLOB) by a hidden hash column per key, which the binlog logs.
+  // Both information_schema tables are named by the constant list: a join condition alone opens every table of the
+  // server for TABLES.ENGINE, and waits for any exclusive metadata lock there (a DDL in another database).
   const hashKeys = await sql.rows(
     `SELECT s.TABLE_SCHEMA, s.TABLE_NAME, COUNT(DISTINCT s.INDEX_NAME) AS HIDDEN FROM information_schema.STATISTICS s
        JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = s.TABLE_SCHEMA AND t.TABLE_NAME = s.TABLE_NAME
       WHERE s.INDEX_TYPE = 'HASH' AND s.NON_UNIQUE = 0 AND t.ENGINE NOT IN ('MEMORY', 'HEAP') AND (s.TABLE_SCHEMA, s.TABLE_NAME) IN (${pairs})
+        AND (t.TABLE_SCHEMA, t.TABLE_NAME) IN (${pairs})
       GROUP BY s.TABLE_SCHEMA, s.TABLE_NAME`,
-    values,
+    [...values, ...values],
   );
   const hiddenColumns = new Map(hashKeys.map((row) => [tableKey(field(row, "TABLE_SCHEMA")!, field(row, "TABLE_NAME")!), Number(field(row, "HIDDEN"))]));
   const byTable = new Map<string, ColumnDefinition[]>();
