@@ -4,7 +4,7 @@
  */
 import { randomInt } from "node:crypto";
 import mysql from "mysql2/promise";
-import type { Connection } from "mysql2/promise";
+import type { Connection, RowDataPacket } from "mysql2/promise";
 import { mariadb } from "../../test/services/ports.ts";
 import type { MysqlSourceConfig } from "../../config/schema.ts";
 import type { ChangeEvent, ColumnValue, SourceBatch } from "../contracts.ts";
@@ -83,5 +83,10 @@ export function fold(events: readonly ChangeEvent[], keyOf: (row: Readonly<Recor
 }
 
 export async function dropDatabase(admin: Connection, database: string): Promise<void> {
+  // A prepared XA transaction outlives its session and holds its locks, and DROP DATABASE waits for them for ever: one a
+  // failed test left behind (the tests name theirs after their database) is rolled back, and a wait on anything else fails.
+  const [prepared] = await admin.query<RowDataPacket[]>("XA RECOVER");
+  for (const { data } of prepared) if (String(data).includes(database)) await admin.query(`XA ROLLBACK '${String(data)}'`);
+  await admin.query("SET SESSION lock_wait_timeout = 120");
   await admin.query(`DROP DATABASE IF EXISTS \`${database}\``);
 }

@@ -95,16 +95,18 @@ test("a table and a column renamed and an XA transaction rolled back live: a che
   // change's checkpoint is stored.
   const locker = await adminConnection(database);
   const xaSession = await adminConnection(database);
+  // Named after the database: one a failed run left prepared is not this run's (XAER_DUPID), and dropDatabase rolls it back.
+  const xid = `rr_${database}`;
   let checkpoint: Checkpoint;
   try {
     checkpoint = await run(history, null, [other, xa], async (state) => {
       await waitFor("the initial snapshot", () => streaming(state), 15_000);
-      await xaSession.query(`XA START 'rr1'; UPDATE ${t("live_xa")} SET v = -v WHERE id = 1; XA END 'rr1'; XA PREPARE 'rr1'`);
+      await xaSession.query(`XA START '${xid}'; UPDATE ${t("live_xa")} SET v = -v WHERE id = 1; XA END '${xid}'; XA PREPARE '${xid}'`);
       await waitFor("the prepared change", () => xa.visible().get("1")?.["v"] === -1, 15_000);
       await locker.query(`LOCK TABLES ${t("sluice_watermarks")} WRITE`);
       await admin.query(`RENAME TABLE ${t("live_orig")} TO ${t("live_moved")}`);
       await admin.query(`ALTER TABLE ${t("live_cols")} RENAME COLUMN note TO remark`);
-      await xaSession.query("XA ROLLBACK 'rr1'");
+      await xaSession.query(`XA ROLLBACK '${xid}'`);
       await admin.query(`INSERT INTO ${t("live_other")} VALUES (1)`);
       await waitFor("the change after the statements", () => other.visible().has("1"), 15_000);
       const stored = state.checkpoint!;
