@@ -36,6 +36,8 @@ class MemorySink implements TransactionalSink {
   unblocked = false;
   /** Tables whose truncates the target refuses (SINK_TARGET_BLOCKED) until `fixed`. */
   readonly refusedTruncates = new Set<string>();
+  /** Tables whose truncates fail the whole write (SCHEMA_UNSUPPORTED, e.g. a table without a primary key) until `fixed`. */
+  readonly unsupportedTruncates = new Set<string>();
   private flakyFailed = false;
   async open(): Promise<void> {}
   async close(): Promise<void> {}
@@ -43,6 +45,8 @@ class MemorySink implements TransactionalSink {
     // Like a real sink, schema changes are checked before any row is written.
     const unsupported = changes.find(({ event }) => event.after?.["name"] === "unsupported");
     if (unsupported) throw new SluiceError("the target cannot take this schema change", { code: SCHEMA_UNSUPPORTED, context: { sink: this.name, table: unsupported.event.schema.table } });
+    const keyless = changes.find(({ event }) => event.op === "t" && this.unsupportedTruncates.has(event.schema.table) && !this.fixed);
+    if (keyless) throw new SluiceError("the table has no primary key", { code: SCHEMA_UNSUPPORTED, context: { sink: this.name, table: keyless.event.schema.table } });
     const failures = [];
     for (const [index, { event }] of changes.entries()) {
       const name = (event.after?.["name"] as string | undefined) ?? "";
@@ -600,6 +604,29 @@ test("a truncate the sink refuses halts only its table: other tables' truncates 
   sink.fixed = true;
   await runUntil(runner(log, sink, { topics }), () => !sink.rows.has("a/1"));
   assert.deepEqual([...sink.rows.keys()], [], "after a restart the held truncate applies");
+  await log.close();
+});
+
+test("a truncate that fails the whole write halts only its table: another table's truncate read with it in the control topic applies, also after a restart", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b", "t.sluice.control"]);
+  await log.produce([encode(event("a", 1, 10n)), encode(event("b", 2, 11n))]);
+  // One batch: the control topic is every table's, so b's truncate comes after a's in the same partition.
+  await log.produce([control("a", 20n), control("b", 21n)]);
+  const sink = new MemorySink();
+  sink.unsupportedTruncates.add("a");
+  const topics = async () => ["pg.public.a", "pg.public.b", "t.sluice.control"];
+  const first = runner(log, sink, { topics });
+  await runWhile(first, async () => {
+    await until(() => first.haltedTables().length > 0 && sink.rows.has("a/1") && !sink.rows.has("b/2"), "table b's truncate to apply while table a halts");
+  });
+  await log.produce([encode(event("b", 3, 30n))]);
+  // Restarted: a's truncate is read again (the control topic's stored offset stayed at it), b's with it.
+  const again = runner(log, sink, { topics });
+  await runWhile(again, async () => {
+    await until(() => again.haltedTables().length > 0 && sink.rows.has("b/3"), "table a to halt again and b's later row to apply");
+  });
+  assert.deepEqual(again.haltedTables().map((h) => [h.table, h.topic, h.offset]), [["public.a", "t.sluice.control", "0:0"]]);
+  assert.deepEqual([...sink.rows.keys()].sort(), ["a/1", "b/3"], "b's truncate removed b's older row, a's truncate nothing");
   await log.close();
 });
 

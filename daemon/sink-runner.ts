@@ -1302,6 +1302,11 @@ export class SinkRunner {
       // Its table halted: it waits again like its table's data records, and keeps its partition's stored offset at it; the others' apply.
       if (this.halted.has(reset.dataTopic)) this.resets.restore(reset);
     }
+    // Not written because an earlier one of their table failed (its table halted): they wait again, never dropped.
+    for (const index of written.held) {
+      failed.add(index);
+      this.resets.restore(due[index]!);
+    }
     for (const [index, { record, change }] of due.entries()) {
       if (failed.has(index)) continue;
       this.logger.debug({ topic: record.topic, partition: record.partition, offset: String(record.offset), version: String(change.event.source.position.change) }, "truncate or snapshot reset applied: every partition of its table's topic is applied past it");
@@ -1428,16 +1433,18 @@ export class SinkRunner {
   }
 
   /**
-   * Writes each topic's (table's) changes on their own, in version order. A table whose write
+   * Writes each table's changes on their own, in version order. A table whose write
    * fails as a whole is narrowed down to the change it fails on (halving the rest): the changes
    * before it apply, it fails, the ones after are held. Under halt a rejected row holds the rest too.
    */
   private async writeTableByTable(changes: SinkChange[], stop: AbortSignal): Promise<{ failures: SinkItemFailure[]; held: number[] }> {
+    // By table, not by topic: the control topic holds every table's truncates, and one table's refusal must not hold back another's.
     const byTopic = new Map<string, number[]>();
     changes.forEach((change, index) => {
-      const indices = byTopic.get(change.origin.topic);
+      const table = `${change.event.schema.source}\u0000${tableName(change.event.schema)}`;
+      const indices = byTopic.get(table);
       if (indices) indices.push(index);
-      else byTopic.set(change.origin.topic, [index]);
+      else byTopic.set(table, [index]);
     });
     const failures: SinkItemFailure[] = [];
     const held: number[] = [];
