@@ -32,17 +32,29 @@ function planned(plan: MemoryPlan): number {
 }
 
 describe("memory budget", () => {
-  test("capture of personal columns reserves its seal workers (a thread and a 30 MiB heap each, one per core beside the main thread)", () => {
+  test("capture of personal columns reserves its seal worker (a thread and a 30 MiB heap)", () => {
     const personal = config({
       top: "personal_data: {master_key_file: /run/secrets/master}",
       source: ", governance: {tables: {public.customers: {personal: {subject: customer_id, columns: [email]}}}}",
     });
     const plain = planMemory(config(), { sources: ["pg"], sinks: [] }, 2);
     assert.equal(planMemory(personal, { sources: ["pg"], sinks: [] }, 2).reservedBytes - plain.reservedBytes, 42 * MiB);
-    // (Give or take the SQLite cache, a share of the budget, which the workers change by a MiB.)
-    const eight = planMemory(personal, { sources: ["pg"], sinks: [] }, 8).reservedBytes - planMemory(config(), { sources: ["pg"], sinks: [] }, 8).reservedBytes;
-    assert.ok(Math.abs(eight - 4 * 42 * MiB) <= 2 * MiB, `${eight / MiB} MiB`);
+    assert.equal(planMemory(personal, { sources: ["pg"], sinks: [] }, 8).reservedBytes - planMemory(config(), { sources: ["pg"], sinks: [] }, 8).reservedBytes, 42 * MiB, "one worker on 8 cores too");
     assert.equal(planMemory(personal, { sources: [], sinks: ["warehouse"] }, 2).reservedBytes, planMemory(config(), { sources: [], sinks: ["warehouse"] }, 2).reservedBytes, "sinks decrypt on their own threads");
+  });
+
+  test("capture of personal columns gets the same plan on 4 or 8 cores as on 2: the default budget, its heap and read-ahead not cut to their floors by seal workers", () => {
+    for (const topics of ["", "topics: {kind: kafka, brokers: [localhost:9092]}"]) {
+      const personal = config({
+        top: "personal_data: {master_key_file: /run/secrets/master}",
+        source: ", governance: {tables: {public.customers: {personal: {subject: customer_id, columns: [email]}}}}",
+        topics,
+      });
+      const two = planMemory(personal, { sources: ["pg"], sinks: [] }, 2);
+      assert.equal(two.budgetFrom, "default");
+      assert.ok(two.main.youngMb >= 12 && two.sources["pg"]!.readAheadBytes >= 8 * MiB, JSON.stringify(two.main));
+      for (const cores of [4, 8]) assert.deepEqual(planMemory(personal, { sources: ["pg"], sinks: [] }, cores), two, `${cores} cores ${topics}`);
+    }
   });
 
   test("the default 256MiB holds capture alone, and adds up to no more than the budget", () => {

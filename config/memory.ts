@@ -55,11 +55,18 @@ const PROCESS_RESERVE = 120 * MiB;
 const DUCKDB_OUTSIDE = 24 * MiB;
 /** RSS of one sink thread outside its V8 heap: its isolate, stacks, native buffers. */
 const THREAD_RESERVE = 12 * MiB;
-/**
- * A seal worker (capture of personal columns, daemon/governance/seal-workers.ts: one per core
- * beside the main thread, at most four): a thread and its heap, limited to 30 MiB there.
- */
+/** A seal worker (capture of personal columns, daemon/governance/seal-workers.ts): a thread and its heap, limited to 30 MiB there. */
 const SEAL_WORKER = THREAD_RESERVE + 30 * MiB;
+/**
+ * Seal workers of a process capturing personal columns, whatever its cores. One keeps ahead of
+ * capture's main thread, which feeds it: it seals a row image in 5-7 µs of CPU where the main thread
+ * spends 13-16 µs per governed change (docs/benchmarks.md, a loaded 2-core machine). One per core
+ * beside the main thread (at most four), as before, reserved 126 MiB on 4 cores: the default budget
+ * rose to 305 MiB and capture's heap fell to its floor (52 + 6 MiB, a 2 MiB read-ahead), which cost
+ * governed capture 1.14x the CPU per change of the 2-core plan (measured side by side on 2 cores, the
+ * 4-core plan forced, one worker in both).
+ */
+export const SEAL_WORKERS = 1;
 /** Old generation a thread needs besides its buffers: the code and state of its modules, its working set. */
 const MAIN_BASE_OLD = 32 * MiB;
 /** Capture's working set on top of that: batches in flight, Avro encoding, the producer (a 200,000-row snapshot peaked at 35 MiB in use with a 3 MiB read-ahead). */
@@ -232,7 +239,7 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
   const embedded = config.topics.kind === "embedded";
   const given = config.memory;
   const personal = sources.some((s) => Object.values(s.governance?.tables ?? {}).some((t) => t.personal !== undefined));
-  const sealWorkers = personal ? Math.max(1, Math.min(4, cores - 1)) : 0;
+  const sealWorkers = personal ? SEAL_WORKERS : 0;
 
   const duckdbLeast = duckdbFloor(config.topics.max_record_bytes);
   const sizeAt = (budget: number) => {

@@ -5,8 +5,8 @@
  * (subject-keys.ts seal); only the thread that runs it changes. One batch is in flight per caller,
  * so memory stays bounded by the batch; a failed worker makes the caller seal on its own thread.
  */
-import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
+import { SEAL_WORKERS } from "../../config/memory.ts";
 import type { SealHead } from "./subject-keys.ts";
 
 /**
@@ -165,8 +165,8 @@ export class SealWorkers {
 }
 let shared: SealWorkers | null = null;
 
-/** The process's seal workers: as many as the cores left beside the main thread, at least one, at most four (config/memory.ts counts them). */
+/** The process's seal workers: SEAL_WORKERS of them, as config/memory.ts counts them (one keeps ahead of capture's main thread). */
 export function sealWorkers(): SealWorkers {
-  shared ??= new SealWorkers(Math.min(4, availableParallelism() - 1));
+  shared ??= new SealWorkers(SEAL_WORKERS);
   return shared;
 }
