@@ -112,6 +112,9 @@ export async function createSink(config: SinkConfig, logger: Logger): Promise<Si
       return createClickHouseSink(config, { logger });
     }
     case "elasticsearch": {
+      // Before the client's modules load: they import only the parts of undici and OpenTelemetry the client uses.
+      const { importLessForElasticsearch } = await import("../connectors/elasticsearch/transport-imports.ts");
+      importLessForElasticsearch();
       const { createElasticsearchSink } = await import("../connectors/elasticsearch/index.ts");
       return createElasticsearchSink(config, { logger });
     }
