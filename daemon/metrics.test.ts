@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { Worker } from "node:worker_threads";
 import type { ChangeEvent } from "../connectors/contracts.ts";
 import { commitTimesOf, countPerTableAndOp, observeStages, SluiceMetrics } from "./metrics.ts";
 
@@ -40,4 +41,26 @@ test("changes are counted per table and op across runs that come back", () => {
   const events = [change(items, "c"), change(items, "c"), change(items, "u"), change(orders, "c"), change(items, "c"), change(orders, "d"), change(orders, "c")];
   const counts = countPerTableAndOp(events).map(({ table, op, count }) => `${table} ${op} ${count}`).sort();
   assert.deepEqual(counts, ["s.items c 3", "s.items u 1", "s.orders c 2", "s.orders d 1"]);
+});
+
+test("a sink thread's metrics (no process metrics) load prom-client's metric classes, not its whole package", async () => {
+  // A thread of its own: its modules are its own, whatever this process loaded.
+  const code = `
+    const { parentPort, workerData } = require("node:worker_threads");
+    import(workerData).then(async ({ SluiceMetrics }) => {
+      const metrics = new SluiceMetrics({ processMetrics: false });
+      metrics.sinkApplied.inc({ sink: "s", table: "t", op: "c" }, 2);
+      const json = await metrics.registry.getMetricsAsJSON();
+      const loaded = Object.keys(require.cache).filter((file) => file.includes("/prom-client/")).map((file) => file.slice(file.indexOf("/prom-client/") + 1));
+      parentPort.postMessage({ loaded, applied: json.find((m) => m.name === "sluice_sink_changes_applied_total").values });
+    });`;
+  const worker = new Worker(code, { eval: true, workerData: new URL("./metrics.ts", import.meta.url).href });
+  const answer = await new Promise<{ loaded: string[]; applied: { value: number }[] }>((resolve, reject) => {
+    worker.once("message", resolve);
+    worker.once("error", reject);
+  });
+  await worker.terminate();
+  assert.deepEqual(answer.applied.map((v) => v.value), [2]);
+  assert.ok(answer.loaded.includes("prom-client/lib/counter.js"), answer.loaded.join(", "));
+  for (const whole of ["prom-client/index.js", "prom-client/lib/defaultMetrics.js", "prom-client/lib/cluster.js"]) assert.ok(!answer.loaded.includes(whole), `loaded ${whole}`);
 });
