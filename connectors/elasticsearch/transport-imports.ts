@@ -32,7 +32,7 @@ export function importLessForElasticsearch(): void {
   const self = import.meta.url;
   registerHooks({
     resolve(specifier, context, next) {
-      if (REPLACED.has(specifier) && context.parentURL?.includes("/@elastic/transport/") === true) return { url: self, format: "module", shortCircuit: true };
+      if (REPLACED.has(specifier) && context.parentURL?.includes("/@elastic/transport/") === true) return { url: self, shortCircuit: true };
       return next(specifier, context);
     },
   });
