@@ -77,6 +77,46 @@ describe("DuckDB sink specifics", () => {
     }
   });
 
+  test("a table dropped by hand while the sink was stopped halts that table (SINK_CATALOG_MISMATCH, saying to rebuild it), not a write failure that stops the daemon; the sink's other tables go on, and the rebuild fills it again", async () => {
+    // Found on a live deployment: `sluice run` exited with "DuckDB write failed: Catalog Error: Table with name ... does not exist", at every start.
+    const own = join(dir, "dropped-by-hand.duckdb");
+    const config = testSinkConfig("duckdb", { name: `d_${randomTableName("dropped")}`, path: own, target: TARGET_TEMPLATE });
+    const gone = new Events(tableSchema(randomTableName("gone"), [["id", "integer"], ["v", "text"]]));
+    const kept = new Events(tableSchema(randomTableName("kept"), [["id", "integer"], ["v", "text"]]));
+    const first = new DuckDbSink(config, { logger: testLogger() });
+    await first.open(signal());
+    try {
+      assert.deepEqual((await first.write([gone.insert(1n, { id: 1, v: "a" }), kept.insert(2n, { id: 2, v: "b" })], signal())).failures, []);
+    } finally {
+      await first.close();
+    }
+    const instance = await DuckDBInstance.fromCache(own);
+    const connection = await instance.connect();
+    const [physical] = (await connection.runAndReadAll(`SELECT table_schema AS s, table_name AS t FROM information_schema.tables WHERE table_name LIKE '${renderTarget(TARGET_TEMPLATE, gone.schema)}__v%'`)).getRowObjectsJson();
+    await connection.run(`DROP TABLE ${ident(String(physical!["s"]))}.${ident(String(physical!["t"]))}`);
+    connection.closeSync();
+
+    const sink = new DuckDbSink(config, { logger: testLogger() });
+    await sink.open(signal());
+    try {
+      await assert.rejects(sink.write([gone.insert(3n, { id: 3, v: "c" }), kept.insert(4n, { id: 4, v: "d" })], signal()), (error: SluiceError) => {
+        assert.equal(error.code, "SINK_CATALOG_MISMATCH", error.message);
+        assert.match(error.message, /dropped by hand.*--rebuild --table/);
+        return true;
+      });
+      assert.deepEqual((await sink.write([kept.insert(4n, { id: 4, v: "d" })], signal())).failures, [], "the sink's other tables go on");
+      // What the halt says to do: rebuild it from its topic (no live rows to compare with), then its writes go on.
+      await sink.prepareRebuild(gone.schema, signal());
+      assert.deepEqual((await sink.writeRebuild([gone.insert(1n, { id: 1, v: "a" }), gone.insert(3n, { id: 3, v: "c" })], signal())).failures, []);
+      assert.deepEqual(await sink.rebuildRowCounts(gone.schema, signal()), { live: null, shadow: 2 });
+      await sink.swap(gone.schema, signal());
+      assert.deepEqual((await sink.write([gone.insert(5n, { id: 5, v: "e" })], signal())).failures, []);
+      assert.deepEqual((await sink.readQuery(`SELECT id FROM main.${ident(renderTarget(TARGET_TEMPLATE, gone.schema))} ORDER BY id`)).rows, [{ id: 1 }, { id: 3 }, { id: 5 }]);
+    } finally {
+      await sink.close();
+    }
+  });
+
   test("a change beyond DuckDB's memory_limit halts its table (SINK_TARGET_BLOCKED) after a few fresh opens, not a write failure that stops the daemon", async () => {
     const own = join(dir, "small-memory.duckdb");
     const sink = new DuckDbSink(testSinkConfig("duckdb", { name: `d_${randomTableName("oom")}`, path: own, target: TARGET_TEMPLATE, memory_limit: 8 * 2 ** 20, threads: 1 }), { logger: testLogger() });

@@ -23,7 +23,7 @@ import { defaultOf, DELETED_COLUMN, firstVersionWith, initialColumns, planColumn
 import type { PlanContext, SinceOf, TargetColumn } from "../sinks/columns.ts";
 import type { LogicalType } from "../sinks/logical-type.ts";
 import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
-import { errorMessage, rebuildState, rowRejected, schemaUnsupported, TargetBlockedError, TARGET_REPLACED, ValueRejected } from "../sinks/errors.ts";
+import { CATALOG_MISMATCH, errorMessage, rebuildState, rowRejected, schemaUnsupported, TargetBlockedError, TARGET_REPLACED, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { beforeHalt, earlierPlace, failedRowPlace } from "../sinks/halt-place.ts";
 import type { HaltPlace } from "../sinks/halt-place.ts";
@@ -334,7 +334,12 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
           const rows = await connection.runAndReadAll(`SELECT count(*) AS n FROM ${this.#qualified(physical)} WHERE NOT ${ident(DELETED_COLUMN)}`);
           return Number(rows.getRowObjectsJson()[0]?.["n"] ?? 0);
         };
-        return { live: await count(this.#find(target, "live")), shadow: (await count(this.#find(target, "shadow"))) ?? 0 };
+        // A live table dropped by hand (its halt says to rebuild it): no live rows to compare with, as with no live table.
+        const live = await count(this.#find(target, "live")).catch((error: unknown) => {
+          if (MISSING_TABLE.test(errorMessage(error))) return null;
+          throw error;
+        });
+        return { live, shadow: (await count(this.#find(target, "shadow"))) ?? 0 };
       });
     });
   }
@@ -457,61 +462,65 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     for (const changes of tables) {
       const label = tableLabel(changes.table);
       const context = { sink: this.name, table: label };
-      for (const { index, error } of changes.invalid) failures.add([index], rowRejected(error.message, { ...context, column: error.column }, error));
-      for (const row of changes.rows) {
-        const error = rejected.get(row);
-        if (error !== undefined) failures.add(row.indices, rowRejected(errorMessage(error), { ...context, position: positionLabel(row) }, error));
-      }
-      const target = this.#target(changes.table);
-      if (!this.#owners.has(target)) {
-        await saveTargetOwner(this.#conn(), target, changes.table);
-        this.#owners.set(target, changes.table);
-      }
-      let primary: PhysicalTable;
-      let mirror: PhysicalTable | null = null;
-      if (mode === "live") {
-        primary = await this.#ensureLive(target, changes.schemas[0] as TableSchema, label, firstVersionWith(changes.rows));
-        mirror = this.#find(target, "shadow");
-      } else {
-        const shadow = this.#find(target, "shadow");
-        if (!shadow) {
-          failures.add(allIndices(changes), rebuildState("no rebuild in progress for this table", context));
-          continue;
+      try {
+        for (const { index, error } of changes.invalid) failures.add([index], rowRejected(error.message, { ...context, column: error.column }, error));
+        for (const row of changes.rows) {
+          const error = rejected.get(row);
+          if (error !== undefined) failures.add(row.indices, rowRejected(errorMessage(error), { ...context, position: positionLabel(row) }, error));
         }
-        primary = shadow;
-      }
-      for (const physical of mirror ? [primary, mirror] : [primary]) {
-        const added: TargetColumn[] = [];
-        for (const schema of changes.schemas) added.push(...(await this.#evolve(physical, schema, label, firstVersionWith(changes.rows))));
-        // After every ALTER of the table: DuckDB refuses to commit a transaction that altered a table after updating it.
-        await this.#fillDefaults(physical, added);
-        if (changes.truncate) await this.#truncate(physical, changes.truncate.version);
-      }
-      const rows = changes.rows.filter((row) => include(row) && row.version > primary.truncateVersion);
-      if (rows.length === 0) continue;
-      let staged: StagedRow[] = [];
-      const groups = new Map<string, number>();
-      let halt: HaltPlace | null = null;
-      for (const [index, change] of rows.entries()) {
-        if (index > 0 && index % STAGE_SLICE === 0) await nextTurn();
-        try {
-          staged.push(this.#stageRow(primary.columns, change, groups));
-        } catch (error) {
-          if (!(error instanceof ValueRejected)) throw error;
-          failures.add(change.indices, rowRejected(error.message, { ...context, position: positionLabel(change), column: error.column }, error));
-          halt = earlierPlace(halt, failedRowPlace(change));
+        const target = this.#target(changes.table);
+        if (!this.#owners.has(target)) {
+          await saveTargetOwner(this.#conn(), target, changes.table);
+          this.#owners.set(target, changes.table);
         }
+        let primary: PhysicalTable;
+        let mirror: PhysicalTable | null = null;
+        if (mode === "live") {
+          primary = await this.#ensureLive(target, changes.schemas[0] as TableSchema, label, firstVersionWith(changes.rows));
+          mirror = this.#find(target, "shadow");
+        } else {
+          const shadow = this.#find(target, "shadow");
+          if (!shadow) {
+            failures.add(allIndices(changes), rebuildState("no rebuild in progress for this table", context));
+            continue;
+          }
+          primary = shadow;
+        }
+        for (const physical of mirror ? [primary, mirror] : [primary]) {
+          const added: TargetColumn[] = [];
+          for (const schema of changes.schemas) added.push(...(await this.#evolve(physical, schema, label, firstVersionWith(changes.rows))));
+          // After every ALTER of the table: DuckDB refuses to commit a transaction that altered a table after updating it.
+          await this.#fillDefaults(physical, added);
+          if (changes.truncate) await this.#truncate(physical, changes.truncate.version);
+        }
+        const rows = changes.rows.filter((row) => include(row) && row.version > primary.truncateVersion);
+        if (rows.length === 0) continue;
+        let staged: StagedRow[] = [];
+        const groups = new Map<string, number>();
+        let halt: HaltPlace | null = null;
+        for (const [index, change] of rows.entries()) {
+          if (index > 0 && index % STAGE_SLICE === 0) await nextTurn();
+          try {
+            staged.push(this.#stageRow(primary.columns, change, groups));
+          } catch (error) {
+            if (!(error instanceof ValueRejected)) throw error;
+            failures.add(change.indices, rowRejected(error.message, { ...context, position: positionLabel(change), column: error.column }, error));
+            halt = earlierPlace(halt, failedRowPlace(change));
+          }
+        }
+        // on_error: halt: nothing of the table after its first rejected row (groups left empty upsert nothing).
+        if (this.#config.on_error === "halt" && halt !== null) staged = staged.filter((row) => beforeHalt(row.change, halt));
+        if (staged.length === 0) continue;
+        await this.#fillStage(primary.columns, staged);
+        const script: string[] = [];
+        for (const [signature, group] of groups) script.push(...this.#upsertGroup(primary, group, new Set(signature === "" ? [] : signature.split("\u0000"))));
+        if (mirror) script.push(...this.#copyStagedKeys(primary, mirror));
+        script.push(`DROP TABLE IF EXISTS temp.main.${ident(STAGE)}`);
+        // One call: each is a turn of the sink thread's event loop. DuckDB runs them in order and stops at the first that fails.
+        await this.#conn().run(script.join(";\n"));
+      } catch (error) {
+        throw this.#missingTable(error, changes.table, label) ?? error;
       }
-      // on_error: halt: nothing of the table after its first rejected row (groups left empty upsert nothing).
-      if (this.#config.on_error === "halt" && halt !== null) staged = staged.filter((row) => beforeHalt(row.change, halt));
-      if (staged.length === 0) continue;
-      await this.#fillStage(primary.columns, staged);
-      const script: string[] = [];
-      for (const [signature, group] of groups) script.push(...this.#upsertGroup(primary, group, new Set(signature === "" ? [] : signature.split("\u0000"))));
-      if (mirror) script.push(...this.#copyStagedKeys(primary, mirror));
-      script.push(`DROP TABLE IF EXISTS temp.main.${ident(STAGE)}`);
-      // One call: each is a turn of the sink thread's event loop. DuckDB runs them in order and stops at the first that fails.
-      await this.#conn().run(script.join(";\n"));
     }
     const offsetsStored = offsets !== null && failures.size === 0;
     if (offsetsStored) await writeOffsets(this.#conn(), this.name, offsets, this.#topicIds);
@@ -946,6 +955,23 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     );
   }
 
+  /**
+   * A write that finds a generation table of `table` gone (dropped by hand while the sink was stopped): the table halts
+   * (SINK_CATALOG_MISMATCH, as ClickHouse's and Elasticsearch's do) with what to do, instead of stopping the daemon,
+   * again at every start. Null for any other error.
+   */
+  #missingTable(error: unknown, table: TableId, label: string): SluiceError | null {
+    const gone = MISSING_TABLE.exec(errorMessage(error));
+    const physical = gone === null ? undefined : [...this.#tables.values()].find((t) => t.physical === gone[1] && t.target === this.#target(table));
+    if (physical === undefined) return null;
+    return new SluiceError(
+      `sink "${this.name}", table ${label}: its DuckDB table ${INTERNAL_SCHEMA}.${physical.physical} (${physical.role} generation of ${physical.target}) is missing from ${this.#config.path}: ` +
+        `it was dropped by hand, and its rows went with it. The sink stops writing this table; fill it again from the topics ` +
+        `(sluice replay --sink ${this.name} --from-beginning --rebuild --table ${label} --execute), then sluice halted retry`,
+      { code: CATALOG_MISMATCH, retriable: false, context: { component: "sink", sink: this.name, table: label, physical: physical.physical }, cause: error },
+    );
+  }
+
   #wrap(error: unknown): Error {
     if (error instanceof SluiceError) return error;
     // Before the rest: its message quotes the first error (disk full, out of memory), which a reopen from the cache would not cure.
@@ -974,6 +1000,9 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     return new SluiceError(`DuckDB write failed: ${message}`, { code: "SINK_WRITE_FAILED", context: { component: "sink", sink: this.name }, cause: error });
   }
 }
+
+/** DuckDB's error for a table that is not there (the physical table's name in group 1). */
+const MISSING_TABLE = /Catalog Error: Table with name (\S+) does not exist/;
 
 /** How many times one change that runs out of memory_limit is tried, the database opened again before each retry, before its table halts. */
 const ONE_CHANGE_ATTEMPTS = 3;
