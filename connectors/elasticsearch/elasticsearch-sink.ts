@@ -278,9 +278,11 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
         if (!index || !subject) continue;
         const fields = request.columns.filter((name) => index.columns.some((c) => c.name === name && !c.key));
         if (fields.length === 0) continue;
-        // Strings are text with a keyword subfield: match the whole value there.
-        const field = subject.type.kind === "string" ? `${subject.name}.keyword` : subject.name;
-        const query = { bool: { filter: [{ term: { [field]: request.subject } }], should: fields.map((f) => ({ exists: { field: f } })), minimum_should_match: 1 } };
+        // Strings are text with a keyword subfield: match the whole value there. Other types by a lenient match: a subject
+        // no value of the field can have (text for a number) matches nothing, as compared as text in the other sinks.
+        const matching =
+          subject.type.kind === "string" ? { term: { [`${subject.name}.keyword`]: request.subject } } : { match: { [subject.name]: { query: request.subject, lenient: true } } };
+        const query = { bool: { filter: [matching], should: fields.map((f) => ({ exists: { field: f } })), minimum_should_match: 1 } };
         const nulls = Object.fromEntries(fields.map((f) => [f, null]));
         const failed = (reason: string) =>
           new SluiceError(`sink ${this.name}: Elasticsearch did not store the erased documents of ${index.physical}: ${reason}; run sluice forget again`, {

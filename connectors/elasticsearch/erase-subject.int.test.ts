@@ -1,0 +1,46 @@
+/**
+ * `sluice forget` on Elasticsearch compares the subject with the subject column's value as text, as the other sinks do
+ * (ErasureRequest). Found on a live deployment: a subject that is no number (a typo, "12a") for an integer subject
+ * column failed the erasure with 500 "query_shard_exception: failed to create query: For input string", and forget said
+ * to run it again once the sink was reachable, which could never help; DuckDB and ClickHouse answered no rows.
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, test } from "node:test";
+import { Client } from "@elastic/elasticsearch";
+import { elasticsearch } from "../../test/services/ports.ts";
+import { TARGET_TEMPLATE } from "../sinks/conformance.ts";
+import { testLogger, testSinkConfig } from "../sinks/test-config.ts";
+import { Events, randomTableName, tableSchema } from "../sinks/test-events.ts";
+import { OFFSETS_INDEX } from "./config.ts";
+import { ElasticsearchSink } from "./elasticsearch-sink.ts";
+import { ExactSerializer } from "./json.ts";
+
+const prefix = `sluice_test_${randomBytes(3).toString("hex")}`;
+const admin = new Client({ node: elasticsearch.url, Serializer: ExactSerializer });
+const name = `es_erase_${randomBytes(3).toString("hex")}`;
+
+after(async () => {
+  await admin.indices.delete({ index: `${prefix}_*`, ignore_unavailable: true, expand_wildcards: "all" });
+  await admin.indices.refresh({ index: OFFSETS_INDEX });
+  const stale = await admin.search({ index: OFFSETS_INDEX, size: 100, query: { term: { sink: name } } });
+  if (stale.hits.hits.length > 0) await admin.bulk({ operations: stale.hits.hits.map((hit) => ({ delete: { _index: OFFSETS_INDEX, _id: hit._id } })) });
+  await admin.close();
+});
+
+test("a subject that no value of a numeric subject column can have erases nothing, instead of failing the erasure; a matching one is erased", async () => {
+  const sink = new ElasticsearchSink(testSinkConfig("elasticsearch", { name, nodes: [elasticsearch.url], bulk_bytes: 5 * 2 ** 20, target: `${prefix}_${TARGET_TEMPLATE}` }), { logger: testLogger(), refresh: true });
+  const signal = AbortSignal.timeout(60_000);
+  await sink.open(signal);
+  try {
+    const events = new Events(tableSchema(randomTableName("erase"), [["id", "integer"], ["customer", "integer"], ["email", "text"]]));
+    assert.deepEqual((await sink.write([events.insert(1n, { id: 1, customer: 12, email: "a@x.io" }), events.insert(2n, { id: 2, customer: 13, email: "b@x.io" })], signal)).failures, []);
+    const request = { table: events.schema, subjectColumn: "customer", columns: ["email"] };
+    assert.equal(await sink.erase({ ...request, subject: "12a" }, signal), 0);
+    assert.equal(await sink.erase({ ...request, subject: "12" }, signal), 1);
+    const target = (await admin.search<{ id: number; email: string | null }>({ index: `${prefix}_*`, query: { match_all: {} } })).hits.hits.map((h) => h._source);
+    assert.deepEqual(target.map((d) => [d?.id, d?.email]).sort(), [[1, null], [2, "b@x.io"]]);
+  } finally {
+    await sink.close();
+  }
+});
