@@ -146,3 +146,18 @@ test("a database invalidated by another connection of this process (a rollback t
     await sink.close();
   }
 });
+
+// Before: any error quoting DuckDB's words counted as fatal, so a read-only query could make the writer drop and open the database again.
+test("a query whose own error quotes 'database has been invalidated' is not a fatal error: the database is not opened again", async () => {
+  const { sink, logs } = openSink(`d_${randomTableName("quote")}`, 64 * 2 ** 20);
+  await sink.open(signal());
+  const events = new Events(tableSchema(randomTableName("quoted"), [["id", "integer"], ["v", "text"]]));
+  try {
+    await sink.write([events.insert(1n, { id: 1, v: "a" })], signal(), [{ topic: events.topic, partition: 0, offset: 1n }]);
+    await assert.rejects(sink.readQuery("SELECT 'FATAL Error: database has been invalidated'::INTEGER AS n"), /Conversion Error/);
+    assert.deepEqual(await sink.write([events.insert(2n, { id: 2, v: "b" })], signal(), [{ topic: events.topic, partition: 0, offset: 2n }]), { failures: [], offsetsStored: true });
+    assert.deepEqual(logs.filter((l) => /opened again|fatal/i.test(l.msg)).map((l) => l.msg), []);
+  } finally {
+    await sink.close();
+  }
+});

@@ -19,5 +19,6 @@ export function isDuckDbDataError(error: unknown): boolean {
  * with "database has been invalidated ... Original error: ..." until the file is opened again.
  */
 export function isDuckDbFatal(error: unknown): boolean {
-  return error instanceof Error && /^FATAL Error|database has been invalidated/.test(error.message);
+  // DuckDB's own words at the start, not anywhere: a query's error may quote a value or a statement that holds them.
+  return error instanceof Error && /^(?:FATAL Error|[A-Za-z ]*Error: Failed: database has been invalidated)/.test(error.message);
 }
