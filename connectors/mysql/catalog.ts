@@ -93,20 +93,27 @@ const SYSTEM_DATABASES = ["mysql", "information_schema", "performance_schema", "
 /**
  * The base tables `matches` selects. Names come first, from the directory alone: a table's type and row estimate
  * open it, and waited for any exclusive metadata lock on the server (a DDL in another database held up the start).
- * They are read per database that has a matching name (TABLE_SCHEMA = ?, which opens that database's tables only).
+ * They are read for the matching names only, per database (TABLE_SCHEMA = ? AND TABLE_NAME IN (...), which opens
+ * those tables only: a DDL on a table not captured in the same database does not hold up the start either).
  */
 export async function listTables(sql: Sql, matches: TableMatcher): Promise<CapturedTableRef[]> {
   const names = await sql.rows(
     `SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA NOT IN (${SYSTEM_DATABASES.map(() => "?").join(", ")})`,
     SYSTEM_DATABASES,
   );
-  const databases = [...new Set(names.filter((row) => matches(field(row, "TABLE_SCHEMA")!, field(row, "TABLE_NAME")!)).map((row) => field(row, "TABLE_SCHEMA")!))].sort();
+  const matched = new Map<string, string[]>();
+  for (const row of names) {
+    const database = field(row, "TABLE_SCHEMA")!;
+    const table = field(row, "TABLE_NAME")!;
+    if (matches(database, table)) matched.set(database, [...(matched.get(database) ?? []), table]);
+  }
   const tables: CapturedTableRef[] = [];
-  for (const database of databases) {
+  for (const database of [...matched.keys()].sort()) {
+    const names = matched.get(database)!;
     const rows = await sql.rows(
       `SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES
-        WHERE TABLE_SCHEMA = ? AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY TABLE_NAME`,
-      [database],
+        WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (${names.map(() => "?").join(", ")}) AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY TABLE_NAME`,
+      [database, ...names],
     );
     for (const row of rows) {
       const table = { database: field(row, "TABLE_SCHEMA")!, table: field(row, "TABLE_NAME")!, estimatedRows: field(row, "TABLE_ROWS") === null ? null : Number(field(row, "TABLE_ROWS")) };
