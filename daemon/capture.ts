@@ -43,6 +43,8 @@ export interface ParkedChangeSealer {
   open(event: ChangeEvent, headers: Readonly<Record<string, Uint8Array>> | undefined): Promise<ChangeEvent>;
   /** Reads the key topic to its end: a key destroyed since (`sluice forget`) opens nothing afterwards. */
   refresh(): Promise<void>;
+  /** Makes the keys the sealing of these changes needs ready together (one write for new subjects), before they are sealed one by one. */
+  prepare?(events: readonly ChangeEvent[]): Promise<void>;
 }
 
 export interface HaltedTable {
@@ -454,6 +456,7 @@ export class CapturePipeline {
     const records: ProducedRecord[] = this.transactionRecords(batch);
     // Indexed loops, no spread (runtime/arrays.ts says why).
     const { events } = batch;
+    await this.prepareParking(events, 0);
     for (let e = 0; e < events.length; e++) {
       const event = events[e]!;
       // No table name (a string) per change while no table is halted.
@@ -467,10 +470,20 @@ export class CapturePipeline {
       } catch (error) {
         if (!(error instanceof SluiceError) || !TABLE_HALTING_CODES.has(error.code)) throw error;
         this.halt(tableName(event.schema), error);
+        await this.prepareParking(events, e);
         pushAll(records, await this.park(event));
       }
     }
     return records;
+  }
+
+  /** The sealer's keys for the changes of halted tables among events[from..], made ready together: one key-topic write for their new subjects, not one each. */
+  private async prepareParking(events: readonly ChangeEvent[], from: number): Promise<void> {
+    const prepare = this.options.parkedSealer?.prepare;
+    if (prepare === undefined || this.halted.size === 0) return;
+    const parked: ChangeEvent[] = [];
+    for (let e = from; e < events.length; e++) if (this.halted.has(tableName(events[e]!.schema))) parked.push(events[e]!);
+    if (parked.length > 0) await prepare.call(this.options.parkedSealer, parked);
   }
 
   /**

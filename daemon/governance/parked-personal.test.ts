@@ -10,9 +10,12 @@ import { SluiceError } from "../../connectors/errors.ts";
 import type { SluiceConfig } from "../../config/schema.ts";
 import { createLogger } from "../../runtime/logger.ts";
 import { deserializeEventBytes, serializeEventBytes } from "../event-json.ts";
-import { NULLED_HEADER, ParkedPersonalData, SEALED_HEADER } from "./parked-personal.ts";
+import { NULLED_HEADER, PARKING_KEY_HEADER, ParkedPersonalData, SEALED_HEADER } from "./parked-personal.ts";
 import { lazyKeyStore } from "./personal-data.ts";
+import { parkingKeySource, subjectKeyTopic } from "./subject-keys.ts";
 import type { SubjectKeyStore } from "./subject-keys.ts";
+import type { Checkpoint, ProducedRecord, Source, SourceBatch, TopicLog } from "../../connectors/contracts.ts";
+import { CapturePipeline } from "../capture.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-parked-personal-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -124,12 +127,11 @@ test("a value with no key to seal it is not written: null, and the header says w
     assert.equal(none.headers[SEALED_HEADER], undefined);
     assert.match(Buffer.from(none.headers[NULLED_HEADER]!).toString(), /^email: the row has no subject \(customer_id is null\); phone: the row has no subject/);
 
+    // No key store at all (the master key file unreadable): the write fails, nothing is nulled nor written in clear.
     const invalid = new ParkedPersonalData({ name: "pg", governance } as never, async () => {
-      throw new SluiceError("key k1 is wrapped by a master key this process was not given", { code: "GOVERNANCE_KEY_INVALID" });
+      throw new SluiceError("cannot read the master key file", { code: "GOVERNANCE_KEY_INVALID" });
     });
-    const refused = await invalid.seal(change({ id: 2, customer_id: 9n, email: "eve@example.com", phone: null, photo: null, city: null }));
-    assert.equal(refused.event.after!["email"], null);
-    assert.match(Buffer.from(refused.headers[NULLED_HEADER]!).toString(), /^email: the subject's key cannot be used: key k1 is wrapped/);
+    await assert.rejects(invalid.seal(change({ id: 2, customer_id: 9n, email: "eve@example.com", phone: null, photo: null, city: null })), /cannot read the master key file/);
 
     const down = new ParkedPersonalData({ name: "pg", governance } as never, async () => {
       throw new SluiceError("topic log unavailable", { code: "TOPIC_LOG_UNAVAILABLE" });
@@ -153,6 +155,108 @@ test("a key destroyed by another process (sluice forget) opens nothing once refr
     assert.equal((await parked.open(stored(ann.event), ann.headers)).after!["email"], "ann@example.com", "capture's store has not read the tombstone yet");
     await parked.refresh();
     assert.equal((await parked.open(stored(ann.event), ann.headers)).after!["email"], null);
+  } finally {
+    await log.close();
+  }
+});
+
+test("a subject whose key is wrapped by a master key not given (a rotation's step 3 too early) is parked sealed with its parking key, not null: it opens as captured once the key is given back, and not after a forget", async () => {
+  const oldMaster = join(dir, "old.key");
+  writeFileSync(oldMaster, "cd".repeat(32));
+  const withMasters = (master: string, previous: string[]) => ({ ...config, personal_data: { master_key_file: master, previous_master_key_files: previous } }) as unknown as SluiceConfig;
+  const path = join(dir, "rotation.db");
+  const open = () => EmbeddedTopicLog.open({ path, logger, maintenanceIntervalMs: 0 });
+  let log = await open();
+  try {
+    for (const subject of ["42", "43"]) await (await lazyKeyStore(withMasters(oldMaster, []), log, { create: true })()).keyFor("pg", subject);
+  } finally {
+    await log.close();
+  }
+  // Only the new master key: capture halts the table (GOVERNANCE_KEY_INVALID) and parks its changes.
+  log = await open();
+  let ann: Awaited<ReturnType<ParkedPersonalData["seal"]>>;
+  let ada: Awaited<ReturnType<ParkedPersonalData["seal"]>>;
+  try {
+    const keys = lazyKeyStore(withMasters(masterFile, []), log, { create: true });
+    await assert.rejects((await keys()).keyFor("pg", "42"), (error: SluiceError) => error.code === "GOVERNANCE_KEY_INVALID");
+    const parked = new ParkedPersonalData({ name: "pg", governance } as never, keys);
+    ann = await parked.seal(change({ id: 1, customer_id: 42n, email: "ann@example.com", phone: 5n, photo: null, city: "Lyon" }));
+    ada = await parked.seal(change({ id: 2, customer_id: 43n, email: "ada@example.com", phone: null, photo: null, city: "Nice" }));
+    const text = serializeEventBytes(ann.event).toString();
+    assert.ok(!text.includes("ann@example.com"), "nothing personal in clear");
+    assert.match(String(ann.event.after!["email"]), /^sluice-enc:v2:/);
+    assert.equal(ann.headers[NULLED_HEADER], undefined);
+    assert.match(Buffer.from(ann.headers[PARKING_KEY_HEADER]!).toString(), /^email: the subject's key cannot be used: .*master key/);
+  } finally {
+    await log.close();
+  }
+  // The documented fix: the previous master key given back, then the release (here: a new process).
+  log = await open();
+  try {
+    const keys = lazyKeyStore(withMasters(masterFile, [oldMaster]), log, { create: true });
+    const parked = new ParkedPersonalData({ name: "pg", governance } as never, keys);
+    await parked.refresh();
+    assert.deepEqual((await parked.open(stored(ann.event), ann.headers)).after, { id: 1, customer_id: 42n, email: "ann@example.com", phone: 5n, photo: null, city: "Lyon" });
+    // sluice forget of 42: its parking key goes with its key; 43's still opens.
+    const store = await keys();
+    await store.destroy("pg", "42");
+    assert.equal(store.hasKey(parkingKeySource("pg"), "42"), false);
+    assert.equal((await parked.open(stored(ann.event), ann.headers)).after!["email"], null);
+    assert.equal((await parked.open(stored(ada.event), ada.headers)).after!["email"], "ada@example.com");
+    // A forget that left the parking key (an earlier version's: the subject's tombstone only) still reaches the values.
+    await log.produce([{ topic: subjectKeyTopic("dep"), key: Buffer.from("pg\u000043"), value: null, timestamp: Date.now() }]);
+    await parked.refresh();
+    assert.equal(store.hasKey(parkingKeySource("pg"), "43"), true);
+    assert.equal((await parked.open(stored(ada.event), ada.headers)).after!["email"], null);
+  } finally {
+    await log.close();
+  }
+});
+
+test("parking the changes of many new subjects writes their keys to the key topic in one write, not one each (prepare, called by capture)", async () => {
+  const { log, parked } = await setup("batched.db");
+  await log.createTopic({ name: "dep.sluice.halted.pg", partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  const keyWrites: number[] = [];
+  const produce = log.produce.bind(log);
+  log.produce = async (records: readonly ProducedRecord[], checkpoint?: Checkpoint) => {
+    const keys = records.filter((record) => record.topic === subjectKeyTopic("dep")).length;
+    if (keys > 0) keyWrites.push(keys);
+    return produce(records, checkpoint);
+  };
+  const subjects = 200;
+  const events = Array.from({ length: subjects }, (_, i) => ({
+    ...change({ id: i + 1, customer_id: BigInt(1000 + i), email: `c${i}@example.com`, phone: null, photo: null, city: null }),
+    source: { ...change(null, { id: 0 }).source, position: { commit: 10n, change: BigInt(i + 1) } },
+  }));
+  let acked = false;
+  const source: Source = {
+    name: "pg",
+    kind: "postgres",
+    async connect(): Promise<void> {},
+    async read(signal: AbortSignal): Promise<SourceBatch> {
+      if (acked || events.length === 0) {
+        await new Promise((_resolve, reject) => signal.addEventListener("abort", () => reject(new Error("aborted")), { once: true }));
+      }
+      return { events: events.splice(0), checkpoint: { source: "pg", position: { commit: 10n, change: 10n } }, ack: async () => void (acked = true) };
+    },
+    async close(): Promise<void> {},
+  } as unknown as Source;
+  // The table halts at its first change (a schema refused): every change of the batch is parked.
+  const encoder = {
+    async encode(): Promise<ProducedRecord[]> {
+      throw new SluiceError("column `price`: writer type double cannot be read as int", { code: "SCHEMA_INCOMPATIBLE" });
+    },
+  };
+  try {
+    const pipeline = new CapturePipeline({ source, log: log as unknown as TopicLog, encoder, logger, parkingTopic: "dep.sluice.halted.pg", reconnect: { initialMs: 1, maxMs: 1 }, parkedSealer: parked });
+    const stop = new AbortController();
+    const running = pipeline.run(stop.signal);
+    for (let i = 0; i < 2000 && !acked; i++) await new Promise((r) => setTimeout(r, 5));
+    stop.abort(new Error("stop"));
+    await running;
+    assert.ok(acked, "the batch was parked");
+    // Prepared when the first change halted the table: the 200 subjects' keys in one write.
+    assert.deepEqual(keyWrites, [subjects]);
   } finally {
     await log.close();
   }

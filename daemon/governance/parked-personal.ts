@@ -8,10 +8,13 @@
  *
  * Unlike the data topics, a parked change goes back through capture (transforms, checks, then the
  * data topics' own encryption), so the values are sealed in their lossless form (event-json.ts:
- * numbers, bytes and dates keep their type) and opened again as they were captured. A value with
- * no key to seal it (the row has no subject; the subject's key cannot be had, e.g. wrapped by a
- * master key this process was not given) is not written at all: it is null, and the record's
- * `sluice.personal.nulled` header says which columns and why.
+ * numbers, bytes and dates keep their type) and opened again as they were captured. A value of a
+ * row with no subject is not written at all: it is null, and the record's `sluice.personal.nulled`
+ * header says which columns and why. A subject whose key cannot be used (wrapped by a master key
+ * this process was not given: GOVERNANCE_KEY_INVALID, which halts the table) has its values sealed
+ * with its parking key instead (subject-keys.ts parkingKeySource: wrapped by the current master
+ * key, destroyed with the subject's key by `sluice forget`), header `sluice.personal.parking-key`:
+ * nothing is lost once the master key is given back, and a forget still reaches them.
  */
 import type { ChangeEvent, ColumnValue, Row } from "../../connectors/contracts.ts";
 import { tableName, UNCHANGED } from "../../connectors/contracts.ts";
@@ -21,7 +24,7 @@ import { deserializeValue, serializeValue } from "../event-json.ts";
 import type { ParkedChangeSealer } from "../capture.ts";
 import { personalTables } from "./personal-data.ts";
 import type { PersonalTable } from "./personal-data.ts";
-import { dataKeyId, encryptedBy, isEncrypted, isSealed, openValues, referenceTo, sealJson } from "./subject-keys.ts";
+import { dataKeyId, encryptedBy, isEncrypted, isSealed, openValues, parkingKeySource, referenceTo, sealJson } from "./subject-keys.ts";
 import type { SubjectKeyStore } from "./subject-keys.ts";
 import { valueText } from "./transforms.ts";
 
@@ -29,6 +32,12 @@ import { valueText } from "./transforms.ts";
 export const SEALED_HEADER = "sluice.personal.sealed";
 /** The personal columns written as null because no key could seal them, and why (text). */
 export const NULLED_HEADER = "sluice.personal.nulled";
+/** On a record whose values of some subject are sealed with its parking key: which columns and why (text). */
+export const PARKING_KEY_HEADER = "sluice.personal.parking-key";
+
+function keyInvalid(error: unknown): error is SluiceError {
+  return error instanceof SluiceError && error.code === "GOVERNANCE_KEY_INVALID";
+}
 
 function present(value: ColumnValue | undefined): value is Exclude<ColumnValue, null | typeof UNCHANGED> {
   return value !== undefined && value !== null && value !== UNCHANGED;
@@ -54,6 +63,37 @@ export class ParkedPersonalData implements ParkedChangeSealer {
     return this.tables.size > 0;
   }
 
+  /**
+   * Makes the keys the sealing of `events` needs ready in one durable write for the new subjects
+   * (and one more for the parking keys of subjects whose key cannot be used), not one each.
+   */
+  async prepare(events: readonly ChangeEvent[]): Promise<void> {
+    const subjects = new Set<string>();
+    for (const event of events) {
+      const personal = this.tables.get(tableName(event.schema));
+      if (!personal) continue;
+      for (const [row, other] of [[event.before, event.after], [event.after, event.before]] as const) {
+        if (row === null || !personal.columns.some((column) => !event.schema.key.includes(column) && present(row[column]))) continue;
+        const subject = subjectOf(row, personal.subject) ?? subjectOf(other, personal.subject);
+        if (subject !== null) subjects.add(subject);
+      }
+    }
+    if (subjects.size === 0) return;
+    const store = await this.keys();
+    await store.createKeys(this.source, [...subjects]);
+    const unusable: string[] = [];
+    for (const subject of subjects) {
+      if (store.cachedKey(this.source, subject) !== undefined) continue;
+      try {
+        await store.keyIfKnown(this.source, subject);
+      } catch (error) {
+        if (!keyInvalid(error)) throw error;
+        unusable.push(subject);
+      }
+    }
+    if (unusable.length > 0) await store.createKeys(parkingKeySource(this.source), unusable);
+  }
+
   /** The change with its personal values sealed (or nulled), and the headers its records carry. */
   async seal(event: ChangeEvent): Promise<{ readonly event: ChangeEvent; readonly headers: Record<string, Uint8Array> }> {
     const table = tableName(event.schema);
@@ -63,19 +103,23 @@ export class ParkedPersonalData implements ParkedChangeSealer {
     const columns = personal.columns.filter((column) => !event.schema.key.includes(column));
     const sealed = new Set<string>();
     const nulled = new Map<string, string>();
+    const parked = new Map<string, string>();
     const image = async (row: Row | null, other: Row | null): Promise<Row | null> => {
       if (row === null || !columns.some((column) => present(row[column]))) return row;
       const out: Record<string, ColumnValue> = { ...row };
       const subject = subjectOf(row, personal.subject) ?? subjectOf(other, personal.subject);
-      let why: string | null = subject === null ? `the row has no subject (${personal.subject} is null)` : null;
       let key: Buffer | null = null;
+      let parkingWhy: string | null = null;
       if (subject !== null) {
+        const store = await this.keys();
         try {
-          key = await (await this.keys()).keyFor(this.source, subject);
+          key = await store.keyFor(this.source, subject);
         } catch (error) {
           // Not one that cannot be unwrapped (a master key not given): the log unavailable, failed as capture fails and tried again.
-          if (!(error instanceof SluiceError) || error.code !== "GOVERNANCE_KEY_INVALID") throw error;
-          why = `the subject's key cannot be used: ${error.message}`;
+          if (!keyInvalid(error)) throw error;
+          // Never null for it: the values are the subject's until it is forgotten, and the fix (the master key given back) loses nothing.
+          key = await store.keyFor(parkingKeySource(this.source), subject);
+          parkingWhy = `the subject's key cannot be used: ${error.message}`;
         }
       }
       const values: Record<string, string> = {};
@@ -85,11 +129,12 @@ export class ParkedPersonalData implements ParkedChangeSealer {
         if (!present(value)) continue;
         if (key === null) {
           out[column] = null;
-          nulled.set(column, why!);
+          nulled.set(column, `the row has no subject (${personal.subject} is null)`);
           continue;
         }
         values[column] = serializeValue(value);
         sealed.add(column);
+        if (parkingWhy !== null) parked.set(column, parkingWhy);
         if (sealedIn === null) sealedIn = column;
         else out[column] = referenceTo(sealedIn);
       }
@@ -103,6 +148,11 @@ export class ParkedPersonalData implements ParkedChangeSealer {
     if (nulled.size > 0) {
       headers[NULLED_HEADER] = Buffer.from(
         [...nulled].map(([column, why]) => `${column}: ${why}`).join("; ").slice(0, 400) + " (personal values with no key to seal them are not written)",
+      );
+    }
+    if (parked.size > 0) {
+      headers[PARKING_KEY_HEADER] = Buffer.from(
+        [...parked].map(([column, why]) => `${column}: ${why}`).join("; ").slice(0, 400) + " (sealed with the subject's parking key; opened on release while the subject is not forgotten)",
       );
     }
     return { event: before === event.before && after === event.after ? event : { ...event, before, after }, headers };
@@ -119,11 +169,12 @@ export class ParkedPersonalData implements ParkedChangeSealer {
     if (header === undefined) return event;
     const columns = JSON.parse(Buffer.from(header).toString()) as string[];
     const table = tableName(event.schema);
+    const parkingKey = headers?.[PARKING_KEY_HEADER] !== undefined;
     const image = async (row: Row | null): Promise<Row | null> => {
       if (row === null) return null;
       const sealed = columns.map((column) => row[column]).find(isSealed);
       if (sealed === undefined) return row;
-      const opened = await this.opened(sealed, table);
+      const opened = await this.opened(sealed, table, parkingKey);
       const out: Record<string, ColumnValue> = { ...row };
       for (const column of columns) {
         if (!isEncrypted(row[column])) continue;
@@ -139,12 +190,27 @@ export class ParkedPersonalData implements ParkedChangeSealer {
     await (await this.keys()).catchUp();
   }
 
-  /** The values sealed in `text`, or null when their key is gone (or is another one now: the subject was forgotten, then got a new key). */
-  private async opened(text: string, table: string): Promise<Record<string, string> | null> {
+  /**
+   * The values sealed in `text`, or null when their key is gone (or is another one now: the subject
+   * was forgotten, then got a new key). With `parkingKey`, the subject's parking key is tried first
+   * (a value sealed while its own key could not be used), and only while the subject's key is not
+   * destroyed (a forget by a version that left the parking key).
+   */
+  private async opened(text: string, table: string, parkingKey: boolean): Promise<Record<string, string> | null> {
     const by = encryptedBy(text);
     if (by === null) return null;
-    const key = await (await this.keys()).keyIfKnown(this.source, by.subject);
+    const store = await this.keys();
+    if (parkingKey) {
+      if (store.wasDestroyed(this.source, by.subject)) return null;
+      const key = await store.keyIfKnown(parkingKeySource(this.source), by.subject);
+      if (key !== null && dataKeyId(key).toString("hex") === by.keyId) return this.openWith(text, key, table);
+    }
+    const key = await store.keyIfKnown(this.source, by.subject);
     if (key === null || dataKeyId(key).toString("hex") !== by.keyId) return null;
+    return this.openWith(text, key, table);
+  }
+
+  private openWith(text: string, key: Buffer, table: string): Record<string, string> | null {
     try {
       return openValues(text, key, table);
     } catch {

@@ -77,6 +77,20 @@ export class MasterKey {
   }
 }
 
+/**
+ * Where a subject's parking key is kept in the key topic (as the key of a source of this name):
+ * the key its personal values in a parked or dead-lettered change are sealed with while its own
+ * key cannot be used (wrapped by a master key this process was not given; parked-personal.ts).
+ * Wrapped by the current master key, destroyed with the subject's key by `destroy`.
+ */
+export function parkingKeySource(source: string): string {
+  return `${source}\u0001parking`;
+}
+
+function isParkingKeySource(source: string): boolean {
+  return source.endsWith("\u0001parking");
+}
+
 /** A data key ready to use: creating the KeyObject and the key id for every value costs more than the encryption. */
 export interface PreparedKey {
   readonly key: KeyObject;
@@ -481,7 +495,8 @@ export class SubjectKeyStore {
       this.index.set(key, DESTROYED);
       this.unwrapped.delete(key);
       if (wasLive) this.live -= 1;
-      for (const watch of this.watches) watch.add(key);
+      // A parking key's tombstone comes with its subject's, which the watches get.
+      if (!key.includes("\u0001parking\u0000")) for (const watch of this.watches) watch.add(key);
       return;
     }
     this.index.set(key, Number(record.offset));
@@ -582,21 +597,22 @@ export class SubjectKeyStore {
     }
   }
 
-  /** Destroys the subject's key (a tombstone; compaction removes the key's earlier records). Idempotent. */
+  /** Destroys the subject's key and its parking key (tombstones; compaction removes the keys' earlier records). Idempotent. */
   async destroy(source: string, subject: string): Promise<boolean> {
     const had = this.hasKey(source, subject);
-    await this.log.produce([this.record(source, subject, null)]);
+    await this.log.produce([this.record(source, subject, null), this.record(parkingKeySource(source), subject, null)]);
     this.forgetLocally(source, subject);
     return had;
   }
 
-  /** Drops the subject's key from this reader only (its tombstone is written by whoever destroys it): values read from now on stay encrypted. */
+  /** Drops the subject's key (and its parking key) from this reader only (its tombstone is written by whoever destroys it): values read from now on stay encrypted. */
   forgetLocally(source: string, subject: string): void {
+    if (!isParkingKeySource(source)) this.forgetLocally(parkingKeySource(source), subject);
     const key = recordKey(source, subject);
     if (this.hasKey(source, subject)) this.live -= 1;
     this.index.set(key, DESTROYED);
     this.unwrapped.delete(key);
-    for (const watch of this.watches) watch.add(key);
+    if (!isParkingKeySource(source)) for (const watch of this.watches) watch.add(key);
   }
 
   /**
