@@ -74,6 +74,8 @@ export interface KafkaLogOptions {
   readonly signal?: AbortSignal;
   /** Read-ahead and fetch sizes of this log's consumers (a sink thread's share of the memory budget); default: KafkaPullConsumer's. */
   readonly readerLimits?: KafkaReaderLimits;
+  /** How long this process's committed records may take to become visible to readers (VISIBLE_WITHIN_MS by default). */
+  readonly visibleWithinMs?: number;
 }
 
 export type KafkaLogAccess = "capture" | "command" | "read-only";
@@ -120,6 +122,7 @@ export class KafkaTopicLog implements TopicLog {
   private readonly producer: BatchingProducer | null;
   private readonly access: KafkaLogAccess;
   private readonly readerLimits: KafkaReaderLimits | undefined;
+  private readonly visibleWithinMs: number;
   private readonly partitionCounts = new Map<string, number>();
   /** max.message.bytes of the topics this process created, declared or wrote to: batches and records to each stay within it. */
   private readonly recordLimits = new Map<string, number>();
@@ -164,6 +167,7 @@ export class KafkaTopicLog implements TopicLog {
     this.checkpointGuarantee = options.config.transactions ? ("exactly-once" as const) : ("at-least-once" as const);
     this.access = options.access ?? "capture";
     this.readerLimits = options.readerLimits;
+    this.visibleWithinMs = options.visibleWithinMs ?? VISIBLE_WITHIN_MS;
     this.producer = this.access === "read-only" ? null : new BatchingProducer({
       kafka: this.kafka,
       brokers: options.config.brokers,
@@ -673,7 +677,7 @@ export class KafkaTopicLog implements TopicLog {
   async partitionOffsets(topic: string): Promise<PartitionOffsets[]> {
     await this.partitionCount(topic);
     const own = [...this.unconfirmed.values()].filter((o) => o.topic === topic);
-    const deadline = Date.now() + VISIBLE_WITHIN_MS;
+    const deadline = Date.now() + this.visibleWithinMs;
     for (;;) {
       const offsets = await this.call(`fetch offsets of ${topic}`, () => this.admin.fetchTopicOffsets(topic));
       const ranges = offsets.map((o) => ({ topic, partition: o.partition, start: BigInt(o.low), end: BigInt(o.high) })).sort((a, b) => a.partition - b.partition);
@@ -684,7 +688,7 @@ export class KafkaTopicLog implements TopicLog {
       }
       if (hidden.length === 0) return ranges;
       if (Date.now() > deadline) {
-        this.logger.warn({ brokers: this.config.brokers, topic }, `records committed by this process are not visible to readers after ${VISIBLE_WITHIN_MS / 1000} s; the broker is slow writing transaction markers`);
+        this.logger.warn({ brokers: this.config.brokers, topic }, `records committed by this process are not visible to readers after ${this.visibleWithinMs / 1000} s; the broker is slow writing transaction markers`);
         for (const o of hidden) if (this.unconfirmed.get(`${topic}\u0000${o.partition}`) === o) this.unconfirmed.delete(`${topic}\u0000${o.partition}`);
         return ranges;
       }
@@ -698,14 +702,14 @@ export class KafkaTopicLog implements TopicLog {
    * transaction waits (BatchingProducerOptions.untilVisible says why). All their partitions are asked
    * in one ListOffsets request, every few milliseconds; partitionOffsets asked per topic for both
    * ends, two round trips one after the other, on capture's critical path once per transaction.
-   * Rejects (retriable) when they are not all seen within VISIBLE_WITHIN_MS, failed requests retried
+   * Rejects (retriable) when they are not all seen within visibleWithinMs, failed requests retried
    * meanwhile: the commit's changes are then not acknowledged, and its
    * source reads its checkpoint again. The offsets seen are no longer waited for by this process's
    * reads, nor are those given up on (the reads would only wait for them again).
    */
   private async committedVisible(offsets: readonly WrittenOffset[]): Promise<void> {
     this.stableOffsets ??= new StableOffsets(this.kafka);
-    const deadline = Date.now() + VISIBLE_WITHIN_MS;
+    const deadline = Date.now() + this.visibleWithinMs;
     let hidden = offsets;
     let failure: unknown = null;
     let stableEnds: ReadonlyMap<string, bigint> = new Map();
@@ -725,7 +729,7 @@ export class KafkaTopicLog implements TopicLog {
       }
       if (Date.now() > deadline) {
         for (const o of hidden) this.confirmed(o);
-        const error = commitNotVisibleError({ hidden, stableEnds, failure, brokers: this.config.brokers, transactionalId: this.transactionalId, waitedMs: VISIBLE_WITHIN_MS });
+        const error = commitNotVisibleError({ hidden, stableEnds, failure, brokers: this.config.brokers, transactionalId: this.transactionalId, waitedMs: this.visibleWithinMs });
         this.logger.error({ brokers: this.config.brokers, err: error.toLog() }, "a committed Kafka transaction did not become visible; its changes are not acknowledged");
         throw error;
       }
