@@ -90,8 +90,9 @@ test("a sink that does not poll for longer than its session keeps its partitions
     const read: StoredRecord[] = [];
     for (let i = 0; i < 100 && read.length === 0; i++) read.push(...(await consumer.poll({ maxRecords: 100, maxBytes: 64 * KiB, maxWaitMs: 200 })));
     assert.ok(read.length > 0);
-    // The queue is full and a fetched batch waits for room: twice the session without a poll.
-    await sleep(12_000);
+    // The queue is full and a fetched batch waits for room: one and a half sessions without a poll (a member whose
+    // heartbeats stopped with its polls is out of the group 6 s after its last one, well within these 9 s).
+    await sleep(9_000);
     read.push(...(await readToEnd(reader, consumer, [topic])));
     assertEachOnce(read, count);
     await consumer.close();
