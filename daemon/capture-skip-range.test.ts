@@ -14,8 +14,9 @@ import type { ChangeEvent, Checkpoint, ProducedRecord, Source, SourceBatch, Stor
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { createLogger } from "../runtime/logger.ts";
-import { CapturePipeline } from "./capture.ts";
-import type { ChangeEncoder } from "./capture.ts";
+import { CapturePipeline, SEALED_PERSONAL_HEADER } from "./capture.ts";
+import type { CaptureOptions, ChangeEncoder, ParkedChangeSealer } from "./capture.ts";
+import { SEALED_HEADER } from "./governance/parked-personal.ts";
 
 const silent = createLogger("silent", new Writable({ write: (_c, _e, cb) => cb() }) as never);
 const PARKING = "t.parked";
@@ -107,9 +108,15 @@ const text = (bytes: Uint8Array | null | undefined) => (bytes ? Buffer.from(byte
 const skipMarkers = (records: StoredRecord[]) => records.filter((r) => r.headers?.["sluice.skipped"] !== undefined);
 
 /** Runs a pipeline until `done`; returns it running, with its stop. */
-async function started(source: ScriptedSource, log: TopicLog, done: (pipeline: CapturePipeline) => boolean, personal?: ReadonlyMap<string, readonly string[]>) {
+async function started(
+  source: ScriptedSource,
+  log: TopicLog,
+  done: (pipeline: CapturePipeline) => boolean,
+  personal?: ReadonlyMap<string, readonly string[]>,
+  more: Partial<CaptureOptions> = {},
+) {
   const stop = new AbortController();
-  const pipeline = new CapturePipeline({ source, log, encoder, logger: silent, parkingTopic: PARKING, reconnect: { initialMs: 1, maxMs: 1 }, ...(personal ? { personalColumns: personal } : {}) });
+  const pipeline = new CapturePipeline({ source, log, encoder, logger: silent, parkingTopic: PARKING, reconnect: { initialMs: 1, maxMs: 1 }, ...(personal ? { personalColumns: personal } : {}), ...more });
   const running = pipeline.run(stop.signal);
   for (let i = 0; i < 2_000 && !done(pipeline); i++) await new Promise((r) => setTimeout(r, 5));
   assert.ok(done(pipeline), "the pipeline got there");
@@ -229,4 +236,142 @@ test("a bulk skip cut short by a failed write (a kill -9 between two of its writ
   assert.deepEqual(published, Array.from({ length: POISON / 100 }, (_, i) => (i + 1) * 100), "each accepted change published once, in order");
   assert.deepEqual((await readAll(inner, "pg.public.a")).map((r) => text(r.key)), ["1"]);
   await inner.close();
+});
+
+/** The topic log whose `produce` fails at the write numbered `failAt` (counted from when it is set). */
+function failingLog(inner: TopicLog): { log: TopicLog; failAt(write: number | null): void } {
+  let failAt: number | null = null;
+  let writes = 0;
+  const produce = async (records: readonly ProducedRecord[], checkpoint?: Checkpoint) => {
+    if (failAt !== null && ++writes === failAt) throw new SluiceError("log unavailable", { code: "TOPIC_LOG_WRITE_FAILED", retriable: true });
+    return inner.produce(records, checkpoint);
+  };
+  const log = new Proxy(inner, {
+    get: (target, name) => {
+      if (name === "produce") return produce;
+      const value: unknown = Reflect.get(target, name);
+      return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  }) as TopicLog;
+  return {
+    log,
+    failAt(write) {
+      failAt = write;
+      writes = 0;
+    },
+  };
+}
+
+// Found by review of ddaac1c: the re-run took the first parked change after the last durable marker for the change that halted
+// the table and skipped it unseen, though it was one capture accepts (it was in the chunk whose write failed).
+test("a bulk skip whose write failed, run again on the same running daemon, publishes the accepted change the failed write held, and the dry run says so", async () => {
+  const inner = await openLog();
+  // 1..1000 refused (their 1000 markers are the release's first write), 1001 accepted, 1002..1100 refused.
+  const source = new ScriptedSource([Array.from({ length: 1100 }, (_, i) => change("bad", i + 1, 10n, i + 1 === 1001 ? {} : { v: "poison" }))]);
+  const { log, failAt } = failingLog(inner);
+  const run = await started(source, log, () => source.acked.includes(10n));
+  failAt(2);
+  await assert.rejects(run.pipeline.release("public.bad", "skip", true, run.signal, "pending"), /log unavailable/);
+  assert.match(run.pipeline.haltedTables()[0]?.error ?? "", /releasing it failed, run the release again/);
+  failAt(null);
+
+  const dry = await run.pipeline.release("public.bad", "skip", false, run.signal, "pending");
+  assert.match(dry.description, /last release failed part-way/);
+  assert.doesNotMatch(dry.description, /mark the change that halted it/, "the first parked change is not called the halting one");
+  assert.equal(dry.skipRange?.changes, 100, "1001..1100: the range the re-run encodes");
+  const rerun = await run.pipeline.release("public.bad", "skip", true, run.signal, "pending");
+  assert.equal(rerun.republished, 1);
+  assert.equal(rerun.skipped, 99);
+  assert.equal(rerun.haltedAgain, undefined);
+  await run.end();
+
+  assert.deepEqual((await readAll(inner, "pg.public.bad")).map((r) => Number(text(r.key))), [1001], "the accepted change is published");
+  const skippedIds = skipMarkers(await readAll(inner, PARKING)).map((m) => Number(JSON.parse(text(m.headers!["sluice.skipped.key"])).id));
+  assert.deepEqual(skippedIds, [...Array.from({ length: 1000 }, (_, i) => i + 1), ...Array.from({ length: 99 }, (_, i) => i + 1002)], "each refused change skipped once, 1001 not");
+  await inner.close();
+});
+
+test("a plain skip after a retry whose write failed skips the first change refused for the halt's reason, not the first parked one", async () => {
+  const inner = await openLog();
+  let fixed = false;
+  // "fixable" is refused until the operator fixes the cause (then retries); "poison" always.
+  const fixable: ChangeEncoder = {
+    async encode(e) {
+      if (!fixed && e.after?.["v"] === "fixable") throw new SluiceError("column v: value cannot be encoded", { code: "AVRO_VALUE_INVALID", context: { column: "v" } });
+      return encoder.encode(e);
+    },
+  };
+  const events = Array.from({ length: 1003 }, (_, i) => change("bad", i + 1, 10n, i === 0 ? { v: "fixable" } : i + 1 === 1002 ? { v: "poison" } : {}));
+  const source = new ScriptedSource([events]);
+  const { log, failAt } = failingLog(inner);
+  const run = await started(source, log, () => source.acked.includes(10n), undefined, { encoder: fixable });
+  fixed = true;
+  // The retry's first write (1..1000) is durable, its second (1001..1003) fails.
+  failAt(2);
+  await assert.rejects(run.pipeline.release("public.bad", "retry", true, run.signal), /log unavailable/);
+  failAt(null);
+  const dry = await run.pipeline.release("public.bad", "skip", false, run.signal);
+  assert.match(dry.description, /mark the first that capture refuses for the halt's reason \(AVRO_VALUE_INVALID, column v\) as skipped/);
+  const skip = await run.pipeline.release("public.bad", "skip", true, run.signal);
+  assert.deepEqual(skip.skippedChanges?.map((c) => JSON.parse(c.key).id), ["1002"]);
+  assert.equal(skip.haltedAgain, undefined);
+  await run.end();
+  assert.deepEqual(
+    (await readAll(inner, "pg.public.bad")).map((r) => Number(text(r.key))),
+    events.map((_, i) => i + 1).filter((id) => id !== 1002),
+    "1001 and 1003 published",
+  );
+  await inner.close();
+});
+
+/** Seals v as the parked-change sealer does (header, "sluice-enc:v2:" text), and opens it. */
+const sealer: ParkedChangeSealer = {
+  async seal(event) {
+    const v = event.after?.["v"];
+    if (typeof v !== "string") return { event, headers: {} as Record<string, Uint8Array> };
+    return { event: { ...event, after: { ...event.after!, v: `sluice-enc:v2:${Buffer.from(v).toString("base64")}` } }, headers: { [SEALED_PERSONAL_HEADER]: Buffer.from(JSON.stringify(["v"])) } };
+  },
+  async open(event, headers) {
+    const v = event.after?.["v"];
+    if (headers?.[SEALED_PERSONAL_HEADER] === undefined || typeof v !== "string") return event;
+    return { ...event, after: { ...event.after!, v: Buffer.from(v.slice("sluice-enc:v2:".length), "base64").toString() } };
+  },
+  async refresh() {},
+};
+
+test("a parked change with sealed personal values and no personal_data to open them halts its table again, naming what to configure; its ciphertext is never published", async () => {
+  assert.equal(SEALED_PERSONAL_HEADER, SEALED_HEADER, "capture reads the header parked-personal.ts writes");
+  const log = await openLog();
+  const values: unknown[] = [];
+  const recording: ChangeEncoder = {
+    async encode(e) {
+      if (e.after?.["w"] === "poison") return encoder.encode(e);
+      values.push(e.after?.["v"]);
+      return encoder.encode(e);
+    },
+  };
+  // Parked sealed while personal data was configured: 1 halts the table, 2 is parked behind it.
+  const source = new ScriptedSource([[change("bad", 1, 10n, { v: "ann@example.com", w: "poison" }), change("bad", 2, 10n, { v: "bob@example.com" })]]);
+  const sealing = await started(source, log, () => source.acked.includes(10n), undefined, { encoder: recording, parkedSealer: sealer });
+  await sealing.end();
+  const parked = (await readAll(log, PARKING)).filter((r) => r.value !== null);
+  assert.ok(parked.every((r) => r.headers?.[SEALED_HEADER] !== undefined && !/ann@|bob@/.test(text(r.value))));
+
+  // Started again without it (the personal config removed): the re-publishing at start halts the table at 1; a skip of 1 halts it at 2.
+  const bare = await started(new ScriptedSource([]), log, (pipeline) => pipeline.haltedTables().length > 0, undefined, { encoder: recording });
+  const halt = bare.pipeline.haltedTables()[0]!;
+  assert.equal(halt.table, "public.bad");
+  assert.match(halt.error, /table public\.bad: .*sealed.* personal_data is not configured.*set personal_data\.master_key_file/);
+  const skip = await bare.pipeline.release("public.bad", "skip", true, bare.signal);
+  assert.equal(skip.skipped, 1, "the operator skips the change that halted the table");
+  assert.match(skip.haltedAgain ?? "", /personal_data is not configured/, "2 is not published sealed");
+  await bare.end();
+  assert.deepEqual(values, [], "no sealed value reached the encoder");
+  assert.deepEqual(await readAll(log, "pg.public.bad"), []);
+
+  // With personal_data again, 2 is published opened.
+  const keyed = await started(new ScriptedSource([]), log, (pipeline) => pipeline.haltedTables().length === 0 && values.length > 0, undefined, { encoder: recording, parkedSealer: sealer });
+  await keyed.end();
+  assert.deepEqual(values, ["bob@example.com"]);
+  await log.close();
 });

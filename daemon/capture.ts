@@ -117,6 +117,12 @@ export class CapturePipeline {
   private readonly halted = new Map<string, HaltedTable>();
   /** Why each halted table halted, as a skip range compares refusals (refusalReason). */
   private readonly haltReasons = new Map<string, string>();
+  /**
+   * Halted tables whose last release failed part-way (a write failed): the first parked change after
+   * the last durable marker is not known to be one capture refuses (it may have been in the chunk that
+   * was not written), so the next skip finds the refused one again by encoding (see plan).
+   */
+  private readonly interrupted = new Set<string>();
   /** Serialises source batches with operator releases (see exclusive). */
   private readonly lock = new Serial();
   /** Counts the starts and ends of operator releases: a batch encoded while one ran is encoded again. */
@@ -526,7 +532,10 @@ export class CapturePipeline {
       // stores synchronously), and /healthz, /metrics and the log lines would wait until its end.
       await new Promise((resolve) => setImmediate(resolve));
     };
+    // A plain skip after an interrupted release skips the first change refused for the halt's reason: the range ends there.
+    let rangeEnd = skip?.through ?? -1n;
     const skipOne = (table: string, offset: bigint, event: ChangeEvent, why: string) => {
+      if (skip!.halting === null && skip!.single) rangeEnd = offset;
       const change = this.parkedChange(offset, event);
       pending.push(skipMarker(parkingTopic, table, change, `skipped by an operator (${skip!.by}): ${why}`));
       republished.set(table, offset);
@@ -542,29 +551,29 @@ export class CapturePipeline {
       const table = Buffer.from(record.key!).toString();
       if ((only !== undefined && table !== only) || this.halted.has(table) || record.offset <= (through.get(table) ?? -1n)) return;
       const parked = deserializeEventBytes(record.value);
-      const inRange = skip !== undefined && table === skip.table && record.offset <= skip.through;
-      if (inRange && record.offset === skip.halting) {
-        skipOne(table, record.offset, parked, `the change that halted the table (${skip.reason})`);
-      } else {
-        try {
-          // A key that cannot be unwrapped (GOVERNANCE_KEY_INVALID) halts the table again, as at capture.
-          if (parkedSealer && !keysRead) {
-            await parkedSealer.refresh();
-            keysRead = true;
-          }
-          const event = parkedSealer ? await parkedSealer.open(parked, record.headers) : parked;
-          pending.push(...(await this.encode(event)));
-          count++;
-        } catch (error) {
-          if (!(error instanceof SluiceError) || !TABLE_HALTING_CODES.has(error.code)) throw error;
-          if (!inRange || refusalReason(error) !== skip.reason) {
-            this.halt(table, error);
-            return;
-          }
-          skipOne(table, record.offset, parked, `refused again for the same reason (${skip.reason})`);
+      const inRange = skip !== undefined && table === skip.table && record.offset <= rangeEnd;
+      // The change that halted the table is encoded like the others, not skipped unseen: what capture accepts is published.
+      const halting = inRange && record.offset === skip.halting;
+      try {
+        const sealed = record.headers?.[SEALED_PERSONAL_HEADER] !== undefined;
+        if (sealed && !parkedSealer) throw sealedWithoutKeys(table, parkingTopic, record.offset);
+        // A key that cannot be unwrapped (GOVERNANCE_KEY_INVALID) halts the table again, as at capture.
+        if (parkedSealer && !keysRead) {
+          await parkedSealer.refresh();
+          keysRead = true;
         }
-        republished.set(table, record.offset);
+        const event = parkedSealer ? await parkedSealer.open(parked, record.headers) : parked;
+        pending.push(...(await this.encode(event)));
+        count++;
+      } catch (error) {
+        if (!(error instanceof SluiceError) || !TABLE_HALTING_CODES.has(error.code)) throw error;
+        if (!halting && (!inRange || refusalReason(error) !== skip.reason)) {
+          this.halt(table, error);
+          return;
+        }
+        skipOne(table, record.offset, parked, halting ? `the change that halted the table (${refusalReason(error)})` : `refused again for the same reason (${skip!.reason})`);
       }
+      republished.set(table, record.offset);
       if (pending.length >= REPUBLISH_CHUNK) await flush();
     });
     await flush();
@@ -619,7 +628,9 @@ export class CapturePipeline {
     }
     const { parkingTopic } = this.options;
     const reason = this.haltReasons.get(table) ?? halted.code;
-    const parked = await this.parkedOf(table, stop, action === "skip" ? (through ?? "halting") : null);
+    // After a release that failed part-way, the first parked change may be one capture accepts: the refused one is found again by encoding.
+    const interrupted = this.interrupted.has(table);
+    const parked = await this.parkedOf(table, stop, action === "skip" ? (through ?? (interrupted ? "pending" : "halting")) : null);
     const { first, range } = parked;
     const base = { source: this.options.source.name, table, action, error: halted.error, code: halted.code, parkingTopic, parked: parked.count, executed: false };
     if (action === "retry") {
@@ -633,16 +644,28 @@ export class CapturePipeline {
       });
     }
     const by = through === null ? "sluice halted skip" : `sluice halted skip --through ${range.through}`;
-    const skipPlan: SkipPlan = { table, halting: first.offset, through: range.through, reason, by };
-    const firstText = `the change that halted it (${first.op} at ${parkingTopic} offset ${first.offset})`;
+    const skipPlan: SkipPlan = { table, halting: interrupted ? null : first.offset, single: through === null, through: range.through, reason, by };
     const rest = parked.count - range.changes;
-    const description =
-      through === null
-        ? `mark ${firstText} as skipped (it stays in ${parkingTopic} with its reason) and re-publish the other ${parked.count - 1} parked change(s) of ${table} to its topic, in order; then capture the table again`
-        : `mark ${firstText} as skipped, then re-publish the table's parked changes in order, skipping each of the other ${range.changes - 1} parked change(s) of ${table} through ${parkingTopic} offset ${range.through} ` +
-          `that capture refuses again for the same reason (${reason}); those it accepts are re-published, one refused for another reason halts the table again there` +
-          `${rest > 0 ? `; the ${rest} parked after offset ${range.through} are re-published, and the first refused halts the table again` : ""}. ` +
-          `Each skipped change stays in ${parkingTopic}, named (table, key, position) by a marker and a log line; changes of other tables are not touched`;
+    const others = `; those it accepts are re-published, one refused for another reason halts the table again there`;
+    const after = `${rest > 0 ? `; the ${rest} parked after offset ${range.through} are re-published, and the first refused halts the table again` : ""}`;
+    const named = `Each skipped change stays in ${parkingTopic}, named (table, key, position) by a marker and a log line; changes of other tables are not touched`;
+    let description: string;
+    if (interrupted) {
+      const lead =
+        `find the change that halts ${table} again (its last release failed part-way, so the first of its parked changes, ${parkingTopic} offset ${first.offset}, may be one capture accepts): ` +
+        `re-publish its parked changes in order from there`;
+      description =
+        through === null
+          ? `${lead} and mark the first that capture refuses for the halt's reason (${reason}) as skipped${others}; after it, the first refused halts the table again. ${named}`
+          : `${lead}, skipping each of the ${range.changes} parked change(s) of ${table} through ${parkingTopic} offset ${range.through} that capture refuses for the halt's reason (${reason})${others}${after}. ${named}`;
+    } else {
+      const firstText = `the change that halted it (${first.op} at ${parkingTopic} offset ${first.offset}) as skipped if capture still refuses it (if it accepts it now, it is re-published)`;
+      description =
+        through === null
+          ? `mark ${firstText}, and re-publish the other ${parked.count - 1} parked change(s) of ${table} to its topic, in order (it stays in ${parkingTopic} with its reason); then capture the table again`
+          : `mark ${firstText}, then re-publish the table's parked changes in order, skipping each of the other ${range.changes - 1} parked change(s) of ${table} through ${parkingTopic} offset ${range.through} ` +
+            `that capture refuses again for the same reason (${reason})${others}${after}. ${named}`;
+    }
     return {
       ...base,
       skipPlan,
@@ -661,14 +684,19 @@ export class CapturePipeline {
       this.haltReasons.delete(table);
       this.options.stats?.onRelease?.(table);
       try {
-        return await this.restoreParked(stop, table, skipPlan ?? undefined);
+        const done = await this.restoreParked(stop, table, skipPlan ?? undefined);
+        this.interrupted.delete(table);
+        return done;
       } catch (error) {
         // A write that failed (the log unavailable) leaves changes parked: the table stays halted, so its new ones are parked behind them.
-        if (!this.halted.has(table)) {
-          this.halted.set(table, { ...halted, error: `${halted.error}; releasing it failed, run the release again: ${messageOf(error)}` });
-          if (reason !== undefined) this.haltReasons.set(table, reason);
-          this.options.stats?.onHalt?.(table, new SluiceError(messageOf(error), { code: halted.code }));
-        }
+        // What it wrote is durable, what it did not is not (a halt found after the failed write included): the halt is the one released,
+        // and which parked change halts it is found again by the next release.
+        const again = !this.halted.has(table);
+        this.halted.set(table, { ...halted, error: `${halted.error.replace(RELEASE_FAILED_NOTE, "")}; releasing it failed, run the release again: ${messageOf(error)}` });
+        if (reason === undefined) this.haltReasons.delete(table);
+        else this.haltReasons.set(table, reason);
+        this.interrupted.add(table);
+        if (again) this.options.stats?.onHalt?.(table, new SluiceError(messageOf(error), { code: halted.code }));
         throw error;
       }
     });
@@ -863,6 +891,23 @@ const PART_HEADER = "sluice.part";
 const SKIPPED_HEADER = "sluice.skipped";
 /** Skipped changes listed in a skip's report (all are in the log and the parking topic's markers). */
 const LISTED_CHANGES = 20;
+/** The note a failed release adds to the halt's error (replaced, not repeated, when the next one fails too). */
+const RELEASE_FAILED_NOTE = /; releasing it failed, run the release again: .*$/s;
+
+/**
+ * The header of a parked record whose personal values are sealed with their subject's key
+ * (daemon/governance/parked-personal.ts SEALED_HEADER, not imported: capture loads no governance code).
+ */
+export const SEALED_PERSONAL_HEADER = "sluice.personal.sealed";
+
+/** A parked change with sealed personal values, and no personal_data to open them: released, it would publish the ciphertext as values. */
+function sealedWithoutKeys(table: string, parkingTopic: string, offset: bigint): SluiceError {
+  return new SluiceError(
+    `table ${table}: its parked change at ${parkingTopic} offset ${offset} holds personal values sealed with their subject's key, and personal_data is not configured to open them; ` +
+      `set personal_data.master_key_file (the master key they were sealed under) and release the table again (values are never published sealed)`,
+    { code: "GOVERNANCE_KEY_INVALID", context: { component: "capture", table, parkingTopic, offset: offset.toString() } },
+  );
+}
 const REPUBLISH_CHUNK = 1_000;
 /**
  * Encoded batches handed to the topic log and not yet acknowledged: one being stored and one waiting keep the log
@@ -916,7 +961,10 @@ function recordTooLarge(event: ChangeEvent, topic: string, bytes: number, limit:
 /** A `skip --source` release: the table, the change that halted it, the range's last parking offset and the refusal it skips. */
 interface SkipPlan {
   readonly table: string;
-  readonly halting: bigint;
+  /** The parking offset of the change that halted the table; null when not known (the last release failed part-way). */
+  readonly halting: bigint | null;
+  /** A plain skip (no --through): one change. */
+  readonly single: boolean;
   readonly through: bigint;
   /** refusalReason of the halt. */
   readonly reason: string;

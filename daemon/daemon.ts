@@ -407,8 +407,9 @@ export class Daemon {
       });
       this.dataChecks.set(sourceConfig.name, checks);
       const checksTopic = dataCheckDeadLetterTopic(this.config.name, sourceConfig.name);
-      // Personal values of parked and dead-lettered changes: sealed with their subject's key, as in the data topics.
-      const parkedSealer = personalTables(sourceConfig).size > 0 ? new ParkedPersonalData(sourceConfig, sharedKeyStore(this.config, this.log)) : undefined;
+      // Personal values of parked and dead-lettered changes: sealed with their subject's key, as in the data topics. Wired whenever
+      // personal_data is set, personal tables or not: changes parked sealed before a table's personal config was removed are still opened.
+      const parkedSealer = this.config.personal_data ? new ParkedPersonalData(sourceConfig, sharedKeyStore(this.config, this.log)) : undefined;
       const encoder = captureEncoder(this.config, sourceConfig, registry, this.log, (table) => this.metrics.schemaVersionsRegistered.inc({ source: sourceConfig.name, table }), logger);
       const checked = withDataChecks(
         checks,
