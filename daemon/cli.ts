@@ -441,6 +441,8 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
     logger.error({ err: error }, "sluice failed to start");
     await daemon.stop("start failed").catch(() => undefined);
     logger.flush();
+    // As after any failure: should something the start opened still hold the process open, it leaves anyway.
+    leaveIfHeldOpen(logger, EXIT_FAILURE);
     throw error;
   }
   // SIGHUP: the config file is read again for the HTTP API's tokens and certificate (rotation without a restart).

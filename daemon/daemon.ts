@@ -379,9 +379,10 @@ export class Daemon {
     this.captures = [];
     for (const sourceConfig of this.capturedSources()) {
       const logger = this.logger.child({ source: sourceConfig.name });
-      const prepared = this.termSources.get(sourceConfig.name);
-      this.termSources.delete(sourceConfig.name);
-      const source = prepared ?? (await this.newSource(sourceConfig));
+      // A prepared source stays among the term's sources until every capture is made: a failure meanwhile (e.g. the master
+      // key unreadable) closes it there (closeTermSources). Taken out before, it kept its catalog connection open, and
+      // the process ran on after "sluice stopped".
+      const source = this.termSources.get(sourceConfig.name) ?? (await this.newSource(sourceConfig));
       const parking = parkingTopic(this.config, sourceConfig);
       const topicLog = this.log;
       // Created (or found) while the start waited for the lease: the first term does not ask again. Later terms do.
@@ -449,6 +450,7 @@ export class Daemon {
       });
       this.captures.push({ name: sourceConfig.name, source, pipeline, done: Promise.resolve() });
     }
+    for (const c of this.captures) this.termSources.delete(c.name);
     this.releasableSources.clear();
     for (const c of this.captures) {
       this.releasableSources.set(c.name, { release: (table: string, action: HaltAction, execute: boolean, through?: CaptureSkipThrough | null) => c.pipeline.release(table, action, execute, this.captureStop.signal, through ?? null) });
