@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { conditionEscape, MYSQL_CONDITION, POSTGRES_CONDITION } from "./where-condition.ts";
+import { checkWhere, conditionEscape, MYSQL_CONDITION, POSTGRES_CONDITION } from "./where-condition.ts";
+import { SluiceError } from "../errors.ts";
 
 test("conditions that stay one expression inside parentheses pass, whatever their quotes hold", () => {
   for (const ok of [
@@ -28,4 +29,13 @@ test("a condition that could close Sluice's parenthesis, under either reading of
   // PostgreSQL's dollar quotes would hide a parenthesis from a reader that does not know the tag.
   assert.match(conditionEscape("x = $$($$) UNION SELECT 1 WHERE ($$)$$ = 'a'", POSTGRES_CONDITION)!, /dollar-quoted/);
   assert.match(conditionEscape("x = 'open", MYSQL_CONDITION)!, /not closed/);
+});
+
+// Before: an empty condition (an unset shell variable in --where "$COND") queued a snapshot of the whole table, whose reset removes rows.
+test("an empty or blank condition given is refused, naming what to do; no condition reads the whole table", () => {
+  for (const empty of ["", "   "]) {
+    assert.throws(() => checkWhere(empty, "public.items", {}, POSTGRES_CONDITION), (error: unknown) => error instanceof SluiceError && error.code === "SNAPSHOT_WHERE_INVALID" && /is empty: leave --where out/.test(error.message));
+  }
+  assert.equal(checkWhere(null, "public.items", {}, MYSQL_CONDITION), null);
+  assert.equal(checkWhere(" id > 5 ", "public.items", {}, MYSQL_CONDITION), "id > 5");
 });

@@ -25,7 +25,10 @@ export const MYSQL_CONDITION: ConditionDialect = { cutters: /;|--|\/\*|#/, quote
 export function checkWhere(where: string | null, table: string, context: ErrorContext, dialect: ConditionDialect): string | null {
   if (where === null) return null;
   const trimmed = where.trim();
-  if (trimmed === "") return null;
+  // Given but empty (e.g. an unset shell variable) it would read the whole table, and its reset remove rows: not a guess to make.
+  if (trimmed === "") {
+    throw new SluiceError(`the condition --where "${where}" is empty: leave --where out (or "where": null) to read the whole table`, { code: "SNAPSHOT_WHERE_INVALID", context: { ...context, table } });
+  }
   if (dialect.cutters.test(trimmed)) {
     throw new SluiceError(`the condition --where "${where}" must be one SQL expression (no ";" or comments)`, { code: "SNAPSHOT_WHERE_INVALID", context: { ...context, table } });
   }
