@@ -55,6 +55,8 @@ transaction.state.log.num.partitions=4
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# the log cleaner looks for work every second, not every 15 s: tests of compacted topics wait for it
+log.cleaner.backoff.ms=1000
 # tests create their topics explicitly
 auto.create.topics.enable=false
 delete.topic.enable=true
