@@ -161,7 +161,8 @@ test("a timestamp past 294247 AD halts only its table (parked, reported with col
   const done = await runSluice([...args, "--execute"]);
   t.diagnostic(done.stdout + done.stderr);
   assert.equal(done.code, 0, done.stderr);
-  assert.match(done.stdout, /Done: skipped the change that halted it .*re-published 2 parked change\(s\); the table is captured again/);
+  assert.match(done.stdout, /Done: skipped 1 parked change\(s\) .*re-published 2 parked change\(s\); the table is captured again/);
+  assert.match(done.stdout, /^ {4}0 {2}c {2}\{"id":10\}/m, "the change skipped is the one that halted the table (parking offset 0)");
   assert.equal(haltedTs(await third.status()), undefined);
   assert.equal(await third.metric("sluice_tables_halted", { sink: "" }), 0);
   await client.query(`INSERT INTO "${schema}".ts VALUES (14, '2024-07-01', '2024-07-01')`);
@@ -177,7 +178,9 @@ test("a timestamp past 294247 AD halts only its table (parked, reported with col
   assert.equal(haltedTs(await fourth.status()), undefined);
   await fourth.stop();
   const skipped = (await readEmbeddedTopics(logPath, [parking])).find((r) => r.headers["sluice.skipped"] !== undefined);
-  assert.match(skipped?.headers["sluice.skipped"] ?? "", /skipped by an operator: .*294276-12-31T23:59:59Z/);
+  // The marker names why, not the value (which may be personal): the skipped change itself stays in the parking topic.
+  assert.match(skipped?.headers["sluice.skipped"] ?? "", /skipped by an operator \(sluice halted skip\): the change that halted the table \(AVRO_VALUE_INVALID, column t\)/);
+  assert.doesNotMatch(skipped?.headers["sluice.skipped"] ?? "", /294276/);
 });
 
 async function readLog(path: string): Promise<string> {

@@ -310,6 +310,18 @@ export async function startTlsElasticsearch(options: { requireClientCert?: boole
  * with `requireClientCert`, only clients presenting a certificate the CA signed get through.
  */
 export async function startTlsClickHouse(options: { requireClientCert?: boolean } = {}): Promise<SecureServer> {
+  // Ports found free can be taken before the server binds them (two servers started at once, or any connection's
+  // ephemeral port): a start that failed so is made again on new ones (it cleaned up after itself).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startTlsClickHouseOnce(options);
+    } catch (error) {
+      if (attempt >= 3 || !/Address already in use/.test(error instanceof Error ? error.message : String(error))) throw error;
+    }
+  }
+}
+
+async function startTlsClickHouseOnce(options: { requireClientCert?: boolean }): Promise<SecureServer> {
   const dir = mkdtempSync("/var/tmp/sluice-tls-clickhouse-");
   const [port, tcpPort] = [await freePort(), await freePort()];
   const ca = await makeCa(dir);
