@@ -895,8 +895,8 @@ const LISTED_CHANGES = 20;
 const RELEASE_FAILED_NOTE = /; releasing it failed, run the release again: .*$/s;
 
 /**
- * The header of a parked record whose personal values are sealed with their subject's key
- * (daemon/governance/parked-personal.ts SEALED_HEADER, not imported: capture loads no governance code).
+ * The header of a parked record whose personal values are sealed with their subject's key: defined
+ * here, as capture loads no governance code; daemon/governance/parked-personal.ts writes it (SEALED_HEADER).
  */
 export const SEALED_PERSONAL_HEADER = "sluice.personal.sealed";
 

@@ -21,6 +21,7 @@ import { tableName, UNCHANGED } from "../../connectors/contracts.ts";
 import type { SourceConfig } from "../../config/schema.ts";
 import { SluiceError } from "../../connectors/errors.ts";
 import { deserializeValue, serializeValue } from "../event-json.ts";
+import { SEALED_PERSONAL_HEADER } from "../capture.ts";
 import type { ParkedChangeSealer } from "../capture.ts";
 import { personalTables } from "./personal-data.ts";
 import type { PersonalTable } from "./personal-data.ts";
@@ -28,8 +29,8 @@ import { dataKeyId, encryptedBy, isEncrypted, isSealed, openValues, parkingKeySo
 import type { SubjectKeyStore } from "./subject-keys.ts";
 import { valueText } from "./transforms.ts";
 
-/** The columns whose values a record holds sealed (JSON array): only those are opened on read. */
-export const SEALED_HEADER = "sluice.personal.sealed";
+/** The columns whose values a record holds sealed (JSON array): only those are opened on read. Capture reads it too (a sealed record with no sealer halts). */
+export const SEALED_HEADER = SEALED_PERSONAL_HEADER;
 /** The personal columns written as null because no key could seal them, and why (text). */
 export const NULLED_HEADER = "sluice.personal.nulled";
 /** On a record whose values of some subject are sealed with its parking key: which columns and why (text). */
