@@ -246,6 +246,38 @@ test("a connection with more pipelined requests in progress than the server take
   }
 });
 
+test("requests in progress on all connections together are bounded: past the limit no connection is read until half are answered, and every request is answered in the end (16,000 pipelined GET /metrics ran the main heap out of memory)", { timeout: 30_000 }, async () => {
+  const limit = 64;
+  const bounded = new HttpServer(createLogger("silent"), { maxRequestsInProgress: limit });
+  const held: ServerResponse[] = [];
+  bounded.route("GET", "/hold", (_req, res) => void held.push(res));
+  const at = (await bounded.listen("127.0.0.1", 0)).port;
+  try {
+    const clients = await Promise.all(Array.from({ length: 20 }, () => openConnection(at)));
+    for (const { socket } of clients) socket.write("GET /hold HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(31) + "GET /hold HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    // Until nothing more arrives for 300 ms: all 640 without the bound.
+    let seen = -1;
+    while (bounded.inProgressCount !== seen) {
+      seen = bounded.inProgressCount;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    assert.ok(seen <= limit + 32, `${seen} requests in progress at once, limit ${limit} (one read's 32 may come past it)`);
+    assert.ok(seen >= limit, `${seen} requests in progress: the limit was reached`);
+    // Answering releases the rest.
+    const answers = Promise.all(clients.map(({ closed }) => closed));
+    const answering = setInterval(() => {
+      for (const res of held.splice(0)) sendJson(res, 200, { ok: true });
+    }, 5);
+    const received = await answers;
+    clearInterval(answering);
+    assert.deepEqual(received.map((text) => text.split("HTTP/1.1 200 OK").length - 1), Array.from({ length: 20 }, () => 32));
+    assert.equal(bounded.inProgressCount, 0);
+  } finally {
+    bounded.dropConnections();
+    await bounded.close();
+  }
+});
+
 test("a connection's pipelined requests are handled one after the other, each once the answer before it is sent: a client that reads nothing holds one answer", { timeout: 30_000 }, async () => {
   const serial = new HttpServer(createLogger("silent"));
   let handled = 0;
