@@ -124,7 +124,7 @@ export type GovernanceConfig = z.infer<typeof governance>;
 /** The deployment's `personal_data` section: the master key wrapping every subject's data key. */
 export const personalData = z
   .strictObject({
-    master_key_file: z.string().min(1).describe('File holding the master key: 32 bytes as 64 hex digits or base64 (e.g. from "openssl rand -hex 32"); it wraps every data subject\'s key'),
+    master_key_file: z.string().min(1).describe('File holding the master key: 32 bytes as 64 hex digits or base64 (e.g. from "openssl rand -hex 32"); it wraps every data subject\'s key; a relative path is read from the config file\'s folder'),
     previous_master_key_files: z
       .array(z.string().min(1))
       .default([])

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import type { z } from "zod";
 import { checkScalars, describeFsError, interpolateEnv, offsetOf, parseConfigText, plainValue, readSecretFiles } from "./document.ts";
 import type { ParsedConfigDocument } from "./document.ts";
+import { resolveReadFiles } from "./file-paths.ts";
 import type { ConfigIssue } from "./issues.ts";
 import { ConfigValidationError, formatPath, nearest } from "./issues.ts";
 import { MemoryBudgetError, planMemory } from "./memory.ts";
@@ -22,6 +23,11 @@ export interface LoadOptions {
   runsSink?: (sink: string) => boolean;
   /** Check that `memory` holds the sources and sinks this process runs (`sluice run`, `sluice validate`; config/memory.ts). */
   checkMemory?: boolean;
+  /**
+   * Further checks of a valid config (files it names that this process needs, `sluice validate`); each problem is
+   * reported like the schema's, at its key. Run after relative file paths are resolved.
+   */
+  check?: (config: SluiceConfig) => readonly { readonly path: readonly PropertyKey[]; readonly message: string }[];
 }
 
 /** Reads, interpolates and validates a config file; throws ConfigValidationError with every problem found. */
@@ -58,8 +64,11 @@ export function loadConfigText(file: string, text: string, options: LoadOptions 
   const crossIssues = crossCheck(raw as Record<string, unknown>);
   if (result.success && parsed.issues.length === 0 && crossIssues.length === 0) {
     const problem = options.checkMemory ? memoryProblem(result.data, options) : undefined;
-    if (problem === undefined) return result.data;
-    throw new ConfigValidationError(file, [{ file, ...parsed.locate(offsetOf(parsed.document, ["memory"])), path: "memory", message: problem }]);
+    if (problem !== undefined) throw new ConfigValidationError(file, [{ file, ...parsed.locate(offsetOf(parsed.document, ["memory"])), path: "memory", message: problem }]);
+    const config = resolveReadFiles(result.data, file);
+    const checkIssues = (options.check?.(config) ?? []).map((i) => ({ file, ...parsed.locate(offsetOf(parsed.document, i.path)), path: formatPath(i.path), message: i.message }));
+    if (checkIssues.length === 0) return config;
+    throw new ConfigValidationError(file, sortIssues(checkIssues));
   }
   // A value whose interpolation or secret file already failed is not reported again by the schema.
   const alreadyReported = new Set(parsed.issues.map((i) => i.path));

@@ -31,6 +31,13 @@ A Sluice deployment is one YAML file, checked with \`sluice validate -c FILE\`. 
 - **Secrets from files**: any ${SECRET_KEYS.map((k) => `\`${k}\``).join(", ")} may instead be written as
   \`<key>_file: PATH\`; the file's contents (one trailing newline removed) become the value. A relative
   path is read from the config file's folder. Giving both is an error.
+- **Files Sluice reads** are found the same way: a relative \`master_key_file\`, \`previous_master_key_files\`,
+  \`tls.ca_file\`, \`tls.cert_file\`, \`tls.key_file\` (sources, \`topics\`, sinks, \`http\`) or outbox
+  \`payload.schemas\` file is read from the config file's folder, whatever the working directory.
+  **Data paths are not**: a relative \`topics.path\` (embedded log) or DuckDB sink \`path\` is from the
+  working directory of the process (\`./data/sluice.db\` lands in the directory \`sluice run\` starts in).
+  \`sluice validate\` prints each data path absolute, and the \`sluice started\` log line has them
+  (\`data_paths\`); use absolute paths to be independent of where the daemon starts.
 - **Durations** are written \`500ms\`, \`5s\`, \`2m\`, \`1h\`, \`7d\` (or a number of milliseconds);
   **sizes** \`512KiB\`, \`64MiB\`, \`1GB\` (or a number of bytes). Defaults below are shown in
   milliseconds and bytes. Each has a range (in its description; otherwise up to 24 days or 1 TiB):

@@ -371,7 +371,7 @@ const maxRecordBytes = size(
 
 const embeddedTopics = z.strictObject({
   kind: z.literal("embedded"),
-  path: z.string().min(1).default("./data/sluice.db").describe("The one file holding records, offsets, checkpoints and the schema registry"),
+  path: z.string().min(1).default("./data/sluice.db").describe("The one file holding records, offsets, checkpoints and the schema registry; a relative path is from the process's working directory, not the config file's folder (`sluice validate` and the start log show it absolute)"),
   partitions: z.number().int().min(1).max(1024).default(1).describe("Partitions per topic"),
   retention,
   max_record_bytes: maxRecordBytes,
@@ -522,7 +522,7 @@ const duckdbQuery = z
 const duckdbSink = z.strictObject({
   kind: z.literal("duckdb"),
   ...sinkCommon,
-  path: z.string().min(1).default("./data/warehouse.duckdb").describe("DuckDB database file"),
+  path: z.string().min(1).default("./data/warehouse.duckdb").describe("DuckDB database file; a relative path is from the process's working directory, not the config file's folder (`sluice validate` and the start log show it absolute)"),
   query: duckdbQuery,
   memory_limit: size("DuckDB's memory_limit (its buffer manager: caches, hash tables, sorts; it spills to disk beyond). Default: a fifth of `memory` shared by the DuckDB sinks, at least 16MiB plus five times topics.max_record_bytes (96MiB for 16MiB records), so the widest record commits (docs/operations.md#memory). DuckDB's checkpoint_threshold follows it: memory_limit / 8, at least 1MiB and at most 16MiB (DuckDB's default), since index changes stay in memory until a checkpoint; so do allocator_flush_threshold and allocator_bulk_deallocation_flush_threshold: memory_limit / 8, 4MiB to 128MiB", { min: 8 * 2 ** 20, max: 2 ** 40 }).optional(),
   threads: z.number().int().min(1).max(256).optional().describe("DuckDB's worker threads. Default: one below 128MiB of memory_limit, above that one per 16 MiB, at most the machine's cores"),

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, realpathSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -60,6 +60,43 @@ test("validate reports a broken config with file:line:column and exits 2", () =>
   const r = sluice("validate", "-c", new URL("../config/testdata/bad/06-misspelt-source-key.yaml", import.meta.url).pathname);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /06-misspelt-source-key\.yaml:7:5: sources\[0\]\.pasword: unknown key "pasword"; did you mean "password"\?/);
+});
+
+// Found on a live deployment: validate said ok while the daemon could not start on the master key file (not readable
+// from the daemon's working directory; a relative path is now read from the config file's folder).
+test("validate reads personal_data's key files as the daemon's start does, naming the key and the resolved path", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-cli-keys-"));
+  mkdirSync(join(dir, "keys"));
+  writeFileSync(join(dir, "keys", "master.key"), `${"ab".repeat(32)}\n`);
+  writeFileSync(join(dir, "keys", "short.key"), "abcd\n");
+  const write = (keys: string) => {
+    const file = join(dir, "sluice.yaml");
+    writeFileSync(file, `name: t\nsources:\n  - {name: pg, kind: postgres, database: app, user: u, tables: [public.t]}\ntopics: {kind: embedded, path: "${join(dir, "log.db")}"}\npersonal_data:\n  ${keys}\n`);
+    return file;
+  };
+  // Run from another directory: the relative path is read from the config file's folder.
+  const validate = (file: string) => {
+    const result = spawnSync(process.execPath, [cli, "validate", "-c", file], { encoding: "utf8", cwd: tmpdir(), env: { ...process.env, SLUICE_CONFIG: "" } });
+    return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+  };
+  const ok = validate(write("master_key_file: keys/master.key"));
+  assert.equal(ok.code, 0, ok.stderr);
+  const missing = validate(write("master_key_file: keys/missing.key"));
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, new RegExp(`sluice\\.yaml:6:20: personal_data\\.master_key_file: cannot read the master key file ${join(dir, "keys", "missing.key")}: ENOENT`));
+  const short = validate(write("master_key_file: keys/master.key\n  previous_master_key_files: [keys/short.key]"));
+  assert.equal(short.code, 2);
+  assert.match(short.stderr, new RegExp(`personal_data\\.previous_master_key_files\\[0\\]: the master key file ${join(dir, "keys", "short.key")} must hold 32 bytes`));
+});
+
+test("validate shows the data paths resolved from the working directory", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-cli-data-"));
+  const file = join(dir, "sluice.yaml");
+  writeFileSync(file, `name: t\nsources:\n  - {name: pg, kind: postgres, database: app, user: u, tables: [public.t]}\nsinks:\n  - {name: wh, kind: duckdb, sources: [pg], path: wh.duckdb}\n`);
+  const result = spawnSync(process.execPath, [cli, "validate", "-c", file], { encoding: "utf8", cwd: tmpdir(), env: { ...process.env, SLUICE_CONFIG: "" } });
+  assert.equal(result.status, 0, result.stderr);
+  assert.match(result.stdout, new RegExp(`\\n  topics\\.path: ${join(realpathSync(tmpdir()), "data", "sluice.db")} \\("\\./data/sluice\\.db" from the working directory\\)\\n`));
+  assert.match(result.stdout, new RegExp(`\\n  sinks\\[0\\]\\.path \\(sink "wh"\\): ${join(realpathSync(tmpdir()), "wh.duckdb")} \\("wh\\.duckdb" from the working directory\\)\\n`));
 });
 
 test("validate reports a YAML alias problem as a config error (file:line:column, exit 2), never a stack trace", () => {

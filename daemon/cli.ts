@@ -5,7 +5,9 @@ import { Socket } from "node:net";
 import { parseArgs } from "node:util";
 import type { ParseArgsConfig } from "node:util";
 import { ConfigValidationError } from "../config/issues.ts";
+import { dataPaths } from "../config/file-paths.ts";
 import { loadConfigFile } from "../config/load.ts";
+import type { LoadOptions } from "../config/load.ts";
 import { redact } from "../config/redact.ts";
 import type { SluiceConfig } from "../config/schema.ts";
 import { SluiceError } from "../connectors/errors.ts";
@@ -21,9 +23,10 @@ import { runSnapshotCommand, SNAPSHOT_DETAILS, SNAPSHOT_USAGE } from "./snapshot
 import { createLogger, stdoutDestination } from "../runtime/logger.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { ProgressDisplay } from "./progress-display.ts";
-import { runRebuildCommand } from "./rebuild-command.ts";
+import { runAbandonRebuildCommand, runRebuildCommand } from "./rebuild-command.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
 import { runForgetCommand, runRotateCommand } from "./forget-command.ts";
+import { masterKeyFileProblems } from "./governance/master-key-check.ts";
 import { runReplayCommand } from "./replay.ts";
 import { formatRows, queryDuckDbFile } from "./sink-query.ts";
 import { formatStatus } from "./status-table.ts";
@@ -82,7 +85,7 @@ const ROLE_HELP = [
 ].join("\n");
 
 /** The config as a process with these role options needs it: sources it does not capture may lack their secrets. */
-function loadForRoles(values: Record<string, unknown>): { config: SluiceConfig; selection: RunSelection } {
+function loadForRoles(values: Record<string, unknown>, check?: LoadOptions["check"]): { config: SluiceConfig; selection: RunSelection } {
   let parsed: ReturnType<typeof parseRoles>;
   try {
     parsed = parseRoles({ role: values["role"] as string[] | undefined, source: values["source"] as string[] | undefined, sink: values["sink"] as string[] | undefined });
@@ -91,7 +94,7 @@ function loadForRoles(values: Record<string, unknown>): { config: SluiceConfig; 
   }
   const captures = (name: string) => parsed.roles.has("capture") && (parsed.sources.length === 0 || parsed.sources.includes(name));
   const runsSink = (name: string) => parsed.roles.has("sinks") && (parsed.sinks.length === 0 || parsed.sinks.includes(name));
-  const config = loadConfigFile(configPath(values), { captures, runsSink, checkMemory: true });
+  const config = loadConfigFile(configPath(values), { captures, runsSink, checkMemory: true, ...(check ? { check } : {}) });
   try {
     return { config, selection: selectParts(config, parsed) };
   } catch (error) {
@@ -114,9 +117,15 @@ const commands: Record<string, Command> = {
     options: { ...configOption, ...roleOptions },
     async run(values, _positionals, io) {
       const file = configPath(values);
-      const { config, selection } = loadForRoles(values);
+      // The master key is read as the daemon's start reads it: a file it cannot use is a config problem at its key.
+      const { config, selection } = loadForRoles(values, masterKeyFileProblems);
       const runs = values["role"] || values["source"] || values["sink"] ? `; this process: ${plural(selection.sources.length, "source")} captured, ${plural(selection.sinks.length, "sink")}` : "";
       io.stdout(`ok: ${file} (deployment "${config.name}", ${plural(config.sources.length, "source")}, ${plural(config.sinks.length, "sink")}, topics: ${config.topics.kind}${runs})\n`);
+      // Data paths are opened from the working directory, not the config file's folder: shown so that an operator sees where.
+      for (const data of dataPaths(config)) {
+        const relative = data.written === data.resolved ? "" : ` ("${data.written}" from the working directory)`;
+        io.stdout(`  ${data.key}${data.sink === undefined ? "" : ` (sink "${data.sink}")`}: ${data.resolved}${relative}\n`);
+      }
       return EXIT_OK;
     },
   },
@@ -170,8 +179,8 @@ const commands: Record<string, Command> = {
   },
   replay: {
     summary: "move a sink back (or forward) in its topics; a dry run unless --execute",
-    usage: "sluice replay -c FILE --sink NAME (--from-beginning [--rebuild [--table T]...] | --from-time ISO8601 | --from-offset TOPIC:PARTITION:OFFSET) [--execute]",
-    details: `${CONFIG_HELP}\n  --sink NAME         the sink to replay\n  --from-beginning    from the earliest record kept\n  --from-time T       from the first record at or after T (ISO 8601)\n  --from-offset T:P:O from offset O of partition P of topic T\n  --execute           do it (refused while the sink runs elsewhere)\n  --rebuild           with --from-beginning: fill new tables/indexes while the old ones serve, then swap\n                      (refused when retention removed a topic's first records, or when a rebuilt\n                      table's row count is off: docs/operations.md "Rebuilds need complete history")\n  --table T           with --rebuild: rebuild only this table (schema.table, as "sluice halted list"\n                      shows it, or its topic; repeat for more); the others are left as they are\n\nPrints, per topic and partition, where the sink is and where it would move.`,
+    usage: "sluice replay -c FILE --sink NAME (--from-beginning [--rebuild [--table T]...] | --from-time ISO8601 | --from-offset TOPIC:PARTITION:OFFSET | --abandon-rebuild [--table T]...) [--execute]",
+    details: `${CONFIG_HELP}\n  --sink NAME         the sink to replay\n  --from-beginning    from the earliest record kept\n  --from-time T       from the first record at or after T (ISO 8601)\n  --from-offset T:P:O from offset O of partition P of topic T\n  --execute           do it (refused while the sink runs elsewhere)\n  --rebuild           with --from-beginning: fill new tables/indexes while the old ones serve, then swap\n                      (refused when retention removed a topic's first records, or when a rebuilt\n                      table's row count is off: docs/operations.md "Rebuilds need complete history")\n  --table T           with --rebuild: rebuild only this table (schema.table, as "sluice halted list"\n                      shows it, or its topic; repeat for more); the others are left as they are\n  --abandon-rebuild   drop the half-built tables a rebuild left when it was stopped or killed before\n                      its swap (sluice status shows it "interrupted"); the live ones are left as\n                      they are (with --table: only those tables')\n\nPrints, per topic and partition, where the sink is and where it would move.`,
     options: {
       ...configOption,
       sink: { type: "string" },
@@ -180,10 +189,16 @@ const commands: Record<string, Command> = {
       "from-offset": { type: "string" },
       execute: { type: "boolean" },
       rebuild: { type: "boolean" },
+      "abandon-rebuild": { type: "boolean" },
       table: { type: "string", multiple: true },
     },
     async run(values, _positionals, io) {
       const config = loadConfigFile(configPath(values));
+      if (values["abandon-rebuild"]) {
+        if (values["rebuild"] || values["from-beginning"] || values["from-time"] !== undefined || values["from-offset"] !== undefined) throw new UsageError("--abandon-rebuild takes no start and no --rebuild: give --sink NAME [--table T]... [--execute]");
+        if (typeof values["sink"] !== "string") throw new UsageError("missing --sink NAME");
+        return runAbandonRebuildCommand(config, values["sink"], (values["table"] as string[] | undefined) ?? [], values["execute"] === true, io, createLogger("warn", process.stderr));
+      }
       if (values["rebuild"]) {
         if (!values["from-beginning"] || values["from-time"] !== undefined || values["from-offset"] !== undefined) throw new UsageError("--rebuild rebuilds from the beginning: give --from-beginning and no other start");
         if (typeof values["sink"] !== "string") throw new UsageError("missing --sink NAME");
@@ -192,7 +207,7 @@ const commands: Record<string, Command> = {
         const withProgress = display === null ? io : { ...io, progress: (progress: RebuildProgress) => display.rebuild(progress) };
         return runRebuildCommand(config, values["sink"], values["execute"] === true, withProgress, createLogger("warn", process.stderr), tables);
       }
-      if (values["table"] !== undefined) throw new UsageError("--table takes a rebuild's tables: give --from-beginning --rebuild");
+      if (values["table"] !== undefined) throw new UsageError("--table takes a rebuild's tables: give --from-beginning --rebuild, or --abandon-rebuild");
       const args = Object.entries(values).flatMap(([key, value]) => (key === "config" || key === "help" || value === undefined ? [] : value === true ? [`--${key}`] : [`--${key}`, String(value)]));
       return runReplayCommand(args, config, io);
     },

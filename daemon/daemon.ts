@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { hostname } from "node:os";
 import { getHeapStatistics } from "node:v8";
 import { AggregatorRegistry } from "prom-client";
+import { dataPaths } from "../config/file-paths.ts";
 import { applyKeyCacheSize, plannedKeyCacheSize } from "../config/key-cache.ts";
 import { applyMemoryPlan, captureBatchBytes, planMemory, STANDALONE_READ_AHEAD_BYTES } from "../config/memory.ts";
 import type { MemoryPlan } from "../config/memory.ts";
@@ -25,9 +26,10 @@ import { withOutbox } from "./outbox-router.ts";
 import { dataCheckDeadLetterTopic, DataChecks, withDataChecks } from "./governance/data-checks.ts";
 import { snapshotHandler } from "./snapshot-admin.ts";
 import { etaSeconds, progressEntries } from "./snapshot-progress.ts";
-import { rebuildEntry } from "./rebuild-progress.ts";
+import { sinkRebuildEntry } from "./interrupted-rebuilds.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
 import { REBUILD_UNKNOWN_TABLE } from "./rebuild-tables.ts";
+import { REBUILD_RUNNING } from "./rebuild-abandon.ts";
 import type { SnapshotTarget } from "./snapshot-admin.ts";
 import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
 import type { ReleasableCapture } from "./halted-admin.ts";
@@ -335,12 +337,18 @@ export class Daemon {
     this.instances.start();
     this.started = true;
     this.logger.info(
-      { deployment: this.config.name, instance: this.instanceId, roles: this.selection.roles, http: `${address.address}:${address.port}`, topics: this.config.topics.kind, sources: this.selection.sources, sinks: this.selection.sinks },
+      { deployment: this.config.name, instance: this.instanceId, roles: this.selection.roles, http: `${address.address}:${address.port}`, topics: this.config.topics.kind, sources: this.selection.sources, sinks: this.selection.sinks, data_paths: this.dataPaths() },
       "sluice started",
     );
     // Started (ready) meanwhile: the check only warns.
     await uncompacted;
     return { host: address.address, port: address.port };
+  }
+
+  /** The data files this process opens, absolute: a relative one is from the working directory, not the config file's folder (config/file-paths.ts). */
+  private dataPaths(): Record<string, string> {
+    const used = dataPaths(this.config).filter((p) => p.sink === undefined || this.selection.sinks.includes(p.sink));
+    return Object.fromEntries(used.map((p) => [p.key, p.resolved]));
   }
 
   private capturedSources(): SourceConfig[] {
@@ -646,10 +654,14 @@ export class Daemon {
     });
   }
 
-  /** POST /sinks/<name>/rebuild {tables?}: a zero-downtime rebuild of a running sink (or of some of its tables); answers when swapped in. */
+  /**
+   * POST /sinks/<name>/rebuild {tables?}: a zero-downtime rebuild of a running sink (or of some of its tables); answers when swapped in.
+   * POST /sinks/<name>/rebuild/abandon {tables?, execute?}: drops what an interrupted rebuild left (a dry run unless execute).
+   */
   private async handleRebuild(req: IncomingMessage, res: ServerResponse, request: BodyReader): Promise<boolean> {
-    const match = /^\/sinks\/([^/]+)\/rebuild$/.exec((req.url ?? "").split("?")[0]!);
+    const match = /^\/sinks\/([^/]+)\/rebuild(\/abandon)?$/.exec((req.url ?? "").split("?")[0]!);
     if (!match || req.method !== "POST") return false;
+    if (match[2] !== undefined) return this.handleAbandonRebuild(match[1]!, res, request);
     const running = this.sinks.find((s) => s.name === decodeURIComponent(match[1]!));
     if (!running?.thread.rebuildable) {
       sendJson(res, 404, { error: `no rebuildable sink "${match[1]}"` });
@@ -666,6 +678,27 @@ export class Daemon {
     } catch (error) {
       const refused = error instanceof SluiceError && error.code === REBUILD_UNKNOWN_TABLE;
       sendJson(res, refused ? 400 : 500, { error: error instanceof Error ? error.message : String(error) });
+    }
+    return true;
+  }
+
+  private async handleAbandonRebuild(name: string, res: ServerResponse, request: BodyReader): Promise<boolean> {
+    const running = this.sinks.find((s) => s.name === decodeURIComponent(name));
+    if (!running?.thread.rebuildable) {
+      sendJson(res, 404, { error: `no rebuildable sink "${name}"` });
+      return true;
+    }
+    const body = await readJsonObject(request, '{"tables": ["schema.table", ...], "execute": true}, or no body for a dry run of every table', ["tables", "execute"]);
+    const tables = body["tables"] ?? [];
+    if (!Array.isArray(tables) || !tables.every((t) => typeof t === "string")) {
+      sendJson(res, 400, { error: "tables must be a list of schema.table names" });
+      return true;
+    }
+    try {
+      sendJson(res, 200, await running.thread.abandonRebuild(tables, body["execute"] === true));
+    } catch (error) {
+      const refused = error instanceof SluiceError && error.code === REBUILD_RUNNING;
+      sendJson(res, refused ? 409 : 500, { error: error instanceof Error ? error.message : String(error) });
     }
     return true;
   }
@@ -850,7 +883,7 @@ export class Daemon {
           freshnessSeconds: lagSeconds(now, applied),
           halted: s.thread.haltedTables(),
           partitions: s.thread.partitions(),
-          rebuild: rebuildEntry(s.thread.rebuildProgress()),
+          rebuild: sinkRebuildEntry(s.name, s.thread.rebuildProgress(), s.thread.interruptedRebuild(), now),
         };
       }),
     };
