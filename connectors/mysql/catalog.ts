@@ -3,6 +3,7 @@
  * tables the configured patterns name, and table definitions from information_schema.
  */
 import type { TableMatcher } from "../common/table-patterns.ts";
+import { CatalogWaitError } from "./mysql-errors.ts";
 import type { Flavor } from "./resume-token.ts";
 import { quoteIdentifier } from "./connection-settings.ts";
 import { normalizeColumnType } from "./schema/column-types.ts";
@@ -96,8 +97,8 @@ const SYSTEM_DATABASES = ["mysql", "information_schema", "performance_schema", "
  * They are read for the matching names only, per database (TABLE_SCHEMA = ? AND TABLE_NAME IN (...), which opens
  * those tables only: a DDL on a table not captured in the same database does not hold up the start either).
  */
-export async function listTables(sql: Sql, matches: TableMatcher): Promise<CapturedTableRef[]> {
-  const names = await sql.rows(
+export async function listTables(catalog: Sql, matches: TableMatcher): Promise<CapturedTableRef[]> {
+  const names = await naming(catalog, "listing the tables").rows(
     `SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA NOT IN (${SYSTEM_DATABASES.map(() => "?").join(", ")})`,
     SYSTEM_DATABASES,
   );
@@ -110,6 +111,7 @@ export async function listTables(sql: Sql, matches: TableMatcher): Promise<Captu
   const tables: CapturedTableRef[] = [];
   for (const database of [...matched.keys()].sort()) {
     const names = matched.get(database)!;
+    const sql = naming(catalog, `listing the tables ${tableList(names.map((table) => ({ database, table })))}`);
     const rows = await sql.rows(
       `SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES
         WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (${names.map(() => "?").join(", ")}) AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY TABLE_NAME`,
@@ -133,10 +135,27 @@ function columnDefaultLiteral(text: string | null | undefined): { text: string; 
 }
 
 
+/** `sql` whose statements the catalog session's limits ended fail with a CatalogWaitError saying what was read. */
+function naming(sql: Sql, what: string): Sql {
+  return {
+    rows: (text, values) =>
+      sql.rows(text, values).catch((error: unknown) => {
+        throw CatalogWaitError.of(error, what) ?? error;
+      }),
+  };
+}
+
+/** "a.t1, a.t2 and 3 more tables", for messages. */
+function tableList(tables: readonly TableName[]): string {
+  const shown = tables.slice(0, 5).map((t) => `${t.database}.${t.table}`).join(", ");
+  return tables.length > 5 ? `${shown} and ${tables.length - 5} more tables` : shown;
+}
+
 /** Definitions of the given tables as information_schema shows them now; tables that do not exist are left out. */
-export async function readDefinitions(sql: Sql, tables: readonly TableName[]): Promise<Map<string, TableDefinition>> {
+export async function readDefinitions(catalog: Sql, tables: readonly TableName[]): Promise<Map<string, TableDefinition>> {
   const result = new Map<string, TableDefinition>();
   if (tables.length === 0) return result;
+  const sql = naming(catalog, `reading the definition of ${tableList(tables)}`);
   const pairs = tables.map(() => "(?, ?)").join(", ");
   const values = tables.flatMap((t) => [t.database, t.table]);
   const columns = await sql.rows(

@@ -8,10 +8,31 @@ import type { TLSSocket } from "node:tls";
 import type { ConnectionOptions, SslOptions } from "mysql2";
 import type { MysqlSourceConfig } from "../../config/schema.ts";
 import { readTlsFiles } from "../common/tls-files.ts";
+import type { Flavor } from "./resume-token.ts";
 
 export type ConnectionPurpose = "catalog" | "snapshot" | "binlog";
 
 export const SESSION_SETTINGS_SQL = "SET SESSION time_zone = '+00:00', SESSION sql_mode = '', NAMES utf8mb4";
+
+/** How long a catalog statement may run (mostly: wait for a metadata lock) before the server gives it up (MysqlSourceOptions.catalogTimeoutMs). */
+export const CATALOG_TIMEOUT_MS = 30_000;
+
+/**
+ * Limits of the catalog connection's session (table metadata, not the binlog stream). Without them a read of a table's
+ * definition that meets an exclusive metadata lock (a DROP or RENAME waiting behind an open transaction holds one on the
+ * tables it already locked) waits for lock_wait_timeout, a year by default, and capture stops without a word.
+ *
+ * The statement limit (MariaDB max_statement_time, MySQL max_execution_time for SELECTs) fails the read with an error.
+ * lock_wait_timeout alone would not do: an information_schema read whose table stays locked past it does not fail, it
+ * leaves the table out (with a warning), and a definition read would take the table for dropped. So lock_wait_timeout is
+ * set a second longer than the statement limit: it only ends the waits of statements the limit does not cover (SHOW
+ * CREATE TABLE on MySQL), with ER_LOCK_WAIT_TIMEOUT.
+ */
+export function catalogSessionSql(flavor: Flavor, timeoutMs: number): string {
+  const lockWaitSeconds = Math.ceil(timeoutMs / 1000) + 1;
+  const statementLimit = flavor === "mariadb" ? `max_statement_time = ${timeoutMs / 1000}` : `max_execution_time = ${Math.ceil(timeoutMs)}`;
+  return `SET SESSION ${statementLimit}, SESSION lock_wait_timeout = ${lockWaitSeconds}`;
+}
 
 export function connectionOptions(config: MysqlSourceConfig, purpose: ConnectionPurpose): ConnectionOptions {
   const options: ConnectionOptions = {

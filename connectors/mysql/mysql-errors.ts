@@ -33,8 +33,34 @@ const RETRIABLE_CODES = new Set([
   "ER_CLIENT_INTERACTION_TIMEOUT",
 ]);
 
-/** Server error numbers worth retrying, for codes mysql2 does not name. */
-const RETRIABLE_ERRNOS = new Set([1040, 1053, 1152, 1158, 1159, 1160, 1161, 1205, 1213, 1317, 1412, 1927, 2006, 2013, 4031]);
+/** Server error numbers worth retrying, for codes mysql2 does not name (1969: MariaDB's max_statement_time, 3024: MySQL's max_execution_time exceeded). */
+const RETRIABLE_ERRNOS = new Set([1040, 1053, 1152, 1158, 1159, 1160, 1161, 1205, 1213, 1317, 1412, 1927, 1969, 2006, 2013, 3024, 4031]);
+
+/** Errors of a statement the catalog session's limits ended (connection-settings.ts, catalogSessionSql): statement time, lock wait. */
+const GAVE_UP_ERRNOS = new Set([1205, 1969, 3024]);
+
+/**
+ * A catalog read the server gave up, nearly always because another session holds a metadata lock on a table it reads.
+ * Names what was read; retriable: the lock is held for a time, capture tries again as after an outage.
+ */
+export class CatalogWaitError extends Error {
+  readonly code = "MYSQL_CATALOG_TIMEOUT";
+  readonly errno: number;
+
+  constructor(what: string, cause: Error & { errno: number }) {
+    super(
+      `${what}: the server gave up the read (${cause.message}): another session holds a metadata lock on the table, e.g. a DDL, or a DROP or RENAME waiting behind an open transaction (SHOW PROCESSLIST: "Waiting for table metadata lock"); tried again`,
+      { cause },
+    );
+    this.errno = cause.errno;
+  }
+
+  /** The CatalogWaitError for `error` when the session's limits ended the statement, else undefined. */
+  static of(error: unknown, what: string): CatalogWaitError | undefined {
+    const { errno } = (error ?? {}) as { errno?: unknown };
+    return error instanceof Error && typeof errno === "number" && GAVE_UP_ERRNOS.has(errno) ? new CatalogWaitError(what, error as Error & { errno: number }) : undefined;
+  }
+}
 
 const PERMANENT_CODES: Readonly<Record<string, string>> = {
   ER_ACCESS_DENIED_ERROR: "MYSQL_AUTH_FAILED",
@@ -94,6 +120,7 @@ export function toSluiceError(error: unknown, what: string, context: ErrorContex
       context: fullContext,
     });
   }
+  if (error instanceof CatalogWaitError) return new ConnectionError(`${what}: ${detail}`, { code: error.code, cause: error, context: fullContext });
   if (isRetriableMysqlError(error)) return new ConnectionError(`${what}: ${detail}`, { cause: error, context: fullContext });
   const sluiceCode = (typeof code === "string" ? PERMANENT_CODES[code] : undefined) ?? "MYSQL_ERROR";
   const hint = sluiceCode === "MYSQL_PRIVILEGE_MISSING" ? ` (${serverText(context)}; docs/mysql.md lists the grants Sluice's user needs)` : "";

@@ -19,7 +19,7 @@ import { binlogResetProblem } from "./binlog-reset.ts";
 import { binaryLogs, collationRows, currentPosition, databaseCharset, listTables, readDefinitions } from "./catalog.ts";
 import { warnKeylessTables } from "./keyless-tables.ts";
 import type { BinlogCoordinates, CapturedTableRef, Sql } from "./catalog.ts";
-import { connectionOptions } from "./connection-settings.ts";
+import { CATALOG_TIMEOUT_MS, catalogSessionSql, connectionOptions } from "./connection-settings.ts";
 import { checkPrivileges } from "./privileges.ts";
 import { MysqlGtidSet } from "./gtid.ts";
 import { HeartbeatArrivals } from "./heartbeat-arrivals.ts";
@@ -62,6 +62,8 @@ export interface MysqlSourceOptions {
   readonly schemaHistory?: SchemaHistoryStore;
   /** Force how the snapshot start is locked (tests); by default the server decides. */
   readonly snapshotLocking?: SnapshotLocking;
+  /** How long a catalog statement may wait for a metadata lock before it fails, retriable (default CATALOG_TIMEOUT_MS; tests set less). */
+  readonly catalogTimeoutMs?: number;
 }
 
 export type MysqlSourcePhase = CapturePhase;
@@ -157,6 +159,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     const sql = sqlOf(this.catalog);
     const settings = await readServerSettings(sql);
     checkServerSettings(settings, context);
+    await sql.rows(catalogSessionSql(settings.flavor, this.options.catalogTimeoutMs ?? CATALOG_TIMEOUT_MS));
     await checkPrivileges(sql, config.tables, settings.flavor, context);
     this.settings = settings;
     if (settings.binlogRowMetadata !== "FULL") {
