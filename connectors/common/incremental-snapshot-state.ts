@@ -34,8 +34,9 @@ export interface SnapshotTask {
   readonly origin: string;
   /**
    * Its rows are read at versions above this one (decimal; PostgreSQL): the source emptied the table's targets just
-   * before, with a truncate at or below it, and sinks drop rows at or below a truncate's version. Kept with the task,
-   * so a restart reads above it too.
+   * before, with a truncate at or below it, and sinks drop rows at or below a truncate's version; or the table's
+   * columns were renamed (or added again) at this change, and its changes in the old layout below it would outrank the
+   * rows read. Kept with the task, so a restart reads above it too.
    */
   readonly readAbove?: string;
 }

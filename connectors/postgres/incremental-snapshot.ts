@@ -178,7 +178,8 @@ export class IncrementalSnapshots implements StreamInterleave {
 
   /**
    * Queues a snapshot of `table` (already checked by the caller); returns its task. `above`: its chunks are read at
-   * versions above this LSN (a truncate the source wrote for the table just before: rows under it are dropped); the task
+   * versions above this LSN (a truncate the source wrote for the table just before: rows under it are dropped; the
+   * change its renamed columns came with: changes of the old layout below it must not outrank the rows); the task
    * carries it (readAbove), so a restart from a checkpoint, or a reconnect, reads above it too.
    */
   request(table: string, where: string | null, origin: string, id?: string, above?: bigint): SnapshotTask {
@@ -475,11 +476,17 @@ export class IncrementalSnapshots implements StreamInterleave {
    * UNSEEN_WAIT_MS: a transaction left open on the server holds restart_lsn back.
    */
   private readableAt(task: SnapshotTask, restartLsn: bigint): boolean {
-    // Below the truncate the source wrote for the task a sink drops the rows: no going on before the slot passes it.
+    // Below the truncate the source wrote for the task a sink drops the rows, below a change of the table in its old layout
+    // (columns renamed) the rows lose to it: no going on before the slot passes it.
     if (belowEmptying(task, restartLsn)) {
       if (!this.waitingAbove.has(task.id)) {
         this.waitingAbove.add(task.id);
-        this.logger.info({ table: task.table, restartLsn: formatLsn(restartLsn), until: formatLsn(BigInt(task.readAbove ?? 0)) }, "online snapshot waits for the slot's restart_lsn to pass the truncate that emptied the table's targets");
+        this.logger.info(
+          { table: task.table, restartLsn: formatLsn(restartLsn), until: formatLsn(BigInt(task.readAbove ?? 0)), origin: task.origin },
+          task.origin === "columns-changed"
+            ? "online snapshot waits for the slot's restart_lsn to pass the commit that renamed the table's columns"
+            : "online snapshot waits for the slot's restart_lsn to pass the truncate that emptied the table's targets",
+        );
       }
       return false;
     }
@@ -622,7 +629,7 @@ function untilOrAborted(promise: Promise<void>, signal: AbortSignal): Promise<vo
   });
 }
 
-/** Whether a chunk of `task` read at restart_lsn `restartLsn` (version restartLsn - 1) would sit at or below the truncate that emptied its targets (readAbove). */
+/** Whether a chunk of `task` read at restart_lsn `restartLsn` (version restartLsn - 1) would sit at or below its readAbove (the truncate that emptied its targets, the change that renamed its columns). */
 export function belowEmptying(task: SnapshotTask, restartLsn: bigint): boolean {
   return task.readAbove !== undefined && restartLsn - 1n <= BigInt(task.readAbove);
 }
