@@ -385,7 +385,7 @@ export class KafkaPullConsumer implements TopicConsumer {
     if (target.kind === "offset") return target.offset;
     try {
       if (target.kind === "timestamp") {
-        const offsets = await this.options.admin().fetchTopicOffsetsByTimestamp(topic, target.timestampMs);
+        const offsets = await this.options.admin().fetchTopicOffsetsByTimestamp(topic, listOffsetsTime(target.timestampMs));
         return BigInt(offsets.find((o) => o.partition === partition)!.offset);
       }
       if (this.options.offsetRanges) {
@@ -455,4 +455,12 @@ function toBytes(value: Buffer | string | (Buffer | string)[] | undefined): Uint
 
 function closedError(group: string): SluiceError {
   return new SluiceError(`consumer of group "${group}" is closed`, { code: "CONSUMER_CLOSED", context: { component: "kafka", group } });
+}
+
+/**
+ * The time to ask ListOffsets for the first record at or after `timestampMs`. Kafka reads -1 as "the end" and -2 as
+ * "the start" and refuses other negative times, but a time before 1970 is before every record: its first one.
+ */
+export function listOffsetsTime(timestampMs: number): number {
+  return timestampMs < 0 ? 0 : timestampMs;
 }

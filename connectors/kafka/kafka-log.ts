@@ -42,7 +42,7 @@ import type { OutgoingMessage, WrittenOffset } from "./batching-producer.ts";
 import { compressionType } from "./compression.ts";
 import { createKafkaClient } from "./kafka-client.ts";
 import type { KafkaTopicsConfig } from "./kafka-client.ts";
-import { KafkaPullConsumer } from "./kafka-consumer.ts";
+import { KafkaPullConsumer, listOffsetsTime } from "./kafka-consumer.ts";
 import type { KafkaReaderLimits } from "./kafka-consumer.ts";
 import { isInvalidTopicName, kafkaError } from "./kafka-errors.ts";
 import { KafkaLease } from "./kafka-lease.ts";
@@ -749,7 +749,7 @@ export class KafkaTopicLog implements TopicLog {
 
   async offsetsForTimestamp(topic: string, timestampMs: number): Promise<TopicPartitionOffset[]> {
     await this.partitionCount(topic);
-    const offsets = await this.call("fetch offsets by time", () => this.admin.fetchTopicOffsetsByTimestamp(topic, timestampMs));
+    const offsets = await this.call("fetch offsets by time", () => this.admin.fetchTopicOffsetsByTimestamp(topic, listOffsetsTime(timestampMs)));
     return offsets.map((o) => ({ topic, partition: o.partition, offset: BigInt(o.offset) })).sort((a, b) => a.partition - b.partition);
   }
 

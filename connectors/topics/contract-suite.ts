@@ -205,6 +205,9 @@ export function topicLogContractSuite(name: string, factory: ContractFactory): v
       assert.deepEqual(await log.offsetsForTimestamp(topic, t0 + 3000), [{ topic, partition: 0, offset: offsetOf(3) }]);
       const [beyond] = await log.offsetsForTimestamp(topic, t0 + 60_000);
       assert.ok(beyond!.offset > offsetOf(9) && beyond!.offset <= (await log.endOffsets(topic))[0]!.offset, "a time after every record gives the end");
+      // Before 1970 is before every record (sluice replay --from-time 1969-12-31T23:59:59.999Z): Kafka's ListOffsets
+      // reads -1 as "the end" and -2 as "the start", and refuses other negative times.
+      for (const before of [-1, -2, -3_600_000]) assert.deepEqual(await log.offsetsForTimestamp(topic, before), [{ topic, partition: 0, offset: offsetOf(0) }], `time ${before}`);
 
       const consumer = await log.consumer(`${prefix}.seek.${randomBytes(3).toString("hex")}`, [topic]);
       const next = async () => (await consumer.poll({ maxRecords: 1, maxBytes: 2 ** 20, maxWaitMs: 5000 }))[0];
@@ -212,6 +215,8 @@ export function topicLogContractSuite(name: string, factory: ContractFactory): v
       assert.equal(text((await next())!.value), "v7");
       await consumer.seek(topic, 0, { kind: "earliest" });
       assert.equal(text((await next())!.value), "v0");
+      await consumer.seek(topic, 0, { kind: "timestamp", timestampMs: -1 });
+      assert.equal(text((await next())!.value), "v0", "a time before 1970 seeks to the first record");
       await consumer.seek(topic, 0, { kind: "offset", offset: offsetOf(5) });
       assert.equal(text((await next())!.value), "v5");
       await consumer.seek(topic, 0, { kind: "latest" });
