@@ -233,6 +233,12 @@ export class SluiceMetrics {
     labelNames: ["sink"] as const,
     registers: [this.registry],
   });
+  readonly rebuildInterruptedTables = new Gauge({
+    name: "sluice_rebuild_interrupted_tables",
+    help: "Half-built tables (shadows) a sink's rebuild left when it stopped before its swap; 0 once rebuilt again or abandoned",
+    labelNames: ["sink"] as const,
+    registers: [this.registry],
+  });
   readonly tablesHalted = new Gauge({
     name: "sluice_tables_halted",
     help: "Tables whose stream is halted (1) by an error an operator must resolve, or by a target's block until it is lifted (retried by itself)",

@@ -15,6 +15,8 @@ import type { RebuildReport } from "./rebuild.ts";
 import type { RebuildProgress, RebuildProgressEntry } from "./rebuild-progress.ts";
 import { REBUILD_UNKNOWN_TABLE, rebuildTopics } from "./rebuild-tables.ts";
 import { recordWhere } from "./rebuild-records.ts";
+import { abandonRebuild, describeAbandon } from "./rebuild-abandon.ts";
+import type { AbandonReport } from "./rebuild-abandon.ts";
 import { eraseInSink } from "./governance/erasure.ts";
 import { watchRebuildErasures } from "./governance/rebuild-erasures.ts";
 
@@ -159,6 +161,67 @@ export async function runRebuildCommand(
   }
 }
 
+/**
+ * `sluice replay --sink NAME --abandon-rebuild [--table T]... [--execute]`: drops the half-built
+ * tables an interrupted rebuild left (rebuild-abandon.ts), through the running daemon, else here
+ * under the sink's lease.
+ */
+export async function runAbandonRebuildCommand(config: SluiceConfig, sinkName: string, tables: readonly string[], execute: boolean, io: RebuildIo, logger: Logger): Promise<number> {
+  const sinkConfig = config.sinks.find((s) => s.name === sinkName);
+  if (!sinkConfig) {
+    io.stderr(`sluice replay: no sink "${sinkName}"; sinks: ${config.sinks.map((s) => s.name).join(", ") || "(none)"}\n`);
+    return 2;
+  }
+  const running = await daemonRunning(config);
+  if (typeof running === "object") {
+    io.stderr(`sluice replay: ${daemonBusyMessage(config, running)}\n`);
+    return 1;
+  }
+  const finish = (report: AbandonReport, by: string) => {
+    io.stdout(describeAbandon(sinkName, report, execute).replace(/^Done:/m, `Done${by}:`));
+    return report.notFound.length > 0 ? 1 : 0;
+  };
+  if (running) {
+    const response = await callDaemon(config, `/sinks/${encodeURIComponent(sinkName)}/rebuild/abandon`, { method: "POST", body: JSON.stringify({ tables, execute }), timeoutMs: 600_000 });
+    const body = (() => {
+      try {
+        return response.json() as AbandonReport & { error?: string };
+      } catch {
+        return { error: response.statusText } as AbandonReport & { error?: string };
+      }
+    })();
+    if (!response.ok) {
+      io.stderr(`sluice replay: the daemon could not abandon the rebuild of sink "${sinkName}": ${body.error ?? response.statusText}${refusalHint(response)}\n`);
+      return 1;
+    }
+    return finish(body, " (by the running daemon)");
+  }
+  const log = await openTopicLogForCommand(config.topics, config.name, logger, "write");
+  const group = sinkGroupName(config, sinkConfig);
+  const owner = `sluice replay --abandon-rebuild (${hostname()}:${process.pid})`;
+  try {
+    if (!(await log.acquireLease(group, owner, 3_600_000))) {
+      io.stderr(`sluice replay: refused: sink "${sinkName}" is running elsewhere (consumer group ${group}); nothing changed.\n`);
+      return 1;
+    }
+    const sink = await createSink(sinkConfig, logger);
+    if (!isRebuildable(sink)) {
+      io.stderr(`sluice replay: sink "${sinkName}" (${sinkConfig.kind}) cannot rebuild\n`);
+      return 1;
+    }
+    const signal = new AbortController().signal;
+    await sink.open(signal);
+    try {
+      return finish(await abandonRebuild(sink, tables, execute, signal, logger), "");
+    } finally {
+      await sink.close();
+    }
+  } finally {
+    await log.releaseLease(group, owner).catch(() => undefined);
+    await log.close();
+  }
+}
+
 /** Polls the daemon's /status for the rebuild of `sink` it runs for this command, and hands on what it says. */
 function pollDaemonProgress(config: SluiceConfig, sink: string, report: (progress: RebuildProgress) => void): { stop(): void } {
   const askedAt = Date.now();
@@ -172,8 +235,8 @@ function pollDaemonProgress(config: SluiceConfig, sink: string, report: (progres
       const sinks = (answer.json() as { sinks?: { name: string; rebuild?: RebuildProgressEntry | null }[] }).sinks ?? [];
       const entry = sinks.find((s) => s.name === sink)?.rebuild;
       // An earlier rebuild's entry stays listed a while: only this one's is shown (one machine's clock, a second of slack).
-      if (!entry || Date.parse(entry.startedAt) < askedAt - 1_000) continue;
-      report({ ...entry, recordsLeftOut: entry.recordsLeftOut ?? 0, sink, startedAtMs: Date.parse(entry.startedAt), finishedAtMs: entry.finishedAt === null ? null : Date.parse(entry.finishedAt) });
+      if (!entry || entry.state === "interrupted" || Date.parse(entry.startedAt) < askedAt - 1_000) continue;
+      report({ ...entry, state: entry.state, recordsLeftOut: entry.recordsLeftOut ?? 0, sink, startedAtMs: Date.parse(entry.startedAt), finishedAtMs: entry.finishedAt === null ? null : Date.parse(entry.finishedAt) });
     }
   };
   void poll();

@@ -94,8 +94,12 @@ export class RebuildProgressMeter {
 
 /** How /status shows a rebuild (times as ISO text, numbers rounded). */
 export interface RebuildProgressEntry {
-  readonly state: RebuildState;
+  /** "interrupted": a rebuild that stopped before its swap left its shadows (interrupted-rebuilds.ts). */
+  readonly state: RebuildState | "interrupted";
   readonly tables: readonly string[];
+  /** Interrupted: the half-built tables or indexes, and since when they are there. */
+  readonly shadows?: readonly string[];
+  readonly since?: string;
   readonly recordsDone: number;
   readonly recordsTotal: number | null;
   /** Absent from a daemon before it was counted. */

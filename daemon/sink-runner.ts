@@ -76,6 +76,8 @@ export interface SinkRunnerOptions {
    * retry.blocked_interval; default 30 s). 0: only an operator releases it.
    */
   readonly blockedRetryMs?: number;
+  /** Called once the sink is open, before it reads (its failure is logged, not fatal): e.g. to look for an interrupted rebuild. */
+  readonly onOpened?: (signal: AbortSignal) => Promise<void>;
 }
 
 export type { HaltedSinkTable } from "./halted.ts";
@@ -692,6 +694,7 @@ export class SinkRunner {
     });
     try {
       await retry(() => this.options.sink.open(stop), { ...this.options.retry, signal: stop, onRetry: (err) => this.logger.warn({ err }, "sink open failed; retrying") });
+      await this.options.onOpened?.(stop).catch((error: unknown) => this.logger.warn({ err: errorText(error) }, "looking at the sink after it opened failed; it runs on"));
       await this.consumeUntilStopped(stop);
     } catch (error) {
       if (!stop.aborted) throw error;

@@ -17,6 +17,8 @@ import type { SchemaRegistry } from "../schema-registry/index.ts";
 import type { RebuildReport } from "./rebuild.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
 import type { HaltAction, HaltedSinkTable, HaltReleaseReport } from "./halted.ts";
+import type { InterruptedRebuild } from "./interrupted-rebuilds.ts";
+import type { AbandonReport } from "./rebuild-abandon.ts";
 
 export interface SinkThreadData {
   readonly config: SluiceConfig;
@@ -40,6 +42,7 @@ export type SinkThreadCall =
   | { readonly method: "metrics" }
   | { readonly method: "query"; readonly sql: string }
   | { readonly method: "rebuild"; readonly tables: readonly string[] }
+  | { readonly method: "abandon-rebuild"; readonly tables: readonly string[]; readonly execute: boolean }
   | { readonly method: "release"; readonly table: string; readonly action: HaltAction; readonly execute: boolean; readonly through?: string | null }
   | { readonly method: "erase"; readonly source: string; readonly subject: string };
 
@@ -59,6 +62,8 @@ export interface SinkThreadState {
   readonly partitions: readonly string[];
   /** The running or last rebuild (sluice replay --rebuild), null when none ran. */
   readonly rebuild: RebuildProgress | null;
+  /** Shadows of a rebuild that stopped before its swap, found in the target (interrupted-rebuilds.ts); null when none. */
+  readonly interrupted: InterruptedRebuild | null;
 }
 
 export type FromSinkThread =
@@ -106,7 +111,7 @@ export class SinkThread {
   private readonly options: SinkThreadOptions;
   private readonly pending = new Map<number, Pending>();
   private nextCallId = 0;
-  private state: SinkThreadState = { ready: false, waiting: "starting", lastAppliedCommitMs: null, halted: [], partitions: [], rebuild: null };
+  private state: SinkThreadState = { ready: false, waiting: "starting", lastAppliedCommitMs: null, halted: [], partitions: [], rebuild: null, interrupted: null };
   private settle!: { resolve(): void; reject(error: Error): void };
   private startup!: { resolve(): void; reject(error: Error): void };
   private readonly started: Promise<void>;
@@ -174,6 +179,11 @@ export class SinkThread {
     return this.state.rebuild;
   }
 
+  /** Shadows of a rebuild that stopped before its swap, as last reported. */
+  interruptedRebuild(): InterruptedRebuild | null {
+    return this.state.interrupted;
+  }
+
   metrics(): Promise<MetricsSnapshot> {
     return this.call({ method: "metrics" }) as Promise<MetricsSnapshot>;
   }
@@ -186,6 +196,11 @@ export class SinkThread {
   /** Rebuilds the sink's `tables` (schema.table or topic), every table when none is given. */
   rebuild(tables: readonly string[] = []): Promise<RebuildReport> {
     return this.call({ method: "rebuild", tables }) as Promise<RebuildReport>;
+  }
+
+  /** Drops the shadows an interrupted rebuild left of `tables` (every one when none is given); a dry run unless `execute`. */
+  abandonRebuild(tables: readonly string[], execute: boolean): Promise<AbandonReport> {
+    return this.call({ method: "abandon-rebuild", tables, execute }) as Promise<AbandonReport>;
   }
 
   /** Releases a halted table (`sluice halted retry|skip`); a dry run unless `execute`. */
@@ -229,7 +244,7 @@ export class SinkThread {
         return;
       case "state":
         if (message.rebuild !== null && message.rebuild !== undefined && JSON.stringify(message.rebuild) !== JSON.stringify(this.state.rebuild)) this.options.onRebuildProgress?.(message.rebuild);
-        this.state = { ready: message.ready, waiting: message.waiting, lastAppliedCommitMs: message.lastAppliedCommitMs, halted: message.halted, partitions: message.partitions, rebuild: message.rebuild };
+        this.state = { ready: message.ready, waiting: message.waiting, lastAppliedCommitMs: message.lastAppliedCommitMs, halted: message.halted, partitions: message.partitions, rebuild: message.rebuild, interrupted: message.interrupted ?? null };
         return;
       case "schema-request":
         this.options.registry.getById(message.schemaId).then(

@@ -13,6 +13,9 @@ import { createLogger } from "../runtime/logger.ts";
 import { SluiceMetrics } from "./metrics.ts";
 import { isRebuildable, rebuildSink } from "./rebuild.ts";
 import { rebuildTopics } from "./rebuild-tables.ts";
+import { abandonRebuild, rebuildRunningError } from "./rebuild-abandon.ts";
+import { interruptedMessage, interruptedRebuild } from "./interrupted-rebuilds.ts";
+import type { InterruptedRebuild } from "./interrupted-rebuilds.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
 import { isQueryable } from "./sink-query.ts";
 import { sinkLeaseTtlMs } from "./sink-lease.ts";
@@ -85,6 +88,18 @@ async function main(): Promise<void> {
     const topics = async () => sinkTopics(config, sinkConfig, await log.topicNames());
     const personal = personalDecryptor(config, log);
     let rebuild: RebuildProgress | null = null;
+    let interrupted: InterruptedRebuild | null = null;
+    let rebuilding = false;
+    /** Shadows in the target while no rebuild runs here are a rebuild that stopped before its swap (interrupted-rebuilds.ts). */
+    const lookForInterruptedRebuild = async (signal: AbortSignal, atStart: boolean): Promise<void> => {
+      if (!isRebuildable(sink) || rebuilding) return;
+      const found = interruptedRebuild(await sink.rebuildShadows?.(signal) ?? [], Date.now());
+      if (found !== null && (atStart || interrupted === null)) logger.warn({ component: "rebuild", tables: found.tables, shadows: found.shadows, since: new Date(found.sinceMs).toISOString() }, interruptedMessage(sinkName, found));
+      else if (found === null && interrupted !== null) logger.info({ component: "rebuild", tables: interrupted.tables }, "no interrupted rebuild left: its half-built tables were replaced by a rebuild or dropped");
+      interrupted = found;
+      metrics.rebuildInterruptedTables.set({ sink: sinkName }, found?.shadows.length ?? 0);
+      report();
+    };
     const decoder = recordDecoder(registry, personal);
     const sink = await createSink(sinkConfig, logger);
     const leaseTtlMs = sinkLeaseTtlMs();
@@ -105,6 +120,7 @@ async function main(): Promise<void> {
       metrics,
       owner,
       ...(leaseTtlMs === undefined ? {} : { leaseTtlMs }),
+      onOpened: (signal) => lookForInterruptedRebuild(signal, true),
     });
     const erasures = new SinkErasures({ config, sinkConfig, sink, personal, betweenBatches: (operation) => runner.betweenBatches(operation), signal: stop.signal });
     answer = async (call) => {
@@ -114,12 +130,20 @@ async function main(): Promise<void> {
         case "query":
           if (!isQueryable(sink)) throw new Error(`sink ${sinkName} does not answer SQL`);
           return sink.readQueryJson(call.sql);
+        case "abandon-rebuild": {
+          if (!isRebuildable(sink)) throw new Error(`sink ${sinkName} cannot be rebuilt`);
+          if (rebuilding) throw rebuildRunningError(sinkName);
+          const abandoned = await abandonRebuild(sink, call.tables, call.execute, stop.signal, logger.child({ component: "rebuild" }));
+          if (call.execute) await lookForInterruptedRebuild(stop.signal, false);
+          return abandoned;
+        }
         case "rebuild": {
           if (!isRebuildable(sink)) throw new Error(`sink ${sinkName} cannot be rebuilt`);
           const rebuildLogger = logger.child({ component: "rebuild" });
           const topics = rebuildTopics(config, sinkConfig, await log.topicNames(), call.tables);
           // Erasures while it runs: never inside one of its batches, and erased again in its new tables (sink-erasures.ts).
           const guard = await erasures.rebuildGuard(rebuildLogger);
+          rebuilding = true;
           try {
             return await rebuildSink({
               sink,
@@ -139,6 +163,11 @@ async function main(): Promise<void> {
             });
           } finally {
             guard.close();
+            rebuilding = false;
+            // Swapped in, or failed and its shadows dropped: what is left of an earlier interrupted one (other tables) still shows.
+            await lookForInterruptedRebuild(stop.signal, false).catch((error: unknown) => {
+              if (!stop.signal.aborted) logger.warn({ err: error instanceof Error ? error.message : String(error) }, "looking for an interrupted rebuild failed");
+            });
           }
         }
         case "erase":
@@ -150,7 +179,7 @@ async function main(): Promise<void> {
       }
     };
     const report = () =>
-      post({ type: "state", ready: runner.ready(), waiting: runner.waitingFor(), lastAppliedCommitMs: runner.lastAppliedCommitTime(), halted: runner.haltedTables(), partitions: runner.assignment(), rebuild });
+      post({ type: "state", ready: runner.ready(), waiting: runner.waitingFor(), lastAppliedCommitMs: runner.lastAppliedCommitTime(), halted: runner.haltedTables(), partitions: runner.assignment(), rebuild, interrupted });
     const reporting = setInterval(report, STATE_REPORT_MS);
     post({ type: "started", queryable: isQueryable(sink), rebuildable: isRebuildable(sink) });
     try {

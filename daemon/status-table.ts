@@ -104,6 +104,7 @@ export function formatStatus(status: Record<string, unknown>): string {
   const rebuilds = sinks.flatMap((s) => {
     const r = s.rebuild;
     if (!r) return [];
+    if (r.state === "interrupted") return [[s.name, `interrupted (since ${r.since ?? r.startedAt})`, "-", "-", "-", r.tables.join(", ") || "-", r.error ?? ""]];
     const records = `${r.recordsDone}${r.recordsTotal === null ? "" : ` / ${r.recordsTotal}`}${r.recordsLeftOut ? ` (${r.recordsLeftOut} undecodable left out)` : ""}`;
     return [[s.name, r.state, records, r.state === "reading" ? `${r.recordsPerSecond}/s` : "-", r.etaSeconds === null || r.state !== "reading" ? "-" : formatDuration(r.etaSeconds), r.tables.join(", ") || "-", r.error ?? ""]];
   });

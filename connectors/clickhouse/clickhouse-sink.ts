@@ -21,7 +21,7 @@ import { allIndices, collapseChanges, hasUnchanged } from "../sinks/batch.ts";
 import type { RowChange, StagedChange, TableChanges } from "../sinks/batch.ts";
 import { DELETED_COLUMN, firstVersionWith, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { SinceOf, TargetColumn } from "../sinks/columns.ts";
-import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StagedWrite, StagingSink, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
+import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, RebuildShadow, StagedWrite, StagingSink, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { errorMessage, rebuildState, rowRejected, schemaUnsupported, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { beforeHalt, earlierPlace, failedRowPlace } from "../sinks/halt-place.ts";
@@ -256,6 +256,17 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
         throw error;
       });
       return { live, shadow: (await count(this.#find(target, "shadow"))) ?? 0 };
+    });
+  }
+
+  /** Shadows whose swap was stopped after its view switch were finished at open (#finishSwap): those left are not swapped in. */
+  rebuildShadows(signal: AbortSignal): Promise<RebuildShadow[]> {
+    return this.#serial.run(async () => {
+      signal.throwIfAborted();
+      // When it was prepared is not kept: its catalog rows are merged down to the newest (a column added since).
+      return [...this.#tables.values()]
+        .filter((t) => t.role === "shadow")
+        .map((t) => ({ table: this.#owners.get(t.target) ?? null, target: t.target, physical: t.physical, preparedAtMs: null }));
     });
   }
 

@@ -26,6 +26,8 @@ export interface PhysicalTable {
   truncateVersion: bigint;
   /** Empty while the table is not created yet (a shadow prepared before any schema was known). */
   columns: readonly TargetColumn[];
+  /** When it was first saved (ms since the epoch); absent for tables saved before Sluice recorded it. */
+  readonly createdAtMs?: number;
 }
 
 const TABLES = `${ident(INTERNAL_SCHEMA)}.${ident("tables")}`;
@@ -43,6 +45,8 @@ export async function bootstrapCatalog(connection: DuckDBConnection): Promise<vo
       `"offset" BIGINT NOT NULL, PRIMARY KEY (sink, topic, "partition"))`,
   );
   await connection.run(`ALTER TABLE ${OFFSETS} ADD COLUMN IF NOT EXISTS topic_id VARCHAR`);
+  // When a rebuild's shadow was prepared, for the warning about one a stopped process left behind.
+  await connection.run(`ALTER TABLE ${TABLES} ADD COLUMN IF NOT EXISTS created_at_ms BIGINT`);
   await connection.run(
     `CREATE TABLE IF NOT EXISTS ${TARGETS} (target VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, "database" VARCHAR NOT NULL, "schema" VARCHAR NOT NULL, "table" VARCHAR NOT NULL)`,
   );
@@ -63,7 +67,7 @@ export async function saveTargetOwner(connection: DuckDBConnection, target: stri
 }
 
 export async function loadTables(connection: DuckDBConnection): Promise<PhysicalTable[]> {
-  const reader = await connection.runAndReadAll(`SELECT physical, target, role, generation, truncate_version::VARCHAR AS tv, columns FROM ${TABLES}`);
+  const reader = await connection.runAndReadAll(`SELECT physical, target, role, generation, truncate_version::VARCHAR AS tv, columns, created_at_ms FROM ${TABLES}`);
   return reader.getRowObjectsJson().map((row) => ({
     physical: String(row["physical"]),
     target: String(row["target"]),
@@ -71,13 +75,14 @@ export async function loadTables(connection: DuckDBConnection): Promise<Physical
     generation: Number(row["generation"]),
     truncateVersion: BigInt(String(row["tv"])),
     columns: JSON.parse(String(row["columns"])) as TargetColumn[],
+    ...(row["created_at_ms"] === null ? {} : { createdAtMs: Number(row["created_at_ms"]) }),
   }));
 }
 
 export async function saveTable(connection: DuckDBConnection, table: PhysicalTable): Promise<void> {
   await connection.run(
-    `INSERT INTO ${TABLES} VALUES (${literal(table.physical)}, ${literal(table.target)}, ${literal(table.role)}, ${table.generation}, ` +
-      `${table.truncateVersion}, ${literal(JSON.stringify(table.columns))}) ON CONFLICT (physical) DO UPDATE SET ` +
+    `INSERT INTO ${TABLES} (physical, target, role, generation, truncate_version, columns, created_at_ms) VALUES (${literal(table.physical)}, ${literal(table.target)}, ` +
+      `${literal(table.role)}, ${table.generation}, ${table.truncateVersion}, ${literal(JSON.stringify(table.columns))}, ${table.createdAtMs ?? Date.now()}) ON CONFLICT (physical) DO UPDATE SET ` +
       `role = excluded.role, truncate_version = excluded.truncate_version, columns = excluded.columns`,
   );
 }

@@ -22,7 +22,7 @@ import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { defaultOf, DELETED_COLUMN, firstVersionWith, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import type { PlanContext, SinceOf, TargetColumn } from "../sinks/columns.ts";
 import type { LogicalType } from "../sinks/logical-type.ts";
-import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
+import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, RebuildShadow, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { CATALOG_MISMATCH, errorMessage, rebuildState, rowRejected, schemaUnsupported, TargetBlockedError, TARGET_REPLACED, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { beforeHalt, earlierPlace, failedRowPlace } from "../sinks/halt-place.ts";
@@ -287,6 +287,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
           generation: this.#nextGeneration(target),
           truncateVersion: 0n,
           columns: [],
+          createdAtMs: Date.now(),
         };
         const initial = columns ?? live?.columns;
         if (initial) await this.#create(shadow, initial);
@@ -341,6 +342,15 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
         });
         return { live, shadow: (await count(this.#find(target, "shadow"))) ?? 0 };
       });
+    });
+  }
+
+  rebuildShadows(signal: AbortSignal): Promise<RebuildShadow[]> {
+    return this.#serial.run(async () => {
+      signal.throwIfAborted();
+      return [...this.#tables.values()]
+        .filter((t) => t.role === "shadow")
+        .map((t) => ({ table: this.#owners.get(t.target) ?? null, target: t.target, physical: t.physical, preparedAtMs: t.createdAtMs ?? null }));
     });
   }
 

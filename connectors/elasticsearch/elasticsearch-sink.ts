@@ -27,7 +27,7 @@ import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { defaultOf, DELETED_COLUMN, firstVersionWith, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import { deadlineError, pastDeadline } from "../sinks/deadline.ts";
 import type { PlanContext, SinceOf, TargetColumn } from "../sinks/columns.ts";
-import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, StagedWrite, StagingSink, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
+import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, RebuildShadow, StagedWrite, StagingSink, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { CATALOG_MISMATCH, errorMessage, rebuildState, rowRejected, schemaUnsupported, targetBlocked, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { keyId } from "../sinks/keys.ts";
@@ -253,6 +253,21 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
         live: indexes.live ? await this.#idx().countCurrent(indexes.live, signal) : null,
         shadow: indexes.shadow ? await this.#idx().countCurrent(indexes.shadow, signal) : 0,
       };
+    });
+  }
+
+  /**
+   * The rebuild markers' indexes that are this sink's: of a table it takes whose target it renders
+   * to the marker's, or, without a table in their `_meta`, of a target it made a live index for.
+   */
+  rebuildShadows(signal: AbortSignal): Promise<RebuildShadow[]> {
+    return this.#serial.run(async () => {
+      const shadows = await this.#idx().shadows(signal);
+      const mine = (owner: TableId | null, target: string) =>
+        owner === null ? this.#made.has(target) : this.#accept(owner) && renderTarget(this.#config.target, owner).toLowerCase() === target;
+      return shadows
+        .filter((s) => mine(s.owner, s.target))
+        .map((s) => ({ table: s.owner === null ? null : tableIdOf(s.owner), target: s.target, physical: s.physical, preparedAtMs: s.createdAtMs }));
     });
   }
 

@@ -42,7 +42,8 @@ interface SluiceMeta {
   readonly table?: TableId;
 }
 
-export const rebuildAlias = (target: string) => `${target}__rebuild`;
+const REBUILD_SUFFIX = "__rebuild";
+export const rebuildAlias = (target: string) => `${target}${REBUILD_SUFFIX}`;
 
 /** The names a target's indexes and aliases take besides its own: generations and the rebuild alias. */
 export const DERIVED_NAME_SUFFIX = /__(v[1-9]\d*|rebuild)$/;
@@ -124,6 +125,28 @@ export class Indices {
     const live = out.live;
     if (live) for (const old of unaliased.filter((index) => index.generation < live.generation)) await this.#deleteIndex(old.name, signal);
     return out;
+  }
+
+  /** Every index that carries a rebuild marker (any target's, any sink's): its name, what its `_meta` says and when it was made. */
+  async shadows(signal: AbortSignal): Promise<{ physical: string; target: string; owner: TableId | null; createdAtMs: number | null }[]> {
+    const marked = (await this.#call("list rebuild aliases", () =>
+      this.#client.indices.getAlias({ name: `*${REBUILD_SUFFIX}`, expand_wildcards: "all", ignore_unavailable: true, allow_no_indices: true }, { signal }),
+    )) as Record<string, { aliases?: Record<string, unknown> }>;
+    const names = Object.keys(marked);
+    if (names.length === 0) return [];
+    const existing = (await this.#call("list indexes", () =>
+      this.#client.indices.get({ index: names, expand_wildcards: "all", ignore_unavailable: true, allow_no_indices: true }, { signal }),
+    )) as Record<string, { mappings?: { _meta?: { sluice?: SluiceMeta } }; settings?: { index?: { creation_date?: string } } }>;
+    const out: { physical: string; target: string; owner: TableId | null; createdAtMs: number | null }[] = [];
+    for (const [physical, info] of Object.entries(existing)) {
+      const alias = Object.keys(marked[physical]?.aliases ?? {}).find((name) => name.endsWith(REBUILD_SUFFIX));
+      if (alias === undefined) continue;
+      const target = alias.slice(0, -REBUILD_SUFFIX.length);
+      if (generationOf(target, physical) === null) continue;
+      const created = Number(info.settings?.index?.creation_date);
+      out.push({ physical, target, owner: info.mappings?._meta?.sluice?.table ?? null, createdAtMs: Number.isFinite(created) && created > 0 ? created : null });
+    }
+    return out.sort((a, b) => (a.physical < b.physical ? -1 : 1));
   }
 
   /** Creates the index with its alias in one request (live: the filtered user alias; shadow: the rebuild marker). */

@@ -610,6 +610,58 @@ export function sinkConformanceSuite(harness: SinkHarness): void {
       await assert.rejects(() => sink.swap(schema, signal()), /no rebuild in progress/);
     });
 
+    test("a rebuild stopped before its swap leaves its shadow: a restarted sink lists it and mirrors live writes into it; a rebuild run again replaces it and swaps in the right rows; abandoning one drops it", async () => {
+      const { schema, events, target } = newTable();
+      const table = { source: schema.source, database: schema.database, schema: schema.schema, table: schema.table };
+      const history = [
+        events.insert(1n, { id: 1, name: "a", amount: "1.00", note: "toasted", flag: true }),
+        events.insert(2n, { id: 2, name: "b", amount: "2.00", note: "n2", flag: true }),
+        events.delete(3n, { id: 2 }),
+      ];
+      const name = `${sinkName}_int`;
+      const first = await open(name);
+      await write(first, history);
+      const preparing = Date.now();
+      await first.prepareRebuild(schema, signal());
+      assert.deepEqual((await first.writeRebuild(history.slice(0, 1), signal())).failures, []);
+      // Stopped (or killed: prepareRebuild has made the shadow durable) before the replay ended and the swap.
+      await first.close();
+      const restarted = await open(name);
+      const shadowsOf = async (s: VersionedSink) => ((await s.rebuildShadows?.(signal())) ?? []).filter((shadow) => shadow.table?.schema === table.schema && shadow.table.table === table.table);
+      const found = await shadowsOf(restarted);
+      assert.equal(found.length, 1, "the restarted sink finds the shadow");
+      assert.deepEqual(found[0]!.table, table);
+      assert.match(found[0]!.physical, /__v2$/);
+      const prepared = found[0]!.preparedAtMs;
+      assert.ok(prepared === null || (prepared >= preparing - 60_000 && prepared <= Date.now() + 60_000), `prepared at ${prepared}`);
+      // The shadow keeps receiving the live writes (a rebuild may run in another process of the sink); the live table serves unchanged.
+      const live = [events.update(4n, { id: 1, name: "a2", amount: "1.00", note: UNCHANGED, flag: true }), events.insert(5n, { id: 3, name: "c", amount: null, note: null, flag: null })];
+      await write(restarted, live);
+      assert.deepEqual(await restarted.rebuildRowCounts?.(schema, signal()), { live: 2, shadow: 2 });
+      expectRows(await harness.visibleRows(target, schema), [{ id: "1", name: "a2", note: "toasted" }, { id: "3", name: "c" }]);
+      // Run again, the rebuild starts over in a new shadow, replays the whole topic (the live writes too) and swaps in the rows it gives.
+      await restarted.prepareRebuild(schema, signal());
+      assert.deepEqual((await restarted.writeRebuild([...history, ...live], signal())).failures, []);
+      await restarted.swap(schema, signal());
+      assert.deepEqual(await shadowsOf(restarted), []);
+      const expected = [
+        { id: "1", name: "a2", amount: "1.00", note: "toasted", flag: "true" },
+        { id: "3", name: "c", amount: null, note: null, flag: null },
+      ];
+      expectRows(await harness.visibleRows(target, schema), expected);
+      // Another one stopped before its swap, then abandoned after a restart: its shadow is dropped, the live table serves and takes writes.
+      await restarted.prepareRebuild(schema, signal());
+      await restarted.close();
+      const again = await open(name);
+      const left = await shadowsOf(again);
+      assert.equal(left.length, 1);
+      await again.abortRebuild(left[0]!.table!, signal());
+      assert.deepEqual(await shadowsOf(again), []);
+      await write(again, [events.insert(6n, { id: 4, name: "d", amount: null, note: null, flag: null })]);
+      expectRows(await harness.visibleRows(target, schema), [...expected, { id: "4", name: "d", amount: null, note: null, flag: null }]);
+      assert.deepEqual(await shadowsOf(await open(name)), [], "dropped for good: a restart finds none");
+    });
+
     test("a rebuild takes the table's newest shape: a number column that became text, which the live target refuses, holds the older numbers as their text", async () => {
       const { schema, events, target } = newTable([
         ["id", "integer"],

@@ -69,8 +69,11 @@ export interface TransactionalSink extends Sink {
  * 3. `swap(table)` atomically makes the shadow what users query (view / alias switch) and drops
  *    the old generation. `abortRebuild(table)` drops the shadow instead.
  *
- * The shadow survives restarts (it is recorded in the target); calling `prepareRebuild` again
- * discards it and starts over.
+ * The shadow survives restarts (it is recorded in the target) and keeps receiving the live writes
+ * (a rebuild may be running in another process of the sink, which needs them); a rebuild never
+ * resumes: calling `prepareRebuild` again discards it and starts over. `rebuildShadows` lists the
+ * shadows the target holds, so a process that finds one at start can say a rebuild was
+ * interrupted (daemon/interrupted-rebuilds.ts).
  */
 export interface RebuildableSink extends Sink {
   /**
@@ -88,6 +91,19 @@ export interface RebuildableSink extends Sink {
    * shadow, for the rebuild's row-count check before `swap`; live is null when there is none.
    */
   rebuildRowCounts?(table: TableId, signal: AbortSignal): Promise<RebuildRowCounts>;
+  /** The shadows the target holds now (after `open`): rebuilds prepared and neither swapped in nor aborted. */
+  rebuildShadows?(signal: AbortSignal): Promise<RebuildShadow[]>;
+}
+
+/** A rebuild's shadow found in the target (`RebuildableSink.rebuildShadows`). */
+export interface RebuildShadow {
+  /** The table it rebuilds; null when the target does not record it (its owner was never written). */
+  readonly table: TableId | null;
+  readonly target: string;
+  /** The shadow's table or index, `<target>__v<N>`. */
+  readonly physical: string;
+  /** When it was prepared (ms since the epoch), where the target records it; else null. */
+  readonly preparedAtMs: number | null;
 }
 
 export interface RebuildRowCounts {
