@@ -18,6 +18,7 @@ import { openRegistry } from "./components.ts";
 import { Daemon } from "./daemon.ts";
 import { callDaemon, daemonUrl, refusalHint, unreachableReason } from "./daemon-client.ts";
 import type { DaemonAnswer } from "./daemon-client.ts";
+import { DEAD_LETTERS_DETAILS, DEAD_LETTERS_USAGE, runDeadLettersCommand } from "./dead-letters-command.ts";
 import { HALTED_DETAILS, HALTED_USAGE, runHaltedCommand } from "./halted-command.ts";
 import { runSnapshotCommand, SNAPSHOT_DETAILS, SNAPSHOT_USAGE } from "./snapshot-command.ts";
 import { createLogger, stdoutDestination } from "../runtime/logger.ts";
@@ -272,6 +273,18 @@ const commands: Record<string, Command> = {
         json: values["json"] === true,
       };
       return runHaltedCommand(config, positionals, options, io);
+    },
+  },
+  "dead-letters": {
+    summary: "read a sink's or a source's dead-letter topic: per record its table, key and reason (values only with --values)",
+    usage: DEAD_LETTERS_USAGE,
+    details: `${CONFIG_HELP}\n${DEAD_LETTERS_DETAILS}`,
+    options: { ...configOption, sink: { type: "string" }, source: { type: "string" }, table: { type: "string" }, from: { type: "string" }, limit: { type: "string" }, values: { type: "boolean" } },
+    async run(values, _positionals, io) {
+      // Neither the sources' nor the sinks' credentials are needed: only the topic log and the registry.
+      const config = loadConfigFile(configPath(values), { captures: () => false, runsSink: () => false });
+      const args = { sink: values["sink"] as string | undefined, source: values["source"] as string | undefined, table: values["table"] as string | undefined, from: values["from"] as string | undefined, limit: values["limit"] as string | undefined, values: values["values"] === true };
+      return runDeadLettersCommand(config, args, io, createLogger("warn", process.stderr));
     },
   },
   forget: {

@@ -53,7 +53,7 @@ test("sluice halted skip --all-pending / --through asks the daemon for a ranged 
     assert.equal(await runHaltedCommand(config, ["skip"], { sink: "wh", table: "shop.x", through: "900", execute: false, json: false }, io), 0);
     assert.deepEqual(bodies, [{ table: "shop.x", execute: false, through: "pending" }, { table: "shop.x", execute: false, through: "900" }]);
     assert.match(stdout, /at most 894 record/);
-    assert.match(stdout, /Dead-lettered records: read d\.dlq\.wh/);
+    assert.match(stdout, /Dead-lettered records: in d\.dlq\.wh, each with its reason: "sluice dead-letters --sink wh" lists them/);
     assert.equal(await runHaltedCommand(config, ["retry"], { sink: "wh", table: "shop.x", allPending: true, execute: false, json: false }, io), 2);
     assert.equal(await runHaltedCommand(config, ["skip"], { sink: "wh", table: "shop.x", through: "9", allPending: true, execute: false, json: false }, io), 2);
     assert.equal(await runHaltedCommand(config, ["skip"], { sink: "wh", table: "shop.x", through: "-1", execute: false, json: false }, io), 2);

@@ -136,7 +136,7 @@ export async function runHaltedCommand(
     `  error: ${body.error}`,
     body.executed ? `Done: ${body.description}.` : `Dry run, nothing changed: ${body.description}.`,
   ];
-  if (body.skipThrough !== undefined) lines.push(`  Dead-lettered records: read ${body.deadLetterTopic} (each with its reason in the sluice.error header); "sluice halted list" shows the table if one halts it again.`);
+  if (body.skipThrough !== undefined) lines.push(`  Dead-lettered records: in ${body.deadLetterTopic}, each with its reason: "sluice dead-letters --sink ${body.sink}" lists them; "sluice halted list" shows the table if one halts it again.`);
   if (!body.executed) lines.push(`Add --execute to do it.`);
   io.stdout(`${lines.join("\n")}\n`);
   return 0;
