@@ -6,32 +6,86 @@
  * from elsewhere would open an empty log or warehouse; they are shown resolved instead
  * (`sluice validate`, the start log).
  */
+import { accessSync, constants, statSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
+import { describeFsError } from "./document.ts";
 import type { SluiceConfig } from "./schema.ts";
 
-/** Rewrites every relative read-only file path of `config` (keys ending in _file or _files, outbox payload schemas) as absolute, from `configFile`'s folder. */
-export function resolveReadFiles(config: SluiceConfig, configFile: string): SluiceConfig {
-  const baseDir = dirname(resolve(configFile));
-  const fromConfig = (path: string) => (isAbsolute(path) ? path : resolve(baseDir, path));
-  const visit = (value: unknown): void => {
+/** A file the config names for Sluice to read, at its key path (e.g. ["sources", 0, "tls", "ca_file"]). */
+export interface ReadFile {
+  readonly path: readonly (string | number)[];
+  readonly file: string;
+}
+
+/** Calls `each` for every read-only file path of `config` (keys ending in _file or _files, outbox payload schemas) and puts its answer in the path's place. */
+function mapReadFiles(config: SluiceConfig, each: (file: ReadFile) => string): void {
+  const visit = (value: unknown, at: readonly (string | number)[]): void => {
     if (Array.isArray(value)) {
-      for (const item of value) visit(item);
+      value.forEach((item, index) => visit(item, [...at, index]));
       return;
     }
     if (value === null || typeof value !== "object" || Object.getPrototypeOf(value) !== Object.prototype) return;
     const record = value as Record<string, unknown>;
     for (const [key, item] of Object.entries(record)) {
-      if (key.endsWith("_file") && typeof item === "string") record[key] = fromConfig(item);
-      else if (key.endsWith("_files") && Array.isArray(item)) record[key] = item.map((path: unknown) => (typeof path === "string" ? fromConfig(path) : path));
-      else visit(item);
+      if (key.endsWith("_file") && typeof item === "string") record[key] = each({ path: [...at, key], file: item });
+      else if (key.endsWith("_files") && Array.isArray(item)) record[key] = item.map((file: unknown, index) => (typeof file === "string" ? each({ path: [...at, key, index], file }) : file));
+      else visit(item, [...at, key]);
     }
   };
-  visit(config);
-  for (const source of config.sources) {
+  visit(config, []);
+  config.sources.forEach((source, index) => {
     const schemas = source.outbox?.payload.schemas;
-    if (schemas !== undefined) for (const [type, path] of Object.entries(schemas)) schemas[type] = fromConfig(path);
-  }
+    if (schemas !== undefined) for (const [type, file] of Object.entries(schemas)) schemas[type] = each({ path: ["sources", index, "outbox", "payload", "schemas", type], file });
+  });
+}
+
+/** Rewrites every relative read-only file path of `config` as absolute, from `configFile`'s folder. */
+export function resolveReadFiles(config: SluiceConfig, configFile: string): SluiceConfig {
+  const baseDir = dirname(resolve(configFile));
+  mapReadFiles(config, ({ file }) => (isAbsolute(file) ? file : resolve(baseDir, file)));
   return config;
+}
+
+/** The read-only files `config` names, as they stand (absolute once loaded). */
+export function readFiles(config: SluiceConfig): ReadFile[] {
+  const files: ReadFile[] = [];
+  mapReadFiles(config, (file) => {
+    files.push(file);
+    return file.file;
+  });
+  return files;
+}
+
+/** Which parts of the config this process runs (config/load.ts LoadOptions); the files of the others may be absent. */
+export interface PartsRun {
+  readonly captures?: ((source: string) => boolean) | undefined;
+  readonly runsSink?: ((sink: string) => boolean) | undefined;
+}
+
+/**
+ * The files Sluice reads that it cannot (missing, unreadable, a directory), each at its key with its absolute path
+ * (`sluice validate`; the daemon would fail on them at start). personal_data's key files are left to their own check,
+ * which reads their content too (daemon/governance/master-key-check.ts); those of parts this process does not run are not looked at.
+ */
+export function unreadableFiles(config: SluiceConfig, parts: PartsRun = {}): { path: readonly (string | number)[]; message: string }[] {
+  const runs = (path: readonly (string | number)[]) => {
+    const index = path[1];
+    if (typeof index !== "number") return true;
+    if (path[0] === "sources") return parts.captures?.(config.sources[index]!.name) ?? true;
+    if (path[0] === "sinks") return parts.runsSink?.(config.sinks[index]!.name) ?? true;
+    return true;
+  };
+  const problems: { path: readonly (string | number)[]; message: string }[] = [];
+  for (const { path, file } of readFiles(config)) {
+    if (path[0] === "personal_data" || !runs(path)) continue;
+    try {
+      accessSync(file, constants.R_OK);
+      if (statSync(file).isDirectory()) problems.push({ path, message: `${file} is a directory, not a file` });
+    } catch (error) {
+      problems.push({ path, message: `cannot read ${file}: ${describeFsError(error)}` });
+    }
+  }
+  return problems;
 }
 
 export interface DataPath {

@@ -33,7 +33,8 @@ A Sluice deployment is one YAML file, checked with \`sluice validate -c FILE\`. 
   path is read from the config file's folder. Giving both is an error.
 - **Files Sluice reads** are found the same way: a relative \`master_key_file\`, \`previous_master_key_files\`,
   \`tls.ca_file\`, \`tls.cert_file\`, \`tls.key_file\` (sources, \`topics\`, sinks, \`http\`) or outbox
-  \`payload.schemas\` file is read from the config file's folder, whatever the working directory.
+  \`payload.schemas\` file is read from the config file's folder, whatever the working directory;
+  \`sluice validate\` checks that each one it would read can be read (the master key's content too).
   **Data paths are not**: a relative \`topics.path\` (embedded log) or DuckDB sink \`path\` is from the
   working directory of the process (\`./data/sluice.db\` lands in the directory \`sluice run\` starts in).
   \`sluice validate\` prints each data path absolute, and the \`sluice started\` log line has them

@@ -89,6 +89,27 @@ test("validate reads personal_data's key files as the daemon's start does, namin
   assert.match(short.stderr, new RegExp(`personal_data\\.previous_master_key_files\\[0\\]: the master key file ${join(dir, "keys", "short.key")} must hold 32 bytes`));
 });
 
+// Found while checking validate against wrong configs: a TLS file that does not exist passed validate, and the daemon
+// then failed at start (TLS_FILE_UNREADABLE).
+test("validate reports a file Sluice reads that it cannot, at its key with the resolved path; not for a part the process does not run", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-cli-files-"));
+  const file = join(dir, "sluice.yaml");
+  writeFileSync(
+    file,
+    `name: t\nsources:\n  - {name: pg, kind: postgres, database: app, user: u, tables: [public.t], tls: {mode: verify-full, ca_file: certs/pg-ca.pem}}\n` +
+      `topics: {kind: kafka, brokers: ["k:9092"], tls: {ca_file: certs/kafka-ca.pem}}\nsinks:\n  - {name: es, kind: elasticsearch, sources: [pg], nodes: ["http://es:9200"]}\n`,
+  );
+  const validate = (...args: string[]) => spawnSync(process.execPath, [cli, "validate", "-c", file, ...args], { encoding: "utf8", cwd: tmpdir(), env: { ...process.env, SLUICE_CONFIG: "" } });
+  const all = validate();
+  assert.equal(all.status, 2);
+  assert.match(all.stderr, new RegExp(`sluice\\.yaml:3:\\d+: sources\\[0\\]\\.tls\\.ca_file: cannot read ${join(dir, "certs", "pg-ca.pem")}: no such file \\(ENOENT\\)`));
+  assert.match(all.stderr, new RegExp(`sluice\\.yaml:4:\\d+: topics\\.tls\\.ca_file: cannot read ${join(dir, "certs", "kafka-ca.pem")}: no such file \\(ENOENT\\)`));
+  const sinksOnly = validate("--role", "sinks");
+  assert.equal(sinksOnly.status, 2);
+  assert.doesNotMatch(sinksOnly.stderr, /sources\[0\]/);
+  assert.match(sinksOnly.stderr, /topics\.tls\.ca_file/);
+});
+
 test("validate shows the data paths resolved from the working directory", () => {
   const dir = mkdtempSync(join(tmpdir(), "sluice-cli-data-"));
   const file = join(dir, "sluice.yaml");

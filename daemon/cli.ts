@@ -5,9 +5,8 @@ import { Socket } from "node:net";
 import { parseArgs } from "node:util";
 import type { ParseArgsConfig } from "node:util";
 import { ConfigValidationError } from "../config/issues.ts";
-import { dataPaths } from "../config/file-paths.ts";
+import { dataPaths, unreadableFiles } from "../config/file-paths.ts";
 import { loadConfigFile } from "../config/load.ts";
-import type { LoadOptions } from "../config/load.ts";
 import { redact } from "../config/redact.ts";
 import type { SluiceConfig } from "../config/schema.ts";
 import { SluiceError } from "../connectors/errors.ts";
@@ -86,7 +85,7 @@ const ROLE_HELP = [
 ].join("\n");
 
 /** The config as a process with these role options needs it: sources it does not capture may lack their secrets. */
-function loadForRoles(values: Record<string, unknown>, check?: LoadOptions["check"]): { config: SluiceConfig; selection: RunSelection } {
+function loadForRoles(values: Record<string, unknown>, checkFiles = false): { config: SluiceConfig; selection: RunSelection } {
   let parsed: ReturnType<typeof parseRoles>;
   try {
     parsed = parseRoles({ role: values["role"] as string[] | undefined, source: values["source"] as string[] | undefined, sink: values["sink"] as string[] | undefined });
@@ -95,7 +94,9 @@ function loadForRoles(values: Record<string, unknown>, check?: LoadOptions["chec
   }
   const captures = (name: string) => parsed.roles.has("capture") && (parsed.sources.length === 0 || parsed.sources.includes(name));
   const runsSink = (name: string) => parsed.roles.has("sinks") && (parsed.sinks.length === 0 || parsed.sinks.includes(name));
-  const config = loadConfigFile(configPath(values), { captures, runsSink, checkMemory: true, ...(check ? { check } : {}) });
+  // The files the config names are read as the daemon's start reads them: one it cannot use is a config problem at its key.
+  const check = (config: SluiceConfig) => [...masterKeyFileProblems(config), ...unreadableFiles(config, { captures, runsSink })];
+  const config = loadConfigFile(configPath(values), { captures, runsSink, checkMemory: true, ...(checkFiles ? { check } : {}) });
   try {
     return { config, selection: selectParts(config, parsed) };
   } catch (error) {
@@ -118,8 +119,7 @@ const commands: Record<string, Command> = {
     options: { ...configOption, ...roleOptions },
     async run(values, _positionals, io) {
       const file = configPath(values);
-      // The master key is read as the daemon's start reads it: a file it cannot use is a config problem at its key.
-      const { config, selection } = loadForRoles(values, masterKeyFileProblems);
+      const { config, selection } = loadForRoles(values, true);
       const runs = values["role"] || values["source"] || values["sink"] ? `; this process: ${plural(selection.sources.length, "source")} captured, ${plural(selection.sinks.length, "sink")}` : "";
       io.stdout(`ok: ${file} (deployment "${config.name}", ${plural(config.sources.length, "source")}, ${plural(config.sinks.length, "sink")}, topics: ${config.topics.kind}${runs})\n`);
       // Data paths are opened from the working directory, not the config file's folder: shown so that an operator sees where.
