@@ -55,7 +55,7 @@ const check = z
             return false;
           }
         }, "expected a valid regular expression")
-        .describe("Regular expression (JavaScript, u flag) the value's text must match somewhere; anchor it with ^…$ for the whole value"),
+        .describe("Regular expression (JavaScript, u flag) the value's text must match somewhere; anchor it with ^\u2026$ for the whole value"),
       action,
     }),
     z.strictObject({ check: z.literal("one_of"), column, values: z.array(z.union([z.string(), z.number(), z.boolean()])).min(1).describe("Values allowed"), action }),

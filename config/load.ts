@@ -212,10 +212,10 @@ function describeIssue(parsed: ParsedConfigDocument, raw: unknown, issue: z.core
       if (issue.origin === "string") {
         return [{ ...at(path), path: formatPath(path), message: issue.minimum === 1 ? "expected a non-empty string" : `expected at least ${String(issue.minimum)} characters` }];
       }
-      return [{ ...at(path), path: formatPath(path), message: `expected a number ${issue.inclusive ? "≥" : ">"} ${String(issue.minimum)}, got ${show(value)}` }];
+      return [{ ...at(path), path: formatPath(path), message: `expected a number ${issue.inclusive ? "\u2265" : ">"} ${String(issue.minimum)}, got ${show(value)}` }];
     case "too_big":
       if (issue.origin === "string") return [{ ...at(path), path: formatPath(path), message: `expected at most ${String(issue.maximum)} characters` }];
-      return [{ ...at(path), path: formatPath(path), message: `expected a number ${issue.inclusive ? "≤" : "<"} ${String(issue.maximum)}, got ${show(value)}` }];
+      return [{ ...at(path), path: formatPath(path), message: `expected a number ${issue.inclusive ? "\u2264" : "<"} ${String(issue.maximum)}, got ${show(value)}` }];
     case "custom":
       return [{ ...at(path), path: formatPath(path), message: issue.message }];
     default:

@@ -398,7 +398,7 @@ export function applyMemoryPlan(config: SluiceConfig, plan: MemoryPlan): SluiceC
  * the heap's maximum, and for heaps under 256 MiB (every share of the default budget) that is
  * 1.3: the main thread of a capture keeping ~45 MiB alive ran a mark-compact every ~15 MiB
  * promoted, and the collector took about half of capture's CPU. At 2 (100 %) a capture drain took
- * 0.79–0.96× the CPU per change (docs/benchmarks.md, CPU per change, step 13); each heap still
+ * 0.79-0.96× the CPU per change (docs/benchmarks.md, CPU per change, step 13); each heap still
  * stops at its maximum, so the plan's bound holds.
  */
 export const HEAP_GROWING_PERCENT = 100;
@@ -408,8 +408,8 @@ export const HEAP_GROWING_PERCENT = 100;
  * the decoder's allocation sites, so every change's decoded event (~0.4 KB), which the staged write
  * lets go of at once, was allocated in the old generation and freed only by mark-compacts: in a
  * heap of the default budget's size, ~30 % of what survived a scavenge in the ClickHouse thread.
- * Without it the sinks and their collector took 0.84–0.90× the CPU per change in one set of runs
- * and 0.96× (0.85–1.03 per pair) in another, at 5–10 MiB less peak RSS; capture the same CPU as
+ * Without it the sinks and their collector took 0.84-0.90× the CPU per change in one set of runs
+ * and 0.96× (0.85-1.03 per pair) in another, at 5-10 MiB less peak RSS; capture the same CPU as
  * with it (docs/benchmarks.md, "The sink threads' allocation per change").
  */
 export const PRETENURING_FLAG = "--no-allocation-site-pretenuring";

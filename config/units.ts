@@ -30,7 +30,7 @@ export function parseSize(text: string): number | undefined {
   return Math.round(Number(match[1]) * SIZE_UNITS[match[2]!.toLowerCase()]!);
 }
 
-/** Milliseconds in the largest unit that divides them: 86400000 → "1d", 1500 → "1500ms". */
+/** Milliseconds in the largest unit that divides them: 86400000 -> "1d", 1500 -> "1500ms". */
 export function formatDuration(ms: number): string {
   for (const [unit, size] of Object.entries(DURATION_UNITS).reverse()) {
     if (ms !== 0 && ms % size === 0) return `${ms / size}${unit}`;
@@ -38,7 +38,7 @@ export function formatDuration(ms: number): string {
   return `${ms}ms`;
 }
 
-/** Bytes in the largest binary unit that divides them: 65536 → "64KiB", 1000 → "1000B". */
+/** Bytes in the largest binary unit that divides them: 65536 -> "64KiB", 1000 -> "1000B". */
 export function formatSize(bytes: number): string {
   for (const unit of ["TiB", "GiB", "MiB", "KiB"]) {
     const size = SIZE_UNITS[unit.toLowerCase()]!;

@@ -214,7 +214,7 @@ export interface SourceBatch {
   readonly checkpoint: Checkpoint;
   /**
    * For a batch without changes: the time (ms since the epoch) through which the source has sent
-   * everything — the commit time of the last transaction it read past, or when the server last
+   * everything -- the commit time of the last transaction it read past, or when the server last
    * said it had nothing more. Absent: now (the source is caught up).
    */
   readonly throughTimeMs?: number;

@@ -1,5 +1,5 @@
 /**
- * Capture: source → encode → topic log → acknowledge. The source position is acknowledged only
+ * Capture: source -> encode -> topic log -> acknowledge. The source position is acknowledged only
  * after the topic log has durably stored every record up to it together with the checkpoint.
  */
 import type { ChangeEvent, Checkpoint, ProducedRecord, Source, SourceBatch, StoredRecord, TopicLog, TransactionMarker } from "../connectors/contracts.ts";
@@ -494,7 +494,7 @@ export class CapturePipeline {
 
   /**
    * Events parked by an earlier run (their table was halted) go back to their topics, in order,
-   * before capture resumes — once their schema is accepted again (e.g. the operator set the
+   * before capture resumes -- once their schema is accepted again (e.g. the operator set the
    * subject's compatibility level, or the column change was undone). A table whose parked events
    * still cannot be encoded stays halted, and its new events are parked behind them. Markers in
    * the parking topic record how far each table was re-published, in the same write.
@@ -590,8 +590,8 @@ export class CapturePipeline {
   /**
    * Releases a table halted at capture, on the running pipeline (`sluice halted retry|skip
    * --source`): `retry` re-publishes its parked changes in order and resumes the table; `skip`
-   * marks the change that halted it (the first one parked) as skipped — it stays in the parking
-   * topic, with its reason, as the dead letter — and re-publishes the rest. With `through` (`skip
+   * marks the change that halted it (the first one parked) as skipped -- it stays in the parking
+   * topic, with its reason, as the dead letter -- and re-publishes the rest. With `through` (`skip
    * --through OFFSET | --all-pending`) it also skips, up to that parking offset (or the table's last
    * parked change now), each parked change of the table refused again for the reason the halting
    * one was (same code, column and check); a change refused for another reason, or past the range,

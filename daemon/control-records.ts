@@ -8,7 +8,7 @@
  * tombstone is compacted away, bringing truncated rows back on replay), and a Debezium consumer
  * fails on op "t" records. The control topic is compacted and keyed by source, table and kind
  * (truncate or snapshot reset), so compaction keeps each table's newest truncate and newest reset
- * — enough, since sinks drop every row at or below a truncate's version and within a kind the
+ * -- enough, since sinks drop every row at or below a truncate's version and within a kind the
  * newest has the highest. Not one key per table: an online snapshot's closing reset is written
  * after truncates streamed during the snapshot, with a version below theirs. Its value is the op-t envelope,
  * framed with the table's registered value schema; the `sluice.topic` header names the data topic.

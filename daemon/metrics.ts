@@ -100,7 +100,7 @@ export class SluiceMetrics {
   });
   readonly captureLatency = new Histogram({
     name: "sluice_capture_latency_seconds",
-    help: "Source commit → captured (read from the source into a batch) and → durable (stored in the topic log), per transaction (up to 64 a batch); the commit time is the database's clock; snapshot reads are left out",
+    help: "Source commit \u2192 captured (read from the source into a batch) and \u2192 durable (stored in the topic log), per transaction (up to 64 a batch); the commit time is the database's clock; snapshot reads are left out",
     labelNames: ["source", "stage"] as const,
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
@@ -132,7 +132,7 @@ export class SluiceMetrics {
   });
   readonly sinkLatency = new Histogram({
     name: "sluice_sink_latency_seconds",
-    help: "Source commit → polled (the sink took the change from the topic log into a batch) and → applied (committed to the target; Elasticsearch: indexed, searchable after the index's next refresh), per transaction (up to 64 a batch); the commit time is the database's clock; snapshot reads are left out",
+    help: "Source commit \u2192 polled (the sink took the change from the topic log into a batch) and \u2192 applied (committed to the target; Elasticsearch: indexed, searchable after the index's next refresh), per transaction (up to 64 a batch); the commit time is the database's clock; snapshot reads are left out",
     labelNames: ["sink", "stage"] as const,
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],

@@ -1,8 +1,8 @@
 /**
  * Outbox routing (docs/outbox.md), in capture's encode step: an inserted row of an outbox table,
  * or a PostgreSQL logical message with the outbox prefix, becomes one record on the topic its
- * aggregate type chooses — key the aggregate id (text), value the payload (its JSON text, or Avro
- * under the aggregate type's registered schema), headers `id` and `type` — as Debezium's outbox
+ * aggregate type chooses -- key the aggregate id (text), value the payload (its JSON text, or Avro
+ * under the aggregate type's registered schema), headers `id` and `type` -- as Debezium's outbox
  * event router does. Everything else goes to the table encoder. The records travel with the
  * batch's checkpoint like any other, so they are exactly-once into topics too.
  */

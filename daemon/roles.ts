@@ -25,7 +25,7 @@ export interface RoleArguments {
 
 export class RoleError extends Error {}
 
-/** Splits repeated and comma-separated values: `--role capture,sinks --role all` → ["capture", "sinks", "all"]. */
+/** Splits repeated and comma-separated values: `--role capture,sinks --role all` -> ["capture", "sinks", "all"]. */
 export function listValues(values: readonly string[] | undefined): string[] {
   return (values ?? []).flatMap((value) => value.split(",")).map((value) => value.trim()).filter((value) => value !== "");
 }

@@ -902,7 +902,7 @@ export class SinkRunner {
   }
 
   /**
-   * A target that keeps its own offsets is the authority on where to resume — unless a replay set
+   * A target that keeps its own offsets is the authority on where to resume -- unless a replay set
    * the group's offsets since: then the group's offset equals the replay's marker and wins. Stored
    * offsets must belong to the topics as the log holds them now (log-identity.ts): offsets from
    * another log are refused (SINK_LOG_MISMATCH); offsets stored before identities were recorded
@@ -1695,7 +1695,7 @@ export class SinkRunner {
     if (failure !== null) throw failure;
   }
 
-  /** `stages`: wall-clock ms when the batch was polled and applied, for the commit → stage latencies. */
+  /** `stages`: wall-clock ms when the batch was polled and applied, for the commit -> stage latencies. */
   private recordProgress(applied: BatchSummary, seconds: number, stages?: { readonly polled: number; readonly applied: number }): void {
     const metrics = this.options.metrics;
     const commitMs = applied.latestCommitMs;

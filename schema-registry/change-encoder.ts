@@ -1,5 +1,5 @@
 /**
- * Capture's encode step: each change becomes the topic records that carry it — Avro key and
+ * Capture's encode step: each change becomes the topic records that carry it -- Avro key and
  * envelope framed with registered schema ids, and after a delete a tombstone (null value) so
  * compacted topics forget the row. A table's schemas are registered the first time it is seen and
  * again whenever its table schema changes; an incompatible change rejects with
@@ -55,7 +55,7 @@ export class AvroChangeEncoder {
   private readonly ready = new WeakMap<TableSchema, ChangeEventEncoder>();
   /** The transaction being encoded: events of one transaction arrive together and in order. */
   private transaction: { id: string; total: number; perTable: Map<string, number> } | null = null;
-  /** Topic → the table writing it, e.g. "a.b"."c" and "a"."b.c" both name the topic `<prefix>.a.b.c`: the second is refused. */
+  /** Topic -> the table writing it, e.g. "a.b"."c" and "a"."b.c" both name the topic `<prefix>.a.b.c`: the second is refused. */
   private readonly topicOwners = new Map<string, TableSchema>();
 
   constructor(options: AvroChangeEncoderOptions) {

@@ -49,7 +49,7 @@ export function formatUnscaled(unscaled: bigint | number, scale: number): string
 
 /**
  * The digit string of Avro decimal bytes at `scale`, as formatUnscaled(bytesToUnscaled(bytes), scale):
- * up to SAFE_DECIMAL_BYTES bytes (every numeric(p, s) with p ≤ 14) without bigint arithmetic.
+ * up to SAFE_DECIMAL_BYTES bytes (every numeric(p, s) with p <= 14) without bigint arithmetic.
  */
 export function bytesToDecimalText(bytes: Uint8Array, scale: number): string {
   return formatUnscaled(bytes.length === 0 || bytes.length > SAFE_DECIMAL_BYTES ? bytesToUnscaled(bytes) : smallBytesToNumber(bytes), scale);

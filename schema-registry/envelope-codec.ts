@@ -1,5 +1,5 @@
 /**
- * ChangeEvent ↔ the avsc value of its envelope record (envelope-schema.ts).
+ * ChangeEvent <-> the avsc value of its envelope record (envelope-schema.ts).
  *
  * The source position travels in the source block's `sequence` field as `["<commit>","<change>"]`
  * (the layout Debezium's PostgreSQL connector uses for `[last commit LSN, LSN]`), so a consumer

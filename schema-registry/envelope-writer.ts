@@ -1,7 +1,7 @@
 /**
  * Capture's fast encoder of one table's change events (Debezium layout): the key record and the
  * envelope are written straight from the ChangeEvent into one reused buffer by writers compiled
- * from the registered schemas (avro-writer.ts), framed as the wire format says — without the
+ * from the registered schemas (avro-writer.ts), framed as the wire format says -- without the
  * envelope and row objects that the general path (envelope-codec.ts, then avsc) builds for every
  * change. The source block's values come from the same functions as the general path's.
  *

@@ -142,7 +142,7 @@ export class ChangeEventEncoder {
   }
 }
 
-/** Column name → field name in the latest value schema of the topic, when it is this table's. */
+/** Column name -> field name in the latest value schema of the topic, when it is this table's. */
 async function registeredFieldNames(registry: SchemaRegistry, topic: string, table: TableSchema): Promise<ReadonlyMap<string, string> | undefined> {
   const latest = await registry.getLatest(subjectForTopic(topic, "value"));
   if (latest === null) return undefined;

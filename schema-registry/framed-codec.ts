@@ -39,7 +39,7 @@ export class FramedDecoder {
   private readonly writerTypes = new Map<number, Promise<Type>>();
   /** The writer types fetched: decoding needs no promise once a schema is here. */
   private readonly readyTypes = new Map<number, Type>();
-  /** Per reader type: writer id → resolver, or null when the schemas encode identically. */
+  /** Per reader type: writer id -> resolver, or null when the schemas encode identically. */
   private readonly resolvers = new WeakMap<Type, Map<number, Resolver | null>>();
 
   constructor(registry: Pick<SchemaRegistry, "getById">) {

@@ -3,7 +3,7 @@ import type { CompatibilityLevel } from "./compatibility-levels.ts";
 import type { RegistryMode, StoreMutation, VersionRecord } from "./store.ts";
 
 export class StoreState {
-  /** subject → version → record. */
+  /** subject -> version -> record. */
   readonly subjects = new Map<string, Map<number, VersionRecord>>();
   readonly schemaOfId = new Map<number, string>();
   readonly idOfSchema = new Map<string, number>();

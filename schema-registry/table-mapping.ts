@@ -1,5 +1,5 @@
 /**
- * A table schema to its three Avro schemas — key record, value record (a row), Debezium envelope —
+ * A table schema to its three Avro schemas -- key record, value record (a row), Debezium envelope --
  * named `<name>.<schema>.<table>.Key|Value|Envelope`, and the codecs that turn rows into those
  * records and back.
  */
@@ -58,7 +58,7 @@ export interface TableMappingOptions {
   /** Bit strings wider than one bit as Debezium's io.debezium.data.Bits (default; not with envelope "sluice"). */
   readonly bits?: boolean;
   /**
-   * Column name → Avro field name of the table's previous schema: a column still there keeps its
+   * Column name -> Avro field name of the table's previous schema: a column still there keeps its
    * field name (avro-names.ts assignUniqueNames), so a column added before it or one dropped does
    * not move names between columns. Read back from a registered schema by tableSchemaFromAvro.
    */
@@ -75,7 +75,7 @@ export interface TableAvroMapping {
   readonly keySchema: AvroRecordJson | null;
   readonly valueSchema: AvroRecordJson;
   readonly envelopeSchema: AvroRecordJson;
-  /** Column name → Avro field name, for every column. */
+  /** Column name -> Avro field name, for every column. */
   readonly fieldNames: ReadonlyMap<string, string>;
   readonly keyCodec: RowCodec | null;
   readonly valueCodec: RowCodec;

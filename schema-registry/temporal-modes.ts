@@ -2,7 +2,7 @@
  * Debezium's `time.precision.mode` for dates, times and timestamps (docs/avro-types.md has the table):
  *
  * - `adaptive` (Debezium's default): Debezium's semantic types, the unit following the column's
- *   precision — `io.debezium.time.Date` (days), `Time` (ms) / `MicroTime` (µs), `Timestamp` (ms) /
+ *   precision -- `io.debezium.time.Date` (days), `Time` (ms) / `MicroTime` (µs), `Timestamp` (ms) /
  *   `MicroTimestamp` (µs) for timestamps without a zone, `ZonedTimestamp` (ISO-8601 text in UTC)
  *   for timestamps with one (PostgreSQL `timestamptz`, MySQL `TIMESTAMP`), `ZonedTime` (ISO-8601
  *   text in UTC) for PostgreSQL `timetz`. MySQL `TIME` is always `MicroTime` (Debezium's MySQL

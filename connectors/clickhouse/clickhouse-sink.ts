@@ -679,7 +679,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
         const to = clickhouseType(change.to, this.#dialect, !change.key);
         if (from === to) continue;
         if (change.key) {
-          throw schemaUnsupported(`ClickHouse cannot change the type of a sorting-key column (${from} → ${to}); rebuild the target (sluice replay --rebuild)`, {
+          throw schemaUnsupported(`ClickHouse cannot change the type of a sorting-key column (${from} \u2192 ${to}); rebuild the target (sluice replay --rebuild)`, {
             ...context,
             column: change.name,
           });
@@ -712,7 +712,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
           throw new CatalogMismatch("the column has another type on the server than the schema change starts from", {
             ...this.#where(physical, label),
             column: change.name,
-            catalogType: `${describeColumn({ ...to, type: change.from }, this.#dialect)} → ${describeColumn(to, this.#dialect)}`,
+            catalogType: `${describeColumn({ ...to, type: change.from }, this.#dialect)} \u2192 ${describeColumn(to, this.#dialect)}`,
             serverType: describeServerColumn(found),
           });
         }

@@ -1,5 +1,5 @@
 /**
- * ColumnValue ↔ RowBinary for the column types of types.ts, and the SQL literals of key values.
+ * ColumnValue <-> RowBinary for the column types of types.ts, and the SQL literals of key values.
  * Writing is exact (floats bit for bit, decimals as their scaled integers) and rejects what a
  * column cannot hold (ClickHouse would wrap integers and zero dates silently). Reading serves the
  * stored rows of unchanged-TOAST columns: `skipValue` measures a field, `readValue` turns one back

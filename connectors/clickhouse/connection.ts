@@ -1,12 +1,12 @@
 /**
  * The ClickHouse HTTP calls the sink makes, over @clickhouse/client, with errors sorted the way
- * the sink acts on them: transient (connection refused, timeouts, too many parts, memory) →
- * retried here with backoff, then ConnectionError; rejected data → ClickHouseDataError (the sink
- * isolates the rows); anything else → SluiceError, not retried.
+ * the sink acts on them: transient (connection refused, timeouts, too many parts, memory) ->
+ * retried here with backoff, then ConnectionError; rejected data -> ClickHouseDataError (the sink
+ * isolates the rows); anything else -> SluiceError, not retried.
  *
  * ClickHouse 18.16 needs nothing special from the client as long as the sink sends no query
  * parameters (18.16 has none: values are literals) and no settings; compression stays off. The
- * client cannot parse 18.16's exception text ("Code: 27, e.displayText() = …"), so the error code
+ * client cannot parse 18.16's exception text ("Code: 27, e.displayText() = ..."), so the error code
  * is read from the message here.
  */
 import { Agent as HttpsAgent } from "node:https";
@@ -124,7 +124,7 @@ export class ClickHouseConnection {
       );
     } catch (error) {
       // The client reports its abort as "The user aborted a request." whatever aborted it: a deadline passed is an outage.
-      if (pastDeadline(signal)) throw deadlineError(sql.length > 200 ? `${sql.slice(0, 200)}…` : sql, `ClickHouse ${this.#url}`, { component: "sink", sink: this.#sink }, error);
+      if (pastDeadline(signal)) throw deadlineError(sql.length > 200 ? `${sql.slice(0, 200)}\u2026` : sql, `ClickHouse ${this.#url}`, { component: "sink", sink: this.#sink }, error);
       throw error;
     }
   }
@@ -132,7 +132,7 @@ export class ClickHouseConnection {
   #classify(error: unknown, sql: string): Error {
     if (error instanceof SluiceError) return error;
     const context = { component: "sink", sink: this.#sink };
-    const statement = sql.length > 200 ? `${sql.slice(0, 200)}…` : sql;
+    const statement = sql.length > 200 ? `${sql.slice(0, 200)}\u2026` : sql;
     const code = serverErrorCode(error);
     if (code !== null && AUTH_CODES.has(code)) {
       return new SluiceError(`ClickHouse ${this.#url} refused the sink's login (error ${code}): ${errorMessage(error).trim()}; check the sink's user and password`, {

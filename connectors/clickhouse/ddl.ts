@@ -94,7 +94,7 @@ const BACKSLASH = 0x5c;
 
 /**
  * The physical table a view of `createViewSql` reads, from its definition as the server prints it
- * (`create_table_query`): the string literal of its truncate filter, the last `physical = '…'` in
+ * (`create_table_query`): the string literal of its truncate filter, the last `physical = '...'` in
  * it (a column name can hold that text only before it). Null for a definition of another form.
  */
 export function viewSource(definition: Buffer): string | null {

@@ -1,5 +1,5 @@
 /**
- * LogicalType → ClickHouse column type. The mapping depends on what the server has (`Dialect`):
+ * LogicalType -> ClickHouse column type. The mapping depends on what the server has (`Dialect`):
  * DateTime64 (20.1+) and Date32 (21.9+) hold timestamps with microseconds and dates before 1970;
  * older servers (18.16 in tests) get the same values as integers (µs / days since the epoch)
  * instead of a lossy DateTime or a Date that cannot hold 1969. Both forms are the same bytes in

@@ -3,8 +3,8 @@
  * set-up begins an initial snapshot or the stream), read batches (the snapshot's rows first, then
  * the stream, opened at the first read after the snapshot), keep the first failure for every later
  * read, and close in order (online snapshots, the snapshot, the stream, the connections left).
- * What is the database's — the set-up, how a snapshot row becomes an event and what its batches'
- * checkpoints are, how the stream is opened and cut into batches — comes in through a driver.
+ * What is the database's -- the set-up, how a snapshot row becomes an event and what its batches'
+ * checkpoints are, how the stream is opened and cut into batches -- comes in through a driver.
  */
 import { captureBatchBytes } from "../../config/memory.ts";
 import type { ChangeEvent, Checkpoint, TableSnapshotProgress } from "../contracts.ts";

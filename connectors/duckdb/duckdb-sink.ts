@@ -4,7 +4,7 @@
  * `_sluice_deleted`) and a view `main."<target>"` of its current rows, which is what users query.
  *
  * Every write is one transaction: schema changes, truncates, the rows (staged through the
- * appender into a temporary table, then one INSERT … ON CONFLICT … DO UPDATE … WHERE newer per
+ * appender into a temporary table, then one INSERT ... ON CONFLICT ... DO UPDATE ... WHERE newer per
  * group of unchanged-TOAST columns) and the consumer offsets. Deletes keep the row as a tombstone
  * with its version, so a replayed older insert cannot bring it back.
  */
@@ -58,13 +58,13 @@ interface StagedRow {
   readonly group: number;
 }
 
-/** What DuckDB's allocator may keep of freed memory before it hands it back: an eighth of memory_limit, 4–128 MiB. */
+/** What DuckDB's allocator may keep of freed memory before it hands it back: an eighth of memory_limit, 4-128 MiB. */
 export function allocatorFlushBytes(memoryLimitBytes: number): number {
   return Math.min(128 * 2 ** 20, Math.max(4 * 2 ** 20, Math.floor(memoryLimitBytes / 8)));
 }
 
 /**
- * The WAL size at which DuckDB checkpoints: an eighth of memory_limit, 1–16 MiB (DuckDB's default
+ * The WAL size at which DuckDB checkpoints: an eighth of memory_limit, 1-16 MiB (DuckDB's default
  * 16 MiB). What upserts change of a primary-key index stays in memory DuckDB does not evict until
  * a checkpoint writes it: at the default, upserts over 1.2 million bigint keys after a restart ran
  * out of a 16 MiB memory_limit before the WAL reached 16 MiB (duckdb-memory.int.test.ts).
@@ -597,7 +597,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       `INSERT INTO ${this.#qualified(physical)} (${list}) SELECT ${list} FROM temp.main.${ident(STAGE)} WHERE ${ident(GROUP_COLUMN)} = ${group} ` +
       `ON CONFLICT (${keys.join(", ")}) DO UPDATE SET ${updates.join(", ")} ` +
       `WHERE excluded.${ident(VERSION_COLUMN)} > ${ident(VERSION_COLUMN)}`;
-    // DuckDB's INSERT … ON CONFLICT turns -0.0 inside a LIST into 0.0 (scalars keep it; UPDATE keeps it): write float lists again.
+    // DuckDB's INSERT ... ON CONFLICT turns -0.0 inside a LIST into 0.0 (scalars keep it; UPDATE keeps it): write float lists again.
     const floatLists = physical.columns.filter((c) => !c.key && !unchanged.has(c.name) && holdsFloatList(c.type));
     return [upsert, ...this.#rewriteFloatLists(physical, floatLists, keys, `temp.main.${ident(STAGE)}`, `s.${ident(GROUP_COLUMN)} = ${group}`)];
   }
@@ -1000,7 +1000,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     }
     // Memory may come free (a checkpoint, a smaller batch): the sink waits and retries instead of stopping the daemon.
     if (OUT_OF_MEMORY.test(message)) {
-      return new SluiceError(`DuckDB ran out of its memory_limit: ${message.split("\n")[0]} — raise memory (or this sink's memory_limit; docs/operations.md#memory)`, {
+      return new SluiceError(`DuckDB ran out of its memory_limit: ${message.split("\n")[0]} \u2014 raise memory (or this sink's memory_limit; docs/operations.md#memory)`, {
         code: "SINK_OUT_OF_MEMORY",
         retriable: true,
         context: { component: "sink", sink: this.name },

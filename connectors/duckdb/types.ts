@@ -1,5 +1,5 @@
 /**
- * LogicalType → DuckDB column type, and ColumnValue → the DuckDB value the appender takes.
+ * LogicalType -> DuckDB column type, and ColumnValue -> the DuckDB value the appender takes.
  * Exact: decimals as DECIMAL (unscaled integers, never doubles) or, beyond 38 digits or without a
  * declared scale, VARCHAR holding the exact digits; timestamps keep microseconds.
  */

@@ -1,7 +1,7 @@
 /**
  * Bulk requests: operations packed into NDJSON bodies of at most `bulk_bytes`, sent with
- * transient failures retried with jittered backoff (runtime/backoff.ts) — whole requests
- * (connection errors, 429, 5xx) and single items (429, 5xx) alike — and each item's outcome
+ * transient failures retried with jittered backoff (runtime/backoff.ts) -- whole requests
+ * (connection errors, 429, 5xx) and single items (429, 5xx) alike -- and each item's outcome
  * sorted for the sink: applied, stale (409: the index holds this version or a newer one), still
  * failing after retries (retriable), refused by the target (a block, whatever its status, or an
  * index or alias no longer there), or rejected (any other error: poison).

@@ -679,7 +679,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     for (const change of plan.changed) {
       if (!sameMapping(fieldMapping(change.from), fieldMapping(change.to))) {
         throw schemaUnsupported(
-          `Elasticsearch cannot change the mapping of a field (${JSON.stringify(fieldMapping(change.from))} → ${JSON.stringify(fieldMapping(change.to))}); rebuild the index (sluice replay --rebuild)`,
+          `Elasticsearch cannot change the mapping of a field (${JSON.stringify(fieldMapping(change.from))} \u2192 ${JSON.stringify(fieldMapping(change.to))}); rebuild the index (sluice replay --rebuild)`,
           { ...context, column: change.name },
         );
       }

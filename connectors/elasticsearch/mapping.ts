@@ -1,5 +1,5 @@
 /**
- * LogicalType → Elasticsearch field mapping, and ColumnValue → the document's JSON value.
+ * LogicalType -> Elasticsearch field mapping, and ColumnValue -> the document's JSON value.
  * Chosen so that schema evolution rarely needs a mapping change (Elasticsearch cannot change one):
  * every integer is `long`, every float `double`, every string `text` with a `keyword` subfield.
  *
@@ -7,11 +7,11 @@
  *   mapped `double` for range queries and aggregations (coerced from the string, so approximate),
  *   with an `exact` keyword subfield for exact matches. NaN/Infinity are kept in `_source` and
  *   left out of the index (`ignore_malformed`).
- * - Timestamps: ISO-8601 strings with microseconds in `_source` ("…T12:00:00.123456Z"; no zone
+ * - Timestamps: ISO-8601 strings with microseconds in `_source` ("...T12:00:00.123456Z"; no zone
  *   for timestamps without time zone), mapped `date` (indexed at millisecond precision).
  * - JSON columns: `flattened` (any keys, leaves indexed as keywords; the mapping cannot explode).
  *   Objects are stored as they are; any other JSON value (array, string, number) is wrapped as
- *   {"_value": …}, since a flattened field only takes objects.
+ *   {"_value": ...}, since a flattened field only takes objects.
  * - Bytes: `binary` (base64). Times of day and MySQL TIME: keyword "HH:MM:SS.ffffff".
  */
 import type { ColumnValue } from "../contracts.ts";

@@ -1,6 +1,6 @@
 /**
  * Record batch compression codecs for kafkajs, which ships only gzip: zstd from Node's built-in
- * zlib (Node ≥ 22.15), LZ4 frames from lz4-napi (Kafka's LZ4 codec is the LZ4 frame format).
+ * zlib (Node >= 22.15), LZ4 frames from lz4-napi (Kafka's LZ4 codec is the LZ4 frame format).
  */
 import { zstdCompress, zstdDecompress } from "node:zlib";
 import { promisify } from "node:util";

@@ -3,7 +3,7 @@
  * each varint through a temporary array and Buffer, every level (record, batch body, batch,
  * partition, topic) copied into the next one's growing buffer, and the batch's CRC32C in
  * JavaScript. On the capture path that was over a fifth of the main thread's busy time, and much
- * of its garbage. This module puts in kafkajs's place (its produce request v3, which v4–v7 reuse)
+ * of its garbage. This module puts in kafkajs's place (its produce request v3, which v4-v7 reuse)
  * an encoder that sizes the request first and writes it into one buffer, with a native CRC32C
  * (`@node-rs/crc32`; kafkajs's own when that cannot load). The bytes are the same as kafkajs's
  * (produce-encoding.test.ts compares them); a request it does not handle (compression, keys or
@@ -11,11 +11,11 @@
  * goes to kafkajs's own encoder.
  *
  * Installed when this module is first imported, before any producer sends: kafkajs loads its
- * produce request modules on first use, and v4–v7 take v3 from the module cache then.
+ * produce request modules on first use, and v4-v7 take v3 from the module cache then.
  *
  * kafkajs then frames every request (its protocol/request.js): a new encoder with the request
  * header, the encoded request copied after it, and another new encoder with the size, the whole
- * copied again — for a produce request of a few MiB, two zero-filled buffers of the next power of
+ * copied again -- for a produce request of a few MiB, two zero-filled buffers of the next power of
  * two and two copies, and the external memory they count towards V8's full collections. This
  * encoder leaves room in front of the request for the frame, and the framing writes its few bytes
  * there instead of copying the request (framePrepending).
@@ -424,7 +424,7 @@ function installFastProduceRequest(): ProduceRequestV3 {
   return original;
 }
 
-/** True when every produce request version kafkajs may pick from v3 on goes through this encoder (none of v4–v7 took v3 before it was installed). */
+/** True when every produce request version kafkajs may pick from v3 on goes through this encoder (none of v4-v7 took v3 before it was installed). */
 export function fastProduceRequestInstalled(): boolean {
   const produce = require("kafkajs/src/protocol/requests/produce/index.js") as { protocol(version: { version: number }): (args: ProduceRequestArgs) => { request: ProduceRequest } };
   const args: ProduceRequestArgs = { acks: -1, timeout: 1000, topicData: [] };

@@ -4,7 +4,7 @@
  * next transaction's AddPartitionsToTxn with CONCURRENT_TRANSACTIONS. kafkajs sends that error
  * through its produce call's whole retry path (a metadata refresh, then 10 ms, 20 ms, ... with the
  * producer's retry settings). Here the request itself is sent again first, after short waits
- * (2 ms doubling to 20 ms — Kafka's Java producer waits 20 ms — for up to a second), before the
+ * (2 ms doubling to 20 ms -- Kafka's Java producer waits 20 ms -- for up to a second), before the
  * error goes on to kafkajs. The batching producer waits for the previous commit's markers before
  * the next transaction (untilVisible), so this is for when that wait ends early (it gives
  * up after 10 s) or the coordinator lags behind the partitions' markers.

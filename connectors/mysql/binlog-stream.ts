@@ -1,7 +1,7 @@
 /**
  * The replication connection: authenticates through mysql2 (TLS, caching_sha2_password and the rest
  * come from it), registers as a replica with its own server id, asks for the binlog from a GTID set or
- * a file and offset, and puts every raw event into a byte-bounded buffer — pausing the socket while
+ * a file and offset, and puts every raw event into a byte-bounded buffer -- pausing the socket while
  * the buffer is full.
  *
  * mysql2 parses only four binlog event types and gives no raw access through its public API, so the
@@ -45,7 +45,7 @@ interface WirePacket {
 
 /**
  * A command on mysql2's queue that sends one request and passes every response packet's payload on
- * until `onPacket` returns true (done); errors — error packets, or a lost connection — go to `onError`.
+ * until `onPacket` returns true (done); errors -- error packets, or a lost connection -- go to `onError`.
  */
 class RawCommand extends EventEmitter {
   private started = false;

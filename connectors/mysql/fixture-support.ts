@@ -1,7 +1,7 @@
 /**
  * Test support: the real MySQL/MariaDB binlog files of ../shared/fixtures/mysql-binlog/ decoded
  * with the protocol layer alone. Tables are bound from their table maps; without column names in
- * the binlog, columns are called @1, @2… as mysqlbinlog does.
+ * the binlog, columns are called @1, @2... as mysqlbinlog does.
  */
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -21,7 +21,7 @@ export function fixturePath(relative: string): string {
   return path;
 }
 
-/** ENUM/SET members when the binlog does not name them: "#1", "#2"… by index. */
+/** ENUM/SET members when the binlog does not name them: "#1", "#2"... by index. */
 const UNKNOWN_MEMBERS = Array.from({ length: 64 }, (_, i) => `#${i + 1}`);
 
 export interface DecodedRows {

@@ -1,6 +1,6 @@
 /**
  * When each heartbeat still waiting in the read-ahead buffer arrived. A heartbeat says the server
- * had sent everything when it sent it, so the stream is complete through its arrival — not through
+ * had sent everything when it sent it, so the stream is complete through its arrival -- not through
  * the time it is decoded, which a slow reader makes later while events written since wait behind it
  * unread (in the buffer or the socket). The binlog stream stamps, the decoder takes, both in
  * arrival order; one time per buffered heartbeat, so the read-ahead bound bounds it too.

@@ -535,7 +535,7 @@ function keyIndexes(definition: TableDefinition): number[] {
   return definition.key.map((name) => definition.columns.findIndex((c) => c.name === name));
 }
 
-/** Keyset pagination after `last`: (k1 > a) OR (k1 = a AND k2 > b) …, in the columns' own collations. */
+/** Keyset pagination after `last`: (k1 > a) OR (k1 = a AND k2 > b) ..., in the columns' own collations. */
 function keysetAfter(keyColumns: readonly ColumnDefinition[], last: readonly Buffer[]): string {
   const literals = keyColumns.map((column, i) => keyLiteral(column, last[i]!));
   return keyColumns

@@ -21,7 +21,7 @@
  * (16,777,216 files: decades of a file a minute), and is refused beyond.
  *
  * A row change's `change` is at() of the first byte of its own row image inside its rows event: row
- * images occupy distinct, increasing bytes, so every row change — however many a statement makes —
+ * images occupy distinct, increasing bytes, so every row change -- however many a statement makes --
  * has its own, increasing version without any counter. An update that changes the key becomes a
  * delete (at its before image) and a create (at its after image). `commit` is at() of the first
  * event of the transaction (its GTID or BEGIN event): the binlog holds transactions whole, in commit

@@ -1,7 +1,7 @@
 /**
  * The resume token a MySQL checkpoint carries in Position.resume: where to reconnect (binlog file and
  * offset, and the GTID state at that point for servers with GTIDs), which events already read again
- * from there are to be skipped, and — right after a snapshot — the per-table positions below which a
+ * from there are to be skipped, and -- right after a snapshot -- the per-table positions below which a
  * table's stream changes are already in its snapshot.
  */
 import type { Position } from "../contracts.ts";
@@ -24,7 +24,7 @@ export interface ResumeToken {
   readonly gtid: string | null;
   /** Events at or below this position were stored already. */
   readonly skipThrough: Position | null;
-  /** "db.table" → `change` below which that table's stream events are in its snapshot. */
+  /** "db.table" -> `change` below which that table's stream events are in its snapshot. */
   readonly snapshotThresholds: Readonly<Record<string, bigint>>;
   /** The snapshot was still running: it resumes from exportedProgress, or without one is taken again. */
   readonly snapshotIncomplete: boolean;
@@ -34,7 +34,7 @@ export interface ResumeToken {
   readonly capturedTables?: readonly string[];
   /** The binlog history epoch of the positions (positions.ts): above 0 once a reset binlog or another server was accepted. */
   readonly epoch?: number;
-  /** XA transactions prepared before the resume point whose rollback may come after it: xid → the captured tables each changed (StreamDecoder.preparedXaAt). */
+  /** XA transactions prepared before the resume point whose rollback may come after it: xid -> the captured tables each changed (StreamDecoder.preparedXaAt). */
   readonly preparedXa?: Readonly<Record<string, readonly string[]>> | undefined;
 }
 

@@ -1,6 +1,6 @@
 /**
  * The server settings binlog capture depends on, and the check that refuses to start when one is
- * wrong — naming the setting and the value to set, all problems at once.
+ * wrong -- naming the setting and the value to set, all problems at once.
  */
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
@@ -18,7 +18,7 @@ export interface ServerSettings {
   /** FULL, MINIMAL or NO_LOG; "" where the server has no such setting (before MySQL 8.0.1 / MariaDB 10.5). */
   readonly binlogRowMetadata: string;
   readonly binlogChecksum: string;
-  /** MySQL gtid_mode (ON, OFF…); MariaDB always logs GTIDs. */
+  /** MySQL gtid_mode (ON, OFF...); MariaDB always logs GTIDs. */
   readonly gtidMode: string;
   readonly transactionCompression: string;
   readonly logBinCompress: string;

@@ -80,7 +80,7 @@ export function rowBytes(row: RawRow): number {
 export class SnapshotReader {
   private readonly options: SnapshotReaderOptions;
   private readonly progressByTable: MutableProgress[];
-  /** "db.table" → binlog position of the snapshot that read it. */
+  /** "db.table" -> binlog position of the snapshot that read it. */
   private readonly readAt = new Map<string, bigint>();
   private closed = false;
 
@@ -173,7 +173,7 @@ export class SnapshotReader {
     logger.info({ table: progress.table, rows: progress.rowsDone }, "snapshot of table finished");
   }
 
-  /** Keyset pagination: (k1 > a) OR (k1 = a AND k2 > b) …, ORDER BY k1, k2 LIMIT n (chunk_rows, fewer for wide rows). */
+  /** Keyset pagination: (k1 > a) OR (k1 = a AND k2 > b) ..., ORDER BY k1, k2 LIMIT n (chunk_rows, fewer for wide rows). */
   private async readByKey(connection: Connection, definition: TableDefinition, select: string, sizer: ChunkSizer, emit: (rows: readonly RawRow[]) => Promise<void>, signal: AbortSignal): Promise<void> {
     const keyIndexes = definition.key.map((name) => definition.columns.findIndex((c) => c.name === name));
     const keyColumns = keyIndexes.map((i) => definition.columns[i]!);

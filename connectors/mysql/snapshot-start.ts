@@ -8,8 +8,8 @@
  * changes below the position of the snapshot that read it. The definitions are read before and after
  * the workers start; if a DDL slipped in between, everything is started again.
  *
- * MySQL (no binlog_snapshot_* status): FLUSH TABLES WITH READ LOCK — or LOCK TABLES … READ on the
- * captured tables where the user may not take the global lock — held only while the workers start
+ * MySQL (no binlog_snapshot_* status): FLUSH TABLES WITH READ LOCK -- or LOCK TABLES ... READ on the
+ * captured tables where the user may not take the global lock -- held only while the workers start
  * their transactions and the position and definitions are read, then released. All workers share
  * one position.
  */

@@ -1,6 +1,6 @@
 /**
  * Cuts the decoded stream into batches with a checkpoint that is safe to store: after a transaction
- * (resume at the next one), or — when a batch ends inside one — at its last change (resume at the
+ * (resume at the next one), or -- when a batch ends inside one -- at its last change (resume at the
  * transaction's first event and skip what is stored). When no captured table changes, a batch
  * without events still moves the checkpoint forward every heartbeat_interval, and while the server
  * is idle its heartbeats yield such a batch every heartbeat_interval too, saying the stream is

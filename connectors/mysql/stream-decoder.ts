@@ -80,7 +80,7 @@ export interface StreamDecoderOptions {
   readonly epoch?: number;
   /** Changes at or below this position were stored already. */
   readonly skipThrough: Position | null;
-  /** "db.table" → `change` below which the table's snapshot holds the changes. */
+  /** "db.table" -> `change` below which the table's snapshot holds the changes. */
   readonly snapshotThresholds: ReadonlyMap<string, bigint>;
   /** Mark transactions for the transaction topic: BEGIN on a transaction's first change, END (with event counts) after its commit. */
   readonly transactionMetadata?: boolean;
@@ -106,7 +106,7 @@ export interface StreamDecoderOptions {
    * not decoded in this run (before the resume point, or more prepared transactions open than are remembered).
    */
   readonly onXaRolledBack?: (xid: string, tables: readonly string[] | null, at: string) => Promise<void> | void;
-  /** XA transactions prepared before the start and open there (the checkpoint's preparedXaAt): xid → the captured tables each changed. */
+  /** XA transactions prepared before the start and open there (the checkpoint's preparedXaAt): xid -> the captured tables each changed. */
   readonly preparedXa?: Readonly<Record<string, readonly string[]>>;
   readonly logger: Logger;
   readonly context: ErrorContext;

@@ -1,5 +1,5 @@
 /**
- * What capture last published of each captured relation (relation id → schema, table and columns by attnum, name and
+ * What capture last published of each captured relation (relation id -> schema, table and columns by attnum, name and
  * type), kept with the checkpoints. PostgreSQL's WAL has no record of a rename: a table or column renamed while
  * Sluice was stopped reaches it only as a Relation message with the new name, so without what was published before
  * the restart the table would be captured under its new name with none of its rows read again.
@@ -14,7 +14,7 @@
  * an entry is deleted once a checkpoint naming a version without it is acknowledged and no version in flight has
  * it, so the stored checkpoint's entries are always there, also after a kill -9 between the entries and the
  * checkpoint (at-least-once). Checkpoints of an older Sluice carried the record in the resume text
- * (`relations:[…]`), or named numbered chunks (`relations:@<version>.<chunks>`, 9c06198): both still read, and the
+ * (`relations:[...]`), or named numbered chunks (`relations:@<version>.<chunks>`, 9c06198): both still read, and the
  * next checkpoint moves the record to this form.
  *
  * A layout counts in a checkpoint once the change that published it is at or before the checkpoint's position and
@@ -42,7 +42,7 @@ export interface RelationLayout {
   readonly columns: readonly LayoutColumn[];
 }
 
-/** Resume text of a checkpoint with the record: `relations:@<manifest hash>`; older forms `relations:[…]` (inline), `relations:@<version>.<chunks>`. */
+/** Resume text of a checkpoint with the record: `relations:@<manifest hash>`; older forms `relations:[...]` (inline), `relations:@<version>.<chunks>`. */
 const MARK = "relations:";
 const MANIFEST_REFERENCE = /^relations:@([0-9a-f]{32})$/;
 const NUMBERED_REFERENCE = /^relations:@([1-9][0-9]{0,14})\.([1-9][0-9]{0,8})$/;

@@ -91,7 +91,7 @@ export class StreamBatcher {
         this.finishing = last.source.position.change;
         return "read";
       },
-      // Nothing in flight: the position alone moves on, as an empty batch — at once when the server waits for a reply.
+      // Nothing in flight: the position alone moves on, as an empty batch -- at once when the server waits for a reply.
       hasNews: () => {
         const through = decoder.throughPosition;
         return through !== null && (this.lastCheckpoint === null || comparePositions(through, this.lastCheckpoint) > 0);

@@ -28,7 +28,7 @@ export class TargetClaims {
   readonly #derived: RegExp;
   /** By folded target. */
   readonly #claims = new Map<string, Claim>();
-  /** Folded targets without their generation suffix → the targets that look like a generation of them. */
+  /** Folded targets without their generation suffix -> the targets that look like a generation of them. */
   readonly #generationLike = new Map<string, string[]>();
 
   /**

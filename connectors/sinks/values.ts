@@ -90,7 +90,7 @@ export function parseExactDecimal(value: ColumnValue): ExactDecimal {
 }
 
 /**
- * The decimal scaled to `scale` as an integer (12.5 at scale 2 → 1250n); rejects lost digits or too many integer digits.
+ * The decimal scaled to `scale` as an integer (12.5 at scale 2 -> 1250n); rejects lost digits or too many integer digits.
  * Plain text ("-12.50", as decoders give decimals) of at most 15 digits is read in double arithmetic.
  */
 export function scaledDecimal(value: ColumnValue, precision: number, scale: number): bigint {
@@ -253,7 +253,7 @@ export function formatTime(value: ColumnValue): string {
   return formatTimeOfDay(micros);
 }
 
-/** "[-]H…H:MM:SS.ffffff" for a signed duration in microseconds (MySQL TIME). */
+/** "[-]H...H:MM:SS.ffffff" for a signed duration in microseconds (MySQL TIME). */
 export function formatDuration(value: ColumnValue): string {
   const micros = toBigInt(value);
   const negative = micros < 0n;

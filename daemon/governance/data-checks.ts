@@ -1,8 +1,8 @@
 /**
  * Runtime data checks at capture (config `sources[].governance.tables.<table>.checks` and
  * `governance.freshness`). Each inserted, updated or snapshot row is checked as captured (before
- * transforms); a failure is counted and logged with its table, key, column and check — never the
- * value — and then, by the check's action, the change is published anyway (warn), sent to the
+ * transforms); a failure is counted and logged with its table, key, column and check -- never the
+ * value -- and then, by the check's action, the change is published anyway (warn), sent to the
  * source's dead-letter topic instead of its topic (dead-letter), or its table halts at capture
  * (halt: the table-halt path of daemon/capture.ts, released with `sluice halted retry|skip`).
  */
@@ -264,7 +264,7 @@ export class DataChecks {
 
 /**
  * Wraps a source's encoder with its checks: a change failing a dead-letter check becomes one
- * record of `deadLetterTopic` (the change as JSON, headers naming the check, column and reason —
+ * record of `deadLetterTopic` (the change as JSON, headers naming the check, column and reason --
  * not the value) instead of its records. With `sealer`, its personal values are sealed with their
  * subject's key (or left out) as in the parking topic, never in clear.
  */

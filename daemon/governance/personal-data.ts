@@ -253,7 +253,7 @@ export class PersonalDataEncryptor {
   /**
    * The row images of the batch being encoded, in order (`prepare` lists those of the events it
    * sends to the workers, and the others of those events), and where each is sealed: n for the
-   * workers, its request being requests[⌊n / SEAL_CHUNK⌋] and place n % SEAL_CHUNK, -1 for the main
+   * workers, its request being requests[floor(n / SEAL_CHUNK)] and place n % SEAL_CHUNK, -1 for the main
    * thread. Capture encodes the events in order, so a row image is found at `cursor` (or just
    * around it) with no Map per row image (a Map of the rows was the main thread's costliest lookup);
    * otherwise in `jobIndex`, made once per batch when first needed. Emptied by the next `prepare`.

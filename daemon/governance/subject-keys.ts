@@ -379,7 +379,7 @@ export class SubjectKeyStore {
   private readonly master: MasterKey;
   private readonly previous: readonly MasterKey[];
   private readonly cacheSize: number;
-  /** "<source>\0<subject>" → offset of its latest record (≥ 0), WRITTEN_HERE or DESTROYED. */
+  /** "<source>\0<subject>" -> offset of its latest record (>= 0), WRITTEN_HERE or DESTROYED. */
   private readonly index = new Map<string, number>();
   private live = 0;
   /** The subjects destroyed since each watch began (watchDestroyed), by record key. */

@@ -112,7 +112,7 @@ async function parseFile(file: MigrationFile, options: CheckMigrationOptions): P
 interface RegisteredTable {
   readonly table: TableSchema;
   readonly numericMode: NumericMode;
-  /** Column name → field name in the registered schema (the columns keep them). */
+  /** Column name -> field name in the registered schema (the columns keep them). */
   readonly fieldNames: ReadonlyMap<string, string> | undefined;
 }
 

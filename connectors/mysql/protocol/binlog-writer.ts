@@ -1,6 +1,6 @@
 /**
- * Writes binlog events byte by byte — MariaDB-style GTID events, QUERY, XID, TABLE_MAP with
- * optional metadata, v1/v2 rows events — with real headers, positions and CRC32s. For unit tests of
+ * Writes binlog events byte by byte -- MariaDB-style GTID events, QUERY, XID, TABLE_MAP with
+ * optional metadata, v1/v2 rows events -- with real headers, positions and CRC32s. For unit tests of
  * the decoders and for the decode benchmark; Sluice itself never writes binlogs.
  */
 import { crc32 } from "node:zlib";

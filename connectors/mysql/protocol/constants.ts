@@ -85,9 +85,9 @@ export const ColumnType = {
   DATETIME2: 18,
   TIME2: 19,
   TYPED_ARRAY: 20,
-  /** MariaDB's BLOB/TEXT … COMPRESSED: BLOB's metadata, values with a compression header byte. */
+  /** MariaDB's BLOB/TEXT ... COMPRESSED: BLOB's metadata, values with a compression header byte. */
   MARIADB_BLOB_COMPRESSED: 140,
-  /** MariaDB's VARCHAR … COMPRESSED: VARCHAR's metadata (the header byte counted in the length). */
+  /** MariaDB's VARCHAR ... COMPRESSED: VARCHAR's metadata (the header byte counted in the length). */
   MARIADB_VARCHAR_COMPRESSED: 141,
   VECTOR: 242,
   JSON: 245,

@@ -69,7 +69,7 @@ export class EventParser {
   private readonly collations: CollationTable;
 
   /**
-   * `checksummedBeforeFormat`: whether events before the first FDE carry a CRC32 — over the network,
+   * `checksummedBeforeFormat`: whether events before the first FDE carry a CRC32 -- over the network,
    * the fake ROTATE a dump starts with does when the replica announced @master_binlog_checksum and
    * the server's binlog_checksum is CRC32.
    */

@@ -1,6 +1,6 @@
 /**
  * WRITE/UPDATE/DELETE_ROWS events (v1 and v2) and PARTIAL_UPDATE_ROWS: the table id, which
- * columns each image carries, then the row images — per image a null bitmap over the present
+ * columns each image carries, then the row images -- per image a null bitmap over the present
  * columns and the values of the non-null ones. Every image starts at its own byte offset in the
  * event, which Sluice uses to give each row change its own position.
  */

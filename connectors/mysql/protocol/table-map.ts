@@ -1,6 +1,6 @@
 /**
  * TABLE_MAP_EVENT: which table a table id stands for, its column types with their per-type
- * metadata, nullability, and — with binlog_row_metadata — the optional metadata (signedness,
+ * metadata, nullability, and -- with binlog_row_metadata -- the optional metadata (signedness,
  * charsets, column names, ENUM/SET members, primary key, visibility).
  */
 import { charsetNamed } from "../values/charsets.ts";

@@ -1,6 +1,6 @@
 /**
  * Declared column types in one normal form, whether they come from information_schema
- * (COLUMN_TYPE), from a parsed DDL statement or from TABLE_MAP metadata — so a table read three
+ * (COLUMN_TYPE), from a parsed DDL statement or from TABLE_MAP metadata -- so a table read three
  * ways has one schema: lower case outside quotes, no integer display widths or ZEROFILL, FLOAT and
  * DOUBLE without (M,D), "unsigned" last.
  */

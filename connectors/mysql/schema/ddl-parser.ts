@@ -57,7 +57,7 @@ export type DdlStatement =
   | { readonly kind: "drop-database"; readonly database: string }
   /** A statement that changes these tables in a way the parser does not follow. */
   | { readonly kind: "unparsed"; readonly tables: readonly TableName[]; readonly reason: string }
-  /** Not a statement that changes table definitions (DML, BEGIN, grants, views…). */
+  /** Not a statement that changes table definitions (DML, BEGIN, grants, views...). */
   | { readonly kind: "none" };
 
 export interface ParseOptions {
@@ -145,7 +145,7 @@ function createTable(c: TokenCursor, options: ParseOptions): DdlStatement {
     c.expectPunct(")");
     return { kind: "create-table-like", table, like, ifNotExists };
   }
-  if (!c.isPunct("(")) throw new SyntaxError("CREATE TABLE without a column list (… SELECT)");
+  if (!c.isPunct("(")) throw new SyntaxError("CREATE TABLE without a column list (\u2026 SELECT)");
   const inner = new TokenCursor(c.parenthesised());
   const columns: ParsedColumn[] = [];
   const primaryKey: string[] = [];
@@ -163,7 +163,7 @@ function createTable(c: TokenCursor, options: ParseOptions): DdlStatement {
     if (!inner.acceptPunct(",")) break;
   }
   if (!inner.done) throw new SyntaxError(`unexpected ${inner.describe()} in the column list`);
-  if (!c.done && selectFollows(c)) throw new SyntaxError("CREATE TABLE … SELECT");
+  if (!c.done && selectFollows(c)) throw new SyntaxError("CREATE TABLE \u2026 SELECT");
   const defaultCharset = tableCharset(c);
   return { kind: "create-table", table, columns, primaryKey, defaultCharset, ifNotExists };
 }
@@ -198,7 +198,7 @@ function isTableConstraint(c: TokenCursor): boolean {
   if (token?.kind !== "word" || token.quoted) return false;
   const word = token.text.toUpperCase();
   if (!CONSTRAINT_WORDS.includes(word)) return false;
-  // A column may be called `key`… only unquoted keywords followed by what a constraint takes count.
+  // A column may be called `key`... only unquoted keywords followed by what a constraint takes count.
   return word !== "KEY" && word !== "INDEX" ? true : !c.isPunct(")", 1) && !c.isPunct(",", 1);
 }
 
@@ -284,7 +284,7 @@ function columnDefinition(c: TokenCursor, options: ParseOptions): ParsedColumn {
       if (c.isPunct("(")) c.parenthesised();
     } else if (c.accept("CHECK") || c.accept("REFERENCES")) {
       skipExpression(c);
-    } else c.next(); // AUTO_INCREMENT, UNIQUE, VISIBLE, INVISIBLE, VIRTUAL, STORED, PERSISTENT, COMPRESSED, MATCH…
+    } else c.next(); // AUTO_INCREMENT, UNIQUE, VISIBLE, INVISIBLE, VIRTUAL, STORED, PERSISTENT, COMPRESSED, MATCH...
   }
   let dbType = normalizeColumnType(typeText);
   let base = dbType.replace(/[( ].*$/, "");
@@ -346,7 +346,7 @@ function skipExpression(c: TokenCursor): void {
   }
   const token = c.next();
   if (token?.kind === "word" && c.isPunct("(")) c.parenthesised();
-  // REFERENCES t (cols) ON DELETE … is skipped word by word by the caller's loop.
+  // REFERENCES t (cols) ON DELETE ... is skipped word by word by the caller's loop.
 }
 
 function charsetName(name: string): string {

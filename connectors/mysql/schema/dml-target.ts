@@ -1,6 +1,6 @@
 /**
- * The table a data-changing statement writes — INSERT/REPLACE … [INTO] t, UPDATE t, DELETE FROM
- * t, LOAD DATA … INTO TABLE t — when the binlog carries the statement instead of its rows (a
+ * The table a data-changing statement writes -- INSERT/REPLACE ... [INTO] t, UPDATE t, DELETE FROM
+ * t, LOAD DATA ... INTO TABLE t -- when the binlog carries the statement instead of its rows (a
  * session set binlog_format=STATEMENT or MIXED). Sluice cannot capture such changes; this finds
  * whom to tell. Multi-table forms are not recognised (null).
  */

@@ -1,6 +1,6 @@
 /**
  * A tokenizer for the DDL statements the binlog carries: identifiers (bare or `quoted`), strings,
- * numbers and punctuation, with comments removed and MySQL's executable comments (`/*!50100 … *\/`)
+ * numbers and punctuation, with comments removed and MySQL's executable comments (`/*!50100 ... *\/`)
  * unwrapped.
  */
 

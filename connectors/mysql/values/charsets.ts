@@ -7,7 +7,7 @@
 import mysql from "mysql2";
 
 export interface Charset {
-  /** MySQL's name: "utf8mb4", "latin1", "binary"… */
+  /** MySQL's name: "utf8mb4", "latin1", "binary"... */
   readonly name: string;
   readonly maxBytesPerChar: number;
   readonly binary: boolean;

@@ -3,7 +3,7 @@
  * metadata) and what is known of the column (signedness, charset, ENUM/SET members, declared
  * type), returning the exact ColumnValue:
  *
- * - TINYINT…INT (signed or not): number; BIGINT: bigint (unsigned up to 2^64-1 exact)
+ * - TINYINT...INT (signed or not): number; BIGINT: bigint (unsigned up to 2^64-1 exact)
  * - DECIMAL: its digits as text, scale included ("-12.30"); FLOAT/DOUBLE: number (FLOAT's float32 value)
  * - DATE: days since the epoch; DATETIME/TIMESTAMP: bigint microseconds since the epoch
  *   (DATETIME read as UTC); TIME: signed microseconds; YEAR: number (0 for 0000)
@@ -42,7 +42,7 @@ export type ZeroDates = "null" | "error";
 
 export interface ColumnDecodeInfo {
   readonly name: string;
-  /** Declared type as Sluice reports it ("int unsigned", "binary(16)", "uuid"…). */
+  /** Declared type as Sluice reports it ("int unsigned", "binary(16)", "uuid"...). */
   readonly dbType: string;
   readonly unsigned: boolean;
   readonly charset: Charset;

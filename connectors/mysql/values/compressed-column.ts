@@ -1,6 +1,6 @@
 /**
- * MariaDB COMPRESSED columns (VARCHAR/BLOB/TEXT … COMPRESSED) log their stored form: empty, or a
- * header byte then the value — as is when the header's high nibble is 0, zlib-compressed when it
+ * MariaDB COMPRESSED columns (VARCHAR/BLOB/TEXT ... COMPRESSED) log their stored form: empty, or a
+ * header byte then the value -- as is when the header's high nibble is 0, zlib-compressed when it
  * is 8 (low three bits: how many big-endian bytes of the original length follow; bit 3: raw
  * deflate, without the zlib wrapper).
  */

@@ -1,7 +1,7 @@
 /**
  * Partial JSON updates (binlog_row_value_options=PARTIAL_JSON): instead of the new document the
- * after image holds a list of diffs — operation (0 replace, 1 insert, 2 remove), a path such as
- * `$.a[2]."b c"`, and for replace/insert a binary JSON value — which are applied, in order, to
+ * after image holds a list of diffs -- operation (0 replace, 1 insert, 2 remove), a path such as
+ * `$.a[2]."b c"`, and for replace/insert a binary JSON value -- which are applied, in order, to
  * the before image's document.
  */
 import { BinaryReader } from "../protocol/binary-reader.ts";

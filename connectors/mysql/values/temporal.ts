@@ -1,7 +1,7 @@
 /**
- * MySQL's binary dates and times to the integers Sluice uses: DATE → days since 1970-01-01,
- * DATETIME/TIMESTAMP → microseconds since 1970-01-01 (DATETIME as if it were UTC: it has no zone),
- * TIME → signed microseconds (it is a duration, -838:59:59 to 838:59:59), YEAR → the year.
+ * MySQL's binary dates and times to the integers Sluice uses: DATE -> days since 1970-01-01,
+ * DATETIME/TIMESTAMP -> microseconds since 1970-01-01 (DATETIME as if it were UTC: it has no zone),
+ * TIME -> signed microseconds (it is a duration, -838:59:59 to 838:59:59), YEAR -> the year.
  * Zero dates ("0000-00-00", or a zero month or day) and dates no calendar has ("2024-02-30", kept
  * under ALLOW_INVALID_DATES; MySQL's date functions give NULL for both) have no such integer:
  * decoders return null and the caller applies the zero_dates setting.
