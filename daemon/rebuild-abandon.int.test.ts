@@ -1,0 +1,83 @@
+/**
+ * `sluice replay --abandon-rebuild` with no daemon running: it opens the DuckDB sink itself under
+ * the sink's lease, lists what a rebuild stopped before its swap left (a dry run changes nothing),
+ * and with --execute drops it, the live table untouched. The daemon path is in
+ * test/e2e/rebuild-interrupted.int.test.ts.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { loadConfigText } from "../config/load.ts";
+import type { DuckDbSink } from "../connectors/duckdb/duckdb-sink.ts";
+import { Events, tableSchema } from "../connectors/sinks/test-events.ts";
+import { createLogger } from "../runtime/logger.ts";
+import { createSink } from "./components.ts";
+import { runAbandonRebuildCommand } from "./rebuild-command.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "sluice-abandon-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const logger = createLogger("silent");
+
+const config = loadConfigText(
+  join(dir, "c.yaml"),
+  `name: dep
+http: { listen: "127.0.0.1:1" }
+sources:
+  - { name: pg, kind: postgres, database: app, user: u, tables: [app.*] }
+topics: { kind: embedded, path: ${join(dir, "log.db")} }
+sinks:
+  - { kind: duckdb, name: local, path: ${join(dir, "w.duckdb")} }
+`,
+  { env: {} },
+);
+
+const output = () => {
+  const io = { out: "", err: "", stdout: (t: string) => void (io.out += t), stderr: (t: string) => void (io.err += t) };
+  return io;
+};
+
+async function withSink<T>(use: (sink: DuckDbSink) => Promise<T>): Promise<T> {
+  const sink = (await createSink(config.sinks[0]!, logger)) as DuckDbSink;
+  await sink.open(AbortSignal.timeout(30_000));
+  try {
+    return await use(sink);
+  } finally {
+    await sink.close();
+  }
+}
+
+test("abandoning an interrupted rebuild without a daemon: a dry run lists its half-built table and changes nothing, --execute drops it and keeps the live table", { timeout: 60_000 }, async () => {
+  const orders = new Events(tableSchema("orders", [["id", "integer"], ["note", "text"]], ["id"], { source: "pg", database: "app", schema: "app" }));
+  const signal = () => AbortSignal.timeout(30_000);
+  await withSink(async (sink) => {
+    await sink.write([orders.insert(1n, { id: 1, note: "a" }), orders.insert(2n, { id: 2, note: "b" })], signal());
+    // What a rebuild killed after its prepare leaves: the shadow is durable, nothing swaps it in.
+    await sink.prepareRebuild(orders.schema, signal());
+    await sink.writeRebuild([orders.insert(1n, { id: 1, note: "a" })], signal());
+  });
+
+  const dry = output();
+  assert.equal(await runAbandonRebuildCommand(config, "local", [], false, dry, logger), 0, dry.err);
+  assert.match(dry.out, /Abandoning the interrupted rebuild of sink "local" drops the half-built app\.orders \(app_orders__v2\); the live tables are left as they are\.\nDry run: nothing changed/);
+  assert.equal((await withSink((sink) => sink.rebuildShadows(signal()))).length, 1, "the dry run dropped nothing");
+
+  const unknown = output();
+  assert.equal(await runAbandonRebuildCommand(config, "local", ["app.customers"], true, unknown, logger), 1);
+  assert.match(unknown.out, /No interrupted rebuild of app\.customers in sink "local"/);
+  assert.equal((await withSink((sink) => sink.rebuildShadows(signal()))).length, 1, "a table without one drops nothing");
+
+  const run = output();
+  assert.equal(await runAbandonRebuildCommand(config, "local", ["app.orders"], true, run, logger), 0, run.err);
+  assert.match(run.out, /Done: dropped the half-built app\.orders \(app_orders__v2\) of sink "local"; the live tables serve unchanged\./);
+  await withSink(async (sink) => {
+    assert.deepEqual(await sink.rebuildShadows(signal()), []);
+    const rows = await sink.rebuildRowCounts(orders.schema, signal());
+    assert.equal(rows.live, 2, "the live table keeps its rows");
+    await assert.rejects(() => sink.swap(orders.schema, signal()), /no rebuild in progress/);
+  });
+  const again = output();
+  assert.equal(await runAbandonRebuildCommand(config, "local", [], true, again, logger), 0);
+  assert.match(again.out, /Sink "local" has no interrupted rebuild: nothing to abandon\./);
+});
