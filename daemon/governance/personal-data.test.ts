@@ -160,6 +160,25 @@ test("a personal key column or a missing subject column halts the table (SCHEMA_
   }
 });
 
+test("a personal column the table does not have (renamed at the source, misspelt) halts the table instead of publishing the column under its new name in clear", async () => {
+  // Found on a live deployment: ALTER TABLE customers RENAME COLUMN email TO mail put every later mail in clear in the topics and all three sinks.
+  const log = await EmbeddedTopicLog.open({ path: join(dir, "renamed.db"), logger, maintenanceIntervalMs: 0 });
+  try {
+    const renamed: TableSchema = { ...schema, columns: schema.columns.map((c) => (c.name === "email" ? { ...c, name: "mail" } : c)) };
+    const capture = new PersonalDataEncryptor({ name: "pg", governance } as never, lazyKeyStore(config, log, { create: true }));
+    await assert.rejects(
+      capture.apply(event({ id: 1, customer_id: 1n, mail: "someone@example.com", phone: 5n, city: null }, null, renamed)),
+      (e: unknown) =>
+        e instanceof SluiceError && e.code === "SCHEMA_UNSUPPORTED" && e.context["column"] === "email" && /personal column email is not a column of the table/.test(e.message) && /halted retry --source pg --table app\.customers/.test(e.message),
+    );
+    // The table as configured is captured as before.
+    const published = await capture.apply(event({ id: 1, customer_id: 1n, email: "someone@example.com", phone: 5n, city: null }));
+    assert.ok(isSealed(published.after!["email"]) || isEncrypted(published.after!["email"]));
+  } finally {
+    await log.close();
+  }
+});
+
 test("a sink that was not told (another process ran the erasure) stops decrypting the subject once it reads the key topic again", async () => {
   const { log, capture, sink } = await setup("follow.db");
   try {

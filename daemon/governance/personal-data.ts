@@ -14,6 +14,7 @@ import { valueText } from "./transforms.ts";
 import type { SealedPayloads, SealWorkers } from "./seal-workers.ts";
 import { dataKeyId, decryptValue, encryptedBy, isEncrypted, isSealed, MasterKey, openValues, referenceTo, sealedHead, sealJson, SubjectKeyStore, subjectKeyTopic } from "./subject-keys.ts";
 import type { SealHead } from "./subject-keys.ts";
+import { absentColumns, absentGoverned } from "./absent-columns.ts";
 
 export interface PersonalTable {
   /** The column naming the data subject. */
@@ -555,6 +556,9 @@ export class PersonalDataEncryptor {
       const keyed = personal.columns.filter((column) => schema.key.includes(column));
       if (keyed.length > 0) throw unsupported(`column ${keyed[0]} of the key cannot be personal: the key identifies the row in every topic and sink, in clear. Give the table another key`, keyed[0]!);
       if (!schema.columns.some((c) => c.name === personal.subject)) throw unsupported(`the subject column ${personal.subject} is not a column of the table`, personal.subject);
+      // A personal column renamed at the source (or misspelt here) would otherwise go out in clear under its new name.
+      const absent = absentColumns(personal.columns, schema.columns);
+      if (absent.length > 0) throw unsupported(absentGoverned(table, schema.source, absent, "personal", "personal.columns"), absent[0]!);
       const columns: ColumnSchema[] = schema.columns.map((column) => {
         if (!personal.columns.includes(column.name)) return column;
         const { default: _default, ...rest } = column;

@@ -108,3 +108,11 @@ test("a transform of a key column is refused with a table-halting error naming i
     (error: unknown) => error instanceof SluiceError && error.code === "SCHEMA_UNSUPPORTED" && /column id of the key cannot be transformed/.test(error.message),
   );
 });
+
+test("a transformed column the table does not have (renamed at the source, misspelt) halts the table instead of publishing it untransformed", () => {
+  const renamed: TableSchema = { ...schema, columns: schema.columns.map((c) => (c.name === "phone" ? { ...c, name: "mobile" } : c)) };
+  assert.throws(
+    () => transforms.apply({ ...event({ id: 1, mobile: "555-1234" }), schema: renamed }),
+    (error: unknown) => error instanceof SluiceError && error.code === "SCHEMA_UNSUPPORTED" && error.context["column"] === "phone" && /transformed column phone is not a column of the table/.test(error.message),
+  );
+});

@@ -9,6 +9,7 @@ import type { ChangeEvent, ColumnSchema, ColumnValue, Row, TableSchema } from ".
 import { tableName, UNCHANGED } from "../../connectors/contracts.ts";
 import { SluiceError } from "../../connectors/errors.ts";
 import type { ColumnTransform, GovernanceConfig } from "../../config/governance.ts";
+import { absentColumns, absentGoverned } from "./absent-columns.ts";
 
 type ValueTransform = (value: ColumnValue) => ColumnValue;
 
@@ -103,6 +104,13 @@ export class ColumnTransforms {
           `table ${table}: column${keyed.length > 1 ? "s" : ""} ${keyed.join(", ")} of the key cannot be transformed (governance.tables.${table}.transforms); the key identifies the row in every topic and sink. Remove the transform, or give the table another key`,
           { code: "SCHEMA_UNSUPPORTED", context: { component: "capture", source: schema.source, table, column: keyed[0] } },
         );
+      }
+      const absent = absentColumns(Object.keys(rules), schema.columns);
+      if (absent.length > 0) {
+        throw new SluiceError(`table ${table}: ${absentGoverned(table, schema.source, absent, "transformed", "transforms")}`, {
+          code: "SCHEMA_UNSUPPORTED",
+          context: { component: "capture", source: schema.source, table, column: absent[0] },
+        });
       }
       const dropped = new Set<string>();
       const values = new Map<string, ValueTransform>();
