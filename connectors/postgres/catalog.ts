@@ -89,6 +89,31 @@ export interface AttributeInfo {
   readonly sqlType: string;
 }
 
+/**
+ * A catalog read lock_timeout ended (55P03), naming the table: another session holds or waits for a lock on it. Keeps
+ * the SQLSTATE, so that it is retried as an outage (pg-errors.ts).
+ */
+export class CatalogLockTimeout extends Error {
+  readonly code = "55P03";
+
+  constructor(what: string, table: string, cause: Error) {
+    super(
+      `${what} ${table}: ${cause.message}: another session holds or waits for a lock on the table, e.g. an ALTER TABLE waiting behind a long transaction (pg_stat_activity: wait_event_type 'Lock'); tried again`,
+      { cause },
+    );
+  }
+}
+
+async function namingLockTimeout(db: Queryable, error: unknown, relid: number, what: string): Promise<unknown> {
+  if ((error as { code?: unknown } | null)?.code !== "55P03" || !(error instanceof Error)) return error;
+  // regclass output reads the catalog only: it takes no lock on the table.
+  const named = await db.query<{ name: string }>("SELECT $1::oid::regclass::text AS name", [relid]).then(
+    (r) => r.rows[0]?.name,
+    () => undefined,
+  );
+  return new CatalogLockTimeout(what, named ?? `relation ${relid}`, error);
+}
+
 export async function attributes(db: Queryable, relid: number): Promise<AttributeInfo[]> {
   const result = await db.query<Record<string, string | null>>(
     `SELECT a.attnum AS number, a.attname AS name, a.atttypid::int8 AS type_oid, a.atttypmod AS type_modifier,
@@ -98,7 +123,9 @@ export async function attributes(db: Queryable, relid: number): Promise<Attribut
       WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
       ORDER BY a.attnum`,
     [relid],
-  );
+  ).catch(async (error: unknown) => {
+    throw await namingLockTimeout(db, error, relid, "reading the columns of");
+  });
   return result.rows.map((row) => ({
     number: Number(row["number"]),
     name: row["name"]!,

@@ -27,14 +27,23 @@ const rawText = { getTypeParser: () => (text: string) => text };
 
 export type ConnectionPurpose = "catalog" | "snapshot" | "replication" | "heartbeat";
 
-export function clientConfig(config: PostgresSourceConfig, purpose: ConnectionPurpose): ClientConfig {
+/**
+ * lock_timeout of the catalog connections (table metadata, the publication, the signal table): without it a catalog read
+ * that needs a table's lock (pg_get_expr of a column default opens the table) queues behind an ALTER TABLE that waits for
+ * a long transaction, for as long as that lasts, and capture stops without a word. With it the read fails (55P03), which
+ * capture retries as an outage (pg-errors.ts). The MySQL source's catalog connection has the same limit.
+ */
+export const CATALOG_LOCK_TIMEOUT_MS = 30_000;
+
+/** `limits.catalogLockTimeoutMs`: the catalog connections' lock_timeout (default CATALOG_LOCK_TIMEOUT_MS; tests set less). */
+export function clientConfig(config: PostgresSourceConfig, purpose: ConnectionPurpose, limits: { catalogLockTimeoutMs?: number } = {}): ClientConfig {
   const settings: ClientConfig & { replication?: string; options?: string } = {
     host: config.host,
     port: config.port,
     user: config.user,
     database: config.database,
     application_name: `sluice:${config.name}:${purpose}`,
-    options: startupOptions,
+    options: purpose === "catalog" ? `${startupOptions} -c lock_timeout=${Math.ceil(limits.catalogLockTimeoutMs ?? CATALOG_LOCK_TIMEOUT_MS)}` : startupOptions,
     ssl: tlsSettings(config),
     types: rawText,
     connectionTimeoutMillis: 10_000,

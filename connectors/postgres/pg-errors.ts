@@ -9,8 +9,8 @@ import { describeTlsFailure } from "../common/tls-errors.ts";
 
 const RETRIABLE_NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ENOTFOUND"]);
 
-/** SQLSTATEs (or classes, two characters) worth retrying. */
-const RETRIABLE_SQLSTATES = ["08", "53", "57P01", "57P02", "57P03", "55006", "58", "40001", "40P01"];
+/** SQLSTATEs (or classes, two characters) worth retrying; 55P03: lock_timeout (the catalog connection's, connection-settings.ts) ended a wait for a lock. */
+const RETRIABLE_SQLSTATES = ["08", "53", "57P01", "57P02", "57P03", "55006", "55P03", "58", "40001", "40P01"];
 
 const PERMANENT_SQLSTATES: Readonly<Record<string, string>> = {
   "28000": "PG_AUTH_FAILED",
@@ -71,7 +71,7 @@ export function toSluiceError(error: unknown, what: string, context: ErrorContex
     });
   }
   if (isRetriablePgError(error)) {
-    return new ConnectionError(`${what}: ${detail}`, { cause: error, context: fullContext, code: state === "55006" ? "PG_OBJECT_IN_USE" : "CONNECTION_FAILED" });
+    return new ConnectionError(`${what}: ${detail}`, { cause: error, context: fullContext, code: state === "55006" ? "PG_OBJECT_IN_USE" : state === "55P03" ? "PG_LOCK_TIMEOUT" : "CONNECTION_FAILED" });
   }
   const code = (state !== undefined ? PERMANENT_SQLSTATES[state] : undefined) ?? "PG_ERROR";
   const hint = code === "PG_PRIVILEGE_MISSING" ? ` (${serverText(context)}; docs/postgres.md lists the grants Sluice's role needs)` : "";
