@@ -27,6 +27,7 @@ import { runAbandonRebuildCommand, runRebuildCommand } from "./rebuild-command.t
 import type { RebuildProgress } from "./rebuild-progress.ts";
 import { runForgetCommand, runRotateCommand } from "./forget-command.ts";
 import { masterKeyFileProblems } from "./governance/master-key-check.ts";
+import { httpTlsProblems } from "./http-tls.ts";
 import { runReplayCommand } from "./replay.ts";
 import { formatRows, queryDuckDbFile } from "./sink-query.ts";
 import { formatStatus } from "./status-table.ts";
@@ -95,7 +96,12 @@ function loadForRoles(values: Record<string, unknown>, checkFiles = false): { co
   const captures = (name: string) => parsed.roles.has("capture") && (parsed.sources.length === 0 || parsed.sources.includes(name));
   const runsSink = (name: string) => parsed.roles.has("sinks") && (parsed.sinks.length === 0 || parsed.sinks.includes(name));
   // The files the config names are read as the daemon's start reads them: one it cannot use is a config problem at its key.
-  const check = (config: SluiceConfig) => [...masterKeyFileProblems(config), ...unreadableFiles(config, { captures, runsSink })];
+  const check = (config: SluiceConfig) => {
+    const unreadable = unreadableFiles(config, { captures, runsSink });
+    // http.tls's files' content (a file that is no PEM, a key that is not the certificate's), once they can be read.
+    const tls = unreadable.some((p) => p.path[0] === "http") ? [] : httpTlsProblems(config);
+    return [...masterKeyFileProblems(config), ...unreadable, ...tls];
+  };
   const config = loadConfigFile(configPath(values), { captures, runsSink, checkMemory: true, ...(checkFiles ? { check } : {}) });
   try {
     return { config, selection: selectParts(config, parsed) };

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { hostname } from "node:os";
 import { getHeapStatistics } from "node:v8";
@@ -12,7 +11,6 @@ import type { Source, TableSnapshotProgress, TopicLog } from "../connectors/cont
 import { formatPosition } from "../connectors/common/position-text.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { openTopicLog } from "../connectors/topics/open.ts";
-import { describeFsError } from "../config/document.ts";
 import { createRegistryHandler, TransactionMetadataEncoder } from "../schema-registry/index.ts";
 import { AccessPolicy } from "./admin-auth.ts";
 import type { ApiTokens } from "./admin-auth.ts";
@@ -40,7 +38,7 @@ import { HttpServer, sendJson } from "./http-server.ts";
 import { sharedRun } from "./shared-run.ts";
 import { readJsonObject } from "./request-body.ts";
 import type { BodyReader } from "./request-body.ts";
-import type { TlsCredentials } from "./http-server.ts";
+import { readTlsCredentials } from "./http-tls.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { observeCommitStages, SluiceMetrics } from "./metrics.ts";
 import { queryHandler } from "./sink-query.ts";
@@ -131,20 +129,6 @@ export function apiTokens(config: SluiceConfig): ApiTokens {
 /** The builtin registry's URL path on the HTTP server, or undefined when the registry is remote. */
 function registryPath(config: SluiceConfig): string | undefined {
   return config.schema_registry.kind === "builtin" ? config.schema_registry.path : undefined;
-}
-
-/** Reads http.tls's certificate and key (undefined without http.tls). */
-export function readTlsCredentials(config: SluiceConfig): TlsCredentials | undefined {
-  const tls = config.http.tls;
-  if (!tls) return undefined;
-  const read = (file: string, what: string) => {
-    try {
-      return readFileSync(file);
-    } catch (error) {
-      throw new SluiceError(`cannot read the HTTP server's ${what} "${file}" (http.tls): ${describeFsError(error)}`, { code: "HTTP_TLS_FILE", cause: error, context: { component: "http" } });
-    }
-  };
-  return { cert: read(tls.cert_file, "certificate"), key: read(tls.key_file, "private key") };
 }
 
 function lagSeconds(now: number, thenMs: number | null): number | null {
