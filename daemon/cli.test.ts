@@ -3,7 +3,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, realpathSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { test } from "node:test";
 
 const cli = new URL("./sluice.js", import.meta.url).pathname;
@@ -166,7 +166,8 @@ test("an older Node is refused with one line", () => {
 
 test("run serves /healthz, logs JSON, and stops cleanly on SIGTERM", async () => {
   const port = await freePort();
-  const child = spawn(process.execPath, [cli, "run", "-c", configWithListen(`127.0.0.1:${port}`)], { stdio: ["ignore", "pipe", "pipe"] });
+  const config = configWithListen(`127.0.0.1:${port}`);
+  const child = spawn(process.execPath, [cli, "run", "-c", config], { stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
@@ -186,6 +187,9 @@ test("run serves /healthz, logs JSON, and stops cleanly on SIGTERM", async () =>
   const lines = stdout.trim().split("\n").map((line) => JSON.parse(line) as { msg: string; level: string });
   const lifecycle = lines.map((l) => l.msg).filter((msg) => msg.startsWith("sluice "));
   assert.deepEqual(lifecycle, ["sluice started", "sluice stopping", "sluice stopped"]);
+  // The data files it opened, absolute (a relative one is from the working directory).
+  const started = lines.find((l) => l.msg === "sluice started") as { data_paths?: unknown } | undefined;
+  assert.deepEqual(started?.data_paths, { "topics.path": join(dirname(config), "log.db") });
 });
 
 test("run exits 1 with a clear message when its HTTP port is taken", async () => {
