@@ -173,3 +173,21 @@ test("freshness: a source quiet for longer than max_quiet is one failure per qui
     checks.close();
   }
 });
+
+test("a check whose column the table no longer has (renamed at the source) says once that it does not run", () => {
+  // Found on a live deployment: after RENAME COLUMN credit TO crd a range check on credit let -7 through without a word.
+  const { logger, lines } = logged();
+  const checks = new DataChecks("pg", config([{ check: "range", column: "amount", min: 0, action: "halt" }, { check: "not_null", column: "email", action: "warn" }]), logger);
+  assert.throws(() => checks.inspect(event({ id: 1, amount: "-1", email: "a" })), /fails data check range of column amount/);
+  const renamed: TableSchema = { ...schema, columns: schema.columns.map((c) => (c.name === "amount" ? { ...c, name: "total" } : c)) };
+  const renamedEvent = (id: number) => ({ ...event({ id, total: "-5", email: "a" }), schema: renamed });
+  for (let id = 2; id < 5; id++) assert.equal(checks.inspect(renamedEvent(id)), null);
+  const told = lines.filter((l) => /does not run/.test(String(l["msg"])));
+  assert.equal(told.length, 1, "said once");
+  assert.equal(told[0]!["column"], "amount");
+  assert.equal(told[0]!["level"], 40);
+  assert.match(String(told[0]!["msg"]), /data check range of column amount does not run: table app\.orders has no column amount \(renamed or dropped at the source, or misspelt in the config\)/);
+  // A schema of its own (another table version) with the column: nothing more said.
+  checks.inspect({ ...event({ id: 6, amount: "1", email: "a" }), schema: { ...schema } });
+  assert.equal(lines.filter((l) => /does not run/.test(String(l["msg"]))).length, 1);
+});

@@ -132,6 +132,9 @@ export class DataChecks {
   private lastTable = "";
   private lastChecks: readonly { check: DataCheck; test: Predicate }[] | undefined;
   private quietReported = false;
+  /** Table schemas whose checks' columns were looked for, and the checks found without their column (warned once). */
+  private readonly columnsLooked = new WeakSet<TableSchema>();
+  private readonly columnAbsent = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   /** Rows checked not reported yet (countRow), all of one table. */
   private pendingTable = "";
@@ -159,6 +162,28 @@ export class DataChecks {
     this.seen.clear();
   }
 
+  /**
+   * A check whose column the table does not have never fails (the column renamed or dropped at the source, or misspelt in
+   * the config): said once, at warn, so that a check that stopped running is not taken for a table that passes it.
+   */
+  private lookForColumns(schema: TableSchema, table: string, checks: readonly { check: DataCheck }[]): void {
+    if (this.columnsLooked.has(schema)) return;
+    this.columnsLooked.add(schema);
+    for (const { check } of checks) {
+      const id = `${table}\u0000${check.check}\u0000${check.column}`;
+      if (schema.columns.some((c) => c.name === check.column)) {
+        this.columnAbsent.delete(id);
+        continue;
+      }
+      if (this.columnAbsent.has(id)) continue;
+      this.columnAbsent.add(id);
+      this.logger.warn(
+        { table, column: check.column, check: check.check, action: check.action },
+        `data check ${check.check} of column ${check.column} does not run: table ${table} has no column ${check.column} (renamed or dropped at the source, or misspelt in the config); name the column as the table has it now in governance.tables.${table}.checks and restart`,
+      );
+    }
+  }
+
   /** Failures so far, per table, check and column. */
   failures(): DataCheckFailures[] {
     return [...this.failed.values()].map((f) => ({ ...f }));
@@ -177,6 +202,7 @@ export class DataChecks {
       this.lastSchema = event.schema;
       this.lastTable = tableName(event.schema);
       this.lastChecks = this.rules.get(this.lastTable);
+      if (this.lastChecks !== undefined) this.lookForColumns(event.schema, this.lastTable, this.lastChecks);
     }
     const table = this.lastTable;
     const checks = this.lastChecks;
