@@ -27,6 +27,7 @@ import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { defaultOf, DELETED_COLUMN, firstVersionWith, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
 import { deadlineError, pastDeadline } from "../sinks/deadline.ts";
 import type { PlanContext, SinceOf, TargetColumn } from "../sinks/columns.ts";
+import type { LogicalType } from "../sinks/logical-type.ts";
 import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, RebuildShadow, StagedWrite, StagingSink, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
 import { CATALOG_MISMATCH, errorMessage, rebuildState, rowRejected, schemaUnsupported, targetBlocked, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
@@ -293,10 +294,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
         if (!index || !subject) continue;
         const fields = request.columns.filter((name) => index.columns.some((c) => c.name === name && !c.key));
         if (fields.length === 0) continue;
-        // Strings are text with a keyword subfield: match the whole value there. Other types by a lenient match: a subject
-        // no value of the field can have (text for a number) matches nothing, as compared as text in the other sinks.
-        const matching =
-          subject.type.kind === "string" ? { term: { [`${subject.name}.keyword`]: request.subject } } : { match: { [subject.name]: { query: request.subject, lenient: true } } };
+        const matching = subjectFilter(subject.name, subject.type, request.subject);
+        if (matching === null) continue;
         const query = { bool: { filter: [matching], should: fields.map((f) => ({ exists: { field: f } })), minimum_should_match: 1 } };
         const nulls = Object.fromEntries(fields.map((f) => [f, null]));
         const failed = (reason: string) =>
@@ -873,4 +872,17 @@ function alreadyExists(error: unknown): boolean {
 
 export function createElasticsearchSink(config: ElasticsearchSinkConfig, options: ElasticsearchSinkOptions): ElasticsearchSink {
   return new ElasticsearchSink(config, options);
+}
+
+/**
+ * The filter of `sluice forget`'s documents: the subject column's value as text equal to `subject`, as the other sinks
+ * compare (ErasureRequest). Strings are text with a keyword subfield: the whole value there. An integer's text has no
+ * '+', no leading zero, no fraction, no space: any other subject names no document (null), where Elasticsearch would
+ * read "05" or "5.0" as 5 and erase another subject's values. Other types by a lenient match: a subject no value of
+ * the field can have (text for a number) matches nothing.
+ */
+function subjectFilter(field: string, type: LogicalType, subject: string): object | null {
+  if (type.kind === "string") return { term: { [`${field}.keyword`]: subject } };
+  if (type.kind === "integer" && !/^(0|-?[1-9][0-9]*)$/.test(subject)) return null;
+  return { match: { [field]: { query: subject, lenient: true } } };
 }

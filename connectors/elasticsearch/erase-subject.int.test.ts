@@ -37,6 +37,9 @@ test("a subject that no value of a numeric subject column can have erases nothin
     assert.deepEqual((await sink.write([events.insert(1n, { id: 1, customer: 12, email: "a@x.io" }), events.insert(2n, { id: 2, customer: 13, email: "b@x.io" })], signal)).failures, []);
     const request = { table: events.schema, subjectColumn: "customer", columns: ["email"] };
     assert.equal(await sink.erase({ ...request, subject: "12a" }, signal), 0);
+    // Found on a live deployment: forget --subject 05 nulled subject 5 here (Elasticsearch reads "05" as 5) while DuckDB
+    // and ClickHouse, comparing text, nulled nothing and the key of subject 5 was kept.
+    for (const other of ["012", "+12", "12.0", " 12", "12 ", "1.2e1", "-0", "99999999999999999999"]) assert.equal(await sink.erase({ ...request, subject: other }, signal), 0, `subject ${JSON.stringify(other)}`);
     assert.equal(await sink.erase({ ...request, subject: "12" }, signal), 1);
     const target = (await admin.search<{ id: number; email: string | null }>({ index: `${prefix}_*`, query: { match_all: {} } })).hits.hits.map((h) => h._source);
     assert.deepEqual(target.map((d) => [d?.id, d?.email]).sort(), [[1, null], [2, "b@x.io"]]);
