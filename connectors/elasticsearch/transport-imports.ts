@@ -8,6 +8,8 @@
  * memory budget gives the sink's batches (config/memory.ts), and the collector runs more often the
  * less room is left there. `importLessForElasticsearch` makes @elastic/transport's imports of the two
  * packages resolve to this module in the calling thread: the same modules of the same packages, fewer of them.
+ * It also makes the client's import of its whole API resolve to client-api.ts, which loads each API
+ * module of the client when it is first used.
  */
 import { createRequire, registerHooks } from "node:module";
 
@@ -23,9 +25,12 @@ export const buildConnector: unknown = requireAsTransport("undici/lib/core/conne
 export const { suppressTracing } = requireAsTransport("@opentelemetry/core/build/src/trace/suppress-tracing.js") as { suppressTracing: unknown };
 
 const REPLACED = new Set(["undici", "@opentelemetry/core"]);
+/** The client's ES module build (what `import "@elastic/elasticsearch"` loads) imports its API as ./api/index.js from client.js. */
+const CLIENT_MODULE = new URL("client.js", import.meta.resolve("@elastic/elasticsearch")).href;
+const LAZY_API = new URL("client-api.ts", import.meta.url).href;
 let registered = false;
 
-/** From now on in this thread, @elastic/transport imports undici and @opentelemetry/core as this module. Modules loaded already keep what they have. */
+/** From now on in this thread, @elastic/transport imports undici and @opentelemetry/core as this module, and the client its API as client-api.ts. Modules loaded already keep what they have. */
 export function importLessForElasticsearch(): void {
   if (registered) return;
   registered = true;
@@ -33,6 +38,7 @@ export function importLessForElasticsearch(): void {
   registerHooks({
     resolve(specifier, context, next) {
       if (REPLACED.has(specifier) && context.parentURL?.includes("/@elastic/transport/") === true) return { url: self, shortCircuit: true };
+      if (specifier === "./api/index.js" && context.parentURL === CLIENT_MODULE) return { url: LAZY_API, shortCircuit: true };
       return next(specifier, context);
     },
   });
