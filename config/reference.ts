@@ -13,7 +13,7 @@ function showDefault(value: unknown): string {
 
 export function renderConfigReference(): string {
   const rows = documentKeys(configSchema).map((key) => {
-    const required = key.required ? "**required**" : showDefault(key.default) || "—";
+    const required = key.required ? "**required**" : showDefault(key.default) || "\u2014";
     return `| \`${key.path}\` | ${key.type} | ${required} | ${key.description.replace(/\|/g, "\\|")} |`;
   });
   return `# Configuration reference

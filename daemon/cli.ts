@@ -530,12 +530,12 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
 const SHUTDOWN_BACKSTOP_MS = 5_000;
 const HELD_OPEN_EXIT_MS = 5_000;
 
-/** Where the process's open TCP sockets lead (local → remote), to tell which client held it open. */
+/** Where the process's open TCP sockets lead (local -> remote), to tell which client held it open. */
 function openSockets(): string[] {
   // No public API lists handles; _getActiveHandles is Node's own (used by diagnostics tools) and may vanish: then none.
   const handles = (process as unknown as { _getActiveHandles?: () => unknown[] })._getActiveHandles?.() ?? [];
   return handles.flatMap((handle) =>
-    handle instanceof Socket && handle.remotePort !== undefined ? [`${handle.localAddress}:${handle.localPort} → ${handle.remoteAddress}:${handle.remotePort}`] : [],
+    handle instanceof Socket && handle.remotePort !== undefined ? [`${handle.localAddress}:${handle.localPort} \u2192 ${handle.remoteAddress}:${handle.remotePort}`] : [],
   );
 }
 

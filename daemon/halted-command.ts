@@ -1,8 +1,8 @@
 /**
  * `sluice halted`: list the halted tables of the running daemon (capture and sinks), and release
- * a sink's halted table — `retry` (read it again from its poison record, after the cause was
+ * a sink's halted table -- `retry` (read it again from its poison record, after the cause was
  * fixed) or `skip` (send the poison record to the sink's dead-letter topic with its reason and go
- * on) — or a table halted at capture (`--source`: re-publish its parked changes, or first skip the
+ * on) -- or a table halted at capture (`--source`: re-publish its parked changes, or first skip the
  * one that halted it). Both are dry runs unless --execute. Halts live in the running daemon, so
  * every subcommand asks it over its HTTP API (daemon/halted-admin.ts).
  */

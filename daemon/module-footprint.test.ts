@@ -117,13 +117,10 @@ function daemonSources(): string[] {
   );
 }
 
-/** Being changed by other work when the rest were made Latin-1; to be made so when that is committed. */
-const NOT_YET_LATIN1 = new Set(["config/reference.ts", "daemon/cli.ts", "daemon/halted-command.ts"]);
-
 test("the daemon's source files hold only Latin-1 characters, so that V8 keeps each module's source as one byte a character", () => {
   // A module's source stays in the heap of every thread that loads it (0.3-0.4 MiB per thread for
   // Sluice's modules); one character above U+00FF, even in a comment, makes it two bytes a
   // character. Write ASCII in comments ("->", "--", "..."), and \u escapes in strings.
-  const wide = daemonSources().filter((file) => !NOT_YET_LATIN1.has(file) && /[^\u0000-\u00ff]/.test(readFileSync(join(ROOT, file), "utf8")));
+  const wide = daemonSources().filter((file) => /[^\u0000-\u00ff]/.test(readFileSync(join(ROOT, file), "utf8")));
   assert.deepEqual(wide, []);
 });
