@@ -28,6 +28,7 @@ import { sinkRebuildEntry } from "./interrupted-rebuilds.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
 import { REBUILD_UNKNOWN_TABLE } from "./rebuild-tables.ts";
 import { REBUILD_RUNNING } from "./rebuild-abandon.ts";
+import { REBUILD_SINK_SHARED } from "./rebuild-sharing.ts";
 import type { SnapshotTarget } from "./snapshot-admin.ts";
 import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
 import type { ReleasableCapture } from "./halted-admin.ts";
@@ -661,7 +662,8 @@ export class Daemon {
       sendJson(res, 200, await running.thread.rebuild(tables));
     } catch (error) {
       const refused = error instanceof SluiceError && error.code === REBUILD_UNKNOWN_TABLE;
-      sendJson(res, refused ? 400 : 500, { error: error instanceof Error ? error.message : String(error) });
+      const shared = error instanceof SluiceError && error.code === REBUILD_SINK_SHARED;
+      sendJson(res, refused ? 400 : shared ? 409 : 500, { error: error instanceof Error ? error.message : String(error) });
     }
     return true;
   }

@@ -15,6 +15,7 @@ import type { RebuildReport } from "./rebuild.ts";
 import type { RebuildProgress, RebuildProgressEntry } from "./rebuild-progress.ts";
 import { REBUILD_UNKNOWN_TABLE, rebuildTopics } from "./rebuild-tables.ts";
 import { recordWhere } from "./rebuild-records.ts";
+import { otherSinkProcesses, REBUILD_SINK_SHARED } from "./rebuild-sharing.ts";
 import { abandonRebuild, describeAbandon } from "./rebuild-abandon.ts";
 import type { AbandonReport } from "./rebuild-abandon.ts";
 import { eraseInSink } from "./governance/erasure.ts";
@@ -31,7 +32,7 @@ export interface RebuildIo {
 const PROGRESS_POLL_MS = 1_000;
 
 /** Errors that mean "refused, nothing changed" rather than a failure. */
-const REFUSALS = new Set(["REBUILD_HISTORY_INCOMPLETE", "REBUILD_ROW_COUNT_MISMATCH", REBUILD_UNKNOWN_TABLE]);
+const REFUSALS = new Set(["REBUILD_HISTORY_INCOMPLETE", "REBUILD_ROW_COUNT_MISMATCH", REBUILD_UNKNOWN_TABLE, REBUILD_SINK_SHARED]);
 
 function describe(report: RebuildReport): string {
   const rebuilt = `rebuilt ${report.tables.length} table${report.tables.length === 1 ? "" : "s"} (${report.tables.join(", ") || "none"}) from ${report.records} records, swapped in`;
@@ -141,6 +142,8 @@ export async function runRebuildCommand(
             signal,
             ...(io.progress === undefined ? {} : { onProgress: io.progress.bind(io) }),
             ...(erasures === null ? {} : { erasures }),
+            // Kafka gives no lease: the sink's processes elsewhere are its group's members.
+            sharing: { group, others: () => otherSinkProcesses(log, group, 0) },
           });
           io.stdout(`Done: ${describe(report)}.\n`);
           return 0;

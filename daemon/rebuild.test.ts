@@ -392,3 +392,44 @@ test("a rebuild of one table is not stopped by a foreign record in another table
   await sink.close();
   await log.close();
 });
+
+test("a rebuild is refused while other processes run the sink: before it starts (nothing made), or when one joins before its swap (its new generation dropped); the live table is unchanged", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-rebuild-shared-"));
+  const logger = testLogger();
+  const log = EmbeddedTopicLog.open({ path: join(dir, "log.db"), logger });
+  const events = new Events(tableSchema("items", [["id", "integer"], ["name", "text"]]));
+  await log.createTopic({ name: events.topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  await produceAll(log, events.topic, [events.insert(1n, { id: 1, name: "one" }), events.update(2n, { id: 1, name: "uno" })]);
+  const sink = createDuckDbSink(testSinkConfig("duckdb", { name: "wh", path: join(dir, "wh.duckdb") }), { logger });
+  const signal = new AbortController().signal;
+  await sink.open(signal);
+  await sink.write([events.insert(1n, { id: 1, name: "stale" })], signal);
+  const other = { clientId: "sluice.p4242s1n2b00000000-0000-0000-0000-000000000000", host: "10.0.0.7", pid: 4242 };
+
+  // A process there before it starts; one that joins once its new generation exists (reading); one that joins just before the swap.
+  for (const joins of ["before", "reading", "swapping"] as const) {
+    let state = "";
+    let calls = 0;
+    const others = async () => {
+      calls++;
+      return joins === "before" || state === joins ? [other] : [];
+    };
+    await assert.rejects(
+      rebuildSink({ sink, log, decoder: jsonDecoder, topics: [events.topic], group: "wh.rebuild", logger, signal, onProgress: (p) => (state = p.state), sharing: { group: "dep.sink.wh", others } }),
+      (error: Error & { code?: string }) => {
+        assert.equal(error.code, "REBUILD_SINK_SHARED", `${joins}: ${error.message}`);
+        assert.match(error.message, /another process runs sink "wh" \(consumer group dep\.sink\.wh: process 4242 on 10\.0\.0\.7\)/);
+        assert.match(error.message, joins === "before" ? /Nothing changed\.$/ : /the rebuilt ones were dropped\.$/);
+        return true;
+      },
+    );
+    if (joins === "before") assert.equal(calls, 1, "refused before anything is read");
+    assert.deepEqual(await sink.rebuildShadows(signal), [], `${joins}: no new generation left`);
+    assert.deepEqual(await sink.query(`SELECT id, name FROM public_items`), [{ id: 1, name: "stale" }], joins);
+  }
+  // Alone, it rebuilds.
+  await rebuildSink({ sink, log, decoder: jsonDecoder, topics: [events.topic], group: "wh.rebuild", logger, signal, sharing: { group: "dep.sink.wh", others: async () => [] } });
+  assert.deepEqual(await sink.query(`SELECT id, name FROM public_items`), [{ id: 1, name: "uno" }]);
+  await sink.close();
+  await log.close();
+});

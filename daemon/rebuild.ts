@@ -18,6 +18,8 @@ import { Misfits, ReplayShapes } from "./rebuild-shape.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
 import { RebuildDecoder, recordWhere } from "./rebuild-records.ts";
 import type { LeftOutRecord } from "./rebuild-records.ts";
+import { sinkSharedError } from "./rebuild-sharing.ts";
+import type { OtherSinkProcess } from "./rebuild-sharing.ts";
 
 export interface RebuildOptions {
   readonly sink: RebuildableSink;
@@ -42,6 +44,12 @@ export interface RebuildOptions {
    * the swap) as one, so that the erasures of the same process do not run inside one (sink-erasures.ts).
    */
   readonly exclusive?: <T>(step: () => Promise<T>) => Promise<T>;
+  /**
+   * The other processes that run the sink now (rebuild-sharing.ts): the rebuild is refused
+   * (REBUILD_SINK_SHARED) when there are any before it starts, while it reads (checked at most
+   * once a second) and just before its swap.
+   */
+  readonly sharing?: { readonly group: string; readonly others: () => Promise<readonly OtherSinkProcess[]> };
 }
 
 /** The erasures a rebuild erases again in its new generations (RebuildOptions.erasures). */
@@ -303,6 +311,8 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
   const exclusive = options.exclusive ?? (<T>(step: () => Promise<T>) => step());
   const gaps = await historyGaps(log, options.topics);
   if (gaps.length > 0) throw historyIncompleteError(sink.name, gaps);
+  const alone = sharedCheck(options);
+  await alone(false);
   const decoder = new RebuildDecoder(options.decoder, sink.name, logger);
   const { tables, controls } = await tablesOf(options, decoder);
   const shapes = new ReplayShapes(sink.name, tables);
@@ -334,6 +344,8 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
     for (const [key, end] of targets) if (end > startOf(key)) total += end - startOf(key);
     meter.planned([...tables.values()].map((t) => `${t.schema}.${t.table}`), Number(total));
     const consumer = await log.consumer(options.group, [...tables.keys(), ...controls]);
+    // A process that joined meanwhile (it may not know of the new generations) refuses the rebuild too.
+    await alone(true);
     let records = 0;
     try {
       for (const key of targets.keys()) {
@@ -389,6 +401,7 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
         });
         meter.leftOut(decoder.leftOut);
         meter.read(readSoFar());
+        await alone(true, READING_SHARED_CHECK_MS);
       }
       misfits.check();
       // A truncate carries no row: written under its table's newest schema, which the new generation has.
@@ -402,6 +415,7 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
     meter.step("checking");
     await checkRowCounts(sink, log, tables, signal, logger);
     meter.step("swapping");
+    await alone(true);
     await exclusive(async () => {
       // After every write of the rebuild: an erasure whose tombstone this last read misses erases after them, in the new generation too.
       await options.erasures?.eraseDestroyed(true);
@@ -418,6 +432,21 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
     for (const table of prepared) await sink.abortRebuild(table, new AbortController().signal).catch(() => undefined);
     throw error;
   }
+}
+
+/** How often a rebuild looks for other processes of its sink while it reads. */
+const READING_SHARED_CHECK_MS = 1_000;
+
+/** Throws REBUILD_SINK_SHARED when other processes run the sink (RebuildOptions.sharing); `everyMs`: not again sooner. */
+function sharedCheck(options: RebuildOptions): (prepared: boolean, everyMs?: number) => Promise<void> {
+  const sharing = options.sharing;
+  let lastMs = -Infinity;
+  return async (prepared, everyMs = 0) => {
+    if (sharing === undefined || performance.now() - lastMs < everyMs) return;
+    lastMs = performance.now();
+    const others = await sharing.others();
+    if (others.length > 0) throw sinkSharedError(options.sink.name, sharing.group, others, prepared);
+  };
 }
 
 /** Refuses the swap (REBUILD_ROW_COUNT_MISMATCH) when a shadow's row count is off beyond the changes in flight. */

@@ -13,6 +13,7 @@ import { createLogger } from "../runtime/logger.ts";
 import { SluiceMetrics } from "./metrics.ts";
 import { isRebuildable, rebuildSink } from "./rebuild.ts";
 import { rebuildTopics } from "./rebuild-tables.ts";
+import { otherSinkProcesses } from "./rebuild-sharing.ts";
 import { abandonRebuild, rebuildRunningError } from "./rebuild-abandon.ts";
 import { interruptedMessage, interruptedRebuild } from "./interrupted-rebuilds.ts";
 import type { InterruptedRebuild } from "./interrupted-rebuilds.ts";
@@ -160,6 +161,8 @@ async function main(): Promise<void> {
               },
               exclusive: guard.exclusive,
               ...(guard.erasures ? { erasures: guard.erasures } : {}),
+              // This process's member runs the sink here: only other processes' members refuse it.
+              sharing: { group, others: () => otherSinkProcesses(log, group, 1) },
             });
           } finally {
             guard.close();

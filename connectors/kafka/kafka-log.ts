@@ -782,7 +782,11 @@ export class KafkaTopicLog implements TopicLog {
   async groupActivity(group: string): Promise<GroupActivity> {
     const { groups } = await this.call("describe group", () => this.admin.describeGroups([group]));
     const members = groups[0]?.members ?? [];
-    return { active: members.length > 0, members: members.map((m) => `${m.memberId} (${m.clientHost})`) };
+    return {
+      active: members.length > 0,
+      members: members.map((m) => `${m.memberId} (${m.clientHost})`),
+      clients: members.map((m) => ({ clientId: m.clientId, host: m.clientHost })),
+    };
   }
 
   // Kafka's consumer group membership already says which processes run a sink.

@@ -78,7 +78,7 @@ describe("kafka topic log", () => {
       assert.equal(activity.active, true);
       assert.equal(activity.members.length, 1);
       await consumer.close();
-      assert.deepEqual(await log.groupActivity(group), { active: false, members: [] });
+      assert.deepEqual(await log.groupActivity(group), { active: false, members: [], clients: [] });
     } finally {
       await log.close();
     }

@@ -86,6 +86,8 @@ export interface GroupActivity {
   readonly active: boolean;
   /** Who: lease owners (embedded) or consumer member ids with their client host (Kafka). */
   readonly members: readonly string[];
+  /** Kafka: each member's client id (which ends with its process: runtime/local-process.ts) and host, in the order of `members`. */
+  readonly clients?: readonly { readonly clientId: string; readonly host: string }[];
 }
 
 /** How a consumer reads (topic logs that have no such setting ignore it). */

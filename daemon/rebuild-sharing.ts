@@ -1,0 +1,61 @@
+/**
+ * A rebuild runs only where no other process runs its sink. With Kafka, several processes may run
+ * one sink (its consumer group), each applying its share of the partitions; each keeps in memory
+ * which tables or indexes the sink writes. A rebuild's new generations are known to the process
+ * that prepares them: another process's live writes do not reach them (its changes past the
+ * rebuild's end offsets would be missing from the swapped-in tables), and after the swap it writes
+ * to the tables the swap dropped. Until the processes coordinate a rebuild, it is refused while the
+ * sink's group has members of other processes, before it starts and again up to its swap.
+ */
+import { SluiceError } from "../connectors/errors.ts";
+import type { TopicLog } from "../connectors/contracts.ts";
+import { localProcessToken, processTokenInText } from "../runtime/local-process.ts";
+import type { ProcessToken } from "../runtime/local-process.ts";
+
+export const REBUILD_SINK_SHARED = "REBUILD_SINK_SHARED";
+
+/** Another process in the sink's consumer group, as the group's coordinator tells of it. */
+export interface OtherSinkProcess {
+  readonly clientId: string;
+  readonly host: string;
+  /** Its PID, when its client id names its process (runtime/local-process.ts). */
+  readonly pid: number | null;
+}
+
+function sameProcess(a: ProcessToken, b: ProcessToken | null): boolean {
+  return b !== null && a.pid === b.pid && a.started === b.started && a.boot === b.boot && a.pidNamespace === b.pidNamespace;
+}
+
+/**
+ * The members of the sink's group (`group`) that are not this process. `ownMembers` is how many
+ * this process has in it (1 when its sink runs here, 0 for a command): counted off only where a
+ * client id does not name its process (not Linux), since all processes' client ids are then alike.
+ * The embedded log runs a sink in one process (its lease): none there.
+ */
+export async function otherSinkProcesses(log: TopicLog, group: string, ownMembers: 0 | 1): Promise<OtherSinkProcess[]> {
+  if (log.kind !== "kafka") return [];
+  const activity = await log.groupActivity(group);
+  const clients = activity.clients ?? activity.members.map((member) => ({ clientId: member, host: "" }));
+  const here = localProcessToken();
+  const members = clients.map((client) => ({ ...client, token: processTokenInText(client.clientId) }));
+  const others = here === null ? members.slice(ownMembers) : members.filter((member) => !sameProcess(here, member.token));
+  return others.map((member) => ({ clientId: member.clientId, host: member.host.replace(/^\//, ""), pid: member.token?.pid ?? null }));
+}
+
+function describeProcess(other: OtherSinkProcess): string {
+  const who = other.pid === null ? `Kafka client ${other.clientId}` : `process ${other.pid}`;
+  return other.host === "" ? who : `${who} on ${other.host}`;
+}
+
+/** The refusal (REBUILD_SINK_SHARED): names the other processes and what to do. `prepared`: shadows were made (and are dropped). */
+export function sinkSharedError(sink: string, group: string, others: readonly OtherSinkProcess[], prepared: boolean): SluiceError {
+  const who = others.length === 1 ? `another process runs sink "${sink}"` : `${others.length} other processes run sink "${sink}"`;
+  const after = prepared ? "The live tables are unchanged and keep serving; the rebuilt ones were dropped." : "Nothing changed.";
+  return new SluiceError(
+    `rebuild of sink "${sink}" refused: ${who} (consumer group ${group}: ${others.map(describeProcess).join(", ")}). ` +
+      "Only the process that rebuilds writes its changes into the new tables, and the others would write to the tables the swap drops. " +
+      "Run it with the sink running in one process at most: stop the sink's other processes (sluice status lists them), run the rebuild again " +
+      `(through the one process left, or by this command with none running), then start them again. ${after}`,
+    { code: REBUILD_SINK_SHARED, context: { component: "rebuild", sink, group, others: others.map((o) => o.clientId).join(", ") } },
+  );
+}
