@@ -271,6 +271,28 @@ describe("ClickHouse sink specifics", () => {
     }
   });
 
+  test("a table dropped by hand while the sink runs halts at a change whose unchanged-TOAST values are read from it, as at an insert, instead of stopping the sink", async () => {
+    const gone = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"], ["n", "integer"]]));
+    const other = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const sink = new ClickHouseSink(
+      testSinkConfig("clickhouse", { name: `ch_${randomTableName("s")}`, url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database, native_deletes: false, target: TARGET_TEMPLATE, on_error: "halt" }),
+      { logger: testLogger() },
+    );
+    await sink.open(signal());
+    try {
+      assert.deepEqual((await sink.write([gone.insert(1n, { id: 1, v: "a", n: 1 }), other.insert(2n, { id: 1, v: "a" })], signal())).failures, []);
+      const goneTarget = renderTarget(TARGET_TEMPLATE, gone.schema);
+      await sql(`DROP TABLE ${qualified(database, goneTarget)}`);
+      await sql(`DROP TABLE ${qualified(database, `${goneTarget}__v1`)}`);
+      // The update's unchanged value is read from the stored row, in the dropped table.
+      const result = await sink.write([gone.update(3n, { id: 1, v: UNCHANGED, n: 2 }), other.insert(4n, { id: 2, v: "b" })], signal());
+      assert.deepEqual(result.failures.map((f) => [f.index, (f.error as SluiceError).code]), [[0, "SINK_CATALOG_MISMATCH"]], "the dropped table halts; the write goes on");
+      assert.deepEqual((await visibleRows(renderTarget(TARGET_TEMPLATE, other.schema), other.schema)).map((r) => r["id"]).sort(), ["1", "2"]);
+    } finally {
+      await sink.close();
+    }
+  });
+
   test("a truncate is recorded by version; the mutation removes older rows; replays stay hidden", async () => {
     const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
     const target = renderTarget(TARGET_TEMPLATE, events.schema);

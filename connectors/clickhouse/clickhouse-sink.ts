@@ -419,7 +419,14 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     const { primary, mirror } = tables;
     const rows = changes.rows.filter((row) => row.version > primary.truncateVersion);
     if (rows.length === 0) return null;
-    const stored = await this.#readStored(primary, rows.filter((row) => hasUnchanged(row.row)), signal);
+    let stored: Map<string, StoredRow>;
+    try {
+      stored = await this.#readStored(primary, rows.filter((row) => hasUnchanged(row.row)), signal);
+    } catch (error) {
+      // The table dropped or changed behind the sink's back: only this table stops, as at its insert.
+      failures.add(allIndices(changes), await this.#changedBehind(primary, changes.schemas, label, error, signal));
+      return null;
+    }
     const inserts: (() => Promise<void>)[] = [];
     for (const physical of mirror ? [primary, mirror] : [primary]) {
       // Rows are kept in the writer by number, in the order of `rows` (version order): encoded[i] is row i's change.
