@@ -683,7 +683,7 @@ export class Daemon {
     try {
       sendJson(res, 200, await running.thread.abandonRebuild(tables, body["execute"] === true));
     } catch (error) {
-      const refused = error instanceof SluiceError && error.code === REBUILD_RUNNING;
+      const refused = error instanceof SluiceError && (error.code === REBUILD_RUNNING || error.code === REBUILD_SINK_SHARED);
       sendJson(res, refused ? 409 : 500, { error: error instanceof Error ? error.message : String(error) });
     }
     return true;

@@ -9,6 +9,8 @@ import type { RebuildableSink, RebuildShadow } from "../connectors/sinks/contrac
 import { tableLabel } from "../connectors/sinks/naming.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { shadowTable } from "./interrupted-rebuilds.ts";
+import { sinkSharedError } from "./rebuild-sharing.ts";
+import type { OtherSinkProcess } from "./rebuild-sharing.ts";
 
 /** Refused: a rebuild of the sink runs in this process; its shadows are not interrupted. */
 export const REBUILD_RUNNING = "REBUILD_RUNNING";
@@ -34,13 +36,28 @@ function matches(shadow: RebuildShadow, wanted: string): boolean {
   return shadowTable(shadow) === wanted || (shadow.table !== null && tableLabel(shadow.table) === wanted) || shadow.target === wanted || shadow.physical === wanted;
 }
 
-export async function abandonRebuild(sink: RebuildableSink, tables: readonly string[], execute: boolean, signal: AbortSignal, logger: Logger): Promise<AbandonReport> {
+/**
+ * `sharing`: the other processes running the sink (rebuild-sharing.ts). Dropping is refused
+ * (REBUILD_SINK_SHARED) while there are any: one that started while the shadows existed writes into them.
+ */
+export async function abandonRebuild(
+  sink: RebuildableSink,
+  tables: readonly string[],
+  execute: boolean,
+  signal: AbortSignal,
+  logger: Logger,
+  sharing?: { readonly group: string; readonly others: () => Promise<readonly OtherSinkProcess[]> },
+): Promise<AbandonReport> {
   const all = (await sink.rebuildShadows?.(signal)) ?? [];
   const chosen = tables.length === 0 ? all : all.filter((shadow) => tables.some((wanted) => matches(shadow, wanted)));
   const notFound = tables.filter((wanted) => !all.some((shadow) => matches(shadow, wanted)));
   const describe = (shadow: RebuildShadow): AbandonedShadow => ({ table: shadowTable(shadow), physical: shadow.physical });
   const owned = chosen.filter((shadow) => shadow.table !== null);
   const unowned = chosen.filter((shadow) => shadow.table === null).map(describe);
+  if (execute && owned.length > 0 && sharing !== undefined) {
+    const others = await sharing.others();
+    if (others.length > 0) throw sinkSharedError(sink.name, sharing.group, others, "abandon");
+  }
   if (execute) {
     for (const shadow of owned) {
       await sink.abortRebuild(shadow.table!, signal);

@@ -215,7 +215,11 @@ export async function runAbandonRebuildCommand(config: SluiceConfig, sinkName: s
     const signal = new AbortController().signal;
     await sink.open(signal);
     try {
-      return finish(await abandonRebuild(sink, tables, execute, signal, logger), "");
+      return finish(await abandonRebuild(sink, tables, execute, signal, logger, { group, others: () => otherSinkProcesses(log, group, 0) }), "");
+    } catch (error) {
+      if (!(error instanceof SluiceError) || error.code !== REBUILD_SINK_SHARED) throw error;
+      io.stderr(`sluice replay: ${error.message}\n`);
+      return 1;
     } finally {
       await sink.close();
     }

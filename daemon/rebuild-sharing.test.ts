@@ -33,7 +33,7 @@ test("the refusal names every other process, the group and what to do", () => {
   const error = sinkSharedError("wh", "dep.sink.wh", [
     { clientId: "a", host: "10.0.0.8", pid: 7 },
     { clientId: "sluice", host: "", pid: null },
-  ], false);
+  ], "rebuild");
   assert.equal(error.code, "REBUILD_SINK_SHARED");
   assert.match(error.message, /^rebuild of sink "wh" refused: 2 other processes run sink "wh" \(consumer group dep\.sink\.wh: process 7 on 10\.0\.0\.8, Kafka client sluice\)/);
   assert.match(error.message, /stop the sink's other processes \(sluice status lists them\), run the rebuild again/);

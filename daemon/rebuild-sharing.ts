@@ -47,15 +47,23 @@ function describeProcess(other: OtherSinkProcess): string {
   return other.host === "" ? who : `${who} on ${other.host}`;
 }
 
-/** The refusal (REBUILD_SINK_SHARED): names the other processes and what to do. `prepared`: shadows were made (and are dropped). */
-export function sinkSharedError(sink: string, group: string, others: readonly OtherSinkProcess[], prepared: boolean): SluiceError {
+/**
+ * The refusal (REBUILD_SINK_SHARED): names the other processes and what to do. `rebuild`: a rebuild,
+ * with `prepared` once its new tables exist (they are dropped); `abandon`: dropping an interrupted
+ * rebuild's tables, which the others may write into.
+ */
+export function sinkSharedError(sink: string, group: string, others: readonly OtherSinkProcess[], step: "rebuild" | "abandon", prepared = false): SluiceError {
   const who = others.length === 1 ? `another process runs sink "${sink}"` : `${others.length} other processes run sink "${sink}"`;
+  const what = step === "rebuild" ? `rebuild of sink "${sink}"` : `abandoning the interrupted rebuild of sink "${sink}"`;
+  const why =
+    step === "rebuild"
+      ? "Only the process that rebuilds writes its changes into the new tables, and the others would write to the tables the swap drops. "
+      : "A process that started while the half-built tables existed writes into them too, and would fail once they are dropped. ";
+  const again = step === "rebuild" ? "run the rebuild again (through the one process left, or by this command with none running)" : "run it again";
   const after = prepared ? "The live tables are unchanged and keep serving; the rebuilt ones were dropped." : "Nothing changed.";
   return new SluiceError(
-    `rebuild of sink "${sink}" refused: ${who} (consumer group ${group}: ${others.map(describeProcess).join(", ")}). ` +
-      "Only the process that rebuilds writes its changes into the new tables, and the others would write to the tables the swap drops. " +
-      "Run it with the sink running in one process at most: stop the sink's other processes (sluice status lists them), run the rebuild again " +
-      `(through the one process left, or by this command with none running), then start them again. ${after}`,
+    `${what} refused: ${who} (consumer group ${group}: ${others.map(describeProcess).join(", ")}). ${why}` +
+      `Run it with the sink running in one process at most: stop the sink's other processes (sluice status lists them), ${again}, then start them again. ${after}`,
     { code: REBUILD_SINK_SHARED, context: { component: "rebuild", sink, group, others: others.map((o) => o.clientId).join(", ") } },
   );
 }

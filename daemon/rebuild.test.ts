@@ -13,6 +13,7 @@ import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { ConnectionError, SluiceError } from "../connectors/errors.ts";
 import { historyGaps, rebuildSink, rebuildTolerance, rowCountMismatches } from "./rebuild.ts";
 import { Misfits } from "./rebuild-shape.ts";
+import { abandonRebuild } from "./rebuild-abandon.ts";
 import type { RebuildOptions } from "./rebuild.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
 
@@ -432,4 +433,33 @@ test("a rebuild is refused while other processes run the sink: before it starts 
   assert.deepEqual(await sink.query(`SELECT id, name FROM public_items`), [{ id: 1, name: "uno" }]);
   await sink.close();
   await log.close();
+});
+
+test("abandoning an interrupted rebuild is refused while other processes run the sink (they may write into its half-built table); a dry run is not; alone, it drops it", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-abandon-shared-"));
+  const logger = testLogger();
+  const events = new Events(tableSchema("items", [["id", "integer"], ["name", "text"]]));
+  const sink = createDuckDbSink(testSinkConfig("duckdb", { name: "wh", path: join(dir, "wh.duckdb") }), { logger });
+  const signal = new AbortController().signal;
+  await sink.open(signal);
+  await sink.write([events.insert(1n, { id: 1, name: "one" })], signal);
+  await sink.prepareRebuild(events.schema, signal, events.schema);
+  const shadows = await sink.rebuildShadows(signal);
+  assert.equal(shadows.length, 1);
+  const other = { clientId: "sluice.p77s1n2b00000000-0000-0000-0000-000000000000", host: "10.0.0.8", pid: 77 };
+  const sharing = { group: "dep.sink.wh", others: async () => [other] };
+
+  assert.deepEqual((await abandonRebuild(sink, [], false, signal, logger, sharing)).shadows.length, 1, "a dry run lists it");
+  await assert.rejects(abandonRebuild(sink, [], true, signal, logger, sharing), (error: Error & { code?: string }) => {
+    assert.equal(error.code, "REBUILD_SINK_SHARED");
+    assert.match(error.message, /^abandoning the interrupted rebuild of sink "wh" refused: another process runs sink "wh" \(consumer group dep\.sink\.wh: process 77 on 10\.0\.0\.8\)/);
+    assert.match(error.message, /Nothing changed\.$/);
+    return true;
+  });
+  assert.deepEqual(await sink.rebuildShadows(signal), shadows, "the half-built table is still there");
+  const report = await abandonRebuild(sink, [], true, signal, logger, { group: "dep.sink.wh", others: async () => [] });
+  assert.equal(report.dropped, true);
+  assert.deepEqual(await sink.rebuildShadows(signal), []);
+  assert.deepEqual(await sink.query(`SELECT id, name FROM public_items`), [{ id: 1, name: "one" }]);
+  await sink.close();
 });

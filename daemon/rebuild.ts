@@ -445,7 +445,7 @@ function sharedCheck(options: RebuildOptions): (prepared: boolean, everyMs?: num
     if (sharing === undefined || performance.now() - lastMs < everyMs) return;
     lastMs = performance.now();
     const others = await sharing.others();
-    if (others.length > 0) throw sinkSharedError(options.sink.name, sharing.group, others, prepared);
+    if (others.length > 0) throw sinkSharedError(options.sink.name, sharing.group, others, "rebuild", prepared);
   };
 }
 

@@ -134,7 +134,10 @@ async function main(): Promise<void> {
         case "abandon-rebuild": {
           if (!isRebuildable(sink)) throw new Error(`sink ${sinkName} cannot be rebuilt`);
           if (rebuilding) throw rebuildRunningError(sinkName);
-          const abandoned = await abandonRebuild(sink, call.tables, call.execute, stop.signal, logger.child({ component: "rebuild" }));
+          const abandoned = await abandonRebuild(sink, call.tables, call.execute, stop.signal, logger.child({ component: "rebuild" }), {
+            group,
+            others: () => otherSinkProcesses(log, group, 1),
+          });
           if (call.execute) await lookForInterruptedRebuild(stop.signal, false);
           return abandoned;
         }
