@@ -20,10 +20,12 @@ import { describeTlsFailure } from "../common/tls-errors.ts";
 import { readTlsFiles } from "../common/tls-files.ts";
 import { describeTlsMessage } from "../common/tls-message.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
-import { errorMessage } from "../sinks/errors.ts";
+import { errorMessage, TARGET_REPLACED } from "../sinks/errors.ts";
 import type { ClickHouseSinkConfig } from "./config.ts";
 
 /** Server error codes worth retrying: the same request may succeed later. */
+/** UNKNOWN_DATABASE. */
+const UNKNOWN_DATABASE = 81;
 const TRANSIENT_CODES = new Set([159, 164, 202, 203, 209, 210, 241, 242, 252, 285, 319, 425, 473, 999]);
 /** Server error codes about the data sent: another set of rows may succeed. */
 const DATA_CODES = new Set([6, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 376, 407, 691]);
@@ -145,6 +147,15 @@ export class ClickHouseConnection {
     if (tlsFailure !== undefined) {
       return new SluiceError(`ClickHouse ${this.#url}: ${tlsFailure}; check the sink's tls.ca_file (the CA that signed ClickHouse's certificate), cert_file/key_file, and that the URL's host is in the certificate`, {
         code: "SINK_TLS_FAILED",
+        context: { ...context, url: this.#url },
+        cause: error,
+      });
+    }
+    if (code === UNKNOWN_DATABASE) {
+      // Dropped under the running sink (an operator's DROP DATABASE): the runner opens the sink again, which makes the
+      // database and its offsets table anew, and reads from the offsets found there (none: as a new sink), as at a start.
+      return new SluiceError(`sink ${this.#sink}: its ClickHouse database was dropped while the sink wrote into it (error ${code}: ${errorMessage(error).trim()})`, {
+        code: TARGET_REPLACED,
         context: { ...context, url: this.#url },
         cause: error,
       });
