@@ -56,25 +56,15 @@ const MAX_PIPELINED = 32;
 const MAX_WAITING_HEAD_BYTES = 32 * 1024;
 
 /**
- * Requests in progress (received, not yet answered) on all connections together past which no
- * connection is read until half of them are answered. MAX_PIPELINED on each of 512 connections is
- * 16,384 requests parsed at once, ~50 MB of the main thread's ~58 MiB heap: a flood of GET /metrics
- * without a token (500 connections, 32 requests each) ended the daemon with its heap out of memory
- * when the requests were parsed faster than answered. Reading stops, nothing is refused: a request
- * waits in the kernel's socket buffer, and at most one read's requests (MAX_PIPELINED) come past it.
+ * Requests in progress (received, not yet answered) on all connections together past which a
+ * connection may have only one: a request sent ahead of its connection's answer cuts it.
+ * MAX_PIPELINED on each of 512 connections is 16,384 requests parsed at once, ~50 MB of the main
+ * thread's ~58 MiB heap: a flood of GET /metrics without a token (500 connections, 32 requests each)
+ * ended the daemon with its heap out of memory when the requests were parsed faster than answered.
+ * Not reading connections instead let clients that read no answers (their requests stay in progress)
+ * stop every connection from being read, probes and the admin API included.
  */
 export const DEFAULT_MAX_REQUESTS_IN_PROGRESS = 1024;
-
-/**
- * Stops the HTTP parser reading the connection: Node's server stops it at the socket's 'pause'
- * event, which pause() emits only when the socket was flowing. A 'resume' scheduled before the
- * pause (every new connection has one) restarts the parser's reading when it fires, with the
- * socket already not flowing: that reading is stopped by emitting 'pause' itself.
- */
-function pauseReading(socket: Socket): void {
-  if (socket.readableFlowing === false) socket.emit("pause");
-  else socket.pause();
-}
 
 /** The defaults of `http.max_connections`, `http.headers_timeout` and `http.request_timeout`. */
 export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { maxConnections: 512, headersTimeoutMs: 10_000, requestTimeoutMs: 60_000 };
@@ -116,11 +106,6 @@ export class HttpServer {
   /** Requests received and not yet answered, all connections of all listeners together. */
   private requestsInProgress = 0;
   private readonly maxRequestsInProgress: number;
-  /** Reading stopped on every connection (requestsInProgress reached maxRequestsInProgress). */
-  private readingHeld = false;
-  private readingHeldLogged = false;
-  /** Open connections of every listener, to stop and restart their reading. */
-  private readonly openSockets = new Set<Socket>();
   /** Bytes of the heads of each connection's requests waiting for their turn. */
   private readonly waitingHeads = new WeakMap<Socket, number>();
   /** Settles once the last request received on each connection has been answered (or the connection closed). */
@@ -196,8 +181,6 @@ export class HttpServer {
       : createServer(timeouts, onRequest);
     server.keepAliveTimeout = 5_000;
     server.maxConnections = maxConnections;
-    // A TLS connection is read by the HTTP parser once its handshake is done.
-    server.on(options.tls ? "secureConnection" : "connection", (socket: Socket) => this.track(socket));
     let refusing = false;
     server.on("drop", () => {
       // Said once per flood, not per connection.
@@ -223,59 +206,38 @@ export class HttpServer {
 
   /**
    * Whether the request's connection already has MAX_PIPELINED requests in progress (received,
-   * their answers not yet sent): it is then cut. Node reads pipelined requests ahead of the
-   * answers; 50 connections that sent 1 MB of GET /healthz each and read nothing ran the main
-   * thread's heap out of memory when they closed (every request left was handled at once).
+   * their answers not yet sent), or one while maxRequestsInProgress are: it is then cut. Node reads
+   * pipelined requests ahead of the answers; 50 connections that sent 1 MB of GET /healthz each and
+   * read nothing ran the main thread's heap out of memory when they closed (every request left was
+   * handled at once).
    */
   private pipelinedPastLimit(req: IncomingMessage, res: ServerResponse): boolean {
     const socket = req.socket;
     const count = (this.inProgress.get(socket) ?? 0) + 1;
-    if (count > MAX_PIPELINED) {
+    const pressed = this.requestsInProgress >= this.maxRequestsInProgress;
+    const limit = pressed ? 1 : MAX_PIPELINED;
+    if (count > limit) {
       // Said once a minute under a flood, not per connection.
       if (!socket.destroyed && !this.pipelinedLogged) {
         this.pipelinedLogged = true;
         setTimeout(() => (this.pipelinedLogged = false), 60_000).unref();
-        this.logger.warn({ peer: socket.remoteAddress, limit: MAX_PIPELINED }, `a client sent more than ${MAX_PIPELINED} requests ahead of their answers on one connection: such connections are cut`);
+        this.logger.warn(
+          { peer: socket.remoteAddress, limit, inProgress: this.requestsInProgress },
+          pressed
+            ? `the HTTP server holds ${this.maxRequestsInProgress} requests not yet answered: a connection that sends a request ahead of its answer is cut until fewer are`
+            : `a client sent more than ${MAX_PIPELINED} requests ahead of their answers on one connection: such connections are cut`,
+        );
       }
       socket.destroy();
       return true;
     }
     this.inProgress.set(socket, count);
     this.requestsInProgress++;
-    if (this.requestsInProgress >= this.maxRequestsInProgress && !this.readingHeld) this.holdReading();
     res.once("close", () => {
       this.inProgress.set(socket, (this.inProgress.get(socket) ?? 1) - 1);
       this.requestsInProgress--;
-      if (this.readingHeld && this.requestsInProgress <= this.maxRequestsInProgress / 2) this.releaseReading();
     });
     return false;
-  }
-
-  private track(socket: Socket): void {
-    this.openSockets.add(socket);
-    socket.once("close", () => this.openSockets.delete(socket));
-    // Node resumes a connection's reading by itself (when an answer is done, or its writes drained).
-    socket.on("resume", () => {
-      if (this.readingHeld) pauseReading(socket);
-    });
-    if (this.readingHeld) pauseReading(socket);
-  }
-
-  /** Stops reading every connection: requestsInProgress reached maxRequestsInProgress. */
-  private holdReading(): void {
-    this.readingHeld = true;
-    for (const socket of this.openSockets) pauseReading(socket);
-    // Said once a minute under a flood.
-    if (!this.readingHeldLogged) {
-      this.readingHeldLogged = true;
-      setTimeout(() => (this.readingHeldLogged = false), 60_000).unref();
-      this.logger.warn({ limit: this.maxRequestsInProgress, connections: this.openSockets.size }, `the HTTP server holds ${this.maxRequestsInProgress} requests not yet answered: no connection is read until half of them are`);
-    }
-  }
-
-  private releaseReading(): void {
-    this.readingHeld = false;
-    for (const socket of this.openSockets) if (!socket.destroyed) socket.resume();
   }
 
   /**
