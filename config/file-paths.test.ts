@@ -41,3 +41,33 @@ personal_data:
     { key: "sinks[0].path", sink: "wh", written: "./warehouse.duckdb", resolved: "/var/lib/sluice/warehouse.duckdb" },
   ]);
 });
+
+// Review of 20b537c: keys ending in _file(s) were taken for files wherever they were, the names of a user's tables too.
+test("tables, columns and aggregate types the user names are not taken for files, whatever their names end in", () => {
+  const config = loadConfigText(
+    "/etc/sluice/prod.yaml",
+    `name: shop
+sources:
+  - name: pg
+    kind: postgres
+    database: app
+    user: u
+    tables: [public.*]
+    key_columns: { public.user_files: [id], public.last_file: [id] }
+    outbox: { tables: [public.outbox], payload: { format: avro, schemas: { order_file: schemas/order.avsc } } }
+    governance:
+      hash_key: a-secret-of-sixteen
+      tables:
+        public.user_files: { transforms: { key_file: { kind: hash } } }
+topics: { kind: embedded, path: data/sluice.db }
+sinks:
+  - { name: wh, kind: duckdb, sources: [pg], path: ./warehouse.duckdb }
+`,
+    { env: {} },
+  );
+  const source = config.sources[0]!;
+  assert.equal(source.kind, "postgres");
+  assert.deepEqual(source.kind === "postgres" && source.key_columns, { "public.user_files": ["id"], "public.last_file": ["id"] });
+  assert.deepEqual(source.outbox?.payload.schemas, { order_file: "/etc/sluice/schemas/order.avsc" });
+  assert.deepEqual(source.governance?.tables["public.user_files"]?.transforms, { key_file: { kind: "hash" } });
+});

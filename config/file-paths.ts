@@ -17,6 +17,12 @@ export interface ReadFile {
   readonly file: string;
 }
 
+/**
+ * Maps whose keys the user names (tables, columns, aggregate types), not Sluice: a table `public.user_files`
+ * in key_columns is not a list of files. Outbox payload schemas are files, found below by their path.
+ */
+const USER_KEYED = new Set(["key_columns", "tables", "transforms", "schemas"]);
+
 /** Calls `each` for every read-only file path of `config` (keys ending in _file or _files, outbox payload schemas) and puts its answer in the path's place. */
 function mapReadFiles(config: SluiceConfig, each: (file: ReadFile) => string): void {
   const visit = (value: unknown, at: readonly (string | number)[]): void => {
@@ -27,6 +33,7 @@ function mapReadFiles(config: SluiceConfig, each: (file: ReadFile) => string): v
     if (value === null || typeof value !== "object" || Object.getPrototypeOf(value) !== Object.prototype) return;
     const record = value as Record<string, unknown>;
     for (const [key, item] of Object.entries(record)) {
+      if (USER_KEYED.has(key)) continue;
       if (key.endsWith("_file") && typeof item === "string") record[key] = each({ path: [...at, key], file: item });
       else if (key.endsWith("_files") && Array.isArray(item)) record[key] = item.map((file: unknown, index) => (typeof file === "string" ? each({ path: [...at, key, index], file }) : file));
       else visit(item, [...at, key]);
