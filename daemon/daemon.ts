@@ -662,7 +662,7 @@ export class Daemon {
       sendJson(res, 200, await running.thread.rebuild(tables));
     } catch (error) {
       const refused = error instanceof SluiceError && error.code === REBUILD_UNKNOWN_TABLE;
-      const shared = error instanceof SluiceError && error.code === REBUILD_SINK_SHARED;
+      const shared = error instanceof SluiceError && (error.code === REBUILD_SINK_SHARED || error.code === REBUILD_RUNNING);
       sendJson(res, refused ? 400 : shared ? 409 : 500, { error: error instanceof Error ? error.message : String(error) });
     }
     return true;

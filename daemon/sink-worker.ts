@@ -3,6 +3,7 @@
  * connection to the topic log, creates the sink and runs it, fetching schemas from the main
  * thread's registry by id and reporting state, metrics, queries and rebuilds over the port.
  */
+import { SluiceError } from "../connectors/errors.ts";
 import { parentPort, workerData } from "node:worker_threads";
 import { STANDALONE_BATCH_BYTES } from "../config/memory.ts";
 import { rememberSecrets, secretValues } from "../config/redact.ts";
@@ -14,7 +15,7 @@ import { SluiceMetrics } from "./metrics.ts";
 import { isRebuildable, rebuildSink } from "./rebuild.ts";
 import { rebuildTopics } from "./rebuild-tables.ts";
 import { otherSinkProcesses } from "./rebuild-sharing.ts";
-import { abandonRebuild, rebuildRunningError } from "./rebuild-abandon.ts";
+import { abandonRebuild, REBUILD_RUNNING, rebuildRunningError } from "./rebuild-abandon.ts";
 import { interruptedMessage, interruptedRebuild } from "./interrupted-rebuilds.ts";
 import type { InterruptedRebuild } from "./interrupted-rebuilds.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
@@ -91,6 +92,8 @@ async function main(): Promise<void> {
     let rebuild: RebuildProgress | null = null;
     let interrupted: InterruptedRebuild | null = null;
     let rebuilding = false;
+    // Set at an abandon's first step, as `rebuilding` at a rebuild's: each refuses the other (an abandon overlapping a rebuild's start dropped its new tables).
+    let abandoning = false;
     /** Shadows in the target while no rebuild runs here are a rebuild that stopped before its swap (interrupted-rebuilds.ts). */
     const lookForInterruptedRebuild = async (signal: AbortSignal, atStart: boolean): Promise<void> => {
       if (!isRebuildable(sink) || rebuilding) return;
@@ -133,21 +136,34 @@ async function main(): Promise<void> {
           return sink.readQueryJson(call.sql);
         case "abandon-rebuild": {
           if (!isRebuildable(sink)) throw new Error(`sink ${sinkName} cannot be rebuilt`);
-          if (rebuilding) throw rebuildRunningError(sinkName);
-          const abandoned = await abandonRebuild(sink, call.tables, call.execute, stop.signal, logger.child({ component: "rebuild" }), {
-            group,
-            others: () => otherSinkProcesses(log, group, 1),
-          });
-          if (call.execute) await lookForInterruptedRebuild(stop.signal, false);
-          return abandoned;
+          if (rebuilding || abandoning) throw rebuildRunningError(sinkName);
+          abandoning = true;
+          try {
+            const abandoned = await abandonRebuild(sink, call.tables, call.execute, stop.signal, logger.child({ component: "rebuild" }), {
+              group,
+              others: () => otherSinkProcesses(log, group, 1),
+            });
+            if (call.execute) await lookForInterruptedRebuild(stop.signal, false);
+            return abandoned;
+          } finally {
+            abandoning = false;
+          }
         }
         case "rebuild": {
           if (!isRebuildable(sink)) throw new Error(`sink ${sinkName} cannot be rebuilt`);
-          const rebuildLogger = logger.child({ component: "rebuild" });
-          const topics = rebuildTopics(config, sinkConfig, await log.topicNames(), call.tables);
-          // Erasures while it runs: never inside one of its batches, and erased again in its new tables (sink-erasures.ts).
-          const guard = await erasures.rebuildGuard(rebuildLogger);
+          if (rebuilding || abandoning) throw new SluiceError(`sink "${sinkName}" is ${rebuilding ? "rebuilding" : "abandoning an interrupted rebuild"} now: wait for it to finish (sluice status shows it)`, { code: REBUILD_RUNNING, context: { component: "rebuild", sink: sinkName } });
           rebuilding = true;
+          const rebuildLogger = logger.child({ component: "rebuild" });
+          let guard: Awaited<ReturnType<typeof erasures.rebuildGuard>>;
+          let topics: ReturnType<typeof rebuildTopics>;
+          try {
+            topics = rebuildTopics(config, sinkConfig, await log.topicNames(), call.tables);
+            // Erasures while it runs: never inside one of its batches, and erased again in its new tables (sink-erasures.ts).
+            guard = await erasures.rebuildGuard(rebuildLogger);
+          } catch (error) {
+            rebuilding = false;
+            throw error;
+          }
           try {
             return await rebuildSink({
               sink,
