@@ -116,8 +116,8 @@ test("validate shows the data paths resolved from the working directory", () => 
   writeFileSync(file, `name: t\nsources:\n  - {name: pg, kind: postgres, database: app, user: u, tables: [public.t]}\nsinks:\n  - {name: wh, kind: duckdb, sources: [pg], path: wh.duckdb}\n`);
   const result = spawnSync(process.execPath, [cli, "validate", "-c", file], { encoding: "utf8", cwd: tmpdir(), env: { ...process.env, SLUICE_CONFIG: "" } });
   assert.equal(result.status, 0, result.stderr);
-  assert.match(result.stdout, new RegExp(`\\n  topics\\.path: ${join(realpathSync(tmpdir()), "data", "sluice.db")} \\("\\./data/sluice\\.db" from the working directory\\)\\n`));
-  assert.match(result.stdout, new RegExp(`\\n  sinks\\[0\\]\\.path \\(sink "wh"\\): ${join(realpathSync(tmpdir()), "wh.duckdb")} \\("wh\\.duckdb" from the working directory\\)\\n`));
+  assert.match(result.stdout, new RegExp(`\\n  topics\\.path: ${join(realpathSync(tmpdir()), "data", "sluice.db")} \\("\\./data/sluice\\.db" from this working directory; the daemon reads it from its own\\)\\n`));
+  assert.match(result.stdout, new RegExp(`\\n  sinks\\[0\\]\\.path \\(sink "wh"\\): ${join(realpathSync(tmpdir()), "wh.duckdb")} \\("wh\\.duckdb" from this working directory; the daemon reads it from its own\\)\\n`));
 });
 
 test("validate reports a YAML alias problem as a config error (file:line:column, exit 2), never a stack trace", () => {

@@ -130,7 +130,7 @@ const commands: Record<string, Command> = {
       io.stdout(`ok: ${file} (deployment "${config.name}", ${plural(config.sources.length, "source")}, ${plural(config.sinks.length, "sink")}, topics: ${config.topics.kind}${runs})\n`);
       // Data paths are opened from the working directory, not the config file's folder: shown so that an operator sees where.
       for (const data of dataPaths(config)) {
-        const relative = data.written === data.resolved ? "" : ` ("${data.written}" from the working directory)`;
+        const relative = data.written === data.resolved ? "" : ` ("${data.written}" from this working directory; the daemon reads it from its own)`;
         io.stdout(`  ${data.key}${data.sink === undefined ? "" : ` (sink "${data.sink}")`}: ${data.resolved}${relative}\n`);
       }
       return EXIT_OK;
