@@ -480,6 +480,10 @@ export class KafkaTopicLog implements TopicLog {
     // The records of a transaction share their timestamp: its text is made once a run.
     let timestamp = Number.NaN;
     let timestampText = "";
+    // A record's time is its change's commit time at the source; one ahead of now (a session's SET TIMESTAMP, a source
+    // clock ahead of this one) is written at now: the broker refuses a time more than message.timestamp.after.max.ms
+    // (an hour by default) ahead of its clock, and capture could never get past that change.
+    const now = Date.now();
     // An indexed loop: once a batch, a for-of allocated an iterator result per record (runtime/arrays.ts).
     for (let r = 0; r < records.length; r++) {
       const record = records[r]!;
@@ -487,7 +491,7 @@ export class KafkaTopicLog implements TopicLog {
       const partitions = this.partitionCounts.get(record.topic) ?? (await this.partitionCount(record.topic));
       if (record.timestamp !== timestamp) {
         timestamp = record.timestamp;
-        timestampText = String(timestamp);
+        timestampText = String(timestamp > now ? now : timestamp);
       }
       const key = record.key === null ? null : toBuffer(record.key);
       const value = record.value === null ? null : toBuffer(record.value);

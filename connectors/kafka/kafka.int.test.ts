@@ -66,6 +66,33 @@ describe("kafka topic log", () => {
     });
   }
 
+  test("a record whose time is ahead of this machine's clock (a source session's SET TIMESTAMP, a source clock ahead) is written at the time it is produced, not refused", async () => {
+    // Found on a live deployment: a MariaDB session with SET TIMESTAMP of a 2100 date; the broker refused the batch
+    // (message.timestamp.after.max.ms, one hour by default: KAFKA_INVALID_TIMESTAMP, not retriable), capture stopped
+    // and the daemon with it, at every restart again.
+    for (const transactions of [true, false]) {
+      const log = await KafkaTopicLog.open({ config: testKafkaConfig({ transactions }), deployment, logger });
+      try {
+        const topic = `${deployment}.future.${transactions ? "tx" : "plain"}`;
+        await log.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+        const before = Date.now();
+        const year2100 = Date.parse("2100-01-01T00:00:00Z");
+        await log.produce([
+          { topic, key: Buffer.from("a"), value: Buffer.from("from 2100"), timestamp: year2100 },
+          { topic, key: Buffer.from("b"), value: Buffer.from("in time"), timestamp: before - 60_000 },
+        ]);
+        const consumer = await log.consumer(`${deployment}.future.read.${transactions}`, [topic]);
+        const read = await readToEnd(log, consumer, [topic]);
+        await consumer.close();
+        const stamps = Object.fromEntries(read.map((r) => [Buffer.from(r.value!).toString(), r.timestamp]));
+        assert.ok(stamps["from 2100"]! >= before && stamps["from 2100"]! <= Date.now(), `written at the time it was produced: ${stamps["from 2100"]}`);
+        assert.equal(stamps["in time"], before - 60_000, "a time in the past is kept");
+      } finally {
+        await log.close();
+      }
+    }
+  });
+
   test("a running consumer makes its group active; after close it is not", async () => {
     const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger });
     try {
