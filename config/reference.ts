@@ -35,6 +35,8 @@ A Sluice deployment is one YAML file, checked with \`sluice validate -c FILE\`. 
   \`tls.ca_file\`, \`tls.cert_file\`, \`tls.key_file\` (sources, \`topics\`, sinks, \`http\`) or outbox
   \`payload.schemas\` file is read from the config file's folder, whatever the working directory;
   \`sluice validate\` checks that each one it would read can be read (the master key's content too).
+  *Upgrading*: earlier versions read these (all but \`*_file\` secrets) from the working directory; a relative
+  one written for another working directory than the config file's folder must be changed (\`sluice validate\` names it).
   **Data paths are not**: a relative \`topics.path\` (embedded log) or DuckDB sink \`path\` is from the
   working directory of the process (\`./data/sluice.db\` lands in the directory \`sluice run\` starts in).
   \`sluice validate\` prints each data path absolute, and the \`sluice started\` log line has them
