@@ -180,6 +180,14 @@ describe("YAML aliases, numbers and values as written", () => {
       () => loadConfigText("c.yaml", withHttp("http: {headers_timeout: 30s, request_timeout: 20s}\n"), { env: {} }),
       /http\.request_timeout: expected a request timeout of at least http\.headers_timeout \(30s\), got 20s/,
     );
+    // Found on a live deployment: a read token file that was a copy of the admin token's was taken (at start and at
+    // SIGHUP), so every read-only client held the admin scope.
+    const token = "0123456789abcdef-same-token";
+    assert.throws(
+      () => loadConfigText("c.yaml", withHttp(`http: {admin_token: ${token}, read_token: ${token}}\n`), { env: {} }),
+      (error: unknown) => /http\.read_token: expected a read token other than http\.admin_token/.test(String(error)) && !String(error).includes(token),
+    );
+    assert.equal(loadConfigText("c.yaml", withHttp(`http: {admin_token: ${token}, read_token: ${token}-read}\n`), { env: {} }).http.read_token, `${token}-read`);
   });
 });
 

@@ -599,6 +599,11 @@ const http = z
     },
     path: ["request_timeout"],
   })
+  // One token for both scopes would hand every read-token holder the admin endpoints (rebuild, forget, halted skip).
+  .refine((http) => http.read_token === undefined || http.read_token !== http.admin_token, {
+    error: "expected a read token other than http.admin_token: the same token grants every endpoint, so read-only clients would hold the admin scope",
+    path: ["read_token"],
+  })
   .default({ listen: "127.0.0.1:8080", max_body_bytes: 4 * 2 ** 20, max_connections: 512, headers_timeout: 10_000, request_timeout: 60_000 })
   .describe("HTTP server");
 
