@@ -624,9 +624,14 @@ export class Daemon {
    */
   reloadCredentials(config: SluiceConfig): void {
     const tls = readTlsCredentials(config);
-    if (tls && this.config.http.tls) this.http.setTlsCredentials(tls);
+    const serving = this.config.http.tls !== undefined;
+    if (tls && serving) this.http.setTlsCredentials(tls);
     this.access.setTokens(apiTokens(config));
-    this.logger.info({ tokens: { admin: config.http.admin_token !== undefined, read: config.http.read_token !== undefined }, tls: tls !== undefined }, "reloaded the HTTP API's tokens and certificate");
+    this.logger.info({ tokens: { admin: config.http.admin_token !== undefined, read: config.http.read_token !== undefined }, tls: serving }, "reloaded the HTTP API's tokens and certificate");
+    // The listeners are made at start: HTTPS turned on or off takes a restart.
+    if ((tls !== undefined) !== serving) {
+      this.logger.warn({ tls: serving }, `http.tls was ${serving ? "removed" : "added"} in the config: the HTTP API stays ${serving ? "HTTPS" : "plain HTTP"} until the daemon is restarted`);
+    }
   }
 
   /** Retries a start-up step while the topic log is unavailable (e.g. Kafka restarting), until it succeeds or the daemon stops. */
