@@ -261,3 +261,31 @@ test("parking the changes of many new subjects writes their keys to the key topi
     await log.close();
   }
 });
+
+// Review of 0a91ca2: a personal column renamed at the source halts its table, and its parked changes held the column, under
+// its new name, in clear in the parking topic, out of reach of sluice forget.
+test("a change parked while a personal column is not a column of the table (renamed at the source) has every other column sealed but the key and subject, opened as captured; with no subject they stay as captured", async () => {
+  const { log, parked } = await setup("renamed.db");
+  try {
+    const renamed: TableSchema = { ...schema, columns: schema.columns.map((c) => (c.name === "email" ? { ...c, name: "mail" } : c)) };
+    const captured = { ...change({ id: 7, customer_id: 42n, mail: "ann@example.com", phone: 33612345678n, photo: null, city: "Lyon" }), schema: renamed } as ChangeEvent;
+    const { event, headers } = await parked.seal(captured);
+    const text = serializeEventBytes(event).toString();
+    for (const clear of ["ann@example.com", "33612345678", "Lyon"]) assert.ok(!text.includes(clear), `${clear} in clear`);
+    assert.equal(event.after!["id"], 7);
+    assert.equal(event.after!["customer_id"], 42n);
+    assert.deepEqual(JSON.parse(Buffer.from(headers[SEALED_HEADER]!).toString()).sort(), ["city", "mail", "phone"]);
+    const opened = await parked.open(stored(event), headers);
+    assert.deepEqual(opened.after, { id: 7, customer_id: 42n, mail: "ann@example.com", phone: 33612345678n, photo: null, city: "Lyon" });
+    // No subject: only the configured personal columns could be nulled, and they are absent; the others are kept as captured.
+    const noSubject = { ...change({ id: 8, customer_id: null, mail: "bob@example.com", phone: null, photo: null, city: "Nice" }), schema: renamed } as ChangeEvent;
+    const kept = await parked.seal(noSubject);
+    assert.deepEqual(kept.event.after, noSubject.after);
+    // The table as configured: only its personal columns are sealed, as before.
+    const normal = await parked.seal(change({ id: 9, customer_id: 42n, email: "cy@example.com", phone: null, photo: null, city: "Pau" }));
+    assert.equal(normal.event.after!["city"], "Pau");
+    assert.deepEqual(JSON.parse(Buffer.from(normal.headers[SEALED_HEADER]!).toString()), ["email"]);
+  } finally {
+    await log.close();
+  }
+});

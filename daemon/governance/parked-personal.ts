@@ -23,6 +23,7 @@ import { SluiceError } from "../../connectors/errors.ts";
 import { deserializeValue, serializeValue } from "../event-json.ts";
 import { SEALED_PERSONAL_HEADER } from "../capture.ts";
 import type { ParkedChangeSealer } from "../capture.ts";
+import { absentColumns } from "./absent-columns.ts";
 import { personalTables } from "./personal-data.ts";
 import type { PersonalTable } from "./personal-data.ts";
 import { dataKeyId, encryptedBy, isEncrypted, isSealed, openValues, parkingKeySource, referenceTo, sealJson } from "./subject-keys.ts";
@@ -49,6 +50,17 @@ function subjectOf(row: Row | null, column: string): string | null {
   return present(value) ? valueText(value) : null;
 }
 
+/**
+ * The columns of a change to seal: its personal ones but the key; and when one of those is not a column of the table (renamed at
+ * the source, or misspelt in the config: the table halts for it, absent-columns.ts), every column but the key and the subject, since
+ * the personal data may be under any other name now.
+ */
+function columnsToSeal(event: ChangeEvent, personal: PersonalTable): string[] {
+  const { key, columns } = event.schema;
+  if (absentColumns(personal.columns, columns).length === 0) return personal.columns.filter((column) => !key.includes(column));
+  return columns.map((column) => column.name).filter((name) => !key.includes(name) && name !== personal.subject);
+}
+
 export class ParkedPersonalData implements ParkedChangeSealer {
   private readonly source: string;
   private readonly tables: ReadonlyMap<string, PersonalTable>;
@@ -73,8 +85,9 @@ export class ParkedPersonalData implements ParkedChangeSealer {
     for (const event of events) {
       const personal = this.tables.get(tableName(event.schema));
       if (!personal) continue;
+      const columns = columnsToSeal(event, personal);
       for (const [row, other] of [[event.before, event.after], [event.after, event.before]] as const) {
-        if (row === null || !personal.columns.some((column) => !event.schema.key.includes(column) && present(row[column]))) continue;
+        if (row === null || !columns.some((column) => present(row[column]))) continue;
         const subject = subjectOf(row, personal.subject) ?? subjectOf(other, personal.subject);
         if (subject !== null) subjects.add(subject);
       }
@@ -101,7 +114,7 @@ export class ParkedPersonalData implements ParkedChangeSealer {
     const personal = this.tables.get(table);
     if (!personal) return { event, headers: {} };
     // The key stays in clear everywhere (a table whose key column is personal is halted for it).
-    const columns = personal.columns.filter((column) => !event.schema.key.includes(column));
+    const columns = columnsToSeal(event, personal);
     const sealed = new Set<string>();
     const nulled = new Map<string, string>();
     const parked = new Map<string, string>();
@@ -129,6 +142,8 @@ export class ParkedPersonalData implements ParkedChangeSealer {
         const value = row[column];
         if (!present(value)) continue;
         if (key === null) {
+          // A column sealed only because a personal one is absent is not known to be personal: kept as captured, never lost.
+          if (!personal.columns.includes(column)) continue;
           out[column] = null;
           nulled.set(column, `the row has no subject (${personal.subject} is null)`);
           continue;
