@@ -57,6 +57,8 @@ test("sluice halted skip --all-pending / --through asks the daemon for a ranged 
     assert.equal(await runHaltedCommand(config, ["retry"], { sink: "wh", table: "shop.x", allPending: true, execute: false, json: false }, io), 2);
     assert.equal(await runHaltedCommand(config, ["skip"], { sink: "wh", table: "shop.x", through: "9", allPending: true, execute: false, json: false }, io), 2);
     assert.equal(await runHaltedCommand(config, ["skip"], { sink: "wh", table: "shop.x", through: "-1", execute: false, json: false }, io), 2);
+    assert.equal(await runHaltedCommand(config, ["skip"], { sink: "wh", table: "shop.x", through: "99999999999999999999999", execute: false, json: false }, io), 2);
+    assert.match(stderr, /at most 20 digits[^\n]*not "99999999999999999999999"/);
     assert.equal(bodies.length, 2, "a refused option asks the daemon nothing");
     assert.match(stderr, /go with "skip" only[\s\S]*not both[\s\S]*takes a record offset/);
   } finally {

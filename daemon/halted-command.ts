@@ -100,7 +100,7 @@ export async function runHaltedCommand(
     return 2;
   }
   if (options.through !== undefined && (options.allPending === true || !/^\d{1,20}$/.test(options.through))) {
-    io.stderr(`sluice halted skip: ${options.allPending === true ? "give --through OFFSET or --all-pending, not both" : `--through takes a record offset (a number), not "${options.through}"`}\nUsage: ${HALTED_USAGE}\n`);
+    io.stderr(`sluice halted skip: ${options.allPending === true ? "give --through OFFSET or --all-pending, not both" : `--through takes a record offset (a whole number of at most 20 digits, as "sluice halted list" shows them), not "${options.through}"`}\nUsage: ${HALTED_USAGE}\n`);
     return 2;
   }
   const through = options.allPending === true ? "pending" : (options.through ?? null);
