@@ -289,3 +289,23 @@ test("a change parked while a personal column is not a column of the table (rena
     await log.close();
   }
 });
+
+test("a parked change's transformed columns are sealed with its personal ones (a transform keeps the value out of the topics), opened as captured; with no subject they stay as captured", async () => {
+  const log = await EmbeddedTopicLog.open({ path: join(dir, "transformed.db"), logger, maintenanceIntervalMs: 0 });
+  try {
+    const transforming = { tables: { "app.customers": { checks: [], transforms: { city: { kind: "mask", keep_last: 2 } }, personal: { subject: "customer_id", columns: ["email"] } } } };
+    const parked = new ParkedPersonalData({ name: "pg", governance: transforming } as never, lazyKeyStore({ ...config, sources: [{ name: "pg", governance: transforming }] } as unknown as SluiceConfig, log, { create: true }));
+    const captured = change({ id: 3, customer_id: 42n, email: "ann@example.com", phone: 1n, photo: null, city: "Lyon" });
+    const { event, headers } = await parked.seal(captured);
+    assert.ok(!serializeEventBytes(event).toString().includes("Lyon"), "the transformed column in clear");
+    assert.equal(event.after!["phone"], 1n);
+    assert.deepEqual(JSON.parse(Buffer.from(headers[SEALED_HEADER]!).toString()).sort(), ["city", "email"]);
+    assert.deepEqual((await parked.open(stored(event), headers)).after, captured.after);
+    const noSubject = change({ id: 4, customer_id: null, email: "bob@example.com", phone: null, photo: null, city: "Nice" });
+    const kept = await parked.seal(noSubject);
+    assert.equal(kept.event.after!["city"], "Nice");
+    assert.equal(kept.event.after!["email"], null);
+  } finally {
+    await log.close();
+  }
+});

@@ -51,24 +51,29 @@ function subjectOf(row: Row | null, column: string): string | null {
 }
 
 /**
- * The columns of a change to seal: its personal ones but the key; and when one of those is not a column of the table (renamed at
- * the source, or misspelt in the config: the table halts for it, absent-columns.ts), every column but the key and the subject, since
- * the personal data may be under any other name now.
+ * The columns of a change to seal: its personal and transformed ones (a transform keeps a column's value out of the topics: out of
+ * this one too) but the key and the subject; and when a personal one is not a column of the table (renamed at the source, or
+ * misspelt in the config: the table halts for it, absent-columns.ts), every column but the key and the subject, since the personal
+ * data may be under any other name now.
  */
-function columnsToSeal(event: ChangeEvent, personal: PersonalTable): string[] {
+function columnsToSeal(event: ChangeEvent, personal: PersonalTable, transformed: readonly string[]): string[] {
   const { key, columns } = event.schema;
-  if (absentColumns(personal.columns, columns).length === 0) return personal.columns.filter((column) => !key.includes(column));
-  return columns.map((column) => column.name).filter((name) => !key.includes(name) && name !== personal.subject);
+  const sealable = (name: string) => !key.includes(name) && name !== personal.subject;
+  if (absentColumns(personal.columns, columns).length > 0) return columns.map((column) => column.name).filter(sealable);
+  return [...personal.columns, ...transformed].filter(sealable);
 }
 
 export class ParkedPersonalData implements ParkedChangeSealer {
   private readonly source: string;
   private readonly tables: ReadonlyMap<string, PersonalTable>;
+  /** Per table with personal columns: its transformed columns, sealed with them. */
+  private readonly transformed: ReadonlyMap<string, readonly string[]>;
   private readonly keys: () => Promise<SubjectKeyStore>;
 
   constructor(source: Pick<SourceConfig, "name" | "governance">, keys: () => Promise<SubjectKeyStore>) {
     this.source = source.name;
     this.tables = personalTables(source);
+    this.transformed = new Map([...this.tables.keys()].map((table) => [table, Object.keys(source.governance?.tables[table]?.transforms ?? {})]));
     this.keys = keys;
   }
 
@@ -85,7 +90,7 @@ export class ParkedPersonalData implements ParkedChangeSealer {
     for (const event of events) {
       const personal = this.tables.get(tableName(event.schema));
       if (!personal) continue;
-      const columns = columnsToSeal(event, personal);
+      const columns = columnsToSeal(event, personal, this.transformed.get(tableName(event.schema)) ?? []);
       for (const [row, other] of [[event.before, event.after], [event.after, event.before]] as const) {
         if (row === null || !columns.some((column) => present(row[column]))) continue;
         const subject = subjectOf(row, personal.subject) ?? subjectOf(other, personal.subject);
@@ -114,7 +119,7 @@ export class ParkedPersonalData implements ParkedChangeSealer {
     const personal = this.tables.get(table);
     if (!personal) return { event, headers: {} };
     // The key stays in clear everywhere (a table whose key column is personal is halted for it).
-    const columns = columnsToSeal(event, personal);
+    const columns = columnsToSeal(event, personal, this.transformed.get(tableName(event.schema)) ?? []);
     const sealed = new Set<string>();
     const nulled = new Map<string, string>();
     const parked = new Map<string, string>();
@@ -142,7 +147,7 @@ export class ParkedPersonalData implements ParkedChangeSealer {
         const value = row[column];
         if (!present(value)) continue;
         if (key === null) {
-          // A column sealed only because a personal one is absent is not known to be personal: kept as captured, never lost.
+          // A column not configured personal (transformed, or sealed because a personal one is absent): kept as captured, never lost.
           if (!personal.columns.includes(column)) continue;
           out[column] = null;
           nulled.set(column, `the row has no subject (${personal.subject} is null)`);
