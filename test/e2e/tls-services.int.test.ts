@@ -21,6 +21,8 @@ import { dropPostgres, freePort, killAllDaemons, pgClient, pgSourceConfig, rando
 
 const schema = randomName("e2e_tls");
 const source = randomName("src");
+// The wrong-password daemon's own slot: on the first test's slot it could wait for that daemon's walsender to go (31 s once, 3 s usually).
+const wrongPasswordSource = randomName("src");
 const dir = tempDir("tls-services");
 let client: pg.Client;
 let kafka: SecureServer;
@@ -37,6 +39,7 @@ before(async () => {
 
 after(async () => {
   await killAllDaemons();
+  await dropPostgres(client, { slot: `sluice_${wrongPasswordSource}`, publication: `sluice_${wrongPasswordSource}` });
   await dropPostgres(client, { slot: `sluice_${source}`, publication: `sluice_${source}`, schema });
   await client.end();
   await Promise.all([kafka?.stop(), clickhouse?.stop()]);
@@ -77,7 +80,7 @@ test("PostgreSQL → Kafka over SASL_SSL → ClickHouse over HTTPS: snapshot and
 
 test("a wrong ClickHouse password: the sink stops at once with SINK_AUTH_FAILED naming ClickHouse, and the daemon with it", { timeout: 180_000 }, async () => {
   const wrong = "wrong-clickhouse-password";
-  const daemon = await SluiceDaemon.start(dir, { name: randomName("dep"), sources: [pgSourceConfig(source, [`${schema}.*`])], topics: kafkaTopics(), sinks: [clickhouseSink(wrong)] }, "wrong-password");
+  const daemon = await SluiceDaemon.start(dir, { name: randomName("dep"), sources: [pgSourceConfig(wrongPasswordSource, [`${schema}.*`])], topics: kafkaTopics(), sinks: [clickhouseSink(wrong)] }, "wrong-password");
   // A component that fails for good stops the daemon (exit 1), saying why.
   const exit = await Promise.race([daemon.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), 90_000).unref())]);
   assert.ok(exit !== null, `the daemon kept running (retrying the login?)\n${daemon.logTail()}`);
