@@ -136,7 +136,8 @@ async function main(): Promise<void> {
           return sink.readQueryJson(call.sql);
         case "abandon-rebuild": {
           if (!isRebuildable(sink)) throw new Error(`sink ${sinkName} cannot be rebuilt`);
-          if (rebuilding || abandoning) throw rebuildRunningError(sinkName);
+          if (rebuilding) throw rebuildRunningError(sinkName);
+          if (abandoning) throw new SluiceError(`sink "${sinkName}" is abandoning an interrupted rebuild now: wait for it to finish, then look again (sluice status)`, { code: REBUILD_RUNNING, context: { component: "rebuild", sink: sinkName } });
           abandoning = true;
           try {
             const abandoned = await abandonRebuild(sink, call.tables, call.execute, stop.signal, logger.child({ component: "rebuild" }), {

@@ -52,15 +52,28 @@ function subjectOf(row: Row | null, column: string): string | null {
 
 /**
  * The columns of a change to seal: its personal and transformed ones (a transform keeps a column's value out of the topics: out of
- * this one too) but the key and the subject; and when a personal one is not a column of the table (renamed at the source, or
- * misspelt in the config: the table halts for it, absent-columns.ts), every column but the key and the subject, since the personal
- * data may be under any other name now.
+ * this one too) but the key and the subject; and when one of those or the subject is not a column of the table (renamed at the
+ * source, or misspelt in the config: the table halts for it, absent-columns.ts), every column but the key and the subject, since
+ * the data may be under any other name now.
  */
 function columnsToSeal(event: ChangeEvent, personal: PersonalTable, transformed: readonly string[]): string[] {
   const { key, columns } = event.schema;
   const sealable = (name: string) => !key.includes(name) && name !== personal.subject;
-  if (absentColumns(personal.columns, columns).length > 0) return columns.map((column) => column.name).filter(sealable);
+  if (absentColumns([...personal.columns, personal.subject, ...transformed], columns).length > 0) return columns.map((column) => column.name).filter(sealable);
   return [...personal.columns, ...transformed].filter(sealable);
+}
+
+function hasSubjectColumn(event: ChangeEvent, personal: PersonalTable): boolean {
+  return event.schema.columns.some((column) => column.name === personal.subject);
+}
+
+/**
+ * Whose parking key seals the values of a table whose subject column is not a column of it (renamed at the source): no row
+ * names its subject, and nulling them, as for a row with no subject, would lose them at the release. Not a value a subject
+ * column can hold (a NUL first).
+ */
+function tableStandIn(table: string): string {
+  return `\u0000table ${table}`;
 }
 
 export class ParkedPersonalData implements ParkedChangeSealer {
@@ -87,17 +100,23 @@ export class ParkedPersonalData implements ParkedChangeSealer {
    */
   async prepare(events: readonly ChangeEvent[]): Promise<void> {
     const subjects = new Set<string>();
+    const standIns = new Set<string>();
     for (const event of events) {
       const personal = this.tables.get(tableName(event.schema));
       if (!personal) continue;
       const columns = columnsToSeal(event, personal, this.transformed.get(tableName(event.schema)) ?? []);
+      const subjectColumn = hasSubjectColumn(event, personal);
       for (const [row, other] of [[event.before, event.after], [event.after, event.before]] as const) {
         if (row === null || !columns.some((column) => present(row[column]))) continue;
+        if (!subjectColumn) {
+          standIns.add(tableStandIn(tableName(event.schema)));
+          continue;
+        }
         const subject = subjectOf(row, personal.subject) ?? subjectOf(other, personal.subject);
         if (subject !== null) subjects.add(subject);
       }
     }
-    if (subjects.size === 0) return;
+    if (subjects.size === 0 && standIns.size === 0) return;
     const store = await this.keys();
     await store.createKeys(this.source, [...subjects]);
     const unusable: string[] = [];
@@ -110,7 +129,7 @@ export class ParkedPersonalData implements ParkedChangeSealer {
         unusable.push(subject);
       }
     }
-    if (unusable.length > 0) await store.createKeys(parkingKeySource(this.source), unusable);
+    if (unusable.length > 0 || standIns.size > 0) await store.createKeys(parkingKeySource(this.source), [...unusable, ...standIns]);
   }
 
   /** The change with its personal values sealed (or nulled), and the headers its records carry. */
@@ -120,16 +139,20 @@ export class ParkedPersonalData implements ParkedChangeSealer {
     if (!personal) return { event, headers: {} };
     // The key stays in clear everywhere (a table whose key column is personal is halted for it).
     const columns = columnsToSeal(event, personal, this.transformed.get(tableName(event.schema)) ?? []);
+    const subjectColumn = hasSubjectColumn(event, personal);
     const sealed = new Set<string>();
     const nulled = new Map<string, string>();
     const parked = new Map<string, string>();
     const image = async (row: Row | null, other: Row | null): Promise<Row | null> => {
       if (row === null || !columns.some((column) => present(row[column]))) return row;
       const out: Record<string, ColumnValue> = { ...row };
-      const subject = subjectOf(row, personal.subject) ?? subjectOf(other, personal.subject);
+      const subject = subjectColumn ? (subjectOf(row, personal.subject) ?? subjectOf(other, personal.subject)) : tableStandIn(table);
       let key: Buffer | null = null;
       let parkingWhy: string | null = null;
-      if (subject !== null) {
+      if (!subjectColumn) {
+        key = await (await this.keys()).keyFor(parkingKeySource(this.source), subject!);
+        parkingWhy = `the subject column ${personal.subject} is not a column of the table (renamed at the source?): sealed with the table's parking key, which sluice forget does not reach`;
+      } else if (subject !== null) {
         const store = await this.keys();
         try {
           key = await store.keyFor(this.source, subject);
