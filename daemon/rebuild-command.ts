@@ -12,6 +12,8 @@ import { callDaemon, daemonBusyMessage, daemonRunning, refusalHint } from "./dae
 import type { Logger } from "../runtime/logger.ts";
 import { describeHistoryGaps, historyGaps, isRebuildable, rebuildSink } from "./rebuild.ts";
 import type { RebuildReport } from "./rebuild.ts";
+import type { TopicLog } from "../connectors/contracts.ts";
+import type { RebuildableSink } from "../connectors/sinks/contract.ts";
 import type { RebuildProgress, RebuildProgressEntry } from "./rebuild-progress.ts";
 import { REBUILD_UNKNOWN_TABLE, rebuildTopics } from "./rebuild-tables.ts";
 import { recordWhere } from "./rebuild-records.ts";
@@ -109,59 +111,38 @@ export async function runRebuildCommand(
     io.stdout(`Done (by the running daemon): ${describe(body)}.\n`);
     return 0;
   }
-  const log = await openTopicLogForCommand(config.topics, config.name, logger, "write");
-  const group = sinkGroupName(config, sinkConfig);
-  const owner = `sluice replay --rebuild (${hostname()}:${process.pid})`;
-  try {
-    if (!(await log.acquireLease(group, owner, 3_600_000))) {
-      io.stderr(`sluice replay: refused: sink "${sinkName}" is running elsewhere (consumer group ${group}); nothing changed.\n`);
-      return 1;
-    }
-    const sink = await createSink(sinkConfig, logger);
-    if (!isRebuildable(sink)) {
-      io.stderr(`sluice replay: sink "${sinkName}" (${sinkConfig.kind}) cannot rebuild\n`);
-      return 1;
-    }
-    const signal = new AbortController().signal;
-    await sink.open(signal);
+  return withSinkHere(config, sinkConfig, "--rebuild", io, logger, async (sink, log, group, signal) => {
+    const { registry } = await openRegistry(config, log);
     try {
-      const { registry } = await openRegistry(config, log);
+      const topics = rebuildTopics(config, sinkConfig, await log.topicNames(), tables);
+      const personal = personalDecryptor(config, log);
+      // sluice forget run meanwhile erases from its own process: each subject it forgets is erased again here, in the new tables too.
+      const erasures = await watchRebuildErasures(config, sinkConfig, personal, (requests) => eraseInSink(sink, requests, signal), logger);
       try {
-        const topics = rebuildTopics(config, sinkConfig, await log.topicNames(), tables);
-        const personal = personalDecryptor(config, log);
-        // sluice forget run meanwhile erases from its own process: each subject it forgets is erased again here, in the new tables too.
-        const erasures = await watchRebuildErasures(config, sinkConfig, personal, (requests) => eraseInSink(sink, requests, signal), logger);
-        try {
-          const report = await rebuildSink({
-            sink,
-            log,
-            decoder: recordDecoder(registry, personal),
-            topics,
-            group: `${group}.rebuild`,
-            logger,
-            signal,
-            ...(io.progress === undefined ? {} : { onProgress: io.progress.bind(io) }),
-            ...(erasures === null ? {} : { erasures }),
-            // Kafka gives no lease: the sink's processes elsewhere are its group's members.
-            sharing: { group, others: () => otherSinkProcesses(log, group, 0) },
-          });
-          io.stdout(`Done: ${describe(report)}.\n`);
-          return 0;
-        } finally {
-          erasures?.close();
-        }
-      } catch (error) {
-        if (!(error instanceof SluiceError) || !REFUSALS.has(error.code)) throw error;
-        io.stderr(`sluice replay: ${error.message}\n`);
-        return 1;
+        const report = await rebuildSink({
+          sink,
+          log,
+          decoder: recordDecoder(registry, personal),
+          topics,
+          group: `${group}.rebuild`,
+          logger,
+          signal,
+          ...(io.progress === undefined ? {} : { onProgress: io.progress.bind(io) }),
+          ...(erasures === null ? {} : { erasures }),
+          // Kafka gives no lease: the sink's processes elsewhere are its group's members.
+          sharing: { group, others: () => otherSinkProcesses(log, group, 0) },
+        });
+        io.stdout(`Done: ${describe(report)}.\n`);
+        return 0;
+      } finally {
+        erasures?.close();
       }
-    } finally {
-      await sink.close();
+    } catch (error) {
+      if (!(error instanceof SluiceError) || !REFUSALS.has(error.code)) throw error;
+      io.stderr(`sluice replay: ${error.message}\n`);
+      return 1;
     }
-  } finally {
-    await log.releaseLease(group, owner).catch(() => undefined);
-    await log.close();
-  }
+  });
 }
 
 /**
@@ -199,27 +180,46 @@ export async function runAbandonRebuildCommand(config: SluiceConfig, sinkName: s
     }
     return finish(body, " (by the running daemon)");
   }
-  const log = await openTopicLogForCommand(config.topics, config.name, logger, "write");
-  const group = sinkGroupName(config, sinkConfig);
-  const owner = `sluice replay --abandon-rebuild (${hostname()}:${process.pid})`;
-  try {
-    if (!(await log.acquireLease(group, owner, 3_600_000))) {
-      io.stderr(`sluice replay: refused: sink "${sinkName}" is running elsewhere (consumer group ${group}); nothing changed.\n`);
-      return 1;
-    }
-    const sink = await createSink(sinkConfig, logger);
-    if (!isRebuildable(sink)) {
-      io.stderr(`sluice replay: sink "${sinkName}" (${sinkConfig.kind}) cannot rebuild\n`);
-      return 1;
-    }
-    const signal = new AbortController().signal;
-    await sink.open(signal);
+  return withSinkHere(config, sinkConfig, "--abandon-rebuild", io, logger, async (sink, log, group, signal) => {
     try {
       return finish(await abandonRebuild(sink, tables, execute, signal, logger, { group, others: () => otherSinkProcesses(log, group, 0) }), "");
     } catch (error) {
       if (!(error instanceof SluiceError) || error.code !== REBUILD_SINK_SHARED) throw error;
       io.stderr(`sluice replay: ${error.message}\n`);
       return 1;
+    }
+  });
+}
+
+/**
+ * Runs `work` on the sink opened by this command (no daemon runs it), under the sink's lease: refused when the sink runs
+ * elsewhere (exit 1, nothing changed).
+ */
+async function withSinkHere(
+  config: SluiceConfig,
+  sinkConfig: SluiceConfig["sinks"][number],
+  what: string,
+  io: RebuildIo,
+  logger: Logger,
+  work: (sink: RebuildableSink, log: TopicLog, group: string, signal: AbortSignal) => Promise<number>,
+): Promise<number> {
+  const log = await openTopicLogForCommand(config.topics, config.name, logger, "write");
+  const group = sinkGroupName(config, sinkConfig);
+  const owner = `sluice replay ${what} (${hostname()}:${process.pid})`;
+  try {
+    if (!(await log.acquireLease(group, owner, 3_600_000))) {
+      io.stderr(`sluice replay: refused: sink "${sinkConfig.name}" is running elsewhere (consumer group ${group}); nothing changed.\n`);
+      return 1;
+    }
+    const sink = await createSink(sinkConfig, logger);
+    if (!isRebuildable(sink)) {
+      io.stderr(`sluice replay: sink "${sinkConfig.name}" (${sinkConfig.kind}) cannot rebuild\n`);
+      return 1;
+    }
+    const signal = new AbortController().signal;
+    await sink.open(signal);
+    try {
+      return await work(sink, log, group, signal);
     } finally {
       await sink.close();
     }
