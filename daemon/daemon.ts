@@ -34,10 +34,10 @@ import type { OnlineSnapshotting } from "../connectors/common/incremental-snapsh
 import type { ReleasableCapture } from "./halted-admin.ts";
 import type { CaptureSkipThrough, HaltAction } from "./halted.ts";
 import { personalTables, sharedKeyStore } from "./governance/personal-data.ts";
-import { ParkedPersonalData } from "./governance/parked-personal.ts";
+import { ParkedPersonalData, warnTransformsUnsealed } from "./governance/parked-personal.ts";
 import { HttpServer, sendJson } from "./http-server.ts";
 import { sharedRun } from "./shared-run.ts";
-import { readJsonObject } from "./request-body.ts";
+import { optionalNameList, readJsonObject } from "./request-body.ts";
 import type { BodyReader } from "./request-body.ts";
 import { readTlsCredentials } from "./http-tls.ts";
 import type { Logger } from "../runtime/logger.ts";
@@ -404,6 +404,7 @@ export class Daemon {
       // Personal values of parked and dead-lettered changes: sealed with their subject's key, as in the data topics. Wired whenever
       // personal_data is set, personal tables or not: changes parked sealed before a table's personal config was removed are still opened.
       const parkedSealer = this.config.personal_data ? new ParkedPersonalData(sourceConfig, sharedKeyStore(this.config, this.log)) : undefined;
+      if (!parkedSealer) warnTransformsUnsealed(sourceConfig, logger);
       const encoder = captureEncoder(this.config, sourceConfig, registry, this.log, (table) => this.metrics.schemaVersionsRegistered.inc({ source: sourceConfig.name, table }), logger);
       const checked = withDataChecks(
         checks,
@@ -658,13 +659,9 @@ export class Daemon {
       return true;
     }
     const body = await readJsonObject(request, '{"tables": ["schema.table", ...]}, or no body for every table', ["tables"]);
-    const tables = body["tables"] ?? [];
-    if (!Array.isArray(tables) || !tables.every((t) => typeof t === "string")) {
-      sendJson(res, 400, { error: "tables must be a list of schema.table names or topics" });
-      return true;
-    }
+    const tables = optionalNameList(body, "tables", "schema.table names or topics");
     try {
-      sendJson(res, 200, await running.thread.rebuild(tables));
+      sendJson(res, 200, await running.thread.rebuild(tables ?? []));
     } catch (error) {
       const refused = error instanceof SluiceError && error.code === REBUILD_UNKNOWN_TABLE;
       const shared = error instanceof SluiceError && (error.code === REBUILD_SINK_SHARED || error.code === REBUILD_RUNNING);
@@ -680,13 +677,9 @@ export class Daemon {
       return true;
     }
     const body = await readJsonObject(request, '{"tables": ["schema.table", ...], "execute": true}, or no body for a dry run of every table', ["tables", "execute"]);
-    const tables = body["tables"] ?? [];
-    if (!Array.isArray(tables) || !tables.every((t) => typeof t === "string")) {
-      sendJson(res, 400, { error: "tables must be a list of schema.table names" });
-      return true;
-    }
+    const tables = optionalNameList(body, "tables", "schema.table names");
     try {
-      sendJson(res, 200, await running.thread.abandonRebuild(tables, body["execute"] === true));
+      sendJson(res, 200, await running.thread.abandonRebuild(tables ?? [], body["execute"] === true));
     } catch (error) {
       const refused = error instanceof SluiceError && (error.code === REBUILD_RUNNING || error.code === REBUILD_SINK_SHARED);
       sendJson(res, refused ? 409 : 500, { error: error instanceof Error ? error.message : String(error) });

@@ -96,7 +96,7 @@ export async function runRebuildCommand(
   }
   if (running) {
     const polling = io.progress === undefined ? null : pollDaemonProgress(config, sinkName, io.progress.bind(io));
-    const response = await callDaemon(config, `/sinks/${encodeURIComponent(sinkName)}/rebuild`, { method: "POST", body: JSON.stringify({ tables }), timeoutMs: 24 * 3_600_000 }).finally(() => polling?.stop());
+    const response = await callDaemon(config, `/sinks/${encodeURIComponent(sinkName)}/rebuild`, { method: "POST", body: JSON.stringify(tablesField(tables)), timeoutMs: 24 * 3_600_000 }).finally(() => polling?.stop());
     const body = (() => {
       try {
         return response.json() as RebuildReport & { error?: string };
@@ -166,7 +166,7 @@ export async function runAbandonRebuildCommand(config: SluiceConfig, sinkName: s
     return report.notFound.length > 0 ? 1 : 0;
   };
   if (running) {
-    const response = await callDaemon(config, `/sinks/${encodeURIComponent(sinkName)}/rebuild/abandon`, { method: "POST", body: JSON.stringify({ tables, execute }), timeoutMs: 600_000 });
+    const response = await callDaemon(config, `/sinks/${encodeURIComponent(sinkName)}/rebuild/abandon`, { method: "POST", body: JSON.stringify({ ...tablesField(tables), execute }), timeoutMs: 600_000 });
     const body = (() => {
       try {
         return response.json() as AbandonReport & { error?: string };
@@ -189,6 +189,11 @@ export async function runAbandonRebuildCommand(config: SluiceConfig, sinkName: s
       return 1;
     }
   });
+}
+
+/** The request's "tables": left out for every table (the daemon refuses an empty list). */
+function tablesField(tables: readonly string[]): { tables?: readonly string[] } {
+  return tables.length === 0 ? {} : { tables };
 }
 
 /**

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { BadRequestError, readJsonObject } from "./request-body.ts";
+import { BadRequestError, optionalNameList, readJsonObject } from "./request-body.ts";
 import type { BodyReader } from "./request-body.ts";
 
 const bodyOf =
@@ -27,5 +27,19 @@ test("readJsonObject refuses a field the endpoint does not take, naming it and t
 test("readJsonObject still refuses what is not a JSON object", async () => {
   for (const text of ["[]", "null", "nope", '"x"']) {
     await assert.rejects(readJsonObject(bodyOf(text), "{tables}", ["tables"]), /the body must be a JSON object/);
+  }
+});
+
+test("optionalNameList: absent is undefined (every table), a list of names is taken, an empty list or a non-list is refused naming the field", () => {
+  assert.equal(optionalNameList({}, "tables", "schema.table names"), undefined);
+  assert.deepEqual(optionalNameList({ tables: ["s.t", "s.u"] }, "tables", "schema.table names"), ["s.t", "s.u"]);
+  // {"tables": []} rebuilt every table of the sink.
+  assert.throws(() => optionalNameList({ tables: [] }, "tables", "schema.table names"), (error: unknown) => {
+    assert.ok(error instanceof BadRequestError, String(error));
+    assert.match(error.message, /^"tables" is an empty list, which names no table: leave "tables" out for every table/);
+    return true;
+  });
+  for (const value of [null, "s.t", [1], ["s.t", null], {}]) {
+    assert.throws(() => optionalNameList({ tables: value }, "tables", "schema.table names"), /"tables" must be a list of schema\.table names$/);
   }
 });

@@ -154,3 +154,19 @@ export async function readJsonObject(body: BodyReader, expected: string, fields:
   }
   return parsed as Record<string, unknown>;
 }
+
+/**
+ * The optional list `field` of a body read by readJsonObject: undefined when the field is absent
+ * (which the endpoint reads as every table). An empty list is refused: it names no table, and read
+ * as "every table" it rebuilt them all (`sluice replay --rebuild` before this change sent [] for
+ * every table; it now leaves the field out).
+ */
+export function optionalNameList(body: Record<string, unknown>, field: string, what: string): readonly string[] | undefined {
+  const value = body[field];
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value) || !value.every((name) => typeof name === "string")) throw new BadRequestError(`"${field}" must be a list of ${what}`);
+  if (value.length === 0) {
+    throw new BadRequestError(`"${field}" is an empty list, which names no table: leave "${field}" out for every table (a sluice command older than this daemon sends [] for every table: use this version's)`);
+  }
+  return value as string[];
+}

@@ -233,6 +233,15 @@ describe("with tokens, over HTTPS", () => {
     const unknownSource = await call(`${base}/sinks/warehouse/erase`, { method: "POST", token: ADMIN, body: JSON.stringify({ source: "no_such_source", subject: "1" }), ca });
     assert.equal(unknownSource.status, 400, unknownSource.text);
     assert.match(unknownSource.text, /source \\"no_such_source\\" is not one of this deployment's sources/);
+    // An empty list of tables rebuilt every table (and abandoned every interrupted rebuild): "every table" is the field left out.
+    for (const [path, body] of [
+      ["/sinks/warehouse/rebuild", JSON.stringify({ tables: [] })],
+      ["/sinks/warehouse/rebuild/abandon", JSON.stringify({ tables: [], execute: true })],
+    ] as const) {
+      const answer = await call(`${base}${path}`, { method: "POST", token: ADMIN, body, ca });
+      assert.equal(answer.status, 400, `${path} ${body}: ${answer.text}`);
+      assert.match((JSON.parse(answer.text) as { error: string }).error, /^"tables" is an empty list, which names no table: leave "tables" out for every table/, `${path} ${body}`);
+    }
     const malformed = await call(`${base}/sinks/%E0%A4%A/query`, { method: "POST", token: ADMIN, body: "SELECT 1", ca });
     assert.equal(malformed.status, 400, malformed.text);
     assert.match(malformed.text, /malformed percent-encoding/);
@@ -258,6 +267,13 @@ describe("with tokens, over HTTPS", () => {
     const retry = await runSluice(["halted", "-c", configFile, "retry", "--sink", "warehouse", "--table", `${schema}.items`], dir);
     assert.equal(retry.code, 1);
     assert.doesNotMatch(retry.stderr, /401|403|token/, retry.stderr);
+    // Every table, through the daemon: the CLI leaves "tables" out (it sent [], which the daemon refuses).
+    const rebuild = await runSluice(["replay", "-c", configFile, "--sink", "warehouse", "--from-beginning", "--rebuild", "--execute"], dir);
+    assert.equal(rebuild.code, 0, rebuild.stderr);
+    assert.match(rebuild.stdout, new RegExp(`Done \\(by the running daemon\\): rebuilt 1 table \\(${schema}\\.items\\)`));
+    const abandon = await runSluice(["replay", "-c", configFile, "--sink", "warehouse", "--abandon-rebuild", "--execute"], dir);
+    assert.equal(abandon.code, 0, abandon.stderr);
+    assert.match(abandon.stdout, /has no interrupted rebuild: nothing to abandon/);
 
     const parsed = JSON.parse(readFileSync(configFile, "utf8")) as { http: Record<string, unknown> };
     const wrongToken = join(dir, "wrong-token.yaml");
