@@ -4,11 +4,12 @@
  * here under the sink's lease.
  */
 import { hostname } from "node:os";
-import type { SluiceConfig } from "../config/schema.ts";
+import type { SinkConfig, SluiceConfig } from "../config/schema.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { openTopicLogForCommand } from "../connectors/topics/open.ts";
 import { createSink, openRegistry, personalDecryptor, recordDecoder, sinkGroupName } from "./components.ts";
 import { callDaemon, daemonBusyMessage, daemonRunning, refusalHint } from "./daemon-client.ts";
+import type { DaemonAnswer } from "./daemon-client.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { describeHistoryGaps, historyGaps, isRebuildable, rebuildSink } from "./rebuild.ts";
 import type { RebuildReport } from "./rebuild.ts";
@@ -54,17 +55,9 @@ export async function runRebuildCommand(
   logger: Logger,
   tables: readonly string[] = [],
 ): Promise<number> {
-  const sinkConfig = config.sinks.find((s) => s.name === sinkName);
-  if (!sinkConfig) {
-    io.stderr(`sluice replay: no sink "${sinkName}"; sinks: ${config.sinks.map((s) => s.name).join(", ") || "(none)"}\n`);
-    return 2;
-  }
-  // Any answer means a daemon runs (a refused token is reported by the rebuild request itself).
-  const running = await daemonRunning(config);
-  if (typeof running === "object") {
-    io.stderr(`sluice replay: ${daemonBusyMessage(config, running)}\n`);
-    return 1;
-  }
+  const found = await sinkAndDaemon(config, sinkName, io);
+  if (typeof found === "number") return found;
+  const { sinkConfig, running } = found;
   if (!execute) {
     // The same history check the rebuild makes first: a dry run shows the refusal too.
     const readLog = await openTopicLogForCommand(config.topics, config.name, logger, "read-only");
@@ -97,13 +90,7 @@ export async function runRebuildCommand(
   if (running) {
     const polling = io.progress === undefined ? null : pollDaemonProgress(config, sinkName, io.progress.bind(io));
     const response = await callDaemon(config, `/sinks/${encodeURIComponent(sinkName)}/rebuild`, { method: "POST", body: JSON.stringify(tablesField(tables)), timeoutMs: 24 * 3_600_000 }).finally(() => polling?.stop());
-    const body = (() => {
-      try {
-        return response.json() as RebuildReport & { error?: string };
-      } catch {
-        return { error: response.statusText } as RebuildReport & { error?: string };
-      }
-    })();
+    const body = answerOf<RebuildReport>(response);
     if (!response.ok) {
       io.stderr(`sluice replay: the daemon could not rebuild sink "${sinkName}": ${body.error ?? response.statusText}${refusalHint(response)}\n`);
       return 1;
@@ -151,29 +138,16 @@ export async function runRebuildCommand(
  * under the sink's lease.
  */
 export async function runAbandonRebuildCommand(config: SluiceConfig, sinkName: string, tables: readonly string[], execute: boolean, io: RebuildIo, logger: Logger): Promise<number> {
-  const sinkConfig = config.sinks.find((s) => s.name === sinkName);
-  if (!sinkConfig) {
-    io.stderr(`sluice replay: no sink "${sinkName}"; sinks: ${config.sinks.map((s) => s.name).join(", ") || "(none)"}\n`);
-    return 2;
-  }
-  const running = await daemonRunning(config);
-  if (typeof running === "object") {
-    io.stderr(`sluice replay: ${daemonBusyMessage(config, running)}\n`);
-    return 1;
-  }
+  const found = await sinkAndDaemon(config, sinkName, io);
+  if (typeof found === "number") return found;
+  const { sinkConfig, running } = found;
   const finish = (report: AbandonReport, by: string) => {
     io.stdout(describeAbandon(sinkName, report, execute).replace(/^Done:/m, `Done${by}:`));
     return report.notFound.length > 0 ? 1 : 0;
   };
   if (running) {
     const response = await callDaemon(config, `/sinks/${encodeURIComponent(sinkName)}/rebuild/abandon`, { method: "POST", body: JSON.stringify({ ...tablesField(tables), execute }), timeoutMs: 600_000 });
-    const body = (() => {
-      try {
-        return response.json() as AbandonReport & { error?: string };
-      } catch {
-        return { error: response.statusText } as AbandonReport & { error?: string };
-      }
-    })();
+    const body = answerOf<AbandonReport>(response);
     if (!response.ok) {
       io.stderr(`sluice replay: the daemon could not abandon the rebuild of sink "${sinkName}": ${body.error ?? response.statusText}${refusalHint(response)}\n`);
       return 1;
@@ -191,6 +165,33 @@ export async function runAbandonRebuildCommand(config: SluiceConfig, sinkName: s
   });
 }
 
+/**
+ * The sink the command names and whether a daemon runs (any answer means one does; a refused token is reported by the request
+ * to it); an exit code when there is no such sink (2) or a daemon listens but does not answer (1), said on standard error.
+ */
+async function sinkAndDaemon(config: SluiceConfig, sinkName: string, io: RebuildIo): Promise<{ sinkConfig: SinkConfig; running: boolean } | number> {
+  const sinkConfig = config.sinks.find((s) => s.name === sinkName);
+  if (!sinkConfig) {
+    io.stderr(`sluice replay: no sink "${sinkName}"; sinks: ${config.sinks.map((s) => s.name).join(", ") || "(none)"}\n`);
+    return 2;
+  }
+  const running = await daemonRunning(config);
+  if (typeof running === "object") {
+    io.stderr(`sluice replay: ${daemonBusyMessage(config, running)}\n`);
+    return 1;
+  }
+  return { sinkConfig, running };
+}
+
+/** The daemon's JSON answer; one that is not JSON (a proxy's page) is read as an error named by the status text. */
+function answerOf<T>(response: DaemonAnswer): T & { error?: string } {
+  try {
+    return response.json() as T & { error?: string };
+  } catch {
+    return { error: response.statusText } as T & { error?: string };
+  }
+}
+
 /** The request's "tables": left out for every table (the daemon refuses an empty list). */
 function tablesField(tables: readonly string[]): { tables?: readonly string[] } {
   return tables.length === 0 ? {} : { tables };
@@ -202,7 +203,7 @@ function tablesField(tables: readonly string[]): { tables?: readonly string[] } 
  */
 async function withSinkHere(
   config: SluiceConfig,
-  sinkConfig: SluiceConfig["sinks"][number],
+  sinkConfig: SinkConfig,
   what: string,
   io: RebuildIo,
   logger: Logger,
