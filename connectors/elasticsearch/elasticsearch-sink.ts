@@ -49,7 +49,7 @@ import { NdjsonOperations } from "./ndjson-operations.ts";
 import { encodeJson, ExactSerializer } from "./json.ts";
 import { ElasticsearchStagedWrite } from "./staged-write.ts";
 import type { StagedIndex } from "./staged-write.ts";
-import { documentValue, fieldMapping, fieldNameProblem, sameMapping } from "./mapping.ts";
+import { documentValue, fieldMapping, fieldNameProblem, hasExactText, sameMapping } from "./mapping.ts";
 
 type Mode = "live" | "rebuild";
 
@@ -876,13 +876,16 @@ export function createElasticsearchSink(config: ElasticsearchSinkConfig, options
 
 /**
  * The filter of `sluice forget`'s documents: the subject column's value as text equal to `subject`, as the other sinks
- * compare (ErasureRequest). Strings are text with a keyword subfield: the whole value there. An integer's text has no
+ * compare (ErasureRequest). Strings are text with a keyword subfield: the whole value there. Decimals and unsigned 64-bit
+ * integers are doubles with their exact text in the `exact` keyword subfield (mapping.ts): the whole text there ("5.0"
+ * as the column holds it, not "5" or "5.00"; the double would match both, and 2^64-1 as 2^64-2). An integer's text has no
  * '+', no leading zero, no fraction, no space: any other subject names no document (null), where Elasticsearch would
  * read "05" or "5.0" as 5 and erase another subject's values. Other types by a lenient match: a subject no value of
  * the field can have (text for a number) matches nothing.
  */
 function subjectFilter(field: string, type: LogicalType, subject: string): object | null {
   if (type.kind === "string") return { term: { [`${field}.keyword`]: subject } };
+  if (hasExactText(type)) return { term: { [`${field}.exact`]: subject } };
   if (type.kind === "integer" && !/^(0|-?[1-9][0-9]*)$/.test(subject)) return null;
   return { match: { [field]: { query: subject, lenient: true } } };
 }

@@ -47,3 +47,29 @@ test("a subject that no value of a numeric subject column can have erases nothin
     await sink.close();
   }
 });
+
+test("a decimal or unsigned 64-bit subject column matches only the value's exact text, as DuckDB and ClickHouse compare it", async () => {
+  const sink = new ElasticsearchSink(testSinkConfig("elasticsearch", { name, nodes: [elasticsearch.url], bulk_bytes: 5 * 2 ** 20, target: `${prefix}_${TARGET_TEMPLATE}` }), { logger: testLogger(), refresh: true });
+  const signal = AbortSignal.timeout(60_000);
+  await sink.open(signal);
+  try {
+    // Found after the integer fix: a numeric subject column still matched through its double field, so forget --subject 5
+    // nulled the rows of subject 5.0 (and 5.00, 05): DuckDB and ClickHouse, comparing the column's text ("5.0"), nulled none.
+    const decimals = new Events(tableSchema(randomTableName("erase_dec"), [["id", "integer"], ["customer", "numeric(10,1)"], ["email", "text"]]));
+    assert.deepEqual((await sink.write([decimals.insert(1n, { id: 1, customer: "5.0", email: "a@x.io" }), decimals.insert(2n, { id: 2, customer: "50.0", email: "b@x.io" })], signal)).failures, []);
+    const request = { table: decimals.schema, subjectColumn: "customer", columns: ["email"] };
+    for (const other of ["5", "5.00", "05.0", "+5.0", " 5.0", "5e0", "5.0 "]) assert.equal(await sink.erase({ ...request, subject: other }, signal), 0, `subject ${JSON.stringify(other)}`);
+    assert.equal(await sink.erase({ ...request, subject: "5.0" }, signal), 1);
+    // bigint unsigned is a double too (with its exact text beside it): 2^64-1 and 2^64-2 are the same double.
+    const unsigned = new Events(tableSchema(randomTableName("erase_u64"), [["id", "integer"], ["customer", "bigint unsigned"], ["email", "text"]], ["id"], { sourceKind: "mysql" }));
+    const writes = [unsigned.insert(1n, { id: 1, customer: 18_446_744_073_709_551_615n, email: "c@x.io" }), unsigned.insert(2n, { id: 2, customer: 18_446_744_073_709_551_614n, email: "d@x.io" })];
+    assert.deepEqual((await sink.write(writes, signal)).failures, []);
+    assert.equal(await sink.erase({ table: unsigned.schema, subjectColumn: "customer", columns: ["email"], subject: "18446744073709551614" }, signal), 1);
+    const rows = async (events: Events) =>
+      (await admin.search<{ id: number; email: string | null }>({ index: `${prefix}_*${events.schema.table}*`, query: { match_all: {} } })).hits.hits.map((h) => [h._source?.id, h._source?.email]).sort();
+    assert.deepEqual(await rows(decimals), [[1, null], [2, "b@x.io"]]);
+    assert.deepEqual(await rows(unsigned), [[1, "c@x.io"], [2, null]]);
+  } finally {
+    await sink.close();
+  }
+});

@@ -44,6 +44,11 @@ function isUnsigned64(type: LogicalType): boolean {
   return type.kind === "integer" && type.bits === 64 && type.unsigned;
 }
 
+/** Whether the field is a double with the value's exact text in its `exact` keyword subfield (DECIMAL). */
+export function hasExactText(type: LogicalType): boolean {
+  return type.kind === "decimal" || isUnsigned64(type);
+}
+
 export function fieldMapping(type: LogicalType): FieldMapping {
   switch (type.kind) {
     case "boolean":
