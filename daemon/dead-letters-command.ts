@@ -234,9 +234,10 @@ export function sourceDeadLetter(record: StoredRecord): DeadLetter {
 function personalNotes(record: StoredRecord): string[] {
   const notes: string[] = [];
   const sealed = header(record, SEALED_HEADER);
-  if (sealed !== undefined) notes.push(`sealed with the subject's key, shown as stored: ${sealed}`);
   const parking = header(record, PARKING_KEY_HEADER);
-  if (parking !== undefined) notes.push(`sealed with the subject's parking key: ${parking}`);
+  // Under a parking key the header says whose (a subject's, or its table's: no data subject's): the first note does not.
+  if (sealed !== undefined) notes.push(`sealed with ${parking === undefined ? "the subject's key" : "a key"}, shown as stored: ${sealed}`);
+  if (parking !== undefined) notes.push(`sealed with a parking key: ${parking}`);
   const nulled = header(record, NULLED_HEADER);
   if (nulled !== undefined) notes.push(`not written (null): ${nulled}`);
   return notes;

@@ -40,7 +40,9 @@ export const HALTED_DETAILS = `  --sink NAME         the sink whose table is hal
           (a change that still fails halts it again); skip first marks the change that halted it
           as skipped (it stays in the parking topic with its reason), then does the same.
           Parked personal columns are sealed with their subject's key: a subject forgotten
-          (sluice forget) since they were parked is re-published with them null
+          (sluice forget) since they were parked is re-published with them null. Transformed
+          columns are sealed too (with the subject's key, else the table's parking key) and
+          re-published transformed, as at capture
   --through OFFSET    (skip --source) also skip each parked change of the table, up to that offset of
                       the parking topic, that capture refuses again for the reason it refused the
                       halting one (same error code, column and check); those it accepts are

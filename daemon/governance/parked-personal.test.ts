@@ -10,7 +10,7 @@ import { SluiceError } from "../../connectors/errors.ts";
 import type { SluiceConfig } from "../../config/schema.ts";
 import { createLogger } from "../../runtime/logger.ts";
 import { deserializeEventBytes, serializeEventBytes } from "../event-json.ts";
-import { NULLED_HEADER, PARKING_KEY_HEADER, ParkedPersonalData, SEALED_HEADER } from "./parked-personal.ts";
+import { isTableStandIn, NULLED_HEADER, PARKING_KEY_HEADER, ParkedPersonalData, SEALED_HEADER, tableStandIn, warnTransformsUnsealed } from "./parked-personal.ts";
 import { lazyKeyStore } from "./personal-data.ts";
 import { parkingKeySource, subjectKeyTopic } from "./subject-keys.ts";
 import type { SubjectKeyStore } from "./subject-keys.ts";
@@ -264,7 +264,7 @@ test("parking the changes of many new subjects writes their keys to the key topi
 
 // Review of 0a91ca2: a personal column renamed at the source halts its table, and its parked changes held the column, under
 // its new name, in clear in the parking topic, out of reach of sluice forget.
-test("a change parked while a personal column is not a column of the table (renamed at the source) has every other column sealed but the key and subject, opened as captured; with no subject they stay as captured", async () => {
+test("a change parked while a personal column is not a column of the table (renamed at the source) has every other column sealed but the key and subject, opened as captured; with no subject with the table's parking key", async () => {
   const { log, parked } = await setup("renamed.db");
   try {
     const renamed: TableSchema = { ...schema, columns: schema.columns.map((c) => (c.name === "email" ? { ...c, name: "mail" } : c)) };
@@ -277,10 +277,13 @@ test("a change parked while a personal column is not a column of the table (rena
     assert.deepEqual(JSON.parse(Buffer.from(headers[SEALED_HEADER]!).toString()).sort(), ["city", "mail", "phone"]);
     const opened = await parked.open(stored(event), headers);
     assert.deepEqual(opened.after, { id: 7, customer_id: 42n, mail: "ann@example.com", phone: 33612345678n, photo: null, city: "Lyon" });
-    // No subject: only the configured personal columns could be nulled, and they are absent; the others are kept as captured.
+    // No subject: only the configured personal columns could be nulled, and they are absent; the others are sealed with the
+    // table's parking key (they may be the personal data under its new name), never lost.
     const noSubject = { ...change({ id: 8, customer_id: null, mail: "bob@example.com", phone: null, photo: null, city: "Nice" }), schema: renamed } as ChangeEvent;
     const kept = await parked.seal(noSubject);
-    assert.deepEqual(kept.event.after, noSubject.after);
+    for (const clear of ["bob@example.com", "Nice"]) assert.ok(!serializeEventBytes(kept.event).toString().includes(clear), `${clear} in clear`);
+    assert.equal(kept.headers[NULLED_HEADER], undefined, "nothing nulled");
+    assert.deepEqual((await parked.open(stored(kept.event), kept.headers)).after, noSubject.after);
     // The table as configured: only its personal columns are sealed, as before.
     const normal = await parked.seal(change({ id: 9, customer_id: 42n, email: "cy@example.com", phone: null, photo: null, city: "Pau" }));
     assert.equal(normal.event.after!["city"], "Pau");
@@ -290,7 +293,7 @@ test("a change parked while a personal column is not a column of the table (rena
   }
 });
 
-test("a parked change's transformed columns are sealed with its personal ones (a transform keeps the value out of the topics), opened as captured; with no subject they stay as captured", async () => {
+test("a parked change's transformed columns are sealed with its personal ones (a transform keeps the value out of the topics), opened as captured; with no subject with the table's parking key", async () => {
   const log = await EmbeddedTopicLog.open({ path: join(dir, "transformed.db"), logger, maintenanceIntervalMs: 0 });
   try {
     const transforming = { tables: { "app.customers": { checks: [], transforms: { city: { kind: "mask", keep_last: 2 } }, personal: { subject: "customer_id", columns: ["email"] } } } };
@@ -303,8 +306,11 @@ test("a parked change's transformed columns are sealed with its personal ones (a
     assert.deepEqual((await parked.open(stored(event), headers)).after, captured.after);
     const noSubject = change({ id: 4, customer_id: null, email: "bob@example.com", phone: null, photo: null, city: "Nice" });
     const kept = await parked.seal(noSubject);
-    assert.equal(kept.event.after!["city"], "Nice");
+    assert.ok(!serializeEventBytes(kept.event).toString().includes("Nice"), "the transformed column of a row with no subject in clear");
     assert.equal(kept.event.after!["email"], null);
+    assert.deepEqual(JSON.parse(Buffer.from(kept.headers[SEALED_HEADER]!).toString()), ["city"]);
+    assert.match(Buffer.from(kept.headers[PARKING_KEY_HEADER]!).toString(), /^city: the row has no subject \(customer_id is null\): sealed with the table's parking key/);
+    assert.deepEqual((await parked.open(stored(kept.event), kept.headers)).after, { ...noSubject.after, email: null });
   } finally {
     await log.close();
   }
@@ -341,4 +347,109 @@ test("a change parked while a transformed column is not a column of the table (r
   } finally {
     await log.close();
   }
+});
+
+// A table with transforms and no personal columns had no key to seal with: its parked and dead-lettered changes held the
+// hashed, masked, dropped and nulled columns in clear (documented as left).
+const transformOnly = { tables: { "app.customers": { checks: [], transforms: { email: { kind: "hash" }, city: { kind: "mask", keep_last: 2 } } } } };
+const transformOnlyConfig = { ...config, sources: [{ name: "pg", governance: transformOnly }] } as unknown as SluiceConfig;
+
+test("in a table with transforms and no personal columns, a parked change's transformed columns are sealed with the table's parking key, the others kept; opened as captured, also by a new process", async () => {
+  const path = join(dir, "transform-only.db");
+  const captured = change({ id: 11, customer_id: 42n, email: "ann@example.com", phone: 5n, photo: null, city: "Lyon" }, { id: 11, customer_id: 42n, email: "old@example.com", phone: 5n, photo: null, city: null });
+  let sealed: Awaited<ReturnType<ParkedPersonalData["seal"]>>;
+  let log = await EmbeddedTopicLog.open({ path, logger, maintenanceIntervalMs: 0 });
+  try {
+    const parked = new ParkedPersonalData({ name: "pg", governance: transformOnly } as never, lazyKeyStore(transformOnlyConfig, log, { create: true }));
+    assert.equal(parked.active, true);
+    sealed = await parked.seal(captured);
+    const text = serializeEventBytes(sealed.event).toString();
+    for (const clear of ["ann@example.com", "old@example.com", "Lyon"]) assert.ok(!text.includes(clear), `${clear} in clear`);
+    assert.match(String(sealed.event.after!["email"]), /^sluice-enc:v2:/);
+    assert.equal(sealed.event.after!["city"], "sluice-enc:ref:email");
+    assert.equal(sealed.event.before!["city"], null);
+    assert.equal(sealed.event.after!["phone"], 5n);
+    assert.equal(sealed.event.after!["customer_id"], 42n);
+    assert.deepEqual(JSON.parse(Buffer.from(sealed.headers[SEALED_HEADER]!).toString()).sort(), ["city", "email"]);
+    assert.equal(sealed.headers[NULLED_HEADER], undefined);
+    assert.match(Buffer.from(sealed.headers[PARKING_KEY_HEADER]!).toString(), /^email: the table has no personal columns.*sealed with the table's parking key, no data subject's: .*sluice forget does not reach it/);
+    assert.deepEqual(await parked.open(stored(sealed.event), sealed.headers), stored(captured));
+  } finally {
+    await log.close();
+  }
+  // A release after a restart: the table's key is read back from the key topic.
+  log = await EmbeddedTopicLog.open({ path, logger, maintenanceIntervalMs: 0 });
+  try {
+    const parked = new ParkedPersonalData({ name: "pg", governance: transformOnly } as never, lazyKeyStore(transformOnlyConfig, log, { create: true }));
+    await parked.refresh();
+    assert.deepEqual(await parked.open(stored(sealed.event), sealed.headers), stored(captured));
+    // No data subject's forget reaches the table's key (its stand-in starts with a NUL, which no command line holds).
+    const store = await lazyKeyStore(transformOnlyConfig, log, { create: false })();
+    await store.destroy("pg", "42");
+    await store.destroy("pg", "table app.customers");
+    await parked.refresh();
+    assert.equal(store.hasKey(parkingKeySource("pg"), tableStandIn("app.customers")), true);
+    assert.ok(isTableStandIn(tableStandIn("app.customers")) && !isTableStandIn("table app.customers"));
+    assert.deepEqual(await parked.open(stored(sealed.event), sealed.headers), stored(captured));
+  } finally {
+    await log.close();
+  }
+});
+
+test("a table's parking key is stored durably before a value sealed with it is returned: a key write that fails fails the seal, nothing sealed comes out", async () => {
+  const log = await EmbeddedTopicLog.open({ path: join(dir, "transform-only-durable.db"), logger, maintenanceIntervalMs: 0 });
+  try {
+    const keys = lazyKeyStore(transformOnlyConfig, log, { create: true });
+    await keys();
+    const produce = log.produce.bind(log);
+    let failKeys = true;
+    log.produce = async (records: readonly ProducedRecord[], checkpoint?: Checkpoint) => {
+      if (failKeys && records.some((record) => record.topic === subjectKeyTopic("dep"))) throw new SluiceError("the topic log is down", { code: "TOPIC_LOG_UNAVAILABLE" });
+      return produce(records, checkpoint);
+    };
+    const parked = new ParkedPersonalData({ name: "pg", governance: transformOnly } as never, keys);
+    const captured = change({ id: 12, customer_id: null, email: "ann@example.com", phone: null, photo: null, city: "Lyon" });
+    await assert.rejects(parked.seal(captured), /the topic log is down/);
+    await assert.rejects(parked.prepare([captured]), /the topic log is down/);
+    failKeys = false;
+    const sealed = await parked.seal(captured);
+    // The key the value is sealed with is the one in the key topic: a new reader opens it.
+    const reader = new ParkedPersonalData({ name: "pg", governance: transformOnly } as never, lazyKeyStore(transformOnlyConfig, log, { create: false }));
+    assert.deepEqual(await reader.open(stored(sealed.event), sealed.headers), stored(captured));
+  } finally {
+    await log.close();
+  }
+});
+
+test("a master key rotation rewraps the tables' parking keys: the parked change opens with the new master key alone", async () => {
+  const oldMaster = join(dir, "table-old.key");
+  writeFileSync(oldMaster, "ef".repeat(32));
+  const withMasters = (master: string, previous: string[]) => ({ ...transformOnlyConfig, personal_data: { master_key_file: master, previous_master_key_files: previous } }) as unknown as SluiceConfig;
+  const log = await EmbeddedTopicLog.open({ path: join(dir, "transform-only-rotation.db"), logger, maintenanceIntervalMs: 0 });
+  try {
+    const captured = change({ id: 13, customer_id: 42n, email: "ann@example.com", phone: null, photo: null, city: "Lyon" });
+    const sealed = await new ParkedPersonalData({ name: "pg", governance: transformOnly } as never, lazyKeyStore(withMasters(oldMaster, []), log, { create: true })).seal(captured);
+    // sluice rotate-master-key --execute: the new key, the old one given as previous.
+    const rotating = await lazyKeyStore(withMasters(masterFile, [oldMaster]), log, { create: false })();
+    assert.equal(await rotating.wrappedByOthers(), 1);
+    assert.equal(await rotating.rewrapAll(), 1);
+    assert.equal(await rotating.wrappedByOthers(), 0, "the table's parking key is still wrapped by the old master key");
+    // Step 3: the old master key removed.
+    const parked = new ParkedPersonalData({ name: "pg", governance: transformOnly } as never, lazyKeyStore(withMasters(masterFile, []), log, { create: false }));
+    assert.deepEqual(await parked.open(stored(sealed.event), sealed.headers), stored(captured));
+  } finally {
+    await log.close();
+  }
+});
+
+test("without personal_data (no master key, no key to seal with) a source with transforms is warned of at start, naming its tables; one without says nothing", () => {
+  const lines: string[] = [];
+  const warnings = createLogger("warn", { write: (line: string) => void lines.push(line) });
+  warnTransformsUnsealed({ name: "pg", governance: transformOnly } as never, warnings);
+  warnTransformsUnsealed({ name: "plain", governance: { tables: { "app.other": { checks: [], transforms: {} } } } } as never, warnings);
+  assert.equal(lines.length, 1);
+  const line = JSON.parse(lines[0]!) as { level: string; tables: string[]; msg: string };
+  assert.equal(line.level, "warn");
+  assert.deepEqual(line.tables, ["app.customers"]);
+  assert.match(line.msg, /personal_data is not set, so the changes of app\.customers that are parked .* in clear, .* set personal_data\.master_key_file/);
 });

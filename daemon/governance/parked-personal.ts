@@ -15,6 +15,11 @@
  * with its parking key instead (subject-keys.ts parkingKeySource: wrapped by the current master
  * key, destroyed with the subject's key by `sluice forget`), header `sluice.personal.parking-key`:
  * nothing is lost once the master key is given back, and a forget still reaches them.
+ *
+ * A transformed column is sealed too (a transform is there to keep a value out of the topics: out of these ones as well), and
+ * the release opens it so that the transform applies as at capture. Where no subject's key can seal it (a table without
+ * personal columns, a row with no subject, a subject column renamed away) it is sealed with the table's parking key: a stand-in
+ * subject of the parking key source that no subject column can hold, so `sluice forget --subject` never reaches it.
  */
 import type { ChangeEvent, ColumnValue, Row } from "../../connectors/contracts.ts";
 import { tableName, UNCHANGED } from "../../connectors/contracts.ts";
@@ -29,6 +34,7 @@ import type { PersonalTable } from "./personal-data.ts";
 import { dataKeyId, encryptedBy, isEncrypted, isSealed, openValues, parkingKeySource, referenceTo, sealJson } from "./subject-keys.ts";
 import type { SubjectKeyStore } from "./subject-keys.ts";
 import { valueText } from "./transforms.ts";
+import type { Logger } from "../../runtime/logger.ts";
 
 /** The columns whose values a record holds sealed (JSON array): only those are opened on read. Capture reads it too (a sealed record with no sealer halts). */
 export const SEALED_HEADER = SEALED_PERSONAL_HEADER;
@@ -56,11 +62,13 @@ function subjectOf(row: Row | null, column: string): string | null {
  * source, or misspelt in the config: the table halts for it, absent-columns.ts), every column but the key and the subject, since
  * the data may be under any other name now.
  */
-function columnsToSeal(event: ChangeEvent, personal: PersonalTable, transformed: readonly string[]): string[] {
+function columnsToSeal(event: ChangeEvent, personal: PersonalTable | undefined, transformed: readonly string[]): string[] {
   const { key, columns } = event.schema;
-  const sealable = (name: string) => !key.includes(name) && name !== personal.subject;
-  if (absentColumns([...personal.columns, personal.subject, ...transformed], columns).length > 0) return columns.map((column) => column.name).filter(sealable);
-  return [...personal.columns, ...transformed].filter(sealable);
+  const subject = personal?.subject;
+  const named = [...(personal?.columns ?? []), ...transformed];
+  const sealable = (name: string) => !key.includes(name) && name !== subject;
+  if (absentColumns(subject === undefined ? named : [...named, subject], columns).length > 0) return columns.map((column) => column.name).filter(sealable);
+  return named.filter(sealable);
 }
 
 function hasSubjectColumn(event: ChangeEvent, personal: PersonalTable): boolean {
@@ -68,52 +76,98 @@ function hasSubjectColumn(event: ChangeEvent, personal: PersonalTable): boolean 
 }
 
 /**
- * Whose parking key seals the values of a table whose subject column is not a column of it (renamed at the source): no row
- * names its subject, and nulling them, as for a row with no subject, would lose them at the release. Not a value a subject
- * column can hold (a NUL first).
+ * The stand-in subject whose parking key seals the values of a table that no subject's key can seal: a table without personal
+ * columns (its transformed columns), a row with no subject, a subject column renamed at the source (no row names its subject,
+ * and nulling the values, as for a row with no subject, would lose them at the release). Not a value a subject column can hold
+ * (a NUL first), nor one `sluice forget --subject` can be given.
  */
-function tableStandIn(table: string): string {
+export function tableStandIn(table: string): string {
   return `\u0000table ${table}`;
+}
+
+/** Whether `subject` is a table's stand-in (tableStandIn), not a data subject. */
+export function isTableStandIn(subject: string): boolean {
+  return subject.startsWith("\u0000table ");
+}
+
+/** Why a row image is sealed with its table's parking key (null: with its subject's key). */
+function tableKeyReason(event: ChangeEvent, personal: PersonalTable | undefined, subject: string | null): string | null {
+  if (personal === undefined) return "the table has no personal columns, so no subject's key: sealed with the table's parking key";
+  if (!hasSubjectColumn(event, personal)) return `the subject column ${personal.subject} is not a column of the table (renamed at the source?): sealed with the table's parking key, which sluice forget does not reach`;
+  if (subject === null) return `the row has no subject (${personal.subject} is null): sealed with the table's parking key`;
+  return null;
+}
+
+/**
+ * Without `personal_data` there is no master key, so no key to seal with: a source with transforms then parks and dead-letters
+ * its transformed columns as captured, in clear. Said at start, naming the tables, so it is not found in the topics later.
+ */
+export function warnTransformsUnsealed(source: Pick<SourceConfig, "name" | "governance">, logger: Logger): void {
+  const tables = Object.entries(source.governance?.tables ?? {})
+    .filter(([, rules]) => Object.keys(rules.transforms ?? {}).length > 0)
+    .map(([table]) => table);
+  if (tables.length === 0) return;
+  logger.warn(
+    { tables },
+    `source ${source.name}: personal_data is not set, so the changes of ${tables.join(", ")} that are parked (a halted table) or dead-lettered (a data check) hold their transformed columns as captured, in clear, in the parking and dead-letter topics; set personal_data.master_key_file (docs/governance.md) to have them sealed there`,
+  );
 }
 
 export class ParkedPersonalData implements ParkedChangeSealer {
   private readonly source: string;
   private readonly tables: ReadonlyMap<string, PersonalTable>;
-  /** Per table with personal columns: its transformed columns, sealed with them. */
+  /** Per table with transforms: its transformed columns, sealed with its personal ones or with the table's parking key. */
   private readonly transformed: ReadonlyMap<string, readonly string[]>;
   private readonly keys: () => Promise<SubjectKeyStore>;
 
   constructor(source: Pick<SourceConfig, "name" | "governance">, keys: () => Promise<SubjectKeyStore>) {
     this.source = source.name;
     this.tables = personalTables(source);
-    this.transformed = new Map([...this.tables.keys()].map((table) => [table, Object.keys(source.governance?.tables[table]?.transforms ?? {})]));
+    this.transformed = new Map(
+      Object.entries(source.governance?.tables ?? {})
+        .map(([table, rules]) => [table, Object.keys(rules.transforms ?? {})] as const)
+        .filter(([, columns]) => columns.length > 0),
+    );
     this.keys = keys;
   }
 
   get active(): boolean {
-    return this.tables.size > 0;
+    return this.tables.size > 0 || this.transformed.size > 0;
+  }
+
+  /** What of a change is sealed: null when nothing is (a table with neither personal nor transformed columns). */
+  private sealingOf(event: ChangeEvent): { readonly table: string; readonly personal: PersonalTable | undefined; readonly columns: readonly string[] } | null {
+    const table = tableName(event.schema);
+    const personal = this.tables.get(table);
+    const transformed = this.transformed.get(table) ?? [];
+    if (personal === undefined && transformed.length === 0) return null;
+    return { table, personal, columns: columnsToSeal(event, personal, transformed) };
+  }
+
+  /** The subject of a row image (the other image's when it has none), or null: none, or the table has no subject column. */
+  private static subjectOf(event: ChangeEvent, personal: PersonalTable | undefined, row: Row, other: Row | null): string | null {
+    if (personal === undefined || !hasSubjectColumn(event, personal)) return null;
+    return subjectOf(row, personal.subject) ?? subjectOf(other, personal.subject);
   }
 
   /**
    * Makes the keys the sealing of `events` needs ready in one durable write for the new subjects
-   * (and one more for the parking keys of subjects whose key cannot be used), not one each.
+   * (and one more for the parking keys: of subjects whose key cannot be used, and of tables whose
+   * values no subject's key seals), not one each.
    */
   async prepare(events: readonly ChangeEvent[]): Promise<void> {
     const subjects = new Set<string>();
     const standIns = new Set<string>();
     for (const event of events) {
-      const personal = this.tables.get(tableName(event.schema));
-      if (!personal) continue;
-      const columns = columnsToSeal(event, personal, this.transformed.get(tableName(event.schema)) ?? []);
-      const subjectColumn = hasSubjectColumn(event, personal);
+      const sealing = this.sealingOf(event);
+      if (sealing === null) continue;
+      const { table, personal, columns } = sealing;
       for (const [row, other] of [[event.before, event.after], [event.after, event.before]] as const) {
         if (row === null || !columns.some((column) => present(row[column]))) continue;
-        if (!subjectColumn) {
-          standIns.add(tableStandIn(tableName(event.schema)));
-          continue;
-        }
-        const subject = subjectOf(row, personal.subject) ?? subjectOf(other, personal.subject);
+        const subject = ParkedPersonalData.subjectOf(event, personal, row, other);
         if (subject !== null) subjects.add(subject);
+        // A row with no subject has its personal columns nulled: the table's key only for the others.
+        else if (personal === undefined || !hasSubjectColumn(event, personal) || columns.some((column) => !personal.columns.includes(column) && present(row[column]))) standIns.add(tableStandIn(table));
       }
     }
     if (subjects.size === 0 && standIns.size === 0) return;
@@ -132,57 +186,64 @@ export class ParkedPersonalData implements ParkedChangeSealer {
     if (unusable.length > 0 || standIns.size > 0) await store.createKeys(parkingKeySource(this.source), [...unusable, ...standIns]);
   }
 
-  /** The change with its personal values sealed (or nulled), and the headers its records carry. */
+  /**
+   * The change with its personal and transformed values sealed (or, a row's personal values with no subject, nulled), and the
+   * headers its records carry. A key is stored durably (createKeys) before any value sealed with it is returned.
+   */
   async seal(event: ChangeEvent): Promise<{ readonly event: ChangeEvent; readonly headers: Record<string, Uint8Array> }> {
-    const table = tableName(event.schema);
-    const personal = this.tables.get(table);
-    if (!personal) return { event, headers: {} };
-    // The key stays in clear everywhere (a table whose key column is personal is halted for it).
-    const columns = columnsToSeal(event, personal, this.transformed.get(tableName(event.schema)) ?? []);
-    const subjectColumn = hasSubjectColumn(event, personal);
+    const sealing = this.sealingOf(event);
+    if (sealing === null) return { event, headers: {} };
+    // The key stays in clear everywhere (a table whose key column is personal or transformed is halted for it).
+    const { table, personal, columns } = sealing;
     const sealed = new Set<string>();
     const nulled = new Map<string, string>();
     const parked = new Map<string, string>();
+    let tableKeyUsed = false;
+    let subjectParkingKeyUsed = false;
     const image = async (row: Row | null, other: Row | null): Promise<Row | null> => {
       if (row === null || !columns.some((column) => present(row[column]))) return row;
       const out: Record<string, ColumnValue> = { ...row };
-      const subject = subjectColumn ? (subjectOf(row, personal.subject) ?? subjectOf(other, personal.subject)) : tableStandIn(table);
-      let key: Buffer | null = null;
-      let parkingWhy: string | null = null;
-      if (!subjectColumn) {
-        key = await (await this.keys()).keyFor(parkingKeySource(this.source), subject!);
-        parkingWhy = `the subject column ${personal.subject} is not a column of the table (renamed at the source?): sealed with the table's parking key, which sluice forget does not reach`;
-      } else if (subject !== null) {
-        const store = await this.keys();
-        try {
-          key = await store.keyFor(this.source, subject);
-        } catch (error) {
-          // Not one that cannot be unwrapped (a master key not given): the log unavailable, failed as capture fails and tried again.
-          if (!keyInvalid(error)) throw error;
-          // Never null for it: the values are the subject's until it is forgotten, and the fix (the master key given back) loses nothing.
-          key = await store.keyFor(parkingKeySource(this.source), subject);
-          parkingWhy = `the subject's key cannot be used: ${error.message}`;
-        }
-      }
+      const subject = ParkedPersonalData.subjectOf(event, personal, row, other);
+      const tableWhy = tableKeyReason(event, personal, subject);
+      const store = await this.keys();
+      const sealedAs = tableWhy !== null ? tableStandIn(table) : subject!;
+      let parkingWhy = tableWhy;
+      let key: Buffer;
+      // A row with no subject: its personal values are nulled (as in the data topics); only the others need the table's key.
+      const rowWithoutSubject = personal !== undefined && subject === null && hasSubjectColumn(event, personal);
       const values: Record<string, string> = {};
       let sealedIn: string | null = null;
       for (const column of columns) {
         const value = row[column];
         if (!present(value)) continue;
-        if (key === null) {
-          // A column not configured personal (transformed, or sealed because a personal one is absent): kept as captured, never lost.
-          if (!personal.columns.includes(column)) continue;
+        if (rowWithoutSubject && personal.columns.includes(column)) {
           out[column] = null;
           nulled.set(column, `the row has no subject (${personal.subject} is null)`);
           continue;
         }
         values[column] = serializeValue(value);
         sealed.add(column);
-        if (parkingWhy !== null) parked.set(column, parkingWhy);
         if (sealedIn === null) sealedIn = column;
         else out[column] = referenceTo(sealedIn);
       }
-      if (sealedIn !== null) out[sealedIn] = sealJson(JSON.stringify(values), key!, table, subject!);
+      if (sealedIn === null) return out;
+      if (tableWhy !== null) {
+        key = await store.keyFor(parkingKeySource(this.source), sealedAs);
+        tableKeyUsed = true;
+      } else {
+        try {
+          key = await store.keyFor(this.source, sealedAs);
+        } catch (error) {
+          // Not one that cannot be unwrapped (a master key not given): the log unavailable, failed as capture fails and tried again.
+          if (!keyInvalid(error)) throw error;
+          // Never null for it: the values are the subject's until it is forgotten, and the fix (the master key given back) loses nothing.
+          key = await store.keyFor(parkingKeySource(this.source), sealedAs);
+          parkingWhy = `the subject's key cannot be used: ${error.message}`;
+          subjectParkingKeyUsed = true;
+        }
+      }
+      if (parkingWhy !== null) for (const column of Object.keys(values)) parked.set(column, parkingWhy);
+      out[sealedIn] = sealJson(JSON.stringify(values), key, table, sealedAs);
       return out;
     };
     const before = await image(event.before, event.after);
@@ -195,9 +256,11 @@ export class ParkedPersonalData implements ParkedChangeSealer {
       );
     }
     if (parked.size > 0) {
-      headers[PARKING_KEY_HEADER] = Buffer.from(
-        [...parked].map(([column, why]) => `${column}: ${why}`).join("; ").slice(0, 400) + " (sealed with the subject's parking key; opened on release while the subject is not forgotten)",
-      );
+      const which = [
+        ...(subjectParkingKeyUsed ? ["the subject's parking key: opened on release while the subject is not forgotten"] : []),
+        ...(tableKeyUsed ? ["the table's parking key, no data subject's: opened on release, sluice forget does not reach it"] : []),
+      ];
+      headers[PARKING_KEY_HEADER] = Buffer.from([...parked].map(([column, why]) => `${column}: ${why}`).join("; ").slice(0, 400) + ` (sealed with ${which.join("; ")})`);
     }
     return { event: before === event.before && after === event.after ? event : { ...event, before, after }, headers };
   }

@@ -661,7 +661,10 @@ export class SubjectKeyStore {
       if (this.master.wrapped(wrapped)) return;
       const old = this.previous.find((m) => m.wrapped(wrapped));
       if (!old) throw keyError(`the key of subject record ${JSON.stringify(key.replace("\u0000", "/"))} was wrapped by a master key that was not given (id ${Buffer.from(wrapped.subarray(3, 11)).toString("hex")})`);
-      const [source, subject] = key.split("\u0000") as [string, string];
+      // At the first NUL: a table's stand-in subject (parked-personal.ts tableStandIn) starts with one.
+      const split = key.indexOf("\u0000");
+      const source = key.slice(0, split);
+      const subject = key.slice(split + 1);
       records.push(this.record(source, subject, this.master.wrap(old.unwrap(wrapped))));
       if (records.length >= 1_000) await flush();
     });

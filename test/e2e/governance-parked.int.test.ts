@@ -3,7 +3,9 @@
  * parking topic of a table halted by a `halt` data check, and the source's dead-letter topic of a
  * `dead-letter` check — are sealed with their subject's key, never in clear, so `sluice forget`
  * reaches them: a release after the forget re-publishes the forgotten subject's personal values as
- * null, another subject's with their value. PostgreSQL → the embedded log → DuckDB, through the CLI.
+ * null, another subject's with their value. A table with a transform and no personal columns has the transformed column
+ * sealed there too, with the table's parking key, and the release masks it as capture does. PostgreSQL → the embedded log →
+ * DuckDB, through the CLI.
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -22,6 +24,8 @@ const masterKeyFile = join(dir, "master.key");
 const customers = `${schema}.customers`;
 const signups = `${schema}.signups`;
 const accounts = `${schema}.accounts`;
+/** A table with a transform and no personal columns: its parked and dead-lettered cards are sealed with the table's parking key. */
+const payments = `${schema}.payments`;
 const personal = { subject: "customer_id", columns: ["email"] };
 /** `accountsMax`: the accounts table's halt check's max (raised for the restart that releases it). */
 function governanceOf(accountsMax: number) {
@@ -30,6 +34,13 @@ function governanceOf(accountsMax: number) {
       [customers]: { personal, checks: [{ check: "range", column: "amount", min: 0, max: 1000, action: "halt" }] },
       [signups]: { personal, checks: [{ check: "regex", column: "code", pattern: "^[A-Z]+$", action: "dead-letter" }] },
       [accounts]: { personal, checks: [{ check: "range", column: "amount", min: 0, max: accountsMax, action: "halt" }] },
+      [payments]: {
+        transforms: { card: { kind: "mask", keep_last: 4 } },
+        checks: [
+          { check: "range", column: "amount", min: 0, max: accountsMax, action: "halt" },
+          { check: "regex", column: "code", pattern: "^[A-Z]+$", action: "dead-letter" },
+        ],
+      },
     },
   };
 }
@@ -46,7 +57,7 @@ function config(accountsMax: number): Record<string, unknown> {
 const parkingTopic = `${deployment}.sluice.halted.${source}`;
 const deadLetterTopic = `${deployment}.dlq.${source}`;
 /** Every personal value written below: none may be in the topic log's files, at any time. */
-const CLEAR = ["ann@halt.example", "bob@halt.example", "ann.two@halt.example", "nobody@halt.example", "eve@dlq.example", "dan@dlq.example", "nobody@dlq.example", "fay@restart.example", "gus@restart.example"];
+const CLEAR = ["ann@halt.example", "bob@halt.example", "ann.two@halt.example", "nobody@halt.example", "eve@dlq.example", "dan@dlq.example", "nobody@dlq.example", "fay@restart.example", "gus@restart.example", "4111222233334444", "5500666677778888"];
 
 let client: pg.Client;
 let daemon: SluiceDaemon;
@@ -57,6 +68,7 @@ before(async () => {
   await client.query(`CREATE TABLE "${schema}".customers (id int PRIMARY KEY, customer_id int, email text, amount int)`);
   await client.query(`CREATE TABLE "${schema}".signups (id int PRIMARY KEY, customer_id int, email text, code text)`);
   await client.query(`CREATE TABLE "${schema}".accounts (id int PRIMARY KEY, customer_id int, email text, amount int)`);
+  await client.query(`CREATE TABLE "${schema}".payments (id int PRIMARY KEY, card text, amount int, code text)`);
   await client.query(`CREATE TABLE "${schema}".marks (id int PRIMARY KEY)`);
   writeFileSync(masterKeyFile, `${randomBytes(32).toString("hex")}\n`);
   daemon = await startReady(dir, config(1000), "run");
@@ -93,8 +105,8 @@ async function capturedSoFar(id: number): Promise<void> {
   await waitFor(`marks row ${id} captured`, async () => (await metric()) > before, { daemon, timeoutMs: 30_000 });
 }
 
-async function duckRows(table: string): Promise<{ id: number; email: string | null }[] | null> {
-  const response = await fetch(`${daemon.url}/sinks/duck/query`, { method: "POST", body: `SELECT id, email FROM "${schema}_${table}" ORDER BY id`, signal: AbortSignal.timeout(10_000) });
+async function duckRows(table: string, column = "email"): Promise<{ id: number; email: string | null }[] | null> {
+  const response = await fetch(`${daemon.url}/sinks/duck/query`, { method: "POST", body: `SELECT id, ${column} AS email FROM "${schema}_${table}" ORDER BY id`, signal: AbortSignal.timeout(10_000) });
   if (response.status !== 200) return null;
   return ((await response.json()) as { rows: { id: unknown; email: unknown }[] }).rows.map((r) => ({ id: Number(r.id), email: r.email === null ? null : String(r.email) }));
 }
@@ -201,13 +213,20 @@ test("a change sent to the dead-letter topic by a check keeps its personal value
   }
 });
 
-test("parked changes re-published by a restart whose check accepts them (the retry path): a subject forgotten meanwhile gets null, another its value", { timeout: 60_000 }, async () => {
+test("parked changes re-published by a restart whose check accepts them (the retry path): a subject forgotten meanwhile gets null, another its value; a table with a transform and no personal columns parks and dead-letters it sealed, and the release masks it", { timeout: 60_000 }, async () => {
   await daemon.stop();
   daemon = await startReady(dir, config(1000), "run2");
   await client.query(`INSERT INTO "${schema}".accounts VALUES (1, 701, 'fay@restart.example', 5000)`);
   await client.query(`INSERT INTO "${schema}".accounts VALUES (2, 802, 'gus@restart.example', 6000)`);
+  // payments: a card failing the dead-letter check, then one failing the halt check (the table halts, the change is parked).
+  await client.query(`INSERT INTO "${schema}".payments VALUES (2, '5500666677778888', 10, 'bad!')`);
+  await client.query(`INSERT INTO "${schema}".payments VALUES (1, '4111222233334444', 5000, 'OK')`);
   await capturedSoFar(3);
   assertNoClearValue("parked before the restart");
+  const letters = await runSluice(["dead-letters", "-c", daemon.configFile, "--source", source, "--table", payments, "--values"]);
+  assert.equal(letters.code, 0, letters.stderr + letters.stdout);
+  assert.match(letters.stdout, /after: \{"id":2,"card":"sluice-enc:v2:[^"]+","amount":10,"code":"bad!"\}/, letters.stdout);
+  assert.match(letters.stdout, /personal: sealed with a parking key: card: the table has no personal columns.*the table's parking key, no data subject's/, letters.stdout);
   await forget("701");
   await daemon.stop();
   daemon = await startReady(dir, config(100_000), "run3");
@@ -217,6 +236,14 @@ test("parked changes re-published by a restart whose check accepts them (the ret
     async () => {
       last = await duckRows("accounts");
       return JSON.stringify(last) === JSON.stringify([{ id: 1, email: null }, { id: 2, email: "gus@restart.example" }]);
+    },
+    { daemon, timeoutMs: 30_000, lastSeen: () => last },
+  );
+  await waitFor(
+    "the payment re-published at start in DuckDB, masked as at capture (the dead-lettered one not published)",
+    async () => {
+      last = await duckRows("payments", "card");
+      return JSON.stringify(last) === JSON.stringify([{ id: 1, email: "************4444" }]);
     },
     { daemon, timeoutMs: 30_000, lastSeen: () => last },
   );
