@@ -453,3 +453,20 @@ test("without personal_data (no master key, no key to seal with) a source with t
   assert.deepEqual(line.tables, ["app.customers"]);
   assert.match(line.msg, /personal_data is not set, so the changes of app\.customers that are parked .* in clear, .* set personal_data\.master_key_file/);
 });
+
+test("in a table with transforms and no personal columns, a change parked while a transformed column is not a column of the table (renamed) has every column but the key sealed with the table's parking key", async () => {
+  const log = await EmbeddedTopicLog.open({ path: join(dir, "transform-only-renamed.db"), logger, maintenanceIntervalMs: 0 });
+  try {
+    const parked = new ParkedPersonalData({ name: "pg", governance: transformOnly } as never, lazyKeyStore(transformOnlyConfig, log, { create: true }));
+    const renamed: TableSchema = { ...schema, columns: schema.columns.map((c) => (c.name === "city" ? { ...c, name: "town" } : c)) };
+    const captured = { ...change({ id: 14, customer_id: 42n, email: "ann@example.com", phone: 7n, photo: null, town: "Lyon" }), schema: renamed } as ChangeEvent;
+    const { event, headers } = await parked.seal(captured);
+    const text = serializeEventBytes(event).toString();
+    for (const clear of ["ann@example.com", "Lyon"]) assert.ok(!text.includes(clear), `${clear} in clear`);
+    assert.equal(event.after!["id"], 14);
+    assert.deepEqual(JSON.parse(Buffer.from(headers[SEALED_HEADER]!).toString()).sort(), ["customer_id", "email", "phone", "town"]);
+    assert.deepEqual(await parked.open(stored(event), headers), stored(captured));
+  } finally {
+    await log.close();
+  }
+});
