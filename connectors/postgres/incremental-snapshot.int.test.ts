@@ -282,12 +282,17 @@ test("a table created while capture streams joins the publication and is backfil
     opened.push(source);
     await source.connect(null, AbortSignal.timeout(30_000));
     const fold = new Fold("later");
-    const state = pump(source, [fold]);
+    // A name with a newline: the backfill request (and the truncate of a name created again) carried it in lines.
+    const newline = "nl\nline";
+    const newlineFold = new Fold(newline);
+    const state = pump(source, [fold, newlineFold]);
     pumps.push(state);
     await waitFor("the initial snapshot", () => streamingOnly(state));
 
     // A migration while Sluice streams: a table with rows (CREATE TABLE AS, whose rows are not decoded), its key, then more changes.
     await admin.query(`CREATE TABLE "${created}".later AS SELECT i AS id, i AS v, 'n' || i AS note FROM generate_series(1, 3000) i`);
+    await admin.query(`CREATE TABLE "${created}"."${newline}" AS SELECT i AS id, i AS v, 'n' || i AS note FROM generate_series(1, 50) i`);
+    await admin.query(`ALTER TABLE "${created}"."${newline}" ADD PRIMARY KEY (id)`);
     // Looked at (several times) before it has a key: left until it has one.
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     const keyless = await admin.query(`SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND tablename = 'later'`, [c.publication]);
@@ -306,16 +311,22 @@ test("a table created while capture streams joins the publication and is backfil
     const visible = fold.visible();
     assert.equal(visible.size, rows.rows.length);
     assert.ok(rows.rows.every((r) => visible.get(r.id)?.["v"] === Number(r.v)), "every row of the new table, with its latest value");
+    await waitFor("every row of the table named with a newline", () => newlineFold.visible().size === 50 && noTasks(state), 30_000);
 
     // Dropped and created again under the same name: a new relation, no longer in the publication.
     await admin.query(`DROP TABLE "${created}".later`);
     await admin.query(`CREATE TABLE "${created}".later (id int PRIMARY KEY, v int NOT NULL, note text)`);
     await admin.query(`INSERT INTO "${created}".later SELECT i, i, 'again' FROM generate_series(5001, 5500) i`);
+    await admin.query(`DROP TABLE "${created}"."${newline}"`);
+    await admin.query(`CREATE TABLE "${created}"."${newline}" AS SELECT i AS id, i AS v, 'again' AS note FROM generate_series(101, 120) i`);
+    await admin.query(`ALTER TABLE "${created}"."${newline}" ADD PRIMARY KEY (id)`);
     await waitFor("the table created again, read", () => [5001, 5250, 5500].every((id) => fold.visible().get(String(id))?.["note"] === "again") && noTasks(state), 60_000);
     await admin.query(`INSERT INTO "${created}".later VALUES (5501, 5501, 'streamed')`);
     await waitFor("a change of the table created again, streamed", () => fold.visible().get("5501")?.["note"] === "streamed", 30_000);
     // The dropped table's rows are gone (a truncate before the new table's rows): the targets hold the new table only.
     assert.deepEqual([...fold.visible().keys()].map(Number).sort((a, b) => a - b), Array.from({ length: 501 }, (_, i) => 5001 + i));
+    await waitFor("the table named with a newline, created again, read", () => newlineFold.visible().has("120") && noTasks(state), 30_000);
+    assert.deepEqual([...newlineFold.visible().keys()].map(Number).sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => 101 + i), "the dropped table's rows are gone");
   } finally {
     await stopCheckpoints();
     await stopPumps(pumps, opened);

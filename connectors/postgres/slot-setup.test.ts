@@ -114,10 +114,10 @@ test("tables added to the publication: their truncates before the ALTER PUBLICAT
   assert.equal(
     statement,
     [
-      "SELECT pg_logical_emit_message(true, 'sluice.recreated', 's1\npublic.b')",
+      `SELECT pg_logical_emit_message(true, 'sluice.recreated', '{"slot":"s1","table":"public.b"}')`,
       alter,
-      "SELECT pg_logical_emit_message(true, 'sluice.backfill', 's1\npublic.a\n\n1')",
-      "SELECT pg_logical_emit_message(true, 'sluice.backfill', 's1\npublic.b\nemptied\n2')",
+      `SELECT pg_logical_emit_message(true, 'sluice.backfill', '{"slot":"s1","table":"public.a","emptied":false,"relid":1}')`,
+      `SELECT pg_logical_emit_message(true, 'sluice.backfill', '{"slot":"s1","table":"public.b","emptied":true,"relid":2}')`,
     ].join("; "),
   );
   assert.equal(addedTablesStatement("s1", tables, alter, () => false, false), alter, "snapshot.mode never: no backfill asked for");

@@ -11,7 +11,7 @@ import { flushLsnFor, throughPosition } from "./positions.ts";
 import { cstr, hex, utf8 } from "./protocol/hex-fixture.ts";
 import type { WalMessage } from "./replication-stream.ts";
 import { StreamBatcher } from "./stream-batcher.ts";
-import { StreamDecoder } from "./stream-decoder.ts";
+import { backfillStatement, emptyTargetsStatement, StreamDecoder } from "./stream-decoder.ts";
 import type { DecodedOutput } from "./stream-decoder.ts";
 import { BUILTIN_SCALAR_DECODERS } from "./values/scalars.ts";
 
@@ -273,4 +273,45 @@ test("backfill requests: a sluice.backfill message of this slot asks for the tab
   asked.length = 0;
   await decodeAll(d({ commit: C, change: 0x4100n }), messages);
   assert.deepEqual(asked, [["public.b", 16401, "added-4200", C]], "the message a resumed checkpoint covers is not asked for again");
+});
+
+test("a table named with a newline: its backfill request and the truncate of its name created again are decoded whole", async () => {
+  // The messages were lines (slot, table, emptied, relid): public."nl<newline>line" was asked for as public.nl, its rows never read.
+  const name = "public.nl\nline";
+  const contentOf = (statement: string) => /'((?:[^']|'')*)'\)$/.exec(statement)![1]!.replaceAll("''", "'");
+  const asked: [string, number | null, bigint | undefined][] = [];
+  const truncated: [string, string][] = [];
+  const d = new StreamDecoder({
+    sourceName: "shop",
+    tables: new Map(),
+    resolveRelation: async () => table,
+    transactionMetadata: false,
+    skipThrough: null,
+    recreated: {
+      slot: "s1",
+      table: async (schema, tableName) => {
+        truncated.push([schema, tableName]);
+        return schema === "public" && tableName === "nl\nline" ? { ...table, schema: { ...table.schema, table: tableName } } : null;
+      },
+    },
+    backfill: { slot: "s1", request: async ({ table: asking, relid, above }) => void asked.push([asking, relid, above]) },
+  });
+  const message = (at: bigint, prefix: string, content: string) => {
+    const bytes = Buffer.from(content, "utf8");
+    return msg(at, `4d 01 ${lsnHex(at)} ${cstr(prefix)} ${bytes.length.toString(16).padStart(8, "0")} ${bytes.toString("hex")}`);
+  };
+  const C = 0x5000n;
+  const out = await decodeAll(d, [
+    begin(C),
+    message(0x4100n, "sluice.recreated", contentOf(emptyTargetsStatement("s1", name))),
+    message(0x4200n, "sluice.backfill", contentOf(backfillStatement("s1", name, 16400, true))),
+    message(0x4300n, "sluice.backfill", contentOf(backfillStatement("s2", "public.other", 16401, false))),
+    commit(C),
+  ]);
+  assert.deepEqual(asked, [[name, 16400, C]]);
+  assert.ok(truncated.some(([schema, tableName]) => schema === "public" && tableName === "nl\nline"), JSON.stringify(truncated));
+  assert.deepEqual(
+    out.events.map((e) => [e.op, e.source.table, e.source.position]),
+    [["t", "nl\nline", { commit: C, change: 0x4100n }]],
+  );
 });

@@ -58,7 +58,7 @@ export const RECREATED_PREFIX = "sluice.recreated";
 
 /** The statement writing a RECREATED_PREFIX message of `slot` for `table` (schema.table): a truncate of it where it commits. */
 export function emptyTargetsStatement(slot: string, table: string): string {
-  return `SELECT pg_logical_emit_message(true, ${quoteLiteral(RECREATED_PREFIX)}, ${quoteLiteral(`${slot}\n${table}`)})`;
+  return `SELECT pg_logical_emit_message(true, ${quoteLiteral(RECREATED_PREFIX)}, ${quoteLiteral(JSON.stringify({ slot, table }))})`;
 }
 
 /**
@@ -74,7 +74,38 @@ export const BACKFILL_PREFIX = "sluice.backfill";
  * that transaction.
  */
 export function backfillStatement(slot: string, table: string, relid: number, emptied: boolean): string {
-  return `SELECT pg_logical_emit_message(true, ${quoteLiteral(BACKFILL_PREFIX)}, ${quoteLiteral(`${slot}\n${table}\n${emptied ? "emptied" : ""}\n${relid}`)})`;
+  return `SELECT pg_logical_emit_message(true, ${quoteLiteral(BACKFILL_PREFIX)}, ${quoteLiteral(JSON.stringify({ slot, table, emptied, relid }))})`;
+}
+
+/** What a RECREATED_PREFIX or BACKFILL_PREFIX message says (`emptied` and `relid`: a backfill's). */
+export interface TableMessage {
+  readonly slot: string;
+  readonly table: string;
+  readonly emptied: boolean;
+  readonly relid: number | null;
+}
+
+/**
+ * The content of a RECREATED_PREFIX or BACKFILL_PREFIX message; null for one that is neither form. A JSON object, as a table's
+ * name may hold any character: the lines these messages were written in before (slot, table, "emptied" or "", relid) broke
+ * on a name with a newline, its rows never read. Lines are still read: messages an earlier version wrote are decoded
+ * again after an upgrade (a name with a newline among them stays misread).
+ */
+export function parseTableMessage(content: string): TableMessage | null {
+  if (content.startsWith("{")) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(content);
+    } catch {
+      return null;
+    }
+    const { slot, table, emptied, relid } = parsed as Record<string, unknown>;
+    if (typeof slot !== "string" || typeof table !== "string") return null;
+    return { slot, table, emptied: emptied === true, relid: typeof relid === "number" ? relid : null };
+  }
+  const [slot, table, emptied, relid] = content.split("\n");
+  if (slot === undefined || table === undefined) return null;
+  return { slot, table, emptied: emptied === "emptied", relid: relid === undefined || relid === "" ? null : Number(relid) };
 }
 
 /** What a BACKFILL_PREFIX message asks for. */
@@ -231,9 +262,9 @@ export class StreamDecoder {
   /** A RECREATED_PREFIX message of this slot: a truncate of the table at the message's LSN. */
   private async recreatedTable(content: string, lsn: bigint, out: DecodedOutput): Promise<void> {
     const { slot, table: tableOf } = this.options.recreated!;
-    const [forSlot, name] = content.split("\n");
-    if (forSlot !== slot || name === undefined) return;
-    for (const reading of tableReadings(name)) {
+    const message = parseTableMessage(content);
+    if (message === null || message.slot !== slot) return;
+    for (const reading of tableReadings(message.table)) {
       const table = await tableOf(reading.schema, reading.table);
       if (table === null) continue;
       this.emit(table, out, truncateEvent(table, this.originAt(lsn)));
@@ -244,12 +275,12 @@ export class StreamDecoder {
   /** A BACKFILL_PREFIX message of this slot that no durable checkpoint covers yet: the table's backfill is queued. */
   private async backfillRequested(content: string, lsn: bigint): Promise<void> {
     const { slot, request } = this.options.backfill!;
-    const [forSlot, name, emptied, relid] = content.split("\n");
-    if (forSlot !== slot || name === undefined) return;
+    const message = parseTableMessage(content);
+    if (message === null || message.slot !== slot) return;
     const commitLsn = this.transaction!.commitLsn;
     if (this.skipThrough !== null && comparePositions({ commit: commitLsn, change: lsn }, this.skipThrough) <= 0) return;
     const id = `added-${lsn.toString(16)}`;
-    await request({ table: name, relid: relid === undefined || relid === "" ? null : Number(relid), id, above: emptied === "emptied" ? commitLsn : undefined });
+    await request({ table: message.table, relid: message.relid, id, above: message.emptied ? commitLsn : undefined });
   }
 
   /** A transactional outbox message: an event at its own LSN in its transaction. */
