@@ -470,3 +470,29 @@ test("in a table with transforms and no personal columns, a change parked while 
     await log.close();
   }
 });
+
+test("a batch's columns to seal are worked out once per table, in prepare, not again for each change in seal", async () => {
+  const { log, parked } = await setup("once.db");
+  try {
+    // Each working out reads the schema's columns (the personal and transformed ones, whether the subject is a column).
+    let reads = 0;
+    const counted: TableSchema = {
+      ...schema,
+      get columns() {
+        reads++;
+        return schema.columns;
+      },
+    };
+    const events = [1, 2, 3].map((id) => ({ ...change({ id, customer_id: BigInt(id), email: `${id}@example.com`, phone: null, photo: null, city: "Lyon" }), schema: counted }));
+    await parked.prepare(events.slice(0, 1));
+    const once = reads;
+    assert.ok(once > 0);
+    await parked.prepare(events);
+    const sealed = [];
+    for (const event of events) sealed.push(await parked.seal(event));
+    assert.equal(reads, once, "the columns read for the table's first change only");
+    for (const [i, { event }] of sealed.entries()) assert.equal((await parked.open(stored(event), sealed[i]!.headers)).after!["email"], `${i + 1}@example.com`);
+  } finally {
+    await log.close();
+  }
+});

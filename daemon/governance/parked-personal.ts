@@ -21,7 +21,7 @@
  * personal columns, a row with no subject, a subject column renamed away) it is sealed with the table's parking key: a stand-in
  * subject of the parking key source that no subject column can hold, so `sluice forget --subject` never reaches it.
  */
-import type { ChangeEvent, ColumnValue, Row } from "../../connectors/contracts.ts";
+import type { ChangeEvent, ColumnValue, Row, TableSchema } from "../../connectors/contracts.ts";
 import { tableName, UNCHANGED } from "../../connectors/contracts.ts";
 import type { SourceConfig } from "../../config/schema.ts";
 import { SluiceError } from "../../connectors/errors.ts";
@@ -62,8 +62,8 @@ function subjectOf(row: Row | null, column: string): string | null {
  * source, or misspelt in the config: the table halts for it, absent-columns.ts), every column but the key and the subject, since
  * the data may be under any other name now.
  */
-function columnsToSeal(event: ChangeEvent, personal: PersonalTable | undefined, transformed: readonly string[]): string[] {
-  const { key, columns } = event.schema;
+function columnsToSeal(schema: TableSchema, personal: PersonalTable | undefined, transformed: readonly string[]): string[] {
+  const { key, columns } = schema;
   const subject = personal?.subject;
   const named = [...(personal?.columns ?? []), ...transformed];
   const sealable = (name: string) => !key.includes(name) && name !== subject;
@@ -71,8 +71,15 @@ function columnsToSeal(event: ChangeEvent, personal: PersonalTable | undefined, 
   return named.filter(sealable);
 }
 
-function hasSubjectColumn(event: ChangeEvent, personal: PersonalTable): boolean {
-  return event.schema.columns.some((column) => column.name === personal.subject);
+/**
+ * What of a table's changes is sealed, worked out once per table schema (in `prepare`, then used by `seal`): the table, its
+ * personal columns, the columns to seal (columnsToSeal), and whether the subject column is a column of the table.
+ */
+interface Sealing {
+  readonly table: string;
+  readonly personal: PersonalTable | undefined;
+  readonly columns: readonly string[];
+  readonly hasSubjectColumn: boolean;
 }
 
 /**
@@ -91,9 +98,9 @@ export function isTableStandIn(subject: string): boolean {
 }
 
 /** Why a row image is sealed with its table's parking key (null: with its subject's key). */
-function tableKeyReason(event: ChangeEvent, personal: PersonalTable | undefined, subject: string | null): string | null {
+function tableKeyReason({ personal, hasSubjectColumn }: Sealing, subject: string | null): string | null {
   if (personal === undefined) return "the table has no personal columns, so no subject's key: sealed with the table's parking key";
-  if (!hasSubjectColumn(event, personal)) return `the subject column ${personal.subject} is not a column of the table (renamed at the source?): sealed with the table's parking key, which sluice forget does not reach`;
+  if (!hasSubjectColumn) return `the subject column ${personal.subject} is not a column of the table (renamed at the source?): sealed with the table's parking key, which sluice forget does not reach`;
   if (subject === null) return `the row has no subject (${personal.subject} is null): sealed with the table's parking key`;
   return null;
 }
@@ -119,6 +126,8 @@ export class ParkedPersonalData implements ParkedChangeSealer {
   /** Per table with transforms: its transformed columns, sealed with its personal ones or with the table's parking key. */
   private readonly transformed: ReadonlyMap<string, readonly string[]>;
   private readonly keys: () => Promise<SubjectKeyStore>;
+  /** Per table schema (a schema is not changed once made: a table's new layout is a new one): its sealing, null when nothing is sealed. */
+  private readonly sealings = new WeakMap<TableSchema, Sealing | null>();
 
   constructor(source: Pick<SourceConfig, "name" | "governance">, keys: () => Promise<SubjectKeyStore>) {
     this.source = source.name;
@@ -136,17 +145,23 @@ export class ParkedPersonalData implements ParkedChangeSealer {
   }
 
   /** What of a change is sealed: null when nothing is (a table with neither personal nor transformed columns). */
-  private sealingOf(event: ChangeEvent): { readonly table: string; readonly personal: PersonalTable | undefined; readonly columns: readonly string[] } | null {
+  private sealingOf(event: ChangeEvent): Sealing | null {
+    const known = this.sealings.get(event.schema);
+    if (known !== undefined) return known;
     const table = tableName(event.schema);
     const personal = this.tables.get(table);
     const transformed = this.transformed.get(table) ?? [];
-    if (personal === undefined && transformed.length === 0) return null;
-    return { table, personal, columns: columnsToSeal(event, personal, transformed) };
+    const sealing =
+      personal === undefined && transformed.length === 0
+        ? null
+        : { table, personal, columns: columnsToSeal(event.schema, personal, transformed), hasSubjectColumn: personal !== undefined && event.schema.columns.some((column) => column.name === personal.subject) };
+    this.sealings.set(event.schema, sealing);
+    return sealing;
   }
 
   /** The subject of a row image (the other image's when it has none), or null: none, or the table has no subject column. */
-  private static subjectOf(event: ChangeEvent, personal: PersonalTable | undefined, row: Row, other: Row | null): string | null {
-    if (personal === undefined || !hasSubjectColumn(event, personal)) return null;
+  private static subjectOf({ personal, hasSubjectColumn }: Sealing, row: Row, other: Row | null): string | null {
+    if (personal === undefined || !hasSubjectColumn) return null;
     return subjectOf(row, personal.subject) ?? subjectOf(other, personal.subject);
   }
 
@@ -164,10 +179,10 @@ export class ParkedPersonalData implements ParkedChangeSealer {
       const { table, personal, columns } = sealing;
       for (const [row, other] of [[event.before, event.after], [event.after, event.before]] as const) {
         if (row === null || !columns.some((column) => present(row[column]))) continue;
-        const subject = ParkedPersonalData.subjectOf(event, personal, row, other);
+        const subject = ParkedPersonalData.subjectOf(sealing, row, other);
         if (subject !== null) subjects.add(subject);
         // A row with no subject has its personal columns nulled: the table's key only for the others.
-        else if (personal === undefined || !hasSubjectColumn(event, personal) || columns.some((column) => !personal.columns.includes(column) && present(row[column]))) standIns.add(tableStandIn(table));
+        else if (personal === undefined || !sealing.hasSubjectColumn || columns.some((column) => !personal.columns.includes(column) && present(row[column]))) standIns.add(tableStandIn(table));
       }
     }
     if (subjects.size === 0 && standIns.size === 0) return;
@@ -203,14 +218,14 @@ export class ParkedPersonalData implements ParkedChangeSealer {
     const image = async (row: Row | null, other: Row | null): Promise<Row | null> => {
       if (row === null || !columns.some((column) => present(row[column]))) return row;
       const out: Record<string, ColumnValue> = { ...row };
-      const subject = ParkedPersonalData.subjectOf(event, personal, row, other);
-      const tableWhy = tableKeyReason(event, personal, subject);
+      const subject = ParkedPersonalData.subjectOf(sealing, row, other);
+      const tableWhy = tableKeyReason(sealing, subject);
       const store = await this.keys();
       const sealedAs = tableWhy !== null ? tableStandIn(table) : subject!;
       let parkingWhy = tableWhy;
       let key: Buffer;
       // A row with no subject: its personal values are nulled (as in the data topics); only the others need the table's key.
-      const rowWithoutSubject = personal !== undefined && subject === null && hasSubjectColumn(event, personal);
+      const rowWithoutSubject = personal !== undefined && subject === null && sealing.hasSubjectColumn;
       const values: Record<string, string> = {};
       let sealedIn: string | null = null;
       for (const column of columns) {
