@@ -154,4 +154,45 @@ describe("MariaDB source: a binlog reset while stopped", () => {
       await admin.query(`SET GLOBAL server_id = ${id}`);
     }
   });
+
+  it("resumes after a binlog event larger than max_allowed_packet, where BINLOG_GTID_POS gives null: not taken for a reset binlog", async () => {
+    // Found on a live deployment: after a 16 MiB row (the default max_allowed_packet), every restart
+    // refused its checkpoint as MYSQL_BINLOG_RESET ("no event of the server's binlog starts at ..."),
+    // and the remedy it named read every table again.
+    const [[{ packet }]] = (await admin.query("SELECT @@global.max_allowed_packet AS packet")) as unknown as [[{ packet: number }]];
+    await admin.query("CREATE TABLE d.big (id INT PRIMARY KEY, a LONGBLOB, b LONGBLOB)");
+    await admin.query("SET GLOBAL max_allowed_packet = 1048576");
+    try {
+      const config = sourceConfig({ host: server.host, port: server.port, user: server.admin.user, password: server.admin.password, tables: ["d.big"], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 } });
+      const source = newSource(config);
+      await source.connect(null, AbortSignal.timeout(30_000));
+      await readUntil(source, snapshotFinished);
+      // One row event of 1.4 MB, over the 1 MiB the server's sessions now have (the admin session keeps its own).
+      await admin.query("INSERT INTO d.big VALUES (1, REPEAT('a', 700000), REPEAT('b', 700000))");
+      await admin.query("INSERT INTO d.big VALUES (2, 'x', 'y')");
+      const streamed = await readUntil(source, (c) => c.events.some((e) => e.after?.["id"] === 2));
+      await source.close();
+      const checkpoint = streamed.batches.at(-1)!.checkpoint;
+      const token = decodeResumeToken(checkpoint.position.resume, config.name);
+      const catalog = await mysql.createConnection({ host: server.host, port: server.port, user: server.admin.user, password: server.admin.password });
+      try {
+        const [[{ there }]] = (await catalog.query("SELECT BINLOG_GTID_POS(?, ?) AS there", [token.file, token.offset])) as unknown as [[{ there: string | null }]];
+        assert.equal(there, null, "the server's BINLOG_GTID_POS gives null past the large event (what this test is about)");
+      } finally {
+        await catalog.end();
+      }
+
+      await admin.query("INSERT INTO d.big VALUES (3, 'after', 'restart')");
+      const again = newSource(config);
+      try {
+        await again.connect(checkpoint, AbortSignal.timeout(30_000));
+        const resumed = await readUntil(again, (c) => c.events.some((e) => e.after?.["id"] === 3));
+        assert.deepEqual(resumed.events.map((e) => e.after?.["id"]), [3], "resumed at the checkpoint: the change after it, nothing again");
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await admin.query(`SET GLOBAL max_allowed_packet = ${packet}`);
+    }
+  });
 });

@@ -12,10 +12,19 @@ import type { Sql } from "./catalog.ts";
 import { MariadbGtidPosition } from "./gtid.ts";
 import type { ResumeToken } from "./resume-token.ts";
 
-/** Why the binlog at the token's coordinate is another history than the token's, or null when it is the same (or cannot be told). */
-export async function binlogResetProblem(sql: Sql, token: Pick<ResumeToken, "flavor" | "file" | "offset" | "gtid">): Promise<string | null> {
+/**
+ * Why the binlog at the token's coordinate is another history than the token's, or null when it is
+ * the same (or cannot be told). `readState`: the GTID state before a coordinate read another way, for
+ * a null of BINLOG_GTID_POS, which the server also gives past an event larger than max_allowed_packet
+ * (gtid-state-dump.ts).
+ */
+export async function binlogResetProblem(
+  sql: Sql,
+  token: Pick<ResumeToken, "flavor" | "file" | "offset" | "gtid">,
+  readState?: (file: string, offset: number) => Promise<string | null>,
+): Promise<string | null> {
   if (token.flavor !== "mariadb" || token.gtid === null || token.gtid === "") return null;
-  const there = await mariadbGtidAtEvent(sql, token.file, token.offset);
+  const there = (await mariadbGtidAtEvent(sql, token.file, token.offset)) ?? (readState === undefined ? null : await readState(token.file, token.offset));
   const at = `${token.file}:${token.offset}`;
   if (there === null) return `no event of the server's binlog starts at ${at}, where the checkpoint resumes (GTID ${token.gtid})`;
   const expected = MariadbGtidPosition.parse(token.gtid).toString();

@@ -16,6 +16,7 @@ import { backfillColumns, backfillRenamed, backfillRolledBackXa } from "../commo
 import { tableMatcher } from "../common/table-patterns.ts";
 import { BinlogStream } from "./binlog-stream.ts";
 import { binlogResetProblem } from "./binlog-reset.ts";
+import { mariadbGtidStateByDump } from "./gtid-state-dump.ts";
 import { binaryLogs, collationRows, currentPosition, databaseCharset, listTables, readDefinitions } from "./catalog.ts";
 import { warnKeylessTables } from "./keyless-tables.ts";
 import type { BinlogCoordinates, CapturedTableRef, Sql } from "./catalog.ts";
@@ -312,7 +313,8 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     this.checkEpochRoom(logs);
     const at = `${token.file}:${token.offset}`;
     if (logs.some((log) => log.file === token.file)) {
-      const problem = await binlogResetProblem(sql, token);
+      const dump = { connection: connectionOptions(this.config, "binlog"), serverId: this.config.server_id, catalog: sql, logger: this.logger, context: this.context };
+      const problem = await binlogResetProblem(sql, token, (file, offset) => mariadbGtidStateByDump(dump, file, offset));
       if (problem === null) return "here";
       this.acceptNewHistory(token, problem, "MYSQL_BINLOG_RESET");
       return "new-history";
