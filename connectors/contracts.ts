@@ -276,6 +276,7 @@ export type {
   CheckpointGuarantee,
   ConsumerOptions,
   GroupActivity,
+  GroupHold,
   PartitionLag,
   PartitionOffsets,
   PollOptions,

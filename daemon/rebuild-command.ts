@@ -13,12 +13,13 @@ import type { DaemonAnswer } from "./daemon-client.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { describeHistoryGaps, historyGaps, isRebuildable, rebuildSink } from "./rebuild.ts";
 import type { RebuildReport } from "./rebuild.ts";
-import type { TopicLog } from "../connectors/contracts.ts";
+import type { GroupHold, TopicLog } from "../connectors/contracts.ts";
 import type { RebuildableSink } from "../connectors/sinks/contract.ts";
 import type { RebuildProgress, RebuildProgressEntry } from "./rebuild-progress.ts";
 import { REBUILD_UNKNOWN_TABLE, rebuildTopics } from "./rebuild-tables.ts";
 import { recordWhere } from "./rebuild-records.ts";
-import { otherSinkProcesses, REBUILD_SINK_SHARED } from "./rebuild-sharing.ts";
+import { otherSinkProcesses, REBUILD_SINK_SHARED, sinkSharedError } from "./rebuild-sharing.ts";
+import type { OtherSinkProcess } from "./rebuild-sharing.ts";
 import { abandonRebuild, describeAbandon } from "./rebuild-abandon.ts";
 import type { AbandonReport } from "./rebuild-abandon.ts";
 import { eraseInSink } from "./governance/erasure.ts";
@@ -98,7 +99,7 @@ export async function runRebuildCommand(
     io.stdout(`Done (by the running daemon): ${describe(body)}.\n`);
     return 0;
   }
-  return withSinkHere(config, sinkConfig, "--rebuild", io, logger, async (sink, log, group, signal) => {
+  return withSinkHere(config, sinkConfig, "rebuild", io, logger, async (sink, log, sharing, signal) => {
     const { registry } = await openRegistry(config, log);
     try {
       const topics = rebuildTopics(config, sinkConfig, await log.topicNames(), tables);
@@ -111,13 +112,13 @@ export async function runRebuildCommand(
           log,
           decoder: recordDecoder(registry, personal),
           topics,
-          group: `${group}.rebuild`,
+          group: `${sharing.group}.rebuild`,
           logger,
           signal,
           ...(io.progress === undefined ? {} : { onProgress: io.progress.bind(io) }),
           ...(erasures === null ? {} : { erasures }),
-          // Kafka gives no lease: the sink's processes elsewhere are its group's members.
-          sharing: { group, others: () => otherSinkProcesses(log, group, 0) },
+          // Kafka gives no lease: the sink's processes elsewhere are its group's members, and this command holds the group meanwhile.
+          sharing,
         });
         io.stdout(`Done: ${describe(report)}.\n`);
         return 0;
@@ -154,9 +155,9 @@ export async function runAbandonRebuildCommand(config: SluiceConfig, sinkName: s
     }
     return finish(body, " (by the running daemon)");
   }
-  return withSinkHere(config, sinkConfig, "--abandon-rebuild", io, logger, async (sink, log, group, signal) => {
+  return withSinkHere(config, sinkConfig, execute ? "abandon" : "abandon-dry-run", io, logger, async (sink, _log, sharing, signal) => {
     try {
-      return finish(await abandonRebuild(sink, tables, execute, signal, logger, { group, others: () => otherSinkProcesses(log, group, 0) }), "");
+      return finish(await abandonRebuild(sink, tables, execute, signal, logger, sharing), "");
     } catch (error) {
       if (!(error instanceof SluiceError) || error.code !== REBUILD_SINK_SHARED) throw error;
       io.stderr(`sluice replay: ${error.message}\n`);
@@ -197,26 +198,46 @@ function tablesField(tables: readonly string[]): { tables?: readonly string[] } 
   return tables.length === 0 ? {} : { tables };
 }
 
+/** What the sink's other processes are, for a command that works on it here (RebuildOptions.sharing). */
+interface SinkSharing {
+  readonly group: string;
+  readonly others: () => Promise<readonly OtherSinkProcess[]>;
+}
+
 /**
  * Runs `work` on the sink opened by this command (no daemon runs it), under the sink's lease: refused when the sink runs
- * elsewhere (exit 1, nothing changed).
+ * elsewhere (exit 1, nothing changed). With Kafka, where a lease always succeeds, a rebuild and an abandon that
+ * drops hold the sink's consumer group instead (TopicLog.holdGroup), refused first while other processes run the sink:
+ * every other process sees them as one of the sink's, and a daemon starting the sink waits for them.
  */
 async function withSinkHere(
   config: SluiceConfig,
-  sinkConfig: SinkConfig,
-  what: string,
+  sinkConfig: SluiceConfig["sinks"][number],
+  what: "rebuild" | "abandon" | "abandon-dry-run",
   io: RebuildIo,
   logger: Logger,
-  work: (sink: RebuildableSink, log: TopicLog, group: string, signal: AbortSignal) => Promise<number>,
+  work: (sink: RebuildableSink, log: TopicLog, sharing: SinkSharing, signal: AbortSignal) => Promise<number>,
 ): Promise<number> {
   const log = await openTopicLogForCommand(config.topics, config.name, logger, "write");
   const group = sinkGroupName(config, sinkConfig);
-  const owner = `sluice replay ${what} (${hostname()}:${process.pid})`;
+  const option = what === "rebuild" ? "--rebuild" : "--abandon-rebuild";
+  const owner = `sluice replay ${option} (${hostname()}:${process.pid})`;
+  let hold: GroupHold | null = null;
   try {
     if (!(await log.acquireLease(group, owner, 3_600_000))) {
       io.stderr(`sluice replay: refused: sink "${sinkConfig.name}" is running elsewhere (consumer group ${group}); nothing changed.\n`);
       return 1;
     }
+    if (log.holdGroup !== undefined && what !== "abandon-dry-run") {
+      // Refused here while others run the sink, before joining disturbs their group with a rebalance; checked again once joined.
+      const others = await otherSinkProcesses(log, group, 0);
+      if (others.length > 0) {
+        io.stderr(`sluice replay: ${sinkSharedError(sinkConfig.name, group, others, what).message}\n`);
+        return 1;
+      }
+      hold = await log.holdGroup(group, what);
+    }
+    const sharing: SinkSharing = { group, others: () => otherSinkProcesses(log, group, hold === null ? 0 : 1) };
     const sink = await createSink(sinkConfig, logger);
     if (!isRebuildable(sink)) {
       io.stderr(`sluice replay: sink "${sinkConfig.name}" (${sinkConfig.kind}) cannot rebuild\n`);
@@ -225,11 +246,13 @@ async function withSinkHere(
     const signal = new AbortController().signal;
     await sink.open(signal);
     try {
-      return await work(sink, log, group, signal);
+      return await work(sink, log, sharing, signal);
     } finally {
       await sink.close();
     }
   } finally {
+    // Left only once the sink is closed: a daemon waiting for it opens the sink after the swap.
+    await hold?.close();
     await log.releaseLease(group, owner).catch(() => undefined);
     await log.close();
   }

@@ -6,6 +6,10 @@
  * rebuild's end offsets would be missing from the swapped-in tables), and after the swap it writes
  * to the tables the swap dropped. Until the processes coordinate a rebuild, it is refused while the
  * sink's group has members of other processes, before it starts and again up to its swap.
+ *
+ * A command that rebuilds (or abandons a rebuild) with no daemon running joins the group too, as a
+ * hold (TopicLog.holdGroup): the others see it, and a daemon starting the sink waits for it to
+ * leave (sink-runner.ts).
  */
 import { SluiceError } from "../connectors/errors.ts";
 import type { TopicLog } from "../connectors/contracts.ts";
@@ -20,6 +24,8 @@ export interface OtherSinkProcess {
   readonly host: string;
   /** Its PID, when its client id names its process (runtime/local-process.ts). */
   readonly pid: number | null;
+  /** A command's hold on the group (TopicLog.holdGroup): what for (`rebuild`, `abandon`); null for a sink's member. */
+  readonly heldFor: string | null;
 }
 
 function sameProcess(a: ProcessToken, b: ProcessToken | null): boolean {
@@ -35,16 +41,17 @@ function sameProcess(a: ProcessToken, b: ProcessToken | null): boolean {
 export async function otherSinkProcesses(log: TopicLog, group: string, ownMembers: 0 | 1): Promise<OtherSinkProcess[]> {
   if (log.kind !== "kafka") return [];
   const activity = await log.groupActivity(group);
-  const clients = activity.clients ?? activity.members.map((member) => ({ clientId: member, host: "" }));
+  const clients = activity.clients ?? activity.members.map((member) => ({ clientId: member, host: "", heldFor: null }));
   const here = localProcessToken();
   const members = clients.map((client) => ({ ...client, token: processTokenInText(client.clientId) }));
   const others = here === null ? members.slice(ownMembers) : members.filter((member) => !sameProcess(here, member.token));
-  return others.map((member) => ({ clientId: member.clientId, host: member.host.replace(/^\//, ""), pid: member.token?.pid ?? null }));
+  return others.map((member) => ({ clientId: member.clientId, host: member.host.replace(/^\//, ""), pid: member.token?.pid ?? null, heldFor: member.heldFor ?? null }));
 }
 
 function describeProcess(other: OtherSinkProcess): string {
   const who = other.pid === null ? `Kafka client ${other.clientId}` : `process ${other.pid}`;
-  return other.host === "" ? who : `${who} on ${other.host}`;
+  const where = other.host === "" ? who : `${who} on ${other.host}`;
+  return other.heldFor === null ? where : `${where}, running sluice replay --${other.heldFor === "abandon" ? "abandon-rebuild" : other.heldFor} on the sink`;
 }
 
 /**
@@ -66,4 +73,13 @@ export function sinkSharedError(sink: string, group: string, others: readonly Ot
       `Run it with the sink running in one process at most: stop the sink's other processes (sluice status lists them), ${again}, then start them again. ${after}`,
     { code: REBUILD_SINK_SHARED, context: { component: "rebuild", sink, group, others: others.map((o) => o.clientId).join(", ") } },
   );
+}
+
+/** The holds of other processes' commands on the sink's group (a daemon starting the sink waits for them to leave). */
+export async function otherHolds(log: TopicLog, group: string): Promise<OtherSinkProcess[]> {
+  return (await otherSinkProcesses(log, group, 0)).filter((other) => other.heldFor !== null);
+}
+
+export function describeHolds(holds: readonly OtherSinkProcess[]): string {
+  return holds.map(describeProcess).join(", ");
 }

@@ -405,7 +405,7 @@ test("a rebuild is refused while other processes run the sink: before it starts 
   const signal = new AbortController().signal;
   await sink.open(signal);
   await sink.write([events.insert(1n, { id: 1, name: "stale" })], signal);
-  const other = { clientId: "sluice.p4242s1n2b00000000-0000-0000-0000-000000000000", host: "10.0.0.7", pid: 4242 };
+  const other = { clientId: "sluice.p4242s1n2b00000000-0000-0000-0000-000000000000", host: "10.0.0.7", pid: 4242, heldFor: null };
 
   // A process there before it starts; one that joins once its new generation exists (reading); one that joins just before the swap.
   for (const joins of ["before", "reading", "swapping"] as const) {
@@ -446,7 +446,7 @@ test("abandoning an interrupted rebuild is refused while other processes run the
   await sink.prepareRebuild(events.schema, signal, events.schema);
   const shadows = await sink.rebuildShadows(signal);
   assert.equal(shadows.length, 1);
-  const other = { clientId: "sluice.p77s1n2b00000000-0000-0000-0000-000000000000", host: "10.0.0.8", pid: 77 };
+  const other = { clientId: "sluice.p77s1n2b00000000-0000-0000-0000-000000000000", host: "10.0.0.8", pid: 77, heldFor: null };
   const sharing = { group: "dep.sink.wh", others: async () => [other] };
 
   assert.deepEqual((await abandonRebuild(sink, [], false, signal, logger, sharing)).shadows.length, 1, "a dry run lists it");

@@ -36,6 +36,8 @@ import { replayMarkerGroup } from "./replay.ts";
 import { controlledTopic } from "./control-records.ts";
 import { isSnapshotReset, SnapshotResetGate } from "./snapshot-reset-gate.ts";
 import { Serial } from "../runtime/serial.ts";
+import { describeHolds, otherHolds } from "./rebuild-sharing.ts";
+import type { OtherSinkProcess } from "./rebuild-sharing.ts";
 
 /** Turns a stored record back into its change; null for records that carry none (tombstones). */
 export interface RecordDecoder {
@@ -176,6 +178,8 @@ const DECODE_SLICE = 64;
 const STAGING_PAUSE_BATCHES = 8;
 /** How often a sink refused for offsets from another log checks again (a rebuild may have re-bound them). */
 const REFUSAL_RECHECK_MS = 5_000;
+/** How often a sink waiting for a command that holds its group (a rebuild) looks again. */
+const HOLD_RECHECK_MS = 1_000;
 
 /**
  * The sink's look for new topics, every `intervalMs` (or when this process created one): with
@@ -693,6 +697,7 @@ export class SinkRunner {
       this.topicWake?.();
     });
     try {
+      await this.waitForCommandHolds(stop);
       await retry(() => this.options.sink.open(stop), { ...this.options.retry, signal: stop, onRetry: (err) => this.logger.warn({ err }, "sink open failed; retrying") });
       await this.options.onOpened?.(stop).catch((error: unknown) => this.logger.warn({ err: errorText(error) }, "looking at the sink after it opened failed; it runs on"));
       await this.consumeUntilStopped(stop);
@@ -706,6 +711,40 @@ export class SinkRunner {
       await this.options.sink.close().catch(() => undefined);
       await log.releaseLease(group, owner).catch(() => undefined);
     }
+  }
+
+  /**
+   * With Kafka, `sluice replay --rebuild` (or `--abandon-rebuild --execute`) run with no daemon holds
+   * the sink's consumer group while it works (rebuild-sharing.ts): the sink opens once it left, so
+   * it finds the tables the command leaves, not those a swap is about to replace. Should the group
+   * not be described (no permission), the sink starts: a rebuild that began meanwhile sees it join
+   * and refuses its swap.
+   */
+  private async waitForCommandHolds(stop: AbortSignal): Promise<void> {
+    const { log, group } = this.options;
+    if (log.holdGroup === undefined) return;
+    let told = "";
+    while (!stop.aborted) {
+      let holds: OtherSinkProcess[];
+      try {
+        holds = await otherHolds(log, group);
+      } catch (error) {
+        if (!isRetriable(error)) {
+          this.logger.warn({ group, err: errorText(error) }, "looking for a command at work on the sink (a rebuild) failed; the sink starts");
+          return;
+        }
+        this.consumeProblem = errorText(error);
+        await sleep(1_000, stop).catch(() => undefined);
+        continue;
+      }
+      if (holds.length === 0) break;
+      const who = describeHolds(holds);
+      this.consumeProblem = `waiting for ${who} to finish (consumer group ${group})`;
+      if (who !== told) this.logger.warn({ group, commands: holds.map((h) => h.clientId) }, `sink ${this.options.sink.name} waits to start: ${who}; it starts once that is done`);
+      told = who;
+      await sleep(HOLD_RECHECK_MS, stop).catch(() => undefined);
+    }
+    this.consumeProblem = null;
   }
 
   /**

@@ -21,6 +21,7 @@ import { CheckpointFold, encodeCheckpoint, entryRecords } from "../topics/checkp
 import type {
   ConsumerOptions,
   GroupActivity,
+  GroupHold,
   PartitionLag,
   PartitionOffsets,
   ProducedRecord,
@@ -46,6 +47,7 @@ import { KafkaPullConsumer, listOffsetsTime } from "./kafka-consumer.ts";
 import type { KafkaReaderLimits } from "./kafka-consumer.ts";
 import { isInvalidTopicName, kafkaError } from "./kafka-errors.ts";
 import { KafkaLease } from "./kafka-lease.ts";
+import { holdClientIdPart, holdPurpose, KafkaGroupHold } from "./kafka-group-hold.ts";
 import { isGoneLocalProcess, localProcessToken, processTokenInText, processTokenText } from "../../runtime/local-process.ts";
 import { removeGoneMembers } from "./gone-members.ts";
 import { FREQUENT_COMPACTION, frequentlyWritten, keepCompacting } from "./internal-compaction.ts";
@@ -789,7 +791,7 @@ export class KafkaTopicLog implements TopicLog {
     return {
       active: members.length > 0,
       members: members.map((m) => `${m.memberId} (${m.clientHost})`),
-      clients: members.map((m) => ({ clientId: m.clientId, host: m.clientHost })),
+      clients: members.map((m) => ({ clientId: m.clientId, host: m.clientHost, heldFor: holdPurpose(m.clientId) })),
     };
   }
 
@@ -803,6 +805,16 @@ export class KafkaTopicLog implements TopicLog {
   }
 
   async releaseLease(): Promise<void> {}
+
+  /** A member of `group` on the never-written capture-lease topic, its client id marked (kafka-group-hold.ts). */
+  async holdGroup(group: string, purpose: string): Promise<GroupHold> {
+    if (this.closed) throw closedError();
+    const token = localProcessToken();
+    const clientId = `${this.config.client_id}.${holdClientIdPart(purpose)}${token === null ? "" : `.${processTokenText(token)}`}`;
+    const kafka = createKafkaClient({ ...this.config, client_id: clientId }, this.logger);
+    await removeGoneMembers(kafka, group, (member) => isGoneLocalProcess(processTokenInText(member.clientId)), this.logger);
+    return KafkaGroupHold.join({ kafka, group, topic: captureLeaseTopic(this.deployment), brokers: this.config.brokers, logger: this.logger });
+  }
 
   async close(): Promise<void> {
     if (this.closed) return;

@@ -87,7 +87,15 @@ export interface GroupActivity {
   /** Who: lease owners (embedded) or consumer member ids with their client host (Kafka). */
   readonly members: readonly string[];
   /** Kafka: each member's client id (which ends with its process: runtime/local-process.ts) and host, in the order of `members`. */
-  readonly clients?: readonly { readonly clientId: string; readonly host: string }[];
+  readonly clients?: readonly { readonly clientId: string; readonly host: string; readonly heldFor?: string | null }[];
+}
+
+/** A command's member of a sink's consumer group (TopicLog.holdGroup). */
+export interface GroupHold {
+  /** The group rebalanced since the hold joined (a process joined or left it, maybe gone again since), or the hold lost its place. */
+  changed(): boolean;
+  /** Leaves the group. */
+  close(): Promise<void>;
 }
 
 /** How a consumer reads (topic logs that have no such setting ignore it). */
@@ -249,6 +257,13 @@ export interface TopicLog {
   /** Extends the owner's lease; false when it was lost (expired and taken by another owner). */
   renewLease(group: string, owner: string, ttlMs: number): Promise<boolean>;
   releaseLease(group: string, owner: string): Promise<void>;
+  /**
+   * Kafka (where leases always succeed): joins `group` as a member that reads nothing, its client id
+   * marked as held for `purpose` (lowercase letters; groupActivity's clients tell it as heldFor), so
+   * every process looking at the group sees a command at work on its sink (kafka-group-hold.ts).
+   * Resolves once joined. Absent where the lease already makes a sink's group exclusive (embedded).
+   */
+  holdGroup?(group: string, purpose: string): Promise<GroupHold>;
 
   readonly registryJournal: RegistryJournal;
   /**
