@@ -202,13 +202,15 @@ function tablesField(tables: readonly string[]): { tables?: readonly string[] } 
 interface SinkSharing {
   readonly group: string;
   readonly others: () => Promise<readonly OtherSinkProcess[]>;
+  readonly changed?: () => boolean;
 }
 
 /**
  * Runs `work` on the sink opened by this command (no daemon runs it), under the sink's lease: refused when the sink runs
  * elsewhere (exit 1, nothing changed). With Kafka, where a lease always succeeds, a rebuild and an abandon that
  * drops hold the sink's consumer group instead (TopicLog.holdGroup), refused first while other processes run the sink:
- * every other process sees them as one of the sink's, and a daemon starting the sink waits for them.
+ * every other process sees them as one of the sink's, a daemon starting the sink waits for them, and `changed` tells
+ * of any process that joined or left the group meanwhile.
  */
 async function withSinkHere(
   config: SluiceConfig,
@@ -237,7 +239,8 @@ async function withSinkHere(
       }
       hold = await log.holdGroup(group, what);
     }
-    const sharing: SinkSharing = { group, others: () => otherSinkProcesses(log, group, hold === null ? 0 : 1) };
+    const held = hold;
+    const sharing: SinkSharing = held === null ? { group, others: () => otherSinkProcesses(log, group, 0) } : { group, others: () => otherSinkProcesses(log, group, 1), changed: () => held.changed() };
     const sink = await createSink(sinkConfig, logger);
     if (!isRebuildable(sink)) {
       io.stderr(`sluice replay: sink "${sinkConfig.name}" (${sinkConfig.kind}) cannot rebuild\n`);

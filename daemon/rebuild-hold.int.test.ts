@@ -118,6 +118,26 @@ test("Kafka: a sink starting while another process's command holds its group (a 
   }
 });
 
+test("Kafka: a sink process's member counts every change of its group, one that came and went included (what a rebuild asked of a daemon compares)", { timeout: 60_000 }, async () => {
+  const group = `${deployment}.sink.wh2`;
+  const topic = `${deployment}.pg.app.parts`;
+  const log = await KafkaTopicLog.open({ config: config.topics as never, deployment, logger });
+  await log.createTopic({ name: topic, partitions: 2, retentionMs: null, retentionBytes: null, compacted: false });
+  const { runner, stop } = startSink(log, group, topic, "wh2");
+  const waitUntil = waiter(runner);
+  try {
+    await waitUntil("the sink reads its partitions", () => runner.assignment().length === 2);
+    const before = runner.groupJoins();
+    assert.ok(before >= 1);
+    const member = await log.consumer(group, [topic]);
+    await member.close();
+    await waitUntil("the sink's member rejoined", () => runner.groupJoins() > before);
+  } finally {
+    await stop();
+    await log.close();
+  }
+});
+
 function startSink(log: KafkaTopicLog, group: string, topic: string, name: string) {
   const sink = createDuckDbSink(testSinkConfig("duckdb", { name, path: join(dir, `${name}.duckdb`) }), { logger });
   let opened = 0;

@@ -8,8 +8,9 @@
  * sink's group has members of other processes, before it starts and again up to its swap.
  *
  * A command that rebuilds (or abandons a rebuild) with no daemon running joins the group too, as a
- * hold (TopicLog.holdGroup): the others see it, and a daemon starting the sink waits for it to
- * leave (sink-runner.ts).
+ * hold (TopicLog.holdGroup): the others see it, a daemon starting the sink waits for it to leave
+ * (sink-runner.ts), and any process joining or leaving the group meanwhile shows as a change of the
+ * group, which refuses the swap even when that process is gone again by the swap.
  */
 import { SluiceError } from "../connectors/errors.ts";
 import type { TopicLog } from "../connectors/contracts.ts";
@@ -56,20 +57,27 @@ function describeProcess(other: OtherSinkProcess): string {
 
 /**
  * The refusal (REBUILD_SINK_SHARED): names the other processes and what to do. `rebuild`: a rebuild,
- * with `prepared` once its new tables exist (they are dropped); `abandon`: dropping an interrupted
- * rebuild's tables, which the others may write into.
+ * with `prepared` once its new tables exist (they are left as an interrupted rebuild: a process
+ * that started meanwhile may write into them); `abandon`: dropping an interrupted rebuild's tables,
+ * which the others may write into. `others` empty: the group changed during the rebuild (a process
+ * joined it and may be gone again).
  */
 export function sinkSharedError(sink: string, group: string, others: readonly OtherSinkProcess[], step: "rebuild" | "abandon", prepared = false): SluiceError {
-  const who = others.length === 1 ? `another process runs sink "${sink}"` : `${others.length} other processes run sink "${sink}"`;
+  const who =
+    others.length === 0
+      ? `a process joined or left sink "${sink}"'s consumer group ${group} while it ran (it may be gone again)`
+      : `${others.length === 1 ? `another process runs sink "${sink}"` : `${others.length} other processes run sink "${sink}"`} (consumer group ${group}: ${others.map(describeProcess).join(", ")})`;
   const what = step === "rebuild" ? `rebuild of sink "${sink}"` : `abandoning the interrupted rebuild of sink "${sink}"`;
   const why =
     step === "rebuild"
       ? "Only the process that rebuilds writes its changes into the new tables, and the others would write to the tables the swap drops. "
       : "A process that started while the half-built tables existed writes into them too, and would fail once they are dropped. ";
   const again = step === "rebuild" ? "run the rebuild again (through the one process left, or by this command with none running)" : "run it again";
-  const after = prepared ? "The live tables are unchanged and keep serving; the rebuilt ones were dropped." : "Nothing changed.";
+  const after = prepared
+    ? "The live tables are unchanged and keep serving; the half-built new ones are left, since a process that started meanwhile may write into them: the rebuild run again starts them over (or drop them with sluice replay --abandon-rebuild --execute)."
+    : "Nothing changed.";
   return new SluiceError(
-    `${what} refused: ${who} (consumer group ${group}: ${others.map(describeProcess).join(", ")}). ${why}` +
+    `${what} refused${prepared ? " before the swap" : ""}: ${who}. ${why}` +
       `Run it with the sink running in one process at most: stop the sink's other processes (sluice status lists them), ${again}, then start them again. ${after}`,
     { code: REBUILD_SINK_SHARED, context: { component: "rebuild", sink, group, others: others.map((o) => o.clientId).join(", ") } },
   );

@@ -394,7 +394,7 @@ test("a rebuild of one table is not stopped by a foreign record in another table
   await log.close();
 });
 
-test("a rebuild is refused while other processes run the sink: before it starts (nothing made), or when one joins before its swap (its new generation dropped); the live table is unchanged", async () => {
+test("a rebuild is refused while other processes run the sink: before it starts (nothing made), when one joins before its swap, or when its group changed meanwhile (its new generation left for a rerun); the live table is unchanged", async () => {
   const dir = mkdtempSync(join(tmpdir(), "sluice-rebuild-shared-"));
   const logger = testLogger();
   const log = EmbeddedTopicLog.open({ path: join(dir, "log.db"), logger });
@@ -407,30 +407,34 @@ test("a rebuild is refused while other processes run the sink: before it starts 
   await sink.write([events.insert(1n, { id: 1, name: "stale" })], signal);
   const other = { clientId: "sluice.p4242s1n2b00000000-0000-0000-0000-000000000000", host: "10.0.0.7", pid: 4242, heldFor: null };
 
-  // A process there before it starts; one that joins once its new generation exists (reading); one that joins just before the swap.
-  for (const joins of ["before", "reading", "swapping"] as const) {
+  // A process there before it starts; one that joins once its new generation exists (reading); one that joins just before the swap;
+  // one that joined and left again while it read (only the group's change tells, as a command's hold on the group sees it).
+  for (const joins of ["before", "reading", "swapping", "came and went"] as const) {
     let state = "";
     let calls = 0;
     const others = async () => {
       calls++;
       return joins === "before" || state === joins ? [other] : [];
     };
+    const changed = () => joins === "came and went" && (state === "checking" || state === "swapping");
     await assert.rejects(
-      rebuildSink({ sink, log, decoder: jsonDecoder, topics: [events.topic], group: "wh.rebuild", logger, signal, onProgress: (p) => (state = p.state), sharing: { group: "dep.sink.wh", others } }),
+      rebuildSink({ sink, log, decoder: jsonDecoder, topics: [events.topic], group: "wh.rebuild", logger, signal, onProgress: (p) => (state = p.state), sharing: { group: "dep.sink.wh", others, changed } }),
       (error: Error & { code?: string }) => {
         assert.equal(error.code, "REBUILD_SINK_SHARED", `${joins}: ${error.message}`);
-        assert.match(error.message, /another process runs sink "wh" \(consumer group dep\.sink\.wh: process 4242 on 10\.0\.0\.7\)/);
-        assert.match(error.message, joins === "before" ? /Nothing changed\.$/ : /the rebuilt ones were dropped\.$/);
+        if (joins === "came and went") assert.match(error.message, /refused before the swap: a process joined or left sink "wh"'s consumer group dep\.sink\.wh while it ran/);
+        else assert.match(error.message, /another process runs sink "wh" \(consumer group dep\.sink\.wh: process 4242 on 10\.0\.0\.7\)/);
+        assert.match(error.message, joins === "before" ? /Nothing changed\.$/ : /the half-built new ones are left, since a process that started meanwhile may write into them/);
         return true;
       },
     );
     if (joins === "before") assert.equal(calls, 1, "refused before anything is read");
-    assert.deepEqual(await sink.rebuildShadows(signal), [], `${joins}: no new generation left`);
+    assert.equal((await sink.rebuildShadows(signal)).length, joins === "before" ? 0 : 1, `${joins}: the new generation is left once made`);
     assert.deepEqual(await sink.query(`SELECT id, name FROM public_items`), [{ id: 1, name: "stale" }], joins);
   }
-  // Alone, it rebuilds.
-  await rebuildSink({ sink, log, decoder: jsonDecoder, topics: [events.topic], group: "wh.rebuild", logger, signal, sharing: { group: "dep.sink.wh", others: async () => [] } });
+  // Alone, it rebuilds (starting the half-built generation over).
+  await rebuildSink({ sink, log, decoder: jsonDecoder, topics: [events.topic], group: "wh.rebuild", logger, signal, sharing: { group: "dep.sink.wh", others: async () => [], changed: () => false } });
   assert.deepEqual(await sink.query(`SELECT id, name FROM public_items`), [{ id: 1, name: "uno" }]);
+  assert.deepEqual(await sink.rebuildShadows(signal), []);
   await sink.close();
   await log.close();
 });

@@ -18,7 +18,7 @@ import { Misfits, ReplayShapes } from "./rebuild-shape.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
 import { RebuildDecoder, recordWhere } from "./rebuild-records.ts";
 import type { LeftOutRecord } from "./rebuild-records.ts";
-import { sinkSharedError } from "./rebuild-sharing.ts";
+import { REBUILD_SINK_SHARED, sinkSharedError } from "./rebuild-sharing.ts";
 import type { OtherSinkProcess } from "./rebuild-sharing.ts";
 
 export interface RebuildOptions {
@@ -47,9 +47,11 @@ export interface RebuildOptions {
   /**
    * The other processes that run the sink now (rebuild-sharing.ts): the rebuild is refused
    * (REBUILD_SINK_SHARED) when there are any before it starts, while it reads (checked at most
-   * once a second) and just before its swap.
+   * once a second) and just before its swap. `changed`, where the rebuild holds the sink's group
+   * (a command's hold): the group's membership changed since the rebuild began, which refuses the
+   * swap too (a process that joined and left between two checks).
    */
-  readonly sharing?: { readonly group: string; readonly others: () => Promise<readonly OtherSinkProcess[]> };
+  readonly sharing?: { readonly group: string; readonly others: () => Promise<readonly OtherSinkProcess[]>; readonly changed?: () => boolean };
 }
 
 /** The erasures a rebuild erases again in its new generations (RebuildOptions.erasures). */
@@ -419,9 +421,15 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
     await exclusive(async () => {
       // After every write of the rebuild: an erasure whose tombstone this last read misses erases after them, in the new generation too.
       await options.erasures?.eraseDestroyed(true);
+      // Again at the last moment: the erasures may have taken a while.
+      await alone(true);
       for (const table of prepared) await sink.swap(table, signal);
     });
     const names = prepared.map((t) => `${t.schema}.${t.table}`).sort();
+    if (options.sharing?.changed?.()) {
+      // Between the last check and the swap: a daemon that started the sink before the rebuild held its group writes to the tables the swap replaced.
+      logger.warn({ sink: sink.name, group: options.sharing.group }, "a process joined or left the sink's consumer group while the rebuild swapped in its tables: restart the sink's other processes, so that they write to the new tables");
+    }
     logger.info({ sink: sink.name, tables: names, records, leftOut: decoder.leftOut }, "rebuild swapped in");
     if (isVersionedSink(sink)) {
       const rebound = await rebindOffsets(sink, log, options.topics, rebuiltTo, signal);
@@ -429,7 +437,12 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
     }
     return { tables: names, records, leftOut: decoder.leftOut, leftOutRecords: decoder.leftOutShown };
   } catch (error) {
-    for (const table of prepared) await sink.abortRebuild(table, new AbortController().signal).catch(() => undefined);
+    // Refused because another process runs the sink: it may have found the new tables at its start and write into them; they stay, as an interrupted rebuild.
+    if (error instanceof SluiceError && error.code === REBUILD_SINK_SHARED && prepared.length > 0) {
+      logger.warn({ sink: sink.name, tables: prepared.map((t) => `${t.schema}.${t.table}`) }, "rebuild refused before its swap: its half-built tables are left for a rebuild run again (or sluice replay --abandon-rebuild)");
+    } else {
+      for (const table of prepared) await sink.abortRebuild(table, new AbortController().signal).catch(() => undefined);
+    }
     throw error;
   }
 }
@@ -445,7 +458,7 @@ function sharedCheck(options: RebuildOptions): (prepared: boolean, everyMs?: num
     if (sharing === undefined || performance.now() - lastMs < everyMs) return;
     lastMs = performance.now();
     const others = await sharing.others();
-    if (others.length > 0) throw sinkSharedError(options.sink.name, sharing.group, others, "rebuild", prepared);
+    if (others.length > 0 || sharing.changed?.() === true) throw sinkSharedError(options.sink.name, sharing.group, others, "rebuild", prepared);
   };
 }
 

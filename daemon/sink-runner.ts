@@ -318,6 +318,8 @@ export class SinkRunner {
   /** Partitions already reported as read from after records retention removed. */
   private readonly reportedGaps = new Set<string>();
   private activeConsumer: TopicConsumer | null = null;
+  /** Group joins of the consumers closed so far (groupJoins). */
+  private retiredJoins = 0;
   /** Batches and releases run one at a time. */
   private readonly lock = new Serial();
   private running = false;
@@ -645,6 +647,15 @@ export class SinkRunner {
     }
   }
 
+  /**
+   * How many times this sink's consumers joined its group so far (Kafka; 0 elsewhere). Any change of
+   * the group's members adds one: another process joining or leaving, or this one's consumer opened
+   * again (the group may have had other members meanwhile). A rebuild here compares it (sink-worker.ts).
+   */
+  groupJoins(): number {
+    return this.retiredJoins + (this.activeConsumer?.groupJoins?.() ?? 0);
+  }
+
   /** The partitions this process reads now, as `topic:partition` (several processes running one sink split them). */
   assignment(): string[] {
     return (this.activeConsumer?.assignment() ?? []).map((tp) => `${tp.topic}:${tp.partition}`).sort();
@@ -846,6 +857,7 @@ export class SinkRunner {
       await this.lock.run(() => this.dropWrite()).catch(() => undefined);
       this.settleFailure = null;
       await this.settleGroupCommits().catch(() => undefined);
+      this.retiredJoins += consumer.groupJoins?.() ?? 0;
       this.activeConsumer = null;
       await consumer.close().catch(() => undefined);
     }

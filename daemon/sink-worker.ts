@@ -154,6 +154,7 @@ async function main(): Promise<void> {
           if (!isRebuildable(sink)) throw new Error(`sink ${sinkName} cannot be rebuilt`);
           if (rebuilding || abandoning) throw new SluiceError(`sink "${sinkName}" is ${rebuilding ? "rebuilding" : "abandoning an interrupted rebuild"} now: wait for it to finish (sluice status shows it)`, { code: REBUILD_RUNNING, context: { component: "rebuild", sink: sinkName } });
           rebuilding = true;
+          const joinsAtStart = runner.groupJoins();
           const rebuildLogger = logger.child({ component: "rebuild" });
           let guard: Awaited<ReturnType<typeof erasures.rebuildGuard>>;
           let topics: ReturnType<typeof rebuildTopics>;
@@ -181,8 +182,9 @@ async function main(): Promise<void> {
               },
               exclusive: guard.exclusive,
               ...(guard.erasures ? { erasures: guard.erasures } : {}),
-              // This process's member runs the sink here: only other processes' members refuse it.
-              sharing: { group, others: () => otherSinkProcesses(log, group, 1) },
+              // This process's member runs the sink here: only other processes' members refuse it, and any change of the group since it began
+              // (its member rejoined: a process joined or left, maybe gone again by the next check).
+              sharing: { group, others: () => otherSinkProcesses(log, group, 1), changed: () => runner.groupJoins() !== joinsAtStart },
             });
           } finally {
             guard.close();

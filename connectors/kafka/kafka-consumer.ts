@@ -103,6 +103,8 @@ export class KafkaPullConsumer implements TopicConsumer {
   /** Wakes a fetched batch waiting for room in the queue (poll took records, a seek or rebalance dropped some, close). */
   private roomWake: (() => void) | undefined;
   private joined: Promise<void>;
+  /** Times this member joined its group (every rebalance is one). */
+  private joins = 0;
   private markJoined!: () => void;
   private failure: SluiceError | undefined;
   private closed = false;
@@ -173,6 +175,10 @@ export class KafkaPullConsumer implements TopicConsumer {
       throw kafkaError(error, "start consumer", options.brokers);
     }
     return consumer;
+  }
+
+  groupJoins(): number {
+    return this.joins;
   }
 
   async poll(options: PollOptions): Promise<StoredRecord[]> {
@@ -348,6 +354,7 @@ export class KafkaPullConsumer implements TopicConsumer {
 
   /** After a rebalance kafkajs fetches every assigned partition again from the committed offsets, so what was queued is dropped. */
   private onAssignment(memberAssignment: Record<string, number[]>): void {
+    this.joins++;
     this.assigned = Object.entries(memberAssignment).flatMap(([topic, partitions]) => partitions.map((partition) => ({ topic, partition })));
     this.dropQueued(() => true);
     this.positions.clear();

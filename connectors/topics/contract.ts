@@ -139,6 +139,11 @@ export interface TopicConsumer {
   /** Partitions this member reads now (may change with Kafka group rebalances). */
   assignment(): readonly TopicPartition[];
   /**
+   * Kafka: how many times this member joined its group so far; every rebalance (another member
+   * joining or leaving, whoever it is) is one more. Absent where a group has one member (embedded).
+   */
+  groupJoins?(): number;
+  /**
    * Records this member was to read next but the log no longer held when it got there (retention
    * deleted them while it lagged, or the partition no longer reaches its position), each told once;
    * the reading went on at the first record kept. Empty when nothing was skipped.
