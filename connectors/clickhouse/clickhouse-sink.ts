@@ -284,6 +284,8 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
   /**
    * `sluice forget`: nulls the subject's personal columns in every generation of the table, in
    * every stored version of its rows (a mutation rewrites all parts), and waits for the mutation.
+   * The condition is never NULL: ClickHouse 18.16 updates the rows whose condition is NULL (a row
+   * without a subject, where toString gives NULL and `0 AND NULL` is NULL), as if it were true.
    */
   erase(request: ErasureRequest, signal: AbortSignal): Promise<null> {
     return this.#serial.run(async () => {
@@ -294,7 +296,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
         if (columns.length === 0) continue;
         await this.#conn().command(
           `ALTER TABLE ${qualified(this.#database, physical.physical)} UPDATE ${columns.map((c) => `${ident(c)} = NULL`).join(", ")} ` +
-            `WHERE toString(${ident(request.subjectColumn)}) = ${sqlString(request.subject)} AND (${columns.map((c) => `${ident(c)} IS NOT NULL`).join(" OR ")})`,
+            `WHERE ifNull(toString(${ident(request.subjectColumn)}) = ${sqlString(request.subject)}, 0) AND (${columns.map((c) => `${ident(c)} IS NOT NULL`).join(" OR ")})`,
           signal,
         );
         // Mutations run in the background (mutations_sync is not known to every server version): wait until none of the table is pending.

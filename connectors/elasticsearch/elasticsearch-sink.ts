@@ -49,7 +49,7 @@ import { NdjsonOperations } from "./ndjson-operations.ts";
 import { encodeJson, ExactSerializer } from "./json.ts";
 import { ElasticsearchStagedWrite } from "./staged-write.ts";
 import type { StagedIndex } from "./staged-write.ts";
-import { documentValue, fieldMapping, fieldNameProblem, hasExactText, sameMapping } from "./mapping.ts";
+import { documentValue, fieldMapping, fieldNameProblem, hasExactText, isAboveKeywordLimit, sameMapping } from "./mapping.ts";
 
 type Mode = "live" | "rebuild";
 
@@ -294,9 +294,10 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
         if (!index || !subject) continue;
         const fields = request.columns.filter((name) => index.columns.some((c) => c.name === name && !c.key));
         if (fields.length === 0) continue;
-        const matching = subjectFilter(subject.name, subject.type, request.subject);
+        const matching = await this.#subjectFilter(index, subject, request.subject, signal);
         if (matching === null) continue;
-        const query = { bool: { filter: [matching], should: fields.map((f) => ({ exists: { field: f } })), minimum_should_match: 1 } };
+        // Documents the filter finds that another check (exactText) shows are another subject's: left out of the next page.
+        const others: string[] = [];
         const nulls = Object.fromEntries(fields.map((f) => [f, null]));
         const failed = (reason: string) =>
           new SluiceError(`sink ${this.name}: Elasticsearch did not store the erased documents of ${index.physical}: ${reason}; run sluice forget again`, {
@@ -306,17 +307,40 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
           });
         await this.#idx().refresh(index.physical, signal);
         for (;;) {
+          const query = { bool: { filter: matching.filter, should: fields.map((f) => ({ exists: { field: f } })), minimum_should_match: 1, must_not: [...matching.mustNot, { ids: { values: others } }] } };
           const response = (await this.#call("find a subject's documents", () =>
             this.#cli().search({ index: index.physical, size: REINDEX_PAGE, version: true, query }, { signal }),
           )) as { hits: { hits: readonly FoundDocument[] } };
-          const hits = response.hits.hits;
-          if (hits.length === 0) break;
-          await this.#reindex(index, hits, (source) => ({ ...source, ...nulls }), signal, failed);
+          if (response.hits.hits.length === 0) break;
+          const hits: FoundDocument[] = [];
+          for (const hit of response.hits.hits) {
+            if (matching.exactText === null || hit._source[subject.name] === matching.exactText) hits.push(hit);
+            else others.push(hit._id);
+          }
+          if (hits.length > 0) await this.#reindex(index, hits, (source) => ({ ...source, ...nulls }), signal, failed);
           if (index.role === "live") changed += hits.length;
         }
       }
       return changed;
     });
+  }
+
+  /**
+   * How erase finds a subject's documents: `filter` and `mustNot` clauses, and the text the subject column's value in
+   * `_source` must equal (null: every document found is the subject's). A string longer than the keyword subfield's
+   * ignore_above (mapping.ts, in every index Sluice made) is not in that subfield: such documents are found by a phrase
+   * of the subject on the text field, which every document holding exactly that value matches, and kept when their
+   * `_source` holds exactly the subject (the phrase also finds longer texts and other letter cases). A subject the
+   * analyzer makes no words of cannot be a phrase: then every document whose value is not in the subfield is read.
+   */
+  async #subjectFilter(index: EsIndex, subject: TargetColumn, text: string, signal: AbortSignal): Promise<{ filter: object[]; mustNot: object[]; exactText: string | null } | null> {
+    if (subject.type.kind !== "string" || !isAboveKeywordLimit(text)) {
+      const filter = subjectFilter(subject.name, subject.type, text);
+      return filter === null ? null : { filter: [filter], mustNot: [], exactText: null };
+    }
+    const analyzed = (await this.#call("analyze a subject", () => this.#cli().indices.analyze({ index: index.physical, field: subject.name, text }, { signal }))) as { tokens?: readonly unknown[] };
+    const phrase = (analyzed.tokens ?? []).length > 0 ? [{ match_phrase: { [subject.name]: text } }] : [];
+    return { filter: phrase, mustNot: [{ exists: { field: `${subject.name}.keyword` } }], exactText: text };
   }
 
   /**
@@ -876,15 +900,14 @@ export function createElasticsearchSink(config: ElasticsearchSinkConfig, options
 
 /**
  * The filter of `sluice forget`'s documents: the subject column's value as text equal to `subject`, as the other sinks
- * compare (ErasureRequest). Strings are text with a keyword subfield: the whole value there. Decimals and unsigned 64-bit
- * integers are doubles with their exact text in the `exact` keyword subfield (mapping.ts): the whole text there ("5.0"
- * as the column holds it, not "5" or "5.00"; the double would match both, and 2^64-1 as 2^64-2). An integer's text has no
- * '+', no leading zero, no fraction, no space: any other subject names no document (null), where Elasticsearch would
- * read "05" or "5.0" as 5 and erase another subject's values. Other types by a lenient match: a subject no value of
- * the field can have (text for a number) matches nothing.
+ * compare (ErasureRequest). Decimals and unsigned 64-bit integers are doubles with their exact text in the `exact`
+ * keyword subfield (mapping.ts): the whole text there ("5.0" as the column holds it, not "5" or "5.00"; the double would
+ * match both, and 2^64-1 as 2^64-2). A uuid is a keyword in lower case. An integer's text has no '+', no leading zero,
+ * no fraction, no space: any other subject names no document (null), where Elasticsearch would read "05" or "5.0" as 5
+ * and erase another subject's values. Strings: see #subjectFilter. Other types by a lenient match.
  */
 function subjectFilter(field: string, type: LogicalType, subject: string): object | null {
-  if (type.kind === "string") return { term: { [`${field}.keyword`]: subject } };
+  if (type.kind === "string" || type.kind === "uuid") return { term: { [type.kind === "string" ? `${field}.keyword` : field]: subject } };
   if (hasExactText(type)) return { term: { [`${field}.exact`]: subject } };
   if (type.kind === "integer" && !/^(0|-?[1-9][0-9]*)$/.test(subject)) return null;
   return { match: { [field]: { query: subject, lenient: true } } };

@@ -44,6 +44,11 @@ function isUnsigned64(type: LogicalType): boolean {
   return type.kind === "integer" && type.bits === 64 && type.unsigned;
 }
 
+/** Whether a string is too long for a string field's `keyword` subfield, which leaves it out (Elasticsearch counts UTF-16 units, as String.length does). */
+export function isAboveKeywordLimit(text: string): boolean {
+  return text.length > KEYWORD_IGNORE_ABOVE;
+}
+
 /** Whether the field is a double with the value's exact text in its `exact` keyword subfield (DECIMAL). */
 export function hasExactText(type: LogicalType): boolean {
   return type.kind === "decimal" || isUnsigned64(type);
