@@ -14,7 +14,7 @@
  */
 import { SluiceError } from "../connectors/errors.ts";
 import type { TopicLog } from "../connectors/contracts.ts";
-import { localProcessToken, processTokenInText } from "../runtime/local-process.ts";
+import { isGoneLocalProcess, localProcessToken, processTokenInText } from "../runtime/local-process.ts";
 import type { ProcessToken } from "../runtime/local-process.ts";
 
 export const REBUILD_SINK_SHARED = "REBUILD_SINK_SHARED";
@@ -83,9 +83,13 @@ export function sinkSharedError(sink: string, group: string, others: readonly Ot
   );
 }
 
-/** The holds of other processes' commands on the sink's group (a daemon starting the sink waits for them to leave). */
+/**
+ * The holds of other processes' commands on the sink's group (a daemon starting the sink waits for
+ * them to leave); not one of a command on this machine that is gone (killed), which would otherwise
+ * be waited for until its session times out (the sink's consumer removes it when it joins).
+ */
 export async function otherHolds(log: TopicLog, group: string): Promise<OtherSinkProcess[]> {
-  return (await otherSinkProcesses(log, group, 0)).filter((other) => other.heldFor !== null);
+  return (await otherSinkProcesses(log, group, 0)).filter((other) => other.heldFor !== null && !isGoneLocalProcess(processTokenInText(other.clientId)));
 }
 
 export function describeHolds(holds: readonly OtherSinkProcess[]): string {

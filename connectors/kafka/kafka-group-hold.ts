@@ -4,10 +4,10 @@
  * so that every process looking at the group sees the command as one of the sink's processes, and
  * a daemon about to start the sink can tell it apart (its client id says what it holds for).
  *
- * It subscribes to the never-written capture-lease topic, never the sink's data topics: alone in
- * the group it is assigned an empty partition, and should a sink process join meanwhile, each
- * member drops the partitions of topics it did not subscribe to (kafkajs), so nothing is read or
- * committed. Every member joining or leaving the group makes the coordinator rebalance, which the
+ * It subscribes to the never-written capture-lease topic, and to the topics the group keeps offsets
+ * of (`keptTopics`, paused at once: nothing of them is read), since a stable group's offsets of
+ * topics no member subscribes to expire; it commits nothing. Should a sink process join meanwhile,
+ * each member drops the partitions of topics it did not subscribe to (kafkajs). Every member joining or leaving the group makes the coordinator rebalance, which the
  * hold sees as a join of its own: `changed()` tells a command that the group's membership changed
  * since it joined, even when the process that joined is gone again by the time it looks.
  */
@@ -36,6 +36,8 @@ export interface GroupHoldOptions {
   readonly group: string;
   /** A topic that exists and is never written. */
   readonly topic: string;
+  /** Topics the group has offsets of (they must exist): subscribed too, paused, so the coordinator keeps their offsets. */
+  readonly keptTopics?: readonly string[];
   readonly brokers: readonly string[];
   readonly logger: Logger;
   /** How long to wait for the first assignment. */
@@ -59,6 +61,7 @@ export class KafkaGroupHold implements GroupHold {
       sessionTimeout,
       heartbeatInterval: Math.min(3_000, Math.floor(sessionTimeout / 5)),
       maxBytes: 64 * 1024,
+      maxBytesPerPartition: 64 * 1024,
       maxWaitTimeInMs: 500,
       allowAutoTopicCreation: false,
       retry: { retries: 5, initialRetryTime: 200, maxRetryTime: 2_000, restartOnFailure: async () => false },
@@ -67,6 +70,7 @@ export class KafkaGroupHold implements GroupHold {
     let joined!: () => void;
     let failed!: (error: unknown) => void;
     const first = new Promise<void>((resolve, reject) => ((joined = resolve), (failed = reject)));
+    const kept = (options.keptTopics ?? []).filter((topic) => topic !== options.topic);
     consumer.on(consumer.events.GROUP_JOIN, () => {
       hold.joins++;
       joined();
@@ -80,8 +84,10 @@ export class KafkaGroupHold implements GroupHold {
     let timer: NodeJS.Timeout | undefined;
     try {
       await consumer.connect();
-      await consumer.subscribe({ topics: [options.topic], fromBeginning: false });
+      await consumer.subscribe({ topics: [options.topic, ...kept], fromBeginning: false });
       await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: async ({ pause }) => void pause() });
+      // A whole topic paused stays paused whatever the group assigns later; a batch fetched before this is skipped (kafkajs).
+      if (kept.length > 0) consumer.pause(kept.map((topic) => ({ topic })));
       await Promise.race([
         first,
         new Promise<never>((_, reject) => {

@@ -806,14 +806,21 @@ export class KafkaTopicLog implements TopicLog {
 
   async releaseLease(): Promise<void> {}
 
-  /** A member of `group` on the never-written capture-lease topic, its client id marked (kafka-group-hold.ts). */
+  /**
+   * A member of `group` on the never-written capture-lease topic, its client id marked
+   * (kafka-group-hold.ts), also subscribed (paused) to every existing topic the group has offsets
+   * of: the coordinator expires at once a stable group's offsets of topics no member subscribes to
+   * and last committed longer ago than offsets.retention.minutes (a quiet table's).
+   */
   async holdGroup(group: string, purpose: string): Promise<GroupHold> {
     if (this.closed) throw closedError();
     const token = localProcessToken();
     const clientId = `${this.config.client_id}.${holdClientIdPart(purpose)}${token === null ? "" : `.${processTokenText(token)}`}`;
     const kafka = createKafkaClient({ ...this.config, client_id: clientId }, this.logger);
+    const existing = new Set(await this.topicNames());
+    const kept = [...new Set((await this.committedOffsets(group)).map((o) => o.topic))].filter((topic) => existing.has(topic));
     await removeGoneMembers(kafka, group, (member) => isGoneLocalProcess(processTokenInText(member.clientId)), this.logger);
-    return KafkaGroupHold.join({ kafka, group, topic: captureLeaseTopic(this.deployment), brokers: this.config.brokers, logger: this.logger });
+    return KafkaGroupHold.join({ kafka, group, topic: captureLeaseTopic(this.deployment), keptTopics: kept, brokers: this.config.brokers, logger: this.logger });
   }
 
   async close(): Promise<void> {
