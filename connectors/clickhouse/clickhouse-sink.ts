@@ -28,6 +28,7 @@ import { beforeHalt, earlierPlace, failedRowPlace } from "../sinks/halt-place.ts
 import type { HaltPlace } from "../sinks/halt-place.ts";
 import { applyUntilRejected, isolateRejected } from "../sinks/isolate.ts";
 import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
+import { refuseSubjectColumn } from "../sinks/subject-column.ts";
 import { TargetClaims } from "../sinks/target-claims.ts";
 import { cellOf, positionLabel } from "../sinks/rows.ts";
 import { Serial } from "../sinks/serial.ts";
@@ -291,7 +292,9 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     return this.#serial.run(async () => {
       const target = this.#target(request.table);
       for (const physical of this.#tables.values()) {
-        if (physical.target !== target || !physical.columns.some((c) => c.name === request.subjectColumn)) continue;
+        const subject = physical.target === target ? physical.columns.find((c) => c.name === request.subjectColumn) : undefined;
+        if (subject === undefined) continue;
+        refuseSubjectColumn(this.name, tableLabel(request.table), subject);
         const columns = request.columns.filter((name) => physical.columns.some((c) => c.name === name && !c.key));
         if (columns.length === 0) continue;
         await this.#conn().command(

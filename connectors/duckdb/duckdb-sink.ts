@@ -29,6 +29,7 @@ import { beforeHalt, earlierPlace, failedRowPlace } from "../sinks/halt-place.ts
 import type { HaltPlace } from "../sinks/halt-place.ts";
 import { isolateRejected } from "../sinks/isolate.ts";
 import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
+import { refuseSubjectColumn } from "../sinks/subject-column.ts";
 import { TargetClaims } from "../sinks/target-claims.ts";
 import { cellOf, positionLabel } from "../sinks/rows.ts";
 import { Serial } from "../sinks/serial.ts";
@@ -732,6 +733,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       signal.throwIfAborted();
       const target = this.#target(request.table);
       const physicals = [...this.#tables.values()].filter((t) => t.target === target && t.columns.some((c) => c.name === request.subjectColumn));
+      for (const physical of physicals) refuseSubjectColumn(this.name, tableLabel(request.table), physical.columns.find((c) => c.name === request.subjectColumn)!);
       let changed = 0;
       await this.#transaction(true, async () => {
         for (const physical of physicals) {

@@ -33,6 +33,7 @@ import { CATALOG_MISMATCH, errorMessage, rebuildState, rowRejected, schemaUnsupp
 import { Failures } from "../sinks/failures.ts";
 import { keyId } from "../sinks/keys.ts";
 import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
+import { refuseSubjectColumn } from "../sinks/subject-column.ts";
 import { positionLabel } from "../sinks/rows.ts";
 import { Serial } from "../sinks/serial.ts";
 import { TargetClaims } from "../sinks/target-claims.ts";
@@ -294,6 +295,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
         if (!index || !subject) continue;
         const fields = request.columns.filter((name) => index.columns.some((c) => c.name === name && !c.key));
         if (fields.length === 0) continue;
+        refuseSubjectColumn(this.name, tableLabel(request.table), subject);
         const matching = await this.#subjectFilter(index, subject, request.subject, signal);
         if (matching === null) continue;
         // Documents the filter finds that another check (exactText) shows are another subject's: left out of the next page.
@@ -904,7 +906,7 @@ export function createElasticsearchSink(config: ElasticsearchSinkConfig, options
  * keyword subfield (mapping.ts): the whole text there ("5.0" as the column holds it, not "5" or "5.00"; the double would
  * match both, and 2^64-1 as 2^64-2). A uuid is a keyword in lower case. An integer's text has no '+', no leading zero,
  * no fraction, no space: any other subject names no document (null), where Elasticsearch would read "05" or "5.0" as 5
- * and erase another subject's values. Strings: see #subjectFilter. Other types by a lenient match.
+ * and erase another subject's values. Strings: see #subjectFilter. Other types are refused before (subject-column.ts).
  */
 function subjectFilter(field: string, type: LogicalType, subject: string): object | null {
   if (type.kind === "string" || type.kind === "uuid") return { term: { [type.kind === "string" ? `${field}.keyword` : field]: subject } };

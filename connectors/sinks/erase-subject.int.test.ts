@@ -1,7 +1,7 @@
 /**
  * `sluice forget` erases the same rows in every sink: the rows whose subject column reads as exactly the subject's text
- * (docs/governance.md), for each type a subject column can have, on the real DuckDB (embedded), ClickHouse and
- * Elasticsearch.
+ * (subject-column.ts), for each type a subject column can have, on the real DuckDB (embedded), ClickHouse and
+ * Elasticsearch. A subject column of a type that cannot be matched exactly is refused by each sink's erasure.
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -19,6 +19,7 @@ import { OFFSETS_INDEX } from "../elasticsearch/config.ts";
 import { ElasticsearchSink } from "../elasticsearch/elasticsearch-sink.ts";
 import { ExactSerializer } from "../elasticsearch/json.ts";
 import type { Row } from "../contracts.ts";
+import { SluiceError } from "../errors.ts";
 import type { ErasableSink } from "./contract.ts";
 import { renderTarget } from "./naming.ts";
 import { testLogger, testSinkConfig } from "./test-config.ts";
@@ -139,6 +140,25 @@ for (const [kind, make] of Object.entries(targets)) {
         for (const [column, subject] of EXACT) assert.ok([1, null].includes(await erase(column, subject)), `${column} ${JSON.stringify(subject).slice(0, 40)} erases one row`);
         const erased = (await rows(renderTarget("{table}", events.schema))).filter(([, email]) => email === null).map(([id]) => id);
         assert.deepEqual(erased.sort((a, b) => a - b), EXACT.map(([, , id]) => id).sort((a, b) => a - b));
+      } finally {
+        await sink.close();
+      }
+    });
+
+    test("a subject column of a type that cannot be matched exactly (float, date) is refused (SINK_ERASE_UNSUPPORTED), not matched loosely or reported erased", async () => {
+      const { sink } = make();
+      const signal = AbortSignal.timeout(60_000);
+      await sink.open(signal);
+      try {
+        const events = new Events(tableSchema(randomTableName("refused"), [["id", "integer"], ["s_float", "double precision"], ["s_date", "date"], ["email", "text"]]));
+        assert.deepEqual((await sink.write([events.insert(1n, { id: 1, s_float: 5, s_date: 19_000, email: "a@x.io" })], signal)).failures, []);
+        for (const [column, subject] of [["s_float", "5"], ["s_date", "19000"], ["s_date", "2022-01-08"]] as const) {
+          await assert.rejects(
+            sink.erase({ table: events.schema, subjectColumn: column, subject, columns: ["email"] }, signal),
+            (e: unknown) => e instanceof SluiceError && e.code === "SINK_ERASE_UNSUPPORTED" && e.message.includes(`subject column ${column}`),
+            `${column} ${subject}`,
+          );
+        }
       } finally {
         await sink.close();
       }

@@ -160,6 +160,29 @@ test("a personal key column or a missing subject column halts the table (SCHEMA_
   }
 });
 
+test("a subject column of a type no sink can match exactly (float, date, timestamp) halts the table; integer, decimal, text and uuid are taken", async () => {
+  // A float subject 5 is keyed "5" here and reads "5.0" in DuckDB: forget --subject 5 destroyed the key and DuckDB kept the
+  // values; a date is keyed by its day count (19000), which DuckDB and ClickHouse read as 2022-01-08 and Elasticsearch as a date.
+  const log = await EmbeddedTopicLog.open({ path: join(dir, "subject-types.db"), logger, maintenanceIntervalMs: 0 });
+  try {
+    const capture = new PersonalDataEncryptor({ name: "pg", governance } as never, lazyKeyStore(config, log, { create: true }));
+    const typed = (dbType: string): TableSchema => ({ ...schema, columns: schema.columns.map((c) => (c.name === "customer_id" ? { ...c, dbType } : c)) });
+    for (const [dbType, value] of [["double precision", 5], ["real", 5], ["date", 19_000], ["timestamp with time zone", 1_700_000_000_000_000n], ["boolean", true]] as const) {
+      await assert.rejects(
+        capture.apply(event({ id: 1, customer_id: value, email: "a@x.io", phone: null, city: null }, null, typed(dbType))),
+        (e: unknown) => e instanceof SluiceError && e.code === "SCHEMA_UNSUPPORTED" && e.context["column"] === "customer_id" && new RegExp(`subject column customer_id \\(${dbType}\\) cannot name a data subject`).test(e.message),
+        dbType,
+      );
+    }
+    for (const [dbType, value] of [["numeric(10,2)", "5.00"], ["text", "ann"], ["uuid", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"], ["integer", 5]] as const) {
+      const published = await capture.apply(event({ id: 1, customer_id: value, email: "a@x.io", phone: null, city: null }, null, typed(dbType)));
+      assert.ok(isSealed(published.after!["email"]) || isEncrypted(published.after!["email"]), dbType);
+    }
+  } finally {
+    await log.close();
+  }
+});
+
 test("a personal column the table does not have (renamed at the source, misspelt) halts the table instead of publishing the column under its new name in clear", async () => {
   // Found on a live deployment: ALTER TABLE customers RENAME COLUMN email TO mail put every later mail in clear in the topics and all three sinks.
   const log = await EmbeddedTopicLog.open({ path: join(dir, "renamed.db"), logger, maintenanceIntervalMs: 0 });

@@ -8,6 +8,8 @@
 import type { ChangeEvent, ColumnSchema, ColumnValue, Row, TableSchema } from "../../connectors/contracts.ts";
 import { tableName, UNCHANGED } from "../../connectors/contracts.ts";
 import { SluiceError } from "../../connectors/errors.ts";
+import { logicalType } from "../../connectors/sinks/logical-type.ts";
+import { subjectTypeProblem, subjectTypeRefusal } from "../../connectors/sinks/subject-column.ts";
 import type { TopicLog } from "../../connectors/contracts.ts";
 import type { SluiceConfig, SourceConfig } from "../../config/schema.ts";
 import { valueText } from "./transforms.ts";
@@ -555,7 +557,11 @@ export class PersonalDataEncryptor {
         new SluiceError(`table ${table}: ${message} (governance.tables.${table}.personal)`, { code: "SCHEMA_UNSUPPORTED", context: { component: "capture", source: schema.source, table, column } });
       const keyed = personal.columns.filter((column) => schema.key.includes(column));
       if (keyed.length > 0) throw unsupported(`column ${keyed[0]} of the key cannot be personal: the key identifies the row in every topic and sink, in clear. Give the table another key`, keyed[0]!);
-      if (!schema.columns.some((c) => c.name === personal.subject)) throw unsupported(`the subject column ${personal.subject} is not a column of the table`, personal.subject);
+      const subject = schema.columns.find((c) => c.name === personal.subject);
+      if (!subject) throw unsupported(`the subject column ${personal.subject} is not a column of the table`, personal.subject);
+      // A subject no sink can match exactly would be forgotten by its key and not in the sinks, or the other way round.
+      const problem = subjectTypeProblem(logicalType(subject.dbType, schema.sourceKind));
+      if (problem !== null) throw unsupported(subjectTypeRefusal(subject.name, subject.dbType, problem), subject.name);
       // A personal column renamed at the source (or misspelt here) would otherwise go out in clear under its new name.
       const absent = absentColumns(personal.columns, schema.columns);
       if (absent.length > 0) throw unsupported(absentGoverned(table, schema.source, absent, "personal", "personal.columns"), absent[0]!);
