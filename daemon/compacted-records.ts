@@ -21,6 +21,7 @@
  */
 import type { ChangeEvent, ProducedRecord, StoredRecord } from "../connectors/contracts.ts";
 import { UNCHANGED } from "../connectors/contracts.ts";
+import { ABSENT, InPlaceRecord } from "../connectors/topics/in-place-record.ts";
 import type { SchemaRegistry } from "../schema-registry/index.ts";
 import { createAvroType } from "../schema-registry/avro-runtime.ts";
 import { encodeFramed, HEADER_LENGTH, MAGIC_BYTE } from "../schema-registry/wire-format.ts";
@@ -100,8 +101,8 @@ export class CompactedRecordReader {
   private readonly truncateKeyIds = new Map<number, Promise<boolean>>();
   /** The answers of truncateKeyIds once known: read without a promise per record. */
   private readonly truncateKeyAnswers = new Map<number, boolean>();
-  /** Per topic and partition, the record read last (records of one partition are read in order); updated in place. */
-  private readonly previous = new Map<string, Map<number, { offset: bigint; value: Uint8Array | null }>>();
+  /** Per topic and partition, the record read last (records of one partition are read in order). */
+  private readonly previous = new Map<string, Map<number, StoredRecord>>();
 
   constructor(registry: Pick<SchemaRegistry, "getById">) {
     this.registry = registry;
@@ -114,36 +115,36 @@ export class CompactedRecordReader {
       partitions = new Map();
       this.previous.set(record.topic, partitions);
     }
-    const last = partitions.get(record.partition);
-    const beforeOffset = last?.offset;
-    const beforeValue = last?.value ?? null;
-    if (last === undefined) partitions.set(record.partition, { offset: record.offset, value: record.value });
-    else {
-      last.offset = record.offset;
-      last.value = record.value;
+    const before = partitions.get(record.partition);
+    partitions.set(record.partition, record);
+    const carried = isTombstone(record) ? record.headers?.[DELETE_HEADER] : undefined;
+    if (carried !== undefined) {
+      // The delete itself was the record just before: the tombstone adds nothing (applying it again would only count twice).
+      const beforeValue = before !== undefined && before.offset === record.offset - 1n ? before.value : null;
+      if (beforeValue !== null && Buffer.compare(beforeValue, carried) === 0) return { key: record.key, value: null };
+      const key = record.key;
+      return key === null ? { key, value: carried } : this.withoutTruncateKey(keySchemaId(key, 0, key.length), { key, value: carried });
     }
-    const carried = record.value === null ? record.headers?.[DELETE_HEADER] : undefined;
-    // The delete itself was the record just before: the tombstone adds nothing (applying it again would only count twice).
-    if (carried && beforeOffset === record.offset - 1n && beforeValue !== null && Buffer.compare(beforeValue, carried) === 0) return { key: record.key, value: null };
-    const value = record.value ?? carried ?? null;
-    const key = record.key;
-    // The record itself when it is its own normalized form (nearly every record): no object per record.
-    const same: Normalized = value === record.value ? record : { key, value };
-    if (value === null || key === null) return same;
-    const truncate = this.truncateKeyNow(key);
-    if (truncate !== undefined) return truncate ? { key: null, value } : same;
-    return this.isTruncateKey(key).then((known) => (known ? { key: null, value } : same));
+    // The record itself is its normalized form (nearly every record): no object per record, and its key and value
+    // are read where they are (in-place-record.ts).
+    if (isTombstone(record)) return record;
+    let id: number | null;
+    if (record instanceof InPlaceRecord) {
+      const keyStart = record.keyStart;
+      id = keyStart === ABSENT ? null : keySchemaId(record.bytes, keyStart, record.keyEnd);
+    } else id = record.key === null ? null : keySchemaId(record.key, 0, record.key.length);
+    return this.withoutTruncateKey(id, record);
   }
 
-  /** Whether the key is a truncate's, when its schema id is known already; undefined when it must be fetched. */
-  private truncateKeyNow(key: Uint8Array): boolean | undefined {
-    if (key.length < HEADER_LENGTH || key[0] !== MAGIC_BYTE) return false;
-    return this.truncateKeyAnswers.get(schemaIdOf(key));
+  /** `normalized` without its key when that key is a truncate's (`id`: the key's schema id, null when it has none). */
+  private withoutTruncateKey(id: number | null, normalized: Normalized): Normalized | Promise<Normalized> {
+    if (id === null) return normalized;
+    const truncate = this.truncateKeyAnswers.get(id);
+    if (truncate !== undefined) return truncate ? { key: null, value: normalized.value } : normalized;
+    return this.isTruncateKey(id).then((known) => (known ? { key: null, value: normalized.value } : normalized));
   }
 
-  private isTruncateKey(key: Uint8Array): Promise<boolean> {
-    if (key.length < HEADER_LENGTH || key[0] !== MAGIC_BYTE) return Promise.resolve(false);
-    const id = schemaIdOf(key);
+  private isTruncateKey(id: number): Promise<boolean> {
     let known = this.truncateKeyIds.get(id);
     if (!known) {
       known = this.registry.getById(id).then((text) => {
@@ -160,7 +161,12 @@ export class CompactedRecordReader {
   }
 }
 
-/** The schema id of a framed record (bytes 1-4, big-endian), read without a Buffer view. */
-function schemaIdOf(framed: Uint8Array): number {
-  return ((framed[1]! << 24) >>> 0) + (framed[2]! << 16) + (framed[3]! << 8) + framed[4]!;
+function isTombstone(record: StoredRecord): boolean {
+  return record instanceof InPlaceRecord ? record.valueStart === ABSENT : record.value === null;
+}
+
+/** The schema id of a framed key at `start` to `end` of `bytes` (bytes 1-4, big-endian), read without a view; null when it is not framed. */
+function keySchemaId(bytes: Uint8Array, start: number, end: number): number | null {
+  if (end - start < HEADER_LENGTH || bytes[start] !== MAGIC_BYTE) return null;
+  return ((bytes[start + 1]! << 24) >>> 0) + (bytes[start + 2]! << 16) + (bytes[start + 3]! << 8) + bytes[start + 4]!;
 }

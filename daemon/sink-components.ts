@@ -9,6 +9,7 @@ import type { SinkConfig, SluiceConfig } from "../config/schema.ts";
 import type { ChangeEvent, Sink, StoredRecord, TopicLog } from "../connectors/contracts.ts";
 import { someReading } from "../connectors/common/table-label.ts";
 import { tableMatcher } from "../connectors/common/table-patterns.ts";
+import { InPlaceRecord } from "../connectors/topics/in-place-record.ts";
 import { controlTopic, sinkGroup } from "../connectors/topics/names.ts";
 import { ChangeEventDecoder } from "../schema-registry/event-codec.ts";
 import type { SchemaRegistry } from "../schema-registry/registry.ts";
@@ -85,6 +86,8 @@ export function recordDecoder(registry: Pick<SchemaRegistry, "getById">, persona
     if (controlledTopic(record) !== null) return decoder.decode(null, record.value, record.headers);
     const normalized = compacted.normalize(record);
     if (normalized instanceof Promise) return normalized.then(({ key, value }) => decoder.decode(key, value, record.headers));
+    // Nearly every record is its own normalized form: one the Kafka consumer made is read in place, without views.
+    if (normalized instanceof InPlaceRecord) return decoder.decodeIn(normalized.bytes, normalized.keyStart, normalized.keyEnd, normalized.valueStart, normalized.valueEnd, record.headers);
     return decoder.decode(normalized.key, normalized.value, record.headers);
   };
   if (!personal) return { decode };

@@ -19,6 +19,7 @@ import type { StagedWrite, TransactionalSink } from "../connectors/sinks/contrac
 import { isStaging } from "../connectors/sinks/contract.ts";
 import { CATALOG_MISMATCH, liftsByItself, SCHEMA_UNSUPPORTED, TARGET_BLOCKED, TARGET_REPLACED } from "../connectors/sinks/errors.ts";
 import type { TopicConsumer } from "../connectors/topics/contract.ts";
+import { storedBytes } from "../connectors/topics/in-place-record.ts";
 import { RECORD_TOO_LARGE } from "../connectors/topics/spec.ts";
 import { backoffDelay, retry, sleep } from "../runtime/backoff.ts";
 import type { BackoffPolicy } from "../runtime/backoff.ts";
@@ -939,7 +940,7 @@ export class SinkRunner {
     const { maxRows, maxBytes } = this.options.batch;
     if (records.length === 0 || records.length >= maxRows) return records;
     let bytes = 0;
-    for (const record of records) bytes += (record.key?.length ?? 0) + (record.value?.length ?? 0);
+    for (const record of records) bytes += storedBytes(record);
     if (bytes >= maxBytes) return records;
     await new Promise((resolve) => setImmediate(resolve));
     if (stop.aborted) return records;

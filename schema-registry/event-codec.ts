@@ -21,7 +21,7 @@ import { AvroValueError } from "./schema-errors.ts";
 import { tableSchemaFromAvro } from "./table-from-avro.ts";
 import { mapTable } from "./table-mapping.ts";
 import type { TableAvroMapping, TableMappingOptions } from "./table-mapping.ts";
-import { encodeFramed, schemaIdOf } from "./wire-format.ts";
+import { encodeFramed, schemaIdIn, schemaIdOf } from "./wire-format.ts";
 import { FastEventEncoder } from "./envelope-writer.ts";
 
 export interface EncodedEvent {
@@ -205,6 +205,27 @@ export class ChangeEventDecoder {
       }
     }
     return this.decodeLater(key, envelope, headers);
+  }
+
+  /**
+   * decode() of a record whose key and value lie in `bytes` (a record read in place,
+   * connectors/topics/in-place-record.ts; a start of -1: null), read there without a view.
+   */
+  decodeIn(bytes: Buffer, keyStart: number, keyEnd: number, valueStart: number, valueEnd: number, headers?: Readonly<Record<string, Uint8Array>>): ChangeEvent | null | Promise<ChangeEvent | null> {
+    const hasKey = keyStart >= 0;
+    if (valueStart >= 0) {
+      const plan = this.plans.get(schemaIdIn(bytes, valueStart, valueEnd));
+      if (plan !== undefined) {
+        const record = this.framed.valueIn(bytes, valueStart, valueEnd, plan.reader ?? undefined);
+        const keyRecord = hasKey && plan.mapping.keyCodec ? this.framed.valueIn(bytes, keyStart, keyEnd) : null;
+        if (record !== NOT_YET && keyRecord !== NOT_YET) {
+          const keyRow = keyRecord === null ? undefined : plan.mapping.keyCodec!.fromAvro(keyRecord as AvroRecordValue);
+          return fromEnvelope(record as AvroRecordValue, plan.mapping, keyRow, headers);
+        }
+      }
+    }
+    // A table's first records (its schemas fetched), tombstones: through views.
+    return this.decode(hasKey ? bytes.subarray(keyStart, keyEnd) : null, valueStart < 0 ? null : bytes.subarray(valueStart, valueEnd), headers);
   }
 
   private async decodeLater(key: Uint8Array | null, envelope: Uint8Array, headers?: Readonly<Record<string, Uint8Array>>): Promise<ChangeEvent | null> {

@@ -6,7 +6,7 @@ import { createRequire } from "node:module";
 import type { Type } from "avsc";
 import { createAvroType } from "./avro-runtime.ts";
 import type { SchemaRegistry } from "./registry.ts";
-import { HEADER_LENGTH, schemaIdOf } from "./wire-format.ts";
+import { HEADER_LENGTH, schemaIdIn, schemaIdOf } from "./wire-format.ts";
 
 type Resolver = ReturnType<Type["createResolver"]>;
 
@@ -67,16 +67,28 @@ export class FramedDecoder {
     return writer === undefined ? NOT_YET : this.read(message, schemaId, writer, reader);
   }
 
-  /**
-   * The payload read where it is, after the header (a view of it per message, twice a change, was
-   * garbage for a sink thread's collector), and checked as Type.fromBuffer checks a whole buffer.
-   */
+  /** valueNow of the message from `start` to `end` of `buffer` (a record read in place: no view of it). */
+  valueIn(buffer: Buffer, start: number, end: number, reader?: Type): unknown {
+    const schemaId = schemaIdIn(buffer, start, end);
+    const writer = this.readyTypes.get(schemaId);
+    return writer === undefined ? NOT_YET : this.readRange(buffer, start, end, schemaId, writer, reader);
+  }
+
   private read(message: Uint8Array, schemaId: number, writer: Type, reader: Type | undefined): unknown {
     const buffer = Buffer.isBuffer(message) ? message : Buffer.from(message.buffer, message.byteOffset, message.byteLength);
+    return this.readRange(buffer, 0, buffer.length, schemaId, writer, reader);
+  }
+
+  /**
+   * The payload read where it is, after the header (a view of it per message, twice a change, was
+   * garbage for a sink thread's collector), and checked as Type.fromBuffer checks a whole buffer:
+   * a message that ends before its value does is refused even when more bytes follow in `buffer`.
+   */
+  private readRange(buffer: Buffer, start: number, end: number, schemaId: number, writer: Type, reader: Type | undefined): unknown {
     const resolver = reader ? this.resolverFor(reader, schemaId, writer) : null;
     // What Type.decode does (avsc 5.7 lib/types.js), on the one cursor.
     TAP.buf = buffer;
-    TAP.pos = HEADER_LENGTH;
+    TAP.pos = start + HEADER_LENGTH;
     let value: unknown;
     let offset: number;
     try {
@@ -85,8 +97,8 @@ export class FramedDecoder {
     } finally {
       TAP.buf = NO_BYTES;
     }
-    if (offset > buffer.length) throw new Error("truncated buffer");
-    if (offset < buffer.length) throw new Error("trailing data");
+    if (offset > end) throw new Error("truncated buffer");
+    if (offset < end) throw new Error("trailing data");
     return value;
   }
 

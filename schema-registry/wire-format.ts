@@ -24,9 +24,14 @@ export function unframe(message: Uint8Array): { schemaId: number; payload: Buffe
 
 /** The schema id of a framed message, checked as unframe does, without a view of its payload. */
 export function schemaIdOf(message: Uint8Array): number {
-  if (message.length < HEADER_LENGTH) throw new AvroValueError(`message of ${message.length} bytes is too short for the schema-id header`);
-  if (message[0] !== MAGIC_BYTE) throw new AvroValueError(`message starts with byte ${message[0]}, not the magic byte ${MAGIC_BYTE}`);
-  return ((message[1]! << 24) >>> 0) + (message[2]! << 16) + (message[3]! << 8) + message[4]!;
+  return schemaIdIn(message, 0, message.length);
+}
+
+/** schemaIdOf of the message from `start` to `end` of `bytes`. */
+export function schemaIdIn(bytes: Uint8Array, start: number, end: number): number {
+  if (end - start < HEADER_LENGTH) throw new AvroValueError(`message of ${end - start} bytes is too short for the schema-id header`);
+  if (bytes[start] !== MAGIC_BYTE) throw new AvroValueError(`message starts with byte ${bytes[start]}, not the magic byte ${MAGIC_BYTE}`);
+  return ((bytes[start + 1]! << 24) >>> 0) + (bytes[start + 2]! << 16) + (bytes[start + 3]! << 8) + bytes[start + 4]!;
 }
 
 let scratch = Buffer.allocUnsafe(64 * 1024);

@@ -63,3 +63,12 @@ test("the fetch response's message array, shared with the batch, is let go of to
   assert.equal(messages.length, 1);
   assert.equal((messages[0] as { offset: string }).offset, "2");
 });
+
+test("the message a released batch keeps holds no view of the fetch response", () => {
+  const batch = batchOf(0, [message(0), message(1), message(2)]);
+  releaseMessages(batch);
+  for (const kept of [...batch.messages, ...batch.messagesWithinOffset, ...batch.rawMessages] as { key: unknown; value: unknown }[]) {
+    assert.equal(kept.key, null);
+    assert.equal(kept.value, null);
+  }
+});

@@ -14,6 +14,7 @@ import { ConnectionError, SluiceError } from "../errors.ts";
 import type { PollOptions, SeekTarget, SkippedRecords, StoredRecord, TopicConsumer, TopicPartition, TopicPartitionOffset } from "../topics/contract.ts";
 import { kafkaError } from "./kafka-errors.ts";
 import { onOffsetReset } from "./offset-resets.ts";
+import { ABSENT, FetchedBatch, InPlaceRecord, storedBytes } from "../topics/in-place-record.ts";
 // kafkajs decodes a batch the log cleaner emptied to nothing, losing its offsets: this keeps them.
 import "./emptied-batches.ts";
 
@@ -262,11 +263,9 @@ export class KafkaPullConsumer implements TopicConsumer {
     const key = tpKey(batch.topic, batch.partition);
     const first = batch.messages[0]?.offset ?? batch.firstOffset();
     const next = BigInt(batch.lastOffset()) + 1n;
-    let bytes = 0;
-    const records = batch.messages.map((message): StoredRecord => {
-      bytes += (message.key?.length ?? 0) + (message.value?.length ?? 0) + this.recordOverhead;
-      return storedRecordOf(batch.topic, batch.partition, message);
-    });
+    const records = inPlaceRecordsOf(batch.topic, batch.partition, batch.messages);
+    let bytes = records.length * this.recordOverhead;
+    for (const record of records) bytes += storedBytes(record);
     releaseMessages(batch);
     // The queue is full: hold this batch (kafkajs fetches again only after it is handed over) until
     // poll() makes room, heartbeating meanwhile so a slow sink keeps its partitions; a heartbeat
@@ -326,7 +325,7 @@ export class KafkaPullConsumer implements TopicConsumer {
       let last: StoredRecord | undefined;
       while (chunk.index < chunk.records.length && out.length < maxRecords) {
         const record = chunk.records[chunk.index]!;
-        const size = (record.key?.length ?? 0) + (record.value?.length ?? 0) + RECORD_OVERHEAD;
+        const size = storedBytes(record) + RECORD_OVERHEAD;
         if (out.length > 0 && bytes + size > maxBytes) {
           full = true;
           break;
@@ -431,6 +430,48 @@ export function storedRecordOf(topic: string, partition: number, message: KafkaM
 }
 
 /**
+ * A fetched batch's messages as records over one buffer holding just their keys and values (and a
+ * copy of each header value): no Buffer view per record, and nothing of the fetch response kept
+ * (in-place-record.ts says why).
+ */
+export function inPlaceRecordsOf(topic: string, partition: number, messages: readonly KafkaMessage[]): InPlaceRecord[] {
+  const count = messages.length;
+  let total = 0;
+  let anyHeaders = false;
+  for (const message of messages) {
+    total += (message.key?.length ?? 0) + (message.value?.length ?? 0);
+    if (!anyHeaders && message.headers && hasAny(message.headers)) anyHeaders = true;
+  }
+  // Its own memory, not a slice of Node's shared pool: it lives as long as the batch's last record.
+  const bytes = Buffer.allocUnsafeSlow(total);
+  const ranges = new Int32Array(4 * count);
+  const offsets = new BigInt64Array(count);
+  const timestamps = new Float64Array(count);
+  const headers = anyHeaders ? new Array<Readonly<Record<string, Uint8Array>> | undefined>(count) : null;
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    const message = messages[i]!;
+    const key = message.key ?? null;
+    ranges[4 * i] = key === null ? ABSENT : at;
+    if (key !== null) at += key.copy(bytes, at);
+    ranges[4 * i + 1] = at;
+    const value = message.value ?? null;
+    ranges[4 * i + 2] = value === null ? ABSENT : at;
+    if (value !== null) at += value.copy(bytes, at);
+    ranges[4 * i + 3] = at;
+    offsets[i] = BigInt(message.offset);
+    timestamps[i] = Number(message.timestamp);
+    if (headers !== null && message.headers && hasAny(message.headers)) {
+      headers[i] = Object.fromEntries(Object.entries(message.headers).map(([name, header]) => [name, Buffer.from(toBytes(header))]));
+    }
+  }
+  const batch = new FetchedBatch(topic, partition, bytes, ranges, offsets, timestamps, headers);
+  const records = new Array<InPlaceRecord>(count);
+  for (let i = 0; i < count; i++) records[i] = new InPlaceRecord(batch, i);
+  return records;
+}
+
+/**
  * Lets go of kafkajs's message objects of a batch once its records are made: a batch waits in
  * eachBatch for room in the read-ahead while the sink writes (the normal state of a sink working
  * through a backlog), and kafkajs's batch (its three message arrays, the first shared with the
@@ -440,12 +481,19 @@ export function storedRecordOf(topic: string, partition: number, message: KafkaM
  * isEmpty*; the END_BATCH_PROCESS payload was made before eachBatch).
  */
 export function releaseMessages(batch: EachBatchPayload["batch"]): void {
-  const arrays = batch as unknown as { messages: unknown[]; messagesWithinOffset?: unknown[]; rawMessages?: unknown[] };
+  const arrays = batch as unknown as { messages: KafkaMessage[]; messagesWithinOffset?: KafkaMessage[]; rawMessages?: KafkaMessage[] };
   for (const messages of [arrays.messages, arrays.messagesWithinOffset, arrays.rawMessages]) {
-    if (messages === undefined || messages.length <= 1) continue;
-    messages[0] = messages[messages.length - 1];
+    if (messages === undefined || messages.length === 0) continue;
+    // The message kept has no key or value: their views would keep the whole fetch response.
+    messages[0] = keptMessage(messages[messages.length - 1]!);
     messages.length = 1;
   }
+}
+
+/** What kafkajs reads of a message after eachBatch (its offset, whether a control record). */
+function keptMessage(message: KafkaMessage): KafkaMessage {
+  const { offset, isControlRecord } = message as KafkaMessage & { isControlRecord?: boolean };
+  return { offset, isControlRecord, key: null, value: null, timestamp: message.timestamp, attributes: message.attributes, headers: {} } as KafkaMessage;
 }
 
 /** Whether an object has an own enumerable property (without Object.keys's array per record). */
