@@ -77,7 +77,7 @@ const tableGovernance = z
     transforms: z.record(z.string().min(1), transform).default({}).describe('Transform per column, e.g. {"email": {"kind": "hash"}, "phone": {"kind": "mask", "keep_last": 4}}'),
     personal: z
       .strictObject({
-        subject: z.string().min(1).describe("Column naming the data subject (e.g. customer_id): its value chooses the key; it stays in clear, and `sluice forget --subject` matches it"),
+        subject: z.string().min(1).describe("Column naming the data subject (e.g. customer_id): its value chooses the key; it stays in clear, and `sluice forget --subject` matches its text exactly. An integer, decimal, text or uuid column: another type halts the table at capture (docs/governance.md)"),
         columns: z.array(z.string().min(1)).min(1).describe("Personal columns: encrypted in the topics with the subject's key, carried as text (docs/governance.md)"),
       })
       .optional()

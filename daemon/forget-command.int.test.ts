@@ -109,3 +109,50 @@ test("forget without a daemon: the DuckDB sink loses the subject's personal colu
     await read.close();
   }
 });
+
+test("a sink table whose subject column cannot be matched exactly fails the forget, but the sink's other tables and the other sinks are erased", { timeout: 60_000 }, async () => {
+  // Before: the first refusal (or any failure) ended the command, so a sink after it, and the tables after it in the same
+  // sink, kept the subject's personal values until the refused table was dealt with.
+  const own = join(dir, "refused");
+  const refusedConfig = loadConfigText(
+    join(own, "c.yaml"),
+    `name: dep2
+personal_data: { master_key_file: ${join(dir, "master.key")} }
+http: { listen: "127.0.0.1:1" }
+sources:
+  - { name: pg, kind: postgres, database: app, user: u, tables: [app.*],
+      governance: { tables: { app.customers: { personal: { subject: customer_id, columns: [email] } }, app.orders: { personal: { subject: customer_id, columns: [address] } } } } }
+topics: { kind: embedded, path: ${join(own, "log.db")} }
+sinks:
+  - { kind: duckdb, name: old, path: ${join(own, "old.duckdb")} }
+  - { kind: duckdb, name: other, path: ${join(own, "other.duckdb")} }
+`,
+    { env: {} },
+  );
+  const table = (name: string, subjectType: string, column: string) =>
+    new Events(tableSchema(name, [["id", "integer"], ["customer_id", subjectType], [column, "text"]], ["id"], { source: "pg", database: "app", schema: "app" }));
+  // "old" holds customers with a float subject, as a table made before capture refused such a column.
+  for (const [index, customersType] of [[0, "double precision"], [1, "integer"]] as const) {
+    const sink = (await createSink(refusedConfig.sinks[index]!, logger)) as DuckDbSink;
+    await sink.open(AbortSignal.timeout(30_000));
+    const customers = table("customers", customersType, "email");
+    const orders = table("orders", "integer", "address");
+    await sink.write([customers.insert(1n, { id: 1, customer_id: 42, email: "ann@example.com" }), orders.insert(2n, { id: 10, customer_id: 42, address: "1 rue Ann" })], AbortSignal.timeout(30_000));
+    await sink.close();
+  }
+  const run = output();
+  assert.equal(await runForgetCommand(refusedConfig, { source: "pg", subject: "42", execute: true }, run, logger), 1, run.out);
+  assert.match(run.err, /sink old could not erase: sink old, table pg\.app\.customers: cannot erase the subject's rows: the subject column customer_id \(float\) cannot name a data subject/);
+  assert.match(run.err, /sinks confirmed: other; not confirmed: old\./);
+  const values = async (index: number) => {
+    const sink = (await createSink(refusedConfig.sinks[index]!, logger)) as DuckDbSink;
+    await sink.open(AbortSignal.timeout(30_000));
+    try {
+      return [await sink.query("SELECT email FROM app_customers"), await sink.query("SELECT address FROM app_orders")];
+    } finally {
+      await sink.close();
+    }
+  };
+  assert.deepEqual(await values(0), [[{ email: "ann@example.com" }], [{ address: null }]], "old: the refused table untouched, its other table erased");
+  assert.deepEqual(await values(1), [[{ email: null }], [{ address: null }]], "other: erased");
+});

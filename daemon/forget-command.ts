@@ -140,6 +140,8 @@ export async function runForgetCommand(config: SluiceConfig, args: ForgetArgs, i
         io.stdout(`second pass in ${(2 * KEY_CATCH_UP_MS) / 1000} s (other processes applying these sinks read the key topic again meanwhile)\n`);
         await sleep(2 * KEY_CATCH_UP_MS);
       }
+      // A sink that fails does not keep the others from erasing: each erases what it can, the command then fails.
+      const failed: string[] = [];
       for (const sink of sinks) {
         try {
           const rows = await eraseInOneSink(config, sink.name, args, running, logger);
@@ -149,9 +151,13 @@ export async function runForgetCommand(config: SluiceConfig, args: ForgetArgs, i
         } catch (error) {
           const message = error instanceof Error ? error.message : String(error);
           await entry("failed", { sink: sink.name, sinks: [...confirmed], error: message }).catch(() => undefined);
-          io.stderr(`sluice forget: sink ${sink.name} could not erase: ${message}\nThe key is destroyed; sinks confirmed: ${[...confirmed].join(", ") || "none"}. Run the same command again once the sink is reachable (every step is safe to repeat).\n`);
-          return 1;
+          io.stderr(`sluice forget: sink ${sink.name} could not erase: ${message}\n`);
+          failed.push(sink.name);
         }
+      }
+      if (failed.length > 0) {
+        io.stderr(`The key is destroyed; sinks confirmed: ${[...confirmed].join(", ") || "none"}; not confirmed: ${failed.join(", ")}. Run the same command again once what failed is fixed (every step is safe to repeat).\n`);
+        return 1;
       }
     }
     await entry("completed", { sinks: [...confirmed] });

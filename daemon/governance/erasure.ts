@@ -35,16 +35,29 @@ export function erasingSinks(config: SluiceConfig, source: string): SinkConfig[]
   return config.sinks.filter((sink) => erasureRequests(config, sink, source, "").length > 0);
 }
 
-/** Runs the requests on an open sink; the rows changed (where the target says). */
+/**
+ * Runs the requests on an open sink; the rows changed (where the target says). A table the sink
+ * refuses to erase in (SINK_ERASE_UNSUPPORTED: its subject column's type) does not keep the other
+ * tables from being erased: it fails the whole after them. Any other error stops at once (an
+ * unreachable target fails every table alike).
+ */
 export async function eraseInSink(sink: Sink, requests: readonly ErasureRequest[], signal: AbortSignal): Promise<number | null> {
   if (!isErasable(sink)) {
     throw new SluiceError(`sink ${sink.name} cannot erase personal columns`, { code: "SINK_ERASE_UNSUPPORTED", context: { component: "sink", sink: sink.name } });
   }
   let changed: number | null = 0;
+  const refused: SluiceError[] = [];
   for (const request of requests) {
-    const rows = await sink.erase(request, signal);
-    changed = rows === null || changed === null ? null : changed + rows;
+    try {
+      const rows = await sink.erase(request, signal);
+      changed = rows === null || changed === null ? null : changed + rows;
+    } catch (error) {
+      if (!(error instanceof SluiceError && error.code === "SINK_ERASE_UNSUPPORTED")) throw error;
+      refused.push(error);
+    }
   }
+  if (refused.length === 1) throw refused[0]!;
+  if (refused.length > 1) throw new SluiceError(refused.map((e) => e.message).join("; "), { code: "SINK_ERASE_UNSUPPORTED", context: refused[0]!.context });
   return changed;
 }
 
