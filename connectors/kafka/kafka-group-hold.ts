@@ -5,7 +5,7 @@
  * a daemon about to start the sink can tell it apart (its client id says what it holds for).
  *
  * It subscribes to the never-written capture-lease topic, and to the topics the group keeps offsets
- * of (`keptTopics`, paused at once: nothing of them is read), since a stable group's offsets of
+ * of (`keptTopics`, paused as it joins: nothing of them is fetched), since a stable group's offsets of
  * topics no member subscribes to expire; it commits nothing. Should a sink process join meanwhile,
  * each member drops the partitions of topics it did not subscribe to (kafkajs). Every member joining or leaving the group makes the coordinator rebalance, which the
  * hold sees as a join of its own: `changed()` tells a command that the group's membership changed
@@ -72,6 +72,10 @@ export class KafkaGroupHold implements GroupHold {
     const first = new Promise<void>((resolve, reject) => ((joined = resolve), (failed = reject)));
     const kept = (options.keptTopics ?? []).filter((topic) => topic !== options.topic);
     consumer.on(consumer.events.GROUP_JOIN, () => {
+      // Emitted as the join completes, before kafkajs fetches anything: a fetch at a kept offset out of the
+      // partition's range would have kafkajs reset the group's offset by committing -2 (earliest). A whole topic
+      // paused stays paused whatever the group assigns later (and a batch of a paused partition is skipped).
+      if (kept.length > 0) consumer.pause(kept.map((topic) => ({ topic })));
       hold.joins++;
       joined();
     });
@@ -86,8 +90,6 @@ export class KafkaGroupHold implements GroupHold {
       await consumer.connect();
       await consumer.subscribe({ topics: [options.topic, ...kept], fromBeginning: false });
       await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: async ({ pause }) => void pause() });
-      // A whole topic paused stays paused whatever the group assigns later; a batch fetched before this is skipped (kafkajs).
-      if (kept.length > 0) consumer.pause(kept.map((topic) => ({ topic })));
       await Promise.race([
         first,
         new Promise<never>((_, reject) => {
