@@ -20,6 +20,25 @@ export interface TableRef {
   readonly estimatedRows: number;
 }
 
+/** The leaf partitions of each partitioned table given, by its relation id (pg_inherits, which PostgreSQL 10 has). */
+export async function leafPartitions(db: Queryable, roots: readonly TableRef[]): Promise<Map<number, number[]>> {
+  const partitioned = roots.filter((t) => t.kind === "p");
+  const leaves = new Map<number, number[]>(partitioned.map((t) => [t.relid, []]));
+  if (partitioned.length === 0) return leaves;
+  const result = await db.query<{ root: string; leaf: string }>(
+    `WITH RECURSIVE tree(root, relid) AS (
+       SELECT r.relid, r.relid FROM unnest($1::oid[]) AS r(relid)
+       UNION ALL
+       SELECT tree.root, i.inhrelid FROM tree JOIN pg_inherits i ON i.inhparent = tree.relid
+     )
+     SELECT tree.root::int8 AS root, tree.relid::int8 AS leaf FROM tree JOIN pg_class c ON c.oid = tree.relid
+      WHERE tree.relid <> tree.root AND c.relkind <> 'p'`,
+    [partitioned.map((t) => t.relid)],
+  );
+  for (const row of result.rows) leaves.get(Number(row.root))?.push(Number(row.leaf));
+  return leaves;
+}
+
 export async function listTables(db: Queryable, matches: TableMatcher): Promise<TableRef[]> {
   const result = await db.query<Record<string, string>>(`
     SELECT c.oid::int8 AS relid, n.nspname AS schema, c.relname AS table, c.relkind AS kind, c.reltuples::float8 AS estimated_rows

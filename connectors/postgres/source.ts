@@ -16,7 +16,7 @@ import type { CapturePhase, CaptureStats, InitialSnapshot, OpenedStream } from "
 import { CapturedTables } from "./captured-tables.ts";
 import type { CapturedTable } from "./captured-tables.ts";
 import type { RelationMessage } from "./protocol/pgoutput.ts";
-import { listTables, loadTypeCatalog, publicationInfo, publishedTables, relationInfo, relationsNow, serverInfo, slotInfo, slotLag } from "./catalog.ts";
+import { leafPartitions, listTables, loadTypeCatalog, publicationInfo, publishedTables, relationInfo, relationsNow, serverInfo, slotInfo, slotLag } from "./catalog.ts";
 import type { PublishedTable, ServerInfo, SlotLag, TableRef } from "./catalog.ts";
 import { clientConfig, quoteIdent } from "./connection-settings.ts";
 import { checkPrivileges } from "./privileges.ts";
@@ -496,6 +496,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       add: (tables, recreated) => this.takeUpNewTables(tables, recreated),
       vacated: (relid, name) => captured.vacate(relid, name),
       republish: (known) => this.republish(known),
+      partitions: { list: (known) => leafPartitions(catalog, known), attached: (table, partitions) => this.readAttachedPartitions(table, partitions) },
       logger: this.logger,
     });
     return {
@@ -666,6 +667,22 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     else if (again.length > 0 || backfill) await catalog.query(addedTablesStatement(this.names.slot, keyed, "", emptied, backfill));
     if (!backfill) this.notBackfilled(added);
     return keyed;
+  }
+
+  /**
+   * Partitions attached to a captured partitioned table while capture streams: the rows an attached table held are
+   * in the root from then on, but no change in the WAL carries them, so the sinks would never have them. They are
+   * read by an online snapshot of the root limited to those partitions (no reset: the root's other rows stay).
+   */
+  private async readAttachedPartitions(table: TableRef, partitions: readonly number[]): Promise<void> {
+    const name = `${table.schema}.${table.table}`;
+    const where = `tableoid IN (${partitions.map((relid) => `${relid}::oid`).join(", ")})`;
+    if (this.config.snapshot.mode === "never") {
+      this.logger.warn({ table: name, partitions }, `partitions were attached to ${name}: the rows they held are not read (snapshot.mode never); read them with sluice snapshot --table ${name} --where "${where}" --execute`);
+      return;
+    }
+    this.logger.info({ table: name, partitions }, `partitions were attached to ${name}: the rows they held, which no change carries, are read by an online snapshot (where ${where})`);
+    await this.snapshots.request(name, where, "partition-attached");
   }
 
   /**

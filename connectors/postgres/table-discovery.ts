@@ -30,6 +30,15 @@ export interface TableDiscoveryOptions {
    * taken out while capture streams, by hand or by a migration tool, has its changes lost until it is put back).
    */
   readonly republish?: (known: readonly TableRef[]) => Promise<void>;
+  /**
+   * Partitions attached to a known partitioned table (ATTACH PARTITION of a table holding rows, which no change in
+   * the WAL carries; also CREATE TABLE ... PARTITION OF): `list` gives each partitioned table's leaf partitions,
+   * `attached` is told those not there at the previous look, once (the source reads their rows).
+   */
+  readonly partitions?: {
+    readonly list: (known: readonly TableRef[]) => Promise<ReadonlyMap<number, readonly number[]>>;
+    readonly attached: (table: TableRef, partitions: readonly number[]) => Promise<void>;
+  };
   readonly logger: Logger;
 }
 
@@ -43,6 +52,8 @@ export class TableDiscovery {
   private readonly known: Map<number, string>;
   /** Known tables told to `vacated`. */
   private readonly vacated = new Set<number>();
+  /** Leaf partitions of the known partitioned tables at the last look, null before the first. */
+  private leaves: Map<number, Set<number>> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private looking: Promise<void> | null = null;
   private failures = 0;
@@ -94,12 +105,30 @@ export class TableDiscovery {
       }
       for (const table of listed) if (this.known.has(idOf(table))) this.known.set(idOf(table), nameOf(table));
       await this.options.republish?.(listed.filter((table) => this.known.has(idOf(table))));
+      await this.lookAtPartitions(listed.filter((table) => this.known.has(idOf(table))));
       if (this.failures > 0) this.options.logger.info({ failures: this.failures }, "looking for new tables works again");
       this.failures = 0;
     } catch (error) {
       // One warning per run of failures: a lost connection is reported by the stream.
       if (this.failures++ === 0) this.options.logger.warn({ err: (error as Error).message }, "could not look for new tables; trying again");
     }
+  }
+
+  /** Tells partitions attached since the last look; a table not known then (taken up whole) has none told. */
+  private async lookAtPartitions(known: readonly TableRef[]): Promise<void> {
+    const partitions = this.options.partitions;
+    if (partitions === undefined) return;
+    const now = await partitions.list(known);
+    const before = this.leaves;
+    if (before !== null) {
+      for (const table of known) {
+        const had = before.get(idOf(table));
+        const attached = had === undefined ? [] : (now.get(idOf(table)) ?? []).filter((leaf) => !had.has(leaf));
+        if (attached.length > 0) await partitions.attached(table, attached);
+      }
+    }
+    // Only once told: a failure is tried again at the next look.
+    this.leaves = new Map([...now].map(([relid, leaves]) => [relid, new Set(leaves)]));
   }
 
   private tellVacated(listed: readonly TableRef[]): void {
