@@ -298,8 +298,6 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
         refuseSubjectColumn(this.name, tableLabel(request.table), subject);
         const matching = await this.#subjectFilter(index, subject, request.subject, signal);
         if (matching === null) continue;
-        // Documents the filter finds that another check (exactText) shows are another subject's: left out of the next page.
-        const others: string[] = [];
         const nulls = Object.fromEntries(fields.map((f) => [f, null]));
         const failed = (reason: string) =>
           new SluiceError(`sink ${this.name}: Elasticsearch did not store the erased documents of ${index.physical}: ${reason}; run sluice forget again`, {
@@ -308,19 +306,27 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
             context: { component: "sink", sink: this.name, table: tableLabel(request.table) },
           });
         await this.#idx().refresh(index.physical, signal);
-        for (;;) {
-          const query = { bool: { filter: matching.filter, should: fields.map((f) => ({ exists: { field: f } })), minimum_should_match: 1, must_not: [...matching.mustNot, { ids: { values: others } }] } };
-          const response = (await this.#call("find a subject's documents", () =>
-            this.#cli().search({ index: index.physical, size: REINDEX_PAGE, version: true, query }, { signal }),
-          )) as { hits: { hits: readonly FoundDocument[] } };
-          if (response.hits.hits.length === 0) break;
-          const hits: FoundDocument[] = [];
-          for (const hit of response.hits.hits) {
-            if (matching.exactText === null || hit._source[subject.name] === matching.exactText) hits.push(hit);
-            else others.push(hit._id);
+        const query = { bool: { filter: matching.filter, should: fields.map((f) => ({ exists: { field: f } })), minimum_should_match: 1, must_not: matching.mustNot } };
+        const exactText = matching.exactText;
+        if (exactText === null) {
+          // Every document found is the subject's and drops out of the query once erased: search again until none is left.
+          for (;;) {
+            const response = (await this.#call("find a subject's documents", () =>
+              this.#cli().search({ index: index.physical, size: REINDEX_PAGE, version: true, query }, { signal }),
+            )) as { hits: { hits: readonly FoundDocument[] } };
+            const hits = response.hits.hits;
+            if (hits.length === 0) break;
+            await this.#reindex(index, hits, (source) => ({ ...source, ...nulls }), signal, failed);
+            if (index.role === "live") changed += hits.length;
           }
-          if (hits.length > 0) await this.#reindex(index, hits, (source) => ({ ...source, ...nulls }), signal, failed);
-          if (index.role === "live") changed += hits.length;
+        } else {
+          // Other subjects' documents are found too and stay found: read every one once, through a scroll.
+          await this.#scroll(index, query, signal, async (found) => {
+            const hits = found.filter((hit) => hit._source[subject.name] === exactText);
+            if (hits.length === 0) return;
+            await this.#reindex(index, hits, (source) => ({ ...source, ...nulls }), signal, failed);
+            if (index.role === "live") changed += hits.length;
+          });
         }
       }
       return changed;
@@ -343,6 +349,22 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     const analyzed = (await this.#call("analyze a subject", () => this.#cli().indices.analyze({ index: index.physical, field: subject.name, text }, { signal }))) as { tokens?: readonly unknown[] };
     const phrase = (analyzed.tokens ?? []).length > 0 ? [{ match_phrase: { [subject.name]: text } }] : [];
     return { filter: phrase, mustNot: [{ exists: { field: `${subject.name}.keyword` } }], exactText: text };
+  }
+
+  /** Runs `page` on every document `query` finds in `index` as it is now, a page at a time (a scroll: documents written meanwhile are not read). */
+  async #scroll(index: EsIndex, query: object, signal: AbortSignal, page: (hits: readonly FoundDocument[]) => Promise<void>): Promise<void> {
+    type Page = { _scroll_id?: string; hits: { hits: readonly FoundDocument[] } };
+    let response = (await this.#call("find a subject's documents", () => this.#cli().search({ index: index.physical, size: REINDEX_PAGE, version: true, query, scroll: "5m" }, { signal }))) as Page;
+    try {
+      while (response.hits.hits.length > 0) {
+        await page(response.hits.hits);
+        const id = response._scroll_id!;
+        response = (await this.#call("find a subject's documents", () => this.#cli().scroll({ scroll_id: id, scroll: "5m" }, { signal }))) as Page;
+      }
+    } finally {
+      const id = response._scroll_id;
+      if (id !== undefined) await this.#cli().clearScroll({ scroll_id: id }).catch(() => undefined);
+    }
   }
 
   /**
