@@ -83,6 +83,8 @@ const ROWS: [id: number, column: string, value: Row[string]][] = [
   [14, "s_uuid", UUID],
   [15, "s_uuid", "b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"],
   [16, "s_str", "ann"],
+  [17, "s_str", "\u00e9".repeat(256)],
+  [18, "s_str", "\u00e9".repeat(257)],
 ];
 /** Spellings no row holds exactly (each near a row's value): they erase nothing anywhere. */
 const NEAR: [column: string, subject: string][] = [
@@ -94,6 +96,8 @@ const NEAR: [column: string, subject: string][] = [
   ["s_str", "Ann"],
   ["s_str", EMOJI.slice(2)],
   ["s_uuid", UUID.toUpperCase()],
+  ["s_str", "\u00e9".repeat(255)],
+  ["s_str", "\u00e9".repeat(258)],
 ];
 const EXACT: [column: string, subject: string, id: number][] = [
   ["s_int", "12", 1],
@@ -105,6 +109,9 @@ const EXACT: [column: string, subject: string, id: number][] = [
   ["s_str", EMOJI, 13],
   ["s_uuid", UUID, 14],
   ["s_str", "ann", 16],
+  // At Elasticsearch's keyword limit (256) and just over it.
+  ["s_str", "\u00e9".repeat(256), 17],
+  ["s_str", "\u00e9".repeat(257), 18],
 ];
 
 before(async () => {
