@@ -101,9 +101,7 @@ test("Kafka: a sink starting while another process's command holds its group (a 
   const topic = `${deployment}.pg.app.items`;
   const log = await KafkaTopicLog.open({ config: config.topics as never, deployment, logger });
   await log.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
-  // A rebuild command's hold from another machine (its client id as holdGroup makes it there).
-  const elsewhere = `sluice.${holdClientIdPart("rebuild")}.p4242s7n4026531836b00000000-0000-0000-0000-00000000abcd`;
-  const hold = await KafkaGroupHold.join({ kafka: createKafkaClient({ ...(config.topics as KafkaTopicsConfig), client_id: elsewhere }, logger), group, topic: captureLeaseTopic(deployment), brokers: kafka.brokers, logger });
+  const hold = await holdFromElsewhere(group);
   const { runner, opened, stop } = startSink(log, group, topic, "wh");
   const waitUntil = waiter(runner);
   try {
@@ -113,6 +111,29 @@ test("Kafka: a sink starting while another process's command holds its group (a 
     await waitUntil("the sink opens once the hold left", () => opened() === 1 && runner.waitingFor() === null);
   } finally {
     await hold.close();
+    await stop();
+    await log.close();
+  }
+});
+
+test("Kafka: a sink whose open took a while, during which another process's command began holding its group, waits for it and opens the sink again", { timeout: 60_000 }, async () => {
+  const group = `${deployment}.sink.wh3`;
+  const topic = `${deployment}.pg.app.lines`;
+  const log = await KafkaTopicLog.open({ config: config.topics as never, deployment, logger });
+  await log.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  let hold: KafkaGroupHold | null = null;
+  // The rebuild began while the sink opened: the tables the sink loaded may be swapped under it.
+  const { runner, opened, stop } = startSink(log, group, topic, "wh3", async (times) => {
+    if (times === 1) hold = await holdFromElsewhere(group);
+  });
+  const waitUntil = waiter(runner);
+  try {
+    await waitUntil("the sink waits for the command", () => /process 4242 on .*running sluice replay --rebuild on the sink/.test(runner.waitingFor() ?? ""));
+    assert.equal(opened(), 1);
+    await hold!.close();
+    await waitUntil("the sink is opened again once the hold left", () => opened() === 2 && runner.waitingFor() === null);
+  } finally {
+    await (hold as KafkaGroupHold | null)?.close();
     await stop();
     await log.close();
   }
@@ -138,13 +159,14 @@ test("Kafka: a sink process's member counts every change of its group, one that 
   }
 });
 
-function startSink(log: KafkaTopicLog, group: string, topic: string, name: string) {
+function startSink(log: KafkaTopicLog, group: string, topic: string, name: string, afterOpen?: (times: number) => Promise<void>) {
   const sink = createDuckDbSink(testSinkConfig("duckdb", { name, path: join(dir, `${name}.duckdb`) }), { logger });
   let opened = 0;
   const open = sink.open.bind(sink);
   sink.open = async (signal) => {
     opened++;
     await open(signal);
+    await afterOpen?.(opened);
   };
   const runner = new SinkRunner({
     sink,
@@ -170,6 +192,12 @@ function startSink(log: KafkaTopicLog, group: string, topic: string, name: strin
       await running.catch(() => undefined);
     },
   };
+}
+
+/** A rebuild command's hold from another machine (its client id as holdGroup makes it there). */
+function holdFromElsewhere(group: string): Promise<KafkaGroupHold> {
+  const elsewhere = `sluice.${holdClientIdPart("rebuild")}.p4242s7n4026531836b00000000-0000-0000-0000-00000000abcd`;
+  return KafkaGroupHold.join({ kafka: createKafkaClient({ ...(config.topics as KafkaTopicsConfig), client_id: elsewhere }, logger), group, topic: captureLeaseTopic(deployment), brokers: kafka.brokers, logger });
 }
 
 function waiter(runner: SinkRunner) {

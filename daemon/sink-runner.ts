@@ -709,8 +709,14 @@ export class SinkRunner {
       this.topicWake?.();
     });
     try {
+      const open = () => retry(() => this.options.sink.open(stop), { ...this.options.retry, signal: stop, onRetry: (err) => this.logger.warn({ err }, "sink open failed; retrying") });
       await this.waitForCommandHolds(stop);
-      await retry(() => this.options.sink.open(stop), { ...this.options.retry, signal: stop, onRetry: (err) => this.logger.warn({ err }, "sink open failed; retrying") });
+      await open();
+      // A command that began holding the group while the sink opened (an open retried a while) may swap in tables the sink did not load: loaded again once it left.
+      while (!stop.aborted && (await this.waitForCommandHolds(stop))) {
+        await this.options.sink.close().catch(() => undefined);
+        await open();
+      }
       await this.options.onOpened?.(stop).catch((error: unknown) => this.logger.warn({ err: errorText(error) }, "looking at the sink after it opened failed; it runs on"));
       await this.consumeUntilStopped(stop);
     } catch (error) {
@@ -730,11 +736,11 @@ export class SinkRunner {
    * the sink's consumer group while it works (rebuild-sharing.ts): the sink opens once it left, so
    * it finds the tables the command leaves, not those a swap is about to replace. Should the group
    * not be described (no permission), the sink starts: a rebuild that began meanwhile sees it join
-   * and refuses its swap.
+   * and refuses its swap. True when it waited for one.
    */
-  private async waitForCommandHolds(stop: AbortSignal): Promise<void> {
+  private async waitForCommandHolds(stop: AbortSignal): Promise<boolean> {
     const { log, group } = this.options;
-    if (log.holdGroup === undefined) return;
+    if (log.holdGroup === undefined) return false;
     let told = "";
     while (!stop.aborted) {
       let holds: OtherSinkProcess[];
@@ -743,7 +749,8 @@ export class SinkRunner {
       } catch (error) {
         if (!isRetriable(error)) {
           this.logger.warn({ group, err: errorText(error) }, "looking for a command at work on the sink (a rebuild) failed; the sink starts");
-          return;
+          this.consumeProblem = null;
+          return told !== "";
         }
         this.consumeProblem = errorText(error);
         await sleep(1_000, stop).catch(() => undefined);
@@ -757,6 +764,7 @@ export class SinkRunner {
       await sleep(HOLD_RECHECK_MS, stop).catch(() => undefined);
     }
     this.consumeProblem = null;
+    return told !== "";
   }
 
   /**
