@@ -39,7 +39,7 @@ import type { ClickHouseSinkConfig, ClickHouseSinkOptions } from "./config.ts";
 import { ClickHouseConnection, ClickHouseDataError, serverErrorCode } from "./connection.ts";
 import { addedMismatch, CatalogMismatch, checkTable, describeColumn, describeServerColumn, evolutionSteps, parseServerColumns, systemColumnsSql, takes, writesAs } from "./consistency.ts";
 import type { ServerColumn, ServerTables } from "./consistency.ts";
-import { addColumnSql, countCurrentRowsSql, createTableSql, createViewSql, ident, modifyColumnSql, qualified, viewDefinitionSql, viewSource } from "./ddl.ts";
+import { addColumnSql, countCurrentRowsMeetingSql, countCurrentRowsSql, createTableSql, createViewSql, ident, modifyColumnSql, qualified, viewDefinitionSql, viewSource } from "./ddl.ts";
 import { keyLiteral, readValue, skipValue, writeValue } from "./codec.ts";
 import { parseTsv, sqlString, unescapeField } from "./tsv.ts";
 import { sleep } from "../../runtime/backoff.ts";
@@ -288,25 +288,28 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
    * The condition is never NULL: ClickHouse 18.16 updates the rows whose condition is NULL (a row
    * without a subject, where toString gives NULL and `0 AND NULL` is NULL), as if it were true.
    */
-  erase(request: ErasureRequest, signal: AbortSignal): Promise<null> {
+  erase(request: ErasureRequest, signal: AbortSignal): Promise<number> {
     return this.#serial.run(async () => {
       const target = this.#target(request.table);
+      let changed = 0;
       for (const physical of this.#tables.values()) {
         const subject = physical.target === target ? physical.columns.find((c) => c.name === request.subjectColumn) : undefined;
         if (subject === undefined) continue;
         refuseSubjectColumn(this.name, tableLabel(request.table), subject);
         const columns = request.columns.filter((name) => physical.columns.some((c) => c.name === name && !c.key));
         if (columns.length === 0) continue;
-        await this.#conn().command(
-          `ALTER TABLE ${qualified(this.#database, physical.physical)} UPDATE ${columns.map((c) => `${ident(c)} = NULL`).join(", ")} ` +
-            `WHERE ifNull(toString(${ident(request.subjectColumn)}) = ${sqlString(request.subject)}, 0) AND (${columns.map((c) => `${ident(c)} IS NOT NULL`).join(" OR ")})`,
-          signal,
-        );
+        const condition = `ifNull(toString(${ident(request.subjectColumn)}) = ${sqlString(request.subject)}, 0) AND (${columns.map((c) => `${ident(c)} IS NOT NULL`).join(" OR ")})`;
+        // The rows users see that the mutation changes (the mutation itself says nothing), counted before it as DuckDB's and Elasticsearch's erasures count theirs.
+        if (physical.role === "live") {
+          const count = countCurrentRowsMeetingSql(this.#database, physical.physical, [request.subjectColumn, ...columns], condition);
+          changed += Number((await this.#conn().select(count, signal)).toString().trim());
+        }
+        await this.#conn().command(`ALTER TABLE ${qualified(this.#database, physical.physical)} UPDATE ${columns.map((c) => `${ident(c)} = NULL`).join(", ")} WHERE ${condition}`, signal);
         // Mutations run in the background (mutations_sync is not known to every server version): wait until none of the table is pending.
         const pending = `SELECT count() FROM system.mutations WHERE database = ${sqlString(this.#database)} AND table = ${sqlString(physical.physical)} AND is_done = 0 FORMAT TabSeparated`;
         while (Number((await this.#conn().select(pending, signal)).toString().trim()) > 0) await sleep(100, signal);
       }
-      return null;
+      return changed;
     });
   }
 

@@ -113,6 +113,11 @@ export function countCurrentRowsSql(database: string, physical: string): string 
   return `${currentRows(database, physical, "count()")} FORMAT TabSeparated`;
 }
 
+/** How many of the rows users see meet `condition` on `columns`: tested on the rows FINAL leaves, never on older versions. */
+export function countCurrentRowsMeetingSql(database: string, physical: string, columns: readonly string[], condition: string): string {
+  return `SELECT count() FROM (${currentRows(database, physical, columns.map(ident).join(", "))}) WHERE ${condition} FORMAT TabSeparated`;
+}
+
 export function bookkeepingSql(database: string): string[] {
   return [
     `CREATE TABLE IF NOT EXISTS ${qualified(database, TABLES_TABLE)} (target String, physical String, role String, generation UInt32, ` +

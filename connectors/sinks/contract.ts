@@ -164,7 +164,7 @@ export interface ErasureRequest {
 
 /** A sink that can erase a subject's personal columns in rows already applied (every generation of the table). */
 export interface ErasableSink extends Sink {
-  /** Nulls `columns` of the subject's rows; resolves once the target holds the result (and will not show the old values again). Idempotent; returns the rows changed where the target says, else null. */
+  /** Nulls `columns` of the subject's rows; resolves once the target holds the result (and will not show the old values again). Idempotent; returns the rows users see that changed (not a rebuild's), else null when the target cannot say. */
   erase(request: ErasureRequest, signal: AbortSignal): Promise<number | null>;
 }
 
