@@ -34,9 +34,11 @@ function sameProcess(a: ProcessToken, b: ProcessToken | null): boolean {
 }
 
 /**
- * The members of the sink's group (`group`) that are not this process. `ownMembers` is how many
- * this process has in it (1 when its sink runs here, 0 for a command): counted off only where a
- * client id does not name its process (not Linux), since all processes' client ids are then alike.
+ * The members of the sink's group (`group`) that are not this process, nor a process of this
+ * machine that is gone (killed), whose member only waits to be removed or to time out. `ownMembers`
+ * is how many this process has in it (1 when its sink runs here or a command holds the group, else
+ * 0): counted off only where a client id does not name its process (not Linux), since all
+ * processes' client ids are then alike.
  * The embedded log runs a sink in one process (its lease): none there.
  */
 export async function otherSinkProcesses(log: TopicLog, group: string, ownMembers: 0 | 1): Promise<OtherSinkProcess[]> {
@@ -44,7 +46,8 @@ export async function otherSinkProcesses(log: TopicLog, group: string, ownMember
   const activity = await log.groupActivity(group);
   const clients = activity.clients ?? activity.members.map((member) => ({ clientId: member, host: "", heldFor: null }));
   const here = localProcessToken();
-  const members = clients.map((client) => ({ ...client, token: processTokenInText(client.clientId) }));
+  // A member of a process of this machine that is gone (killed) writes nothing; it stays listed until removed or its session times out.
+  const members = clients.map((client) => ({ ...client, token: processTokenInText(client.clientId) })).filter((member) => !isGoneLocalProcess(member.token));
   const others = here === null ? members.slice(ownMembers) : members.filter((member) => !sameProcess(here, member.token));
   return others.map((member) => ({ clientId: member.clientId, host: member.host.replace(/^\//, ""), pid: member.token?.pid ?? null, heldFor: member.heldFor ?? null }));
 }
@@ -83,13 +86,9 @@ export function sinkSharedError(sink: string, group: string, others: readonly Ot
   );
 }
 
-/**
- * The holds of other processes' commands on the sink's group (a daemon starting the sink waits for
- * them to leave); not one of a command on this machine that is gone (killed), which would otherwise
- * be waited for until its session times out (the sink's consumer removes it when it joins).
- */
+/** The holds of other processes' commands on the sink's group (a daemon starting the sink waits for them to leave). */
 export async function otherHolds(log: TopicLog, group: string): Promise<OtherSinkProcess[]> {
-  return (await otherSinkProcesses(log, group, 0)).filter((other) => other.heldFor !== null && !isGoneLocalProcess(processTokenInText(other.clientId)));
+  return (await otherSinkProcesses(log, group, 0)).filter((other) => other.heldFor !== null);
 }
 
 export function describeHolds(holds: readonly OtherSinkProcess[]): string {
