@@ -157,6 +157,23 @@ export async function backfillColumns(table: string, columns: readonly string[],
 }
 
 /**
+ * Rows that entered or left a table with no row event (`what`: e.g. MySQL's ALTER TABLE ... TRUNCATE PARTITION):
+ * the table is read again, and the online snapshot's closing reset removes the rows it no longer has.
+ */
+export async function backfillChangedRows(table: string, what: string, snapshotMode: string, request: () => Promise<unknown>, logger: Logger, at: string, context: ErrorContext = {}): Promise<void> {
+  logger.warn({ table, statement: what }, `rows of ${table} were added or removed by ${what}, which no row event carries: its rows are read again`);
+  if (snapshotMode === "never") {
+    logger.warn({ table }, `the table is not read again (snapshot.mode never): sluice snapshot --table ${table} --execute reads it`);
+    return;
+  }
+  await requestBackfills([table], request, (failed, error) =>
+    logger.error({ table: failed, err: error.message }, `the table cannot be read online: read it with sluice snapshot --table ${failed} --execute`),
+  at,
+  context,
+  );
+}
+
+/**
  * An XA transaction rolled back after its prepare: the binlog holds its changes at the prepare, and they went to
  * the topics then, so the tables it changed are read again; the online snapshot's closing reset removes the rows
  * it inserted (not with snapshot.mode never, which only says so). `tables` null: its prepare was not decoded.

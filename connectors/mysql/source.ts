@@ -12,7 +12,7 @@ import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { CaptureLoop, CaptureSource } from "../common/capture-loop.ts";
 import type { CapturePhase, CaptureStats, InitialSnapshot, OpenedStream } from "../common/capture-loop.ts";
-import { backfillColumns, backfillRenamed, backfillRolledBackXa } from "../common/online-snapshot-runner.ts";
+import { backfillChangedRows, backfillColumns, backfillRenamed, backfillRolledBackXa } from "../common/online-snapshot-runner.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import { BinlogStream } from "./binlog-stream.ts";
 import { binlogResetProblem } from "./binlog-reset.ts";
@@ -443,7 +443,10 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       skippedOperations: skippedOperations(config),
       // Awaited by the decoder before it goes past the statement, so every checkpoint past it carries the requests.
       onRenamed: (from, to, at) => backfillRenamed(from, to, config.snapshot.mode, (table) => this.queueReread(table, "table-renamed", at), logger, at, context),
-      onReread: (table, columns, at) => backfillColumns(table, columns, config.snapshot.mode, () => this.queueReread(table, "columns-changed", at), logger, at, context),
+      onReread: (table, columns, at, rowsChanged) =>
+        rowsChanged === undefined
+          ? backfillColumns(table, columns, config.snapshot.mode, () => this.queueReread(table, "columns-changed", at), logger, at, context)
+          : backfillChangedRows(table, rowsChanged, config.snapshot.mode, () => this.queueReread(table, "rows-changed", at), logger, at, context),
       ...(start.preparedXa === undefined ? {} : { preparedXa: start.preparedXa }),
       onXaRolledBack: (xid, tables, at) => backfillRolledBackXa(xid, tables, config.snapshot.mode, (table) => this.queueReread(table, "xa-rolled-back", at), logger, at, context),
       logger,

@@ -99,7 +99,7 @@ export interface StreamDecoderOptions {
   /** A table renamed to a captured name no captured table had (QueryOutcome.renamed), past the resume point. */
   readonly onRenamed?: (from: string, to: string, at: string) => Promise<void> | void;
   /** A table whose rows hold column values its targets do not have (QueryOutcome.reread), past the resume point. */
-  readonly onReread?: (table: string, columns: readonly string[], at: string) => Promise<void> | void;
+  readonly onReread?: (table: string, columns: readonly string[], at: string, rowsChanged?: string) => Promise<void> | void;
   /**
    * XA ROLLBACK of a transaction prepared earlier, past the resume point: the binlog holds its changes at its
    * prepare, and they were handed on then. `tables`: the captured tables it changed; null when its prepare was
@@ -406,7 +406,7 @@ export class StreamDecoder {
           for (const { from, to } of outcome.renamed) requests.push(onRenamed(from, tableKey(to.database, to.table), at));
         }
         if (outcome.reread !== undefined && onReread !== undefined && !this.storedThrough(end)) {
-          for (const { table, columns } of outcome.reread) requests.push(onReread(table, columns, at));
+          for (const { table, columns, rowsChanged } of outcome.reread) requests.push(onReread(table, columns, at, rowsChanged));
         }
         await Promise.all(requests);
         if (closes) this.end(end);

@@ -45,7 +45,12 @@ export type AlterAction =
   | { readonly kind: "add-primary-key"; readonly columns: readonly string[] }
   | { readonly kind: "drop-primary-key" }
   | { readonly kind: "rename-table"; readonly to: TableName }
-  | { readonly kind: "default-charset"; readonly charset: string };
+  | { readonly kind: "default-charset"; readonly charset: string }
+  /**
+   * Rows that enter or leave the table with no row event in the binlog: partitions truncated, dropped, exchanged
+   * with a table (`other`) or converted to or from one, a tablespace imported. `what` names the operation.
+   */
+  | { readonly kind: "rows-changed"; readonly what: string; readonly other: TableName | null };
 
 export type DdlStatement =
   | { readonly kind: "create-table"; readonly table: TableName; readonly columns: readonly ParsedColumn[]; readonly primaryKey: readonly string[]; readonly defaultCharset: string | null; readonly ifNotExists: boolean; readonly orReplace?: true }
@@ -382,6 +387,8 @@ function columnPlace(c: TokenCursor): ColumnPlace {
   return null;
 }
 
+const PARTITION_MAINTENANCE = new Set(["ANALYZE", "OPTIMIZE", "REBUILD", "REPAIR", "CHECK", "COALESCE", "REORGANIZE"]);
+
 const IGNORED_ALTER_WORDS = new Set([
   "ENGINE",
   "AUTO_INCREMENT",
@@ -479,7 +486,8 @@ function alterAction(c: TokenCursor, table: TableName, options: ParseOptions): A
   }
   if (c.accept("DROP")) {
     if (c.accept("PRIMARY", "KEY")) return { kind: "drop-primary-key" };
-    if (c.accept("INDEX") || c.accept("KEY") || c.accept("FOREIGN", "KEY") || c.accept("CONSTRAINT") || c.accept("CHECK") || c.accept("PARTITION") || c.accept("SYSTEM", "VERSIONING") || c.accept("PERIOD")) {
+    if (c.accept("PARTITION")) return partitionRows(c, "DROP PARTITION", null);
+    if (c.accept("INDEX") || c.accept("KEY") || c.accept("FOREIGN", "KEY") || c.accept("CONSTRAINT") || c.accept("CHECK") || c.accept("SYSTEM", "VERSIONING") || c.accept("PERIOD")) {
       c.skipToListEnd();
       return null;
     }
@@ -525,6 +533,19 @@ function alterAction(c: TokenCursor, table: TableName, options: ParseOptions): A
     c.skipToListEnd();
     return null;
   }
+  if (c.accept("TRUNCATE", "PARTITION")) return partitionRows(c, "TRUNCATE PARTITION", null);
+  if (c.accept("EXCHANGE", "PARTITION")) {
+    c.identifier();
+    if (!c.accept("WITH", "TABLE")) throw new SyntaxError("EXCHANGE PARTITION without WITH TABLE");
+    return partitionRows(c, "EXCHANGE PARTITION", c.qualifiedName(table.database));
+  }
+  if (c.accept("CONVERT", "PARTITION")) {
+    c.identifier();
+    if (!c.accept("TO", "TABLE")) throw new SyntaxError("CONVERT PARTITION without TO TABLE");
+    return partitionRows(c, "CONVERT PARTITION", c.qualifiedName(table.database));
+  }
+  if (c.accept("CONVERT", "TABLE")) return partitionRows(c, "CONVERT TABLE ... TO PARTITION", null);
+  if (c.isKeyword("IMPORT")) return partitionRows(c, "IMPORT TABLESPACE", null);
   if (c.accept("CONVERT", "TO")) throw new SyntaxError("CONVERT TO CHARACTER SET changes column types");
   if (c.isKeyword("DEFAULT") || c.isKeyword("CHARACTER") || c.isKeyword("CHARSET") || c.isKeyword("COLLATE")) {
     c.accept("DEFAULT");
@@ -543,11 +564,25 @@ function alterAction(c: TokenCursor, table: TableName, options: ParseOptions): A
     return { kind: "default-charset", charset };
   }
   const token = c.peek();
+  // Partition maintenance keeps the rows; its partition list is separated by commas too, so it takes the rest.
+  if (token?.kind === "word" && !token.quoted && PARTITION_MAINTENANCE.has(token.text.toUpperCase()) && c.isKeyword("PARTITION", 1)) {
+    while (!c.done) c.next();
+    return null;
+  }
   if (token?.kind === "word" && !token.quoted && IGNORED_ALTER_WORDS.has(token.text.toUpperCase())) {
     c.skipToListEnd();
     return null;
   }
   throw new SyntaxError(`ALTER TABLE action ${c.describe()} is not understood`);
+}
+
+/**
+ * A partition operation that moves rows with no row event. It is the statement's last clause, and its partition list
+ * is separated by commas like the statement's actions: the rest of the statement is taken with it.
+ */
+function partitionRows(c: TokenCursor, what: string, other: TableName | null): AlterAction {
+  while (!c.done) c.next();
+  return { kind: "rows-changed", what, other };
 }
 
 /** The tables a statement that could not be parsed names after TABLE / ON / TO. */

@@ -53,7 +53,7 @@ export interface QueryOutcome {
    * had before, dropped since, whose targets still hold the dropped column's values (a sink keeps a dropped
    * column). Only reading the rows again gives the targets what the table holds.
    */
-  readonly reread?: readonly { readonly table: string; readonly columns: readonly string[] }[];
+  readonly reread?: readonly { readonly table: string; readonly columns: readonly string[]; readonly rowsChanged?: string }[];
 }
 
 interface CachedBinding {
@@ -217,8 +217,15 @@ export class SchemaTracker {
           renameTo !== undefined &&
           this.captured(renameTo.database, renameTo.table) &&
           (this.definition(renameTo.database, renameTo.table) === null || this.assumed.has(tableKey(renameTo.database, renameTo.table)));
-        const reread: { table: string; columns: string[] }[] = [];
-        await this.alter(statement.table, statement.actions, query, from, changed, reread);
+        const reread: { table: string; columns: string[]; rowsChanged?: string }[] = [];
+        await this.alter(statement.table, statement.actions.filter((a) => a.kind !== "rows-changed"), query, from, changed, reread);
+        // Rows moved with no row event (partitions truncated, dropped, exchanged...): only reading the tables again tells.
+        for (const action of statement.actions) {
+          if (action.kind !== "rows-changed") continue;
+          for (const t of action.other === null ? [statement.table] : [statement.table, action.other]) {
+            if (this.captured(t.database, t.table)) reread.push({ table: tableKey(t.database, t.table), columns: [], rowsChanged: action.what });
+          }
+        }
         return {
           truncated: [],
           changed,
