@@ -17,6 +17,7 @@ import { onOffsetReset } from "./offset-resets.ts";
 import { ABSENT, FetchedBatch, InPlaceRecord, storedBytes } from "../topics/in-place-record.ts";
 // kafkajs decodes a batch the log cleaner emptied to nothing, losing its offsets: this keeps them.
 import "./emptied-batches.ts";
+import { FetchedMessage } from "./record-batch-decoder.ts";
 
 /** A consumer's memory: its read-ahead and fetch sizes (a sink's share of the memory budget, config/memory.ts). */
 export interface KafkaReaderLimits {
@@ -439,7 +440,7 @@ export function inPlaceRecordsOf(topic: string, partition: number, messages: rea
   let total = 0;
   let anyHeaders = false;
   for (const message of messages) {
-    total += (message.key?.length ?? 0) + (message.value?.length ?? 0);
+    total += message instanceof FetchedMessage ? rangeLength(message.buffer, message.keyStart, message.keyEnd) + rangeLength(message.buffer, message.valueStart, message.valueEnd) : (message.key?.length ?? 0) + (message.value?.length ?? 0);
     if (!anyHeaders && message.headers && hasAny(message.headers)) anyHeaders = true;
   }
   // Its own memory, not a slice of Node's shared pool: it lives as long as the batch's last record.
@@ -451,16 +452,29 @@ export function inPlaceRecordsOf(topic: string, partition: number, messages: rea
   let at = 0;
   for (let i = 0; i < count; i++) {
     const message = messages[i]!;
-    const key = message.key ?? null;
-    ranges[4 * i] = key === null ? ABSENT : at;
-    if (key !== null) at += key.copy(bytes, at);
-    ranges[4 * i + 1] = at;
-    const value = message.value ?? null;
-    ranges[4 * i + 2] = value === null ? ABSENT : at;
-    if (value !== null) at += value.copy(bytes, at);
-    ranges[4 * i + 3] = at;
-    offsets[i] = BigInt(message.offset);
-    timestamps[i] = Number(message.timestamp);
+    if (message instanceof FetchedMessage) {
+      // Copied from the batch's bytes by their ranges: no view made.
+      const { buffer } = message;
+      ranges[4 * i] = message.keyStart === ABSENT ? ABSENT : at;
+      if (message.keyStart !== ABSENT) at += buffer.copy(bytes, at, message.keyStart, message.keyEnd);
+      ranges[4 * i + 1] = at;
+      ranges[4 * i + 2] = message.valueStart === ABSENT ? ABSENT : at;
+      if (message.valueStart !== ABSENT) at += buffer.copy(bytes, at, message.valueStart, message.valueEnd);
+      ranges[4 * i + 3] = at;
+      offsets[i] = BigInt(message.offsetValue);
+      timestamps[i] = Number(message.timestampValue);
+    } else {
+      const key = message.key ?? null;
+      ranges[4 * i] = key === null ? ABSENT : at;
+      if (key !== null) at += key.copy(bytes, at);
+      ranges[4 * i + 1] = at;
+      const value = message.value ?? null;
+      ranges[4 * i + 2] = value === null ? ABSENT : at;
+      if (value !== null) at += value.copy(bytes, at);
+      ranges[4 * i + 3] = at;
+      offsets[i] = BigInt(message.offset);
+      timestamps[i] = Number(message.timestamp);
+    }
     if (headers !== null && message.headers && hasAny(message.headers)) {
       headers[i] = Object.fromEntries(Object.entries(message.headers).map(([name, header]) => [name, Buffer.from(toBytes(header))]));
     }
@@ -469,6 +483,11 @@ export function inPlaceRecordsOf(topic: string, partition: number, messages: rea
   const records = new Array<InPlaceRecord>(count);
   for (let i = 0; i < count; i++) records[i] = new InPlaceRecord(batch, i);
   return records;
+}
+
+/** Bytes of `buffer` from `start` to `end` (none for ABSENT), as a view of them would hold. */
+function rangeLength(buffer: Buffer, start: number, end: number): number {
+  return start === ABSENT ? 0 : Math.max(0, Math.min(end, buffer.length) - start);
 }
 
 /**

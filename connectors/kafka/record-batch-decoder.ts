@@ -6,10 +6,10 @@
  * for every record to add its deltas, and builds the headers by spreading an object per header:
  * ~1.8 KB allocated per record of ~270 bytes, in a sink's thread about a fifth of what a change
  * allocates besides, every byte of it young garbage that brings the next scavenge nearer. This
- * decoder reads the records with one cursor over the batch and adds the deltas to numbers; the
- * messages it makes are the same as kafkajs's (fields, types, text of offsets and timestamps), so
- * kafkajs's consumer and partition reader take them as before (record-batch-decoder.test.ts
- * compares the two on the same bytes).
+ * decoder reads the records with one cursor over the batch and adds the deltas to numbers; its
+ * messages (FetchedMessage) read as kafkajs's do (fields, types, text of offsets and timestamps),
+ * each made when read from the record's place in the batch, so kafkajs's consumer and partition
+ * reader take them as before (record-batch-decoder.test.ts compares the two on the same bytes).
  *
  * kafkajs offers no hook for it, so, like emptied-batches.ts, this replaces a module in kafkajs's
  * module cache: the record batch decoder, which the fetch responses' decodeMessages takes when it
@@ -76,6 +76,67 @@ const CONTROL_FLAG = 0x20;
 /** A record without headers: shared (nothing that reads messages writes to their headers). */
 const NO_HEADERS: Headers = Object.freeze({}) as Headers;
 
+/** Where an absent (null) key or value starts. */
+const ABSENT = -1;
+
+/**
+ * A record as kafkajs's message, its key, value, offset and time made when read: kafkajs reads only a
+ * message's offset (and a control record's key), and a sink's consumer copies the key and value out
+ * of the batch's bytes by their ranges (kafka-consumer.ts inPlaceRecordsOf). Two views and two
+ * decimal texts per record, made for every record of a fetch at once, were garbage that lived as long
+ * as the fetch's last partition waited for its turn.
+ */
+export class FetchedMessage implements DecodedMessage {
+  readonly attributes: number;
+  readonly headers: Headers;
+  readonly isControlRecord: boolean;
+  readonly batchContext: BatchContext;
+  /** The bytes the record lies in: the fetch response, or its batch decompressed. */
+  readonly buffer: Buffer;
+  readonly keyStart: number;
+  readonly keyEnd: number;
+  readonly valueStart: number;
+  readonly valueEnd: number;
+  /** The offset, a number while exact (always, in practice), else its decimal text. */
+  readonly offsetValue: number | string;
+  /** The time in milliseconds, a number while exact, else its decimal text. */
+  readonly timestampValue: number | string;
+
+  constructor(attributes: number, headers: Headers, batchContext: BatchContext, buffer: Buffer, keyStart: number, keyEnd: number, valueStart: number, valueEnd: number, offsetValue: number | string, timestampValue: number | string) {
+    this.attributes = attributes;
+    this.headers = headers;
+    this.isControlRecord = batchContext.isControlBatch;
+    this.batchContext = batchContext;
+    this.buffer = buffer;
+    this.keyStart = keyStart;
+    this.keyEnd = keyEnd;
+    this.valueStart = valueStart;
+    this.valueEnd = valueEnd;
+    this.offsetValue = offsetValue;
+    this.timestampValue = timestampValue;
+  }
+
+  get magicByte(): number {
+    return MAGIC;
+  }
+
+  get offset(): string {
+    return String(this.offsetValue);
+  }
+
+  get timestamp(): string {
+    return String(this.timestampValue);
+  }
+
+  get key(): Buffer | null {
+    return this.keyStart === ABSENT ? null : this.buffer.subarray(this.keyStart, this.keyEnd);
+  }
+
+  get value(): Buffer | null {
+    return this.valueStart === ABSENT ? null : this.buffer.subarray(this.valueStart, this.valueEnd);
+  }
+}
+
 /** Reads varints and bytes from a buffer, moving along it. */
 class Cursor {
   readonly buffer: Buffer;
@@ -109,6 +170,15 @@ class Cursor {
     return this.buffer.subarray(start, this.at);
   }
 
+  /** A varint length then that many bytes: their start (ABSENT for length -1), the cursor moved past them. */
+  skipBytes(): number {
+    const length = this.varint();
+    if (length < 0) return ABSENT;
+    const start = this.at;
+    this.at += length;
+    return start;
+  }
+
   text(): string | null {
     const length = this.varint();
     if (length < 0) return null;
@@ -118,10 +188,10 @@ class Cursor {
   }
 }
 
-/** `base` (decimal text of a 64-bit integer) plus `delta`, as decimal text. */
-function plus(base: string, baseNumber: number, delta: number): string {
+/** `base` (decimal text of a 64-bit integer) plus `delta`: a number while exact, else decimal text. */
+function plus(base: string, baseNumber: number, delta: number): number | string {
   const sum = baseNumber + delta;
-  return Number.isSafeInteger(baseNumber) && Number.isSafeInteger(sum) ? String(sum) : (BigInt(base) + BigInt(delta)).toString();
+  return Number.isSafeInteger(baseNumber) && Number.isSafeInteger(sum) ? sum : (BigInt(base) + BigInt(delta)).toString();
 }
 
 function headersAt(cursor: Cursor): Headers {
@@ -175,28 +245,23 @@ export async function decodeRecordBatch(decoder: KafkaDecoder): Promise<DecodedB
   const timestampBase = Number(firstTimestamp);
   const appendTime = timestampType === LOG_APPEND_TIME;
   const records = new Array<DecodedMessage>(count);
+  const bytes = cursor.buffer;
+  const maxTimestampValue = Number.isSafeInteger(Number(maxTimestamp)) ? Number(maxTimestamp) : maxTimestamp;
   for (let i = 0; i < count; i++) {
     const size = cursor.varint();
     const next = cursor.at + size;
-    if (next > cursor.buffer.length) throw new KafkaJSPartialMessageError("a record runs past its batch");
-    const recordAttributes = cursor.buffer.readInt8(cursor.at++);
+    if (next > bytes.length) throw new KafkaJSPartialMessageError("a record runs past its batch");
+    const recordAttributes = bytes.readInt8(cursor.at++);
     const timestampDelta = cursor.varint();
     const offsetDelta = cursor.varint();
-    const key = cursor.bytes();
-    const value = cursor.bytes();
+    const keyStart = cursor.skipBytes();
+    const keyEnd = cursor.at;
+    const valueStart = cursor.skipBytes();
+    const valueEnd = cursor.at;
     const headers = headersAt(cursor);
     cursor.at = next;
-    records[i] = {
-      magicByte: MAGIC,
-      attributes: recordAttributes,
-      timestamp: appendTime ? maxTimestamp : plus(firstTimestamp, timestampBase, timestampDelta),
-      offset: plus(firstOffset, offsetBase, offsetDelta),
-      key,
-      value,
-      headers,
-      isControlRecord: isControlBatch,
-      batchContext,
-    };
+    const timestamp = appendTime ? maxTimestampValue : plus(firstTimestamp, timestampBase, timestampDelta);
+    records[i] = new FetchedMessage(recordAttributes, headers, batchContext, bytes, keyStart, keyEnd, valueStart, valueEnd, plus(firstOffset, offsetBase, offsetDelta), timestamp);
   }
   return { ...context, records };
 }
