@@ -20,22 +20,28 @@ export interface TableRef {
   readonly estimatedRows: number;
 }
 
+export interface LeafPartition {
+  readonly relid: number;
+  /** pg_class.relfilenode: a TRUNCATE of the partition (or a rewrite, VACUUM FULL, CLUSTER) gives it a new one. */
+  readonly filenode: number;
+}
+
 /** The leaf partitions of each partitioned table given, by its relation id (pg_inherits, which PostgreSQL 10 has). */
-export async function leafPartitions(db: Queryable, roots: readonly TableRef[]): Promise<Map<number, number[]>> {
+export async function leafPartitions(db: Queryable, roots: readonly TableRef[]): Promise<Map<number, LeafPartition[]>> {
   const partitioned = roots.filter((t) => t.kind === "p");
-  const leaves = new Map<number, number[]>(partitioned.map((t) => [t.relid, []]));
+  const leaves = new Map<number, LeafPartition[]>(partitioned.map((t) => [t.relid, []]));
   if (partitioned.length === 0) return leaves;
-  const result = await db.query<{ root: string; leaf: string }>(
+  const result = await db.query<{ root: string; leaf: string; filenode: string }>(
     `WITH RECURSIVE tree(root, relid) AS (
        SELECT r.relid, r.relid FROM unnest($1::oid[]) AS r(relid)
        UNION ALL
        SELECT tree.root, i.inhrelid FROM tree JOIN pg_inherits i ON i.inhparent = tree.relid
      )
-     SELECT tree.root::int8 AS root, tree.relid::int8 AS leaf FROM tree JOIN pg_class c ON c.oid = tree.relid
+     SELECT tree.root::int8 AS root, tree.relid::int8 AS leaf, c.relfilenode::int8 AS filenode FROM tree JOIN pg_class c ON c.oid = tree.relid
       WHERE tree.relid <> tree.root AND c.relkind <> 'p'`,
     [partitioned.map((t) => t.relid)],
   );
-  for (const row of result.rows) leaves.get(Number(row.root))?.push(Number(row.leaf));
+  for (const row of result.rows) leaves.get(Number(row.root))?.push({ relid: Number(row.leaf), filenode: Number(row.filenode) });
   return leaves;
 }
 

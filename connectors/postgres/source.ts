@@ -496,7 +496,11 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       add: (tables, recreated) => this.takeUpNewTables(tables, recreated),
       vacated: (relid, name) => captured.vacate(relid, name),
       republish: (known) => this.republish(known),
-      partitions: { list: (known) => leafPartitions(catalog, known), attached: (table, partitions) => this.readAttachedPartitions(table, partitions) },
+      partitions: {
+        list: (known) => leafPartitions(catalog, known),
+        attached: (table, partitions) => this.readAttachedPartitions(table, partitions),
+        rewritten: (table, partitions) => this.readRewrittenPartitions(table, partitions),
+      },
       logger: this.logger,
     });
     return {
@@ -683,6 +687,22 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     }
     this.logger.info({ table: name, partitions }, `partitions were attached to ${name}: the rows they held, which no change carries, are read by an online snapshot (where ${where})`);
     await this.snapshots.request(name, where, "partition-attached");
+  }
+
+  /**
+   * Partitions of a captured partitioned table with a new relfilenode: a TRUNCATE of one, which pgoutput does not send
+   * when it publishes through the root, so its rows would stay in the sinks; or a rewrite (VACUUM FULL, CLUSTER, an
+   * ALTER that rewrites), which keeps them. Either way the root is read again whole, and its closing reset removes the
+   * rows it no longer has.
+   */
+  private async readRewrittenPartitions(table: TableRef, partitions: readonly number[]): Promise<void> {
+    const name = `${table.schema}.${table.table}`;
+    if (this.config.snapshot.mode === "never") {
+      this.logger.warn({ table: name, partitions }, `partitions of ${name} were truncated or rewritten (a truncate of a partition is not streamed): ${name} is not read again (snapshot.mode never); read it with sluice snapshot --table ${name} --execute`);
+      return;
+    }
+    this.logger.warn({ table: name, partitions }, `partitions of ${name} were truncated or rewritten (a truncate of a partition is not streamed): ${name} is read again by an online snapshot, whose reset removes the rows it no longer has`);
+    await this.snapshots.request(name, null, "partition-rewritten");
   }
 
   /**

@@ -6,7 +6,7 @@
  * publication and backfills its rows with an online snapshot), in the order the catalog lists them.
  */
 import type { Logger } from "pino";
-import type { TableRef } from "./catalog.ts";
+import type { LeafPartition, TableRef } from "./catalog.ts";
 
 export interface TableDiscoveryOptions {
   readonly intervalMs: number;
@@ -33,11 +33,14 @@ export interface TableDiscoveryOptions {
   /**
    * Partitions attached to a known partitioned table (ATTACH PARTITION of a table holding rows, which no change in
    * the WAL carries; also CREATE TABLE ... PARTITION OF): `list` gives each partitioned table's leaf partitions,
-   * `attached` is told those not there at the previous look, once (the source reads their rows).
+   * `attached` is told those not there at the previous look, once (the source reads their rows). `rewritten` is told
+   * those with a new relfilenode: a TRUNCATE of a partition, which pgoutput does not send when it publishes through
+   * the root (also VACUUM FULL, CLUSTER or a rewriting ALTER, which keep the rows); it covers the attached ones too.
    */
   readonly partitions?: {
-    readonly list: (known: readonly TableRef[]) => Promise<ReadonlyMap<number, readonly number[]>>;
+    readonly list: (known: readonly TableRef[]) => Promise<ReadonlyMap<number, readonly LeafPartition[]>>;
     readonly attached: (table: TableRef, partitions: readonly number[]) => Promise<void>;
+    readonly rewritten: (table: TableRef, partitions: readonly number[]) => Promise<void>;
   };
   readonly logger: Logger;
 }
@@ -52,8 +55,8 @@ export class TableDiscovery {
   private readonly known: Map<number, string>;
   /** Known tables told to `vacated`. */
   private readonly vacated = new Set<number>();
-  /** Leaf partitions of the known partitioned tables at the last look, null before the first. */
-  private leaves: Map<number, Set<number>> | null = null;
+  /** Leaf partitions of the known partitioned tables at the last look (relfilenode by relation id), null before the first. */
+  private leaves: Map<number, Map<number, number>> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private looking: Promise<void> | null = null;
   private failures = 0;
@@ -123,12 +126,16 @@ export class TableDiscovery {
     if (before !== null) {
       for (const table of known) {
         const had = before.get(idOf(table));
-        const attached = had === undefined ? [] : (now.get(idOf(table)) ?? []).filter((leaf) => !had.has(leaf));
-        if (attached.length > 0) await partitions.attached(table, attached);
+        if (had === undefined) continue;
+        const leaves = now.get(idOf(table)) ?? [];
+        const rewritten = leaves.filter((leaf) => had.has(leaf.relid) && had.get(leaf.relid) !== leaf.filenode).map((leaf) => leaf.relid);
+        const attached = leaves.filter((leaf) => !had.has(leaf.relid)).map((leaf) => leaf.relid);
+        if (rewritten.length > 0) await partitions.rewritten(table, rewritten);
+        else if (attached.length > 0) await partitions.attached(table, attached);
       }
     }
     // Only once told: a failure is tried again at the next look.
-    this.leaves = new Map([...now].map(([relid, leaves]) => [relid, new Set(leaves)]));
+    this.leaves = new Map([...now].map(([relid, leaves]) => [relid, new Map(leaves.map((leaf) => [leaf.relid, leaf.filenode]))]));
   }
 
   private tellVacated(listed: readonly TableRef[]): void {
