@@ -45,6 +45,13 @@ describe("sluice schema", () => {
     assert.deepEqual(await run(registry, "show", "orders-value", "9"), { code: 1, stdout: "", stderr: 'subject "orders-value" has no version 9\n' });
     assert.equal((await run(registry, "show", "nobody")).code, 1);
     assert.equal((await run(registry, "show", "orders-value", "x")).code, 2);
+    // Found on a live deployment: 20 digits were rounded ("has no version 100000000000000000000"), "1e0" and "0x1" read as 1.
+    for (const version of ["99999999999999999999", "2147483648", "1e0", "0x1", " 1", "1.0"]) {
+      const answer = await run(registry, "show", "orders-value", version);
+      assert.equal(answer.code, 2, version);
+      assert.match(answer.stderr, new RegExp(`VERSION must be a whole number from 1 to 2147483647 or "latest", not "${version.replace(".", "\\.")}"`), version);
+    }
+    assert.equal((await run(registry, "show", "orders-value", "2147483647")).code, 1, "the largest version id is a version (none here)");
   });
 
   it("checks a schema file: 0 compatible, 1 incompatible with reasons, 2 usage errors", async () => {

@@ -51,10 +51,14 @@ export async function runSchemaCommand(args: readonly string[], registry: Schema
   }
 }
 
+/** The largest version id (Confluent's API: 2^31-1). */
+const MAX_VERSION = 2 ** 31 - 1;
+
 async function show(registry: SchemaRegistry, subject: string, versionArg: string | undefined, out: CommandOutput): Promise<number> {
   const latest = versionArg === undefined || versionArg === "latest";
-  const version = latest ? undefined : Number(versionArg);
-  if (version !== undefined && (!Number.isInteger(version) || version < 1)) return usage(out, `VERSION must be a positive integer or "latest", not "${versionArg}"`);
+  // Digits only, as the registry's API takes them (1 to 2^31-1): Number() took "1e3", "0x10" and rounded 20 digits.
+  const version = latest ? undefined : /^[1-9][0-9]{0,9}$/.test(versionArg) ? Number(versionArg) : NaN;
+  if (version !== undefined && !(version >= 1 && version <= MAX_VERSION)) return usage(out, `VERSION must be a whole number from 1 to ${MAX_VERSION} or "latest", not "${versionArg}"`);
   const found = version === undefined ? await registry.getLatest(subject) : await registry.getVersion(subject, version);
   if (!found) {
     out.stderr(version === undefined ? `subject "${subject}" not found\n` : `subject "${subject}" has no version ${version}\n`);
