@@ -168,6 +168,20 @@ test("an incompatible column names the column, the rule and a suggestion", async
   assert.equal(problem?.subject, "dep.shop.public.orders-value");
 });
 
+test("the suggestion follows what cannot be read: a type changed is told to keep its type, a column made NOT NULL to stay nullable", async () => {
+  // Found by the live probe: VARCHAR to INT, both nullable, said "rows already written have nulls in this column: keep it nullable",
+  // and a YEAR column made INT NOT NULL was told "the new type cannot hold the values already written" for its nulls.
+  const report = await run("mysql", MY_ORDERS, "BACKWARD", "ALTER TABLE orders MODIFY status INT;");
+  const problem = report.tables.find((t) => t.table === "app.orders")?.problems.find((p) => p.column === "status");
+  assert.match(problem?.rule ?? "", /MISSING_UNION_BRANCH/);
+  assert.doesNotMatch(problem?.suggestion ?? "", /nullable|nulls/);
+  assert.match(problem?.suggestion ?? "", /new type cannot hold the values already written/);
+  const nulls = await run("mysql", MY_ORDERS, "BACKWARD", "ALTER TABLE orders MODIFY status VARCHAR(20) NOT NULL;");
+  assert.match(nulls.tables.find((t) => t.table === "app.orders")?.problems[0]?.suggestion ?? "", /keep it nullable/, "a column made NOT NULL is told to stay nullable");
+  const forward = await run("mysql", MY_ORDERS, "FORWARD", "ALTER TABLE orders MODIFY qty INT NULL;");
+  assert.match(forward.tables.find((t) => t.table === "app.orders")?.problems[0]?.suggestion ?? "", /expect no nulls/, "a column made nullable, under FORWARD");
+});
+
 test("a statement that is not understood is reported with its file and line", async () => {
   const report = await run("postgres", PG_ORDERS, "BACKWARD", "ALTER TABLE orders ADD COLUMN note text;\n\nALTER TABLE orders REPLICA IDENTITY FULL;");
   const statement = report.statements[1];

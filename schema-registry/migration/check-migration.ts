@@ -191,13 +191,16 @@ function suggestion(problem: VersionIncompatibility, step: MigrationStep["kind"]
       if (step === "rename-column") return "consumers on the old schema need the old column: keep it beside the new one until they upgrade";
       return "consumers on the old schema need this column: make it nullable first (a release later drop it), or keep it";
     case "TYPE_MISMATCH":
+    case "MISSING_UNION_BRANCH":
+      // The value one side cannot read is a null (a column made NOT NULL, or made nullable), or of another type.
+      if (/\bwriter(?:'s| type) null\b/.test(problem.message)) {
+        return backward
+          ? "rows already written have nulls in this column: keep it nullable (a NOT NULL column cannot read them)"
+          : "consumers on the old schema expect no nulls: keep the column NOT NULL, or use level BACKWARD";
+      }
       return backward
         ? "the new type cannot hold the values already written: keep the wider type, or add a new column of the new type and move readers to it"
         : "consumers on the old schema cannot read the new type: add a new column of the new type instead of changing this one, or use level BACKWARD";
-    case "MISSING_UNION_BRANCH":
-      return backward
-        ? "rows already written have nulls in this column: keep it nullable (a NOT NULL column cannot read them)"
-        : "consumers on the old schema expect no nulls: keep the column NOT NULL, or use level BACKWARD";
     case "MISSING_ENUM_SYMBOLS":
       return "keep every existing enum value; add new values only";
     case "NAME_MISMATCH":
