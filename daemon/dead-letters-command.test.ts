@@ -209,6 +209,10 @@ describe("runDeadLettersCommand on an embedded log", () => {
     assert.match(both.stderr, /give --sink NAME or --source NAME \(one of them\)/);
     const limit = await run({ sink: "wh", limit: "0" });
     assert.equal(limit.code, 2);
-    assert.match(limit.stderr, /--limit takes a number of records above 0, not "0"/);
+    assert.match(limit.stderr, /--limit takes a whole number of records from 1 to 999999999, not "0"/);
+    // Found by the live probe: 20 digits were refused as not "above 0".
+    const large = await run({ sink: "wh", limit: "99999999999999999999" });
+    assert.equal(large.code, 2);
+    assert.match(large.stderr, /--limit takes a whole number of records from 1 to 999999999, not "99999999999999999999"/);
   });
 });

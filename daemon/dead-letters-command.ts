@@ -95,7 +95,7 @@ export async function runDeadLettersCommand(config: SluiceConfig, args: DeadLett
   };
   if ((args.sink === undefined) === (args.source === undefined)) return usage("give --sink NAME or --source NAME (one of them)");
   const limit = args.limit === undefined ? DEFAULT_LIMIT : /^\d{1,9}$/.test(args.limit) && Number(args.limit) > 0 ? Number(args.limit) : null;
-  if (limit === null) return usage(`--limit takes a number of records above 0, not "${args.limit}"`);
+  if (limit === null) return usage(`--limit takes a whole number of records from 1 to 999999999, not "${args.limit}"`);
   const from = args.from === undefined ? null : /^\d{1,20}$/.test(args.from) ? BigInt(args.from) : null;
   if (args.from !== undefined && from === null) return usage(`--from takes a record offset (a whole number of at most 20 digits), not "${args.from}"`);
   let target: Kind;
