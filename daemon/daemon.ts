@@ -770,9 +770,16 @@ export class Daemon {
           ready: role === "standby" ? true : (running?.pipeline.ready() ?? false),
           position: running && checkpoint ? formatPosition(running.source.kind, checkpoint.position) : null,
           lagSeconds: running ? lagSeconds(now, running.pipeline.lastAckedCommitTime()) : null,
+          halted: (running?.pipeline.haltedTables() ?? []).map((h) => ({ table: h.table })),
         };
       }),
-      sinks: this.sinks.map((s, i) => ({ name: s.name, ready: s.thread.ready(), partitions: s.thread.partitions(), lagRecords: lags[i] ?? null })),
+      sinks: this.sinks.map((s, i) => ({
+        name: s.name,
+        ready: s.thread.ready(),
+        partitions: s.thread.partitions(),
+        lagRecords: lags[i] ?? null,
+        halted: s.thread.haltedTables().map((h) => ({ table: h.table, at: `${h.topic}:${h.partition}:${h.recordOffset}` })),
+      })),
     };
   }
 

@@ -107,3 +107,44 @@ test("sluice halted skip --source --all-pending / --through asks the daemon for 
     daemon.close();
   }
 });
+
+test("sluice halted list and release name the halts another process of the deployment announces (Kafka: a halt lives in the process reading its partition)", async () => {
+  const status = {
+    sinks: [{ name: "es", halted: [] }],
+    sources: [],
+    instances: [
+      { id: "sinks-a:7", self: true, sinks: [{ name: "es", halted: [] }], sources: [] },
+      { id: "sinks-b:9", self: false, stale: false, sinks: [{ name: "es", halted: [{ table: "public.items", at: "d.pg.public.items:0:15902" }] }], sources: [] },
+      { id: "capture-0:1", self: false, stale: true, sinks: [], sources: [{ name: "pg", halted: [{ table: "public.bad" }] }] },
+    ],
+  };
+  const daemon = createServer((req, res) => {
+    let text = "";
+    req.on("data", (chunk: Buffer) => (text += chunk.toString()));
+    req.on("end", () => {
+      if (req.method === "GET") res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(status));
+      else res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: `sink es: table ${(JSON.parse(text) as { table: string }).table} is not halted (halted now: none)`, code: "HALT_NOT_FOUND" }));
+    });
+  });
+  await new Promise<void>((resolve) => daemon.listen(0, "127.0.0.1", resolve));
+  try {
+    const { port } = daemon.address() as AddressInfo;
+    const config = loadConfigText("sluice.yaml", `name: d\nsources: [{name: pg, kind: postgres, host: 127.0.0.1, database: d, user: u, password: not-used-here, tables: ["public.*"]}]\nsinks: [{name: es, kind: duckdb, path: /tmp/not-used.duckdb}]\nhttp: {listen: "127.0.0.1:${port}"}\n`);
+    let stdout = "";
+    let stderr = "";
+    const io = { stdout: (text: string) => (stdout += text), stderr: (text: string) => (stderr += text) };
+    assert.equal(await runHaltedCommand(config, ["list"], { execute: false, json: false }, io), 0);
+    assert.match(stdout, /^no halted tables in this process \(http:\/\/127\.0\.0\.1:\d+\)/);
+    assert.match(stdout, /sinks-b:9\s+sink es\s+public\.items\s+d\.pg\.public\.items:0:15902/);
+    assert.match(stdout, /capture-0:1 \(stale\)\s+source pg\s+public\.bad/);
+    assert.equal(await runHaltedCommand(config, ["retry"], { sink: "es", table: "public.items", execute: false, json: false }, io), 1);
+    assert.match(stderr, /not halted \(halted now: none\)\. It is halted in another process of the deployment: sinks-b:9 \(host:pid\)/);
+    assert.equal(await runHaltedCommand(config, ["retry"], { sink: "es", table: "public.other", execute: false, json: false }, io), 1);
+    assert.match(stderr, /public\.other is not halted[^\n]*--source NAME instead of --sink\.\n$/, "no holder named for a table no process announces");
+    stdout = "";
+    assert.equal(await runHaltedCommand(config, ["list"], { execute: false, json: true }, io), 0);
+    assert.deepEqual((JSON.parse(stdout) as { otherProcesses: unknown[] }).otherProcesses.length, 2);
+  } finally {
+    daemon.close();
+  }
+});

@@ -125,8 +125,9 @@ export async function runHaltedCommand(
   }
   const body = bodyOf<HaltReleaseReport>(response);
   if (!response.ok) {
-    const capture = response.status === 404 ? " A table halted at capture is released with --source NAME instead of --sink." : "";
-    io.stderr(`sluice halted ${action}: ${body.error ?? response.statusText}${refusalHint(response)}.${capture}\n`);
+    const elsewhere = response.status === 404 ? await haltedElsewhereHint(config, "sink", options.sink, options.table) : "";
+    const capture = response.status === 404 && elsewhere === "" ? " A table halted at capture is released with --source NAME instead of --sink." : "";
+    io.stderr(`sluice halted ${action}: ${body.error ?? response.statusText}${refusalHint(response)}.${elsewhere}${capture}\n`);
     return 1;
   }
   if (options.json) {
@@ -165,7 +166,8 @@ async function releaseCapture(
   }
   const body = bodyOf<CaptureReleaseReport>(response);
   if (!response.ok) {
-    io.stderr(`sluice halted ${action}: ${body.error ?? response.statusText}${refusalHint(response)}\n`);
+    const elsewhere = response.status === 404 ? await haltedElsewhereHint(config, "source", options.source, options.table) : "";
+    io.stderr(`sluice halted ${action}: ${body.error ?? response.statusText}${refusalHint(response)}${elsewhere === "" ? "" : `.${elsewhere}`}\n`);
     return 1;
   }
   if (options.json) {
@@ -193,9 +195,50 @@ async function releaseCapture(
   return body.haltedAgain === undefined ? 0 : 1;
 }
 
+interface ElsewhereHalt {
+  instance: string;
+  stale: boolean;
+  kind: "sink" | "source";
+  name: string;
+  table: string;
+  at?: string | undefined;
+}
+
+/** The halts other processes of the deployment announce (Kafka: each process holds the halts it met; see daemon/instances.ts). */
+function haltsElsewhere(instances: readonly InstanceEntry[] | undefined): ElsewhereHalt[] {
+  return (instances ?? [])
+    .filter((i) => i.self !== true)
+    .flatMap((i) => [
+      ...(i.sinks ?? []).flatMap((s) => (s.halted ?? []).map((h) => ({ instance: i.id, stale: i.stale === true, kind: "sink" as const, name: s.name, table: h.table, at: h.at }))),
+      ...(i.sources ?? []).flatMap((s) => (s.halted ?? []).map((h) => ({ instance: i.id, stale: i.stale === true, kind: "source" as const, name: s.name, table: h.table }))),
+    ]);
+}
+
+/** After "not halted" from this process: which other process holds that halt, if one announces it. */
+async function haltedElsewhereHint(config: SluiceConfig, kind: "sink" | "source", name: string, table: string): Promise<string> {
+  try {
+    const answer = await callDaemon(config, "/status", { timeoutMs: 5_000 });
+    if (!answer.ok) return "";
+    const holders = haltsElsewhere(bodyOf<StatusBody>(answer).instances).filter((h) => h.kind === kind && h.name === name && (h.table === table || h.at?.startsWith(`${table}:`) === true));
+    if (holders.length === 0) return "";
+    return ` It is halted in another process of the deployment: ${[...new Set(holders.map((h) => oneLine(h.instance)))].join(", ")} (host:pid). A process releases only the halts it holds: run this command with the config of that process (its http.listen).`;
+  } catch {
+    return "";
+  }
+}
+
+interface InstanceEntry {
+  id: string;
+  self?: boolean;
+  stale?: boolean;
+  sinks?: { name: string; halted?: { table: string; at?: string }[] }[];
+  sources?: { name: string; halted?: { table: string }[] }[];
+}
+
+type StatusBody = { sources?: { name: string; halted?: CaptureHalt[] }[]; sinks?: { name: string; halted?: HaltedSinkTable[] }[]; instances?: InstanceEntry[] };
+
 async function list(config: SluiceConfig, json: boolean, io: HaltedIo): Promise<number> {
   const url = daemonUrl(config, "/status");
-  type StatusBody = { sources?: { name: string; halted?: CaptureHalt[] }[]; sinks?: { name: string; halted?: HaltedSinkTable[] }[] };
   let response: DaemonAnswer;
   try {
     response = await callDaemon(config, "/status", { timeoutMs: 5_000 });
@@ -209,12 +252,24 @@ async function list(config: SluiceConfig, json: boolean, io: HaltedIo): Promise<
   const status = bodyOf<StatusBody>(response);
   const sinkHalts = (status.sinks ?? []).flatMap((s) => (s.halted ?? []).map((h) => ({ sink: s.name, ...h })));
   const captureHalts = (status.sources ?? []).flatMap((s) => (s.halted ?? []).map((h) => ({ source: s.name, ...h })));
+  const elsewhere = haltsElsewhere(status.instances);
   if (json) {
-    io.stdout(`${JSON.stringify({ sinks: sinkHalts, sources: captureHalts }, null, 2)}\n`);
+    io.stdout(`${JSON.stringify({ sinks: sinkHalts, sources: captureHalts, otherProcesses: elsewhere }, null, 2)}\n`);
     return 0;
   }
+  const others: string[] = [];
+  if (elsewhere.length > 0) {
+    others.push(
+      table(
+        ["HALTED IN ANOTHER PROCESS", "SINK OR SOURCE", "TABLE", "AT (TOPIC:PARTITION:OFFSET)"],
+        elsewhere.map((h) => [`${h.instance}${h.stale ? " (stale)" : ""}`, `${h.kind} ${h.name}`, h.table, h.at ?? "-"]),
+      ),
+      "",
+      "A process releases only the halts it holds: run \"sluice halted list\", then retry or skip, with the config of that process (its http.listen).",
+    );
+  }
   if (sinkHalts.length === 0 && captureHalts.length === 0) {
-    io.stdout("no halted tables\n");
+    io.stdout(`${others.length > 0 ? `no halted tables in this process (${url.replace(/\/status$/, "")})\n\n${others.join("\n")}` : "no halted tables"}\n`);
     return 0;
   }
   const out: string[] = [];
@@ -239,6 +294,7 @@ async function list(config: SluiceConfig, json: boolean, io: HaltedIo): Promise<
       'Capture halts keep the table\'s changes parked (nothing lost). Release one: "sluice halted retry --source NAME --table T" (after fixing the cause) or "sluice halted skip --source NAME --table T" (past the change that halted it; add --all-pending for every parked change refused for the same reason); add --execute to do it. A restart also re-publishes what can be published.',
     );
   }
+  if (others.length > 0) out.push("", ...others);
   io.stdout(`${out.join("\n")}\n`);
   return 0;
 }

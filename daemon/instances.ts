@@ -21,8 +21,19 @@ export interface InstanceReport {
   readonly startedAt: string;
   /** When this report was written (milliseconds since the epoch). */
   readonly at: number;
-  readonly sources: readonly { name: string; state: "leader" | "standby" | "capturing"; ready: boolean; position: string | null; lagSeconds: number | null }[];
-  readonly sinks: readonly { name: string; ready: boolean; partitions: readonly string[]; lagRecords: number | null }[];
+  readonly sources: readonly { name: string; state: "leader" | "standby" | "capturing"; ready: boolean; position: string | null; lagSeconds: number | null; halted?: readonly InstanceHalt[] }[];
+  readonly sinks: readonly { name: string; ready: boolean; partitions: readonly string[]; lagRecords: number | null; halted?: readonly InstanceHalt[] }[];
+}
+
+/**
+ * A table halted in a process: a halt lives in the process that met it (a sink's halt in the one reading
+ * the partition), so `sluice halted list` asked of another process finds it here. Absent in reports of
+ * processes of earlier versions.
+ */
+export interface InstanceHalt {
+  readonly table: string;
+  /** A sink halt's poison record, TOPIC:PARTITION:OFFSET. */
+  readonly at?: string;
 }
 
 /** What the directory needs of the topic log (the Kafka log has it; the embedded log does not). */
