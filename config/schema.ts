@@ -336,6 +336,12 @@ const mysqlSource = z.strictObject({
     .enum(["null", "error"])
     .default("null")
     .describe("What a zero date (0000-00-00, or a zero month or day) or a date no calendar has (2024-02-30, allowed by ALLOW_INVALID_DATES) becomes: null, or an error that halts the table"),
+  partition_drops: z
+    .enum(["mirror", "keep"])
+    .default("mirror")
+    .describe(
+      "Rows that ALTER TABLE ... DROP, TRUNCATE or CONVERT PARTITION removes with no row event: mirror: the table is read again whole and the read's reset removes them from the sinks; keep: the sinks keep them, nothing is read (a warehouse kept as the archive of a table whose old partitions are dropped on a schedule). EXCHANGE PARTITION, CONVERT TABLE ... TO PARTITION, IMPORT TABLESPACE bring rows in: the table is read whole either way, under keep with no reset. History partitions of a MariaDB PARTITION BY SYSTEM_TIME table are never read for. PostgreSQL differs (it keeps a detached or dropped partition's rows, reads the root again after a partition's TRUNCATE, and has no setting): docs/mysql.md#schema-changes-and-the-schema-history",
+    ),
   outbox: mysqlOutbox,
 });
 

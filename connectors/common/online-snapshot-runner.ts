@@ -158,10 +158,12 @@ export async function backfillColumns(table: string, columns: readonly string[],
 
 /**
  * Rows that entered or left a table with no row event (`what`: e.g. MySQL's ALTER TABLE ... TRUNCATE PARTITION):
- * the table is read again, and the online snapshot's closing reset removes the rows it no longer has.
+ * the table is read again, and the online snapshot's closing reset removes the rows it no longer has (`reset` false:
+ * the read adds what entered and removes nothing).
  */
-export async function backfillChangedRows(table: string, what: string, snapshotMode: string, request: () => Promise<unknown>, logger: Logger, at: string, context: ErrorContext = {}): Promise<void> {
-  logger.warn({ table, statement: what }, `rows of ${table} were added or removed by ${what}, which no row event carries: its rows are read again`);
+export async function backfillChangedRows(table: string, what: string, snapshotMode: string, request: () => Promise<unknown>, logger: Logger, at: string, context: ErrorContext = {}, reset = true): Promise<void> {
+  if (reset) logger.warn({ table, statement: what }, `rows of ${table} were added or removed by ${what}, which no row event carries: its rows are read again`);
+  else logger.warn({ table, statement: what }, `rows of ${table} were added or removed by ${what}, which no row event carries: its rows are read again with no reset, the targets keep the rows it no longer has (partition_drops: keep)`);
   if (snapshotMode === "never") {
     logger.warn({ table }, `the table is not read again (snapshot.mode never): sluice snapshot --table ${table} --execute reads it`);
     return;

@@ -21,6 +21,7 @@ function config(host: string, mode: MysqlSourceConfig["tls"]["mode"]): MysqlSour
     heartbeat_interval: 1000,
     server_id: 1234,
     zero_dates: "null",
+    partition_drops: "mirror",
     tables: ["db.t"],
   };
 }

@@ -37,6 +37,7 @@ export function sourceConfig(overrides: Partial<MysqlSourceConfig> & Pick<MysqlS
     heartbeat_interval: 1000,
     server_id: randomInt(10_000, 2 ** 31),
     zero_dates: "null",
+    partition_drops: "mirror",
     ...overrides,
   };
 }

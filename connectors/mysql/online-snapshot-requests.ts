@@ -76,8 +76,9 @@ export class MysqlOnlineSnapshotRequests implements OnlineSnapshotting {
    * what the stream decoder asks for while it waits (a table renamed, columns renamed, an XA rollback) must not wait
    * behind a migration's lock, and all capture with it. `id` names the request: one already queued is not queued twice.
    * A driver's error comes back as a SluiceError saying whether asking again can help (a lost connection can).
+   * `where` (Sluice's own, not checked): a read with no closing reset.
    */
-  async queue(table: string, origin: string, id: string): Promise<SnapshotTask> {
+  async queue(table: string, origin: string, id: string, where: string | null = null): Promise<SnapshotTask> {
     const queued = this.running().tasks().find((task) => task.id === id);
     if (queued !== undefined) return queued;
     try {
@@ -85,7 +86,7 @@ export class MysqlOnlineSnapshotRequests implements OnlineSnapshotting {
     } catch (error) {
       throw toSluiceError(error, `read the catalog for an online snapshot of ${table}`, { ...this.host.context(), table });
     }
-    return this.running().request(table, null, origin, id);
+    return this.running().request(table, where, origin, id);
   }
 
   list(): { tasks: readonly SnapshotTask[]; failed: readonly FailedSnapshot[] } {

@@ -12,6 +12,8 @@ import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { CaptureLoop, CaptureSource } from "../common/capture-loop.ts";
 import type { CapturePhase, CaptureStats, InitialSnapshot, OpenedStream } from "../common/capture-loop.ts";
+import { partitionRowsPlan, systemTimePartitions } from "./partition-drops.ts";
+import type { SystemTimePartitions } from "./partition-drops.ts";
 import { backfillChangedRows, backfillColumns, backfillRenamed, backfillRolledBackXa } from "../common/online-snapshot-runner.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import { BinlogStream } from "./binlog-stream.ts";
@@ -32,6 +34,7 @@ import type { ResumeToken } from "./resume-token.ts";
 import { MemorySchemaHistoryStore } from "./schema/schema-history.ts";
 import type { SchemaHistoryStore } from "./schema/schema-history.ts";
 import { SchemaTracker } from "./schema/schema-tracker.ts";
+import type { RowsChange } from "./schema/schema-tracker.ts";
 import { checkServerSettings, readServerSettings } from "./server-settings.ts";
 import type { ServerSettings } from "./server-settings.ts";
 import { SnapshotMarkers } from "../common/snapshot-markers.ts";
@@ -446,7 +449,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       onReread: (table, columns, at, rowsChanged) =>
         rowsChanged === undefined
           ? backfillColumns(table, columns, config.snapshot.mode, () => this.queueReread(table, "columns-changed", at), logger, at, context)
-          : backfillChangedRows(table, rowsChanged, config.snapshot.mode, () => this.queueReread(table, "rows-changed", at), logger, at, context),
+          : this.partitionRows(table, rowsChanged, at),
       ...(start.preparedXa === undefined ? {} : { preparedXa: start.preparedXa }),
       onXaRolledBack: (xid, tables, at) => backfillRolledBackXa(xid, tables, config.snapshot.mode, (table) => this.queueReread(table, "xa-rolled-back", at), logger, at, context),
       logger,
@@ -500,8 +503,38 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
   }
 
   /** A table a statement at `at` ("file:offset") asks to read again, named by both: decoded again after a reconnect, it is queued once. */
-  private queueReread(table: string, origin: string, at: string): Promise<unknown> {
-    return this.snapshots.queue(table, origin, `${origin}@${at}/${table}`);
+  private queueReread(table: string, origin: string, at: string, where: string | null = null): Promise<unknown> {
+    return this.snapshots.queue(table, origin, `${origin}@${at}/${table}`, where);
+  }
+
+  /** A partition operation moved rows of `table` with no row event: read it again, or not, by `partition_drops` (partition-drops.ts). */
+  private async partitionRows(table: string, change: RowsChange, at: string): Promise<void> {
+    const { config, logger, context } = this;
+    const statement = change.what;
+    const plan = partitionRowsPlan(change, config.partition_drops, await this.systemTimePartitions(change));
+    switch (plan) {
+      case "skip-history":
+        logger.info({ table, statement, partitions: change.partitions }, `${statement} of ${table} removed only history rows of a system-versioned table: nothing is read (a read gives the current rows alone, and its reset would remove every history row the targets hold); the targets keep the history rows it held`);
+        return;
+      case "keep":
+        logger.info({ table, statement, partitions: change.partitions }, `rows of ${table} were removed by ${statement}, which no row event carries: the targets keep them (partition_drops: keep)`);
+        return;
+      case "read-added":
+        return backfillChangedRows(table, statement, config.snapshot.mode, () => this.queueReread(table, "rows-added", at, "TRUE"), logger, at, context, false);
+      case "read-all":
+        return backfillChangedRows(table, statement, config.snapshot.mode, () => this.queueReread(table, "rows-changed", at), logger, at, context);
+    }
+  }
+
+  /** Only a DROP or TRUNCATE PARTITION can touch history alone; a catalog that cannot say is taken as no versioning. */
+  private async systemTimePartitions(change: RowsChange): Promise<SystemTimePartitions | null> {
+    if (!change.partitioned || (change.what !== "DROP PARTITION" && change.what !== "TRUNCATE PARTITION") || this.catalog === null) return null;
+    try {
+      return await systemTimePartitions(sqlOf(this.catalog), change.database, change.table);
+    } catch (error) {
+      this.logger.warn({ table: `${change.database}.${change.table}`, err: (error as Error).message }, "cannot tell whether the table is partitioned by SYSTEM_TIME: taken as not");
+      return null;
+    }
   }
 
   /** Creates whose row image left columns out (binlog_row_image MINIMAL in a session), completed from the table (partial-images.ts). */

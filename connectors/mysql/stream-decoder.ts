@@ -27,7 +27,7 @@ import type { BinaryReader } from "./protocol/binary-reader.ts";
 import { bitsSet } from "./protocol/binary-reader.ts";
 import type { Flavor } from "./resume-token.ts";
 import { dmlTarget } from "./schema/dml-target.ts";
-import type { SchemaTracker } from "./schema/schema-tracker.ts";
+import type { RowsChange, SchemaTracker } from "./schema/schema-tracker.ts";
 import type { TableBinding } from "./schema/table-binding.ts";
 import { tableKey, toTableSchema } from "./schema/table-definition.ts";
 import { ZeroDateError } from "./values/column-decoder.ts";
@@ -99,7 +99,7 @@ export interface StreamDecoderOptions {
   /** A table renamed to a captured name no captured table had (QueryOutcome.renamed), past the resume point. */
   readonly onRenamed?: (from: string, to: string, at: string) => Promise<void> | void;
   /** A table whose rows hold column values its targets do not have (QueryOutcome.reread), past the resume point. */
-  readonly onReread?: (table: string, columns: readonly string[], at: string, rowsChanged?: string) => Promise<void> | void;
+  readonly onReread?: (table: string, columns: readonly string[], at: string, rowsChanged?: RowsChange) => Promise<void> | void;
   /**
    * XA ROLLBACK of a transaction prepared earlier, past the resume point: the binlog holds its changes at its
    * prepare, and they were handed on then. `tables`: the captured tables it changed; null when its prepare was

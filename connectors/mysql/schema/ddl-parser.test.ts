@@ -60,10 +60,11 @@ test("ALTER TABLE partition operations that move rows with no row event are told
     assert.equal(statement.kind, "alter-table", sql);
     return statement.kind === "alter-table" ? statement.actions : [];
   };
-  const changed = (what: string, other: { database: string; table: string } | null = null) => [{ kind: "rows-changed", what, other }];
-  assert.deepEqual(actions("ALTER TABLE t TRUNCATE PARTITION p0, p1"), changed("TRUNCATE PARTITION"));
+  const changed = (what: string, other: { database: string; table: string } | null = null, partitions: string[] | null = null) => [{ kind: "rows-changed", what, other, partitions }];
+  assert.deepEqual(actions("ALTER TABLE t TRUNCATE PARTITION p0, `P1`"), changed("TRUNCATE PARTITION", null, ["p0", "P1"]));
   assert.deepEqual(actions("ALTER TABLE t TRUNCATE PARTITION ALL"), changed("TRUNCATE PARTITION"));
-  assert.deepEqual(actions("ALTER TABLE t DROP PARTITION IF EXISTS p0, p1"), changed("DROP PARTITION"));
+  assert.deepEqual(actions("ALTER TABLE t DROP PARTITION IF EXISTS p0, p1"), changed("DROP PARTITION", null, ["p0", "p1"]));
+  assert.deepEqual(actions("ALTER TABLE t DROP PARTITION p20261101"), changed("DROP PARTITION", null, ["p20261101"]));
   assert.deepEqual(actions("ALTER TABLE t EXCHANGE PARTITION p0 WITH TABLE other.u WITHOUT VALIDATION"), changed("EXCHANGE PARTITION", { database: "other", table: "u" }));
   assert.deepEqual(actions("ALTER TABLE t CONVERT PARTITION p0 TO TABLE u"), changed("CONVERT PARTITION", { database: "app", table: "u" }));
   assert.deepEqual(actions("ALTER TABLE t CONVERT TABLE u TO PARTITION p9 VALUES LESS THAN (90)"), changed("CONVERT TABLE ... TO PARTITION"));

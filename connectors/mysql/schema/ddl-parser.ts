@@ -48,9 +48,10 @@ export type AlterAction =
   | { readonly kind: "default-charset"; readonly charset: string }
   /**
    * Rows that enter or leave the table with no row event in the binlog: partitions truncated, dropped, exchanged
-   * with a table (`other`) or converted to or from one, a tablespace imported. `what` names the operation.
+   * with a table (`other`) or converted to or from one, a tablespace imported. `what` names the operation;
+   * `partitions`: the partitions a TRUNCATE or DROP PARTITION names, null for ALL and the other operations.
    */
-  | { readonly kind: "rows-changed"; readonly what: string; readonly other: TableName | null };
+  | { readonly kind: "rows-changed"; readonly what: string; readonly other: TableName | null; readonly partitions: readonly string[] | null };
 
 export type DdlStatement =
   | { readonly kind: "create-table"; readonly table: TableName; readonly columns: readonly ParsedColumn[]; readonly primaryKey: readonly string[]; readonly defaultCharset: string | null; readonly ifNotExists: boolean; readonly orReplace?: true }
@@ -486,7 +487,7 @@ function alterAction(c: TokenCursor, table: TableName, options: ParseOptions): A
   }
   if (c.accept("DROP")) {
     if (c.accept("PRIMARY", "KEY")) return { kind: "drop-primary-key" };
-    if (c.accept("PARTITION")) return partitionRows(c, "DROP PARTITION", null);
+    if (c.accept("PARTITION")) return partitionRows(c, "DROP PARTITION", null, partitionList(c));
     if (c.accept("INDEX") || c.accept("KEY") || c.accept("FOREIGN", "KEY") || c.accept("CONSTRAINT") || c.accept("CHECK") || c.accept("SYSTEM", "VERSIONING") || c.accept("PERIOD")) {
       c.skipToListEnd();
       return null;
@@ -533,7 +534,7 @@ function alterAction(c: TokenCursor, table: TableName, options: ParseOptions): A
     c.skipToListEnd();
     return null;
   }
-  if (c.accept("TRUNCATE", "PARTITION")) return partitionRows(c, "TRUNCATE PARTITION", null);
+  if (c.accept("TRUNCATE", "PARTITION")) return partitionRows(c, "TRUNCATE PARTITION", null, partitionList(c));
   if (c.accept("EXCHANGE", "PARTITION")) {
     c.identifier();
     if (!c.accept("WITH", "TABLE")) throw new SyntaxError("EXCHANGE PARTITION without WITH TABLE");
@@ -580,9 +581,18 @@ function alterAction(c: TokenCursor, table: TableName, options: ParseOptions): A
  * A partition operation that moves rows with no row event. It is the statement's last clause, and its partition list
  * is separated by commas like the statement's actions: the rest of the statement is taken with it.
  */
-function partitionRows(c: TokenCursor, what: string, other: TableName | null): AlterAction {
+function partitionRows(c: TokenCursor, what: string, other: TableName | null, partitions: readonly string[] | null = null): AlterAction {
   while (!c.done) c.next();
-  return { kind: "rows-changed", what, other };
+  return { kind: "rows-changed", what, other, partitions };
+}
+
+/** `[IF EXISTS] p0, p1` (null for ALL), the names as the statement spells them. */
+function partitionList(c: TokenCursor): string[] | null {
+  c.accept("IF", "EXISTS");
+  if (c.accept("ALL")) return null;
+  const names = [c.identifier()];
+  while (c.acceptPunct(",")) names.push(c.identifier());
+  return names;
 }
 
 /** The tables a statement that could not be parsed names after TABLE / ON / TO. */

@@ -53,7 +53,19 @@ export interface QueryOutcome {
    * had before, dropped since, whose targets still hold the dropped column's values (a sink keeps a dropped
    * column). Only reading the rows again gives the targets what the table holds.
    */
-  readonly reread?: readonly { readonly table: string; readonly columns: readonly string[]; readonly rowsChanged?: string }[];
+  readonly reread?: readonly { readonly table: string; readonly columns: readonly string[]; readonly rowsChanged?: RowsChange }[];
+}
+
+/**
+ * Rows that entered or left a table with no row event (AlterAction rows-changed). `partitioned`: the table is the one
+ * the ALTER names, not the table exchanged with or converted to; `partitions`: those a TRUNCATE or DROP names.
+ */
+export interface RowsChange {
+  readonly what: string;
+  readonly database: string;
+  readonly table: string;
+  readonly partitioned: boolean;
+  readonly partitions: readonly string[] | null;
 }
 
 interface CachedBinding {
@@ -217,13 +229,15 @@ export class SchemaTracker {
           renameTo !== undefined &&
           this.captured(renameTo.database, renameTo.table) &&
           (this.definition(renameTo.database, renameTo.table) === null || this.assumed.has(tableKey(renameTo.database, renameTo.table)));
-        const reread: { table: string; columns: string[]; rowsChanged?: string }[] = [];
+        const reread: { table: string; columns: string[]; rowsChanged?: RowsChange }[] = [];
         await this.alter(statement.table, statement.actions.filter((a) => a.kind !== "rows-changed"), query, from, changed, reread);
         // Rows moved with no row event (partitions truncated, dropped, exchanged...): only reading the tables again tells.
         for (const action of statement.actions) {
           if (action.kind !== "rows-changed") continue;
           for (const t of action.other === null ? [statement.table] : [statement.table, action.other]) {
-            if (this.captured(t.database, t.table)) reread.push({ table: tableKey(t.database, t.table), columns: [], rowsChanged: action.what });
+            if (!this.captured(t.database, t.table)) continue;
+            const rowsChanged = { what: action.what, database: t.database, table: t.table, partitioned: t === statement.table, partitions: action.partitions };
+            reread.push({ table: tableKey(t.database, t.table), columns: [], rowsChanged });
           }
         }
         return {
