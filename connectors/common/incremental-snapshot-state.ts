@@ -39,6 +39,12 @@ export interface SnapshotTask {
    * rows read. Kept with the task, so a restart reads above it too.
    */
   readonly readAbove?: string;
+  /**
+   * PostgreSQL: the relation id (decimal) of one leaf partition of the partitioned `table`, read alone (FROM ONLY the
+   * leaf) and handed on as the root's rows: a partition attached while capture streams. Reading the root with a
+   * condition on tableoid would walk every other partition's key index, as PostgreSQL does not prune by tableoid.
+   */
+  readonly partition?: string;
 }
 
 /** What a snapshot request would do: the dry run's answer, and the request's. */

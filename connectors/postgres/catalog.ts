@@ -4,6 +4,7 @@
  */
 import type pg from "pg";
 import { parseLsn } from "./lsn.ts";
+import { quoteIdent } from "./connection-settings.ts";
 import type { TableMatcher } from "../common/table-patterns.ts";
 import { TYPE_CATALOG_SQL, TypeCatalog, typeRowFromSql } from "./values/type-catalog.ts";
 import type { TypeNameTarget } from "./values/type-catalog.ts";
@@ -43,6 +44,23 @@ export async function leafPartitions(db: Queryable, roots: readonly TableRef[]):
   );
   for (const row of result.rows) leaves.get(Number(row.root))?.push({ relid: Number(row.leaf), filenode: Number(row.filenode) });
   return leaves;
+}
+
+/** Of the leaf partitions given, those that hold a row now (one probe each), with their quoted names. */
+export async function leavesHoldingRows(db: Queryable, leaves: readonly number[]): Promise<{ relid: number; name: string }[]> {
+  const held: { relid: number; name: string }[] = [];
+  for (const relid of leaves) {
+    const found = await db.query<{ schema: string; name: string }>(
+      "SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::oid",
+      [relid],
+    );
+    const row = found.rows[0];
+    if (row === undefined) continue;
+    const name = `${quoteIdent(row.schema)}.${quoteIdent(row.name)}`;
+    const probe = await db.query(`SELECT 1 FROM ONLY ${name} LIMIT 1`);
+    if (probe.rows.length > 0) held.push({ relid, name });
+  }
+  return held;
 }
 
 export async function listTables(db: Queryable, matches: TableMatcher): Promise<TableRef[]> {

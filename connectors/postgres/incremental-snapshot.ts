@@ -182,7 +182,7 @@ export class IncrementalSnapshots implements StreamInterleave {
    * change its renamed columns came with: changes of the old layout below it must not outrank the rows); the task
    * carries it (readAbove), so a restart from a checkpoint, or a reconnect, reads above it too.
    */
-  request(table: string, where: string | null, origin: string, id?: string, above?: bigint): SnapshotTask {
+  request(table: string, where: string | null, origin: string, id?: string, above?: bigint, partition?: number): SnapshotTask {
     const task: SnapshotTask = {
       id: id ?? `${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`,
       table,
@@ -195,6 +195,7 @@ export class IncrementalSnapshots implements StreamInterleave {
       startedAtMs: null,
       origin,
       ...(above === undefined ? {} : { readAbove: String(above) }),
+      ...(partition === undefined ? {} : { partition: String(partition) }),
     };
     this.options.ledger.add(task);
     // Updates of the table handed on before now were not kept per key: read above them.
@@ -457,7 +458,7 @@ export class IncrementalSnapshots implements StreamInterleave {
     this.inFlight.push(chunk);
     this.partialUpdates.prune(this.inFlight.reduce((lowest, c) => (c.version < lowest ? c.version : lowest), chunk.version));
     await this.emitWatermark(client, seq, "low");
-    const rows = await this.select(client, table, task.where, cursor.lastKey, chunk.limit);
+    const rows = await this.select(client, table, task.where, cursor.lastKey, chunk.limit, task.partition);
     chunk.rows = rows;
     cursor.sizer.observe(rows.length, rows.reduce((sum, row) => sum + rowBytes(row), 0));
     const lastRow = rows.at(-1);
@@ -517,7 +518,7 @@ export class IncrementalSnapshots implements StreamInterleave {
     return true;
   }
 
-  private async select(client: pg.Client, table: CapturedTable, where: string | null, lastKey: readonly (string | null)[] | null, limit: number): Promise<(string | null)[][]> {
+  private async select(client: pg.Client, table: CapturedTable, where: string | null, lastKey: readonly (string | null)[] | null, limit: number, partition?: string): Promise<(string | null)[][]> {
     const keyColumns = table.keyIndexes.map((i) => table.columns[i]!);
     const keyList = keyColumns.map((c) => quoteIdent(c.name)).join(", ");
     const conditions: string[] = [];
@@ -528,7 +529,10 @@ export class IncrementalSnapshots implements StreamInterleave {
       conditions.push(`(${keyList}) > (${keyColumns.map((c, i) => `$${i + 1}::${c.sqlType}`).join(", ")})`);
       values.push(...lastKey);
     }
-    const from = `${table.kind === "p" ? "" : "ONLY "}${quoteIdent(table.schema.schema)}.${quoteIdent(table.schema.table)}`;
+    const root = `${table.kind === "p" ? "" : "ONLY "}${quoteIdent(table.schema.schema)}.${quoteIdent(table.schema.table)}`;
+    const from = partition === undefined ? root : await this.partitionNow(client, table, partition);
+    // A partition detached or dropped since: none of its rows is in the root any more.
+    if (from === null) return [];
     const text =
       `SELECT ${table.columns.map((c) => quoteIdent(c.name)).join(", ")} FROM ${from}` +
       `${conditions.length > 0 ? ` WHERE ${conditions.join(" AND ")}` : ""} ORDER BY ${keyList} LIMIT ${limit}`;
@@ -542,6 +546,22 @@ export class IncrementalSnapshots implements StreamInterleave {
     } finally {
       await client.query("ROLLBACK");
     }
+  }
+
+  /** The leaf partition by relation id, quoted, while it is still a partition under the root (by id: a rename keeps it). */
+  private async partitionNow(client: pg.Client, table: CapturedTable, partition: string): Promise<string | null> {
+    const result = await client.query<{ schema: string; name: string }>(
+      `WITH RECURSIVE up(relid) AS (
+         SELECT $1::oid
+         UNION ALL
+         SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.relid
+       )
+       SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.oid = $1::oid AND c.relispartition AND EXISTS (SELECT 1 FROM up WHERE up.relid = $2::oid)`,
+      [partition, table.relid],
+    );
+    const row = result.rows[0];
+    return row === undefined ? null : `ONLY ${quoteIdent(row.schema)}.${quoteIdent(row.name)}`;
   }
 
   private async restartLsn(client: pg.Client): Promise<bigint> {

@@ -76,6 +76,15 @@ export class OnlineSnapshotRequests implements OnlineSnapshotting {
     return this.running().request(table, null, origin, id, above);
   }
 
+  /**
+   * Queues a read of one leaf partition of the partitioned `table` (FROM ONLY the leaf, its rows handed on as the root's),
+   * with no reset: a partition attached while capture streams. No planner estimate, which would lock every partition.
+   */
+  async queuePartition(table: string, partition: number, where: string, origin: string): Promise<SnapshotTask> {
+    await this.resolve(table);
+    return this.running().request(table, where, origin, undefined, undefined, partition);
+  }
+
   list(): { tasks: readonly SnapshotTask[]; failed: readonly FailedSnapshot[] } {
     const engine = this.host.engine();
     return { tasks: engine?.tasks() ?? this.host.queued(), failed: engine?.failed() ?? [] };

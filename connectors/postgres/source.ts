@@ -16,12 +16,12 @@ import type { CapturePhase, CaptureStats, InitialSnapshot, OpenedStream } from "
 import { CapturedTables } from "./captured-tables.ts";
 import type { CapturedTable } from "./captured-tables.ts";
 import type { RelationMessage } from "./protocol/pgoutput.ts";
-import { leafPartitions, listTables, loadTypeCatalog, publicationInfo, publishedTables, relationInfo, relationsNow, serverInfo, slotInfo, slotLag } from "./catalog.ts";
+import { leafPartitions, leavesHoldingRows, listTables, loadTypeCatalog, publicationInfo, publishedTables, relationInfo, relationsNow, serverInfo, slotInfo, slotLag } from "./catalog.ts";
 import type { PublishedTable, ServerInfo, SlotLag, TableRef } from "./catalog.ts";
 import { clientConfig, quoteIdent } from "./connection-settings.ts";
 import { checkPrivileges } from "./privileges.ts";
 import { Heartbeat } from "./heartbeat.ts";
-import { TableDiscovery } from "./table-discovery.ts";
+import { SeenPartitions, TableDiscovery } from "./table-discovery.ts";
 import { readMovedRow, TRANSACTION_VISIBLE_SQL } from "./moved-row.ts";
 import { oneQueryAtATime } from "./serial-queries.ts";
 import { formatLsn } from "./lsn.ts";
@@ -177,6 +177,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private readonly standbyCatchUp: StandbyCatchUp = { behindSinceMs: null };
   /** By request id, the LSN past the truncate a rename's request wrote (takeUpRenamed), the last EMPTIED_KEPT. */
   private readonly emptiedFor = new Map<string, bigint>();
+  /** The captured partitioned tables' leaf partitions at the last catalog look, kept across streams (TableDiscovery). */
+  private readonly seenPartitions = new SeenPartitions();
   /** Online snapshots (sluice snapshot, the signal table, tables added later): see incremental-snapshot.ts. */
   readonly snapshots = new OnlineSnapshotRequests({
     config: () => this.config,
@@ -497,6 +499,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       vacated: (relid, name) => captured.vacate(relid, name),
       republish: (known) => this.republish(known),
       partitions: {
+        seen: this.seenPartitions,
         list: (known) => leafPartitions(catalog, known),
         attached: (table, partitions) => this.readAttachedPartitions(table, partitions),
         rewritten: (table, partitions) => this.readRewrittenPartitions(table, partitions),
@@ -675,18 +678,25 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
 
   /**
    * Partitions attached to a captured partitioned table while capture streams: the rows an attached table held are
-   * in the root from then on, but no change in the WAL carries them, so the sinks would never have them. They are
-   * read by an online snapshot of the root limited to those partitions (no reset: the root's other rows stay).
+   * in the root from then on, but no change in the WAL carries them, so the sinks would never have them. Each one
+   * holding rows is read alone by an online snapshot (FROM ONLY the leaf, its rows handed on as the root's; no reset:
+   * the root's other rows stay). Not the root with a condition on tableoid, which PostgreSQL does not prune by: every
+   * chunk would walk the key index of every other partition. One created empty (pg_partman's ahead) is not read.
    */
   private async readAttachedPartitions(table: TableRef, partitions: readonly number[]): Promise<void> {
+    const catalog = this.catalog;
+    if (catalog === null) return;
     const name = `${table.schema}.${table.table}`;
-    const where = `tableoid IN (${partitions.map((relid) => `${relid}::oid`).join(", ")})`;
+    const held = await leavesHoldingRows(catalog, partitions);
+    if (held.length === 0) return;
+    const leaves = held.map((leaf) => leaf.name);
     if (this.config.snapshot.mode === "never") {
-      this.logger.warn({ table: name, partitions }, `partitions were attached to ${name}: the rows they held are not read (snapshot.mode never); read them with sluice snapshot --table ${name} --where "${where}" --execute`);
+      const where = `tableoid IN (${held.map((leaf) => `${leaf.relid}::oid`).join(", ")})`;
+      this.logger.warn({ table: name, partitions: leaves }, `partitions were attached to ${name}: the rows they held are not read (snapshot.mode never); read them with sluice snapshot --table ${name} --where "${where}" --execute`);
       return;
     }
-    this.logger.info({ table: name, partitions }, `partitions were attached to ${name}: the rows they held, which no change carries, are read by an online snapshot (where ${where})`);
-    await this.snapshots.request(name, where, "partition-attached");
+    this.logger.info({ table: name, partitions: leaves }, `partitions were attached to ${name}: the rows they held, which no change carries, are read by an online snapshot of each`);
+    for (const leaf of held) await this.snapshots.queuePartition(name, leaf.relid, `tableoid = ${leaf.relid}::oid`, "partition-attached");
   }
 
   /**

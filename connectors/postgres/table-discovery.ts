@@ -38,11 +38,23 @@ export interface TableDiscoveryOptions {
    * the root (also VACUUM FULL, CLUSTER or a rewriting ALTER, which keep the rows); it covers the attached ones too.
    */
   readonly partitions?: {
+    /** Kept by the source across streams: a discovery made at a reconnect takes up what the last one saw. */
+    readonly seen: SeenPartitions;
     readonly list: (known: readonly TableRef[]) => Promise<ReadonlyMap<number, readonly LeafPartition[]>>;
     readonly attached: (table: TableRef, partitions: readonly number[]) => Promise<void>;
     readonly rewritten: (table: TableRef, partitions: readonly number[]) => Promise<void>;
   };
   readonly logger: Logger;
+}
+
+/**
+ * The leaf partitions of the known partitioned tables at the last look (relfilenode by relation id), null before the
+ * first. Owned by the source, not by one stream's discovery: capture opens a new stream after every retriable failure
+ * (a network blip, a server restart), and a discovery starting from nothing would take the partitions attached during
+ * the outage, or before its first look, as known: their rows never read.
+ */
+export class SeenPartitions {
+  leaves: Map<number, Map<number, number>> | null = null;
 }
 
 /** By relation id: a table dropped and created again under its name is a new table (and no longer in the publication). */
@@ -55,8 +67,6 @@ export class TableDiscovery {
   private readonly known: Map<number, string>;
   /** Known tables told to `vacated`. */
   private readonly vacated = new Set<number>();
-  /** Leaf partitions of the known partitioned tables at the last look (relfilenode by relation id), null before the first. */
-  private leaves: Map<number, Map<number, number>> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private looking: Promise<void> | null = null;
   private failures = 0;
@@ -122,7 +132,7 @@ export class TableDiscovery {
     const partitions = this.options.partitions;
     if (partitions === undefined) return;
     const now = await partitions.list(known);
-    const before = this.leaves;
+    const before = partitions.seen.leaves;
     if (before !== null) {
       for (const table of known) {
         const had = before.get(idOf(table));
@@ -135,7 +145,7 @@ export class TableDiscovery {
       }
     }
     // Only once told: a failure is tried again at the next look.
-    this.leaves = new Map([...now].map(([relid, leaves]) => [relid, new Map(leaves.map((leaf) => [leaf.relid, leaf.filenode]))]));
+    partitions.seen.leaves = new Map([...now].map(([relid, leaves]) => [relid, new Map(leaves.map((leaf) => [leaf.relid, leaf.filenode]))]));
   }
 
   private tellVacated(listed: readonly TableRef[]): void {
