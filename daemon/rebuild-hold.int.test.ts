@@ -29,6 +29,7 @@ import { dropClickHouseDatabase, randomName } from "../test/e2e/helpers.ts";
 import { clickhouse, kafka } from "../test/services/ports.ts";
 import { createSink, dataTopicPrefix, openRegistry } from "./components.ts";
 import { runRebuildCommand } from "./rebuild-command.ts";
+import { runningSinkSharing } from "./rebuild-sharing.ts";
 import { SinkRunner } from "./sink-runner.ts";
 
 const deployment = testDeployment("rbhold");
@@ -139,27 +140,38 @@ test("Kafka: a sink whose open took a while, during which another process's comm
   }
 });
 
-test("Kafka: a sink process's member counts every change of its group, one that came and went included (what a rebuild asked of a daemon compares)", { timeout: 60_000 }, async () => {
+test("Kafka: a rebuild asked of a sink process sees another process that joined its group and left again, and not the sink's own consumer opened again for a new topic", { timeout: 60_000 }, async () => {
   const group = `${deployment}.sink.wh2`;
   const topic = `${deployment}.pg.app.parts`;
+  const added = `${deployment}.pg.app.added`;
   const log = await KafkaTopicLog.open({ config: config.topics as never, deployment, logger });
   await log.createTopic({ name: topic, partitions: 2, retentionMs: null, retentionBytes: null, compacted: false });
-  const { runner, stop } = startSink(log, group, topic, "wh2");
+  const topics = [topic];
+  const { runner, stop } = startSink(log, group, topic, "wh2", undefined, async () => [...topics]);
   const waitUntil = waiter(runner);
   try {
     await waitUntil("the sink reads its partitions", () => runner.assignment().length === 2);
-    const before = runner.groupJoins();
-    assert.ok(before >= 1);
+    const sharing = runningSinkSharing(log, group, () => runner.otherGroupMembersSeen());
+    // A source adds a table: the sink closes its consumer and opens one reading the new topic too.
+    const joins = runner.groupJoins();
+    topics.push(added);
+    await log.createTopic({ name: added, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+    await waitUntil("the sink reads the new topic", () => runner.assignment().length === 3);
+    assert.ok(runner.groupJoins() > joins, "its consumer joined again (what a rebuild compared before: refused)");
+    assert.deepEqual(await sharing.others(), []);
+    assert.equal(sharing.changed(), false);
+    // Another process joins and leaves before the rebuild's next look at the group.
     const member = await log.consumer(group, [topic]);
     await member.close();
-    await waitUntil("the sink's member rejoined", () => runner.groupJoins() > before);
+    await waitUntil("the sink's member saw the other one", () => sharing.changed());
+    assert.deepEqual(await sharing.others(), []);
   } finally {
     await stop();
     await log.close();
   }
 });
 
-function startSink(log: KafkaTopicLog, group: string, topic: string, name: string, afterOpen?: (times: number) => Promise<void>) {
+function startSink(log: KafkaTopicLog, group: string, topic: string, name: string, afterOpen?: (times: number) => Promise<void>, topics?: () => Promise<string[]>) {
   const sink = createDuckDbSink(testSinkConfig("duckdb", { name, path: join(dir, `${name}.duckdb`) }), { logger });
   let opened = 0;
   const open = sink.open.bind(sink);
@@ -172,7 +184,7 @@ function startSink(log: KafkaTopicLog, group: string, topic: string, name: strin
     sink,
     log,
     group,
-    topics: async () => [topic],
+    topics: topics ?? (async () => [topic]),
     decoder: { decode: async () => null },
     batch: { maxRows: 10, maxBytes: 1 << 20, maxWaitMs: 20 },
     onError: "halt",

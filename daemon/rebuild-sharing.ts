@@ -41,13 +41,15 @@ function sameProcess(a: ProcessToken, b: ProcessToken | null): boolean {
  * processes' client ids are then alike.
  * The embedded log runs a sink in one process (its lease): none there.
  */
-export async function otherSinkProcesses(log: TopicLog, group: string, ownMembers: 0 | 1): Promise<OtherSinkProcess[]> {
+export async function otherSinkProcesses(log: TopicLog, group: string, ownMembers: 0 | 1, goneMembers?: Set<string>): Promise<OtherSinkProcess[]> {
   if (log.kind !== "kafka") return [];
   const activity = await log.groupActivity(group);
-  const clients = activity.clients ?? activity.members.map((member) => ({ clientId: member, host: "", heldFor: null }));
+  const clients: NonNullable<typeof activity.clients> = activity.clients ?? activity.members.map((member) => ({ clientId: member, host: "", heldFor: null }));
   const here = localProcessToken();
   // A member of a process of this machine that is gone (killed) writes nothing; it stays listed until removed or its session times out.
-  const members = clients.map((client) => ({ ...client, token: processTokenInText(client.clientId) })).filter((member) => !isGoneLocalProcess(member.token));
+  const listed = clients.map((client) => ({ ...client, token: processTokenInText(client.clientId) }));
+  for (const member of listed) if (member.memberId !== undefined && isGoneLocalProcess(member.token)) goneMembers?.add(member.memberId);
+  const members = listed.filter((member) => !isGoneLocalProcess(member.token));
   const others = here === null ? members.slice(ownMembers) : members.filter((member) => !sameProcess(here, member.token));
   return others.map((member) => ({ clientId: member.clientId, host: member.host.replace(/^\//, ""), pid: member.token?.pid ?? null, heldFor: member.heldFor ?? null }));
 }
@@ -84,6 +86,23 @@ export function sinkSharedError(sink: string, group: string, others: readonly Ot
       `Run it with the sink running in one process at most: stop the sink's other processes (sluice status lists them), ${again}, then start them again. ${after}`,
     { code: REBUILD_SINK_SHARED, context: { component: "rebuild", sink, group, others: others.map((o) => o.clientId).join(", ") } },
   );
+}
+
+/**
+ * What a rebuild asked of a running sink compares (RebuildOptions.sharing): other processes listed in
+ * the group at each look, and (`changed`) a member of another process its consumers saw in the group at
+ * a rebalance since the rebuild began (`seenMembers`: SinkRunner.otherGroupMembersSeen), even one gone
+ * again by the next look. This process's consumer opened again (a new topic, a retried failure) is no
+ * change, nor a member of a process of this machine known gone (killed) that times out.
+ */
+export function runningSinkSharing(log: TopicLog, group: string, seenMembers: () => ReadonlySet<string>): { group: string; others: () => Promise<OtherSinkProcess[]>; changed: () => boolean } {
+  const atStart = new Set(seenMembers());
+  const gone = new Set<string>();
+  return {
+    group,
+    others: () => otherSinkProcesses(log, group, 1, gone),
+    changed: () => [...seenMembers()].some((member) => !atStart.has(member) && !gone.has(member)),
+  };
 }
 
 /** The holds of other processes' commands on the sink's group (a daemon starting the sink waits for them to leave). */

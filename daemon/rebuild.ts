@@ -47,9 +47,9 @@ export interface RebuildOptions {
   /**
    * The other processes that run the sink now (rebuild-sharing.ts): the rebuild is refused
    * (REBUILD_SINK_SHARED) when there are any before it starts, while it reads (checked at most
-   * once a second) and just before its swap. `changed`, where the rebuild holds the sink's group
-   * (a command's hold): the group's membership changed since the rebuild began, which refuses the
-   * swap too (a process that joined and left between two checks).
+   * once a second) and just before its swap. `changed`: another process joined the group since the
+   * rebuild began (a command's hold saw it rebalance; a running sink's consumer saw its member:
+   * runningSinkSharing), which refuses the swap too (a process that joined and left between two checks).
    */
   readonly sharing?: { readonly group: string; readonly others: () => Promise<readonly OtherSinkProcess[]>; readonly changed?: () => boolean };
 }

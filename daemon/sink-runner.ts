@@ -321,6 +321,9 @@ export class SinkRunner {
   private activeConsumer: TopicConsumer | null = null;
   /** Group joins of the consumers closed so far (groupJoins). */
   private retiredJoins = 0;
+  /** Member ids the consumers closed so far saw in the group, and their own ones (otherGroupMembersSeen). */
+  private readonly retiredSeen = new Set<string>();
+  private readonly retiredOwn = new Set<string>();
   /** Batches and releases run one at a time. */
   private readonly lock = new Serial();
   private running = false;
@@ -651,10 +654,22 @@ export class SinkRunner {
   /**
    * How many times this sink's consumers joined its group so far (Kafka; 0 elsewhere). Any change of
    * the group's members adds one: another process joining or leaving, or this one's consumer opened
-   * again (the group may have had other members meanwhile). A rebuild here compares it (sink-worker.ts).
+   * again (the group may have had other members meanwhile).
    */
   groupJoins(): number {
     return this.retiredJoins + (this.activeConsumer?.groupJoins?.() ?? 0);
+  }
+
+  /**
+   * The members of other processes this sink's consumers saw in its group at their joins so far (Kafka;
+   * none elsewhere): a process that joined the group and left it again between two looks at the group
+   * is one of them, while this process's consumers opened again (a new topic, a retried failure) and a
+   * gone member timing out add none. A rebuild here compares it (sink-worker.ts).
+   */
+  otherGroupMembersSeen(): ReadonlySet<string> {
+    const active = this.activeConsumer?.groupMembersSeen?.();
+    const own = new Set([...this.retiredOwn, ...(active?.own ?? [])]);
+    return new Set([...this.retiredSeen, ...(active?.seen ?? [])].filter((member) => !own.has(member)));
   }
 
   /** The partitions this process reads now, as `topic:partition` (several processes running one sink split them). */
@@ -867,6 +882,9 @@ export class SinkRunner {
       this.settleFailure = null;
       await this.settleGroupCommits().catch(() => undefined);
       this.retiredJoins += consumer.groupJoins?.() ?? 0;
+      const seen = consumer.groupMembersSeen?.();
+      for (const member of seen?.seen ?? []) this.retiredSeen.add(member);
+      for (const member of seen?.own ?? []) this.retiredOwn.add(member);
       this.activeConsumer = null;
       await consumer.close().catch(() => undefined);
     }

@@ -14,7 +14,7 @@ import { createLogger } from "../runtime/logger.ts";
 import { SluiceMetrics } from "./metrics.ts";
 import { isRebuildable, rebuildSink } from "./rebuild.ts";
 import { rebuildTopics } from "./rebuild-tables.ts";
-import { otherSinkProcesses } from "./rebuild-sharing.ts";
+import { otherSinkProcesses, runningSinkSharing } from "./rebuild-sharing.ts";
 import { abandonRebuild, REBUILD_RUNNING, rebuildRunningError } from "./rebuild-abandon.ts";
 import { interruptedMessage, interruptedRebuild } from "./interrupted-rebuilds.ts";
 import type { InterruptedRebuild } from "./interrupted-rebuilds.ts";
@@ -154,7 +154,8 @@ async function main(): Promise<void> {
           if (!isRebuildable(sink)) throw new Error(`sink ${sinkName} cannot be rebuilt`);
           if (rebuilding || abandoning) throw new SluiceError(`sink "${sinkName}" is ${rebuilding ? "rebuilding" : "abandoning an interrupted rebuild"} now: wait for it to finish (sluice status shows it)`, { code: REBUILD_RUNNING, context: { component: "rebuild", sink: sinkName } });
           rebuilding = true;
-          const joinsAtStart = runner.groupJoins();
+          // Before anything else: a member seen from here on is one that joined during the rebuild.
+          const sharing = runningSinkSharing(log, group, () => runner.otherGroupMembersSeen());
           const rebuildLogger = logger.child({ component: "rebuild" });
           let guard: Awaited<ReturnType<typeof erasures.rebuildGuard>>;
           let topics: ReturnType<typeof rebuildTopics>;
@@ -182,9 +183,8 @@ async function main(): Promise<void> {
               },
               exclusive: guard.exclusive,
               ...(guard.erasures ? { erasures: guard.erasures } : {}),
-              // This process's member runs the sink here: only other processes' members refuse it, and any change of the group since it began
-              // (its member rejoined: a process joined or left, maybe gone again by the next check).
-              sharing: { group, others: () => otherSinkProcesses(log, group, 1), changed: () => runner.groupJoins() !== joinsAtStart },
+              // This process's member runs the sink here: only other processes' members refuse it, listed at a look or seen at a rebalance since it began.
+              sharing,
             });
           } finally {
             guard.close();

@@ -8,6 +8,7 @@
  * fetch wait. Offsets are committed only by commit(), never automatically.
  */
 import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage } from "kafkajs";
+import { GroupMembersSeen } from "./group-members-seen.ts";
 import type { Logger } from "../../runtime/logger.ts";
 import { durationFromEnv } from "../../runtime/env-duration.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
@@ -107,6 +108,8 @@ export class KafkaPullConsumer implements TopicConsumer {
   private joined: Promise<void>;
   /** Times this member joined its group (every rebalance is one). */
   private joins = 0;
+  /** Who it saw in its group at those joins. */
+  private readonly seen = new GroupMembersSeen();
   private markJoined!: () => void;
   private failure: SluiceError | undefined;
   private closed = false;
@@ -135,8 +138,12 @@ export class KafkaPullConsumer implements TopicConsumer {
       // A crashed consumer is not restarted by kafkajs (that would lose pauses and seeks): it fails,
       // and the sink runtime waits with backoff and opens a new one at the right offsets.
       retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 10_000, restartOnFailure: async () => false },
+      partitionAssigners: [this.seen.assigner],
     });
-    this.consumer.on(this.consumer.events.GROUP_JOIN, (event) => this.onAssignment(event.payload.memberAssignment));
+    this.consumer.on(this.consumer.events.GROUP_JOIN, (event) => {
+      this.seen.joined(event.payload);
+      this.onAssignment(event.payload.memberAssignment);
+    });
     this.stopResets = onOffsetReset((reset) => {
       if (reset.group !== options.group) return;
       const key = tpKey(reset.topic, reset.partition);
@@ -181,6 +188,10 @@ export class KafkaPullConsumer implements TopicConsumer {
 
   groupJoins(): number {
     return this.joins;
+  }
+
+  groupMembersSeen(): { readonly own: readonly string[]; readonly seen: readonly string[] } {
+    return { own: this.seen.ownMembers(), seen: this.seen.members() };
   }
 
   async poll(options: PollOptions): Promise<StoredRecord[]> {

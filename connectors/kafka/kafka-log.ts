@@ -791,7 +791,7 @@ export class KafkaTopicLog implements TopicLog {
     return {
       active: members.length > 0,
       members: members.map((m) => `${m.memberId} (${m.clientHost})`),
-      clients: members.map((m) => ({ clientId: m.clientId, host: m.clientHost, heldFor: holdPurpose(m.clientId) })),
+      clients: members.map((m) => ({ clientId: m.clientId, host: m.clientHost, heldFor: holdPurpose(m.clientId), memberId: m.memberId })),
     };
   }
 

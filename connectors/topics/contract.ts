@@ -87,7 +87,7 @@ export interface GroupActivity {
   /** Who: lease owners (embedded) or consumer member ids with their client host (Kafka). */
   readonly members: readonly string[];
   /** Kafka: each member's client id (which ends with its process: runtime/local-process.ts) and host, in the order of `members`. */
-  readonly clients?: readonly { readonly clientId: string; readonly host: string; readonly heldFor?: string | null }[];
+  readonly clients?: readonly { readonly clientId: string; readonly host: string; readonly heldFor?: string | null; readonly memberId?: string }[];
 }
 
 /** A command's member of a sink's consumer group (TopicLog.holdGroup). */
@@ -143,6 +143,11 @@ export interface TopicConsumer {
    * joining or leaving, whoever it is) is one more. Absent where a group has one member (embedded).
    */
   groupJoins?(): number;
+  /**
+   * Kafka: the member ids this member saw in its group at its joins (`seen`: all of a generation it
+   * led, else its leader; its own included) and its own ones (`own`). Absent where a group has one member.
+   */
+  groupMembersSeen?(): { readonly own: readonly string[]; readonly seen: readonly string[] };
   /**
    * Records this member was to read next but the log no longer held when it got there (retention
    * deleted them while it lagged, or the partition no longer reaches its position), each told once;

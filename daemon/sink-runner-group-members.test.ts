@@ -1,0 +1,109 @@
+/**
+ * A rebuild asked of a running sink is refused when another process joined the sink's group while
+ * it ran (rebuild-sharing.ts runningSinkSharing). This process's own consumer opened again (a new
+ * topic: a table a source added; a retried failure) is not another process, and must not refuse it.
+ * The consumers here tell their joins as a Kafka member does (TopicConsumer.groupMembersSeen).
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { GroupMembersSeen } from "../connectors/kafka/group-members-seen.ts";
+import type { Sink, SinkWriteResult, TopicConsumer, TopicLog } from "../connectors/contracts.ts";
+import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
+import { runningSinkSharing } from "./rebuild-sharing.ts";
+import { SinkRunner } from "./sink-runner.ts";
+import { runnerDefaults } from "./sink-runner-test-support.ts";
+
+const FIRST = "pg.public.first";
+const ADDED = "pg.public.added";
+
+class NullSink implements Sink {
+  readonly name = "mem";
+  async open(): Promise<void> {}
+  async close(): Promise<void> {}
+  async write(): Promise<SinkWriteResult> {
+    return { failures: [] };
+  }
+}
+
+/** The embedded log, as Kafka: each consumer is a new member, and what it saw at its join is set by the test. */
+function kafkaLike(log: EmbeddedTopicLog, consumers: { members: GroupMembersSeen; consumer: TopicConsumer }[]): TopicLog {
+  return new Proxy(log, {
+    get(target, property, receiver) {
+      if (property === "kind") return "kafka";
+      // Only this process runs the sink: the group's coordinator lists its member alone.
+      if (property === "groupActivity") return async () => ({ active: true, members: [], clients: [] });
+      if (property === "consumer")
+        return async (group: string, topics: readonly string[]) => {
+          const inner = await target.consumer(group, topics);
+          const members = new GroupMembersSeen();
+          const memberId = `own-${consumers.length + 1}`;
+          members.joined({ memberId, leaderId: memberId, isLeader: false });
+          const consumer = Object.assign(Object.create(inner) as TopicConsumer, {
+            groupJoins: () => 1,
+            groupMembersSeen: () => ({ own: members.ownMembers(), seen: members.members() }),
+          });
+          consumers.push({ members, consumer });
+          return consumer;
+        };
+      const value: unknown = Reflect.get(target, property, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  }) as unknown as TopicLog;
+}
+
+async function until(done: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 4000 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+  assert.ok(done(), `timed out waiting for ${what}`);
+}
+
+test("a rebuild asked of a running sink: its own consumer opened again for a new topic is no change of the group; another process's member seen at a join is", async () => {
+  const embedded = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-sink-members-")), "log.db"), logger: runnerDefaults.logger });
+  await embedded.createTopic({ name: FIRST, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  const consumers: { members: GroupMembersSeen; consumer: TopicConsumer }[] = [];
+  const log = kafkaLike(embedded, consumers);
+  const runner = new SinkRunner({
+    ...runnerDefaults,
+    sink: new NullSink(),
+    log,
+    group: "t.sink.members",
+    topics: async () => (await embedded.topicNames()).filter((topic) => topic.startsWith("pg.")),
+    batch: { maxRows: 10, maxBytes: 1 << 20, maxWaitMs: 10 },
+    deadLetterTopic: "t.dlq.mem",
+  });
+  const stop = new AbortController();
+  const running = runner.run(stop.signal);
+  try {
+    await until(() => consumers.length === 1, "the sink's consumer");
+    const sharing = runningSinkSharing(log, "t.sink.members", () => runner.otherGroupMembersSeen());
+    // A source adds a table: the sink closes its consumer and opens one that reads the new topic too (a new member).
+    await embedded.createTopic({ name: ADDED, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+    await until(() => consumers.length === 2, "the consumer opened again for the new topic");
+    assert.equal(runner.groupJoins(), 2, "what a rebuild compared before: the joins, which the consumer opened again adds to");
+    assert.deepEqual(await sharing.others(), []);
+    assert.equal(sharing.changed(), false, "the sink's own consumer opened again is not another process");
+    // Another process's member joined and is gone again: the sink's consumer saw it lead a generation.
+    consumers[1]!.members.joined({ memberId: "own-2", leaderId: "elsewhere-1", isLeader: false });
+    assert.deepEqual([...runner.otherGroupMembersSeen()], ["elsewhere-1"]);
+    assert.equal(sharing.changed(), true);
+  } finally {
+    stop.abort();
+    await running.catch(() => undefined);
+    await embedded.close();
+  }
+});
+
+test("a member sees every member of a generation it leads, and the leader of one it does not; its own member ids are told apart", () => {
+  const seen = new GroupMembersSeen();
+  const assigner = seen.assigner({ cluster: { findTopicPartitionMetadata: () => [] } as never, groupId: "g", logger: {} as never });
+  assert.equal(assigner.name, "RoundRobinAssigner", "the protocol other members (kafkajs's default) agree on");
+  return (async () => {
+    await assigner.assign({ members: [{ memberId: "own-1", memberMetadata: Buffer.alloc(0) }, { memberId: "other-1", memberMetadata: Buffer.alloc(0) }], topics: [] });
+    seen.joined({ memberId: "own-1", leaderId: "own-1", isLeader: true });
+    seen.joined({ memberId: "own-2", leaderId: "other-2", isLeader: false });
+    assert.deepEqual(seen.ownMembers(), ["own-1", "own-2"]);
+    assert.deepEqual([...seen.members()].sort(), ["other-1", "other-2", "own-1"]);
+  })();
+});
