@@ -49,6 +49,7 @@ import { SLUICE_VERSION } from "./version.ts";
 import { CaptureLeadership } from "./capture-leadership.ts";
 import type { CaptureRole } from "./capture-leadership.ts";
 import { InstanceDirectory } from "./instances.ts";
+import { settingsNeedingRestart } from "./config-changes.ts";
 import type { InstanceReport } from "./instances.ts";
 import { captureWriter, everything } from "./roles.ts";
 import type { RunSelection } from "./roles.ts";
@@ -162,6 +163,8 @@ export class Daemon {
   private readonly access: AccessPolicy;
   readonly metrics = new SluiceMetrics();
   private readonly config: SluiceConfig;
+  /** The config as read at start, before the memory plan sized its parts: what a config read again at SIGHUP is compared with. */
+  private readonly configAsRead: SluiceConfig;
   /** personal_data.key_cache_size as the memory budget sized it, null when it did not (config/key-cache.ts). */
   private readonly plannedKeyCache: number | null;
   /** How this process splits its memory budget between its threads and components. */
@@ -216,6 +219,7 @@ export class Daemon {
     this.memory = planMemory(config, this.selection);
     this.plannedKeyCache = plannedKeyCacheSize(config, this.memory, this.selection);
     this.config = applyKeyCacheSize(applyMemoryPlan(config, this.memory), this.memory, this.selection);
+    this.configAsRead = config;
     this.logger = logger;
     this.writeLogLine = options.writeLogLine ?? ((line) => process.stdout.write(line));
     this.failed = new Promise<never>((_resolve, reject) => (this.fatal = reject));
@@ -629,6 +633,10 @@ export class Daemon {
     if (tls && serving) this.http.setTlsCredentials(tls);
     this.access.setTokens(apiTokens(config));
     this.logger.info({ tokens: { admin: config.http.admin_token !== undefined, read: config.http.read_token !== undefined }, tls: serving }, "reloaded the HTTP API's tokens and certificate");
+    const needRestart = settingsNeedingRestart(this.configAsRead, config);
+    if (needRestart.length > 0) {
+      this.logger.warn({ changed: needRestart }, `SIGHUP takes only the HTTP API's tokens and certificate; these changes of the config are not applied until the daemon is restarted: ${needRestart.join(", ")}`);
+    }
     // The listeners are made at start: HTTPS turned on or off takes a restart.
     if ((tls !== undefined) !== serving) {
       this.logger.warn({ tls: serving }, `http.tls was ${serving ? "removed" : "added"} in the config: the HTTP API stays ${serving ? "HTTPS" : "plain HTTP"} until the daemon is restarted`);

@@ -301,12 +301,15 @@ describe("with tokens, over HTTPS", () => {
     const output = daemon.output();
     assert.match(output, /reloaded the HTTP API's tokens and certificate/);
     assert.match(output, /admin API needs a bearer token/);
+    assert.doesNotMatch(output, /not applied until the daemon is restarted/, "a token rotated is no change that needs a restart");
     for (const token of [ADMIN, READ, ROTATED]) assert.ok(!output.includes(token), "a token appeared in the daemon's output");
     // HTTPS taken out of the config: the listener stays HTTPS until a restart, and the log says so (it said "tls: true" and nothing else).
     const parsed = JSON.parse(readFileSync(configFile, "utf8")) as { http: Record<string, unknown> };
-    writeFileSync(configFile, JSON.stringify({ ...parsed, http: { ...parsed.http, tls: undefined } }));
+    // With it, a setting SIGHUP does not take: the log names it (it said nothing of it).
+    writeFileSync(configFile, JSON.stringify({ ...parsed, http: { ...parsed.http, tls: undefined }, shutdown: { timeout: "7s" } }));
     daemon.child.kill("SIGHUP");
     await waitFor("the warning that HTTPS stays", async () => (/http\.tls was removed in the config: the HTTP API stays HTTPS until the daemon is restarted/.test(daemon.output()) ? true : undefined), { timeoutMs: 10_000, intervalMs: 100 });
+    await waitFor("the warning naming the setting not applied", async () => (/these changes of the config are not applied until the daemon is restarted: shutdown\.timeout"/.test(daemon.output()) ? true : undefined), { timeoutMs: 10_000, intervalMs: 100 });
     assert.equal((await call(`${base}/status`, { token: ROTATED, ca })).status, 200);
   });
 });

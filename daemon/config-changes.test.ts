@@ -1,0 +1,27 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { loadConfigText } from "../config/load.ts";
+import { settingsNeedingRestart } from "./config-changes.ts";
+
+const base = `name: d
+sources: [{name: pg, kind: postgres, host: 127.0.0.1, database: d, user: u, password: first-secret-value, tables: ["public.*"]}]
+sinks:
+  - {name: wh, kind: duckdb, path: /tmp/not-used.duckdb}
+  - {name: ch, kind: clickhouse, url: "http://127.0.0.1:8123", database: cdc}
+http: {listen: "127.0.0.1:8080", admin_token: first-admin-token-0123456789}
+`;
+
+test("a config read again at SIGHUP: the settings that need a restart are named by key path (sinks by name), never with their values; token changes are not among them", () => {
+  const running = loadConfigText("sluice.yaml", base);
+  assert.deepEqual(settingsNeedingRestart(running, loadConfigText("sluice.yaml", base)), []);
+  assert.deepEqual(settingsNeedingRestart(running, loadConfigText("sluice.yaml", base.replace("first-admin-token-0123456789", "second-admin-token-0123456789"))), []);
+  const kindChanged = base.replace(`{name: ch, kind: clickhouse, url: "http://127.0.0.1:8123", database: cdc}`, `{name: ch, kind: duckdb, path: /tmp/other.duckdb}`);
+  const changed = settingsNeedingRestart(running, loadConfigText("sluice.yaml", kindChanged));
+  assert.ok(changed.includes(`sinks["ch"].kind`), changed.join(", "));
+  assert.ok(!changed.some((path) => path.startsWith(`sinks["wh"]`)), changed.join(", "));
+  const reordered = base.replace(/  - \{name: wh.*\n(  - \{name: ch.*\n)/, (_all, ch: string) => `${ch}  - {name: wh, kind: duckdb, path: /tmp/not-used.duckdb}\n`);
+  assert.deepEqual(settingsNeedingRestart(running, loadConfigText("sluice.yaml", reordered)), [], "sinks in another order are the same sinks");
+  const secret = settingsNeedingRestart(running, loadConfigText("sluice.yaml", base.replace("first-secret-value", "second-secret-value").replace(/  - \{name: ch.*\n/, "")));
+  assert.deepEqual(secret, [`sources["pg"].password`, `sinks["ch"] (removed)`]);
+  assert.ok(!secret.join(" ").includes("secret-value"), "no value is named");
+});
