@@ -78,6 +78,14 @@ test("a fetched batch's records hold what storedRecordOf's do, and nothing of th
   assert.equal(Buffer.from(records[2]!.headers!["sluice.delete"]!).toString(), "envelope", "nor do its headers");
 });
 
+test("a header with a null value (another producer's) is read as empty, not a fetch that fails at every retry", () => {
+  const { messages } = fetched([{ key: Buffer.from("k"), value: Buffer.from("v"), headers: { foreign: null as unknown as Buffer, "sluice.delete": Buffer.from("x") } }]);
+  const [record] = inPlaceRecordsOf("t", 0, messages);
+  assert.equal(record!.headers!["foreign"]!.length, 0);
+  assert.equal(Buffer.from(record!.headers!["sluice.delete"]!).toString(), "x");
+  assert.equal(storedRecordOf("t", 0, messages[0]!).headers!["foreign"]!.length, 0, "the embedded-log path reads it alike");
+});
+
 test("the sink's decoder reads a record in place as it reads the same record with its own views, and refuses one cut short though the next record's bytes follow it", async () => {
   const registry = new LocalRegistry(await openMemoryStore());
   const encoder = await ChangeEventEncoder.register(registry, TABLE, { topic: "shop.public.orders" });

@@ -532,8 +532,9 @@ function hasAny(object: object): boolean {
   return false;
 }
 
-function toBytes(value: Buffer | string | (Buffer | string)[] | undefined): Uint8Array {
-  if (value === undefined) return new Uint8Array(0);
+/** A header's value; a null one (a producer other than Sluice can write it, and both record decoders give it) is read as empty. */
+function toBytes(value: Buffer | string | (Buffer | string)[] | null | undefined): Uint8Array {
+  if (value === undefined || value === null) return new Uint8Array(0);
   if (Array.isArray(value)) return toBytes(value.at(-1));
   return typeof value === "string" ? new TextEncoder().encode(value) : value;
 }
