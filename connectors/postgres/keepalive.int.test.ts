@@ -178,3 +178,19 @@ test("a quiet server with heartbeats off is not taken for a silent one: the repl
     await reader.stop().finally(() => source.close());
   }
 });
+
+test("a process that did not run for longer than wal_receiver_timeout (SIGSTOP, a frozen VM, a long pause) does not take the server for silent", { timeout: 60_000 }, async () => {
+  const source = newSource({ ...config, wal_receiver_timeout: 1_000 });
+  await source.connect(null, AbortSignal.timeout(30_000));
+  const reader = readInBackground(source, { ack: true });
+  try {
+    await sleep(600);
+    // This thread does not run for 2.5 s, as under SIGSTOP: the server's replies wait unread in the socket meanwhile.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2_500);
+    await admin.query(`INSERT INTO ${q("captured")} VALUES (42)`);
+    await waitUntil("the row written after the pause", () => reader.collected.events.some((e) => e.key["id"] === 42), 20_000);
+  } finally {
+    // Before: the first check after the pause failed the stream (PG_RECEIVE_TIMEOUT, 'the server is paused ...'), which stop() rethrows.
+    await reader.stop().finally(() => source.close());
+  }
+});

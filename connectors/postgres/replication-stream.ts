@@ -85,6 +85,9 @@ export class ReplicationStream {
   private flushedLsn: bigint;
   private statusTimer: NodeJS.Timeout | null = null;
   private silenceTimer: NodeJS.Timeout | null = null;
+  /** The silence check's period, and when it last ran: a check that comes far too late means this process was not running. */
+  private silenceCheckMs = 0;
+  private silenceCheckedAt = 0;
   /** When the socket last gave bytes (or reading resumed), and whether a reply was asked for since. */
   private heardAt = 0;
   private pinged = false;
@@ -164,7 +167,9 @@ export class ReplicationStream {
     this.heard();
     const receiveTimeoutMs = this.receiveTimeoutMs;
     if (receiveTimeoutMs > 0) {
-      this.silenceTimer = setInterval(() => this.checkSilence(), Math.max(100, Math.min(5_000, Math.floor(receiveTimeoutMs / 4))));
+      this.silenceCheckMs = Math.max(100, Math.min(5_000, Math.floor(receiveTimeoutMs / 4)));
+      this.silenceCheckedAt = Date.now();
+      this.silenceTimer = setInterval(() => this.checkSilence(), this.silenceCheckMs);
       this.silenceTimer.unref();
     }
     this.options.logger.info({ slot, publication, start: formatLsn(startLsn), flushed: formatLsn(this.flushedLsn) }, "replication stream started");
@@ -291,10 +296,23 @@ export class ReplicationStream {
    * nothing by the whole timeout is given up on, and capture reconnects with backoff.
    */
   private checkSilence(): void {
+    const now = Date.now();
+    const lateMs = now - this.silenceCheckedAt - this.silenceCheckMs;
+    this.silenceCheckedAt = now;
     if (this.paused || this.stopping) return;
     const { receiveTimeoutMs } = this;
     const { context } = this.options;
-    const silentMs = Date.now() - this.heardAt;
+    if (lateMs > Math.max(2 * this.silenceCheckMs, 1_000)) {
+      // This process was not running (SIGSTOP, a frozen container or VM, a long pause of its event loop): what
+      // the server sent meanwhile waits unread in the socket, read only after this timer. The silence is ours:
+      // the server gets a whole timeout from now, asked for a reply at once.
+      this.options.logger.warn({ stalledMs: lateMs + this.silenceCheckMs }, "this process did not run for a while; the replication connection's silence is measured again from now");
+      this.heardAt = now;
+      this.pinged = true;
+      this.sendStatus(true);
+      return;
+    }
+    const silentMs = now - this.heardAt;
     if (silentMs >= receiveTimeoutMs) {
       const source = context.source === undefined ? "" : `source ${context.source}: `;
       const server = context.server === undefined ? "the server" : `PostgreSQL at ${context.server}`;
