@@ -11,40 +11,63 @@ import type { RowsChange } from "./schema/schema-tracker.ts";
 export type PartitionDrops = "mirror" | "keep";
 
 /**
- * skip-history: only history rows of a system-versioned table went (MariaDB PARTITION BY SYSTEM_TIME): a read gives
- * the current rows alone, and its reset would remove every history row the binlog brought, so none is made; keep: nothing is read; read-added: the table is read whole with no reset (rows that entered are added,
- * the targets keep the rest); read-all: read whole, its reset removes the rows the table no longer has.
+ * skip-history: only history rows of a system-versioned table went (MariaDB PARTITION BY SYSTEM_TIME), nothing is read;
+ * keep: nothing is read, the targets keep the rows (partition_drops: keep); keep-versioned: rows left a system-versioned
+ * table (or one the catalog could not say of) and nothing is read, as a read's reset would remove every history row;
+ * read-added: the table is read whole with no reset (rows that entered are added, the targets keep the rest);
+ * read-all: read whole, its reset removes the rows the table no longer has.
  */
-export type PartitionRowsPlan = "skip-history" | "keep" | "read-added" | "read-all";
+export type PartitionRowsPlan = "skip-history" | "keep" | "keep-versioned" | "read-added" | "read-all";
 
-/** A table partitioned BY SYSTEM_TIME: the name of its CURRENT partition. */
-export interface SystemTimePartitions {
-  readonly current: string;
+/** A MariaDB table WITH SYSTEM VERSIONING or not; `current`: its CURRENT partition's name when partitioned BY SYSTEM_TIME. */
+export interface TableVersioning {
+  readonly versioned: boolean;
+  readonly current: string | null;
 }
 
-export function partitionRowsPlan(change: RowsChange, mode: PartitionDrops, versioned: SystemTimePartitions | null): PartitionRowsPlan {
-  // The table exchanged with or converted to is not partitioned: it is read as any table whose rows were replaced.
-  if (!change.partitioned) return "read-all";
+/**
+ * `versioning` null: the catalog could not say (the table left out of information_schema): taken as versioned. A
+ * snapshot reads current rows only, so on a versioned table its closing reset would remove every history row the
+ * binlog brought while the server still has them: no plan for such a table resets, whatever the setting.
+ */
+export function partitionRowsPlan(change: RowsChange, mode: PartitionDrops, versioning: TableVersioning | null): PartitionRowsPlan {
   const removesOnly = change.what === "DROP PARTITION" || change.what === "TRUNCATE PARTITION" || change.what === "CONVERT PARTITION";
-  if (versioned !== null && touchesHistoryOnly(change, versioned)) return "skip-history";
-  if (mode === "mirror") return "read-all";
+  if (versioning === null || versioning.versioned) {
+    if (change.partitioned && versioning?.current != null && touchesHistoryOnly(change, versioning.current)) return "skip-history";
+    if (change.partitioned && removesOnly) return mode === "keep" ? "keep" : "keep-versioned";
+    return "read-added";
+  }
+  // The table exchanged with or converted to is not partitioned: it is read as any table whose rows were replaced.
+  if (!change.partitioned || mode === "mirror") return "read-all";
   return removesOnly ? "keep" : "read-added";
 }
 
 /** MariaDB refuses to drop the CURRENT partition; a truncate names it, or ALL (null) takes it too. */
-function touchesHistoryOnly(change: RowsChange, versioned: SystemTimePartitions): boolean {
+function touchesHistoryOnly(change: RowsChange, currentPartition: string): boolean {
   if (change.what === "DROP PARTITION") return true;
   if (change.what !== "TRUNCATE PARTITION" || change.partitions === null) return false;
-  const current = versioned.current.toLowerCase();
+  const current = currentPartition.toLowerCase();
   return change.partitions.every((name) => name.toLowerCase() !== current);
 }
 
-/** Partition names are compared case-insensitively by the server, as here. Null: not partitioned BY SYSTEM_TIME. */
-export async function systemTimePartitions(sql: Sql, database: string, table: string): Promise<SystemTimePartitions | null> {
-  const rows = await sql.rows(
+/**
+ * What the catalog says of a table's versioning, asked when capture reaches the statement. Null: the table is not listed,
+ * or listed with no engine (information_schema lists a table it could not open, behind a metadata lock, so). A
+ * failed read throws: the caller must not take it for "not versioned".
+ */
+export async function tableVersioning(sql: Sql, database: string, table: string): Promise<TableVersioning | null> {
+  const [row] = await sql.rows("SELECT TABLE_TYPE AS type, ENGINE AS engine FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", [database, table]);
+  if (row === undefined || text(row["engine"]) === null) return null;
+  if (text(row["type"]) !== "SYSTEM VERSIONED") return { versioned: false, current: null };
+  // Partition names are compared case-insensitively by the server, as in touchesHistoryOnly.
+  const partitions = await sql.rows(
     "SELECT PARTITION_NAME AS name FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND PARTITION_METHOD = 'SYSTEM_TIME' AND PARTITION_DESCRIPTION = 'CURRENT'",
     [database, table],
   );
-  const name = rows[0]?.["name"];
-  return name === undefined || name === null ? null : { current: Buffer.isBuffer(name) ? name.toString("utf8") : String(name) };
+  return { versioned: true, current: text(partitions[0]?.["name"]) };
+}
+
+function text(value: unknown): string | null {
+  if (value === undefined || value === null) return null;
+  return Buffer.isBuffer(value) ? value.toString("utf8") : String(value);
 }

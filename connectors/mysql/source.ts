@@ -12,8 +12,9 @@ import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { CaptureLoop, CaptureSource } from "../common/capture-loop.ts";
 import type { CapturePhase, CaptureStats, InitialSnapshot, OpenedStream } from "../common/capture-loop.ts";
-import { partitionRowsPlan, systemTimePartitions } from "./partition-drops.ts";
-import type { SystemTimePartitions } from "./partition-drops.ts";
+import { partitionRowsPlan, tableVersioning } from "./partition-drops.ts";
+import { tableKey } from "./schema/table-definition.ts";
+import type { TableVersioning } from "./partition-drops.ts";
 import { backfillChangedRows, backfillColumns, backfillRenamed, backfillRolledBackXa } from "../common/online-snapshot-runner.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import { BinlogStream } from "./binlog-stream.ts";
@@ -502,16 +503,34 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     };
   }
 
-  /** A table a statement at `at` ("file:offset") asks to read again, named by both: decoded again after a reconnect, it is queued once. */
-  private queueReread(table: string, origin: string, at: string, where: string | null = null): Promise<unknown> {
+  /**
+   * A table a statement at `at` ("file:offset") asks to read again, named by both: decoded again after a reconnect, it is queued once.
+   * `where` null: a read whose closing reset removes the rows the table no longer has, unless the table is
+   * system-versioned or the catalog cannot say (`resetChecked` false: not asked yet): a snapshot reads current rows only,
+   * and its reset would remove every history row the binlog brought while the server still has them.
+   */
+  private async queueReread(table: string, origin: string, at: string, where: string | null = null, resetChecked = false): Promise<unknown> {
+    if (where === null && !resetChecked) {
+      const definition = this.tracker?.definitionOf(table) ?? null;
+      const versioning = definition === null ? null : await this.versioning(definition.database, definition.table);
+      if (versioning?.versioned !== false) {
+        this.logger.warn(
+          { table, origin, versioned: versioning?.versioned ?? "unknown" },
+          `${table} is ${versioning === null ? "a table the catalog cannot say is not system-versioned" : "system-versioned"}: it is read again with no reset, as a reset would remove every history row its targets hold; rows it no longer has stay in the targets (remove them there, or rebuild the targets if history is not kept)`,
+        );
+        where = "TRUE";
+      }
+    }
     return this.snapshots.queue(table, origin, `${origin}@${at}/${table}`, where);
   }
 
-  /** A partition operation moved rows of `table` with no row event: read it again, or not, by `partition_drops` (partition-drops.ts). */
+  /** A partition operation moved rows of `table` with no row event: read it again, or not, by `partition_drops` and its versioning (partition-drops.ts). */
   private async partitionRows(table: string, change: RowsChange, at: string): Promise<void> {
     const { config, logger, context } = this;
     const statement = change.what;
-    const plan = partitionRowsPlan(change, config.partition_drops, await this.systemTimePartitions(change));
+    const versioning = await this.versioning(change.database, change.table);
+    const plan = partitionRowsPlan(change, config.partition_drops, versioning);
+    const versionedText = versioning === null ? "a table the catalog cannot say is not system-versioned" : "a system-versioned table";
     switch (plan) {
       case "skip-history":
         logger.info({ table, statement, partitions: change.partitions }, `${statement} of ${table} removed only history rows of a system-versioned table: nothing is read (a read gives the current rows alone, and its reset would remove every history row the targets hold); the targets keep the history rows it held`);
@@ -519,22 +538,41 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       case "keep":
         logger.info({ table, statement, partitions: change.partitions }, `rows of ${table} were removed by ${statement}, which no row event carries: the targets keep them (partition_drops: keep)`);
         return;
+      case "keep-versioned":
+        logger.warn(
+          { table, statement, partitions: change.partitions, versioned: versioning?.versioned ?? "unknown" },
+          `rows of ${table} were removed by ${statement}, which no row event carries; it is ${versionedText}, so it is not read again (a read gives the current rows alone, and its reset would remove every history row the targets hold): the targets keep the removed rows, remove them there if they must mirror the server`,
+        );
+        return;
       case "read-added":
+        if (versioning?.versioned !== false) logger.warn({ table, statement }, `${table} is ${versionedText}: it is read again with no reset, as a reset would remove every history row the targets hold`);
         return backfillChangedRows(table, statement, config.snapshot.mode, () => this.queueReread(table, "rows-added", at, "TRUE"), logger, at, context, false);
       case "read-all":
-        return backfillChangedRows(table, statement, config.snapshot.mode, () => this.queueReread(table, "rows-changed", at), logger, at, context);
+        return backfillChangedRows(table, statement, config.snapshot.mode, () => this.queueReread(table, "rows-changed", at, null, true), logger, at, context);
     }
   }
 
-  /** Only a DROP or TRUNCATE PARTITION can touch history alone; a catalog that cannot say is taken as no versioning. */
-  private async systemTimePartitions(change: RowsChange): Promise<SystemTimePartitions | null> {
-    if (!change.partitioned || (change.what !== "DROP PARTITION" && change.what !== "TRUNCATE PARTITION") || this.catalog === null) return null;
+  /**
+   * Whether a table is system-versioned, asked of the catalog when capture reaches the statement; the tracker's
+   * definition of a versioned table has row_end in its key (catalog.ts), which outweighs a catalog that says otherwise.
+   * Null: the catalog cannot say. A failed read throws a retriable error: capture waits it out rather than guess.
+   */
+  private async versioning(database: string, table: string): Promise<TableVersioning | null> {
+    const name = tableKey(database, table);
+    let versioning: TableVersioning | null;
     try {
-      return await systemTimePartitions(sqlOf(this.catalog), change.database, change.table);
+      if (this.catalog === null) throw new Error("no catalog connection");
+      versioning = await tableVersioning(sqlOf(this.catalog), database, table);
     } catch (error) {
-      this.logger.warn({ table: `${change.database}.${change.table}`, err: (error as Error).message }, "cannot tell whether the table is partitioned by SYSTEM_TIME: taken as not");
-      return null;
+      throw new SluiceError(`cannot tell whether ${name} is system-versioned (${(error as Error).message}): it is not read again until the catalog answers, as a read's reset would remove the history rows of a versioned table`, {
+        code: "MYSQL_VERSIONING_UNKNOWN",
+        retriable: true,
+        cause: error,
+        context: { ...this.context, table: name },
+      });
     }
+    const keyed = this.tracker?.definition(database, table)?.key.includes("row_end") === true;
+    return keyed && versioning?.versioned !== true ? { versioned: true, current: versioning?.current ?? null } : versioning;
   }
 
   /** Creates whose row image left columns out (binlog_row_image MINIMAL in a session), completed from the table (partial-images.ts). */

@@ -142,6 +142,11 @@ export class SchemaTracker {
     return this.definitions.get(tableKey(database, table)) ?? null;
   }
 
+  /** The definition under its tableKey, not split again (a database name may hold a dot). */
+  definitionOf(key: string): TableDefinition | null {
+    return this.definitions.get(key) ?? null;
+  }
+
   knownTables(): string[] {
     return [...this.definitions.keys()];
   }
