@@ -46,21 +46,38 @@ export async function leafPartitions(db: Queryable, roots: readonly TableRef[]):
   return leaves;
 }
 
-/** Of the leaf partitions given, those that hold a row now (one probe each), with their quoted names. */
-export async function leavesHoldingRows(db: Queryable, leaves: readonly number[]): Promise<{ relid: number; name: string }[]> {
+export interface AttachedLeaves {
+  /** Readable by Sluice's role, holding a row now (one probe each), with their quoted names. */
+  readonly held: { relid: number; name: string }[];
+  /**
+   * Not readable directly by Sluice's role (no SELECT on the partition, or no USAGE on its schema): PostgreSQL checks a
+   * partition's own grants when it is named, those of the root when read through it. Not probed: read through the root.
+   */
+  readonly unreadable: { relid: number; name: string }[];
+}
+
+/** Of the leaf partitions given (gone ones left out), those readable directly that hold a row, and those not readable directly. */
+export async function attachedLeaves(db: Queryable, leaves: readonly number[]): Promise<AttachedLeaves> {
   const held: { relid: number; name: string }[] = [];
+  const unreadable: { relid: number; name: string }[] = [];
   for (const relid of leaves) {
-    const found = await db.query<{ schema: string; name: string }>(
-      "SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::oid",
+    const found = await db.query<{ schema: string; name: string; readable: string }>(
+      `SELECT n.nspname AS schema, c.relname AS name,
+              (has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT'))::text AS readable
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::oid`,
       [relid],
     );
     const row = found.rows[0];
     if (row === undefined) continue;
     const name = `${quoteIdent(row.schema)}.${quoteIdent(row.name)}`;
+    if (row.readable !== "true") {
+      unreadable.push({ relid, name });
+      continue;
+    }
     const probe = await db.query(`SELECT 1 FROM ONLY ${name} LIMIT 1`);
     if (probe.rows.length > 0) held.push({ relid, name });
   }
-  return held;
+  return { held, unreadable };
 }
 
 export async function listTables(db: Queryable, matches: TableMatcher): Promise<TableRef[]> {

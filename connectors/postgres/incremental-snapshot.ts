@@ -530,7 +530,9 @@ export class IncrementalSnapshots implements StreamInterleave {
       values.push(...lastKey);
     }
     const root = `${table.kind === "p" ? "" : "ONLY "}${quoteIdent(table.schema.schema)}.${quoteIdent(table.schema.table)}`;
-    const from = partition === undefined ? root : await this.partitionNow(client, table, partition);
+    // A leaf Sluice's role may not read directly (its grants were changed since the request): through the root, whose
+    // grants PostgreSQL checks then; the task's where (tableoid) limits it to the leaf.
+    const from = partition === undefined ? root : await this.partitionNow(client, table, partition, root);
     // A partition detached or dropped since: none of its rows is in the root any more.
     if (from === null) return [];
     const text =
@@ -548,20 +550,26 @@ export class IncrementalSnapshots implements StreamInterleave {
     }
   }
 
-  /** The leaf partition by relation id, quoted, while it is still a partition under the root (by id: a rename keeps it). */
-  private async partitionNow(client: pg.Client, table: CapturedTable, partition: string): Promise<string | null> {
-    const result = await client.query<{ schema: string; name: string }>(
+  /**
+   * The leaf partition by relation id, quoted, while it is still a partition under the root (by id: a rename keeps it);
+   * `root` when Sluice's role may not read the leaf directly.
+   */
+  private async partitionNow(client: pg.Client, table: CapturedTable, partition: string, root: string): Promise<string | null> {
+    const result = await client.query<{ schema: string; name: string; readable: string }>(
       `WITH RECURSIVE up(relid) AS (
          SELECT $1::oid
          UNION ALL
          SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.relid
        )
-       SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       SELECT n.nspname AS schema, c.relname AS name,
+              (has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT'))::text AS readable
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.oid = $1::oid AND c.relispartition AND EXISTS (SELECT 1 FROM up WHERE up.relid = $2::oid)`,
       [partition, table.relid],
     );
     const row = result.rows[0];
-    return row === undefined ? null : `ONLY ${quoteIdent(row.schema)}.${quoteIdent(row.name)}`;
+    if (row === undefined) return null;
+    return row.readable === "true" ? `ONLY ${quoteIdent(row.schema)}.${quoteIdent(row.name)}` : root;
   }
 
   private async restartLsn(client: pg.Client): Promise<bigint> {

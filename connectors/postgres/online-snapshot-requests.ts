@@ -77,12 +77,15 @@ export class OnlineSnapshotRequests implements OnlineSnapshotting {
   }
 
   /**
-   * Queues a read of one leaf partition of the partitioned `table` (FROM ONLY the leaf, its rows handed on as the root's),
-   * with no reset: a partition attached while capture streams. No planner estimate, which would lock every partition.
+   * Queues a read of one leaf partition of the partitioned `table` (FROM ONLY the leaf, its rows handed on as the root's;
+   * `partition` null: through the root, limited by `where`), with no reset: a partition attached while capture streams.
+   * No planner estimate, which would lock every partition. `id` names the request: one already queued is not queued twice.
    */
-  async queuePartition(table: string, partition: number, where: string, origin: string): Promise<SnapshotTask> {
+  async queuePartition(table: string, partition: number | null, where: string, origin: string, id: string): Promise<SnapshotTask> {
+    const queued = this.running().tasks().find((task) => task.id === id);
+    if (queued !== undefined) return queued;
     await this.resolve(table);
-    return this.running().request(table, where, origin, undefined, undefined, partition);
+    return this.running().request(table, where, origin, id, undefined, partition ?? undefined);
   }
 
   list(): { tasks: readonly SnapshotTask[]; failed: readonly FailedSnapshot[] } {

@@ -16,7 +16,7 @@ import type { CapturePhase, CaptureStats, InitialSnapshot, OpenedStream } from "
 import { CapturedTables } from "./captured-tables.ts";
 import type { CapturedTable } from "./captured-tables.ts";
 import type { RelationMessage } from "./protocol/pgoutput.ts";
-import { leafPartitions, leavesHoldingRows, listTables, loadTypeCatalog, publicationInfo, publishedTables, relationInfo, relationsNow, serverInfo, slotInfo, slotLag } from "./catalog.ts";
+import { attachedLeaves, leafPartitions, listTables, loadTypeCatalog, publicationInfo, publishedTables, relationInfo, relationsNow, serverInfo, slotInfo, slotLag } from "./catalog.ts";
 import type { PublishedTable, ServerInfo, SlotLag, TableRef } from "./catalog.ts";
 import { clientConfig, quoteIdent } from "./connection-settings.ts";
 import { checkPrivileges } from "./privileges.ts";
@@ -179,6 +179,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private readonly emptiedFor = new Map<string, bigint>();
   /** The captured partitioned tables' leaf partitions at the last catalog look, kept across streams (TableDiscovery). */
   private readonly seenPartitions = new SeenPartitions();
+  /** Partitioned tables whose partitions Sluice's role may not read directly, told once (readAttachedPartitions). */
+  private readonly toldUnreadablePartitions = new Set<number>();
   /** Online snapshots (sluice snapshot, the signal table, tables added later): see incremental-snapshot.ts. */
   readonly snapshots = new OnlineSnapshotRequests({
     config: () => this.config,
@@ -687,16 +689,28 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const catalog = this.catalog;
     if (catalog === null) return;
     const name = `${table.schema}.${table.table}`;
-    const held = await leavesHoldingRows(catalog, partitions);
-    if (held.length === 0) return;
-    const leaves = held.map((leaf) => leaf.name);
+    const { held, unreadable } = await attachedLeaves(catalog, partitions);
+    if (held.length === 0 && unreadable.length === 0) return;
+    const leaves = [...held, ...unreadable].map((leaf) => leaf.name);
     if (this.config.snapshot.mode === "never") {
-      const where = `tableoid IN (${held.map((leaf) => `${leaf.relid}::oid`).join(", ")})`;
+      const where = `tableoid IN (${[...held, ...unreadable].map((leaf) => `${leaf.relid}::oid`).join(", ")})`;
       this.logger.warn({ table: name, partitions: leaves }, `partitions were attached to ${name}: the rows they held are not read (snapshot.mode never); read them with sluice snapshot --table ${name} --where "${where}" --execute`);
       return;
     }
     this.logger.info({ table: name, partitions: leaves }, `partitions were attached to ${name}: the rows they held, which no change carries, are read by an online snapshot of each`);
-    for (const leaf of held) await this.snapshots.queuePartition(name, leaf.relid, `tableoid = ${leaf.relid}::oid`, "partition-attached");
+    if (unreadable.length > 0 && !this.toldUnreadablePartitions.has(table.relid)) {
+      this.toldUnreadablePartitions.add(table.relid);
+      this.logger.info(
+        { table: name, partitions: unreadable.map((leaf) => leaf.name) },
+        `Sluice's role may not SELECT from these partitions of ${name} directly (PostgreSQL checks a partition's own grants when it is named): they are read through ${name} (slower: every chunk walks the other partitions' key indexes too); GRANT SELECT on the partitions to read them alone`,
+      );
+    }
+    // Ids by partition: a look that fails partway and is tried again does not queue a partition's read twice.
+    for (const leaf of held) await this.snapshots.queuePartition(name, leaf.relid, `tableoid = ${leaf.relid}::oid`, "partition-attached", `partition-attached-${leaf.relid}`);
+    if (unreadable.length > 0) {
+      const relids = unreadable.map((leaf) => leaf.relid);
+      await this.snapshots.queuePartition(name, null, `tableoid IN (${relids.map((relid) => `${relid}::oid`).join(", ")})`, "partition-attached", `partition-attached-${relids.join("-")}`);
+    }
   }
 
   /**

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import pino from "pino";
 import type { TableRef } from "./catalog.ts";
-import { TableDiscovery } from "./table-discovery.ts";
+import { SeenPartitions, TableDiscovery } from "./table-discovery.ts";
 
 const relids = new Map<string, number>();
 const table = (name: string, relid = relids.get(name) ?? relids.set(name, relids.size + 1).get(name)!): TableRef => ({ relid, schema: "app", table: name, kind: "r", estimatedRows: -1 });
@@ -100,4 +100,43 @@ test("a known table gone whose name no listed table has is told vacated once, wi
   listed = [ref("orders", 5), ref("refunds", 4)];
   await discovery.look();
   assert.deepEqual(vacated.at(-1), [2, "app.orders"]);
+});
+
+test("a partitioned table whose attached partitions fail to be told neither stops the others nor makes them told again", async () => {
+  const root = (name: string, relid: number): TableRef => ({ relid, schema: "app", table: name, kind: "p", estimatedRows: -1 });
+  const tables = [root("events", 1), root("metrics", 2), root("orders", 3)];
+  let leaves = new Map([[1, [{ relid: 11, filenode: 11 }]], [2, [{ relid: 21, filenode: 21 }]], [3, [{ relid: 31, filenode: 31 }]]]);
+  const told: string[] = [];
+  let failing = true;
+  const discovery = new TableDiscovery({
+    intervalMs: 0,
+    list: async () => tables,
+    known: tables,
+    add: async () => [],
+    partitions: {
+      seen: new SeenPartitions(),
+      list: async () => leaves,
+      attached: async (table, partitions) => {
+        if (table.table === "metrics" && failing) throw new Error("permission denied for table metrics_b");
+        told.push(`${table.table} ${partitions.join(",")}`);
+      },
+      rewritten: async () => undefined,
+    },
+    logger: pino({ level: "silent" }),
+  });
+  await discovery.look();
+  leaves = new Map([
+    [1, [{ relid: 11, filenode: 11 }, { relid: 12, filenode: 12 }]],
+    [2, [{ relid: 21, filenode: 21 }, { relid: 22, filenode: 22 }]],
+    [3, [{ relid: 31, filenode: 31 }, { relid: 32, filenode: 32 }]],
+  ]);
+  await discovery.look();
+  assert.deepEqual(told, ["events 12", "orders 32"], "the tables after the failing one are told too");
+  await discovery.look();
+  assert.deepEqual(told, ["events 12", "orders 32"], "those told are not told again while another fails");
+  failing = false;
+  await discovery.look();
+  assert.deepEqual(told, ["events 12", "orders 32", "metrics 22"], "the failing one is told once it works");
+  await discovery.look();
+  assert.equal(told.length, 3);
 });

@@ -127,25 +127,42 @@ export class TableDiscovery {
     }
   }
 
-  /** Tells partitions attached since the last look; a table not known then (taken up whole) has none told. */
+  /**
+   * Tells partitions attached since the last look; a table not known then (taken up whole) has none told. Each table
+   * on its own: one whose telling fails (a lost lock, a grant missing) keeps what was seen of it before, to be told
+   * again at the next look, and neither stops the others nor makes them told again.
+   */
   private async lookAtPartitions(known: readonly TableRef[]): Promise<void> {
     const partitions = this.options.partitions;
     if (partitions === undefined) return;
     const now = await partitions.list(known);
     const before = partitions.seen.leaves;
-    if (before !== null) {
-      for (const table of known) {
-        const had = before.get(idOf(table));
-        if (had === undefined) continue;
-        const leaves = now.get(idOf(table)) ?? [];
-        const rewritten = leaves.filter((leaf) => had.has(leaf.relid) && had.get(leaf.relid) !== leaf.filenode).map((leaf) => leaf.relid);
-        const attached = leaves.filter((leaf) => !had.has(leaf.relid)).map((leaf) => leaf.relid);
-        if (rewritten.length > 0) await partitions.rewritten(table, rewritten);
-        else if (attached.length > 0) await partitions.attached(table, attached);
+    const seenOf = (relid: number) => new Map((now.get(relid) ?? []).map((leaf) => [leaf.relid, leaf.filenode]));
+    if (before === null) {
+      partitions.seen.leaves = new Map([...now.keys()].map((relid) => [relid, seenOf(relid)]));
+      return;
+    }
+    const seen = new Map([...before].filter(([relid]) => now.has(relid)));
+    partitions.seen.leaves = seen;
+    let failed: Error | null = null;
+    for (const table of known) {
+      if (!now.has(idOf(table))) continue;
+      const had = before.get(idOf(table));
+      try {
+        if (had !== undefined) {
+          const leaves = now.get(idOf(table)) ?? [];
+          const rewritten = leaves.filter((leaf) => had.has(leaf.relid) && had.get(leaf.relid) !== leaf.filenode).map((leaf) => leaf.relid);
+          const attached = leaves.filter((leaf) => !had.has(leaf.relid)).map((leaf) => leaf.relid);
+          if (rewritten.length > 0) await partitions.rewritten(table, rewritten);
+          else if (attached.length > 0) await partitions.attached(table, attached);
+        }
+        // Only once told: a failure is tried again at the next look.
+        seen.set(idOf(table), seenOf(idOf(table)));
+      } catch (error) {
+        failed ??= new Error(`${nameOf(table)}'s partitions: ${(error as Error).message}`);
       }
     }
-    // Only once told: a failure is tried again at the next look.
-    partitions.seen.leaves = new Map([...now].map(([relid, leaves]) => [relid, new Map(leaves.map((leaf) => [leaf.relid, leaf.filenode]))]));
+    if (failed !== null) throw failed;
   }
 
   private tellVacated(listed: readonly TableRef[]): void {
