@@ -772,3 +772,27 @@ test("release skip --all-pending: a refused record in the range whose dead lette
   assert.deepEqual(origins(await deadLetters(log)), ["pg.public.a:0:1", "pg.public.a:0:3"]);
   await log.close();
 });
+
+test("a runner whose lease another process took while it did not run (paused, frozen) stops applying the sink", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  const sink = new MemorySink();
+  const first = runner(log, sink, { leaseTtlMs: 1_000 });
+  const stop = new AbortController();
+  const running = first.run(stop.signal);
+  await log.produce([encode(event("a", 1, 10n))]);
+  for (let i = 0; i < 400 && sink.rows.size < 1; i++) await new Promise((res) => setTimeout(res, 5));
+  assert.equal(sink.rows.size, 1);
+  // This thread does not run past the lease's TTL (as under SIGSTOP); then another process takes the lease before the first renews.
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1_500);
+  assert.equal(await log.acquireLease("t.sink.mem", "other", 60_000), true);
+  const outcome = await Promise.race([running.then(() => "returned", (error: unknown) => error), new Promise((res) => setTimeout(() => res("still applying"), 3_000))]);
+  stop.abort(new Error("stop"));
+  await running.catch(() => undefined);
+  // Before: it logged "sink lease lost to another process" at each renewal and went on applying beside the new holder.
+  assert.ok(outcome instanceof SluiceError && outcome.code === "SINK_ALREADY_RUNNING", String(outcome));
+  assert.match(outcome.message, /another process took its lease on consumer group t\.sink\.mem/);
+  await log.produce([encode(event("a", 2, 11n))]);
+  await new Promise((res) => setTimeout(res, 100));
+  assert.equal(sink.rows.size, 1, "nothing applied after it stopped");
+  await log.close();
+});

@@ -710,10 +710,15 @@ export class SinkRunner {
       this.logger.warn({ group }, "sink lease held by another owner; waiting for it to expire");
       await sleep(1_000, stop).catch(() => undefined);
     }
+    // A lease another process took (this one did not renew it in time: paused, frozen) stops this sink: one process applies it.
+    const lost = new AbortController();
+    const active = AbortSignal.any([stop, lost.signal]);
     const renew = setInterval(() => {
       void log.renewLease(group, owner, leaseTtlMs).then(
         (held) => {
-          if (!held) this.logger.error({ group }, "sink lease lost to another process");
+          if (held || lost.signal.aborted) return;
+          this.logger.error({ group }, "sink lease lost to another process; this process stops applying the sink");
+          lost.abort();
         },
         (error: unknown) => this.logger.warn({ group, err: errorText(error) }, "renewing the sink lease failed; retrying at the next renewal"),
       );
@@ -724,18 +729,18 @@ export class SinkRunner {
       this.topicWake?.();
     });
     try {
-      const open = () => retry(() => this.options.sink.open(stop), { ...this.options.retry, signal: stop, onRetry: (err) => this.logger.warn({ err }, "sink open failed; retrying") });
-      await this.waitForCommandHolds(stop);
+      const open = () => retry(() => this.options.sink.open(active), { ...this.options.retry, signal: active, onRetry: (err) => this.logger.warn({ err }, "sink open failed; retrying") });
+      await this.waitForCommandHolds(active);
       await open();
       // A command that began holding the group while the sink opened (an open retried a while) may swap in tables the sink did not load: loaded again once it left.
-      while (!stop.aborted && (await this.waitForCommandHolds(stop))) {
+      while (!active.aborted && (await this.waitForCommandHolds(active))) {
         await this.options.sink.close().catch(() => undefined);
         await open();
       }
-      await this.options.onOpened?.(stop).catch((error: unknown) => this.logger.warn({ err: errorText(error) }, "looking at the sink after it opened failed; it runs on"));
-      await this.consumeUntilStopped(stop);
+      await this.options.onOpened?.(active).catch((error: unknown) => this.logger.warn({ err: errorText(error) }, "looking at the sink after it opened failed; it runs on"));
+      await this.consumeUntilStopped(active);
     } catch (error) {
-      if (!stop.aborted) throw error;
+      if (!active.aborted) throw error;
     } finally {
       clearInterval(renew);
       unwatch?.();
@@ -743,6 +748,12 @@ export class SinkRunner {
       this.running = false;
       await this.options.sink.close().catch(() => undefined);
       await log.releaseLease(group, owner).catch(() => undefined);
+    }
+    if (lost.signal.aborted && !stop.aborted) {
+      throw new SluiceError(
+        `sink ${this.options.sink.name}: another process took its lease on consumer group ${group} (this process did not renew it for ${leaseTtlMs / 1000} s: paused or frozen?) and runs the sink now; this one stopped applying it`,
+        { code: "SINK_ALREADY_RUNNING", context: { component: "sink", sink: this.options.sink.name } },
+      );
     }
   }
 
