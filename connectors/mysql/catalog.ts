@@ -98,6 +98,11 @@ const SYSTEM_DATABASES = ["mysql", "information_schema", "performance_schema", "
  * those tables only: a DDL on a table not captured in the same database does not hold up the start either).
  */
 export async function listTables(catalog: Sql, matches: TableMatcher): Promise<CapturedTableRef[]> {
+  return (await listCatalog(catalog, matches)).tables;
+}
+
+/** listTables, with the MariaDB sequences `matches` selects (TABLE_TYPE 'SEQUENCE'; read in the same statements). */
+export async function listCatalog(catalog: Sql, matches: TableMatcher): Promise<{ tables: CapturedTableRef[]; sequences: TableName[] }> {
   const names = await naming(catalog, "listing the tables").rows(
     `SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA NOT IN (${SYSTEM_DATABASES.map(() => "?").join(", ")})`,
     SYSTEM_DATABASES,
@@ -109,20 +114,25 @@ export async function listTables(catalog: Sql, matches: TableMatcher): Promise<C
     if (matches(database, table)) matched.set(database, [...(matched.get(database) ?? []), table]);
   }
   const tables: CapturedTableRef[] = [];
+  const sequences: TableName[] = [];
   for (const database of [...matched.keys()].sort()) {
     const names = matched.get(database)!;
     const sql = naming(catalog, `listing the tables ${tableList(names.map((table) => ({ database, table })))}`);
     const rows = await sql.rows(
-      `SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES
-        WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (${names.map(() => "?").join(", ")}) AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY TABLE_NAME`,
+      `SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS, TABLE_TYPE FROM information_schema.TABLES
+        WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (${names.map(() => "?").join(", ")}) AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED', 'SEQUENCE') ORDER BY TABLE_NAME`,
       [database, ...names],
     );
     for (const row of rows) {
+      if (field(row, "TABLE_TYPE") === "SEQUENCE") {
+        sequences.push({ database: field(row, "TABLE_SCHEMA")!, table: field(row, "TABLE_NAME")! });
+        continue;
+      }
       const table = { database: field(row, "TABLE_SCHEMA")!, table: field(row, "TABLE_NAME")!, estimatedRows: field(row, "TABLE_ROWS") === null ? null : Number(field(row, "TABLE_ROWS")) };
       if (matches(table.database, table.table)) tables.push(table);
     }
   }
-  return tables;
+  return { tables, sequences };
 }
 
 const BINARY_TYPE = /^(binary|varbinary|tinyblob|blob|mediumblob|longblob)\b/;

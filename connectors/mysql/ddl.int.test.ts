@@ -174,3 +174,39 @@ describe("MySQL source: DDL and schema history", () => {
     );
   });
 });
+
+describe("MySQL source: MariaDB sequences", () => {
+  const database = randomName("seq21_");
+  let admin: Connection;
+
+  before(async () => {
+    admin = await adminConnection(database);
+  });
+
+  after(async () => {
+    await dropDatabase(admin, database);
+    await admin.end();
+  });
+
+  it("a sequence's updates (logged as row events) give no event, whether it was there at start or made later; a table's rows still do", async () => {
+    // Found on a live deployment: NEXTVAL on a sequence of a captured database gave it a topic, and every sink halted on it (no key).
+    await admin.query("CREATE SEQUENCE seq_before");
+    await admin.query("CREATE TABLE items (id INT PRIMARY KEY, v INT)");
+    const source = newSource(sourceConfig({ tables: [`${database}.*`], snapshot: { mode: "never", parallelism: 1, chunk_rows: 100 } }), { schemaHistory: new MemorySchemaHistoryStore() });
+    await source.connect(null, AbortSignal.timeout(30_000));
+    try {
+      await admin.query("SELECT NEXTVAL(seq_before)");
+      await admin.query("CREATE SEQUENCE seq_live START WITH 5");
+      await admin.query("SELECT NEXTVAL(seq_live)");
+      await admin.query("CREATE TABLE seq_table (next_not_cached_value BIGINT NOT NULL, minimum_value BIGINT NOT NULL, maximum_value BIGINT NOT NULL, start_value BIGINT NOT NULL, increment BIGINT NOT NULL, cache_size BIGINT UNSIGNED NOT NULL, cycle_option TINYINT UNSIGNED NOT NULL, cycle_count BIGINT NOT NULL) SEQUENCE=1");
+      await admin.query("SELECT NEXTVAL(seq_table)");
+      await admin.query("ALTER SEQUENCE seq_before RESTART WITH 100");
+      await admin.query("SELECT NEXTVAL(seq_before)");
+      await admin.query("INSERT INTO items VALUES (1, 1)");
+      const { events } = await readUntil(source, (c) => c.events.some((e) => e.source.table === "items"));
+      assert.deepEqual(events.map((e) => [e.source.table, e.op]), [["items", "c"]]);
+    } finally {
+      await source.close();
+    }
+  });
+});

@@ -20,7 +20,7 @@ import { tableMatcher } from "../common/table-patterns.ts";
 import { BinlogStream } from "./binlog-stream.ts";
 import { binlogResetProblem } from "./binlog-reset.ts";
 import { mariadbGtidStateByDump } from "./gtid-state-dump.ts";
-import { binaryLogs, collationRows, currentPosition, databaseCharset, listTables, readDefinitions } from "./catalog.ts";
+import { binaryLogs, collationRows, currentPosition, databaseCharset, listCatalog, readDefinitions } from "./catalog.ts";
 import { warnKeylessTables } from "./keyless-tables.ts";
 import type { BinlogCoordinates, CapturedTableRef, Sql } from "./catalog.ts";
 import { CATALOG_TIMEOUT_MS, catalogSessionSql, connectionOptions } from "./connection-settings.ts";
@@ -173,7 +173,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     this.collations = CollationTable.fromServer(await collationRows(sql));
     const patterns = tableMatcher(config.tables);
     const matches = (database: string, table: string) => patterns(database, table) && !this.online.excludes(database, table);
-    const tables = await listTables(sql, matches);
+    const { tables, sequences } = await listCatalog(sql, matches);
     if (tables.length === 0) logger.warn({ tables: config.tables }, "no existing table matches; tables created later are captured");
     await warnKeylessTables(sql, tables, logger);
     this.tracker = new SchemaTracker({
@@ -184,6 +184,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       logger,
       context,
       binlogFile: () => this.loop.stream?.decoder.through.file,
+      sequences,
     });
     signal.throwIfAborted();
 

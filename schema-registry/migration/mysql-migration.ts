@@ -62,6 +62,10 @@ function statementEffect(text: string, words: readonly string[], database: strin
       return { kind: "not-understood", reason: statement.reason, tables: statement.tables.map(table) };
     case "truncate":
       return { kind: "no-schema-change", what: "empties a table (its schema stays)" };
+    case "create-sequence":
+    case "alter-sequence":
+    case "drop-sequences":
+      return { kind: "no-schema-change", what: "a sequence (sequences are not captured)" };
     case "drop-database":
       return { kind: "not-understood", reason: `DROP DATABASE ${statement.database} drops every table in it`, tables: [] };
     case "create-table": {

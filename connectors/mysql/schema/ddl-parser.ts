@@ -2,7 +2,8 @@
  * Parses the DDL statements of QUERY events far enough to keep table definitions current:
  * CREATE TABLE (columns, primary key, default charset; LIKE), ALTER TABLE (add, drop, modify,
  * change and rename columns, primary key, rename, default charset), DROP/RENAME/TRUNCATE TABLE and
- * DROP DATABASE. What it does not understand it reports as such, naming the tables it touches when
+ * DROP DATABASE, and MariaDB's sequences (CREATE/ALTER/DROP SEQUENCE, CREATE TABLE ... SEQUENCE=1), which are not
+ * captured. What it does not understand it reports as such, naming the tables it touches when
  * it can, so the caller re-reads them from the server instead of guessing.
  */
 import { normalizeColumnType } from "./column-types.ts";
@@ -61,6 +62,10 @@ export type DdlStatement =
   | { readonly kind: "rename-tables"; readonly renames: readonly { readonly from: TableName; readonly to: TableName }[] }
   | { readonly kind: "truncate"; readonly table: TableName }
   | { readonly kind: "drop-database"; readonly database: string }
+  /** MariaDB: a sequence made (CREATE SEQUENCE, CREATE TABLE ... SEQUENCE=1) or altered; its row events are not changes of a table. */
+  | { readonly kind: "create-sequence"; readonly sequence: TableName; readonly ifNotExists: boolean; readonly orReplace?: true }
+  | { readonly kind: "alter-sequence"; readonly sequence: TableName }
+  | { readonly kind: "drop-sequences"; readonly sequences: readonly TableName[] }
   /** A statement that changes these tables in a way the parser does not follow. */
   | { readonly kind: "unparsed"; readonly tables: readonly TableName[]; readonly reason: string }
   /** Not a statement that changes table definitions (DML, BEGIN, grants, views...). */
@@ -94,10 +99,14 @@ function statement(c: TokenCursor, options: ParseOptions): DdlStatement {
   if (c.accept("CREATE")) {
     const orReplace = c.accept("OR", "REPLACE");
     if (c.accept("TEMPORARY")) return { kind: "none" };
+    if (c.accept("SEQUENCE")) {
+      const ifNotExists = c.accept("IF", "NOT", "EXISTS");
+      return { kind: "create-sequence", sequence: c.qualifiedName(db), ifNotExists, ...(orReplace ? { orReplace } : {}) };
+    }
     if (c.accept("TABLE")) {
       const created = createTable(c, options);
       if (!orReplace) return created;
-      if (created.kind === "create-table" || created.kind === "create-table-like") return { ...created, orReplace };
+      if (created.kind === "create-table" || created.kind === "create-table-like" || created.kind === "create-sequence") return { ...created, orReplace };
       return created;
     }
     if (c.accept("DATABASE") || c.accept("SCHEMA")) return { kind: "none" };
@@ -106,6 +115,10 @@ function statement(c: TokenCursor, options: ParseOptions): DdlStatement {
   if (c.accept("ALTER")) {
     c.accept("ONLINE");
     c.accept("IGNORE");
+    if (c.accept("SEQUENCE")) {
+      c.accept("IF", "EXISTS");
+      return { kind: "alter-sequence", sequence: c.qualifiedName(db) };
+    }
     if (!c.accept("TABLE")) return { kind: "none" };
     c.accept("IF", "EXISTS");
     const table = c.qualifiedName(db);
@@ -113,6 +126,12 @@ function statement(c: TokenCursor, options: ParseOptions): DdlStatement {
   }
   if (c.accept("DROP")) {
     if (c.accept("TEMPORARY")) return { kind: "none" };
+    if (c.accept("SEQUENCE")) {
+      c.accept("IF", "EXISTS");
+      const sequences = [c.qualifiedName(db)];
+      while (c.acceptPunct(",")) sequences.push(c.qualifiedName(db));
+      return { kind: "drop-sequences", sequences };
+    }
     if (c.accept("DATABASE") || c.accept("SCHEMA")) {
       c.accept("IF", "EXISTS");
       return { kind: "drop-database", database: c.identifier() };
@@ -170,8 +189,19 @@ function createTable(c: TokenCursor, options: ParseOptions): DdlStatement {
   }
   if (!inner.done) throw new SyntaxError(`unexpected ${inner.describe()} in the column list`);
   if (!c.done && selectFollows(c)) throw new SyntaxError("CREATE TABLE \u2026 SELECT");
+  if (isSequenceTable(c)) return { kind: "create-sequence", sequence: table, ifNotExists };
   const defaultCharset = tableCharset(c);
   return { kind: "create-table", table, columns, primaryKey, defaultCharset, ifNotExists };
+}
+
+/** The table option SEQUENCE=1 (MariaDB): the table made is a sequence. */
+function isSequenceTable(c: TokenCursor): boolean {
+  for (let i = 0; c.peek(i) !== undefined; i++) {
+    if (!c.isKeyword("SEQUENCE", i)) continue;
+    const value = c.isPunct("=", i + 1) ? c.peek(i + 2) : c.peek(i + 1);
+    if (value !== undefined && value.text !== "0" && value.text.toUpperCase() !== "NO") return true;
+  }
+  return false;
 }
 
 function isLikeInParentheses(c: TokenCursor): boolean {

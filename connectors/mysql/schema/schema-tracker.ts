@@ -35,6 +35,8 @@ export interface SchemaTrackerOptions {
   readonly context: ErrorContext;
   /** A binlog file name of the server (any: only its base name is used), so positions print as `mysql-bin.000042:1234`. */
   readonly binlogFile?: () => string | undefined;
+  /** MariaDB sequences the catalog listed at start (their names matched or not): never captured. */
+  readonly sequences?: Iterable<TableName>;
 }
 
 export interface QueryOutcome {
@@ -89,9 +91,13 @@ export class SchemaTracker {
   private readonly columnsHad = new Map<string, Set<string>>();
   private readonly bindings = new Map<string, CachedBinding>();
   private readonly databaseCharsets = new Map<string, string>();
+  /** MariaDB sequences by tableKey: the server logs their updates as row events, which are no table's changes. */
+  private readonly sequences = new Map<string, TableName>();
+  private readonly sequencesTold = new Set<string>();
 
   constructor(options: SchemaTrackerOptions) {
     this.options = options;
+    for (const sequence of options.sequences ?? []) this.sequences.set(tableKey(sequence.database, sequence.table), sequence);
   }
 
   /**
@@ -135,7 +141,27 @@ export class SchemaTracker {
   }
 
   captured(database: string, table: string): boolean {
-    return this.options.matches(database, table);
+    if (!this.options.matches(database, table)) return false;
+    const key = tableKey(database, table);
+    if (!this.sequences.has(key)) return true;
+    if (!this.sequencesTold.has(key)) {
+      this.sequencesTold.add(key);
+      this.options.logger.info({ table: key }, "a sequence matches the tables captured; sequences are not captured (docs/mysql.md)");
+    }
+    return false;
+  }
+
+  private isSequence(name: TableName): boolean {
+    return this.sequences.has(tableKey(name.database, name.table));
+  }
+
+  /** A sequence made under `name`: a table that had the name before (CREATE OR REPLACE) is gone. */
+  private async becameSequence(name: TableName, query: string, from: bigint, changed: string[]): Promise<void> {
+    const key = tableKey(name.database, name.table);
+    this.sequences.set(key, name);
+    if (!this.definitions.has(key)) return;
+    await this.commit(key, null, from, "ddl", query);
+    changed.push(key);
   }
 
   definition(database: string, table: string): TableDefinition | null {
@@ -204,10 +230,21 @@ export class SchemaTracker {
     switch (statement.kind) {
       case "none":
         return NO_CHANGE;
+      case "create-sequence":
+        if (statement.ifNotExists && this.definition(statement.sequence.database, statement.sequence.table) !== null) return NO_CHANGE;
+        await this.becameSequence(statement.sequence, query, from, changed);
+        return { truncated: [], changed };
+      case "alter-sequence":
+        this.sequences.set(tableKey(statement.sequence.database, statement.sequence.table), statement.sequence);
+        return NO_CHANGE;
+      case "drop-sequences":
+        for (const sequence of statement.sequences) this.sequences.delete(tableKey(sequence.database, sequence.table));
+        return NO_CHANGE;
       case "truncate":
         return { truncated: this.captured(statement.table.database, statement.table.table) ? [statement.table] : [], changed };
       case "create-table": {
         const { table } = statement;
+        if (statement.orReplace === true) this.sequences.delete(tableKey(table.database, table.table));
         if (!this.captured(table.database, table.table)) return NO_CHANGE;
         if (statement.ifNotExists && this.definition(table.database, table.table) !== null) return NO_CHANGE;
         const created = this.createdBy(table, statement.orReplace === true);
@@ -219,6 +256,12 @@ export class SchemaTracker {
       }
       case "create-table-like": {
         const { table, like } = statement;
+        if (this.isSequence(like)) {
+          if (statement.ifNotExists && this.definition(table.database, table.table) !== null) return NO_CHANGE;
+          await this.becameSequence(table, query, from, changed);
+          return { truncated: [], changed };
+        }
+        if (statement.orReplace === true) this.sequences.delete(tableKey(table.database, table.table));
         if (!this.captured(table.database, table.table)) return NO_CHANGE;
         if (statement.ifNotExists && this.definition(table.database, table.table) !== null) return NO_CHANGE;
         const created = this.createdBy(table, statement.orReplace === true);
@@ -230,6 +273,10 @@ export class SchemaTracker {
       }
       case "alter-table": {
         const renameTo = statement.actions.find((a): a is Extract<AlterAction, { kind: "rename-table" }> => a.kind === "rename-table")?.to;
+        if (this.isSequence(statement.table)) {
+          if (renameTo !== undefined) this.moveSequence(statement.table, renameTo);
+          return NO_CHANGE;
+        }
         const newName =
           renameTo !== undefined &&
           this.captured(renameTo.database, renameTo.table) &&
@@ -253,18 +300,26 @@ export class SchemaTracker {
         };
       }
       case "drop-tables":
-        for (const table of statement.tables) await put(table, null);
+        for (const table of statement.tables) {
+          this.sequences.delete(tableKey(table.database, table.table));
+          await put(table, null);
+        }
         return { truncated: [], changed };
       case "rename-tables": {
         const knownBefore = new Set(this.knownTables().filter((key) => !this.assumed.has(key)));
         const renamed: { from: string; to: TableName }[] = [];
         for (const { from: source, to } of statement.renames) {
+          if (this.isSequence(source)) {
+            this.moveSequence(source, to);
+            continue;
+          }
           await this.move(source, to, query, from, changed);
           if (this.captured(to.database, to.table) && !knownBefore.has(tableKey(to.database, to.table))) renamed.push({ from: tableKey(source.database, source.table), to });
         }
         return { truncated: [], changed, renamed };
       }
       case "drop-database":
+        for (const [key, sequence] of [...this.sequences]) if (sequence.database === statement.database) this.sequences.delete(key);
         for (const key of this.knownTables()) {
           const definition = this.definitions.get(key)!;
           if (definition.database === statement.database) await put(definition, null);
@@ -438,6 +493,11 @@ export class SchemaTracker {
     }
     await this.commit(targetKey, { ...known, database: target.database, table: target.table }, from, "ddl", query);
     changed.push(targetKey);
+  }
+
+  private moveSequence(source: TableName, target: TableName): void {
+    this.sequences.delete(tableKey(source.database, source.table));
+    this.sequences.set(tableKey(target.database, target.table), target);
   }
 
   private async rereadFor(query: string, tables: readonly TableName[], from: bigint, changed: string[]): Promise<void> {
