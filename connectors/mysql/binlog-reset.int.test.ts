@@ -195,4 +195,39 @@ describe("MariaDB source: a binlog reset while stopped", () => {
       await admin.query(`SET GLOBAL max_allowed_packet = ${packet}`);
     }
   });
+
+  it("a snapshot started after a binlog event larger than max_allowed_packet in the current file stores the GTID state there, not an empty one", async () => {
+    // BINLOG_GTID_POS gives null past such an event; the snapshot's start took that for an empty GTID state.
+    const [[{ packet }]] = (await admin.query("SELECT @@global.max_allowed_packet AS packet")) as unknown as [[{ packet: number }]];
+    await admin.query("CREATE TABLE d.big_start (id INT PRIMARY KEY, a LONGBLOB, b LONGBLOB)");
+    await admin.query("SET GLOBAL max_allowed_packet = 1048576");
+    try {
+      await admin.query("INSERT INTO d.big_start VALUES (1, REPEAT('a', 700000), REPEAT('b', 700000))");
+      await admin.query("INSERT INTO d.big_start VALUES (2, 'x', 'y')");
+      const [[{ gtid }]] = (await admin.query("SELECT @@gtid_binlog_pos AS gtid")) as unknown as [[{ gtid: string }]];
+      const [[status]] = (await admin.query("SHOW MASTER STATUS")) as unknown as [[{ File: string; Position: number }]];
+      const catalog = await mysql.createConnection({ host: server.host, port: server.port, user: server.admin.user, password: server.admin.password });
+      try {
+        const [[{ there }]] = (await catalog.query("SELECT BINLOG_GTID_POS(?, ?) AS there", [status.File, status.Position])) as unknown as [[{ there: string | null }]];
+        assert.equal(there, null, "the server's BINLOG_GTID_POS gives null past the large event (what this test is about)");
+      } finally {
+        await catalog.end();
+      }
+      assert.notEqual(gtid, "");
+
+      const config = sourceConfig({ host: server.host, port: server.port, user: server.admin.user, password: server.admin.password, tables: ["d.big_start"], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 } });
+      const source = newSource(config);
+      try {
+        await source.connect(null, AbortSignal.timeout(30_000));
+        const taken = await readUntil(source, snapshotFinished);
+        assert.deepEqual(taken.events.filter((e) => e.op === "r").map((e) => e.after?.["id"]).sort(), [1, 2]);
+        const token = decodeResumeToken(taken.batches.at(-1)!.checkpoint.position.resume, config.name);
+        assert.deepEqual([token.file, token.offset, token.gtid], [status.File, Number(status.Position), gtid], "the snapshot's start, with the GTID state there");
+      } finally {
+        await source.close();
+      }
+    } finally {
+      await admin.query(`SET GLOBAL max_allowed_packet = ${packet}`);
+    }
+  });
 });

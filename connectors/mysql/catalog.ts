@@ -51,8 +51,14 @@ export interface BinlogCoordinates {
   readonly gtid: string | null;
 }
 
-/** The server's current binlog position with the GTID state there. */
-export async function currentPosition(sql: Sql, flavor: Flavor): Promise<BinlogCoordinates> {
+/**
+ * The GTID state before a binlog coordinate read another way than BINLOG_GTID_POS (gtid-state-dump.ts), for
+ * its null past an event larger than max_allowed_packet; null when no event starts there.
+ */
+export type GtidStateReader = (file: string, offset: number) => Promise<string | null>;
+
+/** The server's current binlog position with the GTID state there (`readState` where BINLOG_GTID_POS gives null). */
+export async function currentPosition(sql: Sql, flavor: Flavor, readState?: GtidStateReader): Promise<BinlogCoordinates> {
   let rows: Row[];
   try {
     rows = await sql.rows(flavor === "mysql" ? "SHOW BINARY LOG STATUS" : "SHOW MASTER STATUS");
@@ -63,14 +69,14 @@ export async function currentPosition(sql: Sql, flavor: Flavor): Promise<BinlogC
   if (row === undefined) throw new Error("SHOW MASTER STATUS returned nothing: binary logging is off");
   const file = field(row, "File")!;
   const offset = Number(field(row, "Position"));
-  if (flavor === "mariadb") return { file, offset, gtid: await mariadbGtidAt(sql, file, offset) };
+  if (flavor === "mariadb") return { file, offset, gtid: await mariadbGtidAt(sql, file, offset, readState) };
   const executed = field(row, "Executed_Gtid_Set");
   return { file, offset, gtid: executed === null || executed.trim() === "" ? null : executed.replace(/\s+/g, "") };
 }
 
-/** MariaDB's GTID position of a binlog coordinate (BINLOG_GTID_POS). */
-export async function mariadbGtidAt(sql: Sql, file: string, offset: number): Promise<string> {
-  return (await mariadbGtidAtEvent(sql, file, offset)) ?? "";
+/** MariaDB's GTID position of a binlog coordinate (BINLOG_GTID_POS, else `readState`); empty when neither tells. */
+export async function mariadbGtidAt(sql: Sql, file: string, offset: number, readState?: GtidStateReader): Promise<string> {
+  return (await mariadbGtidAtEvent(sql, file, offset)) ?? (readState === undefined ? null : await readState(file, offset)) ?? "";
 }
 
 /** BINLOG_GTID_POS as the server gives it: null when the file is missing or the offset is not where an event starts. */

@@ -18,7 +18,7 @@ import type { Logger } from "pino";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { currentPosition, mariadbGtidAt, readDefinitions } from "./catalog.ts";
-import type { BinlogCoordinates, Sql } from "./catalog.ts";
+import type { BinlogCoordinates, GtidStateReader, Sql } from "./catalog.ts";
 import { quoteIdentifier } from "./connection-settings.ts";
 import { toSluiceError } from "./mysql-errors.ts";
 import { binlogAt, binlogFileIndex } from "./positions.ts";
@@ -56,6 +56,8 @@ export interface SnapshotStartOptions {
   readonly epoch: number;
   /** Force a locking method (tests); by default the server decides. */
   readonly locking?: SnapshotLocking;
+  /** MariaDB: the GTID state at the start where BINLOG_GTID_POS gives null (past an event larger than max_allowed_packet). */
+  readonly readGtidState?: GtidStateReader;
   readonly logger: Logger;
   readonly context: ErrorContext;
 }
@@ -105,7 +107,7 @@ async function lockFree(options: SnapshotStartOptions): Promise<ConsistentSnapsh
       const after = await readDefinitions(options.catalog, options.tables);
       if (sameDefinitions(before, after)) {
         const first = workers.reduce((a, b) => (b.at < a.at ? b : a));
-        const start = { ...first.position, gtid: await mariadbGtidAt(options.catalog, first.position.file, first.position.offset) };
+        const start = { ...first.position, gtid: await mariadbGtidAt(options.catalog, first.position.file, first.position.offset, options.readGtidState) };
         options.logger.info({ locking: "consistent-snapshot-status", start: `${start.file}:${start.offset}`, gtid: start.gtid, workers: workers.length }, "snapshot transactions started");
         return { workers, start, startAt: first.at, definitions: after, locking: "consistent-snapshot-status" };
       }
@@ -148,6 +150,10 @@ async function withLock(options: SnapshotStartOptions, locking: "global-read-loc
       definitions = await readDefinitions(catalog, options.tables);
     } finally {
       await catalog.rows("UNLOCK TABLES");
+    }
+    // Read here, not under the lock: BINLOG_GTID_POS's null past a large event is answered by a binlog dump of the file.
+    if (options.flavor === "mariadb" && position.gtid === "" && options.readGtidState !== undefined) {
+      position = { ...position, gtid: await mariadbGtidAt(catalog, position.file, position.offset, options.readGtidState) };
     }
     logger.info({ locking: method, lockedMs: Date.now() - lockedAt, start: `${position.file}:${position.offset}`, gtid: position.gtid, workers: connections.length }, "snapshot transactions started");
     const at = binlogAt(binlogFileIndex(position.file, options.epoch), position.offset);

@@ -22,7 +22,7 @@ import { binlogResetProblem } from "./binlog-reset.ts";
 import { mariadbGtidStateByDump } from "./gtid-state-dump.ts";
 import { binaryLogs, collationRows, currentPosition, databaseCharset, listCatalog, readDefinitions } from "./catalog.ts";
 import { warnKeylessTables } from "./keyless-tables.ts";
-import type { BinlogCoordinates, CapturedTableRef, Sql } from "./catalog.ts";
+import type { BinlogCoordinates, CapturedTableRef, GtidStateReader, Sql } from "./catalog.ts";
 import { CATALOG_TIMEOUT_MS, catalogSessionSql, connectionOptions } from "./connection-settings.ts";
 import { checkPrivileges } from "./privileges.ts";
 import { MysqlGtidSet } from "./gtid.ts";
@@ -202,7 +202,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     }
     const snapshotWanted = token === null ? config.snapshot.mode !== "never" : token.snapshotIncomplete;
     if (token === null && !snapshotWanted) {
-      const here = await currentPosition(sql, settings.flavor);
+      const here = await currentPosition(sql, settings.flavor, this.gtidStateReader(sql));
       const at = binlogAt(binlogFileIndex(here.file, this.epoch), here.offset);
       await this.tracker.record(at, (await readDefinitions(sql, tables)).values(), "catalog");
       this.beginStreaming({ coordinates: here, skipThrough: null, thresholds: new Map(), lastCheckpoint: null });
@@ -318,8 +318,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     this.checkEpochRoom(logs);
     const at = `${token.file}:${token.offset}`;
     if (logs.some((log) => log.file === token.file)) {
-      const dump = { connection: connectionOptions(this.config, "binlog"), serverId: this.config.server_id, catalog: sql, logger: this.logger, context: this.context };
-      const problem = await binlogResetProblem(sql, token, (file, offset) => mariadbGtidStateByDump(dump, file, offset));
+      const problem = await binlogResetProblem(sql, token, this.gtidStateReader(sql));
       if (problem === null) return "here";
       this.acceptNewHistory(token, problem, "MYSQL_BINLOG_RESET");
       return "new-history";
@@ -356,6 +355,12 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     }
   }
 
+  /** The GTID state before a coordinate through a binlog dump (before the source's own stream runs: it registers as the same replica). */
+  private gtidStateReader(sql: Sql): GtidStateReader {
+    const dump = { connection: connectionOptions(this.config, "binlog"), serverId: this.config.server_id, catalog: sql, logger: this.logger, context: this.context };
+    return (file, offset) => mariadbGtidStateByDump(dump, file, offset);
+  }
+
   private async startSnapshot(sql: Sql, tables: readonly CapturedTableRef[]): Promise<void> {
     const { config, logger, context, settings } = this;
     const snapshot = await startConsistentSnapshot({
@@ -366,6 +371,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       workers: Math.max(1, Math.min(config.snapshot.parallelism, tables.length)),
       epoch: this.checkEpochRoom(await binaryLogs(sql)),
       ...(this.options.snapshotLocking === undefined ? {} : { locking: this.options.snapshotLocking }),
+      readGtidState: this.gtidStateReader(sql),
       logger,
       context,
     });
