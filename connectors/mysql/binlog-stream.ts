@@ -15,6 +15,7 @@ import mysql from "mysql2";
 import type { Connection, ConnectionOptions } from "mysql2";
 import type { Logger } from "pino";
 import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
+import { StallDetector } from "../common/stall-detector.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { verifyIpIdentity } from "./connection-settings.ts";
@@ -110,6 +111,8 @@ export interface BinlogStreamOptions {
   readonly buffer: ByteBoundedBuffer<Buffer>;
   /** Stamped with each heartbeat's arrival, for the decoder of `buffer`. */
   readonly heartbeatArrivals?: HeartbeatArrivals;
+  /** Nothing received for longer than this fails the stream; default twice the heartbeat plus 10 s. */
+  readonly silenceTimeoutMs?: number;
   readonly logger: Logger;
   readonly context: ErrorContext;
 }
@@ -174,7 +177,10 @@ export class BinlogStream {
     this.dump();
     this.options.buffer.onLowWater(() => this.resume());
     this.lastPacketAt = Date.now();
-    this.watchdog = setInterval(() => this.checkAlive(heartbeatMs), Math.min(heartbeatMs, 5_000));
+    const silenceTimeoutMs = options.silenceTimeoutMs ?? heartbeatMs * 2 + 10_000;
+    const checkMs = Math.min(heartbeatMs, 5_000);
+    const stalls = new StallDetector(checkMs);
+    this.watchdog = setInterval(() => this.checkAlive(silenceTimeoutMs, stalls), checkMs);
     this.watchdog.unref();
     options.logger.info(
       { file: options.start.file, offset: options.start.offset, gtid: options.start.useGtid ? options.start.gtid : undefined, serverId: options.serverId },
@@ -256,10 +262,18 @@ export class BinlogStream {
     this.connection?.resume();
   }
 
-  private checkAlive(heartbeatMs: number): void {
+  private checkAlive(silenceTimeoutMs: number, stalls: StallDetector): void {
+    const now = Date.now();
+    const stalledMs = stalls.stalledMs(now);
     if (this.paused || this.stopping) return;
-    const silentMs = Date.now() - this.lastPacketAt;
-    if (silentMs > heartbeatMs * 2 + 10_000) {
+    if (stalledMs !== null) {
+      // This process did not run: the server's heartbeats wait unread in the socket. It gets a whole timeout from now.
+      this.options.logger.warn({ stalledMs }, "this process did not run for a while; the binlog stream's silence is measured again from now");
+      this.lastPacketAt = now;
+      return;
+    }
+    const silentMs = now - this.lastPacketAt;
+    if (silentMs > silenceTimeoutMs) {
       this.fail(new ConnectionError(`no data nor heartbeat from the server for ${Math.round(silentMs / 1000)} s`, { context: this.options.context }), "binlog stream silent");
     }
   }

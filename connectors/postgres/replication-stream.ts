@@ -13,6 +13,7 @@ import type { Logger } from "pino";
 import { ConnectionError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
+import { StallDetector } from "../common/stall-detector.ts";
 import { quoteIdent, quoteLiteral } from "./connection-settings.ts";
 import { epochMsToPostgresMicros, formatLsn } from "./lsn.ts";
 import { toSluiceError } from "./pg-errors.ts";
@@ -85,9 +86,8 @@ export class ReplicationStream {
   private flushedLsn: bigint;
   private statusTimer: NodeJS.Timeout | null = null;
   private silenceTimer: NodeJS.Timeout | null = null;
-  /** The silence check's period, and when it last ran: a check that comes far too late means this process was not running. */
-  private silenceCheckMs = 0;
-  private silenceCheckedAt = 0;
+  /** Tells a silence check that comes far too late: this process was not running. */
+  private stalls: StallDetector | null = null;
   /** When the socket last gave bytes (or reading resumed), and whether a reply was asked for since. */
   private heardAt = 0;
   private pinged = false;
@@ -167,9 +167,9 @@ export class ReplicationStream {
     this.heard();
     const receiveTimeoutMs = this.receiveTimeoutMs;
     if (receiveTimeoutMs > 0) {
-      this.silenceCheckMs = Math.max(100, Math.min(5_000, Math.floor(receiveTimeoutMs / 4)));
-      this.silenceCheckedAt = Date.now();
-      this.silenceTimer = setInterval(() => this.checkSilence(), this.silenceCheckMs);
+      const checkMs = Math.max(100, Math.min(5_000, Math.floor(receiveTimeoutMs / 4)));
+      this.stalls = new StallDetector(checkMs);
+      this.silenceTimer = setInterval(() => this.checkSilence(), checkMs);
       this.silenceTimer.unref();
     }
     this.options.logger.info({ slot, publication, start: formatLsn(startLsn), flushed: formatLsn(this.flushedLsn) }, "replication stream started");
@@ -297,16 +297,15 @@ export class ReplicationStream {
    */
   private checkSilence(): void {
     const now = Date.now();
-    const lateMs = now - this.silenceCheckedAt - this.silenceCheckMs;
-    this.silenceCheckedAt = now;
+    const stalledMs = this.stalls?.stalledMs(now) ?? null;
     if (this.paused || this.stopping) return;
     const { receiveTimeoutMs } = this;
     const { context } = this.options;
-    if (lateMs > Math.max(2 * this.silenceCheckMs, 1_000)) {
+    if (stalledMs !== null) {
       // This process was not running (SIGSTOP, a frozen container or VM, a long pause of its event loop): what
       // the server sent meanwhile waits unread in the socket, read only after this timer. The silence is ours:
       // the server gets a whole timeout from now, asked for a reply at once.
-      this.options.logger.warn({ stalledMs: lateMs + this.silenceCheckMs }, "this process did not run for a while; the replication connection's silence is measured again from now");
+      this.options.logger.warn({ stalledMs }, "this process did not run for a while; the replication connection's silence is measured again from now");
       this.heardAt = now;
       this.pinged = true;
       this.sendStatus(true);
