@@ -683,10 +683,20 @@ export class SinkRunner {
   }
 
   async run(stop: AbortSignal): Promise<void> {
+    // At start, a lease another process keeps holding means a second process on this sink: refused. A lease this
+    // process lost (it did not renew it in time: paused, frozen) makes it stand by until the lease is free again,
+    // while the rest of the process (capture, other sinks) runs on: one sink's problem does not stop the others.
+    for (let standby = false; !stop.aborted; standby = true) {
+      await this.acquireSinkLease(stop, standby);
+      if (stop.aborted || !(await this.runWhileLeased(stop))) return;
+    }
+  }
+
+  private async acquireSinkLease(stop: AbortSignal, standby: boolean): Promise<void> {
     const { log, group, owner } = this.options;
     const leaseTtlMs = this.options.leaseTtlMs ?? LEASE_TTL_MS;
     // A lease left by a process that died (kill -9) expires after its TTL: wait that long before giving up.
-    let giveUpAt = Date.now() + leaseTtlMs + 5_000;
+    let giveUpAt = standby ? Infinity : Date.now() + leaseTtlMs + 5_000;
     for (;;) {
       let acquired: boolean;
       try {
@@ -700,16 +710,27 @@ export class SinkRunner {
         giveUpAt = Math.max(giveUpAt, Date.now() + leaseTtlMs + 5_000);
         continue;
       }
-      if (acquired) break;
-      if (Date.now() >= giveUpAt || stop.aborted) {
+      if (acquired) {
+        if (standby) this.consumeProblem = null;
+        return;
+      }
+      if (stop.aborted) return;
+      if (Date.now() >= giveUpAt) {
         throw new SluiceError(`sink ${this.options.sink.name}: consumer group ${group} is running in another process`, {
           code: "SINK_ALREADY_RUNNING",
           context: { component: "sink", sink: this.options.sink.name },
         });
       }
-      this.logger.warn({ group }, "sink lease held by another owner; waiting for it to expire");
+      if (standby) this.consumeProblem = `standing by: another process holds the sink's lease on consumer group ${group}`;
+      else this.logger.warn({ group }, "sink lease held by another owner; waiting for it to expire");
       await sleep(1_000, stop).catch(() => undefined);
     }
+  }
+
+  /** Opens the sink and applies it while this process holds its lease. True when the lease was lost to another process. */
+  private async runWhileLeased(stop: AbortSignal): Promise<boolean> {
+    const { log, group, owner } = this.options;
+    const leaseTtlMs = this.options.leaseTtlMs ?? LEASE_TTL_MS;
     // A lease another process took (this one did not renew it in time: paused, frozen) stops this sink: one process applies it.
     const lost = new AbortController();
     const active = AbortSignal.any([stop, lost.signal]);
@@ -717,7 +738,10 @@ export class SinkRunner {
       void log.renewLease(group, owner, leaseTtlMs).then(
         (held) => {
           if (held || lost.signal.aborted) return;
-          this.logger.error({ group }, "sink lease lost to another process; this process stops applying the sink");
+          this.logger.error(
+            { group },
+            `sink lease lost to another process (this process did not renew it for ${leaseTtlMs / 1000} s: paused or frozen?): it stops applying the sink and stands by until the lease is free`,
+          );
           lost.abort();
         },
         (error: unknown) => this.logger.warn({ group, err: errorText(error) }, "renewing the sink lease failed; retrying at the next renewal"),
@@ -749,12 +773,7 @@ export class SinkRunner {
       await this.options.sink.close().catch(() => undefined);
       await log.releaseLease(group, owner).catch(() => undefined);
     }
-    if (lost.signal.aborted && !stop.aborted) {
-      throw new SluiceError(
-        `sink ${this.options.sink.name}: another process took its lease on consumer group ${group} (this process did not renew it for ${leaseTtlMs / 1000} s: paused or frozen?) and runs the sink now; this one stopped applying it`,
-        { code: "SINK_ALREADY_RUNNING", context: { component: "sink", sink: this.options.sink.name } },
-      );
-    }
+    return lost.signal.aborted && !stop.aborted;
   }
 
   /**
