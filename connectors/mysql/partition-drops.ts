@@ -51,13 +51,15 @@ function touchesHistoryOnly(change: RowsChange, currentPartition: string): boole
 }
 
 /**
- * What the catalog says of a table's versioning, asked when capture reaches the statement. Null: the table is not listed,
- * or listed with no engine (information_schema lists a table it could not open, behind a metadata lock, so). A
- * failed read throws: the caller must not take it for "not versioned".
+ * What the catalog says of a table's versioning, asked when capture reaches the statement. Null: the table is not
+ * listed. A failed read throws, and so does a table listed with no engine (information_schema lists a table it could
+ * not open, behind a metadata lock, so: the next statement of a maintenance script holds it): the caller must not
+ * take either for "not versioned", nor for a lasting answer.
  */
 export async function tableVersioning(sql: Sql, database: string, table: string): Promise<TableVersioning | null> {
   const [row] = await sql.rows("SELECT TABLE_TYPE AS type, ENGINE AS engine FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", [database, table]);
-  if (row === undefined || text(row["engine"]) === null) return null;
+  if (row === undefined) return null;
+  if (text(row["engine"]) === null) throw new Error("the catalog lists the table with no engine: it could not open it (a metadata lock another statement holds?)");
   if (text(row["type"]) !== "SYSTEM VERSIONED") return { versioned: false, current: null };
   // Partition names are compared case-insensitively by the server, as in touchesHistoryOnly.
   const partitions = await sql.rows(
