@@ -163,7 +163,7 @@ export async function backfillColumns(table: string, columns: readonly string[],
  */
 export async function backfillChangedRows(table: string, what: string, snapshotMode: string, request: () => Promise<unknown>, logger: Logger, at: string, context: ErrorContext = {}, reset = true): Promise<void> {
   if (reset) logger.warn({ table, statement: what }, `rows of ${table} were added or removed by ${what}, which no row event carries: its rows are read again`);
-  else logger.warn({ table, statement: what }, `rows of ${table} were added or removed by ${what}, which no row event carries: its rows are read again with no reset, the targets keep the rows it no longer has (partition_drops: keep)`);
+  else logger.warn({ table, statement: what }, `rows of ${table} were added or removed by ${what}, which no row event carries: its rows are read again with no reset, the targets keep the rows it no longer has`);
   if (snapshotMode === "never") {
     logger.warn({ table }, `the table is not read again (snapshot.mode never): sluice snapshot --table ${table} --execute reads it`);
     return;
