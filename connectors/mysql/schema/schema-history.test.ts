@@ -66,6 +66,27 @@ test("the tracker restores the definitions in force at a position, follows DDL, 
   assert.deepEqual(atDdl.definition("d", "t")!.columns.map((c) => c.name), ["a"]);
 });
 
+test("a name the history holds as a table at the resume position is captured though the catalog lists a sequence under it today", async () => {
+  // DROP TABLE t; CREATE SEQUENCE t after the checkpoint: before, the start's catalog made t a sequence for the whole replay, and t's row events before the DROP were skipped (silent loss).
+  const store = new MemorySchemaHistoryStore();
+  const options = {
+    store,
+    catalog: null,
+    matches: (db: string) => db === "d",
+    binding: { sourceName: "s", collations: CollationTable.builtIn(), zeroDates: "null" as const, mariadb: true },
+    logger: pino({ level: "silent" }),
+    context: {},
+  };
+  await new SchemaTracker(options).record(100n, [definition(["a"])], "snapshot");
+  const resumed = new SchemaTracker({ ...options, sequences: [{ database: "d", table: "t" }, { database: "d", table: "seq" }] });
+  await resumed.restore(150n);
+  assert.equal(resumed.captured("d", "t"), true, "a table at the resume position");
+  assert.equal(resumed.captured("d", "seq"), false, "a sequence the history never held as a table");
+  await resumed.applyQuery("DROP TABLE t", "d", 200n);
+  await resumed.applyQuery("CREATE SEQUENCE t", "d", 300n);
+  assert.equal(resumed.captured("d", "t"), false, "a sequence from its statement on");
+});
+
 test("a column renamed, dropped and added again under its name, or added with values the sinks cannot know asks for the table's rows again; a new name with a literal default or NULL, or a new table, does not", async () => {
   const options = {
     store: new MemorySchemaHistoryStore(),

@@ -114,6 +114,9 @@ export class SchemaTracker {
       if (entry.cause === "catalog" && entry.definition !== null && BigInt(entry.at) === upTo) this.assumed.add(entry.table);
       applied++;
     }
+    // The catalog lists today's sequences: a name the history holds as a table at `upTo` was a table there (a sequence
+    // made under its name since is told by its statement as capture reads on), whose row events must not be skipped.
+    for (const key of [...this.sequences.keys()]) if (this.definitions.has(key)) this.sequences.delete(key);
     return applied;
   }
 
