@@ -109,6 +109,16 @@ function leaseOwner(stored: string): string {
   const newline = stored.indexOf("\n");
   return newline < 0 ? stored : stored.slice(0, newline);
 }
+/**
+ * Whether a lease row is held by another process than this one under `owner`: another name, or the
+ * same name with another process (two containers with a fixed hostname, both PID 1, share the name
+ * `host:1`). A row of an earlier version (no process) or a process that cannot tell its own (not
+ * Linux) goes by the name alone.
+ */
+function heldByAnother(stored: string, owner: string): boolean {
+  if (leaseOwner(stored) !== owner) return true;
+  return thisProcess !== null && leaseProcess(stored) !== null && stored !== storedLeaseOwner(owner);
+}
 function leaseProcess(stored: string): unknown {
   const newline = stored.indexOf("\n");
   if (newline < 0) return null;
@@ -496,7 +506,7 @@ export class EmbeddedTopicLog implements TopicLog {
     this.assertOpen();
     return this.write("acquire lease", () => {
       const lease = this.statements.lease.get(group) as { owner: string; expires_at_ms: number } | undefined;
-      if (lease && leaseOwner(lease.owner) !== owner && lease.expires_at_ms > this.clock()) {
+      if (lease && heldByAnother(lease.owner, owner) && lease.expires_at_ms > this.clock()) {
         // A lease a killed process of this machine left (this process before a restart) is not waited out.
         if (!isGoneLocalProcess(leaseProcess(lease.owner))) return false;
         this.logger.info({ group, owner: leaseOwner(lease.owner) }, "took over the lease a process that is gone (killed) left, instead of waiting for it to expire");
@@ -511,7 +521,7 @@ export class EmbeddedTopicLog implements TopicLog {
     return this.write("renew lease", () => {
       const lease = this.statements.lease.get(group) as { owner: string; expires_at_ms: number } | undefined;
       // An expired lease nobody took over is still ours to renew; a lease another owner took is lost.
-      if (lease && leaseOwner(lease.owner) !== owner) return false;
+      if (lease && heldByAnother(lease.owner, owner)) return false;
       this.statements.upsertLease.run(group, storedLeaseOwner(owner), this.clock() + ttlMs);
       return true;
     });
@@ -521,7 +531,7 @@ export class EmbeddedTopicLog implements TopicLog {
     this.assertOpen();
     this.write("release lease", () => {
       const lease = this.statements.lease.get(group) as { owner: string } | undefined;
-      if (lease && leaseOwner(lease.owner) === owner) this.statements.deleteLease.run(group, lease.owner);
+      if (lease && !heldByAnother(lease.owner, owner)) this.statements.deleteLease.run(group, lease.owner);
     });
   }
 

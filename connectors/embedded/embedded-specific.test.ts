@@ -158,6 +158,39 @@ test("a topic deleted and created again gets another identity, even with the sam
   await reopened.close();
 });
 
+test("a sink lease another live process holds under the same name is its own: not taken, renewed or released (two containers with a fixed hostname, both PID 1)", async () => {
+  const path = join(dir, "lease-same-name.db");
+  await EmbeddedTopicLog.open({ path, logger, maintenanceIntervalMs: 0 }).close();
+  const script = `
+    const { EmbeddedTopicLog } = await import(${JSON.stringify(new URL("./embedded-log.ts", import.meta.url).href)});
+    const { createLogger } = await import(${JSON.stringify(new URL("../../runtime/logger.ts", import.meta.url).href)});
+    const log = EmbeddedTopicLog.open({ path: ${JSON.stringify(path)}, logger: createLogger("silent"), maintenanceIntervalMs: 0 });
+    console.log(await log.acquireLease("g", "app:1", 300_000));
+    setInterval(() => undefined, 1_000);
+  `;
+  const holder = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  const exited = once(holder, "exit");
+  const log = EmbeddedTopicLog.open({ path, logger, maintenanceIntervalMs: 0 });
+  try {
+    const [line] = (await once(holder.stdout, "data")) as [Buffer];
+    assert.equal(line.toString().trim(), "true");
+    assert.equal(await log.acquireLease("g", "app:1", 10_000), false, "the live holder of the same name keeps it");
+    assert.equal(await log.renewLease("g", "app:1", 10_000), false, "nor is it renewed as this process's");
+    await log.releaseLease("g", "app:1");
+    assert.deepEqual(await log.groupActivity("g"), { active: true, members: ["app:1"] }, "nor released");
+    holder.kill("SIGKILL");
+    await exited;
+    assert.equal(await log.acquireLease("g", "app:1", 10_000), true, "once it is killed, the lease is taken");
+    assert.equal(await log.renewLease("g", "app:1", 10_000), true);
+    assert.equal(await log.acquireLease("g", "app:1", 10_000), true, "and taken again by its holder");
+    await log.releaseLease("g", "app:1");
+    assert.equal((await log.groupActivity("g")).active, false);
+  } finally {
+    holder.kill("SIGKILL");
+    await log.close();
+  }
+});
+
 test("a sink lease a killed process of this machine left is taken at once; one a live process holds is not", async () => {
   const path = join(dir, "lease-killed.db");
   await EmbeddedTopicLog.open({ path, logger, maintenanceIntervalMs: 0 }).close();
