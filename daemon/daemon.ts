@@ -48,7 +48,7 @@ import { releaseHeapFlags, reportMemoryPlan } from "./memory-report.ts";
 import { SLUICE_VERSION } from "./version.ts";
 import { CaptureLeadership } from "./capture-leadership.ts";
 import type { CaptureRole } from "./capture-leadership.ts";
-import { InstanceDirectory } from "./instances.ts";
+import { announcedHalts, InstanceDirectory } from "./instances.ts";
 import { settingsNeedingRestart } from "./config-changes.ts";
 import type { InstanceReport } from "./instances.ts";
 import { captureWriter, everything } from "./roles.ts";
@@ -778,7 +778,7 @@ export class Daemon {
           ready: role === "standby" ? true : (running?.pipeline.ready() ?? false),
           position: running && checkpoint ? formatPosition(running.source.kind, checkpoint.position) : null,
           lagSeconds: running ? lagSeconds(now, running.pipeline.lastAckedCommitTime()) : null,
-          halted: (running?.pipeline.haltedTables() ?? []).map((h) => ({ table: h.table })),
+          ...announcedHalts((running?.pipeline.haltedTables() ?? []).map((h) => ({ table: h.table }))),
         };
       }),
       sinks: this.sinks.map((s, i) => ({
@@ -786,7 +786,7 @@ export class Daemon {
         ready: s.thread.ready(),
         partitions: s.thread.partitions(),
         lagRecords: lags[i] ?? null,
-        halted: s.thread.haltedTables().map((h) => ({ table: h.table, at: `${h.topic}:${h.partition}:${h.recordOffset}` })),
+        ...announcedHalts(s.thread.haltedTables().map((h) => ({ table: h.table, at: `${h.topic}:${h.partition}:${h.recordOffset}` }))),
       })),
     };
   }

@@ -148,3 +148,65 @@ test("sluice halted list and release name the halts another process of the deplo
     daemon.close();
   }
 });
+
+test("sluice halted: a stale process is not named as the holder to run the command with; a process of an earlier version and a report's unlisted halts are said so", async () => {
+  const status = {
+    sinks: [{ name: "es", halted: [] }],
+    sources: [{ name: "pg", halted: [] }],
+    instances: [
+      { id: "sinks-a:7", self: true, sinks: [{ name: "es", halted: [] }], sources: [] },
+      // Killed with -9 while holding the halt; its report stays listed (stale) for a while.
+      { id: "sinks-b:9", self: false, stale: true, sinks: [{ name: "es", halted: [{ table: "public.items", at: "d.pg.public.items:0:15902" }] }], sources: [] },
+      // Not upgraded yet: its report has no halted field.
+      { id: "capture-0:1", self: false, stale: false, version: "0.9.0", sinks: [], sources: [{ name: "pg", state: "leader" }] },
+      { id: "sinks-c:3", self: false, stale: false, sinks: [{ name: "es", halted: [{ table: "public.t0", at: "d.pg.public.t0:2:1" }], haltedMore: 4211 }], sources: [] },
+    ],
+  };
+  const daemon = createServer((req, res) => {
+    let text = "";
+    req.on("data", (chunk: Buffer) => (text += chunk.toString()));
+    req.on("end", () => {
+      if (req.method === "GET") res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(status));
+      else res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: `table ${(JSON.parse(text) as { table: string }).table} is not halted (halted now: none)`, code: "HALT_NOT_FOUND" }));
+    });
+  });
+  await new Promise<void>((resolve) => daemon.listen(0, "127.0.0.1", resolve));
+  try {
+    const { port } = daemon.address() as AddressInfo;
+    const config = loadConfigText("sluice.yaml", `name: d\nsources: [{name: pg, kind: postgres, host: 127.0.0.1, database: d, user: u, password: not-used-here, tables: ["public.*"]}]\nsinks: [{name: es, kind: duckdb, path: /tmp/not-used.duckdb}]\nhttp: {listen: "127.0.0.1:${port}"}\n`);
+    let stdout = "";
+    let stderr = "";
+    const io = { stdout: (text: string) => (stdout += text), stderr: (text: string) => (stderr += text) };
+    assert.equal(await runHaltedCommand(config, ["retry"], { sink: "es", table: "public.items", execute: false, json: false }, io), 1);
+    assert.doesNotMatch(stderr, /It is halted in another process/, "a stale report's process is not the one to ask");
+    assert.match(stderr, /sinks-b:9 \(host:pid\) announced it halted, but has not reported for a while \(stale\): that process is probably gone/);
+    stderr = "";
+    assert.equal(await runHaltedCommand(config, ["retry"], { source: "pg", table: "public.bad", execute: false, json: false }, io), 1);
+    assert.match(stderr, /It may be halted in capture-0:1 \(host:pid\), which does not report its halts \(an earlier version\)/);
+    assert.equal(await runHaltedCommand(config, ["list"], { execute: false, json: false }, io), 0);
+    assert.match(stdout, /Process capture-0:1 \(an earlier version\) does not report its halts/);
+    assert.match(stdout, /Process sinks-c:3 holds 4211 more halted table\(s\) of sink es than it lists/);
+    assert.doesNotMatch(stdout, /^no halted tables\n/);
+    stdout = "";
+    assert.equal(await runHaltedCommand(config, ["list"], { execute: false, json: true }, io), 0);
+    const unlisted = (JSON.parse(stdout) as { otherProcessesUnlisted: { instance: string; reason: string; count?: number }[] }).otherProcessesUnlisted;
+    assert.deepEqual(unlisted.map((u) => [u.instance, u.reason, u.count]), [["capture-0:1", "earlier version", undefined], ["sinks-c:3", "not listed", 4211]]);
+  } finally {
+    daemon.close();
+  }
+});
+
+test("sluice halted list with only a process of an earlier version besides this one does not answer 'no halted tables' alone", async () => {
+  const status = { sinks: [{ name: "es", halted: [] }], sources: [], instances: [{ id: "a:1", self: true, sinks: [{ name: "es", halted: [] }], sources: [] }, { id: "b:2", self: false, stale: false, sinks: [{ name: "es" }], sources: [] }] };
+  const daemon = createServer((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(status)));
+  await new Promise<void>((resolve) => daemon.listen(0, "127.0.0.1", resolve));
+  try {
+    const { port } = daemon.address() as AddressInfo;
+    const config = loadConfigText("sluice.yaml", `name: d\nsources: [{name: pg, kind: postgres, host: 127.0.0.1, database: d, user: u, password: not-used-here, tables: ["public.*"]}]\nsinks: [{name: es, kind: duckdb, path: /tmp/not-used.duckdb}]\nhttp: {listen: "127.0.0.1:${port}"}\n`);
+    let stdout = "";
+    assert.equal(await runHaltedCommand(config, ["list"], { execute: false, json: false }, { stdout: (text) => (stdout += text), stderr: (text) => assert.fail(text) }), 0);
+    assert.match(stdout, /^no halted tables in this process \(http:\/\/127\.0\.0\.1:\d+\)\n\nProcess b:2 \(an earlier version\) does not report its halts/);
+  } finally {
+    daemon.close();
+  }
+});

@@ -11,6 +11,7 @@ import { callDaemon, daemonUrl, refusalHint, unreachableReason } from "./daemon-
 import type { DaemonAnswer } from "./daemon-client.ts";
 import type { CaptureReleaseReport, HaltedSinkTable, HaltReleaseReport } from "./halted.ts";
 import { oneLine } from "./terminal-text.ts";
+import { HALTS_PER_REPORT } from "./instances.ts";
 
 export const HALTED_USAGE =
   "sluice halted -c FILE (list | retry (--sink NAME | --source NAME) --table T | skip (--sink NAME | --source NAME) --table T [--through OFFSET | --all-pending]) [--execute] [--json]";
@@ -214,25 +215,68 @@ function haltsElsewhere(instances: readonly InstanceEntry[] | undefined): Elsewh
     ]);
 }
 
-/** After "not halted" from this process: which other process holds that halt, if one announces it. */
+/** After "not halted" from this process: which other process holds that halt, if one announces it (or may hold it unannounced). */
 async function haltedElsewhereHint(config: SluiceConfig, kind: "sink" | "source", name: string, table: string): Promise<string> {
   try {
     const answer = await callDaemon(config, "/status", { timeoutMs: 5_000 });
     if (!answer.ok) return "";
-    const holders = haltsElsewhere(bodyOf<StatusBody>(answer).instances).filter((h) => h.kind === kind && h.name === name && (h.table === table || h.at?.startsWith(`${table}:`) === true));
-    if (holders.length === 0) return "";
-    return ` It is halted in another process of the deployment: ${[...new Set(holders.map((h) => oneLine(h.instance)))].join(", ")} (host:pid). A process releases only the halts it holds: run this command with the config of that process (its http.listen).`;
+    const instances = bodyOf<StatusBody>(answer).instances;
+    const holders = haltsElsewhere(instances).filter((h) => h.kind === kind && h.name === name && h.table === table);
+    const live = holders.filter((h) => !h.stale);
+    const names = (hs: readonly { instance: string }[]) => [...new Set(hs.map((h) => oneLine(h.instance)))].join(", ");
+    if (live.length > 0) {
+      return ` It is halted in another process of the deployment: ${names(live)} (host:pid). A process releases only the halts it holds: run this command with the config of that process (its http.listen).`;
+    }
+    if (holders.length > 0) {
+      return ` ${names(holders)} (host:pid) announced it halted, but has not reported for a while (stale): that process is probably gone (killed, or restarted under a new PID), and its halts went with it. The process that reads the table now halts it again at the same record if the cause is still there: see "sluice halted list".`;
+    }
+    const unknown = unannounced(instances).filter((u) => !u.stale && u.kind === kind && u.name === name);
+    if (unknown.length === 0) return "";
+    return ` It may be halted in ${names(unknown)} (host:pid), which ${unknown.every((u) => u.reason === "earlier version") ? "does not report its halts (an earlier version)" : "does not list all of its halts"}: run this command with the config of that process (its http.listen).`;
   } catch {
     return "";
   }
+}
+
+/** Sinks and sources of other processes whose halts are not all announced: an earlier version announces none; a report lists at most 100 per sink or source. */
+interface Unannounced {
+  instance: string;
+  stale: boolean;
+  kind: "sink" | "source";
+  name: string;
+  reason: "earlier version" | "not listed";
+  /** How many halts are not listed (reason "not listed"). */
+  count?: number;
+}
+
+function unannounced(instances: readonly InstanceEntry[] | undefined): Unannounced[] {
+  return (instances ?? [])
+    .filter((i) => i.self !== true)
+    .flatMap((i) =>
+      [...(i.sinks ?? []).map((s) => ({ kind: "sink" as const, ...s })), ...(i.sources ?? []).map((s) => ({ kind: "source" as const, ...s }))].flatMap((s): Unannounced[] => {
+        const at = { instance: i.id, stale: i.stale === true, kind: s.kind, name: s.name };
+        if (s.halted === undefined) return [{ ...at, reason: "earlier version" }];
+        return (s.haltedMore ?? 0) > 0 ? [{ ...at, reason: "not listed", count: s.haltedMore }] : [];
+      }),
+    );
+}
+
+function unannouncedNotes(list: readonly Unannounced[]): string[] {
+  const earlier = [...new Set(list.filter((u) => u.reason === "earlier version").map((u) => `${oneLine(u.instance)}${u.stale ? " (stale)" : ""}`))];
+  return [
+    ...earlier.map((instance) => `Process ${instance} (an earlier version) does not report its halts: run "sluice halted list" with the config of that process (its http.listen).`),
+    ...list
+      .filter((u) => u.reason === "not listed")
+      .map((u) => `Process ${oneLine(u.instance)}${u.stale ? " (stale)" : ""} holds ${u.count} more halted table(s) of ${u.kind} ${oneLine(u.name)} than it lists (a report lists ${HALTS_PER_REPORT}): run "sluice halted list" with the config of that process for all of them.`),
+  ];
 }
 
 interface InstanceEntry {
   id: string;
   self?: boolean;
   stale?: boolean;
-  sinks?: { name: string; halted?: { table: string; at?: string }[] }[];
-  sources?: { name: string; halted?: { table: string }[] }[];
+  sinks?: { name: string; halted?: { table: string; at?: string }[]; haltedMore?: number }[];
+  sources?: { name: string; halted?: { table: string }[]; haltedMore?: number }[];
 }
 
 type StatusBody = { sources?: { name: string; halted?: CaptureHalt[] }[]; sinks?: { name: string; halted?: HaltedSinkTable[] }[]; instances?: InstanceEntry[] };
@@ -253,11 +297,13 @@ async function list(config: SluiceConfig, json: boolean, io: HaltedIo): Promise<
   const sinkHalts = (status.sinks ?? []).flatMap((s) => (s.halted ?? []).map((h) => ({ sink: s.name, ...h })));
   const captureHalts = (status.sources ?? []).flatMap((s) => (s.halted ?? []).map((h) => ({ source: s.name, ...h })));
   const elsewhere = haltsElsewhere(status.instances);
+  const notAnnounced = unannounced(status.instances);
   if (json) {
-    io.stdout(`${JSON.stringify({ sinks: sinkHalts, sources: captureHalts, otherProcesses: elsewhere }, null, 2)}\n`);
+    io.stdout(`${JSON.stringify({ sinks: sinkHalts, sources: captureHalts, otherProcesses: elsewhere, otherProcessesUnlisted: notAnnounced }, null, 2)}\n`);
     return 0;
   }
   const others: string[] = [];
+  const notes = unannouncedNotes(notAnnounced);
   if (elsewhere.length > 0) {
     others.push(
       table(
@@ -265,9 +311,10 @@ async function list(config: SluiceConfig, json: boolean, io: HaltedIo): Promise<
         elsewhere.map((h) => [`${h.instance}${h.stale ? " (stale)" : ""}`, `${h.kind} ${h.name}`, h.table, h.at ?? "-"]),
       ),
       "",
-      "A process releases only the halts it holds: run \"sluice halted list\", then retry or skip, with the config of that process (its http.listen).",
+      "A process releases only the halts it holds: run \"sluice halted list\", then retry or skip, with the config of that process (its http.listen). A stale process has not reported for a while: probably gone, and its halts with it.",
     );
   }
+  if (notes.length > 0) others.push(...(others.length > 0 ? [""] : []), ...notes);
   if (sinkHalts.length === 0 && captureHalts.length === 0) {
     io.stdout(`${others.length > 0 ? `no halted tables in this process (${url.replace(/\/status$/, "")})\n\n${others.join("\n")}` : "no halted tables"}\n`);
     return 0;

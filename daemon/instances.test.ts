@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { TopicConsumer } from "../connectors/topics/contract.ts";
 import { createLogger } from "../runtime/logger.ts";
-import { InstanceDirectory } from "./instances.ts";
+import { announcedHalts, HALTS_PER_REPORT, InstanceDirectory } from "./instances.ts";
 import type { AnnouncingLog, InstanceReport } from "./instances.ts";
 
 const report: InstanceReport = { id: "host:1", host: "host", pid: 1, version: "0", roles: ["all"], startedAt: "", at: 0, sources: [], sinks: [] };
@@ -50,4 +50,35 @@ test("close waits for an announcement under way: the removal is the last write, 
   finishReport();
   await closing;
   assert.deepEqual(log.announced, [JSON.stringify(report), null], "the report, then its removal, and nothing after close");
+});
+
+test("a report lists at most HALTS_PER_REPORT halts per sink and counts the rest: thousands of halts (an Elasticsearch write block) stay far below Kafka's 1 MB message limit", () => {
+  const halts = Array.from({ length: 5_000 }, (_, i) => ({ table: `tenant_${i}.${"orders_with_a_long_name_".repeat(4)}${i}`, at: `deployment.pg.tenant_${i}.orders:11:${10_000_000 + i}` }));
+  const capped = announcedHalts(halts);
+  assert.equal(capped.halted?.length, HALTS_PER_REPORT);
+  assert.equal(capped.haltedMore, 5_000 - HALTS_PER_REPORT);
+  assert.deepEqual(capped.halted?.[0], halts[0], "the first ones, as they are");
+  const sinks = ["es", "ch", "pg"].map((name) => ({ name, ready: false, partitions: ["deployment.pg.x:0"], lagRecords: null, ...announcedHalts(halts) }));
+  assert.ok(Buffer.byteLength(JSON.stringify({ ...report, sinks })) < 200_000, "three sinks of 5,000 halts each");
+  assert.deepEqual(announcedHalts(halts.slice(0, 3)), { halted: halts.slice(0, 3) }, "no count when all are listed");
+});
+
+test("a failing announcement is warned once per streak, not at every heartbeat, and again after one succeeded", async () => {
+  const outcomes = [false, false, false, true, false, false];
+  let calls = 0;
+  const log = new RecordingLog();
+  log.announce = async () => {
+    const ok = outcomes[calls++] ?? true;
+    if (!ok) throw new Error("MESSAGE_TOO_LARGE");
+  };
+  const lines: { level: string; msg: string }[] = [];
+  const logger = createLogger("debug", { write: (line: string) => void lines.push(JSON.parse(line) as { level: string; msg: string }) });
+  const directory = new InstanceDirectory({ log, deployment: "dep", id: report.id, report: async () => report, intervalMs: 5, logger });
+  directory.start();
+  while (calls < outcomes.length + 1) await new Promise((resolve) => setTimeout(resolve, 5));
+  await directory.close();
+  const warnings = lines.filter((l) => l.level === "warn");
+  assert.equal(warnings.length, 2, `one warning per streak of failures: ${JSON.stringify(lines)}`);
+  assert.match(warnings[0]?.msg ?? "", /announcing this instance failed/);
+  assert.ok(lines.some((l) => l.level === "info" && /works again/.test(l.msg)));
 });

@@ -21,8 +21,16 @@ export interface InstanceReport {
   readonly startedAt: string;
   /** When this report was written (milliseconds since the epoch). */
   readonly at: number;
-  readonly sources: readonly { name: string; state: "leader" | "standby" | "capturing"; ready: boolean; position: string | null; lagSeconds: number | null; halted?: readonly InstanceHalt[] }[];
-  readonly sinks: readonly { name: string; ready: boolean; partitions: readonly string[]; lagRecords: number | null; halted?: readonly InstanceHalt[] }[];
+  readonly sources: readonly ({ name: string; state: "leader" | "standby" | "capturing"; ready: boolean; position: string | null; lagSeconds: number | null } & AnnouncedHalts)[];
+  readonly sinks: readonly ({ name: string; ready: boolean; partitions: readonly string[]; lagRecords: number | null } & AnnouncedHalts)[];
+}
+
+/** A sink's or source's halts as announced: at most HALTS_PER_REPORT of them, and how many more there are. */
+export interface AnnouncedHalts {
+  /** Absent in reports of processes of earlier versions. */
+  readonly halted?: readonly InstanceHalt[];
+  /** Halts held but left out of `halted` (over HALTS_PER_REPORT); absent when none are. */
+  readonly haltedMore?: number;
 }
 
 /**
@@ -34,6 +42,18 @@ export interface InstanceHalt {
   readonly table: string;
   /** A sink halt's poison record, TOPIC:PARTITION:OFFSET. */
   readonly at?: string;
+}
+
+/**
+ * Halts listed per sink or source in a report. A sink can hold thousands (an Elasticsearch write
+ * block halts every table it writes to); listed whole they could push the report past Kafka's
+ * message size limit (about 1 MB by default), and a process whose report cannot be written drops
+ * out of every other process's /status.
+ */
+export const HALTS_PER_REPORT = 100;
+
+export function announcedHalts(halts: readonly InstanceHalt[], limit = HALTS_PER_REPORT): AnnouncedHalts {
+  return halts.length > limit ? { halted: halts.slice(0, limit), haltedMore: halts.length - limit } : { halted: halts };
 }
 
 /** What the directory needs of the topic log (the Kafka log has it; the embedded log does not). */
@@ -68,6 +88,8 @@ export class InstanceDirectory {
   /** The announcement under way: close() waits for it, so none comes after the removal (nor after the topic log closed). */
   private announcing: Promise<void> | null = null;
   private last: InstanceReport | null = null;
+  /** The announcements failing since the last that succeeded: warned once per streak, not at every heartbeat. */
+  private announceFailing = false;
 
   constructor(options: DirectoryOptions) {
     this.options = options;
@@ -91,8 +113,19 @@ export class InstanceDirectory {
       this.last = report;
       this.known.set(id, report);
       await log?.announce(id, JSON.stringify(report));
+      if (this.announceFailing) logger.info("announcing this instance works again");
+      this.announceFailing = false;
     } catch (error) {
-      logger.debug({ err: error instanceof Error ? error.message : String(error) }, "announcing this instance failed; retrying at the next heartbeat");
+      const err = error instanceof Error ? error.message : String(error);
+      if (this.announceFailing) {
+        logger.debug({ err }, "announcing this instance failed; retrying at the next heartbeat");
+        return;
+      }
+      this.announceFailing = true;
+      logger.warn(
+        { err },
+        "announcing this instance failed: once its last report is stale, the other processes' /status and 'sluice halted list' leave this process out; retrying at every heartbeat (logged again at debug level until it succeeds)",
+      );
     }
   }
 
