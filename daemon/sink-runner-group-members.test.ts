@@ -44,6 +44,7 @@ function kafkaLike(log: EmbeddedTopicLog, consumers: { members: GroupMembersSeen
           const consumer = Object.assign(Object.create(inner) as TopicConsumer, {
             groupJoins: () => 1,
             groupMembersSeen: () => ({ own: members.ownMembers(), seen: members.members() }),
+            keepGroupMembersSeen: (keep: boolean) => members.keep(keep),
           });
           consumers.push({ members, consumer });
           return consumer;
@@ -93,6 +94,60 @@ test("a rebuild asked of a running sink: its own consumer opened again for a new
     await running.catch(() => undefined);
     await embedded.close();
   }
+});
+
+test("the members a sink's consumers saw are kept only while a rebuild watches the group: not every peer restart's for the process's life, and one that joined and left during the rebuild still seen", async () => {
+  const embedded = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-sink-members-")), "log.db"), logger: runnerDefaults.logger });
+  await embedded.createTopic({ name: FIRST, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  const consumers: { members: GroupMembersSeen; consumer: TopicConsumer }[] = [];
+  const log = kafkaLike(embedded, consumers);
+  const runner = new SinkRunner({
+    ...runnerDefaults,
+    sink: new NullSink(),
+    log,
+    group: "t.sink.members-bounded",
+    topics: async () => (await embedded.topicNames()).filter((topic) => topic.startsWith("pg.")),
+    batch: { maxRows: 10, maxBytes: 1 << 20, maxWaitMs: 10 },
+    deadLetterTopic: "t.dlq.mem",
+  });
+  const stop = new AbortController();
+  const running = runner.run(stop.signal);
+  try {
+    await until(() => consumers.length === 1, "the sink's consumer");
+    // A peer restarting 100 times, no rebuild running: each restart is a new member id leading a generation.
+    for (let i = 1; i <= 100; i++) consumers[0]!.members.joined({ memberId: "own-1", leaderId: `peer-${i}`, isLeader: false });
+    assert.deepEqual([...runner.otherGroupMembersSeen()], ["peer-100"], "only the last join's members are kept");
+    const watch = runner.watchGroupMembers();
+    const sharing = runningSinkSharing(log, "t.sink.members-bounded", watch.seen);
+    // During the rebuild another process joins and leads, then leaves; the sink's consumer opens again for a new topic.
+    consumers[0]!.members.joined({ memberId: "own-1", leaderId: "elsewhere-1", isLeader: false });
+    consumers[0]!.members.joined({ memberId: "own-1", leaderId: "own-1", isLeader: true });
+    await embedded.createTopic({ name: ADDED, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+    await until(() => consumers.length === 2, "the consumer opened again for the new topic");
+    assert.ok(runner.otherGroupMembersSeen().has("elsewhere-1"));
+    assert.equal(sharing.changed(), true, "the process that joined and left during the rebuild is seen");
+    watch.end();
+    assert.deepEqual([...runner.otherGroupMembersSeen()], [], "once no rebuild watches, what the closed consumer saw is forgotten");
+  } finally {
+    stop.abort();
+    await running.catch(() => undefined);
+    await embedded.close();
+  }
+});
+
+test("while nothing watches, a member keeps the last join's members and its recent own member ids", () => {
+  const seen = new GroupMembersSeen();
+  seen.keep(false);
+  for (let i = 1; i <= 40; i++) seen.joined({ memberId: `own-${i}`, leaderId: `other-${i}`, isLeader: false });
+  assert.deepEqual(seen.members(), ["other-40"]);
+  assert.equal(seen.ownMembers().length, 16);
+  assert.equal(seen.ownMembers().at(-1), "own-40");
+  seen.keep(true);
+  seen.joined({ memberId: "own-40", leaderId: "other-41", isLeader: false });
+  seen.joined({ memberId: "own-40", leaderId: "other-42", isLeader: false });
+  assert.deepEqual(seen.members(), ["other-40", "other-41", "other-42"]);
+  seen.keep(false);
+  assert.deepEqual(seen.members(), ["other-42"]);
 });
 
 test("a member sees every member of a generation it leads, and the leader of one it does not; its own member ids are told apart", () => {

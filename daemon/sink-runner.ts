@@ -20,6 +20,7 @@ import { isStaging } from "../connectors/sinks/contract.ts";
 import { CATALOG_MISMATCH, liftsByItself, SCHEMA_UNSUPPORTED, TARGET_BLOCKED, TARGET_REPLACED } from "../connectors/sinks/errors.ts";
 import type { TopicConsumer } from "../connectors/topics/contract.ts";
 import { storedBytes } from "../connectors/topics/in-place-record.ts";
+import { keepNewest, RECENT_OWN_MEMBERS } from "../connectors/topics/recent-members.ts";
 import { RECORD_TOO_LARGE } from "../connectors/topics/spec.ts";
 import { backoffDelay, retry, sleep } from "../runtime/backoff.ts";
 import type { BackoffPolicy } from "../runtime/backoff.ts";
@@ -321,9 +322,15 @@ export class SinkRunner {
   private activeConsumer: TopicConsumer | null = null;
   /** Group joins of the consumers closed so far (groupJoins). */
   private retiredJoins = 0;
-  /** Member ids the consumers closed so far saw in the group, and their own ones (otherGroupMembersSeen). */
+  /**
+   * Member ids the consumers closed so far saw in the group, and their own ones (otherGroupMembersSeen):
+   * those seen are kept only while a rebuild watches the group (watchGroupMembers), the own ones
+   * then too, else the recent ones.
+   */
   private readonly retiredSeen = new Set<string>();
   private readonly retiredOwn = new Set<string>();
+  /** Rebuilds watching the group now (watchGroupMembers). */
+  private memberWatches = 0;
   /** Batches and releases run one at a time. */
   private readonly lock = new Serial();
   private running = false;
@@ -672,6 +679,27 @@ export class SinkRunner {
     return new Set([...this.retiredSeen, ...(active?.seen ?? [])].filter((member) => !own.has(member)));
   }
 
+  /**
+   * Keeps what the sink's consumers see in its group from now until `end` (a rebuild's start to its
+   * end): otherGroupMembersSeen then holds every member seen since, and otherwise only what the last
+   * joins saw, so that the member ids of every peer restart are not kept for the process's life.
+   */
+  watchGroupMembers(): { readonly seen: () => ReadonlySet<string>; readonly end: () => void } {
+    if (this.memberWatches++ === 0) this.activeConsumer?.keepGroupMembersSeen?.(true);
+    let ended = false;
+    return {
+      seen: () => this.otherGroupMembersSeen(),
+      end: () => {
+        if (ended) return;
+        ended = true;
+        if (--this.memberWatches > 0) return;
+        this.retiredSeen.clear();
+        keepNewest(this.retiredOwn, RECENT_OWN_MEMBERS);
+        this.activeConsumer?.keepGroupMembersSeen?.(false);
+      },
+    };
+  }
+
   /** The partitions this process reads now, as `topic:partition` (several processes running one sink split them). */
   assignment(): string[] {
     return (this.activeConsumer?.assignment() ?? []).map((tp) => `${tp.topic}:${tp.partition}`).sort();
@@ -874,6 +902,7 @@ export class SinkRunner {
     this.readTopics = new Set(topics);
     const consumer = await this.options.log.consumer(this.options.group, topics);
     this.activeConsumer = consumer;
+    if (this.memberWatches === 0) consumer.keepGroupMembersSeen?.(false);
     try {
       this.caughtUp.clear();
       const lost = await this.seekToTargetOffsets(consumer, topics, stop);
@@ -913,8 +942,9 @@ export class SinkRunner {
       await this.settleGroupCommits().catch(() => undefined);
       this.retiredJoins += consumer.groupJoins?.() ?? 0;
       const seen = consumer.groupMembersSeen?.();
-      for (const member of seen?.seen ?? []) this.retiredSeen.add(member);
+      if (this.memberWatches > 0) for (const member of seen?.seen ?? []) this.retiredSeen.add(member);
       for (const member of seen?.own ?? []) this.retiredOwn.add(member);
+      if (this.memberWatches === 0) keepNewest(this.retiredOwn, RECENT_OWN_MEMBERS);
       this.activeConsumer = null;
       await consumer.close().catch(() => undefined);
     }

@@ -155,7 +155,8 @@ async function main(): Promise<void> {
           if (rebuilding || abandoning) throw new SluiceError(`sink "${sinkName}" is ${rebuilding ? "rebuilding" : "abandoning an interrupted rebuild"} now: wait for it to finish (sluice status shows it)`, { code: REBUILD_RUNNING, context: { component: "rebuild", sink: sinkName } });
           rebuilding = true;
           // Before anything else: a member seen from here on is one that joined during the rebuild.
-          const sharing = runningSinkSharing(log, group, () => runner.otherGroupMembersSeen());
+          const watch = runner.watchGroupMembers();
+          const sharing = runningSinkSharing(log, group, watch.seen);
           const rebuildLogger = logger.child({ component: "rebuild" });
           let guard: Awaited<ReturnType<typeof erasures.rebuildGuard>>;
           let topics: ReturnType<typeof rebuildTopics>;
@@ -165,6 +166,7 @@ async function main(): Promise<void> {
             guard = await erasures.rebuildGuard(rebuildLogger);
           } catch (error) {
             rebuilding = false;
+            watch.end();
             throw error;
           }
           try {
@@ -188,6 +190,7 @@ async function main(): Promise<void> {
             });
           } finally {
             guard.close();
+            watch.end();
             rebuilding = false;
             // Swapped in, or failed and its shadows dropped: what is left of an earlier interrupted one (other tables) still shows.
             await lookForInterruptedRebuild(stop.signal, false).catch((error: unknown) => {

@@ -8,6 +8,7 @@
  */
 import kafkajs from "kafkajs";
 import type { Assigner, PartitionAssigner } from "kafkajs";
+import { keepNewest, RECENT_OWN_MEMBERS } from "../topics/recent-members.ts";
 
 export interface GroupJoin {
   readonly memberId: string;
@@ -20,6 +21,14 @@ export class GroupMembersSeen {
   private readonly seen = new Set<string>();
   /** The members the last assignment this member made (as leader) was for. */
   private assigned: readonly string[] = [];
+  /** What the last join saw. */
+  private lastSeen: readonly string[] = [];
+  /**
+   * Whether every join's members are kept (a rebuild watches the group), or only the last join's
+   * (and the recent own member ids): otherwise each member id that ever joined (every restart of a
+   * peer) would be kept for the process's life. Keeping from the start: a watcher may be waiting.
+   */
+  private keeping = true;
 
   /** kafkajs's own assigner (round robin, the same protocol name), telling this of the members it assigns to. */
   readonly assigner: PartitionAssigner = (config) => {
@@ -37,9 +46,22 @@ export class GroupMembersSeen {
 
   /** At each join (kafkajs GROUP_JOIN, emitted after the assignment a leader made). */
   joined(join: GroupJoin): void {
+    this.own.delete(join.memberId);
     this.own.add(join.memberId);
-    for (const member of join.isLeader ? this.assigned : [join.leaderId]) this.seen.add(member);
+    this.lastSeen = join.isLeader ? this.assigned : [join.leaderId];
     this.assigned = [];
+    if (!this.keeping) this.seen.clear();
+    for (const member of this.lastSeen) this.seen.add(member);
+    if (!this.keeping) keepNewest(this.own, RECENT_OWN_MEMBERS);
+  }
+
+  /** Keep every join's members from now on (true), or from now only the last join's (false: forgets the rest). */
+  keep(keeping: boolean): void {
+    this.keeping = keeping;
+    if (keeping) return;
+    this.seen.clear();
+    for (const member of this.lastSeen) this.seen.add(member);
+    keepNewest(this.own, RECENT_OWN_MEMBERS);
   }
 
   /** Member ids this member has had (one per membership: a member that lost its place joins with a new one). */

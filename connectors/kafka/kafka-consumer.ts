@@ -194,6 +194,10 @@ export class KafkaPullConsumer implements TopicConsumer {
     return { own: this.seen.ownMembers(), seen: this.seen.members() };
   }
 
+  keepGroupMembersSeen(keep: boolean): void {
+    this.seen.keep(keep);
+  }
+
   async poll(options: PollOptions): Promise<StoredRecord[]> {
     const deadline = Date.now() + options.maxWaitMs;
     for (;;) {

@@ -149,6 +149,11 @@ export interface TopicConsumer {
    */
   groupMembersSeen?(): { readonly own: readonly string[]; readonly seen: readonly string[] };
   /**
+   * Kafka: whether groupMembersSeen keeps every join's members (true, as from the start: while a rebuild
+   * watches the group), or only the last join's and its recent own member ids (false: forgets the rest).
+   */
+  keepGroupMembersSeen?(keep: boolean): void;
+  /**
    * Records this member was to read next but the log no longer held when it got there (retention
    * deleted them while it lagged, or the partition no longer reaches its position), each told once;
    * the reading went on at the first record kept. Empty when nothing was skipped.
