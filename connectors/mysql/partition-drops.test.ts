@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { partitionRowsPlan, tableVersioning } from "./partition-drops.ts";
+import { partitionRowsPlan, tableVersioning, versioningOf } from "./partition-drops.ts";
 import type { Sql } from "./catalog.ts";
 import type { RowsChange } from "./schema/schema-tracker.ts";
 
@@ -77,4 +77,12 @@ test("tableVersioning: a table listed with no engine (it could not be opened, be
 test("tableVersioning: a failed catalog read throws, never taken for 'not versioned'", async () => {
   const failing: Sql = { rows: () => Promise.reject(new Error("Query execution was interrupted (max_statement_time exceeded)")) };
   await assert.rejects(tableVersioning(failing, "app", "t"), /interrupted/);
+});
+
+test("versioningOf: the catalog outweighs a tracked key holding row_end (a plain table's own row_end column, or DROP SYSTEM VERSIONING not followed by the tracker)", () => {
+  assert.deepEqual(versioningOf(plain, ["id", "row_end"]), plain);
+  assert.deepEqual(versioningOf({ versioned: true, current: "pcur" }, ["id"]), { versioned: true, current: "pcur" });
+  assert.deepEqual(versioningOf(null, ["id", "row_end"]), { versioned: true, current: null });
+  assert.equal(versioningOf(null, ["id"]), null);
+  assert.equal(versioningOf(null, null), null);
 });

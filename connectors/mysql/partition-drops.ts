@@ -69,6 +69,17 @@ export async function tableVersioning(sql: Sql, database: string, table: string)
   return { versioned: true, current: text(partitions[0]?.["name"]) };
 }
 
+/**
+ * The catalog's answer, or when it has none (the table not listed: dropped or renamed since the statement) the tracked
+ * key: catalog.ts keys a versioned table by row_end too. The catalog outweighs the key: a plain table may have a real
+ * row_end column in its key (a slowly changing dimension), and the tracker keeps row_end in the key after
+ * DROP SYSTEM VERSIONING, which it does not follow. Null: neither can say (taken as versioned by the plans).
+ */
+export function versioningOf(catalog: TableVersioning | null, trackedKey: readonly string[] | null): TableVersioning | null {
+  if (catalog !== null) return catalog;
+  return trackedKey?.includes("row_end") === true ? { versioned: true, current: null } : null;
+}
+
 function text(value: unknown): string | null {
   if (value === undefined || value === null) return null;
   return Buffer.isBuffer(value) ? value.toString("utf8") : String(value);

@@ -99,8 +99,8 @@ test("partition_drops keep: a dropped or truncated partition's rows stay in the 
  * A system-versioned table is never read again with a reset after a partition operation: a snapshot reads current rows
  * only, and its reset would remove from the targets every history row the binlog brought, which the server still has.
  */
-async function versionedCase(table: string, createSql: string, statement: string, readsAfter = 2): Promise<void> {
-  const db = `\`${database}\``;
+async function versionedCase(table: string, createSql: string, statement: string | readonly string[], readsAfter = 2, schema = database): Promise<void> {
+  const db = `\`${schema}\``;
   await admin.query(createSql.replace("$T", `${db}.${table}`));
   await admin.query(`INSERT INTO ${db}.${table} VALUES (1, 1), (2, 2)`);
   await admin.query(`CREATE TABLE ${db}.${table}_mark (id INT PRIMARY KEY)`);
@@ -110,7 +110,7 @@ async function versionedCase(table: string, createSql: string, statement: string
   const mark = new Fold(`${table}_mark`);
   const reads = () => [...sv.reads.values()].reduce((a, b) => a + b, 0);
   try {
-    const source = newSource(sourceConfig({ tables: [`${database}.${table}`, `${database}.${table}_mark`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 }, heartbeat_interval: 500 }));
+    const source = newSource(sourceConfig({ tables: [`${schema}.${table}`, `${schema}.${table}_mark`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 }, heartbeat_interval: 500 }));
     opened.push(source);
     await source.connect(null, AbortSignal.timeout(30_000));
     const state = pump(source, [sv, mark]);
@@ -127,7 +127,7 @@ async function versionedCase(table: string, createSql: string, statement: string
     const visibleBefore = ids(sv);
     assert.deepEqual(visibleBefore, [1, 2, 3], "the targets hold the history row");
 
-    await admin.query(statement.replace("$T", `${db}.${table}`));
+    for (const sql of typeof statement === "string" ? [statement] : statement) await admin.query(sql.replace("$T", `${db}.${table}`));
     await admin.query(`INSERT INTO ${db}.${table}_mark VALUES (2)`);
     await waitFor("the mark after the statement", () => mark.visible().has("2") && noTasks(state));
     assert.equal(reads(), readsAfter, readsAfter === 2 ? "nothing read again" : "the current rows read again");
@@ -152,4 +152,15 @@ test("partition_drops mirror, a system-versioned table partitioned BY HASH: a pa
 
 test("a column of a system-versioned table renamed: its rows are read again with no reset, the history rows stay", async () => {
   await versionedCase("pver21_ren", "CREATE TABLE $T (id INT PRIMARY KEY, v INT) WITH SYSTEM VERSIONING", "ALTER TABLE $T RENAME COLUMN v TO w", 4);
+});
+
+test("an XA transaction on a system-versioned table rolled back after its prepare: the rows its prepare brought leave the targets, the history rows stay", async () => {
+  const schema = randomName("xav21_xa");
+  await admin.query(`CREATE DATABASE \`${schema}\``);
+  try {
+    const xa = ["XA START 'xav21'", "INSERT INTO $T VALUES (4, 4)", "XA END 'xav21'", "XA PREPARE 'xav21'", "XA ROLLBACK 'xav21'"];
+    await versionedCase("xav21_sv", "CREATE TABLE $T (id INT PRIMARY KEY, v INT) WITH SYSTEM VERSIONING", xa, 4, schema);
+  } finally {
+    await dropDatabase(admin, schema);
+  }
 });

@@ -12,7 +12,7 @@ import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { CaptureLoop, CaptureSource } from "../common/capture-loop.ts";
 import type { CapturePhase, CaptureStats, InitialSnapshot, OpenedStream } from "../common/capture-loop.ts";
-import { partitionRowsPlan, tableVersioning } from "./partition-drops.ts";
+import { partitionRowsPlan, tableVersioning, versioningOf } from "./partition-drops.ts";
 import { tableKey } from "./schema/table-definition.ts";
 import type { TableVersioning } from "./partition-drops.ts";
 import { backfillChangedRows, backfillColumns, backfillRenamed, backfillRolledBackXa } from "../common/online-snapshot-runner.ts";
@@ -459,7 +459,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
           ? backfillColumns(table, columns, config.snapshot.mode, () => this.queueReread(table, "columns-changed", at), logger, at, context)
           : this.partitionRows(table, rowsChanged, at),
       ...(start.preparedXa === undefined ? {} : { preparedXa: start.preparedXa }),
-      onXaRolledBack: (xid, tables, at) => backfillRolledBackXa(xid, tables, config.snapshot.mode, (table) => this.queueReread(table, "xa-rolled-back", at), logger, at, context),
+      onXaRolledBack: (xid, tables, at, removable) => this.xaRolledBack(xid, tables, at, removable),
       logger,
       context,
     });
@@ -508,6 +508,31 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
         if (thread !== null) await this.catalog?.query(`KILL CONNECTION ${thread}`).catch(() => undefined);
       },
     };
+  }
+
+  /**
+   * An XA transaction rolled back after its prepare: its rows reached the targets at the prepare, though they never
+   * were rows of the table. A table read with a reset loses them there. A system-versioned one (or one the catalog
+   * cannot say of) cannot be, so the decoder removes by key the rows the prepare handed on, when it knows them all
+   * (`removable`), and the read, with no reset, brings back the current rows the transaction had changed. Returns
+   * the tables whose rows the decoder removes: none when nothing is read again (snapshot.mode never).
+   */
+  private async xaRolledBack(xid: string, tables: readonly string[] | null, at: string, removable: readonly string[]): Promise<readonly string[]> {
+    const { config, logger, context } = this;
+    const removed = new Set<string>();
+    // Asked inside the request, so a catalog that fails is retried and reported as any failed request.
+    const request = async (table: string): Promise<unknown> => {
+      if (!removable.includes(table)) return this.queueReread(table, "xa-rolled-back", at);
+      const definition = this.tracker?.definitionOf(table) ?? null;
+      const versioning = definition === null ? null : await this.versioning(definition.database, definition.table);
+      if (versioning?.versioned === false) return this.queueReread(table, "xa-rolled-back", at, null, true);
+      const queued = await this.queueReread(table, "xa-rolled-back", at, "TRUE");
+      removed.add(table);
+      return queued;
+    };
+    await backfillRolledBackXa(xid, tables, config.snapshot.mode, request, logger, at, context);
+    if (removed.size > 0) logger.warn({ xid, tables: [...removed] }, `the rows XA transaction ${xid} handed on at its prepare are removed from the targets of ${[...removed].join(", ")} by key, as a system-versioned table is read again with no reset`);
+    return [...removed];
   }
 
   /**
@@ -560,9 +585,9 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
   }
 
   /**
-   * Whether a table is system-versioned, asked of the catalog when capture reaches the statement; the tracker's
-   * definition of a versioned table has row_end in its key (catalog.ts), which outweighs a catalog that says otherwise.
-   * Null: the catalog cannot say. A failed read throws a retriable error: capture waits it out rather than guess.
+   * Whether a table is system-versioned, asked of the catalog when capture reaches the statement; the tracked key
+   * (row_end in it) only when the catalog does not list the table (versioningOf).
+   * Null: neither can say. A failed read throws a retriable error: capture waits it out rather than guess.
    */
   private async versioning(database: string, table: string): Promise<TableVersioning | null> {
     const name = tableKey(database, table);
@@ -578,8 +603,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
         context: { ...this.context, table: name },
       });
     }
-    const keyed = this.tracker?.definition(database, table)?.key.includes("row_end") === true;
-    return keyed && versioning?.versioned !== true ? { versioned: true, current: versioning?.current ?? null } : versioning;
+    return versioningOf(versioning, this.tracker?.definition(database, table)?.key ?? null);
   }
 
   /** Creates whose row image left columns out (binlog_row_image MINIMAL in a session), completed from the table (partial-images.ts). */

@@ -264,6 +264,39 @@ describe("stream decoder", () => {
     await assert.rejects(decode(captured), (error: Error & { code?: string }) => error.code === "MYSQL_DECODE_FAILED" && /d\.x/.test(error.message));
   });
 
+  it("an XA rollback removes by key the rows its prepare handed on, in the tables the source names; not when its rows are not all known", async () => {
+    // As MariaDB logs it: no XA START, a GTID event flagged FL_PREPARED_XA.
+    const xaRows = (rows: Buffer[]) => binlog((w, map) => [
+      w.mariadbGtid(10n, 0, 0x40),
+      map(),
+      w.rows(EventType.WRITE_ROWS_V1, 42, 2, rows),
+      w.query("d", "XA END X'78',X'',1"),
+      w.xaPrepare("x"),
+      w.mariadbGtid(11n, 0, 1),
+      w.query("d", "XA ROLLBACK X'78',X'',1"),
+    ]);
+    const events = xaRows([rowImage(2, [int32(1), varchar("a")]), rowImage(2, [int32(2), varchar("b")])]);
+    const asked: (readonly string[])[] = [];
+    const { out } = await decode(events, { onXaRolledBack: (_xid, _tables, _at, removable) => (asked.push(removable), ["d.t"]) });
+    assert.deepEqual(asked, [["d.t"]]);
+    const removals = out.slice(2);
+    assert.deepEqual(removals.map((o) => [o.event.op, o.event.key, o.event.before]), [["d", { id: 1 }, { id: 1, v: "a" }], ["d", { id: 2 }, { id: 2, v: "b" }]]);
+    assert.ok(comparePositions(removals[0]!.event.source.position, out[1]!.event.source.position) > 0 && comparePositions(removals[1]!.event.source.position, removals[0]!.event.source.position) > 0, "after the prepare's rows, each at a position of its own");
+
+    const none = await decode(events, { onXaRolledBack: () => [] });
+    assert.equal(none.out.length, 2, "a table the source reads again with a reset: nothing removed by key");
+    // Resumed from a checkpoint between the prepare and the rollback: the rows are not known, the tables are.
+    const resumed: (readonly string[])[] = [];
+    const rollback = await decode([events[0]!, ...events.slice(6)], { preparedXa: { "X'78',X'',1": ["d.t"] }, onXaRolledBack: (_xid, _tables, _at, removable) => (resumed.push(removable), ["d.t"]) });
+    assert.deepEqual(resumed, [[]]);
+    assert.equal(rollback.out.length, 0);
+    const many = xaRows(Array.from({ length: 70 }, (_, i) => rowImage(2, [int32(i), varchar("x")])));
+    const overBudget: (readonly string[])[] = [];
+    const tooMany = await decode(many, { onXaRolledBack: (_xid, _tables, _at, removable) => (overBudget.push(removable), ["d.t"]) });
+    assert.deepEqual(overBudget, [[]], "more rows than are remembered: known by its tables alone");
+    assert.equal(tooMany.out.length, 70);
+  });
+
   it("an XA transaction rolled back after a checkpoint between its prepare and its rollback still names its tables when decoding resumes from that checkpoint", async () => {
     const xa = "XA START X'78',X'',1";
     const events = binlog((w, map) => [

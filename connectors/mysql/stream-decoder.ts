@@ -19,6 +19,7 @@ import { binlogAt, binlogFileIndex, formatAt, rowPosition, throughPosition } fro
 import { ARTIFICIAL_FLAG } from "./protocol/event-header.ts";
 import type { EventHeader } from "./protocol/event-header.ts";
 import { ChecksumError, payloadEvents } from "./protocol/event-parser.ts";
+import { MARIADB_GTID_PREPARED_XA } from "./protocol/events.ts";
 import type { EventBody, EventParser } from "./protocol/event-parser.ts";
 import { readRowChanges } from "./protocol/rows-event.ts";
 import type { RowColumn, RowsEventHeader } from "./protocol/rows-event.ts";
@@ -27,6 +28,8 @@ import type { BinaryReader } from "./protocol/binary-reader.ts";
 import { bitsSet } from "./protocol/binary-reader.ts";
 import type { Flavor } from "./resume-token.ts";
 import { dmlTarget } from "./schema/dml-target.ts";
+import { newXaRows, noteXaRow } from "./xa-rows.ts";
+import type { XaRows } from "./xa-rows.ts";
 import type { RowsChange, SchemaTracker } from "./schema/schema-tracker.ts";
 import type { TableBinding } from "./schema/table-binding.ts";
 import { tableKey, toTableSchema } from "./schema/table-definition.ts";
@@ -104,8 +107,10 @@ export interface StreamDecoderOptions {
    * XA ROLLBACK of a transaction prepared earlier, past the resume point: the binlog holds its changes at its
    * prepare, and they were handed on then. `tables`: the captured tables it changed; null when its prepare was
    * not decoded in this run (before the resume point, or more prepared transactions open than are remembered).
+   * `removable`: those of its tables whose rows it handed on are all known (xa-rows.ts); the tables returned are
+   * those whose rows are removed by key (a delete of each, at the rollback), for tables that cannot be read again with a reset.
    */
-  readonly onXaRolledBack?: (xid: string, tables: readonly string[] | null, at: string) => Promise<void> | void;
+  readonly onXaRolledBack?: (xid: string, tables: readonly string[] | null, at: string, removable: readonly string[]) => Promise<readonly string[] | void> | readonly string[] | void;
   /** XA transactions prepared before the start and open there (the checkpoint's preparedXaAt): xid -> the captured tables each changed. */
   readonly preparedXa?: Readonly<Record<string, readonly string[]>>;
   readonly logger: Logger;
@@ -124,6 +129,8 @@ interface OpenTransaction extends TransactionContext {
   readonly tableEventCounts: Record<string, number>;
   /** Whether its BEGIN marker was handed on (or stored before a resume). */
   beginEmitted: boolean;
+  /** The rows an XA transaction handed on (XA START, or MariaDB's GTID flag), for its rollback; null for any other transaction. */
+  xaRows: XaRows | null;
 }
 
 type MappedTable = { readonly binding: TableBinding; readonly key: string } | { readonly watermark: readonly RowColumn[] };
@@ -164,6 +171,8 @@ export class StreamDecoder {
   private heartbeatArrivedAt: number | null = null;
   /** XA transactions prepared and not yet committed or rolled back: the captured tables each changed, oldest first. */
   private readonly preparedXa = new Map<string, readonly string[]>();
+  /** The rows each prepared XA transaction of preparedXa handed on, when all are known (xa-rows.ts); this run's prepares only. */
+  private readonly preparedXaRows = new Map<string, XaRows>();
   /** XA rollbacks of known transactions decoded since the last checkpoint, where each starts: one past a checkpoint's resume point is decoded again from there. */
   private resolvedXa: { readonly xid: string; readonly tables: readonly string[]; readonly at: bigint }[] = [];
   /** Tables warned about for partial row images. */
@@ -260,6 +269,7 @@ export class StreamDecoder {
         return;
       case "mariadb-gtid":
         this.begin(start, gtidText(body.gtid.gtid), header.timestamp * 1000, body.gtid.gtid, body.gtid.standalone);
+        if ((body.gtid.flags & MARIADB_GTID_PREPARED_XA) !== 0) this.transaction!.xaRows = newXaRows();
         return;
       case "previous-gtids":
         if (this.atFileStart) this.gtid.adoptFileStart(body.set);
@@ -336,6 +346,7 @@ export class StreamDecoder {
       tableEventCounts: {},
       beginEmitted: false,
       thread: null,
+      xaRows: null,
     };
   }
 
@@ -376,6 +387,8 @@ export class StreamDecoder {
       transaction.thread = threadId;
       // Without GTIDs Debezium names a transaction by where its BEGIN is.
       if (transaction.id === null) this.transaction = { ...transaction, id: `file=${this.file},pos=${start}` };
+      // MySQL logs XA START; MariaDB flags the GTID event instead.
+      if (head.startsWith("XA")) this.transaction!.xaRows ??= newXaRows();
       return;
     }
     if (/^(COMMIT|ROLLBACK)\s*$/i.test(statement.replace(/\/\*.*?\*\//gs, "").trim())) {
@@ -389,7 +402,7 @@ export class StreamDecoder {
     if (resolved !== null) {
       const [, verb, gtrid, bqual, formatId] = resolved;
       const xid = `X'${gtrid!.toLowerCase()}',X'${bqual!.toLowerCase()}',${Number(formatId)}`;
-      xaResolved = () => this.resolved(xid, verb!.toUpperCase() === "ROLLBACK", start, end, at);
+      xaResolved = () => this.resolved(xid, verb!.toUpperCase() === "ROLLBACK", start, end, at, out, header.serverId);
     }
     const written = dmlTarget(statement, schema);
     if (written !== null && this.options.tracker.captured(written.database, written.table)) this.noteStatementChange(tableKey(written.database, written.table), start, statement);
@@ -423,19 +436,52 @@ export class StreamDecoder {
     const tables = Object.keys(this.transaction?.tableEventCounts ?? {});
     this.preparedXa.delete(xid);
     this.preparedXa.set(xid, tables);
-    if (this.preparedXa.size > MAX_PREPARED_XA) this.preparedXa.delete(this.preparedXa.keys().next().value!);
+    this.preparedXaRows.delete(xid);
+    const rows = this.transaction?.xaRows;
+    if (rows?.complete === true) this.preparedXaRows.set(xid, rows);
+    if (this.preparedXa.size > MAX_PREPARED_XA) {
+      const oldest = this.preparedXa.keys().next().value!;
+      this.preparedXa.delete(oldest);
+      this.preparedXaRows.delete(oldest);
+    }
   }
 
-  private resolved(xid: string, rolledBack: boolean, start: number, end: number, at: string): Promise<void> | void {
+  private async resolved(xid: string, rolledBack: boolean, start: number, end: number, at: string, out: DecodedEvent[], serverId: number): Promise<void> {
     const tables = this.preparedXa.get(xid) ?? null;
+    const rows = this.preparedXaRows.get(xid) ?? null;
     this.preparedXa.delete(xid);
+    this.preparedXaRows.delete(xid);
     if (rolledBack && tables !== null) {
       this.resolvedXa.push({ xid, tables, at: binlogAt(this.fileIndex, start) });
       if (this.resolvedXa.length > MAX_PREPARED_XA_IN_CHECKPOINT) this.resolvedXa.shift();
     }
     // A rollback stored before the resume point was taken care of then.
     // One that changed no captured table is remembered too, so its rollback is not reported as unknown.
-    if (rolledBack && tables?.length !== 0 && this.options.onXaRolledBack !== undefined && !this.storedThrough(end)) return this.options.onXaRolledBack(xid, tables, at);
+    if (!rolledBack || tables?.length === 0 || this.options.onXaRolledBack === undefined || this.storedThrough(end)) return;
+    // Each removal takes an offset of the rollback's event after its first byte (removeXaRows).
+    const removable = rows === null || rows.count >= end - start ? [] : [...rows.tables.keys()];
+    const removed = (await this.options.onXaRolledBack(xid, tables, at, removable)) ?? [];
+    if (rows !== null && removed.length > 0) this.removeXaRows(rows, removed, start, end, out, serverId);
+  }
+
+  /**
+   * A delete of each row a rolled-back XA transaction handed on in `tables`, at the rollback: offsets of its query
+   * event after the first byte, one per row (resolved checked there are enough).
+   */
+  private removeXaRows(rows: XaRows, tables: readonly string[], start: number, end: number, out: DecodedEvent[], serverId: number): void {
+    const transaction = this.transaction!;
+    let offset = start + 1;
+    for (const table of tables) {
+      const entry = rows.tables.get(table);
+      if (entry === undefined) continue;
+      for (const { key, image } of entry.rows.values()) {
+        const position = rowPosition(transaction.start, binlogAt(this.fileIndex, offset));
+        const binlog: BinlogCoordinates = { serverId, file: this.file, pos: start, row: offset - start - 1 };
+        offset += 1;
+        if (this.skipped(position, table, transaction, entry.schema, "d")) continue;
+        this.push(out, this.event(entry.schema, "d", key, image, null, position, transaction, { binlog }), transaction);
+      }
+    }
   }
 
   private truncate(database: string, table: string, transaction: OpenTransaction, start: number, out: DecodedEvent[], serverId: number): void {
@@ -607,6 +653,7 @@ export class StreamDecoder {
   private skipped(position: Position, table: string, transaction: OpenTransaction, schema: TableSchema, op: Op): boolean {
     if (this.skipThrough !== null) {
       if (comparePositions(position, this.skipThrough) <= 0) {
+        if (transaction.xaRows !== null) transaction.xaRows.complete = false;
         if (this.count(transaction, schema, op)) transaction.beginEmitted = true;
         return true;
       }
@@ -617,6 +664,7 @@ export class StreamDecoder {
   }
 
   private push(out: DecodedEvent[], change: ChangeEvent, transaction: OpenTransaction): void {
+    if (transaction.xaRows !== null) noteXaRow(transaction.xaRows, change);
     const counted = this.count(transaction, change.schema, change.op);
     const event = counted && this.options.transactionMetadata === true ? this.numbered(change, transaction) : change;
     this.options.interleave?.changed(event);

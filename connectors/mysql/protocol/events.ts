@@ -123,6 +123,8 @@ export function readPreviousGtids(reader: BinaryReader): MysqlGtidSet {
 /** FL_STANDALONE: the transaction is one statement without BEGIN/COMMIT (DDL). */
 export const MARIADB_GTID_STANDALONE = 0x1;
 const MARIADB_GTID_GROUP_COMMIT_ID = 0x2;
+/** FL_PREPARED_XA: the transaction is an XA transaction's changes, up to its XA PREPARE (MariaDB logs no XA START). */
+export const MARIADB_GTID_PREPARED_XA = 0x40;
 
 export interface MariadbGtidEvent {
   readonly gtid: MariadbGtid;
