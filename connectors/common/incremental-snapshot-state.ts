@@ -138,6 +138,14 @@ export class SnapshotLedger {
     for (const change of this.pending) change.tasks = without(change.tasks);
   }
 
+  /** Puts `task` in place of the task of its id at once, also in what is durable (a read started again from its first key). */
+  replace(task: SnapshotTask): void {
+    const replaced = (tasks: readonly SnapshotTask[]) => tasks.map((t) => (t.id === task.id ? task : t));
+    this.live = replaced(this.live);
+    this.durable = replaced(this.durable);
+    for (const change of this.pending) change.tasks = replaced(change.tasks);
+  }
+
   /** Task `id` after the rows handed on at `position` (a chunk's rows; null: the table is done). */
   record(position: Position, id: string, next: SnapshotTask | null): void {
     this.live = this.live.flatMap((t) => (t.id !== id ? [t] : next === null ? [] : [next]));

@@ -80,6 +80,8 @@ interface OpenChunk {
   /** The lane that read it (Lane.index). */
   readonly lane: number;
   readonly taskId: string;
+  /** The task's read it belongs to (IncrementalSnapshots.restart starts another). */
+  readonly generation: number;
   readonly table: CapturedTable;
   readonly version: bigint;
   /** Task fields fixed by the first chunk read (kept unless the task already has them). */
@@ -100,6 +102,7 @@ interface OpenChunk {
 /** Where reading stands for the task being read (ahead of what the stream has handed on). */
 interface ReadCursor {
   readonly taskId: string;
+  readonly generation: number;
   lastKey: readonly (string | null)[] | null;
   resetVersion: string | null;
   startedAtMs: number | null;
@@ -162,6 +165,8 @@ export class IncrementalSnapshots implements StreamInterleave {
   /** Tasks whose wait for the slot to pass their readAbove was logged. */
   private readonly waitingAbove = new Set<string>();
   private waitingSinceMs: number | null = null;
+  /** Per task read again from its first key (restart): how many times; chunks of an earlier read are not handed on. */
+  private readonly generations = new Map<string, number>();
 
   constructor(options: IncrementalSnapshotOptions) {
     this.options = options;
@@ -205,6 +210,26 @@ export class IncrementalSnapshots implements StreamInterleave {
     this.logger.info({ table, where, origin, id: task.id }, "incremental snapshot requested");
     this.wakeAll();
     return task;
+  }
+
+  /**
+   * Reads task `id` again from its first key, if its read has begun: the rows it read may no longer be the table's,
+   * and rows below its position may be new (a partition detached, refilled and attached again while it was read).
+   * Its chunks not handed on yet are dropped. False when no such task is queued.
+   */
+  restart(id: string): boolean {
+    const task = this.options.ledger.tasks.find((t) => t.id === id);
+    if (task === undefined) return false;
+    const reading = this.lanes.some((lane) => lane.cursor?.taskId === id) || this.inFlight.some((chunk) => chunk.taskId === id);
+    if (task.lastKey === null && !reading) return true;
+    this.generations.set(id, (this.generations.get(id) ?? 0) + 1);
+    this.options.ledger.replace({ ...task, lastKey: null, rowsDone: 0 });
+    for (const chunk of this.inFlight) if (chunk.taskId === id) chunk.handedOn.resolve();
+    this.inFlight = this.inFlight.filter((chunk) => chunk.taskId !== id);
+    for (const lane of this.lanes) if (lane.cursor?.taskId === id) lane.cursor = null;
+    this.logger.info({ table: task.table, id, rowsDone: task.rowsDone }, "incremental snapshot of table read again from its first key");
+    this.wakeAll();
+    return true;
   }
 
   /** Snapshots not finished yet, in the order they run. */
@@ -277,6 +302,7 @@ export class IncrementalSnapshots implements StreamInterleave {
         this.failures.push({ id: task.id, table: task.table, error: failure.message, code: failure.code, atMs: Date.now() });
         if (this.failures.length > 20) this.failures.shift();
         this.options.ledger.remove(task.id);
+        this.generations.delete(task.id);
         this.forgetUnlessQueued(task.table);
       }
     }
@@ -308,7 +334,8 @@ export class IncrementalSnapshots implements StreamInterleave {
     // High watermarks commit in the order they were written: this is the oldest chunk in flight.
     this.inFlight = this.inFlight.filter((c) => c !== chunk);
     const task = this.options.ledger.tasks.find((t) => t.id === chunk.taskId);
-    if (task === undefined) {
+    // A chunk of a read started again since (restart) is not handed on: its position is not the task's.
+    if (task === undefined || chunk.generation !== (this.generations.get(task.id) ?? 0)) {
       chunk.handedOn.resolve();
       this.wakeAll();
       return;
@@ -355,6 +382,7 @@ export class IncrementalSnapshots implements StreamInterleave {
       this.options.finished.push({ table: task.table, state: "done", rowsDone: next.rowsDone, rowsEstimated: next.rowsEstimated, rowsPerSecond: this.rates.perSecond(task.id), startedAtMs: next.startedAtMs, finishedAtMs: now });
       if (this.options.finished.length > 20) this.options.finished.shift();
       this.rates.forget(task.id);
+      this.generations.delete(task.id);
       this.forgetUnlessQueued(task.table);
       for (const lane of this.lanes) if (lane.cursor?.taskId === task.id) lane.cursor = null;
       this.logger.info({ table: task.table, rows: next.rowsDone, handedOnLastChunk: handedOn, id: task.id }, "incremental snapshot of table finished");
@@ -396,7 +424,7 @@ export class IncrementalSnapshots implements StreamInterleave {
   private async step(lane: Lane, task: SnapshotTask, signal: AbortSignal): Promise<void> {
     if (lane.cursor === null || lane.cursor.taskId !== task.id) {
       const sizer = new ChunkSizer(this.options.chunkRows, this.options.chunkBytes);
-      lane.cursor = { taskId: task.id, lastKey: task.lastKey, resetVersion: task.resetVersion, startedAtMs: task.startedAtMs, readingDone: false, resolved: null, sizer };
+      lane.cursor = { taskId: task.id, generation: this.generations.get(task.id) ?? 0, lastKey: task.lastKey, resetVersion: task.resetVersion, startedAtMs: task.startedAtMs, readingDone: false, resolved: null, sizer };
     }
     const cursor = lane.cursor;
     if (!cursor.readingDone && this.inFlight.length + this.reserved < Math.max(1, this.options.chunksInFlight)) {
@@ -443,6 +471,7 @@ export class IncrementalSnapshots implements StreamInterleave {
       seq,
       lane: lane.index,
       taskId: task.id,
+      generation: cursor.generation,
       table,
       version: restartLsn - 1n,
       resetVersion: cursor.resetVersion,

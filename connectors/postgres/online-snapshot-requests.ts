@@ -79,11 +79,13 @@ export class OnlineSnapshotRequests implements OnlineSnapshotting {
   /**
    * Queues a read of one leaf partition of the partitioned `table` (FROM ONLY the leaf, its rows handed on as the root's;
    * `partition` null: through the root, limited by `where`), with no reset: a partition attached while capture streams.
-   * No planner estimate, which would lock every partition. `id` names the request: one already queued is not queued twice.
+   * No planner estimate, which would lock every partition. `id` names the request: one already queued is not queued
+   * twice, but its read starts again from the first key if it had begun: the partition may have been detached, refilled
+   * and attached again meanwhile, its rows below the read's position new.
    */
   async queuePartition(table: string, partition: number | null, where: string, origin: string, id: string): Promise<SnapshotTask> {
-    const queued = this.running().tasks().find((task) => task.id === id);
-    if (queued !== undefined) return queued;
+    const engine = this.running();
+    if (engine.restart(id)) return engine.tasks().find((task) => task.id === id)!;
     await this.resolve(table);
     return this.running().request(table, where, origin, id, undefined, partition ?? undefined);
   }
