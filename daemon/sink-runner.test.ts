@@ -776,13 +776,16 @@ test("release skip --all-pending: a refused record in the range whose dead lette
 test("a runner whose lease another process took while it did not run (paused, frozen) stops applying the sink and stands by, the process running on", async () => {
   const log = await setup(["pg.public.a", "pg.public.b"]);
   const sink = new MemorySink();
-  const first = runner(log, sink, { leaseTtlMs: 1_000 });
+  const metrics = new SluiceMetrics({ processMetrics: false });
+  const haltedMetric = async () => (await metrics.tablesHalted.get()).values.find((v) => v.labels["table"] === "public.b")?.value;
+  const first = runner(log, sink, { leaseTtlMs: 1_000, metrics });
   const stop = new AbortController();
   let outcome: unknown = "running";
   const running = first.run(stop.signal).then(() => (outcome = "returned"), (error: unknown) => (outcome = error));
-  await log.produce([encode(event("a", 1, 10n))]);
-  for (let i = 0; i < 400 && sink.rows.size < 1; i++) await new Promise((res) => setTimeout(res, 5));
+  await log.produce([encode(event("a", 1, 10n)), encode(named(event("b", 9, 9n), "poison"))]);
+  for (let i = 0; i < 400 && (sink.rows.size < 1 || first.haltedTables().length < 1); i++) await new Promise((res) => setTimeout(res, 5));
   assert.equal(sink.rows.size, 1);
+  assert.equal(await haltedMetric(), 1, "public.b halted on its poison row");
   // This thread does not run past the lease's TTL (as under SIGSTOP); then another process takes the lease before the first renews.
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1_500);
   assert.equal(await log.acquireLease("t.sink.mem", "other", 60_000), true);
@@ -790,6 +793,9 @@ test("a runner whose lease another process took while it did not run (paused, fr
   // Before 680bddf: it went on applying beside the new holder; with 680bddf, run() failed and the whole daemon stopped.
   assert.equal(outcome, "running", "run() neither fails nor returns: the sink stands by");
   assert.match(first.waitingFor() ?? "", /standing by: another process holds the sink's lease on consumer group t\.sink\.mem/);
+  // Its halts are the other process's to meet again: none kept, counted or reported here while it stands by.
+  assert.deepEqual(first.haltedTables(), []);
+  assert.equal(await haltedMetric(), 0);
   await log.produce([encode(event("a", 2, 11n))]);
   await new Promise((res) => setTimeout(res, 300));
   assert.equal(sink.rows.size, 1, "nothing applied while another process holds the lease");
@@ -797,6 +803,9 @@ test("a runner whose lease another process took while it did not run (paused, fr
   await log.releaseLease("t.sink.mem", "other");
   for (let i = 0; i < 600 && sink.rows.size < 2; i++) await new Promise((res) => setTimeout(res, 5));
   assert.equal(sink.rows.size, 2, "the change made meanwhile is applied once the lease is free");
+  for (let i = 0; i < 600 && first.haltedTables().length < 1; i++) await new Promise((res) => setTimeout(res, 5));
+  assert.deepEqual(first.haltedTables().map((h) => h.table), ["public.b"], "the poison row halts its table again, read from the stored offsets");
+  assert.equal(await haltedMetric(), 1);
   stop.abort(new Error("stop"));
   await running;
   assert.equal(outcome, "returned");

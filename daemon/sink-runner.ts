@@ -556,6 +556,20 @@ export class SinkRunner {
     this.options.metrics?.tablesHalted.set({ source: state.source, sink: this.options.sink.name, table: state.view.table }, 0);
   }
 
+  /**
+   * The lease went to another process: the halts this one met, their automatic retries and the skips asked of them are
+   * that process's to meet again (it reads from the stored offsets, as this one will when it takes the lease back).
+   * None stays halted, retried, counted in sluice_sink_tables_halted or reported here meanwhile.
+   */
+  private dropHalts(): void {
+    const sink = this.options.sink.name;
+    const states = [...this.halted.values(), ...(this.blockedRetries?.inFlight() ?? []).map(({ state }) => state)];
+    for (const state of states) this.options.metrics?.tablesHalted.set({ source: state.source, sink, table: state.view.table }, 0);
+    this.halted.clear();
+    this.releasing.clear();
+    this.skipThrough.clear();
+  }
+
   /** A halted table is read on at the next consumer (reopened at the stored offsets), from `readAgain` if not null. */
   private readOn(key: string, readAgain: StoredRecord | null): void {
     this.stateChanges++;
@@ -796,6 +810,7 @@ export class SinkRunner {
     } finally {
       clearInterval(renew);
       unwatch?.();
+      if (lost.signal.aborted && !stop.aborted) this.dropHalts();
       this.blockedRetries?.stop();
       this.running = false;
       await this.options.sink.close().catch(() => undefined);
