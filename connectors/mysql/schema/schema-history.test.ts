@@ -82,6 +82,12 @@ test("a name the history holds as a table at the resume position is captured tho
   await resumed.restore(150n);
   assert.equal(resumed.captured("d", "t"), true, "a table at the resume position");
   assert.equal(resumed.captured("d", "seq"), false, "a sequence the history never held as a table");
+  // A sequence an earlier version bound as a table (its definition in the history has a sequence's columns) stays a sequence.
+  const sequenceColumns = ["next_not_cached_value", "minimum_value", "maximum_value", "start_value", "increment", "cache_size", "cycle_option", "cycle_count"];
+  await new SchemaTracker(options).record(120n, [{ ...definition(sequenceColumns), table: "seq" }], "catalog");
+  const upgraded = new SchemaTracker({ ...options, sequences: [{ database: "d", table: "seq" }] });
+  await upgraded.restore(150n);
+  assert.equal(upgraded.captured("d", "seq"), false, "bound as a table by an earlier version: still a sequence");
   await resumed.applyQuery("DROP TABLE t", "d", 200n);
   await resumed.applyQuery("CREATE SEQUENCE t", "d", 300n);
   assert.equal(resumed.captured("d", "t"), false, "a sequence from its statement on");

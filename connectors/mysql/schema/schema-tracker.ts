@@ -78,6 +78,14 @@ interface CachedBinding {
 
 const NO_CHANGE: QueryOutcome = { truncated: [], changed: [] };
 
+/** The columns MariaDB gives every sequence (SHOW CREATE TABLE of one). */
+const SEQUENCE_COLUMNS = ["next_not_cached_value", "minimum_value", "maximum_value", "start_value", "increment", "cache_size", "cycle_option", "cycle_count"];
+
+function isSequenceShaped(definition: TableDefinition): boolean {
+  const names = definition.columns.map((c) => c.name.toLowerCase());
+  return names.length === SEQUENCE_COLUMNS.length && SEQUENCE_COLUMNS.every((name, i) => names[i] === name);
+}
+
 export class SchemaTracker {
   private readonly options: SchemaTrackerOptions;
   private readonly definitions = new Map<string, TableDefinition>();
@@ -116,7 +124,12 @@ export class SchemaTracker {
     }
     // The catalog lists today's sequences: a name the history holds as a table at `upTo` was a table there (a sequence
     // made under its name since is told by its statement as capture reads on), whose row events must not be skipped.
-    for (const key of [...this.sequences.keys()]) if (this.definitions.has(key)) this.sequences.delete(key);
+    // A version before sequences were told apart bound a sequence as a table: such a definition (a sequence's own
+    // columns) leaves it a sequence.
+    for (const [key] of [...this.sequences]) {
+      const held = this.definitions.get(key);
+      if (held !== undefined && !isSequenceShaped(held)) this.sequences.delete(key);
+    }
     return applied;
   }
 
