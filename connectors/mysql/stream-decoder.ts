@@ -28,7 +28,7 @@ import type { BinaryReader } from "./protocol/binary-reader.ts";
 import { bitsSet } from "./protocol/binary-reader.ts";
 import type { Flavor } from "./resume-token.ts";
 import { dmlTarget } from "./schema/dml-target.ts";
-import { newXaRows, noteXaRow } from "./xa-rows.ts";
+import { MAX_PREPARED_XA_WITH_ROWS, newXaRows, noteXaRow } from "./xa-rows.ts";
 import type { XaRows } from "./xa-rows.ts";
 import type { RowsChange, SchemaTracker } from "./schema/schema-tracker.ts";
 import type { TableBinding } from "./schema/table-binding.ts";
@@ -439,6 +439,8 @@ export class StreamDecoder {
     this.preparedXaRows.delete(xid);
     const rows = this.transaction?.xaRows;
     if (rows?.complete === true) this.preparedXaRows.set(xid, rows);
+    // Prepares never resolved (a coordinator gone) must not hold their rows for good: the oldest are known by their tables alone.
+    if (this.preparedXaRows.size > MAX_PREPARED_XA_WITH_ROWS) this.preparedXaRows.delete(this.preparedXaRows.keys().next().value!);
     if (this.preparedXa.size > MAX_PREPARED_XA) {
       const oldest = this.preparedXa.keys().next().value!;
       this.preparedXa.delete(oldest);
