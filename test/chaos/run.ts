@@ -126,10 +126,14 @@ interface PlannedKill {
   readonly restartDelayMs: number;
 }
 
+const EVERY_LATER_KIND = ["applying", "big-commit", "random"] as const satisfies readonly KillKind[];
+
 function plan(options: KillOptions): PlannedKill[] {
   const rng = new Rng((options.seed ^ 0x5bd1e995) >>> 0);
   return Array.from({ length: options.kills }, (_v, i) => {
-    const kind: KillKind = i < options.snapshotKills ? "snapshot" : rng.pick(["random", "random", "applying", "applying", "big-commit"] as const);
+    // After the snapshot's kills, one of each other kind first, so that a short run still meets every kind.
+    const firstOfEach = EVERY_LATER_KIND[i - options.snapshotKills];
+    const kind: KillKind = i < options.snapshotKills ? "snapshot" : (firstOfEach ?? rng.pick(["random", "random", "applying", "applying", "big-commit"] as const));
     const delayMs = kind === "snapshot" ? rng.int(0, 800) : kind === "random" ? rng.int(0, 6_000) : kind === "applying" ? rng.int(0, 2_500) : rng.int(0, 250);
     return { kind, delayMs, restartDelayMs: rng.int(0, 800) };
   });
