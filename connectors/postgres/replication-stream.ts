@@ -16,7 +16,7 @@ import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import { StallDetector } from "../common/stall-detector.ts";
 import { quoteIdent, quoteLiteral } from "./connection-settings.ts";
 import { epochMsToPostgresMicros, formatLsn } from "./lsn.ts";
-import { toSluiceError } from "./pg-errors.ts";
+import { publicationDroppedError, toSluiceError } from "./pg-errors.ts";
 import { CopyDataFramer } from "./protocol/copy-data-framer.ts";
 import { decodeReplicationMessage, encodeStandbyStatusUpdate, XLOGDATA_HEADER_BYTES, XLOGDATA_TAG } from "./protocol/replication-messages.ts";
 import { WalBuffer } from "./wal-buffer.ts";
@@ -155,7 +155,7 @@ export class ReplicationStream {
       client.query(command).then(
         () => this.fail(new ConnectionError("the server ended the replication stream", { context }), "replication stream ended"),
         (error: unknown) => {
-          reject(toSluiceError(error, `cannot stream from slot "${slot}"`, context));
+          reject(publicationDroppedError(error, this.options, context) ?? toSluiceError(error, `cannot stream from slot "${slot}"`, context));
           this.fail(error, "replication stream failed");
         },
       );
@@ -345,7 +345,7 @@ export class ReplicationStream {
   private fail(error: unknown, what: string): void {
     if (this.stopping) return;
     const context = { ...this.options.context, position: formatLsn(this.receivedLsn) };
-    const failure = toSluiceError(error, what, context);
+    const failure = publicationDroppedError(error, this.options, context) ?? toSluiceError(error, what, context);
     this.options.logger.warn({ err: failure.message, ...failure.toLog() }, what);
     this.options.buffer.fail(failure);
     void this.stop();

@@ -64,6 +64,29 @@ test("a checkpoint whose slot is gone is refused with the data-loss error; no sl
   assert.equal(source.ready(), false);
 });
 
+test("a publication dropped while the slot still has changes to stream stops capture with PG_PUBLICATION_DROPPED, saying how to capture again", async () => {
+  await admin.query(`CREATE TABLE ${q("unpublished")} (id int PRIMARY KEY)`);
+  await admin.query(`INSERT INTO ${q("unpublished")} SELECT generate_series(1, 50)`);
+  const c = config({ tables: [`${schema}.unpublished`] });
+  const checkpoint = await snapshotCheckpoint(c);
+  await admin.query(`DROP PUBLICATION "${c.publication!}"`);
+  await admin.query(`INSERT INTO ${q("unpublished")} VALUES (51)`);
+  // The start creates the publication again; the change made while it was missing is decoded with the catalog of then.
+  const source = newSource(c);
+  await source.connect(checkpoint, AbortSignal.timeout(30_000));
+  try {
+    await assert.rejects(readUntil(source, (all) => all.events.some((e) => e.key["id"] === 51)), (error: unknown) => {
+      assert.ok(error instanceof SluiceError, String(error));
+      assert.equal(error.code, "PG_PUBLICATION_DROPPED", error.message);
+      assert.equal(error.retriable, false);
+      assert.match(error.message, new RegExp(`publication "${c.publication!}".*creating it again does not help.*pg_drop_replication_slot\\('${c.slot!}'\\).*when-needed`, "s"));
+      return true;
+    });
+  } finally {
+    await source.close();
+  }
+});
+
 test("snapshot.mode when-needed takes a new snapshot instead", async () => {
   const c = config({ snapshot: { mode: "when-needed", parallelism: 1, chunk_rows: 10 } });
   const checkpoint = await snapshotCheckpoint(c);
