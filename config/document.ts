@@ -3,10 +3,10 @@
  * before validation: `${VAR}` / `${VAR:-default}` interpolation and `<secret>_file` reading.
  * Rewriting the parsed nodes (not the text) keeps every line and column exact.
  */
-import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { isAlias, isMap, isPair, isScalar, LineCounter, parseDocument, Scalar, visit } from "yaml";
 import type { Document, Node, Pair } from "yaml";
+import { FileRefused, KiB, readBoundedFile } from "./bounded-file.ts";
 import type { ConfigIssue } from "./issues.ts";
 import { formatPath } from "./issues.ts";
 
@@ -194,6 +194,9 @@ function readPlainScalar(text: string): unknown {
  * `<key>_file: PATH` for a secret key (password, token, api_key) is replaced by `<key>: <file
  * contents>`, trailing newline removed. Relative paths are read from the config file's folder.
  */
+/** A token, password or key is short; a larger file is a wrong path (a log, a dump), never read whole. */
+export const SECRET_FILE_MAX_BYTES = 64 * KiB;
+
 export function readSecretFiles(parsed: ParsedConfigDocument, secretKeys: readonly string[]): void {
   const baseDir = dirname(resolve(parsed.file));
   visit(parsed.document, {
@@ -222,7 +225,7 @@ export function readSecretFiles(parsed: ParsedConfigDocument, secretKeys: readon
         const filePath = resolve(baseDir, value);
         let content: string;
         try {
-          content = readFileSync(filePath, "utf8").replace(/\r?\n$/, "");
+          content = readBoundedFile(filePath, SECRET_FILE_MAX_BYTES).toString("utf8").replace(/\r?\n$/, "");
         } catch (error) {
           issue(`cannot read ${secretKey} file "${value}"${value === filePath ? "" : " (relative to the config file)"}: ${describeFsError(error)}`);
           continue;
@@ -263,6 +266,7 @@ const FS_ERRORS: Record<string, string> = {
 };
 
 export function describeFsError(error: unknown): string {
+  if (error instanceof FileRefused) return `${error.message} (${error.code})`;
   const code = (error as NodeJS.ErrnoException).code;
   return code ? `${FS_ERRORS[code] ?? code} (${code})` : String(error);
 }

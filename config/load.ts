@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { MiB, readBoundedFile } from "./bounded-file.ts";
 import type { z } from "zod";
 import { checkScalars, describeFsError, interpolateEnv, offsetOf, parseConfigText, plainValue, readSecretFiles } from "./document.ts";
 import type { ParsedConfigDocument } from "./document.ts";
@@ -30,11 +30,14 @@ export interface LoadOptions {
   check?: (config: SluiceConfig) => readonly { readonly path: readonly PropertyKey[]; readonly message: string }[];
 }
 
+/** Far above any real config: a larger file is a wrong path, never read whole. */
+const CONFIG_FILE_MAX_BYTES = 4 * MiB;
+
 /** Reads, interpolates and validates a config file; throws ConfigValidationError with every problem found. */
 export function loadConfigFile(file: string, options: LoadOptions = {}): SluiceConfig {
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    text = readBoundedFile(file, CONFIG_FILE_MAX_BYTES).toString("utf8");
   } catch (error) {
     throw new ConfigValidationError(file, [{ file, line: 0, column: 0, path: "", message: `cannot read config file: ${describeFsError(error)}` }]);
   }

@@ -5,8 +5,8 @@
  * Node's HTTPS server.
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
+import { PEM_FILE_MAX_BYTES, readBoundedFile } from "../config/bounded-file.ts";
 import { describeFsError } from "../config/document.ts";
 import type { SluiceConfig } from "../config/schema.ts";
 import { SluiceError } from "../connectors/errors.ts";
@@ -39,7 +39,7 @@ function checkTls(config: SluiceConfig): Checked | null {
   const at = (key: "cert_file" | "key_file") => ["http", "tls", key] as const;
   const read = (key: "cert_file" | "key_file", what: string): Buffer | Checked => {
     try {
-      return readFileSync(tls[key]);
+      return readBoundedFile(tls[key], PEM_FILE_MAX_BYTES);
     } catch (error) {
       return { path: at(key), message: `cannot read the HTTP server's ${what} "${tls[key]}": ${describeFsError(error)}`, code: "HTTP_TLS_FILE" };
     }

@@ -2,7 +2,7 @@
  * Reads the PEM files a `tls` section names (a source's, a sink's, the Kafka topic log's). A missing or unreadable file is a
  * configuration error naming the option and the path, never a connection failure to retry.
  */
-import { readFileSync } from "node:fs";
+import { PEM_FILE_MAX_BYTES, readBoundedFile } from "../../config/bounded-file.ts";
 import { ConfigError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 
@@ -33,7 +33,7 @@ export function readTlsFiles(tls: TlsFileOptions, owner: string | TlsFilesOwner)
   const read = (option: keyof TlsFileOptions, path: string | undefined): string | undefined => {
     if (path === undefined) return undefined;
     try {
-      return readFileSync(path, "utf8");
+      return readBoundedFile(path, PEM_FILE_MAX_BYTES).toString("utf8");
     } catch (error) {
       throw new ConfigError(`${label}: cannot read ${section}.${option} ${path}: ${(error as Error).message}`, {
         code: "TLS_FILE_UNREADABLE",
