@@ -3,7 +3,8 @@ import { test } from "node:test";
 import { pino } from "pino";
 import { encodeResume } from "./incremental-snapshot-state.ts";
 import type { SnapshotTask } from "./incremental-snapshot-state.ts";
-import { OnlineSnapshotRunner } from "./online-snapshot-runner.ts";
+import { backfillChangedRows, backfillColumns, backfillRenamed, backfillRolledBackXa, OnlineSnapshotRunner } from "./online-snapshot-runner.ts";
+import { SluiceError } from "../errors.ts";
 
 test("progress shows the snapshots a checkpoint carries while no engine runs (the server away), as pending with their rows read", () => {
   const task: SnapshotTask = {
@@ -33,4 +34,38 @@ test("a reconnect keeps a request the checkpoint does not carry from its start: 
   runner.ledger.record({ commit: 20n, change: 20n }, "t2", { ...asked, lastKey: ["500"], rowsDone: 500, resetVersion: "18", startedAtMs: 2 });
   runner.restore({ source: "s", position: { commit: 10n, change: 10n } } as never);
   assert.deepEqual(runner.ledger.tasks, [asked]);
+});
+
+test("a table read again: under snapshot.mode never it is said and not asked for; one that cannot be read online is named, in each case's words", async () => {
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: "warn" }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  const asked: string[] = [];
+  const refused = async (table?: string) => {
+    asked.push(table ?? "?");
+    throw new SluiceError("no key", { code: "SNAPSHOT_NO_CHUNK_KEY", retriable: false });
+  };
+  // What each says after its own warning (the first line).
+  const after = async (call: (mode: string) => Promise<void>, mode: string) => {
+    lines.length = 0;
+    await call(mode);
+    return lines.slice(1).map(({ level, msg, table, tables, err }) => ({ level, msg, table, tables, err }));
+  };
+  const renamed = (mode: string) => backfillRenamed("s.old", "s.new", mode, refused, logger, "0/1");
+  const columns = (mode: string) => backfillColumns("s.t", ["a"], mode, () => refused("s.t"), logger, "0/1");
+  const rows = (mode: string) => backfillChangedRows("s.t", "TRUNCATE PARTITION p0", mode, () => refused("s.t"), logger, "0/1", {}, false);
+  const xa = (mode: string) => backfillRolledBackXa("x1", ["s.a", "s.b"], mode, refused, logger, "0/1");
+  const warn = 40;
+  const error = 50;
+  const table = (name: string) => ({ level: warn, msg: `the table is not read again (snapshot.mode never): sluice snapshot --table ${name} --execute reads it`, table: name, tables: undefined, err: undefined });
+  assert.deepEqual(await after(renamed, "never"), [{ level: warn, msg: "the renamed table is not read again (snapshot.mode never): sluice snapshot --table s.new --execute reads it", table: "s.new", tables: undefined, err: undefined }]);
+  assert.deepEqual(await after(columns, "never"), [table("s.t")]);
+  assert.deepEqual(await after(rows, "never"), [table("s.t")]);
+  assert.deepEqual(await after(xa, "never"), [{ level: warn, msg: "not read again (snapshot.mode never): sluice snapshot --table T --execute reads each", table: undefined, tables: ["s.a", "s.b"], err: undefined }]);
+  assert.deepEqual(asked, []);
+  const cannot = (name: string) => ({ level: error, msg: `the table cannot be read online: read it with sluice snapshot --table ${name} --execute`, table: name, tables: undefined, err: "no key" });
+  assert.deepEqual(await after(renamed, "initial"), [{ level: error, msg: "the renamed table cannot be read online (its changes are captured from now on): read it with sluice snapshot --table s.new --execute", table: "s.new", tables: undefined, err: "no key" }]);
+  assert.deepEqual(await after(columns, "initial"), [cannot("s.t")]);
+  assert.deepEqual(await after(rows, "initial"), [cannot("s.t")]);
+  assert.deepEqual(await after(xa, "initial"), [cannot("s.a"), cannot("s.b")]);
+  assert.deepEqual(asked, ["s.new", "s.t", "s.t", "s.a", "s.b"]);
 });

@@ -125,15 +125,11 @@ export class OnlineSnapshotRunner<Engine extends OnlineSnapshotEngine> {
  */
 export async function backfillRenamed(from: string, to: string, snapshotMode: string, request: (table: string) => Promise<unknown>, logger: Logger, at: string, context: ErrorContext = {}): Promise<void> {
   logger.warn({ table: to, renamedFrom: from }, `table ${from} was renamed to ${to}: its changes go to ${to}'s topic from now on, and its rows are read again under the new name; the targets of ${from} keep the rows they have (drop them when no longer needed)`);
-  if (snapshotMode === "never") {
-    logger.warn({ table: to }, `the renamed table is not read again (snapshot.mode never): sluice snapshot --table ${to} --execute reads it`);
-    return;
-  }
-  await requestBackfills([to], request, (table, error) =>
-    logger.error({ table, err: error.message }, `the renamed table cannot be read online (its changes are captured from now on): read it with sluice snapshot --table ${table} --execute`),
-  at,
-  context,
-  );
+  await readAgain([to], snapshotMode, request, logger, at, context, {
+    neverFields: { table: to },
+    never: `the renamed table is not read again (snapshot.mode never): sluice snapshot --table ${to} --execute reads it`,
+    cannot: (table) => `the renamed table cannot be read online (its changes are captured from now on): read it with sluice snapshot --table ${table} --execute`,
+  });
 }
 
 /**
@@ -145,15 +141,7 @@ export async function backfillRenamed(from: string, to: string, snapshotMode: st
 export async function backfillColumns(table: string, columns: readonly string[], snapshotMode: string, request: () => Promise<unknown>, logger: Logger, at: string, context: ErrorContext = {}): Promise<void> {
   const named = columns.join(", ");
   logger.warn({ table, columns }, `columns ${named} of ${table} were renamed, or dropped and added again: the targets do not have what its rows hold in them, so its rows are read again`);
-  if (snapshotMode === "never") {
-    logger.warn({ table }, `the table is not read again (snapshot.mode never): sluice snapshot --table ${table} --execute reads it`);
-    return;
-  }
-  await requestBackfills([table], request, (failed, error) =>
-    logger.error({ table: failed, err: error.message }, `the table cannot be read online: read it with sluice snapshot --table ${failed} --execute`),
-  at,
-  context,
-  );
+  await readAgain([table], snapshotMode, request, logger, at, context, tableReadAgain(table));
 }
 
 /**
@@ -164,15 +152,7 @@ export async function backfillColumns(table: string, columns: readonly string[],
 export async function backfillChangedRows(table: string, what: string, snapshotMode: string, request: () => Promise<unknown>, logger: Logger, at: string, context: ErrorContext = {}, reset = true): Promise<void> {
   if (reset) logger.warn({ table, statement: what }, `rows of ${table} were added or removed by ${what}, which no row event carries: its rows are read again`);
   else logger.warn({ table, statement: what }, `rows of ${table} were added or removed by ${what}, which no row event carries: its rows are read again with no reset, the targets keep the rows it no longer has`);
-  if (snapshotMode === "never") {
-    logger.warn({ table }, `the table is not read again (snapshot.mode never): sluice snapshot --table ${table} --execute reads it`);
-    return;
-  }
-  await requestBackfills([table], request, (failed, error) =>
-    logger.error({ table: failed, err: error.message }, `the table cannot be read online: read it with sluice snapshot --table ${failed} --execute`),
-  at,
-  context,
-  );
+  await readAgain([table], snapshotMode, request, logger, at, context, tableReadAgain(table));
 }
 
 /**
@@ -189,15 +169,38 @@ export async function backfillRolledBackXa(xid: string, tables: readonly string[
     return;
   }
   logger.warn({ xid, tables }, `XA transaction ${xid} was rolled back after it was prepared: its changes reached the topics at its prepare, so ${tables.join(", ")} ${tables.length === 1 ? "is" : "are"} read again`);
+  await readAgain(tables, snapshotMode, request, logger, at, context, {
+    neverFields: { tables },
+    never: "not read again (snapshot.mode never): sluice snapshot --table T --execute reads each",
+    cannot: cannotReadOnline,
+  });
+}
+
+/** What readAgain says: instead of the read under snapshot.mode never (a warning with `neverFields`), and of a table that cannot be read online (an error). */
+interface ReadAgainTexts {
+  readonly neverFields: Record<string, unknown>;
+  readonly never: string;
+  readonly cannot: (table: string) => string;
+}
+
+const cannotReadOnline = (table: string) => `the table cannot be read online: read it with sluice snapshot --table ${table} --execute`;
+
+/** The texts of one table read again. */
+function tableReadAgain(table: string): ReadAgainTexts {
+  return {
+    neverFields: { table },
+    never: `the table is not read again (snapshot.mode never): sluice snapshot --table ${table} --execute reads it`,
+    cannot: cannotReadOnline,
+  };
+}
+
+/** Asks for the online snapshots of `tables` (requestBackfills), or under snapshot.mode never only says they are not read. */
+async function readAgain(tables: readonly string[], snapshotMode: string, request: (table: string) => Promise<unknown>, logger: Logger, at: string, context: ErrorContext, said: ReadAgainTexts): Promise<void> {
   if (snapshotMode === "never") {
-    logger.warn({ tables }, `not read again (snapshot.mode never): sluice snapshot --table T --execute reads each`);
+    logger.warn(said.neverFields, said.never);
     return;
   }
-  await requestBackfills(tables, request, (table, error) =>
-    logger.error({ table, err: error.message }, `the table cannot be read online: read it with sluice snapshot --table ${table} --execute`),
-  at,
-  context,
-  );
+  await requestBackfills(tables, request, (table, error) => logger.error({ table, err: error.message }, said.cannot(table)), at, context);
 }
 
 /**
