@@ -5,6 +5,7 @@
 import type pg from "pg";
 import { parseLsn } from "./lsn.ts";
 import { quoteIdent } from "./connection-settings.ts";
+import { READABLE_DIRECTLY_SQL } from "./privileges.ts";
 import type { TableMatcher } from "../common/table-patterns.ts";
 import { TYPE_CATALOG_SQL, TypeCatalog, typeRowFromSql } from "./values/type-catalog.ts";
 import type { TypeNameTarget } from "./values/type-catalog.ts";
@@ -47,7 +48,7 @@ export async function leafPartitions(db: Queryable, roots: readonly TableRef[]):
 }
 
 export interface AttachedLeaves {
-  /** Readable by Sluice's role, holding a row now (one probe each), with their quoted names. */
+  /** Readable by Sluice's role, holding a row now (probed), with their quoted names. */
   readonly held: { relid: number; name: string }[];
   /**
    * Not readable directly by Sluice's role (no SELECT on the partition, or no USAGE on its schema): PostgreSQL checks a
@@ -58,26 +59,26 @@ export interface AttachedLeaves {
 
 /** Of the leaf partitions given (gone ones left out), those readable directly that hold a row, and those not readable directly. */
 export async function attachedLeaves(db: Queryable, leaves: readonly number[]): Promise<AttachedLeaves> {
-  const held: { relid: number; name: string }[] = [];
+  const readable: { relid: number; name: string }[] = [];
   const unreadable: { relid: number; name: string }[] = [];
+  if (leaves.length === 0) return { held: [], unreadable };
+  const found = await db.query<{ relid: string; schema: string; name: string; readable: string }>(
+    `SELECT c.oid::int8 AS relid, n.nspname AS schema, c.relname AS name, ${READABLE_DIRECTLY_SQL} AS readable
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1::oid[])`,
+    [leaves],
+  );
+  const byRelid = new Map(found.rows.map((row) => [Number(row.relid), row]));
   for (const relid of leaves) {
-    const found = await db.query<{ schema: string; name: string; readable: string }>(
-      `SELECT n.nspname AS schema, c.relname AS name,
-              (has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT'))::text AS readable
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::oid`,
-      [relid],
-    );
-    const row = found.rows[0];
+    const row = byRelid.get(relid);
     if (row === undefined) continue;
-    const name = `${quoteIdent(row.schema)}.${quoteIdent(row.name)}`;
-    if (row.readable !== "true") {
-      unreadable.push({ relid, name });
-      continue;
-    }
-    const probe = await db.query(`SELECT 1 FROM ONLY ${name} LIMIT 1`);
-    if (probe.rows.length > 0) held.push({ relid, name });
+    const leaf = { relid, name: `${quoteIdent(row.schema)}.${quoteIdent(row.name)}` };
+    (row.readable === "true" ? readable : unreadable).push(leaf);
   }
-  return { held, unreadable };
+  if (readable.length === 0) return { held: [], unreadable };
+  // One probe for them all: the relids of those holding a row.
+  const probe = await db.query<{ relid: string }>(readable.map((leaf) => `SELECT ${leaf.relid}::int8 AS relid WHERE EXISTS (SELECT 1 FROM ONLY ${leaf.name})`).join(" UNION ALL "));
+  const holding = new Set(probe.rows.map((row) => Number(row.relid)));
+  return { held: readable.filter((leaf) => holding.has(leaf.relid)), unreadable };
 }
 
 export async function listTables(db: Queryable, matches: TableMatcher): Promise<TableRef[]> {

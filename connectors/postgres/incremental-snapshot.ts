@@ -35,6 +35,7 @@ import type { EventOrigin } from "./change-events.ts";
 import { quoteIdent } from "./connection-settings.ts";
 import { formatLsn } from "./lsn.ts";
 import { toSluiceError } from "./pg-errors.ts";
+import { READABLE_DIRECTLY_SQL } from "./privileges.ts";
 import { rowBytes } from "./snapshot-reader.ts";
 import { WATERMARK_PREFIX } from "./stream-decoder.ts";
 import type { DecodedOutput, StreamInterleave } from "./stream-decoder.ts";
@@ -590,8 +591,7 @@ export class IncrementalSnapshots implements StreamInterleave {
          UNION ALL
          SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.relid
        )
-       SELECT n.nspname AS schema, c.relname AS name,
-              (has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT'))::text AS readable
+       SELECT n.nspname AS schema, c.relname AS name, ${READABLE_DIRECTLY_SQL} AS readable
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.oid = $1::oid AND c.relispartition AND EXISTS (SELECT 1 FROM up WHERE up.relid = $2::oid)`,
       [partition, table.relid],

@@ -8,10 +8,12 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import type pg from "pg";
+import pg from "pg";
 import pino from "pino";
 import type { Pump } from "../common/online-snapshot-test-support.ts";
 import { Fold, noTasks, pump, stopPumps, waitFor } from "../common/online-snapshot-test-support.ts";
+import { postgres } from "../../test/services/ports.ts";
+import { attachedLeaves } from "./catalog.ts";
 import { isSnapshotIncomplete } from "./positions.ts";
 import { adminClient, checkpointing, cleanUp, newSource, randomName, sourceConfig } from "./int-test-support.ts";
 import type { PostgresSource } from "./source.ts";
@@ -150,5 +152,30 @@ test("with SELECT on the partitioned table only (no grant on its partitions), a 
   } finally {
     await stopCheckpoints();
     await stopPumps(pumps, [source]);
+  }
+});
+
+test("the partitions attached are looked up in one catalog query and probed in one more, however many there are", async () => {
+  await admin.query(`CREATE TABLE "${schema}".many (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region)`);
+  const relids: number[] = [];
+  for (let i = 0; i < 40; i++) {
+    await admin.query(`CREATE TABLE "${schema}".many_${i} PARTITION OF "${schema}".many FOR VALUES IN ('r${i}')`);
+    relids.push(Number((await admin.query<{ oid: string }>(`SELECT '"${schema}".many_${i}'::regclass::oid AS oid`)).rows[0]!.oid));
+  }
+  // Rows in 0 and 1; SELECT granted on all but 1 and 2; 39 dropped (gone since it was seen).
+  await admin.query(`INSERT INTO "${schema}".many VALUES (1, 'r0'), (2, 'r1'), (3, 'r1')`);
+  for (let i = 0; i < 40; i++) if (i !== 1 && i !== 2) await admin.query(`GRANT SELECT ON "${schema}".many_${i} TO "${reader}"`);
+  await admin.query(`DROP TABLE "${schema}".many_39`);
+  const client = new pg.Client({ ...postgres, user: reader, password: readerPassword, types: { getTypeParser: () => (text: string) => text } });
+  await client.connect();
+  try {
+    let queries = 0;
+    const counted = { query: ((...args: Parameters<pg.Client["query"]>) => (queries++, client.query(...args))) as pg.Client["query"] };
+    const { held, unreadable } = await attachedLeaves(counted, relids);
+    assert.deepEqual(held, [{ relid: relids[0], name: `"${schema}"."many_0"` }]);
+    assert.deepEqual(unreadable, [1, 2].map((i) => ({ relid: relids[i], name: `"${schema}"."many_${i}"` })));
+    assert.equal(queries, 2);
+  } finally {
+    await client.end();
   }
 });

@@ -12,6 +12,16 @@ import { quoteIdent } from "./connection-settings.ts";
 
 type Queryable = Pick<pg.Client, "query">;
 
+/** SQL over pg_class `c`: whether Sluice's role has USAGE on c's schema, and SELECT on c. */
+const SCHEMA_USAGE_SQL = "has_schema_privilege(c.relnamespace, 'USAGE')";
+const TABLE_SELECT_SQL = "has_table_privilege(c.oid, 'SELECT')";
+
+/**
+ * SQL over pg_class `c`, 'true' or 'false' as text whatever the client's type parsers: whether Sluice's role may read c
+ * directly (PostgreSQL checks a partition's own grants when it is named, those of the root when read through it).
+ */
+export const READABLE_DIRECTLY_SQL = `(${SCHEMA_USAGE_SQL} AND ${TABLE_SELECT_SQL})::text`;
+
 export async function checkPrivileges(db: Queryable, tables: readonly TableRef[], context: ErrorContext): Promise<void> {
   // Sluice's connections read every value as text: booleans are "t" / "f".
   const role = await db.query<{ name: string; superuser: string; replication: string }>(
@@ -27,8 +37,7 @@ export async function checkPrivileges(db: Queryable, tables: readonly TableRef[]
   }
   if (superuser || tables.length === 0) return;
   const rows = await db.query<{ relid: string; usage: string; select: string }>(
-    `SELECT c.oid::int8::text AS relid, has_schema_privilege(c.relnamespace, 'USAGE') AS usage, has_table_privilege(c.oid, 'SELECT') AS select
-       FROM pg_class c WHERE c.oid = ANY($1::oid[])`,
+    `SELECT c.oid::int8::text AS relid, ${SCHEMA_USAGE_SQL} AS usage, ${TABLE_SELECT_SQL} AS select FROM pg_class c WHERE c.oid = ANY($1::oid[])`,
     [tables.map((t) => t.relid)],
   );
   const byRelid = new Map(rows.rows.map((r) => [Number(r.relid), r]));
