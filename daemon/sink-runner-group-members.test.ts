@@ -42,7 +42,6 @@ function kafkaLike(log: EmbeddedTopicLog, consumers: { members: GroupMembersSeen
           const memberId = `own-${consumers.length + 1}`;
           members.joined({ memberId, leaderId: memberId, isLeader: false });
           const consumer = Object.assign(Object.create(inner) as TopicConsumer, {
-            groupJoins: () => 1,
             groupMembersSeen: () => ({ own: members.ownMembers(), seen: members.members() }),
             keepGroupMembersSeen: (keep: boolean) => members.keep(keep),
           });
@@ -55,12 +54,8 @@ function kafkaLike(log: EmbeddedTopicLog, consumers: { members: GroupMembersSeen
   }) as unknown as TopicLog;
 }
 
-async function until(done: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 4000 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 5));
-  assert.ok(done(), `timed out waiting for ${what}`);
-}
-
-test("a rebuild asked of a running sink: its own consumer opened again for a new topic is no change of the group; another process's member seen at a join is", async () => {
+/** A sink runner on the embedded log seen as Kafka (kafkaLike), running until `stop`; `consumers` are those it opened. */
+async function runningSink(group: string) {
   const embedded = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-sink-members-")), "log.db"), logger: runnerDefaults.logger });
   await embedded.createTopic({ name: FIRST, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
   const consumers: { members: GroupMembersSeen; consumer: TopicConsumer }[] = [];
@@ -69,20 +64,46 @@ test("a rebuild asked of a running sink: its own consumer opened again for a new
     ...runnerDefaults,
     sink: new NullSink(),
     log,
-    group: "t.sink.members",
+    group,
     topics: async () => (await embedded.topicNames()).filter((topic) => topic.startsWith("pg.")),
     batch: { maxRows: 10, maxBytes: 1 << 20, maxWaitMs: 10 },
     deadLetterTopic: "t.dlq.mem",
   });
-  const stop = new AbortController();
-  const running = runner.run(stop.signal);
+  const controller = new AbortController();
+  const running = runner.run(controller.signal);
+  const stop = async () => {
+    controller.abort();
+    await running.catch(() => undefined);
+    await embedded.close();
+  };
+  await until(() => consumers.length === 1, "the sink's consumer").catch(async (error: unknown) => {
+    await stop();
+    throw error;
+  });
+  return {
+    runner,
+    log,
+    consumers,
+    /** A source adds a table: the sink closes its consumer and opens one that reads the new topic too (a new member). */
+    addTopic: async () => {
+      await embedded.createTopic({ name: ADDED, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+      await until(() => consumers.length === 2, "the consumer opened again for the new topic");
+    },
+    stop,
+  };
+}
+
+async function until(done: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 4000 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+  assert.ok(done(), `timed out waiting for ${what}`);
+}
+
+test("a rebuild asked of a running sink: its own consumer opened again for a new topic is no change of the group; another process's member seen at a join is", async () => {
+  const { runner, log, consumers, addTopic, stop } = await runningSink("t.sink.members");
   try {
-    await until(() => consumers.length === 1, "the sink's consumer");
     const sharing = runningSinkSharing(log, "t.sink.members", () => runner.otherGroupMembersSeen());
-    // A source adds a table: the sink closes its consumer and opens one that reads the new topic too (a new member).
-    await embedded.createTopic({ name: ADDED, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
-    await until(() => consumers.length === 2, "the consumer opened again for the new topic");
-    assert.equal(runner.groupJoins(), 2, "what a rebuild compared before: the joins, which the consumer opened again adds to");
+    await addTopic();
+    assert.deepEqual(consumers.map((c) => c.members.ownMembers()), [["own-1"], ["own-2"]], "the consumer opened again joined as a new member (what a rebuild compared before: the joins)");
     assert.deepEqual(await sharing.others(), []);
     assert.equal(sharing.changed(), false, "the sink's own consumer opened again is not another process");
     // Another process's member joined and is gone again: the sink's consumer saw it lead a generation.
@@ -90,30 +111,13 @@ test("a rebuild asked of a running sink: its own consumer opened again for a new
     assert.deepEqual([...runner.otherGroupMembersSeen()], ["elsewhere-1"]);
     assert.equal(sharing.changed(), true);
   } finally {
-    stop.abort();
-    await running.catch(() => undefined);
-    await embedded.close();
+    await stop();
   }
 });
 
 test("the members a sink's consumers saw are kept only while a rebuild watches the group: not every peer restart's for the process's life, and one that joined and left during the rebuild still seen", async () => {
-  const embedded = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-sink-members-")), "log.db"), logger: runnerDefaults.logger });
-  await embedded.createTopic({ name: FIRST, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
-  const consumers: { members: GroupMembersSeen; consumer: TopicConsumer }[] = [];
-  const log = kafkaLike(embedded, consumers);
-  const runner = new SinkRunner({
-    ...runnerDefaults,
-    sink: new NullSink(),
-    log,
-    group: "t.sink.members-bounded",
-    topics: async () => (await embedded.topicNames()).filter((topic) => topic.startsWith("pg.")),
-    batch: { maxRows: 10, maxBytes: 1 << 20, maxWaitMs: 10 },
-    deadLetterTopic: "t.dlq.mem",
-  });
-  const stop = new AbortController();
-  const running = runner.run(stop.signal);
+  const { runner, log, consumers, addTopic, stop } = await runningSink("t.sink.members-bounded");
   try {
-    await until(() => consumers.length === 1, "the sink's consumer");
     // A peer restarting 100 times, no rebuild running: each restart is a new member id leading a generation.
     for (let i = 1; i <= 100; i++) consumers[0]!.members.joined({ memberId: "own-1", leaderId: `peer-${i}`, isLeader: false });
     assert.deepEqual([...runner.otherGroupMembersSeen()], ["peer-100"], "only the last join's members are kept");
@@ -122,16 +126,13 @@ test("the members a sink's consumers saw are kept only while a rebuild watches t
     // During the rebuild another process joins and leads, then leaves; the sink's consumer opens again for a new topic.
     consumers[0]!.members.joined({ memberId: "own-1", leaderId: "elsewhere-1", isLeader: false });
     consumers[0]!.members.joined({ memberId: "own-1", leaderId: "own-1", isLeader: true });
-    await embedded.createTopic({ name: ADDED, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
-    await until(() => consumers.length === 2, "the consumer opened again for the new topic");
+    await addTopic();
     assert.ok(runner.otherGroupMembersSeen().has("elsewhere-1"));
     assert.equal(sharing.changed(), true, "the process that joined and left during the rebuild is seen");
     watch.end();
     assert.deepEqual([...runner.otherGroupMembersSeen()], [], "once no rebuild watches, what the closed consumer saw is forgotten");
   } finally {
-    stop.abort();
-    await running.catch(() => undefined);
-    await embedded.close();
+    await stop();
   }
 });
 

@@ -320,8 +320,6 @@ export class SinkRunner {
   /** Partitions already reported as read from after records retention removed. */
   private readonly reportedGaps = new Set<string>();
   private activeConsumer: TopicConsumer | null = null;
-  /** Group joins of the consumers closed so far (groupJoins). */
-  private retiredJoins = 0;
   /**
    * Member ids the consumers closed so far saw in the group, and their own ones (otherGroupMembersSeen):
    * those seen are kept only while a rebuild watches the group (watchGroupMembers), the own ones
@@ -673,15 +671,6 @@ export class SinkRunner {
   }
 
   /**
-   * How many times this sink's consumers joined its group so far (Kafka; 0 elsewhere). Any change of
-   * the group's members adds one: another process joining or leaving, or this one's consumer opened
-   * again (the group may have had other members meanwhile).
-   */
-  groupJoins(): number {
-    return this.retiredJoins + (this.activeConsumer?.groupJoins?.() ?? 0);
-  }
-
-  /**
    * The members of other processes this sink's consumers saw in its group at their joins so far (Kafka;
    * none elsewhere): a process that joined the group and left it again between two looks at the group
    * is one of them, while this process's consumers opened again (a new topic, a retried failure) and a
@@ -955,7 +944,6 @@ export class SinkRunner {
       await this.lock.run(() => this.dropWrite()).catch(() => undefined);
       this.settleFailure = null;
       await this.settleGroupCommits().catch(() => undefined);
-      this.retiredJoins += consumer.groupJoins?.() ?? 0;
       const seen = consumer.groupMembersSeen?.();
       if (this.memberWatches > 0) for (const member of seen?.seen ?? []) this.retiredSeen.add(member);
       for (const member of seen?.own ?? []) this.retiredOwn.add(member);

@@ -139,11 +139,6 @@ export interface TopicConsumer {
   /** Partitions this member reads now (may change with Kafka group rebalances). */
   assignment(): readonly TopicPartition[];
   /**
-   * Kafka: how many times this member joined its group so far; every rebalance (another member
-   * joining or leaving, whoever it is) is one more. Absent where a group has one member (embedded).
-   */
-  groupJoins?(): number;
-  /**
    * Kafka: the member ids this member saw in its group at its joins (`seen`: all of a generation it
    * led, else its leader; its own included) and its own ones (`own`). Absent where a group has one member.
    */
