@@ -4,7 +4,48 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { test } from "node:test";
 import { loadConfigText } from "../config/load.ts";
+import type { SluiceConfig } from "../config/schema.ts";
 import { runHaltedCommand } from "./halted-command.ts";
+
+interface Asked {
+  readonly method: string;
+  readonly url: string;
+  /** The request's JSON body, undefined when it has none. */
+  readonly body: unknown;
+}
+
+/**
+ * Runs `use` with the config of a deployment (source pg capturing `tables`, and sink `sink` when named) whose daemon is a
+ * stand-in answering each request with `answer`'s JSON (status 200 unless it says).
+ */
+async function withDaemon(
+  answer: (asked: Asked) => { status?: number; body: unknown },
+  deployment: { tables: string; sink?: string },
+  use: (config: SluiceConfig) => Promise<void>,
+): Promise<void> {
+  const daemon = createServer((req, res) => {
+    let text = "";
+    req.on("data", (chunk: Buffer) => (text += chunk.toString()));
+    req.on("end", () => {
+      const { status = 200, body } = answer({ method: req.method ?? "", url: req.url ?? "", body: text === "" ? undefined : JSON.parse(text) });
+      res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+    });
+  });
+  await new Promise<void>((resolve) => daemon.listen(0, "127.0.0.1", resolve));
+  try {
+    const { port } = daemon.address() as AddressInfo;
+    const sinks = deployment.sink === undefined ? "" : `sinks: [{name: ${deployment.sink}, kind: duckdb, path: /tmp/not-used.duckdb}]\n`;
+    await use(loadConfigText("sluice.yaml", `name: d\nsources: [{name: pg, kind: postgres, host: 127.0.0.1, database: d, user: u, password: not-used-here, tables: ["${deployment.tables}"]}]\n${sinks}http: {listen: "127.0.0.1:${port}"}\n`));
+  } finally {
+    daemon.close();
+  }
+}
+
+/** A stand-in answering GET /status with `status`, and any other request with 404 HALT_NOT_FOUND naming the table asked of. */
+function statusAnd404(status: unknown, sinkPrefix = "") {
+  return ({ method, body }: Asked) =>
+    method === "GET" ? { body: status } : { status: 404, body: { error: `${sinkPrefix}table ${(body as { table: string }).table} is not halted (halted now: none)`, code: "HALT_NOT_FOUND" } };
+}
 
 test("sluice halted list shows a table name's control characters and line breaks as escapes: a name cannot drive the terminal or add rows", async () => {
   // Names a database user chose: a line break that would start a forged row, an escape sequence that sets the terminal's title.
@@ -13,11 +54,7 @@ test("sluice halted list shows a table name's control characters and line breaks
     sinks: [{ name: "wh", halted: [{ table: "shop.\u001b]0;pwned\u0007x", topic: "d.pg.shop.x", partition: 0, recordOffset: 7, since: "2026-12-06T10:00:00Z", error: "bad\rrow" }] }],
     sources: [{ name: "pg", halted: [{ table: forged, since: "2026-12-06T10:00:00Z", error: "its name holds a control character" }] }],
   };
-  const daemon = createServer((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(status)));
-  await new Promise<void>((resolve) => daemon.listen(0, "127.0.0.1", resolve));
-  try {
-    const { port } = daemon.address() as AddressInfo;
-    const config = loadConfigText("sluice.yaml", `name: d\nsources: [{name: pg, kind: postgres, host: 127.0.0.1, database: d, user: u, password: not-used-here, tables: ["shop.*"]}]\nhttp: {listen: "127.0.0.1:${port}"}\n`);
+  await withDaemon(() => ({ body: status }), { tables: "shop.*" }, async (config) => {
     let stdout = "";
     const code = await runHaltedCommand(config, ["list"], { execute: false, json: false }, { stdout: (text) => (stdout += text), stderr: (text) => assert.fail(text) });
     assert.equal(code, 0);
@@ -26,26 +63,17 @@ test("sluice halted list shows a table name's control characters and line breaks
     assert.equal(rows.filter((row) => row.startsWith("pg ")).length, 1, `one row for the capture halt:\n${stdout}`);
     assert.ok(rows.some((row) => row.includes("shop.a\\u000apg     shop.payments")), stdout);
     assert.ok(rows.some((row) => row.includes("shop.\\u001b]0;pwned\\u0007x") && row.includes("bad\\u000drow")), stdout);
-  } finally {
-    daemon.close();
-  }
+  });
 });
 
 test("sluice halted skip --all-pending / --through asks the daemon for a ranged skip and prints the range; the options are refused where they do not apply", async () => {
   const bodies: unknown[] = [];
   const report = { sink: "wh", table: "shop.x", topic: "d.pg.shop.x", partition: 0, offset: "7", error: "no key", action: "skip", executed: false, deadLetterTopic: "d.dlq.wh", skipThrough: [{ partition: 0, through: "900", records: "894" }], description: "would send ... (at most 894 record(s) ...)" };
-  const daemon = createServer((req, res) => {
-    let text = "";
-    req.on("data", (chunk: Buffer) => (text += chunk.toString()));
-    req.on("end", () => {
-      bodies.push(JSON.parse(text));
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(report));
-    });
-  });
-  await new Promise<void>((resolve) => daemon.listen(0, "127.0.0.1", resolve));
-  try {
-    const { port } = daemon.address() as AddressInfo;
-    const config = loadConfigText("sluice.yaml", `name: d\nsources: [{name: pg, kind: postgres, host: 127.0.0.1, database: d, user: u, password: not-used-here, tables: ["shop.*"]}]\nsinks: [{name: wh, kind: duckdb, path: /tmp/not-used.duckdb}]\nhttp: {listen: "127.0.0.1:${port}"}\n`);
+  const answer = ({ body }: Asked) => {
+    bodies.push(body);
+    return { body: report };
+  };
+  await withDaemon(answer, { tables: "shop.*", sink: "wh" }, async (config) => {
     let stdout = "";
     let stderr = "";
     const io = { stdout: (text: string) => (stdout += text), stderr: (text: string) => (stderr += text) };
@@ -61,9 +89,7 @@ test("sluice halted skip --all-pending / --through asks the daemon for a ranged 
     assert.match(stderr, /at most 20 digits[^\n]*not "99999999999999999999999"/);
     assert.equal(bodies.length, 2, "a refused option asks the daemon nothing");
     assert.match(stderr, /go with "skip" only[\s\S]*not both[\s\S]*takes a record offset/);
-  } finally {
-    daemon.close();
-  }
+  });
 });
 
 test("sluice halted skip --source --all-pending / --through asks the daemon for a ranged capture skip and prints the range and the changes in it", async () => {
@@ -81,18 +107,11 @@ test("sluice halted skip --source --all-pending / --through asks the daemon for 
     skipRange: { from: "12", through: "90", changes: 38, reason: "AVRO_VALUE_INVALID, column price", listed },
     description: "mark the change that halted it ... skipping each of the other 37 parked change(s)",
   };
-  const daemon = createServer((req, res) => {
-    let text = "";
-    req.on("data", (chunk: Buffer) => (text += chunk.toString()));
-    req.on("end", () => {
-      requests.push({ url: req.url ?? "", body: JSON.parse(text) });
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(report));
-    });
-  });
-  await new Promise<void>((resolve) => daemon.listen(0, "127.0.0.1", resolve));
-  try {
-    const { port } = daemon.address() as AddressInfo;
-    const config = loadConfigText("sluice.yaml", `name: d\nsources: [{name: pg, kind: postgres, host: 127.0.0.1, database: d, user: u, password: not-used-here, tables: ["shop.*"]}]\nhttp: {listen: "127.0.0.1:${port}"}\n`);
+  const answer = ({ url, body }: Asked) => {
+    requests.push({ url, body });
+    return { body: report };
+  };
+  await withDaemon(answer, { tables: "shop.*" }, async (config) => {
     let stdout = "";
     const io = { stdout: (text: string) => (stdout += text), stderr: (text: string) => assert.fail(text) };
     assert.equal(await runHaltedCommand(config, ["skip"], { source: "pg", table: "shop.x", allPending: true, execute: false, json: false }, io), 0);
@@ -103,9 +122,7 @@ test("sluice halted skip --source --all-pending / --through asks the daemon for 
     ]);
     assert.match(stdout, /Range: d\.sluice\.halted\.pg offsets 12 through 90: 38 parked change\(s\) of shop\.x, skipped when refused for AVRO_VALUE_INVALID, column price \(pin it with --through 90\)/);
     assert.match(stdout, /12 {2}u {2}\{"id":"7"\} {2}0\/16B3F20\n {4}\.\.\. and 37 more/);
-  } finally {
-    daemon.close();
-  }
+  });
 });
 
 test("sluice halted list and release name the halts another process of the deployment announces (Kafka: a halt lives in the process reading its partition)", async () => {
@@ -118,18 +135,7 @@ test("sluice halted list and release name the halts another process of the deplo
       { id: "capture-0:1", self: false, stale: true, sinks: [], sources: [{ name: "pg", halted: [{ table: "public.bad" }] }] },
     ],
   };
-  const daemon = createServer((req, res) => {
-    let text = "";
-    req.on("data", (chunk: Buffer) => (text += chunk.toString()));
-    req.on("end", () => {
-      if (req.method === "GET") res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(status));
-      else res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: `sink es: table ${(JSON.parse(text) as { table: string }).table} is not halted (halted now: none)`, code: "HALT_NOT_FOUND" }));
-    });
-  });
-  await new Promise<void>((resolve) => daemon.listen(0, "127.0.0.1", resolve));
-  try {
-    const { port } = daemon.address() as AddressInfo;
-    const config = loadConfigText("sluice.yaml", `name: d\nsources: [{name: pg, kind: postgres, host: 127.0.0.1, database: d, user: u, password: not-used-here, tables: ["public.*"]}]\nsinks: [{name: es, kind: duckdb, path: /tmp/not-used.duckdb}]\nhttp: {listen: "127.0.0.1:${port}"}\n`);
+  await withDaemon(statusAnd404(status, "sink es: "), { tables: "public.*", sink: "es" }, async (config) => {
     let stdout = "";
     let stderr = "";
     const io = { stdout: (text: string) => (stdout += text), stderr: (text: string) => (stderr += text) };
@@ -144,9 +150,7 @@ test("sluice halted list and release name the halts another process of the deplo
     stdout = "";
     assert.equal(await runHaltedCommand(config, ["list"], { execute: false, json: true }, io), 0);
     assert.deepEqual((JSON.parse(stdout) as { otherProcesses: unknown[] }).otherProcesses.length, 2);
-  } finally {
-    daemon.close();
-  }
+  });
 });
 
 test("sluice halted: a stale process is not named as the holder to run the command with; a process of an earlier version and a report's unlisted halts are said so", async () => {
@@ -162,18 +166,7 @@ test("sluice halted: a stale process is not named as the holder to run the comma
       { id: "sinks-c:3", self: false, stale: false, sinks: [{ name: "es", halted: [{ table: "public.t0", at: "d.pg.public.t0:2:1" }], haltedMore: 4211 }], sources: [] },
     ],
   };
-  const daemon = createServer((req, res) => {
-    let text = "";
-    req.on("data", (chunk: Buffer) => (text += chunk.toString()));
-    req.on("end", () => {
-      if (req.method === "GET") res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(status));
-      else res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: `table ${(JSON.parse(text) as { table: string }).table} is not halted (halted now: none)`, code: "HALT_NOT_FOUND" }));
-    });
-  });
-  await new Promise<void>((resolve) => daemon.listen(0, "127.0.0.1", resolve));
-  try {
-    const { port } = daemon.address() as AddressInfo;
-    const config = loadConfigText("sluice.yaml", `name: d\nsources: [{name: pg, kind: postgres, host: 127.0.0.1, database: d, user: u, password: not-used-here, tables: ["public.*"]}]\nsinks: [{name: es, kind: duckdb, path: /tmp/not-used.duckdb}]\nhttp: {listen: "127.0.0.1:${port}"}\n`);
+  await withDaemon(statusAnd404(status), { tables: "public.*", sink: "es" }, async (config) => {
     let stdout = "";
     let stderr = "";
     const io = { stdout: (text: string) => (stdout += text), stderr: (text: string) => (stderr += text) };
@@ -191,22 +184,14 @@ test("sluice halted: a stale process is not named as the holder to run the comma
     assert.equal(await runHaltedCommand(config, ["list"], { execute: false, json: true }, io), 0);
     const unlisted = (JSON.parse(stdout) as { otherProcessesUnlisted: { instance: string; reason: string; count?: number }[] }).otherProcessesUnlisted;
     assert.deepEqual(unlisted.map((u) => [u.instance, u.reason, u.count]), [["capture-0:1", "earlier version", undefined], ["sinks-c:3", "not listed", 4211]]);
-  } finally {
-    daemon.close();
-  }
+  });
 });
 
 test("sluice halted list with only a process of an earlier version besides this one does not answer 'no halted tables' alone", async () => {
   const status = { sinks: [{ name: "es", halted: [] }], sources: [], instances: [{ id: "a:1", self: true, sinks: [{ name: "es", halted: [] }], sources: [] }, { id: "b:2", self: false, stale: false, sinks: [{ name: "es" }], sources: [] }] };
-  const daemon = createServer((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(status)));
-  await new Promise<void>((resolve) => daemon.listen(0, "127.0.0.1", resolve));
-  try {
-    const { port } = daemon.address() as AddressInfo;
-    const config = loadConfigText("sluice.yaml", `name: d\nsources: [{name: pg, kind: postgres, host: 127.0.0.1, database: d, user: u, password: not-used-here, tables: ["public.*"]}]\nsinks: [{name: es, kind: duckdb, path: /tmp/not-used.duckdb}]\nhttp: {listen: "127.0.0.1:${port}"}\n`);
+  await withDaemon(() => ({ body: status }), { tables: "public.*", sink: "es" }, async (config) => {
     let stdout = "";
     assert.equal(await runHaltedCommand(config, ["list"], { execute: false, json: false }, { stdout: (text) => (stdout += text), stderr: (text) => assert.fail(text) }), 0);
     assert.match(stdout, /^no halted tables in this process \(http:\/\/127\.0\.0\.1:\d+\)\n\nProcess b:2 \(an earlier version\) does not report its halts/);
-  } finally {
-    daemon.close();
-  }
+  });
 });

@@ -158,67 +158,71 @@ test("a topic deleted and created again gets another identity, even with the sam
   await reopened.close();
 });
 
-test("a sink lease another live process holds under the same name is its own: not taken, renewed or released (two containers with a fixed hostname, both PID 1)", async () => {
-  const path = join(dir, "lease-same-name.db");
+/**
+ * Another process on the log at `path` (made first if new) taking a 5 min sink lease on group g as `owner`, staying
+ * until it is killed. Resolves once it holds the lease; `kill` kills it with SIGKILL and waits for its exit.
+ */
+async function leaseHolder(path: string, owner: string): Promise<{ readonly kill: () => Promise<void> }> {
   await EmbeddedTopicLog.open({ path, logger, maintenanceIntervalMs: 0 }).close();
   const script = `
     const { EmbeddedTopicLog } = await import(${JSON.stringify(new URL("./embedded-log.ts", import.meta.url).href)});
     const { createLogger } = await import(${JSON.stringify(new URL("../../runtime/logger.ts", import.meta.url).href)});
     const log = EmbeddedTopicLog.open({ path: ${JSON.stringify(path)}, logger: createLogger("silent"), maintenanceIntervalMs: 0 });
-    console.log(await log.acquireLease("g", "app:1", 300_000));
+    console.log(await log.acquireLease("g", ${JSON.stringify(owner)}, 300_000));
     setInterval(() => undefined, 1_000);
   `;
   const holder = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
   const exited = once(holder, "exit");
-  const log = EmbeddedTopicLog.open({ path, logger, maintenanceIntervalMs: 0 });
+  const kill = async () => {
+    if (holder.exitCode === null && holder.signalCode === null) holder.kill("SIGKILL");
+    await exited;
+  };
   try {
     const [line] = (await once(holder.stdout, "data")) as [Buffer];
-    assert.equal(line.toString().trim(), "true");
+    assert.equal(line.toString().trim(), "true", "the other process took the lease");
+  } catch (error) {
+    await kill();
+    throw error;
+  }
+  return { kill };
+}
+
+test("a sink lease another live process holds under the same name is its own: not taken, renewed or released (two containers with a fixed hostname, both PID 1)", async () => {
+  const path = join(dir, "lease-same-name.db");
+  const holder = await leaseHolder(path, "app:1");
+  const log = EmbeddedTopicLog.open({ path, logger, maintenanceIntervalMs: 0 });
+  try {
     assert.equal(await log.acquireLease("g", "app:1", 10_000), false, "the live holder of the same name keeps it");
     assert.equal(await log.renewLease("g", "app:1", 10_000), false, "nor is it renewed as this process's");
     await log.releaseLease("g", "app:1");
     assert.deepEqual(await log.groupActivity("g"), { active: true, members: ["app:1"] }, "nor released");
-    holder.kill("SIGKILL");
-    await exited;
+    await holder.kill();
     assert.equal(await log.acquireLease("g", "app:1", 10_000), true, "once it is killed, the lease is taken");
     assert.equal(await log.renewLease("g", "app:1", 10_000), true);
     assert.equal(await log.acquireLease("g", "app:1", 10_000), true, "and taken again by its holder");
     await log.releaseLease("g", "app:1");
     assert.equal((await log.groupActivity("g")).active, false);
   } finally {
-    holder.kill("SIGKILL");
+    await holder.kill();
     await log.close();
   }
 });
 
 test("a sink lease a killed process of this machine left is taken at once; one a live process holds is not", async () => {
   const path = join(dir, "lease-killed.db");
-  await EmbeddedTopicLog.open({ path, logger, maintenanceIntervalMs: 0 }).close();
-  // Another process takes a 5 min lease and stays until it is killed.
-  const script = `
-    const { EmbeddedTopicLog } = await import(${JSON.stringify(new URL("./embedded-log.ts", import.meta.url).href)});
-    const { createLogger } = await import(${JSON.stringify(new URL("../../runtime/logger.ts", import.meta.url).href)});
-    const log = EmbeddedTopicLog.open({ path: ${JSON.stringify(path)}, logger: createLogger("silent"), maintenanceIntervalMs: 0 });
-    console.log(await log.acquireLease("g", "killed", 300_000));
-    setInterval(() => undefined, 1_000);
-  `;
-  const holder = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
-  const exited = once(holder, "exit");
+  const holder = await leaseHolder(path, "killed");
   const log = EmbeddedTopicLog.open({ path, logger, maintenanceIntervalMs: 0 });
   try {
-    const [line] = (await once(holder.stdout, "data")) as [Buffer];
-    assert.equal(line.toString().trim(), "true");
     assert.equal(await log.acquireLease("g", "restarted", 10_000), false, "the live holder keeps it");
     assert.deepEqual(await log.groupActivity("g"), { active: true, members: ["killed"] });
-    holder.kill("SIGKILL");
-    await exited;
+    await holder.kill();
     assert.equal(await log.acquireLease("g", "restarted", 10_000), true, "the killed holder's lease is taken");
     assert.deepEqual(await log.groupActivity("g"), { active: true, members: ["restarted"] });
     assert.equal(await log.renewLease("g", "restarted", 10_000), true);
     await log.releaseLease("g", "restarted");
     assert.equal((await log.groupActivity("g")).active, false);
   } finally {
-    holder.kill("SIGKILL");
+    await holder.kill();
     await log.close();
   }
 });
