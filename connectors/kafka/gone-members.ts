@@ -5,8 +5,9 @@
  * the capture lease stays with a dead holder that long). Which members are gone is the caller's
  * judgement on what the coordinator tells of a member (runtime/local-process.ts: its client id names
  * a process of this machine that no longer runs; its metadata is told only while the group is
- * stable, and a process killed while it joined leaves it rebalancing); a member of a process that
- * runs, frozen or elsewhere, is never removed.
+ * stable, and a process killed while it joined leaves it rebalancing, or a member id the capture lease
+ * remembers of its own failed consumer); a member of another process that runs, frozen or elsewhere,
+ * is never removed.
  *
  * Best effort: any failure leaves the group as it was, and the session timeout does the same later.
  */
@@ -48,7 +49,7 @@ export async function removeGoneMembers(kafka: Kafka, group: string, isGone: (me
       await coordinator.leaveGroup({ groupId: group, memberId: member.memberId });
       removed.push(member.memberId);
     }
-    if (removed.length > 0) logger.info({ group, members: removed }, "removed the group members of processes on this machine that are gone (killed), instead of waiting for their sessions to time out");
+    if (removed.length > 0) logger.info({ group, members: removed }, "removed the group members of processes on this machine that are gone (killed), or of this process's failed consumers, instead of waiting for their sessions to time out");
   } catch (error) {
     logger.warn({ group, err: String(error) }, "looking for group members of gone processes failed; a gone member leaves when its session times out");
   } finally {

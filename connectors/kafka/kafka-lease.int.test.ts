@@ -6,12 +6,13 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { Socket } from "node:net";
 import { after, test } from "node:test";
 import { Kafka, logLevel } from "kafkajs";
+import type { ISocketFactory } from "kafkajs";
 import { createLogger } from "../../runtime/logger.ts";
-import { captureLeaseGroup } from "../topics/names.ts";
-import { chooseHolder } from "./kafka-lease.ts";
-import type { KafkaLease } from "./kafka-lease.ts";
+import { captureLeaseGroup, captureLeaseTopic } from "../topics/names.ts";
+import { chooseHolder, KafkaLease } from "./kafka-lease.ts";
 import { KafkaTopicLog } from "./kafka-log.ts";
 import { testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
 
@@ -130,6 +131,61 @@ test("a process restarted after kill -9 takes the lease its killed predecessors 
     const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: logLevel.NOTHING }).admin();
     await admin.connect();
     await admin.deleteGroups([restartGroup]).catch(() => undefined);
+    await admin.disconnect();
+  }
+});
+
+/** kafkajs's own socket factory, with a switch that cuts every connection and refuses new ones (the broker gone). */
+function cuttableSockets(): { factory: ISocketFactory; cut: (on: boolean) => void } {
+  const open = new Set<Socket>();
+  let cut = false;
+  const factory: ISocketFactory = ({ host, port, onConnect }) => {
+    const socket = new Socket();
+    if (cut) {
+      setImmediate(() => socket.destroy(Object.assign(new Error(`connect ECONNREFUSED ${host}:${port} (cut by the test)`), { code: "ECONNREFUSED" })));
+      return socket;
+    }
+    open.add(socket);
+    socket.once("close", () => open.delete(socket));
+    socket.setKeepAlive(true, 60_000);
+    return socket.connect({ host, port }, onConnect);
+  };
+  return {
+    factory,
+    cut: (on) => {
+      cut = on;
+      // With an error: kafkajs fails a connection's requests on its error, not on its close.
+      if (on) for (const socket of open) socket.destroy(Object.assign(new Error("read ECONNRESET (cut by the test)"), { code: "ECONNRESET" }));
+    },
+  };
+}
+
+test("a holder whose group member failed (Kafka gone a while) holds the lease again once Kafka answers, without waiting for its former member's session to time out", { timeout: 120_000 }, async () => {
+  // A 1 min session: the failed member, whose leave failed with the connection cut, would stay in the group that long and
+  // the coordinator would hold the new member's join as long (as after a broker restart, where the failed member is loaded
+  // with the group). The lease is held again within the test's time only if the lease removes its former member itself.
+  const failedGroup = `${group}.failed`;
+  const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger, access: "command" });
+  const sockets = cuttableSockets();
+  const kafka = new Kafka({ clientId: "sluice-test-lease", brokers: testKafkaConfig().brokers, logLevel: logLevel.NOTHING, socketFactory: sockets.factory, retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 500 } });
+  const changes: string[] = [];
+  const lease = new KafkaLease({ kafka, group: failedGroup, topic: captureLeaseTopic(deployment), holder: "only", sessionTimeoutMs: 60_000, logger, onChange: (held) => changes.push(held ? "held" : "lost") });
+  try {
+    await lease.start();
+    await until("the candidate to hold the lease", () => lease.held());
+    sockets.cut(true);
+    // kafkajs leaves the group when its consumer fails, before it reports the failure: the leave failed.
+    await until("the lease to be lost with Kafka gone", () => !lease.held());
+    sockets.cut(false);
+    await until("the lease to be held again", () => lease.held(), 30_000);
+    assert.deepEqual(changes, ["held", "lost", "held"]);
+  } finally {
+    sockets.cut(false);
+    await lease.close();
+    await log.close();
+    const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    await admin.deleteGroups([failedGroup]).catch(() => undefined);
     await admin.disconnect();
   }
 });

@@ -80,6 +80,14 @@ export class KafkaLease {
   private closed = false;
   /** The attempt to join under way (see close()). */
   private joining: Promise<void> | null = null;
+  /** The group member of this lease's running consumer, once it joined. */
+  private memberId: string | null = null;
+  /**
+   * Members of this lease's failed consumers, which may still be in the group: a member whose
+   * leave failed (its broker restarting, the coordinator loading) stays until its session times
+   * out, and the coordinator holds the next join's rebalance that long. Removed before rejoining.
+   */
+  private readonly formerMembers = new Set<string>();
 
   constructor(options: KafkaLeaseOptions) {
     this.options = options;
@@ -128,7 +136,12 @@ export class KafkaLease {
       retry: { retries: 3, initialRetryTime: 200, maxRetryTime: 2_000, restartOnFailure: async () => false },
     });
     this.consumer = consumer;
-    consumer.on(consumer.events.GROUP_JOIN, (event) => this.set((event.payload.memberAssignment[topic] ?? []).includes(0)));
+    consumer.on(consumer.events.GROUP_JOIN, (event) => {
+      // A rebalance completes once every member rejoined or left: the former members are gone.
+      this.formerMembers.clear();
+      this.memberId = event.payload.memberId;
+      this.set((event.payload.memberAssignment[topic] ?? []).includes(0));
+    });
     // A rebalance alone changes nothing: the holder claims the lease in its metadata and keeps it while it is a member.
     consumer.on(consumer.events.CRASH, (event) => {
       logger.warn({ group, err: String(event.payload.error) }, "capture lease: the group member failed; joining again");
@@ -138,7 +151,9 @@ export class KafkaLease {
     try {
       // A killed holder on this machine (this process before a restart) would keep the lease until its session times out.
       // Its client id tells its process (kafka-log.ts), in any state of the group (a member's metadata only once it is stable).
-      await removeGoneMembers(kafka, group, (member) => isGoneLocalProcess(processTokenInText(member.clientId)), logger);
+      // So would this lease's own member from before its consumer failed.
+      const removed = await removeGoneMembers(kafka, group, (member) => this.formerMembers.has(member.memberId) || isGoneLocalProcess(processTokenInText(member.clientId)), logger);
+      for (const memberId of removed) this.formerMembers.delete(memberId);
       await consumer.connect();
       await consumer.subscribe({ topics: [topic], fromBeginning: false });
       await consumer.run({ autoCommit: false, eachBatchAutoResolve: true, eachBatch: async () => undefined });
@@ -149,6 +164,8 @@ export class KafkaLease {
   }
 
   private async restart(consumer: Consumer): Promise<void> {
+    if (this.consumer === consumer && this.memberId !== null) this.formerMembers.add(this.memberId);
+    this.memberId = null;
     await consumer.disconnect().catch(() => undefined);
     if (this.closed || this.consumer !== consumer) return;
     this.consumer = null;
