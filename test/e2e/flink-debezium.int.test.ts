@@ -217,7 +217,7 @@ describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables 
     removeDir(dir);
   });
 
-  test("snapshot, unchanged TOAST, key change, added column with a default, a transaction and a truncate: Flink's tables equal PostgreSQL's", { timeout: 600_000 }, async () => {
+  test("snapshot, unchanged TOAST, key change, added column with a default, a transaction and a truncate: Flink's tables equal PostgreSQL's", { timeout: 600_000 }, async (t) => {
     const daemon = await SluiceDaemon.start(dir, config);
     await waitSourcesPast(daemon, client, 180_000);
     const s = schema;
@@ -285,13 +285,12 @@ describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables 
         topic: `${prefix}.docs`,
         columns: "`id` INT NOT NULL, `title` STRING NOT NULL, `body` STRING, `price` DECIMAL(12, 2), `flag` BOOLEAN, `born` DATE, `seen` STRING, `meta` STRING",
         key: ["id"],
-        expectedRows: docs.length,
       },
-      { name: "items", topic: `${prefix}.items`, columns: "`id` INT NOT NULL, `name` STRING NOT NULL, `tier` STRING", key: ["id"], expectedRows: items.length },
+      { name: "items", topic: `${prefix}.items`, columns: "`id` INT NOT NULL, `name` STRING NOT NULL, `tier` STRING", key: ["id"] },
       // The truncated rows stay in Flink: truncates are skipped for Debezium consumers.
-      { name: "events", topic: `${prefix}.events`, columns: "`id` INT NOT NULL, `what` STRING", key: ["id"], expectedRows: truncated.length + events.length },
-      { name: "logs", topic: `${prefix}.logs`, columns: "`id` INT NOT NULL, `line` STRING NOT NULL, `at` DATE NOT NULL", key: ["id"], expectedRows: logs.length },
-      { name: "churn", topic: `${prefix}.churn`, columns: "`id` INT NOT NULL, `v` INT NOT NULL, `note` STRING", key: ["id"], expectedRows: churned.length },
+      { name: "events", topic: `${prefix}.events`, columns: "`id` INT NOT NULL, `what` STRING", key: ["id"] },
+      { name: "logs", topic: `${prefix}.logs`, columns: "`id` INT NOT NULL, `line` STRING NOT NULL, `at` DATE NOT NULL", key: ["id"] },
+      { name: "churn", topic: `${prefix}.churn`, columns: "`id` INT NOT NULL, `v` INT NOT NULL, `note` STRING", key: ["id"] },
       // Debezium's adaptive temporal types: Timestamp (ms), MicroTimestamp, MicroTime and MicroDuration are longs.
       {
         name: "kinds",
@@ -299,12 +298,13 @@ describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables 
         columns:
           "`id` INT NOT NULL, `sm` SMALLINT, `bi` BIGINT, `f4` FLOAT, `f8` DOUBLE, `u` STRING, `b` BYTES, `ts` BIGINT, `tms` BIGINT, `t` BIGINT, `tags` ARRAY<STRING>, `nums` ARRAY<INT>, `mood` STRING, `iv` BIGINT, `bits` BOOLEAN",
         key: ["id"],
-        expectedRows: kinds.length,
       },
       { name: "plain_docs", topic: `${prefix}.plain_docs`, columns: "`id` INT NOT NULL, `title` STRING NOT NULL, `body` STRING", key: ["id"] },
       transactionTable(`${deployment}.${source}.transaction`),
     ];
-    const state = await materialiseWithFlink({ brokers: kafka.brokers.join(","), registry: `${daemon.url}/registry`, tables, idleSeconds: 10, timeoutSeconds: 240 }, join(dir, "flink.json"));
+    const flinkStarted = Date.now();
+    const state = await materialiseWithFlink({ brokers: kafka.brokers.join(","), registry: `${daemon.url}/registry`, tables, timeoutSeconds: 240 }, join(dir, "flink.json"));
+    t.diagnostic(`Flink read every topic through in ${Date.now() - flinkStarted} ms`);
     await daemon.stop();
 
     assertSameRows(flinkRows(state, "docs"), docs, "docs (REPLICA IDENTITY FULL, unchanged TOAST copied from before)");
@@ -361,7 +361,7 @@ describe("Flink's debezium-avro-confluent format materialises MariaDB tables fro
     removeDir(dir);
   });
 
-  test("snapshot, key change, added column with a default, a transaction and a truncate: Flink's tables equal MariaDB's", { timeout: 600_000 }, async () => {
+  test("snapshot, key change, added column with a default, a transaction and a truncate: Flink's tables equal MariaDB's", { timeout: 600_000 }, async (t) => {
     await admin.query("SET time_zone = '+00:00'");
     const daemon = await SluiceDaemon.start(dir, config);
     const d = `\`${database}\``;
@@ -416,22 +416,22 @@ describe("Flink's debezium-avro-confluent format materialises MariaDB tables fro
         topic: `${prefix}.docs`,
         columns: "`id` INT NOT NULL, `title` STRING NOT NULL, `body` STRING, `price` DECIMAL(12, 2), `born` DATE, `seen` STRING, `at` BIGINT",
         key: ["id"],
-        expectedRows: docs.length,
       },
-      { name: "items", topic: `${prefix}.items`, columns: "`id` INT NOT NULL, `name` STRING NOT NULL, `tier` STRING", key: ["id"], expectedRows: items.length },
-      { name: "events", topic: `${prefix}.events`, columns: "`id` INT NOT NULL, `what` STRING", key: ["id"], expectedRows: truncated.length + eventRows.length },
-      { name: "churn", topic: `${prefix}.churn`, columns: "`id` INT NOT NULL, `v` INT NOT NULL, `note` STRING", key: ["id"], expectedRows: churned.length },
+      { name: "items", topic: `${prefix}.items`, columns: "`id` INT NOT NULL, `name` STRING NOT NULL, `tier` STRING", key: ["id"] },
+      { name: "events", topic: `${prefix}.events`, columns: "`id` INT NOT NULL, `what` STRING", key: ["id"] },
+      { name: "churn", topic: `${prefix}.churn`, columns: "`id` INT NOT NULL, `v` INT NOT NULL, `note` STRING", key: ["id"] },
       // BIGINT UNSIGNED is Debezium's precise DECIMAL(20, 0); TIME is MicroTime and DATETIME Timestamp (ms), longs.
       {
         name: "kinds",
         topic: `${prefix}.kinds`,
         columns: "`id` INT NOT NULL, `ti` TINYINT, `ub` DECIMAL(20, 0), `d` DOUBLE, `bl` BYTES, `j` STRING, `e` STRING, `st` STRING, `y` INT, `tm` BIGINT, `dt` BIGINT",
         key: ["id"],
-        expectedRows: kinds.length,
       },
       transactionTable(`${deployment}.${source}.transaction`),
     ];
-    const state = await materialiseWithFlink({ brokers: kafka.brokers.join(","), registry: `${daemon.url}/registry`, tables, idleSeconds: 10, timeoutSeconds: 240 }, join(dir, "flink.json"));
+    const flinkStarted = Date.now();
+    const state = await materialiseWithFlink({ brokers: kafka.brokers.join(","), registry: `${daemon.url}/registry`, tables, timeoutSeconds: 240 }, join(dir, "flink.json"));
+    t.diagnostic(`Flink read every topic through in ${Date.now() - flinkStarted} ms`);
     await daemon.stop();
 
     assertSameRows(flinkRows(state, "docs"), docs, "docs");

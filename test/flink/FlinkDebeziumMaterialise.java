@@ -5,11 +5,14 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.File;
 import java.math.BigDecimal;
 import java.net.URI;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
+import java.util.Properties;
 import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
 import org.apache.flink.configuration.Configuration;
 import org.apache.flink.runtime.minicluster.MiniCluster;
@@ -19,17 +22,22 @@ import org.apache.flink.table.api.TableEnvironment;
 import org.apache.flink.table.api.TableResult;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.CloseableIterator;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 
 /**
  * Materialises Sluice's topics with Apache Flink's own `debezium-avro-confluent` format, as a Flink
  * user would: one Kafka source table per captured table (streaming, read_committed, from the
  * earliest offset), its changelog (+I, -U, +U, -D) applied to an in-memory map keyed by the primary
- * key. Prints the final state of every table as one JSON line once every table holds its expected
- * row count (or, without one, has read something) and no change came for `idleSeconds`, or at
- * `timeoutSeconds`.
+ * key. Prints the final state of every table as one JSON line once every table's job has read
+ * its topic through (in each partition, the last committed record with a value there was at the
+ * start; tombstones Flink's formats skip), or failed, or at `timeoutSeconds`.
  *
- * Argument: a JSON file {brokers, registry, idleSeconds, timeoutSeconds, tables: [{name, topic,
- * columns (Flink DDL column list), key: [column], expectedRows?, format?}]}: format is
+ * Argument: a JSON file {brokers, registry, timeoutSeconds, tables: [{name, topic, columns (Flink
+ * DDL column list), key: [column], format?}]}: format is
  * `debezium-avro-confluent` unless given (`avro-confluent` reads a plain Avro topic such as the
  * transaction topic, every record an insert). Every value is printed as text (decimals plain, bytes
  * in hex, arrays as JSON arrays, rows as objects); a table whose job failed has "error".
@@ -41,16 +49,23 @@ public final class FlinkDebeziumMaterialise {
   private static final class Materialised {
     final String name;
     final List<String> key;
-    final long expectedRows;
+    /** Per partition: the offset of the last record to read (its last committed one with a value when the run began). */
+    final Map<Integer, Long> lastOffsets;
+    /** Per partition: the highest offset read so far. */
+    final Map<Integer, Long> readOffsets = new ConcurrentHashMap<>();
     final Map<String, Row> state = new TreeMap<>();
     final AtomicLong changes = new AtomicLong();
     volatile String error;
     volatile CloseableIterator<Row> iterator;
 
-    Materialised(String name, List<String> key, long expectedRows) {
+    Materialised(String name, List<String> key, Map<Integer, Long> lastOffsets) {
       this.name = name;
       this.key = key;
-      this.expectedRows = expectedRows;
+      this.lastOffsets = lastOffsets;
+    }
+
+    boolean readThrough() {
+      return lastOffsets.entrySet().stream().allMatch(e -> readOffsets.getOrDefault(e.getKey(), -1L) >= e.getValue());
     }
 
     String keyOf(Row row) {
@@ -66,13 +81,8 @@ public final class FlinkDebeziumMaterialise {
           case UPDATE_BEFORE, DELETE -> state.remove(keyOf(row));
         }
       }
+      readOffsets.merge((Integer) row.getField(PARTITION), (Long) row.getField(OFFSET), Math::max);
       changes.incrementAndGet();
-    }
-
-    int size() {
-      synchronized (state) {
-        return state.size();
-      }
     }
   }
 
@@ -89,7 +99,6 @@ public final class FlinkDebeziumMaterialise {
 
   private static void run(String[] args) throws Exception {
     JsonNode spec = JSON.readTree(new File(args[0]));
-    long idleMs = spec.path("idleSeconds").asLong(5) * 1000;
     long deadline = System.currentTimeMillis() + spec.path("timeoutSeconds").asLong(240) * 1000;
     JsonNode tables = spec.get("tables");
 
@@ -116,8 +125,10 @@ public final class FlinkDebeziumMaterialise {
     config.setString("parallelism.default", "1");
     TableEnvironment env = TableEnvironment.create(EnvironmentSettings.newInstance().inStreamingMode().withConfiguration(config).build());
 
+    List<String> topics = new ArrayList<>();
+    tables.forEach(table -> topics.add(table.get("topic").asText()));
+    Map<String, Map<Integer, Long>> lastOffsets = lastOffsets(spec.get("brokers").asText(), topics);
     List<Materialised> jobs = new ArrayList<>();
-    AtomicLong lastChange = new AtomicLong(System.currentTimeMillis());
     for (JsonNode table : tables) {
       List<String> key = new ArrayList<>();
       table.get("key").forEach(k -> key.add(k.asText()));
@@ -126,7 +137,9 @@ public final class FlinkDebeziumMaterialise {
       String format = table.path("format").asText("debezium-avro-confluent");
       // A plain Avro topic is insert-only: Flink refuses a primary key there (the map is still keyed by `key`).
       String constraint = format.startsWith("debezium-") ? ", PRIMARY KEY (" + primaryKey + ") NOT ENFORCED" : "";
-      env.executeSql("CREATE TABLE `" + name + "` (" + table.get("columns").asText() + constraint + ") WITH ("
+      // Where each record came from: the job has read its topic through once it read each partition's last record.
+      String origin = ", `" + PARTITION + "` INT METADATA FROM 'partition' VIRTUAL, `" + OFFSET + "` BIGINT METADATA FROM 'offset' VIRTUAL";
+      env.executeSql("CREATE TABLE `" + name + "` (" + table.get("columns").asText() + origin + constraint + ") WITH ("
           + option("connector", "kafka") + ", "
           + option("topic", table.get("topic").asText()) + ", "
           + option("properties.bootstrap.servers", spec.get("brokers").asText()) + ", "
@@ -136,7 +149,7 @@ public final class FlinkDebeziumMaterialise {
           + option("scan.startup.mode", "earliest-offset") + ", "
           + option("format", format) + ", "
           + option(format + ".url", spec.get("registry").asText()) + ")");
-      Materialised job = new Materialised(name, key, table.path("expectedRows").asLong(-1));
+      Materialised job = new Materialised(name, key, lastOffsets.get(table.get("topic").asText()));
       jobs.add(job);
       try {
         TableResult result = env.executeSql("SELECT * FROM `" + name + "`");
@@ -149,7 +162,6 @@ public final class FlinkDebeziumMaterialise {
         try {
           while (job.iterator.hasNext()) {
             job.apply(job.iterator.next());
-            lastChange.set(System.currentTimeMillis());
           }
         } catch (Throwable error) {
           if (job.error == null && !done) job.error = causes(error);
@@ -160,11 +172,8 @@ public final class FlinkDebeziumMaterialise {
     }
 
     for (;;) {
-      Thread.sleep(200);
-      long now = System.currentTimeMillis();
-      // A table without an expected count has to have read something (its job may start last).
-      boolean counted = jobs.stream().allMatch(j -> j.error != null || (j.expectedRows < 0 ? j.changes.get() > 0 : j.size() == j.expectedRows));
-      if ((counted && now - lastChange.get() >= idleMs) || now >= deadline) break;
+      Thread.sleep(100);
+      if (jobs.stream().allMatch(j -> j.error != null || j.readThrough()) || System.currentTimeMillis() >= deadline) break;
     }
     done = true;
 
@@ -177,7 +186,9 @@ public final class FlinkDebeziumMaterialise {
       synchronized (job.state) {
         for (Row row : job.state.values()) {
           ObjectNode object = rows.addObject();
-          for (String field : row.getFieldNames(true)) object.set(field, renderNode(row.getField(field)));
+          for (String field : row.getFieldNames(true)) {
+            if (!field.equals(PARTITION) && !field.equals(OFFSET)) object.set(field, renderNode(row.getField(field)));
+          }
         }
       }
     }
@@ -194,6 +205,41 @@ public final class FlinkDebeziumMaterialise {
   }
 
   private static volatile boolean done = false;
+  private static final String PARTITION = "sluice_test_partition";
+  private static final String OFFSET = "sluice_test_offset";
+
+  /**
+   * Per topic and partition, the offset of its last committed record with a value (a tombstone is
+   * no change for Flink's formats; transaction markers are no records), read with a consumer of its own.
+   */
+  private static Map<String, Map<Integer, Long>> lastOffsets(String brokers, List<String> topics) {
+    Properties props = new Properties();
+    props.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, brokers);
+    props.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+    props.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+    props.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+    props.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+    Map<String, Map<Integer, Long>> last = new TreeMap<>();
+    try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(props)) {
+      List<TopicPartition> partitions = new ArrayList<>();
+      for (String topic : topics) {
+        last.put(topic, new TreeMap<>());
+        consumer.partitionsFor(topic, Duration.ofSeconds(30)).forEach(p -> partitions.add(new TopicPartition(topic, p.partition())));
+      }
+      Map<TopicPartition, Long> ends = consumer.endOffsets(partitions, Duration.ofSeconds(30));
+      consumer.assign(partitions);
+      consumer.seekToBeginning(partitions);
+      // Topics of a test are small: read them whole, up to their ends at the start.
+      long deadline = System.currentTimeMillis() + 60_000;
+      while (partitions.stream().anyMatch(p -> consumer.position(p) < ends.get(p))) {
+        if (System.currentTimeMillis() > deadline) throw new IllegalStateException("reading the topics to their ends took over 60 s");
+        for (ConsumerRecord<byte[], byte[]> record : consumer.poll(Duration.ofMillis(500))) {
+          if (record.value() != null && record.offset() < ends.get(new TopicPartition(record.topic(), record.partition()))) last.get(record.topic()).put(record.partition(), record.offset());
+        }
+      }
+    }
+    return last;
+  }
 
   private static String option(String key, String value) {
     return "'" + key.replace("'", "''") + "' = '" + value.replace("'", "''") + "'";
