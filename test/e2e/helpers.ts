@@ -546,13 +546,13 @@ export async function waitCapturedThenApplied(daemon: SluiceDaemon, what: string
 }
 
 /** Waits until every source's acknowledged position has passed PostgreSQL's current WAL position (taken now). */
-export async function waitSourcesPast(daemon: SluiceDaemon, client: pg.Client, timeoutMs = 120_000): Promise<bigint> {
+export async function waitSourcesPast(daemon: SluiceDaemon, client: pg.Client, timeoutMs = 120_000, intervalMs = 300): Promise<bigint> {
   const lsn = await currentLsn(client);
   let seen: Status | null = null;
   await waitFor(
     `every source to capture past LSN ${lsn}`,
     async () => daemon.hasStarted && (seen = await daemon.status()).sources.every((s) => s.position !== null && BigInt(s.position.commit) >= lsn),
-    { daemon, timeoutMs, intervalMs: 300, lastSeen: () => seen },
+    { daemon, timeoutMs, intervalMs, lastSeen: () => seen },
   );
   return lsn;
 }
@@ -1384,10 +1384,14 @@ export async function deleteElasticIndices(prefix: string): Promise<void> {
 /**
  * Removes the offsets the sinks stored in the shared `sluice-offsets` index. Found by a search and deleted by id:
  * `_delete_by_query` lives in Elasticsearch's reindex module, which the integ-test distribution does not have.
+ * With `only`, just the documents of that deployment's topics and of targets named with that prefix: sink names
+ * such as "search" are common to many tests and benches, and one running beside this one (another file on the
+ * shared services) must keep its offsets, nor can it keep this loop going by writing them.
  */
-export async function deleteElasticOffsets(sinks: readonly string[]): Promise<void> {
+export async function deleteElasticOffsets(sinks: readonly string[], only?: { deployment: string; targetPrefix: string }): Promise<void> {
+  const mine = only === undefined ? [] : [{ bool: { should: [{ prefix: { topic: `${only.deployment}.` } }, { prefix: { target: only.targetPrefix } }], minimum_should_match: 1 } }];
   for (;;) {
-    const found = await esRequest("POST", "/sluice-offsets/_search", { size: 1000, _source: false, query: { terms: { sink: [...sinks] } } });
+    const found = await esRequest("POST", "/sluice-offsets/_search", { size: 1000, _source: false, query: { bool: { filter: [{ terms: { sink: [...sinks] } }, ...mine] } } });
     if (found.status === 404) return;
     if (found.status !== 200) throw new Error(`searching sluice-offsets for ${sinks.join(", ")}: HTTP ${found.status} ${found.text}`);
     const hits = (found.json as { hits: { hits: { _id: string }[] } }).hits.hits;

@@ -83,7 +83,7 @@ after(async () => {
   await deleteKafkaDeployment(deployment).catch((error: unknown) => console.error("Kafka cleanup failed", error));
   await dropClickHouseDatabase(chDatabase);
   await deleteElasticIndices(`${schema}_`);
-  await deleteElasticOffsets(["search"]);
+  await deleteElasticOffsets(["search"], { deployment, targetPrefix: `${schema}_` });
   removeDir(dir);
 });
 
@@ -125,44 +125,48 @@ test("a foreign record in one topic: a rebuild of another table (--table) and of
   await waitSourcesPast(daemon, client);
 
   // Live: the halt sinks halt customers at the record; the operator skips it to the dead-letter topic.
-  for (const sink of ["warehouse", "search"]) {
-    const halted = await waitFor(`sink ${sink} to halt customers`, async () => (await daemon.status()).sinks.find((s) => s.name === sink)?.halted.find((h) => h.topic === customersTopic), { daemon, timeoutMs: 60_000 });
-    assert.match(halted.error, /magic byte/);
-    const skipped = await runSluice(["halted", "-c", daemon.configFile, "skip", "--sink", sink, "--table", customersTopic, "--execute"]);
-    assert.equal(skipped.code, 0, `halted skip of ${sink}: ${skipped.stderr}`);
-  }
+  await Promise.all(
+    ["warehouse", "search"].map(async (sink) => {
+      const halted = await waitFor(`sink ${sink} to halt customers`, async () => (await daemon.status()).sinks.find((s) => s.name === sink)?.halted.find((h) => h.topic === customersTopic), { daemon, timeoutMs: 60_000 });
+      assert.match(halted.error, /magic byte/);
+      const skipped = await runSluice(["halted", "-c", daemon.configFile, "skip", "--sink", sink, "--table", customersTopic, "--execute"]);
+      assert.equal(skipped.code, 0, `halted skip of ${sink}: ${skipped.stderr}`);
+    }),
+  );
   await assertServers(daemon, "after the skip");
 
   const rebuild = (sink: string, ...args: string[]) => runSluice(["replay", "-c", daemon.configFile, "--sink", sink, "--from-beginning", "--rebuild", ...args]);
-  for (const sink of SINKS) {
+  // Each sink's commands are its own: the three sinks' commands run side by side, one step at a time.
+  const eachSink = (step: (sink: string) => Promise<void>) => Promise.all(SINKS.map(step));
+  await eachSink(async (sink) => {
     const unknown = await rebuild(sink, "--table", `${schema}.nope`, "--execute");
     assert.equal(unknown.code, 1, `${sink}: ${unknown.stdout}`);
     assert.match(unknown.stderr, new RegExp(`sink "${sink}" writes no table "${schema}.nope" \\(give schema.table or its topic; its tables: ${schema}.customers, ${schema}.orders\\)`));
     const dry = await rebuild(sink, "--table", `${schema}.orders`);
     assert.equal(dry.code, 0, `${sink}: ${dry.stderr}`);
     assert.match(dry.stdout, new RegExp(`each of the tables ${schema}.orders gets a new generation.*Its other tables are left as they are`, "s"));
-  }
+  });
 
   // One table: only orders is rebuilt; customers' topic (with the foreign record) is not read, its index not replaced.
   const customersIndex = await indexBehind(target(customers));
   const ordersIndex = await indexBehind(target(orders));
-  for (const sink of SINKS) {
+  await eachSink(async (sink) => {
     const one = await rebuild(sink, "--table", `${schema}.orders`, "--execute");
     t.diagnostic(`${sink} --table: ${one.stdout.trim()}`);
     assert.equal(one.code, 0, `rebuild of ${sink} --table ${schema}.orders failed: ${one.stderr}`);
     assert.match(one.stdout, new RegExp(`rebuilt 1 table \\(${schema}.orders\\) from \\d+ records, swapped in\\.`));
     assert.doesNotMatch(one.stdout, /left out/);
-  }
+  });
   assert.equal(await indexBehind(target(customers)), customersIndex, "the customers index is left as it is");
   assert.notEqual(await indexBehind(target(orders)), ordersIndex, "the orders index is a new one");
 
   // The whole sink: the foreign record is left out and named.
-  for (const sink of SINKS) {
+  await eachSink(async (sink) => {
     const all = await rebuild(sink, "--execute");
     t.diagnostic(`${sink}: ${all.stdout.trim()}`);
     assert.equal(all.code, 0, `rebuild of ${sink} failed: ${all.stderr}`);
     assert.match(all.stdout, new RegExp(`rebuilt 2 tables \\(${schema}.customers, ${schema}.orders\\) from \\d+ records, swapped in; left out 1 record no decoder can read \\(no change in it\\): ${where.replaceAll(".", "\\.")} \\(.*magic byte`));
-  }
+  });
 
   await client.query(`INSERT INTO "${schema}".customers VALUES (11, 'late')`);
   await client.query(`UPDATE "${schema}".orders SET amount = 7 WHERE id = 7`);
