@@ -9,6 +9,9 @@
  *   3. `sluice replay --from-beginning --execute` for every sink with the daemon stopped, restart,
  *      and while the sinks re-apply everything, repeated samples of ClickHouse and Elasticsearch
  *      must each equal the final state: never a step back, not even a deleted row for a moment.
+ *
+ * The first workload is 200 random transactions (after 60 inserts per table); SLUICE_E2E_TRANSACTIONS=500
+ * runs the former, larger one (150 inserts per table), whose replay takes about 2.5 times as long.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -75,6 +78,8 @@ const rng = new Rng();
 let workload: Workload;
 
 const target = (def: TableDef) => `${schema}_${def.name}`;
+/** Random transactions of the first workload, after TRANSACTIONS * 0.3 inserts into each table. */
+const TRANSACTIONS = Number(process.env["SLUICE_E2E_TRANSACTIONS"] ?? 200);
 /** How long the replay's sink lag and changes applied may stay as they are while records are left before the test fails. */
 const STALLED_MS = 60_000;
 
@@ -121,7 +126,7 @@ after(async () => {
   await deleteKafkaDeployment(deployment).catch((error: unknown) => console.error("Kafka cleanup failed", error));
   await dropClickHouseDatabase(chDatabase);
   await deleteElasticIndices(`${schema}_`);
-  await deleteElasticOffsets([...SINKS]);
+  await deleteElasticOffsets([...SINKS], { deployment, targetPrefix: `${schema}_` });
   removeDir(dir);
 });
 
@@ -131,10 +136,10 @@ describe("PostgreSQL → Kafka → ClickHouse + Elasticsearch + DuckDB", { timeo
   test("snapshot and a random workload: every sink's visible rows equal the source", async (t) => {
     t.diagnostic(`seed ${rng.seed}`);
     await workload.everyKind();
-    for (let i = 0; i < 150; i++) for (const table of workload.tables) await workload.insert(table);
+    for (let i = 0; i < Math.round(TRANSACTIONS * 0.3); i++) for (const table of workload.tables) await workload.insert(table);
     daemon = await startReady(dir, config, "run1");
     await workload.everyKind();
-    for (let i = 0; i < 500; i++) await workload.transaction();
+    for (let i = 0; i < TRANSACTIONS; i++) await workload.transaction();
     t.diagnostic(`workload: ${JSON.stringify(workload.counts)}`);
 
     await waitCaughtUpKafka("after the workload");
@@ -196,8 +201,9 @@ describe("PostgreSQL → Kafka → ClickHouse + Elasticsearch + DuckDB", { timeo
     const running = daemon;
     const started = Date.now();
     t.diagnostic(`daemon ready after ${started - starting} ms`);
-    // No deadline for the whole re-apply: it is CPU work (about 1,700 batches of 3) on a machine shared with other tests, 13-17 s
-    // quiet, 70-77 s in loaded CI runs, over 120 s at load 25 (the former limit). It fails when it stops moving instead.
+    // No deadline for the whole re-apply: it is CPU work (about 800 batches of 3; 1,700 with SLUICE_E2E_TRANSACTIONS=500) on a
+    // machine shared with other tests, 13-17 s quiet for the larger workload, 70-77 s in loaded CI runs, over 120 s at load 25
+    // (the former limit). It fails when it stops moving instead.
     let moved = Date.now();
     let progress = "";
     // One sample = one table in ClickHouse and in Elasticsearch, tables in turn: fast enough for
