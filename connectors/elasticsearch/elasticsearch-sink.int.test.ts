@@ -13,6 +13,7 @@ import { UNCHANGED } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import { sinkConformanceSuite, TARGET_TEMPLATE } from "../sinks/conformance.ts";
 import type { VisibleRow } from "../sinks/conformance.ts";
+import { liftsByItself } from "../sinks/errors.ts";
 import { renderTarget } from "../sinks/naming.ts";
 import { testLogger, testSinkConfig } from "../sinks/test-config.ts";
 import { Events, randomTableName, tableSchema } from "../sinks/test-events.ts";
@@ -439,6 +440,35 @@ describe("Elasticsearch sink specifics", () => {
       { id: "1", v: "c" },
       { id: "2", v: "b" },
     ]);
+  });
+
+  test("an alias an operator pointed at a second index (no write index) halts the table as the target's refusal, under dead-letter too, read again by itself: not poison rows", async () => {
+    const deadLetter = createSink(`es_${randomTableName("s")}`, undefined, "dead-letter");
+    await deadLetter.open(signal());
+    try {
+      const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+      const target = targetOf(events.schema);
+      assert.deepEqual((await deadLetter.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+      const other = `${prefix}_other_${randomBytes(3).toString("hex")}`;
+      await admin.indices.create({ index: other });
+      await admin.indices.updateAliases({ actions: [{ add: { index: other, alias: target } }] });
+      const result = await deadLetter.write([events.insert(2n, { id: 2, v: "b" }), events.update(3n, { id: 1, v: "c" })], signal());
+      assert.deepEqual(result.failures.map((f) => [f.index, f.retriable, (f.error as SluiceError).code]), [
+        [0, false, "SINK_TARGET_BLOCKED"],
+        [1, false, "SINK_TARGET_BLOCKED"],
+      ]);
+      assert.match(result.failures[0]!.error.message, /no write index is defined for alias.*added to the table's alias by hand.*remove the other index from the alias/);
+      assert.ok(result.failures[0]!.error.message.includes(events.schema.table), "names the table");
+      assert.equal(liftsByItself(result.failures[0]!.error), true, "read again by itself once the alias is put right");
+      await admin.indices.updateAliases({ actions: [{ remove: { index: other, alias: target } }] });
+      assert.deepEqual((await deadLetter.write([events.insert(2n, { id: 2, v: "b" }), events.update(3n, { id: 1, v: "c" })], signal())).failures, []);
+      assert.deepEqual(await visibleRows(target, events.schema), [
+        { id: "1", v: "c" },
+        { id: "2", v: "b" },
+      ]);
+    } finally {
+      await deadLetter.close();
+    }
   });
 
   test("an index or alias an operator deleted while the sink ran halts the table naming it, instead of an index Elasticsearch creates again without mapping or alias", async () => {

@@ -642,7 +642,9 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
           ? targetBlocked(`Elasticsearch: ${outcome.reason}`, where)
           : outcome.target === "gone"
             ? indexGone(outcome.reason, where)
-            : rowRejected(outcome.reason, where);
+            : outcome.target === "ambiguous"
+              ? aliasAmbiguous(outcome.reason, where)
+              : rowRejected(outcome.reason, where);
       failures.add(change.indices, outcome.retriable ? new ConnectionError(`Elasticsearch kept refusing a row of ${label}: ${outcome.reason}`, { code: "SINK_UNAVAILABLE", context: error.context }) : error, outcome.retriable);
     });
   }
@@ -860,6 +862,21 @@ function indexGone(reason: string, where: { sink: string; table: string; positio
     `Elasticsearch: ${reason} (the index or its alias was deleted while the sink ran; its documents are gone)`,
     where,
     "sluice replay --sink NAME --from-beginning --rebuild --table T fills the table again; sluice halted retry makes a new index holding only the changes from here on",
+  );
+}
+
+/**
+ * The table's alias names another index besides the sink's (added by hand), none of them its write index: Elasticsearch
+ * refuses every write through it. Halts the table under either on_error (dead-lettering would move all its changes there);
+ * read again by itself (retry.blocked_interval), so it goes on once the alias is put right.
+ */
+function aliasAmbiguous(reason: string, where: { sink: string; table: string; position?: string }): SluiceError {
+  return targetBlocked(
+    `Elasticsearch: ${reason} (an index was added to the table's alias by hand)`,
+    where,
+    "remove the other index from the alias (POST _aliases with a remove action; GET _alias/<alias> lists them), or make it the table's index alone; the table is read again by itself (retry.blocked_interval) and goes on once the alias is put right; sluice halted retry reads it again at once",
+    undefined,
+    true,
   );
 }
 

@@ -73,14 +73,15 @@ export class TargetBlockedError extends SluiceError {
  * the target (or its operator) lifts and nothing else needs doing: the runtime retries the table by
  * itself (retry.blocked_interval). A `remedy` names what an operator must decide first (an index
  * deleted: fill it again, or go on with the changes from here only): then only the operator's
- * `sluice halted retry` reads the table again.
+ * `sluice halted retry` reads the table again. `readAgain` overrides that: a remedy the operator applies to the target alone
+ * (an alias put right) needs no command to go on after it.
  */
-export function targetBlocked(reason: string, context: { sink: string; table: string; position?: string }, remedy?: string, cause?: unknown): TargetBlockedError {
+export function targetBlocked(reason: string, context: { sink: string; table: string; position?: string }, remedy?: string, cause?: unknown, readAgain = remedy === undefined): TargetBlockedError {
   const clean: ErrorContext = { component: "sink", sink: context.sink, table: context.table };
   if (context.position !== undefined) clean.position = context.position;
   const at = context.position === undefined ? "" : ` (at ${context.position})`;
   const next = remedy ?? "it is read again by itself (retry.blocked_interval) and goes on once the block is lifted; sluice halted retry reads it again at once";
-  return new TargetBlockedError(`sink "${context.sink}", table ${context.table}: the target refuses writes${at}: ${reason}; the table halts (under on_error dead-letter too): ${next}`, remedy === undefined, clean, cause);
+  return new TargetBlockedError(`sink "${context.sink}", table ${context.table}: the target refuses writes${at}: ${reason}; the table halts (under on_error dead-letter too): ${next}`, readAgain, clean, cause);
 }
 
 /** Whether a table halted by `error` may go on by itself: its target refused writes with a block the target lifts (targetBlocked without a remedy). */
