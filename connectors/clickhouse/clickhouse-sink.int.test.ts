@@ -155,6 +155,24 @@ describe("ClickHouse sink specifics", () => {
     }
   });
 
+  test("a table an operator renamed away, or a column of it dropped, and put back while the sink runs: the halted table's next write (sluice halted retry) reads it from the server again and applies", async () => {
+    for (const ddl of ["rename table", "drop column"] as const) {
+      const changed = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+      assert.deepEqual((await sink.write([changed.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+      const target = renderTarget(TARGET_TEMPLATE, changed.schema);
+      const physical = qualified(database, `${target}__v1`);
+      const aside = qualified(database, `${target}_aside`);
+      await sql(ddl === "rename table" ? `RENAME TABLE ${physical} TO ${aside}` : `ALTER TABLE ${physical} DROP COLUMN v`);
+      const halted = await sink.write([changed.insert(2n, { id: 2, v: "b" })], signal());
+      assert.deepEqual(halted.failures.map((f) => (f.error as SluiceError).code), ["SINK_CATALOG_MISMATCH"], ddl);
+      if (ddl === "rename table") assert.match(halted.failures[0]!.error.message, /if renamed, rename it back/);
+      await sql(ddl === "rename table" ? `RENAME TABLE ${aside} TO ${physical}` : `ALTER TABLE ${physical} ADD COLUMN v Nullable(String)`);
+      const retried = await sink.write([changed.insert(2n, { id: 2, v: "b" })], signal());
+      assert.deepEqual(retried.failures, [], `${ddl}: put back, the table applies again`);
+      assert.deepEqual((await visibleRows(target, changed.schema)).map((r) => [r["id"], r["v"]]), [["1", ddl === "rename table" ? "a" : null], ["2", "b"]]);
+    }
+  });
+
   test("a table dropped with its view while the sink is stopped: the sink opens, that table halts as a catalog mismatch saying to rebuild it, the other tables apply; a rebuild brings it back", async () => {
     const dropped = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
     const other = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));

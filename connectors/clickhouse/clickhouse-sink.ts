@@ -95,7 +95,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
   #generations = new Map<string, number>();
   /** Each physical table's columns on the server: read at open and after a CREATE, then kept up to date by the sink's own ALTERs. */
   #server: ServerTables = new Map();
-  /** Physical tables compared with the server since open, and those that did not match (halted until the sink reopens). */
+  /** Physical tables compared with the server since open, and those that did not match (halted; read from the server again when written again: #lookAgain). */
   #checked = new Set<string>();
   #mismatched = new Map<string, CatalogMismatch>();
   /** Per schema: the columns of the live table last found to take its rows as they are (no evolution), for the staged write. */
@@ -501,6 +501,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     if (primary === null) return null;
     const mirror = mode === "live" ? this.#find(target, "shadow") : null;
     const physicals = mirror ? [primary, mirror] : [primary];
+    for (const physical of physicals) await this.#lookAgain(physical, changes.schemas, label, signal);
     for (const physical of physicals) this.#check(physical, changes.schemas, label);
     for (const physical of physicals) {
       await this.#evolve(physical, changes.schemas, label, since, signal);
@@ -626,6 +627,27 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     if (known) throw known;
     if (this.#checked.has(table.physical) || table.columns.length === 0) return;
     this.#compare(table, table.columns, evolutionSteps(table.columns, schemas, { sink: this.name, table: label }), label);
+  }
+
+  /**
+   * A table halted for a mismatch gets writes again only when the runtime reads it again (sluice halted retry, once the
+   * operator put it back: RENAME TABLE to its name, the column added again): its columns are read from the server again,
+   * so a table put right goes on, and one still off halts again (logged only when what is off changed).
+   */
+  async #lookAgain(table: ClickHouseTable, schemas: readonly TableSchema[], label: string, signal: AbortSignal): Promise<void> {
+    const known = this.#mismatched.get(table.physical);
+    if (known === undefined) return;
+    const server = parseServerColumns(await this.#conn().select(systemColumnsSql(this.#database, table.physical), signal));
+    this.#server.set(table.physical, server.get(table.physical) ?? []);
+    this.#checked.delete(table.physical);
+    this.#mismatched.delete(table.physical);
+    try {
+      this.#check(table, schemas, label);
+    } catch (error) {
+      if (error instanceof CatalogMismatch && error.message === known.message) this.#mismatched.set(table.physical, error);
+      throw error;
+    }
+    this.#logger.info({ target: table.target, physical: table.physical }, "the ClickHouse table matches Sluice's catalog again (put back by hand): writing it again");
   }
 
   #compare(table: ClickHouseTable, columns: readonly TargetColumn[], steps: ReadonlyMap<string, readonly TargetColumn[]>, label: string): void {

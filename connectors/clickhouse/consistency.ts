@@ -150,7 +150,7 @@ export function checkTable(
     throw new CatalogMismatch(
       "the table is missing on the server",
       { ...context, catalogType: `${catalog.length} columns`, serverType: "no such table" },
-      "its rows went with it: fill it again from the topics (sluice replay --sink NAME --from-beginning --rebuild --table T --execute), then sluice halted retry",
+      "dropped or renamed by hand: if renamed, rename it back (RENAME TABLE) and run sluice halted retry; if dropped, its rows went with it: fill it again from the topics (sluice replay --sink NAME --from-beginning --rebuild --table T --execute), then sluice halted retry",
     );
   }
   const byName = new Map(server.map((c) => [c.name, c]));
