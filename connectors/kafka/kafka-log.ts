@@ -244,7 +244,7 @@ export class KafkaTopicLog implements TopicLog {
     if (problem !== null) throw new SluiceError(`topic ${JSON.stringify(spec.name)}: ${problem}`, { code: TOPIC_NAME_INVALID, context: { component: "kafka", topic: spec.name } });
     if (isInternalTopic(this.deployment, spec.name)) {
       const existing = await this.describeTopic(spec.name);
-      if (existing) this.adopt(spec, existing);
+      if (existing) await this.adopt(spec, existing);
       else await this.createNew([spec]);
       return;
     }
@@ -256,7 +256,7 @@ export class KafkaTopicLog implements TopicLog {
     const existing = described.value;
     if (existing) {
       if (unrecorded.value !== null) this.logger.info({ topic: spec.name, topicId: unrecorded.value }, "topic identity recorded for an existing topic");
-      this.adopt(spec, existing);
+      await this.adopt(spec, existing);
       return;
     }
     // A topic created again (its former identity recorded) gets a new one.
@@ -288,26 +288,27 @@ export class KafkaTopicLog implements TopicLog {
     const failed = described.find((d) => d.status === "rejected");
     if (failed) throw failed.reason;
     const missing: TopicSpec[] = [];
-    specs.forEach((spec, i) => {
+    for (const [i, spec] of specs.entries()) {
       const existing = (described[i] as PromiseFulfilledResult<TopicSpec | undefined>).value;
-      if (existing) this.adopt(spec, existing);
+      if (existing) await this.adopt(spec, existing);
       else missing.push(spec);
-    });
+    }
     if (missing.length === 0) return;
     if (await this.createNew(missing)) return;
     // Another process created one of them meanwhile: each is described again, and checked as an existing topic.
     const again = await Promise.allSettled(missing.map((spec) => this.describeTopic(spec.name)));
-    missing.forEach((spec, i) => {
+    for (const [i, spec] of missing.entries()) {
       const outcome = again[i]!;
       if (outcome.status === "rejected") throw outcome.reason;
       if (!outcome.value) throw new SluiceError(`topic "${spec.name}" was neither created nor found in Kafka ${this.config.brokers.join(",")}`, { code: "TOPIC_NOT_FOUND", context: { component: "kafka", topic: spec.name } });
-      this.adopt(spec, outcome.value);
-    });
+      await this.adopt(spec, outcome.value);
+    }
   }
 
   /** Takes an existing topic as it is: its layout must be the spec's; a different retention or record limit is only reported. */
-  private adopt(spec: TopicSpec, existing: TopicSpec): void {
-    assertSameLayout(spec, existing);
+  private async adopt(spec: TopicSpec, existing: TopicSpec): Promise<void> {
+    const partitions = await this.partitionsToWrite(spec, existing);
+    assertSameLayout(spec, { ...existing, partitions });
     if (!spec.compacted && (existing.retentionMs !== spec.retentionMs || existing.retentionBytes !== spec.retentionBytes)) {
       this.logger.warn({ topic: spec.name, existing: { retentionMs: existing.retentionMs, retentionBytes: existing.retentionBytes }, configured: { retentionMs: spec.retentionMs, retentionBytes: spec.retentionBytes } }, "topic exists with a different retention; Sluice leaves it as it is (change it with kafka-configs)");
     }
@@ -319,7 +320,27 @@ export class KafkaTopicLog implements TopicLog {
         "topic exists with a smaller max.message.bytes than topics.max_record_bytes: records between the two are refused by Kafka; raise it with the command in `fix`",
       );
     }
-    this.partitionCounts.set(spec.name, existing.partitions);
+    this.partitionCounts.set(spec.name, partitions);
+  }
+
+  /**
+   * The partitions records are spread over: the topic's own count, or the configured one when an operator added partitions
+   * (kafka-topics.sh --alter --partitions) that hold no record yet. Keys then stay in the partitions their earlier records are
+   * in (spread over the new count, most would move: compaction keeps a key's newest record only within a partition, so a
+   * deleted row's older record would outlive its tombstone elsewhere, and readers would lose each key's order). The added
+   * partitions stay empty; warned. Added partitions that hold records cannot be told from a count Sluice wrote with: refused
+   * by the layout check as before.
+   */
+  private async partitionsToWrite(spec: TopicSpec, existing: TopicSpec): Promise<number> {
+    if (existing.partitions <= spec.partitions) return existing.partitions;
+    const offsets = await this.call(`fetch offsets of ${spec.name}`, () => this.admin.fetchTopicOffsets(spec.name));
+    if (offsets.some((o) => o.partition >= spec.partitions && BigInt(o.high) > 0n)) return existing.partitions;
+    this.logger.warn(
+      { topic: spec.name, partitions: existing.partitions, configuredPartitions: spec.partitions, code: "TOPIC_PARTITIONS_ADDED" },
+      `topic ${spec.name} has ${existing.partitions} partitions, ${spec.partitions} configured, and partitions ${spec.partitions} to ${existing.partitions - 1} hold no record (added by hand?): ` +
+        `Sluice writes ${spec.partitions} of them as before, so each key's records stay in one partition, and leaves the others empty; sinks read every partition`,
+    );
+    return spec.partitions;
   }
 
   /**

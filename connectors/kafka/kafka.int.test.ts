@@ -6,6 +6,7 @@ import { after, describe, test } from "node:test";
 import { Kafka } from "kafkajs";
 import { createLogger } from "../../runtime/logger.ts";
 import { checkpointTopic, registryTopic } from "../topics/names.ts";
+import { partitionForKey } from "../topics/partitioner.ts";
 import { readToEnd, topicLogContractSuite } from "../topics/contract-suite.ts";
 import type { KafkaLogOptions } from "./kafka-log.ts";
 import { KafkaTopicLog } from "./kafka-log.ts";
@@ -129,6 +130,48 @@ describe("kafka topic log", () => {
     const retries = lines.map((l) => JSON.parse(l) as { msg: string; brokers?: string[]; level: string }).filter((l) => l.msg === "Kafka unreachable; retrying");
     assert.equal(retries.length, 2, "two retries before the third and last attempt");
     assert.deepEqual(retries[0]!.brokers, ["127.0.0.1:9"]);
+  });
+
+  test("partitions an operator added to a topic (kafka-topics --alter --partitions) do not stop a restart while they are empty: keys stay in their partitions; written to, refused", async () => {
+    const topic = `${deployment}.added.${randomBytes(3).toString("hex")}`;
+    const spec = { name: topic, partitions: 2, retentionMs: null, retentionBytes: null, compacted: true };
+    const first = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger });
+    try {
+      await first.createTopic(spec);
+    } finally {
+      await first.close();
+    }
+    const kafka = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: 0 });
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      await admin.createPartitions({ topicPartitions: [{ topic, count: 4 }] });
+      const restarted = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger });
+      try {
+        await restarted.createTopic(spec);
+        const keys = Array.from({ length: 40 }, (_, i) => Buffer.from(`key-${i}`));
+        await restarted.produce(keys.map((key, i) => ({ topic, key, value: Buffer.from(`v${i}`), timestamp: 1000 + i })));
+        const consumer = await restarted.consumer(`${deployment}.added-read`, [topic]);
+        const read = await readToEnd(restarted, consumer, [topic]);
+        await consumer.close();
+        assert.equal(read.length, keys.length);
+        for (const record of read) assert.equal(record.partition, partitionForKey(record.key, 2), `${record.key?.toString()} in the partition of 2`);
+      } finally {
+        await restarted.close();
+      }
+      const producer = kafka.producer();
+      await producer.connect();
+      await producer.send({ topic, messages: [{ key: "foreign", value: "x", partition: 3 }] });
+      await producer.disconnect();
+      const again = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger });
+      try {
+        await assert.rejects(again.createTopic(spec), (error: Error & { code?: string }) => error.code === "TOPIC_MISMATCH" && /4 partitions exist, 2 configured/.test(error.message));
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await admin.disconnect();
+    }
   });
 
   test("an existing topic with another partition count is refused, naming the topic and both counts", async () => {
