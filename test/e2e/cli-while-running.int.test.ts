@@ -70,7 +70,8 @@ async function sourceIds(): Promise<number[]> {
  * the command fenced, or a lock it kept on the log, would stop that), and nothing stopped or was fenced.
  */
 async function assertDaemonWorksOn(after: string): Promise<void> {
-  await waitSourcesPast(daemon!, client, 60_000);
+  // Asked every 100 ms: capture commits every few milliseconds here, and this wait follows each of the many commands.
+  await waitSourcesPast(daemon!, client, 60_000, 100);
   assertDaemonUndisturbed(after);
 }
 
