@@ -123,7 +123,7 @@ export function addedTablesStatement(slot: string, tables: readonly TableRef[], 
 }
 
 /** Whether the connecting role owns the publication (Sluice created it, or was given it): only then does Sluice change it. */
-async function ownsPublication(db: Queryable, publication: string): Promise<boolean> {
+export async function ownsPublication(db: Queryable, publication: string): Promise<boolean> {
   const result = await db.query<{ owns: boolean | string }>("SELECT pubowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) AS owns FROM pg_publication WHERE pubname = $1", [publication]);
   const owns = result.rows[0]?.owns;
   return owns === true || owns === "t";

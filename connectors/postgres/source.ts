@@ -39,7 +39,8 @@ import type { SnapshotRow, TableSnapshotProgress } from "./snapshot-reader.ts";
 import { insertEvent, truncateEvent } from "./change-events.ts";
 import { snapshotResetPosition } from "../common/snapshot-reset.ts";
 import type { EventOrigin } from "./change-events.ts";
-import { addedTablesStatement, captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, planStart } from "./slot-setup.ts";
+import { addedTablesStatement, captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, ownsPublication, planStart } from "./slot-setup.ts";
+import { publishAllStatement, unpublishedActions } from "./publication-actions.ts";
 import type { CaptureNames, StandbyCatchUp, StartPlan } from "./slot-setup.ts";
 import { StreamBatcher } from "./stream-batcher.ts";
 import { BACKFILL_PREFIX, emptyTargetsStatement, StreamDecoder } from "./stream-decoder.ts";
@@ -155,6 +156,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private readonly keylessNewTables = new Set<string>();
   /** Captured tables found missing from the publication and put back (or warned about) once: not again until they are back in it. */
   private readonly republished = new Set<number>();
+  /** The operations the publication was last seen to leave out, as warned ("" when it publishes them all). */
+  private toldUnpublished = "";
   private pendingStream: StreamStart | null = null;
   /** prepare()'s catalog reads, until a connect takes them up. */
   private inspecting: Promise<Inspection> | null = null;
@@ -739,8 +742,10 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const catalog = this.catalog;
     if (catalog === null || known.length === 0) return;
     const publication = await publicationInfo(catalog, this.names.publication);
-    // Gone altogether, the stream fails and its restart creates it again.
-    if (publication === null || publication.allTables) return;
+    // Gone altogether, the stream fails at its next change (PG_PUBLICATION_DROPPED).
+    if (publication === null) return;
+    await this.republishActions(catalog, known);
+    if (publication.allTables) return;
     const published = new Set((await publishedTables(catalog, this.names.publication, this.server?.version ?? 0)).map((t) => `${t.schema}.${t.table}`));
     const out = known.filter((t) => !published.has(`${t.schema}.${t.table}`));
     for (const relid of this.republished) if (!out.some((t) => t.relid === relid)) this.republished.delete(relid);
@@ -755,6 +760,41 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     );
     const added = await ensurePublication(catalog, this.config, this.names, fresh, this.server?.version ?? 0, this.logger, this.context, () => backfill, backfill);
     if (!backfill) this.notBackfilled(added);
+  }
+
+  /**
+   * The publication set to publish fewer operations while capture ran (ALTER PUBLICATION ... SET (publish = 'insert')):
+   * pgoutput drops the others without a word, so the sinks kept rows updated or deleted since. One Sluice owns is set to
+   * publish all of them again, in the same transaction as the captured tables' targets are emptied and their rows
+   * asked to be read again (as for tables taken out of it: the changes meanwhile are not in the WAL stream). One it does
+   * not own is warned about, once for each set of operations left out.
+   */
+  private async republishActions(catalog: pg.Client, known: readonly TableRef[]): Promise<void> {
+    const left = await unpublishedActions(catalog, this.names.publication);
+    const told = left === null ? "" : left.join(", ");
+    if (told === "" || told === this.toldUnpublished) {
+      this.toldUnpublished = told;
+      return;
+    }
+    const publication = this.names.publication;
+    const tables = known.map((t) => `${t.schema}.${t.table}`);
+    if (!this.config.create_publication || !(await ownsPublication(catalog, publication))) {
+      this.toldUnpublished = told;
+      this.logger.warn(
+        { publication, unpublished: left, tables },
+        `publication "${publication}" does not publish ${told} (Sluice does not own it): those changes of the captured tables are not captured; ` +
+          `run ${publishAllStatement(publication)}, then read the tables again with sluice snapshot --table T --execute`,
+      );
+      return;
+    }
+    const backfill = this.config.snapshot.mode !== "never";
+    this.logger.warn(
+      { publication, unpublished: left, tables },
+      `publication "${publication}" was set to leave out ${told} while capture ran: those changes since were not streamed; ` +
+        (backfill ? "publishing them again, emptying the captured tables' targets and reading their rows again" : "publishing them again (snapshot.mode never: the tables are not read again)"),
+    );
+    await catalog.query(addedTablesStatement(this.names.slot, known, publishAllStatement(publication), () => backfill, backfill));
+    if (!backfill) this.notBackfilled(known);
   }
 
   /** Adds the captured tables the layouts' record lacks, as the catalog shows them now (RelationLayouts.seed). */
