@@ -1,10 +1,11 @@
 /**
  * End to end (issue 17, item 3) with MariaDB: two processes capture one MariaDB source over Kafka;
- * the leader is killed with -9 twice under a workload (inserts, updates, deletes), then frozen
- * (SIGSTOP) before a burst of changes, so its binlog connection's socket fills up; the standby
- * takes over each time (MariaDB drops the former leader's binlog connection when the new one
- * connects with the same server_id; a frozen one's dump thread the new leader ends itself), the
- * woken former leader stands by, and a sink process's ClickHouse table equals MariaDB's.
+ * the leader is killed with -9 under a workload (inserts, updates, deletes; once, SLUICE_E2E_FAILOVERS=10
+ * for the long run), then frozen (SIGSTOP) before a burst of changes, so its binlog connection's
+ * socket fills up; the standby takes over each time (MariaDB drops the former leader's binlog
+ * connection when the new one connects with the same server_id; a frozen one's dump thread the new
+ * leader ends itself), the woken former leader stands by, and a sink process's ClickHouse table
+ * equals MariaDB's.
  */
 import assert from "node:assert/strict";
 import { randomInt } from "node:crypto";
@@ -29,6 +30,8 @@ const config = {
   sinks: [{ kind: "clickhouse", name: "warehouse", url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database: chDatabase, batch: { max_rows: 200, max_wait: "100ms" } }],
 };
 const LEASE_ENV = { SLUICE_CAPTURE_LEASE_SESSION_MS: "6000" };
+// Each failover waits out the lease session (6 s); the freeze below is one more, to a standby started after a kill.
+const FAILOVERS = Number(process.env["SLUICE_E2E_FAILOVERS"] ?? 1);
 let admin: Connection;
 let captures = 0;
 
@@ -58,7 +61,7 @@ function startCapture(): Promise<SluiceDaemon> {
   return SluiceDaemon.start(dir, config, `capture${++captures}`, { args: ["--role", "capture"], env: LEASE_ENV });
 }
 
-test("MariaDB capture standby: kill -9 the leader twice and freeze it once under a workload; ClickHouse equals MariaDB", { timeout: 300_000 }, async (t) => {
+test(`MariaDB capture standby: kill -9 the leader ${FAILOVERS} times and freeze it once under a workload; ClickHouse equals MariaDB`, { timeout: 300_000 + FAILOVERS * 40_000 }, async (t) => {
   let leader = await startCapture();
   await waitFor("the first process to lead", async () => (await role(leader)) === "leader", { daemon: leader, timeoutMs: 90_000 });
   let standby = await startCapture();
@@ -78,7 +81,7 @@ test("MariaDB capture standby: kill -9 the leader twice and freeze it once under
     }
   })();
   try {
-    for (let round = 1; round <= 2; round++) {
+    for (let round = 1; round <= FAILOVERS; round++) {
       await sleep(randomInt(1_000, 4_000));
       const before = await position(leader);
       const killedAt = Date.now();
