@@ -162,3 +162,51 @@ test("a ClickHouse database dropped while the sink runs: the sink makes it again
     await log.close();
   }
 });
+
+test("one of Sluice's own ClickHouse tables gone while the sink runs (DROP DATABASE drops them one by one; or dropped by hand): the sink opens again and reads on, instead of stopping", async () => {
+  // Found on a live deployment: DROP DATABASE under a running daemon met the offsets insert between its table drops
+  // ('ClickHouse error 60: Table <db>._sluice_offsets doesn't exist'), not error 81, and stopped the sink and the daemon.
+  const deployment = testDeployment("lost_ch_own");
+  const events = new Events(tableSchema(randomTableName("lost"), [["id", "integer"], ["v", "text"]], ["id"], { source: `${deployment}.src` }));
+  const log = EmbeddedTopicLog.open({ path: join(dir, `${deployment}.db`), logger });
+  const group = `${deployment}.sink.ch`;
+  const target = events.schema.table;
+  const config = testSinkConfig("clickhouse", { name: "ch", url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database, native_deletes: false, target: "{table}" });
+  const stop = new AbortController();
+  try {
+    await log.createTopic({ name: events.topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+    await log.produce(inserts(events, 1, 10));
+    const runner = new SinkRunner({
+      sink: new ClickHouseSink(config, { logger }),
+      log,
+      group,
+      topics: async () => [events.topic],
+      decoder,
+      batch: { maxRows: 4, maxBytes: 1 << 20, maxWaitMs: 20 },
+      onError: "halt",
+      deadLetterTopic: `${group}.dlq`,
+      retry: { initialMs: 20, maxMs: 200 },
+      logger,
+      owner: `test-${randomBytes(3).toString("hex")}`,
+    });
+    let ended: unknown = null;
+    const running = runner.run(stop.signal).then(
+      () => undefined,
+      (error: unknown) => void (ended = error),
+    );
+    await waitFor("the first rows applied", async () => (await chIds(target)).length === 10 && (await caughtUp(log, group, events.topic)));
+    await admin.command({ query: `DROP TABLE \`${database}\`.\`_sluice_offsets\`` });
+    await log.produce(inserts(events, 11, 15));
+    await waitFor("every row applied, the offsets kept again", async () => {
+      if (ended !== null) throw new Error(`the sink stopped: ${String(ended)}`);
+      return (await chIds(target)).includes(15) && (await caughtUp(log, group, events.topic));
+    });
+    assert.deepEqual(await chIds(target), Array.from({ length: 15 }, (_, i) => i + 1));
+    stop.abort(new Error("test done"));
+    await running;
+    assert.equal(ended, null);
+  } finally {
+    stop.abort(new Error("test done"));
+    await log.close();
+  }
+});

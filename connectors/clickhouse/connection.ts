@@ -26,6 +26,10 @@ import type { ClickHouseSinkConfig } from "./config.ts";
 /** Server error codes worth retrying: the same request may succeed later. */
 /** UNKNOWN_DATABASE. */
 const UNKNOWN_DATABASE = 81;
+/** UNKNOWN_TABLE. */
+const UNKNOWN_TABLE = 60;
+/** The sink's own tables in its database (catalog.ts). */
+const OWN_TABLES = "_sluice_(?:offsets|tables|targets|truncates)";
 const TRANSIENT_CODES = new Set([159, 164, 202, 203, 209, 210, 241, 242, 252, 285, 319, 425, 473, 999]);
 /** Server error codes about the data sent: another set of rows may succeed. */
 const DATA_CODES = new Set([6, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 376, 407, 691]);
@@ -55,9 +59,12 @@ export class ClickHouseConnection {
   readonly #retry: { initial: number; max: number };
   /** scheme://host:port of the server, for messages. */
   readonly #url: string;
+  /** Matches an error naming one of the sink's own tables (`<database>._sluice_offsets`, ...). */
+  readonly #ownTableGone: RegExp;
 
   constructor(config: ClickHouseSinkConfig, logger: Logger) {
     this.#sink = config.name;
+    this.#ownTableGone = new RegExp(`\\b${config.database.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\.${OWN_TABLES}\\b`);
     this.#logger = logger;
     this.#retry = config.retry;
     this.#url = new URL(config.url).origin;
@@ -151,10 +158,14 @@ export class ClickHouseConnection {
         cause: error,
       });
     }
-    if (code === UNKNOWN_DATABASE) {
-      // Dropped under the running sink (an operator's DROP DATABASE): the runner opens the sink again, which makes the
-      // database and its offsets table anew, and reads from the offsets found there (none: as a new sink), as at a start.
-      return new SluiceError(`sink ${this.#sink}: its ClickHouse database was dropped while the sink wrote into it (error ${code}: ${errorMessage(error).trim()})`, {
+    // DROP DATABASE removes the tables one by one: a statement in between finds the database but not its table.
+    const ownTableGone = code === UNKNOWN_TABLE && this.#ownTableGone.test(errorMessage(error));
+    if (code === UNKNOWN_DATABASE || ownTableGone) {
+      // Dropped under the running sink (an operator's DROP DATABASE, or one of Sluice's own tables dropped by hand): the runner
+      // opens the sink again, which makes the database and its own tables anew, and reads from the offsets found there (none:
+      // as a new sink, each row applied again by version), as at a start.
+      const what = ownTableGone ? "its ClickHouse database (or one of Sluice's own tables in it) was dropped" : "its ClickHouse database was dropped";
+      return new SluiceError(`sink ${this.#sink}: ${what} while the sink wrote into it (error ${code}: ${errorMessage(error).trim()})`, {
         code: TARGET_REPLACED,
         context: { ...context, url: this.#url },
         cause: error,
