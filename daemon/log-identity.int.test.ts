@@ -103,7 +103,7 @@ function assertRefusal(refusal: SluiceError | null, sink: string, topic: string)
   assert.equal(refusal.context["sink"], sink);
   assert.equal(refusal.context["topic"], topic);
   assert.notEqual(refusal.context["expectedTopicId"], refusal.context["foundTopicId"]);
-  assert.match(refusal.message, new RegExp(`sluice replay -c CONFIG --sink ${sink} --from-beginning --rebuild --execute`));
+  assert.match(refusal.message, new RegExp(`sluice replay -c CONFIG --sink ${sink} --from-beginning --rebuild --table ${topic.replaceAll(".", "\\.")} --execute`));
 }
 
 async function duckIds(sink: DuckDbSink, target: string): Promise<number[]> {

@@ -51,5 +51,17 @@ test("the refusal names the sink, the topic, both identities and the rebuild com
     { sink: "warehouse", topic, expected: "log-a/3@1", found: "log-b/3@2" },
   );
   assert.match(error.message, /shop\.pg\.public\.orders partition 0: offset 10 was stored for topic identity log-a\/3@1, the log's topic is log-b\/3@2/);
-  assert.match(error.message, /sluice replay -c CONFIG --sink warehouse --from-beginning --rebuild --execute/);
+  assert.match(error.message, /Rebuild the table of this topic from the log as it is now: sluice replay -c CONFIG --sink warehouse --from-beginning --rebuild --table shop\.pg\.public\.orders --execute/);
+});
+
+test("the refusal's rebuild names only the tables of the topics refused (one deleted and created again), and every table when the log's own topics or many are refused", () => {
+  const mismatch = (t: string) => ({ topic: t, partition: 0, offset: 10n, expected: "a", found: "b", end: 50n });
+  const two = logMismatchError("warehouse", [mismatch("shop.pg.public.orders"), mismatch("shop.pg.public.orders"), mismatch("shop.pg.public.items")]);
+  assert.match(two.message, /--rebuild --table shop\.pg\.public\.orders --table shop\.pg\.public\.items --execute/);
+  assert.match(two.message, /its other tables keep what they hold/);
+  const own = logMismatchError("warehouse", [mismatch("shop.sluice.control")]);
+  assert.match(own.message, /Rebuild it from the log as it is now: sluice replay -c CONFIG --sink warehouse --from-beginning --rebuild --execute/);
+  const many = logMismatchError("warehouse", Array.from({ length: 6 }, (_, i) => mismatch(`shop.pg.public.t${i}`)));
+  assert.match(many.message, /--from-beginning --rebuild --execute/);
+  assert.doesNotMatch(many.message, /--table/);
 });

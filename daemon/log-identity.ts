@@ -77,15 +77,31 @@ function describe(m: OffsetMismatch): string {
   return `${where}: offset ${m.offset} was stored, but the log's partition ends at ${m.end}`;
 }
 
-/** The refusal: names the sink, the topics, the identities stored and found, and the command that rebuilds the sink. */
+/** Data topics named in one rebuild command (`--table TOPIC` each); beyond them, the command rebuilds every table of the sink. */
+const REBUILD_TOPICS_NAMED = 5;
+
+/** A topic of Sluice's own (`<deployment>.sluice.*`, `<deployment>.dlq.*`): no table to rebuild. Deployment names have no dots. */
+function isOwnTopic(topic: string): boolean {
+  return /^[^.]+\.(sluice|dlq)\./.test(topic) || topic.startsWith("__");
+}
+
+/**
+ * The refusal: names the sink, the topics, the identities stored and found, and the command that rebuilds what they cover:
+ * only the tables of the topics refused when they are a few data topics (some deleted and created again by an operator; a
+ * whole-sink rebuild would read every other table's history again too), else every table of the sink.
+ */
 export function logMismatchError(sink: string, mismatches: readonly OffsetMismatch[]): SluiceError {
   const first = mismatches[0]!;
   const topics = [...new Set(mismatches.map((m) => m.topic))];
   const listed = mismatches.slice(0, 3).map(describe).join("; ") + (mismatches.length > 3 ? `; and ${mismatches.length - 3} more` : "");
+  const tables = topics.filter((topic) => !isOwnTopic(topic));
+  const some = tables.length > 0 && tables.length <= REBUILD_TOPICS_NAMED;
+  const command = `sluice replay -c CONFIG --sink ${sink} --from-beginning --rebuild${some ? tables.map((t) => ` --table ${t}`).join("") : ""} --execute`;
   return new SluiceError(
     `sink ${sink}: its stored offsets were taken from another topic log than the one it reads now (${listed}). ` +
       "The embedded log file was replaced, or the topics were deleted and created again under the same names: resuming there would skip records, so the sink does not start. " +
-      `Rebuild it from the log as it is now: sluice replay -c CONFIG --sink ${sink} --from-beginning --rebuild --execute (works with the daemon running; the sink then reads on from where the rebuild ended).`,
+      `Rebuild ${some ? `the table${tables.length > 1 ? "s" : ""} of ${tables.length > 1 ? "these topics" : "this topic"}` : "it"} from the log as it is now: ${command} ` +
+      `(works with the daemon running; the sink then reads on from where the rebuild ended${some ? "; its other tables keep what they hold" : ""}).`,
     {
       code: SINK_LOG_MISMATCH,
       context: {
