@@ -3,7 +3,9 @@
  * MariaDB → the real daemon → Kafka with the default (Debezium-compatible) topics; then Apache
  * Flink's own `debezium-avro-confluent` format (local mini-cluster, test/flink/) materialises every
  * table from its topic, with schemas from the daemon's registry, and each table Flink holds must
- * equal the source row by row. The workload has a snapshot, an update leaving a TOAST value
+ * equal the source row by row. Both databases' workloads are captured first (a test each, the
+ * daemons left running), then one Flink run reads every topic of both (one JVM and mini-cluster
+ * start instead of two) and a test per database compares. The workload has a snapshot, an update leaving a TOAST value
  * unchanged (REPLICA IDENTITY FULL, and DEFAULT), a primary-key change, a column added with a
  * DEFAULT, a multi-statement transaction over several tables and a truncate, and a table of types;
  * the transaction-metadata topic is read with Flink's plain `avro-confluent` format.
@@ -18,6 +20,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import type { TestContext } from "node:test";
 import mysql from "mysql2/promise";
 import type { Connection } from "mysql2/promise";
 import type pg from "pg";
@@ -161,9 +164,52 @@ function assertSameRows(actual: Row[], expected: Row[], what: string): void {
   for (let i = 0; i < expected.length; i++) assert.deepEqual(actual[i], expected[i], `${what}: row ${expected[i]!.id}\nFlink: ${summary([actual[i]!])}\nsource: ${summary([expected[i]!])}`);
 }
 
+/** A database's captured workload: the tables Flink is to read, from the registry of the daemon that wrote them, and what to assert of what Flink made of them. */
+interface Captured {
+  readonly tables: readonly FlinkTable[];
+  readonly registry: string;
+  readonly daemon: SluiceDaemon;
+  readonly check: (state: FlinkState) => void;
+}
+type Database = "PostgreSQL" | "MariaDB";
+const workloads = new Map<Database, Captured>();
+const flinkDir = tempDir("flink");
+/** Each database's cleanup, run after Flink has read both (a describe's own after() would run before that). */
+const cleanups: (() => Promise<void>)[] = [];
+let flinkRun: Promise<FlinkState> | null = null;
+
+/**
+ * One Flink run reads the topics of every database's workload (one JVM and mini-cluster start, not one per
+ * database): its tables named `<database>_<table>`, each with its daemon's registry. The daemons stop after it.
+ */
+function readWithFlink(t: TestContext): Promise<FlinkState> {
+  flinkRun ??= (async () => {
+    const tables = [...workloads].flatMap(([database, { tables, registry }]) => tables.map((table) => ({ ...table, name: `${database}_${table.name}`, registry })));
+    const started = Date.now();
+    try {
+      const state = await materialiseWithFlink({ brokers: kafka.brokers.join(","), tables, timeoutSeconds: 240 }, join(flinkDir, "flink.json"));
+      t.diagnostic(`Flink read ${tables.length} topics through in ${Date.now() - started} ms`);
+      return state;
+    } finally {
+      for (const { daemon } of workloads.values()) await daemon.stop();
+    }
+  })();
+  return flinkRun;
+}
+
+/** What Flink made of one database's tables, by their own names. */
+function stateOf(state: FlinkState, database: Database): FlinkState {
+  return Object.fromEntries(Object.entries(state).flatMap(([name, table]) => (name.startsWith(`${database}_`) ? [[name.slice(database.length + 1), table]] : [])));
+}
+
 before(async () => {
   // The first build fetches ~160 MB of jars: outside every test's own timeout.
   await buildFlink();
+});
+
+after(async () => {
+  for (const cleanup of cleanups) await cleanup();
+  removeDir(flinkDir);
 });
 
 describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables from Sluice's topics", () => {
@@ -209,7 +255,7 @@ describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables 
     );
   });
 
-  after(async () => {
+  cleanups.push(async () => {
     await killAllDaemons();
     await dropPostgres(client, names);
     await client.end();
@@ -217,7 +263,7 @@ describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables 
     removeDir(dir);
   });
 
-  test("snapshot, unchanged TOAST, key change, added column with a default, a transaction and a truncate: Flink's tables equal PostgreSQL's", { timeout: 600_000 }, async (t) => {
+  test("snapshot, unchanged TOAST, key change, added column with a default, a transaction and a truncate, captured", { timeout: 600_000 }, async () => {
     const daemon = await SluiceDaemon.start(dir, config);
     await waitSourcesPast(daemon, client, 180_000);
     const s = schema;
@@ -302,24 +348,26 @@ describe("Flink's debezium-avro-confluent format materialises PostgreSQL tables 
       { name: "plain_docs", topic: `${prefix}.plain_docs`, columns: "`id` INT NOT NULL, `title` STRING NOT NULL, `body` STRING", key: ["id"] },
       transactionTable(`${deployment}.${source}.transaction`),
     ];
-    const flinkStarted = Date.now();
-    const state = await materialiseWithFlink({ brokers: kafka.brokers.join(","), registry: `${daemon.url}/registry`, tables, timeoutSeconds: 240 }, join(dir, "flink.json"));
-    t.diagnostic(`Flink read every topic through in ${Date.now() - flinkStarted} ms`);
-    await daemon.stop();
-
-    assertSameRows(flinkRows(state, "docs"), docs, "docs (REPLICA IDENTITY FULL, unchanged TOAST copied from before)");
-    assertSameRows(flinkRows(state, "items"), readerDefaults(items), "items (key change, transaction, added column with DEFAULT)");
-    assertSameRows(flinkRows(state, "events"), byId([...truncated, ...events]), "events (the truncate is not seen, as on Debezium's topics)");
-    assertSameRows(flinkRows(state, "logs"), logs, "logs (REPLICA IDENTITY DEFAULT, inserts and deletes)");
-    assertSameRows(
-      flinkRows(state, "kinds").map((row) => ({ ...row, f4: float(row.f4), f8: float(row.f8) })),
-      kinds,
-      "kinds",
-    );
-    assertSameRows(flinkRows(state, "churn"), churned, `churn (random workload, seed ${rng.seed})`);
-    assertTransaction(state, txid, { [`${s}.items`]: 3, [`${s}.docs`]: 1, [`${s}.events`]: 1, [`${s}.logs`]: 2, [`${s}.kinds`]: 2 });
-    // REPLICA IDENTITY DEFAULT: the update has no old row, as from Debezium, and Flink's format says what to do.
-    assert.match(String(state["plain_docs"]?.error), /REPLICA IDENTITY to FULL/, "Flink refuses an update without its old row, as on Debezium's topics");
+    workloads.set("PostgreSQL", {
+      tables,
+      registry: `${daemon.url}/registry`,
+      daemon,
+      check: (state) => {
+        assertSameRows(flinkRows(state, "docs"), docs, "docs (REPLICA IDENTITY FULL, unchanged TOAST copied from before)");
+        assertSameRows(flinkRows(state, "items"), readerDefaults(items), "items (key change, transaction, added column with DEFAULT)");
+        assertSameRows(flinkRows(state, "events"), byId([...truncated, ...events]), "events (the truncate is not seen, as on Debezium's topics)");
+        assertSameRows(flinkRows(state, "logs"), logs, "logs (REPLICA IDENTITY DEFAULT, inserts and deletes)");
+        assertSameRows(
+          flinkRows(state, "kinds").map((row) => ({ ...row, f4: float(row.f4), f8: float(row.f8) })),
+          kinds,
+          "kinds",
+        );
+        assertSameRows(flinkRows(state, "churn"), churned, `churn (random workload, seed ${rng.seed})`);
+        assertTransaction(state, txid, { [`${s}.items`]: 3, [`${s}.docs`]: 1, [`${s}.events`]: 1, [`${s}.logs`]: 2, [`${s}.kinds`]: 2 });
+        // REPLICA IDENTITY DEFAULT: the update has no old row, as from Debezium, and Flink's format says what to do.
+        assert.match(String(state["plain_docs"]?.error), /REPLICA IDENTITY to FULL/, "Flink refuses an update without its old row, as on Debezium's topics");
+      },
+    });
   });
 });
 
@@ -353,7 +401,7 @@ describe("Flink's debezium-avro-confluent format materialises MariaDB tables fro
     );
   });
 
-  after(async () => {
+  cleanups.push(async () => {
     await killAllDaemons();
     await admin.query(`DROP DATABASE IF EXISTS \`${database}\``);
     await admin.end();
@@ -361,7 +409,7 @@ describe("Flink's debezium-avro-confluent format materialises MariaDB tables fro
     removeDir(dir);
   });
 
-  test("snapshot, key change, added column with a default, a transaction and a truncate: Flink's tables equal MariaDB's", { timeout: 600_000 }, async (t) => {
+  test("snapshot, key change, added column with a default, a transaction and a truncate, captured", { timeout: 600_000 }, async () => {
     await admin.query("SET time_zone = '+00:00'");
     const daemon = await SluiceDaemon.start(dir, config);
     const d = `\`${database}\``;
@@ -429,16 +477,28 @@ describe("Flink's debezium-avro-confluent format materialises MariaDB tables fro
       },
       transactionTable(`${deployment}.${source}.transaction`),
     ];
-    const flinkStarted = Date.now();
-    const state = await materialiseWithFlink({ brokers: kafka.brokers.join(","), registry: `${daemon.url}/registry`, tables, timeoutSeconds: 240 }, join(dir, "flink.json"));
-    t.diagnostic(`Flink read every topic through in ${Date.now() - flinkStarted} ms`);
-    await daemon.stop();
-
-    assertSameRows(flinkRows(state, "docs"), docs, "docs");
-    assertSameRows(flinkRows(state, "items"), readerDefaults(items), "items (key change, transaction, added column with DEFAULT)");
-    assertSameRows(flinkRows(state, "events"), byId([...truncated, ...eventRows]), "events (the truncate is not seen, as on Debezium's topics)");
-    assertSameRows(flinkRows(state, "kinds").map((row) => ({ ...row, d: float(row.d) })), kinds, "kinds");
-    assertSameRows(flinkRows(state, "churn"), churned, `churn (random workload, seed ${rng.seed})`);
-    assertTransaction(state, gtid, { [`${database}.items`]: 3, [`${database}.docs`]: 1, [`${database}.events`]: 1, [`${database}.kinds`]: 2 });
+    workloads.set("MariaDB", {
+      tables,
+      registry: `${daemon.url}/registry`,
+      daemon,
+      check: (state) => {
+        assertSameRows(flinkRows(state, "docs"), docs, "docs");
+        assertSameRows(flinkRows(state, "items"), readerDefaults(items), "items (key change, transaction, added column with DEFAULT)");
+        assertSameRows(flinkRows(state, "events"), byId([...truncated, ...eventRows]), "events (the truncate is not seen, as on Debezium's topics)");
+        assertSameRows(flinkRows(state, "kinds").map((row) => ({ ...row, d: float(row.d) })), kinds, "kinds");
+        assertSameRows(flinkRows(state, "churn"), churned, `churn (random workload, seed ${rng.seed})`);
+        assertTransaction(state, gtid, { [`${database}.items`]: 3, [`${database}.docs`]: 1, [`${database}.events`]: 1, [`${database}.kinds`]: 2 });
+      },
+    });
   });
+});
+
+describe("Flink's debezium-avro-confluent format reads both databases' topics in one run", () => {
+  for (const database of ["PostgreSQL", "MariaDB"] as const) {
+    test(`Flink's tables equal ${database}'s`, { timeout: 600_000 }, async (t) => {
+      const workload = workloads.get(database);
+      assert.ok(workload, `the ${database} workload was captured (its test above failed)`);
+      workload.check(stateOf(await readWithFlink(t), database));
+    });
+  }
 });

@@ -36,8 +36,8 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
  * its topic through (in each partition, the last committed record with a value there was at the
  * start; tombstones Flink's formats skip), or failed, or at `timeoutSeconds`.
  *
- * Argument: a JSON file {brokers, registry, timeoutSeconds, tables: [{name, topic, columns (Flink
- * DDL column list), key: [column], format?}]}: format is
+ * Argument: a JSON file {brokers, registry?, timeoutSeconds, tables: [{name, topic, columns (Flink
+ * DDL column list), key: [column], format?, registry?}]}: a table's registry, else the spec's; format is
  * `debezium-avro-confluent` unless given (`avro-confluent` reads a plain Avro topic such as the
  * transaction topic, every record an insert). Every value is printed as text (decimals plain, bytes
  * in hex, arrays as JSON arrays, rows as objects); a table whose job failed has "error".
@@ -148,7 +148,7 @@ public final class FlinkDebeziumMaterialise {
           + option("properties.isolation.level", "read_committed") + ", "
           + option("scan.startup.mode", "earliest-offset") + ", "
           + option("format", format) + ", "
-          + option(format + ".url", spec.get("registry").asText()) + ")");
+          + option(format + ".url", table.path("registry").asText(spec.path("registry").asText())) + ")");
       Materialised job = new Materialised(name, key, lastOffsets.get(table.get("topic").asText()));
       jobs.add(job);
       try {

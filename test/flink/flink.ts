@@ -24,12 +24,14 @@ export interface FlinkTable {
   readonly key: readonly string[];
   /** Flink's format: `debezium-avro-confluent` (default), or `avro-confluent` for a plain Avro topic (each record an insert). */
   readonly format?: "debezium-avro-confluent" | "avro-confluent";
+  /** The Confluent-compatible registry of this table's schemas (default: the run's). */
+  readonly registry?: string;
 }
 
 export interface FlinkRun {
   readonly brokers: string;
-  /** The Confluent-compatible registry's base URL. */
-  readonly registry: string;
+  /** The Confluent-compatible registry's base URL, for the tables that name none. */
+  readonly registry?: string;
   readonly tables: readonly FlinkTable[];
   /** Flink stops once every table's job has read its topic through (up to its last record when the run began), or failed, or at this limit. */
   readonly timeoutSeconds?: number;
