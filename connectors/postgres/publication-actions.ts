@@ -1,7 +1,10 @@
 /**
- * The operations a publication publishes (pg_publication.pubinsert ... pubtruncate). Sluice creates its publication
- * with all four; `ALTER PUBLICATION ... SET (publish = 'insert')` (by hand, by a migration tool) makes pgoutput drop
- * every update and delete from then on without a word, so the sinks keep rows the source changed or deleted.
+ * What a publication publishes besides its tables: the operations (pg_publication.pubinsert ... pubtruncate) and
+ * whether partitions' changes go out under their root's name (pubviaroot). Sluice creates its publication with all
+ * four operations, via the root. `ALTER PUBLICATION ... SET (publish = 'insert')` (by hand, by a migration tool) makes
+ * pgoutput drop every update and delete from then on without a word; `SET (publish_via_partition_root = false)` sends
+ * a partitioned table's changes under its partitions' names, which are not captured. Either way the sinks keep rows
+ * the source changed or deleted.
  */
 import { quoteIdent } from "./connection-settings.ts";
 
@@ -12,18 +15,26 @@ interface Queryable {
   query<Row extends Record<string, unknown>>(text: string, values?: unknown[]): Promise<{ rows: Row[] }>;
 }
 
-/** The operations `publication` does not publish, in PUBLISHED_ACTIONS order; null when there is no such publication. */
-export async function unpublishedActions(db: Queryable, publication: string): Promise<PublishedAction[] | null> {
+export interface PublicationOptions {
+  /** The operations it does not publish, in PUBLISHED_ACTIONS order. */
+  readonly unpublished: readonly PublishedAction[];
+  readonly viaRoot: boolean;
+}
+
+const isTrue = (value: unknown) => value === true || value === "t";
+
+/** Null when there is no such publication. */
+export async function publicationOptions(db: Queryable, publication: string): Promise<PublicationOptions | null> {
   const result = await db.query<Record<string, boolean | string>>(
-    "SELECT pubinsert AS insert, pubupdate AS update, pubdelete AS delete, pubtruncate AS truncate FROM pg_publication WHERE pubname = $1",
+    "SELECT pubinsert AS insert, pubupdate AS update, pubdelete AS delete, pubtruncate AS truncate, pubviaroot AS via_root FROM pg_publication WHERE pubname = $1",
     [publication],
   );
   const row = result.rows[0];
   if (row === undefined) return null;
-  return PUBLISHED_ACTIONS.filter((action) => row[action] !== true && row[action] !== "t");
+  return { unpublished: PUBLISHED_ACTIONS.filter((action) => !isTrue(row[action])), viaRoot: isTrue(row["via_root"]) };
 }
 
-/** Makes `publication` publish every operation again, as Sluice creates it. */
-export function publishAllStatement(publication: string): string {
-  return `ALTER PUBLICATION ${quoteIdent(publication)} SET (publish = '${PUBLISHED_ACTIONS.join(", ")}')`;
+/** Makes `publication` publish every operation again (and via the root, with `viaRoot`), as Sluice creates it. */
+export function restoreOptionsStatement(publication: string, viaRoot: boolean): string {
+  return `ALTER PUBLICATION ${quoteIdent(publication)} SET (publish = '${PUBLISHED_ACTIONS.join(", ")}'${viaRoot ? ", publish_via_partition_root = true" : ""})`;
 }

@@ -110,3 +110,43 @@ test("a publication set to leave out updates and deletes while capture streams p
     await stopPumps(pumps, opened);
   }
 });
+
+test("a publication set to stop publishing via the partition root while capture streams is set back, and the partitioned tables are emptied and read again", async () => {
+  await admin.query(`CREATE TABLE "${schema}".parts (id int PRIMARY KEY, v int NOT NULL, note text) PARTITION BY RANGE (id)`);
+  await admin.query(`CREATE TABLE "${schema}".parts_a PARTITION OF "${schema}".parts FOR VALUES FROM (0) TO (100)`);
+  await admin.query(`CREATE TABLE "${schema}".parts_b PARTITION OF "${schema}".parts FOR VALUES FROM (100) TO (1000)`);
+  await admin.query(`INSERT INTO "${schema}".parts SELECT i, i, 'n' || i FROM generate_series(1, 200) i`);
+  const c = sourceConfig({ tables: [`${schema}.parts`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 }, heartbeat_interval: 500 });
+  configs.push(c);
+  const opened: PostgresSource[] = [];
+  const pumps: Pump[] = [];
+  const stopCheckpoints = checkpointing();
+  try {
+    const source = newSource(c, { tableDiscoveryMs: 300 });
+    opened.push(source);
+    await source.connect(null, AbortSignal.timeout(30_000));
+    const fold = new Fold("parts");
+    const state = pump(source, [fold]);
+    pumps.push(state);
+    await waitFor("the initial snapshot", () => state.checkpoint !== null && !isSnapshotIncomplete(state.checkpoint.position) && noTasks(state));
+
+    await admin.query(`ALTER PUBLICATION "${c.publication}" SET (publish_via_partition_root = false)`);
+    // Sent under parts_a's and parts_b's names, which are not captured.
+    await admin.query(`UPDATE "${schema}".parts SET v = -v WHERE id <= 10`);
+    await admin.query(`DELETE FROM "${schema}".parts WHERE id > 190`);
+
+    const viaRoot = async () => (await admin.query(`SELECT 1 FROM pg_publication WHERE pubname = $1 AND pubviaroot`, [c.publication])).rowCount === 1;
+    await waitFor("the publication publishing via the root again", viaRoot, 30_000);
+    await waitFor("the table read again", () => fold.visible().get("1")?.["v"] === -1 && !fold.visible().has("200") && noTasks(state), 60_000);
+    await admin.query(`UPDATE "${schema}".parts SET note = 'streamed' WHERE id = 150`);
+    await waitFor("a later update streamed", () => fold.visible().get("150")?.["note"] === "streamed", 30_000);
+
+    const rows = await admin.query<{ id: string; v: string }>(`SELECT id, v FROM "${schema}".parts ORDER BY id`);
+    const visible = fold.visible();
+    assert.deepEqual([...visible.keys()].map(Number).sort((a, b) => a - b), rows.rows.map((r) => Number(r.id)), "the rows deleted meanwhile are gone");
+    assert.ok(rows.rows.every((r) => visible.get(r.id)?.["v"] === Number(r.v)), "every row with its latest value");
+  } finally {
+    await stopCheckpoints();
+    await stopPumps(pumps, opened);
+  }
+});

@@ -40,7 +40,7 @@ import { insertEvent, truncateEvent } from "./change-events.ts";
 import { snapshotResetPosition } from "../common/snapshot-reset.ts";
 import type { EventOrigin } from "./change-events.ts";
 import { addedTablesStatement, captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, ownsPublication, planStart } from "./slot-setup.ts";
-import { publishAllStatement, unpublishedActions } from "./publication-actions.ts";
+import { publicationOptions, restoreOptionsStatement } from "./publication-actions.ts";
 import type { CaptureNames, StandbyCatchUp, StartPlan } from "./slot-setup.ts";
 import { StreamBatcher } from "./stream-batcher.ts";
 import { BACKFILL_PREFIX, emptyTargetsStatement, StreamDecoder } from "./stream-decoder.ts";
@@ -156,8 +156,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private readonly keylessNewTables = new Set<string>();
   /** Captured tables found missing from the publication and put back (or warned about) once: not again until they are back in it. */
   private readonly republished = new Set<number>();
-  /** The operations the publication was last seen to leave out, as warned ("" when it publishes them all). */
-  private toldUnpublished = "";
+  /** What the publication was last warned of leaving out (republishOptions; "" when nothing). */
+  private toldPublicationOptions = "";
   private pendingStream: StreamStart | null = null;
   /** prepare()'s catalog reads, until a connect takes them up. */
   private inspecting: Promise<Inspection> | null = null;
@@ -744,7 +744,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const publication = await publicationInfo(catalog, this.names.publication);
     // Gone altogether, the stream fails at its next change (PG_PUBLICATION_DROPPED).
     if (publication === null) return;
-    await this.republishActions(catalog, known);
+    await this.republishOptions(catalog, known);
     if (publication.allTables) return;
     const published = new Set((await publishedTables(catalog, this.names.publication, this.server?.version ?? 0)).map((t) => `${t.schema}.${t.table}`));
     const out = known.filter((t) => !published.has(`${t.schema}.${t.table}`));
@@ -763,38 +763,48 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   }
 
   /**
-   * The publication set to publish fewer operations while capture ran (ALTER PUBLICATION ... SET (publish = 'insert')):
-   * pgoutput drops the others without a word, so the sinks kept rows updated or deleted since. One Sluice owns is set to
-   * publish all of them again, in the same transaction as the captured tables' targets are emptied and their rows
-   * asked to be read again (as for tables taken out of it: the changes meanwhile are not in the WAL stream). One it does
-   * not own is warned about, once for each set of operations left out.
+   * The publication set to publish fewer operations while capture ran (ALTER PUBLICATION ... SET (publish = 'insert')),
+   * or no longer via the partition root (publish_via_partition_root = false: a partitioned table's changes then come
+   * under its partitions' names, which are not captured). Either way changes were dropped without a word, so the sinks
+   * kept rows updated or deleted since. One Sluice owns is set back, in the same transaction as the affected tables'
+   * targets are emptied and their rows asked to be read again (all captured tables, or the partitioned ones for the
+   * root alone), as for tables taken out of it. One it does not own is warned about, once for each state.
    */
-  private async republishActions(catalog: pg.Client, known: readonly TableRef[]): Promise<void> {
-    const left = await unpublishedActions(catalog, this.names.publication);
-    const told = left === null ? "" : left.join(", ");
-    if (told === "" || told === this.toldUnpublished) {
-      this.toldUnpublished = told;
-      return;
-    }
+  private async republishOptions(catalog: pg.Client, known: readonly TableRef[]): Promise<void> {
+    const options = await publicationOptions(catalog, this.names.publication);
+    if (options === null) return;
+    const partitioned = known.filter((t) => t.kind === "p");
+    const rootOff = !options.viaRoot && partitioned.length > 0 && (this.server?.version ?? 0) >= 130000;
+    const problems = [...(options.unpublished.length > 0 ? [`leave out ${options.unpublished.join(", ")}`] : []), ...(rootOff ? ["not publish via the partition root"] : [])];
+    const told = problems.join(" and ");
+    if (told === this.toldPublicationOptions) return;
+    this.toldPublicationOptions = told;
+    if (told === "") return;
     const publication = this.names.publication;
-    const tables = known.map((t) => `${t.schema}.${t.table}`);
+    const affected = options.unpublished.length > 0 ? known : partitioned;
+    const tables = affected.map((t) => `${t.schema}.${t.table}`);
+    const restore = restoreOptionsStatement(publication, rootOff);
     if (!this.config.create_publication || !(await ownsPublication(catalog, publication))) {
-      this.toldUnpublished = told;
       this.logger.warn(
-        { publication, unpublished: left, tables },
-        `publication "${publication}" does not publish ${told} (Sluice does not own it): those changes of the captured tables are not captured; ` +
-          `run ${publishAllStatement(publication)}, then read the tables again with sluice snapshot --table T --execute`,
+        { publication, unpublished: options.unpublished, viaRoot: options.viaRoot, tables },
+        `publication "${publication}" is set to ${told} (Sluice does not own it): those changes of the captured tables are not captured; run ${restore}, then read the tables again with sluice snapshot --table T --execute`,
       );
       return;
     }
     const backfill = this.config.snapshot.mode !== "never";
     this.logger.warn(
-      { publication, unpublished: left, tables },
-      `publication "${publication}" was set to leave out ${told} while capture ran: those changes since were not streamed; ` +
-        (backfill ? "publishing them again, emptying the captured tables' targets and reading their rows again" : "publishing them again (snapshot.mode never: the tables are not read again)"),
+      { publication, unpublished: options.unpublished, viaRoot: options.viaRoot, tables },
+      `publication "${publication}" was set to ${told} while capture ran: those changes since were not streamed; ` +
+        (backfill ? "setting it back, emptying the tables' targets and reading their rows again" : "setting it back (snapshot.mode never: the tables are not read again)"),
     );
-    await catalog.query(addedTablesStatement(this.names.slot, known, publishAllStatement(publication), () => backfill, backfill));
-    if (!backfill) this.notBackfilled(known);
+    try {
+      await catalog.query(addedTablesStatement(this.names.slot, affected, restore, () => backfill, backfill));
+    } catch (error) {
+      this.toldPublicationOptions = "";
+      throw error;
+    }
+    this.toldPublicationOptions = "";
+    if (!backfill) this.notBackfilled(affected);
   }
 
   /** Adds the captured tables the layouts' record lacks, as the catalog shows them now (RelationLayouts.seed). */
