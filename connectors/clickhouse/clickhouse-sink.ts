@@ -74,6 +74,8 @@ const VIEW_CHECK_MS = 10_000;
 export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink {
   readonly name: string;
   readonly offsetsAtomic = false;
+  /** For messages such as SINK_TARGET_OFFSETS_LOST. */
+  readonly targetLabel: string;
   readonly #config: ClickHouseSinkConfig;
   readonly #logger: Logger;
   readonly #accept: (table: TableId) => boolean;
@@ -112,6 +114,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     this.#accept = tableFilter(config);
     this.#claims = new TargetClaims(config.name);
     this.#viewCheckMs = options.viewCheckMs ?? VIEW_CHECK_MS;
+    this.targetLabel = `ClickHouse database ${config.database} at ${new URL(config.url).origin}`;
   }
 
   /** The server's column types and engine options, known after `open`. */

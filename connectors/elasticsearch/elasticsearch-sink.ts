@@ -80,6 +80,8 @@ function withoutFilling({ filling: _filling, ...column }: FillingColumn): Target
 export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSink {
   readonly name: string;
   readonly offsetsAtomic = false;
+  /** For messages such as SINK_TARGET_OFFSETS_LOST. */
+  readonly targetLabel: string;
   readonly #config: ElasticsearchSinkConfig;
   readonly #options: ElasticsearchSinkOptions;
   readonly #logger: Logger;
@@ -109,6 +111,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     this.#logger = options.logger.child({ component: "sink", sink: config.name, kind: "elasticsearch" });
     this.#accept = tableFilter(config);
     this.#claims = new TargetClaims(config.name, { derived: DERIVED_NAME_SUFFIX });
+    this.targetLabel = `the sink's documents in Elasticsearch index ${OFFSETS_INDEX} at ${config.nodes.map((node) => new URL(node).origin).join(",")}`;
   }
 
   async open(signal: AbortSignal): Promise<void> {
