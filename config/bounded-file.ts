@@ -20,6 +20,9 @@ export class FileRefused extends Error {
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
 
+/** Far above any real config: a larger file is a wrong path, never read whole. */
+export const CONFIG_FILE_MAX_BYTES = 4 * MiB;
+
 /** A certificate, key or CA bundle (a system's whole bundle is ~200 KB). */
 export const PEM_FILE_MAX_BYTES = 4 * MiB;
 

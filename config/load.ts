@@ -1,4 +1,4 @@
-import { MiB, readBoundedFile } from "./bounded-file.ts";
+import { CONFIG_FILE_MAX_BYTES, readBoundedFile } from "./bounded-file.ts";
 import type { z } from "zod";
 import { checkScalars, describeFsError, interpolateEnv, offsetOf, parseConfigText, plainValue, readSecretFiles } from "./document.ts";
 import type { ParsedConfigDocument } from "./document.ts";
@@ -29,9 +29,6 @@ export interface LoadOptions {
    */
   check?: (config: SluiceConfig) => readonly { readonly path: readonly PropertyKey[]; readonly message: string }[];
 }
-
-/** Far above any real config: a larger file is a wrong path, never read whole. */
-const CONFIG_FILE_MAX_BYTES = 4 * MiB;
 
 /** Reads, interpolates and validates a config file; throws ConfigValidationError with every problem found. */
 export function loadConfigFile(file: string, options: LoadOptions = {}): SluiceConfig {

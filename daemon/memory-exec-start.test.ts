@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -59,6 +59,15 @@ describe("sluice run's first process and the flags of earlier starts", () => {
     assert.notEqual(shape("shape_kafka", JSON.stringify({ name: "a", sources: [{ name: "pg", kind: "postgres" }], topics: { kind: "kafka" } })), embedded);
     assert.notEqual(shape("shape_memory", "name: a\nmemory: 512MiB\nsources:\n  - {name: pg, kind: postgres}\ntopics: {kind: embedded, path: a.db}\n"), embedded);
     assert.equal(shapeOf(["-c", join(dir, "missing.yaml")], {}), "");
+  });
+
+  test("a config that is a FIFO has no shape and is not waited on (sluice run -c FIFO hung before its first log line)", () => {
+    const fifo = join(dir, "fifo.yaml");
+    assert.equal(spawnSync("mkfifo", [fifo]).status, 0);
+    const script = `const { shapeOf } = await import(${JSON.stringify(new URL("./memory-exec-start.ts", import.meta.url).href)}); console.log(JSON.stringify(shapeOf(["-c", process.argv[1]], {})));`;
+    const child = spawnSync(process.execPath, ["--input-type=module", "-e", script, fifo], { timeout: 30_000, encoding: "utf8" });
+    assert.equal(child.signal, null, "shapeOf did not return: it waited on the FIFO");
+    assert.equal(child.stdout.trim(), '""', child.stderr);
   });
 
   test("the started process checks remembered flags against its config: the same run as they are, others start it again with the planned ones, which are remembered", async () => {

@@ -15,6 +15,7 @@
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { CONFIG_FILE_MAX_BYTES, readBoundedFile } from "../config/bounded-file.ts";
 
 export const REEXEC_MARK = "SLUICE_MEMORY_EXEC";
 /** Beside REEXEC_MARK: the flags were remembered, not planned for this config; the started process checks them. */
@@ -104,7 +105,8 @@ export function shapeOf(args: readonly string[], env: Readonly<Record<string, st
     const { values } = parseArgs({ args: [...args], options: { config: { type: "string", short: "c" } }, strict: false, allowPositionals: true });
     const file = typeof values["config"] === "string" ? values["config"] : env["SLUICE_CONFIG"];
     if (file === undefined) return "";
-    const text = readFileSync(file, "utf8");
+    // Bounded, and never a FIFO: its open would wait for a writer before the daemon could say what is wrong.
+    const text = readBoundedFile(file, CONFIG_FILE_MAX_BYTES).toString("utf8");
     const kinds = [...text.matchAll(/\bkind["']?\s*:\s*["']?([\w-]+)/g)].map((m) => m[1]!).sort();
     const memory = /\bmemory["']?\s*:\s*["']?([^\s,"'}]+)/.exec(text)?.[1] ?? "";
     return JSON.stringify([kinds, memory, /\bpersonal\b/.test(text)]);
