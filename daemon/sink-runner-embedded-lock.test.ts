@@ -6,7 +6,7 @@
  * waits for the lock and goes on (issue 12, item 4).
  */
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -66,8 +66,10 @@ class SizeSink implements Sink {
   }
 }
 
-test("a sink reads and commits while capture holds the embedded log's write lock past the busy timeout and writes ~100 MB: no 'database is locked' failure", { timeout: 120_000 }, async () => {
-  const path = join(mkdtempSync(join(tmpdir(), "sluice-embedded-lock-")), "log.db");
+test("a sink reads and commits while capture holds the embedded log's write lock past the busy timeout and writes ~100 MB: no 'database is locked' failure", { timeout: 120_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-embedded-lock-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true })); // ~100 MB a run
+  const path = join(dir, "log.db");
   const log = EmbeddedTopicLog.open({ path, logger: silent, maintenanceIntervalMs: 0 });
   await log.createTopic({ name: TOPIC, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
   const module = (file: string) => new URL(file, import.meta.url).href;
