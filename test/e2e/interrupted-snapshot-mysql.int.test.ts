@@ -33,7 +33,8 @@ const table = (name: string): TableDef => ({
 const first = table("first_read");
 const second = table("second_read");
 const tables = [first, second];
-const ROWS = { first_read: 12_000, second_read: 6_000 } as const;
+// Enough chunks (CHUNK_ROWS each) for both kills to land inside the second table's read; the first is read whole before it.
+const ROWS = { first_read: 5_000, second_read: 3_000 } as const;
 const dir = tempDir("resnapm");
 const CHUNK_ROWS = 20;
 const duckPath = join(dir, "warehouse.duckdb");

@@ -61,7 +61,8 @@ const table = (name: string): TableDef => ({
 const first = table("first_read");
 const second = table("second_read");
 const tables = [first, second];
-const ROWS = { first_read: 12_000, second_read: 8_000 } as const;
+// Enough chunks (CHUNK_ROWS each) for both kills to land inside the second table's read; the first is read whole before it.
+const ROWS = { first_read: 5_000, second_read: 4_000 } as const;
 const dir = tempDir("resnap");
 const CHUNK_ROWS = 20;
 const duckPath = join(dir, "warehouse.duckdb");
