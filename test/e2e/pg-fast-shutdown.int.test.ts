@@ -8,8 +8,9 @@
  *    after the restart, DuckDB equals PostgreSQL.
  * 2. With heartbeats off, writes to a table outside the publication still move the slot (the
  *    keepalive's WAL end is confirmed through the pipeline); kill -9 of the daemon right after such
- *    confirmations, while captured changes are in flight, never leaves the slot confirmed past the
- *    stored checkpoint: the restart resumes (no PG_SLOT_UNUSABLE) and nothing is lost.
+ *    confirmations, while captured changes are in flight (2 times; SLUICE_E2E_KILL_ROUNDS=20 for the
+ *    long run), never leaves the slot confirmed past the stored checkpoint: the restart resumes (no
+ *    PG_SLOT_UNUSABLE) and nothing is lost.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -32,6 +33,7 @@ const items: TableDef = {
 const dir = tempDir("pg-fast-shutdown");
 const duckPath = join(dir, "warehouse.duckdb");
 const deployment = randomName("dep");
+const KILL_ROUNDS = Number(process.env["SLUICE_E2E_KILL_ROUNDS"] ?? 2);
 let server: PrivatePostgres;
 let admin: pg.Client;
 
@@ -147,7 +149,7 @@ test("pg_ctl stop -m fast finishes while Sluice captures; Sluice waits the outag
   await assertDuckDbEqualsPostgres("DuckDB after a fast shutdown and restart of PostgreSQL");
 });
 
-test("heartbeats off: uncaptured writes move the slot; kill -9 right after such confirmations loses nothing", { timeout: 300_000 }, async (t) => {
+test("heartbeats off: uncaptured writes move the slot; kill -9 right after such confirmations loses nothing", { timeout: 300_000 + KILL_ROUNDS * 15_000 }, async (t) => {
   let daemon = await SluiceDaemon.start(dir, config(0), "keepalive-0");
   await waitFor("the source to be ready", () => sourceReady(daemon), { daemon, timeoutMs: 60_000 });
   const other = startWriter({ captured: false, other: true });
@@ -156,7 +158,7 @@ test("heartbeats off: uncaptured writes move the slot; kill -9 right after such 
   const target = lsnToBigInt((await admin.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn")).rows[0]!.lsn);
   await waitFor(`confirmed_flush_lsn to pass ${formatLsn(target)} with only uncaptured writes (keepalives, no heartbeats)`, async () => (await confirmedFlush(admin)) >= target, { daemon, timeoutMs: 60_000 });
 
-  for (let round = 1; round <= 3; round++) {
+  for (let round = 1; round <= KILL_ROUNDS; round++) {
     const writer = startWriter({ captured: true, other: true });
     const before = await confirmedFlush(admin);
     await waitFor("the slot to be confirmed further while both tables are written", async () => (await confirmedFlush(admin)) > before, { daemon, timeoutMs: 60_000 });
