@@ -161,6 +161,18 @@ test("unreachable broker: the unit is retried with a fresh producer until it goe
   await producer.close();
 });
 
+test("a topic Kafka does not know (deleted by an operator): before each retry the unit's topics are handed to onUnknownTopic (which creates a deleted one again); other failures do not call it", async () => {
+  const kafka = new ScriptedKafka();
+  const unknown = Object.assign(new Error("This server does not host this topic-partition"), { name: "KafkaJSProtocolError", type: "UNKNOWN_TOPIC_OR_PARTITION", retriable: true });
+  kafka.failures.push(connectionError(), unknown);
+  const asked: string[][] = [];
+  const { producer } = producerWith(kafka, { onUnknownTopic: async (topics) => void asked.push([...topics]) });
+  await producer.send([message("t", "a"), message("u", "b")], { source: "s", message: message("cp", "1") });
+  assert.deepEqual(asked, [["t", "u", "cp"]], "once, for the unknown topic's failure, with every topic of the unit");
+  assert.deepEqual(values(kafka), ["t:a", "u:b", "cp:1"]);
+  await producer.close();
+});
+
 test("a permanent failure rejects that unit and every later one, so no later checkpoint skips lost records", async () => {
   const kafka = new ScriptedKafka();
   const tooLarge = Object.assign(new Error("The request included a message larger than the max message size the server will accept"), { name: "KafkaJSProtocolError", type: "MESSAGE_TOO_LARGE", retriable: false });

@@ -20,7 +20,7 @@ import type { Logger } from "../../runtime/logger.ts";
 import { backoffDelay } from "../../runtime/backoff.ts";
 import type { BackoffPolicy } from "../../runtime/backoff.ts";
 import { SluiceError } from "../errors.ts";
-import { kafkaError } from "./kafka-errors.ts";
+import { isUnknownTopicOrPartition, kafkaError } from "./kafka-errors.ts";
 import { withLinearPartitionGrouping } from "./partition-grouping.ts";
 import { pushAll } from "../../runtime/arrays.ts";
 // kafkajs's produce requests are encoded in one pass from here on (before any producer sends).
@@ -79,6 +79,11 @@ export interface BatchingProducerOptions {
    * whole (MESSAGE_TOO_LARGE, for good), so a batch to that topic stays within it when it is below `batchBytes`.
    */
   readonly batchLimitOf?: (topic: string) => number | undefined;
+  /**
+   * A delivery failed with UNKNOWN_TOPIC_OR_PARTITION: called with the unit's topics before it is retried, so that one
+   * deleted meanwhile (by an operator) is created again; otherwise the retries would go on for as long as the process runs.
+   */
+  readonly onUnknownTopic?: (topics: readonly string[]) => Promise<void>;
 }
 
 export interface WrittenOffset {
@@ -317,6 +322,10 @@ export class BatchingProducer {
         this.options.onReadyChange(false, failure.message);
         const delayMs = backoffDelay(this.options.retry, attempt);
         this.logger.warn({ brokers: this.options.brokers, err: failure.toLog(), attempt: attempt + 1, delayMs }, "Kafka unavailable; retrying the batch");
+        if (this.options.onUnknownTopic && isUnknownTopicOrPartition(error)) {
+          const topics = [...new Set([...unit.messages, ...unit.checkpoints.values()].map((m) => m.topic))];
+          await this.options.onUnknownTopic(topics).catch((problem: unknown) => this.logger.warn({ err: problem, topics }, "could not look for or create again the topics Kafka does not know; retrying the batch"));
+        }
         await sleep(delayMs);
       }
     }

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import kafkajs from "kafkajs";
 import { SluiceError } from "../errors.ts";
-import { isRetriableKafkaError, kafkaError } from "./kafka-errors.ts";
+import { isRetriableKafkaError, isUnknownTopicOrPartition, kafkaError } from "./kafka-errors.ts";
 
 const { KafkaJSConnectionError, KafkaJSNonRetriableError, KafkaJSNumberOfRetriesExceeded, KafkaJSProtocolError } = kafkajs;
 const brokers = ["127.0.0.1:9092"];
@@ -90,5 +90,6 @@ test("a topic-partition the broker does not host (a topic deleted while Sluice w
   const sluice = kafkaError(new KafkaJSNumberOfRetriesExceeded(error, { retryCount: 5, retryTime: 3000 }), "produce", brokers);
   assert.equal(sluice.code, "KAFKA_UNAVAILABLE");
   assert.equal(sluice.retriable, true);
-  assert.match(sluice.message, /does not host this topic-partition.*if it lasts, the topic was deleted: capture creates it again when it reconnects or restarts, and it then holds only the changes since/);
+  assert.match(sluice.message, /does not host this topic-partition.*if it lasts, the topic was deleted: capture creates it again \(it then holds only the changes since/);
+  assert.equal(isUnknownTopicOrPartition(new KafkaJSNumberOfRetriesExceeded(error, { retryCount: 5, retryTime: 3000 })), true, "seen inside kafkajs's wrapper");
 });

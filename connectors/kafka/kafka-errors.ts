@@ -73,6 +73,11 @@ export function isInvalidTopicName(error: unknown): boolean {
   return false;
 }
 
+/** Kafka answered UNKNOWN_TOPIC_OR_PARTITION (also inside kafkajs's wrappers): for a while after a topic's creation, for good after its deletion. */
+export function isUnknownTopicOrPartition(error: unknown): boolean {
+  return rootCause(error).type === "UNKNOWN_TOPIC_OR_PARTITION";
+}
+
 export function isRetriableKafkaError(error: unknown): boolean {
   if (error instanceof SluiceError) return error.retriable;
   const root = rootCause(error);
@@ -116,9 +121,9 @@ export function kafkaError(error: unknown, operation: string, brokers: readonly 
     );
   }
   if (isRetriableKafkaError(error)) {
-    // Also answered for a while after a topic is created, but for good once it was deleted: Sluice creates its topics only at start.
+    // Also answered for a while after a topic is created, but for good once it was deleted: the producer then creates it again.
     const deleted = root.type === "UNKNOWN_TOPIC_OR_PARTITION"
-      ? "; if it lasts, the topic was deleted: capture creates it again when it reconnects or restarts, and it then holds only the changes since (docs/operations.md, \"A sink refuses to start\")"
+      ? "; if it lasts, the topic was deleted: capture creates it again (it then holds only the changes since; docs/operations.md, \"A sink refuses to start\")"
       : "";
     return new ConnectionError(`Kafka ${brokers.join(",")} unavailable during ${operation}: ${detail}${deleted}`, { code: "KAFKA_UNAVAILABLE", context, cause: error });
   }

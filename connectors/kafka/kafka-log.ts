@@ -126,6 +126,8 @@ export class KafkaTopicLog implements TopicLog {
   private readonly readerLimits: KafkaReaderLimits | undefined;
   private readonly visibleWithinMs: number;
   private readonly partitionCounts = new Map<string, number>();
+  /** Every topic created or adopted, as declared: one deleted while it is written is created again from it. */
+  private readonly declared = new Map<string, TopicSpec>();
   /** max.message.bytes of the topics this process created, declared or wrote to: batches and records to each stay within it. */
   private readonly recordLimits = new Map<string, number>();
   private readonly consumers = new Set<KafkaPullConsumer>();
@@ -191,6 +193,7 @@ export class KafkaTopicLog implements TopicLog {
       },
       untilVisible: (offsets) => this.committedVisible(offsets),
       batchLimitOf: (topic) => this.recordLimits.get(topic),
+      onUnknownTopic: (topics) => this.createDeletedAgain(topics),
     });
     this.registryJournal = new KafkaJournal(this, registryTopic(options.deployment));
     this.schemaHistoryJournal = new KafkaJournal(this, schemaHistoryTopic(options.deployment));
@@ -321,6 +324,25 @@ export class KafkaTopicLog implements TopicLog {
       );
     }
     this.partitionCounts.set(spec.name, partitions);
+    this.declared.set(spec.name, spec);
+  }
+
+  /**
+   * A produce Kafka answered UNKNOWN_TOPIC_OR_PARTITION: those of `topics` this log declared and Kafka no longer has (an
+   * operator deleted them while capture wrote) are created again as declared, as a restart would (a data topic with a new
+   * identity, so sinks read it from its first record; it holds only the changes from here on). Before, capture retried the
+   * batch for as long as the process ran, every table's capture waiting, until a restart.
+   */
+  private async createDeletedAgain(topics: readonly string[]): Promise<void> {
+    for (const name of topics) {
+      const spec = this.declared.get(name);
+      if (spec === undefined || (await this.describeTopic(name)) !== undefined) continue;
+      this.logger.warn(
+        { topic: name, code: "TOPIC_DELETED" },
+        `topic ${name} was deleted while capture wrote to it (by hand?): creating it again as configured; it holds only the changes from here on, and sinks read it from its first record (docs/operations.md, "A sink refuses to start")`,
+      );
+      await this.createTopic(spec);
+    }
   }
 
   /**
@@ -375,6 +397,7 @@ export class KafkaTopicLog implements TopicLog {
     if (!created && specs.length > 1) return false;
     for (const spec of specs) {
       this.partitionCounts.set(spec.name, spec.partitions);
+      this.declared.set(spec.name, spec);
       this.recordLimits.set(spec.name, this.maxMessageBytes(spec));
       this.logger.info({ topic: spec.name, partitions: spec.partitions, cleanupPolicy: cleanupPolicy(spec), replicationFactor: this.config.replication_factor }, "topic created");
     }
