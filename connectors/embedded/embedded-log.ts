@@ -34,6 +34,7 @@ import { KeyIndex } from "./key-index.ts";
 import { Maintenance } from "./maintenance.ts";
 import type { MaintenanceResult } from "./maintenance.ts";
 import { encodeBatch, encodedSize, recordTimestamps } from "./record-codec.ts";
+import { openFailureReason } from "./open-failure.ts";
 import { EmbeddedRegistryJournal } from "./registry-journal.ts";
 import { prepareDatabase, readLogId } from "./schema.ts";
 import { topicLogError } from "./sqlite-errors.ts";
@@ -242,7 +243,14 @@ export class EmbeddedTopicLog implements TopicLog {
       if (!options.readOnly) mkdirSync(dirname(path), { recursive: true });
       db = new DatabaseSync(path, { readOnly: options.readOnly ?? false });
     } catch (error) {
-      throw new SluiceError(`cannot open embedded topic log ${path}: ${(error as Error).message}`, { code: "TOPIC_LOG_OPEN_FAILED", context: { component: "embedded-log", path }, cause: error });
+      const reason = openFailureReason(path, options.readOnly ?? false);
+      throw new SluiceError(`cannot open embedded topic log ${path}: ${reason === "" ? "" : `${reason}; `}${(error as Error).message}`, { code: "TOPIC_LOG_OPEN_FAILED", context: { component: "embedded-log", path }, cause: error });
+    }
+    // SQLite opens a file it may not write read-only without a word, and the first write then fails.
+    const unwritable = options.readOnly ? "" : openFailureReason(path, false);
+    if (unwritable !== "") {
+      db.close();
+      throw new SluiceError(`cannot open embedded topic log ${path}: ${unwritable}`, { code: "TOPIC_LOG_OPEN_FAILED", context: { component: "embedded-log", path } });
     }
     try {
       prepareDatabase(db, path, options.readOnly ?? false);
