@@ -38,3 +38,15 @@ export async function publicationOptions(db: Queryable, publication: string): Pr
 export function restoreOptionsStatement(publication: string, viaRoot: boolean): string {
   return `ALTER PUBLICATION ${quoteIdent(publication)} SET (publish = '${PUBLISHED_ACTIONS.join(", ")}'${viaRoot ? ", publish_via_partition_root = true" : ""})`;
 }
+
+/**
+ * The tables added to `publication` by name (pg_publication_rel). A partitioned table's membership is read here: when
+ * the publication does not publish via the root, pg_publication_tables lists its partitions instead of it.
+ */
+export async function publicationMembers(db: Queryable, publication: string): Promise<Set<number>> {
+  const result = await db.query<{ relid: number | string }>(
+    "SELECT pr.prrelid::int8 AS relid FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE p.pubname = $1",
+    [publication],
+  );
+  return new Set(result.rows.map((row) => Number(row.relid)));
+}

@@ -13,6 +13,9 @@ import { Fold, noTasks, pump, stopPumps, waitFor } from "../common/online-snapsh
 import { isSnapshotIncomplete } from "./positions.ts";
 import { adminClient, checkpointing, cleanUp, newSource, randomName, sourceConfig } from "./int-test-support.ts";
 import type { PostgresSource } from "./source.ts";
+import type { Logger } from "../../runtime/logger.ts";
+import { listTables } from "./catalog.ts";
+import { captureNames, ensurePublication } from "./slot-setup.ts";
 
 const schema = randomName("unpub");
 let admin: pg.Client;
@@ -149,4 +152,20 @@ test("a publication set to stop publishing via the partition root while capture 
     await stopCheckpoints();
     await stopPumps(pumps, opened);
   }
+});
+
+test("a partitioned table in a publication that does not publish via the root is not taken for missing from it (the start warned it could not be added, 'so they are not captured')", async () => {
+  await admin.query(`CREATE TABLE "${schema}".rooted (id int PRIMARY KEY) PARTITION BY RANGE (id)`);
+  await admin.query(`CREATE TABLE "${schema}".rooted_a PARTITION OF "${schema}".rooted FOR VALUES FROM (0) TO (100)`);
+  const c = sourceConfig({ tables: [`${schema}.rooted`] });
+  configs.push(c);
+  await admin.query(`CREATE PUBLICATION "${c.publication!}" FOR TABLE "${schema}".rooted WITH (publish_via_partition_root = false)`);
+  const tables = await listTables(admin, (s, t) => s === schema && t === "rooted");
+  assert.deepEqual(tables.map((t) => t.kind), ["p"]);
+  const warnings: string[] = [];
+  const logger = { info: () => undefined, warn: (_fields: unknown, message: string) => void warnings.push(message) } as unknown as Logger;
+  const version = Number((await admin.query<{ v: string }>("SHOW server_version_num")).rows[0]!.v);
+  const added = await ensurePublication(admin, c, captureNames(c), tables, version, logger, {});
+  assert.deepEqual(added, []);
+  assert.deepEqual(warnings, ["publication does not publish via the partition root: changes of partitioned tables arrive under the partitions' names"]);
 });

@@ -17,6 +17,7 @@ import { exportedSnapshotProgress, flushLsnFor, isSnapshotIncomplete } from "./p
 import type { ExportedSnapshotProgress } from "./positions.ts";
 import { snapshotResetPosition } from "../common/snapshot-reset.ts";
 import { backfillStatement, emptyTargetsStatement } from "./stream-decoder.ts";
+import { publicationMembers } from "./publication-actions.ts";
 
 type Queryable = Pick<pg.Client, "query">;
 
@@ -79,7 +80,8 @@ export async function ensurePublication(
   }
   if (existing.allTables) return [];
   const published = new Set((await publishedTables(db, names.publication, serverVersion)).map((t) => `${t.schema}.${t.table}`));
-  const missing = tables.filter((t) => !published.has(`${t.schema}.${t.table}`));
+  const members = !existing.viaRoot && tables.some((t) => t.kind === "p") ? await publicationMembers(db, names.publication) : new Set<number>();
+  const missing = tables.filter((t) => !published.has(`${t.schema}.${t.table}`) && !(t.kind === "p" && members.has(t.relid)));
   let added: readonly TableRef[] = [];
   if (missing.length > 0) {
     const alter = `ALTER PUBLICATION ${quoteIdent(names.publication)} ADD TABLE ${missing.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`).join(", ")}`;

@@ -40,7 +40,7 @@ import { insertEvent, truncateEvent } from "./change-events.ts";
 import { snapshotResetPosition } from "../common/snapshot-reset.ts";
 import type { EventOrigin } from "./change-events.ts";
 import { addedTablesStatement, captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, ownsPublication, planStart } from "./slot-setup.ts";
-import { publicationOptions, restoreOptionsStatement } from "./publication-actions.ts";
+import { publicationMembers, publicationOptions, restoreOptionsStatement } from "./publication-actions.ts";
 import type { CaptureNames, StandbyCatchUp, StartPlan } from "./slot-setup.ts";
 import { StreamBatcher } from "./stream-batcher.ts";
 import { BACKFILL_PREFIX, emptyTargetsStatement, StreamDecoder } from "./stream-decoder.ts";
@@ -747,7 +747,9 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     await this.republishOptions(catalog, known);
     if (publication.allTables) return;
     const published = new Set((await publishedTables(catalog, this.names.publication, this.server?.version ?? 0)).map((t) => `${t.schema}.${t.table}`));
-    const out = known.filter((t) => !published.has(`${t.schema}.${t.table}`));
+    // Not via the root (and not set back: a publication Sluice does not own), a partitioned table is listed by its partitions.
+    const members = publication.viaRoot ? new Set<number>() : await publicationMembers(catalog, this.names.publication);
+    const out = known.filter((t) => !published.has(`${t.schema}.${t.table}`) && !(t.kind === "p" && members.has(t.relid)));
     for (const relid of this.republished) if (!out.some((t) => t.relid === relid)) this.republished.delete(relid);
     const fresh = out.filter((t) => !this.republished.has(t.relid));
     if (fresh.length === 0) return;
