@@ -471,6 +471,21 @@ describe("Elasticsearch sink specifics", () => {
     }
   });
 
+  test("a field an operator mapped by hand that a new column cannot take halts the table naming the field and the rebuild to run (--table schema.table)", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const target = targetOf(events.schema);
+    assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+    const index = Object.keys(await admin.indices.getAlias({ name: target }))[0]!;
+    await admin.indices.putMapping({ index, properties: { w: { type: "long" } } });
+    const wider = new Events(tableSchema(events.schema.table, [["id", "integer"], ["v", "text"], ["w", "text"]]));
+    await assert.rejects(sink.write([wider.insert(2n, { id: 2, v: "b", w: "x" })], signal()), (error: SluiceError) => {
+      assert.equal(error.code, "SINK_SCHEMA_UNSUPPORTED");
+      assert.match(error.message, /refused the mapping change \(adding "w"\).*mapper \[w\] cannot be changed from type \[long\]/s);
+      assert.ok(error.message.includes(`--rebuild --table ${events.schema.schema}.${events.schema.table} --execute), then sluice halted retry`), error.message);
+      return true;
+    });
+  });
+
   test("an index or alias an operator deleted while the sink ran halts the table naming it, instead of an index Elasticsearch creates again without mapping or alias", async () => {
     for (const deleted of ["index", "alias"] as const) {
       const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));

@@ -744,7 +744,13 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     } catch (error) {
       index.columns = previous;
       if (error instanceof SluiceError && error.retriable) throw error;
-      throw schemaUnsupported(`Elasticsearch refused the mapping change: ${errorMessage(error)}`, context, error);
+      throw schemaUnsupported(
+        `Elasticsearch refused the mapping change (adding ${plan.added.map((c) => JSON.stringify(c.name)).join(", ") || "no field"}${plan.changed.length > 0 ? `, widening ${plan.changed.map((c) => JSON.stringify(c.name)).join(", ")}` : ""}): ${errorMessage(error)}; ` +
+          "the index's mapping holds something Sluice did not put there (a field mapped by hand or by an index template, a field limit): " +
+          `rebuild the table's index, which maps it afresh (sluice replay --sink ${context.sink} --from-beginning --rebuild --table ${schema.schema}.${schema.table} --execute), then sluice halted retry`,
+        context,
+        error,
+      );
     }
     this.#logger.info({ index: index.physical, added: plan.added.map((c) => c.name), widened: plan.changed.map((c) => c.name) }, "mapping evolved");
   }
