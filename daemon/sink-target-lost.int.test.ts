@@ -45,6 +45,7 @@ function inserts(events: Events, from: number, to: number): ProducedRecord[] {
   return records;
 }
 
+/** A sink runner applying `topic` to `sink` until `stop`, which throws what ended the run early; `failure` tells it meanwhile. */
 function start(log: TopicLog, sink: TransactionalSink, group: string, topic: string) {
   const stop = new AbortController();
   const runner = new SinkRunner({
@@ -60,12 +61,32 @@ function start(log: TopicLog, sink: TransactionalSink, group: string, topic: str
     logger,
     owner: `test-${randomBytes(3).toString("hex")}`,
   });
-  const running = runner.run(stop.signal);
-  running.catch(() => undefined);
-  return async () => {
-    stop.abort(new Error("test done"));
-    await running;
+  let failure: unknown = null;
+  const running = runner.run(stop.signal).catch((error: unknown) => void (failure = error));
+  return {
+    failure: () => failure,
+    stop: async () => {
+      stop.abort(new Error("test done"));
+      await running;
+      if (failure !== null) throw failure;
+    },
   };
+}
+
+/** A deployment on the embedded log whose table's topic holds rows 1 to 10, and its ClickHouse sink's config (target: the table's name). */
+async function deploymentWithRows(name: string) {
+  const deployment = testDeployment(name);
+  const events = new Events(tableSchema(randomTableName("lost"), [["id", "integer"], ["v", "text"]], ["id"], { source: `${deployment}.src` }));
+  const log = EmbeddedTopicLog.open({ path: join(dir, `${deployment}.db`), logger });
+  const config = testSinkConfig("clickhouse", { name: "ch", url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database, native_deletes: false, target: "{table}" });
+  try {
+    await log.createTopic({ name: events.topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+    await log.produce(inserts(events, 1, 10));
+  } catch (error) {
+    await log.close();
+    throw error;
+  }
+  return { events, log, group: `${deployment}.sink.ch`, target: events.schema.table, config };
 }
 
 async function waitFor(what: string, condition: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
@@ -88,125 +109,57 @@ async function chIds(target: string): Promise<number[]> {
 }
 
 test("a ClickHouse database dropped while the sink was stopped is filled again from the beginning of its topics, not from the group's offsets", async () => {
-  const deployment = testDeployment("lost_ch");
-  const events = new Events(tableSchema(randomTableName("lost"), [["id", "integer"], ["v", "text"]], ["id"], { source: `${deployment}.src` }));
-  const log = EmbeddedTopicLog.open({ path: join(dir, `${deployment}.db`), logger });
-  const group = `${deployment}.sink.ch`;
-  const target = events.schema.table;
-  const config = testSinkConfig("clickhouse", { name: "ch", url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database, native_deletes: false, target: "{table}" });
+  const { events, log, group, target, config } = await deploymentWithRows("lost_ch");
   try {
-    await log.createTopic({ name: events.topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
-    await log.produce(inserts(events, 1, 10));
-    const stop1 = start(log, new ClickHouseSink(config, { logger }), group, events.topic);
+    const first = start(log, new ClickHouseSink(config, { logger }), group, events.topic);
     await waitFor("the first rows applied", async () => (await chIds(target)).length === 10 && (await caughtUp(log, group, events.topic)));
-    await stop1();
+    await first.stop();
 
     await admin.command({ query: `DROP DATABASE \`${database}\`` });
     await log.produce(inserts(events, 11, 15));
-    const stop2 = start(log, new ClickHouseSink(config, { logger }), group, events.topic);
+    const second = start(log, new ClickHouseSink(config, { logger }), group, events.topic);
     try {
       await waitFor("the new rows applied", async () => (await chIds(target)).includes(15) && (await caughtUp(log, group, events.topic)));
       assert.deepEqual(await chIds(target), Array.from({ length: 15 }, (_, i) => i + 1), "every row, not only those changed since the database was dropped");
     } finally {
-      await stop2();
+      await second.stop();
     }
   } finally {
     await log.close();
   }
 });
 
+/**
+ * Runs the sink, does `lose` once rows 1 to 10 are applied, and expects it to apply rows 11 to 15 on top, every row
+ * there, without stopping.
+ */
+async function loseWhileRunning(name: string, lose: string, applied: string, message?: string): Promise<void> {
+  const { events, log, group, target, config } = await deploymentWithRows(name);
+  const sink = start(log, new ClickHouseSink(config, { logger }), group, events.topic);
+  try {
+    await waitFor("the first rows applied", async () => (await chIds(target)).length === 10 && (await caughtUp(log, group, events.topic)));
+    await admin.command({ query: lose });
+    await log.produce(inserts(events, 11, 15));
+    await waitFor(applied, async () => {
+      if (sink.failure() !== null) throw new Error(`the sink stopped: ${String(sink.failure())}`);
+      return (await chIds(target)).includes(15) && (await caughtUp(log, group, events.topic));
+    });
+    assert.deepEqual(await chIds(target), Array.from({ length: 15 }, (_, i) => i + 1), message);
+    await sink.stop();
+  } finally {
+    await sink.stop().catch(() => undefined);
+    await log.close();
+  }
+}
+
 test("a ClickHouse database dropped while the sink runs: the sink makes it again and fills it from the beginning of its topics, instead of stopping", async () => {
   // Found on a live deployment: DROP DATABASE under a running daemon stopped the sink with 'ClickHouse error 81:
   // Database ... doesn't exist', and the daemon with it (capture and the other sinks); a restart then refilled it.
-  const deployment = testDeployment("lost_ch_running");
-  const events = new Events(tableSchema(randomTableName("lost"), [["id", "integer"], ["v", "text"]], ["id"], { source: `${deployment}.src` }));
-  const log = EmbeddedTopicLog.open({ path: join(dir, `${deployment}.db`), logger });
-  const group = `${deployment}.sink.ch`;
-  const target = events.schema.table;
-  const config = testSinkConfig("clickhouse", { name: "ch", url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database, native_deletes: false, target: "{table}" });
-  const stop = new AbortController();
-  try {
-    await log.createTopic({ name: events.topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
-    await log.produce(inserts(events, 1, 10));
-    const runner = new SinkRunner({
-      sink: new ClickHouseSink(config, { logger }),
-      log,
-      group,
-      topics: async () => [events.topic],
-      decoder,
-      batch: { maxRows: 4, maxBytes: 1 << 20, maxWaitMs: 20 },
-      onError: "halt",
-      deadLetterTopic: `${group}.dlq`,
-      retry: { initialMs: 20, maxMs: 200 },
-      logger,
-      owner: `test-${randomBytes(3).toString("hex")}`,
-    });
-    let ended: unknown = null;
-    const running = runner.run(stop.signal).then(
-      () => undefined,
-      (error: unknown) => void (ended = error),
-    );
-    await waitFor("the first rows applied", async () => (await chIds(target)).length === 10 && (await caughtUp(log, group, events.topic)));
-    await admin.command({ query: `DROP DATABASE \`${database}\`` });
-    await log.produce(inserts(events, 11, 15));
-    await waitFor("every row in the database made again", async () => {
-      if (ended !== null) throw new Error(`the sink stopped: ${String(ended)}`);
-      return (await chIds(target)).includes(15) && (await caughtUp(log, group, events.topic));
-    });
-    assert.deepEqual(await chIds(target), Array.from({ length: 15 }, (_, i) => i + 1), "every row, not only those written after the drop");
-    stop.abort(new Error("test done"));
-    await running;
-    assert.equal(ended, null);
-  } finally {
-    stop.abort(new Error("test done"));
-    await log.close();
-  }
+  await loseWhileRunning("lost_ch_running", `DROP DATABASE \`${database}\``, "every row in the database made again", "every row, not only those written after the drop");
 });
 
 test("one of Sluice's own ClickHouse tables gone while the sink runs (DROP DATABASE drops them one by one; or dropped by hand): the sink opens again and reads on, instead of stopping", async () => {
   // Found on a live deployment: DROP DATABASE under a running daemon met the offsets insert between its table drops
   // ('ClickHouse error 60: Table <db>._sluice_offsets doesn't exist'), not error 81, and stopped the sink and the daemon.
-  const deployment = testDeployment("lost_ch_own");
-  const events = new Events(tableSchema(randomTableName("lost"), [["id", "integer"], ["v", "text"]], ["id"], { source: `${deployment}.src` }));
-  const log = EmbeddedTopicLog.open({ path: join(dir, `${deployment}.db`), logger });
-  const group = `${deployment}.sink.ch`;
-  const target = events.schema.table;
-  const config = testSinkConfig("clickhouse", { name: "ch", url: clickhouse.url, user: clickhouse.username, password: clickhouse.password, database, native_deletes: false, target: "{table}" });
-  const stop = new AbortController();
-  try {
-    await log.createTopic({ name: events.topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
-    await log.produce(inserts(events, 1, 10));
-    const runner = new SinkRunner({
-      sink: new ClickHouseSink(config, { logger }),
-      log,
-      group,
-      topics: async () => [events.topic],
-      decoder,
-      batch: { maxRows: 4, maxBytes: 1 << 20, maxWaitMs: 20 },
-      onError: "halt",
-      deadLetterTopic: `${group}.dlq`,
-      retry: { initialMs: 20, maxMs: 200 },
-      logger,
-      owner: `test-${randomBytes(3).toString("hex")}`,
-    });
-    let ended: unknown = null;
-    const running = runner.run(stop.signal).then(
-      () => undefined,
-      (error: unknown) => void (ended = error),
-    );
-    await waitFor("the first rows applied", async () => (await chIds(target)).length === 10 && (await caughtUp(log, group, events.topic)));
-    await admin.command({ query: `DROP TABLE \`${database}\`.\`_sluice_offsets\`` });
-    await log.produce(inserts(events, 11, 15));
-    await waitFor("every row applied, the offsets kept again", async () => {
-      if (ended !== null) throw new Error(`the sink stopped: ${String(ended)}`);
-      return (await chIds(target)).includes(15) && (await caughtUp(log, group, events.topic));
-    });
-    assert.deepEqual(await chIds(target), Array.from({ length: 15 }, (_, i) => i + 1));
-    stop.abort(new Error("test done"));
-    await running;
-    assert.equal(ended, null);
-  } finally {
-    stop.abort(new Error("test done"));
-    await log.close();
-  }
+  await loseWhileRunning("lost_ch_own", `DROP TABLE \`${database}\`.\`_sluice_offsets\``, "every row applied, the offsets kept again");
 });
