@@ -19,14 +19,14 @@ import { DuckDbSink } from "./duckdb-sink.ts";
 const dir = mkdtempSync(join(tmpdir(), "sluice-duckdb-oom-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Runs `body` with the next `refusals` COMMITs failing as DuckDB's out of memory does; returns how many were refused. */
-async function withCommitsRefused(refusals: number, body: () => Promise<void>): Promise<number> {
+/** Runs `body` with the next `refusals` COMMITs failing as DuckDB's out of memory does (or with `message`); returns how many were refused. */
+async function withCommitsRefused(refusals: number, body: () => Promise<void>, message = "TransactionContext Error: Failed to commit: failed to pin block of size 256.0 KiB (24.0 MiB/24.0 MiB used)"): Promise<number> {
   const run = DuckDBConnection.prototype.run;
   let refused = 0;
   DuckDBConnection.prototype.run = function (this: DuckDBConnection, ...args: Parameters<typeof run>) {
     if (args[0] === "COMMIT" && refused < refusals) {
       refused++;
-      return Promise.reject(new Error("TransactionContext Error: Failed to commit: failed to pin block of size 256.0 KiB (24.0 MiB/24.0 MiB used)"));
+      return Promise.reject(new Error(message));
     }
     return run.apply(this, args);
   };
@@ -60,6 +60,37 @@ test("offsets alone that run out of memory_limit are tried a bounded number of t
     assert.equal(failure.retriable, true);
     assert.equal(refused, 3, "tried 3 times");
     assert.deepEqual((await sink.write([], AbortSignal.timeout(30_000), [{ topic: "src.public.t", partition: 0, offset: 5n }])).failures, [], "applies once memory allows");
+  } finally {
+    await sink.close();
+  }
+});
+
+// Found on a live deployment with the DuckDB file on a full disk: DuckDB reported the spill it could not write as out of
+// memory, the sink halved the write and advised raising memory; one change refused so 3 times halted its table.
+const NO_SPILL_ROOM =
+  "Out of Memory Error: failed to offload data block of size 256.0 KiB (4.3 MiB/4.5 MiB used).\nThis limit was set by the 'max_temp_directory_size' setting.\nBy default, this setting utilizes the available disk space on the drive where the 'temp_directory' is located.";
+
+test("a write whose spill finds no room in the temp directory (a full disk) is retried as an outage: not halved, no table halted, applied once there is room", async () => {
+  const sink = await openSink("no_spill_room");
+  try {
+    const events = new Events(tableSchema(randomTableName("spill"), [["id", "integer"], ["v", "text"]]));
+    let failure: unknown = null;
+    const refused = await withCommitsRefused(
+      20,
+      async () => {
+        failure = await sink.write([events.insert(1n, { id: 1, v: "a" })], AbortSignal.timeout(30_000)).then(
+          (result) => result,
+          (error: unknown) => error,
+        );
+      },
+      NO_SPILL_ROOM,
+    );
+    assert.ok(failure instanceof SluiceError, `the write fails as an outage, not per change: ${JSON.stringify(failure)}`);
+    assert.equal(failure.code, "SINK_IO");
+    assert.equal(failure.retriable, true);
+    assert.match(failure.message, /cannot spill to its temp directory .*the disk has no room/);
+    assert.equal(refused, 1, "tried once: the runner's backoff retries it");
+    assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a" })], AbortSignal.timeout(30_000))).failures, [], "applies once there is room");
   } finally {
     await sink.close();
   }

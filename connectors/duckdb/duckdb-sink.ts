@@ -1000,6 +1000,13 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
         cause: error,
       });
     }
+    // Said as out of memory, but it is the temp directory's room that ran out: its size limit is by default the disk's free space.
+    if (NO_SPILL_ROOM.test(message)) {
+      return new ConnectionError(
+        `DuckDB cannot spill to its temp directory beside ${this.#config.path} (the disk has no room for more; its max_temp_directory_size is by default the disk's free space; the sink retries until there is room): ${message.split("\n")[0]}`,
+        { code: "SINK_IO", context: { component: "sink", sink: this.name }, cause: error },
+      );
+    }
     // Memory may come free (a checkpoint, a smaller batch): the sink waits and retries instead of stopping the daemon.
     if (OUT_OF_MEMORY.test(message)) {
       return new SluiceError(`DuckDB ran out of its memory_limit: ${message.split("\n")[0]} \u2014 raise memory (or this sink's memory_limit; docs/operations.md#memory)`, {
@@ -1033,6 +1040,12 @@ function oneLine(message: string): string {
     .filter((line) => line !== "" && !line.startsWith("* ") && line !== "Possible solutions:" && !line.startsWith("See also "))
     .join(" ");
 }
+
+/**
+ * DuckDB's words when a block it must spill does not fit its temp directory's size limit (max_temp_directory_size, by
+ * default the free space of the disk holding it): an Out of Memory Error, though memory was not what ran out.
+ */
+const NO_SPILL_ROOM = /failed to offload data block/i;
 
 /** The operating system's words for a write that found no room (ENOSPC, EFBIG, EDQUOT). */
 const NO_ROOM = /No space left on device|File too large|Disk quota exceeded/;
