@@ -13,6 +13,7 @@ import { Fold, noTasks, pump, stopPumps, waitFor } from "../common/online-snapsh
 import { isSnapshotIncomplete } from "./positions.ts";
 import { adminClient, checkpointing, cleanUp, newSource, randomName, sourceConfig } from "./int-test-support.ts";
 import type { PostgresSource } from "./source.ts";
+import type { PostgresSourceConfig } from "../../config/schema.ts";
 import type { Logger } from "../../runtime/logger.ts";
 import { listTables } from "./catalog.ts";
 import { captureNames, ensurePublication } from "./slot-setup.ts";
@@ -37,8 +38,13 @@ after(async () => {
 const published = async (publication: string | undefined): Promise<boolean> =>
   (await admin.query(`SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = 'items'`, [publication, schema])).rowCount === 1;
 
-test("a captured table dropped from the publication while capture streams is put back, emptied and read again, without a restart", async () => {
-  const c = sourceConfig({ tables: [`${schema}.*`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 }, heartbeat_interval: 500 });
+/**
+ * Streams the tables `pattern` names, once the initial snapshot is done, while `body` runs with what `table` received
+ * (its fold); then `table`'s rows must be there as the server holds them (those deleted meanwhile gone, the rest with their
+ * latest value).
+ */
+async function whileCapturing(pattern: string, table: string, body: (c: PostgresSourceConfig, fold: Fold, state: Pump) => Promise<void>): Promise<void> {
+  const c = sourceConfig({ tables: [pattern], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 }, heartbeat_interval: 500 });
   configs.push(c);
   const opened: PostgresSource[] = [];
   const pumps: Pump[] = [];
@@ -47,10 +53,24 @@ test("a captured table dropped from the publication while capture streams is put
     const source = newSource(c, { tableDiscoveryMs: 300 });
     opened.push(source);
     await source.connect(null, AbortSignal.timeout(30_000));
-    const fold = new Fold("items");
+    const fold = new Fold(table);
     const state = pump(source, [fold]);
     pumps.push(state);
     await waitFor("the initial snapshot", () => state.checkpoint !== null && !isSnapshotIncomplete(state.checkpoint.position) && noTasks(state));
+    await body(c, fold, state);
+
+    const rows = await admin.query<{ id: string; v: string }>(`SELECT id, v FROM "${schema}".${table} ORDER BY id`);
+    const visible = fold.visible();
+    assert.deepEqual([...visible.keys()].map(Number).sort((a, b) => a - b), rows.rows.map((r) => Number(r.id)), "the rows deleted meanwhile are gone");
+    assert.ok(rows.rows.every((r) => visible.get(r.id)?.["v"] === Number(r.v)), "every row with its latest value");
+  } finally {
+    await stopCheckpoints();
+    await stopPumps(pumps, opened);
+  }
+}
+
+test("a captured table dropped from the publication while capture streams is put back, emptied and read again, without a restart", async () => {
+  await whileCapturing(`${schema}.*`, "items", async (c, fold, state) => {
     assert.equal(fold.visible().size, 200);
 
     await admin.query(`ALTER PUBLICATION "${c.publication}" DROP TABLE "${schema}".items`);
@@ -63,34 +83,13 @@ test("a captured table dropped from the publication while capture streams is put
     await waitFor("the table read again", () => fold.visible().get("1000")?.["note"] === "while out" && noTasks(state), 60_000);
     await admin.query(`INSERT INTO "${schema}".items VALUES (1001, 1001, 'streamed')`);
     await waitFor("a later change streamed", () => fold.visible().get("1001")?.["note"] === "streamed", 30_000);
-
-    const rows = await admin.query<{ id: string; v: string }>(`SELECT id, v FROM "${schema}".items ORDER BY id`);
-    const visible = fold.visible();
-    assert.deepEqual([...visible.keys()].map(Number).sort((a, b) => a - b), rows.rows.map((r) => Number(r.id)), "the rows deleted meanwhile are gone");
-    assert.ok(rows.rows.every((r) => visible.get(r.id)?.["v"] === Number(r.v)), "every row with its latest value");
-  } finally {
-    await stopCheckpoints();
-    await stopPumps(pumps, opened);
-  }
+  });
 });
 
 test("a publication set to leave out updates and deletes while capture streams publishes them again, and the tables are emptied and read again", async () => {
   await admin.query(`CREATE TABLE "${schema}".acts (id int PRIMARY KEY, v int NOT NULL, note text)`);
   await admin.query(`INSERT INTO "${schema}".acts SELECT i, i, 'n' || i FROM generate_series(1, 200) i`);
-  const c = sourceConfig({ tables: [`${schema}.acts`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 }, heartbeat_interval: 500 });
-  configs.push(c);
-  const opened: PostgresSource[] = [];
-  const pumps: Pump[] = [];
-  const stopCheckpoints = checkpointing();
-  try {
-    const source = newSource(c, { tableDiscoveryMs: 300 });
-    opened.push(source);
-    await source.connect(null, AbortSignal.timeout(30_000));
-    const fold = new Fold("acts");
-    const state = pump(source, [fold]);
-    pumps.push(state);
-    await waitFor("the initial snapshot", () => state.checkpoint !== null && !isSnapshotIncomplete(state.checkpoint.position) && noTasks(state));
-
+  await whileCapturing(`${schema}.acts`, "acts", async (c, fold, state) => {
     await admin.query(`ALTER PUBLICATION "${c.publication}" SET (publish = 'insert')`);
     // pgoutput drops these: never streamed.
     await admin.query(`UPDATE "${schema}".acts SET v = -v WHERE id <= 10`);
@@ -103,15 +102,7 @@ test("a publication set to leave out updates and deletes while capture streams p
     await waitFor("the table read again", () => fold.visible().get("1")?.["v"] === -1 && !fold.visible().has("200") && noTasks(state), 60_000);
     await admin.query(`UPDATE "${schema}".acts SET note = 'streamed' WHERE id = 2`);
     await waitFor("a later update streamed", () => fold.visible().get("2")?.["note"] === "streamed", 30_000);
-
-    const rows = await admin.query<{ id: string; v: string }>(`SELECT id, v FROM "${schema}".acts ORDER BY id`);
-    const visible = fold.visible();
-    assert.deepEqual([...visible.keys()].map(Number).sort((a, b) => a - b), rows.rows.map((r) => Number(r.id)), "the rows deleted meanwhile are gone");
-    assert.ok(rows.rows.every((r) => visible.get(r.id)?.["v"] === Number(r.v)), "every row with its latest value");
-  } finally {
-    await stopCheckpoints();
-    await stopPumps(pumps, opened);
-  }
+  });
 });
 
 test("a publication set to stop publishing via the partition root while capture streams is set back, and the partitioned tables are emptied and read again", async () => {
@@ -119,20 +110,7 @@ test("a publication set to stop publishing via the partition root while capture 
   await admin.query(`CREATE TABLE "${schema}".parts_a PARTITION OF "${schema}".parts FOR VALUES FROM (0) TO (100)`);
   await admin.query(`CREATE TABLE "${schema}".parts_b PARTITION OF "${schema}".parts FOR VALUES FROM (100) TO (1000)`);
   await admin.query(`INSERT INTO "${schema}".parts SELECT i, i, 'n' || i FROM generate_series(1, 200) i`);
-  const c = sourceConfig({ tables: [`${schema}.parts`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 }, heartbeat_interval: 500 });
-  configs.push(c);
-  const opened: PostgresSource[] = [];
-  const pumps: Pump[] = [];
-  const stopCheckpoints = checkpointing();
-  try {
-    const source = newSource(c, { tableDiscoveryMs: 300 });
-    opened.push(source);
-    await source.connect(null, AbortSignal.timeout(30_000));
-    const fold = new Fold("parts");
-    const state = pump(source, [fold]);
-    pumps.push(state);
-    await waitFor("the initial snapshot", () => state.checkpoint !== null && !isSnapshotIncomplete(state.checkpoint.position) && noTasks(state));
-
+  await whileCapturing(`${schema}.parts`, "parts", async (c, fold, state) => {
     await admin.query(`ALTER PUBLICATION "${c.publication}" SET (publish_via_partition_root = false)`);
     // Sent under parts_a's and parts_b's names, which are not captured.
     await admin.query(`UPDATE "${schema}".parts SET v = -v WHERE id <= 10`);
@@ -143,15 +121,7 @@ test("a publication set to stop publishing via the partition root while capture 
     await waitFor("the table read again", () => fold.visible().get("1")?.["v"] === -1 && !fold.visible().has("200") && noTasks(state), 60_000);
     await admin.query(`UPDATE "${schema}".parts SET note = 'streamed' WHERE id = 150`);
     await waitFor("a later update streamed", () => fold.visible().get("150")?.["note"] === "streamed", 30_000);
-
-    const rows = await admin.query<{ id: string; v: string }>(`SELECT id, v FROM "${schema}".parts ORDER BY id`);
-    const visible = fold.visible();
-    assert.deepEqual([...visible.keys()].map(Number).sort((a, b) => a - b), rows.rows.map((r) => Number(r.id)), "the rows deleted meanwhile are gone");
-    assert.ok(rows.rows.every((r) => visible.get(r.id)?.["v"] === Number(r.v)), "every row with its latest value");
-  } finally {
-    await stopCheckpoints();
-    await stopPumps(pumps, opened);
-  }
+  });
 });
 
 test("a partitioned table in a publication that does not publish via the root is not taken for missing from it (the start warned it could not be added, 'so they are not captured')", async () => {
