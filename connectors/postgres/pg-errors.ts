@@ -78,23 +78,33 @@ export function toSluiceError(error: unknown, what: string, context: ErrorContex
   return new SluiceError(`${what}: ${detail}${hint}`, { code, retriable: false, cause: error, context: fullContext });
 }
 
-/**
- * pgoutput's `publication "P" does not exist` (42704) while streaming: the publication was dropped (or dropped and
- * created again) while the slot still had changes to stream. Each change is decoded with the catalog as of its own
- * WAL position, so no change made while the publication was missing can be streamed from this slot: retrying, a
- * restart and creating the publication again all fail at the same change. Null for any other failure.
- */
-export function publicationDroppedError(error: unknown, names: { readonly slot: string; readonly publication: string }, context: ErrorContext): SluiceError | null {
-  if (sqlState(error) !== "42704") return null;
+/** pgoutput's `publication "P" does not exist` (42704) for the publication the stream reads. */
+export function isPublicationDropped(error: unknown, publication: string): boolean {
   const detail = error instanceof Error ? error.message : String(error);
-  if (!detail.includes(`publication "${names.publication}" does not exist`)) return null;
+  return sqlState(error) === "42704" && detail.includes(`publication "${publication}" does not exist`);
+}
+
+/**
+ * The stream's failure when the publication was dropped (or dropped and created again) while the slot still had changes
+ * to stream. Each change is decoded with the catalog as of its own WAL position, so no change made while the publication
+ * was missing can be streamed from this slot: retrying, a restart and creating the publication again all fail at the
+ * same change. With `renewing` (snapshot.mode when-needed) the source takes a new snapshot on a new slot at its
+ * reconnect: retriable; otherwise permanent, saying how to capture again.
+ */
+export function publicationDroppedError(error: unknown, names: { readonly slot: string; readonly publication: string }, context: ErrorContext, renewing = false): SluiceError {
   const slotLiteral = `'${names.slot.replaceAll("'", "''")}'`;
-  return new SluiceError(
+  const what =
     `replication stream failed: publication "${names.publication}" was dropped while slot "${names.slot}" still had changes to stream ` +
-      `(${serverText(context)}, at ${context.position ?? "?"}). PostgreSQL decodes each change with the catalog as it was when the change was made, ` +
-      `so the changes made while the publication was missing cannot be streamed from this slot, and creating it again does not help. ` +
-      `To capture again from a new consistent snapshot: drop the slot (SELECT pg_drop_replication_slot(${slotLiteral})), set snapshot.mode: when-needed ` +
-      `for this source and restart; each table's snapshot reset then removes from the sinks the rows deleted meanwhile (docs/postgres.md#a-dropped-publication).`,
-    { code: "PG_PUBLICATION_DROPPED", retriable: false, cause: error, context: { ...context, sqlstate: "42704", slot: names.slot, publication: names.publication } },
-  );
+    `(${serverText(context)}, at ${context.position ?? "?"}). PostgreSQL decodes each change with the catalog as it was when the change was made, ` +
+    `so the changes made while the publication was missing cannot be streamed from this slot, and creating it again does not help. `;
+  const next = renewing
+    ? `Taking a new snapshot on a new slot (snapshot.mode when-needed); each table's snapshot reset removes from the sinks the rows deleted meanwhile (docs/postgres.md#a-dropped-publication).`
+    : `To capture again from a new consistent snapshot: drop the slot (SELECT pg_drop_replication_slot(${slotLiteral})), set snapshot.mode: when-needed ` +
+      `for this source and restart; each table's snapshot reset then removes from the sinks the rows deleted meanwhile (docs/postgres.md#a-dropped-publication).`;
+  return new SluiceError(what + next, {
+    code: "PG_PUBLICATION_DROPPED",
+    retriable: renewing,
+    cause: error,
+    context: { ...context, sqlstate: "42704", slot: names.slot, publication: names.publication },
+  });
 }

@@ -11,12 +11,12 @@ import pg from "pg";
 import type { ClientConfig } from "pg";
 import type { Logger } from "pino";
 import { ConnectionError } from "../errors.ts";
-import type { ErrorContext } from "../errors.ts";
+import type { ErrorContext, SluiceError } from "../errors.ts";
 import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import { StallDetector } from "../common/stall-detector.ts";
 import { quoteIdent, quoteLiteral } from "./connection-settings.ts";
 import { epochMsToPostgresMicros, formatLsn } from "./lsn.ts";
-import { publicationDroppedError, toSluiceError } from "./pg-errors.ts";
+import { isPublicationDropped, publicationDroppedError, toSluiceError } from "./pg-errors.ts";
 import { CopyDataFramer } from "./protocol/copy-data-framer.ts";
 import { decodeReplicationMessage, encodeStandbyStatusUpdate, XLOGDATA_HEADER_BYTES, XLOGDATA_TAG } from "./protocol/replication-messages.ts";
 import { WalBuffer } from "./wal-buffer.ts";
@@ -68,6 +68,11 @@ export interface ReplicationStreamOptions {
   readonly receiveTimeoutMs?: number;
   readonly logger: Logger;
   readonly context: ErrorContext;
+  /**
+   * The publication was dropped while the slot still had changes to stream (PG_PUBLICATION_DROPPED): true when the
+   * source takes a new snapshot on a new slot for it (snapshot.mode when-needed), which makes the failure retriable.
+   */
+  readonly publicationDropped?: () => boolean;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -155,7 +160,7 @@ export class ReplicationStream {
       client.query(command).then(
         () => this.fail(new ConnectionError("the server ended the replication stream", { context }), "replication stream ended"),
         (error: unknown) => {
-          reject(publicationDroppedError(error, this.options, context) ?? toSluiceError(error, `cannot stream from slot "${slot}"`, context));
+          reject(this.publicationDropped(error, context) ?? toSluiceError(error, `cannot stream from slot "${slot}"`, context));
           this.fail(error, "replication stream failed");
         },
       );
@@ -342,10 +347,15 @@ export class ReplicationStream {
     );
   }
 
+  private publicationDropped(error: unknown, context: ErrorContext): SluiceError | null {
+    if (!isPublicationDropped(error, this.options.publication)) return null;
+    return publicationDroppedError(error, this.options, context, this.options.publicationDropped?.() ?? false);
+  }
+
   private fail(error: unknown, what: string): void {
     if (this.stopping) return;
     const context = { ...this.options.context, position: formatLsn(this.receivedLsn) };
-    const failure = publicationDroppedError(error, this.options, context) ?? toSluiceError(error, what, context);
+    const failure = this.publicationDropped(error, context) ?? toSluiceError(error, what, context);
     this.options.logger.warn({ err: failure.message, ...failure.toLog() }, what);
     this.options.buffer.fail(failure);
     void this.stop();

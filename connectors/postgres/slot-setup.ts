@@ -191,6 +191,8 @@ export async function planStart(
   logger: Logger,
   context: ErrorContext,
   catchUp: StandbyCatchUp = { behindSinceMs: null },
+  /** What the slot's stream showed it cannot deliver (a dropped publication), beyond what its state in the catalog says. */
+  brokenBy: string | null = null,
 ): Promise<StartPlan> {
   const slot = await slotInfo(db, names.slot);
   if (slot !== null) checkSlotShape(slot, names, database, context);
@@ -219,13 +221,13 @@ export async function planStart(
   if (isSnapshotIncomplete(checkpoint.position)) {
     const progress = exportedSnapshotProgress(checkpoint.position);
     if (progress === null) return needsFreshSlot("the initial snapshot did not finish (its checkpoint does not say how far it got): starting over with a new slot and snapshot");
-    const problem = slotProblem(slot, names, checkpoint);
+    const problem = slotProblem(slot, names, checkpoint) ?? brokenBy;
     if (problem !== null) return needsFreshSlot(`the initial snapshot did not finish and cannot resume (${problem}): starting over with a new slot and snapshot`);
     const reset = snapshotResetPosition(checkpoint.position);
     return { kind: "resume-snapshot", progress, consistentPoint: checkpoint.position.commit, resetVersion: reset.change };
   }
 
-  const problem = slotProblem(slot, names, checkpoint);
+  const problem = slotProblem(slot, names, checkpoint) ?? brokenBy;
   if (problem !== null) {
     if (mode === "when-needed") return needsFreshSlot(`${problem}: taking a new snapshot (snapshot.mode when-needed)`);
     throw dataLossError(names, checkpoint, problem, context);

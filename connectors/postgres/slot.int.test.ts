@@ -87,6 +87,35 @@ test("a publication dropped while the slot still has changes to stream stops cap
   }
 });
 
+test("under snapshot.mode when-needed, a publication dropped while the slot still had changes to stream fails retriably, and the reconnect takes a new snapshot on a new slot", async () => {
+  await admin.query(`CREATE TABLE ${q("renewed")} (id int PRIMARY KEY)`);
+  await admin.query(`INSERT INTO ${q("renewed")} SELECT generate_series(1, 50)`);
+  const c = config({ tables: [`${schema}.renewed`], snapshot: { mode: "when-needed", parallelism: 1, chunk_rows: 10 } });
+  const checkpoint = await snapshotCheckpoint(c);
+  await admin.query(`DROP PUBLICATION "${c.publication!}"`);
+  await admin.query(`INSERT INTO ${q("renewed")} VALUES (51)`);
+  const source = newSource(c);
+  await source.connect(checkpoint, AbortSignal.timeout(30_000));
+  try {
+    await assert.rejects(readUntil(source, (all) => all.events.some((e) => e.key["id"] === 51)), (error: unknown) => {
+      assert.ok(error instanceof SluiceError, String(error));
+      assert.equal(error.code, "PG_PUBLICATION_DROPPED", error.message);
+      assert.equal(error.retriable, true);
+      assert.match(error.message, /Taking a new snapshot on a new slot \(snapshot.mode when-needed\)/);
+      return true;
+    });
+    // As capture does after a retriable failure: close, connect again from the stored checkpoint.
+    await source.close();
+    await source.connect(checkpoint, AbortSignal.timeout(30_000));
+    const collected = await readUntil(source, snapshotFinished);
+    const read = collected.events.filter((e) => e.op === "r").map((e) => Number(e.key["id"])).sort((a, b) => a - b);
+    assert.deepEqual(read, Array.from({ length: 51 }, (_, i) => i + 1), "every row, the one inserted while the publication was missing too");
+    assert.ok(collected.batches.at(-1)!.checkpoint.position.commit > checkpoint.position.commit, "a new slot's consistent point");
+  } finally {
+    await source.close();
+  }
+});
+
 test("snapshot.mode when-needed takes a new snapshot instead", async () => {
   const c = config({ snapshot: { mode: "when-needed", parallelism: 1, chunk_rows: 10 } });
   const checkpoint = await snapshotCheckpoint(c);

@@ -156,6 +156,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private readonly keylessNewTables = new Set<string>();
   /** Captured tables found missing from the publication and put back (or warned about) once: not again until they are back in it. */
   private readonly republished = new Set<number>();
+  /** Why the slot cannot deliver the checkpoint's changes, learnt from its stream (a dropped publication): the next start takes a new one (when-needed). */
+  private slotBrokenBy: string | null = null;
   /** What the publication was last warned of leaving out (republishOptions; "" when nothing). */
   private toldPublicationOptions = "";
   private pendingStream: StreamStart | null = null;
@@ -304,7 +306,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     if (tables.length === 0) {
       throw new SluiceError(`no table of database "${server.database}" matches ${config.tables.join(", ")}`, { code: "PG_NO_TABLES", context });
     }
-    const plan = await planStart(catalog, config, names, from, server.database, logger, context, this.standbyCatchUp);
+    const plan = await planStart(catalog, config, names, from, server.database, logger, context, this.standbyCatchUp, this.slotBrokenBy);
+    this.slotBrokenBy = null;
     // Resuming a stream, a table the publication lacks may have been dropped and created again (or renamed away and
     // another created) while Sluice was stopped: WAL has no record of that, and its targets hold the old table's rows.
     // A table never captured has no rows there; one whose capture stopped has stale ones: all are emptied, then backfilled
@@ -493,6 +496,11 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       receiveTimeoutMs: this.config.wal_receiver_timeout,
       logger: this.logger,
       context: this.context,
+      publicationDropped: () => {
+        if (this.config.snapshot.mode !== "when-needed") return false;
+        this.slotBrokenBy = `publication "${this.names.publication}" was dropped while the slot still had changes to stream, which it cannot stream now`;
+        return true;
+      },
     });
     const heartbeat = new Heartbeat(catalog, this.config.heartbeat_interval, this.names.slot, this.logger);
     const matching = this.matching!;
