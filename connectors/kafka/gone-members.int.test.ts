@@ -1,7 +1,9 @@
 /**
  * A sink process restarted after kill -9 gets its group's partitions without waiting for its killed
  * predecessor's session to time out: the predecessor's member (its client id names a process of
- * this machine that no longer runs) is removed from the group before the new consumer joins.
+ * this machine that no longer runs) is removed from the group before the new consumer joins. So is
+ * the member of this process's own consumer that failed while Kafka was gone (it could not leave),
+ * and only its own: another process's member in the group stays.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -9,19 +11,23 @@ import { once } from "node:events";
 import { after, test } from "node:test";
 import { Kafka, logLevel } from "kafkajs";
 import { createLogger } from "../../runtime/logger.ts";
+import { SluiceError } from "../errors.ts";
+import type { TopicConsumer } from "../topics/contract.ts";
+import { cuttableSockets } from "./cuttable-sockets.ts";
 import { KafkaTopicLog } from "./kafka-log.ts";
 import { testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
 
 const deployment = testDeployment("gone");
 const topic = `${deployment}.items`;
 const group = `${deployment}.sink.warehouse`;
+const sharedGroup = `${deployment}.sink.shared`;
 
 after(async () => {
   const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
   const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${deployment}.`));
   if (topics.length > 0) await admin.deleteTopics({ topics }).catch(() => undefined);
-  await admin.deleteGroups([group]).catch(() => undefined);
+  await admin.deleteGroups([group, sharedGroup]).catch(() => undefined);
   await admin.disconnect();
 });
 
@@ -69,6 +75,65 @@ test("a consumer restarted after kill -9 removes its killed predecessor's member
       await admin.disconnect();
     }
   } finally {
+    await log.close();
+  }
+});
+
+/** Polls until the consumer reports its failure. */
+async function untilFailed(consumer: TopicConsumer): Promise<SluiceError> {
+  for (;;) {
+    try {
+      await consumer.poll({ maxRecords: 100, maxBytes: 2 ** 20, maxWaitMs: 200 });
+    } catch (error) {
+      assert.ok(error instanceof SluiceError);
+      return error;
+    }
+  }
+}
+
+test("a consumer whose group member failed with Kafka gone is opened again without waiting for that member's session; a peer process's member stays", { timeout: 180_000 }, async () => {
+  const lines: string[] = [];
+  const logger = createLogger("info", { write: (line: string) => void lines.push(line) });
+  const sockets = cuttableSockets();
+  const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger, access: "command", socketFactory: sockets.factory });
+  // Another process running the same sink (scale-out): its connections are not cut.
+  const peerLog = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger: createLogger("warn"), access: "command" });
+  const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  const members = async () => ((await admin.describeGroups([sharedGroup])).groups[0]?.members ?? []).map((m) => m.memberId);
+  // A 1 min session: the failed member would stay in the group that long, and the next join would wait for it as long.
+  const session = process.env["SLUICE_KAFKA_SESSION_MS"];
+  process.env["SLUICE_KAFKA_SESSION_MS"] = "60000";
+  const consumers: TopicConsumer[] = [];
+  try {
+    await log.createTopic({ name: `${topic}.shared`, partitions: 2, retentionMs: null, retentionBytes: null, compacted: false });
+    const peer = await peerLog.consumer(sharedGroup, [`${topic}.shared`]);
+    consumers.push(peer);
+    const failing = await log.consumer(sharedGroup, [`${topic}.shared`]);
+    consumers.push(failing);
+    const former = failing.groupMembersSeen!().own.at(-1)!;
+    assert.ok((await members()).includes(former));
+    sockets.cut(true);
+    assert.equal((await untilFailed(failing)).retriable, true);
+    await failing.close();
+    sockets.cut(false);
+    // Its leave failed with the connections cut: the coordinator still has it.
+    assert.ok((await members()).includes(former));
+    const again = await log.consumer(sharedGroup, [`${topic}.shared`]);
+    consumers.push(again);
+    const removed = lines.map((line) => JSON.parse(line) as { msg: string; members?: string[] }).find((entry) => entry.msg.startsWith("removed the group members"));
+    assert.deepEqual(removed?.members, [former]);
+    const now = await members();
+    assert.ok(!now.includes(former));
+    assert.ok(now.includes(peer.groupMembersSeen!().own.at(-1)!), "the peer's member stays");
+    assert.equal(now.length, 2);
+  } finally {
+    if (session === undefined) delete process.env["SLUICE_KAFKA_SESSION_MS"];
+    else process.env["SLUICE_KAFKA_SESSION_MS"] = session;
+    sockets.cut(false);
+    for (const consumer of consumers) await consumer.close().catch(() => undefined);
+    await admin.disconnect();
+    await peerLog.close();
     await log.close();
   }
 });

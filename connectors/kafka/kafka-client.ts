@@ -2,7 +2,7 @@
 import { createRequire } from "node:module";
 import type { ConnectionOptions } from "node:tls";
 import { Kafka, logLevel } from "kafkajs";
-import type { KafkaConfig, LogEntry, SASLOptions } from "kafkajs";
+import type { ISocketFactory, KafkaConfig, LogEntry, SASLOptions } from "kafkajs";
 import type { TopicsConfig } from "../../config/schema.ts";
 import type { Logger } from "../../runtime/logger.ts";
 import { readTlsFiles } from "../common/tls-files.ts";
@@ -38,7 +38,8 @@ export function guardRequestQueue(): void {
   };
 }
 
-export function createKafkaClient(config: KafkaTopicsConfig, logger: Logger): Kafka {
+/** `socketFactory`: how the client opens its connections (kafkajs's own by default; a test cuts them through it). */
+export function createKafkaClient(config: KafkaTopicsConfig, logger: Logger, socketFactory?: ISocketFactory): Kafka {
   registerCompressionCodecs();
   guardRequestQueue();
   const kafkaLogger = logger.child({ component: "kafkajs" });
@@ -58,6 +59,7 @@ export function createKafkaClient(config: KafkaTopicsConfig, logger: Logger): Ka
     },
   };
   if (config.tls?.enabled) settings.ssl = kafkaTlsOptions(config.tls);
+  if (socketFactory) settings.socketFactory = socketFactory;
   if (config.sasl) settings.sasl = { mechanism: config.sasl.mechanism, username: config.sasl.username, password: config.sasl.password ?? "" } as SASLOptions;
   return new Kafka(settings);
 }

@@ -6,12 +6,11 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { Socket } from "node:net";
 import { after, test } from "node:test";
 import { Kafka, logLevel } from "kafkajs";
-import type { ISocketFactory } from "kafkajs";
 import { createLogger } from "../../runtime/logger.ts";
 import { captureLeaseGroup, captureLeaseTopic } from "../topics/names.ts";
+import { cuttableSockets } from "./cuttable-sockets.ts";
 import { chooseHolder, KafkaLease } from "./kafka-lease.ts";
 import { KafkaTopicLog } from "./kafka-log.ts";
 import { testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
@@ -134,31 +133,6 @@ test("a process restarted after kill -9 takes the lease its killed predecessors 
     await admin.disconnect();
   }
 });
-
-/** kafkajs's own socket factory, with a switch that cuts every connection and refuses new ones (the broker gone). */
-function cuttableSockets(): { factory: ISocketFactory; cut: (on: boolean) => void } {
-  const open = new Set<Socket>();
-  let cut = false;
-  const factory: ISocketFactory = ({ host, port, onConnect }) => {
-    const socket = new Socket();
-    if (cut) {
-      setImmediate(() => socket.destroy(Object.assign(new Error(`connect ECONNREFUSED ${host}:${port} (cut by the test)`), { code: "ECONNREFUSED" })));
-      return socket;
-    }
-    open.add(socket);
-    socket.once("close", () => open.delete(socket));
-    socket.setKeepAlive(true, 60_000);
-    return socket.connect({ host, port }, onConnect);
-  };
-  return {
-    factory,
-    cut: (on) => {
-      cut = on;
-      // With an error: kafkajs fails a connection's requests on its error, not on its close.
-      if (on) for (const socket of open) socket.destroy(Object.assign(new Error("read ECONNRESET (cut by the test)"), { code: "ECONNRESET" }));
-    },
-  };
-}
 
 test("a holder whose group member failed (Kafka gone a while) holds the lease again once Kafka answers, without waiting for its former member's session to time out", { timeout: 120_000 }, async () => {
   // A 1 min session: the failed member, whose leave failed with the connection cut, would stay in the group that long and

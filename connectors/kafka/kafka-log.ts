@@ -10,7 +10,7 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import kafkajs from "kafkajs";
-import type { Admin, DescribeConfigResponse, Kafka, Producer } from "kafkajs";
+import type { Admin, DescribeConfigResponse, ISocketFactory, Kafka, Producer } from "kafkajs";
 import type { BackoffPolicy } from "../../runtime/backoff.ts";
 import { backoffDelay } from "../../runtime/backoff.ts";
 import type { Logger } from "../../runtime/logger.ts";
@@ -50,6 +50,7 @@ import { KafkaLease } from "./kafka-lease.ts";
 import { holdClientIdPart, holdPurpose, KafkaGroupHold } from "./kafka-group-hold.ts";
 import { isGoneLocalProcess, localProcessToken, processTokenInText, processTokenText } from "../../runtime/local-process.ts";
 import { removeGoneMembers } from "./gone-members.ts";
+import { keepNewest, RECENT_OWN_MEMBERS } from "../topics/recent-members.ts";
 import { FREQUENT_COMPACTION, frequentlyWritten, keepCompacting } from "./internal-compaction.ts";
 import { PartitionReader } from "./partition-reader.ts";
 import type { FetchLimits } from "./partition-reader.ts";
@@ -78,6 +79,8 @@ export interface KafkaLogOptions {
   readonly readerLimits?: KafkaReaderLimits;
   /** How long this process's committed records may take to become visible to readers (VISIBLE_WITHIN_MS by default). */
   readonly visibleWithinMs?: number;
+  /** How this log's Kafka clients open their connections (kafkajs's own by default): a test cuts them through it, as an outage does. */
+  readonly socketFactory?: ISocketFactory;
 }
 
 export type KafkaLogAccess = "capture" | "command" | "read-only";
@@ -131,6 +134,13 @@ export class KafkaTopicLog implements TopicLog {
   /** max.message.bytes of the topics this process created, declared or wrote to: batches and records to each stay within it. */
   private readonly recordLimits = new Map<string, number>();
   private readonly consumers = new Set<KafkaPullConsumer>();
+  /**
+   * Per consumer group, the member ids of this log's closed consumers, which may still be in the group: a consumer that
+   * failed (Kafka gone) could not leave it, and the coordinator would hold the group's next join until such a member's
+   * session timed out. Removed before this log's next consumer of the group joins (consumer()); forgotten once one joined.
+   */
+  private readonly formerMembers = new Map<string, Set<string>>();
+  private readonly socketFactory: ISocketFactory | undefined;
   /** Reads internal topics to their end without a consumer group; made at the first such read. */
   private reader: PartitionReader | null = null;
   /** Asks for the last stable offsets of the partitions a transaction wrote; made at the first commit. */
@@ -165,7 +175,8 @@ export class KafkaTopicLog implements TopicLog {
     this.transactionalId = options.config.transactions ? (options.transactionalId ?? `${options.deployment}.${options.config.client_id}`) : null;
     this.deployment = options.deployment;
     this.logger = options.logger.child({ component: "kafka-log" });
-    this.kafka = createKafkaClient(options.config, options.logger);
+    this.socketFactory = options.socketFactory;
+    this.kafka = createKafkaClient(options.config, options.logger, this.socketFactory);
     this.admin = this.kafka.admin();
     this.lookups = this.kafka.admin();
     this.checkpointGuarantee = options.config.transactions ? ("exactly-once" as const) : ("at-least-once" as const);
@@ -663,7 +674,7 @@ export class KafkaTopicLog implements TopicLog {
    */
   private memberClient(): Kafka {
     const token = localProcessToken();
-    this.memberKafka ??= token === null ? this.kafka : createKafkaClient({ ...this.config, client_id: `${this.config.client_id}.${processTokenText(token)}` }, this.logger);
+    this.memberKafka ??= token === null ? this.kafka : createKafkaClient({ ...this.config, client_id: `${this.config.client_id}.${processTokenText(token)}` }, this.logger, this.socketFactory);
     return this.memberKafka;
   }
 
@@ -688,8 +699,11 @@ export class KafkaTopicLog implements TopicLog {
     for (const topic of topics) await this.partitionCount(topic);
     const consumer = await this.request(async () => {
       const kafka = this.memberClient();
-      // A killed process of this machine (this one before a restart) would keep its partitions until its session times out.
-      await removeGoneMembers(kafka, group, (member) => isGoneLocalProcess(processTokenInText(member.clientId)), this.logger);
+      // A killed process of this machine (this one before a restart) would keep its partitions until its session times out,
+      // and so would this log's own consumers of the group that failed. Only member ids this log's consumers had are its
+      // own: another process's members (several processes running one sink) are never taken for them.
+      const former = this.formerMembers.get(group);
+      await removeGoneMembers(kafka, group, (member) => former?.has(member.memberId) === true || isGoneLocalProcess(processTokenInText(member.clientId)), this.logger);
       const created = await KafkaPullConsumer.create({
         kafka,
         admin: () => this.admin,
@@ -702,6 +716,8 @@ export class KafkaTopicLog implements TopicLog {
         offsetRanges: (topic) => this.partitionOffsets(topic),
         ...(options.fetchWaitMs === undefined ? {} : { fetchWaitMs: options.fetchWaitMs }),
       });
+      // Its join completed: the group's former members rejoined or were dropped.
+      this.formerMembers.delete(group);
       // The log was closed while the consumer joined its group: nothing would close it.
       if (this.closed) {
         await created.close();
@@ -713,9 +729,24 @@ export class KafkaTopicLog implements TopicLog {
     const close = consumer.close.bind(consumer);
     consumer.close = async () => {
       this.consumers.delete(consumer);
+      this.rememberFormerMembers(group, consumer.groupMembersSeen().own);
       await close();
     };
     return consumer;
+  }
+
+  private rememberFormerMembers(group: string, members: readonly string[]): void {
+    if (members.length === 0) return;
+    const former = this.formerMembers.get(group) ?? new Set<string>();
+    for (const member of members) former.add(member);
+    keepNewest(former, RECENT_OWN_MEMBERS);
+    // Most recent last: a group never opened again (a reader's own group) is dropped after RECENT_OWN_MEMBERS others.
+    this.formerMembers.delete(group);
+    this.formerMembers.set(group, former);
+    for (const [oldest] of this.formerMembers) {
+      if (this.formerMembers.size <= RECENT_OWN_MEMBERS) break;
+      this.formerMembers.delete(oldest);
+    }
   }
 
   /**
@@ -860,7 +891,7 @@ export class KafkaTopicLog implements TopicLog {
     if (this.closed) throw closedError();
     const token = localProcessToken();
     const clientId = `${this.config.client_id}.${holdClientIdPart(purpose)}${token === null ? "" : `.${processTokenText(token)}`}`;
-    const kafka = createKafkaClient({ ...this.config, client_id: clientId }, this.logger);
+    const kafka = createKafkaClient({ ...this.config, client_id: clientId }, this.logger, this.socketFactory);
     const existing = new Set(await this.topicNames());
     const kept = [...new Set((await this.committedOffsets(group)).map((o) => o.topic))].filter((topic) => existing.has(topic));
     await removeGoneMembers(kafka, group, (member) => isGoneLocalProcess(processTokenInText(member.clientId)), this.logger);

@@ -1,0 +1,61 @@
+/**
+ * For tests: kafkajs's socket factory with switches that act as Kafka going away, for the clients
+ * given it (the rest of the test's clients keep their connections): cut(true) resets every
+ * connection and refuses new ones until cut(false); cutAtJoinGroup() resets the connection that
+ * sends the next JoinGroup request instead of sending it (a join that fails, as on a restarted
+ * broker whose group coordinator is not ready yet).
+ */
+import { Socket } from "node:net";
+import type { ISocketFactory } from "kafkajs";
+
+/** Kafka's api key of JoinGroup: the int16 after a request's 4-byte size. */
+const JOIN_GROUP_API_KEY = 11;
+
+export interface CuttableSockets {
+  readonly factory: ISocketFactory;
+  cut(on: boolean): void;
+  cutAtJoinGroup(): void;
+}
+
+function socketError(message: string, code: string): Error {
+  return Object.assign(new Error(`${message} (cut by the test)`), { code });
+}
+
+export function cuttableSockets(): CuttableSockets {
+  const open = new Set<Socket>();
+  let cut = false;
+  let cutAtJoin = false;
+  const factory: ISocketFactory = ({ host, port, onConnect }) => {
+    const socket = new Socket();
+    if (cut) {
+      setImmediate(() => socket.destroy(socketError(`connect ECONNREFUSED ${host}:${port}`, "ECONNREFUSED")));
+      return socket;
+    }
+    open.add(socket);
+    socket.once("close", () => open.delete(socket));
+    socket.setKeepAlive(true, 60_000);
+    // Wrapped after connect(), which puts the prototype's write back.
+    socket.connect({ host, port }, onConnect);
+    const write = socket.write.bind(socket) as (chunk: unknown, ...rest: unknown[]) => boolean;
+    socket.write = ((chunk: unknown, ...rest: unknown[]) => {
+      if (cutAtJoin && Buffer.isBuffer(chunk) && chunk.length >= 6 && chunk.readInt16BE(4) === JOIN_GROUP_API_KEY) {
+        cutAtJoin = false;
+        // With an error: kafkajs fails a connection's requests on its error, not on its close.
+        setImmediate(() => socket.destroy(socketError("read ECONNRESET", "ECONNRESET")));
+        return true;
+      }
+      return write(chunk, ...rest);
+    }) as typeof socket.write;
+    return socket;
+  };
+  return {
+    factory,
+    cut: (on) => {
+      cut = on;
+      if (on) for (const socket of open) socket.destroy(socketError("read ECONNRESET", "ECONNRESET"));
+    },
+    cutAtJoinGroup: () => {
+      cutAtJoin = true;
+    },
+  };
+}
