@@ -34,6 +34,8 @@ import { KeyIndex } from "./key-index.ts";
 import { Maintenance } from "./maintenance.ts";
 import type { MaintenanceResult } from "./maintenance.ts";
 import { encodeBatch, encodedSize, recordTimestamps } from "./record-codec.ts";
+import { fileIdentity, filesGone } from "./files-in-place.ts";
+import type { FileIdentity } from "./files-in-place.ts";
 import { openFailureReason } from "./open-failure.ts";
 import { EmbeddedRegistryJournal } from "./registry-journal.ts";
 import { prepareDatabase, readLogId } from "./schema.ts";
@@ -70,6 +72,8 @@ export interface EmbeddedLogOptions {
    * checkpoint another deployment wrote is refused (checkpoint-deployment.ts). Unset: not checked.
    */
   readonly deployment?: string;
+  /** How often a write checks that the log's files are still the ones open (files-in-place.ts); default 1 s. */
+  readonly filesCheckIntervalMs?: number;
 }
 
 export interface TopicMeta {
@@ -205,6 +209,11 @@ export class EmbeddedTopicLog implements TopicLog {
   private readonly deploymentRecorded = new Set<string>();
   private maintenanceTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** The file this process opened (writable opens), and whether it has committed a write to it. */
+  private openedFile: FileIdentity | null = null;
+  private wroteFile = false;
+  private filesCheckedAt = -Infinity;
+  private readonly filesCheckIntervalMs: number;
 
   private constructor(db: DatabaseSync, path: string, options: EmbeddedLogOptions) {
     this.db = db;
@@ -221,6 +230,7 @@ export class EmbeddedTopicLog implements TopicLog {
     this.maintenanceBudget = options.maintenanceBudget ?? 500;
     this.readOnly = options.readOnly ?? false;
     this.deployment = options.deployment;
+    this.filesCheckIntervalMs = options.filesCheckIntervalMs ?? 1_000;
     this.registryJournal = new EmbeddedRegistryJournal(db, path, this.clock, () => this.assertWritable("append registry entry"));
     const interval = this.readOnly ? 0 : (options.maintenanceIntervalMs ?? 10_000);
     if (interval > 0) {
@@ -260,6 +270,7 @@ export class EmbeddedTopicLog implements TopicLog {
       throw topicLogError(error, "open", path);
     }
     const log = new EmbeddedTopicLog(db, realpathSync(path), options);
+    if (!log.readOnly) log.openedFile = fileIdentity(log.path);
     log.logger.info({ readOnly: log.readOnly }, "embedded topic log open");
     return log;
   }
@@ -573,10 +584,12 @@ export class EmbeddedTopicLog implements TopicLog {
   /** Runs `operation` in one IMMEDIATE transaction; any failure rolls it back whole. */
   write<T>(operation: string, body: () => T): T {
     this.assertWritable(operation);
+    this.assertFilesInPlace(operation);
     try {
       this.db.exec("BEGIN IMMEDIATE");
       const result = body();
       this.db.exec("COMMIT");
+      this.wroteFile = true;
       return result;
     } catch (error) {
       if (this.db.isTransaction) {
@@ -588,6 +601,26 @@ export class EmbeddedTopicLog implements TopicLog {
       }
       throw topicLogError(error, operation, this.path);
     }
+  }
+
+  /**
+   * Refuses to write (TOPIC_LOG_FILE_GONE, permanent: the daemon stops) once the log's file or its -wal was deleted or
+   * replaced while open. Stopping closes the connections; SQLite's close copies what the deleted -wal holds into the
+   * file when that is still in place, so a restart reads on from there. Checked at most once per filesCheckIntervalMs.
+   */
+  private assertFilesInPlace(operation: string): void {
+    if (this.openedFile === null) return;
+    const now = performance.now();
+    if (now - this.filesCheckedAt < this.filesCheckIntervalMs) return;
+    this.filesCheckedAt = now;
+    const gone = filesGone(this.path, this.openedFile, this.wroteFile);
+    if (gone === null) return;
+    throw new SluiceError(
+      `embedded topic log ${this.path}: ${gone} while the daemon ran (to free disk space?). SQLite writes on into the deleted file, so what it stored would be lost ` +
+        `at a crash, and a process opening the log now sees none of it: nothing more is written, and the daemon stops (its stop copies a deleted -wal's contents into ` +
+        `the file when the file is still in place). Never delete or move the log's files (sluice.db, -wal, -shm) while Sluice runs (docs/topics.md)`,
+      { code: "TOPIC_LOG_FILE_GONE", retriable: false, context: { component: "embedded-log", path: this.path, operation } },
+    );
   }
 
   /** Throws TOPIC_LOG_READ_ONLY when this log was opened read-only. */
