@@ -36,7 +36,15 @@ export function parseConfigText(file: string, text: string): ParsedConfigDocumen
     }
     return { file, line, column, path: "", message: `YAML: ${error.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}` };
   });
-  return { file, document, issues, locate };
+  // The parser reports an unclosed flow collection once for each collection it is nested in, all at the same place.
+  const said = new Set<string>();
+  const distinct = issues.filter((issue) => {
+    const key = `${issue.line}:${issue.column}:${issue.path}:${issue.message}`;
+    if (said.has(key)) return false;
+    said.add(key);
+    return true;
+  });
+  return { file, document, issues: distinct, locate };
 }
 
 /** The key whose second occurrence starts at `offset`: its name, key path and where it first appears. */
