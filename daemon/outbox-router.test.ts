@@ -116,6 +116,14 @@ test("Avro payloads: encoded with the aggregate type's schema, registered under 
   assert.deepEqual({ ...(avro.Type.forSchema(JSON.parse(registered!.schema) as never).fromBuffer(payload) as object) }, { total: 12, note: "x" });
 });
 
+test("an Avro schema file that is a device or larger than 4 MiB is refused, naming the file, not read without end", async () => {
+  const large = join(dir, "large.avsc");
+  writeFileSync(large, `${JSON.stringify({ type: "record", name: "OrderChanged", fields: [{ name: "total", type: "long" }] })}${" ".repeat(4 * 1024 * 1024)}`);
+  const { router: r } = await router(`      tables: ["public.outbox"]\n      payload:\n        format: avro\n        schemas:\n          order: ${large}\n          device: /dev/zero`);
+  await assert.rejects(r.encode(change("c", row('{"total": 12}'))), /cannot read the Avro schema file .*large\.avsc: .*more than the 4 MiB such a file may hold \(EFBIG\)/);
+  await assert.rejects(r.encode(change("c", { ...row("{}"), aggregatetype: "device" })), /cannot read the Avro schema file \/dev\/zero: not a regular file \(a device\) \(ENOTREG\)/);
+});
+
 test("a row that is no event (missing aggregate id, payload its schema refuses, no schema) fails with OUTBOX_EVENT_INVALID naming the table", async () => {
   const { router: r } = await router(`      tables: ["public.outbox"]\n      payload:\n        format: avro\n        schemas:\n          order: ${schemaFile}`);
   const invalid = (error: unknown) => error instanceof SluiceError && error.code === "OUTBOX_EVENT_INVALID" && error.context.table === "public.outbox";

@@ -6,7 +6,7 @@
  * event router does. Everything else goes to the table encoder. The records travel with the
  * batch's checkpoint like any other, so they are exactly-once into topics too.
  */
-import { readFileSync } from "node:fs";
+import { MiB, readBoundedFile } from "../config/bounded-file.ts";
 import avro from "avsc";
 import type { Type } from "avsc";
 import type { ChangeEvent, ColumnValue, ProducedRecord, TopicLog } from "../connectors/contracts.ts";
@@ -201,7 +201,7 @@ export class OutboxRouter implements ChangeEncoder {
     let known = this.avroPayloads.get(topic);
     if (!known) {
       known = (async () => {
-        const schema = JSON.parse(readFileSync(file, "utf8")) as object;
+        const schema = JSON.parse(readSchemaFile(file)) as object;
         const type = avro.Type.forSchema(schema as never, { wrapUnions: "auto" });
         const schemaId = await this.registry.register(`${topic}-value`, JSON.stringify(schema));
         return { type, schemaId };
@@ -218,6 +218,19 @@ export class OutboxRouter implements ChangeEncoder {
     if (expected || this.warned.has(key)) return;
     this.warned.add(key);
     this.logger?.warn({ table, op, source: this.source.name }, op === "u" ? "outbox: an update of an outbox row is no event and is ignored (events are inserts)" : `outbox: ${op === "d" ? "a delete" : "a truncate"} of an outbox table is no event and is ignored`);
+  }
+}
+
+/** An Avro schema of a few hundred fields is tens of KiB: a larger file is a wrong path, never read whole. */
+const AVRO_SCHEMA_FILE_MAX_BYTES = 4 * MiB;
+
+/** Read on the thread that captures: a FIFO or a device is refused (config/bounded-file.ts), not waited on or read without end. */
+function readSchemaFile(file: string): string {
+  try {
+    return readBoundedFile(file, AVRO_SCHEMA_FILE_MAX_BYTES).toString("utf8");
+  } catch (error) {
+    const { code } = error as { code?: unknown };
+    throw Object.assign(new Error(`cannot read the Avro schema file ${file}: ${(error as Error).message}${typeof code === "string" ? ` (${code})` : ""}`, { cause: error }), { code });
   }
 }
 

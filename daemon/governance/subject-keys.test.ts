@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,6 +28,20 @@ test("a master key file holds 32 bytes as hex or base64; anything else is refuse
   writeFileSync(short, "abcd");
   assert.throws(() => MasterKey.fromFile(short), (e: unknown) => e instanceof SluiceError && e.code === "GOVERNANCE_KEY_INVALID" && /32 bytes/.test(e.message));
   assert.throws(() => MasterKey.fromFile(join(dir, "missing")), /cannot read the master key file/);
+});
+
+test("a master key file that is a FIFO, a device or too large is refused, not waited on or read without end", () => {
+  const fifo = join(dir, "master.fifo");
+  assert.equal(spawnSync("mkfifo", [fifo]).status, 0);
+  // In a child process: before, the read waited for a writer (the daemon's main thread with it), and the test would too.
+  const script = `const { MasterKey } = await import(${JSON.stringify(new URL("./subject-keys.ts", import.meta.url).href)}); try { MasterKey.fromFile(process.argv[1]); console.log("read"); } catch (error) { console.log(error.message); }`;
+  const child = spawnSync(process.execPath, ["--input-type=module", "-e", script, fifo], { timeout: 30_000, encoding: "utf8" });
+  assert.equal(child.signal, null, `MasterKey.fromFile did not return (killed by ${String(child.signal)}): it waited on the FIFO`);
+  assert.match(child.stdout, /cannot read the master key file .*master\.fifo: not a regular file \(a FIFO\)/);
+  assert.throws(() => MasterKey.fromFile("/dev/zero"), /cannot read the master key file \/dev\/zero: not a regular file \(a device\)/);
+  const large = join(dir, "master.large");
+  writeFileSync(large, `${"ab".repeat(32)}\n${" ".repeat(64 * 1024)}`);
+  assert.throws(() => MasterKey.fromFile(large), /cannot read the master key file .*master\.large: .*more than the 64 KiB such a file may hold/);
 });
 
 test("values: AES-256-GCM round trip, bound to their context, tampering detected", () => {

@@ -11,7 +11,7 @@
  */
 import { createCipheriv, createDecipheriv, createHash, createSecretKey, randomBytes, randomFillSync, timingSafeEqual } from "node:crypto";
 import type { KeyObject } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { KiB, readBoundedFile } from "../../config/bounded-file.ts";
 import type { ProducedRecord, StoredRecord, TopicConsumer, TopicLog } from "../../connectors/contracts.ts";
 import { SluiceError } from "../../connectors/errors.ts";
 
@@ -20,6 +20,9 @@ const WRAP_MAGIC = Buffer.from("SK1");
 function keyError(message: string, context: Record<string, unknown> = {}): SluiceError {
   return new SluiceError(message, { code: "GOVERNANCE_KEY_INVALID", context: { component: "governance", ...context } });
 }
+
+/** Like a secret file (config/document.ts): a master key file holds 64 hex digits or 44 base64 characters. */
+const MASTER_KEY_FILE_MAX_BYTES = 64 * KiB;
 
 /** The master key: 32 bytes, written in its file as 64 hex digits or as base64. */
 export class MasterKey {
@@ -36,7 +39,7 @@ export class MasterKey {
   static fromFile(path: string): MasterKey {
     let text: string;
     try {
-      text = readFileSync(path, "utf8").trim();
+      text = readBoundedFile(path, MASTER_KEY_FILE_MAX_BYTES).toString("utf8").trim();
     } catch (error) {
       throw keyError(`cannot read the master key file ${path}: ${(error as Error).message}`, { path });
     }
