@@ -111,12 +111,20 @@ function batchHeapFactor(sink: Sink): number {
  */
 const READER_SHARE = 4;
 const FETCH_HEAP_FACTOR = 4;
-const MIN_READER_READ_AHEAD = 2 * MiB;
-const MAX_READER_READ_AHEAD = 16 * MiB;
+/**
+ * The room kept for a read-ahead, per byte of it. A queued record counts 96 bytes besides its key
+ * and value (kafka-consumer.ts RECORD_HEAP_OVERHEAD), where it counted 384 while each record held
+ * two Buffer views and its offset and time as objects: half the bytes now hold about as many records
+ * (~2,900 of ~270 bytes in 1 MiB, ~3,200 in 2 MiB before), and the other half of the room stays in
+ * the sink's old generation, where its collector works (docs/benchmarks.md, issue 16).
+ */
+const READ_AHEAD_ROOM_FACTOR = 2;
+const MIN_READER_READ_AHEAD = 1 * MiB;
+const MAX_READER_READ_AHEAD = 8 * MiB;
 const MIN_FETCH = 1 * MiB;
 const MAX_FETCH = 8 * MiB;
 const MAX_PARTITION_FETCH = 4 * MiB;
-const MIN_READER = MIN_READER_READ_AHEAD + FETCH_HEAP_FACTOR * MIN_FETCH;
+const MIN_READER = READ_AHEAD_ROOM_FACTOR * MIN_READER_READ_AHEAD + FETCH_HEAP_FACTOR * MIN_FETCH;
 /**
  * The main thread's Kafka readers (the instances topic, governance's key and erasure topics): few,
  * small records, so the least fetches and a 1 MiB read-ahead; counted once in the main heap's least.
@@ -296,7 +304,7 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
       const heap = heaps[i + 1]!;
       const working = heap.oldMb * MiB - sinkBaseOld(s);
       const readerPlan = reader > 0 ? kafkaReader(s.batch.max_bytes === undefined ? working / READER_SHARE : working - batchHeapFactor(s) * s.batch.max_bytes) : undefined;
-      const readerBytes = readerPlan ? readerPlan.readAheadBytes + FETCH_HEAP_FACTOR * readerPlan.fetchBytes : 0;
+      const readerBytes = readerPlan ? READ_AHEAD_ROOM_FACTOR * readerPlan.readAheadBytes + FETCH_HEAP_FACTOR * readerPlan.fetchBytes : 0;
       const batchBytes = s.batch.max_bytes ?? clamp(wholeMiB((working - readerBytes) / batchHeapFactor(s)), MIN_BATCH, MAX_DERIVED_BATCH);
       const limit = duckdb.get(s.name);
       const plan: SinkMemory = {
@@ -327,11 +335,12 @@ function sinkBaseOld(sink: Sink): number {
 
 /**
  * A sink's Kafka reader within `room` bytes of its heap: half for decoding a fetch response, the
- * rest read-ahead; at least MIN_READER (the sink's least heap counts it).
+ * rest for the read-ahead (half of it read ahead, see READ_AHEAD_ROOM_FACTOR); at least MIN_READER
+ * (the sink's least heap counts it).
  */
 function kafkaReader(room: number): KafkaReaderMemory {
   const fetchBytes = clamp(wholeMiB(room / 2 / FETCH_HEAP_FACTOR), MIN_FETCH, MAX_FETCH);
-  const readAheadBytes = clamp(wholeMiB(room - FETCH_HEAP_FACTOR * fetchBytes), MIN_READER_READ_AHEAD, MAX_READER_READ_AHEAD);
+  const readAheadBytes = clamp(wholeMiB((room - FETCH_HEAP_FACTOR * fetchBytes) / READ_AHEAD_ROOM_FACTOR), MIN_READER_READ_AHEAD, MAX_READER_READ_AHEAD);
   return { readAheadBytes, fetchBytes, partitionFetchBytes: clamp(wholeMiB(fetchBytes / 2), MIN_FETCH, MAX_PARTITION_FETCH) };
 }
 

@@ -76,10 +76,15 @@ export function kafkaSessionTimeoutMs(env: NodeJS.ProcessEnv = process.env): num
 /** Bytes a queued record counts besides its key and value. */
 const RECORD_OVERHEAD = 64;
 /**
- * The same with limits (a memory budget): what a queued record holds in the heap, its objects and
- * buffer views (measured: 330-370 bytes for records of ~100 bytes), so the read-ahead bounds the heap.
+ * The same with limits (a memory budget): what a queued record holds besides its key and value,
+ * so the read-ahead bounds what it takes. A record is a position in its fetched batch
+ * (in-place-record.ts): ~50 bytes of heap (the record object and its slot in the batch's array,
+ * Node 24 without pointer compression) and 32 bytes of the batch's typed arrays, whatever its size
+ * (kafka-consumer-overhead.test.ts measures it). It was 384 when each record held two Buffer views
+ * and its offset and time as objects: counted so, a read-ahead held about half the records it was
+ * planned for.
  */
-const RECORD_HEAP_OVERHEAD = 384;
+export const RECORD_HEAP_OVERHEAD = 96;
 /** A fetched batch waiting for room in the queue looks again (and heartbeats) at least this often. */
 const ROOM_CHECK_MS = 1_000;
 
