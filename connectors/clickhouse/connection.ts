@@ -52,6 +52,19 @@ export function serverErrorCode(error: unknown): number | null {
   return match ? Number(match[1]) : null;
 }
 
+const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/**
+ * Matches an error naming one of the sink's own tables in `database` (`shop._sluice_offsets`). ClickHouse back-quotes
+ * a name that is not a plain identifier (`` `my-db`._sluice_offsets ``, a backquote or backslash in it escaped by a
+ * backslash), so both forms are matched.
+ */
+export function ownTableGonePattern(database: string): RegExp {
+  const quoted = `\`${database.replace(/[\\`]/g, "\\$&")}\``;
+  // Preceded by a space or the message's start (Table shop._sluice_offsets doesn't exist): not the end of `my-shop`.
+  return new RegExp(`(?<=^|[\\s'"(])(?:${escapeRegExp(database)}|${escapeRegExp(quoted)})\\.\`?${OWN_TABLES}\\b`);
+}
+
 export class ClickHouseConnection {
   readonly #client: ClickHouseClient;
   readonly #sink: string;
@@ -64,7 +77,7 @@ export class ClickHouseConnection {
 
   constructor(config: ClickHouseSinkConfig, logger: Logger) {
     this.#sink = config.name;
-    this.#ownTableGone = new RegExp(`\\b${config.database.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\.${OWN_TABLES}\\b`);
+    this.#ownTableGone = ownTableGonePattern(config.database);
     this.#logger = logger;
     this.#retry = config.retry;
     this.#url = new URL(config.url).origin;
