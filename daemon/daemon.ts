@@ -61,6 +61,7 @@ import type { RegistrySetup } from "./components.ts";
 import { startTerm } from "./term-start.ts";
 import { CoalescedRead, within } from "./coalesced-read.ts";
 import type { CompletedRead } from "./coalesced-read.ts";
+import { PUBLICATION_INCOMPLETE, sourceWarnings } from "../connectors/common/source-warnings.ts";
 
 /** Kafka's session timeout of a capture lease: how long a dead or frozen leader keeps it before a standby takes over. */
 const leaseSessionMs = (): number => durationFromEnv("SLUICE_CAPTURE_LEASE_SESSION_MS", 10_000, { min: 1_000, max: 3_600_000 });
@@ -845,6 +846,7 @@ export class Daemon {
         lagSeconds: lagSeconds(now, c.pipeline.lastAckedCommitTime()),
         halted: c.pipeline.haltedTables(),
         dataChecks: this.dataChecks.get(c.name)?.failures() ?? [],
+        warnings: sourceWarnings(c.source),
         snapshots: progressEntries((c.source as { snapshotProgress?: () => readonly TableSnapshotProgress[] }).snapshotProgress?.() ?? []),
         ...(readiness.capture ? { state: readiness.capture } : {}),
       };
@@ -858,6 +860,7 @@ export class Daemon {
         lagSeconds: null,
         halted: [],
         dataChecks: [],
+        warnings: [],
         snapshots: [],
         state: "standby" as const,
       })),
@@ -919,6 +922,7 @@ export class Daemon {
       if (freshness !== null) this.metrics.sinkFreshness.set({ sink: sink.name }, freshness);
     }
     for (const capture of this.captures) {
+      if (capture.source.kind === "postgres") this.metrics.publicationIncomplete.set({ source: capture.name }, sourceWarnings(capture.source).some((w) => w.code === PUBLICATION_INCOMPLETE) ? 1 : 0);
       const lag = lagSeconds(now, capture.pipeline.lastAckedCommitTime());
       if (lag !== null) this.metrics.sourceLag.set({ source: capture.name }, lag);
     }

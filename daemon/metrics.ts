@@ -239,6 +239,12 @@ export class SluiceMetrics {
     labelNames: ["sink"] as const,
     registers: [this.registry],
   });
+  readonly publicationIncomplete = new Gauge({
+    name: "sluice_source_publication_incomplete",
+    help: "1 while a PostgreSQL source's publication leaves out operations (publish) or does not publish via the partition root for captured partitioned tables: those changes are not captured (/status sources[].warnings says which and what to run), 0 otherwise",
+    labelNames: ["source"] as const,
+    registers: [this.registry],
+  });
   readonly tablesHalted = new Gauge({
     name: "sluice_tables_halted",
     help: "Tables whose stream is halted (1) by an error an operator must resolve, or by a target's block until it is lifted (retried by itself)",

@@ -94,3 +94,10 @@ test("sluice status shows a sink's last lag read, with its age, when the daemon 
   assert.match(formatStatus({ ...status(null), sinks: [{ ...sink, lagRecords: null, lastLag: null }] }), /warehouse\s+applying\s+-\s/);
   assert.match(formatStatus({ ...status(null), sinks: [{ ...sink, lagRecords: 5, lastLag: null }] }), /warehouse\s+applying\s+5\s/);
 });
+
+test("sluice status shows a source's warnings, e.g. a publication that leaves out changes", () => {
+  const base = status({ commit: "10", change: "9" });
+  const text = formatStatus({ ...base, sources: [{ ...base.sources[0]!, warnings: [{ code: "PG_PUBLICATION_INCOMPLETE", message: 'publication "p" does not publish delete' }] }] });
+  assert.match(text, /WARNING OF\s+CODE\s+MESSAGE\npg\s+PG_PUBLICATION_INCOMPLETE\s+publication "p" does not publish delete/);
+  assert.doesNotMatch(formatStatus(base), /WARNING OF/);
+});

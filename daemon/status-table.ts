@@ -21,6 +21,8 @@ interface SourceStatus {
   snapshots?: SnapshotProgressEntry[];
   /** Data checks that failed (governance; daemons before issue 18 do not send it). */
   dataChecks?: { table: string; check: string; column: string | null; action: string; failures: number; lastKey: string | null; lastAt: string }[];
+  /** What the source wants an operator to know, e.g. a publication that leaves out changes (older daemons do not send it). */
+  warnings?: { code: string; message: string }[];
 }
 
 /** One process of the deployment, as it announced itself (daemons before issue 17 do not send them). */
@@ -112,6 +114,8 @@ export function formatStatus(status: Record<string, unknown>): string {
   if (waiting.length > 0) out.push("", table(["NOT READY", "WAITING FOR"], waiting));
   const checks = sources.flatMap((s) => (s.dataChecks ?? []).map((c) => [s.name, c.table, c.check, c.column ?? "-", c.action, String(c.failures), c.lastKey ?? "-", c.lastAt]));
   if (checks.length > 0) out.push("", table(["DATA CHECKS OF", "TABLE", "CHECK", "COLUMN", "ACTION", "FAILURES", "LAST KEY", "LAST AT"], checks));
+  const warnings = sources.flatMap((s) => (s.warnings ?? []).map((w) => [s.name, w.code, w.message]));
+  if (warnings.length > 0) out.push("", table(["WARNING OF", "CODE", "MESSAGE"], warnings));
   const halted = [...sources.flatMap((s) => s.halted.map((h) => [s.name, h.table, h.error])), ...sinks.flatMap((s) => s.halted.map((h) => [s.name, h.table, h.error]))];
   if (halted.length > 0) out.push("", table(["HALTED IN", "TABLE", "ERROR"], halted), "", 'Details and release: "sluice halted -c FILE list", then "sluice halted retry" or "sluice halted skip" (see docs/operations.md, "Halted tables").');
   return `${out.join("\n")}\n`;

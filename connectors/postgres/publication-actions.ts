@@ -40,6 +40,58 @@ export function restoreOptionsStatement(publication: string, viaRoot: boolean): 
 }
 
 /**
+ * What the publication's options keep from the stream: the operations it leaves out (every captured table's), and,
+ * when it does not publish via the partition root (PostgreSQL 13+), the partitioned tables' changes, which then come
+ * under their partitions' names. Null when it captures everything.
+ */
+export interface PublicationGap {
+  readonly unpublished: readonly PublishedAction[];
+  readonly viaRoot: boolean;
+  /** The captured tables whose changes are (partly) not captured. */
+  readonly tables: readonly string[];
+}
+
+interface CapturedTable {
+  readonly schema: string;
+  readonly table: string;
+  /** pg_class.relkind: "p" for a partitioned table. */
+  readonly kind?: string;
+}
+
+export function publicationGap(options: PublicationOptions, known: readonly CapturedTable[], serverVersion: number): PublicationGap | null {
+  const partitioned = known.filter((t) => t.kind === "p");
+  const rootOff = !options.viaRoot && partitioned.length > 0 && serverVersion >= 130000;
+  if (options.unpublished.length === 0 && !rootOff) return null;
+  const affected = options.unpublished.length > 0 ? known : partitioned;
+  return { unpublished: options.unpublished, viaRoot: !rootOff, tables: affected.map((t) => `${t.schema}.${t.table}`) };
+}
+
+/** The same gap, as text: a look warns once for each. */
+export function gapKey(gap: PublicationGap | null): string {
+  return gap === null ? "" : JSON.stringify(gap);
+}
+
+/**
+ * The warning for a gap: which changes are not captured, that it may be deliberate, and what to run when it is not.
+ * Sluice does not change the publication: leaving out deletes or truncates is often meant (purged rows kept in a
+ * warehouse), a DBA's tool may own its definition, a native subscriber may need it not via the root.
+ */
+const TABLES_NAMED = 5;
+
+export function gapWarning(publication: string, gap: PublicationGap): string {
+  const what = [
+    ...(gap.unpublished.length > 0 ? [`does not publish ${gap.unpublished.join(", ")} (those changes of every captured table are not captured)`] : []),
+    ...(gap.viaRoot ? [] : ["does not publish via the partition root (the partitioned tables' changes arrive under their partitions' names, which are not captured)"]),
+  ].join(" and ");
+  const named = gap.tables.slice(0, TABLES_NAMED).map((t) => `sluice snapshot -c CONFIG --table ${t} --execute`).join("; ");
+  const snapshots = gap.tables.length > TABLES_NAMED ? `${named}; and so on for each of the ${gap.tables.length} tables (field tables)` : named;
+  return (
+    `publication "${publication}" ${what}: the sinks keep rows those changes would have updated or deleted. Sluice does not change the publication. ` +
+    `If this is intended, nothing to do. If not, run ${restoreOptionsStatement(publication, !gap.viaRoot)}, then read the tables again: ${snapshots}`
+  );
+}
+
+/**
  * The tables added to `publication` by name (pg_publication_rel). A partitioned table's membership is read here: when
  * the publication does not publish via the root, pg_publication_tables lists its partitions instead of it.
  */

@@ -16,6 +16,7 @@ import type { PostgresSource } from "./source.ts";
 import type { PostgresSourceConfig } from "../../config/schema.ts";
 import type { Logger } from "../../runtime/logger.ts";
 import { listTables } from "./catalog.ts";
+import { pino } from "pino";
 import { captureNames, ensurePublication } from "./slot-setup.ts";
 
 const schema = randomName("unpub");
@@ -43,26 +44,31 @@ const published = async (publication: string | undefined): Promise<boolean> =>
  * (its fold); then `table`'s rows must be there as the server holds them (those deleted meanwhile gone, the rest with their
  * latest value).
  */
-async function whileCapturing(pattern: string, table: string, body: (c: PostgresSourceConfig, fold: Fold, state: Pump) => Promise<void>): Promise<void> {
+async function whileCapturing(
+  pattern: string,
+  table: string,
+  body: (c: PostgresSourceConfig, fold: Fold, state: Pump, source: PostgresSource) => Promise<void>,
+  options: { logger?: Logger; expected?: (c: PostgresSourceConfig) => Promise<{ id: string; v: string }[]> } = {},
+): Promise<void> {
   const c = sourceConfig({ tables: [pattern], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 }, heartbeat_interval: 500 });
   configs.push(c);
   const opened: PostgresSource[] = [];
   const pumps: Pump[] = [];
   const stopCheckpoints = checkpointing();
   try {
-    const source = newSource(c, { tableDiscoveryMs: 300 });
+    const source = newSource(c, { tableDiscoveryMs: 300, ...(options.logger === undefined ? {} : { logger: options.logger }) });
     opened.push(source);
     await source.connect(null, AbortSignal.timeout(30_000));
     const fold = new Fold(table);
     const state = pump(source, [fold]);
     pumps.push(state);
     await waitFor("the initial snapshot", () => state.checkpoint !== null && !isSnapshotIncomplete(state.checkpoint.position) && noTasks(state));
-    await body(c, fold, state);
+    await body(c, fold, state, source);
 
-    const rows = await admin.query<{ id: string; v: string }>(`SELECT id, v FROM "${schema}".${table} ORDER BY id`);
+    const rows = (await options.expected?.(c)) ?? (await admin.query<{ id: string; v: string }>(`SELECT id, v FROM "${schema}".${table} ORDER BY id`)).rows;
     const visible = fold.visible();
-    assert.deepEqual([...visible.keys()].map(Number).sort((a, b) => a - b), rows.rows.map((r) => Number(r.id)), "the rows deleted meanwhile are gone");
-    assert.ok(rows.rows.every((r) => visible.get(r.id)?.["v"] === Number(r.v)), "every row with its latest value");
+    assert.deepEqual([...visible.keys()].map(Number).sort((a, b) => a - b), rows.map((r) => Number(r.id)), "the rows deleted meanwhile are gone");
+    assert.ok(rows.every((r) => visible.get(r.id)?.["v"] === Number(r.v)), "every row with its latest value");
   } finally {
     await stopCheckpoints();
     await stopPumps(pumps, opened);
@@ -86,42 +92,92 @@ test("a captured table dropped from the publication while capture streams is put
   });
 });
 
-test("a publication set to leave out updates and deletes while capture streams publishes them again, and the tables are emptied and read again", async () => {
+/** Warnings a source logged (JSON lines at warn and above). */
+function warnLog(): { logger: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  return { logger: pino({ level: "warn" }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) }), lines };
+}
+
+const optionsOf = async (publication: string | undefined): Promise<Record<string, boolean>> => {
+  const row = (await admin.query<Record<string, unknown>>(`SELECT pubinsert, pubupdate, pubdelete, pubtruncate, pubviaroot FROM pg_publication WHERE pubname = $1`, [publication])).rows[0] ?? {};
+  return Object.fromEntries(Object.entries(row).map(([name, value]) => [name, value === true || value === "t"]));
+};
+
+/** A few looks (300 ms apart) after the publication's change. */
+const someLooks = () => new Promise((resolve) => setTimeout(resolve, 1_500));
+
+test("a publication set to leave out updates and deletes is not changed and no target is emptied: warned once, shown in warnings(), then cleared when set back by hand", async () => {
   await admin.query(`CREATE TABLE "${schema}".acts (id int PRIMARY KEY, v int NOT NULL, note text)`);
   await admin.query(`INSERT INTO "${schema}".acts SELECT i, i, 'n' || i FROM generate_series(1, 200) i`);
-  await whileCapturing(`${schema}.acts`, "acts", async (c, fold, state) => {
-    await admin.query(`ALTER PUBLICATION "${c.publication}" SET (publish = 'insert')`);
-    // pgoutput drops these: never streamed.
-    await admin.query(`UPDATE "${schema}".acts SET v = -v WHERE id <= 10`);
-    await admin.query(`DELETE FROM "${schema}".acts WHERE id > 190`);
-    await admin.query(`INSERT INTO "${schema}".acts VALUES (1000, 1000, 'while insert only')`);
+  const log = warnLog();
+  await whileCapturing(
+    `${schema}.acts`,
+    "acts",
+    async (c, fold, state, source) => {
+      await admin.query(`ALTER PUBLICATION "${c.publication}" SET (publish = 'insert, truncate')`);
+      // pgoutput drops these: the sinks keep the old values and the deleted rows (deliberately, when the operator meant it).
+      await admin.query(`UPDATE "${schema}".acts SET v = -v WHERE id <= 10`);
+      await admin.query(`DELETE FROM "${schema}".acts WHERE id > 190`);
+      await admin.query(`INSERT INTO "${schema}".acts VALUES (1000, 1000, 'while insert only')`);
+      await waitFor("the insert streamed", () => fold.visible().get("1000")?.["note"] === "while insert only", 30_000);
+      await waitFor("the warning", () => source.warnings().length === 1, 30_000);
+      await someLooks();
 
-    const publishesAll = async () =>
-      (await admin.query(`SELECT 1 FROM pg_publication WHERE pubname = $1 AND pubinsert AND pubupdate AND pubdelete AND pubtruncate`, [c.publication])).rowCount === 1;
-    await waitFor("the publication publishing every operation again", publishesAll, 30_000);
-    await waitFor("the table read again", () => fold.visible().get("1")?.["v"] === -1 && !fold.visible().has("200") && noTasks(state), 60_000);
-    await admin.query(`UPDATE "${schema}".acts SET note = 'streamed' WHERE id = 2`);
-    await waitFor("a later update streamed", () => fold.visible().get("2")?.["note"] === "streamed", 30_000);
-  });
+      assert.deepEqual(await optionsOf(c.publication), { pubinsert: true, pubupdate: false, pubdelete: false, pubtruncate: true, pubviaroot: true }, "the publication as the operator left it");
+      assert.ok(noTasks(state), "no table read again");
+      assert.equal(fold.visible().get("1")?.["v"], 1, "not emptied: the sinks keep what they had");
+      assert.ok(fold.visible().has("200"));
+      const told = log.lines.filter((l) => l["publication"] === c.publication && Array.isArray(l["unpublished"]));
+      assert.equal(told.length, 1, "warned once");
+      assert.deepEqual(told[0]!["unpublished"], ["update", "delete"]);
+      assert.equal(told[0]!["viaRoot"], true);
+      assert.deepEqual(told[0]!["tables"], [`${schema}.acts`]);
+      const message = String(told[0]!["msg"]);
+      assert.match(message, new RegExp(`ALTER PUBLICATION "${c.publication!}" SET \\(publish = 'insert, update, delete, truncate'\\)`));
+      assert.match(message, new RegExp(`sluice snapshot -c CONFIG --table ${schema}\\.acts --execute`));
+      const [warning] = source.warnings();
+      assert.equal(warning?.code, "PG_PUBLICATION_INCOMPLETE");
+      assert.equal(warning?.message, message);
+
+      await admin.query(`ALTER PUBLICATION "${c.publication}" SET (publish = 'insert, update, delete, truncate')`);
+      await waitFor("the warning cleared", () => source.warnings().length === 0, 30_000);
+      await admin.query(`UPDATE "${schema}".acts SET note = 'streamed', v = 1 WHERE id = 1`);
+      await waitFor("a later update streamed", () => fold.visible().get("1")?.["note"] === "streamed", 30_000);
+    },
+    // What the sinks keep: every row as it was before the publication left out updates and deletes, and the insert.
+    { logger: log.logger, expected: async () => (await admin.query<{ id: string; v: string }>("SELECT i::text AS id, i::text AS v FROM generate_series(1, 200) i UNION ALL SELECT '1000', '1000'")).rows },
+  );
 });
 
-test("a publication set to stop publishing via the partition root while capture streams is set back, and the partitioned tables are emptied and read again", async () => {
+test("a publication set to stop publishing via the partition root is not set back and no target is emptied: warned once for the partitioned table", async () => {
   await admin.query(`CREATE TABLE "${schema}".parts (id int PRIMARY KEY, v int NOT NULL, note text) PARTITION BY RANGE (id)`);
   await admin.query(`CREATE TABLE "${schema}".parts_a PARTITION OF "${schema}".parts FOR VALUES FROM (0) TO (100)`);
   await admin.query(`CREATE TABLE "${schema}".parts_b PARTITION OF "${schema}".parts FOR VALUES FROM (100) TO (1000)`);
   await admin.query(`INSERT INTO "${schema}".parts SELECT i, i, 'n' || i FROM generate_series(1, 200) i`);
-  await whileCapturing(`${schema}.parts`, "parts", async (c, fold, state) => {
-    await admin.query(`ALTER PUBLICATION "${c.publication}" SET (publish_via_partition_root = false)`);
-    // Sent under parts_a's and parts_b's names, which are not captured.
-    await admin.query(`UPDATE "${schema}".parts SET v = -v WHERE id <= 10`);
-    await admin.query(`DELETE FROM "${schema}".parts WHERE id > 190`);
+  const log = warnLog();
+  await whileCapturing(
+    `${schema}.parts`,
+    "parts",
+    async (c, fold, state, source) => {
+      await admin.query(`ALTER PUBLICATION "${c.publication}" SET (publish_via_partition_root = false)`);
+      await waitFor("the warning", () => source.warnings().length === 1, 30_000);
+      await someLooks();
+      assert.equal((await optionsOf(c.publication))?.pubviaroot, false, "the publication as the operator left it");
+      assert.ok(noTasks(state), "no table read again");
+      assert.equal(fold.visible().size, 200, "not emptied");
+      const told = log.lines.filter((l) => l["publication"] === c.publication && l["viaRoot"] === false);
+      assert.equal(told.length, 1, "warned once");
+      assert.deepEqual(told[0]!["tables"], [`${schema}.parts`]);
+      assert.match(String(told[0]!["msg"]), /publish_via_partition_root = true/);
+      assert.equal(log.lines.filter((l) => String(l["msg"]).includes("taken out of publication")).length, 0, "the table is not taken for missing");
 
-    const viaRoot = async () => (await admin.query(`SELECT 1 FROM pg_publication WHERE pubname = $1 AND pubviaroot`, [c.publication])).rowCount === 1;
-    await waitFor("the publication publishing via the root again", viaRoot, 30_000);
-    await waitFor("the table read again", () => fold.visible().get("1")?.["v"] === -1 && !fold.visible().has("200") && noTasks(state), 60_000);
-    await admin.query(`UPDATE "${schema}".parts SET note = 'streamed' WHERE id = 150`);
-    await waitFor("a later update streamed", () => fold.visible().get("150")?.["note"] === "streamed", 30_000);
-  });
+      await admin.query(`ALTER PUBLICATION "${c.publication}" SET (publish_via_partition_root = true)`);
+      await waitFor("the warning cleared", () => source.warnings().length === 0, 30_000);
+      await admin.query(`UPDATE "${schema}".parts SET note = 'streamed' WHERE id = 150`);
+      await waitFor("a later update streamed", () => fold.visible().get("150")?.["note"] === "streamed", 30_000);
+    },
+    { logger: log.logger },
+  );
 });
 
 test("a partitioned table in a publication that does not publish via the root is not taken for missing from it (the start warned it could not be added, 'so they are not captured')", async () => {

@@ -39,8 +39,11 @@ import type { SnapshotRow, TableSnapshotProgress } from "./snapshot-reader.ts";
 import { insertEvent, truncateEvent } from "./change-events.ts";
 import { snapshotResetPosition } from "../common/snapshot-reset.ts";
 import type { EventOrigin } from "./change-events.ts";
-import { addedTablesStatement, captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, ownsPublication, planStart } from "./slot-setup.ts";
-import { publicationMembers, publicationOptions, restoreOptionsStatement } from "./publication-actions.ts";
+import { addedTablesStatement, captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, planStart } from "./slot-setup.ts";
+import { gapKey, gapWarning, publicationGap, publicationMembers, publicationOptions } from "./publication-actions.ts";
+import type { PublicationGap } from "./publication-actions.ts";
+import { PUBLICATION_INCOMPLETE } from "../common/source-warnings.ts";
+import type { SourceWarning } from "../common/source-warnings.ts";
 import type { CaptureNames, StandbyCatchUp, StartPlan } from "./slot-setup.ts";
 import { StreamBatcher } from "./stream-batcher.ts";
 import { BACKFILL_PREFIX, emptyTargetsStatement, StreamDecoder } from "./stream-decoder.ts";
@@ -158,8 +161,9 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private readonly republished = new Set<number>();
   /** Why the slot cannot deliver the checkpoint's changes, learnt from its stream (a dropped publication): the next start takes a new one (when-needed). */
   private slotBrokenBy: string | null = null;
-  /** What the publication was last warned of leaving out (republishOptions; "" when nothing). */
+  /** What the publication's options were last told to keep from the stream (checkPublicationOptions; "" when nothing). */
   private toldPublicationOptions = "";
+  private publicationGapNow: PublicationGap | null = null;
   private pendingStream: StreamStart | null = null;
   /** prepare()'s catalog reads, until a connect takes them up. */
   private inspecting: Promise<Inspection> | null = null;
@@ -752,10 +756,10 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const publication = await publicationInfo(catalog, this.names.publication);
     // Gone altogether, the stream fails at its next change (PG_PUBLICATION_DROPPED).
     if (publication === null) return;
-    await this.republishOptions(catalog, known);
+    await this.checkPublicationOptions(catalog, known);
     if (publication.allTables) return;
     const published = new Set((await publishedTables(catalog, this.names.publication, this.server?.version ?? 0)).map((t) => `${t.schema}.${t.table}`));
-    // Not via the root (and not set back: a publication Sluice does not own), a partitioned table is listed by its partitions.
+    // Not via the root (Sluice does not change that), a partitioned table is listed by its partitions.
     const members = publication.viaRoot ? new Set<number>() : await publicationMembers(catalog, this.names.publication);
     const out = known.filter((t) => !published.has(`${t.schema}.${t.table}`) && !(t.kind === "p" && members.has(t.relid)));
     for (const relid of this.republished) if (!out.some((t) => t.relid === relid)) this.republished.delete(relid);
@@ -773,48 +777,35 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   }
 
   /**
-   * The publication set to publish fewer operations while capture ran (ALTER PUBLICATION ... SET (publish = 'insert')),
-   * or no longer via the partition root (publish_via_partition_root = false: a partitioned table's changes then come
-   * under its partitions' names, which are not captured). Either way changes were dropped without a word, so the sinks
-   * kept rows updated or deleted since. One Sluice owns is set back, in the same transaction as the affected tables'
-   * targets are emptied and their rows asked to be read again (all captured tables, or the partitioned ones for the
-   * root alone), as for tables taken out of it. One it does not own is warned about, once for each state.
+   * The publication's options keep changes from the stream: it leaves out operations (SET (publish = 'insert')), or
+   * does not publish via the partition root (a partitioned table's changes then come under its partitions' names,
+   * which are not captured). That is often deliberate (deletes left out to keep purged rows in a warehouse, a native
+   * subscriber needing the partitions' names) and the definition may belong to a DBA's tool, so Sluice never changes
+   * it: it warns once for each state it sees (with what to run if it is not meant), and /status and the
+   * sluice_source_publication_incomplete gauge show it for as long as it lasts.
    */
-  private async republishOptions(catalog: pg.Client, known: readonly TableRef[]): Promise<void> {
+  private async checkPublicationOptions(catalog: pg.Client, known: readonly TableRef[]): Promise<void> {
     const options = await publicationOptions(catalog, this.names.publication);
     if (options === null) return;
-    const partitioned = known.filter((t) => t.kind === "p");
-    const rootOff = !options.viaRoot && partitioned.length > 0 && (this.server?.version ?? 0) >= 130000;
-    const problems = [...(options.unpublished.length > 0 ? [`leave out ${options.unpublished.join(", ")}`] : []), ...(rootOff ? ["not publish via the partition root"] : [])];
-    const told = problems.join(" and ");
-    if (told === this.toldPublicationOptions) return;
-    this.toldPublicationOptions = told;
-    if (told === "") return;
+    const gap = publicationGap(options, known, this.server?.version ?? 0);
+    this.publicationGapNow = gap;
+    const key = gapKey(gap);
+    if (key === this.toldPublicationOptions) return;
+    this.toldPublicationOptions = key;
     const publication = this.names.publication;
-    const affected = options.unpublished.length > 0 ? known : partitioned;
-    const tables = affected.map((t) => `${t.schema}.${t.table}`);
-    const restore = restoreOptionsStatement(publication, rootOff);
-    if (!this.config.create_publication || !(await ownsPublication(catalog, publication))) {
-      this.logger.warn(
-        { publication, unpublished: options.unpublished, viaRoot: options.viaRoot, tables },
-        `publication "${publication}" is set to ${told} (Sluice does not own it): those changes of the captured tables are not captured; run ${restore}, then read the tables again with sluice snapshot --table T --execute`,
-      );
+    if (gap === null) {
+      this.logger.info({ publication }, `publication "${publication}" publishes every operation of the captured tables again`);
       return;
     }
-    const backfill = this.config.snapshot.mode !== "never";
-    this.logger.warn(
-      { publication, unpublished: options.unpublished, viaRoot: options.viaRoot, tables },
-      `publication "${publication}" was set to ${told} while capture ran: those changes since were not streamed; ` +
-        (backfill ? "setting it back, emptying the tables' targets and reading their rows again" : "setting it back (snapshot.mode never: the tables are not read again)"),
-    );
-    try {
-      await catalog.query(addedTablesStatement(this.names.slot, affected, restore, () => backfill, backfill));
-    } catch (error) {
-      this.toldPublicationOptions = "";
-      throw error;
-    }
-    this.toldPublicationOptions = "";
-    if (!backfill) this.notBackfilled(affected);
+    this.logger.warn({ publication, unpublished: gap.unpublished, viaRoot: gap.viaRoot, tables: gap.tables }, gapWarning(publication, gap));
+  }
+
+  /** What an operator should know of this source now (/status sources[].warnings, the sluice_source_publication_incomplete gauge). */
+  warnings(): readonly SourceWarning[] {
+    const gap = this.publicationGapNow;
+    if (gap === null) return [];
+    const publication = this.names.publication;
+    return [{ code: PUBLICATION_INCOMPLETE, message: gapWarning(publication, gap), publication, unpublished: gap.unpublished, viaRoot: gap.viaRoot, tables: gap.tables }];
   }
 
   /** Adds the captured tables the layouts' record lacks, as the catalog shows them now (RelationLayouts.seed). */
