@@ -765,14 +765,17 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     for (const relid of this.republished) if (!out.some((t) => t.relid === relid)) this.republished.delete(relid);
     const fresh = out.filter((t) => !this.republished.has(t.relid));
     if (fresh.length === 0) return;
-    for (const t of fresh) this.republished.add(t.relid);
     const backfill = this.config.snapshot.mode !== "never";
-    this.logger.warn(
-      { publication: this.names.publication, tables: fresh.map((t) => `${t.schema}.${t.table}`) },
-      `captured tables were taken out of publication "${this.names.publication}" while capture ran: their changes since were not streamed; ` +
-        (backfill ? "putting them back, emptying their targets and reading their rows again" : "putting them back (snapshot.mode never: their rows are not read again)"),
-    );
+    // Told once it is done: a failure (thrown) leaves them to be tried again at the next look.
     const added = await ensurePublication(catalog, this.config, this.names, fresh, this.server?.version ?? 0, this.logger, this.context, () => backfill, backfill);
+    for (const t of fresh) this.republished.add(t.relid);
+    if (added.length > 0) {
+      this.logger.warn(
+        { publication: this.names.publication, tables: added.map((t) => `${t.schema}.${t.table}`) },
+        `captured tables were taken out of publication "${this.names.publication}" while capture ran: their changes since were not streamed; ` +
+          (backfill ? "put them back, emptying their targets and reading their rows again" : "put them back (snapshot.mode never: their rows are not read again)"),
+      );
+    }
     if (!backfill) this.notBackfilled(added);
   }
 

@@ -140,3 +140,42 @@ test("a partitioned table whose attached partitions fail to be told neither stop
   await discovery.look();
   assert.equal(told.length, 3);
 });
+
+test("a failing publication check neither stops the look at partitions nor is warned at every look", async () => {
+  const root: TableRef = { relid: 1, schema: "app", table: "events", kind: "p", estimatedRows: -1 };
+  let leaves = new Map([[1, [{ relid: 11, filenode: 11 }]]]);
+  const told: string[] = [];
+  const lines: Record<string, unknown>[] = [];
+  let failing = true;
+  let checks = 0;
+  const discovery = new TableDiscovery({
+    intervalMs: 0,
+    list: async () => [root],
+    known: [root],
+    add: async () => [],
+    republish: async () => {
+      checks++;
+      if (failing) throw new Error("canceling statement due to lock timeout");
+    },
+    partitions: {
+      seen: new SeenPartitions(),
+      list: async () => leaves,
+      attached: async (table, partitions) => void told.push(`${table.table} ${partitions.join(",")}`),
+      rewritten: async () => undefined,
+    },
+    logger: pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) }),
+  });
+  await discovery.look();
+  leaves = new Map([[1, [{ relid: 11, filenode: 11 }, { relid: 12, filenode: 12 }]]]);
+  await discovery.look();
+  assert.deepEqual(told, ["events 12"], "partitions attached are told while the publication check fails");
+  assert.equal(checks, 2, "the check is tried again at the next look");
+  const warned = lines.filter((l) => l["level"] === 40);
+  assert.equal(warned.length, 1, "warned once for the run of failures");
+  assert.match(String(warned[0]!["msg"]), /could not check that the captured tables are still in the publication/);
+  assert.equal(warned[0]!["err"], "canceling statement due to lock timeout");
+  assert.equal(lines.filter((l) => String(l["msg"]).includes("could not look for new tables")).length, 0, "not a failed look");
+  failing = false;
+  await discovery.look();
+  assert.equal(lines.filter((l) => String(l["msg"]).includes("works again")).length, 1);
+});

@@ -70,6 +70,7 @@ export class TableDiscovery {
   private timer: NodeJS.Timeout | null = null;
   private looking: Promise<void> | null = null;
   private failures = 0;
+  private republishFailures = 0;
 
   constructor(options: TableDiscoveryOptions) {
     this.options = options;
@@ -117,7 +118,7 @@ export class TableDiscovery {
         }
       }
       for (const table of listed) if (this.known.has(idOf(table))) this.known.set(idOf(table), nameOf(table));
-      await this.options.republish?.(listed.filter((table) => this.known.has(idOf(table))));
+      await this.republish(listed.filter((table) => this.known.has(idOf(table))));
       await this.lookAtPartitions(listed.filter((table) => this.known.has(idOf(table))));
       if (this.failures > 0) this.options.logger.info({ failures: this.failures }, "looking for new tables works again");
       this.failures = 0;
@@ -125,6 +126,25 @@ export class TableDiscovery {
       // One warning per run of failures: a lost connection is reported by the stream.
       if (this.failures++ === 0) this.options.logger.warn({ err: (error as Error).message }, "could not look for new tables; trying again");
     }
+  }
+
+  /**
+   * The publication check on its own: one that fails (a lock timeout on ALTER PUBLICATION, a grant missing) is tried
+   * again at the next look and does not keep the partitions from being looked at. Warned once per run of failures.
+   */
+  private async republish(known: readonly TableRef[]): Promise<void> {
+    const republish = this.options.republish;
+    if (republish === undefined) return;
+    try {
+      await republish(known);
+    } catch (error) {
+      if (this.republishFailures++ === 0) {
+        this.options.logger.warn({ err: (error as Error).message }, "could not check that the captured tables are still in the publication (or put them back); trying again at the next look");
+      }
+      return;
+    }
+    if (this.republishFailures > 0) this.options.logger.info({ failures: this.republishFailures }, "checking the captured tables are in the publication works again");
+    this.republishFailures = 0;
   }
 
   /**
