@@ -48,7 +48,7 @@ async function whileCapturing(
   pattern: string,
   table: string,
   body: (c: PostgresSourceConfig, fold: Fold, state: Pump, source: PostgresSource) => Promise<void>,
-  options: { logger?: Logger; expected?: (c: PostgresSourceConfig) => Promise<{ id: string; v: string }[]> } = {},
+  options: { logger?: Logger; expected?: (c: PostgresSourceConfig) => Promise<{ id: string; v: string }[]>; fold?: Fold } = {},
 ): Promise<void> {
   const c = sourceConfig({ tables: [pattern], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 }, heartbeat_interval: 500 });
   configs.push(c);
@@ -59,7 +59,7 @@ async function whileCapturing(
     const source = newSource(c, { tableDiscoveryMs: 300, ...(options.logger === undefined ? {} : { logger: options.logger }) });
     opened.push(source);
     await source.connect(null, AbortSignal.timeout(30_000));
-    const fold = new Fold(table);
+    const fold = options.fold ?? new Fold(table);
     const state = pump(source, [fold]);
     pumps.push(state);
     await waitFor("the initial snapshot", () => state.checkpoint !== null && !isSnapshotIncomplete(state.checkpoint.position) && noTasks(state));
@@ -75,9 +75,22 @@ async function whileCapturing(
   }
 }
 
-test("a captured table dropped from the publication while capture streams is put back, emptied and read again, without a restart", async () => {
+/** A fold that, once watching, keeps the fewest rows it held after any change. */
+class WatchedFold extends Fold {
+  watching = false;
+  least = Number.POSITIVE_INFINITY;
+
+  override apply(event: Parameters<Fold["apply"]>[0]): void {
+    super.apply(event);
+    if (this.watching) this.least = Math.min(this.least, this.visible().size);
+  }
+}
+
+test("a captured table dropped from the publication while capture streams is put back and read again without emptying its targets, without a restart", async () => {
+  const watched = new WatchedFold("items");
   await whileCapturing(`${schema}.*`, "items", async (c, fold, state) => {
     assert.equal(fold.visible().size, 200);
+    watched.watching = true;
 
     await admin.query(`ALTER PUBLICATION "${c.publication}" DROP TABLE "${schema}".items`);
     // Changes while the table is out of the publication: never streamed.
@@ -89,7 +102,8 @@ test("a captured table dropped from the publication while capture streams is put
     await waitFor("the table read again", () => fold.visible().get("1000")?.["note"] === "while out" && noTasks(state), 60_000);
     await admin.query(`INSERT INTO "${schema}".items VALUES (1001, 1001, 'streamed')`);
     await waitFor("a later change streamed", () => fold.visible().get("1001")?.["note"] === "streamed", 30_000);
-  });
+    assert.ok(watched.least >= 190, `the targets keep their rows while the table is read again (fewest held: ${watched.least})`);
+  }, { fold: watched });
 });
 
 /** Warnings a source logged (JSON lines at warn and above). */

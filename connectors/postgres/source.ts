@@ -747,8 +747,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   /**
    * Captured tables taken out of the publication while capture streams (ALTER PUBLICATION ... DROP TABLE or SET TABLE,
    * by hand or by a migration tool): their changes no longer reach the stream, and those made meanwhile are lost to
-   * it. They are put back as a start puts back what the publication lacks: their targets emptied, then their rows read
-   * again (snapshot.mode never: put back only, warned). A publication Sluice does not own is warned about (once).
+   * it. They are put back and read again by an online snapshot of each whole table, without emptying their targets
+   * first (snapshot.mode never: put back only, warned). A publication Sluice does not own is warned about (once).
    */
   private async republish(known: readonly TableRef[]): Promise<void> {
     const catalog = this.catalog;
@@ -766,14 +766,18 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const fresh = out.filter((t) => !this.republished.has(t.relid));
     if (fresh.length === 0) return;
     const backfill = this.config.snapshot.mode !== "never";
+    // Their targets are not emptied first (dashboards would go empty for the whole read): the backfill asked for in
+    // the ALTER's transaction reads the whole table online, and its closing reset removes the rows deleted meanwhile.
     // Told once it is done: a failure (thrown) leaves them to be tried again at the next look.
-    const added = await ensurePublication(catalog, this.config, this.names, fresh, this.server?.version ?? 0, this.logger, this.context, () => backfill, backfill);
+    const added = await ensurePublication(catalog, this.config, this.names, fresh, this.server?.version ?? 0, this.logger, this.context, () => false, backfill);
     for (const t of fresh) this.republished.add(t.relid);
     if (added.length > 0) {
       this.logger.warn(
         { publication: this.names.publication, tables: added.map((t) => `${t.schema}.${t.table}`) },
         `captured tables were taken out of publication "${this.names.publication}" while capture ran: their changes since were not streamed; ` +
-          (backfill ? "put them back, emptying their targets and reading their rows again" : "put them back (snapshot.mode never: their rows are not read again)"),
+          (backfill
+            ? "put them back; their rows are read again by an online snapshot, whose closing reset removes the rows deleted meanwhile (the targets keep their rows until then)"
+            : `put them back (snapshot.mode never: their rows are not read again; read them with sluice snapshot --table T --execute)`),
       );
     }
     if (!backfill) this.notBackfilled(added);
