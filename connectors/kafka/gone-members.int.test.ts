@@ -3,7 +3,8 @@
  * predecessor's session to time out: the predecessor's member (its client id names a process of
  * this machine that no longer runs) is removed from the group before the new consumer joins. So is
  * the member of this process's own consumer that failed while Kafka was gone (it could not leave),
- * and only its own: another process's member in the group stays.
+ * and only its own: another process's member in the group stays. A consumer whose first join
+ * fails is not handed out to wait for partitions that never come.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -135,5 +136,30 @@ test("a consumer whose group member failed with Kafka gone is opened again witho
     await admin.disconnect();
     await peerLog.close();
     await log.close();
+  }
+});
+
+test("a consumer whose first join fails is not handed out: opening it fails at once, retriable, and the next one reads", { timeout: 120_000 }, async () => {
+  const sockets = cuttableSockets();
+  const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger: createLogger("warn"), access: "command", socketFactory: sockets.factory });
+  const joinGroup = `${deployment}.sink.join`;
+  try {
+    await log.createTopic({ name: `${topic}.join`, partitions: 2, retentionMs: null, retentionBytes: null, compacted: false });
+    sockets.cutAtJoinGroup();
+    // Before, it was handed out failed, and the sink's first seek waited 60 s for partitions that never came (KAFKA_GROUP_JOIN_TIMEOUT).
+    await assert.rejects(log.consumer(joinGroup, [`${topic}.join`]), (error) => error instanceof SluiceError && error.retriable && error.code === "KAFKA_UNAVAILABLE");
+    const consumer = await log.consumer(joinGroup, [`${topic}.join`]);
+    try {
+      await consumer.seek(`${topic}.join`, 0, { kind: "earliest" });
+      assert.equal(consumer.assignment().length, 2);
+    } finally {
+      await consumer.close();
+    }
+  } finally {
+    await log.close();
+    const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    await admin.deleteGroups([joinGroup]).catch(() => undefined);
+    await admin.disconnect();
   }
 });

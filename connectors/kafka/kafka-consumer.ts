@@ -188,6 +188,12 @@ export class KafkaPullConsumer implements TopicConsumer {
       await consumer.consumer.disconnect().catch(() => undefined);
       throw kafkaError(error, "start consumer", options.brokers);
     }
+    // kafkajs's run() also returns when the first join failed (a restarted broker's coordinator not ready, the connection
+    // lost): the consumer crashed (CRASH said so) and would never get partitions; a seek waited for them until its timeout.
+    if (consumer.failure) {
+      await consumer.close();
+      throw consumer.failure;
+    }
     return consumer;
   }
 
