@@ -173,6 +173,23 @@ describe("ClickHouse sink specifics", () => {
     }
   });
 
+  test("a table dropped and created again empty by hand (its saved DDL) while the sink runs is not taken for put back: the retry halts it saying to rebuild it", async () => {
+    const changed = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    assert.deepEqual((await sink.write([changed.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+    const target = renderTarget(TARGET_TEMPLATE, changed.schema);
+    const physical = qualified(database, `${target}__v1`);
+    const [{ statement }] = (await rows(`SELECT create_table_query AS statement FROM system.tables WHERE database = '${database}' AND name = '${target}__v1'`)) as [{ statement: string }];
+    await sql(`DROP TABLE ${physical}`);
+    assert.deepEqual((await sink.write([changed.insert(2n, { id: 2, v: "b" })], signal())).failures.map((f) => (f.error as SluiceError).code), ["SINK_CATALOG_MISMATCH"]);
+    await sql(statement);
+    for (let retry = 0; retry < 2; retry++) {
+      const retried = await sink.write([changed.insert(2n, { id: 2, v: "b" })], signal());
+      assert.deepEqual(retried.failures.map((f) => (f.error as SluiceError).code), ["SINK_CATALOG_MISMATCH"], "re-created empty: halted again, not written with row 1 missing");
+      assert.match(retried.failures[0]!.error.message, /dropped and created again.*none of the rows written to it.*--rebuild --table T/);
+    }
+    assert.deepEqual(await rows(`SELECT id FROM ${physical}`), []);
+  });
+
   test("a table dropped with its view while the sink is stopped: the sink opens, that table halts as a catalog mismatch saying to rebuild it, the other tables apply; a rebuild brings it back", async () => {
     const dropped = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
     const other = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));

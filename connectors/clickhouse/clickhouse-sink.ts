@@ -38,7 +38,7 @@ import type { ClickHouseTable } from "./catalog.ts";
 import type { ClickHouseSinkConfig, ClickHouseSinkOptions } from "./config.ts";
 import { ClickHouseConnection, ClickHouseDataError, serverErrorCode } from "./connection.ts";
 import { addedMismatch, CatalogMismatch, checkTable, describeColumn, describeServerColumn, evolutionSteps, parseServerColumns, systemColumnsSql, takes, writesAs } from "./consistency.ts";
-import type { ServerColumn, ServerTables } from "./consistency.ts";
+import type { MismatchContext, ServerColumn, ServerTables } from "./consistency.ts";
 import { addColumnSql, countCurrentRowsMeetingSql, countCurrentRowsSql, createTableSql, createViewSql, ident, modifyColumnSql, qualified, viewDefinitionSql, viewSource } from "./ddl.ts";
 import { keyLiteral, readValue, skipValue, writeValue } from "./codec.ts";
 import { parseTsv, sqlString, unescapeField } from "./tsv.ts";
@@ -71,6 +71,22 @@ const UNKNOWN_TABLE = 60;
 const NO_SUCH_COLUMN = 16;
 const VIEW_CHECK_MS = 10_000;
 
+const RECREATED_EMPTY = "the table was dropped and created again: it has the catalog's columns but none of the rows written to it";
+
+function recreatedEmpty(context: Omit<MismatchContext, "column" | "catalogType" | "serverType">, columns: number): CatalogMismatch {
+  return new CatalogMismatch(
+    RECREATED_EMPTY,
+    { ...context, catalogType: `${columns} columns, rows written`, serverType: "the same columns, no data part" },
+    "the rows it held are gone: fill it again from the topics (sluice replay --sink NAME --from-beginning --rebuild --table T --execute), then sluice halted retry",
+  );
+}
+
+/** The tables of `database` (or only `table`) that have an active data part. */
+function tablesWithPartsSql(database: string, table?: string): string {
+  const only = table === undefined ? "" : ` AND table = ${sqlString(table)}`;
+  return `SELECT DISTINCT table FROM system.parts WHERE database = ${sqlString(database)}${only} AND active FORMAT TabSeparated`;
+}
+
 export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink {
   readonly name: string;
   readonly offsetsAtomic = false;
@@ -100,6 +116,13 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
   /** Physical tables compared with the server since open, and those that did not match (halted; read from the server again when written again: #lookAgain). */
   #checked = new Set<string>();
   #mismatched = new Map<string, CatalogMismatch>();
+  /**
+   * Physical tables known to hold a data part (at open, or written since). ClickHouse 18.16 has no table identity that
+   * a re-creation changes and a RENAME keeps (no system.tables.uuid; metadata_modification_time changes at a RENAME
+   * too), but a MergeTree table once written keeps an active part, an empty one even when a mutation deleted every row:
+   * one back with no part after a mismatch was re-created, not put back (#lookAgain).
+   */
+  #holdingParts = new Set<string>();
   /** Per schema: the columns of the live table last found to take its rows as they are (no evolution), for the staged write. */
   #takes = new WeakMap<TableSchema, readonly TargetColumn[]>();
   readonly #viewCheckMs: number;
@@ -143,6 +166,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
       this.#generations = generations;
       const server = parseServerColumns(await connection.select(systemColumnsSql(this.#database), signal));
       this.#server = new Map([...server].filter(([physical]) => this.#tables.has(physical)));
+      this.#holdingParts = new Set(parseTsv(await connection.select(tablesWithPartsSql(this.#database), signal)).map(([table]) => unescapeField(table!).toString("utf8")));
       this.#checked = new Set();
       this.#mismatched = new Map();
       this.#connection = connection;
@@ -399,7 +423,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     for (const table of tables) {
       const rows = table.rows();
       if (rows.length === 0) continue;
-      inserts.push(() => this.#conn().insert(qualified(this.#database, table.physical.physical), this.#columnList(table.physical), "RowBinary", rowsOf(table.writer, rows), signal));
+      inserts.push(() => this.#insertRows(table.physical, rowsOf(table.writer, rows), signal));
     }
     await settleInTurn(inserts);
     if (offsets === null) return false;
@@ -466,8 +490,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
         while (count < encoded.length && beforeHalt(encoded[count]!, halt)) count++;
       }
       const numbers = Array.from({ length: count }, (_, i) => i);
-      const insert = (subset: readonly number[]) =>
-        this.#conn().insert(qualified(this.#database, physical.physical), this.#columnList(physical), "RowBinary", rowsOf(writer, subset), signal);
+      const insert = (subset: readonly number[]) => this.#insertRows(physical, rowsOf(writer, subset), signal);
       const isDataError = (error: unknown) => error instanceof ClickHouseDataError;
       inserts.push(async () => {
         let rejected: { item: number; error: unknown }[];
@@ -511,6 +534,11 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
       if (changes.truncate) await this.#truncate(physical, changes.truncate.version, signal);
     }
     return { primary, mirror };
+  }
+
+  async #insertRows(physical: ClickHouseTable, rows: Buffer | readonly Buffer[], signal: AbortSignal): Promise<void> {
+    await this.#conn().insert(qualified(this.#database, physical.physical), this.#columnList(physical), "RowBinary", rows, signal);
+    this.#holdingParts.add(physical.physical);
   }
 
   /** Writes the row of `change` and keeps it in the writer. */
@@ -646,11 +674,16 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     this.#mismatched.delete(table.physical);
     try {
       this.#check(table, schemas, label);
+      if (this.#holdingParts.has(table.physical) && !(await this.#holdsParts(table, signal))) throw recreatedEmpty(this.#where(table, label), table.columns.length);
     } catch (error) {
       if (error instanceof CatalogMismatch && error.message === known.message) this.#mismatched.set(table.physical, error);
       throw error;
     }
     this.#logger.info({ target: table.target, physical: table.physical }, "the ClickHouse table matches Sluice's catalog again (put back by hand): writing it again");
+  }
+
+  async #holdsParts(table: ClickHouseTable, signal: AbortSignal): Promise<boolean> {
+    return parseTsv(await this.#conn().select(tablesWithPartsSql(this.#database, table.physical), signal)).length > 0;
   }
 
   #compare(table: ClickHouseTable, columns: readonly TargetColumn[], steps: ReadonlyMap<string, readonly TargetColumn[]>, label: string): void {

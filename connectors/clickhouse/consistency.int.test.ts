@@ -168,7 +168,8 @@ describe("ClickHouse catalog against the server's columns", () => {
         assert.match(error.message, new RegExp(`sink "${name}", table src\\.public\\.${broken.schema.table}, column "x": .*catalog: Nullable\\(Int64\\) \\(int64\\); server: String`));
       }
       assert.equal(logs.filter((l) => l.level === "error").length, 1, "the mismatch is logged once");
-      // later batches of the table fail the same way without asking the server again; the other table applies
+      // A later batch of the table (the runtime sends one only at a retry: the table is halted) reads its columns again,
+      // one query (c4a75b0: a table put back goes on), and fails the same way, not logged again; the other table applies.
       const selects = mock.method(ClickHouseConnection.prototype, "select");
       try {
         const again = await sink.write([broken.insert(4n, { id: 3, x: 1n }), fine.insert(4n, { id: 4, v: "d" })], signal());
@@ -176,7 +177,7 @@ describe("ClickHouse catalog against the server's columns", () => {
           again.failures.map((f) => [f.index, (f.error as SluiceError).code]),
           [[0, CATALOG_MISMATCH]],
         );
-        assert.equal(selects.mock.calls.length, 0);
+        assert.deepEqual(selects.mock.calls.map((call) => /FROM system\.columns/.test(String(call.arguments[0]))), [true]);
       } finally {
         selects.mock.restore();
       }
