@@ -78,23 +78,39 @@ export function toSluiceError(error: unknown, what: string, context: ErrorContex
   return new SluiceError(`${what}: ${detail}${hint}`, { code, retriable: false, cause: error, context: fullContext });
 }
 
-/** pgoutput's `publication "P" does not exist` (42704) for the publication the stream reads. */
+/**
+ * pgoutput's `publication "P" does not exist` for the publication the stream reads: told by its SQLSTATE (42704,
+ * undefined_object) and the publication's name, not by the English text, which lc_messages may translate (and whose
+ * quotes then differ: »P«, « P »).
+ */
 export function isPublicationDropped(error: unknown, publication: string): boolean {
   const detail = error instanceof Error ? error.message : String(error);
-  return sqlState(error) === "42704" && detail.includes(`publication "${publication}" does not exist`);
+  return sqlState(error) === "42704" && detail.includes(publication);
 }
 
 /**
- * The stream's failure when the publication was dropped (or dropped and created again) while the slot still had changes
+ * Capture's failure when the publication was dropped (or dropped and created again) while the slot still had changes
  * to stream. Each change is decoded with the catalog as of its own WAL position, so no change made while the publication
  * was missing can be streamed from this slot: retrying, a restart and creating the publication again all fail at the
- * same change. With `renewing` (snapshot.mode when-needed) the source takes a new snapshot on a new slot at its
- * reconnect: retriable; otherwise permanent, saying how to capture again.
+ * same change. Up to PostgreSQL 17 the stream fails at the first such change (`error`); PostgreSQL 18's pgoutput only
+ * logs a WARNING ('skipped loading publication') and leaves the changes out, so the catalog look that finds the
+ * publication missing fails capture the same way (`seenBy` "look"). With `renewing` (snapshot.mode when-needed) the
+ * source takes a new snapshot on a new slot at its reconnect: retriable; otherwise permanent, saying how to capture again.
  */
-export function publicationDroppedError(error: unknown, names: { readonly slot: string; readonly publication: string }, context: ErrorContext, renewing = false): SluiceError {
+export function publicationDroppedError(
+  error: unknown,
+  names: { readonly slot: string; readonly publication: string },
+  context: ErrorContext,
+  renewing = false,
+  seenBy: "stream" | "look" = "stream",
+): SluiceError {
   const slotLiteral = `'${names.slot.replaceAll("'", "''")}'`;
+  const seen =
+    seenBy === "stream"
+      ? `replication stream failed: publication "${names.publication}" was dropped while slot "${names.slot}" still had changes to stream `
+      : `publication "${names.publication}" is missing (dropped while capture streams from slot "${names.slot}"; PostgreSQL 18 leaves the changes made meanwhile out of the stream without failing it) `;
   const what =
-    `replication stream failed: publication "${names.publication}" was dropped while slot "${names.slot}" still had changes to stream ` +
+    seen +
     `(${serverText(context)}, at ${context.position ?? "?"}). PostgreSQL decodes each change with the catalog as it was when the change was made, ` +
     `so the changes made while the publication was missing cannot be streamed from this slot, and creating it again does not help. `;
   const next = renewing

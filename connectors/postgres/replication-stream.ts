@@ -347,6 +347,17 @@ export class ReplicationStream {
     );
   }
 
+  /**
+   * The publication was found missing by a look at the catalog (PostgreSQL 18 does not fail the stream for it): the
+   * stream fails as it would for pgoutput's error, PG_PUBLICATION_DROPPED.
+   */
+  publicationMissing(): void {
+    if (this.stopping) return;
+    const context = { ...this.options.context, position: formatLsn(this.receivedLsn) };
+    const cause = new Error(`publication "${this.options.publication}" not found in pg_publication by the catalog look`);
+    this.fail(publicationDroppedError(cause, this.options, context, this.options.publicationDropped?.() ?? false, "look"), "publication missing");
+  }
+
   private publicationDropped(error: unknown, context: ErrorContext): SluiceError | null {
     if (!isPublicationDropped(error, this.options.publication)) return null;
     return publicationDroppedError(error, this.options, context, this.options.publicationDropped?.() ?? false);

@@ -514,7 +514,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       known: matching.tables,
       add: (tables, recreated) => this.takeUpNewTables(tables, recreated),
       vacated: (relid, name) => captured.vacate(relid, name),
-      republish: (known) => this.republish(known),
+      republish: (known) => this.republish(known, () => stream.publicationMissing()),
       partitions: {
         seen: this.seenPartitions,
         list: (known) => leafPartitions(catalog, known),
@@ -750,12 +750,16 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
    * it. They are put back and read again by an online snapshot of each whole table, without emptying their targets
    * first (snapshot.mode never: put back only, warned). A publication Sluice does not own is warned about (once).
    */
-  private async republish(known: readonly TableRef[]): Promise<void> {
+  private async republish(known: readonly TableRef[], publicationMissing: () => void): Promise<void> {
     const catalog = this.catalog;
     if (catalog === null || known.length === 0) return;
     const publication = await publicationInfo(catalog, this.names.publication);
-    // Gone altogether, the stream fails at its next change (PG_PUBLICATION_DROPPED).
-    if (publication === null) return;
+    // Gone altogether: up to PostgreSQL 17 the stream fails at its next change, PostgreSQL 18 leaves the changes out
+    // without failing it. Either way capture fails with PG_PUBLICATION_DROPPED (a new slot under when-needed).
+    if (publication === null) {
+      publicationMissing();
+      return;
+    }
     await this.checkPublicationOptions(catalog, known);
     if (publication.allTables) return;
     const published = new Set((await publishedTables(catalog, this.names.publication, this.server?.version ?? 0)).map((t) => `${t.schema}.${t.table}`));
