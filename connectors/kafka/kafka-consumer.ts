@@ -111,9 +111,7 @@ export class KafkaPullConsumer implements TopicConsumer {
   /** Wakes a fetched batch waiting for room in the queue (poll took records, a seek or rebalance dropped some, close). */
   private roomWake: (() => void) | undefined;
   private joined: Promise<void>;
-  /** Times this member joined its group (every rebalance is one). */
-  private joins = 0;
-  /** Who it saw in its group at those joins. */
+  /** Who it saw in its group at its joins (every rebalance is one). */
   private readonly seen = new GroupMembersSeen();
   private markJoined!: () => void;
   private failure: SluiceError | undefined;
@@ -195,10 +193,6 @@ export class KafkaPullConsumer implements TopicConsumer {
       throw consumer.failure;
     }
     return consumer;
-  }
-
-  groupJoins(): number {
-    return this.joins;
   }
 
   groupMembersSeen(): { readonly own: readonly string[]; readonly seen: readonly string[] } {
@@ -380,7 +374,6 @@ export class KafkaPullConsumer implements TopicConsumer {
 
   /** After a rebalance kafkajs fetches every assigned partition again from the committed offsets, so what was queued is dropped. */
   private onAssignment(memberAssignment: Record<string, number[]>): void {
-    this.joins++;
     this.assigned = Object.entries(memberAssignment).flatMap(([topic, partitions]) => partitions.map((partition) => ({ topic, partition })));
     this.dropQueued(() => true);
     this.positions.clear();
