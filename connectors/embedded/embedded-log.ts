@@ -34,8 +34,7 @@ import { KeyIndex } from "./key-index.ts";
 import { Maintenance } from "./maintenance.ts";
 import type { MaintenanceResult } from "./maintenance.ts";
 import { encodeBatch, encodedSize, recordTimestamps } from "./record-codec.ts";
-import { fileIdentity, filesGone } from "./files-in-place.ts";
-import type { FileIdentity } from "./files-in-place.ts";
+import { fileIdentity, filesVerdict, type LogFiles } from "./files-in-place.ts";
 import { openFailureReason } from "./open-failure.ts";
 import { EmbeddedRegistryJournal } from "./registry-journal.ts";
 import { prepareDatabase, readLogId } from "./schema.ts";
@@ -209,9 +208,8 @@ export class EmbeddedTopicLog implements TopicLog {
   private readonly deploymentRecorded = new Set<string>();
   private maintenanceTimer: NodeJS.Timeout | undefined;
   private closed = false;
-  /** The file this process opened (writable opens), and whether it has committed a write to it. */
-  private openedFile: FileIdentity | null = null;
-  private wroteFile = false;
+  /** The files this connection opened and writes (writable opens): the file, its -wal and -shm. */
+  private openedFiles: LogFiles | null = null;
   private filesCheckedAt = -Infinity;
   private readonly filesCheckIntervalMs: number;
 
@@ -270,7 +268,11 @@ export class EmbeddedTopicLog implements TopicLog {
       throw topicLogError(error, "open", path);
     }
     const log = new EmbeddedTopicLog(db, realpathSync(path), options);
-    if (!log.readOnly) log.openedFile = fileIdentity(log.path);
+    if (!log.readOnly) {
+      // After prepareDatabase this connection has its -wal and -shm open: recorded now, when they are its own.
+      log.openedFiles = { main: fileIdentity(log.path), wal: null, shm: null };
+      filesVerdict(log.path, log.openedFiles);
+    }
     log.logger.info({ readOnly: log.readOnly }, "embedded topic log open");
     return log;
   }
@@ -589,7 +591,6 @@ export class EmbeddedTopicLog implements TopicLog {
       this.db.exec("BEGIN IMMEDIATE");
       const result = body();
       this.db.exec("COMMIT");
-      this.wroteFile = true;
       return result;
     } catch (error) {
       if (this.db.isTransaction) {
@@ -604,20 +605,33 @@ export class EmbeddedTopicLog implements TopicLog {
   }
 
   /**
-   * Refuses to write (TOPIC_LOG_FILE_GONE, permanent: the daemon stops) once the log's file or its -wal was deleted or
-   * replaced while open. Stopping closes the connections; SQLite's close copies what the deleted -wal holds into the
-   * file when that is still in place, so a restart reads on from there. Checked at most once per filesCheckIntervalMs.
+   * Refuses to write (TOPIC_LOG_FILE_GONE, permanent: the daemon stops) once the log's file, its -wal or its -shm was
+   * deleted or replaced while open (told by device and inode: another process opening the log after a deletion creates
+   * new ones under the same names). Stopping closes the connections; SQLite's close copies what the deleted -wal holds
+   * into the file when that is still in place, so a restart reads on from there. A file that cannot be looked at (not
+   * ENOENT: EACCES, EIO, ESTALE...) refuses the write retriably with that cause, checked again at the next write.
+   * Checked at most once per filesCheckIntervalMs.
    */
   private assertFilesInPlace(operation: string): void {
-    if (this.openedFile === null) return;
+    if (this.openedFiles === null) return;
     const now = performance.now();
     if (now - this.filesCheckedAt < this.filesCheckIntervalMs) return;
-    this.filesCheckedAt = now;
-    const gone = filesGone(this.path, this.openedFile, this.wroteFile);
-    if (gone === null) return;
+    const verdict = filesVerdict(this.path, this.openedFiles);
+    if (verdict.state === "in place") {
+      this.filesCheckedAt = now;
+      return;
+    }
+    if (verdict.state === "unknown") {
+      const cause = verdict.error as NodeJS.ErrnoException;
+      throw new SluiceError(
+        `embedded topic log ${this.path}: cannot check that ${verdict.path} is still the file this process writes (${cause.message}); ` +
+          `nothing is written until it can be, retried`,
+        { code: "TOPIC_LOG_IO_ERROR", retriable: true, context: { component: "embedded-log", path: this.path, operation }, cause },
+      );
+    }
     throw new SluiceError(
-      `embedded topic log ${this.path}: ${gone} while the daemon ran (to free disk space?). SQLite writes on into the deleted file, so what it stored would be lost ` +
-        `at a crash, and a process opening the log now sees none of it: nothing more is written, and the daemon stops (its stop copies a deleted -wal's contents into ` +
+      `embedded topic log ${this.path}: ${verdict.what} while the daemon ran (to free disk space?). SQLite writes on into the deleted file, so what it stored would be lost ` +
+        `at a crash, and a process opening the log now writes files of its own beside it and sees none of it: nothing more is written, and the daemon stops (its stop copies a deleted -wal's contents into ` +
         `the file when the file is still in place). Never delete or move the log's files (sluice.db, -wal, -shm) while Sluice runs (docs/topics.md)`,
       { code: "TOPIC_LOG_FILE_GONE", retriable: false, context: { component: "embedded-log", path: this.path, operation } },
     );
