@@ -486,6 +486,36 @@ describe("Elasticsearch sink specifics", () => {
     });
   });
 
+  test("another index an operator made the write index of the table's alias (found at open) halts the table, read again at each retry, instead of taking its writes silently", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const target = targetOf(events.schema);
+    assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+    const other = `${prefix}_other_${randomBytes(3).toString("hex")}`;
+    await admin.indices.create({ index: other });
+    await admin.indices.updateAliases({ actions: [{ add: { index: other, alias: target, is_write_index: true } }] });
+    const reopened = createSink(`es_${randomTableName("s")}`);
+    await reopened.open(signal());
+    try {
+      assert.equal(await reopened.stagedWrite(signal())!.stage(events.insert(2n, { id: 2, v: "b" }).event), false, "not staged: left to the write, which halts");
+      for (let retry = 0; retry < 2; retry++) {
+        const result = await reopened.write([events.insert(2n, { id: 2, v: "b" })], signal());
+        assert.deepEqual(result.failures.map((f) => [f.index, f.retriable, (f.error as SluiceError).code]), [[0, false, "SINK_TARGET_BLOCKED"]]);
+        assert.match(result.failures[0]!.error.message, new RegExp(`the alias "${target}" makes "${other}" its write index .*take that index out of the alias`));
+        assert.equal(liftsByItself(result.failures[0]!.error), true, "read again by itself once the alias is put right");
+      }
+      await admin.indices.refresh({ index: other });
+      assert.equal((await admin.count({ index: other })).count, 0, "nothing written to the operator's index");
+      await admin.indices.updateAliases({ actions: [{ remove: { index: other, alias: target } }] });
+      assert.deepEqual((await reopened.write([events.insert(2n, { id: 2, v: "b" })], signal())).failures, []);
+    } finally {
+      await reopened.close();
+    }
+    assert.deepEqual(await visibleRows(target, events.schema), [
+      { id: "1", v: "a" },
+      { id: "2", v: "b" },
+    ]);
+  });
+
   test("an index or alias an operator deleted while the sink ran halts the table naming it, instead of an index Elasticsearch creates again without mapping or alias", async () => {
     for (const deleted of ["index", "alias"] as const) {
       const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));

@@ -46,6 +46,7 @@ import type { StoredDocument } from "./documents.ts";
 import { OFFSETS_INDEX } from "./config.ts";
 import { DERIVED_NAME_SUFFIX, Indices, rebuildAlias, targetNameProblem } from "./indices.ts";
 import type { EsIndex, TargetIndexes } from "./indices.ts";
+import { fieldInMapping, mappingRefusal } from "./mapping-refusal.ts";
 import { NdjsonOperations } from "./ndjson-operations.ts";
 import { encodeJson, ExactSerializer } from "./json.ts";
 import { ElasticsearchStagedWrite } from "./staged-write.ts";
@@ -97,6 +98,12 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
   #made = new Set<string>();
   /** Targets whose index was reported deleted while this process ran: a retry makes a new index (the documented remedy). */
   readonly #goneReported = new Set<string>();
+  /**
+   * Targets whose alias was read since open (GET _alias: no other index its write index), and those halted because
+   * one was: read again at each write of the table (the runtime's blocked retry) until the alias is put right.
+   */
+  #aliasRead = new Set<string>();
+  #aliasElsewhere = new Set<string>();
   /** Identities of the topics read now: stored with every offset. */
   #topicIds: ReadonlyMap<string, string> = new Map();
   /** Per index written, the bytes its next write's bulk operations start with room for (about its last write's). */
@@ -134,6 +141,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       const indices = new Indices(client, this.name, this.#config.refresh_interval ?? null);
       await this.#ensureOffsetsIndex(client, signal);
       this.#made = await this.#madeTargets(client, signal);
+      this.#aliasRead = new Set();
+      this.#aliasElsewhere = new Set();
       this.#client = client;
       this.#indices = indices;
     } catch (error) {
@@ -487,6 +496,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       const indexes = await this.#load(target, signal);
       const owner = indexes.live?.owner ?? indexes.shadow?.owner;
       if (owner !== undefined) this.#claims.confirm(schema, target, owner);
+      // The alias not read yet, or sending writes to another index: the batch goes through the write, which halts the table.
+      if (indexes.live !== null && this.#aliasUnread(target) && (await this.#writeIndexesElsewhere(indexes.live, signal)).length > 0) return undefined;
       if (indexes.live === null && indexes.shadow === null && initialColumns(schema, context).every((column) => column.default === undefined)) {
         await this.#createLive(indexes, target, schema, context, () => undefined, signal);
       }
@@ -495,6 +506,17 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       return undefined;
     }
     return this.#stagedIndex(schema);
+  }
+
+  #aliasUnread(target: string): boolean {
+    return !this.#aliasRead.has(target) || this.#aliasElsewhere.has(target);
+  }
+
+  /** Reads the live index's alias: the other indexes it makes its write index (none: noted, not read again until the sink reopens). */
+  async #writeIndexesElsewhere(live: EsIndex, signal: AbortSignal): Promise<string[]> {
+    const elsewhere = await this.#idx().foreignWriteIndexes(live, signal);
+    if (elsewhere.length === 0) this.#aliasRead.add(live.target);
+    return elsewhere;
   }
 
   /** Sends staged operations (sinks/contract.ts StagedWrite.write): throws unless every one is applied or stale, then stores `offsets`. */
@@ -562,6 +584,16 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
         return null;
       }
       mirror = indexes.shadow;
+      if (this.#aliasUnread(target)) {
+        const elsewhere = await this.#writeIndexesElsewhere(primary, signal);
+        if (elsewhere.length > 0) {
+          if (!this.#aliasElsewhere.has(target)) this.#logger.error({ table: label, alias: target, index: primary.physical, writeIndexes: elsewhere }, `the alias of ${label} sends writes to another index: the table halts`);
+          this.#aliasElsewhere.add(target);
+          failures.add(allIndices(changes), writeIndexElsewhere(target, primary.physical, elsewhere, context));
+          return null;
+        }
+        this.#aliasElsewhere.delete(target);
+      }
     } else {
       if (!indexes.shadow) {
         failures.add(allIndices(changes), rebuildState("no rebuild in progress for this table", context));
@@ -744,15 +776,16 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     } catch (error) {
       index.columns = previous;
       if (error instanceof SluiceError && error.retriable) throw error;
-      throw schemaUnsupported(
-        `Elasticsearch refused the mapping change (adding ${plan.added.map((c) => JSON.stringify(c.name)).join(", ") || "no field"}${plan.changed.length > 0 ? `, widening ${plan.changed.map((c) => JSON.stringify(c.name)).join(", ")}` : ""}): ${errorMessage(error)}; ` +
-          "the index's mapping holds something Sluice did not put there (a field mapped by hand or by an index template, a field limit): " +
-          `rebuild the table's index, which maps it afresh (sluice replay --sink ${context.sink} --from-beginning --rebuild --table ${schema.schema}.${schema.table} --execute), then sluice halted retry`,
-        context,
-        error,
-      );
+      const change = { ...context, tableArg: `${schema.schema}.${schema.table}`, index: index.physical, added: plan.added.map((c) => c.name), widened: plan.changed.map((c) => c.name) };
+      throw await mappingRefusal(error, change, (field) => this.#templateMapping(index.physical, field, signal));
     }
     this.#logger.info({ index: index.physical, added: plan.added.map((c) => c.name), widened: plan.changed.map((c) => c.name) }, "mapping evolved");
+  }
+
+  /** How the index templates matching `physical` map `field` (null: they do not). */
+  async #templateMapping(physical: string, field: string, signal: AbortSignal): Promise<unknown> {
+    const simulated = (await this.#cli().indices.simulateIndexTemplate({ name: physical }, { signal })) as { template?: { mappings?: unknown } };
+    return fieldInMapping(simulated.template?.mappings, field);
   }
 
   #checkNames(columns: readonly TargetColumn[], context: PlanContext): void {
@@ -884,6 +917,17 @@ function aliasAmbiguous(reason: string, where: { sink: string; table: string; po
     `Elasticsearch: ${reason} (an index was added to the table's alias by hand)`,
     where,
     "remove the other index from the alias (POST _aliases with a remove action; GET _alias/<alias> lists them), or make it the table's index alone; the table is read again by itself (retry.blocked_interval) and goes on once the alias is put right; sluice halted retry reads it again at once",
+    undefined,
+    true,
+  );
+}
+
+/** The table's alias makes another index its write index (set by hand): the sink's writes through it would land there, without an error. */
+function writeIndexElsewhere(alias: string, own: string, elsewhere: readonly string[], where: { sink: string; table: string }): SluiceError {
+  return targetBlocked(
+    `Elasticsearch: the alias "${alias}" makes ${elsewhere.map((name) => `"${name}"`).join(", ")} its write index (is_write_index: true, set by hand), not the table's index "${own}": writes through the alias would go there`,
+    where,
+    `take that index out of the alias or set is_write_index: false on it (POST _aliases; GET _alias/${alias} shows them); the table is read again by itself (retry.blocked_interval) and goes on once the alias is put right; sluice halted retry reads it again at once`,
     undefined,
     true,
   );

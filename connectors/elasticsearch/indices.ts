@@ -62,6 +62,21 @@ export function targetNameProblem(target: string): string | null {
   return null;
 }
 
+/**
+ * Of a GET _alias/<target> answer (index name -> its aliases; an alias missing answers 404 with no index), the indexes
+ * other than the live one that the alias makes its write index (is_write_index: true). Elasticsearch sends writes
+ * through an alias on several indexes to that one, without an error: the sink's would land in an operator's index.
+ */
+export function foreignWriteIndexes(answer: unknown, index: Pick<EsIndex, "physical" | "target">): string[] {
+  if (typeof answer !== "object" || answer === null) return [];
+  const foreign: string[] = [];
+  for (const [name, info] of Object.entries(answer as Record<string, unknown>)) {
+    const aliases = (info as { aliases?: Record<string, { is_write_index?: unknown } | undefined> } | null)?.aliases;
+    if (name !== index.physical && aliases?.[index.target]?.is_write_index === true) foreign.push(name);
+  }
+  return foreign.sort();
+}
+
 /** What the alias users search shows: no tombstones, nothing at or below the newest truncate. */
 export function aliasFilter(truncateVersion: bigint): Record<string, unknown> {
   const filter: Record<string, unknown>[] = truncateVersion > 0n ? [{ range: { [VERSION_COLUMN]: { gt: truncateVersion.toString() } } }] : [];
@@ -194,6 +209,12 @@ export class Indices {
 
   async #deleteIndex(name: string, signal: AbortSignal): Promise<void> {
     await this.#call("delete index", () => this.#client.indices.delete({ index: name, ignore_unavailable: true }, { signal }));
+  }
+
+  /** Indexes besides the live `index` that its user alias makes its write index (GET _alias/<target>): none unless set by hand. */
+  async foreignWriteIndexes(index: EsIndex, signal: AbortSignal): Promise<string[]> {
+    const response = await this.#call("read alias", () => this.#client.indices.getAlias({ name: index.target, expand_wildcards: "all" }, { signal, ignore: [404] }));
+    return foreignWriteIndexes(response as unknown, index);
   }
 
   /** Documents the index's user alias would show (its filter), after a refresh so recent writes count. */
