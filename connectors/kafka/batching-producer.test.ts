@@ -173,6 +173,26 @@ test("a topic Kafka does not know (deleted by an operator): before each retry th
   await producer.close();
 });
 
+test("a topic that cannot be written as it is (onUnknownTopic fails for good: a deleted internal topic, one another client created again) fails the unit for good instead of retrying it; a passing failure of the look is retried", async () => {
+  const unknown = () => Object.assign(new Error("This server does not host this topic-partition"), { name: "KafkaJSProtocolError", type: "UNKNOWN_TOPIC_OR_PARTITION", retriable: true });
+  const kafka = new ScriptedKafka();
+  kafka.failures.push(unknown());
+  const deleted = new SluiceError("topic d.sluice.schemas was deleted while capture wrote to it", { code: "TOPIC_DELETED" });
+  const { producer } = producerWith(kafka, { lingerMs: 0, onUnknownTopic: async () => Promise.reject(deleted) });
+  await assert.rejects(producer.send([message("d.sluice.schemas", "a")]), { code: "TOPIC_DELETED" });
+  assert.deepEqual(values(kafka), [], "not retried into the topic");
+  await producer.close();
+
+  const again = new ScriptedKafka();
+  again.failures.push(unknown());
+  let looks = 0;
+  const { producer: retrying } = producerWith(again, { lingerMs: 0, onUnknownTopic: async () => (looks++, Promise.reject(new SluiceError("Kafka unavailable", { code: "KAFKA_UNAVAILABLE", retriable: true }))) });
+  await retrying.send([message("t", "a")]);
+  assert.equal(looks, 1);
+  assert.deepEqual(values(again), ["t:a"]);
+  await retrying.close();
+});
+
 test("a permanent failure rejects that unit and every later one, so no later checkpoint skips lost records", async () => {
   const kafka = new ScriptedKafka();
   const tooLarge = Object.assign(new Error("The request included a message larger than the max message size the server will accept"), { name: "KafkaJSProtocolError", type: "MESSAGE_TOO_LARGE", retriable: false });

@@ -324,7 +324,13 @@ export class BatchingProducer {
         this.logger.warn({ brokers: this.options.brokers, err: failure.toLog(), attempt: attempt + 1, delayMs }, "Kafka unavailable; retrying the batch");
         if (this.options.onUnknownTopic && isUnknownTopicOrPartition(error)) {
           const topics = [...new Set([...unit.messages, ...unit.checkpoints.values()].map((m) => m.topic))];
-          await this.options.onUnknownTopic(topics).catch((problem: unknown) => this.logger.warn({ err: problem, topics }, "could not look for or create again the topics Kafka does not know; retrying the batch"));
+          const problem = await this.options.onUnknownTopic(topics).then(() => undefined, (problem: unknown) => problem);
+          // A topic that cannot be written as it is (a deleted internal one, one another client created again): for good.
+          if (problem instanceof SluiceError && !problem.retriable) {
+            this.logger.error({ brokers: this.options.brokers, err: problem.toLog(), topics }, "produce to Kafka failed; nothing of the failed batch is acknowledged");
+            throw problem;
+          }
+          if (problem !== undefined) this.logger.warn({ err: problem, topics }, "could not look for or create again the topics Kafka does not know; retrying the batch");
         }
         await sleep(delayMs);
       }

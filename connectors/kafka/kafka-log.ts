@@ -53,6 +53,8 @@ import { removeGoneMembers } from "./gone-members.ts";
 import { keepNewest, RECENT_OWN_MEMBERS } from "../topics/recent-members.ts";
 import { FREQUENT_COMPACTION, frequentlyWritten, keepCompacting } from "./internal-compaction.ts";
 import { PartitionReader } from "./partition-reader.ts";
+import { TOPIC_DELETED, unknownTopicAction } from "./deleted-topics.ts";
+import type { WrittenLayout } from "./deleted-topics.ts";
 import type { FetchLimits } from "./partition-reader.ts";
 import { partitionKey, StableOffsets } from "./stable-offsets.ts";
 
@@ -131,6 +133,9 @@ export class KafkaTopicLog implements TopicLog {
   private readonly partitionCounts = new Map<string, number>();
   /** Every topic created or adopted, as declared: one deleted while it is written is created again from it. */
   private readonly declared = new Map<string, TopicSpec>();
+  /** The layout each declared topic is written with, as created or found: a topic found again after an unknown-topic answer must still have it. */
+  private readonly writtenLayouts = new Map<string, WrittenLayout>();
+  private readonly recreatedListeners = new Set<(topic: string) => void>();
   /** max.message.bytes of the topics this process created, declared or wrote to: batches and records to each stay within it. */
   private readonly recordLimits = new Map<string, number>();
   private readonly consumers = new Set<KafkaPullConsumer>();
@@ -336,24 +341,35 @@ export class KafkaTopicLog implements TopicLog {
     }
     this.partitionCounts.set(spec.name, partitions);
     this.declared.set(spec.name, spec);
+    this.writtenLayouts.set(spec.name, { partitions, compacted: existing.compacted });
   }
 
   /**
-   * A produce Kafka answered UNKNOWN_TOPIC_OR_PARTITION: those of `topics` this log declared and Kafka no longer has (an
-   * operator deleted them while capture wrote) are created again as declared, as a restart would (a data topic with a new
-   * identity, so sinks read it from its first record; it holds only the changes from here on). Before, capture retried the
-   * batch for as long as the process ran, every table's capture waiting, until a restart.
+   * A produce Kafka answered UNKNOWN_TOPIC_OR_PARTITION: a data topic of `topics` this log declared and Kafka no longer
+   * has (an operator deleted it while capture wrote) is created again as declared, as a restart would (a new identity, so
+   * sinks read it from its first record; it holds only the changes from here on), and the listeners of onTopicRecreated
+   * are told, so that its table is read again. A deleted internal topic, or one found created again by another client
+   * with another layout, fails the write for good (unknownTopicAction says why and what to do).
    */
   private async createDeletedAgain(topics: readonly string[]): Promise<void> {
     for (const name of topics) {
       const spec = this.declared.get(name);
-      if (spec === undefined || (await this.describeTopic(name)) !== undefined) continue;
+      if (spec === undefined) continue;
+      const written = this.writtenLayouts.get(name) ?? { partitions: spec.partitions, compacted: spec.compacted };
+      if (unknownTopicAction(this.deployment, name, written, await this.describeTopic(name)) === "write") continue;
       this.logger.warn(
-        { topic: name, code: "TOPIC_DELETED" },
-        `topic ${name} was deleted while capture wrote to it (by hand?): creating it again as configured; it holds only the changes from here on, and sinks read it from its first record (docs/operations.md, "A sink refuses to start")`,
+        { topic: name, code: TOPIC_DELETED },
+        `topic ${name} was deleted while capture wrote to it (by hand?): creating it again as configured; it holds only the changes from here on, so its table is read again (an online snapshot is requested), and sinks read it from its first record (docs/operations.md, "A sink refuses to start")`,
       );
       await this.createTopic(spec);
+      for (const listener of this.recreatedListeners) listener(name);
     }
+  }
+
+  /** Tells `listener` each data topic this log created again after it was deleted while capture wrote to it (createDeletedAgain). */
+  onTopicRecreated(listener: (topic: string) => void): () => void {
+    this.recreatedListeners.add(listener);
+    return () => this.recreatedListeners.delete(listener);
   }
 
   /**
@@ -409,6 +425,7 @@ export class KafkaTopicLog implements TopicLog {
     for (const spec of specs) {
       this.partitionCounts.set(spec.name, spec.partitions);
       this.declared.set(spec.name, spec);
+      this.writtenLayouts.set(spec.name, { partitions: spec.partitions, compacted: spec.compacted });
       this.recordLimits.set(spec.name, this.maxMessageBytes(spec));
       this.logger.info({ topic: spec.name, partitions: spec.partitions, cleanupPolicy: cleanupPolicy(spec), replicationFactor: this.config.replication_factor }, "topic created");
     }

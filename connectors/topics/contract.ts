@@ -197,6 +197,8 @@ export interface TopicLog {
   topicNames(): Promise<string[]>;
   /** Calls `listener` when any thread of this process creates a topic in this log (other processes' topics are not told); returns the unsubscribe. */
   onTopicCreated?(listener: () => void): () => void;
+  /** Calls `listener` with each data topic this log created again after it was deleted while capture wrote to it (Kafka); returns the unsubscribe. */
+  onTopicRecreated?(listener: (topic: string) => void): () => void;
 
   /**
    * Stores the records, partitioned by key, and the checkpoint if given (with its entries, in the

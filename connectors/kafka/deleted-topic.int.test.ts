@@ -1,0 +1,74 @@
+/**
+ * A topic deleted while capture writes (KafkaTopicLog.createDeletedAgain, as the batching producer calls it on an
+ * UNKNOWN_TOPIC_OR_PARTITION answer) against the real broker. Called directly: reaching it through a produce first waits
+ * out kafkajs's own retries (~20 s).
+ */
+import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
+import { after, test } from "node:test";
+import { Kafka } from "kafkajs";
+import { createLogger } from "../../runtime/logger.ts";
+import { registryTopic } from "../topics/names.ts";
+import { KafkaTopicLog } from "./kafka-log.ts";
+import { testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
+
+const deployment = testDeployment("deltop");
+const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: 0 }).admin();
+
+after(async () => {
+  const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${deployment}.`));
+  if (topics.length > 0) await admin.deleteTopics({ topics });
+  await admin.disconnect();
+});
+
+async function deleted(topic: string): Promise<void> {
+  await admin.deleteTopics({ topics: [topic], timeout: 30_000 });
+  while ((await admin.listTopics()).includes(topic)) await sleep(50);
+}
+
+test("a deleted data topic is created again as declared and told to onTopicRecreated; a deleted internal topic fails for good (TOPIC_DELETED); a topic another client created again with 1 partition and delete retention fails for good (TOPIC_REPLACED)", async () => {
+  await admin.connect();
+  const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger: createLogger("error") });
+  const look = (topics: string[]) => (log as unknown as { createDeletedAgain(topics: readonly string[]): Promise<void> }).createDeletedAgain(topics);
+  // As the batching producer does: a retriable failure (kafkajs's admin failing on a topic it had looked up, renewed) is looked at again at the next retry.
+  const lookAgain = async (topics: string[]) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await look(topics);
+      } catch (error) {
+        if ((error as { retriable?: boolean }).retriable !== true || attempt === 3) throw error;
+      }
+    }
+  };
+  try {
+    const data = `${deployment}.pg.public.orders`;
+    await log.createTopic({ name: data, partitions: 2, retentionMs: null, retentionBytes: null, compacted: true });
+    const told: string[] = [];
+    log.onTopicRecreated((topic) => told.push(topic));
+
+    await lookAgain([data]);
+    assert.deepEqual(told, [], "a topic still there as written is left to the retry");
+
+    await deleted(data);
+    await lookAgain([data]);
+    assert.deepEqual(told, [data]);
+    assert.deepEqual(await log.listTopics([data]), [{ name: data, partitions: 2, retentionMs: null, retentionBytes: null, compacted: true }]);
+
+    await deleted(registryTopic(deployment));
+    await assert.rejects(lookAgain([data, registryTopic(deployment)]), (error: { code?: string; retriable?: boolean; message: string }) => {
+      assert.equal(error.code, "TOPIC_DELETED");
+      assert.equal(error.retriable, false);
+      assert.match(error.message, /schema registry/);
+      return true;
+    });
+    assert.equal((await admin.listTopics()).includes(registryTopic(deployment)), false, "not created again empty");
+
+    await deleted(data);
+    // What Kafka's auto.create.topics.enable makes: the broker's default partition count (1 here) and cleanup.policy.
+    await admin.createTopics({ topics: [{ topic: data, numPartitions: 1 }] });
+    await assert.rejects(lookAgain([data]), { code: "TOPIC_REPLACED", retriable: false });
+    assert.deepEqual(told, [data], "not told again");
+  } finally {
+    await log.close();
+  }
+});
