@@ -23,6 +23,7 @@ import { haltedHandler } from "./halted-admin.ts";
 import { withOutbox } from "./outbox-router.ts";
 import { dataCheckDeadLetterTopic, DataChecks, withDataChecks } from "./governance/data-checks.ts";
 import { snapshotHandler } from "./snapshot-admin.ts";
+import { RecreatedTopics } from "./recreated-topics.ts";
 import { etaSeconds, progressEntries } from "./snapshot-progress.ts";
 import { sinkRebuildEntry } from "./interrupted-rebuilds.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
@@ -192,6 +193,8 @@ export class Daemon {
   private readonly releasableSources = new Map<string, ReleasableCapture>();
   /** Data checks per captured source (governance), for /status. */
   private readonly dataChecks = new Map<string, DataChecks>();
+  /** Data topics created again after a deletion while capture wrote: their tables' snapshots asked for, and warned in /status. */
+  private readonly recreatedTopics: RecreatedTopics;
   /** With Kafka: capture runs under the capture lease (leader or standby). */
   private leadership: CaptureLeadership | null = null;
   /** Parking topics being created while the start waits for the capture lease, by name: whether the creation succeeded. */
@@ -224,6 +227,16 @@ export class Daemon {
     this.logger = logger;
     this.writeLogLine = options.writeLogLine ?? ((line) => process.stdout.write(line));
     this.failed = new Promise<never>((_resolve, reject) => (this.fatal = reject));
+    this.recreatedTopics = new RecreatedTopics({
+      deployment: config.name,
+      sources: config.sources.map((s) => s.name),
+      snapshots: (source) => {
+        const target = this.snapshotTarget(source);
+        if (target === undefined) return `source "${source}" is not captured by this process now`;
+        return "unsupported" in target ? target.unsupported : target.snapshots;
+      },
+      logger,
+    });
     this.failed.catch(() => undefined);
     this.access = new AccessPolicy({
       publicPaths: ["/healthz", "/readyz", ...(config.metrics.enabled ? [config.metrics.path] : [])],
@@ -285,6 +298,8 @@ export class Daemon {
     const writer = capturing ? captureWriter(this.config, this.selection) : `instance.${this.instanceId.replace(/[^A-Za-z0-9._-]/g, "_")}`;
     const readerLimits = this.memory.mainReader;
     this.log = await openTopicLog(this.config.topics, this.config.name, this.logger, this.captureStop.signal, writer, { lazyProducer: this.config.topics.kind === "kafka", ...(readerLimits ? { readerLimits } : {}) });
+    // A data topic deleted while capture wrote and created again: its table is read again (recreated-topics.ts).
+    this.log.onTopicRecreated?.((topic) => void this.recreatedTopics.recreated(topic));
     // The capture lease's group join overlaps the rest of the start: a broker makes a group with no
     // members wait group.initial.rebalance.delay.ms (3 s by default) before it assigns the lease.
     if (capturing && isKafkaLog(this.log)) {
@@ -846,7 +861,7 @@ export class Daemon {
         lagSeconds: lagSeconds(now, c.pipeline.lastAckedCommitTime()),
         halted: c.pipeline.haltedTables(),
         dataChecks: this.dataChecks.get(c.name)?.failures() ?? [],
-        warnings: sourceWarnings(c.source),
+        warnings: [...sourceWarnings(c.source), ...this.recreatedTopics.warnings(c.name)],
         snapshots: progressEntries((c.source as { snapshotProgress?: () => readonly TableSnapshotProgress[] }).snapshotProgress?.() ?? []),
         ...(readiness.capture ? { state: readiness.capture } : {}),
       };

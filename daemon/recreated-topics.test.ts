@@ -1,0 +1,59 @@
+/** A data topic created again after a deletion: its table's online snapshot is asked for and a warning lasts (recreated-topics.ts). */
+import assert from "node:assert/strict";
+import { Writable } from "node:stream";
+import { test } from "node:test";
+import type { OnlineSnapshotting, SnapshotTask } from "../connectors/common/incremental-snapshot-state.ts";
+import { SluiceError } from "../connectors/errors.ts";
+import { createLogger } from "../runtime/logger.ts";
+import { RecreatedTopics } from "./recreated-topics.ts";
+
+function logged() {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger("info", new Writable({ write: (chunk: Buffer, _e, done) => (lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>), done()) }));
+  return { logger, lines };
+}
+
+function snapshotsAnswering(answer: (table: string) => Promise<{ task: SnapshotTask }>) {
+  const asked: [string, string | null, string][] = [];
+  const snapshots = {
+    plan: async () => Promise.reject(new Error("not asked")),
+    request: async (table: string, where: string | null, origin: string) => (asked.push([table, where, origin]), answer(table)),
+    list: () => ({ tasks: [], failed: [] }),
+  } as unknown as OnlineSnapshotting;
+  return { snapshots, asked };
+}
+
+test("a data topic created again: an online snapshot of its table is requested from its source, warned and kept in the source's warnings", async () => {
+  const { snapshots, asked } = snapshotsAnswering(async (table) => ({ task: { id: "t-1", table } as unknown as SnapshotTask }));
+  const { logger, lines } = logged();
+  const recreated = new RecreatedTopics({ deployment: "shop", sources: ["pg", "my"], snapshots: (source) => (source === "pg" ? snapshots : "not captured here"), logger });
+  await recreated.recreated("shop.pg.public.orders");
+  assert.deepEqual(asked, [["public.orders", null, "topic-recreated"]]);
+  const [warning, ...others] = recreated.warnings("pg");
+  assert.equal(others.length, 0);
+  assert.equal(warning!.code, "TOPIC_RECREATED");
+  assert.equal(warning!["table"], "public.orders");
+  assert.equal(warning!["snapshotRequested"], true);
+  assert.match(warning!.message, /topic shop\.pg\.public\.orders was deleted .* an online snapshot of public\.orders was requested \(task t-1/);
+  assert.deepEqual(recreated.warnings("my"), []);
+  assert.ok(lines.some((l) => l["code"] === "TOPIC_RECREATED" && l["table"] === "public.orders" && l["level"] === "warn"), "warned");
+
+  await recreated.recreated("shop.sluice.schemas");
+  await recreated.recreated("other.pg.public.orders");
+  assert.equal(recreated.warnings("pg").length, 1, "not a data topic of this deployment's sources: nothing asked");
+  assert.equal(asked.length, 1);
+});
+
+test("a snapshot that cannot be requested (source not ready, a kind without online snapshots): the warning names the table and the exact sluice snapshot command", async () => {
+  const { snapshots } = snapshotsAnswering(async () => Promise.reject(new SluiceError("source pg is not connected", { code: "SOURCE_UNAVAILABLE", retriable: true })));
+  const { logger } = logged();
+  const recreated = new RecreatedTopics({ deployment: "shop", sources: ["pg", "my"], snapshots: (source) => (source === "pg" ? snapshots : 'source "my" (mysql) does not take online snapshots yet'), logger });
+  await recreated.recreated("shop.pg.public.orders");
+  await recreated.recreated("shop.my.inventory.items");
+  const [pg] = recreated.warnings("pg");
+  assert.equal(pg!["snapshotRequested"], false);
+  assert.match(pg!.message, /could not be requested \(source pg is not connected\): run sluice snapshot -c FILE --table public\.orders --execute/);
+  const [my] = recreated.warnings("my");
+  assert.equal(my!["command"], "sluice snapshot -c FILE --table inventory.items --execute");
+  assert.match(my!.message, /does not take online snapshots yet/);
+});
