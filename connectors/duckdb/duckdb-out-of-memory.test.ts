@@ -15,6 +15,7 @@ import { SluiceError } from "../errors.ts";
 import { testLogger, testSinkConfig } from "../sinks/test-config.ts";
 import { Events, randomTableName, tableSchema } from "../sinks/test-events.ts";
 import { DuckDbSink } from "./duckdb-sink.ts";
+import type { DiskSpaceOf } from "./spill-room.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-duckdb-oom-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -38,8 +39,8 @@ async function withCommitsRefused(refusals: number, body: () => Promise<void>, m
   return refused;
 }
 
-async function openSink(name: string, logger = testLogger()): Promise<DuckDbSink> {
-  const sink = new DuckDbSink(testSinkConfig("duckdb", { name, path: join(dir, `${name}.duckdb`), on_error: "halt" }), { logger });
+async function openSink(name: string, logger = testLogger(), diskSpace?: DiskSpaceOf): Promise<DuckDbSink> {
+  const sink = new DuckDbSink(testSinkConfig("duckdb", { name, path: join(dir, `${name}.duckdb`), on_error: "halt" }), { logger, ...(diskSpace ? { diskSpace } : {}) });
   await sink.open(AbortSignal.timeout(30_000));
   return sink;
 }
@@ -70,8 +71,12 @@ test("offsets alone that run out of memory_limit are tried a bounded number of t
 const NO_SPILL_ROOM =
   "Out of Memory Error: failed to offload data block of size 256.0 KiB (4.3 MiB/4.5 MiB used).\nThis limit was set by the 'max_temp_directory_size' setting.\nBy default, this setting utilizes the available disk space on the drive where the 'temp_directory' is located.";
 
+const GiB = 2 ** 30;
+const fullDisk: DiskSpaceOf = () => ({ free: 3 * 2 ** 20, size: 30 * 2 ** 20 });
+const roomyDisk: DiskSpaceOf = () => ({ free: 40 * GiB, size: 100 * GiB });
+
 test("a write whose spill finds no room in the temp directory (a full disk) is retried as an outage: not halved, no table halted, applied once there is room", async () => {
-  const sink = await openSink("no_spill_room");
+  const sink = await openSink("no_spill_room", testLogger(), fullDisk);
   try {
     const events = new Events(tableSchema(randomTableName("spill"), [["id", "integer"], ["v", "text"]]));
     let failure: unknown = null;
@@ -88,9 +93,33 @@ test("a write whose spill finds no room in the temp directory (a full disk) is r
     assert.ok(failure instanceof SluiceError, `the write fails as an outage, not per change: ${JSON.stringify(failure)}`);
     assert.equal(failure.code, "SINK_IO");
     assert.equal(failure.retriable, true);
-    assert.match(failure.message, /cannot spill to its temp directory .*the disk has no room/);
+    assert.match(failure.message, /cannot spill to its temp directory .*the disk is full: 3\.0 MiB free of 30\.0 MiB/);
     assert.equal(refused, 1, "tried once: the runner's backoff retries it");
     assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a" })], AbortSignal.timeout(30_000))).failures, [], "applies once there is room");
+  } finally {
+    await sink.close();
+  }
+});
+
+// Review of 7131bb4: the same words come when the disk has room but one write's spill exceeds max_temp_directory_size
+// (90% of the free room): memory_limit too small for the table's work. Waited out as a full disk, it never fit, and every
+// table of the sink waited behind it for ever while df showed gigabytes free.
+test("a spill that does not fit while the disk has room goes the out-of-memory way: halved, then the change's table halts", async () => {
+  const sink = await openSink("spill_too_large", testLogger(), roomyDisk);
+  try {
+    const events = new Events(tableSchema(randomTableName("spill"), [["id", "integer"], ["v", "text"]]));
+    let failures: readonly { index: number; error: Error }[] = [];
+    const refused = await withCommitsRefused(
+      20,
+      async () => {
+        ({ failures } = await sink.write([events.insert(1n, { id: 1, v: "a" }), events.insert(2n, { id: 2, v: "b" })], AbortSignal.timeout(30_000)));
+      },
+      NO_SPILL_ROOM,
+    );
+    assert.deepEqual(failures.map((f) => [f.index, (f.error as SluiceError).code]), [[0, "SINK_TARGET_BLOCKED"]]);
+    assert.match(failures[0]!.error.message, /does not fit DuckDB's memory_limit/);
+    assert.match(((failures[0]!.error as Error).cause as Error).message, /its spill does not fit max_temp_directory_size either .*disk has 40\.0 GiB free of 100\.0 GiB/);
+    assert.equal(refused, 4, "the whole write once, then its first change 3 times");
   } finally {
     await sink.close();
   }

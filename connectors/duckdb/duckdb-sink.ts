@@ -39,6 +39,7 @@ import { INTERNAL_SCHEMA, VIEW_SCHEMA } from "./config.ts";
 import type { DuckDbSinkConfig, DuckDbSinkOptions } from "./config.ts";
 import { endRead, lockDown, readJsonOn, readOn } from "./read-query.ts";
 import type { ReadQueryLimits, ReadQueryResult } from "./read-query.ts";
+import { diskSpace, type DiskSpaceOf, formatBytes, spillRoom } from "./spill-room.ts";
 import { ident, isDuckDbDataError, isDuckDbFatal, literal } from "./sql.ts";
 import { appendFor, duckdbType, duckdbValue } from "./types.ts";
 
@@ -121,6 +122,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   readonly targetLabel: string;
   readonly #config: DuckDbSinkConfig;
   readonly #logger: Logger;
+  readonly #diskSpace: DiskSpaceOf;
   readonly #accept: (table: TableId) => boolean;
   readonly #serial = new Serial();
   readonly #queries = new Serial();
@@ -154,6 +156,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     this.targetLabel = config.path === ":memory:" ? "its in-memory DuckDB database" : `DuckDB file ${config.path}`;
     this.#config = config;
     this.#logger = options.logger.child({ component: "sink", sink: config.name, kind: "duckdb" });
+    this.#diskSpace = options.diskSpace ?? diskSpace;
     this.#accept = tableFilter(config);
     this.#claims = new TargetClaims(config.name, { fold: (name) => name.toLowerCase(), why: " (DuckDB's names ignore case)" });
   }
@@ -1000,11 +1003,21 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
         cause: error,
       });
     }
-    // Said as out of memory, but it is the temp directory's room that ran out: its size limit is by default the disk's free space.
+    // Said as out of memory: the spill did not fit max_temp_directory_size, by default 90% of the temp directory's disk's free room.
     if (NO_SPILL_ROOM.test(message)) {
-      return new ConnectionError(
-        `DuckDB cannot spill to its temp directory beside ${this.#config.path} (the disk has no room for more; its max_temp_directory_size is by default the disk's free space; the sink retries until there is room): ${message.split("\n")[0]}`,
-        { code: "SINK_IO", context: { component: "sink", sink: this.name }, cause: error },
+      const room = spillRoom(this.#config.path, this.#diskSpace);
+      const free = room.space === null ? "its free room could not be read" : `${formatBytes(room.space.free)} free of ${formatBytes(room.space.size)}`;
+      if (room.full) {
+        return new ConnectionError(
+          `DuckDB cannot spill to its temp directory ${room.directory} (the disk is full: ${free}; its max_temp_directory_size is by default 90% of the disk's free room; the sink retries until there is room): ${message.split("\n")[0]}`,
+          { code: "SINK_IO", context: { component: "sink", sink: this.name }, cause: error },
+        );
+      }
+      // The disk has room: this write's spill alone is larger than the limit, which waiting never cures. Out of memory: halved, then its table halts.
+      return new SluiceError(
+        `DuckDB ran out of its memory_limit and its spill does not fit max_temp_directory_size either (the temp directory ${room.directory}'s disk has ${free}: the write needs more than that): ` +
+          `${message.split("\n")[0]} \u2014 raise memory (or this sink's memory_limit; docs/operations.md#memory)`,
+        { code: "SINK_OUT_OF_MEMORY", retriable: true, context: { component: "sink", sink: this.name }, cause: error },
       );
     }
     // Memory may come free (a checkpoint, a smaller batch): the sink waits and retries instead of stopping the daemon.
@@ -1043,7 +1056,7 @@ function oneLine(message: string): string {
 
 /**
  * DuckDB's words when a block it must spill does not fit its temp directory's size limit (max_temp_directory_size, by
- * default the free space of the disk holding it): an Out of Memory Error, though memory was not what ran out.
+ * default 90% of the free space of the disk holding it): an Out of Memory Error, whether the disk is full or the spill too large.
  */
 const NO_SPILL_ROOM = /failed to offload data block/i;
 
