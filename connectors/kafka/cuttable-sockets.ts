@@ -1,20 +1,21 @@
 /**
  * For tests: kafkajs's socket factory with switches that act as Kafka going away, for the clients
  * given it (the rest of the test's clients keep their connections): cut(true) resets every
- * connection and refuses new ones until cut(false); cutAtJoinGroup() resets the connection that
- * sends the next JoinGroup request instead of sending it (a join that fails, as on a restarted
- * broker whose group coordinator is not ready yet).
+ * connection and refuses new ones until cut(false); cutAtRequest(api key) resets the connection
+ * that sends the next request of that kind instead of sending it (a join or a look at a group that
+ * fails, as on a restarted broker whose group coordinator is not ready yet).
  */
 import { Socket } from "node:net";
 import type { ISocketFactory } from "kafkajs";
 
-/** Kafka's api key of JoinGroup: the int16 after a request's 4-byte size. */
-const JOIN_GROUP_API_KEY = 11;
+/** Kafka's api keys (the int16 after a request's 4-byte size) of the requests a test may cut. */
+export const JOIN_GROUP = 11;
+export const DESCRIBE_GROUPS = 15;
 
 export interface CuttableSockets {
   readonly factory: ISocketFactory;
   cut(on: boolean): void;
-  cutAtJoinGroup(): void;
+  cutAtRequest(apiKey: number): void;
 }
 
 function socketError(message: string, code: string): Error {
@@ -24,7 +25,7 @@ function socketError(message: string, code: string): Error {
 export function cuttableSockets(): CuttableSockets {
   const open = new Set<Socket>();
   let cut = false;
-  let cutAtJoin = false;
+  let cutAt: number | null = null;
   const factory: ISocketFactory = ({ host, port, onConnect }) => {
     const socket = new Socket();
     if (cut) {
@@ -38,8 +39,8 @@ export function cuttableSockets(): CuttableSockets {
     socket.connect({ host, port }, onConnect);
     const write = socket.write.bind(socket) as (chunk: unknown, ...rest: unknown[]) => boolean;
     socket.write = ((chunk: unknown, ...rest: unknown[]) => {
-      if (cutAtJoin && Buffer.isBuffer(chunk) && chunk.length >= 6 && chunk.readInt16BE(4) === JOIN_GROUP_API_KEY) {
-        cutAtJoin = false;
+      if (cutAt !== null && Buffer.isBuffer(chunk) && chunk.length >= 6 && chunk.readInt16BE(4) === cutAt) {
+        cutAt = null;
         // With an error: kafkajs fails a connection's requests on its error, not on its close.
         setImmediate(() => socket.destroy(socketError("read ECONNRESET", "ECONNRESET")));
         return true;
@@ -54,8 +55,8 @@ export function cuttableSockets(): CuttableSockets {
       cut = on;
       if (on) for (const socket of open) socket.destroy(socketError("read ECONNRESET", "ECONNRESET"));
     },
-    cutAtJoinGroup: () => {
-      cutAtJoin = true;
+    cutAtRequest: (apiKey) => {
+      cutAt = apiKey;
     },
   };
 }

@@ -11,6 +11,7 @@
  *
  * Best effort: any failure leaves the group as it was, and the session timeout does the same later.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Broker, Kafka } from "kafkajs";
 import type { Logger } from "../../runtime/logger.ts";
 import { clusterFactory } from "./partition-reader.ts";
@@ -36,8 +37,23 @@ interface CoordinatorCluster {
 
 const READ_COMMITTED = 1;
 
-/** Returns the member ids removed. */
-export async function removeGoneMembers(kafka: Kafka, group: string, isGone: (member: GroupMember) => boolean, logger: Logger): Promise<string[]> {
+/** Between looks at the group when `attempts` allows more than one (a broker just started: its coordinator still loading). */
+const LOOK_AGAIN_MS = [250, 500, 1_000, 2_000];
+
+/**
+ * Returns the member ids removed. `attempts` (default 1): how many times to look when a look fails, for a caller that
+ * knows members to remove (its own failed consumers'), whose next join would otherwise wait out their sessions.
+ */
+export async function removeGoneMembers(kafka: Kafka, group: string, isGone: (member: GroupMember) => boolean, logger: Logger, attempts = 1): Promise<string[]> {
+  for (let attempt = 1; ; attempt++) {
+    const removed = await removeOnce(kafka, group, isGone, logger, attempt >= attempts);
+    if (removed !== null) return removed;
+    await sleep(LOOK_AGAIN_MS[Math.min(attempt, LOOK_AGAIN_MS.length) - 1]!);
+  }
+}
+
+/** Null when the look failed and `last` is false (it is then logged only when `last`, returning []). */
+async function removeOnce(kafka: Kafka, group: string, isGone: (member: GroupMember) => boolean, logger: Logger, last: boolean): Promise<string[] | null> {
   const cluster = clusterFactory(kafka)({ allowAutoTopicCreation: false, isolationLevel: READ_COMMITTED }) as unknown as CoordinatorCluster;
   const removed: string[] = [];
   try {
@@ -51,6 +67,7 @@ export async function removeGoneMembers(kafka: Kafka, group: string, isGone: (me
     }
     if (removed.length > 0) logger.info({ group, members: removed }, "removed the group members of processes on this machine that are gone (killed), or of this process's failed consumers, instead of waiting for their sessions to time out");
   } catch (error) {
+    if (!last) return null;
     logger.warn({ group, err: String(error) }, "looking for group members of gone processes failed; a gone member leaves when its session times out");
   } finally {
     await cluster.disconnect().catch(() => undefined);

@@ -87,6 +87,8 @@ export interface KafkaLogOptions {
 
 export type KafkaLogAccess = "capture" | "command" | "read-only";
 
+/** Looks at a group for this log's former members of it before a consumer joins, when a look fails (removeGoneMembers). */
+const FORMER_MEMBER_LOOKS = 4;
 const DEFAULT_RETRY: BackoffPolicy & { readonly maxAttempts?: number } = { initialMs: 200, maxMs: 5_000 };
 /**
  * How long a read waits for this process's committed records to become visible before reading without them, and a
@@ -720,7 +722,9 @@ export class KafkaTopicLog implements TopicLog {
       // and so would this log's own consumers of the group that failed. Only member ids this log's consumers had are its
       // own: another process's members (several processes running one sink) are never taken for them.
       const former = this.formerMembers.get(group);
-      await removeGoneMembers(kafka, group, (member) => former?.has(member.memberId) === true || isGoneLocalProcess(processTokenInText(member.clientId)), this.logger);
+      // Looked at again when the look fails and this log knows former members (Kafka just back: its coordinator may still load the group).
+      const attempts = former === undefined ? 1 : FORMER_MEMBER_LOOKS;
+      await removeGoneMembers(kafka, group, (member) => former?.has(member.memberId) === true || isGoneLocalProcess(processTokenInText(member.clientId)), this.logger, attempts);
       const created = await KafkaPullConsumer.create({
         kafka,
         admin: () => this.admin,
