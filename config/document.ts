@@ -205,8 +205,16 @@ function readPlainScalar(text: string): unknown {
 /** A token, password or key is short; a larger file is a wrong path (a log, a dump), never read whole. */
 export const SECRET_FILE_MAX_BYTES = 64 * KiB;
 
-export function readSecretFiles(parsed: ParsedConfigDocument, secretKeys: readonly string[]): void {
+/** A secret read from a file: where its `<key>_file` stood (`["sinks", 0, "password_file"]`) and the file's absolute path. */
+export interface SecretFile {
+  readonly at: readonly PropertyKey[];
+  readonly key: string;
+  readonly file: string;
+}
+
+export function readSecretFiles(parsed: ParsedConfigDocument, secretKeys: readonly string[]): SecretFile[] {
   const baseDir = dirname(resolve(parsed.file));
+  const read: SecretFile[] = [];
   visit(parsed.document, {
     Map(_key, map, ancestors) {
       // Pairs whose file could not be used are dropped: their problem is reported once, here.
@@ -215,10 +223,11 @@ export function readSecretFiles(parsed: ParsedConfigDocument, secretKeys: readon
         if (!isScalar(pair.key) || typeof pair.key.value !== "string" || !pair.key.value.endsWith("_file")) continue;
         const secretKey = pair.key.value.slice(0, -"_file".length);
         if (!secretKeys.includes(secretKey)) continue;
-        const at = parsed.locate(pair.key.range?.[0] ?? 0);
-        const path = formatPath([...pathOf([...ancestors, map, pair], undefined)]);
+        const where = parsed.locate(pair.key.range?.[0] ?? 0);
+        const at = [...pathOf([...ancestors, map, pair], undefined)];
+        const path = formatPath(at);
         const issue = (message: string) => {
-          parsed.issues.push({ file: parsed.file, ...at, path, message });
+          parsed.issues.push({ file: parsed.file, ...where, path, message });
           failed.push(pair);
         };
         if (map.items.some((other) => isScalar(other.key) && other.key.value === secretKey)) {
@@ -238,6 +247,7 @@ export function readSecretFiles(parsed: ParsedConfigDocument, secretKeys: readon
           issue(`cannot read ${secretKey} file "${value}"${value === filePath ? "" : " (relative to the config file)"}: ${describeFsError(error)}`);
           continue;
         }
+        read.push({ at, key: secretKey, file: filePath });
         const secret = new Scalar(content);
         secret.range = pair.value?.range ?? null;
         const key = new Scalar(secretKey);
@@ -248,6 +258,7 @@ export function readSecretFiles(parsed: ParsedConfigDocument, secretKeys: readon
       map.items = map.items.filter((pair) => !failed.includes(pair));
     },
   });
+  return read;
 }
 
 /** Source range start of the node at `path`, or of its closest existing ancestor. */

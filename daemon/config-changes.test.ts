@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
-import { loadConfigText } from "../config/load.ts";
+import { loadConfigFile, loadConfigText } from "../config/load.ts";
 import { settingsNeedingRestart } from "./config-changes.ts";
 
 const base = `name: d
@@ -24,4 +27,16 @@ test("a config read again at SIGHUP: the settings that need a restart are named 
   const secret = settingsNeedingRestart(running, loadConfigText("sluice.yaml", base.replace("first-secret-value", "second-secret-value").replace(/  - \{name: ch.*\n/, "")));
   assert.deepEqual(secret, [`sources["pg"].password`, `sinks["ch"] (removed)`]);
   assert.ok(!secret.join(" ").includes("secret-value"), "no value is named");
+});
+
+test("a sink password given by password_file and changed in its file is not among the settings needing a restart: the sink reads it again when it connects next", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-reload-"));
+  writeFileSync(join(dir, "ch-pw"), "first-ch-password\n");
+  const withFile = base.replace(`database: cdc}`, `database: cdc, password_file: ch-pw}`);
+  writeFileSync(join(dir, "sluice.yaml"), withFile);
+  const running = loadConfigFile(join(dir, "sluice.yaml"), { env: {} });
+  writeFileSync(join(dir, "ch-pw"), "second-ch-password\n");
+  assert.deepEqual(settingsNeedingRestart(running, loadConfigFile(join(dir, "sluice.yaml"), { env: {} })), []);
+  writeFileSync(join(dir, "sluice.yaml"), base.replace(`database: cdc}`, `database: cdc, password: third-ch-password}`));
+  assert.deepEqual(settingsNeedingRestart(running, loadConfigFile(join(dir, "sluice.yaml"), { env: {} })), [`sinks["ch"].password`, `sinks["ch"].secret_files`], "a password given in the config itself still needs a restart");
 });

@@ -2,7 +2,8 @@
  * What a config read again at SIGHUP changes that the running daemon does not take: SIGHUP applies
  * only the HTTP API's tokens and certificate, so any other change (a sink's kind, a source's tables,
  * a batch size) needs a restart, and the log names it instead of staying silent. Key paths only, never
- * values: a changed password must not reach the log.
+ * values: a changed password must not reach the log. A sink's secret given by file (password_file,
+ * api_key_file) is not named: the sink reads its file again when it connects next (config/secret-files.ts).
  */
 
 /** Key paths of the settings that SIGHUP applies (the tokens, however given; the certificate is compared apart). */
@@ -14,8 +15,20 @@ const MAX_NAMED = 10;
 export function settingsNeedingRestart(running: unknown, reread: unknown): string[] {
   const changed: string[] = [];
   walk(running, reread, "", changed);
-  const named = changed.filter((path) => !APPLIED_AT_RELOAD.test(path));
+  const named = changed.filter((path) => !APPLIED_AT_RELOAD.test(path) && !isSinkSecretFromFile(path, reread));
   return named.length <= MAX_NAMED ? named : [...named.slice(0, MAX_NAMED), `and ${named.length - MAX_NAMED} more`];
+}
+
+const SINK_KEY = /^sinks\[("(?:[^"\\]|\\.)*")\]\.(\w+)$/;
+
+/** `sinks["ch"].password` of a sink that reads its password from a file: taken at the sink's next connection. */
+function isSinkSecretFromFile(path: string, config: unknown): boolean {
+  const match = SINK_KEY.exec(path);
+  if (!match || !isRecord(config) || !Array.isArray(config["sinks"])) return false;
+  const name = JSON.parse(match[1]!) as string;
+  const sink = (config["sinks"] as unknown[]).find((item) => isRecord(item) && item["name"] === name);
+  const files = isRecord(sink) ? sink["secret_files"] : undefined;
+  return isRecord(files) && typeof files[match[2]!] === "string";
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -17,7 +17,7 @@ import { tableName } from "../connectors/contracts.ts";
 import { isRetriable, SluiceError } from "../connectors/errors.ts";
 import type { StagedWrite, TransactionalSink } from "../connectors/sinks/contract.ts";
 import { isStaging } from "../connectors/sinks/contract.ts";
-import { CATALOG_MISMATCH, liftsByItself, SCHEMA_UNSUPPORTED, TARGET_BLOCKED, TARGET_REPLACED } from "../connectors/sinks/errors.ts";
+import { CATALOG_MISMATCH, isAuthRefusal, liftsByItself, SCHEMA_UNSUPPORTED, TARGET_BLOCKED, TARGET_REPLACED } from "../connectors/sinks/errors.ts";
 import type { TopicConsumer } from "../connectors/topics/contract.ts";
 import { storedBytes } from "../connectors/topics/in-place-record.ts";
 import { keepNewest, RECENT_OWN_MEMBERS } from "../connectors/topics/recent-members.ts";
@@ -35,6 +35,7 @@ import type { BatchSummary } from "./batch-counts.ts";
 import { observeCommitStages } from "./metrics.ts";
 import type { SluiceMetrics } from "./metrics.ts";
 import { replayMarkerGroup } from "./replay.ts";
+import { describeFollowed, followRecreatedTopics, SINK_TOPIC_RECREATED } from "./recreated-topic-follow.ts";
 import { controlledTopic } from "./control-records.ts";
 import { isSnapshotReset, SnapshotResetGate } from "./snapshot-reset-gate.ts";
 import { Serial } from "../runtime/serial.ts";
@@ -232,6 +233,11 @@ function isTransactional(sink: Sink): sink is TransactionalSink {
 }
 
 /** A failure of a whole table (its schema, or its target refusing every write), not of one row or of the target's reach. */
+/** A credential refusal made retriable: `retry` waits it out, its code and message kept. */
+function asOutage(error: SluiceError): SluiceError {
+  return new SluiceError(error.message, { code: error.code, retriable: true, context: error.context, cause: error });
+}
+
 function isTableLevel(error: unknown): error is SluiceError {
   return error instanceof SluiceError && (error.code === SCHEMA_UNSUPPORTED || error.code === TARGET_BLOCKED || error.code === CATALOG_MISMATCH);
 }
@@ -316,6 +322,8 @@ export class SinkRunner {
   private reopen = false;
   /** A topic was created in this process since the sink last listed them (the topic log's notice). */
   private topicCreated = false;
+  /** The identities of the topics the consumer reads, as read when it opened or since: a topic whose identity changes is read from its start. */
+  private topicIdsRead: ReadonlyMap<string, string> = new Map();
   private topicWake: (() => void) | null = null;
   /** Partitions already reported as read from after records retention removed. */
   private readonly reportedGaps = new Set<string>();
@@ -337,6 +345,8 @@ export class SinkRunner {
   /** A poll succeeded since the last consume failure: the next failure starts the backoff over. */
   private polled = false;
   private targetProblem: string | null = null;
+  /** The sink opened once in this process: from then on its server refusing its credentials is waited out (openSink). */
+  private opened = false;
   /** False while writes to the target fail and are being retried. */
   private targetReachable = true;
   /** Batches still to write through `Sink.write` before the next staged write (STAGING_PAUSE_BATCHES). */
@@ -784,7 +794,7 @@ export class SinkRunner {
       this.topicWake?.();
     });
     try {
-      const open = () => retry(() => this.options.sink.open(active), { ...this.options.retry, signal: active, onRetry: (err) => this.logger.warn({ err }, "sink open failed; retrying") });
+      const open = () => this.openSink(active);
       await this.waitForCommandHolds(active);
       await open();
       // A command that began holding the group while the sink opened (an open retried a while) may swap in tables the sink did not load: loaded again once it left.
@@ -868,8 +878,12 @@ export class SinkRunner {
           await this.reopenReplacedTarget(error, stop);
           continue;
         }
-        if (!isRetriable(error)) throw error;
         if (this.polled) attempt = 0;
+        if (isAuthRefusal(error)) {
+          await this.waitOutAuthRefusal(error, attempt++, stop);
+          continue;
+        }
+        if (!isRetriable(error)) throw error;
         this.running = false;
         this.consumeProblem = errorText(error);
         const delayMs = backoffDelay(this.options.retry, attempt++);
@@ -885,7 +899,61 @@ export class SinkRunner {
     this.running = false;
     this.logger.warn({ code: error.code, err: error.toLog() }, `${error.message}; opening it again and reading on from the offsets it keeps`);
     await sink.close().catch(() => undefined);
-    await retry(() => sink.open(stop), { ...this.options.retry, signal: stop, onRetry: (err) => this.logger.warn({ err }, "sink open failed; retrying") });
+    await this.openSink(stop);
+  }
+
+  /**
+   * Opens the sink, retrying with backoff while it fails retriably. Its server refusing its credentials
+   * (SINK_AUTH_FAILED) ends it before it first opened in this process, a config error told at once; once it
+   * opened, the refusal is this sink's outage (a password rotated), waited out like an unreachable target.
+   */
+  private async openSink(stop: AbortSignal): Promise<void> {
+    const { sink } = this.options;
+    const waitOutRefusal = this.opened;
+    await retry(
+      async () => {
+        try {
+          await sink.open(stop);
+        } catch (error) {
+          throw waitOutRefusal && isAuthRefusal(error) ? asOutage(error) : error;
+        }
+      },
+      {
+        ...this.options.retry,
+        signal: stop,
+        onRetry: (err) => {
+          if (isAuthRefusal(err)) this.noteAuthRefusal(err);
+          this.logger.warn({ err }, "sink open failed; retrying");
+        },
+      },
+    );
+    this.opened = true;
+  }
+
+  /**
+   * The sink's server refuses its credentials while it runs (a password or API key rotated): nothing past the
+   * stored offsets is applied, the sink waits with backoff, then is opened again (which reads a credential given
+   * by file again) and a new consumer starts at the stored offsets. Capture and the other sinks go on.
+   */
+  private async waitOutAuthRefusal(error: SluiceError, attempt: number, stop: AbortSignal): Promise<void> {
+    const { sink } = this.options;
+    this.running = false;
+    this.noteAuthRefusal(error);
+    const delayMs = backoffDelay(this.options.retry, attempt);
+    this.logger.warn({ err: error.toLog(), attempt, delayMs }, `sink ${sink.name} waits for its server to accept its credentials: ${error.message}; opening it again`);
+    await sleep(delayMs, stop).catch(() => undefined);
+    if (stop.aborted) return;
+    await sink.close().catch(() => undefined);
+    await this.openSink(stop);
+    this.targetReachable = true;
+    this.targetProblem = null;
+  }
+
+  /** /readyz and /status name the refusal; sluice_sink_retries_total counts each attempt, as for an unreachable target. */
+  private noteAuthRefusal(error: SluiceError): void {
+    this.targetReachable = false;
+    this.targetProblem = error.message;
+    this.options.metrics?.sinkRetries.inc({ sink: this.options.sink.name });
   }
 
   /** Reads the current topic set until it changes or `stop` aborts. */
@@ -910,6 +978,7 @@ export class SinkRunner {
     try {
       this.caughtUp.clear();
       const lost = await this.seekToTargetOffsets(consumer, topics, stop);
+      this.topicIdsRead = await this.options.log.topicIds(topics);
       // The consumer reads on from the group's offsets (the target's, sought above, which the group's follow).
       for (const offset of await this.options.log.committedOffsets(this.options.group)) {
         if (topics.includes(offset.topic)) this.caughtUp.set(partitionKey(offset.topic, offset.partition), offset);
@@ -937,6 +1006,7 @@ export class SinkRunner {
         else await this.inTurn(() => this.storePassedMarkers(consumer, stop));
         const listed = refresh.take();
         if (listed?.some((t) => !topics.includes(t))) return;
+        if (this.topicCreated) await this.inTurn(() => this.followRecreated(consumer, topics, stop));
         if (this.topicCreated ? refresh.start() : refresh.startIfDue()) this.topicCreated = false;
       }
     } finally {
@@ -1094,6 +1164,21 @@ export class SinkRunner {
     if (behind.length > 0) await retry(() => consumer.commit(behind), { ...this.options.retry, signal: stop, maxAttempts: 3 });
     if (refilled.length > 0) this.reportLostOffsets(refilled);
     return new Set(refilled.map((l) => partitionKey(l.topic, l.partition)));
+  }
+
+  /**
+   * A topic created in this process may be one the sink reads, deleted and created again (recreated-topic-follow.ts): its
+   * partitions are read from their first record, and offsets are stored with its new identity from here on.
+   */
+  private async followRecreated(consumer: TopicConsumer, topics: readonly string[], stop: AbortSignal): Promise<void> {
+    const { log, sink, group } = this.options;
+    const { ids, changed, sought } = await followRecreatedTopics(log, consumer, topics, this.topicIdsRead);
+    this.topicIdsRead = ids;
+    if (changed.length === 0) return;
+    if (isTransactional(sink)) sink.useTopicIds(ids);
+    for (const o of sought) this.caughtUp.delete(partitionKey(o.topic, o.partition));
+    if (sought.length > 0) await retry(() => consumer.commit(sought), { ...this.options.retry, signal: stop, maxAttempts: 3 });
+    this.logger.warn({ code: SINK_TOPIC_RECREATED, group, topics: changed, partitions: sought.map((o) => ({ topic: o.topic, partition: o.partition, from: String(o.offset) })) }, describeFollowed(sink.name, changed));
   }
 
   /** Partitions of `topics` the group has read past their first record and the target keeps no offset of, unless a replay set the group's offset. */

@@ -13,6 +13,7 @@ import { Agent as HttpsAgent } from "node:https";
 import { Readable } from "node:stream";
 import { ClickHouseLogLevel, createClient } from "@clickhouse/client";
 import type { ClickHouseClient } from "@clickhouse/client";
+import { currentSecret } from "../../config/secret-files.ts";
 import { retry } from "../../runtime/backoff.ts";
 import { deadlineError, pastDeadline } from "../sinks/deadline.ts";
 import type { Logger } from "../../runtime/logger.ts";
@@ -20,7 +21,7 @@ import { describeTlsFailure } from "../common/tls-errors.ts";
 import { readTlsFiles } from "../common/tls-files.ts";
 import { describeTlsMessage } from "../common/tls-message.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
-import { errorMessage, TARGET_REPLACED } from "../sinks/errors.ts";
+import { AUTH_FAILED, errorMessage, TARGET_REPLACED } from "../sinks/errors.ts";
 import type { ClickHouseSinkConfig } from "./config.ts";
 
 /** Server error codes worth retrying: the same request may succeed later. */
@@ -72,6 +73,7 @@ export class ClickHouseConnection {
   readonly #retry: { initial: number; max: number };
   /** scheme://host:port of the server, for messages. */
   readonly #url: string;
+  readonly #user: string;
   /** Matches an error naming one of the sink's own tables (`<database>._sluice_offsets`, ...). */
   readonly #ownTableGone: RegExp;
 
@@ -81,11 +83,13 @@ export class ClickHouseConnection {
     this.#logger = logger;
     this.#retry = config.retry;
     this.#url = new URL(config.url).origin;
+    this.#user = config.user;
     const tls = config.tls ? readTlsFiles(config.tls, { label: `sink "${config.name}"`, section: "tls", context: { component: "sink", sink: config.name } }) : undefined;
     this.#client = createClient({
       url: config.url,
       username: config.user,
-      password: config.password ?? "",
+      // Read again at each open: a password_file rotated while the sink ran is taken when it reconnects.
+      password: currentSecret(config, "password") ?? "",
       // An agent of our own, so a CA file, a client certificate, or both work (the client's `tls` option wants the CA always).
       ...(tls ? { http_agent: new HttpsAgent({ ...tls, rejectUnauthorized: true, keepAlive: true }), set_basic_auth_header: true } : {}),
       request_timeout: 120_000,
@@ -157,8 +161,8 @@ export class ClickHouseConnection {
     const statement = sql.length > 200 ? `${sql.slice(0, 200)}\u2026` : sql;
     const code = serverErrorCode(error);
     if (code !== null && AUTH_CODES.has(code)) {
-      return new SluiceError(`ClickHouse ${this.#url} refused the sink's login (error ${code}): ${errorMessage(error).trim()}; check the sink's user and password`, {
-        code: "SINK_AUTH_FAILED",
+      return new SluiceError(`ClickHouse ${this.#url} refused the sink's login as user "${this.#user}" (error ${code}): ${errorMessage(error).trim()}; check the sink's user and password`, {
+        code: AUTH_FAILED,
         context: { ...context, url: this.#url },
         cause: error,
       });

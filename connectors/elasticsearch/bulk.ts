@@ -11,7 +11,7 @@ import { backoffDelay, retry, sleep } from "../../runtime/backoff.ts";
 import type { Logger } from "../../runtime/logger.ts";
 import { describeTlsMessage } from "../common/tls-message.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
-import { errorMessage } from "../sinks/errors.ts";
+import { AUTH_FAILED, errorMessage } from "../sinks/errors.ts";
 import type { NdjsonOperations } from "./ndjson-operations.ts";
 
 export type ItemOutcome =
@@ -217,7 +217,15 @@ export function requestError(error: unknown, sink: string, what: string, nodes?:
   if (tlsFailure !== undefined) return tlsError(node, tlsFailure, sink, what, error);
   if (status === 401) {
     return new SluiceError(`Elasticsearch ${node} refused the sink's credentials (401) during ${what}: ${errorMessage(error)}; check username/password or api_key`, {
-      code: "SINK_AUTH_FAILED",
+      code: AUTH_FAILED,
+      context: { ...context, node },
+      cause: error,
+    });
+  }
+  // A role or API key's privileges narrowed: the user is known but may not do this. Other 403s (a cluster block) are not the login's.
+  if (status === 403 && errorType(error) === "security_exception") {
+    return new SluiceError(`Elasticsearch ${node} refused the sink's user the right to run ${what} (403): ${errorMessage(error)}; check the privileges of the sink's user or api_key`, {
+      code: AUTH_FAILED,
       context: { ...context, node },
       cause: error,
     });
@@ -226,6 +234,13 @@ export function requestError(error: unknown, sink: string, what: string, nodes?:
     return new ConnectionError(`Elasticsearch ${what} failed: ${errorMessage(error)}`, { code: "SINK_UNAVAILABLE", context, cause: error });
   }
   return new SluiceError(`Elasticsearch ${what} failed: ${errorMessage(error)}`, { code: "SINK_REQUEST_FAILED", context, cause: error });
+}
+
+/** The `error.type` of Elasticsearch's answer in a client error (security_exception, cluster_block_exception...). */
+function errorType(error: unknown): string | undefined {
+  const body = (error as { meta?: { body?: unknown } } | null)?.meta?.body;
+  const type = (body as { error?: { type?: unknown } } | null)?.error?.type;
+  return typeof type === "string" ? type : undefined;
 }
 
 /** The node a client error came from, for messages (the transport keeps it in meta.meta.connection unless its redaction removed it). */

@@ -10,6 +10,18 @@ export const TARGET_BLOCKED = "SINK_TARGET_BLOCKED";
 export const CATALOG_MISMATCH = "SINK_CATALOG_MISMATCH";
 
 /**
+ * The sink's server refuses its credentials (authentication) or its user's rights (authorization).
+ * At the start a plain config error; once the sink ran, the runtime waits it out as that sink's
+ * outage (a rotated password), opening the sink again with backoff: the other sinks and capture go on.
+ */
+export const AUTH_FAILED = "SINK_AUTH_FAILED";
+
+/** Whether `error` is the sink's server refusing its credentials or rights (AUTH_FAILED). */
+export function isAuthRefusal(error: unknown): error is SluiceError {
+  return error instanceof SluiceError && error.code === AUTH_FAILED;
+}
+
+/**
  * The target the sink writes is no longer the one it opened (a DuckDB file deleted or replaced at
  * its path while the sink runs): writes are refused until the sink is opened again, and the
  * runtime then resumes from the offsets the target at the path keeps (none: from the beginning).

@@ -1,0 +1,130 @@
+/**
+ * A sink whose server refuses its credentials (SINK_AUTH_FAILED, as the ClickHouse and Elasticsearch
+ * sinks type a login or permission refusal) ends the sink only before it first opened: a wrong password
+ * at a start is a config error told at once. Once it ran, the refusal (a password rotated on the server)
+ * is that sink's outage: it waits with backoff, is opened again (reading a credential file again), applies
+ * nothing past its stored offsets meanwhile, says why on /readyz and /status, counts its retries, and
+ * applies everything once the server accepts it again. Before the fix, run() failed and the daemon stopped.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import type { Sink, SinkChange, SinkWriteResult } from "../connectors/contracts.ts";
+import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
+import { SluiceError } from "../connectors/errors.ts";
+import { AUTH_FAILED } from "../connectors/sinks/errors.ts";
+import { serializeEvent } from "./event-json.ts";
+import { SluiceMetrics } from "./metrics.ts";
+import { SinkRunner } from "./sink-runner.ts";
+import { event, jsonDecoder, silent } from "./sink-runner-test-support.ts";
+
+const TOPIC = "pg.public.a";
+const GROUP = "t.sink.auth";
+
+const refused = () =>
+  new SluiceError("ClickHouse http://127.0.0.1:9 refuses the credentials of user sluice (error 193): Wrong password for user sluice", {
+    code: AUTH_FAILED,
+    context: { component: "sink", sink: "auth" },
+  });
+
+/** A server that accepts the sink's login until `rotated`, then refuses it (open and write) until `accepted` again. */
+class RotatingSink implements Sink {
+  readonly name = "auth";
+  readonly rows: string[] = [];
+  refusing = false;
+  opens = 0;
+  async open(): Promise<void> {
+    this.opens++;
+    if (this.refusing) throw refused();
+  }
+  async close(): Promise<void> {}
+  async write(changes: readonly SinkChange[]): Promise<SinkWriteResult> {
+    if (this.refusing) throw refused();
+    for (const { event: e } of changes) this.rows.push(String(e.key["id"]));
+    return { failures: [] };
+  }
+}
+
+async function setup() {
+  const log = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-sink-auth-")), "log.db"), logger: silent });
+  await log.createTopic({ name: TOPIC, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  return log;
+}
+
+async function produce(log: EmbeddedTopicLog, ids: number[]) {
+  await log.produce(ids.map((id) => ({ topic: TOPIC, key: Buffer.from(String(id)), value: Buffer.from(serializeEvent(event("a", id))), timestamp: 0 })));
+}
+
+function runner(log: EmbeddedTopicLog, sink: Sink, metrics?: SluiceMetrics) {
+  return new SinkRunner({
+    sink,
+    log,
+    group: GROUP,
+    topics: async () => [TOPIC],
+    decoder: jsonDecoder,
+    batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs: 5 },
+    onError: "halt",
+    deadLetterTopic: "t.dlq.auth",
+    retry: { initialMs: 2, maxMs: 10 },
+    logger: silent,
+    owner: "test",
+    ...(metrics ? { metrics } : {}),
+  });
+}
+
+async function until(condition: () => boolean | Promise<boolean>, what: string) {
+  for (let i = 0; i < 2000; i++) {
+    if (await condition()) return;
+    await new Promise((res) => setTimeout(res, 5));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+test("credentials refused at the first open: the sink fails at once with SINK_AUTH_FAILED (a config error at a start)", async () => {
+  const log = await setup();
+  const sink = new RotatingSink();
+  sink.refusing = true;
+  await assert.rejects(runner(log, sink).run(new AbortController().signal), (error: unknown) => error instanceof SluiceError && error.code === AUTH_FAILED);
+  assert.equal(sink.opens, 1, "not retried");
+  await log.close();
+});
+
+test("credentials refused after the sink ran (password rotated): the sink alone waits, opens again with backoff, and applies everything once accepted", async () => {
+  const log = await setup();
+  const sink = new RotatingSink();
+  const metrics = new SluiceMetrics({ processMetrics: false });
+  const r = runner(log, sink, metrics);
+  const stop = new AbortController();
+  let outcome: unknown = "running";
+  const running = r.run(stop.signal).then(
+    () => (outcome = "returned"),
+    (error: unknown) => (outcome = error),
+  );
+  await produce(log, [1, 2]);
+  await until(() => sink.rows.length === 2 && r.ready(), "the first rows");
+  const committed = async () => (await log.committedOffsets(GROUP)).find((o) => o.topic === TOPIC)?.offset;
+  await until(async () => (await committed()) === 2n, "the first rows' offsets");
+  const retries = async () => (await metrics.sinkRetries.get()).values.find((v) => v.labels["sink"] === "auth")?.value ?? 0;
+
+  sink.refusing = true;
+  await produce(log, [3, 4]);
+  await until(() => sink.opens >= 4, "opens again while refused");
+  assert.equal(outcome, "running", "run() neither fails nor returns: the refusal is this sink's outage");
+  assert.equal(r.ready(), false, "not ready while refused");
+  assert.match(r.waitingFor() ?? "", /its target does not accept writes: ClickHouse .* refuses the credentials of user sluice/);
+  assert.equal(await committed(), 2n, "nothing stored past the refused batch");
+  assert.deepEqual(sink.rows, ["1", "2"]);
+  assert.ok((await retries()) >= 2, "sluice_sink_retries_total counts the waits");
+
+  sink.refusing = false;
+  await until(() => sink.rows.length === 4 && r.ready(), "the rows written while refused");
+  assert.deepEqual(sink.rows, ["1", "2", "3", "4"]);
+  assert.equal(r.waitingFor(), null);
+  await until(async () => (await committed()) === 4n, "the offsets after the refusal");
+  stop.abort(new Error("stop"));
+  await running;
+  assert.equal(outcome, "returned");
+  await log.close();
+});
