@@ -46,6 +46,7 @@ import type { StoredDocument } from "./documents.ts";
 import { OFFSETS_INDEX } from "./config.ts";
 import { DERIVED_NAME_SUFFIX, Indices, rebuildAlias, targetNameProblem } from "./indices.ts";
 import type { EsIndex, TargetIndexes } from "./indices.ts";
+import { fieldInMapping, mappingRefusal } from "./mapping-refusal.ts";
 import { NdjsonOperations } from "./ndjson-operations.ts";
 import { encodeJson, ExactSerializer } from "./json.ts";
 import { ElasticsearchStagedWrite } from "./staged-write.ts";
@@ -775,15 +776,16 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     } catch (error) {
       index.columns = previous;
       if (error instanceof SluiceError && error.retriable) throw error;
-      throw schemaUnsupported(
-        `Elasticsearch refused the mapping change (adding ${plan.added.map((c) => JSON.stringify(c.name)).join(", ") || "no field"}${plan.changed.length > 0 ? `, widening ${plan.changed.map((c) => JSON.stringify(c.name)).join(", ")}` : ""}): ${errorMessage(error)}; ` +
-          "the index's mapping holds something Sluice did not put there (a field mapped by hand or by an index template, a field limit): " +
-          `rebuild the table's index, which maps it afresh (sluice replay --sink ${context.sink} --from-beginning --rebuild --table ${schema.schema}.${schema.table} --execute), then sluice halted retry`,
-        context,
-        error,
-      );
+      const change = { ...context, tableArg: `${schema.schema}.${schema.table}`, index: index.physical, added: plan.added.map((c) => c.name), widened: plan.changed.map((c) => c.name) };
+      throw await mappingRefusal(error, change, (field) => this.#templateMapping(index.physical, field, signal));
     }
     this.#logger.info({ index: index.physical, added: plan.added.map((c) => c.name), widened: plan.changed.map((c) => c.name) }, "mapping evolved");
+  }
+
+  /** How the index templates matching `physical` map `field` (null: they do not). */
+  async #templateMapping(physical: string, field: string, signal: AbortSignal): Promise<unknown> {
+    const simulated = (await this.#cli().indices.simulateIndexTemplate({ name: physical }, { signal })) as { template?: { mappings?: unknown } };
+    return fieldInMapping(simulated.template?.mappings, field);
   }
 
   #checkNames(columns: readonly TargetColumn[], context: PlanContext): void {
