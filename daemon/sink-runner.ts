@@ -35,6 +35,7 @@ import type { BatchSummary } from "./batch-counts.ts";
 import { observeCommitStages } from "./metrics.ts";
 import type { SluiceMetrics } from "./metrics.ts";
 import { replayMarkerGroup } from "./replay.ts";
+import { describeFollowed, followRecreatedTopics, SINK_TOPIC_RECREATED } from "./recreated-topic-follow.ts";
 import { controlledTopic } from "./control-records.ts";
 import { isSnapshotReset, SnapshotResetGate } from "./snapshot-reset-gate.ts";
 import { Serial } from "../runtime/serial.ts";
@@ -321,6 +322,8 @@ export class SinkRunner {
   private reopen = false;
   /** A topic was created in this process since the sink last listed them (the topic log's notice). */
   private topicCreated = false;
+  /** The identities of the topics the consumer reads, as read when it opened or since: a topic whose identity changes is read from its start. */
+  private topicIdsRead: ReadonlyMap<string, string> = new Map();
   private topicWake: (() => void) | null = null;
   /** Partitions already reported as read from after records retention removed. */
   private readonly reportedGaps = new Set<string>();
@@ -975,6 +978,7 @@ export class SinkRunner {
     try {
       this.caughtUp.clear();
       const lost = await this.seekToTargetOffsets(consumer, topics, stop);
+      this.topicIdsRead = await this.options.log.topicIds(topics);
       // The consumer reads on from the group's offsets (the target's, sought above, which the group's follow).
       for (const offset of await this.options.log.committedOffsets(this.options.group)) {
         if (topics.includes(offset.topic)) this.caughtUp.set(partitionKey(offset.topic, offset.partition), offset);
@@ -1002,6 +1006,7 @@ export class SinkRunner {
         else await this.inTurn(() => this.storePassedMarkers(consumer, stop));
         const listed = refresh.take();
         if (listed?.some((t) => !topics.includes(t))) return;
+        if (this.topicCreated) await this.inTurn(() => this.followRecreated(consumer, topics, stop));
         if (this.topicCreated ? refresh.start() : refresh.startIfDue()) this.topicCreated = false;
       }
     } finally {
@@ -1159,6 +1164,21 @@ export class SinkRunner {
     if (behind.length > 0) await retry(() => consumer.commit(behind), { ...this.options.retry, signal: stop, maxAttempts: 3 });
     if (refilled.length > 0) this.reportLostOffsets(refilled);
     return new Set(refilled.map((l) => partitionKey(l.topic, l.partition)));
+  }
+
+  /**
+   * A topic created in this process may be one the sink reads, deleted and created again (recreated-topic-follow.ts): its
+   * partitions are read from their first record, and offsets are stored with its new identity from here on.
+   */
+  private async followRecreated(consumer: TopicConsumer, topics: readonly string[], stop: AbortSignal): Promise<void> {
+    const { log, sink, group } = this.options;
+    const { ids, changed, sought } = await followRecreatedTopics(log, consumer, topics, this.topicIdsRead);
+    this.topicIdsRead = ids;
+    if (changed.length === 0) return;
+    if (isTransactional(sink)) sink.useTopicIds(ids);
+    for (const o of sought) this.caughtUp.delete(partitionKey(o.topic, o.partition));
+    if (sought.length > 0) await retry(() => consumer.commit(sought), { ...this.options.retry, signal: stop, maxAttempts: 3 });
+    this.logger.warn({ code: SINK_TOPIC_RECREATED, group, topics: changed, partitions: sought.map((o) => ({ topic: o.topic, partition: o.partition, from: String(o.offset) })) }, describeFollowed(sink.name, changed));
   }
 
   /** Partitions of `topics` the group has read past their first record and the target keeps no offset of, unless a replay set the group's offset. */
