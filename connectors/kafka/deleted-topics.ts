@@ -57,7 +57,7 @@ export function internalTopicDeletedError(deployment: string, name: string): Slu
           ? `it held the MySQL sources' schema histories: created again, a restart would decode older binlog events with today's table definitions. ${redo}`
           : name === topicIdsTopic(deployment)
             ? `it held the data topics' identities, by which sinks tell a topic created again from the one their offsets came from. Restart Sluice: it creates the topic and records new identities; the sinks then refuse their stored offsets (docs/operations.md, "A sink refuses to start") and need a rebuild`
-            : `it is one of Sluice's own topics, and created again empty it would lose what it held. Restart Sluice to create it as configured; see docs/topics.md ("Broker trouble") for what each topic holds`;
+            : `it is one of Sluice's own topics, and what it held (truncates, snapshot resets or parked changes) went with it. Restart Sluice to create it again empty, and read the affected tables again if that matters (docs/topics.md, "Broker trouble")`;
   return new SluiceError(`topic ${name} was deleted while capture wrote to it (by hand?): Sluice does not create it again on its own, since ${lost}`, {
     code: TOPIC_DELETED,
     context: { component: "kafka", topic: name },
