@@ -35,7 +35,7 @@ import { Maintenance } from "./maintenance.ts";
 import type { MaintenanceResult } from "./maintenance.ts";
 import { encodeBatch, encodedSize, recordTimestamps } from "./record-codec.ts";
 import { fileIdentity, filesVerdict, type LogFiles } from "./files-in-place.ts";
-import { openFailureReason } from "./open-failure.ts";
+import { folderCreationFailure, openFailureReason, writeRefusal } from "./open-failure.ts";
 import { EmbeddedRegistryJournal } from "./registry-journal.ts";
 import { prepareDatabase, readLogId } from "./schema.ts";
 import { topicLogError } from "./sqlite-errors.ts";
@@ -246,16 +246,22 @@ export class EmbeddedTopicLog implements TopicLog {
         context: { component: "embedded-log", path },
       });
     }
+    if (!options.readOnly) {
+      try {
+        mkdirSync(dirname(path), { recursive: true });
+      } catch (error) {
+        throw new SluiceError(`cannot open embedded topic log ${path}: ${folderCreationFailure(dirname(path), error)}`, { code: "TOPIC_LOG_OPEN_FAILED", context: { component: "embedded-log", path }, cause: error });
+      }
+    }
     let db: DatabaseSync;
     try {
-      if (!options.readOnly) mkdirSync(dirname(path), { recursive: true });
       db = new DatabaseSync(path, { readOnly: options.readOnly ?? false });
     } catch (error) {
       const reason = openFailureReason(path, options.readOnly ?? false);
       throw new SluiceError(`cannot open embedded topic log ${path}: ${reason === "" ? "" : `${reason}; `}${(error as Error).message}`, { code: "TOPIC_LOG_OPEN_FAILED", context: { component: "embedded-log", path }, cause: error });
     }
     // SQLite opens a file it may not write read-only without a word, and the first write then fails.
-    const unwritable = options.readOnly ? "" : openFailureReason(path, false);
+    const unwritable = options.readOnly ? "" : writeRefusal(db, path);
     if (unwritable !== "") {
       db.close();
       throw new SluiceError(`cannot open embedded topic log ${path}: ${unwritable}`, { code: "TOPIC_LOG_OPEN_FAILED", context: { component: "embedded-log", path } });

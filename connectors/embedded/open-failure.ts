@@ -5,6 +5,8 @@
  */
 import { accessSync, constants, existsSync } from "node:fs";
 import { dirname } from "node:path";
+import type { DatabaseSync } from "node:sqlite";
+import { sqliteErrorCode } from "./sqlite-errors.ts";
 
 const WORDS: Readonly<Record<string, string>> = {
   EROFS: "a read-only file system",
@@ -34,4 +36,41 @@ export function openFailureReason(path: string, readOnly: boolean, access: Acces
     }
   }
   return "";
+}
+
+const SQLITE_PERM = 3;
+const SQLITE_READONLY = 8;
+const SQLITE_CANTOPEN = 14;
+
+/**
+ * Whether SQLite can write the log it opened, "" when it can: SQLite's own verdict (a table created in a transaction
+ * rolled back), not access(), which checks the real user and so refuses a process whose capabilities
+ * (CAP_DAC_OVERRIDE) let it write. SQLite opens a file it may not write read-only without a word, and the first write
+ * then fails: refused here with the reason in words when access() finds one. A busy lock (a daemon writing) says nothing.
+ */
+export function writeRefusal(db: DatabaseSync, path: string, access: Access = accessSync, exists: Exists = existsSync): string {
+  try {
+    db.exec("BEGIN IMMEDIATE");
+    // BEGIN IMMEDIATE alone succeeds on a connection SQLite opened read-only: only a write is refused.
+    db.exec("CREATE TABLE main._sluice_write_probe (x)");
+    db.exec("ROLLBACK");
+    return "";
+  } catch (error) {
+    if (db.isTransaction) db.exec("ROLLBACK");
+    const code = sqliteErrorCode(error);
+    if (code !== SQLITE_READONLY && code !== SQLITE_CANTOPEN && code !== SQLITE_PERM) return "";
+    const reason = openFailureReason(path, false, access, exists);
+    return reason !== "" ? reason : `SQLite cannot write it (${(error as Error).message})`;
+  }
+}
+
+/** Why the log's missing folder could not be made: said of the nearest folder above it that exists, with mkdir's cause. */
+export function folderCreationFailure(folder: string, error: unknown, exists: Exists = existsSync): string {
+  let parent = dirname(folder);
+  while (!exists(parent) && dirname(parent) !== parent) parent = dirname(parent);
+  const code = (error as NodeJS.ErrnoException).code ?? "";
+  const words = `${WORDS[code] ?? (error as Error).message} (${code})`;
+  if (code === "ENOTDIR") return `cannot create its folder ${folder}: ${parent} is not a folder (${code})`;
+  if (code === "EROFS" || code === "EACCES" || code === "EPERM") return `cannot create its folder ${folder}: the folder ${parent} is not writable: ${words}`;
+  return `cannot create its folder ${folder} in ${parent}: ${words}`;
 }
