@@ -2,12 +2,15 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { TopicSpec } from "../topics/contract.ts";
-import { unknownTopicAction } from "./deleted-topics.ts";
+import { unknownTopicAction, writtenLayoutOf } from "./deleted-topics.ts";
 
-const found = (name: string, partitions: number, compacted: boolean): TopicSpec => ({ name, partitions, compacted, retentionMs: compacted ? null : 604_800_000, retentionBytes: null });
+const WEEK = 604_800_000;
+/** A topic as describeTopic reads it: a compacted one without retention, else deleting after `retentionMs`. */
+const found = (name: string, partitions: number, compacted: boolean, retentionMs: number | null = compacted ? null : WEEK): TopicSpec => ({ name, partitions, compacted, retentionMs, retentionBytes: null });
+const layout = (partitions: number, compacted: boolean, retentionMs: number | null = compacted ? null : WEEK) => ({ partitions, compacted, retentionMs, retentionBytes: null });
 
 test("a deleted data topic is created again; a deleted internal topic is a permanent TOPIC_DELETED naming it and what is lost", () => {
-  assert.equal(unknownTopicAction("shop", "shop.pg.public.orders", { partitions: 3, compacted: true }, undefined), "recreate");
+  assert.equal(unknownTopicAction("shop", "shop.pg.public.orders", layout(3, true), undefined), "recreate");
   const cases: [string, RegExp][] = [
     ["shop.sluice.schemas", /schema registry.*earlier schema ids, could not be decoded.*snapshot\.mode: when-needed/],
     ["shop.sluice.checkpoints", /checkpoints.*layouts.*snapshot\.mode: when-needed/],
@@ -18,7 +21,7 @@ test("a deleted data topic is created again; a deleted internal topic is a perma
   ];
   for (const [name, lost] of cases) {
     assert.throws(
-      () => unknownTopicAction("shop", name, { partitions: 1, compacted: true }, undefined),
+      () => unknownTopicAction("shop", name, layout(1, true), undefined),
       (error: { code?: string; retriable?: boolean; message: string; context?: { topic?: string } }) => {
         assert.equal(error.code, "TOPIC_DELETED");
         assert.equal(error.retriable, false);
@@ -34,11 +37,11 @@ test("a deleted data topic is created again; a deleted internal topic is a perma
 
 test("a topic found again is written when it has the layout written (more partitions are fine), and refused for good with TOPIC_REPLACED when another client created it with fewer partitions or another cleanup policy", () => {
   const name = "shop.pg.public.orders";
-  assert.equal(unknownTopicAction("shop", name, { partitions: 3, compacted: true }, found(name, 3, true)), "write");
-  assert.equal(unknownTopicAction("shop", name, { partitions: 3, compacted: true }, found(name, 4, true)), "write");
-  assert.equal(unknownTopicAction("shop", name, { partitions: 1, compacted: false }, found(name, 1, false)), "write", "a legacy uncompacted topic adopted as it was");
-  assert.equal(unknownTopicAction("shop", "shop.sluice.schemas", { partitions: 1, compacted: false }, found("shop.sluice.schemas", 1, false)), "write");
-  const refused = (written: { partitions: number; compacted: boolean }, existing: TopicSpec, what: RegExp) =>
+  assert.equal(unknownTopicAction("shop", name, layout(3, true), found(name, 3, true)), "write");
+  assert.equal(unknownTopicAction("shop", name, layout(3, true), found(name, 4, true)), "write");
+  assert.equal(unknownTopicAction("shop", name, layout(1, false), found(name, 1, false)), "write", "a legacy uncompacted topic adopted as it was");
+  assert.equal(unknownTopicAction("shop", "shop.sluice.schemas", layout(1, false), found("shop.sluice.schemas", 1, false)), "write");
+  const refused = (written: ReturnType<typeof layout>, existing: TopicSpec, what: RegExp) =>
     assert.throws(() => unknownTopicAction("shop", existing.name, written, existing), (error: { code?: string; retriable?: boolean; message: string }) => {
       assert.equal(error.code, "TOPIC_REPLACED");
       assert.equal(error.retriable, false);
@@ -46,7 +49,16 @@ test("a topic found again is written when it has the layout written (more partit
       assert.match(error.message, /auto\.create\.topics\.enable/);
       return true;
     });
-  refused({ partitions: 3, compacted: true }, found(name, 1, false), /1 partition\(s\), Sluice writes 3; cleanup\.policy delete, Sluice writes it compacted/);
-  refused({ partitions: 1, compacted: true }, found(name, 1, false), /^topic shop\.pg\.public\.orders .*it now has cleanup\.policy delete/);
-  refused({ partitions: 1, compacted: true }, found("shop.sluice.checkpoints", 1, false), /cleanup\.policy delete/);
+  refused(layout(3, true), found(name, 1, false), /1 partition\(s\), Sluice writes 3; cleanup\.policy delete, Sluice writes it compacted/);
+  refused(layout(1, true), found(name, 1, false), /^topic shop\.pg\.public\.orders .*it now has cleanup\.policy delete/);
+  refused(layout(1, true), found("shop.sluice.checkpoints", 1, false), /cleanup\.policy delete/);
+  // The registry's journal, kept for ever, found again as the broker auto-creates a topic: deleting after 7 days.
+  refused(layout(1, false, null), found("shop.sluice.schemas", 1, false), /retention\.ms 604800000, Sluice writes it with -1/);
+  assert.equal(unknownTopicAction("shop", "shop.sluice.schemas", layout(1, false, null), found("shop.sluice.schemas", 1, false, null)), "write");
+});
+
+test("the layout written for a spec is the one describeTopic reads back: retention only where the policy deletes", () => {
+  assert.deepEqual(writtenLayoutOf({ name: "t", partitions: 3, compacted: true, retentionMs: null, retentionBytes: null }), layout(3, true));
+  assert.deepEqual(writtenLayoutOf({ name: "t", partitions: 3, compacted: true, retentionMs: WEEK, retentionBytes: null }), layout(3, true, WEEK));
+  assert.deepEqual(writtenLayoutOf({ name: "t", partitions: 1, compacted: false, retentionMs: null, retentionBytes: null }), layout(1, false, null));
 });

@@ -11,16 +11,24 @@ import type { TopicSpec } from "../topics/contract.ts";
 export const TOPIC_DELETED = "TOPIC_DELETED";
 export const TOPIC_REPLACED = "TOPIC_REPLACED";
 
-/** The layout this log writes a topic with: the partitions its keys are spread over, and whether it is compacted. */
+/** The layout this log writes a topic with: the partitions its keys are spread over, whether it is compacted, its retention (null: none). */
 export interface WrittenLayout {
   readonly partitions: number;
   readonly compacted: boolean;
+  readonly retentionMs: number | null;
+  readonly retentionBytes: number | null;
+}
+
+/** The layout of a topic created from `spec`, as describeTopic reads it back (retention only where the policy deletes). */
+export function writtenLayoutOf(spec: TopicSpec): WrittenLayout {
+  const deletes = !spec.compacted || spec.retentionMs !== null || spec.retentionBytes !== null;
+  return { partitions: spec.partitions, compacted: spec.compacted, retentionMs: deletes ? spec.retentionMs : null, retentionBytes: deletes ? spec.retentionBytes : null };
 }
 
 /**
  * "recreate" for a deleted data topic; "write" for a topic Kafka still has with the layout written (the unknown-topic
  * answer came right after a creation); throws TOPIC_DELETED for a deleted internal topic and TOPIC_REPLACED for a
- * topic found with another layout (created again by another client or by Kafka's auto.create.topics.enable).
+ * topic found with another layout (fewer partitions, another cleanup policy or retention) (created again by another client or by Kafka's auto.create.topics.enable).
  */
 export function unknownTopicAction(deployment: string, name: string, written: WrittenLayout, existing: TopicSpec | undefined): "recreate" | "write" {
   if (existing === undefined) {
@@ -30,6 +38,9 @@ export function unknownTopicAction(deployment: string, name: string, written: Wr
   const differences: string[] = [];
   if (existing.partitions < written.partitions) differences.push(`${existing.partitions} partition(s), Sluice writes ${written.partitions}`);
   if (existing.compacted !== written.compacted) differences.push(`cleanup.policy ${existing.compacted ? "compact" : "delete"}, Sluice writes it ${written.compacted ? "compacted" : "with delete retention"}`);
+  // A topic auto-created by the broker deletes by its default retention (7 days): a journal kept for ever would expire.
+  if (existing.retentionMs !== written.retentionMs) differences.push(`retention.ms ${existing.retentionMs ?? -1}, Sluice writes it with ${written.retentionMs ?? -1}`);
+  if (existing.retentionBytes !== written.retentionBytes) differences.push(`retention.bytes ${existing.retentionBytes ?? -1}, Sluice writes it with ${written.retentionBytes ?? -1}`);
   if (differences.length === 0) return "write";
   throw new SluiceError(
     `topic ${name} was deleted and created again by another client while capture wrote to it (Kafka's auto.create.topics.enable, or by hand): it now has ${differences.join("; ")}. ` +

@@ -53,7 +53,7 @@ import { removeGoneMembers } from "./gone-members.ts";
 import { keepNewest, RECENT_OWN_MEMBERS } from "../topics/recent-members.ts";
 import { FREQUENT_COMPACTION, frequentlyWritten, keepCompacting } from "./internal-compaction.ts";
 import { PartitionReader } from "./partition-reader.ts";
-import { TOPIC_DELETED, unknownTopicAction } from "./deleted-topics.ts";
+import { TOPIC_DELETED, unknownTopicAction, writtenLayoutOf } from "./deleted-topics.ts";
 import type { WrittenLayout } from "./deleted-topics.ts";
 import type { FetchLimits } from "./partition-reader.ts";
 import { partitionKey, StableOffsets } from "./stable-offsets.ts";
@@ -343,7 +343,7 @@ export class KafkaTopicLog implements TopicLog {
     }
     this.partitionCounts.set(spec.name, partitions);
     this.declared.set(spec.name, spec);
-    this.writtenLayouts.set(spec.name, { partitions, compacted: existing.compacted });
+    this.writtenLayouts.set(spec.name, { partitions, compacted: existing.compacted, retentionMs: existing.retentionMs, retentionBytes: existing.retentionBytes });
   }
 
   /**
@@ -357,7 +357,7 @@ export class KafkaTopicLog implements TopicLog {
     for (const name of topics) {
       const spec = this.declared.get(name);
       if (spec === undefined) continue;
-      const written = this.writtenLayouts.get(name) ?? { partitions: spec.partitions, compacted: spec.compacted };
+      const written = this.writtenLayouts.get(name) ?? writtenLayoutOf(spec);
       if (unknownTopicAction(this.deployment, name, written, await this.describeTopic(name)) === "write") continue;
       this.logger.warn(
         { topic: name, code: TOPIC_DELETED },
@@ -427,7 +427,7 @@ export class KafkaTopicLog implements TopicLog {
     for (const spec of specs) {
       this.partitionCounts.set(spec.name, spec.partitions);
       this.declared.set(spec.name, spec);
-      this.writtenLayouts.set(spec.name, { partitions: spec.partitions, compacted: spec.compacted });
+      this.writtenLayouts.set(spec.name, writtenLayoutOf(spec));
       this.recordLimits.set(spec.name, this.maxMessageBytes(spec));
       this.logger.info({ topic: spec.name, partitions: spec.partitions, cleanupPolicy: cleanupPolicy(spec), replicationFactor: this.config.replication_factor }, "topic created");
     }
