@@ -38,10 +38,11 @@ test("a data topic created again: an online snapshot of its table is requested f
   assert.deepEqual(recreated.warnings("my"), []);
   assert.ok(lines.some((l) => l["code"] === "TOPIC_RECREATED" && l["table"] === "public.orders" && l["level"] === "warn"), "warned");
 
-  await recreated.recreated("shop.sluice.schemas");
+  await recreated.recreated("shop.outbox.order");
   await recreated.recreated("other.pg.public.orders");
   assert.equal(recreated.warnings("pg").length, 1, "not a data topic of this deployment's sources: nothing asked");
   assert.equal(asked.length, 1);
+  assert.ok(lines.some((l) => l["code"] === "TOPIC_RECREATED" && l["topic"] === "shop.outbox.order" && /no table's topic/.test(String(l["msg"]))), "an outbox topic warned, nothing asked");
 });
 
 test("a snapshot that cannot be requested (source not ready, a kind without online snapshots): the warning names the table and the exact sluice snapshot command", async () => {

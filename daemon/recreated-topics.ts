@@ -30,7 +30,11 @@ export class RecreatedTopics {
   /** Asks for the table's online snapshot (not awaited by the caller: capture's write must not wait for the source's catalog). */
   async recreated(topic: string): Promise<void> {
     const parsed = parseDataTopic(this.options.deployment, this.options.sources, topic);
-    if (parsed === null) return;
+    if (parsed === null) {
+      // An outbox topic (<deployment>.outbox.<aggregate type> by default): no table's snapshot writes its events again.
+      this.options.logger.warn({ code: TOPIC_RECREATED, topic }, `topic ${topic} was deleted while capture wrote to it and created again: it is no table's topic (an outbox topic?), so nothing is read again; the events it held are gone`);
+      return;
+    }
     const table = `${parsed.schema}.${parsed.table}`;
     const command = `sluice snapshot -c FILE --table ${table} --execute`;
     const snapshots = this.options.snapshots(parsed.source);
