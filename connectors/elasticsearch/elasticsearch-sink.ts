@@ -16,6 +16,7 @@
  * hand, and its table halts rather than get a new empty index filled from the stored offsets.
  */
 import { Client } from "@elastic/elasticsearch";
+import { currentSecret } from "../../config/secret-files.ts";
 import type { Logger } from "../../runtime/logger.ts";
 import type { SinkChange, TableId, TableSchema, TopicPartitionOffset } from "../contracts.ts";
 import { readTlsFiles } from "../common/tls-files.ts";
@@ -29,7 +30,7 @@ import { deadlineError, pastDeadline } from "../sinks/deadline.ts";
 import type { PlanContext, SinceOf, TargetColumn } from "../sinks/columns.ts";
 import type { LogicalType } from "../sinks/logical-type.ts";
 import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, RebuildShadow, StagedWrite, StagingSink, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
-import { CATALOG_MISMATCH, errorMessage, rebuildState, rowRejected, schemaUnsupported, targetBlocked, ValueRejected } from "../sinks/errors.ts";
+import { CATALOG_MISMATCH, errorMessage, isAuthRefusal, rebuildState, rowRejected, schemaUnsupported, targetBlocked, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { keyId } from "../sinks/keys.ts";
 import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
@@ -122,10 +123,12 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
   }
 
   async open(signal: AbortSignal): Promise<void> {
-    const auth = this.#config.api_key
-      ? { apiKey: this.#config.api_key }
+    // Read again at each open: a password_file or api_key_file rotated while the sink ran is taken when it reconnects.
+    const apiKey = currentSecret(this.#config, "api_key");
+    const auth = apiKey
+      ? { apiKey }
       : this.#config.username
-        ? { username: this.#config.username, password: this.#config.password ?? "" }
+        ? { username: this.#config.username, password: currentSecret(this.#config, "password") ?? "" }
         : undefined;
     const tls = this.#config.tls ? readTlsFiles(this.#config.tls, { label: `sink "${this.name}"`, section: "tls", context: { component: "sink", sink: this.name } }) : undefined;
     const client = new Client({
@@ -775,7 +778,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       await this.#idx().putMappings(index, signal);
     } catch (error) {
       index.columns = previous;
-      if (error instanceof SluiceError && error.retriable) throw error;
+      // A refused login or privilege is the sink's, not the table's: waited out by the runtime, never a halt.
+      if (error instanceof SluiceError && (error.retriable || isAuthRefusal(error))) throw error;
       const change = { ...context, tableArg: `${schema.schema}.${schema.table}`, index: index.physical, added: plan.added.map((c) => c.name), widened: plan.changed.map((c) => c.name) };
       throw await mappingRefusal(error, change, (field) => this.#templateMapping(index.physical, field, signal));
     }

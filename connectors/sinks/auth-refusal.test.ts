@@ -14,6 +14,8 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { loadConfigFile } from "../../config/load.ts";
 import { ClickHouseConnection } from "../clickhouse/connection.ts";
+import { ElasticsearchSink } from "../elasticsearch/elasticsearch-sink.ts";
+import type { ElasticsearchSinkConfig } from "../elasticsearch/config.ts";
 import type { ClickHouseSinkConfig } from "../clickhouse/config.ts";
 import { requestError } from "../elasticsearch/bulk.ts";
 import { SluiceError } from "../errors.ts";
@@ -94,6 +96,34 @@ test("a ClickHouse sink's password_file is read again by each new connection: th
     assert.equal(await version(), "18.16.1");
     assert.deepEqual(keys, ["first-pw", "rotated-pw"]);
   } finally {
+    server.close();
+  }
+});
+
+test("an Elasticsearch sink's api_key_file is read again at each open: the rotated key is sent when it opens again", async () => {
+  const sent: string[] = [];
+  const server = createServer((request, response) => {
+    sent.push(String(request.headers.authorization));
+    response.writeHead(401, { "content-type": "application/json", "x-elastic-product": "Elasticsearch" });
+    response.end(JSON.stringify({ error: { type: "security_exception", reason: "unable to authenticate with provided credentials" }, status: 401 }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  const dir = mkdtempSync(join(tmpdir(), "sluice-secret-file-"));
+  writeFileSync(join(dir, "es-key"), "Zmlyc3Qta2V5\n");
+  writeFileSync(
+    join(dir, "c.yaml"),
+    `name: shop\nsources:\n  - name: pg\n    kind: postgres\n    database: app\n    user: u\n    tables: [public.t]\nsinks:\n  - name: search\n    kind: elasticsearch\n    nodes: [http://127.0.0.1:${port}]\n    api_key_file: es-key\n`,
+  );
+  const sink = new ElasticsearchSink(loadConfigFile(join(dir, "c.yaml"), { env: {} }).sinks[0] as ElasticsearchSinkConfig, { logger: silent });
+  const refused = (error: unknown) => error instanceof SluiceError && error.code === AUTH_FAILED;
+  try {
+    await assert.rejects(sink.open(new AbortController().signal), refused);
+    writeFileSync(join(dir, "es-key"), "cm90YXRlZC1rZXk=\n");
+    await assert.rejects(sink.open(new AbortController().signal), refused);
+    assert.deepEqual([...new Set(sent)], ["ApiKey Zmlyc3Qta2V5", "ApiKey cm90YXRlZC1rZXk="]);
+  } finally {
+    await sink.close();
     server.close();
   }
 });
