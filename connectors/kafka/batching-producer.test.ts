@@ -178,9 +178,11 @@ test("a topic that cannot be written as it is (onUnknownTopic fails for good: a 
   const kafka = new ScriptedKafka();
   kafka.failures.push(unknown());
   const deleted = new SluiceError("topic d.sluice.schemas was deleted while capture wrote to it", { code: "TOPIC_DELETED" });
-  const { producer } = producerWith(kafka, { lingerMs: 0, onUnknownTopic: async () => Promise.reject(deleted) });
+  const readiness: [boolean, string | undefined][] = [];
+  const { producer } = producerWith(kafka, { lingerMs: 0, onUnknownTopic: async () => Promise.reject(deleted), onReadyChange: (ready, problem) => void readiness.push([ready, problem]) });
   await assert.rejects(producer.send([message("d.sluice.schemas", "a")]), { code: "TOPIC_DELETED" });
   assert.deepEqual(values(kafka), [], "not retried into the topic");
+  assert.deepEqual(readiness.at(-1), [false, deleted.message], "readiness names the permanent failure, not the unknown topic");
   await producer.close();
 
   const again = new ScriptedKafka();

@@ -328,6 +328,8 @@ export class BatchingProducer {
           // A topic that cannot be written as it is (a deleted internal one, one another client created again): for good.
           if (problem instanceof SluiceError && !problem.retriable) {
             this.logger.error({ brokers: this.options.brokers, err: problem.toLog(), topics }, "produce to Kafka failed; nothing of the failed batch is acknowledged");
+            // Not the unknown topic's 'capture creates it again', which readiness showed since the failure.
+            this.options.onReadyChange(false, problem.message);
             throw problem;
           }
           if (problem !== undefined) this.logger.warn({ err: problem, topics }, "could not look for or create again the topics Kafka does not know; retrying the batch");
