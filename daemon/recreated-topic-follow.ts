@@ -1,8 +1,9 @@
 /**
  * A running sink meets a data topic created again under its name (capture created it again after a deletion, 6006c5a):
  * its consumer's positions are offsets of the old topic, so once the new one has passed them the sink would skip the
- * new topic's first records without a word. On the topic-created notice the sink reads the topics' identities again,
- * and every partition of a topic whose identity changed is read from its first record (followRecreatedTopics).
+ * new topic's first records without a word. On the topic-created notice (capture in this process), and every
+ * topicIdCheckMs (capture in another), the sink reads the topics' identities again, and every partition of a topic whose
+ * identity changed is read from its first record (followRecreatedTopics).
  */
 import type { TopicLog, TopicPartitionOffset } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";

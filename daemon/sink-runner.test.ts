@@ -617,6 +617,46 @@ test("a running sink whose topic is deleted and created again in this process (a
   await log.close();
 });
 
+test("a running sink whose topic capture in another process created again (no notice here) reads it from its first record once it reads the identities again (topicIdCheckMs)", async () => {
+  const log = await setup(["pg.public.a"]);
+  for (const id of [1, 2, 3]) await log.produce([encode(event("a", id))]);
+  // The embedded log never creates a topic again by itself (its consumer stops at a deleted topic): its identity is changed
+  // here, as Kafka's topic log gives the topic it creates again (the records stand for the new topic's).
+  let recreated = false;
+  const identities = async (topics: readonly string[]) => new Map([...(await log.topicIds(topics))].map(([t, id]) => [t, recreated && t === "pg.public.a" ? "new-identity" : id]));
+  const recreating = new Proxy(log, {
+    get(target, prop) {
+      if (prop === "topicIds") return identities;
+      const value = Reflect.get(target, prop, target) as unknown;
+      return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  const lines: string[] = [];
+  const logger = createLogger("warn", new Writable({ write: (chunk, _e, cb) => (lines.push(String(chunk)), cb()) }) as never);
+  const sink = new MemorySink();
+  const applied: string[] = [];
+  const write = sink.write.bind(sink);
+  sink.write = async (changes, signal, offsets) => {
+    for (const { event: e } of changes) applied.push(`a/${String(e.key["id"])}`);
+    return write(changes, signal, offsets);
+  };
+  const r = runner(recreating, sink, { logger, topics: async () => ["pg.public.a"], topicIdCheckMs: 20 });
+  const stop = new AbortController();
+  const running = r.run(stop.signal);
+  for (let i = 0; i < 1000 && sink.rows.size < 3; i++) await new Promise((res) => setTimeout(res, 5));
+  assert.deepEqual(applied, ["a/1", "a/2", "a/3"]);
+  recreated = true;
+  for (let i = 0; i < 1000 && applied.length < 6; i++) await new Promise((res) => setTimeout(res, 5));
+  stop.abort(new Error("stop"));
+  await running;
+  assert.deepEqual(applied, ["a/1", "a/2", "a/3", "a/1", "a/2", "a/3"], "read again from offset 0");
+  assert.deepEqual(sink.offsets.filter((o) => o.topic === "pg.public.a").map((o) => [o.offset, o.topicId]), [[3n, "new-identity"]]);
+  const warned = lines.map((l) => JSON.parse(l) as { code?: string; msg: string; topics?: string[] }).filter((l) => l.code === "SINK_TOPIC_RECREATED");
+  assert.equal(warned.length, 1, lines.join("\n"));
+  assert.deepEqual(warned[0]!.topics, ["pg.public.a"]);
+  await log.close();
+});
+
 /** A truncate of pg.public.<table> in the control topic. */
 function control(table: string, version: bigint) {
   return {

@@ -63,6 +63,11 @@ export interface SinkRunnerOptions {
   readonly metrics?: SluiceMetrics;
   /** How often the topic list is refreshed. */
   readonly topicRefreshMs?: number;
+  /**
+   * How often the topics' identities are read again while the sink runs (default 30 s; also at once when this process
+   * creates a topic): a topic created again by capture in another process is then read from its first record.
+   */
+  readonly topicIdCheckMs?: number;
   /** Lease owner id (embedded log: only one runner per group). */
   readonly owner: string;
   /**
@@ -183,6 +188,8 @@ const STAGING_PAUSE_BATCHES = 8;
 const REFUSAL_RECHECK_MS = 5_000;
 /** How often a sink waiting for a command that holds its group (a rebuild) looks again. */
 const HOLD_RECHECK_MS = 1_000;
+/** Between reads of the running sink's topics' identities (topicIdCheckMs). */
+const TOPIC_ID_CHECK_MS = 30_000;
 
 /**
  * The sink's look for new topics, every `intervalMs` (or when this process created one): with
@@ -324,6 +331,7 @@ export class SinkRunner {
   private topicCreated = false;
   /** The identities of the topics the consumer reads, as read when it opened or since: a topic whose identity changes is read from its start. */
   private topicIdsRead: ReadonlyMap<string, string> = new Map();
+  private topicIdsDueAt = 0;
   private topicWake: (() => void) | null = null;
   /** Partitions already reported as read from after records retention removed. */
   private readonly reportedGaps = new Set<string>();
@@ -979,6 +987,7 @@ export class SinkRunner {
       this.caughtUp.clear();
       const lost = await this.seekToTargetOffsets(consumer, topics, stop);
       this.topicIdsRead = await this.options.log.topicIds(topics);
+      this.topicIdsDueAt = Date.now() + (this.options.topicIdCheckMs ?? TOPIC_ID_CHECK_MS);
       // The consumer reads on from the group's offsets (the target's, sought above, which the group's follow).
       for (const offset of await this.options.log.committedOffsets(this.options.group)) {
         if (topics.includes(offset.topic)) this.caughtUp.set(partitionKey(offset.topic, offset.partition), offset);
@@ -1006,7 +1015,7 @@ export class SinkRunner {
         else await this.inTurn(() => this.storePassedMarkers(consumer, stop));
         const listed = refresh.take();
         if (listed?.some((t) => !topics.includes(t))) return;
-        if (this.topicCreated) await this.inTurn(() => this.followRecreated(consumer, topics, stop));
+        if (this.topicCreated || Date.now() >= this.topicIdsDueAt) await this.inTurn(() => this.followRecreated(consumer, topics, stop));
         if (this.topicCreated ? refresh.start() : refresh.startIfDue()) this.topicCreated = false;
       }
     } finally {
@@ -1172,7 +1181,17 @@ export class SinkRunner {
    */
   private async followRecreated(consumer: TopicConsumer, topics: readonly string[], stop: AbortSignal): Promise<void> {
     const { log, sink, group } = this.options;
-    const { ids, changed, sought } = await followRecreatedTopics(log, consumer, topics, this.topicIdsRead);
+    this.topicIdsDueAt = Date.now() + (this.options.topicIdCheckMs ?? TOPIC_ID_CHECK_MS);
+    let followed: Awaited<ReturnType<typeof followRecreatedTopics>>;
+    try {
+      followed = await followRecreatedTopics(log, consumer, topics, this.topicIdsRead);
+    } catch (error) {
+      // The log unavailable for a moment: looked at again when next due, rather than reopening the consumer.
+      if (!isRetriable(error)) throw error;
+      this.logger.debug({ err: errorText(error) }, "reading the topics' identities failed; trying again later");
+      return;
+    }
+    const { ids, changed, sought } = followed;
     this.topicIdsRead = ids;
     if (changed.length === 0) return;
     if (isTransactional(sink)) sink.useTopicIds(ids);
