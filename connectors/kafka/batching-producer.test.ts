@@ -173,7 +173,7 @@ test("a topic Kafka does not know (deleted by an operator): before each retry th
   await producer.close();
 });
 
-test("a topic that cannot be written as it is (onUnknownTopic fails for good: a deleted internal topic, one another client created again) fails the unit for good instead of retrying it; a passing failure of the look is retried", async () => {
+test("onUnknownTopic failing for good fails the unit instead of retrying it; a topic that cannot be written as it is (a deleted internal topic, one with another layout: retriable) is waited for, readiness naming it, as is a passing failure of the look", async () => {
   const unknown = () => Object.assign(new Error("This server does not host this topic-partition"), { name: "KafkaJSProtocolError", type: "UNKNOWN_TOPIC_OR_PARTITION", retriable: true });
   const kafka = new ScriptedKafka();
   kafka.failures.push(unknown());
@@ -193,6 +193,20 @@ test("a topic that cannot be written as it is (onUnknownTopic fails for good: a 
   assert.equal(looks, 1);
   assert.deepEqual(values(again), ["t:a"]);
   await retrying.close();
+
+  // A registry topic Kafka answered as unknown, its retention set back by the operator before the next try: written then.
+  const waited = new ScriptedKafka();
+  waited.failures.push(unknown(), unknown());
+  const replaced = new SluiceError("topic d.sluice.schemas does not have the layout capture writes it with", { code: "TOPIC_REPLACED", retriable: true });
+  const told: [boolean, string | undefined][] = [];
+  let tries = 0;
+  const { producer: waiting } = producerWith(waited, { lingerMs: 0, onUnknownTopic: async () => (tries++ === 0 ? Promise.reject(replaced) : undefined), onReadyChange: (ready, problem) => void told.push([ready, problem]) });
+  await waiting.send([message("d.sluice.schemas", "a")]);
+  assert.equal(tries, 2);
+  assert.deepEqual(values(waited), ["d.sluice.schemas:a"]);
+  assert.ok(told.some(([ready, problem]) => !ready && problem === replaced.message), `readiness named the layout: ${JSON.stringify(told)}`);
+  assert.deepEqual(told.at(-1), [true, undefined]);
+  await waiting.close();
 });
 
 test("a permanent failure rejects that unit and every later one, so no later checkpoint skips lost records", async () => {

@@ -325,14 +325,16 @@ export class BatchingProducer {
         if (this.options.onUnknownTopic && isUnknownTopicOrPartition(error)) {
           const topics = [...new Set([...unit.messages, ...unit.checkpoints.values()].map((m) => m.topic))];
           const problem = await this.options.onUnknownTopic(topics).then(() => undefined, (problem: unknown) => problem);
-          // A topic that cannot be written as it is (a deleted internal one, one another client created again): for good.
-          if (problem instanceof SluiceError && !problem.retriable) {
-            this.logger.error({ brokers: this.options.brokers, err: problem.toLog(), topics }, "produce to Kafka failed; nothing of the failed batch is acknowledged");
-            // Not the unknown topic's 'capture creates it again', which readiness showed since the failure.
+          if (problem instanceof SluiceError) {
+            // A topic that cannot be written as it is (a deleted internal one, one with another layout): readiness says
+            // why, not the unknown topic's 'capture creates it again', which it showed since the failure.
             this.options.onReadyChange(false, problem.message);
-            throw problem;
-          }
-          if (problem !== undefined) this.logger.warn({ err: problem, topics }, "could not look for or create again the topics Kafka does not know; retrying the batch");
+            if (!problem.retriable) {
+              this.logger.error({ brokers: this.options.brokers, err: problem.toLog(), topics }, "produce to Kafka failed; nothing of the failed batch is acknowledged");
+              throw problem;
+            }
+            this.logger.warn({ err: problem.toLog(), topics }, "a topic Kafka answered as unknown cannot be written as it is; retrying the batch");
+          } else if (problem !== undefined) this.logger.warn({ err: problem, topics }, "could not look for or create again the topics Kafka does not know; retrying the batch");
         }
         await sleep(delayMs);
       }

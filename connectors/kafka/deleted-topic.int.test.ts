@@ -26,7 +26,7 @@ async function deleted(topic: string): Promise<void> {
   while ((await admin.listTopics()).includes(topic)) await sleep(50);
 }
 
-test("a deleted data topic is created again as declared and told to onTopicRecreated; a deleted internal topic fails for good (TOPIC_DELETED); a topic another client created again with 1 partition and delete retention fails for good (TOPIC_REPLACED), the registry's journal too", async () => {
+test("a deleted data topic is created again as declared and told to onTopicRecreated; a deleted internal topic is refused (TOPIC_DELETED, waited for); a topic another client created again with 1 partition and delete retention is refused (TOPIC_REPLACED, waited for), the registry's journal too", async () => {
   await admin.connect();
   const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger: createLogger("error") });
   const look = (topics: string[]) => (log as unknown as { createDeletedAgain(topics: readonly string[]): Promise<void> }).createDeletedAgain(topics);
@@ -57,7 +57,7 @@ test("a deleted data topic is created again as declared and told to onTopicRecre
     await deleted(registryTopic(deployment));
     await assert.rejects(lookAgain([data, registryTopic(deployment)]), (error: { code?: string; retriable?: boolean; message: string }) => {
       assert.equal(error.code, "TOPIC_DELETED");
-      assert.equal(error.retriable, false);
+      assert.equal(error.retriable, true);
       assert.match(error.message, /schema registry/);
       return true;
     });
@@ -66,11 +66,11 @@ test("a deleted data topic is created again as declared and told to onTopicRecre
     await deleted(data);
     // What Kafka's auto.create.topics.enable makes: the broker's default partition count (1 here) and cleanup.policy.
     await admin.createTopics({ topics: [{ topic: data, numPartitions: 1 }] });
-    await assert.rejects(lookAgain([data]), { code: "TOPIC_REPLACED", retriable: false });
+    await assert.rejects(lookAgain([data]), { code: "TOPIC_REPLACED", retriable: true });
     assert.deepEqual(told, [data], "not told again");
     // The registry's journal (kept for ever) created again as the broker auto-creates: 1 partition as Sluice's, deleting after 7 days.
     await admin.createTopics({ topics: [{ topic: registryTopic(deployment), numPartitions: 1 }] });
-    await assert.rejects(lookAgain([registryTopic(deployment)]), { code: "TOPIC_REPLACED", retriable: false });
+    await assert.rejects(lookAgain([registryTopic(deployment)]), { code: "TOPIC_REPLACED", retriable: true });
   } finally {
     await log.close();
   }

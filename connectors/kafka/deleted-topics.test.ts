@@ -9,7 +9,7 @@ const WEEK = 604_800_000;
 const found = (name: string, partitions: number, compacted: boolean, retentionMs: number | null = compacted ? null : WEEK): TopicSpec => ({ name, partitions, compacted, retentionMs, retentionBytes: null });
 const layout = (partitions: number, compacted: boolean, retentionMs: number | null = compacted ? null : WEEK) => ({ partitions, compacted, retentionMs, retentionBytes: null });
 
-test("a deleted data topic is created again; a deleted internal topic is a permanent TOPIC_DELETED naming it and what is lost", () => {
+test("a deleted data topic is created again; a deleted internal topic is TOPIC_DELETED naming it and what is lost, waited for (retriable: a broker's stale answer passes)", () => {
   assert.equal(unknownTopicAction("shop", "shop.pg.public.orders", layout(3, true), undefined), "recreate");
   const cases: [string, RegExp][] = [
     ["shop.sluice.schemas", /schema registry.*earlier schema ids, could not be decoded.*snapshot\.mode: when-needed/],
@@ -24,9 +24,9 @@ test("a deleted data topic is created again; a deleted internal topic is a perma
       () => unknownTopicAction("shop", name, layout(1, true), undefined),
       (error: { code?: string; retriable?: boolean; message: string; context?: { topic?: string } }) => {
         assert.equal(error.code, "TOPIC_DELETED");
-        assert.equal(error.retriable, false);
+        assert.equal(error.retriable, true);
         assert.equal(error.context?.topic, name);
-        assert.ok(error.message.includes(`topic ${name} was deleted`), error.message);
+        assert.ok(error.message.includes(`Kafka does not know topic ${name}: if it was deleted`), error.message);
         assert.match(error.message, lost);
         return true;
       },
@@ -35,7 +35,7 @@ test("a deleted data topic is created again; a deleted internal topic is a perma
   }
 });
 
-test("a topic found again is written when it has the layout written (more partitions are fine), and refused for good with TOPIC_REPLACED when another client created it with fewer partitions or another cleanup policy", () => {
+test("a topic found again is written when it has the layout written (more partitions are fine), and refused with TOPIC_REPLACED (waited for) when it has fewer partitions, another cleanup policy or a limit on a topic kept for ever; another retention on a topic that has one is an operator's tuning, written", () => {
   const name = "shop.pg.public.orders";
   assert.equal(unknownTopicAction("shop", name, layout(3, true), found(name, 3, true)), "write");
   assert.equal(unknownTopicAction("shop", name, layout(3, true), found(name, 4, true)), "write");
@@ -44,13 +44,17 @@ test("a topic found again is written when it has the layout written (more partit
   const refused = (written: ReturnType<typeof layout>, existing: TopicSpec, what: RegExp) =>
     assert.throws(() => unknownTopicAction("shop", existing.name, written, existing), (error: { code?: string; retriable?: boolean; message: string }) => {
       assert.equal(error.code, "TOPIC_REPLACED");
-      assert.equal(error.retriable, false);
+      assert.equal(error.retriable, true);
       assert.match(error.message, what);
       assert.match(error.message, /auto\.create\.topics\.enable/);
       return true;
     });
   refused(layout(3, true), found(name, 1, false), /1 partition\(s\), Sluice writes 3; cleanup\.policy delete, Sluice writes it compacted/);
   refused(layout(1, true), found(name, 1, false), /^topic shop\.pg\.public\.orders .*it now has cleanup\.policy delete/);
+  // Retention lowered (or raised) by an operator on a topic that deletes by retention: written, whatever broker answered unknown.
+  assert.equal(unknownTopicAction("shop", name, layout(3, false, WEEK), found(name, 3, false, 3_600_000)), "write");
+  assert.equal(unknownTopicAction("shop", name, layout(3, false, WEEK), found(name, 3, false, 30 * WEEK)), "write");
+  refused(layout(3, false, null), found(name, 3, false, WEEK), /retention\.ms 604800000, Sluice writes it with -1.*set them back/);
   refused(layout(1, true), found("shop.sluice.checkpoints", 1, false), /cleanup\.policy delete/);
   // The registry's journal, kept for ever, found again as the broker auto-creates a topic: deleting after 7 days.
   refused(layout(1, false, null), found("shop.sluice.schemas", 1, false), /retention\.ms 604800000, Sluice writes it with -1/);

@@ -1,8 +1,10 @@
 /**
  * What capture does with a topic it declared when Kafka answers a write to it UNKNOWN_TOPIC_OR_PARTITION
  * (KafkaTopicLog.createDeletedAgain): a data topic deleted by hand is created again; one found again is written only
- * if it still has the layout this log writes; an internal topic deleted is a permanent error, since created again
- * empty it would lose what capture and the sinks read back from it.
+ * if it still has the layout this log writes; an internal topic deleted is never created again, since created again
+ * empty it would lose what capture and the sinks read back from it. Both refusals are retriable: capture waits, the
+ * readiness saying why, since a broker restarting or moving partitions can answer so for a topic that is there, and an
+ * operator's change (a retention set back) makes the topic writable again with no restart.
  */
 import { SluiceError } from "../errors.ts";
 import { checkpointTopic, isInternalTopic, registryTopic, schemaHistoryTopic, topicIdsTopic } from "../topics/names.ts";
@@ -27,8 +29,10 @@ export function writtenLayoutOf(spec: TopicSpec): WrittenLayout {
 
 /**
  * "recreate" for a deleted data topic; "write" for a topic Kafka still has with the layout written (the unknown-topic
- * answer came right after a creation); throws TOPIC_DELETED for a deleted internal topic and TOPIC_REPLACED for a
- * topic found with another layout (fewer partitions, another cleanup policy or retention) (created again by another client or by Kafka's auto.create.topics.enable).
+ * answer came right after a creation, or from a broker with stale metadata); throws TOPIC_DELETED for a deleted internal
+ * topic and TOPIC_REPLACED for a topic found with another layout: fewer partitions, another cleanup policy, or a time or
+ * size limit on one Sluice writes to keep everything (created again by another client or by Kafka's
+ * auto.create.topics.enable, which deletes after 7 days). Another limit on a topic that has one is an operator's tuning.
  */
 export function unknownTopicAction(deployment: string, name: string, written: WrittenLayout, existing: TopicSpec | undefined): "recreate" | "write" {
   if (existing === undefined) {
@@ -39,16 +43,18 @@ export function unknownTopicAction(deployment: string, name: string, written: Wr
   if (existing.partitions < written.partitions) differences.push(`${existing.partitions} partition(s), Sluice writes ${written.partitions}`);
   if (existing.compacted !== written.compacted) differences.push(`cleanup.policy ${existing.compacted ? "compact" : "delete"}, Sluice writes it ${written.compacted ? "compacted" : "with delete retention"}`);
   // A topic auto-created by the broker deletes by its default retention (7 days): a journal kept for ever would expire.
-  if (existing.retentionMs !== written.retentionMs) differences.push(`retention.ms ${existing.retentionMs ?? -1}, Sluice writes it with ${written.retentionMs ?? -1}`);
-  if (existing.retentionBytes !== written.retentionBytes) differences.push(`retention.bytes ${existing.retentionBytes ?? -1}, Sluice writes it with ${written.retentionBytes ?? -1}`);
+  if (written.retentionMs === null && existing.retentionMs !== null) differences.push(`retention.ms ${existing.retentionMs}, Sluice writes it with -1`);
+  if (written.retentionBytes === null && existing.retentionBytes !== null) differences.push(`retention.bytes ${existing.retentionBytes}, Sluice writes it with -1`);
   if (differences.length === 0) return "write";
   throw new SluiceError(
-    `topic ${name} was deleted and created again by another client while capture wrote to it (Kafka's auto.create.topics.enable, or by hand): it now has ${differences.join("; ")}. ` +
-      `Capture stops rather than write to it (records for the missing partitions would fail for ever; a topic that deletes by retention loses history silently). ` +
-      `Set auto.create.topics.enable=false on the brokers, delete the topic (kafka-topics.sh --delete --topic ${name}) and restart Sluice: it creates the topic as configured; ` +
-      `then read its table again (sluice snapshot -c FILE --table T --execute), since the topic holds only the changes from there on (docs/topics.md, "Broker trouble")`,
+    `topic ${name} does not have the layout capture writes it with: it now has ${differences.join("; ")}. ` +
+      `Capture waits rather than write to it (records for missing partitions would fail for ever; a topic that deletes by retention loses history silently), and goes on by itself once the topic has that layout again. ` +
+      `If you changed its settings, set them back (kafka-configs.sh --alter --entity-type topics --entity-name ${name}). ` +
+      `If another client created it again after a deletion (Kafka's auto.create.topics.enable), it holds none of Sluice's history: set auto.create.topics.enable=false on the brokers, delete that topic and restart Sluice, which creates it as configured, ` +
+      `then read its table again (sluice snapshot -c FILE --table T --execute) (docs/topics.md, "Broker trouble")`,
     {
       code: TOPIC_REPLACED,
+      retriable: true,
       context: { component: "kafka", topic: name, existingPartitions: existing.partitions, writtenPartitions: written.partitions, existingCleanupPolicy: existing.compacted ? "compact" : "delete", writtenCleanupPolicy: written.compacted ? "compact" : "delete" },
     },
   );
@@ -69,8 +75,9 @@ export function internalTopicDeletedError(deployment: string, name: string): Slu
           : name === topicIdsTopic(deployment)
             ? `it held the data topics' identities, by which sinks tell a topic created again from the one their offsets came from. Restart Sluice: it creates the topic and records new identities; the sinks then refuse their stored offsets (docs/operations.md, "A sink refuses to start") and need a rebuild`
             : `it is one of Sluice's own topics, and what it held (truncates, snapshot resets or parked changes) went with it. Restart Sluice to create it again empty, and read the affected tables again if that matters (docs/topics.md, "Broker trouble")`;
-  return new SluiceError(`topic ${name} was deleted while capture wrote to it (by hand?): Sluice does not create it again on its own, since ${lost}`, {
+  return new SluiceError(`Kafka does not know topic ${name}: if it was deleted while capture wrote to it (by hand?), Sluice does not create it again on its own, since ${lost}. Capture waits, and goes on by itself if the answer was a broker's passing one`, {
     code: TOPIC_DELETED,
+    retriable: true,
     context: { component: "kafka", topic: name },
   });
 }

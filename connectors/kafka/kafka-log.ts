@@ -259,15 +259,20 @@ export class KafkaTopicLog implements TopicLog {
   }
 
   async createTopic(spec: TopicSpec): Promise<void> {
+    await this.declareTopic(spec);
+  }
+
+  /** createTopic; true when the topic was created, false when one that exists was adopted. */
+  private async declareTopic(spec: TopicSpec): Promise<boolean> {
     this.assertWritable("create topic");
     validateSpec(spec);
     const problem = kafkaTopicNameProblem(spec.name);
     if (problem !== null) throw new SluiceError(`topic ${JSON.stringify(spec.name)}: ${problem}`, { code: TOPIC_NAME_INVALID, context: { component: "kafka", topic: spec.name } });
     if (isInternalTopic(this.deployment, spec.name)) {
       const existing = await this.describeTopic(spec.name);
-      if (existing) await this.adopt(spec, existing);
-      else await this.createNew([spec]);
-      return;
+      if (!existing) return this.createNew([spec]);
+      await this.adopt(spec, existing);
+      return false;
     }
     // The identity goes in first: a sink that sees the new topic then also sees its new identity. A topic with none recorded
     // gets a new one whether it exists or not, so that one is written while the topic is described.
@@ -278,13 +283,13 @@ export class KafkaTopicLog implements TopicLog {
     if (existing) {
       if (unrecorded.value !== null) this.logger.info({ topic: spec.name, topicId: unrecorded.value }, "topic identity recorded for an existing topic");
       await this.adopt(spec, existing);
-      return;
+      return false;
     }
     // A topic created again (its former identity recorded) gets a new one.
     const id = unrecorded.value ?? (await this.writeTopicId(spec.name));
     this.logger.info({ topic: spec.name, topicId: id }, "topic identity drawn");
     try {
-      await this.createNew([spec]);
+      return await this.createNew([spec]);
     } catch (error) {
       // A legal name the broker refuses collides with a topic whose name differs only in "." and "_" (one name in Kafka's metrics).
       if (!isInvalidTopicName(error)) throw error;
@@ -350,8 +355,8 @@ export class KafkaTopicLog implements TopicLog {
    * A produce Kafka answered UNKNOWN_TOPIC_OR_PARTITION: a data topic of `topics` this log declared and Kafka no longer
    * has (an operator deleted it while capture wrote) is created again as declared, as a restart would (a new identity, so
    * sinks read it from its first record; it holds only the changes from here on), and the listeners of onTopicRecreated
-   * are told, so that its table is read again. A deleted internal topic, or one found created again by another client
-   * with another layout, fails the write for good (unknownTopicAction says why and what to do).
+   * are told, so that its table is read again. A deleted internal topic, or one found with another layout, is waited
+   * for, the write retried (unknownTopicAction says why and what to do).
    */
   private async createDeletedAgain(topics: readonly string[]): Promise<void> {
     for (const name of topics) {
@@ -359,11 +364,12 @@ export class KafkaTopicLog implements TopicLog {
       if (spec === undefined) continue;
       const written = this.writtenLayouts.get(name) ?? writtenLayoutOf(spec);
       if (unknownTopicAction(this.deployment, name, written, await this.describeTopic(name)) === "write") continue;
+      // Described as missing, it may still be there (a broker's stale answer): told only when it is created now.
+      if (!(await this.declareTopic(spec))) continue;
       this.logger.warn(
         { topic: name, code: TOPIC_DELETED },
-        `topic ${name} was deleted while capture wrote to it (by hand?): creating it again as configured; it holds only the changes from here on, so its table is read again (an online snapshot is requested), and sinks read it from its first record (docs/operations.md, "A sink refuses to start")`,
+        `topic ${name} was deleted while capture wrote to it (by hand?): created again as configured; it holds only the changes from here on, so its table is read again (an online snapshot is requested), and sinks read it from its first record (docs/operations.md, "A sink refuses to start")`,
       );
-      await this.createTopic(spec);
       for (const listener of this.recreatedListeners) listener(name);
     }
   }
