@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { SluiceError } from "../errors.ts";
 import { fieldInMapping, isAuthRefusal, mappingRefusal, shellWord } from "./mapping-refusal.ts";
+import { liftsByItself } from "../sinks/errors.ts";
 
 const change = { sink: "search", table: "pg.shop.orders", tableArg: "shop.orders", index: "orders__g1", added: ["w"], widened: [] };
 const noTemplate = async () => null;
@@ -24,6 +25,14 @@ test("a refused login or privilege is passed through with its own code, with no 
   const forbidden = refusal(403, "security_exception", "action [indices:admin/mapping/put] is unauthorized for API key id [k] of user [u]");
   assert.equal(await mappingRefusal(forbidden, change, noTemplate), forbidden, "a 403 is the key's privileges, whatever code the request's error has");
   assert.equal(isAuthRefusal(refusal(400, "illegal_argument_exception", "mapper [w] cannot be changed from type [long] to [text]")), false);
+});
+
+test("a cluster block (403: index.blocks.write, the flood-stage disk block) is no login refusal: the table halts and goes on by itself once it is lifted", async () => {
+  const blocked = refusal(403, "cluster_block_exception", "index [shop.orders__v1] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block];");
+  assert.equal(isAuthRefusal(blocked), false);
+  const error = await mappingRefusal(blocked, change, noTemplate);
+  assert.equal(liftsByItself(error), true, String(error));
+  assert.match(error.message, /the target refuses writes: .*flood-stage watermark/);
 });
 
 test("a field mapped by hand: the rebuild to run, naming the field", async () => {
@@ -54,9 +63,9 @@ test("the field limit: names the setting, no rebuild", async () => {
 });
 
 test("another refusal naming no field: Elasticsearch's words, no rebuild advice", async () => {
-  const error = (await mappingRefusal(refusal(400, "cluster_block_exception", "index [orders__g1] blocked by: [FORBIDDEN/8/index write (api)];"), change, noTemplate)) as SluiceError;
+  const error = (await mappingRefusal(refusal(400, "validation_exception", "Validation Failed: 1: mapping source is empty;"), change, noTemplate)) as SluiceError;
   assert.equal(error.code, "SINK_SCHEMA_UNSUPPORTED");
-  assert.match(error.message, /blocked by.*fix the cause, then sluice halted retry$/s);
+  assert.match(error.message, /Validation Failed.*fix the cause, then sluice halted retry$/s);
   assert.doesNotMatch(error.message, /--rebuild|Sluice did not put there/);
 });
 

@@ -5,7 +5,7 @@
  * refused login or privilege is not the mapping's at all.
  */
 import { SluiceError } from "../errors.ts";
-import { errorMessage, schemaUnsupported } from "../sinks/errors.ts";
+import { errorMessage, schemaUnsupported, targetBlocked } from "../sinks/errors.ts";
 
 export interface MappingChange {
   readonly sink: string;
@@ -41,11 +41,11 @@ function esError(error: unknown): EsErrorBody {
   return { status: undefined, type: undefined, reasons: [] };
 }
 
-/** A login or privilege refusal (401, 403, security_exception): the sink's user, not the mapping. */
+/** A login or privilege refusal (401, security_exception): the sink's user, not the mapping. Not any 403: a cluster block answers 403 too. */
 export function isAuthRefusal(error: unknown): boolean {
   if (error instanceof SluiceError && error.code === "SINK_AUTH_FAILED") return true;
   const { status, type } = esError(error);
-  return status === 401 || status === 403 || type === "security_exception";
+  return status === 401 || type === "security_exception";
 }
 
 /** A word a POSIX shell takes as is, or the word single-quoted. */
@@ -63,6 +63,8 @@ const NAMED_FIELD = /(?:mapper|field) \[([^\]]+)\]/;
 export async function mappingRefusal(error: unknown, change: MappingChange, templateMapping: TemplateFieldMapping): Promise<Error> {
   if (isAuthRefusal(error)) return error instanceof Error ? error : new Error(errorMessage(error));
   const context = { sink: change.sink, table: change.table };
+  // index.blocks.write or the flood-stage disk block: the table halts and goes on by itself once it is lifted, as for a write.
+  if (esError(error).type === "cluster_block_exception") return targetBlocked(`Elasticsearch refused the mapping change of index ${change.index}: ${errorMessage(error)}`, context, undefined, error);
   const fields = [
     change.added.length > 0 ? `adding ${change.added.map((name) => JSON.stringify(name)).join(", ")}` : "",
     change.widened.length > 0 ? `widening ${change.widened.map((name) => JSON.stringify(name)).join(", ")}` : "",
