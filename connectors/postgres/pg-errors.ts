@@ -85,6 +85,10 @@ export function toSluiceError(error: unknown, what: string, context: ErrorContex
  */
 export function isPublicationDropped(error: unknown, publication: string): boolean {
   const detail = error instanceof Error ? error.message : String(error);
+  // `replication slot "S" does not exist` is 42704 too, and by default the slot and the publication share a name: the
+  // server's routine (never translated) tells it (ReplicationSlotAcquire).
+  const routine = (error as { routine?: unknown } | null)?.routine;
+  if (typeof routine === "string" && /Slot/.test(routine)) return false;
   return sqlState(error) === "42704" && detail.includes(publication);
 }
 

@@ -19,6 +19,10 @@ test("pgoutput's missing publication is told by SQLSTATE 42704 and the publicati
   assert.ok(!isPublicationDropped(pgError("42704", 'publication "other" does not exist'), "sluice_pub"), "another publication");
   assert.ok(!isPublicationDropped(pgError("XX000", 'publication "sluice_pub" does not exist'), "sluice_pub"), "another SQLSTATE");
   assert.ok(!isPublicationDropped(new Error('publication "sluice_pub" does not exist'), "sluice_pub"), "no SQLSTATE");
+  // The slot missing at START_REPLICATION, as PostgreSQL 15 answers it, where slot and publication share the default name.
+  const slotMissing = Object.assign(pgError("42704", 'replication slot "sluice_shop" does not exist'), { routine: "ReplicationSlotAcquire", file: "slot.c" });
+  assert.ok(!isPublicationDropped(slotMissing, "sluice_shop"), "a missing slot of the same name");
+  assert.ok(isPublicationDropped(Object.assign(pgError("42704", 'publication "sluice_shop" does not exist'), { routine: "GetPublicationByName" }), "sluice_shop"));
 });
 
 test("the look's missing publication is PG_PUBLICATION_DROPPED: permanent with the steps by hand, retriable when the source renews (when-needed)", () => {
