@@ -18,6 +18,8 @@ import { AUTH_FAILED } from "../connectors/sinks/errors.ts";
 import { serializeEvent } from "./event-json.ts";
 import { SluiceMetrics } from "./metrics.ts";
 import { SinkRunner } from "./sink-runner.ts";
+import { createLogger } from "../runtime/logger.ts";
+import { Writable } from "node:stream";
 import { event, jsonDecoder, silent } from "./sink-runner-test-support.ts";
 
 const TOPIC = "pg.public.a";
@@ -57,7 +59,7 @@ async function produce(log: EmbeddedTopicLog, ids: number[]) {
   await log.produce(ids.map((id) => ({ topic: TOPIC, key: Buffer.from(String(id)), value: Buffer.from(serializeEvent(event("a", id))), timestamp: 0 })));
 }
 
-function runner(log: EmbeddedTopicLog, sink: Sink, metrics?: SluiceMetrics) {
+function runner(log: EmbeddedTopicLog, sink: Sink, metrics?: SluiceMetrics, logger = silent) {
   return new SinkRunner({
     sink,
     log,
@@ -68,7 +70,7 @@ function runner(log: EmbeddedTopicLog, sink: Sink, metrics?: SluiceMetrics) {
     onError: "halt",
     deadLetterTopic: "t.dlq.auth",
     retry: { initialMs: 2, maxMs: 10 },
-    logger: silent,
+    logger,
     owner: "test",
     ...(metrics ? { metrics } : {}),
   });
@@ -126,5 +128,38 @@ test("credentials refused after the sink ran (password rotated): the sink alone 
   stop.abort(new Error("stop"));
   await running;
   assert.equal(outcome, "returned");
+  await log.close();
+});
+
+test("writes refused while the sink opens fine (a role's privileges narrowed): the backoff grows from refusal to refusal, not started over by each successful poll", async () => {
+  const log = await setup();
+  /** Opens (the login is known), refuses every write. */
+  class NarrowedSink extends RotatingSink {
+    override async open(): Promise<void> {
+      this.opens++;
+    }
+  }
+  const sink = new NarrowedSink();
+  const attempts: number[] = [];
+  const lines = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split("\n").filter((l) => l !== "")) {
+        const entry = JSON.parse(line) as { msg?: string; attempt?: number };
+        if (entry.msg?.includes("waits for its server to accept its credentials") && entry.attempt !== undefined) attempts.push(entry.attempt);
+      }
+      done();
+    },
+  });
+  const r = runner(log, sink, undefined, createLogger("warn", lines));
+  const stop = new AbortController();
+  const running = r.run(stop.signal).catch(() => undefined);
+  await produce(log, [1]);
+  await until(() => sink.rows.length === 1, "the first row applied");
+  sink.refusing = true;
+  await produce(log, [2]);
+  await until(() => attempts.length >= 4, "four refusals");
+  stop.abort(new Error("stop"));
+  await running;
+  assert.deepEqual(attempts.slice(0, 4), [0, 1, 2, 3], "each refusal waits longer than the last (its attempt counted on)");
   await log.close();
 });

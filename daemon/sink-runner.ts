@@ -352,6 +352,8 @@ export class SinkRunner {
   private consumeProblem: string | null = null;
   /** A poll succeeded since the last consume failure: the next failure starts the backoff over. */
   private polled = false;
+  /** Credential refusals since a batch was last applied: their backoff, which a successful poll does not start over (the refusal may come at each write). */
+  private authRefusals = 0;
   private targetProblem: string | null = null;
   /** The sink opened once in this process: from then on its server refusing its credentials is waited out (openSink). */
   private opened = false;
@@ -888,7 +890,7 @@ export class SinkRunner {
         }
         if (this.polled) attempt = 0;
         if (isAuthRefusal(error)) {
-          await this.waitOutAuthRefusal(error, attempt++, stop);
+          await this.waitOutAuthRefusal(error, this.authRefusals++, stop);
           continue;
         }
         if (!isRetriable(error)) throw error;
@@ -1942,6 +1944,7 @@ export class SinkRunner {
 
   /** `stages`: wall-clock ms when the batch was polled and applied, for the commit -> stage latencies. */
   private recordProgress(applied: BatchSummary, seconds: number, stages?: { readonly polled: number; readonly applied: number }): void {
+    this.authRefusals = 0;
     const metrics = this.options.metrics;
     const commitMs = applied.latestCommitMs;
     if (commitMs !== null && (this.lastAppliedCommitMs === null || commitMs > this.lastAppliedCommitMs)) this.lastAppliedCommitMs = commitMs;
