@@ -14,6 +14,7 @@ import { AckTracker } from "./ack-tracker.ts";
 import { CaptureLoop, CaptureSource } from "../common/capture-loop.ts";
 import type { CapturePhase, CaptureStats, InitialSnapshot, OpenedStream } from "../common/capture-loop.ts";
 import { CapturedTables } from "./captured-tables.ts";
+import { RepublishTries } from "./republish-tries.ts";
 import type { CapturedTable } from "./captured-tables.ts";
 import type { RelationMessage } from "./protocol/pgoutput.ts";
 import { attachedLeaves, leafPartitions, listTables, loadTypeCatalog, publicationInfo, publishedTables, relationInfo, relationsNow, serverInfo, slotInfo, slotLag } from "./catalog.ts";
@@ -131,6 +132,8 @@ interface StreamState extends OpenedStream<PostgresSourceBatch> {
 const KEEPALIVE_PROGRESS_MS = 10_000;
 /** How often the catalog is looked at for new tables matching `tables` while capture streams. */
 const TABLE_DISCOVERY_MS = 10_000;
+/** A table the catalog look failed to put back in the publication is tried again after this long. */
+const REPUBLISH_RETRY_MS = 5 * 60_000;
 /**
  * Events per stream batch while more is read: small, so capture encodes them while young and they
  * die in the young generation. Measured: batches of 512 were promoted as much as of 4,096, of 64 half.
@@ -157,8 +160,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private matching: { readonly matches: Inspection["matches"]; readonly tables: readonly TableRef[] } | null = null;
   /** New tables found without a key, reported once each. */
   private readonly keylessNewTables = new Set<string>();
-  /** Captured tables found missing from the publication and put back (or warned about) once: not again until they are back in it. */
-  private readonly republished = new Set<number>();
+  /** Captured tables found missing from the publication and put back (or warned about): not again until they are back in it. */
+  private readonly republished = new RepublishTries(REPUBLISH_RETRY_MS);
   /** Why the slot cannot deliver the checkpoint's changes, learnt from its stream (a dropped publication): the next start takes a new one (when-needed). */
   private slotBrokenBy: string | null = null;
   /** What the publication's options were last told to keep from the stream (checkPublicationOptions; "" when nothing). */
@@ -323,7 +326,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const published = new Map((await publishedTables(catalog, names.publication, server.version)).map((t) => [`${t.schema}.${t.table}`, t]));
     // The tables start could not put in the publication were warned about: the catalog looks while streaming do not again.
     this.republished.clear();
-    if (!publication?.allTables) for (const t of tables) if (!published.has(`${t.schema}.${t.table}`)) this.republished.add(t.relid);
+    if (!publication?.allTables) for (const t of tables) if (!published.has(`${t.schema}.${t.table}`)) this.republished.markDone(t.relid);
     await checkPrivileges(catalog, publication?.allTables ? tables : tables.filter((t) => published.has(`${t.schema}.${t.table}`)), context);
     // Resuming the stream, each relation's first Relation message is compared with what was published before (renames
     // while stopped); a relation no longer listed was dropped (or renamed out of the tables): forgotten. A new snapshot
@@ -686,7 +689,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     if (!publication?.allTables) {
       added = await ensurePublication(catalog, this.config, this.names, keyed, this.server?.version ?? 0, this.logger, this.context, emptied, backfill);
       // Those it could not add were warned about: not again as taken out of the publication (republish).
-      for (const t of keyed) if (!added.includes(t)) this.republished.add(t.relid);
+      for (const t of keyed) if (!added.includes(t)) this.republished.markDone(t.relid);
     }
     else if (again.length > 0 || backfill) await catalog.query(addedTablesStatement(this.names.slot, keyed, "", emptied, backfill));
     if (!backfill) this.notBackfilled(added);
@@ -766,15 +769,15 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     // Not via the root (Sluice does not change that), a partitioned table is listed by its partitions.
     const members = publication.viaRoot ? new Set<number>() : await publicationMembers(catalog, this.names.publication);
     const out = known.filter((t) => !published.has(`${t.schema}.${t.table}`) && !(t.kind === "p" && members.has(t.relid)));
-    for (const relid of this.republished) if (!out.some((t) => t.relid === relid)) this.republished.delete(relid);
-    const fresh = out.filter((t) => !this.republished.has(t.relid));
+    const now = Date.now();
+    const fresh = this.republished.due(out, now);
     if (fresh.length === 0) return;
     const backfill = this.config.snapshot.mode !== "never";
     // Their targets are not emptied first (dashboards would go empty for the whole read): the backfill asked for in
     // the ALTER's transaction reads the whole table online, and its closing reset removes the rows deleted meanwhile.
-    // Told once it is done: a failure (thrown) leaves them to be tried again at the next look.
+    // Told once it is done. Those ensurePublication could not add (it warned why) are tried again after a while.
     const added = await ensurePublication(catalog, this.config, this.names, fresh, this.server?.version ?? 0, this.logger, this.context, () => false, backfill);
-    for (const t of fresh) this.republished.add(t.relid);
+    this.republished.tried(fresh, added, now);
     if (added.length > 0) {
       this.logger.warn(
         { publication: this.names.publication, tables: added.map((t) => `${t.schema}.${t.table}`) },
