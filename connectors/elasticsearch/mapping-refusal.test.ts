@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { SluiceError } from "../errors.ts";
-import { fieldInMapping, isAuthRefusal, mappingRefusal, shellWord } from "./mapping-refusal.ts";
+import { fieldInMapping, mappingRefusal, refusesLogin, shellWord } from "./mapping-refusal.ts";
 import { liftsByItself } from "../sinks/errors.ts";
 
 const change = { sink: "search", table: "pg.shop.orders", tableArg: "shop.orders", index: "orders__g1", added: ["w"], widened: [] };
@@ -24,12 +24,12 @@ test("a refused login or privilege is passed through with its own code, with no 
   assert.equal(await mappingRefusal(unauthorized, change, noTemplate), unauthorized);
   const forbidden = refusal(403, "security_exception", "action [indices:admin/mapping/put] is unauthorized for API key id [k] of user [u]");
   assert.equal(await mappingRefusal(forbidden, change, noTemplate), forbidden, "a 403 is the key's privileges, whatever code the request's error has");
-  assert.equal(isAuthRefusal(refusal(400, "illegal_argument_exception", "mapper [w] cannot be changed from type [long] to [text]")), false);
+  assert.equal(refusesLogin(refusal(400, "illegal_argument_exception", "mapper [w] cannot be changed from type [long] to [text]")), false);
 });
 
 test("a cluster block (403: index.blocks.write, the flood-stage disk block) is no login refusal: the table halts and goes on by itself once it is lifted", async () => {
   const blocked = refusal(403, "cluster_block_exception", "index [shop.orders__v1] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block];");
-  assert.equal(isAuthRefusal(blocked), false);
+  assert.equal(refusesLogin(blocked), false);
   const error = await mappingRefusal(blocked, change, noTemplate);
   assert.equal(liftsByItself(error), true, String(error));
   assert.match(error.message, /the target refuses writes: .*flood-stage watermark/);

@@ -4,8 +4,7 @@
  * index template that maps the field, or the index's field limit, refuse the rebuild's new index the same way, and a
  * refused login or privilege is not the mapping's at all.
  */
-import { SluiceError } from "../errors.ts";
-import { errorMessage, schemaUnsupported, targetBlocked } from "../sinks/errors.ts";
+import { errorMessage, isAuthRefusal, schemaUnsupported, targetBlocked } from "../sinks/errors.ts";
 
 export interface MappingChange {
   readonly sink: string;
@@ -42,8 +41,8 @@ function esError(error: unknown): EsErrorBody {
 }
 
 /** A login or privilege refusal (401, security_exception): the sink's user, not the mapping. Not any 403: a cluster block answers 403 too. */
-export function isAuthRefusal(error: unknown): boolean {
-  if (error instanceof SluiceError && error.code === "SINK_AUTH_FAILED") return true;
+export function refusesLogin(error: unknown): boolean {
+  if (isAuthRefusal(error)) return true;
   const { status, type } = esError(error);
   return status === 401 || type === "security_exception";
 }
@@ -61,7 +60,7 @@ const NAMED_FIELD = /(?:mapper|field) \[([^\]]+)\]/;
  * the index template, or (a field mapped by hand) the rebuild to run; otherwise Elasticsearch's words without advice.
  */
 export async function mappingRefusal(error: unknown, change: MappingChange, templateMapping: TemplateFieldMapping): Promise<Error> {
-  if (isAuthRefusal(error)) return error instanceof Error ? error : new Error(errorMessage(error));
+  if (refusesLogin(error)) return error instanceof Error ? error : new Error(errorMessage(error));
   const context = { sink: change.sink, table: change.table };
   // index.blocks.write or the flood-stage disk block: the table halts and goes on by itself once it is lifted, as for a write.
   if (esError(error).type === "cluster_block_exception") return targetBlocked(`Elasticsearch refused the mapping change of index ${change.index}: ${errorMessage(error)}`, context, undefined, error);
