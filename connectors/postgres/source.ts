@@ -80,6 +80,8 @@ export interface PostgresSourceOptions {
   readonly onSnapshotProgress?: (progress: readonly TableSnapshotProgress[]) => void;
   /** How often the catalog is looked at for new tables while streaming (default 10 s). */
   readonly tableDiscoveryMs?: number;
+  /** With heartbeats off, how often the server's keepalives move the acknowledged position on (default 10 s). */
+  readonly keepaliveProgressMs?: number;
 }
 
 /** A batch of the PostgreSQL source: the transaction markers ride along for the transaction topic. */
@@ -489,7 +491,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       buffer,
       decoder,
       maxBatchEvents: sliceEvents,
-      progressIntervalMs: this.config.heartbeat_interval > 0 ? this.config.heartbeat_interval : KEEPALIVE_PROGRESS_MS,
+      progressIntervalMs: this.config.heartbeat_interval > 0 ? this.config.heartbeat_interval : (this.options.keepaliveProgressMs ?? KEEPALIVE_PROGRESS_MS),
       lastCheckpoint: start.skipThrough,
     });
     const stream = new ReplicationStream({
