@@ -37,6 +37,12 @@ interface CoordinatorCluster {
 
 const READ_COMMITTED = 1;
 
+/**
+ * How many looks a caller that knows its own former members of the group makes (a broker just back: its coordinator
+ * may still load the group, and a join made without removing them waits out their sessions).
+ */
+export const FORMER_MEMBER_LOOKS = 4;
+
 /** Between looks at the group when `attempts` allows more than one (a broker just started: its coordinator still loading). */
 const LOOK_AGAIN_MS = [250, 500, 1_000, 2_000];
 

@@ -15,7 +15,7 @@ import kafkajs from "kafkajs";
 import type { Assigner, Consumer, Kafka } from "kafkajs";
 import type { Logger } from "../../runtime/logger.ts";
 import { isGoneLocalProcess, processTokenInText } from "../../runtime/local-process.ts";
-import { removeGoneMembers } from "./gone-members.ts";
+import { FORMER_MEMBER_LOOKS, removeGoneMembers } from "./gone-members.ts";
 
 const { AssignerProtocol } = kafkajs;
 
@@ -151,8 +151,10 @@ export class KafkaLease {
     try {
       // A killed holder on this machine (this process before a restart) would keep the lease until its session times out.
       // Its client id tells its process (kafka-log.ts), in any state of the group (a member's metadata only once it is stable).
-      // So would this lease's own member from before its consumer failed.
-      const removed = await removeGoneMembers(kafka, group, (member) => this.formerMembers.has(member.memberId) || isGoneLocalProcess(processTokenInText(member.clientId)), logger);
+      // So would this lease's own member from before its consumer failed: then a failed look (Kafka just back, its
+      // coordinator loading the group) is made again rather than joining behind that member.
+      const attempts = this.formerMembers.size > 0 ? FORMER_MEMBER_LOOKS : 1;
+      const removed = await removeGoneMembers(kafka, group, (member) => this.formerMembers.has(member.memberId) || isGoneLocalProcess(processTokenInText(member.clientId)), logger, attempts);
       for (const memberId of removed) this.formerMembers.delete(memberId);
       await consumer.connect();
       await consumer.subscribe({ topics: [topic], fromBeginning: false });

@@ -49,7 +49,7 @@ import { isInvalidTopicName, kafkaError } from "./kafka-errors.ts";
 import { KafkaLease } from "./kafka-lease.ts";
 import { holdClientIdPart, holdPurpose, KafkaGroupHold } from "./kafka-group-hold.ts";
 import { isGoneLocalProcess, localProcessToken, processTokenInText, processTokenText } from "../../runtime/local-process.ts";
-import { removeGoneMembers } from "./gone-members.ts";
+import { FORMER_MEMBER_LOOKS, removeGoneMembers } from "./gone-members.ts";
 import { keepNewest, RECENT_OWN_MEMBERS } from "../topics/recent-members.ts";
 import { FREQUENT_COMPACTION, frequentlyWritten, keepCompacting } from "./internal-compaction.ts";
 import { PartitionReader } from "./partition-reader.ts";
@@ -87,8 +87,6 @@ export interface KafkaLogOptions {
 
 export type KafkaLogAccess = "capture" | "command" | "read-only";
 
-/** Looks at a group for this log's former members of it before a consumer joins, when a look fails (removeGoneMembers). */
-const FORMER_MEMBER_LOOKS = 4;
 const DEFAULT_RETRY: BackoffPolicy & { readonly maxAttempts?: number } = { initialMs: 200, maxMs: 5_000 };
 /**
  * How long a read waits for this process's committed records to become visible before reading without them, and a
