@@ -12,7 +12,7 @@ import type { TopicConsumer } from "../connectors/topics/contract.ts";
 export const SINK_TOPIC_RECREATED = "SINK_TOPIC_RECREATED";
 
 export interface RecreatedFollow {
-  /** The identities now: the ones to store offsets with from here on. */
+  /** The identities now (those read over those known): the ones to store offsets with from here on. */
   readonly ids: Map<string, string>;
   /** Topics whose identity changed since `known`. */
   readonly changed: readonly string[];
@@ -21,8 +21,9 @@ export interface RecreatedFollow {
 }
 
 export async function followRecreatedTopics(log: TopicLog, consumer: TopicConsumer, topics: readonly string[], known: ReadonlyMap<string, string>): Promise<RecreatedFollow> {
-  const ids = await log.topicIds(topics);
-  const changed = topics.filter((topic) => known.has(topic) && ids.has(topic) && known.get(topic) !== ids.get(topic));
+  const read = await log.topicIds(topics);
+  const ids = mergeTopicIds(known, read);
+  const changed = topics.filter((topic) => known.has(topic) && read.has(topic) && known.get(topic) !== read.get(topic));
   const sought: TopicPartitionOffset[] = [];
   for (const topic of changed) {
     for (const range of await log.partitionOffsets(topic)) {
@@ -36,6 +37,17 @@ export async function followRecreatedTopics(log: TopicLog, consumer: TopicConsum
     }
   }
   return { ids, changed, sought };
+}
+
+/**
+ * The identities known, each replaced only by a newer one read for the same topic. A read that lacks a topic (the
+ * topic-ids topic unreadable for a moment, deleted and not yet recorded again) forgets nothing: the identities the sink
+ * knew stay what a later read is compared with, so a topic created again meanwhile is still followed.
+ */
+export function mergeTopicIds(known: ReadonlyMap<string, string>, read: ReadonlyMap<string, string>): Map<string, string> {
+  const merged = new Map(known);
+  for (const [topic, id] of read) merged.set(topic, id);
+  return merged;
 }
 
 export function describeFollowed(sink: string, changed: readonly string[]): string {

@@ -657,6 +657,48 @@ test("a running sink whose topic capture in another process created again (no no
   await log.close();
 });
 
+test("a running sink whose read of the identities comes back empty for a while (the topic-ids topic unreadable) keeps the ones it knew: a topic created again meanwhile is still read from its first record", async () => {
+  const log = await setup(["pg.public.a"]);
+  for (const id of [1, 2, 3]) await log.produce([encode(event("a", id))]);
+  let state: "known" | "unreadable" | "recreated" = "known";
+  let emptyReads = 0;
+  const identities = async (topics: readonly string[]) => {
+    if (state === "unreadable") {
+      emptyReads++;
+      return new Map<string, string>();
+    }
+    return new Map([...(await log.topicIds(topics))].map(([t, id]) => [t, state === "recreated" && t === "pg.public.a" ? "new-identity" : id]));
+  };
+  const recreating = new Proxy(log, {
+    get(target, prop) {
+      if (prop === "topicIds") return identities;
+      const value = Reflect.get(target, prop, target) as unknown;
+      return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  const sink = new MemorySink();
+  const applied: string[] = [];
+  const write = sink.write.bind(sink);
+  sink.write = async (changes, signal, offsets) => {
+    for (const { event: e } of changes) applied.push(`a/${String(e.key["id"])}`);
+    return write(changes, signal, offsets);
+  };
+  const r = runner(recreating, sink, { topics: async () => ["pg.public.a"], topicIdCheckMs: 20 });
+  const stop = new AbortController();
+  const running = r.run(stop.signal);
+  for (let i = 0; i < 1000 && sink.rows.size < 3; i++) await new Promise((res) => setTimeout(res, 5));
+  state = "unreadable";
+  for (let i = 0; i < 1000 && emptyReads < 3; i++) await new Promise((res) => setTimeout(res, 5));
+  state = "recreated";
+  for (let i = 0; i < 1000 && applied.length < 6; i++) await new Promise((res) => setTimeout(res, 5));
+  stop.abort(new Error("stop"));
+  await running;
+  assert.ok(emptyReads >= 3, "the identities were read empty");
+  assert.deepEqual(applied, ["a/1", "a/2", "a/3", "a/1", "a/2", "a/3"], "read again from offset 0");
+  assert.deepEqual(sink.offsets.filter((o) => o.topic === "pg.public.a").map((o) => [o.offset, o.topicId]), [[3n, "new-identity"]]);
+  await log.close();
+});
+
 /** A truncate of pg.public.<table> in the control topic. */
 function control(table: string, version: bigint) {
   return {
