@@ -49,6 +49,7 @@ import { releaseHeapFlags, reportMemoryPlan } from "./memory-report.ts";
 import { SLUICE_VERSION } from "./version.ts";
 import { CaptureLeadership } from "./capture-leadership.ts";
 import type { CaptureRole } from "./capture-leadership.ts";
+import { runTermCaptures } from "./term-captures.ts";
 import { announcedHalts, InstanceDirectory } from "./instances.ts";
 import { settingsNeedingRestart } from "./config-changes.ts";
 import type { InstanceReport } from "./instances.ts";
@@ -519,20 +520,10 @@ export class Daemon {
           await this.closeTermSources();
           throw error;
         }
-        // A term's captures end together: one failing (e.g. fenced) ends the others.
-        const term = new AbortController();
-        const end = () => term.abort(signal.reason);
-        signal.addEventListener("abort", end, { once: true });
         try {
-          const running = this.captures.map((c) => c.pipeline.run(term.signal).catch((error: unknown) => {
-            term.abort(error);
-            throw error;
-          }));
-          const outcomes = await Promise.allSettled(running);
-          const failed = outcomes.find((o) => o.status === "rejected");
-          if (failed) throw failed.reason;
+          // A term's captures end together: one failing (e.g. fenced) ends the others.
+          await runTermCaptures(this.captures.map((c) => (stop: AbortSignal) => c.pipeline.run(stop)), signal);
         } finally {
-          signal.removeEventListener("abort", end);
           await this.closeTermSources();
           this.captures = [];
           this.releasableSources.clear();

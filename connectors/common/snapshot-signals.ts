@@ -128,6 +128,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
       signal.removeEventListener("abort", done);
       resolve();
     }
-    signal.addEventListener("abort", done, { once: true });
+    if (signal.aborted) done();
+    else signal.addEventListener("abort", done, { once: true });
   });
 }

@@ -30,6 +30,7 @@ export function waitForAppend(notifier: EventEmitter, pollMs: number, deadlineMs
     };
     const timer = setTimeout(done, wait);
     notifier.on("append", done);
-    signal?.addEventListener("abort", done, { once: true });
+    if (signal?.aborted) done();
+    else signal?.addEventListener("abort", done, { once: true });
   });
 }

@@ -482,6 +482,7 @@ export class MysqlIncrementalSnapshots implements BinlogInterleave {
 
   private sleep(signal: AbortSignal, ms: number): Promise<void> {
     return new Promise((resolve) => {
+      if (signal.aborted) return resolve();
       const done = () => {
         clearTimeout(timer);
         signal.removeEventListener("abort", done);

@@ -644,6 +644,7 @@ export class IncrementalSnapshots implements StreamInterleave {
         this.waiters.delete(done);
         resolve();
       };
+      if (signal.aborted) return resolve();
       this.waiters.add(done);
       signal.addEventListener("abort", done, { once: true });
     });
@@ -663,7 +664,8 @@ function delay(signal: AbortSignal, ms: number): Promise<void> {
       resolve();
     };
     const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
+    if (signal.aborted) done();
+    else signal.addEventListener("abort", done, { once: true });
   });
 }
 
