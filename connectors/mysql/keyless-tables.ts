@@ -8,9 +8,11 @@ import type { TableName } from "./schema/ddl-parser.ts";
 
 export async function warnKeylessTables(sql: Sql, tables: readonly TableName[], logger: Logger): Promise<string[]> {
   if (tables.length === 0) return [];
+  // STATISTICS, not TABLE_CONSTRAINTS: MariaDB shows a table's constraints only to a user with a
+  // privilege on it other than SELECT, so with the least privileges every table looked keyless.
   const keyed = await sql.rows(
-    `SELECT DISTINCT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLE_CONSTRAINTS
-      WHERE CONSTRAINT_TYPE = 'PRIMARY KEY' AND (TABLE_SCHEMA, TABLE_NAME) IN (${tables.map(() => "(?, ?)").join(", ")})`,
+    `SELECT DISTINCT TABLE_SCHEMA, TABLE_NAME FROM information_schema.STATISTICS
+      WHERE INDEX_NAME = 'PRIMARY' AND (TABLE_SCHEMA, TABLE_NAME) IN (${tables.map(() => "(?, ?)").join(", ")})`,
     tables.flatMap((t) => [t.database, t.table]),
   );
   const withKey = new Set(keyed.map((row) => `${column(row, "TABLE_SCHEMA")}.${column(row, "TABLE_NAME")}`));

@@ -7,6 +7,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import type { Connection } from "mysql2/promise";
+import pino from "pino";
 import type { MysqlSourceConfig } from "../../config/schema.ts";
 import { adminConnection, connectError, dropDatabase, newSource, randomName, readUntil, snapshotFinished, sourceConfig } from "./int-test-support.ts";
 
@@ -58,6 +59,22 @@ test("captures (snapshot and binlog) with only REPLICATION SLAVE, REPLICATION CL
     assert.equal(streamed.events.find((e) => e.after?.["id"] === 100)?.after?.["owner"], "streamed");
   } finally {
     await source.close();
+  }
+});
+
+test("with only SELECT on the database, the start warns of the keyless table alone, not of every table", async () => {
+  // MariaDB's information_schema.TABLE_CONSTRAINTS shows no row to a user whose only privilege on a table is SELECT.
+  await admin.query("CREATE TABLE keyless (v INT)");
+  const warnings: Record<string, unknown>[] = [];
+  const logger = pino({ level: "warn" }, { write: (line: string) => void warnings.push(JSON.parse(line) as Record<string, unknown>) });
+  const source = newSource(userConfig(), { logger });
+  try {
+    await source.connect(null, AbortSignal.timeout(30_000));
+    const named = warnings.filter((w) => String(w["msg"]).startsWith("table has no primary key")).map((w) => w["table"]);
+    assert.deepEqual(named, [`${database}.keyless`]);
+  } finally {
+    await source.close();
+    await admin.query("DROP TABLE keyless");
   }
 });
 
