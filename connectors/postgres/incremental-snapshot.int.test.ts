@@ -74,6 +74,20 @@ async function caughtUp(state: Pump): Promise<void> {
   await waitCheckpointAt(state, BigInt(lsn));
 }
 
+/**
+ * waitFor, for a snapshot resumed after a crash: it first waits for the slot's restart_lsn to pass what the crashed run
+ * handed on (docs/snapshots.md), which the server moves at its next running-transactions record, every 15 s or so;
+ * checkpointing has it written every half second, so the wait is not for the server's timer.
+ */
+async function waitResumed(what: string, condition: () => boolean, timeoutMs: number): Promise<void> {
+  const stopCheckpoints = checkpointing();
+  try {
+    await waitFor(what, condition, timeoutMs);
+  } finally {
+    await stopCheckpoints();
+  }
+}
+
 /** The pump's checkpoint is past the initial snapshot and carries no online snapshot task. */
 const streamingOnly = (state: Pump): boolean => state.checkpoint !== null && !isSnapshotIncomplete(state.checkpoint.position) && noTasks(state);
 
@@ -174,7 +188,7 @@ test("a crash mid-snapshot resumes at the next chunk: rows read twice are at mos
   await second.connect(checkpoint, AbortSignal.timeout(30_000));
   const resumed = pump(second, [fold]);
   pumps.push(resumed);
-  await waitFor("the resumed snapshot to finish", () => noTasks(resumed), 300_000);
+  await waitResumed("the resumed snapshot to finish", () => noTasks(resumed), 300_000);
   await caughtUp(resumed);
   resumed.stop = true;
   await admin.query("SELECT pg_logical_emit_message(false, 'test', 'wake')");
@@ -794,7 +808,7 @@ test("snapshot.method online: the initial snapshot streams at once and reads eve
     assert.equal(Number(slotAfter.rows[0].n), 1, "the same slot: no new one for a new snapshot");
     const resumed = pump(second, both);
     pumps.push(resumed);
-    await waitFor("both tables read", () => noTasks(resumed), 120_000);
+    await waitResumed("both tables read", () => noTasks(resumed), 120_000);
     await caughtUp(resumed);
     resumed.stop = true;
     await admin.query("SELECT pg_logical_emit_message(false, 'test', 'wake')");
