@@ -36,7 +36,8 @@ import type { ReleasableCapture } from "./halted-admin.ts";
 import type { CaptureSkipThrough, HaltAction } from "./halted.ts";
 import { personalTables, sharedKeyStore } from "./governance/personal-data.ts";
 import { ParkedPersonalData, warnTransformsUnsealed } from "./governance/parked-personal.ts";
-import { HttpServer, sendJson } from "./http-server.ts";
+import { HttpServer, methodsAllowed, sendJson } from "./http-server.ts";
+import type { MethodsAllowed } from "./http-server.ts";
 import { sharedRun } from "./shared-run.ts";
 import { optionalNameList, readJsonObject } from "./request-body.ts";
 import type { BodyReader } from "./request-body.ts";
@@ -664,9 +665,10 @@ export class Daemon {
    * POST /sinks/<name>/rebuild {tables?}: a zero-downtime rebuild of a running sink (or of some of its tables); answers when swapped in.
    * POST /sinks/<name>/rebuild/abandon {tables?, execute?}: drops what an interrupted rebuild left (a dry run unless execute).
    */
-  private async handleRebuild(req: IncomingMessage, res: ServerResponse, request: BodyReader): Promise<boolean> {
+  private async handleRebuild(req: IncomingMessage, res: ServerResponse, request: BodyReader): Promise<boolean | MethodsAllowed> {
     const match = /^\/sinks\/([^/]+)\/rebuild(\/abandon)?$/.exec((req.url ?? "").split("?")[0]!);
-    if (!match || req.method !== "POST") return false;
+    if (!match) return false;
+    if (req.method !== "POST") return methodsAllowed("POST");
     if (match[2] !== undefined) return this.handleAbandonRebuild(match[1]!, res, request);
     const running = this.sinks.find((s) => s.name === decodeURIComponent(match[1]!));
     if (!running?.thread.rebuildable) {
@@ -703,9 +705,10 @@ export class Daemon {
   }
 
   /** POST /sinks/<name>/erase {source, subject}: `sluice forget` on a running sink; answers once the sink holds no personal value of the subject. */
-  private async handleErase(req: IncomingMessage, res: ServerResponse, request: BodyReader): Promise<boolean> {
+  private async handleErase(req: IncomingMessage, res: ServerResponse, request: BodyReader): Promise<boolean | MethodsAllowed> {
     const match = /^\/sinks\/([^/]+)\/erase$/.exec((req.url ?? "").split("?")[0]!);
-    if (!match || req.method !== "POST") return false;
+    if (!match) return false;
+    if (req.method !== "POST") return methodsAllowed("POST");
     const running = this.sinks.find((s) => s.name === decodeURIComponent(match[1]!));
     if (!running) {
       sendJson(res, 404, { error: `sink "${match[1]}" does not run in this process` });

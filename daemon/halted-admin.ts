@@ -10,7 +10,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { SluiceError } from "../connectors/errors.ts";
 import { NOT_HALTED } from "./halted.ts";
 import type { CaptureReleaseReport, CaptureSkipThrough, HaltAction, HaltReleaseReport } from "./halted.ts";
-import { sendJson } from "./http-server.ts";
+import { methodsAllowed, sendJson } from "./http-server.ts";
+import type { MethodsAllowed } from "./http-server.ts";
 import { readJsonObject } from "./request-body.ts";
 import type { BodyReader } from "./request-body.ts";
 
@@ -32,9 +33,10 @@ export interface ReleasableCapture {
 }
 
 export function haltedHandler(sinks: ReadonlyMap<string, ReleasableSink>, sources: ReadonlyMap<string, ReleasableCapture> = new Map()) {
-  return async (req: IncomingMessage, res: ServerResponse, body: BodyReader): Promise<boolean> => {
+  return async (req: IncomingMessage, res: ServerResponse, body: BodyReader): Promise<boolean | MethodsAllowed> => {
     const match = /^\/(sinks|sources)\/([^/]+)\/halted\/(retry|skip)$/.exec((req.url ?? "").split("?")[0]!);
-    if (!match || req.method !== "POST") return false;
+    if (!match) return false;
+    if (req.method !== "POST") return methodsAllowed("POST");
     const kind = match[1] === "sinks" ? "sink" : "source";
     const name = decodeURIComponent(match[2]!);
     const known: ReadonlyMap<string, ReleasableSink | ReleasableCapture> = kind === "sink" ? sinks : sources;

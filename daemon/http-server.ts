@@ -15,8 +15,21 @@ const { createServer } = process.getBuiltinModule("node:http");
 
 /** `body` reads the request's body (only what an endpoint that takes one calls, once the request's credential was checked). */
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse, body: BodyReader) => void | Promise<void>;
-/** Handles a whole path prefix (e.g. the schema registry); resolves false when it did not handle the request. */
-export type PrefixHandler = (req: IncomingMessage, res: ServerResponse, body: BodyReader) => Promise<boolean>;
+/** A prefix handler's answer for a path it serves, but not with the request's method: the methods it takes there. */
+export interface MethodsAllowed {
+  readonly allow: readonly string[];
+}
+
+/**
+ * Handles a whole path prefix (e.g. the schema registry); resolves true when it answered the request,
+ * false when the path is not one of its, or the methods it takes when the path is its but the method is not.
+ */
+export type PrefixHandler = (req: IncomingMessage, res: ServerResponse, body: BodyReader) => Promise<boolean | MethodsAllowed>;
+
+/** What a prefix handler resolves for a path of its that does not take the request's method. */
+export function methodsAllowed(...allow: string[]): MethodsAllowed {
+  return { allow };
+}
 
 /** Answers JSON; an error answer (4xx, 5xx), or any with `redactSecrets`, never carries a secret of the config in its texts. */
 export function sendJson(res: ServerResponse, status: number, body: unknown, options: { redactSecrets?: boolean } = {}): void {
@@ -313,6 +326,16 @@ export class HttpServer {
     );
   }
 
+  /** The methods of the exact routes of `path`. */
+  private routeMethods(path: string): string[] {
+    const methods: string[] = [];
+    for (const key of this.routes.keys()) {
+      const space = key.indexOf(" ");
+      if (key.slice(space + 1) === path) methods.push(key.slice(0, space));
+    }
+    return methods;
+  }
+
   /** Null when the access policy lets the request through (always without a policy). */
   private refusal(req: IncomingMessage, path: string, publicOnly: boolean): Refusal | null {
     if (!this.access) return null;
@@ -324,6 +347,11 @@ export class HttpServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse, publicOnly: boolean): Promise<void> {
     const path = (req.url ?? "/").split("?")[0]!;
+    // A public path (health, readiness, metrics) is anyone's to know, and its other methods do nothing: told without a credential, on every listener.
+    if (this.access?.isPublic("GET", path) === true && !this.access.isPublic(req.method, path)) {
+      answerOtherMethod(req, res, path, new Set(this.routeMethods(path)));
+      return;
+    }
     const refusal = this.refusal(req, path, publicOnly);
     if (refusal) {
       // What was refused and from where; never the token.
@@ -344,19 +372,34 @@ export class HttpServer {
       return;
     }
     const body = new RequestBody(req, this.maxBodyBytes, this.bodies);
+    const method = req.method ?? "";
     try {
-      // HEAD is answered as GET (Node leaves the body out).
-      const route = this.routes.get(`${req.method} ${path}`) ?? (req.method === "HEAD" ? this.routes.get(`GET ${path}`) : undefined);
+      // HEAD is answered as GET: Node leaves the body out of the answer to a HEAD (decided when the request came).
+      const asGet = method === "HEAD";
+      const route = this.routes.get(`${asGet ? "GET" : method} ${path}`);
       if (route) {
         await route(req, res, body.read);
         return;
       }
-      for (const { prefix, handler } of this.prefixes) {
-        if (path === prefix || path.startsWith(`${prefix}/`)) {
-          if (await handler(req, res, body.read)) return;
+      const allowed = new Set(this.routeMethods(path));
+      // The prefix handlers read req.method.
+      if (asGet) req.method = "GET";
+      try {
+        for (const { prefix, handler } of this.prefixes) {
+          if (path === prefix || path.startsWith(`${prefix}/`)) {
+            const outcome = await handler(req, res, body.read);
+            if (outcome === true) return;
+            if (outcome !== false) for (const other of outcome.allow) allowed.add(other);
+          }
         }
+      } finally {
+        req.method = method;
       }
-      sendJson(res, 404, { error: `no such endpoint: ${req.method} ${path}` });
+      if (allowed.size > 0) {
+        answerOtherMethod(req, res, path, allowed);
+        return;
+      }
+      sendJson(res, 404, { error: `no such endpoint: ${method} ${path}` });
     } catch (error) {
       if (error instanceof BodyTooLargeError && !res.headersSent) {
         this.logger.warn({ code: error.code, limit: this.maxBodyBytes }, error.message);
@@ -422,4 +465,20 @@ export class HttpServer {
     req.once("error", () => answer(true));
     req.resume();
   }
+}
+
+/**
+ * A path served with other methods than the request's: OPTIONS is answered 204, any other method 405,
+ * both with the methods the path takes in Allow (HEAD wherever GET is; OPTIONS everywhere). A request's
+ * body is left unread (Node drops it once the answer is sent).
+ */
+function answerOtherMethod(req: IncomingMessage, res: ServerResponse, path: string, methods: ReadonlySet<string>): void {
+  const allow = [...new Set([...methods, ...(methods.has("GET") ? ["HEAD"] : []), "OPTIONS"])].sort().join(", ");
+  res.setHeader("allow", allow);
+  if (req.method === "OPTIONS") {
+    res.writeHead(204);
+    res.end();
+    return;
+  }
+  sendJson(res, 405, { error: `${req.method} is not a method of ${path}: it takes ${allow}`, code: "HTTP_METHOD_NOT_ALLOWED" });
 }

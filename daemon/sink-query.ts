@@ -9,7 +9,8 @@ import type { ReadQueryLimits, ReadQueryResult } from "../connectors/duckdb/read
 import { SluiceError } from "../connectors/errors.ts";
 import { formatSize } from "../config/units.ts";
 import { ByteBudget } from "./byte-budget.ts";
-import { sendJson } from "./http-server.ts";
+import { methodsAllowed, sendJson } from "./http-server.ts";
+import type { MethodsAllowed } from "./http-server.ts";
 import type { BodyReader } from "./request-body.ts";
 import { oneLine } from "./terminal-text.ts";
 
@@ -47,9 +48,10 @@ export const DEFAULT_QUERY_CONCURRENCY: QueryConcurrency = { maxInProgress: 4, u
 export function queryHandler(sinks: ReadonlyMap<string, QueryableSink>, concurrency: QueryConcurrency = DEFAULT_QUERY_CONCURRENCY) {
   const inProgress = new Map<string, number>();
   const answers = new ByteBudget(concurrency.maxAnswerBytes);
-  return async (req: IncomingMessage, res: ServerResponse, body: BodyReader): Promise<boolean> => {
+  return async (req: IncomingMessage, res: ServerResponse, body: BodyReader): Promise<boolean | MethodsAllowed> => {
     const match = /^\/sinks\/([^/]+)\/query$/.exec((req.url ?? "").split("?")[0]!);
-    if (!match || req.method !== "POST") return false;
+    if (!match) return false;
+    if (req.method !== "POST") return methodsAllowed("POST");
     const name = decodeURIComponent(match[1]!);
     const sink = sinks.get(name);
     if (!sink) {

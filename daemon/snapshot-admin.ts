@@ -9,7 +9,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { SluiceError } from "../connectors/errors.ts";
 import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
-import { sendJson } from "./http-server.ts";
+import { methodsAllowed, sendJson } from "./http-server.ts";
+import type { MethodsAllowed } from "./http-server.ts";
 import { readJsonObject } from "./request-body.ts";
 import type { BodyReader } from "./request-body.ts";
 
@@ -28,9 +29,10 @@ export const SNAPSHOT_ANSWER_MS = 5_000;
 const REFUSED = new Set(["SNAPSHOT_NO_CHUNK_KEY", "SNAPSHOT_TABLE_NOT_CAPTURED", "SNAPSHOT_TABLE_UNKNOWN", "SNAPSHOT_TABLE_UNPUBLISHED", "SNAPSHOT_WHERE_INVALID", "SNAPSHOT_NO_WATERMARK_TABLE", "SNAPSHOT_WATERMARK_TABLE", "SNAPSHOT_SERVER_SETTING"]);
 
 export function snapshotHandler(lookup: (source: string) => SnapshotTarget | undefined, sourceNames: () => readonly string[], answerMs = SNAPSHOT_ANSWER_MS) {
-  return async (req: IncomingMessage, res: ServerResponse, body: BodyReader): Promise<boolean> => {
+  return async (req: IncomingMessage, res: ServerResponse, body: BodyReader): Promise<boolean | MethodsAllowed> => {
     const match = /^\/sources\/([^/]+)\/snapshots$/.exec((req.url ?? "").split("?")[0]!);
-    if (!match || (req.method !== "POST" && req.method !== "GET")) return false;
+    if (!match) return false;
+    if (req.method !== "POST" && req.method !== "GET") return methodsAllowed("GET", "POST");
     const name = decodeURIComponent(match[1]!);
     const target = lookup(name);
     if (target === undefined) {

@@ -81,20 +81,23 @@ export function createRegistryHandler(options: RegistryHandlerOptions): Registry
       } catch {
         throw new RegistryError("BAD_REQUEST", `Malformed path ${path}`);
       }
+      // HEAD is answered as GET: Node leaves the body out of the answer to a HEAD.
+      const method = req.method === "HEAD" ? "GET" : req.method;
       if (segments.length === 0) {
+        if (method !== "GET") return refuseMethod(req, res, ["GET"]);
         sendJson(res, 200, {});
         return true;
       }
       const match = matchRoute(routesNow(), segments);
       if (!match) throw new RegistryError("NOT_FOUND", "HTTP 404 Not Found");
-      const action = match.route.methods[req.method as Method];
-      if (!action) throw new RegistryError("METHOD_NOT_ALLOWED", "HTTP 405 Method Not Allowed");
+      const action = match.route.methods[method as Method];
+      if (!action) return refuseMethod(req, res, Object.keys(match.route.methods));
       const call: Call = { params: match.params, query: url.searchParams, body: () => readJsonObject(req, maxBodyBytes, hostRead) };
       let reply: Reply;
       try {
         reply = await action(call);
       } catch (error) {
-        if (req.method !== "GET" || !options.refresh || !(error instanceof RegistryError) || !MISSES.has(error.kind)) throw error;
+        if (method !== "GET" || !options.refresh || !(error instanceof RegistryError) || !MISSES.has(error.kind)) throw error;
         await options.refresh();
         reply = await matchRoute(routesNow(), segments)!.route.methods.GET!(call);
       }
@@ -108,6 +111,18 @@ export function createRegistryHandler(options: RegistryHandlerOptions): Registry
     }
     return true;
   };
+}
+
+/**
+ * A path of the registry that does not take the request's method: OPTIONS is answered 204, any other
+ * method 405, both with the methods it takes in Allow (HEAD wherever GET is; OPTIONS everywhere).
+ */
+function refuseMethod(req: IncomingMessage, res: ServerResponse, methods: readonly string[]): true {
+  res.setHeader("allow", [...methods, ...(methods.includes("GET") ? ["HEAD"] : []), "OPTIONS"].sort().join(", "));
+  if (req.method !== "OPTIONS") throw new RegistryError("METHOD_NOT_ALLOWED", "HTTP 405 Method Not Allowed");
+  res.writeHead(204);
+  res.end();
+  return true;
 }
 
 function matchRoute(routes: readonly Route[], segments: readonly string[]): { route: Route; params: Record<string, string> } | undefined {
