@@ -241,7 +241,8 @@ export class Daemon {
     });
     this.failed.catch(() => undefined);
     this.access = new AccessPolicy({
-      publicPaths: ["/healthz", "/readyz", ...(config.metrics.enabled ? [config.metrics.path] : [])],
+      // /readyz/leader is a probe (a Service reaching the capture leader) like /readyz, and tells nothing more.
+      publicPaths: ["/healthz", "/readyz", "/readyz/leader", ...(config.metrics.enabled ? [config.metrics.path] : [])],
       registryPrefix: registryPath(config),
       tokens: apiTokens(config),
       hostNames: [config.http.listen, ...(config.http.public_listen ? [config.http.public_listen] : [])].map((listen) => splitHostPort(listen).host),

@@ -148,6 +148,10 @@ describe("with tokens, over HTTPS", () => {
       const opts = root.startsWith("https") ? { ca } : {};
       assert.equal((await call(`${root}/healthz`, opts)).status, 200);
       assert.equal((await call(`${root}/readyz`, opts)).status, 200);
+      // 503 here (an embedded log has no capture leader), not 401 (a probe has no token) nor 404 on the public address.
+      const leader = await call(`${root}/readyz/leader`, opts);
+      assert.equal(leader.status, 503, `${root}/readyz/leader: ${leader.text}`);
+      assert.match(leader.text, /"capture":null/);
       const metrics = await call(`${root}/metrics`, opts);
       assert.equal(metrics.status, 200);
       assert.match(metrics.text, /sluice_/);
