@@ -78,7 +78,7 @@ test("a frozen PostgreSQL is reported not ready after wal_receiver_timeout, nami
     dir,
     {
       name: randomName("dep"),
-      sources: [{ kind: "postgres", name: "paused", host: server.host, port: server.port, user: server.user, database: server.database, tables: ["public.items"], wal_receiver_timeout: "3s" }],
+      sources: [{ kind: "postgres", name: "paused", host: server.host, port: server.port, user: server.user, database: server.database, tables: ["public.items"], wal_receiver_timeout: "3s", heartbeat_interval: "1s" }],
       topics: { kind: "embedded", path: join(dir, "paused-log.db") },
       sinks: [{ kind: "duckdb", name: "warehouse", path: join(dir, "paused.duckdb") }],
     },
