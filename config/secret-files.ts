@@ -24,9 +24,34 @@ export function noteSinkSecretFiles(config: SluiceConfig, files: readonly Secret
   }
 }
 
+/** A sink's secret file that could not be read at a (re)connection: never its value, which was not read. */
+export interface UnreadableSecretFile {
+  /** The secret's key (`password`, `api_key`): the config names its file `<key>_file`. */
+  readonly key: string;
+  readonly file: string;
+  /** The errno code (ENOENT, EACCES, EISDIR...), ENOTREG or EFBIG. */
+  readonly code: string;
+  readonly reason: string;
+}
+
 /**
- * The sink's secret `key` as it stands now: its file read again when it was given by file (a file that cannot be
- * read now leaves the value read at the start, whose refusal the sink then reports), else the configured value.
+ * Told of each secret file a sink could not read again. A process-wide hook rather than a parameter: the reads happen
+ * deep in the sinks' connection code, and each sink runs in a thread of its own (daemon/sink-worker.ts sets it there,
+ * with the thread's logger and metrics), so there is one listener per sink.
+ */
+let unreadableListener: ((problem: UnreadableSecretFile) => void) | null = null;
+
+export function reportUnreadableSecretFiles(listener: ((problem: UnreadableSecretFile) => void) | null): void {
+  unreadableListener = listener;
+}
+
+/** The value each sink config's secret file gave at its last read: what a failed read falls back to. */
+const lastRead = new WeakMap<object, Map<string, string>>();
+
+/**
+ * The sink's secret `key` as it stands now: its file read again when it was given by file, else the configured value.
+ * A file that cannot be read now (a Secret mount being swapped, its permissions changed) leaves the value read last,
+ * which the server may then refuse: reported to the listener (reportUnreadableSecretFiles), not silently.
  */
 export function currentSecret(sinkConfig: object, key: string): string | undefined {
   const given = (sinkConfig as Record<string, unknown>)[key];
@@ -36,8 +61,13 @@ export function currentSecret(sinkConfig: object, key: string): string | undefin
   try {
     const value = readBoundedFile(file, SECRET_FILE_MAX_BYTES).toString("utf8").replace(/\r?\n$/, "");
     rememberSecrets([value]);
+    const values = lastRead.get(sinkConfig) ?? new Map<string, string>();
+    values.set(key, value);
+    lastRead.set(sinkConfig, values);
     return value;
-  } catch {
-    return configured;
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    unreadableListener?.({ key, file, code: typeof code === "string" ? code : "EUNKNOWN", reason: error instanceof Error ? error.message : String(error) });
+    return lastRead.get(sinkConfig)?.get(key) ?? configured;
   }
 }

@@ -141,6 +141,11 @@ function lagSeconds(now: number, thenMs: number | null): number | null {
   return thenMs === null ? null : Math.max(0, (now - thenMs) / 1000);
 }
 
+/** /status: since when a sink's server refuses its credentials (the sink waiting it out), or null. */
+function credentialsRefusedEntry(sinceMs: number | null, now: number): { since: string; seconds: number } | null {
+  return sinceMs === null ? null : { since: new Date(sinceMs).toISOString(), seconds: Math.max(0, Math.round((now - sinceMs) / 1000)) };
+}
+
 interface RunningCapture {
   readonly name: string;
   readonly source: Source;
@@ -893,6 +898,7 @@ export class Daemon {
           lagRecords: lags[i],
           lastLag: lags[i] === null ? lastRead(this.sinkLag(s).last(), now) : null,
           freshnessSeconds: lagSeconds(now, applied),
+          credentialsRefused: credentialsRefusedEntry(s.thread.credentialsRefusedSince(), now),
           halted: s.thread.haltedTables(),
           partitions: s.thread.partitions(),
           rebuild: sinkRebuildEntry(s.name, s.thread.rebuildProgress(), s.thread.interruptedRebuild(), now),

@@ -143,6 +143,18 @@ export class SluiceMetrics {
     labelNames: ["sink"] as const,
     registers: [this.registry],
   });
+  readonly sinkAuthRefused = new Gauge({
+    name: "sluice_sink_auth_refused",
+    help: "1 while a sink's server refuses its credentials (login or privileges) after the sink ran, the sink waiting and opening again with backoff; 0 otherwise",
+    labelNames: ["sink"] as const,
+    registers: [this.registry],
+  });
+  readonly sinkSecretFileUnreadable = new Counter({
+    name: "sluice_sink_secret_file_unreadable_total",
+    help: "Reads of a sink's password_file or api_key_file at a (re)connection that failed: the value read before was used",
+    labelNames: ["sink"] as const,
+    registers: [this.registry],
+  });
   readonly deadLettered = new Counter({
     name: "sluice_sink_dead_lettered_total",
     help: "Rows a sink could not apply and sent to its dead-letter topic",

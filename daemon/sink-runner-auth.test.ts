@@ -163,3 +163,49 @@ test("writes refused while the sink opens fine (a role's privileges narrowed): t
   assert.deepEqual(attempts.slice(0, 4), [0, 1, 2, 3], "each refusal waits longer than the last (its attempt counted on)");
   await log.close();
 });
+
+test("credentials refused: sluice_sink_auth_refused is 1 for as long as the sink waits, also when opens succeed and each write is refused, and 0 once a batch is applied", async () => {
+  const log = await setup();
+  /** Opens (the login is known), refuses every write while `refusing`. */
+  class NarrowedSink extends RotatingSink {
+    override async open(): Promise<void> {
+      this.opens++;
+    }
+  }
+  const sink = new NarrowedSink();
+  const metrics = new SluiceMetrics({ processMetrics: false });
+  const r = runner(log, sink, metrics);
+  const gauge = async () => (await metrics.sinkAuthRefused.get()).values.find((v) => v.labels["sink"] === "auth")?.value;
+  const stop = new AbortController();
+  const running = r.run(stop.signal).catch(() => undefined);
+  try {
+    await produce(log, [1]);
+    await until(() => sink.rows.length === 1, "the first row applied");
+    assert.equal(await gauge(), 0, "the series exists while the server accepts the credentials");
+    assert.equal(r.credentialsRefusedSince(), null);
+
+    sink.refusing = true;
+    await produce(log, [2]);
+    await until(async () => (await gauge()) === 1, "the gauge set at the refusal");
+    const since = r.credentialsRefusedSince();
+    assert.ok(since !== null);
+    // Each cycle opens the sink again (accepted) and is refused at the write: the gauge never reads 0 meanwhile.
+    const opens = sink.opens;
+    const readings: (number | undefined)[] = [];
+    while (sink.opens < opens + 4) {
+      readings.push(await gauge());
+      await new Promise((res) => setTimeout(res, 1));
+    }
+    assert.deepEqual([...new Set(readings)], [1], "never 0 between a successful open and the next refused write");
+    assert.equal(r.credentialsRefusedSince(), since, "since the first refusal");
+
+    sink.refusing = false;
+    await until(() => sink.rows.length === 2, "the row written once accepted");
+    await until(async () => (await gauge()) === 0, "the gauge cleared once a batch applied");
+    assert.equal(r.credentialsRefusedSince(), null);
+  } finally {
+    stop.abort(new Error("stop"));
+    await running;
+    await log.close();
+  }
+});

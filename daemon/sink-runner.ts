@@ -354,6 +354,8 @@ export class SinkRunner {
   private polled = false;
   /** Credential refusals since a batch was last applied: their backoff, which a successful poll does not start over (the refusal may come at each write). */
   private authRefusals = 0;
+  /** Since when (ms) the sink's server refuses its credentials, the refusal waited out; null while it accepts them. */
+  private authRefusedSince: number | null = null;
   private targetProblem: string | null = null;
   /** The sink opened once in this process: from then on its server refusing its credentials is waited out (openSink). */
   private opened = false;
@@ -423,6 +425,11 @@ export class SinkRunner {
 
   get sink(): Sink {
     return this.options.sink;
+  }
+
+  /** Since when (ms) the sink's server refuses its credentials while the sink waits it out, or null. */
+  credentialsRefusedSince(): number | null {
+    return this.authRefusedSince;
   }
 
   /** Why the sink refuses to read (its stored offsets came from another log), or null. */
@@ -734,6 +741,8 @@ export class SinkRunner {
   }
 
   async run(stop: AbortSignal): Promise<void> {
+    // The series exists from the start, so an alert or a panel on it sees 0 rather than nothing.
+    this.options.metrics?.sinkAuthRefused.set({ sink: this.options.sink.name }, 0);
     // At start, a lease another process keeps holding means a second process on this sink: refused. A lease this
     // process lost (it did not renew it in time: paused, frozen) makes it stand by until the lease is free again,
     // while the rest of the process (capture, other sinks) runs on: one sink's problem does not stop the others.
@@ -964,6 +973,18 @@ export class SinkRunner {
     this.targetReachable = false;
     this.targetProblem = error.message;
     this.options.metrics?.sinkRetries.inc({ sink: this.options.sink.name });
+    this.setAuthRefused(true);
+  }
+
+  /**
+   * sluice_sink_auth_refused: set at a refusal, cleared only once a batch is applied or a poll finds nothing to write,
+   * not by an open that succeeds (a server may accept the login and refuse each write): the gauge stays 1 however rare
+   * the attempts get at the backoff's ceiling, where sluice_sink_retries_total alone no longer pages.
+   */
+  private setAuthRefused(refused: boolean): void {
+    if (refused === (this.authRefusedSince !== null)) return;
+    this.authRefusedSince = refused ? Date.now() : null;
+    this.options.metrics?.sinkAuthRefused.set({ sink: this.options.sink.name }, refused ? 1 : 0);
   }
 
   /** Reads the current topic set until it changes or `stop` aborts. */
@@ -1014,7 +1035,11 @@ export class SinkRunner {
             return this.applyBatch(consumer, records, stop);
           });
         else if (this.resets.size > 0) await this.inTurn(() => this.applyDueResets(consumer, stop));
-        else await this.inTurn(() => this.storePassedMarkers(consumer, stop));
+        else {
+          // Nothing to write: the credentials the last open was accepted with stand until a write says otherwise.
+          if (this.inFlight === null) this.setAuthRefused(false);
+          await this.inTurn(() => this.storePassedMarkers(consumer, stop));
+        }
         const listed = refresh.take();
         if (listed?.some((t) => !topics.includes(t))) return;
         if (this.topicCreated || Date.now() >= this.topicIdsDueAt) await this.inTurn(() => this.followRecreated(consumer, topics, stop));
@@ -1947,6 +1972,7 @@ export class SinkRunner {
     this.authRefusals = 0;
     const metrics = this.options.metrics;
     const commitMs = applied.latestCommitMs;
+    this.setAuthRefused(false);
     if (commitMs !== null && (this.lastAppliedCommitMs === null || commitMs > this.lastAppliedCommitMs)) this.lastAppliedCommitMs = commitMs;
     for (const { table, op, count } of applied.counts) metrics?.sinkApplied.inc({ sink: this.options.sink.name, table, op }, count);
     metrics?.sinkApplyLatency.observe({ sink: this.options.sink.name }, seconds);

@@ -57,6 +57,8 @@ export interface SinkThreadState {
   /** What the sink waits for while not ready (the topic log or its target), or null. */
   readonly waiting: string | null;
   readonly lastAppliedCommitMs: number | null;
+  /** Since when (ms) the sink's server refuses its credentials, the sink waiting it out; null while accepted. */
+  readonly credentialsRefusedSinceMs?: number | null;
   readonly halted: readonly HaltedSinkTable[];
   /** The partitions this process reads, `topic:partition`. */
   readonly partitions: readonly string[];
@@ -165,6 +167,11 @@ export class SinkThread {
     return this.state.lastAppliedCommitMs;
   }
 
+  /** Since when (ms) the sink's server refuses its credentials, as last reported; null while accepted. */
+  credentialsRefusedSince(): number | null {
+    return this.ended ? null : (this.state.credentialsRefusedSinceMs ?? null);
+  }
+
   /** The partitions this process's sink reads, `topic:partition`, as last reported. */
   partitions(): readonly string[] {
     return this.state.partitions;
@@ -244,7 +251,7 @@ export class SinkThread {
         return;
       case "state":
         if (message.rebuild !== null && message.rebuild !== undefined && JSON.stringify(message.rebuild) !== JSON.stringify(this.state.rebuild)) this.options.onRebuildProgress?.(message.rebuild);
-        this.state = { ready: message.ready, waiting: message.waiting, lastAppliedCommitMs: message.lastAppliedCommitMs, halted: message.halted, partitions: message.partitions, rebuild: message.rebuild, interrupted: message.interrupted ?? null };
+        this.state = { ready: message.ready, waiting: message.waiting, lastAppliedCommitMs: message.lastAppliedCommitMs, credentialsRefusedSinceMs: message.credentialsRefusedSinceMs ?? null, halted: message.halted, partitions: message.partitions, rebuild: message.rebuild, interrupted: message.interrupted ?? null };
         return;
       case "schema-request":
         this.options.registry.getById(message.schemaId).then(

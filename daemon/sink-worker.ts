@@ -7,6 +7,7 @@ import { SluiceError } from "../connectors/errors.ts";
 import { parentPort, workerData } from "node:worker_threads";
 import { STANDALONE_BATCH_BYTES } from "../config/memory.ts";
 import { rememberSecrets, secretValues } from "../config/redact.ts";
+import { reportUnreadableSecretFiles } from "../config/secret-files.ts";
 import { openTopicLog, sinkWriter } from "../connectors/topics/open.ts";
 import { retry } from "../runtime/backoff.ts";
 import { createSink, deadLetterTopic, internalTopicSpec, personalDecryptor, recordDecoder, sinkGroupName, sinkTopics } from "./sink-components.ts";
@@ -37,6 +38,11 @@ rememberSecrets(secretValues(config));
 const logger = createLogger(config.logging.level, { write: (line: string) => post({ type: "log", line }) }).child({ sink: sinkName });
 const stop = new AbortController();
 const metrics = new SluiceMetrics({ processMetrics: false });
+// A secret file the sink cannot read again at a reconnection leaves the value read before: said and counted.
+reportUnreadableSecretFiles(({ key, file, code, reason }) => {
+  logger.warn({ key: `${key}_file`, file, code }, `sink ${sinkName}: its ${key}_file ${file} cannot be read (${code}: ${reason}); connecting with the value read before`);
+  metrics.sinkSecretFileUnreadable.inc({ sink: sinkName });
+});
 
 const schemaRequests = new Map<number, { resolve(schema: string): void; reject(error: Error): void }>();
 let nextSchemaRequest = 0;
@@ -207,7 +213,7 @@ async function main(): Promise<void> {
       }
     };
     const report = () =>
-      post({ type: "state", ready: runner.ready(), waiting: runner.waitingFor(), lastAppliedCommitMs: runner.lastAppliedCommitTime(), halted: runner.haltedTables(), partitions: runner.assignment(), rebuild, interrupted });
+      post({ type: "state", ready: runner.ready(), waiting: runner.waitingFor(), lastAppliedCommitMs: runner.lastAppliedCommitTime(), credentialsRefusedSinceMs: runner.credentialsRefusedSince(), halted: runner.haltedTables(), partitions: runner.assignment(), rebuild, interrupted });
     const reporting = setInterval(report, STATE_REPORT_MS);
     post({ type: "started", queryable: isQueryable(sink), rebuildable: isRebuildable(sink) });
     try {

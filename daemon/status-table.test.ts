@@ -28,6 +28,26 @@ test("sluice status says what each component that is not ready waits for", () =>
   assert.doesNotMatch(formatStatus(status(null)), /WAITING FOR/);
 });
 
+test("sluice status shows a sink whose server refuses its credentials, and for how long, besides what it waits for", () => {
+  const text = formatStatus({
+    ...status({ commit: "10", change: "9" }),
+    ready: false,
+    sinks: [
+      {
+        name: "warehouse",
+        ready: false,
+        waiting: 'its target does not accept writes: ClickHouse http://ch:8123 refused the sink\'s login as user "sluice" (error 193)',
+        credentialsRefused: { since: "2026-12-07T17:00:00.000Z", seconds: 754 },
+        lagRecords: 12,
+        freshnessSeconds: 800,
+        halted: [],
+      },
+    ],
+  });
+  assert.match(text, /warehouse\s+CREDENTIALS REFUSED for 12m34s\s+12/);
+  assert.match(text, /sink warehouse\s+its target does not accept writes: ClickHouse .* refused the sink's login as user "sluice"/);
+});
+
 test("sluice status still shows the numbers of a daemon that sends no text, and a dash before the first checkpoint", () => {
   assert.match(formatStatus(status({ commit: "10", change: "9" })), /capturing\s+10\/9\s/);
   assert.match(formatStatus(status(null)), /capturing\s+-\s/);

@@ -44,6 +44,8 @@ interface SinkStatus {
   /** The last lag read, when none came within the answer's wait (daemons before it do not send it). */
   lastLag?: { records: number; ageSeconds: number } | null;
   freshnessSeconds: number | null;
+  /** Since when its server refuses its credentials, the sink waiting (older daemons do not send it). */
+  credentialsRefused?: { since: string; seconds: number } | null;
   halted: { table: string; error: string }[];
   /** The running or last rebuild (daemons before issue 14 do not send it). */
   rebuild?: RebuildProgressEntry | null;
@@ -66,6 +68,11 @@ function sinkLag(sink: SinkStatus): string {
   return sink.lastLag ? `~${sink.lastLag.records} (${sink.lastLag.ageSeconds.toFixed(0)}s ago)` : "-";
 }
 
+function sinkState(sink: SinkStatus): string {
+  if (sink.credentialsRefused) return `CREDENTIALS REFUSED for ${formatDuration(sink.credentialsRefused.seconds)}`;
+  return sink.ready ? "applying" : "not ready";
+}
+
 export function formatStatus(status: Record<string, unknown>): string {
   const sources = (status["sources"] as SourceStatus[] | undefined) ?? [];
   const sinks = (status["sinks"] as SinkStatus[] | undefined) ?? [];
@@ -78,7 +85,7 @@ export function formatStatus(status: Record<string, unknown>): string {
       sources.map((s) => [s.name, s.kind, s.state === "standby" ? "standby" : s.ready ? "capturing" : "not ready", s.position ? (s.position.text ?? `${s.position.commit}/${s.position.change}`) : "-", seconds(s.lagSeconds)]),
     ),
     "",
-    table(["SINK", "STATE", "LAG (RECORDS)", "FRESHNESS"], sinks.map((s) => [s.name, s.ready ? "applying" : "not ready", sinkLag(s), seconds(s.freshnessSeconds)])),
+    table(["SINK", "STATE", "LAG (RECORDS)", "FRESHNESS"], sinks.map((s) => [s.name, sinkState(s), sinkLag(s), seconds(s.freshnessSeconds)])),
   ];
   const instances = (status["instances"] as InstanceStatus[] | undefined) ?? [];
   if (instances.length > 0) {
