@@ -699,6 +699,41 @@ test("a running sink whose read of the identities comes back empty for a while (
   await log.close();
 });
 
+test("a running sink that follows a topic created again drops the snapshot reset of its table still waiting on the deleted topic's partitions, instead of applying it once the new topic passes their old ends", async () => {
+  const log = await setup(["pg.public.a", "t.sluice.control"]);
+  for (const id of [1, 2, 3]) await log.produce([encode(event("a", id))]);
+  // The old topic held records up to offset 100 the sink had not read when it was deleted: the reset read meanwhile waits for them.
+  let recreated = false;
+  const recreating = new Proxy(log, {
+    get(target, prop) {
+      if (prop === "topicIds")
+        return async (topics: readonly string[]) => new Map([...(await log.topicIds(topics))].map(([t, id]) => [t, recreated && t === "pg.public.a" ? "new-identity" : id]));
+      if (prop === "partitionOffsets")
+        return async (topic: string) => (await log.partitionOffsets(topic)).map((r) => (!recreated && topic === "pg.public.a" ? { ...r, end: 100n } : r));
+      const value = Reflect.get(target, prop, target) as unknown;
+      return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  const sink = new MemorySink();
+  const r = runner(recreating, sink, { topics: async () => ["pg.public.a", "t.sluice.control"], topicIdCheckMs: 20 });
+  await runWhile(r, async () => {
+    await until(() => sink.rows.size === 3, "the 3 rows");
+    await log.produce([control("a", 20n)]);
+    await log.produce([encode(event("a", 4))]);
+    await until(() => sink.rows.has("a/4"), "a/4, read after the reset");
+    await new Promise((res) => setTimeout(res, 50));
+    assert.ok(sink.rows.has("a/1"), "the reset waits for the old topic's records");
+    recreated = true;
+    // The new topic: read from its first record, and written on past offset 100, where the old topic's reset waited.
+    await until(() => sink.offsets.some((o) => o.topic === "pg.public.a" && o.topicId === "new-identity"), "the new topic followed");
+    for (let id = 5; id <= 110; id++) await log.produce([encode(event("a", id, 100n + BigInt(id)))]);
+    await until(() => sink.rows.has("a/110"), "a/110");
+    await new Promise((res) => setTimeout(res, 100));
+  });
+  assert.ok(sink.rows.has("a/1") && sink.rows.has("a/4"), "rows the deleted topic's reset would remove stay");
+  await log.close();
+});
+
 /** A truncate of pg.public.<table> in the control topic. */
 function control(table: string, version: bigint) {
   return {

@@ -1222,6 +1222,8 @@ export class SinkRunner {
     this.topicIdsRead = ids;
     if (changed.length === 0) return;
     if (isTransactional(sink)) sink.useTopicIds(ids);
+    this.resets.forgetTopics(changed);
+    this.stateChanges++;
     for (const o of sought) this.caughtUp.delete(partitionKey(o.topic, o.partition));
     if (sought.length > 0) await retry(() => consumer.commit(sought), { ...this.options.retry, signal: stop, maxAttempts: 3 });
     this.logger.warn({ code: SINK_TOPIC_RECREATED, group, topics: changed, partitions: sought.map((o) => ({ topic: o.topic, partition: o.partition, from: String(o.offset) })) }, describeFollowed(sink.name, changed));

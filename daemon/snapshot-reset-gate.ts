@@ -91,6 +91,19 @@ export class SnapshotResetGate {
     return true;
   }
 
+  /**
+   * Drops the waiting resets of tables whose data topic (or whose own topic) was deleted and created again
+   * (recreated-topic-follow.ts): their barriers are end offsets of the deleted topic, which the new one, read from its
+   * first record, would pass only later with other records, and the snapshot they close wrote its rows into the deleted
+   * topic, so applied they would remove rows the sink never got back. The new topic's own snapshot ends with its reset.
+   */
+  forgetTopics(topics: readonly string[]): void {
+    for (let i = this.pending.length - 1; i >= 0; i--) {
+      const { record, dataTopic } = this.pending[i]!;
+      if (topics.includes(dataTopic) || topics.includes(record.topic)) this.pending.splice(i, 1);
+    }
+  }
+
   /** Puts back a reset taken by `due` whose table halted when it was applied: it waits again, and keeps its partition's stored offset at it. */
   restore(reset: PendingReset): void {
     if (!this.pending.includes(reset)) this.pending.push(reset);
