@@ -734,6 +734,36 @@ test("a running sink that follows a topic created again drops the snapshot reset
   await log.close();
 });
 
+test("a topic created again while the sink's consumer opens, after its stored offsets were checked against the identities, is still followed from its first record", async () => {
+  const log = await setup(["pg.public.a"]);
+  for (const id of [1, 2, 3]) await log.produce([encode(event("a", id))]);
+  const sink = new MemorySink();
+  await runUntil(runner(log, sink, { topics: async () => ["pg.public.a"] }), () => sink.offsets.some((o) => o.offset === 3n));
+  // The topic is created again right after the open's first read of the identities: every later read answers the new one.
+  let reads = 0;
+  const identities = async (topics: readonly string[]) => {
+    reads++;
+    return new Map([...(await log.topicIds(topics))].map(([t, id]) => [t, reads > 1 && t === "pg.public.a" ? "new-identity" : id]));
+  };
+  const recreating = new Proxy(log, {
+    get(target, prop) {
+      if (prop === "topicIds") return identities;
+      const value = Reflect.get(target, prop, target) as unknown;
+      return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  const applied: string[] = [];
+  const write = sink.write.bind(sink);
+  sink.write = async (changes, signal, offsets) => {
+    for (const { event: e } of changes) applied.push(`a/${String(e.key["id"])}`);
+    return write(changes, signal, offsets);
+  };
+  await runUntil(runner(recreating, sink, { topics: async () => ["pg.public.a"], topicIdCheckMs: 20 }), () => applied.length >= 3 || reads > 20);
+  assert.deepEqual(applied, ["a/1", "a/2", "a/3"], "the new topic read from its first record");
+  assert.deepEqual(sink.offsets.filter((o) => o.topic === "pg.public.a").map((o) => [o.offset, o.topicId]), [[3n, "new-identity"]]);
+  await log.close();
+});
+
 /** A truncate of pg.public.<table> in the control topic. */
 function control(table: string, version: bigint) {
   return {

@@ -1008,8 +1008,11 @@ export class SinkRunner {
     if (this.memberWatches === 0) consumer.keepGroupMembersSeen?.(false);
     try {
       this.caughtUp.clear();
-      const lost = await this.seekToTargetOffsets(consumer, topics, stop);
-      this.topicIdsRead = await this.options.log.topicIds(topics);
+      // One read: the identities the stored offsets are checked against are those a later read is compared with, so a
+      // topic created again after it (while the consumer opens) is followed at the next look, not taken as known.
+      const topicIds = await this.options.log.topicIds(topics);
+      const lost = await this.seekToTargetOffsets(consumer, topics, topicIds, stop);
+      this.topicIdsRead = topicIds;
       this.topicIdsDueAt = Date.now() + (this.options.topicIdCheckMs ?? TOPIC_ID_CHECK_MS);
       // The consumer reads on from the group's offsets (the target's, sought above, which the group's follow).
       for (const offset of await this.options.log.committedOffsets(this.options.group)) {
@@ -1160,14 +1163,13 @@ export class SinkRunner {
    * from its first record, as by a new sink, not from the group's offset, which would fill the new
    * target with the changes since only. Returns those partitions (partitionKey).
    */
-  private async seekToTargetOffsets(consumer: TopicConsumer, topics: string[], stop: AbortSignal): Promise<Set<string>> {
+  private async seekToTargetOffsets(consumer: TopicConsumer, topics: string[], topicIds: ReadonlyMap<string, string>, stop: AbortSignal): Promise<Set<string>> {
     const { sink, log, group } = this.options;
     if (!isTransactional(sink)) return new Set();
     const key = (o: TopicPartitionOffset) => partitionKey(o.topic, o.partition);
     const committed = await log.committedOffsets(group);
     const groupOffsets = new Map(committed.map((o) => [key(o), o.offset]));
     const replayed = new Map((await log.committedOffsets(replayMarkerGroup(group))).map((o) => [key(o), o.offset]));
-    const topicIds = await log.topicIds(topics);
     sink.useTopicIds(topicIds);
     const stored = await sink.committedOffsets();
     const lost = await this.lostOffsets(topics, stored, committed, replayed);
