@@ -113,6 +113,8 @@ export interface BinlogStreamOptions {
   readonly heartbeatArrivals?: HeartbeatArrivals;
   /** Nothing received for longer than this fails the stream; default twice the heartbeat plus 10 s. */
   readonly silenceTimeoutMs?: number;
+  /** MariaDB refused a dump asked for by GTID before sending anything: the next stream should start by file and offset. */
+  readonly onGtidStartRefused?: () => void;
   readonly logger: Logger;
   readonly context: ErrorContext;
 }
@@ -295,6 +297,18 @@ export class BinlogStream {
         `the server ended the binlog stream: another replica asked for the binlog with this source's server_id ${serverId} (${(error as Error).message}). ` +
           `Under the capture lease that is the standby taking over from this process; otherwise another process or replica uses the same server_id: give each source its own`,
         { code: MYSQL_REPLICA_REPLACED, cause: error, context: { ...context, serverId } },
+      );
+    }
+    if (errno === ER_MASTER_FATAL_ERROR_READING_BINLOG && start.useGtid && this.options.flavor === "mariadb" && this.bytes === 0) {
+      // MariaDB's GTID lookup fails where GTIDs were written out of order (gtid_strict_mode=OFF allows a session's
+      // gtid_seq_no below the domain's last): "Could not find GTID state requested by slave in any binlog files", or
+      // "... requested to start from GTID X, which is not in the master's binlog", though the file is there. The
+      // start checks again whether the checkpoint's file is there and its GTID state is the checkpoint's
+      // (binlog-reset.ts) before a stream by file and offset; a binlog really purged or reset is refused there.
+      this.options.onGtidStartRefused?.();
+      return new SluiceError(
+        `MariaDB refused to send the binlog from GTID ${start.gtid} (${(error as Error).message}); capture connects again and reads from the checkpoint's binlog file and offset ${start.file}:${start.offset} instead, once it has checked that file is still there (GTIDs written out of order, which gtid_strict_mode=OFF allows, hide a position from the server's GTID lookup)`,
+        { code: "MYSQL_GTID_START_REFUSED", retriable: true, cause: error, context: { ...context, position: `GTID ${start.gtid}` } },
       );
     }
     if (errno === ER_MASTER_FATAL_ERROR_READING_BINLOG) {

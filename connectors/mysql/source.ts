@@ -111,6 +111,8 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
   private acknowledged: Position | null = null;
   /** The binlog history epoch positions are taken in (positions.ts): the checkpoint's, one more once a reset binlog or another server is accepted. */
   private epoch = 0;
+  /** MariaDB refused a stream by GTID (GTIDs written out of order): streams start by file and offset from then on. */
+  private gtidStartRefused = false;
   /** Online snapshots (sluice snapshot, the signal table, tables added to the config): see online-snapshots.ts. */
   private readonly online: MysqlOnlineSnapshots;
   readonly snapshots: MysqlOnlineSnapshotRequests;
@@ -477,8 +479,11 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       connection: connectionOptions(config, "binlog"),
       serverId: config.server_id,
       flavor: settings.flavor,
-      start: { file: coordinates.file, offset: coordinates.offset, gtid: coordinates.gtid, useGtid: canResumeByGtid(settings, coordinates.gtid) },
+      start: { file: coordinates.file, offset: coordinates.offset, gtid: coordinates.gtid, useGtid: !this.gtidStartRefused && canResumeByGtid(settings, coordinates.gtid) },
       heartbeatMs: config.heartbeat_interval,
+      onGtidStartRefused: () => {
+        this.gtidStartRefused = true;
+      },
       buffer,
       heartbeatArrivals,
       logger,
