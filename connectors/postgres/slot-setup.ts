@@ -7,7 +7,7 @@ import type pg from "pg";
 import type { Logger } from "pino";
 import type { PostgresSourceConfig } from "../../config/schema.ts";
 import type { Checkpoint, Position } from "../contracts.ts";
-import { ConfigError, SluiceError } from "../errors.ts";
+import { ConfigError, ConnectionError, SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { publicationInfo, publishedTables, slotInfo } from "./catalog.ts";
 import type { SlotInfo, TableRef } from "./catalog.ts";
@@ -18,6 +18,7 @@ import type { ExportedSnapshotProgress } from "./positions.ts";
 import { snapshotResetPosition } from "../common/snapshot-reset.ts";
 import { backfillStatement, emptyTargetsStatement } from "./stream-decoder.ts";
 import { publicationMembers } from "./publication-actions.ts";
+import { describeLockHolders } from "./lock-holders.ts";
 
 type Queryable = Pick<pg.Client, "query">;
 
@@ -44,6 +45,11 @@ export function captureNames(config: PostgresSourceConfig): CaptureNames {
  * after everything of a dropped table of their name, before their own changes, or none if the ALTER fails.
  * With `backfill`, the same transaction asks for each added table's backfill (backfillStatement): the
  * stream hands the request on where the table joins the publication, so no crash point loses it.
+ *
+ * `onLockTimeout`: what an ALTER PUBLICATION that ran into the catalog connection's lock_timeout (a long transaction
+ * holding a conflicting lock on a table) does. "warn" (the catalog looks while streaming): warned and nothing added, the
+ * caller tries again later (RepublishTries). "retry" (the start): a retriable PG_LOCK_TIMEOUT naming the tables and the
+ * sessions holding the lock, so the start is waited out as an outage instead of streaming without those tables.
  */
 export async function ensurePublication(
   db: Queryable,
@@ -55,6 +61,7 @@ export async function ensurePublication(
   context: ErrorContext,
   emptied: (table: TableRef) => boolean = () => false,
   backfill = false,
+  onLockTimeout: "warn" | "retry" = "warn",
 ): Promise<readonly TableRef[]> {
   const existing = await publicationInfo(db, names.publication);
   if (existing === null) {
@@ -67,7 +74,8 @@ export async function ensurePublication(
     const list = tables.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`).join(", ");
     const viaRoot = serverVersion >= 130000 ? " WITH (publish_via_partition_root = true)" : "";
     const create = `CREATE PUBLICATION ${quoteIdent(names.publication)} FOR TABLE ${list}${viaRoot}`;
-    await db.query(create).catch((error: unknown) => {
+    await db.query(create).catch(async (error: unknown) => {
+      if ((error as { code?: unknown }).code === LOCK_NOT_AVAILABLE) throw await lockTimeoutError(db, `creating publication "${names.publication}"`, tables, error, context);
       if ((error as { code?: unknown }).code !== "42501") throw error;
       throw new SluiceError(
         `cannot create publication "${names.publication}": ${(error as Error).message}. Creating a publication takes CREATE on the database and ownership of every table in it; ` +
@@ -93,6 +101,9 @@ export async function ensurePublication(
         added = missing;
         logger.info({ publication: names.publication, tables: list }, "tables added to the publication; their rows are read by an online snapshot (docs/snapshots.md)");
       } catch (error) {
+        if (onLockTimeout === "retry" && (error as { code?: unknown }).code === LOCK_NOT_AVAILABLE) {
+          throw await lockTimeoutError(db, `adding ${list.join(", ")} to publication "${names.publication}"`, missing, error, context);
+        }
         logger.warn(
           { publication: names.publication, tables: list, err: (error as Error).message },
           `cannot add the configured tables to publication "${names.publication}", so they are not captured: have their owner or an administrator run ${alter} (their changes are captured from then on), then read their existing rows with sluice snapshot --table T --execute`,
@@ -110,6 +121,20 @@ export async function ensurePublication(
     logger.warn({ publication: names.publication }, "publication does not publish via the partition root: changes of partitioned tables arrive under the partitions' names");
   }
   return added;
+}
+
+/** SQLSTATE 55P03: the statement's lock_timeout ended its wait for a lock. */
+const LOCK_NOT_AVAILABLE = "55P03";
+
+/** Retriable: the lock is held by a transaction that ends some time; says by whom when the server tells. */
+async function lockTimeoutError(db: Queryable, doing: string, tables: readonly TableRef[], cause: unknown, context: ErrorContext): Promise<SluiceError> {
+  const holders = await describeLockHolders(db, tables.map((t) => t.relid)).catch(() => null);
+  const names = tables.map((t) => `${t.schema}.${t.table}`);
+  return new ConnectionError(
+    `${doing}: ${(cause as Error).message} (the lock_timeout of the catalog connection): ${holders ?? "another transaction holds a lock on " + names.join(", ") + " (pg_locks shows which)"}; ` +
+      `waiting for it to end and trying again (docs/postgres.md#failures-and-reconnects)`,
+    { code: "PG_LOCK_TIMEOUT", cause, context: { ...context, table: names.join(", ") } },
+  );
 }
 
 /**

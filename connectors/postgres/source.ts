@@ -322,7 +322,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     // A table never captured has no rows there; one whose capture stopped has stale ones: all are emptied, then backfilled
     // (asked for in the ALTER PUBLICATION's transaction: the stream hands the request on, see backfillStatement).
     const emptied = plan.kind === "stream" && config.snapshot.mode !== "never";
-    const added = await ensurePublication(catalog, config, names, tables, server.version, logger, context, () => emptied, emptied);
+    // A table the ALTER cannot lock in time (a long transaction) fails the start retriable: waited out, not left uncaptured.
+    const added = await ensurePublication(catalog, config, names, tables, server.version, logger, context, () => emptied, emptied, "retry");
     if (emptied && added.length > 0) logger.info({ tables: added.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication: their targets are emptied, then filled with their rows");
     const publication = await publicationInfo(catalog, names.publication);
     const published = new Map((await publishedTables(catalog, names.publication, server.version)).map((t) => [`${t.schema}.${t.table}`, t]));
