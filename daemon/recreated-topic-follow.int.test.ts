@@ -6,13 +6,11 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { Kafka, logLevel } from "kafkajs";
-import type { ChangeEvent, SinkChange, TopicPartitionOffset } from "../connectors/contracts.ts";
 import { testDeployment, testKafkaConfig } from "../connectors/kafka/kafka-test-config.ts";
 import { KafkaTopicLog } from "../connectors/kafka/kafka-log.ts";
-import type { OffsetWriteResult, StoredSinkOffset, TransactionalSink } from "../connectors/sinks/contract.ts";
-import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { createLogger } from "../runtime/logger.ts";
 import { SinkRunner } from "./sink-runner.ts";
+import { event, jsonRecord, kafkaRunnerDefaults, MemoryTransactionalSink } from "./sink-runner-test-support.ts";
 
 const logger = createLogger("error");
 const deployment = testDeployment("refollow");
@@ -27,48 +25,7 @@ after(async () => {
   await admin.disconnect();
 });
 
-function event(id: number): ChangeEvent {
-  return {
-    op: "c",
-    key: { id },
-    before: null,
-    after: { id },
-    schema: { source: "pg", database: "app", schema: "public", table: "items", sourceKind: "postgres", columns: [], key: ["id"] },
-    source: { connector: "postgres", name: "pg", db: "app", schema: "public", table: "items", position: { commit: BigInt(id), change: BigInt(id) }, txId: null, commitTimeMs: 1_700_000_000_000 + id, snapshot: false },
-  };
-}
-
-/** Keeps rows and offsets in memory. */
-class MemorySink implements TransactionalSink {
-  readonly name = "mem";
-  readonly offsetsAtomic = true;
-  readonly rows = new Set<number>();
-  topicIds: ReadonlyMap<string, string> = new Map();
-  offsets: TopicPartitionOffset[] = [];
-  async open(): Promise<void> {}
-  async close(): Promise<void> {}
-  async write(changes: readonly SinkChange[], _signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult> {
-    for (const { event: e } of changes) this.rows.add(Number(e.key["id"]));
-    if (offsets) await this.storeOffsets(offsets);
-    return { failures: [], offsetsStored: Boolean(offsets) };
-  }
-  async storeOffsets(offsets: readonly TopicPartitionOffset[]): Promise<void> {
-    const stored = new Map(this.offsets.map((o) => [o.partition, o]));
-    for (const o of offsets) stored.set(o.partition, o);
-    this.offsets = [...stored.values()];
-  }
-  useTopicIds(ids: ReadonlyMap<string, string>): void {
-    this.topicIds = ids;
-  }
-  async committedOffsets(): Promise<StoredSinkOffset[]> {
-    return this.offsets.map((o) => ({ ...o, topicId: this.topicIds.get(o.topic) ?? null }));
-  }
-}
-
-const record = (id: number) => {
-  const e = event(id);
-  return { topic, key: Buffer.from(String(id)), value: Buffer.from(serializeEvent(e)), timestamp: e.source.commitTimeMs };
-};
+const record = (id: number) => jsonRecord(topic, event("items", id));
 
 test("a sink in capture's process reads a data topic capture created again from its first record, though the new topic passed its old offset", { timeout: 120_000 }, async () => {
   await admin.connect();
@@ -77,20 +34,8 @@ test("a sink in capture's process reads a data topic capture created again from 
   try {
     await log.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
     await log.produce([1, 2, 3, 4, 5].map(record));
-    const sink = new MemorySink();
-    const runner = new SinkRunner({
-      sink,
-      log,
-      group,
-      topics: async () => [topic],
-      decoder: { decode: async (r) => (r.value ? deserializeEvent(Buffer.from(r.value).toString()) : null) },
-      batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs: 50 },
-      onError: "halt",
-      deadLetterTopic: `${deployment}.dlq.mem`,
-      retry: { initialMs: 100, maxMs: 1_000 },
-      logger,
-      owner: "test",
-    });
+    const sink = new MemoryTransactionalSink("mem");
+    const runner = new SinkRunner({ ...kafkaRunnerDefaults, sink, log, group, topics: async () => [topic], deadLetterTopic: `${deployment}.dlq.mem`, logger });
     const stop = new AbortController();
     let failure: unknown = null;
     const running = runner.run(stop.signal).catch((error: unknown) => (failure = error));

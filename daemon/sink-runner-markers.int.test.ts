@@ -8,13 +8,12 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { Kafka, logLevel } from "kafkajs";
-import type { ChangeEvent, Sink, SinkChange, SinkWriteResult, TopicPartitionOffset } from "../connectors/contracts.ts";
+import type { Sink, SinkChange, SinkWriteResult } from "../connectors/contracts.ts";
 import { testDeployment, testKafkaConfig } from "../connectors/kafka/kafka-test-config.ts";
 import { KafkaTopicLog } from "../connectors/kafka/kafka-log.ts";
-import type { OffsetWriteResult, StoredSinkOffset, TransactionalSink } from "../connectors/sinks/contract.ts";
-import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { createLogger } from "../runtime/logger.ts";
 import { SinkRunner } from "./sink-runner.ts";
+import { event, jsonRecord, kafkaRunnerDefaults, MemoryTransactionalSink } from "./sink-runner-test-support.ts";
 
 const logger = createLogger("warn");
 const deployment = testDeployment("markers");
@@ -30,17 +29,6 @@ after(async () => {
   await admin.disconnect();
 });
 
-function event(id: number): ChangeEvent {
-  return {
-    op: "c",
-    key: { id },
-    before: null,
-    after: { id },
-    schema: { source: "pg", database: "app", schema: "public", table: "items", sourceKind: "postgres", columns: [], key: ["id"] },
-    source: { connector: "postgres", name: "pg", db: "app", schema: "public", table: "items", position: { commit: BigInt(id), change: BigInt(id) }, txId: null, commitTimeMs: 1_700_000_000_000 + id, snapshot: false },
-  };
-}
-
 class PlainSink implements Sink {
   readonly name = "plain";
   readonly rows = new Set<number>();
@@ -52,54 +40,12 @@ class PlainSink implements Sink {
   }
 }
 
-/** Keeps rows and offsets in memory, starting from `offsets` (as a target that applied them before a restart). */
-class OffsetKeepingSink implements TransactionalSink {
-  readonly name = "kept";
-  readonly offsetsAtomic = true;
-  readonly rows = new Set<number>();
-  private topicIds: ReadonlyMap<string, string> = new Map();
-  offsets: TopicPartitionOffset[];
-  constructor(offsets: TopicPartitionOffset[]) {
-    this.offsets = offsets;
-  }
-  async open(): Promise<void> {}
-  async close(): Promise<void> {}
-  async write(changes: readonly SinkChange[], _signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult> {
-    for (const { event: e } of changes) this.rows.add(Number(e.key["id"]));
-    if (offsets) await this.storeOffsets(offsets);
-    return { failures: [], offsetsStored: Boolean(offsets) };
-  }
-  async storeOffsets(offsets: readonly TopicPartitionOffset[]): Promise<void> {
-    const stored = new Map(this.offsets.map((o) => [o.partition, o]));
-    for (const o of offsets) stored.set(o.partition, o);
-    this.offsets = [...stored.values()];
-  }
-  useTopicIds(ids: ReadonlyMap<string, string>): void {
-    this.topicIds = ids;
-  }
-  async committedOffsets(): Promise<StoredSinkOffset[]> {
-    return this.offsets.map((o) => ({ ...o, topicId: this.topicIds.get(o.topic) ?? null }));
-  }
-}
-
 function runner(log: KafkaTopicLog, sink: Sink, group: string, topic: string): SinkRunner {
-  return new SinkRunner({
-    sink,
-    log,
-    group,
-    topics: async () => [topic],
-    decoder: { decode: async (r) => (r.value ? deserializeEvent(Buffer.from(r.value).toString()) : null) },
-    batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs: 50 },
-    onError: "halt",
-    deadLetterTopic: `${deployment}.dlq`,
-    retry: { initialMs: 100, maxMs: 1_000 },
-    logger,
-    owner: "test",
-  });
+  return new SinkRunner({ ...kafkaRunnerDefaults, sink, log, group, topics: async () => [topic], deadLetterTopic: `${deployment}.dlq`, logger });
 }
 
 async function produceTransaction(log: KafkaTopicLog, topic: string): Promise<void> {
-  await log.produce(Array.from({ length: ROWS }, (_, i) => event(i + 1)).map((e) => ({ topic, key: Buffer.from(String(e.key["id"])), value: Buffer.from(serializeEvent(e)), timestamp: e.source.commitTimeMs })));
+  await log.produce(Array.from({ length: ROWS }, (_, i) => jsonRecord(topic, event("items", i + 1))));
 }
 
 /** Polls the group's lag until it is 0 or a generous bound passes (lag 1 for good was the defect), and returns the last one read. */
@@ -155,7 +101,7 @@ test("a sink restarted at the offset of a transaction's commit marker (its targe
     await produceTransaction(log, topic);
     const [end] = await log.endOffsets(topic);
     // The target applied every record before the restart and keeps the offset after the last one: the marker's.
-    const sink = new OffsetKeepingSink([{ topic, partition: 0, offset: end!.offset - 1n }]);
+    const sink = new MemoryTransactionalSink("kept", [{ topic, partition: 0, offset: end!.offset - 1n }]);
     running = runner(log, sink, group, topic).run(stop.signal).catch((error: unknown) => (failure = error));
     assert.equal(await lagSettles(log, group, topic, () => failure), 0n, "the group's offset reaches the partition's end, past the commit marker");
     assert.deepEqual(sink.offsets.map((o) => o.offset), [end!.offset], "and so does the target's");

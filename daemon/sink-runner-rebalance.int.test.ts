@@ -8,13 +8,11 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { Kafka, logLevel } from "kafkajs";
-import type { ChangeEvent, SinkChange, TopicPartitionOffset } from "../connectors/contracts.ts";
 import { testDeployment, testKafkaConfig } from "../connectors/kafka/kafka-test-config.ts";
 import { KafkaTopicLog } from "../connectors/kafka/kafka-log.ts";
-import type { OffsetWriteResult, StoredSinkOffset, TransactionalSink } from "../connectors/sinks/contract.ts";
-import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { createLogger } from "../runtime/logger.ts";
 import { SinkRunner } from "./sink-runner.ts";
+import { event, jsonRecord, kafkaRunnerDefaults, MemoryTransactionalSink } from "./sink-runner-test-support.ts";
 
 const logger = createLogger("warn");
 const deployment = testDeployment("rebalance");
@@ -31,44 +29,6 @@ after(async () => {
   await admin.disconnect();
 });
 
-function event(id: number): ChangeEvent {
-  return {
-    op: "c",
-    key: { id },
-    before: null,
-    after: { id },
-    schema: { source: "pg", database: "app", schema: "public", table: "items", sourceKind: "postgres", columns: [], key: ["id"] },
-    source: { connector: "postgres", name: "pg", db: "app", schema: "public", table: "items", position: { commit: BigInt(id), change: BigInt(id) }, txId: null, commitTimeMs: 1_700_000_000_000 + id, snapshot: false },
-  };
-}
-
-/** Keeps rows and offsets in memory; starts with offsets stored for both partitions, so the runner seeks both. */
-class MemorySink implements TransactionalSink {
-  readonly name = "mem";
-  readonly offsetsAtomic = true;
-  readonly rows = new Set<number>();
-  private topicIds: ReadonlyMap<string, string> = new Map();
-  private offsets: TopicPartitionOffset[] = [0, 1].map((partition) => ({ topic, partition, offset: 0n }));
-  async open(): Promise<void> {}
-  async close(): Promise<void> {}
-  async write(changes: readonly SinkChange[], _signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult> {
-    for (const { event: e } of changes) this.rows.add(Number(e.key["id"]));
-    if (offsets) await this.storeOffsets(offsets);
-    return { failures: [], offsetsStored: Boolean(offsets) };
-  }
-  async storeOffsets(offsets: readonly TopicPartitionOffset[]): Promise<void> {
-    const stored = new Map(this.offsets.map((o) => [o.partition, o]));
-    for (const o of offsets) stored.set(o.partition, o);
-    this.offsets = [...stored.values()];
-  }
-  useTopicIds(ids: ReadonlyMap<string, string>): void {
-    this.topicIds = ids;
-  }
-  async committedOffsets(): Promise<StoredSinkOffset[]> {
-    return this.offsets.map((o) => ({ ...o, topicId: this.topicIds.get(o.topic) ?? null }));
-  }
-}
-
 test("a partition held by another member of the group (PARTITION_NOT_ASSIGNED on seek) does not stop the sink; it reads everything once the member leaves", { timeout: 180_000 }, async () => {
   const config = testKafkaConfig({ partitions: 2 });
   const log = await KafkaTopicLog.open({ config, deployment, logger });
@@ -76,7 +36,7 @@ test("a partition held by another member of the group (PARTITION_NOT_ASSIGNED on
   const other = kafka.consumer({ groupId: group, sessionTimeout: 10_000, heartbeatInterval: 1_000 });
   try {
     await log.createTopic({ name: topic, partitions: 2, retentionMs: null, retentionBytes: null, compacted: false });
-    await log.produce(Array.from({ length: ROWS }, (_, i) => event(i + 1)).map((e) => ({ topic, key: Buffer.from(String(e.key["id"])), value: Buffer.from(serializeEvent(e)), timestamp: e.source.commitTimeMs })));
+    await log.produce(Array.from({ length: ROWS }, (_, i) => jsonRecord(topic, event("items", i + 1))));
     const ends = await log.endOffsets(topic);
     assert.ok(ends.every((e) => e.offset > 0n), "both partitions have records");
 
@@ -87,20 +47,9 @@ test("a partition held by another member of the group (PARTITION_NOT_ASSIGNED on
     await other.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: async ({ pause }) => void pause() });
     await joined;
 
-    const sink = new MemorySink();
-    const runner = new SinkRunner({
-      sink,
-      log,
-      group,
-      topics: async () => [topic],
-      decoder: { decode: async (r) => (r.value ? deserializeEvent(Buffer.from(r.value).toString()) : null) },
-      batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs: 50 },
-      onError: "halt",
-      deadLetterTopic: `${deployment}.dlq.mem`,
-      retry: { initialMs: 100, maxMs: 1_000 },
-      logger,
-      owner: "test",
-    });
+    // Offsets stored for both partitions, so the runner seeks both.
+    const sink = new MemoryTransactionalSink("mem", [0, 1].map((partition) => ({ topic, partition, offset: 0n })));
+    const runner = new SinkRunner({ ...kafkaRunnerDefaults, sink, log, group, topics: async () => [topic], deadLetterTopic: `${deployment}.dlq.mem`, logger });
     const stop = new AbortController();
     let failure: unknown = null;
     const running = runner.run(stop.signal).catch((error: unknown) => (failure = error));
