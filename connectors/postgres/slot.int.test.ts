@@ -64,46 +64,46 @@ test("a checkpoint whose slot is gone is refused with the data-loss error; no sl
   assert.equal(source.ready(), false);
 });
 
-test("a publication dropped while the slot still has changes to stream stops capture with PG_PUBLICATION_DROPPED, saying how to capture again", async () => {
-  await admin.query(`CREATE TABLE ${q("unpublished")} (id int PRIMARY KEY)`);
-  await admin.query(`INSERT INTO ${q("unpublished")} SELECT generate_series(1, 50)`);
-  const c = config({ tables: [`${schema}.unpublished`] });
+/**
+ * A source connected from the snapshot's checkpoint of table `table` (50 rows) after its publication was dropped and row
+ * 51 written while it was missing, and the PG_PUBLICATION_DROPPED error its read fails with (the source stays open).
+ */
+async function readAfterPublicationDropped(table: string, overrides: Partial<ReturnType<typeof sourceConfig>> = {}) {
+  await admin.query(`CREATE TABLE ${q(table)} (id int PRIMARY KEY)`);
+  await admin.query(`INSERT INTO ${q(table)} SELECT generate_series(1, 50)`);
+  const c = config({ tables: [`${schema}.${table}`], ...overrides });
   const checkpoint = await snapshotCheckpoint(c);
   await admin.query(`DROP PUBLICATION "${c.publication!}"`);
-  await admin.query(`INSERT INTO ${q("unpublished")} VALUES (51)`);
+  await admin.query(`INSERT INTO ${q(table)} VALUES (51)`);
   // The start creates the publication again; the change made while it was missing is decoded with the catalog of then.
   const source = newSource(c);
   await source.connect(checkpoint, AbortSignal.timeout(30_000));
+  const failure = await readUntil(source, (all) => all.events.some((e) => e.key["id"] === 51)).then(
+    () => null,
+    (error: unknown) => error,
+  );
+  if (!(failure instanceof SluiceError) || failure.code !== "PG_PUBLICATION_DROPPED") {
+    await source.close();
+    assert.fail(`the read fails with PG_PUBLICATION_DROPPED, not ${failure === null ? "succeeds" : String(failure)}`);
+  }
+  return { c, checkpoint, source, failure };
+}
+
+test("a publication dropped while the slot still has changes to stream stops capture with PG_PUBLICATION_DROPPED, saying how to capture again", async () => {
+  const { c, source, failure } = await readAfterPublicationDropped("unpublished");
   try {
-    await assert.rejects(readUntil(source, (all) => all.events.some((e) => e.key["id"] === 51)), (error: unknown) => {
-      assert.ok(error instanceof SluiceError, String(error));
-      assert.equal(error.code, "PG_PUBLICATION_DROPPED", error.message);
-      assert.equal(error.retriable, false);
-      assert.match(error.message, new RegExp(`publication "${c.publication!}".*creating it again does not help.*pg_drop_replication_slot\\('${c.slot!}'\\).*when-needed`, "s"));
-      return true;
-    });
+    assert.equal(failure.retriable, false);
+    assert.match(failure.message, new RegExp(`publication "${c.publication!}".*creating it again does not help.*pg_drop_replication_slot\\('${c.slot!}'\\).*when-needed`, "s"));
   } finally {
     await source.close();
   }
 });
 
 test("under snapshot.mode when-needed, a publication dropped while the slot still had changes to stream fails retriably, and the reconnect takes a new snapshot on a new slot", async () => {
-  await admin.query(`CREATE TABLE ${q("renewed")} (id int PRIMARY KEY)`);
-  await admin.query(`INSERT INTO ${q("renewed")} SELECT generate_series(1, 50)`);
-  const c = config({ tables: [`${schema}.renewed`], snapshot: { mode: "when-needed", parallelism: 1, chunk_rows: 10 } });
-  const checkpoint = await snapshotCheckpoint(c);
-  await admin.query(`DROP PUBLICATION "${c.publication!}"`);
-  await admin.query(`INSERT INTO ${q("renewed")} VALUES (51)`);
-  const source = newSource(c);
-  await source.connect(checkpoint, AbortSignal.timeout(30_000));
+  const { checkpoint, source, failure } = await readAfterPublicationDropped("renewed", { snapshot: { mode: "when-needed", parallelism: 1, chunk_rows: 10 } });
   try {
-    await assert.rejects(readUntil(source, (all) => all.events.some((e) => e.key["id"] === 51)), (error: unknown) => {
-      assert.ok(error instanceof SluiceError, String(error));
-      assert.equal(error.code, "PG_PUBLICATION_DROPPED", error.message);
-      assert.equal(error.retriable, true);
-      assert.match(error.message, /Taking a new snapshot on a new slot \(snapshot.mode when-needed\)/);
-      return true;
-    });
+    assert.equal(failure.retriable, true);
+    assert.match(failure.message, /Taking a new snapshot on a new slot \(snapshot.mode when-needed\)/);
     // As capture does after a retriable failure: close, connect again from the stored checkpoint.
     await source.close();
     await source.connect(checkpoint, AbortSignal.timeout(30_000));
