@@ -131,6 +131,28 @@ test("an outage of the topic log (list topics, open consumer, poll, commit) is w
   await embedded.close();
 });
 
+test("a target that cannot be opened (its server unreachable at the start) is named in what the sink waits for, not \"starting\"", async () => {
+  const embedded = await setup();
+  const sink = new ListSink();
+  let openFailures = 40;
+  sink.open = async () => {
+    if (openFailures-- > 0) throw new ConnectionError("ClickHouse unreachable: connect ECONNREFUSED 127.0.0.1:58999", { code: "SINK_UNAVAILABLE" });
+  };
+  const r = runner(embedded, sink, async () => TOPICS);
+  const stop = new AbortController();
+  const running = r.run(stop.signal);
+  const waiting = new Set<string>();
+  for (let i = 0; i < 2000 && !(sink.rows.size === 20 && r.ready()); i++) {
+    if (openFailures > 0) waiting.add(String(r.waitingFor()));
+    await new Promise((res) => setTimeout(res, 2));
+  }
+  stop.abort(new Error("stop"));
+  await running;
+  assert.equal(sink.rows.size, 20, "every record applied once the target opened");
+  assert.ok([...waiting].some((w) => /its target does not accept writes: .*ClickHouse unreachable: connect ECONNREFUSED 127\.0\.0\.1:58999/.test(w)), `names the unreachable server: ${[...waiting].join(" | ")}`);
+  await embedded.close();
+});
+
 test("a permanent error from the topic log still ends the sink", async () => {
   const embedded = await setup();
   const r = runner(embedded, new ListSink(), async () => {

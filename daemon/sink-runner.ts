@@ -942,11 +942,18 @@ export class SinkRunner {
         signal: stop,
         onRetry: (err) => {
           if (isAuthRefusal(err)) this.noteAuthRefusal(err);
+          else {
+            // /readyz and /status name the server that does not answer, not "starting" for as long as it is away.
+            this.targetReachable = false;
+            this.targetProblem = errorText(err);
+          }
           this.logger.warn({ err }, "sink open failed; retrying");
         },
       },
     );
     this.opened = true;
+    this.targetReachable = true;
+    this.targetProblem = null;
   }
 
   /**
