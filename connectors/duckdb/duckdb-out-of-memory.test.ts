@@ -125,6 +125,32 @@ test("a spill that does not fit while the disk has room goes the out-of-memory w
   }
 });
 
+// Review of baccfc3: "full" was less than 64 MiB or 2% of the disk free, so on a 1 TiB disk with 15 GiB free a spill that
+// filled DuckDB's limit (90% of those 15 GiB) was waited out for ever, every table of the sink behind it, though what
+// DuckDB refused was a spill larger than the room it had, not a disk it could not spill to.
+const TERABYTE_DISK_SPILL =
+  "Out of Memory Error: failed to offload data block of size 256.0 KiB (13.5 GiB/13.5 GiB used).\nThis limit was set by the 'max_temp_directory_size' setting.\nBy default, this setting utilizes the available disk space on the drive where the 'temp_directory' is located.";
+
+test("a spill that filled DuckDB's limit on a large disk with gigabytes free (15 GiB of 1 TiB) goes the out-of-memory way, not waited out as a full disk", async () => {
+  const sink = await openSink("spill_big_disk", testLogger(), () => ({ free: 15 * GiB, size: 1024 * GiB }));
+  try {
+    const events = new Events(tableSchema(randomTableName("spill"), [["id", "integer"], ["v", "text"]]));
+    let failures: readonly { index: number; error: Error }[] = [];
+    const refused = await withCommitsRefused(
+      20,
+      async () => {
+        ({ failures } = await sink.write([events.insert(1n, { id: 1, v: "a" }), events.insert(2n, { id: 2, v: "b" })], AbortSignal.timeout(30_000)));
+      },
+      TERABYTE_DISK_SPILL,
+    );
+    assert.deepEqual(failures.map((f) => [f.index, (f.error as SluiceError).code]), [[0, "SINK_TARGET_BLOCKED"]]);
+    assert.match(((failures[0]!.error as Error).cause as Error).message, /max_temp_directory_size .*13\.5 GiB.*15\.0 GiB free of 1\.0 TiB/);
+    assert.equal(refused, 4, "the whole write once, then its first change 3 times");
+  } finally {
+    await sink.close();
+  }
+});
+
 test("a change that does not fit alone halts its table; the later change of the table held behind it leaves nothing to write", async () => {
   const sink = await openSink("held_rest");
   try {

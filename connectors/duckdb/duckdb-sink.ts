@@ -1005,17 +1005,18 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     }
     // Said as out of memory: the spill did not fit max_temp_directory_size, by default 90% of the temp directory's disk's free room.
     if (NO_SPILL_ROOM.test(message)) {
-      const room = spillRoom(this.#config.path, this.#diskSpace);
+      const room = spillRoom(this.#config.path, message, this.#diskSpace);
       const free = room.space === null ? "its free room could not be read" : `${formatBytes(room.space.free)} free of ${formatBytes(room.space.size)}`;
+      const limit = room.limit === null ? "by default 90% of the disk's free room" : `${formatBytes(room.limit)}, by default 90% of the disk's free room when DuckDB first spilled`;
       if (room.full) {
         return new ConnectionError(
-          `DuckDB cannot spill to its temp directory ${room.directory} (the disk is full: ${free}; its max_temp_directory_size is by default 90% of the disk's free room; the sink retries until there is room): ${message.split("\n")[0]}`,
+          `DuckDB cannot spill to its temp directory ${room.directory} (the disk is full: ${free}; its max_temp_directory_size is ${limit}; the sink retries until there is room): ${message.split("\n")[0]}`,
           { code: "SINK_IO", context: { component: "sink", sink: this.name }, cause: error },
         );
       }
       // The disk has room: this write's spill alone is larger than the limit, which waiting never cures. Out of memory: halved, then its table halts.
       return new SluiceError(
-        `DuckDB ran out of its memory_limit and its spill does not fit max_temp_directory_size either (the temp directory ${room.directory}'s disk has ${free}: the write needs more than that): ` +
+        `DuckDB ran out of its memory_limit and its spill does not fit max_temp_directory_size either (${limit}; the temp directory ${room.directory}'s disk has ${free}: the write needs more than that): ` +
           `${message.split("\n")[0]} \u2014 raise memory (or this sink's memory_limit; docs/operations.md#memory)`,
         { code: "SINK_OUT_OF_MEMORY", retriable: true, context: { component: "sink", sink: this.name }, cause: error },
       );
