@@ -33,7 +33,8 @@ test("a partition held by another member of the group (PARTITION_NOT_ASSIGNED on
   const config = testKafkaConfig({ partitions: 2 });
   const log = await KafkaTopicLog.open({ config, deployment, logger });
   const kafka = new Kafka({ brokers: config.brokers, logLevel: logLevel.NOTHING });
-  const other = kafka.consumer({ groupId: group, sessionTimeout: 10_000, heartbeatInterval: 1_000 });
+  // Its fetches wait at most 200 ms (kafkajs's default is 5 s): it rejoins a rebalance, and leaves, after its fetch in flight.
+  const other = kafka.consumer({ groupId: group, sessionTimeout: 10_000, heartbeatInterval: 1_000, maxWaitTimeInMs: 200 });
   try {
     await log.createTopic({ name: topic, partitions: 2, retentionMs: null, retentionBytes: null, compacted: false });
     await log.produce(Array.from({ length: ROWS }, (_, i) => jsonRecord(topic, event("items", i + 1))));
