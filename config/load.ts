@@ -1,4 +1,4 @@
-import { noteSinkSecretFiles } from "./secret-files.ts";
+import { noteSecretFiles } from "./secret-files.ts";
 import { CONFIG_FILE_MAX_BYTES, readBoundedFile } from "./bounded-file.ts";
 import type { z } from "zod";
 import { checkScalars, describeFsError, interpolateEnv, offsetOf, parseConfigText, plainValue, readSecretFiles } from "./document.ts";
@@ -67,7 +67,7 @@ export function loadConfigText(file: string, text: string, options: LoadOptions 
     const problem = options.checkMemory ? memoryProblem(result.data, options) : undefined;
     if (problem !== undefined) throw new ConfigValidationError(file, [{ file, ...parsed.locate(offsetOf(parsed.document, ["memory"])), path: "memory", message: problem }]);
     const config = resolveReadFiles(result.data, file);
-    noteSinkSecretFiles(config, secretFiles);
+    noteSecretFiles(config, secretFiles);
     const checkIssues = (options.check?.(config) ?? []).map((i) => ({ file, ...parsed.locate(offsetOf(parsed.document, i.path)), path: formatPath(i.path), message: i.message }));
     if (checkIssues.length === 0) return config;
     throw new ConfigValidationError(file, sortIssues(checkIssues));

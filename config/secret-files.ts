@@ -1,8 +1,9 @@
 /**
- * A sink's secrets given by file (`password_file`, `api_key_file`) are read again each time the sink opens,
- * so a secret rotated in its file (a Kubernetes Secret updated in place) is taken when the sink reconnects,
- * without a restart. The load notes each sink's secret files on its config (`secret_files`: key -> absolute
- * path), which travels with it to the sink's thread.
+ * A sink's or a source's secrets given by file (`password_file`, `api_key_file`) are read again each time it
+ * connects, so a secret rotated in its file (a Kubernetes Secret updated in place) is taken when the sink reopens or
+ * the source reconnects (a password rotated on the database), without a restart. The load notes each sink's and
+ * source's secret files on its config (`secret_files`: key -> absolute path), which travels with a sink's config to
+ * its thread.
  */
 import { readBoundedFile } from "./bounded-file.ts";
 import type { SecretFile } from "./document.ts";
@@ -14,13 +15,13 @@ interface WithSecretFiles {
   secret_files?: Record<string, string>;
 }
 
-/** Notes on each sink's config the secrets its section read from files. */
-export function noteSinkSecretFiles(config: SluiceConfig, files: readonly SecretFile[]): void {
+/** Notes on each sink's and source's config the secrets its section read from files. */
+export function noteSecretFiles(config: SluiceConfig, files: readonly SecretFile[]): void {
   for (const { at, key, file } of files) {
-    if (at.length !== 3 || at[0] !== "sinks" || typeof at[1] !== "number") continue;
-    const sink = config.sinks[at[1]] as (WithSecretFiles & object) | undefined;
-    if (sink === undefined) continue;
-    sink.secret_files = { ...sink.secret_files, [key]: file };
+    if (at.length !== 3 || (at[0] !== "sinks" && at[0] !== "sources") || typeof at[1] !== "number") continue;
+    const section = (at[0] === "sinks" ? config.sinks[at[1]] : config.sources[at[1]]) as (WithSecretFiles & object) | undefined;
+    if (section === undefined) continue;
+    section.secret_files = { ...section.secret_files, [key]: file };
   }
 }
 

@@ -905,3 +905,57 @@ test("a parked change goes to the parking topic as the sealer seals it (with its
   assert.deepEqual(published.slice(0, 2), ["clear-1", "opened"]);
   await log.close();
 });
+
+test("a login refused after capture ran (a password rotated on the database) is waited out: not ready naming it, connect retried with backoff, resumed from the checkpoint once accepted; at the first connect it stops capture", async () => {
+  const refused = () => new SluiceError("connecting: PostgreSQL at db:5432 (source pg) refused the login: password authentication failed for user \"sluice\"; check user, password and pg_hba.conf", { code: "PG_AUTH_FAILED", retriable: false });
+  const first = new ScriptedSource([]);
+  first.connect = async () => {
+    throw refused();
+  };
+  await assert.rejects(new CapturePipeline({ source: first, log: new MemoryLog() as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } }).run(new AbortController().signal), /refused the login/);
+
+  const source = new ScriptedSource([[event("a", 1n, 10n)], [event("a", 2n, 20n)]]);
+  const log = new MemoryLog();
+  const connect = source.connect.bind(source);
+  let refusing = false;
+  let refusals = 0;
+  source.connect = async (from) => {
+    if (refusing) {
+      refusals++;
+      throw refused();
+    }
+    return connect(from);
+  };
+  const read = source.read.bind(source);
+  let reads = 0;
+  source.read = async (signal) => {
+    // The server restarted with the new password after the first batch: the stream ends, the reconnect is refused.
+    if (++reads === 2) {
+      refusing = true;
+      throw new ConnectionError("the replication connection ended: terminating connection due to administrator command", {});
+    }
+    return read(signal);
+  };
+  const pipeline = new CapturePipeline({ source, log: log as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 2 } });
+  const stop = new AbortController();
+  let outcome: unknown = "running";
+  const running = pipeline.run(stop.signal).then(
+    () => (outcome = "returned"),
+    (error: unknown) => (outcome = error),
+  );
+  try {
+    for (let i = 0; i < 1000 && refusals < 3 && outcome === "running"; i++) await new Promise((r) => setTimeout(r, 2));
+    assert.equal(outcome, "running", "capture neither stops nor returns: the refusal is waited out");
+    assert.ok(refusals >= 3, "the connect is tried again");
+    assert.equal(pipeline.ready(), false);
+    assert.match(pipeline.waitingFor() ?? "", /refused the login/);
+    refusing = false;
+    for (let i = 0; i < 1000 && !source.acked.includes(20n); i++) await new Promise((r) => setTimeout(r, 2));
+    assert.deepEqual(source.acked, [10n, 20n]);
+    assert.equal(source.connects.at(-1)?.position.commit, 10n, "resumed from the checkpoint");
+    assert.deepEqual(log.records.map((r) => r.key!.toString()), ["1", "2"], "nothing lost, nothing doubled");
+  } finally {
+    stop.abort(new Error("stop"));
+    await running;
+  }
+});

@@ -111,6 +111,13 @@ export type { TransactionMarker } from "../connectors/contracts.ts";
  */
 const TABLE_HALTING_CODES = new Set(["SCHEMA_INCOMPATIBLE", "SCHEMA_UNSUPPORTED", "AVRO_VALUE_INVALID", RECORD_TOO_LARGE, "OUTBOX_EVENT_INVALID", "DATA_CHECK_FAILED", "GOVERNANCE_KEY_INVALID"]);
 
+/** The database refused the source's login (its error codes for it). */
+const LOGIN_REFUSED = new Set(["PG_AUTH_FAILED", "MYSQL_AUTH_FAILED"]);
+
+function isLoginRefused(error: unknown): error is SluiceError {
+  return error instanceof SluiceError && LOGIN_REFUSED.has(error.code);
+}
+
 export class CapturePipeline {
   private readonly options: CaptureOptions;
   private readonly logger: Logger;
@@ -130,6 +137,8 @@ export class CapturePipeline {
   /** The batch being encoded (see encodeBatch). */
   private readonly encoding = new Serial();
   private connected = false;
+  /** The source connected once in this process: from then on its server refusing the login is waited out (connectSource). */
+  private everConnected = false;
   /** The last failure being retried while not connected. */
   private problem: string | null = null;
   private lastCheckpoint: Checkpoint | null = null;
@@ -191,7 +200,7 @@ export class CapturePipeline {
         await retry(
           async () => {
             this.lastCheckpoint = await log.readCheckpoint(source.name);
-            await source.connect(this.lastCheckpoint, stop);
+            await this.connectSource(stop);
           },
           {
             ...this.options.reconnect,
@@ -203,6 +212,7 @@ export class CapturePipeline {
           },
         );
         this.connected = true;
+        this.everConnected = true;
         this.problem = null;
         connectedFrom = this.lastCheckpoint;
         this.logger.info({ from: this.lastCheckpoint ? formatPosition(source.kind, this.lastCheckpoint.position) : "start" }, "capturing");
@@ -222,6 +232,21 @@ export class CapturePipeline {
     }
     this.connected = false;
     await source.close().catch(() => undefined);
+  }
+
+  /**
+   * A login the database refuses at the first connect is a config error, told at once (capture stops). Once the source
+   * connected in this process, the same refusal is a password rotated on the server (or a role locked for a while):
+   * waited out like the server being down, with the reconnect backoff, not ready and naming it, while the other sources
+   * and the sinks go on. Each connect reads a password_file again (connection-settings.ts).
+   */
+  private async connectSource(stop: AbortSignal): Promise<void> {
+    try {
+      await this.options.source.connect(this.lastCheckpoint, stop);
+    } catch (error) {
+      if (!this.everConnected || !isLoginRefused(error)) throw error;
+      throw new SluiceError(`${error.message}; waiting for the server to accept the source's credentials (retried with backoff)`, { code: error.code, retriable: true, context: error.context, cause: error });
+    }
   }
 
   /**

@@ -7,6 +7,7 @@ import { checkServerIdentity } from "node:tls";
 import type { TLSSocket } from "node:tls";
 import type { ConnectionOptions, SslOptions } from "mysql2";
 import type { MysqlSourceConfig } from "../../config/schema.ts";
+import { currentSecret } from "../../config/secret-files.ts";
 import { readTlsFiles } from "../common/tls-files.ts";
 import type { Flavor } from "./resume-token.ts";
 
@@ -51,7 +52,9 @@ export function connectionOptions(config: MysqlSourceConfig, purpose: Connection
     multipleStatements: false,
     connectAttributes: { program_name: `sluice:${config.name}:${purpose}` },
   };
-  if (config.password !== undefined) options.password = config.password;
+  // A password_file is read again for each connection: a password rotated on the server and in the file is taken at the reconnect.
+  const password = currentSecret(config, "password");
+  if (password !== undefined) options.password = password;
   const ssl = tlsSettings(config);
   if (ssl !== undefined) options.ssl = ssl;
   return options;

@@ -6,6 +6,7 @@
 import type { ClientConfig } from "pg";
 import type { ConnectionOptions } from "node:tls";
 import type { PostgresSourceConfig } from "../../config/schema.ts";
+import { currentSecret } from "../../config/secret-files.ts";
 import { readTlsFiles } from "../common/tls-files.ts";
 
 export const SESSION_SETTINGS: Readonly<Record<string, string>> = {
@@ -49,7 +50,9 @@ export function clientConfig(config: PostgresSourceConfig, purpose: ConnectionPu
     connectionTimeoutMillis: 10_000,
     keepAlive: true,
   };
-  if (config.password !== undefined) settings.password = config.password;
+  // A password_file is read again for each connection: a password rotated on the server and in the file is taken at the reconnect.
+  const password = currentSecret(config, "password");
+  if (password !== undefined) settings.password = password;
   if (purpose === "replication") settings.replication = "database";
   return settings;
 }
