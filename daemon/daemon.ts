@@ -39,7 +39,7 @@ import { ParkedPersonalData, warnTransformsUnsealed } from "./governance/parked-
 import { HttpServer, methodsAllowed, sendJson } from "./http-server.ts";
 import type { MethodsAllowed } from "./http-server.ts";
 import { sharedRun } from "./shared-run.ts";
-import { optionalNameList, readJsonObject } from "./request-body.ts";
+import { optionalFlag, optionalNameList, readJsonObject } from "./request-body.ts";
 import type { BodyReader } from "./request-body.ts";
 import { readTlsCredentials } from "./http-tls.ts";
 import type { Logger } from "../runtime/logger.ts";
@@ -701,8 +701,9 @@ export class Daemon {
     }
     const body = await readJsonObject(request, '{"tables": ["schema.table", ...], "execute": true}, or no body for a dry run of every table', ["tables", "execute"]);
     const tables = optionalNameList(body, "tables", "schema.table names");
+    const execute = optionalFlag(body, "execute");
     try {
-      sendJson(res, 200, await running.thread.abandonRebuild(tables ?? [], body["execute"] === true));
+      sendJson(res, 200, await running.thread.abandonRebuild(tables ?? [], execute));
     } catch (error) {
       const refused = error instanceof SluiceError && (error.code === REBUILD_RUNNING || error.code === REBUILD_SINK_SHARED);
       sendJson(res, refused ? 409 : 500, { error: error instanceof Error ? error.message : String(error) });

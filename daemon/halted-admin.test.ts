@@ -53,6 +53,12 @@ test("a source's skip takes \"through\" (a parking topic offset, or \"pending\")
     assert.equal((await post("skip", { table: "public.t", execute: false, through: "pending" })).status, 200);
     assert.equal((await post("skip", { table: "public.t", execute: false })).status, 200);
     assert.equal((await post("retry", { table: "public.t", execute: false, through: "pending" })).status, 400);
+    // Not a dry run answered 200: a script sending "true" or 1 took the skip for done.
+    for (const execute of ["true", 1, null]) {
+      const refused = await post("skip", { table: "public.t", execute });
+      assert.equal(refused.status, 400, `execute ${JSON.stringify(execute)}`);
+      assert.match(((await refused.json()) as { error: string }).error, /"execute" must be true or false \(a JSON boolean\), not/);
+    }
     assert.deepEqual(asked, [
       ["public.t", "skip", true, 18446744073709551615n],
       ["public.t", "skip", false, "pending"],

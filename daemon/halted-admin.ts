@@ -12,7 +12,7 @@ import { NOT_HALTED } from "./halted.ts";
 import type { CaptureReleaseReport, CaptureSkipThrough, HaltAction, HaltReleaseReport } from "./halted.ts";
 import { methodsAllowed, sendJson } from "./http-server.ts";
 import type { MethodsAllowed } from "./http-server.ts";
-import { readJsonObject } from "./request-body.ts";
+import { optionalFlag, readJsonObject } from "./request-body.ts";
 import type { BodyReader } from "./request-body.ts";
 
 export interface ReleasableSink {
@@ -55,9 +55,9 @@ export function haltedHandler(sinks: ReadonlyMap<string, ReleasableSink>, source
       sendJson(res, 400, { error: '"through" is for a skip only: "pending" or an offset (decimal text: a sink\'s record offset, a source\'s parking topic offset)' });
       return true;
     }
+    const execute = optionalFlag(request, "execute");
     try {
       const action = match[3] as HaltAction;
-      const execute = request.execute === true;
       sendJson(
         res,
         200,

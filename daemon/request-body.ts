@@ -156,6 +156,18 @@ export async function readJsonObject(body: BodyReader, expected: string, fields:
 }
 
 /**
+ * The optional flag `field` (e.g. "execute") of a body read by readJsonObject: false when absent. Anything
+ * but a JSON boolean is refused: "execute": "true" (or 1) was taken for a dry run, answered 200, and a
+ * script that sent it took the skip, abandon or snapshot for done.
+ */
+export function optionalFlag(body: Record<string, unknown>, field: string): boolean {
+  const value = body[field];
+  if (value === undefined) return false;
+  if (typeof value !== "boolean") throw new BadRequestError(`"${field}" must be true or false (a JSON boolean), not ${JSON.stringify(value)}`);
+  return value;
+}
+
+/**
  * The optional list `field` of a body read by readJsonObject: undefined when the field is absent
  * (which the endpoint reads as every table). An empty list is refused: it names no table, and read
  * as "every table" it rebuilt them all (`sluice replay --rebuild` before this change sent [] for

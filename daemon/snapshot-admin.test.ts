@@ -76,3 +76,25 @@ test("sluice snapshot list while the source does not stream says so and shows th
     await new Promise((resolve) => server.close(resolve));
   }
 });
+
+test("an \"execute\" that is not a JSON boolean is refused 400, not taken for a dry run", async () => {
+  const asked: string[] = [];
+  const recording: OnlineSnapshotting = { plan: async () => (asked.push("plan"), {}) as never, request: async () => (asked.push("request"), {}) as never, list: () => ({ tasks: [], failed: [] }) };
+  const handle = snapshotHandler(() => ({ snapshots: recording }), () => ["pg"]);
+  const server = createServer((req, res) => void handle(req, res, bodyOf(req)).catch((error: Error) => {
+    res.writeHead(400);
+    res.end(error.message);
+  }));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const { port } = server.address() as AddressInfo;
+    for (const execute of ["true", 1]) {
+      const response = await fetch(`http://127.0.0.1:${port}/sources/pg/snapshots`, { method: "POST", body: JSON.stringify({ table: "shop.orders", execute }) });
+      assert.equal(response.status, 400);
+      assert.match(await response.text(), /"execute" must be true or false/);
+    }
+    assert.deepEqual(asked, [], "neither planned (a dry run) nor requested");
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+});

@@ -11,7 +11,7 @@ import { SluiceError } from "../connectors/errors.ts";
 import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
 import { methodsAllowed, sendJson } from "./http-server.ts";
 import type { MethodsAllowed } from "./http-server.ts";
-import { readJsonObject } from "./request-body.ts";
+import { optionalFlag, readJsonObject } from "./request-body.ts";
 import type { BodyReader } from "./request-body.ts";
 
 const MAX_BODY_BYTES = 64 * 1024;
@@ -58,10 +58,11 @@ export function snapshotHandler(lookup: (source: string) => SnapshotTarget | und
       return true;
     }
     const where = typeof request.where === "string" ? request.where : null;
+    const execute = optionalFlag(request, "execute");
     try {
       const server = target.server === undefined ? "" : ` ${target.server}`;
       const late = `the database server${server} of source "${name}" did not answer within ${answerMs / 1000} s: is it up and reachable?`;
-      if (request.execute !== true) {
+      if (!execute) {
         sendJson(res, 200, { executed: false, plan: await answeredWithin(target.snapshots.plan(request.table, where), answerMs, `${late} Ask again once it answers.`) });
         return true;
       }
