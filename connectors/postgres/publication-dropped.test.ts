@@ -9,6 +9,7 @@ import { SluiceError } from "../errors.ts";
 import { isPublicationDropped, publicationDroppedError } from "./pg-errors.ts";
 import { ReplicationStream } from "./replication-stream.ts";
 import { WalBuffer } from "./wal-buffer.ts";
+import { missingPublicationProblem } from "./slot-setup.ts";
 
 const pgError = (code: string, message: string) => Object.assign(new Error(message), { code });
 
@@ -67,3 +68,13 @@ for (const renews of [false, true]) {
     await stream.stop();
   });
 }
+
+test("a publication missing at a start that resumes a checkpoint is taken for dropped while stopped from PostgreSQL 18 on (its pgoutput would skip the changes made meanwhile); up to 17 the stream itself fails", () => {
+  const names = { slot: "sluice_shop", publication: "sluice_shop_pub" };
+  const problem = missingPublicationProblem(180001, true, false, names);
+  assert.match(problem ?? "", /publication "sluice_shop_pub" is missing while slot "sluice_shop" has changes to stream from the checkpoint: it was dropped while Sluice was stopped, and PostgreSQL 18 would leave/);
+  assert.equal(missingPublicationProblem(170005, true, false, names), null, "PostgreSQL 17 fails the stream at the first such change");
+  assert.equal(missingPublicationProblem(150010, true, false, names), null);
+  assert.equal(missingPublicationProblem(180001, false, false, names), null, "a first start creates it");
+  assert.equal(missingPublicationProblem(180001, true, true, names), null);
+});

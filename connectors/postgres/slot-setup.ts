@@ -123,6 +123,24 @@ export async function ensurePublication(
   return added;
 }
 
+/** The first PostgreSQL whose pgoutput leaves out the changes made while the publication was missing instead of failing. */
+export const PUBLICATION_SKIPPED_SINCE = 180000;
+
+/**
+ * Why a slot cannot be resumed because its publication is missing at start, or null. Up to PostgreSQL 17 the stream
+ * itself fails at the first change made while the publication was missing (PG_PUBLICATION_DROPPED), whatever the start
+ * does; from 18 on, the start would create the publication again and the stream would go on without those changes, not
+ * a word said. So from 18 on a publication missing when a checkpoint is resumed is taken for dropped while Sluice was
+ * stopped: a new snapshot under snapshot.mode when-needed, else the start stops saying so (planStart's brokenBy).
+ */
+export function missingPublicationProblem(serverVersion: number, resuming: boolean, publicationExists: boolean, names: CaptureNames): string | null {
+  if (!resuming || publicationExists || serverVersion < PUBLICATION_SKIPPED_SINCE) return null;
+  return (
+    `publication "${names.publication}" is missing while slot "${names.slot}" has changes to stream from the checkpoint: it was dropped while Sluice was stopped, ` +
+    `and PostgreSQL ${Math.floor(serverVersion / 10000)} would leave the changes made while it was missing out of the stream without failing it (docs/postgres.md#a-dropped-publication)`
+  );
+}
+
 /** SQLSTATE 55P03: the statement's lock_timeout ended its wait for a lock. */
 const LOCK_NOT_AVAILABLE = "55P03";
 

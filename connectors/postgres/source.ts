@@ -40,7 +40,7 @@ import type { SnapshotRow, TableSnapshotProgress } from "./snapshot-reader.ts";
 import { insertEvent, truncateEvent } from "./change-events.ts";
 import { snapshotResetPosition } from "../common/snapshot-reset.ts";
 import type { EventOrigin } from "./change-events.ts";
-import { addedTablesStatement, captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, planStart } from "./slot-setup.ts";
+import { addedTablesStatement, captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, missingPublicationProblem, planStart } from "./slot-setup.ts";
 import { gapKey, gapWarning, publicationGap, publicationMembers, publicationOptions } from "./publication-actions.ts";
 import type { PublicationGap } from "./publication-actions.ts";
 import { PUBLICATION_INCOMPLETE } from "../common/source-warnings.ts";
@@ -315,7 +315,9 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     if (tables.length === 0) {
       throw new SluiceError(`no table of database "${server.database}" matches ${config.tables.join(", ")}`, { code: "PG_NO_TABLES", context });
     }
-    const plan = await planStart(catalog, config, names, from, server.database, logger, context, this.standbyCatchUp, this.slotBrokenBy);
+    // PostgreSQL 18 streams past changes made while the publication was missing: one missing now was dropped while stopped.
+    const missing = config.create_publication ? missingPublicationProblem(server.version, from !== null, (await publicationInfo(catalog, names.publication)) !== null, names) : null;
+    const plan = await planStart(catalog, config, names, from, server.database, logger, context, this.standbyCatchUp, this.slotBrokenBy ?? missing);
     this.slotBrokenBy = null;
     // Resuming a stream, a table the publication lacks may have been dropped and created again (or renamed away and
     // another created) while Sluice was stopped: WAL has no record of that, and its targets hold the old table's rows.
