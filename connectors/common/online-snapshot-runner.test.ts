@@ -69,3 +69,18 @@ test("a table read again: under snapshot.mode never it is said and not asked for
   assert.deepEqual(await after(xa, "initial"), [cannot("s.a"), cannot("s.b")]);
   assert.deepEqual(asked, ["s.new", "s.t", "s.t", "s.a", "s.b"]);
 });
+
+test("a table read again that the server no longer has (dropped since, as pt-online-schema-change drops the table it renamed away) is a warning that there is nothing to read, not an error asking for a snapshot of it", async () => {
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: "warn" }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  const gone = async () => {
+    throw new SluiceError("table s._orders_old does not exist on the server", { code: "SNAPSHOT_TABLE_UNKNOWN", retriable: false });
+  };
+  await backfillRenamed("s.orders", "s._orders_old", "initial", gone, logger, "0/1");
+  const [, said] = lines;
+  assert.equal(lines.length, 2);
+  assert.equal(said?.["level"], 40);
+  assert.equal(said?.["table"], "s._orders_old");
+  assert.doesNotMatch(String(said?.["msg"]), /sluice snapshot --table s\._orders_old --execute$/);
+  assert.match(String(said?.["msg"]), /no longer has s\._orders_old/);
+});

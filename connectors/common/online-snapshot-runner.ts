@@ -200,7 +200,19 @@ async function readAgain(tables: readonly string[], snapshotMode: string, reques
     logger.warn(said.neverFields, said.never);
     return;
   }
-  await requestBackfills(tables, request, (table, error) => logger.error({ table, err: error.message }, said.cannot(table)), at, context);
+  await requestBackfills(tables, request, (table, error) => gaveUp(table, error, logger, said), at, context);
+}
+
+/**
+ * A table the server no longer has (dropped or renamed away since the statement, as pt-online-schema-change drops the
+ * table it renamed away a moment later) has nothing to read: a warning, not an error asking for a snapshot of it.
+ */
+function gaveUp(table: string, error: Error, logger: Logger, said: ReadAgainTexts): void {
+  if (error instanceof SluiceError && error.code === "SNAPSHOT_TABLE_UNKNOWN") {
+    logger.warn({ table, err: error.message }, `the server no longer has ${table} (dropped or renamed since): nothing of it is read again; its targets keep the rows they have`);
+    return;
+  }
+  logger.error({ table, err: error.message }, said.cannot(table));
 }
 
 /**
