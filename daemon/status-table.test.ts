@@ -121,3 +121,17 @@ test("sluice status shows a source's warnings, e.g. a publication that leaves ou
   assert.match(text, /WARNING OF\s+CODE\s+MESSAGE\npg\s+PG_PUBLICATION_INCOMPLETE\s+publication "p" does not publish delete/);
   assert.doesNotMatch(formatStatus(base), /WARNING OF/);
 });
+
+test("sluice status marks another process's source or sink that is not ready, as /status's instances say (the readiness at the top is this process's)", () => {
+  const instance = (id: string, self: boolean, ready: boolean) => ({
+    id,
+    self,
+    roles: ["capture", "sinks"],
+    ageSeconds: 1,
+    sources: [{ name: "pg", state: "leader", ready, lagSeconds: 0.3 }],
+    sinks: [{ name: "analytics", ready, partitions: ready ? ["t:0"] : [], lagRecords: 0 }],
+  });
+  const text = formatStatus({ ...status({ commit: "10", change: "9" }), instances: [instance("vm:1", true, true), instance("vm:2", false, false)] });
+  assert.match(text, /vm:1 \(this\)\s+capture,sinks\s+pg:leader 0\.3s\s+analytics:1p lag 0\s+now/);
+  assert.match(text, /vm:2\s+capture,sinks\s+pg:leader 0\.3s NOT READY\s+analytics:0p lag 0 NOT READY\s+1\.0s ago/);
+});

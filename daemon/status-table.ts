@@ -96,8 +96,9 @@ export function formatStatus(status: Record<string, unknown>): string {
         instances.map((i) => [
           `${i.id}${i.self ? " (this)" : ""}`,
           i.roles.join(","),
-          i.sources.map((s) => `${s.name}:${s.state}${s.state !== "standby" && s.lagSeconds !== null ? ` ${seconds(s.lagSeconds)}` : ""}`).join(" ") || "-",
-          i.sinks.map((s) => `${s.name}:${s.partitions.length}p lag ${s.lagRecords ?? "-"}`).join(" ") || "-",
+          // Another process's part that is not ready shows only here (the readiness above is this process's).
+          i.sources.map((s) => `${s.name}:${s.state}${s.state !== "standby" && s.lagSeconds !== null ? ` ${seconds(s.lagSeconds)}` : ""}${s.ready === false ? " NOT READY" : ""}`).join(" ") || "-",
+          i.sinks.map((s) => `${s.name}:${s.partitions.length}p lag ${s.lagRecords ?? "-"}${s.ready === false ? " NOT READY" : ""}`).join(" ") || "-",
           i.stale ? `STALE ${seconds(i.ageSeconds ?? null)} ago` : i.self ? "now" : `${seconds(i.ageSeconds ?? null)} ago`,
         ]),
       ),
