@@ -142,6 +142,11 @@ test("usage errors exit 2: unknown command, unknown flag, missing -c", () => {
   const missing = sluice("validate");
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /missing -c FILE/);
+  // It printed the list of commands and exited 0.
+  const help = sluice("help", "stauts");
+  assert.equal(help.code, 2);
+  assert.equal(help.stdout, "");
+  assert.match(help.stderr, /sluice help: unknown command "stauts"; did you mean "status"\?/);
 });
 
 test("a stray argument is refused, naming it, by the commands that take none (found live: status ignored one and exited 0; validate FILE said only 'missing -c FILE')", () => {

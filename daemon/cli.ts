@@ -395,6 +395,10 @@ export async function main(argv: readonly string[], given: Io = processIo): Prom
   if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     const topic = name === "help" ? rest[0] : undefined;
     const command = topic ? commands[topic] : undefined;
+    if (topic !== undefined && !command) {
+      io.stderr(`sluice help: unknown command "${topic}"${suggestCommand(topic)}\nRun "sluice --help" for the list of commands.\n`);
+      return EXIT_USAGE;
+    }
     io.stdout(command ? commandHelp(topic!, command) : topHelp());
     return EXIT_OK;
   }
