@@ -27,6 +27,8 @@ export function noteSecretFiles(config: SluiceConfig, files: readonly SecretFile
 
 /** A sink's secret file that could not be read at a (re)connection: never its value, which was not read. */
 export interface UnreadableSecretFile {
+  /** The sink's or source's name (its config section's `name`). */
+  readonly name: string | undefined;
   /** The secret's key (`password`, `api_key`): the config names its file `<key>_file`. */
   readonly key: string;
   readonly file: string;
@@ -68,7 +70,8 @@ export function currentSecret(sinkConfig: object, key: string): string | undefin
     return value;
   } catch (error) {
     const code = (error as { code?: unknown }).code;
-    unreadableListener?.({ key, file, code: typeof code === "string" ? code : "EUNKNOWN", reason: error instanceof Error ? error.message : String(error) });
+    const name = (sinkConfig as { name?: unknown }).name;
+    unreadableListener?.({ name: typeof name === "string" ? name : undefined, key, file, code: typeof code === "string" ? code : "EUNKNOWN", reason: error instanceof Error ? error.message : String(error) });
     return lastRead.get(sinkConfig)?.get(key) ?? configured;
   }
 }

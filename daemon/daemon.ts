@@ -58,6 +58,7 @@ import { captureWriter, everything } from "./roles.ts";
 import type { RunSelection } from "./roles.ts";
 import { reloadingOnMiss } from "./registry-refresh.ts";
 import { captureLeaseGroup } from "../connectors/topics/names.ts";
+import { watchSourceSecretFiles } from "./source-secret-files.ts";
 import type { KafkaTopicLog } from "../connectors/kafka/kafka-log.ts";
 import type { LocalRegistry, SchemaRegistry } from "../schema-registry/index.ts";
 import type { RegistrySetup } from "./components.ts";
@@ -235,6 +236,7 @@ export class Daemon {
     this.writeLogLine = options.writeLogLine ?? ((line) => process.stdout.write(line));
     this.failed = new Promise<never>((_resolve, reject) => (this.fatal = reject));
     this.recreatedTopics = new RecreatedTopics({
+    watchSourceSecretFiles(logger, this.metrics);
       deployment: config.name,
       sources: config.sources.map((s) => s.name),
       snapshots: (source) => {

@@ -155,6 +155,12 @@ export class SluiceMetrics {
     labelNames: ["sink"] as const,
     registers: [this.registry],
   });
+  readonly sourceSecretFileUnreadable = new Counter({
+    name: "sluice_source_secret_file_unreadable_total",
+    help: "Reads of a source's password_file at a (re)connection that failed: the value read before was used",
+    labelNames: ["source"] as const,
+    registers: [this.registry],
+  });
   readonly deadLettered = new Counter({
     name: "sluice_sink_dead_lettered_total",
     help: "Rows a sink could not apply and sent to its dead-letter topic",
