@@ -319,4 +319,10 @@ export interface Sink {
   open(signal: AbortSignal): Promise<void>;
   write(changes: readonly SinkChange[], signal: AbortSignal): Promise<SinkWriteResult>;
   close(): Promise<void>;
+  /**
+   * `sluice halted retry --force`: whether `halt` (the error that halted a table) is a refusal of the target's state the
+   * operator may overrule, taking the target as it is now (a ClickHouse table found emptied after a mismatch); when
+   * `accept`, the sink does, so the retry writes the table instead of halting it again. Absent or false: nothing to overrule.
+   */
+  acceptTargetAsIs?(halt: Error, accept: boolean): boolean;
 }

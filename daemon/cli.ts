@@ -266,7 +266,7 @@ const commands: Record<string, Command> = {
     summary: "list halted tables; release one (retry, or skip its poison record to the dead-letter topic); a dry run unless --execute",
     usage: HALTED_USAGE,
     details: `${CONFIG_HELP}\n${HALTED_DETAILS}`,
-    options: { ...configOption, sink: { type: "string" }, source: { type: "string" }, table: { type: "string" }, through: { type: "string" }, "all-pending": { type: "boolean" }, execute: { type: "boolean" }, json: { type: "boolean" } },
+    options: { ...configOption, sink: { type: "string" }, source: { type: "string" }, table: { type: "string" }, through: { type: "string" }, "all-pending": { type: "boolean" }, force: { type: "boolean" }, execute: { type: "boolean" }, json: { type: "boolean" } },
     async run(values, positionals, io) {
       const config = loadConfigFile(configPath(values));
       const options = {
@@ -275,6 +275,7 @@ const commands: Record<string, Command> = {
         table: values["table"] as string | undefined,
         through: values["through"] as string | undefined,
         allPending: values["all-pending"] === true,
+        force: values["force"] === true,
         execute: values["execute"] === true,
         json: values["json"] === true,
       };

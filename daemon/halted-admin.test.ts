@@ -69,3 +69,35 @@ test("a source's skip takes \"through\" (a parking topic offset, or \"pending\")
     await server.close();
   }
 });
+
+test("\"force\" (sluice halted retry --force) is handed to a sink's retry; refused 400 elsewhere, and a release refusing it (HALT_FORCE_INVALID) is answered 400", async () => {
+  const asked: unknown[] = [];
+  const sink: ReleasableSink = {
+    release: async (table, action, execute, through, force) => {
+      asked.push([table, action, execute, through, force]);
+      if (table === "public.poison") throw new SluiceError("table public.poison halted for a reason --force does not overrule", { code: "HALT_FORCE_INVALID" });
+      return { sink: "wh", table, topic: "t", partition: 0, offset: "7", error: "emptied", action, executed: execute, description: "reading it again" };
+    },
+  };
+  const server = new HttpServer(createLogger("silent"));
+  server.mount("/sinks", haltedHandler(new Map([["wh", sink]])));
+  const { port } = await server.listen("127.0.0.1", 0);
+  try {
+    const post = (action: string, body: unknown) => fetch(`http://127.0.0.1:${port}/sinks/wh/halted/${action}`, { method: "POST", body: JSON.stringify(body) });
+    assert.equal((await post("retry", { table: "public.t", execute: true, force: true })).status, 200);
+    assert.equal((await post("retry", { table: "public.t", execute: false })).status, 200);
+    assert.equal((await post("skip", { table: "public.t", execute: false, force: true })).status, 400);
+    assert.equal((await post("retry", { table: "public.t", execute: false, force: "yes" })).status, 400);
+    const refused = await post("retry", { table: "public.poison", execute: true, force: true });
+    assert.equal(refused.status, 400);
+    assert.equal(((await refused.json()) as { code: string }).code, "HALT_FORCE_INVALID");
+    assert.deepEqual(asked, [
+      ["public.t", "retry", true, null, true],
+      ["public.t", "retry", false, null, false],
+      ["public.poison", "retry", true, null, true],
+    ]);
+  } finally {
+    server.dropConnections();
+    await server.close();
+  }
+});

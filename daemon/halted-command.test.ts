@@ -195,3 +195,20 @@ test("sluice halted list with only a process of an earlier version besides this 
     assert.match(stdout, /^no halted tables in this process \(http:\/\/127\.0\.0\.1:\d+\)\n\nProcess b:2 \(an earlier version\) does not report its halts/);
   });
 });
+
+test("sluice halted retry --sink --force asks the daemon to take the target as it is; --force is refused with skip and with --source", async () => {
+  const bodies: unknown[] = [];
+  const report = { sink: "wh", table: "shop.x", topic: "d.pg.shop.x", partition: 0, offset: "7", error: "emptied", action: "retry", executed: true, description: "reading shop.x again from d.pg.shop.x:0:7 (the record that halted it), its target taken as it is now (--force); if it still fails, the table halts again" };
+  await withDaemon(({ body }) => (bodies.push(body), { body: report }), { tables: "shop.*", sink: "wh" }, async (config) => {
+    let stdout = "";
+    let stderr = "";
+    const io = { stdout: (text: string) => (stdout += text), stderr: (text: string) => (stderr += text) };
+    assert.equal(await runHaltedCommand(config, ["retry"], { sink: "wh", table: "shop.x", force: true, execute: true, json: false }, io), 0);
+    assert.deepEqual(bodies, [{ table: "shop.x", execute: true, force: true }]);
+    assert.match(stdout, /taken as it is now \(--force\)/);
+    assert.equal(await runHaltedCommand(config, ["skip"], { sink: "wh", table: "shop.x", force: true, execute: false, json: false }, io), 2);
+    assert.equal(await runHaltedCommand(config, ["retry"], { source: "pg", table: "shop.x", force: true, execute: false, json: false }, io), 2);
+    assert.match(stderr, /--force goes with "retry --sink" only/);
+    assert.equal(bodies.length, 1, "a refused option asks the daemon nothing");
+  });
+});

@@ -14,7 +14,7 @@ import { oneLine } from "./terminal-text.ts";
 import { HALTS_PER_REPORT } from "./instances.ts";
 
 export const HALTED_USAGE =
-  "sluice halted -c FILE (list | retry (--sink NAME | --source NAME) --table T | skip (--sink NAME | --source NAME) --table T [--through OFFSET | --all-pending]) [--execute] [--json]";
+  "sluice halted -c FILE (list | retry (--sink NAME [--force] | --source NAME) --table T | skip (--sink NAME | --source NAME) --table T [--through OFFSET | --all-pending]) [--execute] [--json]";
 
 export const HALTED_DETAILS = `  --sink NAME         the sink whose table is halted
   --source NAME       the source whose table is halted at capture (its changes are parked in
@@ -29,6 +29,10 @@ export const HALTED_DETAILS = `  --sink NAME         the sink whose table is hal
           sink's config was fixed; a record that still fails halts it again
   skip    send that record to the sink's dead-letter topic (<deployment>.dlq.<sink>) with its
           reason, and go on after it; a restart does not halt the table on it again
+  --force             (retry --sink) take the target as it is where the sink refused its state: a
+                      ClickHouse table found with none of the rows written to it (emptied by TRUNCATE,
+                      DROP PARTITION or a TTL, not created again) is written on from the record that
+                      halted it; refused (400) for other halts
   --through OFFSET    (skip --sink) also send there every later record of the table, on the halted
                       record's partition up to OFFSET, that the sink refuses for the reason it
                       refused that one (those it accepts are applied), each with its reason and a
@@ -88,7 +92,7 @@ function unreachable(url: string, error: unknown, io: HaltedIo): number {
 export async function runHaltedCommand(
   config: SluiceConfig,
   positionals: readonly string[],
-  options: { sink?: string | undefined; source?: string | undefined; table?: string | undefined; through?: string | undefined; allPending?: boolean; execute: boolean; json: boolean },
+  options: { sink?: string | undefined; source?: string | undefined; table?: string | undefined; through?: string | undefined; allPending?: boolean; force?: boolean; execute: boolean; json: boolean },
   io: HaltedIo,
 ): Promise<number> {
   const [action, ...extra] = positionals;
@@ -106,6 +110,10 @@ export async function runHaltedCommand(
     io.stderr(`sluice halted skip: ${options.allPending === true ? "give --through OFFSET or --all-pending, not both" : `--through takes a record offset (a whole number of at most 20 digits, as "sluice halted list" shows them), not "${options.through}"`}\nUsage: ${HALTED_USAGE}\n`);
     return 2;
   }
+  if (options.force === true && (action !== "retry" || options.sink === undefined)) {
+    io.stderr(`sluice halted ${action}: --force goes with "retry --sink" only\nUsage: ${HALTED_USAGE}\n`);
+    return 2;
+  }
   const through = options.allPending === true ? "pending" : (options.through ?? null);
   if (options.source !== undefined && options.sink === undefined && options.table) return releaseCapture(config, action, { ...options, source: options.source, table: options.table, through }, io);
   if (!options.sink || !options.table || options.source !== undefined) {
@@ -120,7 +128,7 @@ export async function runHaltedCommand(
   const url = daemonUrl(config, path);
   let response: DaemonAnswer;
   try {
-    response = await callDaemon(config, path, { method: "POST", body: JSON.stringify({ table: options.table, execute: options.execute, ...(through === null ? {} : { through }) }), timeoutMs: 60_000 });
+    response = await callDaemon(config, path, { method: "POST", body: JSON.stringify({ table: options.table, execute: options.execute, ...(through === null ? {} : { through }), ...(options.force === true ? { force: true } : {}) }), timeoutMs: 60_000 });
   } catch (error) {
     return unreachable(url, error, io);
   }

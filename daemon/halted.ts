@@ -91,3 +91,5 @@ export function releaseHint(sink: string, table: string, ranged = true): string 
 }
 
 export const NOT_HALTED = "HALT_NOT_FOUND";
+/** sluice halted retry --force on a halt the sink has nothing to overrule for (Sink.acceptTargetAsIs). */
+export const HALT_FORCE_INVALID = "HALT_FORCE_INVALID";

@@ -39,6 +39,7 @@ class MemorySink implements TransactionalSink {
   /** Tables whose truncates fail the whole write (SCHEMA_UNSUPPORTED, e.g. a table without a primary key) until `fixed`. */
   readonly unsupportedTruncates = new Set<string>();
   private flakyFailed = false;
+  acceptTargetAsIs?: (halt: Error, accept: boolean) => boolean;
   async open(): Promise<void> {}
   async close(): Promise<void> {}
   async write(changes: readonly SinkChange[], _signal: AbortSignal, offsets?: readonly TopicPartitionOffset[]): Promise<OffsetWriteResult> {
@@ -446,6 +447,39 @@ test("release retry: a dry run changes nothing; executed after the target was fi
   assert.deepEqual([...sink.rows.keys()].sort(), ["a/1", "a/2", "a/3", "a/4"]);
   assert.equal(r.haltedTables().length, 0);
   assert.equal(sink.offsets.find((o) => o.topic === "pg.public.a")?.offset, 4n);
+  await log.close();
+});
+
+test("release retry --force: the sink is asked to take its target as it is (a dry run only asks), and a halt it has nothing to overrule for is refused (HALT_FORCE_INVALID)", async () => {
+  const log = await setup(["pg.public.a", "pg.public.b"]);
+  await log.produce([encode(event("a", 1, 10n)), encode(named(event("a", 2, 11n), "mismatched")), encode(event("a", 3, 12n))]);
+  const sink = new MemorySink();
+  const asked: [string, boolean][] = [];
+  const r = runner(log, sink);
+  await runWhile(r, async () => {
+    await until(() => r.haltedTables().length > 0, "the halt");
+    await log.produce([encode(event("a", 4, 13n))]);
+    await assert.rejects(r.release("public.a", "retry", true, null, true), (error: SluiceError) => error.code === "HALT_FORCE_INVALID" && /--force does not overrule \(SINK_CATALOG_MISMATCH\)/.test(error.message));
+    assert.equal(r.haltedTables().length, 1, "a refused --force leaves the table halted");
+    // The target's state is the sink's to judge: this one takes a catalog mismatch as it is.
+    sink.acceptTargetAsIs = (halt, accept) => {
+      asked.push([(halt as SluiceError).code, accept]);
+      if (accept) sink.fixed = true;
+      return halt instanceof SluiceError && halt.code === CATALOG_MISMATCH;
+    };
+    const dry = await r.release("public.a", "retry", false, null, true);
+    assert.match(dry.description, /would read public\.a again from pg\.public\.a:0:1 .*its target to be taken as it is now \(--force\)/);
+    await new Promise((res) => setTimeout(res, 100));
+    assert.equal(r.haltedTables().length, 1, "a dry run leaves the table halted");
+    const done = await r.release("public.a", "retry", true, null, true);
+    assert.match(done.description, /its target taken as it is now \(--force\)/);
+    await until(() => sink.rows.has("a/4"), "the table to flow again");
+  });
+  assert.deepEqual(asked, [
+    ["SINK_CATALOG_MISMATCH", false],
+    ["SINK_CATALOG_MISMATCH", true],
+  ]);
+  assert.deepEqual([...sink.rows.keys()].sort(), ["a/1", "a/2", "a/3", "a/4"]);
   await log.close();
 });
 

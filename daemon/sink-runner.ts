@@ -26,7 +26,7 @@ import { backoffDelay, retry, sleep } from "../runtime/backoff.ts";
 import type { BackoffPolicy } from "../runtime/backoff.ts";
 import { checkStoredOffsets, isLogMismatch, logMismatchError, partitionRanges } from "./log-identity.ts";
 import { describeMissedHistory, describeSkipped, describeStaleTombstones, missedHistory, staleTombstones } from "./missed-history.ts";
-import { NOT_HALTED, releaseHint } from "./halted.ts";
+import { HALT_FORCE_INVALID, NOT_HALTED, releaseHint } from "./halted.ts";
 import { BlockedRetries } from "./blocked-retry.ts";
 import type { HaltAction, HaltedSinkTable, HaltReleaseReport } from "./halted.ts";
 import type { Logger } from "../runtime/logger.ts";
@@ -451,7 +451,7 @@ export class SinkRunner {
    * record; `skip` sends that record to the dead-letter topic with its reason, stores the offset
    * after it, then reads on. Without `execute`, only says what it would do.
    */
-  release(table: string, action: HaltAction, execute: boolean, through: SkipThrough | null = null): Promise<HaltReleaseReport> {
+  release(table: string, action: HaltAction, execute: boolean, through: SkipThrough | null = null, force = false): Promise<HaltReleaseReport> {
     return this.exclusive(async () => {
       const sink = this.options.sink.name;
       const named = (h: HaltState) => h.view.table === table || h.key === table || h.view.topic === table;
@@ -481,11 +481,19 @@ export class SinkRunner {
       const where = `${view.topic}:${view.partition}:${view.recordOffset}`;
       const base = { sink, table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset, error: view.error, action, executed: execute };
       if (action === "retry") {
+        if (force && !this.options.sink.acceptTargetAsIs?.(state.error, execute)) {
+          throw new SluiceError(
+            `sink ${sink}: table ${view.table} halted for a reason --force does not overrule (${state.error instanceof SluiceError ? state.error.code : "an error of its record"}): ` +
+              `--force takes a target as it is where the sink refused its state (a ClickHouse table found emptied); fix the cause and retry without it`,
+            { code: HALT_FORCE_INVALID, context: { component: "sink", sink, table: view.table } },
+          );
+        }
         if (execute) {
           this.unhalt(state, state.record);
           this.logger.info({ table: view.table, topic: view.topic, partition: view.partition, offset: view.recordOffset }, `sink ${sink}: table ${view.table} released by an operator: retrying from ${where}`);
         }
-        return { ...base, description: `${execute ? "reading" : "would read"} ${view.table} again from ${where} (the record that halted it); if it still fails, the table halts again` };
+        const taken = force ? `, its target ${execute ? "taken" : "to be taken"} as it is now (--force)` : "";
+        return { ...base, description: `${execute ? "reading" : "would read"} ${view.table} again from ${where} (the record that halted it)${taken}; if it still fails, the table halts again` };
       }
       const dlq = this.options.deadLetterTopic;
       const kind = refusalKind(state.error);

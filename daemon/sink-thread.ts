@@ -43,7 +43,7 @@ export type SinkThreadCall =
   | { readonly method: "query"; readonly sql: string }
   | { readonly method: "rebuild"; readonly tables: readonly string[] }
   | { readonly method: "abandon-rebuild"; readonly tables: readonly string[]; readonly execute: boolean }
-  | { readonly method: "release"; readonly table: string; readonly action: HaltAction; readonly execute: boolean; readonly through?: string | null }
+  | { readonly method: "release"; readonly table: string; readonly action: HaltAction; readonly execute: boolean; readonly through?: string | null; readonly force?: boolean }
   | { readonly method: "erase"; readonly source: string; readonly subject: string };
 
 export type ToSinkThread =
@@ -211,8 +211,8 @@ export class SinkThread {
   }
 
   /** Releases a halted table (`sluice halted retry|skip`); a dry run unless `execute`. */
-  release(table: string, action: HaltAction, execute: boolean, through: string | null = null): Promise<HaltReleaseReport> {
-    return this.call({ method: "release", table, action, execute, through }) as Promise<HaltReleaseReport>;
+  release(table: string, action: HaltAction, execute: boolean, through: string | null = null, force = false): Promise<HaltReleaseReport> {
+    return this.call({ method: "release", table, action, execute, through, force }) as Promise<HaltReleaseReport>;
   }
 
   /** `sluice forget`: the sink stops decrypting the subject's values, then nulls its personal columns in rows already applied; the rows changed where the target says. */

@@ -209,7 +209,7 @@ async function main(): Promise<void> {
         case "release":
           // A halt sink has no dead-letter topic until an operator first skips a record to it.
           if (call.action === "skip" && call.execute) await log.createTopic(internalTopicSpec(dlq, config));
-          return runner.release(call.table, call.action, call.execute, call.through == null ? null : call.through === "pending" ? "pending" : BigInt(call.through));
+          return runner.release(call.table, call.action, call.execute, call.through == null ? null : call.through === "pending" ? "pending" : BigInt(call.through), call.force === true);
       }
     };
     const report = () =>

@@ -190,6 +190,28 @@ describe("ClickHouse sink specifics", () => {
     assert.deepEqual(await rows(`SELECT id FROM ${physical}`), []);
   });
 
+  test("a halted table put back emptied (TRUNCATE TABLE, not created again): the retry's halt names that case and --force; the sink takes it as it is only when told (acceptTargetAsIs)", async () => {
+    const emptied = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    assert.deepEqual((await sink.write([emptied.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+    const target = renderTarget(TARGET_TEMPLATE, emptied.schema);
+    const physical = qualified(database, `${target}__v1`);
+    const aside = qualified(database, `${target}__aside`);
+    await sql(`RENAME TABLE ${physical} TO ${aside}`);
+    assert.deepEqual((await sink.write([emptied.insert(2n, { id: 2, v: "b" })], signal())).failures.map((f) => (f.error as SluiceError).code), ["SINK_CATALOG_MISMATCH"]);
+    await sql(`TRUNCATE TABLE ${aside}`);
+    await sql(`RENAME TABLE ${aside} TO ${physical}`);
+    const retried = await sink.write([emptied.insert(2n, { id: 2, v: "b" })], signal());
+    assert.deepEqual(retried.failures.map((f) => (f.error as SluiceError).code), ["SINK_CATALOG_MISMATCH"]);
+    const halt = retried.failures[0]!.error;
+    assert.match(halt.message, /or emptied \(TRUNCATE TABLE, every partition dropped .*DROP PARTITION.*TTL.*emptied on purpose .*sluice halted retry --sink NAME --table T --force --execute/);
+    assert.equal(sink.acceptTargetAsIs(halt, false), true, "a dry run: it could take it");
+    assert.equal(sink.acceptTargetAsIs(new Error("value out of range"), true), false, "another halt is not the sink's to overrule");
+    assert.deepEqual((await sink.write([emptied.insert(2n, { id: 2, v: "b" })], signal())).failures.map((f) => (f.error as SluiceError).code), ["SINK_CATALOG_MISMATCH"], "still halted after the dry run");
+    assert.equal(sink.acceptTargetAsIs(halt, true), true);
+    assert.deepEqual((await sink.write([emptied.insert(2n, { id: 2, v: "b" })], signal())).failures, []);
+    assert.deepEqual(await rows(`SELECT id FROM ${physical}`), [{ id: "2" }]);
+  });
+
   test("a table dropped with its view while the sink is stopped: the sink opens, that table halts as a catalog mismatch saying to rebuild it, the other tables apply; a rebuild brings it back", async () => {
     const dropped = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
     const other = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));

@@ -71,13 +71,23 @@ const UNKNOWN_TABLE = 60;
 const NO_SUCH_COLUMN = 16;
 const VIEW_CHECK_MS = 10_000;
 
-const RECREATED_EMPTY = "the table was dropped and created again: it has the catalog's columns but none of the rows written to it";
+const RECREATED_EMPTY =
+  "the table was dropped and created again, or emptied (TRUNCATE TABLE, every partition dropped with ALTER TABLE ... DROP PARTITION, or a TTL that removed every part): " +
+  "it has the catalog's columns but none of the rows written to it";
 
-function recreatedEmpty(context: Omit<MismatchContext, "column" | "catalogType" | "serverType">, columns: number): CatalogMismatch {
-  return new CatalogMismatch(
+/**
+ * A table the sink wrote found with no data part after a mismatch: re-created from its DDL, or emptied in place, which
+ * ClickHouse does not tell apart. Re-created, its rows are gone for good; emptied on purpose, the operator may take it as
+ * it is (sluice halted retry --force: acceptTargetAsIs).
+ */
+export class EmptiedTable extends CatalogMismatch {}
+
+function recreatedEmpty(context: Omit<MismatchContext, "column" | "catalogType" | "serverType">, columns: number): EmptiedTable {
+  return new EmptiedTable(
     RECREATED_EMPTY,
     { ...context, catalogType: `${columns} columns, rows written`, serverType: "the same columns, no data part" },
-    "the rows it held are gone: fill it again from the topics (sluice replay --sink NAME --from-beginning --rebuild --table T --execute), then sluice halted retry",
+    "if it was created again, the rows it held are gone: fill it again from the topics (sluice replay --sink NAME --from-beginning --rebuild --table T --execute), then sluice halted retry; " +
+      "if it was emptied on purpose and is to be written on as it is, sluice halted retry --sink NAME --table T --force --execute",
   );
 }
 
@@ -680,6 +690,19 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
       throw error;
     }
     this.#logger.info({ target: table.target, physical: table.physical }, "the ClickHouse table matches Sluice's catalog again (put back by hand): writing it again");
+  }
+
+  /**
+   * sluice halted retry --force: a table halted as dropped and created again, or emptied (EmptiedTable), is taken as it is
+   * now when `accept`: the retry writes it instead of halting it again. Other halts are not the sink's to overrule.
+   */
+  acceptTargetAsIs(halt: Error, accept: boolean): boolean {
+    if (!(halt instanceof EmptiedTable)) return false;
+    if (accept) {
+      this.#holdingParts.delete(halt.physical);
+      this.#logger.warn({ physical: halt.physical }, `sink "${this.name}": the ClickHouse table ${this.#database}.${halt.physical} is taken as it is (an operator's halted retry --force): the rows it held before it was emptied are not written again`);
+    }
+    return true;
   }
 
   async #holdsParts(table: ClickHouseTable, signal: AbortSignal): Promise<boolean> {
