@@ -159,18 +159,22 @@ describe("MySQL source: DDL and schema history", () => {
       "CREATE TABLE k3 AS SELECT id, amount FROM k1",
       "ALTER TABLE k3 ADD COLUMN t TIMESTAMP(3) NULL, ADD COLUMN s SET('a','b') CHARACTER SET ascii",
       "CREATE TABLE k4 (a SERIAL, b NATIONAL VARCHAR(10), c VARCHAR(10) BINARY, d CHAR(3) CHARACTER SET binary, e BIT, f FLOAT(30), g LONG VARCHAR)",
+      // Key columns without NOT NULL of their own: the server makes them NOT NULL.
+      "CREATE TABLE k5 (a INT, `B` VARCHAR(10), v INT, CONSTRAINT pk PRIMARY KEY (a, b))",
+      "CREATE TABLE k6 (a INT, v INT)",
+      "ALTER TABLE k6 ADD PRIMARY KEY (A)",
     ];
     for (const statement of statements) {
       await admin.query(statement);
       const here = await currentPosition(sql, "mariadb");
       await tracker.applyQuery(statement, database, binlogAt(binlogFileIndex(here.file), here.offset));
     }
-    const tables = ["k1", "k2", "k3", "k4"].map((table) => ({ database, table }));
+    const tables = ["k1", "k2", "k3", "k4", "k5", "k6"].map((table) => ({ database, table }));
     const server = await readDefinitions(sql, tables);
     for (const { table } of tables) assert.deepEqual(tracker.definition(database, table), server.get(`${database}.${table}`), `${table} as information_schema shows it`);
     assert.deepEqual(
       history.entries.map((e) => [e.table.split(".")[1], e.cause]),
-      [["k1", "ddl"], ["k1", "ddl"], ["k1", "ddl"], ["k1", "ddl"], ["k2", "ddl"], ["k2", "catalog"], ["k3", "catalog"], ["k3", "ddl"], ["k4", "ddl"]],
+      [["k1", "ddl"], ["k1", "ddl"], ["k1", "ddl"], ["k1", "ddl"], ["k2", "ddl"], ["k2", "catalog"], ["k3", "catalog"], ["k3", "ddl"], ["k4", "ddl"], ["k5", "ddl"], ["k6", "ddl"], ["k6", "ddl"]],
     );
   });
 });

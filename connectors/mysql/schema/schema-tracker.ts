@@ -266,8 +266,11 @@ export class SchemaTracker {
         const created = this.createdBy(table, statement.orReplace === true);
         this.columnsHad.delete(tableKey(table.database, table.table));
         const fallback = statement.defaultCharset ?? (await this.databaseCharset(table.database));
-        const columns = statement.columns.map((column) => toColumn(column, fallback));
-        await put(table, { database: table.database, table: table.table, columns, key: statement.primaryKey, defaultCharset: fallback });
+        // The server makes key columns NOT NULL, and names them as the column list does, whatever the case in PRIMARY KEY (...).
+        const byName = new Map(statement.columns.map((column) => [column.name.toLowerCase(), column.name]));
+        const key = statement.primaryKey.map((name) => byName.get(name.toLowerCase()) ?? name);
+        const columns = statement.columns.map((column) => toColumn(column, fallback)).map((c) => (key.includes(c.name) ? { ...c, nullable: false } : c));
+        await put(table, { database: table.database, table: table.table, columns, key, defaultCharset: fallback });
         return { truncated: created, changed };
       }
       case "create-table-like": {
