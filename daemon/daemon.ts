@@ -233,10 +233,10 @@ export class Daemon {
     this.config = applyKeyCacheSize(applyMemoryPlan(config, this.memory), this.memory, this.selection);
     this.configAsRead = config;
     this.logger = logger;
+    watchSourceSecretFiles(logger, this.metrics);
     this.writeLogLine = options.writeLogLine ?? ((line) => process.stdout.write(line));
     this.failed = new Promise<never>((_resolve, reject) => (this.fatal = reject));
     this.recreatedTopics = new RecreatedTopics({
-    watchSourceSecretFiles(logger, this.metrics);
       deployment: config.name,
       sources: config.sources.map((s) => s.name),
       snapshots: (source) => {
