@@ -7,6 +7,8 @@
  */
 import type { IncomingMessage } from "node:http";
 import { SluiceError } from "../connectors/errors.ts";
+import { jsonShapeProblem } from "../runtime/json-shape.ts";
+import type { JsonShapeLimits } from "../runtime/json-shape.ts";
 import type { ByteBudget } from "./byte-budget.ts";
 
 const MiB = 2 ** 20;
@@ -133,6 +135,9 @@ export class RequestBody {
   }
 }
 
+/** An admin endpoint's body is a small object (a list of tables at most): far more would cost the main thread's heap many times its bytes to parse (json-shape.ts). */
+const ADMIN_BODY_SHAPE: JsonShapeLimits = { maxDepth: 8, maxValues: 100_000 };
+
 /**
  * Reads a body that must be one JSON object (an empty body is `{}`) holding no field but `fields`;
  * anything else rejects with BadRequestError naming the `expected` shape. A field the endpoint does
@@ -141,6 +146,8 @@ export class RequestBody {
  */
 export async function readJsonObject(body: BodyReader, expected: string, fields: readonly string[], maxBytes?: number): Promise<Record<string, unknown>> {
   const text = (await body(maxBytes)).toString("utf8");
+  const shape = jsonShapeProblem(text, ADMIN_BODY_SHAPE);
+  if (shape !== null) throw new BadRequestError(`the body is refused unread: ${shape}; expected ${expected}`);
   let parsed: unknown;
   try {
     parsed = text.trim() === "" ? {} : JSON.parse(text);

@@ -8,6 +8,8 @@ import { AVRO_PRIMITIVES } from "./avro-schema.ts";
 import type { AvroPrimitiveName } from "./avro-schema.ts";
 import { isValidAvroName, isValidFullName, isValidNamespace, namespaceOf } from "./avro-names.ts";
 import { isValidDefault } from "./avro-defaults.ts";
+import { jsonShapeProblem } from "../runtime/json-shape.ts";
+import type { JsonShapeLimits } from "../runtime/json-shape.ts";
 import { InvalidSchemaError } from "./schema-errors.ts";
 
 export type Props = Readonly<Record<string, unknown>>;
@@ -78,8 +80,18 @@ export interface AvroUnion {
 export type AvroNamedType = AvroRecord | AvroEnum | AvroFixed;
 export type AvroType = AvroPrimitive | AvroNamedType | AvroArray | AvroMap | AvroUnion;
 
+/**
+ * What the registry parses (a request's body, a schema's text) may hold: a schema of the largest size
+ * the registry keeps (512 KiB) written as records of fields holds some 60,000 values. More would cost
+ * the daemon's main thread many times the text's bytes to parse (runtime/json-shape.ts). The depth of
+ * a schema is left to its reader (at most 100 levels of Avro types, each one to three of JSON).
+ */
+export const REGISTRY_JSON_SHAPE: JsonShapeLimits = { maxDepth: Number.MAX_SAFE_INTEGER, maxValues: 150_000 };
+
 /** Parses schema text (JSON) and validates it. Throws InvalidSchemaError. */
 export function parseSchemaText(text: string): AvroType {
+  const shape = jsonShapeProblem(text, REGISTRY_JSON_SHAPE);
+  if (shape !== null) throw new InvalidSchemaError(`the schema is refused unread: ${shape}`);
   let json: unknown;
   try {
     json = JSON.parse(text);

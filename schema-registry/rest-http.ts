@@ -2,6 +2,8 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { MAX_SCHEMA_BYTES } from "./local-registry.ts";
+import { jsonShapeProblem } from "../runtime/json-shape.ts";
+import { REGISTRY_JSON_SHAPE } from "./avro-parse.ts";
 import { RegistryError } from "./registry-errors.ts";
 
 /** How much of a too-large body is read and dropped so the client gets its 413; beyond that the connection is cut. */
@@ -37,6 +39,8 @@ export async function readJsonObject(req: IncomingMessage, maxBytes: number, rea
     throw new RegistryError("UNSUPPORTED_MEDIA_TYPE", `HTTP 415 Unsupported Media Type: ${contentType}`);
   }
   const text = (read ? await read() : await readBounded(req, maxBytes)).toString("utf8");
+  const shape = jsonShapeProblem(text, REGISTRY_JSON_SHAPE);
+  if (shape !== null) throw new RegistryError("BAD_REQUEST", `Unexpected request body: refused unread, ${shape}`);
   let body: unknown;
   try {
     body = JSON.parse(text);
