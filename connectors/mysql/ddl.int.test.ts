@@ -163,18 +163,23 @@ describe("MySQL source: DDL and schema history", () => {
       "CREATE TABLE k5 (a INT, `B` VARCHAR(10), v INT, CONSTRAINT pk PRIMARY KEY (a, b))",
       "CREATE TABLE k6 (a INT, v INT)",
       "ALTER TABLE k6 ADD PRIMARY KEY (A)",
+      // MODIFY and CHANGE do not carry a column's character set forward: the column takes the table's default, the
+      // one the same statement sets if it does.
+      "CREATE TABLE k7 (id INT PRIMARY KEY, a VARCHAR(10) CHARACTER SET latin1, b VARCHAR(10) CHARACTER SET latin1, c CHAR(3) CHARACTER SET ascii) DEFAULT CHARSET=utf8mb4",
+      "ALTER TABLE k7 MODIFY a VARCHAR(20), CHANGE b bb VARCHAR(20)",
+      "ALTER TABLE k7 ADD COLUMN d VARCHAR(10), MODIFY c CHAR(3), CHARACTER SET latin1",
     ];
     for (const statement of statements) {
       await admin.query(statement);
       const here = await currentPosition(sql, "mariadb");
       await tracker.applyQuery(statement, database, binlogAt(binlogFileIndex(here.file), here.offset));
     }
-    const tables = ["k1", "k2", "k3", "k4", "k5", "k6"].map((table) => ({ database, table }));
+    const tables = ["k1", "k2", "k3", "k4", "k5", "k6", "k7"].map((table) => ({ database, table }));
     const server = await readDefinitions(sql, tables);
     for (const { table } of tables) assert.deepEqual(tracker.definition(database, table), server.get(`${database}.${table}`), `${table} as information_schema shows it`);
     assert.deepEqual(
       history.entries.map((e) => [e.table.split(".")[1], e.cause]),
-      [["k1", "ddl"], ["k1", "ddl"], ["k1", "ddl"], ["k1", "ddl"], ["k2", "ddl"], ["k2", "catalog"], ["k3", "catalog"], ["k3", "ddl"], ["k4", "ddl"], ["k5", "ddl"], ["k6", "ddl"], ["k6", "ddl"]],
+      [["k1", "ddl"], ["k1", "ddl"], ["k1", "ddl"], ["k1", "ddl"], ["k2", "ddl"], ["k2", "catalog"], ["k3", "catalog"], ["k3", "ddl"], ["k4", "ddl"], ["k5", "ddl"], ["k6", "ddl"], ["k6", "ddl"], ["k7", "ddl"], ["k7", "ddl"], ["k7", "ddl"]],
     );
   });
 });

@@ -429,7 +429,9 @@ export class SchemaTracker {
     let columns = [...definition.columns];
     let key = [...definition.key];
     let defaultCharset = definition.defaultCharset;
-    const fallback = defaultCharset ?? (await this.databaseCharset(definition.database));
+    // A table CHARACTER SET option applies to the columns the same statement adds or redefines, wherever it stands.
+    const setDefault = actions.findLast((action) => action.kind === "default-charset");
+    const fallback = (setDefault?.kind === "default-charset" ? setDefault.charset : defaultCharset) ?? (await this.databaseCharset(definition.database));
     const indexOf = (name: string) => columns.findIndex((c) => c.name.toLowerCase() === name.toLowerCase());
     const place = (column: ColumnDefinition, where: { first: true } | { after: string } | null, at: number) => {
       if (where === null) columns.splice(at < 0 ? columns.length : at, 0, column);
@@ -465,9 +467,9 @@ export class SchemaTracker {
           const old = action.kind === "change-column" ? action.from : action.column.name;
           const index = indexOf(old);
           if (index < 0) throw new RangeError(`no column ${old} to change`);
-          const previous = columns[index]!;
           columns.splice(index, 1);
-          const column = toColumn(action.column, previous.charset !== null && action.column.charset === null && action.column.textual ? previous.charset : fallback);
+          // MODIFY and CHANGE carry no attribute forward: a column redefined without a character set takes the table's default.
+          const column = toColumn(action.column, fallback);
           place(column, action.place, index);
           key = key.map((k) => (k.toLowerCase() === old.toLowerCase() ? column.name : k));
           if (action.column.primaryKey) key = [column.name];
