@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { BadRequestError, optionalNameList, readJsonObject } from "./request-body.ts";
+import type { IncomingMessage } from "node:http";
+import { ByteBudget } from "./byte-budget.ts";
+import { BadRequestError, BodyTooLargeError, optionalNameList, readJsonObject, RequestBody } from "./request-body.ts";
 import type { BodyReader } from "./request-body.ts";
 
 const bodyOf =
@@ -42,4 +44,16 @@ test("optionalNameList: absent is undefined (every table), a list of names is ta
   for (const value of [null, "s.t", [1], ["s.t", null], {}]) {
     assert.throws(() => optionalNameList({ tables: value }, "tables", "schema.table names"), /"tables" must be a list of schema\.table names$/);
   }
+});
+
+test("a body over an endpoint's own limit (below http.max_body_bytes) is refused naming the endpoint's limit, not http.max_body_bytes", async () => {
+  const req = { headers: { "content-length": "100000" }, readableEnded: false, destroyed: false } as unknown as IncomingMessage;
+  const body = new RequestBody(req, 4 * 2 ** 20, new ByteBudget(16 * 2 ** 20));
+  await assert.rejects(body.read(64 * 1024), (error: unknown) => {
+    assert.ok(error instanceof BodyTooLargeError);
+    assert.equal(error.message, "the request body (100000 bytes) is larger than the 65536 bytes this endpoint takes");
+    return true;
+  });
+  const server = new RequestBody({ ...req, headers: { "content-length": String(5 * 2 ** 20) } } as unknown as IncomingMessage, 4 * 2 ** 20, new ByteBudget(16 * 2 ** 20));
+  await assert.rejects(server.read(), /is larger than the 4194304 bytes this server takes \(http\.max_body_bytes\)$/);
 });

@@ -24,8 +24,9 @@ const FIRST_CAPACITY = 16 * 2 ** 10;
 
 /** A request body larger than the server takes: answered 413 by HttpServer, the rest left unread. */
 export class BodyTooLargeError extends SluiceError {
-  constructor(limit: number, declared?: number) {
-    super(`the request body${declared === undefined ? "" : ` (${declared} bytes)`} is larger than the ${limit} bytes this server takes (http.max_body_bytes)`, {
+  /** `endpoint`: the limit is the endpoint's own, below http.max_body_bytes (e.g. 64 KiB for a snapshot request). */
+  constructor(limit: number, declared?: number, endpoint = false) {
+    super(`the request body${declared === undefined ? "" : ` (${declared} bytes)`} is larger than the ${limit} bytes ${endpoint ? "this endpoint takes" : "this server takes (http.max_body_bytes)"}`, {
       code: "HTTP_BODY_TOO_LARGE",
       context: { component: "http" },
     });
@@ -71,7 +72,7 @@ export class RequestBody {
     this.#req = req;
     this.#budget = budget;
     let reading: Promise<Buffer> | undefined;
-    this.read = (limit = maxBytes) => (reading ??= this.#read(Math.min(limit, maxBytes)));
+    this.read = (limit = maxBytes) => (reading ??= this.#read(Math.min(limit, maxBytes), limit < maxBytes));
   }
 
   /** Gives back what the body held; a read still going on is stopped. */
@@ -88,11 +89,11 @@ export class RequestBody {
     return true;
   }
 
-  #read(limit: number): Promise<Buffer> {
+  #read(limit: number, endpoint: boolean): Promise<Buffer> {
     const req = this.#req;
     const header = req.headers["content-length"];
     const declared = header === undefined ? undefined : Number(header);
-    if (declared !== undefined && declared > limit) return Promise.reject(new BodyTooLargeError(limit, declared));
+    if (declared !== undefined && declared > limit) return Promise.reject(new BodyTooLargeError(limit, declared, endpoint));
     if (req.readableEnded) return Promise.resolve(Buffer.alloc(0));
     // Its 'close' has come and gone (the client left while the request waited for its turn): nothing more will.
     if (req.destroyed) return Promise.reject(closedEarly());
@@ -110,7 +111,7 @@ export class RequestBody {
       };
       const onData = (chunk: Buffer) => {
         const needed = length + chunk.length;
-        if (needed > limit) return stop(new BodyTooLargeError(limit));
+        if (needed > limit) return stop(new BodyTooLargeError(limit, undefined, endpoint));
         if (needed > buffer.length) {
           const capacity = declared ?? Math.min(limit, Math.max(needed, 2 * buffer.length, FIRST_CAPACITY));
           if (!this.#hold(capacity)) return stop(new BodiesBusyError(this.#budget.limit));
