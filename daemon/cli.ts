@@ -113,9 +113,9 @@ function loadForRoles(values: Record<string, unknown>, checkFiles = false): { co
 const commands: Record<string, Command> = {
   run: {
     summary: "run the daemon",
-    usage: "sluice run -c FILE [--role capture|sinks|all] [--source NAME]... [--sink NAME]...",
-    details: `${CONFIG_HELP}\n${ROLE_HELP}\n\nRuns the config's sources and sinks (all of them by default, or those the roles select) until SIGINT\nor SIGTERM, then drains and stops. A process needs no secrets of the sources and sinks it does not run.\nWith Kafka, several processes may capture the same sources: one leads, the others stand by and take\nover when it dies; several processes running a sink share its topics' partitions (docs/operations.md).`,
-    options: { ...configOption, ...roleOptions },
+    usage: "sluice run -c FILE [--role capture|sinks|all] [--source NAME]... [--sink NAME]... [--accept-lost-topics]",
+    details: `${CONFIG_HELP}\n${ROLE_HELP}\n  --accept-lost-topics  Kafka: create again internal topics deleted while Sluice was stopped (the schema\n                      registry's journal, the checkpoints), accepting that what they held is lost; without it\n                      such a start is refused (INTERNAL_TOPIC_LOST, docs/operations.md)\n\nRuns the config's sources and sinks (all of them by default, or those the roles select) until SIGINT\nor SIGTERM, then drains and stops. A process needs no secrets of the sources and sinks it does not run.\nWith Kafka, several processes may capture the same sources: one leads, the others stand by and take\nover when it dies; several processes running a sink share its topics' partitions (docs/operations.md).`,
+    options: { ...configOption, ...roleOptions, "accept-lost-topics": { type: "boolean" } },
     run: runDaemon,
   },
   validate: {
@@ -461,7 +461,7 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
   // One stream for the daemon's lines and its sink threads', so lines never interleave.
   const stdout = stdoutDestination();
   const logger = createLogger(config.logging.level, stdout);
-  const daemon = new Daemon(config, logger, { writeLogLine: (line) => stdout.write(line), selection });
+  const daemon = new Daemon(config, logger, { writeLogLine: (line) => stdout.write(line), selection, acceptLostTopics: values["accept-lost-topics"] === true });
   if (process.stderr.isTTY) {
     const display = new ProgressDisplay(process.stderr);
     daemon.onSnapshotProgress = (source, progress) => display.update(source, progress);

@@ -10,7 +10,7 @@ import type { SluiceConfig, SourceConfig } from "../config/schema.ts";
 import type { Source, TableSnapshotProgress, TopicLog } from "../connectors/contracts.ts";
 import { formatPosition } from "../connectors/common/position-text.ts";
 import { SluiceError } from "../connectors/errors.ts";
-import { openTopicLog } from "../connectors/topics/open.ts";
+import { lostTopicPolicyOf, openTopicLog } from "../connectors/topics/open.ts";
 import { createRegistryHandler, TransactionMetadataEncoder } from "../schema-registry/index.ts";
 import { AccessPolicy } from "./admin-auth.ts";
 import type { ApiTokens } from "./admin-auth.ts";
@@ -195,6 +195,8 @@ export class Daemon {
   private readonly slotLags = new Map<string, CoalescedRead<{ lagBytes: number; retainedBytes: number }>>();
   /** What this process runs of the config (`sluice run --role/--source/--sink`; default everything). */
   private readonly selection: RunSelection;
+  /** sluice run --accept-lost-topics: internal topics deleted while Sluice was stopped are created again, their loss accepted (connectors/kafka/lost-internal-topics.ts). */
+  private readonly acceptLostTopics: boolean;
   /** This process in the deployment: host and process id. */
   readonly instanceId = `${hostname()}:${process.pid}`;
   private readonly startedAt = new Date().toISOString();
@@ -225,8 +227,9 @@ export class Daemon {
   readonly failed: Promise<never>;
 
   /** `writeLogLine` takes the JSON log lines of the sink threads (default: standard output). */
-  constructor(config: SluiceConfig, logger: Logger, options: { writeLogLine?: (line: string) => void; selection?: RunSelection } = {}) {
+  constructor(config: SluiceConfig, logger: Logger, options: { writeLogLine?: (line: string) => void; selection?: RunSelection; acceptLostTopics?: boolean } = {}) {
     this.selection = options.selection ?? everything(config);
+    this.acceptLostTopics = options.acceptLostTopics ?? false;
     // Every component below reads its share of the memory budget from the config (config/memory.ts).
     this.memory = planMemory(config, this.selection);
     this.plannedKeyCache = plannedKeyCacheSize(config, this.memory, this.selection);
@@ -307,7 +310,7 @@ export class Daemon {
     // Standby capture and sink-only processes register no transactional id until they write, so they never fence the leading capture.
     const writer = capturing ? captureWriter(this.config, this.selection) : `instance.${this.instanceId.replace(/[^A-Za-z0-9._-]/g, "_")}`;
     const readerLimits = this.memory.mainReader;
-    this.log = await openTopicLog(this.config.topics, this.config.name, this.logger, this.captureStop.signal, writer, { lazyProducer: this.config.topics.kind === "kafka", ...(readerLimits ? { readerLimits } : {}) });
+    this.log = await openTopicLog(this.config.topics, this.config.name, this.logger, this.captureStop.signal, writer, { lazyProducer: this.config.topics.kind === "kafka", lostTopics: lostTopicPolicyOf(this.config, this.acceptLostTopics), ...(readerLimits ? { readerLimits } : {}) });
     // A data topic deleted while capture wrote and created again: its table is read again (recreated-topics.ts).
     this.log.onTopicRecreated?.((topic) => void this.recreatedTopics.recreated(topic));
     // The capture lease's group join overlaps the rest of the start: a broker makes a group with no

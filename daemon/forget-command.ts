@@ -14,7 +14,7 @@ import { randomUUID } from "node:crypto";
 import type { SluiceConfig } from "../config/schema.ts";
 import type { TopicLog } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
-import { openTopicLogForCommand } from "../connectors/topics/open.ts";
+import { lostTopicPolicyOf, openTopicLogForCommand } from "../connectors/topics/open.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { createSink } from "./components.ts";
 import { callDaemon, daemonBusyMessage, daemonRunning, refusalHint } from "./daemon-client.ts";
@@ -108,7 +108,7 @@ export async function runForgetCommand(config: SluiceConfig, args: ForgetArgs, i
 
   // Read before the log is opened: a bad value is refused with nothing left open.
   const leaseTtlMs = keyAdminLeaseTtlMs();
-  const log = await openTopicLogForCommand(config.topics, config.name, logger, "write");
+  const log = await openTopicLogForCommand(config.topics, config.name, logger, "write", lostTopicPolicyOf(config));
   const owner = `sluice forget (${operator()}:${process.pid})`;
   const lease = keyAdminLease(config.name);
   const audit = new ErasureAudit(log, config.name);
@@ -203,7 +203,7 @@ async function eraseInOneSink(config: SluiceConfig, sinkName: string, args: Forg
 export async function runRotateCommand(config: SluiceConfig, execute: boolean, io: ForgetIo, logger: Logger): Promise<number> {
   const { master, previous } = masterKeys(config);
   const leaseTtlMs = keyAdminLeaseTtlMs();
-  const log = await openTopicLogForCommand(config.topics, config.name, logger, execute ? "write" : "read-only");
+  const log = await openTopicLogForCommand(config.topics, config.name, logger, execute ? "write" : "read-only", lostTopicPolicyOf(config));
   const owner = `sluice rotate-master-key (${operator()}:${process.pid})`;
   const lease = keyAdminLease(config.name);
   let held: { release(): Promise<void> } | null = null;

@@ -6,7 +6,7 @@
 import { hostname } from "node:os";
 import type { SinkConfig, SluiceConfig } from "../config/schema.ts";
 import { SluiceError } from "../connectors/errors.ts";
-import { openTopicLogForCommand } from "../connectors/topics/open.ts";
+import { lostTopicPolicyOf, openTopicLogForCommand } from "../connectors/topics/open.ts";
 import { createSink, openRegistry, personalDecryptor, recordDecoder, sinkGroupName } from "./components.ts";
 import { callDaemon, daemonBusyMessage, daemonRunning, refusalHint } from "./daemon-client.ts";
 import type { DaemonAnswer } from "./daemon-client.ts";
@@ -220,7 +220,7 @@ async function withSinkHere(
   logger: Logger,
   work: (sink: RebuildableSink, log: TopicLog, sharing: SinkSharing, signal: AbortSignal) => Promise<number>,
 ): Promise<number> {
-  const log = await openTopicLogForCommand(config.topics, config.name, logger, "write");
+  const log = await openTopicLogForCommand(config.topics, config.name, logger, "write", lostTopicPolicyOf(config));
   const group = sinkGroupName(config, sinkConfig);
   const option = what === "rebuild" ? "--rebuild" : "--abandon-rebuild";
   const owner = `sluice replay ${option} (${hostname()}:${process.pid})`;

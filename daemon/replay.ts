@@ -10,7 +10,7 @@ import { SluiceError } from "../connectors/errors.ts";
 import type { TopicLog } from "../connectors/topics/contract.ts";
 import { sinkGroup } from "../connectors/topics/names.ts";
 import { sinkTopics } from "./sink-components.ts";
-import { openTopicLogForCommand } from "../connectors/topics/open.ts";
+import { lostTopicPolicyOf, openTopicLogForCommand } from "../connectors/topics/open.ts";
 import { createLogger } from "../runtime/logger.ts";
 import type { Logger } from "../runtime/logger.ts";
 
@@ -193,7 +193,7 @@ export async function runReplayCommand(args: string[], config: SluiceConfig, io:
   let log: TopicLog | undefined;
   try {
     // A dry run only reads; --execute moves the group's offsets, but never through the daemon's producer.
-    log = await openTopicLogForCommand(config.topics, config.name, logger ?? createLogger("warn", process.stderr), parsed.execute ? "write" : "read-only");
+    log = await openTopicLogForCommand(config.topics, config.name, logger ?? createLogger("warn", process.stderr), parsed.execute ? "write" : "read-only", lostTopicPolicyOf(config));
     const topics = sinkTopics(config, config.sinks.find((s) => s.name === parsed.sink)!, await log.topicNames());
     if (topics.length === 0) {
       io.stdout(`Sink "${parsed.sink}" has no topics yet in deployment "${config.name}": nothing to replay.\n`);

@@ -8,7 +8,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { STANDALONE_BATCH_BYTES } from "../config/memory.ts";
 import { rememberSecrets, secretValues } from "../config/redact.ts";
 import { reportUnreadableSecretFiles } from "../config/secret-files.ts";
-import { openTopicLog, sinkWriter } from "../connectors/topics/open.ts";
+import { lostTopicPolicyOf, openTopicLog, sinkWriter } from "../connectors/topics/open.ts";
 import { retry } from "../runtime/backoff.ts";
 import { createSink, deadLetterTopic, internalTopicSpec, personalDecryptor, recordDecoder, sinkGroupName, sinkTopics } from "./sink-components.ts";
 import { createLogger } from "../runtime/logger.ts";
@@ -81,7 +81,7 @@ port.on("message", (message: ToSinkThread) => {
 });
 
 async function main(): Promise<void> {
-  const log = await openTopicLog(config.topics, config.name, logger, stop.signal, sinkWriter(sinkName, owner), { lazyProducer: true, ...(reader ? { readerLimits: reader } : {}) });
+  const log = await openTopicLog(config.topics, config.name, logger, stop.signal, sinkWriter(sinkName, owner), { lazyProducer: true, lostTopics: lostTopicPolicyOf(config), ...(reader ? { readerLimits: reader } : {}) });
   try {
     const dlq = deadLetterTopic(config, sinkConfig);
     if (sinkConfig.on_error === "dead-letter") {

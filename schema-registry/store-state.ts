@@ -64,6 +64,10 @@ export class StoreState {
         if (mutation.mode === null) this.modes.delete(mutation.subject);
         else this.modes.set(mutation.subject, mutation.mode);
         return;
+      case "reserveIds":
+        if (!Number.isInteger(mutation.through) || mutation.through < 0) throw new Error(`reserved schema ids through ${mutation.through}: not a non-negative integer`);
+        this.nextId = Math.max(this.nextId, mutation.through + 1);
+        return;
     }
   }
 

@@ -60,6 +60,16 @@ describe("schema store", () => {
     await assert.rejects(store.apply([{ op: "hardDelete", subject: "s", version: 1 }]), /soft-deleted first/);
   });
 
+  it("gives new schemas ids above those reserved for records whose schemas were lost (reserveIds)", async () => {
+    const store = await openMemoryStore();
+    await store.apply([{ op: "reserveIds", through: 7 }]);
+    assert.equal(await store.nextId(), 8);
+    const registry = new LocalRegistry(store);
+    assert.equal(await registry.register("t-value", schema("A")), 8);
+    await store.apply([{ op: "reserveIds", through: 3 }]);
+    assert.equal(await store.nextId(), 9, "a lower reservation takes nothing back");
+  });
+
   it("keeps everything across a reopen of the file store", async () => {
     const path = join(directory, "durable", "schemas.json");
     const first = new LocalRegistry(await openFileStore(path));

@@ -28,7 +28,12 @@ export type StoreMutation =
   | { readonly op: "hardDelete"; readonly subject: string; readonly version: number }
   /** `subject` null is the global level; `level` null removes the setting. */
   | { readonly op: "setCompatibility"; readonly subject: string | null; readonly level: CompatibilityLevel | null }
-  | { readonly op: "setMode"; readonly subject: string | null; readonly mode: RegistryMode | null };
+  | { readonly op: "setMode"; readonly subject: string | null; readonly mode: RegistryMode | null }
+  /**
+   * Ids up to `through` are taken by records whose schemas were lost with the journal (an internal topic deleted, its
+   * loss accepted: connectors/kafka/lost-internal-topics.ts): new schemas get ids above them. An older Sluice ignores it.
+   */
+  | { readonly op: "reserveIds"; readonly through: number };
 
 export interface SchemaStore {
   /** Subjects with at least one live version (or any version, with includeDeleted), sorted. */

@@ -32,7 +32,7 @@ import type {
   TopicPartitionOffset,
   TopicSpec,
 } from "../topics/contract.ts";
-import { captureLeaseTopic, checkpointTopic, instancesTopic, isInternalTopic, kafkaTopicNameProblem, registryTopic, schemaHistoryTopic, TOPIC_NAME_INVALID, topicIdsTopic } from "../topics/names.ts";
+import { captureLeaseTopic, checkpointTopic, controlTopic, instancesTopic, isInternalTopic, kafkaTopicNameProblem, registryTopic, schemaHistoryTopic, TOPIC_NAME_INVALID, topicIdsTopic } from "../topics/names.ts";
 import { partitionForKey } from "../topics/partitioner.ts";
 import { announceTopicCreated, onTopicCreated } from "../topics/topic-notices.ts";
 import { assertSameLayout, RECORD_TOO_LARGE, recordBytes, validateSpec } from "../topics/spec.ts";
@@ -56,6 +56,9 @@ import { PartitionReader } from "./partition-reader.ts";
 import { TOPIC_DELETED, unknownTopicAction, writtenLayoutOf } from "./deleted-topics.ts";
 import type { WrittenLayout } from "./deleted-topics.ts";
 import type { FetchLimits } from "./partition-reader.ts";
+import { framedSchemaId, INTERNAL_TOPIC_LOST, judgeLostTopics } from "./lost-internal-topics.ts";
+import type { DeploymentTraces, InternalTopicsFound, LostTopicPolicy } from "./lost-internal-topics.ts";
+import type { StoreMutation } from "../../schema-registry/store.ts";
 import { partitionKey, StableOffsets } from "./stable-offsets.ts";
 
 export interface KafkaLogOptions {
@@ -83,6 +86,11 @@ export interface KafkaLogOptions {
   readonly visibleWithinMs?: number;
   /** How this log's Kafka clients open their connections (kafkajs's own by default): a test cuts them through it, as an outage does. */
   readonly socketFactory?: ISocketFactory;
+  /**
+   * How an internal topic found missing at open is judged (lost-internal-topics.ts): with none, it is created without a
+   * look at the deployment's other topics (tools and tests that write no schema-framed records).
+   */
+  readonly lostTopics?: LostTopicPolicy;
 }
 
 export type KafkaLogAccess = "capture" | "command" | "read-only";
@@ -99,6 +107,8 @@ const VISIBLE_RETRY_MS = 100;
 const LEADERS_WITHIN_MS = 10_000;
 /** Fetches of a fold (foldTopic): its memory is one response's records, ~4 times its bytes. */
 const FOLD_FETCH: FetchLimits = { fetchBytes: 2 ** 20, partitionFetchBytes: 2 ** 20 };
+/** The last offsets of each partition read for the schema ids its records reference (a few: transaction markers take offsets too). */
+const SAMPLED_OFFSETS = 8n;
 
 export class KafkaTopicLog implements TopicLog {
   readonly kind = "kafka";
@@ -146,6 +156,7 @@ export class KafkaTopicLog implements TopicLog {
    */
   private readonly formerMembers = new Map<string, Set<string>>();
   private readonly socketFactory: ISocketFactory | undefined;
+  private readonly lostTopics: LostTopicPolicy | undefined;
   /** Reads internal topics to their end without a consumer group; made at the first such read. */
   private reader: PartitionReader | null = null;
   /** Asks for the last stable offsets of the partitions a transaction wrote; made at the first commit. */
@@ -181,6 +192,7 @@ export class KafkaTopicLog implements TopicLog {
     this.deployment = options.deployment;
     this.logger = options.logger.child({ component: "kafka-log" });
     this.socketFactory = options.socketFactory;
+    this.lostTopics = options.lostTopics;
     this.kafka = createKafkaClient(options.config, options.logger, this.socketFactory);
     this.admin = this.kafka.admin();
     this.lookups = this.kafka.admin();
@@ -234,8 +246,16 @@ export class KafkaTopicLog implements TopicLog {
         const failure = kafkaError(error, "connect", options.config.brokers);
         const exhausted = retry.maxAttempts !== undefined && attempt + 1 >= retry.maxAttempts;
         if (!failure.retriable || exhausted || options.signal?.aborted) {
-          log.logger.error({ brokers: options.config.brokers, err: failure.toLog() }, "cannot connect to Kafka");
-          await Promise.all([log.admin.disconnect().catch(() => undefined), log.lookups.disconnect().catch(() => undefined)]);
+          if (!(error instanceof SluiceError && error.code === INTERNAL_TOPIC_LOST)) log.logger.error({ brokers: options.config.brokers, err: failure.toLog() }, "cannot connect to Kafka");
+          // The look at the deployment's topics before creating an internal one may have connected a reader and a producer.
+          const reader = log.reader;
+          log.reader = null;
+          await Promise.all([
+            log.admin.disconnect().catch(() => undefined),
+            log.lookups.disconnect().catch(() => undefined),
+            reader?.close().catch(() => undefined),
+            log.identityProducer?.then((producer) => producer.disconnect()).catch(() => undefined),
+          ]);
           throw failure;
         }
         const delayMs = backoffDelay(retry, attempt);
@@ -304,7 +324,7 @@ export class KafkaTopicLog implements TopicLog {
    * created in one CreateTopics request (one after another, each creation took 30-45 ms of the
    * broker's controller; a first start waited for five).
    */
-  private async createInternalTopics(specs: readonly TopicSpec[]): Promise<void> {
+  private async createInternalTopics(specs: readonly TopicSpec[], beforeCreating: (missing: readonly string[]) => Promise<void> = async () => undefined): Promise<void> {
     this.assertWritable("create topic");
     for (const spec of specs) validateSpec(spec);
     // Every request settles before one fails the open, so a retry of the open never overlaps them.
@@ -317,6 +337,7 @@ export class KafkaTopicLog implements TopicLog {
       if (existing) await this.adopt(spec, existing);
       else missing.push(spec);
     }
+    await beforeCreating(missing.map((spec) => spec.name));
     if (missing.length === 0) return;
     if (await this.createNew(missing)) return;
     // Another process created one of them meanwhile: each is described again, and checked as an existing topic.
@@ -1002,16 +1023,103 @@ export class KafkaTopicLog implements TopicLog {
 
   /** Checked at once and created in one request (each in turn, a first start spent ~0.7 s on them; one after another on the broker, ~0.2 s). */
   private async ensureInternalTopics(): Promise<void> {
-    await this.createInternalTopics([
-      { name: checkpointTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true },
-      { name: registryTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: false },
-      { name: schemaHistoryTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: false },
-      { name: topicIdsTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true },
-      { name: instancesTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true },
-      { name: captureLeaseTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true },
-    ]);
+    let reserveIdsThrough: number | null = null;
+    await this.createInternalTopics(
+      [
+        { name: checkpointTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true },
+        { name: registryTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: false },
+        { name: schemaHistoryTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: false },
+        { name: topicIdsTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true },
+        { name: instancesTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true },
+        { name: captureLeaseTopic(this.deployment), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true },
+      ],
+      async (missing) => {
+        reserveIdsThrough = await this.judgeMissing(missing);
+      },
+    );
+    if (reserveIdsThrough !== null) await this.reserveSchemaIds(reserveIdsThrough);
     // Those created by an earlier version without them.
     await this.request(() => keepCompacting(this.lookups, frequentlyWritten(this.deployment), this.logger));
+  }
+
+  /**
+   * Before missing internal topics are created: refuses (INTERNAL_TOPIC_LOST) when the deployment's other topics show it
+   * ran before and the missing one held what cannot be made again, warns the losses it can go on with; returns the
+   * highest schema id records reference when the registry's loss is accepted. Looks at the other topics only when a
+   * topic that matters is missing (or the built-in registry's journal empty), so a start with all of them costs one request.
+   */
+  private async judgeMissing(missing: readonly string[]): Promise<number | null> {
+    const policy = this.lostTopics;
+    if (policy === undefined) return null;
+    const d = this.deployment;
+    let registry: InternalTopicsFound["registry"] = missing.includes(registryTopic(d)) ? "missing" : "kept";
+    if (registry === "kept" && policy.builtinRegistry) {
+      const offsets = await this.call(`fetch offsets of ${registryTopic(d)}`, () => this.admin.fetchTopicOffsets(registryTopic(d)));
+      if (offsets.every((o) => BigInt(o.high) === 0n)) registry = "empty";
+    }
+    const found: InternalTopicsFound = {
+      registry,
+      checkpointsMissing: missing.includes(checkpointTopic(d)),
+      schemaHistoryMissing: missing.includes(schemaHistoryTopic(d)),
+      topicIdsMissing: missing.includes(topicIdsTopic(d)),
+    };
+    if (found.registry === "kept" && !found.checkpointsMissing && !found.schemaHistoryMissing && !found.topicIdsMissing) return null;
+    const verdict = judgeLostTopics(d, found, await this.deploymentTraces(found.schemaHistoryMissing && policy.mysqlSources.length > 0 && !found.checkpointsMissing), policy);
+    for (const warning of verdict.warnings) this.logger.warn({ topic: warning.topic, code: "INTERNAL_TOPIC_LOST" }, warning.message);
+    if (verdict.refusal) {
+      this.logger.error({ err: verdict.refusal.toLog() }, "internal topics lost");
+      throw verdict.refusal;
+    }
+    return verdict.reserveIdsThrough;
+  }
+
+  /** What the deployment's topics show of earlier runs: the schema ids in the last records of its framed topics, its data topics, the sources checkpointed. */
+  private async deploymentTraces(withCheckpointed: boolean): Promise<DeploymentTraces> {
+    const d = this.deployment;
+    const names = (await this.topicNames()).filter((name) => name.startsWith(`${d}.`));
+    const dataTopics = names.filter((name) => !isInternalTopic(d, name));
+    const framed = new Map<string, number[]>();
+    for (const topic of [...dataTopics, ...names.filter((name) => name === controlTopic(d) || name.startsWith(`${d}.sluice.halted.`))]) {
+      const offsets = await this.call(`fetch offsets of ${topic}`, () => this.admin.fetchTopicOffsets(topic));
+      const ranges = offsets
+        .map((o) => ({ partition: o.partition, low: BigInt(o.low), end: BigInt(o.high) }))
+        .filter((r) => r.end > r.low)
+        .map((r) => ({ partition: r.partition, start: r.end - SAMPLED_OFFSETS > r.low ? r.end - SAMPLED_OFFSETS : r.low, end: r.end }));
+      if (ranges.length === 0) continue;
+      const ids = new Set<number>();
+      for (const record of await this.partitionReader().read(topic, ranges)) {
+        for (const payload of [record.key, record.value]) {
+          const id = framedSchemaId(payload);
+          if (id !== null) ids.add(id);
+        }
+      }
+      if (ids.size > 0) framed.set(topic, [...ids].sort((a, b) => a - b));
+    }
+    const checkpointed = new Set<string>();
+    if (withCheckpointed) {
+      await this.foldTopic(checkpointTopic(d), (record) => {
+        const source = record.key === null ? "" : Buffer.from(record.key).toString("utf8");
+        // Entries are keyed <source>/<name>; a checkpoint by the source's name.
+        if (source !== "" && !source.includes("/")) {
+          if (record.value === null) checkpointed.delete(source);
+          else checkpointed.add(source);
+        }
+      });
+    }
+    return { framed, dataTopics, checkpointed: [...checkpointed] };
+  }
+
+  /**
+   * The registry's loss accepted: its journal's first entry keeps new schema ids above those the records reference
+   * (schema-registry/store.ts, reserveIds), so no new schema takes an id an old record names. Written before the open
+   * returns: a registry opened after it never hands out such an id.
+   */
+  private async reserveSchemaIds(through: number): Promise<void> {
+    const mutations: StoreMutation[] = [{ op: "reserveIds", through }];
+    await this.call("reserve schema ids", async () => {
+      await (await this.plainProducer()).send({ topic: registryTopic(this.deployment), acks: -1, messages: [{ key: null, value: JSON.stringify({ mutations }), partition: 0 }] });
+    });
+    this.logger.warn({ topic: registryTopic(this.deployment), through, code: "INTERNAL_TOPIC_LOST" }, `schema registry created again empty: schema ids up to ${through}, which earlier records reference, are kept from new schemas`);
   }
 
   private async checkpointMessage(checkpoint: Checkpoint): Promise<OutgoingMessage> {

@@ -1,8 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import type { TopicsConfig } from "../../config/schema.ts";
+import type { SluiceConfig, TopicsConfig } from "../../config/schema.ts";
 import type { Logger } from "../../runtime/logger.ts";
 import type { KafkaReaderLimits } from "../kafka/kafka-consumer.ts";
+import type { LostTopicPolicy } from "../kafka/lost-internal-topics.ts";
 import type { TopicLog } from "./contract.ts";
 
 /**
@@ -11,7 +12,7 @@ import type { TopicLog } from "./contract.ts";
  * deployment (e.g. a sink thread) so its Kafka transactional id does not fence the first's.
  * For `sluice run` only: operator commands use openTopicLogForCommand.
  */
-export async function openTopicLog(config: TopicsConfig, deployment: string, logger: Logger, signal?: AbortSignal, writer?: string, options: { lazyProducer?: boolean; readerLimits?: KafkaReaderLimits } = {}): Promise<TopicLog> {
+export async function openTopicLog(config: TopicsConfig, deployment: string, logger: Logger, signal?: AbortSignal, writer?: string, options: { lazyProducer?: boolean; readerLimits?: KafkaReaderLimits; lostTopics?: LostTopicPolicy } = {}): Promise<TopicLog> {
   if (config.kind === "embedded") {
     // Loaded on demand, like Kafka's: a Kafka deployment never loads the embedded log (node:sqlite and its modules).
     const { EmbeddedTopicLog, embeddedOptionsFromConfig } = await import("../embedded/embedded-log.ts");
@@ -21,7 +22,15 @@ export async function openTopicLog(config: TopicsConfig, deployment: string, log
   const { KafkaTopicLog } = await import("../kafka/kafka-log.ts");
   const transactionalId = writer ? transactionalIdOf(deployment, config.client_id, writer) : undefined;
   // A lazy producer registers its transactional id (fencing any other holder) only at its first write: a standby capture writes nothing until it leads.
-  return KafkaTopicLog.open({ config, deployment, logger, ...(signal ? { signal } : {}), ...(transactionalId ? { transactionalId } : {}), ...(options.lazyProducer ? { access: "command" as const } : {}), ...(options.readerLimits ? { readerLimits: options.readerLimits } : {}) });
+  return KafkaTopicLog.open({ config, deployment, logger, ...(signal ? { signal } : {}), ...(transactionalId ? { transactionalId } : {}), ...(options.lazyProducer ? { access: "command" as const } : {}), ...(options.readerLimits ? { readerLimits: options.readerLimits } : {}), ...(options.lostTopics ? { lostTopics: options.lostTopics } : {}) });
+}
+
+/**
+ * How a deployment's Kafka log judges an internal topic it finds missing at open (connectors/kafka/lost-internal-topics.ts):
+ * `accept` only from sluice run --accept-lost-topics, the operator's word that the loss is known.
+ */
+export function lostTopicPolicyOf(config: SluiceConfig, accept = false): LostTopicPolicy {
+  return { builtinRegistry: config.schema_registry.kind !== "remote", mysqlSources: config.sources.filter((s) => s.kind === "mysql").map((s) => s.name), accept };
 }
 
 /**
@@ -46,7 +55,7 @@ export type CommandAccess = "read-only" | "write";
  */
 const COMMAND_RETRY = { initialMs: 200, maxMs: 2_000, maxAttempts: 1 };
 
-export async function openTopicLogForCommand(config: TopicsConfig, deployment: string, logger: Logger, access: CommandAccess): Promise<TopicLog> {
+export async function openTopicLogForCommand(config: TopicsConfig, deployment: string, logger: Logger, access: CommandAccess, lostTopics?: LostTopicPolicy): Promise<TopicLog> {
   if (config.kind === "embedded") {
     const { EmbeddedTopicLog } = await import("../embedded/embedded-log.ts");
     return EmbeddedTopicLog.open({ path: config.path, logger, readOnly: access === "read-only", maintenanceIntervalMs: 0 });
@@ -59,6 +68,7 @@ export async function openTopicLogForCommand(config: TopicsConfig, deployment: s
     access: access === "read-only" ? "read-only" : "command",
     transactionalId: commandTransactionalId(deployment, config.client_id),
     retry: COMMAND_RETRY,
+    ...(lostTopics ? { lostTopics } : {}),
   });
 }
 

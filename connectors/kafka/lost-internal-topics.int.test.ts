@@ -1,0 +1,148 @@
+/**
+ * Internal topics deleted while Sluice was stopped, met by the next open of the Kafka topic log (ensureInternalTopics,
+ * lost-internal-topics.ts) on the real broker: a lost registry or checkpoints topic is refused unless the loss is
+ * accepted; a lost schema history or topic-identity topic is warned; a first start, and topics a newer version added,
+ * are created silently.
+ */
+import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
+import { after, before, test } from "node:test";
+import { Kafka, logLevel } from "kafkajs";
+import { configSchema } from "../../config/schema.ts";
+import { runReplayCommand } from "../../daemon/replay.ts";
+import { createLogger } from "../../runtime/logger.ts";
+import { openJournalStore } from "../../schema-registry/journal-backend.ts";
+import { captureLeaseTopic, checkpointTopic, instancesTopic, registryTopic, schemaHistoryTopic, topicIdsTopic } from "../topics/names.ts";
+import { guardRequestQueue } from "./kafka-client.ts";
+import { KafkaTopicLog } from "./kafka-log.ts";
+import type { LostTopicPolicy } from "./lost-internal-topics.ts";
+import { deleteKafkaDeployment, testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
+
+guardRequestQueue();
+const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: logLevel.NOTHING }).admin();
+const deployments: string[] = [];
+const policy: LostTopicPolicy = { builtinRegistry: true, mysqlSources: ["my"], accept: false };
+
+before(() => admin.connect());
+after(async () => {
+  await admin.disconnect();
+  for (const deployment of deployments) await deleteKafkaDeployment(deployment);
+});
+
+async function deleted(...topics: string[]): Promise<void> {
+  await admin.deleteTopics({ topics, timeout: 30_000 });
+  while ((await admin.listTopics()).some((t) => topics.includes(t))) await sleep(50);
+}
+
+/** Opens the log, handing its warnings to `warned`, and closes it again; the open's error is thrown. */
+async function openOnce(deployment: string, lostTopics: LostTopicPolicy, use: (log: KafkaTopicLog) => Promise<void> = async () => undefined, warned: string[] = []): Promise<void> {
+  const logger = createLogger("warn", { write: (line: string) => void warned.push(line) });
+  const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger, lostTopics, retry: { initialMs: 100, maxMs: 100, maxAttempts: 1 } });
+  try {
+    await use(log);
+  } finally {
+    await log.close();
+  }
+}
+
+/** A deployment that ran: a data topic with records framed under schema ids 6 (key) and 7 (value), a checkpoint of MySQL source "my", a registry entry. */
+async function ranBefore(prefix: string): Promise<{ deployment: string; data: string }> {
+  const deployment = testDeployment(prefix);
+  deployments.push(deployment);
+  const data = `${deployment}.my.shop.orders`;
+  await openOnce(deployment, policy, async (log) => {
+    await log.createTopic({ name: data, partitions: 2, retentionMs: null, retentionBytes: null, compacted: true });
+    await log.registryJournal.append({ mutations: [] });
+    const framed = (id: number, body: number) => Buffer.from([0, 0, 0, 0, id, body]);
+    await log.produce([1, 2, 3].map((n) => ({ topic: data, key: framed(6, n), value: framed(7, n), timestamp: Date.now() })), { source: "my", position: { commit: 10n, change: 0n } });
+  });
+  return { deployment, data };
+}
+
+test("a first start creates the internal topics without a word", async () => {
+  const deployment = testDeployment("lostfirst");
+  deployments.push(deployment);
+  const warned: string[] = [];
+  await openOnce(deployment, policy, undefined, warned);
+  assert.deepEqual(warned, []);
+  assert.ok((await admin.listTopics()).includes(registryTopic(deployment)));
+});
+
+test("the registry's journal deleted while stopped: the start is refused naming the records' topics and schema ids, not created empty (again when created empty by hand); accepted, the new registry keeps its ids above them", async () => {
+  const { deployment, data } = await ranBefore("lostreg");
+  await deleted(registryTopic(deployment));
+  await assert.rejects(openOnce(deployment, policy), (error: { code?: string; retriable?: boolean; message: string }) => {
+    assert.equal(error.code, "INTERNAL_TOPIC_LOST");
+    assert.notEqual(error.retriable, true);
+    assert.ok(error.message.includes(registryTopic(deployment)), error.message);
+    assert.ok(error.message.includes(`records in ${data} reference schema ids 6, 7`), error.message);
+    assert.match(error.message, /--accept-lost-topics/);
+    return true;
+  });
+  assert.equal((await admin.listTopics()).includes(registryTopic(deployment)), false, "not created again empty");
+
+  // Created again empty (by hand, or a process that crashed before it kept the ids): the same.
+  await admin.createTopics({ topics: [{ topic: registryTopic(deployment), numPartitions: 1, configEntries: [{ name: "retention.ms", value: "-1" }] }] });
+  await assert.rejects(openOnce(deployment, policy), { code: "INTERNAL_TOPIC_LOST" });
+
+  await openOnce(deployment, { ...policy, accept: true }, async (log) => {
+    const store = await openJournalStore(log.registryJournal);
+    assert.equal(await store.nextId(), 8, "a new schema never takes an id the records name");
+  });
+  await openOnce(deployment, policy);
+});
+
+test("the checkpoints deleted while stopped: refused, not created empty; accepted, created again", async () => {
+  const { deployment } = await ranBefore("lostcp");
+  await deleted(checkpointTopic(deployment));
+  await assert.rejects(openOnce(deployment, policy), (error: { code?: string; message: string }) => {
+    assert.equal(error.code, "INTERNAL_TOPIC_LOST");
+    assert.ok(error.message.includes(`${checkpointTopic(deployment)} (the sources' checkpoints`), error.message);
+    assert.match(error.message, /snapshot\.mode/);
+    return true;
+  });
+  assert.equal((await admin.listTopics()).includes(checkpointTopic(deployment)), false);
+  await openOnce(deployment, { ...policy, accept: true });
+  assert.ok((await admin.listTopics()).includes(checkpointTopic(deployment)));
+});
+
+test("the schema history and topic identities deleted while stopped are warned with their consequence and created again; the announcements and the capture lease silently", async () => {
+  const { deployment, data } = await ranBefore("lostwarn");
+  await deleted(schemaHistoryTopic(deployment), topicIdsTopic(deployment), instancesTopic(deployment), captureLeaseTopic(deployment));
+  const warned: string[] = [];
+  await openOnce(deployment, policy, undefined, warned);
+  const lost = warned.map((line) => JSON.parse(line) as { code?: string; topic?: string; msg: string }).filter((line) => line.code === "INTERNAL_TOPIC_LOST");
+  assert.deepEqual(lost.map((line) => line.topic).sort(), [schemaHistoryTopic(deployment), topicIdsTopic(deployment)].sort());
+  assert.match(lost.find((line) => line.topic === schemaHistoryTopic(deployment))!.msg, /MySQL source\(s\) my have checkpoints/);
+  assert.ok(lost.find((line) => line.topic === topicIdsTopic(deployment))!.msg.includes(`data topics ${data} do`));
+  const topics = await admin.listTopics();
+  for (const topic of [schemaHistoryTopic(deployment), topicIdsTopic(deployment), instancesTopic(deployment), captureLeaseTopic(deployment)]) assert.ok(topics.includes(topic), topic);
+
+  // A PostgreSQL-only deployment keeps no schema history: its topic missing says nothing.
+  await deleted(schemaHistoryTopic(deployment));
+  const quiet: string[] = [];
+  await openOnce(deployment, { ...policy, mysqlSources: [] }, undefined, quiet);
+  assert.deepEqual(quiet, []);
+});
+
+test("a command that may write (sluice replay --execute) refuses the same way, judged by the config: a remote registry leaves the registry's topic unused", async () => {
+  const { deployment } = await ranBefore("lostcmd");
+  await deleted(registryTopic(deployment));
+  const replay = async (registry: object) => {
+    const config = configSchema.parse({
+      name: deployment,
+      sources: [{ name: "my", kind: "postgres", user: "u", database: "shop", tables: ["shop.*"] }],
+      topics: { kind: "kafka", brokers: testKafkaConfig().brokers },
+      schema_registry: registry,
+      sinks: [{ name: "warehouse", kind: "duckdb" }],
+    });
+    let stderr = "";
+    const code = await runReplayCommand(["--sink", "warehouse", "--from-beginning", "--execute"], config, { stdout: () => undefined, stderr: (text) => void (stderr += text) }, createLogger("silent"));
+    return { code, stderr };
+  };
+  const refused = await replay({ kind: "builtin" });
+  assert.equal(refused.code, 1);
+  assert.ok(refused.stderr.includes(`${registryTopic(deployment)} (the built-in schema registry) is gone`), refused.stderr);
+  assert.equal((await admin.listTopics()).includes(registryTopic(deployment)), false);
+  assert.equal((await replay({ kind: "remote", url: "http://127.0.0.1:1" })).code, 0);
+});

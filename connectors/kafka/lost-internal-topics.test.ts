@@ -1,0 +1,34 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { framedSchemaId, judgeLostTopics } from "./lost-internal-topics.ts";
+import type { DeploymentTraces, InternalTopicsFound, LostTopicPolicy } from "./lost-internal-topics.ts";
+
+const kept: InternalTopicsFound = { registry: "kept", checkpointsMissing: false, schemaHistoryMissing: false, topicIdsMissing: false };
+const policy: LostTopicPolicy = { builtinRegistry: true, mysqlSources: [], accept: false };
+const ran: DeploymentTraces = { framed: new Map([["d.pg.public.a", [3, 9]], ["d.pg.public.b", [4]]]), dataTopics: ["d.pg.public.a", "d.pg.public.b"], checkpointed: ["pg"] };
+const firstStart: DeploymentTraces = { framed: new Map(), dataTopics: [], checkpointed: [] };
+
+test("a registry gone where records reference schema ids is refused; accepted, the ids are kept through the highest; a remote registry's topic or a first start says nothing", () => {
+  const lost = { ...kept, registry: "missing" as const };
+  assert.equal(judgeLostTopics("d", lost, ran, policy).refusal?.code, "INTERNAL_TOPIC_LOST");
+  assert.match(judgeLostTopics("d", lost, ran, policy).refusal!.message, /records in d\.pg\.public\.a, d\.pg\.public\.b reference schema ids 3, 4, 9/);
+  const accepted = judgeLostTopics("d", lost, ran, { ...policy, accept: true });
+  assert.equal(accepted.refusal, null);
+  assert.equal(accepted.reserveIdsThrough, 9);
+  assert.deepEqual(accepted.warnings.map((w) => w.topic), ["d.sluice.schemas"]);
+  assert.deepEqual(judgeLostTopics("d", lost, ran, { ...policy, builtinRegistry: false }), { refusal: null, warnings: [], reserveIdsThrough: null });
+  assert.deepEqual(judgeLostTopics("d", { registry: "missing", checkpointsMissing: true, schemaHistoryMissing: true, topicIdsMissing: true }, firstStart, { ...policy, mysqlSources: ["my"] }), { refusal: null, warnings: [], reserveIdsThrough: null });
+});
+
+test("many topics are named up to five and counted", () => {
+  const framed = new Map(Array.from({ length: 8 }, (_, i) => [`d.pg.public.t${i}`, [i + 1]] as const));
+  const refusal = judgeLostTopics("d", { ...kept, checkpointsMissing: true }, { framed, dataTopics: [...framed.keys()], checkpointed: [] }, policy).refusal!;
+  assert.match(refusal.message, /d\.pg\.public\.t4 and 3 more hold records/);
+});
+
+test("the schema id of a Confluent-framed payload", () => {
+  assert.equal(framedSchemaId(Uint8Array.from([0, 0, 0, 1, 2, 9])), 258);
+  assert.equal(framedSchemaId(Uint8Array.from([0, 255, 255, 255, 255])), 4294967295);
+  assert.equal(framedSchemaId(Uint8Array.from([123, 34, 0, 0, 0])), null, "JSON");
+  assert.equal(framedSchemaId(null), null);
+});

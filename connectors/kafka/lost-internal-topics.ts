@@ -1,0 +1,117 @@
+/**
+ * An internal topic found missing when a Kafka topic log opens, told from a first start or an upgrade by what the
+ * deployment's other topics hold (KafkaTopicLog.ensureInternalTopics gathers it, judgeLostTopics decides). Created again
+ * empty, the schema registry's journal and the checkpoints lose what replay and capture read back from them, so their
+ * loss is refused unless the operator accepts it (`sluice run --accept-lost-topics`); the schema histories' and the topic
+ * identities' loss is warned with its consequence (an upgrade from a version without them looks the same); the other
+ * internal topics (announcements, the capture lease) hold nothing to lose and are created silently.
+ */
+import { SluiceError } from "../errors.ts";
+import { checkpointTopic, registryTopic, schemaHistoryTopic, topicIdsTopic } from "../topics/names.ts";
+
+export const INTERNAL_TOPIC_LOST = "INTERNAL_TOPIC_LOST";
+
+/** What a deployment's config says about its internal topics (connectors/topics/open.ts lostTopicPolicyOf). */
+export interface LostTopicPolicy {
+  /** The built-in registry keeps its schemas in `<deployment>.sluice.schemas`; a remote registry leaves it unused. */
+  readonly builtinRegistry: boolean;
+  /** The MySQL sources, whose schema histories `<deployment>.sluice.schema-history` keeps. */
+  readonly mysqlSources: readonly string[];
+  /** The operator accepts the loss (sluice run --accept-lost-topics): the topics are created again, the registry's new ids kept above those records reference. */
+  readonly accept: boolean;
+}
+
+/** The internal topics whose loss matters, as found at open. */
+export interface InternalTopicsFound {
+  /** "empty": there with no record, as a deleted journal created again by hand or by a command. */
+  readonly registry: "kept" | "missing" | "empty";
+  readonly checkpointsMissing: boolean;
+  readonly schemaHistoryMissing: boolean;
+  readonly topicIdsMissing: boolean;
+}
+
+/** What the deployment's other topics show of earlier runs. */
+export interface DeploymentTraces {
+  /** Per topic holding Confluent-framed records (data, control, parking topics): the schema ids its sampled records reference. */
+  readonly framed: ReadonlyMap<string, readonly number[]>;
+  /** The deployment's data topics that exist, empty or not. */
+  readonly dataTopics: readonly string[];
+  /** Sources with a checkpoint in `<deployment>.sluice.checkpoints`. */
+  readonly checkpointed: readonly string[];
+}
+
+export interface LostTopicsVerdict {
+  /** Refuses the open: what is lost, and the ways on. */
+  readonly refusal: SluiceError | null;
+  /** Losses warned, each with its consequence. */
+  readonly warnings: readonly { readonly topic: string; readonly message: string }[];
+  /** The loss of the registry accepted: new schema ids must be above this one, the highest the records reference. */
+  readonly reserveIdsThrough: number | null;
+}
+
+const LISTED = 5;
+
+export function judgeLostTopics(deployment: string, found: InternalTopicsFound, traces: DeploymentTraces, policy: LostTopicPolicy): LostTopicsVerdict {
+  const lost: { topic: string; message: string }[] = [];
+  let reserveIdsThrough: number | null = null;
+  const framedTopics = [...traces.framed.keys()].sort();
+  const ids = [...new Set([...traces.framed.values()].flat())].sort((a, b) => a - b);
+  if (policy.builtinRegistry && found.registry !== "kept" && ids.length > 0) {
+    lost.push({
+      topic: registryTopic(deployment),
+      message: `${registryTopic(deployment)} (the built-in schema registry) is ${found.registry === "missing" ? "gone" : "empty"}, while records in ${listed(framedTopics)} reference schema ids ${listed(ids.map(String))} it no longer has: ` +
+        `those records cannot be decoded (replays, rebuilds, a sink added later fail on them), and a registry started empty would give new schemas those same ids, so old records would be read with another table's schema`,
+    });
+    reserveIdsThrough = ids[ids.length - 1]!;
+  }
+  if (found.checkpointsMissing && framedTopics.length > 0) {
+    lost.push({
+      topic: checkpointTopic(deployment),
+      message: `${checkpointTopic(deployment)} (the sources' checkpoints and the PostgreSQL sources' record of the tables' layouts) is gone, while ${listed(framedTopics)} hold records capture wrote: ` +
+        `every source would start as if for the first time, as snapshot.mode says (initial, when-needed: every table read again into the topics, a PostgreSQL source's replication slot dropped and made again; never: a MySQL source streams from the binlog's current end, losing the changes made while Sluice was stopped)`,
+    });
+  }
+  const warnings: { topic: string; message: string }[] = [];
+  const historied = traces.checkpointed.filter((source) => policy.mysqlSources.includes(source));
+  if (found.schemaHistoryMissing && historied.length > 0) {
+    warnings.push({
+      topic: schemaHistoryTopic(deployment),
+      message:
+        `${schemaHistoryTopic(deployment)} does not exist while MySQL source(s) ${listed(historied)} have checkpoints: it was deleted, or this is the first start since an upgrade from a version that kept no schema history. ` +
+        `It is created again empty and those sources resume with the tables' current definitions: if a captured table's definition changed while Sluice was stopped and binlog_row_metadata is not FULL, rows written before that change decode with the new columns; read such a table again (sluice snapshot -c FILE --table T --execute)`,
+    });
+  }
+  if (found.topicIdsMissing && traces.dataTopics.length > 0) {
+    warnings.push({
+      topic: topicIdsTopic(deployment),
+      message:
+        `${topicIdsTopic(deployment)} does not exist while data topics ${listed([...traces.dataTopics].sort())} do: it was deleted, or this is the first start since an upgrade from a version that recorded no topic identities. ` +
+        `It is created again and each data topic gets a new identity: a sink that stored its offsets with the former identities refuses them at its start (SINK_LOG_MISMATCH) and needs a rebuild (docs/operations.md, "An internal topic was deleted")`,
+    });
+  }
+  if (lost.length === 0 || policy.accept) {
+    const accepted = lost.map(({ topic, message }) => ({ topic, message: `loss accepted (--accept-lost-topics), created again: ${message}` }));
+    return { refusal: null, warnings: [...accepted, ...warnings], reserveIdsThrough: policy.accept ? reserveIdsThrough : null };
+  }
+  return {
+    refusal: new SluiceError(
+      `Sluice's internal topics were deleted while it was stopped, and this deployment ran before: ${lost.map((l) => l.message).join("; ")}. ` +
+        `Nothing was created. Restore the topic(s) from a backup and start again; or accept the loss: sluice run -c FILE --accept-lost-topics creates them again ` +
+        `(the registry's new schema ids kept above those the records reference, the schemas registered again as capture meets each table), after which the records written before cannot be decoded: ` +
+        `rebuild from a fresh snapshot (docs/operations.md, "An internal topic was deleted")`,
+      { code: INTERNAL_TOPIC_LOST, context: { component: "kafka", deployment, topics: lost.map((l) => l.topic).join(",") } },
+    ),
+    warnings,
+    reserveIdsThrough: null,
+  };
+}
+
+/** The schema id a Confluent-framed payload references (magic byte 0, then a 4-byte big-endian id), or null for one that is not framed. */
+export function framedSchemaId(payload: Uint8Array | null): number | null {
+  if (payload === null || payload.length < 5 || payload[0] !== 0) return null;
+  return ((payload[1]! << 24) >>> 0) + (payload[2]! << 16) + (payload[3]! << 8) + payload[4]!;
+}
+
+function listed(items: readonly string[]): string {
+  return items.length <= LISTED ? items.join(", ") : `${items.slice(0, LISTED).join(", ")} and ${items.length - LISTED} more`;
+}
