@@ -26,6 +26,9 @@ export const CONFIG_FILE_MAX_BYTES = 4 * MiB;
 /** A certificate, key or CA bundle (a system's whole bundle is ~200 KB). */
 export const PEM_FILE_MAX_BYTES = 4 * MiB;
 
+/** A token, password or key is short; a larger file is a wrong path (a log, a dump), never read whole. */
+export const SECRET_FILE_MAX_BYTES = 64 * KiB;
+
 function sizeText(bytes: number): string {
   return bytes % MiB === 0 ? `${bytes / MiB} MiB` : `${Math.ceil(bytes / KiB)} KiB`;
 }
@@ -60,4 +63,9 @@ function kindOf(stat: ReturnType<typeof fstatSync>): string {
   if (stat.isSocket()) return "a socket";
   if (stat.isCharacterDevice() || stat.isBlockDevice()) return "a device";
   return "not a file";
+}
+
+/** A secret given by file (`<key>_file`): its contents, trailing newline removed. */
+export function readSecretFile(path: string): string {
+  return readBoundedFile(path, SECRET_FILE_MAX_BYTES).toString("utf8").replace(/\r?\n$/, "");
 }

@@ -6,7 +6,7 @@
 import { dirname, resolve } from "node:path";
 import { isAlias, isMap, isPair, isScalar, LineCounter, parseDocument, Scalar, visit } from "yaml";
 import type { Document, Node, Pair } from "yaml";
-import { FileRefused, KiB, readBoundedFile } from "./bounded-file.ts";
+import { FileRefused, readSecretFile } from "./bounded-file.ts";
 import type { ConfigIssue } from "./issues.ts";
 import { formatPath } from "./issues.ts";
 
@@ -202,9 +202,6 @@ function readPlainScalar(text: string): unknown {
  * `<key>_file: PATH` for a secret key (password, token, api_key) is replaced by `<key>: <file
  * contents>`, trailing newline removed. Relative paths are read from the config file's folder.
  */
-/** A token, password or key is short; a larger file is a wrong path (a log, a dump), never read whole. */
-export const SECRET_FILE_MAX_BYTES = 64 * KiB;
-
 /** A secret read from a file: where its `<key>_file` stood (`["sinks", 0, "password_file"]`) and the file's absolute path. */
 export interface SecretFile {
   readonly at: readonly PropertyKey[];
@@ -242,7 +239,7 @@ export function readSecretFiles(parsed: ParsedConfigDocument, secretKeys: readon
         const filePath = resolve(baseDir, value);
         let content: string;
         try {
-          content = readBoundedFile(filePath, SECRET_FILE_MAX_BYTES).toString("utf8").replace(/\r?\n$/, "");
+          content = readSecretFile(filePath);
         } catch (error) {
           issue(`cannot read ${secretKey} file "${value}"${value === filePath ? "" : " (relative to the config file)"}: ${describeFsError(error)}`);
           continue;

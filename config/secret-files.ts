@@ -5,9 +5,8 @@
  * source's secret files on its config (`secret_files`: key -> absolute path), which travels with a sink's config to
  * its thread.
  */
-import { readBoundedFile } from "./bounded-file.ts";
+import { readSecretFile } from "./bounded-file.ts";
 import type { SecretFile } from "./document.ts";
-import { SECRET_FILE_MAX_BYTES } from "./document.ts";
 import { rememberSecrets } from "./redact.ts";
 import type { SluiceConfig } from "./schema.ts";
 
@@ -62,7 +61,7 @@ export function currentSecret(sinkConfig: object, key: string): string | undefin
   const file = (sinkConfig as WithSecretFiles).secret_files?.[key];
   if (file === undefined) return configured;
   try {
-    const value = readBoundedFile(file, SECRET_FILE_MAX_BYTES).toString("utf8").replace(/\r?\n$/, "");
+    const value = readSecretFile(file);
     rememberSecrets([value]);
     const values = lastRead.get(sinkConfig) ?? new Map<string, string>();
     values.set(key, value);
