@@ -40,7 +40,7 @@ import type { DuckDbSinkConfig, DuckDbSinkOptions } from "./config.ts";
 import { endRead, lockDown, readJsonOn, readOn } from "./read-query.ts";
 import type { ReadQueryLimits, ReadQueryResult } from "./read-query.ts";
 import { diskSpace, type DiskSpaceOf, formatBytes, spillRoom } from "./spill-room.ts";
-import { ident, isDuckDbDataError, isDuckDbFatal, literal } from "./sql.ts";
+import { ident, isDuckDbDataError, isDuckDbFatal } from "./sql.ts";
 import { appendFor, duckdbType, duckdbValue } from "./types.ts";
 
 const STAGE = "_sluice_stage";
@@ -742,8 +742,10 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
         for (const physical of physicals) {
           const columns = request.columns.filter((name) => physical.columns.some((c) => c.name === name && !c.key));
           if (columns.length === 0) continue;
+          // Bound, not a literal: DuckDB's parser ends a literal at a NUL character (a MySQL text may hold one), refusing the statement.
           const result = await this.#conn().run(
-            `UPDATE ${this.#qualified(physical)} SET ${columns.map((c) => `${ident(c)} = NULL`).join(", ")} WHERE CAST(${ident(request.subjectColumn)} AS VARCHAR) = ${literal(request.subject)} AND (${columns.map((c) => `${ident(c)} IS NOT NULL`).join(" OR ")})`,
+            `UPDATE ${this.#qualified(physical)} SET ${columns.map((c) => `${ident(c)} = NULL`).join(", ")} WHERE CAST(${ident(request.subjectColumn)} AS VARCHAR) = $1 AND (${columns.map((c) => `${ident(c)} IS NOT NULL`).join(" OR ")})`,
+            [request.subject],
           );
           if (physical.role === "live") changed += result.rowsChanged;
         }
