@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Connection } from "mysql2/promise";
+import pino from "pino";
 import { readDefinitions } from "./catalog.ts";
 import { adminConnection, dropDatabase, newSource, randomName, readUntil, sourceConfig, testLogger } from "./int-test-support.ts";
 import { binlogAt, binlogFileIndex } from "./positions.ts";
@@ -132,6 +133,34 @@ describe("MySQL source: DDL and schema history", () => {
       assert.equal(ddl[2]!.definition!.columns[1]!.charset, "latin1");
       const now = await readDefinitions(sqlOf(admin), [{ database, table: "u" }]);
       assert.deepEqual(ddl.at(-1)!.definition, now.get(`${database}.u`), "the parsed definition equals information_schema's");
+    } finally {
+      await source.close();
+    }
+  });
+
+  it("follows MariaDB's two-phase ALTER (binlog_alter_two_phase): the table changes at COMMIT ALTER, and not at all at ROLLBACK ALTER", async () => {
+    await admin.query("CREATE TABLE two_phase (id INT PRIMARY KEY, c VARCHAR(10), u INT) DEFAULT CHARSET=utf8mb4");
+    await admin.query("INSERT INTO two_phase VALUES (1, 'a', 1), (2, 'b', 1)");
+    const history = new MemorySchemaHistoryStore();
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: "warn" }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const source = newSource(sourceConfig({ tables: [`${database}.two_phase`], snapshot: { mode: "never", parallelism: 1, chunk_rows: 100 } }), { schemaHistory: history, logger });
+    await source.connect(null, AbortSignal.timeout(30_000));
+    try {
+      await readUntil(source, (c) => c.batches.length > 0);
+      // The server logs START ALTER when an ALTER begins and COMMIT ALTER or ROLLBACK ALTER when it ends, each with the statement.
+      await admin.query("SET SESSION binlog_alter_two_phase = ON");
+      await assert.rejects(admin.query("ALTER TABLE two_phase MODIFY c VARCHAR(10) CHARACTER SET latin1, ADD UNIQUE KEY (u)"), /Duplicate entry/);
+      await admin.query("ALTER TABLE two_phase ADD COLUMN w INT NOT NULL DEFAULT 7");
+      await admin.query("SET SESSION binlog_alter_two_phase = DEFAULT");
+      await admin.query("INSERT INTO two_phase VALUES (3, 'é', 3, 8)");
+      const { events } = await readUntil(source, (c) => c.events.some((e) => e.key["id"] === 3));
+      assert.deepEqual(events.at(-1)!.after, { id: 3, c: "é", u: 3, w: 8 });
+      const tracked = history.entries.filter((e) => e.table === `${database}.two_phase`);
+      const server = await readDefinitions(sqlOf(admin), [{ database, table: "two_phase" }]);
+      assert.deepEqual(tracked.at(-1)?.definition, server.get(`${database}.two_phase`), "the table as information_schema shows it");
+      assert.deepEqual(tracked.map((e) => [e.cause, e.statement?.split(" ").slice(3, 5).join(" ")]), [["catalog", undefined], ["ddl", "ADD COLUMN"]]);
+      assert.deepEqual(lines.filter((l) => String(l["msg"]).includes("re-reading")), [], "no statement was applied to a definition it did not fit");
     } finally {
       await source.close();
     }

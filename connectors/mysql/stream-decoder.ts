@@ -20,6 +20,7 @@ import { ARTIFICIAL_FLAG } from "./protocol/event-header.ts";
 import type { EventHeader } from "./protocol/event-header.ts";
 import { ChecksumError, payloadEvents } from "./protocol/event-parser.ts";
 import { MARIADB_GTID_PREPARED_XA } from "./protocol/events.ts";
+import type { AlterPhase } from "./protocol/events.ts";
 import type { EventBody, EventParser } from "./protocol/event-parser.ts";
 import { readRowChanges } from "./protocol/rows-event.ts";
 import type { RowColumn, RowsEventHeader } from "./protocol/rows-event.ts";
@@ -131,6 +132,8 @@ interface OpenTransaction extends TransactionContext {
   beginEmitted: boolean;
   /** The rows an XA transaction handed on (XA START, or MariaDB's GTID flag), for its rollback; null for any other transaction. */
   xaRows: XaRows | null;
+  /** The event of MariaDB's two-phase ALTER this is, if one. */
+  alterPhase: AlterPhase | null;
 }
 
 type MappedTable = { readonly binding: TableBinding; readonly key: string } | { readonly watermark: readonly RowColumn[] };
@@ -270,6 +273,7 @@ export class StreamDecoder {
       case "mariadb-gtid":
         this.begin(start, gtidText(body.gtid.gtid), header.timestamp * 1000, body.gtid.gtid, body.gtid.standalone);
         if ((body.gtid.flags & MARIADB_GTID_PREPARED_XA) !== 0) this.transaction!.xaRows = newXaRows();
+        this.transaction!.alterPhase = body.gtid.alterPhase;
         return;
       case "previous-gtids":
         if (this.atFileStart) this.gtid.adoptFileStart(body.set);
@@ -347,6 +351,7 @@ export class StreamDecoder {
       beginEmitted: false,
       thread: null,
       xaRows: null,
+      alterPhase: null,
     };
   }
 
@@ -396,6 +401,12 @@ export class StreamDecoder {
       return;
     }
     if (head.startsWith("XA END") || head.startsWith("SAVEPOINT") || head.startsWith("ROLLBACK TO") || head.startsWith("RELEASE SAVEPOINT")) return;
+    const phase = this.transaction?.alterPhase;
+    if (phase === "start" || phase === "rollback") {
+      // MariaDB's two-phase ALTER: the table changes at COMMIT ALTER, which logs the statement again; ROLLBACK ALTER changed nothing.
+      if (!this.transaction!.explicit) this.end(end);
+      return;
+    }
     const at = `${this.file}:${start}`;
     let xaResolved: (() => Promise<void> | void) | null = null;
     const resolved = /^XA\s+(COMMIT|ROLLBACK)\s+X'([0-9a-f]*)'\s*,\s*X'([0-9a-f]*)'\s*,\s*(-?\d+)/i.exec(statement);

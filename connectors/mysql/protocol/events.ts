@@ -125,11 +125,20 @@ export const MARIADB_GTID_STANDALONE = 0x1;
 const MARIADB_GTID_GROUP_COMMIT_ID = 0x2;
 /** FL_PREPARED_XA: the transaction is an XA transaction's changes, up to its XA PREPARE (MariaDB logs no XA START). */
 export const MARIADB_GTID_PREPARED_XA = 0x40;
+const MARIADB_GTID_COMPLETED_XA = 0x80;
+/** flags_extra of a two-phase ALTER (binlog_alter_two_phase): FL_START_ALTER_E1, FL_COMMIT_ALTER_E1, FL_ROLLBACK_ALTER_E1. */
+const MARIADB_GTID_START_ALTER = 0x2;
+const MARIADB_GTID_COMMIT_ALTER = 0x4;
+const MARIADB_GTID_ROLLBACK_ALTER = 0x8;
+
+/** Which event of MariaDB's two-phase ALTER a GTID opens: the ALTER began, took effect, or failed (each logs the statement). */
+export type AlterPhase = "start" | "commit" | "rollback";
 
 export interface MariadbGtidEvent {
   readonly gtid: MariadbGtid;
   readonly standalone: boolean;
   readonly flags: number;
+  readonly alterPhase: AlterPhase | null;
 }
 
 export function readMariadbGtid(reader: BinaryReader, serverId: number): MariadbGtidEvent {
@@ -137,7 +146,15 @@ export function readMariadbGtid(reader: BinaryReader, serverId: number): Mariadb
   const domain = reader.u32();
   const flags = reader.u8();
   if (flags & MARIADB_GTID_GROUP_COMMIT_ID) reader.skip(8);
-  return { gtid: { domain, server: serverId, seq }, standalone: (flags & MARIADB_GTID_STANDALONE) !== 0, flags };
+  if (flags & (MARIADB_GTID_PREPARED_XA | MARIADB_GTID_COMPLETED_XA)) {
+    reader.skip(4);
+    const lengths = reader.u8() + reader.u8();
+    reader.skip(lengths);
+  }
+  // MariaDB 10.8+ may follow with flags_extra (zero padding otherwise).
+  const extra = reader.remaining > 0 ? reader.u8() : 0;
+  const alterPhase = extra & MARIADB_GTID_START_ALTER ? "start" : extra & MARIADB_GTID_COMMIT_ALTER ? "commit" : extra & MARIADB_GTID_ROLLBACK_ALTER ? "rollback" : null;
+  return { gtid: { domain, server: serverId, seq }, standalone: (flags & MARIADB_GTID_STANDALONE) !== 0, flags, alterPhase };
 }
 
 export function readMariadbGtidList(reader: BinaryReader): MariadbGtid[] {
