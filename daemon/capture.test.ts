@@ -959,3 +959,74 @@ test("a login refused after capture ran (a password rotated on the database) is 
     await running;
   }
 });
+
+test("a login refused when the source opens its stream at a read once it connected (MySQL's binlog connection, PostgreSQL's stream after the initial snapshot) is waited out, not fatal", async () => {
+  const refused = () => new SluiceError("MySQL at db:3306 (source my) refused the login: Access denied for user 'sluice'", { code: "MYSQL_AUTH_FAILED", retriable: false });
+  const source = new ScriptedSource([[event("a", 1n, 10n)], [event("a", 2n, 20n)]]);
+  const log = new MemoryLog();
+  const read = source.read.bind(source);
+  let reads = 0;
+  let refusing = true;
+  source.read = async (signal) => {
+    reads++;
+    // The first batch (a snapshot), the connection drops, then the stream's own connection is refused until the password is fixed.
+    if (reads === 2) throw new ConnectionError("the connection ended", {});
+    if (reads >= 3 && refusing) throw refused();
+    return read(signal);
+  };
+  const pipeline = new CapturePipeline({ source, log: log as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 2 } });
+  const stop = new AbortController();
+  let outcome: unknown = "running";
+  const running = pipeline.run(stop.signal).then(
+    () => (outcome = "returned"),
+    (error: unknown) => (outcome = error),
+  );
+  try {
+    for (let i = 0; i < 1000 && reads < 6 && outcome === "running"; i++) await new Promise((r) => setTimeout(r, 2));
+    assert.equal(outcome, "running", "capture neither stops nor returns: the refusal is waited out");
+    assert.match(pipeline.waitingFor() ?? "", /refused the login.*waiting for the server to accept/);
+    refusing = false;
+    for (let i = 0; i < 1000 && !source.acked.includes(20n); i++) await new Promise((r) => setTimeout(r, 2));
+    assert.deepEqual(source.acked, [10n, 20n]);
+    assert.deepEqual(log.records.map((r) => r.key!.toString()), ["1", "2"], "nothing lost, nothing doubled");
+  } finally {
+    stop.abort(new Error("stop"));
+    await running;
+  }
+});
+
+test("a source that connected in an earlier capture term of this process (the Kafka capture lease) has a login refused at a later term's first connect waited out", async () => {
+  const refused = () => new SluiceError("PostgreSQL at db:5432 (source pg) refused the login: password authentication failed", { code: "PG_AUTH_FAILED", retriable: false });
+  const connectedSources = new Set<string>();
+  const firstTerm = new ScriptedSource([[event("a", 1n, 10n)]]);
+  const log = new MemoryLog();
+  const options = { log: log as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 2 }, connectedSources };
+  await runUntil(new CapturePipeline({ ...options, source: firstTerm }), () => firstTerm.acked.includes(10n));
+
+  const source = new ScriptedSource([[event("a", 1n, 10n)], [event("a", 2n, 20n)]]);
+  const connect = source.connect.bind(source);
+  let refusals = 0;
+  source.connect = async (from) => {
+    if (refusals < 3) {
+      refusals++;
+      throw refused();
+    }
+    return connect(from);
+  };
+  const pipeline = new CapturePipeline({ ...options, source });
+  const stop = new AbortController();
+  let outcome: unknown = "running";
+  const running = pipeline.run(stop.signal).then(
+    () => (outcome = "returned"),
+    (error: unknown) => (outcome = error),
+  );
+  try {
+    for (let i = 0; i < 1000 && !source.acked.includes(20n) && outcome === "running"; i++) await new Promise((r) => setTimeout(r, 2));
+    assert.equal(outcome, "running", "the later term waits the refusal out");
+    assert.deepEqual(source.acked, [20n]);
+    assert.equal(source.connects.at(-1)?.position.commit, 10n, "resumed from the checkpoint");
+  } finally {
+    stop.abort(new Error("stop"));
+    await running;
+  }
+});

@@ -99,6 +99,11 @@ export interface CaptureOptions {
   readonly personalColumns?: ReadonlyMap<string, readonly string[]>;
   /** Personal columns of parked changes: sealed with their subject's key in the parking topic, opened when re-published. */
   readonly parkedSealer?: ParkedChangeSealer;
+  /**
+   * Names of the sources that connected in this process, kept by the daemon across capture terms (each term under the
+   * capture lease makes new pipelines): from then on a refused login is waited out (refusalWaitedOut). This pipeline adds its source.
+   */
+  readonly connectedSources?: Set<string>;
 }
 
 /** What a source may send besides changes: transaction boundaries (config transaction_metadata). */
@@ -137,8 +142,8 @@ export class CapturePipeline {
   /** The batch being encoded (see encodeBatch). */
   private readonly encoding = new Serial();
   private connected = false;
-  /** The source connected once in this process: from then on its server refusing the login is waited out (connectSource). */
-  private everConnected = false;
+  /** The sources that connected once in this process: from then on their server refusing the login is waited out (refusalWaitedOut). */
+  private readonly connectedSources: Set<string>;
   /** The last failure being retried while not connected. */
   private problem: string | null = null;
   private lastCheckpoint: Checkpoint | null = null;
@@ -149,6 +154,7 @@ export class CapturePipeline {
   constructor(options: CaptureOptions) {
     this.options = options;
     this.logger = options.logger.child({ component: "capture", source: options.source.name });
+    this.connectedSources = options.connectedSources ?? new Set();
   }
 
   ready(): boolean {
@@ -212,12 +218,14 @@ export class CapturePipeline {
           },
         );
         this.connected = true;
-        this.everConnected = true;
+        this.connectedSources.add(source.name);
         this.problem = null;
         connectedFrom = this.lastCheckpoint;
         this.logger.info({ from: this.lastCheckpoint ? formatPosition(source.kind, this.lastCheckpoint.position) : "start" }, "capturing");
         await this.pump(stop);
-      } catch (error) {
+      } catch (caught) {
+        // A source opens connections at a read too (MySQL's binlog connection at the first read, PostgreSQL's stream after the initial snapshot).
+        const error = this.refusalWaitedOut(caught);
         this.connected = false;
         // Said before closing: closing a source whose server does not answer can take a while.
         this.problem = messageOf(error);
@@ -235,18 +243,24 @@ export class CapturePipeline {
   }
 
   /**
-   * A login the database refuses at the first connect is a config error, told at once (capture stops). Once the source
-   * connected in this process, the same refusal is a password rotated on the server (or a role locked for a while):
-   * waited out like the server being down, with the reconnect backoff, not ready and naming it, while the other sources
-   * and the sinks go on. Each connect reads a password_file again (connection-settings.ts).
+   * A login the database refuses before the source first connected in this process is a config error, told at once
+   * (capture stops). Once it has (in this capture term or an earlier one), the same refusal, at a connect or at a read
+   * that opens a connection, is a password rotated on the server (or a role locked for a while): waited out like the
+   * server being down, with the reconnect backoff, not ready and naming it, while the other sources and the sinks go on.
+   * Each connection reads a password_file again (connection-settings.ts).
    */
   private async connectSource(stop: AbortSignal): Promise<void> {
     try {
       await this.options.source.connect(this.lastCheckpoint, stop);
     } catch (error) {
-      if (!this.everConnected || !isLoginRefused(error)) throw error;
-      throw new SluiceError(`${error.message}; waiting for the server to accept the source's credentials (retried with backoff)`, { code: error.code, retriable: true, context: error.context, cause: error });
+      throw this.refusalWaitedOut(error);
     }
+  }
+
+  /** `error` made retriable when it is a refused login the source's past connection makes waited out (see connectSource). */
+  private refusalWaitedOut(error: unknown): unknown {
+    if (!this.connectedSources.has(this.options.source.name) || !isLoginRefused(error) || error.retriable) return error;
+    return new SluiceError(`${error.message}; waiting for the server to accept the source's credentials (retried with backoff)`, { code: error.code, retriable: true, context: error.context, cause: error });
   }
 
   /**

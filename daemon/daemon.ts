@@ -190,6 +190,8 @@ export class Daemon {
   private servedReload: Promise<void> | null = null;
   private servedReloadedAt = 0;
   private captures: RunningCapture[] = [];
+  /** Sources that connected in this process, across capture terms: a login refused afterwards is waited out (daemon/capture.ts). */
+  private readonly connectedSources = new Set<string>();
   private sinks: RunningSink[] = [];
   private readonly sinkLags = new Map<string, CoalescedRead<number>>();
   private readonly slotLags = new Map<string, CoalescedRead<{ lagBytes: number; retainedBytes: number }>>();
@@ -460,6 +462,7 @@ export class Daemon {
         inFlightBytes: 2 * captureBatchBytes(sourceConfig.max_buffer_bytes ?? STANDALONE_READ_AHEAD_BYTES),
         personalColumns: new Map([...personalTables(sourceConfig)].map(([table, personal]) => [table, personal.columns])),
         ...(parkedSealer ? { parkedSealer } : {}),
+        connectedSources: this.connectedSources,
         stats: {
           onBatch: (batch, _records, seconds, times) => {
             for (const { table, op, count } of batch.counts) this.metrics.changesCaptured.inc({ source: sourceConfig.name, table, op }, count);
