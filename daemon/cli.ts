@@ -15,7 +15,7 @@ import { runSchemaCommand, SCHEMA_USAGE } from "../schema-registry/index.ts";
 import { CHECK_MIGRATION_USAGE, runCheckMigration } from "./check-migration-command.ts";
 import { openRegistry } from "./components.ts";
 import { Daemon } from "./daemon.ts";
-import { callDaemon, daemonUrl, refusalHint, unreachableReason } from "./daemon-client.ts";
+import { callDaemon, daemonUrl, foreignAnswer, refusalHint, unreachableReason } from "./daemon-client.ts";
 import type { DaemonAnswer } from "./daemon-client.ts";
 import { DEAD_LETTERS_DETAILS, DEAD_LETTERS_USAGE, runDeadLettersCommand } from "./dead-letters-command.ts";
 import { HALTED_DETAILS, HALTED_USAGE, runHaltedCommand } from "./halted-command.ts";
@@ -149,6 +149,11 @@ const commands: Record<string, Command> = {
         response = await callDaemon(config, "/status", { timeoutMs: 5_000 });
       } catch (error) {
         io.stderr(`sluice status: no daemon answers at ${daemonUrl(config, "/status")} (${unreachableReason(error)}); is "sluice run" running with this config?\n`);
+        return EXIT_FAILURE;
+      }
+      const foreign = foreignAnswer(config, response);
+      if (foreign !== null) {
+        io.stderr(`sluice status: something answers at ${daemonUrl(config, "/status")}, but ${foreign}: is http.listen (${config.http.listen}) this deployment's daemon's address?\n`);
         return EXIT_FAILURE;
       }
       if (!response.ok) {
@@ -344,7 +349,9 @@ const commands: Record<string, Command> = {
 /** The error a daemon's answer gives, or its status text. */
 function errorOf(answer: DaemonAnswer): string {
   try {
-    return (answer.json() as { error?: string }).error ?? answer.statusText;
+    const error = (answer.json() as { error?: unknown }).error;
+    // Another server's error may be an object (Elasticsearch's): it printed "[object Object]".
+    return typeof error === "string" ? error : answer.statusText;
   } catch {
     return answer.statusText;
   }

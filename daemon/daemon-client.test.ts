@@ -56,7 +56,8 @@ test("sluice replay --rebuild --execute whose daemon is killed under it prints w
   // Answers /status (a daemon runs), then cuts the rebuild's call as a daemon killed -9 does.
   const daemon = createServer((socket) =>
     socket.once("data", (head: Buffer) => {
-      if (head.toString("latin1").startsWith("GET /status ")) socket.end("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}");
+      // A daemon's status names its deployment (a stand-in answering {} is not taken for the daemon).
+      if (head.toString("latin1").startsWith("GET /status ")) socket.end('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 20\r\nconnection: close\r\n\r\n{"deployment":"cut"}');
       else socket.resetAndDestroy();
     }),
   );

@@ -105,6 +105,8 @@ const NOBODY_LISTENS = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "
 /** Something listens at the daemon's address, but whether it is a daemon could not be told: it did not answer in time, or the call failed otherwise (a TLS verification error, a reset connection). */
 export interface DaemonUnclear {
   readonly timedOut: boolean;
+  /** It answered, but not as this deployment's daemon (another server, another deployment's daemon): `reason` says how. */
+  readonly foreign?: true;
   /** The failure, e.g. "Hostname/IP does not match certificate's altnames: ..." (ERR_TLS_CERT_ALTNAME_INVALID). */
   readonly reason: string;
 }
@@ -118,8 +120,9 @@ export interface DaemonUnclear {
  */
 export async function daemonRunning(config: SluiceConfig, timeoutMs = 10_000): Promise<boolean | DaemonUnclear> {
   try {
-    await callDaemon(config, "/status", { timeoutMs });
-    return true;
+    const answer = await callDaemon(config, "/status", { timeoutMs });
+    const foreign = foreignAnswer(config, answer);
+    return foreign === null ? true : { timedOut: false, foreign: true, reason: foreign };
   } catch (thrown) {
     // A cut connection is told here as it came (e.g. "read ECONNRESET"): the probe itself did nothing.
     const error = thrown instanceof SluiceError && thrown.code === "DAEMON_CONNECTION_LOST" ? thrown.cause : thrown;
@@ -130,10 +133,33 @@ export async function daemonRunning(config: SluiceConfig, timeoutMs = 10_000): P
   }
 }
 
+/**
+ * Why an answer to GET /status is not from this config's daemon, or null: another server listens at
+ * http.listen (a port mistaken for another), or the daemon of another deployment. A command took any
+ * HTTP answer for its daemon: `sluice replay --rebuild --execute` with http.listen on ClickHouse's port
+ * sent the rebuild there, and one on another deployment's daemon would rebuild that deployment's sink
+ * of the same name. A Sluice daemon answers JSON: its status (with the deployment's name), or an error.
+ */
+export function foreignAnswer(config: SluiceConfig, answer: DaemonAnswer): string | null {
+  let body: unknown;
+  try {
+    body = answer.json();
+  } catch {
+    body = undefined;
+  }
+  const fields = typeof body === "object" && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
+  const deployment = fields["deployment"];
+  if (answer.ok && typeof deployment === "string") {
+    return deployment === config.name ? null : `it is the daemon of deployment "${deployment}", not of "${config.name}" (this config's name)`;
+  }
+  if (!answer.ok && typeof fields["error"] === "string") return null;
+  return `it is not a Sluice daemon (it answered HTTP ${answer.status}${answer.statusText ? ` ${answer.statusText}` : ""} to GET /status)`;
+}
+
 /** The line a command prints when daemonRunning could not tell. */
 export function daemonBusyMessage(config: SluiceConfig, unclear: DaemonUnclear, timeoutMs = 10_000): string {
   const url = daemonUrl(config, "/status");
-  const what = unclear.timedOut ? `did not answer within ${timeoutMs / 1000} s (a busy daemon?)` : `the call failed: ${unclear.reason}`;
+  const what = unclear.timedOut ? `did not answer within ${timeoutMs / 1000} s (a busy daemon?)` : unclear.foreign ? unclear.reason : `the call failed: ${unclear.reason}`;
   return `something listens at ${url} but ${what}; nothing changed, so as not to do the daemon's work beside it: ${unclear.timedOut ? "try again" : "see that the address and http.tls in this config are the daemon's, and try again"}`;
 }
 

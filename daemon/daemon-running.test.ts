@@ -9,6 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import type { AddressInfo, Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -78,4 +79,38 @@ test("nothing listening is no daemon", async () => {
   const port = (probe.address() as AddressInfo).port;
   await new Promise((resolve) => probe.close(resolve));
   assert.equal(await daemonRunning(configFor(tmpdir(), port), 2_000), false);
+});
+
+test("an answer that is not this deployment's daemon's (another server on the port, another deployment's daemon) is not taken for the daemon: sluice replay --rebuild refuses, naming what answered", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-foreign-"));
+  // What answers GET /status: ClickHouse's HTTP port (404, text), another deployment's daemon, this one's daemon asking for a token.
+  let answer: { status: number; body: string } = { status: 404, body: "Not Found" };
+  const server = createHttpServer((_req, res) => {
+    res.writeHead(answer.status, { "content-type": "application/json" });
+    res.end(answer.body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const config = configFor(dir, (server.address() as AddressInfo).port);
+    const rebuild = async () => {
+      const err: string[] = [];
+      const code = await runRebuildCommand(config, "wh", true, { stdout: () => undefined, stderr: (t) => err.push(t) }, pino({ level: "silent" }));
+      return { code, err: err.join("") };
+    };
+    // Before: any HTTP answer was the daemon, and the rebuild was sent to it.
+    const other = await rebuild();
+    assert.equal(other.code, 1);
+    assert.match(other.err, /something listens at http:\/\/127\.0\.0\.1:\d+\/status but it is not a Sluice daemon \(it answered HTTP 404 Not Found to GET \/status\); nothing changed/);
+    answer = { status: 200, body: JSON.stringify({ deployment: "shop", ready: true }) };
+    const shop = await rebuild();
+    assert.equal(shop.code, 1);
+    assert.match(shop.err, /it is the daemon of deployment "shop", not of "busy" \(this config's name\); nothing changed/);
+    answer = { status: 401, body: JSON.stringify({ error: "GET /status needs a bearer token (Authorization: Bearer <token>)" }) };
+    assert.equal(await daemonRunning(config, 2_000), true, "a daemon that refuses the token is still the daemon");
+    answer = { status: 200, body: JSON.stringify({ deployment: "busy", ready: true }) };
+    assert.equal(await daemonRunning(config, 2_000), true);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
