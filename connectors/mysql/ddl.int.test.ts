@@ -166,6 +166,38 @@ describe("MySQL source: DDL and schema history", () => {
     }
   });
 
+  it("follows ALTER TABLE ... CONVERT TO CHARACTER SET from the statement, not from the catalog, which may show later DDL already", async () => {
+    const sql = sqlOf(admin);
+    const history = new MemorySchemaHistoryStore();
+    const tracker = new SchemaTracker({
+      store: history,
+      catalog: { readDefinitions: (names) => readDefinitions(sql, names), databaseCharset: async () => "utf8mb4" },
+      matches: (db) => db === database,
+      binding: { sourceName: "t", collations: CollationTable.builtIn(), zeroDates: "null", mariadb: true },
+      logger: testLogger(),
+      context: {},
+    });
+    const create = "CREATE TABLE converted (id INT PRIMARY KEY, tt TINYTEXT, t TEXT, mt MEDIUMTEXT, v VARCHAR(100), e ENUM('x','y'), b BLOB, vb VARBINARY(4)) DEFAULT CHARSET=latin1";
+    const widen = "ALTER TABLE converted CONVERT TO CHARACTER SET utf8mb4";
+    const narrow = "ALTER TABLE converted CONVERT TO CHARSET latin1 COLLATE latin1_bin";
+    const later = "ALTER TABLE converted ADD COLUMN later INT";
+    const positions: bigint[] = [];
+    const definitions = [];
+    // Capture reads each statement after the server ran the next ones (as when it is behind).
+    for (const statement of [create, widen, narrow]) {
+      await admin.query(statement);
+      const here = await currentPosition(sql, "mariadb");
+      positions.push(binlogAt(binlogFileIndex(here.file), here.offset));
+      definitions.push((await readDefinitions(sql, [{ database, table: "converted" }])).get(`${database}.converted`));
+    }
+    await admin.query(later);
+    for (const [i, statement] of [create, widen, narrow].entries()) {
+      await tracker.applyQuery(statement, database, positions[i]!);
+      assert.deepEqual(tracker.definition(database, "converted"), definitions[i], statement);
+    }
+    assert.deepEqual(history.entries.map((e) => e.cause), ["ddl", "ddl", "ddl"]);
+  });
+
   it("derives the same definitions from DDL as information_schema shows, and re-reads what it cannot parse", async () => {
     const sql = sqlOf(admin);
     const history = new MemorySchemaHistoryStore();
@@ -208,7 +240,7 @@ describe("MySQL source: DDL and schema history", () => {
     for (const { table } of tables) assert.deepEqual(tracker.definition(database, table), server.get(`${database}.${table}`), `${table} as information_schema shows it`);
     assert.deepEqual(
       history.entries.map((e) => [e.table.split(".")[1], e.cause]),
-      [["k1", "ddl"], ["k1", "ddl"], ["k1", "ddl"], ["k1", "ddl"], ["k2", "ddl"], ["k2", "catalog"], ["k3", "catalog"], ["k3", "ddl"], ["k4", "ddl"], ["k5", "ddl"], ["k6", "ddl"], ["k6", "ddl"], ["k7", "ddl"], ["k7", "ddl"], ["k7", "ddl"]],
+      [["k1", "ddl"], ["k1", "ddl"], ["k1", "ddl"], ["k1", "ddl"], ["k2", "ddl"], ["k2", "ddl"], ["k3", "catalog"], ["k3", "ddl"], ["k4", "ddl"], ["k5", "ddl"], ["k6", "ddl"], ["k6", "ddl"], ["k7", "ddl"], ["k7", "ddl"], ["k7", "ddl"]],
     );
   });
 });

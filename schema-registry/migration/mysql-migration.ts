@@ -114,6 +114,7 @@ function alterSteps(table: QualifiedTable, action: AlterAction): MigrationStep[]
     case "rename-table":
       return [{ kind: "rename-table", table, to: { schema: action.to.database, table: action.to.table } }];
     case "default-charset":
+    case "convert-charset":
     case "rows-changed":
       return [];
   }

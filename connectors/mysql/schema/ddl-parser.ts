@@ -47,6 +47,7 @@ export type AlterAction =
   | { readonly kind: "drop-primary-key" }
   | { readonly kind: "rename-table"; readonly to: TableName }
   | { readonly kind: "default-charset"; readonly charset: string }
+  | { readonly kind: "convert-charset"; readonly charset: string }
   /**
    * Rows that enter or leave the table with no row event in the binlog: partitions truncated, dropped, exchanged
    * with a table (`other`) or converted to or from one, a tablespace imported. `what` names the operation;
@@ -577,7 +578,17 @@ function alterAction(c: TokenCursor, table: TableName, options: ParseOptions): A
   }
   if (c.accept("CONVERT", "TABLE")) return partitionRows(c, "CONVERT TABLE ... TO PARTITION", null);
   if (c.isKeyword("IMPORT")) return partitionRows(c, "IMPORT TABLESPACE", null);
-  if (c.accept("CONVERT", "TO")) throw new SyntaxError("CONVERT TO CHARACTER SET changes column types");
+  if (c.accept("CONVERT", "TO")) {
+    if (!c.accept("CHARACTER", "SET") && !c.accept("CHARSET")) throw new SyntaxError(`unexpected ${c.describe()} after CONVERT TO`);
+    c.acceptPunct("=");
+    if (c.isKeyword("DEFAULT")) throw new SyntaxError("CONVERT TO CHARACTER SET DEFAULT takes the database's charset");
+    const charset = charsetName(c.identifier());
+    if (c.accept("COLLATE")) {
+      c.acceptPunct("=");
+      c.identifier();
+    }
+    return { kind: "convert-charset", charset };
+  }
   if (c.isKeyword("DEFAULT") || c.isKeyword("CHARACTER") || c.isKeyword("CHARSET") || c.isKeyword("COLLATE")) {
     c.accept("DEFAULT");
     let charset: string;

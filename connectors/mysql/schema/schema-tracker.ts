@@ -10,6 +10,7 @@ import { SluiceError } from "../../errors.ts";
 import type { ErrorContext } from "../../errors.ts";
 import type { TableMatcher } from "../../common/table-patterns.ts";
 import { formatAt } from "../positions.ts";
+import { charsetNamed } from "../values/charsets.ts";
 import type { TableMap } from "../protocol/table-map.ts";
 import { parseDdl } from "./ddl-parser.ts";
 import type { AlterAction, ParsedColumn, TableName } from "./ddl-parser.ts";
@@ -429,9 +430,9 @@ export class SchemaTracker {
     let columns = [...definition.columns];
     let key = [...definition.key];
     let defaultCharset = definition.defaultCharset;
-    // A table CHARACTER SET option applies to the columns the same statement adds or redefines, wherever it stands.
-    const setDefault = actions.findLast((action) => action.kind === "default-charset");
-    const fallback = (setDefault?.kind === "default-charset" ? setDefault.charset : defaultCharset) ?? (await this.databaseCharset(definition.database));
+    // A table CHARACTER SET option (or CONVERT TO) applies to the columns the same statement adds or redefines, wherever it stands.
+    const setDefault = actions.findLast((action) => action.kind === "default-charset" || action.kind === "convert-charset");
+    const fallback = (setDefault !== undefined && "charset" in setDefault ? setDefault.charset : defaultCharset) ?? (await this.databaseCharset(definition.database));
     const indexOf = (name: string) => columns.findIndex((c) => c.name.toLowerCase() === name.toLowerCase());
     const place = (column: ColumnDefinition, where: { first: true } | { after: string } | null, at: number) => {
       if (where === null) columns.splice(at < 0 ? columns.length : at, 0, column);
@@ -490,6 +491,10 @@ export class SchemaTracker {
           key = [];
           break;
         case "default-charset":
+          defaultCharset = action.charset;
+          break;
+        case "convert-charset":
+          columns = columns.map((column) => convertedColumn(column, action.charset));
           defaultCharset = action.charset;
           break;
         case "rename-table":
@@ -604,6 +609,36 @@ function columnsGivenValues(actions: readonly AlterAction[]): Set<string> {
     if (filledBy === "generated" || (filledBy === "default" && action.kind === "add-column")) given.add(name.toLowerCase());
   }
   return given;
+}
+
+/** Bytes each TEXT type holds, smallest first. */
+const TEXT_TYPES: readonly (readonly [string, number])[] = [
+  ["tinytext", 255],
+  ["text", 65_535],
+  ["mediumtext", 16_777_215],
+  ["longtext", 4_294_967_295],
+];
+/** The most bytes a VARCHAR can hold; a longer one the server would turn into a TEXT type (or refuse). */
+const VARCHAR_MAX_BYTES = 65_532;
+
+/**
+ * A column after ALTER TABLE ... CONVERT TO CHARACTER SET: every character column gets the charset, and a TEXT column
+ * the smallest TEXT type holding as many characters as before in it (the server widens, never narrows: latin1 TEXT
+ * becomes utf8mb4 MEDIUMTEXT, utf8mb4 TEXT stays TEXT in latin1). Binary columns keep theirs.
+ */
+function convertedColumn(column: ColumnDefinition, charset: string): ColumnDefinition {
+  if (column.charset === null || column.charset === "binary") return column;
+  const from = charsetNamed(column.charset).maxBytesPerChar;
+  const to = charsetNamed(charset).maxBytesPerChar;
+  let dbType = column.dbType;
+  const text = TEXT_TYPES.findIndex(([type]) => type === dbType);
+  if (text >= 0 && to > from) {
+    const needed = Math.floor(TEXT_TYPES[text]![1] / from) * to;
+    dbType = (TEXT_TYPES.find(([, bytes]) => bytes >= needed) ?? TEXT_TYPES.at(-1)!)[0];
+  }
+  const varchar = /^varchar\((\d+)\)$/.exec(dbType);
+  if (varchar !== null && Number(varchar[1]) * to > VARCHAR_MAX_BYTES) throw new RangeError(`CONVERT TO CHARACTER SET ${charset} makes ${column.name} ${dbType} longer than a VARCHAR holds`);
+  return { ...column, dbType, charset };
 }
 
 function toColumn(column: ParsedColumn, fallbackCharset: string | null): ColumnDefinition {
