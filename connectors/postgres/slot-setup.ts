@@ -46,10 +46,10 @@ export function captureNames(config: PostgresSourceConfig): CaptureNames {
  * With `backfill`, the same transaction asks for each added table's backfill (backfillStatement): the
  * stream hands the request on where the table joins the publication, so no crash point loses it.
  *
- * `onLockTimeout`: what an ALTER PUBLICATION that ran into the catalog connection's lock_timeout (a long transaction
- * holding a conflicting lock on a table) does. "warn" (the catalog looks while streaming): warned and nothing added, the
- * caller tries again later (RepublishTries). "retry" (the start): a retriable PG_LOCK_TIMEOUT naming the tables and the
- * sessions holding the lock, so the start is waited out as an outage instead of streaming without those tables.
+ * A table the ALTER PUBLICATION cannot lock within the catalog connection's lock_timeout (a long transaction, CREATE
+ * INDEX CONCURRENTLY, an anti-wraparound vacuum holding a conflicting lock, possibly for hours) must not keep the
+ * others out: the missing tables are then added one by one, and those still locked are warned (naming the sessions
+ * holding the lock) and handed to `onLocked`, for the caller to try again later (RepublishTries) while the others stream.
  */
 export async function ensurePublication(
   db: Queryable,
@@ -61,7 +61,7 @@ export async function ensurePublication(
   context: ErrorContext,
   emptied: (table: TableRef) => boolean = () => false,
   backfill = false,
-  onLockTimeout: "warn" | "retry" = "warn",
+  onLocked: (tables: readonly TableRef[]) => void = () => undefined,
 ): Promise<readonly TableRef[]> {
   const existing = await publicationInfo(db, names.publication);
   if (existing === null) {
@@ -92,20 +92,18 @@ export async function ensurePublication(
   const missing = tables.filter((t) => !published.has(`${t.schema}.${t.table}`) && !(t.kind === "p" && members.has(t.relid)));
   let added: readonly TableRef[] = [];
   if (missing.length > 0) {
-    const alter = `ALTER PUBLICATION ${quoteIdent(names.publication)} ADD TABLE ${missing.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`).join(", ")}`;
+    const alter = addTableStatement(names, missing);
     const list = missing.map((t) => `${t.schema}.${t.table}`);
     if (config.create_publication && (await ownsPublication(db, names.publication))) {
-      try {
-        // One simple query, one implicit transaction: the messages and the ALTER commit together or not at all.
-        await db.query(addedTablesStatement(names.slot, missing, alter, emptied, backfill));
+      const failure = await addTables(db, names, missing, emptied, backfill);
+      if (failure === null) {
         added = missing;
         logger.info({ publication: names.publication, tables: list }, "tables added to the publication; their rows are read by an online snapshot (docs/snapshots.md)");
-      } catch (error) {
-        if (onLockTimeout === "retry" && (error as { code?: unknown }).code === LOCK_NOT_AVAILABLE) {
-          throw await lockTimeoutError(db, `adding ${list.join(", ")} to publication "${names.publication}"`, missing, error, context);
-        }
+      } else if (failure.code === LOCK_NOT_AVAILABLE) {
+        added = await addLockable(db, names, missing, emptied, backfill, logger, context, onLocked, failure);
+      } else {
         logger.warn(
-          { publication: names.publication, tables: list, err: (error as Error).message },
+          { publication: names.publication, tables: list, err: failure.message },
           `cannot add the configured tables to publication "${names.publication}", so they are not captured: have their owner or an administrator run ${alter} (their changes are captured from then on), then read their existing rows with sluice snapshot --table T --execute`,
         );
       }
@@ -144,15 +142,80 @@ export function missingPublicationProblem(serverVersion: number, resuming: boole
 /** SQLSTATE 55P03: the statement's lock_timeout ended its wait for a lock. */
 const LOCK_NOT_AVAILABLE = "55P03";
 
-/** Retriable: the lock is held by a transaction that ends some time; says by whom when the server tells. */
-async function lockTimeoutError(db: Queryable, doing: string, tables: readonly TableRef[], cause: unknown, context: ErrorContext): Promise<SluiceError> {
+function addTableStatement(names: CaptureNames, tables: readonly TableRef[]): string {
+  return `ALTER PUBLICATION ${quoteIdent(names.publication)} ADD TABLE ${tables.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`).join(", ")}`;
+}
+
+/** Adds `tables` in one simple query, one implicit transaction (the messages and the ALTER commit together or not at all); the failure, or null. */
+async function addTables(db: Queryable, names: CaptureNames, tables: readonly TableRef[], emptied: (table: TableRef) => boolean, backfill: boolean): Promise<{ code: unknown; message: string; error: unknown } | null> {
+  try {
+    await db.query(addedTablesStatement(names.slot, tables, addTableStatement(names, tables), emptied, backfill));
+    return null;
+  } catch (error) {
+    return { code: (error as { code?: unknown }).code, message: (error as Error).message, error };
+  }
+}
+
+/**
+ * After an ALTER PUBLICATION of several tables ran into the lock_timeout: each table alone, so one locked for hours keeps
+ * only itself out. Those still locked are warned, naming the sessions holding the lock, and handed to `onLocked`.
+ */
+async function addLockable(
+  db: Queryable,
+  names: CaptureNames,
+  missing: readonly TableRef[],
+  emptied: (table: TableRef) => boolean,
+  backfill: boolean,
+  logger: Logger,
+  context: ErrorContext,
+  onLocked: (tables: readonly TableRef[]) => void,
+  first: { message: string; error: unknown },
+): Promise<readonly TableRef[]> {
+  const added: TableRef[] = [];
+  const locked: TableRef[] = [];
+  let lockError = first;
+  for (const table of missing.length > 1 ? missing : []) {
+    const failure = await addTables(db, names, [table], emptied, backfill);
+    if (failure === null) added.push(table);
+    else if (failure.code === LOCK_NOT_AVAILABLE) {
+      locked.push(table);
+      lockError = failure;
+    } else {
+      logger.warn(
+        { publication: names.publication, table: `${table.schema}.${table.table}`, err: failure.message },
+        `cannot add ${table.schema}.${table.table} to publication "${names.publication}", so it is not captured: have its owner or an administrator run ${addTableStatement(names, [table])} (its changes are captured from then on), then read its existing rows with sluice snapshot --table ${table.schema}.${table.table} --execute`,
+      );
+    }
+  }
+  if (missing.length === 1) locked.push(...missing);
+  if (added.length > 0) logger.info({ publication: names.publication, tables: added.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication; their rows are read by an online snapshot (docs/snapshots.md)");
+  if (locked.length > 0) {
+    const list = locked.map((t) => `${t.schema}.${t.table}`);
+    const blocked = await lockedText(db, `adding ${list.join(", ")} to publication "${names.publication}"`, locked, lockError.error);
+    logger.warn(
+      { ...context, publication: names.publication, tables: list, code: "PG_LOCK_TIMEOUT" },
+      `${blocked}; not captured until it is added: tried again later, the other tables are captured meanwhile (docs/postgres.md#failures-and-reconnects)`,
+    );
+    onLocked(locked);
+  }
+  return added;
+}
+
+/** "doing: canceling statement due to lock timeout (the lock_timeout of the catalog connection): pid 123 (...) holds ShareUpdateExclusiveLock on s.t". */
+async function lockedText(db: Queryable, doing: string, tables: readonly TableRef[], cause: unknown): Promise<string> {
   const holders = await describeLockHolders(db, tables.map((t) => t.relid)).catch(() => null);
   const names = tables.map((t) => `${t.schema}.${t.table}`);
-  return new ConnectionError(
-    `${doing}: ${(cause as Error).message} (the lock_timeout of the catalog connection): ${holders ?? "another transaction holds a lock on " + names.join(", ") + " (pg_locks shows which)"}; ` +
-      `waiting for it to end and trying again (docs/postgres.md#failures-and-reconnects)`,
-    { code: "PG_LOCK_TIMEOUT", cause, context: { ...context, table: names.join(", ") } },
-  );
+  return `${doing}: ${(cause as Error).message} (the lock_timeout of the catalog connection): ${holders ?? "another transaction holds a lock on " + names.join(", ") + " (pg_locks shows which)"}`;
+}
+
+/** Retriable: the lock is held by a transaction that ends some time; says by whom when the server tells. */
+async function lockTimeoutError(db: Queryable, doing: string, tables: readonly TableRef[], cause: unknown, context: ErrorContext): Promise<SluiceError> {
+  const names = tables.map((t) => `${t.schema}.${t.table}`);
+  return new ConnectionError(`${await lockedText(db, doing, tables, cause)}; waiting for it to end and trying again (docs/postgres.md#failures-and-reconnects)`, {
+    code: "PG_LOCK_TIMEOUT",
+    cause,
+    context: { ...context, table: names.join(", ") },
+  });
 }
 
 /**

@@ -324,14 +324,19 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     // A table never captured has no rows there; one whose capture stopped has stale ones: all are emptied, then backfilled
     // (asked for in the ALTER PUBLICATION's transaction: the stream hands the request on, see backfillStatement).
     const emptied = plan.kind === "stream" && config.snapshot.mode !== "never";
-    // A table the ALTER cannot lock in time (a long transaction) fails the start retriable: waited out, not left uncaptured.
-    const added = await ensurePublication(catalog, config, names, tables, server.version, logger, context, () => emptied, emptied, "retry");
+    // A table the ALTER cannot lock in time (a long transaction, CREATE INDEX CONCURRENTLY, an anti-wraparound vacuum) is
+    // left out while the others are captured, and tried again by the catalog looks (RepublishTries), with a backfill.
+    const locked: TableRef[] = [];
+    const added = await ensurePublication(catalog, config, names, tables, server.version, logger, context, () => emptied, emptied, (tables) => locked.push(...tables));
     if (emptied && added.length > 0) logger.info({ tables: added.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication: their targets are emptied, then filled with their rows");
     const publication = await publicationInfo(catalog, names.publication);
     const published = new Map((await publishedTables(catalog, names.publication, server.version)).map((t) => [`${t.schema}.${t.table}`, t]));
-    // The tables start could not put in the publication were warned about: the catalog looks while streaming do not again.
+    // The tables start could not put in the publication were warned about: the catalog looks while streaming do not again,
+    // except those a lock kept out, tried again after a while.
     this.republished.clear();
-    if (!publication?.allTables) for (const t of tables) if (!published.has(`${t.schema}.${t.table}`)) this.republished.markDone(t.relid);
+    const lockedOut = new Set(locked.map((t) => t.relid));
+    if (!publication?.allTables) for (const t of tables) if (!published.has(`${t.schema}.${t.table}`) && !lockedOut.has(t.relid)) this.republished.markDone(t.relid);
+    this.republished.tried(locked, [], Date.now());
     await checkPrivileges(catalog, publication?.allTables ? tables : tables.filter((t) => published.has(`${t.schema}.${t.table}`)), context);
     // Resuming the stream, each relation's first Relation message is compared with what was published before (renames
     // while stopped); a relation no longer listed was dropped (or renamed out of the tables): forgotten. A new snapshot
@@ -692,9 +697,12 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const emptied = (t: TableRef) => recreated.has(t.relid);
     let added: readonly TableRef[] = keyed;
     if (!publication?.allTables) {
-      added = await ensurePublication(catalog, this.config, this.names, keyed, this.server?.version ?? 0, this.logger, this.context, emptied, backfill);
-      // Those it could not add were warned about: not again as taken out of the publication (republish).
-      for (const t of keyed) if (!added.includes(t)) this.republished.markDone(t.relid);
+      const locked: TableRef[] = [];
+      added = await ensurePublication(catalog, this.config, this.names, keyed, this.server?.version ?? 0, this.logger, this.context, emptied, backfill, (tables) => locked.push(...tables));
+      // Those it could not add were warned about: not again as taken out of the publication (republish), except those a
+      // lock kept out, tried again after a while.
+      for (const t of keyed) if (!added.includes(t) && !locked.includes(t)) this.republished.markDone(t.relid);
+      this.republished.tried(locked, [], Date.now());
     }
     else if (again.length > 0 || backfill) await catalog.query(addedTablesStatement(this.names.slot, keyed, "", emptied, backfill));
     if (!backfill) this.notBackfilled(added);
@@ -786,7 +794,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     if (added.length > 0) {
       this.logger.warn(
         { publication: this.names.publication, tables: added.map((t) => `${t.schema}.${t.table}`) },
-        `captured tables were taken out of publication "${this.names.publication}" while capture ran: their changes since were not streamed; ` +
+        `captured tables were out of publication "${this.names.publication}" (taken out while capture ran, or kept out by a lock): their changes meanwhile were not streamed; ` +
           (backfill
             ? "put them back; their rows are read again by an online snapshot, whose closing reset removes the rows deleted meanwhile (the targets keep their rows until then)"
             : `put them back (snapshot.mode never: their rows are not read again; read them with sluice snapshot --table T --execute)`),
