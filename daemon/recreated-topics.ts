@@ -1,7 +1,7 @@
 /**
- * A data topic deleted while capture wrote to it is created again by the Kafka log (createDeletedAgain), holding only the
- * changes from then on: a sink added later, or a replay from the beginning, would read it from offset 0 and never equal
- * the source, with no gap to see. So its table is read again: an online snapshot is requested from its source, and a
+ * A data topic deleted while capture wrote to it, or while Sluice was stopped, is created again by the Kafka log
+ * (declareTopic), holding only the changes from then on: a sink added later, or a replay from the beginning, would read
+ * it from offset 0 and never equal the source, with no gap to see. So its table is read again: an online snapshot is requested from its source, and a
  * warning naming the table lasts in /status (sources[].warnings) saying what was asked, or the command to run.
  */
 import type { OnlineSnapshotting } from "../connectors/common/incremental-snapshot-state.ts";
@@ -32,7 +32,7 @@ export class RecreatedTopics {
     const parsed = parseDataTopic(this.options.deployment, this.options.sources, topic);
     if (parsed === null) {
       // An outbox topic (<deployment>.outbox.<aggregate type> by default): no table's snapshot writes its events again.
-      this.options.logger.warn({ code: TOPIC_RECREATED, topic }, `topic ${topic} was deleted while capture wrote to it and created again: it is no table's topic (an outbox topic?), so nothing is read again; the events it held are gone`);
+      this.options.logger.warn({ code: TOPIC_RECREATED, topic }, `topic ${topic} was deleted (while capture wrote to it, or while Sluice was stopped) and created again: it is no table's topic (an outbox topic?), so nothing is read again; the events it held are gone`);
       return;
     }
     const table = `${parsed.schema}.${parsed.table}`;
@@ -52,7 +52,7 @@ export class RecreatedTopics {
       }
     }
     const message =
-      `topic ${topic} was deleted while capture wrote to it and created again: it holds only the changes from then on, so a sink reading it from its first record ` +
+      `topic ${topic} was deleted (while capture wrote to it, or while Sluice was stopped) and created again: it holds only the changes from then on, so a sink reading it from its first record ` +
       `(a sink added later, sluice replay --from-beginning) lacks the rows that did not change since; ${outcome}. Until that snapshot is done such a sink does not equal the source ` +
       `(docs/operations.md, "A sink refuses to start")`;
     const warning: SourceWarning = { code: TOPIC_RECREATED, message, topic, table, snapshotRequested: asked, command, at: new Date().toISOString() };

@@ -75,3 +75,27 @@ test("a deleted data topic is created again as declared and told to onTopicRecre
     await log.close();
   }
 });
+
+test("a data topic deleted while Sluice was stopped is created again at the restart's first write to it, warned TOPIC_DELETED and told to onTopicRecreated (its table read again); a topic never created before is not", async () => {
+  await admin.connect();
+  const data = `${deployment}.pg.public.stopped`;
+  const spec = { name: data, partitions: 1, retentionMs: null, retentionBytes: null, compacted: true };
+  const first = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger: createLogger("error") });
+  await first.createTopic(spec).finally(() => first.close());
+  await deleted(data);
+
+  const lines: string[] = [];
+  const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger: createLogger("warn", { write: (line: string) => void lines.push(line) }) });
+  try {
+    const told: string[] = [];
+    log.onTopicRecreated((topic) => told.push(topic));
+    await log.createTopic({ ...spec, name: `${deployment}.pg.public.fresh` });
+    await log.createTopic(spec);
+    assert.deepEqual(told, [data]);
+    const warned = lines.map((line) => JSON.parse(line) as { code?: string; topic?: string; msg: string }).filter((line) => line.code === "TOPIC_DELETED");
+    assert.deepEqual(warned.map((line) => line.topic), [data]);
+    assert.match(warned[0]!.msg, /while Sluice was stopped/);
+  } finally {
+    await log.close();
+  }
+});

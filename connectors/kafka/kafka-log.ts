@@ -280,8 +280,12 @@ export class KafkaTopicLog implements TopicLog {
     await this.declareTopic(spec);
   }
 
-  /** createTopic; true when the topic was created, false when one that exists was adopted. */
-  private async declareTopic(spec: TopicSpec): Promise<boolean> {
+  /**
+   * createTopic; true when the topic was created, false when one that exists was adopted. A data topic created whose
+   * identity was recorded before existed and was deleted (while capture wrote to it: `whileWriting`; else while Sluice
+   * was stopped, met at the restart's first record for it): warned, and told to onTopicRecreated, so that its table is read again.
+   */
+  private async declareTopic(spec: TopicSpec, whileWriting = false): Promise<boolean> {
     this.assertWritable("create topic");
     validateSpec(spec);
     const problem = kafkaTopicNameProblem(spec.name);
@@ -304,10 +308,13 @@ export class KafkaTopicLog implements TopicLog {
       return false;
     }
     // A topic created again (its former identity recorded) gets a new one.
+    const formerlyRecorded = unrecorded.value === null;
     const id = unrecorded.value ?? (await this.writeTopicId(spec.name));
     this.logger.info({ topic: spec.name, topicId: id }, "topic identity drawn");
     try {
-      return await this.createNew([spec]);
+      const created = await this.createNew([spec]);
+      if (created && formerlyRecorded) this.toldRecreated(spec.name, whileWriting);
+      return created;
     } catch (error) {
       // A legal name the broker refuses collides with a topic whose name differs only in "." and "_" (one name in Kafka's metrics).
       if (!isInvalidTopicName(error)) throw error;
@@ -383,14 +390,18 @@ export class KafkaTopicLog implements TopicLog {
       if (spec === undefined) continue;
       const written = this.writtenLayouts.get(name) ?? writtenLayoutOf(spec);
       if (unknownTopicAction(this.deployment, name, written, await this.describeTopic(name)) === "write") continue;
-      // Described as missing, it may still be there (a broker's stale answer): told only when it is created now.
-      if (!(await this.declareTopic(spec))) continue;
-      this.logger.warn(
-        { topic: name, code: TOPIC_DELETED },
-        `topic ${name} was deleted while capture wrote to it (by hand?): created again as configured; it holds only the changes from here on, so its table is read again (an online snapshot is requested), and sinks read it from its first record (docs/operations.md, "A sink refuses to start")`,
-      );
-      for (const listener of this.recreatedListeners) listener(name);
+      // Described as missing, it may still be there (a broker's stale answer): told only when it is created now (declareTopic).
+      await this.declareTopic(spec, true);
     }
+  }
+
+  private toldRecreated(name: string, whileWriting: boolean): void {
+    const when = whileWriting ? "while capture wrote to it" : "while Sluice was stopped (its identity was recorded, the topic is gone)";
+    this.logger.warn(
+      { topic: name, code: TOPIC_DELETED },
+      `topic ${name} was deleted ${when} (by hand?): created again as configured; it holds only the changes from here on, so its table is read again (an online snapshot is requested), and sinks read it from its first record (docs/operations.md, "A sink refuses to start")`,
+    );
+    for (const listener of this.recreatedListeners) listener(name);
   }
 
   /** Tells `listener` each data topic this log created again after it was deleted while capture wrote to it (createDeletedAgain). */
