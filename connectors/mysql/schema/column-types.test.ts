@@ -23,6 +23,14 @@ test("normalizes COLUMN_TYPE of MySQL 5.7, 8 and MariaDB to one form", () => {
     ["SET('X','y')", "set('X','y')"],
     ["serial", "bigint unsigned"],
     ["geomcollection", "geometrycollection"],
+    // Every spelling of CHAR and VARCHAR the DDL grammar takes (a CREATE/ALTER in the binlog is normalized the same way).
+    ["national character(3)", "char(3)"],
+    ["national character varying(5)", "varchar(5)"],
+    ["national char varying(5)", "varchar(5)"],
+    ["char varying(5)", "varchar(5)"],
+    ["nchar varchar(5)", "varchar(5)"],
+    ["nchar varying(5)", "varchar(5)"],
+    ["long char varying", "mediumtext"],
     // MariaDB's COMPRESSED columns: COLUMN_TYPE carries the attribute in a versioned comment.
     ["varchar(50) /*M!100301 COMPRESSED*/", "varchar(50)"],
     ["blob /*M!100301 COMPRESSED*/", "blob"],

@@ -25,6 +25,10 @@ const INTEGER_ALIASES: Readonly<Record<string, string>> = {
   middleint: "mediumint",
 };
 
+/** The DDL grammar's spellings of CHAR and VARCHAR (information_schema only ever shows char/varchar). */
+const CHAR_NAMES = new Set(["character", "national char", "national character", "nchar"]);
+const VARCHAR_NAMES = new Set(["character varying", "char varying", "national varchar", "national char varying", "national character varying", "nvarchar", "nchar varchar", "nchar varying"]);
+
 /** Lower-cases a type outside its quoted parts (ENUM/SET members keep their case). */
 function lowerOutsideQuotes(text: string): string {
   let out = "";
@@ -69,10 +73,9 @@ export function normalizeColumnType(columnType: string): string {
   if ((name === "char" || name === "binary" || name === "bit") && args === "") return `${name}(1)`;
   if ((name === "datetime" || name === "timestamp" || name === "time") && (args === "(0)" || args === "")) return name;
   if (name === "year") return "year";
-  if (name === "national char" || name === "nchar") return `char${args || "(1)"}`;
-  if (name === "national varchar" || name === "nvarchar" || name === "character varying") return `varchar${args}`;
-  if (name === "character") return `char${args || "(1)"}`;
-  if (name === "long varchar" || name === "long") return "mediumtext";
+  if (CHAR_NAMES.has(name)) return `char${args || "(1)"}`;
+  if (VARCHAR_NAMES.has(name)) return `varchar${args}`;
+  if (name === "long varchar" || name === "long char varying" || name === "long") return "mediumtext";
   if (name === "long varbinary") return "mediumblob";
   if (name === "geomcollection") return "geometrycollection";
   return `${name}${args}${suffix}`;
