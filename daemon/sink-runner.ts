@@ -1239,7 +1239,7 @@ export class SinkRunner {
     this.topicIdsRead = ids;
     if (changed.length === 0) return;
     if (isTransactional(sink)) sink.useTopicIds(ids);
-    this.resets.forgetTopics(changed);
+    this.resets.forgetTopics(changed, ids);
     this.stateChanges++;
     for (const o of sought) this.caughtUp.delete(partitionKey(o.topic, o.partition));
     if (sought.length > 0) await retry(() => consumer.commit(sought), { ...this.options.retry, signal: stop, maxAttempts: 3 });

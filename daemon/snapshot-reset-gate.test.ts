@@ -26,6 +26,10 @@ function reset(partition: number, offset: bigint): { record: StoredRecord; chang
 class FakeLog {
   ranges: PartitionOffsets[] = [];
   committed: TopicPartitionOffset[] = [];
+  ids = new Map<string, string>();
+  async topicIds(topics: readonly string[]): Promise<Map<string, string>> {
+    return new Map(topics.flatMap((t) => (this.ids.has(t) ? [[t, this.ids.get(t)!] as const] : [])));
+  }
   async partitionOffsets(): Promise<PartitionOffsets[]> {
     return this.ranges;
   }
@@ -162,4 +166,32 @@ test("a control record (in the control topic) waits for every partition of its t
   const offsets = new Map([[key(control, 0), { topic: control, partition: 0, offset: 4n }]]);
   gate.holdOffsets(offsets, key);
   assert.equal(offsets.get(key(control, 0))!.offset, 4n, "nothing waits: the control topic's offset moves on");
+});
+
+test("a data topic created again drops the resets whose barrier was taken against the deleted topic, not those taken against the new one", async () => {
+  const control = "d.sluice.control";
+  const log = new FakeLog();
+  log.ranges = [{ topic, partition: 0, start: 0n, end: 7n }];
+  log.ids.set(topic, "old");
+  const gate = new SnapshotResetGate(log, "g");
+  const { change } = reset(0, 0n);
+  const controlRecord = (offset: bigint): StoredRecord => ({ topic: control, partition: 0, offset, key: Buffer.from("k"), value: null, timestamp: 0 });
+  assert.equal(await gate.hold(controlRecord(1n), change, topic), true);
+  // Deleted and created again; a TRUNCATE made after that is read before the sink's next identity check.
+  log.ids.set(topic, "new");
+  log.ranges = [{ topic, partition: 0, start: 0n, end: 100n }];
+  assert.equal(await gate.hold(controlRecord(2n), change, topic), true);
+  gate.forgetTopics([topic], new Map([[topic, "new"]]));
+  assert.equal(gate.size, 1, "the reset read against the old topic is dropped");
+  const positions = new Map([[key(topic, 0), 99n]]);
+  const consumer = {
+    assignment: () => [{ topic, partition: 0 }, { topic: control, partition: 0 }],
+    position: (t: string, p: number) => positions.get(key(t, p)) ?? null,
+  } as unknown as TopicConsumer;
+  assert.deepEqual(await gate.due(consumer, never), [], "the one read against the new topic waits for the new topic's end");
+  positions.set(key(topic, 0), 100n);
+  assert.deepEqual((await gate.due(consumer, never)).map((r) => r.record.offset), [2n]);
+  assert.equal(await gate.hold(controlRecord(3n), change, topic), true);
+  gate.forgetTopics([control], new Map([[topic, "new"], [control, "c2"]]));
+  assert.equal(gate.size, 0, "the control topic created again is read again from its first record");
 });

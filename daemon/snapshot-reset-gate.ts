@@ -44,20 +44,22 @@ export interface PendingReset {
   readonly dataTopic: string;
   /** Per other partition of the topic holding records: the offset it must be applied up to (exclusive) before the reset applies. */
   readonly barrier: ReadonlyMap<number, bigint>;
+  /** The data topic's identity when the barrier was taken (null: none read, or it changed meanwhile). */
+  readonly dataTopicId: string | null;
 }
 
 /** How often the group's committed offsets are asked for while a reset waits on partitions this member does not read. */
 const GROUP_OFFSETS_REFRESH_MS = 1_000;
 
 export class SnapshotResetGate {
-  private readonly log: Pick<TopicLog, "partitionOffsets" | "committedOffsets">;
+  private readonly log: Pick<TopicLog, "partitionOffsets" | "committedOffsets" | "topicIds">;
   private readonly group: string;
   private readonly pending: PendingReset[] = [];
   /** Resets an operator skipped (one per `sluice halted skip`), as recordKey. */
   private readonly skipped = new Set<string>();
   private groupOffsets: { readonly at: number; readonly offsets: ReadonlyMap<string, bigint> } | null = null;
 
-  constructor(log: Pick<TopicLog, "partitionOffsets" | "committedOffsets">, group: string) {
+  constructor(log: Pick<TopicLog, "partitionOffsets" | "committedOffsets" | "topicIds">, group: string) {
     this.log = log;
     this.group = group;
   }
@@ -82,25 +84,33 @@ export class SnapshotResetGate {
   async hold(record: StoredRecord, change: SinkChange, dataTopic: string = record.topic): Promise<boolean> {
     if (this.isSkipped(record)) return true;
     const own = dataTopic === record.topic;
+    // The identity read on both sides of the end offsets: the same twice, the offsets are that topic's.
+    const idBefore = await this.topicId(dataTopic);
     const ranges = await this.log.partitionOffsets(dataTopic);
     if (own && ranges.length <= 1) return false;
     if (this.pending.some((p) => p.record.topic === record.topic && p.record.partition === record.partition && p.record.offset === record.offset)) return true;
+    const idAfter = await this.topicId(dataTopic);
     // A partition holding nothing now (empty, or emptied by retention) has nothing to wait for.
     const barrier = new Map(ranges.filter((r) => !(own && r.partition === record.partition) && r.end > r.start).map((r) => [r.partition, r.end]));
-    this.pending.push({ record, change, dataTopic, barrier });
+    this.pending.push({ record, change, dataTopic, barrier, dataTopicId: idBefore === idAfter ? idBefore : null });
     return true;
   }
 
   /**
-   * Drops the waiting resets of tables whose data topic (or whose own topic) was deleted and created again
-   * (recreated-topic-follow.ts): their barriers are end offsets of the deleted topic, which the new one, read from its
-   * first record, would pass only later with other records, and the snapshot they close wrote its rows into the deleted
-   * topic, so applied they would remove rows the sink never got back. The new topic's own snapshot ends with its reset.
+   * Drops the waiting resets whose barrier was taken against a data topic since deleted and created again
+   * (recreated-topic-follow.ts; `ids`: the identities read now): those barriers are end offsets of the deleted topic,
+   * which the new one, read from its first record, would pass only later with other records, and the snapshot they close
+   * wrote its rows into the deleted topic, so applied they would remove rows the sink never got back. The new topic's
+   * own snapshot ends with its reset. A reset whose barrier was taken against the new topic (a TRUNCATE made after the
+   * re-creation, or the closing reset of the new topic's snapshot, read before this sink noticed the change) is kept:
+   * dropped, the rows it removes would stay in the sink for good. A reset read from a changed topic other than its data
+   * topic (the control topic) is dropped: that topic is read again from its first record.
    */
-  forgetTopics(topics: readonly string[]): void {
+  forgetTopics(changed: readonly string[], ids: ReadonlyMap<string, string>): void {
     for (let i = this.pending.length - 1; i >= 0; i--) {
-      const { record, dataTopic } = this.pending[i]!;
-      if (topics.includes(dataTopic) || topics.includes(record.topic)) this.pending.splice(i, 1);
+      const { record, dataTopic, dataTopicId } = this.pending[i]!;
+      const stale = changed.includes(dataTopic) && (dataTopicId === null || dataTopicId !== ids.get(dataTopic));
+      if (stale || (record.topic !== dataTopic && changed.includes(record.topic))) this.pending.splice(i, 1);
     }
   }
 
@@ -169,6 +179,10 @@ export class SnapshotResetGate {
       return false;
     }
     return true;
+  }
+
+  private async topicId(topic: string): Promise<string | null> {
+    return (await this.log.topicIds([topic])).get(topic) ?? null;
   }
 
   private async committed(): Promise<ReadonlyMap<string, bigint>> {
