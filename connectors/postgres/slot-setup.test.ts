@@ -5,7 +5,7 @@ import type { PostgresSourceConfig } from "../../config/schema.ts";
 import type { Checkpoint } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import { exportedSnapshotProgress, isSnapshotIncomplete, SNAPSHOT_INCOMPLETE, snapshotIncompleteResume, throughPosition } from "./positions.ts";
-import { addedTablesStatement, captureNames, planStart, STANDBY_CATCH_UP_MS } from "./slot-setup.ts";
+import { addedTablesStatement, captureNames, planStart, settleStart, STANDBY_CATCH_UP_MS } from "./slot-setup.ts";
 import type { StartPlan } from "./slot-setup.ts";
 
 const config = (mode: "initial" | "never" | "when-needed", createSlot = true) =>
@@ -141,4 +141,28 @@ test("a standby whose replayed WAL is below the checkpoint (just restarted: it r
   // Caught up: the wait is over, the next time behind starts a new one.
   assert.equal((await start(db({ ...slot(), standby: true as never, lsn: "0/2000" }), catchUp)).kind, "stream");
   assert.equal(catchUp.behindSinceMs, null);
+});
+
+test("a new snapshot's old slot is dropped by settleStart, before the publication is created again: a start that stops after it leaves the slot's absence as the record (PostgreSQL 18's publication dropped while stopped; the broken slot a stream showed)", async () => {
+  const cases = [
+    { why: "PostgreSQL 18, the publication missing at a start that resumes a checkpoint", version: 180001, publication: false, brokenBy: null },
+    { why: "what the last stream showed (held in memory only)", version: 150010, publication: true, brokenBy: 'publication "sluice_shop" was dropped while the slot still had changes to stream' },
+  ];
+  for (const { why, version, publication, brokenBy } of cases) {
+    const queries: string[] = [];
+    const catalog = {
+      query: async (sql: string) => {
+        queries.push(sql);
+        if (sql.includes("FROM pg_publication WHERE")) return { rows: publication ? [{ all_tables: "f", via_root: "t" }] : [] };
+        if (sql.includes("FROM pg_replication_slots WHERE slot_name")) return { rows: [slot()] };
+        if (sql.includes("pg_is_in_recovery")) return { rows: [{ standby: false, lsn: "0/2000" }] };
+        return { rows: [] };
+      },
+    } as never;
+    const c = { ...config("when-needed"), create_publication: true } as PostgresSourceConfig;
+    const planned = await settleStart(catalog, c, names, checkpoint(), { database: "sluice", version }, logger, { component: "test" }, { behindSinceMs: null }, brokenBy);
+    assert.deepEqual(planned, { kind: "snapshot", dropExisting: true }, why);
+    assert.ok(queries.some((q) => q.includes("pg_drop_replication_slot")), `${why}: the old slot is dropped before settleStart returns`);
+    assert.ok(!queries.some((q) => /CREATE PUBLICATION|ALTER PUBLICATION/.test(q)), why);
+  }
 });

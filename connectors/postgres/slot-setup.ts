@@ -343,6 +343,32 @@ export async function planStart(
 }
 
 /**
+ * The start's plan (planStart), with the old slot of a new snapshot dropped at once, before anything else is done: before
+ * the publication is created again (ensurePublication), the privileges checked, an abort looked at. Up to then, the only
+ * record that the publication was dropped while Sluice was stopped (PostgreSQL 18) is its absence, and what a stream
+ * showed of the slot (`brokenBy`) is held in memory only: a start stopped or failing in between would leave the
+ * next one a publication present and the old slot intact, and it would stream, PostgreSQL 18 skipping the changes made
+ * while the publication was missing. A slot missing while a checkpoint needs it is found by any later start.
+ */
+export async function settleStart(
+  db: Queryable,
+  config: PostgresSourceConfig,
+  names: CaptureNames,
+  checkpoint: Checkpoint | null,
+  server: { readonly database: string; readonly version: number },
+  logger: Logger,
+  context: ErrorContext,
+  catchUp: StandbyCatchUp,
+  brokenBy: string | null,
+): Promise<StartPlan> {
+  // PostgreSQL 18 streams past changes made while the publication was missing: one missing now was dropped while stopped.
+  const missing = config.create_publication ? missingPublicationProblem(server.version, checkpoint !== null, (await publicationInfo(db, names.publication)) !== null, names) : null;
+  const plan = await planStart(db, config, names, checkpoint, server.database, logger, context, catchUp, brokenBy ?? missing);
+  if (plan.kind === "snapshot" && plan.dropExisting) await dropSlot(db, names);
+  return plan;
+}
+
+/**
  * A checkpoint beyond the end of the server's WAL was taken on a history this server does not
  * have: the database was restored (a backup, a disk snapshot, a dump into a new cluster) or failed
  * over to a server behind the one the checkpoint was taken on. Resuming there skips the changes up

@@ -40,7 +40,7 @@ import type { SnapshotRow, TableSnapshotProgress } from "./snapshot-reader.ts";
 import { insertEvent, truncateEvent } from "./change-events.ts";
 import { snapshotResetPosition } from "../common/snapshot-reset.ts";
 import type { EventOrigin } from "./change-events.ts";
-import { addedTablesStatement, captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, missingPublicationProblem, planStart } from "./slot-setup.ts";
+import { addedTablesStatement, captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, settleStart } from "./slot-setup.ts";
 import { gapKey, gapWarning, publicationGap, publicationMembers, publicationOptions } from "./publication-actions.ts";
 import type { PublicationGap } from "./publication-actions.ts";
 import { PUBLICATION_INCOMPLETE } from "../common/source-warnings.ts";
@@ -315,9 +315,9 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     if (tables.length === 0) {
       throw new SluiceError(`no table of database "${server.database}" matches ${config.tables.join(", ")}`, { code: "PG_NO_TABLES", context });
     }
-    // PostgreSQL 18 streams past changes made while the publication was missing: one missing now was dropped while stopped.
-    const missing = config.create_publication ? missingPublicationProblem(server.version, from !== null, (await publicationInfo(catalog, names.publication)) !== null, names) : null;
-    const plan = await planStart(catalog, config, names, from, server.database, logger, context, this.standbyCatchUp, this.slotBrokenBy ?? missing);
+    // A new snapshot's old slot is dropped first (settleStart): what made the plan (a publication dropped while stopped, the
+    // broken slot a stream showed) is then kept by the slot's absence, whatever fails before the new slot is made.
+    const plan = await settleStart(catalog, config, names, from, server, logger, context, this.standbyCatchUp, this.slotBrokenBy);
     this.slotBrokenBy = null;
     // Resuming a stream, a table the publication lacks may have been dropped and created again (or renamed away and
     // another created) while Sluice was stopped: WAL has no record of that, and its targets hold the old table's rows.
@@ -387,7 +387,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       }
       // A new initial snapshot reads every table: online snapshots in progress are moot.
       this.online.replace();
-      if (fresh.kind === "snapshot" && fresh.dropExisting) await dropSlot(catalog, names);
+      // The plan's slot was dropped by settleStart; one an unresumable snapshot leaves is dropped now.
+      if (fresh !== plan && fresh.kind === "snapshot" && fresh.dropExisting) await dropSlot(catalog, names);
       if (config.snapshot.method === "online") await this.startOnlineInitialSnapshot(server, snapshotTables);
       else await this.startSnapshot(server, snapshotTables, published);
     }
