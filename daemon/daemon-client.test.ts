@@ -5,6 +5,7 @@
  * request came (the command line's own logic; the daemon is not needed for it).
  */
 import assert from "node:assert/strict";
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { test } from "node:test";
@@ -74,5 +75,35 @@ test("sluice replay --rebuild --execute whose daemon is killed under it prints w
   } finally {
     await new Promise((resolve) => daemon.close(resolve));
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a call that changes something is not sent where GET /status shows another deployment's daemon or another server: DAEMON_FOREIGN, naming what answers; a GET is sent as it is", async () => {
+  const seen: string[] = [];
+  let status = JSON.stringify({ deployment: "other", ready: true });
+  const server = createHttpServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(req.url === "/status" ? status : "{}");
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const config = loadConfigText("test.yaml", configText((server.address() as AddressInfo).port));
+    const skip = () => callDaemon(config, "/sinks/wh/halted/skip", { method: "POST", body: JSON.stringify({ table: "public.t", execute: true }), timeoutMs: 5_000 });
+    // Before: sent, and the other deployment's daemon skipped its own sink wh's record.
+    await assert.rejects(skip(), (error: unknown) => {
+      assert.ok(error instanceof SluiceError && error.code === "DAEMON_FOREIGN", String(error));
+      assert.match(error.message, /^something answers at http:\/\/127\.0\.0\.1:\d+\/status, but it is the daemon of deployment "other", not of "cut" \(this config's name\): is http\.listen \(127\.0\.0\.1:\d+\) this deployment's daemon's address\? Nothing was sent$/);
+      return true;
+    });
+    status = "<html>not a daemon</html>";
+    await assert.rejects(skip(), /it is not a Sluice daemon \(it answered HTTP 200 OK to GET \/status\)/);
+    assert.deepEqual(seen, ["GET /status", "GET /status"], "the skip was never sent");
+    assert.equal((await callDaemon(config, "/sources/pg/snapshots", { timeoutMs: 5_000 })).status, 200, "a GET goes as it is");
+    status = JSON.stringify({ deployment: "cut", ready: true });
+    assert.equal((await skip()).status, 200, "sent to this deployment's daemon");
+    assert.deepEqual(seen.slice(2), ["GET /sources/pg/snapshots", "GET /status", "POST /sinks/wh/halted/skip"]);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
   }
 });

@@ -41,8 +41,28 @@ function bearerToken(config: SluiceConfig): string | undefined {
   return config.http.admin_token ?? config.http.read_token;
 }
 
-/** Rejects when no daemon answers (connection refused, TLS failure, timeout); any HTTP answer resolves. */
-export function callDaemon(config: SluiceConfig, path: string, options: DaemonRequest): Promise<DaemonAnswer> {
+/**
+ * Rejects when no daemon answers (connection refused, TLS failure, timeout); any HTTP answer resolves.
+ * A call that changes something (not a GET) is sent only once GET /status showed this deployment's
+ * daemon there (foreignAnswer): a `sluice halted skip --execute` or `snapshot --execute` whose config
+ * named another deployment's daemon's port was done there, on its sink or source of the same name.
+ */
+export async function callDaemon(config: SluiceConfig, path: string, options: DaemonRequest): Promise<DaemonAnswer> {
+  if ((options.method ?? "GET") !== "GET") {
+    // A probe that fails is left to the call itself to meet and tell.
+    const probe = await send(config, "/status", { timeoutMs: Math.min(options.timeoutMs, 10_000) }).catch(() => null);
+    const foreign = probe === null ? null : foreignAnswer(config, probe);
+    if (foreign !== null) {
+      throw new SluiceError(`something answers at ${daemonUrl(config, "/status")}, but ${foreign}: is http.listen (${config.http.listen}) this deployment's daemon's address? Nothing was sent`, {
+        code: "DAEMON_FOREIGN",
+        context: { component: "cli" },
+      });
+    }
+  }
+  return send(config, path, options);
+}
+
+function send(config: SluiceConfig, path: string, options: DaemonRequest): Promise<DaemonAnswer> {
   const url = new URL(daemonUrl(config, path));
   const headers: Record<string, string> = {};
   const token = bearerToken(config);

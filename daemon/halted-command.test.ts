@@ -28,7 +28,9 @@ async function withDaemon(
     req.on("data", (chunk: Buffer) => (text += chunk.toString()));
     req.on("end", () => {
       const { status = 200, body } = answer({ method: req.method ?? "", url: req.url ?? "", body: text === "" ? undefined : JSON.parse(text) });
-      res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+      // A daemon's status names its deployment: the command sends a release only to this deployment's daemon.
+      const named = req.url === "/status" && status === 200 && typeof body === "object" && body !== null ? { deployment: "d", ...body } : body;
+      res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(named));
     });
   });
   await new Promise<void>((resolve) => daemon.listen(0, "127.0.0.1", resolve));
@@ -69,8 +71,8 @@ test("sluice halted list shows a table name's control characters and line breaks
 test("sluice halted skip --all-pending / --through asks the daemon for a ranged skip and prints the range; the options are refused where they do not apply", async () => {
   const bodies: unknown[] = [];
   const report = { sink: "wh", table: "shop.x", topic: "d.pg.shop.x", partition: 0, offset: "7", error: "no key", action: "skip", executed: false, deadLetterTopic: "d.dlq.wh", skipThrough: [{ partition: 0, through: "900", records: "894" }], description: "would send ... (at most 894 record(s) ...)" };
-  const answer = ({ body }: Asked) => {
-    bodies.push(body);
+  const answer = ({ method, body }: Asked) => {
+    if (method === "POST") bodies.push(body);
     return { body: report };
   };
   await withDaemon(answer, { tables: "shop.*", sink: "wh" }, async (config) => {
@@ -107,8 +109,8 @@ test("sluice halted skip --source --all-pending / --through asks the daemon for 
     skipRange: { from: "12", through: "90", changes: 38, reason: "AVRO_VALUE_INVALID, column price", listed },
     description: "mark the change that halted it ... skipping each of the other 37 parked change(s)",
   };
-  const answer = ({ url, body }: Asked) => {
-    requests.push({ url, body });
+  const answer = ({ method, url, body }: Asked) => {
+    if (method === "POST") requests.push({ url, body });
     return { body: report };
   };
   await withDaemon(answer, { tables: "shop.*" }, async (config) => {
@@ -199,7 +201,7 @@ test("sluice halted list with only a process of an earlier version besides this 
 test("sluice halted retry --sink --force asks the daemon to take the target as it is; --force is refused with skip and with --source", async () => {
   const bodies: unknown[] = [];
   const report = { sink: "wh", table: "shop.x", topic: "d.pg.shop.x", partition: 0, offset: "7", error: "emptied", action: "retry", executed: true, description: "reading shop.x again from d.pg.shop.x:0:7 (the record that halted it), its target taken as it is now (--force); if it still fails, the table halts again" };
-  await withDaemon(({ body }) => (bodies.push(body), { body: report }), { tables: "shop.*", sink: "wh" }, async (config) => {
+  await withDaemon(({ method, body }) => (method === "POST" && bodies.push(body), { body: report }), { tables: "shop.*", sink: "wh" }, async (config) => {
     let stdout = "";
     let stderr = "";
     const io = { stdout: (text: string) => (stdout += text), stderr: (text: string) => (stderr += text) };
