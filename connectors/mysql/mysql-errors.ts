@@ -70,6 +70,15 @@ const PERMANENT_CODES: Readonly<Record<string, string>> = {
   ER_MASTER_FATAL_ERROR_READING_BINLOG: "MYSQL_BINLOG_UNAVAILABLE",
 };
 
+/**
+ * Logins the server refuses for the account's state rather than the password given, by errno (mysql2 names MariaDB's
+ * after unrelated MySQL errors): the account locked (MySQL 3118 ER_ACCOUNT_HAS_BEEN_LOCKED, MariaDB 4151 "this account is
+ * locked"), blocked after failed logins (MySQL 3955, FAILED_LOGIN_ATTEMPTS; MariaDB 4150, max_password_errors), the
+ * password expired (1862 at the login; 1820 ER_MUST_CHANGE_PASSWORD at the first statement of MariaDB's sandbox session).
+ * MariaDB 10.11's 4150, 4151 and 1820 seen live.
+ */
+const ACCOUNT_REFUSED_ERRNOS = new Set([1820, 1862, 3118, 3955, 4150, 4151]);
+
 export const ER_MASTER_FATAL_ERROR_READING_BINLOG = 1236;
 /** MariaDB's ER_SLAVE_SAME_ID (mysql2 names 4052 after a MySQL error); MySQL sends 1236 with the same words. */
 const ER_SLAVE_SAME_ID = 4052;
@@ -114,6 +123,14 @@ export function toSluiceError(error: unknown, what: string, context: ErrorContex
   }
   if (code === "ER_ACCESS_DENIED_ERROR" || code === "ER_ACCESS_DENIED_NO_PASSWORD_ERROR") {
     return new SluiceError(`${what}: ${serverText(context)} refused the login: ${detail}; check user, password, the account's host and REQUIRE settings, and tls (a server with require_secure_transport refuses plain TCP this way)`, {
+      code: "MYSQL_AUTH_FAILED",
+      retriable: false,
+      cause: error,
+      context: fullContext,
+    });
+  }
+  if (typeof errno === "number" && ACCOUNT_REFUSED_ERRNOS.has(errno)) {
+    return new SluiceError(`${what}: ${serverText(context)} refused the login: ${detail}; the account is locked, blocked after failed logins, or its password expired: have an administrator unlock it (ALTER USER ... ACCOUNT UNLOCK; MariaDB's max_password_errors: FLUSH PRIVILEGES) or set a new password`, {
       code: "MYSQL_AUTH_FAILED",
       retriable: false,
       cause: error,
