@@ -224,6 +224,8 @@ describe("MySQL source: DDL and schema history", () => {
       "CREATE TABLE k5 (a INT, `B` VARCHAR(10), v INT, CONSTRAINT pk PRIMARY KEY (a, b))",
       "CREATE TABLE k6 (a INT, v INT)",
       "ALTER TABLE k6 ADD PRIMARY KEY (A)",
+      "ALTER TABLE k6 ALTER COLUMN v SET DEFAULT -4",
+      "ALTER TABLE k6 ALTER v DROP DEFAULT, ALTER a SET DEFAULT 2",
       // MODIFY and CHANGE do not carry a column's character set forward: the column takes the table's default, the
       // one the same statement sets if it does.
       "CREATE TABLE k7 (id INT PRIMARY KEY, a VARCHAR(10) CHARACTER SET latin1, b VARCHAR(10) CHARACTER SET latin1, c CHAR(3) CHARACTER SET ascii) DEFAULT CHARSET=utf8mb4",
@@ -240,7 +242,7 @@ describe("MySQL source: DDL and schema history", () => {
     for (const { table } of tables) assert.deepEqual(tracker.definition(database, table), server.get(`${database}.${table}`), `${table} as information_schema shows it`);
     assert.deepEqual(
       history.entries.map((e) => [e.table.split(".")[1], e.cause]),
-      [["k1", "ddl"], ["k1", "ddl"], ["k1", "ddl"], ["k1", "ddl"], ["k2", "ddl"], ["k2", "ddl"], ["k3", "catalog"], ["k3", "ddl"], ["k4", "ddl"], ["k5", "ddl"], ["k6", "ddl"], ["k6", "ddl"], ["k7", "ddl"], ["k7", "ddl"], ["k7", "ddl"]],
+      [["k1", "ddl"], ["k1", "ddl"], ["k1", "ddl"], ["k1", "ddl"], ["k2", "ddl"], ["k2", "ddl"], ["k3", "catalog"], ["k3", "ddl"], ["k4", "ddl"], ["k5", "ddl"], ["k6", "ddl"], ["k6", "ddl"], ["k6", "ddl"], ["k6", "ddl"], ["k7", "ddl"], ["k7", "ddl"], ["k7", "ddl"]],
     );
   });
 });

@@ -115,6 +115,7 @@ function alterSteps(table: QualifiedTable, action: AlterAction): MigrationStep[]
       return [{ kind: "rename-table", table, to: { schema: action.to.database, table: action.to.table } }];
     case "default-charset":
     case "convert-charset":
+    case "column-default":
     case "rows-changed":
       return [];
   }

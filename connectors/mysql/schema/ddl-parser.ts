@@ -48,6 +48,8 @@ export type AlterAction =
   | { readonly kind: "rename-table"; readonly to: TableName }
   | { readonly kind: "default-charset"; readonly charset: string }
   | { readonly kind: "convert-charset"; readonly charset: string }
+  /** ALTER [COLUMN] c SET DEFAULT literal (`value`, null for NULL or an expression) or DROP DEFAULT (`value` undefined). */
+  | { readonly kind: "column-default"; readonly name: string; readonly value?: { readonly text: string; readonly quoted: boolean } | null }
   /**
    * Rows that enter or leave the table with no row event in the binlog: partitions truncated, dropped, exchanged
    * with a table (`other`) or converted to or from one, a tablespace imported. `what` names the operation;
@@ -558,7 +560,20 @@ function alterAction(c: TokenCursor, table: TableName, options: ParseOptions): A
     return { kind: "rename-table", to: c.qualifiedName(table.database) };
   }
   if (c.accept("ALTER")) {
-    c.accept("COLUMN");
+    const column = c.accept("COLUMN");
+    const token = c.peek();
+    if ((column || (token?.kind === "word" && !["INDEX", "CHECK", "CONSTRAINT"].includes(token.text.toUpperCase()))) && (c.isKeyword("SET", 1) || c.isKeyword("DROP", 1))) {
+      c.accept("IF", "EXISTS");
+      const name = c.identifier();
+      if (c.accept("DROP", "DEFAULT")) return { kind: "column-default", name };
+      if (!c.accept("SET", "DEFAULT")) {
+        c.skipToListEnd();
+        return null;
+      }
+      const value = c.accept("NULL") ? null : literalDefault(c, options.mariadb);
+      c.skipToListEnd();
+      return { kind: "column-default", name, value };
+    }
     c.accept("INDEX");
     c.accept("CHECK");
     c.accept("CONSTRAINT");

@@ -17,7 +17,7 @@ import type { AlterAction, ParsedColumn, TableName } from "./ddl-parser.ts";
 import type { SchemaHistoryEntry, SchemaHistoryStore } from "./schema-history.ts";
 import { bindTableMap } from "./table-binding.ts";
 import type { BindingContext, TableBinding } from "./table-binding.ts";
-import { sameDefinition, tableKey } from "./table-definition.ts";
+import { canonicalDefault, sameDefinition, tableKey } from "./table-definition.ts";
 import type { ColumnDefinition, TableDefinition } from "./table-definition.ts";
 
 export interface CatalogSource {
@@ -493,6 +493,14 @@ export class SchemaTracker {
         case "default-charset":
           defaultCharset = action.charset;
           break;
+        case "column-default": {
+          const index = indexOf(action.name);
+          if (index < 0) throw new RangeError(`no column ${action.name} to set a default of`);
+          const { default: _old, ...column } = columns[index]!;
+          const literal = action.value === undefined ? undefined : canonicalDefault(column.dbType, action.value);
+          columns[index] = literal === undefined ? column : { ...column, default: literal };
+          break;
+        }
         case "convert-charset":
           columns = columns.map((column) => convertedColumn(column, action.charset));
           defaultCharset = action.charset;
