@@ -992,14 +992,33 @@ export class SinkRunner {
   }
 
   /**
-   * sluice_sink_auth_refused: set at a refusal, cleared only once a batch is applied or a poll finds nothing to write,
-   * not by an open that succeeds (a server may accept the login and refuse each write): the gauge stays 1 however rare
+   * sluice_sink_auth_refused: set at a refusal, cleared only once a batch is applied or a poll finds nothing to write
+   * with the consumer read to the end of its partitions (not while it joins its group), not by an open that succeeds (a server may accept the login and refuse each write): the gauge stays 1 however rare
    * the attempts get at the backoff's ceiling, where sluice_sink_retries_total alone no longer pages.
    */
   private setAuthRefused(refused: boolean): void {
     if (refused === (this.authRefusedSince !== null)) return;
     this.authRefusedSince = refused ? Date.now() : null;
     this.options.metrics?.sinkAuthRefused.set({ sink: this.options.sink.name }, refused ? 1 : 0);
+  }
+
+  /** Whether the consumer reads partitions and its position in each is at the partition's end offset. */
+  private async readToEnd(consumer: TopicConsumer): Promise<boolean> {
+    const assigned = consumer.assignment();
+    if (assigned.length === 0) return false;
+    const ends = new Map<string, bigint>();
+    try {
+      for (const topic of new Set(assigned.map((tp) => tp.topic))) {
+        for (const end of await this.options.log.endOffsets(topic)) ends.set(partitionKey(end.topic, end.partition), end.offset);
+      }
+    } catch {
+      return false; // the log unavailable for a moment: asked again at the next empty poll
+    }
+    return assigned.every(({ topic, partition }) => {
+      const position = consumer.position(topic, partition);
+      const end = ends.get(partitionKey(topic, partition));
+      return position !== null && end !== undefined && position >= end;
+    });
   }
 
   /** Reads the current topic set until it changes or `stop` aborts. */
@@ -1054,8 +1073,10 @@ export class SinkRunner {
           });
         else if (this.resets.size > 0) await this.inTurn(() => this.applyDueResets(consumer, stop));
         else {
-          // Nothing to write: the credentials the last open was accepted with stand until a write says otherwise.
-          if (this.inFlight === null) this.setAuthRefused(false);
+          // Nothing to write: the credentials the last open was accepted with stand until a write says otherwise. Only
+          // once read to the end: polls come back empty while a consumer joins its group (Kafka), before the refused
+          // records are read again.
+          if (this.inFlight === null && this.authRefusedSince !== null && (await this.readToEnd(consumer))) this.setAuthRefused(false);
           await this.inTurn(() => this.storePassedMarkers(consumer, stop));
         }
         const listed = refresh.take();
