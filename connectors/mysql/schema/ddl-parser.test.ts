@@ -48,6 +48,7 @@ test("ALTER TABLE: each column action with its place, keys, renames and ignorabl
       ["change-column", "f", null],
       ["rename-column", "g", null],
       ["add-primary-key", "a,b", null],
+      ["column-default", null, null],
     ],
   );
   const rename = parse("ALTER TABLE t RENAME TO other.u");
