@@ -147,6 +147,14 @@ test("usage errors exit 2: unknown command, unknown flag, missing -c", () => {
   assert.equal(help.code, 2);
   assert.equal(help.stdout, "");
   assert.match(help.stderr, /sluice help: unknown command "stauts"; did you mean "status"\?/);
+  // Names of an object's inherited properties crashed with a TypeError stack (exit 1).
+  for (const name of ["constructor", "__proto__", "toString"]) {
+    for (const args of [[name], ["help", name]]) {
+      const inherited = sluice(...args);
+      assert.equal(inherited.code, 2, `sluice ${args.join(" ")}: ${inherited.stderr}`);
+      assert.match(inherited.stderr, new RegExp(`unknown command "${name}"`));
+    }
+  }
 });
 
 test("a stray argument is refused, naming it, by the commands that take none (found live: status ignored one and exited 0; validate FILE said only 'missing -c FILE')", () => {

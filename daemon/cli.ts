@@ -396,13 +396,18 @@ export function installCrashHandler(): void {
   });
 }
 
+/** The command of that name; an object's own properties only ("constructor", "__proto__" and "toString" are none). */
+function commandNamed(name: string): Command | undefined {
+  return Object.hasOwn(commands, name) ? commands[name] : undefined;
+}
+
 /** Runs a command; whatever it prints goes through `redact`, so the config's secrets never show, and `terminalText` (table names are anyone's). */
 export async function main(argv: readonly string[], given: Io = processIo): Promise<number> {
   const io: Io = { stdout: (text) => given.stdout(terminalText(redact(text))), stderr: (text) => given.stderr(terminalText(redact(text))) };
   const [name, ...rest] = argv;
   if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     const topic = name === "help" ? rest[0] : undefined;
-    const command = topic ? commands[topic] : undefined;
+    const command = topic ? commandNamed(topic) : undefined;
     if (topic !== undefined && !command) {
       io.stderr(`sluice help: unknown command "${topic}"${suggestCommand(topic)}\nRun "sluice --help" for the list of commands.\n`);
       return EXIT_USAGE;
@@ -411,7 +416,7 @@ export async function main(argv: readonly string[], given: Io = processIo): Prom
     return EXIT_OK;
   }
   if (name === "--version" || name === "-V") return commands["version"]!.run({}, [], io);
-  const command = commands[name];
+  const command = commandNamed(name);
   if (!command) {
     io.stderr(`sluice: unknown command "${name}"${suggestCommand(name)}\nRun "sluice --help" for the list of commands.\n`);
     return EXIT_USAGE;
