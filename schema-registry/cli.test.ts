@@ -74,8 +74,12 @@ describe("sluice schema", () => {
     assert.equal((await run(registry, "schema", "check", "orders-value", join(directory, "missing.avsc"))).code, 2);
     assert.equal((await run(registry, "schema", "check", "orders-value")).code, 2);
     assert.equal((await run(registry, "schema", "frobnicate")).code, 2);
-    assert.equal((await run(registry, "schema")).code, 2);
-    assert.equal((await run(registry, "schema", "--help")).code, 0);
+    const none = await run(registry, "schema");
+    assert.deepEqual([none.code, none.stdout], [2, ""], "a usage error prints nothing on stdout");
+    assert.match(none.stderr, /^error: give a schema command: list, show, check or check-migration\nusage:/);
+    const help = await run(registry, "schema", "--help");
+    assert.deepEqual([help.code, help.stderr], [0, ""]);
+    assert.match(help.stdout, /^usage:/);
   });
 
   it("exits 3 when the registry cannot answer", async () => {

@@ -34,10 +34,12 @@ export async function runSchemaCommand(args: readonly string[], registry: Schema
         if (rest.length !== 2) return usage(out, "schema check needs SUBJECT and FILE");
         return await check(registry, rest[0] as string, rest[1] as string, out);
       case undefined:
+        // A usage error: its usage goes to stderr, as every other one's (a script reading stdout got the usage as if output).
+        return usage(out, "give a schema command: list, show, check or check-migration");
       case "help":
       case "--help":
         out.stdout(`${SCHEMA_USAGE}\n`);
-        return command === undefined ? 2 : 0;
+        return 0;
       default:
         return usage(out, `unknown schema command "${command}"`);
     }
