@@ -26,7 +26,7 @@ export type SnapshotTarget = { readonly snapshots: OnlineSnapshotting; readonly 
 /** How long a request waits for the source's database: a healthy catalog answers well within it. */
 export const SNAPSHOT_ANSWER_MS = 5_000;
 
-const REFUSED = new Set(["SNAPSHOT_NO_CHUNK_KEY", "SNAPSHOT_TABLE_NOT_CAPTURED", "SNAPSHOT_TABLE_UNKNOWN", "SNAPSHOT_TABLE_UNPUBLISHED", "SNAPSHOT_WHERE_INVALID", "SNAPSHOT_NO_WATERMARK_TABLE", "SNAPSHOT_WATERMARK_TABLE", "SNAPSHOT_SERVER_SETTING"]);
+const REFUSED = new Set(["SNAPSHOT_NO_CHUNK_KEY", "SNAPSHOT_TABLE_NOT_CAPTURED", "SNAPSHOT_TABLE_UNKNOWN", "SNAPSHOT_TABLE_AMBIGUOUS", "SNAPSHOT_TABLE_UNPUBLISHED", "SNAPSHOT_WHERE_INVALID", "SNAPSHOT_NO_WATERMARK_TABLE", "SNAPSHOT_WATERMARK_TABLE", "SNAPSHOT_SERVER_SETTING"]);
 
 export function snapshotHandler(lookup: (source: string) => SnapshotTarget | undefined, sourceNames: () => readonly string[], answerMs = SNAPSHOT_ANSWER_MS) {
   return async (req: IncomingMessage, res: ServerResponse, body: BodyReader): Promise<boolean | MethodsAllowed> => {

@@ -4,6 +4,7 @@ import { pino } from "pino";
 import { encodeResume } from "./incremental-snapshot-state.ts";
 import type { SnapshotTask } from "./incremental-snapshot-state.ts";
 import { backfillChangedRows, backfillColumns, backfillRenamed, backfillRolledBackXa, OnlineSnapshotRunner } from "./online-snapshot-runner.ts";
+import { ambiguousLabel } from "./table-label.ts";
 import { SluiceError } from "../errors.ts";
 
 test("progress shows the snapshots a checkpoint carries while no engine runs (the server away), as pending with their rows read", () => {
@@ -83,4 +84,18 @@ test("a table read again that the server no longer has (dropped since, as pt-onl
   assert.equal(said?.["table"], "s._orders_old");
   assert.doesNotMatch(String(said?.["msg"]), /sluice snapshot --table s\._orders_old --execute$/);
   assert.match(String(said?.["msg"]), /no longer has s\._orders_old/);
+});
+
+test("a table read again whose label names two tables (a dot in a schema name) stays an error with the command, not 'the server no longer has it'", async () => {
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: "warn" }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  const twoTables = async () => {
+    throw ambiguousLabel("a.b.c", [{ schema: "a", table: "b.c" }, { schema: "a.b", table: "c" }], { source: "pg" });
+  };
+  await backfillRenamed("a.b.old", "a.b.c", "initial", twoTables, logger, "0/1");
+  const said = lines.at(-1);
+  assert.notEqual(ambiguousLabel("a.b.c", [], {}).code, "SNAPSHOT_TABLE_UNKNOWN");
+  assert.equal(said?.["level"], 50);
+  assert.match(String(said?.["msg"]), /sluice snapshot --table a\.b\.c --execute/);
+  assert.doesNotMatch(String(said?.["msg"]), /no longer has/);
 });

@@ -21,11 +21,11 @@ export function tableReadings(label: string): TableParts[] {
   return readings;
 }
 
-/** Refuses a label that names more than one existing table (SNAPSHOT_TABLE_UNKNOWN: the request does not say which). */
+/** Refuses a label that names more than one existing table (SNAPSHOT_TABLE_AMBIGUOUS: the request does not say which; both exist). */
 export function ambiguousLabel(label: string, tables: readonly TableParts[], context: ErrorContext): SluiceError {
   const named = tables.map((t) => `schema ${JSON.stringify(t.schema)}, table ${JSON.stringify(t.table)}`).join(" and ");
   return new SluiceError(`"${label}" names more than one table (${named}), whose changes share one topic: rename one of them`, {
-    code: "SNAPSHOT_TABLE_UNKNOWN",
+    code: "SNAPSHOT_TABLE_AMBIGUOUS",
     context: { ...context, table: label },
   });
 }
