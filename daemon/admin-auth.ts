@@ -118,7 +118,8 @@ export class AccessPolicy {
 
   scopeOf(method: string | undefined, path: string): Scope {
     if (this.isPublic(method, path)) return "public";
-    if (method === "GET" || method === "HEAD") return "read";
+    // OPTIONS tells a path's methods only, as a GET of a path that takes no GET does (405 with Allow).
+    if (method === "GET" || method === "HEAD" || method === "OPTIONS") return "read";
     if (method === "POST" && /^\/sinks\/[^/]+\/query$/.test(path)) return "read";
     return "admin";
   }

@@ -32,7 +32,8 @@ function serverWith(access?: AccessPolicy): HttpServer {
 }
 
 const open = serverWith();
-const guarded = serverWith(new AccessPolicy({ publicPaths: ["/healthz"], registryPrefix: "/registry", tokens: { admin: ADMIN } }));
+const READ = "read-token-0123456789abcdef";
+const guarded = serverWith(new AccessPolicy({ publicPaths: ["/healthz"], registryPrefix: "/registry", tokens: { admin: ADMIN, read: READ } }));
 let openPort = 0;
 let guardedPort = 0;
 let publicPort = 0;
@@ -110,4 +111,16 @@ test("with tokens, a public path's other methods are 405 without a credential; o
   const authorized = { authorization: `Bearer ${ADMIN}` };
   assert.deepEqual([(await call(guardedPort, "PUT", "/status", authorized)).status, (await call(guardedPort, "PUT", "/status", authorized)).allow], [405, "GET, HEAD, OPTIONS"]);
   assert.equal((await call(publicPort, "PUT", "/status", authorized)).status, 404, "the public listener serves no other path");
+});
+
+test("OPTIONS needs the read scope, as a GET: the read token is told a path's methods (it was 403 while GET /status was 200)", async () => {
+  const read = { authorization: `Bearer ${READ}` };
+  assert.equal((await call(guardedPort, "GET", "/status", read)).status, 200);
+  const options = await call(guardedPort, "OPTIONS", "/status", read);
+  assert.deepEqual([options.status, options.allow], [204, "GET, HEAD, OPTIONS"]);
+  const snapshots = await call(guardedPort, "OPTIONS", "/sources/pg/snapshots", read);
+  assert.deepEqual([snapshots.status, snapshots.allow], [204, "GET, HEAD, OPTIONS, POST"]);
+  assert.equal((await call(guardedPort, "OPTIONS", "/status")).status, 401, "still not without a token");
+  assert.equal((await call(guardedPort, "PUT", "/status", read)).status, 403, "other methods stay admin");
+  assert.equal((await call(guardedPort, "POST", "/sources/pg/snapshots", read)).status, 403);
 });
