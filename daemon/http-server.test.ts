@@ -416,3 +416,19 @@ test("a request pipelined behind a slow one has http.request_timeout from its tu
     await timed.close();
   }
 });
+
+test("a 413 at an endpoint's own limit logs that limit, not http.max_body_bytes", async () => {
+  const lines: string[] = [];
+  const logged = new HttpServer(createLogger("warn", { write: (line: string) => lines.push(line) }), { maxBodyBytes: 4 * 2 ** 20 });
+  logged.route("POST", "/small", async (_req, res, body) => sendJson(res, 200, { bytes: (await body(LIMIT)).length }));
+  const { port: loggedPort } = await logged.listen("127.0.0.1", 0);
+  try {
+    const answer = await fetch(`http://127.0.0.1:${loggedPort}/small`, { method: "POST", body: Buffer.alloc(100_000, 97) });
+    assert.equal(answer.status, 413);
+    assert.match(await answer.text(), /larger than the 65536 bytes this endpoint takes/);
+    const warning = lines.map((line) => JSON.parse(line) as { code?: string; limit?: number }).find((entry) => entry.code === "HTTP_BODY_TOO_LARGE");
+    assert.equal(warning?.limit, LIMIT, "the limit the body was refused at");
+  } finally {
+    await logged.close();
+  }
+});

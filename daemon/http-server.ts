@@ -367,7 +367,7 @@ export class HttpServer {
     if (declared > this.maxBodyBytes) {
       // Refused before any handler reads it, whatever the endpoint.
       const error = new BodyTooLargeError(this.maxBodyBytes, declared);
-      this.logger.warn({ code: error.code, limit: this.maxBodyBytes }, error.message);
+      this.logger.warn({ code: error.code, limit: error.limit }, error.message);
       this.refuseBody(req, res, 413, error);
       return;
     }
@@ -402,7 +402,7 @@ export class HttpServer {
       sendJson(res, 404, { error: `no such endpoint: ${method} ${path}` });
     } catch (error) {
       if (error instanceof BodyTooLargeError && !res.headersSent) {
-        this.logger.warn({ code: error.code, limit: this.maxBodyBytes }, error.message);
+        this.logger.warn({ code: error.code, limit: error.limit }, error.message);
         this.refuseBody(req, res, 413, error);
         return;
       }

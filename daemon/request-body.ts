@@ -24,12 +24,15 @@ const FIRST_CAPACITY = 16 * 2 ** 10;
 
 /** A request body larger than the server takes: answered 413 by HttpServer, the rest left unread. */
 export class BodyTooLargeError extends SluiceError {
+  /** The limit the body was refused at: the endpoint's own, or http.max_body_bytes. */
+  readonly limit: number;
   /** `endpoint`: the limit is the endpoint's own, below http.max_body_bytes (e.g. 64 KiB for a snapshot request). */
   constructor(limit: number, declared?: number, endpoint = false) {
     super(`the request body${declared === undefined ? "" : ` (${declared} bytes)`} is larger than the ${limit} bytes ${endpoint ? "this endpoint takes" : "this server takes (http.max_body_bytes)"}`, {
       code: "HTTP_BODY_TOO_LARGE",
       context: { component: "http" },
     });
+    this.limit = limit;
   }
 }
 
