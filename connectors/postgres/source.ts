@@ -82,6 +82,10 @@ export interface PostgresSourceOptions {
   readonly tableDiscoveryMs?: number;
   /** With heartbeats off, how often the server's keepalives move the acknowledged position on (default 10 s). */
   readonly keepaliveProgressMs?: number;
+  /** The catalog connections' lock_timeout (default 30 s, connection-settings.ts; tests set less). */
+  readonly catalogLockTimeoutMs?: number;
+  /** How long a table the catalog look failed to put in the publication waits before it is tried again (default 5 minutes). */
+  readonly republishRetryMs?: number;
 }
 
 /** A batch of the PostgreSQL source: the transaction markers ride along for the transaction topic. */
@@ -163,7 +167,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   /** New tables found without a key, reported once each. */
   private readonly keylessNewTables = new Set<string>();
   /** Captured tables found missing from the publication and put back (or warned about): not again until they are back in it. */
-  private readonly republished = new RepublishTries(REPUBLISH_RETRY_MS);
+  private readonly republished: RepublishTries;
   /** Why the slot cannot deliver the checkpoint's changes, learnt from its stream (a dropped publication): the next start takes a new one (when-needed). */
   private slotBrokenBy: string | null = null;
   /** What the publication's options were last told to keep from the stream (checkPublicationOptions; "" when nothing). */
@@ -217,6 +221,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     this.context = { component: "postgres-source", source: config.name, server: `${config.host}:${config.port}` };
     this.online = new OnlineSnapshotRunner({ logger: this.logger, context: this.context });
     this.layouts = new RelationLayouts(this.logger);
+    this.republished = new RepublishTries(options.republishRetryMs ?? REPUBLISH_RETRY_MS);
     this.loop = new CaptureLoop<PostgresSourceBatch, StreamState>({
       context: this.context,
       maxBatchEvents: options.maxBatchEvents ?? 4096,
@@ -269,10 +274,14 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     this.inspecting = inspecting;
   }
 
+  private catalogLimits(): { catalogLockTimeoutMs?: number } {
+    return this.options.catalogLockTimeoutMs === undefined ? {} : { catalogLockTimeoutMs: this.options.catalogLockTimeoutMs };
+  }
+
   private async inspect(): Promise<Inspection> {
     const { config, logger, context } = this;
     // Shared by capture's parts that query on their own (heartbeat, discovery, metrics' slot lag, moved rows).
-    const catalog = oneQueryAtATime(new pg.Client(clientConfig(config, "catalog")));
+    const catalog = oneQueryAtATime(new pg.Client(clientConfig(config, "catalog", this.catalogLimits())));
     catalog.on("error", (error) => logger.warn({ err: error.message }, "catalog connection failed"));
     try {
       await catalog.connect();
@@ -974,7 +983,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const signalTable = this.config.snapshot.signal_table;
     if (signalTable === undefined) return { engine };
     const companion = new SignalTable({
-      client: clientConfig(this.config, "catalog"),
+      client: clientConfig(this.config, "catalog", this.catalogLimits()),
       table: signalTable,
       snapshots: this.snapshots,
       durable: (id) => ledger.isDurable(id),
