@@ -1,7 +1,8 @@
 /**
  * The ClickHouse sink's staged write (sinks/contract.ts StagedWrite): each change's row goes into
  * RowBinary while the runtime decodes the batch, so the batch keeps its rows' bytes (outside the
- * heap) and a key text, number and version per row instead of every decoded event until the write.
+ * heap) and per row its key (an integer in typed arrays, other keys as text), number and version
+ * instead of every decoded event until the write.
  * It takes the plain case: upserts and deletes of a live table without a rebuild's shadow, with no
  * unchanged-TOAST values, moved keys or truncates. A table is created, compared with the server or
  * evolved for the first change of it in the batch, before that change's row is written; its rows
@@ -20,6 +21,8 @@ import type { TargetColumn } from "../sinks/columns.ts";
 import type { StagedWrite } from "../sinks/contract.ts";
 import { ValueRejected } from "../sinks/errors.ts";
 import { keyId } from "../sinks/keys.ts";
+import { integerKey, NewestRows, NO_ROW } from "../sinks/newest-rows.ts";
+import type { RowKey } from "../sinks/newest-rows.ts";
 import type { ClickHouseTable } from "./catalog.ts";
 import { RowBinaryWriter } from "./rowbinary.ts";
 
@@ -39,11 +42,13 @@ export class StagedTable {
   readonly #floorColumns: ReadonlySet<string>;
   readonly writer = new RowBinaryWriter();
   /** Each key's newest row (its number in the writer). */
-  readonly #rowOfKey = new Map<string, number>();
-  /** Every kept row's version, by number. */
-  readonly #versions: bigint[] = [];
-  /** Rows a newer change of their key replaced. */
-  #replaced: Set<number> | null = null;
+  readonly #rowOfKey = new NewestRows();
+  /** Every kept row's version, by number (a UInt64, as the writer checked): no bigint kept per row. */
+  #versions = new BigUint64Array(1024);
+  /** 1: a newer change of its key replaced the row. */
+  #replaced = new Uint8Array(1024);
+  #count = 0;
+  #anyReplaced = false;
 
   constructor(physical: ClickHouseTable, types: readonly string[], prepared: bigint | null) {
     this.physical = physical;
@@ -62,27 +67,38 @@ export class StagedTable {
 
   /** Whether rows have been kept for the table. */
   get used(): boolean {
-    return this.#versions.length > 0;
+    return this.#count > 0;
   }
 
-  /** Whether a change of `id` at `version` is older than the one staged for the key (it is then left out). */
-  older(id: string, version: bigint): boolean {
-    const row = this.#rowOfKey.get(id);
-    return row !== undefined && this.#versions[row]! > version;
+  /** Whether a change of `key` at `version` is older than the one staged for the key (it is then left out). */
+  older(key: RowKey, version: bigint): boolean {
+    const row = this.#rowOfKey.get(key);
+    return row !== NO_ROW && (this.#versions[row] as bigint) > version;
   }
 
   /** Notes the row just kept in the writer as the key's newest. */
-  kept(id: string, version: bigint): void {
-    const row = this.#versions.push(version) - 1;
-    const previous = this.#rowOfKey.get(id);
-    if (previous !== undefined) (this.#replaced ??= new Set()).add(previous);
-    this.#rowOfKey.set(id, row);
+  kept(key: RowKey, version: bigint): void {
+    const row = this.#count++;
+    if (row === this.#versions.length) {
+      const versions = new BigUint64Array(2 * row);
+      versions.set(this.#versions);
+      this.#versions = versions;
+      const replaced = new Uint8Array(2 * row);
+      replaced.set(this.#replaced);
+      this.#replaced = replaced;
+    }
+    this.#versions[row] = version;
+    const previous = this.#rowOfKey.set(key, row);
+    if (previous !== NO_ROW) {
+      this.#replaced[previous] = 1;
+      this.#anyReplaced = true;
+    }
   }
 
   /** The numbers of the rows to insert, ascending. */
   rows(): number[] {
     const out: number[] = [];
-    for (let row = 0; row < this.#versions.length; row++) if (this.#replaced === null || !this.#replaced.has(row)) out.push(row);
+    for (let row = 0; row < this.#count; row++) if (!this.#anyReplaced || this.#replaced[row] === 0) out.push(row);
     return out;
   }
 }
@@ -148,10 +164,10 @@ export class ClickHouseStagedWrite implements StagedWrite {
     // Hidden by the table's truncate (the sink's write leaves such rows out too).
     if (change.version <= table.truncateVersion) return true;
     try {
-      const id = keyId(change.key, event.schema.key);
-      if (table.older(id, change.version)) return true;
+      const key = integerKey(change.key, event.schema.key) ?? keyId(change.key, event.schema.key);
+      if (table.older(key, change.version)) return true;
       this.#host.encode(table, change);
-      table.kept(id, change.version);
+      table.kept(key, change.version);
       return true;
     } catch (error) {
       // The sink's write reports it (a failure of that change, by the sink's policy).

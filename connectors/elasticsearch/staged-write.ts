@@ -1,12 +1,12 @@
 /**
  * The Elasticsearch sink's staged write (sinks/contract.ts StagedWrite): each change's bulk
  * operation is written as NDJSON bytes while the runtime decodes the batch, so the batch keeps
- * its operations' bytes (outside the heap) and a key text and version per document instead of
- * every decoded event until the write. It takes the plain case: upserts and deletes (tombstones)
- * of a live index without a rebuild's shadow whose mapping holds the change's schema as it is,
- * with no unchanged-TOAST values, moved keys or truncates. An index not loaded yet is loaded
- * first; one to create or evolve is not staged for. Anything not staged makes the batch go
- * through the sink's write as before.
+ * its operations' bytes (outside the heap) and per document its key (an integer in typed arrays,
+ * other keys as text) and version instead of every decoded event until the write. It takes the
+ * plain case: upserts and deletes (tombstones) of a live index without a rebuild's shadow whose
+ * mapping holds the change's schema as it is, with no unchanged-TOAST values, moved keys or
+ * truncates. An index not loaded yet is loaded first; one to create or evolve is not staged for.
+ * Anything not staged makes the batch go through the sink's write as before.
  *
  * Of several changes of one key only the newest is sent, as collapseChanges keeps it: by version,
  * ties in batch order. The operations go in batch order, not version order: each document is
@@ -21,6 +21,7 @@ import type { StagedChange } from "../sinks/batch.ts";
 import type { TargetColumn } from "../sinks/columns.ts";
 import type { StagedWrite } from "../sinks/contract.ts";
 import { ValueRejected } from "../sinks/errors.ts";
+import { integerKey, NewestRows, NO_ROW } from "../sinks/newest-rows.ts";
 import { writeIndexOperation } from "./documents.ts";
 import type { EsIndex } from "./indices.ts";
 import { NdjsonOperations } from "./ndjson-operations.ts";
@@ -32,17 +33,21 @@ export class StagedIndex {
   readonly truncateVersion: bigint;
   readonly operations: NdjsonOperations;
   /** Each document's newest operation (its position in `operations`). */
-  readonly #operationOf = new Map<string, number>();
+  readonly #operationOf = new NewestRows();
+  /** The key columns, for the documents' integer keys. */
+  readonly #keys: readonly string[];
   /** Every operation's version, by position (0 .. 2^63-1, as writeIndexOperation checks): no bigint kept per operation. */
   #versions = new BigInt64Array(1024);
-  /** Operations a newer change of their document replaced. */
-  #replaced: Set<number> | null = null;
+  /** 1: a newer change of its document replaced the operation (or it was older than the one staged). */
+  #replaced = new Uint8Array(1024);
+  #anyReplaced = false;
 
   constructor(index: EsIndex, capacity: number) {
     this.index = index;
     this.columns = index.columns;
     this.truncateVersion = index.truncateVersion;
     this.operations = new NdjsonOperations(capacity);
+    this.#keys = index.columns.filter((column) => column.key).map((column) => column.name);
   }
 
   /**
@@ -54,28 +59,36 @@ export class StagedIndex {
     const position = this.operations.length;
     const id = writeIndexOperation(this.operations, null, this.columns, change, undefined);
     if (position === this.#versions.length) {
-      const more = new BigInt64Array(2 * position);
-      more.set(this.#versions);
-      this.#versions = more;
+      const versions = new BigInt64Array(2 * position);
+      versions.set(this.#versions);
+      this.#versions = versions;
+      const replaced = new Uint8Array(2 * position);
+      replaced.set(this.#replaced);
+      this.#replaced = replaced;
     }
     this.#versions[position] = change.version;
-    const previous = this.#operationOf.get(id);
-    if (previous !== undefined && (this.#versions[previous] as bigint) > change.version) {
+    const key = integerKey(change.key, this.#keys) ?? id;
+    const previous = this.#operationOf.get(key);
+    if (previous !== NO_ROW && (this.#versions[previous] as bigint) > change.version) {
       // An older change than the one staged for its document: its operation is not sent.
-      (this.#replaced ??= new Set()).add(position);
+      this.#replace(position);
       return;
     }
-    if (previous !== undefined) (this.#replaced ??= new Set()).add(previous);
-    this.#operationOf.set(id, position);
+    if (previous !== NO_ROW) this.#replace(previous);
+    this.#operationOf.set(key, position);
   }
 
   /** The positions of the operations to send, ascending; undefined: all of them. */
   members(): number[] | undefined {
-    const replaced = this.#replaced;
-    if (replaced === null) return undefined;
+    if (!this.#anyReplaced) return undefined;
     const out: number[] = [];
-    for (let position = 0; position < this.operations.length; position++) if (!replaced.has(position)) out.push(position);
+    for (let position = 0; position < this.operations.length; position++) if (this.#replaced[position] === 0) out.push(position);
     return out;
+  }
+
+  #replace(position: number): void {
+    this.#replaced[position] = 1;
+    this.#anyReplaced = true;
   }
 }
 
