@@ -35,7 +35,7 @@ import type { BatchSummary } from "./batch-counts.ts";
 import { observeCommitStages } from "./metrics.ts";
 import type { SluiceMetrics } from "./metrics.ts";
 import { replayMarkerGroup } from "./replay.ts";
-import { describeFollowed, followRecreatedTopics, SINK_TOPIC_RECREATED } from "./recreated-topic-follow.ts";
+import { describeFollowed, followRecreatedTopics, mergeTopicIds, SINK_TOPIC_RECREATED } from "./recreated-topic-follow.ts";
 import { controlledTopic } from "./control-records.ts";
 import { isSnapshotReset, SnapshotResetGate } from "./snapshot-reset-gate.ts";
 import { Serial } from "../runtime/serial.ts";
@@ -1043,8 +1043,10 @@ export class SinkRunner {
     try {
       this.caughtUp.clear();
       // One read: the identities the stored offsets are checked against are those a later read is compared with, so a
-      // topic created again after it (while the consumer opens) is followed at the next look, not taken as known.
-      const topicIds = await this.options.log.topicIds(topics);
+      // topic created again after it (while the consumer opens) is followed at the next look, not taken as known. Merged
+      // with those known before (a reopen: a new table's topic, a release, a credentials wait), as while running: a read
+      // lacking a topic's identity for a moment forgets nothing, so the stored offsets are not refused for it.
+      const topicIds = mergeTopicIds(this.topicIdsRead, await this.options.log.topicIds(topics));
       const lost = await this.seekToTargetOffsets(consumer, topics, topicIds, stop);
       this.topicIdsRead = topicIds;
       this.topicIdsDueAt = Date.now() + (this.options.topicIdCheckMs ?? TOPIC_ID_CHECK_MS);
