@@ -6,12 +6,16 @@
  * failing after retries (retriable), refused by the target (a block, whatever its status, or an
  * index or alias no longer there), or rejected (any other error: poison).
  */
-import type { Client } from "@elastic/elasticsearch";
+import type { Readable } from "node:stream";
+import { unzipSync } from "node:zlib";
+import { errors } from "@elastic/elasticsearch";
+import type { Client, TransportResult } from "@elastic/elasticsearch";
 import { backoffDelay, retry, sleep } from "../../runtime/backoff.ts";
 import type { Logger } from "../../runtime/logger.ts";
 import { describeTlsMessage } from "../common/tls-message.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import { AUTH_FAILED, errorMessage } from "../sinks/errors.ts";
+import { decodeJson } from "./json.ts";
 import type { NdjsonOperations } from "./ndjson-operations.ts";
 
 export type ItemOutcome =
@@ -54,6 +58,9 @@ interface BulkItemResult {
   readonly status: number;
   readonly error?: { readonly type?: string; readonly reason?: string; readonly caused_by?: { readonly reason?: string } };
 }
+
+/** A bulk request's items in order; null: every one applied (the reply's `errors` is false). */
+type BulkItems = readonly (BulkItemResult | undefined)[] | null;
 
 /**
  * Groups operations (their positions in `operations`, or those of `among`) into bodies of at most
@@ -104,7 +111,7 @@ export async function runBulk(client: Client, operations: NdjsonOperations, opti
     for (const members of planBodies(operations, options.maxBytes, pending)) {
       const items = await sendBodyOrEach(client, operations, members, options);
       members.forEach((index, position) => {
-        const outcome = classify(items[position]);
+        const outcome = items === null ? APPLIED : classify(items[position]);
         outcomes[index] = outcome;
         if (outcome.kind === "failed" && outcome.retriable) again.push(index);
       });
@@ -123,6 +130,7 @@ export async function runBulk(client: Client, operations: NdjsonOperations, opti
 const NOT_SENT: ItemOutcome = Object.freeze({ kind: "failed", retriable: true, reason: "not sent" });
 const APPLIED: ItemOutcome = Object.freeze({ kind: "applied" });
 const STALE: ItemOutcome = Object.freeze({ kind: "stale" });
+const APPLIED_ITEM: BulkItemResult = Object.freeze({ status: 200 });
 
 function classify(item: BulkItemResult | undefined): ItemOutcome {
   if (item === undefined) return { kind: "failed", retriable: true, reason: "no result for this item in the bulk response" };
@@ -142,10 +150,10 @@ function classify(item: BulkItemResult | undefined): ItemOutcome {
  * `http.max_content_length`), sends its operations one by one, so only a document too large on its
  * own fails, as its item (permanently: retrying cannot shrink it) and not as the whole write.
  */
-async function sendBodyOrEach(client: Client, operations: NdjsonOperations, members: readonly number[], options: BulkOptions): Promise<(BulkItemResult | undefined)[]> {
+async function sendBodyOrEach(client: Client, operations: NdjsonOperations, members: readonly number[], options: BulkOptions): Promise<BulkItems> {
   const body = operations.bytesOf(members);
   try {
-    return await sendBody(client, body, options);
+    return await sendBody(client, body, members.length, options);
   } catch (error) {
     if (!tooLarge(error)) throw error;
   }
@@ -154,7 +162,7 @@ async function sendBodyOrEach(client: Client, operations: NdjsonOperations, memb
   for (const member of members) {
     const alone = operations.bytesOf([member]);
     try {
-      items.push(...(await sendBody(client, alone, options)));
+      items.push(...((await sendBody(client, alone, 1, options)) ?? [APPLIED_ITEM]));
     } catch (error) {
       if (!tooLarge(error)) throw error;
       const bytes = alone.length;
@@ -172,18 +180,25 @@ function tooLarge(error: unknown): boolean {
   return (cause as { meta?: { statusCode?: number } } | null)?.meta?.statusCode === 413;
 }
 
-async function sendBody(client: Client, body: Buffer, options: BulkOptions): Promise<(BulkItemResult | undefined)[]> {
-  const response = await retry(
+async function sendBody(client: Client, body: Buffer, count: number, options: BulkOptions): Promise<BulkItems> {
+  return retry(
     async () => {
+      let result: TransportResult<Readable>;
       try {
-        return (await client.transport.request(
-          // Only what classify() reads: the full per-item response is several times larger to send and parse.
-          { method: "POST", path: options.index === undefined ? "/_bulk" : `/${encodeURIComponent(options.index)}/_bulk`, bulkBody: body, querystring: { filter_path: "items.*.status,items.*.error", ...(options.refresh ? { refresh: "true" } : {}), ...(options.requireAlias ? { require_alias: "true" } : {}) } },
+        result = await client.transport.request<Readable>(
+          // Only what the outcomes need: the full per-item response is several times larger to send and parse.
+          { method: "POST", path: options.index === undefined ? "/_bulk" : `/${encodeURIComponent(options.index)}/_bulk`, bulkBody: body, querystring: { filter_path: "errors,items.*.status,items.*.error", ...(options.refresh ? { refresh: "true" } : {}), ...(options.requireAlias ? { require_alias: "true" } : {}) } },
           // The bytes as they are (as text they were copied twice more, the text itself into the old generation):
           // an error's redaction "replace" would copy the request's parameters and walk the body byte by byte
           // (a 1 MiB body took more heap than a sink thread has); "remove" drops the headers and the connection instead.
-          { signal: options.signal, maxRetries: 0, redaction: { type: "remove" } },
-        )) as { items?: Record<string, BulkItemResult>[] };
+          // The reply as a stream: readReply decodes only what is needed.
+          { signal: options.signal, maxRetries: 0, redaction: { type: "remove" }, asStream: true, meta: true },
+        );
+      } catch (error) {
+        throw requestError(error, options.sink, "bulk request", poolNodes(client));
+      }
+      try {
+        return await readReply(client, result, count, options.signal);
       } catch (error) {
         throw requestError(error, options.sink, "bulk request", poolNodes(client));
       }
@@ -196,7 +211,63 @@ async function sendBody(client: Client, body: Buffer, options: BulkOptions): Pro
       onRetry: (error, attempt, delayMs) => options.logger.warn({ error: errorMessage(error), attempt, delayMs }, "Elasticsearch bulk request failed; retrying"),
     },
   );
-  return (response.items ?? []).map(firstValue);
+}
+
+/**
+ * A bulk reply taken as a stream, handled as the client handles one it reads itself (an error
+ * status thrown as its ResponseError, the node marked dead on 502-504 and alive otherwise), but
+ * decoded only as far as needed: a reply of thousands of items whose `errors` is false is not
+ * parsed at all (as text and objects it was ~60 bytes of heap a change that outlived scavenges,
+ * a tenth of what the sink thread promoted: docs/benchmarks.md).
+ */
+async function readReply(client: Client, result: TransportResult<Readable>, count: number, signal: AbortSignal): Promise<BulkItems> {
+  const { statusCode, headers, meta } = result;
+  let bytes: Buffer;
+  try {
+    const chunks: Buffer[] = [];
+    for await (const chunk of result.body) chunks.push(chunk as Buffer);
+    bytes = Buffer.concat(chunks);
+    const encoding = String(headers["content-encoding"] ?? "");
+    if (encoding.includes("gzip") || encoding.includes("deflate")) bytes = unzipSync(bytes);
+  } catch (error) {
+    if (signal.aborted) throw new errors.RequestAbortedError("Request aborted");
+    throw new errors.ConnectionError(errorMessage(error));
+  }
+  if (meta.connection !== null) {
+    if (statusCode === 502 || statusCode === 503 || statusCode === 504) client.connectionPool.markDead(meta.connection);
+    else client.connectionPool.markAlive(meta.connection);
+  }
+  if (statusCode === null || statusCode >= 400) {
+    const text = bytes.toString();
+    let reply: unknown = text;
+    try {
+      if (String(headers["content-type"] ?? "").includes("json") && text !== "") reply = decodeJson(text);
+    } catch {
+      // not JSON after all: the text as it is
+    }
+    throw new errors.ResponseError({ ...result, body: reply }, { redaction: { type: "remove" } });
+  }
+  if (allApplied(bytes, count)) return null;
+  const reply = decodeJson(bytes.toString()) as { items?: Record<string, BulkItemResult>[] };
+  return (reply.items ?? []).map(firstValue);
+}
+
+const ERRORS_FALSE = Buffer.from('"errors":false');
+const ITEMS = Buffer.from('"items":[');
+const STATUS = Buffer.from('"status":');
+
+/**
+ * Whether a bulk reply (filtered as sendBody asks) says `errors: false` before its items and has
+ * an item for each of the `count` operations sent (each item has one status, and nothing else
+ * of a reply without errors does). Anything else, such as the reply in another layout, is parsed.
+ */
+function allApplied(bytes: Buffer, count: number): boolean {
+  const items = bytes.indexOf(ITEMS);
+  const flag = bytes.indexOf(ERRORS_FALSE);
+  if (items < 0 || flag < 0 || flag > items) return false;
+  let statuses = 0;
+  for (let at = bytes.indexOf(STATUS, items); at >= 0; at = bytes.indexOf(STATUS, at + STATUS.length)) statuses++;
+  return statuses === count;
 }
 
 /** An item's one entry (keyed by its action, `index` or `delete`), without listing its values. */

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Readable } from "node:stream";
 import { describe, test } from "node:test";
 import type { Client } from "@elastic/elasticsearch";
 import { testLogger } from "../sinks/test-config.ts";
@@ -56,6 +57,19 @@ describe("exact JSON", () => {
   });
 });
 
+/** What the client's transport answers a bulk request taken as a stream (meta: true, asStream: true). */
+function bulkReply(body: unknown, statusCode = 200, text = JSON.stringify(body)) {
+  const meta = { connection: null, attempts: 0, request: { params: { method: "POST", path: "/_bulk", headers: {} }, options: {}, id: 1 } };
+  return { statusCode, headers: { "content-type": "application/json" }, meta, warnings: null, body: Readable.from([Buffer.from(text)]) };
+}
+
+/** The reply to a bulk of items with these statuses, as Elasticsearch writes it (`errors` first). */
+function itemsReply(statuses: readonly number[]) {
+  return bulkReply({ errors: statuses.some((status) => status >= 300), items: statuses.map((status) => ({ index: status >= 300 ? { status, error: { type: "t", reason: "r" } } : { status } })) });
+}
+
+const bulkOptions = { maxBytes: 1 << 20, refresh: false, retry: { initial: 1, max: 2 }, signal: AbortSignal.timeout(5_000), logger: testLogger(), sink: "s" };
+
 describe("bulk", () => {
   test("bodies stay within bulk_bytes; an oversized operation goes alone", () => {
     const op = (size: number) => ["{}", "x".repeat(size)];
@@ -90,7 +104,7 @@ describe("bulk", () => {
           open--;
           if (failing && call === 0) throw Object.assign(new Error("bad request"), { meta: { statusCode: 400 } });
           const lines = params.bulkBody.toString().split("\n").filter((line) => line.startsWith('{"index"'));
-          return { items: lines.map((line) => ({ index: { status: line.includes('"_id":"s') ? 409 : 201 } })) };
+          return itemsReply(lines.map((line) => (line.includes('"_id":"s') ? 409 : 201)));
         },
       },
       connectionPool: { connections: [] },
@@ -119,9 +133,9 @@ describe("bulk", () => {
 
   test("429 and 5xx items are retried, 409 counts as stale, other errors are poison", async () => {
     const responses = [
-      { items: [{ index: { status: 201 } }, { index: { status: 429, error: { type: "es_rejected_execution_exception", reason: "queue full" } } }, { index: { status: 409 } }, { index: { status: 400, error: { type: "document_parsing_exception", reason: "bad" } } }, { index: { status: 503 } }] },
-      { items: [{ index: { status: 200 } }, { index: { status: 503 } }] },
-      { items: [{ index: { status: 503 } }] },
+      bulkReply({ errors: true, items: [{ index: { status: 201 } }, { index: { status: 429, error: { type: "es_rejected_execution_exception", reason: "queue full" } } }, { index: { status: 409 } }, { index: { status: 400, error: { type: "document_parsing_exception", reason: "bad" } } }, { index: { status: 503 } }] }),
+      bulkReply({ errors: true, items: [{ index: { status: 200 } }, { index: { status: 503 } }] }),
+      bulkReply({ errors: true, items: [{ index: { status: 503 } }] }),
     ];
     const sent: string[] = [];
     const client = {
@@ -148,5 +162,33 @@ describe("bulk", () => {
     );
     assert.equal(sent.length, 3);
     assert.match(sent[1]!, /"_id":"b".*\n.*\n.*"_id":"e"/s);
+  });
+
+  test("a reply without errors applies every item sent; one that does not answer each of them is read item by item", async () => {
+    const operations = NdjsonOperations.ofLines(["a", "b", "c"].map((id) => [`{"index":{"_id":"${id}"}}`, "{}"]));
+    const run = async (reply: ReturnType<typeof bulkReply>) => {
+      const client = { transport: { request: async () => reply }, connectionPool: { connections: [] } } as unknown as Client;
+      return (await runBulk(client, operations, { ...bulkOptions, itemAttempts: 1 })).map((o) => (o.kind === "failed" ? `failed:${o.retriable}:${o.reason}` : o.kind));
+    };
+    assert.deepEqual(await run(itemsReply([201, 200, 201])), ["applied", "applied", "applied"]);
+    // Two items for three operations: the third has no result (retriable), as before.
+    assert.deepEqual(await run(bulkReply({ errors: false, items: [{ index: { status: 201 } }, { index: { status: 201 } }] })), ["applied", "applied", "failed:true:no result for this item in the bulk response"]);
+    // `errors` after the items (another layout): read item by item.
+    assert.deepEqual(await run(bulkReply({ items: [{ index: { status: 201 } }, { index: { status: 409 } }, { index: { status: 201 } }], errors: false })), ["applied", "stale", "applied"]);
+    assert.deepEqual(await run(itemsReply([201, 409, 400])), ["applied", "stale", "failed:false:400 t: r"]);
+  });
+
+  test("an error status fails the request as the client's own error would", async () => {
+    const operations = NdjsonOperations.ofLines([[`{"index":{"_id":"a"}}`, "{}"]]);
+    const failing = (reply: ReturnType<typeof bulkReply>) => ({ transport: { request: async () => reply }, connectionPool: { connections: [] } }) as unknown as Client;
+    await assert.rejects(runBulk(failing(bulkReply({ error: { type: "security_exception", reason: "missing authentication credentials" }, status: 401 }, 401)), operations, bulkOptions), {
+      code: "SINK_AUTH_FAILED",
+      message: /refused the sink's credentials \(401\).*security_exception/,
+    });
+    await assert.rejects(runBulk(failing(bulkReply({ error: { type: "illegal_argument_exception", reason: "bad" }, status: 400 }, 400)), operations, bulkOptions), {
+      code: "SINK_REQUEST_FAILED",
+      message: /illegal_argument_exception/,
+    });
+    await assert.rejects(runBulk(failing(bulkReply(null, 400, "no JSON here")), operations, bulkOptions), { code: "SINK_REQUEST_FAILED", message: /no JSON here/ });
   });
 });
