@@ -155,10 +155,10 @@ test("an aggregate type (a value any writer of the outbox chooses) whose topic i
   assert.deepEqual(created, ["dep.order"]);
 });
 
-test("a logical message whose payload is nested thousands deep (anyone connected may send one) is OUTBOX_EVENT_INVALID, not a stack overflow that stops the source", async () => {
+test("a logical message whose payload is nested thousands deep (anyone connected may send one) is OUTBOX_EVENT_INVALID, refused unread, not a stack overflow that stops the source", async () => {
   const { router: r } = await router("      message_prefix: outbox");
   const deep = "[".repeat(20_000) + "]".repeat(20_000);
   const content = Buffer.from(`{"id":"m1","aggregatetype":"x","aggregateid":${deep},"type":"t","payload":${deep}}`);
   const event = logicalMessageEvent(logicalMessageTable("pg", "shop", "outbox"), content, { sourceName: "pg", position: { commit: 9n, change: 8n }, txId: "2", commitTimeMs: 5, snapshot: false });
-  await assert.rejects(r.encode(event), (error: unknown) => error instanceof SluiceError && error.code === "OUTBOX_EVENT_INVALID" && /nested too deeply/.test(error.message));
+  await assert.rejects(r.encode(event), (error: unknown) => error instanceof SluiceError && error.code === "OUTBOX_EVENT_INVALID" && /refused unread: its arrays and objects are nested more than 1000 deep/.test(error.message));
 });

@@ -17,6 +17,8 @@ import { isInternalTopic, TOPIC_NAME_INVALID } from "../connectors/topics/names.
 import type { SluiceConfig, SourceConfig } from "../config/schema.ts";
 import type { SchemaRegistry } from "../schema-registry/registry.ts";
 import { encodeFramed } from "../schema-registry/wire-format.ts";
+import { jsonShapeProblem } from "../runtime/json-shape.ts";
+import type { JsonShapeLimits } from "../runtime/json-shape.ts";
 import type { ChangeEncoder } from "./capture.ts";
 import type { Logger } from "../runtime/logger.ts";
 
@@ -24,6 +26,14 @@ type OutboxConfig = NonNullable<SourceConfig["outbox"]>;
 
 /** Error code of an outbox row or message that is no event (a missing part, a payload its schema refuses): halts the outbox table, parked, nothing lost. */
 export const OUTBOX_EVENT_INVALID = "OUTBOX_EVENT_INVALID";
+
+/**
+ * What a logical message's content, or a payload parsed for Avro, may hold before JSON.parse builds it on the thread
+ * that captures (runtime/json-shape.ts): anyone connected may emit a logical message, and 4 MiB of nested arrays or of
+ * `{},` repeated ran that thread's heap (~57 MiB) out of memory. 150,000 values, as a registry body; 1,000 deep, which
+ * JSON.stringify (it recurses) writes back well within the stack.
+ */
+export const OUTBOX_JSON_SHAPE: JsonShapeLimits = { maxDepth: 1_000, maxValues: 150_000 };
 
 interface OutboxEvent {
   readonly id: string;
@@ -135,9 +145,12 @@ export class OutboxRouter implements ChangeEncoder {
 
   private fromMessage(event: ChangeEvent, table: string): OutboxEvent {
     const content = event.after?.["content"];
+    const text = typeof content === "string" ? content : "";
+    const shape = jsonShapeProblem(text, OUTBOX_JSON_SHAPE);
+    if (shape !== null) throw invalid(`the logical message's content is refused unread: ${shape}`, table, event);
     let json: unknown;
     try {
-      json = JSON.parse(typeof content === "string" ? content : "");
+      json = JSON.parse(text);
     } catch {
       throw invalid("the logical message's content is not JSON", table, event);
     }
@@ -188,9 +201,12 @@ export class OutboxRouter implements ChangeEncoder {
     const schemaFile = this.outbox.payload.schemas[event.aggregateType];
     if (schemaFile === undefined) throw invalid(`payload format avro, and outbox.payload.schemas names no schema for aggregate type "${event.aggregateType}"`, table, change);
     const { type, schemaId } = await this.avroPayload(topic, schemaFile);
+    const json = typeof payload === "string" ? payload : Buffer.from(payload).toString("utf8");
+    const shape = jsonShapeProblem(json, OUTBOX_JSON_SHAPE);
+    if (shape !== null) throw invalid(`the payload is refused unread: ${shape}`, table, change);
     let value: unknown;
     try {
-      value = type.clone(JSON.parse(typeof payload === "string" ? payload : Buffer.from(payload).toString("utf8")), { coerceBuffers: true });
+      value = type.clone(JSON.parse(json), { coerceBuffers: true });
     } catch (error) {
       throw invalid(`the payload does not fit the Avro schema of ${event.aggregateType} (${schemaFile}): ${(error as Error).message}`, table, change);
     }

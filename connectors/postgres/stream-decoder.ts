@@ -9,6 +9,8 @@ import { comparePositions } from "../contracts.ts";
 import type { ChangeEvent, Op, Position, TableSchema, TransactionMarker } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import { tableReadings } from "../common/table-label.ts";
+import { jsonShapeProblem } from "../../runtime/json-shape.ts";
+import type { JsonShapeLimits } from "../../runtime/json-shape.ts";
 import type { CapturedTable, CapturedTables } from "./captured-tables.ts";
 import { deleteEvent, insertEvent, truncateEvent, updateEvents } from "./change-events.ts";
 import type { EventOrigin } from "./change-events.ts";
@@ -77,6 +79,9 @@ export function backfillStatement(slot: string, table: string, relid: number, em
   return `SELECT pg_logical_emit_message(true, ${quoteLiteral(BACKFILL_PREFIX)}, ${quoteLiteral(JSON.stringify({ slot, table, emptied, relid }))})`;
 }
 
+/** A RECREATED_PREFIX or BACKFILL_PREFIX message is one flat object of four fields. */
+const TABLE_MESSAGE_SHAPE: JsonShapeLimits = { maxDepth: 1, maxValues: 16 };
+
 /** What a RECREATED_PREFIX or BACKFILL_PREFIX message says (`emptied` and `relid`: a backfill's). */
 export interface TableMessage {
   readonly slot: string;
@@ -93,6 +98,8 @@ export interface TableMessage {
  */
 export function parseTableMessage(content: string): TableMessage | null {
   if (content.startsWith("{")) {
+    // Anyone connected may write a message with the prefix: one holding more than the four fields is none of ours, and is not parsed (runtime/json-shape.ts).
+    if (jsonShapeProblem(content, TABLE_MESSAGE_SHAPE) !== null) return null;
     let parsed: unknown;
     try {
       parsed = JSON.parse(content);
