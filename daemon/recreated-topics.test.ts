@@ -58,3 +58,23 @@ test("a snapshot that cannot be requested (source not ready, a kind without onli
   assert.equal(my!["command"], "sluice snapshot -c FILE --table inventory.items --execute");
   assert.match(my!.message, /does not take online snapshots yet/);
 });
+
+test("a topic created by a table's queued or running whole-table snapshot (the initial one after its topics were deleted): no second snapshot is requested and nothing is warned", async () => {
+  const running = { id: "initial-1", table: "public.orders", where: null, origin: "initial", startedAtMs: 1 } as unknown as SnapshotTask;
+  const partial = { id: "cli-1", table: "public.items", where: "id < 10", origin: "cli", startedAtMs: null } as unknown as SnapshotTask;
+  const asked: string[] = [];
+  const snapshots = {
+    plan: async () => Promise.reject(new Error("not asked")),
+    request: async (table: string) => (asked.push(table), { task: { id: "t-2", table } as unknown as SnapshotTask }),
+    list: () => ({ tasks: [running, partial], failed: [] }),
+  } as unknown as OnlineSnapshotting;
+  const { logger, lines } = logged();
+  const recreated = new RecreatedTopics({ deployment: "shop", sources: ["pg"], snapshots: () => snapshots, logger });
+  await recreated.recreated("shop.pg.public.orders");
+  assert.deepEqual(asked, [], "the queued snapshot writes every row: none asked");
+  assert.deepEqual(recreated.warnings("pg"), []);
+  assert.ok(!lines.some((l) => l["level"] === "warn"), "not warned");
+  await recreated.recreated("shop.pg.public.items");
+  assert.deepEqual(asked, ["public.items"], "a snapshot with a WHERE condition does not read the whole table: one is asked");
+  assert.equal(recreated.warnings("pg").length, 1);
+});

@@ -38,6 +38,13 @@ export class RecreatedTopics {
     const table = `${parsed.schema}.${parsed.table}`;
     const command = `sluice snapshot -c FILE --table ${table} --execute`;
     const snapshots = this.options.snapshots(parsed.source);
+    // A whole-table snapshot queued or running (the initial one of a first start, whose first row creates the topic) writes
+    // every row into the new topic: asking again would read the table twice (request() queues every request it gets).
+    const reading = typeof snapshots === "string" ? undefined : snapshots.list().tasks.find((task) => task.table === table && task.where === null);
+    if (reading !== undefined) {
+      this.options.logger.info({ source: parsed.source, topic, table, task: reading.id, origin: reading.origin }, `topic ${topic} was created again while a snapshot of ${table} is queued or running (task ${reading.id}), which writes every row into it: nothing more is asked`);
+      return;
+    }
     let outcome: string;
     let asked = false;
     if (typeof snapshots === "string") {
