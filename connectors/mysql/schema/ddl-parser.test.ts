@@ -95,6 +95,11 @@ test("statements it does not follow name the tables they touch; others are not D
   assert.deepEqual(select.kind === "unparsed" && select.tables, [{ database: "app", table: "t3" }]);
   const convert = parse("ALTER TABLE t CONVERT TO CHARACTER SET DEFAULT");
   assert.deepEqual(convert.kind === "unparsed" && convert.tables, [{ database: "app", table: "t" }]);
+  // The server makes character columns BINARY/VARBINARY/BLOB (bytes), which the catalog shows.
+  for (const sql of ["ALTER TABLE t CONVERT TO CHARACTER SET binary", "ALTER TABLE t CONVERT TO CHARSET = BINARY", "ALTER TABLE t CONVERT TO CHARACTER SET `binary` COLLATE binary"]) {
+    const binary = parse(sql);
+    assert.deepEqual(binary.kind === "unparsed" && binary.tables, [{ database: "app", table: "t" }], sql);
+  }
   for (const sql of ["INSERT INTO t VALUES (1)", "GRANT ALL ON *.* TO x", "CREATE TEMPORARY TABLE tmp (a INT)", "CREATE VIEW v AS SELECT 1", "ALTER USER 'root' IDENTIFIED BY 'x'", "BEGIN"]) {
     assert.deepEqual(parse(sql), { kind: "none" }, sql);
   }

@@ -598,6 +598,8 @@ function alterAction(c: TokenCursor, table: TableName, options: ParseOptions): A
     c.acceptPunct("=");
     if (c.isKeyword("DEFAULT")) throw new SyntaxError("CONVERT TO CHARACTER SET DEFAULT takes the database's charset");
     const charset = charsetName(c.identifier());
+    // The server makes CHAR/VARCHAR/TEXT columns BINARY/VARBINARY/BLOB types then, not character columns in charset binary.
+    if (charset === "binary") throw new SyntaxError("CONVERT TO CHARACTER SET binary changes the character columns' types");
     if (c.accept("COLLATE")) {
       c.acceptPunct("=");
       c.identifier();
