@@ -138,3 +138,16 @@ test("MariaDB sequences: CREATE / ALTER / DROP SEQUENCE and CREATE TABLE ... SEQ
   assert.equal(parse("CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB SEQUENCE=0", true).kind, "create-table");
   assert.equal(parse("CREATE TABLE sequence (id INT PRIMARY KEY)", true).kind, "create-table");
 });
+
+test("ALTER without COLUMN of a quoted column named index, check or constraint changes its default; bare ALTER INDEX/CHECK/CONSTRAINT are skipped", () => {
+  for (const name of ["index", "CHECK", "constraint"]) {
+    const set = parse(`ALTER TABLE t ALTER \`${name}\` SET DEFAULT 5`);
+    assert.deepEqual(set.kind === "alter-table" && set.actions.map((a) => [a.kind, "name" in a ? a.name : null]), [["column-default", name]], name);
+    const drop = parse(`ALTER TABLE t ALTER \`${name}\` DROP DEFAULT`);
+    assert.deepEqual(drop.kind === "alter-table" && drop.actions, [{ kind: "column-default", name }], name);
+  }
+  for (const sql of ["ALTER TABLE t ALTER INDEX i INVISIBLE", "ALTER TABLE t ALTER CHECK c NOT ENFORCED", "ALTER TABLE t ALTER CONSTRAINT c ENFORCED"]) {
+    const statement = parse(sql);
+    assert.deepEqual(statement.kind === "alter-table" && statement.actions, [], sql);
+  }
+});

@@ -562,7 +562,8 @@ function alterAction(c: TokenCursor, table: TableName, options: ParseOptions): A
   if (c.accept("ALTER")) {
     const column = c.accept("COLUMN");
     const token = c.peek();
-    if ((column || (token?.kind === "word" && !["INDEX", "CHECK", "CONSTRAINT"].includes(token.text.toUpperCase()))) && (c.isKeyword("SET", 1) || c.isKeyword("DROP", 1))) {
+    // Without COLUMN, a bare INDEX/CHECK/CONSTRAINT starts another action; a quoted `index` is a column's name.
+    if ((column || (token?.kind === "word" && (token.quoted || !["INDEX", "CHECK", "CONSTRAINT"].includes(token.text.toUpperCase())))) && (c.isKeyword("SET", 1) || c.isKeyword("DROP", 1))) {
       c.accept("IF", "EXISTS");
       const name = c.identifier();
       if (c.accept("DROP", "DEFAULT")) return { kind: "column-default", name };
