@@ -244,7 +244,14 @@ const commands: Record<string, Command> = {
       let rows: Record<string, unknown>[];
       let truncated: string | null = null;
       // The daemon interrupts a query at its timeout: wait a little longer for its answer.
-      const response = await callDaemon(config, `/sinks/${encodeURIComponent(sink.name)}/query`, { method: "POST", body: sql, contentType: "text/plain", timeoutMs: limits.timeoutMs + 30_000 }).catch(() => undefined);
+      const response = await callDaemon(config, `/sinks/${encodeURIComponent(sink.name)}/query`, { method: "POST", body: sql, contentType: "text/plain", timeoutMs: limits.timeoutMs + 30_000 }).catch((error: unknown) =>
+        // Another deployment's daemon (or another server) at http.listen: its file is not this one's to open, nor this query its to answer.
+        error instanceof SluiceError && error.code === "DAEMON_FOREIGN" ? error : undefined,
+      );
+      if (response instanceof SluiceError) {
+        io.stderr(`sluice query: ${response.message}\n`);
+        return EXIT_FAILURE;
+      }
       if (response) {
         if (!response.ok) {
           io.stderr(`sluice query: ${errorOf(response)}${refusalHint(response)}\n`);

@@ -107,3 +107,27 @@ test("a call that changes something is not sent where GET /status shows another 
     await new Promise((resolve) => server.close(resolve));
   }
 });
+
+test("sluice query where http.listen answers as another deployment's daemon: DAEMON_FOREIGN told, exit 1, neither the query sent nor the DuckDB file opened", async () => {
+  const seen: string[] = [];
+  const server = createHttpServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(req.url === "/status" ? JSON.stringify({ deployment: "other", ready: true }) : '{"rows":[]}');
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const dir = mkdtempSync(join(tmpdir(), "sluice-foreign-query-"));
+  try {
+    const file = join(dir, "sluice.yaml");
+    writeFileSync(file, configText((server.address() as AddressInfo).port));
+    const err: string[] = [];
+    const code = await main(["query", "-c", file, "SELECT 1"], { stdout: () => undefined, stderr: (text) => err.push(text) });
+    assert.equal(code, 1);
+    // Before: the refusal was swallowed and the file opened locally ("cannot open DuckDB file").
+    assert.match(err.join(""), /^sluice query: something answers at http:\/\/127\.0\.0\.1:\d+\/status, but it is the daemon of deployment "other", not of "cut"/);
+    assert.deepEqual(seen, ["GET /status"]);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
