@@ -158,7 +158,7 @@ export async function daemonRunning(config: SluiceConfig, timeoutMs = 10_000): P
  * http.listen (a port mistaken for another), or the daemon of another deployment. A command took any
  * HTTP answer for its daemon: `sluice replay --rebuild --execute` with http.listen on ClickHouse's port
  * sent the rebuild there, and one on another deployment's daemon would rebuild that deployment's sink
- * of the same name. A Sluice daemon answers JSON: its status (with the deployment's name), or an error.
+ * of the same name. A Sluice daemon answers JSON: its status (with the deployment's name), or a refusal (401/403, an error).
  */
 export function foreignAnswer(config: SluiceConfig, answer: DaemonAnswer): string | null {
   let body: unknown;
@@ -172,7 +172,9 @@ export function foreignAnswer(config: SluiceConfig, answer: DaemonAnswer): strin
   if (answer.ok && typeof deployment === "string") {
     return deployment === config.name ? null : `it is the daemon of deployment "${deployment}", not of "${config.name}" (this config's name)`;
   }
-  if (!answer.ok && typeof fields["error"] === "string") return null;
+  // A daemon answers GET /status 200, or refuses it (no token, a wrong one, a browser's request): 401/403 with an error.
+  // Other errors with an "error" field are common to many servers (a 404 {"error": "not found"}), so they tell nothing.
+  if ((answer.status === 401 || answer.status === 403) && typeof fields["error"] === "string") return null;
   return `it is not a Sluice daemon (it answered HTTP ${answer.status}${answer.statusText ? ` ${answer.statusText}` : ""} to GET /status)`;
 }
 

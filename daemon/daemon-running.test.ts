@@ -107,6 +107,15 @@ test("an answer that is not this deployment's daemon's (another server on the po
     assert.match(shop.err, /it is the daemon of deployment "shop", not of "busy" \(this config's name\); nothing changed/);
     answer = { status: 401, body: JSON.stringify({ error: "GET /status needs a bearer token (Authorization: Bearer <token>)" }) };
     assert.equal(await daemonRunning(config, 2_000), true, "a daemon that refuses the token is still the daemon");
+    answer = { status: 403, body: JSON.stringify({ error: "GET /status is refused: a browser's request (set http.admin_token; see docs/security.md)" }) };
+    assert.equal(await daemonRunning(config, 2_000), true, "a daemon that refuses the request is still the daemon");
+    // Before: any error status with a string "error" field was taken for this deployment's daemon.
+    for (const status of [404, 500, 503]) {
+      answer = { status, body: JSON.stringify({ error: "not found" }) };
+      const running = await daemonRunning(config, 2_000);
+      assert.equal(typeof running === "object" && running.foreign, true, `HTTP ${status} with an error field`);
+      assert.match((running as { reason: string }).reason, new RegExp(`^it is not a Sluice daemon \\(it answered HTTP ${status} `));
+    }
     answer = { status: 200, body: JSON.stringify({ deployment: "busy", ready: true }) };
     assert.equal(await daemonRunning(config, 2_000), true);
   } finally {
