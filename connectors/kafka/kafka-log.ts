@@ -56,7 +56,7 @@ import { PartitionReader } from "./partition-reader.ts";
 import { TOPIC_DELETED, unknownTopicAction, writtenLayoutOf } from "./deleted-topics.ts";
 import type { WrittenLayout } from "./deleted-topics.ts";
 import type { FetchLimits } from "./partition-reader.ts";
-import { framedSchemaId, INTERNAL_TOPIC_LOST, judgeLostTopics } from "./lost-internal-topics.ts";
+import { framedSchemaId, INTERNAL_TOPIC_LOST, isDeploymentDataTopic, isDeploymentSourceTopic, judgeLostTopics } from "./lost-internal-topics.ts";
 import type { DeploymentTraces, InternalTopicsFound, LostTopicPolicy } from "./lost-internal-topics.ts";
 import type { StoreMutation } from "../../schema-registry/store.ts";
 import { partitionKey, StableOffsets } from "./stable-offsets.ts";
@@ -1056,26 +1056,30 @@ export class KafkaTopicLog implements TopicLog {
   /**
    * Before missing internal topics are created: refuses (INTERNAL_TOPIC_LOST) when the deployment's other topics show it
    * ran before and the missing one held what cannot be made again, warns the losses it can go on with; returns the
-   * highest schema id records reference when the registry's loss is accepted. Looks at the other topics only when a
-   * topic that matters is missing (or the built-in registry's journal empty), so a start with all of them costs one request.
+   * schema id new schemas must be above (judgeLostTopics) when the registry's loss is accepted. Looks at the other topics only when a
+   * topic that matters is missing (or the built-in registry's journal or the checkpoints empty), so a start with all of
+   * them costs two offsets requests, sent together.
    */
   private async judgeMissing(missing: readonly string[]): Promise<number | null> {
     const policy = this.lostTopics;
     if (policy === undefined) return null;
     const d = this.deployment;
-    let registry: InternalTopicsFound["registry"] = missing.includes(registryTopic(d)) ? "missing" : "kept";
-    if (registry === "kept" && policy.builtinRegistry) {
-      const offsets = await this.call(`fetch offsets of ${registryTopic(d)}`, () => this.admin.fetchTopicOffsets(registryTopic(d)));
-      if (offsets.every((o) => BigInt(o.high) === 0n)) registry = "empty";
-    }
+    // A topic there with no record (created again by hand or from a manifest) is judged as one missing.
+    const kept = async (topic: string, judged: boolean): Promise<"kept" | "missing" | "empty"> => {
+      if (missing.includes(topic)) return "missing";
+      if (!judged) return "kept";
+      const offsets = await this.call(`fetch offsets of ${topic}`, () => this.admin.fetchTopicOffsets(topic));
+      return offsets.every((o) => BigInt(o.high) === BigInt(o.low)) ? "empty" : "kept";
+    };
+    const [registry, checkpoints] = await Promise.all([kept(registryTopic(d), policy.builtinRegistry), kept(checkpointTopic(d), true)]);
     const found: InternalTopicsFound = {
       registry,
-      checkpointsMissing: missing.includes(checkpointTopic(d)),
+      checkpoints,
       schemaHistoryMissing: missing.includes(schemaHistoryTopic(d)),
       topicIdsMissing: missing.includes(topicIdsTopic(d)),
     };
-    if (found.registry === "kept" && !found.checkpointsMissing && !found.schemaHistoryMissing && !found.topicIdsMissing) return null;
-    const verdict = judgeLostTopics(d, found, await this.deploymentTraces(found.schemaHistoryMissing && policy.mysqlSources.length > 0 && !found.checkpointsMissing), policy);
+    if (found.registry === "kept" && found.checkpoints === "kept" && !found.schemaHistoryMissing && !found.topicIdsMissing) return null;
+    const verdict = judgeLostTopics(d, found, await this.deploymentTraces(policy, found.schemaHistoryMissing && policy.mysqlSources.length > 0 && found.checkpoints === "kept"), policy);
     for (const warning of verdict.warnings) this.logger.warn({ topic: warning.topic, code: "INTERNAL_TOPIC_LOST" }, warning.message);
     if (verdict.refusal) {
       this.logger.error({ err: verdict.refusal.toLog() }, "internal topics lost");
@@ -1085,12 +1089,14 @@ export class KafkaTopicLog implements TopicLog {
   }
 
   /** What the deployment's topics show of earlier runs: the schema ids in the last records of its framed topics, its data topics, the sources checkpointed. */
-  private async deploymentTraces(withCheckpointed: boolean): Promise<DeploymentTraces> {
+  private async deploymentTraces(policy: LostTopicPolicy, withCheckpointed: boolean): Promise<DeploymentTraces> {
     const d = this.deployment;
     const names = (await this.topicNames()).filter((name) => name.startsWith(`${d}.`));
-    const dataTopics = names.filter((name) => !isInternalTopic(d, name));
+    // Only the topics this deployment's naming gives: others under `<deployment>.` (another producer's) are no trace of it.
+    const sourceTopics = names.filter((name) => !isInternalTopic(d, name) && isDeploymentSourceTopic(d, policy, name));
+    const dataTopics = sourceTopics.filter((name) => isDeploymentDataTopic(d, policy, name));
     const framed = new Map<string, number[]>();
-    for (const topic of [...dataTopics, ...names.filter((name) => name === controlTopic(d) || name.startsWith(`${d}.sluice.halted.`))]) {
+    for (const topic of [...sourceTopics, ...names.filter((name) => name === controlTopic(d) || name.startsWith(`${d}.sluice.halted.`))]) {
       const offsets = await this.call(`fetch offsets of ${topic}`, () => this.admin.fetchTopicOffsets(topic));
       const ranges = offsets
         .map((o) => ({ partition: o.partition, low: BigInt(o.low), end: BigInt(o.high) }))
@@ -1121,8 +1127,9 @@ export class KafkaTopicLog implements TopicLog {
   }
 
   /**
-   * The registry's loss accepted: its journal's first entry keeps new schema ids above those the records reference
-   * (schema-registry/store.ts, reserveIds), so no new schema takes an id an old record names. Written before the open
+   * The registry's loss accepted: its journal's first entry keeps new schema ids above those the sampled records reference
+   * and a margin (schema-registry/store.ts, reserveIds; judgeLostTopics), so no new schema takes an id an old record names
+   * unless that id is above the margin. Written before the open
    * returns: a registry opened after it never hands out such an id.
    */
   private async reserveSchemaIds(through: number): Promise<void> {
@@ -1130,7 +1137,7 @@ export class KafkaTopicLog implements TopicLog {
     await this.call("reserve schema ids", async () => {
       await (await this.plainProducer()).send({ topic: registryTopic(this.deployment), acks: -1, messages: [{ key: null, value: JSON.stringify({ mutations }), partition: 0 }] });
     });
-    this.logger.warn({ topic: registryTopic(this.deployment), through, code: "INTERNAL_TOPIC_LOST" }, `schema registry created again empty: schema ids up to ${through}, which earlier records reference, are kept from new schemas`);
+    this.logger.warn({ topic: registryTopic(this.deployment), through, code: "INTERNAL_TOPIC_LOST" }, `schema registry created again empty: schema ids up to ${through} (those the last records of the deployment's topics reference, and a margin for older records) are kept from new schemas`);
   }
 
   private async checkpointMessage(checkpoint: Checkpoint): Promise<OutgoingMessage> {

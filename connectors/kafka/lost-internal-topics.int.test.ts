@@ -21,7 +21,7 @@ import { deleteKafkaDeployment, testDeployment, testKafkaConfig } from "./kafka-
 guardRequestQueue();
 const admin = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: logLevel.NOTHING }).admin();
 const deployments: string[] = [];
-const policy: LostTopicPolicy = { builtinRegistry: true, mysqlSources: ["my"], accept: false };
+const policy: LostTopicPolicy = { builtinRegistry: true, mysqlSources: ["my"], sources: [{ name: "my", transactionTopic: false, outboxTopic: null }], accept: false };
 
 before(() => admin.connect());
 after(async () => {
@@ -59,9 +59,19 @@ async function ranBefore(prefix: string): Promise<{ deployment: string; data: st
   return { deployment, data };
 }
 
-test("a first start creates the internal topics without a word", async () => {
+test("a first start creates the internal topics without a word, beside another producer's framed topics under the same prefix", async () => {
   const deployment = testDeployment("lostfirst");
   deployments.push(deployment);
+  // Debezium with topic.prefix = the deployment's name, on a shared cluster: <prefix>.<schema>.<table>, Confluent-framed.
+  const foreign = `${deployment}.public.orders`;
+  await admin.createTopics({ topics: [{ topic: foreign, numPartitions: 1 }] });
+  const producer = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: logLevel.NOTHING }).producer();
+  await producer.connect();
+  try {
+    await producer.send({ topic: foreign, messages: [{ key: Buffer.from([0, 0, 0, 0, 3, 1]), value: Buffer.from([0, 0, 0, 0, 4, 1]) }] });
+  } finally {
+    await producer.disconnect();
+  }
   const warned: string[] = [];
   await openOnce(deployment, policy, undefined, warned);
   assert.deepEqual(warned, []);
@@ -87,12 +97,12 @@ test("the registry's journal deleted while stopped: the start is refused naming 
 
   await openOnce(deployment, { ...policy, accept: true }, async (log) => {
     const store = await openJournalStore(log.registryJournal);
-    assert.equal(await store.nextId(), 8, "a new schema never takes an id the records name");
+    assert.equal(await store.nextId(), 10_008, "new schemas take ids above those the sampled records name, with a margin for older records");
   });
   await openOnce(deployment, policy);
 });
 
-test("the checkpoints deleted while stopped: refused, not created empty; accepted, created again", async () => {
+test("the checkpoints deleted while stopped: refused, not created empty (again when created empty from a manifest); accepted, created again", async () => {
   const { deployment } = await ranBefore("lostcp");
   await deleted(checkpointTopic(deployment));
   await assert.rejects(openOnce(deployment, policy), (error: { code?: string; message: string }) => {
@@ -102,6 +112,15 @@ test("the checkpoints deleted while stopped: refused, not created empty; accepte
     return true;
   });
   assert.equal((await admin.listTopics()).includes(checkpointTopic(deployment)), false);
+
+  // Created again empty from a manifest (Strimzi, Terraform, kafka-topics): the same.
+  await admin.createTopics({ topics: [{ topic: checkpointTopic(deployment), numPartitions: 1, configEntries: [{ name: "cleanup.policy", value: "compact" }] }] });
+  await assert.rejects(openOnce(deployment, policy), (error: { code?: string; message: string }) => {
+    assert.equal(error.code, "INTERNAL_TOPIC_LOST");
+    assert.ok(error.message.includes(`${checkpointTopic(deployment)} (the sources' checkpoints and the PostgreSQL sources' record of the tables' layouts) is empty`), error.message);
+    return true;
+  });
+  await deleted(checkpointTopic(deployment));
   await openOnce(deployment, { ...policy, accept: true });
   assert.ok((await admin.listTopics()).includes(checkpointTopic(deployment)));
 });

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { framedSchemaId, judgeLostTopics } from "./lost-internal-topics.ts";
+import { framedSchemaId, isDeploymentDataTopic, isDeploymentSourceTopic, judgeLostTopics, RESERVED_ID_MARGIN } from "./lost-internal-topics.ts";
 import type { DeploymentTraces, InternalTopicsFound, LostTopicPolicy } from "./lost-internal-topics.ts";
 
-const kept: InternalTopicsFound = { registry: "kept", checkpointsMissing: false, schemaHistoryMissing: false, topicIdsMissing: false };
-const policy: LostTopicPolicy = { builtinRegistry: true, mysqlSources: [], accept: false };
+const kept: InternalTopicsFound = { registry: "kept", checkpoints: "kept", schemaHistoryMissing: false, topicIdsMissing: false };
+const policy: LostTopicPolicy = { builtinRegistry: true, mysqlSources: [], sources: [{ name: "pg", transactionTopic: false, outboxTopic: null }], accept: false };
 const ran: DeploymentTraces = { framed: new Map([["d.pg.public.a", [3, 9]], ["d.pg.public.b", [4]]]), dataTopics: ["d.pg.public.a", "d.pg.public.b"], checkpointed: ["pg"] };
 const firstStart: DeploymentTraces = { framed: new Map(), dataTopics: [], checkpointed: [] };
 
@@ -14,15 +14,36 @@ test("a registry gone where records reference schema ids is refused; accepted, t
   assert.match(judgeLostTopics("d", lost, ran, policy).refusal!.message, /records in d\.pg\.public\.a, d\.pg\.public\.b reference schema ids 3, 4, 9/);
   const accepted = judgeLostTopics("d", lost, ran, { ...policy, accept: true });
   assert.equal(accepted.refusal, null);
-  assert.equal(accepted.reserveIdsThrough, 9);
+  assert.equal(accepted.reserveIdsThrough, 9 + RESERVED_ID_MARGIN, "older records may name a higher id than the sample: a registered-again schema takes its old id");
   assert.deepEqual(accepted.warnings.map((w) => w.topic), ["d.sluice.schemas"]);
   assert.deepEqual(judgeLostTopics("d", lost, ran, { ...policy, builtinRegistry: false }), { refusal: null, warnings: [], reserveIdsThrough: null });
-  assert.deepEqual(judgeLostTopics("d", { registry: "missing", checkpointsMissing: true, schemaHistoryMissing: true, topicIdsMissing: true }, firstStart, { ...policy, mysqlSources: ["my"] }), { refusal: null, warnings: [], reserveIdsThrough: null });
+  assert.deepEqual(judgeLostTopics("d", { registry: "missing", checkpoints: "missing", schemaHistoryMissing: true, topicIdsMissing: true }, firstStart, { ...policy, mysqlSources: ["my"] }), { refusal: null, warnings: [], reserveIdsThrough: null });
+});
+
+test("an empty checkpoints topic where records were written is refused as a missing one", () => {
+  const refusal = judgeLostTopics("d", { ...kept, checkpoints: "empty" }, ran, policy).refusal!;
+  assert.match(refusal.message, /d\.sluice\.checkpoints \(the sources' checkpoints.*\) is empty/);
+  assert.equal(judgeLostTopics("d", { ...kept, checkpoints: "empty" }, firstStart, policy).refusal, null, "topics created ahead of a first start");
+});
+
+test("the deployment's topics are those its sources' naming gives, not every topic under its name", () => {
+  const sources = [{ name: "pg", transactionTopic: true, outboxTopic: "{deployment}.outbox.{aggregate_type}" }, { name: "my", transactionTopic: false, outboxTopic: null }];
+  const mine = (topic: string) => isDeploymentSourceTopic("prod", { sources }, topic);
+  assert.equal(mine("prod.public.orders"), false, "Debezium's topic.prefix=prod");
+  assert.equal(mine("prod.pg.public.orders"), true);
+  assert.equal(mine("prod.pg.transaction"), true);
+  assert.equal(mine("prod.my.transaction"), false, "no transaction_metadata");
+  assert.equal(mine("prod.outbox.Order"), true);
+  assert.equal(mine("prodx.outbox.Order"), false);
+  assert.equal(mine("prod.my.shop.items"), true);
+  assert.equal(isDeploymentDataTopic("prod", { sources }, "prod.pg.transaction"), false);
+  assert.equal(isDeploymentDataTopic("prod", { sources }, "prod.pg.public.orders"), true);
+  assert.equal(isDeploymentSourceTopic("prod", { sources: [{ name: "pg", transactionTopic: false, outboxTopic: "{source}-events.{aggregate_type}.v1" }] }, "pg-events.Order.v1"), true);
 });
 
 test("many topics are named up to five and counted", () => {
   const framed = new Map(Array.from({ length: 8 }, (_, i) => [`d.pg.public.t${i}`, [i + 1]] as const));
-  const refusal = judgeLostTopics("d", { ...kept, checkpointsMissing: true }, { framed, dataTopics: [...framed.keys()], checkpointed: [] }, policy).refusal!;
+  const refusal = judgeLostTopics("d", { ...kept, checkpoints: "missing" }, { framed, dataTopics: [...framed.keys()], checkpointed: [] }, policy).refusal!;
   assert.match(refusal.message, /d\.pg\.public\.t4 and 3 more hold records/);
 });
 

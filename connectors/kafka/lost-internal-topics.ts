@@ -17,15 +17,53 @@ export interface LostTopicPolicy {
   readonly builtinRegistry: boolean;
   /** The MySQL sources, whose schema histories `<deployment>.sluice.schema-history` keeps. */
   readonly mysqlSources: readonly string[];
+  /**
+   * The sources' topics, told by the deployment's own naming: another producer's topics that merely start with
+   * `<deployment>.` (Debezium's `<topic.prefix>.<schema>.<table>` on a shared cluster) are no trace of this deployment.
+   */
+  readonly sources: readonly SourceTopics[];
   /** The operator accepts the loss (sluice run --accept-lost-topics): the topics are created again, the registry's new ids kept above those records reference. */
   readonly accept: boolean;
+}
+
+/** A source's topics beside its data topics `<deployment>.<source>.<schema>.<table>`. */
+export interface SourceTopics {
+  readonly name: string;
+  /** transaction_metadata: `<deployment>.<source>.transaction`. */
+  readonly transactionTopic: boolean;
+  /** outbox.topic, its template ({deployment}, {source}, {aggregate_type}), or null without an outbox. */
+  readonly outboxTopic: string | null;
+}
+
+/** Is `topic` one of the deployment's data topics (as daemon/sink-components.ts parseDataTopic reads them)? */
+export function isDeploymentDataTopic(deployment: string, policy: Pick<LostTopicPolicy, "sources">, topic: string): boolean {
+  return policy.sources.some((source) => {
+    const prefix = `${deployment}.${source.name}.`;
+    return topic.startsWith(prefix) && topic.indexOf(".", prefix.length) > prefix.length;
+  });
+}
+
+/** Is `topic` one the deployment's sources write (data, transaction metadata, outbox events)? */
+export function isDeploymentSourceTopic(deployment: string, policy: Pick<LostTopicPolicy, "sources">, topic: string): boolean {
+  if (isDeploymentDataTopic(deployment, policy, topic)) return true;
+  return policy.sources.some(
+    (source) => (source.transactionTopic && topic === `${deployment}.${source.name}.transaction`) || (source.outboxTopic !== null && outboxTopicPattern(deployment, source.name, source.outboxTopic).test(topic)),
+  );
+}
+
+/** The topics an outbox template gives (daemon/outbox-router.ts topicOf: the aggregate type's characters other than [A-Za-z0-9._-] become _). */
+function outboxTopicPattern(deployment: string, source: string, template: string): RegExp {
+  const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const parts = template.split("{aggregate_type}").map((part) => escape(part.replaceAll("{deployment}", deployment).replaceAll("{source}", source)));
+  return new RegExp(`^${parts.join("[A-Za-z0-9._-]+")}$`, "u");
 }
 
 /** The internal topics whose loss matters, as found at open. */
 export interface InternalTopicsFound {
   /** "empty": there with no record, as a deleted journal created again by hand or by a command. */
   readonly registry: "kept" | "missing" | "empty";
-  readonly checkpointsMissing: boolean;
+  /** "empty": there with no record, as a topic created again from a manifest (Strimzi, Terraform, kafka-topics). */
+  readonly checkpoints: "kept" | "missing" | "empty";
   readonly schemaHistoryMissing: boolean;
   readonly topicIdsMissing: boolean;
 }
@@ -45,11 +83,13 @@ export interface LostTopicsVerdict {
   readonly refusal: SluiceError | null;
   /** Losses warned, each with its consequence. */
   readonly warnings: readonly { readonly topic: string; readonly message: string }[];
-  /** The loss of the registry accepted: new schema ids must be above this one, the highest the records reference. */
+  /** The loss of the registry accepted: new schema ids must be above this one, the highest the sampled records reference plus RESERVED_ID_MARGIN. */
   readonly reserveIdsThrough: number | null;
 }
 
 const LISTED = 5;
+/** Schema ids kept from new schemas above the highest one the sampled records reference (judgeLostTopics). */
+export const RESERVED_ID_MARGIN = 10_000;
 
 export function judgeLostTopics(deployment: string, found: InternalTopicsFound, traces: DeploymentTraces, policy: LostTopicPolicy): LostTopicsVerdict {
   const lost: { topic: string; message: string }[] = [];
@@ -62,12 +102,14 @@ export function judgeLostTopics(deployment: string, found: InternalTopicsFound, 
       message: `${registryTopic(deployment)} (the built-in schema registry) is ${found.registry === "missing" ? "gone" : "empty"}, while records in ${listed(framedTopics)} reference schema ids ${listed(ids.map(String))} it no longer has: ` +
         `those records cannot be decoded (replays, rebuilds, a sink added later fail on them), and a registry started empty would give new schemas those same ids, so old records would be read with another table's schema`,
     });
-    reserveIdsThrough = ids[ids.length - 1]!;
+    // The sample holds the last records of each partition only, and the registry hands a schema registered again its
+    // old id, so a higher id may sit in older records: ids are only numbers, a wide margin costs nothing.
+    reserveIdsThrough = ids[ids.length - 1]! + RESERVED_ID_MARGIN;
   }
-  if (found.checkpointsMissing && framedTopics.length > 0) {
+  if (found.checkpoints !== "kept" && framedTopics.length > 0) {
     lost.push({
       topic: checkpointTopic(deployment),
-      message: `${checkpointTopic(deployment)} (the sources' checkpoints and the PostgreSQL sources' record of the tables' layouts) is gone, while ${listed(framedTopics)} hold records capture wrote: ` +
+      message: `${checkpointTopic(deployment)} (the sources' checkpoints and the PostgreSQL sources' record of the tables' layouts) is ${found.checkpoints === "missing" ? "gone" : "empty"}, while ${listed(framedTopics)} hold records capture wrote: ` +
         `every source would start as if for the first time, as snapshot.mode says (initial, when-needed: every table read again into the topics, a PostgreSQL source's replication slot dropped and made again; never: a MySQL source streams from the binlog's current end, losing the changes made while Sluice was stopped)`,
     });
   }

@@ -30,7 +30,12 @@ export async function openTopicLog(config: TopicsConfig, deployment: string, log
  * `accept` only from sluice run --accept-lost-topics, the operator's word that the loss is known.
  */
 export function lostTopicPolicyOf(config: SluiceConfig, accept = false): LostTopicPolicy {
-  return { builtinRegistry: config.schema_registry.kind !== "remote", mysqlSources: config.sources.filter((s) => s.kind === "mysql").map((s) => s.name), accept };
+  return {
+    builtinRegistry: config.schema_registry.kind !== "remote",
+    mysqlSources: config.sources.filter((s) => s.kind === "mysql").map((s) => s.name),
+    sources: config.sources.map((s) => ({ name: s.name, transactionTopic: s.transaction_metadata, outboxTopic: s.outbox?.topic ?? null })),
+    accept,
+  };
 }
 
 /**
