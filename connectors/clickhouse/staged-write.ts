@@ -21,7 +21,7 @@ import type { TargetColumn } from "../sinks/columns.ts";
 import type { StagedWrite } from "../sinks/contract.ts";
 import { ValueRejected } from "../sinks/errors.ts";
 import { keyId } from "../sinks/keys.ts";
-import { integerKey, NewestRows, NO_ROW } from "../sinks/newest-rows.ts";
+import { integerKey, StagedRows } from "../sinks/newest-rows.ts";
 import type { RowKey } from "../sinks/newest-rows.ts";
 import type { ClickHouseTable } from "./catalog.ts";
 import { RowBinaryWriter } from "./rowbinary.ts";
@@ -41,14 +41,8 @@ export class StagedTable {
   /** The columns whose default dates from `floor`. */
   readonly #floorColumns: ReadonlySet<string>;
   readonly writer = new RowBinaryWriter();
-  /** Each key's newest row (its number in the writer). */
-  readonly #rowOfKey = new NewestRows();
-  /** Every kept row's version, by number (a UInt64, as the writer checked): no bigint kept per row. */
-  #versions = new BigUint64Array(1024);
-  /** 1: a newer change of its key replaced the row. */
-  #replaced = new Uint8Array(1024);
-  #count = 0;
-  #anyReplaced = false;
+  /** The rows kept in the writer (numbered as written), each key's newest among them. */
+  readonly #rows = new StagedRows();
 
   constructor(physical: ClickHouseTable, types: readonly string[], prepared: bigint | null) {
     this.physical = physical;
@@ -67,39 +61,22 @@ export class StagedTable {
 
   /** Whether rows have been kept for the table. */
   get used(): boolean {
-    return this.#count > 0;
+    return this.#rows.count > 0;
   }
 
   /** Whether a change of `key` at `version` is older than the one staged for the key (it is then left out). */
   older(key: RowKey, version: bigint): boolean {
-    const row = this.#rowOfKey.get(key);
-    return row !== NO_ROW && (this.#versions[row] as bigint) > version;
+    return this.#rows.older(key, version);
   }
 
   /** Notes the row just kept in the writer as the key's newest. */
   kept(key: RowKey, version: bigint): void {
-    const row = this.#count++;
-    if (row === this.#versions.length) {
-      const versions = new BigUint64Array(2 * row);
-      versions.set(this.#versions);
-      this.#versions = versions;
-      const replaced = new Uint8Array(2 * row);
-      replaced.set(this.#replaced);
-      this.#replaced = replaced;
-    }
-    this.#versions[row] = version;
-    const previous = this.#rowOfKey.set(key, row);
-    if (previous !== NO_ROW) {
-      this.#replaced[previous] = 1;
-      this.#anyReplaced = true;
-    }
+    this.#rows.add(key, version);
   }
 
   /** The numbers of the rows to insert, ascending. */
   rows(): number[] {
-    const out: number[] = [];
-    for (let row = 0; row < this.#count; row++) if (!this.#anyReplaced || this.#replaced[row] === 0) out.push(row);
-    return out;
+    return this.#rows.kept() ?? Array.from({ length: this.#rows.count }, (_, row) => row);
   }
 }
 

@@ -21,7 +21,7 @@ import type { StagedChange } from "../sinks/batch.ts";
 import type { TargetColumn } from "../sinks/columns.ts";
 import type { StagedWrite } from "../sinks/contract.ts";
 import { ValueRejected } from "../sinks/errors.ts";
-import { integerKey, NewestRows, NO_ROW } from "../sinks/newest-rows.ts";
+import { integerKey, StagedRows } from "../sinks/newest-rows.ts";
 import { writeIndexOperation } from "./documents.ts";
 import type { EsIndex } from "./indices.ts";
 import { NdjsonOperations } from "./ndjson-operations.ts";
@@ -32,15 +32,10 @@ export class StagedIndex {
   readonly columns: readonly TargetColumn[];
   readonly truncateVersion: bigint;
   readonly operations: NdjsonOperations;
-  /** Each document's newest operation (its position in `operations`). */
-  readonly #operationOf = new NewestRows();
+  /** Each operation (by position in `operations`) with its document's key and version. */
+  readonly #staged = new StagedRows();
   /** The key columns, for the documents' integer keys. */
   readonly #keys: readonly string[];
-  /** Every operation's version, by position (0 .. 2^63-1, as writeIndexOperation checks): no bigint kept per operation. */
-  #versions = new BigInt64Array(1024);
-  /** 1: a newer change of its document replaced the operation (or it was older than the one staged). */
-  #replaced = new Uint8Array(1024);
-  #anyReplaced = false;
 
   constructor(index: EsIndex, capacity: number) {
     this.index = index;
@@ -56,39 +51,14 @@ export class StagedIndex {
    * index's operations to its alias (`POST /<alias>/_bulk`).
    */
   take(change: StagedChange): void {
-    const position = this.operations.length;
     const id = writeIndexOperation(this.operations, null, this.columns, change, undefined);
-    if (position === this.#versions.length) {
-      const versions = new BigInt64Array(2 * position);
-      versions.set(this.#versions);
-      this.#versions = versions;
-      const replaced = new Uint8Array(2 * position);
-      replaced.set(this.#replaced);
-      this.#replaced = replaced;
-    }
-    this.#versions[position] = change.version;
-    const key = integerKey(change.key, this.#keys) ?? id;
-    const previous = this.#operationOf.get(key);
-    if (previous !== NO_ROW && (this.#versions[previous] as bigint) > change.version) {
-      // An older change than the one staged for its document: its operation is not sent.
-      this.#replace(position);
-      return;
-    }
-    if (previous !== NO_ROW) this.#replace(previous);
-    this.#operationOf.set(key, position);
+    // An older change than the one staged for its document is counted but not sent (members()).
+    this.#staged.add(integerKey(change.key, this.#keys) ?? id, change.version);
   }
 
   /** The positions of the operations to send, ascending; undefined: all of them. */
   members(): number[] | undefined {
-    if (!this.#anyReplaced) return undefined;
-    const out: number[] = [];
-    for (let position = 0; position < this.operations.length; position++) if (this.#replaced[position] === 0) out.push(position);
-    return out;
-  }
-
-  #replace(position: number): void {
-    this.#replaced[position] = 1;
-    this.#anyReplaced = true;
+    return this.#staged.kept();
   }
 }
 

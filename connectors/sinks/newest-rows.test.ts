@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { keyId } from "./keys.ts";
-import { integerKey, NewestRows, NO_ROW } from "./newest-rows.ts";
+import { integerKey, NewestRows, NO_ROW, StagedRows } from "./newest-rows.ts";
 import type { RowKey } from "./newest-rows.ts";
 
 describe("integerKey", () => {
@@ -52,4 +52,20 @@ describe("NewestRows", () => {
     keys.forEach((key, row) => assert.equal(rows.set(key, row + 20_000), row));
     assert.equal(rows.get(2 ** 53 - 1), NO_ROW);
   });
+});
+
+test("StagedRows keeps each key's newest row by version, ties in batch order, and says when every row is kept", () => {
+  const rows = new StagedRows();
+  rows.add(1, 5n);
+  rows.add("a|b", 1n);
+  assert.equal(rows.kept(), undefined);
+  assert.equal(rows.older(1, 4n), true);
+  assert.equal(rows.older(1, 5n), false);
+  rows.add(1, 5n); // a tie: the later row wins, row 0 is replaced
+  rows.add(1, 3n); // older than the key's row: replaced itself
+  rows.add(2, 2n ** 64n - 1n);
+  assert.deepEqual(rows.kept(), [1, 2, 4]);
+  assert.equal(rows.count, 5);
+  for (let i = 0; i < 3000; i++) rows.add(10 + i, BigInt(i));
+  assert.equal(rows.kept()!.length, 3003);
 });

@@ -86,6 +86,65 @@ export class NewestRows {
   }
 }
 
+/**
+ * A staged batch's rows, numbered in the order they were added: each row's version, each key's
+ * newest row, and which rows a newer change of their key replaced (by version, ties in batch order,
+ * as collapseChanges keeps them). Versions are kept in a typed array (0 .. 2^64-1): no bigint per row.
+ */
+export class StagedRows {
+  readonly #newest = new NewestRows();
+  #versions = new BigUint64Array(INITIAL_SLOTS);
+  /** 1: a newer change of its key replaced the row (or it was older than the key's row when added). */
+  #replaced = new Uint8Array(INITIAL_SLOTS);
+  #count = 0;
+  #anyReplaced = false;
+
+  /** Rows added so far. */
+  get count(): number {
+    return this.#count;
+  }
+
+  /** Whether a change of `key` at `version` is older than the key's newest row. */
+  older(key: RowKey, version: bigint): boolean {
+    const row = this.#newest.get(key);
+    return row !== NO_ROW && (this.#versions[row] as bigint) > version;
+  }
+
+  /** Adds the next row, a change of `key` at `version`: the key's newest unless the key's row is newer (then it is replaced itself). */
+  add(key: RowKey, version: bigint): void {
+    const row = this.#count++;
+    if (row === this.#versions.length) {
+      const versions = new BigUint64Array(2 * row);
+      versions.set(this.#versions);
+      this.#versions = versions;
+      const replaced = new Uint8Array(2 * row);
+      replaced.set(this.#replaced);
+      this.#replaced = replaced;
+    }
+    this.#versions[row] = version;
+    const previous = this.#newest.get(key);
+    if (previous !== NO_ROW && (this.#versions[previous] as bigint) > version) {
+      this.#replace(row);
+      return;
+    }
+    if (previous !== NO_ROW) this.#replace(previous);
+    this.#newest.set(key, row);
+  }
+
+  /** The rows no newer change replaced, ascending; undefined when that is every row. */
+  kept(): number[] | undefined {
+    if (!this.#anyReplaced) return undefined;
+    const out: number[] = [];
+    for (let row = 0; row < this.#count; row++) if (this.#replaced[row] === 0) out.push(row);
+    return out;
+  }
+
+  #replace(row: number): void {
+    this.#replaced[row] = 1;
+    this.#anyReplaced = true;
+  }
+}
+
 /** Mixes a safe integer's two 32-bit halves (murmur3's finalizer). */
 function hash(key: number): number {
   let h = (key | 0) ^ Math.imul((key / 4294967296) | 0, 0x9e3779b1);
