@@ -48,10 +48,11 @@ function bearerToken(config: SluiceConfig): string | undefined {
  * named another deployment's daemon's port was done there, on its sink or source of the same name.
  */
 export async function callDaemon(config: SluiceConfig, path: string, options: DaemonRequest): Promise<DaemonAnswer> {
-  if ((options.method ?? "GET") !== "GET") {
+  if ((options.method ?? "GET") !== "GET" && !shownOwn.has(config)) {
     // A probe that fails is left to the call itself to meet and tell.
     const probe = await send(config, "/status", { timeoutMs: Math.min(options.timeoutMs, 10_000) }).catch(() => null);
     const foreign = probe === null ? null : foreignAnswer(config, probe);
+    if (probe !== null && foreign === null) shownOwn.add(config);
     if (foreign !== null) {
       throw new SluiceError(`something answers at ${daemonUrl(config, "/status")}, but ${foreign}: is http.listen (${config.http.listen}) this deployment's daemon's address? Nothing was sent`, {
         code: "DAEMON_FOREIGN",
@@ -61,6 +62,9 @@ export async function callDaemon(config: SluiceConfig, path: string, options: Da
   }
   return send(config, path, options);
 }
+
+/** Configs whose GET /status this command saw answered by their own deployment's daemon: not asked again before each call (rebuild and forget probe with daemonRunning first). */
+const shownOwn = new WeakSet<SluiceConfig>();
 
 function send(config: SluiceConfig, path: string, options: DaemonRequest): Promise<DaemonAnswer> {
   const url = new URL(daemonUrl(config, path));
@@ -142,6 +146,7 @@ export async function daemonRunning(config: SluiceConfig, timeoutMs = 10_000): P
   try {
     const answer = await callDaemon(config, "/status", { timeoutMs });
     const foreign = foreignAnswer(config, answer);
+    if (foreign === null) shownOwn.add(config);
     return foreign === null ? true : { timedOut: false, foreign: true, reason: foreign };
   } catch (thrown) {
     // A cut connection is told here as it came (e.g. "read ECONNRESET"): the probe itself did nothing.
