@@ -214,3 +214,55 @@ test("join() stands as a candidate before run(): a lease granted meanwhile is le
   await unused.run(AbortSignal.abort());
   assert.equal(leases.length, 2, "a run() stopped before it started stands no candidate");
 });
+
+test("a term takes over (takingOver) once this process stood by behind another leader, or after a term of its own was lost; not the first start leading at once", async () => {
+  const leases: (FakeLease & { behind: boolean })[] = [];
+  const takeovers: boolean[] = [];
+  const stop = new AbortController();
+  const leadership = new CaptureLeadership({
+    logger: createLogger("silent"),
+    newLease: (onChange) => {
+      const lease = Object.assign(new FakeLease(onChange), { behind: false, stoodBy: () => lease.behind });
+      leases.push(lease);
+      return lease;
+    },
+    lead: async (signal) => {
+      takeovers.push(leadership.takingOver());
+      await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+    },
+  });
+  const running = leadership.run(stop.signal);
+  await until(() => leases.length === 1);
+  leases[0]!.grant(true);
+  await until(() => takeovers.length === 1);
+  leases[0]!.grant(false);
+  await until(() => leadership.role() === "standby");
+  assert.equal(leadership.takingOver(), false, "no term under way");
+  leases[0]!.grant(true);
+  await until(() => takeovers.length === 2);
+  stop.abort();
+  await running;
+  assert.deepEqual(takeovers, [false, true], "the first start leads at once; the term after a lost lease takes over");
+
+  const standby = new CaptureLeadership({
+    logger: createLogger("silent"),
+    newLease: (onChange) => {
+      const lease = Object.assign(new FakeLease(onChange), { behind: false, stoodBy: () => lease.behind });
+      leases.push(lease);
+      return lease;
+    },
+    lead: async (signal) => {
+      takeovers.push(standby.takingOver());
+      await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+    },
+  });
+  const other = new AbortController();
+  const standing = standby.run(other.signal);
+  await until(() => leases.length === 2);
+  leases[1]!.behind = true;
+  leases[1]!.grant(true);
+  await until(() => takeovers.length === 3);
+  other.abort();
+  await standing;
+  assert.equal(takeovers[2], true, "a standby's first term takes over");
+});

@@ -17,6 +17,8 @@ const TERM_RETRY = { initialMs: 500, maxMs: 30_000 };
 
 export interface LeaseHandle {
   held(): boolean;
+  /** Whether this candidacy saw the lease given to another candidate (it stood by behind a leader). */
+  stoodBy?(): boolean;
   start(): Promise<void>;
   close(): Promise<void>;
 }
@@ -53,6 +55,10 @@ export class CaptureLeadership {
   private standbySince = Date.now();
   /** Terms led so far. */
   terms = 0;
+  /** This process stood by while another led (its lease given to another candidate, or lost or fenced after a term). */
+  private stoodBehind = false;
+  /** The term under way took capture over from another process (see takingOver). */
+  private termTakesOver = false;
 
   constructor(options: LeadershipOptions) {
     this.options = options;
@@ -60,6 +66,16 @@ export class CaptureLeadership {
 
   role(): CaptureRole {
     return this.roleNow;
+  }
+
+  /**
+   * Whether the term under way takes capture over from another process: this process stood by behind another leader
+   * before it. False for the process's first start leading at once, whose refused source login is a config error told
+   * at once; a takeover waits such a refusal out (a password rotation half done: the server and this process's
+   * password_file do not agree yet), as a leader that connected before does.
+   */
+  takingOver(): boolean {
+    return this.termTakesOver;
   }
 
   /**
@@ -105,6 +121,8 @@ export class CaptureLeadership {
           continue;
         }
         const term = (this.term = new AbortController());
+        if (this.lease.stoodBy?.() === true) this.stoodBehind = true;
+        this.termTakesOver = this.stoodBehind;
         this.roleNow = "leader";
         this.terms++;
         logger.info({ waitedMs: Date.now() - this.standbySince, term: this.terms }, "capture lease held: this process leads the capture now, from the last durable checkpoint");
@@ -129,11 +147,14 @@ export class CaptureLeadership {
           }
         } finally {
           this.term = null;
+          this.termTakesOver = false;
           this.roleNow = "standby";
           this.standbySince = Date.now();
         }
         if (stop.aborted) break;
         if (outage) continue;
+        // Fenced or the lease lost: another process leads now, so a term this one leads again takes over from it.
+        this.stoodBehind = true;
         if (fenced || this.lease?.held()) {
           // A term that ended while the lease still looks held was fenced: join again as the newest candidate.
           await this.lease?.close();

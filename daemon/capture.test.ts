@@ -1030,3 +1030,42 @@ test("a source that connected in an earlier capture term of this process (the Ka
     await running;
   }
 });
+
+test("a capture term that took over from another process (it stood by under the capture lease) waits out a login refused at its first connect, though the source never connected in this process", async () => {
+  const refused = () => new SluiceError("MySQL at db:3306 (source my) refused the login: Access denied for user 'sluice'", { code: "MYSQL_AUTH_FAILED", retriable: false });
+  const log = new MemoryLog();
+  const options = { log: log as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 2 }, connectedSources: new Set<string>() };
+  // The process's first start, capturing at once: a config error, told at once.
+  const atStart = new ScriptedSource([[event("a", 1n, 10n)]]);
+  atStart.connect = async () => {
+    throw refused();
+  };
+  await assert.rejects(new CapturePipeline({ ...options, source: atStart }).run(new AbortController().signal), { code: "MYSQL_AUTH_FAILED" });
+
+  const source = new ScriptedSource([[event("a", 1n, 10n)]]);
+  const connect = source.connect.bind(source);
+  let refusals = 0;
+  source.connect = async (from) => {
+    if (refusals < 3) {
+      refusals++;
+      throw refused();
+    }
+    return connect(from);
+  };
+  const pipeline = new CapturePipeline({ ...options, source, takeover: true });
+  const stop = new AbortController();
+  let outcome: unknown = "running";
+  const running = pipeline.run(stop.signal).then(
+    () => (outcome = "returned"),
+    (error: unknown) => (outcome = error),
+  );
+  try {
+    for (let i = 0; i < 1000 && !source.acked.includes(10n) && outcome === "running"; i++) await new Promise((r) => setTimeout(r, 2));
+    assert.equal(outcome, "running", "the takeover waits the refusal out");
+    assert.equal(refusals, 3);
+    assert.deepEqual(source.acked, [10n]);
+  } finally {
+    stop.abort(new Error("stop"));
+    await running;
+  }
+});

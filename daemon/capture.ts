@@ -104,6 +104,13 @@ export interface CaptureOptions {
    * capture lease makes new pipelines): from then on a refused login is waited out (refusalWaitedOut). This pipeline adds its source.
    */
   readonly connectedSources?: Set<string>;
+  /**
+   * This pipeline's capture term took capture over from another process (this process stood by under the capture lease
+   * first): a refused login is then a password rotation half done (the server and this process's password_file not yet
+   * agreeing), waited out from the term's first connect, as for a source that connected before. Only the process's own
+   * first start, capturing at once, takes a refusal for a config error.
+   */
+  readonly takeover?: boolean;
 }
 
 /** What a source may send besides changes: transaction boundaries (config transaction_metadata). */
@@ -114,7 +121,7 @@ export type { TransactionMarker } from "../connectors/contracts.ts";
  * refuses, a value the table's Avro schema cannot carry, a record over the size limit, an outbox
  * row that is no event (daemon/outbox-router.ts).
  */
-const TABLE_HALTING_CODES = new Set(["SCHEMA_INCOMPATIBLE", "SCHEMA_UNSUPPORTED", "AVRO_VALUE_INVALID", RECORD_TOO_LARGE, "OUTBOX_EVENT_INVALID", "DATA_CHECK_FAILED", "GOVERNANCE_KEY_INVALID"]);
+const TABLE_HALTING_CODES = new Set(["SCHEMA_INCOMPATIBLE", "SCHEMA_UNSUPPORTED", "AVRO_VALUE_INVALID", RECORD_TOO_LARGE, "OUTBOX_EVENT_INVALID", "OUTBOX_SCHEMA_UNREADABLE", "DATA_CHECK_FAILED", "GOVERNANCE_KEY_INVALID"]);
 
 /** The database refused the source's login (its error codes for it). */
 const LOGIN_REFUSED = new Set(["PG_AUTH_FAILED", "MYSQL_AUTH_FAILED"]);
@@ -244,7 +251,8 @@ export class CapturePipeline {
 
   /**
    * A login the database refuses before the source first connected in this process is a config error, told at once
-   * (capture stops). Once it has (in this capture term or an earlier one), the same refusal, at a connect or at a read
+   * (capture stops). Once it has (in this capture term or an earlier one), or when this term took capture over from
+   * another process (options.takeover), the same refusal, at a connect or at a read
    * that opens a connection, is a password rotated on the server (or a role locked for a while): waited out like the
    * server being down, with the reconnect backoff, not ready and naming it, while the other sources and the sinks go on.
    * Each connection reads a password_file again (connection-settings.ts).
@@ -259,7 +267,8 @@ export class CapturePipeline {
 
   /** `error` made retriable when it is a refused login the source's past connection makes waited out (see connectSource). */
   private refusalWaitedOut(error: unknown): unknown {
-    if (!this.connectedSources.has(this.options.source.name) || !isLoginRefused(error) || error.retriable) return error;
+    const waitedOut = this.options.takeover === true || this.connectedSources.has(this.options.source.name);
+    if (!waitedOut || !isLoginRefused(error) || error.retriable) return error;
     return new SluiceError(`${error.message}; waiting for the server to accept the source's credentials (retried with backoff)`, { code: error.code, retriable: true, context: error.context, cause: error });
   }
 

@@ -443,7 +443,12 @@ export class Daemon {
       const encoder = captureEncoder(this.config, sourceConfig, registry, this.log, (table) => this.metrics.schemaVersionsRegistered.inc({ source: sourceConfig.name, table }), logger);
       const checked = withDataChecks(
         checks,
-        withOutbox(this.config, sourceConfig, encoder, this.log, registry, logger),
+        withOutbox(this.config, sourceConfig, encoder, this.log, registry, logger, {
+          topic: checksTopic,
+          create: () => this.untilAvailable("creating the source's dead-letter topic", () => topicLog.createTopic(internalTopicSpec(checksTopic, this.config))),
+          sealer: parkedSealer,
+          onDeadLetter: (table, reason) => this.metrics.outboxDeadLettered.inc({ source: sourceConfig.name, table, reason }),
+        }),
         checksTopic,
         () => this.untilAvailable("creating the data-check dead-letter topic", () => topicLog.createTopic(internalTopicSpec(checksTopic, this.config))),
         parkedSealer,
@@ -463,6 +468,7 @@ export class Daemon {
         personalColumns: new Map([...personalTables(sourceConfig)].map(([table, personal]) => [table, personal.columns])),
         ...(parkedSealer ? { parkedSealer } : {}),
         connectedSources: this.connectedSources,
+        takeover: this.leadership?.takingOver() ?? false,
         stats: {
           onBatch: (batch, _records, seconds, times) => {
             for (const { table, op, count } of batch.counts) this.metrics.changesCaptured.inc({ source: sourceConfig.name, table, op }, count);

@@ -64,6 +64,9 @@ test("one holder at a time over real Kafka: a later candidate waits; it takes ov
     await new Promise((resolve) => setTimeout(resolve, 5_000));
     assert.equal(first.held(), true);
     assert.equal(second.held(), false);
+    // What tells a takeover from a first start (a refused source login is then waited out, daemon/capture.ts).
+    assert.equal(first.stoodBy(), false, "the first candidate never stood by behind another");
+    assert.equal(second.stoodBy(), true, "the second stood by behind the first");
     await first.close();
     await until("the second candidate to take over", () => second.held());
     assert.equal(first.held(), false);

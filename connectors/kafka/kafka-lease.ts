@@ -88,6 +88,8 @@ export class KafkaLease {
    * out, and the coordinator holds the next join's rebalance that long. Removed before rejoining.
    */
   private readonly formerMembers = new Set<string>();
+  /** A group join gave the lease to another member (stoodBy). */
+  private behindAnother = false;
 
   constructor(options: KafkaLeaseOptions) {
     this.options = options;
@@ -95,6 +97,11 @@ export class KafkaLease {
 
   held(): boolean {
     return this.holding;
+  }
+
+  /** Whether a group join gave the lease to another member while this candidate waited (it stood by behind a holder). */
+  stoodBy(): boolean {
+    return this.behindAnother;
   }
 
   /** Joins the group (again after a failure, until closed). */
@@ -140,7 +147,9 @@ export class KafkaLease {
       // A rebalance completes once every member rejoined or left: the former members are gone.
       this.formerMembers.clear();
       this.memberId = event.payload.memberId;
-      this.set((event.payload.memberAssignment[topic] ?? []).includes(0));
+      const assigned = (event.payload.memberAssignment[topic] ?? []).includes(0);
+      if (!assigned) this.behindAnother = true;
+      this.set(assigned);
     });
     // A rebalance alone changes nothing: the holder claims the lease in its metadata and keeps it while it is a member.
     consumer.on(consumer.events.CRASH, (event) => {
