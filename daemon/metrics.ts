@@ -139,7 +139,7 @@ export class SluiceMetrics {
   });
   readonly sinkRetries = new Counter({
     name: "sluice_sink_retries_total",
-    help: "Batches retried after a transient error",
+    help: "Batches written again, and opens of the sink's target tried again, after a transient error (an unreachable target counts from its first failed open)",
     labelNames: ["sink"] as const,
     registers: [this.registry],
   });
@@ -165,6 +165,12 @@ export class SluiceMetrics {
     name: "sluice_sink_dead_lettered_total",
     help: "Rows a sink could not apply and sent to its dead-letter topic",
     labelNames: ["sink", "table"] as const,
+    registers: [this.registry],
+  });
+  readonly outboxDeadLettered = new Counter({
+    name: "sluice_outbox_dead_lettered_total",
+    help: "Outbox rows and logical messages that are no event (reason invalid) or too large (reason too-large), sent to the source's dead-letter topic <deployment>.dlq.<source> (outbox.on_invalid dead-letter)",
+    labelNames: ["source", "table", "reason"] as const,
     registers: [this.registry],
   });
   readonly schemaVersionsRegistered = new Counter({

@@ -17,6 +17,7 @@ import { ConnectionError, SluiceError } from "../connectors/errors.ts";
 import { kafkaError } from "../connectors/kafka/kafka-errors.ts";
 import type { TopicConsumer, TopicLog } from "../connectors/topics/contract.ts";
 import { serializeEvent } from "./event-json.ts";
+import { SluiceMetrics } from "./metrics.ts";
 import { SinkRunner } from "./sink-runner.ts";
 import { event, jsonDecoder, silent } from "./sink-runner-test-support.ts";
 
@@ -82,7 +83,7 @@ async function setup() {
   return log;
 }
 
-function runner(log: TopicLog, sink: Sink, topics: () => Promise<string[]>) {
+function runner(log: TopicLog, sink: Sink, topics: () => Promise<string[]>, metrics?: SluiceMetrics) {
   return new SinkRunner({
     sink,
     log,
@@ -95,6 +96,7 @@ function runner(log: TopicLog, sink: Sink, topics: () => Promise<string[]>) {
     retry: { initialMs: 5, maxMs: 20 },
     logger: silent,
     owner: "test",
+    ...(metrics ? { metrics } : {}),
   });
 }
 
@@ -138,7 +140,8 @@ test("a target that cannot be opened (its server unreachable at the start) is na
   sink.open = async () => {
     if (openFailures-- > 0) throw new ConnectionError("ClickHouse unreachable: connect ECONNREFUSED 127.0.0.1:58999", { code: "SINK_UNAVAILABLE" });
   };
-  const r = runner(embedded, sink, async () => TOPICS);
+  const metrics = new SluiceMetrics({ processMetrics: false });
+  const r = runner(embedded, sink, async () => TOPICS, metrics);
   const stop = new AbortController();
   const running = r.run(stop.signal);
   const waiting = new Set<string>();
@@ -150,6 +153,9 @@ test("a target that cannot be opened (its server unreachable at the start) is na
   await running;
   assert.equal(sink.rows.size, 20, "every record applied once the target opened");
   assert.ok([...waiting].some((w) => /its target does not accept writes: .*ClickHouse unreachable: connect ECONNREFUSED 127\.0\.0\.1:58999/.test(w)), `names the unreachable server: ${[...waiting].join(" | ")}`);
+  // Each failed open is a retry of sluice_sink_retries_total{sink}, as a failed write is (no batch was ever written here).
+  const retries = (await metrics.sinkRetries.get()).values.filter((v) => v.value > 0);
+  assert.deepEqual(retries.map((v) => [v.labels, v.value]), [[{ sink: "list" }, 40]]);
   await embedded.close();
 });
 

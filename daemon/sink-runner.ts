@@ -954,6 +954,8 @@ export class SinkRunner {
             // /readyz and /status name the server that does not answer, not "starting" for as long as it is away.
             this.targetReachable = false;
             this.targetProblem = errorText(err);
+            // Counted as a write's retry is: a target unreachable from the start showed no retries at all.
+            this.options.metrics?.sinkRetries.inc({ sink: sink.name });
           }
           this.logger.warn({ err }, "sink open failed; retrying");
         },
