@@ -342,6 +342,16 @@ const mysqlSource = z.strictObject({
     .describe(
       "Rows that ALTER TABLE ... DROP, TRUNCATE or CONVERT PARTITION removes with no row event: mirror: the table is read again whole and the read's reset removes them from the sinks; keep: the sinks keep them, nothing is read (a warehouse kept as the archive of a table whose old partitions are dropped on a schedule). EXCHANGE PARTITION, CONVERT TABLE ... TO PARTITION, IMPORT TABLESPACE bring rows in: the table is read whole either way, under keep with no reset. History partitions of a MariaDB PARTITION BY SYSTEM_TIME table are never read for. PostgreSQL differs (it keeps a detached or dropped partition's rows, reads the root again after a partition's TRUNCATE, and has no setting): docs/mysql.md#schema-changes-and-the-schema-history",
     ),
+  allow_public_key_retrieval: z
+    .boolean()
+    .default(false)
+    .describe(
+      "With tls.mode disable: let a MySQL 8 account on caching_sha2_password or sha256_password fetch the server's RSA public key over the plain connection to encrypt the password (anyone on the network can replace the key and read the password). Off: such a login is refused before the password is sent; use TLS or server_public_key_file instead. docs/security.md#mysql-8-password-logins-without-tls",
+    ),
+  server_public_key_file: z
+    .string()
+    .optional()
+    .describe("With tls.mode disable: PEM file with the MySQL server's RSA public key (its public_key.pem), used to encrypt the password of a caching_sha2_password or sha256_password login instead of asking the server for its key. docs/security.md#mysql-8-password-logins-without-tls"),
   outbox: mysqlOutbox,
 });
 

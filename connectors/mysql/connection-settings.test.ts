@@ -22,6 +22,7 @@ function config(host: string, mode: MysqlSourceConfig["tls"]["mode"]): MysqlSour
     server_id: 1234,
     zero_dates: "null",
     partition_drops: "mirror",
+    allow_public_key_retrieval: false,
     tables: ["db.t"],
   };
 }

@@ -9,6 +9,7 @@ import type { ConnectionOptions, SslOptions } from "mysql2";
 import type { MysqlSourceConfig } from "../../config/schema.ts";
 import { currentSecret } from "../../config/secret-files.ts";
 import { readTlsFiles } from "../common/tls-files.ts";
+import { passwordAuthPlugins } from "./public-key-auth.ts";
 import type { Flavor } from "./resume-token.ts";
 
 export type ConnectionPurpose = "catalog" | "snapshot" | "binlog";
@@ -57,6 +58,8 @@ export function connectionOptions(config: MysqlSourceConfig, purpose: Connection
   if (password !== undefined) options.password = password;
   const ssl = tlsSettings(config);
   if (ssl !== undefined) options.ssl = ssl;
+  const authPlugins = passwordAuthPlugins(config);
+  if (authPlugins !== undefined) options.authPlugins = authPlugins;
   return options;
 }
 

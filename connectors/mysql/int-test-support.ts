@@ -38,6 +38,7 @@ export function sourceConfig(overrides: Partial<MysqlSourceConfig> & Pick<MysqlS
     server_id: randomInt(10_000, 2 ** 31),
     zero_dates: "null",
     partition_drops: "mirror",
+    allow_public_key_retrieval: false,
     ...overrides,
   };
 }
