@@ -169,6 +169,13 @@ export class CapturedTables {
   private readonly columnNumbers = new Map<number, { readonly byName: Map<string, number>; readonly byNumber: Map<number, ColumnSpec> }>();
   private readonly warnedFullRow = new Set<string>();
   private readonly warnedGenerated = new Set<string>();
+  /**
+   * Relations whose entry a Relation message set: the stream decodes their tuples by it until the next Relation message,
+   * so a catalog read (fromCatalog) never replaces it. The catalog may already have another layout (a column dropped
+   * and added again further on in the WAL), and decoding the stream's tuples by that layout put values in the wrong
+   * columns or failed to decode them.
+   */
+  private readonly streamed = new Set<number>();
 
   constructor(options: CapturedTablesOptions) {
     this.options = options;
@@ -225,6 +232,7 @@ export class CapturedTables {
     this.warnGenerated(info.schema, info.table, attrs.filter((a) => a.generated).map((a) => a.name));
     const table = await this.build(db, relid, info, attrs, specs, info.schema, info.table, published?.rowFilter ?? null);
     this.numbered(relid, attrs, specs);
+    if (this.streamed.has(relid)) return table;
     this.remember(table);
     this.published(relid, this.byRelid.get(relid) ?? table, null, undefined);
     return table;
@@ -304,10 +312,12 @@ export class CapturedTables {
         this.options.logger.warn({ table: renamedFrom, renamedTo: to }, `table ${renamedFrom} was renamed to ${to}, which the source's tables do not match: it is no longer captured (its targets keep the rows they have)`);
       }
       this.byRelid.set(relid, null);
+      this.streamed.add(relid);
       this.published(relid, null, at, undefined);
       return null;
     }
     const settled: Promise<unknown>[] = [];
+    this.streamed.add(relid);
     if (renamedFrom !== null) {
       const holder = this.holderOf(message.namespace, message.name, relid);
       if (holder === undefined || !(await this.swapped(db, holder, relid))) {
