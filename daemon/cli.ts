@@ -1,5 +1,6 @@
 /**
- * The `sluice` command line. Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
+ * The `sluice` command line. Exit codes: 0 ok, 1 runtime failure, 2 usage or config error; `sluice status`
+ * 3 when the daemon answered but shows something NOT READY (EXIT_NOT_READY).
  */
 import { Socket } from "node:net";
 import { parseArgs } from "node:util";
@@ -30,7 +31,7 @@ import { masterKeyFileProblems } from "./governance/master-key-check.ts";
 import { httpTlsProblems } from "./http-tls.ts";
 import { runReplayCommand } from "./replay.ts";
 import { formatRows, queryDuckDbFile } from "./sink-query.ts";
-import { formatStatus } from "./status-table.ts";
+import { formatStatus, notReadyParts } from "./status-table.ts";
 import { terminalText } from "./terminal-text.ts";
 import { parseRoles, RoleError, selectParts } from "./roles.ts";
 import type { RunSelection } from "./roles.ts";
@@ -39,6 +40,8 @@ import { SLUICE_VERSION } from "./version.ts";
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
+/** `sluice status`: the daemon answered, and this process or a part another process runs is not ready (scripts and probes tell it from 1, no answer). */
+export const EXIT_NOT_READY = 3;
 
 export interface Io {
   stdout(text: string): void;
@@ -139,7 +142,7 @@ const commands: Record<string, Command> = {
   status: {
     summary: "show the running daemon's sources, sinks, positions, lag and halted tables",
     usage: "sluice status -c FILE [--json]",
-    details: `${CONFIG_HELP}\n  --json              print the daemon's /status document as it is\n\nAsks the daemon at the config's http.listen address. A sink's lag the daemon could not read from the\ntopic log within 0.75 s shows as "~N (Ts ago)": the last lag read, T seconds old.`,
+    details: `${CONFIG_HELP}\n  --json              print the daemon's /status document as it is\n\nAsks the daemon at the config's http.listen address. A sink's lag the daemon could not read from the\ntopic log within 0.75 s shows as "~N (Ts ago)": the last lag read, T seconds old.\n\nExit codes: 0 ready; ${EXIT_NOT_READY} the daemon answered but is NOT READY, or a source or sink another\nprocess runs is (with --json too); 1 no daemon answered (or another server did); 2 usage or config error.`,
     options: { ...configOption, json: { type: "boolean" } },
     async run(values, _positionals, io) {
       // It only asks the daemon: the sources' credentials may be absent (a sink-only deployment's config).
@@ -162,7 +165,7 @@ const commands: Record<string, Command> = {
       }
       const status = response.json() as Record<string, unknown>;
       io.stdout(values["json"] ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
-      return EXIT_OK;
+      return notReadyParts(status).length > 0 ? EXIT_NOT_READY : EXIT_OK;
     },
   },
   schema: {

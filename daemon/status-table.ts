@@ -73,6 +73,20 @@ function sinkState(sink: SinkStatus): string {
   return sink.ready ? "applying" : "not ready";
 }
 
+/**
+ * What the answer shows NOT READY: this process (its top-level ready), or a source or sink another process
+ * runs (its instance entry). Empty when all is ready. `sluice status` exits EXIT_NOT_READY when it is not empty.
+ */
+export function notReadyParts(status: Record<string, unknown>): string[] {
+  const parts = status["ready"] === true ? [] : ["this process"];
+  for (const instance of (status["instances"] as InstanceStatus[] | undefined) ?? []) {
+    if (instance.self) continue;
+    for (const s of instance.sources ?? []) if (s.ready === false) parts.push(`source ${s.name} of ${instance.id}`);
+    for (const s of instance.sinks ?? []) if (s.ready === false) parts.push(`sink ${s.name} of ${instance.id}`);
+  }
+  return parts;
+}
+
 export function formatStatus(status: Record<string, unknown>): string {
   const sources = (status["sources"] as SourceStatus[] | undefined) ?? [];
   const sinks = (status["sinks"] as SinkStatus[] | undefined) ?? [];
