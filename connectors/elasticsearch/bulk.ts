@@ -24,10 +24,11 @@ export type ItemOutcome =
   | { readonly kind: "failed"; readonly retriable: boolean; readonly reason: string; readonly target?: TargetRefusal };
 
 /**
- * The index itself refuses every write (a block), is no longer there (deleted, or its alias removed), or its alias names more
- * indices than one and none of them as its write index (an operator added another index to it): no fault of the row.
+ * The index itself refuses every write (a block), is closed (POST <index>/_close), is no longer there (deleted, or its alias
+ * removed), or its alias names more indices than one and none of them as its write index (an operator added another index
+ * to it): no fault of the row.
  */
-export type TargetRefusal = "blocked" | "gone" | "ambiguous";
+export type TargetRefusal = "blocked" | "closed" | "gone" | "ambiguous";
 
 export interface BulkOptions {
   readonly maxBytes: number;
@@ -139,6 +140,8 @@ function classify(item: BulkItemResult | undefined): ItemOutcome {
   const reason = `${item.status} ${item.error?.type ?? "error"}: ${item.error?.reason ?? ""}${item.error?.caused_by?.reason ? ` (${item.error.caused_by.reason})` : ""}`;
   // index.blocks.write answers 403, the flood-stage read_only_allow_delete block 429: neither is the row's fault nor lifts in seconds.
   if (item.error?.type === "cluster_block_exception") return { kind: "failed", retriable: false, reason, target: "blocked" };
+  // A closed index answers 400 for every write until it is opened again.
+  if (item.error?.type === "index_closed_exception") return { kind: "failed", retriable: false, reason, target: "closed" };
   if (item.error?.type === "index_not_found_exception") return { kind: "failed", retriable: false, reason, target: "gone" };
   // Every write through such an alias fails this way (400 illegal_argument_exception), whatever the row.
   if (item.error?.type === "illegal_argument_exception" && item.error.reason?.startsWith("no write index is defined for alias")) return { kind: "failed", retriable: false, reason, target: "ambiguous" };

@@ -471,6 +471,37 @@ describe("Elasticsearch sink specifics", () => {
     }
   });
 
+  test("an index an operator closed (POST _close) halts the table as the target's refusal, under dead-letter too, read again by itself: not poison rows", async () => {
+    const deadLetter = createSink(`es_${randomTableName("s")}`, undefined, "dead-letter");
+    await deadLetter.open(signal());
+    try {
+      const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+      const target = targetOf(events.schema);
+      assert.deepEqual((await deadLetter.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+      const index = Object.keys(await admin.indices.getAlias({ name: target }))[0]!;
+      await admin.indices.close({ index });
+      const result = await deadLetter.write([events.insert(2n, { id: 2, v: "b" }), events.update(3n, { id: 1, v: "c" })], signal());
+      assert.deepEqual(result.failures.map((f) => [f.index, f.retriable, (f.error as SluiceError).code]), [
+        [0, false, "SINK_TARGET_BLOCKED"],
+        [1, false, "SINK_TARGET_BLOCKED"],
+      ]);
+      assert.match(result.failures[0]!.error.message, /index_closed_exception.*closed by hand.*POST <index>\/_open/);
+      assert.ok(result.failures[0]!.error.message.includes(events.schema.table), "names the table");
+      assert.equal(liftsByItself(result.failures[0]!.error), true, "read again by itself once the index is open");
+      // An unchanged-TOAST value is read from the closed index first: the same refusal, not a failed request.
+      const toast = await deadLetter.write([events.update(4n, { id: 1, v: UNCHANGED })], signal());
+      assert.deepEqual(toast.failures.map((f) => [f.index, f.retriable, (f.error as SluiceError).code]), [[0, false, "SINK_TARGET_BLOCKED"]]);
+      await admin.indices.open({ index });
+      assert.deepEqual((await deadLetter.write([events.insert(2n, { id: 2, v: "b" }), events.update(3n, { id: 1, v: "c" })], signal())).failures, []);
+      assert.deepEqual(await visibleRows(target, events.schema), [
+        { id: "1", v: "c" },
+        { id: "2", v: "b" },
+      ]);
+    } finally {
+      await deadLetter.close();
+    }
+  });
+
   test("a field an operator mapped by hand that a new column cannot take halts the table naming the field and the rebuild to run (--table schema.table)", async () => {
     const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
     const target = targetOf(events.schema);

@@ -678,11 +678,13 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       const error =
         outcome.target === "blocked"
           ? targetBlocked(`Elasticsearch: ${outcome.reason}`, where)
-          : outcome.target === "gone"
-            ? indexGone(outcome.reason, where)
-            : outcome.target === "ambiguous"
-              ? aliasAmbiguous(outcome.reason, where)
-              : rowRejected(outcome.reason, where);
+          : outcome.target === "closed"
+            ? indexClosed(outcome.reason, where)
+            : outcome.target === "gone"
+              ? indexGone(outcome.reason, where)
+              : outcome.target === "ambiguous"
+                ? aliasAmbiguous(outcome.reason, where)
+                : rowRejected(outcome.reason, where);
       failures.add(change.indices, outcome.retriable ? new ConnectionError(`Elasticsearch kept refusing a row of ${label}: ${outcome.reason}`, { code: "SINK_UNAVAILABLE", context: error.context }) : error, outcome.retriable);
     });
   }
@@ -908,6 +910,21 @@ function indexGone(reason: string, where: { sink: string; table: string; positio
     `Elasticsearch: ${reason} (the index or its alias was deleted while the sink ran; its documents are gone)`,
     where,
     "sluice replay --sink NAME --from-beginning --rebuild --table T fills the table again; sluice halted retry makes a new index holding only the changes from here on",
+  );
+}
+
+/**
+ * The table's index was closed by hand (POST <index>/_close): every write to it fails until it is opened again. Halts the
+ * table under either on_error (dead-lettering would move all its changes there and leave the index stale once opened);
+ * read again by itself (retry.blocked_interval), so it goes on once the index is open.
+ */
+function indexClosed(reason: string, where: { sink: string; table: string; position?: string }): SluiceError {
+  return targetBlocked(
+    `Elasticsearch: ${reason} (the index was closed by hand)`,
+    where,
+    "open it again (POST <index>/_open); the table is read again by itself (retry.blocked_interval) and goes on once the index is open; sluice halted retry reads it again at once",
+    undefined,
+    true,
   );
 }
 
