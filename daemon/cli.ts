@@ -247,10 +247,13 @@ const commands: Record<string, Command> = {
       let rows: Record<string, unknown>[];
       let truncated: string | null = null;
       // The daemon interrupts a query at its timeout: wait a little longer for its answer.
-      const response = await callDaemon(config, `/sinks/${encodeURIComponent(sink.name)}/query`, { method: "POST", body: sql, contentType: "text/plain", timeoutMs: limits.timeoutMs + 30_000 }).catch((error: unknown) =>
+      let unreachable = "";
+      const response = await callDaemon(config, `/sinks/${encodeURIComponent(sink.name)}/query`, { method: "POST", body: sql, contentType: "text/plain", timeoutMs: limits.timeoutMs + 30_000 }).catch((error: unknown) => {
         // Another deployment's daemon (or another server) at http.listen: its file is not this one's to open, nor this query its to answer.
-        error instanceof SluiceError && error.code === "DAEMON_FOREIGN" ? error : undefined,
-      );
+        if (error instanceof SluiceError && error.code === "DAEMON_FOREIGN") return error;
+        unreachable = unreachableReason(error);
+        return undefined;
+      });
       if (response instanceof SluiceError) {
         io.stderr(`sluice query: ${response.message}\n`);
         return EXIT_FAILURE;
@@ -267,7 +270,8 @@ const commands: Record<string, Command> = {
         try {
           ({ rows, truncated } = await queryDuckDbFile(sink.path, sql, limits));
         } catch (error) {
-          io.stderr(`sluice query: ${(error as Error).message}\n`);
+          // Said first: the file is only the fallback, and "cannot open DuckDB file" alone hid that no daemon answered.
+          io.stderr(`sluice query: no daemon answers at ${daemonUrl(config, "/status").replace(/\/status$/, "")} (${unreachable}); is "sluice run" running with this config? Reading sink ${sink.name}'s file without it failed: ${(error as Error).message}\n`);
           return EXIT_FAILURE;
         }
       }

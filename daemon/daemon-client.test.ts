@@ -134,3 +134,22 @@ test("sluice query where http.listen answers as another deployment's daemon: DAE
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("sluice query with no daemon at http.listen and no DuckDB file to read instead says no daemon answers there and suggests sluice run", async () => {
+  const closed = createServer();
+  await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+  const port = (closed.address() as AddressInfo).port;
+  await new Promise((resolve) => closed.close(resolve));
+  const dir = mkdtempSync(join(tmpdir(), "sluice-no-daemon-query-"));
+  try {
+    const file = join(dir, "sluice.yaml");
+    writeFileSync(file, configText(port));
+    const err: string[] = [];
+    const code = await main(["query", "-c", file, "SELECT 1"], { stdout: () => undefined, stderr: (text) => err.push(text) });
+    assert.equal(code, 1);
+    // Before: only "cannot open DuckDB file /nonexistent/wh.duckdb: ...", nothing of the daemon.
+    assert.match(err.join(""), new RegExp(`^sluice query: no daemon answers at http://127\\.0\\.0\\.1:${port} \\(connect ECONNREFUSED 127\\.0\\.0\\.1:${port}\\); is "sluice run" running with this config\\? Reading sink wh's file without it failed: cannot open DuckDB file /nonexistent/wh\\.duckdb`));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
