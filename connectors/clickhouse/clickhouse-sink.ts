@@ -500,7 +500,21 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
         while (count < encoded.length && beforeHalt(encoded[count]!, halt)) count++;
       }
       const numbers = Array.from({ length: count }, (_, i) => i);
-      const insert = (subset: readonly number[]) => this.#insertRows(physical, rowsOf(writer, subset), signal);
+      let columnsReadAgain = false;
+      const insert = async (subset: readonly number[]) => {
+        try {
+          await this.#insertRows(physical, rowsOf(writer, subset), signal);
+        } catch (error) {
+          // A column whose type an operator changed while the sink ran makes the server refuse the rows (RowBinary misaligned):
+          // the table's columns are read again at its first refusal of the batch, so the table halts, not each row as poison.
+          if (error instanceof ClickHouseDataError && !columnsReadAgain) {
+            columnsReadAgain = true;
+            const mismatch = await this.#compareAgain(physical, changes.schemas, label, signal);
+            if (mismatch !== null) throw mismatch;
+          }
+          throw error;
+        }
+      };
       const isDataError = (error: unknown) => error instanceof ClickHouseDataError;
       inserts.push(async () => {
         let rejected: { item: number; error: unknown }[];
@@ -513,7 +527,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
           }
         } catch (error) {
           // Only this table stops, as for a mismatch found before writing; the others apply.
-          failures.add(allIndices(changes), await this.#changedBehind(physical, changes.schemas, label, error, signal));
+          failures.add(allIndices(changes), error instanceof CatalogMismatch ? error : await this.#changedBehind(physical, changes.schemas, label, error, signal));
           return;
         }
         for (const { item, error } of rejected) {
@@ -729,23 +743,30 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
   async #changedBehind(table: ClickHouseTable, schemas: readonly TableSchema[], label: string, error: unknown, signal: AbortSignal): Promise<CatalogMismatch> {
     const code = serverErrorCode(error);
     if (code !== UNKNOWN_TABLE && code !== NO_SUCH_COLUMN) throw error;
-    const server = parseServerColumns(await this.#conn().select(systemColumnsSql(this.#database, table.physical), signal));
-    this.#server.set(table.physical, server.get(table.physical) ?? []);
-    this.#checked.delete(table.physical);
-    try {
-      this.#check(table, schemas, label);
-    } catch (mismatch) {
-      if (!(mismatch instanceof CatalogMismatch)) throw mismatch;
-      this.#logger.error(mismatch.toLog(), mismatch.message);
-      this.#mismatched.set(table.physical, mismatch);
-      return mismatch;
-    }
+    const mismatch = await this.#compareAgain(table, schemas, label, signal);
+    if (mismatch !== null) return mismatch;
     // It matches again (put back meanwhile): the insert is tried again with the batch.
     throw new ConnectionError(`the ClickHouse table ${this.#database}.${table.physical} of ${label} changed during an insert and matches the catalog again: ${errorMessage(error)}`, {
       code: "SINK_UNAVAILABLE",
       context: { component: "sink", sink: this.name, table: label },
       cause: error,
     });
+  }
+
+  /** The table's columns read from the server again and compared with the catalog: the mismatch (logged, the table halted on it), or null when they match. */
+  async #compareAgain(table: ClickHouseTable, schemas: readonly TableSchema[], label: string, signal: AbortSignal): Promise<CatalogMismatch | null> {
+    const server = parseServerColumns(await this.#conn().select(systemColumnsSql(this.#database, table.physical), signal));
+    this.#server.set(table.physical, server.get(table.physical) ?? []);
+    this.#checked.delete(table.physical);
+    try {
+      this.#check(table, schemas, label);
+      return null;
+    } catch (mismatch) {
+      if (!(mismatch instanceof CatalogMismatch)) throw mismatch;
+      this.#logger.error(mismatch.toLog(), mismatch.message);
+      this.#mismatched.set(table.physical, mismatch);
+      return mismatch;
+    }
   }
 
   #where(table: ClickHouseTable, label: string) {

@@ -55,7 +55,7 @@ async function catalogColumns(physical: string): Promise<string[]> {
 type LogLine = { level: string; msg: string } & Record<string, unknown>;
 
 /** A sink writing to the test database, and the warnings and errors it logs. */
-function createSink(name: string): { sink: ClickHouseSink; logs: LogLine[] } {
+function createSink(name: string, onError: "halt" | "dead-letter" = "halt"): { sink: ClickHouseSink; logs: LogLine[] } {
   const logs: LogLine[] = [];
   const logger = createLogger("warn", { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) });
   const config = testSinkConfig("clickhouse", {
@@ -66,6 +66,7 @@ function createSink(name: string): { sink: ClickHouseSink; logs: LogLine[] } {
     database,
     native_deletes: false,
     target: TARGET_TEMPLATE,
+    on_error: onError,
   });
   return { sink: new ClickHouseSink(config, { logger }), logs };
 }
@@ -207,6 +208,33 @@ describe("ClickHouse catalog against the server's columns", () => {
       assert.equal((failure?.error as SluiceError).context["column"], "a");
       assert.equal((failure?.error as SluiceError).context["serverType"], "missing");
     });
+  });
+
+  test("a column whose type an operator changed while the sink runs (rows the server refuses as misaligned) halts the table as a catalog mismatch, under dead-letter too, not each row as poison", async () => {
+    const { sink, logs } = createSink(`ch_${randomTableName("s")}`, "dead-letter");
+    await sink.open(signal());
+    try {
+      const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["qty", "integer"], ["v", "text"]]));
+      const target = renderTarget(TARGET_TEMPLATE, events.schema);
+      assert.deepEqual((await sink.write([events.insert(1n, { id: 1, qty: 1, v: "a" })], signal())).failures, []);
+      await sql(`ALTER TABLE ${qualified(database, `${target}__v1`)} MODIFY COLUMN qty Nullable(Int64)`);
+      const result = await sink.write([events.insert(2n, { id: 2, qty: 2, v: "b" }), events.update(3n, { id: 1, qty: 3, v: "c" })], signal());
+      assert.deepEqual(result.failures.map((f) => [f.index, (f.error as SluiceError).code, (f.error as SluiceError).context["column"]]), [
+        [0, CATALOG_MISMATCH, "qty"],
+        [1, CATALOG_MISMATCH, "qty"],
+      ]);
+      assert.equal((result.failures[0]?.error as SluiceError).context["serverType"], "Nullable(Int64)");
+      assert.ok(logs.some((line) => line.level === "error" && String(line.msg).includes("has another type")), "logged once as the table's mismatch");
+      // Put back by hand: the table's next write (the halted table's retry) reads it again and applies.
+      await sql(`ALTER TABLE ${qualified(database, `${target}__v1`)} MODIFY COLUMN qty Nullable(Int32)`);
+      assert.deepEqual((await sink.write([events.insert(2n, { id: 2, qty: 2, v: "b" }), events.update(3n, { id: 1, qty: 3, v: "c" })], signal())).failures, []);
+      assert.deepEqual(await rows(`SELECT id, qty, v FROM ${qualified(database, target)} ORDER BY id`), [
+        { id: "1", qty: "3", v: "c" },
+        { id: "2", qty: "2", v: "b" },
+      ]);
+    } finally {
+      await sink.close();
+    }
   });
 
   test("a consistent table: one system.columns query when the sink opens, none per batch, no warnings, no catalog writes", async () => {
