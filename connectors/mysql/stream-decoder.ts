@@ -18,6 +18,7 @@ import { isRetriableMysqlError, toSluiceError } from "./mysql-errors.ts";
 import { binlogAt, binlogFileIndex, formatAt, rowPosition, throughPosition } from "./positions.ts";
 import { ARTIFICIAL_FLAG } from "./protocol/event-header.ts";
 import type { EventHeader } from "./protocol/event-header.ts";
+import { DecompressionLimitError } from "./protocol/decompression-limit.ts";
 import { ChecksumError, payloadEvents } from "./protocol/event-parser.ts";
 import { MARIADB_GTID_PREPARED_XA } from "./protocol/events.ts";
 import type { AlterPhase } from "./protocol/events.ts";
@@ -761,6 +762,12 @@ export class StreamDecoder {
     const context: ErrorContext = { ...this.options.context, position: where, ...(table === undefined ? {} : { table }) };
     const message = (error as Error).message ?? String(error);
     if (error instanceof ChecksumError) return new SluiceError(`binlog event at ${where} fails its checksum: ${message}`, { code: "MYSQL_CHECKSUM_MISMATCH", cause: error, context });
+    if (error instanceof DecompressionLimitError) {
+      return new SluiceError(
+        `source "${this.options.sourceName}": binlog event at ${where}: ${message}. Decompressed whole, it would not fit the memory budget (a quarter of the heap, at most 1 GiB): raise \`memory\`, or have the server write smaller transactions or turn off binlog_transaction_compression (docs/mysql.md#limits)`,
+        { code: "MYSQL_EVENT_TOO_LARGE", cause: error, context: { ...context, limit: error.limit } },
+      );
+    }
     if (error instanceof ZeroDateError) return new SluiceError(`${table ?? "a table"} at ${where}: ${message}`, { code: "MYSQL_ZERO_DATE", cause: error, context });
     return new SluiceError(`cannot decode the binlog event at ${where}${table === undefined ? "" : ` (${table})`}: ${message}`, { code: "MYSQL_DECODE_FAILED", cause: error, context });
   }

@@ -26,6 +26,7 @@ import {
   readXid,
 } from "./events.ts";
 import type { MariadbGtidEvent, MysqlGtidEvent, QueryEvent, RotateEvent } from "./events.ts";
+import { defaultDecompressionLimit } from "./decompression-limit.ts";
 import { uncompressEventData } from "./mariadb-compressed-events.ts";
 import { readRowsHeader } from "./rows-event.ts";
 import type { RowsEventHeader } from "./rows-event.ts";
@@ -66,6 +67,8 @@ export class ChecksumError extends RangeError {}
 
 export class EventParser {
   format: FormatDescription = DEFAULT_FORMAT;
+  /** The most bytes a compressed event may decompress to (decompression-limit.ts). */
+  decompressionLimit = defaultDecompressionLimit();
   private readonly collations: CollationTable;
 
   /**
@@ -109,7 +112,7 @@ export class EventParser {
       case EventType.QUERY:
         return { kind: "query", query: readQuery(reader, format) };
       case EventType.MARIADB_QUERY_COMPRESSED:
-        return { kind: "query", query: readQuery(reader, format, true) };
+        return { kind: "query", query: readQuery(reader, format, true, this.decompressionLimit) };
       case EventType.XID:
         return { kind: "xid", xid: readXid(reader) };
       case EventType.GTID:
@@ -148,7 +151,7 @@ export class EventParser {
         return heartbeat === null ? { kind: "other" } : { kind: "heartbeat", ...heartbeat };
       }
       case EventType.TRANSACTION_PAYLOAD:
-        return { kind: "payload", events: readTransactionPayload(reader) };
+        return { kind: "payload", events: readTransactionPayload(reader, this.decompressionLimit) };
       case EventType.XA_PREPARE:
         return { kind: "xa-prepare", ...readXaPrepare(reader) };
       case EventType.STOP:
@@ -156,7 +159,7 @@ export class EventParser {
       default:
         if (ROWS_EVENTS.has(header.type)) {
           const rows = readRowsHeader(reader, format, header.type);
-          return { kind: "rows", rows, reader: rows.compressed ? new BinaryReader(uncompressEventData(reader.rest(), "row images")) : reader };
+          return { kind: "rows", rows, reader: rows.compressed ? new BinaryReader(uncompressEventData(reader.rest(), "row images", this.decompressionLimit)) : reader };
         }
         return { kind: "other" };
     }

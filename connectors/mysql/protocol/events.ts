@@ -10,6 +10,7 @@ import type { MariadbGtid, MysqlGtid } from "../gtid.ts";
 import { BinaryReader } from "./binary-reader.ts";
 import { EventType } from "./constants.ts";
 import { postHeaderLength } from "./event-header.ts";
+import { DecompressionLimitError, isOutputLimitError, MAX_EVENT_BYTES } from "./decompression-limit.ts";
 import { uncompressEventData } from "./mariadb-compressed-events.ts";
 import type { FormatDescription } from "./event-header.ts";
 
@@ -32,7 +33,7 @@ export interface QueryEvent {
 }
 
 /** QUERY, and MariaDB's QUERY_COMPRESSED (`compressed`: the statement is compressed, log_bin_compress). */
-export function readQuery(reader: BinaryReader, format: FormatDescription, compressed = false): QueryEvent {
+export function readQuery(reader: BinaryReader, format: FormatDescription, compressed = false, limit = MAX_EVENT_BYTES): QueryEvent {
   const postHeader = postHeaderLength(format, EventType.QUERY, 13);
   const start = reader.pos;
   const threadId = reader.u32();
@@ -44,7 +45,7 @@ export function readQuery(reader: BinaryReader, format: FormatDescription, compr
   reader.skip(statusLength);
   const schema = reader.utf8(schemaLength);
   reader.skip(1);
-  const query = compressed ? uncompressEventData(reader.rest(), "statement") : reader.rest();
+  const query = compressed ? uncompressEventData(reader.rest(), "statement", limit) : reader.rest();
   return { threadId, errorCode, schema, query: query.toString("utf8") };
 }
 
@@ -216,21 +217,40 @@ export function readHeartbeatV2(reader: BinaryReader): { file: string; position:
 
 const PAYLOAD_END_MARK = 0;
 const PAYLOAD_COMPRESSION_TYPE = 2;
+const PAYLOAD_UNCOMPRESSED_SIZE = 3;
 const COMPRESSION_ZSTD = 0;
 const COMPRESSION_NONE = 255;
 
-/** The inner events (without checksums) of a TRANSACTION_PAYLOAD_EVENT, decompressed. */
-export function readTransactionPayload(reader: BinaryReader): Buffer {
+/**
+ * The inner events (without checksums) of a TRANSACTION_PAYLOAD_EVENT, decompressed: at most `limit` bytes
+ * (decompression-limit.ts), and no more than the payload header's uncompressed size.
+ */
+export function readTransactionPayload(reader: BinaryReader, limit: number): Buffer {
   let compression = COMPRESSION_NONE;
+  let stated: number | null = null;
   for (;;) {
     const type = reader.lenenc();
     if (type === PAYLOAD_END_MARK) break;
     const length = reader.lenenc();
     const value = new BinaryReader(reader.bytesView(length));
     if (type === PAYLOAD_COMPRESSION_TYPE) compression = value.lenenc();
+    else if (type === PAYLOAD_UNCOMPRESSED_SIZE) stated = value.lenenc();
   }
   const payload = reader.rest();
   if (compression === COMPRESSION_NONE) return payload;
-  if (compression === COMPRESSION_ZSTD) return zstdDecompressSync(payload);
-  throw new RangeError(`unknown transaction payload compression ${compression}`);
+  if (compression !== COMPRESSION_ZSTD) throw new RangeError(`unknown transaction payload compression ${compression}`);
+  if (stated !== null && stated > limit) {
+    throw new DecompressionLimitError(`transaction payload of ${payload.length} compressed bytes states ${stated} bytes uncompressed, over the limit of ${limit}`, limit);
+  }
+  const bound = stated ?? limit;
+  let events: Buffer;
+  try {
+    events = zstdDecompressSync(payload, { maxOutputLength: Math.max(1, bound) });
+  } catch (error) {
+    if (!isOutputLimitError(error)) throw error;
+    const over = stated === null ? `more than the limit of ${limit} bytes` : `more than the ${stated} bytes its header states`;
+    throw new DecompressionLimitError(`transaction payload of ${payload.length} compressed bytes decompresses to ${over}`, limit);
+  }
+  if (stated !== null && events.length !== stated) throw new RangeError(`transaction payload decompresses to ${events.length} bytes, its header states ${stated}`);
+  return events;
 }
