@@ -127,7 +127,7 @@ describe("runDeadLettersCommand on an embedded log", () => {
     topics: { kind: "embedded", path, partitions: 1, max_record_bytes: 16 * 2 ** 20 },
     schema_registry: { kind: "builtin", compatibility: "BACKWARD" },
     sources: [{ name: "src", kind: "postgres" }],
-    sinks: [{ name: "wh", kind: "duckdb" }, { name: "search", kind: "elasticsearch" }, { name: "odd", kind: "duckdb", dead_letter_topic: "odd-letters" }],
+    sinks: [{ name: "wh", kind: "duckdb", tables: ["*.*"] }, { name: "search", kind: "elasticsearch", tables: ["*.*"] }, { name: "odd", kind: "duckdb", tables: ["*.*"], dead_letter_topic: "odd-letters" }],
   } as unknown as SluiceConfig;
 
   async function run(args: Partial<Parameters<typeof runDeadLettersCommand>[1]>): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -143,6 +143,8 @@ describe("runDeadLettersCommand on an embedded log", () => {
       const { registry } = await openRegistry(config, log);
       const encoder = new AvroChangeEncoder({ registry, topicPrefix: (source) => `dep.${source}` });
       await log.createTopic({ name: "dep.dlq.wh", partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+      // The deployment's data topics: the tables --table may name.
+      for (const name of ["dep.src.shop.orders", "dep.src.shop.other"]) await log.createTopic({ name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
       const records = [];
       for (const id of [1n, 2n, 3n]) {
         const [record] = await encoder.encode(insert(id, `secret-mail-${id}`, `CODE${id}`));
@@ -176,6 +178,22 @@ describe("runDeadLettersCommand on an embedded log", () => {
 
     const other = await run({ sink: "wh", table: "shop.other" });
     assert.match(other.stdout, /no dead letters of that table\n$/);
+    const byTopic = await run({ sink: "wh", table: "dep.src.shop.orders", limit: "1" });
+    assert.equal(byTopic.code, 0, byTopic.stderr);
+    assert.match(byTopic.stdout, /, table shop\.orders only;.*\noffset 0 .* shop\.orders /s);
+  });
+
+  it("--table names a table the sink or source has, else it is refused naming those it has (exit 2; a typo showed 'no dead letters')", async () => {
+    const typo = await run({ sink: "wh", table: "shop.order" });
+    assert.equal(typo.code, 2);
+    assert.equal(typo.stdout, "");
+    assert.equal(typo.stderr, 'sluice dead-letters: sink "wh" has no table "shop.order" (give schema.table or its topic; its tables: shop.orders, shop.other)\n');
+    const source = await run({ source: "src", table: "shop.nope\u001b[2J" });
+    assert.equal(source.code, 2);
+    assert.equal(source.stderr, 'sluice dead-letters: source "src" has no table "shop.nope\\u001b[2J" (give schema.table or its topic; its tables: shop.orders, shop.other)\n');
+    // The dead-letter topic is no table of the sink's.
+    assert.equal((await run({ sink: "wh", table: "dep.dlq.wh" })).code, 2);
+    assert.equal((await run({ source: "src", table: "shop.other" })).code, 0);
   });
 
   it("a record whose schema the registry does not have is listed with why, its table from its origin (dead_letter_topic honoured)", async () => {

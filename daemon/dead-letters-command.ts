@@ -17,7 +17,7 @@ import { SluiceError } from "../connectors/errors.ts";
 import { openTopicLogForCommand } from "../connectors/topics/open.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { schemaIdOf } from "../schema-registry/wire-format.ts";
-import { deadLetterTopic, openRegistry, parseDataTopic, recordDecoder } from "./components.ts";
+import { deadLetterTopic, openRegistry, parseDataTopic, recordDecoder, sinkTopics } from "./components.ts";
 import { deserializeEventBytes } from "./event-json.ts";
 import { dataCheckDeadLetterTopic } from "./governance/data-checks.ts";
 import { NULLED_HEADER, PARKING_KEY_HEADER, SEALED_HEADER } from "./governance/parked-personal.ts";
@@ -31,7 +31,8 @@ export const DEAD_LETTERS_DETAILS = `  --sink NAME         read the sink's dead-
                       rows the sink could not apply (on_error: dead-letter, or "sluice halted skip")
   --source NAME       read the source's data-check dead-letter topic (<deployment>.dlq.<source>):
                       changes that failed a data check with action dead-letter
-  --table T           only this table's records (schema.table, as printed)
+  --table T           only this table's records (schema.table, as printed, or its topic); one the sink
+                      reads no topic of (a source: captures) is refused, naming its tables
   --from OFFSET       start at this offset of the topic (default: its first record kept)
   --limit N           print at most N records (default ${DEFAULT_LIMIT}); then says how many more there are and
                       the --from that goes on
@@ -98,25 +99,39 @@ export async function runDeadLettersCommand(config: SluiceConfig, args: DeadLett
   if (limit === null) return usage(`--limit takes a whole number of records from 1 to 999999999, not "${args.limit}"`);
   const from = args.from === undefined ? null : /^\d{1,20}$/.test(args.from) ? BigInt(args.from) : null;
   if (args.from !== undefined && from === null) return usage(`--from takes a record offset (a whole number of at most 20 digits), not "${args.from}"`);
-  let target: Kind;
+  let target: Kind & { readonly tables: (topics: readonly string[]) => string[] };
   if (args.sink !== undefined) {
     const sink = config.sinks.find((s) => s.name === args.sink);
     if (!sink) {
       io.stderr(`sluice dead-letters: no sink "${args.sink}" in the config; sinks: ${config.sinks.map((s) => s.name).join(", ") || "(none)"}\n`);
       return 2;
     }
-    target = { kind: "sink", name: sink.name, topic: deadLetterTopic(config, sink) };
+    const sources = sink.sources ?? config.sources.map((s) => s.name);
+    target = { kind: "sink", name: sink.name, topic: deadLetterTopic(config, sink), tables: (topics) => tablesOf(config.name, sources, sinkTopics(config, sink, topics)) };
   } else {
     const source = config.sources.find((s) => s.name === args.source);
     if (!source) {
       io.stderr(`sluice dead-letters: no source "${args.source}" in the config; sources: ${config.sources.map((s) => s.name).join(", ") || "(none)"}\n`);
       return 2;
     }
-    target = { kind: "source", name: source.name, topic: dataCheckDeadLetterTopic(config.name, source.name) };
+    target = { kind: "source", name: source.name, topic: dataCheckDeadLetterTopic(config.name, source.name), tables: (topics) => tablesOf(config.name, [source.name], topics) };
   }
   const log = await openTopicLogForCommand(config.topics, config.name, logger, "read-only");
   try {
-    return await printDeadLetters(config, log, target, { table: args.table ?? null, from, limit, values: args.values }, io);
+    let table = args.table ?? null;
+    if (table !== null) {
+      // A typo showed "no dead letters of that table", as for a table that has none.
+      const topics = await log.topicNames();
+      const known = target.tables(topics);
+      // Given as its topic: that topic's schema.table, when the sink reads it (the source writes it).
+      const named = known.includes(table) ? table : topics.includes(table) ? target.tables([table])[0] : undefined;
+      if (named === undefined) {
+        io.stderr(`sluice dead-letters: ${target.kind} "${target.name}" has no table "${oneLine(table)}" (give schema.table or its topic; its tables: ${known.length > 0 ? known.map(oneLine).join(", ") : "none yet"})\n`);
+        return 2;
+      }
+      table = named;
+    }
+    return await printDeadLetters(config, log, target, { table, from, limit, values: args.values }, io);
   } finally {
     await log.close();
   }
@@ -165,6 +180,15 @@ async function printDeadLetters(
   }
   io.stdout(summary(shown, more, next, several, lastSeen));
   return 0;
+}
+
+/** The schema.table of each data topic of `sources` among `topics`, once each, sorted. */
+function tablesOf(deployment: string, sources: readonly string[], topics: readonly string[]): string[] {
+  const tables = topics.flatMap((topic) => {
+    const parsed = parseDataTopic(deployment, sources, topic);
+    return parsed === null ? [] : [`${parsed.schema}.${parsed.table}`];
+  });
+  return [...new Set(tables)].sort();
 }
 
 /** The table of a record, reading only what says it. */
