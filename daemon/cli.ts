@@ -32,7 +32,7 @@ import { httpTlsProblems } from "./http-tls.ts";
 import { runReplayCommand } from "./replay.ts";
 import { formatRows, queryDuckDbFile } from "./sink-query.ts";
 import { formatStatus, notReadyParts } from "./status-table.ts";
-import { terminalText } from "./terminal-text.ts";
+import { oneLine, terminalText } from "./terminal-text.ts";
 import { parseRoles, RoleError, selectParts } from "./roles.ts";
 import type { RunSelection } from "./roles.ts";
 import { SLUICE_VERSION } from "./version.ts";
@@ -360,14 +360,14 @@ const commands: Record<string, Command> = {
   },
 };
 
-/** The error a daemon's answer gives, or its status text. */
+/** The error a daemon's answer gives, or its status text, on one line (it may quote a table's name, line breaks and all). */
 function errorOf(answer: DaemonAnswer): string {
   try {
     const error = (answer.json() as { error?: unknown }).error;
     // Another server's error may be an object (Elasticsearch's): it printed "[object Object]".
-    return typeof error === "string" ? error : answer.statusText;
+    return oneLine(typeof error === "string" ? error : answer.statusText);
   } catch {
-    return answer.statusText;
+    return oneLine(answer.statusText);
   }
 }
 
@@ -405,9 +405,14 @@ export function installCrashHandler(): void {
     stdoutGone = true;
   });
   process.on("uncaughtException", (error: unknown) => {
-    process.stderr.write(redact(`sluice: unexpected failure: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`));
+    process.stderr.write(crashText(error));
     process.exit(EXIT_FAILURE);
   });
+}
+
+/** What an error nothing caught prints: without the config's secrets, its control characters escaped (it may quote a table's name). */
+export function crashText(error: unknown): string {
+  return terminalText(redact(`sluice: unexpected failure: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`));
 }
 
 /** The command of that name; an object's own properties only ("constructor", "__proto__" and "toString" are none). */
@@ -526,7 +531,7 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
     logger.flush();
     if (abandoned.length > 0) {
       // What was abandoned may still hold sockets and timers open: leave now.
-      process.stderr.write(redact(`sluice run: ${outcome.error instanceof Error ? outcome.error.message : String(outcome.error)}\n`));
+      process.stderr.write(terminalText(redact(`sluice run: ${outcome.error instanceof Error ? outcome.error.message : String(outcome.error)}\n`)));
       process.exit(EXIT_FAILURE);
     }
     // The caller reports the error; should a socket or timer still hold the process open, a failed daemon leaves anyway.

@@ -25,6 +25,7 @@ import { KEY_CATCH_UP_MS, masterKeys, personalTables } from "./governance/person
 import { sleep } from "../runtime/backoff.ts";
 import { durationFromEnv } from "../runtime/env-duration.ts";
 import { SubjectKeyStore, subjectKeyTopic } from "./governance/subject-keys.ts";
+import { oneLine } from "./terminal-text.ts";
 
 export interface ForgetIo {
   stdout(text: string): void;
@@ -185,7 +186,7 @@ async function eraseInOneSink(config: SluiceConfig, sinkName: string, args: Forg
       }
     })();
     if (response.ok) return body.rows ?? null;
-    if (response.status !== 404) throw new SluiceError(`the daemon answered ${response.status}: ${body.error ?? response.statusText}${refusalHint(response)}`, { code: "FORGET_FAILED", context: { component: "forget", sink: sinkName } });
+    if (response.status !== 404) throw new SluiceError(`the daemon answered ${response.status}: ${oneLine(body.error ?? response.statusText)}${refusalHint(response)}`, { code: "FORGET_FAILED", context: { component: "forget", sink: sinkName } });
     // 404: the sink runs in another process (or nowhere): its target is reached from here.
   }
   const sinkConfig = config.sinks.find((s) => s.name === sinkName)!;

@@ -136,7 +136,7 @@ export async function runHaltedCommand(
   if (!response.ok) {
     const elsewhere = response.status === 404 ? await haltedElsewhereHint(config, "sink", options.sink, options.table) : "";
     const capture = response.status === 404 && elsewhere === "" ? " A table halted at capture is released with --source NAME instead of --sink." : "";
-    io.stderr(`sluice halted ${action}: ${body.error ?? response.statusText}${refusalHint(response)}.${elsewhere}${capture}\n`);
+    io.stderr(`sluice halted ${action}: ${oneLine(body.error ?? response.statusText)}${refusalHint(response)}.${elsewhere}${capture}\n`);
     return 1;
   }
   if (options.json) {
@@ -176,7 +176,7 @@ async function releaseCapture(
   const body = bodyOf<CaptureReleaseReport>(response);
   if (!response.ok) {
     const elsewhere = response.status === 404 ? await haltedElsewhereHint(config, "source", options.source, options.table) : "";
-    io.stderr(`sluice halted ${action}: ${body.error ?? response.statusText}${refusalHint(response)}${elsewhere === "" ? "" : `.${elsewhere}`}\n`);
+    io.stderr(`sluice halted ${action}: ${oneLine(body.error ?? response.statusText)}${refusalHint(response)}${elsewhere === "" ? "" : `.${elsewhere}`}\n`);
     return 1;
   }
   if (options.json) {
@@ -298,7 +298,7 @@ async function list(config: SluiceConfig, json: boolean, io: HaltedIo): Promise<
     return unreachable(url, error, io);
   }
   if (!response.ok) {
-    io.stderr(`sluice halted list: the daemon answered ${response.status}: ${bodyOf(response).error ?? response.statusText}${refusalHint(response)}\n`);
+    io.stderr(`sluice halted list: the daemon answered ${response.status}: ${oneLine(bodyOf(response).error ?? response.statusText)}${refusalHint(response)}\n`);
     return 1;
   }
   const status = bodyOf<StatusBody>(response);

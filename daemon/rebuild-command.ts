@@ -24,6 +24,7 @@ import { abandonRebuild, describeAbandon } from "./rebuild-abandon.ts";
 import type { AbandonReport } from "./rebuild-abandon.ts";
 import { eraseInSink } from "./governance/erasure.ts";
 import { watchRebuildErasures } from "./governance/rebuild-erasures.ts";
+import { oneLine } from "./terminal-text.ts";
 
 export interface RebuildIo {
   stdout(text: string): void;
@@ -93,7 +94,7 @@ export async function runRebuildCommand(
     const response = await callDaemon(config, `/sinks/${encodeURIComponent(sinkName)}/rebuild`, { method: "POST", body: JSON.stringify(tablesField(tables)), timeoutMs: 24 * 3_600_000 }).finally(() => polling?.stop());
     const body = answerOf<RebuildReport>(response);
     if (!response.ok) {
-      io.stderr(`sluice replay: the daemon could not rebuild sink "${sinkName}": ${body.error ?? response.statusText}${refusalHint(response)}\n`);
+      io.stderr(`sluice replay: the daemon could not rebuild sink "${sinkName}": ${oneLine(body.error ?? response.statusText)}${refusalHint(response)}\n`);
       return 1;
     }
     io.stdout(`Done (by the running daemon): ${describe(body)}.\n`);
@@ -150,7 +151,7 @@ export async function runAbandonRebuildCommand(config: SluiceConfig, sinkName: s
     const response = await callDaemon(config, `/sinks/${encodeURIComponent(sinkName)}/rebuild/abandon`, { method: "POST", body: JSON.stringify({ ...tablesField(tables), execute }), timeoutMs: 600_000 });
     const body = answerOf<AbandonReport>(response);
     if (!response.ok) {
-      io.stderr(`sluice replay: the daemon could not abandon the rebuild of sink "${sinkName}": ${body.error ?? response.statusText}${refusalHint(response)}\n`);
+      io.stderr(`sluice replay: the daemon could not abandon the rebuild of sink "${sinkName}": ${oneLine(body.error ?? response.statusText)}${refusalHint(response)}\n`);
       return 1;
     }
     return finish(body, " (by the running daemon)");

@@ -4,6 +4,7 @@
  * began), records per second, the time left, and the step it is at.
  */
 import { formatDuration } from "./snapshot-progress.ts";
+import { oneLine } from "./terminal-text.ts";
 
 export type RebuildState = "reading" | "checking" | "swapping" | "done" | "failed";
 
@@ -142,5 +143,5 @@ export function rebuildLine(progress: Pick<RebuildProgress, "sink" | "state" | "
   const rate = progress.state === "reading" && progress.recordsPerSecond > 0 ? `  ${Math.round(progress.recordsPerSecond).toLocaleString("en-US")} records/s` : "";
   const eta = progress.state === "reading" && progress.etaSeconds !== null ? `  ETA ${formatDuration(progress.etaSeconds)}` : "";
   const leftOut = progress.recordsLeftOut ? `  ${progress.recordsLeftOut.toLocaleString("en-US")} undecodable left out` : "";
-  return `rebuild ${progress.sink} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${percent}  ${counts}${leftOut}${rate}${eta}  ${progress.state}`;
+  return `rebuild ${oneLine(progress.sink)} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${percent}  ${counts}${leftOut}${rate}${eta}  ${progress.state}`;
 }

@@ -10,6 +10,7 @@ import { someReading, tableReadings } from "../connectors/common/table-label.ts"
 import { tableMatcher } from "../connectors/common/table-patterns.ts";
 import { callDaemon, daemonUrl, refusalHint, unreachableReason } from "./daemon-client.ts";
 import type { DaemonAnswer } from "./daemon-client.ts";
+import { oneLine } from "./terminal-text.ts";
 
 export const SNAPSHOT_USAGE = "sluice snapshot -c FILE (--table T [--where SQL] | list) [--source NAME] [--execute] [--json]";
 
@@ -100,7 +101,7 @@ async function askDaemon(config: SluiceConfig, source: string, listing: boolean,
   }
   if (!answer.ok) {
     const body = bodyOf<object>(answer);
-    io.stderr(`sluice snapshot: ${listing ? `source ${source}: ` : ""}${body.error ?? answer.statusText}${refusalHint(answer)}\n`);
+    io.stderr(`sluice snapshot: ${listing ? `source ${source}: ` : ""}${oneLine(body.error ?? answer.statusText)}${refusalHint(answer)}\n`);
     return answer.status === 400 ? 2 : 1;
   }
   if (options.json) {

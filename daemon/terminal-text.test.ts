@@ -1,10 +1,14 @@
 import assert from "node:assert/strict";
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { main } from "./cli.ts";
+import { createLogger } from "../runtime/logger.ts";
+import { crashText, main } from "./cli.ts";
 import { progressLine } from "./progress-display.ts";
+import { rebuildLine } from "./rebuild-progress.ts";
 import { oneLine } from "./terminal-text.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-terminal-"));
@@ -29,4 +33,80 @@ test("a snapshot progress line (redrawn in place on standard error) shows a tabl
 
 test("a cell on one line shows the bidi embedding, override and isolate characters escaped, other text as it is", () => {
   assert.equal(oneLine("a\u202ab\u202ec\u2066d\u2069e\u200ff é"), "a\\u202ab\\u202ec\\u2066d\\u2069e\u200ff é");
+});
+
+/** A stand-in daemon of deployment "shop" whose /status names a sink `name`, and which refuses every other call with `error`. */
+async function withStandIn(name: string, error: string, run: (configFile: string) => Promise<void>): Promise<void> {
+  const server = createServer((req, res) => {
+    res.writeHead(req.url === "/status" ? 200 : 409, { "content-type": "application/json" });
+    const status = { deployment: "shop", version: "1", ready: true, topics: { kind: "embedded", ready: true }, sources: [], sinks: [{ name, ready: true, lagRecords: 0, freshnessSeconds: 0, halted: [{ table: name, error: name }] }] };
+    res.end(JSON.stringify(req.url === "/status" ? status : { error }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const file = join(dir, `standin-${(server.address() as AddressInfo).port}.yaml`);
+  writeFileSync(
+    file,
+    [
+      "name: shop",
+      "sources: [{name: pg, kind: postgres, host: 127.0.0.1, database: d, user: u, password: p, tables: ['public.*']}]",
+      "topics: {kind: embedded, path: /nonexistent/log.db}",
+      "sinks: [{name: wh, kind: duckdb, path: /nonexistent/wh.duckdb}]",
+      `http: {listen: 127.0.0.1:${(server.address() as AddressInfo).port}}`,
+    ].join("\n"),
+  );
+  try {
+    await run(file);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
+
+const TERMINAL_UNSAFE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+
+test("--json output from the daemon reaches the terminal with C1 and bidi controls escaped, and is still the same JSON", async () => {
+  // A sink or table name with an OSC (ESC), a one-character CSI (U+009B) and a right-to-left override (U+202E).
+  const name = "wh\u001b]0;owned\u0007\u009b2J\u202egnp.";
+  await withStandIn(name, "x", async (file) => {
+    let out = "";
+    const code = await main(["status", "-c", file, "--json"], { stdout: (text) => void (out += text), stderr: (text) => void (out += text) });
+    assert.equal(code, 0, out);
+    // Before: U+202E reached the terminal (JSON.stringify escapes only C0; terminalText left bidi controls).
+    assert.doesNotMatch(out, TERMINAL_UNSAFE);
+    assert.equal((JSON.parse(out) as { sinks: { name: string }[] }).sinks[0]!.name, name);
+    let text = "";
+    await main(["status", "-c", file], { stdout: (t) => void (text += t), stderr: (t) => void (text += t) });
+    assert.doesNotMatch(text, TERMINAL_UNSAFE);
+  });
+});
+
+test("a daemon's error quoting a name with a line break is printed on one line: it cannot add a line of its own", async () => {
+  await withStandIn("wh", 'sink wh has no halted table "public.a\nDone: released"', async (file) => {
+    let err = "";
+    const code = await main(["halted", "-c", file, "retry", "--sink", "wh", "--table", "public.a"], { stdout: (text) => void (err += text), stderr: (text) => void (err += text) });
+    assert.equal(code, 1, err);
+    // Before: "...table "public.a" then a line "Done: released"".
+    assert.doesNotMatch(err, /\nDone: released/);
+    assert.match(err, /public\.a\\u000aDone: released/);
+  });
+});
+
+test("a log line (sluice run's log, a command's warnings) has DEL, C1 and bidi controls escaped, and parses to the same text", () => {
+  const lines: string[] = [];
+  const logger = createLogger("info", { write: (line: string) => void lines.push(line) });
+  const table = "public.t\u007f\u009b2J\u202eabc\u001b[31m";
+  logger.warn({ table }, `table ${table} halted`);
+  assert.equal(lines.length, 1);
+  // Before: DEL, U+009B and U+202E were written as they are (JSON escapes C0 only).
+  assert.doesNotMatch(lines[0]!, TERMINAL_UNSAFE);
+  const parsed = JSON.parse(lines[0]!) as { table: string; msg: string };
+  assert.equal(parsed.table, table);
+  assert.equal(parsed.msg, `table ${table} halted`);
+});
+
+test("an unexpected failure and a rebuild's progress line show a name's control characters escaped", () => {
+  const text = crashText(new Error('no table "a\u001b]0;owned\u0007\u009b2J"'));
+  assert.match(text, /^sluice: unexpected failure: Error: no table "a\\u001b\]0;owned\\u0007\\u009b2J"/);
+  assert.doesNotMatch(text, TERMINAL_UNSAFE);
+  const line = rebuildLine({ sink: "wh\u001b[2K\nx", state: "reading", recordsDone: 1, recordsTotal: 2, recordsPerSecond: 0, etaSeconds: null });
+  assert.ok(line.startsWith("rebuild wh\\u001b[2K\\u000ax ["), line);
 });
