@@ -22,7 +22,7 @@ import { ElasticsearchSink } from "../connectors/elasticsearch/elasticsearch-sin
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import type { SluiceError } from "../connectors/errors.ts";
 import { KafkaTopicLog } from "../connectors/kafka/kafka-log.ts";
-import { testDeployment, testKafkaConfig } from "../connectors/kafka/kafka-test-config.ts";
+import { deleteKafkaDeployment, testDeployment, testKafkaConfig } from "../connectors/kafka/kafka-test-config.ts";
 import type { TransactionalSink } from "../connectors/sinks/contract.ts";
 import { testLogger, testSinkConfig } from "../connectors/sinks/test-config.ts";
 import { Events, randomTableName, tableSchema } from "../connectors/sinks/test-events.ts";
@@ -242,9 +242,9 @@ describe("Kafka → DuckDB", () => {
         await run3.stop();
       }
     } finally {
-      await capture.deleteTopic(events.topic).catch(() => undefined);
       await sinkLog.close();
       await capture.close();
+      await deleteKafkaDeployment(deployment);
     }
   });
 });

@@ -7,7 +7,7 @@ import { after, test } from "node:test";
 import { Kafka } from "kafkajs";
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import { KafkaTopicLog } from "../connectors/kafka/kafka-log.ts";
-import { testDeployment, testKafkaConfig } from "../connectors/kafka/kafka-test-config.ts";
+import { deleteKafkaDeployment, testDeployment, testKafkaConfig } from "../connectors/kafka/kafka-test-config.ts";
 import type { ProducedRecord } from "../connectors/topics/contract.ts";
 import { createLogger } from "../runtime/logger.ts";
 import { describeSkipped, describeStaleTombstones, staleTombstones } from "./missed-history.ts";
@@ -42,9 +42,8 @@ test("Kafka: a sink resuming before records older than the tombstone retention i
     assert.deepEqual(await staleTombstones(log, [compacted, plain], at(stale[0]!.until), HOUR, now), []);
     assert.deepEqual(await staleTombstones(log, [compacted, plain], [], HOUR, now), [], "a new sink reads everything there is");
   } finally {
-    await log.deleteTopic(compacted).catch(() => undefined);
-    await log.deleteTopic(plain).catch(() => undefined);
     await log.close();
+    await deleteKafkaDeployment(deployment);
   }
 });
 
@@ -87,10 +86,8 @@ test("Kafka: a consumer whose position retention deleted (OFFSET_OUT_OF_RANGE) r
     }
   } finally {
     await log.close();
-    // The deployment's own topics too (KafkaTopicLog.open created them).
-    const mine = (await admin.listTopics()).filter((name) => name.startsWith(`${deployment}.`));
-    if (mine.length > 0) await admin.deleteTopics({ topics: mine }).catch(() => undefined);
     await admin.disconnect();
+    await deleteKafkaDeployment(deployment);
   }
 });
 

@@ -13,6 +13,7 @@ import { after, before, test } from "node:test";
 import pg from "pg";
 import { stringify } from "yaml";
 import { elasticsearch, postgres, prometheus } from "../services/ports.ts";
+import { deleteElasticIndices, deleteElasticOffsets } from "../e2e/helpers.ts";
 import { DaemonProcess, freePort } from "./daemon-process.ts";
 import { readYaml, repoPath } from "./support.ts";
 
@@ -22,6 +23,10 @@ const source = `alert_${suffix}`;
 const alertName = `SluiceSinkStaleTest_${suffix}`;
 const rulesFile = join(prometheus.rulesDir, `alerts-${suffix}.yml`);
 const targetsFile = join(prometheus.targetsDir, `alerts-${suffix}.json`);
+const deployment = `alerts_${suffix}`;
+/** The sink's indices and aliases: `${suffix}_{table}`. */
+const targetPrefix = `${suffix}_`;
+const dir = mkdtempSync(join(tmpdir(), "sluice-alerts-"));
 const db = new pg.Client(postgres);
 let daemon: DaemonProcess | undefined;
 let httpPort = 0;
@@ -108,15 +113,14 @@ before(async () => {
   httpPort = await freePort();
   proxy = new SwitchableProxy(await freePort(), elasticsearch.port);
   await proxy.on();
-  const dir = mkdtempSync(join(tmpdir(), "sluice-alerts-"));
   const configFile = join(dir, "sluice.yaml");
   writeFileSync(
     configFile,
     stringify({
-      name: `alerts_${suffix}`,
+      name: deployment,
       sources: [{ name: source, kind: "postgres", host: postgres.host, port: postgres.port, database: postgres.database, user: postgres.user, password: postgres.password, tables: [`${schema}.*`], heartbeat_interval: "1s" }],
       topics: { kind: "embedded", path: join(dir, "log.db") },
-      sinks: [{ name: "search", kind: "elasticsearch", nodes: [`http://127.0.0.1:${proxy.port}`], target: `${suffix}_{table}`, retry: { initial: "100ms", max: "1s" }, batch: { max_wait: "100ms" } }],
+      sinks: [{ name: "search", kind: "elasticsearch", nodes: [`http://127.0.0.1:${proxy.port}`], target: `${targetPrefix}{table}`, retry: { initial: "100ms", max: "1s" }, batch: { max_wait: "100ms" } }],
       http: { listen: `127.0.0.1:${httpPort}` },
     }),
   );
@@ -137,6 +141,9 @@ after(async () => {
   await db.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [`sluice_${source}`]).catch(() => undefined);
   await db.query(`DROP PUBLICATION IF EXISTS sluice_${source}`).catch(() => undefined);
   await db.end();
+  await deleteElasticIndices(targetPrefix);
+  await deleteElasticOffsets(["search"], { deployment, targetPrefix });
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test("the sink-freshness alert fires while the sink's server is down and clears once it catches up", { timeout: 240_000 }, async () => {

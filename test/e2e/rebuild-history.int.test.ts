@@ -12,6 +12,7 @@ import type pg from "pg";
 import { kafka } from "../services/ports.ts";
 import {
   assertTablesEqual,
+  deleteKafkaDeployment,
   dropPostgres,
   expectedFor,
   killAllDaemons,
@@ -34,6 +35,8 @@ import { createSchema, ENUM_LABELS, ordersTable, workloadTables } from "./tables
 const dir = tempDir("rebuild-history");
 let client: pg.Client;
 const cleanups: { slot: string; publication: string; schema: string }[] = [];
+/** Deployments whose topics are on the shared broker. */
+const kafkaDeployments: string[] = [];
 
 before(async () => {
   client = await pgClient();
@@ -43,6 +46,7 @@ after(async () => {
   await killAllDaemons();
   for (const names of cleanups) await dropPostgres(client, names);
   await client.end();
+  for (const deployment of kafkaDeployments) await deleteKafkaDeployment(deployment);
   removeDir(dir);
 });
 
@@ -112,8 +116,10 @@ test("Kafka: a rebuild through the real broker rebuilds every table, by the daem
   const workload = new Workload(client, workloadTables(tables), rng, { negativeZero: false, enumLabels: ENUM_LABELS });
   for (let i = 0; i < 150; i++) await workload.insert(workload.tables[0]!);
   for (let i = 0; i < 20; i++) await workload.transaction();
+  const deployment = randomName("dep");
+  kafkaDeployments.push(deployment);
   const config = {
-    name: randomName("dep"),
+    name: deployment,
     sources: [pgSourceConfig(source, [`${schema}.*`])],
     topics: { kind: "kafka", brokers: [...kafka.brokers], partitions: 3, transactions: true, retention: { max_age: 0 } },
     sinks: [{ kind: "duckdb", name: "warehouse", path: duckPath, batch: { max_rows: 50, max_wait: "50ms" } }],

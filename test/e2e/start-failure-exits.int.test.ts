@@ -9,10 +9,11 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import pg from "pg";
 import { kafka, postgres } from "../services/ports.ts";
-import { killAllDaemons, pgSourceConfig, randomName, removeDir, SluiceDaemon, tempDir } from "./helpers.ts";
+import { deleteKafkaDeployment, killAllDaemons, pgSourceConfig, randomName, removeDir, SluiceDaemon, tempDir } from "./helpers.ts";
 
 const dir = tempDir("sluice-start-failure-");
 const schema = randomName("startfail");
+const deployment = randomName("dep");
 const admin = new pg.Client(postgres);
 
 before(async () => {
@@ -28,6 +29,7 @@ after(async () => {
     await admin.query("SELECT pg_drop_replication_slot($1)", [slot_name]);
   }
   await admin.end();
+  await deleteKafkaDeployment(deployment);
   removeDir(dir);
 });
 
@@ -40,7 +42,7 @@ test("with Kafka, a master key file that cannot be read ends the start with exit
   const daemon = await SluiceDaemon.start(
     dir,
     {
-      name: randomName("dep"),
+      name: deployment,
       sources: [source],
       personal_data: { master_key_file: join(dir, "no-such-master-key") },
       topics: { kind: "kafka", brokers: [...kafka.brokers], partitions: 1 },
