@@ -95,7 +95,8 @@ async function readTopics(topicsConfig: TopicsConfig, deployment: string, topics
   // Read-only, as the CLI reads while the daemon runs (Kafka: a consumer of its own, committed transactions only).
   const log = await openTopicLogForCommand(topicsConfig as never, deployment, createLogger("silent"), "read-only");
   try {
-    const existing = new Set((await log.listTopics()).map((t) => t.name));
+    // Names only: listTopics() describes every topic on the shared broker, one request each.
+    const existing = new Set(await log.topicNames());
     const wanted = topics.filter((t) => existing.has(t));
     if (wanted.length === 0) return [];
     // Up to the end offsets taken now (a transaction's commit marker takes the last offset of a Kafka partition).
