@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, realpathSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, realpathSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -138,7 +138,13 @@ test("usage errors exit 2: unknown command, unknown flag, missing -c", () => {
   assert.match(unknown.stderr, /unknown command "valdate"; did you mean "validate"\?/);
   const flag = sluice("validate", "--colour");
   assert.equal(flag.code, 2);
-  assert.match(flag.stderr, /Unknown option '--colour'/);
+  // It was Node's text, the same for every command, its quote unbalanced: Unknown option '--colour'. To specify ... as in '-- "--colour"
+  assert.equal(flag.stderr.split("\n")[0], 'sluice validate: unknown option "--colour" (its options: -c/--config, --role, --source, --sink, -h/--help)');
+  const typo = sluice("status", "--jsn");
+  assert.equal(typo.code, 2);
+  assert.match(typo.stderr, /^sluice status: unknown option "--jsn"; did you mean "--json"\? \(its options: -c\/--config, --json, -h\/--help\)\nUsage: sluice status -c FILE \[--json\]\n$/);
+  const query = sluice("query", "-x");
+  assert.match(query.stderr, /^sluice query: unknown option "-x" \(its options: .*--json.*; an argument starting with "-" goes after "--"\)\nUsage: sluice query -c FILE \[--sink NAME\] \[--json\] "SELECT \.\.\."\n$/);
   const missing = sluice("validate");
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /missing -c FILE/);
@@ -164,6 +170,26 @@ test("a stray argument is refused, naming it, by the commands that take none (fo
   const extra = sluice("status", "-c", join(examples, "minimal.yaml"), "extra");
   assert.equal(extra.code, 2);
   assert.match(extra.stderr, /sluice status: unexpected argument "extra"\nUsage: sluice status/);
+});
+
+test("a subcommand or action that does not exist is a usage error naming it, found before anything is opened (found checking every command's --help and a wrong flag)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-cli-usage-"));
+  const file = join(dir, "sluice.yaml");
+  writeFileSync(file, `name: t\nsources:\n  - {name: pg, kind: postgres, port: 9, database: app, user: u, tables: [public.t]}\ntopics: {kind: embedded, path: "${join(dir, "log.db")}"}\nsinks: [{name: wh, kind: duckdb, path: "${join(dir, "wh.duckdb")}"}]\nhttp: {listen: "127.0.0.1:9"}\n`);
+  // It opened the topic log first: "no embedded topic log at ...", exit 1.
+  const schema = sluice("schema", "-c", file, "lst");
+  assert.equal(schema.code, 2, schema.stderr);
+  assert.match(schema.stderr, /^sluice schema: unknown schema command "lst"; the commands: list, show, check, check-migration\nUsage: sluice schema/);
+  assert.match(sluice("schema", "-c", file).stderr, /^sluice schema: give a schema command: list, show, check or check-migration\n/);
+  // It said only "say list, retry or skip".
+  const halted = sluice("halted", "-c", file, "lst");
+  assert.equal(halted.code, 2);
+  assert.match(halted.stderr, /^sluice halted: unknown action "lst": say list, retry or skip\n/);
+  // replay's own usage (a bad --from-time) left out the rebuild forms its --help gives.
+  const replay = sluice("replay", "-c", file, "--sink", "wh", "--from-time", "soon");
+  assert.equal(replay.code, 2);
+  assert.ok(replay.stderr.includes("Usage: sluice replay -c FILE --sink NAME (--from-beginning [--rebuild [--table T]...] | --from-time ISO8601 | --from-offset TOPIC:PARTITION:OFFSET | --abandon-rebuild [--table T]...) [--execute]\n"), replay.stderr);
+  assert.deepEqual(readdirSync(dir), ["sluice.yaml"], "nothing opened or created");
 });
 
 test("an older Node is refused with one line", () => {

@@ -176,6 +176,9 @@ const commands: Record<string, Command> = {
     options: { ...configOption, source: { type: "string" }, database: { type: "string" }, mariadb: { type: "boolean" }, json: { type: "boolean" } },
     async run(values, positionals, io) {
       const config = loadConfigFile(configPath(values));
+      // Checked before the topic log is opened: a typo said "no embedded topic log ..." (exit 1) where none was yet.
+      if (positionals[0] === undefined) throw new UsageError("give a schema command: list, show, check or check-migration");
+      if (!["list", "show", "check", "check-migration", "help"].includes(positionals[0])) throw new UsageError(`unknown schema command "${positionals[0]}"; the commands: list, show, check, check-migration`);
       const checkMigration = positionals[0] === "check-migration";
       if (!checkMigration && ["source", "database", "mariadb", "json"].some((option) => values[option] !== undefined)) throw new UsageError("--source, --database, --mariadb and --json go with check-migration");
       // Read-only: a command never uses the daemon's producer (that would fence it) and writes nothing.
@@ -230,7 +233,7 @@ const commands: Record<string, Command> = {
   query: {
     positionals: true,
     summary: "run a read-only SQL query on a DuckDB sink",
-    usage: 'sluice query -c FILE [--sink NAME] "SELECT ..."',
+    usage: 'sluice query -c FILE [--sink NAME] [--json] "SELECT ..."',
     details: `${CONFIG_HELP}\n  --sink NAME         the DuckDB sink (default: the only one)\n  --json              rows as JSON\n\nAsks the running daemon (which holds the DuckDB file); when none runs, opens the file read-only.\nOne SELECT only, no file access; the answer is cut at the sink's query.max_rows / query.max_bytes\n(said on standard error) and the query interrupted after query.timeout.`,
     options: { ...configOption, sink: { type: "string" }, json: { type: "boolean" } },
     async run(values, positionals, io) {
@@ -445,7 +448,7 @@ export async function main(argv: readonly string[], given: Io = processIo): Prom
   try {
     ({ values, positionals } = parseArgs({ args: [...rest], options: { ...command.options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true }));
   } catch (error) {
-    io.stderr(`sluice ${name}: ${(error as Error).message}\nUsage: ${command.usage}\n`);
+    io.stderr(`sluice ${name}: ${optionProblem(error as NodeJS.ErrnoException, command)}\nUsage: ${command.usage}\n`);
     return EXIT_USAGE;
   }
   if (values["help"]) {
@@ -463,6 +466,32 @@ export async function main(argv: readonly string[], given: Io = processIo): Prom
   } catch (error) {
     return reportFailure(name, command, error, io);
   }
+}
+
+/**
+ * What parseArgs refused, said as the other usage errors are. An unknown option was Node's text, "Unknown option
+ * '--bogus'. To specify a positional argument starting with a '-', place it at the end of the command after '--',
+ * as in '-- "--bogus"" (its quote unbalanced), offered for every command, naming none of the command's options.
+ */
+function optionProblem(error: NodeJS.ErrnoException, command: Command): string {
+  const unknown = error.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" ? /^Unknown option '([^']*)'/.exec(error.message)?.[1] : undefined;
+  if (unknown === undefined) return error.message;
+  const names = Object.entries({ ...command.options, help: { type: "boolean", short: "h" } }).map(([long, option]) => ({ long: `--${long}`, short: option.short === undefined ? undefined : `-${option.short}` }));
+  const given = unknown.split("=")[0]!;
+  const close = names.find((n) => n.long.startsWith(given) && given.length > 3) ?? names.find((n) => editDistance(n.long, given) <= 2);
+  const listed = names.map((n) => (n.short ? `${n.short}/${n.long}` : n.long)).join(", ");
+  const positional = command.positionals ? `; an argument starting with "-" goes after "--"` : "";
+  return `unknown option "${unknown}"${close ? `; did you mean "${close.long}"?` : ""} (its options: ${listed}${positional})`;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = current;
+  }
+  return previous[b.length]!;
 }
 
 function suggestCommand(name: string): string {

@@ -97,7 +97,8 @@ export async function runHaltedCommand(
 ): Promise<number> {
   const [action, ...extra] = positionals;
   if (extra.length > 0 || (action !== "list" && action !== "retry" && action !== "skip")) {
-    io.stderr(`sluice halted: say list, retry or skip\nUsage: ${HALTED_USAGE}\n`);
+    const what = action === undefined ? "" : extra.length > 0 ? `unexpected argument "${extra[0]}" after ${action}: ` : `unknown action "${action}": `;
+    io.stderr(`sluice halted: ${what}say list, retry or skip\nUsage: ${HALTED_USAGE}\n`);
     return 2;
   }
   if (action === "list") return list(config, options.json, io);

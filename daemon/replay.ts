@@ -113,7 +113,8 @@ function describeTarget(target: ReplayTarget): string {
   }
 }
 
-const USAGE = "sluice replay -c FILE --sink NAME (--from-beginning | --from-time ISO8601 | --from-offset TOPIC:PARTITION:OFFSET) [--execute]";
+// As `sluice replay --help` gives it (daemon/cli.ts): the rebuild forms are handled before this module.
+const USAGE = "sluice replay -c FILE --sink NAME (--from-beginning [--rebuild [--table T]...] | --from-time ISO8601 | --from-offset TOPIC:PARTITION:OFFSET | --abandon-rebuild [--table T]...) [--execute]";
 
 export interface ReplayIo {
   stdout(text: string): void;
