@@ -286,6 +286,7 @@ export type {
   SkippedRecords,
   StoredRecord,
   TopicConsumer,
+  TopicCreation,
   TopicLog,
   TopicPartition,
   TopicPartitionOffset,

@@ -5,7 +5,7 @@
  */
 import { dirname, join } from "node:path";
 import type { SluiceConfig, SourceConfig } from "../config/schema.ts";
-import type { ChangeEvent, ProducedRecord, RegistryJournal, Source, TableSnapshotProgress, TopicLog, TopicSpec } from "../connectors/contracts.ts";
+import type { ChangeEvent, ProducedRecord, RegistryJournal, Source, TableSnapshotProgress, TopicCreation, TopicLog, TopicSpec } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { controlTopic, TOPIC_NAME_INVALID } from "../connectors/topics/names.ts";
 import { LocalRegistry, openJournalStore, RemoteRegistry } from "../schema-registry/index.ts";
@@ -48,6 +48,17 @@ export async function openRegistry(config: SluiceConfig, log: TopicLog | null): 
   const store = await openJournalStore(log.registryJournal);
   const local = new LocalRegistry(store, { defaultCompatibility: settings.compatibility });
   return { registry: local, local };
+}
+
+/**
+ * What a data topic created by `event` gets (TopicLog.createTopic): a snapshot read outside online snapshots (the initial
+ * snapshot, exported or MySQL's), or the reset that closes a whole-table snapshot, writes every row of the table; an
+ * online snapshot's read may not.
+ */
+export function topicCreationBy(event: ChangeEvent): TopicCreation | undefined {
+  if (!event.source.snapshot) return undefined;
+  if (event.op === "r") return { snapshot: event.source.snapshotMarker === "incremental" ? "online" : "whole-table" };
+  return event.op === "t" ? { snapshot: "whole-table" } : undefined;
 }
 
 export function parkingTopic(config: SluiceConfig, source: SourceConfig): string {
@@ -126,10 +137,10 @@ export function captureEncoder(
   };
   /** Data topics being created or created, by name; a failed creation is tried again with the next change. */
   const creations = new Map<string, Promise<void>>();
-  const ensureDataTopic = (topic: string, keyed: boolean, table: string): Promise<void> => {
+  const ensureDataTopic = (topic: string, keyed: boolean, table: string, by: TopicCreation | undefined): Promise<void> => {
     let creation = creations.get(topic);
     if (creation === undefined) {
-      creation = log.createTopic(dataTopicSpec(config, topic, { keyed })).catch((error: unknown) => {
+      creation = log.createTopic(dataTopicSpec(config, topic, { keyed }), by).catch((error: unknown) => {
         throw unnamableTopic(error, topic, table) ?? (keyed ? error : keylessInCompacted(error, topic, table, source.name));
       }).then(() => {
         created.add(topic);
@@ -176,7 +187,7 @@ export function captureEncoder(
       // A table's first change: its topic is created while its schemas register (a first start waited for one, then the other).
       // Nothing is written to it before encode returns, so no record precedes its schemas.
       const early = event.op === "t" ? undefined : avro.topicOf(event);
-      const creating = early !== undefined && !created.has(early) ? ensureDataTopic(early, keyed, table) : undefined;
+      const creating = early !== undefined && !created.has(early) ? ensureDataTopic(early, keyed, table, topicCreationBy(event)) : undefined;
       creating?.catch(() => undefined);
       let records = await avro.encode(event);
       await creating;
@@ -188,10 +199,10 @@ export function captureEncoder(
           created.add(control);
           // Sinks hold a control record until its data topic is applied: the topic must exist, even for a table truncated before its first row.
           const dataTopic = controlledTopic(record)!;
-          if (!created.has(dataTopic)) await ensureDataTopic(dataTopic, keyed, table);
+          if (!created.has(dataTopic)) await ensureDataTopic(dataTopic, keyed, table, topicCreationBy(event));
           continue;
         }
-        if (!created.has(record.topic)) await ensureDataTopic(record.topic, keyed, table);
+        if (!created.has(record.topic)) await ensureDataTopic(record.topic, keyed, table, topicCreationBy(event));
       }
       return records;
     },

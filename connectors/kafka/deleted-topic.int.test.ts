@@ -7,7 +7,11 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, test } from "node:test";
 import { Kafka } from "kafkajs";
+import { configSchema } from "../../config/schema.ts";
+import { captureEncoder } from "../../daemon/components.ts";
 import { createLogger } from "../../runtime/logger.ts";
+import { LocalRegistry, openMemoryStore } from "../../schema-registry/index.ts";
+import type { ChangeEvent } from "../contracts.ts";
 import { registryTopic } from "../topics/names.ts";
 import { KafkaTopicLog } from "./kafka-log.ts";
 import { testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
@@ -95,6 +99,52 @@ test("a data topic deleted while Sluice was stopped is created again at the rest
     const warned = lines.map((line) => JSON.parse(line) as { code?: string; topic?: string; msg: string }).filter((line) => line.code === "TOPIC_DELETED");
     assert.deepEqual(warned.map((line) => line.topic), [data]);
     assert.match(warned[0]!.msg, /while Sluice was stopped/);
+  } finally {
+    await log.close();
+  }
+});
+
+test("a data topic deleted while stopped and created again by a snapshot's first read: the initial snapshot's (exported, MySQL's) is neither warned nor told, it writes every row; an online snapshot's is told (its task looked at), not warned TOPIC_DELETED; a change is both", async () => {
+  await admin.connect();
+  const config = configSchema.parse({
+    name: deployment,
+    sources: [{ name: "pg", kind: "postgres", user: "u", database: "shop", tables: ["public.*"] }],
+    topics: { kind: "kafka", brokers: testKafkaConfig().brokers },
+    sinks: [{ name: "warehouse", kind: "duckdb" }],
+  });
+  const tables = ["exported", "online", "changed", "empty"];
+  const topicOf = (table: string) => `${deployment}.pg.public.${table}`;
+  const first = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger: createLogger("error") });
+  try {
+    for (const table of tables) await first.createTopic({ name: topicOf(table), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true });
+  } finally {
+    await first.close();
+  }
+  for (const table of tables) await deleted(topicOf(table));
+
+  const lines: string[] = [];
+  const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger: createLogger("warn", { write: (line: string) => void lines.push(line) }) });
+  try {
+    const told: string[] = [];
+    log.onTopicRecreated((topic) => told.push(topic));
+    const encoder = captureEncoder(config, config.sources[0]!, new LocalRegistry(await openMemoryStore()), log);
+    const event = (table: string, op: "r" | "c" | "t", snapshot: Partial<ChangeEvent["source"]>): ChangeEvent => ({
+      op,
+      key: op === "t" ? {} : { id: 1 },
+      before: null,
+      after: op === "t" ? null : { id: 1 },
+      source: { connector: "postgres", name: "pg", db: "shop", schema: "public", table, position: { commit: 10n, change: 9n }, txId: null, commitTimeMs: 1_000, snapshot: false, ...snapshot },
+      schema: { source: "pg", database: "shop", schema: "public", table, sourceKind: "postgres", columns: [{ name: "id", dbType: "integer", nullable: false, primaryKeyIndex: 1 }], key: ["id"] },
+    });
+    await encoder.encode(event("exported", "r", { snapshot: true, snapshotMarker: "first" }));
+    // An empty table's snapshot: the reset closing it is its first record.
+    await encoder.encode(event("empty", "t", { snapshot: true }));
+    await encoder.encode(event("online", "r", { snapshot: true, snapshotMarker: "incremental" }));
+    await encoder.encode(event("changed", "c", {}));
+    assert.deepEqual(told.sort(), [topicOf("changed"), topicOf("online")].sort());
+    const warned = lines.map((line) => JSON.parse(line) as { code?: string; topic?: string }).filter((line) => line.code === "TOPIC_DELETED");
+    assert.deepEqual(warned.map((line) => line.topic), [topicOf("changed")]);
+    for (const table of tables) assert.ok((await admin.listTopics()).includes(topicOf(table)), `${table}'s topic created again`);
   } finally {
     await log.close();
   }

@@ -28,11 +28,12 @@ import type {
   RegistryJournal,
   StoredRecord,
   TopicConsumer,
+  TopicCreation,
   TopicLog,
   TopicPartitionOffset,
   TopicSpec,
 } from "../topics/contract.ts";
-import { captureLeaseTopic, checkpointTopic, controlTopic, instancesTopic, isInternalTopic, kafkaTopicNameProblem, registryTopic, schemaHistoryTopic, TOPIC_NAME_INVALID, topicIdsTopic } from "../topics/names.ts";
+import { captureLeaseTopic, checkpointTopic, controlTopic, HIGHEST_SCHEMA_ID_KEY, instancesTopic, isInternalTopic, kafkaTopicNameProblem, registryTopic, schemaHistoryTopic, subjectKeysTopic, TOPIC_NAME_INVALID, topicIdsTopic } from "../topics/names.ts";
 import { partitionForKey } from "../topics/partitioner.ts";
 import { announceTopicCreated, onTopicCreated } from "../topics/topic-notices.ts";
 import { assertSameLayout, RECORD_TOO_LARGE, recordBytes, validateSpec } from "../topics/spec.ts";
@@ -56,7 +57,7 @@ import { PartitionReader } from "./partition-reader.ts";
 import { TOPIC_DELETED, unknownTopicAction, writtenLayoutOf } from "./deleted-topics.ts";
 import type { WrittenLayout } from "./deleted-topics.ts";
 import type { FetchLimits } from "./partition-reader.ts";
-import { framedSchemaId, INTERNAL_TOPIC_LOST, isDeploymentDataTopic, isDeploymentSourceTopic, judgeLostTopics } from "./lost-internal-topics.ts";
+import { framedSchemaId, holdsSealedValue, INTERNAL_TOPIC_LOST, isDeploymentDataTopic, isDeploymentSourceTopic, judgeLostTopics, parkingTopicLostWarning } from "./lost-internal-topics.ts";
 import type { DeploymentTraces, InternalTopicsFound, LostTopicPolicy } from "./lost-internal-topics.ts";
 import type { StoreMutation } from "../../schema-registry/store.ts";
 import { partitionKey, StableOffsets } from "./stable-offsets.ts";
@@ -109,6 +110,11 @@ const LEADERS_WITHIN_MS = 10_000;
 const FOLD_FETCH: FetchLimits = { fetchBytes: 2 ** 20, partitionFetchBytes: 2 ** 20 };
 /** The last offsets of each partition read for the schema ids its records reference (a few: transaction markers take offsets too). */
 const SAMPLED_OFFSETS = 8n;
+/**
+ * The last offsets of each partition read for sealed personal values when the subjects' keys are missing: more than for
+ * schema ids, since the last changes of a personal table may carry none (null personal columns, deletes and tombstones).
+ */
+const SAMPLED_FOR_SEALED = 64n;
 
 export class KafkaTopicLog implements TopicLog {
   readonly kind = "kafka";
@@ -163,6 +169,8 @@ export class KafkaTopicLog implements TopicLog {
   private stableOffsets: StableOffsets | null = null;
   /** Topic identities as this process last read or wrote them; loaded on the first createTopic. */
   private recordedTopicIds: Map<string, string> | null = null;
+  /** The highest schema id this process recorded in the checkpoints topic (recordHighestSchemaId). */
+  private highestSchemaIdRecorded = 0;
   /** Writes topic identities outside any transaction, so recording one never fences or waits for the capture's producer. */
   private identityProducer: Promise<Producer> | null = null;
   private isReady = false;
@@ -223,7 +231,10 @@ export class KafkaTopicLog implements TopicLog {
       batchLimitOf: (topic) => this.recordLimits.get(topic),
       onUnknownTopic: (topics) => this.createDeletedAgain(topics),
     });
-    this.registryJournal = new KafkaJournal(this, registryTopic(options.deployment));
+    this.registryJournal = new KafkaJournal(this, registryTopic(options.deployment), {
+      issued: (highest) => this.recordHighestSchemaId(highest),
+      loaded: (highest) => (this.lostTopics === undefined ? Promise.resolve() : this.recordHighestSchemaId(highest)),
+    });
     this.schemaHistoryJournal = new KafkaJournal(this, schemaHistoryTopic(options.deployment));
   }
 
@@ -276,23 +287,27 @@ export class KafkaTopicLog implements TopicLog {
     return this.producerProblem ?? this.adminProblem ?? `connecting to Kafka ${this.config.brokers.join(",")}`;
   }
 
-  async createTopic(spec: TopicSpec): Promise<void> {
-    await this.declareTopic(spec);
+  async createTopic(spec: TopicSpec, creation?: TopicCreation): Promise<void> {
+    await this.declareTopic(spec, false, creation);
   }
 
   /**
    * createTopic; true when the topic was created, false when one that exists was adopted. A data topic created whose
    * identity was recorded before existed and was deleted (while capture wrote to it: `whileWriting`; else while Sluice
-   * was stopped, met at the restart's first record for it): warned, and told to onTopicRecreated, so that its table is read again.
+   * was stopped, met at the restart's first record for it): warned, and told to onTopicRecreated, so that its table is read again
+   * (toldRecreated: not when `creation` says a snapshot writes every row into it).
    */
-  private async declareTopic(spec: TopicSpec, whileWriting = false): Promise<boolean> {
+  private async declareTopic(spec: TopicSpec, whileWriting = false, creation?: TopicCreation): Promise<boolean> {
     this.assertWritable("create topic");
     validateSpec(spec);
     const problem = kafkaTopicNameProblem(spec.name);
     if (problem !== null) throw new SluiceError(`topic ${JSON.stringify(spec.name)}: ${problem}`, { code: TOPIC_NAME_INVALID, context: { component: "kafka", topic: spec.name } });
     if (isInternalTopic(this.deployment, spec.name)) {
       const existing = await this.describeTopic(spec.name);
-      if (!existing) return this.createNew([spec]);
+      if (!existing) {
+        await this.warnLostParking(spec.name);
+        return this.createNew([spec]);
+      }
       await this.adopt(spec, existing);
       return false;
     }
@@ -313,7 +328,7 @@ export class KafkaTopicLog implements TopicLog {
     this.logger.info({ topic: spec.name, topicId: id }, "topic identity drawn");
     try {
       const created = await this.createNew([spec]);
-      if (created && formerlyRecorded) this.toldRecreated(spec.name, whileWriting);
+      if (created && formerlyRecorded) this.toldRecreated(spec.name, whileWriting, creation);
       return created;
     } catch (error) {
       // A legal name the broker refuses collides with a topic whose name differs only in "." and "_" (one name in Kafka's metrics).
@@ -395,8 +410,20 @@ export class KafkaTopicLog implements TopicLog {
     }
   }
 
-  private toldRecreated(name: string, whileWriting: boolean): void {
+  private toldRecreated(name: string, whileWriting: boolean, creation?: TopicCreation): void {
     const when = whileWriting ? "while capture wrote to it" : "while Sluice was stopped (its identity was recorded, the topic is gone)";
+    if (creation?.snapshot === "whole-table") {
+      // The initial snapshot's first read (a first start after the topics were deleted, docs/operations.md "Start the history
+      // again"): every row of the table goes into the new topic, so nothing is missing and nothing is asked.
+      this.logger.info({ topic: name }, `topic ${name} was deleted ${when} and is created again by a snapshot reading its whole table: every row goes into it`);
+      return;
+    }
+    if (creation?.snapshot === "online") {
+      // An online snapshot's read: its task reads the whole table, or only a WHERE condition's rows; the listeners look at it.
+      this.logger.info({ topic: name }, `topic ${name} was deleted ${when} and is created again by an online snapshot's read of its table`);
+      for (const listener of this.recreatedListeners) listener(name);
+      return;
+    }
     this.logger.warn(
       { topic: name, code: TOPIC_DELETED },
       `topic ${name} was deleted ${when} (by hand?): created again as configured; it holds only the changes from here on, so its table is read again (an online snapshot is requested), and sinks read it from its first record (docs/operations.md, "A sink refuses to start")`,
@@ -1074,15 +1101,26 @@ export class KafkaTopicLog implements TopicLog {
     // The checkpoints are judged only when missing: a deployment's data topics can hold records with no checkpoint yet
     // (written by another tool, or by tests through the log itself), and an empty checkpoints topic refused at every start
     // of such a deployment would be a false alarm; one created again empty by hand is not caught (docs/topics.md).
-    const [registry, checkpoints] = await Promise.all([kept(registryTopic(d), policy.builtinRegistry), kept(checkpointTopic(d), false)]);
+    const [registry, checkpoints, subjectKeys] = await Promise.all([
+      kept(registryTopic(d), policy.builtinRegistry),
+      kept(checkpointTopic(d), false),
+      // Created by the key store at a governed table's first record, not here: judged only where personal_data is set.
+      policy.personalData === true ? this.describeTopic(subjectKeysTopic(d)).then((there) => (there ? kept(subjectKeysTopic(d), true) : "missing" as const)) : ("kept" as const),
+    ]);
     const found: InternalTopicsFound = {
       registry,
       checkpoints,
       schemaHistoryMissing: missing.includes(schemaHistoryTopic(d)),
       topicIdsMissing: missing.includes(topicIdsTopic(d)),
+      subjectKeys,
     };
-    if (found.registry === "kept" && found.checkpoints === "kept" && !found.schemaHistoryMissing && !found.topicIdsMissing) return null;
-    const verdict = judgeLostTopics(d, found, await this.deploymentTraces(policy, found.schemaHistoryMissing && policy.mysqlSources.length > 0 && found.checkpoints === "kept"), policy);
+    if (found.registry === "kept" && found.checkpoints === "kept" && !found.schemaHistoryMissing && !found.topicIdsMissing && found.subjectKeys === "kept") return null;
+    const traces = await this.deploymentTraces(policy, {
+      checkpointed: found.schemaHistoryMissing && policy.mysqlSources.length > 0 && found.checkpoints === "kept",
+      highestSchemaId: found.registry !== "kept" && found.checkpoints === "kept",
+      sealed: found.subjectKeys !== "kept",
+    });
+    const verdict = judgeLostTopics(d, found, traces, policy);
     for (const warning of verdict.warnings) this.logger.warn({ topic: warning.topic, code: "INTERNAL_TOPIC_LOST" }, warning.message);
     if (verdict.refusal) {
       this.logger.error({ err: verdict.refusal.toLog() }, "internal topics lost");
@@ -1091,42 +1129,75 @@ export class KafkaTopicLog implements TopicLog {
     return verdict.reserveIdsThrough;
   }
 
-  /** What the deployment's topics show of earlier runs: the schema ids in the last records of its framed topics, its data topics, the sources checkpointed. */
-  private async deploymentTraces(policy: LostTopicPolicy, withCheckpointed: boolean): Promise<DeploymentTraces> {
+  /**
+   * What the deployment's topics show of earlier runs: the schema ids in the last records of its framed topics, its data
+   * topics, the sources checkpointed and the registry's recorded highest id (read from the checkpoints when asked), and,
+   * when asked, the topics whose last records hold sealed personal values.
+   */
+  private async deploymentTraces(policy: LostTopicPolicy, read: { checkpointed: boolean; highestSchemaId: boolean; sealed: boolean }): Promise<DeploymentTraces> {
     const d = this.deployment;
     const names = (await this.topicNames()).filter((name) => name.startsWith(`${d}.`));
     // Only the topics this deployment's naming gives: others under `<deployment>.` (another producer's) are no trace of it.
     const sourceTopics = names.filter((name) => !isInternalTopic(d, name) && isDeploymentSourceTopic(d, policy, name));
     const dataTopics = sourceTopics.filter((name) => isDeploymentDataTopic(d, policy, name));
+    const framedTopics = [...sourceTopics, ...names.filter((name) => name === controlTopic(d) || name.startsWith(`${d}.sluice.halted.`))];
+    // Dead letters (a data check's, a sink's) hold sealed values too; their schema ids were never judged.
+    const sampled = read.sealed ? [...framedTopics, ...names.filter((name) => name.startsWith(`${d}.dlq.`))] : framedTopics;
+    const depth = read.sealed ? SAMPLED_FOR_SEALED : SAMPLED_OFFSETS;
     const framed = new Map<string, number[]>();
-    for (const topic of [...sourceTopics, ...names.filter((name) => name === controlTopic(d) || name.startsWith(`${d}.sluice.halted.`))]) {
+    const sealed: string[] = [];
+    for (const topic of sampled) {
       const offsets = await this.call(`fetch offsets of ${topic}`, () => this.admin.fetchTopicOffsets(topic));
       const ranges = offsets
         .map((o) => ({ partition: o.partition, low: BigInt(o.low), end: BigInt(o.high) }))
         .filter((r) => r.end > r.low)
-        .map((r) => ({ partition: r.partition, start: r.end - SAMPLED_OFFSETS > r.low ? r.end - SAMPLED_OFFSETS : r.low, end: r.end }));
+        .map((r) => ({ partition: r.partition, start: r.end - depth > r.low ? r.end - depth : r.low, end: r.end }));
       if (ranges.length === 0) continue;
       const ids = new Set<number>();
+      let holdsSealed = false;
       for (const record of await this.partitionReader().read(topic, ranges)) {
+        holdsSealed ||= read.sealed && (holdsSealedValue(record.value) || holdsSealedValue(record.key));
+        // The ids of the last SAMPLED_OFFSETS records only, as without the deeper look.
+        if (record.offset < ranges.find((r) => r.partition === record.partition)!.end - SAMPLED_OFFSETS) continue;
         for (const payload of [record.key, record.value]) {
           const id = framedSchemaId(payload);
           if (id !== null) ids.add(id);
         }
       }
-      if (ids.size > 0) framed.set(topic, [...ids].sort((a, b) => a - b));
+      if (ids.size > 0 && framedTopics.includes(topic)) framed.set(topic, [...ids].sort((a, b) => a - b));
+      if (holdsSealed) sealed.push(topic);
     }
     const checkpointed = new Set<string>();
-    if (withCheckpointed) {
+    let highestSchemaId: number | null = null;
+    if (read.checkpointed || read.highestSchemaId) {
       await this.foldTopic(checkpointTopic(d), (record) => {
-        const source = record.key === null ? "" : Buffer.from(record.key).toString("utf8");
+        const key = record.key === null ? "" : Buffer.from(record.key).toString("utf8");
+        if (key === HIGHEST_SCHEMA_ID_KEY) {
+          const id = record.value === null ? NaN : Number(Buffer.from(record.value).toString("utf8"));
+          if (Number.isSafeInteger(id) && id >= 0) highestSchemaId = Math.max(highestSchemaId ?? 0, id);
+          return;
+        }
         // Entries are keyed <source>/<name>; a checkpoint by the source's name.
-        if (source !== "" && !source.includes("/")) {
-          if (record.value === null) checkpointed.delete(source);
-          else checkpointed.add(source);
+        if (key !== "" && !key.includes("/")) {
+          if (record.value === null) checkpointed.delete(key);
+          else checkpointed.add(key);
         }
       });
     }
-    return { framed, dataTopics, checkpointed: [...checkpointed] };
+    return { framed, dataTopics, checkpointed: [...checkpointed], sealed, highestSchemaId };
+  }
+
+  /**
+   * A parking topic about to be created while its source's data topics exist was deleted while Sluice was stopped: warned
+   * with what may be lost (parkingTopicLostWarning says why it is not refused). Only for a log opened with the config's
+   * policy (sluice run); a first start creates the parking topic before any data topic, so it says nothing.
+   */
+  private async warnLostParking(topic: string): Promise<void> {
+    const prefix = `${this.deployment}.sluice.halted.`;
+    if (this.lostTopics === undefined || !topic.startsWith(prefix)) return;
+    const source = { name: topic.slice(prefix.length), transactionTopic: false, outboxTopic: null };
+    const dataTopics = (await this.topicNames()).filter((name) => isDeploymentDataTopic(this.deployment, { sources: [source] }, name));
+    if (dataTopics.length > 0) this.logger.warn({ topic, code: INTERNAL_TOPIC_LOST }, parkingTopicLostWarning(topic, dataTopics));
   }
 
   /**
@@ -1141,6 +1212,24 @@ export class KafkaTopicLog implements TopicLog {
       await (await this.plainProducer()).send({ topic: registryTopic(this.deployment), acks: -1, messages: [{ key: null, value: JSON.stringify({ mutations }), partition: 0 }] });
     });
     this.logger.warn({ topic: registryTopic(this.deployment), through, code: "INTERNAL_TOPIC_LOST" }, `schema registry created again empty: schema ids up to ${through} (those the last records of the deployment's topics reference, and a margin for older records) are kept from new schemas`);
+  }
+
+  /**
+   * Records `highest`, a schema id the built-in registry issued (or found issued), in the checkpoints topic under
+   * HIGHEST_SCHEMA_ID_KEY, outside any transaction, unless this process recorded one as high: the registry's journal lost
+   * with its topic, an accepted loss keeps new ids above it (judgeLostTopics). Written before the registration that issued
+   * it returns, so no record names an id above the one recorded. Another process's registry loaded just before a new id was
+   * issued may write a lower one after it: the reservation's margin covers such a few.
+   */
+  private async recordHighestSchemaId(highest: number): Promise<void> {
+    if (highest <= this.highestSchemaIdRecorded || this.producer === null) return;
+    const topic = checkpointTopic(this.deployment);
+    const key = Buffer.from(HIGHEST_SCHEMA_ID_KEY, "utf8");
+    const partition = partitionForKey(key, await this.partitionCount(topic));
+    await this.call("record the highest schema id", async () => {
+      await (await this.plainProducer()).send({ topic, acks: -1, messages: [{ key, value: String(highest), partition }] });
+    });
+    this.highestSchemaIdRecorded = Math.max(this.highestSchemaIdRecorded, highest);
   }
 
   private async checkpointMessage(checkpoint: Checkpoint): Promise<OutgoingMessage> {
@@ -1297,24 +1386,55 @@ export class KafkaTopicLog implements TopicLog {
 }
 
 /** A journal in Kafka: a single-partition topic kept forever (the schema registry's `<deployment>.sluice.schemas`, the schema histories' `<deployment>.sluice.schema-history`). */
+/** The registry journal's hooks for the highest schema id it holds (KafkaTopicLog.recordHighestSchemaId). */
+interface SchemaIdRecorder {
+  /** An entry about to be appended issues ids up to `highest`: awaited with the append. */
+  issued(highest: number): Promise<void>;
+  /** The journal loaded holds ids up to `highest` (ids issued before they were recorded: an upgrade): best effort. */
+  loaded(highest: number): Promise<void>;
+}
+
 class KafkaJournal implements RegistryJournal {
   private readonly log: KafkaTopicLog;
   private readonly topic: string;
+  private readonly ids: SchemaIdRecorder | null;
 
-  constructor(log: KafkaTopicLog, topic: string) {
+  constructor(log: KafkaTopicLog, topic: string, ids: SchemaIdRecorder | null = null) {
     this.log = log;
     this.topic = topic;
+    this.ids = ids;
   }
 
   async append(entry: unknown): Promise<void> {
     const text = JSON.stringify(entry);
     if (text === undefined) throw new TypeError(`entries of the journal ${this.topic} must be JSON values`);
-    await this.log.produce([{ topic: this.topic, key: null, value: Buffer.from(text, "utf8"), timestamp: Date.now() }]);
+    const appended = this.log.produce([{ topic: this.topic, key: null, value: Buffer.from(text, "utf8"), timestamp: Date.now() }]);
+    const highest = this.ids === null ? 0 : highestSchemaIdIn([entry]);
+    // Both durable before the registration returns: a record naming a new id is written only after it.
+    await Promise.all([appended, highest > 0 ? this.ids!.issued(highest) : undefined]);
   }
 
   async loadAll(): Promise<unknown[]> {
-    return (await this.log.readWholeTopic(this.topic)).filter((r) => r.value !== null).map((r) => JSON.parse(Buffer.from(r.value!).toString("utf8")) as unknown);
+    const entries = (await this.log.readWholeTopic(this.topic)).filter((r) => r.value !== null).map((r) => JSON.parse(Buffer.from(r.value!).toString("utf8")) as unknown);
+    const highest = this.ids === null ? 0 : highestSchemaIdIn(entries);
+    // Best effort: a registry whose ids were never recorded still opens; the reservation's margin covers it then.
+    if (highest > 0) await this.ids!.loaded(highest).catch(() => undefined);
+    return entries;
   }
+}
+
+/** The highest schema id registry journal entries (`{mutations}`, schema-registry/journal-backend.ts) issue or reserve; 0 for none. */
+function highestSchemaIdIn(entries: readonly unknown[]): number {
+  let highest = 0;
+  for (const entry of entries) {
+    const mutations = (entry as { mutations?: unknown } | null)?.mutations;
+    if (!Array.isArray(mutations)) continue;
+    for (const mutation of mutations as { op?: unknown; id?: unknown; through?: unknown }[]) {
+      const id = mutation?.op === "register" ? mutation.id : mutation?.op === "reserveIds" ? mutation.through : undefined;
+      if (typeof id === "number" && Number.isSafeInteger(id) && id > highest) highest = id;
+    }
+  }
+  return highest;
 }
 
 /** Kafka's cleanup.policy for a spec: a compacted topic with an age or size bound also deletes. */

@@ -1,18 +1,20 @@
 /**
  * Internal topics deleted while Sluice was stopped, met by the next open of the Kafka topic log (ensureInternalTopics,
- * lost-internal-topics.ts) on the real broker: a lost registry or checkpoints topic is refused unless the loss is
- * accepted; a lost schema history or topic-identity topic is warned; a first start, and topics a newer version added,
- * are created silently.
+ * lost-internal-topics.ts) on the real broker: a lost registry, checkpoints or subject-keys topic is refused unless the
+ * loss is accepted; a lost schema history, topic-identity or parking topic is warned; a first start, and topics a newer
+ * version added, are created silently.
  */
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, test } from "node:test";
 import { Kafka, logLevel } from "kafkajs";
 import { configSchema } from "../../config/schema.ts";
+import { encryptValue, MasterKey, SubjectKeyStore } from "../../daemon/governance/subject-keys.ts";
 import { runReplayCommand } from "../../daemon/replay.ts";
 import { createLogger } from "../../runtime/logger.ts";
 import { openJournalStore } from "../../schema-registry/journal-backend.ts";
-import { captureLeaseTopic, checkpointTopic, instancesTopic, registryTopic, schemaHistoryTopic, topicIdsTopic } from "../topics/names.ts";
+import { lostTopicPolicyOf } from "../topics/open.ts";
+import { captureLeaseTopic, checkpointTopic, instancesTopic, registryTopic, schemaHistoryTopic, subjectKeysTopic, topicIdsTopic } from "../topics/names.ts";
 import { guardRequestQueue } from "./kafka-client.ts";
 import { KafkaTopicLog } from "./kafka-log.ts";
 import type { LostTopicPolicy } from "./lost-internal-topics.ts";
@@ -155,4 +157,113 @@ test("a command that may write (sluice replay --execute) refuses the same way, j
   assert.ok(refused.stderr.includes(`${registryTopic(deployment)} (the built-in schema registry) is gone`), refused.stderr);
   assert.equal((await admin.listTopics()).includes(registryTopic(deployment)), false);
   assert.equal((await replay({ kind: "remote", url: "http://127.0.0.1:1" })).code, 0);
+});
+
+test("the highest schema id the registry issued is recorded outside its topic: its loss accepted, new ids are above it though no sampled record names it", async () => {
+  const { deployment } = await ranBefore("lostids");
+  await openOnce(deployment, policy, async (log) => {
+    // An id far above those the data topic's last records name (6, 7), used only by records older than the sample.
+    const store = await openJournalStore(log.registryJournal);
+    await store.apply([{ op: "register", subject: `${deployment}.my.shop.old-value`, version: 1, id: 25_000, schema: '"string"' }]);
+  });
+  await deleted(registryTopic(deployment));
+  await openOnce(deployment, { ...policy, accept: true }, async (log) => {
+    const store = await openJournalStore(log.registryJournal);
+    assert.ok((await store.nextId()) > 25_000, `next id ${await store.nextId()} is above the highest issued, 25000`);
+  });
+});
+
+/** A deployment with personal columns that ran: a data topic holding a record whose personal value is sealed with subject 1042's key. */
+async function ranSealed(prefix: string): Promise<{ deployment: string; data: string; personal: LostTopicPolicy }> {
+  const deployment = testDeployment(prefix);
+  deployments.push(deployment);
+  const config = configSchema.parse({
+    name: deployment,
+    personal_data: { master_key_file: "/nonexistent/master.key" },
+    sources: [{ name: "pg", kind: "postgres", user: "u", database: "shop", tables: ["public.*"], governance: { tables: { "public.customers": { personal: { subject: "id", columns: ["email"] } } } } }],
+    topics: { kind: "kafka", brokers: testKafkaConfig().brokers },
+    sinks: [{ name: "warehouse", kind: "duckdb" }],
+  });
+  const personal = lostTopicPolicyOf(config);
+  const data = `${deployment}.pg.public.customers`;
+  await openOnce(deployment, personal, async (log) => {
+    await log.createTopic({ name: data, partitions: 1, retentionMs: null, retentionBytes: null, compacted: true });
+    await log.registryJournal.append({ mutations: [] });
+    const keys = await SubjectKeyStore.open(log, subjectKeysTopic(deployment), MasterKey.generate());
+    await keys.createKeys("pg", ["1042"]);
+    const sealed = encryptValue(Buffer.from("ann@example.com"), (await keys.keyIfKnown("pg", "1042"))!, "public.customers.email", "1042");
+    await keys.close();
+    const value = Buffer.concat([Buffer.from([0, 0, 0, 0, 7]), Buffer.from(sealed)]);
+    // Later changes without a personal value (deletes, tombstones) after it.
+    await log.produce(
+      [{ topic: data, key: Buffer.from([0, 0, 0, 0, 6, 1]), value, timestamp: Date.now() }, ...Array.from({ length: 10 }, (_, n) => ({ topic: data, key: Buffer.from([0, 0, 0, 0, 6, n + 2]), value: null, timestamp: Date.now() }))],
+      { source: "pg", position: { commit: 10n, change: 0n } },
+    );
+  });
+  return { deployment, data, personal };
+}
+
+test("the subjects' keys deleted while stopped, where records hold sealed personal values: refused naming what is lost, not created (nor when created again empty); without personal_data not judged; accepted, created again", async () => {
+  const { deployment, data, personal } = await ranSealed("lostkeys");
+  assert.equal(personal.personalData, true);
+  await deleted(subjectKeysTopic(deployment));
+  const refusedFor = (how: string) => (error: { code?: string; retriable?: boolean; message: string }) => {
+    assert.equal(error.code, "INTERNAL_TOPIC_LOST");
+    assert.notEqual(error.retriable, true);
+    assert.ok(error.message.includes(`${subjectKeysTopic(deployment)} (the data subjects' keys of the personal columns) is ${how}, while records in ${data} hold personal values`), error.message);
+    assert.match(error.message, /cannot be decrypted/);
+    assert.match(error.message, /--accept-lost-topics/);
+    return true;
+  };
+  await assert.rejects(openOnce(deployment, personal), refusedFor("gone"));
+  assert.equal((await admin.listTopics()).includes(subjectKeysTopic(deployment)), false, "not created again empty");
+
+  await admin.createTopics({ topics: [{ topic: subjectKeysTopic(deployment), numPartitions: 1, configEntries: [{ name: "cleanup.policy", value: "compact" }] }] });
+  await assert.rejects(openOnce(deployment, personal), refusedFor("empty"));
+  await openOnce(deployment, { ...personal, personalData: false });
+
+  const warned: string[] = [];
+  await openOnce(deployment, { ...personal, accept: true }, async (log) => {
+    const keys = await SubjectKeyStore.open(log, subjectKeysTopic(deployment), MasterKey.generate());
+    assert.equal(await keys.keyIfKnown("pg", "1042"), null, "the key is gone for good");
+    await keys.close();
+  }, warned);
+  assert.ok(warned.some((line) => line.includes("loss accepted") && line.includes(subjectKeysTopic(deployment))), warned.join("\n"));
+});
+
+test("personal columns configured on a deployment that never sealed a value (just configured, an upgrade), or a first start: the missing key topic says nothing", async () => {
+  const other = testDeployment("nokeys");
+  deployments.push(other);
+  const plain: LostTopicPolicy = { builtinRegistry: true, mysqlSources: [], sources: [{ name: "pg", transactionTopic: false, outboxTopic: null }], personalData: true, accept: false };
+  const first: string[] = [];
+  await openOnce(other, plain, undefined, first);
+  assert.deepEqual(first, []);
+  await openOnce(other, plain, async (log) => {
+    await log.createTopic({ name: `${other}.pg.public.customers`, partitions: 1, retentionMs: null, retentionBytes: null, compacted: true });
+    await log.registryJournal.append({ mutations: [] });
+    await log.produce([{ topic: `${other}.pg.public.customers`, key: Buffer.from([0, 0, 0, 0, 6, 1]), value: Buffer.from([0, 0, 0, 0, 7, 2, 0x41]), timestamp: Date.now() }], { source: "pg", position: { commit: 10n, change: 0n } });
+  });
+  const warned: string[] = [];
+  await openOnce(other, plain, undefined, warned);
+  assert.deepEqual(warned, []);
+  assert.equal((await admin.listTopics()).includes(subjectKeysTopic(other)), false, "left to the key store");
+});
+
+test("a parking topic deleted while stopped is warned with what may be lost when its source's data topics exist; at a first start it is created silently", async () => {
+  const { deployment, data } = await ranBefore("lostpark");
+  const parking = `${deployment}.sluice.halted.my`;
+  const spec = { name: parking, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false };
+  const warned: string[] = [];
+  await openOnce(deployment, policy, (log) => log.createTopic(spec), warned);
+  const lost = warned.map((line) => JSON.parse(line) as { code?: string; topic?: string; msg: string }).filter((line) => line.topic === parking);
+  assert.equal(lost.length, 1, warned.join("\n"));
+  assert.equal(lost[0]!.code, "INTERNAL_TOPIC_LOST");
+  assert.ok(lost[0]!.msg.includes(`data topics ${data} do`), lost[0]!.msg);
+  assert.match(lost[0]!.msg, /If changes were parked in it .* they are lost/);
+
+  const first = testDeployment("firstpark");
+  deployments.push(first);
+  const quiet: string[] = [];
+  await openOnce(first, policy, (log) => log.createTopic({ ...spec, name: `${first}.sluice.halted.my` }), quiet);
+  assert.deepEqual(quiet, []);
 });

@@ -1,13 +1,14 @@
 /**
  * An internal topic found missing when a Kafka topic log opens, told from a first start or an upgrade by what the
  * deployment's other topics hold (KafkaTopicLog.ensureInternalTopics gathers it, judgeLostTopics decides). Created again
- * empty, the schema registry's journal and the checkpoints lose what replay and capture read back from them, so their
- * loss is refused unless the operator accepts it (`sluice run --accept-lost-topics`); the schema histories' and the topic
- * identities' loss is warned with its consequence (an upgrade from a version without them looks the same); the other
- * internal topics (announcements, the capture lease) hold nothing to lose and are created silently.
+ * empty, the schema registry's journal, the checkpoints and the subjects' keys lose what replay, capture and the sinks read
+ * back from them, so their loss is refused unless the operator accepts it (`sluice run --accept-lost-topics`); the schema
+ * histories', the topic identities' and a parking topic's loss is warned with its consequence (an upgrade from a version
+ * without them, or a parking topic deleted once nothing was parked, looks the same); the other internal topics
+ * (announcements, the capture lease) hold nothing to lose and are created silently.
  */
 import { SluiceError } from "../errors.ts";
-import { checkpointTopic, registryTopic, schemaHistoryTopic, topicIdsTopic } from "../topics/names.ts";
+import { checkpointTopic, registryTopic, schemaHistoryTopic, subjectKeysTopic, topicIdsTopic } from "../topics/names.ts";
 
 export const INTERNAL_TOPIC_LOST = "INTERNAL_TOPIC_LOST";
 
@@ -22,6 +23,8 @@ export interface LostTopicPolicy {
    * `<deployment>.` (Debezium's `<topic.prefix>.<schema>.<table>` on a shared cluster) are no trace of this deployment.
    */
   readonly sources: readonly SourceTopics[];
+  /** personal_data is configured: the subjects' keys of personal columns are kept in `<deployment>.sluice.subject-keys`. */
+  readonly personalData?: boolean;
   /** The operator accepts the loss (sluice run --accept-lost-topics): the topics are created again, the registry's new ids kept above those records reference. */
   readonly accept: boolean;
 }
@@ -66,6 +69,8 @@ export interface InternalTopicsFound {
   readonly checkpoints: "kept" | "missing" | "empty";
   readonly schemaHistoryMissing: boolean;
   readonly topicIdsMissing: boolean;
+  /** The subjects' keys, judged only with personal_data ("kept" otherwise); "empty" as the registry's. */
+  readonly subjectKeys: "kept" | "missing" | "empty";
 }
 
 /** What the deployment's other topics show of earlier runs. */
@@ -76,6 +81,13 @@ export interface DeploymentTraces {
   readonly dataTopics: readonly string[];
   /** Sources with a checkpoint in `<deployment>.sluice.checkpoints`. */
   readonly checkpointed: readonly string[];
+  /**
+   * Topics (data, parking, dead-letter) whose sampled records hold personal values sealed with a subject's key
+   * (`sluice-enc:`): a key store held keys, since a key is stored before any value is sealed with it.
+   */
+  readonly sealed: readonly string[];
+  /** The highest schema id the registry issued, as recorded in the checkpoints topic (HIGHEST_SCHEMA_ID_KEY); null when none is. */
+  readonly highestSchemaId: number | null;
 }
 
 export interface LostTopicsVerdict {
@@ -83,12 +95,19 @@ export interface LostTopicsVerdict {
   readonly refusal: SluiceError | null;
   /** Losses warned, each with its consequence. */
   readonly warnings: readonly { readonly topic: string; readonly message: string }[];
-  /** The loss of the registry accepted: new schema ids must be above this one, the highest the sampled records reference plus RESERVED_ID_MARGIN. */
+  /**
+   * The loss of the registry accepted: new schema ids must be above this one, the highest of the recorded highest id and
+   * the ids the sampled records reference, plus RESERVED_ID_MARGIN.
+   */
   readonly reserveIdsThrough: number | null;
 }
 
 const LISTED = 5;
-/** Schema ids kept from new schemas above the highest one the sampled records reference (judgeLostTopics). */
+/**
+ * Schema ids kept from new schemas above the highest one known (judgeLostTopics): for a deployment whose registry issued
+ * ids before the highest was recorded (an upgrade) or in a process of an older version, whose ids only the sampled
+ * records show.
+ */
 export const RESERVED_ID_MARGIN = 10_000;
 
 export function judgeLostTopics(deployment: string, found: InternalTopicsFound, traces: DeploymentTraces, policy: LostTopicPolicy): LostTopicsVerdict {
@@ -103,14 +122,23 @@ export function judgeLostTopics(deployment: string, found: InternalTopicsFound, 
         `those records cannot be decoded (replays, rebuilds, a sink added later fail on them), and a registry started empty would give new schemas those same ids, so old records would be read with another table's schema`,
     });
     // The sample holds the last records of each partition only, and the registry hands a schema registered again its
-    // old id, so a higher id may sit in older records: ids are only numbers, a wide margin costs nothing.
-    reserveIdsThrough = ids[ids.length - 1]! + RESERVED_ID_MARGIN;
+    // old id, so a higher id may sit in older records: the highest id issued is recorded beside the checkpoints for that.
+    // Without that record (ids issued before it was kept), the margin: ids are only numbers, a wide one costs nothing.
+    reserveIdsThrough = Math.max(ids[ids.length - 1]!, traces.highestSchemaId ?? 0) + RESERVED_ID_MARGIN;
   }
   if (found.checkpoints !== "kept" && framedTopics.length > 0) {
     lost.push({
       topic: checkpointTopic(deployment),
       message: `${checkpointTopic(deployment)} (the sources' checkpoints and the PostgreSQL sources' record of the tables' layouts) is ${found.checkpoints === "missing" ? "gone" : "empty"}, while ${listed(framedTopics)} hold records capture wrote: ` +
         `every source would start as if for the first time, as snapshot.mode says (initial, when-needed: every table read again into the topics, a PostgreSQL source's replication slot dropped and made again; never: a MySQL source streams from the binlog's current end, losing the changes made while Sluice was stopped)`,
+    });
+  }
+  if (policy.personalData === true && found.subjectKeys !== "kept" && traces.sealed.length > 0) {
+    lost.push({
+      topic: subjectKeysTopic(deployment),
+      message: `${subjectKeysTopic(deployment)} (the data subjects' keys of the personal columns) is ${found.subjectKeys === "missing" ? "gone" : "empty"}, while records in ${listed([...traces.sealed].sort())} hold personal values sealed with those keys: ` +
+        `the personal values of existing records cannot be decrypted any more (sinks, replays, rebuilds and a sink added later would apply every one as null, as if every subject had been forgotten; parked changes would be released with their personal and transformed columns null), ` +
+        `and capture would make new keys for the same subjects without a word`,
     });
   }
   const warnings: { topic: string; message: string }[] = [];
@@ -138,15 +166,40 @@ export function judgeLostTopics(deployment: string, found: InternalTopicsFound, 
   return {
     refusal: new SluiceError(
       `Sluice's internal topics were deleted while it was stopped, and this deployment ran before: ${lost.map((l) => l.message).join("; ")}. ` +
-        `Nothing was created. Restore the topic(s) from a backup and start again; or accept the loss: sluice run -c FILE --accept-lost-topics creates them again ` +
-        `(the registry's new schema ids kept above those the records reference, the schemas registered again as capture meets each table), after which the records written before cannot be decoded: ` +
-        `rebuild from a fresh snapshot (docs/operations.md, "An internal topic was deleted")`,
+        `Nothing was created. Restore the topic(s) from a backup and start again; or accept the loss: sluice run -c FILE --accept-lost-topics creates them again` +
+        (lost.some((l) => l.topic === registryTopic(deployment))
+          ? ` (the registry's new schema ids kept above those the records reference, the schemas registered again as capture meets each table), after which the records written before cannot be decoded: rebuild from a fresh snapshot`
+          : "") +
+        (lost.some((l) => l.topic === subjectKeysTopic(deployment)) ? `; the personal values written before stay unreadable (a fresh snapshot publishes them again under new keys)` : "") +
+        ` (docs/operations.md, "An internal topic was deleted")`,
       { code: INTERNAL_TOPIC_LOST, context: { component: "kafka", deployment, topics: lost.map((l) => l.topic).join(",") } },
     ),
     warnings,
     reserveIdsThrough: null,
   };
 }
+
+/**
+ * A parking topic (`<deployment>.sluice.halted.<source>`) about to be created while its source's data topics exist: the
+ * warning saying what may be lost. Not refused: what is parked lives only in the parking topic itself (the changes, and
+ * markers of how far each table was released), so nothing outside it tells a topic that held parked changes from one
+ * deleted once nothing was parked, as docs/governance.md says to purge it.
+ */
+export function parkingTopicLostWarning(topic: string, dataTopics: readonly string[]): string {
+  return (
+    `${topic} (where capture parks the changes of tables halted at capture) does not exist while the source's data topics ${listed([...dataTopics].sort())} do: ` +
+    `it was deleted while Sluice was stopped. It is created again empty. If changes were parked in it (sluice halted listed tables halted at capture), they are lost: ` +
+    `capture's position is past them, so their tables' topics and every sink lack them for good, with no gap to see; read those tables again (sluice snapshot -c FILE --table T --execute). ` +
+    `If nothing was parked when it was deleted, nothing is lost`
+  );
+}
+
+/** Does `payload` hold a personal value sealed with a subject's key (daemon/governance/subject-keys.ts: `sluice-enc:v1:`, `sluice-enc:v2:`)? */
+export function holdsSealedValue(payload: Uint8Array | null): boolean {
+  return payload !== null && Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).includes(SEALED_MARK);
+}
+
+const SEALED_MARK = Buffer.from("sluice-enc:v", "latin1");
 
 /** The schema id a Confluent-framed payload references (magic byte 0, then a 4-byte big-endian id), or null for one that is not framed. */
 export function framedSchemaId(payload: Uint8Array | null): number | null {

@@ -182,14 +182,28 @@ export type CheckpointGuarantee = "exactly-once" | "at-least-once";
  * The durable, ordered, replayable log between sources and sinks (embedded or Kafka).
  * `produce` resolves only when the records, and the checkpoint if given, are durable.
  */
+/** What creates a data topic: its first record (capture's encoder, daemon/components.ts). */
+export interface TopicCreation {
+  /**
+   * The record is a snapshot's: "whole-table" a read (or the reset closing it) of a snapshot that reads every row of the
+   * table (the initial snapshot, exported or MySQL's), so a topic created again by it gets every row and nothing is
+   * missing; "online" a read of an online snapshot, whose task may read the whole table or only a WHERE condition's rows
+   * (daemon/recreated-topics.ts looks at the task).
+   */
+  readonly snapshot?: "whole-table" | "online";
+}
+
 export interface TopicLog {
   readonly kind: "embedded" | "kafka";
   readonly checkpointGuarantee: CheckpointGuarantee;
   /** Connected and able to store records now. */
   ready(): boolean;
 
-  /** Creates the topic, or checks that an existing one matches (partitions, compaction): a mismatch is a TOPIC_MISMATCH error naming both. */
-  createTopic(spec: TopicSpec): Promise<void>;
+  /**
+   * Creates the topic, or checks that an existing one matches (partitions, compaction): a mismatch is a TOPIC_MISMATCH error naming both.
+   * `creation` says what the data topic's first record is, so that a topic created again after it was deleted is told only when it lacks rows.
+   */
+  createTopic(spec: TopicSpec, creation?: TopicCreation): Promise<void>;
   deleteTopic(name: string): Promise<void>;
   /** Every topic, or only those of `names` that exist (Kafka: one describe per topic listed). */
   listTopics(names?: readonly string[]): Promise<TopicSpec[]>;

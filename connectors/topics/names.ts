@@ -29,6 +29,21 @@ export function topicIdsTopic(deployment: string): string {
 }
 
 /**
+ * The compacted topic holding the data subjects' keys of personal columns (daemon/governance/subject-keys.ts), wrapped by
+ * the master key, keyed by source and subject.
+ */
+export function subjectKeysTopic(deployment: string): string {
+  return `${deployment}.sluice.subject-keys`;
+}
+
+/**
+ * Kafka: the record of `<deployment>.sluice.checkpoints` holding the highest schema id the built-in registry issued
+ * (kafka-log.ts, KafkaJournal), kept outside the registry's own topic so that a registry lost with its topic gives new
+ * schemas ids above every id a record names. No source's name holds a NUL, so no checkpoint or entry has this key.
+ */
+export const HIGHEST_SCHEMA_ID_KEY = "\u0000registry/highest-schema-id";
+
+/**
  * The compacted topic holding every table's truncates and snapshot resets (daemon/control-records.ts),
  * keyed by source and table, so that data topics stay free of them (Debezium consumers fail on op t).
  */

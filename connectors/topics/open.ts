@@ -34,6 +34,7 @@ export function lostTopicPolicyOf(config: SluiceConfig, accept = false): LostTop
     builtinRegistry: config.schema_registry.kind !== "remote",
     mysqlSources: config.sources.filter((s) => s.kind === "mysql").map((s) => s.name),
     sources: config.sources.map((s) => ({ name: s.name, transactionTopic: s.transaction_metadata, outboxTopic: s.outbox?.topic ?? null })),
+    personalData: config.personal_data !== undefined,
     accept,
   };
 }

@@ -14,6 +14,7 @@ import type { KeyObject } from "node:crypto";
 import { KiB, readBoundedFile } from "../../config/bounded-file.ts";
 import type { ProducedRecord, StoredRecord, TopicConsumer, TopicLog } from "../../connectors/contracts.ts";
 import { SluiceError } from "../../connectors/errors.ts";
+import { subjectKeysTopic } from "../../connectors/topics/names.ts";
 
 const WRAP_MAGIC = Buffer.from("SK1");
 
@@ -364,7 +365,7 @@ export interface SubjectKeyStoreOptions {
 
 /** The key topic of a deployment. */
 export function subjectKeyTopic(deployment: string): string {
-  return `${deployment}.sluice.subject-keys`;
+  return subjectKeysTopic(deployment);
 }
 
 /**
