@@ -198,6 +198,9 @@ describe("sluice commands against a running deployment", { timeout: 480_000 }, (
       await run(["replay", "-c", configFile, "--sink", "local", "--from-beginning"], 0);
       const refused = await run(["replay", "-c", configFile, "--sink", "local", "--from-beginning", "--execute"], 1);
       assert.match(refused.stderr, /refused: sink "local" is running/, refused.stderr);
+      // A table the deployment does not have is refused, naming those it has (a typo printed "no dead letters of that table").
+      const typo = await run(["dead-letters", "-c", configFile, "--sink", "local", "--table", `${schema}.item`], 2);
+      assert.equal(typo.stderr, `sluice dead-letters: sink "local" has no table "${schema}.item" (give schema.table or its topic; its tables: ${schema}.items)\n`);
       const status = JSON.parse((await run(["status", "-c", configFile, "--json"], 0)).stdout) as { sinks: { name: string; ready: boolean }[] };
       assert.equal(status.sinks.find((s) => s.name === "local")?.ready, true, "the sink still holds its lease and applies");
     } finally {
