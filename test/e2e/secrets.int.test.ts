@@ -116,7 +116,8 @@ test("a daemon whose sinks cannot reach Elasticsearch: its log, /status and slui
   // A few retries' worth of driver errors in the log.
   await sleep(3_000);
   const cli = await runSluice(["status", "-c", configFile], dir);
-  assert.equal(cli.code, 0, cli.stderr);
+  // The daemon answered, its sinks NOT READY (Elasticsearch unreachable): exit 3 (1e09b08).
+  assert.equal(cli.code, 3, cli.stderr);
   const refused = await fetch(`http://127.0.0.1:${port}/registry/subjects`, { headers: { authorization: `Bearer ${SECRETS.registryToken}x` } });
   assert.equal(refused.status, 401);
   await stop(daemon.child, daemon.exited);
