@@ -239,7 +239,7 @@ for (const [label, topicsOf] of scenarios) {
         lastCount = wanted.filter((e) => ids.has(e.id)).length;
         return lastCount === wanted.length;
       },
-      { daemon, timeoutMs: Number(process.env["OUTBOX_WAIT_MS"] ?? 180_000), intervalMs: 3_000, lastSeen: () => `${lastCount} of ${wanted.length}; sources ${JSON.stringify(daemon.logTail(5))}` },
+      { daemon, timeoutMs: Number(process.env["OUTBOX_WAIT_MS"] ?? 180_000), intervalMs: 500, lastSeen: () => `${lastCount} of ${wanted.length}; sources ${JSON.stringify(daemon.logTail(5))}` },
     );
     await daemon.stop();
     const records = await readTopics(topicsConfig, deployment, topics);
