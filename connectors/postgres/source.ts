@@ -41,6 +41,7 @@ import { insertEvent, truncateEvent } from "./change-events.ts";
 import { snapshotResetPosition } from "../common/snapshot-reset.ts";
 import type { EventOrigin } from "./change-events.ts";
 import { addedTablesStatement, captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, settleStart } from "./slot-setup.ts";
+import { describeSlotWaits } from "./slot-wait.ts";
 import { gapKey, gapWarning, publicationGap, publicationMembers, publicationOptions } from "./publication-actions.ts";
 import type { PublicationGap } from "./publication-actions.ts";
 import { PUBLICATION_INCOMPLETE } from "../common/source-warnings.ts";
@@ -86,6 +87,8 @@ export interface PostgresSourceOptions {
   readonly catalogLockTimeoutMs?: number;
   /** How long a table the catalog look failed to put in the publication waits before it is tried again (default 5 minutes). */
   readonly republishRetryMs?: number;
+  /** How long the creation of the slot runs before a warning names the transactions it waits for (default 10 s; again every minute). */
+  readonly slotWaitWarnMs?: number;
 }
 
 /** A batch of the PostgreSQL source: the transaction markers ride along for the transaction topic. */
@@ -140,6 +143,9 @@ const KEEPALIVE_PROGRESS_MS = 10_000;
 const TABLE_DISCOVERY_MS = 10_000;
 /** A table the catalog look failed to put back in the publication is tried again after this long. */
 const REPUBLISH_RETRY_MS = 5 * 60_000;
+/** A slot's creation that has run this long is waiting for open transactions: they are named, and again every SLOT_WAIT_REPEAT_MS. */
+const SLOT_WAIT_WARN_MS = 10_000;
+const SLOT_WAIT_REPEAT_MS = 60_000;
 /**
  * Events per stream batch while more is read: small, so capture encodes them while young and they
  * die in the young generation. Measured: batches of 512 were promoted as much as of 4,096, of 64 half.
@@ -408,7 +414,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     replication.on("error", (error) => this.logger.warn({ err: error.message }, "replication connection failed"));
     try {
       await replication.connect();
-      const created = await createSlot(replication, this.names, exportSnapshot, server.version);
+      const stopWatching = this.watchSlotCreation();
+      const created = await createSlot(replication, this.names, exportSnapshot, server.version).finally(stopWatching);
       this.logger.info({ slot: this.names.slot, consistentPoint: formatLsn(created.consistentPoint), exported: created.snapshotName }, "replication slot created");
       // The exported snapshot lives only while this connection stays idle: import it before closing.
       if (whileExported !== undefined && created.snapshotName !== null) await whileExported(created.snapshotName, created.consistentPoint);
@@ -416,6 +423,39 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     } finally {
       await replication.end().catch(() => undefined);
     }
+  }
+
+  /**
+   * Warns while CREATE_REPLICATION_SLOT has not returned: PostgreSQL creates a logical slot once every transaction that
+   * had a transaction id when it began has ended, so one left open (idle in transaction, a forgotten prepared
+   * transaction) holds the start without a word. The warning names them (slot-wait.ts), after slotWaitWarnMs and then
+   * every minute. Returns what stops it.
+   */
+  private watchSlotCreation(): () => void {
+    const began = Date.now();
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    const look = async (): Promise<void> => {
+      const waitedSeconds = Math.floor((Date.now() - began) / 1000);
+      const catalog = this.catalog;
+      const open = catalog === null ? null : await describeSlotWaits(catalog, waitedSeconds).catch((error: unknown) => `(not known: ${(error as Error).message})`);
+      if (stopped) return;
+      this.logger.warn(
+        { slot: this.names.slot, waitedSeconds, transactions: open },
+        `replication slot "${this.names.slot}" is still being created after ${waitedSeconds} s: PostgreSQL creates it only once the transactions that had written when it began have ended, ` +
+          (open === null
+            ? "and none is seen open now (it may end soon)"
+            : `and these are open: ${open}. End them (COMMIT or ROLLBACK in the session, or pg_terminate_backend(pid); COMMIT PREPARED or ROLLBACK PREPARED 'gid') and capture starts`),
+      );
+      timer = setTimeout(() => void look(), SLOT_WAIT_REPEAT_MS);
+      timer.unref();
+    };
+    timer = setTimeout(() => void look(), this.options.slotWaitWarnMs ?? SLOT_WAIT_WARN_MS);
+    timer.unref();
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
   }
 
   private async startSnapshot(server: ServerInfo, tables: readonly TableRef[], published: ReadonlyMap<string, PublishedTable>): Promise<void> {
