@@ -11,6 +11,7 @@ import type { Logger } from "../runtime/logger.ts";
 import { shadowTable } from "./interrupted-rebuilds.ts";
 import { sinkSharedError } from "./rebuild-sharing.ts";
 import type { OtherSinkProcess } from "./rebuild-sharing.ts";
+import { oneLine } from "./terminal-text.ts";
 
 /** Refused: a rebuild of the sink runs in this process; its shadows are not interrupted. */
 export const REBUILD_RUNNING = "REBUILD_RUNNING";
@@ -77,8 +78,9 @@ export function rebuildRunningError(sink: string): SluiceError {
 /** The command's report, for its standard output. */
 export function describeAbandon(sink: string, report: AbandonReport, execute: boolean): string {
   const lines: string[] = [];
-  const list = (shadows: readonly AbandonedShadow[]) => shadows.map((s) => `${s.table} (${s.physical})`).join(", ");
-  if (report.notFound.length > 0) lines.push(`No interrupted rebuild of ${report.notFound.join(", ")} in sink "${sink}".`);
+  // Table names as the daemon or the target gives them: each on one line.
+  const list = (shadows: readonly AbandonedShadow[]) => shadows.map((s) => `${oneLine(s.table)} (${oneLine(s.physical)})`).join(", ");
+  if (report.notFound.length > 0) lines.push(`No interrupted rebuild of ${report.notFound.map(oneLine).join(", ")} in sink "${sink}".`);
   if (report.unowned.length > 0) {
     lines.push(`Half-built ${list(report.unowned)}: the target does not record their table, so Sluice cannot drop them; drop them by hand (docs/operations.md, "Interrupted rebuilds").`);
   }

@@ -40,11 +40,11 @@ const PROGRESS_POLL_MS = 1_000;
 const REFUSALS = new Set(["REBUILD_HISTORY_INCOMPLETE", "REBUILD_ROW_COUNT_MISMATCH", REBUILD_UNKNOWN_TABLE, REBUILD_SINK_SHARED]);
 
 function describe(report: RebuildReport): string {
-  const rebuilt = `rebuilt ${report.tables.length} table${report.tables.length === 1 ? "" : "s"} (${report.tables.join(", ") || "none"}) from ${report.records} records, swapped in`;
+  const rebuilt = `rebuilt ${report.tables.length} table${report.tables.length === 1 ? "" : "s"} (${report.tables.map(oneLine).join(", ") || "none"}) from ${report.records} records, swapped in`;
   // A daemon from before the count answers without it.
   const leftOut = report.leftOut ?? 0;
   if (leftOut === 0) return rebuilt;
-  const shown = (report.leftOutRecords ?? []).map((r) => `${recordWhere(r)} (${r.reason})`).join(", ");
+  const shown = (report.leftOutRecords ?? []).map((r) => `${oneLine(recordWhere(r))} (${oneLine(r.reason)})`).join(", ");
   const more = leftOut > (report.leftOutRecords ?? []).length ? ` and ${leftOut - (report.leftOutRecords ?? []).length} more` : "";
   return `${rebuilt}; left out ${leftOut} record${leftOut === 1 ? "" : "s"} no decoder can read (no change in ${leftOut === 1 ? "it" : "them"}): ${shown}${more}`;
 }

@@ -121,7 +121,8 @@ function formatPlan(plan: OnlineSnapshotPlan, executed: boolean, task: SnapshotT
   const rows = plan.estimatedRows === null ? "an unknown number of rows" : `about ${plan.estimatedRows} rows`;
   const chunks = plan.estimatedChunks === null ? "" : ` in about ${plan.estimatedChunks} chunk(s) of ${plan.chunkRows}`;
   const lines = [
-    `source ${plan.source}, table ${plan.table}: ${rows}${chunks}, by key (${plan.key.join(", ")}; ${plan.keySource})${plan.where === null ? "" : ` where ${plan.where}`}`,
+    // Names and the condition as the daemon gives them, each on one line (a table's name is anyone's who may create one).
+    `source ${plan.source}, table ${oneLine(plan.table)}: ${rows}${chunks}, by key (${plan.key.map(oneLine).join(", ")}; ${plan.keySource})${plan.where === null ? "" : ` where ${oneLine(plan.where)}`}`,
     plan.reset ? "  ends with a reset: rows the sinks hold that the source no longer has are removed" : "  a snapshot of some rows: nothing is removed from the sinks",
     plan.queuedBehind > 0 ? `  ${plan.queuedBehind} snapshot(s) queued before it` : "  starts at once",
   ];
@@ -139,15 +140,15 @@ export interface SnapshotList {
 }
 
 export function formatList(body: SnapshotList): string {
-  const away = body.waiting === undefined ? "" : ` (not streaming, waiting: ${body.waiting}`;
+  const away = body.waiting === undefined ? "" : ` (not streaming, waiting: ${oneLine(body.waiting)}`;
   if (body.tasks.length === 0 && body.failed.length === 0) return `source ${body.source}: no online snapshot queued or running${away === "" ? "" : `${away})`}\n`;
   const paused = away === "" ? "" : `${away}; these go on when it streams again)`;
   const lines: string[] = [];
   body.tasks.forEach((task, index) => {
     const of = task.rowsEstimated === null ? "" : ` of about ${task.rowsEstimated}`;
     const started = index === 0 && task.startedAtMs !== null ? (paused === "" ? "running" : "paused ") : "queued ";
-    lines.push(`${started}  ${task.table}  ${task.rowsDone} rows${of}${task.where === null ? "" : `  where ${task.where}`}  (${task.origin}, ${task.id})`);
+    lines.push(`${started}  ${oneLine(task.table)}  ${task.rowsDone} rows${of}${task.where === null ? "" : `  where ${oneLine(task.where)}`}  (${task.origin}, ${task.id})`);
   });
-  for (const failure of body.failed) lines.push(`failed   ${failure.table}  ${new Date(failure.atMs).toISOString()}  ${failure.code}: ${failure.error}`);
+  for (const failure of body.failed) lines.push(`failed   ${oneLine(failure.table)}  ${new Date(failure.atMs).toISOString()}  ${failure.code}: ${oneLine(failure.error)}`);
   return `source ${body.source}${paused}:\n${lines.map((l) => `  ${l}`).join("\n")}\n`;
 }

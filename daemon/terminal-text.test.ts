@@ -9,6 +9,10 @@ import { createLogger } from "../runtime/logger.ts";
 import { crashText, main } from "./cli.ts";
 import { progressLine } from "./progress-display.ts";
 import { rebuildLine } from "./rebuild-progress.ts";
+import { describeAbandon } from "./rebuild-abandon.ts";
+import type { AbandonReport } from "./rebuild-abandon.ts";
+import { formatList } from "./snapshot-command.ts";
+import type { FailedSnapshot, SnapshotTask } from "../connectors/common/incremental-snapshot-state.ts";
 import { oneLine } from "./terminal-text.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-terminal-"));
@@ -109,4 +113,49 @@ test("an unexpected failure and a rebuild's progress line show a name's control 
   assert.doesNotMatch(text, TERMINAL_UNSAFE);
   const line = rebuildLine({ sink: "wh\u001b[2K\nx", state: "reading", recordsDone: 1, recordsTotal: 2, recordsPerSecond: 0, etaSeconds: null });
   assert.ok(line.startsWith("rebuild wh\\u001b[2K\\u000ax ["), line);
+});
+
+test("a snapshot list and an abandoned rebuild's report show names, conditions and errors from the daemon on one line each", () => {
+  const evil = "public.a\nDone: queued\u001b[2K";
+  const list = formatList({
+    source: "pg",
+    waiting: "PostgreSQL away\nok",
+    tasks: [{ id: "t1", table: evil, where: "x = 1\nqueued  public.b", origin: "command", rowsDone: 1, rowsEstimated: null, startedAtMs: 1 } as unknown as SnapshotTask],
+    failed: [{ table: evil, atMs: 0, code: "X", error: "refused\nfailed   public.c" } as unknown as FailedSnapshot],
+  });
+  // Before: each line break in a name, a condition or an error began a line of its own.
+  assert.equal(list.split("\n").length, 4, list);
+  assert.ok(list.includes("public.a\\u000aDone: queued\\u001b[2K"), list);
+  const abandon = describeAbandon("wh", { shadows: [{ table: evil, physical: "p\nq" }], notFound: [evil], unowned: [] } as unknown as AbandonReport, false);
+  assert.equal(abandon.split("\n").length, 4, abandon);
+});
+
+test("a rebuild done by the daemon is reported with its tables and left-out records on one line", async () => {
+  const server = createServer((req, res) => {
+    res.writeHead(200, { "content-type": "application/json" });
+    if (req.url === "/status") res.end(JSON.stringify({ deployment: "shop", ready: true }));
+    else res.end(JSON.stringify({ tables: ["public.a\nDone: nothing"], records: 3, leftOut: 1, leftOutRecords: [{ topic: "t\u001b[2K", partition: 0, offset: "1", reason: "bad\nrecord" }] }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const file = join(dir, "rebuild-standin.yaml");
+  writeFileSync(
+    file,
+    [
+      "name: shop",
+      "sources: [{name: pg, kind: postgres, host: 127.0.0.1, database: d, user: u, password: p, tables: ['public.*']}]",
+      "topics: {kind: embedded, path: /nonexistent/log.db}",
+      "sinks: [{name: wh, kind: duckdb, path: /nonexistent/wh.duckdb}]",
+      `http: {listen: 127.0.0.1:${(server.address() as AddressInfo).port}}`,
+    ].join("\n"),
+  );
+  try {
+    let out = "";
+    const code = await main(["replay", "-c", file, "--sink", "wh", "--from-beginning", "--rebuild", "--execute"], { stdout: (t) => void (out += t), stderr: (t) => void (out += t) });
+    assert.equal(code, 0, out);
+    // Before: "Done (by the running daemon): rebuilt 1 table (public.a" and a line "Done: nothing) from 3 records ...".
+    assert.equal(out.split("\n").length, 2, out);
+    assert.match(out, /^Done \(by the running daemon\): rebuilt 1 table \(public\.a\\u000aDone: nothing\) from 3 records.*t\\u001b\[2K.*\(bad\\u000arecord\)\.\n$/);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
 });
