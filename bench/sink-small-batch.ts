@@ -4,7 +4,8 @@
  * 4 partitions), written `writes` times; no daemon, no Kafka. For Elasticsearch also how many
  * requests a write makes and in how many serial steps (requests that overlap share a step); for
  * DuckDB also how long a read through the query endpoint's path (`readQuery`) takes, idle and
- * while such batches are written every 100 ms.
+ * while such batches are written every 100 ms. For ClickHouse also the time of the write's
+ * `system.columns` query (its tables read again per batch), against the write's.
  *
  *   node bench/sink-small-batch.ts [duckdb,clickhouse,elasticsearch] [writes, default 40]
  */
@@ -14,6 +15,7 @@ import { join } from "node:path";
 import { ClickHouseLogLevel, createClient } from "@clickhouse/client";
 import { Client } from "@elastic/elasticsearch";
 import { ClickHouseSink } from "../connectors/clickhouse/clickhouse-sink.ts";
+import { ClickHouseConnection } from "../connectors/clickhouse/connection.ts";
 import type { SinkChange, TopicPartitionOffset } from "../connectors/contracts.ts";
 import { DuckDbSink } from "../connectors/duckdb/duckdb-sink.ts";
 import { ElasticsearchSink } from "../connectors/elasticsearch/elasticsearch-sink.ts";
@@ -68,6 +70,18 @@ transport.request = async function (this: Transport, ...args: Parameters<Transpo
   }
 } as Transport["request"];
 
+/** ClickHouse's system.columns queries during each write, in ms. */
+const columnReads: number[][] = [];
+const select = ClickHouseConnection.prototype.select;
+ClickHouseConnection.prototype.select = async function (this: ClickHouseConnection, ...args: Parameters<typeof select>) {
+  const started = performance.now();
+  try {
+    return await select.apply(this, args);
+  } finally {
+    if (args[0].includes("system.columns")) columnReads.at(-1)?.push(performance.now() - started);
+  }
+};
+
 /** Requests of one write and its serial steps: a request that starts after every earlier one ended begins a step. */
 function steps(calls: readonly [number, number][]): string {
   let count = 0;
@@ -83,6 +97,7 @@ async function writes(sink: VersionedSink, tickFrom: number, count: number, pace
   const times: number[] = [];
   for (let tick = tickFrom; tick < tickFrom + count; tick++) {
     requests.push([]);
+    columnReads.push([]);
     const started = performance.now();
     await sink.write(transaction(tick), AbortSignal.timeout(60_000), offsets(tick));
     const took = performance.now() - started;
@@ -96,8 +111,14 @@ async function run(kind: string, sink: VersionedSink): Promise<void> {
   await sink.open(AbortSignal.timeout(30_000));
   try {
     requests.length = 0;
+    columnReads.length = 0;
     const times = (await writes(sink, 0, WRITES)).slice(WARM_UP);
     console.log(`${kind.padEnd(13)} a write: ${spread(times)}`);
+    if (kind === "clickhouse") {
+      const reads = columnReads.slice(WARM_UP).map((each) => each.reduce((a, b) => a + b, 0));
+      const share = (p: number) => (percentile(reads, p) / percentile(times, p)).toFixed(3);
+      console.log(`${"".padEnd(13)} its system.columns queries: ${spread(reads)}; p50 ${share(50)}x, p90 ${share(90)}x the write's`);
+    }
     if (kind === "elasticsearch") console.log(`${"".padEnd(13)} requests per write, in serial steps: ${[...new Set(requests.slice(WARM_UP).map(steps))].join(", ")}`);
     if (sink instanceof DuckDbSink) {
       const read = async () => {

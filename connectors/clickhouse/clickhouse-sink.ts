@@ -37,7 +37,7 @@ import { ClickHouseCatalog } from "./catalog.ts";
 import type { ClickHouseTable } from "./catalog.ts";
 import type { ClickHouseSinkConfig, ClickHouseSinkOptions } from "./config.ts";
 import { ClickHouseConnection, ClickHouseDataError, serverErrorCode } from "./connection.ts";
-import { addedMismatch, CatalogMismatch, checkTable, describeColumn, describeServerColumn, evolutionSteps, parseServerColumns, systemColumnsSql, takes, writesAs } from "./consistency.ts";
+import { addedMismatch, CatalogMismatch, checkTable, describeColumn, describeServerColumn, evolutionSteps, parseServerColumns, sameColumns, systemColumnsSql, takes, writesAs } from "./consistency.ts";
 import type { MismatchContext, ServerColumn, ServerTables } from "./consistency.ts";
 import { addColumnSql, countCurrentRowsMeetingSql, countCurrentRowsSql, createTableSql, createViewSql, ident, modifyColumnSql, qualified, viewDefinitionSql, viewSource } from "./ddl.ts";
 import { keyLiteral, readValue, skipValue, writeValue } from "./codec.ts";
@@ -354,6 +354,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     signal.throwIfAborted();
     if (mode === "live") await this.#restoreViews(signal);
     const { tables } = collapseChanges(changes, this.#accept);
+    await this.#readColumnsAgain(this.#comparedTables(tables.map((t) => t.table)), signal);
     const failures = new Failures();
     // Catalog and DDL work one table at a time; the tables' inserts side by side.
     const inserts: (() => Promise<void>)[] = [];
@@ -428,6 +429,9 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
       if (!current || this.#mismatched.has(physical.physical) || this.#find(physical.target, "shadow") !== null) {
         throw new SluiceError(`the ClickHouse table ${physical.physical} changed while a batch was staged for it`, { code: "SINK_STAGED_STALE", context: { component: "sink", sink: this.name } });
       }
+    }
+    if (await this.#readColumnsAgain(tables.map((t) => t.physical.physical), signal)) {
+      throw new SluiceError("a ClickHouse table's columns changed on the server while a batch was staged for it", { code: "SINK_STAGED_STALE", context: { component: "sink", sink: this.name } });
     }
     const inserts: (() => Promise<void>)[] = [];
     for (const table of tables) {
@@ -753,6 +757,40 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     });
   }
 
+  /** The physical tables of `tables` already compared with the server (live and a rebuild's shadow), not halted. */
+  #comparedTables(tables: readonly TableId[]): string[] {
+    const out: string[] = [];
+    for (const table of tables) {
+      const target = this.#claims.owned(table, renderTarget(this.#config.target, table));
+      if (target === null) continue;
+      for (const role of ["live", "shadow"] as const) {
+        const physical = this.#find(target, role);
+        if (physical !== null && this.#checked.has(physical.physical) && !this.#mismatched.has(physical.physical)) out.push(physical.physical);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Reads the columns of `physicals` from the server (one system.columns query per batch) and takes those that changed
+   * since the sink compared them: such a table is compared again at its write (#check). A column an operator changed by hand
+   * to a type of the same RowBinary width (Int32 to UInt32, a decimal's scale) takes the sink's rows without an error,
+   * reinterpreted; a comparison at open only would let them in until the next one. True when any changed.
+   */
+  async #readColumnsAgain(physicals: readonly string[], signal: AbortSignal): Promise<boolean> {
+    if (physicals.length === 0) return false;
+    const server = parseServerColumns(await this.#conn().select(systemColumnsSql(this.#database, physicals), signal));
+    let changed = false;
+    for (const physical of new Set(physicals)) {
+      const now = server.get(physical) ?? [];
+      if (sameColumns(this.#server.get(physical) ?? [], now)) continue;
+      this.#server.set(physical, now);
+      this.#checked.delete(physical);
+      changed = true;
+    }
+    return changed;
+  }
+
   /** The table's columns read from the server again and compared with the catalog: the mismatch (logged, the table halted on it), or null when they match. */
   async #compareAgain(table: ClickHouseTable, schemas: readonly TableSchema[], label: string, signal: AbortSignal): Promise<CatalogMismatch | null> {
     const server = parseServerColumns(await this.#conn().select(systemColumnsSql(this.#database, table.physical), signal));
@@ -845,8 +883,15 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
         if (isRetriable(error)) throw error;
         throw schemaUnsupported(`ClickHouse refused the schema change on ${table}: ${errorMessage(error)}`, context, error);
       }
+      // The columns as the server shows them now (a DEFAULT's kind, its type's spelling): each batch compares them with what it reads (#readColumnsAgain).
+      if (ddl.length > 0) this.#server.set(physical.physical, parseServerColumns(await this.#conn().select(systemColumnsSql(this.#database, physical.physical), signal)).get(physical.physical) ?? []);
       physical.columns = columns;
       await this.#cat().save(physical, signal);
+      if (ddl.length > 0) {
+        // Compared again as read: a change by hand made beside the sink's own is not taken into the snapshot unseen.
+        this.#checked.delete(physical.physical);
+        this.#check(physical, [], label);
+      }
       if (physical.role === "live") await this.#replaceView(physical, signal);
       if (adopted.length > 0) {
         this.#logger.warn(

@@ -1,8 +1,9 @@
 /**
  * Sluice's catalog (`_sluice_tables`) against the server's `system.columns`. RowBinary carries no
  * column names or types on 18.16, so a catalog that disagrees with a table would misalign rows
- * silently. The sink snapshots `system.columns` when it opens (and after creating a table) and
- * compares each physical table once, at its first write:
+ * silently. The sink snapshots `system.columns` when it opens (and after creating or altering a
+ * table), compares each physical table at its first write, and reads the columns of a batch's
+ * tables again before its inserts, comparing a table again when they changed (sameColumns):
  * - the catalog's columns, as the sink writes them (same RowBinary bytes; see `writesAs`), or at a
  *   type the batch's own schema evolution is about to give them: consistent; the evolution then
  *   adopts what the server already has instead of altering again (a crash between `ALTER TABLE`
@@ -60,8 +61,16 @@ export class CatalogMismatch extends SluiceError {
   }
 }
 
-export function systemColumnsSql(database: string, table?: string): string {
-  const only = table === undefined ? "" : ` AND table = ${sqlString(table)}`;
+/** Whether two readings of a table's server columns are the same (order aside: inserts name their columns). */
+export function sameColumns(a: readonly ServerColumn[], b: readonly ServerColumn[]): boolean {
+  if (a.length !== b.length) return false;
+  const text = (c: ServerColumn) => `${c.name}\t${normalized(c.type)}\t${c.defaultKind}\t${c.sortingKey}`;
+  const seen = new Set(a.map(text));
+  return b.every((c) => seen.has(text(c)));
+}
+
+export function systemColumnsSql(database: string, table?: string | readonly string[]): string {
+  const only = table === undefined ? "" : typeof table === "string" ? ` AND table = ${sqlString(table)}` : ` AND table IN (${table.map(sqlString).join(", ")})`;
   return `SELECT table, name, type, default_kind, is_in_sorting_key FROM system.columns WHERE database = ${sqlString(database)}${only} FORMAT TabSeparated`;
 }
 
