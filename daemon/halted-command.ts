@@ -144,10 +144,11 @@ export async function runHaltedCommand(
     io.stdout(`${JSON.stringify(body, null, 2)}\n`);
     return 0;
   }
+  // The table, its error and what was done as the daemon gives them, each on one line (a table's name is anyone's who may create one).
   const lines = [
-    `sink ${body.sink}, table ${body.table}: halted at ${body.topic}:${body.partition}:${body.offset}`,
-    `  error: ${body.error}`,
-    body.executed ? `Done: ${body.description}.` : `Dry run, nothing changed: ${body.description}.`,
+    `sink ${body.sink}, table ${oneLine(body.table)}: halted at ${oneLine(body.topic)}:${body.partition}:${body.offset}`,
+    `  error: ${oneLine(body.error)}`,
+    body.executed ? `Done: ${oneLine(body.description)}.` : `Dry run, nothing changed: ${oneLine(body.description)}.`,
   ];
   if (body.skipThrough !== undefined) lines.push(`  Dead-lettered records: in ${body.deadLetterTopic}, each with its reason: "sluice dead-letters --sink ${body.sink}" lists them; "sluice halted list" shows the table if one halts it again.`);
   if (!body.executed) lines.push(`Add --execute to do it.`);
@@ -185,13 +186,13 @@ async function releaseCapture(
     return 0;
   }
   const lines = [
-    `source ${body.source}, table ${body.table}: halted at capture (${body.code}), ${body.parked} change(s) parked in ${body.parkingTopic}`,
-    `  error: ${body.error}`,
-    body.executed ? `Done: ${body.description}.` : `Dry run, nothing changed: would ${body.description}.`,
+    `source ${body.source}, table ${oneLine(body.table)}: halted at capture (${body.code}), ${body.parked} change(s) parked in ${body.parkingTopic}`,
+    `  error: ${oneLine(body.error)}`,
+    body.executed ? `Done: ${oneLine(body.description)}.` : `Dry run, nothing changed: would ${oneLine(body.description)}.`,
   ];
   const range = body.skipRange;
   if (range !== undefined && options.through !== null) {
-    lines.push(`  Range: ${body.parkingTopic} offsets ${range.from} through ${range.through}: ${range.changes} parked change(s) of ${body.table}, skipped when refused for ${range.reason}${body.executed ? "" : ` (pin it with --through ${range.through})`}`);
+    lines.push(`  Range: ${body.parkingTopic} offsets ${range.from} through ${range.through}: ${range.changes} parked change(s) of ${oneLine(body.table)}, skipped when refused for ${oneLine(range.reason)}${body.executed ? "" : ` (pin it with --through ${range.through})`}`);
   }
   const changes = body.executed ? body.skippedChanges : options.through !== null ? range?.listed : undefined;
   const total = body.executed ? (body.skipped ?? 0) : (range?.changes ?? 0);

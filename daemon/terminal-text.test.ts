@@ -159,3 +159,36 @@ test("a rebuild done by the daemon is reported with its tables and left-out reco
     await new Promise((resolve) => server.close(resolve));
   }
 });
+
+test("sluice halted retry and skip print the daemon's table, error and description on one line each", async () => {
+  const server = createServer((req, res) => {
+    res.writeHead(200, { "content-type": "application/json" });
+    if (req.url === "/status") res.end(JSON.stringify({ deployment: "shop", ready: true }));
+    else if (req.url!.startsWith("/sinks/")) res.end(JSON.stringify({ sink: "wh", table: "public.a\nDone: released", topic: "t", partition: 0, offset: "1", error: "e\nDone: x", description: "read it again\nDone: y", executed: false }));
+    else res.end(JSON.stringify({ source: "pg", table: "public.a\nDone: released", code: "X", parked: 1, parkingTopic: "p", error: "e\nDone: x", description: "re-publish\nDone: y", executed: false }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const file = join(dir, "halted-standin.yaml");
+  writeFileSync(
+    file,
+    [
+      "name: shop",
+      "sources: [{name: pg, kind: postgres, host: 127.0.0.1, database: d, user: u, password: p, tables: ['public.*']}]",
+      "topics: {kind: embedded, path: /nonexistent/log.db}",
+      "sinks: [{name: wh, kind: duckdb, path: /nonexistent/wh.duckdb}]",
+      `http: {listen: 127.0.0.1:${(server.address() as AddressInfo).port}}`,
+    ].join("\n"),
+  );
+  try {
+    for (const who of [["--sink", "wh"], ["--source", "pg"]]) {
+      let out = "";
+      const code = await main(["halted", "-c", file, "retry", ...who, "--table", "public.a"], { stdout: (t) => void (out += t), stderr: (t) => void (out += t) });
+      assert.equal(code, 0, out);
+      // Before: "Done: released", "Done: x" and "Done: y" each began a line.
+      assert.doesNotMatch(out, /\nDone:/, out);
+      assert.equal(out.split("\n").length, 5, out);
+    }
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
