@@ -84,6 +84,20 @@ export interface BatchingProducerOptions {
    * deleted meanwhile (by an operator) is created again; otherwise the retries would go on for as long as the process runs.
    */
   readonly onUnknownTopic?: (topics: readonly string[]) => Promise<void>;
+  /**
+   * A delivery failed with MESSAGE_TOO_LARGE: called with the unit's topics to read their max.message.bytes again; answers
+   * those whose limit is now below the one known (an operator lowered it while Sluice ran). The unit then fails as
+   * retriable, so that its writer sends its records again within the new limits (capture halts the table of a change
+   * over one) instead of stopping for good.
+   */
+  readonly onMessageTooLarge?: (topics: readonly string[]) => Promise<readonly LoweredLimit[]>;
+}
+
+export interface LoweredLimit {
+  readonly topic: string;
+  /** The limit batches were kept within (null: none known). */
+  readonly was: number | null;
+  readonly now: number;
 }
 
 export interface WrittenOffset {
@@ -313,6 +327,11 @@ export class BatchingProducer {
         const failure = kafkaError(error, "produce", this.options.brokers);
         if (failure.code === "KAFKA_PRODUCER_FENCED" && this.options.transactionalId && this.claimed) this.fenced ??= failure;
         await this.discardProducer();
+        const lowered = failure.code === "KAFKA_MESSAGE_TOO_LARGE" && !this.closing ? await this.limitsLowered(unit, failure) : undefined;
+        if (lowered) {
+          this.logger.warn({ brokers: this.options.brokers, err: lowered.toLog() }, "a topic's max.message.bytes was lowered while Sluice wrote to it; the batch is written again within the new limit");
+          throw lowered;
+        }
         const exhausted = this.options.retry.maxAttempts !== undefined && attempt + 1 >= this.options.retry.maxAttempts;
         if (!failure.retriable || exhausted || this.closing) {
           this.logger.error({ brokers: this.options.brokers, err: failure.toLog() }, "produce to Kafka failed; nothing of the failed batch is acknowledged");
@@ -339,6 +358,23 @@ export class BatchingProducer {
         await sleep(delayMs);
       }
     }
+  }
+
+  /** A retriable failure naming the unit's topics whose max.message.bytes was lowered (onMessageTooLarge), or undefined. */
+  private async limitsLowered(unit: Unit, failure: SluiceError): Promise<SluiceError | undefined> {
+    if (!this.options.onMessageTooLarge) return undefined;
+    const topics = [...new Set([...unit.messages, ...unit.checkpoints.values()].map((m) => m.topic))];
+    const lowered = await this.options.onMessageTooLarge(topics).catch((error: unknown) => {
+      this.logger.warn({ err: error, topics }, "could not read the max.message.bytes of the topics of a batch Kafka refused as too large");
+      return [];
+    });
+    if (lowered.length === 0) return undefined;
+    const said = lowered.map((l) => `${l.topic} (${l.was ?? "no limit known"} before, ${l.now} now)`).join(", ");
+    return new SluiceError(
+      `Kafka refused a record batch as larger than a topic's max.message.bytes, which was lowered while Sluice wrote to it: ${said}; ` +
+        `nothing of the batch is acknowledged and it is written again within the new limit (a change over it halts its table: RECORD_TOO_LARGE)`,
+      { code: "KAFKA_TOPIC_LIMIT_LOWERED", retriable: true, context: { component: "kafka", operation: "produce", topics: lowered.map((l) => l.topic).join(","), brokers: this.options.brokers.join(",") }, cause: failure },
+    );
   }
 
   private async sendUnit(unit: Unit): Promise<WrittenOffset[]> {

@@ -40,7 +40,7 @@ import { assertSameLayout, RECORD_TOO_LARGE, recordBytes, validateSpec } from ".
 import { BatchingProducer, RECORD_OVERHEAD_BYTES } from "./batching-producer.ts";
 import { commitNotVisibleError } from "./commit-not-visible.ts";
 import { setGroupOffsets } from "./group-offsets.ts";
-import type { OutgoingMessage, WrittenOffset } from "./batching-producer.ts";
+import type { LoweredLimit, OutgoingMessage, WrittenOffset } from "./batching-producer.ts";
 import { compressionType } from "./compression.ts";
 import { createKafkaClient } from "./kafka-client.ts";
 import type { KafkaTopicsConfig } from "./kafka-client.ts";
@@ -230,6 +230,7 @@ export class KafkaTopicLog implements TopicLog {
       untilVisible: (offsets) => this.committedVisible(offsets),
       batchLimitOf: (topic) => this.recordLimits.get(topic),
       onUnknownTopic: (topics) => this.createDeletedAgain(topics),
+      onMessageTooLarge: (topics) => this.readRecordLimitsAgain(topics),
     });
     this.registryJournal = new KafkaJournal(this, registryTopic(options.deployment), {
       issued: (highest) => this.recordHighestSchemaId(highest),
@@ -545,6 +546,22 @@ export class KafkaTopicLog implements TopicLog {
       }
       await sleep(waitMs);
     }
+  }
+
+  /**
+   * Kafka refused a batch of `topics` as too large: their max.message.bytes read again (an operator may have lowered one
+   * with kafka-configs while Sluice ran), kept for the batches and records that follow; answers the ones now lower.
+   */
+  private async readRecordLimitsAgain(topics: readonly string[]): Promise<LoweredLimit[]> {
+    const lowered: LoweredLimit[] = [];
+    for (const topic of topics) {
+      const now = (await this.describeTopic(topic))?.maxRecordBytes;
+      if (now === null || now === undefined) continue;
+      const was = this.recordLimits.get(topic) ?? null;
+      this.recordLimits.set(topic, now);
+      if (was === null || now < was) lowered.push({ topic, was, now });
+    }
+    return lowered;
   }
 
   maxRecordBytes(topic: string): number | undefined {
