@@ -15,6 +15,7 @@ import type { TableMatcher } from "../common/table-patterns.ts";
 import type { TextDecoder } from "./values/scalars.ts";
 import type { TypeCatalog } from "./values/type-catalog.ts";
 import type { RelationLayout } from "./relation-layouts.ts";
+import { literalOfDefault } from "../../schema-registry/column-defaults.ts";
 
 type Queryable = Pick<pg.Client, "query">;
 
@@ -239,8 +240,10 @@ export class CapturedTables {
   }
 
   /**
-   * Records the attnums of the columns; returns those whose name had another attnum, whose attnum had another name, or
-   * whose type changed in a way that can change stored values (ALTER COLUMN TYPE rewrites the rows without WAL changes).
+   * Records the attnums of the columns; returns those whose name had another attnum, whose attnum had another name,
+   * whose type changed in a way that can change stored values (ALTER COLUMN TYPE rewrites the rows without WAL changes),
+   * or that were added to a relation seen before with a default that is no literal (now(), nextval(...),
+   * gen_random_uuid()): the rows already there got values no change carries and no Avro default can give.
    */
   private numbered(relid: number, attrs: readonly AttributeInfo[], columns: readonly ColumnSpec[]): string[] {
     let seen = this.columnNumbers.get(relid);
@@ -248,13 +251,22 @@ export class CapturedTables {
       seen = { byName: new Map(), byNumber: new Map() };
       this.columnNumbers.set(relid, seen);
     }
+    const seenBefore = seen.byNumber.size > 0;
     const changed: string[] = [];
     for (const column of columns) {
-      const number = attrs.find((a) => a.name === column.name)?.number;
-      if (number === undefined) continue;
+      const attr = attrs.find((a) => a.name === column.name);
+      if (attr === undefined) continue;
+      const number = attr.number;
       const before = seen.byName.get(column.name);
       const had = seen.byNumber.get(number);
-      if ((before !== undefined && before !== number) || (had !== undefined && (had.name !== column.name || !keepsValues(had, column)))) changed.push(column.name);
+      const added = seenBefore && before === undefined && had === undefined;
+      if (
+        (before !== undefined && before !== number) ||
+        (had !== undefined && (had.name !== column.name || !keepsValues(had, column))) ||
+        (added && attr.defaultExpression !== null && literalOfDefault(attr.defaultExpression) === undefined)
+      ) {
+        changed.push(column.name);
+      }
       seen.byName.set(column.name, number);
       seen.byNumber.set(number, column);
     }

@@ -4,12 +4,15 @@
  * The change sets off a read of the table again, which reads the catalog's layout; that layout used to replace the
  * one the stream decodes by, so the earlier tuples' values went into the wrong columns (two text columns: swapped,
  * silently) or failed to decode (PG_VALUE_UNDECODABLE, the daemon stopped).
+ *
+ * A column added with a default that is an expression (now(), gen_random_uuid()) gives the rows already there values
+ * no change carries and no Avro default can give: the table is read again, as MySQL's source does.
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type pg from "pg";
 import type { ChangeEvent } from "../contracts.ts";
-import { adminClient, byId, cleanUp, newSource, randomName, readUntil, snapshotFinished, sourceConfig } from "./int-test-support.ts";
+import { adminClient, byId, checkpointing, cleanUp, newSource, randomName, readUntil, snapshotFinished, sourceConfig } from "./int-test-support.ts";
 
 const schema = randomName("s_readded");
 const config = sourceConfig({ tables: [`${schema}.*`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 } });
@@ -20,6 +23,8 @@ before(async () => {
   await admin.query(`CREATE SCHEMA "${schema}"`);
   await admin.query(`CREATE TABLE "${schema}".same_tx (id int PRIMARY KEY, a text, b text)`);
   await admin.query(`CREATE TABLE "${schema}".lagging (id int PRIMARY KEY, a text, n int)`);
+  await admin.query(`CREATE TABLE "${schema}".added (id int PRIMARY KEY, n int)`);
+  await admin.query(`INSERT INTO "${schema}".added VALUES (1, 1), (2, 2), (3, 3)`);
   await admin.query(`INSERT INTO "${schema}".same_tx VALUES (1, 'a1', 'b1'); INSERT INTO "${schema}".lagging VALUES (1, 'a1', 1)`);
 });
 
@@ -52,5 +57,30 @@ test("changes made before a column was dropped and added again are decoded by th
     assert.deepEqual(byId(lagging, 3, "c")?.after, { id: 3, n: 3, a: "a3" });
   } finally {
     await source.close();
+  }
+});
+
+test("a column added with an expression default reads the table again, so rows not changed since get their values", { timeout: 60_000 }, async () => {
+  const c = sourceConfig({ tables: [`${schema}.added`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 } });
+  const source = newSource(c);
+  await source.connect(null, AbortSignal.timeout(30_000));
+  // Online reads wait for the slot's restart_lsn to pass the ALTER: checkpoints move it on within a second.
+  const stopCheckpoints = checkpointing(300);
+  try {
+    await readUntil(source, snapshotFinished);
+    await admin.query(`ALTER TABLE "${schema}".added ADD COLUMN made timestamptz NOT NULL DEFAULT now(), ADD COLUMN u uuid DEFAULT gen_random_uuid(), ADD COLUMN lit text DEFAULT 'x'`);
+    await admin.query(`UPDATE "${schema}".added SET n = 10 WHERE id = 1`);
+    const readAgain = (events: readonly ChangeEvent[], id: number) => events.find((e) => e.op === "r" && e.after?.["id"] === id && e.after["made"] != null);
+    const { events } = await readUntil(source, (collected) => readAgain(collected.events, 2) !== undefined && readAgain(collected.events, 3) !== undefined, { timeoutMs: 20_000 });
+    const rows = await admin.query<{ id: string; u: string }>(`SELECT id, u::text FROM "${schema}".added ORDER BY id`);
+    for (const id of [2, 3]) {
+      const after = readAgain(events, id)!.after!;
+      assert.equal(after["u"], rows.rows[id - 1]!.u, `row ${id}: the uuid its ADD COLUMN gave it`);
+      assert.equal(after["lit"], "x");
+    }
+  } finally {
+    await stopCheckpoints();
+    await source.close();
+    await cleanUp(admin, c);
   }
 });
