@@ -442,6 +442,32 @@ describe("Elasticsearch sink specifics", () => {
     ]);
   });
 
+  test("a stored document the index refuses to read (index.blocks.read) halts a change with unchanged-TOAST values, read again by itself, instead of writing it without them", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"], ["note", "text"]]));
+    const target = targetOf(events.schema);
+    assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a", note: "kept" })], signal())).failures, []);
+    const index = Object.keys(await admin.indices.getAlias({ name: target }))[0]!;
+    await admin.indices.putSettings({ index, settings: { "index.blocks.read": true } });
+    try {
+      const result = await sink.write([events.update(2n, { id: 1, v: "b", note: UNCHANGED }), events.insert(3n, { id: 2, v: "c", note: "new" })], signal());
+      assert.deepEqual(result.failures.map((f) => [f.index, f.retriable, (f.error as SluiceError).code]), [
+        [0, false, "SINK_TARGET_BLOCKED"],
+        [1, false, "SINK_TARGET_BLOCKED"],
+      ]);
+      assert.match(result.failures[0]!.error.message, /reading the stored document .*cluster_block_exception/);
+      assert.ok(result.failures[0]!.error.message.includes(events.schema.table), "names the table");
+      assert.equal(liftsByItself(result.failures[0]!.error), true, "read again by itself once the block is lifted");
+    } finally {
+      await admin.indices.putSettings({ index, settings: { "index.blocks.read": null } });
+    }
+    assert.deepEqual(await visibleRows(target, events.schema), [{ id: "1", v: "a", note: "kept" }]);
+    assert.deepEqual((await sink.write([events.update(2n, { id: 1, v: "b", note: UNCHANGED }), events.insert(3n, { id: 2, v: "c", note: "new" })], signal())).failures, []);
+    assert.deepEqual(await visibleRows(target, events.schema), [
+      { id: "1", v: "b", note: "kept" },
+      { id: "2", v: "c", note: "new" },
+    ]);
+  });
+
   test("an alias an operator pointed at a second index (no write index) halts the table as the target's refusal, under dead-letter too, read again by itself: not poison rows", async () => {
     const deadLetter = createSink(`es_${randomTableName("s")}`, undefined, "dead-letter");
     await deadLetter.open(signal());

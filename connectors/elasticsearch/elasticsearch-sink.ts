@@ -30,7 +30,7 @@ import { deadlineError, pastDeadline } from "../sinks/deadline.ts";
 import type { PlanContext, SinceOf, TargetColumn } from "../sinks/columns.ts";
 import type { LogicalType } from "../sinks/logical-type.ts";
 import type { ErasableSink, ErasureRequest, OffsetWriteResult, RebuildRowCounts, RebuildShadow, StagedWrite, StagingSink, StoredSinkOffset, VersionedSink } from "../sinks/contract.ts";
-import { CATALOG_MISMATCH, errorMessage, isAuthRefusal, rebuildState, rowRejected, schemaUnsupported, targetBlocked, ValueRejected } from "../sinks/errors.ts";
+import { CATALOG_MISMATCH, errorMessage, isAuthRefusal, rebuildState, rowRejected, schemaUnsupported, TARGET_BLOCKED, targetBlocked, ValueRejected } from "../sinks/errors.ts";
 import { Failures } from "../sinks/failures.ts";
 import { keyId } from "../sinks/keys.ts";
 import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
@@ -646,7 +646,15 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     const label = tableLabel(changes.table);
     const rows = changes.rows.filter((row) => row.version > hiddenAtOrBelow(primary));
     if (rows.length === 0) return;
-    const stored = await this.#readStored(primary, rows.filter((row) => hasUnchanged(row.row)), signal);
+    let stored: Map<string, StoredDocument>;
+    try {
+      stored = await this.#readStored(primary, rows.filter((row) => hasUnchanged(row.row)), context, signal);
+    } catch (error) {
+      // The index refuses reads (or is closed, or gone): the table halts, as when it refuses writes.
+      if (!(error instanceof SluiceError && error.code === TARGET_BLOCKED)) throw error;
+      failures.add(allIndices(changes), error);
+      return;
+    }
     // Each bulk operation and, at the same position, the change whose fate it decides.
     const operations = new NdjsonOperations(this.#bulkCapacity.get(primary) ?? MIN_BULK_CAPACITY);
     const planned: RowChange[] = [];
@@ -690,20 +698,40 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
   }
 
   /** Current documents (realtime get) of changes with unchanged-TOAST columns, by key id. */
-  async #readStored(index: EsIndex, changes: readonly RowChange[], signal: AbortSignal): Promise<Map<string, StoredDocument>> {
+  async #readStored(index: EsIndex, changes: readonly RowChange[], where: PlanContext, signal: AbortSignal): Promise<Map<string, StoredDocument>> {
     const out = new Map<string, StoredDocument>();
     const keys = index.columns.filter((c) => c.key).map((c) => c.name);
     const ids = [...new Set(changes.map((c) => keyId(c.key, keys)))];
     for (let i = 0; i < ids.length; i += MGET_CHUNK) {
       const response = (await this.#call("read documents", () =>
         this.#cli().mget({ index: index.physical, ids: ids.slice(i, i + MGET_CHUNK), realtime: true }, { signal }),
-      )) as { docs: { _id: string; found?: boolean; _version?: number | bigint; _source?: Record<string, unknown> }[] };
+      )) as { docs: { _id: string; found?: boolean; _version?: number | bigint; _source?: Record<string, unknown>; error?: MgetError }[] };
       for (const doc of response.docs) {
+        // A document Elasticsearch could not read is not a missing one: written without its unchanged values, they would be lost.
+        if (doc.error !== undefined) throw this.#unreadable(index, doc.error, where);
         if (!doc.found || doc._source === undefined) continue;
         out.set(doc._id, { version: BigInt(doc._version ?? 0), deleted: doc._source[DELETED_COLUMN] === true, source: doc._source });
       }
     }
     return out;
+  }
+
+  /**
+   * A document mget could not read (its `error`, e.g. an index.blocks.read block, a closed index, no shard available): the
+   * table's refusal when the index refuses reads (it halts, and goes on by itself once they are allowed), or an index gone;
+   * otherwise retriable: the write is tried again.
+   */
+  #unreadable(index: EsIndex, error: MgetError, where: PlanContext): SluiceError {
+    const reason = `${error.type ?? "error"}: ${error.reason ?? ""}`;
+    const context = { sink: where.sink, table: where.table };
+    const what = `reading the stored document of an unchanged-TOAST change from index ${index.physical}: ${reason}`;
+    if (error.type === "cluster_block_exception") return targetBlocked(`Elasticsearch: ${what}`, context);
+    if (error.type === "index_closed_exception") return indexClosed(what, context);
+    if (error.type === "index_not_found_exception") {
+      this.#targetGone(index.target);
+      return indexGone(what, context);
+    }
+    return new ConnectionError(`Elasticsearch could not read a stored document of ${where.table} (${what})`, { code: "SINK_UNAVAILABLE", context: { component: "sink", ...context } });
   }
 
   async #truncate(index: EsIndex, version: bigint, signal: AbortSignal): Promise<void> {
@@ -902,6 +930,12 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     if (!this.#indices) throw new SluiceError("the Elasticsearch sink is not open", { code: "SINK_NOT_OPEN", context: { component: "sink", sink: this.name } });
     return this.#indices;
   }
+}
+
+/** A document's error in an mget answer. */
+interface MgetError {
+  readonly type?: string;
+  readonly reason?: string;
 }
 
 /** The table's index or alias was deleted while the sink ran: halts the table (SINK_TARGET_BLOCKED) saying how to fill it again. */
