@@ -335,7 +335,7 @@ const mysqlSource = z.strictObject({
   zero_dates: z
     .enum(["null", "error"])
     .default("null")
-    .describe("What a zero date (0000-00-00, or a zero month or day) or a date no calendar has (2024-02-30, allowed by ALLOW_INVALID_DATES) becomes: null, or an error that halts the table"),
+    .describe("What a zero date (0000-00-00, or a zero month or day) or a date no calendar has (2024-02-30, allowed by ALLOW_INVALID_DATES) becomes: null, or an error that halts the table. In a key column it always halts the table (a key cannot be null): docs/mysql.md#zero-dates-in-a-key-column"),
   partition_drops: z
     .enum(["mirror", "keep"])
     .default("mirror")

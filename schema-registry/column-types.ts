@@ -365,10 +365,13 @@ function integerOf(value: PresentValue): bigint | undefined {
   return undefined;
 }
 
-/** A date with a zero year, month or day (MySQL's 0000-00-00, delivered as text under zero_dates: error) has no day count. */
+/** MySQL's zero date (or one no calendar has), refused: RowCodec words it for a key column. */
+export class ZeroDateValueError extends RangeError {}
+
+/** A date with a zero year, month or day (MySQL's 0000-00-00, delivered as text under zero_dates: error, and always in a key column) has no day count. */
 function refuseZeroDate(value: PresentValue): void {
   if (typeof value === "string" && /^\d{4}-\d{2}-\d{2}/.test(value) && /^0000|^\d{4}-00|^\d{4}-\d{2}-00/.test(value)) {
-    throw new RangeError(`a zero date, which no Avro date or timestamp holds (the source's zero_dates: error refuses it; zero_dates: null carries it as NULL)`);
+    throw new ZeroDateValueError(`a zero date, which no Avro date or timestamp holds (the source's zero_dates: error refuses it; zero_dates: null carries it as NULL)`);
   }
 }
 

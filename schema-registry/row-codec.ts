@@ -14,7 +14,7 @@
  */
 import { UNCHANGED } from "../connectors/contracts.ts";
 import type { ColumnValue, Row } from "../connectors/contracts.ts";
-import { describeValue } from "./column-types.ts";
+import { describeValue, ZeroDateValueError } from "./column-types.ts";
 import type { ColumnAvroType, DecodeContext, EncodeContext, SpecialNumeric, ToAvroFunction } from "./column-types.ts";
 import type { AvroOutput, AvroWriter } from "./avro-writer.ts";
 import { AvroValueError } from "./schema-errors.ts";
@@ -43,6 +43,8 @@ export interface RowCodecOptions {
   readonly sideFields?: "record" | "headers";
   /** Error context (table) for values that cannot be encoded. */
   readonly context?: ErrorContext;
+  /** The table's key columns, for errors about their values. */
+  readonly keyColumns?: ReadonlySet<string>;
 }
 
 export type AvroRecordValue = Record<string, unknown>;
@@ -63,6 +65,16 @@ class SpecialCollector implements EncodeContext {
   }
 }
 
+/** A key column's zero date: zero_dates cannot help (a key cannot be NULL); what the operator can do instead. */
+function zeroDateInKey(context: ErrorContext): string {
+  const release = `sluice halted skip --source ${context.source ?? "SOURCE"} --table ${context.table ?? "TABLE"}`;
+  return (
+    "a key column holds a zero date (0000-00-00, a zero month or day, or a date no calendar has), which no Avro date or timestamp holds, and a key cannot be NULL whatever zero_dates says. " +
+    `Give the rows a real date on the server (UPDATE ... SET the column = a real date WHERE it = '0000-00-00'), skip the parked changes that carry the zero date (\`${release} --all-pending\`, then --execute with the --through it prints), then read the table again (\`sluice snapshot --table ${context.table ?? "TABLE"} --execute\`); ` +
+    "or leave the table out of `tables` (docs/mysql.md#zero-dates-in-a-key-column)"
+  );
+}
+
 export class RowCodec {
   readonly bindings: readonly ColumnBinding[];
   readonly hasUnchangedField: boolean;
@@ -70,6 +82,7 @@ export class RowCodec {
   /** Bookkeeping beside the record (RowSide) instead of in it. */
   readonly sideInHeaders: boolean;
   private readonly errorContext: ErrorContext;
+  private readonly keyColumns: ReadonlySet<string>;
   /** Reused by writeAvro (its lists are handed on, never reused). */
   private readonly scratch = new SpecialCollector();
   /**
@@ -90,6 +103,7 @@ export class RowCodec {
     this.hasSpecialField = bindings.some((binding) => binding.type.mayBeSpecial);
     this.sideInHeaders = options.sideFields === "headers";
     this.errorContext = options.context ?? {};
+    this.keyColumns = options.keyColumns ?? new Set();
   }
 
   /**
@@ -151,7 +165,8 @@ export class RowCodec {
     } catch (error) {
       const present = value as Exclude<ColumnValue, null | typeof UNCHANGED>;
       const shown = (type.show ?? describeValue)(present);
-      throw this.error(column, `cannot be encoded as ${type.label}: ${(error as Error).message}`, error, shown.length > 200 ? `${shown.slice(0, 200)}...` : shown);
+      const problem = error instanceof ZeroDateValueError && this.keyColumns.has(column) ? zeroDateInKey(this.errorContext) : `cannot be encoded as ${type.label}: ${(error as Error).message}`;
+      throw this.error(column, problem, error, shown.length > 200 ? `${shown.slice(0, 200)}...` : shown);
     }
     return encoded !== undefined ? encoded : nullable ? null : type.zero;
   }

@@ -170,6 +170,7 @@ export function mapTable(table: TableSchema, options: TableMappingOptions = {}):
     return { type: "record", name: recordName, namespace, fields, "connect.name": `${namespace}.${recordName}`, [TABLE_PROPERTY]: tableProperty };
   };
   const errorContext = { table: `${table.schema}.${table.table}`, source: table.source };
+  const keyColumns = new Set(table.key);
   const valueSchema = recordSchema("Value", bindings, true);
   const hasKey = keyBindings.length > 0;
   return {
@@ -179,8 +180,8 @@ export function mapTable(table: TableSchema, options: TableMappingOptions = {}):
     valueSchema,
     envelopeSchema: envelopeSchema(table.sourceKind, namespace, valueSchema),
     fieldNames,
-    keyCodec: hasKey ? new RowCodec(keyBindings, { unchangedField: false, context: errorContext }) : null,
-    valueCodec: new RowCodec(bindings, { unchangedField: true, sideFields: envelope === "debezium" ? "headers" : "record", context: errorContext }),
+    keyCodec: hasKey ? new RowCodec(keyBindings, { unchangedField: false, context: errorContext, keyColumns }) : null,
+    valueCodec: new RowCodec(bindings, { unchangedField: true, sideFields: envelope === "debezium" ? "headers" : "record", context: errorContext, keyColumns }),
     envelope,
   };
 }

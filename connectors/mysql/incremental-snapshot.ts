@@ -41,6 +41,7 @@ import type { ColumnDefinition, TableDefinition } from "./schema/table-definitio
 import { rowBytes } from "./snapshot-reader.ts";
 import { closeQuietly, openConnection, sqlOf } from "./sql-connection.ts";
 import type { BinlogInterleave, DecodedEvent, TransactionContext } from "./stream-decoder.ts";
+import { zeroDatesOf } from "./values/column-decoder.ts";
 import type { ZeroDates } from "./values/column-decoder.ts";
 import { keyLiteral, selectExpression, snapshotDecoder } from "./values/snapshot-values.ts";
 import { markOf } from "./watermarks.ts";
@@ -520,7 +521,7 @@ export class MysqlIncrementalSnapshots implements BinlogInterleave {
 }
 
 function decodeRows(raw: readonly RawRow[], definition: TableDefinition, zeroDates: ZeroDates): Row[] {
-  const decoders = definition.columns.map((column) => snapshotDecoder(column, zeroDates));
+  const decoders = definition.columns.map((column) => snapshotDecoder(column, zeroDatesOf(zeroDates, definition.key, column.name)));
   const names = definition.columns.map((column) => column.name);
   return raw.map((values) => {
     const after: Record<string, ColumnValue> = {};

@@ -22,7 +22,7 @@ import { toSluiceError } from "./mysql-errors.ts";
 import type { SnapshotWorker } from "./snapshot-start.ts";
 import { tableKey, toTableSchema } from "./schema/table-definition.ts";
 import type { TableDefinition } from "./schema/table-definition.ts";
-import { ZeroDateError } from "./values/column-decoder.ts";
+import { ZeroDateError, zeroDatesOf } from "./values/column-decoder.ts";
 import type { ZeroDates } from "./values/column-decoder.ts";
 import { keyLiteral, selectExpression, snapshotDecoder } from "./values/snapshot-values.ts";
 import type { SnapshotDecoder } from "./values/snapshot-values.ts";
@@ -143,7 +143,7 @@ export class SnapshotReader {
     progress.state = "running";
     progress.startedAtMs = Date.now();
     logger.info({ table: progress.table, key: definition.key, estimatedRows: progress.rowsEstimated }, "snapshot of table started");
-    const decoders = definition.columns.map((column) => snapshotDecoder(column, zeroDates));
+    const decoders = definition.columns.map((column) => snapshotDecoder(column, zeroDatesOf(zeroDates, definition.key, column.name)));
     const keyIndexes = definition.key.map((name) => definition.columns.findIndex((c) => c.name === name));
     const keyOf = (row: RawRow): SnapshotKey => (keyIndexes.length === 0 ? null : keyIndexes.map((i) => row[i]?.toString("latin1") ?? null));
     const sizer = new ChunkSizer(this.options.chunkRows, this.options.buffer.maxBytes);

@@ -11,7 +11,7 @@ import type { RowColumn } from "../protocol/rows-event.ts";
 import type { TableMap, TableMapColumn } from "../protocol/table-map.ts";
 import { charsetNamed } from "../values/charsets.ts";
 import type { Charset, CollationTable } from "../values/charsets.ts";
-import { valueDecoder } from "../values/column-decoder.ts";
+import { valueDecoder, zeroDatesOf } from "../values/column-decoder.ts";
 import type { ZeroDates } from "../values/column-decoder.ts";
 import { isUnsigned, membersOf, typeFitsTableMap, typeFromTableMap } from "./column-types.ts";
 import { toTableSchema } from "./table-definition.ts";
@@ -113,7 +113,7 @@ function bind(map: TableMap, definition: TableDefinition, context: BindingContex
         charset,
         members: column.members ?? membersOf(known.dbType),
       },
-      context.zeroDates,
+      zeroDatesOf(context.zeroDates, definition.key, known.name),
     );
     return { name: known.name, decode, json: column.realType === ColumnType.JSON, jsonLengthBytes: column.length };
   });

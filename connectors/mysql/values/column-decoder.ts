@@ -62,6 +62,14 @@ export class ZeroDateError extends RangeError {}
  */
 export const ZERO_DATE_TEXT = "0000-00-00";
 
+/**
+ * zero_dates for one column: a key column cannot be NULL, so its zero date is always delivered as ZERO_DATE_TEXT, which
+ * the encoder refuses naming the column and the zero date (NULL would be refused as "null in a NOT NULL column").
+ */
+export function zeroDatesOf(zeroDates: ZeroDates, key: readonly string[], column: string): ZeroDates {
+  return key.includes(column) ? "error" : zeroDates;
+}
+
 export function valueDecoder(column: TableMapColumn, info: ColumnDecodeInfo, zeroDates: ZeroDates): ValueDecoder {
   const zero = zeroDates === "null" ? () => null : () => ZERO_DATE_TEXT;
   switch (column.realType) {
