@@ -91,6 +91,12 @@ export interface BatchingProducerOptions {
    * over one) instead of stopping for good.
    */
   readonly onMessageTooLarge?: (topics: readonly string[]) => Promise<readonly LoweredLimit[]>;
+  /**
+   * A delivery failed with INVALID_TIMESTAMP: called with the unit's topics, answers how old a record each of them takes
+   * (message.timestamp.before.max.ms, where it is set). The unit's records older than that are given the time of now and
+   * the unit is written again: a capture catching up after a stop longer than that window was refused for good.
+   */
+  readonly onInvalidTimestamp?: (topics: readonly string[]) => Promise<ReadonlyMap<string, number>>;
 }
 
 export interface LoweredLimit {
@@ -327,6 +333,7 @@ export class BatchingProducer {
         const failure = kafkaError(error, "produce", this.options.brokers);
         if (failure.code === "KAFKA_PRODUCER_FENCED" && this.options.transactionalId && this.claimed) this.fenced ??= failure;
         await this.discardProducer();
+        if (failure.code === "KAFKA_INVALID_TIMESTAMP" && !this.closing && (await this.restampedTooOld(unit))) continue;
         const lowered = failure.code === "KAFKA_MESSAGE_TOO_LARGE" && !this.closing ? await this.limitsLowered(unit, failure) : undefined;
         if (lowered) {
           this.logger.warn({ brokers: this.options.brokers, err: lowered.toLog() }, "a topic's max.message.bytes was lowered while Sluice wrote to it; the batch is written again within the new limit");
@@ -358,6 +365,30 @@ export class BatchingProducer {
         await sleep(delayMs);
       }
     }
+  }
+
+  /** Gives the unit's records older than their topic takes (onInvalidTimestamp) the time of now; whether any was. */
+  private async restampedTooOld(unit: Unit): Promise<boolean> {
+    if (!this.options.onInvalidTimestamp) return false;
+    const topics = [...new Set(unit.messages.map((m) => m.topic))];
+    const windows = await this.options.onInvalidTimestamp(topics).catch((error: unknown) => {
+      this.logger.warn({ err: error, topics }, "could not read the message.timestamp.before.max.ms of the topics of a batch Kafka refused for its timestamps");
+      return new Map<string, number>();
+    });
+    const now = Date.now();
+    const restamped = new Map<string, number>();
+    for (const message of unit.messages) {
+      const window = windows.get(message.topic);
+      if (window === undefined || !tooOld(Number(message.timestamp), window, now)) continue;
+      message.timestamp = String(now);
+      restamped.set(message.topic, (restamped.get(message.topic) ?? 0) + 1);
+    }
+    if (restamped.size === 0) return false;
+    this.logger.warn(
+      { topics: Object.fromEntries([...restamped].map(([topic, records]) => [topic, { records, beforeMaxMs: windows.get(topic) }])) },
+      "Kafka refused records older than their topic's message.timestamp.before.max.ms (capture catching up after a stop longer than that?): they are written again with the time of now (their changes' commit times stay in the records' source.ts_ms)",
+    );
+    return true;
   }
 
   /** A retriable failure naming the unit's topics whose max.message.bytes was lowered (onMessageTooLarge), or undefined. */
@@ -529,4 +560,13 @@ function byTopic(messages: readonly OutgoingMessage[]): { topic: string; message
     list.push(message);
   }
   return [...topics].map(([topic, list]) => ({ topic, messages: withLinearPartitionGrouping(list) }));
+}
+
+/**
+ * Whether a record of time `timestamp` is too old for a topic taking records up to `windowMs` old (its
+ * message.timestamp.before.max.ms): a minute short of the window, or half of a window shorter than two minutes, so that
+ * the broker's clock a little ahead of this one still takes it.
+ */
+export function tooOld(timestamp: number, windowMs: number, now: number): boolean {
+  return timestamp < now - Math.max(windowMs - 60_000, windowMs / 2);
 }

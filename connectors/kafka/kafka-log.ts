@@ -37,7 +37,7 @@ import { captureLeaseTopic, checkpointTopic, controlTopic, HIGHEST_SCHEMA_ID_KEY
 import { partitionForKey } from "../topics/partitioner.ts";
 import { announceTopicCreated, onTopicCreated } from "../topics/topic-notices.ts";
 import { assertSameLayout, RECORD_TOO_LARGE, recordBytes, validateSpec } from "../topics/spec.ts";
-import { BatchingProducer, RECORD_OVERHEAD_BYTES } from "./batching-producer.ts";
+import { BatchingProducer, RECORD_OVERHEAD_BYTES, tooOld } from "./batching-producer.ts";
 import { commitNotVisibleError } from "./commit-not-visible.ts";
 import { setGroupOffsets } from "./group-offsets.ts";
 import type { LoweredLimit, OutgoingMessage, WrittenOffset } from "./batching-producer.ts";
@@ -154,6 +154,8 @@ export class KafkaTopicLog implements TopicLog {
   private readonly recreatedListeners = new Set<(topic: string) => void>();
   /** max.message.bytes of the topics this process created, declared or wrote to: batches and records to each stay within it. */
   private readonly recordLimits = new Map<string, number>();
+  /** How old a record each described topic takes (its message.timestamp.before.max.ms), where that is set. */
+  private readonly timestampWindows = new Map<string, number>();
   private readonly consumers = new Set<KafkaPullConsumer>();
   /**
    * Per consumer group, the member ids of this log's closed consumers, which may still be in the group: a consumer that
@@ -231,6 +233,7 @@ export class KafkaTopicLog implements TopicLog {
       batchLimitOf: (topic) => this.recordLimits.get(topic),
       onUnknownTopic: (topics) => this.createDeletedAgain(topics),
       onMessageTooLarge: (topics) => this.readRecordLimitsAgain(topics),
+      onInvalidTimestamp: (topics) => this.readTimestampWindows(topics),
     });
     this.registryJournal = new KafkaJournal(this, registryTopic(options.deployment), {
       issued: (highest) => this.recordHighestSchemaId(highest),
@@ -564,6 +567,12 @@ export class KafkaTopicLog implements TopicLog {
     return lowered;
   }
 
+  /** Kafka refused a batch of `topics` for its timestamps: how old a record each of them takes, read again. */
+  private async readTimestampWindows(topics: readonly string[]): Promise<Map<string, number>> {
+    for (const topic of topics) await this.describeTopic(topic);
+    return new Map(topics.flatMap((topic) => (this.timestampWindows.has(topic) ? [[topic, this.timestampWindows.get(topic)!] as const] : [])));
+  }
+
   maxRecordBytes(topic: string): number | undefined {
     return this.recordLimits.get(topic);
   }
@@ -636,6 +645,7 @@ export class KafkaTopicLog implements TopicLog {
     // The records of a transaction share their timestamp: its text is made once a run.
     let timestamp = Number.NaN;
     let timestampText = "";
+    let windowTopic: string | undefined;
     // A record's time is its change's commit time at the source; one ahead of now (a session's SET TIMESTAMP, a source
     // clock ahead of this one) is written at now: the broker refuses a time more than message.timestamp.after.max.ms
     // (an hour by default) ahead of its clock, and capture could never get past that change.
@@ -645,9 +655,12 @@ export class KafkaTopicLog implements TopicLog {
       const record = records[r]!;
       // Known after a topic's first record: no await (a microtask) per record.
       const partitions = this.partitionCounts.get(record.topic) ?? (await this.partitionCount(record.topic));
-      if (record.timestamp !== timestamp) {
+      if (record.timestamp !== timestamp || record.topic !== windowTopic) {
         timestamp = record.timestamp;
-        timestampText = String(timestamp > now ? now : timestamp);
+        windowTopic = record.topic;
+        // Likewise older than the topic's message.timestamp.before.max.ms (a capture catching up after a long stop).
+        const window = this.timestampWindows.get(record.topic);
+        timestampText = String(timestamp > now || (window !== undefined && tooOld(timestamp, window, now)) ? now : timestamp);
       }
       const key = record.key === null ? null : toBuffer(record.key);
       const value = record.value === null ? null : toBuffer(record.value);
@@ -1292,7 +1305,7 @@ export class KafkaTopicLog implements TopicLog {
       throw kafkaError(error, "describe topic", this.config.brokers);
     }
     const describeConfigs = () =>
-      this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ["cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes", "delete.retention.ms", "min.compaction.lag.ms"] }] });
+      this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ["cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes", "delete.retention.ms", "min.compaction.lag.ms", "message.timestamp.before.max.ms"] }] });
     let described: DescribeConfigResponse;
     try {
       described = await this.request(describeConfigs);
@@ -1329,6 +1342,10 @@ export class KafkaTopicLog implements TopicLog {
     const deletes = policy.includes("delete");
     const tombstones = limit(entries.get("delete.retention.ms"));
     const lag = limit(entries.get("min.compaction.lag.ms"));
+    // Long.MAX_VALUE by default (any age); a topic or broker setting below it refuses older records (INVALID_TIMESTAMP).
+    const window = Number(entries.get("message.timestamp.before.max.ms"));
+    if (Number.isSafeInteger(window) && window >= 0) this.timestampWindows.set(name, window);
+    else this.timestampWindows.delete(name);
     return {
       name,
       partitions,
