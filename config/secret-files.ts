@@ -14,9 +14,14 @@ interface WithSecretFiles {
   secret_files?: Record<string, string>;
 }
 
-/** Notes on each sink's and source's config the secrets its section read from files. */
+/** Notes on each sink's and source's config, and on Kafka's `topics.sasl`, the secrets its section read from files. */
 export function noteSecretFiles(config: SluiceConfig, files: readonly SecretFile[]): void {
   for (const { at, key, file } of files) {
+    if (at.length === 3 && at[0] === "topics" && at[1] === "sasl" && config.topics.kind === "kafka" && config.topics.sasl) {
+      const sasl = config.topics.sasl as WithSecretFiles & object;
+      sasl.secret_files = { ...sasl.secret_files, [key]: file };
+      continue;
+    }
     if (at.length !== 3 || (at[0] !== "sinks" && at[0] !== "sources") || typeof at[1] !== "number") continue;
     const section = (at[0] === "sinks" ? config.sinks[at[1]] : config.sources[at[1]]) as (WithSecretFiles & object) | undefined;
     if (section === undefined) continue;
@@ -26,8 +31,10 @@ export function noteSecretFiles(config: SluiceConfig, files: readonly SecretFile
 
 /** A sink's secret file that could not be read at a (re)connection: never its value, which was not read. */
 export interface UnreadableSecretFile {
-  /** The sink's or source's name (its config section's `name`). */
+  /** The sink's or source's name (its config section's `name`); undefined for `topics.sasl`. */
   readonly name: string | undefined;
+  /** The config section when it is not a sink or a source: `topics.sasl` (Kafka's SASL password). */
+  readonly section?: string;
   /** The secret's key (`password`, `api_key`): the config names its file `<key>_file`. */
   readonly key: string;
   readonly file: string;
@@ -55,7 +62,7 @@ const lastRead = new WeakMap<object, Map<string, string>>();
  * A file that cannot be read now (a Secret mount being swapped, its permissions changed) leaves the value read last,
  * which the server may then refuse: reported to the listener (reportUnreadableSecretFiles), not silently.
  */
-export function currentSecret(sinkConfig: object, key: string): string | undefined {
+export function currentSecret(sinkConfig: object, key: string, section?: string): string | undefined {
   const given = (sinkConfig as Record<string, unknown>)[key];
   const configured = typeof given === "string" ? given : undefined;
   const file = (sinkConfig as WithSecretFiles).secret_files?.[key];
@@ -70,7 +77,7 @@ export function currentSecret(sinkConfig: object, key: string): string | undefin
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     const name = (sinkConfig as { name?: unknown }).name;
-    unreadableListener?.({ name: typeof name === "string" ? name : undefined, key, file, code: typeof code === "string" ? code : "EUNKNOWN", reason: error instanceof Error ? error.message : String(error) });
+    unreadableListener?.({ name: typeof name === "string" ? name : undefined, ...(section ? { section } : {}), key, file, code: typeof code === "string" ? code : "EUNKNOWN", reason: error instanceof Error ? error.message : String(error) });
     return lastRead.get(sinkConfig)?.get(key) ?? configured;
   }
 }

@@ -59,6 +59,8 @@ import type { RunSelection } from "./roles.ts";
 import { reloadingOnMiss } from "./registry-refresh.ts";
 import { captureLeaseGroup } from "../connectors/topics/names.ts";
 import { watchSourceSecretFiles } from "./source-secret-files.ts";
+import { reportKafkaAuthentications } from "./kafka-auth-report.ts";
+import { kafkaCredentialsAccepted } from "../connectors/kafka/kafka-auth.ts";
 import type { KafkaTopicLog } from "../connectors/kafka/kafka-log.ts";
 import type { LocalRegistry, SchemaRegistry } from "../schema-registry/index.ts";
 import type { RegistrySetup } from "./components.ts";
@@ -239,6 +241,7 @@ export class Daemon {
     this.configAsRead = config;
     this.logger = logger;
     watchSourceSecretFiles(logger, this.metrics);
+    reportKafkaAuthentications(logger, this.metrics);
     this.writeLogLine = options.writeLogLine ?? ((line) => process.stdout.write(line));
     this.failed = new Promise<never>((_resolve, reject) => (this.fatal = reject));
     this.recreatedTopics = new RecreatedTopics({
@@ -566,7 +569,7 @@ export class Daemon {
     const sinkStarts = sinkConfigs.map((sinkConfig) => {
       const { reader, heap } = this.memory.sinks[sinkConfig.name]!;
       return SinkThread.start({
-        data: { config: this.config, sink: sinkConfig.name, owner: this.instanceId, ...(reader ? { reader } : {}) },
+        data: { config: this.config, sink: sinkConfig.name, owner: this.instanceId, kafkaAccepted: this.config.topics.kind === "kafka" && kafkaCredentialsAccepted(this.config.topics.sasl), ...(reader ? { reader } : {}) },
         registry: sinkRegistry,
         writeLogLine: this.writeLogLine,
         heap,

@@ -161,6 +161,21 @@ export class SluiceMetrics {
     labelNames: ["source"] as const,
     registers: [this.registry],
   });
+  readonly kafkaAuthRefused = new Gauge({
+    name: "sluice_kafka_auth_refused",
+    help: "Threads of the process (main: capture, capture lease, admin; each sink's) whose last SASL authentication to a Kafka broker was refused after the brokers accepted the credentials once: they wait and connect again with backoff. 0 while accepted",
+    registers: [this.registry],
+  });
+  readonly kafkaAuthRefusals = new Counter({
+    name: "sluice_kafka_auth_refusals_total",
+    help: "SASL authentications to a Kafka broker refused (topics.sasl): each connection attempt counts",
+    registers: [this.registry],
+  });
+  readonly kafkaSecretFileUnreadable = new Counter({
+    name: "sluice_kafka_secret_file_unreadable_total",
+    help: "Reads of topics.sasl.password_file at a Kafka authentication that failed: the value read before was used",
+    registers: [this.registry],
+  });
   readonly deadLettered = new Counter({
     name: "sluice_sink_dead_lettered_total",
     help: "Rows a sink could not apply and sent to its dead-letter topic",

@@ -27,6 +27,8 @@ export interface SinkThreadData {
   readonly owner: string;
   /** Kafka topics with a memory budget: the sink's consumer sizes, its share (config/memory.ts). */
   readonly reader?: KafkaReaderLimits;
+  /** The brokers accepted the main thread's Kafka credentials: a refusal at the sink's first connection is waited out. */
+  readonly kafkaAccepted?: boolean;
 }
 
 export type MetricsSnapshot = MetricObjectWithValues<MetricValue<string>>[];

@@ -8,10 +8,12 @@ import { parentPort, workerData } from "node:worker_threads";
 import { STANDALONE_BATCH_BYTES } from "../config/memory.ts";
 import { rememberSecrets, secretValues } from "../config/redact.ts";
 import { reportUnreadableSecretFiles } from "../config/secret-files.ts";
+import { noteKafkaCredentialsAccepted } from "../connectors/kafka/kafka-auth.ts";
 import { lostTopicPolicyOf, openTopicLog, sinkWriter } from "../connectors/topics/open.ts";
 import { retry } from "../runtime/backoff.ts";
 import { createSink, deadLetterTopic, internalTopicSpec, personalDecryptor, recordDecoder, sinkGroupName, sinkTopics } from "./sink-components.ts";
 import { createLogger } from "../runtime/logger.ts";
+import { reportKafkaAuthentications, reportUnreadableKafkaSecret } from "./kafka-auth-report.ts";
 import { SluiceMetrics } from "./metrics.ts";
 import { isRebuildable, rebuildSink } from "./rebuild.ts";
 import { rebuildTopics } from "./rebuild-tables.ts";
@@ -30,7 +32,7 @@ import type { FromSinkThread, SinkThreadCall, SinkThreadData, ToSinkThread } fro
 const STATE_REPORT_MS = 200;
 
 const port = parentPort!;
-const { config, sink: sinkName, owner, reader } = workerData as SinkThreadData;
+const { config, sink: sinkName, owner, reader, kafkaAccepted } = workerData as SinkThreadData;
 const post = (message: FromSinkThread) => port.postMessage(message);
 
 const sinkConfig = config.sinks.find((s) => s.name === sinkName)!;
@@ -39,10 +41,17 @@ const logger = createLogger(config.logging.level, { write: (line: string) => pos
 const stop = new AbortController();
 const metrics = new SluiceMetrics({ processMetrics: false });
 // A secret file the sink cannot read again at a reconnection leaves the value read before: said and counted.
-reportUnreadableSecretFiles(({ key, file, code, reason }) => {
+reportUnreadableSecretFiles((problem) => {
+  if (reportUnreadableKafkaSecret(problem, logger, metrics)) return;
+  const { key, file, code, reason } = problem;
   logger.warn({ key: `${key}_file`, file, code }, `sink ${sinkName}: its ${key}_file ${file} cannot be read (${code}: ${reason}); connecting with the value read before`);
   metrics.sinkSecretFileUnreadable.inc({ sink: sinkName });
 });
+
+// The main thread's Kafka clients were accepted before this thread started: a refusal at this thread's first connection
+// is a password rotation under way, waited out, not a config error.
+if (kafkaAccepted === true && config.topics.kind === "kafka") noteKafkaCredentialsAccepted(config.topics.sasl);
+reportKafkaAuthentications(logger, metrics);
 
 const schemaRequests = new Map<number, { resolve(schema: string): void; reject(error: Error): void }>();
 let nextSchemaRequest = 0;

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { loadConfigFile } from "../../config/load.ts";
+import { currentSecret } from "../../config/secret-files.ts";
 import type { MysqlSourceConfig, PostgresSourceConfig } from "../../config/schema.ts";
 import { connectionOptions } from "../mysql/connection-settings.ts";
 import { clientConfig } from "../postgres/connection-settings.ts";
@@ -32,4 +33,20 @@ test("a PostgreSQL and a MySQL source read their password_file again at each new
   assert.equal(clientConfig(pg, "replication").password, "rotated-pg");
   assert.equal(clientConfig(pg, "catalog").password, "rotated-pg");
   assert.equal(connectionOptions(my, "binlog").password, "rotated-my");
+});
+
+test("Kafka's topics.sasl.password_file is read again at each authentication", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-kafka-pw-"));
+  writeFileSync(join(dir, "kafka-password"), "first-kafka\n");
+  writeFileSync(
+    join(dir, "c.yaml"),
+    "name: shop\nsources:\n  - name: pg\n    kind: postgres\n    database: app\n    user: u\n    password: p\n    tables: [public.t]\ntopics:\n  kind: kafka\n  brokers: [\"b1:9092\"]\n  sasl:\n    mechanism: scram-sha-512\n    username: sluice\n    password_file: kafka-password\nsinks: []\n",
+  );
+  const config = loadConfigFile(join(dir, "c.yaml"), { env: {} });
+  assert.equal(config.topics.kind, "kafka");
+  const sasl = config.topics.kind === "kafka" ? config.topics.sasl : undefined;
+  assert.equal(sasl?.password, "first-kafka");
+  assert.equal(currentSecret(sasl!, "password", "topics.sasl"), "first-kafka");
+  writeFileSync(join(dir, "kafka-password"), "rotated-kafka\n");
+  assert.equal(currentSecret(sasl!, "password", "topics.sasl"), "rotated-kafka", "kafka-auth.ts reads it so at each authentication");
 });

@@ -5,7 +5,9 @@
  * that sends the next request of that kind instead of sending it (a join or a look at a group that
  * fails, as on a restarted broker whose group coordinator is not ready yet).
  */
-import { Socket } from "node:net";
+import { isIP, Socket } from "node:net";
+import { connect as tlsConnect } from "node:tls";
+import type { ConnectionOptions } from "node:tls";
 import type { ISocketFactory } from "kafkajs";
 
 /** Kafka's api keys (the int16 after a request's 4-byte size) of the requests a test may cut. */
@@ -26,17 +28,19 @@ export function cuttableSockets(): CuttableSockets {
   const open = new Set<Socket>();
   let cut = false;
   let cutAt: number | null = null;
-  const factory: ISocketFactory = ({ host, port, onConnect }) => {
-    const socket = new Socket();
+  const factory: ISocketFactory = ({ host, port, ssl, onConnect }) => {
     if (cut) {
+      const socket = new Socket();
       setImmediate(() => socket.destroy(socketError(`connect ECONNREFUSED ${host}:${port}`, "ECONNREFUSED")));
       return socket;
     }
+    // With TLS (topics.tls) as kafkajs's own factory connects: the host name checked unless it is an address.
+    const socket: Socket = ssl ? tlsConnect({ host, port, ...(isIP(host) ? {} : { servername: host }), ...(ssl as ConnectionOptions) }, onConnect) : new Socket();
     open.add(socket);
     socket.once("close", () => open.delete(socket));
     socket.setKeepAlive(true, 60_000);
     // Wrapped after connect(), which puts the prototype's write back.
-    socket.connect({ host, port }, onConnect);
+    if (!ssl) socket.connect({ host, port }, onConnect);
     const write = socket.write.bind(socket) as (chunk: unknown, ...rest: unknown[]) => boolean;
     socket.write = ((chunk: unknown, ...rest: unknown[]) => {
       if (cutAt !== null && Buffer.isBuffer(chunk) && chunk.length >= 6 && chunk.readInt16BE(4) === cutAt) {

@@ -2,10 +2,11 @@
 import { createRequire } from "node:module";
 import type { ConnectionOptions } from "node:tls";
 import { Kafka, logLevel } from "kafkajs";
-import type { ISocketFactory, KafkaConfig, LogEntry, SASLOptions } from "kafkajs";
+import type { ISocketFactory, KafkaConfig, LogEntry } from "kafkajs";
 import type { TopicsConfig } from "../../config/schema.ts";
 import type { Logger } from "../../runtime/logger.ts";
 import { readTlsFiles } from "../common/tls-files.ts";
+import { saslMechanism } from "./kafka-auth.ts";
 import { registerCompressionCodecs } from "./compression.ts";
 // kafkajs decodes a batch the log cleaner emptied to nothing, losing its offsets: this keeps them.
 import "./emptied-batches.ts";
@@ -60,7 +61,8 @@ export function createKafkaClient(config: KafkaTopicsConfig, logger: Logger, soc
   };
   if (config.tls?.enabled) settings.ssl = kafkaTlsOptions(config.tls);
   if (socketFactory) settings.socketFactory = socketFactory;
-  if (config.sasl) settings.sasl = { mechanism: config.sasl.mechanism, username: config.sasl.username, password: config.sasl.password ?? "" } as SASLOptions;
+  // The password is read at each authentication: a rotated topics.sasl.password_file is taken at the next connection.
+  if (config.sasl) settings.sasl = saslMechanism(config.sasl);
   return new Kafka(settings);
 }
 

@@ -9,6 +9,7 @@ import { test } from "node:test";
 import kafkajs from "kafkajs";
 import { SluiceError } from "../errors.ts";
 import { isRetriableKafkaError, isUnknownTopicOrPartition, kafkaError } from "./kafka-errors.ts";
+import { ACCEPTED_BEFORE } from "./kafka-auth.ts";
 
 const { KafkaJSConnectionError, KafkaJSNonRetriableError, KafkaJSNumberOfRetriesExceeded, KafkaJSProtocolError } = kafkajs;
 const brokers = ["127.0.0.1:9092"];
@@ -60,6 +61,20 @@ test("permanent refusals are not retriable: fenced producer, bad credentials, a 
   assert.match(kafkaError(tooLarge, "produce", brokers).message, /max\.message\.bytes.*topics\.batch_bytes/, "says which limits and what to change");
   const other = new KafkaJSNonRetriableError("Invalid topic undefined");
   assert.equal(isRetriableKafkaError(other), false);
+});
+
+test("refused SASL credentials the brokers accepted before in this process (a password rotation under way) are KAFKA_AUTH_FAILED, retriable, also inside kafkajs's retry wrapper", () => {
+  const refused = () => Object.assign(new Error("SASL SCRAM SHA512 authentication failed (user \"sluice\" at broker b1:9092)"), { name: "KafkaJSSASLAuthenticationError" });
+  const atStart = refused();
+  assert.equal(isRetriableKafkaError(atStart), false);
+  assert.match(kafkaError(atStart, "connect", brokers).message, /check topics\.sasl/);
+  for (const error of [Object.assign(refused(), { [ACCEPTED_BEFORE]: true }), new KafkaJSNumberOfRetriesExceeded(Object.assign(refused(), { [ACCEPTED_BEFORE]: true }), { retryCount: 1, retryTime: 100 })]) {
+    assert.equal(isRetriableKafkaError(error), true);
+    const sluice = kafkaError(error, "produce", brokers);
+    assert.equal(sluice.code, "KAFKA_AUTH_FAILED");
+    assert.equal(sluice.retriable, true);
+    assert.match(sluice.message, /refused the credentials during produce: .*user "sluice" at broker b1:9092.*waiting for the brokers to accept them/);
+  }
 });
 
 test("a failed certificate check or TLS handshake, also inside kafkajs's retry wrapper, is permanent (KAFKA_TLS_FAILED)", () => {

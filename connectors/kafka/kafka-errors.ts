@@ -1,6 +1,7 @@
 /** kafkajs failures as Sluice errors: retriable connection trouble versus permanent refusals. */
 import { describeTlsFailure } from "../common/tls-errors.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
+import { ACCEPTED_BEFORE } from "./kafka-auth.ts";
 
 interface KafkaJsFailure {
   name?: string;
@@ -78,12 +79,18 @@ export function isUnknownTopicOrPartition(error: unknown): boolean {
   return rootCause(error).type === "UNKNOWN_TOPIC_OR_PARTITION";
 }
 
+/** A SASL refusal of credentials the brokers accepted before in this process (kafka-auth.ts marks it). */
+function credentialsAcceptedBefore(root: KafkaJsFailure): boolean {
+  return (root as Record<string, unknown>)[ACCEPTED_BEFORE] === true;
+}
+
 export function isRetriableKafkaError(error: unknown): boolean {
   if (error instanceof SluiceError) return error.retriable;
   const root = rootCause(error);
   if (isConsumerWithoutGroup(root)) return true;
   if (root.type && REBALANCED.has(root.type)) return true;
-  if (root.name === "KafkaJSSASLAuthenticationError") return false;
+  // Refused credentials are a config error until the brokers accepted this process's once; then a rotation under way.
+  if (root.name === "KafkaJSSASLAuthenticationError") return credentialsAcceptedBefore(root);
   if (describeTlsFailure(root) !== undefined) return false;
   if (root.type && FENCED.has(root.type)) return false;
   if (root.name && CONNECTION_FAILURES.has(root.name)) return true;
@@ -98,6 +105,12 @@ export function kafkaError(error: unknown, operation: string, brokers: readonly 
   const detail = root.message && root.message !== message ? `${message} (${root.message})` : message;
   const context = { component: "kafka", operation, brokers: brokers.join(",") };
   if (root.name === "KafkaJSSASLAuthenticationError") {
+    if (credentialsAcceptedBefore(root)) {
+      return new SluiceError(
+        `Kafka ${brokers.join(",")} refused the credentials during ${operation}: ${detail}; waiting for the brokers to accept them (retried with backoff; topics.sasl.password_file is read again at each attempt)`,
+        { code: "KAFKA_AUTH_FAILED", retriable: true, context, cause: error },
+      );
+    }
     return new SluiceError(`Kafka ${brokers.join(",")} refused the credentials during ${operation}: ${detail}; check topics.sasl (mechanism, username, password)`, { code: "KAFKA_AUTH_FAILED", context, cause: error });
   }
   const tlsFailure = describeTlsFailure(root);

@@ -109,12 +109,18 @@ async function pemKeyStore(ca: TestCa, file: string): Promise<void> {
   writeFileSync(file, stdout + readFileSync(ca.serverCert, "utf8"));
 }
 
+/** The TLS Kafka: a SecureServer whose SCRAM password can be changed on the broker while it runs. */
+export interface SecureKafka extends SecureServer {
+  /** Changes the user's SCRAM-SHA-512 password on the broker (kafka-configs --alter over the broker's own listener); connections already authenticated stay. */
+  setScramPassword(password: string): Promise<void>;
+}
+
 /**
  * A KRaft Kafka node whose client listener is SASL_SSL: SCRAM-SHA-512 user `sluice` (password
  * returned), server certificate from a fresh CA, and a client certificate required
  * (`ca.clientCert(...)` makes one).
  */
-export async function startTlsKafka(): Promise<SecureServer> {
+export async function startTlsKafka(): Promise<SecureKafka> {
   const dir = mkdtempSync("/var/tmp/sluice-tls-kafka-");
   const [port, controllerPort, internalPort] = [await freePort(), await freePort(), await freePort()];
   const ca = await makeCa(dir);
@@ -180,6 +186,10 @@ export async function startTlsKafka(): Promise<SecureServer> {
     user,
     password,
     dir,
+    async setScramPassword(newPassword: string) {
+      const args = ["kafka.admin.ConfigCommand", "--bootstrap-server", `${host}:${internalPort}`, "--alter", "--entity-type", "users", "--entity-name", user, "--add-config", `SCRAM-SHA-512=[iterations=4096,password=${newPassword}]`];
+      await run(java[0]!, [...java.slice(1).filter((a) => !a.startsWith("-Xm")), "-Xmx128m", ...args], { timeout: 60_000 });
+    },
     async stop() {
       await stopGroup(child, 20_000);
       rmSync(dir, { recursive: true, force: true });
