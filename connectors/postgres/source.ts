@@ -42,6 +42,7 @@ import { snapshotResetPosition } from "../common/snapshot-reset.ts";
 import type { EventOrigin } from "./change-events.ts";
 import { addedTablesStatement, captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, settleStart } from "./slot-setup.ts";
 import { describeSlotWaits } from "./slot-wait.ts";
+import { EnumLabels } from "./enum-labels.ts";
 import { gapKey, gapWarning, publicationGap, publicationMembers, publicationOptions } from "./publication-actions.ts";
 import type { PublicationGap } from "./publication-actions.ts";
 import { PUBLICATION_INCOMPLETE } from "../common/source-warnings.ts";
@@ -203,6 +204,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private readonly emptiedFor = new Map<string, bigint>();
   /** The captured partitioned tables' leaf partitions at the last catalog look, kept across streams (TableDiscovery). */
   private readonly seenPartitions = new SeenPartitions();
+  /** The captured tables' enum labels at the last catalog look, kept across streams as seenPartitions is. */
+  private readonly enumLabels = new EnumLabels();
   /** Partitioned tables whose partitions Sluice's role may not read directly, told once (readAttachedPartitions). */
   private readonly toldUnreadablePartitions = new Set<number>();
   /** Online snapshots (sluice snapshot, the signal table, tables added later): see incremental-snapshot.ts. */
@@ -584,6 +587,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
         attached: (table, partitions) => this.readAttachedPartitions(table, partitions),
         rewritten: (table, partitions) => this.readRewrittenPartitions(table, partitions),
       },
+      enumLabels: (known) => this.readRenamedEnumLabels(catalog, known),
       logger: this.logger,
     });
     return {
@@ -808,6 +812,23 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     }
     this.logger.warn({ table: name, partitions }, `partitions of ${name} were truncated or rewritten (a truncate of a partition is not streamed): ${name} is read again by an online snapshot, whose reset removes the rows it no longer has`);
     await this.snapshots.request(name, null, "partition-rewritten");
+  }
+
+  /**
+   * Captured tables using enum labels renamed since the last look (ALTER TYPE ... RENAME VALUE): every row holding the
+   * label reads as the new one with no change in the WAL, so each table is read again by an online snapshot (its
+   * reset changes nothing else); snapshot.mode never only says so.
+   */
+  private async readRenamedEnumLabels(catalog: pg.Client, known: readonly TableRef[]): Promise<void> {
+    for (const { table, labels } of await this.enumLabels.renamed(catalog, known)) {
+      const name = `${table.schema}.${table.table}`;
+      if (this.config.snapshot.mode === "never") {
+        this.logger.warn({ table: name, labels }, `enum labels used by ${name} were renamed (${labels.join(", ")}), which changes its rows with no change in the WAL: ${name} is not read again (snapshot.mode never); read it with sluice snapshot --table ${name} --execute`);
+        continue;
+      }
+      this.logger.warn({ table: name, labels }, `enum labels used by ${name} were renamed (${labels.join(", ")}), which changes its rows with no change in the WAL: ${name} is read again by an online snapshot`);
+      await this.snapshots.request(name, null, "enum-renamed");
+    }
   }
 
   /**

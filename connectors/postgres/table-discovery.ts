@@ -44,6 +44,11 @@ export interface TableDiscoveryOptions {
     readonly attached: (table: TableRef, partitions: readonly number[]) => Promise<void>;
     readonly rewritten: (table: TableRef, partitions: readonly number[]) => Promise<void>;
   };
+  /**
+   * At every look, the known tables as listed now: the source reads again those whose enum labels were renamed since
+   * the last look (enum-labels.ts). One that fails is tried at the next look, without stopping the rest of this one.
+   */
+  readonly enumLabels?: (known: readonly TableRef[]) => Promise<void>;
   readonly logger: Logger;
 }
 
@@ -71,6 +76,7 @@ export class TableDiscovery {
   private looking: Promise<void> | null = null;
   private failures = 0;
   private republishFailures = 0;
+  private enumLabelFailures = 0;
 
   constructor(options: TableDiscoveryOptions) {
     this.options = options;
@@ -120,6 +126,7 @@ export class TableDiscovery {
       for (const table of listed) if (this.known.has(idOf(table))) this.known.set(idOf(table), nameOf(table));
       await this.republish(listed.filter((table) => this.known.has(idOf(table))));
       await this.lookAtPartitions(listed.filter((table) => this.known.has(idOf(table))));
+      await this.lookAtEnumLabels(listed.filter((table) => this.known.has(idOf(table))));
       if (this.failures > 0) this.options.logger.info({ failures: this.failures }, "looking for new tables works again");
       this.failures = 0;
     } catch (error) {
@@ -145,6 +152,20 @@ export class TableDiscovery {
     }
     if (this.republishFailures > 0) this.options.logger.info({ failures: this.republishFailures }, "checking the captured tables are in the publication works again");
     this.republishFailures = 0;
+  }
+
+  /** The enum label check on its own, warned once per run of failures (as the publication check). */
+  private async lookAtEnumLabels(known: readonly TableRef[]): Promise<void> {
+    const enumLabels = this.options.enumLabels;
+    if (enumLabels === undefined) return;
+    try {
+      await enumLabels(known);
+    } catch (error) {
+      if (this.enumLabelFailures++ === 0) this.options.logger.warn({ err: (error as Error).message }, "could not check the captured tables' enum labels for renames; trying again at the next look");
+      return;
+    }
+    if (this.enumLabelFailures > 0) this.options.logger.info({ failures: this.enumLabelFailures }, "checking the captured tables' enum labels works again");
+    this.enumLabelFailures = 0;
   }
 
   /**
