@@ -90,7 +90,7 @@ test("sluice snapshot on MariaDB: a dry run first, then the table read online wh
   await waitFor("a streamed change in the sink", async () => {
     await admin.query(`UPDATE ${items} SET note = 'streamed' WHERE id = 1`);
     return (await sinkCount().catch(() => 0)) === 1;
-  }, { daemon, timeoutMs: 60_000, intervalMs: 2_000 });
+  }, { daemon, timeoutMs: 60_000 });
 
   const dry = await runSluice(["snapshot", "-c", daemon.configFile, "--table", `${database}.items`]);
   assert.equal(dry.code, 0, dry.stderr);

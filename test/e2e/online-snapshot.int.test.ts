@@ -73,7 +73,7 @@ test("sluice snapshot: a dry run first, then the table read online while capture
   await waitFor("a streamed change in the sink", async () => {
     await client.query(`UPDATE "${schema}".items SET note = 'streamed' WHERE id = 1`);
     return (await sinkCount().catch(() => 0)) === 1;
-  }, { daemon, timeoutMs: 60_000, intervalMs: 2_000 });
+  }, { daemon, timeoutMs: 60_000 });
 
   const dry = await runSluice(["snapshot", "-c", daemon.configFile, "--table", `${schema}.items`]);
   assert.equal(dry.code, 0, dry.stderr);
