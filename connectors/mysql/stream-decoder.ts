@@ -764,7 +764,7 @@ export class StreamDecoder {
     if (error instanceof ChecksumError) return new SluiceError(`binlog event at ${where} fails its checksum: ${message}`, { code: "MYSQL_CHECKSUM_MISMATCH", cause: error, context });
     if (error instanceof DecompressionLimitError) {
       return new SluiceError(
-        `source "${this.options.sourceName}": binlog event at ${where}: ${message}. Decompressed whole, it would not fit the memory budget (a quarter of the heap, at most 1 GiB): raise \`memory\`, or have the server write smaller transactions or turn off binlog_transaction_compression (docs/mysql.md#limits)`,
+        `source "${this.options.sourceName}": binlog event at ${where}: ${message}. Decompressed whole, it would not fit the memory budget (a quarter of the heap, at most 1 GiB): raise \`memory\`; for a MySQL transaction payload, have the server write smaller transactions or turn binlog_transaction_compression off (docs/mysql.md#limits)`,
         { code: "MYSQL_EVENT_TOO_LARGE", cause: error, context: { ...context, limit: error.limit } },
       );
     }

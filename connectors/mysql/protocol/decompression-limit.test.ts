@@ -17,6 +17,7 @@ import { BinlogWriter, lenenc } from "./binlog-writer.ts";
 import { EventType } from "./constants.ts";
 import { DecompressionLimitError, defaultDecompressionLimit, MAX_EVENT_BYTES } from "./decompression-limit.ts";
 import { EventParser } from "./event-parser.ts";
+import { uncompressColumnValue } from "../values/compressed-column.ts";
 
 const MiB = 2 ** 20;
 const COMPRESSION_ZSTD = 0;
@@ -100,6 +101,16 @@ describe("decompressing compressed binlog events within a bound", () => {
     const statement = Buffer.concat([Buffer.from([0x84]), length, deflateSync(Buffer.from("BEGIN"))]);
     const event = writer.event(EventType.MARIADB_QUERY_COMPRESSED, Buffer.concat([head, Buffer.from("d"), Buffer.from([0]), statement]));
     assert.throws(() => parser.parse(event), (error: unknown) => error instanceof DecompressionLimitError && /states 4294967280 bytes uncompressed/.test(error.message));
+  });
+
+  it("a MariaDB COMPRESSED column value is refused when it states more than the limit, before it is inflated", () => {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(0xffff_fff0);
+    // zlib, four length bytes; the data inflates to 64 MiB (it would be inflated whole, then found shorter than stated).
+    const stored = Buffer.concat([Buffer.from([0x84]), length, deflateSync(Buffer.alloc(64 * MiB))]);
+    assert.throws(() => uncompressColumnValue(stored, "doc", 16 * MiB), (error: unknown) => error instanceof DecompressionLimitError && /column doc: COMPRESSED value .* states 4294967280 bytes uncompressed, over the limit of 16777216/.test(error.message));
+    const small = Buffer.concat([Buffer.from([0x81, 5]), deflateSync(Buffer.from("hello"))]);
+    assert.equal(uncompressColumnValue(small, "doc", 16 * MiB).toString(), "hello");
   });
 
   it("the default limit is a quarter of the heap limit, within 16 MiB and MySQL's largest event", () => {

@@ -5,10 +5,13 @@
  * deflate, without the zlib wrapper).
  */
 import { inflateRawSync, inflateSync } from "node:zlib";
+import { DecompressionLimitError, defaultDecompressionLimit } from "../protocol/decompression-limit.ts";
 
 const ZLIB = 8;
+/** The most bytes a value may inflate to, as for compressed events (the header's length takes up to 7 bytes). */
+const VALUE_LIMIT = defaultDecompressionLimit();
 
-export function uncompressColumnValue(stored: Buffer, column: string): Buffer {
+export function uncompressColumnValue(stored: Buffer, column: string, limit = VALUE_LIMIT): Buffer {
   if (stored.length === 0) return stored;
   const header = stored[0]!;
   const method = header >> 4;
@@ -17,6 +20,7 @@ export function uncompressColumnValue(stored: Buffer, column: string): Buffer {
   const lengthBytes = header & 0x07;
   if (lengthBytes === 0 || stored.length < 1 + lengthBytes) throw new RangeError(`column ${column}: COMPRESSED value of ${stored.length} bytes lacks its length`);
   const length = stored.readUIntBE(1, lengthBytes);
+  if (length > limit) throw new DecompressionLimitError(`column ${column}: COMPRESSED value of ${stored.length} bytes states ${length} bytes uncompressed, over the limit of ${limit}`, limit);
   const input = stored.subarray(1 + lengthBytes);
   // The original length bounds what inflating may allocate.
   const options = { maxOutputLength: Math.max(length, 1) };
