@@ -126,7 +126,7 @@ describe("runDeadLettersCommand on an embedded log", () => {
     name: "dep",
     topics: { kind: "embedded", path, partitions: 1, max_record_bytes: 16 * 2 ** 20 },
     schema_registry: { kind: "builtin", compatibility: "BACKWARD" },
-    sources: [{ name: "src", kind: "postgres" }],
+    sources: [{ name: "src", kind: "postgres", outbox: { tables: ["shop.outbox"], message_prefix: "ev" } }],
     sinks: [{ name: "wh", kind: "duckdb", tables: ["*.*"] }, { name: "search", kind: "elasticsearch", tables: ["*.*"] }, { name: "odd", kind: "duckdb", tables: ["*.*"], dead_letter_topic: "odd-letters" }],
   } as unknown as SluiceConfig;
 
@@ -190,10 +190,14 @@ describe("runDeadLettersCommand on an embedded log", () => {
     assert.equal(typo.stderr, 'sluice dead-letters: sink "wh" has no table "shop.order" (give schema.table or its topic; its tables: shop.orders, shop.other)\n');
     const source = await run({ source: "src", table: "shop.nope\u001b[2J" });
     assert.equal(source.code, 2);
-    assert.equal(source.stderr, 'sluice dead-letters: source "src" has no table "shop.nope\\u001b[2J" (give schema.table or its topic; its tables: shop.orders, shop.other)\n');
+    assert.equal(source.stderr, 'sluice dead-letters: source "src" has no table "shop.nope\\u001b[2J" (give schema.table or its topic; its tables: pg_logical_message.ev, shop.orders, shop.other, shop.outbox)\n');
     // The dead-letter topic is no table of the sink's.
     assert.equal((await run({ sink: "wh", table: "dep.dlq.wh" })).code, 2);
     assert.equal((await run({ source: "src", table: "shop.other" })).code, 0);
+    // An outbox table and the logical messages' pseudo-table have dead letters (events that are no event) but no data topic.
+    assert.equal((await run({ source: "src", table: "shop.outbox" })).code, 0);
+    assert.equal((await run({ source: "src", table: "pg_logical_message.ev" })).code, 0);
+    assert.equal((await run({ sink: "wh", table: "shop.outbox" })).code, 2);
   });
 
   it("a record whose schema the registry does not have is listed with why, its table from its origin (dead_letter_topic honoured)", async () => {

@@ -14,6 +14,7 @@ import type { SluiceConfig } from "../config/schema.ts";
 import type { ChangeEvent, Row, StoredRecord, TopicLog } from "../connectors/contracts.ts";
 import { tableName, UNCHANGED } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
+import { LOGICAL_MESSAGE_SCHEMA } from "../connectors/postgres/logical-messages.ts";
 import { openTopicLogForCommand } from "../connectors/topics/open.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { schemaIdOf } from "../schema-registry/wire-format.ts";
@@ -114,7 +115,9 @@ export async function runDeadLettersCommand(config: SluiceConfig, args: DeadLett
       io.stderr(`sluice dead-letters: no source "${args.source}" in the config; sources: ${config.sources.map((s) => s.name).join(", ") || "(none)"}\n`);
       return 2;
     }
-    target = { kind: "source", name: source.name, topic: dataCheckDeadLetterTopic(config.name, source.name), tables: (topics) => tablesOf(config.name, [source.name], topics) };
+    // Outbox tables and the logical messages' pseudo-table have no data topic of their own (their rows become events).
+    const outbox = [...(source.outbox?.tables ?? []), ...(source.kind === "postgres" && source.outbox?.message_prefix !== undefined ? [`${LOGICAL_MESSAGE_SCHEMA}.${source.outbox.message_prefix}`] : [])];
+    target = { kind: "source", name: source.name, topic: dataCheckDeadLetterTopic(config.name, source.name), tables: (topics) => [...new Set([...tablesOf(config.name, [source.name], topics), ...outbox])].sort() };
   }
   const log = await openTopicLogForCommand(config.topics, config.name, logger, "read-only");
   try {
