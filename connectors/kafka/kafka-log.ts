@@ -379,7 +379,7 @@ export class KafkaTopicLog implements TopicLog {
   /** Takes an existing topic as it is: its layout must be the spec's; a different retention or record limit is only reported. */
   private async adopt(spec: TopicSpec, existing: TopicSpec): Promise<void> {
     const partitions = await this.partitionsToWrite(spec, existing);
-    assertSameLayout(spec, { ...existing, partitions });
+    assertSameLayout(spec, { ...existing, partitions }, this.policyFix(spec, existing, partitions));
     if (!spec.compacted && (existing.retentionMs !== spec.retentionMs || existing.retentionBytes !== spec.retentionBytes)) {
       this.logger.warn({ topic: spec.name, existing: { retentionMs: existing.retentionMs, retentionBytes: existing.retentionBytes }, configured: { retentionMs: spec.retentionMs, retentionBytes: spec.retentionBytes } }, "topic exists with a different retention; Sluice leaves it as it is (change it with kafka-configs)");
     }
@@ -394,6 +394,17 @@ export class KafkaTopicLog implements TopicLog {
     this.partitionCounts.set(spec.name, partitions);
     this.declared.set(spec.name, spec);
     this.writtenLayouts.set(spec.name, { partitions, compacted: existing.compacted, retentionMs: existing.retentionMs, retentionBytes: existing.retentionBytes });
+  }
+
+  /**
+   * For an internal topic whose cleanup.policy alone differs from its spec (changed by hand with kafka-configs): the
+   * command that sets it back. Deleting it, the general advice, would lose what it holds (checkpoints, schemas), and no
+   * configuration changes its policy. (A data topic's differs also when its table lost its key: components.ts says so.)
+   */
+  private policyFix(spec: TopicSpec, existing: TopicSpec, partitions: number): string | undefined {
+    if (partitions !== spec.partitions || spec.compacted === existing.compacted || !isInternalTopic(this.deployment, spec.name)) return undefined;
+    const command = `kafka-configs.sh --bootstrap-server ${this.config.brokers[0]} --alter --entity-type topics --entity-name ${spec.name} --add-config cleanup.policy=${spec.compacted ? "compact" : "delete"}`;
+    return `Its cleanup.policy was changed (by hand?): set it back with ${command}. Do not delete it: it holds this deployment's own state`;
   }
 
   /**

@@ -22,14 +22,17 @@ export function validateSpec(spec: TopicSpec): void {
   }
 }
 
-/** An existing topic must have the configured partition count and cleanup policy: both change which records a reader sees. */
-export function assertSameLayout(configured: TopicSpec, existing: Pick<TopicSpec, "partitions" | "compacted">): void {
+/**
+ * An existing topic must have the configured partition count and cleanup policy: both change which records a reader sees.
+ * `howToMatch` says what to do instead of the general advice (e.g. the command that sets a cleanup policy back).
+ */
+export function assertSameLayout(configured: TopicSpec, existing: Pick<TopicSpec, "partitions" | "compacted">, howToMatch?: string): void {
   const differences: string[] = [];
   if (configured.partitions !== existing.partitions) differences.push(`${existing.partitions} partitions exist, ${configured.partitions} configured`);
   const legacy = configured.compacted && !existing.compacted && configured.acceptUncompacted === true;
   if (configured.compacted !== existing.compacted && !legacy) differences.push(`it is ${existing.compacted ? "compacted" : "not compacted"}, configured ${configured.compacted ? "compacted" : "not compacted"}`);
   if (differences.length === 0) return;
-  throw new SluiceError(`topic "${configured.name}" exists with a different layout: ${differences.join("; ")}. Delete the topic or change the configuration to match.`, {
+  throw new SluiceError(`topic "${configured.name}" exists with a different layout: ${differences.join("; ")}. ${howToMatch ?? "Delete the topic or change the configuration to match."}`, {
     code: "TOPIC_MISMATCH",
     context: { component: "topics", topic: configured.name, existingPartitions: existing.partitions, configuredPartitions: configured.partitions },
   });
