@@ -284,6 +284,16 @@ const outboxFields = {
     })
     .default({ format: "json", schemas: {} })
     .describe("How payloads become record values"),
+  on_invalid: z
+    .enum(["dead-letter", "halt"])
+    .default("dead-letter")
+    .describe(
+      "An event that is no event (a part missing, content not JSON or refused unread, a payload its Avro schema refuses or with no schema, over max_message_bytes): dead-letter sends it to <deployment>.dlq.<source> with the reason and the stream flows on; halt stops the outbox table (parked, released with sluice halted retry|skip). A schema file that cannot be read or the registry refusing a schema halts either way (docs/outbox.md)",
+    ),
+  max_message_bytes: size(
+    "Largest event content (a logical message's content, an outbox row's payload); a larger one is dead-lettered (or halts, on_invalid) keeping its first 64KiB: a logical message over it is never made a string nor kept whole past decoding. A record over topics.max_record_bytes (or a Kafka topic's max.message.bytes) is refused the same way (docs/outbox.md#size)",
+    { min: 1024, max: 2 ** 30 },
+  ).default(4 * 2 ** 20),
 };
 
 const mysqlOutbox = z.strictObject(outboxFields).optional().describe("Outbox routing (docs/outbox.md): rows of outbox tables become events on topics chosen by a column");

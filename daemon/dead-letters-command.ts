@@ -4,8 +4,9 @@
  *   - a sink's (`dead_letter_topic`, default `<deployment>.dlq.<sink>`): the data topic's record as
  *     stored (Avro, Confluent wire format), decoded with the deployment's schema registry, with the
  *     headers `sluice.error`, `sluice.sink` and `sluice.origin` (topic:partition:offset);
- *   - a source's data-check topic (`<deployment>.dlq.<source>`): the change as JSON, with the
- *     headers `sluice.reason`, `sluice.check`, `sluice.column` and `sluice.table`.
+ *   - a source's (`<deployment>.dlq.<source>`): a change that failed a data check, or an outbox row or message that
+ *     is no event (daemon/outbox-router.ts, check "outbox"), as JSON, with the headers `sluice.reason`, `sluice.check`,
+ *     `sluice.column` and `sluice.table`.
  * The row's values are printed only when asked (--values): they may be personal, or the very data a
  * check guards. Personal values are printed as stored (sealed), never opened. Records are streamed a
  * chunk at a time on a read-only log, so it runs beside a running daemon and on a topic of any size.
@@ -30,8 +31,9 @@ export const DEAD_LETTERS_USAGE = "sluice dead-letters -c FILE (--sink NAME | --
 
 export const DEAD_LETTERS_DETAILS = `  --sink NAME         read the sink's dead-letter topic (dead_letter_topic, default <deployment>.dlq.<sink>):
                       rows the sink could not apply (on_error: dead-letter, or "sluice halted skip")
-  --source NAME       read the source's data-check dead-letter topic (<deployment>.dlq.<source>):
-                      changes that failed a data check with action dead-letter
+  --source NAME       read the source's dead-letter topic (<deployment>.dlq.<source>): changes that
+                      failed a data check with action dead-letter, and outbox rows and messages that
+                      are no event (check outbox; outbox.on_invalid dead-letter)
   --table T           only this table's records (schema.table, as printed, or its topic); one the sink
                       reads no topic of (a source: captures) is refused, naming its tables
   --from OFFSET       start at this offset of the topic (default: its first record kept)

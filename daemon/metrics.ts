@@ -182,6 +182,12 @@ export class SluiceMetrics {
     labelNames: ["sink", "table"] as const,
     registers: [this.registry],
   });
+  readonly outboxDeadLettered = new Counter({
+    name: "sluice_outbox_dead_lettered_total",
+    help: "Outbox rows and logical messages that are no event (reason invalid) or too large (reason too-large), sent to the source's dead-letter topic <deployment>.dlq.<source> (outbox.on_invalid dead-letter)",
+    labelNames: ["source", "table", "reason"] as const,
+    registers: [this.registry],
+  });
   readonly schemaVersionsRegistered = new Counter({
     name: "sluice_schema_versions_registered_total",
     help: "New schema versions registered",

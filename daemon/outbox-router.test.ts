@@ -17,7 +17,9 @@ import { validateSpec } from "../connectors/topics/spec.ts";
 import { LocalRegistry } from "../schema-registry/local-registry.ts";
 import { openMemoryStore } from "../schema-registry/log-store.ts";
 import { unframe } from "../schema-registry/wire-format.ts";
+import { deserializeEventBytes } from "./event-json.ts";
 import { OutboxRouter } from "./outbox-router.ts";
+import type { OutboxDeadLetters } from "./outbox-router.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-outbox-"));
 const schemaFile = join(dir, "order.avsc");
@@ -161,4 +163,80 @@ test("a logical message whose payload is nested thousands deep (anyone connected
   const content = Buffer.from(`{"id":"m1","aggregatetype":"x","aggregateid":${deep},"type":"t","payload":${deep}}`);
   const event = logicalMessageEvent(logicalMessageTable("pg", "shop", "outbox"), content, { sourceName: "pg", position: { commit: 9n, change: 8n }, txId: "2", commitTimeMs: 5, snapshot: false });
   await assert.rejects(r.encode(event), (error: unknown) => error instanceof SluiceError && error.code === "OUTBOX_EVENT_INVALID" && /refused unread: its arrays and objects are nested more than 1000 deep/.test(error.message));
+});
+
+/** A router with a dead-letter place, as the daemon makes it; `counted` gets each dead letter's table and reason. */
+async function deadLetteringRouter(outbox: string, maxRecordBytes?: number) {
+  const created: string[] = [];
+  const log = { createTopic: async (spec: { name: string }) => void created.push(spec.name) } as unknown as TopicLog;
+  const counted: string[] = [];
+  const deadLetters: OutboxDeadLetters = { topic: "dep.dlq.pg", create: async () => void created.push("dep.dlq.pg"), onDeadLetter: (table, reason) => void counted.push(`${table} ${reason}`) };
+  const cfg = config(outbox);
+  if (maxRecordBytes !== undefined) (cfg.topics as { max_record_bytes: number }).max_record_bytes = maxRecordBytes;
+  return { router: new OutboxRouter(cfg, cfg.sources[0] as never, { encode: async () => [] }, log, new LocalRegistry(await openMemoryStore()), undefined, deadLetters), created, counted };
+}
+
+const origin = { sourceName: "pg", position: { commit: 0x16b3750n, change: 0x16b3748n }, txId: "2", commitTimeMs: 5, snapshot: false };
+const text = (bytes: Uint8Array | undefined) => (bytes === undefined ? undefined : Buffer.from(bytes).toString("utf8"));
+
+test("on_invalid dead-letter (the default): a message that is no event becomes one record of <deployment>.dlq.<source>, the change kept whole, the reason naming stream, position and why", async () => {
+  const { router: r, created, counted } = await deadLetteringRouter("      message_prefix: outbox");
+  const table = logicalMessageTable("pg", "shop", "outbox");
+  const [letter, ...rest] = await r.encode(logicalMessageEvent(table, Buffer.from("not json {"), origin));
+  assert.equal(rest.length, 0);
+  assert.equal(letter?.topic, "dep.dlq.pg");
+  assert.deepEqual(created, ["dep.dlq.pg"]);
+  assert.deepEqual(counted, ["pg_logical_message.outbox invalid"]);
+  const reason = text(letter!.headers!["sluice.reason"]);
+  assert.match(reason!, /^outbox pg_logical_message\.outbox: the logical message's content is not JSON; source pg, position 0\/16B3748 \(commit 0\/16B3750\); kept whole$/);
+  assert.equal(text(letter!.headers!["sluice.position"]), "0/16B3748 (commit 0/16B3750)");
+  assert.equal(text(letter!.headers!["sluice.kept"]), "whole");
+  assert.equal(text(letter!.headers!["sluice.bytes"]), "10");
+  assert.equal(deserializeEventBytes(letter!.value!).after?.["content"], "not json {");
+  // The next message flows: nothing halts in the router.
+  const [next] = await r.encode(logicalMessageEvent(table, Buffer.from('{"id":"m2","aggregatetype":"order","aggregateid":"o-1","type":"t","payload":{}}'), origin));
+  assert.equal(next?.topic, "dep.outbox.order");
+});
+
+test("a message over max_message_bytes is cut at decoding (its first bytes and its size, never a string of it whole) and dead-lettered too-large with that prefix", async () => {
+  const { router: r, counted } = await deadLetteringRouter("      message_prefix: outbox\n      max_message_bytes: 1KiB");
+  // 3000 bytes, "é" (2 bytes) from byte 1023 on: the cut goes back to a character's start.
+  const content = Buffer.from(`${"a".repeat(1023)}${"é".repeat(989)}`);
+  assert.equal(content.length, 3001);
+  const event = logicalMessageEvent(logicalMessageTable("pg", "shop", "outbox"), content, origin, 1024);
+  assert.deepEqual(event.after, { prefix: "outbox", content: "a".repeat(1023), content_bytes: 3001 });
+  const [letter] = await r.encode(event);
+  assert.deepEqual(counted, ["pg_logical_message.outbox too-large"]);
+  assert.match(text(letter!.headers!["sluice.reason"])!, /content is 3001 bytes, over outbox.max_message_bytes \(1024\).*kept: its first 1024 of 3001 bytes of content/);
+  assert.equal(text(letter!.headers!["sluice.kept"]), "prefix");
+  assert.equal(text(letter!.headers!["sluice.bytes"]), "3001");
+  assert.equal(deserializeEventBytes(letter!.value!).after?.["content"], "a".repeat(1023));
+});
+
+test("an outbox row whose payload is over max_message_bytes, or whose record is over topics.max_record_bytes, is dead-lettered with its first bytes; under them it is published", async () => {
+  const { router: r, counted } = await deadLetteringRouter('      tables: ["public.outbox"]\n      max_message_bytes: 2KiB', 4096);
+  const [big] = await r.encode(change("c", row(`"${"x".repeat(5000)}"`)));
+  assert.equal(big?.topic, "dep.dlq.pg");
+  assert.match(text(big!.headers!["sluice.reason"])!, /the payload is 5002 bytes, over outbox.max_message_bytes \(2048\).*kept: its first 2048 of 5002 bytes of payload/);
+  assert.equal((deserializeEventBytes(big!.value!).after?.["payload"] as string).length, 2048);
+  const [wide] = await r.encode(change("c", { ...row("{}"), aggregateid: "k".repeat(5000) }));
+  assert.equal(wide?.topic, "dep.dlq.pg");
+  assert.match(text(wide!.headers!["sluice.reason"])!, /the event's record is \d+ bytes, over topics.max_record_bytes \(4096\)/);
+  assert.ok(wide!.value!.length < 4096, "the dead letter itself fits: every text of the row cut");
+  const [fine] = await r.encode(change("c", row(`"${"x".repeat(1000)}"`)));
+  assert.equal(fine?.topic, "dep.outbox.order");
+  assert.deepEqual(counted, ["public.outbox too-large", "public.outbox too-large"]);
+});
+
+test("on_invalid halt keeps halting; a schema file that cannot be read halts (OUTBOX_SCHEMA_UNREADABLE) even under dead-letter", async () => {
+  const halting = await deadLetteringRouter('      tables: ["public.outbox"]\n      on_invalid: halt');
+  await assert.rejects(halting.router.encode(change("c", { ...row("{}"), aggregateid: null })), (e) => e instanceof SluiceError && e.code === "OUTBOX_EVENT_INVALID");
+  assert.deepEqual(halting.counted, []);
+  const missing = join(dir, "missing.avsc");
+  const { router: r, counted } = await deadLetteringRouter(`      tables: ["public.outbox"]\n      payload:\n        format: avro\n        schemas:\n          order: ${schemaFile}\n          gone: ${missing}`);
+  await assert.rejects(r.encode(change("c", { ...row("{}"), aggregatetype: "gone" })), (e) => e instanceof SluiceError && e.code === "OUTBOX_SCHEMA_UNREADABLE" && /cannot read the Avro schema file .*missing\.avsc/.test(e.message));
+  // An aggregate type with no schema is the event's problem (any writer chooses it): dead-lettered.
+  const [letter] = await r.encode(change("c", { ...row("{}"), aggregatetype: "invoice" }));
+  assert.equal(letter?.topic, "dep.dlq.pg");
+  assert.deepEqual(counted, ["public.outbox invalid"]);
 });

@@ -19,13 +19,36 @@ import type { SchemaRegistry } from "../schema-registry/registry.ts";
 import { encodeFramed } from "../schema-registry/wire-format.ts";
 import { jsonShapeProblem } from "../runtime/json-shape.ts";
 import type { JsonShapeLimits } from "../runtime/json-shape.ts";
-import type { ChangeEncoder } from "./capture.ts";
+import type { ChangeEncoder, ParkedChangeSealer } from "./capture.ts";
+import { formatPosition } from "../connectors/common/position-text.ts";
+import { OUTBOX_KEPT_PREFIX_BYTES, utf8Prefix } from "../connectors/postgres/logical-messages.ts";
+import { recordBytes } from "../connectors/topics/spec.ts";
+import { serializeEventBytes } from "./event-json.ts";
 import type { Logger } from "../runtime/logger.ts";
 
 type OutboxConfig = NonNullable<SourceConfig["outbox"]>;
 
-/** Error code of an outbox row or message that is no event (a missing part, a payload its schema refuses): halts the outbox table, parked, nothing lost. */
+/**
+ * Error code of an outbox row or message that is no event (a missing part, a payload its schema refuses, too large): by
+ * outbox.on_invalid, dead-lettered (the stream flows on) or halting the outbox table (parked, nothing lost).
+ */
 export const OUTBOX_EVENT_INVALID = "OUTBOX_EVENT_INVALID";
+/** Error code of an Avro schema file that cannot be read or is no schema: the deployment's problem, every event of its type would fail, so it halts the outbox table whatever on_invalid says. */
+export const OUTBOX_SCHEMA_UNREADABLE = "OUTBOX_SCHEMA_UNREADABLE";
+
+/** Why an event was dead-lettered, as the metric's label: too large, or anything else that makes it no event. */
+export type OutboxRefusal = "too-large" | "invalid";
+
+/** Where events that are no event go (on_invalid dead-letter): the source's dead-letter topic, beside the data checks'. */
+export interface OutboxDeadLetters {
+  /** `<deployment>.dlq.<source>`. */
+  readonly topic: string;
+  /** Creates the topic; called before its first dead letter in this process. */
+  create(): Promise<void>;
+  /** Seals personal values as parking does (an outbox table may be a personal table). */
+  readonly sealer?: ParkedChangeSealer | undefined;
+  onDeadLetter?(table: string, refusal: OutboxRefusal): void;
+}
 
 /**
  * What a logical message's content, or a payload parsed for Avro, may hold before JSON.parse builds it on the thread
@@ -61,8 +84,11 @@ export class OutboxRouter implements ChangeEncoder {
   private readonly created = new Set<string>();
   private readonly avroPayloads = new Map<string, Promise<AvroPayload>>();
   private readonly warned = new Set<string>();
+  private readonly deadLetters: OutboxDeadLetters | undefined;
+  private deadLetterTopicCreated = false;
 
-  constructor(config: SluiceConfig, source: SourceConfig & { outbox: OutboxConfig }, inner: ChangeEncoder, log: TopicLog, registry: SchemaRegistry, logger?: Logger) {
+  /** Without `deadLetters`, an event that is no event always throws (halts), whatever on_invalid says. */
+  constructor(config: SluiceConfig, source: SourceConfig & { outbox: OutboxConfig }, inner: ChangeEncoder, log: TopicLog, registry: SchemaRegistry, logger?: Logger, deadLetters?: OutboxDeadLetters) {
     this.config = config;
     this.source = source;
     this.outbox = source.outbox;
@@ -70,6 +96,7 @@ export class OutboxRouter implements ChangeEncoder {
     this.log = log;
     this.registry = registry;
     this.logger = logger;
+    this.deadLetters = deadLetters;
     this.tables = new Set(this.outbox.tables);
     const captured = tableMatcher(source.tables);
     for (const table of this.outbox.tables) {
@@ -94,6 +121,15 @@ export class OutboxRouter implements ChangeEncoder {
       this.ignore(table, event.op);
       return [];
     }
+    try {
+      return await this.route(event, table, message);
+    } catch (error) {
+      if (!(error instanceof SluiceError) || error.code !== OUTBOX_EVENT_INVALID || this.outbox.on_invalid === "halt" || this.deadLetters === undefined) throw error;
+      return this.deadLetter(event, table, message, error, this.deadLetters);
+    }
+  }
+
+  private async route(event: ChangeEvent, table: string, message: boolean): Promise<ProducedRecord[]> {
     const parsed = message ? this.fromMessage(event, table) : this.fromRow(event, table);
     const topic = this.topicOf(parsed.aggregateType);
     if (!this.created.has(topic)) {
@@ -114,15 +150,88 @@ export class OutboxRouter implements ChangeEncoder {
       });
       this.created.add(topic);
     }
-    return [
-      {
-        topic,
-        key: Buffer.from(parsed.aggregateId, "utf8"),
-        value: parsed.payload === null ? null : await this.value(topic, parsed, table, event),
-        headers: { id: Buffer.from(parsed.id, "utf8"), type: Buffer.from(parsed.type, "utf8") },
+    const record: ProducedRecord = {
+      topic,
+      key: Buffer.from(parsed.aggregateId, "utf8"),
+      value: parsed.payload === null ? null : await this.value(topic, parsed, table, event),
+      headers: { id: Buffer.from(parsed.id, "utf8"), type: Buffer.from(parsed.type, "utf8") },
+      timestamp: event.source.commitTimeMs,
+    };
+    // Checked here, not by capture (RECORD_TOO_LARGE halts the table): an event too large for its topic is the event's problem.
+    const bytes = recordBytes(record);
+    const limit = this.recordLimit(topic);
+    if (bytes > limit.bytes) throw invalid(`the event's record is ${bytes} bytes, over ${limit.name}`, table, event, { bytes, refusal: "too-large" });
+    return [record];
+  }
+
+  /** The largest record `topic` takes: topics.max_record_bytes, or less when an existing Kafka topic's max.message.bytes says so. */
+  private recordLimit(topic: string): { bytes: number; name: string } {
+    const configured = this.config.topics.max_record_bytes;
+    const existing = this.log.maxRecordBytes?.(topic) ?? Number.POSITIVE_INFINITY;
+    return existing < configured ? { bytes: existing, name: `max.message.bytes of topic ${topic} (${existing})` } : { bytes: configured, name: `topics.max_record_bytes (${configured})` };
+  }
+
+  /**
+   * The event as one record of the source's dead-letter topic, instead of halting its stream: the change as JSON (as
+   * parking keeps it), with headers naming why, where and how much of it is kept. Content over max_message_bytes (a
+   * message's was cut at decoding already), or a change too large for one dead-letter record, keeps only the first
+   * OUTBOX_KEPT_PREFIX_BYTES of its content and its size.
+   */
+  private async deadLetter(event: ChangeEvent, table: string, message: boolean, error: SluiceError, deadLetters: OutboxDeadLetters): Promise<ProducedRecord[]> {
+    const column = message ? "content" : this.outbox.columns.payload;
+    const after = event.after ?? {};
+    const declared = message ? after["content_bytes"] : undefined;
+    const value = after[column];
+    const size = typeof declared === "number" ? declared : byteLength(value ?? null);
+    const cut = (row: typeof after, columns: readonly string[]) => {
+      const out = { ...row };
+      for (const name of columns) {
+        const v = out[name];
+        if (typeof v === "string" || v instanceof Uint8Array) out[name] = utf8Prefix(typeof v === "string" ? Buffer.from(v, "utf8") : v, Math.min(OUTBOX_KEPT_PREFIX_BYTES, this.outbox.max_message_bytes));
+      }
+      return out;
+    };
+    let kept: ChangeEvent = event;
+    let whole = typeof declared !== "number" && size <= this.outbox.max_message_bytes;
+    if (!whole) kept = { ...event, after: cut(after, [column]) };
+    if (!this.deadLetterTopicCreated) {
+      await deadLetters.create();
+      this.deadLetterTopicCreated = true;
+    }
+    const position = formatPosition(event.schema.sourceKind, event.source.position);
+    const build = async (change: ChangeEvent, keptWhole: boolean): Promise<ProducedRecord> => {
+      const note = keptWhole ? "kept whole" : `kept: its first ${Math.min(OUTBOX_KEPT_PREFIX_BYTES, this.outbox.max_message_bytes, size)} of ${size} bytes of ${column}`;
+      const sealed = deadLetters.sealer ? await deadLetters.sealer.seal(change) : { event: change, headers: {} };
+      return {
+        topic: deadLetters.topic,
+        key: Buffer.from(table),
+        value: serializeEventBytes(sealed.event),
+        headers: {
+          "sluice.reason": Buffer.from(`${error.message}; source ${event.source.name}, position ${position}; ${note}`),
+          "sluice.check": Buffer.from("outbox"),
+          "sluice.column": Buffer.from(column),
+          "sluice.table": Buffer.from(table),
+          "sluice.position": Buffer.from(position),
+          "sluice.bytes": Buffer.from(String(size)),
+          "sluice.kept": Buffer.from(keptWhole ? "whole" : "prefix"),
+          ...sealed.headers,
+        },
         timestamp: event.source.commitTimeMs,
-      },
-    ];
+      };
+    };
+    let record = await build(kept, whole);
+    if (recordBytes(record) > this.recordLimit(deadLetters.topic).bytes) {
+      // Other columns too large (an outbox row's own): every text of the row cut as well.
+      whole = false;
+      record = await build({ ...kept, after: cut(after, Object.keys(after)) }, false);
+    }
+    const tooLarge = error.context["refusal"] === "too-large";
+    this.deadLetters?.onDeadLetter?.(table, tooLarge ? "too-large" : "invalid");
+    this.logger?.warn(
+      { source: event.source.name, table, position, deadLetterTopic: deadLetters.topic, bytes: size, kept: whole ? "whole" : "prefix", err: error.toLog() },
+      `outbox ${table}: the event at ${position} is no event and was sent to ${deadLetters.topic}; the stream flows on ("sluice dead-letters --source ${event.source.name}" lists it)`,
+    );
+    return [record];
   }
 
   private fromRow(event: ChangeEvent, table: string): OutboxEvent {
@@ -134,6 +243,8 @@ export class OutboxRouter implements ChangeEncoder {
       return text(value);
     };
     const payload = row[columns.payload];
+    const bytes = byteLength(payload ?? null);
+    if (bytes > this.outbox.max_message_bytes) throw invalid(`the payload is ${bytes} bytes, over outbox.max_message_bytes (${this.outbox.max_message_bytes})`, table, event, { bytes, refusal: "too-large" });
     return {
       id: part(columns.event_id, "event id"),
       aggregateType: part(columns.aggregate_type, "aggregate type"),
@@ -144,6 +255,10 @@ export class OutboxRouter implements ChangeEncoder {
   }
 
   private fromMessage(event: ChangeEvent, table: string): OutboxEvent {
+    const declared = event.after?.["content_bytes"];
+    if (typeof declared === "number") {
+      throw invalid(`the logical message's content is ${declared} bytes, over outbox.max_message_bytes (${this.outbox.max_message_bytes}); only its first bytes were kept`, table, event, { bytes: declared, refusal: "too-large" });
+    }
     const content = event.after?.["content"];
     const text = typeof content === "string" ? content : "";
     const shape = jsonShapeProblem(text, OUTBOX_JSON_SHAPE);
@@ -217,8 +332,7 @@ export class OutboxRouter implements ChangeEncoder {
     let known = this.avroPayloads.get(topic);
     if (!known) {
       known = (async () => {
-        const schema = JSON.parse(readSchemaFile(file)) as object;
-        const type = avro.Type.forSchema(schema as never, { wrapUnions: "auto" });
+        const { schema, type } = avroSchemaOf(file, topic);
         const schemaId = await this.registry.register(`${topic}-value`, JSON.stringify(schema));
         return { type, schemaId };
       })();
@@ -241,13 +355,34 @@ export class OutboxRouter implements ChangeEncoder {
 const AVRO_SCHEMA_FILE_MAX_BYTES = 4 * MiB;
 
 /** Read on the thread that captures: a FIFO or a device is refused (config/bounded-file.ts), not waited on or read without end. */
-function readSchemaFile(file: string): string {
+function readSchemaFile(file: string, topic: string): string {
   try {
     return readBoundedFile(file, AVRO_SCHEMA_FILE_MAX_BYTES).toString("utf8");
   } catch (error) {
     const { code } = error as { code?: unknown };
-    throw Object.assign(new Error(`cannot read the Avro schema file ${file}: ${(error as Error).message}${typeof code === "string" ? ` (${code})` : ""}`, { cause: error }), { code });
+    throw new SluiceError(`cannot read the Avro schema file ${file}: ${(error as Error).message}${typeof code === "string" ? ` (${code})` : ""}`, {
+      code: OUTBOX_SCHEMA_UNREADABLE,
+      cause: error,
+      context: { component: "outbox", topic, file, ...(typeof code === "string" ? { errno: code } : {}) },
+    });
   }
+}
+
+function avroSchemaOf(file: string, topic: string): { schema: object; type: Type } {
+  const text = readSchemaFile(file, topic);
+  try {
+    const schema = JSON.parse(text) as object;
+    return { schema, type: avro.Type.forSchema(schema as never, { wrapUnions: "auto" }) };
+  } catch (error) {
+    throw new SluiceError(`the Avro schema file ${file} is no Avro schema: ${(error as Error).message}`, { code: OUTBOX_SCHEMA_UNREADABLE, cause: error, context: { component: "outbox", topic, file } });
+  }
+}
+
+/** Bytes of a column's value as stored (text as UTF-8). */
+function byteLength(value: ColumnValue): number {
+  if (typeof value === "string") return Buffer.byteLength(value, "utf8");
+  if (value instanceof Uint8Array) return value.length;
+  return 0;
 }
 
 function text(value: ColumnValue): string {
@@ -256,14 +391,14 @@ function text(value: ColumnValue): string {
   return String(value);
 }
 
-function invalid(message: string, table: string, event: ChangeEvent): SluiceError {
+function invalid(message: string, table: string, event: ChangeEvent, extra: { bytes?: number; refusal?: OutboxRefusal } = {}): SluiceError {
   return new SluiceError(`outbox ${table}: ${message}`, {
     code: OUTBOX_EVENT_INVALID,
-    context: { component: "outbox", source: event.source.name, table, position: `${event.source.position.commit}/${event.source.position.change}` },
+    context: { component: "outbox", source: event.source.name, table, position: `${event.source.position.commit}/${event.source.position.change}`, ...extra },
   });
 }
 
 /** The source's encoder, behind its outbox router when the source has an `outbox`. */
-export function withOutbox(config: SluiceConfig, source: SourceConfig, inner: ChangeEncoder, log: TopicLog, registry: SchemaRegistry, logger?: Logger): ChangeEncoder {
-  return source.outbox === undefined ? inner : new OutboxRouter(config, source as SourceConfig & { outbox: OutboxConfig }, inner, log, registry, logger);
+export function withOutbox(config: SluiceConfig, source: SourceConfig, inner: ChangeEncoder, log: TopicLog, registry: SchemaRegistry, logger?: Logger, deadLetters?: OutboxDeadLetters): ChangeEncoder {
+  return source.outbox === undefined ? inner : new OutboxRouter(config, source as SourceConfig & { outbox: OutboxConfig }, inner, log, registry, logger, deadLetters);
 }

@@ -541,7 +541,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
           return ref === undefined ? null : captured.fromCatalog(catalog, ref.relid, undefined);
         },
       },
-      ...(this.config.outbox?.message_prefix === undefined ? {} : { outboxMessages: { prefix: this.config.outbox.message_prefix, database: this.config.database } }),
+      ...(this.config.outbox?.message_prefix === undefined ? {} : { outboxMessages: { prefix: this.config.outbox.message_prefix, database: this.config.database, maxBytes: this.config.outbox.max_message_bytes } }),
     });
     const maxBatchEvents = this.options.maxBatchEvents ?? 4096;
     const sliceEvents = Math.max(1, Math.min(this.options.sliceEvents ?? SLICE_EVENTS, maxBatchEvents));

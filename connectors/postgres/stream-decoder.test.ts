@@ -240,6 +240,17 @@ test("outbox: transactional logical messages with the prefix become events of pg
   assert.equal(out.events[1]?.source.txId, "7");
 });
 
+test("outbox: a message over outbox.max_message_bytes is cut at decoding: its first bytes and its size, not a string of it whole", async () => {
+  const d = new StreamDecoder({ sourceName: "shop", tables: new Map(), resolveRelation: async () => table, transactionMetadata: false, skipThrough: null, outboxMessages: { prefix: "outbox", database: "db", maxBytes: 1024 } });
+  const message = (at: bigint, content: string) => msg(at, `4d 01 ${lsnHex(at)} ${cstr("outbox")} ${Buffer.byteLength(content).toString(16).padStart(8, "0")} ${utf8(content)}`);
+  const C = 0x5000n;
+  const out = await decodeAll(d, [begin(C), message(0x4200n, "x".repeat(1024)), message(0x4300n, "y".repeat(100_000)), commit(C)]);
+  assert.deepEqual(out.events.map((e) => e.after), [
+    { prefix: "outbox", content: "x".repeat(1024) },
+    { prefix: "outbox", content: "y".repeat(1024), content_bytes: 100_000 },
+  ]);
+});
+
 test("backfill requests: a sluice.backfill message of this slot asks for the table's backfill before decoding goes on, with a floor when the transaction emptied the table; one a checkpoint covers or of another slot does not", async () => {
   const asked: [string, number | null, string, bigint | undefined][] = [];
   const d = (skipThrough: Position | null) =>

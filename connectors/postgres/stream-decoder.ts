@@ -138,7 +138,7 @@ export interface StreamDecoderOptions {
   readonly skipThrough: Position | null;
   readonly interleave?: StreamInterleave;
   /** Logical messages with this prefix become events of the pseudo-table pg_logical_message.<prefix> (outbox.message_prefix). */
-  readonly outboxMessages?: { readonly prefix: string; readonly database: string };
+  readonly outboxMessages?: { readonly prefix: string; readonly database: string; readonly maxBytes?: number };
   /**
    * RECREATED_PREFIX messages: their content is `<slot>\n<schema>.<table>`; one of this slot's becomes a truncate of
    * the table (the captured table of that name, read when none is known), others are ignored.
@@ -292,9 +292,9 @@ export class StreamDecoder {
 
   /** A transactional outbox message: an event at its own LSN in its transaction. */
   private outboxMessage(content: Buffer, lsn: bigint, out: DecodedOutput): void {
-    const { prefix, database } = this.options.outboxMessages!;
+    const { prefix, database, maxBytes } = this.options.outboxMessages!;
     const table = logicalMessageTable(this.options.sourceName, database, prefix);
-    this.emit({ schema: table } as CapturedTable, out, logicalMessageEvent(table, content, this.originAt(lsn)));
+    this.emit({ schema: table } as CapturedTable, out, logicalMessageEvent(table, content, this.originAt(lsn), maxBytes));
   }
 
   private capturedTable(relationId: number, message: WalMessage): CapturedTable | null {

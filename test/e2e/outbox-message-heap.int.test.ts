@@ -1,9 +1,9 @@
 /**
  * End to end: any user connected to the database may emit a logical message with the outbox prefix.
  * One of 4 MiB of nested arrays, parsed by capture on the daemon's main thread (heap ~57 MiB), ended
- * the daemon with its heap out of memory. It is refused unread: the outbox pseudo-table halts
- * (OUTBOX_EVENT_INVALID, naming the prefix and position, never the content), its events are parked,
- * and the other changes of its transaction and capture go on.
+ * the daemon with its heap out of memory. It is refused unread and dead-lettered (outbox.on_invalid's
+ * default: its reason names the prefix and position, never the content), and the other changes of its
+ * transaction and capture go on.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -34,7 +34,7 @@ after(async () => {
   removeDir(dir);
 });
 
-test("a 4 MiB outbox message of nested arrays halts the outbox pseudo-table; the daemon and the rest of its transaction go on", { timeout: 120_000 }, async () => {
+test("a 4 MiB outbox message of nested arrays is dead-lettered unread; the daemon and the rest of its transaction go on", { timeout: 120_000 }, async () => {
   const config = { name: deployment, sources: [pgSourceConfig(source, [`${schema}.*`], { outbox: { message_prefix: prefix } })], topics: { kind: "embedded", path: logPath } };
   const daemon = await startReady(dir, config, "sluice");
   const nested = 2 * 2 ** 20;
@@ -44,19 +44,18 @@ test("a 4 MiB outbox message of nested arrays halts the outbox pseudo-table; the
   await client.query(`INSERT INTO "${schema}".items VALUES (2)`);
   await client.query("COMMIT");
 
-  const halted = await waitFor("the outbox pseudo-table to halt", async () => (await daemon.status()).sources[0]?.halted[0], { daemon, timeoutMs: 60_000 });
-  assert.equal(halted.table, `pg_logical_message.${prefix}`);
-  assert.equal(halted.code, "OUTBOX_EVENT_INVALID");
-  assert.match(halted.error, /content is refused unread: its arrays and objects are nested more than 1000 deep/);
-  assert.ok(!halted.error.includes("[[["), "the content is not in the error");
+  const letter = await waitFor("the message dead-lettered", async () => (await readEmbeddedTopics(logPath, [`${deployment}.dlq.${source}`]))[0], { daemon, timeoutMs: 60_000 });
+  const reason = Buffer.from(letter.headers!["sluice.reason"]!).toString();
+  assert.match(reason, new RegExp(`^outbox pg_logical_message\\.${prefix}: the logical message's content is refused unread: its arrays and objects are nested more than 1000 deep`));
+  assert.ok(!reason.includes("[[["), "the content is not in the reason");
+  assert.deepEqual((await daemon.status()).sources[0]?.halted, []);
 
   const rows = await waitFor("both rows of the transaction on their topic", async () => {
     const records = await readEmbeddedTopics(logPath, [`${deployment}.${source}.${schema}.items`]);
     return records.length === 2 ? records : undefined;
   }, { daemon, timeoutMs: 60_000 });
   assert.equal(rows.length, 2);
-  const parked = await readEmbeddedTopics(logPath, [`${deployment}.sluice.halted.${source}`]);
-  assert.equal(parked.length, 1, "the message is parked, not lost");
+  assert.equal(letter.value!.length > 4 * 2 ** 20, true, "the message is kept whole (4 MiB: within outbox.max_message_bytes), not lost");
   assert.equal(daemon.exitStatus, null, "the daemon still runs");
   await daemon.stop();
   assert.ok(!readFileSync(daemon.logFile, "utf8").includes("[[[[[[[["), "the content is not logged");

@@ -1,0 +1,219 @@
+/**
+ * End to end: one poison outbox event must not stop the outbox stream. Any user connected to the database may emit a
+ * logical message with the outbox prefix; one that is not JSON, nested too deep, larger than outbox.max_message_bytes,
+ * or an outbox row with a part missing used to halt its outbox pseudo-table or table until an operator skipped it,
+ * so every later event waited. With on_invalid dead-letter (the default) each goes to <deployment>.dlq.<source> with
+ * its reason (stream, position, why; a message over the limit keeps its size and first bytes), is counted in
+ * sluice_outbox_dead_lettered_total, and the events after it are published. Over the embedded log and Kafka
+ * (transactions); on_invalid halt still halts.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import type pg from "pg";
+import type { StoredRecord } from "../../connectors/contracts.ts";
+import { openTopicLogForCommand } from "../../connectors/topics/open.ts";
+import { deserializeEventBytes } from "../../daemon/event-json.ts";
+import { createLogger } from "../../runtime/logger.ts";
+import { kafka } from "../services/ports.ts";
+import type { SluiceDaemon } from "./helpers.ts";
+import { deleteKafkaDeployment, dropPostgres, killAllDaemons, pgClient, pgSourceConfig, randomName, removeDir, runSluice, startReady, tempDir, waitFor } from "./helpers.ts";
+
+const schema = randomName("e2e_obdlq");
+const dir = tempDir("outbox-dlq");
+const runs: { source: string; deployment: string; kafka: boolean }[] = [];
+/** 200 KiB of content, over the tests' max_message_bytes of 64KiB. */
+const LARGE_PAD = 200 * 1024;
+let client: pg.Client;
+
+before(async () => {
+  client = await pgClient();
+  await client.query(`CREATE SCHEMA "${schema}"`);
+  await client.query(`CREATE TABLE "${schema}".items (id integer PRIMARY KEY)`);
+  // Parts nullable: a row with one missing is what the router refuses.
+  await client.query(`CREATE TABLE "${schema}".outbox (id text PRIMARY KEY, aggregatetype text, aggregateid text, type text, payload jsonb)`);
+});
+
+after(async () => {
+  await killAllDaemons();
+  for (const run of runs) {
+    await dropPostgres(client, { slot: `sluice_${run.source}`, publication: `sluice_${run.source}` });
+    if (run.kafka) await deleteKafkaDeployment(run.deployment).catch(() => undefined);
+  }
+  await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  await client.end();
+  removeDir(dir);
+});
+
+type Topics = Record<string, unknown>;
+
+function setup(topics: Topics, outbox: Record<string, unknown> = {}) {
+  const source = randomName("src");
+  const deployment = randomName("dep");
+  const prefix = randomName("events");
+  runs.push({ source, deployment, kafka: topics["kind"] === "kafka" });
+  const config = {
+    name: deployment,
+    sources: [pgSourceConfig(source, [`${schema}.*`], { outbox: { tables: [`${schema}.outbox`], message_prefix: prefix, max_message_bytes: "64KiB", ...outbox } })],
+    topics,
+    sinks: [],
+  };
+  return { source, deployment, prefix, config };
+}
+
+/** Every record of the topics up to their ends now, read as a command reads beside the daemon (Kafka: committed transactions only). */
+async function readTopics(topics: Topics, deployment: string, names: readonly string[]): Promise<StoredRecord[]> {
+  const log = await openTopicLogForCommand(topics as never, deployment, createLogger("silent"), "read-only");
+  try {
+    // Names only: listTopics() describes every topic on the shared broker, one request each.
+    const existing = new Set(await log.topicNames());
+    const wanted = names.filter((name) => existing.has(name));
+    if (wanted.length === 0) return [];
+    // Up to the end offsets taken now; a Kafka transaction's commit marker takes the last offset of a partition.
+    const marker = topics["kind"] === "kafka" ? 1n : 0n;
+    const ends = new Map<string, bigint>();
+    for (const topic of wanted) for (const end of await log.endOffsets(topic)) ends.set(`${topic}/${end.partition}`, end.offset - marker);
+    const consumer = await log.consumer(randomName(`${deployment}.e2e_reader`), wanted);
+    const out: StoredRecord[] = [];
+    const next = new Map<string, bigint>();
+    try {
+      for (let idle = 0; idle < 20 && ![...ends].every(([partition, end]) => (next.get(partition) ?? 0n) >= end); ) {
+        const records = await consumer.poll({ maxRecords: 1_000, maxBytes: 16 * 2 ** 20, maxWaitMs: 200 });
+        idle = records.length === 0 ? idle + 1 : 0;
+        for (const record of records) next.set(`${record.topic}/${record.partition}`, record.offset + 1n);
+        out.push(...records);
+      }
+    } finally {
+      await consumer.close();
+    }
+    return out;
+  } finally {
+    await log.close();
+  }
+}
+
+const header = (record: StoredRecord, name: string) => (record.headers?.[name] === undefined ? undefined : Buffer.from(record.headers[name]).toString("utf8"));
+const message = (id: string) => JSON.stringify({ id, aggregatetype: "order", aggregateid: "o-1", type: "order.paid", payload: { id } });
+
+/**
+ * Started, and streaming: events committed before the source's slot exists are not published (docs/outbox.md), and over
+ * Kafka the daemon says ready before its capture lease is held and the slot made.
+ */
+async function startStreaming(config: Record<string, unknown>): Promise<SluiceDaemon> {
+  const daemon = await startReady(dir, config, "sluice");
+  await waitFor("the source streaming", async () => {
+    const source = (await daemon.status()).sources[0];
+    return source?.position != null && (source.snapshots ?? []).every((s) => s.state === "done");
+  }, { daemon, timeoutMs: 60_000 });
+  return daemon;
+}
+
+/** One transaction: a good message, four poison events between good ones, a row of an ordinary table. */
+async function writePoisonTransaction(prefix: string): Promise<void> {
+  const emit = (content: string) => client.query("SELECT pg_logical_emit_message(true, $1, $2::text)", [prefix, content]);
+  // Each test's rows have their own ids (the table is shared): r0 and r1 are the headers' ids, the key is the run's.
+  const run = randomName("r");
+  await client.query("BEGIN");
+  try {
+    await emit(message("m1"));
+    await emit("not json {");
+    await emit(`${"[".repeat(2_000)}${"]".repeat(2_000)}`);
+    await emit(`{"id":"big","pad":"${"y".repeat(LARGE_PAD)}"}`);
+    await client.query(`INSERT INTO "${schema}".outbox VALUES ($1, 'order', NULL, 'order.paid', '{}')`, [`${run}-r0`]);
+    await client.query(`INSERT INTO "${schema}".outbox VALUES ($1, 'order', 'o-1', 'order.paid', '{"id": "r1"}')`, [`${run}-r1`]);
+    await emit(message("m2"));
+    await client.query(`INSERT INTO "${schema}".items VALUES ($1)`, [Math.floor(Math.random() * 1e9)]);
+    await client.query("COMMIT");
+  } catch (error) {
+    await client.query("ROLLBACK");
+    throw error;
+  }
+}
+
+const scenarios: [string, () => Topics][] = [
+  ["embedded log", () => ({ kind: "embedded", path: join(dir, `${randomName("log")}.db`) })],
+  ["Kafka, transactions", () => ({ kind: "kafka", brokers: [...kafka.brokers], partitions: 1, transactions: true, retention: { max_age: 0 } })],
+];
+
+for (const [label, topicsOf] of scenarios) {
+  test(`${label}: poison outbox events are dead-lettered with their reason and the events after them flow`, { timeout: 120_000 }, async () => {
+    const { source, deployment, prefix, config } = setup(topicsOf());
+    const daemon = await startStreaming(config);
+    await writePoisonTransaction(prefix);
+    const table = `pg_logical_message.${prefix}`;
+
+    const published = await waitFor("the good events of the transaction on their topic", async () => {
+      const records = await readTopics(config.topics, deployment, [`${deployment}.outbox.order`]);
+      return records.length >= 3 ? records : undefined;
+    }, { daemon, timeoutMs: 60_000 });
+    assert.deepEqual(published.map((r) => header(r, "id")?.replace(/^r_[0-9a-f]+-/, "")), ["m1", "r1", "m2"], "in commit order, none held back by the poison between them");
+    const status = await daemon.status();
+    assert.deepEqual(status.sources[0]?.halted, [], "nothing halted");
+
+    const letters = await readTopics(config.topics, deployment, [`${deployment}.dlq.${source}`]);
+    assert.equal(letters.length, 4, "each poison event kept, once");
+    const [notJson, deep, large, row] = letters as [StoredRecord, StoredRecord, StoredRecord, StoredRecord];
+    for (const letter of letters) {
+      assert.match(header(letter, "sluice.reason")!, new RegExp(`^outbox .*; source ${source}, position \\d+/[0-9A-F]+ \\(commit \\d+/[0-9A-F]+\\); `));
+      assert.equal(header(letter, "sluice.check"), "outbox");
+    }
+    assert.match(header(notJson, "sluice.reason")!, new RegExp(`^outbox ${table.replace(".", "\\.")}: the logical message's content is not JSON;.*kept whole$`));
+    assert.equal(deserializeEventBytes(notJson.value!).after?.["content"], "not json {");
+    assert.match(header(deep, "sluice.reason")!, /refused unread: its arrays and objects are nested more than 1000 deep/);
+    assert.equal(header(deep, "sluice.kept"), "whole");
+    const size = LARGE_PAD + '{"id":"big","pad":""}'.length;
+    assert.match(header(large, "sluice.reason")!, new RegExp(`content is ${size} bytes, over outbox.max_message_bytes \\(65536\\).*kept: its first 65536 of ${size} bytes of content$`));
+    assert.equal(header(large, "sluice.kept"), "prefix");
+    assert.equal(header(large, "sluice.bytes"), String(size));
+    assert.equal((deserializeEventBytes(large.value!).after?.["content"] as string).length, 65_536);
+    assert.ok(large.value!.length < 70_000, "the dead letter holds the prefix, not the message");
+    assert.equal(header(row, "sluice.table"), `${schema}.outbox`);
+    assert.match(header(row, "sluice.reason")!, /the outbox row has no aggregate id \(column aggregateid\)/);
+
+    assert.equal(await daemon.metric("sluice_outbox_dead_lettered_total", { source, table, reason: "invalid" }), 2);
+    assert.equal(await daemon.metric("sluice_outbox_dead_lettered_total", { source, table, reason: "too-large" }), 1);
+    assert.equal(await daemon.metric("sluice_outbox_dead_lettered_total", { source, table: `${schema}.outbox`, reason: "invalid" }), 1);
+    if (!label.startsWith("Kafka")) {
+      const listed = await runSluice(["dead-letters", "-c", daemon.configFile, "--source", source]);
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.equal(listed.stdout.match(/check outbox/g)?.length, 4, listed.stdout);
+      assert.match(listed.stdout, /kept: its first 65536 of \d+ bytes of content/);
+    }
+    assert.equal(daemon.exitStatus, null);
+    await daemon.stop();
+  });
+}
+
+test("on_invalid halt: a poison message halts the outbox pseudo-table as before, its events parked; started again with dead-letter, the parked events are dead-lettered or published", { timeout: 120_000 }, async () => {
+  const { source, deployment, prefix, config } = setup({ kind: "embedded", path: join(dir, `${randomName("log")}.db`) }, { on_invalid: "halt" });
+  const daemon = await startStreaming(config);
+  await writePoisonTransaction(prefix);
+  const halted = await waitFor("the outbox pseudo-table and table to halt", async () => {
+    const tables = (await daemon.status()).sources[0]?.halted ?? [];
+    return tables.length === 2 ? tables : undefined;
+  }, { daemon, timeoutMs: 60_000 });
+  const message = halted.find((h) => h.table === `pg_logical_message.${prefix}`);
+  assert.equal(message?.code, "OUTBOX_EVENT_INVALID");
+  assert.match(message.error, /content is not JSON/);
+  // The batch that halted them is durable once m1 (before the poison) is on its topic.
+  const before = await waitFor("m1 published", async () => {
+    const records = await readTopics(config.topics, deployment, [`${deployment}.outbox.order`]);
+    return records.length > 0 ? records : undefined;
+  }, { daemon, timeoutMs: 60_000 });
+  assert.deepEqual(before.map((r) => header(r, "id")), ["m1"]);
+  assert.deepEqual(await readTopics(config.topics, deployment, [`${deployment}.dlq.${source}`]), []);
+  await daemon.stop();
+
+  const outbox = (config.sources[0] as { outbox: Record<string, unknown> }).outbox;
+  outbox["on_invalid"] = "dead-letter";
+  const again = await startStreaming(config);
+  const published = await waitFor("the parked good events published", async () => {
+    const records = await readTopics(config.topics, deployment, [`${deployment}.outbox.order`]);
+    return records.length >= 3 ? records : undefined;
+  }, { daemon: again, timeoutMs: 60_000 });
+  assert.deepEqual(published.map((r) => header(r, "id")?.replace(/^r_[0-9a-f]+-/, "")).sort(), ["m1", "m2", "r1"]);
+  const letters = await readTopics(config.topics, deployment, [`${deployment}.dlq.${source}`]);
+  assert.deepEqual(letters.map((r) => header(r, "sluice.kept")), ["whole", "whole", "prefix", "whole"]);
+  assert.deepEqual((await again.status()).sources[0]?.halted, []);
+  await again.stop();
+});
