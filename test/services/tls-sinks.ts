@@ -118,9 +118,9 @@ export interface SecureKafka extends SecureServer {
 /**
  * A KRaft Kafka node whose client listener is SASL_SSL: SCRAM-SHA-512 user `sluice` (password
  * returned), server certificate from a fresh CA, and a client certificate required
- * (`ca.clientCert(...)` makes one).
+ * (`ca.clientCert(...)` makes one). `reauthMs`: the broker's connections.max.reauth.ms.
  */
-export async function startTlsKafka(): Promise<SecureKafka> {
+export async function startTlsKafka(options: { reauthMs?: number } = {}): Promise<SecureKafka> {
   const dir = mkdtempSync("/var/tmp/sluice-tls-kafka-");
   const [port, controllerPort, internalPort] = [await freePort(), await freePort(), await freePort()];
   const ca = await makeCa(dir);
@@ -159,6 +159,8 @@ export async function startTlsKafka(): Promise<SecureKafka> {
       "group.initial.rebalance.delay.ms=0",
       "auto.create.topics.enable=false",
       "log.cleaner.dedupe.buffer.size=8388608",
+      // Clients authenticate again on their open connections within this time (KIP-368): a password changed on the broker then meets every client.
+      ...(options.reauthMs ? [`connections.max.reauth.ms=${options.reauthMs}`] : []),
       "",
     ].join("\n"),
   );
