@@ -1,18 +1,21 @@
 /**
  * Record batch compression codecs for kafkajs, which ships only gzip: zstd from Node's built-in
- * zlib (Node >= 22.15), LZ4 frames from lz4-napi (Kafka's LZ4 codec is the LZ4 frame format).
+ * zlib (Node >= 22.15), LZ4 frames from lz4-napi (Kafka's LZ4 codec is the LZ4 frame format), and
+ * Snappy for reading only (snappy.ts: batches a broker stores with compression.type=snappy).
  */
 import { zstdCompress, zstdDecompress } from "node:zlib";
 import { promisify } from "node:util";
 import kafkajs, { CompressionTypes } from "kafkajs";
 import { compressFrame, decompressFrame } from "lz4-napi";
+import { SluiceError } from "../errors.ts";
+import { snappyDecompress } from "./snappy.ts";
 
 const zstdCompressAsync = promisify(zstdCompress);
 const zstdDecompressAsync = promisify(zstdDecompress);
 
 let registered = false;
 
-/** Registers the zstd and LZ4 codecs with kafkajs once per process (its codec table is global). */
+/** Registers the zstd, LZ4 and Snappy codecs with kafkajs once per process (its codec table is global). */
 export function registerCompressionCodecs(): void {
   if (registered) return;
   registered = true;
@@ -25,6 +28,13 @@ export function registerCompressionCodecs(): void {
   CompressionCodecs[CompressionTypes.LZ4] = () => ({
     compress: async (encoder: { buffer: Buffer }) => compressFrame(encoder.buffer),
     decompress: async (buffer: Buffer) => decompressFrame(buffer),
+  });
+  // Read only: an operator's compression.type=snappy on a topic or broker makes the broker store batches so.
+  CompressionCodecs[CompressionTypes.Snappy] = () => ({
+    compress: () => {
+      throw new SluiceError("Sluice does not write Snappy (topics.compression: gzip, lz4 or zstd)", { code: "CONFIG_INVALID", context: { component: "kafka" } });
+    },
+    decompress: async (buffer: Buffer) => snappyDecompress(buffer),
   });
 }
 

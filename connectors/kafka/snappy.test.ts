@@ -1,0 +1,41 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { snappyDecompress } from "./snappy.ts";
+
+const text = Array.from({ length: 40 }, (_, i) => `row ${i % 7} sluice; `).join("");
+// Made by snappy-java 1.1.10.7 (the Kafka broker's own Snappy): Snappy.compress, and a SnappyOutputStream flushed
+// after 300 bytes (two blocks), the framing the broker writes batches in.
+const RAW = "b00434726f77203020736c756963653b20010e0031320e000032320e000033320e000034320e000035320e000036320e00fe6200fe6200fe6200fe6200fe6200fe6200fe62001962";
+const FRAMED = "82534e415050590000000001000000010000003cac0234726f77203020736c756963653b20010e0031320e000032320e000033320e000034320e000035320e000036320e00fe6200fe6200fe620009620000003b840234736c756963653b20726f772031202e0e000032320e000033320e000034320e000035320e000036320e000030320e00fe6200fe6200566200";
+
+test("a raw Snappy block and snappy-java's framed stream decompress to what was compressed", () => {
+  assert.equal(snappyDecompress(Buffer.from(RAW, "hex")).toString(), text);
+  assert.equal(snappyDecompress(Buffer.from(FRAMED, "hex")).toString(), text);
+});
+
+test("literals with a length byte, copies with 1-, 2- and 4-byte offsets, overlapping runs, an empty block", () => {
+  const literal100 = Buffer.alloc(100, "q");
+  const block = Buffer.concat([
+    Buffer.from([100 + 3 + 9 + 6 + 5]), // the length: a varint
+    Buffer.from([0xf0, 99]), literal100, // a literal of 100 (tag 60: one length byte)
+    Buffer.from([0x08]), Buffer.from("abc"), // a literal of 3
+    Buffer.from([0x15, 0x03]), // copy of 9 from 3 back, 1-byte offset: overlaps itself
+    Buffer.from([0x16, 0x05, 0x00]), // copy of 6 from 5 back, 2-byte offset
+    Buffer.from([0x13, 0x76, 0x00, 0x00, 0x00]), // copy of 5 from 118 back (the start), 4-byte offset
+  ]);
+  const expected = Buffer.concat([literal100, Buffer.from("abc"), Buffer.from("abcabcabc"), Buffer.from("bcabcb"), Buffer.alloc(5, "q")]);
+  assert.deepEqual(snappyDecompress(block), expected);
+  assert.deepEqual(snappyDecompress(Buffer.from([0])), Buffer.alloc(0));
+});
+
+test("a damaged or hostile block is refused before anything is allocated for it", () => {
+  const refused = (input: number[] | Buffer, why: RegExp, max?: number) =>
+    assert.throws(() => snappyDecompress(Buffer.from(input), max), (error: Error & { code?: string }) => error.code === "KAFKA_BATCH_INVALID" && why.test(error.message));
+  refused([0xff, 0xff, 0xff, 0xff, 0x0f], /would decompress to 4294967295 bytes/);
+  refused([10, 0x08, 0x61, 0x62, 0x63], /not the 10 it states/);
+  refused([8, 0x08, 0x61, 0x62, 0x63, 0x15, 0x09], /refers outside/);
+  refused([3, 0x08, 0x61], /literal runs past/);
+  refused([0x80], /length is cut off/);
+  // The limit counts over a framed stream's blocks together.
+  refused(Buffer.from(FRAMED, "hex"), /more than the 100 a record batch may take/, 400);
+});
