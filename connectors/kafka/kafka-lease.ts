@@ -88,7 +88,7 @@ export class KafkaLease {
    * out, and the coordinator holds the next join's rebalance that long. Removed before rejoining.
    */
   private readonly formerMembers = new Set<string>();
-  /** A group join gave the lease to another member (stoodBy). */
+  /** Another process's member was in the group, or a join gave the lease to another member (stoodBy). */
   private behindAnother = false;
 
   constructor(options: KafkaLeaseOptions) {
@@ -99,7 +99,10 @@ export class KafkaLease {
     return this.holding;
   }
 
-  /** Whether a group join gave the lease to another member while this candidate waited (it stood by behind a holder). */
+  /**
+   * Whether this candidate stood by behind another process: its look at the group before joining found another
+   * process's member (a holder alive, or one killed on this machine, removed), or a group join gave the lease to another.
+   */
   stoodBy(): boolean {
     return this.behindAnother;
   }
@@ -163,7 +166,18 @@ export class KafkaLease {
       // So would this lease's own member from before its consumer failed: then a failed look (Kafka just back, its
       // coordinator loading the group) is made again rather than joining behind that member.
       const attempts = this.formerMembers.size > 0 ? FORMER_MEMBER_LOOKS : 1;
-      const removed = await removeGoneMembers(kafka, group, (member) => this.formerMembers.has(member.memberId) || isGoneLocalProcess(processTokenInText(member.clientId)), logger, attempts);
+      const removed = await removeGoneMembers(
+        kafka,
+        group,
+        (member) => {
+          const own = this.formerMembers.has(member.memberId);
+          // Another process is a candidate, or was one until it was killed on this machine: it holds, or held, the lease.
+          if (!own) this.behindAnother = true;
+          return own || isGoneLocalProcess(processTokenInText(member.clientId));
+        },
+        logger,
+        attempts,
+      );
       for (const memberId of removed) this.formerMembers.delete(memberId);
       await consumer.connect();
       await consumer.subscribe({ topics: [topic], fromBeginning: false });
