@@ -95,6 +95,25 @@ export function gapWarning(publication: string, gap: PublicationGap): string {
  * The tables added to `publication` by name (pg_publication_rel). A partitioned table's membership is read here: when
  * the publication does not publish via the root, pg_publication_tables lists its partitions instead of it.
  */
+/**
+ * The publication's oid and, by relation id, the pg_publication_rel row that names each table in it. ALTER PUBLICATION
+ * ... DROP TABLE then ADD TABLE gives the table a new row: between two looks that saw it in the publication, a changed
+ * row means it was taken out and put back meanwhile, its changes in between never streamed.
+ */
+export async function publicationMemberships(db: Queryable, publication: string): Promise<{ publication: number; members: Map<number, number> } | null> {
+  const result = await db.query<{ pub: number | string; relid: number | string | null; member: number | string | null }>(
+    `SELECT p.oid::int8 AS pub, pr.prrelid::int8 AS relid, pr.oid::int8 AS member
+       FROM pg_publication p LEFT JOIN pg_publication_rel pr ON pr.prpubid = p.oid
+      WHERE p.pubname = $1`,
+    [publication],
+  );
+  const first = result.rows[0];
+  if (first === undefined) return null;
+  const members = new Map<number, number>();
+  for (const row of result.rows) if (row.relid !== null && row.member !== null) members.set(Number(row.relid), Number(row.member));
+  return { publication: Number(first.pub), members };
+}
+
 export async function publicationMembers(db: Queryable, publication: string): Promise<Set<number>> {
   const result = await db.query<{ relid: number | string }>(
     "SELECT pr.prrelid::int8 AS relid FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE p.pubname = $1",

@@ -209,3 +209,20 @@ test("a partitioned table in a publication that does not publish via the root is
   assert.deepEqual(added, []);
   assert.deepEqual(warnings, ["publication does not publish via the partition root: changes of partitioned tables arrive under the partitions' names"]);
 });
+
+test("a captured table taken out of the publication and put back between two looks is read again: its changes while out reach the targets", async () => {
+  await admin.query(`CREATE TABLE "${schema}".quick (id int PRIMARY KEY, v int NOT NULL, note text)`);
+  await admin.query(`INSERT INTO "${schema}".quick SELECT i, i, 'n' || i FROM generate_series(1, 100) i`);
+  await whileCapturing(`${schema}.quick`, "quick", async (c, fold, state) => {
+    // A look (300 ms apart) records the membership; out and back in one transaction, so no look can see it out.
+    await someLooks();
+    await admin.query(`BEGIN;
+      ALTER PUBLICATION "${c.publication}" DROP TABLE "${schema}".quick;
+      UPDATE "${schema}".quick SET v = -v WHERE id <= 10;
+      DELETE FROM "${schema}".quick WHERE id > 90;
+      INSERT INTO "${schema}".quick VALUES (1000, 1000, 'while out');
+      ALTER PUBLICATION "${c.publication}" ADD TABLE "${schema}".quick;
+      COMMIT`);
+    await waitFor("the table read again", () => fold.visible().get("1000")?.["note"] === "while out" && noTasks(state), 20_000);
+  });
+});

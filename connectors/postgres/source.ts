@@ -43,7 +43,7 @@ import type { EventOrigin } from "./change-events.ts";
 import { addedTablesStatement, captureNames, createSlot, dropSlot, ensurePublication, freshSnapshotPlan, settleStart } from "./slot-setup.ts";
 import { describeSlotWaits } from "./slot-wait.ts";
 import { EnumLabels } from "./enum-labels.ts";
-import { gapKey, gapWarning, publicationGap, publicationMembers, publicationOptions } from "./publication-actions.ts";
+import { gapKey, gapWarning, publicationGap, publicationMembers, publicationMemberships, publicationOptions } from "./publication-actions.ts";
 import type { PublicationGap } from "./publication-actions.ts";
 import { PUBLICATION_INCOMPLETE } from "../common/source-warnings.ts";
 import type { SourceWarning } from "../common/source-warnings.ts";
@@ -206,6 +206,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private readonly seenPartitions = new SeenPartitions();
   /** The captured tables' enum labels at the last catalog look, kept across streams as seenPartitions is. */
   private readonly enumLabels = new EnumLabels();
+  /** The publication's membership rows at the last catalog look (readReaddedTables), kept across streams. */
+  private memberships: { publication: number; members: Map<number, number> } | null = null;
   /** Partitioned tables whose partitions Sluice's role may not read directly, told once (readAttachedPartitions). */
   private readonly toldUnreadablePartitions = new Set<number>();
   /** Online snapshots (sluice snapshot, the signal table, tables added later): see incremental-snapshot.ts. */
@@ -849,6 +851,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     }
     await this.checkPublicationOptions(catalog, known);
     if (publication.allTables) return;
+    await this.readReaddedTables(catalog, known);
     const published = new Set((await publishedTables(catalog, this.names.publication, this.server?.version ?? 0)).map((t) => `${t.schema}.${t.table}`));
     // Not via the root (Sluice does not change that), a partitioned table is listed by its partitions.
     const members = publication.viaRoot ? new Set<number>() : await publicationMembers(catalog, this.names.publication);
@@ -862,6 +865,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     // Told once it is done. Those ensurePublication could not add (it warned why) are tried again after a while.
     const added = await ensurePublication(catalog, this.config, this.names, fresh, this.server?.version ?? 0, this.logger, this.context, () => false, backfill);
     this.republished.tried(fresh, added, now);
+    // Put back by Sluice itself, with its backfill: their new memberships are no one else's.
+    if (added.length > 0) this.memberships = await publicationMemberships(catalog, this.names.publication);
     if (added.length > 0) {
       this.logger.warn(
         { publication: this.names.publication, tables: added.map((t) => `${t.schema}.${t.table}`) },
@@ -872,6 +877,34 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       );
     }
     if (!backfill) this.notBackfilled(added);
+  }
+
+  /**
+   * Captured tables taken out of the publication and put back between two looks (ALTER PUBLICATION ... DROP TABLE,
+   * then ADD TABLE, by hand or by a tool that sets the table list again): their changes in between never reached the
+   * stream, and a look that finds them in the publication again sees nothing missing. Their membership rows in
+   * pg_publication_rel are new, though: each such table is read again by an online snapshot of the whole table, whose
+   * closing reset removes the rows deleted meanwhile (snapshot.mode never: only warned). Compared only across looks
+   * of the same publication (one dropped and created again is handled as dropped).
+   */
+  private async readReaddedTables(catalog: pg.Client, known: readonly TableRef[]): Promise<void> {
+    const now = await publicationMemberships(catalog, this.names.publication);
+    const before = this.memberships;
+    if (now !== null && before !== null && before.publication === now.publication) {
+      for (const table of known) {
+        const was = before.members.get(table.relid);
+        const is = now.members.get(table.relid);
+        if (was === undefined || is === undefined || was === is) continue;
+        const name = `${table.schema}.${table.table}`;
+        if (this.config.snapshot.mode === "never") {
+          this.logger.warn({ table: name, publication: this.names.publication }, `${name} was taken out of publication "${this.names.publication}" and put back since the last look: its changes in between were not streamed, and it is not read again (snapshot.mode never); read it with sluice snapshot --table ${name} --execute`);
+          continue;
+        }
+        this.logger.warn({ table: name, publication: this.names.publication }, `${name} was taken out of publication "${this.names.publication}" and put back since the last look: its changes in between were not streamed, so it is read again by an online snapshot, whose closing reset removes the rows deleted meanwhile`);
+        await this.snapshots.request(name, null, "publication-readded");
+      }
+    }
+    this.memberships = now;
   }
 
   /**
