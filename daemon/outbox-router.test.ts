@@ -213,6 +213,13 @@ test("a message over max_message_bytes is cut at decoding (its first bytes and i
   assert.equal(deserializeEventBytes(letter!.value!).after?.["content"], "a".repeat(1023));
 });
 
+test("a message over max_message_bytes that reaches the router whole (parked by an earlier version) is refused too-large, not parsed", async () => {
+  const { router: r, counted } = await deadLetteringRouter("      message_prefix: outbox\n      max_message_bytes: 1KiB");
+  const [letter] = await r.encode(logicalMessageEvent(logicalMessageTable("pg", "shop", "outbox"), Buffer.from(`{"id":"m","pad":"${"z".repeat(5000)}"}`), origin));
+  assert.deepEqual(counted, ["pg_logical_message.outbox too-large"]);
+  assert.match(text(letter!.headers!["sluice.reason"])!, /content is 5019 bytes, over outbox.max_message_bytes \(1024\).*kept: its first 1024 of 5019 bytes of content$/);
+});
+
 test("an outbox row whose payload is over max_message_bytes, or whose record is over topics.max_record_bytes, is dead-lettered with its first bytes; under them it is published", async () => {
   const { router: r, counted } = await deadLetteringRouter('      tables: ["public.outbox"]\n      max_message_bytes: 2KiB', 4096);
   const [big] = await r.encode(change("c", row(`"${"x".repeat(5000)}"`)));

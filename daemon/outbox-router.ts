@@ -261,6 +261,9 @@ export class OutboxRouter implements ChangeEncoder {
     }
     const content = event.after?.["content"];
     const text = typeof content === "string" ? content : "";
+    // The decoder cuts a larger message (logicalMessageEvent); one parked whole by an earlier version is not parsed either.
+    const bytes = Buffer.byteLength(text, "utf8");
+    if (bytes > this.outbox.max_message_bytes) throw invalid(`the logical message's content is ${bytes} bytes, over outbox.max_message_bytes (${this.outbox.max_message_bytes})`, table, event, { bytes, refusal: "too-large" });
     const shape = jsonShapeProblem(text, OUTBOX_JSON_SHAPE);
     if (shape !== null) throw invalid(`the logical message's content is refused unread: ${shape}`, table, event);
     let json: unknown;

@@ -284,6 +284,11 @@ test("backfill requests: a sluice.backfill message of this slot asks for the tab
   asked.length = 0;
   await decodeAll(d({ commit: C, change: 0x4100n }), messages);
   assert.deepEqual(asked, [["public.b", 16401, "added-4200", C]], "the message a resumed checkpoint covers is not asked for again");
+  // Over OWN_MESSAGE_MAX_BYTES (anyone may write the prefix, up to 1 GB): none of ours, not made a string, even when it reads as a request.
+  asked.length = 0;
+  const padded = JSON.stringify({ slot: "s1", table: `public.${"p".repeat(70_000)}`, emptied: false, relid: 16403 });
+  await decodeAll(d(null), [begin(C), message(0x4100n, padded), commit(C)]);
+  assert.deepEqual(asked, []);
 });
 
 test("a table named with a newline: its backfill request and the truncate of its name created again are decoded whole", async () => {

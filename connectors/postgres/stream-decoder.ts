@@ -49,6 +49,9 @@ export interface StreamInterleave {
   changed(event: ChangeEvent): void;
 }
 
+/** Largest content of a message with one of Sluice's own prefixes (watermark, recreated, backfill) that is read. */
+export const OWN_MESSAGE_MAX_BYTES = 64 * 1024;
+
 /** Prefix of the transactional logical messages that mark an online snapshot chunk's window. */
 export const WATERMARK_PREFIX = "sluice.watermark";
 /**
@@ -252,6 +255,9 @@ export class StreamDecoder {
         // the next record starts: a transaction whose commit record starts there comes after it in the
         // stream, so the message is decoded through the LSN below, never through that commit.
         if (!decoded.transactional && this.transaction === null) this.advanceThrough(throughPosition(decoded.lsn - 1n));
+        // Sluice's own messages are a few hundred bytes; anyone connected may write one with these prefixes (up to 1 GB):
+        // a larger one is none of ours, and is not made a string on the main thread.
+        else if (decoded.content.length > OWN_MESSAGE_MAX_BYTES) return;
         else if (decoded.transactional && decoded.prefix === WATERMARK_PREFIX && this.transaction !== null) {
           this.options.interleave?.watermark(decoded.content.toString("utf8"), this.transaction.commitLsn, out);
         } else if (decoded.transactional && decoded.prefix === RECREATED_PREFIX && this.transaction !== null && this.options.recreated !== undefined) {
