@@ -1052,6 +1052,8 @@ test("a capture term that took over from another process (it stood by under the 
     }
     return connect(from);
   };
+  // The source captured before, in the process that led: its checkpoint is stored.
+  log.checkpoint = { source: "pg", position: { commit: 5n, change: 5n } };
   const pipeline = new CapturePipeline({ ...options, source, takeover: true });
   const stop = new AbortController();
   let outcome: unknown = "running";
@@ -1067,5 +1069,24 @@ test("a capture term that took over from another process (it stood by under the 
   } finally {
     stop.abort(new Error("stop"));
     await running;
+  }
+});
+
+test("a capture term that took over a source with no stored checkpoint (it never captured, in any process) takes a refused login for the config error it is: a wrong password fails fast with several replicas too", async () => {
+  const log = new MemoryLog();
+  const source = new ScriptedSource([[event("a", 1n, 10n)]]);
+  let refusals = 0;
+  source.connect = async () => {
+    refusals++;
+    throw new SluiceError("MySQL at db:3306 (source my) refused the login: Access denied for user 'sluice'", { code: "MYSQL_AUTH_FAILED", retriable: false });
+  };
+  const pipeline = new CapturePipeline({ log: log as unknown as TopicLog, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 2 }, connectedSources: new Set<string>(), source, takeover: true });
+  const stop = new AbortController();
+  const timer = setTimeout(() => stop.abort(new Error("the refusal was waited out")), 2000);
+  try {
+    await assert.rejects(pipeline.run(stop.signal), { code: "MYSQL_AUTH_FAILED" });
+    assert.equal(refusals, 1);
+  } finally {
+    clearTimeout(timer);
   }
 });

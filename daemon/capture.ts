@@ -107,8 +107,9 @@ export interface CaptureOptions {
   /**
    * This pipeline's capture term took capture over from another process (this process stood by under the capture lease
    * first): a refused login is then a password rotation half done (the server and this process's password_file not yet
-   * agreeing), waited out from the term's first connect, as for a source that connected before. Only the process's own
-   * first start, capturing at once, takes a refusal for a config error.
+   * agreeing), waited out from the term's first connect, as for a source that connected before, provided the source has a
+   * stored checkpoint (its credentials worked before, in some process). The process's own first start, capturing at once,
+   * and a takeover of a source that never captured take a refusal for a config error.
    */
   readonly takeover?: boolean;
 }
@@ -252,7 +253,7 @@ export class CapturePipeline {
   /**
    * A login the database refuses before the source first connected in this process is a config error, told at once
    * (capture stops). Once it has (in this capture term or an earlier one), or when this term took capture over from
-   * another process (options.takeover), the same refusal, at a connect or at a read
+   * another process (options.takeover) of a source with a stored checkpoint, the same refusal, at a connect or at a read
    * that opens a connection, is a password rotated on the server (or a role locked for a while): waited out like the
    * server being down, with the reconnect backoff, not ready and naming it, while the other sources and the sinks go on.
    * Each connection reads a password_file again (connection-settings.ts).
@@ -267,7 +268,10 @@ export class CapturePipeline {
 
   /** `error` made retriable when it is a refused login the source's past connection makes waited out (see connectSource). */
   private refusalWaitedOut(error: unknown): unknown {
-    const waitedOut = this.options.takeover === true || this.connectedSources.has(this.options.source.name);
+    // A takeover's refusal is waited out only when the source has a stored checkpoint: its credentials worked before, in
+    // some process. Without one, a wrong password would leave each standby in turn waiting forever instead of failing.
+    const tookOverCapture = this.options.takeover === true && this.lastCheckpoint !== null;
+    const waitedOut = tookOverCapture || this.connectedSources.has(this.options.source.name);
     if (!waitedOut || !isLoginRefused(error) || error.retriable) return error;
     return new SluiceError(`${error.message}; waiting for the server to accept the source's credentials (retried with backoff)`, { code: error.code, retriable: true, context: error.context, cause: error });
   }
