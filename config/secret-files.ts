@@ -54,6 +54,11 @@ export function reportUnreadableSecretFiles(listener: ((problem: UnreadableSecre
   unreadableListener = listener;
 }
 
+/** Tells the listener of a secret-like file read at connections (a server's public key) that could not be read again. */
+export function noteUnreadableSecretFile(problem: UnreadableSecretFile): void {
+  unreadableListener?.(problem);
+}
+
 /** The value each sink config's secret file gave at its last read: what a failed read falls back to. */
 const lastRead = new WeakMap<object, Map<string, string>>();
 

@@ -8,10 +8,12 @@ import assert from "node:assert/strict";
 import { generateKeyPairSync, privateDecrypt, constants } from "node:crypto";
 import { createServer } from "node:net";
 import type { AddressInfo, Socket } from "node:net";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { MysqlSourceConfig } from "../../config/schema.ts";
+import { reportUnreadableSecretFiles } from "../../config/secret-files.ts";
+import type { UnreadableSecretFile } from "../../config/secret-files.ts";
 import { connectionOptions } from "./connection-settings.ts";
 import { PUBLIC_KEY_RETRIEVAL_REFUSED } from "./public-key-auth.ts";
 import { openConnection } from "./sql-connection.ts";
@@ -52,15 +54,23 @@ const OK = Buffer.from([0, 0, 0, 2, 0, 0, 0]);
 
 interface Observed {
   keyRequested: boolean;
+  /** The client answered the switch to caching_sha2_password (sent the scramble's token). */
+  tokenSent: boolean;
   /** The password the fake could read: the man in the middle's win. */
   readPassword?: string;
   /** An encrypted password that arrived without a key request (encrypted with a configured key). */
   encryptedWithoutRequest?: Buffer;
 }
 
-/** A server that asks for full authentication; `privateKey` decrypts what the client sends with its key. */
-async function fakeMysql8(publicPem: string, privatePem: string): Promise<{ port: number; observed: Observed; close: () => Promise<void> }> {
-  const observed: Observed = { keyRequested: false };
+/**
+ * How the fake's account logs in: full (caching_sha2_password, not in the server's cache: the password is needed), fast
+ * (caching_sha2_password found in the cache: the scramble's token is enough) or native (mysql_native_password: no switch).
+ */
+type Login = "full" | "fast" | "native";
+
+/** A server that asks for `login`; `privateKey` decrypts what the client sends with its key. */
+async function fakeMysql8(publicPem: string, privatePem: string, login: Login = "full"): Promise<{ port: number; observed: Observed; close: () => Promise<void> }> {
+  const observed: Observed = { keyRequested: false, tokenSent: false };
   const sockets = new Set<Socket>();
   const server = createServer((socket) => {
     sockets.add(socket);
@@ -83,16 +93,27 @@ async function fakeMysql8(publicPem: string, privatePem: string): Promise<{ port
         const payload = pending.subarray(4, 4 + length);
         pending = pending.subarray(4 + length);
         const reply = (data: Buffer): void => void socket.write(frame(sequence + 1, data));
+        const afterToken = (): void => {
+          observed.tokenSent = true;
+          if (login === "fast") {
+            step = 4;
+            socket.write(frame(sequence + 1, Buffer.from([1, 3]))); // cache hit: fast authentication succeeded
+            socket.write(frame(sequence + 2, OK));
+            return;
+          }
+          step = 2;
+          reply(Buffer.from([1, 4])); // cache miss: perform full authentication
+        };
         if (step === 0) {
           // Handshake response: switch to caching_sha2_password unless the client answered with it already.
           step = 1;
-          if (payload.includes(Buffer.from("caching_sha2_password\0"))) {
-            step = 2;
-            reply(Buffer.from([1, 4]));
-          } else reply(Buffer.concat([Buffer.from([0xfe]), Buffer.from("caching_sha2_password\0"), SCRAMBLE, Buffer.from([0])]));
+          if (login === "native") {
+            step = 4;
+            reply(OK);
+          } else if (payload.includes(Buffer.from("caching_sha2_password\0"))) afterToken();
+          else reply(Buffer.concat([Buffer.from([0xfe]), Buffer.from("caching_sha2_password\0"), SCRAMBLE, Buffer.from([0])]));
         } else if (step === 1) {
-          step = 2;
-          reply(Buffer.from([1, 4])); // the scramble answer: cache miss, perform full authentication
+          afterToken();
         } else if (step === 2) {
           if (payload.length === 1 && payload[0] === 2) {
             observed.keyRequested = true;
@@ -171,6 +192,77 @@ test("tls.mode disable: a MySQL 8 full authentication is refused before the serv
     assert.equal(server.observed.readPassword, undefined);
   } finally {
     await server.close();
+  }
+});
+
+test("tls.mode disable: a MySQL 8 login the server's cache lets through (fast authentication) is refused too, so that it shows at deploy time, not at the server's next restart", async () => {
+  const attacker = rsaPair();
+  const server = await fakeMysql8(attacker.publicPem, attacker.privatePem, "fast");
+  try {
+    await assert.rejects(openConnection(connectionOptions(config(server.port), "catalog")), (error: Error & { code?: string; retriable?: boolean }) => {
+      assert.equal(error.code, PUBLIC_KEY_RETRIEVAL_REFUSED);
+      assert.equal(error.retriable, false);
+      assert.match(error.message, /source "app"/);
+      assert.match(error.message, /caching_sha2_password/);
+      assert.match(error.message, /restart, a FLUSH PRIVILEGES or a failover/);
+      assert.match(error.message, /server_public_key_file/);
+      assert.match(error.message, /allow_public_key_retrieval: true/);
+      return true;
+    });
+    assert.equal(server.observed.tokenSent, false);
+    assert.equal(server.observed.keyRequested, false);
+  } finally {
+    await server.close();
+  }
+});
+
+test("a fast-authentication login goes on with server_public_key_file or allow_public_key_retrieval, and a mysql_native_password account needs neither", async () => {
+  const real = rsaPair();
+  const keyFile = join(mkdtempSync(join(tmpdir(), "sluice-key-")), "public_key.pem");
+  writeFileSync(keyFile, real.publicPem);
+  for (const [login, extra] of [
+    ["fast", { server_public_key_file: keyFile }],
+    ["fast", { allow_public_key_retrieval: true }],
+    ["native", {}],
+  ] as const) {
+    const server = await fakeMysql8(real.publicPem, real.privatePem, login);
+    try {
+      const connection = await openConnection(connectionOptions(config(server.port, extra), "catalog"));
+      connection.destroy();
+      assert.equal(server.observed.keyRequested, false);
+      assert.equal(server.observed.readPassword, undefined);
+    } finally {
+      await server.close();
+    }
+  }
+});
+
+test("server_public_key_file unreadable at a reconnection (a Secret being swapped) keeps the key read last and reports it; unreadable at the first read it is a configuration error", async () => {
+  const real = rsaPair();
+  const directory = mkdtempSync(join(tmpdir(), "sluice-key-"));
+  const keyFile = join(directory, "public_key.pem");
+  const problems: UnreadableSecretFile[] = [];
+  reportUnreadableSecretFiles((problem) => problems.push(problem));
+  try {
+    assert.throws(() => connectionOptions(config(3306, { name: "swapped", server_public_key_file: keyFile }), "catalog"), { code: "TLS_FILE_UNREADABLE" });
+    writeFileSync(keyFile, real.publicPem);
+    connectionOptions(config(3306, { name: "swapped", server_public_key_file: keyFile }), "catalog");
+    rmSync(keyFile);
+    const server = await fakeMysql8(real.publicPem, real.privatePem);
+    try {
+      const connection = await openConnection(connectionOptions(config(server.port, { name: "swapped", server_public_key_file: keyFile }), "catalog"));
+      connection.destroy();
+      assert.equal(server.observed.readPassword, PASSWORD);
+      assert.equal(server.observed.keyRequested, false);
+    } finally {
+      await server.close();
+    }
+    assert.deepEqual(
+      problems.map(({ name, key, file, code }) => ({ name, key, file, code })),
+      [{ name: "swapped", key: "server_public_key", file: keyFile, code: "ENOENT" }],
+    );
+  } finally {
+    reportUnreadableSecretFiles(null);
   }
 });
 
