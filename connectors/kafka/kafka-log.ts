@@ -54,6 +54,7 @@ import { FORMER_MEMBER_LOOKS, removeGoneMembers } from "./gone-members.ts";
 import { keepNewest, RECENT_OWN_MEMBERS } from "../topics/recent-members.ts";
 import { FREQUENT_COMPACTION, frequentlyWritten, keepCompacting } from "./internal-compaction.ts";
 import { PartitionReader } from "./partition-reader.ts";
+import type { PartitionRange } from "./partition-reader.ts";
 import { TOPIC_DELETED, unknownTopicAction, writtenLayoutOf } from "./deleted-topics.ts";
 import type { WrittenLayout } from "./deleted-topics.ts";
 import type { FetchLimits } from "./partition-reader.ts";
@@ -92,6 +93,8 @@ export interface KafkaLogOptions {
    * look at the deployment's other topics (tools and tests that write no schema-framed records).
    */
   readonly lostTopics?: LostTopicPolicy;
+  /** The most record bytes the look for sealed personal values reads (SEALED_SCAN_BYTES by default; tests lower it). */
+  readonly sealedScanBytes?: number;
 }
 
 export type KafkaLogAccess = "capture" | "command" | "read-only";
@@ -115,6 +118,13 @@ const SAMPLED_OFFSETS = 8n;
  * schema ids, since the last changes of a personal table may carry none (null personal columns, deletes and tombstones).
  */
 const SAMPLED_FOR_SEALED = 64n;
+/**
+ * The most record bytes the look for sealed values reads: it runs at every start of a deployment with personal_data that
+ * has sealed nothing yet (no key topic), over every data, parking and dead-letter topic, so it is bounded.
+ */
+const SEALED_SCAN_BYTES = 16 * 2 ** 20;
+/** Fetches of the sampled last records: one response's records at a time in memory, not a topic's. */
+const SAMPLE_FETCH: FetchLimits = { fetchBytes: 2 ** 20, partitionFetchBytes: 2 ** 18 };
 
 export class KafkaTopicLog implements TopicLog {
   readonly kind = "kafka";
@@ -165,6 +175,7 @@ export class KafkaTopicLog implements TopicLog {
   private readonly formerMembers = new Map<string, Set<string>>();
   private readonly socketFactory: ISocketFactory | undefined;
   private readonly lostTopics: LostTopicPolicy | undefined;
+  private readonly sealedScanBytes: number;
   /** Reads internal topics to their end without a consumer group; made at the first such read. */
   private reader: PartitionReader | null = null;
   /** Asks for the last stable offsets of the partitions a transaction wrote; made at the first commit. */
@@ -203,6 +214,7 @@ export class KafkaTopicLog implements TopicLog {
     this.logger = options.logger.child({ component: "kafka-log" });
     this.socketFactory = options.socketFactory;
     this.lostTopics = options.lostTopics;
+    this.sealedScanBytes = options.sealedScanBytes ?? SEALED_SCAN_BYTES;
     this.kafka = createKafkaClient(options.config, options.logger, this.socketFactory);
     this.admin = this.kafka.admin();
     this.lookups = this.kafka.admin();
@@ -378,8 +390,8 @@ export class KafkaTopicLog implements TopicLog {
 
   /** Takes an existing topic as it is: its layout must be the spec's; a different retention or record limit is only reported. */
   private async adopt(spec: TopicSpec, existing: TopicSpec): Promise<void> {
-    const partitions = await this.partitionsToWrite(spec, existing);
-    assertSameLayout(spec, { ...existing, partitions }, this.policyFix(spec, existing, partitions));
+    const { partitions, layout } = await this.partitionsToWrite(spec, existing);
+    assertSameLayout(spec, { ...existing, partitions: layout }, this.policyFix(spec, existing, layout));
     if (!spec.compacted && (existing.retentionMs !== spec.retentionMs || existing.retentionBytes !== spec.retentionBytes)) {
       this.logger.warn({ topic: spec.name, existing: { retentionMs: existing.retentionMs, retentionBytes: existing.retentionBytes }, configured: { retentionMs: spec.retentionMs, retentionBytes: spec.retentionBytes } }, "topic exists with a different retention; Sluice leaves it as it is (change it with kafka-configs)");
     }
@@ -457,19 +469,46 @@ export class KafkaTopicLog implements TopicLog {
    * (kafka-topics.sh --alter --partitions) that hold no record yet. Keys then stay in the partitions their earlier records are
    * in (spread over the new count, most would move: compaction keeps a key's newest record only within a partition, so a
    * deleted row's older record would outlive its tombstone elsewhere, and readers would lose each key's order). The added
-   * partitions stay empty; warned. Added partitions that hold records cannot be told from a count Sluice wrote with: refused
-   * by the layout check as before.
+   * partitions stay empty; warned. Likewise when the configured count was raised to the topic's after partitions were added
+   * by hand: the last records' keys tell the count they were written with (writtenPartitionCount). Added partitions that
+   * hold records cannot be told from a count Sluice wrote with: refused by the layout check as before.
    */
-  private async partitionsToWrite(spec: TopicSpec, existing: TopicSpec): Promise<number> {
-    if (existing.partitions <= spec.partitions) return existing.partitions;
+  private async partitionsToWrite(spec: TopicSpec, existing: TopicSpec): Promise<{ partitions: number; layout: number }> {
+    const as = (partitions: number, layout = partitions) => ({ partitions, layout });
+    if (existing.partitions < spec.partitions) return as(existing.partitions);
     const offsets = await this.call(`fetch offsets of ${spec.name}`, () => this.admin.fetchTopicOffsets(spec.name));
-    if (offsets.some((o) => o.partition >= spec.partitions && BigInt(o.high) > 0n)) return existing.partitions;
+    if (existing.partitions > spec.partitions && offsets.some((o) => o.partition >= spec.partitions && BigInt(o.high) > 0n)) return as(existing.partitions);
+    // The layout checked against the config: the configured count where the partitions beyond it are empty.
+    const count = Math.min(existing.partitions, spec.partitions);
+    const written = await this.writtenPartitionCount(spec.name, offsets, count);
+    if (written === existing.partitions) return as(written);
+    const raised = written < spec.partitions ? ` (topics.partitions raised to ${spec.partitions} after partitions were added by hand?)` : " (added by hand?)";
     this.logger.warn(
-      { topic: spec.name, partitions: existing.partitions, configuredPartitions: spec.partitions, code: "TOPIC_PARTITIONS_ADDED" },
-      `topic ${spec.name} has ${existing.partitions} partitions, ${spec.partitions} configured, and partitions ${spec.partitions} to ${existing.partitions - 1} hold no record (added by hand?): ` +
-        `Sluice writes ${spec.partitions} of them as before, so each key's records stay in one partition, and leaves the others empty; sinks read every partition`,
+      { topic: spec.name, partitions: existing.partitions, configuredPartitions: spec.partitions, writtenPartitions: written, code: "TOPIC_PARTITIONS_ADDED" },
+      `topic ${spec.name} has ${existing.partitions} partitions, ${spec.partitions} configured, and its records were written over ${written} of them: partitions ${written} to ${existing.partitions - 1} hold no record${raised}: ` +
+        `Sluice writes ${written} of them as before, so each key's records stay in one partition, and leaves the others empty; sinks read every partition`,
     );
-    return spec.partitions;
+    return as(written, count);
+  }
+
+  /**
+   * The count the topic's keys were spread over: `count`, unless its last partitions hold no record and the last records
+   * of the others (a few offsets each) have keys that `count` would put elsewhere; then the smallest count above the last
+   * partition written that puts each of them where it is. `count` when none does (another producer wrote there).
+   */
+  private async writtenPartitionCount(topic: string, offsets: readonly { partition: number; high: string }[], count: number): Promise<number> {
+    const written = offsets.filter((o) => BigInt(o.high) > 0n);
+    const highest = Math.max(-1, ...written.map((o) => o.partition));
+    if (highest < 0 || highest >= count - 1) return count;
+    const keys: { key: Uint8Array; partition: number }[] = [];
+    for (const o of written) {
+      const high = BigInt(o.high);
+      for (const record of await this.readRange(topic, o.partition, high > 8n ? high - 8n : 0n, high)) if (record.key) keys.push({ key: record.key, partition: o.partition });
+    }
+    const fits = (partitions: number) => keys.every((k) => partitionForKey(k.key, partitions) === k.partition);
+    if (fits(count)) return count;
+    for (let partitions = highest + 1; partitions < count; partitions++) if (fits(partitions)) return partitions;
+    return count;
   }
 
   /**
@@ -1157,6 +1196,8 @@ export class KafkaTopicLog implements TopicLog {
     };
     if (found.registry === "kept" && found.checkpoints === "kept" && !found.schemaHistoryMissing && !found.topicIdsMissing && found.subjectKeys === "kept") return null;
     const traces = await this.deploymentTraces(policy, {
+      // The schema ids show what a lost registry or checkpoints topic held; nothing else needs them.
+      schemaIds: found.registry !== "kept" || found.checkpoints !== "kept",
       checkpointed: found.schemaHistoryMissing && policy.mysqlSources.length > 0 && found.checkpoints === "kept",
       highestSchemaId: found.registry !== "kept" && found.checkpoints === "kept",
       sealed: found.subjectKeys !== "kept",
@@ -1171,43 +1212,20 @@ export class KafkaTopicLog implements TopicLog {
   }
 
   /**
-   * What the deployment's topics show of earlier runs: the schema ids in the last records of its framed topics, its data
-   * topics, the sources checkpointed and the registry's recorded highest id (read from the checkpoints when asked), and,
-   * when asked, the topics whose last records hold sealed personal values.
+   * What the deployment's topics show of earlier runs: its data topics and, when asked, the schema ids in the last records
+   * of its framed topics, the sources checkpointed and the registry's recorded highest id (read from the checkpoints), and
+   * a topic whose last records hold a sealed personal value.
    */
-  private async deploymentTraces(policy: LostTopicPolicy, read: { checkpointed: boolean; highestSchemaId: boolean; sealed: boolean }): Promise<DeploymentTraces> {
+  private async deploymentTraces(policy: LostTopicPolicy, read: { schemaIds: boolean; checkpointed: boolean; highestSchemaId: boolean; sealed: boolean }): Promise<DeploymentTraces> {
     const d = this.deployment;
-    const names = (await this.topicNames()).filter((name) => name.startsWith(`${d}.`));
+    const names = (await this.topicNames()).filter((name) => name.startsWith(`${d}.`)).sort();
     // Only the topics this deployment's naming gives: others under `<deployment>.` (another producer's) are no trace of it.
     const sourceTopics = names.filter((name) => !isInternalTopic(d, name) && isDeploymentSourceTopic(d, policy, name));
     const dataTopics = sourceTopics.filter((name) => isDeploymentDataTopic(d, policy, name));
     const framedTopics = [...sourceTopics, ...names.filter((name) => name === controlTopic(d) || name.startsWith(`${d}.sluice.halted.`))];
-    // Dead letters (a data check's, a sink's) hold sealed values too; their schema ids were never judged.
-    const sampled = read.sealed ? [...framedTopics, ...names.filter((name) => name.startsWith(`${d}.dlq.`))] : framedTopics;
-    const depth = read.sealed ? SAMPLED_FOR_SEALED : SAMPLED_OFFSETS;
-    const framed = new Map<string, number[]>();
-    const sealed: string[] = [];
-    for (const topic of sampled) {
-      const offsets = await this.call(`fetch offsets of ${topic}`, () => this.admin.fetchTopicOffsets(topic));
-      const ranges = offsets
-        .map((o) => ({ partition: o.partition, low: BigInt(o.low), end: BigInt(o.high) }))
-        .filter((r) => r.end > r.low)
-        .map((r) => ({ partition: r.partition, start: r.end - depth > r.low ? r.end - depth : r.low, end: r.end }));
-      if (ranges.length === 0) continue;
-      const ids = new Set<number>();
-      let holdsSealed = false;
-      for (const record of await this.partitionReader().read(topic, ranges)) {
-        holdsSealed ||= read.sealed && (holdsSealedValue(record.value) || holdsSealedValue(record.key));
-        // The ids of the last SAMPLED_OFFSETS records only, as without the deeper look.
-        if (record.offset < ranges.find((r) => r.partition === record.partition)!.end - SAMPLED_OFFSETS) continue;
-        for (const payload of [record.key, record.value]) {
-          const id = framedSchemaId(payload);
-          if (id !== null) ids.add(id);
-        }
-      }
-      if (ids.size > 0 && framedTopics.includes(topic)) framed.set(topic, [...ids].sort((a, b) => a - b));
-      if (holdsSealed) sealed.push(topic);
-    }
+    const framed = read.schemaIds ? await this.sampledSchemaIds(framedTopics) : new Map<string, number[]>();
+    // Dead letters (a data check's, a sink's) hold sealed values too.
+    const sealed = read.sealed ? await this.topicHoldingSealedValue([...framedTopics, ...names.filter((name) => name.startsWith(`${d}.dlq.`))]) : [];
     const checkpointed = new Set<string>();
     let highestSchemaId: number | null = null;
     if (read.checkpointed || read.highestSchemaId) {
@@ -1226,6 +1244,71 @@ export class KafkaTopicLog implements TopicLog {
       });
     }
     return { framed, dataTopics, checkpointed: [...checkpointed], sealed, highestSchemaId };
+  }
+
+  /** The last `depth` offsets of each of the topic's partitions that holds records. */
+  private async lastOffsets(topic: string, depth: bigint): Promise<PartitionRange[]> {
+    const offsets = await this.call(`fetch offsets of ${topic}`, () => this.admin.fetchTopicOffsets(topic));
+    return offsets
+      .map((o) => ({ partition: o.partition, low: BigInt(o.low), end: BigInt(o.high) }))
+      .filter((r) => r.end > r.low)
+      .map((r) => ({ partition: r.partition, start: r.end - depth > r.low ? r.end - depth : r.low, end: r.end }));
+  }
+
+  /** Per topic, the schema ids the last SAMPLED_OFFSETS records of its partitions reference (topics referencing none left out). */
+  private async sampledSchemaIds(topics: readonly string[]): Promise<Map<string, number[]>> {
+    const framed = new Map<string, number[]>();
+    for (const topic of topics) {
+      const ranges = await this.lastOffsets(topic, SAMPLED_OFFSETS);
+      if (ranges.length === 0) continue;
+      const ids = new Set<number>();
+      await this.partitionReader().each(topic, ranges, (_partition, records) => {
+        for (const record of records) {
+          for (const payload of [record.key, record.value]) {
+            const id = framedSchemaId(payload);
+            if (id !== null) ids.add(id);
+          }
+        }
+      }, SAMPLE_FETCH);
+      if (ids.size > 0) framed.set(topic, [...ids].sort((a, b) => a - b));
+    }
+    return framed;
+  }
+
+  /**
+   * The first of `topics` (as a list of one) whose last SAMPLED_FOR_SEALED records of a partition hold a sealed personal
+   * value: one proves the key topic held keys, so the look ends at it. Read a fetch response at a time, and no more than
+   * sealedScanBytes of records in all: without a sealed value (a deployment that has sealed nothing yet, its normal state
+   * until its first governed record) it runs at every start. None found within the bound: [] (logged at info).
+   */
+  private async topicHoldingSealedValue(topics: readonly string[]): Promise<string[]> {
+    const read = { records: 0, bytes: 0, topics: 0 };
+    for (const topic of topics) {
+      const ranges = await this.lastOffsets(topic, SAMPLED_FOR_SEALED);
+      if (ranges.length === 0) continue;
+      read.topics++;
+      const look = { found: false };
+      await this.partitionReader().each(topic, ranges, (_partition, records) => {
+        for (const record of records) {
+          read.records++;
+          read.bytes += (record.key?.byteLength ?? 0) + (record.value?.byteLength ?? 0);
+          if (holdsSealedValue(record.value) || holdsSealedValue(record.key)) {
+            look.found = true;
+            return false;
+          }
+        }
+        return read.bytes < this.sealedScanBytes;
+      }, SAMPLE_FETCH);
+      if (look.found) return [topic];
+      if (read.bytes >= this.sealedScanBytes) {
+        this.logger.info(
+          { ...read, topicsToRead: topics.length },
+          `looked for sealed personal values in the last records of ${read.topics} of ${topics.length} topics (${read.bytes} bytes) without finding one; stopped there, a loss of ${subjectKeysTopic(this.deployment)} is not told from a deployment that sealed nothing yet`,
+        );
+        return [];
+      }
+    }
+    return [];
   }
 
   /**
