@@ -3,7 +3,9 @@
  * as, with no change in the WAL and no Relation message: the targets would keep the old label in every row not
  * changed since, silently. Each look records the labels of the enum types the captured tables' columns use (directly,
  * as arrays, through domains) by their pg_enum oid, which a rename keeps; a label oid whose text changed since the
- * last look tells the tables to read again. A label added (ADD VALUE) is in no row yet and tells nothing.
+ * last look tells the tables to read again. A label added (ADD VALUE) is in no row yet and tells nothing. A table's
+ * renames are kept until its read again is settled, so a request that fails (for this table or one before it) is made
+ * again at the next look instead of the rename being forgotten.
  */
 import type pg from "pg";
 import type { TableRef } from "./catalog.ts";
@@ -23,8 +25,16 @@ export interface RenamedLabels {
 export class EnumLabels {
   /** pg_enum oid -> label, of the enum types the known tables used at the last look; null before the first. */
   private labels: Map<number, string> | null = null;
+  /**
+   * By relid, the renames a table was told of and whose read again is not settled yet (its request failed: the source
+   * not streaming, the table out of the publication for a moment): told again at each look until settled.
+   */
+  private readonly unsettled = new Map<number, { labels: Set<string>; failures: number }>();
 
-  /** The known tables using a label renamed since the last look. */
+  /**
+   * The known tables using a label renamed since the last look, and those told of a rename before whose read again was
+   * not settled (see settled). A table no longer known is forgotten.
+   */
   async renamed(db: Queryable, known: readonly TableRef[]): Promise<RenamedLabels[]> {
     const result = await db.query<{ relid: string; label_oid: string; label: string }>(
       `WITH RECURSIVE used(relid, typid) AS (
@@ -54,9 +64,28 @@ export class EnumLabels {
     }
     // Labels of types no known table uses now are forgotten: a table using the type again later starts from its labels then.
     this.labels = now;
+    const knownRelids = new Set(known.map((table) => table.relid));
+    for (const relid of this.unsettled.keys()) if (!knownRelids.has(relid)) this.unsettled.delete(relid);
+    for (const [relid, labels] of renamedBy) {
+      const entry = this.unsettled.get(relid) ?? { labels: new Set<string>(), failures: 0 };
+      for (const label of labels) entry.labels.add(label);
+      this.unsettled.set(relid, entry);
+    }
     return known.flatMap((table) => {
-      const labels = renamedBy.get(table.relid);
-      return labels === undefined ? [] : [{ table, labels: [...labels] }];
+      const entry = this.unsettled.get(table.relid);
+      return entry === undefined ? [] : [{ table, labels: [...entry.labels] }];
     });
+  }
+
+  /** The table's read again was queued, or left to the operator: its renames are done with. */
+  settled(table: TableRef): void {
+    this.unsettled.delete(table.relid);
+  }
+
+  /** The table's read again could not be queued: told again at the next look. Returns how many times in a row so far. */
+  failed(table: TableRef): number {
+    const entry = this.unsettled.get(table.relid);
+    if (entry === undefined) return 0;
+    return ++entry.failures;
   }
 }

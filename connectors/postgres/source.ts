@@ -824,12 +824,33 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private async readRenamedEnumLabels(catalog: pg.Client, known: readonly TableRef[]): Promise<void> {
     for (const { table, labels } of await this.enumLabels.renamed(catalog, known)) {
       const name = `${table.schema}.${table.table}`;
+      const renamed = `enum labels used by ${name} were renamed (${labels.join(", ")}), which changes its rows with no change in the WAL`;
       if (this.config.snapshot.mode === "never") {
-        this.logger.warn({ table: name, labels }, `enum labels used by ${name} were renamed (${labels.join(", ")}), which changes its rows with no change in the WAL: ${name} is not read again (snapshot.mode never); read it with sluice snapshot --table ${name} --execute`);
+        this.logger.warn({ table: name, labels }, `${renamed}: ${name} is not read again (snapshot.mode never); read it with sluice snapshot --table ${name} --execute`);
+        this.enumLabels.settled(table);
         continue;
       }
-      this.logger.warn({ table: name, labels }, `enum labels used by ${name} were renamed (${labels.join(", ")}), which changes its rows with no change in the WAL: ${name} is read again by an online snapshot`);
-      await this.snapshots.request(name, null, "enum-renamed");
+      try {
+        await this.snapshots.request(name, null, "enum-renamed");
+      } catch (error) {
+        if (error instanceof SluiceError && error.code === "SNAPSHOT_NO_CHUNK_KEY") {
+          this.logger.warn(
+            { table: name, labels, code: error.code },
+            `${renamed}: ${name} cannot be read again online, it has no primary key or replica identity index; its targets keep the old labels until its rows change. ` +
+              `Add a primary key (or REPLICA IDENTITY USING INDEX on a unique index of NOT NULL columns) and read it with sluice snapshot --table ${name} --execute, or take a new initial snapshot of the source`,
+          );
+          this.enumLabels.settled(table);
+          continue;
+        }
+        // Kept for the next look (the source not streaming yet, the table out of the publication for a moment); the tables after it are still asked for.
+        if (this.enumLabels.failed(table) === 1) {
+          const reason = (error as Error).message;
+          this.logger.warn({ table: name, labels, err: reason }, `${renamed}: reading ${name} again could not be queued (${reason}); trying again at each look until it is`);
+        }
+        continue;
+      }
+      this.logger.warn({ table: name, labels }, `${renamed}: ${name} is read again by an online snapshot`);
+      this.enumLabels.settled(table);
     }
   }
 
