@@ -17,6 +17,7 @@ import { tableName } from "../connectors/contracts.ts";
 import { isRetriable, SluiceError } from "../connectors/errors.ts";
 import type { StagedWrite, TransactionalSink } from "../connectors/sinks/contract.ts";
 import { isStaging } from "../connectors/sinks/contract.ts";
+import { holdsPersonalValues, personalValuesOf, redactErrorValues } from "../connectors/sinks/personal-values.ts";
 import { CATALOG_MISMATCH, isAuthRefusal, liftsByItself, SCHEMA_UNSUPPORTED, TARGET_BLOCKED, TARGET_REPLACED } from "../connectors/sinks/errors.ts";
 import type { TopicConsumer } from "../connectors/topics/contract.ts";
 import { storedBytes } from "../connectors/topics/in-place-record.ts";
@@ -154,12 +155,16 @@ interface StagedBatch {
   readonly polledMs: number;
   /** The consumer's positions the offsets were taken from, for writing the batch again once later records are read. */
   readonly positions: Positions;
+  /** Whether a change of it holds a clear personal value (its write's error may quote it). */
+  readonly personal: boolean;
 }
 
 /** What failed of a staged write under way: the write (the batch is written again through `Sink.write`) or storing its offsets. */
 interface WriteFailure {
   readonly failed: "write" | "offsets";
   readonly error: unknown;
+  /** The batch held personal values: the error's text is not logged (written again, its refusal is reported with them redacted). */
+  readonly personal?: boolean;
 }
 
 /** A staged batch's write under way, with what settling it needs: its records are written again through `Sink.write` should it fail. */
@@ -1475,6 +1480,7 @@ export class SinkRunner {
     const listed: ListedTopics = {};
     // Summarized a slice at a time, so that no more than a slice of decoded events is kept.
     const summaries: BatchSummary[] = [];
+    let personal = false;
     let slice: ChangeEvent[] = [];
     let decoded = 0;
     let runLast: StoredRecord | undefined;
@@ -1509,6 +1515,7 @@ export class SinkRunner {
       const taken = staged.stage(event);
       if (!(taken instanceof Promise ? await taken : taken)) return "change not staged";
       slice.push(event);
+      personal ||= holdsPersonalValues(event);
       if (slice.length === DECODE_SLICE) {
         summaries.push(summarizeBatch(slice));
         slice = [];
@@ -1520,7 +1527,7 @@ export class SinkRunner {
     const positions: Positions = { position: (topic, partition) => read.get(partitionKey(topic, partition)) ?? null };
     this.holdOffsets(nextOffsets);
     if (slice.length > 0) summaries.push(summarizeBatch(slice));
-    return { staged, offsets: [...nextOffsets.values()], summaries, polledMs, positions };
+    return { staged, offsets: [...nextOffsets.values()], summaries, polledMs, positions, personal };
   }
 
   /**
@@ -1528,7 +1535,7 @@ export class SinkRunner {
    * are stored and its progress counted; a failure is kept for settleWrite.
    */
   private startWrite(consumer: TopicConsumer, records: StoredRecord[], stop: AbortSignal, batch: StagedBatch): void {
-    const { staged, offsets, summaries, polledMs, positions } = batch;
+    const { staged, offsets, summaries, polledMs, positions, personal } = batch;
     const started = performance.now();
     const done = (async (): Promise<WriteFailure | null> => {
       let offsetsStored = false;
@@ -1536,7 +1543,7 @@ export class SinkRunner {
         try {
           offsetsStored = await staged.write(stop, offsets);
         } catch (error) {
-          return { failed: "write", error };
+          return { failed: "write", error, personal };
         }
         this.targetReachable = true;
       }
@@ -1572,7 +1579,8 @@ export class SinkRunner {
       return true;
     }
     if (outcome.failed === "offsets" || write.stop.aborted) throw outcome.error;
-    this.logger.debug({ err: outcome.error }, "staged write failed: the batch is written again through the sink's write");
+    const failure = outcome.personal === true ? { code: outcome.error instanceof SluiceError ? outcome.error.code : undefined } : { err: outcome.error };
+    this.logger.debug(failure, "staged write failed: the batch is written again through the sink's write");
     this.pauseStaging("staged write failed");
     await this.applyPlain(write.consumer, write.records, write.stop, write.polledMs, write.positions, applied);
     return false;
@@ -1737,7 +1745,17 @@ export class SinkRunner {
 
   private async write(changes: SinkChange[], stop: AbortSignal, offsets?: TopicPartitionOffset[]): Promise<{ failures: readonly SinkItemFailure[]; offsetsStored?: boolean }> {
     const { sink } = this.options;
-    const result = await retry(() => (offsets ? (sink as TransactionalSink).write(changes, stop, offsets) : sink.write(changes, stop)), {
+    // A server's refusal may quote a row's values: the personal ones never leave in it (logs, /status, dead letters).
+    let personal: string[] | null = null;
+    const redacted = (error: unknown) => (error instanceof Error ? redactErrorValues(error, (personal ??= personalValuesOf(changes.map((c) => c.event)))) : error);
+    const attempt = async () => {
+      try {
+        return await (offsets ? (sink as TransactionalSink).write(changes, stop, offsets) : sink.write(changes, stop));
+      } catch (error) {
+        throw redacted(error);
+      }
+    };
+    const result = await retry(attempt, {
       ...this.options.retry,
       signal: stop,
       onRetry: (err, n, delayMs) => {
@@ -1748,6 +1766,7 @@ export class SinkRunner {
       },
     });
     this.targetReachable = true;
+    for (const failure of result.failures) redacted(failure.error);
     return result;
   }
 

@@ -17,6 +17,7 @@ import type { SinkChange, SinkItemFailure, TableId, TableSchema, TopicPartitionO
 import { UNCHANGED } from "../contracts.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
+import { personalValuesOf, redactPersonalValues } from "../sinks/personal-values.ts";
 import { allIndices, collapseChanges, tableKey, versionOf } from "../sinks/batch.ts";
 import type { RowChange, TableChanges } from "../sinks/batch.ts";
 import { defaultOf, DELETED_COLUMN, firstVersionWith, initialColumns, planColumns, VERSION_COLUMN } from "../sinks/columns.ts";
@@ -443,7 +444,8 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       return await this.#transaction(true, () => this.#apply(tables, mode, include, offsets, rejected));
     } catch (error) {
       if (!isDuckDbDataError(error)) throw this.#wrap(error);
-      this.#logger.warn({ error: errorMessage(error) }, "DuckDB rejected the batch; isolating the rows it rejects");
+      const personal = personalValuesOf(changes.map((c) => c.event));
+      this.#logger.warn({ error: redactPersonalValues(errorMessage(error), personal) }, "DuckDB rejected the batch; isolating the rows it rejects");
     }
     // A statement failed on the data: find the rows it fails on (each probe rolled back), then apply the rest.
     const rows = tables.flatMap((t) => t.rows);

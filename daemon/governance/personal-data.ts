@@ -17,6 +17,7 @@ import type { SealedPayloads, SealWorkers } from "./seal-workers.ts";
 import { dataKeyId, decryptValue, encryptedBy, isEncrypted, isSealed, MasterKey, openValues, referenceTo, sealedHead, sealJson, SubjectKeyStore, subjectKeyTopic } from "./subject-keys.ts";
 import type { SealHead } from "./subject-keys.ts";
 import { absentColumns, absentGoverned } from "./absent-columns.ts";
+import { markPersonalValues } from "../../connectors/sinks/personal-values.ts";
 
 export interface PersonalTable {
   /** The column naming the data subject. */
@@ -580,6 +581,19 @@ export class PersonalDataEncryptor {
   }
 }
 
+/** The clear values of the personal columns of an event's row images, for keeping them out of error texts. */
+function openedValues(event: ChangeEvent, columns: readonly string[]): string[] {
+  const values: string[] = [];
+  for (const row of [event.before, event.after]) {
+    if (row === null) continue;
+    for (const column of columns) {
+      const value = row[column];
+      if (typeof value === "string") values.push(value);
+    }
+  }
+  return values;
+}
+
 /** Keys of values found unreadable for good (their key is gone after a catch-up), kept at most this many. */
 const DEAD_KEYS = 100_000;
 
@@ -630,7 +644,9 @@ export class PersonalDataDecryptor {
       }
       return out ?? row;
     };
-    return { ...event, before: await rewrite(event.before), after: await rewrite(event.after) };
+    const decrypted: ChangeEvent = { ...event, before: await rewrite(event.before), after: await rewrite(event.after) };
+    markPersonalValues(decrypted, openedValues(decrypted, personal.columns));
+    return decrypted;
   }
 
   /** The key an encrypted value names, or null when it is gone for good. */
