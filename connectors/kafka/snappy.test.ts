@@ -28,14 +28,16 @@ test("literals with a length byte, copies with 1-, 2- and 4-byte offsets, overla
   assert.deepEqual(snappyDecompress(Buffer.from([0])), Buffer.alloc(0));
 });
 
-test("a damaged or hostile block is refused before anything is allocated for it", () => {
+test("a damaged or hostile block is refused, a length over the bound before anything is allocated for it", () => {
   const refused = (input: number[] | Buffer, why: RegExp, max?: number) =>
     assert.throws(() => snappyDecompress(Buffer.from(input), max), (error: Error & { code?: string }) => error.code === "KAFKA_BATCH_INVALID" && why.test(error.message));
-  refused([0xff, 0xff, 0xff, 0xff, 0x0f], /would decompress to 4294967295 bytes/);
-  refused([10, 0x08, 0x61, 0x62, 0x63], /not the 10 it states/);
-  refused([8, 0x08, 0x61, 0x62, 0x63, 0x15, 0x09], /refers outside/);
-  refused([3, 0x08, 0x61], /literal runs past/);
-  refused([0x80], /length is cut off/);
+  refused([0xff, 0xff, 0xff, 0xff, 0x07], /uncompressed length of 2147483647 is too big, expect at most 268435456/);
+  refused([0xff, 0xff, 0xff, 0xff, 0x0f], /Invalid Snappy bitstream/); // over 32 bits
+  refused([8, 0x08, 0x61, 0x62, 0x63, 0x15, 0x09], /Invalid Snappy bitstream/); // a copy from before the start
+  refused([3, 0x08, 0x61], /Invalid Snappy bitstream/); // a literal cut off
+  refused([0x80], /Invalid Snappy bitstream/);
   // The limit counts over a framed stream's blocks together.
-  refused(Buffer.from(FRAMED, "hex"), /more than the 100 a record batch may take/, 400);
+  refused(Buffer.from(FRAMED, "hex"), /too big, expect at most 100/, 400);
+  // Not refused by snappyjs 0.7.0: a block that decompresses to fewer bytes than it states (the rest is zeros) or
+  // more (the rest is dropped). kafkajs does not check a batch's CRC either; see docs/topics.md (compression).
 });

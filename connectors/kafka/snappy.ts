@@ -2,11 +2,10 @@
  * Snappy decompression for record batches Kafka stores compressed with Snappy: a topic's (or the broker's)
  * compression.type=snappy makes the broker recompress every batch it takes that way, whatever the producer sent, and
  * kafkajs ships no Snappy codec. The Java clients and the broker frame Snappy as snappy-java's stream format (a magic
- * header, then length-prefixed blocks); other clients (librdkafka) write one raw block. Both are read. Decompression
- * only: Sluice writes gzip, LZ4 or zstd.
- *
- * The format: https://github.com/google/snappy/blob/main/format_description.txt (read to learn it; written here anew).
+ * header, then length-prefixed blocks); other clients (librdkafka) write one raw block. Both are read: the framing
+ * here, each raw block by the snappyjs package. Decompression only: Sluice writes gzip, LZ4 or zstd.
  */
+import { uncompress } from "snappyjs";
 import { SluiceError } from "../errors.ts";
 
 /** snappy-java's stream header: 0x82 "SNAPPY" 0x00, then two 4-byte versions. */
@@ -37,59 +36,15 @@ export function snappyDecompress(input: Buffer, maxOutputBytes = SNAPPY_MAX_OUTP
   return blocks.length === 1 ? blocks[0]! : Buffer.concat(blocks, total);
 }
 
-/** One raw Snappy block: its uncompressed length (a varint), then literals and back-references. */
+/** One raw Snappy block, decompressed by snappyjs; its stated length over the bound is refused before allocating. */
 function rawBlock(input: Buffer, maxOutputBytes: number): Buffer {
-  let at = 0;
-  let length = 0;
-  for (let shift = 0; ; shift += 7) {
-    if (at >= input.length || shift > 28) throw invalid("its length is cut off or too long");
-    const byte = input[at++]!;
-    length += (byte & 0x7f) * 2 ** shift;
-    if ((byte & 0x80) === 0) break;
+  try {
+    return uncompress(input, maxOutputBytes);
+  } catch (error) {
+    throw invalid(error instanceof Error ? error.message : String(error), error);
   }
-  if (length > maxOutputBytes) throw invalid(`it would decompress to ${length} bytes, more than the ${maxOutputBytes} a record batch may take`);
-  const output = Buffer.allocUnsafe(length);
-  let out = 0;
-  while (at < input.length) {
-    const tag = input[at++]!;
-    const kind = tag & 3;
-    if (kind === 0) {
-      let size = tag >>> 2;
-      if (size >= 60) {
-        const bytes = size - 59;
-        if (at + bytes > input.length) throw invalid("a literal's length is cut off");
-        size = input.readUIntLE(at, bytes);
-        at += bytes;
-      }
-      size += 1;
-      if (at + size > input.length || out + size > length) throw invalid("a literal runs past its end");
-      input.copy(output, out, at, at + size);
-      at += size;
-      out += size;
-      continue;
-    }
-    let size: number;
-    let offset: number;
-    if (kind === 1) {
-      if (at + 1 > input.length) throw invalid("a copy is cut off");
-      size = ((tag >>> 2) & 7) + 4;
-      offset = ((tag >>> 5) << 8) | input[at]!;
-      at += 1;
-    } else {
-      const bytes = kind === 2 ? 2 : 4;
-      if (at + bytes > input.length) throw invalid("a copy is cut off");
-      size = (tag >>> 2) + 1;
-      offset = input.readUIntLE(at, bytes);
-      at += bytes;
-    }
-    if (offset === 0 || offset > out || out + size > length) throw invalid("a copy refers outside what was decompressed");
-    // Byte by byte: a copy may overlap what it writes (a run).
-    for (let i = 0; i < size; i++, out++) output[out] = output[out - offset]!;
-  }
-  if (out !== length) throw invalid(`it decompressed to ${out} bytes, not the ${length} it states`);
-  return output;
 }
 
-function invalid(why: string): SluiceError {
-  return new SluiceError(`a Snappy-compressed record batch cannot be read: ${why}`, { code: "KAFKA_BATCH_INVALID", context: { component: "kafka", compression: "snappy" } });
+function invalid(why: string, cause?: unknown): SluiceError {
+  return new SluiceError(`a Snappy-compressed record batch cannot be read: ${why}`, { code: "KAFKA_BATCH_INVALID", context: { component: "kafka", compression: "snappy" }, cause });
 }
