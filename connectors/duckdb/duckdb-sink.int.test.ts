@@ -101,7 +101,7 @@ describe("DuckDB sink specifics", () => {
     try {
       await assert.rejects(sink.write([gone.insert(3n, { id: 3, v: "c" }), kept.insert(4n, { id: 4, v: "d" })], signal()), (error: SluiceError) => {
         assert.equal(error.code, "SINK_CATALOG_MISMATCH", error.message);
-        assert.match(error.message, /dropped by hand.*--rebuild --table/);
+        assert.match(error.message, new RegExp(`dropped by hand.*--rebuild --table ${gone.schema.schema}\\.${gone.schema.table} --execute`), "names the table as replay --table takes it");
         return true;
       });
       assert.deepEqual((await sink.write([kept.insert(4n, { id: 4, v: "d" })], signal())).failures, [], "the sink's other tables go on");
@@ -112,6 +112,53 @@ describe("DuckDB sink specifics", () => {
       await sink.swap(gone.schema, signal());
       assert.deepEqual((await sink.write([gone.insert(5n, { id: 5, v: "e" })], signal())).failures, []);
       assert.deepEqual((await sink.readQuery(`SELECT id FROM main.${ident(renderTarget(TARGET_TEMPLATE, gone.schema))} ORDER BY id`)).rows, [{ id: 1 }, { id: 3 }, { id: 5 }]);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  test("a column dropped by hand from a sink table while the daemon was stopped halts that table (SINK_CATALOG_MISMATCH naming the column and the rebuild), not a write failure that stops the daemon; the sink's other tables go on", async () => {
+    // Found on a live deployment: ALTER TABLE _sluice.<target>__v1 DROP COLUMN n, then `sluice run` exited at the table's
+    // next update with "DuckDB write failed: Binder Error: Referenced update column n not found in table!".
+    const own = join(dir, "column-dropped-by-hand.duckdb");
+    const config = testSinkConfig("duckdb", { name: `d_${randomTableName("column")}`, path: own, target: TARGET_TEMPLATE });
+    const altered = new Events(tableSchema(randomTableName("altered"), [["id", "integer"], ["v", "text"], ["n", "integer"]]));
+    const kept = new Events(tableSchema(randomTableName("kept"), [["id", "integer"], ["v", "text"]]));
+    const first = new DuckDbSink(config, { logger: testLogger() });
+    await first.open(signal());
+    try {
+      assert.deepEqual((await first.write([altered.insert(1n, { id: 1, v: "a", n: 1 }), altered.insert(2n, { id: 6, v: "f", n: 6 }), kept.insert(2n, { id: 2, v: "b" })], signal())).failures, []);
+    } finally {
+      await first.close();
+    }
+    const instance = await DuckDBInstance.fromCache(own);
+    const connection = await instance.connect();
+    const [physical] = (await connection.runAndReadAll(`SELECT table_schema AS s, table_name AS t FROM information_schema.tables WHERE table_name LIKE '${renderTarget(TARGET_TEMPLATE, altered.schema)}__v%'`)).getRowObjectsJson();
+    const physicalName = `${ident(String(physical!["s"]))}.${ident(String(physical!["t"]))}`;
+    await connection.run(`ALTER TABLE ${physicalName} DROP COLUMN n`);
+    await connection.run(`DELETE FROM ${physicalName} WHERE id = 6`);
+    connection.closeSync();
+
+    const sink = new DuckDbSink(config, { logger: testLogger() });
+    await sink.open(signal());
+    try {
+      for (const change of [altered.update(3n, { id: 1, v: "a2", n: 2 }, { id: 1, v: "a", n: 1 }), altered.insert(4n, { id: 5, v: "e", n: 5 })]) {
+        await assert.rejects(sink.write([change], signal()), (error: SluiceError) => {
+          assert.equal(error.code, "SINK_CATALOG_MISMATCH", error.message);
+          assert.match(error.message, new RegExp(`has no column n .*by hand.*--rebuild --table ${altered.schema.schema}\\.${altered.schema.table} --execute`));
+          return true;
+        });
+      }
+      assert.deepEqual((await sink.write([kept.insert(5n, { id: 4, v: "d" })], signal())).failures, [], "the sink's other tables go on");
+      // What the halt says to do: rebuild it. The damaged live table is not compared with (rows were deleted by hand too).
+      await sink.prepareRebuild(altered.schema, signal());
+      const history = [altered.insert(1n, { id: 1, v: "a", n: 1 }), altered.insert(2n, { id: 6, v: "f", n: 6 }), altered.update(3n, { id: 1, v: "a2", n: 2 }, { id: 1, v: "a", n: 1 })];
+      assert.deepEqual((await sink.writeRebuild(history, signal())).failures, []);
+      assert.deepEqual(await sink.rebuildRowCounts(altered.schema, signal()), { live: null, shadow: 2 });
+      await sink.swap(altered.schema, signal());
+      assert.deepEqual((await sink.write([altered.insert(4n, { id: 5, v: "e", n: 5 })], signal())).failures, []);
+      const rows = (await sink.readQuery(`SELECT id, v, n FROM main.${ident(renderTarget(TARGET_TEMPLATE, altered.schema))} ORDER BY id`)).rows;
+      assert.deepEqual(rows, [{ id: 1, v: "a2", n: 2 }, { id: 5, v: "e", n: 5 }, { id: 6, v: "f", n: 6 }]);
     } finally {
       await sink.close();
     }

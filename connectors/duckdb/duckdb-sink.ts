@@ -41,7 +41,7 @@ import type { DuckDbSinkConfig, DuckDbSinkOptions } from "./config.ts";
 import { endRead, lockDown, readJsonOn, readOn } from "./read-query.ts";
 import type { ReadQueryLimits, ReadQueryResult } from "./read-query.ts";
 import { diskSpace, type DiskSpaceOf, formatBytes, spillRoom } from "./spill-room.ts";
-import { ident, isDuckDbDataError, isDuckDbFatal } from "./sql.ts";
+import { ident, isDuckDbDataError, isDuckDbFatal, literal } from "./sql.ts";
 import { appendFor, duckdbType, duckdbValue } from "./types.ts";
 
 const STAGE = "_sluice_stage";
@@ -341,10 +341,15 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
           return Number(rows.getRowObjectsJson()[0]?.["n"] ?? 0);
         };
         // A live table dropped by hand (its halt says to rebuild it): no live rows to compare with, as with no live table.
-        const live = await count(this.#find(target, "live")).catch((error: unknown) => {
-          if (MISSING_TABLE.test(errorMessage(error))) return null;
-          throw error;
-        });
+        // Nor one that lost a column by hand: its halt says to rebuild it too, and rows deleted with it would refuse the swap.
+        const livePhysical = this.#find(target, "live");
+        const damaged = livePhysical !== null && (await this.#columnsGone(connection, livePhysical)).length > 0;
+        const live = damaged
+          ? null
+          : await count(livePhysical).catch((error: unknown) => {
+              if (MISSING_TABLE.test(errorMessage(error))) return null;
+              throw error;
+            });
         return { live, shadow: (await count(this.#find(target, "shadow"))) ?? 0 };
       });
     });
@@ -535,7 +540,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
         // One call: each is a turn of the sink thread's event loop. DuckDB runs them in order and stops at the first that fails.
         await this.#conn().run(script.join(";\n"));
       } catch (error) {
-        throw this.#missingTable(error, changes.table, label) ?? error;
+        throw this.#missingTable(error, changes.table, label) ?? this.#missingColumn(error, changes.table, label) ?? error;
       }
     }
     const offsetsStored = offsets !== null && failures.size === 0;
@@ -767,6 +772,15 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     return max + 1;
   }
 
+  /** The columns the sink made in `table` that its DuckDB table no longer has (dropped or renamed by hand). */
+  async #columnsGone(connection: DuckDBConnection, table: PhysicalTable): Promise<string[]> {
+    const reader = await connection.runAndReadAll(
+      `SELECT column_name AS name FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = ${literal(INTERNAL_SCHEMA)} AND table_name = ${literal(table.physical)}`,
+    );
+    const present = new Set(reader.getRowObjectsJson().map((row) => String(row["name"])));
+    return table.columns.map((c) => c.name).filter((name) => !present.has(name));
+  }
+
   #qualified(table: PhysicalTable): string {
     return `${ident(INTERNAL_SCHEMA)}.${ident(table.physical)}`;
   }
@@ -985,10 +999,34 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     if (physical === undefined) return null;
     return new SluiceError(
       `sink "${this.name}", table ${label}: its DuckDB table ${INTERNAL_SCHEMA}.${physical.physical} (${physical.role} generation of ${physical.target}) is missing from ${this.#config.path}: ` +
-        `it was dropped by hand, and its rows went with it. The sink stops writing this table; fill it again from the topics ` +
-        `(sluice replay --sink ${this.name} --from-beginning --rebuild --table ${label} --execute), then sluice halted retry`,
+        `it was dropped by hand, and its rows went with it. The sink stops writing this table; ${this.#rebuildAdvice(table)}`,
       { code: CATALOG_MISMATCH, retriable: false, context: { component: "sink", sink: this.name, table: label, physical: physical.physical }, cause: error },
     );
+  }
+
+  /**
+   * A write that finds a column Sluice made gone from a generation table of `table` (dropped or renamed by hand while
+   * the sink was stopped): the table halts, as for a dropped table, instead of stopping the daemon at every start. Its
+   * values went with it, so only a rebuild makes the table whole again. Null for any other error.
+   */
+  #missingColumn(error: unknown, table: TableId, label: string): SluiceError | null {
+    const message = errorMessage(error);
+    const gone = MISSING_COLUMN.map((pattern) => pattern.exec(message)).find((match) => match !== null);
+    if (gone === undefined) return null;
+    const column = gone[1] as string;
+    const physical = [...this.#tables.values()].find((t) => t.target === this.#target(table) && t.columns.some((c) => c.name === column));
+    if (physical === undefined) return null;
+    return new SluiceError(
+      `sink "${this.name}", table ${label}: its DuckDB table ${INTERNAL_SCHEMA}.${physical.physical} (${physical.role} generation of ${physical.target}) in ${this.#config.path} has no column ${column} ` +
+        `any more, which the sink made: it was dropped or renamed by hand, and its values went with it. The sink stops writing this table; ${this.#rebuildAdvice(table)}`,
+      { code: CATALOG_MISMATCH, retriable: false, context: { component: "sink", sink: this.name, table: label, physical: physical.physical, column }, cause: error },
+    );
+  }
+
+  /** The commands that fill a table halted for a hand-made change again, with the table named as `replay --table` and `halted` take it. */
+  #rebuildAdvice(table: TableId): string {
+    const name = `${table.schema}.${table.table}`;
+    return `fill it again from the topics (sluice replay --sink ${this.name} --from-beginning --rebuild --table ${name} --execute), then sluice halted retry --sink ${this.name} --table ${name} --execute`;
   }
 
   #wrap(error: unknown): Error {
@@ -1040,6 +1078,8 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
 
 /** DuckDB's error for a table that is not there (the physical table's name in group 1). */
 const MISSING_TABLE = /Catalog Error: Table with name (\S+) does not exist/;
+/** DuckDB's words for a column of the statement missing from its table: in an upsert's SET, in its column list. */
+const MISSING_COLUMN = [/Binder Error: Referenced update column (\S+) not found in table/, /Binder Error: Table "[^"]+" does not have a column with name "([^"]+)"/];
 
 /** How many times one change that runs out of memory_limit is tried, the database opened again before each retry, before its table halts. */
 const ONE_CHANGE_ATTEMPTS = 3;
