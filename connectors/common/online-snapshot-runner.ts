@@ -138,9 +138,9 @@ export async function backfillRenamed(from: string, to: string, snapshotMode: st
  * a sink keeps a dropped column). The change carries no rows, so an online snapshot reads them (not with
  * snapshot.mode never, which only says so).
  */
-export async function backfillColumns(table: string, columns: readonly string[], snapshotMode: string, request: () => Promise<unknown>, logger: Logger, at: string, context: ErrorContext = {}): Promise<void> {
-  const named = columns.join(", ");
-  logger.warn({ table, columns }, `columns ${named} of ${table} were renamed, or dropped and added again: the targets do not have what its rows hold in them, so its rows are read again`);
+export async function backfillColumns(table: string, columns: readonly string[], snapshotMode: string, request: () => Promise<unknown>, logger: Logger, at: string, context: ErrorContext = {}, what?: string): Promise<void> {
+  const told = what === undefined ? `columns ${columns.join(", ")} of ${table} were renamed, or dropped and added again` : `${table}: ${what}`;
+  logger.warn({ table, columns }, `${told}: the targets do not have what its rows hold in them, so its rows are read again`);
   await readAgain([table], snapshotMode, request, logger, at, context, tableReadAgain(table));
 }
 

@@ -63,11 +63,11 @@ export interface CapturedTablesOptions {
    */
   readonly onRenamed?: (from: string, to: string, at: Position | null) => Promise<unknown> | void;
   /**
-   * Columns of a captured table renamed, or dropped and added again under their name (by attnum): WAL has no row
-   * changes for either, so the targets do not hold what the table's rows have in them (the source reads it again).
+   * Columns of a captured table renamed, dropped and added again under their name (by attnum), or added with values
+   * for the rows already there (`what` says which, for the log): WAL has no row changes for any, so the targets do not hold what the table's rows have in them (the source reads it again).
    * Not awaited, as onRenamed.
    */
-  readonly onColumnsChanged?: (table: string, columns: readonly string[], at: Position | null) => Promise<unknown> | void;
+  readonly onColumnsChanged?: (table: string, columns: readonly string[], at: Position | null, what: string) => Promise<unknown> | void;
   /**
    * What the previous run published of each relation (relation-layouts.ts): a relation's first Relation message in
    * this run is compared with it, so a rename made while Sluice was stopped is told as one seen live.
@@ -232,7 +232,11 @@ export class CapturedTables {
     const specs = attrs.filter((a) => !a.generated && (publishedColumns === null || publishedColumns.includes(a.name)));
     this.warnGenerated(info.schema, info.table, attrs.filter((a) => a.generated).map((a) => a.name));
     const table = await this.build(db, relid, info, attrs, specs, info.schema, info.table, published?.rowFilter ?? null);
-    this.numbered(relid, attrs, specs);
+    // A catalog read records a relation's columns only when none are recorded yet: comparing them is the part of the
+    // stream's Relation messages, in WAL order. Recorded here, a column renamed or added before the stream's Relation
+    // message for it (an online snapshot resolving the table in between) would be known when that message comes, and
+    // the read again it calls for never asked.
+    if ((this.columnNumbers.get(relid)?.byNumber.size ?? 0) === 0) this.numbered(relid, attrs, specs);
     if (this.streamed.has(relid)) return table;
     this.remember(table);
     this.published(relid, this.byRelid.get(relid) ?? table, null, undefined);
@@ -240,12 +244,13 @@ export class CapturedTables {
   }
 
   /**
-   * Records the attnums of the columns; returns those whose name had another attnum, whose attnum had another name,
-   * whose type changed in a way that can change stored values (ALTER COLUMN TYPE rewrites the rows without WAL changes),
-   * or that were added to a relation seen before with a default that is no literal (now(), nextval(...),
-   * gen_random_uuid()): the rows already there got values no change carries and no Avro default can give.
+   * Records the attnums of the columns; returns, as `changed`, those whose name had another attnum, whose attnum had
+   * another name, or whose type changed in a way that can change stored values (ALTER COLUMN TYPE rewrites the rows
+   * without WAL changes), and as `filled` those added to a relation seen before that gave the rows already there values
+   * no change carries and no Avro default can give: a default that is no literal (now(), nextval(...),
+   * gen_random_uuid()) or an identity column (GENERATED ... AS IDENTITY, which has no default entry).
    */
-  private numbered(relid: number, attrs: readonly AttributeInfo[], columns: readonly ColumnSpec[]): string[] {
+  private numbered(relid: number, attrs: readonly AttributeInfo[], columns: readonly ColumnSpec[]): { changed: string[]; filled: string[] } {
     let seen = this.columnNumbers.get(relid);
     if (seen === undefined) {
       seen = { byName: new Map(), byNumber: new Map() };
@@ -253,6 +258,7 @@ export class CapturedTables {
     }
     const seenBefore = seen.byNumber.size > 0;
     const changed: string[] = [];
+    const filled: string[] = [];
     for (const column of columns) {
       const attr = attrs.find((a) => a.name === column.name);
       if (attr === undefined) continue;
@@ -260,24 +266,23 @@ export class CapturedTables {
       const before = seen.byName.get(column.name);
       const had = seen.byNumber.get(number);
       const added = seenBefore && before === undefined && had === undefined;
-      if (
-        (before !== undefined && before !== number) ||
-        (had !== undefined && (had.name !== column.name || !keepsValues(had, column))) ||
-        (added && attr.defaultExpression !== null && literalOfDefault(attr.defaultExpression) === undefined)
-      ) {
-        changed.push(column.name);
-      }
+      if ((before !== undefined && before !== number) || (had !== undefined && (had.name !== column.name || !keepsValues(had, column)))) changed.push(column.name);
+      else if (added && (attr.identity === true || (attr.defaultExpression !== null && literalOfDefault(attr.defaultExpression) === undefined))) filled.push(column.name);
       seen.byName.set(column.name, number);
       seen.byNumber.set(number, column);
     }
-    return changed;
+    return { changed, filled };
   }
 
-  /** Tells onColumnsChanged of columns renamed or added again since the relation was last seen (catalog attnums); returns what it returned. */
+  /** Tells onColumnsChanged of columns renamed, added again or added with values for the rows already there since the relation was last seen (catalog attnums); returns what it returned. */
   private checkColumns(relid: number, attrs: readonly AttributeInfo[], message: RelationMessage, at: Position | null): Promise<unknown> | undefined {
-    const changed = this.numbered(relid, attrs, message.columns);
-    if (changed.length > 0) return setOff(this.options.onColumnsChanged?.(`${message.namespace}.${message.name}`, changed, at));
-    return undefined;
+    const { changed, filled } = this.numbered(relid, attrs, message.columns);
+    if (changed.length === 0 && filled.length === 0) return undefined;
+    const what = [
+      ...(changed.length > 0 ? [`columns ${changed.join(", ")} were renamed, dropped and added again, or changed type`] : []),
+      ...(filled.length > 0 ? [`columns ${filled.join(", ")} were added with values the rows already there took from a default that is no literal or an identity`] : []),
+    ].join("; ");
+    return setOff(this.options.onColumnsChanged?.(`${message.namespace}.${message.name}`, [...changed, ...filled], at, what));
   }
 
   /** The relation's layout as published: its name and its captured columns with their attnums. */

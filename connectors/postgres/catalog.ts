@@ -174,6 +174,8 @@ export interface AttributeInfo {
   readonly notNull: boolean;
   readonly defaultExpression: string | null;
   readonly generated: boolean;
+  /** An identity column (GENERATED ... AS IDENTITY): added to a table, it fills the rows already there from its sequence, with no default entry. */
+  readonly identity?: boolean;
   /** format_type of the declared type: usable in casts. */
   readonly sqlType: string;
 }
@@ -207,7 +209,7 @@ export async function attributes(db: Queryable, relid: number): Promise<Attribut
   const result = await db.query<Record<string, string | null>>(
     `SELECT a.attnum AS number, a.attname AS name, a.atttypid::int8 AS type_oid, a.atttypmod AS type_modifier,
             a.attnotnull AS not_null, pg_get_expr(d.adbin, d.adrelid) AS default_expression,
-            a.attgenerated <> '' AS generated, format_type(a.atttypid, a.atttypmod) AS sql_type
+            a.attgenerated <> '' AS generated, a.attidentity <> '' AS identity, format_type(a.atttypid, a.atttypmod) AS sql_type
        FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
       WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
       ORDER BY a.attnum`,
@@ -223,6 +225,7 @@ export async function attributes(db: Queryable, relid: number): Promise<Attribut
     notNull: row["not_null"] === "t",
     defaultExpression: row["default_expression"] ?? null,
     generated: row["generated"] === "t",
+    identity: row["identity"] === "t",
     sqlType: row["sql_type"]!,
   }));
 }

@@ -378,7 +378,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       logger,
       // Not awaited by CapturedTables: the stream waits for what they set off at their Relation message (relation()).
       onRenamed: (from, to, at) => this.takeUpRenamed(from, to, at),
-      onColumnsChanged: (table, columns, at) => this.readColumnsAgain(table, columns, at),
+      onColumnsChanged: (table, columns, at, what) => this.readColumnsAgain(table, columns, at, what),
       ...(previous === null ? {} : { previous }),
       onPublished: (relid, layout, at, settled) => {
         this.layouts.note(relid, layout, at, settled);
@@ -970,18 +970,18 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   }
 
   /**
-   * A captured table whose columns were renamed or added again (CapturedTables): read again. Not a partition, whose rows
+   * A captured table whose columns were renamed, added again, or added with values for the rows already there (CapturedTables): read again. Not a partition, whose rows
    * its root's snapshot reads. Its rows are read above the commit of the transaction the new layout came with (`at`;
    * a Relation message's own LSN is 0): a row changed before it, in the old layout, at a version above the slot's
    * restart_lsn would otherwise outrank its read and keep the old layout in the sinks (the renamed column null).
    */
-  private async readColumnsAgain(table: string, columns: readonly string[], at: Position | null): Promise<void> {
+  private async readColumnsAgain(table: string, columns: readonly string[], at: Position | null, what: string): Promise<void> {
     const catalog = this.catalog;
     if (catalog === null) return;
     // Compared as the label: a schema's name may hold a dot (splitting at the first one missed such a table, read as gone).
     const listed = await listTables(catalog, (schema, name) => `${schema}.${name}` === table).catch(() => null);
     if (listed !== null && listed.length === 0) return;
-    await backfillColumns(table, columns, this.config.snapshot.mode, () => this.requestAgain(table, "columns-changed", at, at === null ? undefined : at.commit), this.logger, relationAt(at), this.context);
+    await backfillColumns(table, columns, this.config.snapshot.mode, () => this.requestAgain(table, "columns-changed", at, at === null ? undefined : at.commit), this.logger, relationAt(at), this.context, what);
   }
 
   /**
