@@ -19,6 +19,12 @@ test("a personal value is replaced in the forms servers print it: as is, JSON-es
   }
 });
 
+test("a value with a backslash, a tab and a newline is replaced as ClickHouse quotes it (backslash escapes)", () => {
+  const value = "a\\b\tc\nd'e@example.com";
+  const text = `Cannot parse string 'a\\\\b\\tc\\nd\\'e@example.com' as Int64`;
+  assert.equal(redactPersonalValues(text, [value]), `Cannot parse string '${PERSONAL_VALUE}' as Int64`);
+});
+
 test("Elasticsearch's value preview is blanked even when it shows the value shortened", () => {
   const text = `failed to parse field [email.n] of type [long] in document with id '3'. Preview of field's value: 'ann@exam' (For input string: "ann@exam")`;
   const out = redactPersonalValues(text, ["ann@example.com"]);

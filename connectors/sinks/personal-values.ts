@@ -42,9 +42,13 @@ const QUOTED_VALUES: readonly RegExp[] = [
   /(For input string: )"(?:[^"\\]|\\.)*"/g,
 ];
 
+const BACKSLASHED: Readonly<Record<string, string>> = { "\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\0": "\\0" };
+
 function escapedForms(value: string): string[] {
   const json = JSON.stringify(value).slice(1, -1);
-  return [value, json, value.replaceAll("'", "\\'"), value.replaceAll("'", "''"), value.replaceAll('"', '""')];
+  // ClickHouse quotes a string in its errors with backslash escapes (quote, backslash, control characters).
+  const backslashed = value.replace(/[\\'\n\t\r\0]/g, (c) => BACKSLASHED[c]!);
+  return [value, json, backslashed, value.replaceAll("'", "\\'"), value.replaceAll("'", "''"), value.replaceAll('"', '""')];
 }
 
 function escapeRegExp(text: string): string {
