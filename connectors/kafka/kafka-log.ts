@@ -37,7 +37,7 @@ import { captureLeaseTopic, checkpointTopic, controlTopic, HIGHEST_SCHEMA_ID_KEY
 import { partitionForKey } from "../topics/partitioner.ts";
 import { announceTopicCreated, onTopicCreated } from "../topics/topic-notices.ts";
 import { assertSameLayout, RECORD_TOO_LARGE, recordBytes, validateSpec } from "../topics/spec.ts";
-import { BatchingProducer, RECORD_OVERHEAD_BYTES, tooOld } from "./batching-producer.ts";
+import { BatchingProducer, RECORD_OVERHEAD_BYTES, timestampWindowOf, tooOld } from "./batching-producer.ts";
 import { commitNotVisibleError } from "./commit-not-visible.ts";
 import { setGroupOffsets } from "./group-offsets.ts";
 import type { LoweredLimit, OutgoingMessage, WrittenOffset } from "./batching-producer.ts";
@@ -54,6 +54,7 @@ import { FORMER_MEMBER_LOOKS, removeGoneMembers } from "./gone-members.ts";
 import { keepNewest, RECENT_OWN_MEMBERS } from "../topics/recent-members.ts";
 import { FREQUENT_COMPACTION, frequentlyWritten, keepCompacting } from "./internal-compaction.ts";
 import { PartitionReader } from "./partition-reader.ts";
+import type { PartitionRange } from "./partition-reader.ts";
 import { TOPIC_DELETED, unknownTopicAction, writtenLayoutOf } from "./deleted-topics.ts";
 import type { WrittenLayout } from "./deleted-topics.ts";
 import type { FetchLimits } from "./partition-reader.ts";
@@ -92,6 +93,8 @@ export interface KafkaLogOptions {
    * look at the deployment's other topics (tools and tests that write no schema-framed records).
    */
   readonly lostTopics?: LostTopicPolicy;
+  /** The most record bytes the look for sealed personal values reads (SEALED_SCAN_BYTES by default; tests lower it). */
+  readonly sealedScanBytes?: number;
 }
 
 export type KafkaLogAccess = "capture" | "command" | "read-only";
@@ -115,6 +118,13 @@ const SAMPLED_OFFSETS = 8n;
  * schema ids, since the last changes of a personal table may carry none (null personal columns, deletes and tombstones).
  */
 const SAMPLED_FOR_SEALED = 64n;
+/**
+ * The most record bytes the look for sealed values reads: it runs at every start of a deployment with personal_data that
+ * has sealed nothing yet (no key topic), over every data, parking and dead-letter topic, so it is bounded.
+ */
+const SEALED_SCAN_BYTES = 16 * 2 ** 20;
+/** Fetches of the sampled last records: one response's records at a time in memory, not a topic's. */
+const SAMPLE_FETCH: FetchLimits = { fetchBytes: 2 ** 20, partitionFetchBytes: 2 ** 18 };
 
 export class KafkaTopicLog implements TopicLog {
   readonly kind = "kafka";
@@ -165,6 +175,7 @@ export class KafkaTopicLog implements TopicLog {
   private readonly formerMembers = new Map<string, Set<string>>();
   private readonly socketFactory: ISocketFactory | undefined;
   private readonly lostTopics: LostTopicPolicy | undefined;
+  private readonly sealedScanBytes: number;
   /** Reads internal topics to their end without a consumer group; made at the first such read. */
   private reader: PartitionReader | null = null;
   /** Asks for the last stable offsets of the partitions a transaction wrote; made at the first commit. */
@@ -203,6 +214,7 @@ export class KafkaTopicLog implements TopicLog {
     this.logger = options.logger.child({ component: "kafka-log" });
     this.socketFactory = options.socketFactory;
     this.lostTopics = options.lostTopics;
+    this.sealedScanBytes = options.sealedScanBytes ?? SEALED_SCAN_BYTES;
     this.kafka = createKafkaClient(options.config, options.logger, this.socketFactory);
     this.admin = this.kafka.admin();
     this.lookups = this.kafka.admin();
@@ -693,7 +705,8 @@ export class KafkaTopicLog implements TopicLog {
       const record = records[r]!;
       // Known after a topic's first record: no await (a microtask) per record.
       const partitions = this.partitionCounts.get(record.topic) ?? (await this.partitionCount(record.topic));
-      if (record.timestamp !== timestamp || record.topic !== windowTopic) {
+      // A topic's change matters only where some topic has a window (rare): else a run of one timestamp is one text.
+      if (record.timestamp !== timestamp || (this.timestampWindows.size > 0 && record.topic !== windowTopic)) {
         timestamp = record.timestamp;
         windowTopic = record.topic;
         // Likewise older than the topic's message.timestamp.before.max.ms (a capture catching up after a long stop).
@@ -1184,6 +1197,8 @@ export class KafkaTopicLog implements TopicLog {
     };
     if (found.registry === "kept" && found.checkpoints === "kept" && !found.schemaHistoryMissing && !found.topicIdsMissing && found.subjectKeys === "kept") return null;
     const traces = await this.deploymentTraces(policy, {
+      // The schema ids show what a lost registry or checkpoints topic held; nothing else needs them.
+      schemaIds: found.registry !== "kept" || found.checkpoints !== "kept",
       checkpointed: found.schemaHistoryMissing && policy.mysqlSources.length > 0 && found.checkpoints === "kept",
       highestSchemaId: found.registry !== "kept" && found.checkpoints === "kept",
       sealed: found.subjectKeys !== "kept",
@@ -1198,43 +1213,20 @@ export class KafkaTopicLog implements TopicLog {
   }
 
   /**
-   * What the deployment's topics show of earlier runs: the schema ids in the last records of its framed topics, its data
-   * topics, the sources checkpointed and the registry's recorded highest id (read from the checkpoints when asked), and,
-   * when asked, the topics whose last records hold sealed personal values.
+   * What the deployment's topics show of earlier runs: its data topics and, when asked, the schema ids in the last records
+   * of its framed topics, the sources checkpointed and the registry's recorded highest id (read from the checkpoints), and
+   * a topic whose last records hold a sealed personal value.
    */
-  private async deploymentTraces(policy: LostTopicPolicy, read: { checkpointed: boolean; highestSchemaId: boolean; sealed: boolean }): Promise<DeploymentTraces> {
+  private async deploymentTraces(policy: LostTopicPolicy, read: { schemaIds: boolean; checkpointed: boolean; highestSchemaId: boolean; sealed: boolean }): Promise<DeploymentTraces> {
     const d = this.deployment;
-    const names = (await this.topicNames()).filter((name) => name.startsWith(`${d}.`));
+    const names = (await this.topicNames()).filter((name) => name.startsWith(`${d}.`)).sort();
     // Only the topics this deployment's naming gives: others under `<deployment>.` (another producer's) are no trace of it.
     const sourceTopics = names.filter((name) => !isInternalTopic(d, name) && isDeploymentSourceTopic(d, policy, name));
     const dataTopics = sourceTopics.filter((name) => isDeploymentDataTopic(d, policy, name));
     const framedTopics = [...sourceTopics, ...names.filter((name) => name === controlTopic(d) || name.startsWith(`${d}.sluice.halted.`))];
-    // Dead letters (a data check's, a sink's) hold sealed values too; their schema ids were never judged.
-    const sampled = read.sealed ? [...framedTopics, ...names.filter((name) => name.startsWith(`${d}.dlq.`))] : framedTopics;
-    const depth = read.sealed ? SAMPLED_FOR_SEALED : SAMPLED_OFFSETS;
-    const framed = new Map<string, number[]>();
-    const sealed: string[] = [];
-    for (const topic of sampled) {
-      const offsets = await this.call(`fetch offsets of ${topic}`, () => this.admin.fetchTopicOffsets(topic));
-      const ranges = offsets
-        .map((o) => ({ partition: o.partition, low: BigInt(o.low), end: BigInt(o.high) }))
-        .filter((r) => r.end > r.low)
-        .map((r) => ({ partition: r.partition, start: r.end - depth > r.low ? r.end - depth : r.low, end: r.end }));
-      if (ranges.length === 0) continue;
-      const ids = new Set<number>();
-      let holdsSealed = false;
-      for (const record of await this.partitionReader().read(topic, ranges)) {
-        holdsSealed ||= read.sealed && (holdsSealedValue(record.value) || holdsSealedValue(record.key));
-        // The ids of the last SAMPLED_OFFSETS records only, as without the deeper look.
-        if (record.offset < ranges.find((r) => r.partition === record.partition)!.end - SAMPLED_OFFSETS) continue;
-        for (const payload of [record.key, record.value]) {
-          const id = framedSchemaId(payload);
-          if (id !== null) ids.add(id);
-        }
-      }
-      if (ids.size > 0 && framedTopics.includes(topic)) framed.set(topic, [...ids].sort((a, b) => a - b));
-      if (holdsSealed) sealed.push(topic);
-    }
+    const framed = read.schemaIds ? await this.sampledSchemaIds(framedTopics) : new Map<string, number[]>();
+    // Dead letters (a data check's, a sink's) hold sealed values too.
+    const sealed = read.sealed ? await this.topicHoldingSealedValue([...framedTopics, ...names.filter((name) => name.startsWith(`${d}.dlq.`))]) : [];
     const checkpointed = new Set<string>();
     let highestSchemaId: number | null = null;
     if (read.checkpointed || read.highestSchemaId) {
@@ -1253,6 +1245,71 @@ export class KafkaTopicLog implements TopicLog {
       });
     }
     return { framed, dataTopics, checkpointed: [...checkpointed], sealed, highestSchemaId };
+  }
+
+  /** The last `depth` offsets of each of the topic's partitions that holds records. */
+  private async lastOffsets(topic: string, depth: bigint): Promise<PartitionRange[]> {
+    const offsets = await this.call(`fetch offsets of ${topic}`, () => this.admin.fetchTopicOffsets(topic));
+    return offsets
+      .map((o) => ({ partition: o.partition, low: BigInt(o.low), end: BigInt(o.high) }))
+      .filter((r) => r.end > r.low)
+      .map((r) => ({ partition: r.partition, start: r.end - depth > r.low ? r.end - depth : r.low, end: r.end }));
+  }
+
+  /** Per topic, the schema ids the last SAMPLED_OFFSETS records of its partitions reference (topics referencing none left out). */
+  private async sampledSchemaIds(topics: readonly string[]): Promise<Map<string, number[]>> {
+    const framed = new Map<string, number[]>();
+    for (const topic of topics) {
+      const ranges = await this.lastOffsets(topic, SAMPLED_OFFSETS);
+      if (ranges.length === 0) continue;
+      const ids = new Set<number>();
+      await this.partitionReader().each(topic, ranges, (_partition, records) => {
+        for (const record of records) {
+          for (const payload of [record.key, record.value]) {
+            const id = framedSchemaId(payload);
+            if (id !== null) ids.add(id);
+          }
+        }
+      }, SAMPLE_FETCH);
+      if (ids.size > 0) framed.set(topic, [...ids].sort((a, b) => a - b));
+    }
+    return framed;
+  }
+
+  /**
+   * The first of `topics` (as a list of one) whose last SAMPLED_FOR_SEALED records of a partition hold a sealed personal
+   * value: one proves the key topic held keys, so the look ends at it. Read a fetch response at a time, and no more than
+   * sealedScanBytes of records in all: without a sealed value (a deployment that has sealed nothing yet, its normal state
+   * until its first governed record) it runs at every start. None found within the bound: [] (logged at info).
+   */
+  private async topicHoldingSealedValue(topics: readonly string[]): Promise<string[]> {
+    const read = { records: 0, bytes: 0, topics: 0 };
+    for (const topic of topics) {
+      const ranges = await this.lastOffsets(topic, SAMPLED_FOR_SEALED);
+      if (ranges.length === 0) continue;
+      read.topics++;
+      const look = { found: false };
+      await this.partitionReader().each(topic, ranges, (_partition, records) => {
+        for (const record of records) {
+          read.records++;
+          read.bytes += (record.key?.byteLength ?? 0) + (record.value?.byteLength ?? 0);
+          if (holdsSealedValue(record.value) || holdsSealedValue(record.key)) {
+            look.found = true;
+            return false;
+          }
+        }
+        return read.bytes < this.sealedScanBytes;
+      }, SAMPLE_FETCH);
+      if (look.found) return [topic];
+      if (read.bytes >= this.sealedScanBytes) {
+        this.logger.info(
+          { ...read, topicsToRead: topics.length },
+          `looked for sealed personal values in the last records of ${read.topics} of ${topics.length} topics (${read.bytes} bytes) without finding one; stopped there, a loss of ${subjectKeysTopic(this.deployment)} is not told from a deployment that sealed nothing yet`,
+        );
+        return [];
+      }
+    }
+    return [];
   }
 
   /**
@@ -1343,7 +1400,7 @@ export class KafkaTopicLog implements TopicLog {
       throw kafkaError(error, "describe topic", this.config.brokers);
     }
     const describeConfigs = () =>
-      this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ["cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes", "delete.retention.ms", "min.compaction.lag.ms", "message.timestamp.before.max.ms"] }] });
+      this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ["cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes", "delete.retention.ms", "min.compaction.lag.ms", "message.timestamp.before.max.ms", "message.timestamp.difference.max.ms"] }] });
     let described: DescribeConfigResponse;
     try {
       described = await this.request(describeConfigs);
@@ -1380,9 +1437,8 @@ export class KafkaTopicLog implements TopicLog {
     const deletes = policy.includes("delete");
     const tombstones = limit(entries.get("delete.retention.ms"));
     const lag = limit(entries.get("min.compaction.lag.ms"));
-    // Long.MAX_VALUE by default (any age); a topic or broker setting below it refuses older records (INVALID_TIMESTAMP).
-    const window = Number(entries.get("message.timestamp.before.max.ms"));
-    if (Number.isSafeInteger(window) && window >= 0) this.timestampWindows.set(name, window);
+    const window = timestampWindowOf(entries.get("message.timestamp.before.max.ms"), entries.get("message.timestamp.difference.max.ms"));
+    if (window !== undefined) this.timestampWindows.set(name, window);
     else this.timestampWindows.delete(name);
     return {
       name,

@@ -5,6 +5,7 @@
  * version added, are created silently.
  */
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, test } from "node:test";
 import { Kafka, logLevel } from "kafkajs";
@@ -18,6 +19,7 @@ import { captureLeaseTopic, checkpointTopic, instancesTopic, registryTopic, sche
 import { guardRequestQueue } from "./kafka-client.ts";
 import { KafkaTopicLog } from "./kafka-log.ts";
 import type { LostTopicPolicy } from "./lost-internal-topics.ts";
+import { PartitionReader } from "./partition-reader.ts";
 import { deleteKafkaDeployment, testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
 
 guardRequestQueue();
@@ -266,4 +268,84 @@ test("a parking topic deleted while stopped is warned with what may be lost when
   const quiet: string[] = [];
   await openOnce(first, policy, (log) => log.createTopic({ ...spec, name: `${first}.sluice.halted.my` }), quiet);
   assert.deepEqual(quiet, []);
+});
+
+/** Counts the records (and their key and value bytes) every PartitionReader read hands over, by topic, until restored. */
+function countReads(): { read: (topic: string) => { records: number; bytes: number }; restore: () => void } {
+  const original = PartitionReader.prototype.each;
+  const counts = new Map<string, { records: number; bytes: number }>();
+  const read = (topic: string) => counts.get(topic) ?? { records: 0, bytes: 0 };
+  PartitionReader.prototype.each = function (topic, ranges, visit, limits) {
+    return original.call(this, topic, ranges, (partition, records) => {
+      const count = read(topic);
+      counts.set(topic, { records: count.records + records.length, bytes: count.bytes + records.reduce((sum, r) => sum + (r.key?.byteLength ?? 0) + (r.value?.byteLength ?? 0), 0) });
+      return visit(partition, records);
+    }, limits);
+  };
+  return { read, restore: () => void (PartitionReader.prototype.each = original) };
+}
+
+/**
+ * A deployment with personal columns that ran (its internal topics there, no key topic), and data topics of 64 records of
+ * `bytes` random bytes each, written 4 to a batch; in `sealedTable`'s, the first of them holds a sealed value.
+ */
+async function personalDeployment(prefix: string, tables: readonly string[], bytes: number, sealedTable?: string): Promise<{ deployment: string; personal: LostTopicPolicy; topics: string[] }> {
+  const deployment = testDeployment(prefix);
+  deployments.push(deployment);
+  const personal: LostTopicPolicy = { builtinRegistry: false, mysqlSources: [], sources: [{ name: "pg", transactionTopic: false, outboxTopic: null }], personalData: true, accept: false };
+  await openOnce(deployment, personal);
+  const topics = tables.map((table) => `${deployment}.pg.public.${table}`);
+  await admin.createTopics({ topics: topics.map((topic) => ({ topic, numPartitions: 1 })), waitForLeaders: true });
+  const producer = new Kafka({ brokers: testKafkaConfig().brokers, logLevel: logLevel.NOTHING }).producer();
+  await producer.connect();
+  try {
+    for (const topic of topics) {
+      for (let n = 0; n < 64; n += 4) {
+        const messages = Array.from({ length: 4 }, (_, i) => ({
+          key: Buffer.from(`${n + i}`),
+          value: topic.endsWith(`.${sealedTable}`) && n + i === 0 ? Buffer.concat([Buffer.from("sluice-enc:v2:"), randomBytes(bytes)]) : randomBytes(bytes),
+        }));
+        await producer.send({ topic, messages });
+      }
+    }
+  } finally {
+    await producer.disconnect();
+  }
+  return { deployment, personal, topics };
+}
+
+test("the look for sealed values ends at the first one: the rest of its topic and the topics after it are not read", async () => {
+  // The sealed value is the first record of the first topic read: a response holds 4 of its records (256 KiB).
+  const { deployment, personal, topics } = await personalDeployment("sealedfirst", ["a_customers", "b_orders", "c_items"], 64 * 1024, "a_customers");
+  const [first, ...others] = topics as [string, ...string[]];
+  const reads = countReads();
+  try {
+    await assert.rejects(openOnce(deployment, personal), (error: { code?: string; message: string }) => {
+      assert.equal(error.code, "INTERNAL_TOPIC_LOST");
+      assert.ok(error.message.includes(`while records in ${first} hold personal values`), error.message);
+      return true;
+    });
+  } finally {
+    reads.restore();
+  }
+  assert.ok(reads.read(first).records <= 16, `records read of ${first}: ${reads.read(first).records} of 64`);
+  for (const topic of others) assert.equal(reads.read(topic).records, 0, `${topic} read after a sealed value was found`);
+});
+
+test("without a sealed value, the look reads no more than its bound of record bytes, however many the topics' last records hold", async () => {
+  const { deployment, personal, topics } = await personalDeployment("sealedbound", ["a_customers", "b_orders", "c_items"], 16 * 1024);
+  const reads = countReads();
+  const warned: string[] = [];
+  try {
+    const logger = createLogger("warn", { write: (line: string) => void warned.push(line) });
+    const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger, lostTopics: personal, sealedScanBytes: 256 * 1024, retry: { initialMs: 100, maxMs: 100, maxAttempts: 1 } });
+    await log.close();
+  } finally {
+    reads.restore();
+  }
+  assert.deepEqual(warned, []);
+  const bytes = topics.reduce((sum, topic) => sum + reads.read(topic).bytes, 0);
+  // The bound, and at most one fetch response past it (4 records to a batch: 64 KiB); the topics hold 3 MiB.
+  assert.ok(bytes >= 256 * 1024 && bytes <= 256 * 1024 + 256 * 1024, `record bytes read: ${bytes}`);
+  assert.equal(reads.read(topics[2]!).records, 0, "the last topic not read");
 });

@@ -36,6 +36,9 @@ export interface PartitionReaderOptions {
   readonly partitionFetchBytes: number;
 }
 
+/** Handed a partition's records a fetch response at a time; returning false ends the read. */
+export type RecordsVisitor = (partition: number, records: readonly StoredRecord[]) => void | boolean;
+
 /** Fetch sizes of one read in place of the reader's: a fetch response's records are all in memory at once, ~4 times its bytes. */
 export type FetchLimits = Pick<PartitionReaderOptions, "fetchBytes" | "partitionFetchBytes">;
 
@@ -121,21 +124,23 @@ export class PartitionReader {
   /**
    * Hands `visit` the committed records of `topic` in the given ranges a fetch response at a time,
    * in offset order per partition, keeping none of them: what the read holds is one response's
-   * records (`limits`, default the reader's), however many the ranges have.
+   * records (`limits`, default the reader's), however many the ranges have. `visit` returning false
+   * ends the read: no further fetch is made, and the rest of the response is not handed over.
    */
-  async each(topic: string, ranges: readonly PartitionRange[], visit: (partition: number, records: readonly StoredRecord[]) => void, limits: FetchLimits = this.options): Promise<void> {
+  async each(topic: string, ranges: readonly PartitionRange[], visit: RecordsVisitor, limits: FetchLimits = this.options): Promise<void> {
     if (this.closed) throw closedError(topic);
     await this.reading.track(this.readRanges(topic, ranges, visit, limits));
   }
 
-  private async readRanges(topic: string, ranges: readonly PartitionRange[], visit: (partition: number, records: readonly StoredRecord[]) => void, limits: FetchLimits): Promise<void> {
+  private async readRanges(topic: string, ranges: readonly PartitionRange[], visit: RecordsVisitor, limits: FetchLimits): Promise<void> {
     const positions = new Map(ranges.filter((r) => r.end > r.start).map((r) => [r.partition, r.start]));
     const ends = new Map(ranges.map((r) => [r.partition, r.end]));
     if (positions.size === 0) return;
+    let stopped = false;
     try {
       await this.connect();
       await this.cluster.addTargetTopic(topic);
-      for (let stalled = 0; positions.size > 0; ) {
+      for (let stalled = 0; positions.size > 0 && !stopped; ) {
         if (this.closed) throw closedError(topic);
         let moved = false;
         try {
@@ -151,7 +156,7 @@ export class PartitionReader {
                 const taken = this.take(topic, data, positions, ends);
                 if (taken === null) continue;
                 moved = true;
-                if (taken.length > 0) visit(data.partition, taken);
+                if (taken.length > 0 && !stopped && visit(data.partition, taken) === false) stopped = true;
               }
             }),
           );
