@@ -19,6 +19,7 @@ function snapshotsAnswering(answer: (table: string) => Promise<{ task: SnapshotT
     plan: async () => Promise.reject(new Error("not asked")),
     request: async (table: string, where: string | null, origin: string) => (asked.push([table, where, origin]), answer(table)),
     list: () => ({ tasks: [], failed: [] }),
+    stored: () => null,
   } as unknown as OnlineSnapshotting;
   return { snapshots, asked };
 }
@@ -60,13 +61,15 @@ test("a snapshot that cannot be requested (source not ready, a kind without onli
 });
 
 test("a topic created by a table's queued or running whole-table snapshot (the initial one after its topics were deleted): no second snapshot is requested and nothing is warned", async () => {
-  const running = { id: "initial-1", table: "public.orders", where: null, origin: "initial", startedAtMs: 1 } as unknown as SnapshotTask;
+  // Its first chunk recorded by the engine (lastKey set) before capture writes the chunk's rows; the stored checkpoint has none.
+  const running = { id: "initial-1", table: "public.orders", where: null, lastKey: ["10"], origin: "initial", startedAtMs: 1 } as unknown as SnapshotTask;
   const partial = { id: "cli-1", table: "public.items", where: "id < 10", origin: "cli", startedAtMs: null } as unknown as SnapshotTask;
   const asked: string[] = [];
   const snapshots = {
     plan: async () => Promise.reject(new Error("not asked")),
     request: async (table: string) => (asked.push(table), { task: { id: "t-2", table } as unknown as SnapshotTask }),
     list: () => ({ tasks: [running, partial], failed: [] }),
+    stored: (id: string) => (id === running.id ? { ...running, lastKey: null } : null),
   } as unknown as OnlineSnapshotting;
   const { logger, lines } = logged();
   const recreated = new RecreatedTopics({ deployment: "shop", sources: ["pg"], snapshots: () => snapshots, logger });
@@ -77,4 +80,22 @@ test("a topic created by a table's queued or running whole-table snapshot (the i
   await recreated.recreated("shop.pg.public.items");
   assert.deepEqual(asked, ["public.items"], "a snapshot with a WHERE condition does not read the whole table: one is asked");
   assert.equal(recreated.warnings("pg").length, 1);
+});
+
+test("a topic created by a whole-table snapshot that had read part of the table (resumed after the topic was deleted while stopped): the rows before its last key are missing, so the table is asked for again and warned", async () => {
+  // Stored with rows up to 41 handed on before the stop; its first chunk since recorded up to 80.
+  const resumed = { id: "initial-2", table: "public.orders", where: null, lastKey: ["80"], origin: "initial", startedAtMs: 1 } as unknown as SnapshotTask;
+  const asked: string[] = [];
+  const snapshots = {
+    plan: async () => Promise.reject(new Error("not asked")),
+    request: async (table: string) => (asked.push(table), { task: { id: "t-3", table } as unknown as SnapshotTask }),
+    list: () => ({ tasks: [resumed], failed: [] }),
+    stored: () => ({ ...resumed, lastKey: ["41"] }),
+  } as unknown as OnlineSnapshotting;
+  const { logger, lines } = logged();
+  const recreated = new RecreatedTopics({ deployment: "shop", sources: ["pg"], snapshots: () => snapshots, logger });
+  await recreated.recreated("shop.pg.public.orders");
+  assert.deepEqual(asked, ["public.orders"]);
+  assert.equal(recreated.warnings("pg").length, 1);
+  assert.ok(lines.some((l) => l["level"] === "warn" && l["code"] === "TOPIC_RECREATED"), "warned");
 });

@@ -38,9 +38,12 @@ export class RecreatedTopics {
     const table = `${parsed.schema}.${parsed.table}`;
     const command = `sluice snapshot -c FILE --table ${table} --execute`;
     const snapshots = this.options.snapshots(parsed.source);
-    // A whole-table snapshot queued or running (the initial one of a first start, whose first row creates the topic) writes
-    // every row into the new topic: asking again would read the table twice (request() queues every request it gets).
-    const reading = typeof snapshots === "string" ? undefined : snapshots.list().tasks.find((task) => task.table === table && task.where === null);
+    // A whole-table snapshot queued, or running with none of its rows stored yet (the initial one of a first start, whose
+    // first row creates the topic), writes every row into the new topic: asking again would read the table twice
+    // (request() queues every request it gets). One whose stored checkpoint has rows handed on (resumed at a restart after
+    // the topic was deleted while stopped) writes only the rows after its last key: the table is read again, as after a
+    // change. The stored task, not the listed one: the engine records a chunk's last key before capture writes its rows.
+    const reading = typeof snapshots === "string" ? undefined : snapshots.list().tasks.find((task) => task.table === table && task.where === null && (snapshots.stored(task.id)?.lastKey ?? null) === null);
     if (reading !== undefined) {
       this.options.logger.info({ source: parsed.source, topic, table, task: reading.id, origin: reading.origin }, `topic ${topic} was created again while a snapshot of ${table} is queued or running (task ${reading.id}), which writes every row into it: nothing more is asked`);
       return;

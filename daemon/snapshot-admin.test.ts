@@ -18,7 +18,7 @@ const bodyOf = (req: IncomingMessage) => new RequestBody(req, 2 ** 20, new ByteB
 const notStreaming = (): never => {
   throw new SluiceError("online snapshots start once the source streams", { code: "SNAPSHOT_NOT_STREAMING", retriable: true });
 };
-const snapshots: OnlineSnapshotting = { plan: async () => notStreaming(), request: async () => notStreaming(), list: () => ({ tasks: [], failed: [] }) };
+const snapshots: OnlineSnapshotting = { plan: async () => notStreaming(), request: async () => notStreaming(), list: () => ({ tasks: [], failed: [] }), stored: () => null };
 
 test("a snapshot refused because the source is not streaming says what the source waits for (its server away)", async () => {
   const target: SnapshotTarget = { snapshots, waiting: () => "cannot start capture: connect ECONNREFUSED 127.0.0.1:20756" };
@@ -38,7 +38,7 @@ test("a snapshot refused because the source is not streaming says what the sourc
 });
 
 test("a snapshot request whose database does not answer (server paused) is answered, naming the server, not held", async () => {
-  const hung: OnlineSnapshotting = { plan: () => new Promise(() => undefined), request: () => new Promise(() => undefined), list: () => ({ tasks: [], failed: [] }) };
+  const hung: OnlineSnapshotting = { plan: () => new Promise(() => undefined), request: () => new Promise(() => undefined), list: () => ({ tasks: [], failed: [] }), stored: () => null };
   const target: SnapshotTarget = { snapshots: hung, waiting: () => null, server: "127.0.0.1:20756" };
   const handle = snapshotHandler(() => target, () => ["pg"], 200);
   const server = createServer((req, res) => void handle(req, res, bodyOf(req)));
@@ -79,7 +79,7 @@ test("sluice snapshot list while the source does not stream says so and shows th
 
 test("an \"execute\" that is not a JSON boolean is refused 400, not taken for a dry run", async () => {
   const asked: string[] = [];
-  const recording: OnlineSnapshotting = { plan: async () => (asked.push("plan"), {}) as never, request: async () => (asked.push("request"), {}) as never, list: () => ({ tasks: [], failed: [] }) };
+  const recording: OnlineSnapshotting = { plan: async () => (asked.push("plan"), {}) as never, request: async () => (asked.push("request"), {}) as never, list: () => ({ tasks: [], failed: [] }), stored: () => null };
   const handle = snapshotHandler(() => ({ snapshots: recording }), () => ["pg"]);
   const server = createServer((req, res) => void handle(req, res, bodyOf(req)).catch((error: Error) => {
     res.writeHead(400);

@@ -39,3 +39,16 @@ test("a checkpoint carries a chunk's progress only once it is at or past the chu
   ledger.record({ commit: 40n, change: 3n }, "a", null);
   assert.deepEqual(ledger.tasksAt({ commit: 40n, change: 3n }).map((t) => t.id), ["b"], "a finished table leaves the checkpoint with its last rows");
 });
+
+test("a task as stored shows the rows handed on by a checkpoint stored, not the chunk the engine recorded before its rows were written", () => {
+  const ledger = new SnapshotLedger([task("resumed", ["41"], 41)]);
+  ledger.add(task("fresh"));
+  ledger.record({ commit: 20n, change: 3n }, "resumed", task("resumed", ["80"], 80));
+  ledger.record({ commit: 20n, change: 4n }, "fresh", task("fresh", ["40"], 40));
+  assert.deepEqual(ledger.tasks.map((t) => t.lastKey), [["80"], ["40"]]);
+  assert.deepEqual(ledger.stored("resumed")?.lastKey, ["41"], "restored from the checkpoint");
+  assert.equal(ledger.stored("fresh")?.lastKey, null, "none of its rows stored yet");
+  ledger.tasksAt({ commit: 20n, change: 4n });
+  assert.deepEqual(ledger.stored("fresh")?.lastKey, ["40"]);
+  assert.equal(ledger.stored("other"), null);
+});

@@ -78,6 +78,11 @@ export interface OnlineSnapshotting {
   request(table: string, where: string | null, origin: string, id?: string): Promise<{ plan: OnlineSnapshotPlan; task: SnapshotTask }>;
   /** Snapshots queued or running, and the last ones that failed. */
   list(): { readonly tasks: readonly SnapshotTask[]; readonly failed: readonly FailedSnapshot[] };
+  /**
+   * Task `id` as the last checkpoint stored carries it (its lastKey: the rows it handed on durably, in this run or an
+   * earlier one); null when none carries it yet. list() shows the tasks ahead of that, as the engine reads them.
+   */
+  stored(id: string): SnapshotTask | null;
 }
 
 const MARK = "\nsnapshots:";
@@ -150,6 +155,11 @@ export class SnapshotLedger {
   record(position: Position, id: string, next: SnapshotTask | null): void {
     this.live = this.live.flatMap((t) => (t.id !== id ? [t] : next === null ? [] : [next]));
     this.pending.push({ position, tasks: this.live });
+  }
+
+  /** Task `id` as the last checkpoint handed on carries it, null when it does not. */
+  stored(id: string): SnapshotTask | null {
+    return this.durable.find((t) => t.id === id) ?? null;
   }
 
   /** Whether the last checkpoint handed on carries task `id`. */

@@ -11,7 +11,9 @@ import { configSchema } from "../../config/schema.ts";
 import { captureEncoder } from "../../daemon/components.ts";
 import { createLogger } from "../../runtime/logger.ts";
 import { LocalRegistry, openMemoryStore } from "../../schema-registry/index.ts";
+import type { OnlineSnapshotting, SnapshotTask } from "../common/incremental-snapshot-state.ts";
 import type { ChangeEvent } from "../contracts.ts";
+import { RecreatedTopics } from "../../daemon/recreated-topics.ts";
 import { registryTopic } from "../topics/names.ts";
 import { KafkaTopicLog } from "./kafka-log.ts";
 import { testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
@@ -145,6 +147,65 @@ test("a data topic deleted while stopped and created again by a snapshot's first
     const warned = lines.map((line) => JSON.parse(line) as { code?: string; topic?: string }).filter((line) => line.code === "TOPIC_DELETED");
     assert.deepEqual(warned.map((line) => line.topic), [topicOf("changed")]);
     for (const table of tables) assert.ok((await admin.listTopics()).includes(topicOf(table)), `${table}'s topic created again`);
+  } finally {
+    await log.close();
+  }
+});
+
+test("a data topic deleted while stopped part-way through its table's snapshot: the resumed task's first read creates it, the rows before its last key are missing, so the table is read again and warned; a task not past its first chunk asks for nothing", async () => {
+  await admin.connect();
+  const config = configSchema.parse({
+    name: deployment,
+    sources: [{ name: "pg", kind: "postgres", user: "u", database: "shop", tables: ["public.*"] }],
+    topics: { kind: "kafka", brokers: testKafkaConfig().brokers },
+    sinks: [{ name: "warehouse", kind: "duckdb" }],
+  });
+  const topicOf = (table: string) => `${deployment}.pg.public.${table}`;
+  const first = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger: createLogger("error") });
+  try {
+    for (const table of ["resumed", "fresh"]) await first.createTopic({ name: topicOf(table), partitions: 1, retentionMs: null, retentionBytes: null, compacted: true });
+  } finally {
+    await first.close();
+  }
+  for (const table of ["resumed", "fresh"]) await deleted(topicOf(table));
+
+  // The initial snapshot resumed as online tasks: one had stored rows up to id 41 before the stop, the other none. As the
+  // engine does, each has recorded the chunk being written (up to 80, up to 40) before capture writes its first row.
+  const stored = [
+    { id: "initial-1", table: "public.resumed", where: null, lastKey: ["41"], origin: "initial", startedAtMs: 1 },
+    { id: "initial-2", table: "public.fresh", where: null, lastKey: null, origin: "initial", startedAtMs: null },
+  ] as unknown as SnapshotTask[];
+  const tasks = stored.map((task) => ({ ...task, lastKey: task.id === "initial-1" ? ["80"] : ["40"] }));
+  const asked: string[] = [];
+  const snapshots = {
+    plan: async () => Promise.reject(new Error("not asked")),
+    request: async (table: string) => (asked.push(table), { task: { id: `again-${table}`, table } as unknown as SnapshotTask }),
+    list: () => ({ tasks, failed: [] }),
+    stored: (id: string) => stored.find((task) => task.id === id) ?? null,
+  } as unknown as OnlineSnapshotting;
+  const lines: string[] = [];
+  const logger = createLogger("warn", { write: (line: string) => void lines.push(line) });
+  const recreated = new RecreatedTopics({ deployment, sources: ["pg"], snapshots: () => snapshots, logger });
+  const log = await KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger });
+  try {
+    const looked: Promise<void>[] = [];
+    log.onTopicRecreated((topic) => void looked.push(recreated.recreated(topic)));
+    const encoder = captureEncoder(config, config.sources[0]!, new LocalRegistry(await openMemoryStore()), log);
+    for (const [table, id] of [["resumed", 42], ["fresh", 1]] as const) {
+      await encoder.encode({
+        op: "r",
+        key: { id },
+        before: null,
+        after: { id },
+        source: { connector: "postgres", name: "pg", db: "shop", schema: "public", table, position: { commit: 10n, change: 9n }, txId: null, commitTimeMs: 1_000, snapshot: true, snapshotMarker: "incremental" },
+        schema: { source: "pg", database: "shop", schema: "public", table, sourceKind: "postgres", columns: [{ name: "id", dbType: "integer", nullable: false, primaryKeyIndex: 1 }], key: ["id"] },
+      });
+    }
+    await Promise.all(looked);
+    assert.deepEqual(asked, ["public.resumed"]);
+    const warned = lines.map((line) => JSON.parse(line) as { code?: string; topic?: string }).filter((line) => line.code === "TOPIC_RECREATED");
+    assert.deepEqual(warned.map((line) => line.topic), [topicOf("resumed")]);
+    assert.deepEqual(recreated.warnings("pg").map((w) => w.table), ["public.resumed"]);
   } finally {
     await log.close();
   }

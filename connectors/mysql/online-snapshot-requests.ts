@@ -28,6 +28,8 @@ export interface MysqlOnlineSnapshotHost {
   readonly engine: () => MysqlIncrementalSnapshots | null;
   /** The tasks queued or running, also while the source is not streaming (the server away): they go on when it is back. */
   readonly queued: () => readonly SnapshotTask[];
+  /** Task `id` as the last checkpoint stored carries it (SnapshotLedger.stored). */
+  readonly stored: (id: string) => SnapshotTask | null;
   /** Null when the config names no watermark table and no pattern names one database. */
   readonly watermarks: () => WatermarkTable | null;
   readonly context: () => ErrorContext;
@@ -92,6 +94,10 @@ export class MysqlOnlineSnapshotRequests implements OnlineSnapshotting {
   list(): { tasks: readonly SnapshotTask[]; failed: readonly FailedSnapshot[] } {
     const engine = this.host.engine();
     return { tasks: engine?.tasks() ?? this.host.queued(), failed: engine?.failed() ?? [] };
+  }
+
+  stored(id: string): SnapshotTask | null {
+    return this.host.stored(id);
   }
 
   /** The table as the catalog shows it now; refuses one the source does not capture, or one without a primary key. */

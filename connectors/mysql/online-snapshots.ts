@@ -66,6 +66,7 @@ export class MysqlOnlineSnapshots {
       catalog: host.catalog,
       engine: () => this.runner.engine,
       queued: () => this.runner.ledger.tasks,
+      stored: (id) => this.runner.ledger.stored(id),
       watermarks: () => this.watermarks,
       context: () => host.context,
     });

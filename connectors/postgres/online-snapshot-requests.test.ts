@@ -73,7 +73,7 @@ test("a partition attached again while its read is under way (detached, refilled
   const unused = () => {
     throw new Error("not asked in this test");
   };
-  const requests = new OnlineSnapshotRequests({ config: unused, publication: unused, catalog: unused, captured: unused, serverVersion: unused, engine: () => engine, queued: () => [], context: () => ({}) });
+  const requests = new OnlineSnapshotRequests({ config: unused, publication: unused, catalog: unused, captured: unused, serverVersion: unused, engine: () => engine, queued: () => [], stored: () => null, context: () => ({}) });
   const again = await requests.queuePartition("app.events", 123, "tableoid = 123::oid", "partition-attached", "partition-attached-123");
   assert.equal(again.lastKey, null, "read again from the first key: rows below 41 may be new");
   assert.equal(again.rowsDone, 0);

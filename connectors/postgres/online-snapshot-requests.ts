@@ -26,6 +26,8 @@ export interface OnlineSnapshotHost {
   readonly engine: () => IncrementalSnapshots | null;
   /** The tasks queued or running, also while the source is not streaming (the server away): they go on when it is back. */
   readonly queued: () => readonly SnapshotTask[];
+  /** Task `id` as the last checkpoint stored carries it (SnapshotLedger.stored). */
+  readonly stored: (id: string) => SnapshotTask | null;
   readonly context: () => ErrorContext;
 }
 
@@ -93,6 +95,10 @@ export class OnlineSnapshotRequests implements OnlineSnapshotting {
   list(): { tasks: readonly SnapshotTask[]; failed: readonly FailedSnapshot[] } {
     const engine = this.host.engine();
     return { tasks: engine?.tasks() ?? this.host.queued(), failed: engine?.failed() ?? [] };
+  }
+
+  stored(id: string): SnapshotTask | null {
+    return this.host.stored(id);
   }
 
   /** The table as the catalog shows it now, with its published columns and row filter; refuses one the source does not capture. */

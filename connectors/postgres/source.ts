@@ -219,6 +219,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     serverVersion: () => this.server?.version ?? 0,
     engine: () => this.online.engine,
     queued: () => this.online.ledger.tasks,
+    stored: (id) => this.online.ledger.stored(id),
     context: () => this.context,
   });
 
