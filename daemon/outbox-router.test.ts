@@ -131,6 +131,9 @@ test("a row that is no event (missing aggregate id, payload its schema refuses, 
   const invalid = (error: unknown) => error instanceof SluiceError && error.code === "OUTBOX_EVENT_INVALID" && error.context.table === "public.outbox";
   await assert.rejects(r.encode(change("c", { ...row("{}"), aggregateid: null })), (e) => invalid(e) && /aggregate id \(column aggregateid\)/.test((e as Error).message));
   await assert.rejects(r.encode(change("c", row('{"total": "twelve"}'))), (e) => invalid(e) && /does not fit the Avro schema/.test((e as Error).message));
+  // The refusal names the field and its type, never the value (it may be personal; a dead letter's reason is not sealed).
+  await assert.rejects(r.encode(change("c", row('{"total": "ann.secret@example.com"}'))), (e) => invalid(e) && /field total is not a long/.test((e as Error).message) && !(e as Error).message.includes("ann.secret"));
+  await assert.rejects(r.encode(change("c", row('{"total": ann.secret@example.com}'))), (e) => invalid(e) && /the payload is not JSON/.test((e as Error).message) && !(e as Error).message.includes("ann.secret"));
   await assert.rejects(r.encode(change("c", { ...row("{}"), aggregatetype: "invoice" })), (e) => invalid(e) && /no schema for aggregate type "invoice"/.test((e as Error).message));
 });
 

@@ -322,11 +322,18 @@ export class OutboxRouter implements ChangeEncoder {
     const json = typeof payload === "string" ? payload : Buffer.from(payload).toString("utf8");
     const shape = jsonShapeProblem(json, OUTBOX_JSON_SHAPE);
     if (shape !== null) throw invalid(`the payload is refused unread: ${shape}`, table, change);
+    // Neither JSON.parse's nor avsc's message is given: they quote the payload, which may be personal data (the dead letter's reason is never sealed).
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(json);
+    } catch {
+      throw invalid(`the payload is not JSON`, table, change);
+    }
     let value: unknown;
     try {
-      value = type.clone(JSON.parse(json), { coerceBuffers: true });
-    } catch (error) {
-      throw invalid(`the payload does not fit the Avro schema of ${event.aggregateType} (${schemaFile}): ${(error as Error).message}`, table, change);
+      value = type.clone(parsed, { coerceBuffers: true });
+    } catch {
+      throw invalid(`the payload does not fit the Avro schema of ${event.aggregateType} (${schemaFile}): ${avroMisfit(type, parsed)}`, table, change);
     }
     return encodeFramed(schemaId, type, value);
   }
@@ -369,6 +376,16 @@ function readSchemaFile(file: string, topic: string): string {
       context: { component: "outbox", topic, file, ...(typeof code === "string" ? { errno: code } : {}) },
     });
   }
+}
+
+/** Where a value does not fit an Avro type, without the value: "field total is not a long". */
+function avroMisfit(type: Type, value: unknown): string {
+  let first: { path: string[]; type: Type } | null = null;
+  type.isValid(value, { errorHook: (path, _value, misfit) => (first ??= { path, type: misfit }) });
+  if (first === null) return "avsc refused it";
+  const { path, type: misfit } = first as { path: string[]; type: Type };
+  const name = misfit.branchName ?? misfit.typeName;
+  return path.length === 0 ? `it is not a ${name}` : `field ${path.join(".")} is not a ${name}`;
 }
 
 function avroSchemaOf(file: string, topic: string): { schema: object; type: Type } {
