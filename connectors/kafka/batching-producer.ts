@@ -333,20 +333,28 @@ export class BatchingProducer {
         const failure = kafkaError(error, "produce", this.options.brokers);
         if (failure.code === "KAFKA_PRODUCER_FENCED" && this.options.transactionalId && this.claimed) this.fenced ??= failure;
         await this.discardProducer();
-        if (failure.code === "KAFKA_INVALID_TIMESTAMP" && !this.closing && (await this.restampedTooOld(unit))) continue;
+        // Records re-stamped: written again, but counted and after the backoff like any retry (a window shorter than a
+        // reconnect and send, or a broker clock ahead of this one, would re-stamp and be refused at every attempt).
+        const restamped = failure.code === "KAFKA_INVALID_TIMESTAMP" && !this.closing && (await this.restampedTooOld(unit));
         const lowered = failure.code === "KAFKA_MESSAGE_TOO_LARGE" && !this.closing ? await this.limitsLowered(unit, failure) : undefined;
         if (lowered) {
           this.logger.warn({ brokers: this.options.brokers, err: lowered.toLog() }, "a topic's max.message.bytes was lowered while Sluice wrote to it; the batch is written again within the new limit");
           throw lowered;
         }
         const exhausted = this.options.retry.maxAttempts !== undefined && attempt + 1 >= this.options.retry.maxAttempts;
-        if (!failure.retriable || exhausted || this.closing) {
+        if (!(failure.retriable || restamped) || exhausted || this.closing) {
           this.logger.error({ brokers: this.options.brokers, err: failure.toLog() }, "produce to Kafka failed; nothing of the failed batch is acknowledged");
           if (failure.retriable) this.options.onReadyChange(false, failure.message);
           throw failure;
         }
-        this.options.onReadyChange(false, failure.message);
         const delayMs = backoffDelay(this.options.retry, attempt);
+        if (restamped) {
+          // Re-stamped and refused again: the window is shorter than a send, or the broker's clock is ahead.
+          if (attempt > 0) this.options.onReadyChange(false, failure.message);
+          await sleep(delayMs);
+          continue;
+        }
+        this.options.onReadyChange(false, failure.message);
         this.logger.warn({ brokers: this.options.brokers, err: failure.toLog(), attempt: attempt + 1, delayMs }, "Kafka unavailable; retrying the batch");
         if (this.options.onUnknownTopic && isUnknownTopicOrPartition(error)) {
           const topics = [...new Set([...unit.messages, ...unit.checkpoints.values()].map((m) => m.topic))];
@@ -569,4 +577,17 @@ function byTopic(messages: readonly OutgoingMessage[]): { topic: string; message
  */
 export function tooOld(timestamp: number, windowMs: number, now: number): boolean {
   return timestamp < now - Math.max(windowMs - 60_000, windowMs / 2);
+}
+
+/**
+ * How old a record a topic takes, from its configs: message.timestamp.before.max.ms (Kafka 3.6+), else the older
+ * message.timestamp.difference.max.ms (before 3.6 the only one; a 3.x broker still honours it when set, 4.0 removed it);
+ * the smaller where both are set. Each is Long.MAX_VALUE (any age) by default: undefined.
+ */
+export function timestampWindowOf(beforeMaxMs: string | undefined, differenceMaxMs: string | undefined): number | undefined {
+  const windows = [beforeMaxMs, differenceMaxMs]
+    .filter((value) => typeof value === "string" && value !== "")
+    .map(Number)
+    .filter((ms) => Number.isSafeInteger(ms) && ms >= 0);
+  return windows.length === 0 ? undefined : Math.min(...windows);
 }

@@ -71,3 +71,24 @@ for (const transactions of [true, false]) {
     }
   });
 }
+
+test("a window no send can meet (0 ms): each re-stamped attempt counts and waits its backoff, and the batch is refused once the attempts are spent", async () => {
+  const topic = `${deployment}.zero`;
+  const log = await KafkaTopicLog.open({ config: testKafkaConfig({ transactions: false }), deployment, logger, retry: { initialMs: 20, maxMs: 50, maxAttempts: 3 } });
+  let guard: NodeJS.Timeout | undefined;
+  try {
+    await log.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+    // Set after the log opened the topic: its first send is refused, and every re-stamped one arrives too late again.
+    await setWindow(topic, 0);
+    const written = log.produce([{ topic, key: Buffer.from("k"), value: Buffer.from("an hour old"), timestamp: Date.now() - 3_600_000 }]).then(
+      () => "written",
+      (error: Error & { code?: string }) => error.code,
+    );
+    // Before, the re-stamp went round without a pause and without counting: still retrying when this guard fired.
+    const stillRetrying = new Promise<string>((resolve) => (guard = setTimeout(resolve, 10_000, "still retrying")));
+    assert.equal(await Promise.race([written, stillRetrying]), "KAFKA_INVALID_TIMESTAMP");
+  } finally {
+    clearTimeout(guard);
+    await log.close();
+  }
+});
