@@ -25,14 +25,13 @@
  * Kafka runs against the broker of test/services/ (bash test/services/up).
  */
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { EachBatchPayload, Message } from "kafkajs";
 import type { ChangeEvent, ColumnValue, Row } from "../connectors/contracts.ts";
-import { testKafkaConfig } from "../connectors/kafka/kafka-test-config.ts";
+import { testDeployment, testKafkaConfig } from "../connectors/kafka/kafka-test-config.ts";
 import { COLUMNS, ITEMS_SCHEMA, itemText } from "./items-workload.ts";
 
 const { values: args } = parseArgs({
@@ -407,7 +406,7 @@ const percentile = (values: readonly number[], p: number) => {
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
 
 async function orchestrate(): Promise<void> {
-  const run = `bench_clients_${randomBytes(4).toString("hex")}`;
+  const run = testDeployment("bench_clients");
   const rounds = Number(args.rounds);
   const admin = (await newKafkajsClient()).admin();
   await admin.connect();

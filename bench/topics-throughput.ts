@@ -15,6 +15,7 @@ import { parseArgs } from "node:util";
 import { Kafka, logLevel, Partitioners } from "kafkajs";
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import { KafkaTopicLog } from "../connectors/kafka/kafka-log.ts";
+import { testDeployment } from "../connectors/kafka/kafka-test-config.ts";
 import type { ProducedRecord, TopicLog } from "../connectors/topics/contract.ts";
 import { partitionForKey } from "../connectors/topics/partitioner.ts";
 import { createLogger } from "../runtime/logger.ts";
@@ -106,7 +107,7 @@ function kafkaConfig(transactions: boolean) {
 }
 
 async function sluiceKafka(transactions: boolean): Promise<Result> {
-  const deployment = `bench_${randomBytes(4).toString("hex")}`;
+  const deployment = testDeployment("bench");
   const log = await KafkaTopicLog.open({ config: kafkaConfig(transactions), deployment, logger });
   const name = transactions ? "kafka via Sluice (acks=all, idempotent, transactions: exactly-once)" : "kafka via Sluice (acks=all, idempotent, no transactions: at-least-once)";
   const result = await throughLog(name, log, `${deployment}.bench`);

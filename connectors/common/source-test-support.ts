@@ -6,11 +6,13 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { pino } from "pino";
 import type { Logger } from "pino";
+import { recordTestName } from "../../test/services/test-names.ts";
 import type { ChangeEvent, Source, SourceBatch } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 
+/** A name no other run uses, recorded in the ledger of test names (test/services/test-names.ts) for the sweep. */
 export function randomName(prefix: string): string {
-  return `${prefix}_${randomBytes(5).toString("hex")}`;
+  return recordTestName(`${prefix}_${randomBytes(5).toString("hex")}`);
 }
 
 export function testLogger(): Logger {

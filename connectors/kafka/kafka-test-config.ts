@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import net from "node:net";
 import { kafka as kafkaService } from "../../test/services/ports.ts";
+import { recordTestName } from "../../test/services/test-names.ts";
 import type { KafkaTopicsConfig } from "./kafka-client.ts";
 
 /** A Kafka topics config for the test broker from test/services/. */
@@ -23,9 +24,9 @@ export function testKafkaConfig(overrides: Partial<KafkaTopicsConfig> = {}): Kaf
   };
 }
 
-/** A deployment name no other test run uses. */
+/** A deployment name no other test run uses, recorded in the ledger of test names (test/services/test-names.ts) for the sweep. */
 export function testDeployment(prefix: string): string {
-  return `${prefix}_${randomBytes(4).toString("hex")}`;
+  return recordTestName(`${prefix}_${randomBytes(4).toString("hex")}`);
 }
 
 /** Deletes a test deployment's topics and consumer groups from the test broker. */

@@ -25,6 +25,7 @@ import type { ChangeEvent } from "../../connectors/contracts.ts";
 import { parseTsv, unescapeField } from "../../connectors/clickhouse/tsv.ts";
 import { decodeJson } from "../../connectors/elasticsearch/json.ts";
 import { clickhouse, elasticsearch, mariadb, postgres } from "../services/ports.ts";
+import { recordTestName } from "../services/test-names.ts";
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const SLUICE = join(REPO, "daemon/sluice.js");
@@ -32,8 +33,9 @@ const SLUICE = join(REPO, "daemon/sluice.js");
 // ---------------------------------------------------------------------------------------------
 // names, temp dirs, ports
 
+/** A name no other run uses, recorded in the ledger of test names (test/services/test-names.ts) for the sweep. */
 export function randomName(prefix: string): string {
-  return `${prefix}_${randomBytes(5).toString("hex")}`;
+  return recordTestName(`${prefix}_${randomBytes(5).toString("hex")}`);
 }
 
 export function tempDir(prefix: string): string {
