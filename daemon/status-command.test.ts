@@ -87,6 +87,17 @@ test("sluice status exits 3 when a sink or source another process runs is NOT RE
   assert.equal((await run("status", "-c", file)).code, EXIT_NOT_READY);
 });
 
+test("sluice status exits 3 when another process's report is stale, whatever it last said (a killed process's last word)", async () => {
+  const killed = { id: "b:1", roles: ["sinks"], stale: true, ageSeconds: 31.5, sources: [], sinks: [{ name: "wh", ready: true, partitions: ["t-0"], lagRecords: 0 }] };
+  answer = status(true, [{ id: "a:1", roles: ["capture"], self: true, sources: [{ name: "pg", state: "leader", ready: true, lagSeconds: 0 }], sinks: [] }, killed]);
+  const shown = await run("status", "-c", file);
+  assert.match(shown.out, /STALE 31\.5s ago/);
+  assert.equal(shown.code, EXIT_NOT_READY, shown.out);
+  assert.equal((await run("status", "-c", file, "--json")).code, EXIT_NOT_READY);
+  answer = status(true, [{ ...killed, stale: false, ageSeconds: 2 }]);
+  assert.equal((await run("status", "-c", file)).code, EXIT_OK, "a fresh report that says ready");
+});
+
 test("sluice status exits 1 when no daemon answers, naming the address", async () => {
   const closed = createServer();
   await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));

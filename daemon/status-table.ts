@@ -76,11 +76,17 @@ function sinkState(sink: SinkStatus): string {
 /**
  * What the answer shows NOT READY: this process (its top-level ready), or a source or sink another process
  * runs (its instance entry). Empty when all is ready. `sluice status` exits EXIT_NOT_READY when it is not empty.
+ * A stale instance (no report within the daemon's freshness limit, shown STALE: killed, or cut off) is not ready
+ * whatever its last report said: that process may be gone, and its parts with it.
  */
 export function notReadyParts(status: Record<string, unknown>): string[] {
   const parts = status["ready"] === true ? [] : ["this process"];
   for (const instance of (status["instances"] as InstanceStatus[] | undefined) ?? []) {
     if (instance.self) continue;
+    if (instance.stale === true) {
+      parts.push(`${instance.id} (stale: no report for ${seconds(instance.ageSeconds ?? null)})`);
+      continue;
+    }
     for (const s of instance.sources ?? []) if (s.ready === false) parts.push(`source ${s.name} of ${instance.id}`);
     for (const s of instance.sinks ?? []) if (s.ready === false) parts.push(`sink ${s.name} of ${instance.id}`);
   }

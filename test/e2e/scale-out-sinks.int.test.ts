@@ -135,8 +135,14 @@ test("three sink processes share the partitions; kill -9 one and start another u
   const seenFromCapture = await instances(capture);
   assert.ok(seenFromCapture.some((i) => i.roles.includes("capture") && i.sources.some((s) => s.name === source && s.state === "leader")), JSON.stringify(seenFromCapture));
   t.diagnostic(`partitions: ${JSON.stringify(split.filter((i) => i.roles.includes("sinks")).map((i) => [i.id, i.sinks[0]?.partitions.length]))}`);
-  const text = await import("./helpers.ts").then(({ runSluice }) => runSluice(["status", "-c", sinks[0]!.configFile]));
-  assert.equal(text.code, 0, text.stderr);
+  // Each process reads the others' readiness from their last report (every heartbeat): a report made before a sink
+  // process was ready still says NOT READY for a moment, and sluice status exits 3 while it does.
+  const { runSluice } = await import("./helpers.ts");
+  let shown: { code: number; stdout: string; stderr: string } | undefined;
+  const text = await waitFor("sluice status to exit 0 (every process's report ready)", async () => {
+    shown = await runSluice(["status", "-c", sinks[0]!.configFile]);
+    return shown.code === 0 && shown;
+  }, { daemon: sinks[0]!, timeoutMs: 60_000, intervalMs: 500, lastSeen: () => shown });
   assert.match(text.stdout, /INSTANCE\s+ROLES\s+CAPTURE/);
   assert.match(text.stdout, new RegExp(`:${capture.child.pid}\\s+capture\\s+${source}:leader`));
 
