@@ -136,6 +136,10 @@ test("usage errors exit 2: unknown command, unknown flag, missing -c", () => {
   const unknown = sluice("valdate");
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /unknown command "valdate"; did you mean "validate"\?/);
+  // A typo in the first two letters was offered nothing (the suggestion took the first command with the same two),
+  // and a word sharing only those got a command it is nothing like.
+  assert.match(sluice("rplay").stderr, /unknown command "rplay"; did you mean "replay"\?/);
+  assert.match(sluice("statistics").stderr, /unknown command "statistics"\nRun/);
   const flag = sluice("validate", "--colour");
   assert.equal(flag.code, 2);
   // It was Node's text, the same for every command, its quote unbalanced: Unknown option '--colour'. To specify ... as in '-- "--colour"

@@ -5,7 +5,7 @@
 import { Socket } from "node:net";
 import { parseArgs } from "node:util";
 import type { ParseArgsConfig } from "node:util";
-import { ConfigValidationError } from "../config/issues.ts";
+import { ConfigValidationError, nearest } from "../config/issues.ts";
 import { dataPaths, unreadableFiles } from "../config/file-paths.ts";
 import { loadConfigFile } from "../config/load.ts";
 import { redact } from "../config/redact.ts";
@@ -16,7 +16,7 @@ import { runSchemaCommand, SCHEMA_USAGE } from "../schema-registry/index.ts";
 import { CHECK_MIGRATION_USAGE, runCheckMigration } from "./check-migration-command.ts";
 import { openRegistry } from "./components.ts";
 import { Daemon } from "./daemon.ts";
-import { callDaemon, daemonUrl, foreignAnswer, refusalHint, unreachableReason } from "./daemon-client.ts";
+import { callDaemon, callFailure, daemonUrl, foreignAnswer, refusalHint } from "./daemon-client.ts";
 import type { DaemonAnswer } from "./daemon-client.ts";
 import { DEAD_LETTERS_DETAILS, DEAD_LETTERS_USAGE, runDeadLettersCommand } from "./dead-letters-command.ts";
 import { HALTED_DETAILS, HALTED_USAGE, runHaltedCommand } from "./halted-command.ts";
@@ -151,7 +151,8 @@ const commands: Record<string, Command> = {
       try {
         response = await callDaemon(config, "/status", { timeoutMs: 5_000 });
       } catch (error) {
-        io.stderr(`sluice status: no daemon answers at ${daemonUrl(config, "/status")} (${unreachableReason(error)}); is "sluice run" running with this config?\n`);
+        const failure = callFailure(daemonUrl(config, "/status"), error, 5_000);
+        io.stderr(`sluice status: ${failure.text}${failure.nobody ? '; is "sluice run" running with this config?' : ""}\n`);
         return EXIT_FAILURE;
       }
       const foreign = foreignAnswer(config, response);
@@ -250,11 +251,11 @@ const commands: Record<string, Command> = {
       let rows: Record<string, unknown>[];
       let truncated: string | null = null;
       // The daemon interrupts a query at its timeout: wait a little longer for its answer.
-      let unreachable = "";
+      let unreachable: ReturnType<typeof callFailure> | undefined;
       const response = await callDaemon(config, `/sinks/${encodeURIComponent(sink.name)}/query`, { method: "POST", body: sql, contentType: "text/plain", timeoutMs: limits.timeoutMs + 30_000 }).catch((error: unknown) => {
         // Another deployment's daemon (or another server) at http.listen: its file is not this one's to open, nor this query its to answer.
         if (error instanceof SluiceError && error.code === "DAEMON_FOREIGN") return error;
-        unreachable = unreachableReason(error);
+        unreachable = callFailure(daemonUrl(config, "/status").replace(/\/status$/, ""), error, limits.timeoutMs + 30_000);
         return undefined;
       });
       if (response instanceof SluiceError) {
@@ -274,7 +275,7 @@ const commands: Record<string, Command> = {
           ({ rows, truncated } = await queryDuckDbFile(sink.path, sql, limits));
         } catch (error) {
           // Said first: the file is only the fallback, and "cannot open DuckDB file" alone hid that no daemon answered.
-          io.stderr(`sluice query: no daemon answers at ${daemonUrl(config, "/status").replace(/\/status$/, "")} (${unreachable}); is "sluice run" running with this config? Reading sink ${sink.name}'s file without it failed: ${(error as Error).message}\n`);
+          io.stderr(`sluice query: ${unreachable?.text ?? "the daemon was not asked"}${unreachable?.nobody ? '; is "sluice run" running with this config?' : "."} Reading sink ${sink.name}'s file without it failed: ${(error as Error).message}\n`);
           return EXIT_FAILURE;
         }
       }
@@ -478,24 +479,14 @@ function optionProblem(error: NodeJS.ErrnoException, command: Command): string {
   if (unknown === undefined) return error.message;
   const names = Object.entries({ ...command.options, help: { type: "boolean", short: "h" } }).map(([long, option]) => ({ long: `--${long}`, short: option.short === undefined ? undefined : `-${option.short}` }));
   const given = unknown.split("=")[0]!;
-  const close = names.find((n) => n.long.startsWith(given) && given.length > 3) ?? names.find((n) => editDistance(n.long, given) <= 2);
+  const close = names.find((n) => n.long.startsWith(given) && given.length > 3) ?? names.find((n) => n.long === nearest(given, names.map((m) => m.long)));
   const listed = names.map((n) => (n.short ? `${n.short}/${n.long}` : n.long)).join(", ");
   const positional = command.positionals ? `; an argument starting with "-" goes after "--"` : "";
   return `unknown option "${unknown}"${close ? `; did you mean "${close.long}"?` : ""} (its options: ${listed}${positional})`;
 }
 
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    previous = current;
-  }
-  return previous[b.length]!;
-}
-
 function suggestCommand(name: string): string {
-  const match = Object.keys(commands).find((c) => c.startsWith(name.slice(0, 2)));
+  const match = nearest(name, Object.keys(commands));
   return match ? `; did you mean "${match}"?` : "";
 }
 

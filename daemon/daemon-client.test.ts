@@ -6,12 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { createServer as createHttpServer } from "node:http";
+import { get as httpsGet } from "node:https";
 import { createServer } from "node:net";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { test } from "node:test";
 import { loadConfigText } from "../config/load.ts";
 import { SluiceError } from "../connectors/errors.ts";
-import { callDaemon, daemonRunning } from "./daemon-client.ts";
+import { callDaemon, callFailure, daemonRunning } from "./daemon-client.ts";
 import { main } from "./cli.ts";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -151,5 +152,45 @@ test("sluice query with no daemon at http.listen and no DuckDB file to read inst
     assert.match(err.join(""), new RegExp(`^sluice query: no daemon answers at http://127\\.0\\.0\\.1:${port} \\(connect ECONNREFUSED 127\\.0\\.0\\.1:${port}\\); is "sluice run" running with this config\\? Reading sink wh's file without it failed: cannot open DuckDB file /nonexistent/wh\\.duckdb`));
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a failed call is worded by its failure: nothing listening, the TLS connection refused, or no answer in time", async () => {
+  const closed = createServer();
+  await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+  const closedPort = (closed.address() as AddressInfo).port;
+  await new Promise((resolve) => closed.close(resolve));
+  const refused = await callDaemon(loadConfigText("test.yaml", configText(closedPort)), "/status", { timeoutMs: 5_000 }).catch((error: unknown) => error);
+  assert.deepEqual(callFailure("U", refused, 5_000), { text: `no daemon answers at U (connect ECONNREFUSED 127.0.0.1:${closedPort})`, nobody: true });
+
+  // A listener that takes the connection and never answers (a daemon too busy), and one that speaks no TLS to an https call.
+  const held = new Set<Socket>();
+  const silent = createServer((socket) => void held.add(socket));
+  const plain = createHttpServer((_req, res) => res.end("{}"));
+  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => plain.listen(0, "127.0.0.1", resolve));
+  try {
+    const timedOut = await callDaemon(loadConfigText("test.yaml", configText((silent.address() as AddressInfo).port)), "/status", { timeoutMs: 200 }).catch((error: unknown) => error);
+    assert.deepEqual(callFailure("U", timedOut, 200), { text: "something listens at U but did not answer within 0.2 s (a busy daemon?)", nobody: false });
+    const tls = await new Promise<unknown>((resolve) => httpsGet(`https://127.0.0.1:${(plain.address() as AddressInfo).port}/status`, () => resolve(null)).once("error", resolve));
+    const worded = callFailure("U", tls, 5_000);
+    assert.equal(worded.nobody, false);
+    assert.match(worded.text, /^the TLS connection to U failed \(.*\): see that http\.tls in this config/);
+
+    // sluice status said "no daemon answers at ..." for a daemon that did not answer within its 5 s.
+    const dir = mkdtempSync(join(tmpdir(), "sluice-silent-daemon-"));
+    try {
+      const file = join(dir, "sluice.yaml");
+      writeFileSync(file, configText((silent.address() as AddressInfo).port));
+      const err: string[] = [];
+      assert.equal(await main(["status", "-c", file], { stdout: () => undefined, stderr: (text) => err.push(text) }), 1);
+      assert.match(err.join(""), /^sluice status: something listens at http:\/\/127\.0\.0\.1:\d+\/status but did not answer within 5 s \(a busy daemon\?\)\n$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  } finally {
+    plain.close();
+    for (const socket of held) socket.destroy();
+    await new Promise((resolve) => silent.close(resolve));
   }
 });

@@ -190,6 +190,29 @@ export function daemonBusyMessage(config: SluiceConfig, unclear: DaemonUnclear, 
   return `something listens at ${url} but ${what}; nothing changed, so as not to do the daemon's work beside it: ${unclear.timedOut ? "try again" : "see that the address and http.tls in this config are the daemon's, and try again"}`;
 }
 
+/** TLS failures: the certificate refused (by either end), or no TLS spoken. */
+const TLS_FAILURE = /^(?:ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT$|SELF_SIGNED_CERT_IN_CHAIN$|UNABLE_TO_(?:VERIFY|GET)_|EPROTO$)/;
+
+/**
+ * What a failed call to the daemon at `url` met, worded by the failure: nothing listening ("no daemon answers",
+ * `nobody` true: the caller asks whether sluice run runs), the TLS connection refused, no answer within the call's
+ * `timeoutMs`, or another failure. A daemon that answered over TLS with a certificate the CLI refused, or that was too
+ * busy to answer in time, was said to be absent ("no daemon answers at ...").
+ */
+export function callFailure(url: string, error: unknown, timeoutMs: number): { readonly text: string; readonly nobody: boolean } {
+  const reason = unreachableReason(error).trim();
+  const cause = (error as Error | undefined)?.cause as (Error & { code?: string }) | undefined;
+  const code = (error as NodeJS.ErrnoException | undefined)?.code ?? cause?.code;
+  if (code !== undefined && NOBODY_LISTENS.has(code)) return { text: `no daemon answers at ${url} (${reason})`, nobody: true };
+  if (error instanceof Error && error.name === "AbortError" && cause?.name === "TimeoutError") {
+    return { text: `something listens at ${url} but did not answer within ${timeoutMs / 1000} s (a busy daemon?)`, nobody: false };
+  }
+  if (code !== undefined && TLS_FAILURE.test(code)) {
+    return { text: `the TLS connection to ${url} failed (${reason}${reason.includes(code) ? "" : `, ${code}`}): see that http.tls in this config (ca_file, the address's name) is the daemon's`, nobody: false };
+  }
+  return { text: `the call to ${url} failed (${reason})`, nobody: false };
+}
+
 /** Why the daemon did not answer, in a few words (e.g. "connect ECONNREFUSED 127.0.0.1:8080"). */
 export function unreachableReason(error: unknown): string {
   const cause = (error as Error).cause;

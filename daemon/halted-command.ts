@@ -7,7 +7,7 @@
  * every subcommand asks it over its HTTP API (daemon/halted-admin.ts).
  */
 import type { SluiceConfig } from "../config/schema.ts";
-import { callDaemon, daemonUrl, refusalHint, unreachableReason } from "./daemon-client.ts";
+import { callDaemon, callFailure, daemonUrl, refusalHint } from "./daemon-client.ts";
 import type { DaemonAnswer } from "./daemon-client.ts";
 import type { CaptureReleaseReport, HaltedSinkTable, HaltReleaseReport } from "./halted.ts";
 import { oneLine } from "./terminal-text.ts";
@@ -80,11 +80,14 @@ function bodyOf<T>(answer: DaemonAnswer): T & { error?: string } {
   }
 }
 
-function unreachable(url: string, error: unknown, io: HaltedIo): number {
-  const cause = unreachableReason(error);
+/** `posted`: the call asked for a change, which a daemon that did not answer in time may have made. */
+function unreachable(url: string, error: unknown, io: HaltedIo, timeoutMs: number, posted: boolean): number {
+  const failure = callFailure(url, error, timeoutMs);
   io.stderr(
-    `sluice halted: no daemon answers at ${url} (${cause}). Halts live in the running daemon: start it with "sluice run" and this config; ` +
-      `a table halted before meets its poison record again and halts again, and then this command can release it.\n`,
+    failure.nobody
+      ? `sluice halted: ${failure.text}. Halts live in the running daemon: start it with "sluice run" and this config; ` +
+          `a table halted before meets its poison record again and halts again, and then this command can release it.\n`
+      : `sluice halted: ${failure.text}.${posted ? ' Whether it was done is not known: see "sluice halted list".' : ""}\n`,
   );
   return 1;
 }
@@ -131,7 +134,7 @@ export async function runHaltedCommand(
   try {
     response = await callDaemon(config, path, { method: "POST", body: JSON.stringify({ table: options.table, execute: options.execute, ...(through === null ? {} : { through }), ...(options.force === true ? { force: true } : {}) }), timeoutMs: 60_000 });
   } catch (error) {
-    return unreachable(url, error, io);
+    return unreachable(url, error, io, 60_000, true);
   }
   const body = bodyOf<HaltReleaseReport>(response);
   if (!response.ok) {
@@ -173,7 +176,7 @@ async function releaseCapture(
     const body = { table: options.table, execute: options.execute, ...(options.through === null ? {} : { through: options.through }) };
     response = await callDaemon(config, path, { method: "POST", body: JSON.stringify(body), timeoutMs: 300_000 });
   } catch (error) {
-    return unreachable(url, error, io);
+    return unreachable(url, error, io, 300_000, true);
   }
   const body = bodyOf<CaptureReleaseReport>(response);
   if (!response.ok) {
@@ -297,7 +300,7 @@ async function list(config: SluiceConfig, json: boolean, io: HaltedIo): Promise<
   try {
     response = await callDaemon(config, "/status", { timeoutMs: 5_000 });
   } catch (error) {
-    return unreachable(url, error, io);
+    return unreachable(url, error, io, 5_000, false);
   }
   if (!response.ok) {
     io.stderr(`sluice halted list: the daemon answered ${response.status}: ${oneLine(bodyOf(response).error ?? response.statusText)}${refusalHint(response)}\n`);

@@ -8,7 +8,7 @@ import type { SluiceConfig } from "../config/schema.ts";
 import type { FailedSnapshot, OnlineSnapshotPlan, SnapshotTask } from "../connectors/common/incremental-snapshot-state.ts";
 import { someReading, tableReadings } from "../connectors/common/table-label.ts";
 import { tableMatcher } from "../connectors/common/table-patterns.ts";
-import { callDaemon, daemonUrl, refusalHint, unreachableReason } from "./daemon-client.ts";
+import { callDaemon, callFailure, daemonUrl, refusalHint } from "./daemon-client.ts";
 import type { DaemonAnswer } from "./daemon-client.ts";
 import { oneLine } from "./terminal-text.ts";
 
@@ -93,9 +93,12 @@ async function askDaemon(config: SluiceConfig, source: string, listing: boolean,
       ? await callDaemon(config, path, { timeoutMs: 10_000 })
       : await callDaemon(config, path, { method: "POST", body: JSON.stringify({ table: options.table, where: options.where ?? null, execute: options.execute }), timeoutMs: 60_000 });
   } catch (error) {
+    const failure = callFailure(url, error, listing ? 10_000 : 60_000);
     io.stderr(
-      `sluice snapshot: no daemon answers at ${url} (${unreachableReason(error)}). Online snapshots run in the daemon: start it with "sluice run" and this config, ` +
-        `or where this command cannot reach it, insert a row into the source's signal table (docs/snapshots.md).\n`,
+      failure.nobody
+        ? `sluice snapshot: ${failure.text}. Online snapshots run in the daemon: start it with "sluice run" and this config, ` +
+            `or where this command cannot reach it, insert a row into the source's signal table (docs/snapshots.md).\n`
+        : `sluice snapshot: ${failure.text}.${listing ? "" : ' Whether the snapshot was started is not known: see "sluice snapshot list".'}\n`,
     );
     return 1;
   }
