@@ -43,11 +43,22 @@ before(async () => {
 });
 
 after(async () => {
-  await killAllDaemons();
-  for (const names of cleanups) await dropPostgres(client, names);
-  await client.end();
-  for (const deployment of kafkaDeployments) await deleteKafkaDeployment(deployment);
-  removeDir(dir);
+  // Each step also when one before it throws (a slot a daemon still holds makes dropPostgres fail): a step skipped
+  // left the deployment's topics on the shared broker.
+  try {
+    await killAllDaemons();
+    for (const names of cleanups) await dropPostgres(client, names);
+  } finally {
+    try {
+      await client.end();
+    } finally {
+      try {
+        for (const deployment of kafkaDeployments) await deleteKafkaDeployment(deployment);
+      } finally {
+        removeDir(dir);
+      }
+    }
+  }
 });
 
 function setup(label: string) {
