@@ -217,6 +217,30 @@ describe("runDeadLettersCommand on an embedded log", () => {
     assert.match(listed.stdout, /values: \(the record could not be read: see the key\)/);
   });
 
+  it("--table of a table with no data topic but with dead letters reads them: every change dead-lettered, or its topic deleted", async () => {
+    const log = EmbeddedTopicLog.open({ path, logger, maintenanceIntervalMs: 0 });
+    try {
+      // A source whose data check dead-lettered every change of shop.checked: its data topic was never created.
+      await log.createTopic({ name: "dep.dlq.src", partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+      const headers = { "sluice.reason": Buffer.from("data check regex of column code"), "sluice.check": Buffer.from("regex"), "sluice.column": Buffer.from("code"), "sluice.table": Buffer.from("shop.checked") };
+      await log.produce([{ topic: "dep.dlq.src", key: Buffer.from("shop.checked"), value: serializeEventBytes({ ...insert(5n, null, "lower"), schema: { ...TABLE, table: "checked" } }), headers, timestamp: 0 }]);
+      // A sink's dead letter of a table whose data topic was deleted since.
+      await log.produce([{ topic: "dep.dlq.wh", key: null, value: Buffer.from([0, 0, 0, 0, 99, 2, 4]), headers: { "sluice.error": Buffer.from("refused"), "sluice.origin": Buffer.from("dep.src.shop.gone:0:7") }, timestamp: 0 }]);
+    } finally {
+      await log.close();
+    }
+    const checked = await run({ source: "src", table: "shop.checked" });
+    assert.equal(checked.code, 0, checked.stderr);
+    assert.match(checked.stdout, /, table shop\.checked only;.*\noffset 0 .* shop\.checked /s);
+    const gone = await run({ sink: "wh", table: "shop.gone" });
+    assert.equal(gone.code, 0, gone.stderr);
+    assert.match(gone.stdout, /\noffset 3 .* shop\.gone /);
+    // A name no dead letter has and no topic either is still refused, naming the tables.
+    const typo = await run({ source: "src", table: "shop.checkd" });
+    assert.equal(typo.code, 2);
+    assert.match(typo.stderr, /source "src" has no table "shop\.checkd" \(give schema\.table or its topic; its tables: /);
+  });
+
   it("a topic never written: no dead letters; an unknown name lists the known ones (exit 2)", async () => {
     const none = await run({ sink: "search" });
     assert.equal(none.code, 0, none.stderr);

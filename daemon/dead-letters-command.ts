@@ -35,7 +35,8 @@ export const DEAD_LETTERS_DETAILS = `  --sink NAME         read the sink's dead-
                       failed a data check with action dead-letter, and outbox rows and messages that
                       are no event (check outbox; outbox.on_invalid dead-letter)
   --table T           only this table's records (schema.table, as printed, or its topic); one the sink
-                      reads no topic of (a source: captures) is refused, naming its tables
+                      reads no topic of (a source: captures) and no dead letter names is refused,
+                      naming its tables
   --from OFFSET       start at this offset of the topic (default: its first record kept)
   --limit N           print at most N records (default ${DEFAULT_LIMIT}); then says how many more there are and
                       the --from that goes on
@@ -129,7 +130,10 @@ export async function runDeadLettersCommand(config: SluiceConfig, args: DeadLett
       const topics = await log.topicNames();
       const known = target.tables(topics);
       // Given as its topic: that topic's schema.table, when the sink reads it (the source writes it).
-      const named = known.includes(table) ? table : topics.includes(table) ? target.tables([table])[0] : undefined;
+      let named = known.includes(table) ? table : topics.includes(table) ? target.tables([table])[0] : undefined;
+      // A table with no data topic may still have dead letters: one whose every change a data check dead-lettered
+      // (its topic is created at its first change written), or one whose topic was deleted. Refused only if none names it.
+      if (named === undefined && (await hasDeadLetterOf(config, log, target, table))) named = table;
       if (named === undefined) {
         io.stderr(`sluice dead-letters: ${target.kind} "${target.name}" has no table "${oneLine(table)}" (give schema.table or its topic; its tables: ${known.length > 0 ? known.map(oneLine).join(", ") : "none yet"})\n`);
         return 2;
@@ -185,6 +189,18 @@ async function printDeadLetters(
   }
   io.stdout(summary(shown, more, next, several, lastSeen));
   return 0;
+}
+
+/** Whether any record of the dead-letter topic is of `table` (read to the end, or to the first). */
+async function hasDeadLetterOf(config: SluiceConfig, log: TopicLog, target: Kind, table: string): Promise<boolean> {
+  if ((await log.listTopics([target.topic])).length === 0) return false;
+  const read = target.kind === "sink" ? await sinkReader(config, log) : sourceDeadLetter;
+  for (const range of await log.partitionOffsets(target.topic)) {
+    for await (const record of readPartition(log, target.topic, range.partition, range.start, range.end)) {
+      if ((await tableOf(read, record)) === table) return true;
+    }
+  }
+  return false;
 }
 
 /** The schema.table of each data topic of `sources` among `topics`, once each, sorted. */
