@@ -64,15 +64,19 @@ const outboxRow = (payload: string): ChangeEvent => ({
 
 const MIB = 2 ** 20;
 const nested = (count: number) => `${"[".repeat(count)}${"]".repeat(count)}`;
-const inputs: { kind: "message" | "row" | "sluice.backfill"; text: string }[] = [
-  { kind: "message", text: nested(2 * MIB) },
-  { kind: "message", text: `[${"{},".repeat(MIB + MIB / 3 - 2)}{}]` },
-  { kind: "message", text: `{"id":"m1","aggregatetype":"order","aggregateid":"o-1","type":"t","payload":${nested(2 * MIB - 60)}}` },
-  { kind: "row", text: `{"total":${nested(2 * MIB - 10)}}` },
-  { kind: "sluice.backfill", text: `{"slot":"s","table":${nested(2 * MIB - 20)}}` },
-  { kind: "message", text: '{"id":"m2","aggregatetype":"order","aggregateid":"o-2","type":"t","payload":{"total":3}}' },
+// Each text is made when its turn comes, so the heap holds one at a time, as capture holds the message it decodes: held
+// all at once they were 20 MiB more than the daemon holds, and left the child ~1.5 MiB under its limit, which a
+// GC run late on a loaded machine overran after the last line (an out-of-memory exit with every outcome printed).
+const inputs: { kind: "message" | "row" | "sluice.backfill"; text: () => string }[] = [
+  { kind: "message", text: () => nested(2 * MIB) },
+  { kind: "message", text: () => `[${"{},".repeat(MIB + MIB / 3 - 2)}{}]` },
+  { kind: "message", text: () => `{"id":"m1","aggregatetype":"order","aggregateid":"o-1","type":"t","payload":${nested(2 * MIB - 60)}}` },
+  { kind: "row", text: () => `{"total":${nested(2 * MIB - 10)}}` },
+  { kind: "sluice.backfill", text: () => `{"slot":"s","table":${nested(2 * MIB - 20)}}` },
+  { kind: "message", text: () => '{"id":"m2","aggregatetype":"order","aggregateid":"o-2","type":"t","payload":{"total":3}}' },
 ];
-for (const { kind, text } of inputs) {
+for (const { kind, text: make } of inputs) {
+  const text = make();
   if (kind === "sluice.backfill") {
     process.stdout.write(`${JSON.stringify(parseTableMessage(text))}\n`);
     continue;
