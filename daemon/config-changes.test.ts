@@ -40,3 +40,23 @@ test("a sink password given by password_file and changed in its file is not amon
   writeFileSync(join(dir, "sluice.yaml"), base.replace(`database: cdc}`, `database: cdc, password: third-ch-password}`));
   assert.deepEqual(settingsNeedingRestart(running, loadConfigFile(join(dir, "sluice.yaml"), { env: {} })), [`sinks["ch"].password`, `sinks["ch"].secret_files`], "a password given in the config itself still needs a restart");
 });
+
+test("a source's password_file and Kafka's topics.sasl.password_file changed in their files are not among the settings needing a restart: they are read again at the next connection and at each Kafka authentication", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-reload-"));
+  writeFileSync(join(dir, "pg-pw"), "first-pg-password\n");
+  writeFileSync(join(dir, "kafka-pw"), "first-kafka-password\n");
+  const withFiles = base
+    .replace("password: first-secret-value", "password_file: pg-pw")
+    .replace("sinks:\n", `topics: {kind: kafka, brokers: ["127.0.0.1:9092"], sasl: {mechanism: scram-sha-512, username: sluice, password_file: kafka-pw}}\nsinks:\n`);
+  writeFileSync(join(dir, "sluice.yaml"), withFiles);
+  const running = loadConfigFile(join(dir, "sluice.yaml"), { env: {} });
+  writeFileSync(join(dir, "pg-pw"), "second-pg-password\n");
+  writeFileSync(join(dir, "kafka-pw"), "second-kafka-password\n");
+  assert.deepEqual(settingsNeedingRestart(running, loadConfigFile(join(dir, "sluice.yaml"), { env: {} })), []);
+  writeFileSync(join(dir, "sluice.yaml"), withFiles.replace("password_file: kafka-pw", "password: third-kafka-password"));
+  assert.deepEqual(
+    settingsNeedingRestart(running, loadConfigFile(join(dir, "sluice.yaml"), { env: {} })),
+    ["topics.sasl.password", "topics.sasl.secret_files"],
+    "a SASL password given in the config itself still needs a restart",
+  );
+});

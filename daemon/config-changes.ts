@@ -2,8 +2,9 @@
  * What a config read again at SIGHUP changes that the running daemon does not take: SIGHUP applies
  * only the HTTP API's tokens and certificate, so any other change (a sink's kind, a source's tables,
  * a batch size) needs a restart, and the log names it instead of staying silent. Key paths only, never
- * values: a changed password must not reach the log. A sink's secret given by file (password_file,
- * api_key_file) is not named: the sink reads its file again when it connects next (config/secret-files.ts).
+ * values: a changed password must not reach the log. A secret given by file (a sink's or a source's
+ * password_file or api_key_file, Kafka's topics.sasl.password_file) is not named: its file is read again
+ * when the sink or source connects next, and at each Kafka authentication (config/secret-files.ts).
  */
 
 /** Key paths of the settings that SIGHUP applies (the tokens, however given; the certificate is compared apart). */
@@ -15,20 +16,33 @@ const MAX_NAMED = 10;
 export function settingsNeedingRestart(running: unknown, reread: unknown): string[] {
   const changed: string[] = [];
   walk(running, reread, "", changed);
-  const named = changed.filter((path) => !APPLIED_AT_RELOAD.test(path) && !isSinkSecretFromFile(path, reread));
+  const named = changed.filter((path) => !APPLIED_AT_RELOAD.test(path) && !isSecretFromFile(path, reread));
   return named.length <= MAX_NAMED ? named : [...named.slice(0, MAX_NAMED), `and ${named.length - MAX_NAMED} more`];
 }
 
-const SINK_KEY = /^sinks\[("(?:[^"\\]|\\.)*")\]\.(\w+)$/;
+const SECTION_KEY = /^(sinks|sources)\[("(?:[^"\\]|\\.)*")\]\.(\w+)$/;
+const SASL_KEY = /^topics\.sasl\.(\w+)$/;
 
-/** `sinks["ch"].password` of a sink that reads its password from a file: taken at the sink's next connection. */
-function isSinkSecretFromFile(path: string, config: unknown): boolean {
-  const match = SINK_KEY.exec(path);
-  if (!match || !isRecord(config) || !Array.isArray(config["sinks"])) return false;
-  const name = JSON.parse(match[1]!) as string;
-  const sink = (config["sinks"] as unknown[]).find((item) => isRecord(item) && item["name"] === name);
-  const files = isRecord(sink) ? sink["secret_files"] : undefined;
-  return isRecord(files) && typeof files[match[2]!] === "string";
+/**
+ * `sinks["ch"].password`, `sources["pg"].password` or `topics.sasl.password` read from a file (noted in its section's
+ * `secret_files`): taken at the next connection or Kafka authentication without a restart.
+ */
+function isSecretFromFile(path: string, config: unknown): boolean {
+  const section = SECTION_KEY.exec(path);
+  if (section) return readsFromFile(namedSection(config, section[1]!, JSON.parse(section[2]!) as string), section[3]!);
+  const sasl = SASL_KEY.exec(path);
+  const topics = isRecord(config) ? config["topics"] : undefined;
+  return sasl !== null && isRecord(topics) && readsFromFile(topics["sasl"], sasl[1]!);
+}
+
+function namedSection(config: unknown, list: string, name: string): unknown {
+  const items = isRecord(config) ? config[list] : undefined;
+  return Array.isArray(items) ? items.find((item) => isRecord(item) && item["name"] === name) : undefined;
+}
+
+function readsFromFile(section: unknown, key: string): boolean {
+  const files = isRecord(section) ? section["secret_files"] : undefined;
+  return isRecord(files) && typeof files[key] === "string";
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
