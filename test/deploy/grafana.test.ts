@@ -104,7 +104,7 @@ test("dashboard: queries only metrics and labels of daemon/metrics.ts", () => {
   }
 });
 
-test("dashboard: covers throughput, lag, slot bytes, freshness, errors, schema changes, snapshot, halted tables, resources", () => {
+test("dashboard: covers throughput, lag, slot bytes, freshness, errors, logins refused (sinks, Kafka), schema changes, snapshot, halted tables, resources", () => {
   const exprs = dashboardQueries(dashboard).map(({ target }) => target.expr).join("\n");
   const wanted = [
     "rate(sluice_changes_captured_total",
@@ -116,6 +116,8 @@ test("dashboard: covers throughput, lag, slot bytes, freshness, errors, schema c
     "sluice_sink_lag_records",
     "sluice_sink_dead_lettered_total",
     "sluice_sink_retries_total",
+    "sluice_sink_auth_refused",
+    "sluice_kafka_auth_refused",
     "sluice_schema_versions_registered_total",
     "sluice_schema_changes_rejected_total",
     "sluice_snapshot_rows_done",
