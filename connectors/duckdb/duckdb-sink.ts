@@ -838,30 +838,6 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     await lockDown(this.#connection);
     await bootstrapCatalog(this.#connection);
     await this.#reload();
-    await this.#restoreViews();
-  }
-
-  /**
-   * Makes again, with a warning, the view of a live table that is gone (dropped by hand while the sink was stopped):
-   * the names users query. Left alone it stays gone, the sink ready, until the table's next schema change. A name
-   * taken by something else now (a table made in its place) is left alone too, with a warning.
-   */
-  async #restoreViews(): Promise<void> {
-    const names = async (sql: string) => new Set((await this.#conn().runAndReadAll(sql)).getRowObjectsJson().map((row) => `${String(row["s"])}.${String(row["n"])}`));
-    const scope = `database_name = current_database() AND schema_name IN (${literal(VIEW_SCHEMA)}, ${literal(INTERNAL_SCHEMA)})`;
-    const views = await names(`SELECT schema_name AS s, view_name AS n FROM duckdb_views() WHERE ${scope}`);
-    const tables = await names(`SELECT schema_name AS s, table_name AS n FROM duckdb_tables() WHERE ${scope}`);
-    for (const table of this.#tables.values()) {
-      const view = `${VIEW_SCHEMA}.${table.target}`;
-      if (table.role !== "live" || views.has(view) || !tables.has(`${INTERNAL_SCHEMA}.${table.physical}`)) continue;
-      const context = { code: VIEW_RESTORED, target: table.target, physical: table.physical, path: this.#config.path };
-      if (tables.has(view)) {
-        this.#logger.warn(context, `DuckDB view ${view} is missing and a table of that name is in its place (made by hand?): the sink leaves it; drop it and restart to have the view made again over ${INTERNAL_SCHEMA}.${table.physical}`);
-        continue;
-      }
-      await this.#createView(table);
-      this.#logger.warn(context, `DuckDB view ${view} was missing (dropped by hand?): made again over ${INTERNAL_SCHEMA}.${table.physical}`);
-    }
   }
 
   #conn(): DuckDBConnection {
@@ -1102,8 +1078,6 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
 
 /** DuckDB's error for a table that is not there (the physical table's name in group 1). */
 const MISSING_TABLE = /Catalog Error: Table with name (\S+) does not exist/;
-/** The warning when a view users query was missing at open and is made again. */
-const VIEW_RESTORED = "SINK_VIEW_RESTORED";
 /** DuckDB's words for a column of the statement missing from its table: in an upsert's SET, in its column list. */
 const MISSING_COLUMN = [/Binder Error: Referenced update column (\S+) not found in table/, /Binder Error: Table "[^"]+" does not have a column with name "([^"]+)"/];
 
