@@ -12,7 +12,7 @@
  * connection waits a rotation out too.
  */
 import { createRequire } from "node:module";
-import type { AuthenticationProviderArgs, Authenticator, Mechanism } from "kafkajs";
+import type { AuthenticationProviderArgs, Authenticator, Mechanism, SaslAuthenticateArgs } from "kafkajs";
 import { currentSecret } from "../../config/secret-files.ts";
 
 export type SaslMechanism = "plain" | "scram-sha-256" | "scram-sha-512";
@@ -58,6 +58,13 @@ export function watchKafkaAuthentications(watch: ((outcome: KafkaAuthOutcome) =>
  */
 export const ACCEPTED_BEFORE = "sluiceCredentialsAcceptedBefore";
 
+/**
+ * Set on kafkajs's KafkaJSSASLAuthenticationError when the exchange failed without the broker refusing the credentials:
+ * the broker's SCRAM answer did not check out (its server signature or nonce), so it did not prove it holds this user's
+ * credentials. Not a refusal (not counted, not waited out): kafka-errors.ts says so, permanent.
+ */
+export const NOT_REFUSED = "sluiceSaslFailedWithoutRefusal";
+
 const BUILT_IN: Record<SaslMechanism, string> = {
   plain: "kafkajs/src/broker/saslAuthenticator/plain.js",
   "scram-sha-256": "kafkajs/src/broker/saslAuthenticator/scram256.js",
@@ -67,34 +74,60 @@ const BUILT_IN: Record<SaslMechanism, string> = {
 type BuiltInProvider = (sasl: { username: string; password: string }) => (args: AuthenticationProviderArgs) => Authenticator;
 
 /**
- * kafkajs's own mechanism for `sasl.mechanism`, given credentials whose password is read at each authentication (the
- * built-in PLAIN and SCRAM read `password` when they authenticate), and whose outcome is noted. A refusal's message
- * names the broker and the user (never the password).
+ * kafkajs's built-in PLAIN and SCRAM wrap whatever fails during the exchange in a KafkaJSSASLAuthenticationError, the
+ * broker's refusal and a connection reset alike, keeping only the message. What the exchange's requests met tells them
+ * apart: the broker answering SASL_AUTHENTICATION_FAILED (or a SCRAM server-final `e=` attribute) refused the
+ * credentials; a request that failed on its connection (closed, reset, timed out) refused nothing.
+ */
+const TRANSPORT_FAILURES = new Set(["KafkaJSConnectionError", "KafkaJSConnectionClosedError", "KafkaJSRequestTimeoutError"]);
+
+/**
+ * kafkajs's own mechanism for `sasl.mechanism`, given the password read once at each authentication (SCRAM derives its
+ * proof and the server signature it expects from two reads of it: a file rotated between them made a login the broker
+ * accepted fail as an invalid server signature), and whose outcome is noted. A refusal's message names the broker and
+ * the user (never the password). A connection failing during the exchange is thrown as that connection error
+ * (retriable, as any connection failure, also at the first start), not as a refusal.
  */
 export function saslMechanism(sasl: KafkaSaslConfig): Mechanism {
   const builtIn = createRequire(import.meta.url)(BUILT_IN[sasl.mechanism]) as BuiltInProvider;
-  const credentials = {
-    username: sasl.username,
-    get password(): string {
-      return currentSecret(sasl, "password", "topics.sasl") ?? "";
-    },
-  };
   return {
     mechanism: sasl.mechanism,
     authenticationProvider: (args) => {
-      const inner = builtIn(credentials)(args);
       const broker = `${args.host}:${args.port}`;
       return {
         authenticate: async () => {
           const acceptedBefore = accepted.has(sasl);
+          const credentials = { username: sasl.username, password: currentSecret(sasl, "password", "topics.sasl") ?? "" };
+          let refusedByBroker = false;
+          let transportFailure: (Error & { name: string }) | undefined;
+          const saslAuthenticate = async (request: SaslAuthenticateArgs<unknown>) => {
+            try {
+              const answer = (await args.saslAuthenticate(request)) as { e?: unknown } | undefined;
+              if (typeof answer?.e === "string") refusedByBroker = true;
+              return answer;
+            } catch (error) {
+              const failure = error as { name?: unknown; type?: unknown };
+              if (failure?.type === "SASL_AUTHENTICATION_FAILED") refusedByBroker = true;
+              else if (typeof failure?.name === "string" && TRANSPORT_FAILURES.has(failure.name)) transportFailure = error as Error & { name: string };
+              throw error;
+            }
+          };
           try {
-            await inner.authenticate();
+            await builtIn(credentials)({ ...args, saslAuthenticate: saslAuthenticate as AuthenticationProviderArgs["saslAuthenticate"] }).authenticate();
           } catch (error) {
-            const failure = error as { name?: string; message?: string; [ACCEPTED_BEFORE]?: boolean };
+            if (transportFailure !== undefined && !refusedByBroker) {
+              transportFailure.message = `${transportFailure.message} (during the SASL authentication of user "${sasl.username}" at broker ${broker})`;
+              throw transportFailure;
+            }
+            const failure = error as { name?: string; message?: string; [ACCEPTED_BEFORE]?: boolean; [NOT_REFUSED]?: boolean };
             if (failure?.name === "KafkaJSSASLAuthenticationError") {
               failure.message = `${failure.message ?? "refused"} (user "${sasl.username}" at broker ${broker})`;
-              failure[ACCEPTED_BEFORE] = acceptedBefore;
-              listener?.({ broker, username: sasl.username, refused: failure.message, acceptedBefore });
+              if (refusedByBroker) {
+                failure[ACCEPTED_BEFORE] = acceptedBefore;
+                listener?.({ broker, username: sasl.username, refused: failure.message, acceptedBefore });
+              } else {
+                failure[NOT_REFUSED] = true;
+              }
             }
             throw error;
           }

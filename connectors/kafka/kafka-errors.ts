@@ -1,7 +1,7 @@
 /** kafkajs failures as Sluice errors: retriable connection trouble versus permanent refusals. */
 import { describeTlsFailure } from "../common/tls-errors.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
-import { ACCEPTED_BEFORE } from "./kafka-auth.ts";
+import { ACCEPTED_BEFORE, NOT_REFUSED } from "./kafka-auth.ts";
 
 interface KafkaJsFailure {
   name?: string;
@@ -105,6 +105,12 @@ export function kafkaError(error: unknown, operation: string, brokers: readonly 
   const detail = root.message && root.message !== message ? `${message} (${root.message})` : message;
   const context = { component: "kafka", operation, brokers: brokers.join(",") };
   if (root.name === "KafkaJSSASLAuthenticationError") {
+    if ((root as Record<string, unknown>)[NOT_REFUSED] === true) {
+      return new SluiceError(
+        `Kafka ${brokers.join(",")}: the SASL authentication failed during ${operation} without the broker refusing the credentials: ${detail}; the broker did not prove it holds this user's credentials: check that topics.brokers are the brokers meant (and topics.tls, which authenticates them)`,
+        { code: "KAFKA_AUTH_FAILED", context, cause: error },
+      );
+    }
     if (credentialsAcceptedBefore(root)) {
       return new SluiceError(
         `Kafka ${brokers.join(",")} refused the credentials during ${operation}: ${detail}; waiting for the brokers to accept them (retried with backoff; topics.sasl.password_file is read again at each attempt)`,
