@@ -37,7 +37,7 @@ import { captureLeaseTopic, checkpointTopic, controlTopic, HIGHEST_SCHEMA_ID_KEY
 import { partitionForKey } from "../topics/partitioner.ts";
 import { announceTopicCreated, onTopicCreated } from "../topics/topic-notices.ts";
 import { assertSameLayout, RECORD_TOO_LARGE, recordBytes, validateSpec } from "../topics/spec.ts";
-import { BatchingProducer, RECORD_OVERHEAD_BYTES, tooOld } from "./batching-producer.ts";
+import { BatchingProducer, RECORD_OVERHEAD_BYTES, timestampWindowOf, tooOld } from "./batching-producer.ts";
 import { commitNotVisibleError } from "./commit-not-visible.ts";
 import { setGroupOffsets } from "./group-offsets.ts";
 import type { LoweredLimit, OutgoingMessage, WrittenOffset } from "./batching-producer.ts";
@@ -705,7 +705,8 @@ export class KafkaTopicLog implements TopicLog {
       const record = records[r]!;
       // Known after a topic's first record: no await (a microtask) per record.
       const partitions = this.partitionCounts.get(record.topic) ?? (await this.partitionCount(record.topic));
-      if (record.timestamp !== timestamp || record.topic !== windowTopic) {
+      // A topic's change matters only where some topic has a window (rare): else a run of one timestamp is one text.
+      if (record.timestamp !== timestamp || (this.timestampWindows.size > 0 && record.topic !== windowTopic)) {
         timestamp = record.timestamp;
         windowTopic = record.topic;
         // Likewise older than the topic's message.timestamp.before.max.ms (a capture catching up after a long stop).
@@ -1399,7 +1400,7 @@ export class KafkaTopicLog implements TopicLog {
       throw kafkaError(error, "describe topic", this.config.brokers);
     }
     const describeConfigs = () =>
-      this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ["cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes", "delete.retention.ms", "min.compaction.lag.ms", "message.timestamp.before.max.ms"] }] });
+      this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ["cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes", "delete.retention.ms", "min.compaction.lag.ms", "message.timestamp.before.max.ms", "message.timestamp.difference.max.ms"] }] });
     let described: DescribeConfigResponse;
     try {
       described = await this.request(describeConfigs);
@@ -1436,9 +1437,8 @@ export class KafkaTopicLog implements TopicLog {
     const deletes = policy.includes("delete");
     const tombstones = limit(entries.get("delete.retention.ms"));
     const lag = limit(entries.get("min.compaction.lag.ms"));
-    // Long.MAX_VALUE by default (any age); a topic or broker setting below it refuses older records (INVALID_TIMESTAMP).
-    const window = Number(entries.get("message.timestamp.before.max.ms"));
-    if (Number.isSafeInteger(window) && window >= 0) this.timestampWindows.set(name, window);
+    const window = timestampWindowOf(entries.get("message.timestamp.before.max.ms"), entries.get("message.timestamp.difference.max.ms"));
+    if (window !== undefined) this.timestampWindows.set(name, window);
     else this.timestampWindows.delete(name);
     return {
       name,
