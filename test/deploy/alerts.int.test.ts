@@ -13,17 +13,18 @@ import { after, before, test } from "node:test";
 import pg from "pg";
 import { stringify } from "yaml";
 import { elasticsearch, postgres, prometheus } from "../services/ports.ts";
+import { recordTestName } from "../services/test-names.ts";
 import { deleteElasticIndices, deleteElasticOffsets } from "../e2e/helpers.ts";
 import { DaemonProcess, freePort } from "./daemon-process.ts";
 import { readYaml, repoPath } from "./support.ts";
 
 const suffix = randomBytes(4).toString("hex");
 const schema = `alert_${suffix}`;
-const source = `alert_${suffix}`;
+const source = recordTestName(`alert_${suffix}`);
 const alertName = `SluiceSinkStaleTest_${suffix}`;
 const rulesFile = join(prometheus.rulesDir, `alerts-${suffix}.yml`);
 const targetsFile = join(prometheus.targetsDir, `alerts-${suffix}.json`);
-const deployment = `alerts_${suffix}`;
+const deployment = recordTestName(`alerts_${suffix}`);
 /** The sink's indices and aliases: `${suffix}_{table}`. */
 const targetPrefix = `${suffix}_`;
 const dir = mkdtempSync(join(tmpdir(), "sluice-alerts-"));

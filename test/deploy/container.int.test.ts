@@ -17,6 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { postgres } from "../services/ports.ts";
+import { recordTestName } from "../services/test-names.ts";
 import { freePort } from "./daemon-process.ts";
 import { repoPath, repoRoot } from "./support.ts";
 
@@ -27,7 +28,7 @@ const PODMAN_GLOBAL = ["--runtime", "runc", "--cgroup-manager", "cgroupfs", "--e
 
 const suffix = randomBytes(4).toString("hex");
 const containerName = `sluice-deploy-test-${suffix}`;
-const sourceName = `ctr_${suffix}`;
+const sourceName = recordTestName(`ctr_${suffix}`);
 const schema = `deploy_ctr_${suffix}`;
 const timings: string[] = [];
 

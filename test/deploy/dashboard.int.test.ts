@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { postgres, prometheus } from "../services/ports.ts";
+import { recordTestName } from "../services/test-names.ts";
 import { DaemonProcess, freePort } from "./daemon-process.ts";
 import {
   asArray,
@@ -36,7 +37,7 @@ const REQUIRE_ALL_DATA = process.env["SLUICE_DASHBOARD_REQUIRE_DATA"] === "1";
 const MAY_BE_EMPTY = new Set(["Halted tables", "Dead letters / s", "Sink retries / s", "Schema changes rejected", "Rebuild progress", "Rebuild records read / s"]);
 
 const suffix = randomBytes(4).toString("hex");
-const sourceName = `dash_${suffix}`;
+const sourceName = recordTestName(`dash_${suffix}`);
 const schema = `deploy_dash_${suffix}`;
 const slot = `sluice_${sourceName}`; // the source's defaults
 const publication = `sluice_${sourceName}`;
