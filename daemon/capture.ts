@@ -137,6 +137,8 @@ export class CapturePipeline {
   private readonly halted = new Map<string, HaltedTable>();
   /** Why each halted table halted, as a skip range compares refusals (refusalReason). */
   private readonly haltReasons = new Map<string, string>();
+  /** The topic of each table halted over its limit (RECORD_TOO_LARGE): read again when the table is released. */
+  private readonly overLimitTopics = new Map<string, string>();
   /**
    * Halted tables whose last release failed part-way (a write failed): the first parked change after
    * the last durable marker is not known to be one capture refuses (it may have been in the chunk that
@@ -731,6 +733,11 @@ export class CapturePipeline {
     // The parked changes are encoded while no batch is (the pump encodes on during a release): they would share its per-batch state.
     const halted = this.halted.get(table)!;
     const reason = this.haltReasons.get(table);
+    // A table halted over a topic's limit: the limit read again, it may have been raised since (else it halts again).
+    const overLimitTopic = this.overLimitTopics.get(table);
+    if (halted.code === RECORD_TOO_LARGE && overLimitTopic !== undefined && this.options.log.readRecordLimitsAgain) {
+      await this.options.log.readRecordLimitsAgain([overLimitTopic]).catch((error: unknown) => this.logger.warn({ table, topic: overLimitTopic, err: error }, "could not read the topic's limit again before the release; the one known is kept"));
+    }
     const outcome = await this.encodingAlone(async () => {
       this.halted.delete(table);
       this.haltReasons.delete(table);
@@ -883,7 +890,8 @@ export class CapturePipeline {
   }
 
   private halt(table: string, error: SluiceError): void {
-    const { column, value, key, bytes } = error.context;
+    const { column, value, key, bytes, topic } = error.context;
+    if (error.code === RECORD_TOO_LARGE && typeof topic === "string") this.overLimitTopics.set(table, topic);
     this.haltReasons.set(table, refusalReason(error));
     this.halted.set(table, {
       table,

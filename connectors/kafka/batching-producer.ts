@@ -337,18 +337,22 @@ export class BatchingProducer {
         // reconnect and send, or a broker clock ahead of this one, would re-stamp and be refused at every attempt).
         const restamped = failure.code === "KAFKA_INVALID_TIMESTAMP" && !this.closing && (await this.restampedTooOld(unit));
         const lowered = failure.code === "KAFKA_MESSAGE_TOO_LARGE" && !this.closing ? await this.limitsLowered(unit, failure) : undefined;
-        if (lowered) {
-          this.logger.warn({ brokers: this.options.brokers, err: lowered.toLog() }, "a topic's max.message.bytes was lowered while Sluice wrote to it; the batch is written again within the new limit");
-          throw lowered;
+        if (lowered?.recordOver) {
+          // Capture writes it again from its checkpoint, and its per-record check halts the table of the change over it.
+          this.logger.warn({ brokers: this.options.brokers, err: lowered.error.toLog() }, "a topic's max.message.bytes is lower than Sluice knew and a record of the batch is over it; the batch is written again within the new limit");
+          throw lowered.error;
         }
+        // Every record within the new limits: the next attempt cuts its batches within them (batchLimitOf), no restart.
+        const recut = lowered !== undefined;
+        if (recut) this.logger.warn({ brokers: this.options.brokers, err: lowered.error.toLog() }, "a topic's max.message.bytes is lower than Sluice knew; the batch is written again in batches within it");
         const exhausted = this.options.retry.maxAttempts !== undefined && attempt + 1 >= this.options.retry.maxAttempts;
-        if (!(failure.retriable || restamped) || exhausted || this.closing) {
+        if (!(failure.retriable || restamped || recut) || exhausted || this.closing) {
           this.logger.error({ brokers: this.options.brokers, err: failure.toLog() }, "produce to Kafka failed; nothing of the failed batch is acknowledged");
           if (failure.retriable) this.options.onReadyChange(false, failure.message);
           throw failure;
         }
         const delayMs = backoffDelay(this.options.retry, attempt);
-        if (restamped) {
+        if (restamped || recut) {
           // Re-stamped and refused again: the window is shorter than a send, or the broker's clock is ahead.
           if (attempt > 0) this.options.onReadyChange(false, failure.message);
           await sleep(delayMs);
@@ -399,21 +403,30 @@ export class BatchingProducer {
     return true;
   }
 
-  /** A retriable failure naming the unit's topics whose max.message.bytes was lowered (onMessageTooLarge), or undefined. */
-  private async limitsLowered(unit: Unit, failure: SluiceError): Promise<SluiceError | undefined> {
+  /**
+   * The unit's topics whose max.message.bytes is lower than the one its batches were cut within, or was not known
+   * (onMessageTooLarge), as a retriable failure naming them, and whether a record of the unit may be over its new limit;
+   * undefined when none is (the refusal is then final, as before).
+   */
+  private async limitsLowered(unit: Unit, failure: SluiceError): Promise<{ error: SluiceError; recordOver: boolean } | undefined> {
     if (!this.options.onMessageTooLarge) return undefined;
-    const topics = [...new Set([...unit.messages, ...unit.checkpoints.values()].map((m) => m.topic))];
+    const messages = [...unit.messages, ...unit.checkpoints.values()];
+    const topics = [...new Set(messages.map((m) => m.topic))];
     const lowered = await this.options.onMessageTooLarge(topics).catch((error: unknown) => {
       this.logger.warn({ err: error, topics }, "could not read the max.message.bytes of the topics of a batch Kafka refused as too large");
       return [];
     });
     if (lowered.length === 0) return undefined;
-    const said = lowered.map((l) => `${l.topic} (${l.was ?? "no limit known"} before, ${l.now} now)`).join(", ");
-    return new SluiceError(
-      `Kafka refused a record batch as larger than a topic's max.message.bytes, which was lowered while Sluice wrote to it: ${said}; ` +
-        `nothing of the batch is acknowledged and it is written again within the new limit (a change over it halts its table: RECORD_TOO_LARGE)`,
+    const limits = new Map(lowered.map((l) => [l.topic, l.now]));
+    // As messagesOf's check before it works the exact size out: size + 64 is never below a record's framed bytes.
+    const recordOver = messages.some((m) => m.size + 64 > (limits.get(m.topic) ?? Number.POSITIVE_INFINITY));
+    const said = lowered.map((l) => (l.was === null ? `${l.topic} (${l.now}, not known before)` : `${l.topic} (lowered from ${l.was} to ${l.now})`)).join(", ");
+    const error = new SluiceError(
+      `Kafka refused a record batch as larger than a topic's max.message.bytes, lower than Sluice knew: ${said}; nothing of the batch is acknowledged and it is written again within the limit` +
+        (recordOver ? " (a change over it halts its table: RECORD_TOO_LARGE)" : ""),
       { code: "KAFKA_TOPIC_LIMIT_LOWERED", retriable: true, context: { component: "kafka", operation: "produce", topics: lowered.map((l) => l.topic).join(","), brokers: this.options.brokers.join(",") }, cause: failure },
     );
+    return { error, recordOver };
   }
 
   private async sendUnit(unit: Unit): Promise<WrittenOffset[]> {

@@ -604,8 +604,9 @@ export class KafkaTopicLog implements TopicLog {
   /**
    * Kafka refused a batch of `topics` as too large: their max.message.bytes read again (an operator may have lowered one
    * with kafka-configs while Sluice ran), kept for the batches and records that follow; answers the ones now lower.
+   * Also before a table halted over a topic's limit is retried (`sluice halted retry`): the limit may have been raised.
    */
-  private async readRecordLimitsAgain(topics: readonly string[]): Promise<LoweredLimit[]> {
+  async readRecordLimitsAgain(topics: readonly string[]): Promise<LoweredLimit[]> {
     const lowered: LoweredLimit[] = [];
     for (const topic of topics) {
       const now = (await this.describeTopic(topic))?.maxRecordBytes;

@@ -248,6 +248,8 @@ export interface TopicLog {
    * topic, its max.message.bytes. Undefined when unknown.
    */
   maxRecordBytes?(topic: string): number | undefined;
+  /** Reads the topics' limits (maxRecordBytes) again, e.g. before a table halted over one is retried (it may have been raised). */
+  readRecordLimitsAgain?(topics: readonly string[]): Promise<unknown>;
 
   /** A member of `group` reading `topics` (which must exist). */
   consumer(group: string, topics: readonly string[], options?: ConsumerOptions): Promise<TopicConsumer>;

@@ -12,7 +12,7 @@ import { after, before, test } from "node:test";
 import kafkajs from "kafkajs";
 import type pg from "pg";
 import { kafka } from "../services/ports.ts";
-import { deleteKafkaDeployment, dropPostgres, killAllDaemons, pgClient, pgSourceConfig, randomName, removeDir, SluiceDaemon, tempDir, waitFor } from "./helpers.ts";
+import { deleteKafkaDeployment, dropPostgres, killAllDaemons, pgClient, pgSourceConfig, randomName, removeDir, runSluice, SluiceDaemon, tempDir, waitFor } from "./helpers.ts";
 
 const schema = randomName("e2e_lowered");
 const source = randomName("src");
@@ -80,5 +80,16 @@ test("a topic's max.message.bytes lowered while the daemon runs: a change over i
   assert.equal(daemon.exitStatus, null, `the daemon exited\n${daemon.logTail()}`);
   assert.equal(daemon.fatalLine, null);
   assert.match(daemon.logTail(400), /KAFKA_TOPIC_LIMIT_LOWERED/);
+
+  // The limit raised again by hand, then the table retried: the release reads the topic's limit again (before, it kept
+  // the 3000 it had learned and the table halted again at once, until a restart).
+  await lowerLimit(topic("notes"), 1_000_000);
+  const retried = await runSluice(["halted", "-c", daemon.configFile, "retry", "--source", source, "--table", `${schema}.notes`, "--execute"]);
+  assert.equal(retried.code, 0, `${retried.stdout}${retried.stderr}`);
+  await waitFor("the 6000-byte note in DuckDB", async () => {
+    const response = await fetch(`${daemon.url}/sinks/warehouse/query`, { method: "POST", body: `SELECT length(b)::int AS n FROM "${schema}_notes" WHERE id = 1`, signal: AbortSignal.timeout(10_000) });
+    return response.status === 200 && Number(((await response.json()) as { rows: { n: number }[] }).rows[0]?.n) === 6000;
+  }, { daemon, timeoutMs: 30_000 });
+  assert.equal((await daemon.status()).sources[0]?.halted.length, 0);
   await daemon.stop();
 });

@@ -1,0 +1,54 @@
+/**
+ * A topic's max.message.bytes lowered by hand while Sluice writes to it (kafka-configs): Kafka refuses the next batch
+ * over it as MESSAGE_TOO_LARGE. With every record of the batch within the new limit, the producer cuts the batch again
+ * within it and writes it, with no capture restart (before, the batch failed as retriable KAFKA_TOPIC_LIMIT_LOWERED
+ * and capture wrote everything again from its checkpoint). Real broker.
+ */
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import kafkajs from "kafkajs";
+import { createLogger } from "../../runtime/logger.ts";
+import { readToEnd } from "../topics/contract-suite.ts";
+import { KafkaTopicLog } from "./kafka-log.ts";
+import { deleteKafkaDeployment, testDeployment, testKafkaConfig } from "./kafka-test-config.ts";
+
+const logger = createLogger("silent");
+const deployment = testDeployment("limlow");
+
+after(() => deleteKafkaDeployment(deployment));
+
+/** As kafka-configs --add-config does: the topic's other settings kept (AlterConfigs alone would reset them). */
+async function setTopicConfig(topic: string, name: string, value: string): Promise<void> {
+  const admin = new kafkajs.Kafka({ brokers: testKafkaConfig().brokers, logLevel: 0 }).admin();
+  await admin.connect();
+  try {
+    const described = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: topic }] });
+    const entries = new Map((described.resources[0]?.configEntries ?? []).filter((e) => !e.isDefault && !e.readOnly).map((e) => [e.configName, e.configValue]));
+    entries.set(name, value);
+    await admin.alterConfigs({ validateOnly: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: topic, configEntries: [...entries].map(([n, v]) => ({ name: n, value: v })) }] });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+for (const transactions of [true, false]) {
+  test(`a batch over a topic's lowered max.message.bytes whose records are all within it is written in smaller batches, not failed (transactions ${transactions})`, async () => {
+    const topic = `${deployment}.data.${transactions ? "tx" : "plain"}`;
+    const log = await KafkaTopicLog.open({ config: testKafkaConfig({ transactions }), deployment, logger });
+    try {
+      await log.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+      await log.produce([{ topic, key: Buffer.from("k"), value: Buffer.from("before"), timestamp: Date.now() }]);
+      await setTopicConfig(topic, "max.message.bytes", "3000");
+      // 20 records of 500 bytes: one batch of about 10 kB, over 3000; each record well within it.
+      const records = Array.from({ length: 20 }, (_, i) => ({ topic, key: Buffer.from(`k${i}`), value: Buffer.alloc(500, 97 + (i % 26)), timestamp: Date.now() }));
+      await log.produce(records);
+      assert.equal(log.maxRecordBytes(topic), 3000);
+      const consumer = await log.consumer(`${deployment}.read.${transactions}`, [topic]);
+      const read = await readToEnd(log, consumer, [topic]);
+      await consumer.close();
+      assert.deepEqual(read.map((r) => Buffer.from(r.key!).toString()), ["k", ...records.map((r) => r.key.toString())]);
+    } finally {
+      await log.close();
+    }
+  });
+}
