@@ -164,6 +164,79 @@ describe("DuckDB sink specifics", () => {
     }
   });
 
+  test("a view dropped by hand while the sink was stopped is made again at open (with a warning), not left gone while the sink reports ready; a table made in its place is left alone", async () => {
+    // Found on a live deployment: DROP VIEW main.<target>, then `sluice run`: ready, writing, and every query of the table
+    // answered "Table with name ... does not exist" until its next schema change.
+    const own = join(dir, "view-dropped-by-hand.duckdb");
+    const config = testSinkConfig("duckdb", { name: `d_${randomTableName("view")}`, path: own, target: TARGET_TEMPLATE });
+    const dropped = new Events(tableSchema(randomTableName("dropped"), [["id", "integer"], ["v", "text"]]));
+    const replaced = new Events(tableSchema(randomTableName("replaced"), [["id", "integer"], ["v", "text"]]));
+    const first = new DuckDbSink(config, { logger: testLogger() });
+    await first.open(signal());
+    try {
+      assert.deepEqual((await first.write([dropped.insert(1n, { id: 1, v: "a" }), replaced.insert(2n, { id: 2, v: "b" })], signal())).failures, []);
+    } finally {
+      await first.close();
+    }
+    const instance = await DuckDBInstance.fromCache(own);
+    const connection = await instance.connect();
+    await connection.run(`DROP VIEW main.${ident(renderTarget(TARGET_TEMPLATE, dropped.schema))}`);
+    await connection.run(`DROP VIEW main.${ident(renderTarget(TARGET_TEMPLATE, replaced.schema))}`);
+    await connection.run(`CREATE TABLE main.${ident(renderTarget(TARGET_TEMPLATE, replaced.schema))} AS SELECT 42 AS mine`);
+    connection.closeSync();
+
+    const sink = new DuckDbSink(config, { logger: testLogger() });
+    await sink.open(signal());
+    try {
+      assert.deepEqual((await sink.write([dropped.insert(3n, { id: 3, v: "c" })], signal())).failures, []);
+      assert.deepEqual((await sink.readQuery(`SELECT id, v FROM main.${ident(renderTarget(TARGET_TEMPLATE, dropped.schema))} ORDER BY id`)).rows, [{ id: 1, v: "a" }, { id: 3, v: "c" }]);
+      assert.deepEqual((await sink.readQuery(`SELECT mine FROM main.${ident(renderTarget(TARGET_TEMPLATE, replaced.schema))}`)).rows, [{ mine: 42 }]);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  test("a table whose catalog row was deleted by hand halts (SINK_CATALOG_MISMATCH naming the rebuild), not a write failure that stops the daemon; the rebuild makes a new generation beside it", async () => {
+    // Found on a live deployment: DELETE FROM _sluice.tables, then `sluice run` exited at the table's next change with
+    // "DuckDB write failed: Catalog Error: Table with name "..__v1" already exists!", at every start.
+    const own = join(dir, "catalog-row-deleted.duckdb");
+    const config = testSinkConfig("duckdb", { name: `d_${randomTableName("catalog")}`, path: own, target: TARGET_TEMPLATE });
+    const lost = new Events(tableSchema(randomTableName("lost"), [["id", "integer"], ["v", "text"]]));
+    const kept = new Events(tableSchema(randomTableName("kept"), [["id", "integer"], ["v", "text"]]));
+    const first = new DuckDbSink(config, { logger: testLogger() });
+    await first.open(signal());
+    try {
+      assert.deepEqual((await first.write([lost.insert(1n, { id: 1, v: "a" }), kept.insert(2n, { id: 2, v: "b" })], signal())).failures, []);
+    } finally {
+      await first.close();
+    }
+    const target = renderTarget(TARGET_TEMPLATE, lost.schema);
+    const instance = await DuckDBInstance.fromCache(own);
+    const connection = await instance.connect();
+    await connection.run(`DELETE FROM _sluice.tables WHERE target = '${target}'`);
+    connection.closeSync();
+
+    const sink = new DuckDbSink(config, { logger: testLogger() });
+    await sink.open(signal());
+    try {
+      await assert.rejects(sink.write([lost.insert(3n, { id: 3, v: "c" })], signal()), (error: SluiceError) => {
+        assert.equal(error.code, "SINK_CATALOG_MISMATCH", error.message);
+        assert.match(error.message, new RegExp(`_sluice\\.${target}__v1 .*no longer listed.*--rebuild --table ${lost.schema.schema}\\.${lost.schema.table} --execute`));
+        return true;
+      });
+      assert.deepEqual((await sink.write([kept.insert(4n, { id: 4, v: "d" })], signal())).failures, [], "the sink's other tables go on");
+      await sink.prepareRebuild(lost.schema, signal());
+      assert.deepEqual((await sink.writeRebuild([lost.insert(1n, { id: 1, v: "a" }), lost.insert(3n, { id: 3, v: "c" })], signal())).failures, []);
+      assert.deepEqual(await sink.rebuildRowCounts(lost.schema, signal()), { live: null, shadow: 2 });
+      await sink.swap(lost.schema, signal());
+      assert.deepEqual((await sink.write([lost.insert(5n, { id: 5, v: "e" })], signal())).failures, []);
+      assert.deepEqual((await sink.readQuery(`SELECT id FROM main.${ident(target)} ORDER BY id`)).rows, [{ id: 1 }, { id: 3 }, { id: 5 }]);
+      assert.deepEqual(await sink.query(`SELECT physical FROM _sluice.tables WHERE target = '${target}'`), [{ physical: `${target}__v2` }]);
+    } finally {
+      await sink.close();
+    }
+  });
+
   test("a change beyond DuckDB's memory_limit halts its table (SINK_TARGET_BLOCKED) after a few fresh opens, not a write failure that stops the daemon", async () => {
     const own = join(dir, "small-memory.duckdb");
     const sink = new DuckDbSink(testSinkConfig("duckdb", { name: `d_${randomTableName("oom")}`, path: own, target: TARGET_TEMPLATE, memory_limit: 8 * 2 ** 20, threads: 1 }), { logger: testLogger() });

@@ -29,7 +29,7 @@ import { Failures } from "../sinks/failures.ts";
 import { beforeHalt, earlierPlace, failedRowPlace } from "../sinks/halt-place.ts";
 import type { HaltPlace } from "../sinks/halt-place.ts";
 import { isolateRejected } from "../sinks/isolate.ts";
-import { physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
+import { generationOf, physicalName, renderTarget, tableFilter, tableLabel } from "../sinks/naming.ts";
 import { refuseSubjectColumn } from "../sinks/subject-column.ts";
 import { TargetClaims } from "../sinks/target-claims.ts";
 import { cellOf, positionLabel } from "../sinks/rows.ts";
@@ -138,6 +138,8 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   #reader: DuckDBConnection | null = null;
   /** Physical tables by name, as the catalog holds them after the last committed transaction. */
   #tables = new Map<string, PhysicalTable>();
+  /** Tables in the internal schema the catalog does not list (its rows deleted by hand): their names are not used again. */
+  #strays = new Set<string>();
   /** Identities of the topics read now: stored with every offset. */
   #topicIds: ReadonlyMap<string, string> = new Map();
   /** Which table each target is: DuckDB's names ignore case, so "Up" and "up" are one table to it. */
@@ -651,6 +653,8 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   async #ensureLive(target: string, schema: TableSchema, label: string, since: SinceOf): Promise<PhysicalTable> {
     const live = this.#find(target, "live");
     if (live) return live;
+    const stray = [...this.#strays].find((name) => generationOf(target, name) !== null);
+    if (stray !== undefined) throw this.#uncatalogued(stray, schema, label);
     const generation = this.#nextGeneration(target);
     const table: PhysicalTable = { physical: physicalName(target, generation), target, role: "live", generation, truncateVersion: 0n, columns: [] };
     await this.#create(table, caseDistinct(initialColumns(schema, { sink: this.name, table: label }, since), { sink: this.name, table: label }));
@@ -769,6 +773,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   #nextGeneration(target: string): number {
     let max = 0;
     for (const table of this.#tables.values()) if (table.target === target && table.generation > max) max = table.generation;
+    for (const name of this.#strays) max = Math.max(max, generationOf(target, name) ?? 0);
     return max + 1;
   }
 
@@ -838,6 +843,30 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     await lockDown(this.#connection);
     await bootstrapCatalog(this.#connection);
     await this.#reload();
+    await this.#restoreViews();
+  }
+
+  /**
+   * Makes again, with a warning, the view of a live table that is gone (dropped by hand while the sink was stopped):
+   * the names users query. Left alone it stays gone, the sink ready, until the table's next schema change. A name
+   * taken by something else now (a table made in its place) is left alone too, with a warning.
+   */
+  async #restoreViews(): Promise<void> {
+    const names = async (sql: string) => new Set((await this.#conn().runAndReadAll(sql)).getRowObjectsJson().map((row) => `${String(row["s"])}.${String(row["n"])}`));
+    const scope = `database_name = current_database() AND schema_name IN (${literal(VIEW_SCHEMA)}, ${literal(INTERNAL_SCHEMA)})`;
+    const views = await names(`SELECT schema_name AS s, view_name AS n FROM duckdb_views() WHERE ${scope}`);
+    const tables = await names(`SELECT schema_name AS s, table_name AS n FROM duckdb_tables() WHERE ${scope}`);
+    for (const table of this.#tables.values()) {
+      const view = `${VIEW_SCHEMA}.${table.target}`;
+      if (table.role !== "live" || views.has(view) || !tables.has(`${INTERNAL_SCHEMA}.${table.physical}`)) continue;
+      const context = { code: VIEW_RESTORED, target: table.target, physical: table.physical, path: this.#config.path };
+      if (tables.has(view)) {
+        this.#logger.warn(context, `DuckDB view ${view} is missing and a table of that name is in its place (made by hand?): the sink leaves it; drop it and restart to have the view made again over ${INTERNAL_SCHEMA}.${table.physical}`);
+        continue;
+      }
+      await this.#createView(table);
+      this.#logger.warn(context, `DuckDB view ${view} was missing (dropped by hand?): made again over ${INTERNAL_SCHEMA}.${table.physical}`);
+    }
   }
 
   #conn(): DuckDBConnection {
@@ -860,6 +889,10 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     this.#owners = await loadTargetOwners(this.#conn());
     for (const [target, table] of this.#owners) this.#claims.know(target, table);
     for (const table of this.#tables.values()) this.#claims.know(table.target);
+    const reader = await this.#conn().runAndReadAll(
+      `SELECT table_name AS n FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = ${literal(INTERNAL_SCHEMA)}`,
+    );
+    this.#strays = new Set(reader.getRowObjectsJson().map((row) => String(row["n"])).filter((name) => /__v\d+$/.test(name) && !this.#tables.has(name)));
   }
 
   /** The table's target, refused (SINK_SCHEMA_UNSUPPORTED) when another table's is the same to DuckDB. */
@@ -1023,6 +1056,21 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     );
   }
 
+  /**
+   * A table with no live generation in the catalog whose DuckDB table is there all the same (the catalog's rows,
+   * _sluice.tables, deleted by hand while the sink was stopped): the sink cannot tell which columns and rows it holds,
+   * so the table halts instead of the daemon stopping at every start on "already exists". A rebuild makes a new
+   * generation beside it (its name is not used again).
+   */
+  #uncatalogued(physical: string, schema: TableSchema, label: string): SluiceError {
+    return new SluiceError(
+      `sink "${this.name}", table ${label}: its DuckDB table ${INTERNAL_SCHEMA}.${physical} in ${this.#config.path} is no longer listed in the sink's catalog ` +
+        `(${INTERNAL_SCHEMA}.tables; its row was deleted by hand), so the sink cannot tell what it holds. The sink stops writing this table; ` +
+        `${this.#rebuildAdvice(schema)}; afterwards ${INTERNAL_SCHEMA}.${physical} is no longer used and can be dropped`,
+      { code: CATALOG_MISMATCH, retriable: false, context: { component: "sink", sink: this.name, table: label, physical } },
+    );
+  }
+
   /** The commands that fill a table halted for a hand-made change again, with the table named as `replay --table` and `halted` take it. */
   #rebuildAdvice(table: TableId): string {
     const name = `${table.schema}.${table.table}`;
@@ -1078,6 +1126,8 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
 
 /** DuckDB's error for a table that is not there (the physical table's name in group 1). */
 const MISSING_TABLE = /Catalog Error: Table with name (\S+) does not exist/;
+/** The warning when a view users query was missing at open and is made again. */
+const VIEW_RESTORED = "SINK_VIEW_RESTORED";
 /** DuckDB's words for a column of the statement missing from its table: in an upsert's SET, in its column list. */
 const MISSING_COLUMN = [/Binder Error: Referenced update column (\S+) not found in table/, /Binder Error: Table "[^"]+" does not have a column with name "([^"]+)"/];
 
