@@ -1,8 +1,8 @@
 /**
  * Keeps the personal values a sink applies out of the error texts it reports. A sink holds the
  * decrypted value of a personal column; a server that refuses the row echoes it in its error
- * (Elasticsearch "Preview of field's value: '…'", ClickHouse "Cannot parse string '…'", DuckDB
- * "Duplicate key "email: …""), and that text goes to logs, /status, halted-table messages and the
+ * (Elasticsearch "Preview of field's value: '...'", ClickHouse "Cannot parse string '...'", DuckDB
+ * "Duplicate key "email: ...""), and that text goes to logs, /status, halted-table messages and the
  * dead-letter topic's `sluice.error` header, none of which `sluice forget` reaches. The decryptor
  * marks each event it opened with the clear values; `redactPersonalValues` replaces them (and the
  * escaped forms servers print) in a text before it leaves the sink.
@@ -36,7 +36,7 @@ export function personalValuesOf(events: Iterable<ChangeEvent | undefined>): str
  * replacement would miss).
  */
 const QUOTED_VALUES: readonly RegExp[] = [
-  // Elasticsearch: "failed to parse field [email] of type [long] in document with id '3'. Preview of field's value: 'ann@…'"
+  // Elasticsearch: "failed to parse field [email] of type [long] in document with id '3'. Preview of field's value: 'ann@...'"
   /(Preview of field's value: )'[\s\S]*?'(?=\s\(|$|[;,"\]})])/g,
   // A Java NumberFormatException, as Elasticsearch's caused_by prints it.
   /(For input string: )"(?:[^"\\]|\\.)*"/g,
