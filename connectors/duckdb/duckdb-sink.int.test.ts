@@ -375,6 +375,18 @@ describe("DuckDB sink specifics", () => {
     await assert.rejects(sink.readQuery("SELECT 1"), (e: unknown) => e instanceof SluiceError && e.code === "SINK_NOT_OPEN");
   });
 
+  test("a query while the sink cannot open its file says why (the open's error), not only that the sink is not open", async () => {
+    // Found on a live deployment: with an analyst's process holding the file, `sluice query` answered only
+    // "the DuckDB sink is not open" while the daemon retried the open with DuckDB's lock error.
+    const sink = new DuckDbSink(testSinkConfig("duckdb", { name: `d_${randomTableName("unopened")}`, path: "/dev/null/warehouse.duckdb", target: TARGET_TEMPLATE }), { logger: testLogger() });
+    await assert.rejects(sink.open(signal()), (e: unknown) => e instanceof SluiceError && e.code === "SINK_OPEN_FAILED");
+    await assert.rejects(sink.readQuery("SELECT 1"), (e: unknown) => {
+      assert.ok(e instanceof SluiceError && e.code === "SINK_NOT_OPEN", String(e));
+      assert.match(e.message, /^the DuckDB sink is not open: it cannot open \/dev\/null\/warehouse\.duckdb and retries \(.*mkdir '\/dev\/null'\)/);
+      return true;
+    });
+  });
+
   test("data, schema changes and offsets commit in one transaction: a failing write leaves none of them", async () => {
     const sink = createSink(`d_${randomTableName("atomic")}`);
     await sink.open(signal());

@@ -140,6 +140,8 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   #tables = new Map<string, PhysicalTable>();
   /** Tables in the internal schema the catalog does not list (its rows deleted by hand): their names are not used again. */
   #strays = new Set<string>();
+  /** Why the last open of the file failed (the runtime retries it), told to queries meanwhile; null once open. */
+  #openFailure: string | null = null;
   /** Identities of the topics read now: stored with every offset. */
   #topicIds: ReadonlyMap<string, string> = new Map();
   /** Which table each target is: DuckDB's names ignore case, so "Up" and "up" are one table to it. */
@@ -171,8 +173,10 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     try {
       if (this.#config.path !== ":memory:") mkdirSync(dirname(this.#config.path), { recursive: true });
       await this.#connect(false);
+      this.#openFailure = null;
     } catch (error) {
       await this.close();
+      this.#openFailure = errorMessage(error);
       throw new ConnectionError(`cannot open DuckDB file ${this.#config.path}: ${errorMessage(error)}`, {
         code: "SINK_OPEN_FAILED",
         context: { component: "sink", sink: this.name },
@@ -229,7 +233,9 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       void this.#queries.run(async () => {
         const instance = this.#instance;
         if (!instance || !this.#connection) {
-          reject(new SluiceError("the DuckDB sink is not open", { code: "SINK_NOT_OPEN", context: { component: "sink", sink: this.name } }));
+          // An analyst's process holding the file (DuckDB's lock) is the likely cause at 3 a.m.: say it, not just "not open".
+          const why = this.#openFailure === null ? "" : `: it cannot open ${this.#config.path} and retries (${this.#openFailure})`;
+          reject(new SluiceError(`the DuckDB sink is not open${why}`, { code: "SINK_NOT_OPEN", context: { component: "sink", sink: this.name } }));
           return;
         }
         let reader: DuckDBConnection;
@@ -803,7 +809,9 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     await this.#letGo();
     try {
       await this.#connect(this.#lost === "invalidated");
+      this.#openFailure = null;
     } catch (error) {
+      this.#openFailure = errorMessage(error);
       throw new ConnectionError(`cannot open DuckDB file ${this.#config.path} again: ${errorMessage(error)}`, {
         code: "SINK_OPEN_FAILED",
         context: { component: "sink", sink: this.name },
