@@ -226,3 +226,29 @@ test("a captured table taken out of the publication and put back between two loo
     await waitFor("the table read again", () => fold.visible().get("1000")?.["note"] === "while out" && noTasks(state), 20_000);
   });
 });
+
+test("tables taken out and put back between two looks, one of them with no key: the others are still read again, the keyless one is warned with what to do, and a table left out is put back", async () => {
+  // Known tables are looked at in name order: the keyless one first.
+  await admin.query(`CREATE TABLE "${schema}".rq_a_nokey (id int, v int); ALTER TABLE "${schema}".rq_a_nokey REPLICA IDENTITY FULL; INSERT INTO "${schema}".rq_a_nokey VALUES (1, 1)`);
+  await admin.query(`CREATE TABLE "${schema}".rq_b (id int PRIMARY KEY, v int NOT NULL, note text); INSERT INTO "${schema}".rq_b SELECT i, i, 'n' || i FROM generate_series(1, 50) i`);
+  await admin.query(`CREATE TABLE "${schema}".rq_c (id int PRIMARY KEY, v int NOT NULL)`);
+  const lines: { msg: string; table?: string }[] = [];
+  const logger = pino({ level: "warn" }, { write: (line: string) => void lines.push(JSON.parse(line) as { msg: string; table?: string }) });
+  await whileCapturing(`${schema}.rq_*`, "rq_b", async (c, fold, state) => {
+    await someLooks();
+    await admin.query(`BEGIN;
+      ALTER PUBLICATION "${c.publication}" DROP TABLE "${schema}".rq_a_nokey, "${schema}".rq_b, "${schema}".rq_c;
+      INSERT INTO "${schema}".rq_b VALUES (1000, 1000, 'while out');
+      DELETE FROM "${schema}".rq_b WHERE id BETWEEN 41 AND 50;
+      ALTER PUBLICATION "${c.publication}" ADD TABLE "${schema}".rq_a_nokey, "${schema}".rq_b;
+      COMMIT`);
+    const inPublication = async (): Promise<boolean> =>
+      (await admin.query(`SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = 'rq_c'`, [c.publication, schema])).rowCount === 1;
+    let back = false;
+    await waitFor("rq_b read again and rq_c put back", async () => (back ||= await inPublication()) && fold.visible().get("1000")?.["note"] === "while out" && noTasks(state), 20_000);
+  }, { logger });
+  const noKey = lines.filter((l) => l.table === `${schema}.rq_a_nokey` && l.msg.includes("put back since the last look"));
+  assert.equal(noKey.length, 1, `the keyless table is warned once: ${JSON.stringify(lines)}`);
+  assert.match(noKey[0]!.msg, /no primary key or replica identity index/);
+  assert.match(noKey[0]!.msg, new RegExp(`sluice snapshot --table ${schema}\\.rq_a_nokey --execute`));
+});

@@ -208,6 +208,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private readonly enumLabels = new EnumLabels();
   /** The publication's membership rows at the last catalog look (readReaddedTables), kept across streams. */
   private memberships: { publication: number; members: Map<number, number> } | null = null;
+  /** Tables found taken out and put back whose read again could not be queued yet (by relid), asked for again at each look. */
+  private readonly readdedPending = new Map<number, { table: TableRef; failures: number }>();
   /** Partitioned tables whose partitions Sluice's role may not read directly, told once (readAttachedPartitions). */
   private readonly toldUnreadablePartitions = new Set<number>();
   /** Online snapshots (sluice snapshot, the signal table, tables added later): see incremental-snapshot.ts. */
@@ -912,21 +914,56 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private async readReaddedTables(catalog: pg.Client, known: readonly TableRef[]): Promise<void> {
     const now = await publicationMemberships(catalog, this.names.publication);
     const before = this.memberships;
+    // Stored whatever the requests below do: a failed one is kept in readdedPending, not found again by comparing.
+    this.memberships = now;
+    const captured = new Set(known.map((t) => t.relid));
+    for (const relid of this.readdedPending.keys()) if (!captured.has(relid)) this.readdedPending.delete(relid);
+    const readded: TableRef[] = [];
     if (now !== null && before !== null && before.publication === now.publication) {
       for (const table of known) {
         const was = before.members.get(table.relid);
         const is = now.members.get(table.relid);
-        if (was === undefined || is === undefined || was === is) continue;
-        const name = `${table.schema}.${table.table}`;
-        if (this.config.snapshot.mode === "never") {
-          this.logger.warn({ table: name, publication: this.names.publication }, `${name} was taken out of publication "${this.names.publication}" and put back since the last look: its changes in between were not streamed, and it is not read again (snapshot.mode never); read it with sluice snapshot --table ${name} --execute`);
-          continue;
-        }
-        this.logger.warn({ table: name, publication: this.names.publication }, `${name} was taken out of publication "${this.names.publication}" and put back since the last look: its changes in between were not streamed, so it is read again by an online snapshot, whose closing reset removes the rows deleted meanwhile`);
-        await this.snapshots.request(name, null, "publication-readded");
+        if (was !== undefined && is !== undefined && was !== is && !this.readdedPending.has(table.relid)) readded.push(table);
       }
     }
-    this.memberships = now;
+    for (const { table } of this.readdedPending.values()) readded.push(table);
+    for (const table of readded) await this.readReadded(table);
+  }
+
+  /** Reads one table found taken out and put back again; a request that fails is kept for the next look, the tables after it are still asked for. */
+  private async readReadded(table: TableRef): Promise<void> {
+    const name = `${table.schema}.${table.table}`;
+    const publication = this.names.publication;
+    const readded = `${name} was taken out of publication "${publication}" and put back since the last look: its changes in between were not streamed`;
+    if (this.config.snapshot.mode === "never") {
+      this.logger.warn({ table: name, publication }, `${readded}, and it is not read again (snapshot.mode never); read it with sluice snapshot --table ${name} --execute`);
+      this.readdedPending.delete(table.relid);
+      return;
+    }
+    try {
+      await this.snapshots.request(name, null, "publication-readded");
+    } catch (error) {
+      if (error instanceof SluiceError && error.code === "SNAPSHOT_NO_CHUNK_KEY") {
+        this.logger.warn(
+          { table: name, publication, code: error.code },
+          `${readded}; it cannot be read again online, it has no primary key or replica identity index, so its targets miss those changes. ` +
+            `Add a primary key (or REPLICA IDENTITY USING INDEX on a unique index of NOT NULL columns) and read it with sluice snapshot --table ${name} --execute, or take a new initial snapshot of the source`,
+        );
+        this.readdedPending.delete(table.relid);
+        return;
+      }
+      // Kept for the next look (the source not streaming yet, say); warned the first time only.
+      const pending = this.readdedPending.get(table.relid) ?? { table, failures: 0 };
+      pending.failures += 1;
+      this.readdedPending.set(table.relid, pending);
+      if (pending.failures === 1) {
+        const reason = (error as Error).message;
+        this.logger.warn({ table: name, publication, err: reason }, `${readded}; reading it again could not be queued (${reason}); trying again at each look until it is`);
+      }
+      return;
+    }
+    this.readdedPending.delete(table.relid);
+    this.logger.warn({ table: name, publication }, `${readded}, so it is read again by an online snapshot, whose closing reset removes the rows deleted meanwhile`);
   }
 
   /**
