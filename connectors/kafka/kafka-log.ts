@@ -118,6 +118,8 @@ const SAMPLED_OFFSETS = 8n;
  * schema ids, since the last changes of a personal table may carry none (null personal columns, deletes and tombstones).
  */
 const SAMPLED_FOR_SEALED = 64n;
+/** Offsets from the end of each written partition whose keys tell the partition count a topic was written with. */
+const WRITTEN_KEYS_SAMPLED = 8n;
 /**
  * The most record bytes the look for sealed values reads: it runs at every start of a deployment with personal_data that
  * has sealed nothing yet (no key topic), over every data, parking and dead-letter topic, so it is bounded.
@@ -370,11 +372,16 @@ export class KafkaTopicLog implements TopicLog {
     const failed = described.find((d) => d.status === "rejected");
     if (failed) throw failed.reason;
     const missing: TopicSpec[] = [];
+    const adopting: Promise<void>[] = [];
     for (const [i, spec] of specs.entries()) {
       const existing = (described[i] as PromiseFulfilledResult<TopicSpec | undefined>).value;
-      if (existing) await this.adopt(spec, existing);
+      if (existing) adopting.push(this.adopt(spec, existing));
       else missing.push(spec);
     }
+    // Adopted together (a few internal topics, each at most one offsets request and one short read), all settled first.
+    const adopted = await Promise.allSettled(adopting);
+    const refused = adopted.find((a) => a.status === "rejected");
+    if (refused) throw refused.reason;
     await beforeCreating(missing.map((spec) => spec.name));
     if (missing.length === 0) return;
     if (await this.createNew(missing)) return;
@@ -475,12 +482,17 @@ export class KafkaTopicLog implements TopicLog {
    */
   private async partitionsToWrite(spec: TopicSpec, existing: TopicSpec): Promise<{ partitions: number; layout: number }> {
     const as = (partitions: number, layout = partitions) => ({ partitions, layout });
-    if (existing.partitions < spec.partitions) return as(existing.partitions);
-    const offsets = await this.call(`fetch offsets of ${spec.name}`, () => this.admin.fetchTopicOffsets(spec.name));
+    // One partition, or fewer than configured: nothing the offsets show changes the count (no request at each adoption).
+    if (existing.partitions === 1 || existing.partitions < spec.partitions) return as(existing.partitions);
+    const offsets = await this.writtenOffsets(spec, existing);
+    if (offsets === null) return as(spec.partitions);
     if (existing.partitions > spec.partitions && offsets.some((o) => o.partition >= spec.partitions && BigInt(o.high) > 0n)) return as(existing.partitions);
     // The layout checked against the config: the configured count where the partitions beyond it are empty.
     const count = Math.min(existing.partitions, spec.partitions);
-    const written = await this.writtenPartitionCount(spec.name, offsets, count);
+    const written = await this.writtenPartitionCount(spec.name, offsets, count).catch((error: unknown) => {
+      this.guessFailed(spec.name, count, error);
+      return count;
+    });
     if (written === existing.partitions) return as(written);
     const raised = written < spec.partitions ? ` (topics.partitions raised to ${spec.partitions} after partitions were added by hand?)` : " (added by hand?)";
     this.logger.warn(
@@ -492,18 +504,42 @@ export class KafkaTopicLog implements TopicLog {
   }
 
   /**
+   * The topic's offsets. Needed to tell whether partitions beyond the configured count hold records (a failure fails the
+   * adoption, to be retried); where the counts are equal they serve only writtenPartitionCount's guess: null on a failure,
+   * warned, and the configured count is written, as before that guess.
+   */
+  private async writtenOffsets(spec: TopicSpec, existing: TopicSpec): Promise<TopicOffsets[] | null> {
+    const fetch = () => this.call(`fetch offsets of ${spec.name}`, () => this.admin.fetchTopicOffsets(spec.name));
+    if (existing.partitions > spec.partitions) return fetch();
+    return fetch().catch((error: unknown) => {
+      this.guessFailed(spec.name, spec.partitions, error);
+      return null;
+    });
+  }
+
+  private guessFailed(topic: string, count: number, error: unknown): void {
+    this.logger.warn(
+      { topic, partitions: count, err: error instanceof SluiceError ? error.toLog() : String(error) },
+      `topic ${topic}: its last records could not be read to tell which partition count they were written with; writing ${count} partitions as configured`,
+    );
+  }
+
+  /**
    * The count the topic's keys were spread over: `count`, unless its last partitions hold no record and the last records
    * of the others (a few offsets each) have keys that `count` would put elsewhere; then the smallest count above the last
    * partition written that puts each of them where it is. `count` when none does (another producer wrote there).
    */
-  private async writtenPartitionCount(topic: string, offsets: readonly { partition: number; high: string }[], count: number): Promise<number> {
-    const written = offsets.filter((o) => BigInt(o.high) > 0n);
-    const highest = Math.max(-1, ...written.map((o) => o.partition));
+  private async writtenPartitionCount(topic: string, offsets: readonly TopicOffsets[], count: number): Promise<number> {
+    // A partition whose records retention deleted was still written: its end counts, its start is where a read may begin.
+    const highest = Math.max(-1, ...offsets.filter((o) => BigInt(o.high) > 0n).map((o) => o.partition));
     if (highest < 0 || highest >= count - 1) return count;
     const keys: { key: Uint8Array; partition: number }[] = [];
-    for (const o of written) {
-      const high = BigInt(o.high);
-      for (const record of await this.readRange(topic, o.partition, high > 8n ? high - 8n : 0n, high)) if (record.key) keys.push({ key: record.key, partition: o.partition });
+    const ranges = lastRanges(offsets, WRITTEN_KEYS_SAMPLED);
+    // One read of every partition's last records (fetched together), not one read per partition.
+    if (ranges.length > 0) {
+      await this.partitionReader().each(topic, ranges, (partition, records) => {
+        for (const record of records) if (record.key) keys.push({ key: record.key, partition });
+      }, SAMPLE_FETCH);
     }
     const fits = (partitions: number) => keys.every((k) => partitionForKey(k.key, partitions) === k.partition);
     if (fits(count)) return count;
@@ -1250,11 +1286,7 @@ export class KafkaTopicLog implements TopicLog {
 
   /** The last `depth` offsets of each of the topic's partitions that holds records. */
   private async lastOffsets(topic: string, depth: bigint): Promise<PartitionRange[]> {
-    const offsets = await this.call(`fetch offsets of ${topic}`, () => this.admin.fetchTopicOffsets(topic));
-    return offsets
-      .map((o) => ({ partition: o.partition, low: BigInt(o.low), end: BigInt(o.high) }))
-      .filter((r) => r.end > r.low)
-      .map((r) => ({ partition: r.partition, start: r.end - depth > r.low ? r.end - depth : r.low, end: r.end }));
+    return lastRanges(await this.call(`fetch offsets of ${topic}`, () => this.admin.fetchTopicOffsets(topic)), depth);
   }
 
   /** Per topic, the schema ids the last SAMPLED_OFFSETS records of its partitions reference (topics referencing none left out). */
@@ -1590,4 +1622,14 @@ function closedError(): SluiceError {
 function isUnknownTopic(error: unknown): boolean {
   const { type, cause } = error as { type?: string; cause?: { type?: string } };
   return type === "UNKNOWN_TOPIC_OR_PARTITION" || cause?.type === "UNKNOWN_TOPIC_OR_PARTITION";
+}
+
+type TopicOffsets = { partition: number; low: string; high: string };
+
+/** The last `depth` offsets of each partition that holds records, from no lower than its first (retention may have deleted the rest). */
+function lastRanges(offsets: readonly TopicOffsets[], depth: bigint): PartitionRange[] {
+  return offsets
+    .map((o) => ({ partition: o.partition, low: BigInt(o.low), end: BigInt(o.high) }))
+    .filter((r) => r.end > r.low)
+    .map((r) => ({ partition: r.partition, start: r.end - depth > r.low ? r.end - depth : r.low, end: r.end }));
 }
