@@ -38,6 +38,12 @@ test("a damaged or hostile block is refused, a length over the bound before anyt
   refused([0x80], /Invalid Snappy bitstream/);
   // The limit counts over a framed stream's blocks together.
   refused(Buffer.from(FRAMED, "hex"), /too big, expect at most 100/, 400);
-  // Not refused by snappyjs 0.7.0: a block that decompresses to fewer bytes than it states (the rest is zeros) or
-  // more (the rest is dropped). kafkajs does not check a batch's CRC either; see docs/topics.md (compression).
+  // Not refused by snappyjs 0.7.0 itself (kafkajs checks no batch CRC either): a block that makes fewer bytes than it
+  // states (the rest would be zeros, which can read as valid Avro), more (the rest dropped), a copy cut off at the end.
+  refused([10, 0x08, 0x61, 0x62, 0x63], /states 10 bytes and its data makes 3/);
+  refused([2, 0x08, 0x61, 0x62, 0x63], /states 2 bytes and its data makes 3/);
+  refused([7, 0x08, 0x61, 0x62, 0x63, 0x01], /states 7 bytes and its data makes an element cut off at its end/);
+  const framed = Buffer.from(FRAMED, "hex");
+  framed[framed.length - 59]! -= 1; // the second block's stated length, a varint (84 02: 260 -> 259)
+  refused(framed, /states 259 bytes and its data makes 260/);
 });

@@ -36,13 +36,52 @@ export function snappyDecompress(input: Buffer, maxOutputBytes = SNAPPY_MAX_OUTP
   return blocks.length === 1 ? blocks[0]! : Buffer.concat(blocks, total);
 }
 
-/** One raw Snappy block, decompressed by snappyjs; its stated length over the bound is refused before allocating. */
+/**
+ * One raw Snappy block, decompressed by snappyjs; its stated length over the bound is refused before allocating. snappyjs
+ * allocates the stated length and neither checks that the block fills it (the rest stays zeros) nor that it stops there
+ * (the rest is dropped), and kafkajs checks no batch CRC: the length the block's elements make is counted first.
+ */
 function rawBlock(input: Buffer, maxOutputBytes: number): Buffer {
+  let output: Buffer;
   try {
-    return uncompress(input, maxOutputBytes);
+    output = uncompress(input, maxOutputBytes);
   } catch (error) {
     throw invalid(error instanceof Error ? error.message : String(error), error);
   }
+  const made = decodedLength(input);
+  if (made !== output.length) throw invalid(`the block states ${output.length} bytes and its data makes ${made === null ? "an element cut off at its end" : `${made}`}`);
+  return output;
+}
+
+/** What a raw block's literals and copies add up to, after its varint preamble (the stated length); null when one is cut off. */
+function decodedLength(block: Buffer): number | null {
+  let at = 0;
+  while (at < block.length && block[at]! >= 0x80) at++;
+  at++;
+  let made = 0;
+  while (at < block.length) {
+    const tag = block[at]!;
+    at++;
+    const kind = tag & 0x3;
+    if (kind === 0) {
+      let length = (tag >>> 2) + 1;
+      if (length > 60) {
+        const bytes = length - 60;
+        if (at + bytes > block.length) return null;
+        length = block.readUIntLE(at, bytes) + 1;
+        at += bytes;
+      }
+      if (at + length > block.length) return null;
+      at += length;
+      made += length;
+    } else {
+      const offsetBytes = kind === 1 ? 1 : kind === 2 ? 2 : 4;
+      if (at + offsetBytes > block.length) return null;
+      at += offsetBytes;
+      made += kind === 1 ? ((tag >>> 2) & 0x7) + 4 : (tag >>> 2) + 1;
+    }
+  }
+  return made;
 }
 
 function invalid(why: string, cause?: unknown): SluiceError {
