@@ -349,3 +349,36 @@ test("without a sealed value, the look reads no more than its bound of record by
   assert.ok(bytes >= 256 * 1024 && bytes <= 256 * 1024 + 256 * 1024, `record bytes read: ${bytes}`);
   assert.equal(reads.read(topics[2]!).records, 0, "the last topic not read");
 });
+
+test("the look for sealed values reads the topics of the tables with personal columns first: a loss is caught when large other topics sort before them", async () => {
+  // a_events and b_logs (1 MiB each) sort before z_people, whose first record is sealed; the bound (256 KiB) ends the look inside a_events when read in name order.
+  const { deployment, personal, topics } = await personalDeployment("sealedorder", ["a_events", "b_logs", "z_people"], 16 * 1024, "z_people");
+  const people = topics[2]!;
+  const withTables: LostTopicPolicy = { ...personal, personalTopics: [people, `${deployment}.sluice.halted.pg`, `${deployment}.dlq.pg`] };
+  const reads = countReads();
+  try {
+    const logger = createLogger("warn", { write: () => undefined });
+    const open = KafkaTopicLog.open({ config: testKafkaConfig(), deployment, logger, lostTopics: withTables, sealedScanBytes: 256 * 1024, retry: { initialMs: 100, maxMs: 100, maxAttempts: 1 } });
+    await assert.rejects(open.then((log) => log.close()), (error: { code?: string; message: string }) => {
+      assert.equal(error.code, "INTERNAL_TOPIC_LOST");
+      assert.ok(error.message.includes(`while records in ${people} hold personal values`), error.message);
+      return true;
+    });
+  } finally {
+    reads.restore();
+  }
+  assert.equal(reads.read(topics[0]!).records, 0, "the other topics not read");
+});
+
+test("the config's personal tables name the topics read first: their data topics, their sources' parking and dead-letter topics, the sinks' dead-letter topics", () => {
+  const config = configSchema.parse({
+    name: "shop",
+    personal_data: { master_key_file: "/nonexistent/master.key" },
+    sources: [
+      { name: "pg", kind: "postgres", host: "h", database: "d", user: "u", tables: ["public.*"], governance: { tables: { "public.people": { personal: { subject: "id", columns: ["email"] } }, "public.orders": { checks: [] } } } },
+      { name: "other", kind: "postgres", host: "h", database: "d", user: "u", tables: ["public.*"] },
+    ],
+    sinks: [{ name: "wh", kind: "duckdb", path: "/tmp/x.duckdb" }, { name: "only", kind: "duckdb", path: "/tmp/y.duckdb", sources: ["other"] }],
+  });
+  assert.deepEqual(lostTopicPolicyOf(config).personalTopics, ["shop.pg.public.people", "shop.sluice.halted.pg", "shop.dlq.pg", "shop.dlq.wh"]);
+});

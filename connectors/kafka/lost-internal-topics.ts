@@ -25,6 +25,11 @@ export interface LostTopicPolicy {
   readonly sources: readonly SourceTopics[];
   /** personal_data is configured: the subjects' keys of personal columns are kept in `<deployment>.sluice.subject-keys`. */
   readonly personalData?: boolean;
+  /**
+   * The topics likeliest to hold sealed values, read first in the bounded look for one: the data topics of the tables with
+   * personal columns, their sources' parking and dead-letter topics, the sinks' dead-letter topics.
+   */
+  readonly personalTopics?: readonly string[];
   /** The operator accepts the loss (sluice run --accept-lost-topics): the topics are created again, the registry's new ids kept above those records reference. */
   readonly accept: boolean;
 }
@@ -36,6 +41,12 @@ export interface SourceTopics {
   readonly transactionTopic: boolean;
   /** outbox.topic, its template ({deployment}, {source}, {aggregate_type}), or null without an outbox. */
   readonly outboxTopic: string | null;
+}
+
+/** `topics` with the policy's personalTopics first, each part in its order. */
+export function sealedLookOrder(policy: Pick<LostTopicPolicy, "personalTopics">, topics: readonly string[]): string[] {
+  const first = new Set(policy.personalTopics ?? []);
+  return [...topics.filter((topic) => first.has(topic)), ...topics.filter((topic) => !first.has(topic))];
 }
 
 /** Is `topic` one of the deployment's data topics (as daemon/sink-components.ts parseDataTopic reads them)? */

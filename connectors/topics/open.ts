@@ -35,8 +35,21 @@ export function lostTopicPolicyOf(config: SluiceConfig, accept = false): LostTop
     mysqlSources: config.sources.filter((s) => s.kind === "mysql").map((s) => s.name),
     sources: config.sources.map((s) => ({ name: s.name, transactionTopic: s.transaction_metadata, outboxTopic: s.outbox?.topic ?? null })),
     personalData: config.personal_data !== undefined,
+    personalTopics: personalTopicsOf(config),
     accept,
   };
+}
+
+/** The data topics of the tables with personal columns, their sources' parking and dead-letter topics, the sinks' dead-letter topics reading those sources. */
+function personalTopicsOf(config: SluiceConfig): string[] {
+  const d = config.name;
+  const sources = config.sources.filter((s) => Object.values(s.governance?.tables ?? {}).some((rules) => rules.personal !== undefined));
+  const names = sources.map((s) => s.name);
+  return [
+    ...sources.flatMap((s) => Object.entries(s.governance?.tables ?? {}).filter(([, rules]) => rules.personal !== undefined).map(([table]) => `${d}.${s.name}.${table}`)),
+    ...names.flatMap((source) => [`${d}.sluice.halted.${source}`, `${d}.dlq.${source}`]),
+    ...config.sinks.filter((sink) => (sink.sources ?? names).some((source) => names.includes(source))).map((sink) => sink.dead_letter_topic ?? `${d}.dlq.${sink.name}`),
+  ];
 }
 
 /**
