@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Writable } from "node:stream";
 import { after, describe, test } from "node:test";
 import { DuckDBInstance } from "@duckdb/node-api";
 import type { TableSchema } from "../contracts.ts";
@@ -15,6 +16,7 @@ import { renderTarget } from "../sinks/naming.ts";
 import { testLogger, testSinkConfig } from "../sinks/test-config.ts";
 import { Events, randomTableName, tableSchema } from "../sinks/test-events.ts";
 import { duckdbFloor } from "../../config/memory.ts";
+import { createLogger } from "../../runtime/logger.ts";
 import { DuckDbSink } from "./duckdb-sink.ts";
 import { ident } from "./sql.ts";
 
@@ -191,6 +193,106 @@ describe("DuckDB sink specifics", () => {
       assert.deepEqual((await sink.write([dropped.insert(3n, { id: 3, v: "c" })], signal())).failures, []);
       assert.deepEqual((await sink.readQuery(`SELECT id, v FROM main.${ident(renderTarget(TARGET_TEMPLATE, dropped.schema))} ORDER BY id`)).rows, [{ id: 1, v: "a" }, { id: 3, v: "c" }]);
       assert.deepEqual((await sink.readQuery(`SELECT mine FROM main.${ident(renderTarget(TARGET_TEMPLATE, replaced.schema))}`)).rows, [{ mine: 42 }]);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  test("a view that cannot be made again at open (its table also lost _sluice_deleted by hand) is warned about and the sink opens; that table halts at its next write, the others go on, and the rebuild makes the view", async () => {
+    // Before: CREATE VIEW ... EXCLUDE (_sluice_version, _sluice_deleted) threw in open(), so the daemon exited at every start.
+    const own = join(dir, "view-not-restored.duckdb");
+    const config = testSinkConfig("duckdb", { name: `d_${randomTableName("noview")}`, path: own, target: TARGET_TEMPLATE });
+    const damaged = new Events(tableSchema(randomTableName("damaged"), [["id", "integer"], ["v", "text"]]));
+    const kept = new Events(tableSchema(randomTableName("kept"), [["id", "integer"], ["v", "text"]]));
+    const first = new DuckDbSink(config, { logger: testLogger() });
+    await first.open(signal());
+    try {
+      assert.deepEqual((await first.write([damaged.insert(1n, { id: 1, v: "a" }), kept.insert(2n, { id: 2, v: "b" })], signal())).failures, []);
+    } finally {
+      await first.close();
+    }
+    const target = renderTarget(TARGET_TEMPLATE, damaged.schema);
+    const instance = await DuckDBInstance.fromCache(own);
+    const connection = await instance.connect();
+    await connection.run(`DROP VIEW main.${ident(target)}`);
+    await connection.run(`ALTER TABLE _sluice.${ident(`${target}__v1`)} DROP COLUMN _sluice_deleted`);
+    connection.closeSync();
+
+    const lines: string[] = [];
+    const logger = createLogger("warn", new Writable({
+        write: (chunk, _encoding, done) => {
+          lines.push(String(chunk));
+          done();
+        },
+      }) as never);
+    const sink = new DuckDbSink(config, { logger });
+    await sink.open(signal());
+    try {
+      const warnings = lines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => line["code"] === "SINK_VIEW_NOT_RESTORED");
+      assert.equal(warnings.length, 1, lines.join(""));
+      assert.match(String(warnings[0]!["msg"]), new RegExp(`view main\.${target} is missing .*over _sluice\.${target}__v1: .*_sluice_deleted.*--rebuild --table ${damaged.schema.schema}\.${damaged.schema.table} --execute`));
+      assert.deepEqual((await sink.write([kept.insert(3n, { id: 3, v: "c" })], signal())).failures, [], "the sink's other tables go on");
+      await assert.rejects(sink.write([damaged.update(4n, { id: 1, v: "a2" }, { id: 1, v: "a" })], signal()), (error: SluiceError) => {
+        assert.equal(error.code, "SINK_CATALOG_MISMATCH", error.message);
+        assert.match(error.message, new RegExp(`_sluice\.${target}__v1 .*has no column _sluice_deleted any more`));
+        return true;
+      });
+      await sink.prepareRebuild(damaged.schema, signal());
+      assert.deepEqual((await sink.writeRebuild([damaged.insert(1n, { id: 1, v: "a" }), damaged.update(4n, { id: 1, v: "a2" }, { id: 1, v: "a" })], signal())).failures, []);
+      assert.deepEqual(await sink.rebuildRowCounts(damaged.schema, signal()), { live: null, shadow: 1 });
+      await sink.swap(damaged.schema, signal());
+      assert.deepEqual((await sink.readQuery(`SELECT id, v FROM main.${ident(target)}`)).rows, [{ id: 1, v: "a2" }]);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  test("a column dropped by hand during a rebuild halts naming the generation that lost it (live or shadow), and a dropped column whose name has a space is recognised", async () => {
+    const own = join(dir, "column-dropped-in-rebuild.duckdb");
+    const config = testSinkConfig("duckdb", { name: `d_${randomTableName("gen")}`, path: own, target: TARGET_TEMPLATE });
+    const liveLost = new Events(tableSchema(randomTableName("livelost"), [["id", "integer"], ["n", "integer"]]));
+    const shadowLost = new Events(tableSchema(randomTableName("shadowlost"), [["id", "integer"], ["n", "integer"]]));
+    const spaced = new Events(tableSchema(randomTableName("spaced"), [["id", "integer"], ["my col", "integer"]]));
+    const first = new DuckDbSink(config, { logger: testLogger() });
+    await first.open(signal());
+    try {
+      const rows = [liveLost.insert(1n, { id: 1, n: 1 }), shadowLost.insert(2n, { id: 1, n: 1 }), spaced.insert(3n, { id: 1, "my col": 1 })];
+      assert.deepEqual((await first.write(rows, signal())).failures, []);
+      await first.prepareRebuild(liveLost.schema, signal());
+      await first.prepareRebuild(shadowLost.schema, signal());
+    } finally {
+      await first.close();
+    }
+    const instance = await DuckDBInstance.fromCache(own);
+    const connection = await instance.connect();
+    const physicalOf = async (events: Events, role: string) => {
+      const reader = await connection.runAndReadAll(`SELECT physical FROM _sluice.tables WHERE target = '${renderTarget(TARGET_TEMPLATE, events.schema)}' AND role = '${role}'`);
+      return String(reader.getRowObjectsJson()[0]!["physical"]);
+    };
+    const lostFromLive = await physicalOf(liveLost, "live");
+    const lostFromShadow = await physicalOf(shadowLost, "shadow");
+    const lostSpaced = await physicalOf(spaced, "live");
+    await connection.run(`ALTER TABLE _sluice.${ident(lostFromLive)} DROP COLUMN n`);
+    await connection.run(`ALTER TABLE _sluice.${ident(lostFromShadow)} DROP COLUMN n`);
+    await connection.run(`ALTER TABLE _sluice.${ident(lostSpaced)} DROP COLUMN "my col"`);
+    connection.closeSync();
+
+    const sink = new DuckDbSink(config, { logger: testLogger() });
+    await sink.open(signal());
+    try {
+      const cases = [
+        { change: liveLost.update(4n, { id: 1, n: 2 }, { id: 1, n: 1 }), physical: lostFromLive, role: "live", column: "n" },
+        { change: shadowLost.update(5n, { id: 1, n: 2 }, { id: 1, n: 1 }), physical: lostFromShadow, role: "shadow", column: "n" },
+        { change: spaced.update(6n, { id: 1, "my col": 2 }, { id: 1, "my col": 1 }), physical: lostSpaced, role: "live", column: "my col" },
+      ];
+      for (const { change, physical, role, column } of cases) {
+        await assert.rejects(sink.write([change], signal()), (error: SluiceError) => {
+          assert.equal(error.code, "SINK_CATALOG_MISMATCH", error.message);
+          assert.ok(error.message.includes(`_sluice.${physical} (${role} generation`), error.message);
+          assert.ok(error.message.includes(`has no column ${column} any more`), error.message);
+          return true;
+        });
+      }
     } finally {
       await sink.close();
     }

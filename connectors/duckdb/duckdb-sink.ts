@@ -548,7 +548,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
         // One call: each is a turn of the sink thread's event loop. DuckDB runs them in order and stops at the first that fails.
         await this.#conn().run(script.join(";\n"));
       } catch (error) {
-        throw this.#missingTable(error, changes.table, label) ?? this.#missingColumn(error, changes.table, label) ?? error;
+        throw this.#missingTable(error, changes.table, label) ?? (await this.#missingColumn(error, changes.table, label)) ?? error;
       }
     }
     const offsetsStored = offsets !== null && failures.size === 0;
@@ -789,7 +789,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       `SELECT column_name AS name FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = ${literal(INTERNAL_SCHEMA)} AND table_name = ${literal(table.physical)}`,
     );
     const present = new Set(reader.getRowObjectsJson().map((row) => String(row["name"])));
-    return table.columns.map((c) => c.name).filter((name) => !present.has(name));
+    return [...table.columns.map((c) => c.name), VERSION_COLUMN, DELETED_COLUMN].filter((name) => !present.has(name));
   }
 
   #qualified(table: PhysicalTable): string {
@@ -872,7 +872,20 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
         this.#logger.warn(context, `DuckDB view ${view} is missing and a table of that name is in its place (made by hand?): the sink leaves it; drop it and restart to have the view made again over ${INTERNAL_SCHEMA}.${table.physical}`);
         continue;
       }
-      await this.#createView(table);
+      try {
+        await this.#createView(table);
+      } catch (error) {
+        // A table that also lost a column the sink made halts at its next write (#missingColumn); an open that failed here stopped the daemon at every start.
+        if (isDuckDbFatal(error)) throw error;
+        const owner = this.#owners.get(table.target);
+        const advice = owner === undefined ? "fill it again from the topics (sluice replay --from-beginning --rebuild), which makes the view" : `${this.#rebuildAdvice(owner)}; the rebuild makes the view`;
+        this.#logger.warn(
+          { ...context, code: VIEW_NOT_RESTORED, error: errorMessage(error) },
+          `DuckDB view ${view} is missing (dropped by hand?) and could not be made again over ${INTERNAL_SCHEMA}.${table.physical}: ${errorMessage(error)}. ` +
+            `The sink goes on without it, and queries of ${view} fail: ${advice}`,
+        );
+        continue;
+      }
       this.#logger.warn(context, `DuckDB view ${view} was missing (dropped by hand?): made again over ${INTERNAL_SCHEMA}.${table.physical}`);
     }
   }
@@ -1050,12 +1063,23 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
    * the sink was stopped): the table halts, as for a dropped table, instead of stopping the daemon at every start. Its
    * values went with it, so only a rebuild makes the table whole again. Null for any other error.
    */
-  #missingColumn(error: unknown, table: TableId, label: string): SluiceError | null {
+  async #missingColumn(error: unknown, table: TableId, label: string): Promise<SluiceError | null> {
     const message = errorMessage(error);
     const gone = MISSING_COLUMN.map((pattern) => pattern.exec(message)).find((match) => match !== null);
     if (gone === undefined) return null;
     const column = gone[1] as string;
-    const physical = [...this.#tables.values()].find((t) => t.target === this.#target(table) && t.columns.some((c) => c.name === column));
+    const made = (t: PhysicalTable) => column === VERSION_COLUMN || column === DELETED_COLUMN || t.columns.some((c) => c.name === column);
+    const generations = [...this.#tables.values()].filter((t) => t.target === this.#target(table) && made(t));
+    // The generation that lost it: during a rebuild both are written, and either may be the one edited by hand.
+    // A binder error leaves the transaction usable; should the look-up fail all the same, the first is named.
+    let physical = generations[0];
+    for (const generation of generations) {
+      const lost = await this.#columnsGone(this.#conn(), generation).catch((): string[] => []);
+      if (lost.includes(column)) {
+        physical = generation;
+        break;
+      }
+    }
     if (physical === undefined) return null;
     return new SluiceError(
       `sink "${this.name}", table ${label}: its DuckDB table ${INTERNAL_SCHEMA}.${physical.physical} (${physical.role} generation of ${physical.target}) in ${this.#config.path} has no column ${column} ` +
@@ -1136,8 +1160,10 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
 const MISSING_TABLE = /Catalog Error: Table with name (\S+) does not exist/;
 /** The warning when a view users query was missing at open and is made again. */
 const VIEW_RESTORED = "SINK_VIEW_RESTORED";
+const VIEW_NOT_RESTORED = "SINK_VIEW_NOT_RESTORED";
 /** DuckDB's words for a column of the statement missing from its table: in an upsert's SET, in its column list. */
-const MISSING_COLUMN = [/Binder Error: Referenced update column (\S+) not found in table/, /Binder Error: Table "[^"]+" does not have a column with name "([^"]+)"/];
+/** DuckDB quotes neither name in the first, and does not double a `"` inside them in the second: a name runs to the text after it. */
+const MISSING_COLUMN = [/Binder Error: Referenced update column (.+?) not found in table!/, /Binder Error: Table ".+?" does not have a column with name "(.*)"$/m];
 
 /** How many times one change that runs out of memory_limit is tried, the database opened again before each retry, before its table halts. */
 const ONE_CHANGE_ATTEMPTS = 3;
