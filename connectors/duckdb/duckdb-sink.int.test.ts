@@ -198,16 +198,18 @@ describe("DuckDB sink specifics", () => {
     }
   });
 
-  test("a view that cannot be made again at open (its table also lost _sluice_deleted by hand) is warned about and the sink opens; that table halts at its next write, the others go on, and the rebuild makes the view", async () => {
+  test("a view that cannot be made again at open (its table also lost _sluice_deleted or _sluice_version by hand) is warned about and the sink opens; that table halts at its next write, the others go on, and the rebuild makes the view", async () => {
     // Before: CREATE VIEW ... EXCLUDE (_sluice_version, _sluice_deleted) threw in open(), so the daemon exited at every start.
     const own = join(dir, "view-not-restored.duckdb");
     const config = testSinkConfig("duckdb", { name: `d_${randomTableName("noview")}`, path: own, target: TARGET_TEMPLATE });
     const damaged = new Events(tableSchema(randomTableName("damaged"), [["id", "integer"], ["v", "text"]]));
+    const unversioned = new Events(tableSchema(randomTableName("unversioned"), [["id", "integer"], ["v", "text"]]));
     const kept = new Events(tableSchema(randomTableName("kept"), [["id", "integer"], ["v", "text"]]));
     const first = new DuckDbSink(config, { logger: testLogger() });
     await first.open(signal());
     try {
-      assert.deepEqual((await first.write([damaged.insert(1n, { id: 1, v: "a" }), kept.insert(2n, { id: 2, v: "b" })], signal())).failures, []);
+      const rows = [damaged.insert(1n, { id: 1, v: "a" }), unversioned.insert(1n, { id: 1, v: "a" }), kept.insert(2n, { id: 2, v: "b" })];
+      assert.deepEqual((await first.write(rows, signal())).failures, []);
     } finally {
       await first.close();
     }
@@ -216,6 +218,9 @@ describe("DuckDB sink specifics", () => {
     const connection = await instance.connect();
     await connection.run(`DROP VIEW main.${ident(target)}`);
     await connection.run(`ALTER TABLE _sluice.${ident(`${target}__v1`)} DROP COLUMN _sluice_deleted`);
+    const unversionedTarget = renderTarget(TARGET_TEMPLATE, unversioned.schema);
+    await connection.run(`DROP VIEW main.${ident(unversionedTarget)}`);
+    await connection.run(`ALTER TABLE _sluice.${ident(`${unversionedTarget}__v1`)} DROP COLUMN _sluice_version`);
     connection.closeSync();
 
     const lines: string[] = [];
@@ -229,12 +234,17 @@ describe("DuckDB sink specifics", () => {
     await sink.open(signal());
     try {
       const warnings = lines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => line["code"] === "SINK_VIEW_NOT_RESTORED");
-      assert.equal(warnings.length, 1, lines.join(""));
-      assert.match(String(warnings[0]!["msg"]), new RegExp(`view main\.${target} is missing .*over _sluice\.${target}__v1: .*_sluice_deleted.*--rebuild --table ${damaged.schema.schema}\.${damaged.schema.table} --execute`));
+      assert.equal(warnings.length, 2, lines.join(""));
+      assert.match(String(warnings.find((warning) => warning["target"] === target)?.["msg"]), new RegExp(`view main\.${target} is missing .*over _sluice\.${target}__v1: .*_sluice_deleted.*--rebuild --table ${damaged.schema.schema}\.${damaged.schema.table} --execute`));
       assert.deepEqual((await sink.write([kept.insert(3n, { id: 3, v: "c" })], signal())).failures, [], "the sink's other tables go on");
       await assert.rejects(sink.write([damaged.update(4n, { id: 1, v: "a2" }, { id: 1, v: "a" })], signal()), (error: SluiceError) => {
         assert.equal(error.code, "SINK_CATALOG_MISMATCH", error.message);
         assert.match(error.message, new RegExp(`_sluice\.${target}__v1 .*has no column _sluice_deleted any more`));
+        return true;
+      });
+      await assert.rejects(sink.write([unversioned.update(5n, { id: 1, v: "a2" }, { id: 1, v: "a" })], signal()), (error: SluiceError) => {
+        assert.equal(error.code, "SINK_CATALOG_MISMATCH", error.message);
+        assert.match(error.message, new RegExp(`_sluice\\.${unversionedTarget}__v1 .*has no column _sluice_version any more`));
         return true;
       });
       await sink.prepareRebuild(damaged.schema, signal());

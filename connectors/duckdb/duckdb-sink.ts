@@ -1162,8 +1162,15 @@ const MISSING_TABLE = /Catalog Error: Table with name (\S+) does not exist/;
 const VIEW_RESTORED = "SINK_VIEW_RESTORED";
 const VIEW_NOT_RESTORED = "SINK_VIEW_NOT_RESTORED";
 /** DuckDB's words for a column of the statement missing from its table: in an upsert's SET, in its column list. */
-/** DuckDB quotes neither name in the first, and does not double a `"` inside them in the second: a name runs to the text after it. */
-const MISSING_COLUMN = [/Binder Error: Referenced update column (.+?) not found in table!/, /Binder Error: Table ".+?" does not have a column with name "(.*)"$/m];
+/**
+ * DuckDB quotes no name in the first and doubles no `"` inside them in the others: a name runs to the text after it.
+ * The third is the upsert's version test (`excluded._sluice_version > _sluice_version`) on a table that lost _sluice_version.
+ */
+const MISSING_COLUMN = [
+  /Binder Error: Referenced update column (.+?) not found in table!/,
+  /Binder Error: Table ".+?" does not have a column with name "(.*)"$/m,
+  /Binder Error: Values list "excluded" does not have a column named "(.*)"$/m,
+];
 
 /** How many times one change that runs out of memory_limit is tried, the database opened again before each retry, before its table halts. */
 const ONE_CHANGE_ATTEMPTS = 3;
