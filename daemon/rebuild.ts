@@ -8,7 +8,7 @@
 import type { PartitionOffsets, Position, SinkChange, TableId, TableSchema, TopicLog } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { isVersionedSink } from "../connectors/sinks/contract.ts";
-import { personalValuesOf, redactErrorValues } from "../connectors/sinks/personal-values.ts";
+import { personalValuesOf, redactFailures, Redactor } from "../connectors/sinks/personal-values.ts";
 import type { RebuildableSink, RebuildRowCounts } from "../connectors/sinks/contract.ts";
 import { controlledTopic } from "./control-records.ts";
 import { partitionKey, rebindOffsets } from "./log-identity.ts";
@@ -279,16 +279,15 @@ async function newestTruncates(
 async function writeRebuildBatch(sink: RebuildableSink, changes: SinkChange[], signal: AbortSignal): Promise<number> {
   if (changes.length === 0) return 0;
   // A server's refusal may quote a row's values: the personal ones never reach the rebuild's error (log, progress, command output).
-  const personal = () => personalValuesOf(changes.map((c) => c.event));
   let result: Awaited<ReturnType<RebuildableSink["writeRebuild"]>>;
   try {
     result = await sink.writeRebuild(changes, signal);
   } catch (error) {
-    throw error instanceof Error ? redactErrorValues(error, personal()) : error;
+    throw error instanceof Error ? new Redactor(personalValuesOf(changes.map((c) => c.event))).error(error) : error;
   }
   if (result.failures.length > 0) {
     const first = result.failures[0]!;
-    redactErrorValues(first.error, personal());
+    redactFailures([first], changes);
     const change = changes[first.index];
     const at = change ? ` at ${recordWhere(change.origin)}` : "";
     throw new SluiceError(`rebuild of sink ${sink.name} failed${at}: ${first.error.message}`, {

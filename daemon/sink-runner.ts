@@ -17,7 +17,7 @@ import { tableName } from "../connectors/contracts.ts";
 import { isRetriable, SluiceError } from "../connectors/errors.ts";
 import type { StagedWrite, TransactionalSink } from "../connectors/sinks/contract.ts";
 import { isStaging } from "../connectors/sinks/contract.ts";
-import { holdsPersonalValues, personalValuesOf, redactErrorValues } from "../connectors/sinks/personal-values.ts";
+import { markedValues, personalValuesOf, redactFailures, Redactor } from "../connectors/sinks/personal-values.ts";
 import { CATALOG_MISMATCH, isAuthRefusal, liftsByItself, SCHEMA_UNSUPPORTED, TARGET_BLOCKED, TARGET_REPLACED } from "../connectors/sinks/errors.ts";
 import type { TopicConsumer } from "../connectors/topics/contract.ts";
 import { storedBytes } from "../connectors/topics/in-place-record.ts";
@@ -155,16 +155,16 @@ interface StagedBatch {
   readonly polledMs: number;
   /** The consumer's positions the offsets were taken from, for writing the batch again once later records are read. */
   readonly positions: Positions;
-  /** Whether a change of it holds a clear personal value (its write's error may quote it). */
-  readonly personal: boolean;
+  /** The clear personal values its changes hold (its write's error may quote them); empty when none. */
+  readonly personal: readonly string[];
 }
 
 /** What failed of a staged write under way: the write (the batch is written again through `Sink.write`) or storing its offsets. */
 interface WriteFailure {
   readonly failed: "write" | "offsets";
   readonly error: unknown;
-  /** The batch held personal values: the error's text is not logged (written again, its refusal is reported with them redacted). */
-  readonly personal?: boolean;
+  /** The batch's personal values: the error's text is not logged (written again, its refusal is reported with them redacted). */
+  readonly personal?: readonly string[];
 }
 
 /** A staged batch's write under way, with what settling it needs: its records are written again through `Sink.write` should it fail. */
@@ -1480,7 +1480,7 @@ export class SinkRunner {
     const listed: ListedTopics = {};
     // Summarized a slice at a time, so that no more than a slice of decoded events is kept.
     const summaries: BatchSummary[] = [];
-    let personal = false;
+    const personal: string[] = [];
     let slice: ChangeEvent[] = [];
     let decoded = 0;
     let runLast: StoredRecord | undefined;
@@ -1515,7 +1515,8 @@ export class SinkRunner {
       const taken = staged.stage(event);
       if (!(taken instanceof Promise ? await taken : taken)) return "change not staged";
       slice.push(event);
-      personal ||= holdsPersonalValues(event);
+      const values = markedValues(event);
+      if (values !== undefined) personal.push(...values);
       if (slice.length === DECODE_SLICE) {
         summaries.push(summarizeBatch(slice));
         slice = [];
@@ -1552,7 +1553,7 @@ export class SinkRunner {
         await this.storeOffsets(consumer, offsets, offsetsStored, stop);
         this.recordProgress(mergeSummaries(summaries), (performance.now() - started) / 1000, { polled: polledMs, applied: appliedMs });
       } catch (error) {
-        return { failed: "offsets", error };
+        return { failed: "offsets", error, personal };
       }
       return null;
     })();
@@ -1578,8 +1579,12 @@ export class SinkRunner {
       if (applied !== null) await this.applyDueResets(write.consumer, write.stop, applied);
       return true;
     }
-    if (outcome.failed === "offsets" || write.stop.aborted) throw outcome.error;
-    const failure = outcome.personal === true ? { code: outcome.error instanceof SluiceError ? outcome.error.code : undefined } : { err: outcome.error };
+    if (outcome.failed === "offsets" || write.stop.aborted) {
+      // Read again from the stored offsets: the error is reported as is, so without the batch's personal values.
+      const personal = outcome.personal ?? [];
+      throw personal.length > 0 && outcome.error instanceof Error ? new Redactor(personal).error(outcome.error) : outcome.error;
+    }
+    const failure = (outcome.personal?.length ?? 0) > 0 ? { code: outcome.error instanceof SluiceError ? outcome.error.code : undefined } : { err: outcome.error };
     this.logger.debug(failure, "staged write failed: the batch is written again through the sink's write");
     this.pauseStaging("staged write failed");
     await this.applyPlain(write.consumer, write.records, write.stop, write.polledMs, write.positions, applied);
@@ -1746,8 +1751,9 @@ export class SinkRunner {
   private async write(changes: SinkChange[], stop: AbortSignal, offsets?: TopicPartitionOffset[]): Promise<{ failures: readonly SinkItemFailure[]; offsetsStored?: boolean }> {
     const { sink } = this.options;
     // A server's refusal may quote a row's values: the personal ones never leave in it (logs, /status, dead letters).
-    let personal: string[] | null = null;
-    const redacted = (error: unknown) => (error instanceof Error ? redactErrorValues(error, (personal ??= personalValuesOf(changes.map((c) => c.event)))) : error);
+    // A whole-batch error with the batch's values, one redactor for all attempts; a row's refusal with its row's only.
+    let batch: Redactor | null = null;
+    const redacted = (error: unknown) => (error instanceof Error ? (batch ??= new Redactor(personalValuesOf(changes.map((c) => c.event)))).error(error) : error);
     const attempt = async () => {
       try {
         return await (offsets ? (sink as TransactionalSink).write(changes, stop, offsets) : sink.write(changes, stop));
@@ -1766,7 +1772,7 @@ export class SinkRunner {
       },
     });
     this.targetReachable = true;
-    for (const failure of result.failures) redacted(failure.error);
+    redactFailures(result.failures, changes);
     return result;
   }
 
