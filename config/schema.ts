@@ -288,13 +288,18 @@ const outboxFields = {
     .enum(["dead-letter", "halt"])
     .default("dead-letter")
     .describe(
-      "An event that is no event (a part missing, content not JSON or refused unread, a payload its Avro schema refuses or with no schema, over max_message_bytes): dead-letter sends it to <deployment>.dlq.<source> with the reason and the stream flows on; halt stops the outbox table (parked, released with sluice halted retry|skip). A schema file that cannot be read or the registry refusing a schema halts either way (docs/outbox.md)",
+      "An event that is no event (a part missing, content not JSON or refused unread, a payload its Avro schema refuses, over max_message_bytes): dead-letter sends it to <deployment>.dlq.<source> with the reason and the stream flows on; halt stops the outbox table (parked, released with sluice halted retry|skip). An aggregate type with no schema in payload.schemas (avro), a schema file that cannot be read or the registry refusing a schema halts either way (docs/outbox.md)",
     ),
   max_message_bytes: size(
-    "Largest event content (a logical message's content, an outbox row's payload); a larger one is dead-lettered (or halts, on_invalid) keeping its first 64KiB: a logical message over it is never made a string nor kept whole past decoding. A record over topics.max_record_bytes (or a Kafka topic's max.message.bytes) is refused the same way (docs/outbox.md#size)",
+    "Largest event content (a logical message's content, an outbox row's payload); a larger one is dead-lettered (or halts, on_invalid) keeping its first 64KiB: a logical message over it is never made a string nor kept whole past decoding. Default: topics.max_record_bytes, so every payload that fits a record is published; set it lower to bound the memory a logical message takes. A record over topics.max_record_bytes (or a Kafka topic's max.message.bytes) is refused the same way (docs/outbox.md#size)",
     { min: 1024, max: 2 ** 30 },
-  ).default(4 * 2 ** 20),
+  ).optional(),
 };
+
+/** outbox.max_message_bytes as it applies: when not set, the deployment's topics.max_record_bytes (a larger payload could not be published anyway). */
+export function outboxMessageBytes(outbox: { readonly max_message_bytes?: number | undefined }, topics: { readonly max_record_bytes: number }): number {
+  return outbox.max_message_bytes ?? topics.max_record_bytes;
+}
 
 const mysqlOutbox = z.strictObject(outboxFields).optional().describe("Outbox routing (docs/outbox.md): rows of outbox tables become events on topics chosen by a column");
 const postgresOutbox = z

@@ -122,7 +122,7 @@ export type { TransactionMarker } from "../connectors/contracts.ts";
  * refuses, a value the table's Avro schema cannot carry, a record over the size limit, an outbox
  * row that is no event (daemon/outbox-router.ts).
  */
-const TABLE_HALTING_CODES = new Set(["SCHEMA_INCOMPATIBLE", "SCHEMA_UNSUPPORTED", "AVRO_VALUE_INVALID", RECORD_TOO_LARGE, "OUTBOX_EVENT_INVALID", "OUTBOX_SCHEMA_UNREADABLE", "DATA_CHECK_FAILED", "GOVERNANCE_KEY_INVALID"]);
+const TABLE_HALTING_CODES = new Set(["SCHEMA_INCOMPATIBLE", "SCHEMA_UNSUPPORTED", "AVRO_VALUE_INVALID", RECORD_TOO_LARGE, "OUTBOX_EVENT_INVALID", "OUTBOX_SCHEMA_UNREADABLE", "OUTBOX_SCHEMA_MISSING", "DATA_CHECK_FAILED", "GOVERNANCE_KEY_INVALID"]);
 
 /** The database refused the source's login (its error codes for it). */
 const LOGIN_REFUSED = new Set(["PG_AUTH_FAILED", "MYSQL_AUTH_FAILED"]);

@@ -284,7 +284,10 @@ export async function createSource(config: SourceConfig, logger: Logger, hooks: 
   switch (config.kind) {
     case "postgres": {
       const { PostgresSource } = await import("../connectors/postgres/source.ts");
-      return new PostgresSource(config, { logger, onSnapshotProgress: hooks.onSnapshotProgress, ...postgresBatching(config) });
+      // outbox.max_message_bytes, or topics.max_record_bytes when it is not set (as config/schema.ts outboxMessageBytes).
+      const outboxMaxMessageBytes = config.outbox?.max_message_bytes ?? hooks.maxRecordBytes;
+      const outboxBytes = config.outbox === undefined || outboxMaxMessageBytes === undefined ? {} : { outboxMaxMessageBytes };
+      return new PostgresSource(config, { logger, onSnapshotProgress: hooks.onSnapshotProgress, ...postgresBatching(config), ...outboxBytes });
     }
     case "mysql": {
       const { createMysqlSource } = await import("../connectors/mysql/index.ts");
@@ -308,6 +311,8 @@ export interface SourceHooks {
   readonly stateDir: string | null;
   /** Where the topic log keeps the MySQL sources' schema histories when there is no folder (Kafka). */
   readonly schemaHistoryJournal?: RegistryJournal | undefined;
+  /** The deployment's topics.max_record_bytes: outbox.max_message_bytes when that is not set. */
+  readonly maxRecordBytes?: number;
 }
 
 /** Where sources keep state of their own: beside the embedded log's file; none with Kafka. */

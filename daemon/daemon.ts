@@ -382,6 +382,7 @@ export class Daemon {
     return createSource(sourceConfig, this.logger.child({ source: sourceConfig.name }), {
       stateDir: sourceStateDir(this.config),
       schemaHistoryJournal: this.log?.schemaHistoryJournal,
+      maxRecordBytes: this.config.topics.max_record_bytes,
       onSnapshotProgress: (progress) => {
         this.onSnapshotProgress?.(sourceConfig.name, progress);
         for (const table of progress) {

@@ -126,7 +126,7 @@ test("an Avro schema file that is a device or larger than 4 MiB is refused, nami
   await assert.rejects(r.encode(change("c", { ...row("{}"), aggregatetype: "device" })), /cannot read the Avro schema file \/dev\/zero: not a regular file \(a device\) \(ENOTREG\)/);
 });
 
-test("a row that is no event (missing aggregate id, payload its schema refuses, no schema) fails with OUTBOX_EVENT_INVALID naming the table", async () => {
+test("a row that is no event (missing aggregate id, payload its schema refuses) fails with OUTBOX_EVENT_INVALID naming the table; an aggregate type with no schema fails with OUTBOX_SCHEMA_MISSING", async () => {
   const { router: r } = await router(`      tables: ["public.outbox"]\n      payload:\n        format: avro\n        schemas:\n          order: ${schemaFile}`);
   const invalid = (error: unknown) => error instanceof SluiceError && error.code === "OUTBOX_EVENT_INVALID" && error.context.table === "public.outbox";
   await assert.rejects(r.encode(change("c", { ...row("{}"), aggregateid: null })), (e) => invalid(e) && /aggregate id \(column aggregateid\)/.test((e as Error).message));
@@ -134,7 +134,7 @@ test("a row that is no event (missing aggregate id, payload its schema refuses, 
   // The refusal names the field and its type, never the value (it may be personal; a dead letter's reason is not sealed).
   await assert.rejects(r.encode(change("c", row('{"total": "ann.secret@example.com"}'))), (e) => invalid(e) && /field total is not a long/.test((e as Error).message) && !(e as Error).message.includes("ann.secret"));
   await assert.rejects(r.encode(change("c", row('{"total": ann.secret@example.com}'))), (e) => invalid(e) && /the payload is not JSON/.test((e as Error).message) && !(e as Error).message.includes("ann.secret"));
-  await assert.rejects(r.encode(change("c", { ...row("{}"), aggregatetype: "invoice" })), (e) => invalid(e) && /no schema for aggregate type "invoice"/.test((e as Error).message));
+  await assert.rejects(r.encode(change("c", { ...row("{}"), aggregatetype: "invoice" })), (e) => e instanceof SluiceError && e.code === "OUTBOX_SCHEMA_MISSING" && e.context.table === "public.outbox" && /no schema for aggregate type "invoice".*sluice halted retry --source pg/.test(e.message));
 });
 
 test("an outbox table the source does not capture, or a topic among the sinks' data topics, is refused at start", async () => {
@@ -238,15 +238,30 @@ test("an outbox row whose payload is over max_message_bytes, or whose record is 
   assert.deepEqual(counted, ["public.outbox too-large", "public.outbox too-large"]);
 });
 
-test("on_invalid halt keeps halting; a schema file that cannot be read halts (OUTBOX_SCHEMA_UNREADABLE) even under dead-letter", async () => {
+test("outbox.max_message_bytes not set is the deployment's topics.max_record_bytes: a row or a message of 5 MiB (over the 4 MiB default of 84bc496) is published under the 16 MiB default, and one over a lower topics.max_record_bytes is refused naming where the bound came from", async () => {
+  const { router: r, counted } = await deadLetteringRouter('      tables: ["public.outbox"]\n      message_prefix: outbox');
+  const payload = `"${"x".repeat(5 * 2 ** 20)}"`;
+  const [fromRow] = await r.encode(change("c", row(payload)));
+  assert.equal(fromRow?.topic, "dep.outbox.order");
+  const message = Buffer.from(JSON.stringify({ id: "m1", aggregatetype: "order", aggregateid: "o-1", type: "t", payload: "x".repeat(5 * 2 ** 20) }));
+  const [fromMessage] = await r.encode(logicalMessageEvent(logicalMessageTable("pg", "shop", "outbox"), message, origin, 16 * 2 ** 20));
+  assert.equal(fromMessage?.topic, "dep.outbox.order");
+  assert.deepEqual(counted, []);
+  const lower = await deadLetteringRouter('      tables: ["public.outbox"]', 4096);
+  const [big] = await lower.router.encode(change("c", row(`"${"x".repeat(5000)}"`)));
+  assert.equal(big?.topic, "dep.dlq.pg");
+  assert.match(text(big!.headers!["sluice.reason"])!, /the payload is 5002 bytes, over outbox.max_message_bytes \(4096: topics.max_record_bytes, as it is not set\)/);
+});
+
+test("on_invalid halt keeps halting; a schema file that cannot be read (OUTBOX_SCHEMA_UNREADABLE) or an aggregate type with no schema (OUTBOX_SCHEMA_MISSING) halts even under dead-letter", async () => {
   const halting = await deadLetteringRouter('      tables: ["public.outbox"]\n      on_invalid: halt');
   await assert.rejects(halting.router.encode(change("c", { ...row("{}"), aggregateid: null })), (e) => e instanceof SluiceError && e.code === "OUTBOX_EVENT_INVALID");
   assert.deepEqual(halting.counted, []);
   const missing = join(dir, "missing.avsc");
   const { router: r, counted } = await deadLetteringRouter(`      tables: ["public.outbox"]\n      payload:\n        format: avro\n        schemas:\n          order: ${schemaFile}\n          gone: ${missing}`);
   await assert.rejects(r.encode(change("c", { ...row("{}"), aggregatetype: "gone" })), (e) => e instanceof SluiceError && e.code === "OUTBOX_SCHEMA_UNREADABLE" && /cannot read the Avro schema file .*missing\.avsc/.test(e.message));
-  // An aggregate type with no schema is the event's problem (any writer chooses it): dead-lettered.
-  const [letter] = await r.encode(change("c", { ...row("{}"), aggregatetype: "invoice" }));
-  assert.equal(letter?.topic, "dep.dlq.pg");
-  assert.deepEqual(counted, ["public.outbox invalid"]);
+  // An aggregate type with no schema is most often a type the application shipped before the config named it: it
+  // halts (the events wait, parked) rather than going to the dead-letter topic, which no tool sends back.
+  await assert.rejects(r.encode(change("c", { ...row("{}"), aggregatetype: "invoice" })), (e) => e instanceof SluiceError && e.code === "OUTBOX_SCHEMA_MISSING");
+  assert.deepEqual(counted, []);
 });

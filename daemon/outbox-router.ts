@@ -15,6 +15,7 @@ import { ConfigError, SluiceError } from "../connectors/errors.ts";
 import { LOGICAL_MESSAGE_SCHEMA } from "../connectors/postgres/logical-messages.ts";
 import { isInternalTopic, TOPIC_NAME_INVALID } from "../connectors/topics/names.ts";
 import type { SluiceConfig, SourceConfig } from "../config/schema.ts";
+import { outboxMessageBytes } from "../config/schema.ts";
 import type { SchemaRegistry } from "../schema-registry/registry.ts";
 import { encodeFramed } from "../schema-registry/wire-format.ts";
 import { jsonShapeProblem } from "../runtime/json-shape.ts";
@@ -35,6 +36,12 @@ type OutboxConfig = NonNullable<SourceConfig["outbox"]>;
 export const OUTBOX_EVENT_INVALID = "OUTBOX_EVENT_INVALID";
 /** Error code of an Avro schema file that cannot be read or is no schema: the deployment's problem, every event of its type would fail, so it halts the outbox table whatever on_invalid says. */
 export const OUTBOX_SCHEMA_UNREADABLE = "OUTBOX_SCHEMA_UNREADABLE";
+/**
+ * Error code of an Avro payload whose aggregate type outbox.payload.schemas names no schema for: most often the
+ * application shipped a new type before Sluice's config listed it, so it halts the outbox table whatever on_invalid
+ * says (parked, nothing lost) until the config names a schema and `sluice halted retry` publishes the events in order.
+ */
+export const OUTBOX_SCHEMA_MISSING = "OUTBOX_SCHEMA_MISSING";
 
 /** Why an event was dead-lettered, as the metric's label: too large, or anything else that makes it no event. */
 export type OutboxRefusal = "too-large" | "invalid";
@@ -74,6 +81,9 @@ interface AvroPayload {
 
 export class OutboxRouter implements ChangeEncoder {
   private readonly outbox: OutboxConfig;
+  /** outbox.max_message_bytes, or topics.max_record_bytes when it is not set. */
+  private readonly maxMessageBytes: number;
+  private readonly maxMessageBytesName: string;
   private readonly config: SluiceConfig;
   private readonly source: SourceConfig;
   private readonly inner: ChangeEncoder;
@@ -92,6 +102,8 @@ export class OutboxRouter implements ChangeEncoder {
     this.config = config;
     this.source = source;
     this.outbox = source.outbox;
+    this.maxMessageBytes = outboxMessageBytes(source.outbox, config.topics);
+    this.maxMessageBytesName = `outbox.max_message_bytes (${this.maxMessageBytes}${source.outbox.max_message_bytes === undefined ? ": topics.max_record_bytes, as it is not set" : ""})`;
     this.inner = inner;
     this.log = log;
     this.registry = registry;
@@ -183,16 +195,17 @@ export class OutboxRouter implements ChangeEncoder {
     const declared = message ? after["content_bytes"] : undefined;
     const value = after[column];
     const size = typeof declared === "number" ? declared : byteLength(value ?? null);
+    let keep = Math.min(OUTBOX_KEPT_PREFIX_BYTES, this.maxMessageBytes);
     const cut = (row: typeof after, columns: readonly string[]) => {
       const out = { ...row };
       for (const name of columns) {
         const v = out[name];
-        if (typeof v === "string" || v instanceof Uint8Array) out[name] = utf8Prefix(typeof v === "string" ? Buffer.from(v, "utf8") : v, Math.min(OUTBOX_KEPT_PREFIX_BYTES, this.outbox.max_message_bytes));
+        if (typeof v === "string" || v instanceof Uint8Array) out[name] = utf8Prefix(typeof v === "string" ? Buffer.from(v, "utf8") : v, keep);
       }
       return out;
     };
     let kept: ChangeEvent = event;
-    let whole = typeof declared !== "number" && size <= this.outbox.max_message_bytes;
+    let whole = typeof declared !== "number" && size <= this.maxMessageBytes;
     if (!whole) kept = { ...event, after: cut(after, [column]) };
     if (!this.deadLetterTopicCreated) {
       await deadLetters.create();
@@ -200,7 +213,7 @@ export class OutboxRouter implements ChangeEncoder {
     }
     const position = formatPosition(event.schema.sourceKind, event.source.position);
     const build = async (change: ChangeEvent, keptWhole: boolean): Promise<ProducedRecord> => {
-      const note = keptWhole ? "kept whole" : `kept: its first ${Math.min(OUTBOX_KEPT_PREFIX_BYTES, this.outbox.max_message_bytes, size)} of ${size} bytes of ${column}`;
+      const note = keptWhole ? "kept whole" : `kept: its first ${Math.min(keep, size)} of ${size} bytes of ${column}`;
       const sealed = deadLetters.sealer ? await deadLetters.sealer.seal(change) : { event: change, headers: {} };
       return {
         topic: deadLetters.topic,
@@ -220,10 +233,16 @@ export class OutboxRouter implements ChangeEncoder {
       };
     };
     let record = await build(kept, whole);
-    if (recordBytes(record) > this.recordLimit(deadLetters.topic).bytes) {
+    const limit = this.recordLimit(deadLetters.topic).bytes;
+    if (recordBytes(record) > limit) {
       // Other columns too large (an outbox row's own): every text of the row cut as well.
       whole = false;
       record = await build({ ...kept, after: cut(after, Object.keys(after)) }, false);
+      // A topics.max_record_bytes near the kept prefix's size (64 KiB) takes no such prefix with its headers: shorter ones until it fits.
+      while (recordBytes(record) > limit && keep > 1) {
+        keep = Math.floor(keep / 2);
+        record = await build({ ...kept, after: cut(after, Object.keys(after)) }, false);
+      }
     }
     const tooLarge = error.context["refusal"] === "too-large";
     this.deadLetters?.onDeadLetter?.(table, tooLarge ? "too-large" : "invalid");
@@ -244,7 +263,7 @@ export class OutboxRouter implements ChangeEncoder {
     };
     const payload = row[columns.payload];
     const bytes = byteLength(payload ?? null);
-    if (bytes > this.outbox.max_message_bytes) throw invalid(`the payload is ${bytes} bytes, over outbox.max_message_bytes (${this.outbox.max_message_bytes})`, table, event, { bytes, refusal: "too-large" });
+    if (bytes > this.maxMessageBytes) throw invalid(`the payload is ${bytes} bytes, over ${this.maxMessageBytesName}`, table, event, { bytes, refusal: "too-large" });
     return {
       id: part(columns.event_id, "event id"),
       aggregateType: part(columns.aggregate_type, "aggregate type"),
@@ -257,13 +276,13 @@ export class OutboxRouter implements ChangeEncoder {
   private fromMessage(event: ChangeEvent, table: string): OutboxEvent {
     const declared = event.after?.["content_bytes"];
     if (typeof declared === "number") {
-      throw invalid(`the logical message's content is ${declared} bytes, over outbox.max_message_bytes (${this.outbox.max_message_bytes}); only its first bytes were kept`, table, event, { bytes: declared, refusal: "too-large" });
+      throw invalid(`the logical message's content is ${declared} bytes, over ${this.maxMessageBytesName}; only its first bytes were kept`, table, event, { bytes: declared, refusal: "too-large" });
     }
     const content = event.after?.["content"];
     const text = typeof content === "string" ? content : "";
     // The decoder cuts a larger message (logicalMessageEvent); one parked whole by an earlier version is not parsed either.
     const bytes = Buffer.byteLength(text, "utf8");
-    if (bytes > this.outbox.max_message_bytes) throw invalid(`the logical message's content is ${bytes} bytes, over outbox.max_message_bytes (${this.outbox.max_message_bytes})`, table, event, { bytes, refusal: "too-large" });
+    if (bytes > this.maxMessageBytes) throw invalid(`the logical message's content is ${bytes} bytes, over ${this.maxMessageBytesName}`, table, event, { bytes, refusal: "too-large" });
     const shape = jsonShapeProblem(text, OUTBOX_JSON_SHAPE);
     if (shape !== null) throw invalid(`the logical message's content is refused unread: ${shape}`, table, event);
     let json: unknown;
@@ -317,7 +336,12 @@ export class OutboxRouter implements ChangeEncoder {
     const payload = event.payload!;
     if (this.outbox.payload.format === "json") return typeof payload === "string" ? Buffer.from(payload, "utf8") : payload;
     const schemaFile = this.outbox.payload.schemas[event.aggregateType];
-    if (schemaFile === undefined) throw invalid(`payload format avro, and outbox.payload.schemas names no schema for aggregate type "${event.aggregateType}"`, table, change);
+    if (schemaFile === undefined) {
+      throw new SluiceError(
+        `outbox ${table}: payload format avro, and outbox.payload.schemas names no schema for aggregate type "${event.aggregateType}"; add it to the config and run sluice halted retry --source ${this.source.name} (the events wait, parked)`,
+        { code: OUTBOX_SCHEMA_MISSING, context: { component: "outbox", source: change.source.name, table, position: `${change.source.position.commit}/${change.source.position.change}`, topic, aggregateType: event.aggregateType } },
+      );
+    }
     const { type, schemaId } = await this.avroPayload(topic, schemaFile);
     const json = typeof payload === "string" ? payload : Buffer.from(payload).toString("utf8");
     const shape = jsonShapeProblem(json, OUTBOX_JSON_SHAPE);

@@ -90,6 +90,8 @@ export interface PostgresSourceOptions {
   readonly republishRetryMs?: number;
   /** How long the creation of the slot runs before a warning names the transactions it waits for (default 10 s; again every minute). */
   readonly slotWaitWarnMs?: number;
+  /** Largest logical message content decoded whole: outbox.max_message_bytes, or the deployment's topics.max_record_bytes when that is not set. */
+  readonly outboxMaxMessageBytes?: number;
 }
 
 /** A batch of the PostgreSQL source: the transaction markers ride along for the transaction topic. */
@@ -546,7 +548,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
           return ref === undefined ? null : captured.fromCatalog(catalog, ref.relid, undefined);
         },
       },
-      ...(this.config.outbox?.message_prefix === undefined ? {} : { outboxMessages: { prefix: this.config.outbox.message_prefix, database: this.config.database, maxBytes: this.config.outbox.max_message_bytes } }),
+      ...(this.config.outbox?.message_prefix === undefined ? {} : { outboxMessages: { prefix: this.config.outbox.message_prefix, database: this.config.database, ...this.outboxMessageBytes() } }),
     });
     const maxBatchEvents = this.options.maxBatchEvents ?? 4096;
     const sliceEvents = Math.max(1, Math.min(this.options.sliceEvents ?? SLICE_EVENTS, maxBatchEvents));
@@ -911,6 +913,12 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
    * closing reset removes the rows deleted meanwhile (snapshot.mode never: only warned). Compared only across looks
    * of the same publication (one dropped and created again is handled as dropped).
    */
+  /** The bound on a logical message decoded whole (none known: the outbox router still refuses one over its bound). */
+  private outboxMessageBytes(): { maxBytes?: number } {
+    const bytes = this.options.outboxMaxMessageBytes ?? this.config.outbox?.max_message_bytes;
+    return bytes === undefined ? {} : { maxBytes: bytes };
+  }
+
   private async readReaddedTables(catalog: pg.Client, known: readonly TableRef[]): Promise<void> {
     const now = await publicationMemberships(catalog, this.names.publication);
     const before = this.memberships;

@@ -8,6 +8,7 @@
  * (transactions); on_invalid halt still halts.
  */
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type pg from "pg";
@@ -216,4 +217,73 @@ test("on_invalid halt: a poison message halts the outbox pseudo-table as before,
   assert.deepEqual(letters.map((r) => header(r, "sluice.kept")), ["whole", "whole", "prefix", "whole"]);
   assert.deepEqual((await again.status()).sources[0]?.halted, []);
   await again.stop();
+});
+
+test("Avro payloads: an aggregate type with no schema in outbox.payload.schemas halts (OUTBOX_SCHEMA_MISSING) whatever on_invalid says; parked by an on_invalid halt run, it is not dead-lettered at the first start with dead-letter; once the config names a schema its events are published in order", { timeout: 120_000 }, async () => {
+  const orderSchema = join(dir, `${randomName("order")}.avsc`);
+  const invoiceSchema = join(dir, `${randomName("invoice")}.avsc`);
+  const record = (name: string) => JSON.stringify({ type: "record", name, fields: [{ name: "id", type: "string" }] });
+  writeFileSync(orderSchema, record("Order"));
+  writeFileSync(invoiceSchema, record("Invoice"));
+  const outbox: Record<string, unknown> = { on_invalid: "halt", payload: { format: "avro", schemas: { order: orderSchema } } };
+  const { source, deployment, prefix, config } = setup({ kind: "embedded", path: join(dir, `${randomName("log")}.db`) }, outbox);
+  const table = `pg_logical_message.${prefix}`;
+  const event = (id: string, type: string) => JSON.stringify({ id, aggregatetype: type, aggregateid: "a-1", type: `${type}.made`, payload: { id } });
+  const haltedOn = async (daemon: SluiceDaemon) =>
+    waitFor("the outbox pseudo-table halted", async () => (await daemon.status()).sources[0]?.halted.find((h) => h.table === table), { daemon, timeoutMs: 60_000 });
+  const ids = async (topic: string) => (await readTopics(config.topics, deployment, [`${deployment}.outbox.${topic}`])).map((r) => header(r, "id"));
+
+  const first = await startStreaming(config);
+  await client.query("BEGIN");
+  for (const [id, type] of [["m1", "order"], ["i1", "invoice"], ["m2", "order"]] as const) await client.query("SELECT pg_logical_emit_message(true, $1, $2::text)", [prefix, event(id, type)]);
+  await client.query("COMMIT");
+  const halted = await haltedOn(first);
+  assert.equal(halted.code, "OUTBOX_SCHEMA_MISSING");
+  assert.match(halted.error, /no schema for aggregate type "invoice"/);
+  await waitFor("m1 published", async () => (await ids("order")).length === 1, { daemon: first, timeoutMs: 60_000 });
+  await first.stop();
+
+  // The first start with dead-letter re-encodes the parked events: the one with no schema halts again, nothing is dead-lettered.
+  outbox["on_invalid"] = "dead-letter";
+  const second = await startStreaming(config);
+  assert.equal((await haltedOn(second)).code, "OUTBOX_SCHEMA_MISSING");
+  assert.deepEqual(await readTopics(config.topics, deployment, [`${deployment}.dlq.${source}`]), [], "no dead letter");
+  assert.deepEqual(await ids("order"), ["m1"]);
+  await second.stop();
+
+  // The config names the schema: the parked events are published, in order.
+  (outbox["payload"] as { schemas: Record<string, string> }).schemas["invoice"] = invoiceSchema;
+  const third = await startStreaming(config);
+  await waitFor("the parked events published", async () => (await ids("order")).length === 2 && (await ids("invoice")).length === 1, { daemon: third, timeoutMs: 60_000 });
+  assert.deepEqual(await ids("order"), ["m1", "m2"]);
+  assert.deepEqual(await ids("invoice"), ["i1"]);
+  assert.deepEqual((await third.status()).sources[0]?.halted, []);
+  await third.stop();
+});
+
+test("outbox.max_message_bytes not set: the deployment's topics.max_record_bytes bounds a logical message, which is cut when decoded and dead-lettered naming that bound; the dead letter fits the record limit", { timeout: 120_000 }, async () => {
+  const { source, deployment, prefix, config } = setup({ kind: "embedded", path: join(dir, `${randomName("log")}.db`), max_record_bytes: "64KiB" });
+  delete (config.sources[0] as { outbox: Record<string, unknown> }).outbox["max_message_bytes"];
+  const daemon = await startStreaming(config);
+  await client.query("BEGIN");
+  await client.query("SELECT pg_logical_emit_message(true, $1, $2::text)", [prefix, `{"id":"big","pad":"${"y".repeat(LARGE_PAD)}"}`]);
+  await client.query("SELECT pg_logical_emit_message(true, $1, $2::text)", [prefix, message("m1")]);
+  await client.query("COMMIT");
+  const [letter] = await waitFor("the dead letter", async () => {
+    const letters = await readTopics(config.topics, deployment, [`${deployment}.dlq.${source}`]);
+    return letters.length > 0 ? letters : undefined;
+  }, { daemon, timeoutMs: 60_000 });
+  const size = LARGE_PAD + '{"id":"big","pad":""}'.length;
+  // "only its first bytes were kept": cut by the source when decoded, not refused whole by the router.
+  assert.match(header(letter!, "sluice.reason")!, new RegExp(`content is ${size} bytes, over outbox.max_message_bytes \\(65536: topics.max_record_bytes, as it is not set\\); only its first bytes were kept`));
+  const published = await waitFor("m1 published", async () => {
+    const records = await readTopics(config.topics, deployment, [`${deployment}.outbox.order`]);
+    return records.length > 0 ? records : undefined;
+  }, { daemon, timeoutMs: 60_000 });
+  assert.deepEqual(published.map((r) => header(r, "id")), ["m1"]);
+  // Its 64 KiB prefix and headers would be over the 64 KiB record limit: a shorter prefix, and nothing halted.
+  assert.ok(letter!.value!.length < 65_536);
+  assert.match(header(letter!, "sluice.reason")!, new RegExp(`kept: its first 32768 of ${size} bytes of content$`));
+  assert.deepEqual((await daemon.status()).sources[0]?.halted, []);
+  await daemon.stop();
 });
