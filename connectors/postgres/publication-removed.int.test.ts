@@ -252,3 +252,28 @@ test("tables taken out and put back between two looks, one of them with no key: 
   assert.match(noKey[0]!.msg, /no primary key or replica identity index/);
   assert.match(noKey[0]!.msg, new RegExp(`sluice snapshot --table ${schema}\\.rq_a_nokey --execute`));
 });
+
+test("a table taken out and put back whose read again cannot be queued at one look (the source not streaming, say) is asked for again at the next look, warned once", async () => {
+  await admin.query(`CREATE TABLE "${schema}".rr (id int PRIMARY KEY, v int NOT NULL, note text); INSERT INTO "${schema}".rr SELECT i, i, 'n' || i FROM generate_series(1, 20) i`);
+  const lines: { msg: string; table?: string }[] = [];
+  const logger = pino({ level: "warn" }, { write: (line: string) => void lines.push(JSON.parse(line) as { msg: string; table?: string }) });
+  await whileCapturing(`${schema}.rr`, "rr", async (c, fold, state, source) => {
+    await someLooks();
+    const request = source.snapshots.request.bind(source.snapshots);
+    let refused = 0;
+    source.snapshots.request = (async (...args: Parameters<typeof request>) => {
+      if (refused++ < 2) throw new Error("not streaming yet");
+      return request(...args);
+    }) as typeof request;
+    await admin.query(`BEGIN;
+      ALTER PUBLICATION "${c.publication}" DROP TABLE "${schema}".rr;
+      INSERT INTO "${schema}".rr VALUES (1000, 1000, 'while out');
+      ALTER PUBLICATION "${c.publication}" ADD TABLE "${schema}".rr;
+      COMMIT`);
+    await waitFor("the table read again", () => fold.visible().get("1000")?.["note"] === "while out" && noTasks(state), 20_000);
+    assert.equal(refused, 3, "asked for at three looks: refused twice, then queued");
+  }, { logger });
+  const failed = lines.filter((l) => l.table === `${schema}.rr` && l.msg.includes("could not be queued"));
+  assert.equal(failed.length, 1, `warned once: ${JSON.stringify(lines)}`);
+  assert.match(failed[0]!.msg, /not streaming yet.*trying again at each look/);
+});
