@@ -265,3 +265,13 @@ test("on_invalid halt keeps halting; a schema file that cannot be read (OUTBOX_S
   await assert.rejects(r.encode(change("c", { ...row("{}"), aggregatetype: "invoice" })), (e) => e instanceof SluiceError && e.code === "OUTBOX_SCHEMA_MISSING");
   assert.deepEqual(counted, []);
 });
+
+test("an Avro logical message whose aggregate type has no schema is dead-lettered, not a halt: anyone connected may emit one", async () => {
+  const { router: r, counted } = await deadLetteringRouter(`      message_prefix: outbox\n      payload:\n        format: avro\n        schemas:\n          order: ${schemaFile}`);
+  const table = logicalMessageTable("pg", "shop", "outbox");
+  const [letter, ...rest] = await r.encode(logicalMessageEvent(table, Buffer.from('{"id":"m1","aggregatetype":"invoice","aggregateid":"i-1","type":"t","payload":{}}'), origin));
+  assert.equal(rest.length, 0);
+  assert.equal(letter?.topic, "dep.dlq.pg");
+  assert.match(text(letter!.headers!["sluice.reason"])!, /no schema for the logical message's aggregate type "invoice"/);
+  assert.deepEqual(counted, ["pg_logical_message.outbox invalid"]);
+});

@@ -165,7 +165,7 @@ export class OutboxRouter implements ChangeEncoder {
     const record: ProducedRecord = {
       topic,
       key: Buffer.from(parsed.aggregateId, "utf8"),
-      value: parsed.payload === null ? null : await this.value(topic, parsed, table, event),
+      value: parsed.payload === null ? null : await this.value(topic, parsed, table, event, message),
       headers: { id: Buffer.from(parsed.id, "utf8"), type: Buffer.from(parsed.type, "utf8") },
       timestamp: event.source.commitTimeMs,
     };
@@ -332,10 +332,12 @@ export class OutboxRouter implements ChangeEncoder {
       .replaceAll("{aggregate_type}", aggregateType.replace(/[^A-Za-z0-9._-]/g, "_"));
   }
 
-  private async value(topic: string, event: OutboxEvent, table: string, change: ChangeEvent): Promise<Uint8Array> {
+  private async value(topic: string, event: OutboxEvent, table: string, change: ChangeEvent, message: boolean): Promise<Uint8Array> {
     const payload = event.payload!;
     if (this.outbox.payload.format === "json") return typeof payload === "string" ? Buffer.from(payload, "utf8") : payload;
     const schemaFile = this.outbox.payload.schemas[event.aggregateType];
+    // Anyone connected may emit a logical message: its unlisted aggregate type is the message's fault, not a halt of the stream.
+    if (schemaFile === undefined && message) throw invalid(`payload format avro, and outbox.payload.schemas names no schema for the logical message's aggregate type ${JSON.stringify(event.aggregateType)}`, table, change);
     if (schemaFile === undefined) {
       throw new SluiceError(
         `outbox ${table}: payload format avro, and outbox.payload.schemas names no schema for aggregate type "${event.aggregateType}"; add it to the config and run sluice halted retry --source ${this.source.name} (the events wait, parked)`,
