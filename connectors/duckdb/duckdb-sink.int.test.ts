@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { after, describe, test } from "node:test";
-import { DuckDBInstance } from "@duckdb/node-api";
+import { DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
 import type { TableSchema } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import { sinkConformanceSuite, TARGET_TEMPLATE } from "../sinks/conformance.ts";
@@ -162,6 +162,33 @@ describe("DuckDB sink specifics", () => {
       const rows = (await sink.readQuery(`SELECT id, v, n FROM main.${ident(renderTarget(TARGET_TEMPLATE, altered.schema))} ORDER BY id`)).rows;
       assert.deepEqual(rows, [{ id: 1, v: "a2", n: 2 }, { id: 5, v: "e", n: 5 }, { id: 6, v: "f", n: 6 }]);
     } finally {
+      await sink.close();
+    }
+  });
+
+  test("an upsert that fails naming a column every generation of the table still has raises that error (a fault of the statement), not a halt blaming a hand edit", async () => {
+    const own = join(dir, "column-error-not-by-hand.duckdb");
+    const config = testSinkConfig("duckdb", { name: `d_${randomTableName("statement")}`, path: own, target: TARGET_TEMPLATE });
+    const events = new Events(tableSchema(randomTableName("statement"), [["id", "integer"], ["v", "text"]]));
+    const sink = new DuckDbSink(config, { logger: testLogger() });
+    await sink.open(signal());
+    const run = DuckDBConnection.prototype.run;
+    const fault = 'Binder Error: Values list "excluded" does not have a column named "_sluice_version"';
+    try {
+      assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+      // The sink's upsert as a bug of its own would make it: nothing was edited by hand.
+      DuckDBConnection.prototype.run = function (this: DuckDBConnection, ...args: Parameters<typeof run>) {
+        if (String(args[0]).includes("ON CONFLICT")) return Promise.reject(new Error(fault));
+        return run.apply(this, args);
+      };
+      await assert.rejects(sink.write([events.update(2n, { id: 1, v: "b" }, { id: 1, v: "a" })], signal()), (error: Error) => {
+        assert.notEqual((error as SluiceError).code, "SINK_CATALOG_MISMATCH", error.message);
+        assert.doesNotMatch(error.message, /by hand/);
+        assert.match(error.message, /Values list "excluded"/);
+        return true;
+      });
+    } finally {
+      DuckDBConnection.prototype.run = run;
       await sink.close();
     }
   });

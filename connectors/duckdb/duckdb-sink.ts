@@ -1061,7 +1061,8 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   /**
    * A write that finds a column Sluice made gone from a generation table of `table` (dropped or renamed by hand while
    * the sink was stopped): the table halts, as for a dropped table, instead of stopping the daemon at every start. Its
-   * values went with it, so only a rebuild makes the table whole again. Null for any other error.
+   * values went with it, so only a rebuild makes the table whole again. Null for any other error, and when every
+   * generation still has the column.
    */
   async #missingColumn(error: unknown, table: TableId, label: string): Promise<SluiceError | null> {
     const message = errorMessage(error);
@@ -1071,15 +1072,19 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     const made = (t: PhysicalTable) => column === VERSION_COLUMN || column === DELETED_COLUMN || t.columns.some((c) => c.name === column);
     const generations = [...this.#tables.values()].filter((t) => t.target === this.#target(table) && made(t));
     // The generation that lost it: during a rebuild both are written, and either may be the one edited by hand.
+    // If every generation still has it, the statement itself is wrong (a bug of the sink's), and its own error is raised.
     // A binder error leaves the transaction usable; should the look-up fail all the same, the first is named.
-    let physical = generations[0];
+    let physical: PhysicalTable | undefined;
+    let unknown = false;
     for (const generation of generations) {
-      const lost = await this.#columnsGone(this.#conn(), generation).catch((): string[] => []);
-      if (lost.includes(column)) {
+      const lost = await this.#columnsGone(this.#conn(), generation).catch((): null => null);
+      if (lost === null) unknown = true;
+      else if (lost.includes(column)) {
         physical = generation;
         break;
       }
     }
+    physical ??= unknown ? generations[0] : undefined;
     if (physical === undefined) return null;
     return new SluiceError(
       `sink "${this.name}", table ${label}: its DuckDB table ${INTERNAL_SCHEMA}.${physical.physical} (${physical.role} generation of ${physical.target}) in ${this.#config.path} has no column ${column} ` +
