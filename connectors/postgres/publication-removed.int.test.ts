@@ -259,12 +259,15 @@ test("a table taken out and put back whose read again cannot be queued at one lo
   const logger = pino({ level: "warn" }, { write: (line: string) => void lines.push(JSON.parse(line) as { msg: string; table?: string }) });
   await whileCapturing(`${schema}.rr`, "rr", async (c, fold, state, source) => {
     await someLooks();
-    const request = source.snapshots.request.bind(source.snapshots);
+    // Queued without the planner's estimate (it locks the table), named by the new membership row so it is queued once.
+    const queue = source.snapshots.queue.bind(source.snapshots);
     let refused = 0;
-    source.snapshots.request = (async (...args: Parameters<typeof request>) => {
+    const ids: string[] = [];
+    source.snapshots.queue = (async (...args: Parameters<typeof queue>) => {
+      ids.push(args[2]);
       if (refused++ < 2) throw new Error("not streaming yet");
-      return request(...args);
-    }) as typeof request;
+      return queue(...args);
+    }) as typeof queue;
     await admin.query(`BEGIN;
       ALTER PUBLICATION "${c.publication}" DROP TABLE "${schema}".rr;
       INSERT INTO "${schema}".rr VALUES (1000, 1000, 'while out');
@@ -272,6 +275,8 @@ test("a table taken out and put back whose read again cannot be queued at one lo
       COMMIT`);
     await waitFor("the table read again", () => fold.visible().get("1000")?.["note"] === "while out" && noTasks(state), 20_000);
     assert.equal(refused, 3, "asked for at three looks: refused twice, then queued");
+    assert.equal(new Set(ids).size, 1, `the same request id at each look: ${ids.join(", ")}`);
+    assert.match(ids[0]!, new RegExp(`^publication-readded@\\d+/${schema}\\.rr$`));
   }, { logger });
   const failed = lines.filter((l) => l.table === `${schema}.rr` && l.msg.includes("could not be queued"));
   assert.equal(failed.length, 1, `warned once: ${JSON.stringify(lines)}`);

@@ -211,7 +211,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   /** The publication's membership rows at the last catalog look (readReaddedTables), kept across streams. */
   private memberships: { publication: number; members: Map<number, number> } | null = null;
   /** Tables found taken out and put back whose read again could not be queued yet (by relid), asked for again at each look. */
-  private readonly readdedPending = new Map<number, { table: TableRef; failures: number }>();
+  private readonly readdedPending = new Map<number, { table: TableRef; member: number; failures: number }>();
   /** Partitioned tables whose partitions Sluice's role may not read directly, told once (readAttachedPartitions). */
   private readonly toldUnreadablePartitions = new Set<number>();
   /** Online snapshots (sluice snapshot, the signal table, tables added later): see incremental-snapshot.ts. */
@@ -926,20 +926,24 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     this.memberships = now;
     const captured = new Set(known.map((t) => t.relid));
     for (const relid of this.readdedPending.keys()) if (!captured.has(relid)) this.readdedPending.delete(relid);
-    const readded: TableRef[] = [];
+    const readded: { table: TableRef; member: number }[] = [];
     if (now !== null && before !== null && before.publication === now.publication) {
       for (const table of known) {
         const was = before.members.get(table.relid);
         const is = now.members.get(table.relid);
-        if (was !== undefined && is !== undefined && was !== is && !this.readdedPending.has(table.relid)) readded.push(table);
+        if (was !== undefined && is !== undefined && was !== is && !this.readdedPending.has(table.relid)) readded.push({ table, member: is });
       }
     }
-    for (const { table } of this.readdedPending.values()) readded.push(table);
-    for (const table of readded) await this.readReadded(table);
+    for (const { table, member } of this.readdedPending.values()) readded.push({ table, member });
+    for (const { table, member } of readded) await this.readReadded(table, member);
   }
 
-  /** Reads one table found taken out and put back again; a request that fails is kept for the next look, the tables after it are still asked for. */
-  private async readReadded(table: TableRef): Promise<void> {
+  /**
+   * Reads one table found taken out and put back again; a request that fails is kept for the next look, the tables after
+   * it are still asked for. Queued without the planner's estimate (which locks the table), named by its new membership
+   * row: asked for again at a later look, it is not queued twice.
+   */
+  private async readReadded(table: TableRef, member: number): Promise<void> {
     const name = `${table.schema}.${table.table}`;
     const publication = this.names.publication;
     const readded = `${name} was taken out of publication "${publication}" and put back since the last look: its changes in between were not streamed`;
@@ -949,7 +953,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       return;
     }
     try {
-      await this.snapshots.request(name, null, "publication-readded");
+      await this.snapshots.queue(name, "publication-readded", `publication-readded@${member}/${name}`);
     } catch (error) {
       if (error instanceof SluiceError && error.code === "SNAPSHOT_NO_CHUNK_KEY") {
         this.logger.warn(
@@ -961,7 +965,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
         return;
       }
       // Kept for the next look (the source not streaming yet, say); warned the first time only.
-      const pending = this.readdedPending.get(table.relid) ?? { table, failures: 0 };
+      const pending = this.readdedPending.get(table.relid) ?? { table, member, failures: 0 };
       pending.failures += 1;
       this.readdedPending.set(table.relid, pending);
       if (pending.failures === 1) {
