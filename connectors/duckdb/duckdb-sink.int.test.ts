@@ -335,6 +335,40 @@ describe("DuckDB sink specifics", () => {
     }
   });
 
+  test("a table halted as no longer listed in the catalog writes again once its stray table is dropped while the sink runs, without a restart", async () => {
+    const own = join(dir, "catalog-row-deleted-stray-dropped.duckdb");
+    const config = testSinkConfig("duckdb", { name: `d_${randomTableName("stray")}`, path: own, target: TARGET_TEMPLATE });
+    const lost = new Events(tableSchema(randomTableName("lost"), [["id", "integer"], ["v", "text"]]));
+    const first = new DuckDbSink(config, { logger: testLogger() });
+    await first.open(signal());
+    try {
+      assert.deepEqual((await first.write([lost.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+    } finally {
+      await first.close();
+    }
+    const target = renderTarget(TARGET_TEMPLATE, lost.schema);
+    const byHand = async (sql: string) => {
+      const connection = await (await DuckDBInstance.fromCache(own)).connect();
+      try {
+        await connection.run(sql);
+      } finally {
+        connection.closeSync();
+      }
+    };
+    await byHand(`DELETE FROM _sluice.tables WHERE target = '${target}'`);
+
+    const sink = new DuckDbSink(config, { logger: testLogger() });
+    await sink.open(signal());
+    try {
+      await assert.rejects(sink.write([lost.insert(2n, { id: 2, v: "b" })], signal()), (error: SluiceError) => error.code === "SINK_CATALOG_MISMATCH");
+      await byHand(`DROP TABLE _sluice.${ident(`${target}__v1`)}`);
+      assert.deepEqual((await sink.write([lost.insert(3n, { id: 3, v: "c" })], signal())).failures, []);
+      assert.deepEqual((await sink.readQuery(`SELECT id FROM main.${ident(target)} ORDER BY id`)).rows, [{ id: 3 }]);
+    } finally {
+      await sink.close();
+    }
+  });
+
   test("a table whose catalog row was deleted by hand halts (SINK_CATALOG_MISMATCH naming the rebuild), not a write failure that stops the daemon; the rebuild makes a new generation beside it", async () => {
     // Found on a live deployment: DELETE FROM _sluice.tables, then `sluice run` exited at the table's next change with
     // "DuckDB write failed: Catalog Error: Table with name "..__v1" already exists!", at every start.

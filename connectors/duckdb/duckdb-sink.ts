@@ -659,7 +659,10 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   async #ensureLive(target: string, schema: TableSchema, label: string, since: SinceOf): Promise<PhysicalTable> {
     const live = this.#find(target, "live");
     if (live) return live;
-    const stray = [...this.#strays].find((name) => generationOf(target, name) !== null);
+    const strayOf = () => [...this.#strays].find((name) => generationOf(target, name) !== null);
+    // Read again before halting: the operator may have dropped the stray table since the last read.
+    if (strayOf() !== undefined) await this.#readStrays();
+    const stray = strayOf();
     if (stray !== undefined) throw this.#uncatalogued(stray, schema, label);
     const generation = this.#nextGeneration(target);
     const table: PhysicalTable = { physical: physicalName(target, generation), target, role: "live", generation, truncateVersion: 0n, columns: [] };
@@ -910,6 +913,11 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     this.#owners = await loadTargetOwners(this.#conn());
     for (const [target, table] of this.#owners) this.#claims.know(target, table);
     for (const table of this.#tables.values()) this.#claims.know(table.target);
+    await this.#readStrays();
+  }
+
+  /** The generation tables in the file that the catalog does not list (its rows deleted by hand). */
+  async #readStrays(): Promise<void> {
     const reader = await this.#conn().runAndReadAll(
       `SELECT table_name AS n FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = ${literal(INTERNAL_SCHEMA)}`,
     );
