@@ -594,13 +594,17 @@ export function tooOld(timestamp: number, windowMs: number, now: number): boolea
 
 /**
  * How old a record a topic takes, from its configs: message.timestamp.before.max.ms (Kafka 3.6+), else the older
- * message.timestamp.difference.max.ms (before 3.6 the only one; a 3.x broker still honours it when set, 4.0 removed it);
- * the smaller where both are set. Each is Long.MAX_VALUE (any age) by default: undefined.
+ * message.timestamp.difference.max.ms (before 3.6 the only one; a 3.x broker still honours it when set, 4.0 removed it).
+ * Where both are set the newer one wins, as the broker takes it (3.6+ falls back to the older key only while the newer
+ * one is at its default). Each is Long.MAX_VALUE (any age) by default: undefined.
  */
 export function timestampWindowOf(beforeMaxMs: string | undefined, differenceMaxMs: string | undefined): number | undefined {
-  const windows = [beforeMaxMs, differenceMaxMs]
-    .filter((value) => typeof value === "string" && value !== "")
-    .map(Number)
-    .filter((ms) => Number.isSafeInteger(ms) && ms >= 0);
-  return windows.length === 0 ? undefined : Math.min(...windows);
+  return windowMs(beforeMaxMs) ?? windowMs(differenceMaxMs);
+}
+
+/** A window set in a config (not its Long.MAX_VALUE default, which is not a safe integer), else undefined. */
+function windowMs(value: string | undefined): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  const ms = Number(value);
+  return Number.isSafeInteger(ms) && ms >= 0 ? ms : undefined;
 }
