@@ -224,6 +224,25 @@ test("a permanent failure rejects that unit and every later one, so no later che
   await producer.close();
 });
 
+test("with retry.maxAttempts 1 (a command), a batch refused over a lowered max.message.bytes is still written again within the new limit once", async () => {
+  const kafka = new ScriptedKafka();
+  const tooLarge = () => Object.assign(new Error("The request included a message larger than the max message size the server will accept"), { name: "KafkaJSProtocolError", type: "MESSAGE_TOO_LARGE", retriable: false });
+  kafka.failures.push(tooLarge());
+  const asked: string[][] = [];
+  const { producer } = producerWith(kafka, {
+    lingerMs: 0,
+    retry: { initialMs: 1, maxMs: 2, maxAttempts: 1 },
+    onMessageTooLarge: async (topics) => (asked.push([...topics]), [{ topic: "t", was: 1000, now: 500 }]),
+  });
+  await producer.send([message("t", "a"), message("t", "b")]);
+  assert.deepEqual(values(kafka), ["t:a", "t:b"]);
+  assert.deepEqual(asked, [["t"]]);
+  // A second refusal in the same delivery is counted: the re-cut is free once, not again.
+  kafka.failures.push(tooLarge(), tooLarge());
+  await assert.rejects(producer.send([message("t", "c")]), { code: "KAFKA_MESSAGE_TOO_LARGE" });
+  await producer.close();
+});
+
 test("at most max_in_flight flushed units wait; further calls wait for room", async () => {
   const kafka = new ScriptedKafka();
   let release!: () => void;

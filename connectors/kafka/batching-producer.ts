@@ -322,6 +322,9 @@ export class BatchingProducer {
 
   /** Sends one unit, retrying the whole unit with backoff and jitter on retriable failures; returns the last offset written per partition. */
   private async deliver(unit: Unit): Promise<WrittenOffset[]> {
+    // The write again after a lowered max.message.bytes (at most one: a second refusal finds nothing lower) is not an
+    // attempt of retry.maxAttempts: a command writing once would otherwise fail with the refusal's wrong advice.
+    let uncounted = 0;
     for (let attempt = 0; ; attempt++) {
       try {
         await this.ensureConnected();
@@ -345,7 +348,8 @@ export class BatchingProducer {
         // Every record within the new limits: the next attempt cuts its batches within them (batchLimitOf), no restart.
         const recut = lowered !== undefined;
         if (recut) this.logger.warn({ brokers: this.options.brokers, err: lowered.error.toLog() }, "a topic's max.message.bytes is lower than Sluice knew; the batch is written again in batches within it");
-        const exhausted = this.options.retry.maxAttempts !== undefined && attempt + 1 >= this.options.retry.maxAttempts;
+        if (recut && uncounted === 0) uncounted = 1;
+        const exhausted = this.options.retry.maxAttempts !== undefined && attempt + 1 - uncounted >= this.options.retry.maxAttempts;
         if (!(failure.retriable || restamped || recut) || exhausted || this.closing) {
           this.logger.error({ brokers: this.options.brokers, err: failure.toLog() }, "produce to Kafka failed; nothing of the failed batch is acknowledged");
           if (failure.retriable) this.options.onReadyChange(false, failure.message);
