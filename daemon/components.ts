@@ -7,7 +7,7 @@ import { dirname, join } from "node:path";
 import type { SluiceConfig, SourceConfig } from "../config/schema.ts";
 import type { ChangeEvent, ProducedRecord, RegistryJournal, Source, TableSnapshotProgress, TopicCreation, TopicLog, TopicSpec } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
-import { controlTopic, TOPIC_NAME_INVALID } from "../connectors/topics/names.ts";
+import { controlTopic, parkingTopicOf, TOPIC_NAME_INVALID } from "../connectors/topics/names.ts";
 import { LocalRegistry, openJournalStore, RemoteRegistry } from "../schema-registry/index.ts";
 import type { SchemaRegistry } from "../schema-registry/index.ts";
 import { AvroChangeEncoder } from "../schema-registry/index.ts";
@@ -62,7 +62,7 @@ export function topicCreationBy(event: ChangeEvent): TopicCreation | undefined {
 }
 
 export function parkingTopic(config: SluiceConfig, source: SourceConfig): string {
-  return `${config.name}.sluice.halted.${source.name}`;
+  return parkingTopicOf(config.name, source.name);
 }
 
 /** The registry as capture uses it, telling `onNewVersion` when a registration added a version. */

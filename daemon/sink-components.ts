@@ -10,7 +10,7 @@ import type { ChangeEvent, Sink, StoredRecord, TopicLog } from "../connectors/co
 import { someReading } from "../connectors/common/table-label.ts";
 import { tableMatcher } from "../connectors/common/table-patterns.ts";
 import { InPlaceRecord } from "../connectors/topics/in-place-record.ts";
-import { controlTopic, sinkGroup } from "../connectors/topics/names.ts";
+import { controlTopic, dataTopicPrefix, sinkDeadLetterTopic, sinkGroup } from "../connectors/topics/names.ts";
 import { ChangeEventDecoder } from "../schema-registry/event-codec.ts";
 import type { SchemaRegistry } from "../schema-registry/registry.ts";
 import type { Logger } from "../runtime/logger.ts";
@@ -19,10 +19,7 @@ import { controlledTopic } from "./control-records.ts";
 import { lazyKeyStore, PersonalDataDecryptor, personalTables } from "./governance/personal-data.ts";
 import type { RecordDecoder } from "./sink-runner.ts";
 
-/** Data topics are `<deployment>.<source>.<schema>.<table>`. */
-export function dataTopicPrefix(deployment: string, source: string): string {
-  return `${deployment}.${source}`;
-}
+export { dataTopicPrefix };
 
 export function parseDataTopic(deployment: string, sources: readonly string[], topic: string): { source: string; schema: string; table: string } | null {
   for (const source of sources) {
@@ -57,7 +54,7 @@ export function sinkGroupName(config: SluiceConfig, sink: SinkConfig): string {
 }
 
 export function deadLetterTopic(config: SluiceConfig, sink: SinkConfig): string {
-  return sink.dead_letter_topic ?? `${config.name}.dlq.${sink.name}`;
+  return sinkDeadLetterTopic(config.name, sink);
 }
 
 /**

@@ -58,7 +58,7 @@ import type { PartitionRange } from "./partition-reader.ts";
 import { TOPIC_DELETED, unknownTopicAction, writtenLayoutOf } from "./deleted-topics.ts";
 import type { WrittenLayout } from "./deleted-topics.ts";
 import type { FetchLimits } from "./partition-reader.ts";
-import { framedSchemaId, holdsSealedValue, INTERNAL_TOPIC_LOST, isDeploymentDataTopic, isDeploymentSourceTopic, judgeLostTopics, parkingTopicLostWarning, sealedLookOrder } from "./lost-internal-topics.ts";
+import { framedSchemaId, holdsSealedValue, INTERNAL_TOPIC_LOST, isDeploymentDataTopic, isDeploymentSourceTopic, judgeLostTopics, parkingTopicLostWarning, sealedLookTopics } from "./lost-internal-topics.ts";
 import type { DeploymentTraces, InternalTopicsFound, LostTopicPolicy } from "./lost-internal-topics.ts";
 import type { StoreMutation } from "../../schema-registry/store.ts";
 import { partitionKey, StableOffsets } from "./stable-offsets.ts";
@@ -1262,9 +1262,9 @@ export class KafkaTopicLog implements TopicLog {
     const dataTopics = sourceTopics.filter((name) => isDeploymentDataTopic(d, policy, name));
     const framedTopics = [...sourceTopics, ...names.filter((name) => name === controlTopic(d) || name.startsWith(`${d}.sluice.halted.`))];
     const framed = read.schemaIds ? await this.sampledSchemaIds(framedTopics) : new Map<string, number[]>();
-    // Dead letters (a data check's, a sink's) hold sealed values too.
+    // Dead letters (a data check's, a sink's, custom names too) hold sealed values too.
     // The topics of the tables with personal columns first: the look is bounded, and large other topics may sort before them.
-    const sealed = read.sealed ? await this.topicHoldingSealedValue(sealedLookOrder(policy, [...framedTopics, ...names.filter((name) => name.startsWith(`${d}.dlq.`))])) : [];
+    const sealed = read.sealed ? await this.topicHoldingSealedValue(sealedLookTopics(d, policy, framedTopics, names)) : [];
     const checkpointed = new Set<string>();
     let highestSchemaId: number | null = null;
     if (read.checkpointed || read.highestSchemaId) {

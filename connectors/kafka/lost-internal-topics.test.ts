@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { framedSchemaId, holdsSealedValue, isDeploymentDataTopic, isDeploymentSourceTopic, judgeLostTopics, RESERVED_ID_MARGIN } from "./lost-internal-topics.ts";
+import { configSchema } from "../../config/schema.ts";
+import { lostTopicPolicyOf } from "../topics/open.ts";
+import { framedSchemaId, holdsSealedValue, isDeploymentDataTopic, isDeploymentSourceTopic, judgeLostTopics, RESERVED_ID_MARGIN, sealedLookTopics } from "./lost-internal-topics.ts";
 import type { DeploymentTraces, InternalTopicsFound, LostTopicPolicy } from "./lost-internal-topics.ts";
 
 const kept: InternalTopicsFound = { registry: "kept", checkpoints: "kept", schemaHistoryMissing: false, topicIdsMissing: false, subjectKeys: "kept" };
@@ -86,4 +88,26 @@ test("the schema id of a Confluent-framed payload", () => {
   assert.equal(framedSchemaId(Uint8Array.from([0, 255, 255, 255, 255])), 4294967295);
   assert.equal(framedSchemaId(Uint8Array.from([123, 34, 0, 0, 0])), null, "JSON");
   assert.equal(framedSchemaId(null), null);
+});
+
+test("the look for sealed values reads a sink's custom dead-letter topic too, not only those named <deployment>.dlq.*", () => {
+  const config = configSchema.parse({
+    name: "shop",
+    personal_data: { master_key_file: "/nonexistent/master.key" },
+    sources: [{ name: "pg", kind: "postgres", host: "h", database: "d", user: "u", tables: ["public.*"], governance: { tables: { "public.people": { personal: { subject: "id", columns: ["email"] } } } } }],
+    sinks: [
+      { name: "wh", kind: "duckdb", path: "/tmp/x.duckdb", dead_letter_topic: "audit-rejects" },
+      { name: "lake", kind: "duckdb", path: "/tmp/y.duckdb" },
+    ],
+  });
+  const policy = lostTopicPolicyOf(config);
+  assert.deepEqual(policy.personalTopics, ["shop.pg.public.people", "shop.sluice.halted.pg", "shop.dlq.pg", "audit-rejects", "shop.dlq.lake"]);
+  const existing = ["audit-rejects", "other-team.rejects", "shop.dlq.lake", "shop.dlq.pg", "shop.pg.public.orders", "shop.pg.public.people"];
+  assert.deepEqual(sealedLookTopics("shop", policy, ["shop.pg.public.orders", "shop.pg.public.people"], existing), [
+    "shop.pg.public.people",
+    "audit-rejects",
+    "shop.dlq.lake",
+    "shop.dlq.pg",
+    "shop.pg.public.orders",
+  ]);
 });

@@ -30,6 +30,8 @@ export interface LostTopicPolicy {
    * personal columns, their sources' parking and dead-letter topics, the sinks' dead-letter topics.
    */
   readonly personalTopics?: readonly string[];
+  /** Every sink's dead-letter topic: a custom dead_letter_topic may have any name, not only `<deployment>.dlq.<sink>`. */
+  readonly deadLetterTopics?: readonly string[];
   /** The operator accepts the loss (sluice run --accept-lost-topics): the topics are created again, the registry's new ids kept above those records reference. */
   readonly accept: boolean;
 }
@@ -47,6 +49,17 @@ export interface SourceTopics {
 export function sealedLookOrder(policy: Pick<LostTopicPolicy, "personalTopics">, topics: readonly string[]): string[] {
   const first = new Set(policy.personalTopics ?? []);
   return [...topics.filter((topic) => first.has(topic)), ...topics.filter((topic) => !first.has(topic))];
+}
+
+/**
+ * The topics the bounded look for sealed values reads, of the `existing` ones: the framed ones (data, control, parking), then
+ * the dead-letter topics (a data check's and a sink's `<deployment>.dlq.<name>`, and the sinks' custom dead_letter_topic),
+ * the personal topics first.
+ */
+export function sealedLookTopics(deployment: string, policy: Pick<LostTopicPolicy, "personalTopics" | "deadLetterTopics">, framedTopics: readonly string[], existing: readonly string[]): string[] {
+  const deadLetters = new Set(policy.deadLetterTopics ?? []);
+  const letters = existing.filter((name) => name.startsWith(`${deployment}.dlq.`) || deadLetters.has(name));
+  return sealedLookOrder(policy, [...new Set([...framedTopics, ...letters])]);
 }
 
 /** Is `topic` one of the deployment's data topics (as daemon/sink-components.ts parseDataTopic reads them)? */

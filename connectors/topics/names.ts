@@ -4,6 +4,26 @@
  * Sluice's own topics sit under `<deployment>.sluice.`; dead letters under `<deployment>.dlq.`.
  */
 
+/** Data topics are `<deployment>.<source>.<schema>.<table>`. */
+export function dataTopicPrefix(deployment: string, source: string): string {
+  return `${deployment}.${source}`;
+}
+
+/** Where capture parks the changes of a source's tables halted at capture. */
+export function parkingTopicOf(deployment: string, source: string): string {
+  return `${deployment}.sluice.halted.${source}`;
+}
+
+/** Where changes failing a dead-letter check go: `<deployment>.dlq.<source>`, beside the sinks' dead letters. */
+export function dataCheckDeadLetterTopic(deployment: string, source: string): string {
+  return `${deployment}.dlq.${source}`;
+}
+
+/** A sink's dead letters: its dead_letter_topic (any name), else `<deployment>.dlq.<sink>`. */
+export function sinkDeadLetterTopic(deployment: string, sink: { readonly name: string; readonly dead_letter_topic?: string | undefined }): string {
+  return sink.dead_letter_topic ?? `${deployment}.dlq.${sink.name}`;
+}
+
 export function sinkGroup(deployment: string, sinkName: string): string {
   return `${deployment}.sink.${sinkName}`;
 }

@@ -4,6 +4,7 @@ import type { SluiceConfig, TopicsConfig } from "../../config/schema.ts";
 import type { Logger } from "../../runtime/logger.ts";
 import type { KafkaReaderLimits } from "../kafka/kafka-consumer.ts";
 import type { LostTopicPolicy } from "../kafka/lost-internal-topics.ts";
+import { dataCheckDeadLetterTopic, dataTopicPrefix, parkingTopicOf, sinkDeadLetterTopic } from "./names.ts";
 import type { TopicLog } from "./contract.ts";
 
 /**
@@ -36,6 +37,7 @@ export function lostTopicPolicyOf(config: SluiceConfig, accept = false): LostTop
     sources: config.sources.map((s) => ({ name: s.name, transactionTopic: s.transaction_metadata, outboxTopic: s.outbox?.topic ?? null })),
     personalData: config.personal_data !== undefined,
     personalTopics: personalTopicsOf(config),
+    deadLetterTopics: config.sinks.map((sink) => sinkDeadLetterTopic(config.name, sink)),
     accept,
   };
 }
@@ -46,9 +48,9 @@ function personalTopicsOf(config: SluiceConfig): string[] {
   const sources = config.sources.filter((s) => Object.values(s.governance?.tables ?? {}).some((rules) => rules.personal !== undefined));
   const names = sources.map((s) => s.name);
   return [
-    ...sources.flatMap((s) => Object.entries(s.governance?.tables ?? {}).filter(([, rules]) => rules.personal !== undefined).map(([table]) => `${d}.${s.name}.${table}`)),
-    ...names.flatMap((source) => [`${d}.sluice.halted.${source}`, `${d}.dlq.${source}`]),
-    ...config.sinks.filter((sink) => (sink.sources ?? names).some((source) => names.includes(source))).map((sink) => sink.dead_letter_topic ?? `${d}.dlq.${sink.name}`),
+    ...sources.flatMap((s) => Object.entries(s.governance?.tables ?? {}).filter(([, rules]) => rules.personal !== undefined).map(([table]) => `${dataTopicPrefix(d, s.name)}.${table}`)),
+    ...names.flatMap((source) => [parkingTopicOf(d, source), dataCheckDeadLetterTopic(d, source)]),
+    ...config.sinks.filter((sink) => (sink.sources ?? names).some((source) => names.includes(source))).map((sink) => sinkDeadLetterTopic(d, sink)),
   ];
 }
 

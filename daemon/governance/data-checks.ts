@@ -10,6 +10,7 @@ import type { ChangeEncoder, ParkedChangeSealer } from "../capture.ts";
 import type { ChangeEvent, ColumnValue, ProducedRecord, TableSchema } from "../../connectors/contracts.ts";
 import { tableName, UNCHANGED } from "../../connectors/contracts.ts";
 import { SluiceError } from "../../connectors/errors.ts";
+import { dataCheckDeadLetterTopic } from "../../connectors/topics/names.ts";
 import type { DataCheck, GovernanceConfig } from "../../config/governance.ts";
 import { serializeEventBytes } from "../event-json.ts";
 import type { Logger } from "../../runtime/logger.ts";
@@ -23,10 +24,7 @@ export interface DataCheckStats {
   onFailure?(table: string, check: string): void;
 }
 
-/** Where changes failing a dead-letter check go: `<deployment>.dlq.<source>`, beside the sinks' dead letters. */
-export function dataCheckDeadLetterTopic(deployment: string, source: string): string {
-  return `${deployment}.dlq.${source}`;
-}
+export { dataCheckDeadLetterTopic };
 
 /** What `sluice status` shows of a check that failed. */
 export interface DataCheckFailures {
