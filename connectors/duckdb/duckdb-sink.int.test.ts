@@ -560,6 +560,19 @@ describe("DuckDB sink specifics", () => {
     });
   });
 
+  test("a query after an open that failed and is not retried (the sink stopped) says so, not that the sink retries", async () => {
+    const sink = new DuckDbSink(testSinkConfig("duckdb", { name: `d_${randomTableName("stopped")}`, path: "/dev/null/warehouse.duckdb", target: TARGET_TEMPLATE }), { logger: testLogger() });
+    const stop = new AbortController();
+    await assert.rejects(sink.open(stop.signal), (e: unknown) => e instanceof SluiceError && e.code === "SINK_OPEN_FAILED");
+    stop.abort();
+    await assert.rejects(sink.readQuery("SELECT 1"), (e: unknown) => {
+      assert.ok(e instanceof SluiceError && e.code === "SINK_NOT_OPEN", String(e));
+      assert.match(e.message, /^the DuckDB sink is not open: its last open of \/dev\/null\/warehouse\.duckdb failed and is not retried \(.*mkdir '\/dev\/null'\)/);
+      assert.doesNotMatch(e.message, /and retries/);
+      return true;
+    });
+  });
+
   test("data, schema changes and offsets commit in one transaction: a failing write leaves none of them", async () => {
     const sink = createSink(`d_${randomTableName("atomic")}`);
     await sink.open(signal());

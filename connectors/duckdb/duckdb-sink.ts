@@ -140,8 +140,11 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   #tables = new Map<string, PhysicalTable>();
   /** Tables in the internal schema the catalog does not list (its rows deleted by hand): their names are not used again. */
   #strays = new Set<string>();
-  /** Why the last open of the file failed (the runtime retries it), told to queries meanwhile; null once open. */
-  #openFailure: string | null = null;
+  /**
+   * Why the last open of the file failed, told to queries meanwhile; null once open. `retried`: whether the runtime
+   * opens it again (a retriable error, and the open's signal not aborted since: a stopped sink is not opened again).
+   */
+  #openFailure: { readonly message: string; readonly retried: () => boolean } | null = null;
   /** Identities of the topics read now: stored with every offset. */
   #topicIds: ReadonlyMap<string, string> = new Map();
   /** Which table each target is: DuckDB's names ignore case, so "Up" and "up" are one table to it. */
@@ -176,12 +179,13 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       this.#openFailure = null;
     } catch (error) {
       await this.close();
-      this.#openFailure = errorMessage(error);
-      throw new ConnectionError(`cannot open DuckDB file ${this.#config.path}: ${errorMessage(error)}`, {
+      const failure = new ConnectionError(`cannot open DuckDB file ${this.#config.path}: ${errorMessage(error)}`, {
         code: "SINK_OPEN_FAILED",
         context: { component: "sink", sink: this.name },
         cause: error,
       });
+      this.#openFailure = { message: errorMessage(error), retried: () => failure.retriable && !signal.aborted };
+      throw failure;
     }
     this.#logger.info({ path: this.#config.path, tables: this.#tables.size }, "DuckDB sink open");
   }
@@ -234,7 +238,9 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
         const instance = this.#instance;
         if (!instance || !this.#connection) {
           // An analyst's process holding the file (DuckDB's lock) is the likely cause at 3 a.m.: say it, not just "not open".
-          const why = this.#openFailure === null ? "" : `: it cannot open ${this.#config.path} and retries (${this.#openFailure})`;
+          const failure = this.#openFailure;
+          const why =
+            failure === null ? "" : failure.retried() ? `: it cannot open ${this.#config.path} and retries (${failure.message})` : `: its last open of ${this.#config.path} failed and is not retried (${failure.message})`;
           reject(new SluiceError(`the DuckDB sink is not open${why}`, { code: "SINK_NOT_OPEN", context: { component: "sink", sink: this.name } }));
           return;
         }
@@ -814,12 +820,13 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       await this.#connect(this.#lost === "invalidated");
       this.#openFailure = null;
     } catch (error) {
-      this.#openFailure = errorMessage(error);
-      throw new ConnectionError(`cannot open DuckDB file ${this.#config.path} again: ${errorMessage(error)}`, {
+      const failure = new ConnectionError(`cannot open DuckDB file ${this.#config.path} again: ${errorMessage(error)}`, {
         code: "SINK_OPEN_FAILED",
         context: { component: "sink", sink: this.name },
         cause: error,
       });
+      this.#openFailure = { message: errorMessage(error), retried: () => failure.retriable };
+      throw failure;
     }
     if (this.#lost === "invalidated") this.#logger.info({ path: this.#config.path, tables: this.#tables.size }, "DuckDB database opened again after the fatal error");
     this.#lost = null;
