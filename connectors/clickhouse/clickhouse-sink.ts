@@ -782,8 +782,10 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     const server = parseServerColumns(await this.#conn().select(systemColumnsSql(this.#database, physicals), signal));
     let changed = false;
     for (const physical of new Set(physicals)) {
-      const now = server.get(physical) ?? [];
-      if (sameColumns(this.#server.get(physical) ?? [], now)) continue;
+      const now = server.get(physical);
+      // A table (or the database) gone is not a column changed: the insert meets it (errors 60 and 81) and the sink's
+      // gone-table path makes it again; taken here, the table would halt as a mismatch instead.
+      if (now === undefined || sameColumns(this.#server.get(physical) ?? [], now)) continue;
       this.#server.set(physical, now);
       this.#checked.delete(physical);
       changed = true;
