@@ -292,7 +292,7 @@ describe("with tokens, over HTTPS", () => {
     writeFileSync(wrongCa, JSON.stringify({ ...parsed, http: { ...parsed.http, tls: { ...(parsed.http["tls"] as object), ca_file: join(dir, "other.pem") } } }));
     const untrusted = await runSluice(["status", "-c", wrongCa], dir);
     assert.equal(untrusted.code, 1);
-    assert.match(untrusted.stderr, /no daemon answers at https:\/\/127\.0\.0\.1:\d+\/status \(.*certificate/);
+    assert.match(untrusted.stderr, /the TLS connection to https:\/\/127\.0\.0\.1:\d+\/status failed \(.*certificate/);
   });
 
   test("a token rotated in its file takes effect at SIGHUP; the tokens never reach the log", async () => {
