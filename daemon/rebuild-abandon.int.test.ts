@@ -5,7 +5,8 @@
  * test/e2e/rebuild-interrupted.int.test.ts.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -20,18 +21,21 @@ const dir = mkdtempSync(join(tmpdir(), "sluice-abandon-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const logger = createLogger("silent");
 
-const config = loadConfigText(
-  join(dir, "c.yaml"),
-  `name: dep
+const configIn = (at: string) =>
+  loadConfigText(
+    join(at, "c.yaml"),
+    `name: dep
 http: { listen: "127.0.0.1:1" }
 sources:
   - { name: pg, kind: postgres, database: app, user: u, tables: [app.*] }
-topics: { kind: embedded, path: ${join(dir, "log.db")} }
+topics: { kind: embedded, path: ${join(at, "data", "log.db")} }
 sinks:
-  - { kind: duckdb, name: local, path: ${join(dir, "w.duckdb")} }
+  - { kind: duckdb, name: local, path: ${join(at, "data", "w.duckdb")} }
 `,
-  { env: {} },
-);
+    { env: {} },
+  );
+const config = configIn(dir);
+const digest = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
 
 const output = () => {
   const io = { out: "", err: "", stdout: (t: string) => void (io.out += t), stderr: (t: string) => void (io.err += t) };
@@ -58,9 +62,12 @@ test("abandoning an interrupted rebuild without a daemon: a dry run lists its ha
     await sink.writeRebuild([orders.insert(1n, { id: 1, note: "a" })], signal());
   });
 
+  const before = digest(join(dir, "data", "w.duckdb"));
   const dry = output();
   assert.equal(await runAbandonRebuildCommand(config, "local", [], false, dry, logger), 0, dry.err);
   assert.match(dry.out, /Abandoning the interrupted rebuild of sink "local" drops the half-built app\.orders \(app_orders__v2\); the live tables are left as they are\.\nDry run: nothing changed/);
+  assert.equal(digest(join(dir, "data", "w.duckdb")), before, "the dry run left the DuckDB file as it was");
+  assert.equal(existsSync(join(dir, "data", "log.db")), false, "the dry run made no topic log");
   assert.equal((await withSink((sink) => sink.rebuildShadows(signal()))).length, 1, "the dry run dropped nothing");
 
   const unknown = output();
@@ -80,4 +87,16 @@ test("abandoning an interrupted rebuild without a daemon: a dry run lists its ha
   const again = output();
   assert.equal(await runAbandonRebuildCommand(config, "local", [], true, again, logger), 0);
   assert.match(again.out, /Sink "local" has no interrupted rebuild: nothing to abandon\./);
+});
+
+test("abandoning where nothing was ever captured makes neither the topic log nor the DuckDB file, dry run or --execute", { timeout: 30_000 }, async () => {
+  const fresh = join(dir, "fresh");
+  mkdirSync(join(fresh, "data"), { recursive: true });
+  const freshConfig = configIn(fresh);
+  for (const execute of [false, true]) {
+    const io = output();
+    assert.equal(await runAbandonRebuildCommand(freshConfig, "local", [], execute, io, logger), 0, io.err);
+    assert.match(io.out, /Sink "local" has no interrupted rebuild: nothing to abandon\./);
+    assert.deepEqual(readdirSync(join(fresh, "data")), [], `${execute ? "--execute" : "the dry run"} made files`);
+  }
 });

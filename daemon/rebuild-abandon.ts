@@ -49,12 +49,7 @@ export async function abandonRebuild(
   logger: Logger,
   sharing?: { readonly group: string; readonly others: () => Promise<readonly OtherSinkProcess[]> },
 ): Promise<AbandonReport> {
-  const all = (await sink.rebuildShadows?.(signal)) ?? [];
-  const chosen = tables.length === 0 ? all : all.filter((shadow) => tables.some((wanted) => matches(shadow, wanted)));
-  const notFound = tables.filter((wanted) => !all.some((shadow) => matches(shadow, wanted)));
-  const describe = (shadow: RebuildShadow): AbandonedShadow => ({ table: shadowTable(shadow), physical: shadow.physical });
-  const owned = chosen.filter((shadow) => shadow.table !== null);
-  const unowned = chosen.filter((shadow) => shadow.table === null).map(describe);
+  const { owned, unowned, notFound } = planAbandon((await sink.rebuildShadows?.(signal)) ?? [], tables);
   if (execute && owned.length > 0 && sharing !== undefined) {
     const others = await sharing.others();
     if (others.length > 0) throw sinkSharedError(sink.name, sharing.group, others, "abandon");
@@ -66,6 +61,32 @@ export async function abandonRebuild(
     }
   }
   return { shadows: owned.map(describe), dropped: execute && owned.length > 0, notFound, unowned };
+}
+
+export interface AbandonPlan {
+  /** The chosen shadows whose table the target records: the ones the sink can drop. */
+  readonly owned: readonly RebuildShadow[];
+  readonly unowned: readonly AbandonedShadow[];
+  readonly notFound: readonly string[];
+}
+
+/** Which of the target's shadows `tables` (none: all) choose. */
+export function planAbandon(all: readonly RebuildShadow[], tables: readonly string[]): AbandonPlan {
+  const chosen = tables.length === 0 ? all : all.filter((shadow) => tables.some((wanted) => matches(shadow, wanted)));
+  return {
+    owned: chosen.filter((shadow) => shadow.table !== null),
+    unowned: chosen.filter((shadow) => shadow.table === null).map(describe),
+    notFound: tables.filter((wanted) => !all.some((shadow) => matches(shadow, wanted))),
+  };
+}
+
+/** The report of a plan nothing was dropped for (a dry run, or nothing the sink can drop). */
+export function undroppedReport(plan: AbandonPlan): AbandonReport {
+  return { shadows: plan.owned.map(describe), dropped: false, notFound: plan.notFound, unowned: plan.unowned };
+}
+
+function describe(shadow: RebuildShadow): AbandonedShadow {
+  return { table: shadowTable(shadow), physical: shadow.physical };
 }
 
 export function rebuildRunningError(sink: string): SluiceError {

@@ -14,13 +14,13 @@ import type { Logger } from "../runtime/logger.ts";
 import { describeHistoryGaps, historyGaps, isRebuildable, rebuildSink } from "./rebuild.ts";
 import type { RebuildReport } from "./rebuild.ts";
 import type { GroupHold, TopicLog } from "../connectors/contracts.ts";
-import type { RebuildableSink } from "../connectors/sinks/contract.ts";
+import type { RebuildableSink, RebuildShadow } from "../connectors/sinks/contract.ts";
 import type { RebuildProgress, RebuildProgressEntry } from "./rebuild-progress.ts";
 import { REBUILD_UNKNOWN_TABLE, rebuildTopics } from "./rebuild-tables.ts";
 import { recordWhere } from "./rebuild-records.ts";
 import { otherSinkProcesses, REBUILD_SINK_SHARED, sinkSharedError } from "./rebuild-sharing.ts";
 import type { OtherSinkProcess } from "./rebuild-sharing.ts";
-import { abandonRebuild, describeAbandon } from "./rebuild-abandon.ts";
+import { abandonRebuild, describeAbandon, planAbandon, undroppedReport } from "./rebuild-abandon.ts";
 import type { AbandonReport } from "./rebuild-abandon.ts";
 import { eraseInSink } from "./governance/erasure.ts";
 import { watchRebuildErasures } from "./governance/rebuild-erasures.ts";
@@ -156,6 +156,17 @@ export async function runAbandonRebuildCommand(config: SluiceConfig, sinkName: s
     }
     return finish(body, " (by the running daemon)");
   }
+  // Looked at first without opening the sink or the topic log (both made if missing): a dry run, and an --execute with
+  // nothing to drop, change nothing.
+  const look = await lookAtShadows(sinkConfig);
+  if (look instanceof SluiceError && !execute) {
+    io.stderr(`sluice replay: ${look.message}; is the sink running elsewhere? Nothing changed.\n`);
+    return 1;
+  }
+  if (Array.isArray(look)) {
+    const plan = planAbandon(look, tables);
+    if (!execute || plan.owned.length === 0) return finish(undroppedReport(plan), "");
+  }
   return withSinkHere(config, sinkConfig, execute ? "abandon" : "abandon-dry-run", io, logger, async (sink, _log, sharing, signal) => {
     try {
       return finish(await abandonRebuild(sink, tables, execute, signal, logger, sharing), "");
@@ -164,6 +175,19 @@ export async function runAbandonRebuildCommand(config: SluiceConfig, sinkName: s
       io.stderr(`sluice replay: ${error.message}\n`);
       return 1;
     }
+  });
+}
+
+/**
+ * The shadows the sink's target holds, read without opening the sink (nothing made); null for a kind that cannot be
+ * looked at so (it is opened), the error when the target cannot be read (a DuckDB file another process holds).
+ */
+async function lookAtShadows(sinkConfig: SinkConfig): Promise<readonly RebuildShadow[] | SluiceError | null> {
+  if (sinkConfig.kind !== "duckdb") return null;
+  const { readDuckDbShadows } = await import("../connectors/duckdb/shadows-read-only.ts");
+  return readDuckDbShadows(sinkConfig.path).catch((error: unknown) => {
+    if (error instanceof SluiceError) return error;
+    throw error;
   });
 }
 
