@@ -235,7 +235,7 @@ const commands: Record<string, Command> = {
     positionals: true,
     summary: "run a read-only SQL query on a DuckDB sink",
     usage: 'sluice query -c FILE [--sink NAME] [--json] "SELECT ..."',
-    details: `${CONFIG_HELP}\n  --sink NAME         the DuckDB sink (default: the only one)\n  --json              rows as JSON\n\nAsks the running daemon (which holds the DuckDB file); when none runs, opens the file read-only.\nOne SELECT only, no file access; the answer is cut at the sink's query.max_rows / query.max_bytes\n(said on standard error) and the query interrupted after query.timeout.`,
+    details: `${CONFIG_HELP}\n  --sink NAME         the DuckDB sink (default: the only one)\n  --json              rows as JSON\n\nAsks the running daemon (which holds the DuckDB file); when nothing listens at http.listen, opens the\nfile read-only. A daemon that does not answer (busy, TLS refused) is a failure: the file is not read.\nOne SELECT only, no file access; the answer is cut at the sink's query.max_rows / query.max_bytes\n(said on standard error) and the query interrupted after query.timeout.`,
     options: { ...configOption, sink: { type: "string" }, json: { type: "boolean" } },
     async run(values, positionals, io) {
       const config = loadConfigFile(configPath(values));
@@ -262,6 +262,12 @@ const commands: Record<string, Command> = {
         io.stderr(`sluice query: ${response.message}\n`);
         return EXIT_FAILURE;
       }
+      // Something listens but did not answer (busy, TLS refused, cut off): a daemon that runs holds the file, and what the
+      // file holds apart from it would be stale, so it is read only when nothing listens at all.
+      if (unreachable !== undefined && !unreachable.nobody) {
+        io.stderr(`sluice query: ${unreachable.text}. Sink ${sink.name}'s file was not read instead: a daemon may run there, holding it.\n`);
+        return EXIT_FAILURE;
+      }
       if (response) {
         if (!response.ok) {
           io.stderr(`sluice query: ${errorOf(response)}${refusalHint(response)}\n`);
@@ -275,7 +281,7 @@ const commands: Record<string, Command> = {
           ({ rows, truncated } = await queryDuckDbFile(sink.path, sql, limits));
         } catch (error) {
           // Said first: the file is only the fallback, and "cannot open DuckDB file" alone hid that no daemon answered.
-          io.stderr(`sluice query: ${unreachable?.text ?? "the daemon was not asked"}${unreachable?.nobody ? '; is "sluice run" running with this config?' : "."} Reading sink ${sink.name}'s file without it failed: ${(error as Error).message}\n`);
+          io.stderr(`sluice query: ${unreachable?.text ?? "the daemon was not asked"}; is "sluice run" running with this config? Reading sink ${sink.name}'s file without it failed: ${(error as Error).message}\n`);
           return EXIT_FAILURE;
         }
       }

@@ -194,3 +194,50 @@ test("a failed call is worded by its failure: nothing listening, the TLS connect
     await new Promise((resolve) => silent.close(resolve));
   }
 });
+
+test("sluice query does not read the DuckDB file when something listens at http.listen but the call fails (TLS refused, connection cut): it says what failed, exit 1", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-query-no-fallback-"));
+  // A readable file beside a daemon that runs: what it holds apart from the daemon is stale (or the file locked).
+  const path = join(dir, "wh.duckdb");
+  const { DuckDBInstance } = await import("@duckdb/node-api");
+  const instance = await DuckDBInstance.create(path);
+  const connection = await instance.connect();
+  await connection.run("CREATE TABLE t AS SELECT 'stale' AS v");
+  connection.closeSync();
+  instance.closeSync();
+  const plain = createHttpServer((_req, res) => res.end("{}"));
+  await new Promise<void>((resolve) => plain.listen(0, "127.0.0.1", resolve));
+  const query = async (text: string) => {
+    const file = join(dir, "sluice.yaml");
+    writeFileSync(file, text.replace("/nonexistent/wh.duckdb", path));
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await main(["query", "-c", file, "SELECT v FROM t"], { stdout: (t) => out.push(t), stderr: (t) => err.push(t) });
+    return { code, out: out.join(""), err: err.join("") };
+  };
+  try {
+    // The config speaks https to a listener that speaks plain HTTP (as a daemon whose certificate the CLI refuses).
+    const tls = await query(configText((plain.address() as AddressInfo).port).replace(/http: \{listen: ([^}]+)\}/, `http: {listen: $1, tls: {cert_file: ${join(dir, "c.pem")}, key_file: ${join(dir, "k.pem")}}}`));
+    // Before: the rows of the file ("stale"), exit 0, the TLS failure hidden.
+    assert.equal(tls.code, 1, tls.out);
+    assert.equal(tls.out, "");
+    assert.match(tls.err, /^sluice query: the TLS connection to https:\/\/127\.0\.0\.1:\d+ failed \(.*\): see that http\.tls in this config .*\. Sink wh's file was not read instead: a daemon may run there, holding it\.\n$/);
+    await withCuttingListener(async (port) => {
+      const cut = await query(configText(port));
+      assert.equal(cut.code, 1, cut.out);
+      assert.equal(cut.out, "");
+      assert.match(cut.err, /^sluice query: the call to http:\/\/127\.0\.0\.1:\d+ failed \(read ECONNRESET\)\. Sink wh's file was not read instead/);
+    });
+    // Nothing listening: the file is read.
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const none = await query(configText(port));
+    assert.equal(none.code, 0, none.err);
+    assert.match(none.out, /stale/);
+  } finally {
+    await new Promise((resolve) => plain.close(resolve));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
