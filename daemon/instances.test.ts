@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { TopicConsumer } from "../connectors/topics/contract.ts";
 import { createLogger } from "../runtime/logger.ts";
-import { announcedHalts, HALTS_PER_REPORT, InstanceDirectory } from "./instances.ts";
+import { announcedHalts, DROP_INTERVALS, HALTS_PER_REPORT, InstanceDirectory, STALE_INTERVALS } from "./instances.ts";
 import type { AnnouncingLog, InstanceReport } from "./instances.ts";
 
 const report: InstanceReport = { id: "host:1", host: "host", pid: 1, version: "0", roles: ["all"], startedAt: "", at: 0, sources: [], sinks: [] };
@@ -81,4 +81,56 @@ test("a failing announcement is warned once per streak, not at every heartbeat, 
   assert.equal(warnings.length, 2, `one warning per streak of failures: ${JSON.stringify(lines)}`);
   assert.match(warnings[0]?.msg ?? "", /announcing this instance failed/);
   assert.ok(lines.some((l) => l.level === "info" && /works again/.test(l.msg)));
+});
+
+/** A one-partition topic in memory: what is announced is appended, and the consumer reads it from the beginning. */
+class TopicLikeLog implements AnnouncingLog {
+  readonly records: { key: Uint8Array; value: Uint8Array | null }[] = [];
+  read = 0;
+  add(key: string, value: string | null): void {
+    this.records.push({ key: Buffer.from(key), value: value === null ? null : Buffer.from(value) });
+  }
+  async announce(key: string, value: string | null): Promise<void> {
+    this.add(key, value);
+  }
+  async consumer(): Promise<TopicConsumer> {
+    let next = 0;
+    return {
+      poll: async (options: { signal?: AbortSignal }) => {
+        if (next === this.records.length) await new Promise((resolve) => setTimeout(resolve, 5));
+        if (options.signal?.aborted) return [];
+        const batch = this.records.slice(next);
+        next += batch.length;
+        this.read = next;
+        return batch;
+      },
+      close: async () => undefined,
+    } as unknown as TopicConsumer;
+  }
+}
+
+test("a report's staleness is told on the reader's clock: a live process whose clock is 30 s behind is not stale; a dead one whose clock is an hour ahead goes stale, then is left out", async () => {
+  const intervalMs = 5_000;
+  const log = new TopicLikeLog();
+  const other = (id: string, at: number) => JSON.stringify({ ...report, id, at });
+  // The topic's backlog: a live process whose clock is 30 s behind this host's, and a dead one whose clock was an hour ahead.
+  log.add("live:1", other("live:1", Date.now() - 30_000));
+  log.add("dead:1", other("dead:1", Date.now() + 3_600_000));
+  const directory = new InstanceDirectory({ log, deployment: "dep", id: report.id, report: async () => ({ ...report, at: Date.now() }), intervalMs, logger: createLogger("silent") });
+  directory.start();
+  try {
+    while (log.read < 3) await new Promise((resolve) => setTimeout(resolve, 5));
+    // The live process's next heartbeat, after this process's own report: it arrives live.
+    log.add("live:1", other("live:1", Date.now() - 30_000));
+    while (log.read < 4) await new Promise((resolve) => setTimeout(resolve, 5));
+    const seen = (list: Awaited<ReturnType<InstanceDirectory["instances"]>>) => Object.fromEntries(list.filter((i) => !i.self).map((i) => [i.id, i.stale]));
+    // Before: live:1 stale (its `at` 30 s behind this clock, over 3 intervals), and `sluice status` exited 3.
+    assert.deepEqual(seen(await directory.instances()), { "live:1": false, "dead:1": false });
+    // No report for 3 intervals and more, on this host's clock: stale, whatever their `at` says.
+    const later = performance.now() + STALE_INTERVALS * intervalMs + 1_000;
+    assert.deepEqual(seen(await directory.instances(Date.now(), later)), { "live:1": true, "dead:1": true });
+    assert.deepEqual(seen(await directory.instances(Date.now(), performance.now() + DROP_INTERVALS * intervalMs + 1_000)), {}, "both left out once older than DROP_INTERVALS");
+  } finally {
+    await directory.close();
+  }
 });

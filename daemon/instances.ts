@@ -75,9 +75,19 @@ export interface DirectoryOptions {
   readonly logger: Logger;
 }
 
-/** Reports older than this many intervals are shown as stale; older than STALE_DROP_INTERVALS, left out. */
-const STALE_INTERVALS = 3;
-const DROP_INTERVALS = 12;
+/**
+ * Reports older than this many intervals are shown as stale; older than DROP_INTERVALS, left out.
+ *
+ * A report's age is judged on this process's clock alone where it can be: the time since it arrived, for a
+ * report that arrived once this process's own first report had come back from the topic (the topic has one
+ * partition, so whatever follows it was written after this process started following). Its `at` is the writer's
+ * clock: compared with this host's, a skew between the two hosts of 3 intervals (15 s) showed every report of
+ * a live process STALE, and `sluice status` exited 3; of 12 intervals, left it out. Only a report read before
+ * that (the topic's backlog at start, when its age can only be told from `at`) is judged by `at`, and by no
+ * less than the time this process has followed the topic, so a dead process's report ages here whatever the clocks.
+ */
+export const STALE_INTERVALS = 3;
+export const DROP_INTERVALS = 12;
 
 export class InstanceDirectory {
   private readonly options: DirectoryOptions;
@@ -90,6 +100,11 @@ export class InstanceDirectory {
   private last: InstanceReport | null = null;
   /** The announcements failing since the last that succeeded: warned once per streak, not at every heartbeat. */
   private announceFailing = false;
+  /** When (performance.now()) each other instance's latest report arrived, for those that arrived once followed live. */
+  private readonly arrivedAt = new Map<string, number>();
+  /** Whether this process's own report came back from the topic: what follows was written while it follows. */
+  private followingLive = false;
+  private followingSince = performance.now();
 
   constructor(options: DirectoryOptions) {
     this.options = options;
@@ -101,6 +116,7 @@ export class InstanceDirectory {
     const beat = () => {
       this.announcing ??= this.announce().finally(() => (this.announcing = null));
     };
+    this.followingSince = performance.now();
     beat();
     this.timer = setInterval(beat, this.options.intervalMs);
     this.tail = this.follow(log);
@@ -141,9 +157,19 @@ export class InstanceDirectory {
           for (const record of await consumer.poll({ maxRecords: 1_000, maxBytes: 4 * 2 ** 20, maxWaitMs: 1_000, signal })) {
             if (!record.key) continue;
             const key = Buffer.from(record.key).toString("utf8");
-            if (key === this.options.id) continue;
-            if (record.value === null) this.known.delete(key);
-            else this.known.set(key, JSON.parse(Buffer.from(record.value).toString("utf8")) as InstanceReport);
+            if (key === this.options.id) {
+              // Its own report of this run (not a former process's of the same id): later records are live.
+              if (record.value !== null && (JSON.parse(Buffer.from(record.value).toString("utf8")) as InstanceReport).startedAt === this.last?.startedAt) this.followingLive = true;
+              continue;
+            }
+            if (record.value === null) {
+              this.known.delete(key);
+              this.arrivedAt.delete(key);
+              continue;
+            }
+            this.known.set(key, JSON.parse(Buffer.from(record.value).toString("utf8")) as InstanceReport);
+            if (this.followingLive) this.arrivedAt.set(key, performance.now());
+            else this.arrivedAt.delete(key);
           }
         }
       } catch (error) {
@@ -156,17 +182,25 @@ export class InstanceDirectory {
     }
   }
 
-  /** Every instance announced recently, this one first (its report fresh), each with its age and whether it is stale. */
-  async instances(now = Date.now()): Promise<(InstanceReport & { ageSeconds: number; stale: boolean; self: boolean })[]> {
+  /**
+   * Every instance announced recently, this one first (its report fresh), each with its age and whether it is stale
+   * (see STALE_INTERVALS for how the age is told). `now` and `monotonic`: this host's clocks.
+   */
+  async instances(now = Date.now(), monotonic = performance.now()): Promise<(InstanceReport & { ageSeconds: number; stale: boolean; self: boolean })[]> {
     const own = await this.options.report().catch(() => this.last);
     const interval = this.options.intervalMs;
+    const ageMs = (report: InstanceReport): number => {
+      if (report.id === this.options.id) return Math.max(0, now - report.at);
+      const arrived = this.arrivedAt.get(report.id);
+      return Math.max(0, arrived !== undefined ? monotonic - arrived : Math.max(now - report.at, monotonic - this.followingSince));
+    };
     const others = [...this.known.values()]
-      .filter((report) => report.id !== this.options.id && now - report.at <= DROP_INTERVALS * interval)
+      .filter((report) => report.id !== this.options.id && ageMs(report) <= DROP_INTERVALS * interval)
       .sort((a, b) => a.id.localeCompare(b.id));
     return [...(own ? [own] : []), ...others].map((report) => ({
       ...report,
-      ageSeconds: Math.max(0, (now - report.at) / 1000),
-      stale: now - report.at > STALE_INTERVALS * interval,
+      ageSeconds: ageMs(report) / 1000,
+      stale: ageMs(report) > STALE_INTERVALS * interval,
       self: report.id === this.options.id,
     }));
   }
