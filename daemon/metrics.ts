@@ -39,6 +39,21 @@ export function observeCommitStages<L extends string>(histogram: Histogram<L>, l
   }
 }
 
+/** A gauge per sink whose value is read at each collection: seconds since the time `sources` gives (0 for null). */
+function gaugeOfSinks(sources: ReadonlyMap<string, () => number | null>, options: { name: string; help: string; registers: PromClient.Registry[] }): PromClient.Gauge<"sink"> {
+  return new Gauge({
+    ...options,
+    labelNames: ["sink"] as const,
+    collect() {
+      const now = performance.now();
+      for (const [sink, since] of sources) {
+        const at = since();
+        this.set({ sink }, at === null ? 0 : Math.max(0, (now - at) / 1000));
+      }
+    },
+  });
+}
+
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30, 60];
 
 export class SluiceMetrics {
@@ -141,6 +156,13 @@ export class SluiceMetrics {
     name: "sluice_sink_retries_total",
     help: "Batches written again, and opens of the sink's target tried again, after a transient error (an unreachable target counts from its first failed open)",
     labelNames: ["sink"] as const,
+    registers: [this.registry],
+  });
+  /** Per sink, since when (performance.now()) its target has failed, or null while it works (SinkRunner.failingSince). */
+  private readonly sinkFailingSince = new Map<string, () => number | null>();
+  readonly sinkFailing = gaugeOfSinks(this.sinkFailingSince, {
+    name: "sluice_sink_failing_seconds",
+    help: "How long the sink's writes, or opens of its target, have failed without one succeeding (this process's clock, read at the scrape); 0 while they succeed. It grows between retries at the backoff's ceiling (retry.max), so a target down for good pages however rare the attempts get",
     registers: [this.registry],
   });
   readonly sinkAuthRefused = new Gauge({
@@ -294,6 +316,17 @@ export class SluiceMetrics {
   /** `processMetrics`: CPU, memory, event loop and the like; once per process (sink threads leave them out). */
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: "sluice_", eventLoopMonitoringPrecision: 20 });
+  }
+
+  /** Reports `since` as the sink's sluice_sink_failing_seconds until the returned function is called. */
+  watchSinkFailing(sink: string, since: () => number | null): () => void {
+    this.sinkFailingSince.set(sink, since);
+    this.sinkFailing.set({ sink }, 0);
+    return () => {
+      if (this.sinkFailingSince.get(sink) !== since) return;
+      this.sinkFailingSince.delete(sink);
+      this.sinkFailing.set({ sink }, 0);
+    };
   }
 
   /** The rebuild gauges of `progress.sink`. */

@@ -167,3 +167,40 @@ test("a permanent error from the topic log still ends the sink", async () => {
   await assert.rejects(r.run(new AbortController().signal), /corrupt/);
   await embedded.close();
 });
+
+test("sluice_sink_failing_seconds grows while the target's writes fail, between the retries too, and is 0 once a write succeeds", async () => {
+  const embedded = await setup();
+  const sink = new ListSink();
+  let down = true;
+  let attempts = 0;
+  const write = sink.write.bind(sink);
+  sink.write = async (changes) => {
+    attempts++;
+    if (down) throw new ConnectionError("Elasticsearch unreachable: connect ECONNREFUSED 127.0.0.1:59999", { code: "SINK_UNAVAILABLE" });
+    return write(changes);
+  };
+  const metrics = new SluiceMetrics({ processMetrics: false });
+  const failing = async () => (await metrics.sinkFailing.get()).values.find((v) => v.labels.sink === "list")?.value;
+  const r = runner(embedded, sink, async () => TOPICS, metrics);
+  const stop = new AbortController();
+  const running = r.run(stop.signal);
+  const until = async (done: () => boolean | Promise<boolean>) => {
+    for (let i = 0; i < 5_000 && !(await done()); i++) await new Promise((res) => setTimeout(res, 2));
+  };
+  await until(() => attempts >= 3);
+  const first = (await failing()) ?? 0;
+  assert.ok(first > 0, `failing while the writes fail: ${first}`);
+  // Read again with no attempt in between: a target down for good at the backoff's ceiling is retried rarely, and still pages.
+  const before = attempts;
+  await new Promise((res) => setTimeout(res, 5));
+  const second = (await failing()) ?? 0;
+  assert.ok(second > first, `grows on this clock: ${first} then ${second} (${attempts - before} attempts between)`);
+  down = false;
+  await until(() => sink.rows.size === 20 && r.ready());
+  assert.equal(sink.rows.size, 20);
+  assert.equal(await failing(), 0, "0 once a write succeeded");
+  stop.abort(new Error("stop"));
+  await running;
+  assert.equal(await failing(), 0, "0 once the sink stopped");
+  await embedded.close();
+});

@@ -364,8 +364,16 @@ export class SinkRunner {
   private targetProblem: string | null = null;
   /** The sink opened once in this process: from then on its server refusing its credentials is waited out (openSink). */
   private opened = false;
-  /** False while writes to the target fail and are being retried. */
-  private targetReachable = true;
+  /** False while writes to the target (or opens of it) fail and are being retried. */
+  private get targetReachable(): boolean {
+    return this.failingSince === null;
+  }
+  private set targetReachable(reachable: boolean) {
+    if (reachable) this.failingSince = null;
+    else this.failingSince ??= performance.now();
+  }
+  /** Since when (performance.now()) writes to the target or opens of it have failed, none succeeding since; null while they succeed. */
+  private failingSince: number | null = null;
   /** Batches still to write through `Sink.write` before the next staged write (STAGING_PAUSE_BATCHES). */
   private stagingPause = 0;
   /**
@@ -756,6 +764,15 @@ export class SinkRunner {
   async run(stop: AbortSignal): Promise<void> {
     // The series exists from the start, so an alert or a panel on it sees 0 rather than nothing.
     this.options.metrics?.sinkAuthRefused.set({ sink: this.options.sink.name }, 0);
+    const unwatch = this.options.metrics?.watchSinkFailing(this.options.sink.name, () => this.failingSince);
+    try {
+      await this.runLeased(stop);
+    } finally {
+      unwatch?.();
+    }
+  }
+
+  private async runLeased(stop: AbortSignal): Promise<void> {
     // At start, a lease another process keeps holding means a second process on this sink: refused. A lease this
     // process lost (it did not renew it in time: paused, frozen) makes it stand by until the lease is free again,
     // while the rest of the process (capture, other sinks) runs on: one sink's problem does not stop the others.
