@@ -169,6 +169,20 @@ export interface ChangeEvent {
    * `__debezium.oldkey` headers).
    */
   readonly keyChange?: { readonly newKey: Row } | { readonly oldKey: Row };
+  /**
+   * The source could not read this change whole (a MariaDB value or rows event too large to decompress within the
+   * memory budget): capture halts the change's table with this error and parks the change as it is, as for a change
+   * it cannot encode, and the other tables flow on. Such a change is never published; it halts its table again when
+   * re-published, so it is released with `sluice halted skip`.
+   */
+  readonly refusal?: SourceRefusal;
+}
+
+/** Why a source hands on a change it could not read whole (ChangeEvent.refusal): a SluiceError's code, message and context. */
+export interface SourceRefusal {
+  readonly code: string;
+  readonly message: string;
+  readonly context: Readonly<Record<string, string | number>>;
 }
 
 /** How far a source's initial snapshot has read one table: for metrics and a terminal display. */

@@ -124,6 +124,18 @@ export type { TransactionMarker } from "../connectors/contracts.ts";
  */
 const TABLE_HALTING_CODES = new Set(["SCHEMA_INCOMPATIBLE", "SCHEMA_UNSUPPORTED", "AVRO_VALUE_INVALID", RECORD_TOO_LARGE, "OUTBOX_EVENT_INVALID", "OUTBOX_SCHEMA_UNREADABLE", "OUTBOX_SCHEMA_MISSING", "DATA_CHECK_FAILED", "GOVERNANCE_KEY_INVALID"]);
 
+/** A change its source could not read whole (ChangeEvent.refusal): it halts its table, whatever its code. */
+class SourceRefusalError extends SluiceError {}
+
+function refusalOf(event: ChangeEvent): SourceRefusalError | null {
+  const { refusal } = event;
+  return refusal === undefined ? null : new SourceRefusalError(refusal.message, { code: refusal.code, context: { ...refusal.context } });
+}
+
+function haltsTable(error: unknown): error is SluiceError {
+  return error instanceof SourceRefusalError || (error instanceof SluiceError && TABLE_HALTING_CODES.has(error.code));
+}
+
 /** The database refused the source's login (its error codes for it). */
 const LOGIN_REFUSED = new Set(["PG_AUTH_FAILED", "MYSQL_AUTH_FAILED"]);
 
@@ -525,10 +537,12 @@ export class CapturePipeline {
         continue;
       }
       try {
+        const refused = refusalOf(event);
+        if (refused !== null) throw refused;
         const now = this.options.encoder.encodeNow?.(event);
         pushAll(records, now !== undefined ? this.withinLimits(event, now) : await this.encode(event));
       } catch (error) {
-        if (!(error instanceof SluiceError) || !TABLE_HALTING_CODES.has(error.code)) throw error;
+        if (!haltsTable(error)) throw error;
         this.halt(tableName(event.schema), error);
         await this.prepareParking(events, e);
         pushAll(records, await this.park(event));
@@ -620,7 +634,7 @@ export class CapturePipeline {
         pending.push(...(await this.encode(event)));
         count++;
       } catch (error) {
-        if (!(error instanceof SluiceError) || !TABLE_HALTING_CODES.has(error.code)) throw error;
+        if (!haltsTable(error)) throw error;
         if (!halting && (!inRange || refusalReason(error) !== skip.reason)) {
           this.halt(table, error);
           return;
@@ -847,6 +861,8 @@ export class CapturePipeline {
 
   /** The event's records; one over the size limit is refused with RECORD_TOO_LARGE (the caller halts its table). */
   private async encode(event: ChangeEvent): Promise<ProducedRecord[]> {
+    const refused = refusalOf(event);
+    if (refused !== null) throw refused;
     return this.withinLimits(event, await this.options.encoder.encode(event));
   }
 

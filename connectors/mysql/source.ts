@@ -69,6 +69,8 @@ export interface MysqlSourceOptions {
   readonly snapshotLocking?: SnapshotLocking;
   /** How long a catalog statement may wait for a metadata lock before it fails, retriable (default CATALOG_TIMEOUT_MS; tests set less). */
   readonly catalogTimeoutMs?: number;
+  /** The most bytes a compressed binlog event or COMPRESSED value may decompress to (default defaultDecompressionLimit(); tests set less). */
+  readonly decompressionLimit?: number;
 }
 
 export type MysqlSourcePhase = CapturePhase;
@@ -131,7 +133,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       context: this.context,
       catalog: () => (this.catalog === null ? null : sqlOf(this.catalog)),
       tracker: () => this.tracker,
-      binding: () => ({ sourceName: config.name, collations: this.collations!, zeroDates: config.zero_dates, mariadb: this.settings?.flavor === "mariadb" }),
+      binding: () => ({ sourceName: config.name, collations: this.collations!, zeroDates: config.zero_dates, mariadb: this.settings?.flavor === "mariadb", ...this.limits() }),
       ...(options.onSnapshotProgress === undefined ? {} : { onProgress: () => options.onSnapshotProgress!(this.snapshotProgress()) }),
     });
     this.snapshots = this.online.requests;
@@ -182,7 +184,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       store: this.history,
       catalog: { readDefinitions: (names) => readDefinitions(sql, names), databaseCharset: (database) => databaseCharset(sql, database) },
       matches,
-      binding: { sourceName: config.name, collations: this.collations, zeroDates: config.zero_dates, mariadb: settings.flavor === "mariadb" },
+      binding: { sourceName: config.name, collations: this.collations, zeroDates: config.zero_dates, mariadb: settings.flavor === "mariadb", ...this.limits() },
       logger,
       context,
       binlogFile: () => this.loop.stream?.decoder.through.file,
@@ -430,6 +432,18 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     this.online.start();
   }
 
+  /** The decompression limit the options set, for table bindings (undefined: the default). */
+  private limits(): { decompressionLimit?: number } {
+    const limit = this.options.decompressionLimit;
+    return limit === undefined ? {} : { decompressionLimit: limit };
+  }
+
+  private parser(settings: ServerSettings): EventParser {
+    const parser = new EventParser(this.collations!, settings.binlogChecksum === "CRC32");
+    if (this.options.decompressionLimit !== undefined) parser.decompressionLimit = this.options.decompressionLimit;
+    return parser;
+  }
+
   private openStream(): StreamState {
     const { config, logger, context } = this;
     const settings = this.settings!;
@@ -444,7 +458,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     const decoder = new StreamDecoder({
       sourceName: config.name,
       flavor: settings.flavor,
-      parser: new EventParser(this.collations!, settings.binlogChecksum === "CRC32"),
+      parser: this.parser(settings),
       tracker: this.tracker!,
       start: coordinates,
       epoch: this.epoch,

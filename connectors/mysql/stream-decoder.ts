@@ -7,7 +7,7 @@
 import type { Logger } from "pino";
 import { comparePositions } from "../contracts.ts";
 import { tableName } from "../contracts.ts";
-import type { BinlogCoordinates, ChangeEvent, ColumnValue, Op, Position, Row, TableSchema, TransactionMarker } from "../contracts.ts";
+import type { BinlogCoordinates, ChangeEvent, ColumnValue, Op, Position, Row, SourceRefusal, TableSchema, TransactionMarker } from "../contracts.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { sameValue } from "../postgres/change-events.ts";
@@ -31,6 +31,7 @@ import { bitsSet } from "./protocol/binary-reader.ts";
 import type { Flavor } from "./resume-token.ts";
 import { dmlTarget } from "./schema/dml-target.ts";
 import { MAX_PREPARED_XA_WITH_ROWS, newXaRows, noteXaRow } from "./xa-rows.ts";
+import { rowsTooLarge, valueTooLarge } from "./oversized-changes.ts";
 import type { XaRows } from "./xa-rows.ts";
 import type { RowsChange, SchemaTracker } from "./schema/schema-tracker.ts";
 import type { TableBinding } from "./schema/table-binding.ts";
@@ -300,6 +301,9 @@ export class StreamDecoder {
         return;
       case "rows":
         this.rows(header, body.rows, body.reader, start, out);
+        return;
+      case "rows-too-large":
+        this.rowsTooLarge(header, body.rows, body.error, start, out);
         return;
       case "heartbeat":
         // The server is idle at body.position: everything before it has been sent, so the stream is caught up through the heartbeat's arrival.
@@ -574,14 +578,15 @@ export class StreamDecoder {
     const coordinates = (row: number): BinlogCoordinates => ({ serverId: header.serverId, file: this.file, pos: start, row, ...thread });
     for (const [index, change] of changes.entries()) {
       const binlog = coordinates(index);
+      const refusal = change.tooLarge === undefined ? undefined : valueTooLarge(key, change.tooLarge, `${this.file}:${start}`, index + 1, this.options.context);
       if (rows.kind === "write") {
         const position = rowPosition(transaction.start, at(change.offset));
         if (this.skipped(position, key, transaction, schema, "c")) continue;
-        this.push(out, this.event(schema, "c", this.keyOf(schema, change.after!, position), null, change.after, position, transaction, { binlog }), transaction);
+        this.push(out, this.event(schema, "c", this.keyOf(schema, change.after!, position), null, change.after, position, transaction, { binlog, refusal }), transaction);
       } else if (rows.kind === "delete") {
         const position = rowPosition(transaction.start, at(change.offset));
         if (this.skipped(position, key, transaction, schema, "d")) continue;
-        this.push(out, this.event(schema, "d", this.keyOf(schema, change.before!, position), change.before, null, position, transaction, { binlog }), transaction);
+        this.push(out, this.event(schema, "d", this.keyOf(schema, change.before!, position), change.before, null, position, transaction, { binlog, refusal }), transaction);
       } else {
         const beforePosition = rowPosition(transaction.start, at(change.offset));
         const afterPosition = payload === null ? rowPosition(transaction.start, at(change.afterOffset)) : rowPosition(transaction.start, at(0));
@@ -589,13 +594,36 @@ export class StreamDecoder {
         const oldKey = this.keyOf(schema, change.before!, beforePosition);
         const newKey = this.keyOf(schema, after, afterPosition);
         if (Object.keys(oldKey).some((name) => !sameValue(oldKey[name], newKey[name]))) {
-          if (!this.skipped(beforePosition, key, transaction, schema, "d")) this.push(out, this.event(schema, "d", oldKey, change.before, null, beforePosition, transaction, { binlog, keyChange: { newKey } }), transaction);
-          if (!this.skipped(afterPosition, key, transaction, schema, "c")) this.push(out, this.event(schema, "c", newKey, null, after, afterPosition, transaction, { binlog, keyChange: { oldKey } }), transaction);
+          if (!this.skipped(beforePosition, key, transaction, schema, "d")) this.push(out, this.event(schema, "d", oldKey, change.before, null, beforePosition, transaction, { binlog, keyChange: { newKey }, refusal }), transaction);
+          if (!this.skipped(afterPosition, key, transaction, schema, "c")) this.push(out, this.event(schema, "c", newKey, null, after, afterPosition, transaction, { binlog, keyChange: { oldKey }, refusal }), transaction);
         } else if (!this.skipped(beforePosition, key, transaction, schema, "u")) {
-          this.push(out, this.event(schema, "u", newKey, change.before, after, beforePosition, transaction, { binlog }), transaction);
+          this.push(out, this.event(schema, "u", newKey, change.before, after, beforePosition, transaction, { binlog, refusal }), transaction);
         }
       }
     }
+  }
+
+  /**
+   * A compressed rows event whose row images are over the decompression limit: a table not captured is passed over
+   * (its rows would be); a captured one gets one change with a refusal, in place of the rows, which halts it at capture.
+   */
+  private rowsTooLarge(header: EventHeader, rows: RowsEventHeader, error: DecompressionLimitError, start: number, out: DecodedEvent[]): void {
+    const mapped = this.tables.get(rows.tableId);
+    if (mapped == null) return;
+    const eventAt = binlogAt(this.fileIndex, start);
+    // The watermark table's rows are a snapshot's own, a few bytes each: not a table to halt.
+    if ("watermark" in mapped) throw this.failure(error, null, eventAt);
+    if (this.transaction === null) this.begin(start, null, header.timestamp * 1000, null, false);
+    const transaction = this.transaction!;
+    const { binding, key } = mapped;
+    const schema = binding.schema;
+    // The event's first byte after its start: where its first row change would be (its rows take the event's bytes in turn).
+    const position = rowPosition(transaction.start, eventAt + 1n);
+    const op = rows.kind === "write" ? "c" : rows.kind === "delete" ? "d" : "u";
+    if (this.skipped(position, key, transaction, schema, op)) return;
+    const refusal = rowsTooLarge(key, error, `${this.file}:${start}`, this.options.context);
+    const binlog: BinlogCoordinates = { serverId: header.serverId, file: this.file, pos: start, row: 0, ...(transaction.thread === null ? {} : { thread: transaction.thread }) };
+    this.push(out, this.event(schema, op, {}, null, null, position, transaction, { binlog, refusal }), transaction);
   }
 
   /**
@@ -730,7 +758,7 @@ export class StreamDecoder {
     after: Row | null,
     position: Position,
     transaction: TransactionContext,
-    extra: { readonly binlog?: BinlogCoordinates; readonly keyChange?: ChangeEvent["keyChange"] } = {},
+    extra: { readonly binlog?: BinlogCoordinates; readonly keyChange?: ChangeEvent["keyChange"]; readonly refusal?: SourceRefusal | undefined } = {},
   ): ChangeEvent {
     return {
       op,
@@ -751,6 +779,7 @@ export class StreamDecoder {
       },
       schema,
       ...(extra.keyChange ? { keyChange: extra.keyChange } : {}),
+      ...(extra.refusal ? { refusal: extra.refusal } : {}),
     };
   }
 
@@ -764,7 +793,7 @@ export class StreamDecoder {
     if (error instanceof ChecksumError) return new SluiceError(`binlog event at ${where} fails its checksum: ${message}`, { code: "MYSQL_CHECKSUM_MISMATCH", cause: error, context });
     if (error instanceof DecompressionLimitError) {
       return new SluiceError(
-        `source "${this.options.sourceName}": binlog event at ${where}: ${message}. Decompressed whole, it would not fit the memory budget (a quarter of the heap, at most 1 GiB): raise \`memory\`; for a MySQL transaction payload, have the server write smaller transactions or turn binlog_transaction_compression off (docs/mysql.md#limits)`,
+        `source "${this.options.sourceName}": binlog event at ${where}: ${message}. Decompressed whole, it would not fit the memory budget (a quarter of the heap, at most 1 GiB). A compressed statement or transaction payload stops the whole source: which tables it concerns is known only once decompressed, and passing over a schema change would decode later rows wrongly. Raise \`memory\`; for a MySQL transaction payload, have the server write smaller transactions or turn binlog_transaction_compression off; for a MariaDB statement, turn log_bin_compress off (docs/mysql.md#limits)`,
         { code: "MYSQL_EVENT_TOO_LARGE", cause: error, context: { ...context, limit: error.limit } },
       );
     }

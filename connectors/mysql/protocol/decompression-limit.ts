@@ -24,11 +24,17 @@ export function defaultDecompressionLimit(): number {
 /** A compressed event whose stated or actual decompressed size is over the limit, or whose output is longer than stated. */
 export class DecompressionLimitError extends RangeError {
   readonly limit: number;
+  /** The decompressed size the data states; null when it states none. */
+  readonly stated: number | null;
+  /** The compressed bytes. */
+  readonly compressedBytes: number;
 
-  constructor(message: string, limit: number) {
+  constructor(message: string, sizes: { readonly limit: number; readonly stated: number | null; readonly compressedBytes: number }) {
     super(message);
     this.name = "DecompressionLimitError";
-    this.limit = limit;
+    this.limit = sizes.limit;
+    this.stated = sizes.stated;
+    this.compressedBytes = sizes.compressedBytes;
   }
 }
 

@@ -26,7 +26,7 @@ import {
   readXid,
 } from "./events.ts";
 import type { MariadbGtidEvent, MysqlGtidEvent, QueryEvent, RotateEvent } from "./events.ts";
-import { defaultDecompressionLimit } from "./decompression-limit.ts";
+import { DecompressionLimitError, defaultDecompressionLimit } from "./decompression-limit.ts";
 import { uncompressEventData } from "./mariadb-compressed-events.ts";
 import { readRowsHeader } from "./rows-event.ts";
 import type { RowsEventHeader } from "./rows-event.ts";
@@ -48,6 +48,8 @@ export type EventBody =
   | { readonly kind: "unreadable-table-map"; readonly tableId: number; readonly database: string; readonly table: string; readonly error: RangeError }
   /** `reader` is positioned at the first row image (of the inflated images when `rows.compressed`: offsets in it are not the event's). */
   | { readonly kind: "rows"; readonly rows: RowsEventHeader; readonly reader: BinaryReader }
+  /** A compressed rows event (MariaDB's log_bin_compress) whose row images state a size over the decompression limit: left compressed. */
+  | { readonly kind: "rows-too-large"; readonly rows: RowsEventHeader; readonly error: DecompressionLimitError }
   | { readonly kind: "rows-query"; readonly query: string }
   /** `position`: where the server is in `file` (v1 heartbeats: the header's log position). */
   | { readonly kind: "heartbeat"; readonly file: string; readonly position: number }
@@ -159,7 +161,14 @@ export class EventParser {
       default:
         if (ROWS_EVENTS.has(header.type)) {
           const rows = readRowsHeader(reader, format, header.type);
-          return { kind: "rows", rows, reader: rows.compressed ? new BinaryReader(uncompressEventData(reader.rest(), "row images", this.decompressionLimit)) : reader };
+          if (!rows.compressed) return { kind: "rows", rows, reader };
+          // The table is known from the uncompressed header: its decoder decides what an event over the limit stops.
+          try {
+            return { kind: "rows", rows, reader: new BinaryReader(uncompressEventData(reader.rest(), "row images", this.decompressionLimit)) };
+          } catch (error) {
+            if (!(error instanceof DecompressionLimitError)) throw error;
+            return { kind: "rows-too-large", rows, error };
+          }
         }
         return { kind: "other" };
     }

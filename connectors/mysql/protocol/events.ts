@@ -240,7 +240,7 @@ export function readTransactionPayload(reader: BinaryReader, limit: number): Buf
   if (compression === COMPRESSION_NONE) return payload;
   if (compression !== COMPRESSION_ZSTD) throw new RangeError(`unknown transaction payload compression ${compression}`);
   if (stated !== null && stated > limit) {
-    throw new DecompressionLimitError(`transaction payload of ${payload.length} compressed bytes states ${stated} bytes uncompressed, over the limit of ${limit}`, limit);
+    throw new DecompressionLimitError(`transaction payload of ${payload.length} compressed bytes states ${stated} bytes uncompressed, over the limit of ${limit}`, { limit, stated, compressedBytes: payload.length });
   }
   const bound = stated ?? limit;
   let events: Buffer;
@@ -249,7 +249,7 @@ export function readTransactionPayload(reader: BinaryReader, limit: number): Buf
   } catch (error) {
     if (!isOutputLimitError(error)) throw error;
     const over = stated === null ? `more than the limit of ${limit} bytes` : `more than the ${stated} bytes its header states`;
-    throw new DecompressionLimitError(`transaction payload of ${payload.length} compressed bytes decompresses to ${over}`, limit);
+    throw new DecompressionLimitError(`transaction payload of ${payload.length} compressed bytes decompresses to ${over}`, { limit, stated, compressedBytes: payload.length });
   }
   if (stated !== null && events.length !== stated) throw new RangeError(`transaction payload decompresses to ${events.length} bytes, its header states ${stated}`);
   return events;

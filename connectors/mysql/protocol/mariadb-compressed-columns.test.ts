@@ -75,3 +75,21 @@ test("decodes COMPRESSED values, stored as is or zlib-compressed, and empty ones
     { id: 2, v: "", l: "", b: new Uint8Array(0), t: "", k: "" },
   ]);
 });
+
+test("a COMPRESSED value over the decompression limit is left out as null and named; the rest of its row and the next rows still read", () => {
+  const collations = CollationTable.builtIn();
+  const map = readTableMap(new BinaryReader(TABLE_MAP), MARIADB, collations);
+  // l states 300 bytes, b 100: only l is over.
+  const bound = bindTableMap(map, null, { sourceName: "s", collations, zeroDates: "null", mariadb: true, decompressionLimit: 200 });
+  assert.ok(bound.ok);
+  // One event: ROW_1's row, then ROW_2's (after its 10-byte header).
+  const reader = new BinaryReader(Buffer.concat([ROW_1, ROW_2.subarray(10)]));
+  const header = readRowsHeader(reader, MARIADB, EventType.WRITE_ROWS_V1);
+  const changes = readRowChanges(reader, header, bound.binding.columns);
+  assert.deepEqual(changes.map((c) => c.after), [
+    { id: 1, v: "a".repeat(50), l: null, b: new Uint8Array(100).fill(0x63), t: "x", k: "ÿ" },
+    { id: 2, v: "", l: "", b: new Uint8Array(0), t: "", k: "" },
+  ]);
+  assert.deepEqual(changes[0]!.tooLarge?.map((v) => [v.column, v.error.stated, v.error.compressedBytes, v.error.limit]), [["l", 300, 10, 200]]);
+  assert.equal(changes[1]!.tooLarge, undefined);
+});

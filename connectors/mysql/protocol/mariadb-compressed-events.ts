@@ -14,7 +14,7 @@ export function uncompressEventData(stored: Buffer, what: string, limit: number)
   if (lengthBytes === 0 || lengthBytes > 4 || stored.length < 1 + lengthBytes) throw new RangeError(`compressed ${what}: ${stored.length} bytes lack the length`);
   const length = stored.readUIntBE(1, lengthBytes);
   if (length === 0) return Buffer.alloc(0);
-  if (length > limit) throw new DecompressionLimitError(`compressed ${what} of ${stored.length} bytes states ${length} bytes uncompressed, over the limit of ${limit}`, limit);
+  if (length > limit) throw new DecompressionLimitError(`compressed ${what} of ${stored.length} bytes states ${length} bytes uncompressed, over the limit of ${limit}`, { limit, stated: length, compressedBytes: stored.length });
   // The stated length bounds what inflating may allocate.
   const data = inflateSync(stored.subarray(1 + lengthBytes), { maxOutputLength: length });
   if (data.length !== length) throw new RangeError(`compressed ${what}: inflates to ${data.length} bytes, its header says ${length}`);

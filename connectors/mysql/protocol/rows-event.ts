@@ -10,6 +10,7 @@ import type { JsonDiff } from "../values/json-diff.ts";
 import { decodeJsonBinary, printJson } from "../values/json-binary.ts";
 import type { ValueDecoder } from "../values/column-decoder.ts";
 import type { BinaryReader } from "./binary-reader.ts";
+import { DecompressionLimitError } from "./decompression-limit.ts";
 import { bitIsSet, bitsSet } from "./binary-reader.ts";
 import { ROWS_EVENTS } from "./constants.ts";
 import type { RowsKind } from "./constants.ts";
@@ -73,6 +74,14 @@ export interface RowChange {
    * FULL), left out of `after`; only with `keepUnappliedJsonDiffs`, otherwise they are an error.
    */
   readonly unappliedJsonDiffs?: Readonly<Record<string, readonly JsonDiff[]>>;
+  /** COMPRESSED values over the decompression limit, left out of the images as null: the change cannot be delivered whole. */
+  readonly tooLarge?: readonly TooLargeValue[];
+}
+
+/** A MariaDB COMPRESSED value whose stated size is over the decompression limit (decompression-limit.ts). */
+export interface TooLargeValue {
+  readonly column: string;
+  readonly error: DecompressionLimitError;
 }
 
 export interface ReadRowsOptions {
@@ -89,15 +98,18 @@ export function readRowChanges(reader: BinaryReader, header: RowsEventHeader, co
   const afterCount = header.presentAfter === null ? 0 : bitsSet(header.presentAfter, header.columnCount);
   const jsonColumns = columns.filter((c) => c.json).length;
   const jsonRanges = header.partial ? new Int32Array(header.columnCount * 2) : null;
+  // Filled by readImage, emptied after each change that has any.
+  const tooLarge: TooLargeValue[] = [];
   while (reader.remaining > 0) {
     const offset = reader.pos;
+    let change: RowChange;
     if (header.kind === "write") {
-      changes.push({ before: null, after: readImage(reader, columns, header.columnCount, header.present, presentCount, null, null), offset, afterOffset: offset });
+      change = { before: null, after: readImage(reader, columns, header.columnCount, header.present, presentCount, null, null, null, tooLarge), offset, afterOffset: offset };
     } else if (header.kind === "delete") {
-      changes.push({ before: readImage(reader, columns, header.columnCount, header.present, presentCount, null, null), after: null, offset, afterOffset: offset });
+      change = { before: readImage(reader, columns, header.columnCount, header.present, presentCount, null, null, null, tooLarge), after: null, offset, afterOffset: offset };
     } else {
       jsonRanges?.fill(-1);
-      const before = readImage(reader, columns, header.columnCount, header.present, presentCount, jsonRanges, null);
+      const before = readImage(reader, columns, header.columnCount, header.present, presentCount, jsonRanges, null, null, tooLarge);
       const afterOffset = reader.pos;
       let partialBits: Uint8Array | null = null;
       if (header.partial) {
@@ -105,10 +117,14 @@ export function readRowChanges(reader: BinaryReader, header: RowsEventHeader, co
         if (options & 1) partialBits = reader.bitmap(jsonColumns);
       }
       const unapplied: Record<string, JsonDiff[]> | null = options.keepUnappliedJsonDiffs === true ? {} : null;
-      const after = readImage(reader, columns, header.columnCount, header.presentAfter!, afterCount, jsonRanges, partialBits, unapplied);
-      const change: RowChange = { before, after, offset, afterOffset };
-      changes.push(unapplied !== null && Object.keys(unapplied).length > 0 ? { ...change, unappliedJsonDiffs: unapplied } : change);
+      const after = readImage(reader, columns, header.columnCount, header.presentAfter!, afterCount, jsonRanges, partialBits, unapplied, tooLarge);
+      change = { before, after, offset, afterOffset };
+      if (unapplied !== null && Object.keys(unapplied).length > 0) change = { ...change, unappliedJsonDiffs: unapplied };
     }
+    if (tooLarge.length > 0) {
+      change = { ...change, tooLarge: tooLarge.splice(0) };
+    }
+    changes.push(change);
   }
   return changes;
 }
@@ -122,6 +138,7 @@ function readImage(
   jsonRanges: Int32Array | null,
   partialBits: Uint8Array | null,
   unapplied: Record<string, JsonDiff[]> | null = null,
+  tooLarge: TooLargeValue[] | null = null,
 ): Record<string, ColumnValue> {
   const nulls = reader.bitmap(presentCount);
   const row: Record<string, ColumnValue> = {};
@@ -142,7 +159,15 @@ function readImage(
       continue;
     }
     const start = reader.pos;
-    const value = column.decode(reader);
+    let value: ColumnValue;
+    try {
+      value = column.decode(reader);
+    } catch (error) {
+      // The decoder read past the value before refusing it, so the rest of the row still reads.
+      if (tooLarge === null || !(error instanceof DecompressionLimitError)) throw error;
+      tooLarge.push({ column: column.name, error });
+      value = null;
+    }
     if (column.hidden !== true) row[column.name] = value;
     if (jsonRanges !== null && column.json && partialBits === null) {
       jsonRanges[i * 2] = start + column.jsonLengthBytes;

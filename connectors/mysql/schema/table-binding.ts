@@ -22,6 +22,8 @@ export interface BindingContext {
   readonly collations: CollationTable;
   readonly zeroDates: ZeroDates;
   readonly mariadb: boolean;
+  /** The most bytes a COMPRESSED value may inflate to (default: protocol/decompression-limit.ts's). */
+  readonly decompressionLimit?: number;
 }
 
 export interface TableBinding {
@@ -114,6 +116,7 @@ function bind(map: TableMap, definition: TableDefinition, context: BindingContex
         members: column.members ?? membersOf(known.dbType),
       },
       zeroDatesOf(context.zeroDates, definition.key, known.name),
+      context.decompressionLimit,
     );
     return { name: known.name, decode, json: column.realType === ColumnType.JSON, jsonLengthBytes: column.length };
   });

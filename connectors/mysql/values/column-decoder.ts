@@ -70,7 +70,8 @@ export function zeroDatesOf(zeroDates: ZeroDates, key: readonly string[], column
   return key.includes(column) ? "error" : zeroDates;
 }
 
-export function valueDecoder(column: TableMapColumn, info: ColumnDecodeInfo, zeroDates: ZeroDates): ValueDecoder {
+/** `decompressionLimit`: the most bytes a COMPRESSED value may inflate to (protocol/decompression-limit.ts). */
+export function valueDecoder(column: TableMapColumn, info: ColumnDecodeInfo, zeroDates: ZeroDates, decompressionLimit?: number): ValueDecoder {
   const zero = zeroDates === "null" ? () => null : () => ZERO_DATE_TEXT;
   switch (column.realType) {
     case ColumnType.TINY:
@@ -179,13 +180,13 @@ export function valueDecoder(column: TableMapColumn, info: ColumnDecodeInfo, zer
     case ColumnType.VAR_STRING:
     case ColumnType.STRING: {
       const lengthBytes = column.length < 256 ? 1 : 2;
-      return column.compressed === true ? compressedDecoder(lengthBytes, info) : stringDecoder(lengthBytes, info);
+      return column.compressed === true ? compressedDecoder(lengthBytes, info, decompressionLimit) : stringDecoder(lengthBytes, info);
     }
     case ColumnType.BLOB:
     case ColumnType.TINY_BLOB:
     case ColumnType.MEDIUM_BLOB:
     case ColumnType.LONG_BLOB:
-      return column.compressed === true ? compressedDecoder(column.length, info) : stringDecoder(column.length, info);
+      return column.compressed === true ? compressedDecoder(column.length, info, decompressionLimit) : stringDecoder(column.length, info);
     case ColumnType.JSON: {
       const lengthBytes = column.length;
       return (r) => {
@@ -255,10 +256,10 @@ function mariadbHiresDigits(dbType: string): number {
 }
 
 /** MariaDB COMPRESSED VARCHAR/BLOB/TEXT: the stored value uncompressed, then as its charset says. */
-function compressedDecoder(lengthBytes: number, info: ColumnDecodeInfo): ValueDecoder {
+function compressedDecoder(lengthBytes: number, info: ColumnDecodeInfo, limit: number | undefined): ValueDecoder {
   const { charset, name } = info;
   return (r) => {
-    const value = uncompressColumnValue(r.bytesView(r.uintLE(lengthBytes)), name);
+    const value = uncompressColumnValue(r.bytesView(r.uintLE(lengthBytes)), name, limit);
     return charset.binary ? new Uint8Array(value) : charset.decode(value, 0, value.length);
   };
 }

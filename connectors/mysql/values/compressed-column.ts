@@ -20,7 +20,7 @@ export function uncompressColumnValue(stored: Buffer, column: string, limit = VA
   const lengthBytes = header & 0x07;
   if (lengthBytes === 0 || stored.length < 1 + lengthBytes) throw new RangeError(`column ${column}: COMPRESSED value of ${stored.length} bytes lacks its length`);
   const length = stored.readUIntBE(1, lengthBytes);
-  if (length > limit) throw new DecompressionLimitError(`column ${column}: COMPRESSED value of ${stored.length} bytes states ${length} bytes uncompressed, over the limit of ${limit}`, limit);
+  if (length > limit) throw new DecompressionLimitError(`column ${column}: COMPRESSED value of ${stored.length} bytes states ${length} bytes uncompressed, over the limit of ${limit}`, { limit, stated: length, compressedBytes: stored.length });
   const input = stored.subarray(1 + lengthBytes);
   // The original length bounds what inflating may allocate.
   const options = { maxOutputLength: Math.max(length, 1) };
