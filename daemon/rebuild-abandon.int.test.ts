@@ -14,6 +14,8 @@ import { loadConfigText } from "../config/load.ts";
 import type { DuckDbSink } from "../connectors/duckdb/duckdb-sink.ts";
 import { Events, tableSchema } from "../connectors/sinks/test-events.ts";
 import { createLogger } from "../runtime/logger.ts";
+import { clickhouse } from "../test/services/ports.ts";
+import { randomBytes } from "node:crypto";
 import { createSink } from "./components.ts";
 import { runAbandonRebuildCommand } from "./rebuild-command.ts";
 
@@ -98,5 +100,38 @@ test("abandoning where nothing was ever captured makes neither the topic log nor
     assert.equal(await runAbandonRebuildCommand(freshConfig, "local", [], execute, io, logger), 0, io.err);
     assert.match(io.out, /Sink "local" has no interrupted rebuild: nothing to abandon\./);
     assert.deepEqual(readdirSync(join(fresh, "data")), [], `${execute ? "--execute" : "the dry run"} made files`);
+  }
+});
+
+test("a dry run for a ClickHouse sink where nothing was captured makes no embedded topic log", { timeout: 30_000 }, async () => {
+  const at = join(dir, "clickhouse");
+  mkdirSync(join(at, "data"), { recursive: true });
+  const database = `abandon_${randomBytes(4).toString("hex")}`;
+  const chConfig = loadConfigText(
+    join(at, "c.yaml"),
+    `name: dep
+http: { listen: "127.0.0.1:1" }
+sources:
+  - { name: pg, kind: postgres, database: app, user: u, tables: [app.*] }
+topics: { kind: embedded, path: ${join(at, "data", "log.db")} }
+sinks:
+  - { kind: clickhouse, name: ch, url: "${clickhouse.url}", database: ${database}, user: ${clickhouse.username}, password: ${clickhouse.password} }
+`,
+    { env: {} },
+  );
+  try {
+    const io = output();
+    assert.equal(await runAbandonRebuildCommand(chConfig, "ch", [], false, io, logger), 0, io.err);
+    assert.match(io.out, /Sink "ch" has no interrupted rebuild: nothing to abandon\./);
+    // Before: the topic log was made (opened for writing, the sink's lease taken and given back).
+    assert.deepEqual(readdirSync(join(at, "data")), [], "the dry run made files");
+  } finally {
+    const dropped = await fetch(`${clickhouse.url}/`, {
+      method: "POST",
+      headers: { "X-ClickHouse-User": clickhouse.username, "X-ClickHouse-Key": clickhouse.password },
+      body: `DROP DATABASE IF EXISTS \`${database}\``,
+      signal: AbortSignal.timeout(30_000),
+    });
+    assert.ok(dropped.ok, await dropped.text());
   }
 });

@@ -3,6 +3,7 @@
  * running daemon to rebuild the sink (or only the tables given) (it owns the target and keeps it serving); with no daemon running, rebuilds
  * here under the sink's lease.
  */
+import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import type { SinkConfig, SluiceConfig } from "../config/schema.ts";
 import { SluiceError } from "../connectors/errors.ts";
@@ -167,6 +168,10 @@ export async function runAbandonRebuildCommand(config: SluiceConfig, sinkName: s
     const plan = planAbandon(look, tables);
     if (!execute || plan.owned.length === 0) return finish(undroppedReport(plan), "");
   }
+  if (!execute && config.topics.kind === "embedded" && !existsSync(config.topics.path)) {
+    // No embedded log: no process runs the sink with this config, so there is no lease to take, and none to make.
+    return withSinkAlone(sinkConfig, io, logger, async (sink, signal) => finish(await abandonRebuild(sink, tables, false, signal, logger), ""));
+  }
   return withSinkHere(config, sinkConfig, execute ? "abandon" : "abandon-dry-run", io, logger, async (sink, _log, sharing, signal) => {
     try {
       return finish(await abandonRebuild(sink, tables, execute, signal, logger, sharing), "");
@@ -283,6 +288,22 @@ async function withSinkHere(
     await hold?.close();
     await log.releaseLease(group, owner).catch(() => undefined);
     await log.close();
+  }
+}
+
+/** Runs `work` on the sink opened by this command with no topic log and no lease (a look that changes nothing). */
+async function withSinkAlone(sinkConfig: SinkConfig, io: RebuildIo, logger: Logger, work: (sink: RebuildableSink, signal: AbortSignal) => Promise<number>): Promise<number> {
+  const sink = await createSink(sinkConfig, logger);
+  if (!isRebuildable(sink)) {
+    io.stderr(`sluice replay: sink "${sinkConfig.name}" (${sinkConfig.kind}) cannot rebuild\n`);
+    return 1;
+  }
+  const signal = new AbortController().signal;
+  await sink.open(signal);
+  try {
+    return await work(sink, signal);
+  } finally {
+    await sink.close();
   }
 }
 
