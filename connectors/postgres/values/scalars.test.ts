@@ -45,6 +45,15 @@ test("bytea: hex and escape formats to Uint8Array", () => {
   assert.equal(Object.getPrototypeOf(decodeBytea("\\x01")), Uint8Array.prototype);
 });
 
+test("bytea: a value of 12 MiB decodes (its hex text of 24 MiB overflowed a regular expression's stack), and text that is not hex is refused", () => {
+  const bytes = Buffer.alloc(12 * 2 ** 20);
+  for (let i = 0; i < bytes.length; i += 4099) bytes[i] = i % 251;
+  const decoded = decodeBytea(`\\x${bytes.toString("hex")}`) as Uint8Array;
+  assert.equal(Object.getPrototypeOf(decoded), Uint8Array.prototype);
+  assert.ok(Buffer.from(decoded.buffer, decoded.byteOffset, decoded.byteLength).equals(bytes));
+  for (const text of ["\\x0", "\\x0g", "\\xzz00", "\\x00ff0"]) assert.throws(() => decodeBytea(text), /cannot decode bytea/, text);
+});
+
 test("money to plain decimal digits", () => {
   assert.equal(decodeMoney("$1,234.56"), "1234.56");
   assert.equal(decodeMoney("-$92,233,720,368,547,758.08"), "-92233720368547758.08");

@@ -42,12 +42,18 @@ export const decodeMoney: TextDecoder = (text) => {
   return negative ? `-${digits}` : digits;
 };
 
+/** Buffers below this size may be slices of Buffer's shared pool (Buffer.poolSize / 2). */
+const SHARED_POOL_BELOW = Buffer.poolSize >>> 1;
+
 /** bytea, hex format ("\x0aff") or, should a server force it, escape format ("a\\000b"). */
 export const decodeBytea: TextDecoder = (text) => {
   if (text.startsWith("\\x")) {
-    const hex = text.slice(2);
-    if (!/^([0-9a-fA-F]{2})*$/.test(hex)) throw new TypeError(`cannot decode bytea "${text.slice(0, 40)}"`);
-    return new Uint8Array(Buffer.from(hex, "hex"));
+    // Buffer's decoder stops at the first pair that is not hex: fewer bytes than pairs means invalid text. (A
+    // regular expression over the text overflowed the stack on a value of some MiB.)
+    const bytes = Buffer.from(text.slice(2), "hex");
+    if (bytes.length * 2 !== text.length - 2) throw new TypeError(`cannot decode bytea "${text.slice(0, 40)}"`);
+    // A small value is copied out of Buffer's shared pool; a large one has its memory to itself and is not copied again.
+    return bytes.length < SHARED_POOL_BELOW ? new Uint8Array(bytes) : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
   }
   const bytes: number[] = [];
   for (let i = 0; i < text.length; i++) {
