@@ -249,6 +249,15 @@ const sourceCommon = {
     ),
   heartbeat_interval: duration("Advance the acknowledged position this often when captured tables are quiet (PostgreSQL: a heartbeat message; MySQL/MariaDB: the server's binlog heartbeat); 0 turns heartbeat messages off, and PostgreSQL then still follows the server's keepalives every 10 s", { min: 100, max: 86_400_000, zero: true }).default(10_000),
   governance,
+  dead_letter_retention: z
+    .strictObject({
+      max_age: duration("Drop dead letters older than this; 0 keeps them until max_bytes", { min: 60_000, max: 3650 * 86_400_000, zero: true }).default(0),
+      max_bytes: size("Drop the oldest dead letters while the topic holds more than this (per partition; it has one)", { min: 64 * 2 ** 20, max: 2 ** 40 }).default(2 ** 30),
+    })
+    .optional()
+    .describe(
+      "Retention of the source's dead-letter topic <deployment>.dlq.<source> (outbox events that are no event, changes a data check dead-letters); default max_bytes 1GiB, max_age 0: anyone connected to a PostgreSQL database may emit outbox messages, so its size is bounded. Set when Sluice creates the topic; the embedded log also applies it to an existing one at start, Kafka does not change an existing topic (docs/outbox.md#when-an-event-is-not-one)",
+    ),
 };
 
 const outboxColumns = z
@@ -289,6 +298,22 @@ const outboxFields = {
     .default("dead-letter")
     .describe(
       "An event that is no event (a part missing, content not JSON or refused unread, a payload its Avro schema refuses, over max_message_bytes): dead-letter sends it to <deployment>.dlq.<source> with the reason and the stream flows on; halt stops the outbox table (parked, released with sluice halted retry|skip). An aggregate type with no schema in payload.schemas (avro), a schema file that cannot be read or the registry refusing a schema halts either way (docs/outbox.md)",
+    ),
+  aggregate_types: z
+    .array(z.string().min(1))
+    .min(1)
+    .optional()
+    .describe(
+      "Only these aggregate types are events: another one is refused before its topic is made (a logical message is no event: dead-lettered, or halting with on_invalid halt; a row of an outbox table halts the table, OUTBOX_TOPIC_REFUSED, until the config lists it). Default: any type, within max_topics",
+    ),
+  max_topics: z
+    .number()
+    .int()
+    .min(1)
+    .max(100_000)
+    .default(100)
+    .describe(
+      "Most outbox topics (topics matching `topic`, existing ones included) the source makes: an aggregate type whose topic does not exist yet is refused past it, as an unlisted one (aggregate_types). Topics that exist are always written; with aggregate_types set, the list bounds the topics instead (docs/outbox.md#which-topics-the-outbox-makes)",
     ),
   max_message_bytes: size(
     "Largest event content (a logical message's content, an outbox row's payload); a larger one is dead-lettered (or halts, on_invalid) keeping its first 64KiB: a logical message over it is never made a string nor kept whole past decoding. Default: topics.max_record_bytes, so every payload that fits a record is published; set it lower to bound the memory a logical message takes. A record over topics.max_record_bytes (or a Kafka topic's max.message.bytes) is refused the same way (docs/outbox.md#size)",

@@ -17,6 +17,7 @@ import { deserializeEventBytes, serializeEventBytes } from "./event-json.ts";
 import { NOT_HALTED } from "./halted.ts";
 import type { CaptureReleaseReport, CaptureSkipThrough, HaltAction, ParkedChange } from "./halted.ts";
 import { Serial } from "../runtime/serial.ts";
+import { durableWork, runDurableWork } from "./when-durable.ts";
 
 /** Turns one change into the records that carry it (a delete also yields its tombstone). */
 export interface ChangeEncoder {
@@ -122,7 +123,7 @@ export type { TransactionMarker } from "../connectors/contracts.ts";
  * refuses, a value the table's Avro schema cannot carry, a record over the size limit, an outbox
  * row that is no event (daemon/outbox-router.ts).
  */
-const TABLE_HALTING_CODES = new Set(["SCHEMA_INCOMPATIBLE", "SCHEMA_UNSUPPORTED", "AVRO_VALUE_INVALID", RECORD_TOO_LARGE, "OUTBOX_EVENT_INVALID", "OUTBOX_SCHEMA_UNREADABLE", "OUTBOX_SCHEMA_MISSING", "DATA_CHECK_FAILED", "GOVERNANCE_KEY_INVALID"]);
+const TABLE_HALTING_CODES = new Set(["SCHEMA_INCOMPATIBLE", "SCHEMA_UNSUPPORTED", "AVRO_VALUE_INVALID", RECORD_TOO_LARGE, "OUTBOX_EVENT_INVALID", "OUTBOX_SCHEMA_UNREADABLE", "OUTBOX_SCHEMA_MISSING", "OUTBOX_TOPIC_REFUSED", "DATA_CHECK_FAILED", "GOVERNANCE_KEY_INVALID"]);
 
 /** A change its source could not read whole (ChangeEvent.refusal): it halts its table, whatever its code. */
 class SourceRefusalError extends SluiceError {}
@@ -407,9 +408,11 @@ export class CapturePipeline {
         const durable = this.options.log.produce(records, checkpoint);
         durable.catch(() => undefined);
         // Wrapped, so the lock is held only while the batch is handed over, not until it is durable.
-        return { durable, records: records.length, summary, started: performance.now() };
+        return { durable, records: records.length, work: durableWork(records), summary, started: performance.now() };
       });
       await issued.durable;
+      // Once per record stored (a metric of dead letters), not per encoding: a batch may be encoded more than once.
+      runDurableWork(issued.work);
       const durableMs = Date.now();
       const seconds = (performance.now() - issued.started) / 1000;
       await previous;
@@ -486,9 +489,11 @@ export class CapturePipeline {
         if (tail !== null) pushAll(records, tail.releases === this.releases ? tail.records : await this.encodeBatch(tail.batch));
         const durable = this.options.log.produce(records, checkpoint);
         durable.catch(() => undefined);
-        return { durable, records: records.length, started: performance.now() };
+        return { durable, records: records.length, work: durableWork(records), started: performance.now() };
       });
       await issued.durable;
+      // Once per record stored (a metric of dead letters), not per encoding: a batch may be encoded more than once.
+      runDurableWork(issued.work);
       const durableMs = Date.now();
       const seconds = (performance.now() - issued.started) / 1000;
       await previous;
@@ -593,7 +598,9 @@ export class CapturePipeline {
         headers: { [MARKER_HEADER]: Buffer.from(offset.toString()) },
         timestamp: Date.now(),
       }));
+      const work = durableWork(pending);
       await log.produce([...pending, ...markers]);
+      runDurableWork(work);
       pending = [];
       republished.clear();
       // A turn of the event loop between writes: a release of many changes runs without one otherwise (the embedded log

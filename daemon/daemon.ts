@@ -17,7 +17,7 @@ import type { ApiTokens } from "./admin-auth.ts";
 import { retry } from "../runtime/backoff.ts";
 import { durationFromEnv } from "../runtime/env-duration.ts";
 import { CapturePipeline } from "./capture.ts";
-import { captureEncoder, createSource, dataTopicPrefix, dataTopicSpec, internalTopicSpec, openRegistry, parkingTopic, preloadSources, sinkGroupName, sinkTopics, sourceStateDir } from "./components.ts";
+import { captureEncoder, createSource, dataTopicPrefix, dataTopicSpec, internalTopicSpec, openRegistry, parkingTopic, preloadSources, sinkGroupName, sinkTopics, sourceDeadLetterTopicSpec, sourceStateDir } from "./components.ts";
 import { reportUncompactedTopics } from "./topic-policy.ts";
 import { haltedHandler } from "./halted-admin.ts";
 import { withOutbox } from "./outbox-router.ts";
@@ -449,12 +449,12 @@ export class Daemon {
         checks,
         withOutbox(this.config, sourceConfig, encoder, this.log, registry, logger, {
           topic: checksTopic,
-          create: () => this.untilAvailable("creating the source's dead-letter topic", () => topicLog.createTopic(internalTopicSpec(checksTopic, this.config))),
+          create: () => this.untilAvailable("creating the source's dead-letter topic", () => topicLog.createTopic(sourceDeadLetterTopicSpec(checksTopic, this.config, sourceConfig))),
           sealer: parkedSealer,
           onDeadLetter: (table, reason) => this.metrics.outboxDeadLettered.inc({ source: sourceConfig.name, table, reason }),
         }),
         checksTopic,
-        () => this.untilAvailable("creating the data-check dead-letter topic", () => topicLog.createTopic(internalTopicSpec(checksTopic, this.config))),
+        () => this.untilAvailable("creating the data-check dead-letter topic", () => topicLog.createTopic(sourceDeadLetterTopicSpec(checksTopic, this.config, sourceConfig))),
         parkedSealer,
       );
       const pipeline = new CapturePipeline({

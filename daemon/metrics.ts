@@ -206,7 +206,7 @@ export class SluiceMetrics {
   });
   readonly outboxDeadLettered = new Counter({
     name: "sluice_outbox_dead_lettered_total",
-    help: "Outbox rows and logical messages that are no event (reason invalid) or too large (reason too-large), sent to the source's dead-letter topic <deployment>.dlq.<source> (outbox.on_invalid dead-letter)",
+    help: "Outbox rows and logical messages that are no event (reason invalid), too large (reason too-large) or whose aggregate type's topic the outbox may not make (reason topic-refused: outbox.aggregate_types, outbox.max_topics), counted once their dead letter is durable, sent to the source's dead-letter topic <deployment>.dlq.<source> (outbox.on_invalid dead-letter)",
     labelNames: ["source", "table", "reason"] as const,
     registers: [this.registry],
   });

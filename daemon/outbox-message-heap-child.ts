@@ -39,7 +39,7 @@ sources:
           order: ${JSON.stringify(schemaFile)}
 `,
 );
-const log = { createTopic: async () => undefined } as unknown as TopicLog;
+const log = { createTopic: async () => undefined, topicNames: async () => [] } as unknown as TopicLog;
 const inner = { encode: async (): Promise<ProducedRecord[]> => [] };
 const router = new OutboxRouter(config, config.sources[0] as never, inner, log, new LocalRegistry(await openMemoryStore()));
 

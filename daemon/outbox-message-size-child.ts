@@ -60,7 +60,7 @@ sources:
     outbox:
       message_prefix: outbox
 ${maxBytes === undefined ? "" : `      max_message_bytes: ${maxBytes}\n`}`);
-const log = { createTopic: async () => undefined } as unknown as TopicLog;
+const log = { createTopic: async () => undefined, topicNames: async () => [] } as unknown as TopicLog;
 const router = new OutboxRouter(config, config.sources[0] as never, { encode: async (): Promise<ProducedRecord[]> => [] }, log, new LocalRegistry(await openMemoryStore()));
 const outcome = await router.encode(out.events[0]!).then(
   (records) => `encoded ${records.length}`,

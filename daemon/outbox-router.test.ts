@@ -20,6 +20,7 @@ import { unframe } from "../schema-registry/wire-format.ts";
 import { deserializeEventBytes } from "./event-json.ts";
 import { OutboxRouter } from "./outbox-router.ts";
 import type { OutboxDeadLetters } from "./outbox-router.ts";
+import { durableWork, runDurableWork } from "./when-durable.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-outbox-"));
 const schemaFile = join(dir, "order.avsc");
@@ -66,7 +67,7 @@ const row = (payload: string | null): Row => ({ id: "e1", aggregatetype: "order"
 
 async function router(outbox: string) {
   const created: string[] = [];
-  const log = { createTopic: async (spec: { name: string }) => void created.push(spec.name) } as unknown as TopicLog;
+  const log = { createTopic: async (spec: { name: string }) => void created.push(spec.name), topicNames: async () => [...created] } as unknown as TopicLog;
   const passed: ChangeEvent[] = [];
   const inner = { encode: async (event: ChangeEvent): Promise<ProducedRecord[]> => (passed.push(event), []) };
   const registry = new LocalRegistry(await openMemoryStore());
@@ -149,6 +150,7 @@ test("an aggregate type (a value any writer of the outbox chooses) whose topic i
       validateSpec(spec);
       created.push(spec.name);
     },
+    topicNames: async () => [...created],
   } as unknown as TopicLog;
   const cfg = config('      tables: ["public.outbox"]\n      topic: "{deployment}.{aggregate_type}"');
   const r = new OutboxRouter(cfg, cfg.sources[0] as never, { encode: async () => [] }, log, new LocalRegistry(await openMemoryStore()));
@@ -171,12 +173,19 @@ test("a logical message whose payload is nested thousands deep (anyone connected
 /** A router with a dead-letter place, as the daemon makes it; `counted` gets each dead letter's table and reason. */
 async function deadLetteringRouter(outbox: string, maxRecordBytes?: number) {
   const created: string[] = [];
-  const log = { createTopic: async (spec: { name: string }) => void created.push(spec.name) } as unknown as TopicLog;
+  const log = { createTopic: async (spec: { name: string }) => void created.push(spec.name), topicNames: async () => [...created] } as unknown as TopicLog;
   const counted: string[] = [];
   const deadLetters: OutboxDeadLetters = { topic: "dep.dlq.pg", create: async () => void created.push("dep.dlq.pg"), onDeadLetter: (table, reason) => void counted.push(`${table} ${reason}`) };
   const cfg = config(outbox);
   if (maxRecordBytes !== undefined) (cfg.topics as { max_record_bytes: number }).max_record_bytes = maxRecordBytes;
-  return { router: new OutboxRouter(cfg, cfg.sources[0] as never, { encode: async () => [] }, log, new LocalRegistry(await openMemoryStore()), undefined, deadLetters), created, counted };
+  const router = new OutboxRouter(cfg, cfg.sources[0] as never, { encode: async () => [] }, log, new LocalRegistry(await openMemoryStore()), undefined, deadLetters);
+  // Each encoding written at once, as capture writes a batch: a dead letter is counted once it is durable.
+  const encode = async (event: ChangeEvent) => {
+    const records = await router.encode(event);
+    runDurableWork(durableWork(records));
+    return records;
+  };
+  return { router: { encode }, created, counted };
 }
 
 const origin = { sourceName: "pg", position: { commit: 0x16b3750n, change: 0x16b3748n }, txId: "2", commitTimeMs: 5, snapshot: false };
@@ -238,6 +247,21 @@ test("an outbox row whose payload is over max_message_bytes, or whose record is 
   assert.deepEqual(counted, ["public.outbox too-large", "public.outbox too-large"]);
 });
 
+test("a text payload is measured in UTF-8 bytes at the bound: three-byte and four-byte characters on either side of it", async () => {
+  const { router: r, counted } = await deadLetteringRouter('      tables: ["public.outbox"]\n      max_message_bytes: 1KiB', 8192);
+  // The JSON text's quotes are two bytes: 340 euro signs make 1022 (not counted: 342 UTF-16 units, 3 bytes each at most, is 1026).
+  const [within] = await r.encode(change("c", row(`"${"€".repeat(340)}"`)));
+  assert.equal(within?.topic, "dep.outbox.order");
+  const [over] = await r.encode(change("c", row(`"${"€".repeat(341)}"`)));
+  assert.match(text(over!.headers!["sluice.reason"])!, /the payload is 1025 bytes, over outbox.max_message_bytes \(1024\)/);
+  // Surrogate pairs: 255 emoji are 510 units and 1022 bytes with the quotes, 256 are 1026.
+  const [pairs] = await r.encode(change("c", row(`"${"😀".repeat(255)}"`)));
+  assert.equal(pairs?.topic, "dep.outbox.order");
+  const [pairsOver] = await r.encode(change("c", row(`"${"😀".repeat(256)}"`)));
+  assert.match(text(pairsOver!.headers!["sluice.reason"])!, /the payload is 1026 bytes, over/);
+  assert.deepEqual(counted, ["public.outbox too-large", "public.outbox too-large"]);
+});
+
 test("outbox.max_message_bytes not set is the deployment's topics.max_record_bytes: a row or a message of 5 MiB (over the 4 MiB default of 84bc496) is published under the 16 MiB default, and one over a lower topics.max_record_bytes is refused naming where the bound came from", async () => {
   const { router: r, counted } = await deadLetteringRouter('      tables: ["public.outbox"]\n      message_prefix: outbox');
   const payload = `"${"x".repeat(5 * 2 ** 20)}"`;
@@ -274,4 +298,19 @@ test("an Avro logical message whose aggregate type has no schema is dead-lettere
   assert.equal(letter?.topic, "dep.dlq.pg");
   assert.match(text(letter!.headers!["sluice.reason"])!, /no schema for the logical message's aggregate type "invoice"/);
   assert.deepEqual(counted, ["pg_logical_message.outbox invalid"]);
+});
+
+test("outbox.max_topics counts the existing topics outbox.topic gives (for this source, any aggregate type) before a new one is made; existing ones are written past it", async () => {
+  const created: string[] = [];
+  const existing = ["dep.ev.pg.a", "dep.ev.pg.b.c", "dep.ev.other.d", "dep.ev.pg.x.y.z", "dep.ev.pg.a.other"];
+  const log = { createTopic: async (spec: { name: string }) => void created.push(spec.name), topicNames: async () => existing } as unknown as TopicLog;
+  // {aggregate_type} twice: only names where both places agree are its topics.
+  const cfg = config('      tables: ["public.outbox"]\n      topic: "{deployment}.ev.{source}.{aggregate_type}.x.{aggregate_type}"\n      max_topics: 2');
+  const r = new OutboxRouter(cfg, cfg.sources[0] as never, { encode: async () => [] }, log, new LocalRegistry(await openMemoryStore()));
+  existing.push("dep.ev.pg.a.x.a", "dep.ev.pg.b.x.c", "dep.ev.pg.q.x.q");
+  const refused = (error: unknown) => error instanceof SluiceError && error.code === "OUTBOX_TOPIC_REFUSED" && /aggregate type "n" would make a new topic dep\.ev\.pg\.n\.x\.n, and 2 topics match/.test(error.message);
+  await assert.rejects(r.encode(change("c", { ...row("{}"), aggregatetype: "n" })), refused);
+  const [record] = await r.encode(change("c", { ...row("{}"), aggregatetype: "q" }));
+  assert.equal(record?.topic, "dep.ev.pg.q.x.q", "an existing topic is written");
+  assert.deepEqual(created, ["dep.ev.pg.q.x.q"]);
 });

@@ -13,7 +13,7 @@ import type { ChangeEvent, ColumnValue, ProducedRecord, TopicLog } from "../conn
 import { tableMatcher } from "../connectors/common/table-patterns.ts";
 import { ConfigError, SluiceError } from "../connectors/errors.ts";
 import { LOGICAL_MESSAGE_SCHEMA } from "../connectors/postgres/logical-messages.ts";
-import { isInternalTopic, TOPIC_NAME_INVALID } from "../connectors/topics/names.ts";
+import { isInternalTopic, kafkaTopicNameProblem, TOPIC_NAME_INVALID } from "../connectors/topics/names.ts";
 import type { SluiceConfig, SourceConfig } from "../config/schema.ts";
 import { outboxMessageBytes } from "../config/schema.ts";
 import type { SchemaRegistry } from "../schema-registry/registry.ts";
@@ -26,6 +26,7 @@ import { OUTBOX_KEPT_PREFIX_BYTES, utf8Prefix } from "../connectors/postgres/log
 import { recordBytes } from "../connectors/topics/spec.ts";
 import { serializeEventBytes } from "./event-json.ts";
 import type { Logger } from "../runtime/logger.ts";
+import { whenDurable } from "./when-durable.ts";
 
 type OutboxConfig = NonNullable<SourceConfig["outbox"]>;
 
@@ -43,8 +44,16 @@ export const OUTBOX_SCHEMA_UNREADABLE = "OUTBOX_SCHEMA_UNREADABLE";
  */
 export const OUTBOX_SCHEMA_MISSING = "OUTBOX_SCHEMA_MISSING";
 
-/** Why an event was dead-lettered, as the metric's label: too large, or anything else that makes it no event. */
-export type OutboxRefusal = "too-large" | "invalid";
+/**
+ * Error code of a row of an outbox table whose aggregate type outbox.aggregate_types does not list, or whose topic would
+ * be one more than outbox.max_topics: it halts the outbox table whatever on_invalid says (parked, nothing lost) until the
+ * config allows it and `sluice halted retry` publishes the events in order. A logical message so refused is
+ * OUTBOX_EVENT_INVALID instead (anyone connected may emit one).
+ */
+export const OUTBOX_TOPIC_REFUSED = "OUTBOX_TOPIC_REFUSED";
+
+/** Why an event was dead-lettered, as the metric's label: too large, a topic the outbox may not make, or anything else that makes it no event. */
+export type OutboxRefusal = "too-large" | "topic-refused" | "invalid";
 
 /** Where events that are no event go (on_invalid dead-letter): the source's dead-letter topic, beside the data checks'. */
 export interface OutboxDeadLetters {
@@ -54,6 +63,7 @@ export interface OutboxDeadLetters {
   create(): Promise<void>;
   /** Seals personal values as parking does (an outbox table may be a personal table). */
   readonly sealer?: ParkedChangeSealer | undefined;
+  /** Called once the dead letter is durable (capture runs it after the write that stored it: durableWork), not at each encoding. */
   onDeadLetter?(table: string, refusal: OutboxRefusal): void;
 }
 
@@ -96,6 +106,10 @@ export class OutboxRouter implements ChangeEncoder {
   private readonly warned = new Set<string>();
   private readonly deadLetters: OutboxDeadLetters | undefined;
   private deadLetterTopicCreated = false;
+  /** outbox.aggregate_types, or null: any type. */
+  private readonly allowedTypes: ReadonlySet<string> | null;
+  /** The topics matching outbox.topic (outboxTopics), once read. */
+  private existingTopics: Promise<Set<string>> | null = null;
 
   /** Without `deadLetters`, an event that is no event always throws (halts), whatever on_invalid says. */
   constructor(config: SluiceConfig, source: SourceConfig & { outbox: OutboxConfig }, inner: ChangeEncoder, log: TopicLog, registry: SchemaRegistry, logger?: Logger, deadLetters?: OutboxDeadLetters) {
@@ -110,6 +124,7 @@ export class OutboxRouter implements ChangeEncoder {
     this.logger = logger;
     this.deadLetters = deadLetters;
     this.tables = new Set(this.outbox.tables);
+    this.allowedTypes = this.outbox.aggregate_types === undefined ? null : new Set(this.outbox.aggregate_types);
     const captured = tableMatcher(source.tables);
     for (const table of this.outbox.tables) {
       const dot = table.indexOf(".");
@@ -141,27 +156,18 @@ export class OutboxRouter implements ChangeEncoder {
     }
   }
 
+  /**
+   * Everything an event can be refused for is checked before its topic is made: its parts, the aggregate type's topic
+   * (its name, Sluice's own or a data topic, outbox.aggregate_types and outbox.max_topics), its payload (Avro: the
+   * schema named and the payload fitting it) and its record's size. Anyone connected to the database may emit a
+   * logical message with the prefix, so a topic made first would let them make topics of their choosing, without bound.
+   */
   private async route(event: ChangeEvent, table: string, message: boolean): Promise<ProducedRecord[]> {
     const parsed = message ? this.fromMessage(event, table) : this.fromRow(event, table);
     const topic = this.topicOf(parsed.aggregateType);
-    if (!this.created.has(topic)) {
-      const taken = this.takenTopic(topic);
-      if (taken !== null) throw invalid(`the aggregate type ${JSON.stringify(parsed.aggregateType)} gives topic ${JSON.stringify(topic)}, ${taken}`, table, event);
-      await this.log.createTopic({
-        name: topic,
-        partitions: this.config.topics.partitions,
-        retentionMs: this.config.topics.retention.max_age === 0 ? null : this.config.topics.retention.max_age,
-        retentionBytes: this.config.topics.retention.max_bytes ?? null,
-        compacted: false,
-        maxRecordBytes: this.config.topics.max_record_bytes,
-      }).catch((error: unknown) => {
-        if (error instanceof SluiceError && (error.code === TOPIC_NAME_INVALID || error.code === "TOPIC_SPEC_INVALID")) {
-          throw invalid(`the aggregate type ${JSON.stringify(parsed.aggregateType)} gives a topic name the topic log refuses: ${error.message}`, table, event);
-        }
-        throw error;
-      });
-      this.created.add(topic);
-    }
+    this.admitType(parsed.aggregateType, topic, table, event, message);
+    const known = this.created.has(topic);
+    if (!known) await this.admitTopic(parsed.aggregateType, topic, table, event, message);
     const record: ProducedRecord = {
       topic,
       key: Buffer.from(parsed.aggregateId, "utf8"),
@@ -171,9 +177,87 @@ export class OutboxRouter implements ChangeEncoder {
     };
     // Checked here, not by capture (RECORD_TOO_LARGE halts the table): an event too large for its topic is the event's problem.
     const bytes = recordBytes(record);
+    const configured = this.config.topics.max_record_bytes;
+    if (bytes > configured) throw invalid(`the event's record is ${bytes} bytes, over topics.max_record_bytes (${configured})`, table, event, { bytes, refusal: "too-large" });
+    if (!known) {
+      await this.log.createTopic({
+        name: topic,
+        partitions: this.config.topics.partitions,
+        retentionMs: this.config.topics.retention.max_age === 0 ? null : this.config.topics.retention.max_age,
+        retentionBytes: this.config.topics.retention.max_bytes ?? null,
+        compacted: false,
+        maxRecordBytes: configured,
+      }).catch((error: unknown) => {
+        // Kafka: a name that differs from an existing topic's only in "." and "_" (known only to the broker).
+        if (error instanceof SluiceError && (error.code === TOPIC_NAME_INVALID || error.code === "TOPIC_SPEC_INVALID")) {
+          throw invalid(`the aggregate type ${JSON.stringify(parsed.aggregateType)} gives a topic name the topic log refuses: ${error.message}`, table, event);
+        }
+        throw error;
+      });
+      this.created.add(topic);
+    }
+    // A Kafka topic that existed with a smaller max.message.bytes is known once it is declared.
     const limit = this.recordLimit(topic);
     if (bytes > limit.bytes) throw invalid(`the event's record is ${bytes} bytes, over ${limit.name}`, table, event, { bytes, refusal: "too-large" });
     return [record];
+  }
+
+  /** outbox.aggregate_types: an unlisted type is refused (any topic, made or not). */
+  private admitType(aggregateType: string, topic: string, table: string, event: ChangeEvent, message: boolean): void {
+    if (this.allowedTypes === null || this.allowedTypes.has(aggregateType)) return;
+    throw this.topicRefused(`the aggregate type ${JSON.stringify(aggregateType)} (topic ${topic}) is not among outbox.aggregate_types`, aggregateType, table, event, message);
+  }
+
+  /** A topic this process has not written yet: its name, and outbox.max_topics, before it is made. */
+  private async admitTopic(aggregateType: string, topic: string, table: string, event: ChangeEvent, message: boolean): Promise<void> {
+    const taken = this.takenTopic(topic);
+    if (taken !== null) throw invalid(`the aggregate type ${JSON.stringify(aggregateType)} gives topic ${JSON.stringify(topic)}, ${taken}`, table, event);
+    // Kafka's rules for either log (the stricter: a deployment may move to Kafka).
+    const problem = kafkaTopicNameProblem(topic);
+    if (problem !== null) throw invalid(`the aggregate type ${JSON.stringify(aggregateType)} gives a topic name the topic log refuses: ${problem}`, table, event);
+    // With aggregate_types set, the list bounds the topics; a template without {aggregate_type} makes one topic.
+    if (this.allowedTypes !== null || !this.outbox.topic.includes("{aggregate_type}")) return;
+    const existing = await this.outboxTopics();
+    if (existing.has(topic)) return;
+    if (existing.size >= this.outbox.max_topics) {
+      throw this.topicRefused(
+        `the aggregate type ${JSON.stringify(aggregateType)} would make a new topic ${topic}, and ${existing.size} topics match outbox.topic "${this.outbox.topic}" already (outbox.max_topics ${this.outbox.max_topics}); raise outbox.max_topics or list the wanted types in outbox.aggregate_types`,
+        aggregateType,
+        table,
+        event,
+        message,
+      );
+    }
+    existing.add(topic);
+  }
+
+  /**
+   * The topics that match outbox.topic, read from the topic log once (those made before this process, by any source
+   * whose outbox.topic gives the same names, count too), then kept with the ones this process makes.
+   */
+  private outboxTopics(): Promise<Set<string>> {
+    if (this.existingTopics === null) {
+      const pattern = topicPattern(this.outbox.topic, this.config.name, this.source.name);
+      const listing = this.log.topicNames().then((names) => new Set(names.filter((name) => pattern.test(name))));
+      this.existingTopics = listing;
+      listing.catch(() => {
+        if (this.existingTopics === listing) this.existingTopics = null;
+      });
+    }
+    return this.existingTopics;
+  }
+
+  /**
+   * A logical message (anyone connected may emit one) is no event: dead-lettered, or halting under on_invalid halt. A
+   * row of an outbox table (written by the application, which holds INSERT on it) halts the table whatever on_invalid
+   * says: most often the application shipped a new type before the config allowed it, and its events wait, parked.
+   */
+  private topicRefused(why: string, aggregateType: string, table: string, event: ChangeEvent, message: boolean): SluiceError {
+    if (message) return invalid(why, table, event, { refusal: "topic-refused" });
+    return new SluiceError(`outbox ${table}: ${why}; then run sluice halted retry --source ${this.source.name} (the events wait, parked), or sluice halted skip --source ${this.source.name} --table ${table} to leave the event out`, {
+      code: OUTBOX_TOPIC_REFUSED,
+      context: { component: "outbox", source: event.source.name, table, position: `${event.source.position.commit}/${event.source.position.change}`, aggregateType },
+    });
   }
 
   /** The largest record `topic` takes: topics.max_record_bytes, or less when an existing Kafka topic's max.message.bytes says so. */
@@ -244,8 +328,11 @@ export class OutboxRouter implements ChangeEncoder {
         record = await build({ ...kept, after: cut(after, Object.keys(after)) }, false);
       }
     }
-    const tooLarge = error.context["refusal"] === "too-large";
-    this.deadLetters?.onDeadLetter?.(table, tooLarge ? "too-large" : "invalid");
+    const refusal = error.context["refusal"];
+    const reason: OutboxRefusal = refusal === "too-large" || refusal === "topic-refused" ? refusal : "invalid";
+    const onDeadLetter = deadLetters.onDeadLetter;
+    // Counted once durable: an event encoded again (a write that failed and the source sending it again, a release) is one dead letter.
+    if (onDeadLetter !== undefined) whenDurable(record, () => onDeadLetter.call(deadLetters, table, reason));
     this.logger?.warn(
       { source: event.source.name, table, position, deadLetterTopic: deadLetters.topic, bytes: size, kept: whole ? "whole" : "prefix", err: error.toLog() },
       `outbox ${table}: the event at ${position} is no event and was sent to ${deadLetters.topic}; the stream flows on ("sluice dead-letters --source ${event.source.name}" lists it)`,
@@ -262,8 +349,8 @@ export class OutboxRouter implements ChangeEncoder {
       return text(value);
     };
     const payload = row[columns.payload];
-    const bytes = byteLength(payload ?? null);
-    if (bytes > this.maxMessageBytes) throw invalid(`the payload is ${bytes} bytes, over ${this.maxMessageBytesName}`, table, event, { bytes, refusal: "too-large" });
+    const bytes = bytesOver(payload ?? null, this.maxMessageBytes);
+    if (bytes !== undefined) throw invalid(`the payload is ${bytes} bytes, over ${this.maxMessageBytesName}`, table, event, { bytes, refusal: "too-large" });
     return {
       id: part(columns.event_id, "event id"),
       aggregateType: part(columns.aggregate_type, "aggregate type"),
@@ -281,8 +368,8 @@ export class OutboxRouter implements ChangeEncoder {
     const content = event.after?.["content"];
     const text = typeof content === "string" ? content : "";
     // The decoder cuts a larger message (logicalMessageEvent); one parked whole by an earlier version is not parsed either.
-    const bytes = Buffer.byteLength(text, "utf8");
-    if (bytes > this.maxMessageBytes) throw invalid(`the logical message's content is ${bytes} bytes, over ${this.maxMessageBytesName}`, table, event, { bytes, refusal: "too-large" });
+    const bytes = bytesOver(text, this.maxMessageBytes);
+    if (bytes !== undefined) throw invalid(`the logical message's content is ${bytes} bytes, over ${this.maxMessageBytesName}`, table, event, { bytes, refusal: "too-large" });
     const shape = jsonShapeProblem(text, OUTBOX_JSON_SHAPE);
     if (shape !== null) throw invalid(`the logical message's content is refused unread: ${shape}`, table, event);
     let json: unknown;
@@ -422,6 +509,23 @@ function avroSchemaOf(file: string, topic: string): { schema: object; type: Type
   } catch (error) {
     throw new SluiceError(`the Avro schema file ${file} is no Avro schema: ${(error as Error).message}`, { code: OUTBOX_SCHEMA_UNREADABLE, cause: error, context: { component: "outbox", topic, file } });
   }
+}
+
+/** Topic names outbox.topic gives for some aggregate type (as topicOf writes it: letters, digits, ".", "_" and "-"). */
+function topicPattern(template: string, deployment: string, source: string): RegExp {
+  const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const parts = template.replaceAll("{deployment}", deployment).replaceAll("{source}", source).split("{aggregate_type}").map(escape);
+  return new RegExp(`^${parts[0]}([A-Za-z0-9._-]*)${parts.slice(1).join("\\1")}$`);
+}
+
+/**
+ * A column's bytes when over `max`, else undefined. Text is counted only when it may be over: its UTF-8 takes at most
+ * three bytes per UTF-16 code unit (a surrogate pair's four for two), so one within a third of `max` is not (per message).
+ */
+function bytesOver(value: ColumnValue, max: number): number | undefined {
+  if (typeof value === "string" && value.length * 3 <= max) return undefined;
+  const bytes = byteLength(value);
+  return bytes > max ? bytes : undefined;
 }
 
 /** Bytes of a column's value as stored (text as UTF-8). */

@@ -5,7 +5,7 @@
  * not capture's modules nor the schema registry's stores, REST API and CLI (~1.2 MiB of heap per
  * sink thread, docs/benchmarks.md).
  */
-import type { SinkConfig, SluiceConfig } from "../config/schema.ts";
+import type { SinkConfig, SluiceConfig, SourceConfig } from "../config/schema.ts";
 import type { ChangeEvent, Sink, StoredRecord, TopicLog } from "../connectors/contracts.ts";
 import { someReading } from "../connectors/common/table-label.ts";
 import { tableMatcher } from "../connectors/common/table-patterns.ts";
@@ -71,6 +71,15 @@ export function internalTopicSpec(name: string, config?: SluiceConfig) {
     compacted: false,
     ...(config ? { maxRecordBytes: Math.min(4 * config.topics.max_record_bytes, 2 ** 31 - 1) } : {}),
   };
+}
+
+/** sources[].dead_letter_retention when it is not set: 1 GiB, no age limit. */
+export const SOURCE_DEAD_LETTER_RETENTION = { max_age: 0, max_bytes: 2 ** 30 } as const;
+
+/** The source's dead-letter topic <deployment>.dlq.<source> (outbox, data checks): an internal topic with the source's dead_letter_retention. */
+export function sourceDeadLetterTopicSpec(name: string, config: SluiceConfig, source: Pick<SourceConfig, "dead_letter_retention">) {
+  const { max_age, max_bytes } = source.dead_letter_retention ?? SOURCE_DEAD_LETTER_RETENTION;
+  return { ...internalTopicSpec(name, config), retentionMs: max_age === 0 ? null : max_age, retentionBytes: max_bytes };
 }
 
 /** Decodes stored records; with `personal`, personal columns come out decrypted (null once their subject is forgotten). */

@@ -1,0 +1,190 @@
+/**
+ * End to end: which topics the outbox makes. On PostgreSQL 15 any role that may connect to the captured database may
+ * call pg_logical_emit_message (EXECUTE is PUBLIC's; no table privilege is needed), so a login with no privilege at all
+ * emits outbox messages here. The topic of an event's aggregate type used to be made before its payload was checked
+ * (an Avro message of an unlisted type, or one its schema refuses, made its topic and then was dead-lettered), and any
+ * number of aggregate types made as many topics. Now everything is checked before a topic is made, and the topics are
+ * bounded by outbox.max_topics (existing ones counted, also across restarts) or the allow-list outbox.aggregate_types;
+ * a refused message is dead-lettered (reason topic-refused), a refused row halts its outbox table (OUTBOX_TOPIC_REFUSED).
+ */
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import pg from "pg";
+import { openTopicLogForCommand } from "../../connectors/topics/open.ts";
+import { deserializeEventBytes } from "../../daemon/event-json.ts";
+import { createLogger } from "../../runtime/logger.ts";
+import { postgres } from "../services/ports.ts";
+import type { SluiceDaemon } from "./helpers.ts";
+import { dropPostgres, killAllDaemons, pgClient, pgSourceConfig, randomName, readEmbeddedTopics, removeDir, startReady, tempDir, waitFor } from "./helpers.ts";
+
+const schema = randomName("e2e_obtop");
+const role = randomName("e2e_nobody");
+const dir = tempDir("outbox-topics");
+const sources: string[] = [];
+let admin: pg.Client;
+/** A login with no privilege granted: what PUBLIC may do, it may. */
+let nobody: pg.Client;
+
+before(async () => {
+  admin = await pgClient();
+  await admin.query(`CREATE SCHEMA "${schema}"`);
+  await admin.query(`CREATE TABLE "${schema}".outbox (id text PRIMARY KEY, aggregatetype text, aggregateid text, type text, payload jsonb)`);
+  await admin.query(`CREATE ROLE "${role}" LOGIN PASSWORD 'nobody' NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION`);
+  nobody = new pg.Client({ ...postgres, user: role, password: "nobody" });
+  await nobody.connect();
+});
+
+after(async () => {
+  await killAllDaemons();
+  await nobody.end();
+  for (const source of sources) await dropPostgres(admin, { slot: `sluice_${source}`, publication: `sluice_${source}` });
+  await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  await admin.query(`DROP ROLE IF EXISTS "${role}"`);
+  await admin.end();
+  removeDir(dir);
+});
+
+function setup(outbox: Record<string, unknown>) {
+  const source = randomName("src");
+  const deployment = randomName("dep");
+  const prefix = randomName("events");
+  const logPath = join(dir, `${randomName("log")}.db`);
+  sources.push(source);
+  const config = {
+    name: deployment,
+    sources: [pgSourceConfig(source, [`${schema}.*`], { outbox: { tables: [`${schema}.outbox`], message_prefix: prefix, ...outbox } })],
+    topics: { kind: "embedded", path: logPath },
+    sinks: [],
+  };
+  return { source, deployment, prefix, logPath, config };
+}
+
+async function startStreaming(config: Record<string, unknown>): Promise<SluiceDaemon> {
+  const daemon = await startReady(dir, config, "sluice");
+  await waitFor("the source streaming", async () => (await daemon.status()).sources[0]?.position != null, { daemon, timeoutMs: 60_000 });
+  return daemon;
+}
+
+async function topicNames(logPath: string): Promise<string[]> {
+  const log = await openTopicLogForCommand({ kind: "embedded", path: logPath } as never, "reader", createLogger("silent"), "read-only");
+  try {
+    return await log.topicNames();
+  } finally {
+    await log.close();
+  }
+}
+
+const event = (id: string, type: string, payload: unknown = { id }) => JSON.stringify({ id, aggregatetype: type, aggregateid: "a-1", type: `${type}.made`, payload });
+
+/** Emitted by the login with no privileges, in one transaction. */
+async function emitAsNobody(prefix: string, contents: readonly string[]): Promise<void> {
+  await nobody.query("BEGIN");
+  for (const content of contents) await nobody.query("SELECT pg_logical_emit_message(true, $1, $2::text)", [prefix, content]);
+  await nobody.query("COMMIT");
+}
+
+async function deadLetters(logPath: string, deployment: string, source: string, count: number, daemon: SluiceDaemon) {
+  return waitFor(`${count} dead letters`, async () => {
+    const letters = await readEmbeddedTopics(logPath, [`${deployment}.dlq.${source}`]);
+    return letters.length >= count ? letters : undefined;
+  }, { daemon, timeoutMs: 30_000 });
+}
+
+test("PostgreSQL: a login with no privilege may emit a logical message (EXECUTE is PUBLIC's); revoking EXECUTE on both forms from PUBLIC stops it", async () => {
+  const { rows } = await nobody.query<{ lsn: string }>("SELECT pg_logical_emit_message(true, 'sluice-test', 'x')::text AS lsn");
+  assert.match(rows[0]!.lsn, /^[0-9A-F]+\/[0-9A-F]+$/);
+  // Checked in a transaction that is rolled back: the shared server's functions keep their privileges.
+  await admin.query("BEGIN");
+  try {
+    await admin.query("REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text), pg_logical_emit_message(boolean, text, bytea) FROM PUBLIC");
+    await admin.query(`SET LOCAL ROLE "${role}"`);
+    await assert.rejects(admin.query("SELECT pg_logical_emit_message(true, 'sluice-test', 'x')"), (error: { code?: string }) => error.code === "42501");
+  } finally {
+    await admin.query("ROLLBACK");
+  }
+});
+
+test("Avro: a message of an aggregate type with no schema, or whose payload its schema refuses, is dead-lettered before any topic is made", { timeout: 60_000 }, async () => {
+  const orderSchema = join(dir, `${randomName("order")}.avsc`);
+  writeFileSync(orderSchema, JSON.stringify({ type: "record", name: "Order", fields: [{ name: "id", type: "string" }] }));
+  const { source, deployment, prefix, logPath, config } = setup({ payload: { format: "avro", schemas: { order: orderSchema } } });
+  const daemon = await startStreaming(config);
+  await emitAsNobody(prefix, [event("x1", "attacker_made_1"), event("x2", "order", { id: 7 })]);
+  const letters = await deadLetters(logPath, deployment, source, 2, daemon);
+  const reasons = letters.map((l) => l.headers["sluice.reason"]);
+  assert.match(reasons[0]!, /names no schema for the logical message's aggregate type "attacker_made_1"/);
+  assert.match(reasons[1]!, /does not fit the Avro schema of order/);
+  const topics = await topicNames(logPath);
+  assert.ok(!topics.includes(`${deployment}.outbox.attacker_made_1`), `no topic for the unlisted type: ${topics.join(", ")}`);
+  assert.ok(!topics.includes(`${deployment}.outbox.order`), `no topic for a payload its schema refuses: ${topics.join(", ")}`);
+  await emitAsNobody(prefix, [event("m1", "order")]);
+  await waitFor("m1 published", async () => (await readEmbeddedTopics(logPath, [`${deployment}.outbox.order`])).length === 1, { daemon, timeoutMs: 30_000 });
+  await daemon.stop();
+});
+
+test("outbox.max_topics: past it a message of a new aggregate type is dead-lettered (topic-refused) and a row halts its table; existing topics are written and counted, also after a restart", { timeout: 60_000 }, async () => {
+  const { source, deployment, prefix, logPath, config } = setup({ max_topics: 2 });
+  const daemon = await startStreaming(config);
+  await emitAsNobody(prefix, [event("a1", "a"), event("b1", "b"), event("c1", "c"), event("d1", "d"), event("a2", "a")]);
+  const letters = await deadLetters(logPath, deployment, source, 2, daemon);
+  assert.deepEqual(letters.map((l) => (deserializeEventBytes(l.value!).after?.["content"] as string).includes('"c1"') ? "c" : "d"), ["c", "d"]);
+  assert.match(letters[0]!.headers["sluice.reason"]!, new RegExp(`aggregate type "c" would make a new topic ${deployment}\\.outbox\\.c, and 2 topics match outbox\\.topic "\\{deployment\\}\\.outbox\\.\\{aggregate_type\\}" already \\(outbox\\.max_topics 2\\)`));
+  await waitFor("a1, b1 and a2 published", async () => (await readEmbeddedTopics(logPath, [`${deployment}.outbox.a`, `${deployment}.outbox.b`])).length === 3, { daemon, timeoutMs: 30_000 });
+  const outboxTopics = (await topicNames(logPath)).filter((t) => t.startsWith(`${deployment}.outbox.`)).sort();
+  assert.deepEqual(outboxTopics, [`${deployment}.outbox.a`, `${deployment}.outbox.b`]);
+  const table = `pg_logical_message.${prefix}`;
+  assert.equal(await daemon.metric("sluice_outbox_dead_lettered_total", { source, table, reason: "topic-refused" }), 2);
+  await daemon.stop();
+
+  // Started again: the two topics that exist are counted before a third is made. A row (the application's) halts instead.
+  const again = await startStreaming(config);
+  await emitAsNobody(prefix, [event("e1", "e"), event("b2", "b")]);
+  await admin.query(`INSERT INTO "${schema}".outbox VALUES ('r1', 'f', 'a-1', 'f.made', '{}')`);
+  const halted = await waitFor("the outbox table halted", async () => (await again.status()).sources[0]?.halted.find((h) => h.table === `${schema}.outbox`), { daemon: again, timeoutMs: 30_000 });
+  assert.equal(halted.code, "OUTBOX_TOPIC_REFUSED");
+  assert.match(halted.error, /aggregate type "f" would make a new topic .*outbox\.max_topics 2.*sluice halted retry --source/);
+  await deadLetters(logPath, deployment, source, 3, again);
+  await waitFor("b2 published", async () => (await readEmbeddedTopics(logPath, [`${deployment}.outbox.b`])).length === 2, { daemon: again, timeoutMs: 30_000 });
+  assert.deepEqual((await topicNames(logPath)).filter((t) => t.startsWith(`${deployment}.outbox.`)).sort(), [`${deployment}.outbox.a`, `${deployment}.outbox.b`]);
+  await again.stop();
+});
+
+test("outbox.aggregate_types: a message of an unlisted type is dead-lettered and a row of one halts its table, before a topic is made; listed types are published", { timeout: 60_000 }, async () => {
+  const { source, deployment, prefix, logPath, config } = setup({ aggregate_types: ["order"] });
+  const daemon = await startStreaming(config);
+  await emitAsNobody(prefix, [event("c1", "customer"), event("o1", "order")]);
+  await admin.query(`INSERT INTO "${schema}".outbox VALUES ('r2', 'invoice', 'a-1', 'invoice.made', '{}')`);
+  const [letter] = await deadLetters(logPath, deployment, source, 1, daemon);
+  assert.match(letter!.headers["sluice.reason"]!, new RegExp(`the aggregate type "customer" \\(topic ${deployment}\\.outbox\\.customer\\) is not among outbox\\.aggregate_types`));
+  const halted = await waitFor("the outbox table halted", async () => (await daemon.status()).sources[0]?.halted.find((h) => h.table === `${schema}.outbox`), { daemon, timeoutMs: 30_000 });
+  assert.equal(halted.code, "OUTBOX_TOPIC_REFUSED");
+  await waitFor("o1 published", async () => (await readEmbeddedTopics(logPath, [`${deployment}.outbox.order`])).length === 1, { daemon, timeoutMs: 30_000 });
+  assert.deepEqual((await topicNames(logPath)).filter((t) => t.startsWith(`${deployment}.outbox.`)), [`${deployment}.outbox.order`]);
+  await daemon.stop();
+});
+
+test("the source's dead-letter topic is bounded: 1 GiB by default, or sources[].dead_letter_retention; the embedded log applies a changed one at the next start", { timeout: 60_000 }, async () => {
+  const { source, deployment, prefix, logPath, config } = setup({});
+  const spec = async () => {
+    const log = await openTopicLogForCommand({ kind: "embedded", path: logPath } as never, "reader", createLogger("silent"), "read-only");
+    try {
+      return (await log.listTopics([`${deployment}.dlq.${source}`]))[0];
+    } finally {
+      await log.close();
+    }
+  };
+  const daemon = await startStreaming(config);
+  await emitAsNobody(prefix, ["not json {"]);
+  await deadLetters(logPath, deployment, source, 1, daemon);
+  assert.deepEqual([(await spec())?.retentionMs, (await spec())?.retentionBytes], [null, 2 ** 30]);
+  await daemon.stop();
+
+  (config.sources[0] as Record<string, unknown>)["dead_letter_retention"] = { max_age: "30d", max_bytes: "64MiB" };
+  const again = await startStreaming(config);
+  await emitAsNobody(prefix, ["not json either {"]);
+  await deadLetters(logPath, deployment, source, 2, again);
+  assert.deepEqual([(await spec())?.retentionMs, (await spec())?.retentionBytes], [30 * 86_400_000, 64 * 2 ** 20]);
+  await again.stop();
+});
