@@ -314,3 +314,20 @@ test("outbox.max_topics counts the existing topics outbox.topic gives (for this 
   assert.equal(record?.topic, "dep.ev.pg.q.x.q", "an existing topic is written");
   assert.deepEqual(created, ["dep.ev.pg.q.x.q"]);
 });
+
+test("an event refused after its topic was admitted (a payload its Avro schema refuses, no schema) takes no place under outbox.max_topics", async () => {
+  const created: string[] = [];
+  const log = { createTopic: async (spec: { name: string }) => void created.push(spec.name), topicNames: async () => [...created] } as unknown as TopicLog;
+  const cfg = config(`      message_prefix: outbox\n      max_topics: 1\n      payload:\n        format: avro\n        schemas:\n          order: ${schemaFile}`);
+  const r = new OutboxRouter(cfg, cfg.sources[0] as never, { encode: async () => [] }, log, new LocalRegistry(await openMemoryStore()));
+  const message = (type: string, payload: unknown) =>
+    logicalMessageEvent(logicalMessageTable("pg", "shop", "outbox"), Buffer.from(JSON.stringify({ id: "m", aggregatetype: type, aggregateid: "o-1", type: "t", payload })), { sourceName: "pg", position: { commit: 9n, change: 8n }, txId: "2", commitTimeMs: 5, snapshot: false });
+  for (let i = 0; i < 3; i++) {
+    await assert.rejects(r.encode(message(`unlisted${i}`, { total: 1 })), (e) => e instanceof SluiceError && e.code === "OUTBOX_EVENT_INVALID" && /names no schema/.test(e.message));
+    await assert.rejects(r.encode(message("order", { total: "not a long" })), (e) => e instanceof SluiceError && e.code === "OUTBOX_EVENT_INVALID" && /does not fit the Avro schema/.test(e.message));
+  }
+  assert.deepEqual(created, []);
+  const [record] = await r.encode(message("order", { total: 3 }));
+  assert.equal(record?.topic, "dep.outbox.order");
+  await assert.rejects(r.encode(message("customer", { total: 1 })), (e) => e instanceof SluiceError && /would make a new topic dep\.outbox\.customer, and 1 topic matches/.test(e.message));
+});

@@ -195,6 +195,8 @@ export class OutboxRouter implements ChangeEncoder {
         throw error;
       });
       this.created.add(topic);
+      // Counted once made: an event refused after its admission (its payload, its size) takes no place under max_topics.
+      if (this.existingTopics !== null) (await this.existingTopics).add(topic);
     }
     // A Kafka topic that existed with a smaller max.message.bytes is known once it is declared.
     const limit = this.recordLimit(topic);
@@ -221,14 +223,13 @@ export class OutboxRouter implements ChangeEncoder {
     if (existing.has(topic)) return;
     if (existing.size >= this.outbox.max_topics) {
       throw this.topicRefused(
-        `the aggregate type ${JSON.stringify(aggregateType)} would make a new topic ${topic}, and ${existing.size} topics match outbox.topic "${this.outbox.topic}" already (outbox.max_topics ${this.outbox.max_topics}); raise outbox.max_topics or list the wanted types in outbox.aggregate_types`,
+        `the aggregate type ${JSON.stringify(aggregateType)} would make a new topic ${topic}, and ${existing.size === 1 ? "1 topic matches" : `${existing.size} topics match`} outbox.topic "${this.outbox.topic}" already (outbox.max_topics ${this.outbox.max_topics}); raise outbox.max_topics or list the wanted types in outbox.aggregate_types`,
         aggregateType,
         table,
         event,
         message,
       );
     }
-    existing.add(topic);
   }
 
   /**
