@@ -87,6 +87,8 @@ test("a failing announcement is warned once per streak, not at every heartbeat, 
 class TopicLikeLog implements AnnouncingLog {
   readonly records: { key: Uint8Array; value: Uint8Array | null }[] = [];
   read = 0;
+  /** Polls to fail (the reader then starts a consumer again, which reads from the beginning). */
+  failPolls = 0;
   add(key: string, value: string | null): void {
     this.records.push({ key: Buffer.from(key), value: value === null ? null : Buffer.from(value) });
   }
@@ -97,6 +99,11 @@ class TopicLikeLog implements AnnouncingLog {
     let next = 0;
     return {
       poll: async (options: { signal?: AbortSignal }) => {
+        if (this.failPolls > 0) {
+          this.failPolls--;
+          this.read = 0;
+          throw new Error("connection lost");
+        }
         if (next === this.records.length) await new Promise((resolve) => setTimeout(resolve, 5));
         if (options.signal?.aborted) return [];
         const batch = this.records.slice(next);
@@ -117,6 +124,7 @@ test("a report's staleness is told on the reader's clock: a live process whose c
   log.add("live:1", other("live:1", Date.now() - 30_000));
   log.add("dead:1", other("dead:1", Date.now() + 3_600_000));
   const directory = new InstanceDirectory({ log, deployment: "dep", id: report.id, report: async () => ({ ...report, at: Date.now() }), intervalMs, logger: createLogger("silent") });
+  const startedAt = performance.now();
   directory.start();
   try {
     while (log.read < 3) await new Promise((resolve) => setTimeout(resolve, 5));
@@ -130,6 +138,12 @@ test("a report's staleness is told on the reader's clock: a live process whose c
     const later = performance.now() + STALE_INTERVALS * intervalMs + 1_000;
     assert.deepEqual(seen(await directory.instances(Date.now(), later)), { "live:1": true, "dead:1": true });
     assert.deepEqual(seen(await directory.instances(Date.now(), performance.now() + DROP_INTERVALS * intervalMs + 1_000)), {}, "both left out once older than DROP_INTERVALS");
+    // The reader's consumer starts over (2 s later) and reads every report again. The dead process's report, read
+    // again before this process's own, is not taken for one that just arrived: 3 intervals after the reader started it
+    // is stale, while the live process's, which came again after this process's own, is not.
+    log.failPolls = 1;
+    while (log.failPolls > 0 || log.read < log.records.length) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(seen(await directory.instances(Date.now(), startedAt + STALE_INTERVALS * intervalMs + 300)), { "live:1": false, "dead:1": true });
   } finally {
     await directory.close();
   }

@@ -153,6 +153,8 @@ export class InstanceDirectory {
       let consumer: TopicConsumer | null = null;
       try {
         consumer = await log.consumer(group, [instancesTopic(this.options.deployment)]);
+        // A consumer started again may read the topic from its beginning again: live once this process's report comes back.
+        this.followingLive = false;
         while (!signal.aborted) {
           for (const record of await consumer.poll({ maxRecords: 1_000, maxBytes: 4 * 2 ** 20, maxWaitMs: 1_000, signal })) {
             if (!record.key) continue;
@@ -167,7 +169,11 @@ export class InstanceDirectory {
               this.arrivedAt.delete(key);
               continue;
             }
-            this.known.set(key, JSON.parse(Buffer.from(record.value).toString("utf8")) as InstanceReport);
+            const report = JSON.parse(Buffer.from(record.value).toString("utf8")) as InstanceReport;
+            const previous = this.known.get(key);
+            this.known.set(key, report);
+            // The same report read again (the consumer started over): when it arrived stands.
+            if (previous?.at === report.at) continue;
             if (this.followingLive) this.arrivedAt.set(key, performance.now());
             else this.arrivedAt.delete(key);
           }
